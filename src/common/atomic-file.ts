@@ -1,0 +1,73 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+
+/**
+ * Writes a file so that a crash or kill -9 at any moment leaves either the old content or the new, never a mix:
+ * write a temp file in the same directory, fsync it, rename it over the target, fsync the directory.
+ */
+export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
+  const dir = path.dirname(file);
+  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+  try {
+    fs.chmodSync(tmp, mode);
+    fs.renameSync(tmp, file);
+  } catch (err) {
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fsyncDir(dir);
+}
+
+/** Writes several files so that all of them are replaced or none: each goes to a temp name first, then all renames. */
+export function writeFilesAtomic(files: Array<{ file: string; data: string | Uint8Array; mode?: number }>): void {
+  const staged: Array<{ tmp: string; file: string }> = [];
+  try {
+    for (const { file, data, mode = 0o600 } of files) {
+      const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+      const fd = fs.openSync(tmp, 'wx', mode);
+      try {
+        fs.writeFileSync(fd, data);
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+      staged.push({ tmp, file });
+    }
+  } catch (err) {
+    for (const s of staged) fs.rmSync(s.tmp, { force: true });
+    throw err;
+  }
+  for (const s of staged) fs.renameSync(s.tmp, s.file);
+  for (const dir of new Set(staged.map((s) => path.dirname(s.file)))) fsyncDir(dir);
+}
+
+/** Creates a directory (and parents) and forces its mode, since mkdir's mode is masked by the umask. */
+export function ensurePrivateDir(dir: string, mode = 0o700): void {
+  fs.mkdirSync(dir, { recursive: true, mode });
+  fs.chmodSync(dir, mode);
+}
+
+/** Removes temp files a crash left behind by writeFileAtomic. */
+export function removeStaleTempFiles(dir: string): void {
+  if (!fs.existsSync(dir)) return;
+  for (const name of fs.readdirSync(dir)) {
+    if (name.startsWith('.') && name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+  }
+}
+
+function fsyncDir(dir: string): void {
+  const fd = fs.openSync(dir, 'r');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}

@@ -1,0 +1,41 @@
+import { invalidArgument } from './errors.js';
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/**
+ * Parses a TTL as an operator writes it: plain seconds ("3600", as SPIRE's -x509SVIDTTL) or a number with a unit
+ * ("90s", "15m", "24h", "7d", "1h30m"). Returns milliseconds; zero and negatives are refused.
+ */
+export function parseDuration(input: string | number, what = 'duration'): number {
+  if (typeof input === 'number') {
+    if (!Number.isFinite(input) || input <= 0) throw invalidArgument(`${what} must be a positive number of seconds, got ${input}`);
+    return Math.round(input * 1000);
+  }
+  const text = input.trim();
+  if (/^\d+$/.test(text)) return parseDuration(Number(text), what);
+  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  let total = 0;
+  let matched = 0;
+  for (let m = re.exec(text); m !== null; m = re.exec(text)) {
+    total += Number(m[1]) * (UNITS[m[2]!] ?? 0);
+    matched = re.lastIndex;
+  }
+  if (text === '' || matched !== text.length || total <= 0) {
+    throw invalidArgument(`${what} "${input}" is not a valid duration: use seconds (3600) or units like 90s, 15m, 24h, 7d`);
+  }
+  return Math.round(total);
+}
+
+/** Formats milliseconds compactly for messages: 86400000 → "24h", 5400000 → "1h30m". */
+export function formatDuration(ms: number): string {
+  if (ms <= 0) return '0s';
+  const parts: string[] = [];
+  let rest = Math.round(ms / 1000);
+  for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {
+    if (rest >= size) {
+      parts.push(`${Math.floor(rest / size)}${unit}`);
+      rest %= size;
+    }
+  }
+  return parts.join('') || `${ms}ms`;
+}

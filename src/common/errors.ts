@@ -1,0 +1,45 @@
+/**
+ * Domain errors. Every error meshid raises on purpose is a MeshidError with a string code; the one table in
+ * grpc-status.ts turns the code into a gRPC status, and the CLIs turn it into one line on stderr.
+ * Messages must be safe to show to the caller: never include key material or token values.
+ */
+export type ErrorCode =
+  | 'invalid_argument'
+  | 'not_found'
+  | 'already_exists'
+  | 'permission_denied'
+  | 'failed_precondition'
+  | 'resource_exhausted'
+  | 'unavailable'
+  | 'unauthenticated'
+  | 'unimplemented'
+  | 'internal';
+
+export class MeshidError extends Error {
+  readonly code: ErrorCode;
+  readonly data: Record<string, unknown> | undefined;
+
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = 'MeshidError';
+    this.code = code;
+    this.data = options.data;
+  }
+}
+
+export const invalidArgument = (message: string, cause?: unknown): MeshidError =>
+  new MeshidError('invalid_argument', message, { cause });
+export const notFound = (message: string): MeshidError => new MeshidError('not_found', message);
+export const alreadyExists = (message: string): MeshidError => new MeshidError('already_exists', message);
+export const permissionDenied = (message: string): MeshidError => new MeshidError('permission_denied', message);
+export const failedPrecondition = (message: string, cause?: unknown): MeshidError =>
+  new MeshidError('failed_precondition', message, { cause });
+export const resourceExhausted = (message: string): MeshidError => new MeshidError('resource_exhausted', message);
+export const unavailable = (message: string, cause?: unknown): MeshidError =>
+  new MeshidError('unavailable', message, { cause });
+export const unauthenticated = (message: string): MeshidError => new MeshidError('unauthenticated', message);
+export const internal = (message: string, cause?: unknown): MeshidError => new MeshidError('internal', message, { cause });
+
+export function isMeshidError(err: unknown, code?: ErrorCode): err is MeshidError {
+  return err instanceof MeshidError && (code === undefined || err.code === code);
+}

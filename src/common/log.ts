@@ -1,0 +1,57 @@
+import { pino, type Logger, type LoggerOptions } from 'pino';
+
+export type { Logger };
+
+/**
+ * The one pino root per process. Key material and token values never reach a log line: the redact paths cover every
+ * field name meshid uses for them, and code passes fingerprints or IDs, not secrets.
+ */
+export const REDACT_PATHS = [
+  'privateKey', '*.privateKey', 'key', '*.key', 'token', '*.token', 'joinToken', '*.joinToken',
+  'svid', '*.svid', 'jwt', '*.jwt', 'x509_svid_key', '*.x509_svid_key', 'secret', '*.secret',
+];
+
+export interface LogOptions {
+  level?: string;
+  /** Pretty output for humans; defaults to whether stderr is a TTY. */
+  pretty?: boolean;
+  name: string;
+  destination?: NodeJS.WritableStream;
+}
+
+export function createLogger(options: LogOptions): Logger {
+  const base: LoggerOptions = {
+    name: options.name,
+    level: options.level ?? process.env['MESHID_LOG_LEVEL'] ?? 'info',
+    redact: { paths: REDACT_PATHS, censor: '[redacted]' },
+  };
+  const pretty = options.pretty ?? process.stderr.isTTY === true;
+  if (pretty && options.destination === undefined) {
+    return pino(base, prettyStream());
+  }
+  return pino(base, (options.destination ?? pino.destination({ fd: 2, sync: true })) as pino.DestinationStream);
+}
+
+/** A dependency-free human format for terminals: "12:00:01 INFO  ca: message key=value". */
+function prettyStream(): pino.DestinationStream {
+  const names: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
+  return {
+    write(line: string) {
+      try {
+        const { level, time, msg, name, subsystem, pid: _pid, hostname: _h, ...rest } = JSON.parse(line) as Record<string, unknown>;
+        const ts = new Date(time as number).toISOString().slice(11, 19);
+        const extra = Object.entries(rest)
+          .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
+          .join(' ');
+        process.stderr.write(`${ts} ${names[level as number] ?? level} ${subsystem ?? name}: ${msg ?? ''}${extra ? ' ' + extra : ''}\n`);
+      } catch {
+        process.stderr.write(line);
+      }
+    },
+  };
+}
+
+/** A logger that drops everything, for tests and library use. */
+export function silentLogger(): Logger {
+  return pino({ level: 'silent' });
+}

@@ -1,0 +1,106 @@
+import { invalidArgument } from '../errors.js';
+
+/** SPIFFE-ID §2.1: trust domain names are lowercase letters, digits, '.', '-', '_'; at most 255 bytes. */
+const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
+/** SPIFFE-ID §2.2: path segments of [A-Za-z0-9._-]. */
+const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
+const MAX_ID_BYTES = 2048;
+const MAX_TD_BYTES = 255;
+const SCHEME = 'spiffe://';
+
+export interface SpiffeId {
+  /** Bare trust domain name, e.g. "example.org". */
+  readonly trustDomain: string;
+  /** Path including the leading "/", or "" for a trust domain ID. */
+  readonly path: string;
+  /** The canonical string form, byte-exact as given. */
+  readonly id: string;
+}
+
+/** Validates a bare trust domain name (SPIFFE-ID §2.1) and returns it. */
+export function parseTrustDomainName(name: string): string {
+  if (name === '') throw invalidArgument('trust domain is empty');
+  if (Buffer.byteLength(name) > MAX_TD_BYTES) throw invalidArgument(`trust domain "${name.slice(0, 64)}…" is longer than 255 bytes`);
+  if (!TRUST_DOMAIN_RE.test(name)) {
+    throw invalidArgument(
+      `trust domain "${name}" is invalid: only lowercase letters, digits, ".", "-" and "_" are allowed (SPIFFE-ID §2.1)`,
+    );
+  }
+  return name;
+}
+
+/** Accepts a trust domain as "example.org" or "spiffe://example.org" and returns the bare name. */
+export function parseTrustDomain(input: string): string {
+  if (input.startsWith(SCHEME)) {
+    const id = parseSpiffeId(input);
+    if (id.path !== '') throw invalidArgument(`"${input}" is a SPIFFE ID with a path, not a trust domain`);
+    return id.trustDomain;
+  }
+  if (input.includes('://')) throw invalidArgument(`trust domain "${input}" must use the spiffe scheme or be a bare name`);
+  return parseTrustDomainName(input);
+}
+
+/**
+ * Parses a SPIFFE ID exactly as SPIFFE-ID §2 says: scheme "spiffe" (lowercase), a valid trust domain, an optional path
+ * of non-empty segments that are not "." or "..", no trailing slash, no query, fragment, port, userinfo or
+ * percent-encoding, at most 2048 bytes. Throws MeshidError(invalid_argument) naming what is wrong.
+ */
+export function parseSpiffeId(input: string): SpiffeId {
+  if (typeof input !== 'string' || input === '') throw invalidArgument('SPIFFE ID is empty');
+  if (Buffer.byteLength(input) > MAX_ID_BYTES) throw invalidArgument('SPIFFE ID is longer than 2048 bytes');
+  if (!input.startsWith(SCHEME)) {
+    if (input.toLowerCase().startsWith(SCHEME)) throw invalidArgument(`SPIFFE ID "${input}" must use the lowercase scheme "spiffe://"`);
+    throw invalidArgument(`"${input}" is not a SPIFFE ID: it must start with "spiffe://"`);
+  }
+  const rest = input.slice(SCHEME.length);
+  const slash = rest.indexOf('/');
+  const td = slash === -1 ? rest : rest.slice(0, slash);
+  const path = slash === -1 ? '' : rest.slice(slash);
+  if (td === '') throw invalidArgument(`SPIFFE ID "${input}" has an empty trust domain`);
+  if (/[?#]/.test(input)) throw invalidArgument(`SPIFFE ID "${input}" must not contain a query or fragment`);
+  if (/[@:]/.test(td)) throw invalidArgument(`SPIFFE ID "${input}" must not contain userinfo or a port`);
+  if (td !== td.toLowerCase()) throw invalidArgument(`SPIFFE ID "${input}": the trust domain must be lowercase`);
+  try {
+    parseTrustDomainName(td);
+  } catch (err) {
+    throw invalidArgument(`SPIFFE ID "${input}": ${(err as Error).message}`);
+  }
+  if (path !== '') {
+    if (path.endsWith('/')) throw invalidArgument(`SPIFFE ID "${input}" must not end with "/"`);
+    for (const segment of path.slice(1).split('/')) {
+      if (segment === '') throw invalidArgument(`SPIFFE ID "${input}" has an empty path segment`);
+      if (segment === '.' || segment === '..') throw invalidArgument(`SPIFFE ID "${input}" has a "${segment}" path segment`);
+      if (!SEGMENT_RE.test(segment)) {
+        throw invalidArgument(
+          `SPIFFE ID "${input}": path segment "${segment}" may only hold letters, digits, ".", "-" and "_" (no percent-encoding)`,
+        );
+      }
+    }
+  }
+  return { trustDomain: td, path, id: input };
+}
+
+/** A workload or agent identity: a SPIFFE ID with a non-root path (X509-SVID §3.1) in the given trust domain. */
+export function parseWorkloadId(input: string, trustDomain: string, what = 'SPIFFE ID'): SpiffeId {
+  const id = parseSpiffeId(input);
+  if (id.path === '') throw invalidArgument(`${what} "${input}" must have a path: spiffe://${id.trustDomain} names the trust domain, not a workload`);
+  if (id.trustDomain !== trustDomain) throw invalidArgument(`${what} "${input}" is not in trust domain "${trustDomain}"`);
+  return id;
+}
+
+export function trustDomainId(trustDomain: string): string {
+  return `${SCHEME}${trustDomain}`;
+}
+
+export function makeId(trustDomain: string, ...segments: string[]): string {
+  return `${SCHEME}${trustDomain}/${segments.join('/')}`;
+}
+
+export function isSpiffeId(input: string): boolean {
+  try {
+    parseSpiffeId(input);
+    return true;
+  } catch {
+    return false;
+  }
+}
