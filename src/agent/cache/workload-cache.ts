@@ -1,0 +1,66 @@
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+
+/**
+ * The seam between the agent's core (sync with the server, SVID issuance and rotation, persistence) and the APIs it
+ * serves to workloads (Workload API, SDS). The handlers own this interface; the cache implements it.
+ */
+
+/** One X.509-SVID the agent holds for a registration entry. */
+export interface WorkloadSvid {
+  readonly entryId: string;
+  readonly spiffeId: string;
+  readonly hint: string;
+  /** DER certificates, leaf first, then the datacenter intermediate (never the root). */
+  readonly chain: readonly Buffer[];
+  /** PKCS#8 DER, unencrypted. */
+  readonly privateKey: Buffer;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  /** Changes exactly when the SVID is re-issued (the leaf serial): what streams compare to avoid duplicates. */
+  readonly version: string;
+}
+
+/** What a caller with given selectors is entitled to right now. */
+export interface IdentitySnapshot {
+  /** True when at least one entry matches the selectors (even if its SVID is not issued yet). */
+  readonly entitled: boolean;
+  /**
+   * Issued SVIDs of the matching entries in a stable order: svids[0] is the default identity (the oldest matching
+   * entry: adding entries never changes a workload's default). Entries whose SVID is not issued yet are absent.
+   */
+  readonly svids: readonly WorkloadSvid[];
+  /** Whether every matching entry has an issued SVID (streams wait for this before their first message). */
+  readonly complete: boolean;
+  /** The own trust domain's bundle. */
+  readonly bundle: TrustBundle;
+  /** Bundles of the foreign trust domains the matching entries federate with, sorted by trust domain. */
+  readonly federatedBundles: readonly TrustBundle[];
+}
+
+export interface JwtSvidResult {
+  readonly spiffeId: string;
+  readonly hint: string;
+  readonly token: string;
+  readonly expiresAt: number;
+}
+
+export interface WorkloadCache {
+  /** False until the agent has state to serve (first sync, or state restored from disk). */
+  ready(): boolean;
+  snapshot(selectors: readonly Selector[]): IdentitySnapshot;
+  /**
+   * Calls `listener` after any change that may alter the snapshot for these selectors (SVID issued or rotated,
+   * entries added/removed/changed, bundle or federated bundle change). Listeners recompute and compare; the cache
+   * may call more often than strictly needed, never less. Returns the unsubscribe function.
+   */
+  subscribe(selectors: readonly Selector[], listener: () => void): () => void;
+  /**
+   * JWT-SVIDs for the matching entries (or only `spiffeId` if given) and these audiences; cached per
+   * (entry, audiences) and refreshed once half their lifetime has passed. Throws MeshidError permission_denied when
+   * not entitled, unavailable when the server cannot be reached and nothing valid is cached.
+   */
+  fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]>;
+  /** Own and every federated bundle the agent knows, for validating JWT-SVIDs. */
+  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> };
+}
