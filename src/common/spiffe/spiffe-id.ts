@@ -58,6 +58,7 @@ export function parseSpiffeId(input: string): SpiffeId {
   const path = slash === -1 ? '' : rest.slice(slash);
   if (td === '') throw invalidArgument(`SPIFFE ID "${input}" has an empty trust domain`);
   if (/[?#]/.test(input)) throw invalidArgument(`SPIFFE ID "${input}" must not contain a query or fragment`);
+  if (td.startsWith('[')) throw invalidArgument(`SPIFFE ID "${input}": IPv6 literals are not valid trust domains`);
   if (/[@:]/.test(td)) throw invalidArgument(`SPIFFE ID "${input}" must not contain userinfo or a port`);
   if (td !== td.toLowerCase()) throw invalidArgument(`SPIFFE ID "${input}": the trust domain must be lowercase`);
   try {

@@ -1,0 +1,55 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { compileServerConfig, readConfigFile } from '../../../src/server/config.js';
+
+test('defaults follow the issue: 24h X.509, 5m JWT, 7d intermediate, 10y root, 600s join tokens', () => {
+  const c = compileServerConfig({ trust_domain: 'example.org' });
+  assert.equal(c.x509SvidTtlMs, 24 * 3600e3);
+  assert.equal(c.jwtSvidTtlMs, 5 * 60e3);
+  assert.equal(c.intermediateTtlMs, 7 * 24 * 3600e3);
+  assert.equal(c.rootTtlMs, 3650 * 24 * 3600e3);
+  assert.equal(c.joinTokenTtlMs, 600e3);
+  assert.equal(c.caKeyType, 'ec-p256');
+  assert.ok(Object.isFrozen(c));
+});
+
+test('an intermediate that cannot cover a full SVID at activation is refused, naming what to change', () => {
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', intermediate_ttl: '36h', default_x509_svid_ttl: '24h' }),
+    (err: Error) => /intermediate_ttl \(1d12h\)/.test(err.message) && /Raise intermediate_ttl above 2d/.test(err.message),
+  );
+  // Exactly twice is still refused: the successor must be prepared strictly before it is needed.
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', intermediate_ttl: '48h' }), /intermediate_ttl/);
+  assert.doesNotThrow(() => compileServerConfig({ trust_domain: 'example.org', intermediate_ttl: '49h' }));
+});
+
+test('a root that cannot cover two intermediates and JWT keys too short for their tokens are refused', () => {
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', root_ttl: '10d' }), /root_ttl \(10d\).*Raise root_ttl above 14d/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', jwt_key_ttl: '8m' }), /jwt_key_ttl \(8m\)/);
+});
+
+test('invalid trust domains, datacenters and key types are refused', () => {
+  assert.throws(() => compileServerConfig({}), /trust domain is required/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'Example.org' }), /lowercase/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', datacenters: ['East'] }), /datacenter "East" is invalid/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', ca_key_type: 'dsa' }), /ca_key_type "dsa"/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', default_x509_svid_ttl: 'soon' }), /not a valid duration/);
+});
+
+test('config files reject unknown keys by name', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example.org', datacentres: ['east'] }));
+    assert.throws(() => readConfigFile(file), /unknown key "datacentres"/);
+    fs.writeFileSync(file, JSON.stringify({ server: { trust_domain: 'example.org', datacenters: ['east', 'west'] } }));
+    assert.deepEqual(compileServerConfig(readConfigFile(file)).datacenters, ['east', 'west']);
+    fs.writeFileSync(file, '{ not json');
+    assert.throws(() => readConfigFile(file), /not valid JSON/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
