@@ -1,0 +1,45 @@
+/**
+ * Rotation decisions as pure functions of `now`, shared by the server's authorities and the agent's SVIDs.
+ * A credential with a successor is prepared at half its life and handed over when it could no longer cover a full
+ * lifetime of what it signs; a leaf credential (SVID) is renewed at half its life (± jitter), at once past 90 %.
+ */
+export interface Lifetime {
+  readonly notBefore: number;
+  readonly notAfter: number;
+}
+
+export function halfLife(l: Lifetime): number {
+  return l.notBefore + (l.notAfter - l.notBefore) / 2;
+}
+
+/** An authority's successor is prepared (and published) once half of the authority's life has passed. */
+export function shouldPrepareSuccessor(now: number, active: Lifetime): boolean {
+  return now >= halfLife(active);
+}
+
+/** The successor takes over when the active authority could no longer cover a full child lifetime. */
+export function shouldActivateSuccessor(now: number, active: Lifetime, childTtlMs: number): boolean {
+  return now + childTtlMs > active.notAfter;
+}
+
+/** The next instant at which either decision above changes for this authority. */
+export function nextAuthorityDecision(now: number, active: Lifetime, childTtlMs: number, prepared: boolean): number {
+  const candidates = [active.notAfter - childTtlMs + 1];
+  if (!prepared) candidates.push(halfLife(active));
+  const future = candidates.filter((t) => t > now);
+  return future.length > 0 ? Math.min(...future) : now;
+}
+
+/**
+ * When a leaf SVID should be renewed: at half its life shifted by `jitter` (a fraction in [-0.1, 0.1] chosen once per
+ * SVID so a fleet spreads out), and never later than 90 % of its life.
+ */
+export function renewalTime(l: Lifetime, jitter: number): number {
+  const span = l.notAfter - l.notBefore;
+  const j = Math.max(-0.1, Math.min(0.1, jitter));
+  return Math.min(l.notBefore + span * (0.5 + j), l.notBefore + span * 0.9);
+}
+
+export function shouldRenew(now: number, l: Lifetime, jitter: number): boolean {
+  return now >= renewalTime(l, jitter);
+}

@@ -1,0 +1,192 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { invalidArgument, MeshidError } from '../common/errors.js';
+import { formatDuration, parseDuration } from '../common/duration.js';
+import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import type { KeyType } from '../common/x509/keys.js';
+
+/**
+ * meshid-server configuration: raw input (config file + flags) is validated, cross-checked and compiled into a frozen
+ * ServerConfig. Unknown keys are errors that name the key; cross-field rules say which values to change.
+ */
+export interface ServerConfig {
+  readonly trustDomain: string;
+  readonly dataDir: string;
+  readonly bindAddress: string;
+  readonly adminSocket: string;
+  readonly datacenters: readonly string[];
+  readonly caKeyType: KeyType;
+  readonly x509SvidTtlMs: number;
+  /** The longest X.509-SVID TTL an entry may ask for; intermediates are sized so they can always cover it. */
+  readonly maxX509SvidTtlMs: number;
+  readonly jwtSvidTtlMs: number;
+  /** The longest JWT-SVID TTL an entry may ask for; JWT keys are sized to cover it. */
+  readonly maxJwtSvidTtlMs: number;
+  readonly intermediateTtlMs: number;
+  readonly rootTtlMs: number;
+  readonly jwtKeyTtlMs: number;
+  readonly joinTokenTtlMs: number;
+  readonly agentSvidTtlMs: number;
+  readonly upstreamCa: { readonly certFile: string; readonly keyFile: string } | undefined;
+  readonly logLevel: string;
+  /** Signing requests per agent per second (token bucket refill) and burst. */
+  readonly agentSignRate: number;
+  readonly agentSignBurst: number;
+}
+
+/** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
+export interface RawServerConfig {
+  trust_domain?: string;
+  data_dir?: string;
+  bind_address?: string;
+  admin_socket?: string;
+  datacenters?: string[];
+  ca_key_type?: string;
+  default_x509_svid_ttl?: string | number;
+  max_x509_svid_ttl?: string | number;
+  default_jwt_svid_ttl?: string | number;
+  max_jwt_svid_ttl?: string | number;
+  intermediate_ttl?: string | number;
+  root_ttl?: string | number;
+  jwt_key_ttl?: string | number;
+  join_token_ttl?: string | number;
+  agent_svid_ttl?: string | number;
+  upstream_ca_cert?: string;
+  upstream_ca_key?: string;
+  log_level?: string;
+  agent_sign_rate?: number;
+  agent_sign_burst?: number;
+}
+
+const KNOWN_KEYS = new Set<keyof RawServerConfig>([
+  'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
+  'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'jwt_key_ttl', 'join_token_ttl',
+  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'log_level', 'agent_sign_rate', 'agent_sign_burst',
+]);
+
+export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
+const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
+const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+
+/** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
+export function readConfigFile(file: string): RawServerConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalidArgument(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw invalidArgument(`config file ${file} must hold a JSON object`);
+  }
+  const obj = (parsed as Record<string, unknown>)['server'] ?? parsed;
+  for (const key of Object.keys(obj as object)) {
+    if (!KNOWN_KEYS.has(key as keyof RawServerConfig)) {
+      throw invalidArgument(`config file ${file}: unknown key "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
+    }
+  }
+  return obj as RawServerConfig;
+}
+
+/** Validates raw settings and compiles them into a frozen ServerConfig; throws a MeshidError naming what to change. */
+export function compileServerConfig(raw: RawServerConfig): ServerConfig {
+  if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
+  const trustDomain = parseTrustDomain(raw.trust_domain);
+  const datacenters = [...new Set(raw.datacenters && raw.datacenters.length > 0 ? raw.datacenters : ['dc1'])];
+  for (const dc of datacenters) {
+    if (!DATACENTER_RE.test(dc)) {
+      throw invalidArgument(`datacenter "${dc}" is invalid: use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit`);
+    }
+  }
+  const caKeyType = (raw.ca_key_type ?? 'ec-p256') as KeyType;
+  if (!KEY_TYPES.includes(caKeyType)) throw invalidArgument(`ca_key_type "${raw.ca_key_type}" is not one of ${KEY_TYPES.join(', ')}`);
+
+  const ttl = (value: string | number | undefined, fallback: string, name: string): number =>
+    parseDuration(value ?? fallback, name);
+  const x509SvidTtlMs = ttl(raw.default_x509_svid_ttl, '24h', 'default_x509_svid_ttl');
+  const maxX509SvidTtlMs = ttl(raw.max_x509_svid_ttl, String(x509SvidTtlMs / 1000), 'max_x509_svid_ttl');
+  const jwtSvidTtlMs = ttl(raw.default_jwt_svid_ttl, '5m', 'default_jwt_svid_ttl');
+  const maxJwtSvidTtlMs = ttl(raw.max_jwt_svid_ttl, String(jwtSvidTtlMs / 1000), 'max_jwt_svid_ttl');
+  const intermediateTtlMs = ttl(raw.intermediate_ttl, '7d', 'intermediate_ttl');
+  const rootTtlMs = ttl(raw.root_ttl, '3650d', 'root_ttl');
+  const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, '1d', 'jwt_key_ttl');
+  const joinTokenTtlMs = ttl(raw.join_token_ttl, '600s', 'join_token_ttl');
+  const agentSvidTtlMs = ttl(raw.agent_svid_ttl, String(x509SvidTtlMs / 1000), 'agent_svid_ttl');
+
+  checkCoverage(x509SvidTtlMs, maxX509SvidTtlMs, agentSvidTtlMs, intermediateTtlMs, rootTtlMs, maxJwtSvidTtlMs, jwtKeyTtlMs);
+  if (maxJwtSvidTtlMs < jwtSvidTtlMs) {
+    throw invalidArgument(`max_jwt_svid_ttl (${formatDuration(maxJwtSvidTtlMs)}) is shorter than default_jwt_svid_ttl (${formatDuration(jwtSvidTtlMs)}): raise max_jwt_svid_ttl`);
+  }
+
+  if ((raw.upstream_ca_cert === undefined) !== (raw.upstream_ca_key === undefined)) {
+    throw invalidArgument('--upstream-ca-cert and --upstream-ca-key must be given together');
+  }
+  const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
+  const rate = raw.agent_sign_rate ?? 200;
+  const burst = raw.agent_sign_burst ?? 2000;
+  if (!(rate > 0) || !(burst >= 1)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst ≥ 1');
+  return Object.freeze({
+    trustDomain,
+    dataDir,
+    bindAddress: raw.bind_address ?? '0.0.0.0:8081',
+    adminSocket: path.resolve(raw.admin_socket ?? DEFAULT_ADMIN_SOCKET),
+    datacenters: Object.freeze(datacenters),
+    caKeyType,
+    x509SvidTtlMs,
+    maxX509SvidTtlMs,
+    jwtSvidTtlMs,
+    maxJwtSvidTtlMs,
+    intermediateTtlMs,
+    rootTtlMs,
+    jwtKeyTtlMs,
+    joinTokenTtlMs,
+    agentSvidTtlMs,
+    upstreamCa:
+      raw.upstream_ca_cert !== undefined && raw.upstream_ca_key !== undefined
+        ? Object.freeze({ certFile: path.resolve(raw.upstream_ca_cert), keyFile: path.resolve(raw.upstream_ca_key) })
+        : undefined,
+    logLevel: raw.log_level ?? 'info',
+    agentSignRate: rate,
+    agentSignBurst: burst,
+  });
+}
+
+/**
+ * The TTL model that cannot silently truncate. An intermediate is prepared at half its life and becomes active when
+ * the current one could no longer cover a full SVID, so every intermediate must live more than twice the longest
+ * SVID; the same rule holds one level up (root vs intermediate) and for JWT keys vs JWT-SVIDs.
+ */
+function checkCoverage(
+  svid: number, maxSvid: number, agentSvid: number, intermediate: number, root: number, jwtSvid: number, jwtKey: number,
+): void {
+  const f = formatDuration;
+  if (maxSvid < svid) {
+    throw invalidArgument(`max_x509_svid_ttl (${f(maxSvid)}) is shorter than default_x509_svid_ttl (${f(svid)}): raise max_x509_svid_ttl or lower the default`);
+  }
+  const longest = Math.max(maxSvid, agentSvid);
+  if (intermediate <= 2 * longest) {
+    throw new MeshidError(
+      'invalid_argument',
+      `intermediate_ttl (${f(intermediate)}) cannot cover a full X.509-SVID lifetime (${f(longest)}) at its activation point: ` +
+        `it must be more than twice the longest SVID TTL. Raise intermediate_ttl above ${f(2 * longest)} or lower ` +
+        `${maxSvid >= agentSvid ? 'default_x509_svid_ttl/max_x509_svid_ttl' : 'agent_svid_ttl'}`,
+    );
+  }
+  if (root <= 2 * intermediate) {
+    throw invalidArgument(
+      `root_ttl (${f(root)}) cannot cover a full intermediate lifetime (${f(intermediate)}): it must be more than twice intermediate_ttl. ` +
+        `Raise root_ttl above ${f(2 * intermediate)} or lower intermediate_ttl`,
+    );
+  }
+  if (jwtKey <= 2 * jwtSvid) {
+    throw invalidArgument(
+      `jwt_key_ttl (${f(jwtKey)}) must be more than twice the longest JWT-SVID TTL (${f(jwtSvid)}): raise jwt_key_ttl above ${f(2 * jwtSvid)} or lower default_jwt_svid_ttl/max_jwt_svid_ttl`,
+    );
+  }
+}

@@ -1,0 +1,43 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { ensurePrivateDir, writeFileAtomic } from '../common/atomic-file.js';
+import { failedPrecondition } from '../common/errors.js';
+
+const MARKER = 'meshid-server.json';
+const FORMAT = 1;
+
+/**
+ * Claims a data dir for one trust domain. An empty or new dir is initialised (0700, marker file); a dir that holds
+ * something else, or another trust domain's state, stops startup with a clear error and is left untouched.
+ */
+export function openDataDir(dataDir: string, trustDomain: string): void {
+  const marker = path.join(dataDir, MARKER);
+  if (fs.existsSync(dataDir)) {
+    const st = fs.statSync(dataDir);
+    if (!st.isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
+    if (fs.existsSync(marker)) {
+      let parsed: { trust_domain?: unknown; format?: unknown };
+      try {
+        parsed = JSON.parse(fs.readFileSync(marker, 'utf8')) as typeof parsed;
+      } catch {
+        throw failedPrecondition(`data dir ${dataDir} has a corrupt ${MARKER}: restore it from a backup`);
+      }
+      if (parsed.format !== FORMAT) throw failedPrecondition(`data dir ${dataDir} has format ${String(parsed.format)}, this meshid-server reads format ${FORMAT}`);
+      if (parsed.trust_domain !== trustDomain) {
+        throw failedPrecondition(
+          `data dir ${dataDir} belongs to trust domain "${String(parsed.trust_domain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
+        );
+      }
+      fs.chmodSync(dataDir, 0o700);
+      return;
+    }
+    const entries = fs.readdirSync(dataDir);
+    if (entries.length > 0) {
+      throw failedPrecondition(
+        `data dir ${dataDir} is not empty and is not a meshid-server data dir (no ${MARKER}): point --data-dir at an empty or new directory`,
+      );
+    }
+  }
+  ensurePrivateDir(dataDir);
+  writeFileAtomic(marker, JSON.stringify({ trust_domain: trustDomain, format: FORMAT }) + '\n', 0o600);
+}
