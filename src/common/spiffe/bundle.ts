@@ -1,0 +1,190 @@
+import { X509Certificate, type KeyObject } from 'node:crypto';
+import { invalidArgument } from '../errors.js';
+import { jwkToPublicKey, publicJwk, type Jwk } from '../jwt/jwk.js';
+import { parseTrustDomain } from './spiffe-id.js';
+
+/**
+ * A trust domain's bundle (SPIFFE Trust Domain and Bundle §3): the X.509 roots and JWT signing keys that
+ * authenticate its SVIDs. Every wire format below is derived from this one value.
+ */
+export interface TrustBundle {
+  /** Bare trust domain name, e.g. "example.org" (not spiffe://…). */
+  trustDomain: string;
+  /** DER of self-signed CA certificates: roots only, never intermediates (SPEC-NOTES §4). */
+  x509Authorities: Buffer[];
+  /** JWT-SVID signing keys, each with a non-empty kid unique in the bundle. */
+  jwtAuthorities: Array<{ kid: string; publicKey: KeyObject }>;
+  /** spiffe_sequence: changes on every content change. */
+  sequence: number;
+  /** spiffe_refresh_hint in seconds. */
+  refreshHintSeconds?: number;
+}
+
+const X509_SVID_USE = 'x509-svid';
+const JWT_SVID_USE = 'jwt-svid';
+/** Key types meshid can read; others are ignored as Bundle §4 requires of consumers. */
+const KNOWN_KTY = new Set(['EC', 'RSA']);
+/** Standard base64 with padding (RFC 7517 §4.7: x5c is base64, not base64url). */
+const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
+
+function parseCertificate(der: Buffer, label: string): X509Certificate {
+  try {
+    return new X509Certificate(der);
+  } catch (err) {
+    throw invalidArgument(`${label} is not a DER X.509 certificate`, err);
+  }
+}
+
+/** A bundle entry for an X.509 root: its public key, use x509-svid, exactly one x5c, no kid (SPEC-NOTES §6). */
+function x509AuthorityJwk(der: Buffer, label: string): Jwk {
+  const cert = parseCertificate(der, label);
+  return { ...publicJwk(cert.publicKey, ''), use: X509_SVID_USE, x5c: [der.toString('base64')] };
+}
+
+function checkKids(b: TrustBundle): void {
+  const seen = new Set<string>();
+  for (const { kid } of b.jwtAuthorities) {
+    // go-spiffe rejects the whole bundle for an empty kid and silently keeps one of two equal kids.
+    if (kid === '') throw invalidArgument(`bundle for ${b.trustDomain} has a JWT authority without a kid`);
+    if (seen.has(kid)) throw invalidArgument(`bundle for ${b.trustDomain} has two JWT authorities with kid "${kid}"`);
+    seen.add(kid);
+  }
+}
+
+function checkSequence(value: number, what: string): void {
+  if (!Number.isSafeInteger(value) || value < 0) throw invalidArgument(`${what} must be a non-negative integer`);
+}
+
+/**
+ * The SPIFFE bundle document (Bundle §4; SPEC-NOTES §6) for the bundle endpoint, `bundle show` and federation: a JWK
+ * Set whose X.509 roots are `use: "x509-svid"` entries with exactly one standard-base64 `x5c` and no `kid`, whose JWT
+ * keys are `use: "jwt-svid"` entries with a `kid`, plus `spiffe_sequence` and (when set) `spiffe_refresh_hint`.
+ */
+export function bundleToSpiffeJson(b: TrustBundle, options: { indent?: number } = {}): string {
+  checkKids(b);
+  checkSequence(b.sequence, 'spiffe_sequence');
+  const keys: Jwk[] = [
+    ...b.x509Authorities.map((der, i) => x509AuthorityJwk(der, `X.509 authority ${i} of ${b.trustDomain}`)),
+    ...b.jwtAuthorities.map(({ kid, publicKey }) => ({ ...publicJwk(publicKey, kid), use: JWT_SVID_USE })),
+  ];
+  const doc: Record<string, unknown> = { keys, spiffe_sequence: b.sequence };
+  if (b.refreshHintSeconds !== undefined) {
+    checkSequence(b.refreshHintSeconds, 'spiffe_refresh_hint');
+    doc['spiffe_refresh_hint'] = b.refreshHintSeconds;
+  }
+  return JSON.stringify(doc, null, options.indent);
+}
+
+function optionalInteger(doc: Record<string, unknown>, name: string, label: string): number | undefined {
+  const value = doc[name];
+  if (value === undefined) return undefined;
+  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
+    throw invalidArgument(`${label}: ${name} must be a non-negative integer`);
+  }
+  return value;
+}
+
+function readX509Authority(entry: Record<string, unknown>, label: string): Buffer {
+  if ('kid' in entry) throw invalidArgument(`${label}: an x509-svid key must not have a kid`);
+  const x5c = entry['x5c'];
+  if (!Array.isArray(x5c) || x5c.length !== 1) throw invalidArgument(`${label}: an x509-svid key must have exactly one x5c certificate`);
+  const [encoded] = x5c as unknown[];
+  if (typeof encoded !== 'string' || encoded === '' || !BASE64_RE.test(encoded)) {
+    throw invalidArgument(`${label}: x5c[0] is not standard base64`);
+  }
+  const der = Buffer.from(encoded, 'base64');
+  const cert = parseCertificate(der, `${label}: x5c[0]`);
+  // go-jose refuses a JWK whose members disagree with its certificate; so does meshid.
+  const spki = jwkToPublicKey(entry, label).export({ type: 'spki', format: 'der' });
+  if (!spki.equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
+    throw invalidArgument(`${label}: the key members do not match the x5c certificate's public key`);
+  }
+  return der;
+}
+
+/**
+ * Parses a SPIFFE bundle document (Bundle §4; SPEC-NOTES §6) strictly: a JSON object with a `keys` array; every key
+ * an object with string `kty` and `use`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
+ * key members matching it and no `kid`; jwt-svid keys with a non-empty, unique `kid` and public members only;
+ * integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of unknown `use` or `kty` are ignored, as the
+ * spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or `spiffe://td`.
+ * Throws MeshidError invalid_argument naming the offending key.
+ */
+export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
+  const td = parseTrustDomain(trustDomain);
+  const label = `SPIFFE bundle for ${td}`;
+  let doc: unknown;
+  try {
+    doc = JSON.parse(json);
+  } catch {
+    throw invalidArgument(`${label} is not valid JSON`);
+  }
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalidArgument(`${label} is not a JSON object`);
+  const obj = doc as Record<string, unknown>;
+  const keys = obj['keys'];
+  if (!Array.isArray(keys)) throw invalidArgument(`${label} has no "keys" array`);
+  const sequence = optionalInteger(obj, 'spiffe_sequence', label) ?? 0;
+  const refreshHintSeconds = optionalInteger(obj, 'spiffe_refresh_hint', label);
+
+  const x509Authorities: Buffer[] = [];
+  const jwtAuthorities: TrustBundle['jwtAuthorities'] = [];
+  keys.forEach((entry: unknown, i) => {
+    const keyLabel = `${label}: keys[${i}]`;
+    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
+    const key = entry as Record<string, unknown>;
+    if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
+    if (typeof key['use'] !== 'string' || key['use'] === '') throw invalidArgument(`${keyLabel} has no use`);
+    if (!KNOWN_KTY.has(key['kty'])) return;
+    if (key['use'] === X509_SVID_USE) {
+      const der = readX509Authority(key, keyLabel);
+      if (!x509Authorities.some((known) => known.equals(der))) x509Authorities.push(der);
+    } else if (key['use'] === JWT_SVID_USE) {
+      const kid = key['kid'];
+      if (typeof kid !== 'string' || kid === '') throw invalidArgument(`${keyLabel}: a jwt-svid key must have a non-empty kid`);
+      if (jwtAuthorities.some((k) => k.kid === kid)) throw invalidArgument(`${keyLabel}: duplicate kid "${kid}"`);
+      jwtAuthorities.push({ kid, publicKey: jwkToPublicKey(key, keyLabel) });
+    }
+  });
+  const bundle: TrustBundle = { trustDomain: td, x509Authorities, jwtAuthorities, sequence };
+  if (refreshHintSeconds !== undefined) bundle.refreshHintSeconds = refreshHintSeconds;
+  return bundle;
+}
+
+/**
+ * The Workload API JWT bundle (WL-API §6.2.2; SPEC-NOTES §6): a plain RFC 7517 JWK Set of the jwt-svid keys only,
+ * each with its kid and public members; no `use`, no `x5c`, no `spiffe_*` members. UTF-8 JSON for
+ * JWTBundlesResponse.bundles.
+ */
+export function jwtBundleJwks(b: TrustBundle): string {
+  checkKids(b);
+  return JSON.stringify({ keys: b.jwtAuthorities.map(({ kid, publicKey }) => publicJwk(publicKey, kid)) });
+}
+
+/** The Workload API X.509 bundle (SPEC-NOTES §1, §4): the roots' DER concatenated, no separators. */
+export function x509BundleDer(b: TrustBundle): Buffer {
+  return Buffer.concat(b.x509Authorities);
+}
+
+/**
+ * A SPIFFE bundle map for Envoy's SPIFFECertValidatorConfig.trust_bundles (Bundle §5.1.1; SPEC-NOTES §6):
+ * `{"trust_domains": {"<bare td>": {"keys": [...], "spiffe_sequence": n}}}`, sorted by name. Only x509-svid keys
+ * (Envoy's parser errors on any other use) and no refresh hint. A trust domain without X.509 roots is left out — it
+ * cannot authenticate any certificate, and Envoy rejects a domain with no usable keys. Duplicate trust domains, or
+ * nothing left to put in the map (Envoy rejects an empty `trust_domains`), are invalid_argument.
+ */
+export function spiffeBundleMapJson(bundles: Iterable<TrustBundle>): string {
+  const trustDomains: Record<string, unknown> = {};
+  const sorted = [...bundles].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
+  const seen = new Set<string>();
+  for (const b of sorted) {
+    if (seen.has(b.trustDomain)) throw invalidArgument(`trust domain ${b.trustDomain} appears twice in the bundle map`);
+    seen.add(b.trustDomain);
+    if (b.x509Authorities.length === 0) continue;
+    trustDomains[b.trustDomain] = {
+      keys: b.x509Authorities.map((der, i) => x509AuthorityJwk(der, `X.509 authority ${i} of ${b.trustDomain}`)),
+      spiffe_sequence: b.sequence,
+    };
+  }
+  if (Object.keys(trustDomains).length === 0) throw invalidArgument('the bundle map would have no trust domain with X.509 roots');
+  return JSON.stringify({ trust_domains: trustDomains });
+}

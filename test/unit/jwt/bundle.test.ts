@@ -1,0 +1,190 @@
+// Tests for src/common/spiffe/bundle.ts (kept next to the JWK tests it builds on).
+import { test, after } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { execFileSync } from 'node:child_process';
+import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import {
+  bundleFromSpiffeJson,
+  bundleToSpiffeJson,
+  jwtBundleJwks,
+  spiffeBundleMapJson,
+  x509BundleDer,
+  type TrustBundle,
+} from '../../../src/common/spiffe/bundle.js';
+import { signJwtSvid, validateJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
+import { MeshidError } from '../../../src/common/errors.js';
+
+const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-bundle-'));
+after(() => fs.rmSync(tmp, { recursive: true, force: true }));
+
+/** A real self-signed CA certificate from OpenSSL, DER. */
+function makeRoot(name: string, keyArgs: string[]): Buffer {
+  const out = path.join(tmp, `${name}.der`);
+  execFileSync('openssl', [
+    'req', '-x509', '-new', ...keyArgs, '-nodes', '-keyout', path.join(tmp, `${name}.key`), '-out', out, '-outform', 'DER',
+    '-subj', `/O=meshid test/CN=${name}`, '-days', '2',
+    '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+  ], { stdio: ['ignore', 'ignore', 'pipe'] });
+  return fs.readFileSync(out);
+}
+
+const ecRoot = makeRoot('ec-root', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
+const rsaRoot = makeRoot('rsa-root', ['-newkey', 'rsa:2048']);
+const otherRoot = makeRoot('other-root', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']);
+const jwtA = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+const jwtB = generateKeyPairSync('rsa', { modulusLength: 2048 });
+
+const bundle: TrustBundle = {
+  trustDomain: 'example.org',
+  x509Authorities: [ecRoot, rsaRoot],
+  jwtAuthorities: [
+    { kid: 'kid-a', publicKey: jwtA.publicKey },
+    { kid: 'kid-b', publicKey: jwtB.publicKey },
+  ],
+  sequence: 7,
+  refreshHintSeconds: 300,
+};
+
+const spki = (k: KeyObject): Buffer => k.export({ type: 'spki', format: 'der' });
+type JsonKey = Record<string, unknown>;
+const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
+
+function invalid(pattern: RegExp): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof MeshidError, `expected MeshidError, got ${String(err)}`);
+    assert.equal(err.code, 'invalid_argument');
+    assert.match(err.message, pattern);
+    return true;
+  };
+}
+
+test('SPIFFE bundle JSON: x509-svid keys carry exactly one standard-base64 x5c and no kid; jwt-svid keys carry a kid', () => {
+  const doc = JSON.parse(bundleToSpiffeJson(bundle)) as { keys: JsonKey[]; spiffe_sequence: number; spiffe_refresh_hint: number };
+  assert.equal(doc.spiffe_sequence, 7);
+  assert.equal(doc.spiffe_refresh_hint, 300);
+  const x509 = doc.keys.filter((k) => k['use'] === 'x509-svid');
+  const jwt = doc.keys.filter((k) => k['use'] === 'jwt-svid');
+  assert.equal(x509.length, 2);
+  assert.equal(jwt.length, 2);
+  assert.equal(doc.keys.length, 4);
+  for (const [i, k] of x509.entries()) {
+    assert.equal('kid' in k, false);
+    assert.ok(Array.isArray(k['x5c']) && k['x5c'].length === 1);
+    const x5c = (k['x5c'] as string[])[0]!;
+    assert.match(x5c, /^[A-Za-z0-9+/]+=*$/);
+    assert.deepEqual(Buffer.from(x5c, 'base64'), [ecRoot, rsaRoot][i]);
+  }
+  assert.deepEqual(x509.map((k) => k['kty']), ['EC', 'RSA']);
+  assert.deepEqual(jwt.map((k) => k['kid']), ['kid-a', 'kid-b']);
+  for (const k of doc.keys) for (const m of PRIVATE_MEMBERS) assert.equal(m in k, false);
+});
+
+test('SPIFFE bundle JSON round trip keeps roots, JWT keys, sequence and refresh hint', () => {
+  const back = bundleFromSpiffeJson('spiffe://example.org', bundleToSpiffeJson(bundle, { indent: 2 }));
+  assert.equal(back.trustDomain, 'example.org');
+  assert.deepEqual(back.x509Authorities, bundle.x509Authorities);
+  assert.deepEqual(back.jwtAuthorities.map((k) => k.kid), ['kid-a', 'kid-b']);
+  assert.deepEqual(back.jwtAuthorities.map((k) => spki(k.publicKey)), [spki(jwtA.publicKey), spki(jwtB.publicKey)]);
+  assert.equal(back.sequence, 7);
+  assert.equal(back.refreshHintSeconds, 300);
+  const noHint = bundleFromSpiffeJson('example.org', bundleToSpiffeJson({ ...bundle, refreshHintSeconds: undefined }));
+  assert.equal('refreshHintSeconds' in noHint, false);
+});
+
+test('a token signed with a bundle JWT key validates against the bundle read back from JSON', () => {
+  const parsed = bundleFromSpiffeJson('example.org', bundleToSpiffeJson(bundle));
+  const token = signJwtSvid({ privateKey: jwtB.privateKey, kid: 'kid-b', sub: 'spiffe://example.org/api', aud: ['x'], iat: 1000, exp: 1300 });
+  const result = validateJwtSvid(token, {
+    audience: 'x',
+    now: 1_100_000,
+    findKey: (td, kid) => (td === parsed.trustDomain ? parsed.jwtAuthorities.find((k) => k.kid === kid)?.publicKey : undefined),
+  });
+  assert.equal(result.spiffeId, 'spiffe://example.org/api');
+});
+
+function withKeys(mutate: (keys: JsonKey[]) => void, top: Record<string, unknown> = {}): string {
+  const doc = JSON.parse(bundleToSpiffeJson(bundle)) as { keys: JsonKey[] };
+  mutate(doc.keys);
+  return JSON.stringify({ ...doc, ...top });
+}
+
+test('bundleFromSpiffeJson enforces the go-spiffe constraints with a clear reason', () => {
+  const ecB64 = ecRoot.toString('base64');
+  const cases: Array<[string, string, RegExp]> = [
+    ['not JSON', '{', /is not valid JSON/],
+    ['not an object', '[]', /is not a JSON object/],
+    ['no keys', '{"spiffe_sequence":1}', /has no "keys" array/],
+    ['two x5c', withKeys((k) => { k[0]!['x5c'] = [ecB64, rsaRoot.toString('base64')]; }), /keys\[0\]: an x509-svid key must have exactly one x5c/],
+    ['no x5c', withKeys((k) => { delete k[0]!['x5c']; }), /keys\[0\]: an x509-svid key must have exactly one x5c/],
+    ['x5c base64url', withKeys((k) => { k[0]!['x5c'] = [ecRoot.toString('base64url')]; }), /x5c\[0\] is not standard base64/],
+    ['x5c not a certificate', withKeys((k) => { k[0]!['x5c'] = ['AAAA']; }), /x5c\[0\] is not a DER X\.509 certificate/],
+    ['kid on an x509-svid key', withKeys((k) => { k[0]!['kid'] = 'x'; }), /x509-svid key must not have a kid/],
+    ['key members disagree with x5c', withKeys((k) => { k[0]!['x5c'] = [otherRoot.toString('base64')]; }), /unsupported EC curve|do not match the x5c/],
+    ['members of another P-256 key', withKeys((k) => { Object.assign(k[0]!, { ...k[2]!, use: 'x509-svid', kid: undefined }); delete k[0]!['kid']; }), /do not match the x5c/],
+    ['jwt-svid key without kid', withKeys((k) => { delete k[2]!['kid']; }), /keys\[2\]: a jwt-svid key must have a non-empty kid/],
+    ['duplicate kid', withKeys((k) => { k[3]!['kid'] = 'kid-a'; }), /keys\[3\]: duplicate kid "kid-a"/],
+    ['private member', withKeys((k) => { k[2]!['d'] = k[2]!['x']; }), /keys\[2\] carries private key members \(d\)/],
+    ['no use', withKeys((k) => { delete k[1]!['use']; }), /keys\[1\] has no use/],
+    ['no kty', withKeys((k) => { delete k[1]!['kty']; }), /keys\[1\] has no kty/],
+    ['sequence as string', withKeys(() => {}, { spiffe_sequence: '7' }), /spiffe_sequence must be a non-negative integer/],
+    ['negative refresh hint', withKeys(() => {}, { spiffe_refresh_hint: -1 }), /spiffe_refresh_hint must be a non-negative integer/],
+  ];
+  for (const [name, json, pattern] of cases) assert.throws(() => bundleFromSpiffeJson('example.org', json), invalid(pattern), name);
+  assert.throws(() => bundleFromSpiffeJson('Example.org', bundleToSpiffeJson(bundle)), invalid(/trust domain/));
+});
+
+test('keys of unknown use or kty are ignored; repeated roots kept once; missing sequence reads as 0', () => {
+  const json = withKeys((k) => {
+    k.push({ kty: 'EC', use: 'wit-svid', kid: 'w', crv: 'P-256', x: 'x', y: 'y' });
+    k.push({ kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: 'AAAA' });
+    k.push({ ...k[0]! });
+  }, { spiffe_sequence: undefined, spiffe_refresh_hint: undefined });
+  const b = bundleFromSpiffeJson('example.org', json);
+  assert.equal(b.x509Authorities.length, 2);
+  assert.deepEqual(b.jwtAuthorities.map((k) => k.kid), ['kid-a', 'kid-b']);
+  assert.equal(b.sequence, 0);
+  assert.equal(bundleFromSpiffeJson('example.org', '{"keys":[]}').x509Authorities.length, 0);
+});
+
+test('Workload API JWT bundle is a plain JWK Set of jwt-svid keys, each with a kid', () => {
+  const doc = JSON.parse(jwtBundleJwks(bundle)) as Record<string, unknown> & { keys: JsonKey[] };
+  assert.deepEqual(Object.keys(doc), ['keys']);
+  assert.deepEqual(doc.keys.map((k) => k['kid']), ['kid-a', 'kid-b']);
+  assert.deepEqual(doc.keys.map((k) => Object.keys(k).sort()), [['crv', 'kid', 'kty', 'x', 'y'], ['e', 'kid', 'kty', 'n']]);
+  assert.throws(() => jwtBundleJwks({ ...bundle, jwtAuthorities: [{ kid: '', publicKey: jwtA.publicKey }] }), invalid(/without a kid/));
+  assert.throws(
+    () => jwtBundleJwks({ ...bundle, jwtAuthorities: [{ kid: 'a', publicKey: jwtA.publicKey }, { kid: 'a', publicKey: jwtB.publicKey }] }),
+    invalid(/two JWT authorities with kid "a"/),
+  );
+});
+
+test('Workload API X.509 bundle is the roots DER concatenated, parseable cert by cert', () => {
+  const der = x509BundleDer(bundle);
+  assert.deepEqual(der, Buffer.concat([ecRoot, rsaRoot]));
+  const first = new X509Certificate(der.subarray(0, ecRoot.length));
+  assert.equal(first.subject.includes('CN=ec-root'), true);
+  assert.equal(first.checkIssued(first), true);
+});
+
+test('SPIFFE bundle map for Envoy: bare trust-domain names, x509-svid keys only, no refresh hint', () => {
+  const other: TrustBundle = { trustDomain: 'alpha.test', x509Authorities: [otherRoot], jwtAuthorities: [], sequence: 2, refreshHintSeconds: 60 };
+  const jwtOnly: TrustBundle = { trustDomain: 'jwt-only.test', x509Authorities: [], jwtAuthorities: [{ kid: 'j', publicKey: jwtA.publicKey }], sequence: 1 };
+  const doc = JSON.parse(spiffeBundleMapJson([bundle, other, jwtOnly])) as { trust_domains: Record<string, { keys: JsonKey[] } & Record<string, unknown>> };
+  assert.deepEqual(Object.keys(doc), ['trust_domains']);
+  assert.deepEqual(Object.keys(doc.trust_domains), ['alpha.test', 'example.org']);
+  for (const member of Object.values(doc.trust_domains)) {
+    assert.equal('spiffe_refresh_hint' in member, false);
+    assert.ok(member.keys.length > 0);
+    for (const k of member.keys) {
+      assert.equal(k['use'], 'x509-svid');
+      assert.equal((k['x5c'] as string[]).length, 1);
+    }
+  }
+  assert.equal(doc.trust_domains['example.org']!.keys.length, 2);
+  assert.deepEqual(Buffer.from((doc.trust_domains['alpha.test']!.keys[0]!['x5c'] as string[])[0]!, 'base64'), otherRoot);
+  assert.throws(() => spiffeBundleMapJson([bundle, { ...bundle }]), invalid(/example\.org appears twice/));
+  assert.throws(() => spiffeBundleMapJson([jwtOnly]), invalid(/no trust domain with X\.509 roots/));
+});
