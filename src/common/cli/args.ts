@@ -1,0 +1,218 @@
+import { invalidArgument } from '../errors.js';
+import { parseDuration } from '../duration.js';
+import { closestMatch } from './suggest.js';
+
+/**
+ * How a flag takes its value:
+ * - string: one value (`--spiffe-id X` or `--spiffe-id=X`); giving it twice is an error;
+ * - strings: repeatable, values accumulate in order (`--selector a:1 --selector b:2`);
+ * - bool: present = true; `--admin=false` / `--admin=true` set it explicitly; never consumes the next word;
+ * - duration: one value, seconds ("3600") or units ("90s", "24h", "1h30m"), parsed with parseDuration.
+ */
+export type FlagType = 'string' | 'strings' | 'bool' | 'duration';
+
+/** One flag of a command, declared once and used for parsing, validation and --help. */
+export interface FlagSpec {
+  /** Canonical GNU long name without dashes: "spiffe-id". */
+  readonly name: string;
+  /** Other spellings without dashes, e.g. SPIRE's "spiffeID". Accepted with one or two dashes, case-sensitive. */
+  readonly aliases?: readonly string[];
+  readonly type: FlagType;
+  readonly description: string;
+  /** Placeholder in --help: "ID" in `--spiffe-id ID`. */
+  readonly valueName?: string;
+  /** If set, the only values accepted (checked at parse time). */
+  readonly choices?: readonly string[];
+}
+
+type FlagValue = string | string[] | boolean | number;
+
+const HELP_WORDS = new Set(['h', 'help']);
+const TRUE_WORDS = new Set(['true', '1', 't', 'yes']);
+const FALSE_WORDS = new Set(['false', '0', 'f', 'no']);
+/** Entry and SVID TTLs travel as int32 seconds. */
+const MAX_SECONDS = 2_147_483_647;
+
+/** The result of parsing: typed accessors by canonical flag name, positionals, and whether help was asked for. */
+export class ParsedArgs {
+  constructor(
+    private readonly specs: ReadonlyMap<string, FlagSpec>,
+    private readonly values: ReadonlyMap<string, FlagValue>,
+    /** Words that are not flags, in order. */
+    readonly positionals: readonly string[],
+    /** True when -h, -help or --help was given. */
+    readonly help: boolean,
+  ) {}
+
+  /** Canonical names of the flags given on the command line, in the order first seen. */
+  get given(): string[] {
+    return [...this.values.keys()];
+  }
+
+  has(name: string): boolean {
+    this.spec(name);
+    return this.values.has(name);
+  }
+
+  string(name: string): string | undefined {
+    return this.value(name, 'string') as string | undefined;
+  }
+
+  /** The value of a string flag the command cannot do without; a missing one is an InvalidArgument naming it. */
+  requiredString(name: string, why = ''): string {
+    const v = this.string(name);
+    if (v === undefined) throw invalidArgument(`flag --${name} is required${why ? ` ${why}` : ''}`);
+    return v;
+  }
+
+  strings(name: string): string[] {
+    return [...((this.value(name, 'strings') as string[] | undefined) ?? [])];
+  }
+
+  bool(name: string): boolean | undefined {
+    return this.value(name, 'bool') as boolean | undefined;
+  }
+
+  /** A duration flag in milliseconds. */
+  durationMs(name: string): number | undefined {
+    return this.value(name, 'duration') as number | undefined;
+  }
+
+  /** A duration flag as the whole seconds the admin API carries; "1500ms" is refused rather than rounded. */
+  seconds(name: string): number | undefined {
+    const ms = this.durationMs(name);
+    if (ms === undefined) return undefined;
+    if (ms % 1000 !== 0) throw invalidArgument(`flag --${name}: ${ms} ms is not a whole number of seconds`);
+    if (ms / 1000 > MAX_SECONDS) throw invalidArgument(`flag --${name}: ${ms / 1000} s is too long (at most ${MAX_SECONDS} s)`);
+    return ms / 1000;
+  }
+
+  private spec(name: string): FlagSpec {
+    const spec = this.specs.get(name);
+    // A programming error in a command, not an operator error.
+    if (spec === undefined) throw new Error(`flag --${name} is not declared for this command`);
+    return spec;
+  }
+
+  private value(name: string, type: FlagType): FlagValue | undefined {
+    const spec = this.spec(name);
+    if (spec.type !== type) throw new Error(`flag --${name} is declared as ${spec.type}, read as ${type}`);
+    return this.values.get(name);
+  }
+}
+
+export interface ParseOptions {
+  /** How many positional words the command takes; more is an error. Default 0. */
+  maxPositionals?: number;
+}
+
+/**
+ * Parses argv against declared flags. Accepts `--name value`, `--name=value`, and every alias with one or two dashes
+ * (`-spiffeID x`, as spire-server spells them); strings flags accumulate; `--` ends flags. Every mistake is an
+ * InvalidArgument that names the flag as typed: unknown flags come with the closest known spelling.
+ */
+export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], options: ParseOptions = {}): ParsedArgs {
+  const byName = new Map<string, FlagSpec>();
+  const lookup = new Map<string, { spec: FlagSpec; spelling: string }>();
+  for (const spec of specs) {
+    byName.set(spec.name, spec);
+    for (const spelling of [spec.name, ...(spec.aliases ?? [])]) {
+      if (lookup.has(spelling)) throw new Error(`flag spelling "${spelling}" is declared twice`);
+      lookup.set(spelling, { spec, spelling: spelling === spec.name ? `--${spelling}` : `-${spelling}` });
+    }
+  }
+  const values = new Map<string, FlagValue>();
+  const positionals: string[] = [];
+  let help = false;
+
+  for (let i = 0; i < argv.length; i++) {
+    const word = argv[i]!;
+    if (word === '--') {
+      positionals.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!word.startsWith('-') || word === '-') {
+      positionals.push(word);
+      continue;
+    }
+    const body = word.replace(/^--?/, '');
+    const eq = body.indexOf('=');
+    const key = eq === -1 ? body : body.slice(0, eq);
+    const typed = word.slice(0, word.length - body.length) + key;
+    const found = lookup.get(key);
+    if (found === undefined) {
+      if (HELP_WORDS.has(key) && eq === -1) {
+        help = true;
+        continue;
+      }
+      throw unknownFlag(typed, key, lookup);
+    }
+    const { spec } = found;
+    let raw: string | undefined = eq === -1 ? undefined : body.slice(eq + 1);
+    if (spec.type === 'bool') {
+      values.set(spec.name, parseBool(typed, raw, values.has(spec.name)));
+      continue;
+    }
+    if (raw === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined) throw invalidArgument(`flag ${typed} needs a value`);
+      if (next.startsWith('-') && next !== '-') {
+        throw invalidArgument(`flag ${typed} needs a value, got flag "${next}" (write ${typed}=<value> for a value that starts with "-")`);
+      }
+      raw = next;
+      i++;
+    }
+    if (raw === '') throw invalidArgument(`flag ${typed} has an empty value`);
+    if (spec.choices !== undefined && !spec.choices.includes(raw)) {
+      throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
+    }
+    if (spec.type === 'strings') {
+      values.set(spec.name, [...((values.get(spec.name) as string[] | undefined) ?? []), raw]);
+      continue;
+    }
+    if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
+    values.set(spec.name, spec.type === 'duration' ? parseDuration(raw, `flag ${typed}`) : raw);
+  }
+
+  const max = options.maxPositionals ?? 0;
+  if (positionals.length > max && !help) {
+    const extra = positionals[max]!;
+    throw invalidArgument(`unexpected argument "${extra}"${max === 0 ? ': this command takes only flags' : ''}`);
+  }
+  return new ParsedArgs(byName, values, positionals, help);
+}
+
+function parseBool(typed: string, raw: string | undefined, seen: boolean): boolean {
+  if (seen) throw invalidArgument(`flag ${typed} is given more than once`);
+  if (raw === undefined) return true;
+  const v = raw.toLowerCase();
+  if (TRUE_WORDS.has(v)) return true;
+  if (FALSE_WORDS.has(v)) return false;
+  throw invalidArgument(`flag ${typed} takes true or false, got "${raw}"`);
+}
+
+function unknownFlag(typed: string, key: string, lookup: ReadonlyMap<string, { spelling: string }>): Error {
+  const close = closestMatch(key, lookup.keys());
+  const hint = close === undefined ? ' (see --help for the flags this command takes)' : ` (did you mean ${lookup.get(close)!.spelling}?)`;
+  return invalidArgument(`unknown flag ${typed}${hint}`);
+}
+
+/**
+ * The --help text of a command: usage line, summary, then each flag with its placeholder, description and aliases.
+ */
+export function formatHelp(usage: string, summary: string, specs: readonly FlagSpec[]): string {
+  const rows = specs.map((s) => {
+    const placeholder = s.type === 'bool' ? '' : ` ${s.valueName ?? (s.choices ? s.choices.join('|') : s.type === 'duration' ? 'DURATION' : 'VALUE')}`;
+    const notes = [
+      s.type === 'strings' ? 'repeatable' : '',
+      s.aliases && s.aliases.length > 0 ? `alias ${s.aliases.map((a) => `-${a}`).join(', ')}` : '',
+    ].filter((n) => n !== '');
+    return [`--${s.name}${placeholder}`, s.description + (notes.length > 0 ? ` (${notes.join('; ')})` : '')] as const;
+  });
+  const width = Math.max('--help'.length, ...rows.map(([left]) => left.length));
+  const lines = [`Usage: ${usage}`, '', summary];
+  lines.push('', 'Flags:');
+  for (const [left, right] of rows) lines.push(`  ${left.padEnd(width)}  ${right}`);
+  lines.push(`  ${'--help'.padEnd(width)}  Show this help`);
+  return lines.join('\n') + '\n';
+}

@@ -1,0 +1,82 @@
+import { invalidArgument } from '../errors.js';
+import { formatHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args.js';
+import { reportError, EXIT_FAILURE, type CliIo } from './output.js';
+import { closestMatch } from './suggest.js';
+
+/** One leaf command (`entry create`): its flags, its --help text and what it does with parsed flags. */
+export interface Command {
+  readonly name: string;
+  /** One sentence for --help and the group listing. */
+  readonly summary: string;
+  /** What follows the command path in the usage line; default "[flags]". */
+  readonly usage?: string;
+  readonly flags: readonly FlagSpec[];
+  readonly maxPositionals?: number;
+  /** Returns the exit status; throws for failures (printed as one line by runCommand). */
+  run(args: ParsedArgs, io: CliIo): Promise<number>;
+}
+
+const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
+
+/**
+ * Parses argv for `cmd` and runs it: --help prints the help and exits 0; a parse error or anything thrown becomes one
+ * `Error: …` line on stderr and exit status 1.
+ */
+export async function runCommand(path: string, cmd: Command, argv: readonly string[], io: CliIo): Promise<number> {
+  let args: ParsedArgs;
+  try {
+    args = parseArgs(argv, cmd.flags, { maxPositionals: cmd.maxPositionals ?? 0 });
+  } catch (err) {
+    return reportError(io, err);
+  }
+  if (args.help) {
+    io.stdout.write(formatHelp(`${path} ${cmd.usage ?? '[flags]'}`, cmd.summary, cmd.flags));
+    return 0;
+  }
+  try {
+    return await cmd.run(args, io);
+  } catch (err) {
+    return reportError(io, err);
+  }
+}
+
+/** The help of a command group: its summary and one line per subcommand. */
+export function formatGroupHelp(path: string, summary: string, commands: readonly Pick<Command, 'name' | 'summary'>[]): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  const lines = [`Usage: ${path} <command> [flags]`, '', summary, '', 'Commands:'];
+  for (const c of commands) lines.push(`  ${c.name.padEnd(width)}  ${c.summary}`);
+  lines.push('', `Run "${path} <command> --help" for the flags of a command.`);
+  return lines.join('\n') + '\n';
+}
+
+/**
+ * Dispatches `argv[0]` to one of `commands` (`entry create|show|…`). Without a subcommand the group's help goes to
+ * stderr with exit 1; an unknown one is an error that suggests the closest name.
+ */
+export async function runGroup(
+  path: string,
+  summary: string,
+  commands: readonly Command[],
+  argv: readonly string[],
+  io: CliIo,
+): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined) {
+    io.stderr.write(formatGroupHelp(path, summary, commands));
+    return EXIT_FAILURE;
+  }
+  if (HELP_WORDS.has(name)) {
+    io.stdout.write(formatGroupHelp(path, summary, commands));
+    return 0;
+  }
+  const cmd = commands.find((c) => c.name === name);
+  if (cmd === undefined) return reportError(io, unknownCommand(path, name, commands.map((c) => c.name)));
+  return runCommand(`${path} ${name}`, cmd, rest, io);
+}
+
+/** `unknown command "meshid-server entry crate" (did you mean "create"?)`. */
+export function unknownCommand(path: string, name: string, known: readonly string[]): Error {
+  const close = closestMatch(name, known);
+  const hint = close === undefined ? ` (known: ${known.join(', ')})` : ` (did you mean "${close}"?)`;
+  return invalidArgument(`unknown command "${path} ${name}"${hint}`);
+}

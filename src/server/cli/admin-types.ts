@@ -1,0 +1,88 @@
+/**
+ * Request and response shapes of meshid.admin.v1 (proto/meshid/v1/admin.proto) as the CLI sends and receives them
+ * through proto-loader (keepCase, longs as Number, bytes as Buffer, proto3 defaults absent). The shared message
+ * types (Entry, Bundle, Agent, Selector) are the server's own in ../api/proto-types.ts.
+ */
+import type { ProtoAgent, ProtoBatchStatus, ProtoBundle, ProtoEntry, ProtoSelector } from '../api/proto-types.js';
+
+export type { ProtoAgent, ProtoBatchStatus, ProtoBundle, ProtoEntry, ProtoSelector };
+
+export interface ListEntriesRequest {
+  spiffe_id?: string;
+  parent_id?: string;
+  selectors?: ProtoSelector[];
+  selector_match?: string;
+  federates_with?: string;
+  hint?: string;
+  page_size?: number;
+  page_token?: string;
+}
+
+export interface CreateEntriesResponse {
+  results?: Array<{ status?: Partial<ProtoBatchStatus>; entry?: ProtoEntry }>;
+}
+
+export interface DeleteEntriesResponse {
+  results?: Array<{ id?: string; status?: Partial<ProtoBatchStatus> }>;
+}
+
+export interface GenerateJoinTokenResponse {
+  token?: string;
+  expires_at?: number;
+  datacenter?: string;
+}
+
+export interface ProtoAuthority {
+  id?: string;
+  kind?: string;
+  datacenter?: string;
+  state?: string;
+  not_before?: number;
+  not_after?: number;
+  fingerprint?: string;
+  subject?: string;
+}
+
+export interface MintX509SvidResponse {
+  svid_chain?: Buffer[];
+  root_cas?: Buffer[];
+  expires_at?: number;
+}
+
+/** Every admin method the CLI calls: [request, response] by service and method name. */
+export interface AdminMethods {
+  Entries: {
+    CreateEntries: [{ entries: ProtoEntry[] }, CreateEntriesResponse];
+    ListEntries: [ListEntriesRequest, { entries?: ProtoEntry[]; next_page_token?: string }];
+    GetEntry: [{ id: string }, ProtoEntry];
+    UpdateEntry: [{ entry: ProtoEntry; mask: string[] }, ProtoEntry];
+    DeleteEntries: [{ ids: string[] }, DeleteEntriesResponse];
+  };
+  Tokens: {
+    GenerateJoinToken: [{ datacenter?: string; ttl?: number; selectors?: ProtoSelector[] }, GenerateJoinTokenResponse];
+  };
+  Bundles: {
+    GetBundle: [Record<string, never>, ProtoBundle];
+    ListFederatedBundles: [Record<string, never>, { bundles?: ProtoBundle[] }];
+    SetFederatedBundle: [{ trust_domain: string; bundle: string; format?: string }, ProtoBundle];
+    DeleteFederatedBundle: [{ trust_domain: string }, Record<string, never>];
+  };
+  Agents: {
+    ListAgents: [{ datacenter?: string }, { agents?: ProtoAgent[] }];
+    GetAgent: [{ spiffe_id: string }, ProtoAgent];
+    EvictAgent: [{ spiffe_id: string }, ProtoAgent];
+    BanAgent: [{ spiffe_id: string }, ProtoAgent];
+  };
+  Authorities: {
+    ListAuthorities: [Record<string, never>, { authorities?: ProtoAuthority[]; trust_domain?: string }];
+  };
+  Svids: {
+    MintX509Svid: [{ csr: Buffer; spiffe_id: string; ttl?: number; dns_names?: string[]; datacenter?: string }, MintX509SvidResponse];
+    MintJwtSvid: [{ spiffe_id: string; audience: string[]; ttl?: number }, { token?: string; expires_at?: number }];
+  };
+  Health: {
+    Check: [{ service?: string }, { status?: string }];
+  };
+}
+
+export type AdminService = keyof AdminMethods;

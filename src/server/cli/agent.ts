@@ -1,0 +1,77 @@
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import type { ProtoAgent } from './admin-types.js';
+import { isoTime } from './entry-output.js';
+import { checkSpiffeId, datacenterFlag, spiffeIdFlag } from './flags.js';
+
+/** An agent with every field present: the --output json shape. */
+function fullAgent(a: ProtoAgent): Record<string, unknown> {
+  return {
+    spiffe_id: a.spiffe_id ?? '',
+    datacenter: a.datacenter ?? '',
+    selectors: (a.selectors ?? []).map((s) => ({ type: s.type ?? '', value: s.value ?? '' })),
+    cert_serial: a.cert_serial ?? '',
+    cert_expires_at: a.cert_expires_at ?? 0,
+    banned: a.banned ?? false,
+    attested_at: a.attested_at ?? 0,
+  };
+}
+
+/** One attested agent as a `Label : value` block. */
+export function renderAgent(a: ProtoAgent): string {
+  return renderFields([
+    ['SPIFFE ID', a.spiffe_id ?? ''],
+    ['Datacenter', a.datacenter ?? ''],
+    ['Attested at', isoTime(a.attested_at)],
+    ['Expiration time', isoTime(a.cert_expires_at)],
+    ['Serial number', a.cert_serial || undefined],
+    ['Banned', a.banned === true],
+    ['Selector', (a.selectors ?? []).map((s) => `${s.type}:${s.value}`)],
+  ]);
+}
+
+const list: Command = {
+  name: 'list',
+  summary: 'Lists attested agents.',
+  flags: [datacenterFlag('Only agents of this datacenter'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const datacenter = args.string('datacenter');
+    const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
+    const agents = res.agents ?? [];
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(fullAgent) }));
+    else {
+      const head = `Found ${agents.length} attested ${agents.length === 1 ? 'agent' : 'agents'}\n`;
+      io.stdout.write(head + agents.map((a) => `\n${renderAgent(a)}`).join(''));
+    }
+    return 0;
+  },
+};
+
+/** show, evict and ban share their shape: one agent by SPIFFE ID in, the agent out. */
+function byId(name: 'show' | 'evict' | 'ban', method: 'GetAgent' | 'EvictAgent' | 'BanAgent', summary: string, done: string): Command {
+  return {
+    name,
+    summary,
+    flags: [spiffeIdFlag('SPIFFE ID of the agent; required'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+    async run(args, io) {
+      const spiffeId = checkSpiffeId(args.requiredString('spiffe-id'), 'SPIFFE ID');
+      const agent = await withAdminClient(args, io.env, (client) => client.call('Agents', method, { spiffe_id: spiffeId }));
+      if (outputFormat(args) === 'json') io.stdout.write(renderJson(fullAgent(agent)));
+      else io.stdout.write(done === '' ? renderAgent(agent) : `${done}\n`);
+      return 0;
+    },
+  };
+}
+
+export const AGENT_COMMANDS: readonly Command[] = [
+  list,
+  byId('show', 'GetAgent', 'Shows one attested agent.', ''),
+  byId('evict', 'EvictAgent', 'Evicts an agent: it must attest again (with a new join token) to get an identity.', 'Agent evicted successfully'),
+  byId('ban', 'BanAgent', 'Bans an agent: its SVID is refused from now on and it cannot attest again under this ID.', 'Agent banned successfully'),
+];
+
+/** `meshid-server agent list|show|evict|ban`: attested agents (admin API meshid.admin.v1.Agents). */
+export async function agentCommand(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server agent', 'Manage attested agents.', AGENT_COMMANDS, argv, io);
+}

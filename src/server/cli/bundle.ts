@@ -1,0 +1,143 @@
+import fs from 'node:fs';
+import { createPublicKey } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import { invalidArgument, notFound } from '../../common/errors.js';
+import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { certificatesToPem } from '../../common/x509/pem.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import type { ProtoBundle } from './admin-types.js';
+import { checkTrustDomain, trustDomainFlag } from './flags.js';
+
+const FORMAT_FLAG: FlagSpec = {
+  name: 'format', type: 'string', choices: ['pem', 'spiffe'], description: 'pem: the X.509 roots as PEM (default); spiffe: a SPIFFE bundle (JWK set JSON)',
+};
+
+/** The proto Bundle as the SPIFFE bundle model (SPIFFE Trust Domain and Bundle §3). */
+export function protoToTrustBundle(b: ProtoBundle): TrustBundle {
+  return {
+    trustDomain: b.trust_domain ?? '',
+    x509Authorities: b.x509_authorities ?? [],
+    jwtAuthorities: (b.jwt_authorities ?? []).map((k) => ({
+      kid: k.kid ?? '',
+      publicKey: createPublicKey({ key: k.public_key ?? Buffer.alloc(0), format: 'der', type: 'spki' }),
+    })),
+    sequence: b.sequence ?? 0,
+    refreshHintSeconds: b.refresh_hint || undefined,
+  };
+}
+
+/**
+ * A bundle as `bundle show` prints it: PEM CERTIFICATE blocks of the X.509 roots, or the SPIFFE bundle document
+ * (Bundle §4: x509-svid keys with one x5c, jwt-svid keys with kid, spiffe_sequence).
+ */
+export function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe'): string {
+  if (format === 'spiffe') return bundleToSpiffeJson(protoToTrustBundle(b), { indent: 2 }) + '\n';
+  return certificatesToPem(b.x509_authorities ?? []);
+}
+
+/** A bundle with every field present and bytes as base64: the --output json shape. */
+function fullBundle(b: ProtoBundle): Record<string, unknown> {
+  return {
+    trust_domain: b.trust_domain ?? '',
+    x509_authorities: b.x509_authorities ?? [],
+    jwt_authorities: (b.jwt_authorities ?? []).map((k) => ({ kid: k.kid ?? '', public_key: k.public_key ?? Buffer.alloc(0), expires_at: k.expires_at ?? 0 })),
+    sequence: b.sequence ?? 0,
+    refresh_hint: b.refresh_hint ?? 0,
+  };
+}
+
+const formatOf = (args: ParsedArgs): 'pem' | 'spiffe' => (args.string('format') === 'spiffe' ? 'spiffe' : 'pem');
+
+const show: Command = {
+  name: 'show',
+  summary: "Prints this trust domain's own bundle (its root CAs and JWT keys).",
+  flags: [FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const b = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'GetBundle', {}));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, formatOf(args)));
+    return 0;
+  },
+};
+
+const list: Command = {
+  name: 'list',
+  summary: 'Prints the federated bundles (other trust domains this server trusts).',
+  flags: [trustDomainFlag('Only the bundle of this trust domain'), FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const only = args.string('trust-domain');
+    const td = only === undefined ? undefined : checkTrustDomain(only);
+    const res = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'ListFederatedBundles', {}));
+    const bundles = (res.bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
+    if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(renderJson({ bundles: bundles.map(fullBundle) }));
+      return 0;
+    }
+    const bar = '*'.repeat(40);
+    io.stdout.write(bundles.map((b) => `${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, formatOf(args))}`).join('\n'));
+    return 0;
+  },
+};
+
+const set: Command = {
+  name: 'set',
+  summary: "Sets (creates or replaces) a federated trust domain's bundle, from --path, --data or standard input.",
+  flags: [
+    trustDomainFlag('Trust domain the bundle belongs to, e.g. partner.org; required'),
+    { name: 'path', aliases: ['bundle-file'], type: 'string', valueName: 'FILE', description: 'File holding the bundle (default: read standard input)' },
+    { name: 'data', type: 'string', valueName: 'TEXT', description: 'The bundle itself, instead of --path' },
+    { ...FORMAT_FLAG, description: 'Format of the input: pem (CA certificates) or spiffe (JWK set); default: detected' },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const file = args.string('path');
+    const data = args.string('data');
+    if (file !== undefined && data !== undefined) throw invalidArgument('--path and --data exclude each other');
+    const bundle = data ?? (file !== undefined ? readBundleFile(file) : await readStdin(io.stdin));
+    const format = args.string('format');
+    const b = await withAdminClient(args, io.env, (client) =>
+      client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
+    );
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : `Bundle set for ${td} (sequence ${b.sequence ?? 0}).\n`);
+    return 0;
+  },
+};
+
+function readBundleFile(file: string): string {
+  try {
+    return fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalidArgument(`cannot read bundle file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+}
+
+async function readStdin(stdin: Readable | undefined): Promise<string> {
+  if (stdin === undefined) throw invalidArgument('no bundle given: pass --path FILE or --data TEXT');
+  const chunks: Buffer[] = [];
+  for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+  return Buffer.concat(chunks).toString('utf8');
+}
+
+const remove: Command = {
+  name: 'delete',
+  summary: "Deletes a federated trust domain's bundle.",
+  flags: [trustDomainFlag('Trust domain whose bundle to delete; required'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    await withAdminClient(args, io.env, (client) => client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td }));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ trust_domain: td, deleted: true }) : `Bundle deleted for ${td}.\n`);
+    return 0;
+  },
+};
+
+export const BUNDLE_COMMANDS: readonly Command[] = [show, list, set, remove];
+
+/** `meshid-server bundle show|list|set|delete`: own and federated bundles (admin API meshid.admin.v1.Bundles). */
+export async function bundleCommand(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server bundle', 'Manage the own and federated trust bundles.', BUNDLE_COMMANDS, argv, io);
+}

@@ -1,0 +1,55 @@
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import type { ProtoAuthority } from './admin-types.js';
+import { isoTime } from './entry-output.js';
+
+/** An authority with every field present: the --output json shape. */
+function fullAuthority(a: ProtoAuthority): Required<ProtoAuthority> {
+  return {
+    id: a.id ?? '',
+    kind: a.kind ?? '',
+    datacenter: a.datacenter ?? '',
+    state: a.state ?? '',
+    not_before: a.not_before ?? 0,
+    not_after: a.not_after ?? 0,
+    fingerprint: a.fingerprint ?? '',
+    subject: a.subject ?? '',
+  };
+}
+
+/** One authority (root, DC intermediate or JWT key) as a block: kind, datacenter, state, validity, fingerprint. */
+export function renderAuthority(a: ProtoAuthority): string {
+  return renderFields([
+    ['Authority ID', a.id ?? ''],
+    ['Kind', a.kind ?? ''],
+    // Roots belong to the whole trust domain, not to one datacenter.
+    ['Datacenter', a.datacenter || '-'],
+    ['State', a.state ?? ''],
+    ['Subject', a.subject || undefined],
+    ['Not before', isoTime(a.not_before)],
+    ['Not after', isoTime(a.not_after)],
+    ['Fingerprint', a.fingerprint ?? ''],
+  ]);
+}
+
+const show: Command = {
+  name: 'show',
+  summary: 'Lists the certificate authorities: roots, per-datacenter intermediates and JWT keys, with their state.',
+  flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'ListAuthorities', {}));
+    const authorities = (res.authorities ?? []).map(fullAuthority);
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
+    } else {
+      io.stdout.write(renderFields([['Trust domain', res.trust_domain ?? '']]) + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+    }
+    return 0;
+  },
+};
+
+/** `meshid-server ca show`: the CA journal (admin API meshid.admin.v1.Authorities). */
+export async function caCommand(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server ca', 'Inspect the certificate authorities.', [show], argv, io);
+}

@@ -1,0 +1,216 @@
+import { invalidArgument } from '../../common/errors.js';
+import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { serverId } from '../api/entry-validation.js';
+import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
+import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
+import { fullEntry, renderEntry, renderEntryList } from './entry-output.js';
+import {
+  checkSelectors, checkSpiffeId, checkTrustDomain, entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag,
+} from './flags.js';
+
+/** The entry fields a flag sets, and the name of that field in UpdateEntry's mask (meshid.v1.Entry field names). */
+const FIELD_FLAGS: readonly FlagSpec[] = [
+  { name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', description: 'TTL of the X509-SVIDs issued for this entry, in seconds or like 1h, 24h; default: the server default' },
+  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', description: 'TTL of the JWT-SVIDs issued for this entry; default: the server default' },
+  { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', description: 'DNS name for the X509-SVID' },
+  { name: 'hint', type: 'string', description: 'Hint that tells a workload which of its identities to use' },
+  { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Trust domain whose bundle the workload also receives' },
+  { name: 'admin', type: 'bool', description: 'The workload may use the admin API' },
+  { name: 'downstream', type: 'bool', description: 'The workload is a downstream meshid-server' },
+];
+
+const MASK_OF_FLAG: Readonly<Record<string, string>> = {
+  'spiffe-id': 'spiffe_id',
+  'parent-id': 'parent_id',
+  selector: 'selectors',
+  'x509-svid-ttl': 'x509_svid_ttl',
+  'jwt-svid-ttl': 'jwt_svid_ttl',
+  dns: 'dns_names',
+  hint: 'hint',
+  'federates-with': 'federates_with',
+  admin: 'admin',
+  downstream: 'downstream',
+};
+
+/** Reads the entry fields given on the command line, checked locally; flags not given stay undefined. */
+function entryFields(args: ParsedArgs): ProtoEntry {
+  const e: ProtoEntry = {};
+  const spiffeId = args.string('spiffe-id');
+  if (spiffeId !== undefined) e.spiffe_id = checkSpiffeId(spiffeId, 'SPIFFE ID');
+  const parentId = args.string('parent-id');
+  if (parentId !== undefined) e.parent_id = checkSpiffeId(parentId, 'Parent ID');
+  if (args.has('selector')) e.selectors = checkSelectors(args.strings('selector'));
+  const x509 = args.seconds('x509-svid-ttl');
+  if (x509 !== undefined) e.x509_svid_ttl = x509;
+  const jwt = args.seconds('jwt-svid-ttl');
+  if (jwt !== undefined) e.jwt_svid_ttl = jwt;
+  if (args.has('dns')) e.dns_names = args.strings('dns');
+  const hint = args.string('hint');
+  if (hint !== undefined) e.hint = hint;
+  if (args.has('federates-with')) e.federates_with = args.strings('federates-with').map(checkTrustDomain);
+  const admin = args.bool('admin');
+  if (admin !== undefined) e.admin = admin;
+  const downstream = args.bool('downstream');
+  if (downstream !== undefined) e.downstream = downstream;
+  return e;
+}
+
+function print(io: CliIo, args: ParsedArgs, entry: ProtoEntry): void {
+  io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullEntry(entry)) : renderEntry(entry));
+}
+
+async function trustDomainOf(client: AdminClient): Promise<string> {
+  const res = await client.call('Authorities', 'ListAuthorities', {});
+  if (!res.trust_domain) throw invalidArgument('the server did not report its trust domain');
+  return res.trust_domain;
+}
+
+const create: Command = {
+  name: 'create',
+  summary: 'Creates a registration entry and prints it with its ID.',
+  flags: [
+    spiffeIdFlag('SPIFFE ID the entry issues; required'),
+    parentIdFlag('SPIFFE ID of the agent (or node alias) that may serve the entry; required unless --node'),
+    selectorFlag('Selector the workload must match, e.g. unix:uid:1000; at least one'),
+    { name: 'node', type: 'bool', description: 'Create a node-alias entry: its parent is the server, its selectors match agents' },
+    ...FIELD_FLAGS,
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const entry = entryFields(args);
+    if (entry.spiffe_id === undefined) throw invalidArgument('flag --spiffe-id is required');
+    const node = args.bool('node') === true;
+    if (node && entry.parent_id !== undefined) throw invalidArgument('--node and --parent-id exclude each other: a node alias is parented by the server');
+    if (!node && entry.parent_id === undefined) throw invalidArgument('flag --parent-id is required (or --node for a node-alias entry)');
+    if ((entry.selectors ?? []).length === 0) throw invalidArgument('at least one selector is required (e.g. --selector unix:uid:1000)');
+    return withAdminClient(args, io.env, async (client) => {
+      if (node) // A node alias is parented by the server's own ID (spiffe://<td>/meshid/server).
+      entry.parent_id = serverId(await trustDomainOf(client));
+      const res = await client.call('Entries', 'CreateEntries', { entries: [entry] });
+      const result = res.results?.[0];
+      const failure = result === undefined ? invalidArgument('the server returned no result') : batchStatusError(result.status);
+      if (outputFormat(args) === 'json') {
+        io.stdout.write(renderJson({ results: (res.results ?? []).map((r) => ({ status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' }, entry: r.entry && fullEntry(r.entry) })) }));
+      }
+      if (failure !== undefined) throw failure;
+      if (outputFormat(args) === 'pretty') io.stdout.write(renderEntry(result!.entry ?? {}));
+      return 0;
+    });
+  },
+};
+
+const show: Command = {
+  name: 'show',
+  summary: 'Shows registration entries: one by --entry-id, or all that match the filters.',
+  flags: [
+    entryIdFlag('ID of the entry to show'),
+    spiffeIdFlag('Only entries with this SPIFFE ID'),
+    parentIdFlag('Only entries with this parent ID'),
+    selectorFlag('Only entries matching these selectors (see --match)'),
+    { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = entries holding every given selector' },
+    { name: 'federates-with', aliases: ['federatesWith'], type: 'string', valueName: 'TD', description: 'Only entries federating with this trust domain' },
+    { name: 'hint', type: 'string', description: 'Only entries with this hint' },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const id = args.string('entry-id');
+    const filters = args.given.filter((f) => !['entry-id', 'admin-socket', 'output'].includes(f));
+    if (id !== undefined && filters.length > 0) throw invalidArgument(`--entry-id cannot be combined with --${filters[0]}`);
+    const request = listRequest(args);
+    const entries = await withAdminClient(args, io.env, async (client) => {
+      if (id !== undefined) return [await client.call('Entries', 'GetEntry', { id })];
+      return listAll(client, request);
+    });
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ entries: entries.map(fullEntry) }) : renderEntryList(entries));
+    return 0;
+  },
+};
+
+function listRequest(args: ParsedArgs): ListEntriesRequest {
+  const req: ListEntriesRequest = {};
+  const spiffeId = args.string('spiffe-id');
+  if (spiffeId !== undefined) req.spiffe_id = checkSpiffeId(spiffeId, 'SPIFFE ID');
+  const parentId = args.string('parent-id');
+  if (parentId !== undefined) req.parent_id = checkSpiffeId(parentId, 'Parent ID');
+  const selectors = checkSelectors(args.strings('selector'));
+  if (selectors.length > 0) {
+    req.selectors = selectors;
+    req.selector_match = args.string('match') ?? 'superset';
+  } else if (args.has('match')) {
+    throw invalidArgument('--match needs at least one --selector');
+  }
+  const td = args.string('federates-with');
+  if (td !== undefined) req.federates_with = checkTrustDomain(td);
+  const hint = args.string('hint');
+  if (hint !== undefined) req.hint = hint;
+  return req;
+}
+
+/** Follows next_page_token until the server has returned every matching entry. */
+async function listAll(client: AdminClient, request: ListEntriesRequest): Promise<ProtoEntry[]> {
+  const entries: ProtoEntry[] = [];
+  let pageToken = '';
+  do {
+    const page = await client.call('Entries', 'ListEntries', { ...request, page_size: 500, page_token: pageToken });
+    entries.push(...(page.entries ?? []));
+    pageToken = page.next_page_token ?? '';
+  } while (pageToken !== '');
+  return entries;
+}
+
+const update: Command = {
+  name: 'update',
+  summary: 'Changes the given fields of an entry; fields whose flags are absent stay as they are.',
+  flags: [
+    entryIdFlag('ID of the entry to update; required'),
+    spiffeIdFlag('New SPIFFE ID'),
+    parentIdFlag('New parent ID'),
+    selectorFlag('New selectors (replace all current ones)'),
+    ...FIELD_FLAGS,
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const id = args.requiredString('entry-id');
+    const entry = { ...entryFields(args), id };
+    const mask = args.given.filter((f) => f in MASK_OF_FLAG).map((f) => MASK_OF_FLAG[f]!);
+    if (mask.length === 0) {
+      throw invalidArgument(`nothing to update: give at least one of ${Object.keys(MASK_OF_FLAG).map((f) => `--${f}`).join(', ')}`);
+    }
+    const updated = await withAdminClient(args, io.env, (client) => client.call('Entries', 'UpdateEntry', { entry, mask }));
+    print(io, args, updated);
+    return 0;
+  },
+};
+
+const remove: Command = {
+  name: 'delete',
+  summary: 'Deletes entries by ID.',
+  flags: [entryIdFlag('ID of an entry to delete; required', true), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const ids = args.strings('entry-id');
+    if (ids.length === 0) throw invalidArgument('flag --entry-id is required');
+    const res = await withAdminClient(args, io.env, (client) => client.call('Entries', 'DeleteEntries', { ids }));
+    const results = (res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } }));
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results }));
+    let failure: Error | undefined;
+    for (const r of results) {
+      const err = batchStatusError(r.status);
+      if (err === undefined && outputFormat(args) === 'pretty') io.stdout.write(`Deleted entry with ID: ${r.id}\n`);
+      failure ??= err;
+    }
+    if (failure !== undefined) throw failure;
+    return 0;
+  },
+};
+
+export const ENTRY_COMMANDS: readonly Command[] = [create, show, update, remove];
+
+/** `meshid-server entry create|show|update|delete`: registration entries (admin API meshid.admin.v1.Entries). */
+export async function entryCommand(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server entry', 'Manage registration entries.', ENTRY_COMMANDS, argv, io);
+}

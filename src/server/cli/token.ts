@@ -1,0 +1,34 @@
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import { isoTime } from './entry-output.js';
+import { checkSelectors, datacenterFlag, selectorFlag, ttlFlag } from './flags.js';
+
+const generate: Command = {
+  name: 'generate',
+  summary: 'Generates a one-time join token an agent uses to attest (printed once; the server keeps only a hash).',
+  flags: [
+    datacenterFlag('Datacenter the agent joins (default: the server\'s first datacenter)'),
+    ttlFlag('How long the token stays valid, in seconds or like 10m, 1h; default: the server default (600 s)'),
+    selectorFlag('Extra node selector recorded on the agent that uses the token'),
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const request = {
+      datacenter: args.string('datacenter'),
+      ttl: args.seconds('ttl'),
+      selectors: checkSelectors(args.strings('selector')),
+    };
+    const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'GenerateJoinToken', request));
+    const out = { token: res.token ?? '', expires_at: res.expires_at ?? 0, datacenter: res.datacenter ?? '' };
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson(out));
+    else io.stdout.write(`Token: ${out.token}\nExpires at: ${isoTime(out.expires_at) ?? 'never'}\nDatacenter: ${out.datacenter}\n`);
+    return 0;
+  },
+};
+
+/** `meshid-server token generate`: join tokens for agent attestation (admin API meshid.admin.v1.Tokens). */
+export async function tokenCommand(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server token', 'Manage join tokens.', [generate], argv, io);
+}

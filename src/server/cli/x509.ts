@@ -1,0 +1,90 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { writeFilesAtomic } from '../../common/atomic-file.js';
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { createCsr } from '../../common/x509/csr.js';
+import { exportPkcs8Pem, generateKeyPair } from '../../common/x509/keys.js';
+import { certificatesToPem } from '../../common/x509/pem.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import { isoTime } from './entry-output.js';
+import { checkSpiffeId, datacenterFlag, spiffeIdFlag, ttlFlag } from './flags.js';
+
+/** The three files `x509 mint --write DIR` leaves, with their modes: only the key is private. */
+export const MINT_FILES = Object.freeze({
+  svid: { name: 'svid.pem', mode: 0o644 },
+  key: { name: 'key.pem', mode: 0o600 },
+  bundle: { name: 'bundle.pem', mode: 0o644 },
+});
+
+const mint: Command = {
+  name: 'mint',
+  summary: 'Mints an X509-SVID for tooling. The P-256 key is generated here and never leaves this machine; the server signs a CSR.',
+  flags: [
+    spiffeIdFlag('SPIFFE ID of the SVID; required'),
+    ttlFlag('Lifetime of the SVID, in seconds or like 1h, 24h; default: the server default'),
+    { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', description: 'DNS name to add as a SAN' },
+    datacenterFlag("Datacenter whose intermediate CA signs (default: the server's first)"),
+    { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.pem (leaf + intermediate), key.pem (PKCS#8, 0600) and bundle.pem to DIR instead of printing them' },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const spiffeId = checkSpiffeId(args.requiredString('spiffe-id'), 'SPIFFE ID');
+    const ttl = args.seconds('ttl');
+    const datacenter = args.string('datacenter');
+    const dir = args.string('write');
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const csr = await createCsr(privateKey, publicKey);
+    const res = await withAdminClient(args, io.env, (client) =>
+      client.call('Svids', 'MintX509Svid', {
+        csr,
+        spiffe_id: spiffeId,
+        dns_names: args.strings('dns'),
+        ...(ttl !== undefined ? { ttl } : {}),
+        ...(datacenter !== undefined ? { datacenter } : {}),
+      }),
+    );
+    const chain = res.svid_chain ?? [];
+    if (chain.length === 0) throw invalidArgument('the server returned no certificate');
+    const pems = { svid: certificatesToPem(chain), key: exportPkcs8Pem(privateKey), bundle: certificatesToPem(res.root_cas ?? []) };
+    const expiresAt = res.expires_at ?? 0;
+    const json = outputFormat(args) === 'json';
+
+    if (dir !== undefined) {
+      const files = writeMintFiles(dir, pems);
+      if (json) io.stdout.write(renderJson({ spiffe_id: spiffeId, expires_at: expiresAt, svid_path: files.svid, key_path: files.key, bundle_path: files.bundle }));
+      else io.stdout.write(`X509-SVID written to ${files.svid}\nPrivate key written to ${files.key}\nRoot CAs written to ${files.bundle}\n`);
+      return 0;
+    }
+    if (json) io.stdout.write(renderJson({ spiffe_id: spiffeId, expires_at: expiresAt, svid_pem: pems.svid, key_pem: pems.key, bundle_pem: pems.bundle }));
+    else io.stdout.write(`X509-SVID (expires ${isoTime(expiresAt) ?? 'unknown'}):\n${pems.svid}\nPrivate key:\n${pems.key}\nRoot CAs:\n${pems.bundle}`);
+    return 0;
+  },
+};
+
+/** Writes the three PEM files all-or-nothing; returns their paths. */
+function writeMintFiles(dir: string, pems: { svid: string; key: string; bundle: string }): { svid: string; key: string; bundle: string } {
+  const paths = {
+    svid: path.join(dir, MINT_FILES.svid.name),
+    key: path.join(dir, MINT_FILES.key.name),
+    bundle: path.join(dir, MINT_FILES.bundle.name),
+  };
+  try {
+    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+    writeFilesAtomic([
+      { file: paths.svid, data: pems.svid, mode: MINT_FILES.svid.mode },
+      { file: paths.key, data: pems.key, mode: MINT_FILES.key.mode },
+      { file: paths.bundle, data: pems.bundle, mode: MINT_FILES.bundle.mode },
+    ]);
+  } catch (err) {
+    throw failedPrecondition(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  return paths;
+}
+
+/** `meshid-server x509 mint`: X509-SVIDs for tooling (admin API meshid.admin.v1.Svids). */
+export async function x509Command(argv: string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-server x509', 'Mint X509-SVIDs.', [mint], argv, io);
+}

@@ -1,0 +1,11 @@
+#!/usr/bin/env node
+/** meshid-server's executable: `meshid-server run | entry | token | bundle | agent | ca | x509 | jwt | healthcheck`. */
+import { serverCli } from './cli/server-cli.js';
+
+// exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
+process.exitCode = await serverCli(process.argv.slice(2), {
+  stdout: process.stdout,
+  stderr: process.stderr,
+  env: process.env,
+  stdin: process.stdin,
+});

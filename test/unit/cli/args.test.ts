@@ -1,0 +1,153 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { formatHelp, parseArgs, type FlagSpec } from '../../../src/common/cli/args.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+
+const SPECS: FlagSpec[] = [
+  { name: 'spiffe-id', aliases: ['spiffeID'], type: 'string', valueName: 'ID', description: 'SPIFFE ID' },
+  { name: 'parent-id', aliases: ['parentID'], type: 'string', description: 'Parent ID' },
+  { name: 'selector', type: 'strings', description: 'Selector' },
+  { name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', description: 'TTL' },
+  { name: 'admin', type: 'bool', description: 'Admin' },
+  { name: 'output', type: 'string', choices: ['json', 'pretty'], description: 'Output' },
+];
+
+/** Asserts that parsing fails with InvalidArgument and returns the message. */
+function failure(argv: string[], specs = SPECS, maxPositionals = 0): string {
+  try {
+    parseArgs(argv, specs, { maxPositionals });
+  } catch (err) {
+    assert.ok(isMeshidError(err, 'invalid_argument'), `expected InvalidArgument, got ${String(err)}`);
+    return err.message;
+  }
+  assert.fail(`parsing ${JSON.stringify(argv)} should have failed`);
+}
+
+test('GNU long flags take their value from the next word or after "="', () => {
+  const a = parseArgs(['--spiffe-id', 'spiffe://td/a', '--parent-id=spiffe://td/p'], SPECS);
+  assert.equal(a.string('spiffe-id'), 'spiffe://td/a');
+  assert.equal(a.string('parent-id'), 'spiffe://td/p');
+});
+
+test('a value after "=" may itself contain "=" and ":"', () => {
+  assert.equal(parseArgs(['--selector=k8s:label:a=b'], SPECS).strings('selector')[0], 'k8s:label:a=b');
+});
+
+test("spire-server's spellings are accepted with one or two dashes and land on the canonical flag", () => {
+  const a = parseArgs(['-spiffeID', 'spiffe://td/a', '--parentID', 'spiffe://td/p', '-x509SVIDTTL=60', '-selector', 'unix:uid:0'], SPECS);
+  assert.equal(a.string('spiffe-id'), 'spiffe://td/a');
+  assert.equal(a.string('parent-id'), 'spiffe://td/p');
+  assert.equal(a.seconds('x509-svid-ttl'), 60);
+  assert.deepEqual(a.strings('selector'), ['unix:uid:0']);
+});
+
+test('canonical names also work with a single dash, as Go flags do', () => {
+  assert.equal(parseArgs(['-output', 'json'], SPECS).string('output'), 'json');
+});
+
+test('aliases are case-sensitive: -spiffeid is not -spiffeID', () => {
+  assert.match(failure(['-spiffeid', 'x']), /unknown flag -spiffeid \(did you mean -spiffeID\?\)/);
+});
+
+test('repeated strings flags accumulate in order, across spellings', () => {
+  const a = parseArgs(['--selector', 'unix:uid:1000', '-selector', 'unix:gid:0', '--selector=unix:user:x'], SPECS);
+  assert.deepEqual(a.strings('selector'), ['unix:uid:1000', 'unix:gid:0', 'unix:user:x']);
+});
+
+test('an absent strings flag reads as an empty list and is not "given"', () => {
+  const a = parseArgs([], SPECS);
+  assert.deepEqual(a.strings('selector'), []);
+  assert.equal(a.has('selector'), false);
+  assert.deepEqual(a.given, []);
+});
+
+test('given lists canonical names in the order first seen', () => {
+  const a = parseArgs(['--admin', '-selector', 'a:b', '-spiffeID', 'x', '--selector', 'c:d'], SPECS);
+  assert.deepEqual(a.given, ['admin', 'selector', 'spiffe-id']);
+});
+
+test('a single-valued flag given twice is an error, even under two spellings', () => {
+  assert.match(failure(['--spiffe-id', 'a', '-spiffeID', 'b']), /flag -spiffeID is given more than once/);
+});
+
+test('unknown flags are an error that names the flag and suggests the closest known spelling', () => {
+  assert.equal(failure(['--spife-id', 'x']), 'unknown flag --spife-id (did you mean --spiffe-id?)');
+  assert.equal(failure(['--selectr', 'x']), 'unknown flag --selectr (did you mean --selector?)');
+  assert.equal(failure(['-parentId', 'x']), 'unknown flag -parentId (did you mean -parentID?)');
+  assert.equal(failure(['--sleector=x']), 'unknown flag --sleector (did you mean --selector?)');
+});
+
+test('an unknown flag with nothing close points at --help instead of guessing', () => {
+  assert.equal(failure(['--frobnicate']), 'unknown flag --frobnicate (see --help for the flags this command takes)');
+});
+
+test('a flag missing its value is an error naming it', () => {
+  assert.equal(failure(['--spiffe-id']), 'flag --spiffe-id needs a value');
+  assert.match(failure(['--spiffe-id', '--parent-id', 'x']), /^flag --spiffe-id needs a value, got flag "--parent-id"/);
+  assert.equal(failure(['--spiffe-id=']), 'flag --spiffe-id has an empty value');
+});
+
+test('a value starting with "-" is accepted after "="', () => {
+  assert.equal(parseArgs(['--spiffe-id=-x'], SPECS).string('spiffe-id'), '-x');
+});
+
+test('bool flags are true when present, take =true/=false, and never swallow the next word', () => {
+  assert.equal(parseArgs(['--admin'], SPECS).bool('admin'), true);
+  assert.equal(parseArgs(['--admin=false'], SPECS).bool('admin'), false);
+  assert.equal(parseArgs(['--admin=true'], SPECS).bool('admin'), true);
+  assert.equal(parseArgs([], SPECS).bool('admin'), undefined);
+  const a = parseArgs(['--admin', 'extra'], SPECS, { maxPositionals: 1 });
+  assert.equal(a.bool('admin'), true);
+  assert.deepEqual(a.positionals, ['extra']);
+  assert.equal(failure(['--admin=maybe']), 'flag --admin takes true or false, got "maybe"');
+});
+
+test('choices are enforced at parse time', () => {
+  assert.equal(failure(['--output', 'yaml']), 'flag --output must be one of json, pretty, got "yaml"');
+});
+
+test('durations accept plain seconds and units, and read back as whole seconds', () => {
+  assert.equal(parseArgs(['--x509-svid-ttl', '3600'], SPECS).seconds('x509-svid-ttl'), 3600);
+  assert.equal(parseArgs(['--x509-svid-ttl', '1h30m'], SPECS).seconds('x509-svid-ttl'), 5400);
+  assert.equal(parseArgs(['-ttl', '24h'], SPECS).durationMs('x509-svid-ttl'), 86_400_000);
+  assert.equal(parseArgs([], SPECS).seconds('x509-svid-ttl'), undefined);
+});
+
+test('a malformed duration is an InvalidArgument naming the flag', () => {
+  assert.match(failure(['--x509-svid-ttl', 'abc']), /^flag --x509-svid-ttl "abc" is not a valid duration/);
+  assert.match(failure(['--x509-svid-ttl', '0']), /flag --x509-svid-ttl must be a positive number of seconds/);
+});
+
+test('a duration that is not whole seconds is refused, not rounded', () => {
+  const a = parseArgs(['--x509-svid-ttl', '1500ms'], SPECS);
+  assert.throws(() => a.seconds('x509-svid-ttl'), (err: unknown) => isMeshidError(err, 'invalid_argument') && /not a whole number of seconds/.test(err.message));
+});
+
+test('positionals are refused unless the command takes them; "--" ends flags', () => {
+  assert.equal(failure(['stray']), 'unexpected argument "stray": this command takes only flags');
+  const a = parseArgs(['--admin', '--', '--selector', 'x'], SPECS, { maxPositionals: 2 });
+  assert.deepEqual(a.positionals, ['--selector', 'x']);
+  assert.deepEqual(a.strings('selector'), []);
+});
+
+test('-h, -help and --help ask for help without being declared', () => {
+  for (const h of ['-h', '-help', '--help']) assert.equal(parseArgs([h], SPECS).help, true);
+  assert.equal(parseArgs(['--admin'], SPECS).help, false);
+});
+
+test('reading a flag the command did not declare is a programming error, not an operator error', () => {
+  const a = parseArgs([], SPECS);
+  assert.throws(() => a.string('nope'), (err: unknown) => !isMeshidError(err) && /not declared/.test((err as Error).message));
+  assert.throws(() => a.string('selector'), /declared as strings/);
+});
+
+test('help lists each flag with its placeholder, description, repeatability and aliases', () => {
+  const help = formatHelp('meshid-server entry create [flags]', 'Creates an entry.', SPECS);
+  assert.match(help, /^Usage: meshid-server entry create \[flags\]\n\nCreates an entry\.\n\nFlags:\n/);
+  assert.match(help, /--spiffe-id ID +SPIFFE ID \(alias -spiffeID\)\n/);
+  assert.match(help, /--selector VALUE +Selector \(repeatable\)\n/);
+  assert.match(help, /--x509-svid-ttl DURATION +TTL \(alias -x509SVIDTTL, -ttl\)\n/);
+  assert.match(help, /--output json\|pretty +Output\n/);
+  assert.match(help, /--admin +Admin\n/);
+  assert.match(help, /--help +Show this help\n$/);
+});

@@ -1,0 +1,133 @@
+import { after, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from '../../../src/common/cli/args.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { ADMIN_SOCKET_FLAG, adminSocketPath } from '../../../src/server/cli/admin-client.js';
+import { checkSpiffeId } from '../../../src/server/cli/flags.js';
+import { serverCli } from '../../../src/server/cli/server-cli.js';
+import { captureIo } from './capture-io.js';
+
+/** A socket path nobody listens on, so a test that reaches the network fails loudly instead of hitting a real server. */
+const DEAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-cli-'));
+const DEAD_SOCKET = path.join(DEAD_DIR, 'admin.sock');
+after(() => fs.rmSync(DEAD_DIR, { recursive: true, force: true }));
+
+async function run(argv: string[], env: NodeJS.ProcessEnv = { MESHID_ADMIN_SOCKET: DEAD_SOCKET }): Promise<{ code: number; out: string; err: string }> {
+  const io = captureIo(env);
+  const code = await serverCli(argv, io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+test('a malformed SPIFFE ID is refused locally with the InvalidArgument line', async () => {
+  const r = await run(['entry', 'create', '--spiffe-id', 'x', '--parent-id', 'spiffe://example.org/a', '--selector', 'unix:uid:1']);
+  assert.equal(r.code, 1);
+  assert.equal(r.err, 'Error: InvalidArgument: SPIFFE ID "x" is not a SPIFFE ID: it must start with "spiffe://"\n');
+  assert.equal(r.out, '');
+});
+
+test('local SPIFFE ID errors name the flag the operator gave', () => {
+  const message = (value: string, label: string): string => {
+    try {
+      checkSpiffeId(value, label);
+    } catch (err) {
+      assert.ok(isMeshidError(err, 'invalid_argument'));
+      return err.message;
+    }
+    return assert.fail('should have thrown');
+  };
+  assert.equal(message('http://x/y', 'Parent ID'), 'Parent ID "http://x/y" is not a SPIFFE ID: it must start with "spiffe://"');
+  assert.equal(message('spiffe://Example.org/a', 'SPIFFE ID'), 'SPIFFE ID "spiffe://Example.org/a": the trust domain must be lowercase');
+  assert.equal(checkSpiffeId('spiffe://example.org/a', 'SPIFFE ID'), 'spiffe://example.org/a');
+});
+
+test('a selector without type:value is refused locally', async () => {
+  const r = await run(['entry', 'create', '--spiffe-id', 'spiffe://example.org/w', '--parent-id', 'spiffe://example.org/a', '--selector', 'unix']);
+  assert.equal(r.code, 1);
+  assert.equal(r.err, 'Error: InvalidArgument: selector "unix" must have the form type:value (e.g. unix:uid:1000)\n');
+});
+
+test('entry create needs a parent or --node, not both, and at least one selector', async () => {
+  const base = ['entry', 'create', '--spiffe-id', 'spiffe://example.org/w'];
+  assert.match((await run([...base, '--selector', 'unix:uid:1'])).err, /flag --parent-id is required \(or --node/);
+  assert.match((await run([...base, '--node', '--parent-id', 'spiffe://example.org/a', '--selector', 'a:b'])).err, /--node and --parent-id exclude each other/);
+  assert.match((await run([...base, '--parent-id', 'spiffe://example.org/a'])).err, /at least one selector is required/);
+});
+
+test('a bad TTL is an InvalidArgument naming the flag', async () => {
+  const r = await run(['entry', 'update', '--entry-id', 'e-1', '--x509-svid-ttl', '10 minutes']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^Error: InvalidArgument: flag --x509-svid-ttl "10 minutes" is not a valid duration/);
+});
+
+test('entry update without any field to change is refused before calling the server', async () => {
+  const r = await run(['entry', 'update', '--entry-id', 'e-1']);
+  assert.match(r.err, /^Error: InvalidArgument: nothing to update: give at least one of --spiffe-id, /);
+});
+
+test('entry show --entry-id does not combine with filters', async () => {
+  const r = await run(['entry', 'show', '--entry-id', 'e-1', '--hint', 'x']);
+  assert.equal(r.err, 'Error: InvalidArgument: --entry-id cannot be combined with --hint\n');
+});
+
+test('an unreachable admin socket is an Unavailable line naming the socket', async () => {
+  const r = await run(['healthcheck']);
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.err,
+    `Error: Unavailable: cannot reach meshid-server on ${DEAD_SOCKET} (no socket there): is it running? Pass --admin-socket or set MESHID_ADMIN_SOCKET\n`,
+  );
+});
+
+test('the admin socket comes from --admin-socket, then MESHID_ADMIN_SOCKET, then the default', () => {
+  const specs = [ADMIN_SOCKET_FLAG];
+  assert.equal(adminSocketPath(parseArgs(['--admin-socket', '/a/b.sock'], specs), { MESHID_ADMIN_SOCKET: '/c.sock' }), '/a/b.sock');
+  assert.equal(adminSocketPath(parseArgs(['-socketPath', '/s.sock'], specs), {}), '/s.sock');
+  assert.equal(adminSocketPath(parseArgs([], specs), { MESHID_ADMIN_SOCKET: '/c.sock' }), '/c.sock');
+  assert.equal(adminSocketPath(parseArgs([], specs), {}), '/tmp/meshid-server/private/admin.sock');
+});
+
+test('unknown commands and subcommands suggest the closest name', async () => {
+  assert.equal((await run(['entyr'])).err, 'Error: InvalidArgument: unknown command "meshid-server entyr" (did you mean "entry"?)\n');
+  assert.equal((await run(['bundle', 'lst'])).err, 'Error: InvalidArgument: unknown command "meshid-server bundle lst" (did you mean "list"?)\n');
+});
+
+/** The spellings scripts rely on (GNU long names and spire-server aliases), per command, as --help lists them. */
+const CONTRACT: Record<string, string[]> = {
+  'entry create': ['--spiffe-id', '-spiffeID', '--parent-id', '-parentID', '--selector', '--x509-svid-ttl', '-x509SVIDTTL', '-ttl', '--jwt-svid-ttl', '-jwtSVIDTTL', '--dns', '--node', '--hint', '--federates-with', '-federatesWith', '--admin', '--downstream'],
+  'entry show': ['--entry-id', '-entryID', '--spiffe-id', '--parent-id', '--selector', '--federates-with', '--hint'],
+  'entry update': ['--entry-id', '-entryID', '--spiffe-id', '--parent-id', '--selector', '--x509-svid-ttl', '--jwt-svid-ttl', '--dns', '--hint', '--federates-with', '--admin', '--downstream'],
+  'entry delete': ['--entry-id', '-entryID'],
+  'token generate': ['--datacenter', '--ttl', '--selector'],
+  'bundle show': ['--format pem|spiffe'],
+  'bundle list': ['--trust-domain', '-id', '--format'],
+  'bundle set': ['--trust-domain', '-id', '--path', '-bundle-file', '--data', '--format'],
+  'bundle delete': ['--trust-domain', '-id'],
+  'agent list': ['--datacenter'],
+  'agent show': ['--spiffe-id', '-spiffeID'],
+  'agent evict': ['--spiffe-id'],
+  'agent ban': ['--spiffe-id'],
+  'ca show': [],
+  'x509 mint': ['--spiffe-id', '--ttl', '--dns', '--datacenter', '--write DIR'],
+  'jwt mint': ['--spiffe-id', '--audience', '--ttl'],
+  healthcheck: [],
+};
+
+test('every command has --help listing its contract flags, the admin socket and --output', async () => {
+  for (const [command, flags] of Object.entries(CONTRACT)) {
+    const r = await run([...command.split(' '), '--help']);
+    assert.equal(r.code, 0, command);
+    assert.match(r.out, new RegExp(`^Usage: meshid-server ${command} `), command);
+    for (const flag of [...flags, '--admin-socket PATH', '-socketPath', '--output json|pretty']) {
+      assert.ok(r.out.includes(flag), `${command} --help should list ${flag}:\n${r.out}`);
+    }
+  }
+});
+
+test('the top-level help lists every command group', async () => {
+  const r = await run(['--help']);
+  assert.equal(r.code, 0);
+  for (const g of ['run', 'entry', 'token', 'bundle', 'agent', 'ca', 'x509', 'jwt', 'healthcheck']) assert.match(r.out, new RegExp(`^  ${g} `, 'm'));
+});
