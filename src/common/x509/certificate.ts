@@ -1,0 +1,222 @@
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
+import { invalidArgument, isMeshidError } from '../errors.js';
+import { Oid, verificationAlgorithm } from './algorithms.js';
+import { readCertificateStructure, type CertificateStructure, type RawExtension } from './certificate-structure.js';
+import {
+  decodeAuthorityKeyIdentifier,
+  decodeBasicConstraints,
+  decodeExtKeyUsage,
+  decodeKeyUsage,
+  decodeSubjectAltName,
+  decodeSubjectKeyIdentifier,
+  type KeyUsageName,
+} from './extensions.js';
+
+/** What meshid reads from a certificate. Times are epoch milliseconds; identifiers are lowercase hex. */
+export interface ParsedCertificate {
+  readonly der: Buffer;
+  /** The serial's content octets in hex, as encoded (a leading 00 appears only when the encoding has one). */
+  readonly serialHex: string;
+  readonly notBefore: number;
+  readonly notAfter: number;
+  /** e.g. "O=meshid, OU=dc-eu1, CN=meshid dc-eu1 intermediate CA"; "" for an empty subject. */
+  readonly subject: string;
+  readonly issuer: string;
+  /** basicConstraints cA (false when the extension is absent). */
+  readonly isCa: boolean;
+  readonly pathLenConstraint?: number;
+  readonly uriSans: string[];
+  readonly dnsNames: string[];
+  readonly subjectKeyId?: string;
+  readonly authorityKeyId?: string;
+  /** Key usages set, or undefined when the extension is absent (which RFC 5280 reads as "any"). */
+  readonly keyUsage?: KeyUsageName[];
+  /** Extended key usage OIDs, or undefined when absent. */
+  readonly extKeyUsage?: string[];
+  readonly fingerprintSha256: string;
+  readonly publicKey: KeyObject;
+  /** Every extension as encoded, for checks that need more than the fields above. */
+  readonly extensions: readonly RawExtension[];
+  /** Byte offsets into the DER; used by chain verification and the leaf signer. */
+  readonly structure: CertificateStructure;
+  /** node:crypto's view of the same certificate, for signature checks. */
+  readonly x509: X509Certificate;
+}
+
+/**
+ * Parses a DER certificate. OpenSSL (through node:crypto) must accept it, and meshid's own DER walk must find a
+ * well-formed RFC 5280 structure with decodable extensions. Throws MeshidError(invalid_argument) otherwise.
+ */
+export function parseCertificate(der: Buffer): ParsedCertificate {
+  if (!Buffer.isBuffer(der) || der.length === 0) throw invalidArgument('malformed certificate: empty input');
+  let x509: X509Certificate;
+  let structure: CertificateStructure;
+  try {
+    x509 = new X509Certificate(der);
+  } catch (err) {
+    throw invalidArgument('malformed certificate: not a DER X.509 certificate', err);
+  }
+  try {
+    structure = readCertificateStructure(der);
+  } catch (err) {
+    throw invalidArgument(`malformed certificate: ${(err as Error).message}`, err);
+  }
+  const find = (oid: string): RawExtension | undefined => structure.extensions.find((e) => e.oid === oid);
+  try {
+    const bc = find(Oid.basicConstraints);
+    const basic = bc ? decodeBasicConstraints(bc.value) : { ca: false };
+    const san = find(Oid.subjectAltName);
+    const names = san ? decodeSubjectAltName(san.value) : { uris: [], dnsNames: [] };
+    const ski = find(Oid.subjectKeyIdentifier);
+    const aki = find(Oid.authorityKeyIdentifier);
+    const akiId = aki ? decodeAuthorityKeyIdentifier(aki.value) : undefined;
+    const ku = find(Oid.keyUsage);
+    const eku = find(Oid.extKeyUsage);
+    return {
+      der,
+      serialHex: structure.serial.toString('hex'),
+      notBefore: structure.notBefore,
+      notAfter: structure.notAfter,
+      subject: formatName(x509.subject),
+      issuer: formatName(x509.issuer),
+      isCa: basic.ca,
+      ...(basic.pathLen !== undefined ? { pathLenConstraint: basic.pathLen } : {}),
+      uriSans: names.uris,
+      dnsNames: names.dnsNames,
+      ...(ski ? { subjectKeyId: decodeSubjectKeyIdentifier(ski.value).toString('hex') } : {}),
+      ...(akiId ? { authorityKeyId: akiId.toString('hex') } : {}),
+      ...(ku ? { keyUsage: decodeKeyUsage(ku.value) } : {}),
+      ...(eku ? { extKeyUsage: decodeExtKeyUsage(eku.value) } : {}),
+      fingerprintSha256: createHash('sha256').update(der).digest('hex'),
+      publicKey: x509.publicKey,
+      extensions: structure.extensions,
+      structure,
+      x509,
+    };
+  } catch (err) {
+    throw invalidArgument(`malformed certificate extension: ${(err as Error).message}`, err);
+  }
+}
+
+/** node:crypto prints one RDN per line; meshid shows Names on one line, comma-separated. */
+function formatName(multiline: string): string {
+  return multiline.split('\n').filter((l) => l !== '').join(', ');
+}
+
+// ---- chain verification ----
+
+export interface VerifyChainOptions {
+  /** Also require the first certificate to be an end entity (basicConstraints cA=false), as X.509-SVIDs are. */
+  requireEndEntity?: boolean;
+}
+
+/** Critical extensions this verifier understands; any other critical extension fails the chain (RFC 5280 §4.2). */
+const UNDERSTOOD_CRITICAL = new Set<string>([Oid.basicConstraints, Oid.keyUsage, Oid.extKeyUsage, Oid.subjectAltName]);
+
+/**
+ * Verifies `chain` (leaf first, then each issuer; the root may be omitted) against trusted `roots` at time `now`
+ * (epoch ms), in the way X509-SVID §5 describes: every certificate valid at `now`; cert[i] issued by cert[i+1]
+ * (issuer Name equals the next subject byte-for-byte, AKI = SKI when both are present, signature verifies with the
+ * next key); every issuer a CA (basicConstraints cA=true, keyCertSign when keyUsage is present, pathLenConstraint
+ * respected); the last certificate either is a trusted root or is signed by one; no critical extension it does not
+ * understand (nameConstraints included: meshid never writes it, so a chain that relies on it is refused).
+ * Throws MeshidError(invalid_argument) naming the certificate and the failed check.
+ */
+export function verifyChain(chain: readonly Buffer[], roots: readonly Buffer[], now: number, options: VerifyChainOptions = {}): void {
+  if (chain.length === 0) throw invalidArgument('certificate chain is empty');
+  if (roots.length === 0) throw invalidArgument('no trusted root certificates to verify against');
+  const certs = chain.map((der, i) => parseLabelled(der, `chain certificate ${i}`));
+  const anchors = roots.map((der, i) => parseLabelled(der, `root certificate ${i}`));
+  const label = (i: number): string => `certificate ${i} (${describe(certs[i]!)})`;
+
+  certs.forEach((c, i) => {
+    checkTime(c, now, label(i));
+    checkCriticalExtensions(c, label(i));
+  });
+  if (options.requireEndEntity && certs[0]!.isCa) throw invalidArgument(`${label(0)} is a CA certificate, not an end entity`);
+
+  for (let i = 0; i + 1 < certs.length; i++) {
+    checkIssuer(certs[i + 1]!, i, label(i + 1));
+    checkIssuedBy(certs[i]!, certs[i + 1]!, label(i), label(i + 1));
+  }
+
+  const last = certs[certs.length - 1]!;
+  const lastIndex = certs.length - 1;
+  if (anchors.some((r) => r.der.equals(last.der))) return; // The chain carries the root itself.
+
+  const named = anchors.filter((r) => r.structure.subjectName.equals(last.structure.issuerName));
+  if (named.length === 0) {
+    throw invalidArgument(`${label(lastIndex)} was issued by "${last.issuer}", which is not a trusted root`);
+  }
+  const failures: string[] = [];
+  for (const root of named) {
+    const rootLabel = `trusted root (${describe(root)})`;
+    try {
+      checkTime(root, now, rootLabel);
+      checkCriticalExtensions(root, rootLabel);
+      checkIssuer(root, lastIndex, rootLabel);
+      checkIssuedBy(last, root, label(lastIndex), rootLabel);
+      return;
+    } catch (err) {
+      if (!isMeshidError(err)) throw err;
+      failures.push(err.message);
+    }
+  }
+  throw invalidArgument(failures.length === 1 ? failures[0]! : `no trusted root verifies the chain: ${failures.join('; ')}`);
+}
+
+function parseLabelled(der: Buffer, what: string): ParsedCertificate {
+  try {
+    return parseCertificate(der);
+  } catch (err) {
+    throw invalidArgument(`${what}: ${(err as Error).message}`, err);
+  }
+}
+
+function describe(c: ParsedCertificate): string {
+  return c.uriSans[0] ?? (c.subject !== '' ? c.subject : `serial ${c.serialHex}`);
+}
+
+function checkTime(c: ParsedCertificate, now: number, label: string): void {
+  if (now < c.notBefore) throw invalidArgument(`${label} is not valid before ${new Date(c.notBefore).toISOString()}`);
+  if (now > c.notAfter) throw invalidArgument(`${label} expired at ${new Date(c.notAfter).toISOString()}`);
+}
+
+function checkCriticalExtensions(c: ParsedCertificate, label: string): void {
+  for (const e of c.extensions) {
+    if (e.critical && !UNDERSTOOD_CRITICAL.has(e.oid)) throw invalidArgument(`${label} has an unsupported critical extension ${e.oid}`);
+  }
+}
+
+/** `below` = number of intermediates between this issuer and the leaf, for pathLenConstraint (RFC 5280 §4.2.1.9). */
+function checkIssuer(issuer: ParsedCertificate, below: number, label: string): void {
+  if (!issuer.isCa) throw invalidArgument(`${label} issues a certificate but is not a CA (basicConstraints cA is not true)`);
+  if (issuer.keyUsage !== undefined && !issuer.keyUsage.includes('keyCertSign')) {
+    throw invalidArgument(`${label} issues a certificate but its keyUsage lacks keyCertSign`);
+  }
+  if (issuer.pathLenConstraint !== undefined && below > issuer.pathLenConstraint) {
+    throw invalidArgument(`${label} allows ${issuer.pathLenConstraint} intermediate(s) below it (pathLenConstraint) but the chain has ${below}`);
+  }
+}
+
+function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string): void {
+  if (!child.structure.issuerName.equals(issuer.structure.subjectName)) {
+    throw invalidArgument(`${childLabel} names issuer "${child.issuer}", but the next certificate is ${issuerLabel} with subject "${issuer.subject}"`);
+  }
+  if (child.authorityKeyId !== undefined && issuer.subjectKeyId !== undefined && child.authorityKeyId !== issuer.subjectKeyId) {
+    throw invalidArgument(`${childLabel} has authority key identifier ${child.authorityKeyId}, but ${issuerLabel} has key identifier ${issuer.subjectKeyId}`);
+  }
+  if (!child.structure.tbsSignatureAlgorithm.equals(child.structure.signatureAlgorithm)) {
+    throw invalidArgument(`${childLabel} has different inner and outer signature algorithms`);
+  }
+  if (verificationAlgorithm(child.structure.signatureAlgorithmOid) === undefined) {
+    throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
+  }
+  let ok: boolean;
+  try {
+    ok = child.x509.verify(issuer.publicKey);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw invalidArgument(`the signature on ${childLabel} does not verify with the key of ${issuerLabel}`);
+}

@@ -1,0 +1,85 @@
+import { sign, verify, type KeyObject } from 'node:crypto';
+import { invalidArgument } from '../errors.js';
+import { signatureAlgorithmFor, verificationAlgorithm } from './algorithms.js';
+import { bitStringBytes, implicitConstructed, sequence, smallInteger } from './der.js';
+import { children, expectTag, raw, readBitStringBytes, readOid, readSingle, readSmallInteger, type Tlv } from './der-reader.js';
+import { spkiDer as spkiOf } from './keys.js';
+import { decodeSpki } from './spki.js';
+
+/**
+ * PKCS#10 certification requests (RFC 2986). Agents send one to prove possession of the key they want certified;
+ * the server takes only the public key from it. The subject and any requested extensions are ignored by design: the
+ * server decides the identity from its registration entries, never from what the requester asks for.
+ */
+
+/** An empty subject Name: the request carries no identity claim. */
+const EMPTY_NAME = sequence();
+/** attributes [0] IMPLICIT SET OF Attribute, empty (RFC 2986 §4.1 requires the field, not any content). */
+const NO_ATTRIBUTES = implicitConstructed(0);
+
+/**
+ * Creates a DER PKCS#10 request for the key pair, signed with the algorithm matching the key (as for certificates).
+ * Async so callers need not change when keys move to a slower backend.
+ */
+export async function createCsr(privateKey: KeyObject, publicKey: KeyObject): Promise<Buffer> {
+  const spki = spkiOf(publicKey);
+  if (!spkiOf(privateKey).equals(spki)) throw invalidArgument('the CSR private key does not match its public key');
+  const algorithm = signatureAlgorithmFor(privateKey);
+  const info = sequence(smallInteger(0), EMPTY_NAME, spki, NO_ATTRIBUTES);
+  const signature = sign(algorithm.digest, info, { key: privateKey, dsaEncoding: 'der' });
+  return sequence(info, algorithm.identifierDer, bitStringBytes(signature));
+}
+
+export interface ParsedCsr {
+  publicKey: KeyObject;
+  /** The requested key's SubjectPublicKeyInfo, as sent (a copy, not a view into the input). */
+  spkiDer: Buffer;
+}
+
+/**
+ * Parses a DER PKCS#10 request and verifies its self-signature (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512).
+ * Throws MeshidError(invalid_argument): "malformed CSR: …" for anything that does not parse,
+ * "unsupported CSR signature algorithm …", or "CSR signature does not verify".
+ */
+export function parseCsr(der: Buffer): ParsedCsr {
+  let info: Tlv;
+  let spkiT: Tlv;
+  let sigOid: string;
+  let signature: Buffer;
+  try {
+    if (!Buffer.isBuffer(der) || der.length === 0) throw new Error('empty input');
+    const [infoT, algT, sigT, ...extra] = children(expectTag(readSingle(der, 'CSR'), 0x30, 'CertificationRequest'));
+    if (extra.length > 0) throw new Error('CertificationRequest has extra fields');
+    info = expectTag(infoT, 0x30, 'certificationRequestInfo');
+    const [versionT, subjectT, spki, attributesT, ...more] = children(info);
+    if (readSmallInteger(expectTag(versionT, 0x02, 'version')) !== 0) throw new Error('version must be 0 (v1)');
+    expectTag(subjectT, 0x30, 'subject');
+    spkiT = expectTag(spki, 0x30, 'subjectPKInfo');
+    if (attributesT !== undefined) expectTag(attributesT, 0xa0, 'attributes');
+    if (more.length > 0) throw new Error('certificationRequestInfo has extra fields');
+    sigOid = readOid(expectTag(children(expectTag(algT, 0x30, 'signatureAlgorithm'))[0], 0x06, 'signatureAlgorithm OID'));
+    signature = readBitStringBytes(expectTag(sigT, 0x03, 'signature'));
+  } catch (err) {
+    throw invalidArgument(`malformed CSR: ${(err as Error).message}`, err);
+  }
+  const spkiDer = Buffer.from(raw(spkiT));
+  let publicKey: KeyObject;
+  try {
+    publicKey = decodeSpki(spkiDer);
+  } catch (err) {
+    throw invalidArgument('malformed CSR: the public key does not parse', err);
+  }
+  const alg = verificationAlgorithm(sigOid);
+  if (alg === undefined) throw invalidArgument(`unsupported CSR signature algorithm ${sigOid} (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
+  if (publicKey.asymmetricKeyType !== alg.keyType) {
+    throw invalidArgument(`malformed CSR: a ${publicKey.asymmetricKeyType ?? 'unknown'} key cannot make a ${sigOid} signature`);
+  }
+  let ok: boolean;
+  try {
+    ok = verify(alg.digest, raw(info), { key: publicKey, dsaEncoding: 'der' }, signature);
+  } catch {
+    ok = false;
+  }
+  if (!ok) throw invalidArgument('CSR signature does not verify');
+  return { publicKey, spkiDer };
+}

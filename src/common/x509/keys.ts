@@ -1,0 +1,104 @@
+import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { invalidArgument } from '../errors.js';
+import { encodeSpki } from './spki.js';
+
+/** The key types meshid generates for its CAs and SVIDs (configuration `ca_key_type`). */
+export type KeyType = 'ec-p256' | 'ec-p384' | 'rsa-2048';
+
+export interface KeyPair {
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+/** Generates a key pair synchronously (P-256 takes ~70 µs; RSA-2048 tens of milliseconds). */
+export function generateKeyPair(type: KeyType): KeyPair {
+  switch (type) {
+    case 'ec-p256':
+      return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    case 'ec-p384':
+      return generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
+    case 'rsa-2048':
+      return generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+  }
+  throw invalidArgument(`unknown key type "${String(type)}" (expected ec-p256, ec-p384 or rsa-2048)`);
+}
+
+/** PKCS#8 DER, unencrypted: the form the Workload API serves (`x509_svid_key`, SPEC-NOTES §3). */
+export function exportPkcs8Der(key: KeyObject): Buffer {
+  if (key.type !== 'private') throw invalidArgument('only a private key can be exported as PKCS#8');
+  return key.export({ type: 'pkcs8', format: 'der' });
+}
+
+/** PKCS#8 PEM ("PRIVATE KEY"), unencrypted: the form SDS serves and the key store writes. */
+export function exportPkcs8Pem(key: KeyObject): string {
+  if (key.type !== 'private') throw invalidArgument('only a private key can be exported as PKCS#8');
+  return key.export({ type: 'pkcs8', format: 'pem' }).toString();
+}
+
+/**
+ * Parses an unencrypted private key: PEM (PKCS#8 "PRIVATE KEY", SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY")
+ * or PKCS#8 DER. Throws MeshidError(invalid_argument) saying what is wrong, never echoing key bytes.
+ */
+export function importPrivateKey(pemOrDer: string | Buffer): KeyObject {
+  const isPem = typeof pemOrDer === 'string' || pemOrDer.subarray(0, 64).toString('latin1').includes('-----BEGIN');
+  const text = isPem ? (typeof pemOrDer === 'string' ? pemOrDer : pemOrDer.toString('utf8')) : undefined;
+  if (text !== undefined) {
+    if (/-----BEGIN ENCRYPTED PRIVATE KEY-----|Proc-Type: 4,ENCRYPTED/.test(text)) {
+      throw invalidArgument('encrypted private keys are not supported: provide the key unencrypted (PKCS#8 PEM)');
+    }
+    if (!/-----BEGIN (?:[A-Z]+ )?PRIVATE KEY-----/.test(text)) {
+      throw invalidArgument('no private key found: expected a PEM "PRIVATE KEY", "EC PRIVATE KEY" or "RSA PRIVATE KEY" block');
+    }
+  }
+  let key: KeyObject;
+  try {
+    key = text !== undefined ? createPrivateKey(text) : createPrivateKey({ key: pemOrDer as Buffer, format: 'der', type: 'pkcs8' });
+  } catch (err) {
+    throw invalidArgument(`private key cannot be parsed (${text !== undefined ? 'PEM' : 'expected PKCS#8 DER'})`, err);
+  }
+  if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa') {
+    throw invalidArgument(`${key.asymmetricKeyType ?? 'unknown'} private keys are not supported (use EC or RSA)`);
+  }
+  return key;
+}
+
+/** The DER SubjectPublicKeyInfo of a public key (or of the public half of a private key). */
+export function spkiDer(key: KeyObject): Buffer {
+  return encodeSpki(key);
+}
+
+/** Lowercase hex SHA-256 of the SubjectPublicKeyInfo DER: a stable name for a key in logs and records. */
+export function publicKeyFingerprint(key: KeyObject): string {
+  return createHash('sha256').update(spkiDer(key)).digest('hex');
+}
+
+/** Whether `privateKey` is the key certified by the DER certificate. Throws invalid_argument if the DER is not one. */
+export function keyMatchesCertificate(privateKey: KeyObject, certDer: Buffer): boolean {
+  let cert: X509Certificate;
+  try {
+    cert = new X509Certificate(certDer);
+  } catch (err) {
+    throw invalidArgument('malformed certificate', err);
+  }
+  try {
+    return cert.checkPrivateKey(privateKey);
+  } catch {
+    // OpenSSL refuses to compare keys of different types; that is simply "no match".
+    return false;
+  }
+}
+
+/** The KeyType of a key, or MeshidError(invalid_argument) when it is none of the three meshid generates. */
+export function keyTypeOf(key: KeyObject): KeyType {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'ec') {
+    if (details?.namedCurve === 'prime256v1') return 'ec-p256';
+    if (details?.namedCurve === 'secp384r1') return 'ec-p384';
+    throw invalidArgument(`EC curve ${details?.namedCurve ?? '(unknown)'} is not one of meshid's key types (ec-p256, ec-p384)`);
+  }
+  if (key.asymmetricKeyType === 'rsa') {
+    if (details?.modulusLength === 2048) return 'rsa-2048';
+    throw invalidArgument(`RSA-${details?.modulusLength ?? '?'} is not one of meshid's key types (rsa-2048)`);
+  }
+  throw invalidArgument(`${key.asymmetricKeyType ?? 'unknown'} keys are not one of meshid's key types`);
+}

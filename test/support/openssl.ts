@@ -1,0 +1,96 @@
+/**
+ * The openssl CLI as an independent judge of the certificates meshid makes. Every helper writes its inputs to a fresh
+ * temporary directory and removes it afterwards.
+ */
+import { spawnSync } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+
+export interface OpensslResult {
+  ok: boolean;
+  /** stdout and stderr together. */
+  output: string;
+}
+
+function pem(label: string, der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '');
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`;
+}
+
+function withTempDir<T>(fn: (dir: string) => T): T {
+  const dir = mkdtempSync(join(tmpdir(), 'meshid-openssl-'));
+  try {
+    return fn(dir);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+function run(args: string[], input?: Buffer): OpensslResult {
+  const r = spawnSync('openssl', args, { input, encoding: 'utf8' });
+  if (r.error) throw r.error;
+  return { ok: r.status === 0, output: `${r.stdout}${r.stderr}` };
+}
+
+export interface VerifyInput {
+  roots: Buffer[];
+  intermediates?: Buffer[];
+  leaf: Buffer;
+  purpose?: 'sslclient' | 'sslserver';
+  /** Verify as of this instant (epoch ms) instead of the real clock. */
+  atTime?: number;
+}
+
+/**
+ * `openssl verify -x509_strict [-purpose …] [-attime …] -CAfile roots.pem [-untrusted inter.pem] leaf.pem`. `ok` is
+ * true only when openssl exits 0 and prints "leaf.pem: OK".
+ */
+export function opensslVerify(input: VerifyInput): OpensslResult {
+  return withTempDir((dir) => {
+    const rootsFile = join(dir, 'root.pem');
+    const leafFile = join(dir, 'leaf.pem');
+    writeFileSync(rootsFile, input.roots.map((d) => pem('CERTIFICATE', d)).join(''));
+    writeFileSync(leafFile, pem('CERTIFICATE', input.leaf));
+    const args = ['verify', '-x509_strict'];
+    if (input.purpose) args.push('-purpose', input.purpose);
+    if (input.atTime !== undefined) args.push('-attime', String(Math.floor(input.atTime / 1000)));
+    args.push('-CAfile', rootsFile);
+    if (input.intermediates && input.intermediates.length > 0) {
+      const interFile = join(dir, 'inter.pem');
+      writeFileSync(interFile, input.intermediates.map((d) => pem('CERTIFICATE', d)).join(''));
+      args.push('-untrusted', interFile);
+    }
+    args.push(leafFile);
+    const r = run(args);
+    return { ok: r.ok && r.output.includes(`${leafFile}: OK`), output: r.output };
+  });
+}
+
+/** `openssl x509 -noout -text` of a DER certificate. Throws when openssl cannot read it. */
+export function opensslText(der: Buffer): string {
+  const r = run(['x509', '-inform', 'DER', '-noout', '-text'], der);
+  if (!r.ok) throw new Error(`openssl x509 failed: ${r.output}`);
+  return r.output;
+}
+
+/** `openssl req -verify` of a DER PKCS#10 request: ok when the self-signature verifies. */
+export function opensslReqVerify(der: Buffer): OpensslResult {
+  return run(['req', '-inform', 'DER', '-noout', '-verify'], der);
+}
+
+/** Makes a DER CSR with openssl itself (EC P-256 key, with a subject and SAN that meshid must ignore). */
+export function opensslMakeCsr(): { csrDer: Buffer; keyPem: string } {
+  return withTempDir((dir) => {
+    const keyFile = join(dir, 'key.pem');
+    const csrFile = join(dir, 'csr.der');
+    const gen = run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyFile]);
+    if (!gen.ok) throw new Error(gen.output);
+    const req = run([
+      'req', '-new', '-key', keyFile, '-subj', '/CN=evil/O=attacker', '-addext', 'subjectAltName=URI:spiffe://evil.example/admin',
+      '-outform', 'DER', '-out', csrFile,
+    ]);
+    if (!req.ok) throw new Error(req.output);
+    return { csrDer: readFileSync(csrFile), keyPem: readFileSync(keyFile, 'utf8') };
+  });
+}
