@@ -1,0 +1,271 @@
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { MeshidError } from '../../common/errors.js';
+
+export type { Selector };
+
+/**
+ * The server's datastore, as the rest of the server sees it. Every method returns a Promise even though the SQLite
+ * implementation is synchronous underneath: the interface is shaped for a networked SQL engine (PostgreSQL for
+ * multi-server deployments) so callers never assume a call is free or instantaneous.
+ *
+ * Contract for every implementation:
+ * - every mutation is one transaction: it happens entirely or not at all, also across kill -9;
+ * - constraint violations surface as MeshidError (already_exists, not_found, failed_precondition), never as a raw
+ *   driver error, and never leave partial state;
+ * - input validation (SPIFFE ID syntax, TTL limits) is the API layer's job; the datastore only refuses what would
+ *   corrupt it;
+ * - after close(), every call fails with `unavailable`.
+ */
+export interface Datastore {
+  // Registration entries.
+  /**
+   * Creates a batch of entries. Each input gets its own result (entry or error) at the same index. All entries that
+   * succeed are committed in ONE transaction with ONE revision bump: a batch is atomic against crashes and is pushed
+   * to agents as a single change. Per-entry conflicts (same SPIFFE ID + parent + selector set, already present or
+   * earlier in the same batch; a reused id) are reported in that entry's result and do not affect the others; an
+   * unexpected storage failure rejects the whole call and commits nothing.
+   */
+  createEntries(entries: NewEntry[]): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>>;
+  /** Throws not_found when no entry has this id. */
+  getEntry(id: string): Promise<RegistrationEntry>;
+  /** Entries matching every given criterion, ordered by id; pages are keyset-based, so they stay stable under writes. */
+  listEntries(filter?: EntryFilter): Promise<EntryPage>;
+  /** Every entry, ordered by id (loads the server's in-memory index at startup). */
+  listAllEntries(): Promise<RegistrationEntry[]>;
+  /** Entries whose parentId is one of the given IDs (the authorized-entries walk; parent_id is indexed). */
+  listEntriesByParentIds(parentIds: readonly string[]): Promise<RegistrationEntry[]>;
+  /**
+   * Applies the patch and bumps the revision. Throws not_found for an unknown id and already_exists when the result
+   * would collide with another entry. A patch that changes nothing returns the entry untouched (no revision bump).
+   */
+  updateEntry(id: string, patch: EntryPatch): Promise<RegistrationEntry>;
+  /** Deletes in one transaction; unknown ids get a not_found result, the others are deleted (tombstoned). */
+  deleteEntries(ids: readonly string[]): Promise<Array<{ id: string; error?: MeshidError }>>;
+  countEntries(): Promise<number>;
+
+  // Change feed.
+  /** The revision of the last committed change (0 for a new datastore). */
+  currentRevision(): Promise<number>;
+  /**
+   * What changed after `revision`: entries created or updated since (their current state) and ids deleted since.
+   * `revision` in the result is the current revision, to pass to the next call.
+   */
+  listEntryChangesSince(revision: number): Promise<EntryChanges>;
+  /**
+   * Calls `listener` after each committed change made through this instance. In-process only: good for one server;
+   * a PostgreSQL implementation shared by several servers needs LISTEN/NOTIFY to hear the other servers' writes.
+   * Returns the unsubscribe function.
+   */
+  onChange(listener: ChangeListener): () => void;
+
+  // Join tokens (only sha256(token) is stored).
+  createJoinToken(input: NewJoinToken): Promise<JoinToken>;
+  /**
+   * Deletes the token and returns its record, atomically: of two concurrent calls only one gets the record.
+   * Returns undefined for an unknown (or already used) token. An expired token is consumed too: the caller checks
+   * `expiresAt`, so a leaked expired token cannot be probed repeatedly.
+   */
+  consumeJoinToken(token: string): Promise<JoinToken | undefined>;
+  /** Deletes tokens with expiresAt <= now; returns how many. */
+  pruneJoinTokens(now: number): Promise<number>;
+
+  // Attested agents.
+  /** Throws already_exists when an agent with this SPIFFE ID is present. */
+  createAgent(agent: NewAgent): Promise<AttestedAgent>;
+  getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
+  /** Every agent (banned ones included), ordered by SPIFFE ID. */
+  listAgents(filter?: { datacenter?: string }): Promise<AttestedAgent[]>;
+  /** Records a renewed agent SVID, keeping the previous serial (the old cert stays valid until it expires). */
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number): Promise<AttestedAgent>;
+  /** Deletes the agent (it must attest again). Throws not_found. */
+  evictAgent(spiffeId: string): Promise<void>;
+  /** Marks the agent banned; it stays listed so the ban is visible. Throws not_found. */
+  banAgent(spiffeId: string): Promise<AttestedAgent>;
+  /** Deletes agents whose certificate expired (certNotAfter <= now), banned or not; returns how many. */
+  pruneAgents(now: number): Promise<number>;
+
+  // Bundles (own and federated).
+  getBundle(trustDomain: string): Promise<StoredBundle | undefined>;
+  /**
+   * Inserts or replaces the bundle. Throws failed_precondition unless `sequence` is greater than the stored one
+   * (Bundle §4: spiffe_sequence increases on every content change).
+   */
+  setBundle(bundle: StoredBundle): Promise<void>;
+  /** Ordered by trust domain. */
+  listBundles(): Promise<StoredBundle[]>;
+  /** Throws not_found. Refusing to delete the own trust domain's bundle is the caller's job. */
+  deleteBundle(trustDomain: string): Promise<void>;
+
+  // CA journal.
+  /** Throws already_exists for a reused id. */
+  addCaRecord(record: CaRecord): Promise<void>;
+  /** Ordered by createdAt, then id. */
+  listCaRecords(filter?: CaRecordFilter): Promise<CaRecord[]>;
+  /** Throws not_found. */
+  setCaRecordState(id: string, state: CaState): Promise<void>;
+  /**
+   * The CA manager's transaction: adds records, switches states (prepared→active, active→old), removes records and
+   * stores the own bundle, all in one transaction. `bundle.sequence` equal to the stored one means "bundle unchanged"
+   * (its content must then be identical); lower is refused. Throws not_found for a state change of an unknown id;
+   * nothing is written then.
+   */
+  commitCaChange(change: CaJournalChange, bundle?: StoredBundle): Promise<void>;
+
+  /** Closes the database. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** A registration entry (SPIFFE-ID §2; workload identity registered by an operator). Times are ms since the epoch. */
+export interface RegistrationEntry {
+  /** Random, assigned by the datastore: 'e-' + 16 hex digits. */
+  id: string;
+  spiffeId: string;
+  parentId: string;
+  /** Sorted by type then value (code-unit order), no duplicates. */
+  selectors: Selector[];
+  x509SvidTtlSeconds: number;
+  jwtSvidTtlSeconds: number;
+  dnsNames: string[];
+  hint: string;
+  /** Bare trust domain names. */
+  federatesWith: string[];
+  admin: boolean;
+  downstream: boolean;
+  /** The change-feed revision of this entry's last change. */
+  revision: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+/** An entry to create; `id` may be given (restore, import), otherwise the datastore picks one. */
+export interface NewEntry {
+  id?: string;
+  spiffeId: string;
+  parentId: string;
+  selectors: Selector[];
+  x509SvidTtlSeconds: number;
+  jwtSvidTtlSeconds: number;
+  dnsNames: string[];
+  hint: string;
+  federatesWith: string[];
+  admin: boolean;
+  downstream: boolean;
+}
+
+export type EntryPatch = Partial<Omit<NewEntry, 'id'>>;
+
+/**
+ * Selector matching, SPIRE's semantics: exact = the entry's selector set equals the given set; subset = every entry
+ * selector is among the given ones (what a workload with these selectors matches); superset = the entry has all the
+ * given selectors (and maybe more); any = the entry has at least one of them.
+ */
+export type SelectorMatch = 'exact' | 'subset' | 'superset' | 'any';
+
+export interface EntryFilter {
+  spiffeId?: string | undefined;
+  parentId?: string | undefined;
+  selectors?: { match: SelectorMatch; selectors: Selector[] } | undefined;
+  /** A bare trust domain name the entry must federate with. */
+  federatesWith?: string | undefined;
+  hint?: string | undefined;
+  /** Maximum entries per page; absent or 0 = no limit. */
+  pageSize?: number | undefined;
+  /** The nextPageToken of the previous page. */
+  pageToken?: string | undefined;
+}
+
+export interface EntryPage {
+  entries: RegistrationEntry[];
+  /** Present when more entries may follow. */
+  nextPageToken?: string;
+}
+
+export interface EntryChanges {
+  upserts: RegistrationEntry[];
+  deletedIds: string[];
+  revision: number;
+}
+
+export interface Change {
+  kind: 'entry' | 'bundle' | 'agent';
+  revision: number;
+}
+
+export type ChangeListener = (change: Change) => void;
+
+/** A join token as stored: the value itself is never stored, only its SHA-256 (hex). */
+export interface JoinToken {
+  tokenHash: string;
+  datacenter: string;
+  selectors: Selector[];
+  expiresAt: number;
+  createdAt: number;
+}
+
+export interface NewJoinToken {
+  /** The secret value handed to the operator; hashed before it reaches the database. */
+  token: string;
+  datacenter: string;
+  selectors: Selector[];
+  expiresAt: number;
+  createdAt: number;
+}
+
+export interface AttestedAgent {
+  spiffeId: string;
+  datacenter: string;
+  selectors: Selector[];
+  /** Hex serial of the agent's current SVID. */
+  certSerial: string;
+  certNotAfter: number;
+  /** Serial of the SVID before the last renewal: still valid until it expires. */
+  previousCertSerial?: string;
+  attestedAt: number;
+  updatedAt: number;
+  banned: boolean;
+}
+
+export type NewAgent = AttestedAgent;
+
+/** A trust bundle (Bundle §4): X.509 authorities as DER, JWT authorities as SPKI PEM. */
+export interface StoredBundle {
+  /** Bare trust domain name. */
+  trustDomain: string;
+  x509Authorities: Buffer[];
+  jwtAuthorities: Array<{ kid: string; publicKeyPem: string; notAfter: number }>;
+  /** spiffe_sequence: increases on every content change. */
+  sequence: number;
+  updatedAt: number;
+}
+
+export type CaKind = 'root' | 'intermediate' | 'jwt';
+export type CaState = 'prepared' | 'active' | 'old' | 'tainted';
+
+/** One authority in the CA journal: a root, a datacenter intermediate or a JWT signing key. */
+export interface CaRecord {
+  id: string;
+  kind: CaKind;
+  /** '' for roots and JWT keys. */
+  datacenter: string;
+  state: CaState;
+  certDer?: Buffer | undefined;
+  publicKeyPem?: string | undefined;
+  /** Name of the key file in the key store (for JWT keys also the published `kid`). */
+  keyId: string;
+  notBefore: number;
+  notAfter: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface CaRecordFilter {
+  kind?: CaKind;
+  datacenter?: string;
+  state?: CaState;
+}
+
+export interface CaJournalChange {
+  add?: CaRecord[];
+  setState?: Array<{ id: string; state: CaState }>;
+  remove?: string[];
+}

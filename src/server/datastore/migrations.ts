@@ -1,0 +1,147 @@
+/**
+ * The datastore schema as versioned migrations. Migrations only ever get appended: a released migration is never
+ * edited, because databases in the field already ran it.
+ *
+ * Portability (PostgreSQL is the next engine): plain TEXT / BIGINT / BLOB columns, booleans as 0/1, no SQLite-only
+ * features (no STRICT, WITHOUT ROWID, AUTOINCREMENT, partial indexes or JSON functions). Times are milliseconds since
+ * the epoch and revisions grow without bound, hence BIGINT (SQLite treats it as INTEGER; PostgreSQL's INTEGER is only
+ * 32 bits). BLOB is the one type PostgreSQL spells differently (BYTEA). Lists that are only ever read whole (DNS
+ * names, bundle authorities) are JSON in TEXT columns, parsed by the application; lists that queries search
+ * (entry selectors, federated trust domains) have their own indexed tables.
+ */
+export interface Migration {
+  version: number;
+  name: string;
+  statements: string[];
+}
+
+/** The table that marks a database as meshid's; a database without it (and not empty) is refused. */
+export const INFO_TABLE = 'datastore_info';
+export const INFO_APPLICATION = 'meshid';
+
+export const MIGRATIONS: readonly Migration[] = [
+  {
+    version: 1,
+    name: 'initial schema',
+    statements: [
+      `CREATE TABLE ${INFO_TABLE} (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+      )`,
+      `INSERT INTO ${INFO_TABLE} (key, value) VALUES ('application', '${INFO_APPLICATION}')`,
+
+      // One row per counter; 'changes' is the change-feed revision. A counter row (rather than a sequence) serializes
+      // writers, so revisions commit in order and a reader never skips one that commits late.
+      `CREATE TABLE revisions (
+        name TEXT PRIMARY KEY,
+        value BIGINT NOT NULL
+      )`,
+      `INSERT INTO revisions (name, value) VALUES ('changes', 0)`,
+
+      `CREATE TABLE registration_entries (
+        id TEXT PRIMARY KEY,
+        spiffe_id TEXT NOT NULL,
+        parent_id TEXT NOT NULL,
+        -- sha256 of (spiffe_id, parent_id, sorted selectors): the uniqueness key, fixed-size so it indexes anywhere.
+        identity_hash TEXT NOT NULL UNIQUE,
+        -- JSON [{"type","value"}], sorted; the searchable copy is entry_selectors.
+        selectors TEXT NOT NULL,
+        x509_svid_ttl_seconds BIGINT NOT NULL,
+        jwt_svid_ttl_seconds BIGINT NOT NULL,
+        dns_names TEXT NOT NULL,
+        hint TEXT NOT NULL,
+        -- JSON array of bare trust domain names; the searchable copy is entry_federates_with.
+        federates_with TEXT NOT NULL,
+        admin INTEGER NOT NULL CHECK (admin IN (0, 1)),
+        downstream INTEGER NOT NULL CHECK (downstream IN (0, 1)),
+        revision BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX registration_entries_parent_id ON registration_entries (parent_id)`,
+      `CREATE INDEX registration_entries_spiffe_id ON registration_entries (spiffe_id)`,
+      `CREATE INDEX registration_entries_revision ON registration_entries (revision)`,
+      `CREATE INDEX registration_entries_hint ON registration_entries (hint)`,
+
+      `CREATE TABLE entry_selectors (
+        entry_id TEXT NOT NULL REFERENCES registration_entries (id) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (entry_id, type, value)
+      )`,
+      `CREATE INDEX entry_selectors_selector ON entry_selectors (type, value)`,
+
+      `CREATE TABLE entry_federates_with (
+        entry_id TEXT NOT NULL REFERENCES registration_entries (id) ON DELETE CASCADE,
+        trust_domain TEXT NOT NULL,
+        PRIMARY KEY (entry_id, trust_domain)
+      )`,
+      `CREATE INDEX entry_federates_with_trust_domain ON entry_federates_with (trust_domain)`,
+
+      // Deleted entries, so the change feed can report deletions since a revision.
+      `CREATE TABLE entry_tombstones (
+        entry_id TEXT PRIMARY KEY,
+        revision BIGINT NOT NULL,
+        deleted_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX entry_tombstones_revision ON entry_tombstones (revision)`,
+
+      `CREATE TABLE join_tokens (
+        token_hash TEXT PRIMARY KEY,
+        datacenter TEXT NOT NULL,
+        selectors TEXT NOT NULL,
+        expires_at BIGINT NOT NULL,
+        created_at BIGINT NOT NULL
+      )`,
+      `CREATE INDEX join_tokens_expires_at ON join_tokens (expires_at)`,
+
+      `CREATE TABLE attested_agents (
+        spiffe_id TEXT PRIMARY KEY,
+        datacenter TEXT NOT NULL,
+        selectors TEXT NOT NULL,
+        cert_serial TEXT NOT NULL,
+        cert_not_after BIGINT NOT NULL,
+        previous_cert_serial TEXT,
+        attested_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL,
+        banned INTEGER NOT NULL CHECK (banned IN (0, 1))
+      )`,
+      `CREATE INDEX attested_agents_cert_not_after ON attested_agents (cert_not_after)`,
+
+      `CREATE TABLE bundles (
+        trust_domain TEXT PRIMARY KEY,
+        -- JSON array of base64 DER certificates.
+        x509_authorities TEXT NOT NULL,
+        -- JSON [{"kid","publicKeyPem","notAfter"}].
+        jwt_authorities TEXT NOT NULL,
+        sequence BIGINT NOT NULL,
+        revision BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+
+      `CREATE TABLE ca_records (
+        id TEXT PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('root', 'intermediate', 'jwt')),
+        datacenter TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('prepared', 'active', 'old', 'tainted')),
+        cert_der BLOB,
+        public_key_pem TEXT,
+        key_id TEXT NOT NULL,
+        not_before BIGINT NOT NULL,
+        not_after BIGINT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+    ],
+  },
+];
+
+/** The schema version this code writes and understands. */
+export const LATEST_SCHEMA_VERSION = MIGRATIONS[MIGRATIONS.length - 1]!.version;
+
+/** The bookkeeping table, created before any migration runs. */
+export const SCHEMA_MIGRATIONS_DDL = `CREATE TABLE schema_migrations (
+  version BIGINT PRIMARY KEY,
+  name TEXT NOT NULL,
+  applied_at BIGINT NOT NULL
+)`;

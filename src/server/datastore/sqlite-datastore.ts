@@ -1,0 +1,498 @@
+import { createHash } from 'node:crypto';
+import type Database from 'better-sqlite3';
+import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import type {
+  AttestedAgent, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
+  EntryFilter, EntryPage, EntryPatch, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
+} from './datastore.js';
+import { encodePageToken, entryFilterSql } from './entry-filter.js';
+import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
+import { storageError } from './sqlite-errors.js';
+import { openSqliteFile } from './sqlite-open.js';
+import { requireText, requireTime } from './record-guards.js';
+import {
+  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow,
+  type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow,
+} from './sqlite-rows.js';
+import { prepareStatements, type Statements } from './sqlite-statements.js';
+
+export interface SqliteDatastoreOptions {
+  /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
+  file: string;
+  clock: Clock;
+  /** Where failures of change listeners are reported. */
+  log?: Logger;
+}
+
+/**
+ * Opens the embedded SQLite datastore, creating and migrating it as needed. Throws MeshidError(failed_precondition)
+ * for a file that is not a meshid datastore or whose schema is newer than this code, leaving that file unchanged.
+ */
+export async function openSqliteDatastore(options: SqliteDatastoreOptions): Promise<SqliteDatastore> {
+  return new SqliteDatastore(openSqliteFile(options.file, options.clock), options.clock, options.log);
+}
+
+const ENTRY_FIELDS = [
+  'spiffeId', 'parentId', 'selectors', 'x509SvidTtlSeconds', 'jwtSvidTtlSeconds', 'dnsNames', 'hint', 'federatesWith', 'admin', 'downstream',
+] as const;
+const CA_KINDS = new Set(['root', 'intermediate', 'jwt']);
+const CA_STATES = new Set(['prepared', 'active', 'old', 'tainted']);
+/** Parameters per IN (…) list: far below SQLite's and PostgreSQL's limits, large enough to keep round trips few. */
+const IN_CHUNK = 500;
+
+/**
+ * The Datastore on better-sqlite3. Calls are synchronous underneath (each returns an already-settled Promise), so
+ * within this process every method runs as one uninterrupted step; every write is one IMMEDIATE transaction, which
+ * also serializes against other processes opening the same file.
+ */
+export class SqliteDatastore implements Datastore {
+  private closed = false;
+  private readonly listeners = new Set<ChangeListener>();
+  /** The revision taken by the write transaction in progress, and what it changed (one revision per transaction). */
+  private txRevision: number | undefined;
+  private readonly txKinds = new Set<Change['kind']>();
+  private readonly s: Statements;
+
+  constructor(
+    private readonly db: Database.Database,
+    private readonly clock: Clock,
+    private readonly log?: Logger,
+  ) {
+    this.s = prepareStatements(db);
+  }
+
+  // ---- Registration entries ----
+
+  createEntries(entries: NewEntry[]): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>> {
+    return this.write(() => {
+      const now = this.clock.now();
+      return entries.map((input) => {
+        try {
+          const e = normalizeNewEntry(input);
+          const id = e.id ?? newEntryId();
+          if (this.s.entryById.get(id) !== undefined) throw alreadyExists(`registration entry id ${id} is already in use`);
+          const hash = entryIdentityHash(e);
+          this.assertNoTwin(e, hash);
+          const entry: RegistrationEntry = { ...e, id, revision: this.bump('entry'), createdAt: now, updatedAt: now };
+          this.insertEntry(entry, hash);
+          return { entry };
+        } catch (err) {
+          // Expected per-entry refusals; anything else aborts (and rolls back) the whole batch.
+          if (err instanceof MeshidError) return { error: err };
+          throw err;
+        }
+      });
+    });
+  }
+
+  getEntry(id: string): Promise<RegistrationEntry> {
+    return this.read(() => {
+      const row = this.s.entryById.get(id) as EntryRow | undefined;
+      if (row === undefined) throw notFound(`registration entry ${id} not found`);
+      return entryFromRow(row);
+    });
+  }
+
+  listEntries(filter: EntryFilter = {}): Promise<EntryPage> {
+    return this.read(() => {
+      const pageSize = filter.pageSize ?? 0;
+      if (!Number.isSafeInteger(pageSize) || pageSize < 0) throw invalidArgument(`page size must be a whole number ≥ 0, got ${pageSize}`);
+      const { where, params } = entryFilterSql(filter);
+      const limit = pageSize > 0 ? ' LIMIT ?' : '';
+      const sql = `SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE ${where} ORDER BY e.id${limit}`;
+      const rows = this.db.prepare(sql).all(...params, ...(pageSize > 0 ? [pageSize + 1] : [])) as EntryRow[];
+      if (pageSize > 0 && rows.length > pageSize) {
+        const page = rows.slice(0, pageSize);
+        return { entries: page.map(entryFromRow), nextPageToken: encodePageToken(page[page.length - 1]!.id) };
+      }
+      return { entries: rows.map(entryFromRow) };
+    });
+  }
+
+  listAllEntries(): Promise<RegistrationEntry[]> {
+    return this.read(() => (this.s.allEntries.all() as EntryRow[]).map(entryFromRow));
+  }
+
+  listEntriesByParentIds(parentIds: readonly string[]): Promise<RegistrationEntry[]> {
+    return this.read(() => {
+      const unique = [...new Set(parentIds)];
+      const rows: EntryRow[] = [];
+      for (let i = 0; i < unique.length; i += IN_CHUNK) {
+        const chunk = unique.slice(i, i + IN_CHUNK);
+        const sql = `SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.parent_id IN (${chunk.map(() => '?').join(', ')})`;
+        rows.push(...(this.db.prepare(sql).all(...chunk) as EntryRow[]));
+      }
+      return rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(entryFromRow);
+    });
+  }
+
+  updateEntry(id: string, patch: EntryPatch): Promise<RegistrationEntry> {
+    return this.write(() => {
+      const row = this.s.entryById.get(id) as EntryRow | undefined;
+      if (row === undefined) throw notFound(`registration entry ${id} not found`);
+      const current = entryFromRow(row);
+      const merged: NewEntry = { ...pickEntryFields(current) };
+      for (const field of ENTRY_FIELDS) {
+        if (patch[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = patch[field];
+      }
+      const next = normalizeNewEntry(merged);
+      if (sameContent(pickEntryFields(current), next)) return current;
+      const hash = entryIdentityHash(next);
+      if (hash !== row.identity_hash) this.assertNoTwin(next, hash);
+      const now = this.clock.now();
+      const updated: RegistrationEntry = { ...next, id, revision: this.bump('entry'), createdAt: current.createdAt, updatedAt: now };
+      this.s.updateEntry.run(...entryColumns(updated, hash).slice(1), id);
+      if (!sameContent(current.selectors, updated.selectors)) {
+        this.s.deleteSelectors.run(id);
+        for (const s of updated.selectors) this.s.insertSelector.run(id, s.type, s.value);
+      }
+      if (!sameContent(current.federatesWith, updated.federatesWith)) {
+        this.s.deleteFederatesWith.run(id);
+        for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
+      }
+      return updated;
+    });
+  }
+
+  deleteEntries(ids: readonly string[]): Promise<Array<{ id: string; error?: MeshidError }>> {
+    return this.write(() => {
+      const now = this.clock.now();
+      return ids.map((id) => {
+        // entry_selectors and entry_federates_with rows go with it (ON DELETE CASCADE).
+        if (this.s.deleteEntry.run(id).changes === 0) return { id, error: notFound(`registration entry ${id} not found`) };
+        this.s.upsertTombstone.run(id, this.bump('entry'), now);
+        return { id };
+      });
+    });
+  }
+
+  countEntries(): Promise<number> {
+    return this.read(() => (this.s.countEntries.get() as { n: number }).n);
+  }
+
+  // ---- Change feed ----
+
+  currentRevision(): Promise<number> {
+    return this.read(() => this.revision());
+  }
+
+  listEntryChangesSince(revision: number): Promise<EntryChanges> {
+    return this.read(() => {
+      if (!Number.isSafeInteger(revision) || revision < 0) throw invalidArgument(`revision must be a whole number ≥ 0, got ${revision}`);
+      // One read transaction: the three reads see the same snapshot even if another process writes meanwhile.
+      return this.db.transaction(() => ({
+        upserts: (this.s.entriesSince.all(revision) as EntryRow[]).map(entryFromRow),
+        deletedIds: (this.s.tombstonesSince.all(revision) as Array<{ entry_id: string }>).map((r) => r.entry_id),
+        revision: this.revision(),
+      })).deferred();
+    });
+  }
+
+  onChange(listener: ChangeListener): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  // ---- Join tokens ----
+
+  createJoinToken(input: NewJoinToken): Promise<JoinToken> {
+    return this.write(() => {
+      if (typeof input.token !== 'string' || input.token === '') throw invalidArgument('join token value is empty');
+      requireText('join token datacenter', input.datacenter);
+      requireTime('join token expiresAt', input.expiresAt);
+      requireTime('join token createdAt', input.createdAt);
+      const token: JoinToken = {
+        tokenHash: hashToken(input.token),
+        datacenter: input.datacenter,
+        selectors: normalizeSelectors(input.selectors),
+        expiresAt: input.expiresAt,
+        createdAt: input.createdAt,
+      };
+      if (this.s.joinTokenExists.get(token.tokenHash) !== undefined) throw alreadyExists('a join token with this value already exists');
+      this.s.insertJoinToken.run(token.tokenHash, token.datacenter, JSON.stringify(token.selectors), token.expiresAt, token.createdAt);
+      return token;
+    });
+  }
+
+  consumeJoinToken(token: string): Promise<JoinToken | undefined> {
+    return this.write(() => {
+      if (typeof token !== 'string' || token === '') return undefined;
+      const row = this.s.consumeJoinToken.get(hashToken(token)) as JoinTokenRow | undefined;
+      return row === undefined ? undefined : joinTokenFromRow(row);
+    });
+  }
+
+  pruneJoinTokens(now: number): Promise<number> {
+    return this.write(() => this.s.pruneJoinTokens.run(now).changes);
+  }
+
+  // ---- Attested agents ----
+
+  createAgent(agent: NewAgent): Promise<AttestedAgent> {
+    return this.write(() => {
+      requireText('agent spiffeId', agent.spiffeId);
+      requireText('agent datacenter', agent.datacenter);
+      requireText('agent certSerial', agent.certSerial);
+      for (const t of ['certNotAfter', 'attestedAt', 'updatedAt'] as const) requireTime(`agent ${t}`, agent[t]);
+      if (this.s.agentById.get(agent.spiffeId) !== undefined) throw alreadyExists(`agent ${agent.spiffeId} already exists`);
+      const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
+      this.s.insertAgent.run(
+        stored.spiffeId, stored.datacenter, JSON.stringify(stored.selectors), stored.certSerial, stored.certNotAfter,
+        stored.previousCertSerial ?? null, stored.attestedAt, stored.updatedAt, stored.banned ? 1 : 0,
+      );
+      return stored;
+    });
+  }
+
+  getAgent(spiffeId: string): Promise<AttestedAgent | undefined> {
+    return this.read(() => {
+      const row = this.s.agentById.get(spiffeId) as AgentRow | undefined;
+      return row === undefined ? undefined : agentFromRow(row);
+    });
+  }
+
+  listAgents(filter: { datacenter?: string } = {}): Promise<AttestedAgent[]> {
+    return this.read(() => {
+      const rows = (filter.datacenter === undefined ? this.s.allAgents.all() : this.s.agentsByDatacenter.all(filter.datacenter)) as AgentRow[];
+      return rows.map(agentFromRow);
+    });
+  }
+
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number): Promise<AttestedAgent> {
+    return this.write(() => {
+      requireText('agent certSerial', certSerial);
+      requireTime('agent certNotAfter', certNotAfter);
+      const row = this.s.agentById.get(spiffeId) as AgentRow | undefined;
+      if (row === undefined) throw notFound(`agent ${spiffeId} not found`);
+      // A retried renewal with the same serial must not push the real previous serial out.
+      const previous = certSerial === row.cert_serial ? row.previous_cert_serial : row.cert_serial;
+      this.s.updateAgentCert.run(certSerial, certNotAfter, previous, this.clock.now(), spiffeId);
+      return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
+    });
+  }
+
+  evictAgent(spiffeId: string): Promise<void> {
+    return this.write(() => {
+      if (this.s.deleteAgent.run(spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
+      this.bump('agent');
+    });
+  }
+
+  banAgent(spiffeId: string): Promise<AttestedAgent> {
+    return this.write(() => {
+      if (this.s.banAgent.run(this.clock.now(), spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
+      this.bump('agent');
+      return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
+    });
+  }
+
+  pruneAgents(now: number): Promise<number> {
+    return this.write(() => {
+      const n = this.s.pruneAgents.run(now).changes;
+      if (n > 0) this.bump('agent');
+      return n;
+    });
+  }
+
+  // ---- Bundles ----
+
+  getBundle(trustDomain: string): Promise<StoredBundle | undefined> {
+    return this.read(() => {
+      const row = this.s.bundleById.get(trustDomain) as BundleRow | undefined;
+      return row === undefined ? undefined : bundleFromRow(row);
+    });
+  }
+
+  setBundle(bundle: StoredBundle): Promise<void> {
+    return this.write(() => this.storeBundle(bundle, false));
+  }
+
+  listBundles(): Promise<StoredBundle[]> {
+    return this.read(() => (this.s.allBundles.all() as BundleRow[]).map(bundleFromRow));
+  }
+
+  deleteBundle(trustDomain: string): Promise<void> {
+    return this.write(() => {
+      if (this.s.deleteBundle.run(trustDomain).changes === 0) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
+      this.bump('bundle');
+    });
+  }
+
+  // ---- CA journal ----
+
+  addCaRecord(record: CaRecord): Promise<void> {
+    return this.write(() => this.insertCaRecord(record));
+  }
+
+  listCaRecords(filter: CaRecordFilter = {}): Promise<CaRecord[]> {
+    return this.read(() =>
+      (this.s.allCaRecords.all() as CaRow[])
+        .map(caRecordFromRow)
+        .filter((r) => (filter.kind ?? r.kind) === r.kind && (filter.datacenter ?? r.datacenter) === r.datacenter && (filter.state ?? r.state) === r.state),
+    );
+  }
+
+  setCaRecordState(id: string, state: CaState): Promise<void> {
+    return this.write(() => this.changeCaState(id, state));
+  }
+
+  commitCaChange(change: CaJournalChange, bundle?: StoredBundle): Promise<void> {
+    return this.write(() => {
+      for (const record of change.add ?? []) this.insertCaRecord(record);
+      for (const { id, state } of change.setState ?? []) this.changeCaState(id, state);
+      for (const id of change.remove ?? []) this.s.deleteCaRecord.run(id);
+      if (bundle !== undefined) this.storeBundle(bundle, true);
+    });
+  }
+
+  // ---- Lifecycle ----
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    this.closed = true;
+    this.listeners.clear();
+    this.db.close();
+  }
+
+  // ---- Internals ----
+
+  /** Runs a read; errors become MeshidErrors. */
+  private read<T>(fn: () => T): Promise<T> {
+    try {
+      this.assertOpen();
+      return Promise.resolve(fn());
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+  }
+
+  /** Runs fn in one IMMEDIATE transaction, then (only after the commit) tells the change listeners. */
+  private write<T>(fn: () => T): Promise<T> {
+    let result: T;
+    let changes: Change[] = [];
+    try {
+      this.assertOpen();
+      try {
+        result = this.db.transaction(fn).immediate();
+        const revision = this.txRevision;
+        if (revision !== undefined) changes = [...this.txKinds].map((kind) => ({ kind, revision }));
+      } finally {
+        this.txRevision = undefined;
+        this.txKinds.clear();
+      }
+    } catch (err) {
+      return Promise.reject(storageError(err));
+    }
+    for (const change of changes) this.emit(change);
+    return Promise.resolve(result);
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw unavailable('the datastore is closed');
+  }
+
+  private emit(change: Change): void {
+    for (const listener of [...this.listeners]) {
+      try {
+        listener(change);
+      } catch (err) {
+        this.log?.error({ err, change }, 'datastore change listener failed');
+      }
+    }
+  }
+
+  private revision(): number {
+    return (this.s.getRevision.get() as { value: number }).value;
+  }
+
+  /** Takes the next revision for the transaction in progress (once per transaction) and notes what kind changed. */
+  private bump(kind: Change['kind']): number {
+    if (this.txRevision === undefined) {
+      this.s.bumpRevision.run();
+      this.txRevision = this.revision();
+    }
+    this.txKinds.add(kind);
+    return this.txRevision;
+  }
+
+  private assertNoTwin(e: NewEntry, hash: string): void {
+    const twin = this.s.entryByHash.get(hash) as { id: string } | undefined;
+    if (twin !== undefined) {
+      throw alreadyExists(`an entry with SPIFFE ID ${e.spiffeId}, parent ${e.parentId} and the same selectors already exists (${twin.id})`);
+    }
+  }
+
+  private insertEntry(e: RegistrationEntry, hash: string): void {
+    this.s.insertEntry.run(...entryColumns(e, hash));
+    for (const s of e.selectors) this.s.insertSelector.run(e.id, s.type, s.value);
+    for (const td of e.federatesWith) this.s.insertFederatesWith.run(e.id, td);
+    // A restored entry reusing a deleted id is alive again.
+    this.s.deleteTombstone.run(e.id);
+  }
+
+  /** `sameSequenceMeansUnchanged`: the CA manager re-sends the stored bundle when only the journal changed. */
+  private storeBundle(b: StoredBundle, sameSequenceMeansUnchanged: boolean): void {
+    requireText('bundle trustDomain', b.trustDomain);
+    requireTime('bundle sequence', b.sequence);
+    requireTime('bundle updatedAt', b.updatedAt);
+    if (!Array.isArray(b.x509Authorities) || !b.x509Authorities.every((d: unknown) => d instanceof Uint8Array)) {
+      throw invalidArgument(`bundle ${b.trustDomain}: X.509 authorities must be DER buffers`);
+    }
+    const content = bundleContentColumns(b);
+    const stored = this.s.bundleContent.get(b.trustDomain) as { x509_authorities: string; jwt_authorities: string; sequence: number } | undefined;
+    if (stored !== undefined && b.sequence <= stored.sequence) {
+      const unchanged = stored.x509_authorities === content.x509 && stored.jwt_authorities === content.jwt;
+      if (sameSequenceMeansUnchanged && b.sequence === stored.sequence && unchanged) return;
+      throw failedPrecondition(
+        `bundle ${b.trustDomain}: sequence ${b.sequence} must be greater than the stored sequence ${stored.sequence} (Bundle §4)`,
+      );
+    }
+    this.s.upsertBundle.run(b.trustDomain, content.x509, content.jwt, b.sequence, this.bump('bundle'), b.updatedAt);
+  }
+
+  private insertCaRecord(r: CaRecord): void {
+    requireText('CA record id', r.id);
+    requireText('CA record keyId', r.keyId);
+    if (!CA_KINDS.has(r.kind)) throw invalidArgument(`CA record ${r.id}: kind "${r.kind}" must be root, intermediate or jwt`);
+    if (!CA_STATES.has(r.state)) throw invalidArgument(`CA record ${r.id}: state "${r.state}" must be prepared, active, old or tainted`);
+    for (const t of ['notBefore', 'notAfter', 'createdAt', 'updatedAt'] as const) requireTime(`CA record ${t}`, r[t]);
+    if (this.s.caRecordExists.get(r.id) !== undefined) throw alreadyExists(`CA journal record ${r.id} already exists`);
+    this.s.insertCaRecord.run(
+      r.id, r.kind, r.datacenter ?? '', r.state, r.certDer ?? null, r.publicKeyPem ?? null, r.keyId,
+      r.notBefore, r.notAfter, r.createdAt, r.updatedAt,
+    );
+  }
+
+  private changeCaState(id: string, state: CaState): void {
+    if (!CA_STATES.has(state)) throw invalidArgument(`CA record ${id}: state "${state}" must be prepared, active, old or tainted`);
+    if (this.s.setCaState.run(state, this.clock.now(), id).changes === 0) throw notFound(`CA journal record ${id} not found`);
+  }
+}
+
+/** The column values of an entry, in the order of insertEntry's column list (id first). */
+function entryColumns(e: RegistrationEntry, hash: string): Array<string | number> {
+  return [
+    e.id, e.spiffeId, e.parentId, hash, JSON.stringify(e.selectors), e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds,
+    JSON.stringify(e.dnsNames), e.hint, JSON.stringify(e.federatesWith), e.admin ? 1 : 0, e.downstream ? 1 : 0,
+    e.revision, e.createdAt, e.updatedAt,
+  ];
+}
+
+function pickEntryFields(e: NewEntry): NewEntry {
+  return {
+    spiffeId: e.spiffeId, parentId: e.parentId, selectors: e.selectors, x509SvidTtlSeconds: e.x509SvidTtlSeconds,
+    jwtSvidTtlSeconds: e.jwtSvidTtlSeconds, dnsNames: e.dnsNames, hint: e.hint, federatesWith: e.federatesWith,
+    admin: e.admin, downstream: e.downstream,
+  };
+}
+
+function sameContent(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) === JSON.stringify(b);
+}
+
+/** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
+function hashToken(token: string): string {
+  return createHash('sha256').update(token, 'utf8').digest('hex');
+}

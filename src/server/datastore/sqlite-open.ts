@@ -1,0 +1,149 @@
+import fs from 'node:fs';
+import Database from 'better-sqlite3';
+import type { Clock } from '../../common/clock.js';
+import { failedPrecondition, MeshidError } from '../../common/errors.js';
+import { INFO_APPLICATION, INFO_TABLE, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_DDL } from './migrations.js';
+
+const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
+/** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
+const BUSY_TIMEOUT_MS = 5000;
+
+/**
+ * Opens (creating if absent) the SQLite file of a meshid datastore and brings its schema up to date.
+ *
+ * Nothing is written until the file is known to be empty or meshid's own: a garbage file, someone else's SQLite
+ * database, or a meshid database with a newer schema is refused with a MeshidError(failed_precondition) and left
+ * byte-for-byte as it was.
+ */
+export function openSqliteFile(file: string, clock: Clock): Database.Database {
+  checkFile(file);
+  let db: Database.Database;
+  try {
+    db = new Database(file, { fileMustExist: true });
+  } catch (err) {
+    throw failedPrecondition(`cannot open the datastore ${file}: ${(err as Error).message}`, err);
+  }
+  try {
+    // Connection settings only; none of these writes to the file.
+    db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
+    db.pragma('foreign_keys = ON');
+    const fresh = identify(db, file);
+    // WAL: readers never block the writer, and a commit is one append (crash-safe at any byte).
+    // synchronous=FULL: in WAL mode NORMAL already survives kill -9, but a power loss or kernel crash may drop the
+    // last commits. A consumed join token coming back, a ban or a CA journal switch undone while its certificates are
+    // in circulation are worse than one fsync per transaction; entry batches keep that cost per entry small.
+    const mode = db.pragma('journal_mode = WAL', { simple: true });
+    if (String(mode).toLowerCase() !== 'wal') throw failedPrecondition(`cannot switch the datastore ${file} to WAL mode (got ${String(mode)})`);
+    db.pragma('synchronous = FULL');
+    restrictMode(file);
+    migrate(db, file, fresh, clock);
+    return db;
+  } catch (err) {
+    db.close();
+    if (err instanceof MeshidError) throw err;
+    throw failedPrecondition(`cannot open the datastore ${file}: ${(err as Error).message}`, err);
+  }
+}
+
+/** Creates the file 0600 if absent; refuses anything that is not a regular file starting with the SQLite header. */
+function checkFile(file: string): void {
+  let st: fs.Stats;
+  try {
+    st = fs.statSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw failedPrecondition(`cannot open the datastore ${file}: ${(err as Error).message}`, err);
+    try {
+      // Created here, not by SQLite, so it is 0600 from its first byte; SQLite gives -wal and -shm the same mode.
+      fs.closeSync(fs.openSync(file, 'wx', 0o600));
+    } catch (createErr) {
+      if ((createErr as NodeJS.ErrnoException).code !== 'EEXIST') {
+        throw failedPrecondition(`cannot create the datastore ${file}: ${(createErr as Error).message}`, createErr);
+      }
+    }
+    return;
+  }
+  if (!st.isFile()) throw notMeshid(file, 'it is not a regular file');
+  if (st.size === 0) return; // An empty file is an empty SQLite database.
+  const head = Buffer.alloc(SQLITE_MAGIC.length);
+  const fd = fs.openSync(file, 'r');
+  try {
+    fs.readSync(fd, head, 0, head.length, 0);
+  } finally {
+    fs.closeSync(fd);
+  }
+  if (!head.equals(SQLITE_MAGIC)) throw notMeshid(file, 'it is not an SQLite database');
+}
+
+function notMeshid(file: string, why: string): MeshidError {
+  return failedPrecondition(`${file} is not a meshid datastore: ${why}. Point the server at another data dir or file`);
+}
+
+/** Returns true for an empty database; throws unless the database is meshid's with a schema this code knows. */
+function identify(db: Database.Database, file: string): boolean {
+  let tables: string[];
+  try {
+    tables = (db.prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%'").all() as Array<{ name: string }>).map(
+      (r) => r.name,
+    );
+  } catch (err) {
+    const code = (err as { code?: string }).code ?? '';
+    if (code === 'SQLITE_NOTADB') throw notMeshid(file, 'it is not an SQLite database');
+    if (code.startsWith('SQLITE_CORRUPT')) throw failedPrecondition(`the datastore ${file} is damaged (${(err as Error).message}): restore it from a backup`, err);
+    throw err;
+  }
+  if (tables.length === 0) return true;
+  if (!tables.includes(INFO_TABLE)) {
+    const shown = tables.slice(0, 5).join(', ') + (tables.length > 5 ? ', …' : '');
+    throw notMeshid(file, `it is an SQLite database of something else (tables: ${shown})`);
+  }
+  const app = db.prepare(`SELECT value FROM ${INFO_TABLE} WHERE key = 'application'`).get() as { value: string } | undefined;
+  if (app?.value !== INFO_APPLICATION) throw notMeshid(file, `its ${INFO_TABLE} table names application "${app?.value ?? ''}"`);
+  if (!tables.includes('schema_migrations')) throw failedPrecondition(`the datastore ${file} has no schema_migrations table: it is damaged; restore it from a backup`);
+  checkVersion(file, schemaVersion(db));
+  return false;
+}
+
+function schemaVersion(db: Database.Database): number {
+  const row = db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number | null };
+  return row.v ?? 0;
+}
+
+function checkVersion(file: string, version: number): void {
+  if (version > LATEST_SCHEMA_VERSION) {
+    throw failedPrecondition(
+      `the datastore ${file} has schema version ${version}, newer than this meshid-server understands (${LATEST_SCHEMA_VERSION}): ` +
+        'run the meshid-server version that wrote it (or newer), or restore a backup made by this version',
+    );
+  }
+}
+
+/** Applies every pending migration in ONE immediate transaction: the schema ends up fully upgraded or untouched. */
+function migrate(db: Database.Database, file: string, fresh: boolean, clock: Clock): void {
+  db.transaction(() => {
+    // Re-read under the write lock: another process may have created or migrated the file since identify().
+    const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get() !== undefined;
+    if (!hasTable) {
+      if (!fresh) throw failedPrecondition(`the datastore ${file} changed while it was being opened; try again`);
+      db.exec(SCHEMA_MIGRATIONS_DDL);
+    }
+    const current = schemaVersion(db);
+    checkVersion(file, current);
+    const insert = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
+    for (const m of MIGRATIONS) {
+      if (m.version <= current) continue;
+      for (const statement of m.statements) db.exec(statement);
+      insert.run(m.version, m.name, clock.now());
+    }
+  }).immediate();
+}
+
+/** The datastore holds CA journal rows and bundles: owner-only, also for files made by an older version or by hand. */
+function restrictMode(file: string): void {
+  for (const f of [file, `${file}-wal`, `${file}-shm`]) {
+    try {
+      fs.chmodSync(f, 0o600);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+}

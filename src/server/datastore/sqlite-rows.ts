@@ -1,0 +1,156 @@
+import type { AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, Selector, StoredBundle } from './datastore.js';
+
+/**
+ * Rows as the driver returns them (snake_case columns, 0/1 booleans, JSON lists in TEXT) and their conversion to the
+ * domain types. The column lists are spelled out so a later migration adding a column changes no query's result shape.
+ */
+
+export const ENTRY_COLUMNS =
+  'e.id, e.spiffe_id, e.parent_id, e.identity_hash, e.selectors, e.x509_svid_ttl_seconds, e.jwt_svid_ttl_seconds, e.dns_names, ' +
+  'e.hint, e.federates_with, e.admin, e.downstream, e.revision, e.created_at, e.updated_at';
+
+export interface EntryRow {
+  id: string;
+  spiffe_id: string;
+  parent_id: string;
+  identity_hash: string;
+  selectors: string;
+  x509_svid_ttl_seconds: number;
+  jwt_svid_ttl_seconds: number;
+  dns_names: string;
+  hint: string;
+  federates_with: string;
+  admin: number;
+  downstream: number;
+  revision: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export function entryFromRow(r: EntryRow): RegistrationEntry {
+  return {
+    id: r.id,
+    spiffeId: r.spiffe_id,
+    parentId: r.parent_id,
+    selectors: JSON.parse(r.selectors) as Selector[],
+    x509SvidTtlSeconds: r.x509_svid_ttl_seconds,
+    jwtSvidTtlSeconds: r.jwt_svid_ttl_seconds,
+    dnsNames: JSON.parse(r.dns_names) as string[],
+    hint: r.hint,
+    federatesWith: JSON.parse(r.federates_with) as string[],
+    admin: r.admin === 1,
+    downstream: r.downstream === 1,
+    revision: r.revision,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+export const AGENT_COLUMNS =
+  'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned';
+
+export interface AgentRow {
+  spiffe_id: string;
+  datacenter: string;
+  selectors: string;
+  cert_serial: string;
+  cert_not_after: number;
+  previous_cert_serial: string | null;
+  attested_at: number;
+  updated_at: number;
+  banned: number;
+}
+
+export function agentFromRow(r: AgentRow): AttestedAgent {
+  const agent: AttestedAgent = {
+    spiffeId: r.spiffe_id,
+    datacenter: r.datacenter,
+    selectors: JSON.parse(r.selectors) as Selector[],
+    certSerial: r.cert_serial,
+    certNotAfter: r.cert_not_after,
+    attestedAt: r.attested_at,
+    updatedAt: r.updated_at,
+    banned: r.banned === 1,
+  };
+  if (r.previous_cert_serial !== null) agent.previousCertSerial = r.previous_cert_serial;
+  return agent;
+}
+
+export interface JoinTokenRow {
+  token_hash: string;
+  datacenter: string;
+  selectors: string;
+  expires_at: number;
+  created_at: number;
+}
+
+export function joinTokenFromRow(r: JoinTokenRow): JoinToken {
+  return {
+    tokenHash: r.token_hash,
+    datacenter: r.datacenter,
+    selectors: JSON.parse(r.selectors) as Selector[],
+    expiresAt: r.expires_at,
+    createdAt: r.created_at,
+  };
+}
+
+export const BUNDLE_COLUMNS = 'trust_domain, x509_authorities, jwt_authorities, sequence, updated_at';
+
+export interface BundleRow {
+  trust_domain: string;
+  x509_authorities: string;
+  jwt_authorities: string;
+  sequence: number;
+  updated_at: number;
+}
+
+export function bundleFromRow(r: BundleRow): StoredBundle {
+  return {
+    trustDomain: r.trust_domain,
+    x509Authorities: (JSON.parse(r.x509_authorities) as string[]).map((b64) => Buffer.from(b64, 'base64')),
+    jwtAuthorities: JSON.parse(r.jwt_authorities) as StoredBundle['jwtAuthorities'],
+    sequence: r.sequence,
+    updatedAt: r.updated_at,
+  };
+}
+
+/** The bundle's content as stored (everything but sequence and time): equal strings mean equal bundles. */
+export function bundleContentColumns(b: StoredBundle): { x509: string; jwt: string } {
+  return {
+    x509: JSON.stringify(b.x509Authorities.map((der) => Buffer.from(der).toString('base64'))),
+    jwt: JSON.stringify(b.jwtAuthorities.map((k) => ({ kid: k.kid, publicKeyPem: k.publicKeyPem, notAfter: k.notAfter }))),
+  };
+}
+
+export const CA_COLUMNS = 'id, kind, datacenter, state, cert_der, public_key_pem, key_id, not_before, not_after, created_at, updated_at';
+
+export interface CaRow {
+  id: string;
+  kind: string;
+  datacenter: string;
+  state: string;
+  cert_der: Buffer | null;
+  public_key_pem: string | null;
+  key_id: string;
+  not_before: number;
+  not_after: number;
+  created_at: number;
+  updated_at: number;
+}
+
+export function caRecordFromRow(r: CaRow): CaRecord {
+  const record: CaRecord = {
+    id: r.id,
+    kind: r.kind as CaKind,
+    datacenter: r.datacenter,
+    state: r.state as CaState,
+    keyId: r.key_id,
+    notBefore: r.not_before,
+    notAfter: r.not_after,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+  if (r.cert_der !== null) record.certDer = r.cert_der;
+  if (r.public_key_pem !== null) record.publicKeyPem = r.public_key_pem;
+  return record;
+}

@@ -1,0 +1,70 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isMeshidError } from '../../../src/common/errors.js';
+import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
+import { sels, withDatastore } from './fixture.js';
+
+const agent = (n: string, overrides: Partial<AttestedAgent> = {}): AttestedAgent => ({
+  spiffeId: `spiffe://example.org/meshid/agent/dc1/${n}`,
+  datacenter: 'dc1',
+  selectors: sels('meshid:datacenter:dc1'),
+  certSerial: `${n}-s1`,
+  certNotAfter: 1000,
+  attestedAt: 0,
+  updatedAt: 0,
+  banned: false,
+  ...overrides,
+});
+
+test('an agent reads back as created; get of an unknown agent is undefined', async () => {
+  await withDatastore(async ({ ds }) => {
+    const a = agent('a', { selectors: sels('x:2', 'x:1') });
+    const stored = await ds.createAgent(a);
+    assert.deepEqual(stored.selectors, sels('x:1', 'x:2'));
+    assert.deepEqual(await ds.getAgent(a.spiffeId), stored);
+    assert.equal((await ds.getAgent(a.spiffeId))!.previousCertSerial, undefined);
+    assert.equal(await ds.getAgent('spiffe://example.org/meshid/agent/dc1/none'), undefined);
+    await assert.rejects(ds.createAgent(a), (err) => isMeshidError(err, 'already_exists'));
+  });
+});
+
+test('updateAgentCert records the new serial and keeps the previous one; a retried renewal keeps it too', async () => {
+  await withDatastore(async ({ ds, clock }) => {
+    const a = await ds.createAgent(agent('a'));
+    clock.advance(10);
+    const u = await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000);
+    assert.equal(u.certSerial, 'a-s2');
+    assert.equal(u.previousCertSerial, 'a-s1');
+    assert.equal(u.certNotAfter, 2000);
+    assert.equal(u.updatedAt, clock.now());
+    assert.equal(u.attestedAt, 0);
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000)).previousCertSerial, 'a-s1');
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s3', 3000)).previousCertSerial, 'a-s2');
+    await assert.rejects(ds.updateAgentCert('spiffe://example.org/nobody', 's', 1), (err) => isMeshidError(err, 'not_found'));
+  });
+});
+
+test('evict deletes the agent; ban keeps it listed with the flag; unknown agents are not_found', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.createAgent(agent('a'));
+    await ds.createAgent(agent('b'));
+    await ds.createAgent(agent('c', { datacenter: 'dc2' }));
+    await ds.evictAgent(agent('a').spiffeId);
+    const banned = await ds.banAgent(agent('b').spiffeId);
+    assert.equal(banned.banned, true);
+    assert.deepEqual((await ds.listAgents()).map((x) => [x.spiffeId.split('/').pop(), x.banned]), [['b', true], ['c', false]]);
+    assert.deepEqual((await ds.listAgents({ datacenter: 'dc2' })).map((x) => x.datacenter), ['dc2']);
+    await assert.rejects(ds.evictAgent(agent('a').spiffeId), (err) => isMeshidError(err, 'not_found'));
+    await assert.rejects(ds.banAgent(agent('a').spiffeId), (err) => isMeshidError(err, 'not_found'));
+  });
+});
+
+test('pruneAgents deletes agents whose certificate expired, and only those', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.createAgent(agent('a', { certNotAfter: 100 }));
+    await ds.createAgent(agent('b', { certNotAfter: 200, banned: true }));
+    await ds.createAgent(agent('c', { certNotAfter: 300 }));
+    assert.equal(await ds.pruneAgents(200), 2);
+    assert.deepEqual((await ds.listAgents()).map((x) => x.certSerial), ['c-s1']);
+  });
+});
