@@ -7,5 +7,8 @@ process.exitCode = await serverCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
-  stdin: process.stdin,
+  // A getter: only `bundle set` without --path touches stdin, and only then should a stdin handle exist.
+  get stdin() {
+    return process.stdin;
+  },
 });
