@@ -1,0 +1,122 @@
+import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Logger } from '../../common/log.js';
+import { invalidArgument } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
+import type { Datastore, EntryPatch } from '../datastore/datastore.js';
+import { entryToProto } from './convert.js';
+import { validateEntry, validateSelector, type EntryLimits } from './entry-validation.js';
+import { unary } from './handler.js';
+import type { ProtoEntry, ProtoSelector } from './proto-types.js';
+
+const MAX_BATCH = 10_000;
+const MASKABLE = new Set([
+  'spiffe_id', 'parent_id', 'selectors', 'x509_svid_ttl', 'jwt_svid_ttl', 'dns_names', 'hint', 'federates_with', 'admin', 'downstream',
+]);
+
+/** Admin API: registration entries (meshid.admin.v1.Entries). */
+export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): UntypedServiceImplementation {
+  return {
+    CreateEntries: unary(log, 'CreateEntries', async (req: { entries?: ProtoEntry[] }) => {
+      const input = req.entries ?? [];
+      if (input.length === 0) throw invalidArgument('no entries given');
+      if (input.length > MAX_BATCH) throw invalidArgument(`at most ${MAX_BATCH} entries per call`);
+      const results: Array<{ status: { code: number; message: string }; entry?: ProtoEntry }> = new Array(input.length);
+      const valid: Array<{ index: number; entry: ReturnType<typeof validateEntry> }> = [];
+      input.forEach((e, index) => {
+        try {
+          valid.push({ index, entry: validateEntry(e, limits) });
+        } catch (err) {
+          const s = toServiceError(err);
+          results[index] = { status: { code: s.code, message: s.details } };
+        }
+      });
+      const created = valid.length > 0 ? await ds.createEntries(valid.map((v) => v.entry)) : [];
+      created.forEach((r, i) => {
+        const index = valid[i]!.index;
+        if (r.entry) {
+          results[index] = { status: { code: status.OK, message: '' }, entry: entryToProto(r.entry) };
+          log.info({ entryId: r.entry.id, spiffeId: r.entry.spiffeId, parentId: r.entry.parentId }, 'entry created');
+        } else {
+          const s = toServiceError(r.error);
+          results[index] = { status: { code: s.code, message: s.details } };
+        }
+      });
+      return { results };
+    }),
+
+    ListEntries: unary(log, 'ListEntries', async (req: {
+      spiffe_id?: string; parent_id?: string; selectors?: ProtoSelector[]; selector_match?: string;
+      federates_with?: string; hint?: string; page_size?: number; page_token?: string;
+    }) => {
+      if (req.spiffe_id) parseSpiffeId(req.spiffe_id);
+      if (req.parent_id) parseSpiffeId(req.parent_id);
+      const selectors = (req.selectors ?? []).map(validateSelector);
+      const match = (req.selector_match || 'exact') as 'exact' | 'subset' | 'superset' | 'any';
+      if (!['exact', 'subset', 'superset', 'any'].includes(match)) {
+        throw invalidArgument(`selector_match "${req.selector_match}" must be exact, subset, superset or any`);
+      }
+      const page = await ds.listEntries({
+        spiffeId: req.spiffe_id || undefined,
+        parentId: req.parent_id || undefined,
+        selectors: selectors.length > 0 ? { match, selectors } : undefined,
+        federatesWith: req.federates_with || undefined,
+        hint: req.hint || undefined,
+        pageSize: req.page_size || undefined,
+        pageToken: req.page_token || undefined,
+      });
+      return { entries: page.entries.map(entryToProto), next_page_token: page.nextPageToken ?? '' };
+    }),
+
+    GetEntry: unary(log, 'GetEntry', async (req: { id?: string }) => {
+      if (!req.id) throw invalidArgument('entry id is required');
+      return entryToProto(await ds.getEntry(req.id));
+    }),
+
+    UpdateEntry: unary(log, 'UpdateEntry', async (req: { entry?: ProtoEntry; mask?: string[] }) => {
+      const id = req.entry?.id;
+      if (!id) throw invalidArgument('entry.id is required');
+      const mask = req.mask ?? [];
+      if (mask.length === 0) throw invalidArgument('nothing to update: give at least one field');
+      for (const m of mask) if (!MASKABLE.has(m)) throw invalidArgument(`field "${m}" cannot be updated (updatable: ${[...MASKABLE].join(', ')})`);
+      const current = entryToProto(await ds.getEntry(id));
+      const merged: ProtoEntry = { ...current };
+      for (const m of mask) (merged as Record<string, unknown>)[m] = (req.entry as Record<string, unknown>)[m];
+      const valid = validateEntry(merged, limits);
+      const patch: EntryPatch = {};
+      for (const m of mask) {
+        switch (m) {
+          case 'spiffe_id': patch.spiffeId = valid.spiffeId; break;
+          case 'parent_id': patch.parentId = valid.parentId; break;
+          case 'selectors': patch.selectors = valid.selectors; break;
+          case 'x509_svid_ttl': patch.x509SvidTtlSeconds = valid.x509SvidTtlSeconds; break;
+          case 'jwt_svid_ttl': patch.jwtSvidTtlSeconds = valid.jwtSvidTtlSeconds; break;
+          case 'dns_names': patch.dnsNames = valid.dnsNames; break;
+          case 'hint': patch.hint = valid.hint; break;
+          case 'federates_with': patch.federatesWith = valid.federatesWith; break;
+          case 'admin': patch.admin = valid.admin; break;
+          case 'downstream': patch.downstream = valid.downstream; break;
+        }
+      }
+      const updated = await ds.updateEntry(id, patch);
+      log.info({ entryId: id, fields: mask }, 'entry updated');
+      return entryToProto(updated);
+    }),
+
+    DeleteEntries: unary(log, 'DeleteEntries', async (req: { ids?: string[] }) => {
+      const ids = req.ids ?? [];
+      if (ids.length === 0) throw invalidArgument('no entry ids given');
+      const results = await ds.deleteEntries(ids);
+      return {
+        results: results.map((r) => {
+          if (r.error) {
+            const s = toServiceError(r.error);
+            return { id: r.id, status: { code: s.code, message: s.details } };
+          }
+          log.info({ entryId: r.id }, 'entry deleted');
+          return { id: r.id, status: { code: status.OK, message: '' } };
+        }),
+      };
+    }),
+  };
+}

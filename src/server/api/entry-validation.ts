@@ -1,0 +1,104 @@
+import { invalidArgument } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
+import { parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { ProtoEntry, ProtoSelector } from './proto-types.js';
+
+/** An entry as the API accepted it: validated, normalised, TTLs resolved to seconds. */
+export interface ValidEntry {
+  spiffeId: string;
+  parentId: string;
+  selectors: Selector[];
+  x509SvidTtlSeconds: number;
+  jwtSvidTtlSeconds: number;
+  dnsNames: string[];
+  hint: string;
+  federatesWith: string[];
+  admin: boolean;
+  downstream: boolean;
+}
+
+export interface EntryLimits {
+  trustDomain: string;
+  defaultX509SvidTtlMs: number;
+  maxX509SvidTtlMs: number;
+  defaultJwtSvidTtlMs: number;
+  maxJwtSvidTtlMs: number;
+}
+
+const SELECTOR_TYPE_RE = /^[a-z0-9_-]{1,64}$/;
+const DNS_LABEL_RE = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
+const MAX_HINT_BYTES = 1024;
+const MAX_SELECTOR_VALUE_BYTES = 1024;
+
+/** The namespace meshid keeps for its own identities (server, agents); entries may not claim it. */
+export const RESERVED_PATH_PREFIX = '/meshid/';
+
+export function serverId(trustDomain: string): string {
+  return `spiffe://${trustDomain}/meshid/server`;
+}
+
+export function validateSelector(s: ProtoSelector | undefined, index: number): Selector {
+  const type = s?.type ?? '';
+  const value = s?.value ?? '';
+  if (!SELECTOR_TYPE_RE.test(type)) {
+    throw invalidArgument(`selector ${index + 1}: type "${type}" is invalid: use lowercase letters, digits, "_" or "-" (e.g. unix:uid:1000)`);
+  }
+  if (value === '') throw invalidArgument(`selector ${index + 1} (${type}): value is empty (e.g. unix:uid:1000)`);
+  if (Buffer.byteLength(value) > MAX_SELECTOR_VALUE_BYTES) throw invalidArgument(`selector ${index + 1} (${type}): value is longer than 1024 bytes`);
+  return { type, value };
+}
+
+function ttlSeconds(value: number | undefined, defaultMs: number, maxMs: number, name: string, maxFlag: string): number {
+  const v = Number(value ?? 0);
+  if (!Number.isInteger(v) || v < 0) throw invalidArgument(`${name} must be a whole number of seconds ≥ 0, got ${value}`);
+  if (v === 0) return Math.round(defaultMs / 1000);
+  if (v * 1000 > maxMs) {
+    throw invalidArgument(
+      `${name} ${formatDuration(v * 1000)} exceeds the server's ${maxFlag} (${formatDuration(maxMs)}): ask for less, or raise ${maxFlag} in the server config`,
+    );
+  }
+  return v;
+}
+
+function validateDnsName(name: string): string {
+  const n = name.toLowerCase();
+  if (n.length === 0 || n.length > 253) throw invalidArgument(`DNS name "${name}" must be 1-253 characters`);
+  const labels = n.split('.');
+  labels.forEach((label, i) => {
+    if (i === 0 && label === '*' && labels.length > 2) return;
+    if (!DNS_LABEL_RE.test(label)) throw invalidArgument(`DNS name "${name}" is invalid: label "${label}" must be 1-63 letters, digits or "-"`);
+  });
+  return n;
+}
+
+/** Validates an entry from the admin API against the SPIFFE-ID rules and the server's TTL limits. */
+export function validateEntry(e: ProtoEntry | undefined, limits: EntryLimits): ValidEntry {
+  if (e === undefined || e === null) throw invalidArgument('entry is missing');
+  const td = limits.trustDomain;
+  const spiffeId = parseWorkloadId(e.spiffe_id ?? '', td, 'spiffe_id').id;
+  if (parseSpiffeId(spiffeId).path.startsWith(RESERVED_PATH_PREFIX)) {
+    throw invalidArgument(`spiffe_id "${spiffeId}" is in the reserved ${RESERVED_PATH_PREFIX} namespace (server and agent identities)`);
+  }
+  const parentId = parseWorkloadId(e.parent_id ?? '', td, 'parent_id').id;
+  if (parentId === spiffeId) throw invalidArgument(`an entry cannot be its own parent (${spiffeId})`);
+  const selectors = (e.selectors ?? []).map(validateSelector);
+  if (selectors.length === 0) throw invalidArgument('at least one selector is required (e.g. --selector unix:uid:1000)');
+  const unique = new Map(selectors.map((s) => [`${s.type}:${s.value}`, s]));
+  const hint = e.hint ?? '';
+  if (Buffer.byteLength(hint) > MAX_HINT_BYTES) throw invalidArgument('hint is longer than 1024 bytes');
+  const federatesWith = [...new Set((e.federates_with ?? []).map((t) => parseTrustDomain(t)))];
+  if (federatesWith.includes(td)) throw invalidArgument(`federates_with must name foreign trust domains, not our own (${td})`);
+  return {
+    spiffeId,
+    parentId,
+    selectors: [...unique.values()].sort((a, b) => a.type.localeCompare(b.type) || a.value.localeCompare(b.value)),
+    x509SvidTtlSeconds: ttlSeconds(e.x509_svid_ttl, limits.defaultX509SvidTtlMs, limits.maxX509SvidTtlMs, 'x509_svid_ttl', 'max_x509_svid_ttl'),
+    jwtSvidTtlSeconds: ttlSeconds(e.jwt_svid_ttl, limits.defaultJwtSvidTtlMs, limits.maxJwtSvidTtlMs, 'jwt_svid_ttl', 'max_jwt_svid_ttl'),
+    dnsNames: [...new Set((e.dns_names ?? []).map(validateDnsName))],
+    hint,
+    federatesWith: federatesWith.sort(),
+    admin: e.admin === true,
+    downstream: e.downstream === true,
+  };
+}

@@ -1,0 +1,250 @@
+import { randomUUID } from 'node:crypto';
+import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import { parseCsr } from '../../common/x509/csr.js';
+import { parseCertificate } from '../../common/x509/certificate.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { CaManager } from '../ca/ca-manager.js';
+import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
+import { authorizedEntries } from '../entries/authorized-entries.js';
+import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX } from './agent-auth.js';
+import { entryToProto, trustBundleToProto } from './convert.js';
+import { unary } from './handler.js';
+import type { RateLimiter } from './rate-limiter.js';
+import type { HubEvent, SyncHub } from './sync-hub.js';
+import type { ProtoBundle, ProtoEntry } from './proto-types.js';
+
+export interface NodeServiceDeps {
+  trustDomain: string;
+  datacenters: readonly string[];
+  agentSvidTtlMs: number;
+  ds: Datastore;
+  ca: CaManager;
+  hub: SyncHub;
+  limiter: RateLimiter;
+  clock: Clock;
+  log: Logger;
+}
+
+interface SyncRequest {
+  since_revision?: number;
+  known?: Array<{ id?: string; revision?: number }>;
+  bundle_sequence?: number;
+}
+
+interface SyncUpdate {
+  revision: number;
+  initial: boolean;
+  entries: ProtoEntry[];
+  removed_entry_ids: string[];
+  bundle?: ProtoBundle;
+  federated_bundles: ProtoBundle[];
+  federated_bundles_changed: boolean;
+}
+
+const MAX_SIGN_BATCH = 1000;
+const MAX_AUDIENCES = 64;
+
+/** The agent API (meshid.agent.v1.Node): attestation, renewal, the push stream and signing. */
+export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation {
+  const { ds, ca, hub, clock, log } = deps;
+  const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
+  const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
+  const auth = (call: Parameters<typeof authenticateAgent>[0]): Promise<AttestedAgent> => authenticateAgent(call, ds, agentPrefix);
+
+  // Authorized sets are cached per agent and index revision: signing checks are then a map lookup.
+  const authCache = new Map<string, { revision: number; selectorsKey: string; entries: Map<string, RegistrationEntry> }>();
+  const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => {
+    const selectorsKey = agent.selectors.map((s) => `${s.type}:${s.value}`).join('\n');
+    const hit = authCache.get(agent.spiffeId);
+    if (hit && hit.revision === hub.index.revision && hit.selectorsKey === selectorsKey) return hit.entries;
+    const entries = authorizedEntries(hub.index, agent, serverId);
+    if (authCache.size > 50_000) authCache.clear();
+    authCache.set(agent.spiffeId, { revision: hub.index.revision, selectorsKey, entries });
+    return entries;
+  };
+
+  const signAgentSvid = (agentId: string, datacenter: string, csr: Buffer): { chain: Buffer[]; notAfter: number; serial: string } => {
+    const { publicKey } = parseCsr(csr);
+    const signed = ca.signX509Svid({ datacenter, publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });
+    return { chain: signed.chain, notAfter: signed.notAfter, serial: parseCertificate(signed.chain[0]!).serialHex };
+  };
+
+  return {
+    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }) => {
+      const token = req.join_token ?? '';
+      if (token === '') throw invalidArgument('join_token is required');
+      if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
+      // Consumed before any other check: a token is single use even when the attempt fails later.
+      const record = await ds.consumeJoinToken(token);
+      if (record === undefined) throw permissionDenied('join token is unknown or was already used');
+      if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one');
+      if (!deps.datacenters.includes(record.datacenter)) {
+        throw permissionDenied(`join token is bound to datacenter "${record.datacenter}", which this server no longer serves`);
+      }
+      const spiffeId = `${agentPrefix}${record.datacenter}/${randomUUID()}`;
+      const svid = signAgentSvid(spiffeId, record.datacenter, req.csr);
+      const selectors: Selector[] = [
+        { type: 'meshid', value: `datacenter:${record.datacenter}` },
+        ...record.selectors,
+      ];
+      const now = clock.now();
+      await ds.createAgent({
+        spiffeId,
+        datacenter: record.datacenter,
+        selectors,
+        certSerial: svid.serial,
+        certNotAfter: svid.notAfter,
+        attestedAt: now,
+        updatedAt: now,
+        banned: false,
+      });
+      log.info({ agent: spiffeId, datacenter: record.datacenter }, 'agent attested with a join token');
+      return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };
+    }),
+
+    Renew: unary(log, 'Renew', async (req: { csr?: Buffer }, call) => {
+      const agent = await auth(call);
+      if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
+      const svid = signAgentSvid(agent.spiffeId, agent.datacenter, req.csr);
+      await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter);
+      log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
+      return { svid_chain: svid.chain };
+    }),
+
+    SignX509Svids: unary(log, 'SignX509Svids', async (req: { items?: Array<{ entry_id?: string; csr?: Buffer }> }, call) => {
+      const agent = await auth(call);
+      const items = req.items ?? [];
+      if (items.length > MAX_SIGN_BATCH) throw invalidArgument(`at most ${MAX_SIGN_BATCH} CSRs per call`);
+      const wait = deps.limiter.take(agent.spiffeId, Math.max(1, items.length));
+      if (wait > 0) throw unavailable(`signing rate limit reached for this agent; retry in ${Math.ceil(wait / 1000)} s`);
+      const entries = authorized(agent);
+      return {
+        results: items.map((item) => {
+          const entryId = item.entry_id ?? '';
+          try {
+            const entry = entries.get(entryId);
+            if (entry === undefined) throw permissionDenied(`entry ${entryId} is not authorized for this agent`);
+            const { publicKey } = parseCsr(item.csr ?? Buffer.alloc(0));
+            const signed = ca.signX509Svid({
+              datacenter: agent.datacenter,
+              publicKey,
+              spiffeId: entry.spiffeId,
+              dnsNames: entry.dnsNames,
+              ttlMs: entry.x509SvidTtlSeconds * 1000,
+            });
+            return { entry_id: entryId, code: 0, message: '', svid_chain: signed.chain, expires_at: Math.floor(signed.notAfter / 1000) };
+          } catch (err) {
+            const e = toServiceError(err);
+            return { entry_id: entryId, code: e.code, message: e.details, svid_chain: [], expires_at: 0 };
+          }
+        }),
+      };
+    }),
+
+    SignJwtSvid: unary(log, 'SignJwtSvid', async (req: { entry_id?: string; audience?: string[] }, call) => {
+      const agent = await auth(call);
+      const audience = req.audience ?? [];
+      if (audience.length === 0 || audience.some((a) => a === '')) throw invalidArgument('audience must hold at least one non-empty value');
+      if (audience.length > MAX_AUDIENCES) throw invalidArgument(`at most ${MAX_AUDIENCES} audiences per token`);
+      const wait = deps.limiter.take(agent.spiffeId, 1);
+      if (wait > 0) throw unavailable(`signing rate limit reached for this agent; retry in ${Math.ceil(wait / 1000)} s`);
+      const entry = authorized(agent).get(req.entry_id ?? '');
+      if (entry === undefined) throw permissionDenied(`entry ${req.entry_id ?? ''} is not authorized for this agent`);
+      const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: entry.jwtSvidTtlSeconds * 1000 });
+      return { token: jwt.token, expires_at: Math.floor(jwt.expiresAt / 1000), issued_at: Math.floor(jwt.issuedAt / 1000) };
+    }),
+
+    Sync: (call: ServerWritableStream<SyncRequest, SyncUpdate>) => {
+      void runSync(call).catch((err: unknown) => {
+        if (!isMeshidError(err)) log.error({ err }, 'sync stream failed');
+        if (!call.cancelled && !call.destroyed) call.emit('error', toServiceError(err));
+      });
+    },
+  };
+
+  async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
+    let agent = await auth(call);
+    const sent = new Map<string, number>();
+    for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
+    let bundleSequence = Number(call.request.bundle_sequence ?? 0);
+    let federatedKey = '';
+    let initial = true;
+    let ended = false;
+
+    const push = (): void => {
+      if (ended) return;
+      const entries = authorized(agent);
+      const upserts: ProtoEntry[] = [];
+      for (const [id, e] of entries) {
+        if (sent.get(id) !== e.revision) {
+          upserts.push(entryToProto(e));
+          sent.set(id, e.revision);
+        }
+      }
+      const removed: string[] = [];
+      for (const id of [...sent.keys()]) {
+        if (!entries.has(id)) {
+          removed.push(id);
+          sent.delete(id);
+        }
+      }
+      const own = ca.bundle();
+      const bundleChanged = own.sequence !== bundleSequence;
+      const federatedTds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();
+      const federated = federatedTds.map((td) => hub.federatedBundle(td)).filter((b) => b !== undefined);
+      const fedKey = federated.map((b) => `${b.trustDomain}#${b.sequence}`).join(',');
+      const federatedChanged = fedKey !== federatedKey;
+      if (!initial && upserts.length === 0 && removed.length === 0 && !bundleChanged && !federatedChanged) return;
+      bundleSequence = own.sequence;
+      federatedKey = fedKey;
+      const update: SyncUpdate = {
+        revision: hub.index.revision,
+        initial,
+        entries: upserts,
+        removed_entry_ids: removed,
+        federated_bundles: federatedChanged ? federated.map(trustBundleToProto) : [],
+        federated_bundles_changed: federatedChanged,
+      };
+      if (bundleChanged || initial) update.bundle = trustBundleToProto(own);
+      initial = false;
+      call.write(update);
+    };
+
+    const end = (err: MeshidError): void => {
+      if (ended) return;
+      ended = true;
+      unsubscribe();
+      call.emit('error', toServiceError(err));
+    };
+
+    const onEvent = (event: HubEvent): void => {
+      if (event.kind !== 'agent') return push();
+      // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization.
+      ds.getAgent(agent.spiffeId).then(
+        (a) => {
+          if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
+          if (a.banned) return end(permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`));
+          agent = a;
+          push();
+        },
+        (err: unknown) => log.error({ err }, 'agent lookup failed'),
+      );
+    };
+    const unsubscribe = hub.subscribe(onEvent);
+    const stop = (): void => {
+      ended = true;
+      unsubscribe();
+    };
+    call.on('cancelled', stop);
+    call.on('close', stop);
+    call.on('error', stop);
+    await hub.settled();
+    push();
+    log.debug({ agent: agent.spiffeId }, 'sync stream opened');
+  }
+}
+

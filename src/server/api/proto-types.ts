@@ -1,0 +1,53 @@
+/**
+ * The shapes of meshid's own proto messages as @grpc/proto-loader delivers them (keepCase, longs as Number,
+ * bytes as Buffer). Hand-written to match proto/meshid/v1/*.proto; only what the code reads or writes.
+ */
+export interface ProtoSelector {
+  type?: string;
+  value?: string;
+}
+
+export interface ProtoEntry {
+  id?: string;
+  spiffe_id?: string;
+  parent_id?: string;
+  selectors?: ProtoSelector[];
+  x509_svid_ttl?: number;
+  jwt_svid_ttl?: number;
+  dns_names?: string[];
+  hint?: string;
+  federates_with?: string[];
+  admin?: boolean;
+  downstream?: boolean;
+  revision?: number;
+  created_at?: number;
+}
+
+export interface ProtoJwtKey {
+  kid?: string;
+  public_key?: Buffer;
+  expires_at?: number;
+}
+
+export interface ProtoBundle {
+  trust_domain?: string;
+  x509_authorities?: Buffer[];
+  jwt_authorities?: ProtoJwtKey[];
+  sequence?: number;
+  refresh_hint?: number;
+}
+
+export interface ProtoAgent {
+  spiffe_id?: string;
+  datacenter?: string;
+  selectors?: ProtoSelector[];
+  cert_serial?: string;
+  cert_expires_at?: number;
+  banned?: boolean;
+  attested_at?: number;
+}
+
+export interface ProtoBatchStatus {
+  code: number;
+  message: string;
+}

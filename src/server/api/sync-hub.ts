@@ -1,0 +1,96 @@
+import type { Logger } from '../../common/log.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { Datastore, RegistrationEntry } from '../datastore/datastore.js';
+import { EntryIndex } from '../entries/entry-index.js';
+import { storedBundleToTrustBundle } from './convert.js';
+
+export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeId?: string };
+
+/**
+ * The server's live view for pushing to agents: the entry index and the federated bundles, refreshed from the
+ * datastore's change feed as changes commit, and a fan-out to every open Sync stream. Changes are applied in order
+ * (one refresh at a time), so a stream never sees revision N+1 before N.
+ */
+export class SyncHub {
+  readonly index = new EntryIndex();
+  private federated = new Map<string, TrustBundle>();
+  private listeners = new Set<(event: HubEvent) => void>();
+  private chain: Promise<void> = Promise.resolve();
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    private readonly ds: Datastore,
+    private readonly ownTrustDomain: string,
+    private readonly log: Logger,
+  ) {}
+
+  async start(): Promise<void> {
+    const revision = await this.ds.currentRevision();
+    const entries: RegistrationEntry[] = await this.ds.listAllEntries();
+    this.index.load(entries, revision);
+    await this.reloadFederated();
+    this.unsubscribe = this.ds.onChange((change) => {
+      this.chain = this.chain
+        .then(() => this.refresh(change.kind))
+        .catch((err: unknown) => this.log.error({ err }, 'failed to refresh the server view after a datastore change'));
+    });
+  }
+
+  stop(): void {
+    this.unsubscribe?.();
+  }
+
+  /** Resolves once every change committed so far has been applied and fanned out. */
+  settled(): Promise<void> {
+    return this.chain;
+  }
+
+  private async refresh(kind: 'entry' | 'bundle' | 'agent'): Promise<void> {
+    if (kind === 'entry') {
+      const changes = await this.ds.listEntryChangesSince(this.index.revision);
+      if (changes.upserts.length === 0 && changes.deletedIds.length === 0) return;
+      this.index.apply(changes.upserts, changes.deletedIds, changes.revision);
+      this.emit({ kind: 'entries' });
+    } else if (kind === 'bundle') {
+      if (await this.reloadFederated()) this.emit({ kind: 'federated' });
+    } else {
+      this.emit({ kind: 'agent' });
+    }
+  }
+
+  /** The own bundle changes through the CA manager, which calls this directly. */
+  ownBundleChanged(): void {
+    this.emit({ kind: 'bundle' });
+  }
+
+  private async reloadFederated(): Promise<boolean> {
+    const next = new Map<string, TrustBundle>();
+    for (const b of await this.ds.listBundles()) {
+      if (b.trustDomain !== this.ownTrustDomain) next.set(b.trustDomain, storedBundleToTrustBundle(b));
+    }
+    const changed =
+      next.size !== this.federated.size ||
+      [...next].some(([td, b]) => this.federated.get(td)?.sequence !== b.sequence);
+    this.federated = next;
+    return changed;
+  }
+
+  federatedBundle(trustDomain: string): TrustBundle | undefined {
+    return this.federated.get(trustDomain);
+  }
+
+  subscribe(listener: (event: HubEvent) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  emit(event: HubEvent): void {
+    for (const l of this.listeners) {
+      try {
+        l(event);
+      } catch (err) {
+        this.log.error({ err }, 'sync listener failed');
+      }
+    }
+  }
+}

@@ -1,0 +1,39 @@
+import { randomBytes } from 'node:crypto';
+import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+import { invalidArgument } from '../../common/errors.js';
+import type { Datastore } from '../datastore/datastore.js';
+import { validateSelector } from './entry-validation.js';
+import { unary } from './handler.js';
+import type { ProtoSelector } from './proto-types.js';
+
+const MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
+
+/** Admin API: join tokens (meshid.admin.v1.Tokens). The value is returned once and stored only as a hash. */
+export function tokenService(
+  ds: Datastore,
+  opts: { datacenters: readonly string[]; defaultTtlMs: number },
+  clock: Clock,
+  log: Logger,
+): UntypedServiceImplementation {
+  return {
+    GenerateJoinToken: unary(log, 'GenerateJoinToken', async (req: { datacenter?: string; ttl?: number; selectors?: ProtoSelector[] }) => {
+      const datacenter = req.datacenter || opts.datacenters[0]!;
+      if (!opts.datacenters.includes(datacenter)) {
+        throw invalidArgument(`datacenter "${datacenter}" is not served by this server (configured: ${opts.datacenters.join(', ')})`);
+      }
+      const ttl = Number(req.ttl ?? 0);
+      if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TOKEN_TTL_SECONDS) {
+        throw invalidArgument(`ttl must be between 1 and ${MAX_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
+      }
+      const selectors = (req.selectors ?? []).map(validateSelector);
+      const token = randomBytes(24).toString('base64url');
+      const now = clock.now();
+      const expiresAt = now + (ttl > 0 ? ttl * 1000 : opts.defaultTtlMs);
+      await ds.createJoinToken({ token, datacenter, selectors, expiresAt, createdAt: now });
+      log.info({ datacenter, expiresAt: new Date(expiresAt).toISOString() }, 'join token generated');
+      return { token, expires_at: Math.floor(expiresAt / 1000), datacenter };
+    }),
+  };
+}

@@ -1,0 +1,44 @@
+/**
+ * What the CA needs from the datastore: the journal of authorities (which root, intermediate and JWT key is
+ * prepared / active / old per datacenter) and the own bundle, changed together in one transaction so the journal and
+ * the published bundle always agree, even after kill -9.
+ */
+export type AuthorityKind = 'root' | 'intermediate' | 'jwt';
+export type AuthorityState = 'prepared' | 'active' | 'old' | 'tainted';
+
+export interface CaRecord {
+  id: string;
+  kind: AuthorityKind;
+  /** '' for roots and JWT keys. */
+  datacenter: string;
+  state: AuthorityState;
+  certDer?: Buffer | undefined;
+  publicKeyPem?: string | undefined;
+  /** Name of the key file in the key store (for JWT keys also the published `kid`). */
+  keyId: string;
+  notBefore: number;
+  notAfter: number;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export interface OwnBundleRecord {
+  trustDomain: string;
+  x509Authorities: Buffer[];
+  jwtAuthorities: Array<{ kid: string; publicKeyPem: string; notAfter: number }>;
+  sequence: number;
+  updatedAt: number;
+}
+
+export interface CaJournalChange {
+  add?: CaRecord[];
+  setState?: Array<{ id: string; state: AuthorityState }>;
+  remove?: string[];
+}
+
+export interface CaJournalStore {
+  listCaRecords(): Promise<CaRecord[]>;
+  getBundle(trustDomain: string): Promise<OwnBundleRecord | undefined>;
+  /** Applies the journal change and stores the bundle in one transaction. */
+  commitCaChange(change: CaJournalChange, bundle: OwnBundleRecord): Promise<void>;
+}

@@ -1,0 +1,501 @@
+import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import type { Logger } from '../../common/log.js';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { failedPrecondition, internal, invalidArgument, unavailable } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
+import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
+import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { createIntermediateCertificate, createRootCertificate } from '../../common/x509/ca-certificates.js';
+import { LeafSigner } from '../../common/x509/leaf-signer.js';
+import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { KeyStore } from './key-store.js';
+import type { AuthorityState, CaJournalChange, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
+
+/** Settings the CA needs; a slice of ServerConfig. */
+export interface CaSettings {
+  trustDomain: string;
+  datacenters: readonly string[];
+  caKeyType: KeyType;
+  intermediateTtlMs: number;
+  rootTtlMs: number;
+  jwtKeyTtlMs: number;
+  jwtSvidTtlMs: number;
+  /** The longest SVID (workload or agent) an intermediate must be able to cover. */
+  longestX509SvidTtlMs: number;
+  upstreamCa?: { certDer: Buffer; privateKey: KeyObject } | undefined;
+}
+
+interface LoadedAuthority {
+  record: CaRecord;
+  key: KeyObject;
+  cert?: ParsedCertificate;
+  signer?: LeafSigner;
+}
+
+export interface SignedX509 {
+  /** Leaf first, then the issuing datacenter intermediate. */
+  chain: Buffer[];
+  notAfter: number;
+  /** The intermediate that signed it; lets agents find what to re-sign when an authority is tainted. */
+  authorityId: string;
+}
+
+/** Back-dating of certificates, against clock skew between hosts (SPIRE uses 10 s as well). */
+const BACKDATE_MS = 10_000;
+
+/**
+ * The trust domain's certificate authorities: one root, one intermediate per datacenter and the JWT signing keys,
+ * each with at most one prepared successor. State lives in the datastore's CA journal and the key store; this class
+ * keeps the loaded keys and signers in memory and makes every rotation decision from the injected clock.
+ */
+export class CaManager {
+  private authorities = new Map<string, LoadedAuthority>();
+  private bundleRecord: OwnBundleRecord | undefined;
+  private timer: TimerHandle | undefined;
+  private bundleListeners = new Set<(bundle: TrustBundle) => void>();
+  private busy: Promise<void> = Promise.resolve();
+
+  private constructor(
+    private readonly settings: CaSettings,
+    private readonly store: CaJournalStore,
+    private readonly keys: KeyStore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  /**
+   * Loads the journal and keys, refusing to start on any inconsistency (missing key, key not matching its
+   * certificate), removes key files a crash orphaned, then creates whatever authority is missing.
+   */
+  static async open(settings: CaSettings, store: CaJournalStore, keys: KeyStore, clock: Clock, log: Logger): Promise<CaManager> {
+    const ca = new CaManager(settings, store, keys, clock, log);
+    await ca.load();
+    await ca.rotate();
+    return ca;
+  }
+
+  private async load(): Promise<void> {
+    const now = this.clock.now();
+    const records = await this.store.listCaRecords();
+    const referenced = new Set(records.map((r) => r.keyId));
+    for (const keyId of this.keys.list()) {
+      if (!referenced.has(keyId)) {
+        // Written before a crash that prevented its journal row from committing: never used, safe to drop.
+        this.log.warn({ keyId }, 'removing CA key file not referenced by the CA journal (left by an interrupted write)');
+        this.keys.delete(keyId);
+      }
+    }
+    for (const record of records) {
+      if (record.state === 'old' && record.notAfter <= now) continue;
+      const key = this.keys.read(record.keyId);
+      const loaded: LoadedAuthority = { record, key };
+      if (record.kind === 'jwt') {
+        const pub = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
+        if (record.publicKeyPem !== undefined && pub.trim() !== record.publicKeyPem.trim()) {
+          throw failedPrecondition(`JWT key file ${this.keys.fileOf(record.keyId)} does not match the key recorded in the CA journal`);
+        }
+      } else {
+        if (record.certDer === undefined) throw failedPrecondition(`CA journal row ${record.id} has no certificate: the datastore is corrupt`);
+        if (!keyMatchesCertificate(key, record.certDer)) {
+          throw failedPrecondition(
+            `CA key file ${this.keys.fileOf(record.keyId)} does not match the ${record.kind} certificate ${record.id}` +
+              `${record.datacenter ? ` of datacenter ${record.datacenter}` : ''}: restore the matching key from a backup`,
+          );
+        }
+        loaded.cert = parseCertificate(record.certDer);
+        if (record.kind === 'intermediate') loaded.signer = new LeafSigner(record.certDer, key);
+      }
+      this.authorities.set(record.id, loaded);
+    }
+    const roots = [...this.authorities.values()].filter((a) => a.record.kind === 'root');
+    if (roots.length > 0) {
+      const td = roots[0]!.cert?.uriSans[0];
+      if (td !== undefined && td !== `spiffe://${this.settings.trustDomain}`) {
+        throw failedPrecondition(
+          `the data dir belongs to trust domain "${td.slice('spiffe://'.length)}", not "${this.settings.trustDomain}": use another --data-dir`,
+        );
+      }
+    }
+    this.bundleRecord = await this.store.getBundle(this.settings.trustDomain);
+  }
+
+  /** Serializes rotations: signing never sees a half-applied change. */
+  private rotate(): Promise<void> {
+    const run = this.busy.then(() => this.rotateNow());
+    this.busy = run.catch(() => undefined);
+    return run;
+  }
+
+  /** Starts the timer that re-runs rotation decisions exactly when the next one falls due. */
+  start(): void {
+    this.schedule();
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  private schedule(): void {
+    this.timer?.cancel();
+    const now = this.clock.now();
+    let next = Number.POSITIVE_INFINITY;
+    for (const a of this.authorities.values()) {
+      if (a.record.state === 'active') {
+        const prepared = this.findState(a.record.kind, a.record.datacenter, 'prepared') !== undefined;
+        next = Math.min(next, nextAuthorityDecision(now, a.record, this.childTtl(a.record.kind), prepared));
+      }
+      if (a.record.state === 'old' || a.record.state === 'tainted') next = Math.min(next, a.record.notAfter + 1);
+    }
+    if (!Number.isFinite(next)) return;
+    this.timer = this.clock.setTimer(() => {
+      this.rotate()
+        .catch((err: unknown) => this.log.error({ err }, 'CA rotation failed; retrying in 60 s'))
+        .finally(() => this.schedule());
+    }, Math.max(1000, next - now));
+  }
+
+  private childTtl(kind: CaRecord['kind']): number {
+    switch (kind) {
+      case 'root':
+        return this.settings.intermediateTtlMs;
+      case 'intermediate':
+        return this.settings.longestX509SvidTtlMs;
+      case 'jwt':
+        return this.settings.jwtSvidTtlMs;
+    }
+  }
+
+  private findState(kind: CaRecord['kind'], datacenter: string, state: AuthorityState): LoadedAuthority | undefined {
+    for (const a of this.authorities.values()) {
+      if (a.record.kind === kind && a.record.datacenter === datacenter && a.record.state === state) return a;
+    }
+    return undefined;
+  }
+
+  /** Applies every rotation decision due at `now` in one journal transaction. Exposed for tests and `ca` commands. */
+  async rotateNow(): Promise<void> {
+    const now = this.clock.now();
+    const change: Required<CaJournalChange> = { add: [], setState: [], remove: [] };
+    const staged: LoadedAuthority[] = [];
+    const setState = (a: LoadedAuthority, state: AuthorityState): void => {
+      change.setState.push({ id: a.record.id, state });
+    };
+    const stateOf = (a: LoadedAuthority): AuthorityState =>
+      change.setState.filter((s) => s.id === a.record.id).at(-1)?.state ?? a.record.state;
+
+    // Expired old and tainted authorities leave the journal, the bundle and the disk.
+    for (const a of this.authorities.values()) {
+      if ((a.record.state === 'old' || a.record.state === 'tainted' || a.record.state === 'prepared') && a.record.notAfter <= now) {
+        change.remove.push(a.record.id);
+      }
+    }
+
+    // Root.
+    let activeRoot = this.findState('root', '', 'active');
+    if (activeRoot === undefined || activeRoot.record.notAfter <= now) {
+      const prepared = this.findState('root', '', 'prepared');
+      if (activeRoot) setState(activeRoot, 'old');
+      activeRoot = prepared ?? (await this.newRoot(now));
+      if (prepared) setState(prepared, 'active');
+      else {
+        activeRoot.record.state = 'active';
+        staged.push(activeRoot);
+      }
+    } else {
+      let prepared = this.findState('root', '', 'prepared');
+      if (prepared === undefined && this.settings.upstreamCa === undefined && shouldPrepareSuccessor(now, activeRoot.record)) {
+        prepared = await this.newRoot(now);
+        prepared.record.state = 'prepared';
+        staged.push(prepared);
+      }
+      if (prepared !== undefined && shouldActivateSuccessor(now, activeRoot.record, this.settings.intermediateTtlMs)) {
+        setState(activeRoot, 'old');
+        setState(prepared, 'active');
+        activeRoot = prepared;
+      }
+    }
+
+    // One intermediate per datacenter, always signed by the root active at the time it is created.
+    for (const dc of this.settings.datacenters) {
+      let active = this.findState('intermediate', dc, 'active');
+      let prepared = this.findState('intermediate', dc, 'prepared');
+      if (prepared && stateOf(prepared) === 'prepared' && prepared.record.notAfter <= now) prepared = undefined;
+      const ttl = this.settings.longestX509SvidTtlMs;
+      if (active === undefined || active.record.notAfter <= now + ttl) {
+        if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
+          prepared = await this.newIntermediate(dc, activeRoot, now);
+          staged.push(prepared);
+          prepared.record.state = 'active';
+        } else {
+          setState(prepared, 'active');
+        }
+        if (active) setState(active, 'old');
+        continue;
+      }
+      if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
+        prepared = await this.newIntermediate(dc, activeRoot, now);
+        prepared.record.state = 'prepared';
+        staged.push(prepared);
+      }
+    }
+
+    // JWT signing key: the successor is published at half-life, long before it signs anything.
+    {
+      const active = this.findState('jwt', '', 'active');
+      let prepared = this.findState('jwt', '', 'prepared');
+      const ttl = this.settings.jwtSvidTtlMs;
+      if (active === undefined || active.record.notAfter <= now + ttl) {
+        if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
+          prepared = this.newJwtKey(now);
+          prepared.record.state = 'active';
+          staged.push(prepared);
+        } else setState(prepared, 'active');
+        if (active) setState(active, 'old');
+      } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
+        prepared = this.newJwtKey(now);
+        prepared.record.state = 'prepared';
+        staged.push(prepared);
+      }
+    }
+
+    if (staged.length === 0 && change.setState.length === 0 && change.remove.length === 0 && this.bundleRecord !== undefined) return;
+
+    change.add = staged.map((a) => a.record);
+    // Compute the bundle from the state after the change.
+    const after = new Map(this.authorities);
+    for (const id of change.remove) after.delete(id);
+    for (const a of staged) after.set(a.record.id, a);
+    const states = new Map(change.setState.map((s) => [s.id, s.state]));
+    const bundle = this.buildBundleRecord([...after.values()], now);
+    const previous = this.bundleRecord;
+    const bundleChanged = previous === undefined || !sameBundleContent(previous, bundle);
+    bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
+
+    await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
+
+    // Committed: now apply to memory and drop removed keys from disk.
+    for (const id of change.remove) {
+      const a = this.authorities.get(id);
+      this.authorities.delete(id);
+      if (a) this.keys.delete(a.record.keyId);
+    }
+    for (const a of staged) this.authorities.set(a.record.id, a);
+    for (const [id, state] of states) {
+      const a = this.authorities.get(id);
+      if (a) {
+        a.record.state = state;
+        a.record.updatedAt = now;
+      }
+    }
+    for (const a of staged) {
+      this.log.info(
+        { authority: a.record.id, kind: a.record.kind, datacenter: a.record.datacenter || undefined, state: a.record.state, notAfter: new Date(a.record.notAfter).toISOString() },
+        `created ${a.record.kind} authority`,
+      );
+    }
+    for (const [id, state] of states) this.log.info({ authority: id, state }, 'authority state changed');
+    if (bundleChanged) {
+      this.bundleRecord = bundle;
+      const tb = this.bundle();
+      for (const l of this.bundleListeners) l(tb);
+    }
+  }
+
+  private async newRoot(now: number): Promise<LoadedAuthority> {
+    const upstream = this.settings.upstreamCa;
+    const id = newAuthorityId('root');
+    if (upstream) {
+      const cert = parseCertificate(upstream.certDer);
+      if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
+      if (!keyMatchesCertificate(upstream.privateKey, upstream.certDer)) throw invalidArgument('the upstream CA key does not match its certificate');
+      if (cert.notAfter < now + 2 * this.settings.intermediateTtlMs) {
+        throw invalidArgument(
+          `the upstream CA certificate expires ${new Date(cert.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(this.settings.intermediateTtlMs)} each): renew it or lower intermediate_ttl`,
+        );
+      }
+      this.keys.write(id, upstream.privateKey);
+      return this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
+    }
+    const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
+    this.keys.write(id, privateKey);
+    const certDer = await createRootCertificate({
+      trustDomain: this.settings.trustDomain,
+      privateKey,
+      publicKey,
+      notBefore: now - BACKDATE_MS,
+      notAfter: now + this.settings.rootTtlMs,
+    });
+    return this.loaded(id, 'root', '', privateKey, certDer, now);
+  }
+
+  private async newIntermediate(datacenter: string, root: LoadedAuthority, now: number): Promise<LoadedAuthority> {
+    if (root.cert === undefined) throw internal('root authority without certificate');
+    const notAfter = now + this.settings.intermediateTtlMs;
+    if (notAfter > root.cert.notAfter) {
+      throw failedPrecondition(
+        `the active root expires ${new Date(root.cert.notAfter).toISOString()}, before a new ${formatDuration(this.settings.intermediateTtlMs)} intermediate for ${datacenter} would: rotate the root (or renew the upstream CA) or lower intermediate_ttl`,
+      );
+    }
+    const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
+    const id = newAuthorityId(`int-${datacenter}`);
+    this.keys.write(id, privateKey);
+    const certDer = await createIntermediateCertificate({
+      trustDomain: this.settings.trustDomain,
+      datacenter,
+      publicKey,
+      issuerCertDer: root.cert.der,
+      issuerPrivateKey: root.key,
+      notBefore: now - BACKDATE_MS,
+      notAfter,
+    });
+    return this.loaded(id, 'intermediate', datacenter, privateKey, certDer, now);
+  }
+
+  private newJwtKey(now: number): LoadedAuthority {
+    // JWT-SVIDs are always ES256: the one algorithm every SPIFFE validator is required to understand in practice.
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const id = newAuthorityId('jwt');
+    this.keys.write(id, privateKey);
+    const record: CaRecord = {
+      id,
+      kind: 'jwt',
+      datacenter: '',
+      state: 'prepared',
+      keyId: id,
+      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
+      notBefore: now,
+      notAfter: now + this.settings.jwtKeyTtlMs,
+      createdAt: now,
+      updatedAt: now,
+    };
+    return { record, key: privateKey };
+  }
+
+  private loaded(id: string, kind: 'root' | 'intermediate', datacenter: string, key: KeyObject, certDer: Buffer, now: number): LoadedAuthority {
+    const cert = parseCertificate(certDer);
+    const record: CaRecord = {
+      id,
+      kind,
+      datacenter,
+      state: 'prepared',
+      certDer,
+      keyId: id,
+      notBefore: cert.notBefore,
+      notAfter: cert.notAfter,
+      createdAt: now,
+      updatedAt: now,
+    };
+    const a: LoadedAuthority = { record, key, cert };
+    if (kind === 'intermediate') a.signer = new LeafSigner(certDer, key);
+    return a;
+  }
+
+  /** Roots and JWT keys that are prepared, active, or old but unexpired: everything a peer may need to verify. */
+  private buildBundleRecord(all: LoadedAuthority[], now: number): OwnBundleRecord {
+    const live = all.filter((a) => a.record.notAfter > now).sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
+    return {
+      trustDomain: this.settings.trustDomain,
+      x509Authorities: live.filter((a) => a.record.kind === 'root').map((a) => a.record.certDer as Buffer),
+      jwtAuthorities: live
+        .filter((a) => a.record.kind === 'jwt')
+        .map((a) => ({ kid: a.record.keyId, publicKeyPem: a.record.publicKeyPem as string, notAfter: a.record.notAfter })),
+      sequence: 0,
+      updatedAt: now,
+    };
+  }
+
+  /** The own trust bundle as currently published. */
+  bundle(): TrustBundle {
+    const b = this.bundleRecord;
+    if (b === undefined) throw unavailable('the CA is not initialised yet');
+    return {
+      trustDomain: b.trustDomain,
+      x509Authorities: b.x509Authorities,
+      jwtAuthorities: b.jwtAuthorities.map((k) => ({ kid: k.kid, publicKey: createPublicKey(k.publicKeyPem) })),
+      sequence: b.sequence,
+      refreshHintSeconds: 300,
+    };
+  }
+
+  onBundleChange(listener: (bundle: TrustBundle) => void): () => void {
+    this.bundleListeners.add(listener);
+    return () => this.bundleListeners.delete(listener);
+  }
+
+  /**
+   * Signs an X.509-SVID with the datacenter's active intermediate. Never truncates: a TTL the intermediate cannot
+   * cover is an error (the configuration checks make this unreachable for TTLs within max_x509_svid_ttl).
+   */
+  signX509Svid(req: { datacenter: string; publicKey: KeyObject | Buffer; spiffeId: string; dnsNames?: string[]; ttlMs: number }): SignedX509 {
+    const now = this.clock.now();
+    const a = this.findState('intermediate', req.datacenter, 'active');
+    if (a === undefined || a.signer === undefined || a.cert === undefined) {
+      throw failedPrecondition(`no active intermediate CA for datacenter "${req.datacenter}" (configured: ${this.settings.datacenters.join(', ')})`);
+    }
+    const notAfter = now + req.ttlMs;
+    if (notAfter > a.cert.notAfter) {
+      throw unavailable(`the ${req.datacenter} intermediate CA cannot cover a ${formatDuration(req.ttlMs)} SVID until its successor activates; retry shortly`);
+    }
+    const leaf = a.signer.sign({
+      publicKey: req.publicKey,
+      spiffeId: req.spiffeId,
+      dnsNames: req.dnsNames ?? [],
+      notBefore: now - BACKDATE_MS,
+      notAfter,
+    });
+    return { chain: [leaf, a.cert.der], notAfter, authorityId: a.record.id };
+  }
+
+  /** Signs a JWT-SVID with the active JWT key (ES256, kid always set). Times in the result are milliseconds. */
+  signJwtSvid(req: { spiffeId: string; audience: string[]; ttlMs: number }): { token: string; issuedAt: number; expiresAt: number } {
+    const now = this.clock.now();
+    const a = this.findState('jwt', '', 'active');
+    if (a === undefined) throw unavailable('no active JWT signing key');
+    const iat = Math.floor(now / 1000);
+    const exp = Math.floor((now + req.ttlMs) / 1000);
+    if (exp * 1000 > a.record.notAfter) throw unavailable('the JWT signing key cannot cover this TTL until its successor activates; retry shortly');
+    const token = signJwtSvid({ privateKey: a.key, kid: a.record.keyId, sub: req.spiffeId, aud: req.audience, iat, exp });
+    return { token, issuedAt: iat * 1000, expiresAt: exp * 1000 };
+  }
+
+  /** Every authority in the journal with its state, for `ca show`. */
+  listAuthorities(): CaRecord[] {
+    return [...this.authorities.values()]
+      .map((a) => a.record)
+      .sort((a, b) => a.kind.localeCompare(b.kind) || a.datacenter.localeCompare(b.datacenter) || a.notBefore - b.notBefore);
+  }
+
+  fingerprintOf(id: string): string | undefined {
+    const a = this.authorities.get(id);
+    return a?.cert?.fingerprintSha256 ?? a?.record.keyId;
+  }
+
+  subjectOf(id: string): string | undefined {
+    return this.authorities.get(id)?.cert?.subject;
+  }
+
+  activeIntermediate(datacenter: string): ParsedCertificate | undefined {
+    return this.findState('intermediate', datacenter, 'active')?.cert;
+  }
+
+  get trustDomain(): string {
+    return this.settings.trustDomain;
+  }
+}
+
+function newAuthorityId(prefix: string): string {
+  return `${prefix}-${randomBytes(8).toString('hex')}`;
+}
+
+function sameBundleContent(a: OwnBundleRecord, b: OwnBundleRecord): boolean {
+  return (
+    a.x509Authorities.length === b.x509Authorities.length &&
+    a.x509Authorities.every((d, i) => d.equals(b.x509Authorities[i]!)) &&
+    a.jwtAuthorities.length === b.jwtAuthorities.length &&
+    a.jwtAuthorities.every((k, i) => k.kid === b.jwtAuthorities[i]!.kid)
+  );
+}
+

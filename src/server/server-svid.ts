@@ -1,0 +1,66 @@
+import type { Clock, TimerHandle } from '../common/clock.js';
+import type { Logger } from '../common/log.js';
+import { generateKeyPair, exportPkcs8Pem } from '../common/x509/keys.js';
+import { certificatesToPem } from '../common/x509/pem.js';
+import { renewalTime } from '../common/rotation.js';
+import type { CaManager } from './ca/ca-manager.js';
+
+export interface ServerIdentity {
+  certChainPem: string;
+  privateKeyPem: string;
+  notAfter: number;
+}
+
+/**
+ * The server's own SVID (spiffe://<td>/meshid/server) that it presents to agents. Held in memory only — a restart
+ * simply mints a new one — and renewed at half-life, with the new one handed to the TLS layer.
+ */
+export class ServerSvid {
+  private current: ServerIdentity | undefined;
+  private timer: TimerHandle | undefined;
+  private listeners = new Set<(id: ServerIdentity) => void>();
+
+  constructor(
+    private readonly ca: CaManager,
+    private readonly datacenter: string,
+    private readonly ttlMs: number,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {}
+
+  get spiffeId(): string {
+    return `spiffe://${this.ca.trustDomain}/meshid/server`;
+  }
+
+  identity(): ServerIdentity {
+    return this.current ?? this.renew();
+  }
+
+  onChange(listener: (id: ServerIdentity) => void): () => void {
+    this.listeners.add(listener);
+    return () => this.listeners.delete(listener);
+  }
+
+  renew(): ServerIdentity {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const signed = this.ca.signX509Svid({ datacenter: this.datacenter, publicKey, spiffeId: this.spiffeId, ttlMs: this.ttlMs });
+    this.current = { certChainPem: certificatesToPem(signed.chain), privateKeyPem: exportPkcs8Pem(privateKey), notAfter: signed.notAfter };
+    this.timer?.cancel();
+    const at = renewalTime({ notBefore: this.clock.now(), notAfter: signed.notAfter }, 0);
+    this.timer = this.clock.setTimer(() => {
+      try {
+        this.renew();
+      } catch (err) {
+        this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
+        this.timer = this.clock.setTimer(() => this.renew(), 60_000);
+      }
+    }, at - this.clock.now());
+    this.log.debug({ notAfter: new Date(signed.notAfter).toISOString() }, 'server SVID issued');
+    for (const l of this.listeners) l(this.current);
+    return this.current;
+  }
+
+  stop(): void {
+    this.timer?.cancel();
+  }
+}

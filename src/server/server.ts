@@ -1,0 +1,223 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import cron, { type ScheduledTask } from 'node-cron';
+import { systemClock, type Clock } from '../common/clock.js';
+import type { Logger } from '../common/log.js';
+import { ensurePrivateDir } from '../common/atomic-file.js';
+import { failedPrecondition } from '../common/errors.js';
+import { loadProto } from '../common/grpc/proto.js';
+import { serviceOf } from '../common/grpc/service.js';
+import { healthService } from '../common/grpc/health-service.js';
+import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.js';
+import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
+import { importPrivateKey } from '../common/x509/keys.js';
+import type { ServerConfig } from './config.js';
+import { openDataDir } from './data-dir.js';
+import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
+import type { Datastore } from './datastore/datastore.js';
+import { KeyStore } from './ca/key-store.js';
+import { CaManager } from './ca/ca-manager.js';
+import type { CaJournalStore } from './ca/ca-journal.js';
+import { ServerSvid } from './server-svid.js';
+import { SyncHub } from './api/sync-hub.js';
+import { RateLimiter } from './api/rate-limiter.js';
+import { entryService } from './api/entry-service.js';
+import { tokenService } from './api/token-service.js';
+import { bundleService } from './api/bundle-service.js';
+import { agentAdminService } from './api/agent-admin-service.js';
+import { authorityService } from './api/authority-service.js';
+import { svidService } from './api/svid-service.js';
+import { nodeService } from './api/node-service.js';
+
+export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
+export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
+
+export interface ServerOptions {
+  config: ServerConfig;
+  log: Logger;
+  clock?: Clock;
+}
+
+/**
+ * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
+ * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
+ */
+export class MeshidServer {
+  private cronTask: ScheduledTask | undefined;
+  private constructor(
+    readonly config: ServerConfig,
+    readonly ds: Datastore,
+    readonly ca: CaManager,
+    readonly hub: SyncHub,
+    private readonly svid: ServerSvid,
+    private readonly admin: grpc.Server,
+    private readonly agentApi: grpc.Server,
+    /** The TCP port the agent API listens on (useful with --bind-address host:0). */
+    readonly agentPort: number,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(opts: ServerOptions): Promise<MeshidServer> {
+    const { config, log } = opts;
+    const clock = opts.clock ?? systemClock;
+    openDataDir(config.dataDir, config.trustDomain);
+    const ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
+    try {
+      const keys = new KeyStore(config.dataDir);
+      const ca = await CaManager.open(
+        {
+          trustDomain: config.trustDomain,
+          datacenters: config.datacenters,
+          caKeyType: config.caKeyType,
+          intermediateTtlMs: config.intermediateTtlMs,
+          rootTtlMs: config.rootTtlMs,
+          jwtKeyTtlMs: config.jwtKeyTtlMs,
+          jwtSvidTtlMs: config.maxJwtSvidTtlMs,
+          longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
+          upstreamCa: config.upstreamCa ? loadUpstream(config.upstreamCa) : undefined,
+        },
+        ds as CaJournalStore,
+        keys,
+        clock,
+        log.child({ subsystem: 'ca' }),
+      );
+      ca.start();
+      const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
+      await hub.start();
+      ca.onBundleChange(() => hub.ownBundleChanged());
+
+      const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
+      const admin = await startAdminServer(config, ds, ca, clock, log.child({ subsystem: 'admin-api' }));
+      const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, log);
+      server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
+      log.info(
+        { trustDomain: config.trustDomain, datacenters: config.datacenters, agentApi: `${config.bindAddress.replace(/:\d+$/, '')}:${port}`, adminSocket: config.adminSocket },
+        'meshid-server is running',
+      );
+      return server;
+    } catch (err) {
+      await ds.close();
+      throw err;
+    }
+  }
+
+  /** Periodic sweep on the wall clock: expired join tokens and agents go, CA rotation is double-checked. */
+  async housekeeping(clock: Clock): Promise<void> {
+    try {
+      const now = clock.now();
+      await this.ds.pruneJoinTokens(now);
+      await this.ca.rotateNow();
+    } catch (err) {
+      this.log.error({ err }, 'housekeeping failed');
+    }
+  }
+
+  async stop(): Promise<void> {
+    this.cronTask?.stop();
+    this.ca.stop();
+    this.svid.stop();
+    this.hub.stop();
+    await Promise.all([shutdown(this.agentApi), shutdown(this.admin)]);
+    fs.rmSync(this.config.adminSocket, { force: true });
+    await this.ds.close();
+  }
+}
+
+function loadUpstream(u: { certFile: string; keyFile: string }): { certDer: Buffer; privateKey: import('node:crypto').KeyObject } {
+  let certPem: string;
+  let keyPem: string;
+  try {
+    certPem = fs.readFileSync(u.certFile, 'utf8');
+    keyPem = fs.readFileSync(u.keyFile, 'utf8');
+  } catch (err) {
+    throw failedPrecondition(`cannot read the upstream CA: ${(err as Error).message}`);
+  }
+  const certs = pemToDerList(certPem);
+  if (certs.length !== 1) throw failedPrecondition(`${u.certFile} must hold exactly one CA certificate (found ${certs.length})`);
+  return { certDer: certs[0]!, privateKey: importPrivateKey(keyPem) };
+}
+
+async function startAdminServer(config: ServerConfig, ds: Datastore, ca: CaManager, clock: Clock, log: Logger): Promise<grpc.Server> {
+  const proto = loadProto(ADMIN_PROTO);
+  const limits = {
+    trustDomain: config.trustDomain,
+    datacenters: config.datacenters,
+    defaultX509SvidTtlMs: config.x509SvidTtlMs,
+    maxX509SvidTtlMs: config.maxX509SvidTtlMs,
+    defaultJwtSvidTtlMs: config.jwtSvidTtlMs,
+    maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
+  };
+  const server = new grpc.Server();
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Tokens'), tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), bundleService(ds, ca, clock, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Authorities'), authorityService(ca, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Svids'), svidService(ca, limits, log));
+  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
+  // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
+  ensurePrivateDir(path.dirname(config.adminSocket));
+  removeStaleSocket(config.adminSocket);
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  fs.chmodSync(config.adminSocket, 0o600);
+  return server;
+}
+
+async function startAgentApi(
+  config: ServerConfig, ds: Datastore, ca: CaManager, hub: SyncHub, svid: ServerSvid, clock: Clock, log: Logger,
+): Promise<{ server: grpc.Server; port: number }> {
+  const proto = loadProto(AGENT_PROTO);
+  const provider = new MemoryCertificateProvider();
+  const applyBundle = (): void => provider.setCa(certificatesToPem(ca.bundle().x509Authorities));
+  applyBundle();
+  ca.onBundleChange(applyBundle);
+  const id = svid.identity();
+  provider.setIdentity(id.certChainPem, id.privateKeyPem);
+  svid.onChange((next) => provider.setIdentity(next.certChainPem, next.privateKeyPem));
+  // Client certificates are requested but not required at the TLS layer: Attest runs before the agent has an SVID.
+  // Every other call checks the verified certificate itself (agent-auth.ts).
+  const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
+  const server = new grpc.Server({
+    'grpc.keepalive_time_ms': 60_000,
+    'grpc.keepalive_timeout_ms': 20_000,
+    'grpc.keepalive_permit_without_calls': 1,
+    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
+  });
+  const limiter = new RateLimiter(config.agentSignRate, config.agentSignBurst, clock);
+  server.addService(
+    serviceOf(proto, 'meshid.agent.v1.Node'),
+    nodeService({ trustDomain: config.trustDomain, datacenters: config.datacenters, agentSvidTtlMs: config.agentSvidTtlMs, ds, ca, hub, limiter, clock, log }),
+  );
+  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(['meshid.agent.v1.Node'], () => true));
+  const port = await new Promise<number>((resolve, reject) =>
+    server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+  );
+  return { server, port };
+}
+
+function removeStaleSocket(file: string): void {
+  try {
+    const st = fs.lstatSync(file);
+    if (!st.isSocket()) throw failedPrecondition(`${file} exists and is not a socket; refusing to replace it`);
+    fs.rmSync(file);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+  }
+}
+
+function shutdown(server: grpc.Server): Promise<void> {
+  return new Promise((resolve) => {
+    const timer = setTimeout(() => {
+      server.forceShutdown();
+      resolve();
+    }, 2000);
+    server.tryShutdown(() => {
+      clearTimeout(timer);
+      resolve();
+    });
+  });
+}

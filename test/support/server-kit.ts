@@ -1,0 +1,48 @@
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FakeClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/log.js';
+import { compileServerConfig, type RawServerConfig, type ServerConfig } from '../../src/server/config.js';
+import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore.js';
+import type { Datastore } from '../../src/server/datastore/datastore.js';
+import { KeyStore } from '../../src/server/ca/key-store.js';
+import { CaManager, type CaSettings } from '../../src/server/ca/ca-manager.js';
+
+/** A temp dir removed by the returned cleanup. */
+export function tempDir(prefix = 'meshid-test-'): { dir: string; cleanup: () => void } {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
+  return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
+}
+
+export function caSettingsOf(config: ServerConfig): CaSettings {
+  return {
+    trustDomain: config.trustDomain,
+    datacenters: config.datacenters,
+    caKeyType: config.caKeyType,
+    intermediateTtlMs: config.intermediateTtlMs,
+    rootTtlMs: config.rootTtlMs,
+    jwtKeyTtlMs: config.jwtKeyTtlMs,
+    jwtSvidTtlMs: config.maxJwtSvidTtlMs,
+    longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
+  };
+}
+
+/** A CA manager on a real SQLite datastore and key store in `dataDir`, driven by a FakeClock. */
+export async function openTestCa(
+  dataDir: string,
+  raw: RawServerConfig = {},
+  clock = new FakeClock(Date.UTC(2026, 0, 1)),
+): Promise<{ ca: CaManager; ds: Datastore; clock: FakeClock; keys: KeyStore; config: ServerConfig; close: () => Promise<void> }> {
+  const config = compileServerConfig({ trust_domain: 'example.org', datacenters: ['east', 'west'], data_dir: dataDir, ...raw });
+  fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
+  const ds = await openSqliteDatastore({ file: path.join(dataDir, 'datastore.sqlite3'), clock });
+  try {
+    const keys = new KeyStore(dataDir);
+    const ca = await CaManager.open(caSettingsOf(config), ds, keys, clock, silentLogger());
+    return { ca, ds, clock, keys, config, close: async () => { ca.stop(); await ds.close(); } };
+  } catch (err) {
+    await ds.close();
+    throw err;
+  }
+}

@@ -1,0 +1,163 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair, exportPkcs8Pem } from '../../../src/common/x509/keys.js';
+import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import { MeshidError } from '../../../src/common/errors.js';
+import { opensslVerify } from '../../support/openssl.js';
+import { openTestCa, tempDir } from '../../support/server-kit.js';
+
+const H = 3_600_000;
+const D = 24 * H;
+
+test('an empty data dir gets a root, one intermediate per datacenter and a JWT key, all active', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const all = t.ca.listAuthorities();
+    assert.deepEqual(all.map((a) => `${a.kind}/${a.datacenter}/${a.state}`).sort(), [
+      'intermediate/east/active', 'intermediate/west/active', 'jwt//active', 'root//active',
+    ]);
+    const bundle = t.ca.bundle();
+    assert.equal(bundle.x509Authorities.length, 1);
+    assert.equal(bundle.jwtAuthorities.length, 1);
+    for (const dc of ['east', 'west']) {
+      const inter = t.ca.activeIntermediate(dc)!;
+      const r = opensslVerify({ roots: bundle.x509Authorities, leaf: inter.der, atTime: t.clock.now() });
+      assert.ok(r.ok, r.output);
+      assert.ok(inter.subject.includes(dc), `intermediate subject names the datacenter: ${inter.subject}`);
+    }
+    for (const file of fs.readdirSync(t.keys.dir)) {
+      assert.equal(fs.statSync(path.join(t.keys.dir, file)).mode & 0o777, 0o600, `${file} is 0600`);
+    }
+    assert.equal(fs.statSync(t.keys.dir).mode & 0o777, 0o700);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('a restart reuses the same root and intermediates (same fingerprints)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir);
+    const before = a.ca.listAuthorities().map((r) => a.ca.fingerprintOf(r.id));
+    await a.close();
+    const b = await openTestCa(dir, {}, a.clock);
+    assert.deepEqual(b.ca.listAuthorities().map((r) => b.ca.fingerprintOf(r.id)), before);
+    await b.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('a missing or mismatched CA key stops startup with a clear error; an orphaned key is removed', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir);
+    const inter = a.ca.listAuthorities().find((r) => r.kind === 'intermediate')!;
+    await a.close();
+    const file = a.keys.fileOf(inter.keyId);
+    const original = fs.readFileSync(file);
+    fs.writeFileSync(file, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey));
+    await assert.rejects(openTestCa(dir, {}, a.clock), (e: unknown) => e instanceof MeshidError && /does not match the intermediate certificate/.test(e.message));
+    fs.rmSync(file);
+    await assert.rejects(openTestCa(dir, {}, a.clock), /CA key file .* is missing/);
+    fs.writeFileSync(file, original, { mode: 0o600 });
+    const orphan = a.keys.fileOf('orphan-0000');
+    fs.writeFileSync(orphan, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey), { mode: 0o600 });
+    const b = await openTestCa(dir, {}, a.clock);
+    assert.equal(fs.existsSync(orphan), false, 'the orphaned key file is removed');
+    await b.close();
+  } finally {
+    cleanup();
+  }
+});
+
+test('intermediates are prepared at half-life and activated when they can no longer cover a full SVID; chains switch only then', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const first = t.ca.activeIntermediate('east')!;
+    t.clock.advance(3.5 * D + 1);
+    await t.ca.rotateNow();
+    const prepared = t.ca.listAuthorities().filter((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'prepared');
+    assert.equal(prepared.length, 1, 'a successor is prepared at half-life');
+    const { publicKey } = generateKeyPair('ec-p256');
+    const before = t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+    assert.ok(before.chain[1]!.equals(first.der), 'still signed by the active intermediate');
+    t.clock.advance(2.5 * D);
+    await t.ca.rotateNow();
+    const second = t.ca.activeIntermediate('east')!;
+    assert.notEqual(second.fingerprintSha256, first.fingerprintSha256);
+    const after = t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+    assert.ok(after.chain[1]!.equals(second.der));
+    assert.ok(parseCertificate(after.chain[0]!).notAfter <= second.notAfter);
+    assert.equal(t.ca.bundle().x509Authorities.length, 1, 'the bundle holds roots only and did not change');
+    const r = opensslVerify({ roots: t.ca.bundle().x509Authorities, intermediates: [after.chain[1]!], leaf: after.chain[0]!, atTime: t.clock.now() });
+    assert.ok(r.ok, r.output);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('30 simulated days: every instant has an active intermediate that covers a full 24h SVID', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    t.ca.start();
+    const { publicKey } = generateKeyPair('ec-p256');
+    for (let h = 0; h < 30 * 24; h += 6) {
+      t.clock.advance(6 * H);
+      await new Promise((r) => setImmediate(r));
+      await t.ca.rotateNow();
+      const s = t.ca.signX509Svid({ datacenter: 'west', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+      assert.equal(s.notAfter, t.clock.now() + D, 'never truncated');
+    }
+    const olds = t.ca.listAuthorities().filter((a) => a.state === 'old' && a.notAfter <= t.clock.now());
+    assert.equal(olds.length, 0, 'expired authorities leave the journal');
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('JWT keys: the successor is published in the bundle before it signs, the old one stays until its tokens expire', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir, { jwt_key_ttl: '1h', default_jwt_svid_ttl: '5m' });
+  try {
+    const kidOf = (token: string): string => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid as string;
+    const k1 = kidOf(t.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60e3 }).token);
+    t.clock.advance(31 * 60e3);
+    await t.ca.rotateNow();
+    const kids = t.ca.bundle().jwtAuthorities.map((k) => k.kid);
+    assert.equal(kids.length, 2, 'successor published at half-life');
+    assert.equal(kidOf(t.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60e3 }).token), k1, 'old key still signs');
+    t.clock.advance(25 * 60e3);
+    await t.ca.rotateNow();
+    const k2 = kidOf(t.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60e3 }).token);
+    assert.notEqual(k2, k1);
+    assert.ok(t.ca.bundle().jwtAuthorities.some((k) => k.kid === k1), 'retired key kept while its tokens live');
+    t.clock.advance(10 * 60e3);
+    await t.ca.rotateNow();
+    assert.ok(!t.ca.bundle().jwtAuthorities.some((k) => k.kid === k1), 'retired key leaves after expiry');
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('an SVID TTL the intermediate cannot cover is refused, never truncated', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const { publicKey } = generateKeyPair('ec-p256');
+    assert.throws(() => t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: 30 * D }), /cannot cover/);
+    assert.throws(() => t.ca.signX509Svid({ datacenter: 'north', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }), /no active intermediate CA for datacenter "north"/);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
