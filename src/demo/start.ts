@@ -1,0 +1,108 @@
+/**
+ * `npm start`: a working single-host deployment on the embedded default datastore — meshid-server, meshid-agent and
+ * a demo registration entry for the invoking user — all under ./.meshid, then prints the command that fetches the
+ * user's SVID. Runs until Ctrl-C; running it again reuses the same trust domain, entries and attested agent.
+ */
+import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../common/paths.js';
+
+const root = path.resolve(process.env['MESHID_DEMO_DIR'] ?? '.meshid');
+const td = 'example.org';
+const dc = 'dc1';
+const serverPort = process.env['MESHID_DEMO_PORT'] ?? '8081';
+const adminSocket = path.join(root, 'admin', 'admin.sock');
+const agentSocket = path.join(root, 'agent-socket', 'api.sock');
+const serverMain = path.join(packageRoot, 'dist/src/server/main.js');
+const agentMain = path.join(packageRoot, 'dist/src/agent/main.js');
+const uid = process.getuid?.() ?? 0;
+const user = os.userInfo().username;
+
+const children: ChildProcess[] = [];
+
+function cli(main: string, args: string[], allowFailure = false): { ok: boolean; stdout: string; stderr: string } {
+  const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8' });
+  const ok = r.status === 0;
+  if (!ok && !allowFailure) {
+    process.stderr.write(r.stderr || r.stdout);
+    shutdown(1);
+  }
+  return { ok, stdout: r.stdout, stderr: r.stderr };
+}
+
+function shutdown(code: number): never {
+  for (const c of children) c.kill('SIGTERM');
+  process.exit(code);
+}
+
+async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (check()) return;
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  process.stderr.write(`meshid demo: ${what} did not come up within ${ms / 1000} s; see the logs above\n`);
+  shutdown(1);
+}
+
+function start(main: string, args: string[], name: string): void {
+  const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHID_LOG_LEVEL: process.env['MESHID_LOG_LEVEL'] ?? 'warn' } });
+  child.on('exit', (code, signal) => {
+    if (!stopping) {
+      process.stderr.write(`meshid demo: ${name} exited (${signal ?? code}); stopping\n`);
+      shutdown(1);
+    }
+  });
+  children.push(child);
+}
+
+let stopping = false;
+process.on('SIGINT', () => {
+  stopping = true;
+  shutdown(0);
+});
+process.on('SIGTERM', () => {
+  stopping = true;
+  shutdown(0);
+});
+
+fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+start(serverMain, ['run', '--trust-domain', td, '--data-dir', path.join(root, 'server'), '--bind-address', `127.0.0.1:${serverPort}`, '--admin-socket', adminSocket, '--datacenter', dc], 'meshid-server');
+await waitFor(() => cli(serverMain, ['healthcheck', '--admin-socket', adminSocket], true).ok, 'meshid-server');
+
+// A node alias for every agent of the datacenter, and the demo workload under it: no agent ID needed up front.
+const alias = `spiffe://${td}/node/${dc}`;
+const workload = `spiffe://${td}/demo/${user.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+const existing = cli(serverMain, ['entry', 'show', '--admin-socket', adminSocket, '--spiffe-id', workload, '--output', 'json']).stdout;
+if (!existing.includes(workload)) {
+  cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--node', '--spiffe-id', alias, '--selector', `meshid:datacenter:${dc}`], true);
+  cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--parent-id', alias, '--spiffe-id', workload, '--selector', `unix:uid:${uid}`]);
+}
+
+const bundleFile = path.join(root, 'bundle.pem');
+fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
+const agentDir = path.join(root, 'agent');
+const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
+if (!fs.existsSync(agentDir) || fs.readdirSync(agentDir).length === 0) {
+  const token = /Token: (\S+)/.exec(cli(serverMain, ['token', 'generate', '--admin-socket', adminSocket, '--datacenter', dc]).stdout)?.[1];
+  if (token === undefined) shutdown(1);
+  agentArgs.push('--join-token', token);
+}
+start(agentMain, agentArgs, 'meshid-agent');
+await waitFor(() => cli(agentMain, ['healthcheck', '--socket-path', agentSocket], true).ok, 'meshid-agent');
+
+const rel = path.relative(process.cwd(), agentSocket) || agentSocket;
+process.stdout.write(
+  [
+    '',
+    `meshid is running: trust domain ${td}, datacenter ${dc}, server on 127.0.0.1:${serverPort}, state in ${root}`,
+    `Registered ${workload} for uid ${uid} (${user}). Fetch its X.509-SVID with:`,
+    '',
+    `  node dist/src/agent/main.js api fetch x509 --socket-path ${rel}`,
+    '',
+    'Press Ctrl-C to stop.',
+    '',
+  ].join('\n'),
+);
