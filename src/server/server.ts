@@ -108,6 +108,8 @@ export class MeshidServer {
     try {
       const now = clock.now();
       await this.ds.pruneJoinTokens(now);
+      // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
+      await this.ds.pruneAgents(now);
       await this.ca.rotateNow();
     } catch (err) {
       this.log.error({ err }, 'housekeeping failed');
