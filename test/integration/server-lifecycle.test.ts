@@ -1,0 +1,99 @@
+/**
+ * meshid-server as a process: what it creates in an empty data dir, what a restart reuses, and what it refuses to
+ * start on. Certificates are checked with openssl, not with meshid's own code.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { pemToDerList } from '../../src/common/x509/pem.js';
+import { opensslVerify } from '../support/openssl.js';
+import { tempDir } from '../support/server-kit.js';
+import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+
+interface Authority {
+  kind: string;
+  datacenter: string;
+  state: string;
+  fingerprint: string;
+}
+
+async function authorities(cli: (a: string[]) => Promise<{ code: number | null; out: string }>): Promise<Authority[]> {
+  const r = await cli(['ca', 'show', '--output', 'json']);
+  assert.equal(r.code, 0, r.out);
+  return (JSON.parse(r.out) as { authorities: Authority[] }).authorities;
+}
+
+test('an empty data dir gets a root and one intermediate per datacenter that openssl verifies against bundle show; a restart reuses them', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-life-');
+  try {
+    const s1 = await startServerProcess(dir);
+    const before = await authorities(s1.cli);
+    const intermediates = before.filter((a) => a.kind === 'intermediate');
+    assert.deepEqual(intermediates.map((a) => a.datacenter).sort(), ['east', 'west']);
+    const bundle = await s1.cli(['bundle', 'show', '--format', 'pem']);
+    const roots = pemToDerList(bundle.out);
+    assert.equal(roots.length, 1);
+    // The intermediates themselves come from minting: the chain's second certificate is the datacenter's.
+    for (const dc of ['east', 'west']) {
+      const out = path.join(dir, `mint-${dc}`);
+      const r = await s1.cli(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/check', '--datacenter', dc, '--write', out]);
+      assert.equal(r.code, 0, r.err);
+      const chain = pemToDerList(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'));
+      const inter = opensslVerify({ roots, leaf: chain[1]! });
+      assert.ok(inter.ok, `intermediate of ${dc}: ${inter.output}`);
+      for (const purpose of ['sslclient', 'sslserver'] as const) {
+        const leaf = opensslVerify({ roots, intermediates: [chain[1]!], leaf: chain[0]!, purpose });
+        assert.ok(leaf.ok, `${dc} leaf as ${purpose}: ${leaf.output}`);
+      }
+    }
+    assert.equal(fs.statSync(s1.dataDir).mode & 0o777, 0o700, 'data dir is 0700');
+    assert.equal(fs.statSync(path.dirname(s1.adminSocket)).mode & 0o777, 0o700, 'admin socket directory is 0700');
+    assert.equal(await s1.stop(), 0);
+
+    const s2 = await startServerProcess(dir);
+    const after = await authorities(s2.cli);
+    assert.deepEqual(after.map((a) => a.fingerprint).sort(), before.map((a) => a.fingerprint).sort(), 'same root and intermediates after restart');
+    assert.equal((await s2.cli(['bundle', 'show'])).out, bundle.out, 'same bundle after restart');
+    await s2.stop();
+  } finally {
+    cleanup();
+  }
+});
+
+test('startup refuses a data dir of another trust domain, a foreign directory and an impossible TTL config, changing nothing', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-refuse-');
+  try {
+    const s = await startServerProcess(dir);
+    await s.stop();
+    const snapshot = (): string[] => fs.readdirSync(s.dataDir).sort();
+    const files = snapshot();
+    const other = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'other.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a2', 's.sock')]);
+    assert.equal(other.code, 1);
+    assert.match(other.err, /^Error: FailedPrecondition: data dir .* belongs to trust domain "example.org", not "other.org"/m);
+    assert.deepEqual(snapshot(), files);
+
+    const foreign = path.join(dir, 'foreign');
+    fs.mkdirSync(foreign);
+    fs.writeFileSync(path.join(foreign, 'precious.txt'), 'keep me');
+    const r = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', foreign, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a3', 's.sock')]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /is not empty and is not a meshid-server data dir/);
+    assert.deepEqual(fs.readdirSync(foreign), ['precious.txt']);
+
+    const ttl = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'new'), '--intermediate-ttl', '36h', '--admin-socket', path.join(dir, 'a4', 's.sock')]);
+    assert.equal(ttl.code, 1);
+    assert.match(ttl.err, /intermediate_ttl \(1d12h\) cannot cover a full X.509-SVID lifetime \(1d\).*Raise intermediate_ttl above 2d/);
+    assert.equal(fs.existsSync(path.join(dir, 'new')), false, 'a refused config creates nothing');
+
+    // A missing CA key stops startup with a message that says what to do.
+    const keysDir = path.join(s.dataDir, 'ca', 'keys');
+    const key = fs.readdirSync(keysDir).find((f) => f.startsWith('int-'))!;
+    fs.renameSync(path.join(keysDir, key), path.join(dir, key));
+    const missing = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a5', 's.sock')]);
+    assert.equal(missing.code, 1);
+    assert.match(missing.err, /CA key file .* is missing: restore it from a backup/);
+  } finally {
+    cleanup();
+  }
+});

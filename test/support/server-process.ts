@@ -1,0 +1,76 @@
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../../src/common/paths.js';
+
+export const SERVER_MAIN = path.join(packageRoot, 'dist/src/server/main.js');
+
+export interface CliResult {
+  code: number | null;
+  out: string;
+  err: string;
+}
+
+/** Runs a node entry point to completion and collects its output. */
+export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+export interface ServerProcess {
+  child: ChildProcess;
+  adminSocket: string;
+  dataDir: string;
+  output: () => string;
+  /** The agent API port the server bound (from its startup log line). */
+  port: () => number;
+  cli: (args: string[]) => Promise<CliResult>;
+  stop: (signal?: NodeJS.Signals) => Promise<number | null>;
+}
+
+/** Starts `meshid-server run` in `dir` and waits until its admin socket answers health checks. */
+export async function startServerProcess(dir: string, extra: string[] = ['--datacenter', 'east', '--datacenter', 'west']): Promise<ServerProcess> {
+  const adminSocket = path.join(dir, 'admin', 'admin.sock');
+  const dataDir = path.join(dir, 'data');
+  const child = spawn(
+    process.execPath,
+    [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info' } },
+  );
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const cli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, [...args, '--admin-socket', adminSocket]);
+  // Readiness is an external event (a process binding its socket): poll with a generous bound.
+  for (let attempt = 0; ; attempt++) {
+    if (child.exitCode !== null) throw new Error(`meshid-server exited with ${child.exitCode}:\n${output}`);
+    if (fs.existsSync(adminSocket) && (await cli(['healthcheck'])).code === 0) break;
+    if (attempt > 300) throw new Error(`meshid-server did not become healthy:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return {
+    child,
+    adminSocket,
+    dataDir,
+    output: () => output,
+    port: () => {
+      const m = /"agentApi":"[^"]*:(\d+)"/.exec(output);
+      if (!m) throw new Error(`no agent API port in the server log:\n${output}`);
+      return Number(m[1]);
+    },
+    cli,
+    stop: (signal = 'SIGTERM') =>
+      new Promise((resolve) => {
+        if (child.exitCode !== null) return resolve(child.exitCode);
+        child.once('exit', (code) => resolve(code));
+        child.kill(signal);
+      }),
+  };
+}
