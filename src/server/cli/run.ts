@@ -58,6 +58,7 @@ export async function runServerCommand(argv: string[]): Promise<number> {
     }
     const dcs = args.strings('datacenter');
     if (dcs.length > 0) raw.datacenters = dcs;
+    raw.log_level ??= process.env['MESHID_LOG_LEVEL'];
     const config = compileServerConfig(raw);
     const log = createLogger({ name: 'meshid-server', level: config.logLevel });
     server = await MeshidServer.start({ config, log });
