@@ -1,0 +1,130 @@
+import { invalidArgument } from '../../common/errors.js';
+import type { IdentitySnapshot } from '../cache/workload-cache.js';
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource } from './messages.js';
+import { nodeLabel, validationModeFor } from './node-validation-mode.js';
+import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName } from './resource-names.js';
+import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { SecretStream } from './secret-stream.js';
+
+/** Marks a name the client was told does not exist (sent in removed_resources), so it is not told twice. */
+const ABSENT = '';
+
+/**
+ * One DeltaSecrets (incremental) stream (SPEC-NOTES §11):
+ * - Per-resource versions are content-derived (resourceVersion), equal across streams and reconnects.
+ * - `initial_resource_versions` (first request only) seeds what the client holds: a listed name whose version still
+ *   matches is not resent, a stale one is.
+ * - A name in `resource_names_subscribe` is (re)sent even if the client holds it, except on the first request when
+ *   it is declared in `initial_resource_versions` with the current version.
+ * - A subscribed name that does not resolve — unknown, not entitled, or gone (entry removed, federation ended) —
+ *   goes once in `removed_resources`; if it resolves later it is sent.
+ * - Unsubscribing sends nothing; unsubscribing an unknown name is ignored.
+ * - Empty subscribe and unsubscribe on the first request (legacy) or subscribing `*` is a wildcard: every name that
+ *   resolves for the caller; a name leaving that set is removed.
+ * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes.
+ *   Subscription changes are honoured whatever nonce the request carries.
+ * - A name never appears twice in a response, nor in both `resources` and `removed_resources`.
+ */
+export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse> {
+  private mode: ValidationMode = 'spiffe';
+  private wildcard = false;
+  private subscribed = new Set<string>();
+  /** What the client holds: name → version, or ABSENT when it was told the name does not exist. */
+  private known = new Map<string, string>();
+  private nonceCounter = 0;
+  /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
+  private outstanding = new Set<string>();
+
+  protected handleRequest(request: DeltaDiscoveryRequest): void {
+    checkTypeUrl(request.type_url);
+    const subscribe = request.resource_names_subscribe ?? [];
+    const unsubscribe = request.resource_names_unsubscribe ?? [];
+    const options = this.ctx.options;
+    checkResourceNames(subscribe, options, 'resource_names_subscribe');
+    checkResourceNames(unsubscribe, options, 'resource_names_unsubscribe');
+    const first = !this.started;
+    const initial = first ? Object.entries(request.initial_resource_versions ?? {}) : [];
+    checkResourceNames(initial.map(([name]) => name), options, 'initial_resource_versions');
+
+    if (first) {
+      this.mode = validationModeFor(request.node, options);
+      this.wildcard = subscribe.length === 0 && unsubscribe.length === 0;
+      for (const [name, version] of initial) if (version !== ABSENT) this.known.set(name, version);
+      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
+    } else {
+      this.acknowledge(request);
+    }
+
+    const declared = new Set(initial.map(([name]) => name));
+    for (const name of subscribe) {
+      if (isWildcardName(name)) {
+        this.wildcard = true;
+        continue;
+      }
+      this.subscribed.add(name);
+      // Every subscribed name is (re)sent; only a version declared on the first request can spare it.
+      if (!declared.has(name)) this.known.delete(name);
+    }
+    for (const name of unsubscribe) {
+      if (isWildcardName(name)) {
+        this.wildcard = false;
+        continue;
+      }
+      this.subscribed.delete(name);
+      // Under a wildcard the name is still wanted: forgetting it makes it resent, as the client dropped it.
+      this.known.delete(name);
+    }
+    if (this.subscribed.size > options.maxResourceNames) {
+      throw invalidArgument(`the stream subscribes ${this.subscribed.size} names; at most ${options.maxResourceNames} are accepted`);
+    }
+  }
+
+  private acknowledge(request: DeltaDiscoveryRequest): void {
+    const nonce = request.response_nonce ?? '';
+    if (nonce === '') return;
+    if (!this.outstanding.delete(nonce)) {
+      this.ctx.stats.staleRequests++;
+      return;
+    }
+    if (request.error_detail !== undefined) this.logNack(request.error_detail, nonce, { rpc: 'DeltaSecrets' });
+    else this.ctx.stats.acks++;
+  }
+
+  protected nextResponse(snapshot: IdentitySnapshot): DeltaDiscoveryResponse | undefined {
+    const options = this.ctx.options;
+    const watched = new Set(this.subscribed);
+    if (this.wildcard) {
+      for (const name of entitledResourceNames(snapshot, options)) watched.add(name);
+      // Names the client holds through the wildcard: if they no longer resolve, they must be removed.
+      for (const name of this.known.keys()) watched.add(name);
+    }
+    // Versions declared for names nobody watches mean nothing.
+    for (const name of this.known.keys()) if (!watched.has(name)) this.known.delete(name);
+
+    const resources: DeltaResource[] = [];
+    const removed: string[] = [];
+    for (const name of watched) {
+      const resource = resolveResourceName(snapshot, name, options);
+      const held = this.known.get(name);
+      if (resource !== undefined) {
+        const version = resourceVersion(resource, this.mode);
+        if (held === version) continue;
+        resources.push({ name, version, resource: buildSecret(name, resource, this.mode) });
+        this.known.set(name, version);
+      } else if (held !== ABSENT) {
+        removed.push(name);
+        // An explicit subscription stays and is remembered as absent; a wildcard-only name is simply forgotten.
+        if (this.subscribed.has(name)) this.known.set(name, ABSENT);
+        else this.known.delete(name);
+      }
+    }
+    if (resources.length === 0 && removed.length === 0) return undefined;
+
+    const nonce = String(++this.nonceCounter);
+    this.outstanding.add(nonce);
+    // A client that never answers must not grow this set: the oldest unanswered nonces are dropped.
+    if (this.outstanding.size > 16) this.outstanding.delete(this.outstanding.values().next().value as string);
+    const held = new Map([...this.known].filter(([, v]) => v !== ABSENT));
+    return { system_version_info: stateVersion(held), resources, type_url: SECRET_TYPE_URL, nonce, removed_resources: removed };
+  }
+}

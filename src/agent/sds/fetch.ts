@@ -1,0 +1,47 @@
+import { notFound } from '../../common/errors.js';
+import type { IdentitySnapshot } from '../cache/workload-cache.js';
+import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
+import { validationModeFor } from './node-validation-mode.js';
+import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
+import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
+import type { ResolvedSdsOptions } from './sds-options.js';
+
+/** How many unresolved names an error message lists; the rest are counted. */
+const MAX_NAMES_IN_ERROR = 5;
+
+/**
+ * The unary FetchSecrets answer (SPEC-NOTES §12): the current secrets for the requested names, with the same naming,
+ * authorization and content rules as the streams. An empty list (or `*`) means every name that resolves for the
+ * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
+ * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
+ * workloads. The node of this request chooses the validation-context form. `nonce` is empty (non-stream xDS).
+ */
+export function fetchResponse(request: DiscoveryRequest, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
+  checkTypeUrl(request.type_url);
+  const requested = request.resource_names ?? [];
+  checkResourceNames(requested, options);
+  const mode = validationModeFor(request.node, options);
+  const wildcard = requested.length === 0 || requested.some(isWildcardName);
+  const names = new Set(requested.filter((n) => !isWildcardName(n)));
+  if (wildcard) for (const name of entitledResourceNames(snapshot, options)) names.add(name);
+
+  const found = new Map<string, SdsResource>();
+  const missing: string[] = [];
+  for (const name of names) {
+    const resource = resolveResourceName(snapshot, name, options);
+    if (resource === undefined) missing.push(name);
+    else found.set(name, resource);
+  }
+  if (missing.length > 0) {
+    const listed = missing.slice(0, MAX_NAMES_IN_ERROR).map((n) => JSON.stringify(n.slice(0, 256))).join(', ');
+    const more = missing.length > MAX_NAMES_IN_ERROR ? ` and ${missing.length - MAX_NAMES_IN_ERROR} more` : '';
+    throw notFound(`no secret for ${listed}${more} is available to this caller`);
+  }
+  const versions = new Map([...found].map(([name, resource]) => [name, resourceVersion(resource, mode)]));
+  return {
+    version_info: stateVersion(versions),
+    resources: [...found].map(([name, resource]) => buildSecret(name, resource, mode)),
+    type_url: SECRET_TYPE_URL,
+    nonce: '',
+  };
+}

@@ -1,0 +1,157 @@
+import type {
+  Metadata,
+  sendUnaryData,
+  ServerDuplexStream,
+  ServerUnaryCall,
+  ServiceDefinition,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import { permissionDenied, unavailable } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import { loadProto } from '../../common/grpc/proto.js';
+import { serviceOf } from '../../common/grpc/service.js';
+import type { Logger } from '../../common/log.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import { DeltaStream } from './delta-stream.js';
+import { fetchResponse } from './fetch.js';
+import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from './messages.js';
+import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './sds-options.js';
+import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
+import { SotwStream } from './sotw-stream.js';
+import { emptyStats, type SdsStats } from './stats.js';
+
+/** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
+export const SDS_PROTO = 'envoy/service/secret/v3/sds.proto';
+export const SDS_SERVICE_NAME = 'envoy.service.secret.v3.SecretDiscoveryService';
+
+/** The service definition to pass to grpc-js Server.addService with `sdsHandlers(...).implementation`. */
+export function sdsServiceDefinition(): ServiceDefinition {
+  return serviceOf(loadProto(SDS_PROTO), SDS_SERVICE_NAME);
+}
+
+/**
+ * Workload attestation for one call: the caller's selectors, from the connection's peer credentials. Throws
+ * MeshidError (e.g. unavailable when attestation fails). SDS calls need no `workload.spiffe.io` header (SPEC-NOTES
+ * §7, §13): Envoy never sends it.
+ */
+export type AttestCall = (call: SdsCallInfo) => readonly Selector[] | Promise<readonly Selector[]>;
+
+/** What attestation may read from a call: the connection (`getPeer()`, see UdsServer) and the request metadata. */
+export interface SdsCallInfo {
+  getPeer(): string;
+  readonly metadata: Metadata;
+}
+
+export interface SdsHandlerDeps {
+  cache: SdsCache;
+  attest: AttestCall;
+  log: Logger;
+  options?: SdsOptions;
+}
+
+export interface SdsService {
+  /** StreamSecrets, DeltaSecrets and FetchSecrets for Server.addService(sdsServiceDefinition(), …). */
+  readonly implementation: UntypedServiceImplementation;
+  /** A copy of the counters (SdsStats). */
+  stats(): SdsStats;
+  /** Ends every open stream (OK status) and unsubscribes it from the cache: for agent shutdown. */
+  close(): void;
+  readonly options: ResolvedSdsOptions;
+}
+
+/**
+ * Builds the Envoy SDS v3 service of the agent socket (SPEC-NOTES §9–§12). Every call is admitted the same way as a
+ * Workload API call: the agent must have state (else UNAVAILABLE), the caller is attested (`attest`), and a caller
+ * no registration entry matches gets PERMISSION_DENIED. Streams are SotwStream / DeltaStream; FetchSecrets is
+ * fetchResponse. Throws invalid_argument for invalid options.
+ */
+export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
+  const options = resolveSdsOptions(deps.options);
+  const log = deps.log.child({ subsystem: 'sds' });
+  const stats = emptyStats();
+  const open = new Set<SecretStream<unknown, unknown>>();
+
+  async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {
+    if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
+    const selectors = await deps.attest(call);
+    if (!deps.cache.snapshot(selectors).entitled) throw permissionDenied('no registration entry matches the caller');
+    return selectors;
+  }
+
+  function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
+    stats.deniedCalls++;
+    const serviceError = toServiceError(error);
+    log.info({ rpc, code: serviceError.code, reason: serviceError.details }, 'SDS call refused');
+    return serviceError;
+  }
+
+  function openStream<Req, Res>(
+    rpc: 'StreamSecrets' | 'DeltaSecrets',
+    call: SecretStreamCall<Req, Res> & SdsCallInfo,
+    create: (ctx: StreamContext) => SecretStream<Req, Res>,
+  ): void {
+    admit(call).then(
+      (selectors) => {
+        if (call.cancelled) return;
+        const gauge = rpc === 'StreamSecrets' ? 'sotwStreams' : 'deltaStreams';
+        let stream: SecretStream<Req, Res> | undefined;
+        const ctx: StreamContext = {
+          cache: deps.cache,
+          selectors,
+          options,
+          log: log.child({ rpc }),
+          stats,
+          onClose: () => {
+            stats[gauge]--;
+            if (stream !== undefined) open.delete(stream as SecretStream<unknown, unknown>);
+          },
+        };
+        stream = create(ctx);
+        stats.streamsOpened++;
+        stats[gauge]++;
+        open.add(stream as SecretStream<unknown, unknown>);
+        stream.start();
+      },
+      (error: unknown) => {
+        if (!call.cancelled) call.emit('error', refuse(error, rpc));
+      },
+    );
+  }
+
+  const implementation: UntypedServiceImplementation = {
+    StreamSecrets(call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
+      openStream('StreamSecrets', call, (ctx) => new SotwStream(call, ctx));
+    },
+    DeltaSecrets(call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {
+      openStream('DeltaSecrets', call, (ctx) => new DeltaStream(call, ctx));
+    },
+    FetchSecrets(call: ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: sendUnaryData<DiscoveryResponse>): void {
+      admit(call).then(
+        (selectors) => {
+          let response: DiscoveryResponse;
+          try {
+            response = fetchResponse(call.request, deps.cache.snapshot(selectors), options);
+          } catch (error) {
+            stats.rejectedRequests++;
+            const serviceError = toServiceError(error);
+            log.info({ rpc: 'FetchSecrets', code: serviceError.code, reason: serviceError.details }, 'SDS request rejected');
+            callback(serviceError);
+            return;
+          }
+          stats.fetches++;
+          callback(null, response);
+        },
+        (error: unknown) => callback(refuse(error, 'FetchSecrets')),
+      );
+    },
+  };
+
+  return {
+    implementation,
+    options,
+    stats: () => ({ ...stats }),
+    close: () => {
+      for (const stream of [...open]) stream.endOk();
+    },
+  };
+}

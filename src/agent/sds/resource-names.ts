@@ -1,0 +1,119 @@
+import { invalidArgument } from '../../common/errors.js';
+import { parseSpiffeId, trustDomainId } from '../../common/spiffe/spiffe-id.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { IdentitySnapshot, WorkloadSvid } from '../cache/workload-cache.js';
+import { MAX_RESOURCE_NAME_BYTES, WILDCARD_NAME, type ResolvedSdsOptions } from './sds-options.js';
+
+/**
+ * SDS resource names → what they stand for, for one caller's snapshot (SPEC-NOTES §9 name table). Resolution is a
+ * pure function of the snapshot: a name the caller is not entitled to resolves exactly like a name that does not
+ * exist (undefined), so no answer tells a caller whether someone else's identity exists.
+ */
+
+/** What one resource name stands for: an SVID to serve as tls_certificate, or trust domains as validation_context. */
+export type SdsResource =
+  | { readonly kind: 'tls_certificate'; readonly svid: WorkloadSvid }
+  | { readonly kind: 'validation_context'; readonly bundles: readonly TrustBundle[] };
+
+/**
+ * Rejects what can never name a secret, before any stream state changes: more than `maxResourceNames` names, an
+ * empty name, a name over 2048 bytes, or a `spiffe://` name that is not a valid SPIFFE ID (SPEC-NOTES §2, §7: a
+ * malformed SPIFFE ID is INVALID_ARGUMENT). Throws MeshidError(invalid_argument).
+ */
+export function checkResourceNames(names: readonly string[], options: ResolvedSdsOptions, field = 'resource_names'): void {
+  if (names.length > options.maxResourceNames) {
+    throw invalidArgument(`${field} has ${names.length} names; at most ${options.maxResourceNames} are accepted`);
+  }
+  for (const name of names) checkResourceName(name, field);
+}
+
+function checkResourceName(name: string, field: string): void {
+  if (name === '') throw invalidArgument(`${field} contains an empty name`);
+  if (Buffer.byteLength(name) > MAX_RESOURCE_NAME_BYTES) {
+    throw invalidArgument(`${field} contains a name longer than ${MAX_RESOURCE_NAME_BYTES} bytes`);
+  }
+  if (name.startsWith('spiffe://')) parseSpiffeId(name);
+}
+
+/** Whether a name is the xDS wildcard `*` (explicit wildcard subscription). */
+export function isWildcardName(name: string): boolean {
+  return name === WILDCARD_NAME;
+}
+
+function byTrustDomain(a: TrustBundle, b: TrustBundle): number {
+  return a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0;
+}
+
+/**
+ * Bundles that can authenticate something: a trust domain without X.509 roots is left out (Envoy fails to load an
+ * empty trust bundle), and a trust domain appears once, sorted by name as SPIRE does for `ALL`.
+ */
+function usableBundles(bundles: readonly TrustBundle[]): TrustBundle[] {
+  const seen = new Set<string>();
+  const out: TrustBundle[] = [];
+  for (const b of [...bundles].sort(byTrustDomain)) {
+    if (b.x509Authorities.length === 0 || seen.has(b.trustDomain)) continue;
+    seen.add(b.trustDomain);
+    out.push(b);
+  }
+  return out;
+}
+
+function validationContext(bundles: readonly TrustBundle[]): SdsResource | undefined {
+  const usable = usableBundles(bundles);
+  return usable.length === 0 ? undefined : { kind: 'validation_context', bundles: usable };
+}
+
+/**
+ * Resolves one name for a caller (SPEC-NOTES §9):
+ * - `defaultSvidName` → svids[0], but only once the snapshot is complete: before every matching entry's SVID is
+ *   issued, svids[0] may not yet be the default identity, and serving another identity under `default` would make
+ *   Envoy present the wrong certificate;
+ * - `spiffe://td/path` → that SVID if the caller holds it (byte-exact comparison);
+ * - `defaultBundleName` or `spiffe://<own td>` → the own trust domain;
+ * - `spiffe://<foreign td>` → that federated bundle, if the caller's entries federate with it;
+ * - `defaultAllBundlesName` → own + federated trust domains in one validation context.
+ * Anything else, including an identity the caller is not entitled to, is undefined.
+ */
+export function resolveResourceName(snapshot: IdentitySnapshot, name: string, options: ResolvedSdsOptions): SdsResource | undefined {
+  if (!snapshot.entitled) return undefined;
+  if (name === options.defaultSvidName) {
+    const svid = snapshot.complete ? snapshot.svids[0] : undefined;
+    return svid === undefined ? undefined : { kind: 'tls_certificate', svid };
+  }
+  if (name === options.defaultBundleName) return validationContext([snapshot.bundle]);
+  if (name === options.defaultAllBundlesName) return validationContext([snapshot.bundle, ...snapshot.federatedBundles]);
+  if (!name.startsWith('spiffe://')) return undefined;
+  let path: string;
+  let trustDomain: string;
+  try {
+    ({ path, trustDomain } = parseSpiffeId(name));
+  } catch {
+    return undefined;
+  }
+  if (path !== '') {
+    const svid = snapshot.svids.find((s) => s.spiffeId === name);
+    return svid === undefined ? undefined : { kind: 'tls_certificate', svid };
+  }
+  if (trustDomain === snapshot.bundle.trustDomain) return validationContext([snapshot.bundle]);
+  const federated = snapshot.federatedBundles.find((b) => b.trustDomain === trustDomain);
+  return federated === undefined ? undefined : validationContext([federated]);
+}
+
+/**
+ * Every name that resolves for this caller right now — what a wildcard subscription (empty first request, or `*`)
+ * receives: the default SVID alias, each SVID by SPIFFE ID, the `ROOTCA` and `ALL` aliases, and each trust domain by
+ * its ID (`spiffe://td`). In a stable order: SVIDs first, then validation contexts.
+ */
+export function entitledResourceNames(snapshot: IdentitySnapshot, options: ResolvedSdsOptions): string[] {
+  if (!snapshot.entitled) return [];
+  const candidates = [
+    options.defaultSvidName,
+    ...snapshot.svids.map((s) => s.spiffeId),
+    options.defaultBundleName,
+    options.defaultAllBundlesName,
+    trustDomainId(snapshot.bundle.trustDomain),
+    ...snapshot.federatedBundles.map((b) => trustDomainId(b.trustDomain)),
+  ];
+  return [...new Set(candidates)].filter((name) => resolveResourceName(snapshot, name, options) !== undefined);
+}

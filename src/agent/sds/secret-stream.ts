@@ -1,0 +1,167 @@
+import type { Logger } from '../../common/log.js';
+import { internal, isMeshidError, permissionDenied } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
+import type { ResolvedSdsOptions } from './sds-options.js';
+import type { SdsStats } from './stats.js';
+import type { RpcStatus } from './messages.js';
+
+/** The part of the agent's cache SDS uses (the consumer owns the interface it needs). */
+export type SdsCache = Pick<WorkloadCache, 'ready' | 'snapshot' | 'subscribe'>;
+
+/** The bidi call as grpc-js hands it to a handler, reduced to what a secret stream touches. */
+export interface SecretStreamCall<Req, Res> {
+  readonly cancelled: boolean;
+  write(message: Res, callback: (error?: Error | null) => void): boolean;
+  end(): void;
+  emit(event: 'error', error: unknown): boolean;
+  on(event: 'data', listener: (request: Req) => void): unknown;
+  on(event: 'end' | 'cancelled' | 'close', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** Everything a stream needs from the service, built once per attested call. */
+export interface StreamContext {
+  readonly cache: SdsCache;
+  readonly selectors: readonly Selector[];
+  readonly options: ResolvedSdsOptions;
+  readonly log: Logger;
+  readonly stats: SdsStats;
+  /** Called once when the stream is over, however it ended. */
+  readonly onClose: () => void;
+}
+
+/** How much of Envoy's NACK text goes to the log: enough to diagnose, bounded against a hostile client. */
+const MAX_LOGGED_DETAIL = 512;
+
+/**
+ * What SotW and Delta streams share: the cache subscription, the write discipline and the stream's end.
+ *
+ * Write discipline: at most one response is being written at a time. A change (cache notification, request) that
+ * arrives meanwhile only marks the stream dirty; when the write completes the next response is computed from the
+ * state at that moment. So a client that stops reading holds at most one response in memory however many rotations
+ * happen, and it gets the newest state, not a backlog, when it reads again. Cache notifications are coalesced within
+ * one event-loop turn (the cache may notify more often than needed); requests are answered synchronously, so
+ * responses keep the order of the requests that caused them.
+ */
+export abstract class SecretStream<Req, Res> {
+  protected closed = false;
+  /** False until the first request is handled: nothing is sent before the client said what it wants. */
+  protected started = false;
+  private writing = false;
+  private dirty = false;
+  private scheduled = false;
+  private unsubscribe: (() => void) | undefined;
+
+  constructor(
+    protected readonly call: SecretStreamCall<Req, Res>,
+    protected readonly ctx: StreamContext,
+  ) {}
+
+  /** Subscribes to the cache and starts reading requests. */
+  start(): void {
+    this.unsubscribe = this.ctx.cache.subscribe(this.ctx.selectors, () => this.schedule());
+    this.call.on('data', (request) => this.receive(request));
+    // The client half-closed: it will send nothing more, so the exchange is over (xDS has no server-only tail).
+    this.call.on('end', () => this.endOk());
+    this.call.on('cancelled', () => this.close());
+    this.call.on('close', () => this.close());
+    this.call.on('error', () => this.close());
+    if (this.call.cancelled) this.close();
+  }
+
+  /** Applies one request to the stream state; throws MeshidError for requests that end the stream. */
+  protected abstract handleRequest(request: Req): void;
+
+  /** The next response for the current state, updating what the stream believes the client holds; or nothing. */
+  protected abstract nextResponse(snapshot: IdentitySnapshot): Res | undefined;
+
+  /** Ends the stream with the status for `error` (a MeshidError keeps its code; anything else is INTERNAL). */
+  fail(error: unknown): void {
+    if (this.closed) return;
+    if (isMeshidError(error) && error.code !== 'internal') {
+      this.ctx.stats.rejectedRequests += error.code === 'invalid_argument' || error.code === 'not_found' ? 1 : 0;
+      this.ctx.stats.deniedCalls += error.code === 'permission_denied' ? 1 : 0;
+      this.ctx.log.info({ code: error.code, reason: error.message }, 'SDS stream ended');
+    } else {
+      this.ctx.log.error({ err: error }, 'SDS stream failed');
+    }
+    this.close();
+    this.call.emit('error', toServiceError(error));
+  }
+
+  /** Ends every stream at agent shutdown or when the caller's entitlement is gone. */
+  endOk(): void {
+    if (this.closed) return;
+    this.close();
+    this.call.end();
+  }
+
+  protected logNack(detail: RpcStatus, nonce: string, extra: Record<string, unknown>): void {
+    this.ctx.stats.nacks++;
+    this.ctx.log.warn(
+      { nonce, code: detail.code ?? 0, detail: (detail.message ?? '').slice(0, MAX_LOGGED_DETAIL), ...extra },
+      'Envoy rejected SDS secrets (NACK)',
+    );
+  }
+
+  private receive(request: Req): void {
+    if (this.closed) return;
+    try {
+      this.handleRequest(request);
+      this.started = true;
+    } catch (error) {
+      this.fail(error);
+      return;
+    }
+    this.pump();
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  /** Writes the next response if there is one and no write is under way; otherwise remembers to look again. */
+  protected pump(): void {
+    if (this.closed || !this.started) return;
+    if (this.writing) {
+      if (!this.dirty) this.ctx.stats.coalescedUpdates++;
+      this.dirty = true;
+      return;
+    }
+    let response: Res | undefined;
+    try {
+      const snapshot = this.ctx.cache.snapshot(this.ctx.selectors);
+      // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8).
+      if (!snapshot.entitled) throw permissionDenied('the caller is no longer entitled to any identity');
+      response = this.nextResponse(snapshot);
+    } catch (error) {
+      this.fail(isMeshidError(error) && error.code !== 'invalid_argument' ? error : internal('cannot build SDS secrets', error));
+      return;
+    }
+    if (response === undefined) return;
+    this.writing = true;
+    this.ctx.stats.responses++;
+    this.call.write(response, () => {
+      this.writing = false;
+      if (this.dirty) {
+        this.dirty = false;
+        this.pump();
+      }
+    });
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.ctx.onClose();
+  }
+}

@@ -1,0 +1,93 @@
+import type { IdentitySnapshot } from '../cache/workload-cache.js';
+import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
+import { nodeLabel, validationModeFor } from './node-validation-mode.js';
+import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
+import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { SecretStream } from './secret-stream.js';
+
+interface Served {
+  readonly resource: SdsResource;
+  readonly version: string;
+}
+
+/**
+ * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
+ * - Every response carries ALL subscribed secrets that currently resolve (not only the changed ones), as SPIRE does;
+ *   `version_info` is a digest of that full state, `nonce` a counter unique within the stream.
+ * - A response is sent only when a subscribed secret's version differs from what was last sent, or a name was added
+ *   to the subscription; an ACK, a NACK, a stale request and a change to secrets nobody here watches send nothing.
+ * - NACK: logged and counted; what was sent counts as delivered, so the same content is never resent; a
+ *   `resource_names` change carried by the NACK is honoured.
+ * - Names that do not resolve (unknown, or an identity the caller is not entitled to) keep the stream open and are
+ *   remembered: if the caller becomes entitled later (new entry, SVID issued), the secret is delivered then. Nothing
+ *   about them is ever sent.
+ * - Empty `resource_names` on the first request, or the name `*`, is a wildcard: every name that resolves for the
+ *   caller (see entitledResourceNames), following entitlement changes. After an explicit list, an empty list means
+ *   "no longer interested in anything".
+ * - The node, and with it the validation-context form, comes from the first request and is kept.
+ */
+export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse> {
+  private mode: ValidationMode = 'spiffe';
+  private wildcard = false;
+  private names = new Set<string>();
+  /** name → version of every secret in the last response (whether it was ACKed or NACKed). */
+  private sent = new Map<string, string>();
+  private nonceCounter = 0;
+  private lastNonce = '';
+
+  protected handleRequest(request: DiscoveryRequest): void {
+    checkTypeUrl(request.type_url);
+    const requested = request.resource_names ?? [];
+    const first = !this.started;
+    if (first) {
+      this.mode = validationModeFor(request.node, this.ctx.options);
+      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.mode, names: requested.length }, 'SDS StreamSecrets opened');
+    } else {
+      const nonce = request.response_nonce ?? '';
+      // Only a request answering the latest response counts; an older one was overtaken by what we sent since.
+      if (nonce !== this.lastNonce) {
+        this.ctx.stats.staleRequests++;
+        return;
+      }
+      if (request.error_detail !== undefined) {
+        this.logNack(request.error_detail, nonce, { rpc: 'StreamSecrets', versionInfo: request.version_info ?? '' });
+      } else if (nonce !== '') {
+        this.ctx.stats.acks++;
+      }
+    }
+    checkResourceNames(requested, this.ctx.options);
+    this.subscribe(requested, first);
+  }
+
+  private subscribe(requested: readonly string[], first: boolean): void {
+    const explicit = requested.filter((n) => !isWildcardName(n));
+    // A wildcard stays a wildcard while the client keeps sending an empty list (as LDS/CDS clients do).
+    this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && (first || this.wildcard));
+    this.names = new Set(explicit);
+    // A dropped name is forgotten, so subscribing to it again sends it again (SPEC-NOTES §10).
+    if (!this.wildcard) for (const name of this.sent.keys()) if (!this.names.has(name)) this.sent.delete(name);
+  }
+
+  protected nextResponse(snapshot: IdentitySnapshot): DiscoveryResponse | undefined {
+    const wanted = this.wildcard ? new Set([...this.names, ...entitledResourceNames(snapshot, this.ctx.options)]) : this.names;
+    const current = new Map<string, Served>();
+    for (const name of wanted) {
+      const resource = resolveResourceName(snapshot, name, this.ctx.options);
+      if (resource !== undefined) current.set(name, { resource, version: resourceVersion(resource, this.mode) });
+    }
+    let changed = false;
+    for (const [name, { version }] of current) if (this.sent.get(name) !== version) changed = true;
+    // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
+    for (const name of this.sent.keys()) if (!current.has(name)) this.sent.delete(name);
+    if (!changed) return undefined;
+
+    this.sent = new Map([...current].map(([name, { version }]) => [name, version]));
+    this.lastNonce = String(++this.nonceCounter);
+    return {
+      version_info: stateVersion(this.sent),
+      resources: [...current].map(([name, { resource }]) => buildSecret(name, resource, this.mode)),
+      type_url: SECRET_TYPE_URL,
+      nonce: this.lastNonce,
+    };
+  }
+}

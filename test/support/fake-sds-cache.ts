@@ -1,0 +1,223 @@
+/**
+ * Test kit for the SDS handler: a small PKI made by the openssl CLI (so SDS output is checked against certificates
+ * meshid did not build) and an in-memory WorkloadCache whose identities, rotations and federations tests drive.
+ */
+import { spawnSync } from 'node:child_process';
+import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
+import type { Selector } from '../../src/common/spiffe/selector.js';
+import { formatSelector } from '../../src/common/spiffe/selector.js';
+import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
+
+const OPENSSL_CONFIG = `
+[req]
+distinguished_name = dn
+[dn]
+[root_ext]
+basicConstraints = critical,CA:TRUE
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+[intermediate_ext]
+basicConstraints = critical,CA:TRUE,pathlen:0
+keyUsage = critical,keyCertSign,cRLSign
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+[leaf_ext]
+basicConstraints = critical,CA:FALSE
+keyUsage = critical,digitalSignature
+extendedKeyUsage = serverAuth,clientAuth
+subjectKeyIdentifier = hash
+authorityKeyIdentifier = keyid:always
+subjectAltName = critical,URI:$ENV::MESHID_TEST_SAN
+`;
+
+function pemToDer(pem: string): Buffer {
+  return Buffer.from(pem.replace(/-----[A-Z ]+-----/g, '').replace(/\s+/g, ''), 'base64');
+}
+
+/** A trust domain's root and one intermediate, issuing leaf SVIDs (leaf + intermediate chains) with openssl. */
+export class TestCa {
+  readonly trustDomain: string;
+  readonly rootDer: Buffer;
+  readonly intermediateDer: Buffer;
+  private readonly dir: string;
+  private counter = 0;
+
+  constructor(trustDomain: string) {
+    this.trustDomain = trustDomain;
+    this.dir = mkdtempSync(join(tmpdir(), 'meshid-sds-ca-'));
+    writeFileSync(join(this.dir, 'openssl.cnf'), OPENSSL_CONFIG);
+    this.writeKey('root');
+    this.openssl(['-subj', `/O=meshid test/CN=${trustDomain} root`, '-key', 'root.key', '-extensions', 'root_ext', '-out', 'root.pem']);
+    this.writeKey('intermediate');
+    this.openssl([
+      '-subj', `/O=meshid test/OU=dc-test/CN=${trustDomain} intermediate`, '-key', 'intermediate.key',
+      '-CA', 'root.pem', '-CAkey', 'root.key', '-extensions', 'intermediate_ext', '-out', 'intermediate.pem',
+    ]);
+    this.rootDer = pemToDer(readFileSync(join(this.dir, 'root.pem'), 'utf8'));
+    this.intermediateDer = pemToDer(readFileSync(join(this.dir, 'intermediate.pem'), 'utf8'));
+  }
+
+  /** The own-domain bundle: the root only (SPEC-NOTES §4). */
+  bundle(sequence = 1): TrustBundle {
+    return { trustDomain: this.trustDomain, x509Authorities: [this.rootDer], jwtAuthorities: [], sequence };
+  }
+
+  /** A fresh key and leaf for `spiffeId`: every call is a rotation (new key, new serial). */
+  issue(spiffeId: string, entryId = spiffeId): WorkloadSvid {
+    const name = `leaf${++this.counter}`;
+    const keyPem = this.writeKey(name);
+    const serial = `0x${randomBytes(16).toString('hex').replace(/^./, '4')}`;
+    this.openssl(
+      [
+        '-subj', `/O=meshid test/CN=${name}`, '-key', `${name}.key`, '-CA', 'intermediate.pem', '-CAkey', 'intermediate.key',
+        '-extensions', 'leaf_ext', '-set_serial', serial, '-out', `${name}.pem`,
+      ],
+      { MESHID_TEST_SAN: spiffeId },
+    );
+    const leaf = pemToDer(readFileSync(join(this.dir, `${name}.pem`), 'utf8'));
+    const now = Date.now();
+    return {
+      entryId,
+      spiffeId,
+      hint: '',
+      chain: [leaf, this.intermediateDer],
+      privateKey: pemToDer(keyPem),
+      notBefore: now - 10_000,
+      notAfter: now + 3_600_000,
+      version: serial,
+    };
+  }
+
+  dispose(): void {
+    rmSync(this.dir, { recursive: true, force: true });
+  }
+
+  private writeKey(name: string): string {
+    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    writeFileSync(join(this.dir, `${name}.key`), pem, { mode: 0o600 });
+    return pem;
+  }
+
+  private openssl(args: string[], env: Record<string, string> = {}): void {
+    const full = ['req', '-x509', '-new', '-config', 'openssl.cnf', '-days', '2', '-sha256', ...args];
+    const r = spawnSync('openssl', full, { cwd: this.dir, encoding: 'utf8', env: { ...process.env, MESHID_TEST_SAN: 'spiffe://unused', ...env } });
+    if (r.error) throw r.error;
+    if (r.status !== 0) throw new Error(`openssl ${full.join(' ')} failed: ${r.stdout}${r.stderr}`);
+  }
+}
+
+interface FakeEntry {
+  readonly selector: string;
+  readonly spiffeId: string;
+  svid: WorkloadSvid | undefined;
+  federatesWith: string[];
+}
+
+/**
+ * An in-memory WorkloadCache. Entries match a caller when one of its selectors equals the entry's selector; entry
+ * order is creation order, so svids[0] is the oldest matching entry's SVID. Every change notifies EVERY listener,
+ * as the interface allows ("may call more often than strictly needed"), so streams must compare versions themselves.
+ */
+export class FakeSdsCache implements WorkloadCache {
+  isReady = true;
+  private readonly entries: FakeEntry[] = [];
+  private readonly federated = new Map<string, TrustBundle>();
+  private readonly listeners = new Set<() => void>();
+  private ownBundle: TrustBundle;
+
+  constructor(readonly ca: TestCa) {
+    this.ownBundle = ca.bundle();
+  }
+
+  /** Registers an entry for `selector` ("unix:uid:1000") and issues its SVID unless `issued` is false. */
+  addEntry(selector: string, spiffeId: string, options: { issued?: boolean; federatesWith?: string[] } = {}): void {
+    const svid = options.issued === false ? undefined : this.ca.issue(spiffeId);
+    this.entries.push({ selector, spiffeId, svid, federatesWith: options.federatesWith ?? [] });
+    this.notify();
+  }
+
+  removeEntry(spiffeId: string): void {
+    const at = this.entries.findIndex((e) => e.spiffeId === spiffeId);
+    if (at === -1) throw new Error(`no entry ${spiffeId}`);
+    this.entries.splice(at, 1);
+    this.notify();
+  }
+
+  /** Re-issues the SVID of every entry with this SPIFFE ID (new key and serial), as the agent does at half-life. */
+  rotate(spiffeId: string): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId) e.svid = this.ca.issue(spiffeId, e.svid?.entryId);
+    this.notify();
+  }
+
+  setFederatesWith(spiffeId: string, trustDomains: string[]): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
+    this.notify();
+  }
+
+  setFederatedBundle(bundle: TrustBundle): void {
+    this.federated.set(bundle.trustDomain, bundle);
+    this.notify();
+  }
+
+  setOwnBundle(bundle: TrustBundle): void {
+    this.ownBundle = bundle;
+    this.notify();
+  }
+
+  /** Calls every listener now, without changing anything: a spurious notification. */
+  notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  listenerCount(): number {
+    return this.listeners.size;
+  }
+
+  svidOf(spiffeId: string): WorkloadSvid {
+    const svid = this.entries.find((e) => e.spiffeId === spiffeId)?.svid;
+    if (svid === undefined) throw new Error(`no issued SVID for ${spiffeId}`);
+    return svid;
+  }
+
+  ready(): boolean {
+    return this.isReady;
+  }
+
+  snapshot(selectors: readonly Selector[]): IdentitySnapshot {
+    const wanted = new Set(selectors.map(formatSelector));
+    const matching = this.entries.filter((e) => wanted.has(e.selector));
+    const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();
+    return {
+      entitled: matching.length > 0,
+      svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
+      complete: matching.every((e) => e.svid !== undefined),
+      bundle: this.ownBundle,
+      federatedBundles: federatedDomains.flatMap((td) => {
+        const b = this.federated.get(td);
+        return b === undefined ? [] : [b];
+      }),
+    };
+  }
+
+  subscribe(_selectors: readonly Selector[], listener: () => void): () => void {
+    // A wrapper per subscription, so the same function subscribed twice counts twice.
+    const entry = (): void => listener();
+    this.listeners.add(entry);
+    return () => {
+      this.listeners.delete(entry);
+    };
+  }
+
+  fetchJwtSvids(): Promise<JwtSvidResult[]> {
+    return Promise.reject(new Error('FakeSdsCache has no JWT-SVIDs'));
+  }
+
+  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
+    return { own: this.ownBundle, federated: this.federated };
+  }
+}

@@ -1,0 +1,90 @@
+/**
+ * A real grpc-js server on a temporary Unix socket serving sdsHandlers over a FakeSdsCache, with stubbed
+ * attestation: the caller's selector comes from the `x-test-selector` metadata header instead of peer credentials.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { silentLogger, type Logger } from '../../../src/common/log.js';
+import { parseSelector } from '../../../src/common/spiffe/selector.js';
+import { sdsHandlers, sdsServiceDefinition, type SdsService } from '../../../src/agent/sds/handler.js';
+import type { SdsOptions } from '../../../src/agent/sds/sds-options.js';
+import { FakeSdsCache, TestCa } from '../../support/fake-sds-cache.js';
+import { connectSds } from '../../support/sds-client.js';
+
+export const TD = 'example.org';
+export const FOREIGN_TD = 'partner.example';
+export const APP_A = 'spiffe://example.org/ns/default/sa/frontend';
+export const APP_B = 'spiffe://example.org/ns/default/sa/backend';
+export const SELECTOR_A = 'unix:uid:1001';
+export const SELECTOR_B = 'unix:uid:1002';
+export const UNREGISTERED = 'unix:uid:4242';
+
+export interface SdsHarness {
+  cache: FakeSdsCache;
+  service: SdsService;
+  client: grpc.Client;
+  socketPath: string;
+  /** Times the stubbed attestation ran. */
+  attestCalls: () => number;
+  close: () => Promise<void>;
+}
+
+/** Metadata that makes stubbed attestation return `selector`. */
+export function as(selector: string): grpc.Metadata {
+  const md = new grpc.Metadata();
+  md.set('x-test-selector', selector);
+  return md;
+}
+
+/** Starts the server; `setup` registers entries before the first call. The CA is the caller's (shared per file). */
+export async function startSdsHarness(
+  ca: TestCa,
+  setup: (cache: FakeSdsCache) => void = () => {},
+  options: SdsOptions = {},
+  log: Logger = silentLogger(),
+): Promise<SdsHarness> {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-sds-'));
+  const socketPath = path.join(dir, 'agent.sock');
+  const cache = new FakeSdsCache(ca);
+  setup(cache);
+  let attestCalls = 0;
+  const service = sdsHandlers({
+    cache,
+    log,
+    options,
+    attest: (call) => {
+      attestCalls++;
+      return call.metadata.get('x-test-selector').map((v) => parseSelector(String(v)));
+    },
+  });
+  const server = new grpc.Server();
+  server.addService(sdsServiceDefinition(), service.implementation);
+  await new Promise<void>((resolve, reject) =>
+    server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
+  );
+  const client = connectSds(socketPath);
+  return {
+    cache,
+    service,
+    client,
+    socketPath,
+    attestCalls: () => attestCalls,
+    close: async () => {
+      client.close();
+      service.close();
+      server.forceShutdown();
+      fs.rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Polls `predicate` on the event loop (no timers of the code under test are involved) until true, or throws. */
+export async function eventually(predicate: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 5));
+  }
+}

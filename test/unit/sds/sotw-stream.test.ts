@@ -1,0 +1,380 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { TestCa } from '../../support/fake-sds-cache.js';
+import { dataSourceText, SECRET_TYPE_URL, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+
+const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
+
+function names(response: DiscoveryResponse): string[] {
+  return [...secretsByName(response).keys()].sort();
+}
+
+function leafPem(response: DiscoveryResponse, name: string): string {
+  return dataSourceText(secretsByName(response).get(name)?.tls_certificate?.certificate_chain).split('-----END CERTIFICATE-----')[0]!;
+}
+
+describe('SDS StreamSecrets (stubbed attestation)', () => {
+  let ca: TestCa;
+  let foreign: TestCa;
+  before(() => {
+    ca = new TestCa(TD);
+    foreign = new TestCa(FOREIGN_TD);
+  });
+  after(() => {
+    ca.dispose();
+    foreign.dispose();
+  });
+
+  const withHarness = async (
+    setup: Parameters<typeof startSdsHarness>[1],
+    body: (h: Awaited<ReturnType<typeof startSdsHarness>>) => Promise<void>,
+    options?: Parameters<typeof startSdsHarness>[2],
+  ): Promise<void> => {
+    const h = await startSdsHarness(ca, setup, options);
+    try {
+      await body(h);
+    } finally {
+      await h.close();
+    }
+  };
+  const registerA = (c: import('../../support/fake-sds-cache.js').FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
+
+  it('an ACK, and a cache notification that changes nothing, send no new response', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      client.ack(r1, ['default']);
+      h.cache.notify();
+      // Barrier: a subscription change carrying r1's nonce is answered only if r1 is still the latest response.
+      client.ack(r1, ['default', 'ROOTCA']);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['ROOTCA', 'default']);
+      assert.notEqual(r2.nonce, r1.nonce);
+      assert.notEqual(r2.version_info, r1.version_info);
+      assert.equal(h.service.stats().responses, 2);
+      assert.equal(h.service.stats().acks, 2);
+      client.cancel();
+    });
+  });
+
+  it('a NACK is counted, the same version is not resent, and the next change is sent', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      client.nack(r1, ['default'], '');
+      await eventually(() => h.service.stats().nacks === 1, 'the NACK to be counted');
+      h.cache.notify();
+      h.cache.rotate(APP_A);
+      const r2 = await client.next();
+      assert.notEqual(leafPem(r2, 'default'), leafPem(r1, 'default'), 'the response after the NACK is the rotation');
+      assert.equal(h.service.stats().responses, 2);
+      client.cancel();
+    });
+  });
+
+  it('a resource_names change carried in a NACK is honoured', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      client.nack(r1, ['default', 'ROOTCA'], '');
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['ROOTCA', 'default']);
+      assert.equal(h.service.stats().nacks, 1);
+      client.cancel();
+    });
+  });
+
+  it('a client that NACKs every response gets exactly one response per change and keeps its stream', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      let last = await client.next();
+      for (let i = 0; i < 10; i++) {
+        client.nack(last, ['default'], '', `bad secret ${i}`);
+        // A NACK that arrives after the next push would answer an old nonce (stale): let it land first.
+        await eventually(() => h.service.stats().nacks === i + 1, `NACK ${i + 1} to be counted`);
+        h.cache.rotate(APP_A);
+        last = await client.next();
+      }
+      client.nack(last, ['default'], '');
+      await eventually(() => h.service.stats().nacks === 11, 'every NACK to be counted');
+      assert.equal(h.service.stats().responses, 11);
+      assert.equal(client.received.length, 11);
+      client.cancel();
+    });
+  });
+
+  it('a request with a stale nonce is ignored, subscription included', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      h.cache.rotate(APP_A);
+      const r2 = await client.next();
+      client.ack(r1, ['default', 'ROOTCA']); // answers r1, overtaken by r2
+      client.ack(r2, ['default', 'ALL']);
+      const r3 = await client.next();
+      assert.deepEqual(names(r3), ['ALL', 'default']);
+      assert.equal(h.service.stats().staleRequests, 1);
+      assert.equal(h.service.stats().responses, 3);
+      client.cancel();
+    });
+  });
+
+  it('a subscription change adds a name on the same stream; a re-added name is sent again', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      client.ack(r1, ['default', 'ROOTCA']);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['ROOTCA', 'default']);
+      client.ack(r2, ['ROOTCA']); // drop default: nothing to send
+      client.ack(r2, ['ROOTCA', 'default']); // re-add: sent again although unchanged
+      const r3 = await client.next();
+      assert.deepEqual(names(r3), ['ROOTCA', 'default']);
+      assert.equal(leafPem(r3, 'default'), leafPem(r1, 'default'));
+      assert.equal(h.service.stats().responses, 3);
+      client.cancel();
+    });
+  });
+
+  it('an empty first request is a wildcard: every secret the caller is entitled to, following new entries', async () => {
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
+        c.addEntry(SELECTOR_B, APP_B);
+        c.setFederatedBundle(foreign.bundle());
+      },
+      async (h) => {
+        const client = new SotwClient(h.client, as(SELECTOR_A));
+        client.subscribe([]);
+        const r1 = await client.next();
+        assert.deepEqual(names(r1), ['ALL', 'ROOTCA', APP_A, `spiffe://${TD}`, `spiffe://${FOREIGN_TD}`, 'default'].sort());
+        assert.equal(secretsByName(r1).get('default')?.name, 'default', 'an alias comes back under the alias');
+        client.ack(r1, []);
+        h.cache.addEntry(SELECTOR_A, APP_A2);
+        const r2 = await client.next();
+        assert.ok(names(r2).includes(APP_A2));
+        assert.ok(!names(r2).includes(APP_B));
+        client.cancel();
+      },
+    );
+  });
+
+  it('a rotation reaches only the streams that watch the rotated SVID', async () => {
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A);
+        c.addEntry(SELECTOR_B, APP_B);
+      },
+      async (h) => {
+        const a = new SotwClient(h.client, as(SELECTOR_A));
+        const b = new SotwClient(h.client, as(SELECTOR_B));
+        const aRoots = new SotwClient(h.client, as(SELECTOR_A));
+        a.subscribe(['default']);
+        b.subscribe([APP_B]);
+        aRoots.subscribe(['ROOTCA']);
+        const [a1, b1, r1] = [await a.next(), await b.next(), await aRoots.next()];
+        a.ack(a1, ['default']);
+        b.ack(b1, [APP_B]);
+        aRoots.ack(r1, ['ROOTCA']);
+
+        const oldA = h.cache.svidOf(APP_A).version;
+        h.cache.rotate(APP_A);
+        const a2 = await a.next();
+        assert.notEqual(leafPem(a2, 'default'), leafPem(a1, 'default'));
+        assert.notEqual(h.cache.svidOf(APP_A).version, oldA);
+
+        // Barriers: B's next message must be its own rotation, and the ROOTCA stream's next the ALL it asks for.
+        h.cache.rotate(APP_B);
+        const b2 = await b.next();
+        assert.notEqual(leafPem(b2, APP_B), leafPem(b1, APP_B));
+        aRoots.ack(r1, ['ROOTCA', 'ALL']);
+        const r2 = await aRoots.next();
+        assert.deepEqual(names(r2), ['ALL', 'ROOTCA']);
+        assert.equal(b.received.length, 2);
+        assert.equal(aRoots.received.length, 2);
+        assert.equal(a.received.length, 2);
+        a.cancel();
+        b.cancel();
+        aRoots.cancel();
+      },
+    );
+  });
+
+  it('an unknown name keeps the stream open and is delivered once an entry makes it exist', async () => {
+    const later = 'spiffe://example.org/ns/default/sa/later';
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe([APP_A, later]);
+      const r1 = await client.next();
+      assert.deepEqual(names(r1), [APP_A]);
+      client.ack(r1, [APP_A, later]);
+      h.cache.addEntry(SELECTOR_A, later);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), [APP_A, later].sort());
+      client.cancel();
+    });
+  });
+
+  it('default is served only once every matching entry has its SVID, so it never names the wrong identity', async () => {
+    await withHarness(
+      (c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }),
+      async (h) => {
+        const client = new SotwClient(h.client, as(SELECTOR_A));
+        client.subscribe(['default', 'ROOTCA']);
+        const r1 = await client.next();
+        assert.deepEqual(names(r1), ['ROOTCA']);
+        client.ack(r1, ['default', 'ROOTCA']);
+        h.cache.rotate(APP_A); // issues it
+        const r2 = await client.next();
+        assert.deepEqual(names(r2), ['ROOTCA', 'default']);
+        client.cancel();
+      },
+    );
+  });
+
+  it('a client that never ACKs gets one response per change and no more', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      await client.next();
+      for (let i = 0; i < 5; i++) {
+        h.cache.rotate(APP_A);
+        await client.next();
+      }
+      h.cache.notify();
+      client.send({ resource_names: ['default', 'ROOTCA'], response_nonce: client.received.at(-1)!.nonce }); // barrier
+      assert.deepEqual(names(await client.next()), ['ROOTCA', 'default']);
+      assert.equal(h.service.stats().responses, 7);
+      client.cancel();
+    });
+  });
+
+  it('an unregistered caller gets PERMISSION_DENIED without any workload.spiffe.io header being needed', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(UNREGISTERED));
+      client.subscribe(['default']);
+      const s = await client.status;
+      assert.equal(s.code, status.PERMISSION_DENIED);
+      assert.equal(client.received.length, 0);
+      assert.equal(h.service.stats().deniedCalls, 1);
+      // The registered caller, same absent header, is served.
+      const ok = new SotwClient(h.client, as(SELECTOR_A));
+      ok.subscribe(['default']);
+      assert.deepEqual(names(await ok.next()), ['default']);
+      ok.cancel();
+    });
+  });
+
+  it('an agent with no state yet answers UNAVAILABLE', async () => {
+    await withHarness(
+      (c) => {
+        registerA(c);
+        c.isReady = false;
+      },
+      async (h) => {
+        const client = new SotwClient(h.client, as(SELECTOR_A));
+        client.subscribe(['default']);
+        assert.equal((await client.status).code, status.UNAVAILABLE);
+      },
+    );
+  });
+
+  it('a caller whose last entry is removed has its stream ended with PERMISSION_DENIED', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      client.ack(await client.next(), ['default']);
+      h.cache.removeEntry(APP_A);
+      assert.equal((await client.status).code, status.PERMISSION_DENIED);
+      await eventually(() => h.cache.listenerCount() === 0, 'the listener to be removed');
+    });
+  });
+
+  it('a request for another type_url is INVALID_ARGUMENT and no Secret is sent under it', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.send({ node: { id: 'n' }, resource_names: ['default'], type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' });
+      const s = await client.status;
+      assert.equal(s.code, status.INVALID_ARGUMENT);
+      assert.match(s.details, /type_url/);
+      assert.equal(client.received.length, 0);
+    });
+  });
+
+  it('an empty type_url is accepted (implicit for a single-type service) and answered with the Secret type URL', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.send({ node: { id: 'n' }, resource_names: ['default'] });
+      const r1 = await client.next();
+      assert.equal(r1.type_url, SECRET_TYPE_URL);
+      client.cancel();
+    });
+  });
+
+  it('10,000 resource names are INVALID_ARGUMENT; 1,000 (the documented limit) are accepted', async () => {
+    await withHarness(registerA, async (h) => {
+      const tooMany = new SotwClient(h.client, as(SELECTOR_A));
+      tooMany.subscribe(Array.from({ length: 10_000 }, (_, i) => `name-${i}`));
+      const s = await tooMany.status;
+      assert.equal(s.code, status.INVALID_ARGUMENT);
+      assert.match(s.details, /1000/);
+
+      const atLimit = new SotwClient(h.client, as(SELECTOR_A));
+      atLimit.subscribe(['default', ...Array.from({ length: 999 }, (_, i) => `name-${i}`)]);
+      assert.deepEqual(names(await atLimit.next()), ['default']);
+      atLimit.cancel();
+    });
+  });
+
+  it('a malformed SPIFFE ID or an empty name is INVALID_ARGUMENT', async () => {
+    await withHarness(registerA, async (h) => {
+      for (const bad of ['spiffe://Example.org/app', 'spiffe://example.org/a//b', '']) {
+        const client = new SotwClient(h.client, as(SELECTOR_A));
+        client.subscribe(['default', bad]);
+        assert.equal((await client.status).code, status.INVALID_ARGUMENT, JSON.stringify(bad));
+      }
+    });
+  });
+
+  it('a client that half-closes ends the stream with OK and leaves no cache listener', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      await client.next();
+      assert.equal(h.cache.listenerCount(), 1);
+      client.end();
+      assert.equal((await client.status).code, status.OK);
+      await eventually(() => h.cache.listenerCount() === 0 && h.service.stats().sotwStreams === 0, 'cleanup');
+    });
+  });
+
+  it('a thousand streams opened and dropped (cancel, half-close, before any request) leave no listener behind', async () => {
+    await withHarness(registerA, async (h) => {
+      const clients = Array.from({ length: 1000 }, () => new SotwClient(h.client, as(SELECTOR_A)));
+      clients.forEach((c, i) => {
+        if (i % 4 !== 3) c.subscribe(['default', 'ROOTCA']);
+      });
+      await Promise.all(clients.map((c, i) => (i % 4 === 3 ? Promise.resolve() : c.next(20_000))));
+      await eventually(() => h.service.stats().sotwStreams === 1000, 'every stream to be admitted', 20_000);
+      assert.equal(h.cache.listenerCount(), 1000);
+      clients.forEach((c, i) => (i % 2 === 0 ? c.cancel() : c.end()));
+      await eventually(() => h.cache.listenerCount() === 0, 'every listener to be removed', 20_000);
+      assert.equal(h.service.stats().sotwStreams, 0);
+      assert.equal(h.service.stats().streamsOpened, 1000);
+      // A rotation after all that reaches nobody and breaks nothing.
+      h.cache.rotate(APP_A);
+      const fresh = new SotwClient(h.client, as(SELECTOR_A));
+      fresh.subscribe(['default']);
+      await fresh.next();
+      fresh.cancel();
+    });
+  });
+});
