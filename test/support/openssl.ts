@@ -79,12 +79,15 @@ export function opensslReqVerify(der: Buffer): OpensslResult {
   return run(['req', '-inform', 'DER', '-noout', '-verify'], der);
 }
 
-/** Makes a DER CSR with openssl itself (EC P-256 key, with a subject and SAN that meshid must ignore). */
-export function opensslMakeCsr(): { csrDer: Buffer; keyPem: string } {
+/**
+ * Makes a DER CSR with openssl itself, with a subject and a URI SAN that meshid must ignore. EC P-256 by default;
+ * Ed25519 to exercise an algorithm meshid does not accept.
+ */
+export function opensslMakeCsr(keyType: 'ec-p256' | 'ed25519' = 'ec-p256'): { csrDer: Buffer; keyPem: string } {
   return withTempDir((dir) => {
     const keyFile = join(dir, 'key.pem');
     const csrFile = join(dir, 'csr.der');
-    const gen = run(['ecparam', '-name', 'prime256v1', '-genkey', '-noout', '-out', keyFile]);
+    const gen = run(['genpkey', '-out', keyFile, ...(keyType === 'ed25519' ? ['-algorithm', 'ed25519'] : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'])]);
     if (!gen.ok) throw new Error(gen.output);
     const req = run([
       'req', '-new', '-key', keyFile, '-subj', '/CN=evil/O=attacker', '-addext', 'subjectAltName=URI:spiffe://evil.example/admin',
@@ -92,5 +95,28 @@ export function opensslMakeCsr(): { csrDer: Buffer; keyPem: string } {
     ]);
     if (!req.ok) throw new Error(req.output);
     return { csrDer: readFileSync(csrFile), keyPem: readFileSync(keyFile, 'utf8') };
+  });
+}
+
+/** `openssl asn1parse` of DER: one line per element, e.g. "… prim: UTCTIME :491231235959Z". */
+export function opensslAsn1parse(der: Buffer): string {
+  const r = run(['asn1parse', '-inform', 'DER'], der);
+  if (!r.ok) throw new Error(`openssl asn1parse failed: ${r.output}`);
+  return r.output;
+}
+
+/**
+ * A self-signed EC P-256 certificate made by `openssl req -x509`, as DER: an independent fixture for meshid's parser.
+ * `extensions` are -addext values, e.g. "subjectAltName=URI:spiffe://example.org/a".
+ */
+export function opensslSelfSigned(opts: { subject: string; extensions: string[]; serial: string; days: number }): Buffer {
+  return withTempDir((dir) => {
+    const certFile = join(dir, 'cert.der');
+    const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem')];
+    args.push('-subj', opts.subject, '-set_serial', opts.serial, '-days', String(opts.days), '-outform', 'DER', '-out', certFile);
+    for (const e of opts.extensions) args.push('-addext', e);
+    const r = run(args);
+    if (!r.ok) throw new Error(r.output);
+    return readFileSync(certFile);
   });
 }

@@ -173,8 +173,10 @@ function parseLabelled(der: Buffer, what: string): ParsedCertificate {
   }
 }
 
+/** CAs are known by their subject, SVIDs by their SPIFFE ID. */
 function describe(c: ParsedCertificate): string {
-  return c.uriSans[0] ?? (c.subject !== '' ? c.subject : `serial ${c.serialHex}`);
+  const name = c.subject !== '' ? c.subject : `serial ${c.serialHex}`;
+  return c.isCa ? name : (c.uriSans[0] ?? name);
 }
 
 function checkTime(c: ParsedCertificate, now: number, label: string): void {

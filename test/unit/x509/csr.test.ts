@@ -1,0 +1,71 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPublicKey, X509Certificate } from 'node:crypto';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { createCsr, parseCsr } from '../../../src/common/x509/csr.js';
+import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509/keys.js';
+import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
+import { opensslMakeCsr, opensslReqVerify } from '../../support/openssl.js';
+import { DAY, makePki, T0, TD } from './pki-fixture.js';
+
+const isInvalid = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
+
+for (const type of ['ec-p256', 'ec-p384', 'rsa-2048'] as KeyType[]) {
+  test(`${type}: createCsr makes a request openssl verifies and parseCsr returns its key`, async () => {
+    const { privateKey, publicKey } = generateKeyPair(type);
+    const csr = await createCsr(privateKey, publicKey);
+    const r = opensslReqVerify(csr);
+    assert.ok(r.ok, r.output);
+    assert.match(r.output, /verify OK/i);
+    const parsed = parseCsr(csr);
+    assert.ok(parsed.publicKey.equals(publicKey));
+    assert.deepEqual(parsed.spkiDer, spkiDer(publicKey));
+  });
+
+  test(`${type}: a CSR with a flipped signature byte is rejected`, async () => {
+    const { privateKey, publicKey } = generateKeyPair(type);
+    const csr = Buffer.from(await createCsr(privateKey, publicKey));
+    csr[csr.length - 6]! ^= 0x01;
+    assert.throws(() => parseCsr(csr), isInvalid(/^CSR signature does not verify$/));
+  });
+}
+
+test('a CSR whose public key was swapped for another key is rejected', async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  const other = spkiDer(generateKeyPair('ec-p256').publicKey);
+  const swapped = Buffer.from(csr);
+  const at = swapped.indexOf(spkiDer(publicKey));
+  assert.ok(at > 0);
+  other.copy(swapped, at);
+  assert.throws(() => parseCsr(swapped), isInvalid(/^CSR signature does not verify$/));
+});
+
+test('an openssl-made CSR parses, and its subject and SAN never reach the certificate', async () => {
+  const { csrDer, keyPem } = opensslMakeCsr();
+  const { publicKey } = parseCsr(csrDer);
+  assert.ok(publicKey.equals(createPublicKey(keyPem)));
+  const { east } = await makePki('ec-p256');
+  const leaf = new X509Certificate(
+    new LeafSigner(east.der, east.privateKey).sign({ publicKey, spiffeId: `spiffe://${TD}/web`, notBefore: T0, notAfter: T0 + DAY }),
+  );
+  assert.equal(leaf.subjectAltName, `URI:spiffe://${TD}/web`);
+  assert.equal(leaf.subject, 'O=meshid');
+});
+
+test('garbage, truncated and unsupported CSRs are refused with invalid_argument', async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  assert.throws(() => parseCsr(Buffer.alloc(0)), isInvalid(/^malformed CSR/));
+  assert.throws(() => parseCsr(Buffer.from('not a csr')), isInvalid(/^malformed CSR/));
+  assert.throws(() => parseCsr(csr.subarray(0, csr.length - 3)), isInvalid(/^malformed CSR/));
+  assert.throws(() => parseCsr(Buffer.concat([csr, Buffer.from([0])])), isInvalid(/^malformed CSR: CSR has 1 trailing bytes/));
+  assert.throws(() => parseCsr(opensslMakeCsr('ed25519').csrDer), isInvalid(/unsupported CSR signature algorithm 1\.3\.101\.112/));
+});
+
+test('createCsr refuses a public key that is not the private key\'s', async () => {
+  await assert.rejects(
+    createCsr(generateKeyPair('ec-p256').privateKey, generateKeyPair('ec-p256').publicKey),
+    isInvalid(/does not match its public key/),
+  );
+});

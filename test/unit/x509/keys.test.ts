@@ -1,0 +1,85 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createHash, createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { isMeshidError } from '../../../src/common/errors.js';
+import {
+  exportPkcs8Der,
+  exportPkcs8Pem,
+  generateKeyPair,
+  importPrivateKey,
+  keyMatchesCertificate,
+  keyTypeOf,
+  publicKeyFingerprint,
+  spkiDer,
+  type KeyType,
+} from '../../../src/common/x509/keys.js';
+import { decodeSpki } from '../../../src/common/x509/spki.js';
+import { makeRoot } from './pki-fixture.js';
+
+const KEY_TYPES: KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
+
+const isInvalid = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
+
+for (const type of KEY_TYPES) {
+  test(`${type}: generated keys report their type and survive PKCS#8 DER and PEM round trips`, () => {
+    const { privateKey, publicKey } = generateKeyPair(type);
+    assert.equal(keyTypeOf(privateKey), type);
+    assert.equal(keyTypeOf(publicKey), type);
+    const fromDer = importPrivateKey(exportPkcs8Der(privateKey));
+    const fromPem = importPrivateKey(exportPkcs8Pem(privateKey));
+    const fromPemBuffer = importPrivateKey(Buffer.from(exportPkcs8Pem(privateKey)));
+    for (const k of [fromDer, fromPem, fromPemBuffer]) assert.ok(createPublicKey(k).equals(publicKey));
+    assert.match(exportPkcs8Pem(privateKey), /^-----BEGIN PRIVATE KEY-----\n/);
+  });
+
+  test(`${type}: the hand-assembled SPKI is byte-identical to OpenSSL's and decodes back to the same key`, () => {
+    const { privateKey, publicKey } = generateKeyPair(type);
+    const openssl = publicKey.export({ type: 'spki', format: 'der' });
+    assert.deepEqual(spkiDer(publicKey), openssl);
+    assert.deepEqual(spkiDer(privateKey), openssl);
+    assert.ok(decodeSpki(openssl).equals(publicKey));
+    assert.equal(publicKeyFingerprint(publicKey), createHash('sha256').update(openssl).digest('hex'));
+  });
+}
+
+test('SPKI encoding covers P-521 and falls back to OpenSSL for other key types', () => {
+  const p521 = generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).publicKey;
+  assert.deepEqual(spkiDer(p521), p521.export({ type: 'spki', format: 'der' }));
+  assert.ok(decodeSpki(spkiDer(p521)).equals(p521));
+  const ed = generateKeyPairSync('ed25519').publicKey;
+  assert.deepEqual(spkiDer(ed), ed.export({ type: 'spki', format: 'der' }));
+  assert.ok(decodeSpki(spkiDer(ed)).equals(ed));
+});
+
+test('an EC point that is not on its curve is refused when decoding an SPKI', () => {
+  const spki = Buffer.from(spkiDer(generateKeyPair('ec-p256').publicKey));
+  spki[spki.length - 1]! ^= 0x01;
+  assert.throws(() => decodeSpki(spki));
+});
+
+test('SEC1 and PKCS#1 PEM keys import', () => {
+  const ec = generateKeyPair('ec-p256').privateKey;
+  const rsa = generateKeyPair('rsa-2048').privateKey;
+  assert.equal(keyTypeOf(importPrivateKey(ec.export({ type: 'sec1', format: 'pem' }).toString())), 'ec-p256');
+  assert.equal(keyTypeOf(importPrivateKey(rsa.export({ type: 'pkcs1', format: 'pem' }).toString())), 'rsa-2048');
+});
+
+test('garbage, encrypted and unsupported keys are refused with a clear invalid_argument', () => {
+  assert.throws(() => importPrivateKey('hello'), isInvalid(/no private key found/));
+  assert.throws(() => importPrivateKey(Buffer.from([1, 2, 3])), isInvalid(/cannot be parsed \(expected PKCS#8 DER\)/));
+  assert.throws(() => importPrivateKey('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), isInvalid(/cannot be parsed \(PEM\)/));
+  const encrypted = generateKeyPair('ec-p256').privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString();
+  assert.throws(() => importPrivateKey(encrypted), isInvalid(/encrypted private keys are not supported/));
+  const ed = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  assert.throws(() => importPrivateKey(ed), isInvalid(/ed25519 private keys are not supported/));
+  assert.throws(() => keyTypeOf(generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey), isInvalid(/RSA-3072/));
+  assert.throws(() => keyTypeOf(generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).publicKey), isInvalid(/secp521r1/));
+});
+
+test('keyMatchesCertificate tells the certified key from any other', async () => {
+  const root = await makeRoot('ec-p256');
+  assert.equal(keyMatchesCertificate(root.privateKey, root.der), true);
+  assert.equal(keyMatchesCertificate(generateKeyPair('ec-p256').privateKey, root.der), false);
+  assert.equal(keyMatchesCertificate(generateKeyPair('rsa-2048').privateKey, root.der), false);
+  assert.throws(() => keyMatchesCertificate(root.privateKey, Buffer.from('nope')), isInvalid(/malformed certificate/));
+});
