@@ -91,7 +91,7 @@ export abstract class SecretStream<Req, Res> {
     this.call.emit('error', toServiceError(error));
   }
 
-  /** Ends every stream at agent shutdown or when the caller's entitlement is gone. */
+  /** Ends the stream with OK: when the client half-closed, and for every open stream at agent shutdown. */
   endOk(): void {
     if (this.closed) return;
     this.close();

@@ -16,7 +16,7 @@ import {
   spiffeTrustDomains,
   type DecodedSecret,
 } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD } from './sds-harness.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD } from './sds-harness.js';
 
 function pemBlocks(pem: string): Buffer[] {
   return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
@@ -187,6 +187,7 @@ describe('SDS secret content (stubbed attestation)', () => {
 
         // Envoy sends the node on the first request only; an update-triggered push must keep the same form.
         client.ack(first, ['ROOTCA']);
+        await eventually(() => h.service.stats().acks === 1, 'the node-less ACK to be processed');
         h.cache.setOwnBundle({ ...ca.bundle(2), x509Authorities: [ca.rootDer, foreign.rootDer] });
         const pushed = secretsByName(await client.next()).get('ROOTCA')!;
         assert.equal(pushed.validation_context?.custom_validator_config, undefined);

@@ -1,7 +1,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
-import { TestCa } from '../../support/fake-sds-cache.js';
+import { createLogger } from '../../../src/common/log.js';
+import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
 import { dataSourceText, SECRET_TYPE_URL, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
 import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
 
@@ -39,7 +41,7 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
       await h.close();
     }
   };
-  const registerA = (c: import('../../support/fake-sds-cache.js').FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
+  const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
   it('an ACK, and a cache notification that changes nothing, send no new response', async () => {
     await withHarness(registerA, async (h) => {
@@ -376,5 +378,38 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
       await fresh.next();
       fresh.cancel();
     });
+  });
+});
+
+describe('SDS logging (stubbed attestation)', () => {
+  it('a NACK is logged with Envoy\'s detail, and no log line ever carries a key or certificate', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk, _enc, done) {
+        lines.push(String(chunk));
+        done();
+      },
+    });
+    const ca = new TestCa(TD);
+    const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A), {}, createLogger({ name: 'test', level: 'debug', pretty: false, destination }));
+    try {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default', 'ROOTCA']);
+      const r1 = await client.next();
+      client.nack(r1, ['default', 'ROOTCA'], '', 'Failed to load certificate chain from <inline>');
+      await eventually(() => lines.some((l) => l.includes('NACK')), 'the NACK log line');
+      const nack = JSON.parse(lines.find((l) => l.includes('NACK'))!) as Record<string, unknown>;
+      assert.equal(nack['detail'], 'Failed to load certificate chain from <inline>');
+      assert.equal(nack['nonce'], r1.nonce);
+      assert.equal(nack['subsystem'], 'sds');
+      const unregistered = new SotwClient(h.client, as(UNREGISTERED));
+      unregistered.subscribe(['default']);
+      await unregistered.status;
+      client.cancel();
+      for (const line of lines) assert.doesNotMatch(line, /BEGIN|PRIVATE|CERTIFICATE-----/);
+    } finally {
+      await h.close();
+      ca.dispose();
+    }
   });
 });

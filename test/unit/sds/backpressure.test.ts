@@ -1,0 +1,122 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { silentLogger } from '../../../src/common/log.js';
+import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
+import { SotwStream } from '../../../src/agent/sds/sotw-stream.js';
+import { DeltaStream } from '../../../src/agent/sds/delta-stream.js';
+import { emptyStats } from '../../../src/agent/sds/stats.js';
+import type { StreamContext } from '../../../src/agent/sds/secret-stream.js';
+import { FakeSdsCache, TestCa } from '../../support/fake-sds-cache.js';
+import { dataSourceText, decodeDeltaResources, secretsByName, type DiscoveryResponse } from '../../support/sds-client.js';
+
+const APP = 'spiffe://example.org/app';
+
+/** A grpc-js call stand-in whose writes complete only when the test says so: a client that stopped reading. */
+class StalledCall extends EventEmitter {
+  cancelled = false;
+  readonly writes: unknown[] = [];
+  private callbacks: Array<() => void> = [];
+  write(message: unknown, callback: () => void): boolean {
+    this.writes.push(message);
+    this.callbacks.push(callback);
+    return false;
+  }
+  end(): void {}
+  /** Lets the oldest pending write complete. */
+  drainOne(): void {
+    this.callbacks.shift()?.();
+  }
+  get pendingWrites(): number {
+    return this.callbacks.length;
+  }
+}
+
+const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+describe('SDS streams under backpressure', () => {
+  let ca: TestCa;
+  before(() => {
+    ca = new TestCa('example.org');
+  });
+  after(() => ca.dispose());
+
+  function context(cache: FakeSdsCache): StreamContext {
+    return {
+      cache,
+      selectors: [{ type: 'unix', value: 'uid:1' }],
+      options: resolveSdsOptions(),
+      log: silentLogger(),
+      stats: emptyStats(),
+      onClose: () => {},
+    };
+  }
+
+  it('SotW: while a write is stuck, any number of changes fold into one pending response carrying the newest SVID', async () => {
+    const cache = new FakeSdsCache(ca);
+    cache.addEntry('unix:uid:1', APP);
+    const call = new StalledCall();
+    const ctx = context(cache);
+    new SotwStream(call, ctx).start();
+    call.emit('data', { node: { id: 'n' }, resource_names: ['default'] });
+    assert.equal(call.writes.length, 1);
+
+    for (let i = 0; i < 20; i++) {
+      cache.rotate(APP);
+      await turn();
+    }
+    call.emit('data', { resource_names: ['default', 'ROOTCA'], response_nonce: '1' });
+    assert.equal(call.writes.length, 1, 'nothing queued behind the stuck write');
+    assert.ok(ctx.stats.coalescedUpdates >= 1);
+
+    call.drainOne();
+    assert.equal(call.writes.length, 2, 'one response once the write completes');
+    const latest = secretsByName(call.writes[1] as DiscoveryResponse);
+    assert.deepEqual([...latest.keys()].sort(), ['ROOTCA', 'default']);
+    const leafPem = dataSourceText(latest.get('default')?.tls_certificate?.certificate_chain);
+    const expected = cache.svidOf(APP).chain[0]!.toString('base64').slice(0, 60);
+    assert.ok(leafPem.replace(/\n/g, '').includes(expected), 'the newest SVID, not a backlog');
+
+    call.drainOne();
+    await turn();
+    assert.equal(call.writes.length, 2, 'nothing more: the state was already sent');
+  });
+
+  it('Delta: the same discipline, and the pending response holds only the net change', async () => {
+    const cache = new FakeSdsCache(ca);
+    cache.addEntry('unix:uid:1', APP);
+    const call = new StalledCall();
+    const ctx = context(cache);
+    new DeltaStream(call, ctx).start();
+    call.emit('data', { node: { id: 'n' }, resource_names_subscribe: ['default', 'ROOTCA'] });
+    assert.equal(call.writes.length, 1);
+    for (let i = 0; i < 10; i++) {
+      cache.rotate(APP);
+      await turn();
+    }
+    assert.equal(call.writes.length, 1);
+    call.drainOne();
+    assert.equal(call.writes.length, 2);
+    const resources = decodeDeltaResources(call.writes[1] as never);
+    assert.deepEqual(resources.map((r) => r.name), ['default']);
+  });
+
+  it('a stream closed by the client unsubscribes from the cache and ignores later changes', async () => {
+    const cache = new FakeSdsCache(ca);
+    cache.addEntry('unix:uid:1', APP);
+    const call = new StalledCall();
+    let closed = 0;
+    const ctx = { ...context(cache), onClose: () => closed++ };
+    new SotwStream(call, ctx).start();
+    call.emit('data', { node: { id: 'n' }, resource_names: ['default'] });
+    assert.equal(cache.listenerCount(), 1);
+    call.emit('cancelled');
+    call.emit('close');
+    assert.equal(cache.listenerCount(), 0);
+    assert.equal(closed, 1, 'onClose runs once');
+    call.drainOne();
+    cache.notify();
+    await turn();
+    assert.equal(call.writes.length, 1);
+  });
+});

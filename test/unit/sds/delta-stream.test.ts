@@ -1,0 +1,277 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { status } from '@grpc/grpc-js';
+import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import {
+  dataSourceText,
+  decodeDeltaResources,
+  DeltaClient,
+  SECRET_TYPE_URL,
+  spiffeTrustDomains,
+  type DeltaDiscoveryResponse,
+} from '../../support/sds-client.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+
+const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
+const NODE = { id: 'sidecar', cluster: 'test' };
+
+/** The shape rules Envoy enforces (SPEC-NOTES §11), checked on every response a test looks at. */
+function shape(response: DeltaDiscoveryResponse): { versions: Map<string, string>; removed: string[] } {
+  assert.equal(response.type_url, SECRET_TYPE_URL);
+  assert.ok(response.nonce, 'nonce is required');
+  const decoded = decodeDeltaResources(response);
+  const names = decoded.map((r) => r.name);
+  const removed = response.removed_resources ?? [];
+  assert.equal(new Set(names).size, names.length, 'a name appears once in resources');
+  assert.equal(new Set(removed).size, removed.length, 'a name appears once in removed_resources');
+  for (const n of names) assert.ok(!removed.includes(n), `${n} is not both sent and removed`);
+  for (const r of decoded) {
+    assert.equal(r.secret.name, r.name, 'Resource.name = Secret.name');
+    assert.ok(r.version, 'per-resource version');
+  }
+  for (const r of response.resources ?? []) assert.equal(r.resource?.type_url, SECRET_TYPE_URL);
+  return { versions: new Map(decoded.map((r) => [r.name, r.version])), removed };
+}
+
+describe('SDS DeltaSecrets (stubbed attestation)', () => {
+  let ca: TestCa;
+  let foreign: TestCa;
+  before(() => {
+    ca = new TestCa(TD);
+    foreign = new TestCa(FOREIGN_TD);
+  });
+  after(() => {
+    ca.dispose();
+    foreign.dispose();
+  });
+
+  const withHarness = async (setup: (c: FakeSdsCache) => void, body: (h: Awaited<ReturnType<typeof startSdsHarness>>) => Promise<void>) => {
+    const h = await startSdsHarness(ca, setup);
+    try {
+      await body(h);
+    } finally {
+      await h.close();
+    }
+  };
+  const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
+
+  it('versions are content-derived: two streams of one identity see the same per-resource versions', async () => {
+    await withHarness(registerA, async (h) => {
+      const one = new DeltaClient(h.client, as(SELECTOR_A));
+      const two = new DeltaClient(h.client, as(SELECTOR_A));
+      one.request({ node: NODE, subscribe: ['default', 'ROOTCA'] });
+      two.request({ node: NODE, subscribe: ['ROOTCA', 'default'] });
+      const v1 = shape(await one.next()).versions;
+      const v2 = shape(await two.next()).versions;
+      assert.deepEqual([...v1.keys()].sort(), ['ROOTCA', 'default']);
+      for (const [name, version] of v1) assert.equal(v2.get(name), version);
+      one.cancel();
+      two.cancel();
+    });
+  });
+
+  it('initial_resource_versions with the current versions resends nothing; a stale version is resent', async () => {
+    await withHarness(registerA, async (h) => {
+      const first = new DeltaClient(h.client, as(SELECTOR_A));
+      first.request({ node: NODE, subscribe: ['default', 'ROOTCA'] });
+      const current = shape(await first.next()).versions;
+      first.cancel();
+
+      const reconnect = new DeltaClient(h.client, as(SELECTOR_A));
+      reconnect.request({ node: NODE, subscribe: ['default', 'ROOTCA'], initialVersions: Object.fromEntries(current) });
+      reconnect.request({ subscribe: ['ALL'] }); // barrier
+      const r = shape(await reconnect.next());
+      assert.deepEqual([...r.versions.keys()], ['ALL'], 'only the newly subscribed name, nothing resent');
+      reconnect.cancel();
+
+      const stale = new DeltaClient(h.client, as(SELECTOR_A));
+      stale.request({ node: NODE, subscribe: ['default', 'ROOTCA'], initialVersions: { default: 'stale', ROOTCA: current.get('ROOTCA')! } });
+      const s = shape(await stale.next());
+      assert.deepEqual([...s.versions], [['default', current.get('default')]]);
+      stale.cancel();
+    });
+  });
+
+  it('a rotation sends only the changed secret, with a new version', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default', 'ROOTCA'] });
+      const r1 = await client.next();
+      const v1 = shape(r1).versions;
+      client.ack(r1);
+      h.cache.rotate(APP_A);
+      const r2 = shape(await client.next());
+      assert.deepEqual([...r2.versions.keys()], ['default']);
+      assert.notEqual(r2.versions.get('default'), v1.get('default'));
+      assert.deepEqual(r2.removed, []);
+      client.cancel();
+    });
+  });
+
+  it('a removed entitlement and an ended federation come back in removed_resources', async () => {
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
+        c.addEntry(SELECTOR_A, APP_A2);
+        c.setFederatedBundle(foreign.bundle());
+      },
+      async (h) => {
+        const client = new DeltaClient(h.client, as(SELECTOR_A));
+        client.request({ node: NODE, subscribe: [APP_A, APP_A2, `spiffe://${FOREIGN_TD}`, 'ALL'] });
+        const r1 = await client.next();
+        const first = shape(r1);
+        assert.equal(first.versions.size, 4);
+        assert.deepEqual(spiffeTrustDomains(decodeDeltaResources(r1).find((r) => r.name === 'ALL')!.secret).map((d) => d.name), [TD, FOREIGN_TD].sort());
+        client.ack(r1);
+
+        h.cache.removeEntry(APP_A2);
+        const r2 = await client.next();
+        assert.deepEqual(shape(r2), { versions: new Map(), removed: [APP_A2] });
+        client.ack(r2);
+
+        h.cache.setFederatesWith(APP_A, []);
+        const r3 = shape(await client.next());
+        assert.deepEqual(r3.removed, [`spiffe://${FOREIGN_TD}`]);
+        assert.deepEqual([...r3.versions.keys()], ['ALL'], 'ALL changed content: own domain only now');
+        client.cancel();
+      },
+    );
+  });
+
+  it('a subscribed name that does not resolve is removed once, then delivered when it appears', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: [APP_A2, APP_B] });
+      const r1 = await client.next();
+      assert.deepEqual(shape(r1), { versions: new Map(), removed: [APP_A2, APP_B] });
+      client.ack(r1);
+      h.cache.notify();
+      h.cache.addEntry(SELECTOR_A, APP_A2);
+      const r2 = shape(await client.next());
+      assert.deepEqual([...r2.versions.keys()], [APP_A2]);
+      assert.deepEqual(r2.removed, [], 'APP_B is not told twice');
+      client.cancel();
+    });
+  });
+
+  it('unsubscribing sends nothing and stops pushes for that name; unsubscribing an unknown name is ignored', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default', 'ROOTCA'] });
+      client.ack(await client.next());
+      client.request({ unsubscribe: ['default', 'never-subscribed'] });
+      // Unsubscribing is not answered; this subscription is, so its answer shows the unsubscribe was applied.
+      client.request({ subscribe: ['ALL'] });
+      const r2 = shape(await client.next());
+      assert.deepEqual(r2, { versions: new Map([['ALL', r2.versions.get('ALL')!]]), removed: [] });
+      h.cache.rotate(APP_A);
+      h.cache.setOwnBundle({ ...ca.bundle(2), x509Authorities: [ca.rootDer, foreign.rootDer] }); // barrier
+      const r3 = shape(await client.next());
+      assert.deepEqual([...r3.versions.keys()].sort(), ['ALL', 'ROOTCA'], 'the rotated default is not pushed');
+      assert.equal(client.received.length, 3);
+      client.cancel();
+    });
+  });
+
+  it('a name subscribed again is resent even though the client had it', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default'] });
+      const v1 = shape(await client.next()).versions;
+      client.request({ subscribe: ['default'] });
+      const v2 = shape(await client.next()).versions;
+      assert.deepEqual(v2, v1);
+      client.cancel();
+    });
+  });
+
+  it('a NACK is counted and nothing is resent until the next change; subscriptions are honoured with a stale nonce', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default'] });
+      const r1 = await client.next();
+      client.nack(r1);
+      await eventually(() => h.service.stats().nacks === 1, 'the NACK to be counted');
+      h.cache.rotate(APP_A);
+      const r2 = await client.next();
+      assert.notEqual(shape(r2).versions.get('default'), shape(r1).versions.get('default'));
+      client.ack(r2);
+      // A request with an old nonce still changes the subscription.
+      client.request({ nonce: r1.nonce!, subscribe: ['ROOTCA'] });
+      const r3 = shape(await client.next());
+      assert.deepEqual([...r3.versions.keys()], ['ROOTCA']);
+      assert.equal(h.service.stats().responses, 3);
+      assert.equal(h.service.stats().acks, 1);
+      client.cancel();
+    });
+  });
+
+  it('an empty first request is the legacy wildcard: every entitled secret, and removals as entitlements go', async () => {
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A);
+        c.addEntry(SELECTOR_A, APP_A2);
+        c.addEntry(SELECTOR_B, APP_B);
+      },
+      async (h) => {
+        const client = new DeltaClient(h.client, as(SELECTOR_A));
+        client.request({ node: NODE });
+        const r1 = await client.next();
+        assert.deepEqual([...shape(r1).versions.keys()].sort(), ['ALL', 'ROOTCA', APP_A, APP_A2, `spiffe://${TD}`, 'default'].sort());
+        client.ack(r1);
+        h.cache.removeEntry(APP_A2);
+        const r2 = shape(await client.next());
+        assert.deepEqual(r2.removed, [APP_A2]);
+        client.cancel();
+      },
+    );
+  });
+
+  it('duplicate names in one request yield one resource', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default', 'default', APP_A, APP_A] });
+      const r1 = shape(await client.next());
+      assert.deepEqual([...r1.versions.keys()].sort(), [APP_A, 'default'].sort());
+      const pem = dataSourceText(decodeDeltaResources(client.received[0]!)[0]!.secret.tls_certificate?.certificate_chain);
+      assert.match(pem, /^-----BEGIN CERTIFICATE-----/);
+      client.cancel();
+    });
+  });
+
+  it('refuses bad input: PERMISSION_DENIED, another type_url, 10,000 names', async () => {
+    await withHarness(registerA, async (h) => {
+      const stranger = new DeltaClient(h.client, as(UNREGISTERED));
+      stranger.request({ node: NODE, subscribe: ['default'] });
+      assert.equal((await stranger.status).code, status.PERMISSION_DENIED);
+
+      const wrongType = new DeltaClient(h.client, as(SELECTOR_A));
+      wrongType.send({ node: NODE, type_url: 'type.googleapis.com/envoy.config.listener.v3.Listener', resource_names_subscribe: ['default'] });
+      assert.equal((await wrongType.status).code, status.INVALID_ARGUMENT);
+      assert.equal(wrongType.received.length, 0);
+
+      const tooMany = new DeltaClient(h.client, as(SELECTOR_A));
+      tooMany.request({ node: NODE, subscribe: Array.from({ length: 10_000 }, (_, i) => `n${i}`) });
+      assert.equal((await tooMany.status).code, status.INVALID_ARGUMENT);
+
+      // Growing past the limit one request at a time is refused too.
+      const creeping = new DeltaClient(h.client, as(SELECTOR_A));
+      creeping.request({ node: NODE, subscribe: Array.from({ length: 1000 }, (_, i) => `a${i}`) });
+      await creeping.next();
+      creeping.request({ subscribe: ['one-more'] });
+      assert.equal((await creeping.status).code, status.INVALID_ARGUMENT);
+      await eventually(() => h.cache.listenerCount() === 0, 'refused streams to leave no listener');
+    });
+  });
+
+  it('streams dropped at any point leave no listener', async () => {
+    await withHarness(registerA, async (h) => {
+      const clients = Array.from({ length: 300 }, () => new DeltaClient(h.client, as(SELECTOR_A)));
+      clients.forEach((c) => c.request({ node: NODE, subscribe: ['default'] }));
+      await Promise.all(clients.map((c) => c.next(20_000)));
+      assert.equal(h.cache.listenerCount(), 300);
+      clients.forEach((c, i) => (i % 2 === 0 ? c.cancel() : c.end()));
+      await eventually(() => h.cache.listenerCount() === 0 && h.service.stats().deltaStreams === 0, 'cleanup', 20_000);
+    });
+  });
+});

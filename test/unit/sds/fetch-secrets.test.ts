@@ -1,0 +1,102 @@
+import { after, before, describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { toStruct } from '../../../src/common/grpc/proto.js';
+import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import { dataSourceText, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains } from '../../support/sds-client.js';
+import { APP_A, APP_B, as, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+
+async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
+  try {
+    await promise;
+  } catch (err) {
+    return err as ServiceError;
+  }
+  assert.fail('expected the call to fail');
+}
+
+describe('SDS FetchSecrets (stubbed attestation)', () => {
+  let ca: TestCa;
+  before(() => {
+    ca = new TestCa(TD);
+  });
+  after(() => ca.dispose());
+
+  const register = (c: FakeSdsCache): void => {
+    c.addEntry(SELECTOR_A, APP_A);
+    c.addEntry(SELECTOR_B, APP_B);
+  };
+
+  it('returns the current secrets for the named resources, under the Secret type URL', async () => {
+    const h = await startSdsHarness(ca, register);
+    try {
+      const response = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      assert.equal(response.type_url, SECRET_TYPE_URL);
+      assert.ok(response.version_info);
+      const secrets = secretsByName(response);
+      assert.deepEqual([...secrets.keys()], ['default', 'ROOTCA', APP_A]);
+      assert.equal(dataSourceText(secrets.get('default')?.tls_certificate?.certificate_chain), dataSourceText(secrets.get(APP_A)?.tls_certificate?.certificate_chain));
+      assert.deepEqual(spiffeTrustDomains(secrets.get('ROOTCA')!).map((d) => d.name), [TD]);
+
+      // Same content, same version: a second fetch agrees; a rotation changes it.
+      const again = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      assert.equal(again.version_info, response.version_info);
+      h.cache.rotate(APP_A);
+      const rotated = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      assert.notEqual(rotated.version_info, response.version_info);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('honours the node metadata of the request', async () => {
+    const h = await startSdsHarness(ca, register);
+    try {
+      const node = { id: 'n', metadata: toStruct({ disable_spiffe_cert_validation: true }) };
+      const response = await fetchSecrets(h.client, { node, resource_names: ['ROOTCA'] }, as(SELECTOR_A));
+      const rootca = secretsByName(response).get('ROOTCA')!;
+      assert.match(dataSourceText(rootca.validation_context?.trusted_ca), /^-----BEGIN CERTIFICATE-----/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('an unknown name and another workload\'s identity both fail with the same NOT_FOUND, serving nothing', async () => {
+    const h = await startSdsHarness(ca, register);
+    try {
+      const notEntitled = await rejection(fetchSecrets(h.client, { resource_names: ['default', APP_B] }, as(SELECTOR_A)));
+      const unknown = await rejection(fetchSecrets(h.client, { resource_names: ['default', 'spiffe://example.org/nobody'] }, as(SELECTOR_A)));
+      assert.equal(notEntitled.code, status.NOT_FOUND);
+      assert.equal(unknown.code, status.NOT_FOUND);
+      assert.equal(notEntitled.details.replace(APP_B, 'X'), unknown.details.replace('spiffe://example.org/nobody', 'X'));
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('an empty name list returns every secret the caller is entitled to', async () => {
+    const h = await startSdsHarness(ca, register);
+    try {
+      const response = await fetchSecrets(h.client, { resource_names: [] }, as(SELECTOR_B));
+      assert.deepEqual([...secretsByName(response).keys()].sort(), ['ALL', 'ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('refuses an unregistered caller, another type_url, 10,000 names and a malformed SPIFFE ID', async () => {
+    const h = await startSdsHarness(ca, register);
+    try {
+      assert.equal((await rejection(fetchSecrets(h.client, { resource_names: ['default'] }, as(UNREGISTERED)))).code, status.PERMISSION_DENIED);
+      const wrongType = { resource_names: ['default'], type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' };
+      assert.equal((await rejection(fetchSecrets(h.client, wrongType, as(SELECTOR_A)))).code, status.INVALID_ARGUMENT);
+      const many = { resource_names: Array.from({ length: 10_000 }, (_, i) => `n${i}`) };
+      assert.equal((await rejection(fetchSecrets(h.client, many, as(SELECTOR_A)))).code, status.INVALID_ARGUMENT);
+      const malformed = { resource_names: ['spiffe://example.org/a/../b'] };
+      assert.equal((await rejection(fetchSecrets(h.client, malformed, as(SELECTOR_A)))).code, status.INVALID_ARGUMENT);
+      assert.equal(h.service.stats().fetches, 0);
+    } finally {
+      await h.close();
+    }
+  });
+});

@@ -1,0 +1,189 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { toStruct } from '../../../src/common/grpc/proto.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import type { IdentitySnapshot, WorkloadSvid } from '../../../src/agent/cache/workload-cache.js';
+import { checkResourceNames, entitledResourceNames, resolveResourceName } from '../../../src/agent/sds/resource-names.js';
+import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
+import { checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion } from '../../../src/agent/sds/secret-builder.js';
+import { validationModeFor } from '../../../src/agent/sds/node-validation-mode.js';
+
+const options = resolveSdsOptions();
+
+function svid(spiffeId: string, leaf: string): WorkloadSvid {
+  return {
+    entryId: spiffeId,
+    spiffeId,
+    hint: '',
+    chain: [Buffer.from(leaf), Buffer.from('intermediate')],
+    privateKey: Buffer.from('key'),
+    notBefore: 0,
+    notAfter: 1,
+    version: leaf,
+  };
+}
+
+function bundle(trustDomain: string, roots: string[] = [`${trustDomain} root`]): TrustBundle {
+  return { trustDomain, x509Authorities: roots.map((r) => Buffer.from(r)), jwtAuthorities: [], sequence: 1 };
+}
+
+function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
+  return {
+    entitled: true,
+    svids: [svid('spiffe://example.org/a', 'leaf-a'), svid('spiffe://example.org/b', 'leaf-b')],
+    complete: true,
+    bundle: bundle('example.org'),
+    federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],
+    ...overrides,
+  };
+}
+
+function describeResource(name: string, snap = snapshot()): string | undefined {
+  const r = resolveResourceName(snap, name, options);
+  if (r === undefined) return undefined;
+  return r.kind === 'tls_certificate' ? `svid ${r.svid.spiffeId}` : `bundles ${r.bundles.map((b) => b.trustDomain).join(',')}`;
+}
+
+function code(fn: () => void): string {
+  try {
+    fn();
+  } catch (err) {
+    return isMeshidError(err) ? err.code : 'other';
+  }
+  return 'ok';
+}
+
+describe('SDS resource names', () => {
+  const cases: Array<[string, string | undefined]> = [
+    ['default', 'svid spiffe://example.org/a'],
+    ['spiffe://example.org/b', 'svid spiffe://example.org/b'],
+    ['ROOTCA', 'bundles example.org'],
+    ['spiffe://example.org', 'bundles example.org'],
+    ['ALL', 'bundles alpha.example,example.org,zeta.example'],
+    ['spiffe://zeta.example', 'bundles zeta.example'],
+    ['spiffe://example.org/c', undefined],
+    ['spiffe://example.org/A', undefined],
+    ['spiffe://other.example', undefined],
+    ['rootca', undefined],
+    ['*', undefined],
+  ];
+  for (const [name, expected] of cases) {
+    it(`"${name}" resolves to ${expected ?? 'nothing'}`, () => {
+      assert.equal(describeResource(name), expected);
+    });
+  }
+
+  it('nothing resolves for a caller that is not entitled', () => {
+    const snap = snapshot({ entitled: false });
+    for (const [name] of cases) assert.equal(describeResource(name, snap), undefined);
+    assert.deepEqual(entitledResourceNames(snap, options), []);
+  });
+
+  it('default waits for a complete snapshot; the SVIDs by SPIFFE ID do not', () => {
+    const snap = snapshot({ complete: false });
+    assert.equal(describeResource('default', snap), undefined);
+    assert.equal(describeResource('spiffe://example.org/a', snap), 'svid spiffe://example.org/a');
+  });
+
+  it('a trust domain without X.509 roots is left out, and a context with none left does not resolve', () => {
+    const snap = snapshot({ federatedBundles: [bundle('empty.example', [])], bundle: bundle('example.org', []) });
+    assert.equal(describeResource('ROOTCA', snap), undefined);
+    assert.equal(describeResource('ALL', snap), undefined);
+    assert.equal(describeResource('spiffe://empty.example', snap), undefined);
+  });
+
+  it('the wildcard set is every name that resolves, SVIDs first', () => {
+    assert.deepEqual(entitledResourceNames(snapshot(), options), [
+      'default',
+      'spiffe://example.org/a',
+      'spiffe://example.org/b',
+      'ROOTCA',
+      'ALL',
+      'spiffe://example.org',
+      'spiffe://zeta.example',
+      'spiffe://alpha.example',
+    ]);
+  });
+
+  it('configured aliases replace the defaults', () => {
+    const custom = resolveSdsOptions({ defaultSvidName: 'my-cert', defaultBundleName: 'my-ca', defaultAllBundlesName: 'every-ca' });
+    assert.equal(resolveResourceName(snapshot(), 'default', custom), undefined);
+    assert.equal(resolveResourceName(snapshot(), 'my-cert', custom)?.kind, 'tls_certificate');
+    assert.equal(resolveResourceName(snapshot(), 'my-ca', custom)?.kind, 'validation_context');
+    assert.equal(resolveResourceName(snapshot(), 'every-ca', custom)?.kind, 'validation_context');
+  });
+
+  it('options that would make names ambiguous are refused', () => {
+    assert.equal(code(() => resolveSdsOptions({ defaultSvidName: '' })), 'invalid_argument');
+    assert.equal(code(() => resolveSdsOptions({ defaultSvidName: 'ALL' })), 'invalid_argument');
+    assert.equal(code(() => resolveSdsOptions({ defaultBundleName: 'spiffe://example.org' })), 'invalid_argument');
+    assert.equal(code(() => resolveSdsOptions({ defaultAllBundlesName: '*' })), 'invalid_argument');
+    assert.equal(code(() => resolveSdsOptions({ maxResourceNames: 0 })), 'invalid_argument');
+    assert.equal(code(() => resolveSdsOptions({ maxResourceNames: 1.5 })), 'invalid_argument');
+    assert.ok(Object.isFrozen(resolveSdsOptions()));
+  });
+
+  it('request names are checked: count limit, empty, too long, malformed SPIFFE ID', () => {
+    assert.equal(code(() => checkResourceNames(Array.from({ length: 1000 }, (_, i) => `n${i}`), options)), 'ok');
+    assert.equal(code(() => checkResourceNames(Array.from({ length: 1001 }, (_, i) => `n${i}`), options)), 'invalid_argument');
+    assert.equal(code(() => checkResourceNames([''], options)), 'invalid_argument');
+    assert.equal(code(() => checkResourceNames(['x'.repeat(2049)], options)), 'invalid_argument');
+    assert.equal(code(() => checkResourceNames(['spiffe://example.org/a?b'], options)), 'invalid_argument');
+    assert.equal(code(() => checkResourceNames(['spiffe://example.org/ok', 'anything-else', '*'], options)), 'ok');
+  });
+
+  it('type URLs: empty or the Secret URL are accepted, anything else is invalid_argument', () => {
+    assert.equal(code(() => checkTypeUrl(undefined)), 'ok');
+    assert.equal(code(() => checkTypeUrl('')), 'ok');
+    assert.equal(code(() => checkTypeUrl(SECRET_TYPE_URL)), 'ok');
+    assert.equal(code(() => checkTypeUrl('type.googleapis.com/envoy.config.cluster.v3.Cluster')), 'invalid_argument');
+    assert.equal(code(() => checkTypeUrl('type.googleapis.com/envoy.api.v2.auth.Secret')), 'invalid_argument');
+  });
+});
+
+describe('SDS versions', () => {
+  it('are equal for equal content and differ when the content or the validation form differs', () => {
+    const a1 = resolveResourceName(snapshot(), 'spiffe://example.org/a', options)!;
+    const a2 = resolveResourceName(snapshot(), 'default', options)!;
+    const b = resolveResourceName(snapshot(), 'spiffe://example.org/b', options)!;
+    assert.equal(resourceVersion(a1, 'spiffe'), resourceVersion(a2, 'spiffe'));
+    assert.notEqual(resourceVersion(a1, 'spiffe'), resourceVersion(b, 'spiffe'));
+    const roots = resolveResourceName(snapshot(), 'ROOTCA', options)!;
+    assert.notEqual(resourceVersion(roots, 'spiffe'), resourceVersion(roots, 'trusted_ca'));
+    const moreRoots = resolveResourceName(snapshot({ bundle: bundle('example.org', ['r1', 'r2']) }), 'ROOTCA', options)!;
+    assert.notEqual(resourceVersion(roots, 'spiffe'), resourceVersion(moreRoots, 'spiffe'));
+  });
+
+  it('a state version ignores insertion order and is never empty', () => {
+    assert.equal(stateVersion(new Map([['a', '1'], ['b', '2']])), stateVersion(new Map([['b', '2'], ['a', '1']])));
+    assert.notEqual(stateVersion(new Map([['a', '1']])), stateVersion(new Map([['a', '2']])));
+    assert.ok(stateVersion(new Map()).length > 0);
+  });
+});
+
+describe('SDS validation-context form from the Envoy node', () => {
+  const cases: Array<[string, object | undefined, 'spiffe' | 'trusted_ca']> = [
+    ['no node', undefined, 'spiffe'],
+    ['no metadata', { id: 'n' }, 'spiffe'],
+    ['bool true', { metadata: toStruct({ disable_spiffe_cert_validation: true }) }, 'trusted_ca'],
+    ['bool false', { metadata: toStruct({ disable_spiffe_cert_validation: false }) }, 'spiffe'],
+    ['string "true"', { metadata: toStruct({ disable_spiffe_cert_validation: 'true' }) }, 'trusted_ca'],
+    ['string "True"', { metadata: toStruct({ disable_spiffe_cert_validation: 'True' }) }, 'trusted_ca'],
+    ['string "1"', { metadata: toStruct({ disable_spiffe_cert_validation: '1' }) }, 'trusted_ca'],
+    ['string "yes"', { metadata: toStruct({ disable_spiffe_cert_validation: 'yes' }) }, 'spiffe'],
+    ['number 1', { metadata: toStruct({ disable_spiffe_cert_validation: 1 }) }, 'spiffe'],
+    ['Envoy 1.17', { user_agent_build_version: { version: { major_number: 1, minor_number: 17 } } }, 'trusted_ca'],
+    ['Envoy 1.18', { user_agent_build_version: { version: { major_number: 1, minor_number: 18 } } }, 'spiffe'],
+    ['Envoy 1.31', { user_agent_build_version: { version: { major_number: 1, minor_number: 31, patch: 2 } } }, 'spiffe'],
+  ];
+  for (const [label, node, expected] of cases) {
+    it(`${label} → ${expected}`, () => {
+      assert.equal(validationModeFor(node as never, options), expected);
+    });
+  }
+
+  it('the global option wins over any node', () => {
+    assert.equal(validationModeFor({ id: 'n' }, resolveSdsOptions({ disableSpiffeCertValidation: true })), 'trusted_ca');
+  });
+});
