@@ -125,13 +125,6 @@ export function namedBitString(bits: readonly number[]): Buffer {
 
 export const utf8String = (s: string): Buffer => tlv(Tag.UTF8_STRING, Buffer.from(s, 'utf8'));
 
-/** IA5String (SAN URIs and DNS names); refuses anything outside 7-bit ASCII. */
-export function ia5String(s: string): Buffer {
-  // eslint-disable-next-line no-control-regex
-  if (!/^[\x00-\x7f]*$/.test(s)) throw new RangeError('IA5String holds 7-bit ASCII only');
-  return tlv(Tag.IA5_STRING, Buffer.from(s, 'latin1'));
-}
-
 const pad2 = (n: number): string => (n < 10 ? `0${n}` : `${n}`);
 
 /**
