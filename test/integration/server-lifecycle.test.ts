@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { opensslVerify } from '../support/openssl.js';
@@ -93,6 +94,42 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
     const missing = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a5', 's.sock')]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /CA key file .* is missing: restore it from a backup/);
+  } finally {
+    cleanup();
+  }
+});
+
+test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes the bundle and signs the intermediates', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-upstream-');
+  try {
+    const certFile = path.join(dir, 'upstream.pem');
+    const keyFile = path.join(dir, 'upstream.key');
+    const made = spawnSync('openssl', [
+      'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', keyFile, '-out', certFile,
+      '-subj', '/O=Example Corp/CN=Corporate Root', '-days', '3650',
+      '-addext', 'basicConstraints=critical,CA:TRUE', '-addext', 'keyUsage=critical,keyCertSign,cRLSign',
+      '-addext', 'subjectKeyIdentifier=hash',
+    ], { encoding: 'utf8' });
+    assert.equal(made.status, 0, made.stderr);
+    const s = await startServerProcess(dir, ['--datacenter', 'east', '--upstream-ca-cert', certFile, '--upstream-ca-key', keyFile]);
+    try {
+      const roots = pemToDerList((await s.cli(['bundle', 'show'])).out);
+      assert.deepEqual(roots, pemToDerList(fs.readFileSync(certFile, 'utf8')), 'the bundle is exactly the upstream root');
+      const out = path.join(dir, 'mint');
+      assert.equal((await s.cli(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/x', '--write', out])).code, 0);
+      const chain = pemToDerList(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'));
+      const r = opensslVerify({ roots, intermediates: [chain[1]!], leaf: chain[0]! });
+      assert.ok(r.ok, r.output);
+    } finally {
+      await s.stop();
+    }
+    // A key that does not belong to the certificate is refused.
+    const otherKey = path.join(dir, 'other.key');
+    spawnSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
+    const bad = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0',
+      '--admin-socket', path.join(dir, 'a2', 's.sock'), '--upstream-ca-cert', certFile, '--upstream-ca-key', otherKey]);
+    assert.equal(bad.code, 1);
+    assert.match(bad.err, /upstream CA key does not match its certificate/);
   } finally {
     cleanup();
   }
