@@ -1,0 +1,72 @@
+import { Metadata, ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { PeerInfo } from '../attestor/peer-credentials.js';
+import { checkSecurityHeader, WORKLOAD_API_PATH_PREFIX } from '../workload/security-header.js';
+
+/**
+ * Cross-cutting checks of the agent's Unix socket.
+ *
+ * The `workload.spiffe.io` header check is a grpc-js ServerInterceptor: it needs nothing but the method path and the
+ * request metadata, and an interceptor is the one place that runs before the request message is decoded and before
+ * any handler — so "INVALID_ARGUMENT before anything else, before attestation" (SPEC-NOTES §7) holds by
+ * construction, for every Workload API method at once. It only looks at `/SpiffeWorkloadAPI/` methods: SDS must work
+ * without the header (Envoy never sends it, SPEC-NOTES §13), and so must the health service.
+ *
+ * The peer lookup and attestation are NOT an interceptor but a plain function (`peerAttestation`) that the composition
+ * root passes to the Workload API and SDS handlers as their `attest` dependency. Reasons: the handlers need the
+ * result (selectors), and grpc-js gives an interceptor no per-call context to hand values to the handler (smuggling
+ * them through metadata would make them forgeable by the client, or need a side table keyed by object identity);
+ * the handlers must order the checks themselves (agent state before attestation, request fields before both for
+ * unary calls); and streams attest once per stream while unary calls attest per call. The function form keeps each
+ * handler testable with a fixed `attest` and leaves the OS behind the attestor.
+ */
+
+/**
+ * Refuses a Workload API call whose metadata lacks `workload.spiffe.io: true` (exactly one value) with
+ * INVALID_ARGUMENT as soon as the metadata arrives. The call's message and half-close are never passed on, so the
+ * handler never runs. Install with `new grpc.Server({ interceptors: [workloadSecurityHeaderInterceptor] })`.
+ */
+export const workloadSecurityHeaderInterceptor: ServerInterceptor = (methodDescriptor, call) => {
+  if (!methodDescriptor.path.startsWith(WORKLOAD_API_PATH_PREFIX)) return new ServerInterceptingCall(call);
+  return new ServerInterceptingCall(call, {
+    start: (next) =>
+      next({
+        onReceiveMetadata: (metadata, nextMetadata) => {
+          try {
+            checkSecurityHeader(metadata);
+          } catch (error) {
+            const details = isMeshidError(error) ? error.message : 'security header check failed';
+            call.sendStatus({ code: status.INVALID_ARGUMENT, details, metadata: new Metadata() });
+            return;
+          }
+          nextMetadata(metadata);
+        },
+      }),
+  });
+};
+
+/** What peerAttestation needs: the socket's peer table (UdsServer.peerOf) and the workload attestor. */
+export interface PeerAttestationDeps {
+  /** The connected peer behind `call.getPeer()`, or undefined for a connection the socket server did not record. */
+  peerOf(peer: string): PeerInfo | undefined;
+  attestor: { attest(peer: PeerInfo): Selector[] };
+}
+
+/**
+ * The `attest(call)` function for the Workload API and SDS handlers: looks the connection up in the peer table and
+ * attests that process. An unknown peer fails closed. Attestation failures are UNAVAILABLE (SPEC-NOTES §7: "workload
+ * attestation failed"); an unexpected exception from the attestor is treated the same way rather than as a success.
+ */
+export function peerAttestation(deps: PeerAttestationDeps): (call: { getPeer(): string }) => Selector[] {
+  return (call) => {
+    const peer = deps.peerOf(call.getPeer());
+    if (peer === undefined) throw unavailable('workload attestation failed: the connection has no recorded peer credentials');
+    try {
+      return deps.attestor.attest(peer);
+    } catch (error) {
+      if (isMeshidError(error)) throw error;
+      throw unavailable('workload attestation failed', error);
+    }
+  };
+}

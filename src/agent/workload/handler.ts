@@ -1,0 +1,229 @@
+import type {
+  Metadata,
+  sendUnaryData,
+  ServerUnaryCall,
+  ServerWritableStream,
+  ServiceDefinition,
+  UntypedServiceImplementation,
+} from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
+import { isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import { loadProto } from '../../common/grpc/proto.js';
+import { serviceOf } from '../../common/grpc/service.js';
+import type { Logger } from '../../common/log.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
+import { jwtBundlesResponse, sameBundlesResponse, x509BundlesResponse } from './bundles-response.js';
+import { uniqueHints } from './hints.js';
+import { IdentityStream, type StreamCall, type StreamView } from './identity-stream.js';
+import { parseJwtSvidRequest } from './jwt-request.js';
+import type {
+  EmptyRequest,
+  JwtBundlesResponse,
+  JwtSvid,
+  JwtSvidRequest,
+  JwtSvidResponse,
+  ValidateJwtSvidRequest,
+  ValidateJwtSvidResponse,
+  X509BundlesResponse,
+  X509SvidResponse,
+} from './messages.js';
+import { checkSecurityHeader } from './security-header.js';
+import { requireValidateFields, validateJwtSvidRequest } from './validate-jwt.js';
+import { sameX509SvidResponse, x509SvidResponse } from './x509-response.js';
+
+/** The .proto file and service name of the SPIFFE Workload API: no package (SPEC-NOTES §1, §13, §14.1). */
+export const WORKLOAD_PROTO = 'workload/workload.proto';
+export const WORKLOAD_SERVICE_NAME = 'SpiffeWorkloadAPI';
+
+/** The service definition to pass to grpc-js Server.addService with `workloadApiHandlers(...).implementation`. */
+export function workloadApiServiceDefinition(): ServiceDefinition {
+  return serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME);
+}
+
+/** What attestation may read from a call: the connection (`getPeer()`, see UdsServer) and the request metadata. */
+export interface WorkloadCallInfo {
+  getPeer(): string;
+  readonly metadata: Metadata;
+}
+
+/**
+ * Workload attestation for one call: the caller's selectors. Throws MeshidError — unavailable when the caller cannot
+ * be identified with confidence (SPEC-NOTES §7). In the agent this is `peerAttestation(...)` from
+ * src/agent/endpoints/interceptors.ts.
+ */
+export type WorkloadAttest = (call: WorkloadCallInfo) => readonly Selector[] | Promise<readonly Selector[]>;
+
+export interface WorkloadApiOptions {
+  /**
+   * How long a stream waits, while its caller is entitled, for something valid to send (the first message waits
+   * until every matching entry has an SVID) before it ends UNAVAILABLE. Default 30 s.
+   */
+  pendingTimeoutMs?: number;
+}
+
+export interface WorkloadApiDeps {
+  cache: WorkloadCache;
+  attest: WorkloadAttest;
+  log: Logger;
+  clock: Clock;
+  options?: WorkloadApiOptions;
+}
+
+export interface WorkloadApiService {
+  /** FetchX509SVID, FetchX509Bundles, FetchJWTSVID, FetchJWTBundles, ValidateJWTSVID for Server.addService. */
+  readonly implementation: UntypedServiceImplementation;
+  /** Streams open right now (each holds one cache subscription). */
+  openStreams(): number;
+  /** Ends every open stream with UNAVAILABLE (clients reconnect with backoff) and unsubscribes it: agent shutdown. */
+  close(): void;
+}
+
+export const DEFAULT_PENDING_TIMEOUT_MS = 30_000;
+
+/** The X.509-SVID stream's first message waits for `complete`: svids[0] must be the real default identity. */
+const x509SvidView: StreamView<X509SvidResponse> = {
+  render: (snapshot, first) => (first && !snapshot.complete ? undefined : x509SvidResponse(snapshot)),
+  same: sameX509SvidResponse,
+};
+const x509BundlesView: StreamView<X509BundlesResponse> = { render: x509BundlesResponse, same: sameBundlesResponse };
+const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesResponse, same: sameBundlesResponse };
+
+/**
+ * Builds the SPIFFE Workload API (WL-API §4–§8; SPEC-NOTES §7, §8) over the agent's identity cache.
+ *
+ * Every call, in this order: the `workload.spiffe.io: true` header (INVALID_ARGUMENT; normally already refused by
+ * workloadSecurityHeaderInterceptor before the handler runs — checked again here so a server assembled without the
+ * interceptor still fails closed); request fields (INVALID_ARGUMENT); agent state present (UNAVAILABLE); `attest`
+ * (UNAVAILABLE when it fails); then entitlement — a caller no entry matches gets PERMISSION_DENIED on FetchX509SVID,
+ * FetchX509Bundles, FetchJWTSVID and FetchJWTBundles (default deny, SPEC-NOTES §8, §13).
+ *
+ * ValidateJWTSVID is the exception: it requires the header, agent state and a successful attestation (so only an
+ * identifiable local process asks, and logs say which), but no entitlement. Validating hands out nothing secret,
+ * relying parties that only verify tokens need not hold an identity (SPIRE serves them the same way), and the spec's
+ * default-deny SHOULD covers the bundle RPCs only. It checks against the own bundle and every federated bundle the
+ * agent holds (`cache.bundles()`), the key taken only from the token subject's trust domain.
+ *
+ * Streams attest once, when they open, and keep those selectors for their life (as SPIRE does); the cache tells them
+ * about changes (IdentityStream).
+ */
+export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
+  const log = deps.log.child({ subsystem: 'workload-api' });
+  const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
+  if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
+  const open = new Set<IdentityStream<unknown>>();
+
+  async function attest(call: WorkloadCallInfo): Promise<readonly Selector[]> {
+    if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
+    try {
+      return await deps.attest(call);
+    } catch (error) {
+      if (isMeshidError(error)) throw error;
+      throw unavailable('workload attestation failed', error);
+    }
+  }
+
+  async function admitEntitled(call: WorkloadCallInfo): Promise<{ selectors: readonly Selector[]; snapshot: IdentitySnapshot }> {
+    const selectors = await attest(call);
+    const snapshot = deps.cache.snapshot(selectors);
+    if (!snapshot.entitled) throw permissionDenied('no identity issued: no registration entry matches the caller');
+    return { selectors, snapshot };
+  }
+
+  function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
+    const serviceError = toServiceError(error);
+    if (isMeshidError(error) && error.code !== 'internal') log.info({ rpc, code: error.code, reason: error.message }, 'Workload API call refused');
+    else log.error({ rpc, err: error }, 'Workload API call failed');
+    return serviceError;
+  }
+
+  function openStream<Res>(rpc: string, call: ServerWritableStream<EmptyRequest, Res>, view: StreamView<Res>): void {
+    const fail = (error: unknown): void => {
+      if (!call.cancelled) call.emit('error', refuse(error, rpc));
+    };
+    try {
+      checkSecurityHeader(call.metadata);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    admitEntitled(call).then(({ selectors }) => {
+      if (call.cancelled) return;
+      const stream: IdentityStream<Res> = new IdentityStream<Res>({
+        call: call as unknown as StreamCall<Res>,
+        view,
+        cache: deps.cache,
+        selectors,
+        clock: deps.clock,
+        pendingTimeoutMs,
+        log: log.child({ rpc }),
+        onClose: () => open.delete(stream as IdentityStream<unknown>),
+      });
+      open.add(stream as IdentityStream<unknown>);
+      stream.start();
+    }, fail);
+  }
+
+  function unary<Req, Res>(rpc: string, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, serve: () => Promise<Res>): void {
+    const run = async (): Promise<Res> => {
+      checkSecurityHeader(call.metadata);
+      return serve();
+    };
+    run().then(
+      (response) => callback(null, response),
+      (error: unknown) => callback(refuse(error, rpc)),
+    );
+  }
+
+  async function fetchJwtSvid(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>): Promise<JwtSvidResponse> {
+    const query = parseJwtSvidRequest(call.request);
+    const { selectors } = await admitEntitled(call);
+    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId);
+    // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
+    const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
+    if (wanted.length === 0) {
+      throw permissionDenied(query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
+    }
+    const svids = uniqueHints(wanted).map(({ item, hint }): JwtSvid => {
+      const svid: JwtSvid = { spiffe_id: item.spiffeId, svid: item.token };
+      if (hint !== '') svid.hint = hint;
+      return svid;
+    });
+    return { svids };
+  }
+
+  async function validate(call: ServerUnaryCall<ValidateJwtSvidRequest, ValidateJwtSvidResponse>): Promise<ValidateJwtSvidResponse> {
+    const request = call.request;
+    // Mandatory fields first: a malformed request is the caller's mistake whoever the caller is.
+    requireValidateFields(request);
+    await attest(call);
+    return validateJwtSvidRequest(request, deps.cache.bundles(), deps.clock.now());
+  }
+
+  const implementation: UntypedServiceImplementation = {
+    FetchX509SVID(call: ServerWritableStream<EmptyRequest, X509SvidResponse>): void {
+      openStream('FetchX509SVID', call, x509SvidView);
+    },
+    FetchX509Bundles(call: ServerWritableStream<EmptyRequest, X509BundlesResponse>): void {
+      openStream('FetchX509Bundles', call, x509BundlesView);
+    },
+    FetchJWTBundles(call: ServerWritableStream<EmptyRequest, JwtBundlesResponse>): void {
+      openStream('FetchJWTBundles', call, jwtBundlesView);
+    },
+    FetchJWTSVID(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void {
+      unary('FetchJWTSVID', call, callback, () => fetchJwtSvid(call));
+    },
+    ValidateJWTSVID(call: ServerUnaryCall<ValidateJwtSvidRequest, ValidateJwtSvidResponse>, callback: sendUnaryData<ValidateJwtSvidResponse>): void {
+      unary('ValidateJWTSVID', call, callback, () => validate(call));
+    },
+  };
+
+  return {
+    implementation,
+    openStreams: () => open.size,
+    close: () => {
+      for (const stream of [...open]) stream.fail(unavailable('the agent is shutting down'));
+    },
+  };
+}

@@ -1,0 +1,157 @@
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { internal, isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import type { Logger } from '../../common/log.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
+
+/** A server-streaming call as grpc-js hands it to a handler, reduced to what an identity stream touches. */
+export interface StreamCall<Res> {
+  readonly cancelled: boolean;
+  write(message: Res, callback: (error?: Error | null) => void): boolean;
+  end(): void;
+  emit(event: 'error', error: unknown): boolean;
+  on(event: 'cancelled' | 'close' | 'finish', listener: () => void): unknown;
+  on(event: 'error', listener: (error: Error) => void): unknown;
+}
+
+/** What one kind of stream (X.509-SVIDs, X.509 bundles, JWT bundles) sends. */
+export interface StreamView<Res> {
+  /**
+   * The full-state message for this snapshot, or undefined when there is nothing valid to send yet (e.g. no SVID
+   * issued). `first` is true until a message has been written.
+   */
+  render(snapshot: IdentitySnapshot, first: boolean): Res | undefined;
+  /** Whether two messages carry the same content: the second is then not sent. */
+  same(a: Res, b: Res): boolean;
+}
+
+export interface IdentityStreamOptions<Res> {
+  readonly call: StreamCall<Res>;
+  readonly view: StreamView<Res>;
+  readonly cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>;
+  /** The caller's selectors, attested once when the stream opened. */
+  readonly selectors: readonly Selector[];
+  readonly clock: Clock;
+  /** How long the caller may be entitled with nothing to send before the stream ends UNAVAILABLE. */
+  readonly pendingTimeoutMs: number;
+  readonly log: Logger;
+  /** Called exactly once, however the stream ends. */
+  readonly onClose: () => void;
+}
+
+/**
+ * One open Workload API stream (WL-API §4.3, §4.4; SPEC-NOTES §8): the first message as soon as there is something
+ * valid to send, then a new full-state message whenever the content changes and never otherwise; PERMISSION_DENIED
+ * once the caller holds no entry; UNAVAILABLE if it stays entitled with nothing to send past `pendingTimeoutMs`
+ * (SVIDs not issued in time), so the client reconnects instead of waiting on a stream that never speaks.
+ *
+ * Memory per stream is bounded: at most one message is being written at a time; changes that arrive meanwhile only
+ * mark the stream dirty, and when the write completes the next message is rendered from the state at that moment.
+ * A client that stops reading therefore holds one message, not a backlog, and gets the newest state when it resumes.
+ * Cache notifications are coalesced within one event-loop turn (the cache may notify more often than needed).
+ */
+export class IdentityStream<Res> {
+  private closed = false;
+  private writing = false;
+  private dirty = false;
+  private scheduled = false;
+  private last: Res | undefined;
+  private unsubscribe: (() => void) | undefined;
+  private pendingTimer: TimerHandle | undefined;
+
+  constructor(private readonly o: IdentityStreamOptions<Res>) {}
+
+  /** Subscribes first, then renders: a change between the two is not lost, it only causes one more comparison. */
+  start(): void {
+    const { call } = this.o;
+    call.on('cancelled', () => this.close());
+    call.on('close', () => this.close());
+    call.on('finish', () => this.close());
+    call.on('error', () => this.close());
+    if (call.cancelled) {
+      this.close();
+      return;
+    }
+    this.unsubscribe = this.o.cache.subscribe(this.o.selectors, () => this.schedule());
+    this.pump();
+  }
+
+  /** Whether the stream is still open (subscribed). */
+  get open(): boolean {
+    return !this.closed;
+  }
+
+  /** Ends the stream with the status for `error`: a MeshidError keeps its code; anything else is INTERNAL. */
+  fail(error: unknown): void {
+    if (this.closed) return;
+    if (isMeshidError(error) && error.code !== 'internal') this.o.log.info({ code: error.code, reason: error.message }, 'Workload API stream ended');
+    else this.o.log.error({ err: error }, 'Workload API stream failed');
+    this.close();
+    this.o.call.emit('error', toServiceError(error));
+  }
+
+  private schedule(): void {
+    if (this.scheduled || this.closed) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      this.pump();
+    });
+  }
+
+  private pump(): void {
+    if (this.closed) return;
+    if (this.writing) {
+      this.dirty = true;
+      return;
+    }
+    let message: Res | undefined;
+    try {
+      const snapshot = this.o.cache.snapshot(this.o.selectors);
+      // The last entitlement is gone: redacted identities must not linger in clients (SPEC-NOTES §8).
+      if (!snapshot.entitled) throw permissionDenied('the caller is no longer entitled to any identity');
+      message = this.o.view.render(snapshot, this.last === undefined);
+    } catch (error) {
+      this.fail(isMeshidError(error) ? error : internal('cannot build the Workload API response', error));
+      return;
+    }
+    if (message === undefined) {
+      this.armPendingTimer();
+      return;
+    }
+    this.cancelPendingTimer();
+    if (this.last !== undefined && this.o.view.same(this.last, message)) return;
+    this.last = message;
+    this.writing = true;
+    this.o.call.write(message, () => {
+      this.writing = false;
+      if (this.dirty) {
+        this.dirty = false;
+        this.pump();
+      }
+    });
+  }
+
+  private armPendingTimer(): void {
+    if (this.pendingTimer !== undefined) return;
+    this.pendingTimer = this.o.clock.setTimer(() => {
+      this.pendingTimer = undefined;
+      this.fail(unavailable(`no identity could be served within ${Math.round(this.o.pendingTimeoutMs / 1000)} s (SVIDs are still being issued); retry`));
+    }, this.o.pendingTimeoutMs);
+  }
+
+  private cancelPendingTimer(): void {
+    this.pendingTimer?.cancel();
+    this.pendingTimer = undefined;
+  }
+
+  private close(): void {
+    if (this.closed) return;
+    this.closed = true;
+    this.cancelPendingTimer();
+    this.unsubscribe?.();
+    this.unsubscribe = undefined;
+    this.o.onClose();
+  }
+}

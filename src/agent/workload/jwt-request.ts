@@ -1,0 +1,43 @@
+import { invalidArgument } from '../../common/errors.js';
+import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
+import type { JwtSvidRequest } from './messages.js';
+
+/**
+ * At most this many audiences per JWTSVIDRequest. The spec sets no limit; every audience is embedded in the token
+ * and part of the cache key, so an unbounded list would let one caller mint arbitrarily large tokens and fill the
+ * cache. 64 is far above what real relying parties use (SPIRE callers send one or two).
+ */
+export const MAX_AUDIENCES = 64;
+
+/** Longest accepted audience value, in bytes; same reasoning as MAX_AUDIENCES. */
+export const MAX_AUDIENCE_BYTES = 1024;
+
+export interface JwtSvidQuery {
+  readonly audience: string[];
+  /** The one identity asked for, or undefined for every entitled identity. */
+  readonly spiffeId: string | undefined;
+}
+
+/**
+ * Validates a JWTSVIDRequest (WL-API §6.2.1; SPEC-NOTES §8), all as INVALID_ARGUMENT (non-retryable client mistakes):
+ * at least one audience ("audience must be specified"); no empty-string audience (it would yield a token whose only
+ * audience is empty); at most MAX_AUDIENCES of at most MAX_AUDIENCE_BYTES each; a non-empty `spiffe_id` must be a
+ * well-formed SPIFFE ID. Whether the caller is entitled to that ID is decided later (PERMISSION_DENIED).
+ */
+export function parseJwtSvidRequest(request: JwtSvidRequest): JwtSvidQuery {
+  const audience = request.audience ?? [];
+  if (audience.length === 0) throw invalidArgument('audience must be specified');
+  if (audience.length > MAX_AUDIENCES) throw invalidArgument(`too many audiences: ${audience.length} (at most ${MAX_AUDIENCES})`);
+  audience.forEach((a, i) => {
+    if (a === '') throw invalidArgument(`audience[${i}] is empty: every audience must be a non-empty string`);
+    if (Buffer.byteLength(a, 'utf8') > MAX_AUDIENCE_BYTES) throw invalidArgument(`audience[${i}] is longer than ${MAX_AUDIENCE_BYTES} bytes`);
+  });
+  const requested = request.spiffe_id ?? '';
+  if (requested === '') return { audience: [...audience], spiffeId: undefined };
+  try {
+    parseSpiffeId(requested);
+  } catch (err) {
+    throw invalidArgument(`invalid spiffe_id: ${(err as Error).message}`, err);
+  }
+  return { audience: [...audience], spiffeId: requested };
+}

@@ -1,0 +1,42 @@
+import type { KeyObject } from 'node:crypto';
+import { invalidArgument } from '../../common/errors.js';
+import { toStruct } from '../../common/grpc/proto.js';
+import { validateJwtSvid } from '../../common/jwt/jwt-svid.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { WorkloadCache } from '../cache/workload-cache.js';
+import type { ValidateJwtSvidRequest, ValidateJwtSvidResponse } from './messages.js';
+
+/**
+ * ValidateJWTSVID (WL-API §6.2.3, §6.3; SPEC-NOTES §5, §8): `audience` and `svid` are both mandatory; the token is
+ * validated by validateJwtSvid with its `kid` looked up only in the bundle of its `sub`'s trust domain — the own
+ * bundle or a federated one the agent holds; no bundle means untrusted. Every failure is INVALID_ARGUMENT with the
+ * reason (what SPIRE returns; the spec names no code). On success `claims` carries every claim of the token, with
+ * `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as doubles.
+ */
+export function validateJwtSvidRequest(
+  request: ValidateJwtSvidRequest,
+  bundles: ReturnType<WorkloadCache['bundles']>,
+  now: number,
+): ValidateJwtSvidResponse {
+  const { audience, token } = requireValidateFields(request);
+  const validated = validateJwtSvid(token, { audience, now, findKey: (trustDomain, kid) => findKey(bundles, trustDomain, kid) });
+  const claims: Record<string, unknown> = { ...validated.claims };
+  if (typeof claims['aud'] === 'string') claims['aud'] = [claims['aud']];
+  return { spiffe_id: validated.spiffeId, claims: toStruct(claims) };
+}
+
+/** The two mandatory fields of ValidateJWTSVIDRequest; either empty is INVALID_ARGUMENT (SPEC-NOTES §8). */
+export function requireValidateFields(request: ValidateJwtSvidRequest): { audience: string; token: string } {
+  const audience = request.audience ?? '';
+  const token = request.svid ?? '';
+  if (audience === '') throw invalidArgument('audience must be specified');
+  if (token === '') throw invalidArgument('svid must be specified');
+  return { audience, token };
+}
+
+function findKey(bundles: { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> }, trustDomain: string, kid: string): KeyObject | undefined {
+  const bundle = trustDomain === bundles.own.trustDomain ? bundles.own : bundles.federated.get(trustDomain);
+  // The map is keyed by bare trust domain name; a bundle filed under the wrong name must not vouch for this one.
+  if (bundle === undefined || bundle.trustDomain !== trustDomain) return undefined;
+  return bundle.jwtAuthorities.find((k) => k.kid === kid)?.publicKey;
+}

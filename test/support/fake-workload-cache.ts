@@ -1,0 +1,191 @@
+/**
+ * An in-memory WorkloadCache for the Workload API handler tests: entries matched by one selector, SVIDs issued by a
+ * TestCa (openssl-made certificates, so the API's output is checked against keys and chains meshid did not build),
+ * JWT-SVIDs signed for real with an EC key published in the own bundle, and counters for what the handler did
+ * (subscribers, JWT requests). Tests drive issuance, rotation, federation and removal.
+ */
+import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { permissionDenied } from '../../src/common/errors.js';
+import { signJwtSvid } from '../../src/common/jwt/jwt-svid.js';
+import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
+import { formatSelector, type Selector } from '../../src/common/spiffe/selector.js';
+import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
+import { TestCa } from './fake-sds-cache.js';
+
+export { TestCa };
+
+/** A JWT signing key as a trust domain publishes it. */
+export interface TestJwtKey {
+  kid: string;
+  privateKey: KeyObject;
+  publicKey: KeyObject;
+}
+
+export function makeJwtKey(kid: string): TestJwtKey {
+  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  return { kid, privateKey, publicKey };
+}
+
+interface FakeEntry {
+  readonly selector: string;
+  readonly spiffeId: string;
+  readonly hint: string;
+  svid: WorkloadSvid | undefined;
+  federatesWith: string[];
+}
+
+export interface FetchJwtCall {
+  selectors: readonly Selector[];
+  audience: readonly string[];
+  spiffeId: string | undefined;
+}
+
+/**
+ * Entry order is creation order, so svids[0] is the oldest matching entry's SVID. Every change notifies EVERY
+ * subscriber, as the interface allows ("may call more often than strictly needed"): the handler must compare.
+ */
+export class FakeWorkloadCache implements WorkloadCache {
+  isReady = true;
+  readonly jwtKey: TestJwtKey = makeJwtKey('own-key-1');
+  /** JWT-SVID lifetime in seconds. */
+  jwtTtlSeconds = 300;
+  readonly jwtCalls: FetchJwtCall[] = [];
+  private readonly entries: FakeEntry[] = [];
+  private readonly federated = new Map<string, TrustBundle>();
+  private readonly listeners = new Set<() => void>();
+  private ownBundle: TrustBundle;
+  private ownSequence = 1;
+
+  constructor(
+    readonly ca: TestCa,
+    /** Milliseconds "now" for JWT iat/exp; defaults to the wall clock. */
+    private readonly now: () => number = () => Date.now(),
+  ) {
+    this.ownBundle = this.makeOwnBundle();
+  }
+
+  /** Registers an entry for `selector` ("unix:uid:1000"); its SVID is issued unless `issued` is false. */
+  addEntry(selector: string, spiffeId: string, options: { issued?: boolean; federatesWith?: string[]; hint?: string } = {}): void {
+    const hint = options.hint ?? '';
+    const svid = options.issued === false ? undefined : this.svidFor(spiffeId, hint);
+    this.entries.push({ selector, spiffeId, hint, svid, federatesWith: options.federatesWith ?? [] });
+    this.notify();
+  }
+
+  removeEntry(spiffeId: string): void {
+    const at = this.entries.findIndex((e) => e.spiffeId === spiffeId);
+    if (at === -1) throw new Error(`no entry ${spiffeId}`);
+    this.entries.splice(at, 1);
+    this.notify();
+  }
+
+  /** Issues (or re-issues: a rotation, new key and serial) the SVID of every entry with this SPIFFE ID. */
+  issue(spiffeId: string): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId) e.svid = this.svidFor(spiffeId, e.hint);
+    this.notify();
+  }
+
+  rotate(spiffeId: string): void {
+    this.issue(spiffeId);
+  }
+
+  setFederatesWith(spiffeId: string, trustDomains: string[]): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
+    this.notify();
+  }
+
+  setFederatedBundle(bundle: TrustBundle): void {
+    this.federated.set(bundle.trustDomain, bundle);
+    this.notify();
+  }
+
+  /** A new own bundle object with the next sequence; `jwtKeys` replaces the published JWT keys when given. */
+  bumpOwnBundle(jwtKeys?: TestJwtKey[]): TrustBundle {
+    this.ownSequence++;
+    this.ownBundle = this.makeOwnBundle(jwtKeys);
+    this.notify();
+    return this.ownBundle;
+  }
+
+  /** Calls every subscriber without changing anything: a spurious notification. */
+  notify(): void {
+    for (const listener of [...this.listeners]) listener();
+  }
+
+  subscriberCount(): number {
+    return this.listeners.size;
+  }
+
+  svidOf(spiffeId: string): WorkloadSvid {
+    const svid = this.entries.find((e) => e.spiffeId === spiffeId)?.svid;
+    if (svid === undefined) throw new Error(`no issued SVID for ${spiffeId}`);
+    return svid;
+  }
+
+  ready(): boolean {
+    return this.isReady;
+  }
+
+  snapshot(selectors: readonly Selector[]): IdentitySnapshot {
+    const matching = this.matching(selectors);
+    const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();
+    return {
+      entitled: matching.length > 0,
+      svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
+      complete: matching.every((e) => e.svid !== undefined),
+      bundle: this.ownBundle,
+      federatedBundles: federatedDomains.flatMap((td) => {
+        const b = this.federated.get(td);
+        return b === undefined ? [] : [b];
+      }),
+    };
+  }
+
+  subscribe(_selectors: readonly Selector[], listener: () => void): () => void {
+    // A wrapper per subscription, so the same function subscribed twice counts twice.
+    const entry = (): void => listener();
+    this.listeners.add(entry);
+    return () => {
+      this.listeners.delete(entry);
+    };
+  }
+
+  async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]> {
+    this.jwtCalls.push({ selectors, audience, spiffeId });
+    const matching = this.matching(selectors).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
+    if (matching.length === 0) throw permissionDenied('not entitled');
+    const iat = Math.floor(this.now() / 1000);
+    const exp = iat + this.jwtTtlSeconds;
+    return matching.map((e) => ({
+      spiffeId: e.spiffeId,
+      hint: e.hint,
+      token: signJwtSvid({ privateKey: this.jwtKey.privateKey, kid: this.jwtKey.kid, sub: e.spiffeId, aud: [...audience], iat, exp }),
+      expiresAt: exp * 1000,
+    }));
+  }
+
+  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
+    return { own: this.ownBundle, federated: this.federated };
+  }
+
+  private matching(selectors: readonly Selector[]): FakeEntry[] {
+    const wanted = new Set(selectors.map(formatSelector));
+    return this.entries.filter((e) => wanted.has(e.selector));
+  }
+
+  private svidFor(spiffeId: string, hint: string): WorkloadSvid {
+    return { ...this.ca.issue(spiffeId), hint };
+  }
+
+  private makeOwnBundle(jwtKeys: TestJwtKey[] = [this.jwtKey]): TrustBundle {
+    return {
+      ...this.ca.bundle(this.ownSequence),
+      jwtAuthorities: jwtKeys.map((k) => ({ kid: k.kid, publicKey: k.publicKey })),
+    };
+  }
+}
+
+/** A foreign trust domain's bundle: its root and (optionally) a JWT key. */
+export function foreignBundle(ca: TestCa, sequence: number, jwtKey?: TestJwtKey): TrustBundle {
+  return { ...ca.bundle(sequence), jwtAuthorities: jwtKey === undefined ? [] : [{ kid: jwtKey.kid, publicKey: jwtKey.publicKey }] };
+}

@@ -1,0 +1,126 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EventEmitter } from 'node:events';
+import { FakeClock } from '../../../src/common/clock.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { IdentityStream, type StreamCall } from '../../../src/agent/workload/identity-stream.js';
+import type { IdentitySnapshot, WorkloadCache } from '../../../src/agent/cache/workload-cache.js';
+
+/** A server stream whose writes complete only when the test says so: a client that stopped reading. */
+class HeldCall extends EventEmitter implements StreamCall<number> {
+  cancelled = false;
+  readonly written: number[] = [];
+  readonly errors: unknown[] = [];
+  private held: Array<() => void> = [];
+  constructor() {
+    super();
+    this.on('error', (e) => this.errors.push(e));
+  }
+  write(message: number, callback: () => void): boolean {
+    this.written.push(message);
+    this.held.push(callback);
+    return false;
+  }
+  end(): void {}
+  release(): void {
+    const held = this.held;
+    this.held = [];
+    for (const cb of held) cb();
+  }
+}
+
+/** A cache whose snapshot content is just a counter, so each message says which state it was rendered from. */
+function counterCache(): { cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>; bump: () => void; listeners: () => number; state: { value: number; entitled: boolean } } {
+  const state = { value: 1, entitled: true };
+  const listeners = new Set<() => void>();
+  return {
+    state,
+    cache: {
+      snapshot: () => ({ entitled: state.entitled, complete: true, svids: [], bundle: undefined, federatedBundles: [], value: state.value }) as unknown as IdentitySnapshot,
+      subscribe: (_s, l) => {
+        listeners.add(l);
+        return () => listeners.delete(l);
+      },
+    },
+    bump: () => {
+      state.value++;
+      for (const l of [...listeners]) l();
+    },
+    listeners: () => listeners.size,
+  };
+}
+
+const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+function open(call: HeldCall, cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>, clock = new FakeClock()): { stream: IdentityStream<number>; closed: () => number } {
+  let closed = 0;
+  const stream = new IdentityStream<number>({
+    call,
+    cache,
+    view: { render: (s) => (s as unknown as { value: number }).value, same: (a, b) => a === b },
+    selectors: [],
+    clock,
+    pendingTimeoutMs: 30_000,
+    log: silentLogger(),
+    onClose: () => closed++,
+  });
+  stream.start();
+  return { stream, closed: () => closed };
+}
+
+test('a client that stops reading holds one message, then gets only the newest state (no backlog)', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  open(call, c.cache);
+  assert.deepEqual(call.written, [1], 'the first message goes out at once');
+  for (let i = 0; i < 50; i++) {
+    c.bump();
+    await tick();
+  }
+  assert.deepEqual(call.written, [1], 'nothing more is written while the first write is outstanding');
+  call.release();
+  assert.deepEqual(call.written, [1, 51], 'one message with the state at the time the write completed');
+  call.release();
+  await tick();
+  assert.deepEqual(call.written, [1, 51], 'and nothing after it, since nothing changed');
+});
+
+test('notifications within one event-loop turn are coalesced into one render', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  open(call, c.cache);
+  call.release();
+  c.bump();
+  c.bump();
+  c.bump();
+  await tick();
+  assert.deepEqual(call.written, [1, 4]);
+});
+
+test('cancellation unsubscribes and calls onClose exactly once', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  const { closed } = open(call, c.cache);
+  assert.equal(c.listeners(), 1);
+  call.cancelled = true;
+  call.emit('cancelled');
+  call.emit('close');
+  assert.equal(c.listeners(), 0);
+  assert.equal(closed(), 1);
+  c.bump();
+  await tick();
+  assert.deepEqual(call.written, [1], 'a closed stream writes nothing');
+});
+
+test('losing the entitlement ends the stream with PERMISSION_DENIED (code 7)', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  const { closed } = open(call, c.cache);
+  call.release();
+  c.state.entitled = false;
+  c.bump();
+  await tick();
+  assert.equal((call.errors[0] as { code: number }).code, 7);
+  assert.equal(closed(), 1);
+  assert.equal(c.listeners(), 0);
+});

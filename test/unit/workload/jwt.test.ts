@@ -1,0 +1,183 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeClock } from '../../../src/common/clock.js';
+import { unavailable } from '../../../src/common/errors.js';
+import { parseJwtSvid, signJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
+import { encodeBase64Url, decodeBase64Url } from '../../../src/common/jwt/base64url.js';
+import { grpcCode } from '../../../src/agent/cli/workload-client.js';
+import { MAX_AUDIENCES } from '../../../src/agent/workload/jwt-request.js';
+import { foreignBundle, makeJwtKey, TestCa } from '../../support/fake-workload-cache.js';
+import { APP_A, APP_B, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startWorkloadHarness, TD, type WorkloadHarness } from './workload-harness.js';
+
+const INVALID_ARGUMENT = 3;
+const PERMISSION_DENIED = 7;
+const UNAVAILABLE = 14;
+const APP_C = 'spiffe://example.org/ns/default/sa/worker';
+const PARTNER_APP = `spiffe://${FOREIGN_TD}/billing`;
+
+async function failure(promise: Promise<unknown>): Promise<Error & { code?: string }> {
+  const err = await promise.then(() => undefined, (e: unknown) => e);
+  assert.ok(err instanceof Error, 'expected the call to fail');
+  return err as Error;
+}
+
+async function expectCode(promise: Promise<unknown>, code: number, message?: RegExp): Promise<void> {
+  const err = await failure(promise);
+  assert.equal(grpcCode(err), code, err.message);
+  if (message !== undefined) assert.match(err.message, message);
+}
+
+let ca: TestCa;
+let partner: TestCa;
+const partnerKey = makeJwtKey('partner-key-1');
+const clock = new FakeClock(Date.now());
+let h: WorkloadHarness;
+before(async () => {
+  ca = new TestCa(TD);
+  partner = new TestCa(FOREIGN_TD);
+  h = await startWorkloadHarness(ca, (cache) => {
+    cache.addEntry(SELECTOR_A, APP_A, { hint: 'main' });
+    cache.addEntry(SELECTOR_A, APP_C, { hint: 'main' });
+    cache.addEntry(SELECTOR_B, APP_B);
+    cache.setFederatedBundle(foreignBundle(partner, 1, partnerKey));
+  }, { clock });
+});
+after(async () => {
+  await h.close();
+  ca.dispose();
+  partner.dispose();
+});
+
+const asA = (): void => void (h.caller = [{ type: 'unix', value: 'uid:1001' }]);
+const asNobody = (): void => void (h.caller = [{ type: 'unix', value: 'uid:4242' }]);
+
+describe('FetchJWTSVID (attestation stubbed: caller has unix:uid:1001)', () => {
+  test('no audience is INVALID_ARGUMENT "audience must be specified", even for an unregistered caller', async () => {
+    asNobody();
+    await expectCode(h.client.fetchJwtSvid([]), INVALID_ARGUMENT, /audience must be specified/);
+    asA();
+    await expectCode(h.client.fetchJwtSvid([]), INVALID_ARGUMENT, /audience must be specified/);
+  });
+
+  test('an empty-string audience is INVALID_ARGUMENT, alone or among others', async () => {
+    await expectCode(h.client.fetchJwtSvid(['']), INVALID_ARGUMENT, /empty/);
+    await expectCode(h.client.fetchJwtSvid(['db', '']), INVALID_ARGUMENT, /audience\[1\]/);
+  });
+
+  test(`at most ${MAX_AUDIENCES} audiences: one more is INVALID_ARGUMENT`, async () => {
+    const many = Array.from({ length: MAX_AUDIENCES }, (_, i) => `aud-${i}`);
+    const ok = await h.client.fetchJwtSvid(many, APP_A);
+    assert.deepEqual(parseJwtSvid(ok.svids[0]!.svid).claims['aud'], many);
+    await expectCode(h.client.fetchJwtSvid([...many, 'one-more']), INVALID_ARGUMENT, /too many audiences/);
+  });
+
+  test('a malformed spiffe_id is INVALID_ARGUMENT; a well-formed one the caller does not hold is PERMISSION_DENIED', async () => {
+    for (const bad of ['not-a-spiffe-id', 'spiffe://Example.org/app', 'spiffe://example.org/a/', 'https://example.org/x']) {
+      await expectCode(h.client.fetchJwtSvid(['db'], bad), INVALID_ARGUMENT, undefined);
+    }
+    await expectCode(h.client.fetchJwtSvid(['db'], APP_B), PERMISSION_DENIED);
+  });
+
+  test('an unregistered caller gets PERMISSION_DENIED and the cache is not asked to mint', async () => {
+    asNobody();
+    const calls = h.cache.jwtCalls.length;
+    await expectCode(h.client.fetchJwtSvid(['db']), PERMISSION_DENIED);
+    assert.equal(h.cache.jwtCalls.length, calls);
+    asA();
+  });
+
+  test('without spiffe_id: one token per entitled identity (later duplicate hint dropped), sub = spiffe_id, aud = request', async () => {
+    const res = await h.client.fetchJwtSvid(['db', 'cache']);
+    assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_A]);
+    assert.equal(res.svids[0]!.hint, 'main');
+    const { claims, header } = parseJwtSvid(res.svids[0]!.svid);
+    assert.equal(claims['sub'], APP_A);
+    assert.deepEqual(claims['aud'], ['db', 'cache']);
+    assert.equal(header['kid'], h.cache.jwtKey.kid);
+    assert.deepEqual(h.cache.jwtCalls.at(-1)?.audience, ['db', 'cache']);
+  });
+
+  test('with spiffe_id: only that identity', async () => {
+    const res = await h.client.fetchJwtSvid(['db'], APP_C);
+    assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_C]);
+    assert.equal(parseJwtSvid(res.svids[0]!.svid).claims['sub'], APP_C);
+  });
+
+  test('failed attestation is UNAVAILABLE', async () => {
+    h.attestError = unavailable('workload attestation failed: pid 0');
+    try {
+      await expectCode(h.client.fetchJwtSvid(['db']), UNAVAILABLE);
+    } finally {
+      h.attestError = undefined;
+    }
+  });
+});
+
+describe('ValidateJWTSVID (attestation stubbed)', () => {
+  test('round trip: a token from FetchJWTSVID validates; claims carry sub, aud (a list) and exp (a number)', async () => {
+    asA();
+    const token = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    const res = await h.client.validateJwtSvid('db', token);
+    assert.equal(res.spiffeId, APP_A);
+    assert.equal(res.claims['sub'], APP_A);
+    assert.deepEqual(res.claims['aud'], ['db']);
+    assert.equal(typeof res.claims['exp'], 'number');
+    assert.equal(res.claims['exp'], parseJwtSvid(token).claims['exp']);
+  });
+
+  test('an audience the token does not carry is INVALID_ARGUMENT with the reason', async () => {
+    const token = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    await expectCode(h.client.validateJwtSvid('payments', token), INVALID_ARGUMENT, /audience does not include "payments"/);
+  });
+
+  test('a tampered signature or payload is INVALID_ARGUMENT', async () => {
+    const token = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    const [header, payload, signature] = token.split('.') as [string, string, string];
+    const sig = decodeBase64Url(signature, 'signature');
+    sig[5]! ^= 0x01;
+    await expectCode(h.client.validateJwtSvid('db', `${header}.${payload}.${encodeBase64Url(sig)}`), INVALID_ARGUMENT, /signature is invalid/);
+    const claims = { ...parseJwtSvid(token).claims, sub: APP_B };
+    await expectCode(h.client.validateJwtSvid('db', `${header}.${encodeBase64Url(JSON.stringify(claims))}.${signature}`), INVALID_ARGUMENT, /signature is invalid/);
+  });
+
+  test('missing audience or svid is INVALID_ARGUMENT before attestation', async () => {
+    const attested = h.attestCalls();
+    await expectCode(h.client.validateJwtSvid('', 'a.b.c'), INVALID_ARGUMENT, /audience must be specified/);
+    await expectCode(h.client.validateJwtSvid('db', ''), INVALID_ARGUMENT, /svid must be specified/);
+    assert.equal(h.attestCalls(), attested);
+  });
+
+  test('a token of a federated trust domain validates against that domain\'s bundle only', async () => {
+    const iat = Math.floor(clock.now() / 1000);
+    const foreign = signJwtSvid({ privateKey: partnerKey.privateKey, kid: partnerKey.kid, sub: PARTNER_APP, aud: ['db'], iat, exp: iat + 300 });
+    assert.equal((await h.client.validateJwtSvid('db', foreign)).spiffeId, PARTNER_APP);
+    // The partner's key must not vouch for an own-domain subject: the key is looked up in the sub's domain only.
+    const forged = signJwtSvid({ privateKey: partnerKey.privateKey, kid: partnerKey.kid, sub: APP_A, aud: ['db'], iat, exp: iat + 300 });
+    await expectCode(h.client.validateJwtSvid('db', forged), INVALID_ARGUMENT, /no key with kid "partner-key-1" in the bundle for example\.org/);
+    // A domain the agent has no bundle for is untrusted.
+    const stranger = signJwtSvid({ privateKey: partnerKey.privateKey, kid: partnerKey.kid, sub: 'spiffe://stranger.example/x', aud: ['db'], iat, exp: iat + 300 });
+    await expectCode(h.client.validateJwtSvid('db', stranger), INVALID_ARGUMENT, /stranger\.example/);
+  });
+
+  test('an expired token is INVALID_ARGUMENT (time from the injected clock)', async () => {
+    const token = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    clock.advance((h.cache.jwtTtlSeconds + 61) * 1000);
+    await expectCode(h.client.validateJwtSvid('db', token), INVALID_ARGUMENT, /expired/);
+  });
+
+  test('an unregistered caller may validate (no identity needed), but attestation must succeed', async () => {
+    asNobody();
+    try {
+      const token = signJwtSvid({
+        privateKey: h.cache.jwtKey.privateKey, kid: h.cache.jwtKey.kid, sub: APP_B, aud: ['db'],
+        iat: Math.floor(clock.now() / 1000), exp: Math.floor(clock.now() / 1000) + 300,
+      });
+      assert.equal((await h.client.validateJwtSvid('db', token)).spiffeId, APP_B);
+      h.attestError = new Error('cannot read /proc');
+      await expectCode(h.client.validateJwtSvid('db', token), UNAVAILABLE);
+    } finally {
+      h.attestError = undefined;
+      asA();
+    }
+  });
+});
