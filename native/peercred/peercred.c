@@ -11,6 +11,7 @@
  * Linux only: the agent refuses to start elsewhere.
  */
 #include <errno.h>
+#include <stdint.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -58,14 +59,18 @@ static int int_arg(napi_env env, napi_callback_info info, const char *fn, int32_
   size_t argc = 1;
   napi_value argv[1];
   napi_valuetype type;
+  double value = -1;
+  /* Read as a double and range-check: napi_get_value_int32 would silently wrap 2^32 + 3 to fd 3. */
   if (napi_get_cb_info(env, info, &argc, argv, NULL, NULL) != napi_ok || argc < 1 ||
       napi_typeof(env, argv[0], &type) != napi_ok || type != napi_number ||
-      napi_get_value_int32(env, argv[0], out) != napi_ok || *out < 0) {
+      napi_get_value_double(env, argv[0], &value) != napi_ok || !(value >= 0 && value <= INT32_MAX) ||
+      value != (double)(int32_t)value) {
     char message[96];
     snprintf(message, sizeof message, "%s: expected a non-negative integer file descriptor", fn);
     napi_throw_type_error(env, "ERR_INVALID_ARG_TYPE", message);
     return 0;
   }
+  *out = (int32_t)value;
   return 1;
 }
 

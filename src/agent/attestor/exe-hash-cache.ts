@@ -1,0 +1,48 @@
+import { sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
+
+const MAX_ENTRIES = 512;
+
+/**
+ * SHA-256 of workload executables for the unix `sha256:` selector. Hashing a 94 MiB binary costs ~100 ms, so results
+ * are kept per file version (device, inode, mtime, size) and files over `maxBytes` are not hashed at all.
+ */
+export class ExeHashCache {
+  private readonly entries = new Map<string, string>();
+
+  constructor(
+    private readonly hooks: ProcHooks,
+    private readonly maxBytes: number,
+  ) {}
+
+  /**
+   * Hashes the file at `path` (for a workload: /proc/.../exe, which opens the very inode the process runs even if
+   * the path was replaced). Returns undefined when the file is larger than the limit; throws when it cannot be read
+   * or changes while it is hashed.
+   */
+  hash(path: string): string | undefined {
+    const fd = this.hooks.openFile(path);
+    try {
+      const before = this.hooks.fstat(fd);
+      if (before.size > BigInt(this.maxBytes)) return undefined;
+      const key = cacheKey(before);
+      const hit = this.entries.get(key);
+      if (hit !== undefined) {
+        // Refresh its place so the least recently used entry is the one dropped.
+        this.entries.delete(key);
+        this.entries.set(key, hit);
+        return hit;
+      }
+      const digest = this.hooks.sha256(fd);
+      if (!sameFile(before, this.hooks.fstat(fd))) throw new Error('the executable changed while it was hashed');
+      this.entries.set(key, digest);
+      if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);
+      return digest;
+    } finally {
+      this.hooks.closeFile(fd);
+    }
+  }
+}
+
+function cacheKey(f: FileIdentity): string {
+  return `${f.dev}:${f.ino}:${f.mtimeNs}:${f.size}`;
+}

@@ -1,0 +1,67 @@
+import fs from 'node:fs';
+import { createHash } from 'node:crypto';
+import { peerCredentials } from './peer-credentials.js';
+
+/**
+ * Every operating-system call the Unix workload attestor makes, behind one small object so unit tests can count or
+ * fake them. All synchronous on purpose: /proc reads do no disk I/O and cost tens of microseconds, while the async fs
+ * API costs hundreds per read on the thread pool.
+ */
+export interface ProcHooks {
+  /** Opens a directory read-only (O_DIRECTORY) and returns the fd; used to pin /proc/<pid>. */
+  openDirectory(path: string): number;
+  /** Opens a file read-only and returns the fd. */
+  openFile(path: string): number;
+  closeFile(fd: number): void;
+  readText(path: string): string;
+  readLink(path: string): string;
+  /** Identity of the file at `path` (symlinks followed). */
+  stat(path: string): FileIdentity;
+  fstat(fd: number): FileIdentity;
+  /** Lowercase hex SHA-256 of the whole file open as `fd`, read from offset 0. */
+  sha256(fd: number): string;
+  /** See PeerCredentials.pidfdAlive. */
+  pidfdAlive(pidfd: number): boolean;
+}
+
+/** What identifies one version of one file: same device, inode, modification time and size. */
+export interface FileIdentity {
+  readonly dev: bigint;
+  readonly ino: bigint;
+  readonly mtimeNs: bigint;
+  readonly size: bigint;
+}
+
+/** True when both identities name the same version of the same file. */
+export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
+  return a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs && a.size === b.size;
+}
+
+const CHUNK = 1 << 20;
+
+function identity(s: fs.BigIntStats): FileIdentity {
+  return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, size: s.size };
+}
+
+/** The real hooks: node:fs and the peercred addon. */
+export const systemProcHooks: ProcHooks = {
+  openDirectory: (path) => fs.openSync(path, fs.constants.O_RDONLY | fs.constants.O_DIRECTORY),
+  openFile: (path) => fs.openSync(path, fs.constants.O_RDONLY),
+  closeFile: (fd) => fs.closeSync(fd),
+  readText: (path) => fs.readFileSync(path, 'utf8'),
+  readLink: (path) => fs.readlinkSync(path),
+  stat: (path) => identity(fs.statSync(path, { bigint: true })),
+  fstat: (fd) => identity(fs.fstatSync(fd, { bigint: true })),
+  sha256(fd) {
+    const hash = createHash('sha256');
+    const buffer = Buffer.allocUnsafe(CHUNK);
+    for (let position = 0; ; ) {
+      const n = fs.readSync(fd, buffer, 0, CHUNK, position);
+      if (n === 0) break;
+      hash.update(buffer.subarray(0, n));
+      position += n;
+    }
+    return hash.digest('hex');
+  },
+  pidfdAlive: (pidfd) => peerCredentials().pidfdAlive(pidfd),
+};

@@ -1,0 +1,165 @@
+import { MeshidError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import { ExeHashCache } from './exe-hash-cache.js';
+import type { PeerInfo } from './peer-credentials.js';
+import { systemProcHooks, type ProcHooks } from './proc-hooks.js';
+import { parseProcStatus, parseStartTime, type ProcStatus } from './proc-status.js';
+import { UnixAccounts } from './unix-accounts.js';
+
+export interface UnixWorkloadAttestorOptions {
+  /** OS access; default the real /proc, /etc and peercred addon. */
+  hooks?: ProcHooks;
+  /** Executables larger than this get no sha256 selector (they are not hashed). Default 64 MiB. */
+  maxHashBytes?: number;
+  /** Whether to emit the sha256 selector at all. Default true. */
+  sha256?: boolean;
+  /** Where /etc/passwd and /etc/group are; for tests. */
+  accountFiles?: { passwd?: string; group?: string };
+  log?: Logger;
+}
+
+const SELECTOR_TYPE = 'unix';
+const DEFAULT_MAX_HASH_BYTES = 64 * 1024 * 1024;
+const DELETED_SUFFIX = ' (deleted)';
+const MAX_WARNED = 256;
+
+/** What the attestor learns about the process while it holds /proc/<pid> open. */
+interface ProcessFacts {
+  status: ProcStatus;
+  exe: string;
+  sha256: string | undefined;
+}
+
+/**
+ * The unix workload attestor: selectors of type "unix" for the process behind a Unix-socket connection, with values
+ * spelled as SPIRE's unix attestor spells them (so entries such as `unix:uid:1000` carry over):
+ * `uid:<n>`, `user:<name>`, `gid:<n>`, `group:<name>`, `supplementary_gid:<n>`, `supplementary_group:<name>`,
+ * `path:<executable>`, `sha256:<hex>`. Uid and gid are the real ids from /proc/<pid>/status; names come from the
+ * host's /etc/passwd and /etc/group and are left out when an id has none.
+ *
+ * Fails closed (SPEC-NOTES §7: attestation failure is UNAVAILABLE) whenever it cannot be sure the facts belong to the
+ * process that connected: pid not visible (other pid namespace), connection closed, process exited, executable
+ * deleted, ids changed since connect(), or pid recycled. The guard against pid reuse: with a pidfd (taken at accept),
+ * /proc/<pid> is opened as a directory, the pidfd is checked alive (so the directory is that process's), and every
+ * file is read through the directory handle, which fails rather than show another process once it exits. Without a
+ * pidfd the /proc start time is compared before and after the reads.
+ *
+ * What no scheme can stop: a process that connects and then exec()s a trusted binary, or hands its connection to a
+ * child. The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe, and must share the host pid
+ * namespace with its workloads.
+ */
+export class UnixWorkloadAttestor {
+  private readonly hooks: ProcHooks;
+  private readonly accounts: UnixAccounts;
+  private readonly hashes: ExeHashCache | undefined;
+  private readonly log: Logger | undefined;
+  private readonly warnedTooLarge = new Set<string>();
+
+  constructor(options: UnixWorkloadAttestorOptions = {}) {
+    this.hooks = options.hooks ?? systemProcHooks;
+    const maxHashBytes = options.maxHashBytes ?? DEFAULT_MAX_HASH_BYTES;
+    if (!Number.isSafeInteger(maxHashBytes) || maxHashBytes < 0) throw new Error(`maxHashBytes must be a whole number ≥ 0, got ${maxHashBytes}`);
+    this.accounts = new UnixAccounts(this.hooks, options.accountFiles);
+    this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes);
+    this.log = options.log;
+  }
+
+  /**
+   * Selectors for the peer, in a fixed order (uid, user, gid, group, supplementary ids and names, path, sha256).
+   * Synchronous: /proc reads do no disk I/O. Throws MeshidError('unavailable', 'workload attestation failed: ...').
+   */
+  attest(peer: PeerInfo): Selector[] {
+    if (peer.closed) throw failed('the connection has closed');
+    if (!Number.isSafeInteger(peer.pid) || peer.pid <= 0) {
+      throw failed('the caller is in a pid namespace the agent cannot see (pid 0); run the agent in the host pid namespace');
+    }
+    const facts = this.readProcess(peer);
+    const { status } = facts;
+    // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
+    if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
+      throw failed(`process ${peer.pid} changed its uid/gid since it connected`);
+    }
+    const selectors: string[] = [`uid:${status.realUid}`];
+    const user = this.accounts.userName(status.realUid);
+    if (user !== undefined) selectors.push(`user:${user}`);
+    selectors.push(`gid:${status.realGid}`);
+    const group = this.accounts.groupName(status.realGid);
+    if (group !== undefined) selectors.push(`group:${group}`);
+    for (const gid of status.groups) selectors.push(`supplementary_gid:${gid}`);
+    for (const gid of status.groups) {
+      const name = this.accounts.groupName(gid);
+      if (name !== undefined) selectors.push(`supplementary_group:${name}`);
+    }
+    selectors.push(`path:${facts.exe}`);
+    if (facts.sha256 !== undefined) selectors.push(`sha256:${facts.sha256}`);
+    return selectors.map((value) => ({ type: SELECTOR_TYPE, value }));
+  }
+
+  private readProcess(peer: PeerInfo): ProcessFacts {
+    const { pid, pidfd } = peer;
+    const pinned = pidfd >= 0;
+    if (pinned && !this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    let dirfd: number;
+    try {
+      dirfd = this.hooks.openDirectory(`/proc/${pid}`);
+    } catch (err) {
+      throw failed(`process ${pid} is gone (${errorCode(err)})`, err);
+    }
+    try {
+      // Alive after the open: the pid was not recycled since accept, so the directory is the caller's.
+      if (pinned && !this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+      const dir = `/proc/self/fd/${dirfd}`;
+      const startBefore = pinned ? undefined : this.startTime(dir, pid);
+      const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
+      if (status.state === 'Z' || status.state === 'X') throw failed(`process ${pid} has exited`);
+      const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
+      if (exe.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
+      const sha256 = this.hashes === undefined ? undefined : this.read(pid, 'exe', () => this.hashes!.hash(`${dir}/exe`));
+      if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
+      // Still the same process after the reads: otherwise some of what we read may be another process's.
+      if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw failed(`process ${pid} has exited`);
+      return { status, exe, sha256 };
+    } finally {
+      this.hooks.closeFile(dirfd);
+    }
+  }
+
+  /** Once per executable path (bounded): a per-RPC warning would flood the log. */
+  private warnTooLarge(exe: string): void {
+    if (this.warnedTooLarge.has(exe) || this.warnedTooLarge.size >= MAX_WARNED) return;
+    this.warnedTooLarge.add(exe);
+    this.log?.warn({ exe }, 'workload executable is over the hashing size limit: it gets no sha256 selector');
+  }
+
+  private alive(pidfd: number): boolean {
+    try {
+      return this.hooks.pidfdAlive(pidfd);
+    } catch (err) {
+      throw failed(`cannot check the caller's pidfd (${errorCode(err)})`, err);
+    }
+  }
+
+  private startTime(dir: string, pid: number): string {
+    return this.read(pid, 'stat', () => parseStartTime(this.hooks.readText(`${dir}/stat`)));
+  }
+
+  /** Runs one read; any failure (the process exited: ESRCH/ENOENT, or a parse error) fails the attestation. */
+  private read<T>(pid: number, what: string, fn: () => T): T {
+    try {
+      return fn();
+    } catch (err) {
+      if (err instanceof MeshidError) throw err;
+      throw failed(`cannot read /proc/${pid}/${what} (${errorCode(err)})`, err);
+    }
+  }
+}
+
+function failed(reason: string, cause?: unknown): MeshidError {
+  return new MeshidError('unavailable', `workload attestation failed: ${reason}`, { cause });
+}
+
+function errorCode(err: unknown): string {
+  const e = err as NodeJS.ErrnoException;
+  return typeof e?.code === 'string' ? e.code : e instanceof Error ? e.message : String(err);
+}

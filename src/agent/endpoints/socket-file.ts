@@ -1,0 +1,47 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import { failedPrecondition } from '../../common/errors.js';
+
+/**
+ * Makes `socketPath` free to bind: a socket file left by a previous run that nobody listens on any more is removed
+ * (WL-Endpoint practice, SPEC-NOTES §7: SPIRE removes a stale socket at start). Anything else is refused rather
+ * than deleted: a regular file or directory may be someone's data, and a socket that accepts connections belongs to
+ * a live process (another agent) that we must not silently take the path from.
+ */
+export async function removeStaleSocket(socketPath: string): Promise<void> {
+  let stat: fs.Stats;
+  try {
+    stat = fs.lstatSync(socketPath);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    throw err;
+  }
+  if (!stat.isSocket()) {
+    throw failedPrecondition(`${socketPath} exists and is not a Unix socket; refusing to replace it (move it away or pick another socket path)`);
+  }
+  if (await socketAcceptsConnections(socketPath)) {
+    throw failedPrecondition(`${socketPath} is in use: another process accepts connections on it (stop it or pick another socket path)`);
+  }
+  fs.unlinkSync(socketPath);
+}
+
+/**
+ * Connecting is the only reliable liveness test for a socket file. A Unix-socket connect() never waits on the
+ * network: it succeeds, or fails at once with ECONNREFUSED (nobody listening: stale) or EAGAIN (listener's backlog
+ * full: live). Any other failure (EACCES, ...) is passed on: we cannot tell, so we do not delete.
+ */
+function socketAcceptsConnections(socketPath: string): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    const probe = net.connect(socketPath);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', (err: NodeJS.ErrnoException) => {
+      probe.destroy();
+      if (err.code === 'ECONNREFUSED') resolve(false);
+      else if (err.code === 'EAGAIN') resolve(true);
+      else reject(err);
+    });
+  });
+}

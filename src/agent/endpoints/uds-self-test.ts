@@ -1,0 +1,74 @@
+import * as grpc from '@grpc/grpc-js';
+import { internal } from '../../common/errors.js';
+import type { PeerInfo } from '../attestor/peer-credentials.js';
+
+/**
+ * The start-up self-test of the peer-credential wiring: a private gRPC server with one method answers the caller's
+ * `call.getPeer()` and what the peer table holds for it; the agent calls it over its own socket and expects its own
+ * pid back. If a grpc-js release stops passing the socket's remoteAddress through getPeer(), every workload would be
+ * an "unknown peer": better to refuse to start with a message that says why.
+ */
+
+const METHOD = '/meshid.agent.internal.UdsSelfTest/WhoAmI';
+const TIMEOUT_MS = 5_000;
+const identity = (b: Buffer): Buffer => b;
+
+interface Answer {
+  peer: string;
+  pid: number | null;
+}
+
+/** The private server whose injector the UdsServer uses for its own self-test connection. */
+export function createSelfTestServer(peerOf: (peer: string) => PeerInfo | undefined): grpc.Server {
+  const server = new grpc.Server();
+  const method = {
+    path: METHOD,
+    requestStream: false,
+    responseStream: false,
+    requestSerialize: identity,
+    requestDeserialize: identity,
+    responseSerialize: identity,
+    responseDeserialize: identity,
+  } as const;
+  server.addService({ whoAmI: method }, {
+    whoAmI: (call: grpc.ServerUnaryCall<Buffer, Buffer>, callback: grpc.sendUnaryData<Buffer>) => {
+      const peer = call.getPeer();
+      const answer: Answer = { peer, pid: peerOf(peer)?.pid ?? null };
+      callback(null, Buffer.from(JSON.stringify(answer)));
+    },
+  });
+  return server;
+}
+
+/** Calls the self-test method over `socketPath`; resolves when the answer names this process, throws otherwise. */
+export async function runSelfTest(socketPath: string, peerPattern: RegExp): Promise<void> {
+  const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+  let answer: Answer;
+  try {
+    const reply = await new Promise<Buffer>((resolve, reject) => {
+      // A transport deadline, not time logic: a wedged self-test must fail start-up instead of hanging it.
+      const deadline = new Date(Date.now() + TIMEOUT_MS);
+      client.makeUnaryRequest(METHOD, identity, identity, Buffer.alloc(0), { deadline }, (err, value) =>
+        err || value === undefined ? reject(err ?? new Error('empty reply')) : resolve(value),
+      );
+    });
+    answer = JSON.parse(reply.toString('utf8')) as Answer;
+  } catch (err) {
+    if ((err as { code?: unknown }).code === grpc.status.UNIMPLEMENTED) {
+      // The connection went to the real server: the listener did not recognise it as coming from this process.
+      throw internal(`Unix socket self-test failed: our own connection was not recognised by its peer credentials (expected pid ${process.pid})`, err);
+    }
+    throw internal(`Unix socket self-test failed: cannot call our own socket ${socketPath}: ${(err as Error).message}`, err);
+  } finally {
+    client.close();
+  }
+  if (!peerPattern.test(answer.peer)) {
+    throw internal(
+      `Unix socket self-test failed: grpc-js reported call.getPeer() = ${JSON.stringify(answer.peer)} instead of the ` +
+        'injected socket remoteAddress; this grpc-js version breaks workload attestation',
+    );
+  }
+  if (answer.pid !== process.pid) {
+    throw internal(`Unix socket self-test failed: our own connection was seen as pid ${answer.pid}, expected ${process.pid}`);
+  }
+}

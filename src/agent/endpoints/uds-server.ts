@@ -1,0 +1,196 @@
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Logger } from '../../common/log.js';
+import { peerCredentials, type PeerCredentials, type PeerInfo } from '../attestor/peer-credentials.js';
+import { removeStaleSocket } from './socket-file.js';
+import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
+
+export interface UdsServerOptions {
+  /** Absolute path of the socket file. Its directory is created (0755) when missing. */
+  socketPath: string;
+  /** The gRPC server the connections are handed to; it is never bound to a port itself. */
+  grpcServer: grpc.Server;
+  log: Logger;
+  /** Socket file mode; default 0o777 because authorization is by attestation (SPEC-NOTES §7). */
+  mode?: number;
+  /** The addon, replaceable for tests; default the built native/peercred. */
+  credentials?: PeerCredentials;
+}
+
+/** What the peer table holds; `closed` and `pidfd` change when the connection ends. */
+interface PeerRecord {
+  pid: number;
+  uid: number;
+  gid: number;
+  pidfd: number;
+  closed: boolean;
+}
+
+const PEER_PREFIX = 'uds-peer#';
+const PEER_PATTERN = /^uds-peer#\d+$/;
+
+/**
+ * The agent's Unix-socket listener (WL-Endpoint §7 / SPEC-NOTES §7: gRPC over a Unix socket, no TLS, the caller is
+ * identified out of band). It owns the `net.Server`; grpc-js only sees accepted connections, injected with the public
+ * `createConnectionInjector` API. Each accepted socket gets a unique own `remoteAddress` ("uds-peer#<n>"), which
+ * grpc-js returns from `call.getPeer()`, and the peer's SO_PEERCRED credentials plus a pidfd are kept under that key
+ * for as long as the connection lives. Handlers and interceptors call `peerOf(call.getPeer())`; `undefined` means an
+ * unknown peer and must fail closed.
+ *
+ * Credentials are those of the process that called connect(); a connection can outlive an exec() or be passed to
+ * another process, so attest per RPC and do not treat them as more than a pointer to the process.
+ */
+export class UdsServer {
+  private readonly socketPath: string;
+  private readonly grpcServer: grpc.Server;
+  private readonly log: Logger;
+  private readonly mode: number;
+  private readonly credentialsOverride: PeerCredentials | undefined;
+  private credentials: PeerCredentials | undefined;
+  private readonly peers = new Map<string, PeerRecord>();
+  private readonly sockets = new Set<net.Socket>();
+  private listener: net.Server | undefined;
+  private injector: grpc.ConnectionInjector | undefined;
+  /** Set only while start() runs its self-test: where our own pid's connection goes. */
+  private selfTestInjector: grpc.ConnectionInjector | undefined;
+  private socketIno: number | undefined;
+  private counter = 0;
+
+  constructor(options: UdsServerOptions) {
+    if (!path.isAbsolute(options.socketPath)) throw new Error(`socket path must be absolute, got "${options.socketPath}"`);
+    this.socketPath = options.socketPath;
+    this.grpcServer = options.grpcServer;
+    this.log = options.log;
+    this.mode = options.mode ?? 0o777;
+    this.credentialsOverride = options.credentials;
+  }
+
+  /**
+   * Removes a stale socket file (refusing a live socket or a non-socket), listens, sets the mode, and runs the
+   * self-test. Rejects with MeshidError(failed_precondition) for a path it will not take over and
+   * MeshidError(internal) when the self-test fails; nothing is left listening then.
+   */
+  async start(): Promise<void> {
+    if (this.listener !== undefined) throw new Error('UdsServer already started');
+    // Loading the addon first: a missing build must stop start-up before anything is created.
+    this.credentials = this.credentialsOverride ?? peerCredentials();
+    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    await removeStaleSocket(this.socketPath);
+
+    this.injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    const listener = net.createServer((socket) => this.onConnection(socket));
+    try {
+      await new Promise<void>((resolve, reject) => {
+        listener.once('error', reject);
+        listener.listen(this.socketPath, () => {
+          listener.off('error', reject);
+          resolve();
+        });
+      });
+    } catch (err) {
+      this.injector.destroy();
+      this.injector = undefined;
+      throw err;
+    }
+    this.listener = listener;
+    listener.on('error', (err) => this.log.error({ err }, 'workload socket listener failed'));
+    try {
+      fs.chmodSync(this.socketPath, this.mode);
+      this.socketIno = fs.statSync(this.socketPath).ino;
+      await this.selfTest();
+    } catch (err) {
+      await this.close();
+      throw err;
+    }
+    this.log.info({ socket: this.socketPath, mode: this.mode.toString(8) }, 'listening on Unix socket');
+  }
+
+  /**
+   * The connected peer behind a `call.getPeer()` string (in a server interceptor:
+   * `call.getConnectionInfo().remoteAddress`), or undefined for anything this server did not accept: fail closed.
+   * The returned object turns `closed` when the connection ends; attest synchronously after looking it up.
+   */
+  peerOf(peer: string): PeerInfo | undefined {
+    return this.peers.get(peer);
+  }
+
+  /**
+   * Stops accepting, closes this listener's gRPC sessions, cuts connections still open, releases their pidfds and
+   * unlinks the socket file (only if it is still ours). Shut the gRPC server down first for a graceful drain.
+   */
+  async close(): Promise<void> {
+    const listener = this.listener;
+    if (listener === undefined) return;
+    this.listener = undefined;
+    const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
+    this.injector?.destroy();
+    this.injector = undefined;
+    for (const socket of this.sockets) socket.destroy();
+    await closed;
+    // libuv unlinks the path it bound when the listener closes; this covers the rest without removing a socket
+    // another process has put there since.
+    try {
+      if (fs.lstatSync(this.socketPath).ino === this.socketIno) fs.unlinkSync(this.socketPath);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+    }
+  }
+
+  private onConnection(socket: net.Socket): void {
+    const credentials = this.credentials as PeerCredentials;
+    // net.Socket exposes no public fd; the Pipe handle of an accepted Unix socket carries it.
+    const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
+    let record: PeerRecord;
+    try {
+      if (typeof fd !== 'number' || fd < 0) throw new Error('accepted socket has no file descriptor');
+      const cred = credentials.peerCred(fd);
+      // Pid 0: the peer is in a pid namespace we cannot see. Keep the connection (attestation refuses it with a
+      // clear status) but there is no process to pin.
+      const pidfd = cred.pid > 0 ? credentials.peerPidfd(fd) : -1;
+      record = { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd, closed: false };
+    } catch (err) {
+      this.log.warn({ err }, 'dropping a connection whose peer credentials cannot be read');
+      socket.destroy();
+      return;
+    }
+    const key = `${PEER_PREFIX}${++this.counter}`;
+    // An own property shadows net.Socket's remoteAddress getter; grpc-js reads it through the http2 session.
+    Object.defineProperty(socket, 'remoteAddress', { value: key, enumerable: true, writable: false, configurable: false });
+    this.peers.set(key, record);
+    this.sockets.add(socket);
+    socket.once('close', () => {
+      this.peers.delete(key);
+      this.sockets.delete(socket);
+      record.closed = true;
+      if (record.pidfd >= 0) {
+        const pidfd = record.pidfd;
+        record.pidfd = -1;
+        try {
+          credentials.closeFd(pidfd);
+        } catch (err) {
+          this.log.error({ err, pidfd }, 'cannot close a peer pidfd');
+        }
+      }
+    });
+    this.log.debug({ peer: key, pid: record.pid, uid: record.uid, gid: record.gid }, 'workload connected');
+    const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
+    if (injector === undefined) {
+      socket.destroy();
+      return;
+    }
+    injector.injectConnection(socket);
+  }
+
+  private async selfTest(): Promise<void> {
+    const server = createSelfTestServer((peer) => this.peerOf(peer));
+    this.selfTestInjector = server.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+    try {
+      await runSelfTest(this.socketPath, PEER_PATTERN);
+    } finally {
+      this.selfTestInjector = undefined;
+      server.forceShutdown();
+    }
+  }
+}

@@ -1,0 +1,334 @@
+/**
+ * The agent's Unix-socket listener with real grpc-js and real client processes: every call must see the credentials
+ * of the process that made it, through `call.getPeer()` → `UdsServer.peerOf()` (SPEC-NOTES §7: the caller is
+ * identified out of band, never by anything it sends).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import * as grpc from '@grpc/grpc-js';
+import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
+import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
+import { UnixWorkloadAttestor } from '../../src/agent/attestor/unix-workload-attestor.js';
+import { peerCredentials, type PeerInfo } from '../../src/agent/attestor/peer-credentials.js';
+import { MeshidError } from '../../src/common/errors.js';
+import { silentLogger } from '../../src/common/log.js';
+import { formatSelector } from '../../src/common/spiffe/selector.js';
+import { packageRoot } from '../../src/common/paths.js';
+import { publicTempDir } from '../support/peer-process.js';
+
+const SERVICE = '/meshid.test.PeerEcho';
+const json = {
+  serialize: (v: unknown): Buffer => Buffer.from(JSON.stringify(v)),
+  deserialize: (b: Buffer): unknown => JSON.parse(b.toString('utf8')),
+};
+
+interface Reply {
+  peer: string;
+  pid: number | null;
+  uid: number | null;
+  gid: number | null;
+  selectors: string[];
+  n?: number;
+}
+
+/** A gRPC server whose handlers answer with what the UdsServer and the attestor say about the caller. */
+function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: string[]; interceptorPeers: string[] } {
+  const seenPeers: string[] = [];
+  const interceptorPeers: string[] = [];
+  const attestor = new UnixWorkloadAttestor({ sha256: false });
+  const describe = (peerString: string): Reply => {
+    seenPeers.push(peerString);
+    const peer = uds().peerOf(peerString);
+    return {
+      peer: peerString,
+      pid: peer?.pid ?? null,
+      uid: peer?.uid ?? null,
+      gid: peer?.gid ?? null,
+      selectors: peer === undefined ? [] : attestor.attest(peer).map(formatSelector),
+    };
+  };
+  const method = (name: string, responseStream: boolean, requestStream = false) => ({
+    path: `${SERVICE}/${name}`,
+    requestStream,
+    responseStream,
+    requestSerialize: json.serialize,
+    requestDeserialize: json.deserialize,
+    responseSerialize: json.serialize,
+    responseDeserialize: json.deserialize,
+  });
+  // Where the agent's interceptors will look the peer up.
+  const recordPeer: grpc.ServerInterceptor = (_method, call) => {
+    interceptorPeers.push(call.getConnectionInfo().remoteAddress ?? 'none');
+    return new grpc.ServerInterceptingCall(call);
+  };
+  const server = new grpc.Server({ interceptors: [recordPeer] });
+  server.addService(
+    { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true) },
+    {
+      who: (call: grpc.ServerUnaryCall<unknown, Reply>, cb: grpc.sendUnaryData<Reply>) => cb(null, describe(call.getPeer())),
+      stream: (call: grpc.ServerWritableStream<{ count: number }, Reply>) => {
+        for (let n = 0; n < call.request.count; n++) call.write({ ...describe(call.getPeer()), n });
+        call.end();
+      },
+      chat: (call: grpc.ServerDuplexStream<unknown, Reply>) => {
+        call.on('data', () => call.write(describe(call.getPeer())));
+        call.on('end', () => call.end());
+      },
+    },
+  );
+  return { server, seenPeers, interceptorPeers };
+}
+
+async function startUds(t: { after(fn: () => Promise<void> | void): void }, socketName = 'agent.sock') {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'run', socketName);
+  let uds: UdsServer | undefined;
+  const { server, seenPeers, interceptorPeers } = echoServer(() => uds!);
+  uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+  await uds.start();
+  t.after(async () => {
+    server.forceShutdown();
+    await uds!.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return { dir, socketPath, uds, server, seenPeers, interceptorPeers };
+}
+
+function newClient(socketPath: string): grpc.Client {
+  return new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
+}
+
+function who(client: grpc.Client): Promise<Reply> {
+  return new Promise((resolve, reject) =>
+    client.makeUnaryRequest(`${SERVICE}/Who`, json.serialize, json.deserialize as (b: Buffer) => Reply, {}, (err, value) =>
+      err ? reject(err) : resolve(value!),
+    ),
+  );
+}
+
+test('call.getPeer() returns the injected remoteAddress with this grpc-js, and peerOf maps it to our own process', async (t) => {
+  const { socketPath, uds, seenPeers, interceptorPeers } = await startUds(t);
+  const version = JSON.parse(fs.readFileSync(path.join(packageRoot, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')).version as string;
+  assert.match(version, /^1\.14\./);
+  const client = newClient(socketPath);
+  t.after(() => client.close());
+  const reply = await who(client);
+  assert.match(reply.peer, /^uds-peer#\d+$/);
+  assert.deepEqual(seenPeers, [reply.peer]);
+  assert.deepEqual(interceptorPeers, [reply.peer], 'server interceptors see the same key in getConnectionInfo()');
+  assert.deepEqual({ pid: reply.pid, uid: reply.uid, gid: reply.gid }, { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  assert.ok(reply.selectors.includes('unix:uid:0'));
+  // A second call on the same connection carries the same key.
+  assert.equal((await who(client)).peer, reply.peer);
+  assert.equal(uds.peerOf('unknown'), undefined);
+  assert.equal(uds.peerOf('uds-peer#999999'), undefined);
+  assert.equal(uds.peerOf(''), undefined);
+});
+
+const CLIENT_SCRIPT = `
+import { createRequire } from 'node:module';
+const [packageRoot, socketPath, calls] = process.argv.slice(2);
+const grpc = createRequire(packageRoot + '/package.json')('@grpc/grpc-js');
+const ser = (v) => Buffer.from(JSON.stringify(v));
+const de = (b) => JSON.parse(b.toString('utf8'));
+const S = '${SERVICE}';
+const client = new grpc.Client('unix:' + socketPath, grpc.credentials.createInsecure());
+const unary = () => new Promise((res, rej) => client.makeUnaryRequest(S + '/Who', ser, de, {}, (e, v) => (e ? rej(e) : res(v))));
+const stream = () => new Promise((res, rej) => {
+  const out = [];
+  const call = client.makeServerStreamRequest(S + '/Stream', ser, de, { count: 20 });
+  call.on('data', (v) => out.push(v)); call.on('error', rej); call.on('end', () => res(out));
+});
+const chat = () => new Promise((res, rej) => {
+  const out = [];
+  const call = client.makeBidiStreamRequest(S + '/Chat', ser, de);
+  call.on('data', (v) => out.push(v)); call.on('error', rej); call.on('end', () => res(out));
+  for (let i = 0; i < 10; i++) call.write({});
+  call.end();
+});
+const replies = [];
+const work = [];
+for (let i = 0; i < Number(calls); i++) work.push(unary().then((r) => replies.push(r)));
+work.push(stream().then((rs) => replies.push(...rs)), chat().then((rs) => replies.push(...rs)));
+await Promise.all(work);
+client.close();
+process.stdout.write(JSON.stringify({ pid: process.pid, uid: process.getuid(), gid: process.getgid(), replies }));
+`;
+
+async function runClient(script: string, socketPath: string, ids: { uid: number; gid: number }): Promise<{ pid: number; uid: number; gid: number; replies: Reply[] }> {
+  const child = spawn(process.execPath, [script, packageRoot, socketPath, '50'], { ...ids, stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const [code] = (await once(child, 'exit')) as [number | null];
+  assert.equal(code, 0, `client failed: ${err}`);
+  return JSON.parse(out);
+}
+
+test('concurrent client processes of two uids each see only their own credentials on unary, server and bidi streams', async (t) => {
+  const { dir, socketPath } = await startUds(t);
+  const script = path.join(dir, 'client.mjs');
+  fs.writeFileSync(script, CLIENT_SCRIPT);
+  fs.chmodSync(script, 0o644);
+  const ids = [{ uid: 0, gid: 0 }, { uid: 65534, gid: 65534 }, { uid: 0, gid: 0 }, { uid: 65534, gid: 65534 }];
+  const results = await Promise.all(ids.map((id) => runClient(script, socketPath, id)));
+  const peerKeys = new Set<string>();
+  for (const [i, r] of results.entries()) {
+    assert.deepEqual({ uid: r.uid, gid: r.gid }, ids[i]);
+    assert.equal(r.replies.length, 50 + 20 + 10);
+    for (const reply of r.replies) {
+      assert.deepEqual({ pid: reply.pid, uid: reply.uid, gid: reply.gid }, { pid: r.pid, uid: r.uid, gid: r.gid });
+      assert.ok(reply.selectors.includes(`unix:uid:${r.uid}`), `selectors of ${r.pid}: ${reply.selectors.join(' ')}`);
+      peerKeys.add(reply.peer);
+    }
+    // One connection per client process.
+    assert.equal(new Set(r.replies.map((x) => x.peer)).size, 1);
+  }
+  assert.equal(peerKeys.size, ids.length);
+});
+
+test('the socket is mode 0777 so any uid can connect; authorization is left to attestation', async (t) => {
+  const { socketPath } = await startUds(t);
+  const stat = fs.statSync(socketPath);
+  assert.ok(stat.isSocket());
+  assert.equal(stat.mode & 0o777, 0o777);
+});
+
+test('a peer entry lives exactly as long as its connection, and its pidfd is released', async (t) => {
+  const { socketPath, uds } = await startUds(t);
+  const client = newClient(socketPath);
+  const { peer } = await who(client);
+  const info = uds.peerOf(peer) as PeerInfo;
+  assert.ok(info.pidfd >= 0);
+  assert.equal(info.closed, false);
+  const pidfd = info.pidfd;
+  assert.match(fs.readlinkSync(`/proc/self/fd/${pidfd}`), /pidfd/);
+  client.close();
+  // Wait for the server side to see the close (an event, not a timer).
+  for (let i = 0; uds.peerOf(peer) !== undefined; i++) {
+    assert.ok(i < 5000, 'the connection closed');
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  assert.equal(info.closed, true);
+  assert.equal(info.pidfd, -1);
+  const now = (() => {
+    try {
+      return fs.readlinkSync(`/proc/self/fd/${pidfd}`);
+    } catch {
+      return 'closed';
+    }
+  })();
+  assert.ok(!/^anon_inode:\[pidfd\]$/.test(now) || now === 'closed', `fd ${pidfd} is no longer the pidfd (${now})`);
+  assert.throws(() => new UnixWorkloadAttestor().attest(info), (err) => err instanceof MeshidError && err.code === 'unavailable');
+});
+
+/** A socket file whose listener died without unlinking it: a child listens, then is SIGKILLed. */
+async function staleSocket(socketPath: string): Promise<void> {
+  const child = spawn(process.execPath, ['-e', `require('net').createServer().listen(${JSON.stringify(socketPath)}, () => console.log('up'))`], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await once(child.stdout!, 'data');
+  child.kill('SIGKILL');
+  await once(child, 'exit');
+  assert.ok(fs.lstatSync(socketPath).isSocket(), 'the stale socket file is left behind');
+}
+
+test('a stale socket file is replaced at start; close() removes the socket file', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'agent.sock');
+  const server = new grpc.Server();
+  const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+  const client = newClient(socketPath);
+  t.after(async () => {
+    client.close();
+    server.forceShutdown();
+    await uds.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await staleSocket(socketPath);
+  await assert.rejects(new Promise((_, reject) => net.connect(socketPath).on('error', reject)), { code: 'ECONNREFUSED' });
+  await uds.start();
+  // The echo service is not registered here: reaching grpc-js at all is enough (UNIMPLEMENTED).
+  await assert.rejects(who(client), { code: grpc.status.UNIMPLEMENTED });
+  server.forceShutdown();
+  await uds.close();
+  assert.equal(fs.existsSync(socketPath), false);
+});
+
+test('start refuses a socket another process is serving, and a path that is not a socket, leaving both alone', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const live = net.createServer();
+  t.after(async () => {
+    await new Promise((r) => live.close(r));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const livePath = path.join(dir, 'live.sock');
+  live.listen(livePath);
+  await once(live, 'listening');
+  const filePath = path.join(dir, 'data.txt');
+  fs.writeFileSync(filePath, 'keep me');
+  for (const [socketPath, reason] of [[livePath, /in use/], [filePath, /not a Unix socket/]] as const) {
+    const server = new grpc.Server();
+    const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+    await assert.rejects(uds.start(), (err) => err instanceof MeshidError && err.code === 'failed_precondition' && reason.test(err.message));
+    server.forceShutdown();
+  }
+  assert.ok(fs.lstatSync(livePath).isSocket());
+  assert.equal(fs.readFileSync(filePath, 'utf8'), 'keep me');
+  // The live server still answers.
+  const probe = net.connect(livePath);
+  await once(probe, 'connect');
+  probe.destroy();
+});
+
+test('close() cuts connections still open and resolves', async (t) => {
+  const { socketPath, uds } = await startUds(t);
+  const raw = net.connect(socketPath);
+  await once(raw, 'connect');
+  // Reading is what lets the client see the server's end of the connection.
+  raw.resume();
+  const closed = once(raw, 'close');
+  // No gRPC shutdown first: close() alone must end the connection.
+  await uds.close();
+  await closed;
+  assert.equal(fs.existsSync(socketPath), false);
+});
+
+test('start fails loudly when the self-test does not see our own pid, and leaves no socket behind', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const socketPath = path.join(dir, 'agent.sock');
+  const real = peerCredentials();
+  // Credentials that name another process: what a broken peer lookup would produce.
+  const wrong = { ...real, peerCred: (fd: number) => ({ ...real.peerCred(fd), pid: 1 }) };
+  const server = new grpc.Server();
+  const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: wrong });
+  await assert.rejects(uds.start(), (err) => err instanceof MeshidError && err.code === 'internal' && /self-test failed: our own connection was not recognised/.test(err.message));
+  server.forceShutdown();
+  assert.equal(fs.existsSync(socketPath), false);
+});
+
+test('the self-test rejects a grpc-js that does not report the socket remoteAddress through getPeer()', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'plain.sock');
+  // What a changed grpc-js would look like: connections reach the handler but getPeer() is not our key.
+  const selfTest = createSelfTestServer(() => ({ pid: process.pid, uid: 0, gid: 0, pidfd: -1, closed: false }));
+  const injector = selfTest.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((socket) => injector.injectConnection(socket));
+  listener.listen(socketPath);
+  await once(listener, 'listening');
+  t.after(async () => {
+    selfTest.forceShutdown();
+    await new Promise((r) => listener.close(r));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await assert.rejects(runSelfTest(socketPath, /^uds-peer#\d+$/), (err) => err instanceof MeshidError && /getPeer\(\) = "unknown"/.test(err.message));
+  // Control: the same wiring with the expected pattern passes.
+  await runSelfTest(socketPath, /^unknown$/);
+});

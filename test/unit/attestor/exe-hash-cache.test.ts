@@ -1,0 +1,89 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createHash } from 'node:crypto';
+import { ExeHashCache } from '../../../src/agent/attestor/exe-hash-cache.js';
+import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
+
+function countingHooks(overrides: Partial<ProcHooks> = {}): { hooks: ProcHooks; hashed: number[]; open: Set<number> } {
+  const hashed: number[] = [];
+  const open = new Set<number>();
+  const hooks: ProcHooks = {
+    ...systemProcHooks,
+    openFile: (p) => {
+      const fd = systemProcHooks.openFile(p);
+      open.add(fd);
+      return fd;
+    },
+    closeFile: (fd) => {
+      open.delete(fd);
+      systemProcHooks.closeFile(fd);
+    },
+    sha256: (fd) => (hashed.push(fd), systemProcHooks.sha256(fd)),
+    ...overrides,
+  };
+  return { hooks, hashed, open };
+}
+
+function tempFile(t: { after(fn: () => void): void }, content: string | Buffer): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-hash-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const file = path.join(dir, 'bin');
+  fs.writeFileSync(file, content);
+  return file;
+}
+
+test('the digest is the SHA-256 of the whole file, and a second call for the same file version does not re-read it', (t) => {
+  // Larger than one read chunk, so chunking is exercised.
+  const content = Buffer.alloc(3 * 1024 * 1024 + 17, 'abc');
+  const file = tempFile(t, content);
+  const { hooks, hashed, open } = countingHooks();
+  const cache = new ExeHashCache(hooks, 64 << 20);
+  const expected = createHash('sha256').update(content).digest('hex');
+  assert.equal(cache.hash(file), expected);
+  assert.equal(cache.hash(file), expected);
+  assert.equal(hashed.length, 1);
+  assert.equal(open.size, 0, 'every opened fd is closed');
+});
+
+test('a new version of the file (mtime or size changed) is hashed again', (t) => {
+  const file = tempFile(t, 'one');
+  const { hooks, hashed } = countingHooks();
+  const cache = new ExeHashCache(hooks, 1024);
+  cache.hash(file);
+  fs.writeFileSync(file, 'two');
+  fs.utimesSync(file, new Date(2_000_000_000_000), new Date(2_000_000_000_000));
+  assert.equal(cache.hash(file), createHash('sha256').update('two').digest('hex'));
+  assert.equal(hashed.length, 2);
+});
+
+test('a file over the size limit is not hashed', (t) => {
+  const file = tempFile(t, Buffer.alloc(1025));
+  const { hooks, hashed, open } = countingHooks();
+  assert.equal(new ExeHashCache(hooks, 1024).hash(file), undefined);
+  assert.equal(new ExeHashCache(hooks, 1025).hash(file), createHash('sha256').update(Buffer.alloc(1025)).digest('hex'));
+  assert.equal(hashed.length, 1);
+  assert.equal(open.size, 0);
+});
+
+test('a file that changes while it is hashed fails instead of caching a digest of mixed content', (t) => {
+  const file = tempFile(t, 'content');
+  let calls = 0;
+  const { hooks, open } = countingHooks({
+    fstat: (fd) => {
+      const real = systemProcHooks.fstat(fd);
+      return ++calls === 2 ? { ...real, size: real.size + 1n } : real;
+    },
+  });
+  const cache = new ExeHashCache(hooks, 1024);
+  assert.throws(() => cache.hash(file), /changed while it was hashed/);
+  assert.equal(open.size, 0);
+});
+
+test('process.execPath hashes to the same digest node:crypto computes', () => {
+  const cache = new ExeHashCache(systemProcHooks, 256 << 20);
+  const expected = createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex');
+  assert.equal(cache.hash(process.execPath), expected);
+});

@@ -1,0 +1,239 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { createHash } from 'node:crypto';
+import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
+import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
+import { MeshidError } from '../../../src/common/errors.js';
+import { formatSelector } from '../../../src/common/spiffe/selector.js';
+import { ClientProcess, namesFrom, PeerListener, publicTempDir, type TestPeer } from '../../support/peer-process.js';
+
+const NODE_HASH = createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex');
+const NODE_PATH = fs.realpathSync(process.execPath);
+// The node binary is ~94 MiB, over the 64 MiB default.
+const BIG = 256 << 20;
+
+async function setup(t: { after(fn: () => Promise<void> | void): void }): Promise<PeerListener> {
+  const dir = publicTempDir('meshid-attest-');
+  const listener = await PeerListener.listen(path.join(dir, 'p.sock'));
+  t.after(async () => {
+    await listener.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  return listener;
+}
+
+function isAttestationFailure(reason: RegExp): (err: unknown) => boolean {
+  return (err) => {
+    assert.ok(err instanceof MeshidError, `expected a MeshidError, got ${String(err)}`);
+    assert.equal(err.code, 'unavailable');
+    assert.match(err.message, /^workload attestation failed: /);
+    assert.match(err.message, reason);
+    return true;
+  };
+}
+
+function strings(selectors: Array<{ type: string; value: string }>): string[] {
+  return selectors.map(formatSelector);
+}
+
+/** Real hooks that count what the attestor reads. */
+function countingHooks(overrides: Partial<ProcHooks> = {}): { hooks: ProcHooks; counts: Map<string, number>; openDirs: Set<number> } {
+  const counts = new Map<string, number>();
+  const openDirs = new Set<number>();
+  const count = (key: string): void => void counts.set(key, (counts.get(key) ?? 0) + 1);
+  const hooks: ProcHooks = {
+    ...systemProcHooks,
+    openDirectory: (p) => {
+      const fd = systemProcHooks.openDirectory(p);
+      openDirs.add(fd);
+      return fd;
+    },
+    closeFile: (fd) => {
+      openDirs.delete(fd);
+      systemProcHooks.closeFile(fd);
+    },
+    readText: (p) => (count(p.startsWith('/etc/') ? p : `proc:${path.basename(p)}`), systemProcHooks.readText(p)),
+    sha256: (fd) => (count('sha256'), systemProcHooks.sha256(fd)),
+    pidfdAlive: (fd) => (count('pidfdAlive'), systemProcHooks.pidfdAlive(fd)),
+    ...overrides,
+  };
+  return { hooks, counts, openDirs };
+}
+
+test('a process running as nobody attests as uid 65534 with its names, executable path and sha256', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  const selectors = new UnixWorkloadAttestor({ maxHashBytes: BIG }).attest(peer);
+  assert.ok(selectors.every((s) => s.type === 'unix'));
+  const user = namesFrom('/etc/passwd').get(65534);
+  const group = namesFrom('/etc/group').get(65534);
+  assert.ok(user !== undefined && group !== undefined, 'this host names uid and gid 65534');
+  assert.deepEqual(strings(selectors), [
+    'unix:uid:65534',
+    `unix:user:${user}`,
+    'unix:gid:65534',
+    `unix:group:${group}`,
+    `unix:path:${NODE_PATH}`,
+    `unix:sha256:${NODE_HASH}`,
+  ]);
+  assert.ok(strings(selectors).includes('unix:user:nobody'));
+});
+
+test('supplementary groups give supplementary_gid and supplementary_group selectors', async (t) => {
+  const listener = await setup(t);
+  const groups = namesFrom('/etc/group');
+  const chosen = [4, 24].filter((gid) => groups.has(gid));
+  assert.equal(chosen.length, 2, 'this host names groups 4 and 24');
+  const unnamed = 4_000_000;
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534, groups: [...chosen, unnamed] });
+  t.after(() => client.stop());
+  await once(client.child.stdout!, 'data');
+  const { peer } = await listener.next();
+  const selectors = strings(new UnixWorkloadAttestor({ sha256: false }).attest(peer));
+  assert.deepEqual(
+    selectors.filter((s) => s.startsWith('unix:supplementary_')),
+    [
+      ...chosen.map((gid) => `unix:supplementary_gid:${gid}`),
+      `unix:supplementary_gid:${unnamed}`,
+      ...chosen.map((gid) => `unix:supplementary_group:${groups.get(gid)}`),
+    ],
+  );
+});
+
+test('repeated attestation uses the caches: the executable is hashed once, passwd and group read once', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  const { hooks, counts, openDirs } = countingHooks();
+  const attestor = new UnixWorkloadAttestor({ hooks, maxHashBytes: BIG });
+  const first = attestor.attest(peer);
+  for (let i = 0; i < 5; i++) assert.deepEqual(attestor.attest(peer), first);
+  assert.equal(counts.get('sha256'), 1);
+  assert.equal(counts.get('/etc/passwd'), 1);
+  assert.equal(counts.get('/etc/group'), 1);
+  // /proc itself is read every time: the process may have changed.
+  assert.equal(counts.get('proc:status'), 6);
+  // With a pidfd: alive before opening /proc/<pid>, after opening it, and after the reads.
+  assert.equal(counts.get('pidfdAlive'), 18);
+  assert.equal(counts.get('proc:stat'), undefined);
+  assert.equal(openDirs.size, 0, 'the /proc/<pid> handle is closed');
+});
+
+test('a process that exits before attestation fails closed, with or without a pidfd', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  const { peer } = await listener.next();
+  const attestor = new UnixWorkloadAttestor({ sha256: false });
+  assert.ok(attestor.attest(peer).length > 0, 'attests while the process runs');
+  await client.stop();
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(/process \d+ (has exited|is gone)/));
+  assert.throws(() => attestor.attest({ ...peer, pidfd: -1 }), isAttestationFailure(/process \d+ is gone \(ENOENT\)/));
+});
+
+test('peers the agent cannot pin are refused: pid 0 (other pid namespace) and closed connections', () => {
+  const attestor = new UnixWorkloadAttestor();
+  const base: TestPeer = { pid: process.pid, uid: 0, gid: 0, pidfd: -1, closed: false };
+  assert.throws(() => attestor.attest({ ...base, pid: 0 }), isAttestationFailure(/pid namespace/));
+  assert.throws(() => attestor.attest({ ...base, closed: true }), isAttestationFailure(/connection has closed/));
+});
+
+test('ids that differ from the connect-time credentials are refused', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  const attestor = new UnixWorkloadAttestor({ sha256: false });
+  assert.throws(() => attestor.attest({ ...peer, uid: 0 }), isAttestationFailure(/changed its uid\/gid/));
+  assert.throws(() => attestor.attest({ ...peer, gid: 0 }), isAttestationFailure(/changed its uid\/gid/));
+});
+
+test('a process whose executable was deleted is refused; before the deletion it attests with that path', async (t) => {
+  const dir = publicTempDir('meshid-attest-exe-');
+  const exe = path.join(dir, 'sleeper');
+  fs.copyFileSync('/bin/sleep', exe);
+  fs.chmodSync(exe, 0o755);
+  const child = spawn(exe, ['60'], { stdio: 'ignore' });
+  const exited = once(child, 'exit');
+  t.after(async () => {
+    child.kill();
+    await exited;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  // Wait until the child has exec()ed the copy (before that, /proc shows node).
+  const peer: TestPeer = { pid: child.pid!, uid: 0, gid: 0, pidfd: -1, closed: false };
+  const attestor = new UnixWorkloadAttestor();
+  for (let i = 0; fs.readlinkSync(`/proc/${child.pid}/exe`) !== exe; i++) {
+    assert.ok(i < 1000, 'child exec()ed');
+    await new Promise((r) => setImmediate(r));
+  }
+  const selectors = strings(attestor.attest(peer));
+  assert.ok(selectors.includes(`unix:path:${exe}`));
+  assert.ok(selectors.includes(`unix:sha256:${createHash('sha256').update(fs.readFileSync(exe)).digest('hex')}`));
+  fs.unlinkSync(exe);
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(/executable .* deleted/));
+});
+
+test('the sha256 selector is left out over the size limit or when disabled; the path stays', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath);
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  for (const attestor of [new UnixWorkloadAttestor(), new UnixWorkloadAttestor({ sha256: false, maxHashBytes: BIG })]) {
+    const selectors = strings(attestor.attest(peer));
+    assert.ok(selectors.includes(`unix:path:${NODE_PATH}`));
+    assert.ok(!selectors.some((s) => s.startsWith('unix:sha256:')), 'the 94 MiB node binary is over 64 MiB');
+  }
+});
+
+test('a pid recycled during attestation is detected: pidfd dead after the reads, or start time changed', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath);
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+
+  let aliveCalls = 0;
+  const diesAfterReads = countingHooks({ pidfdAlive: () => ++aliveCalls < 3 });
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: diesAfterReads.hooks }).attest(peer), isAttestationFailure(/has exited/));
+  assert.equal(aliveCalls, 3);
+  assert.equal(diesAfterReads.openDirs.size, 0);
+
+  let statReads = 0;
+  const restarted = countingHooks({
+    readText: (p) => {
+      const text = systemProcHooks.readText(p);
+      if (!p.endsWith('/stat')) return text;
+      // The second read sees a later start time: a different process now has this pid.
+      return ++statReads === 2 ? text.replace(/^(.*\) (?:\S+ ){19})(\d+)/, (_m, head: string, start: string) => `${head}${Number(start) + 1}`) : text;
+    },
+  });
+  const unpinned = { ...peer, pidfd: -1 };
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: restarted.hooks }).attest(unpinned), isAttestationFailure(/has exited/));
+  assert.equal(statReads, 2);
+  // Control: without the change the same path attests.
+  assert.ok(new UnixWorkloadAttestor().attest(unpinned).length > 0);
+});
+
+test('a zombie is refused, and unreadable /proc files fail closed', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath);
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  const zombie = countingHooks({
+    readText: (p) => systemProcHooks.readText(p).replace(/^State:\t.*$/m, 'State:\tZ (zombie)'),
+  });
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: zombie.hooks }).attest(peer), isAttestationFailure(/has exited/));
+  const noExe = countingHooks({
+    readLink: () => {
+      throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
+    },
+  });
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: noExe.hooks }).attest(peer), isAttestationFailure(/\/exe \(EACCES\)/));
+  assert.equal(noExe.openDirs.size, 0);
+});
