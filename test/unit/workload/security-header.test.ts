@@ -93,6 +93,20 @@ describe('security header on every Workload API RPC (attestation stubbed)', () =
     assert.equal(h.attestCalls(), before + 1);
   });
 
+  test('FetchWITSVID (optional WIT profile, not offered) is UNIMPLEMENTED', async () => {
+    const raw = h.rawClient();
+    const code = await within(
+      new Promise<number>((resolve) => {
+        const call = raw.makeServerStreamRequest('/SpiffeWorkloadAPI/FetchWITSVID', () => Buffer.alloc(0), (b: Buffer) => b, {}, metadata([['workload.spiffe.io', 'true']]));
+        call.on('error', (err: grpc.ServiceError) => resolve(err.code));
+        call.on('end', () => resolve(grpc.status.OK));
+        call.on('data', () => {});
+      }),
+      'FetchWITSVID',
+    );
+    assert.equal(code, grpc.status.UNIMPLEMENTED);
+  });
+
   test('the health service on the same socket needs no header', async () => {
     assert.equal(await h.client.health(), 'SERVING');
   });

@@ -1,0 +1,86 @@
+import { performance } from 'node:perf_hooks';
+import { invalidArgument } from '../../common/errors.js';
+import { runGroup, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { certificatesToPem, splitConcatenatedDer } from '../../common/x509/pem.js';
+import { SOCKET_PATH_FLAG, TIMEOUT_FLAG, withWorkloadClient } from './flags.js';
+import { describeX509SvidResponse, writeX509SvidFiles } from './svid-output.js';
+
+const fetchX509: Command = {
+  name: 'x509',
+  summary: "Fetches the caller's X509-SVIDs and bundles from the Workload API (FetchX509SVID, first message).",
+  flags: [
+    SOCKET_PATH_FLAG,
+    TIMEOUT_FLAG,
+    OUTPUT_FLAG,
+    { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.N.pem, svid.N.key (0600), bundle.N.pem and federated_bundle.N.M.pem to DIR' },
+  ],
+  async run(args, io) {
+    const started = performance.now();
+    const res = await withWorkloadClient(args, io.env, (client) => client.fetchX509Svid());
+    const elapsed = performance.now() - started;
+    const dir = args.string('write');
+    const written = dir === undefined ? [] : writeX509SvidFiles(dir, res);
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(renderJson(res));
+      return 0;
+    }
+    const n = res.svids.length;
+    io.stdout.write(`Received ${n} svid${n === 1 ? '' : 's'} after ${elapsed.toFixed(3)}ms\n\n`);
+    io.stdout.write(describeX509SvidResponse(res));
+    if (written.length > 0) io.stdout.write('\n' + written.join('\n') + '\n');
+    return 0;
+  },
+};
+
+/** `--audience a --audience b` or spire-agent's `-audience a,b`. */
+function audiences(values: readonly string[]): string[] {
+  const list = values.flatMap((v) => v.split(',')).map((a) => a.trim()).filter((a) => a !== '');
+  if (list.length === 0) throw invalidArgument('flag --audience is required (the audience the token is for)');
+  return list;
+}
+
+const fetchJwt: Command = {
+  name: 'jwt',
+  summary: 'Fetches JWT-SVIDs for the given audience (FetchJWTSVID) and prints the tokens.',
+  flags: [
+    { name: 'audience', type: 'strings', valueName: 'AUD', description: 'Audience of the token; comma-separated or repeated' },
+    { name: 'spiffe-id', aliases: ['spiffeID'], type: 'string', valueName: 'ID', description: 'Only this identity (default: every identity of the caller)' },
+    SOCKET_PATH_FLAG,
+    TIMEOUT_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const audience = audiences(args.strings('audience'));
+    const res = await withWorkloadClient(args, io.env, (client) => client.fetchJwtSvid(audience, args.string('spiffe-id')));
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(renderJson(res));
+      return 0;
+    }
+    for (const svid of res.svids) io.stdout.write(`token(${svid.spiffe_id}):\n\t${svid.svid}\n`);
+    return 0;
+  },
+};
+
+const fetchBundle: Command = {
+  name: 'bundle',
+  summary: 'Prints the X.509 bundles of the own and federated trust domains as PEM (FetchX509Bundles).',
+  flags: [SOCKET_PATH_FLAG, TIMEOUT_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const res = await withWorkloadClient(args, io.env, (client) => client.fetchX509Bundles());
+    const entries = Object.entries(res.bundles).sort(([a], [b]) => (a < b ? -1 : 1));
+    const pem = entries.map(([td, der]) => [td, certificatesToPem(splitConcatenatedDer(der))] as const);
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(renderJson({ bundles: Object.fromEntries(pem) }));
+      return 0;
+    }
+    // "# spiffe://td" lines are RFC 7468 explanatory text: the output stays a valid PEM bundle file.
+    io.stdout.write(pem.map(([td, text]) => `# ${td}\n${text}`).join('\n'));
+    return 0;
+  },
+};
+
+/** `meshid-agent api fetch x509|jwt|bundle`. */
+export async function apiFetchCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  return runGroup('meshid-agent api fetch', 'Fetch identities and bundles from the Workload API.', [fetchX509, fetchJwt, fetchBundle], argv, io);
+}

@@ -1,0 +1,255 @@
+import {
+  credentials,
+  Metadata,
+  status,
+  type CallOptions,
+  type Client,
+  type ClientReadableStream,
+  type ServiceError,
+} from '@grpc/grpc-js';
+import { unavailable, type MeshidError } from '../../common/errors.js';
+import { fromServiceError } from '../../common/grpc-status.js';
+import { fromStruct, loadProto } from '../../common/grpc/proto.js';
+import { serviceClient } from '../../common/grpc/service.js';
+import type {
+  JwtBundlesResponse,
+  JwtSvidResponse,
+  ValidateJwtSvidResponse,
+  X509BundlesResponse,
+  X509SvidResponse,
+} from '../workload/messages.js';
+import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
+
+/**
+ * A plain SPIFFE Workload API client, as any workload would write one (SPEC-NOTES §7): grpc-js, insecure channel
+ * credentials on `unix:///path`, the `workload.spiffe.io: true` header on every call — no TLS, no client identity.
+ * Used by the agent CLI, tests and benchmarks. Failures are MeshidErrors carrying the server's status code and
+ * message (the gRPC ServiceError is the `cause`; `grpcCode(err)` reads its numeric code).
+ */
+
+const WORKLOAD_PROTO = 'workload/workload.proto';
+const HEALTH_PROTO = 'grpc/health/v1/health.proto';
+
+/** Default deadline for unary calls and for the first message of a fetch. */
+export const DEFAULT_TIMEOUT_MS = 5_000;
+/** A watch stops reading from the socket while this many messages wait for the consumer (flow control does the rest). */
+const WATCH_QUEUE_LIMIT = 16;
+
+/** A server stream as an async iterator; `cancel()` (or leaving a for-await loop) cancels the call. */
+export interface WorkloadWatch<T> extends AsyncIterableIterator<T> {
+  cancel(): void;
+}
+
+export interface ValidatedJwt {
+  spiffeId: string;
+  claims: Record<string, unknown>;
+}
+
+export interface WorkloadApiClientOptions {
+  /** Deadline for unary calls and first messages, in ms; default DEFAULT_TIMEOUT_MS. */
+  timeoutMs?: number;
+}
+
+type UnaryFn = (request: unknown, metadata: Metadata, options: CallOptions, callback: (err: ServiceError | null, res?: unknown) => void) => void;
+type StreamFn = (request: unknown, metadata: Metadata, options?: CallOptions) => ClientReadableStream<unknown>;
+
+export class WorkloadApiClient {
+  private readonly workload: Client;
+  private health_: Client | undefined;
+  private readonly timeoutMs: number;
+
+  constructor(
+    readonly socketPath: string,
+    options: WorkloadApiClientOptions = {},
+  ) {
+    this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    const Ctor = serviceClient(loadProto(WORKLOAD_PROTO), 'SpiffeWorkloadAPI');
+    this.workload = new Ctor(`unix://${socketPath}`, credentials.createInsecure());
+  }
+
+  /** FetchX509SVID's first message; the stream is cancelled once it arrives. */
+  fetchX509Svid(): Promise<X509SvidResponse> {
+    return this.first(this.watchX509Svids(this.deadline()));
+  }
+
+  /** FetchX509SVID as a stream of full-state messages, until cancelled or the server ends it. */
+  watchX509Svids(options: CallOptions = {}): WorkloadWatch<X509SvidResponse> {
+    return this.watch<X509SvidResponse>('FetchX509SVID', options);
+  }
+
+  fetchX509Bundles(): Promise<X509BundlesResponse> {
+    return this.first(this.watchX509Bundles(this.deadline()));
+  }
+
+  watchX509Bundles(options: CallOptions = {}): WorkloadWatch<X509BundlesResponse> {
+    return this.watch<X509BundlesResponse>('FetchX509Bundles', options);
+  }
+
+  fetchJwtBundles(): Promise<JwtBundlesResponse> {
+    return this.first(this.watchJwtBundles(this.deadline()));
+  }
+
+  watchJwtBundles(options: CallOptions = {}): WorkloadWatch<JwtBundlesResponse> {
+    return this.watch<JwtBundlesResponse>('FetchJWTBundles', options);
+  }
+
+  /** FetchJWTSVID: one token per entitled identity, or only `spiffeId`'s. */
+  fetchJwtSvid(audience: readonly string[], spiffeId?: string): Promise<JwtSvidResponse> {
+    const request: Record<string, unknown> = { audience: [...audience] };
+    if (spiffeId !== undefined) request['spiffe_id'] = spiffeId;
+    return this.unary<JwtSvidResponse>(this.workload, 'FetchJWTSVID', request, true);
+  }
+
+  /** ValidateJWTSVID, with the claims Struct turned back into a plain object. */
+  async validateJwtSvid(audience: string, svid: string): Promise<ValidatedJwt> {
+    const res = await this.unary<Partial<ValidateJwtSvidResponse>>(this.workload, 'ValidateJWTSVID', { audience, svid }, true);
+    return { spiffeId: res.spiffe_id ?? '', claims: fromStruct(res.claims) };
+  }
+
+  /** grpc.health.v1.Health/Check on the same socket (no security header: not a Workload API call). */
+  async health(service = ''): Promise<string> {
+    if (this.health_ === undefined) {
+      const Ctor = serviceClient(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health');
+      this.health_ = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure());
+    }
+    const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false);
+    // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
+    return res.status ?? 'UNKNOWN';
+  }
+
+  close(): void {
+    this.workload.close();
+    this.health_?.close();
+  }
+
+  private deadline(): CallOptions {
+    // A deadline is wall-clock by nature; it bounds how long a CLI waits, not any identity decision.
+    return { deadline: new Date(Date.now() + this.timeoutMs) };
+  }
+
+  private unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
+    const fn = (client as unknown as Record<string, UnaryFn>)[method]!;
+    return new Promise((resolve, reject) => {
+      fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
+        if (err) reject(this.translate(err));
+        else resolve(res as T);
+      });
+    });
+  }
+
+  private async first<T>(watch: WorkloadWatch<T>): Promise<T> {
+    try {
+      const next = await watch.next();
+      if (next.done === true) throw unavailable('the Workload API stream ended without a message');
+      return next.value;
+    } finally {
+      watch.cancel();
+    }
+  }
+
+  private watch<T>(method: string, options: CallOptions): WorkloadWatch<T> {
+    const fn = (this.workload as unknown as Record<string, StreamFn>)[method]!;
+    const call = fn.call(this.workload, {}, securityMetadata(), options) as ClientReadableStream<T>;
+    return streamIterator(call, (err) => this.translate(err));
+  }
+
+  private translate(err: ServiceError): MeshidError {
+    if (err.code === status.UNAVAILABLE && /ENOENT|ECONNREFUSED|EACCES|No connection established|connect/.test(err.details ?? '')) {
+      return unavailable(`cannot reach the Workload API on ${this.socketPath}: ${err.details}`, err);
+    }
+    return fromServiceError(err);
+  }
+}
+
+/** Opens a client for the agent socket at `socketPath` (an absolute path). Call close() when done. */
+export function connectWorkloadApi(socketPath: string, options: WorkloadApiClientOptions = {}): WorkloadApiClient {
+  return new WorkloadApiClient(socketPath, options);
+}
+
+/** The numeric gRPC status behind an error from this client (or a raw ServiceError), if there is one. */
+export function grpcCode(err: unknown): number | undefined {
+  const candidate = (err as { cause?: unknown })?.cause ?? err;
+  const code = (candidate as { code?: unknown })?.code;
+  return typeof code === 'number' ? code : undefined;
+}
+
+function securityMetadata(): Metadata {
+  const md = new Metadata();
+  md.set(SECURITY_HEADER, SECURITY_HEADER_VALUE);
+  return md;
+}
+
+function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: ServiceError) => MeshidError): WorkloadWatch<T> {
+  const queue: T[] = [];
+  let failure: MeshidError | undefined;
+  let done = false;
+  let cancelled = false;
+  let waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
+
+  const settle = (): void => {
+    if (waiter === undefined) return;
+    const w = waiter;
+    if (queue.length > 0) {
+      waiter = undefined;
+      w.resolve({ value: queue.shift() as T, done: false });
+    } else if (failure !== undefined) {
+      waiter = undefined;
+      w.reject(failure);
+    } else if (done) {
+      waiter = undefined;
+      w.resolve({ value: undefined, done: true });
+    }
+  };
+  call.on('data', (message: T) => {
+    queue.push(message);
+    if (queue.length >= WATCH_QUEUE_LIMIT) call.pause();
+    settle();
+  });
+  call.on('error', (err: ServiceError) => {
+    // Our own cancel() ends the call with CANCELLED: that is the end of the iteration, not a failure.
+    if (!(cancelled && err.code === status.CANCELLED)) failure = translate(err);
+    done = true;
+    settle();
+  });
+  call.on('end', () => {
+    done = true;
+    settle();
+  });
+
+  const iterator: WorkloadWatch<T> = {
+    next(): Promise<IteratorResult<T>> {
+      if (queue.length > 0) {
+        const value = queue.shift() as T;
+        if (queue.length < WATCH_QUEUE_LIMIT && call.isPaused()) call.resume();
+        return Promise.resolve({ value, done: false });
+      }
+      if (failure !== undefined) {
+        const f = failure;
+        failure = undefined;
+        return Promise.reject(f);
+      }
+      if (done) return Promise.resolve({ value: undefined, done: true });
+      return new Promise((resolve, reject) => {
+        waiter = { resolve, reject };
+      });
+    },
+    return(): Promise<IteratorResult<T>> {
+      iterator.cancel();
+      return Promise.resolve({ value: undefined, done: true });
+    },
+    cancel(): void {
+      if (cancelled || done) {
+        done = true;
+        return;
+      }
+      cancelled = true;
+      done = true;
+      call.cancel();
+      settle();
+    },
+    [Symbol.asyncIterator]() {
+      return iterator;
+    },
+  };
+  return iterator;
+}

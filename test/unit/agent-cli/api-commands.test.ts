@@ -1,0 +1,208 @@
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { pemToDerList } from '../../../src/common/x509/pem.js';
+import { parseJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
+import { apiCommand, healthcheckCommand } from '../../../src/agent/cli/index.js';
+import { foreignBundle, TestCa } from '../../support/fake-workload-cache.js';
+import { opensslVerify } from '../../support/openssl.js';
+import { captureIo } from '../cli/capture-io.js';
+import { APP_A, eventually, FOREIGN_TD, SELECTOR_A, startWorkloadHarness, TD, within, type WorkloadHarness } from '../workload/workload-harness.js';
+
+let ca: TestCa;
+let partner: TestCa;
+let h: WorkloadHarness;
+let tmp: string;
+
+before(async () => {
+  ca = new TestCa(TD);
+  partner = new TestCa(FOREIGN_TD);
+  h = await startWorkloadHarness(ca, (cache) => {
+    cache.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
+    cache.setFederatedBundle(foreignBundle(partner, 1));
+  });
+  tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-agent-cli-'));
+});
+after(async () => {
+  await h.close();
+  ca.dispose();
+  partner.dispose();
+  fs.rmSync(tmp, { recursive: true, force: true });
+});
+
+/** Runs `meshid-agent api …` in-process against the harness socket. */
+async function api(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
+  const io = captureIo(env);
+  const code = await apiCommand(args, io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+const mode = (file: string): number => fs.statSync(file).mode & 0o777;
+
+describe('meshid-agent api fetch x509 (attestation stubbed: caller has unix:uid:1001)', () => {
+  test('--write DIR writes svid.0.pem (chain), svid.0.key (0600), bundle.0.pem and federated_bundle.0.0.pem like spire-agent', async () => {
+    const dir = path.join(tmp, 'svid');
+    const r = await api(['fetch', 'x509', '--socket-path', h.socketPath, '--write', dir]);
+    assert.equal(r.code, 0, r.err);
+    assert.deepEqual(fs.readdirSync(dir).sort(), ['bundle.0.pem', 'federated_bundle.0.0.pem', 'svid.0.key', 'svid.0.pem']);
+    const chain = pemToDerList(fs.readFileSync(path.join(dir, 'svid.0.pem'), 'utf8'));
+    assert.equal(chain.length, 2);
+    assert.deepEqual(chain[1], ca.intermediateDer);
+    const key = createPrivateKey(fs.readFileSync(path.join(dir, 'svid.0.key'), 'utf8'));
+    assert.ok(new X509Certificate(chain[0]!).checkPrivateKey(key), 'the key file matches the leaf');
+    assert.match(fs.readFileSync(path.join(dir, 'svid.0.key'), 'utf8'), /^-----BEGIN PRIVATE KEY-----/);
+    assert.equal(mode(path.join(dir, 'svid.0.key')), 0o600);
+    for (const f of ['svid.0.pem', 'bundle.0.pem', 'federated_bundle.0.0.pem']) assert.equal(mode(path.join(dir, f)), 0o644, f);
+    const roots = pemToDerList(fs.readFileSync(path.join(dir, 'bundle.0.pem'), 'utf8'));
+    assert.deepEqual(roots, [ca.rootDer]);
+    assert.deepEqual(pemToDerList(fs.readFileSync(path.join(dir, 'federated_bundle.0.0.pem'), 'utf8')), [partner.rootDer]);
+    const verdict = opensslVerify({ roots, intermediates: [chain[1]!], leaf: chain[0]!, purpose: 'sslserver' });
+    assert.ok(verdict.ok, verdict.output);
+    assert.match(r.out, /Writing key #0 to file .*svid\.0\.key\./);
+  });
+
+  test('prints the SPIFFE ID and the validity of the SVID, its intermediate and the CA', async () => {
+    const r = await api(['fetch', 'x509', '--socket-path', h.socketPath]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^Received 1 svid after [\d.]+ms\n/);
+    assert.match(r.out, new RegExp(`SPIFFE ID\\s+: ${APP_A.replace(/[/.]/g, '\\$&')}\\n`));
+    for (const label of ['SVID Valid After', 'SVID Valid Until', 'Intermediate #1 Valid After', 'CA #1 Valid Until']) {
+      assert.match(r.out, new RegExp(`${label}\\s+: \\d{4}-\\d\\d-\\d\\d \\d\\d:\\d\\d:\\d\\d \\+0000 UTC`), label);
+    }
+    assert.match(r.out, /Federated bundle\s+: spiffe:\/\/partner\.example \(1 CA\)/);
+  });
+
+  test('finds the socket through SPIFFE_ENDPOINT_SOCKET (unix:/path form); --output json is the response with base64 bytes', async () => {
+    const r = await api(['fetch', 'x509', '--output', 'json'], { SPIFFE_ENDPOINT_SOCKET: `unix:${h.socketPath}` });
+    assert.equal(r.code, 0, r.err);
+    const doc = JSON.parse(r.out) as { svids: Array<{ spiffe_id: string; bundle: string }> };
+    assert.equal(doc.svids[0]!.spiffe_id, APP_A);
+    assert.deepEqual(Buffer.from(doc.svids[0]!.bundle, 'base64'), ca.rootDer);
+  });
+
+  test('an unregistered caller: one "Error: PermissionDenied: …" line on stderr and exit 1', async () => {
+    h.caller = [{ type: 'unix', value: 'uid:4242' }];
+    try {
+      const r = await api(['fetch', 'x509', '--socket-path', h.socketPath]);
+      assert.equal(r.code, 1);
+      assert.equal(r.out, '');
+      assert.match(r.err, /^Error: PermissionDenied: .+\n$/);
+      assert.equal(r.err.split('\n').length, 2);
+    } finally {
+      h.caller = [{ type: 'unix', value: 'uid:1001' }];
+    }
+  });
+
+  test('no agent on the socket: one Unavailable error line naming the socket, within the timeout', async () => {
+    const missing = path.join(tmp, 'nothing-here.sock');
+    const r = await within(api(['fetch', 'x509', '--socket-path', missing, '--timeout', '2s']), 'the command to give up');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^Error: Unavailable: .*nothing-here\.sock.*\n$/);
+  });
+});
+
+describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation stubbed)', () => {
+  test('fetch jwt prints token(<id>) and a token for the audience; validate jwt accepts it', async () => {
+    const r = await api(['fetch', 'jwt', '--audience', 'db,cache', '--socket-path', h.socketPath]);
+    assert.equal(r.code, 0, r.err);
+    const m = /^token\((.+)\):\n\t(\S+)\n$/.exec(r.out);
+    assert.ok(m, r.out);
+    assert.equal(m[1], APP_A);
+    assert.deepEqual(parseJwtSvid(m[2]!).claims['aud'], ['db', 'cache']);
+    const v = await api(['validate', 'jwt', '--audience', 'cache', '--svid', m[2]!, '--socket-path', h.socketPath]);
+    assert.equal(v.code, 0, v.err);
+    assert.match(v.out, /^SVID is valid\.\nSPIFFE ID : spiffe:\/\/example\.org\/ns\/default\/sa\/frontend\nClaims    : \{.*"aud":\["db","cache"\]/);
+    const wrong = await api(['validate', 'jwt', '--audience', 'payments', '--svid', m[2]!, '--socket-path', h.socketPath]);
+    assert.equal(wrong.code, 1);
+    assert.match(wrong.err, /^Error: InvalidArgument: token audience does not include "payments"\n$/);
+  });
+
+  test('fetch jwt without --audience fails locally; validate jwt without --svid fails locally', async () => {
+    const r = await api(['fetch', 'jwt', '--socket-path', h.socketPath]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--audience is required/);
+    const v = await api(['validate', 'jwt', '--audience', 'db', '--socket-path', h.socketPath]);
+    assert.equal(v.code, 1);
+    assert.match(v.err, /--svid is required/);
+  });
+
+  test('fetch bundle prints each trust domain\'s roots as PEM under a "# spiffe://<td>" line', async () => {
+    const r = await api(['fetch', 'bundle', '--socket-path', h.socketPath]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^# spiffe:\/\/example\.org\n-----BEGIN CERTIFICATE-----/);
+    const [own, foreign] = r.out.split(/\n(?=# )/);
+    assert.deepEqual(pemToDerList(own!), [ca.rootDer]);
+    assert.match(foreign!, /^# spiffe:\/\/partner\.example\n/);
+    assert.deepEqual(pemToDerList(foreign!), [partner.rootDer]);
+  });
+});
+
+describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
+  test('watch --count 2 prints the first message and the rotation, then exits and leaves no subscription', async () => {
+    const io = captureIo();
+    const done = apiCommand(['watch', '--count', '2', '--socket-path', h.socketPath], io);
+    await eventually(() => io.out().includes('Received 1 svid'), 'the first message');
+    const serialOf = (text: string): number => (text.match(/Received 1 svid/g) ?? []).length;
+    assert.equal(serialOf(io.out()), 1);
+    h.cache.rotate(APP_A);
+    assert.equal(await within(done, 'watch to end after 2 messages'), 0, io.err());
+    assert.equal(serialOf(io.out()), 2);
+    await eventually(() => h.cache.subscriberCount() === 0, 'the watch subscription to go');
+  });
+
+  test('watch --output json prints one JSON document per line', async () => {
+    const io = captureIo();
+    const code = await within(apiCommand(['watch', '--count', '1', '--output', 'json', '--socket-path', h.socketPath], io), 'watch');
+    assert.equal(code, 0, io.err());
+    const lines = io.out().trimEnd().split('\n');
+    assert.equal(lines.length, 1);
+    assert.equal((JSON.parse(lines[0]!) as { svids: Array<{ spiffe_id: string }> }).svids[0]!.spiffe_id, APP_A);
+  });
+
+  test('watch --count must be a positive number', async () => {
+    const r = await api(['watch', '--count', '0', '--socket-path', h.socketPath]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /--count must be a positive whole number/);
+  });
+
+  test('healthcheck prints "Agent is healthy." when serving, and fails with one line when not', async () => {
+    const ok = captureIo();
+    assert.equal(await healthcheckCommand(['--socket-path', h.socketPath], ok), 0, ok.err());
+    assert.equal(ok.out(), 'Agent is healthy.\n');
+    h.cache.isReady = false;
+    try {
+      const bad = captureIo();
+      assert.equal(await healthcheckCommand(['--socket-path', h.socketPath], bad), 1);
+      assert.equal(bad.err(), 'Error: Unavailable: agent is not healthy: status NOT_SERVING\n');
+    } finally {
+      h.cache.isReady = true;
+    }
+  });
+
+  test('api without a subcommand prints its help to stderr; an unknown one suggests the closest', async () => {
+    const r = await api([]);
+    assert.equal(r.code, 1);
+    assert.match(r.err, /fetch\s+Fetch X509-SVIDs/);
+    const typo = await api(['fetc']);
+    assert.match(typo.err, /did you mean "fetch"/);
+  });
+});
+
+describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled, SVID never issued)', () => {
+  test('gives up with one Unavailable line when the first message does not come in time', async () => {
+    h.cache.addEntry('unix:uid:1003', 'spiffe://example.org/pending', { issued: false });
+    h.caller = [{ type: 'unix', value: 'uid:1003' }];
+    try {
+      const r = await within(api(['watch', '--timeout', '300ms', '--socket-path', h.socketPath]), 'watch to give up', 5000);
+      assert.equal(r.code, 1);
+      assert.match(r.err, /^Error: Unavailable: no X509-SVID message from .* within 300ms\n$/);
+      await eventually(() => h.cache.subscriberCount() === 0, 'the subscription to go');
+    } finally {
+      h.caller = [{ type: 'unix', value: 'uid:1001' }];
+      h.cache.removeEntry('spiffe://example.org/pending');
+    }
+  });
+});

@@ -1,0 +1,39 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { DEFAULT_SOCKET_PATH, parseEndpointSocket, resolveSocketPath } from '../../../src/agent/cli/endpoint-socket.js';
+
+test('SPIFFE_ENDPOINT_SOCKET: unix:///abs and unix:/abs name the same absolute path (percent-decoded)', () => {
+  assert.equal(parseEndpointSocket('unix:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
+  assert.equal(parseEndpointSocket('unix:/run/meshid/agent.sock'), '/run/meshid/agent.sock');
+  assert.equal(parseEndpointSocket('unix:///tmp/a%20b.sock'), '/tmp/a b.sock');
+});
+
+test('SPIFFE_ENDPOINT_SOCKET: relative, authority, userinfo, query, fragment, tcp and other schemes are invalid_argument', () => {
+  const cases: Array<[string, RegExp]> = [
+    ['unix:agent.sock', /absolute path/],
+    ['unix://host/agent.sock', /authority/],
+    ['unix://user@/agent.sock', /userinfo/],
+    ['unix:///agent.sock?x=1', /query or fragment/],
+    ['unix:///agent.sock#frag', /query or fragment/],
+    ['tcp://127.0.0.1:8000', /Unix socket only/],
+    ['/run/agent.sock', /unix:\/\/\/absolute\/path URI/],
+    ['http:///run/agent.sock', /unix:\/\/\/absolute\/path URI/],
+    ['unix:///', /names no socket/],
+  ];
+  for (const [uri, message] of cases) {
+    assert.throws(() => parseEndpointSocket(uri), (e) => isMeshidError(e, 'invalid_argument') && message.test(e.message), uri);
+  }
+});
+
+test('resolveSocketPath: the flag (path or URI) wins over the environment, which wins over the default', () => {
+  const env = { SPIFFE_ENDPOINT_SOCKET: 'unix:///from/env.sock' };
+  assert.equal(resolveSocketPath('/from/flag.sock', env), '/from/flag.sock');
+  assert.equal(resolveSocketPath('unix:///from/flag-uri.sock', env), '/from/flag-uri.sock');
+  assert.equal(resolveSocketPath('relative.sock', env), path.resolve('relative.sock'));
+  assert.equal(resolveSocketPath(undefined, env), '/from/env.sock');
+  assert.equal(resolveSocketPath(undefined, {}), DEFAULT_SOCKET_PATH);
+  assert.equal(resolveSocketPath(undefined, { SPIFFE_ENDPOINT_SOCKET: '' }), DEFAULT_SOCKET_PATH);
+  assert.throws(() => resolveSocketPath(undefined, { SPIFFE_ENDPOINT_SOCKET: 'unix:rel' }), (e) => isMeshidError(e, 'invalid_argument'));
+});
