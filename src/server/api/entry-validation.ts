@@ -2,21 +2,11 @@ import { invalidArgument } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import type { NewEntry } from '../datastore/datastore.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
 
-/** An entry as the API accepted it: validated, normalised, TTLs resolved to seconds. */
-export interface ValidEntry {
-  spiffeId: string;
-  parentId: string;
-  selectors: Selector[];
-  x509SvidTtlSeconds: number;
-  jwtSvidTtlSeconds: number;
-  dnsNames: string[];
-  hint: string;
-  federatesWith: string[];
-  admin: boolean;
-  downstream: boolean;
-}
+/** An entry as the API accepted it: validated, normalised, TTLs resolved to seconds — what the datastore creates. */
+export type ValidEntry = Omit<NewEntry, 'id'>;
 
 export interface EntryLimits {
   trustDomain: string;
