@@ -24,6 +24,8 @@ export interface ServerConfig {
   readonly maxJwtSvidTtlMs: number;
   readonly intermediateTtlMs: number;
   readonly rootTtlMs: number;
+  /** How long a new root is published in the bundle before it signs intermediates. */
+  readonly rootActivationDelayMs: number;
   readonly jwtKeyTtlMs: number;
   readonly joinTokenTtlMs: number;
   readonly agentSvidTtlMs: number;
@@ -48,6 +50,7 @@ export interface RawServerConfig {
   max_jwt_svid_ttl?: string | number;
   intermediate_ttl?: string | number;
   root_ttl?: string | number;
+  root_activation_delay?: string | number;
   jwt_key_ttl?: string | number;
   join_token_ttl?: string | number;
   agent_svid_ttl?: string | number;
@@ -60,7 +63,7 @@ export interface RawServerConfig {
 
 const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
-  'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'jwt_key_ttl', 'join_token_ttl',
+  'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
   'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'log_level', 'agent_sign_rate', 'agent_sign_burst',
 ]);
 
@@ -115,6 +118,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   const maxJwtSvidTtlMs = ttl(raw.max_jwt_svid_ttl, String(jwtSvidTtlMs / 1000), 'max_jwt_svid_ttl');
   const intermediateTtlMs = ttl(raw.intermediate_ttl, '7d', 'intermediate_ttl');
   const rootTtlMs = ttl(raw.root_ttl, '3650d', 'root_ttl');
+  const rootActivationDelayMs = ttl(raw.root_activation_delay, '24h', 'root_activation_delay');
   const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, '1d', 'jwt_key_ttl');
   const joinTokenTtlMs = ttl(raw.join_token_ttl, '600s', 'join_token_ttl');
   const agentSvidTtlMs = ttl(raw.agent_svid_ttl, String(x509SvidTtlMs / 1000), 'agent_svid_ttl');
@@ -144,6 +148,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     maxJwtSvidTtlMs,
     intermediateTtlMs,
     rootTtlMs,
+    rootActivationDelayMs,
     jwtKeyTtlMs,
     joinTokenTtlMs,
     agentSvidTtlMs,

@@ -17,7 +17,7 @@ import { openDataDir } from './data-dir.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
 import { KeyStore } from './ca/key-store.js';
-import { CaManager } from './ca/ca-manager.js';
+import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { SyncHub } from './api/sync-hub.js';
@@ -66,17 +66,7 @@ export class MeshidServer {
     try {
       const keys = new KeyStore(config.dataDir);
       const ca = await CaManager.open(
-        {
-          trustDomain: config.trustDomain,
-          datacenters: config.datacenters,
-          caKeyType: config.caKeyType,
-          intermediateTtlMs: config.intermediateTtlMs,
-          rootTtlMs: config.rootTtlMs,
-          jwtKeyTtlMs: config.jwtKeyTtlMs,
-          jwtSvidTtlMs: config.maxJwtSvidTtlMs,
-          longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
-          upstreamCa: config.upstreamCa ? loadUpstream(config.upstreamCa) : undefined,
-        },
+        caSettingsFrom(config, config.upstreamCa ? loadUpstream(config.upstreamCa) : undefined),
         ds as CaJournalStore,
         keys,
         clock,
@@ -85,7 +75,8 @@ export class MeshidServer {
       ca.start();
       const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
       await hub.start();
-      ca.onBundleChange(() => hub.ownBundleChanged());
+      // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
+      ca.onChange(() => hub.ownBundleChanged());
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
       const admin = await startAdminServer(config, ds, ca, clock, log.child({ subsystem: 'admin-api' }));

@@ -134,3 +134,29 @@ test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes t
     cleanup();
   }
 });
+
+test('ca rotate-root publishes a second root at once; ca taint replaces an intermediate; unknown IDs are NotFound', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-rotate-');
+  try {
+    const s = await startServerProcess(dir);
+    try {
+      const rotated = await s.cli(['ca', 'rotate-root', '--output', 'json']);
+      assert.equal(rotated.code, 0, rotated.err);
+      assert.equal((JSON.parse(rotated.out) as Authority).state, 'prepared');
+      assert.equal(pemToDerList((await s.cli(['bundle', 'show'])).out).length, 2, 'both roots are in the bundle');
+      const east = (await authorities(s.cli)).find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+      const tainted = await s.cli(['ca', 'taint', '--id', (east as Authority & { id: string }).id]);
+      assert.equal(tainted.code, 0, tainted.err);
+      const after = await authorities(s.cli);
+      assert.ok(after.some((a) => a.fingerprint === east.fingerprint && a.state === 'tainted'));
+      assert.ok(after.some((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active' && a.fingerprint !== east.fingerprint));
+      const missing = await s.cli(['ca', 'taint', '--id', 'int-nope']);
+      assert.equal(missing.code, 1);
+      assert.match(missing.err, /^Error: NotFound: no authority with id "int-nope"/);
+    } finally {
+      await s.stop();
+    }
+  } finally {
+    cleanup();
+  }
+});

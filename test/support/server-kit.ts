@@ -7,25 +7,12 @@ import { compileServerConfig, type RawServerConfig, type ServerConfig } from '..
 import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore.js';
 import type { Datastore } from '../../src/server/datastore/datastore.js';
 import { KeyStore } from '../../src/server/ca/key-store.js';
-import { CaManager, type CaSettings } from '../../src/server/ca/ca-manager.js';
+import { CaManager, caSettingsFrom } from '../../src/server/ca/ca-manager.js';
 
 /** A temp dir removed by the returned cleanup. */
 export function tempDir(prefix = 'meshid-test-'): { dir: string; cleanup: () => void } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), prefix));
   return { dir, cleanup: () => fs.rmSync(dir, { recursive: true, force: true }) };
-}
-
-export function caSettingsOf(config: ServerConfig): CaSettings {
-  return {
-    trustDomain: config.trustDomain,
-    datacenters: config.datacenters,
-    caKeyType: config.caKeyType,
-    intermediateTtlMs: config.intermediateTtlMs,
-    rootTtlMs: config.rootTtlMs,
-    jwtKeyTtlMs: config.jwtKeyTtlMs,
-    jwtSvidTtlMs: config.maxJwtSvidTtlMs,
-    longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
-  };
 }
 
 /** A CA manager on a real SQLite datastore and key store in `dataDir`, driven by a FakeClock. */
@@ -39,7 +26,7 @@ export async function openTestCa(
   const ds = await openSqliteDatastore({ file: path.join(dataDir, 'datastore.sqlite3'), clock });
   try {
     const keys = new KeyStore(dataDir);
-    const ca = await CaManager.open(caSettingsOf(config), ds, keys, clock, silentLogger());
+    const ca = await CaManager.open(caSettingsFrom(config), ds, keys, clock, silentLogger());
     return { ca, ds, clock, keys, config, close: async () => { ca.stop(); await ds.close(); } };
   } catch (err) {
     await ds.close();

@@ -43,6 +43,7 @@ interface SyncUpdate {
   bundle?: ProtoBundle;
   federated_bundles: ProtoBundle[];
   federated_bundles_changed: boolean;
+  tainted_authority_ids: string[];
 }
 
 const MAX_SIGN_BATCH = 1000;
@@ -172,6 +173,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
     let bundleSequence = Number(call.request.bundle_sequence ?? 0);
     let federatedKey = '';
+    let taintedKey = '';
     let initial = true;
     let ended = false;
 
@@ -198,7 +200,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const federated = federatedTds.map((td) => hub.federatedBundle(td)).filter((b) => b !== undefined);
       const fedKey = federated.map((b) => `${b.trustDomain}#${b.sequence}`).join(',');
       const federatedChanged = fedKey !== federatedKey;
-      if (!initial && upserts.length === 0 && removed.length === 0 && !bundleChanged && !federatedChanged) return;
+      const tainted = ca.taintedKeyIds();
+      const taintedChanged = tainted.join(',') !== taintedKey;
+      if (!initial && upserts.length === 0 && removed.length === 0 && !bundleChanged && !federatedChanged && !taintedChanged) return;
+      taintedKey = tainted.join(',');
       bundleSequence = own.sequence;
       federatedKey = fedKey;
       const update: SyncUpdate = {
@@ -208,6 +213,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         removed_entry_ids: removed,
         federated_bundles: federatedChanged ? federated.map(trustBundleToProto) : [],
         federated_bundles_changed: federatedChanged,
+        tainted_authority_ids: tainted,
       };
       if (bundleChanged || initial) update.bundle = trustBundleToProto(own);
       initial = false;

@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, internal, invalidArgument, unavailable } from '../../common/errors.js';
+import { failedPrecondition, internal, invalidArgument, notFound, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
@@ -11,6 +11,7 @@ import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
+import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalChange, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
@@ -24,6 +25,8 @@ export interface CaSettings {
   jwtSvidTtlMs: number;
   /** The longest SVID (workload or agent) an intermediate must be able to cover. */
   longestX509SvidTtlMs: number;
+  /** How long a prepared root is published before it signs intermediates. */
+  rootActivationDelayMs: number;
   upstreamCa?: { certDer: Buffer; privateKey: KeyObject } | undefined;
 }
 
@@ -42,6 +45,28 @@ export interface SignedX509 {
   authorityId: string;
 }
 
+/** The CA's slice of the server config. */
+export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['upstreamCa']): CaSettings {
+  return {
+    trustDomain: config.trustDomain,
+    datacenters: config.datacenters,
+    caKeyType: config.caKeyType,
+    intermediateTtlMs: config.intermediateTtlMs,
+    rootTtlMs: config.rootTtlMs,
+    rootActivationDelayMs: config.rootActivationDelayMs,
+    jwtKeyTtlMs: config.jwtKeyTtlMs,
+    jwtSvidTtlMs: config.maxJwtSvidTtlMs,
+    longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
+    upstreamCa,
+  };
+}
+
+/** Operator actions applied together with the rotation decisions. */
+export interface CaAction {
+  rotateRoot?: boolean;
+  taint?: string;
+}
+
 /** Back-dating of certificates, against clock skew between hosts (SPIRE uses 10 s as well). */
 const BACKDATE_MS = 10_000;
 
@@ -54,7 +79,7 @@ export class CaManager {
   private authorities = new Map<string, LoadedAuthority>();
   private bundleRecord: OwnBundleRecord | undefined;
   private timer: TimerHandle | undefined;
-  private bundleListeners = new Set<(bundle: TrustBundle) => void>();
+  private changeListeners = new Set<(bundle: TrustBundle, bundleChanged: boolean) => void>();
   private busy: Promise<void> = Promise.resolve();
 
   private constructor(
@@ -175,118 +200,143 @@ export class CaManager {
     return undefined;
   }
 
-  /** Applies every rotation decision due at `now` in one journal transaction. Exposed for tests and `ca` commands. */
-  async rotateNow(): Promise<void> {
+  /**
+   * Applies every rotation decision due at `now`, plus an optional operator action, in one journal transaction.
+   * Works on a copy of the authorities' states and commits the difference, so memory only changes after the commit.
+   */
+  async rotateNow(action: CaAction = {}): Promise<void> {
     const now = this.clock.now();
-    const change: Required<CaJournalChange> = { add: [], setState: [], remove: [] };
+    const pool = new Map(this.authorities);
+    const state = new Map<string, AuthorityState>([...pool].map(([id, a]) => [id, a.record.state]));
     const staged: LoadedAuthority[] = [];
-    const setState = (a: LoadedAuthority, state: AuthorityState): void => {
-      change.setState.push({ id: a.record.id, state });
+    const removed = new Set<string>();
+    const find = (kind: CaRecord['kind'], datacenter: string, st: AuthorityState): LoadedAuthority | undefined =>
+      [...pool.values()].find((a) => !removed.has(a.record.id) && a.record.kind === kind && a.record.datacenter === datacenter && state.get(a.record.id) === st);
+    const add = (a: LoadedAuthority, st: AuthorityState): LoadedAuthority => {
+      a.record.state = st;
+      pool.set(a.record.id, a);
+      state.set(a.record.id, st);
+      staged.push(a);
+      return a;
     };
-    const stateOf = (a: LoadedAuthority): AuthorityState =>
-      change.setState.filter((s) => s.id === a.record.id).at(-1)?.state ?? a.record.state;
+    const set = (a: LoadedAuthority, st: AuthorityState): void => void state.set(a.record.id, st);
 
-    // Expired old and tainted authorities leave the journal, the bundle and the disk.
-    for (const a of this.authorities.values()) {
-      if ((a.record.state === 'old' || a.record.state === 'tainted' || a.record.state === 'prepared') && a.record.notAfter <= now) {
-        change.remove.push(a.record.id);
+    if (action.taint !== undefined) {
+      const t = pool.get(action.taint);
+      if (t === undefined) throw notFound(`no authority with id "${action.taint}" (see ca show)`);
+      if (state.get(t.record.id) === 'tainted') throw failedPrecondition(`authority ${t.record.id} is already tainted`);
+      set(t, 'tainted');
+      // Everything a tainted root signed is tainted with it: intermediates are re-issued under a new root below.
+      if (t.record.kind === 'root') {
+        for (const a of pool.values()) {
+          if (a.record.kind === 'intermediate' && a.cert?.authorityKeyId === t.cert?.subjectKeyId && state.get(a.record.id) !== 'old') set(a, 'tainted');
+        }
       }
     }
 
-    // Root.
-    let activeRoot = this.findState('root', '', 'active');
+    // Expired authorities leave the journal, the bundle and the disk.
+    for (const a of pool.values()) {
+      if (state.get(a.record.id) !== 'active' && a.record.notAfter <= now) removed.add(a.record.id);
+    }
+
+    // Root: prepared at half-life (or on demand), active once it has been published for rootActivationDelayMs or the
+    // active one can no longer cover a full intermediate.
+    let activeRoot = find('root', '', 'active');
+    let preparedRoot = find('root', '', 'prepared');
+    if (action.rotateRoot && this.settings.upstreamCa !== undefined) {
+      throw failedPrecondition('the root comes from --upstream-ca-cert/--upstream-ca-key: rotate it in the upstream PKI and restart with the new files');
+    }
     if (activeRoot === undefined || activeRoot.record.notAfter <= now) {
-      const prepared = this.findState('root', '', 'prepared');
-      if (activeRoot) setState(activeRoot, 'old');
-      activeRoot = prepared ?? (await this.newRoot(now));
-      if (prepared) setState(prepared, 'active');
-      else {
-        activeRoot.record.state = 'active';
-        staged.push(activeRoot);
-      }
+      if (activeRoot) set(activeRoot, 'old');
+      if (preparedRoot) set(preparedRoot, 'active');
+      activeRoot = preparedRoot ?? add(await this.newRoot(now), 'active');
     } else {
-      let prepared = this.findState('root', '', 'prepared');
-      if (prepared === undefined && this.settings.upstreamCa === undefined && shouldPrepareSuccessor(now, activeRoot.record)) {
-        prepared = await this.newRoot(now);
-        prepared.record.state = 'prepared';
-        staged.push(prepared);
+      if (preparedRoot === undefined && this.settings.upstreamCa === undefined && (action.rotateRoot || shouldPrepareSuccessor(now, activeRoot.record))) {
+        preparedRoot = add(await this.newRoot(now), 'prepared');
       }
-      if (prepared !== undefined && shouldActivateSuccessor(now, activeRoot.record, this.settings.intermediateTtlMs)) {
-        setState(activeRoot, 'old');
-        setState(prepared, 'active');
-        activeRoot = prepared;
+      if (
+        preparedRoot !== undefined &&
+        (now >= preparedRoot.record.createdAt + this.settings.rootActivationDelayMs ||
+          shouldActivateSuccessor(now, activeRoot.record, this.settings.intermediateTtlMs))
+      ) {
+        set(activeRoot, 'old');
+        set(preparedRoot, 'active');
+        activeRoot = preparedRoot;
       }
     }
 
-    // One intermediate per datacenter, always signed by the root active at the time it is created.
+    // One intermediate per datacenter, always signed by the root active when it is created.
     for (const dc of this.settings.datacenters) {
-      let active = this.findState('intermediate', dc, 'active');
-      let prepared = this.findState('intermediate', dc, 'prepared');
-      if (prepared && stateOf(prepared) === 'prepared' && prepared.record.notAfter <= now) prepared = undefined;
+      const active = find('intermediate', dc, 'active');
+      let prepared = find('intermediate', dc, 'prepared');
+      // A successor prepared under a root that has since been replaced is dropped, so chains move to the new root.
+      if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active' && activeRoot.record.createdAt > prepared.record.createdAt) {
+        removed.add(prepared.record.id);
+        prepared = undefined;
+      }
       const ttl = this.settings.longestX509SvidTtlMs;
       if (active === undefined || active.record.notAfter <= now + ttl) {
-        if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
-          prepared = await this.newIntermediate(dc, activeRoot, now);
-          staged.push(prepared);
-          prepared.record.state = 'active';
-        } else {
-          setState(prepared, 'active');
-        }
-        if (active) setState(active, 'old');
-        continue;
-      }
-      if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
-        prepared = await this.newIntermediate(dc, activeRoot, now);
-        prepared.record.state = 'prepared';
-        staged.push(prepared);
+        if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(await this.newIntermediate(dc, activeRoot, now), 'active');
+        else set(prepared, 'active');
+        if (active) set(active, 'old');
+      } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
+        add(await this.newIntermediate(dc, activeRoot, now), 'prepared');
       }
     }
 
     // JWT signing key: the successor is published at half-life, long before it signs anything.
     {
-      const active = this.findState('jwt', '', 'active');
-      let prepared = this.findState('jwt', '', 'prepared');
+      const active = find('jwt', '', 'active');
+      const prepared = find('jwt', '', 'prepared');
       const ttl = this.settings.jwtSvidTtlMs;
       if (active === undefined || active.record.notAfter <= now + ttl) {
-        if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
-          prepared = this.newJwtKey(now);
-          prepared.record.state = 'active';
-          staged.push(prepared);
-        } else setState(prepared, 'active');
-        if (active) setState(active, 'old');
+        if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(this.newJwtKey(now), 'active');
+        else set(prepared, 'active');
+        if (active) set(active, 'old');
       } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
-        prepared = this.newJwtKey(now);
-        prepared.record.state = 'prepared';
-        staged.push(prepared);
+        add(this.newJwtKey(now), 'prepared');
       }
     }
 
-    if (staged.length === 0 && change.setState.length === 0 && change.remove.length === 0 && this.bundleRecord !== undefined) return;
+    // A retired or tainted root leaves once no live intermediate chains to it.
+    for (const a of pool.values()) {
+      const st = state.get(a.record.id);
+      if (a.record.kind !== 'root' || (st !== 'old' && st !== 'tainted') || removed.has(a.record.id)) continue;
+      const signs = [...pool.values()].some(
+        (i) => i.record.kind === 'intermediate' && !removed.has(i.record.id) && i.record.notAfter > now && i.cert?.authorityKeyId === a.cert?.subjectKeyId,
+      );
+      if (!signs) removed.add(a.record.id);
+    }
 
-    change.add = staged.map((a) => a.record);
-    // Compute the bundle from the state after the change.
-    const after = new Map(this.authorities);
-    for (const id of change.remove) after.delete(id);
-    for (const a of staged) after.set(a.record.id, a);
-    const states = new Map(change.setState.map((s) => [s.id, s.state]));
-    const bundle = this.buildBundleRecord([...after.values()], now);
+    const stagedIds = new Set(staged.map((a) => a.record.id));
+    const change: Required<CaJournalChange> = {
+      add: staged.filter((a) => !removed.has(a.record.id)).map((a) => a.record),
+      setState: [...state]
+        .filter(([id, st]) => !stagedIds.has(id) && !removed.has(id) && this.authorities.get(id)?.record.state !== st)
+        .map(([id, st]) => ({ id, state: st })),
+      remove: [...removed].filter((id) => !stagedIds.has(id)),
+    };
+    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && this.bundleRecord !== undefined) return;
+
+    const live = [...pool.values()].filter((a) => !removed.has(a.record.id));
+    const bundle = this.buildBundleRecord(live, state, now);
     const previous = this.bundleRecord;
     const bundleChanged = previous === undefined || !sameBundleContent(previous, bundle);
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
     await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
 
-    // Committed: now apply to memory and drop removed keys from disk.
-    for (const id of change.remove) {
-      const a = this.authorities.get(id);
+    // Committed: apply to memory and drop removed keys from disk.
+    for (const id of removed) {
+      const a = pool.get(id);
       this.authorities.delete(id);
       if (a) this.keys.delete(a.record.keyId);
     }
-    for (const a of staged) this.authorities.set(a.record.id, a);
-    for (const [id, state] of states) {
+    for (const a of staged) if (!removed.has(a.record.id)) this.authorities.set(a.record.id, a);
+    for (const { id, state: st } of change.setState) {
       const a = this.authorities.get(id);
       if (a) {
-        a.record.state = state;
+        a.record.state = st;
         a.record.updatedAt = now;
       }
     }
@@ -296,12 +346,40 @@ export class CaManager {
         `created ${a.record.kind} authority`,
       );
     }
-    for (const [id, state] of states) this.log.info({ authority: id, state }, 'authority state changed');
-    if (bundleChanged) {
-      this.bundleRecord = bundle;
-      const tb = this.bundle();
-      for (const l of this.bundleListeners) l(tb);
-    }
+    for (const { id, state: st } of change.setState) this.log.info({ authority: id, state: st }, 'authority state changed');
+    if (bundleChanged) this.bundleRecord = bundle;
+    const tb = this.bundle();
+    for (const l of this.changeListeners) l(tb, bundleChanged);
+  }
+
+  /** `ca rotate-root`: prepares a new root now (published at once, active after rootActivationDelayMs). */
+  async rotateRoot(): Promise<CaRecord> {
+    await this.serialized({ rotateRoot: true });
+    const prepared = this.findState('root', '', 'prepared') ?? this.findState('root', '', 'active');
+    return prepared!.record;
+  }
+
+  /**
+   * `ca taint`: an authority believed compromised stops signing at once and is replaced; agents are told (through
+   * taintedKeyIds) to re-sign every SVID chained to it. A tainted JWT key also leaves the bundle at once, so tokens
+   * it signed stop validating; a tainted root stays in the bundle until nothing chains to it.
+   */
+  async taint(id: string): Promise<void> {
+    await this.serialized({ taint: id });
+  }
+
+  private serialized(action: CaAction): Promise<void> {
+    const run = this.busy.then(() => this.rotateNow(action));
+    this.busy = run.catch(() => undefined);
+    return run.finally(() => this.schedule());
+  }
+
+  /** Subject key IDs (hex) of tainted X.509 authorities: agents re-sign every SVID whose chain contains one. */
+  taintedKeyIds(): string[] {
+    return [...this.authorities.values()]
+      .filter((a) => a.record.state === 'tainted' && a.cert?.subjectKeyId !== undefined)
+      .map((a) => a.cert!.subjectKeyId!)
+      .sort();
   }
 
   private async newRoot(now: number): Promise<LoadedAuthority> {
@@ -393,9 +471,14 @@ export class CaManager {
     return a;
   }
 
-  /** Roots and JWT keys that are prepared, active, or old but unexpired: everything a peer may need to verify. */
-  private buildBundleRecord(all: LoadedAuthority[], now: number): OwnBundleRecord {
-    const live = all.filter((a) => a.record.notAfter > now).sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
+  /**
+   * Roots and JWT keys that are prepared, active, or retired but still needed: everything a peer may need to verify.
+   * Tainted JWT keys are left out at once.
+   */
+  private buildBundleRecord(all: LoadedAuthority[], state: ReadonlyMap<string, AuthorityState>, now: number): OwnBundleRecord {
+    const live = all
+      .filter((a) => a.record.notAfter > now && !(a.record.kind === 'jwt' && state.get(a.record.id) === 'tainted'))
+      .sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
     return {
       trustDomain: this.settings.trustDomain,
       x509Authorities: live.filter((a) => a.record.kind === 'root').map((a) => a.record.certDer as Buffer),
@@ -420,9 +503,20 @@ export class CaManager {
     };
   }
 
+  /** Called after every committed bundle change. */
   onBundleChange(listener: (bundle: TrustBundle) => void): () => void {
-    this.bundleListeners.add(listener);
-    return () => this.bundleListeners.delete(listener);
+    const l = (b: TrustBundle, changed: boolean): void => {
+      if (changed) listener(b);
+    };
+    this.changeListeners.add(l);
+    return () => this.changeListeners.delete(l);
+  }
+
+  /** Called after every committed journal change (rotation, taint), whether or not the bundle changed. */
+  onChange(listener: () => void): () => void {
+    const l = (): void => listener();
+    this.changeListeners.add(l);
+    return () => this.changeListeners.delete(l);
   }
 
   /**

@@ -49,7 +49,32 @@ const show: Command = {
   },
 };
 
-/** `meshid-server ca show`: the CA journal (admin API meshid.admin.v1.Authorities). */
+const rotateRoot: Command = {
+  name: 'rotate-root',
+  summary: 'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay.',
+  flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const root = fullAuthority(await withAdminClient(args, io.env, (client) => client.call('Authorities', 'RotateRoot', {})));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(root) : renderAuthority(root));
+    return 0;
+  },
+};
+
+const taint: Command = {
+  name: 'taint',
+  summary: 'Marks an authority compromised: it stops signing at once, is replaced, and agents re-sign what chains to it.',
+  flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const id = args.requiredString('id', '(see ca show)');
+    const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'TaintAuthority', { id }));
+    const authorities = (res.authorities ?? []).map(fullAuthority);
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
+    else io.stdout.write(`Authority ${id} is tainted.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+    return 0;
+  },
+};
+
+/** `meshid-server ca show|rotate-root|taint`: the CA journal (admin API meshid.admin.v1.Authorities). */
 export async function caCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server ca', 'Inspect the certificate authorities.', [show], argv, io);
+  return runGroup('meshid-server ca', 'Inspect and rotate the certificate authorities.', [show, rotateRoot, taint], argv, io);
 }

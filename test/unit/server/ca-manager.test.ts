@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair, exportPkcs8Pem } from '../../../src/common/x509/keys.js';
-import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
@@ -156,6 +156,82 @@ test('an SVID TTL the intermediate cannot cover is refused, never truncated', as
     const { publicKey } = generateKeyPair('ec-p256');
     assert.throws(() => t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: 30 * D }), /cannot cover/);
     assert.throws(() => t.ca.signX509Svid({ datacenter: 'north', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }), /no active intermediate CA for datacenter "north"/);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('rotate-root publishes the new root at once, activates it after the delay, and drops the old one once nothing chains to it', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const { publicKey } = generateKeyPair('ec-p256');
+    const oldRoot = t.ca.bundle().x509Authorities[0]!;
+    const fresh = await t.ca.rotateRoot();
+    assert.equal(fresh.state, 'prepared');
+    assert.equal(t.ca.bundle().x509Authorities.length, 2, 'the new root is in the bundle before anything chains to it');
+    let sawNewRootChain = false;
+    let oldRootLeft = false;
+    for (let day = 0; day < 20; day++) {
+      const s = t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+      // Every chain served verifies against the bundle published at that moment.
+      verifyChain(s.chain, t.ca.bundle().x509Authorities, t.clock.now());
+      const issuerRoot = t.ca.bundle().x509Authorities.find((r) => parseCertificate(r).subjectKeyId === parseCertificate(s.chain[1]!).authorityKeyId)!;
+      if (!issuerRoot.equals(oldRoot)) sawNewRootChain = true;
+      else assert.equal(sawNewRootChain, false, 'chains never go back to the old root');
+      if (!t.ca.bundle().x509Authorities.some((r) => r.equals(oldRoot))) oldRootLeft = true;
+      t.clock.advance(D);
+      await t.ca.rotateNow();
+    }
+    assert.ok(sawNewRootChain, 'chains moved to the new root');
+    assert.ok(oldRootLeft, 'the old root left the bundle once no intermediate chained to it');
+    assert.equal(t.ca.bundle().x509Authorities.length, 1);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('taint: a tainted intermediate is replaced at once and reported for re-signing', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const before = t.ca.activeIntermediate('east')!;
+    const id = t.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!.id;
+    await t.ca.taint(id);
+    const after = t.ca.activeIntermediate('east')!;
+    assert.notEqual(after.fingerprintSha256, before.fingerprintSha256);
+    assert.deepEqual(t.ca.taintedKeyIds(), [before.subjectKeyId]);
+    const { publicKey } = generateKeyPair('ec-p256');
+    assert.ok(t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }).chain[1]!.equals(after.der));
+    await assert.rejects(t.ca.taint(id), /already tainted/);
+    await assert.rejects(t.ca.taint('int-nope'), /no authority with id "int-nope"/);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('taint: a tainted root is replaced with its intermediates at once; a tainted JWT key leaves the bundle at once', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const root = t.ca.listAuthorities().find((a) => a.kind === 'root')!;
+    const oldInts = ['east', 'west'].map((dc) => t.ca.activeIntermediate(dc)!);
+    await t.ca.taint(root.id);
+    const newRoot = t.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+    assert.notEqual(newRoot.id, root.id);
+    for (const [i, dc] of ['east', 'west'].entries()) {
+      const now = t.ca.activeIntermediate(dc)!;
+      assert.notEqual(now.fingerprintSha256, oldInts[i]!.fingerprintSha256, `${dc} intermediate re-issued`);
+      assert.equal(now.authorityKeyId, parseCertificate(newRoot.certDer!).subjectKeyId);
+    }
+    assert.equal(t.ca.taintedKeyIds().length, 3, 'the root and both intermediates it signed are tainted');
+    const jwt = t.ca.listAuthorities().find((a) => a.kind === 'jwt' && a.state === 'active')!;
+    await t.ca.taint(jwt.id);
+    assert.ok(!t.ca.bundle().jwtAuthorities.some((k) => k.kid === jwt.keyId), 'a tainted JWT key is out of the bundle at once');
+    assert.equal(t.ca.bundle().jwtAuthorities.length, 1);
   } finally {
     await t.close();
     cleanup();
