@@ -23,9 +23,13 @@ export class MemoryCertificateProvider implements experimental.CertificateProvid
     for (const l of this.identityListeners) l(this.identity);
   }
 
+  // grpc-js registers its own watcher only after adding these listeners, so the current value must arrive
+  // asynchronously: delivered synchronously it would be lost and every connection refused.
   addCaCertificateListener(listener: CaListener): void {
     this.caListeners.add(listener);
-    if (this.ca) listener({ caCertificate: this.ca });
+    queueMicrotask(() => {
+      if (this.ca && this.caListeners.has(listener)) listener({ caCertificate: this.ca });
+    });
   }
 
   removeCaCertificateListener(listener: CaListener): void {
@@ -34,7 +38,9 @@ export class MemoryCertificateProvider implements experimental.CertificateProvid
 
   addIdentityCertificateListener(listener: IdentityListener): void {
     this.identityListeners.add(listener);
-    if (this.identity) listener(this.identity);
+    queueMicrotask(() => {
+      if (this.identity && this.identityListeners.has(listener)) listener(this.identity);
+    });
   }
 
   removeIdentityCertificateListener(listener: IdentityListener): void {

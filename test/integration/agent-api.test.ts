@@ -1,0 +1,238 @@
+/**
+ * The server's agent API (meshid.agent.v1.Node) spoken to directly by a test client playing the agent: mTLS with
+ * the server's SVID checked against the bundle, join-token attestation, push sync, signing and refusals.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { KeyObject } from 'node:crypto';
+import type { PeerCertificate } from 'node:tls';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair, exportPkcs8Pem, importPrivateKey } from '../../src/common/x509/keys.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
+import { parseCertificate, verifyChain } from '../../src/common/x509/certificate.js';
+import { tempDir } from '../support/server-kit.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+
+type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+
+let server: ServerProcess;
+let cleanup: () => void;
+let rootsPem: string;
+const Node = serviceClient(loadProto('meshid/v1/agent.proto'), 'meshid.agent.v1.Node');
+
+function checkServer(_host: string, cert: PeerCertificate): Error | undefined {
+  return cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(`unexpected server identity ${cert.subjectaltname}`);
+}
+
+function connect(identity?: { chain: Buffer[]; key: KeyObject }): Client {
+  const creds = grpc.credentials.createSsl(
+    Buffer.from(rootsPem),
+    identity ? Buffer.from(exportPkcs8Pem(identity.key)) : null,
+    identity ? Buffer.from(certificatesToPem(identity.chain)) : null,
+    { checkServerIdentity: checkServer },
+  );
+  return new Node(`127.0.0.1:${server.port()}`, creds) as unknown as Client;
+}
+
+function call<Res>(client: Client, method: string, req: unknown): Promise<Res> {
+  return new Promise((resolve, reject) => {
+    client[method]!(req, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
+  });
+}
+
+async function token(extra: string[] = []): Promise<string> {
+  const r = await server.cli(['token', 'generate', '--datacenter', 'east', ...extra]);
+  assert.equal(r.code, 0, r.err);
+  return /Token: (\S+)/.exec(r.out)![1]!;
+}
+
+async function attest(): Promise<{ id: string; chain: Buffer[]; key: KeyObject }> {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const client = connect();
+  try {
+    const res = await call<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: await token(), csr: await createCsr(privateKey, publicKey) });
+    return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
+  } finally {
+    client.close();
+  }
+}
+
+before(async () => {
+  const t = tempDir('meshid-agent-api-');
+  cleanup = t.cleanup;
+  server = await startServerProcess(t.dir);
+  rootsPem = (await server.cli(['bundle', 'show'])).out;
+});
+
+after(async () => {
+  await server?.stop();
+  cleanup?.();
+});
+
+test('Attest with a join token returns an agent SVID from the datacenter intermediate; the token cannot be reused', async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  const t = await token();
+  const client = connect();
+  try {
+    const res = await call<{ spiffe_id: string; svid_chain: Buffer[]; datacenter: string; bundle: { x509_authorities: Buffer[] } }>(client, 'Attest', { join_token: t, csr });
+    assert.match(res.spiffe_id, /^spiffe:\/\/example\.org\/meshid\/agent\/east\/[0-9a-f-]{36}$/);
+    assert.equal(res.datacenter, 'east');
+    assert.equal(res.svid_chain.length, 2, 'leaf + intermediate');
+    assert.deepEqual(parseCertificate(res.svid_chain[0]!).uriSans, [res.spiffe_id]);
+    assert.ok(parseCertificate(res.svid_chain[1]!).subject.includes('east'));
+    verifyChain(res.svid_chain, res.bundle.x509_authorities, Date.now());
+    await assert.rejects(call(client, 'Attest', { join_token: t, csr }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /unknown or was already used/.test(e.details));
+    await assert.rejects(call(client, 'Attest', { join_token: '', csr }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
+  } finally {
+    client.close();
+  }
+});
+
+test('calls other than Attest need the agent SVID; an expired token is consumed and refused', async () => {
+  const client = connect();
+  try {
+    await assert.rejects(call(client, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
+    const t = await token(['--ttl', '1']);
+    await new Promise((r) => setTimeout(r, 1100)); // a real server process runs on the real clock
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const csr = await createCsr(privateKey, publicKey);
+    await assert.rejects(call(client, 'Attest', { join_token: t, csr }), (e: grpc.ServiceError) => /expired/.test(e.details));
+    await assert.rejects(call(client, 'Attest', { join_token: t, csr }), (e: grpc.ServiceError) => /already used/.test(e.details));
+  } finally {
+    client.close();
+  }
+});
+
+test('Sync pushes authorized entries (own, node alias, transitive) as they are created and removals as they are deleted', async () => {
+  const agent = await attest();
+  const client = connect(agent);
+  const updates: Array<{ initial?: boolean; entries?: Array<{ id: string; spiffe_id: string }>; removed_entry_ids?: string[]; bundle?: unknown }> = [];
+  const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<(typeof updates)[number]>;
+  let notify: () => void = () => undefined;
+  stream.on('data', (u) => {
+    updates.push(u);
+    notify();
+  });
+  stream.on('error', () => undefined);
+  const next = (pred: () => boolean): Promise<void> =>
+    new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no matching update; got ${JSON.stringify(updates)}`)), 10_000);
+      const check = (): void => {
+        if (pred()) {
+          clearTimeout(timer);
+          resolve();
+        }
+      };
+      notify = check;
+      check();
+    });
+  const seen = (spiffeId: string): boolean => updates.some((u) => (u.entries ?? []).some((e) => e.spiffe_id === spiffeId));
+  try {
+    await next(() => updates.length > 0);
+    assert.equal(updates[0]!.initial, true);
+    assert.ok(updates[0]!.bundle, 'the first update carries the bundle');
+    const create = async (args: string[]): Promise<string> => {
+      const r = await server.cli(['entry', 'create', ...args]);
+      assert.equal(r.code, 0, r.err);
+      return /^Entry ID *: (\S+)/m.exec(r.out)![1]!;
+    };
+    await create(['--parent-id', agent.id, '--spiffe-id', 'spiffe://example.org/direct', '--selector', 'unix:uid:1000']);
+    await next(() => seen('spiffe://example.org/direct'));
+    await create(['--node', '--spiffe-id', 'spiffe://example.org/node/east-all', '--selector', 'meshid:datacenter:east']);
+    const viaAlias = await create(['--parent-id', 'spiffe://example.org/node/east-all', '--spiffe-id', 'spiffe://example.org/via-alias', '--selector', 'unix:uid:1001']);
+    const nested = await create(['--parent-id', 'spiffe://example.org/via-alias', '--spiffe-id', 'spiffe://example.org/nested', '--selector', 'unix:uid:1002']);
+    await create(['--node', '--spiffe-id', 'spiffe://example.org/node/west-all', '--selector', 'meshid:datacenter:west']);
+    await create(['--parent-id', 'spiffe://example.org/node/west-all', '--spiffe-id', 'spiffe://example.org/west-only', '--selector', 'unix:uid:1003']);
+    await next(() => seen('spiffe://example.org/via-alias') && seen('spiffe://example.org/nested'));
+    assert.equal(seen('spiffe://example.org/west-only'), false, 'entries of another datacenter are never sent');
+    assert.equal(seen('spiffe://example.org/node/east-all'), false, 'node alias entries themselves are not served');
+
+    // Signing: authorized entries are signed with the entry's ID (CSR subject/SANs ignored); others refused per item.
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const csr = await createCsr(privateKey, publicKey);
+    const westOnly = JSON.parse((await server.cli(['entry', 'show', '--spiffe-id', 'spiffe://example.org/west-only', '--output', 'json'])).out).entries[0].id as string;
+    const signed = await call<{ results: Array<{ entry_id: string; code?: number; svid_chain?: Buffer[]; message?: string }> }>(client, 'SignX509Svids', {
+      items: [{ entry_id: viaAlias, csr }, { entry_id: westOnly, csr }],
+    });
+    assert.deepEqual(parseCertificate(signed.results[0]!.svid_chain![0]!).uriSans, ['spiffe://example.org/via-alias']);
+    assert.equal(signed.results[1]!.code, grpc.status.PERMISSION_DENIED);
+    const jwt = await call<{ token: string }>(client, 'SignJwtSvid', { entry_id: viaAlias, audience: ['db'] });
+    assert.equal(JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString()).sub, 'spiffe://example.org/via-alias');
+
+    const del = await server.cli(['entry', 'delete', '--entry-id', viaAlias]);
+    assert.equal(del.code, 0, del.err);
+    // The nested entry hangs off the deleted one: it is no longer authorized either, and leaves with it.
+    const removed = (): string[] => updates.flatMap((u) => u.removed_entry_ids ?? []);
+    await next(() => removed().includes(viaAlias) && removed().includes(nested));
+  } finally {
+    stream.cancel();
+    client.close();
+  }
+});
+
+test('Renew rotates the agent SVID; an evicted agent must re-attest and a banned one is refused', async () => {
+  const agent = await attest();
+  let client = connect(agent);
+  try {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const renewed = await call<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+    assert.notEqual(parseCertificate(renewed.svid_chain[0]!).serialHex, parseCertificate(agent.chain[0]!).serialHex);
+    client.close();
+    client = connect({ chain: renewed.svid_chain, key: privateKey });
+    await call(client, 'SignX509Svids', { items: [] });
+    assert.equal((await server.cli(['agent', 'evict', '--spiffe-id', agent.id])).code, 0);
+    await assert.rejects(call(client, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /^must re-attest: /.test(e.details));
+    client.close();
+
+    const banned = await attest();
+    client = connect(banned);
+    assert.equal((await server.cli(['agent', 'ban', '--spiffe-id', banned.id])).code, 0);
+    await assert.rejects(call(client, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /^banned: /.test(e.details));
+    const listed = await server.cli(['agent', 'show', '--spiffe-id', banned.id, '--output', 'json']);
+    assert.equal(JSON.parse(listed.out).banned, true);
+  } finally {
+    client.close();
+  }
+});
+
+test('an agent SVID two renewals old is neither current nor previous and is refused', async () => {
+  const agent = await attest();
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const client0 = connect(agent);
+  const renewed = await call<{ svid_chain: Buffer[] }>(client0, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+  client0.close();
+  const { privateKey: k2, publicKey: p2 } = generateKeyPair('ec-p256');
+  const client1 = connect({ chain: renewed.svid_chain, key: privateKey });
+  await call(client1, 'Renew', { csr: await createCsr(k2, p2) });
+  client1.close();
+  const stale = connect(agent);
+  try {
+    await assert.rejects(call(stale, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /not agent .* current SVID/.test(e.details));
+  } finally {
+    stale.close();
+  }
+});
+
+test('a workload SVID of the same trust domain is not an agent identity', async () => {
+  const dir = tempDir('meshid-mint-');
+  try {
+    const r = await server.cli(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/tool', '--write', dir.dir]);
+    assert.equal(r.code, 0, r.err);
+    const chain = pemToDerList(readFileSync(path.join(dir.dir, 'svid.pem'), 'utf8'));
+    const key = importPrivateKey(readFileSync(path.join(dir.dir, 'key.pem'), 'utf8'));
+    const client = connect({ chain, key });
+    try {
+      await assert.rejects(call(client, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /not an agent SVID/.test(e.details));
+    } finally {
+      client.close();
+    }
+  } finally {
+    dir.cleanup();
+  }
+});
