@@ -4,8 +4,10 @@
  */
 import os from 'node:os';
 import { benchIssuance } from './issuance.js';
+import { benchServerMemory } from './server-memory.js';
 import { report } from './report.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
 process.stdout.write(`meshid bench — node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB\n`);
 report(await benchIssuance(seconds));
+report(await benchServerMemory());
