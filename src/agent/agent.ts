@@ -1,0 +1,302 @@
+import { systemClock, type Clock } from '../common/clock.js';
+import { formatDuration } from '../common/duration.js';
+import { failedPrecondition, unavailable, type MeshidError } from '../common/errors.js';
+import type { Logger } from '../common/log.js';
+import type { Selector } from '../common/spiffe/selector.js';
+import type { PeerCredentials, PeerInfo } from './attestor/peer-credentials.js';
+import { UnixWorkloadAttestor } from './attestor/unix-workload-attestor.js';
+import { IdentityCache } from './cache/identity-cache.js';
+import { SvidIssuer } from './cache/svid-issuer.js';
+import { AgentIdentity } from './client/agent-identity.js';
+import { NodeClient } from './client/node-client.js';
+import { rejectionOf } from './client/rejection.js';
+import { ServerConnection, type ConnectionState } from './client/server-connection.js';
+import { readTrustBundleFile, trustDomainOfRoots } from './client/trust-bundle-file.js';
+import type { AgentConfig } from './config.js';
+import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
+import { AgentStore } from './storage/agent-store.js';
+import { StateWriter } from './storage/state-writer.js';
+import type { StoredIdentity, StoredState } from './storage/stored-state.js';
+
+export interface AgentOptions {
+  config: AgentConfig;
+  log: Logger;
+  clock?: Clock;
+  /** Jitter source for rotation and backoff, [0, 1); default Math.random. */
+  random?: () => number;
+  /** Replaces the unix workload attestor (tests). */
+  attestor?: { attest(peer: PeerInfo): Selector[] };
+  /** Replaces the peer-credential addon (tests). */
+  credentials?: PeerCredentials;
+}
+
+/** What the agent reports about itself (logs, health detail, tests). Times are epoch ms. */
+export interface AgentStatus {
+  readonly state: ConnectionState;
+  /** Whether workloads are being served (state restored or first sync done). */
+  readonly ready: boolean;
+  readonly agentId: string | undefined;
+  readonly agentSvidExpiresAt: number | undefined;
+  readonly entries: number;
+  readonly svids: number;
+  /** NotAfter of the SVID that expires first: how long the agent can serve without the server. */
+  readonly oldestSvidExpiresAt: number | undefined;
+  readonly revision: number;
+  readonly lastError: string | undefined;
+}
+
+/**
+ * meshid-agent's composition root: builds every part from the config and hands each its dependencies — the store
+ * (data dir), the identity cache (the WorkloadCache the APIs read), the SVID issuer, the agent identity, the server
+ * client and connection, and the workload endpoint on the Unix socket. Start-up order: restore what the data dir
+ * holds (so workloads are served at once, even with the server down), open the socket, then reach the server.
+ * `done` rejects when the agent cannot work at all (first attestation refused); stop() closes everything it opened.
+ */
+export class MeshidAgent {
+  /** Rejects with the reason when the agent gives up for good; never resolves otherwise. */
+  readonly done: Promise<never>;
+  private fail!: (err: MeshidError) => void;
+  private stopped = false;
+
+  private constructor(
+    private readonly store: AgentStore,
+    private readonly cache: IdentityCache,
+    private readonly issuer: SvidIssuer,
+    private readonly identity: AgentIdentity,
+    private readonly client: NodeClient,
+    private readonly writer: StateWriter,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.done = new Promise<never>((_resolve, reject) => (this.fail = reject));
+    // Callers that only stop() the agent must not see an unhandled rejection.
+    this.done.catch(() => undefined);
+  }
+
+  private connection!: ServerConnection;
+  private endpoint: WorkloadEndpoint | undefined;
+
+  static async start(opts: AgentOptions): Promise<MeshidAgent> {
+    const { config, log } = opts;
+    const clock = opts.clock ?? systemClock;
+    const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
+    let agent: MeshidAgent | undefined;
+    try {
+      const stored = store.loadIdentity();
+      const state = store.loadState(clock.now());
+      const fileRoots = config.trustBundlePath === undefined ? undefined : readTrustBundleFile(config.trustBundlePath);
+      const trustDomain = resolveTrustDomain(config, stored, state, fileRoots);
+      if (stored === undefined) {
+        if (config.joinToken === undefined) {
+          throw failedPrecondition(`the agent has no SVID in ${config.dataDir} and no join token: pass --join-token (meshid-server token generate)`);
+        }
+        if (fileRoots === undefined && state === undefined && !config.insecureBootstrap) {
+          throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap');
+        }
+      }
+
+      const client = new NodeClient({ serverAddress: config.serverAddress, log: log.child({ subsystem: 'server-client' }) });
+      let connection: ServerConnection | undefined;
+      const cache = new IdentityCache({
+        clock,
+        log: log.child({ subsystem: 'cache' }),
+        jwtCacheSize: config.jwtSvidCacheSize,
+        signJwtSvid: async (entryId, audience) => {
+          if (connection?.state === 'banned' || connection?.state === 'reattest-required') {
+            throw unavailable('the agent cannot get new JWT-SVIDs: the server no longer accepts it');
+          }
+          try {
+            return await client.signJwtSvid(entryId, audience);
+          } catch (err) {
+            const kind = rejectionOf(err);
+            if (kind !== undefined) connection?.handleRejection(kind, err as MeshidError);
+            throw err;
+          }
+        },
+      });
+      if (state !== undefined) {
+        cache.apply({ upserts: state.entries, bundle: state.bundle, federatedBundles: state.federatedBundles });
+        cache.putSvids(state.svids);
+        cache.markReady();
+      }
+      const roots = state?.bundle.x509Authorities ?? fileRoots;
+      if (trustDomain !== undefined && roots !== undefined) client.setTrust(trustDomain, roots);
+
+      const issuer = new SvidIssuer({
+        cache,
+        sign: (items) => client.signX509Svids(items),
+        clock,
+        log: log.child({ subsystem: 'svid-issuer' }),
+        ...(opts.random !== undefined ? { random: opts.random } : {}),
+        onRejected: (kind, err) => connection?.handleRejection(kind, err),
+      });
+      const identity = new AgentIdentity({
+        client,
+        store,
+        clock,
+        log: log.child({ subsystem: 'agent-svid' }),
+        joinToken: config.joinToken,
+        insecureBootstrap: config.insecureBootstrap,
+        trustDomain,
+        trustRoots: () => cache.ownBundle()?.x509Authorities ?? [],
+        onRejected: (kind, err) => connection?.handleRejection(kind, err),
+        ...(opts.random !== undefined ? { random: opts.random } : {}),
+      });
+      if (stored !== undefined) {
+        identity.restore(stored);
+        if (config.joinToken !== undefined) log.info('a stored agent SVID is used; the join token is kept for re-attestation only');
+      }
+      const writer = new StateWriter({
+        clock,
+        log: log.child({ subsystem: 'storage' }),
+        write: () => {
+          const snapshot = agent?.capture();
+          if (snapshot !== undefined) store.saveState(snapshot);
+        },
+      });
+      agent = new MeshidAgent(store, cache, issuer, identity, client, writer, clock, log);
+      const self = agent;
+      connection = new ServerConnection({
+        client,
+        identity,
+        cache,
+        issuer,
+        clock,
+        log: log.child({ subsystem: 'sync' }),
+        bootstrapRoots: fileRoots,
+        revision: state?.revision ?? 0,
+        onFatal: (err) => self.fatal(err),
+        onRevision: () => writer.markDirty(),
+        ...(opts.random !== undefined ? { random: opts.random } : {}),
+      });
+      agent.connection = connection;
+      cache.onChange(() => writer.markDirty());
+
+      agent.endpoint = await WorkloadEndpoint.start({
+        socketPath: config.socketPath,
+        cache,
+        attestor: opts.attestor ?? new UnixWorkloadAttestor({ log: log.child({ subsystem: 'attestor' }) }),
+        log,
+        clock,
+        sds: config.sds,
+        healthDetail: () => self.healthDetail(),
+        ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),
+      });
+      issuer.reconcile();
+      connection.start();
+      const status = agent.status();
+      log.info(
+        {
+          socket: config.socketPath,
+          server: config.serverAddress,
+          agent: status.agentId,
+          restoredEntries: state?.entries.length ?? 0,
+          restoredSvids: state?.svids.length ?? 0,
+        },
+        'meshid-agent is running',
+      );
+      return agent;
+    } catch (err) {
+      if (agent !== undefined) await agent.stop().catch(() => undefined);
+      else store.close();
+      throw err;
+    }
+  }
+
+  status(): AgentStatus {
+    const current = this.identity.current();
+    return {
+      state: this.connection.state,
+      ready: this.cache.ready(),
+      agentId: current?.spiffeId,
+      agentSvidExpiresAt: this.identity.notAfter(),
+      entries: this.cache.entries().length,
+      svids: this.cache.allSvids().length,
+      oldestSvidExpiresAt: this.cache.oldestSvidExpiry(),
+      revision: this.connection.revision,
+      lastError: this.connection.lastErrorMessage,
+    };
+  }
+
+  /** Open Workload API streams, for tests and status. */
+  openStreams(): number {
+    return this.endpoint?.openStreams() ?? 0;
+  }
+
+  /** Renews the agent SVID now (operators' tests of rotation; the timer does it at half-life). */
+  renewAgentSvid(): Promise<void> {
+    return this.identity.renew();
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    this.connection?.stop();
+    this.issuer.stop();
+    this.identity.stop();
+    await this.endpoint?.close();
+    this.writer.stop();
+    this.cache.close();
+    this.client.close();
+    this.store.close();
+    this.log.info('meshid-agent stopped');
+  }
+
+  private fatal(err: MeshidError): void {
+    this.log.error({ reason: err.message }, 'meshid-agent cannot work: giving up');
+    this.fail(err);
+  }
+
+  private capture(): StoredState | undefined {
+    const bundle = this.cache.ownBundle();
+    if (bundle === undefined) return undefined;
+    return {
+      trustDomain: bundle.trustDomain,
+      revision: this.connection?.revision ?? 0,
+      bundle,
+      federatedBundles: this.cache.federatedBundles(),
+      entries: this.cache.entries(),
+      svids: this.cache.allSvids(),
+    };
+  }
+
+  private healthDetail(): Record<string, string> {
+    const s = this.status();
+    const detail: Record<string, string> = { 'agent-state': s.state, entries: String(s.entries), svids: String(s.svids) };
+    if (s.oldestSvidExpiresAt !== undefined) {
+      const left = s.oldestSvidExpiresAt - this.clock.now();
+      detail['oldest-svid-expires-in'] = left > 0 ? formatDuration(left) : 'expired';
+      detail['oldest-svid-expires-in-seconds'] = String(Math.max(0, Math.floor(left / 1000)));
+    }
+    return detail;
+  }
+}
+
+/**
+ * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
+ * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
+ */
+function resolveTrustDomain(
+  config: AgentConfig,
+  stored: StoredIdentity | undefined,
+  state: StoredState | undefined,
+  fileRoots: readonly Buffer[] | undefined,
+): string | undefined {
+  const sources: Array<[string, string | undefined]> = [
+    ['--trust-domain', config.trustDomain],
+    [`the agent SVID in ${config.dataDir}`, stored?.trustDomain],
+    [`the state in ${config.dataDir}`, state?.trustDomain],
+    ['the trust bundle', fileRoots === undefined ? undefined : trustDomainOfRoots(fileRoots)],
+  ];
+  const named = sources.filter((s): s is [string, string] => s[1] !== undefined);
+  const first = named[0];
+  for (const [source, td] of named) {
+    if (td !== first![1]) {
+      throw failedPrecondition(`${first![0]} names trust domain "${first![1]}" but ${source} names "${td}": use a data dir and trust bundle of one trust domain`);
+    }
+  }
+  if (first === undefined && fileRoots !== undefined) {
+    throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');
+  }
+  return first?.[1];
+}

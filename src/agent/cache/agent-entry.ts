@@ -1,0 +1,110 @@
+import { invalidArgument } from '../../common/errors.js';
+import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
+import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
+
+/**
+ * A registration entry as the agent holds it: what the server's Sync stream sent (meshid.v1.Entry), validated and in
+ * the agent's own shape. Times are epoch milliseconds.
+ */
+export interface AgentEntry {
+  readonly id: string;
+  readonly spiffeId: string;
+  readonly parentId: string;
+  readonly selectors: readonly Selector[];
+  readonly x509SvidTtlSeconds: number;
+  readonly jwtSvidTtlSeconds: number;
+  readonly dnsNames: readonly string[];
+  readonly hint: string;
+  /** Bare trust domain names. */
+  readonly federatesWith: readonly string[];
+  readonly admin: boolean;
+  readonly downstream: boolean;
+  readonly revision: number;
+  readonly createdAt: number;
+}
+
+/** meshid.v1.Entry as proto-loader decodes it (keepCase, defaults absent). */
+export interface EntryMessage {
+  id?: string;
+  spiffe_id?: string;
+  parent_id?: string;
+  selectors?: Array<{ type?: string; value?: string }>;
+  x509_svid_ttl?: number;
+  jwt_svid_ttl?: number;
+  dns_names?: string[];
+  hint?: string;
+  federates_with?: string[];
+  admin?: boolean;
+  downstream?: boolean;
+  revision?: number;
+  created_at?: number;
+}
+
+/**
+ * Converts and checks an entry from the server. An entry the agent could not serve correctly (no ID, a SPIFFE ID
+ * that is not a workload ID, an empty selector) is refused with invalid_argument rather than half-applied.
+ */
+export function entryFromMessage(m: EntryMessage): AgentEntry {
+  const id = m.id ?? '';
+  if (id === '') throw invalidArgument('entry without an id');
+  const spiffeId = parseSpiffeId(m.spiffe_id ?? '');
+  if (spiffeId.path === '') throw invalidArgument(`entry ${id}: ${spiffeId.id} has no path and cannot be a workload identity`);
+  const selectors = (m.selectors ?? []).map((s) => ({ type: s.type ?? '', value: s.value ?? '' }));
+  if (selectors.length === 0) throw invalidArgument(`entry ${id} has no selectors`);
+  if (selectors.some((s) => s.type === '' || s.value === '')) throw invalidArgument(`entry ${id} has an empty selector`);
+  return Object.freeze({
+    id,
+    spiffeId: spiffeId.id,
+    parentId: m.parent_id ?? '',
+    selectors: Object.freeze(selectors),
+    x509SvidTtlSeconds: m.x509_svid_ttl ?? 0,
+    jwtSvidTtlSeconds: m.jwt_svid_ttl ?? 0,
+    dnsNames: Object.freeze([...(m.dns_names ?? [])]),
+    hint: m.hint ?? '',
+    federatesWith: Object.freeze((m.federates_with ?? []).map((td) => parseTrustDomain(td))),
+    admin: m.admin ?? false,
+    downstream: m.downstream ?? false,
+    revision: m.revision ?? 0,
+    createdAt: (m.created_at ?? 0) * 1000,
+  });
+}
+
+/** The reverse, for persistence: the same message shape the server sends. */
+export function entryToMessage(e: AgentEntry): EntryMessage {
+  return {
+    id: e.id,
+    spiffe_id: e.spiffeId,
+    parent_id: e.parentId,
+    selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
+    x509_svid_ttl: e.x509SvidTtlSeconds,
+    jwt_svid_ttl: e.jwtSvidTtlSeconds,
+    dns_names: [...e.dnsNames],
+    hint: e.hint,
+    federates_with: [...e.federatesWith],
+    admin: e.admin,
+    downstream: e.downstream,
+    revision: e.revision,
+    created_at: Math.floor(e.createdAt / 1000),
+  };
+}
+
+/**
+ * What the X.509-SVID of an entry is made from (SPIFFE ID, DNS names, TTL). An SVID is re-signed when this changes;
+ * other entry changes (selectors, hint, federation) only change who gets it and what comes with it.
+ */
+export function certificateInputs(e: AgentEntry): string {
+  return JSON.stringify([e.spiffeId, e.dnsNames, e.x509SvidTtlSeconds]);
+}
+
+/** Selector keys ("type:value") of an entry, the form the matching index uses. */
+export function selectorKeys(selectors: readonly Selector[]): string[] {
+  return selectors.map(formatSelector);
+}
+
+/**
+ * The default-identity order (WL-API §8: svids[0] is the default): oldest entry first, ties by ID, so adding an entry
+ * never changes which identity a workload gets by default.
+ */
+export function compareEntryAge(a: AgentEntry, b: AgentEntry): number {
+  return a.createdAt - b.createdAt || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0);
+}

@@ -1,0 +1,288 @@
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { permissionDenied, unavailable } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import { certificateInputs, type AgentEntry } from './agent-entry.js';
+import { EntryIndex, entryMatches, selectorSet } from './entry-index.js';
+import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
+import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from './workload-cache.js';
+
+export interface IdentityCacheOptions {
+  clock: Clock;
+  log: Logger;
+  /** SignJwtSvid on the server; failures are MeshidErrors (unavailable when the server cannot be reached). */
+  signJwtSvid: JwtSigner;
+  jwtCacheSize?: number;
+}
+
+/** A change the server (or the store, at start-up) hands to the cache. Absent fields are unchanged. */
+export interface CacheUpdate {
+  readonly upserts?: readonly AgentEntry[];
+  readonly removed?: readonly string[];
+  readonly bundle?: TrustBundle;
+  /** The complete set of federated bundles, when it changed. */
+  readonly federatedBundles?: readonly TrustBundle[];
+}
+
+/** What an update did to the entries: what needs (re)signing and what is gone. */
+export interface AppliedUpdate {
+  /** New entries, and entries whose certificate inputs changed (SPIFFE ID, DNS names, TTL): they need an SVID. */
+  readonly needSvid: readonly AgentEntry[];
+  readonly removed: readonly AgentEntry[];
+}
+
+interface Subscription {
+  readonly workload: ReadonlySet<string>;
+  readonly listener: () => void;
+}
+
+/**
+ * The agent's identity cache: the entries it is authorized for, the own and federated bundles, and the X.509-SVID
+ * issued for each entry. Implements the WorkloadCache seam the Workload API and SDS are built against; the agent
+ * core feeds it (`apply`, `putSvids`) and it tells subscribed streams about every change that may concern them.
+ *
+ * Serving rules: an SVID is served only to workloads matching its entry (every entry selector among the workload's),
+ * only while it has not expired (`clock`), and only while the entry still has the SPIFFE ID it was issued for.
+ */
+export class IdentityCache implements WorkloadCache {
+  private readonly index = new EntryIndex();
+  private readonly svids = new Map<string, WorkloadSvid>();
+  private own: TrustBundle | undefined;
+  private federated = new Map<string, TrustBundle>();
+  private readonly subscriptions = new Set<Subscription>();
+  private readonly changeListeners = new Set<() => void>();
+  private readonly jwt: JwtSvidCache;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private isReady = false;
+  private expiryTimer: TimerHandle | undefined;
+  private expiryAt = Infinity;
+
+  constructor(options: IdentityCacheOptions) {
+    this.clock = options.clock;
+    this.log = options.log;
+    this.jwt = new JwtSvidCache(options.signJwtSvid, () => this.clock.now(), options.jwtCacheSize);
+  }
+
+  // ---- WorkloadCache (the handlers' side) ----
+
+  ready(): boolean {
+    return this.isReady && this.own !== undefined;
+  }
+
+  snapshot(selectors: readonly Selector[]): IdentitySnapshot {
+    const own = this.requireBundle();
+    const matching = this.index.matching(selectorSet(selectors));
+    const now = this.clock.now();
+    const svids: WorkloadSvid[] = [];
+    for (const e of matching) {
+      const svid = this.svids.get(e.id);
+      if (svid !== undefined && svid.notAfter > now) svids.push(svid);
+    }
+    const domains = [...new Set(matching.flatMap((e) => e.federatesWith))].filter((td) => td !== own.trustDomain).sort();
+    const federatedBundles: TrustBundle[] = [];
+    for (const td of domains) {
+      const b = this.federated.get(td);
+      if (b !== undefined) federatedBundles.push(b);
+    }
+    return { entitled: matching.length > 0, svids, complete: svids.length === matching.length, bundle: own, federatedBundles };
+  }
+
+  subscribe(selectors: readonly Selector[], listener: () => void): () => void {
+    const sub: Subscription = { workload: selectorSet(selectors), listener };
+    this.subscriptions.add(sub);
+    return () => void this.subscriptions.delete(sub);
+  }
+
+  async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]> {
+    if (!this.ready()) throw unavailable('the agent has no identity state to serve yet');
+    const matching = this.index.matching(selectorSet(selectors)).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
+    if (matching.length === 0) {
+      throw permissionDenied(spiffeId === undefined ? 'no registration entry matches the caller' : `the caller is not entitled to ${spiffeId}`);
+    }
+    const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience)));
+    const results: JwtSvidResult[] = [];
+    settled.forEach((r, i) => {
+      const e = matching[i]!;
+      if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
+      else this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
+    });
+    if (results.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    return results;
+  }
+
+  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
+    return { own: this.requireBundle(), federated: this.federated };
+  }
+
+  // ---- the agent core's side ----
+
+  /** From now on the cache answers workloads: state was restored from disk or the first sync was applied. */
+  markReady(): void {
+    if (this.isReady) return;
+    this.isReady = true;
+    this.notifyAll();
+  }
+
+  entry(id: string): AgentEntry | undefined {
+    return this.index.get(id);
+  }
+
+  entries(): AgentEntry[] {
+    return [...this.index.values()];
+  }
+
+  svid(entryId: string): WorkloadSvid | undefined {
+    return this.svids.get(entryId);
+  }
+
+  allSvids(): WorkloadSvid[] {
+    return [...this.svids.values()];
+  }
+
+  ownBundle(): TrustBundle | undefined {
+    return this.own;
+  }
+
+  federatedBundles(): TrustBundle[] {
+    return [...this.federated.values()];
+  }
+
+  /** The earliest NotAfter among the SVIDs held, or undefined when there are none. */
+  oldestSvidExpiry(): number | undefined {
+    let min: number | undefined;
+    for (const s of this.svids.values()) if (min === undefined || s.notAfter < min) min = s.notAfter;
+    return min;
+  }
+
+  /** Called after every change of what the cache holds (for persistence). */
+  onChange(listener: () => void): () => void {
+    this.changeListeners.add(listener);
+    return () => void this.changeListeners.delete(listener);
+  }
+
+  /**
+   * Applies entries, removals and bundles. A changed SPIFFE ID drops the entry's SVID at once (it names another
+   * identity now); other certificate changes keep serving the old SVID until the new one arrives.
+   */
+  apply(update: CacheUpdate): AppliedUpdate {
+    const touched: AgentEntry[] = [];
+    const needSvid: AgentEntry[] = [];
+    const removed: AgentEntry[] = [];
+    for (const id of update.removed ?? []) {
+      const gone = this.index.remove(id);
+      if (gone === undefined) continue;
+      this.svids.delete(id);
+      this.jwt.dropEntry(id);
+      removed.push(gone);
+      touched.push(gone);
+    }
+    for (const entry of update.upserts ?? []) {
+      const previous = this.index.upsert(entry);
+      touched.push(entry);
+      if (previous === undefined) {
+        needSvid.push(entry);
+        continue;
+      }
+      touched.push(previous);
+      this.jwt.dropEntry(entry.id);
+      const svid = this.svids.get(entry.id);
+      if (svid !== undefined && previous.spiffeId !== entry.spiffeId) this.svids.delete(entry.id);
+      else if (svid !== undefined && svid.hint !== entry.hint) this.svids.set(entry.id, { ...svid, hint: entry.hint });
+      if (certificateInputs(previous) !== certificateInputs(entry) || !this.svids.has(entry.id)) needSvid.push(entry);
+    }
+    let everyone = false;
+    if (update.bundle !== undefined) {
+      this.own = update.bundle;
+      everyone = true;
+    }
+    if (update.federatedBundles !== undefined) {
+      this.federated = new Map(update.federatedBundles.map((b) => [b.trustDomain, b]));
+      everyone = true;
+    }
+    if (everyone) this.notifyAll();
+    else this.notifyEntries(touched);
+    if (touched.length > 0 || everyone) this.changed();
+    return { needSvid, removed };
+  }
+
+  /** Publishes newly issued SVIDs. An SVID whose entry is gone, or now has another SPIFFE ID, is dropped. */
+  putSvids(svids: readonly WorkloadSvid[]): void {
+    const touched: AgentEntry[] = [];
+    for (const svid of svids) {
+      const entry = this.index.get(svid.entryId);
+      if (entry === undefined || entry.spiffeId !== svid.spiffeId) continue;
+      this.svids.set(svid.entryId, svid.hint === entry.hint ? svid : { ...svid, hint: entry.hint });
+      touched.push(entry);
+    }
+    if (touched.length === 0) return;
+    this.armExpiryTimer();
+    this.notifyEntries(touched);
+    this.changed();
+  }
+
+  /** Stops the expiry timer; the cache keeps answering from what it holds. */
+  close(): void {
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    this.expiryAt = Infinity;
+  }
+
+  private requireBundle(): TrustBundle {
+    if (this.own === undefined) throw unavailable('the agent has no trust bundle yet');
+    return this.own;
+  }
+
+  /** Expired SVIDs leave the cache at their NotAfter, and the streams serving them send the reduced state. */
+  private armExpiryTimer(): void {
+    const next = this.oldestSvidExpiry();
+    if (next === undefined || next >= this.expiryAt) return;
+    this.expiryTimer?.cancel();
+    this.expiryAt = next;
+    this.expiryTimer = this.clock.setTimer(() => {
+      this.expiryTimer = undefined;
+      this.expiryAt = Infinity;
+      this.dropExpired();
+      this.armExpiryTimer();
+    }, next - this.clock.now());
+  }
+
+  private dropExpired(): void {
+    const now = this.clock.now();
+    const touched: AgentEntry[] = [];
+    for (const [id, svid] of this.svids) {
+      if (svid.notAfter > now) continue;
+      this.svids.delete(id);
+      this.log.warn({ entryId: id, spiffeId: svid.spiffeId }, 'an X509-SVID expired before it could be renewed; no longer served');
+      const entry = this.index.get(id);
+      if (entry !== undefined) touched.push(entry);
+    }
+    if (touched.length === 0) return;
+    this.notifyEntries(touched);
+    this.changed();
+  }
+
+  private notifyEntries(entries: readonly AgentEntry[]): void {
+    if (entries.length === 0) return;
+    for (const sub of this.subscriptions) {
+      if (entries.some((e) => entryMatches(e, sub.workload))) this.call(sub.listener);
+    }
+  }
+
+  private notifyAll(): void {
+    for (const sub of this.subscriptions) this.call(sub.listener);
+  }
+
+  private changed(): void {
+    for (const l of this.changeListeners) this.call(l);
+  }
+
+  private call(listener: () => void): void {
+    try {
+      listener();
+    } catch (err) {
+      this.log.error({ err }, 'a cache listener failed');
+    }
+  }
+}

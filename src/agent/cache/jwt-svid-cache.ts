@@ -1,0 +1,94 @@
+import { isMeshidError } from '../../common/errors.js';
+
+/** A JWT-SVID the server signed; times are epoch milliseconds. */
+export interface SignedJwtSvid {
+  readonly token: string;
+  readonly issuedAt: number;
+  readonly expiresAt: number;
+}
+
+/** How the cache obtains a new token: SignJwtSvid on the server. */
+export type JwtSigner = (entryId: string, audience: readonly string[]) => Promise<SignedJwtSvid>;
+
+interface Slot {
+  readonly entryId: string;
+  readonly jwt: SignedJwtSvid;
+}
+
+/** Default bound on cached tokens: (entry, audience set) pairs, least recently used evicted first. */
+export const DEFAULT_JWT_CACHE_SIZE = 1000;
+
+/**
+ * JWT-SVIDs per (entry, audience set), as SPIRE keeps them (SPEC-NOTES §8: a cached token is re-minted once half its
+ * lifetime has passed, so every token handed out is valid at return time with room to spare). Bounded in size (LRU);
+ * concurrent requests for the same key share one signing call. When signing fails, a cached token that has not
+ * expired is still returned: a workload keeps working through a short server outage.
+ */
+export class JwtSvidCache {
+  private readonly slots = new Map<string, Slot>();
+  private readonly inflight = new Map<string, { entryId: string; promise: Promise<SignedJwtSvid> }>();
+  /** In-flight keys whose entry changed or went meanwhile: their result is returned but not stored. */
+  private readonly discarded = new Set<string>();
+
+  constructor(
+    private readonly sign: JwtSigner,
+    private readonly now: () => number,
+    readonly maxSize = DEFAULT_JWT_CACHE_SIZE,
+  ) {
+    if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
+  }
+
+  get size(): number {
+    return this.slots.size;
+  }
+
+  /** A token for this entry and these audiences: cached while fresh, else newly signed. */
+  async fetch(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+    const sorted = [...new Set(audience)].sort();
+    const key = JSON.stringify([entryId, sorted]);
+    const slot = this.slots.get(key);
+    if (slot !== undefined && this.now() < halfLife(slot.jwt)) {
+      // Map order is recency order: re-insert on use.
+      this.slots.delete(key);
+      this.slots.set(key, slot);
+      return slot.jwt;
+    }
+    let pending = this.inflight.get(key)?.promise;
+    if (pending === undefined) {
+      pending = this.signAndStore(key, entryId, sorted);
+      this.inflight.set(key, { entryId, promise: pending });
+      const clear = (): void => {
+        this.inflight.delete(key);
+        this.discarded.delete(key);
+      };
+      pending.then(clear, clear);
+    }
+    try {
+      return await pending;
+    } catch (err) {
+      const stale = this.slots.get(key);
+      if (stale !== undefined && this.now() < stale.jwt.expiresAt && isMeshidError(err, 'unavailable')) return stale.jwt;
+      throw err;
+    }
+  }
+
+  /** Forgets every token of an entry (removed, or changed so that its tokens would be wrong). */
+  dropEntry(entryId: string): void {
+    for (const [key, call] of this.inflight) if (call.entryId === entryId) this.discarded.add(key);
+    for (const [key, slot] of this.slots) if (slot.entryId === entryId) this.slots.delete(key);
+  }
+
+  private async signAndStore(key: string, entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+    const jwt = await this.sign(entryId, audience);
+    if (!this.discarded.has(key)) {
+      this.slots.delete(key);
+      this.slots.set(key, { entryId, jwt });
+      while (this.slots.size > this.maxSize) this.slots.delete(this.slots.keys().next().value!);
+    }
+    return jwt;
+  }
+}
+
+function halfLife(jwt: SignedJwtSvid): number {
+  return jwt.issuedAt + (jwt.expiresAt - jwt.issuedAt) / 2;
+}

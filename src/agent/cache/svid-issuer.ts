@@ -1,0 +1,346 @@
+import type { KeyObject } from 'node:crypto';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { renewalTime } from '../../common/rotation.js';
+import { parseCertificate, verifyChain } from '../../common/x509/certificate.js';
+import { createCsr } from '../../common/x509/csr.js';
+import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.js';
+import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
+import { rejectionOf, type Rejection } from '../client/rejection.js';
+import { certificateInputs, type AgentEntry } from './agent-entry.js';
+import type { IdentityCache } from './identity-cache.js';
+import type { WorkloadSvid } from './workload-cache.js';
+
+/** One item of a SignX509Svids answer. `code` 0 = signed; otherwise a gRPC status code for this item. */
+export interface SignedItem {
+  readonly entryId: string;
+  readonly code: number;
+  readonly message: string;
+  readonly chain: readonly Buffer[];
+}
+
+/** SignX509Svids on the server: throws a MeshidError when the whole call fails. */
+export type X509Signer = (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]>;
+
+export interface SvidIssuerOptions {
+  cache: IdentityCache;
+  sign: X509Signer;
+  clock: Clock;
+  log: Logger;
+  /** Rotation jitter source, [0, 1); default Math.random. */
+  random?: () => number;
+  /** CSRs per SignX509Svids call (the server takes up to 1000). */
+  batchSize?: number;
+  /** SignX509Svids calls in flight at once. */
+  maxInflight?: number;
+  retryBackoff?: BackoffPolicy;
+  /** The server refused the agent itself (must re-attest, banned): the connection decides what happens next. */
+  onRejected?: (kind: Rejection, err: MeshidError) => void;
+}
+
+const GRPC_PERMISSION_DENIED = 7;
+/** Retrying a failed item or call: 1 s doubling to 5 min. */
+const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
+
+/**
+ * Gets an X.509-SVID signed for every entry that needs one and keeps them fresh (SPEC-NOTES §8 rotation):
+ * a new P-256 key per SVID, generated here and never sent anywhere; CSRs go to the server in batches
+ * (SignX509Svids); each returned chain is checked (one URI SAN equal to the entry's ID, the key matches, the chain
+ * verifies against the own bundle) before it is published to the cache.
+ *
+ * Scheduling is one timer on the injected clock for the earliest "due" instant over all entries: an SVID's renewal
+ * time (half-life ± jitter chosen once per SVID, at once past 90 %, `renewalTime`), or the retry time of a failed
+ * item. Due entries are queued; the queue is flushed in batches with a bounded number of calls in flight.
+ */
+export class SvidIssuer {
+  private readonly cache: IdentityCache;
+  private readonly clock: Clock;
+  private readonly log: Logger;
+  private readonly random: () => number;
+  private readonly batchSize: number;
+  private readonly maxInflight: number;
+  private readonly sign: X509Signer;
+  /** Entries waiting for the next batch. */
+  private readonly queued = new Set<string>();
+  /** Entries in a call right now. */
+  private readonly inflight = new Set<string>();
+  /** When each entry with an SVID (or a failed attempt) next needs signing. */
+  private readonly dueAt = new Map<string, number>();
+  /** Consecutive failures per entry, for its retry delay. */
+  private readonly failures = new Map<string, number>();
+  /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
+  private readonly jitter = new Map<string, { version: string; value: number }>();
+  private readonly retryPolicy: BackoffPolicy;
+  private readonly callBackoff: Backoff;
+  private tainted: ReadonlySet<string> = new Set();
+  private calls = 0;
+  private timer: TimerHandle | undefined;
+  private timerAt = Infinity;
+  private flushScheduled = false;
+  private stopped = false;
+
+  constructor(private readonly options: SvidIssuerOptions) {
+    this.cache = options.cache;
+    this.clock = options.clock;
+    this.log = options.log;
+    this.sign = options.sign;
+    this.random = options.random ?? Math.random;
+    this.batchSize = options.batchSize ?? 250;
+    this.maxInflight = options.maxInflight ?? 4;
+    this.retryPolicy = options.retryBackoff ?? RETRY_BACKOFF;
+    this.callBackoff = new Backoff(this.retryPolicy, this.random);
+  }
+
+  /** Entries that need an SVID now (new, or their certificate inputs changed). */
+  request(entries: readonly AgentEntry[]): void {
+    for (const e of entries) {
+      this.dueAt.delete(e.id);
+      this.failures.delete(e.id);
+      this.queued.add(e.id);
+    }
+    this.scheduleFlush();
+  }
+
+  /** Entries that are gone: nothing more is signed for them. */
+  forget(entryIds: readonly string[]): void {
+    for (const id of entryIds) {
+      this.queued.delete(id);
+      this.dueAt.delete(id);
+      this.failures.delete(id);
+      this.jitter.delete(id);
+    }
+  }
+
+  /**
+   * Schedules renewal of every SVID the cache holds and queues every entry without one: used at start-up after
+   * state was restored, and after a (re)connect.
+   */
+  reconcile(): void {
+    for (const entry of this.cache.entries()) {
+      const svid = this.cache.svid(entry.id);
+      if (this.inflight.has(entry.id) || this.queued.has(entry.id)) continue;
+      if (svid === undefined) this.queued.add(entry.id);
+      else if (!this.dueAt.has(entry.id)) this.dueAt.set(entry.id, this.renewalOf(svid));
+    }
+    this.armTimer();
+    this.scheduleFlush();
+  }
+
+  /** After the connection to the server came back: retry failed entries now instead of at their backoff time. */
+  kick(): void {
+    this.callBackoff.reset();
+    for (const id of this.failures.keys()) {
+      this.dueAt.delete(id);
+      this.queued.add(id);
+    }
+    this.scheduleFlush();
+  }
+
+  /**
+   * The complete set of tainted authority key IDs (SyncUpdate.tainted_authority_ids): every SVID whose chain holds a
+   * certificate with one of them as subject or authority key ID is re-signed at once.
+   */
+  setTainted(keyIds: readonly string[]): void {
+    const next = new Set(keyIds.map((k) => k.toLowerCase()));
+    const added = [...next].some((k) => !this.tainted.has(k));
+    this.tainted = next;
+    if (!added) return;
+    const affected = this.cache.allSvids().filter((s) => this.chainIsTainted(s));
+    if (affected.length === 0) return;
+    this.log.warn({ count: affected.length }, 'authorities were tainted; re-signing the SVIDs that chain to them');
+    for (const s of affected) {
+      this.dueAt.delete(s.entryId);
+      this.queued.add(s.entryId);
+    }
+    this.scheduleFlush();
+  }
+
+  /** Pending work, for status and tests. */
+  pending(): { queued: number; inflight: number; failing: number } {
+    return { queued: this.queued.size, inflight: this.inflight.size, failing: this.failures.size };
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  private renewalOf(svid: WorkloadSvid): number {
+    let j = this.jitter.get(svid.entryId);
+    if (j?.version !== svid.version) {
+      j = { version: svid.version, value: (this.random() * 2 - 1) * 0.1 };
+      this.jitter.set(svid.entryId, j);
+    }
+    return renewalTime({ notBefore: svid.notBefore, notAfter: svid.notAfter }, j.value);
+  }
+
+  private chainIsTainted(svid: WorkloadSvid): boolean {
+    if (this.tainted.size === 0) return false;
+    for (const der of svid.chain) {
+      const c = parseCertificate(der);
+      if ((c.subjectKeyId && this.tainted.has(c.subjectKeyId)) || (c.authorityKeyId && this.tainted.has(c.authorityKeyId))) return true;
+    }
+    return false;
+  }
+
+  private armTimer(): void {
+    if (this.stopped) return;
+    let next = Infinity;
+    for (const t of this.dueAt.values()) if (t < next) next = t;
+    if (next === this.timerAt) return;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.timerAt = next;
+    if (next === Infinity) return;
+    this.timer = this.clock.setTimer(() => {
+      this.timer = undefined;
+      this.timerAt = Infinity;
+      this.queueDue();
+    }, Math.max(0, next - this.clock.now()));
+  }
+
+  private queueDue(): void {
+    const now = this.clock.now();
+    for (const [id, t] of this.dueAt) {
+      if (t > now) continue;
+      this.dueAt.delete(id);
+      this.queued.add(id);
+    }
+    this.armTimer();
+    this.flush();
+  }
+
+  /** Coalesces requests made in one turn of the event loop into one batch. */
+  private scheduleFlush(): void {
+    if (this.flushScheduled || this.stopped) return;
+    this.flushScheduled = true;
+    queueMicrotask(() => {
+      this.flushScheduled = false;
+      this.flush();
+    });
+  }
+
+  private flush(): void {
+    while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
+      const batch: AgentEntry[] = [];
+      for (const id of [...this.queued]) {
+        // An entry already in a call stays queued: that call's answer is for its previous state.
+        if (this.inflight.has(id)) continue;
+        this.queued.delete(id);
+        const entry = this.cache.entry(id);
+        if (entry === undefined) continue;
+        batch.push(entry);
+        if (batch.length >= this.batchSize) break;
+      }
+      if (batch.length === 0) return;
+      this.calls++;
+      for (const e of batch) this.inflight.add(e.id);
+      void this.signBatch(batch).finally(() => {
+        this.calls--;
+        for (const e of batch) this.inflight.delete(e.id);
+        this.armTimer();
+        this.flush();
+      });
+    }
+  }
+
+  private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
+    const keys = new Map<string, { entry: AgentEntry; privateKey: KeyObject; inputs: string }>();
+    const items: Array<{ entryId: string; csr: Buffer }> = [];
+    for (const entry of batch) {
+      const { privateKey, publicKey } = generateKeyPair('ec-p256');
+      keys.set(entry.id, { entry, privateKey, inputs: certificateInputs(entry) });
+      items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
+    }
+    let results: SignedItem[];
+    try {
+      results = await this.sign(items);
+    } catch (err) {
+      const delay = this.callBackoff.next();
+      const now = this.clock.now();
+      for (const e of batch) {
+        this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
+        this.dueAt.set(e.id, now + delay);
+      }
+      const kind = rejectionOf(err);
+      if (kind !== undefined) {
+        // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).
+        this.options.onRejected?.(kind, err as MeshidError);
+        return;
+      }
+      const level = isMeshidError(err, 'unavailable') ? 'warn' : 'error';
+      this.log[level]({ err, entries: batch.length, retryInMs: delay }, 'cannot get X509-SVIDs signed; will retry');
+      return;
+    }
+    this.callBackoff.reset();
+    const issued: WorkloadSvid[] = [];
+    const now = this.clock.now();
+    const answered = new Set<string>();
+    for (const r of results) {
+      const k = keys.get(r.entryId);
+      if (k === undefined || answered.has(r.entryId)) continue;
+      answered.add(r.entryId);
+      const current = this.cache.entry(r.entryId);
+      // The entry went away or changed while the call was in flight: its new state is already queued.
+      if (current === undefined || certificateInputs(current) !== k.inputs) continue;
+      if (r.code !== 0) {
+        this.itemFailed(current, r.code, r.message);
+        continue;
+      }
+      try {
+        const svid = this.checkedSvid(current, r.chain, k.privateKey, now);
+        issued.push(svid);
+        this.failures.delete(current.id);
+        this.dueAt.set(current.id, this.renewalOf(svid));
+      } catch (err) {
+        this.itemFailed(current, -1, (err as Error).message);
+      }
+    }
+    for (const e of batch) {
+      if (!answered.has(e.id) && this.cache.entry(e.id) !== undefined) this.itemFailed(e, -1, 'the server did not answer for this entry');
+    }
+    if (issued.length > 0) {
+      this.cache.putSvids(issued);
+      this.log.debug({ count: issued.length }, 'X509-SVIDs issued');
+    }
+  }
+
+  private itemFailed(entry: AgentEntry, code: number, message: string): void {
+    if (code === GRPC_PERMISSION_DENIED) {
+      // Not authorized for this agent (any more): the Sync stream will remove the entry; do not hammer the server.
+      this.log.info({ entryId: entry.id, spiffeId: entry.spiffeId, reason: message }, 'the server refused to sign an SVID for this entry');
+    }
+    const n = (this.failures.get(entry.id) ?? 0) + 1;
+    this.failures.set(entry.id, n);
+    const wait = backoffDelay(n - 1, this.retryPolicy, this.random);
+    this.dueAt.set(entry.id, this.clock.now() + wait);
+    if (code !== GRPC_PERMISSION_DENIED) {
+      this.log.warn({ entryId: entry.id, spiffeId: entry.spiffeId, code, reason: message, retryInMs: wait }, 'X509-SVID not issued; will retry');
+    }
+  }
+
+  /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
+  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], privateKey: KeyObject, now: number): WorkloadSvid {
+    if (chain.length === 0) throw invalidArgument('empty certificate chain');
+    const leaf = parseCertificate(Buffer.from(chain[0]!));
+    if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
+      throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
+    }
+    if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the signed certificate does not certify the key sent');
+    const bundle = this.cache.ownBundle();
+    if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
+    verifyChain(chain, bundle.x509Authorities, now, { requireEndEntity: true });
+    return {
+      entryId: entry.id,
+      spiffeId: entry.spiffeId,
+      hint: entry.hint,
+      chain: chain.map((c) => Buffer.from(c)),
+      privateKey: exportPkcs8Der(privateKey),
+      notBefore: leaf.notBefore,
+      notAfter: leaf.notAfter,
+      version: leaf.serialHex,
+    };
+  }
+}

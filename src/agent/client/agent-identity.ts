@@ -1,0 +1,216 @@
+import { createHash, type KeyObject } from 'node:crypto';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { failedPrecondition, invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { renewalTime } from '../../common/rotation.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
+import { parseCertificate, verifyChain } from '../../common/x509/certificate.js';
+import { createCsr } from '../../common/x509/csr.js';
+import { generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.js';
+import type { AgentStore } from '../storage/agent-store.js';
+import type { StoredIdentity } from '../storage/stored-state.js';
+import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { bundleFromMessage } from './messages.js';
+import type { NodeClient } from './node-client.js';
+import { rejectionOf, type Rejection } from './rejection.js';
+
+export interface AgentIdentityOptions {
+  client: NodeClient;
+  store: AgentStore;
+  clock: Clock;
+  log: Logger;
+  /** The configured join token, if any. Never logged. */
+  joinToken: string | undefined;
+  /** Allow the first attestation without authenticating the server (no trust bundle). */
+  insecureBootstrap: boolean;
+  /** The trust domain, when known before attesting (configured or read from the trust bundle). */
+  trustDomain: string | undefined;
+  /** The own bundle's X.509 roots right now: renewed chains must verify against them. */
+  trustRoots: () => readonly Buffer[];
+  /** The server refused this agent's SVID (renewal): the connection decides what to do. */
+  onRejected: (kind: Rejection, err: MeshidError) => void;
+  random?: () => number;
+}
+
+const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
+
+export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
+
+/**
+ * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
+ * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half-life ± jitter
+ * (`renewalTime`), persisted before it is used. Every new identity is handed to the NodeClient, which moves new calls
+ * to a channel presenting it.
+ */
+export class AgentIdentity {
+  private identity: StoredIdentity | undefined;
+  private trustDomain: string | undefined;
+  private timer: TimerHandle | undefined;
+  private renewFailures = 0;
+  private jitter: number;
+  private stopped = false;
+  private renewing = false;
+  private readonly random: () => number;
+
+  constructor(private readonly o: AgentIdentityOptions) {
+    this.trustDomain = o.trustDomain;
+    this.random = o.random ?? Math.random;
+    this.jitter = this.newJitter();
+  }
+
+  current(): StoredIdentity | undefined {
+    return this.identity;
+  }
+
+  /** Uses an identity restored from the data dir and schedules its renewal. */
+  restore(identity: StoredIdentity): void {
+    this.trustDomain = identity.trustDomain;
+    this.use(identity);
+  }
+
+  /** Whether the agent SVID has expired: the server would refuse it at the TLS layer, only attestation helps. */
+  expired(now: number): boolean {
+    const leaf = this.identity?.chain[0];
+    return leaf === undefined || parseCertificate(leaf).notAfter <= now;
+  }
+
+  /** NotAfter of the agent SVID (epoch ms), if there is one. */
+  notAfter(): number | undefined {
+    const leaf = this.identity?.chain[0];
+    return leaf === undefined ? undefined : parseCertificate(leaf).notAfter;
+  }
+
+  /**
+   * Whether a join token is configured that this data dir has not consumed: the only way back after the server said
+   * "must re-attest" (evicted, or the SVID is no longer current). A token that was used once is never offered again.
+   */
+  canReattest(): boolean {
+    const token = this.o.joinToken;
+    return token !== undefined && token !== '' && sha256Hex(token) !== this.identity?.joinTokenSha256;
+  }
+
+  /**
+   * Node attestation with the configured join token. Returns the server's bundle (for an insecure bootstrap: the
+   * trust learnt on first use). Throws MeshidError: unavailable (retry later), or anything else (the token was
+   * refused, the answer is unusable).
+   */
+  async attest(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
+    const token = this.o.joinToken;
+    if (token === undefined || token === '') {
+      throw failedPrecondition('the agent has no SVID in its data dir and no join token: pass --join-token (meshid-server token generate)');
+    }
+    const insecure = trustRoots === undefined || trustRoots.length === 0;
+    if (insecure && !this.o.insecureBootstrap) {
+      throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap');
+    }
+    if (insecure) this.o.log.warn('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const res = await this.o.client.attest(token, await createCsr(privateKey, publicKey), { insecure });
+    const spiffeId = parseSpiffeId(res.spiffe_id ?? '');
+    if (this.trustDomain !== undefined && spiffeId.trustDomain !== this.trustDomain) {
+      throw failedPrecondition(`the server attested this agent as ${spiffeId.id}, outside the trust domain ${this.trustDomain}`);
+    }
+    if (res.bundle === undefined) throw invalidArgument('the server sent no bundle with the attestation');
+    const bundle = bundleFromMessage(res.bundle);
+    if (bundle.trustDomain !== spiffeId.trustDomain) throw invalidArgument(`the server sent the bundle of ${bundle.trustDomain} for ${spiffeId.id}`);
+    const chain = (res.svid_chain ?? []).map((c) => Buffer.from(c));
+    this.checkChain(chain, spiffeId.id, privateKey, bundle.x509Authorities);
+    const identity: StoredIdentity = {
+      trustDomain: spiffeId.trustDomain,
+      spiffeId: spiffeId.id,
+      datacenter: res.datacenter ?? '',
+      chain,
+      privateKey,
+      joinTokenSha256: sha256Hex(token),
+    };
+    this.o.store.saveIdentity(identity);
+    this.trustDomain = identity.trustDomain;
+    this.o.log.info({ agent: identity.spiffeId, datacenter: identity.datacenter }, 'attested to meshid-server with a join token');
+    this.use(identity);
+    return bundle;
+  }
+
+  /** Renews now if the agent SVID chains through a tainted authority (SyncUpdate.tainted_authority_ids). */
+  renewIfTainted(keyIds: ReadonlySet<string>): void {
+    if (this.identity === undefined || keyIds.size === 0) return;
+    const tainted = this.identity.chain.some((der) => {
+      const c = parseCertificate(der);
+      return (c.subjectKeyId !== undefined && keyIds.has(c.subjectKeyId)) || (c.authorityKeyId !== undefined && keyIds.has(c.authorityKeyId));
+    });
+    if (tainted) {
+      this.o.log.warn('the agent SVID chains to a tainted authority; renewing it now');
+      void this.renew();
+    }
+  }
+
+  /** Stops renewing (banned, must re-attest without a token, shutdown). */
+  stop(): void {
+    this.stopped = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  /** Renews the agent SVID now (its timer calls this; so can tests). */
+  async renew(): Promise<void> {
+    const current = this.identity;
+    if (current === undefined || this.stopped || this.renewing) return;
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.renewing = true;
+    try {
+      const { privateKey, publicKey } = generateKeyPair('ec-p256');
+      const chain = await this.o.client.renew(await createCsr(privateKey, publicKey));
+      this.checkChain(chain, current.spiffeId, privateKey, this.o.trustRoots());
+      const next: StoredIdentity = { ...current, chain, privateKey };
+      // Persisted before use: a crash now restarts with the new SVID (or, before the rename, the old one, which the
+      // server still accepts as the previous SVID).
+      this.o.store.saveIdentity(next);
+      this.renewFailures = 0;
+      this.jitter = this.newJitter();
+      this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
+      this.use(next);
+    } catch (err) {
+      const kind = rejectionOf(err);
+      if (kind !== undefined) {
+        this.o.onRejected(kind, err as MeshidError);
+        return;
+      }
+      const wait = backoffDelay(this.renewFailures++, RENEW_RETRY, this.random);
+      this.o.log.warn({ err, retryInMs: wait }, 'cannot renew the agent SVID; will retry');
+      if (!this.stopped) this.timer = this.o.clock.setTimer(() => void this.renew(), wait);
+    } finally {
+      this.renewing = false;
+    }
+  }
+
+  private use(identity: StoredIdentity): void {
+    this.identity = identity;
+    this.stopped = false;
+    this.o.client.setIdentity({ chain: identity.chain, privateKey: identity.privateKey });
+    this.scheduleRenewal();
+  }
+
+  private scheduleRenewal(): void {
+    this.timer?.cancel();
+    const leaf = parseCertificate(this.identity!.chain[0]!);
+    const at = renewalTime({ notBefore: leaf.notBefore, notAfter: leaf.notAfter }, this.jitter);
+    this.timer = this.o.clock.setTimer(() => void this.renew(), Math.max(0, at - this.o.clock.now()));
+  }
+
+  private checkChain(chain: readonly Buffer[], spiffeId: string, privateKey: KeyObject, roots: readonly Buffer[]): void {
+    if (chain.length === 0) throw invalidArgument('the server returned no agent SVID');
+    const leaf = parseCertificate(chain[0]!);
+    if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== spiffeId) throw invalidArgument(`the agent SVID names ${leaf.uriSans.join(', ')}, expected ${spiffeId}`);
+    if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the agent SVID does not certify the key sent');
+    try {
+      verifyChain(chain, roots, this.o.clock.now(), { requireEndEntity: true });
+    } catch (err) {
+      throw isMeshidError(err) ? invalidArgument(`the agent SVID does not verify against the trust bundle: ${err.message}`, err) : err;
+    }
+  }
+
+  private newJitter(): number {
+    return (this.random() * 2 - 1) * 0.1;
+  }
+}

@@ -1,0 +1,185 @@
+import type { KeyObject } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import { failedPrecondition } from '../../common/errors.js';
+import { fromServiceError } from '../../common/grpc-status.js';
+import { loadProto } from '../../common/grpc/proto.js';
+import { serviceClient } from '../../common/grpc/service.js';
+import type { Logger } from '../../common/log.js';
+import { exportPkcs8Pem } from '../../common/x509/keys.js';
+import { certificatesToPem } from '../../common/x509/pem.js';
+import type { SignedJwtSvid } from '../cache/jwt-svid-cache.js';
+import type { SignedItem } from '../cache/svid-issuer.js';
+import type {
+  AttestResponseMessage,
+  SignJwtSvidResponseMessage,
+  SignX509SvidsResponseMessage,
+  SyncRequestMessage,
+  SyncUpdateMessage,
+} from './messages.js';
+import { serverIdentityCheck } from './server-identity.js';
+
+export const AGENT_API_PROTO = 'meshid/v1/agent.proto';
+const NODE_SERVICE = 'meshid.agent.v1.Node';
+
+/** The agent's own SVID as the TLS client identity. */
+export interface AgentCredentials {
+  readonly chain: readonly Buffer[];
+  readonly privateKey: KeyObject;
+}
+
+export interface NodeClientOptions {
+  /** host:port of meshid-server's agent API. */
+  serverAddress: string;
+  log: Logger;
+  /** Deadline of unary calls; default 30 s. */
+  deadlineMs?: number;
+}
+
+type Unary = (req: unknown, md: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
+type ServerStream = (req: unknown, md: grpc.Metadata, options?: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
+
+/** The name the TLS layer sends as SNI and hands to checkServerIdentity, which ignores it: identity is the SPIFFE ID. */
+const TLS_NAME = 'meshid-server';
+
+const CHANNEL_OPTIONS: grpc.ChannelOptions = {
+  'grpc.ssl_target_name_override': TLS_NAME,
+  'grpc.keepalive_time_ms': 30_000,
+  'grpc.keepalive_timeout_ms': 10_000,
+  'grpc.keepalive_permit_without_calls': 1,
+  // The agent runs its own backoff; the channel's must not add minutes on top of it after a server restart.
+  'grpc.initial_reconnect_backoff_ms': 500,
+  'grpc.max_reconnect_backoff_ms': 5_000,
+};
+
+/**
+ * The agent's client of meshid-server's agent API (meshid.agent.v1.Node) over TLS: the server must present
+ * spiffe://<td>/meshid/server chaining to the trust bundle (serverIdentityCheck); the agent presents its SVID as
+ * client certificate. When the trust (bundle, trust domain) or the agent SVID changes, the next call uses a new
+ * channel with the new credentials — calls already started finish on the old one — and `onCredentialsChange`
+ * listeners are told, so a long-lived stream can move over. Failures are MeshidErrors with the server's code and
+ * message (fromServiceError).
+ */
+export class NodeClient {
+  private readonly Ctor: grpc.ServiceClientConstructor;
+  private readonly log: Logger;
+  private readonly deadlineMs: number;
+  private trustDomain: string | undefined;
+  private rootsPem: string | undefined;
+  private identity: AgentCredentials | undefined;
+  private client: grpc.Client | undefined;
+  private readonly listeners = new Set<() => void>();
+  private readonly checkServer = serverIdentityCheck(() => this.trustDomain);
+
+  constructor(private readonly options: NodeClientOptions) {
+    this.Ctor = serviceClient(loadProto(AGENT_API_PROTO), NODE_SERVICE);
+    this.log = options.log;
+    this.deadlineMs = options.deadlineMs ?? 30_000;
+  }
+
+  /** The trust domain whose server identity is expected, and the roots its certificate must chain to. */
+  setTrust(trustDomain: string, roots: readonly Buffer[]): void {
+    const pem = roots.length > 0 ? certificatesToPem(roots) : undefined;
+    if (trustDomain === this.trustDomain && pem === this.rootsPem) return;
+    this.trustDomain = trustDomain;
+    this.rootsPem = pem;
+    this.credentialsChanged();
+  }
+
+  /** The agent SVID presented from now on (undefined: none, e.g. before attestation). */
+  setIdentity(identity: AgentCredentials | undefined): void {
+    if (identity === this.identity) return;
+    this.identity = identity;
+    this.credentialsChanged();
+  }
+
+  hasIdentity(): boolean {
+    return this.identity !== undefined;
+  }
+
+  onCredentialsChange(listener: () => void): () => void {
+    this.listeners.add(listener);
+    return () => void this.listeners.delete(listener);
+  }
+
+  /**
+   * Node attestation with a join token. `insecure`: the server is not authenticated (insecure bootstrap: there is no
+   * trust bundle yet); the caller must treat the answer as trust on first use.
+   */
+  async attest(joinToken: string, csr: Buffer, options: { insecure?: boolean } = {}): Promise<AttestResponseMessage> {
+    if (!options.insecure) return this.unary<AttestResponseMessage>(this.channel(), 'Attest', { join_token: joinToken, csr });
+    const creds = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
+    const client = new this.Ctor(this.options.serverAddress, creds, CHANNEL_OPTIONS);
+    try {
+      return await this.unary<AttestResponseMessage>(client, 'Attest', { join_token: joinToken, csr });
+    } finally {
+      client.close();
+    }
+  }
+
+  async renew(csr: Buffer): Promise<Buffer[]> {
+    const res = await this.unary<{ svid_chain?: Buffer[] }>(this.channel(), 'Renew', { csr });
+    return res.svid_chain ?? [];
+  }
+
+  /** Opens the Sync push stream (no deadline: it lives as long as the connection). */
+  openSync(request: SyncRequestMessage): grpc.ClientReadableStream<SyncUpdateMessage> {
+    const client = this.channel();
+    const fn = (client as unknown as Record<string, ServerStream>)['Sync']!;
+    return fn.call(client, request, new grpc.Metadata()) as grpc.ClientReadableStream<SyncUpdateMessage>;
+  }
+
+  async signX509Svids(items: ReadonlyArray<{ entryId: string; csr: Buffer }>): Promise<SignedItem[]> {
+    const res = await this.unary<SignX509SvidsResponseMessage>(this.channel(), 'SignX509Svids', {
+      items: items.map((i) => ({ entry_id: i.entryId, csr: i.csr })),
+    });
+    return (res.results ?? []).map((r) => ({ entryId: r.entry_id ?? '', code: r.code ?? 0, message: r.message ?? '', chain: r.svid_chain ?? [] }));
+  }
+
+  async signJwtSvid(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+    const res = await this.unary<SignJwtSvidResponseMessage>(this.channel(), 'SignJwtSvid', { entry_id: entryId, audience: [...audience] });
+    return { token: res.token ?? '', issuedAt: (res.issued_at ?? 0) * 1000, expiresAt: (res.expires_at ?? 0) * 1000 };
+  }
+
+  close(): void {
+    this.client?.close();
+    this.client = undefined;
+    this.listeners.clear();
+  }
+
+  private credentialsChanged(): void {
+    // Calls already started keep their connection; new calls get a new channel (and so a new TLS handshake).
+    this.client?.close();
+    this.client = undefined;
+    for (const l of [...this.listeners]) {
+      try {
+        l();
+      } catch (err) {
+        this.log.error({ err }, 'a credentials-change listener failed');
+      }
+    }
+  }
+
+  private channel(): grpc.Client {
+    if (this.client !== undefined) return this.client;
+    if (this.trustDomain === undefined || this.rootsPem === undefined) {
+      throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle (or --insecure-bootstrap)');
+    }
+    const creds = grpc.credentials.createSsl(
+      Buffer.from(this.rootsPem),
+      this.identity ? Buffer.from(exportPkcs8Pem(this.identity.privateKey)) : null,
+      this.identity ? Buffer.from(certificatesToPem(this.identity.chain)) : null,
+      { checkServerIdentity: this.checkServer },
+    );
+    this.client = new this.Ctor(this.options.serverAddress, creds, CHANNEL_OPTIONS);
+    return this.client;
+  }
+
+  private unary<T>(client: grpc.Client, method: string, request: unknown): Promise<T> {
+    const fn = (client as unknown as Record<string, Unary>)[method]!;
+    // A transport deadline on the wall clock: it bounds a wedged call, it decides nothing about identities.
+    const deadline = new Date(Date.now() + this.deadlineMs);
+    return new Promise((resolve, reject) => {
+      fn.call(client, request, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res as T)));
+    });
+  }
+}

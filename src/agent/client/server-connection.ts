@@ -1,0 +1,258 @@
+import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import { formatDuration } from '../../common/duration.js';
+import { isMeshidError, MeshidError, unavailable } from '../../common/errors.js';
+import { fromServiceError } from '../../common/grpc-status.js';
+import type { Logger } from '../../common/log.js';
+import type { IdentityCache } from '../cache/identity-cache.js';
+import type { SvidIssuer } from '../cache/svid-issuer.js';
+import type { AgentIdentity } from './agent-identity.js';
+import { Backoff } from './backoff.js';
+import type { SyncUpdateMessage } from './messages.js';
+import type { NodeClient } from './node-client.js';
+import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
+import { applySyncUpdate } from './sync-apply.js';
+
+/**
+ * Where the agent stands with the server:
+ * - `attesting`: getting an agent SVID with the join token;
+ * - `connecting`: the Sync stream is being opened;
+ * - `synced`: the stream delivered its first update and is open;
+ * - `disconnected`: waiting (backoff) to reconnect; cached SVIDs are served meanwhile;
+ * - `reattest-required`: the server no longer accepts the agent SVID and no unused join token is configured;
+ * - `banned`: an operator banned the agent;
+ * - `stopped`: shut down.
+ * In the last three the agent no longer talks to the server; it serves what it holds until it expires.
+ */
+export type ConnectionState = 'attesting' | 'connecting' | 'synced' | 'disconnected' | 'reattest-required' | 'banned' | 'stopped';
+
+export interface ServerConnectionOptions {
+  client: NodeClient;
+  identity: AgentIdentity;
+  cache: IdentityCache;
+  issuer: SvidIssuer;
+  clock: Clock;
+  log: Logger;
+  /** Trust roots given at start (the --trust-bundle file), used until the server has sent a bundle. */
+  bootstrapRoots: readonly Buffer[] | undefined;
+  /** The revision restored from the data dir (0 = none). */
+  revision: number;
+  /** The first attestation failed for good: the agent cannot serve anything and should stop. */
+  onFatal: (err: MeshidError) => void;
+  /** The revision moved (to persist it). */
+  onRevision?: (revision: number) => void;
+  random?: () => number;
+}
+
+/**
+ * The agent's link to meshid-server: attests when it has no SVID, then holds the Sync push stream (agent.proto),
+ * sending on every (re)connect the entry revisions it holds (`known`) so the server sends only what differs, and
+ * reconnects with exponential backoff and jitter after any failure. When the agent SVID or the trust change, the
+ * stream moves to the new channel at once. The server's two refusals are acted on: `must re-attest:` attests again
+ * only with a configured join token this agent has not consumed yet (a consumed token would be refused anyway, and
+ * retrying would hide the problem); otherwise, and on `banned:`, the agent stops talking to the server and says why.
+ */
+export class ServerConnection {
+  private current: ClientReadableStream<SyncUpdateMessage> | undefined;
+  private timer: TimerHandle | undefined;
+  private readonly backoff: Backoff;
+  private stateValue: ConnectionState = 'connecting';
+  private revisionValue: number;
+  private stopped = false;
+  private unsubscribe: (() => void) | undefined;
+  private lastError: string | undefined;
+
+  constructor(private readonly o: ServerConnectionOptions) {
+    this.backoff = new Backoff(undefined, o.random);
+    this.revisionValue = o.revision;
+  }
+
+  get state(): ConnectionState {
+    return this.stateValue;
+  }
+
+  get revision(): number {
+    return this.revisionValue;
+  }
+
+  /** Why the agent is not synced, when it is not. */
+  get lastErrorMessage(): string | undefined {
+    return this.lastError;
+  }
+
+  start(): void {
+    this.unsubscribe = this.o.client.onCredentialsChange(() => this.credentialsChanged());
+    if (this.o.identity.current() === undefined) void this.attest(true);
+    else this.openStream();
+  }
+
+  stop(): void {
+    this.stopped = true;
+    this.stateValue = 'stopped';
+    this.timer?.cancel();
+    this.timer = undefined;
+    this.unsubscribe?.();
+    this.cancelStream();
+  }
+
+  /** A refusal seen on any call (Sync, Renew, SignX509Svids). */
+  handleRejection(kind: Rejection, err: MeshidError): void {
+    if (this.stopped || this.stateValue === 'banned' || this.stateValue === 'reattest-required' || this.stateValue === 'attesting') return;
+    this.cancelStream();
+    this.timer?.cancel();
+    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server. Lift the ban (evict the agent) and restart it with a new --join-token');
+    if (this.o.identity.canReattest()) {
+      this.o.log.warn({ reason: err.message }, 'the server no longer accepts the agent SVID; attesting again with the configured join token');
+      void this.attest(false);
+      return;
+    }
+    this.giveUp('reattest-required', err, 'the server no longer accepts the agent SVID and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token');
+  }
+
+  private giveUp(state: 'banned' | 'reattest-required', err: MeshidError, advice: string): void {
+    this.stateValue = state;
+    this.lastError = err.message;
+    this.o.issuer.stop();
+    this.o.identity.stop();
+    this.o.log.error({ reason: err.message, ...this.horizon() }, `${advice}. Cached SVIDs are served until they expire`);
+  }
+
+  private async attest(initial: boolean): Promise<void> {
+    this.stateValue = 'attesting';
+    const backoff = new Backoff(undefined, this.o.random);
+    for (;;) {
+      if (this.stopped) return;
+      try {
+        const bundle = await this.o.identity.attest(this.o.cache.ownBundle()?.x509Authorities ?? this.o.bootstrapRoots);
+        if (this.stopped) return;
+        this.o.cache.apply({ bundle });
+        this.o.client.setTrust(bundle.trustDomain, bundle.x509Authorities);
+        this.o.issuer.kick();
+        break;
+      } catch (err) {
+        const e = isMeshidError(err) ? err : fromServiceError(err);
+        if (e.code !== 'unavailable') {
+          this.lastError = e.message;
+          if (initial) {
+            this.stateValue = 'stopped';
+            this.o.onFatal(e);
+          } else {
+            this.giveUp('reattest-required', e, 'attesting again with the configured join token failed');
+          }
+          return;
+        }
+        const wait = backoff.next();
+        this.lastError = e.message;
+        this.o.log.warn({ reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
+        await new Promise<void>((resolve) => (this.timer = this.o.clock.setTimer(resolve, wait)));
+      }
+    }
+    this.openStream();
+  }
+
+  private openStream(): void {
+    if (this.stopped) return;
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (this.o.identity.expired(this.o.clock.now())) {
+      this.handleExpiredSvid();
+      return;
+    }
+    this.stateValue = this.stateValue === 'synced' ? 'synced' : 'connecting';
+    const known = this.o.cache.entries().map((e) => ({ id: e.id, revision: e.revision }));
+    let stream: ClientReadableStream<SyncUpdateMessage>;
+    try {
+      stream = this.o.client.openSync({
+        since_revision: this.revisionValue,
+        known,
+        bundle_sequence: this.o.cache.ownBundle()?.sequence ?? 0,
+      });
+    } catch (err) {
+      this.streamFailed(isMeshidError(err) ? err : fromServiceError(err));
+      return;
+    }
+    this.current = stream;
+    let done = false;
+    const finish = (err: MeshidError): void => {
+      if (done) return;
+      done = true;
+      if (this.current !== stream) return;
+      this.current = undefined;
+      this.streamFailed(err);
+    };
+    stream.on('data', (u: SyncUpdateMessage) => {
+      if (this.current !== stream) return;
+      this.onUpdate(u);
+    });
+    stream.on('error', (e) => finish(fromServiceError(e)));
+    stream.on('end', () => finish(unavailable('the server ended the Sync stream')));
+  }
+
+  private onUpdate(u: SyncUpdateMessage): void {
+    const td = this.o.identity.current()?.trustDomain ?? this.o.cache.ownBundle()?.trustDomain;
+    if (td === undefined) return;
+    const applied = applySyncUpdate(u, { cache: this.o.cache, issuer: this.o.issuer, log: this.o.log, trustDomain: td });
+    if (applied.bundle !== undefined) this.o.client.setTrust(td, applied.bundle.x509Authorities);
+    this.o.identity.renewIfTainted(applied.taintedKeyIds);
+    if (typeof u.revision === 'number' && u.revision !== this.revisionValue) {
+      this.revisionValue = u.revision;
+      this.o.onRevision?.(u.revision);
+    }
+    if (u.initial) {
+      const wasSynced = this.stateValue === 'synced';
+      this.stateValue = 'synced';
+      this.lastError = undefined;
+      this.backoff.reset();
+      this.o.cache.markReady();
+      this.o.issuer.reconcile();
+      this.o.issuer.kick();
+      const fields = { entries: this.o.cache.entries().length, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon() };
+      if (wasSynced) this.o.log.debug(fields, 'Sync stream re-opened');
+      else this.o.log.info(fields, 'in sync with meshid-server');
+    } else if (applied.upserts > 0 || applied.removed > 0) {
+      this.o.log.debug({ received: applied.upserts, removed: applied.removed, revision: this.revisionValue }, 'entries updated');
+    }
+  }
+
+  private streamFailed(err: MeshidError): void {
+    if (this.stopped) return;
+    const kind = rejectionOf(err);
+    if (kind !== undefined) {
+      this.handleRejection(kind, err);
+      return;
+    }
+    this.stateValue = 'disconnected';
+    this.lastError = err.message;
+    const wait = this.backoff.next();
+    this.o.log.warn({ reason: err.message, retryInMs: wait, ...this.horizon() }, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
+    this.timer = this.o.clock.setTimer(() => {
+      this.timer = undefined;
+      this.openStream();
+    }, wait);
+  }
+
+  private handleExpiredSvid(): void {
+    this.handleRejection('reattest', new MeshidError('permission_denied', `${REATTEST_PREFIX}the agent SVID has expired`));
+  }
+
+  /** A renewed agent SVID or a new trust bundle: move the stream to the new channel now. */
+  private credentialsChanged(): void {
+    if (this.current === undefined || this.stopped) return;
+    this.cancelStream();
+    this.openStream();
+  }
+
+  private cancelStream(): void {
+    const s = this.current;
+    this.current = undefined;
+    s?.cancel();
+  }
+
+  /** How long until the oldest SVID expires: in every log line about the server being unreachable. */
+  private horizon(): Record<string, string | number> {
+    const oldest = this.o.cache.oldestSvidExpiry();
+    if (oldest === undefined) return {};
+    const left = oldest - this.o.clock.now();
+    return { oldestSvidExpiresInMs: left, oldestSvidExpiresIn: left > 0 ? formatDuration(left) : 'expired' };
+  }
+}

@@ -1,0 +1,150 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { invalidArgument } from '../common/errors.js';
+import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
+import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
+import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
+
+/**
+ * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
+ * frozen AgentConfig. Unknown keys are errors that name the key and the known ones.
+ */
+export interface AgentConfig {
+  /** host:port of meshid-server's agent API. */
+  readonly serverAddress: string;
+  /** PEM file with the trust domain's root certificates (meshid-server bundle show), for the first attestation. */
+  readonly trustBundlePath: string | undefined;
+  /** Set explicitly, or undefined: then read from the bundle roots' URI SAN or the stored state. */
+  readonly trustDomain: string | undefined;
+  readonly joinToken: string | undefined;
+  /** Attest without authenticating the server when there is no trust bundle. Development only. */
+  readonly insecureBootstrap: boolean;
+  readonly socketPath: string;
+  readonly dataDir: string;
+  readonly logLevel: string;
+  readonly jwtSvidCacheSize: number;
+  readonly sds: ResolvedSdsOptions;
+}
+
+/** The SDS settings of the config file, named as in SPIRE's agent `sds` block. */
+export interface RawSdsConfig {
+  default_svid_name?: string;
+  default_bundle_name?: string;
+  default_all_bundles_name?: string;
+  disable_spiffe_cert_validation?: boolean;
+}
+
+/** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
+export interface RawAgentConfig {
+  server_address?: string;
+  trust_bundle_path?: string;
+  trust_domain?: string;
+  join_token?: string;
+  insecure_bootstrap?: boolean;
+  socket_path?: string;
+  data_dir?: string;
+  log_level?: string;
+  jwt_svid_cache_size?: number;
+  sds?: RawSdsConfig;
+}
+
+const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' | 'object'> = {
+  server_address: 'string',
+  trust_bundle_path: 'string',
+  trust_domain: 'string',
+  join_token: 'string',
+  insecure_bootstrap: 'boolean',
+  socket_path: 'string',
+  data_dir: 'string',
+  log_level: 'string',
+  jwt_svid_cache_size: 'number',
+  sds: 'object',
+};
+
+const SDS_KEYS: Record<keyof RawSdsConfig, 'string' | 'boolean'> = {
+  default_svid_name: 'string',
+  default_bundle_name: 'string',
+  default_all_bundles_name: 'string',
+  disable_spiffe_cert_validation: 'boolean',
+};
+
+export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
+export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
+function checkKeys(obj: Record<string, unknown>, known: Record<string, string>, where: string): void {
+  for (const [key, value] of Object.entries(obj)) {
+    const type = known[key];
+    if (type === undefined) throw invalidArgument(`${where}: unknown key "${key}" (known: ${Object.keys(known).join(', ')})`);
+    const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
+    if (actual !== type) throw invalidArgument(`${where}: "${key}" must be a ${type}, got ${actual}`);
+  }
+}
+
+/** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
+export function readAgentConfigFile(file: string): RawAgentConfig {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalidArgument(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+  }
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument(`config file ${file} must hold a JSON object`);
+  const agent = (parsed as Record<string, unknown>)['agent'];
+  const obj = (agent !== undefined && Object.keys(parsed as object).length === 1 ? agent : parsed) as Record<string, unknown>;
+  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw invalidArgument(`config file ${file}: "agent" must be an object`);
+  checkKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  if (obj['sds'] !== undefined) checkKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
+  return obj as RawAgentConfig;
+}
+
+/** host:port, [v6]:port; the port 1-65535. */
+function checkServerAddress(address: string): string {
+  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(address);
+  const port = m ? Number(m[2]) : 0;
+  if (!m || port < 1 || port > 65535) {
+    throw invalidArgument(`server address "${address}" must be host:port (e.g. meshid-server.internal:8081 or [::1]:8081)`);
+  }
+  return address;
+}
+
+/** Validates raw settings and compiles them into a frozen AgentConfig; throws a MeshidError naming what to change. */
+export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
+  if (raw.server_address === undefined || raw.server_address === '') {
+    throw invalidArgument('server address is required: pass --server-address host:port or set server_address');
+  }
+  const serverAddress = checkServerAddress(raw.server_address);
+  if (raw.trust_bundle_path !== undefined && raw.insecure_bootstrap === true) {
+    throw invalidArgument('--trust-bundle and --insecure-bootstrap exclude each other: with a trust bundle the server is always authenticated');
+  }
+  const logLevel = raw.log_level ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? DEFAULT_JWT_CACHE_SIZE;
+  if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
+  if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
+  const sds = resolveSdsOptions({
+    ...(raw.sds?.default_svid_name !== undefined ? { defaultSvidName: raw.sds.default_svid_name } : {}),
+    ...(raw.sds?.default_bundle_name !== undefined ? { defaultBundleName: raw.sds.default_bundle_name } : {}),
+    ...(raw.sds?.default_all_bundles_name !== undefined ? { defaultAllBundlesName: raw.sds.default_all_bundles_name } : {}),
+    ...(raw.sds?.disable_spiffe_cert_validation !== undefined ? { disableSpiffeCertValidation: raw.sds.disable_spiffe_cert_validation } : {}),
+  });
+  return Object.freeze({
+    serverAddress,
+    trustBundlePath: raw.trust_bundle_path === undefined ? undefined : path.resolve(raw.trust_bundle_path),
+    trustDomain: raw.trust_domain === undefined ? undefined : parseTrustDomain(raw.trust_domain),
+    joinToken: raw.join_token?.trim(),
+    insecureBootstrap: raw.insecure_bootstrap ?? false,
+    socketPath: path.resolve(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH),
+    dataDir: path.resolve(raw.data_dir ?? DEFAULT_AGENT_DATA_DIR),
+    logLevel,
+    jwtSvidCacheSize,
+    sds,
+  });
+}

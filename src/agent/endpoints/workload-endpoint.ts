@@ -1,0 +1,146 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
+import { healthService } from '../../common/grpc/health-service.js';
+import { loadProto } from '../../common/grpc/proto.js';
+import { addReflection } from '../../common/grpc/reflection.js';
+import { serviceOf } from '../../common/grpc/service.js';
+import type { Logger } from '../../common/log.js';
+import type { Selector } from '../../common/spiffe/selector.js';
+import type { PeerCredentials, PeerInfo } from '../attestor/peer-credentials.js';
+import type { WorkloadCache } from '../cache/workload-cache.js';
+import { SDS_PROTO, SDS_SERVICE_NAME, sdsHandlers, sdsServiceDefinition, type SdsService } from '../sds/handler.js';
+import type { SdsOptions } from '../sds/sds-options.js';
+import {
+  WORKLOAD_PROTO,
+  WORKLOAD_SERVICE_NAME,
+  workloadApiHandlers,
+  workloadApiServiceDefinition,
+  type WorkloadApiOptions,
+  type WorkloadApiService,
+} from '../workload/handler.js';
+import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
+import { UdsServer } from './uds-server.js';
+
+const HEALTH_PROTO = 'grpc/health/v1/health.proto';
+
+export interface WorkloadEndpointOptions {
+  /** Absolute path of the Unix socket. */
+  socketPath: string;
+  cache: WorkloadCache;
+  /** The workload attestor (UnixWorkloadAttestor in the agent). */
+  attestor: { attest(peer: PeerInfo): Selector[] };
+  log: Logger;
+  clock: Clock;
+  sds?: SdsOptions;
+  workload?: WorkloadApiOptions;
+  /**
+   * Facts sent as trailing metadata of every Health/Check answer (keys prefixed `meshid-`), e.g. how long until the
+   * oldest SVID expires: health probes see why an agent is or is not healthy without a separate API.
+   */
+  healthDetail?: () => Record<string, string>;
+  /** Peer-credential addon replacement, for tests. */
+  credentials?: PeerCredentials;
+}
+
+/**
+ * The agent's workload endpoint (WL-Endpoint; SPEC-NOTES §7): one grpc-js Server carrying the SPIFFE Workload API,
+ * Envoy SDS v3, grpc.health.v1.Health and server reflection, fed only by connections the UdsServer accepted on the
+ * socket (it is never bound itself). Every Workload API and SDS call is attested from the connection's peer
+ * credentials (`peerAttestation`: an unknown peer fails closed); the `workload.spiffe.io` header is checked by the
+ * interceptor before anything else. Health is SERVING once the cache has state to serve.
+ */
+export class WorkloadEndpoint {
+  private constructor(
+    private readonly server: grpc.Server,
+    private readonly uds: UdsServer,
+    private readonly workload: WorkloadApiService,
+    private readonly sds: SdsService,
+    private readonly log: Logger,
+  ) {}
+
+  static async start(o: WorkloadEndpointOptions): Promise<WorkloadEndpoint> {
+    const log = o.log.child({ subsystem: 'endpoint' });
+    const server = new grpc.Server({ interceptors: [workloadSecurityHeaderInterceptor] });
+    const uds = new UdsServer({
+      socketPath: o.socketPath,
+      grpcServer: server,
+      log,
+      ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
+    });
+    const attest = peerAttestation({ peerOf: (peer) => uds.peerOf(peer), attestor: o.attestor });
+    const workload = workloadApiHandlers({
+      cache: o.cache,
+      attest,
+      log: o.log,
+      clock: o.clock,
+      ...(o.workload !== undefined ? { options: o.workload } : {}),
+    });
+    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, ...(o.sds !== undefined ? { options: o.sds } : {}) });
+    server.addService(workloadApiServiceDefinition(), workload.implementation);
+    server.addService(sdsServiceDefinition(), sds.implementation);
+    server.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
+    addReflection(server, [WORKLOAD_PROTO, SDS_PROTO]);
+    warnIfUnreachable(path.dirname(o.socketPath), log);
+    await uds.start();
+    return new WorkloadEndpoint(server, uds, workload, sds, log);
+  }
+
+  /** Open Workload API streams (SDS streams are counted in its stats). */
+  openStreams(): number {
+    return this.workload.openStreams();
+  }
+
+  sdsStats(): ReturnType<SdsService['stats']> {
+    return this.sds.stats();
+  }
+
+  /**
+   * Ends every stream (Workload API: UNAVAILABLE so clients reconnect; SDS: OK), drains the gRPC server briefly,
+   * then closes the socket and removes its file.
+   */
+  async close(): Promise<void> {
+    this.workload.close();
+    this.sds.close();
+    await new Promise<void>((resolve) => {
+      // A transport grace period for in-flight unary calls, not time logic.
+      const force = setTimeout(() => {
+        this.server.forceShutdown();
+        resolve();
+      }, 2000);
+      force.unref();
+      this.server.tryShutdown(() => {
+        clearTimeout(force);
+        resolve();
+      });
+    });
+    await this.uds.close();
+    this.log.debug('workload endpoint closed');
+  }
+}
+
+function healthWithDetail(o: WorkloadEndpointOptions): grpc.UntypedServiceImplementation {
+  const base = healthService([WORKLOAD_SERVICE_NAME, SDS_SERVICE_NAME], () => o.cache.ready());
+  const check = base['Check'] as grpc.handleUnaryCall<unknown, unknown>;
+  return {
+    ...base,
+    Check: (call: grpc.ServerUnaryCall<unknown, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      check(call, (err, value) => {
+        const trailer = new grpc.Metadata();
+        for (const [k, v] of Object.entries(o.healthDetail?.() ?? {})) trailer.set(`meshid-${k}`, v);
+        callback(err, value, trailer);
+      });
+    },
+  };
+}
+
+/** Workloads of other users must be able to reach the socket: its directory needs search permission for them. */
+function warnIfUnreachable(dir: string, log: Logger): void {
+  try {
+    const mode = fs.statSync(dir).mode;
+    if ((mode & 0o001) === 0) log.warn({ dir, mode: (mode & 0o777).toString(8) }, 'the socket directory is not searchable by other users; their workloads cannot connect');
+  } catch {
+    // Not there yet: the UdsServer creates it 0755.
+  }
+}

@@ -1,0 +1,63 @@
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+
+export interface StateWriterOptions {
+  clock: Clock;
+  log: Logger;
+  /** Writes the current state (synchronously, atomically). */
+  write: () => void;
+  /** How long changes are gathered before one write; default 200 ms. */
+  delayMs?: number;
+}
+
+/**
+ * Coalesces state writes: a burst of changes (a sync update of a thousand entries, their SVIDs arriving in batches)
+ * becomes one write of the whole state a moment later, instead of one fsync per change. A failed write is logged
+ * and retried. `flush()` writes now if anything is pending (shutdown).
+ */
+export class StateWriter {
+  private timer: TimerHandle | undefined;
+  private dirty = false;
+  private failures = 0;
+  private readonly delayMs: number;
+
+  constructor(private readonly o: StateWriterOptions) {
+    this.delayMs = o.delayMs ?? 200;
+  }
+
+  markDirty(): void {
+    this.dirty = true;
+    if (this.timer === undefined) this.arm(this.delayMs);
+  }
+
+  flush(): void {
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (!this.dirty) return;
+    this.dirty = false;
+    try {
+      this.o.write();
+      this.failures = 0;
+    } catch (err) {
+      this.dirty = true;
+      this.failures++;
+      const retryMs = Math.min(60_000, this.delayMs * 2 ** this.failures);
+      this.o.log.error({ err, retryMs }, 'cannot persist the agent state; will retry');
+      this.arm(retryMs);
+    }
+  }
+
+  /** Writes what is pending and stops. */
+  stop(): void {
+    this.flush();
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
+  private arm(ms: number): void {
+    this.timer = this.o.clock.setTimer(() => {
+      this.timer = undefined;
+      this.flush();
+    }, ms);
+  }
+}
