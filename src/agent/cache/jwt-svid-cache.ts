@@ -13,6 +13,13 @@ export type JwtSigner = (entryId: string, audience: readonly string[]) => Promis
 interface Slot {
   readonly entryId: string;
   readonly jwt: SignedJwtSvid;
+  /**
+   * Re-mint from this instant (half the token's lifetime after it arrived) and never hand it out from `usableUntil`
+   * (its lifetime after it arrived). Measured on the agent's clock from the moment the token arrived, so a clock
+   * difference between agent and server cannot make every token look stale (or fresh forever).
+   */
+  readonly refreshAt: number;
+  readonly usableUntil: number;
 }
 
 /** Default bound on cached tokens: (entry, audience set) pairs, least recently used evicted first. */
@@ -47,7 +54,7 @@ export class JwtSvidCache {
     const sorted = [...new Set(audience)].sort();
     const key = JSON.stringify([entryId, sorted]);
     const slot = this.slots.get(key);
-    if (slot !== undefined && this.now() < halfLife(slot.jwt)) {
+    if (slot !== undefined && this.now() < slot.refreshAt) {
       // Map order is recency order: re-insert on use.
       this.slots.delete(key);
       this.slots.set(key, slot);
@@ -67,7 +74,7 @@ export class JwtSvidCache {
       return await pending;
     } catch (err) {
       const stale = this.slots.get(key);
-      if (stale !== undefined && this.now() < stale.jwt.expiresAt && isMeshidError(err, 'unavailable')) return stale.jwt;
+      if (stale !== undefined && this.now() < stale.usableUntil && isMeshidError(err, 'unavailable')) return stale.jwt;
       throw err;
     }
   }
@@ -82,13 +89,11 @@ export class JwtSvidCache {
     const jwt = await this.sign(entryId, audience);
     if (!this.discarded.has(key)) {
       this.slots.delete(key);
-      this.slots.set(key, { entryId, jwt });
+      const receivedAt = this.now();
+      const lifetime = Math.max(0, jwt.expiresAt - jwt.issuedAt);
+      this.slots.set(key, { entryId, jwt, refreshAt: receivedAt + lifetime / 2, usableUntil: receivedAt + lifetime });
       while (this.slots.size > this.maxSize) this.slots.delete(this.slots.keys().next().value!);
     }
     return jwt;
   }
-}
-
-function halfLife(jwt: SignedJwtSvid): number {
-  return jwt.issuedAt + (jwt.expiresAt - jwt.issuedAt) / 2;
 }

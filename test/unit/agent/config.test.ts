@@ -1,0 +1,62 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { compileAgentConfig, readAgentConfigFile } from '../../../src/agent/config.js';
+import { rawConfigFrom } from '../../../src/agent/cli/run.js';
+import { tempDir } from '../../support/server-kit.js';
+
+function withConfig(content: unknown, fn: (file: string) => void): void {
+  const t = tempDir('meshid-agent-config-');
+  try {
+    const file = path.join(t.dir, 'agent.json');
+    fs.writeFileSync(file, typeof content === 'string' ? content : JSON.stringify(content));
+    fn(file);
+  } finally {
+    t.cleanup();
+  }
+}
+
+test('defaults: socket /tmp/meshid-agent/public/api.sock, data dir .meshid/agent, SPIRE SDS names, no insecure bootstrap', () => {
+  const c = compileAgentConfig({ server_address: 'server:8081' });
+  assert.equal(c.socketPath, '/tmp/meshid-agent/public/api.sock');
+  assert.equal(c.dataDir, path.resolve('.meshid/agent'));
+  assert.equal(c.insecureBootstrap, false);
+  assert.equal(c.sds.defaultSvidName, 'default');
+  assert.equal(c.sds.defaultBundleName, 'ROOTCA');
+  assert.equal(c.trustDomain, undefined);
+  assert.ok(Object.isFrozen(c));
+});
+
+test('flags override the config file; spire-agent spellings are accepted', () => {
+  withConfig({ server_address: 'file:1', data_dir: '/from/file', join_token: 'from-file', sds: { default_svid_name: 'mine' } }, (file) => {
+    const { raw } = rawConfigFrom(['--config', file, '-serverAddress', 'flag:2', '--join-token', 'from-flag']);
+    const c = compileAgentConfig(raw);
+    assert.equal(c.serverAddress, 'flag:2');
+    assert.equal(c.joinToken, 'from-flag');
+    assert.equal(c.dataDir, '/from/file');
+    assert.equal(c.sds.defaultSvidName, 'mine');
+  });
+});
+
+test('unknown keys, wrong types and bad JSON in the config file are errors that name the key', () => {
+  withConfig({ server_address: 'a:1', sever_address: 'typo' }, (file) => assert.throws(() => readAgentConfigFile(file), /unknown key "sever_address"/));
+  withConfig({ insecure_bootstrap: 'yes' }, (file) => assert.throws(() => readAgentConfigFile(file), /"insecure_bootstrap" must be a boolean, got string/));
+  withConfig({ sds: { default_name: 'x' } }, (file) => assert.throws(() => readAgentConfigFile(file), /sds: unknown key "default_name"/));
+  withConfig('{"server_address": ', (file) => assert.throws(() => readAgentConfigFile(file), /not valid JSON/));
+  withConfig({ agent: { server_address: 'a:1' } }, (file) => assert.equal(readAgentConfigFile(file).server_address, 'a:1'));
+});
+
+test('cross-field and value checks say what to change', () => {
+  assert.throws(() => compileAgentConfig({}), /--server-address host:port/);
+  for (const bad of ['server', 'server:0', 'server:70000', 'http://server:80', ':8081']) {
+    assert.throws(() => compileAgentConfig({ server_address: bad }), /must be host:port/, bad);
+  }
+  assert.equal(compileAgentConfig({ server_address: '[::1]:8081' }).serverAddress, '[::1]:8081');
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', trust_bundle_path: 'b.pem', insecure_bootstrap: true }), /exclude each other/);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', log_level: 'loud' }), /log level "loud"/);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', trust_domain: 'Example.org' }), /trust domain/);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token: '  ' }), /join token is empty/);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', sds: { default_svid_name: 'ROOTCA' } }), /distinct/);
+  assert.equal(compileAgentConfig({ server_address: 'a:1', trust_domain: 'spiffe://example.org' }).trustDomain, 'example.org');
+});

@@ -1,0 +1,48 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { EntryIndex, entryMatches, selectorSet } from '../../../src/agent/cache/entry-index.js';
+import { entryFromMessage } from '../../../src/agent/cache/agent-entry.js';
+import { entry } from './agent-fixture.js';
+
+const workload = (...s: string[]) => selectorSet(s.map((x) => ({ type: x.slice(0, x.indexOf(':')), value: x.slice(x.indexOf(':') + 1) })));
+
+test('an entry matches only when every one of its selectors is among the workload selectors', () => {
+  const e = entry('web', ['unix:uid:1000', 'unix:gid:50']);
+  assert.equal(entryMatches(e, workload('unix:uid:1000', 'unix:gid:50', 'unix:user:web')), true, 'a superset matches');
+  assert.equal(entryMatches(e, workload('unix:uid:1000')), false, 'a subset does not');
+  assert.equal(entryMatches(e, workload('unix:uid:1000', 'unix:gid:51')), false);
+  assert.equal(entryMatches(e, workload()), false);
+});
+
+test('matching returns the oldest entry first (createdAt, then id), whatever the insertion order', () => {
+  const index = new EntryIndex();
+  const newer = entry('b', ['unix:uid:1'], { created_at: 2000 });
+  const older = entry('a', ['unix:uid:1', 'unix:gid:1'], { created_at: 1000 });
+  const tieZ = entry('z', ['unix:gid:1'], { id: 'zz', created_at: 1500 });
+  const tieA = entry('y', ['unix:gid:1'], { id: 'aa', created_at: 1500 });
+  for (const e of [newer, tieZ, older, tieA]) index.upsert(e);
+  assert.deepEqual(index.matching(workload('unix:uid:1', 'unix:gid:1')).map((e) => e.id), [older.id, 'aa', 'zz', newer.id]);
+  assert.deepEqual(index.matching(workload('unix:uid:1')).map((e) => e.id), [newer.id]);
+});
+
+test('replacing or removing an entry updates what its old selectors match', () => {
+  const index = new EntryIndex();
+  const e = entry('svc', ['unix:uid:1']);
+  index.upsert(e);
+  const moved = entryFromMessage({ id: e.id, spiffe_id: e.spiffeId, selectors: [{ type: 'unix', value: 'uid:2' }], revision: e.revision + 1 });
+  assert.equal(index.upsert(moved), e, 'returns the replaced entry');
+  assert.deepEqual(index.matching(workload('unix:uid:1')), []);
+  assert.deepEqual(index.matching(workload('unix:uid:2')).map((x) => x.id), [e.id]);
+  assert.equal(index.remove(e.id), moved);
+  assert.deepEqual(index.matching(workload('unix:uid:2')), []);
+  assert.equal(index.size, 0);
+});
+
+test('entries the agent could not serve correctly are refused when received', () => {
+  assert.throws(() => entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org', selectors: [{ type: 'unix', value: 'uid:1' }] }), /no path/);
+  assert.throws(() => entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org/a', selectors: [] }), /no selectors/);
+  assert.throws(() => entryFromMessage({ spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }] }), /without an id/);
+  const e = entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], federates_with: ['spiffe://other.org', 'third.org'], created_at: 5 });
+  assert.deepEqual(e.federatesWith, ['other.org', 'third.org'], 'federation targets become bare trust domain names');
+  assert.equal(e.createdAt, 5000);
+});

@@ -1,0 +1,138 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
+import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { silentLogger } from '../../../src/common/log.js';
+import type { Selector } from '../../../src/common/spiffe/selector.js';
+import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+
+let fx: AgentFixture;
+before(async () => (fx = await openAgentFixture()));
+after(async () => fx.close());
+
+const sel = (...s: string[]): Selector[] => s.map((x) => ({ type: x.slice(0, x.indexOf(':')), value: x.slice(x.indexOf(':') + 1) }));
+
+test('not ready until it has a bundle and was marked ready (restored or synced)', () => {
+  const c = new IdentityCache({ clock: fx.clock, log: silentLogger(), signJwtSvid: async () => Promise.reject(new Error('unused')) });
+  assert.equal(c.ready(), false);
+  c.markReady();
+  assert.equal(c.ready(), false, 'no bundle yet');
+  assert.throws(() => c.snapshot(sel('unix:uid:1')), (e: unknown) => isMeshidError(e, 'unavailable'));
+  c.apply({ bundle: fx.bundle() });
+  assert.equal(c.ready(), true);
+});
+
+test('a snapshot holds the matching entries SVIDs, oldest entry first, and is complete only when all are issued', () => {
+  const c = fx.cache();
+  const older = entry('older', ['unix:uid:7'], { created_at: 100 });
+  const newer = entry('newer', ['unix:uid:7'], { created_at: 200 });
+  const other = entry('other', ['unix:uid:8']);
+  const applied = c.apply({ upserts: [newer, older, other] });
+  assert.deepEqual(applied.needSvid.map((e) => e.id).sort(), [newer.id, older.id, other.id].sort());
+  let s = c.snapshot(sel('unix:uid:7', 'unix:user:x'));
+  assert.equal(s.entitled, true);
+  assert.equal(s.complete, false);
+  assert.deepEqual(s.svids, []);
+  c.putSvids([fx.issue(newer)]);
+  s = c.snapshot(sel('unix:uid:7'));
+  assert.deepEqual(s.svids.map((v) => v.spiffeId), [newer.spiffeId]);
+  assert.equal(s.complete, false);
+  c.putSvids([fx.issue(older)]);
+  s = c.snapshot(sel('unix:uid:7'));
+  assert.deepEqual(s.svids.map((v) => v.spiffeId), [older.spiffeId, newer.spiffeId], 'svids[0] is the oldest entry');
+  assert.equal(s.complete, true);
+  assert.equal(c.snapshot(sel('unix:uid:9')).entitled, false);
+});
+
+test('an SVID is never served past its NotAfter: the expiry timer drops it and tells its streams', () => {
+  const c = fx.cache();
+  const e = entry('short', ['unix:uid:20']);
+  c.apply({ upserts: [e] });
+  c.putSvids([fx.issue(e, HOUR)]);
+  let calls = 0;
+  c.subscribe(sel('unix:uid:20'), () => calls++);
+  assert.equal(c.snapshot(sel('unix:uid:20')).svids.length, 1);
+  fx.clock.advance(HOUR + 1000);
+  assert.equal(calls, 1, 'notified at expiry');
+  const s = c.snapshot(sel('unix:uid:20'));
+  assert.deepEqual(s.svids, []);
+  assert.equal(s.entitled, true);
+  assert.equal(s.complete, false);
+  assert.equal(c.svid(e.id), undefined);
+});
+
+test('a new SPIFFE ID drops the old SVID at once; a DNS-name change keeps serving it until the new one comes', () => {
+  const c = fx.cache();
+  const e = entry('renamed', ['unix:uid:30']);
+  c.apply({ upserts: [e] });
+  c.putSvids([fx.issue(e)]);
+  const dns = entryFromMessage({ ...entryToMessage(e), dns_names: ['a.example'], revision: e.revision + 1 });
+  assert.deepEqual(c.apply({ upserts: [dns] }).needSvid.map((x) => x.id), [e.id]);
+  assert.equal(c.snapshot(sel('unix:uid:30')).svids.length, 1);
+  const hint = entryFromMessage({ ...entryToMessage(dns), hint: 'internal', revision: e.revision + 2 });
+  assert.deepEqual(c.apply({ upserts: [hint] }).needSvid, [], 'a hint change needs no new certificate');
+  assert.equal(c.snapshot(sel('unix:uid:30')).svids[0]!.hint, 'internal', 'the served SVID carries the new hint');
+  const renamed = entryFromMessage({ ...entryToMessage(hint), spiffe_id: 'spiffe://example.org/new-name', revision: e.revision + 3 });
+  assert.deepEqual(c.apply({ upserts: [renamed] }).needSvid.map((x) => x.id), [e.id]);
+  assert.deepEqual(c.snapshot(sel('unix:uid:30')).svids, []);
+  // An SVID signed for the old name that arrives late is not published.
+  c.putSvids([fx.issue(e)]);
+  assert.deepEqual(c.snapshot(sel('unix:uid:30')).svids, []);
+});
+
+test('entry changes notify only the streams they concern; bundle changes notify every stream', () => {
+  const c = fx.cache();
+  let a = 0;
+  let b = 0;
+  c.subscribe(sel('unix:uid:40'), () => a++);
+  const unsubscribe = c.subscribe(sel('unix:uid:41'), () => b++);
+  const e = entry('forty', ['unix:uid:40']);
+  c.apply({ upserts: [e] });
+  assert.deepEqual([a, b], [1, 0]);
+  c.apply({ removed: [e.id] });
+  assert.deepEqual([a, b], [2, 0]);
+  c.apply({ bundle: { ...fx.bundle(), sequence: fx.bundle().sequence + 1 } });
+  assert.deepEqual([a, b], [3, 1]);
+  unsubscribe();
+  c.apply({ bundle: fx.bundle() });
+  assert.deepEqual([a, b], [4, 1]);
+});
+
+test('federated bundles in a snapshot are those the matching entries federate with, sorted, never the own domain', () => {
+  const c = fx.cache();
+  const own = fx.bundle();
+  const foreign = (td: string) => ({ ...own, trustDomain: td });
+  c.apply({ federatedBundles: [foreign('zeta.org'), foreign('alpha.org'), foreign('unused.org')] });
+  c.apply({ upserts: [entry('fed', ['unix:uid:50'], { federates_with: ['zeta.org', 'alpha.org', 'missing.org', 'example.org'] })] });
+  assert.deepEqual(c.snapshot(sel('unix:uid:50')).federatedBundles.map((b) => b.trustDomain), ['alpha.org', 'zeta.org']);
+  assert.deepEqual(c.bundles().federated.size, 3);
+});
+
+test('JWT-SVIDs: one per matching entry (or the one asked for), and permission_denied when nothing matches', async () => {
+  const c = fx.cache(async (entryId, audience) => ({ token: `${entryId}|${audience.join(',')}`, issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
+  const first = entry('jwt-a', ['unix:uid:60'], { created_at: 1 });
+  const second = entry('jwt-b', ['unix:uid:60'], { created_at: 2, hint: 'b' });
+  c.apply({ upserts: [second, first] });
+  const all = await c.fetchJwtSvids(sel('unix:uid:60'), ['db']);
+  assert.deepEqual(all.map((r) => [r.spiffeId, r.token, r.hint]), [
+    [first.spiffeId, `${first.id}|db`, ''],
+    [second.spiffeId, `${second.id}|db`, 'b'],
+  ]);
+  assert.equal(all[0]!.expiresAt, fx.clock.now() + 300_000);
+  const one = await c.fetchJwtSvids(sel('unix:uid:60'), ['db'], second.spiffeId);
+  assert.deepEqual(one.map((r) => r.spiffeId), [second.spiffeId]);
+  await assert.rejects(c.fetchJwtSvids(sel('unix:uid:61'), ['db']), (e: unknown) => isMeshidError(e, 'permission_denied'));
+  await assert.rejects(c.fetchJwtSvids(sel('unix:uid:60'), ['db'], 'spiffe://example.org/not-mine'), (e: unknown) => isMeshidError(e, 'permission_denied'));
+});
+
+test('the oldest SVID expiry is the earliest NotAfter held', () => {
+  const c = fx.cache();
+  const e1 = entry('exp1', ['unix:uid:70']);
+  const e2 = entry('exp2', ['unix:uid:70']);
+  c.apply({ upserts: [e1, e2] });
+  const long = fx.issue(e1, DAY);
+  const short = fx.issue(e2, 2 * HOUR);
+  c.putSvids([long, short]);
+  assert.equal(c.oldestSvidExpiry(), short.notAfter);
+});

@@ -1,0 +1,98 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JwtSvidCache, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
+import { permissionDenied, unavailable } from '../../../src/common/errors.js';
+import { FakeClock } from '../../../src/common/clock.js';
+
+const TTL = 300_000;
+
+function setup(maxSize = 10) {
+  const clock = new FakeClock();
+  const calls: Array<{ entryId: string; audience: readonly string[] }> = [];
+  let fail: Error | undefined;
+  let n = 0;
+  const sign = async (entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> => {
+    calls.push({ entryId, audience });
+    if (fail) throw fail;
+    const iat = clock.now();
+    return { token: `t${++n}`, issuedAt: iat, expiresAt: iat + TTL };
+  };
+  const cache = new JwtSvidCache(sign, () => clock.now(), maxSize);
+  return { clock, calls, cache, setFail: (e: Error | undefined) => (fail = e) };
+}
+
+test('a token is reused until half its lifetime has passed, then re-minted', async () => {
+  const { clock, calls, cache } = setup();
+  const a = await cache.fetch('e1', ['db', 'api']);
+  clock.advance(TTL / 2 - 1);
+  assert.equal((await cache.fetch('e1', ['api', 'db'])).token, a.token, 'same audience set in another order hits the cache');
+  clock.advance(1);
+  assert.notEqual((await cache.fetch('e1', ['db', 'api'])).token, a.token);
+  assert.equal(calls.length, 2);
+});
+
+test('freshness is measured on the agent clock from arrival, so a server clock far behind does not defeat the cache', async () => {
+  const clock = new FakeClock();
+  let n = 0;
+  // The server's clock is two hours behind: its iat/exp are in the agent's past.
+  const cache = new JwtSvidCache(async () => ({ token: `t${++n}`, issuedAt: clock.now() - 7_200_000, expiresAt: clock.now() - 7_200_000 + TTL }), () => clock.now());
+  const a = await cache.fetch('e', ['x']);
+  assert.equal((await cache.fetch('e', ['x'])).token, a.token);
+});
+
+test('different entries and audience sets are cached apart; concurrent requests share one signing call', async () => {
+  const { calls, cache } = setup();
+  const [x, y] = await Promise.all([cache.fetch('e1', ['a']), cache.fetch('e1', ['a'])]);
+  assert.equal(x.token, y.token);
+  assert.equal(calls.length, 1);
+  await cache.fetch('e1', ['b']);
+  await cache.fetch('e2', ['a']);
+  assert.equal(calls.length, 3);
+});
+
+test('when the server is unavailable a cached token that has not expired is still served; an expired one is not', async () => {
+  const { clock, cache, setFail } = setup();
+  const a = await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.75);
+  setFail(unavailable('server down'));
+  assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
+  clock.advance(TTL * 0.25);
+  await assert.rejects(cache.fetch('e1', ['a']), /server down/);
+});
+
+test('a refusal from the server is passed on even when a cached token exists', async () => {
+  const { clock, cache, setFail } = setup();
+  await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.6);
+  setFail(permissionDenied('entry not authorized'));
+  await assert.rejects(cache.fetch('e1', ['a']), /not authorized/);
+});
+
+test('the cache is bounded: the least recently used token goes first', async () => {
+  const { calls, cache } = setup(2);
+  await cache.fetch('e1', ['a']);
+  await cache.fetch('e2', ['a']);
+  await cache.fetch('e1', ['a']); // e1 is now the most recent
+  await cache.fetch('e3', ['a']); // evicts e2
+  assert.equal(cache.size, 2);
+  const before = calls.length;
+  await cache.fetch('e1', ['a']);
+  assert.equal(calls.length, before, 'e1 still cached');
+  await cache.fetch('e2', ['a']);
+  assert.equal(calls.length, before + 1, 'e2 was evicted');
+});
+
+test('dropping an entry forgets its tokens, and a signing call in flight for it is not stored', async () => {
+  const clock = new FakeClock();
+  let release: (v: SignedJwtSvid) => void = () => undefined;
+  let n = 0;
+  const cache = new JwtSvidCache(
+    () => new Promise<SignedJwtSvid>((resolve) => (release = (v) => resolve({ ...v, token: `${v.token}${++n}` }))),
+    () => clock.now(),
+  );
+  const pending = cache.fetch('e1', ['a']);
+  cache.dropEntry('e1');
+  release({ token: 'old', issuedAt: clock.now(), expiresAt: clock.now() + TTL });
+  assert.equal((await pending).token, 'old1', 'the caller still gets its answer');
+  assert.equal(cache.size, 0, 'but it is not kept');
+});

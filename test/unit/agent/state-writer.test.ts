@@ -1,0 +1,49 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { StateWriter } from '../../../src/agent/storage/state-writer.js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { silentLogger } from '../../../src/common/log.js';
+
+test('a burst of changes becomes one write after the delay; flush writes pending changes at once', () => {
+  const clock = new FakeClock();
+  let writes = 0;
+  const w = new StateWriter({ clock, log: silentLogger(), write: () => writes++, delayMs: 200 });
+  for (let i = 0; i < 100; i++) w.markDirty();
+  clock.advance(199);
+  assert.equal(writes, 0);
+  clock.advance(1);
+  assert.equal(writes, 1);
+  clock.advance(10_000);
+  assert.equal(writes, 1, 'nothing more to write');
+  w.markDirty();
+  w.flush();
+  assert.equal(writes, 2);
+  w.stop();
+  assert.equal(writes, 2, 'stop writes only what is pending');
+});
+
+test('a failed write is retried later with a growing delay, and succeeds when the disk recovers', () => {
+  const clock = new FakeClock();
+  let failing = true;
+  const attempts: number[] = [];
+  const w = new StateWriter({
+    clock,
+    log: silentLogger(),
+    delayMs: 100,
+    write: () => {
+      attempts.push(clock.now());
+      if (failing) throw new Error('ENOSPC');
+    },
+  });
+  const t0 = clock.now();
+  w.markDirty();
+  clock.advance(100);
+  clock.advance(200);
+  assert.deepEqual(attempts.map((t) => t - t0), [100, 300]);
+  failing = false;
+  clock.advance(400);
+  assert.equal(attempts.length, 3);
+  clock.advance(10_000);
+  assert.equal(attempts.length, 3);
+  w.stop();
+});

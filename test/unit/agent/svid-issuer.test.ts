@@ -1,0 +1,239 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
+import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
+import { MeshidError, unavailable } from '../../../src/common/errors.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
+import { renewalTime } from '../../../src/common/rotation.js';
+import { opensslVerify } from '../../support/openssl.js';
+import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+
+let fx: AgentFixture;
+before(async () => (fx = await openAgentFixture()));
+after(async () => fx.close());
+
+/** Lets queued microtasks and the signing promises run. */
+const settle = async (): Promise<void> => {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+};
+
+function issuerWith(sign: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]>, extra: Partial<ConstructorParameters<typeof SvidIssuer>[0]> = {}) {
+  const cache = fx.cache();
+  const issuer = new SvidIssuer({ cache, sign, clock: fx.clock, log: silentLogger(), random: () => 0.5, ...extra });
+  return { cache, issuer };
+}
+
+test('new entries get an SVID for a fresh P-256 key, signed in one batch, that openssl verifies against the bundle', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const entries = [entry('i1', ['unix:uid:1']), entry('i2', ['unix:uid:1']), entry('i3', ['unix:uid:2'])];
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settle();
+  assert.equal(signer.calls.length, 1, 'one SignX509Svids call for the burst');
+  assert.equal(signer.calls[0]!.length, 3);
+  const keys = new Set<string>();
+  for (const e of entries) {
+    const svid = cache.svid(e.id)!;
+    const leaf = parseCertificate(svid.chain[0]!);
+    assert.deepEqual(leaf.uriSans, [e.spiffeId]);
+    assert.equal(leaf.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1');
+    assert.ok(keyMatchesCertificate(importPrivateKey(svid.privateKey), leaf.der));
+    keys.add(svid.privateKey.toString('hex'));
+    const r = opensslVerify({ roots: fx.bundle().x509Authorities, intermediates: svid.chain.slice(1), leaf: svid.chain[0]!, atTime: fx.clock.now() });
+    assert.ok(r.ok, r.output);
+  }
+  assert.equal(keys.size, 3, 'one key per SVID');
+  issuer.stop();
+});
+
+test('each SVID is renewed with a new key at its renewal time on the injected clock, not before', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const e = entry('rot', ['unix:uid:3']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const first = cache.svid(e.id)!;
+  const due = renewalTime(first, 0); // random 0.5 → jitter 0 → half-life
+  let notified = 0;
+  cache.subscribe([{ type: 'unix', value: 'uid:3' }], () => notified++);
+  fx.clock.advance(due - fx.clock.now() - 1);
+  await settle();
+  assert.equal(cache.svid(e.id)!.version, first.version, 'not renewed before its time');
+  fx.clock.advance(1);
+  await settle();
+  const second = cache.svid(e.id)!;
+  assert.notEqual(second.version, first.version);
+  assert.notDeepEqual(second.privateKey, first.privateKey, 'a new key');
+  assert.ok(second.notAfter > first.notAfter);
+  assert.equal(notified, 1, 'streams hear about the rotation once');
+  issuer.stop();
+});
+
+test('restored SVIDs are scheduled for renewal, entries without one are signed at once (reconcile)', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const held = entry('held', ['unix:uid:4']);
+  const missing = entry('missing', ['unix:uid:4']);
+  cache.apply({ upserts: [held, missing] });
+  const restored = fx.issue(held, DAY);
+  cache.putSvids([restored]);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  issuer.reconcile();
+  await settle();
+  assert.deepEqual(signer.calls, [[missing.id]]);
+  assert.equal(cache.svid(held.id)!.version, restored.version);
+  fx.clock.advance(DAY / 2 - 60_000);
+  await settle();
+  assert.equal(signer.calls.length, 1, 'the restored SVID is not renewed before its half-life');
+  fx.clock.advance(60_000);
+  await settle();
+  assert.ok(signer.calls[1]?.includes(held.id), 'renewed at its half-life');
+  assert.notEqual(cache.svid(held.id)!.version, restored.version);
+  issuer.stop();
+});
+
+test('a failed call is retried after a backoff, and at once when kicked after a reconnect', async () => {
+  let down = true;
+  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
+  const attempts: number[] = [];
+  const { cache, issuer } = issuerWith(async (items) => {
+    attempts.push(fx.clock.now());
+    if (down) throw unavailable('connection refused');
+    return cacheRef.sign(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const e = entry('retry', ['unix:uid:5']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  assert.equal(attempts.length, 1);
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 1 });
+  fx.clock.advance(499);
+  await settle();
+  assert.equal(attempts.length, 1, 'no retry before half the first backoff (1 s with equal jitter)');
+  fx.clock.advance(1000);
+  await settle();
+  assert.equal(attempts.length, 2);
+  down = false;
+  issuer.kick();
+  await settle();
+  assert.equal(attempts.length, 3);
+  assert.ok(cache.svid(e.id));
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
+  issuer.stop();
+});
+
+test('an item the server refuses is not published and is retried later; the others of the batch are', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const bad = entry('refused', ['unix:uid:6']);
+  const good = entry('fine', ['unix:uid:6']);
+  const issuer = new SvidIssuer({
+    cache,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    sign: async (items) => (await real.sign(items)).map((r) => (r.entryId === bad.id ? { entryId: r.entryId, code: 7, message: 'not authorized', chain: [] } : r)),
+  });
+  issuer.request(cache.apply({ upserts: [bad, good] }).needSvid);
+  await settle();
+  assert.ok(cache.svid(good.id));
+  assert.equal(cache.svid(bad.id), undefined);
+  assert.equal(issuer.pending().failing, 1);
+  issuer.stop();
+});
+
+test('a chain that does not name the entry or does not certify the key is refused', async () => {
+  const cache = fx.cache();
+  const e = entry('checked', ['unix:uid:7']);
+  const impostor = entry('someone-else', ['unix:uid:7']);
+  let mode: 'wrong-id' | 'wrong-key' = 'wrong-id';
+  const issuer = new SvidIssuer({
+    cache,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    sign: async (items) =>
+      items.map((i) => ({ entryId: i.entryId, code: 0, message: '', chain: mode === 'wrong-id' ? fx.issue(impostor).chain : fx.issue(e).chain })),
+  });
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  assert.equal(cache.svid(e.id), undefined, 'another identity is not accepted');
+  mode = 'wrong-key';
+  issuer.kick();
+  await settle();
+  assert.equal(cache.svid(e.id), undefined, 'a certificate for another key is not accepted');
+  issuer.stop();
+});
+
+test('an entry that changed while its CSR was in flight is signed again for its new state', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  let gate: () => void = () => undefined;
+  let held = true;
+  const issuer = new SvidIssuer({
+    cache,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    sign: async (items) => {
+      if (held) await new Promise<void>((r) => (gate = r));
+      return real.sign(items);
+    },
+  });
+  const e = entry('moving', ['unix:uid:8']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const renamed = entryFromMessage({ ...entryToMessage(e), spiffe_id: 'spiffe://example.org/moved', revision: e.revision + 1 });
+  issuer.request(cache.apply({ upserts: [renamed] }).needSvid);
+  held = false;
+  gate();
+  await settle();
+  assert.equal(cache.svid(e.id)?.spiffeId, 'spiffe://example.org/moved');
+  assert.equal(real.calls.length, 2);
+  issuer.stop();
+});
+
+test('tainted authorities: every SVID chaining through one is re-signed at once', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const e = entry('taint', ['unix:uid:9']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const before = cache.svid(e.id)!;
+  const intermediateSki = parseCertificate(before.chain[1]!).subjectKeyId!;
+  issuer.setTainted(['ffff']);
+  await settle();
+  assert.equal(signer.calls.length, 1, 'an unrelated key id changes nothing');
+  issuer.setTainted(['ffff', intermediateSki.toUpperCase()]);
+  await settle();
+  assert.equal(signer.calls.length, 2);
+  assert.notEqual(cache.svid(e.id)!.version, before.version);
+  issuer.stop();
+});
+
+test('a refusal of the agent itself is reported, and the entries wait instead of hammering the server', async () => {
+  const reported: string[] = [];
+  let calls = 0;
+  const { cache, issuer } = issuerWith(
+    async () => {
+      calls++;
+      throw new MeshidError('permission_denied', 'banned: agent x is banned');
+    },
+    { onRejected: (kind) => reported.push(kind) },
+  );
+  issuer.request(cache.apply({ upserts: [entry('banned', ['unix:uid:10'])] }).needSvid);
+  await settle();
+  assert.deepEqual(reported, ['banned']);
+  assert.equal(calls, 1);
+  await settle();
+  assert.equal(calls, 1);
+  issuer.stop();
+  fx.clock.advance(HOUR);
+  await settle();
+  assert.equal(calls, 1, 'a stopped issuer signs nothing');
+});
