@@ -1,0 +1,301 @@
+/**
+ * A meshid deployment for integration tests on temp dirs: a real meshid-server process (or an in-process
+ * MeshidServer when a test needs to drive its clock), join tokens and entries through the admin API client, and
+ * meshid-agent processes (or in-process MeshidAgents) on temporary Unix sockets. Everything started here is stopped
+ * by `cleanup()`.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { MeshidAgent } from '../../src/agent/agent.js';
+import { connectWorkloadApi, type WorkloadApiClient } from '../../src/agent/cli/workload-client.js';
+import { compileAgentConfig, type RawAgentConfig } from '../../src/agent/config.js';
+import type { Clock } from '../../src/common/clock.js';
+import { createLogger, silentLogger, type Logger } from '../../src/common/log.js';
+import { packageRoot } from '../../src/common/paths.js';
+import { parseSelector } from '../../src/common/spiffe/selector.js';
+import { certificatesToPem } from '../../src/common/x509/pem.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import { MeshidServer } from '../../src/server/server.js';
+import { tempDir } from './server-kit.js';
+import { runNode, SERVER_MAIN } from './server-process.js';
+
+export const AGENT_MAIN = path.join(packageRoot, 'dist/src/agent/main.js');
+export const TRUST_DOMAIN = 'example.org';
+export const DATACENTER = 'east';
+
+/** What a test does with the server, whichever way it runs. */
+export interface ServerHandle {
+  readonly adminSocket: string;
+  /** host:port of the agent API. */
+  address(): string;
+  stop(): Promise<void>;
+}
+
+export interface EntrySpec {
+  spiffeId: string;
+  selectors: string[];
+  /** Default: the node alias of every agent in DATACENTER. */
+  parentId?: string;
+  x509SvidTtl?: number;
+  hint?: string;
+}
+
+export class Cluster {
+  readonly admin: AdminClient;
+  /** The own bundle's roots as PEM, written to `bundleFile` for --trust-bundle. */
+  bundlePem = '';
+  readonly bundleFile: string;
+  private readonly agents = new Set<AgentProcess>();
+  private readonly inProcessAgents = new Set<MeshidAgent>();
+  private aliasCreated = false;
+
+  constructor(
+    readonly dir: string,
+    public server: ServerHandle,
+    private readonly removeDir: () => void,
+  ) {
+    this.admin = new AdminClient(server.adminSocket);
+    this.bundleFile = path.join(dir, 'bundle.pem');
+  }
+
+  /** The node alias every agent of DATACENTER belongs to; workload entries hang off it. */
+  static readonly nodeAlias = `spiffe://${TRUST_DOMAIN}/node/${DATACENTER}`;
+
+  async writeBundle(): Promise<void> {
+    const b = await this.admin.call('Bundles', 'GetBundle', {});
+    this.bundlePem = certificatesToPem(b.x509_authorities ?? []);
+    fs.writeFileSync(this.bundleFile, this.bundlePem);
+  }
+
+  /** A fresh single-use join token for DATACENTER (admin API Tokens.GenerateJoinToken). */
+  async token(): Promise<string> {
+    const r = await this.admin.call('Tokens', 'GenerateJoinToken', { datacenter: DATACENTER });
+    return r.token!;
+  }
+
+  /** Creates a workload entry (and, the first time, the datacenter's node alias); returns its ID. */
+  async createEntry(spec: EntrySpec): Promise<string> {
+    if (spec.parentId === undefined && !this.aliasCreated) {
+      await this.create({ spiffe_id: Cluster.nodeAlias, parent_id: `spiffe://${TRUST_DOMAIN}/meshid/server`, selectors: [{ type: 'meshid', value: `datacenter:${DATACENTER}` }] });
+      this.aliasCreated = true;
+    }
+    return this.create({
+      spiffe_id: spec.spiffeId,
+      parent_id: spec.parentId ?? Cluster.nodeAlias,
+      selectors: spec.selectors.map(parseSelector),
+      ...(spec.x509SvidTtl !== undefined ? { x509_svid_ttl: spec.x509SvidTtl } : {}),
+      ...(spec.hint !== undefined ? { hint: spec.hint } : {}),
+    });
+  }
+
+  async deleteEntry(id: string): Promise<void> {
+    const r = await this.admin.call('Entries', 'DeleteEntries', { ids: [id] });
+    const code = r.results?.[0]?.status?.code ?? 0;
+    if (code !== 0) throw new Error(`cannot delete entry ${id}: ${JSON.stringify(r.results)}`);
+  }
+
+  /** Starts `meshid-agent run` as a process; resolves once its socket answers health checks (unless `wait: false`). */
+  async startAgent(options: AgentProcessOptions = {}): Promise<AgentProcess> {
+    const name = options.name ?? 'agent';
+    const dataDir = options.dataDir ?? path.join(this.dir, `${name}-data`);
+    const socketDir = path.join(this.dir, `${name}-socket`);
+    fs.mkdirSync(socketDir, { recursive: true, mode: 0o755 });
+    fs.chmodSync(socketDir, 0o755);
+    const socketPath = path.join(socketDir, 'api.sock');
+    const args = ['run', '--server-address', options.serverAddress ?? this.server.address(), '--socket-path', socketPath, '--data-dir', dataDir];
+    if (options.trustBundle !== false) args.push('--trust-bundle', this.bundleFile);
+    if (options.joinToken !== undefined) args.push('--join-token', options.joinToken);
+    args.push(...(options.extraArgs ?? []));
+    const agent = new AgentProcess(spawn(process.execPath, [AGENT_MAIN, ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, MESHID_LOG_LEVEL: 'debug' },
+    }), socketPath, dataDir);
+    this.agents.add(agent);
+    if (options.wait !== false) await agent.waitHealthy();
+    return agent;
+  }
+
+  /** Starts a MeshidAgent in this process (for tests that drive its clock). */
+  async startInProcessAgent(raw: RawAgentConfig, opts: { clock?: Clock; log?: Logger; random?: () => number } = {}): Promise<MeshidAgent> {
+    const config = compileAgentConfig({ server_address: this.server.address(), trust_bundle_path: this.bundleFile, ...raw });
+    const agent = await MeshidAgent.start({
+      config,
+      log: opts.log ?? (process.env['MESHID_TEST_LOG'] ? createLogger({ name: 'meshid-agent', level: 'debug', pretty: false }) : silentLogger()),
+      ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
+      ...(opts.random !== undefined ? { random: opts.random } : {}),
+    });
+    this.inProcessAgents.add(agent);
+    return agent;
+  }
+
+  async cleanup(): Promise<void> {
+    for (const a of this.agents) await a.stop('SIGKILL');
+    for (const a of this.inProcessAgents) await a.stop();
+    this.admin.close();
+    await this.server.stop();
+    this.removeDir();
+  }
+
+  private async create(entry: Record<string, unknown>): Promise<string> {
+    const r = await this.admin.call('Entries', 'CreateEntries', { entries: [entry] });
+    const result = r.results?.[0];
+    if ((result?.status?.code ?? 0) !== 0 || result?.entry?.id === undefined) throw new Error(`cannot create entry: ${JSON.stringify(result?.status)}`);
+    return result.entry.id;
+  }
+}
+
+export interface AgentProcessOptions {
+  name?: string;
+  joinToken?: string;
+  dataDir?: string;
+  serverAddress?: string;
+  /** false: start without --trust-bundle. */
+  trustBundle?: boolean;
+  extraArgs?: string[];
+  /** false: return at once instead of waiting for the agent to be healthy. */
+  wait?: boolean;
+}
+
+/** A meshid-agent process, its output, and a Workload API client for its socket. */
+export class AgentProcess {
+  private out = '';
+  private readonly exited: Promise<number | null>;
+
+  constructor(
+    readonly child: ChildProcess,
+    readonly socketPath: string,
+    readonly dataDir: string,
+  ) {
+    child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
+    child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
+    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+  }
+
+  output(): string {
+    return this.out;
+  }
+
+  /** A client for this agent's socket; the caller closes it. */
+  client(timeoutMs = 5000): WorkloadApiClient {
+    return connectWorkloadApi(this.socketPath, { timeoutMs });
+  }
+
+  /** Readiness of a process is an external event: poll its health check with a generous bound. */
+  async waitHealthy(): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      if (this.child.exitCode !== null) throw new Error(`meshid-agent exited with ${this.child.exitCode}:\n${this.out}`);
+      if (fs.existsSync(this.socketPath)) {
+        const c = this.client(1000);
+        try {
+          if ((await c.health()) === 'SERVING') return;
+        } catch {
+          // not yet
+        } finally {
+          c.close();
+        }
+      }
+      if (attempt > 300) throw new Error(`meshid-agent did not become healthy:\n${this.out}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+
+  /** Resolves when a log line matches (polling the captured output; a process event, not time logic). */
+  async waitForLog(pattern: RegExp, timeoutMs = 20_000): Promise<string> {
+    const until = Date.now() + timeoutMs;
+    for (;;) {
+      const line = this.out.split('\n').find((l) => pattern.test(l));
+      if (line !== undefined) return line;
+      if (Date.now() > until) throw new Error(`no log line matching ${pattern}:\n${this.out}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+
+  exitCode(): Promise<number | null> {
+    return this.exited;
+  }
+
+  async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
+    return this.exited;
+  }
+}
+
+/** A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`. */
+export async function startCluster(prefix = 'meshid-cluster-'): Promise<Cluster> {
+  const t = tempDir(prefix);
+  // Workloads of other users must reach the agent socket inside this dir.
+  fs.chmodSync(t.dir, 0o755);
+  let server: ServerHandle;
+  try {
+    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0');
+  } catch (err) {
+    t.cleanup();
+    throw err;
+  }
+  const cluster = new Cluster(t.dir, server, t.cleanup);
+  await cluster.writeBundle();
+  return cluster;
+}
+
+/** Stops the cluster's server process and starts it again on the same port and data dir. */
+export async function restartServerProcess(cluster: Cluster): Promise<void> {
+  const address = cluster.server.address();
+  await cluster.server.stop();
+  cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address);
+}
+
+/** `meshid-server run` in `dir`, ready once its admin socket answers health checks. */
+async function spawnServer(dir: string, bindAddress: string): Promise<ServerHandle> {
+  const adminSocket = path.join(dir, 'admin', 'admin.sock');
+  const child = spawn(
+    process.execPath,
+    [SERVER_MAIN, 'run', '--trust-domain', TRUST_DOMAIN, '--data-dir', path.join(dir, 'data'), '--bind-address', bindAddress, '--admin-socket', adminSocket, '--datacenter', DATACENTER],
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info' } },
+  );
+  let output = '';
+  child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  for (let attempt = 0; ; attempt++) {
+    if (child.exitCode !== null) throw new Error(`meshid-server exited with ${child.exitCode}:\n${output}`);
+    if (fs.existsSync(adminSocket) && (await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', adminSocket])).code === 0) break;
+    if (attempt > 300) throw new Error(`meshid-server did not become healthy:\n${output}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const m = /"agentApi":"[^"]*:(\d+)"/.exec(output);
+  if (!m) throw new Error(`no agent API port in the server log:\n${output}`);
+  const port = Number(m[1]);
+  return {
+    adminSocket,
+    address: () => `127.0.0.1:${port}`,
+    stop: async () => {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
+      await exited;
+    },
+  };
+}
+
+/** A cluster around an in-process MeshidServer sharing `clock` with in-process agents. */
+export async function startInProcessCluster(clock: Clock, prefix = 'meshid-cluster-'): Promise<Cluster & { meshidServer: MeshidServer }> {
+  const t = tempDir(prefix);
+  fs.chmodSync(t.dir, 0o755);
+  const config = compileServerConfig({
+    trust_domain: TRUST_DOMAIN,
+    datacenters: [DATACENTER],
+    data_dir: path.join(t.dir, 'server', 'data'),
+    bind_address: '127.0.0.1:0',
+    admin_socket: path.join(t.dir, 'server', 'admin', 'admin.sock'),
+  });
+  let server: MeshidServer;
+  try {
+    server = await MeshidServer.start({ config, log: silentLogger(), clock });
+  } catch (err) {
+    t.cleanup();
+    throw err;
+  }
+  const cluster = new Cluster(t.dir, { adminSocket: config.adminSocket, address: () => `127.0.0.1:${server.agentPort}`, stop: () => server.stop() }, t.cleanup);
+  await cluster.writeBundle();
+  return Object.assign(cluster, { meshidServer: server });
+}
