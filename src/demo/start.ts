@@ -102,7 +102,8 @@ if (!fs.existsSync(agentDir) || fs.readdirSync(agentDir).length === 0) {
 start(agentMain, agentArgs, 'meshid-agent');
 await waitFor(() => cli(agentMain, ['healthcheck', '--socket-path', agentSocket], true).ok, 'meshid-agent');
 
-const rel = path.relative(process.cwd(), agentSocket) || agentSocket;
+const relative = path.relative(process.cwd(), agentSocket);
+const rel = relative.startsWith('..') ? agentSocket : relative;
 process.stdout.write(
   [
     '',
