@@ -5,12 +5,15 @@
  * by `cleanup()`.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
 import fs from 'node:fs';
 import path from 'node:path';
 import { MeshidAgent } from '../../src/agent/agent.js';
 import { connectWorkloadApi, type WorkloadApiClient } from '../../src/agent/cli/workload-client.js';
 import { compileAgentConfig, type RawAgentConfig } from '../../src/agent/config.js';
 import type { Clock } from '../../src/common/clock.js';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
 import { createLogger, silentLogger, type Logger } from '../../src/common/log.js';
 import { packageRoot } from '../../src/common/paths.js';
 import { parseSelector } from '../../src/common/spiffe/selector.js';
@@ -180,6 +183,24 @@ export class AgentProcess {
   /** A client for this agent's socket; the caller closes it. */
   client(timeoutMs = 5000): WorkloadApiClient {
     return connectWorkloadApi(this.socketPath, { timeoutMs });
+  }
+
+  /** The trailing metadata of a Health/Check answer (the agent puts its state and SVID horizon there). */
+  async healthTrailer(): Promise<Record<string, string>> {
+    const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
+    const client = new Health(`unix://${this.socketPath}`, grpc.credentials.createInsecure());
+    try {
+      const md = await new Promise<grpc.Metadata>((resolve, reject) => {
+        const call = (client as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall>)['Check']!(
+          { service: '' },
+          (err) => err && reject(err),
+        );
+        call.on('status', (s: grpc.StatusObject) => resolve(s.metadata));
+      });
+      return Object.fromEntries(Object.entries(md.getMap()).map(([k, v]) => [k, String(v)]));
+    } finally {
+      client.close();
+    }
   }
 
   /** Readiness of a process is an external event: poll its health check with a generous bound. */

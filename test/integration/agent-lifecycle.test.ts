@@ -1,0 +1,196 @@
+/**
+ * meshid-agent processes through their life against a real meshid-server process: attestation with single-use join
+ * tokens, restarts from the data dir (also with the server down, and after kill -9), reconnection, eviction, bans and
+ * the insecure bootstrap. Each test has its own cluster on temp dirs.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
+
+const uid = process.getuid!();
+
+async function withCluster(prefix: string, fn: (c: Cluster) => Promise<void>): Promise<void> {
+  const c = await startCluster(prefix);
+  try {
+    await fn(c);
+  } finally {
+    await c.cleanup();
+  }
+}
+
+async function svidIds(agent: AgentProcess): Promise<string[]> {
+  const client = agent.client();
+  try {
+    return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!);
+  } finally {
+    client.close();
+  }
+}
+
+/** Waits until the agent has persisted a state naming `spiffeId` with an SVID (polling a file a process writes). */
+async function persisted(agent: AgentProcess, spiffeId: string): Promise<void> {
+  const file = path.join(agent.dataDir, 'state.json');
+  for (let i = 0; i < 200; i++) {
+    try {
+      const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { svids?: Array<{ spiffe_id: string }> };
+      if (doc.svids?.some((s) => s.spiffe_id === spiffeId)) return;
+    } catch {
+      // not written yet
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${spiffeId} never reached ${file}`);
+}
+
+test('a join token is single use: a second agent presenting it is refused and exits saying why', () =>
+  withCluster('meshid-agent-token-', async (c) => {
+    const token = await c.token();
+    await c.startAgent({ name: 'first', joinToken: token });
+    const second = await c.startAgent({ name: 'second', joinToken: token, wait: false });
+    assert.equal(await second.exitCode(), 1);
+    assert.match(second.output(), /PermissionDenied: join token is unknown or was already used/);
+    assert.doesNotMatch(second.output(), new RegExp(token), 'the token never reaches the output');
+  }));
+
+test('the agent keeps its SVID in the data dir: it restarts without a token, and with the server stopped still serves', () =>
+  withCluster('meshid-agent-restart-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/survivor', selectors: [`unix:uid:${uid}`] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor']);
+    await persisted(agent, 'spiffe://example.org/survivor');
+    for (const name of ['agent-svid.json', 'state.json']) {
+      assert.equal(fs.statSync(path.join(agent.dataDir, name)).mode & 0o777, 0o600, name);
+    }
+    assert.equal(fs.statSync(agent.dataDir).mode & 0o777, 0o700);
+    assert.doesNotMatch(agent.output(), /PRIVATE KEY|"privateKey":"[^[]/, 'no key material in the logs');
+
+    await agent.stop();
+    agent = await c.startAgent();
+    await agent.waitForLog(/in sync with meshid-server/);
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor'], 'no token needed after a restart');
+
+    await agent.stop();
+    await c.server.stop();
+    agent = await c.startAgent();
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor'], 'served from the data dir with the server down');
+    await agent.waitForLog(/"oldestSvidExpiresIn":"23h.*lost the Sync stream/);
+  }));
+
+test('after kill -9 the agent restarts from a consistent state, and catches up on what changed meanwhile', () =>
+  withCluster('meshid-agent-kill-', async (c) => {
+    const keep = await c.createEntry({ spiffeId: 'spiffe://example.org/keep', selectors: [`unix:uid:${uid}`] });
+    const drop = await c.createEntry({ spiffeId: 'spiffe://example.org/drop', selectors: [`unix:uid:${uid}`] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    await persisted(agent, 'spiffe://example.org/drop');
+    await agent.stop('SIGKILL');
+    assert.ok(keep);
+    await c.deleteEntry(drop);
+    await c.createEntry({ spiffeId: 'spiffe://example.org/added-while-down', selectors: [`unix:uid:${uid}`] });
+    agent = await c.startAgent();
+    // It may serve its stored state first; the sync brings the difference.
+    await agent.waitForLog(/in sync with meshid-server/);
+    for (let i = 0; i < 100; i++) {
+      const ids = (await svidIds(agent)).sort();
+      if (ids.join() === ['spiffe://example.org/added-while-down', 'spiffe://example.org/keep'].join()) return;
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.fail(`the agent did not catch up: ${(await svidIds(agent)).join(', ')}`);
+  }));
+
+test('when the server comes back the agent reconnects on its own and an open stream gets new entries', () =>
+  withCluster('meshid-agent-reconnect-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/before', selectors: [`unix:uid:${uid}`] });
+    const agent = await c.startAgent({ joinToken: await c.token() });
+    const client = agent.client();
+    const watch = client.watchX509Svids();
+    try {
+      assert.equal((await watch.next()).value?.svids?.length, 1);
+      await restartServerProcess(c);
+      await c.createEntry({ spiffeId: 'spiffe://example.org/after', selectors: [`unix:uid:${uid}`] });
+      for (;;) {
+        const r = await watch.next();
+        assert.equal(r.done, false, 'the workload stream stays open through the server restart');
+        if ((r.value?.svids ?? []).some((s) => s.spiffe_id === 'spiffe://example.org/after')) break;
+      }
+    } finally {
+      watch.cancel();
+      client.close();
+    }
+  }));
+
+test('evicted: the agent re-attests with a configured unused token; evicted again without one, it says what to do', () =>
+  withCluster('meshid-agent-evict-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/evictee', selectors: [`unix:uid:${uid}`] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    const firstId = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+    await agent.stop();
+    // Restarted with a new token: the stored SVID is used, the token is kept for re-attestation.
+    agent = await c.startAgent({ joinToken: await c.token() });
+    await agent.waitForLog(/join token is kept for re-attestation/);
+    await c.admin.call('Agents', 'EvictAgent', { spiffe_id: firstId });
+    await agent.waitForLog(/attesting again with the configured join token/);
+    await agent.waitForLog(/"msg":"attested to meshid-server with a join token"/);
+    await agent.waitForLog(/"msg":"in sync with meshid-server"/);
+    const secondId = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+    assert.notEqual(secondId, firstId, 'a new agent identity');
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/evictee'], 'workloads are served throughout');
+
+    await c.admin.call('Agents', 'EvictAgent', { spiffe_id: secondId });
+    await agent.waitForLog(/no unused join token is configured/);
+    assert.equal((await agent.healthTrailer())['meshid-agent-state'], 'reattest-required');
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/evictee'], 'cached SVIDs are still served');
+  }));
+
+test('banned: the agent stops talking to the server, logs why, and serves what it holds until it expires', () =>
+  withCluster('meshid-agent-ban-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/before-ban', selectors: [`unix:uid:${uid}`] });
+    const agent = await c.startAgent({ joinToken: await c.token() });
+    const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+    await c.admin.call('Agents', 'BanAgent', { spiffe_id: id });
+    const line = await agent.waitForLog(/an operator banned this agent/);
+    assert.match(line, /"level":50/, 'logged as an error');
+    assert.equal((await agent.healthTrailer())['meshid-agent-state'], 'banned');
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/before-ban']);
+    assert.doesNotMatch(agent.output(), /lost the Sync stream/, 'a ban is not a connection problem to retry');
+  }));
+
+test('--insecure-bootstrap attests without a trust bundle, warns, and from then on authenticates the server', () =>
+  withCluster('meshid-agent-insecure-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/dev', selectors: [`unix:uid:${uid}`] });
+    const agent = await c.startAgent({ joinToken: await c.token(), trustBundle: false, extraArgs: ['--insecure-bootstrap'] });
+    assert.match(agent.output(), /WARNING: --insecure-bootstrap/);
+    assert.match(agent.output(), /attesting WITHOUT authenticating the server/);
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/dev']);
+  }));
+
+test('a server that cannot prove the trust domain identity is never attested to', () =>
+  withCluster('meshid-agent-wrong-server-', async (c) => {
+    const other = await startCluster('meshid-agent-other-td-');
+    try {
+      // The other cluster's roots: same trust domain name, different keys.
+      fs.copyFileSync(other.bundleFile, c.bundleFile);
+      const agent = await c.startAgent({ joinToken: await c.token(), wait: false });
+      await agent.waitForLog(/cannot reach meshid-server to attest/);
+      assert.equal(fs.existsSync(path.join(agent.dataDir, 'agent-svid.json')), false);
+      const listed = await c.admin.call('Agents', 'ListAgents', {});
+      assert.deepEqual(listed.agents ?? [], [], 'the token was never presented');
+    } finally {
+      await other.cleanup();
+    }
+  }));
+
+test('start-up refuses what cannot work, with the fix in the message', () =>
+  withCluster('meshid-agent-refusals-', async (c) => {
+    const noToken = await c.startAgent({ name: 'no-token', wait: false });
+    assert.equal(await noToken.exitCode(), 1);
+    assert.match(noToken.output(), /no join token: pass --join-token/);
+    const noBundle = await c.startAgent({ name: 'no-bundle', joinToken: 'x', trustBundle: false, wait: false });
+    assert.equal(await noBundle.exitCode(), 1);
+    assert.match(noBundle.output(), /pass --trust-bundle FILE .* or --insecure-bootstrap/);
+    const first = await c.startAgent({ name: 'owner', joinToken: await c.token() });
+    const twin = await c.startAgent({ name: 'twin', dataDir: first.dataDir, wait: false });
+    assert.equal(await twin.exitCode(), 1);
+    assert.match(twin.output(), /data dir is in use by another meshid-agent/);
+  }));
