@@ -194,3 +194,16 @@ test('start-up refuses what cannot work, with the fix in the message', () =>
     assert.equal(await twin.exitCode(), 1);
     assert.match(twin.output(), /data dir is in use by another meshid-agent/);
   }));
+
+test('the socket is reachable by every local user whatever the umask: created directories 0755, socket 0777', () =>
+  withCluster('meshid-agent-umask-', async (c) => {
+    const socketPath = path.join(c.dir, 'run', 'meshid-agent', 'public', 'api.sock');
+    const agent = await c.startAgent({ joinToken: await c.token(), socketPath, umask: '077' });
+    for (const dir of ['run', 'run/meshid-agent', 'run/meshid-agent/public']) {
+      assert.equal(fs.statSync(path.join(c.dir, dir)).mode & 0o777, 0o755, dir);
+    }
+    assert.equal(fs.statSync(socketPath).mode & 0o777, 0o777);
+    assert.equal(fs.statSync(agent.dataDir).mode & 0o777, 0o700, 'the data dir stays private');
+    await agent.stop();
+    assert.equal(fs.existsSync(socketPath), false, 'the socket file is removed on shutdown');
+  }));

@@ -103,15 +103,22 @@ export class Cluster {
   async startAgent(options: AgentProcessOptions = {}): Promise<AgentProcess> {
     const name = options.name ?? 'agent';
     const dataDir = options.dataDir ?? path.join(this.dir, `${name}-data`);
-    const socketDir = path.join(this.dir, `${name}-socket`);
-    fs.mkdirSync(socketDir, { recursive: true, mode: 0o755 });
-    fs.chmodSync(socketDir, 0o755);
-    const socketPath = path.join(socketDir, 'api.sock');
+    let socketPath = options.socketPath;
+    if (socketPath === undefined) {
+      const socketDir = path.join(this.dir, `${name}-socket`);
+      fs.mkdirSync(socketDir, { recursive: true, mode: 0o755 });
+      fs.chmodSync(socketDir, 0o755);
+      socketPath = path.join(socketDir, 'api.sock');
+    }
     const args = ['run', '--server-address', options.serverAddress ?? this.server.address(), '--socket-path', socketPath, '--data-dir', dataDir];
     if (options.trustBundle !== false) args.push('--trust-bundle', this.bundleFile);
     if (options.joinToken !== undefined) args.push('--join-token', options.joinToken);
     args.push(...(options.extraArgs ?? []));
-    const agent = new AgentProcess(spawn(process.execPath, [AGENT_MAIN, ...args], {
+    const command: [string, string[]] =
+      options.umask === undefined
+        ? [process.execPath, [AGENT_MAIN, ...args]]
+        : ['/bin/sh', ['-c', `umask ${options.umask}; exec "$0" "$@"`, process.execPath, AGENT_MAIN, ...args]];
+    const agent = new AgentProcess(spawn(command[0], command[1], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, MESHID_LOG_LEVEL: 'debug' },
     }), socketPath, dataDir);
@@ -159,6 +166,10 @@ export interface AgentProcessOptions {
   extraArgs?: string[];
   /** false: return at once instead of waiting for the agent to be healthy. */
   wait?: boolean;
+  /** Default: `<name>-socket/api.sock` in the cluster dir, created 0755. */
+  socketPath?: string;
+  /** Run the agent under this umask (e.g. "077"). */
+  umask?: string;
 }
 
 /** A meshid-agent process, its output, and a Workload API client for its socket. */

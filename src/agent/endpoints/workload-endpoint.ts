@@ -82,7 +82,7 @@ export class WorkloadEndpoint {
     server.addService(sdsServiceDefinition(), sds.implementation);
     server.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
     addReflection(server, [WORKLOAD_PROTO, SDS_PROTO]);
-    warnIfUnreachable(path.dirname(o.socketPath), log);
+    prepareSocketDir(path.dirname(o.socketPath), log);
     await uds.start();
     return new WorkloadEndpoint(server, uds, workload, sds, log);
   }
@@ -135,12 +135,20 @@ function healthWithDetail(o: WorkloadEndpointOptions): grpc.UntypedServiceImplem
   };
 }
 
-/** Workloads of other users must be able to reach the socket: its directory needs search permission for them. */
-function warnIfUnreachable(dir: string, log: Logger): void {
-  try {
-    const mode = fs.statSync(dir).mode;
-    if ((mode & 0o001) === 0) log.warn({ dir, mode: (mode & 0o777).toString(8) }, 'the socket directory is not searchable by other users; their workloads cannot connect');
-  } catch {
-    // Not there yet: the UdsServer creates it 0755.
+/**
+ * Workloads of other users must be able to reach the socket (SPEC-NOTES §7: any local UID may connect; refusal is by
+ * attestation, not EACCES), so every directory the agent creates on the way is 0755 whatever the umask. A directory
+ * that already exists is the operator's: it is left alone, with a warning when others cannot search it.
+ */
+function prepareSocketDir(dir: string, log: Logger): void {
+  const first = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  if (first !== undefined) {
+    for (let d = dir; ; d = path.dirname(d)) {
+      fs.chmodSync(d, 0o755);
+      if (d === first || d === path.dirname(d)) break;
+    }
+    return;
   }
+  const mode = fs.statSync(dir).mode;
+  if ((mode & 0o001) === 0) log.warn({ dir, mode: (mode & 0o777).toString(8) }, 'the socket directory is not searchable by other users; their workloads cannot connect');
 }
