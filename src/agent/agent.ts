@@ -218,16 +218,6 @@ export class MeshidAgent {
     };
   }
 
-  /** Open Workload API streams, for tests and status. */
-  openStreams(): number {
-    return this.endpoint?.openStreams() ?? 0;
-  }
-
-  /** Renews the agent SVID now (operators' tests of rotation; the timer does it at half-life). */
-  renewAgentSvid(): Promise<void> {
-    return this.identity.renew();
-  }
-
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;

@@ -92,10 +92,6 @@ export class NodeClient {
     this.credentialsChanged();
   }
 
-  hasIdentity(): boolean {
-    return this.identity !== undefined;
-  }
-
   onCredentialsChange(listener: () => void): () => void {
     this.listeners.add(listener);
     return () => void this.listeners.delete(listener);

@@ -87,15 +87,6 @@ export class WorkloadEndpoint {
     return new WorkloadEndpoint(server, uds, workload, sds, log);
   }
 
-  /** Open Workload API streams (SDS streams are counted in its stats). */
-  openStreams(): number {
-    return this.workload.openStreams();
-  }
-
-  sdsStats(): ReturnType<SdsService['stats']> {
-    return this.sds.stats();
-  }
-
   /**
    * Ends every stream (Workload API: UNAVAILABLE so clients reconnect; SDS: OK), drains the gRPC server briefly,
    * then closes the socket and removes its file.
