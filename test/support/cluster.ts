@@ -112,7 +112,8 @@ export class Cluster {
     }
     const args = ['run', '--server-address', options.serverAddress ?? this.server.address(), '--socket-path', socketPath, '--data-dir', dataDir];
     if (options.trustBundle !== false) args.push('--trust-bundle', this.bundleFile);
-    if (options.joinToken !== undefined) args.push('--join-token', options.joinToken);
+    // '=' form: a token may start with '-' (base64url), which the flag parser would read as a flag.
+    if (options.joinToken !== undefined) args.push(`--join-token=${options.joinToken}`);
     args.push(...(options.extraArgs ?? []));
     const command: [string, string[]] =
       options.umask === undefined
