@@ -5,9 +5,13 @@
 import os from 'node:os';
 import { benchIssuance } from './issuance.js';
 import { benchServerMemory } from './server-memory.js';
+import { benchWorkload } from './workload-latency.js';
+import { benchSdsPush } from './sds-push.js';
 import { report } from './report.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
 process.stdout.write(`meshid bench — node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB\n`);
 report(await benchIssuance(seconds));
 report(await benchServerMemory());
+report(await benchWorkload(seconds));
+report(await benchSdsPush());

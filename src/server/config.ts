@@ -132,8 +132,10 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     throw invalidArgument('--upstream-ca-cert and --upstream-ca-key must be given together');
   }
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
-  const rate = raw.agent_sign_rate ?? 200;
-  const burst = raw.agent_sign_burst ?? 2000;
+  // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
+  // against is a host that keeps asking, not a big one.
+  const rate = raw.agent_sign_rate ?? 1000;
+  const burst = raw.agent_sign_burst ?? 20_000;
   if (!(rate > 0) || !(burst >= 1)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst ≥ 1');
   return Object.freeze({
     trustDomain,

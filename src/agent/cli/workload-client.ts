@@ -48,6 +48,8 @@ export interface ValidatedJwt {
 export interface WorkloadApiClientOptions {
   /** Deadline for unary calls and first messages, in ms; default DEFAULT_TIMEOUT_MS. */
   timeoutMs?: number;
+  /** A connection of its own instead of one shared with every other client of the same socket. */
+  ownConnection?: boolean;
 }
 
 type UnaryFn = (request: unknown, metadata: Metadata, options: CallOptions, callback: (err: ServiceError | null, res?: unknown) => void) => void;
@@ -57,6 +59,7 @@ export class WorkloadApiClient {
   private readonly workload: Client;
   private health_: Client | undefined;
   private readonly timeoutMs: number;
+  private readonly channelOptions: Record<string, number>;
 
   constructor(
     readonly socketPath: string,
@@ -64,7 +67,8 @@ export class WorkloadApiClient {
   ) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
     const Ctor = serviceClient(loadProto(WORKLOAD_PROTO), 'SpiffeWorkloadAPI');
-    this.workload = new Ctor(`unix://${socketPath}`, credentials.createInsecure());
+    this.channelOptions = options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+    this.workload = new Ctor(`unix://${socketPath}`, credentials.createInsecure(), this.channelOptions);
   }
 
   /** FetchX509SVID's first message; the stream is cancelled once it arrives. */
@@ -110,7 +114,7 @@ export class WorkloadApiClient {
   async health(service = ''): Promise<string> {
     if (this.health_ === undefined) {
       const Ctor = serviceClient(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health');
-      this.health_ = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure());
+      this.health_ = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), this.channelOptions);
     }
     const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false);
     // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.

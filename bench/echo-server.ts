@@ -1,0 +1,19 @@
+/**
+ * The baseline peer for P2: a bare grpc-js server answering grpc.health.v1 Check (a unary echo of a constant) on a
+ * Unix socket, in its own process like the agent. Usage: node echo-server.js <socket-path>
+ */
+import fs from 'node:fs';
+import * as grpc from '@grpc/grpc-js';
+import { loadProto } from '../src/common/grpc/proto.js';
+import { serviceOf } from '../src/common/grpc/service.js';
+import { healthService } from '../src/common/grpc/health-service.js';
+
+const socket = process.argv[2]!;
+fs.rmSync(socket, { force: true });
+const server = new grpc.Server();
+server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), healthService([], () => true));
+server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
+  if (err) throw err;
+  process.stdout.write('ready\n');
+});
+process.on('SIGTERM', () => server.forceShutdown());

@@ -1,0 +1,22 @@
+/** Percentile of a sample (nearest rank); the sample is sorted in place. */
+export function percentile(sample: number[], p: number): number {
+  if (sample.length === 0) return Number.NaN;
+  sample.sort((a, b) => a - b);
+  return sample[Math.min(sample.length - 1, Math.max(0, Math.ceil((p / 100) * sample.length) - 1))]!;
+}
+
+/** Runs `op` from `concurrency` workers until `ms` passes (or `maxOps` ops); returns each op's latency in ms. */
+export async function measure(op: () => Promise<unknown>, concurrency: number, ms: number, maxOps = 200_000): Promise<number[]> {
+  const latencies: number[] = [];
+  const until = performance.now() + ms;
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      while (performance.now() < until && latencies.length < maxOps) {
+        const start = performance.now();
+        await op();
+        latencies.push(performance.now() - start);
+      }
+    }),
+  );
+  return latencies;
+}

@@ -1,0 +1,132 @@
+/**
+ * P2 — Workload API FetchX509SVID first-message latency (p50/p99) with 1 and 64 concurrent clients, against a bare
+ * grpc-js unary echo over a Unix socket in the same run. P4 — entry created with the admin API → SVID delivered on
+ * an open FetchX509SVID stream. P6 — agent start → serving cached SVIDs with the server down.
+ * Real server and agent processes; loopback and Unix sockets only.
+ */
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { packageRoot } from '../src/common/paths.js';
+import { connectWorkloadApi } from '../src/agent/cli/workload-client.js';
+import { startCluster } from '../test/support/cluster.js';
+import { measure, percentile } from './stats.js';
+import type { BenchResult } from './report.js';
+
+const uid = process.getuid!();
+
+/**
+ * Clients round-robin, each replaced after 500 calls: fetch-then-cancel sends an RST_STREAM per call, and Node's
+ * HTTP/2 rapid-reset protection (nghttp2: burst 1,000, then ~33/s) closes a connection that cancels faster.
+ */
+class ClientPool {
+  private clients: Array<{ c: ReturnType<typeof connectWorkloadApi>; uses: number }>;
+  private i = 0;
+  private retired: Array<ReturnType<typeof connectWorkloadApi>> = [];
+
+  constructor(private readonly make: () => ReturnType<typeof connectWorkloadApi>, size: number) {
+    this.clients = Array.from({ length: size }, () => ({ c: make(), uses: 0 }));
+  }
+
+  next(): ReturnType<typeof connectWorkloadApi> {
+    const slot = this.clients[this.i++ % this.clients.length]!;
+    if (++slot.uses > 500) {
+      this.retired.push(slot.c);
+      slot.c = this.make();
+      slot.uses = 1;
+    }
+    return slot.c;
+  }
+
+  close(): void {
+    for (const c of [...this.retired, ...this.clients.map((s) => s.c)]) c.close();
+  }
+}
+
+async function startEcho(socket: string): Promise<() => void> {
+  const child = spawn(process.execPath, [path.join(packageRoot, 'dist/bench/echo-server.js'), socket], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`echo server exited ${code}`)));
+  });
+  return () => child.kill('SIGTERM');
+}
+
+export async function benchWorkload(seconds: number): Promise<BenchResult[]> {
+  const cluster = await startCluster('meshid-bench-wl-');
+  const results: BenchResult[] = [];
+  try {
+    await cluster.createEntry({ spiffeId: 'spiffe://example.org/bench/p2', selectors: [`unix:uid:${uid}`] });
+    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+    const warm = agent.client();
+    await warm.fetchX509Svid();
+    warm.close();
+
+    const stopEcho = await startEcho(path.join(cluster.dir, 'echo.sock'));
+    try {
+      for (const concurrency of [1, 64]) {
+        const echo = new ClientPool(() => connectWorkloadApi(path.join(cluster.dir, 'echo.sock'), { ownConnection: true }), Math.min(concurrency, 8));
+        const wl = new ClientPool(() => connectWorkloadApi(agent.socketPath, { ownConnection: true }), Math.min(concurrency, 8));
+        const base = await measure(() => echo.next().health(), concurrency, (seconds * 1000) / 2);
+        const fetch = await measure(() => wl.next().fetchX509Svid(), concurrency, (seconds * 1000) / 2);
+        echo.close();
+        wl.close();
+        for (const p of [50, 99]) {
+          const b = percentile(base, p);
+          const f = percentile(fetch, p);
+          results.push({ name: `P2 baseline: bare grpc-js unary echo p${p}, ${concurrency} client(s)`, value: b, unit: 'ms' });
+          results.push({ name: `P2 FetchX509SVID first message p${p}, ${concurrency} client(s)`, value: f, unit: 'ms', ratio: f / b, ...(p === 99 ? { target: '≤ 1.5' } : {}) });
+        }
+      }
+    } finally {
+      stopEcho();
+    }
+
+    // P4: each round opens a stream, creates an entry matching the same uid, and times the message that carries it.
+    const p4: number[] = [];
+    for (let round = 0; round < 20; round++) {
+      const client = agent.client(20_000);
+      const watch = client.watchX509Svids();
+      const first = await watch.next();
+      const have = first.value?.svids?.length ?? 0;
+      const started = performance.now();
+      const id = await cluster.createEntry({ spiffeId: `spiffe://example.org/bench/p4-${round}`, selectors: [`unix:uid:${uid}`] });
+      for (;;) {
+        const next = await watch.next();
+        if (next.done === true) throw new Error('stream ended');
+        if ((next.value.svids?.length ?? 0) > have) break;
+      }
+      p4.push(performance.now() - started);
+      watch.cancel();
+      client.close();
+      await cluster.deleteEntry(id);
+    }
+    results.push({ name: 'P4 entry create → SVID on an open stream p50', value: percentile(p4, 50), unit: 'ms' });
+    results.push({ name: 'P4 entry create → SVID on an open stream p99', value: percentile(p4, 99), unit: 'ms', target: '< 1000 ms' });
+
+    // P6: stop the server and the agent, start the agent again, time until a workload gets its SVID.
+    await agent.stop('SIGTERM');
+    await cluster.server.stop();
+    const p6: number[] = [];
+    for (let round = 0; round < 5; round++) {
+      const started = performance.now();
+      const again = await cluster.startAgent({ dataDir: agent.dataDir, wait: false });
+      for (;;) {
+        const c = connectWorkloadApi(again.socketPath, { timeoutMs: 1000 });
+        try {
+          await c.fetchX509Svid();
+          break;
+        } catch {
+          await new Promise((r) => setTimeout(r, 5));
+        } finally {
+          c.close();
+        }
+      }
+      p6.push(performance.now() - started);
+      await again.stop('SIGTERM');
+    }
+    results.push({ name: 'P6 agent start → serving cached SVIDs, server down (median of 5)', value: percentile(p6, 50), unit: 'ms', target: '< 500 ms' });
+    return results;
+  } finally {
+    await cluster.cleanup().catch(() => undefined);
+  }
+}
