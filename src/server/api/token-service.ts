@@ -28,7 +28,8 @@ export function tokenService(
         throw invalidArgument(`ttl must be between 1 and ${MAX_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
       }
       const selectors = (req.selectors ?? []).map(validateSelector);
-      const token = randomBytes(24).toString('base64url');
+      // Hex, not base64url: a token starting with '-' would read as a flag on command lines.
+      const token = randomBytes(20).toString('hex');
       const now = clock.now();
       const expiresAt = now + (ttl > 0 ? ttl * 1000 : opts.defaultTtlMs);
       await ds.createJoinToken({ token, datacenter, selectors, expiresAt, createdAt: now });
