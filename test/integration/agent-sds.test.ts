@@ -1,0 +1,180 @@
+/**
+ * Envoy SDS v3 end to end: a real meshid-server and meshid-agent process, and a test client built from Envoy's
+ * message definitions (proto/envoy, Envoy's package names and field numbers) playing two sidecars.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { pathToFileURL } from 'node:url';
+import { packageRoot } from '../../src/common/paths.js';
+import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import {
+  connectSds, DeltaClient, SotwClient, dataSourceText, decodeDeltaResources, secretsByName, spiffeTrustDomains,
+  type DecodedSecret,
+} from '../support/sds-client.js';
+
+const A = 'spiffe://example.org/sidecar/a';
+const B = 'spiffe://example.org/sidecar/b';
+const uid = process.getuid!();
+
+let cluster: Cluster;
+let agent: AgentProcess;
+let sds: grpc.Client;
+let entryA = '';
+
+before(async () => {
+  cluster = await startCluster('meshid-sds-e2e-');
+  entryA = await cluster.createEntry({ spiffeId: A, selectors: [`unix:uid:${uid}`] });
+  await cluster.createEntry({ spiffeId: B, selectors: [`unix:uid:${uid}`] });
+  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  sds = connectSds(agent.socketPath);
+});
+
+after(async () => {
+  sds?.close();
+  await cluster?.cleanup();
+});
+
+/** A sidecar's TLS material from its SDS secrets: its own certificate and the trust domain's roots. */
+function tlsMaterial(cert: DecodedSecret, validation: DecodedSecret): { cert: string; key: string; ca: string } {
+  const domains = spiffeTrustDomains(validation);
+  assert.deepEqual(domains.map((d) => d.name), ['example.org'], 'bare trust domain name in the SPIFFE validator config');
+  return {
+    cert: dataSourceText(cert.tls_certificate?.certificate_chain),
+    key: dataSourceText(cert.tls_certificate?.private_key),
+    ca: domains[0]!.trustBundlePem,
+  };
+}
+
+function uriSan(peer: tls.PeerCertificate): string {
+  return /URI:([^,]+)/.exec(peer.subjectaltname ?? '')?.[1] ?? '';
+}
+
+test('two sidecars take their SVIDs and ROOTCA over StreamSecrets and complete mTLS, each checking the peer SPIFFE ID', async () => {
+  const streamA = new SotwClient(sds);
+  const streamB = new SotwClient(sds);
+  try {
+    streamA.subscribe([A, 'ROOTCA'], { id: 'sidecar-a', cluster: 'a' });
+    streamB.subscribe([B, 'ROOTCA'], { id: 'sidecar-b', cluster: 'b' });
+    const [ra, rb] = await Promise.all([streamA.next(10_000), streamB.next(10_000)]);
+    streamA.ack(ra, [A, 'ROOTCA']);
+    streamB.ack(rb, [B, 'ROOTCA']);
+    const sa = secretsByName(ra);
+    const sb = secretsByName(rb);
+    assert.match(dataSourceText(sa.get(A)!.tls_certificate?.private_key), /^-----BEGIN PRIVATE KEY-----/);
+    assert.equal(sa.get('ROOTCA')!.validation_context?.custom_validator_config?.name, 'envoy.tls.cert_validator.spiffe');
+    const a = tlsMaterial(sa.get(A)!, sa.get('ROOTCA')!);
+    const b = tlsMaterial(sb.get(B)!, sb.get('ROOTCA')!);
+
+    let serverSawPeer = '';
+    const server = tls.createServer({ ...a, requestCert: true, rejectUnauthorized: true }, (socket) => {
+      serverSawPeer = uriSan(socket.getPeerCertificate());
+      socket.end('hello from a');
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const reply = await new Promise<string>((resolve, reject) => {
+        const socket = tls.connect({
+          ...b,
+          host: '127.0.0.1',
+          port: (server.address() as AddressInfo).port,
+          checkServerIdentity: (_host, cert) => (uriSan(cert) === A ? undefined : new Error(`server is ${uriSan(cert)}, expected ${A}`)),
+        });
+        let data = '';
+        socket.on('data', (d: Buffer) => (data += d.toString()));
+        socket.on('end', () => resolve(data));
+        socket.on('error', reject);
+      });
+      assert.equal(reply, 'hello from a');
+      assert.equal(serverSawPeer, B, 'the server side sees the client sidecar SPIFFE ID');
+    } finally {
+      server.close();
+    }
+  } finally {
+    streamA.cancel();
+    streamB.cancel();
+  }
+});
+
+test('a renewed SVID is pushed on the open stream; a stream for the other identity receives nothing', async () => {
+  const watchA = new SotwClient(sds);
+  const watchB = new SotwClient(sds);
+  try {
+    watchA.subscribe([A], { id: 'a', cluster: 'a' });
+    watchB.subscribe([B], { id: 'b', cluster: 'b' });
+    const firstA = await watchA.next(10_000);
+    const firstB = await watchB.next(10_000);
+    watchA.ack(firstA, [A]);
+    watchB.ack(firstB, [B]);
+    // An entry change makes the agent re-sign exactly that SVID.
+    await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryA, dns_names: ['a.mesh.internal'] }, mask: ['dns_names'] });
+    const pushed = await watchA.next(10_000);
+    assert.notEqual(pushed.version_info, firstA.version_info);
+    const chain = dataSourceText(secretsByName(pushed).get(A)!.tls_certificate?.certificate_chain);
+    assert.notEqual(chain, dataSourceText(secretsByName(firstA).get(A)!.tls_certificate?.certificate_chain));
+    watchA.ack(pushed, [A]);
+    // B's identity did not change: by the time A's push arrived, B's stream has nothing queued.
+    await new Promise((r) => setTimeout(r, 300));
+    assert.equal(watchB.pending, 0, 'no push for an unchanged identity');
+  } finally {
+    watchA.cancel();
+    watchB.cancel();
+  }
+});
+
+test('DeltaSecrets reconnect with initial_resource_versions resends only what changed', async () => {
+  const first = new DeltaClient(sds);
+  const r1 = await (async () => {
+    first.request({ subscribe: [A, B, 'ROOTCA'], node: { id: 'delta', cluster: 'd' } });
+    return first.next(10_000);
+  })();
+  const versions = Object.fromEntries(decodeDeltaResources(r1).map((r) => [r.name, r.version]));
+  assert.deepEqual(Object.keys(versions).sort(), ['ROOTCA', A, B].sort());
+  first.ack(r1);
+  first.cancel();
+
+  // While "disconnected", B's SVID is renewed.
+  const entryB = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: B })).entries![0]!.id!;
+  await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryB, dns_names: ['b.mesh.internal'] }, mask: ['dns_names'] });
+  await new Promise((r) => setTimeout(r, 1500));
+
+  const again = new DeltaClient(sds);
+  try {
+    again.request({ subscribe: [A, B, 'ROOTCA'], initialVersions: versions, node: { id: 'delta', cluster: 'd' } });
+    const r2 = await again.next(10_000);
+    assert.deepEqual(decodeDeltaResources(r2).map((r) => r.name), [B], 'only the renewed SVID is resent');
+  } finally {
+    again.cancel();
+  }
+});
+
+test('a name the caller is not entitled to is never served', async () => {
+  const stream = new SotwClient(sds);
+  try {
+    stream.subscribe(['spiffe://example.org/someone-else', 'ROOTCA']);
+    const r = await stream.next(10_000);
+    assert.deepEqual([...secretsByName(r).keys()], ['ROOTCA']);
+  } finally {
+    stream.cancel();
+  }
+});
+
+test('an Envoy running as a uid no entry matches (65534) gets PERMISSION_DENIED and no secret', async () => {
+  const client = pathToFileURL(path.join(packageRoot, 'dist/test/support/sds-client.js')).href;
+  const script = `
+    const { connectSds, SotwClient } = await import(${JSON.stringify(client)});
+    const s = new SotwClient(connectSds(process.argv[1]));
+    s.subscribe(['default', 'ROOTCA']);
+    const status = await s.status;
+    console.log(JSON.stringify({ code: status.code, received: s.received.length }));
+    process.exit(0);`;
+  const r = spawnSync(process.execPath, ['--input-type=module', '-e', script, agent.socketPath], { uid: 65534, gid: 65534, encoding: 'utf8', timeout: 20_000 });
+  assert.equal(r.status, 0, r.stderr);
+  const out = JSON.parse(r.stdout.trim()) as { code: number; received: number };
+  assert.equal(out.code, grpc.status.PERMISSION_DENIED);
+  assert.equal(out.received, 0);
+});
