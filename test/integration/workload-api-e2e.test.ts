@@ -1,0 +1,120 @@
+/**
+ * The SPIFFE Workload API through a real agent and server: SVIDs used for mTLS, the security header, and the
+ * JWT-SVID round trip with its refusals.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import tls from 'node:tls';
+import type { AddressInfo } from 'node:net';
+import * as grpc from '@grpc/grpc-js';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
+import { certificatesToPem, splitConcatenatedDer, toPem } from '../../src/common/x509/pem.js';
+import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+
+const uid = process.getuid!();
+const A = 'spiffe://example.org/web';
+const B = 'spiffe://example.org/api';
+
+let cluster: Cluster;
+let agent: AgentProcess;
+
+before(async () => {
+  cluster = await startCluster('meshid-wl-e2e-');
+  await cluster.createEntry({ spiffeId: A, selectors: [`unix:uid:${uid}`] });
+  await cluster.createEntry({ spiffeId: B, selectors: [`unix:uid:${uid}`] });
+  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+});
+
+after(async () => {
+  await cluster?.cleanup();
+});
+
+function uriSan(peer: tls.PeerCertificate): string {
+  return /URI:([^,]+)/.exec(peer.subjectaltname ?? '')?.[1] ?? '';
+}
+
+test('two SVIDs from FetchX509SVID complete mTLS with node:tls, each side checking the peer SPIFFE ID', async () => {
+  const client = agent.client(10_000);
+  let res;
+  for (;;) {
+    res = await client.fetchX509Svid();
+    if (res.svids.length === 2) break;
+  }
+  client.close();
+  const byId = new Map(res.svids.map((s) => [s.spiffe_id, s]));
+  const material = (id: string) => {
+    const s = byId.get(id)!;
+    return {
+      cert: certificatesToPem(splitConcatenatedDer(s.x509_svid)),
+      key: toPem('PRIVATE KEY', s.x509_svid_key),
+      ca: certificatesToPem(splitConcatenatedDer(s.bundle)),
+    };
+  };
+  let serverSaw = '';
+  const server = tls.createServer({ ...material(A), requestCert: true, rejectUnauthorized: true }, (socket) => {
+    serverSaw = uriSan(socket.getPeerCertificate());
+    socket.end('ok');
+  });
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+  try {
+    const reply = await new Promise<string>((resolve, reject) => {
+      const socket = tls.connect({
+        ...material(B),
+        host: '127.0.0.1',
+        port: (server.address() as AddressInfo).port,
+        checkServerIdentity: (_h, cert) => (uriSan(cert) === A ? undefined : new Error(`unexpected server ${uriSan(cert)}`)),
+      });
+      let data = '';
+      socket.on('data', (d: Buffer) => (data += d.toString()));
+      socket.on('end', () => resolve(data));
+      socket.on('error', reject);
+    });
+    assert.equal(reply, 'ok');
+    assert.equal(serverSaw, B);
+  } finally {
+    server.close();
+  }
+});
+
+test('a Workload API call without the workload.spiffe.io header, or with a wrong value, is INVALID_ARGUMENT', async () => {
+  const Ctor = serviceClient(loadProto('workload/workload.proto'), 'SpiffeWorkloadAPI');
+  const raw = new Ctor(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
+  try {
+    const code = (md: grpc.Metadata): Promise<number> =>
+      new Promise((resolve) => {
+        (raw as unknown as Record<string, Function>)['FetchJWTSVID']!.call(raw, { audience: ['x'] }, md, (err: grpc.ServiceError | null) => resolve(err?.code ?? 0));
+      });
+    assert.equal(await code(new grpc.Metadata()), grpc.status.INVALID_ARGUMENT);
+    const wrong = new grpc.Metadata();
+    wrong.set('workload.spiffe.io', 'True');
+    assert.equal(await code(wrong), grpc.status.INVALID_ARGUMENT);
+    const right = new grpc.Metadata();
+    right.set('workload.spiffe.io', 'true');
+    assert.equal(await code(right), grpc.status.OK);
+  } finally {
+    raw.close();
+  }
+});
+
+test('JWT-SVID round trip: fetch then validate; another audience and a forged signature are refused', async () => {
+  const client = agent.client(10_000);
+  try {
+    const res = await client.fetchJwtSvid(['payments'], A);
+    const token = res.svids![0]!.svid!;
+    assert.equal(res.svids![0]!.spiffe_id, A);
+    const ok = await client.validateJwtSvid('payments', token);
+    assert.equal(ok.spiffeId, A);
+    assert.deepEqual(ok.claims['aud'], ['payments']);
+    await assert.rejects(client.validateJwtSvid('other-service', token), /audience/);
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    const flipped = Buffer.from(sig, 'base64url');
+    flipped[0] = flipped[0]! ^ 1;
+    const forged = `${h}.${p}.${flipped.toString('base64url')}`;
+    await assert.rejects(client.validateJwtSvid('payments', forged), /signature/);
+    await assert.rejects(client.fetchJwtSvid(['payments'], 'spiffe://example.org/not-mine'), /PermissionDenied|not entitled|permission/i);
+    await assert.rejects(client.fetchJwtSvid([]), /audience/);
+  } finally {
+    client.close();
+  }
+});
