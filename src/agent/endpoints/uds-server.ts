@@ -84,7 +84,9 @@ export class UdsServer {
     try {
       await new Promise<void>((resolve, reject) => {
         listener.once('error', reject);
-        listener.listen(this.socketPath, () => {
+        // A deep accept queue: with Node's default (511) a burst of connects while the event loop is busy fails with
+        // EAGAIN on the client side instead of waiting a moment to be accepted. The kernel caps it at somaxconn.
+        listener.listen({ path: this.socketPath, backlog: 4096 }, () => {
           listener.off('error', reject);
           resolve();
         });
