@@ -57,6 +57,8 @@ export class AdminClient {
   constructor(
     readonly socketPath: string,
     private readonly deadlineMs = DEFAULT_DEADLINE_MS,
+    /** grpc-js channel options, e.g. `{ 'grpc.use_local_subchannel_pool': 1 }` for a connection of its own. */
+    private readonly channelOptions: Record<string, number | string> = {},
   ) {}
 
   async call<S extends AdminService, M extends keyof AdminMethods[S] & string>(
@@ -86,7 +88,7 @@ export class AdminClient {
     let c = this.clients.get(service);
     if (c === undefined) {
       const Ctor = serviceClient(loadProto([...ADMIN_CLIENT_PROTOS]), SERVICE_NAMES[service]);
-      c = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure());
+      c = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), this.channelOptions);
       this.clients.set(service, c);
     }
     return c;
