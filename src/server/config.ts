@@ -34,6 +34,9 @@ export interface ServerConfig {
   /** Signing requests per agent per second (token bucket refill) and burst. */
   readonly agentSignRate: number;
   readonly agentSignBurst: number;
+  /** Signing requests per second and burst across all agents. */
+  readonly globalSignRate: number;
+  readonly globalSignBurst: number;
 }
 
 /** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
@@ -59,12 +62,14 @@ export interface RawServerConfig {
   log_level?: string;
   agent_sign_rate?: number;
   agent_sign_burst?: number;
+  global_sign_rate?: number;
+  global_sign_burst?: number;
 }
 
 const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
   'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
-  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'log_level', 'agent_sign_rate', 'agent_sign_burst',
+  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
 ]);
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -137,6 +142,12 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   const rate = raw.agent_sign_rate ?? 1000;
   const burst = raw.agent_sign_burst ?? 20_000;
   if (!(rate > 0) || !(burst >= 1)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst ≥ 1');
+  // The CA signs ~6,000 CSRs/s per core (bench P1); the global budget keeps a storm below what it can absorb.
+  const globalRate = raw.global_sign_rate ?? 5000;
+  const globalBurst = raw.global_sign_burst ?? 50_000;
+  if (!(globalRate > 0) || !(globalBurst >= burst)) {
+    throw invalidArgument('global_sign_rate must be > 0 and global_sign_burst at least agent_sign_burst');
+  }
   return Object.freeze({
     trustDomain,
     dataDir,
@@ -161,6 +172,8 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     logLevel: raw.log_level ?? 'info',
     agentSignRate: rate,
     agentSignBurst: burst,
+    globalSignRate: globalRate,
+    globalSignBurst: globalBurst,
   });
 }
 

@@ -21,7 +21,7 @@ import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { SyncHub } from './api/sync-hub.js';
-import { RateLimiter } from './api/rate-limiter.js';
+import { RateLimiter, SigningLimits } from './api/rate-limiter.js';
 import { entryService } from './api/entry-service.js';
 import { tokenService } from './api/token-service.js';
 import { bundleService } from './api/bundle-service.js';
@@ -180,7 +180,10 @@ async function startAgentApi(
     'grpc.keepalive_permit_without_calls': 1,
     'grpc.http2.min_ping_interval_without_data_ms': 10_000,
   });
-  const limiter = new RateLimiter(config.agentSignRate, config.agentSignBurst, clock);
+  const limiter = new SigningLimits(
+    new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
+    new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),
+  );
   server.addService(
     serviceOf(proto, 'meshid.agent.v1.Node'),
     nodeService({ trustDomain: config.trustDomain, datacenters: config.datacenters, agentSvidTtlMs: config.agentSvidTtlMs, ds, ca, hub, limiter, clock, log }),

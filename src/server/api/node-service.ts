@@ -13,7 +13,7 @@ import { authorizedEntries } from '../entries/authorized-entries.js';
 import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX } from './agent-auth.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
-import type { RateLimiter } from './rate-limiter.js';
+import type { SigningLimits } from './rate-limiter.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 
@@ -24,7 +24,7 @@ export interface NodeServiceDeps {
   ds: Datastore;
   ca: CaManager;
   hub: SyncHub;
-  limiter: RateLimiter;
+  limiter: SigningLimits;
   clock: Clock;
   log: Logger;
 }
@@ -120,8 +120,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const agent = await auth(call);
       const items = req.items ?? [];
       if (items.length > MAX_SIGN_BATCH) throw invalidArgument(`at most ${MAX_SIGN_BATCH} CSRs per call`);
-      const wait = deps.limiter.take(agent.spiffeId, Math.max(1, items.length));
-      if (wait > 0) throw unavailable(`signing rate limit reached for this agent; retry in ${Math.ceil(wait / 1000)} s`);
+      const wait = deps.limiter.admit(agent.spiffeId, Math.max(1, items.length));
+      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const entries = authorized(agent);
       return {
         results: items.map((item) => {
@@ -151,8 +151,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const audience = req.audience ?? [];
       if (audience.length === 0 || audience.some((a) => a === '')) throw invalidArgument('audience must hold at least one non-empty value');
       if (audience.length > MAX_AUDIENCES) throw invalidArgument(`at most ${MAX_AUDIENCES} audiences per token`);
-      const wait = deps.limiter.take(agent.spiffeId, 1);
-      if (wait > 0) throw unavailable(`signing rate limit reached for this agent; retry in ${Math.ceil(wait / 1000)} s`);
+      const wait = deps.limiter.admit(agent.spiffeId, 1);
+      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const entry = authorized(agent).get(req.entry_id ?? '');
       if (entry === undefined) throw permissionDenied(`entry ${req.entry_id ?? ''} is not authorized for this agent`);
       const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: entry.jwtSvidTtlSeconds * 1000 });

@@ -28,7 +28,34 @@ export class RateLimiter {
     return Math.ceil(((cost - b.tokens) / this.rate) * 1000);
   }
 
+  /** Gives back tokens taken for a request that was refused elsewhere. */
+  refund(key: string, cost: number): void {
+    const b = this.buckets.get(key);
+    if (b) b.tokens = Math.min(this.burst, b.tokens + cost);
+  }
+
   private prune(now: number): void {
     for (const [k, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * this.rate >= this.burst) this.buckets.delete(k);
+  }
+}
+
+/**
+ * Signing admission: a budget per agent (a misbehaving host cannot starve the others) and one for the whole server
+ * (a reconnect storm after a CA rotation cannot monopolise the CA). Refusals are UNAVAILABLE with a retry hint, so
+ * agents back off with jitter and try again.
+ */
+export class SigningLimits {
+  constructor(
+    private readonly perAgent: RateLimiter,
+    private readonly global: RateLimiter,
+  ) {}
+
+  /** Returns 0 when admitted, otherwise how many ms to wait; nothing is consumed on refusal. */
+  admit(agentId: string, cost: number): number {
+    const globalWait = this.global.take('*', cost);
+    if (globalWait > 0) return globalWait;
+    const agentWait = this.perAgent.take(agentId, cost);
+    if (agentWait > 0) this.global.refund('*', cost);
+    return agentWait;
   }
 }
