@@ -118,3 +118,24 @@ test('JWT-SVID round trip: fetch then validate; another audience and a forged si
     client.close();
   }
 });
+
+test('ca taint of the datacenter intermediate: the open stream promptly receives SVIDs from the new intermediate', async () => {
+  const client = agent.client(20_000);
+  const watch = client.watchX509Svids();
+  try {
+    const first = (await watch.next()).value!;
+    const oldIntermediate = splitConcatenatedDer(first.svids[0]!.x509_svid)[1]!;
+    const list = await cluster.admin.call('Authorities', 'ListAuthorities', {});
+    const east = (list.authorities ?? []).find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+    await cluster.admin.call('Authorities', 'TaintAuthority', { id: east.id! });
+    for (;;) {
+      const next = await watch.next();
+      assert.notEqual(next.done, true, 'the stream stays open');
+      const chains = next.value!.svids.map((s) => splitConcatenatedDer(s.x509_svid)[1]!);
+      if (chains.every((c) => !c.equals(oldIntermediate))) break;
+    }
+  } finally {
+    watch.cancel();
+    client.close();
+  }
+});
