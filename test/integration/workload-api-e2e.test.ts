@@ -131,8 +131,8 @@ test('ca taint of the datacenter intermediate: the open stream promptly receives
     for (;;) {
       const next = await watch.next();
       assert.notEqual(next.done, true, 'the stream stays open');
-      const chains = next.value!.svids.map((s) => splitConcatenatedDer(s.x509_svid)[1]!);
-      if (chains.every((c) => !c.equals(oldIntermediate))) break;
+      const chains = next.value!.svids.map((s: { x509_svid: Buffer }) => splitConcatenatedDer(s.x509_svid)[1]!);
+      if (chains.every((c: Buffer) => !c.equals(oldIntermediate))) break;
     }
   } finally {
     watch.cancel();
