@@ -1,4 +1,4 @@
-import { sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
+import { fileKey, sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 
 const MAX_ENTRIES = 512;
 
@@ -20,29 +20,30 @@ export class ExeHashCache {
    * or changes while it is hashed.
    */
   hash(path: string): string | undefined {
+    return this.hashFile(path).sha256;
+  }
+
+  /** Like hash(), also naming the file version the digest belongs to (or that was too large to hash). */
+  hashFile(path: string): { file: FileIdentity; sha256: string | undefined } {
     const fd = this.hooks.openFile(path);
     try {
       const before = this.hooks.fstat(fd);
-      if (before.size > BigInt(this.maxBytes)) return undefined;
-      const key = cacheKey(before);
+      if (before.size > BigInt(this.maxBytes)) return { file: before, sha256: undefined };
+      const key = fileKey(before);
       const hit = this.entries.get(key);
       if (hit !== undefined) {
         // Refresh its place so the least recently used entry is the one dropped.
         this.entries.delete(key);
         this.entries.set(key, hit);
-        return hit;
+        return { file: before, sha256: hit };
       }
       const digest = this.hooks.sha256(fd);
       if (!sameFile(before, this.hooks.fstat(fd))) throw new Error('the executable changed while it was hashed');
       this.entries.set(key, digest);
       if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);
-      return digest;
+      return { file: before, sha256: digest };
     } finally {
       this.hooks.closeFile(fd);
     }
   }
-}
-
-function cacheKey(f: FileIdentity): string {
-  return `${f.dev}:${f.ino}:${f.mtimeNs}:${f.size}`;
 }

@@ -37,6 +37,11 @@ export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
   return a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs && a.size === b.size;
 }
 
+/** "dev:ino:mtime:size": one version of one file, as a map key. */
+export function fileKey(f: FileIdentity): string {
+  return `${f.dev}:${f.ino}:${f.mtimeNs}:${f.size}`;
+}
+
 const CHUNK = 1 << 20;
 
 function identity(s: fs.BigIntStats): FileIdentity {

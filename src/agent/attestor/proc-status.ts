@@ -14,19 +14,17 @@ export interface ProcStatus {
   readonly groups: readonly number[];
 }
 
-/** Parses /proc/<pid>/status: State, Uid and Gid (real, effective, saved, fs) and Groups lines. */
+/**
+ * Parses /proc/<pid>/status: State, Uid and Gid (real, effective, saved, fs) and Groups lines. Only those four lines
+ * are looked at (status has ~55; this runs on every Workload API stream open, so no per-line work for the rest).
+ */
 export function parseProcStatus(text: string): ProcStatus {
-  const fields = new Map<string, string>();
-  for (const line of text.split('\n')) {
-    const colon = line.indexOf(':');
-    if (colon > 0) fields.set(line.slice(0, colon), line.slice(colon + 1).trim());
-  }
-  const state = fields.get('State')?.charAt(0);
+  const state = field(text, 'State')?.charAt(0);
   if (state === undefined || state === '') throw new Error('status has no State line');
-  const uids = ids(fields.get('Uid'), 'Uid');
-  const gids = ids(fields.get('Gid'), 'Gid');
+  const uids = ids(field(text, 'Uid'), 'Uid');
+  const gids = ids(field(text, 'Gid'), 'Gid');
   if (uids.length < 2 || gids.length < 2) throw new Error('status Uid/Gid lines are incomplete');
-  const groupsLine = fields.get('Groups');
+  const groupsLine = field(text, 'Groups');
   if (groupsLine === undefined) throw new Error('status has no Groups line');
   return {
     state,
@@ -36,6 +34,16 @@ export function parseProcStatus(text: string): ProcStatus {
     effectiveGid: gids[1]!,
     groups: groupsLine === '' ? [] : ids(groupsLine, 'Groups'),
   };
+}
+
+/** The trimmed value of the last "<name>:" line (the kernel writes each once; last wins as with a map of lines). */
+function field(text: string, name: string): string | undefined {
+  const key = `${name}:`;
+  let at = text.startsWith(key) ? 0 : -1;
+  for (let i = text.indexOf(`\n${key}`); i !== -1; i = text.indexOf(`\n${key}`, i + 1)) at = i + 1;
+  if (at === -1) return undefined;
+  const end = text.indexOf('\n', at);
+  return text.slice(at + key.length, end === -1 ? text.length : end).trim();
 }
 
 function ids(value: string | undefined, name: string): number[] {

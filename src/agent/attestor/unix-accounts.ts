@@ -9,6 +9,8 @@ import { sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 export class UnixAccounts {
   private readonly users: CachedIdFile;
   private readonly groups: CachedIdFile;
+  private generation = 0;
+  private view: AccountNames | undefined;
 
   constructor(hooks: ProcHooks, files: { passwd?: string; group?: string } = {}) {
     this.users = new CachedIdFile(hooks, files.passwd ?? '/etc/passwd');
@@ -21,6 +23,37 @@ export class UnixAccounts {
 
   groupName(gid: number): string | undefined {
     return this.groups.names().get(gid);
+  }
+
+  /**
+   * Both files as they are now (one stat each, re-parsed only when changed), for several lookups in a row. The
+   * `generation` changes whenever either file's content may have changed, so results derived from the names can be
+   * kept until it does.
+   */
+  current(): AccountNames {
+    const users = this.users.names();
+    const groups = this.groups.names();
+    if (this.view === undefined || this.view.users !== users || this.view.groups !== groups) {
+      this.view = new AccountNames(++this.generation, users, groups);
+    }
+    return this.view;
+  }
+}
+
+/** User and group names from one reading of /etc/passwd and /etc/group; see UnixAccounts.current(). */
+export class AccountNames {
+  constructor(
+    readonly generation: number,
+    readonly users: ReadonlyMap<number, string>,
+    readonly groups: ReadonlyMap<number, string>,
+  ) {}
+
+  userName(uid: number): string | undefined {
+    return this.users.get(uid);
+  }
+
+  groupName(gid: number): string | undefined {
+    return this.groups.get(gid);
   }
 }
 
@@ -59,8 +92,9 @@ class CachedIdFile {
     } catch (err) {
       // No file at all means no names (minimal containers); any other failure must not be read as "no name".
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      // A new (empty) map only when the file has just gone: the map's identity tells callers whether names changed.
+      if (this.identity !== undefined || this.cached.size > 0) this.cached = new Map();
       this.identity = undefined;
-      this.cached = new Map();
       return this.cached;
     }
     if (this.identity === undefined || !sameFile(this.identity, current)) {

@@ -1,11 +1,12 @@
 import { MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import { AttestationMemo, DEFAULT_MEMO_ENTRIES } from './attestation-memo.js';
 import { ExeHashCache } from './exe-hash-cache.js';
 import type { PeerInfo } from './peer-credentials.js';
-import { systemProcHooks, type ProcHooks } from './proc-hooks.js';
+import { systemProcHooks, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 import { parseProcStatus, parseStartTime, type ProcStatus } from './proc-status.js';
-import { UnixAccounts } from './unix-accounts.js';
+import { UnixAccounts, type AccountNames } from './unix-accounts.js';
 
 export interface UnixWorkloadAttestorOptions {
   /** OS access; default the real /proc, /etc and peercred addon. */
@@ -16,6 +17,8 @@ export interface UnixWorkloadAttestorOptions {
   sha256?: boolean;
   /** Where /etc/passwd and /etc/group are; for tests. */
   accountFiles?: { passwd?: string; group?: string };
+  /** How many distinct selector sets to remember (see AttestationMemo); 0 turns the memo off. Default 1,024. */
+  memoEntries?: number;
   log?: Logger;
 }
 
@@ -28,6 +31,7 @@ const MAX_WARNED = 256;
 interface ProcessFacts {
   status: ProcStatus;
   exe: string;
+  exeFile: FileIdentity;
   sha256: string | undefined;
 }
 
@@ -55,6 +59,7 @@ export class UnixWorkloadAttestor {
   private readonly hashes: ExeHashCache | undefined;
   private readonly log: Logger | undefined;
   private readonly warnedTooLarge = new Set<string>();
+  private readonly memo: AttestationMemo | undefined;
 
   constructor(options: UnixWorkloadAttestorOptions = {}) {
     this.hooks = options.hooks ?? systemProcHooks;
@@ -63,37 +68,65 @@ export class UnixWorkloadAttestor {
     this.accounts = new UnixAccounts(this.hooks, options.accountFiles);
     this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes);
     this.log = options.log;
+    const memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES;
+    this.memo = memoEntries === 0 ? undefined : new AttestationMemo(memoEntries);
   }
 
   /**
    * Selectors for the peer, in a fixed order (uid, user, gid, group, supplementary ids and names, path, sha256).
    * Synchronous: /proc reads do no disk I/O. Throws MeshidError('unavailable', 'workload attestation failed: ...').
+   * Every call reads the caller's status and executable again; when those (and /etc/passwd, /etc/group) are what an
+   * earlier attestation under a pidfd saw, its selectors are reused instead of being worked out again (recall()).
    */
   attest(peer: PeerInfo): Selector[] {
     if (peer.closed) throw failed('the connection has closed');
     if (!Number.isSafeInteger(peer.pid) || peer.pid <= 0) {
       throw failed('the caller is in a pid namespace the agent cannot see (pid 0); run the agent in the host pid namespace');
     }
+    const names = this.accounts.current();
+    const recalled = this.recall(peer, names.generation);
+    if (recalled !== undefined) return [...recalled];
     const facts = this.readProcess(peer);
     const { status } = facts;
     // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
     if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
       throw failed(`process ${peer.pid} changed its uid/gid since it connected`);
     }
-    const selectors: string[] = [`uid:${status.realUid}`];
-    const user = this.accounts.userName(status.realUid);
-    if (user !== undefined) selectors.push(`user:${user}`);
-    selectors.push(`gid:${status.realGid}`);
-    const group = this.accounts.groupName(status.realGid);
-    if (group !== undefined) selectors.push(`group:${group}`);
-    for (const gid of status.groups) selectors.push(`supplementary_gid:${gid}`);
-    for (const gid of status.groups) {
-      const name = this.accounts.groupName(gid);
-      if (name !== undefined) selectors.push(`supplementary_group:${name}`);
+    const selectors = unixSelectors(facts, names);
+    // Only facts read under a pidfd are remembered: without one there is no cheap way to re-check the process.
+    if (this.memo === undefined || peer.pidfd < 0) return selectors;
+    return [...this.memo.set({ status, exe: facts.exe, exeFile: facts.exeFile, accountsGeneration: names.generation }, selectors)];
+  }
+
+  /**
+   * The fast path for a caller whose selectors are already known (AttestationMemo): reads the same inputs as a full
+   * attestation — status, the executable's path and file version — by pid, between two checks that the caller's
+   * pidfd is alive. The caller held that pid from connect() until the second check, so every read in between was of
+   * the caller (the same reasoning as readProcess's directory handle). Skipped are the /proc handle, the hash and
+   * the name lookups. Undefined sends the call down the full path, which names any failure precisely; a caller that
+   * died during the reads fails closed here.
+   */
+  private recall(peer: PeerInfo, accountsGeneration: number): readonly Selector[] | undefined {
+    const { pid, pidfd } = peer;
+    if (this.memo === undefined || this.memo.size === 0 || pidfd < 0) return undefined;
+    if (!this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    let status: ProcStatus;
+    let exe: string;
+    let exeFile: FileIdentity;
+    try {
+      status = parseProcStatus(this.hooks.readText(`/proc/${pid}/status`));
+      exe = this.hooks.readLink(`/proc/${pid}/exe`);
+      exeFile = this.hooks.stat(`/proc/${pid}/exe`);
+    } catch {
+      return undefined;
     }
-    selectors.push(`path:${facts.exe}`);
-    if (facts.sha256 !== undefined) selectors.push(`sha256:${facts.sha256}`);
-    return selectors.map((value) => ({ type: SELECTOR_TYPE, value }));
+    if (status.state === 'Z' || status.state === 'X' || exe.endsWith(DELETED_SUFFIX)) return undefined;
+    if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) return undefined;
+    const selectors = this.memo.get({ status, exe, exeFile, accountsGeneration });
+    if (selectors === undefined) return undefined;
+    // Still the caller after the reads: otherwise they may have been of a process that got its pid since.
+    if (!this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    return selectors;
   }
 
   private readProcess(peer: PeerInfo): ProcessFacts {
@@ -115,11 +148,13 @@ export class UnixWorkloadAttestor {
       if (status.state === 'Z' || status.state === 'X') throw failed(`process ${pid} has exited`);
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
       if (exe.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
-      const sha256 = this.hashes === undefined ? undefined : this.read(pid, 'exe', () => this.hashes!.hash(`${dir}/exe`));
+      const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
+        this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`),
+      );
       if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
       // Still the same process after the reads: otherwise some of what we read may be another process's.
       if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw failed(`process ${pid} has exited`);
-      return { status, exe, sha256 };
+      return { status, exe, exeFile, sha256 };
     } finally {
       this.hooks.closeFile(dirfd);
     }
@@ -153,6 +188,25 @@ export class UnixWorkloadAttestor {
       throw failed(`cannot read /proc/${pid}/${what} (${errorCode(err)})`, err);
     }
   }
+}
+
+/** The selectors for a process, in a fixed order (uid, user, gid, group, supplementary ids and names, path, sha256). */
+function unixSelectors(facts: ProcessFacts, names: AccountNames): Selector[] {
+  const { status } = facts;
+  const selectors: string[] = [`uid:${status.realUid}`];
+  const user = names.userName(status.realUid);
+  if (user !== undefined) selectors.push(`user:${user}`);
+  selectors.push(`gid:${status.realGid}`);
+  const group = names.groupName(status.realGid);
+  if (group !== undefined) selectors.push(`group:${group}`);
+  for (const gid of status.groups) selectors.push(`supplementary_gid:${gid}`);
+  for (const gid of status.groups) {
+    const name = names.groupName(gid);
+    if (name !== undefined) selectors.push(`supplementary_group:${name}`);
+  }
+  selectors.push(`path:${facts.exe}`);
+  if (facts.sha256 !== undefined) selectors.push(`sha256:${facts.sha256}`);
+  return selectors.map((value) => ({ type: SELECTOR_TYPE, value }));
 }
 
 function failed(reason: string, cause?: unknown): MeshidError {
