@@ -15,6 +15,7 @@ import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
 import { jwtBundlesResponse, sameBundlesResponse, x509BundlesResponse } from './bundles-response.js';
+import { encodeOnce } from './encode-once.js';
 import { uniqueHints } from './hints.js';
 import { IdentityStream, type StreamCall, type StreamView } from './identity-stream.js';
 import { parseJwtSvidRequest } from './jwt-request.js';
@@ -37,9 +38,12 @@ import { sameX509SvidResponse, x509SvidResponse } from './x509-response.js';
 export const WORKLOAD_PROTO = 'workload/workload.proto';
 export const WORKLOAD_SERVICE_NAME = 'SpiffeWorkloadAPI';
 
-/** The service definition to pass to grpc-js Server.addService with `workloadApiHandlers(...).implementation`. */
+/**
+ * The service definition to pass to grpc-js Server.addService with `workloadApiHandlers(...).implementation`. The
+ * streams' responses are encoded once per response object (encodeOnce): streams with the same content share one.
+ */
 export function workloadApiServiceDefinition(): ServiceDefinition {
-  return serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME);
+  return encodeOnce(serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME), ['FetchX509SVID']);
 }
 
 /** What attestation may read from a call: the connection (`getPeer()`, see UdsServer) and the request metadata. */
@@ -113,6 +117,13 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
   const open = new Set<IdentityStream<unknown>>();
+  // One child logger per RPC, not per stream: pino's child() costs more than the rest of a stream's bookkeeping.
+  const streamLogs = new Map<string, Logger>();
+  const streamLog = (rpc: string): Logger => {
+    let child = streamLogs.get(rpc);
+    if (child === undefined) streamLogs.set(rpc, (child = log.child({ rpc })));
+    return child;
+  };
 
   async function attest(call: WorkloadCallInfo): Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
@@ -157,7 +168,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
         selectors,
         clock: deps.clock,
         pendingTimeoutMs,
-        log: log.child({ rpc }),
+        log: streamLog(rpc),
         onClose: () => open.delete(stream as IdentityStream<unknown>),
       });
       open.add(stream as IdentityStream<unknown>);

@@ -1,6 +1,6 @@
 import { trustDomainId } from '../../common/spiffe/spiffe-id.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
-import type { IdentitySnapshot } from '../cache/workload-cache.js';
+import type { IdentitySnapshot, WorkloadSvid } from '../cache/workload-cache.js';
 import { bundleDer, chainDer } from './der-memo.js';
 import { uniqueHints } from './hints.js';
 import type { X509Svid, X509SvidResponse } from './messages.js';
@@ -13,7 +13,53 @@ import type { X509Svid, X509SvidResponse } from './messages.js';
  * response without svids is default-valued and clients would discard it (§4.5), so none is ever built.
  */
 export function x509SvidResponse(snapshot: IdentitySnapshot): X509SvidResponse | undefined {
-  if (snapshot.svids.length === 0) return undefined;
+  const first = snapshot.svids[0];
+  if (first === undefined) return undefined;
+  const key = contentKey(snapshot);
+  const list = shared.get(first) ?? [];
+  const hit = list.find((e) => e.key === key && sameSources(e, snapshot));
+  if (hit !== undefined) return hit.response;
+  const response = buildResponse(snapshot);
+  list.unshift({ key, svids: [...snapshot.svids], bundle: snapshot.bundle, federatedBundles: [...snapshot.federatedBundles], response });
+  if (list.length > MAX_SHARED_PER_DEFAULT) list.pop();
+  shared.set(first, list);
+  return response;
+}
+
+/**
+ * Responses already built, filed under the default SVID object they start with: callers with the same entitlements
+ * get the same response object, which the Workload API encodes once (encode-once.ts). Held weakly, so an entry goes
+ * when the cache lets go of that SVID (re-issued or removed) and keeps no key alive longer than the cache does.
+ */
+interface SharedResponse {
+  readonly key: string;
+  readonly svids: readonly WorkloadSvid[];
+  readonly bundle: TrustBundle;
+  readonly federatedBundles: readonly TrustBundle[];
+  readonly response: X509SvidResponse;
+}
+
+/** Distinct entitlement sets sharing one default identity that are remembered; a dropped one is rebuilt. */
+const MAX_SHARED_PER_DEFAULT = 8;
+const shared = new WeakMap<WorkloadSvid, SharedResponse[]>();
+
+/** What the response is built from, by value: each SVID's version and hint, each bundle's sequence. */
+function contentKey(s: IdentitySnapshot): string {
+  let key = `${s.bundle.trustDomain}#${s.bundle.sequence}`;
+  for (const v of s.svids) key += `\n${v.entryId}#${v.version}#${v.spiffeId}#${v.hint}`;
+  for (const b of s.federatedBundles) key += `\nF${b.trustDomain}#${b.sequence}`;
+  return key;
+}
+
+/** The same cache objects as well as the same versions: a shared response never carries another object's bytes. */
+function sameSources(e: SharedResponse, s: IdentitySnapshot): boolean {
+  if (e.bundle !== s.bundle || e.svids.length !== s.svids.length || e.federatedBundles.length !== s.federatedBundles.length) return false;
+  for (let i = 0; i < e.svids.length; i++) if (e.svids[i] !== s.svids[i]) return false;
+  for (let i = 0; i < e.federatedBundles.length; i++) if (e.federatedBundles[i] !== s.federatedBundles[i]) return false;
+  return true;
+}
+
+function buildResponse(snapshot: IdentitySnapshot): X509SvidResponse {
   const bundle = bundleDer(snapshot.bundle);
   const svids: X509Svid[] = uniqueHints(snapshot.svids).map(({ item, hint }) => {
     const svid: X509Svid = { spiffe_id: item.spiffeId, x509_svid: chainDer(item), x509_svid_key: item.privateKey, bundle };
@@ -59,6 +105,7 @@ function sameBytes(a: Buffer, b: Buffer): boolean {
  * memoized buffers make this a reference check in the common case.
  */
 export function sameX509SvidResponse(a: X509SvidResponse, b: X509SvidResponse): boolean {
+  if (a === b) return true;
   if (a.svids.length !== b.svids.length) return false;
   for (let i = 0; i < a.svids.length; i++) {
     const x = a.svids[i]!;

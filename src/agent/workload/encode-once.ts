@@ -1,0 +1,31 @@
+import type { ServiceDefinition } from '@grpc/grpc-js';
+
+/**
+ * Response serializers that encode each response object once. The identity streams of many callers with the same
+ * entitlements are handed the very same response object (x509SvidResponse shares them), so the protobuf encoding of
+ * a message — a few KB of chains, keys and bundles — is done once per content change instead of once per stream
+ * (WL-API §4.3: every stream open sends a full-state message). grpc-js copies the returned bytes into its own frame
+ * buffer, so sharing them is safe; entries go when the response object is no longer referenced.
+ */
+export function encodeOnce(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
+  const out: Record<string, unknown> = { ...definition };
+  for (const name of methods) {
+    const method = definition[name];
+    if (method === undefined) throw new Error(`service has no method ${name}`);
+    const serialize = method.responseSerialize;
+    const encoded = new WeakMap<object, Buffer>();
+    out[name] = {
+      ...method,
+      responseSerialize: (value: unknown): Buffer => {
+        if (typeof value !== 'object' || value === null) return serialize(value);
+        let bytes = encoded.get(value);
+        if (bytes === undefined) {
+          bytes = serialize(value);
+          encoded.set(value, bytes);
+        }
+        return bytes;
+      },
+    };
+  }
+  return out as ServiceDefinition;
+}
