@@ -173,6 +173,8 @@ export class CaManager {
         next = Math.min(next, nextAuthorityDecision(now, a.record, this.childTtl(a.record.kind), prepared));
       }
       if (a.record.state === 'old' || a.record.state === 'tainted') next = Math.min(next, a.record.notAfter + 1);
+      // A prepared root activates once published for rootActivationDelayMs: a decision of its own, not the active root's.
+      if (a.record.kind === 'root' && a.record.state === 'prepared') next = Math.min(next, a.record.createdAt + this.settings.rootActivationDelayMs);
     }
     if (!Number.isFinite(next)) return;
     this.timer = this.clock.setTimer(() => {
