@@ -101,7 +101,7 @@ export class MeshidServer {
       await this.ds.pruneJoinTokens(now);
       // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
       await this.ds.pruneAgents(now);
-      await this.ca.rotateNow();
+      await this.ca.recheck();
     } catch (err) {
       this.log.error({ err }, 'housekeeping failed');
     }

@@ -271,8 +271,8 @@ export class CaManager {
     for (const dc of this.settings.datacenters) {
       const active = find('intermediate', dc, 'active');
       let prepared = find('intermediate', dc, 'prepared');
-      // A successor prepared under a root that has since been replaced is dropped, so chains move to the new root.
-      if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active' && activeRoot.record.createdAt > prepared.record.createdAt) {
+      // A successor prepared under a root that is no longer the active one is dropped, so chains move to the new root.
+      if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active') {
         removed.add(prepared.record.id);
         prepared = undefined;
       }
@@ -352,6 +352,11 @@ export class CaManager {
     if (bundleChanged) this.bundleRecord = bundle;
     const tb = this.bundle();
     for (const l of this.changeListeners) l(tb, bundleChanged);
+  }
+
+  /** Re-checks every rotation decision now, queued behind any rotation in progress (wall-clock housekeeping). */
+  recheck(): Promise<void> {
+    return this.serialized({});
   }
 
   /** `ca rotate-root`: prepares a new root now (published at once, active after rootActivationDelayMs). */
