@@ -3,7 +3,8 @@ import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource } from './messages.js';
 import { nodeLabel, validationModeFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName } from './resource-names.js';
-import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 
 /** Marks a name the client was told does not exist (sent in removed_resources), so it is not told twice. */
@@ -11,7 +12,7 @@ const ABSENT = '';
 
 /**
  * One DeltaSecrets (incremental) stream (SPEC-NOTES §11):
- * - Per-resource versions are content-derived (resourceVersion), equal across streams and reconnects.
+ * - Per-resource versions are content-derived (resourceVersion, shared via secret-memo), equal across streams and reconnects.
  * - `initial_resource_versions` (first request only) seeds what the client holds: a listed name whose version still
  *   matches is not resent, a stale one is.
  * - A name in `resource_names_subscribe` is (re)sent even if the client holds it, except on the first request when
@@ -107,9 +108,9 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       const resource = resolveResourceName(snapshot, name, options);
       const held = this.known.get(name);
       if (resource !== undefined) {
-        const version = resourceVersion(resource, this.mode);
+        const version = sharedResourceVersion(name, resource, this.mode);
         if (held === version) continue;
-        resources.push({ name, version, resource: buildSecret(name, resource, this.mode) });
+        resources.push({ name, version, resource: sharedSecret(name, resource, this.mode) });
         this.known.set(name, version);
       } else if (held !== ABSENT) {
         removed.push(name);

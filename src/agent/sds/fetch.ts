@@ -3,8 +3,9 @@ import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { validationModeFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
-import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
+import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 
 /** How many unresolved names an error message lists; the rest are counted. */
 const MAX_NAMES_IN_ERROR = 5;
@@ -37,10 +38,10 @@ export function fetchResponse(request: DiscoveryRequest, snapshot: IdentitySnaps
     const more = missing.length > MAX_NAMES_IN_ERROR ? ` and ${missing.length - MAX_NAMES_IN_ERROR} more` : '';
     throw notFound(`no secret for ${listed}${more} is available to this caller`);
   }
-  const versions = new Map([...found].map(([name, resource]) => [name, resourceVersion(resource, mode)]));
+  const versions = new Map([...found].map(([name, resource]) => [name, sharedResourceVersion(name, resource, mode)]));
   return {
     version_info: stateVersion(versions),
-    resources: [...found].map(([name, resource]) => buildSecret(name, resource, mode)),
+    resources: [...found].map(([name, resource]) => sharedSecret(name, resource, mode)),
     type_url: SECRET_TYPE_URL,
     nonce: '',
   };

@@ -2,7 +2,8 @@ import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { nodeLabel, validationModeFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
-import { buildSecret, checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 
 interface Served {
@@ -73,7 +74,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
     const current = new Map<string, Served>();
     for (const name of wanted) {
       const resource = resolveResourceName(snapshot, name, this.ctx.options);
-      if (resource !== undefined) current.set(name, { resource, version: resourceVersion(resource, this.mode) });
+      if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, this.mode) });
     }
     let changed = false;
     for (const [name, { version }] of current) if (this.sent.get(name) !== version) changed = true;
@@ -85,7 +86,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
     this.lastNonce = String(++this.nonceCounter);
     return {
       version_info: stateVersion(this.sent),
-      resources: [...current].map(([name, { resource }]) => buildSecret(name, resource, this.mode)),
+      resources: [...current].map(([name, { resource }]) => sharedSecret(name, resource, this.mode)),
       type_url: SECRET_TYPE_URL,
       nonce: this.lastNonce,
     };
