@@ -29,19 +29,25 @@ async function svidIds(agent: AgentProcess): Promise<string[]> {
   }
 }
 
-/** Waits until the agent has persisted a state naming `spiffeId` with an SVID (polling a file a process writes). */
+/**
+ * Waits until the agent has persisted an SVID for `spiffeId` (polling files a process writes): in the snapshot
+ * (state.json) or in a change set of its journal (state.<n>.journal, one checksummed JSON batch per line).
+ */
 async function persisted(agent: AgentProcess, spiffeId: string): Promise<void> {
-  const file = path.join(agent.dataDir, 'state.json');
+  const names = (doc: { svids?: Array<{ spiffe_id: string }> }): boolean => doc.svids?.some((s) => s.spiffe_id === spiffeId) ?? false;
   for (let i = 0; i < 200; i++) {
-    try {
-      const doc = JSON.parse(fs.readFileSync(file, 'utf8')) as { svids?: Array<{ spiffe_id: string }> };
-      if (doc.svids?.some((s) => s.spiffe_id === spiffeId)) return;
-    } catch {
-      // not written yet
+    for (const name of fs.readdirSync(agent.dataDir)) {
+      try {
+        const text = fs.readFileSync(path.join(agent.dataDir, name), 'utf8');
+        if (name === 'state.json' && names(JSON.parse(text))) return;
+        if (/^state\.\d+\.journal$/.test(name) && text.split('\n').some((l) => l.length > 9 && names(JSON.parse(l.slice(9))))) return;
+      } catch {
+        // not (completely) written yet
+      }
     }
     await new Promise((r) => setTimeout(r, 50));
   }
-  throw new Error(`${spiffeId} never reached ${file}`);
+  throw new Error(`${spiffeId} never reached ${agent.dataDir}`);
 }
 
 test('a join token is single use: a second agent presenting it is refused and exits saying why', () =>

@@ -4,26 +4,36 @@ import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../c
 import { failedPrecondition, isMeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from './data-dir-lock.js';
-import { decodeIdentity, decodeState, encodeIdentity, encodeState, type StoredIdentity, type StoredState } from './stored-state.js';
+import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
+import { StatePersister } from './state-persister.js';
+import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
 
 const IDENTITY_FILE = 'agent-svid.json';
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'agent.lock';
 
 /**
- * The agent's data dir (0700): `agent-svid.json` (its own SVID and key), `state.json` (entries, bundles, workload
- * SVIDs and keys), `agent.lock`. Both documents are 0600 and replaced atomically (write a temp file, fsync, rename,
- * fsync the dir: writeFileAtomic), so a kill -9 at any moment leaves each one either old or new, never torn; they
- * are independent, so no write order between them matters. The identity is written at once after every attestation
- * and renewal; the state is written coalesced (StateWriter) — losing the last few hundred ms of it costs only a
- * re-signing after restart, never a wrong answer, because restored SVIDs are re-checked (decodeState).
+ * The agent's data dir (0700): `agent-svid.json` (its own SVID and key), `state.json` (a snapshot of entries, bundles,
+ * workload SVIDs and keys) continued by `state.<n>.journal` (the change sets saved since, state-journal.ts), and
+ * `agent.lock`. All 0600. The documents are replaced atomically (write a temp file, fsync, rename, fsync the dir:
+ * writeFileAtomic) and the journal only grows by whole fsynced batches, so a kill -9 at any moment leaves the
+ * identity old or new, and the state at one of the versions that were saved (a torn last batch is dropped at load),
+ * never a mix; identity and state are independent, so no write order between them matters. The snapshot names its
+ * journal's generation: a snapshot rewritten by compaction starts a new journal, and journals of other generations
+ * are leftovers of a compaction that was cut short, removed at load. The identity is written at once after every
+ * attestation and renewal; the state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs
+ * only a re-signing after restart, never a wrong answer, because restored SVIDs are re-checked (restoreState).
  */
 export class AgentStore {
+  private readonly persister: StatePersister;
+
   private constructor(
     readonly dataDir: string,
     private readonly log: Logger,
     private readonly unlock: () => void,
-  ) {}
+  ) {
+    this.persister = new StatePersister(path.join(dataDir, STATE_FILE), log);
+  }
 
   /** Creates the data dir if needed (0700), takes its lock and removes temp files an earlier crash left. */
   static open(dataDir: string, log: Logger): AgentStore {
@@ -59,26 +69,52 @@ export class AgentStore {
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
     const text = this.read(STATE_FILE);
-    if (text === undefined) return undefined;
+    if (text === undefined) {
+      this.removeJournals(undefined);
+      return undefined;
+    }
     try {
-      const { state, dropped } = decodeState(text, now);
+      const raw = parseStateDocument(text);
+      const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
+      const journal = readJournal(journalFile);
+      for (const batch of journal.batches) applyJournalBatch(raw, batch);
+      const { state, dropped } = restoreState(raw, now);
       for (const d of dropped) this.log.info({ entryId: d.entryId, reason: d.reason }, 'a stored X509-SVID is not restored');
+      if (journal.validBytes < journal.totalBytes) {
+        this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
+      }
+      this.removeJournals(raw.journal);
+      this.persister.resume(raw, state, text.length, journal.validBytes);
       return state;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
       const aside = `${file}.unreadable`;
       fs.renameSync(file, aside);
+      this.removeJournals(undefined);
       this.log.error({ err, movedTo: aside }, 'the stored state cannot be read; starting without it');
       return undefined;
     }
   }
 
+  /**
+   * Saves the state: appends what changed since the last save to the journal (one fsynced batch), or writes a new
+   * snapshot when there is none yet or the journal has outgrown it (compaction).
+   */
   saveState(state: StoredState): void {
-    writeFileAtomic(path.join(this.dataDir, STATE_FILE), encodeState(state), 0o600);
+    this.persister.save(state);
+  }
+
+  /** Journals other than the one of generation `keep` (all when undefined): leftovers of an interrupted compaction. */
+  private removeJournals(keep: number | undefined): void {
+    for (const name of fs.readdirSync(this.dataDir)) {
+      const generation = journalGeneration(name);
+      if (generation !== undefined && generation !== keep) fs.rmSync(path.join(this.dataDir, name), { force: true });
+    }
   }
 
   /** Releases the data dir lock. */
   close(): void {
+    this.persister.close();
     this.unlock();
   }
 

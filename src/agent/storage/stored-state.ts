@@ -48,7 +48,7 @@ interface IdentityDocument {
   join_token_sha256: string;
 }
 
-interface SvidDocument {
+export interface SvidDocument {
   entry_id: string;
   spiffe_id: string;
   svid_chain: string[];
@@ -59,6 +59,8 @@ interface StateDocument {
   format: number;
   trust_domain: string;
   revision: number;
+  /** Generation of the journal that continues this snapshot (absent: none, as written before journals existed). */
+  journal?: number;
   bundle: unknown;
   federated_bundles: Record<string, unknown>;
   entries: EntryMessage[];
@@ -116,17 +118,50 @@ export function decodeIdentity(text: string): StoredIdentity {
   };
 }
 
-export function encodeState(s: StoredState): string {
-  const doc: StateDocument = {
+export function encodeState(s: StoredState, journal?: number): string {
+  return [...encodeStateChunks(s, journal)].join('');
+}
+
+/** Entries or SVIDs per chunk of encodeStateChunks: big enough to write efficiently, small enough to stay young. */
+const CHUNK_ITEMS = 256;
+
+/**
+ * encodeState in pieces, for writing a large state without ever holding it as one string (10,000 SVIDs with keys are
+ * ~20 MB of JSON). `journal` names the generation of the journal that continues this snapshot (state-journal.ts).
+ */
+export function* encodeStateChunks(s: StoredState, journal?: number): Generator<string> {
+  const head: Omit<StateDocument, 'entries' | 'svids'> = {
     format: STATE_FORMAT,
     trust_domain: s.trustDomain,
     revision: s.revision,
+    ...(journal !== undefined ? { journal } : {}),
     bundle: JSON.parse(bundleToSpiffeJson(s.bundle)),
-    federated_bundles: Object.fromEntries(s.federatedBundles.map((b) => [b.trustDomain, JSON.parse(bundleToSpiffeJson(b))])),
-    entries: s.entries.map(entryToMessage),
-    svids: s.svids.map((v) => ({ entry_id: v.entryId, spiffe_id: v.spiffeId, svid_chain: v.chain.map(b64), private_key: b64(v.privateKey) })),
+    federated_bundles: federatedBundleDocs(s.federatedBundles),
   };
-  return JSON.stringify(doc) + '\n';
+  yield JSON.stringify(head).slice(0, -1) + ',"entries":[';
+  for (let i = 0; i < s.entries.length; i += CHUNK_ITEMS) {
+    yield (i > 0 ? ',' : '') + s.entries.slice(i, i + CHUNK_ITEMS).map((e) => JSON.stringify(entryToMessage(e))).join(',');
+  }
+  yield '],"svids":[';
+  for (let i = 0; i < s.svids.length; i += CHUNK_ITEMS) {
+    yield (i > 0 ? ',' : '') + s.svids.slice(i, i + CHUNK_ITEMS).map((v) => JSON.stringify(svidDocument(v))).join(',');
+  }
+  yield ']}\n';
+}
+
+/** The stored form of one SVID (its hint comes from the entry when restored). */
+export function svidDocument(v: WorkloadSvid): SvidDocument {
+  return { entry_id: v.entryId, spiffe_id: v.spiffeId, svid_chain: v.chain.map(b64), private_key: b64(v.privateKey) };
+}
+
+/** The stored form of the federated bundles: trust domain → SPIFFE bundle document. */
+export function federatedBundleDocs(bundles: readonly TrustBundle[]): Record<string, unknown> {
+  return Object.fromEntries(bundles.map((b) => [b.trustDomain, JSON.parse(bundleToSpiffeJson(b))]));
+}
+
+/** The stored form of a bundle: its SPIFFE bundle document. */
+export function bundleDocument(bundle: TrustBundle): unknown {
+  return JSON.parse(bundleToSpiffeJson(bundle));
 }
 
 /** An SVID that was in the file but is not restored, and why. */
@@ -136,40 +171,75 @@ export interface DroppedSvid {
 }
 
 /**
+ * The state as stored, before it is checked: what a snapshot holds, and what journal batches change
+ * (state-journal.ts). Maps keep the last record per entry ID.
+ */
+export interface RawState {
+  trustDomain: string;
+  revision: number;
+  /** Generation of the journal continuing this snapshot; 0 for a snapshot written before journals existed. */
+  readonly journal: number;
+  bundle: unknown;
+  federatedBundles: Record<string, unknown>;
+  readonly entries: Map<string, EntryMessage>;
+  readonly svids: Map<string, SvidDocument>;
+}
+
+/** Parses the snapshot document without checking entries or SVIDs (restoreState does). */
+export function parseStateDocument(text: string): RawState {
+  const doc = parseDocument(text, 'the agent state file');
+  const entries = new Map<string, EntryMessage>();
+  for (const m of Array.isArray(doc['entries']) ? (doc['entries'] as EntryMessage[]) : []) entries.set(String(m?.id ?? ''), m);
+  const svids = new Map<string, SvidDocument>();
+  for (const v of Array.isArray(doc['svids']) ? (doc['svids'] as SvidDocument[]) : []) svids.set(String(v?.entry_id ?? ''), v);
+  const journal = doc['journal'];
+  return {
+    trustDomain: String(doc['trust_domain'] ?? ''),
+    revision: typeof doc['revision'] === 'number' ? doc['revision'] : 0,
+    journal: typeof journal === 'number' && Number.isSafeInteger(journal) && journal >= 0 ? journal : 0,
+    bundle: doc['bundle'] ?? null,
+    federatedBundles: (doc['federated_bundles'] ?? {}) as Record<string, unknown>,
+    entries,
+    svids,
+  };
+}
+
+/**
  * Parses the state document. The document as a whole must be well-formed (else invalid_argument); single SVIDs that
  * can no longer be served — expired at `now`, entry gone or renamed, key not matching, chain not verifying against the
  * stored bundle — are left out and listed in `dropped`, so the rest still serves.
  */
 export function decodeState(text: string, now: number): { state: StoredState; dropped: DroppedSvid[] } {
-  const doc = parseDocument(text, 'the agent state file');
-  const trustDomain = parseTrustDomain(String(doc['trust_domain'] ?? ''));
-  const bundle = bundleFromSpiffeJson(trustDomain, JSON.stringify(doc['bundle'] ?? null));
-  const federatedDoc = (doc['federated_bundles'] ?? {}) as Record<string, unknown>;
-  const federatedBundles = Object.entries(federatedDoc).map(([td, b]) => bundleFromSpiffeJson(td, JSON.stringify(b)));
-  const entries = (Array.isArray(doc['entries']) ? (doc['entries'] as EntryMessage[]) : []).map(entryFromMessage);
+  return restoreState(parseStateDocument(text), now);
+}
+
+/** Checks a raw state (decodeState's rules) and turns it into what the agent serves. */
+export function restoreState(raw: RawState, now: number): { state: StoredState; dropped: DroppedSvid[] } {
+  const trustDomain = parseTrustDomain(raw.trustDomain);
+  const bundle = bundleFromSpiffeJson(trustDomain, JSON.stringify(raw.bundle ?? null));
+  const federatedBundles = Object.entries(raw.federatedBundles ?? {}).map(([td, b]) => bundleFromSpiffeJson(td, JSON.stringify(b)));
+  const entries = [...raw.entries.values()].map(entryFromMessage);
   const byId = new Map(entries.map((e) => [e.id, e]));
   const svids: WorkloadSvid[] = [];
   const dropped: DroppedSvid[] = [];
-  for (const raw of Array.isArray(doc['svids']) ? (doc['svids'] as SvidDocument[]) : []) {
-    const entryId = String(raw?.entry_id ?? '');
+  for (const [entryId, doc] of raw.svids) {
     try {
-      svids.push(restoreSvid(raw, byId.get(entryId), bundle, now));
+      svids.push(restoreSvid(doc, byId.get(entryId), bundle, now));
     } catch (err) {
       dropped.push({ entryId, reason: (err as Error).message });
     }
   }
-  const revision = typeof doc['revision'] === 'number' ? doc['revision'] : 0;
-  return { state: { trustDomain, revision, bundle, federatedBundles, entries, svids }, dropped };
+  return { state: { trustDomain, revision: raw.revision, bundle, federatedBundles, entries, svids }, dropped };
 }
 
-function restoreSvid(raw: SvidDocument, entry: AgentEntry | undefined, bundle: TrustBundle, now: number): WorkloadSvid {
+function restoreSvid(raw: SvidDocument | undefined, entry: AgentEntry | undefined, bundle: TrustBundle, now: number): WorkloadSvid {
   if (entry === undefined) throw invalidArgument('its entry is not in the state');
-  if (raw.spiffe_id !== entry.spiffeId) throw invalidArgument(`it names ${raw.spiffe_id}, the entry now ${entry.spiffeId}`);
-  const chain = (raw.svid_chain ?? []).map((c, i) => unb64(c, `svid_chain[${i}]`));
+  if (raw?.spiffe_id !== entry.spiffeId) throw invalidArgument(`it names ${raw?.spiffe_id}, the entry now ${entry.spiffeId}`);
+  const chain = (raw?.svid_chain ?? []).map((c, i) => unb64(c, `svid_chain[${i}]`));
   if (chain.length === 0) throw invalidArgument('it has no certificate');
   const leaf = parseCertificate(chain[0]!);
   if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) throw invalidArgument('its certificate names another SPIFFE ID');
-  const keyDer = unb64(raw.private_key, 'private_key');
+  const keyDer = unb64(raw?.private_key, 'private_key');
   if (!keyMatchesCertificate(importPrivateKey(keyDer), leaf.der)) throw invalidArgument('its key does not match its certificate');
   // Also fails for an expired leaf: only what is valid now is served.
   verifyChain(chain, bundle.x509Authorities, now, { requireEndEntity: true });

@@ -1,0 +1,129 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import type { StoredState } from '../../../src/agent/storage/stored-state.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { tempDir } from '../../support/server-kit.js';
+import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+
+let fx: AgentFixture;
+before(async () => (fx = await openAgentFixture()));
+after(async () => fx.close());
+
+function journals(dir: string): string[] {
+  return fs.readdirSync(dir).filter((n) => /^state\.\d+\.journal$/.test(n));
+}
+
+function summary(s: StoredState | undefined): unknown {
+  return s && { revision: s.revision, entries: s.entries.map((e) => e.spiffeId).sort(), svids: s.svids.map((v) => `${v.spiffeId}#${v.version}`).sort() };
+}
+
+test('after the first snapshot a save appends only what changed, and a restart reads snapshot plus journal', () => {
+  const t = tempDir('meshid-journal-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const a = entry('j-a', ['unix:uid:1']);
+    const b = entry('j-b', ['unix:uid:2']);
+    const base: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a, b], svids: [fx.issue(a), fx.issue(b)] };
+    store.saveState(base);
+    const snapshot = fs.readFileSync(path.join(dir, 'state.json'), 'utf8');
+    const c = entry('j-c', ['unix:uid:3']);
+    const renewed = fx.issue(a);
+    const next: StoredState = { ...base, revision: 2, entries: [a, c], svids: [renewed, fx.issue(c)] };
+    store.saveState(next);
+    store.saveState(next);
+    assert.equal(fs.readFileSync(path.join(dir, 'state.json'), 'utf8'), snapshot, 'the snapshot is not rewritten');
+    const [journal] = journals(dir);
+    const lines = fs.readFileSync(path.join(dir, journal!), 'utf8').split('\n').filter((l) => l !== '');
+    assert.equal(lines.length, 1, 'one batch per save that changed something, none for a save that did not');
+    const batch = JSON.parse(lines[0]!.slice(9));
+    assert.deepEqual(batch.removed_entries, [b.id]);
+    assert.deepEqual(batch.entries.map((e: { id: string }) => e.id), [c.id]);
+    assert.deepEqual(batch.svids.map((s: { entry_id: string }) => s.entry_id).sort(), [a.id, c.id].sort());
+    assert.equal(fs.statSync(path.join(dir, journal!)).mode & 0o777, 0o600);
+    store.close();
+
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(next));
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a torn last batch is dropped and cut off, so the batches saved after the restart are read', () => {
+  const t = tempDir('meshid-journal-torn-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const a = entry('t-a', ['unix:uid:1']);
+    const s1: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a], svids: [fx.issue(a)] };
+    const s2: StoredState = { ...s1, revision: 2, svids: [fx.issue(a)] };
+    store.saveState(s1);
+    store.saveState(s2);
+    store.close();
+    const file = path.join(dir, journals(dir)[0]!);
+    const good = fs.readFileSync(file);
+    // The agent died in the middle of the next append.
+    fs.appendFileSync(file, good.subarray(0, Math.floor(good.length / 2)));
+
+    store = AgentStore.open(dir, silentLogger());
+    const loaded = store.loadState(fx.clock.now());
+    assert.deepEqual(summary(loaded), summary(s2));
+    assert.equal(fs.statSync(file).size, good.length, 'the torn tail is gone');
+    const s3: StoredState = { ...s1, entries: loaded!.entries, bundle: loaded!.bundle, revision: 3, svids: [fx.issue(a)] };
+    store.saveState(s3);
+    store.close();
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(s3));
+    store.close();
+
+    // A damaged line in the middle ends replay there: the state is the one saved before it, never a mix.
+    const text = fs.readFileSync(file, 'utf8').split('\n');
+    text[0] = text[0]!.replace('"revision":2', '"revision":7');
+    fs.writeFileSync(file, text.join('\n'));
+    store = AgentStore.open(dir, silentLogger());
+    assert.equal(store.loadState(fx.clock.now())?.revision, 1);
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a journal that outgrows the snapshot is folded into a new snapshot with a new journal; old journals go', () => {
+  const t = tempDir('meshid-journal-compact-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const store = AgentStore.open(dir, silentLogger());
+    const entries = Array.from({ length: 300 }, (_, i) => entry(`k-${i}`, [`unix:uid:${i}`], { dns_names: ['x'.repeat(200)] }));
+    let state: StoredState = { trustDomain: 'example.org', revision: 0, bundle: fx.bundle(), federatedBundles: [], entries, svids: [] };
+    store.saveState(state);
+    const first = journals(dir);
+    const generations = new Set<string>();
+    for (let r = 1; r <= 120; r++) {
+      // Every entry changes every time: ~100 KB per batch, so the 4 MB journal limit is crossed a few times.
+      state = { ...state, revision: r, entries: state.entries.map((e) => ({ ...e, revision: r })) };
+      store.saveState(state);
+      for (const j of journals(dir)) generations.add(j);
+      assert.ok(journals(dir).length <= 1, 'at most one journal at a time');
+    }
+    assert.ok(generations.size >= 2, `compaction started new journals (${[...generations].join(', ')}; first ${first.join(', ')})`);
+    store.close();
+    const again = AgentStore.open(dir, silentLogger());
+    const loaded = again.loadState(fx.clock.now());
+    assert.equal(loaded?.revision, 120);
+    assert.ok(loaded?.entries.every((e) => e.revision === 120));
+    // A journal of another generation (a compaction cut short) is ignored and removed.
+    fs.writeFileSync(path.join(dir, 'state.999.journal'), 'garbage\n');
+    again.close();
+    const third = AgentStore.open(dir, silentLogger());
+    assert.equal(third.loadState(fx.clock.now())?.revision, 120);
+    assert.ok(!fs.existsSync(path.join(dir, 'state.999.journal')));
+    third.close();
+  } finally {
+    t.cleanup();
+  }
+});
