@@ -1,9 +1,9 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
+import { readJsonConfigObject } from '../common/config-file.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 
 /**
@@ -84,22 +84,7 @@ function checkKeys(obj: Record<string, unknown>, known: Record<string, string>, 
 
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string): RawAgentConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw invalidArgument(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw invalidArgument(`config file ${file} must hold a JSON object`);
-  const agent = (parsed as Record<string, unknown>)['agent'];
-  const obj = (agent !== undefined && Object.keys(parsed as object).length === 1 ? agent : parsed) as Record<string, unknown>;
-  if (typeof obj !== 'object' || obj === null || Array.isArray(obj)) throw invalidArgument(`config file ${file}: "agent" must be an object`);
+  const obj = readJsonConfigObject(file, 'agent');
   checkKeys(obj, KNOWN_KEYS, `config file ${file}`);
   if (obj['sds'] !== undefined) checkKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
   return obj as RawAgentConfig;

@@ -1,6 +1,6 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
+import { readJsonConfigObject } from '../common/config-file.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
@@ -78,22 +78,7 @@ const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
 export function readConfigFile(file: string): RawServerConfig {
-  let text: string;
-  try {
-    text = fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw invalidArgument(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
-  }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
-    throw invalidArgument(`config file ${file} must hold a JSON object`);
-  }
-  const obj = (parsed as Record<string, unknown>)['server'] ?? parsed;
+  const obj = readJsonConfigObject(file, 'server');
   for (const key of Object.keys(obj as object)) {
     if (!KNOWN_KEYS.has(key as keyof RawServerConfig)) {
       throw invalidArgument(`config file ${file}: unknown key "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
