@@ -1,8 +1,5 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { reportError, EXIT_FAILURE, type CliIo } from '../../common/cli/output.js';
-import { formatGroupHelp, unknownCommand } from '../../common/cli/command.js';
-import { packageRoot } from '../../common/paths.js';
+import type { CliIo } from '../../common/cli/output.js';
+import { runBinary, type CommandGroup } from '../../common/cli/binary.js';
 import { agentCommand } from './agent.js';
 import { bundleCommand } from './bundle.js';
 import { caCommand } from './ca.js';
@@ -12,10 +9,8 @@ import { jwtCommand } from './jwt.js';
 import { tokenCommand } from './token.js';
 import { x509Command } from './x509.js';
 
-type GroupCommand = (argv: string[], io: CliIo) => Promise<number>;
-
 /** The top-level commands of meshid-server, shaped like spire-server's. */
-const GROUPS: ReadonlyArray<{ name: string; summary: string; run: GroupCommand }> = [
+const GROUPS: readonly CommandGroup[] = [
   {
     name: 'run',
     summary: 'Runs the server',
@@ -32,35 +27,10 @@ const GROUPS: ReadonlyArray<{ name: string; summary: string; run: GroupCommand }
   { name: 'healthcheck', summary: 'Check that the server is healthy', run: healthcheckCommand },
 ];
 
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
-}
-
 /**
  * `meshid-server <command> …`: dispatches to the command groups. Returns the exit status; every failure has already
  * been printed as one `Error: …` line on stderr.
  */
-export async function serverCli(argv: readonly string[], io: CliIo): Promise<number> {
-  const [name, ...rest] = argv;
-  const help = formatGroupHelp('meshid-server', 'meshid-server: the SPIFFE trust domain server (CA, registration, admin API).', GROUPS);
-  if (name === undefined) {
-    io.stderr.write(help);
-    return EXIT_FAILURE;
-  }
-  if (['-h', '-help', '--help', 'help'].includes(name)) {
-    io.stdout.write(help);
-    return 0;
-  }
-  if (['-v', '-version', '--version', 'version'].includes(name)) {
-    io.stdout.write(`meshid-server ${version()}\n`);
-    return 0;
-  }
-  const group = GROUPS.find((g) => g.name === name);
-  if (group === undefined) return reportError(io, unknownCommand('meshid-server', name, GROUPS.map((g) => g.name)));
-  return group.run(rest, io);
+export function serverCli(argv: readonly string[], io: CliIo): Promise<number> {
+  return runBinary('meshid-server', 'meshid-server: the SPIFFE trust domain server (CA, registration, admin API).', GROUPS, argv, io);
 }

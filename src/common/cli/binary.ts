@@ -1,0 +1,45 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../paths.js';
+import { formatGroupHelp, unknownCommand } from './command.js';
+import { EXIT_FAILURE, reportError, type CliIo } from './output.js';
+
+/** A top-level command of a binary (`meshid-server entry …`, `meshid-agent api …`). */
+export interface CommandGroup {
+  name: string;
+  summary: string;
+  run: (argv: string[], io: CliIo) => Promise<number>;
+}
+
+function version(): string {
+  try {
+    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
+    return pkg.version ?? 'unknown';
+  } catch {
+    return 'unknown';
+  }
+}
+
+/**
+ * Dispatches `<binary> <group> …`: help and version, an unknown group as one `Error:` line with a suggestion,
+ * otherwise the group's own parser. Returns the exit status.
+ */
+export async function runBinary(binary: string, summary: string, groups: readonly CommandGroup[], argv: readonly string[], io: CliIo): Promise<number> {
+  const [name, ...rest] = argv;
+  const help = formatGroupHelp(binary, summary, groups);
+  if (name === undefined) {
+    io.stderr.write(help);
+    return EXIT_FAILURE;
+  }
+  if (['-h', '-help', '--help', 'help'].includes(name)) {
+    io.stdout.write(help);
+    return 0;
+  }
+  if (['-v', '-version', '--version', 'version'].includes(name)) {
+    io.stdout.write(`${binary} ${version()}\n`);
+    return 0;
+  }
+  const group = groups.find((g) => g.name === name);
+  if (group === undefined) return reportError(io, unknownCommand(binary, name, groups.map((g) => g.name)));
+  return group.run(rest, io);
+}
