@@ -1,4 +1,4 @@
-import { createHash, createPrivateKey, generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors.js';
 import { encodeSpki } from './spki.js';
 
@@ -10,17 +10,54 @@ export interface KeyPair {
   publicKey: KeyObject;
 }
 
-/** Generates a key pair synchronously (P-256 takes ~70 µs; RSA-2048 tens of milliseconds). */
+/**
+ * Generates a key pair synchronously (P-256 ~70 µs; RSA-2048 tens of milliseconds).
+ *
+ * Not with generateKeyPairSync's KeyObjects: on Node 20 they share a mutex with the key-generation job that made
+ * them, the job's destructor takes that mutex when the GC collects the job, and JWK/DER exports allocate on the V8
+ * heap while holding it. A GC during an export of a fresh key therefore deadlocks the whole process (the agent froze
+ * mid-way through signing 10,000 SVIDs; a bare keygen + JWK export loop hangs within ~20,000 keys). Keys imported
+ * from JWK have no job behind them, so the key material is generated first (ECDH for EC — the same P-256/P-384
+ * scalar and point an ECDSA key has —, DER encoded inside the job for RSA) and imported.
+ */
 export function generateKeyPair(type: KeyType): KeyPair {
+  let jwk: JsonWebKey;
   switch (type) {
     case 'ec-p256':
-      return generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+      jwk = ecJwk('prime256v1', 'P-256', 32);
+      break;
     case 'ec-p384':
-      return generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
-    case 'rsa-2048':
-      return generateKeyPairSync('rsa', { modulusLength: 2048, publicExponent: 0x10001 });
+      jwk = ecJwk('secp384r1', 'P-384', 48);
+      break;
+    case 'rsa-2048': {
+      // Encoded inside the generation job, so no exported KeyObject shares its mutex.
+      const { privateKey: der } = generateKeyPairSync('rsa', {
+        modulusLength: 2048,
+        publicExponent: 0x10001,
+        publicKeyEncoding: { type: 'spki', format: 'der' },
+        privateKeyEncoding: { type: 'pkcs8', format: 'der' },
+      });
+      const privateKey = createPrivateKey({ key: der, format: 'der', type: 'pkcs8' });
+      return { privateKey, publicKey: createPublicKey(privateKey) };
+    }
+    default:
+      throw invalidArgument(`unknown key type "${String(type)}" (expected ec-p256, ec-p384 or rsa-2048)`);
   }
-  throw invalidArgument(`unknown key type "${String(type)}" (expected ec-p256, ec-p384 or rsa-2048)`);
+  const privateKey = createPrivateKey({ key: jwk, format: 'jwk' });
+  return { privateKey, publicKey: createPublicKey(privateKey) };
+}
+
+function ecJwk(curve: string, crv: string, size: number): JsonWebKey {
+  const ecdh = createECDH(curve);
+  const point = ecdh.generateKeys();
+  return {
+    kty: 'EC',
+    crv,
+    x: point.subarray(1, 1 + size).toString('base64url'),
+    y: point.subarray(1 + size).toString('base64url'),
+    // getPrivateKey drops leading zero bytes; JWK wants the scalar at full size.
+    d: Buffer.concat([Buffer.alloc(size), ecdh.getPrivateKey()]).subarray(-size).toString('base64url'),
+  };
 }
 
 /** PKCS#8 DER, unencrypted: the form the Workload API serves (`x509_svid_key`, SPEC-NOTES §3). */
