@@ -3,9 +3,10 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
-import { parseCertificate, verifyChain } from '../../common/x509/certificate.js';
+import { certificateKeyIds, parseCertificate, verifyParsedChain } from '../../common/x509/certificate.js';
+import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.js';
+import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
@@ -179,7 +180,7 @@ export class SvidIssuer {
   private chainIsTainted(svid: WorkloadSvid): boolean {
     if (this.tainted.size === 0) return false;
     for (const der of svid.chain) {
-      const c = parseCertificate(der);
+      const c = certificateKeyIds(der);
       if ((c.subjectKeyId && this.tainted.has(c.subjectKeyId)) || (c.authorityKeyId && this.tainted.has(c.authorityKeyId))) return true;
     }
     return false;
@@ -247,11 +248,11 @@ export class SvidIssuer {
   }
 
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
-    const keys = new Map<string, { entry: AgentEntry; privateKey: KeyObject; inputs: string }>();
+    const keys = new Map<string, { entry: AgentEntry; privateKey: KeyObject; spki: Buffer; inputs: string }>();
     const items: Array<{ entryId: string; csr: Buffer }> = [];
     for (const entry of batch) {
       const { privateKey, publicKey } = generateKeyPair('ec-p256');
-      keys.set(entry.id, { entry, privateKey, inputs: certificateInputs(entry) });
+      keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
       items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
     }
     let results: SignedItem[];
@@ -290,7 +291,7 @@ export class SvidIssuer {
         continue;
       }
       try {
-        const svid = this.checkedSvid(current, r.chain, k.privateKey, now);
+        const svid = this.checkedSvid(current, r.chain, k, now);
         issued.push(svid);
         this.failures.delete(current.id);
         this.dueAt.set(current.id, this.renewalOf(svid));
@@ -322,22 +323,26 @@ export class SvidIssuer {
   }
 
   /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
-  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], privateKey: KeyObject, now: number): WorkloadSvid {
+  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], sent: { privateKey: KeyObject; spki: Buffer }, now: number): WorkloadSvid {
     if (chain.length === 0) throw invalidArgument('empty certificate chain');
     const leaf = parseCertificate(Buffer.from(chain[0]!));
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
       throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
     }
-    if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the signed certificate does not certify the key sent');
+    // Byte equality is the common case (the server copies the key as sent); another encoding of the same key is
+    // left to OpenSSL to judge.
+    if (!leaf.structure.spki.equals(sent.spki) && !keyMatchesCertificate(sent.privateKey, leaf.der)) {
+      throw invalidArgument('the signed certificate does not certify the key sent');
+    }
     const bundle = this.cache.ownBundle();
     if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
-    verifyChain(chain, bundle.x509Authorities, now, { requireEndEntity: true });
+    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, now, { requireEndEntity: true });
     return {
       entryId: entry.id,
       spiffeId: entry.spiffeId,
       hint: entry.hint,
-      chain: chain.map((c) => Buffer.from(c)),
-      privateKey: exportPkcs8Der(privateKey),
+      chain: [leaf.der, ...chain.slice(1).map(sharedCaCertificate)],
+      privateKey: exportPkcs8Der(sent.privateKey),
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       version: leaf.serialHex,

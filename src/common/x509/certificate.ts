@@ -72,6 +72,7 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
     const akiId = aki ? decodeAuthorityKeyIdentifier(aki.value) : undefined;
     const ku = find(Oid.keyUsage);
     const eku = find(Oid.extKeyUsage);
+    let publicKey: KeyObject | undefined;
     return {
       der,
       serialHex: structure.serial.toString('hex'),
@@ -88,13 +89,37 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
       ...(ku ? { keyUsage: decodeKeyUsage(ku.value) } : {}),
       ...(eku ? { extKeyUsage: decodeExtKeyUsage(eku.value) } : {}),
       fingerprintSha256: createHash('sha256').update(der).digest('hex'),
-      publicKey: x509.publicKey,
+      // Extracted on first use: node builds a new KeyObject on every x509.publicKey read, and most parsed leaves
+      // are never asked for their key.
+      get publicKey(): KeyObject {
+        return (publicKey ??= x509.publicKey);
+      },
       extensions: structure.extensions,
       structure,
       x509,
     };
   } catch (err) {
     throw invalidArgument(`malformed certificate extension: ${(err as Error).message}`, err);
+  }
+}
+
+/**
+ * The subject and authority key identifiers (lowercase hex) of a DER certificate, read by meshid's DER walk alone:
+ * for checks that run over every held SVID, where building OpenSSL objects per certificate would dominate.
+ * Throws MeshidError(invalid_argument) when the DER is not a certificate.
+ */
+export function certificateKeyIds(der: Buffer): { subjectKeyId?: string; authorityKeyId?: string } {
+  try {
+    const { extensions } = readCertificateStructure(der);
+    const ski = extensions.find((e) => e.oid === Oid.subjectKeyIdentifier);
+    const aki = extensions.find((e) => e.oid === Oid.authorityKeyIdentifier);
+    const akiId = aki ? decodeAuthorityKeyIdentifier(aki.value) : undefined;
+    return {
+      ...(ski ? { subjectKeyId: decodeSubjectKeyIdentifier(ski.value).toString('hex') } : {}),
+      ...(akiId ? { authorityKeyId: akiId.toString('hex') } : {}),
+    };
+  } catch (err) {
+    throw invalidArgument(`malformed certificate: ${(err as Error).message}`, err);
   }
 }
 
@@ -124,9 +149,20 @@ const UNDERSTOOD_CRITICAL = new Set<string>([Oid.basicConstraints, Oid.keyUsage,
  */
 export function verifyChain(chain: readonly Buffer[], roots: readonly Buffer[], now: number, options: VerifyChainOptions = {}): void {
   if (chain.length === 0) throw invalidArgument('certificate chain is empty');
+  verifyParsedChain(parseLabelled(chain[0]!, 'chain certificate 0'), chain.slice(1), roots, now, options);
+}
+
+/** verifyChain for a leaf the caller has parsed already; `issuers` are the DER certificates after it. */
+export function verifyParsedChain(
+  leaf: ParsedCertificate,
+  issuers: readonly Buffer[],
+  roots: readonly Buffer[],
+  now: number,
+  options: VerifyChainOptions = {},
+): void {
   if (roots.length === 0) throw invalidArgument('no trusted root certificates to verify against');
-  const certs = chain.map((der, i) => parseLabelled(der, `chain certificate ${i}`));
-  const anchors = roots.map((der, i) => parseLabelled(der, `root certificate ${i}`));
+  const certs = [leaf, ...issuers.map((der, i) => parseCaLabelled(der, `chain certificate ${i + 1}`))];
+  const anchors = roots.map((der, i) => parseCaLabelled(der, `root certificate ${i}`));
   const label = (i: number): string => `certificate ${i} (${describe(certs[i]!)})`;
 
   certs.forEach((c, i) => {
@@ -171,6 +207,26 @@ function parseLabelled(der: Buffer, what: string): ParsedCertificate {
   } catch (err) {
     throw invalidArgument(`${what}: ${(err as Error).message}`, err);
   }
+}
+
+/**
+ * The same few CA certificates (the datacenter intermediates and the roots) verify every SVID an agent receives;
+ * parsing them, and extracting their keys, once instead of per SVID saves two OpenSSL certificate objects and two
+ * key imports per verification. Parsed certificates are immutable; the key is the DER itself, so a changed
+ * certificate is a different entry. Bounded: a CA rotation leaves a few stale entries until they are evicted.
+ */
+const parsedCas = new Map<string, ParsedCertificate>();
+const PARSED_CA_LIMIT = 64;
+
+function parseCaLabelled(der: Buffer, what: string): ParsedCertificate {
+  const key = der.toString('latin1');
+  let c = parsedCas.get(key);
+  if (c === undefined) {
+    c = parseLabelled(Buffer.from(der), what);
+    if (parsedCas.size >= PARSED_CA_LIMIT) parsedCas.delete(parsedCas.keys().next().value!);
+    parsedCas.set(key, c);
+  }
+  return c;
 }
 
 /** CAs are known by their subject, SVIDs by their SPIFFE ID. */

@@ -1,4 +1,4 @@
-import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type ECDH, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors.js';
 import { encodeSpki } from './spki.js';
 
@@ -47,8 +47,12 @@ export function generateKeyPair(type: KeyType): KeyPair {
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
+/** One generator per curve: generateKeys() replaces its key, so no OpenSSL key object is left per key for the GC. */
+const ecGenerators = new Map<string, ECDH>();
+
 function ecJwk(curve: string, crv: string, size: number): JsonWebKey {
-  const ecdh = createECDH(curve);
+  let ecdh = ecGenerators.get(curve);
+  if (ecdh === undefined) ecGenerators.set(curve, (ecdh = createECDH(curve)));
   const point = ecdh.generateKeys();
   return {
     kty: 'EC',

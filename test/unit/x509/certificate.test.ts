@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
-import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
+import { certificateKeyIds, parseCertificate, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
 import {
   authorityKeyIdentifierValue,
   basicConstraintsValue,
@@ -178,4 +178,26 @@ test('requireEndEntity refuses a CA certificate as the first element; empty inpu
   assert.throws(() => verifyChain([], [root.der], NOW), isInvalid(/chain is empty/));
   assert.throws(() => verifyChain([east.der], [], NOW), isInvalid(/no trusted root/));
   assert.throws(() => verifyChain([Buffer.from('junk')], [root.der], NOW), isInvalid(/chain certificate 0: malformed certificate/));
+});
+
+test('verifyParsedChain takes a parsed leaf; issuers served from the parse memo are still checked', async () => {
+  const { root, east, west } = await makePki('ec-p256');
+  const leaf = parseCertificate(issueLeaf(east));
+  verifyParsedChain(leaf, [east.der], [root.der], NOW, { requireEndEntity: true });
+  // The parse memo is keyed by content: another intermediate is judged as itself, however often east was seen.
+  for (let i = 0; i < 3; i++) verifyParsedChain(leaf, [Buffer.from(east.der)], [root.der], NOW);
+  assert.throws(() => verifyParsedChain(leaf, [west.der], [root.der], NOW), isInvalid(/names issuer .*dc-east.*dc-west/));
+});
+
+test('certificateKeyIds reads SKI and AKI without OpenSSL, matching parseCertificate', async () => {
+  const { root, east } = await makePki('ec-p256');
+  for (const der of [root.der, east.der, issueLeaf(east)]) {
+    const full = parseCertificate(der);
+    assert.deepEqual(certificateKeyIds(der), {
+      ...(full.subjectKeyId ? { subjectKeyId: full.subjectKeyId } : {}),
+      ...(full.authorityKeyId ? { authorityKeyId: full.authorityKeyId } : {}),
+    });
+  }
+  assert.equal(certificateKeyIds(east.der).authorityKeyId, parseCertificate(root.der).subjectKeyId);
+  assert.throws(() => certificateKeyIds(Buffer.from('not a certificate')), isInvalid(/malformed certificate/));
 });
