@@ -1,6 +1,7 @@
 import { formatHelp, parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
 import { createLogger } from '../../common/log.js';
+import { startNativeHeapTrimming } from '../../common/memory/native-heap.js';
 import { MeshidError } from '../../common/errors.js';
 import { MeshidAgent } from '../agent.js';
 import {
@@ -56,6 +57,7 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
  */
 export async function runAgentCommand(argv: readonly string[], io: CliIo): Promise<number> {
   let agent: MeshidAgent | undefined;
+  let stopTrimming = (): void => undefined;
   try {
     const { raw, help } = rawConfigFrom(argv);
     if (help) {
@@ -68,6 +70,8 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
       io.stderr.write('WARNING: --insecure-bootstrap: the first attestation does not authenticate meshid-server. Use only for development.\n');
     }
     const log = createLogger({ name: 'meshid-agent', level: config.logLevel });
+    // Process-wide, so here and not in MeshidAgent (tests run several agents in one process).
+    stopTrimming = startNativeHeapTrimming(log);
     agent = await MeshidAgent.start({ config, log });
     const running = agent;
     const outcome = await new Promise<number>((resolve) => {
@@ -83,11 +87,13 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
       });
     });
     await running.stop();
+    stopTrimming();
     return outcome;
   } catch (err) {
     reportError(io, err);
     if (!(err instanceof MeshidError) && io.env['MESHID_DEBUG']) io.stderr.write(`${(err as Error).stack}\n`);
     await agent?.stop().catch(() => undefined);
+    stopTrimming();
     return 1;
   }
 }

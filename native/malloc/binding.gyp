@@ -1,0 +1,10 @@
+{
+  "targets": [
+    {
+      "target_name": "malloc",
+      "sources": ["malloc.c"],
+      "defines": ["_GNU_SOURCE", "NAPI_VERSION=8"],
+      "cflags_c": ["-std=c11", "-Wall", "-Wextra"]
+    }
+  ]
+}
