@@ -61,6 +61,14 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
         quietSince = performance.now();
       } else if (performance.now() - quietSince > 3000) break;
     }
+    // P5 is a steady-state figure: V8's memory reducer collects the signing burst's garbage some 10-30 s after the
+    // agent goes quiet, and the agent then returns the freed native pages. Sample for 45 s; report the peak and the
+    // RSS at the end.
+    let peak = rssMb(agent.child.pid!);
+    for (let i = 0; i < 45; i++) {
+      await new Promise((r) => setTimeout(r, 1000));
+      peak = Math.max(peak, rssMb(agent.child.pid!));
+    }
     const loaded = rssMb(agent.child.pid!);
 
     /** Starts `trigger` and returns, per stream, how long until a new version of `default` arrived. */
@@ -97,7 +105,8 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
       { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p99 (arrived: ${single.length})`, value: percentile(single, 99), unit: 'ms', target: '< 100 ms' },
       { name: `P3 intermediate tainted → ${entries + 1} SVIDs re-signed, watched one on ${STREAMS} streams p99`, value: percentile(mass, 99), unit: 'ms' },
       { name: 'P5 agent idle RSS (baseline)', value: idle, unit: 'MB' },
-      { name: `P5 agent RSS with ${STREAMS} open streams and ${entries} entries`, value: loaded, unit: 'MB', ratio: loaded / idle, target: '< 150 MB' },
+      { name: `P5 agent RSS peak while signing ${entries} SVIDs and opening ${STREAMS} streams`, value: peak, unit: 'MB', ratio: peak / idle },
+      { name: `P5 agent RSS with ${STREAMS} open streams and ${entries} entries, 45 s after the last SVID`, value: loaded, unit: 'MB', ratio: loaded / idle, target: '< 150 MB' },
     ];
   } finally {
     await cluster.cleanup().catch(() => undefined);
