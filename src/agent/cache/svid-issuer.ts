@@ -342,7 +342,8 @@ export class SvidIssuer {
       spiffeId: entry.spiffeId,
       hint: entry.hint,
       chain: [leaf.der, ...chain.slice(1).map(sharedCaCertificate)],
-      privateKey: exportPkcs8Der(sent.privateKey),
+      // Copied into Node's pooled slabs: OpenSSL's own 138-byte allocation would pin a malloc page per SVID.
+      privateKey: Buffer.from(exportPkcs8Der(sent.privateKey)),
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       version: leaf.serialHex,
