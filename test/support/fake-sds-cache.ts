@@ -188,7 +188,11 @@ export class FakeSdsCache implements WorkloadCache {
     return this.isReady;
   }
 
+  /** How often a stream asked for its state: what the handler spends per request or notification. */
+  snapshotCalls = 0;
+
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {
+    this.snapshotCalls++;
     const wanted = new Set(selectors.map(formatSelector));
     const matching = this.entries.filter((e) => wanted.has(e.selector));
     const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();

@@ -36,7 +36,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
   private outstanding = new Set<string>();
 
-  protected handleRequest(request: DeltaDiscoveryRequest): void {
+  protected handleRequest(request: DeltaDiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
     const subscribe = request.resource_names_subscribe ?? [];
     const unsubscribe = request.resource_names_unsubscribe ?? [];
@@ -78,6 +78,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     if (this.subscribed.size > options.maxResourceNames) {
       throw invalidArgument(`the stream subscribes ${this.subscribed.size} names; at most ${options.maxResourceNames} are accepted`);
     }
+    return first || subscribe.length > 0 || unsubscribe.length > 0;
   }
 
   private acknowledge(request: DeltaDiscoveryRequest): void {

@@ -71,8 +71,13 @@ export abstract class SecretStream<Req, Res> {
     if (this.call.cancelled) this.close();
   }
 
-  /** Applies one request to the stream state; throws MeshidError for requests that end the stream. */
-  protected abstract handleRequest(request: Req): void;
+  /**
+   * Applies one request to the stream state; throws MeshidError for requests that end the stream. Returns whether
+   * the request may change what the client should hold (the first request, a subscription change). An ACK or NACK
+   * alone changes nothing — new state arrives through the cache subscription — so it costs no recomputation, which
+   * matters when a rotation is ACKed by a thousand streams at once.
+   */
+  protected abstract handleRequest(request: Req): boolean;
 
   /** The next response for the current state, updating what the stream believes the client holds; or nothing. */
   protected abstract nextResponse(snapshot: IdentitySnapshot): Res | undefined;
@@ -108,14 +113,15 @@ export abstract class SecretStream<Req, Res> {
 
   private receive(request: Req): void {
     if (this.closed) return;
+    let changed: boolean;
     try {
-      this.handleRequest(request);
+      changed = this.handleRequest(request);
       this.started = true;
     } catch (error) {
       this.fail(error);
       return;
     }
-    this.pump();
+    if (changed) this.pump();
   }
 
   private schedule(): void {

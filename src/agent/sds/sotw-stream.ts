@@ -36,7 +36,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
   private nonceCounter = 0;
   private lastNonce = '';
 
-  protected handleRequest(request: DiscoveryRequest): void {
+  protected handleRequest(request: DiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
     const requested = request.resource_names ?? [];
     const first = !this.started;
@@ -48,7 +48,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
       // Only a request answering the latest response counts; an older one was overtaken by what we sent since.
       if (nonce !== this.lastNonce) {
         this.ctx.stats.staleRequests++;
-        return;
+        return false;
       }
       if (request.error_detail !== undefined) {
         this.logNack(request.error_detail, nonce, { rpc: 'StreamSecrets', versionInfo: request.version_info ?? '' });
@@ -57,16 +57,19 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
       }
     }
     checkResourceNames(requested, this.ctx.options);
-    this.subscribe(requested, first);
+    return this.subscribe(requested, first) || first;
   }
 
-  private subscribe(requested: readonly string[], first: boolean): void {
+  /** Returns whether the subscription changed. */
+  private subscribe(requested: readonly string[], first: boolean): boolean {
+    const before = { wildcard: this.wildcard, names: this.names };
     const explicit = requested.filter((n) => !isWildcardName(n));
     // A wildcard stays a wildcard while the client keeps sending an empty list (as LDS/CDS clients do).
     this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && (first || this.wildcard));
     this.names = new Set(explicit);
     // A dropped name is forgotten, so subscribing to it again sends it again (SPEC-NOTES §10).
     if (!this.wildcard) for (const name of this.sent.keys()) if (!this.names.has(name)) this.sent.delete(name);
+    return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): DiscoveryResponse | undefined {

@@ -92,6 +92,21 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('an ACK costs no state recomputation; a rotation after it is still delivered', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default'] });
+      const r1 = await client.next();
+      const calls = h.cache.snapshotCalls;
+      client.ack(r1);
+      await eventually(() => h.service.stats().acks === 1, 'the ACK to be counted');
+      assert.equal(h.cache.snapshotCalls, calls, 'an ACK recomputed the state');
+      h.cache.rotate(APP_A);
+      assert.deepEqual([...shape(await client.next()).versions.keys()], ['default']);
+      client.cancel();
+    });
+  });
+
   it('a rotation sends only the changed secret, with a new version', async () => {
     await withHarness(registerA, async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));

@@ -62,6 +62,26 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('an ACK or NACK that keeps the subscription costs no state recomputation; a subscription change does', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      const calls = h.cache.snapshotCalls;
+      client.ack(r1, ['default']);
+      await eventually(() => h.service.stats().acks === 1, 'the ACK to be counted');
+      assert.equal(h.cache.snapshotCalls, calls, 'an ACK recomputed the state');
+      client.ack(r1, ['default', 'ROOTCA']);
+      const r2 = await client.next();
+      assert.ok(h.cache.snapshotCalls > calls);
+      const after = h.cache.snapshotCalls;
+      client.nack(r2, ['default', 'ROOTCA'], r1.version_info ?? '');
+      await eventually(() => h.service.stats().nacks === 1, 'the NACK to be counted');
+      assert.equal(h.cache.snapshotCalls, after, 'a NACK recomputed the state');
+      client.cancel();
+    });
+  });
+
   it('a NACK is counted, the same version is not resent, and the next change is sent', async () => {
     await withHarness(registerA, async (h) => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
