@@ -32,6 +32,9 @@ export interface AppliedUpdate {
   readonly removed: readonly AgentEntry[];
 }
 
+/** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
+const MAX_MEMOIZED_SNAPSHOTS = 10_000;
+
 interface Subscription {
   readonly workload: ReadonlySet<string>;
   readonly listener: () => void;
@@ -56,6 +59,9 @@ export class IdentityCache implements WorkloadCache {
   private readonly clock: Clock;
   private readonly log: Logger;
   private isReady = false;
+  /** Bumped on every change that notifies subscribers; memoized snapshots are valid for one generation. */
+  private generation = 0;
+  private readonly snapshots = new Map<string, { generation: number; validUntil: number; snapshot: IdentitySnapshot }>();
   private expiryTimer: TimerHandle | undefined;
   private expiryAt = Infinity;
 
@@ -72,9 +78,24 @@ export class IdentityCache implements WorkloadCache {
   }
 
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {
+    // Many streams of one workload (an Envoy's SDS streams, a thousand sidecars of one service) ask for the same
+    // state after every change: compute it once per change and selector set. An entry is reused until the next
+    // change or until one of its SVIDs expires, whichever comes first.
+    const key = selectors.map((s) => `${s.type}:${s.value}`).join('\n');
+    const now = this.clock.now();
+    const hit = this.snapshots.get(key);
+    if (hit !== undefined && hit.generation === this.generation && now < hit.validUntil) return hit.snapshot;
+    const snapshot = this.computeSnapshot(selectors, now);
+    if (this.snapshots.size >= MAX_MEMOIZED_SNAPSHOTS) this.snapshots.clear();
+    let validUntil = Infinity;
+    for (const svid of snapshot.svids) validUntil = Math.min(validUntil, svid.notAfter);
+    this.snapshots.set(key, { generation: this.generation, validUntil, snapshot });
+    return snapshot;
+  }
+
+  private computeSnapshot(selectors: readonly Selector[], now: number): IdentitySnapshot {
     const own = this.requireBundle();
     const matching = this.index.matching(selectorSet(selectors));
-    const now = this.clock.now();
     const svids: WorkloadSvid[] = [];
     for (const e of matching) {
       const svid = this.svids.get(e.id);
@@ -265,12 +286,15 @@ export class IdentityCache implements WorkloadCache {
 
   private notifyEntries(entries: readonly AgentEntry[]): void {
     if (entries.length === 0) return;
+    // Before any listener runs: one may ask for a snapshot synchronously.
+    this.generation++;
     for (const sub of this.subscriptions) {
       if (entries.some((e) => entryMatches(e, sub.workload))) this.call(sub.listener);
     }
   }
 
   private notifyAll(): void {
+    this.generation++;
     for (const sub of this.subscriptions) this.call(sub.listener);
   }
 

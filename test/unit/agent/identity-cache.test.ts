@@ -62,6 +62,27 @@ test('an SVID is never served past its NotAfter: the expiry timer drops it and t
   assert.equal(c.svid(e.id), undefined);
 });
 
+test('snapshots are shared between callers with the same selectors until the next change, and never outlive an SVID', () => {
+  const c = fx.cache();
+  const e = entry('memo', ['unix:uid:30']);
+  c.apply({ upserts: [e] });
+  c.putSvids([fx.issue(e, HOUR)]);
+  const first = c.snapshot(sel('unix:uid:30'));
+  assert.equal(c.snapshot(sel('unix:uid:30')), first, 'the same state is computed once');
+  // A listener that reads synchronously on notification sees the new state, not the memo.
+  let seen: number | undefined;
+  c.subscribe(sel('unix:uid:30'), () => (seen = c.snapshot(sel('unix:uid:30')).svids.length));
+  c.putSvids([fx.issue(e, 2 * HOUR)]);
+  assert.equal(seen, 1);
+  const renewed = c.snapshot(sel('unix:uid:30'));
+  assert.notEqual(renewed, first);
+  assert.notEqual(renewed.svids[0]!.version, first.svids[0]!.version);
+  // Past NotAfter the memo is not used even if no timer fired (the timer is stopped here).
+  c.close();
+  fx.clock.advance(2 * HOUR + 1000);
+  assert.deepEqual(c.snapshot(sel('unix:uid:30')).svids, []);
+});
+
 test('a new SPIFFE ID drops the old SVID at once; a DNS-name change keeps serving it until the new one comes', () => {
   const c = fx.cache();
   const e = entry('renamed', ['unix:uid:30']);
