@@ -138,34 +138,42 @@ export class FakeSdsCache implements WorkloadCache {
   addEntry(selector: string, spiffeId: string, options: { issued?: boolean; federatesWith?: string[] } = {}): void {
     const svid = options.issued === false ? undefined : this.ca.issue(spiffeId);
     this.entries.push({ selector, spiffeId, svid, federatesWith: options.federatesWith ?? [] });
-    this.notify();
+    this.changed();
   }
 
   removeEntry(spiffeId: string): void {
     const at = this.entries.findIndex((e) => e.spiffeId === spiffeId);
     if (at === -1) throw new Error(`no entry ${spiffeId}`);
     this.entries.splice(at, 1);
-    this.notify();
+    this.changed();
   }
 
   /** Re-issues the SVID of every entry with this SPIFFE ID (new key and serial), as the agent does at half-life. */
   rotate(spiffeId: string): void {
     for (const e of this.entries) if (e.spiffeId === spiffeId) e.svid = this.ca.issue(spiffeId, e.svid?.entryId);
-    this.notify();
+    this.changed();
   }
 
   setFederatesWith(spiffeId: string, trustDomains: string[]): void {
     for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
-    this.notify();
+    this.changed();
   }
 
   setFederatedBundle(bundle: TrustBundle): void {
     this.federated.set(bundle.trustDomain, bundle);
-    this.notify();
+    this.changed();
   }
 
   setOwnBundle(bundle: TrustBundle): void {
     this.ownBundle = bundle;
+    this.changed();
+  }
+
+  /** Like the agent's cache, one snapshot object per selector set until something changes (SDS memoizes on it). */
+  private readonly snapshots = new Map<string, IdentitySnapshot>();
+
+  private changed(): void {
+    this.snapshots.clear();
     this.notify();
   }
 
@@ -193,6 +201,13 @@ export class FakeSdsCache implements WorkloadCache {
 
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {
     this.snapshotCalls++;
+    const key = selectors.map(formatSelector).join('\n');
+    let snapshot = this.snapshots.get(key);
+    if (snapshot === undefined) this.snapshots.set(key, (snapshot = this.computeSnapshot(selectors)));
+    return snapshot;
+  }
+
+  private computeSnapshot(selectors: readonly Selector[]): IdentitySnapshot {
     const wanted = new Set(selectors.map(formatSelector));
     const matching = this.entries.filter((e) => wanted.has(e.selector));
     const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();

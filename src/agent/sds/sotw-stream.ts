@@ -1,9 +1,11 @@
+import type { AnyMessage } from '../../common/grpc/proto.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { nodeLabel, validationModeFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
+import type { ResolvedSdsOptions } from './sds-options.js';
 import { SecretStream } from './secret-stream.js';
 
 interface Served {
@@ -73,25 +75,61 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): DiscoveryResponse | undefined {
-    const wanted = this.wildcard ? new Set([...this.names, ...entitledResourceNames(snapshot, this.ctx.options)]) : this.names;
-    const current = new Map<string, Served>();
-    for (const name of wanted) {
-      const resource = resolveResourceName(snapshot, name, this.ctx.options);
-      if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, this.mode) });
-    }
+    const state = servedState(snapshot, this.names, this.wildcard, this.mode, this.ctx.options);
     let changed = false;
-    for (const [name, { version }] of current) if (this.sent.get(name) !== version) changed = true;
+    for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
-    for (const name of this.sent.keys()) if (!current.has(name)) this.sent.delete(name);
+    for (const name of this.sent.keys()) if (!state.versions.has(name)) this.sent.delete(name);
     if (!changed) return undefined;
 
-    this.sent = new Map([...current].map(([name, { version }]) => [name, version]));
+    this.sent = new Map(state.versions);
     this.lastNonce = String(++this.nonceCounter);
-    return {
-      version_info: stateVersion(this.sent),
-      resources: [...current].map(([name, { resource }]) => sharedSecret(name, resource, this.mode)),
-      type_url: SECRET_TYPE_URL,
-      nonce: this.lastNonce,
-    };
+    return { version_info: state.versionInfo, resources: state.resources(), type_url: SECRET_TYPE_URL, nonce: this.lastNonce };
   }
+}
+
+/** What a subscription resolves to in one snapshot: the same for every stream with that subscription. */
+interface ServedState {
+  readonly options: ResolvedSdsOptions;
+  /** name → resource version, in subscription order. */
+  readonly versions: ReadonlyMap<string, string>;
+  readonly versionInfo: string;
+  resources(): AnyMessage[];
+}
+
+/**
+ * Per snapshot (the cache hands every stream of a workload the same snapshot object until something changes), the
+ * resolved state per subscription: a rotation watched by a thousand streams resolves names, looks up versions and
+ * digests the state once, not once per stream. Held weakly: it goes with the snapshot.
+ */
+const servedStates = new WeakMap<IdentitySnapshot, Map<string, ServedState>>();
+
+function servedState(
+  snapshot: IdentitySnapshot,
+  names: ReadonlySet<string>,
+  wildcard: boolean,
+  mode: ValidationMode,
+  options: ResolvedSdsOptions,
+): ServedState {
+  const key = `${mode}\n${wildcard ? '*' : ''}\n${[...names].join('\n')}`;
+  let perSnapshot = servedStates.get(snapshot);
+  const hit = perSnapshot?.get(key);
+  if (hit !== undefined && hit.options === options) return hit;
+  const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options)]) : names;
+  const current = new Map<string, Served>();
+  for (const name of wanted) {
+    const resource = resolveResourceName(snapshot, name, options);
+    if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, mode) });
+  }
+  const versions = new Map([...current].map(([name, { version }]) => [name, version]));
+  let resources: AnyMessage[] | undefined;
+  const state: ServedState = {
+    options,
+    versions,
+    versionInfo: stateVersion(versions),
+    resources: () => (resources ??= [...current].map(([name, { resource }]) => sharedSecret(name, resource, mode))),
+  };
+  if (perSnapshot === undefined) servedStates.set(snapshot, (perSnapshot = new Map()));
+  perSnapshot.set(key, state);
+  return state;
 }

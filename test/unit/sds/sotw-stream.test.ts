@@ -189,6 +189,25 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     );
   });
 
+  it('streams of one workload share the resolved state but each keeps its own nonces and subscription', async () => {
+    await withHarness(registerA, async (h) => {
+      const clients = [0, 1, 2].map(() => new SotwClient(h.client, as(SELECTOR_A)));
+      clients.forEach((c, i) => c.subscribe(i === 2 ? ['default', 'ROOTCA'] : ['default']));
+      const first = await Promise.all(clients.map((c) => c.next()));
+      clients.forEach((c, i) => c.ack(first[i]!, i === 2 ? ['default', 'ROOTCA'] : ['default']));
+      h.cache.rotate(APP_A);
+      const [x, y, z] = await Promise.all(clients.map((c) => c.next()));
+      assert.equal(x!.version_info, y!.version_info);
+      assert.equal(leafPem(x!, 'default'), leafPem(y!, 'default'));
+      assert.notEqual(leafPem(x!, 'default'), leafPem(first[0]!, 'default'));
+      assert.deepEqual(names(z!), ['ROOTCA', 'default']);
+      assert.notEqual(z!.version_info, x!.version_info);
+      assert.equal(x!.nonce, y!.nonce, 'both streams count their own responses from 1');
+      assert.notEqual(x!.nonce, first[0]!.nonce);
+      for (const c of clients) c.cancel();
+    });
+  });
+
   it('a rotation reaches only the streams that watch the rotated SVID', async () => {
     await withHarness(
       (c) => {
