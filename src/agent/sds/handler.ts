@@ -18,6 +18,7 @@ import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, D
 import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './sds-options.js';
 import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
 import { SotwStream } from './sotw-stream.js';
+import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
 import { emptyStats, type SdsStats } from './stats.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
@@ -26,7 +27,7 @@ export const SDS_SERVICE_NAME = 'envoy.service.secret.v3.SecretDiscoveryService'
 
 /** The service definition to pass to grpc-js Server.addService with `sdsHandlers(...).implementation`. */
 export function sdsServiceDefinition(): ServiceDefinition {
-  return serviceOf(loadProto(SDS_PROTO), SDS_SERVICE_NAME);
+  return encodeSharedBodies(serviceOf(loadProto(SDS_PROTO), SDS_SERVICE_NAME), ['StreamSecrets']);
 }
 
 /**
@@ -119,7 +120,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   }
 
   const implementation: UntypedServiceImplementation = {
-    StreamSecrets(call: ServerDuplexStream<DiscoveryRequest, DiscoveryResponse>): void {
+    // Its responses are NoncedResponses, which the service definition's serializer encodes (nonced-response.ts).
+    StreamSecrets(call: ServerDuplexStream<DiscoveryRequest, NoncedResponse>): void {
       openStream('StreamSecrets', call, (ctx) => new SotwStream(call, ctx));
     },
     DeltaSecrets(call: ServerDuplexStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse>): void {

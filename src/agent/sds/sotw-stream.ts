@@ -1,10 +1,10 @@
-import type { AnyMessage } from '../../common/grpc/proto.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { nodeLabel, validationModeFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
+import { NoncedResponse } from './nonced-response.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 import { SecretStream } from './secret-stream.js';
 
@@ -29,7 +29,7 @@ interface Served {
  *   "no longer interested in anything".
  * - The node, and with it the validation-context form, comes from the first request and is kept.
  */
-export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse> {
+export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private mode: ValidationMode = 'spiffe';
   private wildcard = false;
   private names = new Set<string>();
@@ -74,7 +74,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
     return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
   }
 
-  protected nextResponse(snapshot: IdentitySnapshot): DiscoveryResponse | undefined {
+  protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {
     const state = servedState(snapshot, this.names, this.wildcard, this.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
@@ -84,7 +84,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, DiscoveryResponse
 
     this.sent = new Map(state.versions);
     this.lastNonce = String(++this.nonceCounter);
-    return { version_info: state.versionInfo, resources: state.resources(), type_url: SECRET_TYPE_URL, nonce: this.lastNonce };
+    return new NoncedResponse(state.body(), this.lastNonce);
   }
 }
 
@@ -93,8 +93,8 @@ interface ServedState {
   readonly options: ResolvedSdsOptions;
   /** name → resource version, in subscription order. */
   readonly versions: ReadonlyMap<string, string>;
-  readonly versionInfo: string;
-  resources(): AnyMessage[];
+  /** The DiscoveryResponse without its nonce, built on first use. */
+  body(): Omit<DiscoveryResponse, 'nonce'>;
 }
 
 /**
@@ -122,12 +122,16 @@ function servedState(
     if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, mode) });
   }
   const versions = new Map([...current].map(([name, { version }]) => [name, version]));
-  let resources: AnyMessage[] | undefined;
+  let body: Omit<DiscoveryResponse, 'nonce'> | undefined;
   const state: ServedState = {
     options,
     versions,
-    versionInfo: stateVersion(versions),
-    resources: () => (resources ??= [...current].map(([name, { resource }]) => sharedSecret(name, resource, mode))),
+    body: () =>
+      (body ??= {
+        version_info: stateVersion(versions),
+        resources: [...current].map(([name, { resource }]) => sharedSecret(name, resource, mode)),
+        type_url: SECRET_TYPE_URL,
+      }),
   };
   if (perSnapshot === undefined) servedStates.set(snapshot, (perSnapshot = new Map()));
   perSnapshot.set(key, state);

@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { silentLogger } from '../../../src/common/log.js';
 import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { SotwStream } from '../../../src/agent/sds/sotw-stream.js';
+import type { NoncedResponse } from '../../../src/agent/sds/nonced-response.js';
 import { DeltaStream } from '../../../src/agent/sds/delta-stream.js';
 import { emptyStats } from '../../../src/agent/sds/stats.js';
 import type { StreamContext } from '../../../src/agent/sds/secret-stream.js';
@@ -31,6 +32,12 @@ class StalledCall extends EventEmitter {
     return this.callbacks.length;
   }
 }
+
+/** What a StreamSecrets write puts on the wire, as the client decodes it. */
+const sotwMessage = (w: unknown): DiscoveryResponse => {
+  const r = w as NoncedResponse;
+  return { ...(r.body as DiscoveryResponse), nonce: r.nonce };
+};
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
@@ -71,7 +78,7 @@ describe('SDS streams under backpressure', () => {
 
     call.drainOne();
     assert.equal(call.writes.length, 2, 'one response once the write completes');
-    const latest = secretsByName(call.writes[1] as DiscoveryResponse);
+    const latest = secretsByName(sotwMessage(call.writes[1]));
     assert.deepEqual([...latest.keys()].sort(), ['ROOTCA', 'default']);
     const leafPem = dataSourceText(latest.get('default')?.tls_certificate?.certificate_chain);
     const expected = cache.svidOf(APP).chain[0]!.toString('base64').slice(0, 60);

@@ -1,0 +1,57 @@
+import type { ServiceDefinition } from '@grpc/grpc-js';
+
+/**
+ * An xDS response as a body shared between streams plus the one field that is the stream's own: the nonce. A
+ * rotation watched by a thousand StreamSecrets streams of one workload sends the same version, resources and type
+ * URL on each; the body (a few KB of PEM) is protobuf-encoded once, and each stream only appends its nonce.
+ */
+export class NoncedResponse {
+  constructor(
+    /** Every field but the nonce; the same object for every stream in the same state. */
+    readonly body: object,
+    readonly nonce: string,
+  ) {}
+}
+
+/** The nonce's field number in both DiscoveryResponse and DeltaDiscoveryResponse (SPEC-NOTES §14.3–§14.4). */
+const NONCE_FIELD = 5;
+
+/**
+ * Response serializers for `methods` that encode a NoncedResponse's body once per body object and append the nonce
+ * field. Valid protobuf: a parser accepts fields in any order, and the body never carries a nonce of its own. Any
+ * other response is serialized as before. grpc-js copies the bytes into its frame, so the shared body is never
+ * handed out mutable.
+ */
+export function encodeSharedBodies(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
+  const out: Record<string, unknown> = { ...definition };
+  for (const name of methods) {
+    const method = definition[name];
+    if (method === undefined) throw new Error(`service has no method ${name}`);
+    const serialize = method.responseSerialize;
+    const bodies = new WeakMap<object, Buffer>();
+    out[name] = {
+      ...method,
+      responseSerialize: (value: unknown): Buffer => {
+        if (!(value instanceof NoncedResponse)) return serialize(value);
+        let body = bodies.get(value.body);
+        if (body === undefined) bodies.set(value.body, (body = serialize(value.body)));
+        return Buffer.concat([body, stringField(NONCE_FIELD, value.nonce)]);
+      },
+    };
+  }
+  return out as ServiceDefinition;
+}
+
+function stringField(field: number, text: string): Buffer {
+  const bytes = Buffer.from(text, 'utf8');
+  if (bytes.length === 0) return Buffer.alloc(0); // proto3 leaves an empty string out
+  const head: number[] = [(field << 3) | 2];
+  for (let n = bytes.length; ; n >>>= 7) {
+    if (n < 0x80) {
+      head.push(n);
+      break;
+    }
+    head.push((n & 0x7f) | 0x80);
+  }
+  return Buffer.concat([Buffer.from(head), bytes]);
+}

@@ -1,0 +1,34 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { ServiceDefinition } from '@grpc/grpc-js';
+import { protoRoot } from '../../../src/common/grpc/proto.js';
+import { encodeSharedBodies, NoncedResponse } from '../../../src/agent/sds/nonced-response.js';
+import { sdsServiceDefinition } from '../../../src/agent/sds/handler.js';
+
+const DiscoveryResponse = protoRoot('envoy/service/discovery/v3/discovery.proto').lookupType('envoy.service.discovery.v3.DiscoveryResponse');
+const decode = (b: Buffer): Record<string, unknown> => DiscoveryResponse.toObject(DiscoveryResponse.decode(b), { defaults: false, bytes: Buffer });
+
+test('a NoncedResponse encodes as the body plus its nonce, which a protobuf parser reads as one message', () => {
+  const serialize = sdsServiceDefinition()['StreamSecrets']!.responseSerialize;
+  const body = { version_info: 'v1', resources: [{ type_url: 'type.googleapis.com/x', value: Buffer.from('secret bytes') }], type_url: 'type.googleapis.com/x' };
+  for (const nonce of ['1', 'n'.repeat(200), '']) {
+    const m = decode(serialize(new NoncedResponse(body, nonce)));
+    assert.equal(m['version_info'], 'v1');
+    assert.equal(m['nonce'], nonce === '' ? undefined : nonce);
+    assert.deepEqual((m['resources'] as Array<{ value: Buffer }>)[0]!.value, Buffer.from('secret bytes'));
+  }
+  // A plain response object is serialized as before.
+  assert.equal(decode(serialize({ version_info: 'v2', nonce: '9' }))['nonce'], '9');
+});
+
+test('the body is encoded once however many streams send it; another body object is encoded afresh', () => {
+  let calls = 0;
+  const fake = { M: { path: '/s/M', requestStream: true, responseStream: true, responseSerialize: (v: unknown) => (calls++, Buffer.from(JSON.stringify(v))) } };
+  const serialize = encodeSharedBodies(fake as unknown as ServiceDefinition, ['M'])['M']!.responseSerialize;
+  const body = { version_info: 'v1' };
+  for (let i = 0; i < 1000; i++) serialize(new NoncedResponse(body, String(i)));
+  assert.equal(calls, 1);
+  serialize(new NoncedResponse({ version_info: 'v1' }, '1'));
+  assert.equal(calls, 2);
+  assert.throws(() => encodeSharedBodies(fake as unknown as ServiceDefinition, ['Missing']), /no method Missing/);
+});
