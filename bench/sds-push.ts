@@ -9,12 +9,23 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../src/common/grpc/proto.js';
 import { serviceClient } from '../src/common/grpc/service.js';
 import { startCluster } from '../test/support/cluster.js';
-import { SotwClient, type DiscoveryResponse } from '../test/support/sds-client.js';
+import { SidecarStream } from './sidecar-stream.js';
 import { percentile } from './stats.js';
 import type { BenchResult } from './report.js';
 
 const STREAMS = 1000;
 const CONNECTIONS = 10;
+/** Renewals measured after the first one. */
+const RENEWALS = 5;
+
+async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    return await Promise.race([p, new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`no ${what} within ${ms} ms`)), ms)))]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
 
 function rssMb(pid: number): number {
   return Number(/VmRSS:\s+(\d+) kB/.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
@@ -40,17 +51,14 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
 
     const Sds = serviceClient(loadProto('envoy/service/secret/v3/sds.proto'), 'envoy.service.secret.v3.SecretDiscoveryService');
     const clients = Array.from({ length: CONNECTIONS }, () => new Sds(`unix://${agent.socketPath}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
-    const streams: SotwClient[] = [];
-    const firsts: Array<Promise<DiscoveryResponse>> = [];
+    const streams: SidecarStream[] = [];
+    const firsts: Array<Promise<number>> = [];
     for (let i = 0; i < STREAMS; i++) {
-      const s = new SotwClient(clients[i % CONNECTIONS]!);
-      s.subscribe(['default'], { id: `sidecar-${i}`, cluster: 'bench' });
+      const s = new SidecarStream(clients[i % CONNECTIONS]!, `sidecar-${i}`, ['default']);
       streams.push(s);
-      firsts.push(s.next(120_000));
+      firsts.push(s.nextVersion());
     }
-    const first = await Promise.all(firsts);
-    first.forEach((r, i) => streams[i]!.ack(r, ['default']));
-    const versions = first.map((r) => r.version_info);
+    await withTimeout(Promise.all(firsts), 120_000, 'the first SDS responses');
     // Wait until the agent has signed the other entries too (no new issuance logged for 3 s, at most 5 min), so the
     // push measured is the rotation alone.
     const issued = (): number => (agent.output().match(/X509-SVIDs issued/g) ?? []).length;
@@ -73,27 +81,26 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
 
     /** Starts `trigger` and returns, per stream, how long until a new version of `default` arrived. */
     const pushLatencies = async (trigger: () => Promise<unknown>): Promise<number[]> => {
-      const arrivals = streams.map((s, i) =>
-        (async () => {
-          for (;;) {
-            const r = await s.next(300_000);
-            s.ack(r, ['default']);
-            if (r.version_info !== versions[i]) {
-              versions[i] = r.version_info;
-              return performance.now();
-            }
-          }
-        })(),
-      );
+      const arrivals = streams.map((s) => s.nextVersion());
       await trigger();
       const started = performance.now();
-      return (await Promise.all(arrivals)).map((t) => t - started);
+      return (await withTimeout(Promise.all(arrivals), 300_000, 'the pushed secrets')).map((t) => t - started);
     };
-    // One SVID renewed: an entry change makes the agent re-sign exactly that SVID.
+    // One SVID renewed: an entry change makes the agent re-sign exactly that SVID. The first renewal after start
+    // runs the push path for the first time (V8 has not optimized it yet) and is reported on its own; the target
+    // is judged on the renewals after it, as on an agent that has been serving for a while.
     const envoy = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: 'spiffe://example.org/bench/envoy' })).entries![0]!;
-    const single = await pushLatencies(() =>
-      cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: envoy.id, dns_names: ['envoy.bench'] }, mask: ['dns_names'] }),
-    );
+    const renew = (round: number) => () =>
+      cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: envoy.id, dns_names: [`envoy${round}.bench`] }, mask: ['dns_names'] });
+    const firstRenewal = await pushLatencies(renew(0));
+    const single: number[] = [];
+    const perRenewal: number[] = [];
+    for (let round = 1; round <= RENEWALS; round++) {
+      await new Promise((r) => setTimeout(r, 500));
+      const latencies = await pushLatencies(renew(round));
+      perRenewal.push(percentile(latencies, 99));
+      single.push(...latencies);
+    }
     // Every SVID renewed at once: tainting the intermediate makes the agent re-sign all of them.
     const authorities = await cluster.admin.call('Authorities', 'ListAuthorities', {});
     const intermediate = (authorities.authorities ?? []).find((a) => a.kind === 'intermediate' && a.state === 'active')!;
@@ -101,8 +108,10 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     for (const s of streams) s.cancel();
     for (const c of clients) c.close();
     return [
-      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p50`, value: percentile(single, 50), unit: 'ms' },
-      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p99 (arrived: ${single.length})`, value: percentile(single, 99), unit: 'ms', target: '< 100 ms' },
+      { name: `P3 first renewal after start → new secret on ${STREAMS} SDS streams p99`, value: percentile(firstRenewal, 99), unit: 'ms' },
+      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p50 (${RENEWALS} renewals)`, value: percentile(single, 50), unit: 'ms' },
+      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p99 (${RENEWALS} renewals, arrived: ${single.length})`, value: percentile(single, 99), unit: 'ms', target: '< 100 ms' },
+      { name: `P3 p99 of each renewal: ${perRenewal.map((v) => v.toFixed(0)).join(', ')} ms; worst`, value: Math.max(...perRenewal), unit: 'ms' },
       { name: `P3 intermediate tainted → ${entries + 1} SVIDs re-signed, watched one on ${STREAMS} streams p99`, value: percentile(mass, 99), unit: 'ms' },
       { name: 'P5 agent idle RSS (baseline)', value: idle, unit: 'MB' },
       { name: `P5 agent RSS peak while signing ${entries} SVIDs and opening ${STREAMS} streams`, value: peak, unit: 'MB', ratio: peak / idle },
