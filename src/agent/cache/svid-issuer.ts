@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
-import { certificateKeyIds, parseCertificate, verifyParsedChain } from '../../common/x509/certificate.js';
+import { certificateKeyIds, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
 import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
@@ -325,7 +325,7 @@ export class SvidIssuer {
   /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
   private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], sent: { privateKey: KeyObject; spki: Buffer }, now: number): WorkloadSvid {
     if (chain.length === 0) throw invalidArgument('empty certificate chain');
-    const leaf = parseCertificate(Buffer.from(chain[0]!));
+    const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
       throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
     }

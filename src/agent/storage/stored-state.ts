@@ -2,7 +2,9 @@ import type { KeyObject } from 'node:crypto';
 import { invalidArgument } from '../../common/errors.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
-import { parseCertificate, verifyChain } from '../../common/x509/certificate.js';
+import { parseCertificate, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { privateKeyMatchesSpki } from '../../common/x509/key-match.js';
+import { sharedCaCertificate } from '../cache/shared-ca-certificates.js';
 import { exportPkcs8Der, importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { entryFromMessage, entryToMessage, type AgentEntry, type EntryMessage } from '../cache/agent-entry.js';
 import type { WorkloadSvid } from '../cache/workload-cache.js';
@@ -237,17 +239,17 @@ function restoreSvid(raw: SvidDocument | undefined, entry: AgentEntry | undefine
   if (raw?.spiffe_id !== entry.spiffeId) throw invalidArgument(`it names ${raw?.spiffe_id}, the entry now ${entry.spiffeId}`);
   const chain = (raw?.svid_chain ?? []).map((c, i) => unb64(c, `svid_chain[${i}]`));
   if (chain.length === 0) throw invalidArgument('it has no certificate');
-  const leaf = parseCertificate(chain[0]!);
+  const leaf = parseCertificateLazily(chain[0]!);
   if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) throw invalidArgument('its certificate names another SPIFFE ID');
   const keyDer = unb64(raw?.private_key, 'private_key');
-  if (!keyMatchesCertificate(importPrivateKey(keyDer), leaf.der)) throw invalidArgument('its key does not match its certificate');
+  if (!privateKeyMatchesSpki(keyDer, leaf.structure.spki)) throw invalidArgument('its key does not match its certificate');
   // Also fails for an expired leaf: only what is valid now is served.
-  verifyChain(chain, bundle.x509Authorities, now, { requireEndEntity: true });
+  verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, now, { requireEndEntity: true });
   return {
     entryId: entry.id,
     spiffeId: entry.spiffeId,
     hint: entry.hint,
-    chain,
+    chain: [chain[0]!, ...chain.slice(1).map(sharedCaCertificate)],
     privateKey: keyDer,
     notBefore: leaf.notBefore,
     notAfter: leaf.notAfter,

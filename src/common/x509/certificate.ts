@@ -1,4 +1,4 @@
-import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, verify, X509Certificate, type KeyObject } from 'node:crypto';
 import { invalidArgument, isMeshidError } from '../errors.js';
 import { Oid, verificationAlgorithm } from './algorithms.js';
 import { readCertificateStructure, type CertificateStructure, type RawExtension } from './certificate-structure.js';
@@ -49,13 +49,33 @@ export interface ParsedCertificate {
  */
 export function parseCertificate(der: Buffer): ParsedCertificate {
   if (!Buffer.isBuffer(der) || der.length === 0) throw invalidArgument('malformed certificate: empty input');
-  let x509: X509Certificate;
-  let structure: CertificateStructure;
+  const x509 = openssl(der);
+  return parsed(der, () => x509);
+}
+
+/**
+ * parseCertificate by meshid's DER walk alone; node:crypto's view (x509, subject, issuer, publicKey, fingerprint)
+ * is built on first use. For certificates held by the thousand whose checks need none of it — X.509-SVIDs an agent
+ * receives from its server or restores from its state: building an OpenSSL certificate object costs ~100 µs, more
+ * than verifying the signature. Throws MeshidError(invalid_argument) when the DER walk fails; a later first use of
+ * the OpenSSL view throws it when OpenSSL refuses the certificate.
+ */
+export function parseCertificateLazily(der: Buffer): ParsedCertificate {
+  if (!Buffer.isBuffer(der) || der.length === 0) throw invalidArgument('malformed certificate: empty input');
+  let x509: X509Certificate | undefined;
+  return parsed(der, () => (x509 ??= openssl(der)));
+}
+
+function openssl(der: Buffer): X509Certificate {
   try {
-    x509 = new X509Certificate(der);
+    return new X509Certificate(der);
   } catch (err) {
     throw invalidArgument('malformed certificate: not a DER X.509 certificate', err);
   }
+}
+
+function parsed(der: Buffer, x509: () => X509Certificate): ParsedCertificate {
+  let structure: CertificateStructure;
   try {
     structure = readCertificateStructure(der);
   } catch (err) {
@@ -73,13 +93,18 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
     const ku = find(Oid.keyUsage);
     const eku = find(Oid.extKeyUsage);
     let publicKey: KeyObject | undefined;
+    let fingerprint: string | undefined;
     return {
       der,
       serialHex: structure.serial.toString('hex'),
       notBefore: structure.notBefore,
       notAfter: structure.notAfter,
-      subject: formatName(x509.subject),
-      issuer: formatName(x509.issuer),
+      get subject(): string {
+        return formatName(x509().subject);
+      },
+      get issuer(): string {
+        return formatName(x509().issuer);
+      },
       isCa: basic.ca,
       ...(basic.pathLen !== undefined ? { pathLenConstraint: basic.pathLen } : {}),
       uriSans: names.uris,
@@ -88,15 +113,19 @@ export function parseCertificate(der: Buffer): ParsedCertificate {
       ...(akiId ? { authorityKeyId: akiId.toString('hex') } : {}),
       ...(ku ? { keyUsage: decodeKeyUsage(ku.value) } : {}),
       ...(eku ? { extKeyUsage: decodeExtKeyUsage(eku.value) } : {}),
-      fingerprintSha256: createHash('sha256').update(der).digest('hex'),
+      get fingerprintSha256(): string {
+        return (fingerprint ??= createHash('sha256').update(der).digest('hex'));
+      },
       // Extracted on first use: node builds a new KeyObject on every x509.publicKey read, and most parsed leaves
       // are never asked for their key.
       get publicKey(): KeyObject {
-        return (publicKey ??= x509.publicKey);
+        return (publicKey ??= x509().publicKey);
       },
       extensions: structure.extensions,
       structure,
-      x509,
+      get x509(): X509Certificate {
+        return x509();
+      },
     };
   } catch (err) {
     throw invalidArgument(`malformed certificate extension: ${(err as Error).message}`, err);
@@ -231,8 +260,9 @@ function parseCaLabelled(der: Buffer, what: string): ParsedCertificate {
 
 /** CAs are known by their subject, SVIDs by their SPIFFE ID. */
 function describe(c: ParsedCertificate): string {
-  const name = c.subject !== '' ? c.subject : `serial ${c.serialHex}`;
-  return c.isCa ? name : (c.uriSans[0] ?? name);
+  // An SVID's name comes from the DER walk: reading the subject would build the OpenSSL view of a lazily parsed leaf.
+  if (!c.isCa && c.uriSans[0] !== undefined) return c.uriSans[0];
+  return c.subject !== '' ? c.subject : `serial ${c.serialHex}`;
 }
 
 function checkTime(c: ParsedCertificate, now: number, label: string): void {
@@ -270,9 +300,12 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
   if (verificationAlgorithm(child.structure.signatureAlgorithmOid) === undefined) {
     throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
   }
+  // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
+  const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid)!;
   let ok: boolean;
   try {
-    ok = child.x509.verify(issuer.publicKey);
+    const key = issuer.publicKey;
+    ok = key.asymmetricKeyType === alg.keyType && verify(alg.digest, child.structure.tbs, { key, dsaEncoding: 'der' }, child.structure.signature);
   } catch {
     ok = false;
   }

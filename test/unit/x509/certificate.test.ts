@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
-import { certificateKeyIds, parseCertificate, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
+import { certificateKeyIds, parseCertificate, parseCertificateLazily, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
 import {
   authorityKeyIdentifierValue,
   basicConstraintsValue,
@@ -200,4 +200,22 @@ test('certificateKeyIds reads SKI and AKI without OpenSSL, matching parseCertifi
   }
   assert.equal(certificateKeyIds(east.der).authorityKeyId, parseCertificate(root.der).subjectKeyId);
   assert.throws(() => certificateKeyIds(Buffer.from('not a certificate')), isInvalid(/malformed certificate/));
+});
+
+test('parseCertificateLazily reads what parseCertificate reads; a chain from it verifies and a tampered one fails', async () => {
+  for (const type of ['ec-p256', 'ec-p384', 'rsa-2048'] as const) {
+    const { root, east } = await makePki(type);
+    const der = issueLeaf(east);
+    const eager = parseCertificate(der);
+    const lazy = parseCertificateLazily(der);
+    for (const field of ['serialHex', 'notBefore', 'notAfter', 'subject', 'issuer', 'isCa', 'uriSans', 'dnsNames', 'subjectKeyId', 'authorityKeyId', 'keyUsage', 'extKeyUsage', 'fingerprintSha256'] as const) {
+      assert.deepEqual(lazy[field], eager[field], `${type} ${field}`);
+    }
+    assert.ok(lazy.publicKey.equals(eager.publicKey));
+    verifyParsedChain(parseCertificateLazily(der), [east.der], [root.der], NOW, { requireEndEntity: true });
+    const tampered = Buffer.from(der);
+    tampered[tampered.length - 8]! ^= 0x01;
+    assert.throws(() => verifyParsedChain(parseCertificateLazily(tampered), [east.der], [root.der], NOW), isInvalid(/signature on certificate 0 .* does not verify/));
+  }
+  assert.throws(() => parseCertificateLazily(Buffer.from('junk')), isInvalid(/malformed certificate/));
 });
