@@ -1,4 +1,5 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { withResponseSerializers } from '../../common/grpc/service.js';
 
 /**
  * An xDS response as a body shared between streams plus the one field that is the stream's own: the nonce. A
@@ -23,23 +24,15 @@ const NONCE_FIELD = 5;
  * handed out mutable.
  */
 export function encodeSharedBodies(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
-  const out: Record<string, unknown> = { ...definition };
-  for (const name of methods) {
-    const method = definition[name];
-    if (method === undefined) throw new Error(`service has no method ${name}`);
-    const serialize = method.responseSerialize;
+  return withResponseSerializers(definition, methods, (serialize) => {
     const bodies = new WeakMap<object, Buffer>();
-    out[name] = {
-      ...method,
-      responseSerialize: (value: unknown): Buffer => {
-        if (!(value instanceof NoncedResponse)) return serialize(value);
-        let body = bodies.get(value.body);
-        if (body === undefined) bodies.set(value.body, (body = serialize(value.body)));
-        return Buffer.concat([body, stringField(NONCE_FIELD, value.nonce)]);
-      },
+    return (value: unknown): Buffer => {
+      if (!(value instanceof NoncedResponse)) return serialize(value);
+      let body = bodies.get(value.body);
+      if (body === undefined) bodies.set(value.body, (body = serialize(value.body)));
+      return Buffer.concat([body, stringField(NONCE_FIELD, value.nonce)]);
     };
-  }
-  return out as ServiceDefinition;
+  });
 }
 
 function stringField(field: number, text: string): Buffer {

@@ -1,4 +1,5 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
+import { withResponseSerializers } from '../../common/grpc/service.js';
 
 /**
  * Response serializers that encode each response object once. The identity streams of many callers with the same
@@ -8,24 +9,16 @@ import type { ServiceDefinition } from '@grpc/grpc-js';
  * buffer, so sharing them is safe; entries go when the response object is no longer referenced.
  */
 export function encodeOnce(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
-  const out: Record<string, unknown> = { ...definition };
-  for (const name of methods) {
-    const method = definition[name];
-    if (method === undefined) throw new Error(`service has no method ${name}`);
-    const serialize = method.responseSerialize;
+  return withResponseSerializers(definition, methods, (serialize) => {
     const encoded = new WeakMap<object, Buffer>();
-    out[name] = {
-      ...method,
-      responseSerialize: (value: unknown): Buffer => {
-        if (typeof value !== 'object' || value === null) return serialize(value);
-        let bytes = encoded.get(value);
-        if (bytes === undefined) {
-          bytes = serialize(value);
-          encoded.set(value, bytes);
-        }
-        return bytes;
-      },
+    return (value: unknown): Buffer => {
+      if (typeof value !== 'object' || value === null) return serialize(value);
+      let bytes = encoded.get(value);
+      if (bytes === undefined) {
+        bytes = serialize(value);
+        encoded.set(value, bytes);
+      }
+      return bytes;
     };
-  }
-  return out as ServiceDefinition;
+  });
 }

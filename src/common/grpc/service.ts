@@ -13,3 +13,16 @@ export function serviceClient(proto: GrpcObject, fullName: string): ServiceClien
 export function serviceOf(proto: GrpcObject, fullName: string): ServiceDefinition {
   return serviceClient(proto, fullName).service;
 }
+
+type Serialize = (value: unknown) => Buffer;
+
+/** A copy of `definition` whose `methods` serialize their responses through `wrap(original serializer)`. */
+export function withResponseSerializers(definition: ServiceDefinition, methods: readonly string[], wrap: (serialize: Serialize) => Serialize): ServiceDefinition {
+  const out: Record<string, unknown> = { ...definition };
+  for (const name of methods) {
+    const method = definition[name];
+    if (method === undefined) throw new Error(`service has no method ${name}`);
+    out[name] = { ...method, responseSerialize: wrap(method.responseSerialize) };
+  }
+  return out as ServiceDefinition;
+}
