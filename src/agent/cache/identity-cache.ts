@@ -37,6 +37,8 @@ const MAX_MEMOIZED_SNAPSHOTS = 10_000;
 
 interface Subscription {
   readonly workload: ReadonlySet<string>;
+  /** The workload's selectors as one string: subscriptions with equal keys match the same entries. */
+  readonly key: string;
   readonly listener: () => void;
 }
 
@@ -111,7 +113,8 @@ export class IdentityCache implements WorkloadCache {
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {
-    const sub: Subscription = { workload: selectorSet(selectors), listener };
+    const workload = selectorSet(selectors);
+    const sub: Subscription = { workload, key: [...workload].sort().join('\n'), listener };
     this.subscriptions.add(sub);
     return () => void this.subscriptions.delete(sub);
   }
@@ -288,8 +291,13 @@ export class IdentityCache implements WorkloadCache {
     if (entries.length === 0) return;
     // Before any listener runs: one may ask for a snapshot synchronously.
     this.generation++;
+    // Decided once per distinct workload, not per stream: a mass rotation touches thousands of entries while a
+    // thousand streams of one workload are subscribed.
+    const concerned = new Map<string, boolean>();
     for (const sub of this.subscriptions) {
-      if (entries.some((e) => entryMatches(e, sub.workload))) this.call(sub.listener);
+      let yes = concerned.get(sub.key);
+      if (yes === undefined) concerned.set(sub.key, (yes = entries.some((e) => entryMatches(e, sub.workload))));
+      if (yes) this.call(sub.listener);
     }
   }
 
