@@ -16,10 +16,19 @@
 
 #include <node_api.h>
 
+/* glibc only: other C libraries (musl) lack these calls; there the addon builds and both functions return false. */
+#ifdef __GLIBC__
+static int do_trim(void) { return malloc_trim(0) == 1; }
+static int do_mmap_threshold(int bytes) { return mallopt(M_MMAP_THRESHOLD, bytes) == 1; }
+#else
+static int do_trim(void) { return 0; }
+static int do_mmap_threshold(int bytes) { (void)bytes; return 0; }
+#endif
+
 static napi_value trim(napi_env env, napi_callback_info info) {
   (void)info;
   napi_value result;
-  napi_get_boolean(env, malloc_trim(0) == 1, &result);
+  napi_get_boolean(env, do_trim(), &result);
   return result;
 }
 
@@ -33,7 +42,7 @@ static napi_value set_mmap_threshold(napi_env env, napi_callback_info info) {
     return NULL;
   }
   napi_value result;
-  napi_get_boolean(env, mallopt(M_MMAP_THRESHOLD, (int)bytes) == 1, &result);
+  napi_get_boolean(env, do_mmap_threshold((int)bytes), &result);
   return result;
 }
 
