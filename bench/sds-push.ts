@@ -5,11 +5,8 @@
  * signing are included. P5 (agent half) — agent RSS with those 1,000 streams and 10,000 entries vs its idle RSS.
  */
 import fs from 'node:fs';
-import * as grpc from '@grpc/grpc-js';
-import { loadProto } from '../src/common/grpc/proto.js';
-import { serviceClient } from '../src/common/grpc/service.js';
 import { startCluster } from '../test/support/cluster.js';
-import { SidecarStream } from './sidecar-stream.js';
+import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { timeToServeFromCache } from './agent-restart.js';
 import { percentile } from './stats.js';
 import type { BenchResult } from './report.js';
@@ -50,8 +47,7 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
       await cluster.admin.call('Entries', 'CreateEntries', { entries: batch });
     }
 
-    const Sds = serviceClient(loadProto('envoy/service/secret/v3/sds.proto'), 'envoy.service.secret.v3.SecretDiscoveryService');
-    const clients = Array.from({ length: CONNECTIONS }, () => new Sds(`unix://${agent.socketPath}`, grpc.credentials.createInsecure(), { 'grpc.use_local_subchannel_pool': 1 }));
+    const clients = Array.from({ length: CONNECTIONS }, () => connectSidecars(agent.socketPath));
     const streams: SidecarStream[] = [];
     const firsts: Array<Promise<number>> = [];
     for (let i = 0; i < STREAMS; i++) {

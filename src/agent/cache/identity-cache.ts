@@ -32,6 +32,9 @@ export interface AppliedUpdate {
   readonly removed: readonly AgentEntry[];
 }
 
+/** Streams keep their selector array for life: its memo key is built once per array, not once per call. */
+const selectorKeys = new WeakMap<readonly Selector[], string>();
+
 /** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
 const MAX_MEMOIZED_SNAPSHOTS = 10_000;
 
@@ -83,7 +86,8 @@ export class IdentityCache implements WorkloadCache {
     // Many streams of one workload (an Envoy's SDS streams, a thousand sidecars of one service) ask for the same
     // state after every change: compute it once per change and selector set. An entry is reused until the next
     // change or until one of its SVIDs expires, whichever comes first.
-    const key = selectors.map((s) => `${s.type}:${s.value}`).join('\n');
+    let key = selectorKeys.get(selectors);
+    if (key === undefined) selectorKeys.set(selectors, (key = selectors.map((s) => `${s.type}:${s.value}`).join('\n')));
     const now = this.clock.now();
     const hit = this.snapshots.get(key);
     if (hit !== undefined && hit.generation === this.generation && now < hit.validUntil) return hit.snapshot;

@@ -37,6 +37,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private sent = new Map<string, string>();
   private nonceCounter = 0;
   private lastNonce = '';
+  /** servedState's key for this stream's subscription; undefined after a subscription change. */
+  private stateKey: string | undefined;
 
   protected handleRequest(request: DiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
@@ -65,6 +67,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   /** Returns whether the subscription changed. */
   private subscribe(requested: readonly string[], first: boolean): boolean {
     const before = { wildcard: this.wildcard, names: this.names };
+    this.stateKey = undefined;
     const explicit = requested.filter((n) => !isWildcardName(n));
     // A wildcard stays a wildcard while the client keeps sending an empty list (as LDS/CDS clients do).
     this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && (first || this.wildcard));
@@ -75,7 +78,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {
-    const state = servedState(snapshot, this.names, this.wildcard, this.mode, this.ctx.options);
+    this.stateKey ??= `${this.mode}\n${this.wildcard ? '*' : ''}\n${[...this.names].join('\n')}`;
+    const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
@@ -106,12 +110,13 @@ const servedStates = new WeakMap<IdentitySnapshot, Map<string, ServedState>>();
 
 function servedState(
   snapshot: IdentitySnapshot,
+  /** Mode, wildcard and names as one string (the stream keeps it until its subscription changes). */
+  key: string,
   names: ReadonlySet<string>,
   wildcard: boolean,
   mode: ValidationMode,
   options: ResolvedSdsOptions,
 ): ServedState {
-  const key = `${mode}\n${wildcard ? '*' : ''}\n${[...names].join('\n')}`;
   let perSnapshot = servedStates.get(snapshot);
   const hit = perSnapshot?.get(key);
   if (hit !== undefined && hit.options === options) return hit;
