@@ -32,6 +32,22 @@ export interface AppliedUpdate {
   readonly removed: readonly AgentEntry[];
 }
 
+/**
+ * Whether two versions of an entry look the same to workloads: who matches it (selectors), the identity and hint it
+ * is served under, the bundles it brings, its place in the default order. Everything else (DNS names, TTLs, parent,
+ * flags) reaches workloads only through the next SVID, or not at all.
+ */
+function sameWorkloadView(a: AgentEntry, b: AgentEntry): boolean {
+  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
+  return (
+    a.spiffeId === b.spiffeId &&
+    a.hint === b.hint &&
+    a.createdAt === b.createdAt &&
+    same(a.selectors.map((s) => `${s.type}:${s.value}`), b.selectors.map((s) => `${s.type}:${s.value}`)) &&
+    same(a.federatesWith, b.federatesWith)
+  );
+}
+
 /** Streams keep their selector array for life: its memo key is built once per array, not once per call. */
 const selectorKeys = new WeakMap<readonly Selector[], string>();
 
@@ -195,7 +211,9 @@ export class IdentityCache implements WorkloadCache {
    * identity now); other certificate changes keep serving the old SVID until the new one arrives.
    */
   apply(update: CacheUpdate): AppliedUpdate {
+    /** Entries whose change workloads can see; `stored` also counts changes only persistence cares about. */
     const touched: AgentEntry[] = [];
+    let stored = false;
     const needSvid: AgentEntry[] = [];
     const removed: AgentEntry[] = [];
     for (const id of update.removed ?? []) {
@@ -208,12 +226,16 @@ export class IdentityCache implements WorkloadCache {
     }
     for (const entry of update.upserts ?? []) {
       const previous = this.index.upsert(entry);
-      touched.push(entry);
+      stored = true;
       if (previous === undefined) {
+        touched.push(entry);
         needSvid.push(entry);
         continue;
       }
-      touched.push(previous);
+      // A change of what only the next certificate carries (DNS names, TTLs) leaves every workload's view as it
+      // is until the new SVID arrives (putSvids notifies then): telling a thousand streams now would make each
+      // recompute an unchanged state.
+      if (!sameWorkloadView(previous, entry)) touched.push(entry, previous);
       this.jwt.dropEntry(entry.id);
       const svid = this.svids.get(entry.id);
       if (svid !== undefined && previous.spiffeId !== entry.spiffeId) this.svids.delete(entry.id);
@@ -231,7 +253,7 @@ export class IdentityCache implements WorkloadCache {
     }
     if (everyone) this.notifyAll();
     else this.notifyEntries(touched);
-    if (touched.length > 0 || everyone) this.changed();
+    if (touched.length > 0 || stored || everyone) this.changed();
     return { needSvid, removed };
   }
 

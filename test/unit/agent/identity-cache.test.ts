@@ -120,6 +120,28 @@ test('entry changes notify only the streams they concern; bundle changes notify 
   assert.deepEqual([a, b], [4, 1]);
 });
 
+test('a change only the next certificate carries (DNS names, TTL) notifies nobody but is persisted and re-signed', () => {
+  const c = fx.cache();
+  const e = entry('dns', ['unix:uid:42'], { created_at: 5 });
+  c.apply({ upserts: [e] });
+  c.putSvids([fx.issue(e)]);
+  let notified = 0;
+  let persisted = 0;
+  c.subscribe(sel('unix:uid:42'), () => notified++);
+  c.onChange(() => persisted++);
+  const before = c.snapshot(sel('unix:uid:42'));
+  const renamed = { ...e, dnsNames: ['dns.example'], x509SvidTtlSeconds: 3600, revision: e.revision + 1 };
+  const applied = c.apply({ upserts: [renamed] });
+  assert.deepEqual(applied.needSvid.map((x) => x.id), [e.id], 'the entry still gets a new SVID');
+  assert.equal(notified, 0);
+  assert.equal(persisted, 1);
+  assert.equal(c.snapshot(sel('unix:uid:42')), before, 'what workloads see is unchanged');
+  c.apply({ upserts: [{ ...renamed, hint: 'frontend' }] });
+  assert.equal(notified, 1, 'a hint is part of what workloads see');
+  c.apply({ upserts: [{ ...renamed, hint: 'frontend', selectors: [...renamed.selectors, { type: 'unix', value: 'gid:7' }] }] });
+  assert.equal(notified, 2, 'so are the selectors');
+});
+
 test('federated bundles in a snapshot are those the matching entries federate with, sorted, never the own domain', () => {
   const c = fx.cache();
   const own = fx.bundle();
