@@ -50,6 +50,22 @@ const rsa = (digest: Digest, dotted: string, name: string): SignatureAlgorithm =
   identifierDer: sequence(oid(dotted), nullValue()),
 });
 
+/** The EC curves meshid reads: JWK name, OpenSSL name, named-curve OID (RFC 5480 §2.1.1.1) and coordinate size. */
+export interface EcCurve {
+  readonly jwk: 'P-256' | 'P-384' | 'P-521';
+  readonly openssl: string;
+  readonly oid: string;
+  readonly size: number;
+}
+
+export const EC_CURVES: readonly EcCurve[] = Object.freeze([
+  { jwk: 'P-256', openssl: 'prime256v1', oid: '1.2.840.10045.3.1.7', size: 32 },
+  { jwk: 'P-384', openssl: 'secp384r1', oid: '1.3.132.0.34', size: 48 },
+  { jwk: 'P-521', openssl: 'secp521r1', oid: '1.3.132.0.35', size: 66 },
+]);
+
+export const ecCurveByOid = (curveOid: string): EcCurve | undefined => EC_CURVES.find((c) => c.oid === curveOid);
+
 const ECDSA_P256 = ecdsa('sha256', Oid.ecdsaWithSha256, 'ecdsa-with-SHA256');
 const ECDSA_P384 = ecdsa('sha384', Oid.ecdsaWithSha384, 'ecdsa-with-SHA384');
 const ECDSA_P521 = ecdsa('sha512', Oid.ecdsaWithSha512, 'ecdsa-with-SHA512');

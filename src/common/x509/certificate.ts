@@ -297,11 +297,9 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
   if (!child.structure.tbsSignatureAlgorithm.equals(child.structure.signatureAlgorithm)) {
     throw invalidArgument(`${childLabel} has different inner and outer signature algorithms`);
   }
-  if (verificationAlgorithm(child.structure.signatureAlgorithmOid) === undefined) {
-    throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
-  }
+  const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid);
+  if (alg === undefined) throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
   // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
-  const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid)!;
   let ok: boolean;
   try {
     const key = issuer.publicKey;

@@ -1,15 +1,8 @@
-import { createECDH, createPublicKey, type ECDH } from 'node:crypto';
-import { Oid } from './algorithms.js';
+import { createPublicKey } from 'node:crypto';
+import { ecCurveByOid, Oid } from './algorithms.js';
 import { children, expectTag, readBitStringBytes, readOid, readSingle, readSmallInteger, value } from './der-reader.js';
-import { importPrivateKey } from './keys.js';
+import { importPrivateKey, reusableEcdh } from './keys.js';
 import { encodeSpki } from './spki.js';
-
-/** OpenSSL curve names by OID, for the curves meshid keys use. */
-const EC_CURVES = new Map<string, string>([
-  ['1.2.840.10045.3.1.7', 'prime256v1'],
-  ['1.3.132.0.34', 'secp384r1'],
-]);
-const generators = new Map<string, ECDH>();
 
 /**
  * Whether the unencrypted PKCS#8 DER private key is the key of the SubjectPublicKeyInfo DER (e.g. a certificate's).
@@ -23,16 +16,14 @@ export function privateKeyMatchesSpki(pkcs8: Buffer, spki: Buffer): boolean {
     const [versionT, algT, keyT] = children(expectTag(readSingle(pkcs8, 'PrivateKeyInfo'), 0x30, 'PrivateKeyInfo'));
     readSmallInteger(expectTag(versionT, 0x02, 'version'));
     const [algOid, params] = children(expectTag(algT, 0x30, 'privateKeyAlgorithm'));
-    const curve = readOid(expectTag(algOid, 0x06, 'algorithm')) === Oid.ecPublicKey && params?.tag === 0x06 ? readOid(params) : undefined;
-    const curveName = curve === undefined ? undefined : EC_CURVES.get(curve);
-    if (curveName === undefined) return encodeSpki(createPublicKey(importPrivateKey(pkcs8))).equals(spki);
+    const curve = readOid(expectTag(algOid, 0x06, 'algorithm')) === Oid.ecPublicKey && params?.tag === 0x06 ? ecCurveByOid(readOid(params)) : undefined;
+    if (curve === undefined) return encodeSpki(createPublicKey(importPrivateKey(pkcs8))).equals(spki);
 
     const [, dT] = children(expectTag(readSingle(value(expectTag(keyT, 0x04, 'privateKey')), 'ECPrivateKey'), 0x30, 'ECPrivateKey'));
     const [spkiAlgT, pointT] = children(expectTag(readSingle(spki, 'SubjectPublicKeyInfo'), 0x30, 'SubjectPublicKeyInfo'));
     const [spkiAlgOid, spkiCurve] = children(expectTag(spkiAlgT, 0x30, 'algorithm'));
-    if (readOid(expectTag(spkiAlgOid, 0x06, 'algorithm')) !== Oid.ecPublicKey || spkiCurve?.tag !== 0x06 || readOid(spkiCurve) !== curve) return false;
-    let ecdh = generators.get(curveName);
-    if (ecdh === undefined) generators.set(curveName, (ecdh = createECDH(curveName)));
+    if (readOid(expectTag(spkiAlgOid, 0x06, 'algorithm')) !== Oid.ecPublicKey || spkiCurve?.tag !== 0x06 || readOid(spkiCurve) !== curve.oid) return false;
+    const ecdh = reusableEcdh(curve.openssl);
     ecdh.setPrivateKey(value(expectTag(dT, 0x04, 'privateKey')));
     return ecdh.getPublicKey().equals(readBitStringBytes(expectTag(pointT, 0x03, 'subjectPublicKey')));
   } catch {

@@ -1,5 +1,6 @@
 import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type ECDH, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors.js';
+import { EC_CURVES, type EcCurve } from './algorithms.js';
 import { encodeSpki } from './spki.js';
 
 /** The key types meshid generates for its CAs and SVIDs (configuration `ca_key_type`). */
@@ -24,10 +25,10 @@ export function generateKeyPair(type: KeyType): KeyPair {
   let jwk: JsonWebKey;
   switch (type) {
     case 'ec-p256':
-      jwk = ecJwk('prime256v1', 'P-256', 32);
+      jwk = ecJwk(EC_CURVES[0]!);
       break;
     case 'ec-p384':
-      jwk = ecJwk('secp384r1', 'P-384', 48);
+      jwk = ecJwk(EC_CURVES[1]!);
       break;
     case 'rsa-2048': {
       // Encoded inside the generation job, so no exported KeyObject shares its mutex.
@@ -47,20 +48,27 @@ export function generateKeyPair(type: KeyType): KeyPair {
   return { privateKey, publicKey: createPublicKey(privateKey) };
 }
 
-/** One generator per curve: generateKeys() replaces its key, so no OpenSSL key object is left per key for the GC. */
-const ecGenerators = new Map<string, ECDH>();
+/**
+ * The process's ECDH object for a curve (OpenSSL name). generateKeys() and setPrivateKey() replace its key, so one
+ * per curve serves every key generated or checked, and no OpenSSL key object is left per key for the GC.
+ */
+export function reusableEcdh(curve: string): ECDH {
+  let ecdh = ecdhByCurve.get(curve);
+  if (ecdh === undefined) ecdhByCurve.set(curve, (ecdh = createECDH(curve)));
+  return ecdh;
+}
+const ecdhByCurve = new Map<string, ECDH>();
 
-function ecJwk(curve: string, crv: string, size: number): JsonWebKey {
-  let ecdh = ecGenerators.get(curve);
-  if (ecdh === undefined) ecGenerators.set(curve, (ecdh = createECDH(curve)));
+function ecJwk(curve: EcCurve): JsonWebKey {
+  const ecdh = reusableEcdh(curve.openssl);
   const point = ecdh.generateKeys();
   return {
     kty: 'EC',
-    crv,
-    x: point.subarray(1, 1 + size).toString('base64url'),
-    y: point.subarray(1 + size).toString('base64url'),
+    crv: curve.jwk,
+    x: point.subarray(1, 1 + curve.size).toString('base64url'),
+    y: point.subarray(1 + curve.size).toString('base64url'),
     // getPrivateKey drops leading zero bytes; JWK wants the scalar at full size.
-    d: Buffer.concat([Buffer.alloc(size), ecdh.getPrivateKey()]).subarray(-size).toString('base64url'),
+    d: Buffer.concat([Buffer.alloc(curve.size), ecdh.getPrivateKey()]).subarray(-curve.size).toString('base64url'),
   };
 }
 

@@ -1,7 +1,7 @@
 import { createPublicKey, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { bitStringBytes, nullValue, oid, sequence, unsignedInteger } from './der.js';
 import { children, DerError, expectTag, readBitStringBytes, readOid, readSingle, value } from './der-reader.js';
-import { Oid } from './algorithms.js';
+import { EC_CURVES, ecCurveByOid, Oid } from './algorithms.js';
 
 /**
  * SubjectPublicKeyInfo DER (RFC 5280 §4.1.2.7) of a key, assembled from its JWK form. On Node 20 with OpenSSL 3,
@@ -45,11 +45,11 @@ export function decodeSpki(spki: Buffer): KeyObject {
   const algorithm = readOid(expectTag(algOidT, 0x06, 'algorithm OID'));
   let jwk: JsonWebKey | undefined;
   if (algorithm === Oid.ecPublicKey && paramsT?.tag === 0x06) {
-    const curve = CURVE_BY_OID.get(readOid(paramsT));
+    const curve = ecCurveByOid(readOid(paramsT));
     if (curve !== undefined && keyBytes.length === 1 + 2 * curve.size && keyBytes[0] === 0x04) {
       jwk = {
         kty: 'EC',
-        crv: curve.name,
+        crv: curve.jwk,
         x: keyBytes.subarray(1, 1 + curve.size).toString('base64url'),
         y: keyBytes.subarray(1 + curve.size).toString('base64url'),
       };
@@ -71,13 +71,6 @@ function magnitude(t: ReturnType<typeof readSingle>): string {
 }
 
 const UNCOMPRESSED = Buffer.from([0x04]);
-const CURVE_OIDS = { 'P-256': '1.2.840.10045.3.1.7', 'P-384': '1.3.132.0.34', 'P-521': '1.3.132.0.35' } as const;
-const CURVE_SIZES = { 'P-256': 32, 'P-384': 48, 'P-521': 66 } as const;
-const CURVE_BY_OID = new Map<string, { name: keyof typeof CURVE_OIDS; size: number }>(
-  (Object.keys(CURVE_OIDS) as (keyof typeof CURVE_OIDS)[]).map((name) => [CURVE_OIDS[name], { name, size: CURVE_SIZES[name] }]),
-);
-/** AlgorithmIdentifier { id-ecPublicKey, namedCurve } per curve (RFC 5480 §2.1.1). */
-const CURVES: Record<string, Buffer> = Object.fromEntries(
-  Object.entries(CURVE_OIDS).map(([name, curveOid]) => [name, sequence(oid(Oid.ecPublicKey), oid(curveOid))]),
-);
+/** AlgorithmIdentifier { id-ecPublicKey, namedCurve } per JWK curve name (RFC 5480 §2.1.1). */
+const CURVES: Record<string, Buffer> = Object.fromEntries(EC_CURVES.map((c) => [c.jwk, sequence(oid(Oid.ecPublicKey), oid(c.oid))]));
 const RSA_ALGORITHM = sequence(oid(Oid.rsaEncryption), nullValue());
