@@ -7,6 +7,17 @@ export function selectorSet(selectors: readonly Selector[]): ReadonlySet<string>
 }
 
 /**
+ * The selectors as one string, equal for equal sets whatever their order: a name for "this workload" in memos.
+ * Streams keep their selector array for life, so the key is built once per array.
+ */
+export function workloadKey(selectors: readonly Selector[]): string {
+  let key = workloadKeys.get(selectors);
+  if (key === undefined) workloadKeys.set(selectors, (key = [...selectorSet(selectors)].sort().join('\n')));
+  return key;
+}
+const workloadKeys = new WeakMap<readonly Selector[], string>();
+
+/**
  * Whether a workload with these selectors gets this entry's identity: every selector of the entry must be among the
  * workload's (the workload may have more). An entry without selectors matches nobody.
  */

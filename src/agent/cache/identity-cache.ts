@@ -4,7 +4,7 @@ import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
-import { EntryIndex, entryMatches, selectorSet } from './entry-index.js';
+import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from './workload-cache.js';
 
@@ -38,18 +38,14 @@ export interface AppliedUpdate {
  * flags) reaches workloads only through the next SVID, or not at all.
  */
 function sameWorkloadView(a: AgentEntry, b: AgentEntry): boolean {
-  const same = (x: readonly string[], y: readonly string[]): boolean => x.length === y.length && x.every((v, i) => v === y[i]);
   return (
     a.spiffeId === b.spiffeId &&
     a.hint === b.hint &&
     a.createdAt === b.createdAt &&
-    same(a.selectors.map((s) => `${s.type}:${s.value}`), b.selectors.map((s) => `${s.type}:${s.value}`)) &&
-    same(a.federatesWith, b.federatesWith)
+    workloadKey(a.selectors) === workloadKey(b.selectors) &&
+    a.federatesWith.join('\n') === b.federatesWith.join('\n')
   );
 }
-
-/** Streams keep their selector array for life: its memo key is built once per array, not once per call. */
-const selectorKeys = new WeakMap<readonly Selector[], string>();
 
 /** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
 const MAX_MEMOIZED_SNAPSHOTS = 10_000;
@@ -102,8 +98,7 @@ export class IdentityCache implements WorkloadCache {
     // Many streams of one workload (an Envoy's SDS streams, a thousand sidecars of one service) ask for the same
     // state after every change: compute it once per change and selector set. An entry is reused until the next
     // change or until one of its SVIDs expires, whichever comes first.
-    let key = selectorKeys.get(selectors);
-    if (key === undefined) selectorKeys.set(selectors, (key = selectors.map((s) => `${s.type}:${s.value}`).join('\n')));
+    const key = workloadKey(selectors);
     const now = this.clock.now();
     const hit = this.snapshots.get(key);
     if (hit !== undefined && hit.generation === this.generation && now < hit.validUntil) return hit.snapshot;
@@ -133,8 +128,7 @@ export class IdentityCache implements WorkloadCache {
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {
-    const workload = selectorSet(selectors);
-    const sub: Subscription = { workload, key: [...workload].sort().join('\n'), listener };
+    const sub: Subscription = { workload: selectorSet(selectors), key: workloadKey(selectors), listener };
     this.subscriptions.add(sub);
     return () => void this.subscriptions.delete(sub);
   }

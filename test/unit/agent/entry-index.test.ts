@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { EntryIndex, entryMatches, selectorSet } from '../../../src/agent/cache/entry-index.js';
+import { EntryIndex, entryMatches, selectorSet, workloadKey } from '../../../src/agent/cache/entry-index.js';
 import { entryFromMessage } from '../../../src/agent/cache/agent-entry.js';
 import { entry } from './agent-fixture.js';
 
@@ -45,4 +45,13 @@ test('entries the agent could not serve correctly are refused when received', ()
   const e = entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], federates_with: ['spiffe://other.org', 'third.org'], created_at: 5 });
   assert.deepEqual(e.federatesWith, ['other.org', 'third.org'], 'federation targets become bare trust domain names');
   assert.equal(e.createdAt, 5000);
+});
+
+test('workloadKey is equal for the same selectors in any order and differs for another set', () => {
+  const a = [{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: 'gid:2' }];
+  const b = [{ type: 'unix', value: 'gid:2' }, { type: 'unix', value: 'uid:1' }];
+  assert.equal(workloadKey(a), workloadKey(b));
+  assert.equal(workloadKey(a), workloadKey(a));
+  assert.notEqual(workloadKey(a), workloadKey([{ type: 'unix', value: 'uid:1' }]));
+  assert.notEqual(workloadKey([{ type: 'unix', value: 'uid:12' }]), workloadKey([{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: '2' }]));
 });
