@@ -63,7 +63,8 @@ export function removeStaleTempFiles(dir: string): void {
   }
 }
 
-function fsyncDir(dir: string): void {
+/** fsync(2) on a directory: makes a new or renamed name in it durable. */
+export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');
   try {
     fs.fsyncSync(fd);

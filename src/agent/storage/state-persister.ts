@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
+import { fsyncDir } from '../../common/atomic-file.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
@@ -213,13 +214,4 @@ function gone(before: ReadonlyMap<string, unknown>, now: readonly string[]): str
   if (kept === before.size) return [];
   const present = new Set(now);
   return [...before.keys()].filter((id) => !present.has(id));
-}
-
-function fsyncDir(dir: string): void {
-  const fd = fs.openSync(dir, 'r');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
 }

@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { parseJsonObject } from '../../common/json-object.js';
 import { invalidArgument } from '../../common/errors.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
@@ -76,16 +77,9 @@ const unb64 = (s: unknown, what: string): Buffer => {
 };
 
 function parseDocument(text: string, what: string): Record<string, unknown> {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch {
-    throw invalidArgument(`${what} is not valid JSON`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalidArgument(`${what} is not a JSON object`);
-  const format = (doc as { format?: unknown }).format;
-  if (format !== STATE_FORMAT) throw invalidArgument(`${what} has format ${String(format)}; this agent reads format ${STATE_FORMAT}`);
-  return doc as Record<string, unknown>;
+  const doc = parseJsonObject(text, what);
+  if (doc['format'] !== STATE_FORMAT) throw invalidArgument(`${what} has format ${String(doc['format'])}; this agent reads format ${STATE_FORMAT}`);
+  return doc;
 }
 
 export function encodeIdentity(id: StoredIdentity): string {

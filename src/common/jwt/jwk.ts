@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import { isJsonObject } from '../json-object.js';
 import { invalidArgument } from '../errors.js';
 import { decodeBase64Url, encodeBase64Url } from './base64url.js';
 
@@ -80,8 +81,8 @@ function member(jwk: Record<string, unknown>, name: string, label: string): stri
  * is refused, not silently trimmed). Throws MeshidError invalid_argument.
  */
 export function jwkToPublicKey(jwk: unknown, label = 'JWK'): KeyObject {
-  if (jwk === null || typeof jwk !== 'object' || Array.isArray(jwk)) throw invalidArgument(`${label} is not a JSON object`);
-  const obj = jwk as Record<string, unknown>;
+  if (!isJsonObject(jwk)) throw invalidArgument(`${label} is not a JSON object`);
+  const obj = jwk;
   const leaked = PRIVATE_MEMBERS.filter((m) => m in obj);
   if (leaked.length > 0) throw invalidArgument(`${label} carries private key members (${leaked.join(', ')})`);
   const kty = obj['kty'];

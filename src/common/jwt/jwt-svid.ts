@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { parseJsonObject } from '../json-object.js';
 import { invalidArgument } from '../errors.js';
 import { parseSpiffeId } from '../spiffe/spiffe-id.js';
 import { decodeBase64Url, encodeBase64Url } from './base64url.js';
@@ -93,14 +94,13 @@ export function signJwtSvid(params: SignJwtSvidParams): string {
 
 function decodeJsonObject(segment: string, what: string): Record<string, unknown> {
   const bytes = decodeBase64Url(segment, `token ${what}`);
-  let value: unknown;
+  let text: string;
   try {
-    value = JSON.parse(new TextDecoder('utf-8', { fatal: true }).decode(bytes));
+    text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
   } catch {
     throw invalidArgument(`token ${what} is not valid JSON`);
   }
-  if (value === null || typeof value !== 'object' || Array.isArray(value)) throw invalidArgument(`token ${what} is not a JSON object`);
-  return value as Record<string, unknown>;
+  return parseJsonObject(text, `token ${what}`);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
+import { isJsonObject, parseJsonObject } from '../json-object.js';
 import { invalidArgument } from '../errors.js';
 import { jwkToPublicKey, publicJwk, type Jwk } from '../jwt/jwk.js';
 import { parseTrustDomain } from './spiffe-id.js';
@@ -113,14 +114,7 @@ function readX509Authority(entry: Record<string, unknown>, label: string): Buffe
 export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
   const td = parseTrustDomain(trustDomain);
   const label = `SPIFFE bundle for ${td}`;
-  let doc: unknown;
-  try {
-    doc = JSON.parse(json);
-  } catch {
-    throw invalidArgument(`${label} is not valid JSON`);
-  }
-  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) throw invalidArgument(`${label} is not a JSON object`);
-  const obj = doc as Record<string, unknown>;
+  const obj = parseJsonObject(json, label);
   const keys = obj['keys'];
   if (!Array.isArray(keys)) throw invalidArgument(`${label} has no "keys" array`);
   const sequence = optionalInteger(obj, 'spiffe_sequence', label) ?? 0;
@@ -130,7 +124,7 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
   const jwtAuthorities: TrustBundle['jwtAuthorities'] = [];
   keys.forEach((entry: unknown, i) => {
     const keyLabel = `${label}: keys[${i}]`;
-    if (entry === null || typeof entry !== 'object' || Array.isArray(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
+    if (!isJsonObject(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
     const key = entry as Record<string, unknown>;
     if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
     if (typeof key['use'] !== 'string' || key['use'] === '') throw invalidArgument(`${keyLabel} has no use`);
