@@ -1,3 +1,4 @@
+import type { EntryMessage } from '../../common/entry-message.js';
 import { invalidArgument } from '../../common/errors.js';
 import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
@@ -21,23 +22,6 @@ export interface AgentEntry {
   readonly downstream: boolean;
   readonly revision: number;
   readonly createdAt: number;
-}
-
-/** meshid.v1.Entry as proto-loader decodes it (keepCase, defaults absent). */
-export interface EntryMessage {
-  id?: string;
-  spiffe_id?: string;
-  parent_id?: string;
-  selectors?: Array<{ type?: string; value?: string }>;
-  x509_svid_ttl?: number;
-  jwt_svid_ttl?: number;
-  dns_names?: string[];
-  hint?: string;
-  federates_with?: string[];
-  admin?: boolean;
-  downstream?: boolean;
-  revision?: number;
-  created_at?: number;
 }
 
 /**

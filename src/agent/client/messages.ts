@@ -2,7 +2,7 @@ import { invalidArgument } from '../../common/errors.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { decodeSpki } from '../../common/x509/spki.js';
-import type { EntryMessage } from '../cache/agent-entry.js';
+import type { EntryMessage } from '../../common/entry-message.js';
 
 /**
  * meshid.agent.v1 messages (proto/meshid/v1/agent.proto) as proto-loader decodes them on the agent side: keepCase,

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
-import type { EntryMessage } from '../cache/agent-entry.js';
+import type { EntryMessage } from '../../common/entry-message.js';
 import type { RawState, SvidDocument } from './stored-state.js';
 
 /**

@@ -7,7 +7,8 @@ import { parseCertificate, parseCertificateLazily, verifyParsedChain } from '../
 import { privateKeyMatchesSpki } from '../../common/x509/key-match.js';
 import { sharedCaCertificate } from '../cache/shared-ca-certificates.js';
 import { exportPkcs8Der, importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
-import { entryFromMessage, entryToMessage, type AgentEntry, type EntryMessage } from '../cache/agent-entry.js';
+import type { EntryMessage } from '../../common/entry-message.js';
+import { entryFromMessage, entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
 import type { WorkloadSvid } from '../cache/workload-cache.js';
 
 /**

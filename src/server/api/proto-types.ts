@@ -2,26 +2,10 @@
  * The shapes of meshid's own proto messages as @grpc/proto-loader delivers them (keepCase, longs as Number,
  * bytes as Buffer). Hand-written to match proto/meshid/v1/*.proto; only what the code reads or writes.
  */
-export interface ProtoSelector {
-  type?: string;
-  value?: string;
-}
+import type { EntryMessage, SelectorMessage } from '../../common/entry-message.js';
 
-export interface ProtoEntry {
-  id?: string;
-  spiffe_id?: string;
-  parent_id?: string;
-  selectors?: ProtoSelector[];
-  x509_svid_ttl?: number;
-  jwt_svid_ttl?: number;
-  dns_names?: string[];
-  hint?: string;
-  federates_with?: string[];
-  admin?: boolean;
-  downstream?: boolean;
-  revision?: number;
-  created_at?: number;
-}
+export type ProtoSelector = SelectorMessage;
+export type ProtoEntry = EntryMessage;
 
 export interface ProtoJwtKey {
   kid?: string;
