@@ -20,8 +20,8 @@ const NONCE_FIELD = 5;
 /**
  * Response serializers for `methods` that encode a NoncedResponse's body once per body object and append the nonce
  * field. Valid protobuf: a parser accepts fields in any order, and the body never carries a nonce of its own. Any
- * other response is serialized as before. grpc-js copies the bytes into its frame, so the shared body is never
- * handed out mutable.
+ * other response is serialized as before. Every call returns a buffer of its own, so the shared body is never handed
+ * out mutable.
  */
 export function encodeSharedBodies(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
   return withResponseSerializers(definition, methods, (serialize) => {
@@ -30,21 +30,30 @@ export function encodeSharedBodies(definition: ServiceDefinition, methods: reado
       if (!(value instanceof NoncedResponse)) return serialize(value);
       let body = bodies.get(value.body);
       if (body === undefined) bodies.set(value.body, (body = serialize(value.body)));
-      return Buffer.concat([body, stringField(NONCE_FIELD, value.nonce)]);
+      return withStringField(body, NONCE_FIELD, value.nonce);
     };
   });
 }
 
-function stringField(field: number, text: string): Buffer {
-  const bytes = Buffer.from(text, 'utf8');
-  if (bytes.length === 0) return Buffer.alloc(0); // proto3 leaves an empty string out
-  const head: number[] = [(field << 3) | 2];
-  for (let n = bytes.length; ; n >>>= 7) {
+/**
+ * `prefix` followed by a length-delimited string field, in one allocation: this runs once per stream and push, and
+ * a thousand streams' worth of intermediate buffers is what made the first push after an idle period slow (P3).
+ */
+function withStringField(prefix: Buffer, field: number, text: string): Buffer {
+  const length = Buffer.byteLength(text, 'utf8');
+  if (length === 0) return Buffer.from(prefix); // proto3 leaves an empty string out
+  let varintBytes = 1;
+  for (let n = length; n >= 0x80; n >>>= 7) varintBytes++;
+  const out = Buffer.allocUnsafe(prefix.length + 1 + varintBytes + length);
+  let at = prefix.copy(out, 0);
+  out[at++] = (field << 3) | 2;
+  for (let n = length; ; n >>>= 7) {
     if (n < 0x80) {
-      head.push(n);
+      out[at++] = n;
       break;
     }
-    head.push((n & 0x7f) | 0x80);
+    out[at++] = (n & 0x7f) | 0x80;
   }
-  return Buffer.concat([Buffer.from(head), bytes]);
+  out.write(text, at, 'utf8');
+  return out;
 }

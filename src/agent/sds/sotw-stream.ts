@@ -33,8 +33,13 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private mode: ValidationMode = 'spiffe';
   private wildcard = false;
   private names = new Set<string>();
-  /** name → version of every secret in the last response (whether it was ACKed or NACKed). */
-  private sent = new Map<string, string>();
+  /**
+   * name → version of every secret in the last response (whether it was ACKed or NACKed). Usually the served
+   * state's own map, shared with the other streams in that state, so it is replaced, never changed in place.
+   */
+  private sent: ReadonlyMap<string, string> = new Map();
+  /** The resource_names of the last request that was applied (already checked). */
+  private requested: readonly string[] | undefined;
   private nonceCounter = 0;
   private lastNonce = '';
   /** servedState's key for this stream's subscription; undefined after a subscription change. */
@@ -60,7 +65,10 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
         this.ctx.stats.acks++;
       }
     }
+    // An ACK repeats the subscription it answers: nothing to check or change, a thousand times per rotation.
+    if (!first && sameList(requested, this.requested)) return false;
     checkResourceNames(requested, this.ctx.options);
+    this.requested = requested;
     return this.subscribe(requested, first) || first;
   }
 
@@ -73,7 +81,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && (first || this.wildcard));
     this.names = new Set(explicit);
     // A dropped name is forgotten, so subscribing to it again sends it again (SPEC-NOTES §10).
-    if (!this.wildcard) for (const name of this.sent.keys()) if (!this.names.has(name)) this.sent.delete(name);
+    if (!this.wildcard) this.sent = onlyNames(this.sent, (name) => this.names.has(name));
     return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
   }
 
@@ -82,14 +90,26 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
-    // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
-    for (const name of this.sent.keys()) if (!state.versions.has(name)) this.sent.delete(name);
-    if (!changed) return undefined;
+    if (!changed) {
+      // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
+      this.sent = onlyNames(this.sent, (name) => state.versions.has(name));
+      return undefined;
+    }
 
-    this.sent = new Map(state.versions);
+    this.sent = state.versions;
     this.lastNonce = String(++this.nonceCounter);
     return new NoncedResponse(state.body(), this.lastNonce);
   }
+}
+
+function sameList(a: readonly string[], b: readonly string[] | undefined): boolean {
+  return b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** `map` without the names `keep` rejects: the same object when it keeps them all. */
+function onlyNames(map: ReadonlyMap<string, string>, keep: (name: string) => boolean): ReadonlyMap<string, string> {
+  for (const name of map.keys()) if (!keep(name)) return new Map([...map].filter(([n]) => keep(n)));
+  return map;
 }
 
 /** What a subscription resolves to in one snapshot: the same for every stream with that subscription. */
