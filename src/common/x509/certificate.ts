@@ -299,6 +299,7 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
   }
   const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid);
   if (alg === undefined) throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
+  if (verifiedCaLinks.get(child)?.has(issuer)) return;
   // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
   let ok: boolean;
   try {
@@ -308,4 +309,17 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
     ok = false;
   }
   if (!ok) throw invalidArgument(`the signature on ${childLabel} does not verify with the key of ${issuerLabel}`);
+  if (child.isCa) {
+    let issuers = verifiedCaLinks.get(child);
+    if (issuers === undefined) verifiedCaLinks.set(child, (issuers = new WeakSet()));
+    issuers.add(issuer);
+  }
 }
+
+/**
+ * CA certificates whose signature has been checked, by the issuers it verified with. Every SVID chain repeats the
+ * same intermediate → root link; CA certificates are parsed once (parseCaLabelled), so the link is verified once
+ * per pair of parsed objects instead of once per SVID — half the signature checks when 10,000 SVIDs are accepted or
+ * restored. Parsed certificates are immutable, so a result never goes stale; weak, so it goes with them.
+ */
+const verifiedCaLinks = new WeakMap<ParsedCertificate, WeakSet<ParsedCertificate>>();

@@ -125,6 +125,16 @@ test('a tampered leaf signature fails', async () => {
   assert.throws(() => verifyChain([leaf, east.der], [root.der], NOW), isInvalid(/signature on certificate 0 .* does not verify/));
 });
 
+test('after the intermediate → root link verified once, a tampered copy of the intermediate still fails', async () => {
+  const { root, east } = await makePki('ec-p256');
+  verifyChain([issueLeaf(east), east.der], [root.der], NOW);
+  // The same intermediate with one signature bit flipped: different bytes, so nothing remembered applies to it.
+  const tampered = Buffer.from(east.der);
+  tampered[tampered.length - 8]! ^= 0x01;
+  assert.throws(() => verifyChain([issueLeaf(east), tampered], [root.der], NOW), isInvalid(/signature on certificate 1 .* does not verify with the key of trusted root/));
+  verifyChain([issueLeaf(east), east.der], [root.der], NOW);
+});
+
 test('validity is checked at the given time, for leaf and issuers alike', async () => {
   const { root, east } = await makePki('ec-p256');
   const leaf = issueLeaf(east);
