@@ -94,16 +94,19 @@ function parsed(der: Buffer, x509: () => X509Certificate): ParsedCertificate {
     const eku = find(Oid.extKeyUsage);
     let publicKey: KeyObject | undefined;
     let fingerprint: string | undefined;
+    let subject: string | undefined;
+    let issuer: string | undefined;
     return {
       der,
       serialHex: structure.serial.toString('hex'),
       notBefore: structure.notBefore,
       notAfter: structure.notAfter,
+      // Memoized: chain verification names the (shared, parsed-once) CA certificates for every SVID it checks.
       get subject(): string {
-        return formatName(x509().subject);
+        return (subject ??= formatName(x509().subject));
       },
       get issuer(): string {
-        return formatName(x509().issuer);
+        return (issuer ??= formatName(x509().issuer));
       },
       isCa: basic.ca,
       ...(basic.pathLen !== undefined ? { pathLenConstraint: basic.pathLen } : {}),

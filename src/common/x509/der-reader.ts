@@ -78,19 +78,28 @@ export function readSingle(buf: Buffer, what: string): Tlv {
 export function readOid(t: Tlv): string {
   const v = value(t);
   if (v.length === 0) throw new DerError('empty OBJECT IDENTIFIER');
-  const arcs: string[] = [];
-  let acc = 0n;
-  for (let i = 0; i < v.length; i++) {
-    acc = (acc << 7n) | BigInt(v[i]! & 0x7f);
-    if ((v[i]! & 0x80) === 0) {
-      if (arcs.length === 0) {
-        const first = acc < 80n ? acc / 40n : 2n;
-        arcs.push(String(first), String(acc - first * 40n));
-      } else arcs.push(String(acc));
-      acc = 0n;
-    } else if (i === v.length - 1) throw new DerError('truncated OBJECT IDENTIFIER');
+  if (v[v.length - 1]! & 0x80) throw new DerError('truncated OBJECT IDENTIFIER');
+  let out = '';
+  for (let i = 0; i < v.length; ) {
+    // Arcs are read as Numbers (every certificate has a dozen OIDs); one too long for that (a 2.25 UUID arc) as a
+    // BigInt.
+    let end = i;
+    while (v[end]! & 0x80) end++;
+    let arc: number | bigint = 0;
+    if (end - i < 7) {
+      for (let j = i; j <= end; j++) arc = arc * 128 + (v[j]! & 0x7f);
+    } else {
+      let big = 0n;
+      for (let j = i; j <= end; j++) big = (big << 7n) | BigInt(v[j]! & 0x7f);
+      arc = big;
+    }
+    if (i === 0) {
+      const first = arc < 80 ? Math.floor(Number(arc) / 40) : 2;
+      out = `${first}.${typeof arc === 'bigint' ? arc - BigInt(first * 40) : arc - first * 40}`;
+    } else out += `.${arc}`;
+    i = end + 1;
   }
-  return arcs.join('.');
+  return out;
 }
 
 /** Decodes a UTCTime or GeneralizedTime (RFC 5280 §4.1.2.5 forms: UTC, whole seconds) to epoch milliseconds. */

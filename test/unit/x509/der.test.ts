@@ -32,6 +32,22 @@ test('OIDs encode to their well-known DER', () => {
   assert.throws(() => oid('1.x.3'), RangeError);
 });
 
+test('OIDs decode to dotted form, arcs of any size included', () => {
+  // Each decoded by the DER bytes openssl writes for it, not by meshid's encoder alone.
+  const decode = (derHex: string): string => readOid(readTlv(Buffer.from(derHex, 'hex')));
+  assert.equal(decode('06082a8648ce3d040302'), '1.2.840.10045.4.3.2');
+  assert.equal(decode('0603883703'), '2.999.3'); // first subidentifier >= 80 belongs to arc 2
+  assert.equal(decode('0601' + '4f'), '1.39');
+  // A 2.25 UUID arc (128 bits), past what a Number holds exactly.
+  const uuid = '2.25.329800735698586629295641978511506172918';
+  assert.equal(decode('06146983f09da7ebcfdee0c7a1a7b2c0948cc8f9d776'), uuid); // openssl asn1parse -genstr OID:<uuid>
+  assert.equal(readOid(readTlv(oid(uuid))), uuid);
+  assert.equal(decode('06082affffffffffff7f'), `1.2.${2 ** 49 - 1}`); // the longest arc read as a Number
+  assert.equal(decode('06092affffffffffffff7f'), `1.2.${2n ** 56n - 1n}`); // the shortest read as a BigInt
+  assert.throws(() => decode('0603883783'), /truncated OBJECT IDENTIFIER/);
+  assert.throws(() => decode('0600'), /empty OBJECT IDENTIFIER/);
+});
+
 test('INTEGERs are minimal and positive: a 0x00 is prepended only when the top bit is set', () => {
   assert.equal(hex(unsignedInteger(Buffer.from([0x7f]))), '02017f');
   assert.equal(hex(unsignedInteger(Buffer.from([0x80]))), '02020080');
