@@ -22,7 +22,9 @@ const LOCK_FILE = 'agent.lock';
  * journal's generation: a snapshot rewritten by compaction starts a new journal, and journals of other generations
  * are leftovers of a compaction that was cut short, removed at load. The identity is written at once after every
  * attestation and renewal; the state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs
- * only a re-signing after restart, never a wrong answer, because restored SVIDs are re-checked (restoreState).
+ * only a re-signing after restart, never a wrong answer, because restored SVIDs are re-checked (restoreState). The
+ * snapshot is sealed with its SHA-256 and every journal batch carries a CRC-32, so damage is told from the agent's own
+ * bytes.
  */
 export class AgentStore {
   private readonly persister: StatePersister;
@@ -46,10 +48,10 @@ export class AgentStore {
 
   /** The stored agent identity, or undefined when the agent never attested. A damaged file stops start-up. */
   loadIdentity(): StoredIdentity | undefined {
-    const text = this.read(IDENTITY_FILE);
-    if (text === undefined) return undefined;
+    const bytes = this.read(IDENTITY_FILE);
+    if (bytes === undefined) return undefined;
     try {
-      return decodeIdentity(text);
+      return decodeIdentity(bytes.toString('utf8'));
     } catch (err) {
       throw failedPrecondition(
         `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): move it away and attest again with a new --join-token`,
@@ -68,13 +70,14 @@ export class AgentStore {
    */
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
-    const text = this.read(STATE_FILE);
-    if (text === undefined) {
+    const bytes = this.read(STATE_FILE);
+    if (bytes === undefined) {
       this.removeJournals(undefined);
       return undefined;
     }
     try {
-      const raw = parseStateDocument(text);
+      const raw = parseStateDocument(bytes);
+      if (raw.seal === 'broken') this.log.warn({ file }, 'the state snapshot does not match its checksum; every stored X509-SVID is checked in full');
       const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
       const journal = readJournal(journalFile);
       for (const batch of journal.batches) applyJournalBatch(raw, batch);
@@ -84,7 +87,7 @@ export class AgentStore {
         this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
       }
       this.removeJournals(raw.journal);
-      this.persister.resume(raw, state, text.length, journal.validBytes);
+      this.persister.resume(raw, state, bytes.length, journal.validBytes);
       return state;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
@@ -118,9 +121,9 @@ export class AgentStore {
     this.unlock();
   }
 
-  private read(name: string): string | undefined {
+  private read(name: string): Buffer | undefined {
     try {
-      return fs.readFileSync(path.join(this.dataDir, name), 'utf8');
+      return fs.readFileSync(path.join(this.dataDir, name));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
       throw err;

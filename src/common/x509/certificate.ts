@@ -165,6 +165,11 @@ function formatName(multiline: string): string {
 export interface VerifyChainOptions {
   /** Also require the first certificate to be an end entity (basicConstraints cA=false), as X.509-SVIDs are. */
   requireEndEntity?: boolean;
+  /**
+   * The caller verified the first certificate's signature before and vouches that its bytes are unchanged since (an
+   * agent restoring its sealed state): that one signature is not checked again. Every other check still runs.
+   */
+  leafSignatureChecked?: boolean;
 }
 
 /** Critical extensions this verifier understands; any other critical extension fails the chain (RFC 5280 §4.2). */
@@ -205,7 +210,7 @@ export function verifyParsedChain(
 
   for (let i = 0; i + 1 < certs.length; i++) {
     checkIssuer(certs[i + 1]!, i, label(i + 1));
-    checkIssuedBy(certs[i]!, certs[i + 1]!, label(i), label(i + 1));
+    checkIssuedBy(certs[i]!, certs[i + 1]!, label(i), label(i + 1), i === 0 && options.leafSignatureChecked === true);
   }
 
   const last = certs[certs.length - 1]!;
@@ -223,7 +228,7 @@ export function verifyParsedChain(
       checkTime(root, now, rootLabel);
       checkCriticalExtensions(root, rootLabel);
       checkIssuer(root, lastIndex, rootLabel);
-      checkIssuedBy(last, root, label(lastIndex), rootLabel);
+      checkIssuedBy(last, root, label(lastIndex), rootLabel, lastIndex === 0 && options.leafSignatureChecked === true);
       return;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
@@ -290,7 +295,7 @@ function checkIssuer(issuer: ParsedCertificate, below: number, label: string): v
   }
 }
 
-function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string): void {
+function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string, signatureChecked = false): void {
   if (!child.structure.issuerName.equals(issuer.structure.subjectName)) {
     throw invalidArgument(`${childLabel} names issuer "${child.issuer}", but the next certificate is ${issuerLabel} with subject "${issuer.subject}"`);
   }
@@ -302,7 +307,7 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
   }
   const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid);
   if (alg === undefined) throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
-  if (verifiedCaLinks.get(child)?.has(issuer)) return;
+  if (signatureChecked || verifiedCaLinks.get(child)?.has(issuer)) return;
   // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
   let ok: boolean;
   try {

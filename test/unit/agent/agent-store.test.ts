@@ -5,10 +5,12 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
-import { decodeState, encodeState, type StoredState } from '../../../src/agent/storage/stored-state.js';
+import { decodeState, encodeState, snapshotSeal, type StoredState } from '../../../src/agent/storage/stored-state.js';
 import { acquireDataDirLock } from '../../../src/agent/storage/data-dir-lock.js';
-import { silentLogger } from '../../../src/common/log.js';
+import { createLogger, silentLogger } from '../../../src/common/log.js';
+import { Writable } from 'node:stream';
 import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
 import { tempDir } from '../../support/server-kit.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
@@ -52,7 +54,9 @@ test('on restore, SVIDs that can no longer be served are left out with the reaso
   const state = sampleState();
   const [a, b] = state.entries;
   const foreignKey = generateKeyPair('ec-p256').privateKey.export({ type: 'pkcs8', format: 'der' });
+  // Written by hand, without the agent's seal: every check runs.
   const doc = JSON.parse(encodeState({ ...state, svids: [state.svids[0]!, { ...state.svids[1]!, privateKey: foreignKey }] }));
+  delete doc.sha256;
   let r = decodeState(JSON.stringify(doc), fx.clock.now());
   assert.deepEqual(r.state.svids.map((s) => s.entryId), [a!.id]);
   assert.match(r.dropped[0]!.reason, /key does not match/);
@@ -64,6 +68,60 @@ test('on restore, SVIDs that can no longer be served are left out with the reaso
   r = decodeState(encodeState(state), fx.clock.now() + 2 * DAY);
   assert.deepEqual(r.state.svids, []);
   assert.equal(r.state.entries.length, 2, 'entries are kept: their SVIDs are signed again once the server is back');
+});
+
+test('the snapshot is sealed: one changed byte breaks the seal and every stored SVID is checked in full again', () => {
+  const state = sampleState();
+  const text = encodeState(state);
+  assert.equal(snapshotSeal(Buffer.from(text)), 'intact');
+  const { sha256: _seal, ...unsealed } = JSON.parse(text);
+  assert.equal(snapshotSeal(Buffer.from(JSON.stringify(unsealed))), 'absent');
+
+  // One bit of the first SVID's signature flipped, the base64 keeping its length: still valid JSON, no longer sealed.
+  const b64 = state.svids[0]!.chain[0]!.toString('base64');
+  const leaf = Buffer.from(state.svids[0]!.chain[0]!);
+  leaf[leaf.length - 8]! ^= 0x01;
+  const tampered = text.replace(b64, leaf.toString('base64'));
+  assert.notEqual(tampered, text);
+  assert.equal(snapshotSeal(Buffer.from(tampered)), 'broken');
+  const r = decodeState(tampered, fx.clock.now());
+  assert.deepEqual(r.state.svids.map((s) => s.entryId), [state.svids[1]!.entryId]);
+  assert.match(r.dropped[0]!.reason, /signature on certificate 0 .* does not verify/);
+});
+
+test('an agent store that finds its snapshot changed says so, and serves only what passes every check', () => {
+  const t = tempDir('meshid-store-');
+  try {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const dir = path.join(t.dir, 'agent');
+    const state = sampleState();
+    let store = AgentStore.open(dir, silentLogger());
+    store.saveState(state);
+    store.close();
+    const file = path.join(dir, 'state.json');
+    const leaf = Buffer.from(state.svids[1]!.chain[0]!);
+    leaf[leaf.length - 8]! ^= 0x01;
+    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(state.svids[1]!.chain[0]!.toString('base64'), leaf.toString('base64')));
+    store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    assert.deepEqual(store.loadState(fx.clock.now())?.svids.map((s) => s.entryId), [state.svids[0]!.entryId]);
+    store.close();
+    assert.ok(lines.some((l) => l.includes('does not match its checksum')), lines.join(''));
+    assert.ok(lines.some((l) => l.includes('is not restored') && l.includes('does not verify')), lines.join(''));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a sealed snapshot still drops SVIDs whose CA the stored bundle no longer trusts', async () => {
+  const state = sampleState();
+  // The bundle holds only a new root of the same name and another key (the trust domain re-rooted).
+  const keys = generateKeyPair('ec-p256');
+  const otherRoot = await createRootCertificate({ trustDomain: 'example.org', ...keys, notBefore: fx.clock.now() - DAY, notAfter: fx.clock.now() + 30 * DAY });
+  const r = decodeState(encodeState({ ...state, bundle: { ...state.bundle, x509Authorities: [otherRoot] } }), fx.clock.now());
+  assert.deepEqual(r.state.svids, []);
+  assert.equal(r.dropped.length, 2);
+  assert.match(r.dropped[0]!.reason, /authority key identifier [0-9a-f]+, but trusted root .* has key identifier/);
 });
 
 test('the data dir is 0700, its files 0600, and a damaged state file is moved aside instead of stopping the agent', () => {
