@@ -165,11 +165,6 @@ function formatName(multiline: string): string {
 export interface VerifyChainOptions {
   /** Also require the first certificate to be an end entity (basicConstraints cA=false), as X.509-SVIDs are. */
   requireEndEntity?: boolean;
-  /**
-   * The caller verified the first certificate's signature before and vouches that its bytes are unchanged since (an
-   * agent restoring its sealed state): that one signature is not checked again. Every other check still runs.
-   */
-  leafSignatureChecked?: boolean;
 }
 
 /** Critical extensions this verifier understands; any other critical extension fails the chain (RFC 5280 §4.2). */
@@ -187,6 +182,15 @@ const UNDERSTOOD_CRITICAL = new Set<string>([Oid.basicConstraints, Oid.keyUsage,
 export function verifyChain(chain: readonly Buffer[], roots: readonly Buffer[], now: number, options: VerifyChainOptions = {}): void {
   if (chain.length === 0) throw invalidArgument('certificate chain is empty');
   verifyParsedChain(parseLabelled(chain[0]!, 'chain certificate 0'), chain.slice(1), roots, now, options);
+}
+
+/**
+ * verifyChain for CA certificates alone (an intermediate, then what is above it), parsed once for the process like
+ * every CA certificate here: for re-checking, cheaply and often, that an SVID's issuers still chain to the bundle.
+ */
+export function verifyCaChain(cas: readonly Buffer[], roots: readonly Buffer[], now: number): void {
+  if (cas.length === 0) throw invalidArgument('certificate chain is empty');
+  verifyParsedChain(parseCaLabelled(cas[0]!, 'chain certificate 0'), cas.slice(1), roots, now);
 }
 
 /** verifyChain for a leaf the caller has parsed already; `issuers` are the DER certificates after it. */
@@ -210,7 +214,7 @@ export function verifyParsedChain(
 
   for (let i = 0; i + 1 < certs.length; i++) {
     checkIssuer(certs[i + 1]!, i, label(i + 1));
-    checkIssuedBy(certs[i]!, certs[i + 1]!, label(i), label(i + 1), i === 0 && options.leafSignatureChecked === true);
+    checkIssuedBy(certs[i]!, certs[i + 1]!, label(i), label(i + 1));
   }
 
   const last = certs[certs.length - 1]!;
@@ -228,7 +232,7 @@ export function verifyParsedChain(
       checkTime(root, now, rootLabel);
       checkCriticalExtensions(root, rootLabel);
       checkIssuer(root, lastIndex, rootLabel);
-      checkIssuedBy(last, root, label(lastIndex), rootLabel, lastIndex === 0 && options.leafSignatureChecked === true);
+      checkIssuedBy(last, root, label(lastIndex), rootLabel);
       return;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
@@ -295,7 +299,7 @@ function checkIssuer(issuer: ParsedCertificate, below: number, label: string): v
   }
 }
 
-function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string, signatureChecked = false): void {
+function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string): void {
   if (!child.structure.issuerName.equals(issuer.structure.subjectName)) {
     throw invalidArgument(`${childLabel} names issuer "${child.issuer}", but the next certificate is ${issuerLabel} with subject "${issuer.subject}"`);
   }
@@ -307,7 +311,7 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
   }
   const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid);
   if (alg === undefined) throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
-  if (signatureChecked || verifiedCaLinks.get(child)?.has(issuer)) return;
+  if (verifiedCaLinks.get(child)?.has(issuer)) return;
   // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
   let ok: boolean;
   try {

@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
-import { certificateKeyIds, parseCertificate, parseCertificateLazily, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
+import { certificateKeyIds, parseCertificate, parseCertificateLazily, verifyCaChain, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
 import {
   authorityKeyIdentifierValue,
   basicConstraintsValue,
@@ -133,6 +133,16 @@ test('after the intermediate → root link verified once, a tampered copy of the
   tampered[tampered.length - 8]! ^= 0x01;
   assert.throws(() => verifyChain([issueLeaf(east), tampered], [root.der], NOW), isInvalid(/signature on certificate 1 .* does not verify with the key of trusted root/));
   verifyChain([issueLeaf(east), east.der], [root.der], NOW);
+});
+
+test('verifyCaChain checks an intermediate alone against the roots: signature, validity and a root of its own', async () => {
+  const { root, east } = await makePki('ec-p256');
+  verifyCaChain([east.der], [root.der], NOW);
+  verifyCaChain([east.der, root.der], [root.der], NOW);
+  const other = await makePki('ec-p256');
+  assert.throws(() => verifyCaChain([east.der], [other.root.der], NOW), isInvalid(/certificate 0 .* has authority key identifier/));
+  assert.throws(() => verifyCaChain([east.der], [root.der], T0 + 31 * DAY), isInvalid(/certificate 0 .* expired/));
+  assert.throws(() => verifyCaChain([], [root.der], NOW), isInvalid(/empty/));
 });
 
 test('validity is checked at the given time, for leaf and issuers alike', async () => {
