@@ -5,7 +5,7 @@
  * signing are included. P5 (agent half) — agent RSS with those 1,000 streams and 10,000 entries vs its idle RSS.
  */
 import fs from 'node:fs';
-import { startCluster } from '../test/support/cluster.js';
+import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { timeToServeFromCache } from './agent-restart.js';
 import { percentile } from './stats.js';
@@ -30,10 +30,8 @@ function rssMb(pid: number): number {
 }
 
 export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
-  const cluster = await startCluster('meshid-bench-sds-');
+  const { cluster, agent } = await startClusterWithAgent('meshid-bench-sds-', ['spiffe://example.org/bench/envoy']);
   try {
-    await cluster.createEntry({ spiffeId: 'spiffe://example.org/bench/envoy', selectors: [`unix:uid:${process.getuid!()}`] });
-    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
     await new Promise((r) => setTimeout(r, 500));
     const idle = rssMb(agent.child.pid!);
 

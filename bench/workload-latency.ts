@@ -8,7 +8,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../src/common/paths.js';
 import { connectWorkloadApi } from '../src/agent/cli/workload-client.js';
-import { startCluster } from '../test/support/cluster.js';
+import { startClusterWithAgent } from '../test/support/cluster.js';
 import { timeToServeFromCache } from './agent-restart.js';
 import { measure, percentile } from './stats.js';
 import type { BenchResult } from './report.js';
@@ -53,11 +53,9 @@ async function startEcho(socket: string): Promise<() => void> {
 }
 
 export async function benchWorkload(seconds: number): Promise<BenchResult[]> {
-  const cluster = await startCluster('meshid-bench-wl-');
+  const { cluster, agent } = await startClusterWithAgent('meshid-bench-wl-', ['spiffe://example.org/bench/p2']);
   const results: BenchResult[] = [];
   try {
-    await cluster.createEntry({ spiffeId: 'spiffe://example.org/bench/p2', selectors: [`unix:uid:${uid}`] });
-    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
     const warm = agent.client();
     await warm.fetchX509Svid();
     warm.close();

@@ -11,7 +11,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
-import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
   connectSds, DeltaClient, SotwClient, dataSourceText, decodeDeltaResources, secretsByName, spiffeTrustDomains,
   type DecodedSecret,
@@ -19,7 +19,6 @@ import {
 
 const A = 'spiffe://example.org/sidecar/a';
 const B = 'spiffe://example.org/sidecar/b';
-const uid = process.getuid!();
 
 let cluster: Cluster;
 let agent: AgentProcess;
@@ -27,10 +26,7 @@ let sds: grpc.Client;
 let entryA = '';
 
 before(async () => {
-  cluster = await startCluster('meshid-sds-e2e-');
-  entryA = await cluster.createEntry({ spiffeId: A, selectors: [`unix:uid:${uid}`] });
-  await cluster.createEntry({ spiffeId: B, selectors: [`unix:uid:${uid}`] });
-  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  ({ cluster, agent, entryIds: [entryA] } = await startClusterWithAgent('meshid-sds-e2e-', [A, B]));
   sds = connectSds(agent.socketPath);
 });
 

@@ -13,7 +13,7 @@ import { serviceClient } from '../../src/common/grpc/service.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../src/common/x509/keys.js';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
-import { AGENT_MAIN, Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import { AGENT_MAIN, Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import { opensslVerify } from '../support/openssl.js';
 import { connectSds, fetchSecrets, secretsByName, dataSourceText } from '../support/sds-client.js';
 
@@ -22,9 +22,7 @@ let cluster: Cluster;
 let agent: AgentProcess;
 
 before(async () => {
-  cluster = await startCluster('meshid-agent-workload-');
-  await cluster.createEntry({ spiffeId: 'spiffe://example.org/test-runner', selectors: [`unix:uid:${uid}`] });
-  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  ({ cluster, agent } = await startClusterWithAgent('meshid-agent-workload-', ['spiffe://example.org/test-runner']));
 });
 
 after(async () => {

@@ -10,9 +10,8 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { certificatesToPem, splitConcatenatedDer, toPem } from '../../src/common/x509/pem.js';
-import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 
-const uid = process.getuid!();
 const A = 'spiffe://example.org/web';
 const B = 'spiffe://example.org/api';
 
@@ -20,10 +19,7 @@ let cluster: Cluster;
 let agent: AgentProcess;
 
 before(async () => {
-  cluster = await startCluster('meshid-wl-e2e-');
-  await cluster.createEntry({ spiffeId: A, selectors: [`unix:uid:${uid}`] });
-  await cluster.createEntry({ spiffeId: B, selectors: [`unix:uid:${uid}`] });
-  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  ({ cluster, agent } = await startClusterWithAgent('meshid-wl-e2e-', [A, B]));
 });
 
 after(async () => {

@@ -6,16 +6,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
-import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 
-const uid = process.getuid!();
 let cluster: Cluster;
 let agent: AgentProcess;
 
 before(async () => {
-  cluster = await startCluster('meshid-hostile-');
-  await cluster.createEntry({ spiffeId: 'spiffe://example.org/hostile-test', selectors: [`unix:uid:${uid}`] });
-  agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  ({ cluster, agent } = await startClusterWithAgent('meshid-hostile-', ['spiffe://example.org/hostile-test']));
 });
 
 after(async () => {

@@ -256,6 +256,26 @@ export class AgentProcess {
 }
 
 /** A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`. */
+/**
+ * A cluster whose agent serves this test process: one entry per SPIFFE ID with the process's uid as selector,
+ * created before the agent attests, so its first sync carries them. Returns the entry IDs in order.
+ */
+export async function startClusterWithAgent(
+  prefix: string,
+  spiffeIds: readonly string[],
+): Promise<{ cluster: Cluster; agent: AgentProcess; entryIds: string[] }> {
+  const cluster = await startCluster(prefix);
+  try {
+    const entryIds: string[] = [];
+    for (const spiffeId of spiffeIds) entryIds.push(await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${process.getuid!()}`] }));
+    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+    return { cluster, agent, entryIds };
+  } catch (err) {
+    await cluster.cleanup();
+    throw err;
+  }
+}
+
 export async function startCluster(prefix = 'meshid-cluster-'): Promise<Cluster> {
   const t = tempDir(prefix);
   // Workloads of other users must reach the agent socket inside this dir.
