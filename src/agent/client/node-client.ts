@@ -49,6 +49,10 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // The agent runs its own backoff; the channel's must not add minutes on top of it after a server restart.
   'grpc.initial_reconnect_backoff_ms': 500,
   'grpc.max_reconnect_backoff_ms': 5_000,
+  // A SignX509Svids answer is ~1.4 KB per SVID (350 KB for a batch of 250). With HTTP/2's default 64 KB window the
+  // server could send the next 64 KB only after the agent's event loop came round to acknowledge the last, which
+  // during a mass rotation (the agent building the next batches) turned one answer into a dozen waits.
+  'grpc-node.flow_control_window': 8 * 1024 * 1024,
 };
 
 /**
