@@ -179,6 +179,18 @@ export class IdentityCache implements WorkloadCache {
     return [...this.svids.values()];
   }
 
+  /** IDs of the entries some open stream's workload matches: whose SVIDs are being watched right now. */
+  entriesInUse(): Set<string> {
+    const ids = new Set<string>();
+    const seen = new Set<string>();
+    for (const sub of this.subscriptions) {
+      if (seen.has(sub.key)) continue;
+      seen.add(sub.key);
+      for (const e of this.index.matching(sub.workload)) ids.add(e.id);
+    }
+    return ids;
+  }
+
   ownBundle(): TrustBundle | undefined {
     return this.own;
   }

@@ -4,7 +4,7 @@ import { invalidArgument, isMeshidError, type MeshidError } from '../../common/e
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
 import { certificateKeyIds, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
-import { sharedCaCertificate } from './shared-ca-certificates.js';
+import { sharedCaCertificate, sharedCaKeyIds } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
@@ -41,6 +41,25 @@ export interface SvidIssuerOptions {
 }
 
 const GRPC_PERMISSION_DENIED = 7;
+
+interface BuiltBatch {
+  readonly keys: Map<string, { entry: AgentEntry; privateKey: KeyObject; spki: Buffer; inputs: string }>;
+  readonly items: Array<{ entryId: string; csr: Buffer }>;
+}
+
+/** A new key and a CSR for it per entry. */
+async function buildBatch(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
+  const keys: BuiltBatch['keys'] = new Map();
+  const items: BuiltBatch['items'] = [];
+  for (const entry of batch) {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
+    items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
+  }
+  return { keys, items };
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
@@ -62,8 +81,8 @@ export class SvidIssuer {
   private readonly batchSize: number;
   private readonly maxInflight: number;
   private readonly sign: X509Signer;
-  /** Entries waiting for the next batch. */
-  private readonly queued = new Set<string>();
+  /** Entries waiting for the next batch, in the order they go. */
+  private queued = new Set<string>();
   /** Entries in a call right now. */
   private readonly inflight = new Set<string>();
   /** When each entry with an SVID (or a failed attempt) next needs signing. */
@@ -75,6 +94,7 @@ export class SvidIssuer {
   private readonly retryPolicy: BackoffPolicy;
   private readonly callBackoff: Backoff;
   private tainted: ReadonlySet<string> = new Set();
+  private lastBuild: Promise<unknown> = Promise.resolve();
   private calls = 0;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
@@ -179,12 +199,16 @@ export class SvidIssuer {
 
   private chainIsTainted(svid: WorkloadSvid): boolean {
     if (this.tainted.size === 0) return false;
-    for (const der of svid.chain) {
-      const c = certificateKeyIds(der);
-      if ((c.subjectKeyId && this.tainted.has(c.subjectKeyId)) || (c.authorityKeyId && this.tainted.has(c.authorityKeyId))) return true;
-    }
-    return false;
+    const tainted = (keyId: string | undefined): boolean => keyId !== undefined && this.tainted.has(keyId);
+    const issuers = svid.chain.slice(1).map(sharedCaKeyIds);
+    if (issuers.some((c) => tainted(c.subjectKeyId) || tainted(c.authorityKeyId))) return true;
+    // A leaf's authority key ID equals its issuer's subject key ID when both are present (checked when the SVID was
+    // accepted), so the leaf itself is read only when its issuer is not in the chain or names no key ID.
+    if (issuers[0]?.subjectKeyId !== undefined) return false;
+    const leaf = certificateKeyIds(svid.chain[0]!);
+    return tainted(leaf.subjectKeyId) || tainted(leaf.authorityKeyId);
   }
+
 
   private armTimer(): void {
     if (this.stopped) return;
@@ -224,9 +248,10 @@ export class SvidIssuer {
   }
 
   private flush(): void {
+    if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putWatchedFirst();
     while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
       const batch: AgentEntry[] = [];
-      for (const id of [...this.queued]) {
+      for (const id of this.queued) {
         // An entry already in a call stays queued: that call's answer is for its previous state.
         if (this.inflight.has(id)) continue;
         this.queued.delete(id);
@@ -247,14 +272,32 @@ export class SvidIssuer {
     }
   }
 
+  /**
+   * Builds a batch's keys and CSRs in an event-loop turn of its own, after the previous batch's. Built together, the
+   * batches in flight interleaved item by item and no request left before all of them were built; one after another,
+   * each request is on the wire while the next batch is built, the server signs one batch while the agent builds the
+   * next, and the first SVIDs of a mass rotation come back after one batch's work.
+   */
+  private buildInTurn(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
+    const built = this.lastBuild.then(nextTurn).then(() => buildBatch(batch));
+    this.lastBuild = built.catch(() => undefined);
+    return built;
+  }
+
+  /**
+   * When more than a batch is waiting (a mass rotation, a taint, a restart after a long outage), the SVIDs open
+   * streams are watching go first: the workloads in use get their new identity after one batch, not after all.
+   */
+  private putWatchedFirst(): void {
+    const watched = this.cache.entriesInUse();
+    const order = [...this.queued];
+    const first = order.filter((id) => watched.has(id));
+    if (first.every((id, i) => order[i] === id)) return;
+    this.queued = new Set([...first, ...order.filter((id) => !watched.has(id))]);
+  }
+
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
-    const keys = new Map<string, { entry: AgentEntry; privateKey: KeyObject; spki: Buffer; inputs: string }>();
-    const items: Array<{ entryId: string; csr: Buffer }> = [];
-    for (const entry of batch) {
-      const { privateKey, publicKey } = generateKeyPair('ec-p256');
-      keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
-      items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
-    }
+    const { keys, items } = await this.buildInTurn(batch);
     let results: SignedItem[];
     try {
       results = await this.sign(items);

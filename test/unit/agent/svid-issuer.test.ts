@@ -216,6 +216,38 @@ test('tainted authorities: every SVID chaining through one is re-signed at once'
   issuer.stop();
 });
 
+test('tainting the root re-signs what chains to it through the intermediate (its authority key ID)', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const e = entry('taint-root', ['unix:uid:19']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const before = cache.svid(e.id)!;
+  issuer.setTainted([parseCertificate(before.chain[1]!).authorityKeyId!]);
+  await settle();
+  assert.equal(signer.calls.length, 2);
+  assert.notEqual(cache.svid(e.id)!.version, before.version);
+  issuer.stop();
+});
+
+test('when more than a batch waits, the SVIDs open streams are watching are signed first', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5, batchSize: 2, maxInflight: 1 });
+  const entries = [1, 2, 3, 4, 5].map((i) => entry(`queue-${i}`, [`unix:uid:${300 + i}`]));
+  const unsubscribe = cache.subscribe([{ type: 'unix', value: 'uid:305' }, { type: 'unix', value: 'gid:0' }], () => undefined);
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settle();
+  assert.deepEqual(signer.calls, [
+    [entries[4]!.id, entries[0]!.id],
+    [entries[1]!.id, entries[2]!.id],
+    [entries[3]!.id],
+  ]);
+  unsubscribe();
+  issuer.stop();
+});
+
 test('a refusal of the agent itself is reported, and the entries wait instead of hammering the server', async () => {
   const reported: string[] = [];
   let calls = 0;
