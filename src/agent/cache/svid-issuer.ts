@@ -297,10 +297,12 @@ export class SvidIssuer {
   }
 
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
-    const { keys, items } = await this.buildInTurn(batch);
+    let keys: BuiltBatch['keys'];
     let results: SignedItem[];
     try {
-      results = await this.sign(items);
+      const built = await this.buildInTurn(batch);
+      keys = built.keys;
+      results = await this.sign(built.items);
     } catch (err) {
       const delay = this.callBackoff.next();
       const now = this.clock.now();
