@@ -2,6 +2,7 @@ import { formatHelp, parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
 import { createLogger } from '../../common/log.js';
 import { startNativeHeapTrimming } from '../../common/memory/native-heap.js';
+import { setOldGenerationGrowth } from '../../common/memory/heap-growth.js';
 import { MeshidError } from '../../common/errors.js';
 import { MeshidAgent } from '../agent.js';
 import {
@@ -72,6 +73,7 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
     const log = createLogger({ name: 'meshid-agent', level: config.logLevel });
     // Process-wide, so here and not in MeshidAgent (tests run several agents in one process).
     stopTrimming = startNativeHeapTrimming(log);
+    setOldGenerationGrowth();
     agent = await MeshidAgent.start({ config, log });
     const running = agent;
     const outcome = await new Promise<number>((resolve) => {
