@@ -78,14 +78,15 @@ export class UnixWorkloadAttestor {
    * Every call reads the caller's status and executable again; when those (and /etc/passwd, /etc/group) are what an
    * earlier attestation under a pidfd saw, its selectors are reused instead of being worked out again (recall()).
    */
-  attest(peer: PeerInfo): Selector[] {
+  attest(peer: PeerInfo): readonly Selector[] {
     if (peer.closed) throw failed('the connection has closed');
     if (!Number.isSafeInteger(peer.pid) || peer.pid <= 0) {
       throw failed('the caller is in a pid namespace the agent cannot see (pid 0); run the agent in the host pid namespace');
     }
     const names = this.accounts.current();
     const recalled = this.recall(peer, names.generation);
-    if (recalled !== undefined) return [...recalled];
+    // The memo's own frozen array: the same object on every call lets the cache's per-array memos hit.
+    if (recalled !== undefined) return recalled;
     const facts = this.readProcess(peer);
     const { status } = facts;
     // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
@@ -95,7 +96,7 @@ export class UnixWorkloadAttestor {
     const selectors = unixSelectors(facts, names);
     // Only facts read under a pidfd are remembered: without one there is no cheap way to re-check the process.
     if (this.memo === undefined || peer.pidfd < 0) return selectors;
-    return [...this.memo.set({ status, exe: facts.exe, exeFile: facts.exeFile, accountsGeneration: names.generation }, selectors)];
+    return this.memo.set({ status, exe: facts.exe, exeFile: facts.exeFile, accountsGeneration: names.generation }, selectors);
   }
 
   /**

@@ -1,10 +1,20 @@
 import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
 import { compareEntryAge, selectorKeys, type AgentEntry } from './agent-entry.js';
 
-/** A workload's selectors as the set of "type:value" keys matching works on. */
+/**
+ * A workload's selectors as the set of "type:value" keys matching works on. Kept per array when the array is frozen
+ * (the attestor hands every call of a known caller the same frozen array), so it is built once per caller, not per
+ * call.
+ */
 export function selectorSet(selectors: readonly Selector[]): ReadonlySet<string> {
-  return new Set(selectors.map(formatSelector));
+  let set = selectorSets.get(selectors);
+  if (set === undefined) {
+    set = new Set(selectors.map(formatSelector));
+    if (Object.isFrozen(selectors)) selectorSets.set(selectors, set);
+  }
+  return set;
 }
+const selectorSets = new WeakMap<readonly Selector[], ReadonlySet<string>>();
 
 /**
  * The selectors as one string, equal for equal sets whatever their order: a name for "this workload" in memos.

@@ -50,7 +50,7 @@ export const workloadSecurityHeaderInterceptor: ServerInterceptor = (methodDescr
 export interface PeerAttestationDeps {
   /** The connected peer behind `call.getPeer()`, or undefined for a connection the socket server did not record. */
   peerOf(peer: string): PeerInfo | undefined;
-  attestor: { attest(peer: PeerInfo): Selector[] };
+  attestor: { attest(peer: PeerInfo): readonly Selector[] };
 }
 
 /**
@@ -58,7 +58,7 @@ export interface PeerAttestationDeps {
  * attests that process. An unknown peer fails closed. Attestation failures are UNAVAILABLE (SPEC-NOTES §7: "workload
  * attestation failed"); an unexpected exception from the attestor is treated the same way rather than as a success.
  */
-export function peerAttestation(deps: PeerAttestationDeps): (call: { getPeer(): string }) => Selector[] {
+export function peerAttestation(deps: PeerAttestationDeps): (call: { getPeer(): string }) => readonly Selector[] {
   return (call) => {
     const peer = deps.peerOf(call.getPeer());
     if (peer === undefined) throw unavailable('workload attestation failed: the connection has no recorded peer credentials');

@@ -30,7 +30,7 @@ export interface WorkloadEndpointOptions {
   socketPath: string;
   cache: WorkloadCache;
   /** The workload attestor (UnixWorkloadAttestor in the agent). */
-  attestor: { attest(peer: PeerInfo): Selector[] };
+  attestor: { attest(peer: PeerInfo): readonly Selector[] };
   log: Logger;
   clock: Clock;
   sds?: SdsOptions;

@@ -55,3 +55,12 @@ test('workloadKey is equal for the same selectors in any order and differs for a
   assert.notEqual(workloadKey(a), workloadKey([{ type: 'unix', value: 'uid:1' }]));
   assert.notEqual(workloadKey([{ type: 'unix', value: 'uid:12' }]), workloadKey([{ type: 'unix', value: 'uid:1' }, { type: 'unix', value: '2' }]));
 });
+
+test('selectorSet is kept per frozen array only: a caller that changes its own array never sees a stale set', () => {
+  const frozen = Object.freeze([Object.freeze({ type: 'unix', value: 'uid:1' })]);
+  assert.equal(selectorSet(frozen), selectorSet(frozen));
+  const mutable = [{ type: 'unix', value: 'uid:1' }];
+  assert.deepEqual([...selectorSet(mutable)], ['unix:uid:1']);
+  mutable.push({ type: 'unix', value: 'gid:2' });
+  assert.deepEqual([...selectorSet(mutable)], ['unix:uid:1', 'unix:gid:2']);
+});

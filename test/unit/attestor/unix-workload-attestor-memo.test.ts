@@ -130,9 +130,12 @@ test('an unchanged caller is re-read but not re-attested: no /proc handle, hash 
   assert.equal(counts.get('openDirectory'), 1);
   assert.equal(counts.get('sha256'), 1);
   assert.equal(counts.get('proc:status'), 5, 'the status is read on every call');
-  // Returned arrays are the caller's own: changing one does not change what the next caller gets.
+  // A remembered caller gets the memo's own array, frozen: nobody can change what the next call gets, and the
+  // cache's per-array memos (selector set, workload key) hit on every call.
   const mine = attestor.attest(peer);
-  mine.pop();
+  assert.equal(mine, attestor.attest(peer));
+  assert.ok(Object.isFrozen(mine) && mine.every((s) => Object.isFrozen(s)));
+  assert.throws(() => (mine as Array<unknown>).pop(), TypeError);
   assert.deepEqual(attestor.attest(peer), first);
 });
 

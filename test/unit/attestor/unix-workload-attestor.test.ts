@@ -36,7 +36,7 @@ function isAttestationFailure(reason: RegExp): (err: unknown) => boolean {
   };
 }
 
-function strings(selectors: Array<{ type: string; value: string }>): string[] {
+function strings(selectors: ReadonlyArray<{ type: string; value: string }>): string[] {
   return selectors.map(formatSelector);
 }
 
