@@ -20,3 +20,24 @@ export async function measure(op: () => Promise<unknown>, concurrency: number, m
   );
   return latencies;
 }
+
+/**
+ * `baseline` and `subject` measured in alternating slices (each `ms` in total), so that noise drifting over the run
+ * (the other processes on these two cores, GC in the client) falls on both alike and their ratio compares like
+ * with like. Returns [baseline latencies, subject latencies].
+ */
+export async function measureAlternating(
+  baseline: () => Promise<unknown>,
+  subject: () => Promise<unknown>,
+  concurrency: number,
+  ms: number,
+  slices = 8,
+): Promise<[number[], number[]]> {
+  const a: number[] = [];
+  const b: number[] = [];
+  for (let i = 0; i < slices; i++) {
+    a.push(...(await measure(baseline, concurrency, ms / slices)));
+    b.push(...(await measure(subject, concurrency, ms / slices)));
+  }
+  return [a, b];
+}

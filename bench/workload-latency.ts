@@ -10,7 +10,7 @@ import { packageRoot } from '../src/common/paths.js';
 import { connectWorkloadApi } from '../src/agent/cli/workload-client.js';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { timeToServeFromCache } from './agent-restart.js';
-import { measure, percentile } from './stats.js';
+import { measureAlternating, percentile } from './stats.js';
 import type { BenchResult } from './report.js';
 
 const uid = process.getuid!();
@@ -65,8 +65,7 @@ export async function benchWorkload(seconds: number): Promise<BenchResult[]> {
       for (const concurrency of [1, 64]) {
         const echo = new ClientPool(() => connectWorkloadApi(path.join(cluster.dir, 'echo.sock'), { ownConnection: true }), Math.min(concurrency, 8));
         const wl = new ClientPool(() => connectWorkloadApi(agent.socketPath, { ownConnection: true }), Math.min(concurrency, 8));
-        const base = await measure(() => echo.next().health(), concurrency, (seconds * 1000) / 2);
-        const fetch = await measure(() => wl.next().fetchX509Svid(), concurrency, (seconds * 1000) / 2);
+        const [base, fetch] = await measureAlternating(() => echo.next().health(), () => wl.next().fetchX509Svid(), concurrency, (seconds * 1000) / 2);
         echo.close();
         wl.close();
         for (const p of [50, 99]) {
