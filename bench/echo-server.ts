@@ -7,10 +7,12 @@ import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../src/common/grpc/proto.js';
 import { serviceOf } from '../src/common/grpc/service.js';
 import { healthService } from '../src/common/grpc/health-service.js';
+import { BASE_SERVER_OPTIONS } from '../src/common/grpc/server-options.js';
 
 const socket = process.argv[2]!;
 fs.rmSync(socket, { force: true });
-const server = new grpc.Server();
+// The same base options as meshid's servers: the baseline is grpc-js as meshid runs it, minus meshid.
+const server = new grpc.Server(BASE_SERVER_OPTIONS);
 server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), healthService([], () => true));
 server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
   if (err) throw err;

@@ -33,6 +33,10 @@ export async function measureAlternating(
   ms: number,
   slices = 8,
 ): Promise<[number[], number[]]> {
+  // Unmeasured first: both servers' hot paths reach the optimizing compiler before anything is counted (without
+  // this the baseline's p99 depended on how long the run was).
+  await measure(baseline, concurrency, ms / 4);
+  await measure(subject, concurrency, ms / 4);
   const a: number[] = [];
   const b: number[] = [];
   for (let i = 0; i < slices; i++) {

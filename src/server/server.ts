@@ -29,6 +29,7 @@ import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
 import { nodeService } from './api/node-service.js';
+import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
@@ -142,7 +143,7 @@ async function startAdminServer(config: ServerConfig, ds: Datastore, ca: CaManag
     defaultJwtSvidTtlMs: config.jwtSvidTtlMs,
     maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
   };
-  const server = new grpc.Server();
+  const server = new grpc.Server(BASE_SERVER_OPTIONS);
   server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Tokens'), tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), bundleService(ds, ca, clock, log));
@@ -175,6 +176,7 @@ async function startAgentApi(
   // Every other call checks the verified certificate itself (agent-auth.ts).
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
   const server = new grpc.Server({
+    ...BASE_SERVER_OPTIONS,
     'grpc.keepalive_time_ms': 60_000,
     'grpc.keepalive_timeout_ms': 20_000,
     'grpc.keepalive_permit_without_calls': 1,

@@ -22,6 +22,7 @@ import {
 } from '../workload/handler.js';
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
 import { UdsServer } from './uds-server.js';
+import { BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 
@@ -62,7 +63,7 @@ export class WorkloadEndpoint {
 
   static async start(o: WorkloadEndpointOptions): Promise<WorkloadEndpoint> {
     const log = o.log.child({ subsystem: 'endpoint' });
-    const server = new grpc.Server({ interceptors: [workloadSecurityHeaderInterceptor] });
+    const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [workloadSecurityHeaderInterceptor] });
     const uds = new UdsServer({
       socketPath: o.socketPath,
       grpcServer: server,
