@@ -1,5 +1,5 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { withResponseSerializers } from '../../common/grpc/service.js';
+import { serializeEachObjectOnce, withResponseSerializers } from '../../common/grpc/service.js';
 
 /**
  * An xDS response as a body shared between streams plus the one field that is the stream's own: the nonce. A
@@ -25,13 +25,9 @@ const NONCE_FIELD = 5;
  */
 export function encodeSharedBodies(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
   return withResponseSerializers(definition, methods, (serialize) => {
-    const bodies = new WeakMap<object, Buffer>();
-    return (value: unknown): Buffer => {
-      if (!(value instanceof NoncedResponse)) return serialize(value);
-      let body = bodies.get(value.body);
-      if (body === undefined) bodies.set(value.body, (body = serialize(value.body)));
-      return withStringField(body, NONCE_FIELD, value.nonce);
-    };
+    const body = serializeEachObjectOnce(serialize);
+    return (value: unknown): Buffer =>
+      value instanceof NoncedResponse ? withStringField(body(value.body), NONCE_FIELD, value.nonce) : serialize(value);
   });
 }
 

@@ -1,5 +1,5 @@
 import type { ServiceDefinition } from '@grpc/grpc-js';
-import { withResponseSerializers } from '../../common/grpc/service.js';
+import { serializeEachObjectOnce, withResponseSerializers } from '../../common/grpc/service.js';
 
 /**
  * Response serializers that encode each response object once. The identity streams of many callers with the same
@@ -9,16 +9,5 @@ import { withResponseSerializers } from '../../common/grpc/service.js';
  * buffer, so sharing them is safe; entries go when the response object is no longer referenced.
  */
 export function encodeOnce(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
-  return withResponseSerializers(definition, methods, (serialize) => {
-    const encoded = new WeakMap<object, Buffer>();
-    return (value: unknown): Buffer => {
-      if (typeof value !== 'object' || value === null) return serialize(value);
-      let bytes = encoded.get(value);
-      if (bytes === undefined) {
-        bytes = serialize(value);
-        encoded.set(value, bytes);
-      }
-      return bytes;
-    };
-  });
+  return withResponseSerializers(definition, methods, serializeEachObjectOnce);
 }

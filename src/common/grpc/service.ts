@@ -14,7 +14,22 @@ export function serviceOf(proto: GrpcObject, fullName: string): ServiceDefinitio
   return serviceClient(proto, fullName).service;
 }
 
-type Serialize = (value: unknown) => Buffer;
+export type Serialize = (value: unknown) => Buffer;
+
+/**
+ * `serialize`, encoding each object once: later calls with the same object return the same bytes. For responses
+ * handed unchanged to many streams; grpc-js copies the bytes into its own frame, so sharing them is safe. Entries
+ * go with the object. Non-objects are serialized every time.
+ */
+export function serializeEachObjectOnce(serialize: Serialize): Serialize {
+  const encoded = new WeakMap<object, Buffer>();
+  return (value: unknown): Buffer => {
+    if (typeof value !== 'object' || value === null) return serialize(value);
+    let bytes = encoded.get(value);
+    if (bytes === undefined) encoded.set(value, (bytes = serialize(value)));
+    return bytes;
+  };
+}
 
 /** A copy of `definition` whose `methods` serialize their responses through `wrap(original serializer)`. */
 export function withResponseSerializers(definition: ServiceDefinition, methods: readonly string[], wrap: (serialize: Serialize) => Serialize): ServiceDefinition {
