@@ -1,5 +1,3 @@
-import { certificateKeyIds } from '../../common/x509/certificate.js';
-
 /**
  * Every SVID's chain ends in one of the same few intermediates. Storing one Buffer per distinct CA certificate
  * instead of a copy per SVID saves ~600 bytes per SVID (6 MB for 10,000 SVIDs). Bounded: after a rotation the old
@@ -20,14 +18,3 @@ export function sharedCaCertificate(der: Buffer): Buffer {
   return b;
 }
 
-/**
- * The key identifiers of a CA certificate returned by sharedCaCertificate, read once per shared Buffer: checking
- * every held SVID against tainted authorities would otherwise walk the same intermediate's DER ten thousand times.
- * Keyed by the Buffer itself, which is safe for the same reason sharing it is: nothing ever writes to these bytes.
- */
-export function sharedCaKeyIds(sharedDer: Buffer): { subjectKeyId?: string; authorityKeyId?: string } {
-  let ids = keyIds.get(sharedDer);
-  if (ids === undefined) keyIds.set(sharedDer, (ids = certificateKeyIds(sharedDer)));
-  return ids;
-}
-const keyIds = new WeakMap<Buffer, { subjectKeyId?: string; authorityKeyId?: string }>();

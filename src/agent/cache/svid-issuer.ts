@@ -3,8 +3,8 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
-import { certificateKeyIds, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
-import { sharedCaCertificate, sharedCaKeyIds } from './shared-ca-certificates.js';
+import { certificateKeyIds, parseCaCertificate, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
@@ -60,6 +60,7 @@ async function buildBatch(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
 }
 
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
@@ -200,7 +201,8 @@ export class SvidIssuer {
   private chainIsTainted(svid: WorkloadSvid): boolean {
     if (this.tainted.size === 0) return false;
     const tainted = (keyId: string | undefined): boolean => keyId !== undefined && this.tainted.has(keyId);
-    const issuers = svid.chain.slice(1).map(sharedCaKeyIds);
+    // CA certificates are parsed once for the process, not once per SVID checked.
+    const issuers = svid.chain.slice(1).map(parseCaCertificate);
     if (issuers.some((c) => tainted(c.subjectKeyId) || tainted(c.authorityKeyId))) return true;
     // A leaf's authority key ID equals its issuer's subject key ID when both are present (checked when the SVID was
     // accepted), so the leaf itself is read only when its issuer is not in the chain or names no key ID.
@@ -208,7 +210,6 @@ export class SvidIssuer {
     const leaf = certificateKeyIds(svid.chain[0]!);
     return tainted(leaf.subjectKeyId) || tainted(leaf.authorityKeyId);
   }
-
 
   private armTimer(): void {
     if (this.stopped) return;

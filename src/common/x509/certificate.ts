@@ -259,6 +259,11 @@ function parseLabelled(der: Buffer, what: string): ParsedCertificate {
 const parsedCas = new Map<string, ParsedCertificate>();
 const PARSED_CA_LIMIT = 64;
 
+/** A CA certificate parsed once for the process (see parsedCas); throws like parseCertificate. */
+export function parseCaCertificate(der: Buffer): ParsedCertificate {
+  return parseCaLabelled(der, 'CA certificate');
+}
+
 function parseCaLabelled(der: Buffer, what: string): ParsedCertificate {
   const key = der.toString('latin1');
   let c = parsedCas.get(key);
