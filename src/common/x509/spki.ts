@@ -35,7 +35,8 @@ export function encodeSpki(key: KeyObject): Buffer {
  * where a JWK import costs ~50 µs (nearly all of it OpenSSL's public-key check, a full scalar multiplication, which
  * every import route in Node 20 performs), so EC keys on named curves with uncompressed points and RSA keys are read
  * here and imported as JWK. The JWK import still validates the key (an EC point must lie on its curve and have the
- * group's order). Anything else goes to OpenSSL's decoder. Throws DerError or node's error on malformed input; callers say what was malformed.
+ * group's order). Anything else goes to OpenSSL's decoder. Throws DerError or node's error on malformed input;
+ * callers say what was malformed.
  */
 export function decodeSpki(spki: Buffer): KeyObject {
   const [algT, keyT, ...rest] = children(expectTag(readSingle(spki, 'SubjectPublicKeyInfo'), 0x30, 'SubjectPublicKeyInfo'));
