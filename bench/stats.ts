@@ -22,26 +22,17 @@ export async function measure(op: () => Promise<unknown>, concurrency: number, m
 }
 
 /**
- * `baseline` and `subject` measured in alternating slices (each `ms` in total), so that noise drifting over the run
- * (the other processes on these two cores, GC in the client) falls on both alike and their ratio compares like
- * with like. Returns [baseline latencies, subject latencies].
+ * Several operations measured in alternating slices (each `ms` in total), so that noise drifting over the run (the
+ * other processes on these two cores, GC in the client) falls on all alike and their ratios compare like with like.
+ * Returns each operation's latencies, in the order given.
  */
-export async function measureAlternating(
-  baseline: () => Promise<unknown>,
-  subject: () => Promise<unknown>,
-  concurrency: number,
-  ms: number,
-  slices = 8,
-): Promise<[number[], number[]]> {
-  // Unmeasured first: both servers' hot paths reach the optimizing compiler before anything is counted (without
+export async function measureAlternating(ops: ReadonlyArray<() => Promise<unknown>>, concurrency: number, ms: number, slices = 8): Promise<number[][]> {
+  // Unmeasured first: every server's hot path reaches the optimizing compiler before anything is counted (without
   // this the baseline's p99 depended on how long the run was).
-  await measure(baseline, concurrency, ms / 4);
-  await measure(subject, concurrency, ms / 4);
-  const a: number[] = [];
-  const b: number[] = [];
+  for (const op of ops) await measure(op, concurrency, ms / 4);
+  const latencies = ops.map((): number[] => []);
   for (let i = 0; i < slices; i++) {
-    a.push(...(await measure(baseline, concurrency, ms / slices)));
-    b.push(...(await measure(subject, concurrency, ms / slices)));
+    for (const [k, op] of ops.entries()) latencies[k]!.push(...(await measure(op, concurrency, ms / slices)));
   }
-  return [a, b];
+  return latencies;
 }
