@@ -1,6 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { IdentityStream, type StreamCall } from '../../../src/agent/workload/identity-stream.js';
@@ -123,4 +125,22 @@ test('losing the entitlement ends the stream with PERMISSION_DENIED (code 7)', a
   assert.equal((call.errors[0] as { code: number }).code, 7);
   assert.equal(closed(), 1);
   assert.equal(c.listeners(), 0);
+});
+
+test('a closed stream lets go of its call, so whatever still references the stream does not keep the call alive', async () => {
+  setFlagsFromString('--expose-gc');
+  const gc = runInNewContext('gc') as () => void;
+  let call: HeldCall | undefined = new HeldCall();
+  const c = counterCache();
+  const { stream, closed } = open(call, c.cache);
+  const callRef = new WeakRef(call);
+  call.cancelled = true;
+  call.emit('cancelled');
+  assert.equal(closed(), 1);
+  call = undefined;
+  // A new macrotask: WeakRef targets are kept alive until the current job ends.
+  await tick();
+  gc();
+  assert.equal(callRef.deref(), undefined, 'the closed stream still references its call');
+  assert.equal(stream.open, false);
 });
