@@ -1,6 +1,8 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { silentLogger } from '../../../src/common/log.js';
 import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { SotwStream } from '../../../src/agent/sds/sotw-stream.js';
@@ -125,5 +127,25 @@ describe('SDS streams under backpressure', () => {
     cache.notify();
     await turn();
     assert.equal(call.writes.length, 1);
+  });
+
+  it('a closed stream lets go of its call, so whatever still references the stream does not keep the call alive', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const cache = new FakeSdsCache(ca);
+    cache.addEntry('unix:uid:1', APP);
+    for (const make of [(c: StalledCall) => new SotwStream(c, context(cache)), (c: StalledCall) => new DeltaStream(c, context(cache))]) {
+      let call: StalledCall | undefined = new StalledCall();
+      const stream = make(call);
+      stream.start();
+      const callRef = new WeakRef(call);
+      call.cancelled = true;
+      call.emit('cancelled');
+      call = undefined;
+      // A new macrotask: WeakRef targets are kept alive until the current job ends.
+      await turn();
+      gc();
+      assert.equal(callRef.deref(), undefined, `the closed ${stream.constructor.name} still references its call`);
+    }
   });
 });
