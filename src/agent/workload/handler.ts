@@ -86,6 +86,17 @@ export interface WorkloadApiService {
 
 export const DEFAULT_PENDING_TIMEOUT_MS = 30_000;
 
+/** An attested caller that holds at least one entry: its selectors and the identity state for them. */
+interface Admission {
+  readonly selectors: readonly Selector[];
+  readonly snapshot: IdentitySnapshot;
+}
+
+/** Any attestation failure as the status the caller gets: the attestor's own MeshidError, else UNAVAILABLE. */
+function attestationFailure(error: unknown): unknown {
+  return isMeshidError(error) ? error : unavailable('workload attestation failed', error);
+}
+
 /** The X.509-SVID stream's first message waits for `complete`: svids[0] must be the real default identity. */
 const x509SvidView: StreamView<X509SvidResponse> = {
   render: (snapshot, first) => (first && !snapshot.complete ? undefined : x509SvidResponse(snapshot)),
@@ -125,21 +136,36 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     return child;
   };
 
-  async function attest(call: WorkloadCallInfo): Promise<readonly Selector[]> {
+  /**
+   * The caller's selectors, or a failure as MeshidError (UNAVAILABLE unless the attestor said otherwise). Synchronous
+   * when `deps.attest` is, as the agent's is: a stream then opens within grpc-js's handler call, without the two
+   * promises and microtask hops per call that async functions cost here (measured: ~0.8 KB and ~5 µs of ~160 per call).
+   */
+  function attest(call: WorkloadCallInfo): readonly Selector[] | Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
+    let selectors: readonly Selector[] | Promise<readonly Selector[]>;
     try {
-      return await deps.attest(call);
+      selectors = deps.attest(call);
     } catch (error) {
-      if (isMeshidError(error)) throw error;
-      throw unavailable('workload attestation failed', error);
+      throw attestationFailure(error);
     }
+    return selectors instanceof Promise
+      ? selectors.catch((error: unknown) => {
+          throw attestationFailure(error);
+        })
+      : selectors;
   }
 
-  async function admitEntitled(call: WorkloadCallInfo): Promise<{ selectors: readonly Selector[]; snapshot: IdentitySnapshot }> {
-    const selectors = await attest(call);
+  function entitle(selectors: readonly Selector[]): Admission {
     const snapshot = deps.cache.snapshot(selectors);
     if (!snapshot.entitled) throw permissionDenied('no identity issued: no registration entry matches the caller');
     return { selectors, snapshot };
+  }
+
+  /** attest, then entitlement (default deny); synchronous when attest is. */
+  function admitEntitled(call: WorkloadCallInfo): Admission | Promise<Admission> {
+    const selectors = attest(call);
+    return selectors instanceof Promise ? selectors.then(entitle) : entitle(selectors);
   }
 
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
@@ -159,7 +185,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
       fail(error);
       return;
     }
-    admitEntitled(call).then(({ selectors }) => {
+    const start = ({ selectors }: Admission): void => {
       if (call.cancelled) return;
       const stream: IdentityStream<Res> = new IdentityStream<Res>({
         call: call as unknown as StreamCall<Res>,
@@ -173,7 +199,16 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
       });
       open.add(stream as IdentityStream<unknown>);
       stream.start();
-    }, fail);
+    };
+    let admission: Admission | Promise<Admission>;
+    try {
+      admission = admitEntitled(call);
+    } catch (error) {
+      fail(error);
+      return;
+    }
+    if (admission instanceof Promise) admission.then(start, fail);
+    else start(admission);
   }
 
   function unary<Req, Res>(rpc: string, call: ServerUnaryCall<Req, Res>, callback: sendUnaryData<Res>, serve: () => Promise<Res>): void {

@@ -121,6 +121,33 @@ describe('FetchX509SVID refusals (attestation stubbed)', () => {
   });
 });
 
+describe('FetchX509SVID with an attestor that answers asynchronously (attestation stubbed)', () => {
+  let h: WorkloadHarness;
+  before(async () => {
+    h = await startWorkloadHarness(ca, (cache) => cache.addEntry(SELECTOR_A, APP_A), { asyncAttest: true });
+  });
+  after(async () => h.close());
+
+  test('the caller gets its SVID once the attestation settles', async () => {
+    const res = await h.client.fetchX509Svid();
+    assert.deepEqual(
+      res.svids?.map((s) => s.spiffe_id),
+      [APP_A],
+    );
+  });
+
+  test('a rejection is UNAVAILABLE (MeshidError or anything else), an unmatched caller PERMISSION_DENIED', async () => {
+    h.attestError = unavailable('workload attestation failed: process exited');
+    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'MeshidError');
+    h.attestError = new Error('boom');
+    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'plain Error');
+    h.attestError = undefined;
+    h.caller = [{ type: 'unix', value: 'uid:4242' }];
+    await expectStatus(h.client.fetchX509Svid(), PERMISSION_DENIED, 'unregistered caller');
+    h.caller = [{ type: 'unix', value: 'uid:1001' }];
+  });
+});
+
 describe('FetchX509SVID updates (attestation stubbed: caller has unix:uid:1001)', () => {
   let h: WorkloadHarness;
   before(async () => {

@@ -38,6 +38,8 @@ export interface HarnessOptions {
   interceptor?: boolean;
   /** The stubbed caller's selectors; default [SELECTOR_A]. */
   caller?: string[];
+  /** The stubbed attestation answers with a promise (settled a turn later) instead of synchronously. */
+  asyncAttest?: boolean;
 }
 
 export interface WorkloadHarness {
@@ -74,8 +76,13 @@ export async function startWorkloadHarness(ca: TestCa, setup: (cache: FakeWorklo
     options: o.options ?? {},
     attest: () => {
       attestCalls++;
-      if (harness.attestError !== undefined) throw harness.attestError;
-      return harness.caller;
+      const error = harness.attestError;
+      const caller = harness.caller;
+      if (o.asyncAttest === true) {
+        return new Promise((resolve, reject) => setImmediate(() => (error !== undefined ? reject(error) : resolve(caller))));
+      }
+      if (error !== undefined) throw error;
+      return caller;
     },
   });
   const server = new grpc.Server(o.interceptor === false ? {} : { interceptors: [workloadSecurityHeaderInterceptor] });
