@@ -1,6 +1,9 @@
-import type { Server } from '@grpc/grpc-js';
+import { EventEmitter } from 'node:events';
+import type { Server, ServerDuplexStream, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
+import { internal, invalidArgument } from '../errors.js';
+import { toServiceError } from '../grpc-status.js';
 import { protoDir } from '../paths.js';
 import { PROTO_CONVERSION } from './proto.js';
 
@@ -9,11 +12,61 @@ interface ReflectionIndex {
   symbols: Record<string, unknown>;
 }
 
+/** The one method of grpc.reflection.v1 and v1alpha ServerReflection (a bidi stream). */
+const REFLECTION_METHODS = ['/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', '/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo'];
+
+/** What @grpc/reflection registers for one method: its handler and the message codecs of its proto. */
+interface RegisteredMethod {
+  readonly handler: (stream: ReflectionStream) => void;
+  readonly deserialize: (bytes: Buffer) => unknown;
+  readonly serialize: (message: unknown) => Buffer;
+}
+
+/** The part of a server stream @grpc/reflection's handlers use: 'data' and 'end' events, write() and end(). */
+type ReflectionStream = EventEmitter & { write(message: unknown): boolean; end(): void };
+
+const raw = (bytes: Buffer): Buffer => bytes;
+
 /**
  * gRPC server reflection (v1 and v1alpha) for the services in these proto files, so grpcurl and similar tools can
  * list and call them without local copies of the protos (WL-Endpoint §7 asks for it on the workload socket).
+ *
+ * The index is built on the first reflection call, not here: building it parses the protos again and walks every
+ * descriptor (~45 ms), which at agent start came before the socket served its first workload (P6). Until then the
+ * two methods are registered with pass-through codecs, and each call is handed to @grpc/reflection's own handler
+ * through an adapter that decodes and encodes with the codecs that handler registered.
  */
 export function addReflection(server: Pick<Server, 'addService'>, protoFiles: readonly string[]): void {
+  let methods: Map<string, RegisteredMethod> | undefined;
+  for (const methodPath of REFLECTION_METHODS) {
+    const definition: ServiceDefinition = {
+      ServerReflectionInfo: {
+        path: methodPath,
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: raw,
+        requestDeserialize: raw,
+        responseSerialize: raw,
+        responseDeserialize: raw,
+      },
+    };
+    server.addService(definition, {
+      ServerReflectionInfo: (call: ServerDuplexStream<Buffer, Buffer>) => {
+        try {
+          methods ??= reflectionMethods(protoFiles);
+        } catch (error) {
+          call.emit('error', toServiceError(internal('cannot build the server reflection index', error)));
+          return;
+        }
+        const method = methods.get(methodPath)!;
+        method.handler(adapt(call, method));
+      },
+    });
+  }
+}
+
+/** Builds @grpc/reflection's service and collects what it registers, by method path. */
+function reflectionMethods(protoFiles: readonly string[]): Map<string, RegisteredMethod> {
   const definition = protoLoader.loadSync([...protoFiles], { ...PROTO_CONVERSION, includeDirs: [protoDir] });
   const service = new ReflectionService(definition);
   // @grpc/reflection 1.0 names symbols of a file without a package ".Name" (workload.proto has no package, so the
@@ -29,5 +82,45 @@ export function addReflection(server: Pick<Server, 'addService'>, protoFiles: re
       }
     }
   }
-  service.addToServer(server);
+  const methods = new Map<string, RegisteredMethod>();
+  service.addToServer({
+    addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
+      for (const [name, method] of Object.entries(definition)) {
+        methods.set(method.path, {
+          handler: implementation[name] as unknown as RegisteredMethod['handler'],
+          deserialize: method.requestDeserialize,
+          serialize: method.responseSerialize,
+        });
+      }
+    },
+  } as Pick<Server, 'addService'> as Server);
+  return methods;
+}
+
+/** The raw call as the stream @grpc/reflection's handler expects: decoded requests in, encoded responses out. */
+function adapt(call: ServerDuplexStream<Buffer, Buffer>, method: RegisteredMethod): ReflectionStream {
+  const stream = Object.assign(new EventEmitter(), {
+    write: (message: unknown): boolean => call.write(method.serialize(message)),
+    end: (): void => {
+      call.end();
+    },
+  });
+  let refused = false;
+  call.on('data', (bytes: Buffer) => {
+    if (refused) return;
+    let request: unknown;
+    try {
+      request = method.deserialize(bytes);
+    } catch (error) {
+      // The handler hears nothing more, so it cannot end the call with OK after this status.
+      refused = true;
+      call.emit('error', toServiceError(invalidArgument('malformed server reflection request', error)));
+      return;
+    }
+    stream.emit('data', request);
+  });
+  call.on('end', () => {
+    if (!refused) stream.emit('end');
+  });
+  return stream;
 }

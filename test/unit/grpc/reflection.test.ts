@@ -9,42 +9,104 @@ import { tempDir } from '../../support/server-kit.js';
 
 const require = createRequire(import.meta.url);
 
-test('reflection lists the Workload API and SDS services on a Unix socket', async () => {
+type Reply = {
+  list_services_response?: { service: Array<{ name: string }> };
+  file_descriptor_response?: { file_descriptor_proto: Buffer[] };
+  error_response?: { error_message: string };
+};
+
+/** A reflection client of either version, from @grpc/reflection's copy of the published protos. */
+function reflectionClient(version: 'v1' | 'v1alpha', socket: string): grpc.Client {
+  const file = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), `build/proto/grpc/reflection/${version}/reflection.proto`);
+  const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(file, { keepCase: true })) as unknown as {
+    grpc: { reflection: Record<string, { ServerReflection: grpc.ServiceClientConstructor }> };
+  };
+  return new pkg.grpc.reflection[version]!.ServerReflection(`unix://${socket}`, grpc.credentials.createInsecure());
+}
+
+/** Writes `requests` on one ServerReflectionInfo stream and collects a reply per request. */
+async function ask(client: grpc.Client, requests: unknown[]): Promise<Reply[]> {
+  const call = (client as unknown as Record<string, () => grpc.ClientDuplexStream<unknown, Reply>>)['ServerReflectionInfo']!();
+  const replies: Reply[] = [];
+  await new Promise<void>((resolve, reject) => {
+    call.on('data', (msg: Reply) => {
+      replies.push(msg);
+      if (replies.length === requests.length) call.end();
+    });
+    call.on('end', resolve);
+    call.on('error', reject);
+    for (const r of requests) call.write(r);
+  });
+  return replies;
+}
+
+async function serve(t: { after(fn: () => void): void }, protoFiles: string[]): Promise<string> {
   const { dir, cleanup } = tempDir('meshid-reflection-');
   const server = new grpc.Server();
-  try {
-    addReflection(server, ['workload/workload.proto', 'envoy/service/secret/v3/sds.proto', 'grpc/health/v1/health.proto']);
-    const socket = path.join(dir, 'r.sock');
-    await new Promise<void>((resolve, reject) =>
-      server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())),
-    );
-    const reflectionProto = path.join(path.dirname(require.resolve('@grpc/reflection/package.json')), 'build/proto/grpc/reflection/v1/reflection.proto');
-    const pkg = grpc.loadPackageDefinition(protoLoader.loadSync(reflectionProto, { keepCase: true })) as unknown as {
-      grpc: { reflection: { v1: { ServerReflection: grpc.ServiceClientConstructor } } };
-    };
-    const client = new pkg.grpc.reflection.v1.ServerReflection(`unix://${socket}`, grpc.credentials.createInsecure());
-    type Reply = { list_services_response?: { service: Array<{ name: string }> }; file_descriptor_response?: { file_descriptor_proto: Buffer[] }; error_response?: { error_message: string } };
-    const call = client['ServerReflectionInfo']() as grpc.ClientDuplexStream<unknown, Reply>;
-    const replies: Reply[] = [];
-    await new Promise<void>((resolve, reject) => {
-      call.on('data', (msg: Reply) => {
-        replies.push(msg);
-        if (replies.length === 2) call.end();
-      });
-      call.on('end', resolve);
-      call.on('error', reject);
-      call.write({ list_services: '' });
-      call.write({ file_containing_symbol: 'SpiffeWorkloadAPI' });
-    });
+  t.after(() => {
+    server.forceShutdown();
+    cleanup();
+  });
+  addReflection(server, protoFiles);
+  const socket = path.join(dir, 'r.sock');
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  return socket;
+}
+
+test('reflection (v1 and v1alpha) lists the Workload API and SDS services on a Unix socket', async (t) => {
+  const socket = await serve(t, ['workload/workload.proto', 'envoy/service/secret/v3/sds.proto', 'grpc/health/v1/health.proto']);
+  for (const version of ['v1', 'v1alpha'] as const) {
+    const client = reflectionClient(version, socket);
+    const replies = await ask(client, [{ list_services: '' }, { file_containing_symbol: 'SpiffeWorkloadAPI' }]);
     client.close();
     const names = (replies[0]!.list_services_response?.service ?? []).map((s) => s.name);
     assert.equal(replies[1]!.error_response, undefined, JSON.stringify(replies[1]));
     assert.ok(Buffer.concat(replies[1]!.file_descriptor_response!.file_descriptor_proto).includes('FetchX509SVID'), 'the descriptor of the package-less service is found by its plain name');
-    assert.ok(names.includes('SpiffeWorkloadAPI'), names.join(','));
+    assert.ok(names.includes('SpiffeWorkloadAPI'), `${version}: ${names.join(',')}`);
     assert.ok(names.includes('envoy.service.secret.v3.SecretDiscoveryService'), names.join(','));
     assert.ok(names.includes('grpc.health.v1.Health'), names.join(','));
-  } finally {
-    server.forceShutdown();
-    cleanup();
   }
+});
+
+test('the index is built at the first reflection call: registering reads no proto, and a broken one fails that call with INTERNAL', async (t) => {
+  // Registration with a proto file that does not exist succeeds: nothing is parsed at start-up.
+  const socket = await serve(t, ['no/such/file.proto']);
+  const client = reflectionClient('v1', socket);
+  t.after(() => client.close());
+  await assert.rejects(ask(client, [{ list_services: '' }]), (err: grpc.ServiceError) => {
+    assert.equal(err.code, grpc.status.INTERNAL);
+    assert.match(err.details, /cannot build the server reflection index/);
+    return true;
+  });
+});
+
+test('a reflection request that is not a ServerReflectionRequest is INVALID_ARGUMENT', async (t) => {
+  const socket = await serve(t, ['workload/workload.proto']);
+  // A raw client sending bytes that are not protobuf: a field key whose varint never ends.
+  const Raw = grpc.makeGenericClientConstructor(
+    {
+      ServerReflectionInfo: {
+        path: '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo',
+        requestStream: true,
+        responseStream: true,
+        requestSerialize: (b: Buffer) => b,
+        requestDeserialize: (b: Buffer) => b,
+        responseSerialize: (b: Buffer) => b,
+        responseDeserialize: (b: Buffer) => b,
+      },
+    },
+    'ServerReflection',
+  );
+  const client = new Raw(`unix://${socket}`, grpc.credentials.createInsecure());
+  t.after(() => client.close());
+  const call = (client as unknown as Record<string, () => grpc.ClientDuplexStream<Buffer, Buffer>>)['ServerReflectionInfo']!();
+  const status = await new Promise<grpc.StatusObject>((resolve) => {
+    call.on('data', () => undefined);
+    call.on('error', () => undefined);
+    call.on('status', resolve);
+    call.write(Buffer.from([0xff, 0xff]));
+    call.end();
+  });
+  assert.equal(status.code, grpc.status.INVALID_ARGUMENT, status.details);
+  assert.match(status.details, /malformed server reflection request/);
 });
