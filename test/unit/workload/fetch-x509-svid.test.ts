@@ -91,62 +91,46 @@ describe('FetchX509SVID first message (attestation stubbed: caller has unix:uid:
   });
 });
 
-describe('FetchX509SVID refusals (attestation stubbed)', () => {
-  let h: WorkloadHarness;
-  before(async () => {
-    h = await startWorkloadHarness(ca, (cache) => cache.addEntry(SELECTOR_A, APP_A));
-  });
-  after(async () => h.close());
+// The agent's attestor answers synchronously; the handler also accepts one that answers with a promise.
+for (const asyncAttest of [false, true]) {
+  describe(`FetchX509SVID refusals (attestation stubbed, answering ${asyncAttest ? 'with a promise' : 'synchronously'})`, () => {
+    let h: WorkloadHarness;
+    before(async () => {
+      h = await startWorkloadHarness(ca, (cache) => cache.addEntry(SELECTOR_A, APP_A), { asyncAttest });
+    });
+    after(async () => h.close());
 
-  test('a caller no entry matches gets PERMISSION_DENIED, never an empty message or another identity', async () => {
-    h.caller = [{ type: 'unix', value: 'uid:4242' }];
-    await expectStatus(h.client.fetchX509Svid(), PERMISSION_DENIED, 'unregistered caller');
-    h.caller = [{ type: 'unix', value: 'uid:1001' }];
-  });
+    test('the registered caller gets its SVID', async () => {
+      const res = await h.client.fetchX509Svid();
+      assert.deepEqual(
+        res.svids?.map((s) => s.spiffe_id),
+        [APP_A],
+      );
+    });
 
-  test('failed attestation is UNAVAILABLE, whether the attestor throws a MeshidError or anything else', async () => {
-    h.attestError = unavailable('workload attestation failed: process exited');
-    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'MeshidError');
-    h.attestError = new Error('boom');
-    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'plain Error');
-    h.attestError = undefined;
-  });
+    test('a caller no entry matches gets PERMISSION_DENIED, never an empty message or another identity', async () => {
+      h.caller = [{ type: 'unix', value: 'uid:4242' }];
+      await expectStatus(h.client.fetchX509Svid(), PERMISSION_DENIED, 'unregistered caller');
+      h.caller = [{ type: 'unix', value: 'uid:1001' }];
+    });
 
-  test('an agent without state yet is UNAVAILABLE, before attestation', async () => {
-    h.cache.isReady = false;
-    const attested = h.attestCalls();
-    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'not ready');
-    assert.equal(h.attestCalls(), attested);
-    h.cache.isReady = true;
-  });
-});
+    test('failed attestation is UNAVAILABLE, whether the attestor throws a MeshidError or anything else', async () => {
+      h.attestError = unavailable('workload attestation failed: process exited');
+      await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'MeshidError');
+      h.attestError = new Error('boom');
+      await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'plain Error');
+      h.attestError = undefined;
+    });
 
-describe('FetchX509SVID with an attestor that answers asynchronously (attestation stubbed)', () => {
-  let h: WorkloadHarness;
-  before(async () => {
-    h = await startWorkloadHarness(ca, (cache) => cache.addEntry(SELECTOR_A, APP_A), { asyncAttest: true });
+    test('an agent without state yet is UNAVAILABLE, before attestation', async () => {
+      h.cache.isReady = false;
+      const attested = h.attestCalls();
+      await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'not ready');
+      assert.equal(h.attestCalls(), attested);
+      h.cache.isReady = true;
+    });
   });
-  after(async () => h.close());
-
-  test('the caller gets its SVID once the attestation settles', async () => {
-    const res = await h.client.fetchX509Svid();
-    assert.deepEqual(
-      res.svids?.map((s) => s.spiffe_id),
-      [APP_A],
-    );
-  });
-
-  test('a rejection is UNAVAILABLE (MeshidError or anything else), an unmatched caller PERMISSION_DENIED', async () => {
-    h.attestError = unavailable('workload attestation failed: process exited');
-    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'MeshidError');
-    h.attestError = new Error('boom');
-    await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'plain Error');
-    h.attestError = undefined;
-    h.caller = [{ type: 'unix', value: 'uid:4242' }];
-    await expectStatus(h.client.fetchX509Svid(), PERMISSION_DENIED, 'unregistered caller');
-    h.caller = [{ type: 'unix', value: 'uid:1001' }];
-  });
-});
+}
 
 describe('FetchX509SVID updates (attestation stubbed: caller has unix:uid:1001)', () => {
   let h: WorkloadHarness;
