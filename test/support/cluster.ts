@@ -255,7 +255,6 @@ export class AgentProcess {
   }
 }
 
-/** A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`. */
 /**
  * A cluster whose agent serves this test process: one entry per SPIFFE ID with the process's uid as selector,
  * created before the agent attests, so its first sync carries them. Returns the entry IDs in order.
@@ -276,6 +275,7 @@ export async function startClusterWithAgent(
   }
 }
 
+/** A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`. */
 export async function startCluster(prefix = 'meshid-cluster-'): Promise<Cluster> {
   const t = tempDir(prefix);
   // Workloads of other users must reach the agent socket inside this dir.

@@ -17,4 +17,3 @@ export function sharedCaCertificate(der: Buffer): Buffer {
   }
   return b;
 }
-

@@ -125,7 +125,7 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
   keys.forEach((entry: unknown, i) => {
     const keyLabel = `${label}: keys[${i}]`;
     if (!isJsonObject(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
-    const key = entry as Record<string, unknown>;
+    const key = entry;
     if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
     if (typeof key['use'] !== 'string' || key['use'] === '') throw invalidArgument(`${keyLabel} has no use`);
     if (!KNOWN_KTY.has(key['kty'])) return;
