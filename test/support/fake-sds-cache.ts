@@ -214,6 +214,7 @@ export class FakeSdsCache implements WorkloadCache {
     return {
       entitled: matching.length > 0,
       svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
+      defaultSvid: matching[0]?.svid,
       complete: matching.every((e) => e.svid !== undefined),
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {

@@ -89,6 +89,12 @@ export class FakeWorkloadCache implements WorkloadCache {
     this.issue(spiffeId);
   }
 
+  /** Drops the SVID of every entry with this SPIFFE ID, as when it expires with the server unreachable. */
+  withdraw(spiffeId: string): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId) e.svid = undefined;
+    this.notify();
+  }
+
   setFederatesWith(spiffeId: string, trustDomains: string[]): void {
     for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
     this.notify();
@@ -132,6 +138,7 @@ export class FakeWorkloadCache implements WorkloadCache {
     return {
       entitled: matching.length > 0,
       svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
+      defaultSvid: matching[0]?.svid,
       complete: matching.every((e) => e.svid !== undefined),
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {

@@ -124,7 +124,9 @@ export class IdentityCache implements WorkloadCache {
       const b = this.federated.get(td);
       if (b !== undefined) federatedBundles.push(b);
     }
-    return { entitled: matching.length > 0, svids, complete: svids.length === matching.length, bundle: own, federatedBundles };
+    const oldest = matching[0];
+    const defaultSvid = oldest !== undefined && svids[0]?.entryId === oldest.id ? svids[0] : undefined;
+    return { entitled: matching.length > 0, svids, defaultSvid, complete: svids.length === matching.length, bundle: own, federatedBundles };
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {

@@ -30,7 +30,13 @@ export interface IdentitySnapshot {
    * entry: adding entries never changes a workload's default). Entries whose SVID is not issued yet are absent.
    */
   readonly svids: readonly WorkloadSvid[];
-  /** Whether every matching entry has an issued SVID (streams wait for this before their first message). */
+  /**
+   * The default identity's SVID: the oldest matching entry's, once issued and while unexpired. Undefined while that
+   * entry waits for it, whatever its siblings hold: then svids[0] is some other identity, which must not be served as
+   * the default. A sibling that is still waiting does not hold it back.
+   */
+  readonly defaultSvid: WorkloadSvid | undefined;
+  /** Whether every matching entry has an issued SVID (the Workload API's first X.509 message waits for this). */
   readonly complete: boolean;
   /** The own trust domain's bundle. */
   readonly bundle: TrustBundle;

@@ -66,9 +66,10 @@ function validationContext(bundles: readonly TrustBundle[]): SdsResource | undef
 
 /**
  * Resolves one name for a caller (SPEC-NOTES §9):
- * - `defaultSvidName` → svids[0], but only once the snapshot is complete: before every matching entry's SVID is
- *   issued, svids[0] may not yet be the default identity, and serving another identity under `default` would make
- *   Envoy present the wrong certificate;
+ * - `defaultSvidName` → the default identity's SVID (the oldest matching entry's) as soon as it is issued; while it
+ *   is not, nothing, since svids[0] is then another identity and Envoy would present the wrong certificate. Siblings
+ *   still waiting for their SVIDs do not hold it back (a new entry would otherwise take `default` away until its
+ *   SVID arrives);
  * - `spiffe://td/path` → that SVID if the caller holds it (byte-exact comparison);
  * - `defaultBundleName` or `spiffe://<own td>` → the own trust domain;
  * - `spiffe://<foreign td>` → that federated bundle, if the caller's entries federate with it;
@@ -78,7 +79,7 @@ function validationContext(bundles: readonly TrustBundle[]): SdsResource | undef
 export function resolveResourceName(snapshot: IdentitySnapshot, name: string, options: ResolvedSdsOptions): SdsResource | undefined {
   if (!snapshot.entitled) return undefined;
   if (name === options.defaultSvidName) {
-    const svid = snapshot.complete ? snapshot.svids[0] : undefined;
+    const svid = snapshot.defaultSvid;
     return svid === undefined ? undefined : { kind: 'tls_certificate', svid };
   }
   if (name === options.defaultBundleName) return validationContext([snapshot.bundle]);

@@ -97,9 +97,13 @@ function attestationFailure(error: unknown): unknown {
   return isMeshidError(error) ? error : unavailable('workload attestation failed', error);
 }
 
-/** The X.509-SVID stream's first message waits for `complete`: svids[0] must be the real default identity. */
+/**
+ * svids[0] must be the real default identity. The first message waits until every matching entry has its SVID (as
+ * SPIRE's agent does, so a one-shot fetch sees them all); later ones only while the default's SVID is missing (say,
+ * expired while the server is unreachable), which would otherwise make a sibling the default.
+ */
 const x509SvidView: StreamView<X509SvidResponse> = {
-  render: (snapshot, first) => (first && !snapshot.complete ? undefined : x509SvidResponse(snapshot)),
+  render: (snapshot, first) => ((first ? snapshot.complete : snapshot.defaultSvid !== undefined) ? x509SvidResponse(snapshot) : undefined),
   same: sameX509SvidResponse,
 };
 const x509BundlesView: StreamView<X509BundlesResponse> = { render: x509BundlesResponse, same: sameBundlesResponse };

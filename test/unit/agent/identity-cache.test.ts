@@ -38,10 +38,17 @@ test('a snapshot holds the matching entries SVIDs, oldest entry first, and is co
   s = c.snapshot(sel('unix:uid:7'));
   assert.deepEqual(s.svids.map((v) => v.spiffeId), [newer.spiffeId]);
   assert.equal(s.complete, false);
+  assert.equal(s.defaultSvid, undefined, 'svids[0] is the newer entry: not the default');
   c.putSvids([fx.issue(older)]);
   s = c.snapshot(sel('unix:uid:7'));
   assert.deepEqual(s.svids.map((v) => v.spiffeId), [older.spiffeId, newer.spiffeId], 'svids[0] is the oldest entry');
   assert.equal(s.complete, true);
+  assert.equal(s.defaultSvid, s.svids[0]);
+  const newest = entry('newest', ['unix:uid:7'], { created_at: 300 });
+  c.apply({ upserts: [newest] });
+  s = c.snapshot(sel('unix:uid:7'));
+  assert.equal(s.complete, false);
+  assert.equal(s.defaultSvid?.spiffeId, older.spiffeId, 'a newer entry waiting for its SVID does not hold the default back');
   assert.equal(c.snapshot(sel('unix:uid:9')).entitled, false);
 });
 

@@ -123,6 +123,24 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('a new entry still waiting for its SVID does not take default away', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default'] });
+      const r1 = await client.next();
+      const v1 = shape(r1).versions;
+      client.ack(r1);
+      h.cache.addEntry(SELECTOR_A, APP_A2, { issued: false });
+      h.cache.rotate(APP_A);
+      // Had default been withdrawn while APP_A2 waits, this would be removed_resources: ["default"].
+      const r2 = shape(await client.next());
+      assert.deepEqual(r2.removed, []);
+      assert.deepEqual([...r2.versions.keys()], ['default']);
+      assert.notEqual(r2.versions.get('default'), v1.get('default'));
+      client.cancel();
+    });
+  });
+
   it('a removed entitlement and an ended federation come back in removed_resources', async () => {
     await withHarness(
       (c) => {

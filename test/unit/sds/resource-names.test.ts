@@ -29,9 +29,11 @@ function bundle(trustDomain: string, roots: string[] = [`${trustDomain} root`]):
 }
 
 function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
+  const svids = [svid('spiffe://example.org/a', 'leaf-a'), svid('spiffe://example.org/b', 'leaf-b')];
   return {
     entitled: true,
-    svids: [svid('spiffe://example.org/a', 'leaf-a'), svid('spiffe://example.org/b', 'leaf-b')],
+    svids,
+    defaultSvid: svids[0],
     complete: true,
     bundle: bundle('example.org'),
     federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],
@@ -80,10 +82,14 @@ describe('SDS resource names', () => {
     assert.deepEqual(entitledResourceNames(snap, options), []);
   });
 
-  it('default waits for a complete snapshot; the SVIDs by SPIFFE ID do not', () => {
-    const snap = snapshot({ complete: false });
-    assert.equal(describeResource('default', snap), undefined);
-    assert.equal(describeResource('spiffe://example.org/a', snap), 'svid spiffe://example.org/a');
+  it('default is the default identity once its SVID is issued, whether or not its siblings have theirs', () => {
+    // A third entry still waits for its SVID: `default` is served all the same.
+    assert.equal(describeResource('default', snapshot({ complete: false })), 'svid spiffe://example.org/a');
+    // The default's own SVID is missing: svids[0] is another identity, so `default` names nothing.
+    const waiting = snapshot({ complete: false, defaultSvid: undefined });
+    assert.equal(describeResource('default', waiting), undefined);
+    assert.equal(describeResource('spiffe://example.org/a', waiting), 'svid spiffe://example.org/a');
+    assert.equal(describeResource('spiffe://example.org/b', waiting), 'svid spiffe://example.org/b');
   });
 
   it('a trust domain without X.509 roots is left out, and a context with none left does not resolve', () => {

@@ -264,7 +264,7 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     });
   });
 
-  it('default is served only once every matching entry has its SVID, so it never names the wrong identity', async () => {
+  it('default is served only once the default identity has its SVID, so it never names another identity', async () => {
     await withHarness(
       (c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }),
       async (h) => {
@@ -279,6 +279,21 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
         client.cancel();
       },
     );
+  });
+
+  it('a new entry still waiting for its SVID does not hold default back', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      client.ack(r1, ['default']);
+      h.cache.addEntry(SELECTOR_A, APP_A2, { issued: false });
+      h.cache.rotate(APP_A);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['default']);
+      assert.notEqual(leafPem(r2, 'default'), leafPem(r1, 'default'), 'the rotation, not a response without default');
+      client.cancel();
+    });
   });
 
   it('a client that never ACKs gets one response per change and no more', async () => {

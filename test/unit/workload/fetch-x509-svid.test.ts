@@ -183,6 +183,25 @@ describe('FetchX509SVID updates (attestation stubbed: caller has unix:uid:1001)'
     }
   });
 
+  test('while the default identity has no SVID, no message makes a sibling the default', async () => {
+    h.cache.addEntry(SELECTOR_A, APP_B);
+    const watch = h.client.watchX509Svids();
+    try {
+      const m1 = (await within(watch.next(), 'first message')).value as X509SvidResponse;
+      assert.deepEqual(m1.svids.map((s) => s.spiffe_id), [APP_A, APP_B]);
+      h.cache.withdraw(APP_A);
+      await drainImmediates();
+      h.cache.issue(APP_A);
+      // Had the stream written [APP_B] while APP_A had no SVID, that message would come first.
+      const m2 = (await within(watch.next(), 'after the default is re-issued')).value as X509SvidResponse;
+      assert.deepEqual(m2.svids.map((s) => s.spiffe_id), [APP_A, APP_B]);
+      assert.notDeepEqual(m2.svids[0]!.x509_svid_key, m1.svids[0]!.x509_svid_key);
+    } finally {
+      watch.cancel();
+      h.cache.removeEntry(APP_B);
+    }
+  });
+
   test('removing the last entitlement ends the stream with PERMISSION_DENIED', async () => {
     const watch = h.client.watchX509Svids();
     await within(watch.next(), 'first message');
