@@ -86,7 +86,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {
-    this.stateKey ??= `${this.mode}\n${this.wildcard ? '*' : ''}\n${[...this.names].join('\n')}`;
+    // JSON, not a separator: a resource name may contain any character, and two subscriptions must never share a key.
+    this.stateKey ??= JSON.stringify([this.mode, this.wildcard, ...this.names]);
     const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;

@@ -264,6 +264,19 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('a name containing the separator of another subscription gets only what it names', async () => {
+    await withHarness(registerA, async (h) => {
+      const plain = new SotwClient(h.client, as(SELECTOR_A));
+      plain.subscribe(['default', 'ROOTCA', APP_A]);
+      assert.deepEqual(names(await plain.next()), [APP_A, 'ROOTCA', 'default'].sort());
+      const crafted = new SotwClient(h.client, as(SELECTOR_A));
+      crafted.subscribe(['default\nROOTCA', APP_A]);
+      assert.deepEqual(names(await crafted.next()), [APP_A]);
+      plain.cancel();
+      crafted.cancel();
+    });
+  });
+
   it('default is served only once the default identity has its SVID, so it never names another identity', async () => {
     await withHarness(
       (c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }),
