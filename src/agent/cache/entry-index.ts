@@ -17,12 +17,15 @@ export function selectorSet(selectors: readonly Selector[]): ReadonlySet<string>
 const selectorSets = new WeakMap<readonly Selector[], ReadonlySet<string>>();
 
 /**
- * The selectors as one string, equal for equal sets whatever their order: a name for "this workload" in memos.
- * Streams keep their selector array for life, so the key is built once per array.
+ * The selectors as one string, equal for equal sets whatever their order and different for different sets: a name
+ * for "this workload" in memos, so a collision would hand one workload another's state. Hence JSON and not a
+ * separator: selector values come from the caller's process and may hold any character (a newline in an executable's
+ * path could otherwise spell out another workload's selectors). Streams keep their selector array for life, so the
+ * key is built once per array.
  */
 export function workloadKey(selectors: readonly Selector[]): string {
   let key = workloadKeys.get(selectors);
-  if (key === undefined) workloadKeys.set(selectors, (key = [...selectorSet(selectors)].sort().join('\n')));
+  if (key === undefined) workloadKeys.set(selectors, (key = JSON.stringify([...selectorSet(selectors)].sort())));
   return key;
 }
 const workloadKeys = new WeakMap<readonly Selector[], string>();

@@ -90,6 +90,21 @@ test('snapshots are shared between callers with the same selectors until the nex
   assert.deepEqual(c.snapshot(sel('unix:uid:30')).svids, []);
 });
 
+test('a caller whose executable path spells out another workload\'s selectors never gets that workload\'s memoized state', () => {
+  const c = fx.cache();
+  // An identity for one binary of uid 40: the sha256 selector is what tells it apart from the user's other programs.
+  const app = entry('app', ['unix:uid:40', 'unix:sha256:aa11']);
+  c.apply({ upserts: [app] });
+  c.putSvids([fx.issue(app)]);
+  const victim = sel('unix:uid:40', 'unix:path:/usr/bin/app', 'unix:sha256:aa11');
+  assert.equal(c.snapshot(victim).svids.length, 1);
+  // Same uid, another binary (too large to hash, so no sha256 selector of its own) whose path holds a newline.
+  const crafted = sel('unix:uid:40', 'unix:path:/usr/bin/app\nunix:sha256:aa11');
+  const s = c.snapshot(crafted);
+  assert.equal(s.entitled, false);
+  assert.deepEqual(s.svids, []);
+});
+
 test('a new SPIFFE ID drops the old SVID at once; a DNS-name change keeps serving it until the new one comes', () => {
   const c = fx.cache();
   const e = entry('renamed', ['unix:uid:30']);
