@@ -55,6 +55,9 @@ function readHead(buf: Buffer): Head {
 }
 
 /** A gRPC length-prefixed message (uncompressed). */
+/** A current Envoy's build version: with it the agent answers with the SPIFFE validator, as real sidecars get. */
+const ENVOY_BUILD = { version: { major_number: 1, minor_number: 31, patch: 2 } };
+
 function frame(message: Record<string, unknown>): Buffer {
   const body = DiscoveryRequest.encode(DiscoveryRequest.fromObject(message)).finish();
   const out = Buffer.allocUnsafe(5 + body.length);
@@ -75,7 +78,7 @@ export class SidecarStream {
     this.stream = session.request({ ':method': 'POST', ':path': STREAM_SECRETS, 'content-type': 'application/grpc', te: 'trailers' });
     this.stream.on('data', (chunk: Buffer) => this.receive(chunk));
     this.stream.on('error', () => undefined);
-    this.stream.write(frame({ node: { id, cluster: 'bench' }, resource_names: names, type_url: SECRET_TYPE_URL }));
+    this.stream.write(frame({ node: { id, cluster: 'bench', user_agent_name: 'envoy', user_agent_build_version: ENVOY_BUILD }, resource_names: names, type_url: SECRET_TYPE_URL }));
   }
 
   /** Resolves with performance.now() when a response with a new version_info arrives. */

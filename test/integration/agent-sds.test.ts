@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
 import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
-  connectSds, DeltaClient, SotwClient, dataSourceText, decodeDeltaResources, secretsByName, spiffeTrustDomains,
+  connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, decodeDeltaResources, secretsByName, spiffeTrustDomains,
   type DecodedSecret,
 } from '../support/sds-client.js';
 
@@ -54,8 +54,8 @@ test('two sidecars take their SVIDs and ROOTCA over StreamSecrets and complete m
   const streamA = new SotwClient(sds);
   const streamB = new SotwClient(sds);
   try {
-    streamA.subscribe([A, 'ROOTCA'], { id: 'sidecar-a', cluster: 'a' });
-    streamB.subscribe([B, 'ROOTCA'], { id: 'sidecar-b', cluster: 'b' });
+    streamA.subscribe([A, 'ROOTCA'], envoyNode('sidecar-a'));
+    streamB.subscribe([B, 'ROOTCA'], envoyNode('sidecar-b'));
     const [ra, rb] = await Promise.all([streamA.next(10_000), streamB.next(10_000)]);
     streamA.ack(ra, [A, 'ROOTCA']);
     streamB.ack(rb, [B, 'ROOTCA']);
@@ -100,8 +100,8 @@ test('a renewed SVID is pushed on the open stream; a stream for the other identi
   const watchA = new SotwClient(sds);
   const watchB = new SotwClient(sds);
   try {
-    watchA.subscribe([A], { id: 'a', cluster: 'a' });
-    watchB.subscribe([B], { id: 'b', cluster: 'b' });
+    watchA.subscribe([A], envoyNode('a'));
+    watchB.subscribe([B], envoyNode('b'));
     const firstA = await watchA.next(10_000);
     const firstB = await watchB.next(10_000);
     watchA.ack(firstA, [A]);
@@ -125,7 +125,7 @@ test('a renewed SVID is pushed on the open stream; a stream for the other identi
 test('DeltaSecrets reconnect with initial_resource_versions resends only what changed', async () => {
   const first = new DeltaClient(sds);
   const r1 = await (async () => {
-    first.request({ subscribe: [A, B, 'ROOTCA'], node: { id: 'delta', cluster: 'd' } });
+    first.request({ subscribe: [A, B, 'ROOTCA'], node: envoyNode('delta') });
     return first.next(10_000);
   })();
   const versions = Object.fromEntries(decodeDeltaResources(r1).map((r) => [r.name, r.version]));
@@ -140,7 +140,7 @@ test('DeltaSecrets reconnect with initial_resource_versions resends only what ch
 
   const again = new DeltaClient(sds);
   try {
-    again.request({ subscribe: [A, B, 'ROOTCA'], initialVersions: versions, node: { id: 'delta', cluster: 'd' } });
+    again.request({ subscribe: [A, B, 'ROOTCA'], initialVersions: versions, node: envoyNode('delta') });
     const r2 = await again.next(10_000);
     assert.deepEqual(decodeDeltaResources(r2).map((r) => r.name), [B], 'only the renewed SVID is resent');
   } finally {

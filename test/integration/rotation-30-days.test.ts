@@ -35,7 +35,7 @@ import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
 import { startInProcessServer, stopInProcessServer, type InProcessCluster } from '../support/in-process-restart.js';
 import { opensslVerify } from '../support/openssl.js';
 import {
-  connectSds, dataSourceText, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains, type DiscoveryResponse,
+  connectSds, dataSourceText, envoyNode, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains, type DiscoveryResponse,
 } from '../support/sds-client.js';
 
 const HOUR = 3_600_000;
@@ -269,7 +269,7 @@ before(async () => {
   watch = client.watchX509Svids();
   void pumpWorkload();
   sds = connectSds(socketPath);
-  const node = (id: string): Record<string, unknown> => ({ id, cluster: 'rotation-30-days' });
+  const node = (id: string): Record<string, unknown> => envoyNode(id, { cluster: 'rotation-30-days' });
   envoyDefault = new EnvoySidecar(sds, ['default', 'ROOTCA'], node('envoy-default'));
   envoyA = new EnvoySidecar(sds, [A, 'ROOTCA'], node('envoy-a'));
   envoyB = new EnvoySidecar(sds, [B, 'ROOTCA'], node('envoy-b'));
@@ -395,7 +395,7 @@ test('server stopped for 11 simulated hours on day 20: the workloads keep valid 
       assert.equal(parseCertificate(chain[0]!).serialHex, served.get(svid.spiffe_id!)?.leaf.serialHex, 'the same SVID the stream holds');
     }
     assert.equal(fetched.svids?.length, 2);
-    const secrets = secretsByName(await fetchSecrets(sds, { node: { id: 'fetcher', cluster: 'rotation-30-days' }, resource_names: [A, 'ROOTCA'], type_url: SECRET_TYPE_URL }));
+    const secrets = secretsByName(await fetchSecrets(sds, { node: envoyNode('fetcher', { cluster: 'rotation-30-days' }), resource_names: [A, 'ROOTCA'], type_url: SECRET_TYPE_URL }));
     const roots = spiffeTrustDomains(secrets.get('ROOTCA')!)[0]!.trustBundlePem;
     verifies(
       pemToDerList(dataSourceText(secrets.get(A)?.tls_certificate?.certificate_chain)),

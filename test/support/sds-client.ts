@@ -157,6 +157,20 @@ abstract class StreamClient<Req, Res> {
   }
 }
 
+/**
+ * A node as a current Envoy sends it: the build version is what makes an agent (SPIRE's or meshid's) answer with the
+ * SPIFFE certificate validator instead of `trusted_ca`.
+ */
+export function envoyNode(id = 'sidecar', extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    id,
+    cluster: 'test',
+    user_agent_name: 'envoy',
+    user_agent_build_version: { version: { major_number: 1, minor_number: 31, patch: 2 } },
+    ...extra,
+  };
+}
+
 /** StreamSecrets (SotW) as Envoy drives it: first request with node, then ACK/NACK carrying the full name list. */
 export class SotwClient extends StreamClient<Record<string, unknown>, DiscoveryResponse> {
   constructor(client: grpc.Client, metadata = new grpc.Metadata()) {
@@ -164,7 +178,7 @@ export class SotwClient extends StreamClient<Record<string, unknown>, DiscoveryR
   }
 
   /** The first request: version and nonce empty, node set (SPEC-NOTES §10). */
-  subscribe(resourceNames: string[], node: Record<string, unknown> = { id: 'sidecar', cluster: 'test' }): void {
+  subscribe(resourceNames: string[], node: Record<string, unknown> = envoyNode()): void {
     this.send({ node, resource_names: resourceNames, type_url: SECRET_TYPE_URL, version_info: '', response_nonce: '' });
   }
 

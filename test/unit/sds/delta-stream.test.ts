@@ -6,6 +6,7 @@ import {
   dataSourceText,
   decodeDeltaResources,
   DeltaClient,
+  envoyNode,
   SECRET_TYPE_URL,
   spiffeTrustDomains,
   type DeltaDiscoveryResponse,
@@ -13,7 +14,7 @@ import {
 import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
 
 const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
-const NODE = { id: 'sidecar', cluster: 'test' };
+const NODE = envoyNode();
 
 /** The shape rules Envoy enforces (SPEC-NOTES §11), checked on every response a test looks at. */
 function shape(response: DeltaDiscoveryResponse): { versions: Map<string, string>; removed: string[] } {

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { toStruct } from '../../../src/common/grpc/proto.js';
 import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
-import { dataSourceText, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains } from '../../support/sds-client.js';
+import { dataSourceText, envoyNode, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains } from '../../support/sds-client.js';
 import { APP_A, APP_B, as, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
 
 async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
@@ -30,7 +30,7 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
   it('returns the current secrets for the named resources, under the Secret type URL', async () => {
     const h = await startSdsHarness(ca, register);
     try {
-      const response = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      const response = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
       assert.equal(response.type_url, SECRET_TYPE_URL);
       assert.ok(response.version_info);
       const secrets = secretsByName(response);
@@ -39,10 +39,10 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
       assert.deepEqual(spiffeTrustDomains(secrets.get('ROOTCA')!).map((d) => d.name), [TD]);
 
       // Same content, same version: a second fetch agrees; a rotation changes it.
-      const again = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      const again = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
       assert.equal(again.version_info, response.version_info);
       h.cache.rotate(APP_A);
-      const rotated = await fetchSecrets(h.client, { resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
+      const rotated = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
       assert.notEqual(rotated.version_info, response.version_info);
     } finally {
       await h.close();
@@ -52,7 +52,7 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
   it('honours the node metadata of the request', async () => {
     const h = await startSdsHarness(ca, register);
     try {
-      const node = { id: 'n', metadata: toStruct({ disable_spiffe_cert_validation: true }) };
+      const node = envoyNode('n', { metadata: toStruct({ disable_spiffe_cert_validation: true }) });
       const response = await fetchSecrets(h.client, { node, resource_names: ['ROOTCA'] }, as(SELECTOR_A));
       const rootca = secretsByName(response).get('ROOTCA')!;
       assert.match(dataSourceText(rootca.validation_context?.trusted_ca), /^-----BEGIN CERTIFICATE-----/);

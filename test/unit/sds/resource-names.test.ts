@@ -168,20 +168,28 @@ describe('SDS versions', () => {
   });
 });
 
-describe('SDS validation-context form from the Envoy node', () => {
+describe('SDS validation-context form from the Envoy node (as SPIRE decides it)', () => {
+  const envoy = (major: number, minor: number, metadata?: Record<string, unknown>) => ({
+    id: 'n',
+    user_agent_build_version: { version: { major_number: major, minor_number: minor } },
+    ...(metadata === undefined ? {} : { metadata: toStruct(metadata) }),
+  });
+  const optOut = (value: unknown) => envoy(1, 31, { disable_spiffe_cert_validation: value });
   const cases: Array<[string, object | undefined, 'spiffe' | 'trusted_ca']> = [
-    ['no node', undefined, 'spiffe'],
-    ['no metadata', { id: 'n' }, 'spiffe'],
-    ['bool true', { metadata: toStruct({ disable_spiffe_cert_validation: true }) }, 'trusted_ca'],
-    ['bool false', { metadata: toStruct({ disable_spiffe_cert_validation: false }) }, 'spiffe'],
-    ['string "true"', { metadata: toStruct({ disable_spiffe_cert_validation: 'true' }) }, 'trusted_ca'],
-    ['string "True"', { metadata: toStruct({ disable_spiffe_cert_validation: 'True' }) }, 'trusted_ca'],
-    ['string "1"', { metadata: toStruct({ disable_spiffe_cert_validation: '1' }) }, 'trusted_ca'],
-    ['string "yes"', { metadata: toStruct({ disable_spiffe_cert_validation: 'yes' }) }, 'spiffe'],
-    ['number 1', { metadata: toStruct({ disable_spiffe_cert_validation: 1 }) }, 'spiffe'],
-    ['Envoy 1.17', { user_agent_build_version: { version: { major_number: 1, minor_number: 17 } } }, 'trusted_ca'],
-    ['Envoy 1.18', { user_agent_build_version: { version: { major_number: 1, minor_number: 18 } } }, 'spiffe'],
-    ['Envoy 1.31', { user_agent_build_version: { version: { major_number: 1, minor_number: 31, patch: 2 } } }, 'spiffe'],
+    ['no node', undefined, 'trusted_ca'],
+    ['no build version (not an Envoy, or one that does not say)', { id: 'n' }, 'trusted_ca'],
+    ['Envoy 1.17', envoy(1, 17), 'trusted_ca'],
+    ['Envoy 1.18', envoy(1, 18), 'spiffe'],
+    ['Envoy 1.31', envoy(1, 31), 'spiffe'],
+    ['Envoy 2.0', envoy(2, 0), 'spiffe'],
+    ['bool true', optOut(true), 'trusted_ca'],
+    ['bool false', optOut(false), 'spiffe'],
+    ['string "true"', optOut('true'), 'trusted_ca'],
+    ['string "True"', optOut('True'), 'trusted_ca'],
+    ['string "1"', optOut('1'), 'trusted_ca'],
+    ['string "yes" (not a Go bool: ignored)', optOut('yes'), 'spiffe'],
+    ['number 1 (ignored)', optOut(1), 'spiffe'],
+    ['metadata false on Envoy 1.17', envoy(1, 17, { disable_spiffe_cert_validation: false }), 'trusted_ca'],
   ];
   for (const [label, node, expected] of cases) {
     it(`${label} → ${expected}`, () => {
@@ -189,7 +197,11 @@ describe('SDS validation-context form from the Envoy node', () => {
     });
   }
 
-  it('the global option wins over any node', () => {
-    assert.equal(validationModeFor({ id: 'n' }, resolveSdsOptions({ disableSpiffeCertValidation: true })), 'trusted_ca');
+  it('the global option disables the validator unless the node metadata says otherwise, either way', () => {
+    const disabled = resolveSdsOptions({ disableSpiffeCertValidation: true });
+    assert.equal(validationModeFor(envoy(1, 31) as never, disabled), 'trusted_ca');
+    assert.equal(validationModeFor(optOut(false) as never, disabled), 'spiffe');
+    assert.equal(validationModeFor(optOut('F') as never, disabled), 'spiffe');
+    assert.equal(validationModeFor(optOut('yes') as never, disabled), 'trusted_ca', 'an unreadable value leaves the global option');
   });
 });

@@ -10,6 +10,7 @@ import { TestCa } from '../../support/fake-sds-cache.js';
 import { opensslVerify } from '../../support/openssl.js';
 import {
   dataSourceText,
+  envoyNode,
   SECRET_TYPE_URL,
   secretsByName,
   SotwClient,
@@ -178,7 +179,7 @@ describe('SDS secret content (stubbed attestation)', () => {
       const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A));
       try {
         const client = new SotwClient(h.client, as(SELECTOR_A));
-        const node = { id: 'old-envoy', cluster: 'c', metadata: toStruct({ disable_spiffe_cert_validation: value }) };
+        const node = envoyNode('opted-out', { metadata: toStruct({ disable_spiffe_cert_validation: value }) });
         client.subscribe(['ROOTCA'], node);
         const first = await client.next();
         const rootca = secretsByName(first).get('ROOTCA')!;
@@ -203,7 +204,7 @@ describe('SDS secret content (stubbed attestation)', () => {
     const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A));
     try {
       const client = new SotwClient(h.client, as(SELECTOR_A));
-      client.subscribe(['ROOTCA'], { id: 'n', metadata: toStruct({ disable_spiffe_cert_validation: 'false' }) });
+      client.subscribe(['ROOTCA'], envoyNode('n', { metadata: toStruct({ disable_spiffe_cert_validation: 'false' }) }));
       const rootca = secretsByName(await client.next()).get('ROOTCA')!;
       assert.equal(spiffeTrustDomains(rootca).length, 1);
       client.cancel();
