@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { permissionDenied, unavailable } from '../../common/errors.js';
+import { isMeshidError, permissionDenied, unavailable, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
@@ -7,6 +7,17 @@ import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from './workload-cache.js';
+
+/**
+ * What a workload gets when its JWT-SVID cannot be signed. The request's own mistakes stay INVALID_ARGUMENT; anything
+ * else (server unreachable, or refusing the agent itself) is the agent's trouble, UNAVAILABLE, not a verdict on the
+ * workload: PERMISSION_DENIED would tell it that it has no identity.
+ */
+function jwtSvidFailure(entry: AgentEntry, reason: unknown): MeshidError {
+  if (isMeshidError(reason, 'invalid_argument') || isMeshidError(reason, 'unavailable')) return reason;
+  const detail = reason instanceof Error ? reason.message : String(reason);
+  return unavailable(`cannot get a JWT-SVID for ${entry.spiffeId} from the server: ${detail}`, reason);
+}
 
 export interface IdentityCacheOptions {
   clock: Clock;
@@ -143,12 +154,18 @@ export class IdentityCache implements WorkloadCache {
     }
     const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience)));
     const results: JwtSvidResult[] = [];
+    let failure: { entry: AgentEntry; reason: unknown } | undefined;
     settled.forEach((r, i) => {
       const e = matching[i]!;
       if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
-      else this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
+      else {
+        this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
+        failure ??= { entry: e, reason: r.reason };
+      }
     });
-    if (results.length === 0) throw (settled[0] as PromiseRejectedResult).reason;
+    // All or nothing (WL-API §6.2.1: every identity of the caller): a partial list could start with another
+    // identity than the default, and clients take svids[0].
+    if (failure !== undefined) throw jwtSvidFailure(failure.entry, failure.reason);
     return results;
   }
 

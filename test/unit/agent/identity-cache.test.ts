@@ -2,7 +2,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
-import { isMeshidError } from '../../../src/common/errors.js';
+import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import type { Selector } from '../../../src/common/spiffe/selector.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
@@ -171,7 +171,6 @@ test('federated bundles in a snapshot are those the matching entries federate wi
   c.apply({ federatedBundles: [foreign('zeta.org'), foreign('alpha.org'), foreign('unused.org')] });
   c.apply({ upserts: [entry('fed', ['unix:uid:50'], { federates_with: ['zeta.org', 'alpha.org', 'missing.org', 'example.org'] })] });
   assert.deepEqual(c.snapshot(sel('unix:uid:50')).federatedBundles.map((b) => b.trustDomain), ['alpha.org', 'zeta.org']);
-  assert.deepEqual(c.bundles().federated.size, 3);
 });
 
 test('JWT-SVIDs: one per matching entry (or the one asked for), and permission_denied when nothing matches', async () => {
@@ -189,6 +188,28 @@ test('JWT-SVIDs: one per matching entry (or the one asked for), and permission_d
   assert.deepEqual(one.map((r) => r.spiffeId), [second.spiffeId]);
   await assert.rejects(c.fetchJwtSvids(sel('unix:uid:61'), ['db']), (e: unknown) => isMeshidError(e, 'permission_denied'));
   await assert.rejects(c.fetchJwtSvids(sel('unix:uid:60'), ['db'], 'spiffe://example.org/not-mine'), (e: unknown) => isMeshidError(e, 'permission_denied'));
+});
+
+test('JWT-SVIDs are all or nothing: one that cannot be signed fails the call, so svids[0] is never another identity', async () => {
+  let refuse: (entryId: string) => Error | undefined = () => undefined;
+  const c = fx.cache(async (entryId) => {
+    const err = refuse(entryId);
+    if (err !== undefined) throw err;
+    return { token: `t-${entryId}`, issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+  });
+  const dflt = entry('jwt-default', ['unix:uid:62'], { created_at: 1 });
+  const other = entry('jwt-other', ['unix:uid:62'], { created_at: 2 });
+  c.apply({ upserts: [dflt, other] });
+  refuse = (id) => (id === dflt.id ? new MeshidError('unavailable', 'the server is unreachable') : undefined);
+  await assert.rejects(c.fetchJwtSvids(sel('unix:uid:62'), ['db']), (e: unknown) => isMeshidError(e, 'unavailable'));
+  // Asked for by name, the identity that can be signed is served.
+  assert.deepEqual((await c.fetchJwtSvids(sel('unix:uid:62'), ['db'], other.spiffeId)).map((r) => r.spiffeId), [other.spiffeId]);
+  // The server refusing the agent is the agent's trouble, not the workload's: UNAVAILABLE, never PERMISSION_DENIED.
+  refuse = () => new MeshidError('permission_denied', 'agent is banned');
+  await assert.rejects(c.fetchJwtSvids(sel('unix:uid:62'), ['api']), (e: unknown) => isMeshidError(e, 'unavailable') && /jwt-default|agent is banned/.test((e as Error).message));
+  // A request the server finds malformed stays the caller's mistake.
+  refuse = () => new MeshidError('invalid_argument', 'audience is too long');
+  await assert.rejects(c.fetchJwtSvids(sel('unix:uid:62'), ['x']), (e: unknown) => isMeshidError(e, 'invalid_argument'));
 });
 
 test('the oldest SVID expiry is the earliest NotAfter held', () => {
