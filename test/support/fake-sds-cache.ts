@@ -236,8 +236,4 @@ export class FakeSdsCache implements WorkloadCache {
   fetchJwtSvids(): Promise<JwtSvidResult[]> {
     return Promise.reject(new Error('FakeSdsCache has no JWT-SVIDs'));
   }
-
-  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
-    return { own: this.ownBundle, federated: this.federated };
-  }
 }

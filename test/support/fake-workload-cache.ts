@@ -171,10 +171,6 @@ export class FakeWorkloadCache implements WorkloadCache {
     }));
   }
 
-  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
-    return { own: this.ownBundle, federated: this.federated };
-  }
-
   private matching(selectors: readonly Selector[]): FakeEntry[] {
     const wanted = new Set(selectors.map(formatSelector));
     return this.entries.filter((e) => wanted.has(e.selector));

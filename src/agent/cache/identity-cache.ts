@@ -169,10 +169,6 @@ export class IdentityCache implements WorkloadCache {
     return results;
   }
 
-  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> } {
-    return { own: this.requireBundle(), federated: this.federated };
-  }
-
   // ---- the agent core's side ----
 
   /** From now on the cache answers workloads: state was restored from disk or the first sync was applied. */

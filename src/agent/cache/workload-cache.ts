@@ -62,11 +62,9 @@ export interface WorkloadCache {
    */
   subscribe(selectors: readonly Selector[], listener: () => void): () => void;
   /**
-   * JWT-SVIDs for the matching entries (or only `spiffeId` if given) and these audiences; cached per
+   * JWT-SVIDs for the matching entries (or only `spiffeId` if given) and these audiences, all or none; cached per
    * (entry, audiences) and refreshed once half their lifetime has passed. Throws MeshidError permission_denied when
-   * not entitled, unavailable when the server cannot be reached and nothing valid is cached.
+   * not entitled, unavailable when one cannot be signed (server unreachable, nothing valid cached).
    */
   fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]>;
-  /** Own and every federated bundle the agent knows, for validating JWT-SVIDs. */
-  bundles(): { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> };
 }

@@ -121,8 +121,9 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
  * ValidateJWTSVID is the exception: it requires the header, agent state and a successful attestation (so only an
  * identifiable local process asks, and logs say which), but no entitlement. Validating hands out nothing secret,
  * relying parties that only verify tokens need not hold an identity (SPIRE serves them the same way), and the spec's
- * default-deny SHOULD covers the bundle RPCs only. It checks against the own bundle and every federated bundle the
- * agent holds (`cache.bundles()`), the key taken only from the token subject's trust domain.
+ * default-deny SHOULD covers the bundle RPCs only. It checks against the caller's bundles, as SPIRE does: the own
+ * trust domain's and those the caller's entries federate with (none for a caller without entries), the key taken
+ * only from the token subject's trust domain.
  *
  * Streams attest once, when they open, and keep those selectors for their life (as SPIRE does); the cache tells them
  * about changes (IdentityStream).
@@ -247,8 +248,8 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     const request = call.request;
     // Mandatory fields first: a malformed request is the caller's mistake whoever the caller is.
     requireValidateFields(request);
-    await attest(call);
-    return validateJwtSvidRequest(request, deps.cache.bundles(), deps.clock.now());
+    const snapshot = deps.cache.snapshot(await attest(call));
+    return validateJwtSvidRequest(request, [snapshot.bundle, ...snapshot.federatedBundles], deps.clock.now());
   }
 
   const implementation: UntypedServiceImplementation = {

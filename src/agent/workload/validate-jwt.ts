@@ -3,19 +3,19 @@ import { invalidArgument } from '../../common/errors.js';
 import { toStruct } from '../../common/grpc/proto.js';
 import { validateJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
-import type { WorkloadCache } from '../cache/workload-cache.js';
 import type { ValidateJwtSvidRequest, ValidateJwtSvidResponse } from './messages.js';
 
 /**
  * ValidateJWTSVID (WL-API §6.2.3, §6.3; SPEC-NOTES §5, §8): `audience` and `svid` are both mandatory; the token is
- * validated by validateJwtSvid with its `kid` looked up only in the bundle of its `sub`'s trust domain — the own
- * bundle or a federated one the agent holds; no bundle means untrusted. Every failure is INVALID_ARGUMENT with the
+ * validated by validateJwtSvid with its `kid` looked up only in the bundle of its `sub`'s trust domain among
+ * `bundles` — the caller's: the own trust domain's and those its entries federate with, the set FetchJWTBundles
+ * gives it, so validating here and validating locally agree; no bundle means untrusted. Every failure is INVALID_ARGUMENT with the
  * reason (what SPIRE returns; the spec names no code). On success `claims` carries every claim of the token, with
  * `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as doubles.
  */
 export function validateJwtSvidRequest(
   request: ValidateJwtSvidRequest,
-  bundles: ReturnType<WorkloadCache['bundles']>,
+  bundles: readonly TrustBundle[],
   now: number,
 ): ValidateJwtSvidResponse {
   const { audience, token } = requireValidateFields(request);
@@ -34,9 +34,6 @@ export function requireValidateFields(request: ValidateJwtSvidRequest): { audien
   return { audience, token };
 }
 
-function findKey(bundles: { own: TrustBundle; federated: ReadonlyMap<string, TrustBundle> }, trustDomain: string, kid: string): KeyObject | undefined {
-  const bundle = trustDomain === bundles.own.trustDomain ? bundles.own : bundles.federated.get(trustDomain);
-  // The map is keyed by bare trust domain name; a bundle filed under the wrong name must not vouch for this one.
-  if (bundle === undefined || bundle.trustDomain !== trustDomain) return undefined;
-  return bundle.jwtAuthorities.find((k) => k.kid === kid)?.publicKey;
+function findKey(bundles: readonly TrustBundle[], trustDomain: string, kid: string): KeyObject | undefined {
+  return bundles.find((b) => b.trustDomain === trustDomain)?.jwtAuthorities.find((k) => k.kid === kid)?.publicKey;
 }

@@ -37,7 +37,7 @@ before(async () => {
   partner = new TestCa(FOREIGN_TD);
   h = await startWorkloadHarness(ca, (cache) => {
     cache.addEntry(SELECTOR_A, APP_A, { hint: 'main' });
-    cache.addEntry(SELECTOR_A, APP_C, { hint: 'main' });
+    cache.addEntry(SELECTOR_A, APP_C, { hint: 'main', federatesWith: [FOREIGN_TD] });
     cache.addEntry(SELECTOR_B, APP_B);
     cache.setFederatedBundle(foreignBundle(partner, 1, partnerKey));
   }, { clock });
@@ -145,6 +145,22 @@ describe('ValidateJWTSVID (attestation stubbed)', () => {
     await expectCode(h.client.validateJwtSvid('', 'a.b.c'), INVALID_ARGUMENT, /audience must be specified/);
     await expectCode(h.client.validateJwtSvid('db', ''), INVALID_ARGUMENT, /svid must be specified/);
     assert.equal(h.attestCalls(), attested);
+  });
+
+  test('a federated trust domain\'s token validates only for callers whose entries federate with it', async () => {
+    const iat = Math.floor(clock.now() / 1000);
+    const foreign = signJwtSvid({ privateKey: partnerKey.privateKey, kid: partnerKey.kid, sub: PARTNER_APP, aud: ['db'], iat, exp: iat + 300 });
+    assert.equal((await h.client.validateJwtSvid('db', foreign)).spiffeId, PARTNER_APP, 'A federates through APP_C');
+    // B's entry does not federate, and a caller without entries has only the own trust domain: what FetchJWTBundles
+    // gives each of them, so validating here agrees with validating locally.
+    for (const caller of [[{ type: 'unix', value: 'uid:1002' }], [{ type: 'unix', value: 'uid:4242' }]]) {
+      h.caller = caller;
+      try {
+        await expectCode(h.client.validateJwtSvid('db', foreign), INVALID_ARGUMENT, /partner\.example/);
+      } finally {
+        asA();
+      }
+    }
   });
 
   test('a token of a federated trust domain validates against that domain\'s bundle only', async () => {
