@@ -130,6 +130,25 @@ test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes t
       '--admin-socket', path.join(dir, 'a2', 's.sock'), '--upstream-ca-cert', certFile, '--upstream-ca-key', otherKey]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /upstream CA key does not match its certificate/);
+
+    // An issuing CA under the corporate root is refused at start: published as the bundle's root, it would leave
+    // OpenSSL and Envoy looking for its issuer (openssl verify -x509_strict: "unable to get issuer certificate").
+    const subKey = path.join(dir, 'sub.key');
+    const subCsr = path.join(dir, 'sub.csr');
+    const subCert = path.join(dir, 'sub.pem');
+    const ext = path.join(dir, 'sub.ext');
+    fs.writeFileSync(ext, 'basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\n');
+    for (const args of [
+      ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', subKey, '-out', subCsr, '-subj', '/O=Example Corp/CN=Issuing CA'],
+      ['x509', '-req', '-in', subCsr, '-CA', certFile, '-CAkey', keyFile, '-set_serial', '2', '-days', '365', '-extfile', ext, '-out', subCert],
+    ]) {
+      const r = spawnSync('openssl', args, { encoding: 'utf8' });
+      assert.equal(r.status, 0, r.stderr);
+    }
+    const sub = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', '127.0.0.1:0',
+      '--admin-socket', path.join(dir, 'a3', 's.sock'), '--upstream-ca-cert', subCert, '--upstream-ca-key', subKey]);
+    assert.equal(sub.code, 1);
+    assert.match(sub.err, /upstream CA certificate \(.*Issuing CA\) is not self-signed: it was issued by ".*Corporate Root"/);
   } finally {
     cleanup();
   }

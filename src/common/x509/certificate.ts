@@ -242,6 +242,25 @@ export function verifyParsedChain(
   throw invalidArgument(failures.length === 1 ? failures[0]! : `no trusted root verifies the chain: ${failures.join('; ')}`);
 }
 
+/**
+ * Checks that `der` can be a bundle root: what verifyChain, OpenSSL (-x509_strict) and Envoy's SPIFFE validator need
+ * of a trust anchor. A CA certificate (keyCertSign if keyUsage is present), valid at `now`, self-issued and signed by
+ * its own key (X509-SVID §6.1; a verifier looks for the issuer of one that is not, and fails), with no critical
+ * extension verifyChain does not understand (so agents would refuse every SVID under it). Throws
+ * MeshidError(invalid_argument) naming `what` and the failed check.
+ */
+export function checkTrustAnchor(der: Buffer, now: number, what: string): void {
+  const cert = parseLabelled(der, what);
+  const label = `${what} (${describe(cert)})`;
+  checkIssuer(cert, 0, label);
+  checkTime(cert, now, label);
+  checkCriticalExtensions(cert, label);
+  if (!cert.structure.issuerName.equals(cert.structure.subjectName)) {
+    throw invalidArgument(`${label} is not self-signed: it was issued by "${cert.issuer}"`);
+  }
+  checkIssuedBy(cert, cert, label, label);
+}
+
 function parseLabelled(der: Buffer, what: string): ParsedCertificate {
   try {
     return parseCertificate(der);

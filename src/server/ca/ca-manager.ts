@@ -5,7 +5,7 @@ import { failedPrecondition, internal, invalidArgument, notFound, unavailable } 
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
-import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { checkTrustAnchor, parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { createIntermediateCertificate, createRootCertificate } from '../../common/x509/ca-certificates.js';
 import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
@@ -396,6 +396,15 @@ export class CaManager {
       const cert = parseCertificate(upstream.certDer);
       if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
       if (!keyMatchesCertificate(upstream.privateKey, upstream.certDer)) throw invalidArgument('the upstream CA key does not match its certificate');
+      try {
+        checkTrustAnchor(upstream.certDer, now, 'the upstream CA certificate');
+      } catch (err) {
+        // Caught here, not when the first agent refuses every SVID, or when OpenSSL or Envoy fail to find an issuer.
+        throw invalidArgument(
+          `${(err as Error).message}; the upstream CA is published as the trust domain's root, which agents, OpenSSL and Envoy use as a trust anchor: use a self-signed root CA certificate without name constraints`,
+          err,
+        );
+      }
       if (cert.notAfter < now + 2 * this.settings.intermediateTtlMs) {
         throw invalidArgument(
           `the upstream CA certificate expires ${new Date(cert.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(this.settings.intermediateTtlMs)} each): renew it or lower intermediate_ttl`,

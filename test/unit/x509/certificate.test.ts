@@ -4,7 +4,7 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
-import { certificateKeyIds, parseCertificate, parseCertificateLazily, verifyCaChain, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
+import { certificateKeyIds, checkTrustAnchor, parseCertificate, parseCertificateLazily, verifyCaChain, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
 import {
   authorityKeyIdentifierValue,
   basicConstraintsValue,
@@ -190,6 +190,43 @@ test('a non-CA issuer, a pathLenConstraint violation and an unknown critical ext
 
   const odd = issueRaw(east, [extension('1.2.3.4', true, Buffer.from([0x05, 0x00]))]);
   assert.throws(() => verifyChain([odd.der, east.der], [root.der], NOW), isInvalid(/unsupported critical extension 1\.2\.3\.4/));
+});
+
+test('checkTrustAnchor accepts a root and refuses what verifiers cannot anchor on: an intermediate, name constraints, a bad self-signature', async () => {
+  const { root, east } = await makePki('ec-p256');
+  checkTrustAnchor(root.der, NOW, 'upstream');
+  assert.throws(() => checkTrustAnchor(root.der, T0 + 400 * DAY, 'upstream'), isInvalid(/upstream .* expired/));
+  assert.throws(() => checkTrustAnchor(east.der, NOW, 'upstream'), isInvalid(/upstream \(O=meshid, OU=dc-east.*\) is not self-signed: it was issued by "O=meshid, CN=meshid root CA example.org"/));
+
+  // Self-issued CAs signed by their own key, but one with critical name constraints (RFC 5280 §4.2.1.10 wants them
+  // critical; agents' verifier does not evaluate them), and one signed by another key.
+  const selfIssued = (extras: Buffer[], signer?: Authority): Buffer => {
+    const keys = generateKeyPair('ec-p256');
+    const name = encodeName([['O', 'Example Corp'], ['CN', 'Corporate Root']]);
+    const spki = spkiDer(keys.publicKey);
+    return buildCertificate(
+      {
+        issuerName: name,
+        subjectName: name,
+        notBefore: T0,
+        notAfter: T0 + DAY,
+        spki,
+        extensions: [
+          extension(Oid.basicConstraints, true, basicConstraintsValue(true)),
+          extension(Oid.keyUsage, true, keyUsageValue(['keyCertSign'])),
+          extension(Oid.subjectKeyIdentifier, false, subjectKeyIdentifierValue(keyIdentifierOfSpki(spki))),
+          ...extras,
+        ],
+      },
+      { key: (signer ?? keys).privateKey, algorithm: signatureAlgorithmFor((signer ?? keys).privateKey) },
+    );
+  };
+  checkTrustAnchor(selfIssued([]), NOW, 'upstream');
+  const nameConstraints = extension('2.5.29.30', true, Buffer.from([0x30, 0x00]));
+  assert.throws(() => checkTrustAnchor(selfIssued([nameConstraints]), NOW, 'upstream'), isInvalid(/unsupported critical extension 2\.5\.29\.30/));
+  assert.throws(() => checkTrustAnchor(selfIssued([], root), NOW, 'upstream'), isInvalid(/signature/));
+  const notCa = issueRaw(root, [extension(Oid.basicConstraints, true, basicConstraintsValue(false))]);
+  assert.throws(() => checkTrustAnchor(notCa.der, NOW, 'upstream'), isInvalid(/not a CA/));
 });
 
 test('requireEndEntity refuses a CA certificate as the first element; empty inputs are refused', async () => {
