@@ -105,10 +105,10 @@ function readX509Authority(entry: Record<string, unknown>, label: string): Buffe
 
 /**
  * Parses a SPIFFE bundle document (Bundle §4; SPEC-NOTES §6) strictly: a JSON object with a `keys` array; every key
- * an object with string `kty` and `use`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
+ * an object with a string `kty`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
  * key members matching it and no `kid`; jwt-svid keys with a non-empty, unique `kid` and public members only;
- * integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of unknown `use` or `kty` are ignored, as the
- * spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or `spiffe://td`.
+ * integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of missing or unknown `use`, or of unknown
+ * `kty`, are ignored, as the spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or `spiffe://td`.
  * Throws MeshidError invalid_argument naming the offending key.
  */
 export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
@@ -127,7 +127,8 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
     if (!isJsonObject(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
     const key = entry;
     if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
-    if (typeof key['use'] !== 'string' || key['use'] === '') throw invalidArgument(`${keyLabel} has no use`);
+    // Bundle §4.2.2: a missing or unknown use MUST make a client ignore the whole JWK, not the bundle.
+    if (typeof key['use'] !== 'string') return;
     if (!KNOWN_KTY.has(key['kty'])) return;
     if (key['use'] === X509_SVID_USE) {
       const der = readX509Authority(key, keyLabel);

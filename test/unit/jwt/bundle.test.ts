@@ -127,7 +127,6 @@ test('bundleFromSpiffeJson enforces the go-spiffe constraints with a clear reaso
     ['jwt-svid key without kid', withKeys((k) => { delete k[2]!['kid']; }), /keys\[2\]: a jwt-svid key must have a non-empty kid/],
     ['duplicate kid', withKeys((k) => { k[3]!['kid'] = 'kid-a'; }), /keys\[3\]: duplicate kid "kid-a"/],
     ['private member', withKeys((k) => { k[2]!['d'] = k[2]!['x']; }), /keys\[2\] carries private key members \(d\)/],
-    ['no use', withKeys((k) => { delete k[1]!['use']; }), /keys\[1\] has no use/],
     ['no kty', withKeys((k) => { delete k[1]!['kty']; }), /keys\[1\] has no kty/],
     ['sequence as string', withKeys(() => {}, { spiffe_sequence: '7' }), /spiffe_sequence must be a non-negative integer/],
     ['negative refresh hint', withKeys(() => {}, { spiffe_refresh_hint: -1 }), /spiffe_refresh_hint must be a non-negative integer/],
@@ -136,9 +135,11 @@ test('bundleFromSpiffeJson enforces the go-spiffe constraints with a clear reaso
   assert.throws(() => bundleFromSpiffeJson('Example.org', bundleToSpiffeJson(bundle)), invalid(/trust domain/));
 });
 
-test('keys of unknown use or kty are ignored; repeated roots kept once; missing sequence reads as 0', () => {
+test('keys of missing or unknown use or of unknown kty are ignored; repeated roots kept once; missing sequence reads as 0', () => {
   const json = withKeys((k) => {
     k.push({ kty: 'EC', use: 'wit-svid', kid: 'w', crv: 'P-256', x: 'x', y: 'y' });
+    k.push({ kty: 'EC', kid: 'no-use', crv: 'P-256', x: 'x', y: 'y' });
+    k.push({ kty: 'EC', use: '', kid: 'empty-use', crv: 'P-256', x: 'x', y: 'y' });
     k.push({ kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: 'AAAA' });
     k.push({ ...k[0]! });
   }, { spiffe_sequence: undefined, spiffe_refresh_hint: undefined });
