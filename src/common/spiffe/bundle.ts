@@ -108,7 +108,8 @@ function readX509Authority(entry: Record<string, unknown>, label: string): Buffe
  * an object with a string `kty`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
  * key members matching it and no `kid`; jwt-svid keys with a non-empty, unique `kid` and public members only;
  * integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of missing or unknown `use`, or of unknown
- * `kty`, are ignored, as the spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or `spiffe://td`.
+ * `kty`, are ignored, as the spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or
+ * `spiffe://td`.
  * Throws MeshidError invalid_argument naming the offending key.
  */
 export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
