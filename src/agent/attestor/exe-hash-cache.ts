@@ -4,7 +4,8 @@ const MAX_ENTRIES = 512;
 
 /**
  * SHA-256 of workload executables for the unix `sha256:` selector. Hashing a 94 MiB binary costs ~100 ms, so results
- * are kept per file version (device, inode, mtime, size) and files over `maxBytes` are not hashed at all.
+ * are kept per file version (device, inode, size, mtime and ctime: FileIdentity) and files over `maxBytes` are not
+ * hashed at all.
  */
 export class ExeHashCache {
   private readonly entries = new Map<string, string>();

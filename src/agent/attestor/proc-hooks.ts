@@ -24,28 +24,33 @@ export interface ProcHooks {
   pidfdAlive(pidfd: number): boolean;
 }
 
-/** What identifies one version of one file: same device, inode, modification time and size. */
+/**
+ * What identifies one version of one file: same device, inode, size, modification and change time. The change time
+ * is what makes this safe to key a digest by: a file's owner can rewrite it at the same size and set the old mtime
+ * back (utimensat), but every write and every utimensat moves the ctime, which only the clock sets.
+ */
 export interface FileIdentity {
   readonly dev: bigint;
   readonly ino: bigint;
   readonly mtimeNs: bigint;
+  readonly ctimeNs: bigint;
   readonly size: bigint;
 }
 
 /** True when both identities name the same version of the same file. */
 export function sameFile(a: FileIdentity, b: FileIdentity): boolean {
-  return a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs && a.size === b.size;
+  return a.dev === b.dev && a.ino === b.ino && a.mtimeNs === b.mtimeNs && a.ctimeNs === b.ctimeNs && a.size === b.size;
 }
 
-/** "dev:ino:mtime:size": one version of one file, as a map key. */
+/** "dev:ino:mtime:ctime:size": one version of one file, as a map key. */
 export function fileKey(f: FileIdentity): string {
-  return `${f.dev}:${f.ino}:${f.mtimeNs}:${f.size}`;
+  return `${f.dev}:${f.ino}:${f.mtimeNs}:${f.ctimeNs}:${f.size}`;
 }
 
 const CHUNK = 1 << 20;
 
 function identity(s: fs.BigIntStats): FileIdentity {
-  return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, size: s.size };
+  return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, size: s.size };
 }
 
 /** The real hooks: node:fs and the peercred addon. */

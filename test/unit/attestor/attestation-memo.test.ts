@@ -5,7 +5,7 @@ import { AttestationMemo, type AttestationInputs } from '../../../src/agent/atte
 const INPUTS: AttestationInputs = {
   status: { state: 'S', realUid: 1000, effectiveUid: 1000, realGid: 1000, effectiveGid: 1000, groups: [4, 27] },
   exe: '/usr/bin/app',
-  exeFile: { dev: 2049n, ino: 1234n, mtimeNs: 1_700_000_000_000_000_000n, size: 4096n },
+  exeFile: { dev: 2049n, ino: 1234n, mtimeNs: 1_700_000_000_000_000_000n, ctimeNs: 1_700_000_000_000_000_000n, size: 4096n },
   accountsGeneration: 1,
 };
 const SELECTORS = [

@@ -87,3 +87,22 @@ test('process.execPath hashes to the same digest node:crypto computes', () => {
   const expected = createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex');
   assert.equal(cache.hash(process.execPath), expected);
 });
+
+test('a file rewritten at the same size with its old mtime put back is hashed again (the ctime moved)', (t) => {
+  const file = tempFile(t, 'trusted program');
+  // A whole-second mtime, so setting it back below restores it to the nanosecond.
+  fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+  const { hooks, hashed } = countingHooks();
+  const cache = new ExeHashCache(hooks, 1024);
+  const trusted = cache.hash(file);
+  const before = fs.statSync(file, { bigint: true });
+  // What a file's owner can do: same size, other bytes, and the modification time set back.
+  fs.writeFileSync(file, 'evil!!! program');
+  fs.utimesSync(file, 1_700_000_000, 1_700_000_000);
+  const after = fs.statSync(file, { bigint: true });
+  assert.deepEqual([after.ino, after.size, after.mtimeNs], [before.ino, before.size, before.mtimeNs], 'only the ctime tells');
+  const again = cache.hash(file);
+  assert.equal(hashed.length, 2, 'not served from the cache');
+  assert.notEqual(again, trusted);
+  assert.equal(again, createHash('sha256').update('evil!!! program').digest('hex'));
+});
