@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { assertSafeDirectory } from './safe-directory.js';
 
 /**
  * Writes a file so that a crash or kill -9 at any moment leaves either the old content or the new, never a mix:
@@ -49,10 +50,15 @@ export function writeFilesAtomic(files: Array<{ file: string; data: string | Uin
   for (const dir of new Set(staged.map((s) => path.dirname(s.file)))) fsyncDir(dir);
 }
 
-/** Creates a directory (and parents) and forces its mode, since mkdir's mode is masked by the umask. */
+/**
+ * Creates a directory (and parents) and forces its mode, since mkdir's mode is masked by the umask. Refuses one
+ * another local user could tamper with (assertSafeDirectory), before creating anything and after.
+ */
 export function ensurePrivateDir(dir: string, mode = 0o700): void {
+  assertSafeDirectory(dir, 'private directory');
   fs.mkdirSync(dir, { recursive: true, mode });
   fs.chmodSync(dir, mode);
+  assertSafeDirectory(dir, 'private directory');
 }
 
 /** Removes temp files a crash left behind by writeFileAtomic. */

@@ -213,3 +213,16 @@ test('the socket is reachable by every local user whatever the umask: created di
     await agent.stop();
     assert.equal(fs.existsSync(socketPath), false, 'the socket file is removed on shutdown');
   }));
+
+test('a socket directory another user could tamper with is refused at start; nothing is chmod-ed through it', () =>
+  withCluster('meshid-agent-unsafe-dir-', async (c) => {
+    // What a local user does first: create the agent's default directory, so they can swap the socket later (for
+    // a symlink the agent's chmod would follow, or for a socket of their own).
+    const planted = path.join(c.dir, 'meshid-agent');
+    fs.mkdirSync(planted, { mode: 0o777 });
+    fs.chmodSync(planted, 0o777);
+    const agent = await c.startAgent({ joinToken: await c.token(), socketPath: path.join(planted, 'public', 'api.sock'), wait: false });
+    assert.equal(await agent.exitCode(), 1);
+    assert.match(agent.output(), /workload socket directory: .*meshid-agent is writable by other users \(mode 777\) without the sticky bit.*chmod go-w/);
+    assert.equal(fs.existsSync(path.join(planted, 'public')), false, 'nothing created under it');
+  }));

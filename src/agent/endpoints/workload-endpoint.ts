@@ -23,6 +23,7 @@ import {
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
 import { UdsServer } from './uds-server.js';
 import { BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
+import { assertSafeDirectory } from '../../common/safe-directory.js';
 
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 
@@ -130,15 +131,19 @@ function healthWithDetail(o: WorkloadEndpointOptions): grpc.UntypedServiceImplem
 /**
  * Workloads of other users must be able to reach the socket (SPEC-NOTES §7: any local UID may connect; refusal is by
  * attestation, not EACCES), so every directory the agent creates on the way is 0755 whatever the umask. A directory
- * that already exists is the operator's: it is left alone, with a warning when others cannot search it.
+ * that already exists is the operator's: it is left alone, with a warning when others cannot search it. Either way
+ * no other user may be able to tamper with it (assertSafeDirectory): who can replace the socket can serve workloads
+ * false identities and bundles, and a symlink swapped in would turn the chmod after bind against another file.
  */
 function prepareSocketDir(dir: string, log: Logger): void {
+  assertSafeDirectory(dir, 'workload socket directory');
   const first = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
   if (first !== undefined) {
     for (let d = dir; ; d = path.dirname(d)) {
       fs.chmodSync(d, 0o755);
       if (d === first || d === path.dirname(d)) break;
     }
+    assertSafeDirectory(dir, 'workload socket directory');
     return;
   }
   const mode = fs.statSync(dir).mode;

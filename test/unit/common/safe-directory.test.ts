@@ -1,0 +1,65 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { ensurePrivateDir } from '../../../src/common/atomic-file.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { assertSafeDirectory } from '../../../src/common/safe-directory.js';
+
+const NOBODY = 65534;
+const asRoot = { skip: process.geteuid?.() !== 0 ? 'needs root, to give files to another uid' : false };
+const refused = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'failed_precondition') && pattern.test(err.message);
+
+function tempRoot(t: { after(fn: () => void): void }): string {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-safe-dir-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  return dir;
+}
+
+test('a directory only root or we can change is accepted, existing or not yet created', (t) => {
+  const root = tempRoot(t);
+  assertSafeDirectory(root, 'test');
+  assertSafeDirectory(path.join(root, 'not', 'yet'), 'test');
+  const sticky = path.join(root, 'shared');
+  fs.mkdirSync(sticky);
+  fs.chmodSync(sticky, 0o1777);
+  assertSafeDirectory(path.join(sticky, 'ours'), 'test');
+});
+
+test('a directory others may write without the sticky bit is refused, and so is everything below it', (t) => {
+  const root = tempRoot(t);
+  const open = path.join(root, 'open');
+  fs.mkdirSync(open);
+  fs.chmodSync(open, 0o777);
+  assert.throws(() => assertSafeDirectory(open, 'workload socket directory'), refused(/workload socket directory: .*open is writable by other users \(mode 777\) without the sticky bit/));
+  assert.throws(() => assertSafeDirectory(path.join(open, 'meshid', 'public'), 'test'), refused(/open is writable by other users/));
+  assert.throws(() => ensurePrivateDir(path.join(open, 'keys')), refused(/open is writable/));
+  assert.equal(fs.existsSync(path.join(open, 'keys')), false, 'refused before anything was created');
+});
+
+test('a directory another user owns is refused (the pre-created /tmp/meshid-agent attack)', asRoot, (t) => {
+  const root = tempRoot(t);
+  const planted = path.join(root, 'meshid-agent');
+  fs.mkdirSync(planted, { mode: 0o755 });
+  fs.chownSync(planted, NOBODY, NOBODY);
+  assert.throws(() => assertSafeDirectory(path.join(planted, 'public'), 'test'), refused(/meshid-agent belongs to uid 65534/));
+});
+
+test('a symlink is followed and its target checked; a symlink another user owns is refused', asRoot, (t) => {
+  const root = tempRoot(t);
+  const good = path.join(root, 'good');
+  fs.mkdirSync(good);
+  fs.symlinkSync(good, path.join(root, 'link-good'));
+  assertSafeDirectory(path.join(root, 'link-good', 'sock'), 'test');
+
+  const open = path.join(root, 'open');
+  fs.mkdirSync(open);
+  fs.chmodSync(open, 0o777);
+  fs.symlinkSync(open, path.join(root, 'link-open'));
+  assert.throws(() => assertSafeDirectory(path.join(root, 'link-open'), 'test'), refused(/open is writable by other users/));
+
+  fs.symlinkSync(good, path.join(root, 'link-theirs'));
+  fs.lchownSync(path.join(root, 'link-theirs'), NOBODY, NOBODY);
+  assert.throws(() => assertSafeDirectory(path.join(root, 'link-theirs'), 'test'), refused(/link-theirs belongs to uid 65534/));
+});
