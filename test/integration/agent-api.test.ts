@@ -219,6 +219,42 @@ test('an agent SVID two renewals old is neither current nor previous and is refu
   }
 });
 
+test('a copy of an agent SVID dies once the agent uses its renewed one, and cannot renew alongside it', async () => {
+  const agent = await attest();
+  const renewFrom = async (identity: { chain: Buffer[]; key: KeyObject }): Promise<{ chain: Buffer[]; key: KeyObject }> => {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const client = connect(identity);
+    try {
+      const renewed = await call<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+      return { chain: renewed.svid_chain, key: privateKey };
+    } finally {
+      client.close();
+    }
+  };
+  const use = async (identity: { chain: Buffer[]; key: KeyObject }): Promise<string> => {
+    const client = connect(identity);
+    try {
+      await call(client, 'SignX509Svids', { items: [] });
+      return 'ok';
+    } catch (e) {
+      return (e as grpc.ServiceError).details;
+    } finally {
+      client.close();
+    }
+  };
+  const copy = agent; // say, from a backup of the agent's data dir
+  // A renewal answer can be lost: until the new SVID is used, the one it was renewed from still works and renews.
+  const lost = await renewFrom(agent);
+  assert.equal(await use(copy), 'ok');
+  const renewed = await renewFrom(agent);
+  assert.match(await use(lost), /not agent .* current SVID/, 'the unused renewal is replaced');
+  // The agent uses its new SVID: the copy is dead, for every call and for renewing.
+  assert.equal(await use(renewed), 'ok');
+  assert.match(await use(copy), /^must re-attest: the client certificate is not agent .* current SVID/);
+  await assert.rejects(renewFrom(copy), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED);
+  assert.equal(await use(await renewFrom(renewed)), 'ok', 'the agent itself goes on renewing');
+});
+
 test('a workload SVID of the same trust domain is not an agent identity', async () => {
   const dir = tempDir('meshid-mint-');
   try {

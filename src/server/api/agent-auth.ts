@@ -9,14 +9,27 @@ export const BANNED_PREFIX = 'banned: ';
 
 export interface AgentLookup {
   getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
+  retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void>;
+}
+
+/** An authenticated agent and the serial of the certificate it presented. */
+export interface AuthenticatedAgent extends AttestedAgent {
+  readonly presentedSerial: string;
 }
 
 /**
- * Authenticates an agent API call: the TLS layer has verified the client certificate against the trust bundle; here
- * the certificate must be the agent's current SVID (or the one it just renewed from) and the agent must be neither
- * evicted nor banned.
+ * Authenticates an agent API call: the TLS layer has verified the client certificate against the trust bundle at
+ * handshake; here, on every call, the certificate must be unexpired (a connection outlives its handshake) and be the
+ * agent's current SVID, or the one it renewed from while it has not used the new one yet, and the agent must be
+ * neither evicted nor banned. The first call with the current SVID retires the previous one, as SPIRE does: a copy
+ * of an agent's certificate then dies at the agent's next renewal instead of renewing itself alongside it.
  */
-export async function authenticateAgent(call: ServerSurfaceCall, agents: AgentLookup, agentIdPrefix: string): Promise<AttestedAgent> {
+export async function authenticateAgent(
+  call: ServerSurfaceCall,
+  agents: AgentLookup,
+  agentIdPrefix: string,
+  now: number,
+): Promise<AuthenticatedAgent> {
   const peer = call.getAuthContext()?.sslPeerCertificate;
   if (peer === undefined || peer.raw === undefined) {
     throw unauthenticated('this call needs the agent SVID as TLS client certificate (attest first)');
@@ -29,8 +42,13 @@ export async function authenticateAgent(call: ServerSurfaceCall, agents: AgentLo
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);
-  if (cert.serialHex !== agent.certSerial && cert.serialHex !== agent.previousCertSerial) {
+  if (cert.notAfter <= now) {
+    throw permissionDenied(`${REATTEST_PREFIX}agent ${id}'s SVID expired at ${new Date(cert.notAfter).toISOString()}`);
+  }
+  if (cert.serialHex === agent.certSerial) {
+    if (agent.previousCertSerial !== undefined) await agents.retirePreviousAgentCert(id, cert.serialHex);
+  } else if (cert.serialHex !== agent.previousCertSerial) {
     throw permissionDenied(`${REATTEST_PREFIX}the client certificate is not agent ${id}'s current SVID`);
   }
-  return agent;
+  return { ...agent, presentedSerial: cert.serialHex };
 }

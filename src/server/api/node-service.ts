@@ -10,7 +10,7 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { authorizedEntries } from '../entries/authorized-entries.js';
-import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX } from './agent-auth.js';
+import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAgent } from './agent-auth.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './rate-limiter.js';
@@ -54,7 +54,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const { ds, ca, hub, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
-  const auth = (call: Parameters<typeof authenticateAgent>[0]): Promise<AttestedAgent> => authenticateAgent(call, ds, agentPrefix);
+  const auth = (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => authenticateAgent(call, ds, agentPrefix, clock.now());
 
   // Authorized sets are cached per agent and index revision: signing checks are then a map lookup.
   const authCache = new Map<string, { revision: number; selectorsKey: string; entries: Map<string, RegistrationEntry> }>();
@@ -111,7 +111,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const agent = await auth(call);
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, req.csr);
-      await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter);
+      await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial);
       log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
       return { svid_chain: svid.chain };
     }),
@@ -234,7 +234,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         (a) => {
           if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
           if (a.banned) return end(permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`));
-          agent = a;
+          agent = { ...a, presentedSerial: agent.presentedSerial };
           push();
         },
         (err: unknown) => log.error({ err }, 'agent lookup failed'),

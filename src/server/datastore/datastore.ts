@@ -75,8 +75,15 @@ export interface Datastore {
   getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
   /** Every agent (banned ones included), ordered by SPIFFE ID. */
   listAgents(filter?: { datacenter?: string }): Promise<AttestedAgent[]>;
-  /** Records a renewed agent SVID, keeping the previous serial (the old cert stays valid until it expires). */
-  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number): Promise<AttestedAgent>;
+  /**
+   * Records an agent SVID renewed from the certificate with serial `renewedFrom`. The new serial becomes current;
+   * `renewedFrom` stays valid as the previous one until the agent first uses the new certificate
+   * (retirePreviousAgentCert), so an agent whose renewal answer was lost can still renew, while a copy of any older
+   * certificate is refused.
+   */
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string): Promise<AttestedAgent>;
+  /** Forgets the previous serial once the agent has used `currentSerial`; nothing if that is no longer current. */
+  retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void>;
   /** Deletes the agent (it must attest again). Throws not_found. */
   evictAgent(spiffeId: string): Promise<void>;
   /** Marks the agent banned; it stays listed so the ban is visible. Throws not_found. */

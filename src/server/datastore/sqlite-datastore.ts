@@ -260,16 +260,23 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number): Promise<AttestedAgent> {
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string): Promise<AttestedAgent> {
     return this.write(() => {
       requireText('agent certSerial', certSerial);
+      requireText('agent renewedFrom', renewedFrom);
       requireTime('agent certNotAfter', certNotAfter);
       const row = this.s.agentById.get(spiffeId) as AgentRow | undefined;
       if (row === undefined) throw notFound(`agent ${spiffeId} not found`);
       // A retried renewal with the same serial must not push the real previous serial out.
-      const previous = certSerial === row.cert_serial ? row.previous_cert_serial : row.cert_serial;
+      const previous = certSerial === row.cert_serial ? row.previous_cert_serial : renewedFrom;
       this.s.updateAgentCert.run(certSerial, certNotAfter, previous, this.clock.now(), spiffeId);
       return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
+    });
+  }
+
+  retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void> {
+    return this.write(() => {
+      this.s.retirePreviousAgentCert.run(spiffeId, currentSerial);
     });
   }
 

@@ -50,6 +50,7 @@ export function prepareStatements(db: Database.Database) {
     allAgents: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`),
     agentsByDatacenter: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE datacenter = ? ORDER BY spiffe_id`),
     insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    retirePreviousAgentCert: p('UPDATE attested_agents SET previous_cert_serial = NULL WHERE spiffe_id = ? AND cert_serial = ?'),
     updateAgentCert: p(
       'UPDATE attested_agents SET cert_serial = ?, cert_not_after = ?, previous_cert_serial = ?, updated_at = ? WHERE spiffe_id = ?',
     ),

@@ -28,19 +28,25 @@ test('an agent reads back as created; get of an unknown agent is undefined', asy
   });
 });
 
-test('updateAgentCert records the new serial and keeps the previous one; a retried renewal keeps it too', async () => {
+test('updateAgentCert records the new serial and keeps the one it was renewed from; retiring forgets that one', async () => {
   await withDatastore(async ({ ds, clock }) => {
     const a = await ds.createAgent(agent('a'));
     clock.advance(10);
-    const u = await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000);
+    const u = await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000, 'a-s1');
     assert.equal(u.certSerial, 'a-s2');
     assert.equal(u.previousCertSerial, 'a-s1');
     assert.equal(u.certNotAfter, 2000);
     assert.equal(u.updatedAt, clock.now());
     assert.equal(u.attestedAt, 0);
-    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000)).previousCertSerial, 'a-s1');
-    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s3', 3000)).previousCertSerial, 'a-s2');
-    await assert.rejects(ds.updateAgentCert('spiffe://example.org/nobody', 's', 1), (err) => isMeshidError(err, 'not_found'));
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000, 'a-s1')).previousCertSerial, 'a-s1', 'a retried write');
+    // The answer was lost: the agent renews again from s1; the unused s2 is dropped, s1 stays the previous one.
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s3', 3000, 'a-s1')).previousCertSerial, 'a-s1');
+    await ds.retirePreviousAgentCert(a.spiffeId, 'a-s2');
+    assert.equal((await ds.getAgent(a.spiffeId))!.previousCertSerial, 'a-s1', 's2 is not current: nothing retired');
+    await ds.retirePreviousAgentCert(a.spiffeId, 'a-s3');
+    assert.equal((await ds.getAgent(a.spiffeId))!.previousCertSerial, undefined);
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s4', 4000, 'a-s3')).previousCertSerial, 'a-s3');
+    await assert.rejects(ds.updateAgentCert('spiffe://example.org/nobody', 's', 1, 'r'), (err) => isMeshidError(err, 'not_found'));
   });
 });
 

@@ -1,0 +1,45 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
+import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import { authenticateAgent, type AgentLookup } from '../../../src/server/api/agent-auth.js';
+import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
+import { makePki, T0 } from '../x509/pki-fixture.js';
+
+const ID = 'spiffe://example.org/meshid/agent/east/a1';
+const PREFIX = 'spiffe://example.org/meshid/agent/';
+const HOUR = 3_600_000;
+
+/** What grpc-js hands a handler: the TLS peer certificate the handshake verified. */
+const callWith = (der: Buffer) => ({ getAuthContext: () => ({ sslPeerCertificate: { raw: der } }) }) as never;
+
+test('an agent SVID is checked on every call: current or not-yet-replaced previous serial, unexpired, and using the current one retires the previous', async () => {
+  const { east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const issue = () => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore: T0, notAfter: T0 + HOUR });
+  const [older, current] = [issue(), issue()];
+  const record: AttestedAgent = {
+    spiffeId: ID, datacenter: 'east', selectors: [], certSerial: parseCertificate(current).serialHex,
+    previousCertSerial: parseCertificate(older).serialHex, certNotAfter: T0 + HOUR, attestedAt: T0, updatedAt: T0, banned: false,
+  };
+  const retired: string[] = [];
+  const agents: AgentLookup = {
+    getAgent: async (id) => (id === ID ? { ...record } : undefined),
+    retirePreviousAgentCert: async (id, serial) => {
+      retired.push(serial);
+      if (id === ID && serial === record.certSerial) delete record.previousCertSerial;
+    },
+  };
+  const refused = (pattern: RegExp) => (e: unknown) => isMeshidError(e, 'permission_denied') && pattern.test(e.message);
+
+  assert.equal((await authenticateAgent(callWith(older), agents, PREFIX, T0 + 1)).presentedSerial, parseCertificate(older).serialHex);
+  assert.deepEqual(retired, [], 'the previous serial in use retires nothing');
+  await assert.rejects(authenticateAgent(callWith(current), agents, PREFIX, T0 + HOUR), refused(/^must re-attest: .* SVID expired at /));
+  assert.equal((await authenticateAgent(callWith(current), agents, PREFIX, T0 + 2)).presentedSerial, record.certSerial);
+  assert.deepEqual(retired, [record.certSerial]);
+  await assert.rejects(authenticateAgent(callWith(older), agents, PREFIX, T0 + 3), refused(/not agent .* current SVID/));
+  await authenticateAgent(callWith(current), agents, PREFIX, T0 + 4);
+  assert.equal(retired.length, 1, 'retired once');
+});
