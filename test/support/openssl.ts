@@ -83,11 +83,12 @@ export function opensslReqVerify(der: Buffer): OpensslResult {
  * Makes a DER CSR with openssl itself, with a subject and a URI SAN that meshid must ignore. EC P-256 by default;
  * Ed25519 to exercise an algorithm meshid does not accept.
  */
-export function opensslMakeCsr(keyType: 'ec-p256' | 'ed25519' = 'ec-p256'): { csrDer: Buffer; keyPem: string } {
+export function opensslMakeCsr(keyType: 'ec-p256' | 'ec-p521' | 'ed25519' = 'ec-p256'): { csrDer: Buffer; keyPem: string } {
   return withTempDir((dir) => {
     const keyFile = join(dir, 'key.pem');
     const csrFile = join(dir, 'csr.der');
-    const gen = run(['genpkey', '-out', keyFile, ...(keyType === 'ed25519' ? ['-algorithm', 'ed25519'] : ['-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256'])]);
+    const algorithm = keyType === 'ed25519' ? ['-algorithm', 'ed25519'] : ['-algorithm', 'EC', '-pkeyopt', `ec_paramgen_curve:${keyType === 'ec-p521' ? 'P-521' : 'P-256'}`];
+    const gen = run(['genpkey', '-out', keyFile, ...algorithm]);
     if (!gen.ok) throw new Error(gen.output);
     const req = run([
       'req', '-new', '-key', keyFile, '-subj', '/CN=evil/O=attacker', '-addext', 'subjectAltName=URI:spiffe://evil.example/admin',

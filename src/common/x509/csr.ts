@@ -69,6 +69,7 @@ export function parseCsr(der: Buffer): ParsedCsr {
   } catch (err) {
     throw invalidArgument('malformed CSR: the public key does not parse', err);
   }
+  checkCsrKey(publicKey);
   const alg = verificationAlgorithm(sigOid);
   if (alg === undefined) throw invalidArgument(`unsupported CSR signature algorithm ${sigOid} (use ECDSA or RSA PKCS#1 v1.5 with SHA-2)`);
   if (publicKey.asymmetricKeyType !== alg.keyType) {
@@ -82,4 +83,25 @@ export function parseCsr(der: Buffer): ParsedCsr {
   }
   if (!ok) throw invalidArgument('CSR signature does not verify');
   return { publicKey, spkiDer };
+}
+
+const CSR_CURVES = new Set(['prime256v1', 'secp384r1']);
+const MIN_RSA_BITS = 2048;
+const MAX_RSA_BITS = 4096;
+
+/**
+ * The keys an SVID may certify: EC P-256 or P-384, RSA of 2048 to 4096 bits with exponent 65537 (what SPIRE accepts).
+ * Checked before the signature, because verifying is what a hostile key makes expensive: an RSA key with a
+ * 3072-bit exponent costs ~30 times a P-256 verification, and a batch carries up to 1,000 CSRs.
+ */
+function checkCsrKey(key: KeyObject): void {
+  const details = key.asymmetricKeyDetails;
+  if (key.asymmetricKeyType === 'ec' && CSR_CURVES.has(details?.namedCurve ?? '')) return;
+  if (key.asymmetricKeyType === 'rsa') {
+    const bits = details?.modulusLength ?? 0;
+    if (bits >= MIN_RSA_BITS && bits <= MAX_RSA_BITS && details?.publicExponent === 65537n) return;
+  }
+  const what = key.asymmetricKeyType === 'ec' ? `EC ${details?.namedCurve ?? '?'}` : key.asymmetricKeyType === 'rsa'
+    ? `RSA-${details?.modulusLength ?? '?'} with exponent ${details?.publicExponent ?? '?'}` : (key.asymmetricKeyType ?? 'unknown');
+  throw invalidArgument(`the CSR's key (${what}) is not accepted: use EC P-256 or P-384, or RSA 2048 to 4096 bits with exponent 65537`);
 }

@@ -110,6 +110,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     Renew: unary(log, 'Renew', async (req: { csr?: Buffer }, call) => {
       const agent = await auth(call);
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
+      // A renewal is a signing like any other: it counts against the agent's signing rate.
+      const wait = deps.limiter.admit(agent.spiffeId, 1);
+      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, req.csr);
       await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial);
       log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');

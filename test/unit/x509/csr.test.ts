@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, X509Certificate } from 'node:crypto';
+import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { createCsr, parseCsr } from '../../../src/common/x509/csr.js';
 import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509/keys.js';
@@ -60,7 +60,19 @@ test('garbage, truncated and unsupported CSRs are refused with invalid_argument'
   assert.throws(() => parseCsr(Buffer.from('not a csr')), isInvalid(/^malformed CSR/));
   assert.throws(() => parseCsr(csr.subarray(0, csr.length - 3)), isInvalid(/^malformed CSR/));
   assert.throws(() => parseCsr(Buffer.concat([csr, Buffer.from([0])])), isInvalid(/^malformed CSR: CSR has 1 trailing bytes/));
-  assert.throws(() => parseCsr(opensslMakeCsr('ed25519').csrDer), isInvalid(/unsupported CSR signature algorithm 1\.3\.101\.112/));
+  assert.throws(() => parseCsr(opensslMakeCsr('ed25519').csrDer), isInvalid(/the CSR's key \(ed25519\) is not accepted/));
+});
+
+test('a CSR key outside EC P-256/P-384 and RSA 2048-4096 with exponent 65537 is refused before its signature is verified', async () => {
+  const csrOf = async (modulusLength: number, publicExponent = 65537) => {
+    const k = generateKeyPairSync('rsa', { modulusLength, publicExponent });
+    return createCsr(k.privateKey, k.publicKey);
+  };
+  assert.equal(parseCsr(await csrOf(4096)).publicKey.asymmetricKeyDetails?.modulusLength, 4096);
+  // A huge exponent makes every verification slow: what a hostile agent would send a thousand of per call.
+  const slow = await csrOf(2048, 0x7fffffff);
+  assert.throws(() => parseCsr(slow), isInvalid(/the CSR's key \(RSA-2048 with exponent 2147483647\) is not accepted/));
+  assert.throws(() => parseCsr(opensslMakeCsr('ec-p521').csrDer), isInvalid(/EC secp521r1\) is not accepted/));
 });
 
 test('createCsr refuses a public key that is not the private key\'s', async () => {
