@@ -164,6 +164,11 @@ test('Sync pushes authorized entries (own, node alias, transitive) as they are c
     assert.equal(signed.results[1]!.code, grpc.status.PERMISSION_DENIED);
     const jwt = await call<{ token: string }>(client, 'SignJwtSvid', { entry_id: viaAlias, audience: ['db'] });
     assert.equal(JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString()).sub, 'spiffe://example.org/via-alias');
+    // The server bounds audiences itself, whatever the agent checked: a 1 MB audience is not signed into a token.
+    await assert.rejects(
+      call(client, 'SignJwtSvid', { entry_id: viaAlias, audience: ['x'.repeat(1 << 20)] }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /longer than 1024 bytes/.test(e.details),
+    );
 
     const del = await server.cli(['entry', 'delete', '--entry-id', viaAlias]);
     assert.equal(del.code, 0, del.err);

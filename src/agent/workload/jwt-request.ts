@@ -1,16 +1,9 @@
 import { invalidArgument } from '../../common/errors.js';
+import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import type { JwtSvidRequest } from './messages.js';
 
-/**
- * At most this many audiences per JWTSVIDRequest. The spec sets no limit; every audience is embedded in the token
- * and part of the cache key, so an unbounded list would let one caller mint arbitrarily large tokens and fill the
- * cache. 64 is far above what real relying parties use (SPIRE callers send one or two).
- */
-export const MAX_AUDIENCES = 64;
-
-/** Longest accepted audience value, in bytes; same reasoning as MAX_AUDIENCES. */
-export const MAX_AUDIENCE_BYTES = 1024;
+export { MAX_AUDIENCES, MAX_AUDIENCE_BYTES };
 
 export interface JwtSvidQuery {
   readonly audience: string[];

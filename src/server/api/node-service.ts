@@ -5,6 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr } from '../../common/x509/csr.js';
+import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
@@ -47,7 +48,6 @@ interface SyncUpdate {
 }
 
 const MAX_SIGN_BATCH = 1000;
-const MAX_AUDIENCES = 64;
 
 /** The agent API (meshid.agent.v1.Node): attestation, renewal, the push stream and signing. */
 export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation {
@@ -154,6 +154,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const audience = req.audience ?? [];
       if (audience.length === 0 || audience.some((a) => a === '')) throw invalidArgument('audience must hold at least one non-empty value');
       if (audience.length > MAX_AUDIENCES) throw invalidArgument(`at most ${MAX_AUDIENCES} audiences per token`);
+      if (audience.some((a) => Buffer.byteLength(a, 'utf8') > MAX_AUDIENCE_BYTES)) throw invalidArgument(`an audience is longer than ${MAX_AUDIENCE_BYTES} bytes`);
       const wait = deps.limiter.admit(agent.spiffeId, 1);
       if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const entry = authorized(agent).get(req.entry_id ?? '');
