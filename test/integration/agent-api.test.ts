@@ -260,6 +260,32 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
   assert.equal(await use(await renewFrom(renewed)), 'ok', 'the agent itself goes on renewing');
 });
 
+test('an agent holds one Sync stream: a newer one ends the older with UNAVAILABLE', async () => {
+  const agent = await attest();
+  const client = connect(agent);
+  const open = () => {
+    const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<{ initial?: boolean }>;
+    const first = new Promise<unknown>((resolve, reject) => {
+      stream.once('data', resolve);
+      stream.once('error', reject);
+    });
+    const ended = new Promise<grpc.ServiceError>((resolve) => stream.on('error', resolve));
+    return { stream, first, ended };
+  };
+  try {
+    const older = open();
+    await older.first;
+    const newer = open();
+    await newer.first;
+    const err = await older.ended;
+    assert.equal(err.code, grpc.status.UNAVAILABLE);
+    assert.match(err.details, /superseded by a newer Sync stream/);
+    newer.stream.cancel();
+  } finally {
+    client.close();
+  }
+});
+
 test('a workload SVID of the same trust domain is not an agent identity', async () => {
   const dir = tempDir('meshid-mint-');
   try {

@@ -56,6 +56,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
   const auth = (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => authenticateAgent(call, ds, agentPrefix, clock.now());
 
+  /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
+  const syncStreams = new Map<string, (err: MeshidError) => void>();
+
   // Authorized sets are cached per agent and index revision: signing checks are then a map lookup.
   const authCache = new Map<string, { revision: number; selectorsKey: string; entries: Map<string, RegistrationEntry> }>();
   const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => {
@@ -173,6 +176,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
     let agent = await auth(call);
+    const agentId = agent.spiffeId;
     const sent = new Map<string, number>();
     for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
     let bundleSequence = Number(call.request.bundle_sequence ?? 0);
@@ -228,8 +232,13 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (ended) return;
       ended = true;
       unsubscribe();
+      if (syncStreams.get(agentId) === end) syncStreams.delete(agentId);
       call.emit('error', toServiceError(err));
     };
+    // One Sync stream per agent: a newer one (a reconnect, a move to a renewed SVID) ends the older, so no agent can
+    // hold many streams (each holds its request's known-entry list, up to 4 MB) and exhaust the server's memory.
+    syncStreams.get(agentId)?.(unavailable('superseded by a newer Sync stream of the same agent'));
+    syncStreams.set(agentId, end);
 
     const onEvent = (event: HubEvent): void => {
       if (event.kind !== 'agent') return push();
@@ -248,6 +257,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const stop = (): void => {
       ended = true;
       unsubscribe();
+      if (syncStreams.get(agentId) === end) syncStreams.delete(agentId);
     };
     call.on('cancelled', stop);
     call.on('close', stop);
