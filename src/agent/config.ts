@@ -5,6 +5,7 @@ import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
 import { readJsonConfigObject } from '../common/config-file.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -24,6 +25,8 @@ export interface AgentConfig {
   readonly dataDir: string;
   readonly logLevel: string;
   readonly jwtSvidCacheSize: number;
+  /** Open workload-socket connections one uid may hold (UdsServerOptions.maxConnectionsPerUid). */
+  readonly maxConnectionsPerUid: number;
   readonly sds: ResolvedSdsOptions;
 }
 
@@ -46,6 +49,7 @@ export interface RawAgentConfig {
   data_dir?: string;
   log_level?: string;
   jwt_svid_cache_size?: number;
+  max_connections_per_uid?: number;
   sds?: RawSdsConfig;
 }
 
@@ -59,6 +63,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' |
   data_dir: 'string',
   log_level: 'string',
   jwt_svid_cache_size: 'number',
+  max_connections_per_uid: 'number',
   sds: 'object',
 };
 
@@ -113,6 +118,8 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? DEFAULT_JWT_CACHE_SIZE;
   if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
+  const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
+  if (!Number.isSafeInteger(maxConnectionsPerUid) || maxConnectionsPerUid < 1) throw invalidArgument('max_connections_per_uid must be a positive integer');
   if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
   const sds = resolveSdsOptions({
     ...(raw.sds?.default_svid_name !== undefined ? { defaultSvidName: raw.sds.default_svid_name } : {}),
@@ -130,6 +137,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     dataDir: path.resolve(raw.data_dir ?? DEFAULT_AGENT_DATA_DIR),
     logLevel,
     jwtSvidCacheSize,
+    maxConnectionsPerUid,
     sds,
   });
 }

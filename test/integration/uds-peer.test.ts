@@ -84,12 +84,12 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
   return { server, seenPeers, interceptorPeers };
 }
 
-async function startUds(t: { after(fn: () => Promise<void> | void): void }, socketName = 'agent.sock') {
+async function startUds(t: { after(fn: () => Promise<void> | void): void }, socketName = 'agent.sock', maxConnectionsPerUid?: number) {
   const dir = publicTempDir('meshid-uds-');
   const socketPath = path.join(dir, 'run', socketName);
   let uds: UdsServer | undefined;
   const { server, seenPeers, interceptorPeers } = echoServer(() => uds!);
-  uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+  uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), ...(maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid } : {}) });
   await uds.start();
   t.after(async () => {
     server.forceShutdown();
@@ -226,6 +226,30 @@ test('a peer entry lives exactly as long as its connection, and its pidfd is rel
   })();
   assert.ok(!/^anon_inode:\[pidfd\]$/.test(now) || now === 'closed', `fd ${pidfd} is no longer the pidfd (${now})`);
   assert.throws(() => new UnixWorkloadAttestor().attest(info), (err) => err instanceof MeshidError && err.code === 'unavailable');
+});
+
+test('a uid holding its most connections has new ones closed at accept, until one of its own closes', async (t) => {
+  const { socketPath, uds } = await startUds(t, 'agent.sock', 2);
+  const until = async (what: string, ok: () => boolean): Promise<void> => {
+    for (let i = 0; !ok(); i++) {
+      assert.ok(i < 5000, what);
+      await new Promise((r) => setTimeout(r, 1));
+    }
+  };
+  await until('the self-test connection to close', () => uds.openConnections() === 0);
+  // Idle connections that never send a byte: what a flood of them looks like.
+  const idle = [net.connect(socketPath), net.connect(socketPath)];
+  await until('both idle connections to be accepted', () => uds.openConnections() === 2);
+  const refused = newClient(socketPath);
+  await assert.rejects(who(refused), (e: grpc.ServiceError) => e.code === grpc.status.UNAVAILABLE);
+  refused.close();
+  assert.equal(uds.openConnections(), 2);
+  idle[0]!.destroy();
+  await until('the closed one to be released', () => uds.openConnections() === 1);
+  const client = newClient(socketPath);
+  assert.equal((await who(client)).pid, process.pid);
+  client.close();
+  idle[1]!.destroy();
 });
 
 /** A socket file whose listener died without unlinking it: a child listens, then is SIGKILLed. */

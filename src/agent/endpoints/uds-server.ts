@@ -17,7 +17,17 @@ export interface UdsServerOptions {
   mode?: number;
   /** The addon, replaceable for tests; default the built native/peercred. */
   credentials?: PeerCredentials;
+  /** Open connections one uid may hold; more are closed at accept. Default DEFAULT_MAX_CONNECTIONS_PER_UID. */
+  maxConnectionsPerUid?: number;
 }
+
+/**
+ * Each connection costs the agent two file descriptors (the socket and the peer's pidfd) and some memory, and a
+ * connection that never sends anything costs the same. Without a bound, one local user holding idle connections
+ * exhausts the agent's descriptors and every workload on the host loses its identity. Far above what a uid's
+ * workloads open (an Envoy holds a few; Istio runs every sidecar of a node as one uid: 100 pods, some hundreds).
+ */
+export const DEFAULT_MAX_CONNECTIONS_PER_UID = 1024;
 
 /** What the peer table holds; `closed` and `pidfd` change when the connection ends. */
 interface PeerRecord {
@@ -57,6 +67,10 @@ export class UdsServer {
   private selfTestInjector: grpc.ConnectionInjector | undefined;
   private socketIno: number | undefined;
   private counter = 0;
+  private readonly maxConnectionsPerUid: number;
+  private readonly connectionsByUid = new Map<number, number>();
+  /** Uids already warned about hitting the cap, so a flood logs once per uid, not once per connection. */
+  private readonly warnedUids = new Set<number>();
 
   constructor(options: UdsServerOptions) {
     if (!path.isAbsolute(options.socketPath)) throw new Error(`socket path must be absolute, got "${options.socketPath}"`);
@@ -65,6 +79,10 @@ export class UdsServer {
     this.log = options.log;
     this.mode = options.mode ?? 0o777;
     this.credentialsOverride = options.credentials;
+    this.maxConnectionsPerUid = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
+    if (!Number.isSafeInteger(this.maxConnectionsPerUid) || this.maxConnectionsPerUid < 1) {
+      throw new Error(`maxConnectionsPerUid must be a whole number ≥ 1, got ${this.maxConnectionsPerUid}`);
+    }
   }
 
   /**
@@ -148,9 +166,19 @@ export class UdsServer {
     try {
       if (typeof fd !== 'number' || fd < 0) throw new Error('accepted socket has no file descriptor');
       const cred = credentials.peerCred(fd);
+      if (!this.admit(cred.uid)) {
+        socket.destroy();
+        return;
+      }
       // Pid 0: the peer is in a pid namespace we cannot see. Keep the connection (attestation refuses it with a
       // clear status) but there is no process to pin.
-      const pidfd = cred.pid > 0 ? credentials.peerPidfd(fd) : -1;
+      let pidfd = -1;
+      try {
+        if (cred.pid > 0) pidfd = credentials.peerPidfd(fd);
+      } catch (err) {
+        this.release(cred.uid);
+        throw err;
+      }
       record = { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd, closed: false };
     } catch (err) {
       this.log.warn({ err }, 'dropping a connection whose peer credentials cannot be read');
@@ -165,6 +193,7 @@ export class UdsServer {
     socket.once('close', () => {
       this.peers.delete(key);
       this.sockets.delete(socket);
+      this.release(record.uid);
       record.closed = true;
       if (record.pidfd >= 0) {
         const pidfd = record.pidfd;
@@ -183,6 +212,32 @@ export class UdsServer {
       return;
     }
     injector.injectConnection(socket);
+  }
+
+  /** Connections open right now (each holds a socket and, usually, a pidfd). */
+  openConnections(): number {
+    return this.peers.size;
+  }
+
+  /** Counts a connection of `uid` in, unless the uid is at its cap (then warns once, until it drops below). */
+  private admit(uid: number): boolean {
+    const open = this.connectionsByUid.get(uid) ?? 0;
+    if (open >= this.maxConnectionsPerUid) {
+      if (!this.warnedUids.has(uid)) {
+        this.warnedUids.add(uid);
+        this.log.warn({ uid, limit: this.maxConnectionsPerUid }, 'a uid holds the most connections allowed; closing its new ones (endpoint max_connections_per_uid)');
+      }
+      return false;
+    }
+    this.connectionsByUid.set(uid, open + 1);
+    return true;
+  }
+
+  private release(uid: number): void {
+    const open = (this.connectionsByUid.get(uid) ?? 1) - 1;
+    if (open <= 0) this.connectionsByUid.delete(uid);
+    else this.connectionsByUid.set(uid, open);
+    if (open < this.maxConnectionsPerUid) this.warnedUids.delete(uid);
   }
 
   private async selfTest(): Promise<void> {

@@ -44,6 +44,8 @@ export interface WorkloadEndpointOptions {
   healthDetail?: () => Record<string, string>;
   /** Peer-credential addon replacement, for tests. */
   credentials?: PeerCredentials;
+  /** See UdsServerOptions.maxConnectionsPerUid. */
+  maxConnectionsPerUid?: number;
 }
 
 /**
@@ -70,6 +72,7 @@ export class WorkloadEndpoint {
       grpcServer: server,
       log,
       ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
+      ...(o.maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid: o.maxConnectionsPerUid } : {}),
     });
     const attest = peerAttestation({ peerOf: (peer) => uds.peerOf(peer), attestor: o.attestor });
     const workload = workloadApiHandlers({
