@@ -3,7 +3,7 @@ import { fileKey, type FileIdentity } from './proc-hooks.js';
 import type { ProcStatus } from './proc-status.js';
 
 /**
- * Everything the unix selectors are computed from: the real ids and supplementary groups (/proc/<pid>/status), the
+ * Everything the unix selectors are computed from: the ids and supplementary groups (/proc/<pid>/status), the
  * executable's path and file version (/proc/<pid>/exe; the sha256 selector is a function of the version), and which
  * reading of /etc/passwd and /etc/group named them.
  */
@@ -59,5 +59,5 @@ export class AttestationMemo {
 /** NUL separates the parts: it cannot occur in a path, and ids and file keys are digits and separators. */
 function memoKey(i: AttestationInputs): string {
   const s = i.status;
-  return `${s.realUid}:${s.realGid}:${s.groups.join(',')}\0${i.exe}\0${fileKey(i.exeFile)}\0${i.accountsGeneration}`;
+  return `${s.realUid}:${s.effectiveUid}:${s.realGid}:${s.effectiveGid}:${s.groups.join(',')}\0${i.exe}\0${fileKey(i.exeFile)}\0${i.accountsGeneration}`;
 }

@@ -39,8 +39,9 @@ interface ProcessFacts {
  * The unix workload attestor: selectors of type "unix" for the process behind a Unix-socket connection, with values
  * spelled as SPIRE's unix attestor spells them (so entries such as `unix:uid:1000` carry over):
  * `uid:<n>`, `user:<name>`, `gid:<n>`, `group:<name>`, `supplementary_gid:<n>`, `supplementary_group:<name>`,
- * `path:<executable>`, `sha256:<hex>`. Uid and gid are the real ids from /proc/<pid>/status; names come from the
- * host's /etc/passwd and /etc/group and are left out when an id has none.
+ * `path:<executable>`, `sha256:<hex>`. Uid and gid are the effective ids from /proc/<pid>/status, as SPIRE's
+ * attestor takes them (a setuid program attests as the user it runs as) and as SO_PEERCRED records them; names
+ * come from the host's /etc/passwd and /etc/group and are left out when an id has none.
  *
  * Fails closed (SPEC-NOTES §7: attestation failure is UNAVAILABLE) whenever it cannot be sure the facts belong to the
  * process that connected: pid not visible (other pid namespace), connection closed, process exited, executable
@@ -194,11 +195,11 @@ export class UnixWorkloadAttestor {
 /** The selectors for a process, in a fixed order (uid, user, gid, group, supplementary ids and names, path, sha256). */
 function unixSelectors(facts: ProcessFacts, names: AccountNames): Selector[] {
   const { status } = facts;
-  const selectors: string[] = [`uid:${status.realUid}`];
-  const user = names.userName(status.realUid);
+  const selectors: string[] = [`uid:${status.effectiveUid}`];
+  const user = names.userName(status.effectiveUid);
   if (user !== undefined) selectors.push(`user:${user}`);
-  selectors.push(`gid:${status.realGid}`);
-  const group = names.groupName(status.realGid);
+  selectors.push(`gid:${status.effectiveGid}`);
+  const group = names.groupName(status.effectiveGid);
   if (group !== undefined) selectors.push(`group:${group}`);
   for (const gid of status.groups) selectors.push(`supplementary_gid:${gid}`);
   for (const gid of status.groups) {

@@ -32,6 +32,8 @@ test('any input that differs misses: real ids, groups, executable path or versio
   const variants: AttestationInputs[] = [
     { ...INPUTS, status: { ...INPUTS.status, realUid: 0 } },
     { ...INPUTS, status: { ...INPUTS.status, realGid: 0 } },
+    { ...INPUTS, status: { ...INPUTS.status, effectiveUid: 0 } },
+    { ...INPUTS, status: { ...INPUTS.status, effectiveGid: 0 } },
     { ...INPUTS, status: { ...INPUTS.status, groups: [4] } },
     { ...INPUTS, status: { ...INPUTS.status, groups: [4, 27, 0] } },
     { ...INPUTS, status: { ...INPUTS.status, groups: [42, 7] } },

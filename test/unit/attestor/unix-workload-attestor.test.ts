@@ -85,6 +85,24 @@ test('a process running as nobody attests as uid 65534 with its names, executabl
   assert.ok(strings(selectors).includes('unix:user:nobody'));
 });
 
+test('uid and gid selectors are the effective ids, as SPIRE takes them (a setuid program attests as whom it runs as)', async (t) => {
+  const listener = await setup(t);
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  // What /proc shows for a setuid-65534 program started by uid 4242: real 4242, effective 65534 (stubbed, as making
+  // a setuid binary here would need a compiler and a file system that honours the bit).
+  const { hooks } = countingHooks({
+    readText: (p) => {
+      const text = systemProcHooks.readText(p);
+      return p.endsWith('/status') ? text.replace(/^Uid:\t\d+/m, 'Uid:\t4242').replace(/^Gid:\t\d+/m, 'Gid:\t4243') : text;
+    },
+  });
+  const selectors = strings(new UnixWorkloadAttestor({ hooks, sha256: false }).attest(peer));
+  assert.ok(selectors.includes('unix:uid:65534') && selectors.includes('unix:gid:65534'), selectors.join(' '));
+  assert.ok(!selectors.includes('unix:uid:4242') && !selectors.includes('unix:gid:4243'));
+});
+
 test('supplementary groups give supplementary_gid and supplementary_group selectors', async (t) => {
   const listener = await setup(t);
   const groups = namesFrom('/etc/group');
