@@ -105,8 +105,12 @@ static napi_value peer_pidfd(napi_env env, napi_callback_info info) {
     napi_create_int32(env, pidfd, &result);
     return result;
   }
-  /* ENOPROTOOPT: kernel older than 6.5. Any other error is real (bad fd, not a socket, peer gone). */
-  if (errno != ENOPROTOOPT && errno != EINVAL) return throw_errno(env, "getsockopt(SO_PEERPIDFD)", errno);
+  /*
+   * ENOPROTOOPT: kernel older than 6.5, which has no SO_PEERPIDFD. Any other error is real and fails the connection:
+   * EINVAL in particular is what kernels since 6.5 return when the peer has already exited, and falling back to
+   * pidfd_open(pid) then would pin whatever process has that pid now (pid reuse), the very thing a pidfd prevents.
+   */
+  if (errno != ENOPROTOOPT) return throw_errno(env, "getsockopt(SO_PEERPIDFD)", errno);
 
   struct ucred cred;
   len = sizeof cred;
