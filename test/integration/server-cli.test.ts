@@ -256,6 +256,7 @@ test('token generate prints the token, then its expiry', async () => {
 
 test('token generate refuses an unknown datacenter and a bad TTL', async () => {
   assertError(await cli(['token', 'generate', '--datacenter', 'north']), /^Error: InvalidArgument: datacenter "north" is not served/);
+  assertError(await cli(['token', 'generate', '--datacenter', 'east', '--selector', 'meshid:datacenter:west']), /^Error: InvalidArgument: selector type "meshid" is reserved/);
   assertError(await cli(['token', 'generate', '--ttl', '-5']), /^Error: InvalidArgument: flag --ttl needs a value/);
   assertError(await cli(['token', 'generate', '--ttl', '30d']), /^Error: InvalidArgument: ttl must be between/);
 });

@@ -8,6 +8,9 @@ import { validateSelector } from './entry-validation.js';
 import { unary } from './handler.js';
 import type { ProtoSelector } from './proto-types.js';
 
+/** Selectors of this type are the server's own facts about an agent (meshid:datacenter:<dc>). */
+const RESERVED_SELECTOR_TYPE = 'meshid';
+
 const MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 
 /** Admin API: join tokens (meshid.admin.v1.Tokens). The value is returned once and stored only as a hash. */
@@ -28,6 +31,12 @@ export function tokenService(
         throw invalidArgument(`ttl must be between 1 and ${MAX_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
       }
       const selectors = (req.selectors ?? []).map(validateSelector);
+      // The server sets meshid:datacenter:<dc> from the token's datacenter; a token carrying its own meshid selectors
+      // could make its agent match another datacenter's node aliases.
+      const reserved = selectors.find((s) => s.type === RESERVED_SELECTOR_TYPE);
+      if (reserved !== undefined) {
+        throw invalidArgument(`selector type "${RESERVED_SELECTOR_TYPE}" is reserved for what the server records itself (${RESERVED_SELECTOR_TYPE}:${reserved.value}); choose the datacenter with --datacenter`);
+      }
       // Hex, not base64url: a token starting with '-' would read as a flag on command lines.
       const token = randomBytes(20).toString('hex');
       const now = clock.now();
