@@ -248,6 +248,11 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
     }
   };
   const copy = agent; // say, from a backup of the agent's data dir
+  // The copy follows the agent's entries on a Sync stream of its own.
+  const copyClient = connect(copy);
+  const copyStream = copyClient['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
+  const copyEnded = new Promise<grpc.ServiceError>((resolve) => copyStream.on('error', resolve));
+  await new Promise((resolve) => copyStream.once('data', resolve));
   // A renewal answer can be lost: until the new SVID is used, the one it was renewed from still works and renews.
   const lost = await renewFrom(agent);
   assert.equal(await use(copy), 'ok');
@@ -256,6 +261,10 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
   // The agent uses its new SVID: the copy is dead, for every call and for renewing.
   assert.equal(await use(renewed), 'ok');
   assert.match(await use(copy), /^must re-attest: the client certificate is not agent .* current SVID/);
+  const ended = await copyEnded;
+  assert.equal(ended.code, grpc.status.PERMISSION_DENIED);
+  assert.match(ended.details, /the SVID this Sync stream was opened with is no longer agent/);
+  copyClient.close();
   await assert.rejects(renewFrom(copy), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED);
   assert.equal(await use(await renewFrom(renewed)), 'ok', 'the agent itself goes on renewing');
 });

@@ -54,7 +54,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const { ds, ca, hub, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
-  const auth = (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => authenticateAgent(call, ds, agentPrefix, clock.now());
+  const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
+    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now());
+    // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
+    if (agent.previousCertSerial !== undefined && agent.presentedSerial === agent.certSerial) hub.emit({ kind: 'agent', spiffeId: agent.spiffeId });
+    return agent;
+  };
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
@@ -242,11 +247,16 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
     const onEvent = (event: HubEvent): void => {
       if (event.kind !== 'agent') return push();
-      // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization.
+      if (event.spiffeId !== undefined && event.spiffeId !== agentId) return;
+      // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization; a stream
+      // opened with an SVID the agent has since retired (say, a copy of it) ends too.
       ds.getAgent(agent.spiffeId).then(
         (a) => {
           if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
           if (a.banned) return end(permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`));
+          if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
+            return end(permissionDenied(`${REATTEST_PREFIX}the SVID this Sync stream was opened with is no longer agent ${agentId}'s`));
+          }
           agent = { ...a, presentedSerial: agent.presentedSerial };
           push();
         },
