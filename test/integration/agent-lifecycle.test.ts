@@ -223,6 +223,6 @@ test('a socket directory another user could tamper with is refused at start; not
     fs.chmodSync(planted, 0o777);
     const agent = await c.startAgent({ joinToken: await c.token(), socketPath: path.join(planted, 'public', 'api.sock'), wait: false });
     assert.equal(await agent.exitCode(), 1);
-    assert.match(agent.output(), /workload socket directory: .*meshid-agent is writable by other users \(mode 777\) without the sticky bit.*chmod go-w/);
+    assert.match(agent.output(), /workload socket directory: .*meshid-agent is writable by other users \(mode 777\) without the sticky bit.*chmod o-w/);
     assert.equal(fs.existsSync(path.join(planted, 'public')), false, 'nothing created under it');
   }));

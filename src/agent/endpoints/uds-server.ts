@@ -225,7 +225,7 @@ export class UdsServer {
     if (open >= this.maxConnectionsPerUid) {
       if (!this.warnedUids.has(uid)) {
         this.warnedUids.add(uid);
-        this.log.warn({ uid, limit: this.maxConnectionsPerUid }, 'a uid holds the most connections allowed; closing its new ones (endpoint max_connections_per_uid)');
+        this.log.warn({ uid, limit: this.maxConnectionsPerUid }, 'a uid holds the most connections allowed; closing its new ones (agent config max_connections_per_uid)');
       }
       return false;
     }

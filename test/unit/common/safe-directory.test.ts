@@ -36,6 +36,11 @@ test('a directory others may write without the sticky bit is refused, and so is 
   assert.throws(() => assertSafeDirectory(path.join(open, 'meshid', 'public'), 'test'), refused(/open is writable by other users/));
   assert.throws(() => ensurePrivateDir(path.join(open, 'keys')), refused(/open is writable/));
   assert.equal(fs.existsSync(path.join(open, 'keys')), false, 'refused before anything was created');
+  // Group write alone is let through (user private groups).
+  const groupWritable = path.join(root, 'group');
+  fs.mkdirSync(groupWritable);
+  fs.chmodSync(groupWritable, 0o775);
+  assertSafeDirectory(path.join(groupWritable, 'sock'), 'test');
 });
 
 test('a directory another user owns is refused (the pre-created /tmp/meshid-agent attack)', asRoot, (t) => {
