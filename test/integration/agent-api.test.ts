@@ -312,3 +312,26 @@ test('a workload SVID of the same trust domain is not an agent identity', async 
     dir.cleanup();
   }
 });
+
+// Last in this file: it spends the server's attestation budget for 127.0.0.1.
+test('attestation attempts are rate limited per source address, before the datastore is touched', async () => {
+  const client = connect();
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  const outcomes: string[] = [];
+  try {
+    for (let i = 0; i < 130 && !outcomes.includes('limited'); i++) {
+      outcomes.push(
+        await call(client, 'Attest', { join_token: `bogus-${i}`, csr }).then(
+          () => 'attested',
+          (e: grpc.ServiceError) => (e.code === grpc.status.UNAVAILABLE && /too many attestation attempts from 127\.0\.0\.1; retry in \d+ s/.test(e.details) ? 'limited' : e.details),
+        ),
+      );
+    }
+  } finally {
+    client.close();
+  }
+  const refused = outcomes.filter((o) => o === 'join token is unknown or was already used').length;
+  assert.equal(outcomes.at(-1), 'limited', outcomes.slice(-3).join(' | '));
+  assert.ok(refused >= 90 && refused <= 125, `${refused} attempts reached the datastore first`);
+});

@@ -17,6 +17,18 @@ import { unary } from './handler.js';
 import type { SigningLimits } from './rate-limiter.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
+import { RateLimiter } from './rate-limiter.js';
+
+/** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
+const ATTEST_RATE_PER_SECOND = 5;
+const ATTEST_BURST = 100;
+
+/** "ipv4:10.0.0.7:51234" or "ipv6:[::1]:51234" (grpc-js getPeer()) without the port: the source a limiter keys on. */
+function peerAddress(peer: string): string {
+  const withoutScheme = peer.replace(/^ipv[46]:/, '');
+  const port = withoutScheme.lastIndexOf(':');
+  return port > 0 ? withoutScheme.slice(0, port) : withoutScheme;
+}
 
 export interface NodeServiceDeps {
   trustDomain: string;
@@ -61,6 +73,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     return agent;
   };
 
+  // Attest is the one call anyone who reaches the port can make, and each attempt is a datastore write.
+  const attestLimiter = new RateLimiter(ATTEST_RATE_PER_SECOND, ATTEST_BURST, clock);
+
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
 
@@ -83,7 +98,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   };
 
   return {
-    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }) => {
+    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }, call) => {
+      const source = peerAddress(call.getPeer());
+      const wait = attestLimiter.take(source);
+      if (wait > 0) throw unavailable(`too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`);
       const token = req.join_token ?? '';
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
