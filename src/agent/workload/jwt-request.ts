@@ -3,8 +3,6 @@ import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-lim
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import type { JwtSvidRequest } from './messages.js';
 
-export { MAX_AUDIENCES, MAX_AUDIENCE_BYTES };
-
 export interface JwtSvidQuery {
   readonly audience: string[];
   /** The one identity asked for, or undefined for every entitled identity. */

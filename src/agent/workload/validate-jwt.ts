@@ -10,8 +10,9 @@ import type { ValidateJwtSvidRequest, ValidateJwtSvidResponse } from './messages
  * validated by validateJwtSvid with its `kid` looked up only in the bundle of its `sub`'s trust domain among
  * `bundles` — the caller's: the own trust domain's and those its entries federate with, the set FetchJWTBundles
  * gives it, so validating here and validating locally agree; no bundle means untrusted. Every failure is
- * INVALID_ARGUMENT with the reason (what SPIRE returns; the spec names no code). On success `claims` carries every claim of the token, with
- * `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as doubles.
+ * INVALID_ARGUMENT with the reason (what SPIRE returns; the spec names no code). On success `claims` carries every
+ * claim of the token, with `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as
+ * doubles.
  */
 export function validateJwtSvidRequest(
   request: ValidateJwtSvidRequest,

@@ -15,6 +15,8 @@ export interface AgentLookup {
 /** An authenticated agent and the serial of the certificate it presented. */
 export interface AuthenticatedAgent extends AttestedAgent {
   readonly presentedSerial: string;
+  /** This call retired the previous SVID (the agent's first use of its renewed one). */
+  readonly retiredPrevious: boolean;
 }
 
 /**
@@ -45,10 +47,14 @@ export async function authenticateAgent(
   if (cert.notAfter <= now) {
     throw permissionDenied(`${REATTEST_PREFIX}agent ${id}'s SVID expired at ${new Date(cert.notAfter).toISOString()}`);
   }
+  let retiredPrevious = false;
   if (cert.serialHex === agent.certSerial) {
-    if (agent.previousCertSerial !== undefined) await agents.retirePreviousAgentCert(id, cert.serialHex);
+    if (agent.previousCertSerial !== undefined) {
+      await agents.retirePreviousAgentCert(id, cert.serialHex);
+      retiredPrevious = true;
+    }
   } else if (cert.serialHex !== agent.previousCertSerial) {
     throw permissionDenied(`${REATTEST_PREFIX}the client certificate is not agent ${id}'s current SVID`);
   }
-  return { ...agent, presentedSerial: cert.serialHex };
+  return { ...agent, presentedSerial: cert.serialHex, retiredPrevious };
 }

@@ -23,11 +23,10 @@ import { RateLimiter } from './rate-limiter.js';
 const ATTEST_RATE_PER_SECOND = 5;
 const ATTEST_BURST = 100;
 
-/** "ipv4:10.0.0.7:51234" or "ipv6:[::1]:51234" (grpc-js getPeer()) without the port: the source a limiter keys on. */
+/** A server call's getPeer() ("10.0.0.7:51234", "::1:51234": address, then port) without the port. */
 function peerAddress(peer: string): string {
-  const withoutScheme = peer.replace(/^ipv[46]:/, '');
-  const port = withoutScheme.lastIndexOf(':');
-  return port > 0 ? withoutScheme.slice(0, port) : withoutScheme;
+  const port = peer.lastIndexOf(':');
+  return port > 0 ? peer.slice(0, port) : peer;
 }
 
 export interface NodeServiceDeps {
@@ -69,7 +68,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now());
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
-    if (agent.previousCertSerial !== undefined && agent.presentedSerial === agent.certSerial) hub.emit({ kind: 'agent', spiffeId: agent.spiffeId });
+    if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeId: agent.spiffeId });
     return agent;
   };
 
@@ -275,7 +274,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
             return end(permissionDenied(`${REATTEST_PREFIX}the SVID this Sync stream was opened with is no longer agent ${agentId}'s`));
           }
-          agent = { ...a, presentedSerial: agent.presentedSerial };
+          agent = { ...a, presentedSerial: agent.presentedSerial, retiredPrevious: false };
           push();
         },
         (err: unknown) => log.error({ err }, 'agent lookup failed'),

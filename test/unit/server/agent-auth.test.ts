@@ -37,9 +37,10 @@ test('an agent SVID is checked on every call: current or not-yet-replaced previo
   assert.equal((await authenticateAgent(callWith(older), agents, PREFIX, T0 + 1)).presentedSerial, parseCertificate(older).serialHex);
   assert.deepEqual(retired, [], 'the previous serial in use retires nothing');
   await assert.rejects(authenticateAgent(callWith(current), agents, PREFIX, T0 + HOUR), refused(/^must re-attest: .* SVID expired at /));
-  assert.equal((await authenticateAgent(callWith(current), agents, PREFIX, T0 + 2)).presentedSerial, record.certSerial);
+  const first = await authenticateAgent(callWith(current), agents, PREFIX, T0 + 2);
+  assert.deepEqual([first.presentedSerial, first.retiredPrevious], [record.certSerial, true]);
   assert.deepEqual(retired, [record.certSerial]);
   await assert.rejects(authenticateAgent(callWith(older), agents, PREFIX, T0 + 3), refused(/not agent .* current SVID/));
-  await authenticateAgent(callWith(current), agents, PREFIX, T0 + 4);
+  assert.equal((await authenticateAgent(callWith(current), agents, PREFIX, T0 + 4)).retiredPrevious, false);
   assert.equal(retired.length, 1, 'retired once');
 });

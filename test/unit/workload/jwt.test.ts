@@ -5,7 +5,7 @@ import { unavailable } from '../../../src/common/errors.js';
 import { parseJwtSvid, signJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
 import { encodeBase64Url, decodeBase64Url } from '../../../src/common/jwt/base64url.js';
 import { grpcCode } from '../../../src/agent/cli/workload-client.js';
-import { MAX_AUDIENCES } from '../../../src/agent/workload/jwt-request.js';
+import { MAX_AUDIENCES } from '../../../src/common/jwt/audience-limits.js';
 import { foreignBundle, makeJwtKey, TestCa } from '../../support/fake-workload-cache.js';
 import { APP_A, APP_B, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startWorkloadHarness, TD, type WorkloadHarness } from './workload-harness.js';
 
