@@ -15,6 +15,7 @@ import { generateKeyPair, exportPkcs8Pem, importPrivateKey } from '../../src/com
 import { createCsr } from '../../src/common/x509/csr.js';
 import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate, verifyChain } from '../../src/common/x509/certificate.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 
@@ -292,6 +293,49 @@ test('an agent holds one Sync stream: a newer one ends the older with UNAVAILABL
     newer.stream.cancel();
   } finally {
     client.close();
+  }
+});
+
+test('a Sync stream the agent stops reading is not sent one update per change: it gets the net change once it reads again', async () => {
+  const agent = await attest();
+  const client = connect(agent);
+  const admin = new AdminClient(server.adminSocket);
+  const updates: Array<{ entries?: Array<{ spiffe_id: string }> }> = [];
+  const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<(typeof updates)[number]>;
+  stream.on('error', () => undefined);
+  try {
+    await new Promise((resolve) => stream.once('data', resolve));
+    // grpc-js stops reading the HTTP/2 stream while it is paused, so the flow-control window fills.
+    stream.pause();
+    const changes = 300;
+    // ~1.3 KB per entry: a few dozen fill the window and the buffers behind it.
+    const dnsNames = Array.from({ length: 20 }, (_, i) => `host-${i}-${'x'.repeat(50)}.example.org`);
+    for (let i = 0; i < changes; i++) {
+      const res = await admin.call('Entries', 'CreateEntries', {
+        entries: [{ spiffe_id: `spiffe://example.org/stalled/${i}`, parent_id: agent.id, selectors: [{ type: 'unix', value: 'uid:1000' }], dns_names: dnsNames }],
+      });
+      assert.equal(res.results?.[0]?.status?.code ?? 0, 0, JSON.stringify(res.results));
+    }
+    const seen = new Set<string>();
+    const all = new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`only ${seen.size} of ${changes} entries arrived`)), 20_000);
+      stream.on('data', (u: (typeof updates)[number]) => {
+        updates.push(u);
+        for (const e of u.entries ?? []) seen.add(e.spiffe_id);
+        if (seen.size === changes) {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+    });
+    stream.resume();
+    await all;
+    // Nothing lost, and the changes made while the agent did not read came as one update, not one each.
+    assert.ok(updates.length < changes / 2, `${updates.length} updates for ${changes} changes`);
+  } finally {
+    stream.cancel();
+    client.close();
+    admin.close();
   }
 });
 

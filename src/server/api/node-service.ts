@@ -206,9 +206,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     let taintedKey = '';
     let initial = true;
     let ended = false;
+    // While the agent is not reading, updates are not queued one per change: the diff against `sent` is taken once
+    // the stream drains, so a slow agent costs the server one pending update, not every change since it stalled.
+    let blocked = false;
 
     const push = (): void => {
-      if (ended) return;
+      if (ended || blocked) return;
       const entries = authorized(agent);
       const upserts: ProtoEntry[] = [];
       for (const [id, e] of entries) {
@@ -247,7 +250,13 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       };
       if (bundleChanged || initial) update.bundle = trustBundleToProto(own);
       initial = false;
-      call.write(update);
+      if (!call.write(update)) {
+        blocked = true;
+        call.once('drain', () => {
+          blocked = false;
+          push();
+        });
+      }
     };
 
     const end = (err: MeshidError): void => {
