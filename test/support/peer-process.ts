@@ -85,6 +85,11 @@ export interface ClientOptions {
   gid?: number;
   /** Supplementary groups, set by the child itself (as root) before it drops to uid/gid. */
   groups?: number[];
+  /**
+   * Runs the client from this copy of the node binary, named in bytes so a test can use a path that is not valid
+   * UTF-8 (a shell execs it: spawn's arguments are strings).
+   */
+  exe?: Buffer;
 }
 
 /**
@@ -105,7 +110,12 @@ export class ClientProcess {
       process.stdin.on('end', () => process.exit(0));
       process.stdin.resume();`;
     const spawnIds = options.groups === undefined ? { uid: options.uid, gid: options.gid } : {};
-    this.child = spawn(process.execPath, ['-e', script, JSON.stringify({ socketPath, ...options })], {
+    const { exe, ...clientOptions } = options;
+    const args = ['-e', script, JSON.stringify({ socketPath, ...clientOptions })];
+    const octal = (bytes: Buffer): string => [...bytes].map((b) => `\\${b.toString(8).padStart(3, '0')}`).join('');
+    const [command, argv] =
+      exe === undefined ? [process.execPath, args] : ['/bin/sh', ['-c', `exec "$(printf '${octal(exe)}')" "$@"`, 'sh', ...args]];
+    this.child = spawn(command, argv, {
       stdio: ['pipe', 'pipe', 'inherit'],
       ...spawnIds,
     });

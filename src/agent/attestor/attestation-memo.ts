@@ -9,7 +9,8 @@ import type { ProcStatus } from './proc-status.js';
  */
 export interface AttestationInputs {
   readonly status: ProcStatus;
-  readonly exe: string;
+  /** Undefined when the path is not valid UTF-8 (no path selector). */
+  readonly exe: string | undefined;
   readonly exeFile: FileIdentity;
   readonly accountsGeneration: number;
 }
@@ -56,8 +57,11 @@ export class AttestationMemo {
   }
 }
 
-/** NUL separates the parts: it cannot occur in a path, and ids and file keys are digits and separators. */
+/**
+ * NUL separates the parts: it cannot occur in a path, and ids and file keys are digits and separators. A path that
+ * is not UTF-8 is a lone NUL, which no path can be.
+ */
 function memoKey(i: AttestationInputs): string {
   const s = i.status;
-  return `${s.realUid}:${s.effectiveUid}:${s.realGid}:${s.effectiveGid}:${s.groups.join(',')}\0${i.exe}\0${fileKey(i.exeFile)}\0${i.accountsGeneration}`;
+  return `${s.realUid}:${s.effectiveUid}:${s.realGid}:${s.effectiveGid}:${s.groups.join(',')}\0${i.exe ?? '\0'}\0${fileKey(i.exeFile)}\0${i.accountsGeneration}`;
 }

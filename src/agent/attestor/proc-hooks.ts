@@ -14,7 +14,11 @@ export interface ProcHooks {
   openFile(path: string): number;
   closeFile(fd: number): void;
   readText(path: string): string;
-  readLink(path: string): string;
+  /**
+   * The link's target, or undefined when it is not valid UTF-8: a selector cannot spell it, and decoding it lossily
+   * would give different paths the same selector.
+   */
+  readLink(path: string): string | undefined;
   /** Identity of the file at `path` (symlinks followed). */
   stat(path: string): FileIdentity;
   fstat(fd: number): FileIdentity;
@@ -48,6 +52,7 @@ export function fileKey(f: FileIdentity): string {
 }
 
 const CHUNK = 1 << 20;
+const UTF8 = new TextDecoder('utf-8', { fatal: true });
 
 function identity(s: fs.BigIntStats): FileIdentity {
   return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, size: s.size };
@@ -59,7 +64,14 @@ export const systemProcHooks: ProcHooks = {
   openFile: (path) => fs.openSync(path, fs.constants.O_RDONLY),
   closeFile: (fd) => fs.closeSync(fd),
   readText: (path) => fs.readFileSync(path, 'utf8'),
-  readLink: (path) => fs.readlinkSync(path),
+  readLink(path) {
+    try {
+      return UTF8.decode(fs.readlinkSync(path, 'buffer'));
+    } catch (err) {
+      if (err instanceof TypeError) return undefined;
+      throw err;
+    }
+  },
   stat: (path) => identity(fs.statSync(path, { bigint: true })),
   fstat: (fd) => identity(fs.fstatSync(fd, { bigint: true })),
   sha256(fd) {

@@ -30,7 +30,8 @@ const MAX_WARNED = 256;
 /** What the attestor learns about the process while it holds /proc/<pid> open. */
 interface ProcessFacts {
   status: ProcStatus;
-  exe: string;
+  /** Undefined when the path is not valid UTF-8: the process gets no path selector. */
+  exe: string | undefined;
   exeFile: FileIdentity;
   sha256: string | undefined;
 }
@@ -41,7 +42,8 @@ interface ProcessFacts {
  * `uid:<n>`, `user:<name>`, `gid:<n>`, `group:<name>`, `supplementary_gid:<n>`, `supplementary_group:<name>`,
  * `path:<executable>`, `sha256:<hex>`. Uid and gid are the effective ids from /proc/<pid>/status, as SPIRE's
  * attestor takes them (a setuid program attests as the user it runs as) and as SO_PEERCRED records them; names
- * come from the host's /etc/passwd and /etc/group and are left out when an id has none.
+ * come from the host's /etc/passwd and /etc/group and are left out when an id has none. `path:` is left out when the
+ * executable's path is not valid UTF-8: decoded lossily, different paths would share one selector.
  *
  * Fails closed (SPEC-NOTES §7: attestation failure is UNAVAILABLE) whenever it cannot be sure the facts belong to the
  * process that connected: pid not visible (other pid namespace), connection closed, process exited, executable
@@ -113,7 +115,7 @@ export class UnixWorkloadAttestor {
     if (this.memo === undefined || this.memo.size === 0 || pidfd < 0) return undefined;
     if (!this.alive(pidfd)) throw failed(`process ${pid} has exited`);
     let status: ProcStatus;
-    let exe: string;
+    let exe: string | undefined;
     let exeFile: FileIdentity;
     try {
       status = parseProcStatus(this.hooks.readText(`/proc/${pid}/status`));
@@ -122,7 +124,7 @@ export class UnixWorkloadAttestor {
     } catch {
       return undefined;
     }
-    if (status.state === 'Z' || status.state === 'X' || exe.endsWith(DELETED_SUFFIX)) return undefined;
+    if (status.state === 'Z' || status.state === 'X' || exe?.endsWith(DELETED_SUFFIX)) return undefined;
     if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) return undefined;
     const selectors = this.memo.get({ status, exe, exeFile, accountsGeneration });
     if (selectors === undefined) return undefined;
@@ -149,7 +151,7 @@ export class UnixWorkloadAttestor {
       const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
       if (status.state === 'Z' || status.state === 'X') throw failed(`process ${pid} has exited`);
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
-      if (exe.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
+      if (exe?.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
       const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
         this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`),
       );
@@ -163,7 +165,7 @@ export class UnixWorkloadAttestor {
   }
 
   /** Once per executable path (bounded): a per-RPC warning would flood the log. */
-  private warnTooLarge(exe: string): void {
+  private warnTooLarge(exe = '(a path that is not UTF-8)'): void {
     if (this.warnedTooLarge.has(exe) || this.warnedTooLarge.size >= MAX_WARNED) return;
     this.warnedTooLarge.add(exe);
     this.log?.warn({ exe }, 'workload executable is over the hashing size limit: it gets no sha256 selector');
@@ -206,7 +208,7 @@ function unixSelectors(facts: ProcessFacts, names: AccountNames): Selector[] {
     const name = names.groupName(gid);
     if (name !== undefined) selectors.push(`supplementary_group:${name}`);
   }
-  selectors.push(`path:${facts.exe}`);
+  if (facts.exe !== undefined) selectors.push(`path:${facts.exe}`);
   if (facts.sha256 !== undefined) selectors.push(`sha256:${facts.sha256}`);
   return selectors.map((value) => ({ type: SELECTOR_TYPE, value }));
 }

@@ -239,6 +239,32 @@ test('a pid recycled during attestation is detected: pidfd dead after the reads,
   assert.ok(new UnixWorkloadAttestor().attest(unpinned).length > 0);
 });
 
+test('an executable path that is not valid UTF-8 gets no path selector, not a lossy one', async (t) => {
+  const listener = await setup(t);
+  const dir = publicTempDir('meshid-attest-bytes-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // "node-" + 0xFF: no UTF-8 decoder can read the last byte; a lossy one makes it U+FFFD, as for any other bad byte.
+  const exe = Buffer.concat([Buffer.from(`${dir}/node-`), Buffer.from([0xff])]);
+  try {
+    fs.linkSync(NODE_PATH, exe);
+  } catch {
+    fs.copyFileSync(NODE_PATH, exe);
+    fs.chmodSync(exe, 0o755);
+  }
+  const client = new ClientProcess(listener.socketPath, { exe });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  assert.deepEqual(fs.readlinkSync(`/proc/${peer.pid}/exe`, 'buffer'), exe, 'the client runs from the byte path');
+  const attestor = new UnixWorkloadAttestor({ maxHashBytes: BIG });
+  for (const selectors of [attestor.attest(peer), attestor.attest(peer)]) {
+    const values = strings(selectors);
+    assert.deepEqual(values.filter((s) => s.startsWith('unix:path:')), []);
+    assert.ok(values.includes(`unix:uid:${process.geteuid!()}`), values.join(' '));
+    // The executable is still identified by its content.
+    assert.ok(values.includes(`unix:sha256:${NODE_HASH}`), values.join(' '));
+  }
+});
+
 test('a zombie is refused, and unreadable /proc files fail closed', async (t) => {
   const listener = await setup(t);
   const client = new ClientProcess(listener.socketPath);
