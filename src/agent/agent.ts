@@ -175,7 +175,7 @@ export class MeshidAgent {
       agent.endpoint = await WorkloadEndpoint.start({
         socketPath: config.socketPath,
         cache,
-        attestor: opts.attestor ?? new UnixWorkloadAttestor({ log: log.child({ subsystem: 'attestor' }) }),
+        attestor: opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }) }),
         log,
         clock,
         sds: config.sds,

@@ -1,3 +1,5 @@
+import { MeshidError } from '../../common/errors.js';
+import type { RateLimiter } from '../../common/rate-limiter.js';
 import { fileKey, sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 
 const MAX_ENTRIES = 512;
@@ -5,7 +7,9 @@ const MAX_ENTRIES = 512;
 /**
  * SHA-256 of workload executables for the unix `sha256:` selector. Hashing a 94 MiB binary costs ~100 ms, so results
  * are kept per file version (device, inode, size, mtime and ctime: FileIdentity) and files over `maxBytes` are not
- * hashed at all.
+ * hashed at all. Hashing runs on the agent's event loop, and a file's owner makes a new version with every touch, so
+ * the bytes hashed for each caller's uid come out of a budget (`budget`, in bytes): past it, that uid's attestations
+ * fail as unavailable (retryable) until it refills, and everyone else's calls are not held up behind its hashing.
  */
 export class ExeHashCache {
   private readonly entries = new Map<string, string>();
@@ -13,6 +17,7 @@ export class ExeHashCache {
   constructor(
     private readonly hooks: ProcHooks,
     private readonly maxBytes: number,
+    private readonly budget?: RateLimiter,
   ) {}
 
   /**
@@ -20,12 +25,15 @@ export class ExeHashCache {
    * the path was replaced). Returns undefined when the file is larger than the limit; throws when it cannot be read
    * or changes while it is hashed.
    */
-  hash(path: string): string | undefined {
-    return this.hashFile(path).sha256;
+  hash(path: string, uid = 0): string | undefined {
+    return this.hashFile(path, uid).sha256;
   }
 
-  /** Like hash(), also naming the file version the digest belongs to (or that was too large to hash). */
-  hashFile(path: string): { file: FileIdentity; sha256: string | undefined } {
+  /**
+   * Like hash(), also naming the file version the digest belongs to (or that was too large to hash). A digest not
+   * yet cached is charged to `uid`, the caller's.
+   */
+  hashFile(path: string, uid: number): { file: FileIdentity; sha256: string | undefined } {
     const fd = this.hooks.openFile(path);
     try {
       const before = this.hooks.fstat(fd);
@@ -37,6 +45,13 @@ export class ExeHashCache {
         this.entries.delete(key);
         this.entries.set(key, hit);
         return { file: before, sha256: hit };
+      }
+      const wait = this.budget?.take(String(uid), Number(before.size)) ?? 0;
+      if (wait > 0) {
+        throw new MeshidError(
+          'unavailable',
+          `workload attestation failed: uid ${uid} has had more executable bytes hashed than the agent allows (a binary changed or replaced in a loop?); retry in ${Math.ceil(wait / 1000)} s`,
+        );
       }
       const digest = this.hooks.sha256(fd);
       if (!sameFile(before, this.hooks.fstat(fd))) throw new Error('the executable changed while it was hashed');

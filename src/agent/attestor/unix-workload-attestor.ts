@@ -1,4 +1,6 @@
+import { systemClock, type Clock } from '../../common/clock.js';
 import { MeshidError } from '../../common/errors.js';
+import { RateLimiter } from '../../common/rate-limiter.js';
 import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { AttestationMemo, DEFAULT_MEMO_ENTRIES } from './attestation-memo.js';
@@ -15,6 +17,13 @@ export interface UnixWorkloadAttestorOptions {
   maxHashBytes?: number;
   /** Whether to emit the sha256 selector at all. Default true. */
   sha256?: boolean;
+  /**
+   * Bytes of executables hashed per caller uid: `rate` per second, up to `burst` at once (default 64 MiB/s, burst
+   * 1 GiB or maxHashBytes if larger). Past it that uid's uncached hashes fail as unavailable until the budget refills.
+   */
+  hashBudget?: { rate: number; burst: number };
+  /** For the hash budget; default the system clock. */
+  clock?: Clock;
   /** Where /etc/passwd and /etc/group are; for tests. */
   accountFiles?: { passwd?: string; group?: string };
   /** How many distinct selector sets to remember (see AttestationMemo); 0 turns the memo off. Default 1,024. */
@@ -24,6 +33,9 @@ export interface UnixWorkloadAttestorOptions {
 
 const SELECTOR_TYPE = 'unix';
 const DEFAULT_MAX_HASH_BYTES = 64 * 1024 * 1024;
+// ~6 % of a core at the ~1 GB/s SHA-256 runs at here; the burst covers a host starting its workloads at once.
+const DEFAULT_HASH_RATE = 64 * 1024 * 1024;
+const DEFAULT_HASH_BURST = 1024 * 1024 * 1024;
 const DELETED_SUFFIX = ' (deleted)';
 const MAX_WARNED = 256;
 
@@ -69,7 +81,9 @@ export class UnixWorkloadAttestor {
     const maxHashBytes = options.maxHashBytes ?? DEFAULT_MAX_HASH_BYTES;
     if (!Number.isSafeInteger(maxHashBytes) || maxHashBytes < 0) throw new Error(`maxHashBytes must be a whole number ≥ 0, got ${maxHashBytes}`);
     this.accounts = new UnixAccounts(this.hooks, options.accountFiles);
-    this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes);
+    const budget = options.hashBudget ?? { rate: DEFAULT_HASH_RATE, burst: Math.max(DEFAULT_HASH_BURST, maxHashBytes) };
+    const limiter = new RateLimiter(budget.rate, budget.burst, options.clock ?? systemClock);
+    this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes, limiter);
     this.log = options.log;
     const memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES;
     this.memo = memoEntries === 0 ? undefined : new AttestationMemo(memoEntries);
@@ -153,7 +167,7 @@ export class UnixWorkloadAttestor {
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
       if (exe?.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
       const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
-        this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`),
+        this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`, status.effectiveUid),
       );
       if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
       // Still the same process after the reads: otherwise some of what we read may be another process's.

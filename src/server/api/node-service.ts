@@ -14,10 +14,10 @@ import { authorizedEntries } from '../entries/authorized-entries.js';
 import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAgent } from './agent-auth.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
-import type { SigningLimits } from './rate-limiter.js';
+import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
-import { RateLimiter } from './rate-limiter.js';
+import { RateLimiter } from '../../common/rate-limiter.js';
 
 /** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
 const ATTEST_RATE_PER_SECOND = 5;

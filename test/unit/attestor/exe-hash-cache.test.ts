@@ -6,6 +6,9 @@ import path from 'node:path';
 import { createHash } from 'node:crypto';
 import { ExeHashCache } from '../../../src/agent/attestor/exe-hash-cache.js';
 import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { MeshidError } from '../../../src/common/errors.js';
+import { RateLimiter } from '../../../src/common/rate-limiter.js';
 
 function countingHooks(overrides: Partial<ProcHooks> = {}): { hooks: ProcHooks; hashed: number[]; open: Set<number> } {
   const hashed: number[] = [];
@@ -105,4 +108,30 @@ test('a file rewritten at the same size with its old mtime put back is hashed ag
   assert.equal(hashed.length, 2, 'not served from the cache');
   assert.notEqual(again, trusted);
   assert.equal(again, createHash('sha256').update('evil!!! program').digest('hex'));
+});
+
+test("hashing is charged to the caller's uid: a uid that keeps making new versions is refused, others are not", (t) => {
+  const file = tempFile(t, Buffer.alloc(2000, 'x'));
+  const { hooks, hashed, open } = countingHooks();
+  const clock = new FakeClock(1_000_000);
+  // 1,000 bytes a second, at most 3,000 at once: one 2,000-byte version, then not the next.
+  const cache = new ExeHashCache(hooks, 1 << 20, new RateLimiter(1000, 3000, clock));
+  const touch = (): void => fs.utimesSync(file, new Date(), new Date());
+  cache.hash(file, 1001);
+  touch();
+  assert.throws(
+    () => cache.hash(file, 1001),
+    (err: unknown) =>
+      err instanceof MeshidError && err.code === 'unavailable' && /uid 1001 has had more executable bytes hashed than the agent allows.*retry in 1 s/.test(err.message),
+  );
+  assert.equal(hashed.length, 1, 'the refused version was not read');
+  assert.equal(open.size, 0);
+  // Another uid's budget is its own; and a version already hashed costs nothing.
+  const digest = cache.hash(file, 1002);
+  assert.equal(cache.hash(file, 1001), digest);
+  touch();
+  assert.throws(() => cache.hash(file, 1001), /retry in/);
+  clock.advance(1000);
+  assert.equal(cache.hash(file, 1001), createHash('sha256').update(Buffer.alloc(2000, 'x')).digest('hex'));
+  assert.equal(hashed.length, 3);
 });

@@ -7,6 +7,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
 import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
+import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { formatSelector } from '../../../src/common/spiffe/selector.js';
 import { ClientProcess, namesFrom, PeerListener, publicTempDir, type TestPeer } from '../../support/peer-process.js';
@@ -263,6 +264,30 @@ test('an executable path that is not valid UTF-8 gets no path selector, not a lo
     // The executable is still identified by its content.
     assert.ok(values.includes(`unix:sha256:${NODE_HASH}`), values.join(' '));
   }
+});
+
+test("a caller whose executable keeps changing runs out of its uid's hashing budget; the attestation is unavailable, not slow", async (t) => {
+  const listener = await setup(t);
+  const dir = publicTempDir('meshid-attest-budget-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const exe = path.join(dir, 'node');
+  fs.copyFileSync(NODE_PATH, exe);
+  fs.chmodSync(exe, 0o755);
+  const client = new ClientProcess(listener.socketPath, { exe: Buffer.from(exe) });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  const size = fs.statSync(exe).size;
+  const clock = new FakeClock();
+  // Room for two versions of the binary, then one more every 100 s.
+  const attestor = new UnixWorkloadAttestor({ maxHashBytes: BIG, hashBudget: { rate: size / 100, burst: 2 * size }, clock });
+  const touch = (): void => fs.utimesSync(exe, new Date(), new Date());
+  assert.ok(strings(attestor.attest(peer)).includes(`unix:sha256:${NODE_HASH}`));
+  touch();
+  assert.ok(strings(attestor.attest(peer)).includes(`unix:sha256:${NODE_HASH}`));
+  touch();
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(new RegExp(`uid ${process.geteuid!()} has had more executable bytes hashed than the agent allows.*retry in 100 s`)));
+  clock.advance(100_000);
+  assert.ok(strings(attestor.attest(peer)).includes(`unix:sha256:${NODE_HASH}`));
 });
 
 test('a zombie is refused, and unreadable /proc files fail closed', async (t) => {

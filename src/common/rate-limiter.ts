@@ -1,8 +1,9 @@
-import type { Clock } from '../../common/clock.js';
+import type { Clock } from './clock.js';
 
 /**
- * A token bucket per key (agent ID): `rate` tokens per second, at most `burst` saved up. Protects the CA from a
- * misbehaving host without slowing well-behaved ones; idle buckets are forgotten.
+ * A token bucket per key (an agent ID, a source address, a uid): `rate` tokens per second, at most `burst` saved up.
+ * Keeps one misbehaving caller from monopolising a shared resource without slowing well-behaved ones; idle buckets
+ * are forgotten.
  */
 export class RateLimiter {
   private buckets = new Map<string, { tokens: number; at: number }>();
@@ -36,26 +37,5 @@ export class RateLimiter {
 
   private prune(now: number): void {
     for (const [k, b] of this.buckets) if (b.tokens + ((now - b.at) / 1000) * this.rate >= this.burst) this.buckets.delete(k);
-  }
-}
-
-/**
- * Signing admission: a budget per agent (a misbehaving host cannot starve the others) and one for the whole server
- * (a reconnect storm after a CA rotation cannot monopolise the CA). Refusals are UNAVAILABLE with a retry hint, so
- * agents back off with jitter and try again.
- */
-export class SigningLimits {
-  constructor(
-    private readonly perAgent: RateLimiter,
-    private readonly global: RateLimiter,
-  ) {}
-
-  /** Returns 0 when admitted, otherwise how many ms to wait; nothing is consumed on refusal. */
-  admit(agentId: string, cost: number): number {
-    const globalWait = this.global.take('*', cost);
-    if (globalWait > 0) return globalWait;
-    const agentWait = this.perAgent.take(agentId, cost);
-    if (agentWait > 0) this.global.refund('*', cost);
-    return agentWait;
   }
 }

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/common/clock.js';
-import { RateLimiter, SigningLimits } from '../../../src/server/api/rate-limiter.js';
+import { RateLimiter } from '../../../src/common/rate-limiter.js';
+import { SigningLimits } from '../../../src/server/api/signing-limits.js';
 
 test('a token bucket admits its burst, then refills at its rate, and says how long to wait', () => {
   const clock = new FakeClock(0);
