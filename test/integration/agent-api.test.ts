@@ -6,62 +6,27 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { KeyObject } from 'node:crypto';
-import type { PeerCertificate } from 'node:tls';
-import { loadProto } from '../../src/common/grpc/proto.js';
-import { serviceClient } from '../../src/common/grpc/service.js';
 import { readFileSync } from 'node:fs';
 import path from 'node:path';
-import { generateKeyPair, exportPkcs8Pem, importPrivateKey } from '../../src/common/x509/keys.js';
+import { generateKeyPair, importPrivateKey } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
-import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
+import { pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate, verifyChain } from '../../src/common/x509/certificate.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { attestAgent, connectNode, joinToken, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 
-type Client = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
+type Client = NodeClient;
 
 let server: ServerProcess;
 let cleanup: () => void;
 let rootsPem: string;
-const Node = serviceClient(loadProto('meshid/v1/agent.proto'), 'meshid.agent.v1.Node');
 
-function checkServer(_host: string, cert: PeerCertificate): Error | undefined {
-  return cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(`unexpected server identity ${cert.subjectaltname}`);
-}
-
-function connect(identity?: { chain: Buffer[]; key: KeyObject }): Client {
-  const creds = grpc.credentials.createSsl(
-    Buffer.from(rootsPem),
-    identity ? Buffer.from(exportPkcs8Pem(identity.key)) : null,
-    identity ? Buffer.from(certificatesToPem(identity.chain)) : null,
-    { checkServerIdentity: checkServer },
-  );
-  return new Node(`127.0.0.1:${server.port()}`, creds) as unknown as Client;
-}
-
-function call<Res>(client: Client, method: string, req: unknown): Promise<Res> {
-  return new Promise((resolve, reject) => {
-    client[method]!(req, (err: grpc.ServiceError | null, res: Res) => (err ? reject(err) : resolve(res)));
-  });
-}
-
-async function token(extra: string[] = []): Promise<string> {
-  const r = await server.cli(['token', 'generate', '--datacenter', 'east', ...extra]);
-  assert.equal(r.code, 0, r.err);
-  return /Token: (\S+)/.exec(r.out)![1]!;
-}
-
-async function attest(): Promise<{ id: string; chain: Buffer[]; key: KeyObject }> {
-  const { privateKey, publicKey } = generateKeyPair('ec-p256');
-  const client = connect();
-  try {
-    const res = await call<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: await token(), csr: await createCsr(privateKey, publicKey) });
-    return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
-  } finally {
-    client.close();
-  }
-}
+const connect = (identity?: { chain: Buffer[]; key: KeyObject }): Client => connectNode(server, rootsPem, identity);
+const call = nodeCall;
+const token = (extra: string[] = []): Promise<string> => joinToken(server, extra);
+const attest = (): Promise<AgentIdentity> => attestAgent(server, rootsPem);
 
 before(async () => {
   const t = tempDir('meshid-agent-api-');
