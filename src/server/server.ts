@@ -5,6 +5,7 @@ import cron, { type ScheduledTask } from 'node-cron';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
 import { ensurePrivateDir } from '../common/atomic-file.js';
+import { formatDuration } from '../common/duration.js';
 import { failedPrecondition } from '../common/errors.js';
 import { loadProto } from '../common/grpc/proto.js';
 import { serviceOf } from '../common/grpc/service.js';
@@ -30,6 +31,7 @@ import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
 import { nodeService } from './api/node-service.js';
+import { serverId } from './api/entry-validation.js';
 import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -77,6 +79,7 @@ export class MeshidServer {
       ca.start();
       const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
       await hub.start();
+      warnAboutCappedEntries(hub, config, log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
 
@@ -189,13 +192,44 @@ async function startAgentApi(
   );
   server.addService(
     serviceOf(proto, 'meshid.agent.v1.Node'),
-    nodeService({ trustDomain: config.trustDomain, datacenters: config.datacenters, agentSvidTtlMs: config.agentSvidTtlMs, ds, ca, hub, limiter, clock, log }),
+    nodeService({
+      trustDomain: config.trustDomain,
+      datacenters: config.datacenters,
+      agentSvidTtlMs: config.agentSvidTtlMs,
+      maxX509SvidTtlMs: config.maxX509SvidTtlMs,
+      maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
+      ds,
+      ca,
+      hub,
+      limiter,
+      clock,
+      log,
+    }),
   );
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(['meshid.agent.v1.Node'], () => true));
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(err) : resolve(p))),
   );
   return { server, port };
+}
+
+/** Entries created under higher limits than today's are signed with today's (node-service); say so once at start. */
+function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger): void {
+  let x509 = 0;
+  let jwt = 0;
+  const nodeAliasParent = serverId(config.trustDomain);
+  for (const e of hub.index.entries()) {
+    // Node aliases group agents; nothing is signed for them.
+    if (e.parentId === nodeAliasParent) continue;
+    if (e.x509SvidTtlSeconds * 1000 > config.maxX509SvidTtlMs) x509++;
+    if (e.jwtSvidTtlSeconds * 1000 > config.maxJwtSvidTtlMs) jwt++;
+  }
+  if (x509 > 0) {
+    log.warn({ entries: x509, maxX509SvidTtl: formatDuration(config.maxX509SvidTtlMs) }, 'entries ask for X.509-SVIDs longer than max_x509_svid_ttl; they are signed for max_x509_svid_ttl');
+  }
+  if (jwt > 0) {
+    log.warn({ entries: jwt, maxJwtSvidTtl: formatDuration(config.maxJwtSvidTtlMs) }, 'entries ask for JWT-SVIDs longer than max_jwt_svid_ttl; they are signed for max_jwt_svid_ttl');
+  }
 }
 
 function removeStaleSocket(file: string): void {

@@ -33,6 +33,12 @@ export interface NodeServiceDeps {
   trustDomain: string;
   datacenters: readonly string[];
   agentSvidTtlMs: number;
+  /**
+   * The server's current limits. An entry keeps the TTL it was created with, so one written under a higher limit
+   * than today's is signed with today's: intermediates and JWT keys are sized to cover only that.
+   */
+  maxX509SvidTtlMs: number;
+  maxJwtSvidTtlMs: number;
   ds: Datastore;
   ca: CaManager;
   hub: SyncHub;
@@ -163,7 +169,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
               publicKey,
               spiffeId: entry.spiffeId,
               dnsNames: entry.dnsNames,
-              ttlMs: entry.x509SvidTtlSeconds * 1000,
+              ttlMs: Math.min(entry.x509SvidTtlSeconds * 1000, deps.maxX509SvidTtlMs),
             });
             return { entry_id: entryId, code: 0, message: '', svid_chain: signed.chain, expires_at: Math.floor(signed.notAfter / 1000) };
           } catch (err) {
@@ -184,7 +190,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const entry = authorized(agent).get(req.entry_id ?? '');
       if (entry === undefined) throw permissionDenied(`entry ${req.entry_id ?? ''} is not authorized for this agent`);
-      const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: entry.jwtSvidTtlSeconds * 1000 });
+      const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: Math.min(entry.jwtSvidTtlSeconds * 1000, deps.maxJwtSvidTtlMs) });
       return { token: jwt.token, expires_at: Math.floor(jwt.expiresAt / 1000), issued_at: Math.floor(jwt.issuedAt / 1000) };
     }),
 

@@ -36,6 +36,10 @@ export class EntryIndex {
     return this.byId.size;
   }
 
+  entries(): IterableIterator<RegistrationEntry> {
+    return this.byId.values();
+  }
+
   private put(e: RegistrationEntry): void {
     this.remove(e.id);
     this.byId.set(e.id, e);
