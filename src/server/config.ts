@@ -2,6 +2,7 @@ import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
 import { readJsonConfigObject } from '../common/config-file.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
+import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
 
@@ -29,7 +30,8 @@ export interface ServerConfig {
   readonly jwtKeyTtlMs: number;
   readonly joinTokenTtlMs: number;
   readonly agentSvidTtlMs: number;
-  readonly upstreamCa: { readonly certFile: string; readonly keyFile: string } | undefined;
+  /** Files of the CA that signs the intermediates instead of a root meshid makes (see ca/upstream-ca.ts). */
+  readonly upstreamCa: UpstreamCaFiles | undefined;
   readonly logLevel: string;
   /** Signing requests per agent per second (token bucket refill) and burst. */
   readonly agentSignRate: number;
@@ -59,6 +61,7 @@ export interface RawServerConfig {
   agent_svid_ttl?: string | number;
   upstream_ca_cert?: string;
   upstream_ca_key?: string;
+  upstream_bundle?: string;
   log_level?: string;
   agent_sign_rate?: number;
   agent_sign_burst?: number;
@@ -69,7 +72,7 @@ export interface RawServerConfig {
 const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
   'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
-  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
+  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'upstream_bundle', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
 ]);
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -121,6 +124,9 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if ((raw.upstream_ca_cert === undefined) !== (raw.upstream_ca_key === undefined)) {
     throw invalidArgument('--upstream-ca-cert and --upstream-ca-key must be given together');
   }
+  if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
+    throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
+  }
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
   // against is a host that keeps asking, not a big one.
@@ -152,7 +158,11 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     agentSvidTtlMs,
     upstreamCa:
       raw.upstream_ca_cert !== undefined && raw.upstream_ca_key !== undefined
-        ? Object.freeze({ certFile: path.resolve(raw.upstream_ca_cert), keyFile: path.resolve(raw.upstream_ca_key) })
+        ? Object.freeze({
+            certFile: path.resolve(raw.upstream_ca_cert),
+            keyFile: path.resolve(raw.upstream_ca_key),
+            bundleFile: raw.upstream_bundle === undefined ? undefined : path.resolve(raw.upstream_bundle),
+          })
         : undefined,
     logLevel: raw.log_level ?? 'info',
     agentSignRate: rate,

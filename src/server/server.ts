@@ -11,14 +11,14 @@ import { loadProto } from '../common/grpc/proto.js';
 import { serviceOf } from '../common/grpc/service.js';
 import { healthService } from '../common/grpc/health-service.js';
 import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.js';
-import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
-import { importPrivateKey } from '../common/x509/keys.js';
+import { certificatesToPem } from '../common/x509/pem.js';
 import type { ServerConfig } from './config.js';
 import { openDataDir } from './data-dir.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
 import { KeyStore } from './ca/key-store.js';
 import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
+import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { SyncHub } from './api/sync-hub.js';
@@ -70,7 +70,7 @@ export class MeshidServer {
     try {
       const keys = new KeyStore(config.dataDir);
       const ca = await CaManager.open(
-        caSettingsFrom(config, config.upstreamCa ? loadUpstream(config.upstreamCa) : undefined),
+        caSettingsFrom(config, config.upstreamCa ? loadUpstreamCa(config.upstreamCa) : undefined),
         ds as CaJournalStore,
         keys,
         clock,
@@ -121,20 +121,6 @@ export class MeshidServer {
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
   }
-}
-
-function loadUpstream(u: { certFile: string; keyFile: string }): { certDer: Buffer; privateKey: import('node:crypto').KeyObject } {
-  let certPem: string;
-  let keyPem: string;
-  try {
-    certPem = fs.readFileSync(u.certFile, 'utf8');
-    keyPem = fs.readFileSync(u.keyFile, 'utf8');
-  } catch (err) {
-    throw failedPrecondition(`cannot read the upstream CA: ${(err as Error).message}`);
-  }
-  const certs = pemToDerList(certPem);
-  if (certs.length !== 1) throw failedPrecondition(`${u.certFile} must hold exactly one CA certificate (found ${certs.length})`);
-  return { certDer: certs[0]!, privateKey: importPrivateKey(keyPem) };
 }
 
 async function startAdminServer(config: ServerConfig, ds: Datastore, ca: CaManager, clock: Clock, log: Logger): Promise<grpc.Server> {

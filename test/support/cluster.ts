@@ -275,14 +275,17 @@ export async function startClusterWithAgent(
   }
 }
 
-/** A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`. */
-export async function startCluster(prefix = 'meshid-cluster-'): Promise<Cluster> {
+/**
+ * A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`;
+ * `serverArgs` are added to the server's command line.
+ */
+export async function startCluster(prefix = 'meshid-cluster-', serverArgs: string[] = []): Promise<Cluster> {
   const t = tempDir(prefix);
   // Workloads of other users must reach the agent socket inside this dir.
   fs.chmodSync(t.dir, 0o755);
   let server: ServerHandle;
   try {
-    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0');
+    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0', serverArgs);
   } catch (err) {
     t.cleanup();
     throw err;
@@ -300,11 +303,11 @@ export async function restartServerProcess(cluster: Cluster): Promise<void> {
 }
 
 /** `meshid-server run` in `dir`, ready once its admin socket answers health checks. */
-async function spawnServer(dir: string, bindAddress: string): Promise<ServerHandle> {
+async function spawnServer(dir: string, bindAddress: string, extraArgs: string[] = []): Promise<ServerHandle> {
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const child = spawn(
     process.execPath,
-    [SERVER_MAIN, 'run', '--trust-domain', TRUST_DOMAIN, '--data-dir', path.join(dir, 'data'), '--bind-address', bindAddress, '--admin-socket', adminSocket, '--datacenter', DATACENTER],
+    [SERVER_MAIN, 'run', '--trust-domain', TRUST_DOMAIN, '--data-dir', path.join(dir, 'data'), '--bind-address', bindAddress, '--admin-socket', adminSocket, '--datacenter', DATACENTER, ...extraArgs],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info' } },
   );
   let output = '';

@@ -121,3 +121,38 @@ export function opensslSelfSigned(opts: { subject: string; extensions: string[];
     return readFileSync(certFile);
   });
 }
+
+export interface OpensslCaFiles {
+  /** PEM certificate file. */
+  cert: string;
+  /** PEM private key file. */
+  key: string;
+}
+
+/**
+ * An EC P-256 CA made by the openssl CLI into `dir` as `<name>.pem` and `<name>.key`: self-signed, or issued by
+ * `issuer`. An operator's PKI, for the upstream-CA tests. `pathLen` sets basicConstraints' pathlen.
+ */
+export function opensslCa(dir: string, name: string, opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number } = {}): OpensslCaFiles {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  const basic = `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}`;
+  const days = String(opts.days ?? 3650);
+  const subject = `/O=Example Corp/CN=${name}`;
+  const steps: string[][] = [];
+  if (opts.issuer === undefined) {
+    steps.push(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', subject, '-days', days,
+      '-addext', basic, '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', 'subjectKeyIdentifier=hash']);
+  } else {
+    const csr = join(dir, `${name}.csr`);
+    const ext = join(dir, `${name}.ext`);
+    writeFileSync(ext, `${basic}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
+    steps.push(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
+    steps.push(['x509', '-req', '-in', csr, '-CA', opts.issuer.cert, '-CAkey', opts.issuer.key, '-set_serial', String(Date.now()), '-days', days, '-extfile', ext, '-out', cert]);
+  }
+  for (const args of steps) {
+    const r = run(args);
+    if (!r.ok) throw new Error(`openssl ${args[0]}: ${r.output}`);
+  }
+  return { cert, key };
+}

@@ -7,6 +7,7 @@ import { compileServerConfig, type RawServerConfig, type ServerConfig } from '..
 import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore.js';
 import type { Datastore } from '../../src/server/datastore/datastore.js';
 import { KeyStore } from '../../src/server/ca/key-store.js';
+import { loadUpstreamCa } from '../../src/server/ca/upstream-ca.js';
 import { CaManager, caSettingsFrom } from '../../src/server/ca/ca-manager.js';
 
 /** A temp dir removed by the returned cleanup. */
@@ -26,7 +27,8 @@ export async function openTestCa(
   const ds = await openSqliteDatastore({ file: path.join(dataDir, 'datastore.sqlite3'), clock });
   try {
     const keys = new KeyStore(dataDir);
-    const ca = await CaManager.open(caSettingsFrom(config), ds, keys, clock, silentLogger());
+    const upstream = config.upstreamCa === undefined ? undefined : loadUpstreamCa(config.upstreamCa);
+    const ca = await CaManager.open(caSettingsFrom(config, upstream), ds, keys, clock, silentLogger());
     return { ca, ds, clock, keys, config, close: async () => { ca.stop(); await ds.close(); } };
   } catch (err) {
     await ds.close();

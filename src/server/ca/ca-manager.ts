@@ -1,16 +1,17 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, internal, invalidArgument, notFound, unavailable } from '../../common/errors.js';
+import { failedPrecondition, internal, notFound, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
-import { checkTrustAnchor, parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { createIntermediateCertificate, createRootCertificate } from '../../common/x509/ca-certificates.js';
 import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
+import { checkUpstreamCa, checkUpstreamLifetime, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalChange, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
 
@@ -27,7 +28,7 @@ export interface CaSettings {
   longestX509SvidTtlMs: number;
   /** How long a prepared root is published before it signs intermediates. */
   rootActivationDelayMs: number;
-  upstreamCa?: { certDer: Buffer; privateKey: KeyObject } | undefined;
+  upstreamCa?: UpstreamCa | undefined;
 }
 
 interface LoadedAuthority {
@@ -35,10 +36,12 @@ interface LoadedAuthority {
   key: KeyObject;
   cert?: ParsedCertificate;
   signer?: LeafSigner;
+  /** An intermediate's issuers that chains must carry (its root when an upstream PKI issued that); at first use. */
+  issuersAbove?: Buffer[];
 }
 
 export interface SignedX509 {
-  /** Leaf first, then the issuing datacenter intermediate. */
+  /** Leaf first, then the issuing datacenter intermediate, then (under an upstream PKI) the CAs above it. */
   chain: Buffer[];
   notAfter: number;
   /** The intermediate that signed it; lets agents find what to re-sign when an authority is tainted. */
@@ -96,6 +99,7 @@ export class CaManager {
    */
   static async open(settings: CaSettings, store: CaJournalStore, keys: KeyStore, clock: Clock, log: Logger): Promise<CaManager> {
     const ca = new CaManager(settings, store, keys, clock, log);
+    if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now());
     await ca.load();
     await ca.rotate();
     return ca;
@@ -227,6 +231,12 @@ export class CaManager {
       const t = pool.get(action.taint);
       if (t === undefined) throw notFound(`no authority with id "${action.taint}" (see ca show)`);
       if (state.get(t.record.id) === 'tainted') throw failedPrecondition(`authority ${t.record.id} is already tainted`);
+      if (t.record.kind === 'root' && this.settings.upstreamCa?.certDer.equals(t.record.certDer!)) {
+        // Its replacement would be the same certificate again, read from the same files.
+        throw failedPrecondition(
+          `authority ${t.record.id} is the upstream CA this server was started with: issue a new CA in the upstream PKI, restart with its files (--upstream-ca-cert/--upstream-ca-key), then taint this one`,
+        );
+      }
       set(t, 'tainted');
       // Everything a tainted root signed is tainted with it: intermediates are re-issued under a new root below.
       if (t.record.kind === 'root') {
@@ -245,7 +255,8 @@ export class CaManager {
     // active one can no longer cover a full intermediate.
     let activeRoot = find('root', '', 'active');
     let preparedRoot = find('root', '', 'prepared');
-    if (action.rotateRoot && this.settings.upstreamCa !== undefined) {
+    const upstream = this.settings.upstreamCa;
+    if (action.rotateRoot && upstream !== undefined) {
       throw failedPrecondition('the root comes from --upstream-ca-cert/--upstream-ca-key: rotate it in the upstream PKI and restart with the new files');
     }
     if (activeRoot === undefined || activeRoot.record.notAfter <= now) {
@@ -253,7 +264,12 @@ export class CaManager {
       if (preparedRoot) set(preparedRoot, 'active');
       activeRoot = preparedRoot ?? add(await this.newRoot(now), 'active');
     } else {
-      if (preparedRoot === undefined && this.settings.upstreamCa === undefined && (action.rotateRoot || shouldPrepareSuccessor(now, activeRoot.record))) {
+      if (upstream !== undefined && ![activeRoot, preparedRoot].some((r) => r?.record.certDer?.equals(upstream.certDer))) {
+        // The upstream files name another CA (renewed in the upstream PKI, then a restart): it takes over as a
+        // rotate-root would, published first, signing intermediates after the activation delay.
+        if (preparedRoot !== undefined) removed.add(preparedRoot.record.id);
+        preparedRoot = add(await this.newRoot(now), 'prepared');
+      } else if (preparedRoot === undefined && upstream === undefined && (action.rotateRoot || shouldPrepareSuccessor(now, activeRoot.record))) {
         preparedRoot = add(await this.newRoot(now), 'prepared');
       }
       if (
@@ -318,12 +334,12 @@ export class CaManager {
         .map(([id, st]) => ({ id, state: st })),
       remove: [...removed].filter((id) => !stagedIds.has(id)),
     };
-    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && this.bundleRecord !== undefined) return;
-
     const live = [...pool.values()].filter((a) => !removed.has(a.record.id));
     const bundle = this.buildBundleRecord(live, state, now);
     const previous = this.bundleRecord;
     const bundleChanged = previous === undefined || !sameBundleContent(previous, bundle);
+    // Without a journal change the bundle can still change: a restart with another --upstream-bundle.
+    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) return;
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
     await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
@@ -393,23 +409,7 @@ export class CaManager {
     const upstream = this.settings.upstreamCa;
     const id = newAuthorityId('root');
     if (upstream) {
-      const cert = parseCertificate(upstream.certDer);
-      if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
-      if (!keyMatchesCertificate(upstream.privateKey, upstream.certDer)) throw invalidArgument('the upstream CA key does not match its certificate');
-      try {
-        checkTrustAnchor(upstream.certDer, now, 'the upstream CA certificate');
-      } catch (err) {
-        // Caught here, not when the first agent refuses every SVID, or when OpenSSL or Envoy fail to find an issuer.
-        throw invalidArgument(
-          `${(err as Error).message}; the upstream CA is published as the trust domain's root, which agents, OpenSSL and Envoy use as a trust anchor: use a self-signed root CA certificate without name constraints`,
-          err,
-        );
-      }
-      if (cert.notAfter < now + 2 * this.settings.intermediateTtlMs) {
-        throw invalidArgument(
-          `the upstream CA certificate expires ${new Date(cert.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(this.settings.intermediateTtlMs)} each): renew it or lower intermediate_ttl`,
-        );
-      }
+      checkUpstreamLifetime(upstream, now, this.settings.intermediateTtlMs);
       this.keys.write(id, upstream.privateKey);
       return this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
     }
@@ -489,7 +489,8 @@ export class CaManager {
 
   /**
    * Roots and JWT keys that are prepared, active, or retired but still needed: everything a peer may need to verify.
-   * Tainted JWT keys are left out at once.
+   * Tainted JWT keys are left out at once. A root an upstream PKI issued is no trust anchor: the PKI's roots
+   * (--upstream-bundle) stand in for it.
    */
   private buildBundleRecord(all: LoadedAuthority[], state: ReadonlyMap<string, AuthorityState>, now: number): OwnBundleRecord {
     const live = all
@@ -497,7 +498,10 @@ export class CaManager {
       .sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
     return {
       trustDomain: this.settings.trustDomain,
-      x509Authorities: live.filter((a) => a.record.kind === 'root').map((a) => a.record.certDer as Buffer),
+      x509Authorities: [
+        ...live.filter((a) => a.record.kind === 'root' && a.cert !== undefined && isSelfIssued(a.cert)).map((a) => a.record.certDer as Buffer),
+        ...(this.settings.upstreamCa?.bundleDer ?? []),
+      ].filter((der, i, all) => all.findIndex((d) => d.equals(der)) === i),
       jwtAuthorities: live
         .filter((a) => a.record.kind === 'jwt')
         .map((a) => ({ kid: a.record.keyId, publicKeyPem: a.record.publicKeyPem as string, notAfter: a.record.notAfter })),
@@ -556,7 +560,24 @@ export class CaManager {
       notBefore: now - BACKDATE_MS,
       notAfter,
     });
-    return { chain: [leaf, a.cert.der], notAfter, authorityId: a.record.id };
+    return { chain: [leaf, a.cert.der, ...this.issuersAbove(a)], notAfter, authorityId: a.record.id };
+  }
+
+  /**
+   * What a chain must carry above an intermediate: nothing under a self-signed root (the bundle has it); under a CA
+   * an upstream PKI issued, that CA and, while the server runs with its files, the issuers above it.
+   */
+  private issuersAbove(intermediate: LoadedAuthority): Buffer[] {
+    if (intermediate.issuersAbove !== undefined) return intermediate.issuersAbove;
+    const akid = intermediate.cert?.authorityKeyId;
+    const root = [...this.authorities.values()].find((r) => r.record.kind === 'root' && akid !== undefined && r.cert?.subjectKeyId === akid);
+    let above: Buffer[] = [];
+    if (root?.cert !== undefined && !isSelfIssued(root.cert)) {
+      const upstream = this.settings.upstreamCa;
+      above = [root.cert.der, ...(upstream?.certDer.equals(root.cert.der) ? upstream.chainDer : [])];
+    }
+    intermediate.issuersAbove = above;
+    return above;
   }
 
   /** Signs a JWT-SVID with the active JWT key (ES256, kid always set). Times in the result are milliseconds. */
@@ -609,3 +630,7 @@ function sameBundleContent(a: OwnBundleRecord, b: OwnBundleRecord): boolean {
   );
 }
 
+/** A root meshid or the operator made itself (issuer = subject), as opposed to a CA an upstream PKI issued. */
+function isSelfIssued(cert: ParsedCertificate): boolean {
+  return cert.structure.issuerName.equals(cert.structure.subjectName);
+}

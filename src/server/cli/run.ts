@@ -20,8 +20,14 @@ const FLAGS: FlagSpec[] = [
   { name: 'intermediate-ttl', type: 'string', valueName: 'DURATION', description: 'Datacenter intermediate CA TTL (7d)' },
   { name: 'root-ttl', type: 'string', valueName: 'DURATION', description: 'Root CA TTL (3650d)' },
   { name: 'join-token-ttl', type: 'string', valueName: 'DURATION', description: 'Default join token TTL (600s)' },
-  { name: 'upstream-ca-cert', type: 'string', valueName: 'FILE', description: 'Operator-supplied root CA certificate (PEM) instead of a self-signed root' },
+  { name: 'upstream-ca-cert', type: 'string', valueName: 'FILE', description: 'Operator-supplied CA certificate (PEM) that signs the intermediates instead of a root meshid makes' },
   { name: 'upstream-ca-key', type: 'string', valueName: 'FILE', description: 'Private key of --upstream-ca-cert (PEM)' },
+  {
+    name: 'upstream-bundle',
+    type: 'string',
+    valueName: 'FILE',
+    description: 'Roots of the PKI that issued --upstream-ca-cert (PEM), published as the bundle; the cert file may hold its issuers after it',
+  },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], description: 'Log level (info)' },
 ];
 
@@ -40,6 +46,7 @@ const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
   'join-token-ttl': 'join_token_ttl',
   'upstream-ca-cert': 'upstream_ca_cert',
   'upstream-ca-key': 'upstream_ca_key',
+  'upstream-bundle': 'upstream_bundle',
   'log-level': 'log_level',
 };
 

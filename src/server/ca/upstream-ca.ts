@@ -1,0 +1,99 @@
+import fs from 'node:fs';
+import type { KeyObject } from 'node:crypto';
+import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
+import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
+import { pemToDerList } from '../../common/x509/pem.js';
+import { checkTrustAnchor, parseCertificate, verifyCaChain } from '../../common/x509/certificate.js';
+
+/**
+ * An operator-supplied CA that signs meshid's datacenter intermediates (SPIRE: an UpstreamAuthority). Either a
+ * self-signed root, published as the trust domain's bundle, or a CA issued by the operator's PKI: then its issuers
+ * up to the PKI's roots travel in every chain meshid serves, and the PKI's roots are the bundle.
+ */
+export interface UpstreamCa {
+  /** The CA certificate whose key signs the intermediates. */
+  readonly certDer: Buffer;
+  readonly privateKey: KeyObject;
+  /** The certificates above certDer, nearest first, up to (not including) a bundle root. */
+  readonly chainDer: readonly Buffer[];
+  /** The PKI's roots, published as the trust domain's X.509 bundle; undefined when certDer is itself the root. */
+  readonly bundleDer: readonly Buffer[] | undefined;
+}
+
+export interface UpstreamCaFiles {
+  readonly certFile: string;
+  readonly keyFile: string;
+  readonly bundleFile?: string | undefined;
+}
+
+/** Reads the upstream CA's files: the certificate (then its issuers, if any), its key, and the PKI's roots. */
+export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
+  const read = (file: string, what: string): string => {
+    try {
+      return fs.readFileSync(file, 'utf8');
+    } catch (err) {
+      throw failedPrecondition(`cannot read the upstream CA ${what}: ${(err as Error).message}`);
+    }
+  };
+  const certs = pemToDerList(read(files.certFile, 'certificate'));
+  if (certs.length === 0) throw failedPrecondition(`${files.certFile} holds no certificate`);
+  const privateKey = importPrivateKey(read(files.keyFile, 'key'));
+  if (files.bundleFile === undefined) {
+    if (certs.length > 1) {
+      throw failedPrecondition(
+        `${files.certFile} holds a chain of ${certs.length} certificates: give the roots it chains to with --upstream-bundle (upstream_bundle)`,
+      );
+    }
+    return { certDer: certs[0]!, privateKey, chainDer: [], bundleDer: undefined };
+  }
+  const bundleDer = pemToDerList(read(files.bundleFile, 'bundle'));
+  if (bundleDer.length === 0) throw failedPrecondition(`${files.bundleFile} holds no certificate`);
+  // A chain file that ends with the root: served chains need not carry the anchor.
+  const chainDer = certs.slice(1).filter((c) => !bundleDer.some((r) => r.equals(c)));
+  return { certDer: certs[0]!, privateKey, chainDer, bundleDer };
+}
+
+/**
+ * Everything that would otherwise surface later as SVIDs nobody accepts: the key matches, the certificate is a CA
+ * that may sign one more CA level (meshid's intermediates), its chain verifies against the bundle (or, without a
+ * bundle, it is a usable trust anchor itself), and every bundle root is one. Checked at every start: the files may
+ * have changed. Throws invalid_argument naming the file's role and the failed check.
+ */export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
+  const cert = parseCertificate(upstream.certDer);
+  if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
+  // Intermediates name their issuer by it (authorityKeyIdentifier), and taints and chains follow that link.
+  if (cert.subjectKeyId === undefined) throw invalidArgument('the upstream CA certificate has no subjectKeyIdentifier extension, which RFC 5280 requires of CA certificates');
+  if (cert.pathLenConstraint === 0) {
+    throw invalidArgument('the upstream CA certificate has pathLenConstraint 0: it cannot sign the datacenter intermediates, which are CAs themselves');
+  }
+  if (!keyMatchesCertificate(upstream.privateKey, upstream.certDer)) throw invalidArgument('the upstream CA key does not match its certificate');
+  if (upstream.bundleDer === undefined) {
+    try {
+      checkTrustAnchor(upstream.certDer, now, 'the upstream CA certificate');
+    } catch (err) {
+      // Caught here, not when the first agent refuses every SVID, or when OpenSSL or Envoy fail to find an issuer.
+      throw invalidArgument(
+        `${(err as Error).message}; without --upstream-bundle the upstream CA is published as the trust domain's root, which agents, OpenSSL and Envoy use as a trust anchor: use a self-signed root CA certificate without name constraints, or give the roots it chains to with --upstream-bundle`,
+        err,
+      );
+    }
+  } else {
+    upstream.bundleDer.forEach((root, i) => checkTrustAnchor(root, now, `upstream bundle certificate ${i}`));
+    try {
+      verifyCaChain([upstream.certDer, ...upstream.chainDer], upstream.bundleDer, now);
+    } catch (err) {
+      throw invalidArgument(`the upstream CA certificate does not chain to the upstream bundle: ${(err as Error).message}`, err);
+    }
+  }
+}
+
+/** Before the CA is taken on as a root: it and its chain must live long enough for two intermediates. */
+export function checkUpstreamLifetime(upstream: UpstreamCa, now: number, intermediateTtlMs: number): void {
+  const expiring = [upstream.certDer, ...upstream.chainDer].map(parseCertificate).reduce((a, b) => (b.notAfter < a.notAfter ? b : a));
+  if (expiring.notAfter < now + 2 * intermediateTtlMs) {
+    throw invalidArgument(
+      `the upstream CA ${expiring.der.equals(upstream.certDer) ? 'certificate' : `chain's certificate "${expiring.subject}"`} expires ${new Date(expiring.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(intermediateTtlMs)} each): renew it or lower intermediate_ttl`,
+    );
+  }
+}

@@ -1,0 +1,154 @@
+/**
+ * An operator's PKI as the upstream CA (SPIRE: UpstreamAuthority): made with the openssl CLI, loaded from files the
+ * way meshid-server loads them, and judged by `openssl verify -x509_strict`.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { FakeClock } from '../../../src/common/clock.js';
+import { MeshidError } from '../../../src/common/errors.js';
+import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { pemToDerList } from '../../../src/common/x509/pem.js';
+import { verifyChain } from '../../../src/common/x509/certificate.js';
+import { opensslCa, opensslVerify } from '../../support/openssl.js';
+import { openTestCa, tempDir } from '../../support/server-kit.js';
+
+const H = 3_600_000;
+const D = 24 * H;
+
+const der = (file: string): Buffer => pemToDerList(fs.readFileSync(file, 'utf8'))[0]!;
+
+function concat(dir: string, name: string, files: string[]): string {
+  const out = path.join(dir, name);
+  fs.writeFileSync(out, files.map((f) => fs.readFileSync(f, 'utf8')).join(''));
+  return out;
+}
+
+function refusedWith(pattern: RegExp): (err: unknown) => boolean {
+  return (err) => err instanceof MeshidError && pattern.test(err.message);
+}
+
+test('an upstream CA two levels under a corporate root: the root is the bundle, and every chain carries the CAs between', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: issuing });
+  // The cert file as a PKI hands it out: the CA, its issuers, the root last (which chains do not need).
+  const certFile = concat(dir, 'mesh-chain.pem', [meshCa.cert, issuing.cert, root.cert]);
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: certFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, new FakeClock(Date.now()));
+  t.after(() => ca.close());
+
+  assert.deepEqual(ca.ca.bundle().x509Authorities, [der(root.cert)], 'the bundle is the corporate root alone');
+  const { publicKey } = generateKeyPair('ec-p256');
+  for (const datacenter of ['east', 'west']) {
+    const signed = ca.ca.signX509Svid({ datacenter, publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+    assert.equal(signed.chain.length, 4);
+    assert.deepEqual(signed.chain.slice(2), [der(meshCa.cert), der(issuing.cert)]);
+    const r = opensslVerify({ roots: [der(root.cert)], intermediates: signed.chain.slice(1), leaf: signed.chain[0]!, atTime: ca.clock.now() });
+    assert.ok(r.ok, r.output);
+    verifyChain(signed.chain, ca.ca.bundle().x509Authorities, ca.clock.now(), { requireEndEntity: true });
+  }
+  // Tainting it would only bring the same certificate back from the same files.
+  const upstreamId = ca.ca.listAuthorities().find((a) => a.kind === 'root')!.id;
+  await assert.rejects(ca.ca.taint(upstreamId), refusedWith(/is the upstream CA this server was started with: issue a new CA in the upstream PKI/));
+});
+
+test('upstream CA files that cannot work are refused at start, each with what to fix', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-bad-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const otherRoot = opensslCa(dir, 'Other Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const leafCa = opensslCa(dir, 'Last CA', { issuer: root, pathLen: 0 });
+  const clock = new FakeClock(Date.now());
+  let n = 0;
+  const open = (raw: Record<string, string>): Promise<unknown> => openTestCa(path.join(dir, `data-${n++}`), raw, clock).then((c) => c.close());
+
+  await assert.rejects(open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key }), refusedWith(/is not self-signed.*give the roots it chains to with --upstream-bundle/));
+  await assert.rejects(
+    open({ upstream_ca_cert: concat(dir, 'chain.pem', [issuing.cert, root.cert]), upstream_ca_key: issuing.key }),
+    refusedWith(/holds a chain of 2 certificates: give the roots it chains to with --upstream-bundle/),
+  );
+  await assert.rejects(
+    open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key, upstream_bundle: otherRoot.cert }),
+    refusedWith(/does not chain to the upstream bundle: .*CN=Corporate Root", which is not a trusted root/),
+  );
+  await assert.rejects(
+    open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key, upstream_bundle: issuing.cert }),
+    refusedWith(/upstream bundle certificate 0 .* is not self-signed/),
+  );
+  await assert.rejects(
+    open({ upstream_ca_cert: leafCa.cert, upstream_ca_key: leafCa.key, upstream_bundle: root.cert }),
+    refusedWith(/pathLenConstraint 0: it cannot sign the datacenter intermediates/),
+  );
+  await assert.rejects(open({ upstream_ca_cert: issuing.cert, upstream_ca_key: root.key, upstream_bundle: root.cert }), refusedWith(/key does not match its certificate/));
+  const shortLived = opensslCa(dir, 'Short CA', { issuer: root, days: 10 });
+  await assert.rejects(
+    open({ upstream_ca_cert: shortLived.cert, upstream_ca_key: shortLived.key, upstream_bundle: root.cert }),
+    refusedWith(/expires .*too soon to cover two intermediate lifetimes/),
+  );
+  // Control: the same issuing CA with its root works.
+  await open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key, upstream_bundle: root.cert });
+});
+
+test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-renew-');
+  t.after(cleanup);
+  const oldRoot = opensslCa(dir, 'Root 2026');
+  const newRoot = opensslCa(dir, 'Root 2027');
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  const first = await openTestCa(data, { upstream_ca_cert: oldRoot.cert, upstream_ca_key: oldRoot.key }, clock);
+  const sequence = first.ca.bundle().sequence;
+  await first.close();
+
+  const ca = await openTestCa(data, { upstream_ca_cert: newRoot.cert, upstream_ca_key: newRoot.key }, clock);
+  t.after(() => ca.close());
+  const published = ca.ca.bundle().x509Authorities;
+  assert.equal(published.length, 2);
+  assert.ok(published.some((r) => r.equals(der(oldRoot.cert))) && published.some((r) => r.equals(der(newRoot.cert))), 'the renewed CA is published before it signs');
+  assert.equal(ca.ca.bundle().sequence, sequence + 1);
+  const { publicKey } = generateKeyPair('ec-p256');
+  const issuedBy = (): Buffer => {
+    const chain = ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }).chain;
+    const r = opensslVerify({ roots: [der(newRoot.cert)], intermediates: chain.slice(1), leaf: chain[0]!, atTime: ca.clock.now() });
+    return r.ok ? der(newRoot.cert) : der(oldRoot.cert);
+  };
+  assert.deepEqual(issuedBy(), der(oldRoot.cert), 'until the activation delay, chains stay on the old CA');
+  let moved = false;
+  for (let day = 0; day < 10 && !moved; day++) {
+    clock.advance(D);
+    await ca.ca.rotateNow();
+    moved = issuedBy().equals(der(newRoot.cert));
+  }
+  assert.ok(moved, 'chains moved to the renewed upstream CA');
+});
+
+
+test('a restart with a changed upstream bundle publishes it; a bundle the CA no longer chains to is refused', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-bundle-');
+  t.after(cleanup);
+  const rootA = opensslCa(dir, 'Root A');
+  const rootB = opensslCa(dir, 'Root B');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: rootA });
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  const upstream = { upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key };
+  const first = await openTestCa(data, { ...upstream, upstream_bundle: rootA.cert }, clock);
+  const sequence = first.ca.bundle().sequence;
+  await first.close();
+
+  // The PKI adds a root: the next start publishes both.
+  const second = await openTestCa(data, { ...upstream, upstream_bundle: concat(dir, 'ab.pem', [rootA.cert, rootB.cert]) }, clock);
+  assert.deepEqual(second.ca.bundle().x509Authorities, [der(rootA.cert), der(rootB.cert)]);
+  assert.equal(second.ca.bundle().sequence, sequence + 1);
+  await second.close();
+
+  // A bundle without the CA's root would make every SVID unverifiable: refused, and nothing is published.
+  await assert.rejects(openTestCa(data, { ...upstream, upstream_bundle: rootB.cert }, clock), refusedWith(/does not chain to the upstream bundle/));
+  const third = await openTestCa(data, { ...upstream, upstream_bundle: concat(dir, 'ab.pem', [rootA.cert, rootB.cert]) }, clock);
+  assert.equal(third.ca.bundle().sequence, sequence + 1);
+  await third.close();
+});
