@@ -7,7 +7,9 @@
 import { after, before, describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
+import { isMeshidError } from '../../../src/common/errors.js';
 import { toStruct } from '../../../src/common/grpc/proto.js';
+import { buildSecret } from '../../../src/agent/sds/secret-builder.js';
 import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
 import {
   dataSourceText,
@@ -213,5 +215,12 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
         assert.deepEqual(spiffeTrustDomains(withValidator.get('ALL')!).map((d) => d.name), [TD, FOREIGN_TD].sort());
       });
     });
+  });
+
+  it('the secret builder itself never merges trust domains into one trusted_ca (internal), whoever asks', () => {
+    const merged = { kind: 'validation_context', bundles: [ca.bundle(), foreign.bundle()] } as const;
+    assert.throws(() => buildSecret('ALL', merged, 'trusted_ca'), (err: unknown) => isMeshidError(err, 'internal'));
+    assert.doesNotThrow(() => buildSecret('ALL', merged, 'spiffe'));
+    assert.doesNotThrow(() => buildSecret('ROOTCA', { kind: 'validation_context', bundles: [ca.bundle()] }, 'trusted_ca'));
   });
 });
