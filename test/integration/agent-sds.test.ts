@@ -13,9 +13,10 @@ import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
 import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
-  connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, decodeDeltaResources, secretsByName, spiffeTrustDomains,
-  type DecodedSecret,
+  connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, decodeDeltaResources, fetchSecrets, secretsByName,
+  spiffeTrustDomains, type DecodedSecret,
 } from '../support/sds-client.js';
+import { toStruct } from '../../src/common/grpc/proto.js';
 
 const A = 'spiffe://example.org/sidecar/a';
 const B = 'spiffe://example.org/sidecar/b';
@@ -156,6 +157,35 @@ test('a name the caller is not entitled to is never served', async () => {
     assert.deepEqual([...secretsByName(r).keys()], ['ROOTCA']);
   } finally {
     stream.cancel();
+  }
+});
+
+test('ALL for an Envoy without the SPIFFE validator is FAILED_PRECONDITION on StreamSecrets, DeltaSecrets and FetchSecrets', async () => {
+  // Opted out in its node metadata, as SPIRE reads it: this Envoy would get one trusted_ca for every trust domain.
+  const node = envoyNode('opted-out', { metadata: toStruct({ disable_spiffe_cert_validation: true }) });
+  const refused = /^"ALL" \(every trust domain's roots in one validation context\) is served only with Envoy's SPIFFE certificate validator.*node metadata sets disable_spiffe_cert_validation to true/;
+  const sotw = new SotwClient(sds);
+  const delta = new DeltaClient(sds);
+  try {
+    sotw.subscribe(['default', 'ALL'], node);
+    delta.request({ subscribe: ['ALL'], node });
+    await assert.rejects(sotw.next(10_000), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION);
+    await assert.rejects(delta.next(10_000), (e: grpc.ServiceError) => e.code === grpc.status.FAILED_PRECONDITION);
+    assert.match((await sotw.status).details, refused);
+    assert.match((await delta.status).details, refused);
+    assert.equal(sotw.received.length + delta.received.length, 0);
+    const fetched = await fetchSecrets(sds, { node, resource_names: ['ALL'] }).then(
+      () => assert.fail('ALL was served'),
+      (e: grpc.ServiceError) => e,
+    );
+    assert.equal(fetched.code, grpc.status.FAILED_PRECONDITION);
+    assert.match(fetched.details, refused);
+    // The same Envoy still gets its own trust domain, as trusted_ca.
+    const rootca = secretsByName(await fetchSecrets(sds, { node, resource_names: ['ROOTCA'] })).get('ROOTCA');
+    assert.match(dataSourceText(rootca?.validation_context?.trusted_ca), /^-----BEGIN CERTIFICATE-----/);
+  } finally {
+    sotw.cancel();
+    delta.cancel();
   }
 });
 

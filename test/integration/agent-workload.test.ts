@@ -144,6 +144,21 @@ test('JWT-SVIDs come from the server through the agent, are cached, and validate
   }
 });
 
+test('a JWT-SVID carries its audiences in the order requested: ["b","a"] then ["a","b"] each get their own order', async () => {
+  const client = agent.client();
+  const aud = (res: Awaited<ReturnType<typeof client.fetchJwtSvid>>): unknown =>
+    JSON.parse(Buffer.from(res.svids![0]!.svid!.split('.')[1]!, 'base64url').toString()).aud;
+  try {
+    const ba = await client.fetchJwtSvid(['b', 'a']);
+    assert.deepEqual(aud(ba), ['b', 'a'], 'aud[0] is the first audience asked for');
+    const ab = await client.fetchJwtSvid(['a', 'b']);
+    assert.deepEqual(aud(ab), ['a', 'b'], 'the same audiences in another order are not served the cached ["b","a"] token');
+    assert.deepEqual(aud(await client.fetchJwtSvid(['b', 'a'])), ['b', 'a'], 'and the first order still gets its own');
+  } finally {
+    client.close();
+  }
+});
+
 test('Envoy SDS on the same socket serves the default SVID and ROOTCA as PEM', async () => {
   const sds = connectSds(agent.socketPath);
   try {

@@ -22,14 +22,19 @@ interface Slot {
   readonly usableUntil: number;
 }
 
-/** Default bound on cached tokens: (entry, audience set) pairs, least recently used evicted first. */
+/** Default bound on cached tokens: (entry, audience list) pairs, least recently used evicted first. */
 export const DEFAULT_JWT_CACHE_SIZE = 1000;
 
 /**
- * JWT-SVIDs per (entry, audience set), as SPIRE keeps them (SPEC-NOTES §8: a cached token is re-minted once half its
- * lifetime has passed, so every token handed out is valid at return time with room to spare). Bounded in size (LRU);
- * concurrent requests for the same key share one signing call. When signing fails, a cached token that has not
- * expired is still returned: a workload keeps working through a short server outage.
+ * JWT-SVIDs per (entry, audience list), re-minted once half their lifetime has passed as SPIRE does (SPEC-NOTES §8),
+ * so every token handed out is valid at return time with room to spare. Bounded in size (LRU); concurrent requests
+ * for the same key share one signing call. When signing fails, a cached token that has not expired is still
+ * returned: a workload keeps working through a short server outage.
+ *
+ * The audiences are signed exactly as the workload listed them, order and duplicates kept, as SPIRE's server signs
+ * them: a relying party may read `aud[0]`, and go-spiffe's API names the first audience the primary one. So the key
+ * is the ordered list, not the set: `["b","a"]` and `["a","b"]` are two tokens. (SPIRE's agent keys its cache by the
+ * sorted list and so can hand a `["a","b"]` caller the token it minted for `["b","a"]`; meshid does not.)
  */
 export class JwtSvidCache {
   private readonly slots = new Map<string, Slot>();
@@ -49,10 +54,9 @@ export class JwtSvidCache {
     return this.slots.size;
   }
 
-  /** A token for this entry and these audiences: cached while fresh, else newly signed. */
+  /** A token for this entry whose `aud` is exactly `audience`, in that order: cached while fresh, else newly signed. */
   async fetch(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
-    const sorted = [...new Set(audience)].sort();
-    const key = JSON.stringify([entryId, sorted]);
+    const key = JSON.stringify([entryId, audience]);
     const slot = this.slots.get(key);
     if (slot !== undefined && this.now() < slot.refreshAt) {
       // Map order is recency order: re-insert on use.
@@ -62,7 +66,7 @@ export class JwtSvidCache {
     }
     let pending = this.inflight.get(key)?.promise;
     if (pending === undefined) {
-      pending = this.signAndStore(key, entryId, sorted);
+      pending = this.signAndStore(key, entryId, [...audience]);
       this.inflight.set(key, { entryId, promise: pending });
       const clear = (): void => {
         this.inflight.delete(key);

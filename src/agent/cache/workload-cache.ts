@@ -62,9 +62,10 @@ export interface WorkloadCache {
    */
   subscribe(selectors: readonly Selector[], listener: () => void): () => void;
   /**
-   * JWT-SVIDs for the matching entries (or only `spiffeId` if given) and these audiences, all or none; cached per
-   * (entry, audiences) and refreshed once half their lifetime has passed. Throws MeshidError permission_denied when
-   * not entitled, unavailable when one cannot be signed (server unreachable, nothing valid cached).
+   * JWT-SVIDs for the matching entries (or only `spiffeId` if given) whose `aud` is `audience` as given (order and
+   * duplicates kept), all or none; cached per (entry, audience list) and refreshed once half their lifetime has
+   * passed. Throws MeshidError permission_denied when not entitled, unavailable when one cannot be signed (server
+   * unreachable, nothing valid cached).
    */
   fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]>;
 }

@@ -1,9 +1,15 @@
 import { invalidArgument } from '../../common/errors.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource } from './messages.js';
-import { nodeLabel, validationModeFor } from './node-validation-mode.js';
+import {
+  checkAllBundlesName,
+  INITIAL_VALIDATION_CHOICE,
+  nodeLabel,
+  validationChoiceFor,
+  type ValidationChoice,
+} from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName } from './resource-names.js';
-import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 
@@ -25,9 +31,12 @@ const ABSENT = '';
  * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes.
  *   Subscription changes are honoured whatever nonce the request carries.
  * - A name never appears twice in a response, nor in both `resources` and `removed_resources`.
+ * - The node of the first request chooses the validation-context form for the stream's life. With `trusted_ca`,
+ *   subscribing `ALL` ends the stream with FAILED_PRECONDITION (checkAllBundlesName), and a wildcard never holds it.
  */
 export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscoveryResponse> {
-  private mode: ValidationMode = 'spiffe';
+  /** The validation-context form (and why) from the first request's node; kept for the stream's life. */
+  private validation: ValidationChoice = INITIAL_VALIDATION_CHOICE;
   private wildcard = false;
   private subscribed = new Set<string>();
   /** What the client holds: name → version, or ABSENT when it was told the name does not exist. */
@@ -48,13 +57,14 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     checkResourceNames(initial.map(([name]) => name), options, 'initial_resource_versions');
 
     if (first) {
-      this.mode = validationModeFor(request.node, options);
+      this.validation = validationChoiceFor(request.node, options);
       this.wildcard = subscribe.length === 0 && unsubscribe.length === 0;
       for (const [name, version] of initial) if (version !== ABSENT) this.known.set(name, version);
-      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
+      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
     } else {
       this.acknowledge(request);
     }
+    checkAllBundlesName(subscribe, this.validation, options);
 
     const declared = new Set(initial.map(([name]) => name));
     for (const name of subscribe) {
@@ -94,9 +104,10 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
 
   protected nextResponse(snapshot: IdentitySnapshot): DeltaDiscoveryResponse | undefined {
     const options = this.ctx.options;
+    const mode = this.validation.mode;
     const watched = new Set(this.subscribed);
     if (this.wildcard) {
-      for (const name of entitledResourceNames(snapshot, options)) watched.add(name);
+      for (const name of entitledResourceNames(snapshot, options, mode)) watched.add(name);
       // Names the client holds through the wildcard: if they no longer resolve, they must be removed.
       for (const name of this.known.keys()) watched.add(name);
     }
@@ -106,12 +117,12 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     const resources: DeltaResource[] = [];
     const removed: string[] = [];
     for (const name of watched) {
-      const resource = resolveResourceName(snapshot, name, options);
+      const resource = resolveResourceName(snapshot, name, options, mode);
       const held = this.known.get(name);
       if (resource !== undefined) {
-        const version = sharedResourceVersion(name, resource, this.mode);
+        const version = sharedResourceVersion(name, resource, mode);
         if (held === version) continue;
-        resources.push({ name, version, resource: sharedSecret(name, resource, this.mode) });
+        resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
         this.known.set(name, version);
       } else if (held !== ABSENT) {
         removed.push(name);

@@ -1,7 +1,7 @@
 import { notFound } from '../../common/errors.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
-import { validationModeFor } from './node-validation-mode.js';
+import { checkAllBundlesName, validationChoiceFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
@@ -15,21 +15,24 @@ const MAX_NAMES_IN_ERROR = 5;
  * authorization and content rules as the streams. An empty list (or `*`) means every name that resolves for the
  * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
  * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
- * workloads. The node of this request chooses the validation-context form. `nonce` is empty (non-stream xDS).
+ * workloads. The node of this request chooses the validation-context form; `ALL` without the SPIFFE validator is
+ * FAILED_PRECONDITION (checkAllBundlesName). `nonce` is empty (non-stream xDS).
  */
 export function fetchResponse(request: DiscoveryRequest, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
   checkTypeUrl(request.type_url);
   const requested = request.resource_names ?? [];
   checkResourceNames(requested, options);
-  const mode = validationModeFor(request.node, options);
+  const validation = validationChoiceFor(request.node, options);
+  checkAllBundlesName(requested, validation, options);
+  const mode = validation.mode;
   const wildcard = requested.length === 0 || requested.some(isWildcardName);
   const names = new Set(requested.filter((n) => !isWildcardName(n)));
-  if (wildcard) for (const name of entitledResourceNames(snapshot, options)) names.add(name);
+  if (wildcard) for (const name of entitledResourceNames(snapshot, options, mode)) names.add(name);
 
   const found = new Map<string, SdsResource>();
   const missing: string[] = [];
   for (const name of names) {
-    const resource = resolveResourceName(snapshot, name, options);
+    const resource = resolveResourceName(snapshot, name, options, mode);
     if (resource === undefined) missing.push(name);
     else found.set(name, resource);
   }

@@ -1,3 +1,4 @@
+import { failedPrecondition } from '../../common/errors.js';
 import { fromStruct } from '../../common/grpc/proto.js';
 import type { EnvoyNode } from './messages.js';
 import type { ValidationMode } from './secret-builder.js';
@@ -18,12 +19,23 @@ function parseGoBool(value: unknown): boolean | undefined {
 }
 
 /** Envoy added the SPIFFE certificate validator in 1.18; older builds NACK a secret that names it. */
-function hasSpiffeValidator(node: EnvoyNode): boolean {
-  const version = node.user_agent_build_version?.version;
-  if (version === undefined) return false;
-  const major = version.major_number ?? 0;
-  const minor = version.minor_number ?? 0;
-  return major > 1 || (major === 1 && minor >= 18);
+const SPIFFE_VALIDATOR_SINCE = { major: 1, minor: 18 } as const;
+const SINCE = `${SPIFFE_VALIDATOR_SINCE.major}.${SPIFFE_VALIDATOR_SINCE.minor}`;
+
+function hasSpiffeValidator(major: number, minor: number): boolean {
+  const since = SPIFFE_VALIDATOR_SINCE;
+  return major > since.major || (major === since.major && minor >= since.minor);
+}
+
+/**
+ * The validation-context form of one stream (or one FetchSecrets call) and, for `trusted_ca`, why: the reasons are
+ * clauses naming what the node or the agent said, the remedies what a person changes to get the SPIFFE validator.
+ * Both end up in the FAILED_PRECONDITION that refuses `ALL` under `trusted_ca` (checkAllBundlesName).
+ */
+export interface ValidationChoice {
+  readonly mode: ValidationMode;
+  readonly reasons: readonly string[];
+  readonly remedies: readonly string[];
 }
 
 /**
@@ -32,13 +44,75 @@ function hasSpiffeValidator(node: EnvoyNode): boolean {
  * reports an Envoy build of 1.18 or later and has validation not disabled; `trusted_ca` otherwise. Disabled is the
  * global option unless the node's metadata has `disable_spiffe_cert_validation` as a bool or a string Go's ParseBool
  * reads, which overrides it either way. A client that does not report an Envoy version gets `trusted_ca`, the form
- * every TLS stack understands. Decided from the FIRST request's node and kept for the stream's life: later requests
- * usually carry no node, and flipping forms on update-triggered pushes is the bug in spiffe/spire#4608.
+ * every TLS stack understands (SPIRE's agent gives such a node the SPIFFE validator). Decided from the FIRST
+ * request's node and kept for the stream's life: later requests usually carry no node, and flipping forms on
+ * update-triggered pushes is the bug in spiffe/spire#4608.
  */
-export function validationModeFor(node: EnvoyNode | undefined, options: ResolvedSdsOptions): ValidationMode {
-  if (node === undefined) return 'trusted_ca';
-  const disabled = parseGoBool(fromStruct(node.metadata)[DISABLE_SPIFFE_VALIDATION_KEY]) ?? options.disableSpiffeCertValidation;
-  return !disabled && hasSpiffeValidator(node) ? 'spiffe' : 'trusted_ca';
+export function validationChoiceFor(node: EnvoyNode | undefined, options: ResolvedSdsOptions): ValidationChoice {
+  if (node === undefined) {
+    return trustedCa(['no node was sent'], ['send the Envoy node, with its user_agent_build_version, in the first request']);
+  }
+  const reasons: string[] = [];
+  const remedies: string[] = [];
+  const metadata = fromStruct(node.metadata)[DISABLE_SPIFFE_VALIDATION_KEY];
+  const override = parseGoBool(metadata);
+  if (override === true) {
+    reasons.push(`the node metadata sets ${DISABLE_SPIFFE_VALIDATION_KEY} to ${JSON.stringify(metadata)}`);
+    remedies.push(`remove ${DISABLE_SPIFFE_VALIDATION_KEY} from the node metadata or set it to false`);
+  } else if (override === undefined && options.disableSpiffeCertValidation) {
+    reasons.push('the agent option sds.disable_spiffe_cert_validation is set');
+    remedies.push(`unset that option, or set ${DISABLE_SPIFFE_VALIDATION_KEY}: false in this Envoy's node metadata`);
+  }
+  const version = node.user_agent_build_version?.version;
+  if (version === undefined) {
+    reasons.push('the node reports no Envoy build version (user_agent_build_version)');
+    remedies.push(`use an Envoy ${SINCE} or later, which reports it`);
+  } else {
+    const major = version.major_number ?? 0;
+    const minor = version.minor_number ?? 0;
+    if (!hasSpiffeValidator(major, minor)) {
+      reasons.push(`the node reports Envoy ${major}.${minor}, which has no SPIFFE certificate validator`);
+      remedies.push(`upgrade Envoy to ${SINCE} or later`);
+    }
+  }
+  return reasons.length === 0 ? SPIFFE_VALIDATOR : trustedCa(reasons, remedies);
+}
+
+const SPIFFE_VALIDATOR: ValidationChoice = Object.freeze({ mode: 'spiffe', reasons: [], remedies: [] });
+
+function trustedCa(reasons: string[], remedies: string[]): ValidationChoice {
+  return { mode: 'trusted_ca', reasons, remedies };
+}
+
+/** The choice a stream holds before its first request is handled (nothing is sent before that). */
+export const INITIAL_VALIDATION_CHOICE = SPIFFE_VALIDATOR;
+
+/**
+ * Refuses the all-bundles name (`ALL`) for a stream or call that gets `trusted_ca`, as SPIRE's agent does
+ * (pkg/agent/endpoints/sdsv3/handler.go: its `trusted_ca` builder fails `buildAll`, which fails the request or ends
+ * the stream). One `trusted_ca` holding the own and every federated trust domain's roots would let a federated root
+ * vouch for any SPIFFE ID, in any trust domain, that this Envoy checks; the SPIFFE validator instead gives each
+ * trust domain its own roots. Refused whether or not the caller federates today, so a federation added later never
+ * changes what a running stream may hold. FAILED_PRECONDITION (SPIRE answers INTERNAL, which says "agent bug"): the
+ * request is well formed, and serving it needs a change to the Envoy or the agent config, which the message names.
+ */
+export function checkAllBundlesName(
+  names: Iterable<string>,
+  choice: ValidationChoice,
+  options: ResolvedSdsOptions,
+): void {
+  if (choice.mode === 'spiffe') return;
+  for (const name of names) {
+    if (name !== options.defaultAllBundlesName) continue;
+    const quoted = JSON.stringify(name);
+    throw failedPrecondition(
+      `${quoted} (every trust domain's roots in one validation context) is served only with Envoy's ` +
+        `SPIFFE certificate validator, which keeps each trust domain's roots to its own SPIFFE IDs; this Envoy ` +
+        `gets plain trusted_ca because ${choice.reasons.join(' and ')}, and in one trusted_ca a federated root ` +
+        `could vouch for any SPIFFE ID. To use ${quoted}: ${choice.remedies.join('; ')}. To trust only your own ` +
+        `trust domain, ask for ${JSON.stringify(options.defaultBundleName)} instead`,
+    );
+  }
 }
 
 /** What identifies an Envoy in logs: its node id and cluster, never anything secret. */

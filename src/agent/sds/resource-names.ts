@@ -2,6 +2,7 @@ import { invalidArgument } from '../../common/errors.js';
 import { parseSpiffeId, trustDomainId } from '../../common/spiffe/spiffe-id.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { IdentitySnapshot, WorkloadSvid } from '../cache/workload-cache.js';
+import type { ValidationMode } from './secret-builder.js';
 import { MAX_RESOURCE_NAME_BYTES, WILDCARD_NAME, type ResolvedSdsOptions } from './sds-options.js';
 
 /**
@@ -73,17 +74,26 @@ function validationContext(bundles: readonly TrustBundle[]): SdsResource | undef
  * - `spiffe://td/path` → that SVID if the caller holds it (byte-exact comparison);
  * - `defaultBundleName` or `spiffe://<own td>` → the own trust domain;
  * - `spiffe://<foreign td>` → that federated bundle, if the caller's entries federate with it;
- * - `defaultAllBundlesName` → own + federated trust domains in one validation context.
+ * - `defaultAllBundlesName` → own + federated trust domains in one validation context, in mode `spiffe` only: never
+ *   merged into one `trusted_ca`, where a federated root would vouch for every trust domain's IDs. A request naming
+ *   it under `trusted_ca` is refused before (checkAllBundlesName); here it is what keeps a wildcard from holding it.
  * Anything else, including an identity the caller is not entitled to, is undefined.
  */
-export function resolveResourceName(snapshot: IdentitySnapshot, name: string, options: ResolvedSdsOptions): SdsResource | undefined {
+export function resolveResourceName(
+  snapshot: IdentitySnapshot,
+  name: string,
+  options: ResolvedSdsOptions,
+  mode: ValidationMode,
+): SdsResource | undefined {
   if (!snapshot.entitled) return undefined;
   if (name === options.defaultSvidName) {
     const svid = snapshot.defaultSvid;
     return svid === undefined ? undefined : { kind: 'tls_certificate', svid };
   }
   if (name === options.defaultBundleName) return validationContext([snapshot.bundle]);
-  if (name === options.defaultAllBundlesName) return validationContext([snapshot.bundle, ...snapshot.federatedBundles]);
+  if (name === options.defaultAllBundlesName) {
+    return mode === 'spiffe' ? validationContext([snapshot.bundle, ...snapshot.federatedBundles]) : undefined;
+  }
   if (!name.startsWith('spiffe://')) return undefined;
   let path: string;
   let trustDomain: string;
@@ -103,10 +113,14 @@ export function resolveResourceName(snapshot: IdentitySnapshot, name: string, op
 
 /**
  * Every name that resolves for this caller right now — what a wildcard subscription (empty first request, or `*`)
- * receives: the default SVID alias, each SVID by SPIFFE ID, the `ROOTCA` and `ALL` aliases, and each trust domain by
- * its ID (`spiffe://td`). In a stable order: SVIDs first, then validation contexts.
+ * receives: the default SVID alias, each SVID by SPIFFE ID, the `ROOTCA` alias, the `ALL` alias (SPIFFE validator
+ * only), and each trust domain by its ID (`spiffe://td`). In a stable order: SVIDs first, then validation contexts.
  */
-export function entitledResourceNames(snapshot: IdentitySnapshot, options: ResolvedSdsOptions): string[] {
+export function entitledResourceNames(
+  snapshot: IdentitySnapshot,
+  options: ResolvedSdsOptions,
+  mode: ValidationMode,
+): string[] {
   if (!snapshot.entitled) return [];
   const candidates = [
     options.defaultSvidName,
@@ -116,5 +130,5 @@ export function entitledResourceNames(snapshot: IdentitySnapshot, options: Resol
     trustDomainId(snapshot.bundle.trustDomain),
     ...snapshot.federatedBundles.map((b) => trustDomainId(b.trustDomain)),
   ];
-  return [...new Set(candidates)].filter((name) => resolveResourceName(snapshot, name, options) !== undefined);
+  return [...new Set(candidates)].filter((name) => resolveResourceName(snapshot, name, options, mode) !== undefined);
 }

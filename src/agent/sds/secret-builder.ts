@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { invalidArgument } from '../../common/errors.js';
+import { internal, invalidArgument } from '../../common/errors.js';
 import { packAny, typeUrl, type AnyMessage } from '../../common/grpc/proto.js';
 import { certificatesToPem, toPem } from '../../common/x509/pem.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
@@ -38,7 +38,9 @@ function rootsPem(bundles: readonly TrustBundle[]): string {
  *   inline_bytes, no password (SPEC-NOTES §9);
  * - validation_context, mode `spiffe`: `custom_validator_config` named `envoy.tls.cert_validator.spiffe` holding a
  *   SPIFFECertValidatorConfig with one trust domain per bundle (bare name, inline PEM roots);
- * - validation_context, mode `trusted_ca`: `trusted_ca` = inline PEM of every bundle's roots.
+ * - validation_context, mode `trusted_ca`: `trusted_ca` = inline PEM of the one trust domain's roots. Never of more
+ *   than one: in one `trusted_ca` a federated root would vouch for every trust domain's IDs (resolveResourceName
+ *   does not resolve `ALL` in this mode; this throws internal if something ever asks).
  * `Secret.name` is `name` byte-for-byte, so an alias comes back under the alias.
  */
 export function buildSecret(name: string, resource: SdsResource, mode: ValidationMode): AnyMessage {
@@ -52,6 +54,8 @@ export function buildSecret(name: string, resource: SdsResource, mode: Validatio
     });
   }
   if (mode === 'trusted_ca') {
+    const count = resource.bundles.length;
+    if (count !== 1) throw internal(`refusing to merge ${count} trust domains into one trusted_ca`);
     return packAny(SECRET_TYPE_NAME, { name, validation_context: { trusted_ca: inlinePem(rootsPem(resource.bundles)) } });
   }
   const config = packAny(SPIFFE_VALIDATOR_CONFIG_TYPE_NAME, {

@@ -1,5 +1,5 @@
 import type { Logger } from '../../common/log.js';
-import { internal, isMeshidError, permissionDenied } from '../../common/errors.js';
+import { internal, isMeshidError, permissionDenied, type ErrorCode } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
@@ -49,6 +49,9 @@ function runDue(): void {
   due = [];
   for (const pump of now) pump();
 }
+
+/** Codes that end a stream for a request that cannot be served as asked (SdsStats.rejectedRequests). */
+const REJECTED_REQUEST_CODES: ReadonlySet<ErrorCode> = new Set(['invalid_argument', 'not_found', 'failed_precondition']);
 
 /** How much of Envoy's NACK text goes to the log: enough to diagnose, bounded against a hostile client. */
 const MAX_LOGGED_DETAIL = 512;
@@ -120,7 +123,7 @@ export abstract class SecretStream<Req, Res> {
   fail(error: unknown): void {
     if (this.closed) return;
     if (isMeshidError(error) && error.code !== 'internal') {
-      this.ctx.stats.rejectedRequests += error.code === 'invalid_argument' || error.code === 'not_found' ? 1 : 0;
+      this.ctx.stats.rejectedRequests += REJECTED_REQUEST_CODES.has(error.code) ? 1 : 0;
       this.ctx.stats.deniedCalls += error.code === 'permission_denied' ? 1 : 0;
       this.ctx.log.info({ code: error.code, reason: error.message }, 'SDS stream ended');
     } else {

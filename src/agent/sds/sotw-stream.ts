@@ -1,6 +1,12 @@
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
-import { nodeLabel, validationModeFor } from './node-validation-mode.js';
+import {
+  checkAllBundlesName,
+  INITIAL_VALIDATION_CHOICE,
+  nodeLabel,
+  validationChoiceFor,
+  type ValidationChoice,
+} from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
@@ -27,10 +33,13 @@ interface Served {
  * - Empty `resource_names` on the first request, or the name `*`, is a wildcard: every name that resolves for the
  *   caller (see entitledResourceNames), following entitlement changes. After an explicit list, an empty list means
  *   "no longer interested in anything".
- * - The node, and with it the validation-context form, comes from the first request and is kept.
+ * - The node, and with it the validation-context form, comes from the first request and is kept. A stream with
+ *   `trusted_ca` that asks for `ALL`, first or later, ends with FAILED_PRECONDITION (checkAllBundlesName); its
+ *   wildcard does not include `ALL`.
  */
 export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
-  private mode: ValidationMode = 'spiffe';
+  /** The validation-context form (and why) from the first request's node; kept for the stream's life. */
+  private validation: ValidationChoice = INITIAL_VALIDATION_CHOICE;
   private wildcard = false;
   private names = new Set<string>();
   /**
@@ -50,8 +59,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     const requested = request.resource_names ?? [];
     const first = !this.started;
     if (first) {
-      this.mode = validationModeFor(request.node, this.ctx.options);
-      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.mode, names: requested.length }, 'SDS StreamSecrets opened');
+      this.validation = validationChoiceFor(request.node, this.ctx.options);
+      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: requested.length }, 'SDS StreamSecrets opened');
     } else {
       const nonce = request.response_nonce ?? '';
       // Only a request answering the latest response counts; an older one was overtaken by what we sent since.
@@ -68,6 +77,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     // An ACK repeats the subscription it answers: nothing to check or change, a thousand times per rotation.
     if (!first && sameList(requested, this.requested)) return false;
     checkResourceNames(requested, this.ctx.options);
+    checkAllBundlesName(requested, this.validation, this.ctx.options);
     this.requested = requested;
     return this.subscribe(requested, first) || first;
   }
@@ -87,8 +97,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
 
   protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {
     // JSON, not a separator: a resource name may contain any character, and two subscriptions must never share a key.
-    this.stateKey ??= JSON.stringify([this.mode, this.wildcard, ...this.names]);
-    const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.mode, this.ctx.options);
+    this.stateKey ??= JSON.stringify([this.validation.mode, this.wildcard, ...this.names]);
+    const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.validation.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     if (!changed) {
@@ -141,10 +151,10 @@ function servedState(
   let perSnapshot = servedStates.get(snapshot);
   const hit = perSnapshot?.get(key);
   if (hit !== undefined && hit.options === options) return hit;
-  const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options)]) : names;
+  const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options, mode)]) : names;
   const current = new Map<string, Served>();
   for (const name of wanted) {
-    const resource = resolveResourceName(snapshot, name, options);
+    const resource = resolveResourceName(snapshot, name, options, mode);
     if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, mode) });
   }
   const versions = new Map([...current].map(([name, { version }]) => [name, version]));

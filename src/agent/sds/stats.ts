@@ -21,7 +21,10 @@ export interface SdsStats {
   coalescedUpdates: number;
   /** Calls refused: not attested or not entitled (PERMISSION_DENIED / UNAVAILABLE). */
   deniedCalls: number;
-  /** Calls ended with INVALID_ARGUMENT / NOT_FOUND for a bad request. */
+  /**
+   * Calls ended for a request that cannot be served as asked: INVALID_ARGUMENT / NOT_FOUND for a bad request,
+   * FAILED_PRECONDITION for `ALL` without the SPIFFE validator.
+   */
   rejectedRequests: number;
 }
 

@@ -25,10 +25,34 @@ test('a token is reused until half its lifetime has passed, then re-minted', asy
   const { clock, calls, cache } = setup();
   const a = await cache.fetch('e1', ['db', 'api']);
   clock.advance(TTL / 2 - 1);
-  assert.equal((await cache.fetch('e1', ['api', 'db'])).token, a.token, 'same audience set in another order hits the cache');
+  assert.equal((await cache.fetch('e1', ['db', 'api'])).token, a.token);
   clock.advance(1);
   assert.notEqual((await cache.fetch('e1', ['db', 'api'])).token, a.token);
   assert.equal(calls.length, 2);
+});
+
+test('audiences are signed in the order asked, duplicates kept; another order or multiplicity is another token', async () => {
+  const { calls, cache } = setup();
+  const ba = await cache.fetch('e1', ['b', 'a']);
+  const ab = await cache.fetch('e1', ['a', 'b']);
+  const aab = await cache.fetch('e1', ['a', 'a', 'b']);
+  assert.equal(new Set([ba.token, ab.token, aab.token]).size, 3, 'three keys, three tokens');
+  assert.deepEqual(
+    calls.map((c) => c.audience),
+    [['b', 'a'], ['a', 'b'], ['a', 'a', 'b']],
+  );
+  assert.equal((await cache.fetch('e1', ['b', 'a'])).token, ba.token, 'each order still hits its own token');
+  assert.equal((await cache.fetch('e1', ['a', 'b'])).token, ab.token);
+  assert.equal(calls.length, 3);
+});
+
+test('the audience list handed to the signer is a copy: a caller changing its array later changes nothing', async () => {
+  const { calls, cache } = setup();
+  const audience = ['b', 'a'];
+  const pending = cache.fetch('e1', audience);
+  audience.reverse();
+  await pending;
+  assert.deepEqual(calls[0]!.audience, ['b', 'a']);
 });
 
 test('freshness is measured on the agent clock from arrival, so a server clock far behind does not defeat the cache', async () => {

@@ -74,11 +74,13 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
     }
   });
 
-  it('an empty name list returns every secret the caller is entitled to', async () => {
+  it('an empty name list returns every secret the caller is entitled to (ALL only with the SPIFFE validator)', async () => {
     const h = await startSdsHarness(ca, register);
     try {
-      const response = await fetchSecrets(h.client, { resource_names: [] }, as(SELECTOR_B));
+      const response = await fetchSecrets(h.client, { node: envoyNode(), resource_names: [] }, as(SELECTOR_B));
       assert.deepEqual([...secretsByName(response).keys()].sort(), ['ALL', 'ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
+      const noNode = await fetchSecrets(h.client, { resource_names: [] }, as(SELECTOR_B));
+      assert.deepEqual([...secretsByName(noNode).keys()].sort(), ['ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
     } finally {
       await h.close();
     }

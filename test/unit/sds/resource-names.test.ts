@@ -5,9 +5,9 @@ import { isMeshidError } from '../../../src/common/errors.js';
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import type { IdentitySnapshot, WorkloadSvid } from '../../../src/agent/cache/workload-cache.js';
 import { checkResourceNames, entitledResourceNames, resolveResourceName } from '../../../src/agent/sds/resource-names.js';
-import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
+import { resolveSdsOptions, type ResolvedSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion } from '../../../src/agent/sds/secret-builder.js';
-import { validationModeFor } from '../../../src/agent/sds/node-validation-mode.js';
+import { checkAllBundlesName, validationChoiceFor } from '../../../src/agent/sds/node-validation-mode.js';
 
 const options = resolveSdsOptions();
 
@@ -41,8 +41,8 @@ function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
   };
 }
 
-function describeResource(name: string, snap = snapshot()): string | undefined {
-  const r = resolveResourceName(snap, name, options);
+function describeResource(name: string, snap = snapshot(), mode: 'spiffe' | 'trusted_ca' = 'spiffe'): string | undefined {
+  const r = resolveResourceName(snap, name, options, mode);
   if (r === undefined) return undefined;
   return r.kind === 'tls_certificate' ? `svid ${r.svid.spiffeId}` : `bundles ${r.bundles.map((b) => b.trustDomain).join(',')}`;
 }
@@ -79,7 +79,7 @@ describe('SDS resource names', () => {
   it('nothing resolves for a caller that is not entitled', () => {
     const snap = snapshot({ entitled: false });
     for (const [name] of cases) assert.equal(describeResource(name, snap), undefined);
-    assert.deepEqual(entitledResourceNames(snap, options), []);
+    assert.deepEqual(entitledResourceNames(snap, options, 'spiffe'), []);
   });
 
   it('default is the default identity once its SVID is issued, whether or not its siblings have theirs', () => {
@@ -100,7 +100,7 @@ describe('SDS resource names', () => {
   });
 
   it('the wildcard set is every name that resolves, SVIDs first', () => {
-    assert.deepEqual(entitledResourceNames(snapshot(), options), [
+    assert.deepEqual(entitledResourceNames(snapshot(), options, 'spiffe'), [
       'default',
       'spiffe://example.org/a',
       'spiffe://example.org/b',
@@ -112,12 +112,27 @@ describe('SDS resource names', () => {
     ]);
   });
 
+  it('under trusted_ca, ALL resolves to nothing and the wildcard set leaves it out; one trust domain still resolves', () => {
+    assert.equal(describeResource('ALL', snapshot(), 'trusted_ca'), undefined);
+    assert.equal(describeResource('ROOTCA', snapshot(), 'trusted_ca'), 'bundles example.org');
+    assert.equal(describeResource('spiffe://zeta.example', snapshot(), 'trusted_ca'), 'bundles zeta.example');
+    assert.deepEqual(entitledResourceNames(snapshot(), options, 'trusted_ca'), [
+      'default',
+      'spiffe://example.org/a',
+      'spiffe://example.org/b',
+      'ROOTCA',
+      'spiffe://example.org',
+      'spiffe://zeta.example',
+      'spiffe://alpha.example',
+    ]);
+  });
+
   it('configured aliases replace the defaults', () => {
     const custom = resolveSdsOptions({ defaultSvidName: 'my-cert', defaultBundleName: 'my-ca', defaultAllBundlesName: 'every-ca' });
-    assert.equal(resolveResourceName(snapshot(), 'default', custom), undefined);
-    assert.equal(resolveResourceName(snapshot(), 'my-cert', custom)?.kind, 'tls_certificate');
-    assert.equal(resolveResourceName(snapshot(), 'my-ca', custom)?.kind, 'validation_context');
-    assert.equal(resolveResourceName(snapshot(), 'every-ca', custom)?.kind, 'validation_context');
+    assert.equal(resolveResourceName(snapshot(), 'default', custom, 'spiffe'), undefined);
+    assert.equal(resolveResourceName(snapshot(), 'my-cert', custom, 'spiffe')?.kind, 'tls_certificate');
+    assert.equal(resolveResourceName(snapshot(), 'my-ca', custom, 'spiffe')?.kind, 'validation_context');
+    assert.equal(resolveResourceName(snapshot(), 'every-ca', custom, 'spiffe')?.kind, 'validation_context');
   });
 
   it('options that would make names ambiguous are refused', () => {
@@ -150,14 +165,14 @@ describe('SDS resource names', () => {
 
 describe('SDS versions', () => {
   it('are equal for equal content and differ when the content or the validation form differs', () => {
-    const a1 = resolveResourceName(snapshot(), 'spiffe://example.org/a', options)!;
-    const a2 = resolveResourceName(snapshot(), 'default', options)!;
-    const b = resolveResourceName(snapshot(), 'spiffe://example.org/b', options)!;
+    const a1 = resolveResourceName(snapshot(), 'spiffe://example.org/a', options, 'spiffe')!;
+    const a2 = resolveResourceName(snapshot(), 'default', options, 'spiffe')!;
+    const b = resolveResourceName(snapshot(), 'spiffe://example.org/b', options, 'spiffe')!;
     assert.equal(resourceVersion(a1, 'spiffe'), resourceVersion(a2, 'spiffe'));
     assert.notEqual(resourceVersion(a1, 'spiffe'), resourceVersion(b, 'spiffe'));
-    const roots = resolveResourceName(snapshot(), 'ROOTCA', options)!;
+    const roots = resolveResourceName(snapshot(), 'ROOTCA', options, 'spiffe')!;
     assert.notEqual(resourceVersion(roots, 'spiffe'), resourceVersion(roots, 'trusted_ca'));
-    const moreRoots = resolveResourceName(snapshot({ bundle: bundle('example.org', ['r1', 'r2']) }), 'ROOTCA', options)!;
+    const moreRoots = resolveResourceName(snapshot({ bundle: bundle('example.org', ['r1', 'r2']) }), 'ROOTCA', options, 'spiffe')!;
     assert.notEqual(resourceVersion(roots, 'spiffe'), resourceVersion(moreRoots, 'spiffe'));
   });
 
@@ -193,15 +208,50 @@ describe('SDS validation-context form from the Envoy node (as SPIRE decides it)'
   ];
   for (const [label, node, expected] of cases) {
     it(`${label} → ${expected}`, () => {
-      assert.equal(validationModeFor(node as never, options), expected);
+      assert.equal(validationChoiceFor(node as never, options).mode, expected);
     });
   }
 
   it('the global option disables the validator unless the node metadata says otherwise, either way', () => {
     const disabled = resolveSdsOptions({ disableSpiffeCertValidation: true });
-    assert.equal(validationModeFor(envoy(1, 31) as never, disabled), 'trusted_ca');
-    assert.equal(validationModeFor(optOut(false) as never, disabled), 'spiffe');
-    assert.equal(validationModeFor(optOut('F') as never, disabled), 'spiffe');
-    assert.equal(validationModeFor(optOut('yes') as never, disabled), 'trusted_ca', 'an unreadable value leaves the global option');
+    assert.equal(validationChoiceFor(envoy(1, 31) as never, disabled).mode, 'trusted_ca');
+    assert.equal(validationChoiceFor(optOut(false) as never, disabled).mode, 'spiffe');
+    assert.equal(validationChoiceFor(optOut('F') as never, disabled).mode, 'spiffe');
+    assert.equal(validationChoiceFor(optOut('yes') as never, disabled).mode, 'trusted_ca', 'an unreadable value leaves the global option');
+  });
+
+  it('ALL is refused (failed_precondition) without the SPIFFE validator, with why and what to change in the message', () => {
+    const refusal = (node: object | undefined, names: string[], opts = options): string => {
+      try {
+        checkAllBundlesName(names, validationChoiceFor(node as never, opts), opts);
+      } catch (err) {
+        assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+        return err.message;
+      }
+      return 'served';
+    };
+    assert.equal(refusal(envoy(1, 31), ['ALL', 'ROOTCA']), 'served');
+    assert.equal(refusal(optOut(true), ['ROOTCA', 'default', 'spiffe://zeta.example']), 'served', 'other names are not affected');
+    const cases: Array<[string, object | undefined, RegExp, RegExp, ResolvedSdsOptions?]> = [
+      ['metadata', optOut('true'), /node metadata sets disable_spiffe_cert_validation to "true"/, /remove disable_spiffe_cert_validation from the node metadata or set it to false/],
+      ['old Envoy', envoy(1, 17), /reports Envoy 1\.17, which has no SPIFFE certificate validator/, /upgrade Envoy to 1\.18 or later/],
+      ['no version', { id: 'n' }, /reports no Envoy build version/, /use an Envoy 1\.18 or later/],
+      ['no node', undefined, /no node was sent/, /send the Envoy node/],
+      ['agent option', envoy(1, 31), /agent option sds\.disable_spiffe_cert_validation is set/, /disable_spiffe_cert_validation: false in this Envoy's node metadata/, resolveSdsOptions({ disableSpiffeCertValidation: true })],
+    ];
+    for (const [label, node, why, fix, opts] of cases) {
+      const message = refusal(node, ['ROOTCA', 'ALL'], opts);
+      assert.match(message, /^"ALL" \(every trust domain's roots in one validation context\) is served only with Envoy's SPIFFE certificate validator/, label);
+      assert.match(message, why, label);
+      assert.match(message, fix, label);
+      assert.match(message, /a federated root could vouch for any SPIFFE ID/, label);
+      assert.match(message, /ask for "ROOTCA" instead$/, label);
+    }
+    const both = refusal(envoy(1, 17, { disable_spiffe_cert_validation: true }), ['ALL']);
+    assert.match(both, /sets disable_spiffe_cert_validation to true and the node reports Envoy 1\.17/, 'every reason is named');
+    assert.match(both, /set it to false; upgrade Envoy/);
+    const custom = resolveSdsOptions({ defaultAllBundlesName: 'every-ca', disableSpiffeCertValidation: true });
+    assert.equal(refusal(envoy(1, 31), ['ALL'], custom), 'served', 'only the configured all-bundles alias is refused');
+    assert.match(refusal(envoy(1, 31), ['every-ca'], custom), /^"every-ca" /);
   });
 });
