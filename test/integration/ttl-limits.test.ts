@@ -1,6 +1,7 @@
 /**
- * Entries keep the TTLs they were created with; a server restarted with lower limits signs them for its current
- * limits (the intermediates and JWT keys it keeps are sized for those) and says so at start.
+ * Entries keep the TTLs they were created with, 0 meaning "the server's default": a server restarted with other
+ * defaults signs default entries with its current ones, and one restarted with lower limits signs longer entries
+ * for its current limits (the intermediates and JWT keys it keeps are sized for those) and says so at start.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.j
 
 const HOUR = 3600;
 
-test('a server restarted with lower max TTLs signs older entries for the new maximum, and warns about them at start', async (t) => {
+test('a server restarted with other TTL settings signs default entries with the new default, longer ones with the new maximum', async (t) => {
   const { dir, cleanup } = tempDir('meshid-ttl-limits-');
   t.after(cleanup);
   let server = await startServerProcess(dir, ['--datacenter', 'east', '--max-jwt-svid-ttl', '2h']);
@@ -26,6 +27,10 @@ test('a server restarted with lower max TTLs signs older entries for the new max
   ]);
   assert.equal(created.code, 0, created.err);
   const entryId = /^Entry ID *: (\S+)/m.exec(created.out)![1]!;
+  const plain = await server.cli(['entry', 'create', '--parent-id', 'spiffe://example.org/node/east', '--spiffe-id', 'spiffe://example.org/plain', '--selector', 'unix:uid:1001']);
+  assert.equal(plain.code, 0, plain.err);
+  assert.match(plain.out, /^X509-SVID TTL *: default$/m);
+  const plainId = /^Entry ID *: (\S+)/m.exec(plain.out)![1]!;
   await server.stop();
 
   server = await startServerProcess(dir, [
@@ -38,16 +43,22 @@ test('a server restarted with lower max TTLs signs older entries for the new max
   const client = connectNode(server, rootsPem, agent);
   try {
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const csr = await createCsr(privateKey, publicKey);
     const signed = await nodeCall<{ results: Array<{ code?: number; message?: string; svid_chain?: Buffer[] }> }>(client, 'SignX509Svids', {
-      items: [{ entry_id: entryId, csr: await createCsr(privateKey, publicKey) }],
+      items: [{ entry_id: entryId, csr }, { entry_id: plainId, csr }],
     });
-    assert.equal(signed.results[0]!.code ?? 0, 0, signed.results[0]!.message);
-    const leaf = parseCertificate(signed.results[0]!.svid_chain![0]!);
-    const lifetime = (leaf.notAfter - Date.now()) / 1000;
-    assert.ok(lifetime > 11.9 * HOUR && lifetime <= 12 * HOUR, `the SVID lives ${lifetime} s`);
-    const jwt = await nodeCall<{ token: string }>(client, 'SignJwtSvid', { entry_id: entryId, audience: ['db'] });
-    const claims = JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
-    assert.equal(claims.exp - claims.iat, 600);
+    const lifetimes = signed.results.map((r) => {
+      assert.equal(r.code ?? 0, 0, r.message);
+      return Math.round((parseCertificate(r.svid_chain![0]!).notAfter - Date.now()) / 1000 / 60);
+    });
+    assert.deepEqual(lifetimes, [12 * 60, 60], 'SVID lifetimes in minutes: the new maximum, the new default');
+    const jwtLifetime = async (id: string): Promise<number> => {
+      const jwt = await nodeCall<{ token: string }>(client, 'SignJwtSvid', { entry_id: id, audience: ['db'] });
+      const claims = JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString()) as { iat: number; exp: number };
+      return claims.exp - claims.iat;
+    };
+    assert.equal(await jwtLifetime(entryId), 600);
+    assert.equal(await jwtLifetime(plainId), 300);
   } finally {
     client.close();
   }

@@ -5,14 +5,12 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { NewEntry } from '../datastore/datastore.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
 
-/** An entry as the API accepted it: validated, normalised, TTLs resolved to seconds — what the datastore creates. */
+/** An entry as the API accepted it: validated, normalised, TTLs in seconds (0: the server's default) — what the datastore creates. */
 export type ValidEntry = Omit<NewEntry, 'id'>;
 
 export interface EntryLimits {
   trustDomain: string;
-  defaultX509SvidTtlMs: number;
   maxX509SvidTtlMs: number;
-  defaultJwtSvidTtlMs: number;
   maxJwtSvidTtlMs: number;
 }
 
@@ -39,10 +37,11 @@ export function validateSelector(s: ProtoSelector | undefined, index: number): S
   return { type, value };
 }
 
-function ttlSeconds(value: number | undefined, defaultMs: number, maxMs: number, name: string, maxFlag: string): number {
+function ttlSeconds(value: number | undefined, maxMs: number, name: string, maxFlag: string): number {
   const v = Number(value ?? 0);
   if (!Number.isInteger(v) || v < 0) throw invalidArgument(`${name} must be a whole number of seconds ≥ 0, got ${value}`);
-  if (v === 0) return Math.round(defaultMs / 1000);
+  // 0 stays 0, "the server's default", resolved when signing (SPIRE's meaning): a changed default applies to it.
+  if (v === 0) return 0;
   if (v * 1000 > maxMs) {
     throw invalidArgument(
       `${name} ${formatDuration(v * 1000)} exceeds the server's ${maxFlag} (${formatDuration(maxMs)}): ask for less, or raise ${maxFlag} in the server config`,
@@ -83,8 +82,8 @@ export function validateEntry(e: ProtoEntry | undefined, limits: EntryLimits): V
     spiffeId,
     parentId,
     selectors: [...unique.values()].sort((a, b) => a.type.localeCompare(b.type) || a.value.localeCompare(b.value)),
-    x509SvidTtlSeconds: ttlSeconds(e.x509_svid_ttl, limits.defaultX509SvidTtlMs, limits.maxX509SvidTtlMs, 'x509_svid_ttl', 'max_x509_svid_ttl'),
-    jwtSvidTtlSeconds: ttlSeconds(e.jwt_svid_ttl, limits.defaultJwtSvidTtlMs, limits.maxJwtSvidTtlMs, 'jwt_svid_ttl', 'max_jwt_svid_ttl'),
+    x509SvidTtlSeconds: ttlSeconds(e.x509_svid_ttl, limits.maxX509SvidTtlMs, 'x509_svid_ttl', 'max_x509_svid_ttl'),
+    jwtSvidTtlSeconds: ttlSeconds(e.jwt_svid_ttl, limits.maxJwtSvidTtlMs, 'jwt_svid_ttl', 'max_jwt_svid_ttl'),
     dnsNames: [...new Set((e.dns_names ?? []).map(validateDnsName))],
     hint,
     federatesWith: federatesWith.sort(),

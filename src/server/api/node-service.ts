@@ -33,12 +33,8 @@ export interface NodeServiceDeps {
   trustDomain: string;
   datacenters: readonly string[];
   agentSvidTtlMs: number;
-  /**
-   * The server's current limits. An entry keeps the TTL it was created with, so one written under a higher limit
-   * than today's is signed with today's: intermediates and JWT keys are sized to cover only that.
-   */
-  maxX509SvidTtlMs: number;
-  maxJwtSvidTtlMs: number;
+  /** The server's current defaults and limits, applied to entries when signing (signedTtlMs). */
+  ttls: { defaultX509SvidTtlMs: number; maxX509SvidTtlMs: number; defaultJwtSvidTtlMs: number; maxJwtSvidTtlMs: number };
   ds: Datastore;
   ca: CaManager;
   hub: SyncHub;
@@ -65,6 +61,14 @@ interface SyncUpdate {
 }
 
 const MAX_SIGN_BATCH = 1000;
+
+/**
+ * An entry's TTL as signed today: 0 is the server's current default; a TTL above today's maximum (lowered since the
+ * entry was written) is the maximum, since intermediates and JWT keys are sized to cover only that.
+ */
+function signedTtlMs(entrySeconds: number, defaultMs: number, maxMs: number): number {
+  return entrySeconds === 0 ? defaultMs : Math.min(entrySeconds * 1000, maxMs);
+}
 
 /** The agent API (meshid.agent.v1.Node): attestation, renewal, the push stream and signing. */
 export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation {
@@ -169,7 +173,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
               publicKey,
               spiffeId: entry.spiffeId,
               dnsNames: entry.dnsNames,
-              ttlMs: Math.min(entry.x509SvidTtlSeconds * 1000, deps.maxX509SvidTtlMs),
+              ttlMs: signedTtlMs(entry.x509SvidTtlSeconds, deps.ttls.defaultX509SvidTtlMs, deps.ttls.maxX509SvidTtlMs),
             });
             return { entry_id: entryId, code: 0, message: '', svid_chain: signed.chain, expires_at: Math.floor(signed.notAfter / 1000) };
           } catch (err) {
@@ -190,7 +194,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
       const entry = authorized(agent).get(req.entry_id ?? '');
       if (entry === undefined) throw permissionDenied(`entry ${req.entry_id ?? ''} is not authorized for this agent`);
-      const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: Math.min(entry.jwtSvidTtlSeconds * 1000, deps.maxJwtSvidTtlMs) });
+      const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: signedTtlMs(entry.jwtSvidTtlSeconds, deps.ttls.defaultJwtSvidTtlMs, deps.ttls.maxJwtSvidTtlMs) });
       return { token: jwt.token, expires_at: Math.floor(jwt.expiresAt / 1000), issued_at: Math.floor(jwt.issuedAt / 1000) };
     }),
 
