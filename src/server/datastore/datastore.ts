@@ -52,6 +52,12 @@ export interface Datastore {
    */
   listEntryChangesSince(revision: number): Promise<EntryChanges>;
   /**
+   * Deletes the tombstones of entries deleted before `before` (deletedAt < before) and returns how many. In the same
+   * transaction it records the highest revision pruned (the watermark): the deletions a reader behind it would need
+   * are gone. Changes nothing a reader can see, so it takes no revision and notifies no listener.
+   */
+  pruneEntryTombstones(before: number): Promise<number>;
+  /**
    * Calls `listener` after each committed change made through this instance. In-process only: good for one server;
    * a PostgreSQL implementation shared by several servers needs LISTEN/NOTIFY to hear the other servers' writes.
    * Returns the unsubscribe function.

@@ -190,6 +190,17 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
+  pruneEntryTombstones(before: number): Promise<number> {
+    return this.write(() => {
+      requireTime('tombstone cutoff', before);
+      const { revision } = this.s.newestTombstoneBefore.get(before) as { revision: number | null };
+      if (revision === null) return 0;
+      // Watermark and deletion commit together: a crash between them cannot leave deletions no reader is warned of.
+      this.s.raiseTombstonesPruned.run(revision, revision);
+      return this.s.pruneTombstones.run(before).changes;
+    });
+  }
+
   onChange(listener: ChangeListener): () => void {
     this.listeners.add(listener);
     return () => void this.listeners.delete(listener);
