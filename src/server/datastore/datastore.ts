@@ -48,7 +48,9 @@ export interface Datastore {
   currentRevision(): Promise<number>;
   /**
    * What changed after `revision`: entries created or updated since (their current state) and ids deleted since.
-   * `revision` in the result is the current revision, to pass to the next call.
+   * `revision` in the result is the current revision, to pass to the next call. When `revision` is below the
+   * tombstone watermark (pruneEntryTombstones) the deletions since are no longer known: the answer is then a reset,
+   * every entry, which replaces the reader's copy.
    */
   listEntryChangesSince(revision: number): Promise<EntryChanges>;
   /**
@@ -193,9 +195,21 @@ export interface EntryPage {
   nextPageToken?: string;
 }
 
-export interface EntryChanges {
+/** The answer of listEntryChangesSince: a delta to apply, or (`reset`) every entry, to load in place of the copy. */
+export type EntryChanges = EntryDelta | EntryReset;
+
+export interface EntryDelta {
+  reset?: false;
   upserts: RegistrationEntry[];
   deletedIds: string[];
+  revision: number;
+}
+
+/** The asked revision is older than the retained tombstones reach back: a delta could miss deletions. */
+export interface EntryReset {
+  reset: true;
+  /** Every entry at `revision`, ordered by id. */
+  entries: RegistrationEntry[];
   revision: number;
 }
 

@@ -94,3 +94,22 @@ test('pruneEntryTombstones refuses a cutoff that is not a time', async () => {
     }
   });
 });
+
+test('a reader behind the watermark gets a reset with every entry; a reader at or past it still gets a delta', async () => {
+  await withDatastore(async ({ ds, clock }) => {
+    const [a, b, c] = (await ds.createEntries(['a', 'b', 'c'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    await ds.deleteEntries([a!.id]); // revision 2
+    clock.advance(12 * H);
+    await ds.deleteEntries([b!.id]); // revision 3
+    const c2 = await ds.updateEntry(c!.id, { hint: 'moved' }); // revision 4
+    clock.advance(13 * H);
+    assert.equal(await ds.pruneEntryTombstones(clock.now() - 24 * H), 1); // a's tombstone: watermark 2
+
+    // From 0 or 1 the deletion of a would be missed: the feed says so and hands over the whole set.
+    for (const from of [0, 1]) {
+      assert.deepEqual(await ds.listEntryChangesSince(from), { reset: true, entries: [c2], revision: 4 }, `from ${from}`);
+    }
+    assert.deepEqual(await ds.listEntryChangesSince(2), { upserts: [c2], deletedIds: [b!.id], revision: 4 });
+    assert.deepEqual(await ds.listEntryChangesSince(4), { upserts: [], deletedIds: [], revision: 4 });
+  });
+});
