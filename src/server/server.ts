@@ -36,6 +36,11 @@ import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
+/**
+ * How long a deleted entry's tombstone stays in the change feed. Only the sync hub reads the feed, and it catches up
+ * at every change; a reader further behind than this gets a full reload instead of a delta.
+ */
+export const ENTRY_TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
 
 export interface ServerOptions {
   config: ServerConfig;
@@ -99,13 +104,17 @@ export class MeshidServer {
     }
   }
 
-  /** Periodic sweep on the wall clock: expired join tokens and agents go, CA rotation is double-checked. */
+  /**
+   * Periodic sweep on the wall clock: expired join tokens and agents go, so do entry tombstones past their retention,
+   * and CA rotation is double-checked.
+   */
   async housekeeping(clock: Clock): Promise<void> {
     try {
       const now = clock.now();
       await this.ds.pruneJoinTokens(now);
       // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
       await this.ds.pruneAgents(now);
+      await this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS);
       await this.ca.recheck();
     } catch (err) {
       this.log.error({ err }, 'housekeeping failed');

@@ -154,6 +154,7 @@ test('kill -9 during batched writes never leaves a partial batch or a damaged da
       try {
         assert.equal(await ds.countEntries(), present * BATCH);
         const changes = await ds.listEntryChangesSince(0);
+        assert.ok(!changes.reset, 'nothing was pruned, so the feed answers with a delta');
         assert.equal(changes.upserts.length, present * BATCH);
       } finally {
         await ds.close();

@@ -48,8 +48,17 @@ export class SyncHub {
   private async refresh(kind: 'entry' | 'bundle' | 'agent'): Promise<void> {
     if (kind === 'entry') {
       const changes = await this.ds.listEntryChangesSince(this.index.revision);
-      if (changes.upserts.length === 0 && changes.deletedIds.length === 0) return;
-      this.index.apply(changes.upserts, changes.deletedIds, changes.revision);
+      if (changes.reset) {
+        // The tombstones since the index's revision were pruned: only a full reload drops the entries deleted then.
+        this.log.warn(
+          { from: this.index.revision, to: changes.revision },
+          'entry change feed no longer reaches back to the index: reloading every entry',
+        );
+        this.index.load(changes.entries, changes.revision);
+      } else {
+        if (changes.upserts.length === 0 && changes.deletedIds.length === 0) return;
+        this.index.apply(changes.upserts, changes.deletedIds, changes.revision);
+      }
       this.emit({ kind: 'entries' });
     } else if (kind === 'bundle') {
       if (await this.reloadFederated()) this.emit({ kind: 'federated' });

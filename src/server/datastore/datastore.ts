@@ -48,9 +48,17 @@ export interface Datastore {
   currentRevision(): Promise<number>;
   /**
    * What changed after `revision`: entries created or updated since (their current state) and ids deleted since.
-   * `revision` in the result is the current revision, to pass to the next call.
+   * `revision` in the result is the current revision, to pass to the next call. When `revision` is below the
+   * tombstone watermark (pruneEntryTombstones) the deletions since are no longer known: the answer is then a reset,
+   * every entry, which replaces the reader's copy.
    */
   listEntryChangesSince(revision: number): Promise<EntryChanges>;
+  /**
+   * Deletes the tombstones of entries deleted before `before` (deletedAt < before) and returns how many. In the same
+   * transaction it records the highest revision pruned (the watermark): the deletions a reader behind it would need
+   * are gone. Changes nothing a reader can see, so it takes no revision and notifies no listener.
+   */
+  pruneEntryTombstones(before: number): Promise<number>;
   /**
    * Calls `listener` after each committed change made through this instance. In-process only: good for one server;
    * a PostgreSQL implementation shared by several servers needs LISTEN/NOTIFY to hear the other servers' writes.
@@ -187,9 +195,21 @@ export interface EntryPage {
   nextPageToken?: string;
 }
 
-export interface EntryChanges {
+/** The answer of listEntryChangesSince: a delta to apply, or (`reset`) every entry, to load in place of the copy. */
+export type EntryChanges = EntryDelta | EntryReset;
+
+export interface EntryDelta {
+  reset?: false;
   upserts: RegistrationEntry[];
   deletedIds: string[];
+  revision: number;
+}
+
+/** The asked revision is older than the retained tombstones reach back: a delta could miss deletions. */
+export interface EntryReset {
+  reset: true;
+  /** Every entry at `revision`, ordered by id. */
+  entries: RegistrationEntry[];
   revision: number;
 }
 

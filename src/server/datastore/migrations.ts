@@ -134,6 +134,17 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 2,
+    name: 'entry tombstone pruning',
+    statements: [
+      // The highest revision whose tombstones have been pruned: a change-feed reader behind it may have missed a
+      // deletion, so it is told to reload instead of getting a delta. A revision, kept next to the change counter.
+      `INSERT INTO revisions (name, value) VALUES ('entry_tombstones_pruned', 0)`,
+      // Tombstones are pruned by age.
+      `CREATE INDEX entry_tombstones_deleted_at ON entry_tombstones (deleted_at)`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -181,12 +181,29 @@ export class SqliteDatastore implements Datastore {
   listEntryChangesSince(revision: number): Promise<EntryChanges> {
     return this.read(() => {
       if (!Number.isSafeInteger(revision) || revision < 0) throw invalidArgument(`revision must be a whole number ≥ 0, got ${revision}`);
-      // One read transaction: the three reads see the same snapshot even if another process writes meanwhile.
-      return this.db.transaction(() => ({
-        upserts: (this.s.entriesSince.all(revision) as EntryRow[]).map(entryFromRow),
-        deletedIds: (this.s.tombstonesSince.all(revision) as Array<{ entry_id: string }>).map((r) => r.entry_id),
-        revision: this.revision(),
-      })).deferred();
+      // One read transaction: the reads see the same snapshot even if another process writes or prunes meanwhile.
+      return this.db.transaction((): EntryChanges => {
+        const pruned = (this.s.getTombstonesPruned.get() as { value: number }).value;
+        if (revision < pruned) {
+          return { reset: true, entries: (this.s.allEntries.all() as EntryRow[]).map(entryFromRow), revision: this.revision() };
+        }
+        return {
+          upserts: (this.s.entriesSince.all(revision) as EntryRow[]).map(entryFromRow),
+          deletedIds: (this.s.tombstonesSince.all(revision) as Array<{ entry_id: string }>).map((r) => r.entry_id),
+          revision: this.revision(),
+        };
+      }).deferred();
+    });
+  }
+
+  pruneEntryTombstones(before: number): Promise<number> {
+    return this.write(() => {
+      requireTime('tombstone cutoff', before);
+      const { revision } = this.s.newestTombstoneBefore.get(before) as { revision: number | null };
+      if (revision === null) return 0;
+      // Watermark and deletion commit together: a crash between them cannot leave deletions no reader is warned of.
+      this.s.raiseTombstonesPruned.run(revision, revision);
+      return this.s.pruneTombstones.run(before).changes;
     });
   }
 

@@ -39,6 +39,11 @@ export function prepareStatements(db: Database.Database) {
     ),
     deleteTombstone: p('DELETE FROM entry_tombstones WHERE entry_id = ?'),
     tombstonesSince: p('SELECT entry_id FROM entry_tombstones WHERE revision > ? ORDER BY revision, entry_id'),
+    newestTombstoneBefore: p('SELECT MAX(revision) AS revision FROM entry_tombstones WHERE deleted_at < ?'),
+    pruneTombstones: p('DELETE FROM entry_tombstones WHERE deleted_at < ?'),
+    getTombstonesPruned: p("SELECT value FROM revisions WHERE name = 'entry_tombstones_pruned'"),
+    // Only ever raised: portable spelling of MAX(value, ?), which PostgreSQL calls GREATEST.
+    raiseTombstonesPruned: p("UPDATE revisions SET value = ? WHERE name = 'entry_tombstones_pruned' AND value < ?"),
 
     joinTokenExists: p('SELECT 1 FROM join_tokens WHERE token_hash = ?'),
     insertJoinToken: p('INSERT INTO join_tokens (token_hash, datacenter, selectors, expires_at, created_at) VALUES (?, ?, ?, ?, ?)'),

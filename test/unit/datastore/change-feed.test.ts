@@ -36,6 +36,7 @@ test('create, update and delete each bump the revision; changes since a revision
     assert.deepEqual(await ds.listEntryChangesSince(3), { upserts: [d], deletedIds: [], revision: 4 });
     assert.deepEqual(await ds.listEntryChangesSince(4), { upserts: [], deletedIds: [], revision: 4 });
     const full = await ds.listEntryChangesSince(0);
+    assert.ok(!full.reset);
     assert.deepEqual(full.upserts.map((e) => e.spiffeId).sort(), ['spiffe://example.org/a', 'spiffe://example.org/b', 'spiffe://example.org/d']);
     assert.deepEqual(full.deletedIds, [c!.id]);
   });
@@ -53,6 +54,7 @@ test('applying the change feed to a copy taken at revision N reproduces the curr
     await ds.updateEntry(ids[3]!, { dnsNames: ['d.example.org'] });
     await ds.deleteEntries([ids[3]!]);
     const changes = await ds.listEntryChangesSince(at);
+    assert.ok(!changes.reset);
     for (const id of changes.deletedIds) copy.delete(id);
     for (const e of changes.upserts) copy.set(e.id, e);
     assert.deepEqual([...copy.values()].sort((x, y) => (x.id < y.id ? -1 : 1)), await ds.listAllEntries());

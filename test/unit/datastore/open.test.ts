@@ -6,9 +6,10 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { FakeClock } from '../../../src/common/clock.js';
 import { isMeshidError } from '../../../src/common/errors.js';
-import { LATEST_SCHEMA_VERSION } from '../../../src/server/datastore/migrations.js';
+import { entryIdentityHash } from '../../../src/server/datastore/entry-identity.js';
+import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_DDL } from '../../../src/server/datastore/migrations.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
-import { entry, tempDir } from './fixture.js';
+import { entry, sels, tempDir } from './fixture.js';
 
 /** Every byte of the file and its WAL/SHM companions (absent ones as null), to prove a refused open wrote nothing. */
 function snapshot(file: string): Array<Buffer | null> {
@@ -35,7 +36,9 @@ test('a new datastore file is 0600, in WAL mode, at the latest schema version', 
     }
     await ds.close();
     assert.deepEqual(rawQuery(file, 'PRAGMA journal_mode'), [{ journal_mode: 'wal' }]);
-    assert.deepEqual(rawQuery<{ version: number }>(file, 'SELECT version FROM schema_migrations ORDER BY version').map((r) => r.version), [LATEST_SCHEMA_VERSION]);
+    const versions = rawQuery<{ version: number }>(file, 'SELECT version FROM schema_migrations ORDER BY version').map((r) => r.version);
+    assert.deepEqual(versions, MIGRATIONS.map((m) => m.version));
+    assert.equal(versions.at(-1), LATEST_SCHEMA_VERSION);
   } finally {
     cleanup();
   }
@@ -72,6 +75,53 @@ test('reopening keeps the data and runs no migration twice', async () => {
     const rows = rawQuery<{ version: number; applied_at: number }>(file, 'SELECT version, applied_at FROM schema_migrations');
     assert.equal(rows.length, LATEST_SCHEMA_VERSION);
     assert.equal(rows[0]!.applied_at, new FakeClock().now(), 'applied once, at the first open');
+  } finally {
+    cleanup();
+  }
+});
+
+test('a schema version 1 datastore with entries and tombstones is upgraded in place: data kept, tombstones prunable', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const file = path.join(dir, 'datastore.sqlite3');
+    const t0 = Date.UTC(2025, 11, 1);
+    // What meshid-server with schema 1 left behind: one live entry (revision 1), two deletions (revisions 2 and 3).
+    const v1 = new Database(file);
+    v1.pragma('journal_mode = WAL');
+    v1.exec(SCHEMA_MIGRATIONS_DDL);
+    for (const statement of MIGRATIONS.find((m) => m.version === 1)!.statements) v1.exec(statement);
+    v1.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (1, ?, ?)').run(MIGRATIONS[0]!.name, t0);
+    const live = entry({ selectors: sels('unix:uid:1000') });
+    v1.prepare(
+      'INSERT INTO registration_entries (id, spiffe_id, parent_id, identity_hash, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, ' +
+        'dns_names, hint, federates_with, admin, downstream, revision, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
+    ).run('e-00000000000000aa', live.spiffeId, live.parentId, entryIdentityHash(live), JSON.stringify(live.selectors), 3600, 300, '[]', '', '[]', 0, 0, 1, t0, t0);
+    v1.prepare("INSERT INTO entry_selectors (entry_id, type, value) VALUES ('e-00000000000000aa', 'unix', 'uid:1000')").run();
+    v1.prepare('INSERT INTO entry_tombstones (entry_id, revision, deleted_at) VALUES (?, ?, ?)').run('e-00000000000000bb', 2, t0);
+    v1.prepare('INSERT INTO entry_tombstones (entry_id, revision, deleted_at) VALUES (?, ?, ?)').run('e-00000000000000cc', 3, t0 + 48 * 3_600_000);
+    v1.prepare("UPDATE revisions SET value = 3 WHERE name = 'changes'").run();
+    v1.close();
+
+    const clock = new FakeClock(t0 + 49 * 3_600_000);
+    const ds = await openSqliteDatastore({ file, clock });
+    try {
+      assert.deepEqual(
+        rawQuery<{ version: number; applied_at: number }>(file, 'SELECT version, applied_at FROM schema_migrations ORDER BY version'),
+        MIGRATIONS.map((m) => ({ version: m.version, applied_at: m.version === 1 ? t0 : clock.now() })),
+      );
+      assert.equal(await ds.currentRevision(), 3);
+      assert.deepEqual((await ds.listAllEntries()).map((e) => [e.id, e.spiffeId, e.revision]), [['e-00000000000000aa', live.spiffeId, 1]]);
+      // Nothing pruned yet: a reader at revision 1 still gets the deletions as a delta.
+      assert.deepEqual(await ds.listEntryChangesSince(1), { upserts: [], deletedIds: ['e-00000000000000bb', 'e-00000000000000cc'], revision: 3 });
+      assert.equal(await ds.pruneEntryTombstones(clock.now() - 24 * 3_600_000), 1);
+      assert.deepEqual(rawQuery(file, 'SELECT entry_id FROM entry_tombstones'), [{ entry_id: 'e-00000000000000cc' }]);
+      assert.deepEqual(rawQuery(file, "SELECT value FROM revisions WHERE name = 'entry_tombstones_pruned'"), [{ value: 2 }]);
+      // The age query has its index.
+      const plan = rawQuery<{ detail: string }>(file, 'EXPLAIN QUERY PLAN DELETE FROM entry_tombstones WHERE deleted_at < 0');
+      assert.ok(plan.some((r) => r.detail.includes('entry_tombstones_deleted_at')), JSON.stringify(plan));
+    } finally {
+      await ds.close();
+    }
   } finally {
     cleanup();
   }

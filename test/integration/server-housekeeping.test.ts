@@ -1,0 +1,55 @@
+/**
+ * The in-process server's periodic housekeeping, driven by an injected clock instead of waiting for the minute.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { FakeClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/log.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import type { RegistrationEntry } from '../../src/server/datastore/datastore.js';
+import { ENTRY_TOMBSTONE_RETENTION_MS, MeshidServer } from '../../src/server/server.js';
+import { tempDir } from '../support/server-kit.js';
+
+const H = 3_600_000;
+
+function newEntry(name: string) {
+  return {
+    spiffeId: `spiffe://example.org/${name}`, parentId: 'spiffe://example.org/meshid/agent/east/a1', selectors: [{ type: 'unix', value: 'uid:1000' }],
+    x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, dnsNames: [], hint: '', federatesWith: [], admin: false, downstream: false,
+  };
+}
+
+test('housekeeping prunes entry tombstones older than the retention on the injected clock and keeps the newer ones', async () => {
+  const { dir, cleanup } = tempDir('meshid-housekeeping-');
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const dataDir = path.join(dir, 'data');
+  const config = compileServerConfig({
+    trust_domain: 'example.org', datacenters: ['east'], data_dir: dataDir, bind_address: '127.0.0.1:0',
+    admin_socket: path.join(dir, 'admin', 'admin.sock'),
+  });
+  const server = await MeshidServer.start({ config, log: silentLogger(), clock });
+  try {
+    const [old, recent, kept] = (await server.ds.createEntries(['old', 'recent', 'kept'].map(newEntry))).map((r) => r.entry!) as RegistrationEntry[];
+    await server.ds.deleteEntries([old!.id]);
+    clock.advance(2 * H);
+    await server.ds.deleteEntries([recent!.id]);
+    clock.advance(ENTRY_TOMBSTONE_RETENTION_MS - H); // old was deleted an hour longer ago than the retention, recent an hour less
+    await server.housekeeping(clock);
+
+    const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT entry_id FROM entry_tombstones').all(), [{ entry_id: recent!.id }]);
+    } finally {
+      db.close();
+    }
+    // The hub, which heard of every deletion, is unaffected: it holds exactly the live entry.
+    await server.hub.settled();
+    assert.equal(server.hub.index.size, 1);
+    assert.deepEqual(server.hub.index.get(kept!.id), kept);
+  } finally {
+    await server.stop();
+    cleanup();
+  }
+});

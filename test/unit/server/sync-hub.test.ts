@@ -1,0 +1,60 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { silentLogger } from '../../../src/common/log.js';
+import type { RegistrationEntry } from '../../../src/server/datastore/datastore.js';
+import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
+import { SyncHub, type HubEvent } from '../../../src/server/api/sync-hub.js';
+import type { EntryIndex } from '../../../src/server/entries/entry-index.js';
+import { entry, withDatastore } from '../datastore/fixture.js';
+
+const H = 3_600_000;
+const ok = (r: { entry?: RegistrationEntry }): RegistrationEntry => r.entry!;
+
+/** Asserts that the index holds exactly `entries` (by id, whole records, and under their parents). */
+function assertIndexHolds(index: EntryIndex, entries: RegistrationEntry[]): void {
+  assert.equal(index.size, entries.length);
+  for (const e of entries) {
+    assert.deepEqual(index.get(e.id), e);
+    assert.ok(index.childrenOf(e.parentId).some((x) => x.id === e.id), `${e.id} is listed under its parent`);
+  }
+}
+
+test('a hub whose index fell behind the tombstone watermark reloads every entry: an entry deleted in the pruned window is gone', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const [a, b, c] = (await ds.createEntries(['a', 'b', 'c', 'd'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    const hub = new SyncHub(ds, 'example.org', silentLogger());
+    await hub.start();
+    const events: HubEvent[] = [];
+    hub.subscribe((e) => events.push(e));
+    try {
+      // Writes the hub does not hear of (change notifications are in-process): another server on the same file.
+      const other = await openSqliteDatastore({ file, clock });
+      try {
+        await other.deleteEntries([a!.id]); // revision 2
+        await other.updateEntry(b!.id, { parentId: 'spiffe://example.org/meshid/agent/dc1/a2' }); // revision 3
+        clock.advance(25 * H);
+        await other.deleteEntries([c!.id]); // revision 4, recent: its tombstone stays
+        assert.equal(await other.pruneEntryTombstones(clock.now() - 24 * H), 1); // a's tombstone; watermark 2
+      } finally {
+        await other.close();
+      }
+      assert.equal(hub.index.revision, 1);
+      assert.ok(hub.index.get(a!.id), 'the hub still holds a: it has heard of no change since revision 1');
+
+      // The next change the hub hears of makes it catch up from revision 1, below the watermark.
+      await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/e' })]); // revision 5
+      await hub.settled();
+
+      assertIndexHolds(hub.index, await ds.listAllEntries());
+      assert.equal(hub.index.get(a!.id), undefined, 'a, deleted in the pruned window, is gone');
+      assert.equal(hub.index.get(c!.id), undefined);
+      assert.deepEqual(hub.index.childrenOf('spiffe://example.org/meshid/agent/dc1/a1').map((e) => e.spiffeId).sort(), [
+        'spiffe://example.org/d', 'spiffe://example.org/e',
+      ]);
+      assert.equal(hub.index.revision, 5);
+      assert.deepEqual(events, [{ kind: 'entries' }]);
+    } finally {
+      hub.stop();
+    }
+  });
+});
