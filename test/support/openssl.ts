@@ -133,21 +133,26 @@ export interface OpensslCaFiles {
  * An EC P-256 CA made by the openssl CLI into `dir` as `<name>.pem` and `<name>.key`: self-signed, or issued by
  * `issuer`. An operator's PKI, for the upstream-CA tests. `pathLen` sets basicConstraints' pathlen.
  */
-export function opensslCa(dir: string, name: string, opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number } = {}): OpensslCaFiles {
+export function opensslCa(
+  dir: string,
+  name: string,
+  opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number; subject?: string; reuseKey?: string } = {},
+): OpensslCaFiles {
   const cert = join(dir, `${name}.pem`);
-  const key = join(dir, `${name}.key`);
+  const key = opts.reuseKey ?? join(dir, `${name}.key`);
+  const newKey = opts.reuseKey === undefined ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key] : ['-key', key];
   const basic = `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}`;
   const days = String(opts.days ?? 3650);
-  const subject = `/O=Example Corp/CN=${name}`;
+  const subject = opts.subject ?? `/O=Example Corp/CN=${name}`;
   const steps: string[][] = [];
   if (opts.issuer === undefined) {
-    steps.push(['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', cert, '-subj', subject, '-days', days,
+    steps.push(['req', '-x509', ...newKey, '-out', cert, '-subj', subject, '-days', days,
       '-addext', basic, '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', 'subjectKeyIdentifier=hash']);
   } else {
     const csr = join(dir, `${name}.csr`);
     const ext = join(dir, `${name}.ext`);
     writeFileSync(ext, `${basic}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
-    steps.push(['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-out', csr, '-subj', subject]);
+    steps.push(['req', '-new', ...newKey, '-out', csr, '-subj', subject]);
     steps.push(['x509', '-req', '-in', csr, '-CA', opts.issuer.cert, '-CAkey', opts.issuer.key, '-set_serial', String(Date.now()), '-days', days, '-extfile', ext, '-out', cert]);
   }
   for (const args of steps) {

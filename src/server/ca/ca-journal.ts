@@ -20,6 +20,10 @@ export interface CaRecord {
   notAfter: number;
   createdAt: number;
   updatedAt: number;
+  /** A root an upstream PKI issued: its issuers, nearest first, up to (not including) the PKI's roots. */
+  upstreamChainDer?: Buffer[] | undefined;
+  /** A root an upstream PKI issued: the PKI's roots it chains to, published while it lives. */
+  upstreamAnchorsDer?: Buffer[] | undefined;
 }
 
 export interface OwnBundleRecord {

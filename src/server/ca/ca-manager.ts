@@ -231,11 +231,21 @@ export class CaManager {
       const t = pool.get(action.taint);
       if (t === undefined) throw notFound(`no authority with id "${action.taint}" (see ca show)`);
       if (state.get(t.record.id) === 'tainted') throw failedPrecondition(`authority ${t.record.id} is already tainted`);
-      if (t.record.kind === 'root' && this.settings.upstreamCa?.certDer.equals(t.record.certDer!)) {
-        // Its replacement would be the same certificate again, read from the same files.
-        throw failedPrecondition(
-          `authority ${t.record.id} is the upstream CA this server was started with: issue a new CA in the upstream PKI, restart with its files (--upstream-ca-cert/--upstream-ca-key), then taint this one`,
+      if (t.record.kind === 'root' && t.cert?.subjectKeyId !== undefined) {
+        const upstream = this.settings.upstreamCa;
+        // Its replacement would be the same key again, read from the same files.
+        if (upstream !== undefined && parseCertificate(upstream.certDer).subjectKeyId === t.cert.subjectKeyId) {
+          throw failedPrecondition(
+            `authority ${t.record.id} has the key of the upstream CA this server was started with: issue a CA with a new key in the upstream PKI, restart with its files (--upstream-ca-cert/--upstream-ca-key), then taint this one`,
+          );
+        }
+        // A renewal that kept the key: the taint would cover the successor too, and never clear.
+        const sibling = [...pool.values()].find(
+          (a) => a !== t && a.record.kind === 'root' && state.get(a.record.id) !== 'tainted' && a.cert?.subjectKeyId === t.cert!.subjectKeyId,
         );
+        if (sibling !== undefined) {
+          throw failedPrecondition(`authority ${t.record.id} shares its key with root ${sibling.record.id}: replace that root with one of a new key first`);
+        }
       }
       set(t, 'tainted');
       // Everything a tainted root signed is tainted with it: intermediates are re-issued under a new root below.
@@ -411,7 +421,13 @@ export class CaManager {
     if (upstream) {
       checkUpstreamLifetime(upstream, now, this.settings.intermediateTtlMs);
       this.keys.write(id, upstream.privateKey);
-      return this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
+      const root = this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
+      if (upstream.bundleDer !== undefined) {
+        // Kept with the root: chains under it need them for as long as it lives, whatever files a restart brings.
+        root.record.upstreamChainDer = [...upstream.chainDer];
+        root.record.upstreamAnchorsDer = [...upstream.bundleDer];
+      }
+      return root;
     }
     const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
     this.keys.write(id, privateKey);
@@ -489,8 +505,8 @@ export class CaManager {
 
   /**
    * Roots and JWT keys that are prepared, active, or retired but still needed: everything a peer may need to verify.
-   * Tainted JWT keys are left out at once. A root an upstream PKI issued is no trust anchor: the PKI's roots
-   * (--upstream-bundle) stand in for it.
+   * Tainted JWT keys are left out at once. A root an upstream PKI issued is no trust anchor: the PKI's roots recorded
+   * with it stand in for it while it lives, and today's --upstream-bundle is published too.
    */
   private buildBundleRecord(all: LoadedAuthority[], state: ReadonlyMap<string, AuthorityState>, now: number): OwnBundleRecord {
     const live = all
@@ -499,7 +515,9 @@ export class CaManager {
     return {
       trustDomain: this.settings.trustDomain,
       x509Authorities: [
-        ...live.filter((a) => a.record.kind === 'root' && a.cert !== undefined && isSelfIssued(a.cert)).map((a) => a.record.certDer as Buffer),
+        ...live.flatMap((a) =>
+          a.record.kind !== 'root' || a.cert === undefined ? [] : isSelfIssued(a.cert) ? [a.cert.der] : (a.record.upstreamAnchorsDer ?? []),
+        ),
         ...(this.settings.upstreamCa?.bundleDer ?? []),
       ].filter((der, i, all) => all.findIndex((d) => d.equals(der)) === i),
       jwtAuthorities: live
@@ -565,17 +583,14 @@ export class CaManager {
 
   /**
    * What a chain must carry above an intermediate: nothing under a self-signed root (the bundle has it); under a CA
-   * an upstream PKI issued, that CA and, while the server runs with its files, the issuers above it.
+   * an upstream PKI issued, that CA and the issuers above it recorded with it.
    */
   private issuersAbove(intermediate: LoadedAuthority): Buffer[] {
     if (intermediate.issuersAbove !== undefined) return intermediate.issuersAbove;
     const akid = intermediate.cert?.authorityKeyId;
     const root = [...this.authorities.values()].find((r) => r.record.kind === 'root' && akid !== undefined && r.cert?.subjectKeyId === akid);
     let above: Buffer[] = [];
-    if (root?.cert !== undefined && !isSelfIssued(root.cert)) {
-      const upstream = this.settings.upstreamCa;
-      above = [root.cert.der, ...(upstream?.certDer.equals(root.cert.der) ? upstream.chainDer : [])];
-    }
+    if (root?.cert !== undefined && !isSelfIssued(root.cert)) above = [root.cert.der, ...(root.record.upstreamChainDer ?? [])];
     intermediate.issuersAbove = above;
     return above;
   }

@@ -80,12 +80,31 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
     }
   } else {
     upstream.bundleDer.forEach((root, i) => checkTrustAnchor(root, now, `upstream bundle certificate ${i}`));
+    checkRoomForIntermediates(upstream);
     try {
       verifyCaChain([upstream.certDer, ...upstream.chainDer], upstream.bundleDer, now);
     } catch (err) {
       throw invalidArgument(`the upstream CA certificate does not chain to the upstream bundle: ${(err as Error).message}`, err);
     }
   }
+}
+
+/**
+ * Every CA above meshid's intermediates must allow them: a certificate's pathLenConstraint counts the CAs below it,
+ * and each served chain has the upstream CA's issuers below it plus meshid's datacenter intermediate.
+ */
+function checkRoomForIntermediates(upstream: UpstreamCa): void {
+  const path = [upstream.certDer, ...upstream.chainDer].map(parseCertificate);
+  const last = path[path.length - 1]!;
+  const anchors = upstream.bundleDer!.map(parseCertificate).filter((r) => r.structure.subjectName.equals(last.structure.issuerName));
+  [...path, ...anchors].forEach((c, i) => {
+    const below = Math.min(i, path.length) + 1;
+    if (c.pathLenConstraint !== undefined && c.pathLenConstraint < below) {
+      throw invalidArgument(
+        `"${c.subject}" has pathLenConstraint ${c.pathLenConstraint}, but chains under the upstream CA put ${below} CA certificate(s) below it (the datacenter intermediate${below > 1 ? ' and the upstream CAs' : ''}): the upstream PKI must allow one more level`,
+      );
+    }
+  });
 }
 
 /** Before the CA is taken on as a root: it and its chain must live long enough for two intermediates. */

@@ -145,6 +145,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `CREATE INDEX entry_tombstones_deleted_at ON entry_tombstones (deleted_at)`,
     ],
   },
+  {
+    version: 3,
+    name: 'upstream CA chains and anchors',
+    statements: [
+      // For a root an upstream PKI issued: its issuers up to the PKI's roots (served in every chain under it) and
+      // those roots (published while it lives), each as concatenated DER; NULL for a root that is its own anchor.
+      `ALTER TABLE ca_records ADD COLUMN upstream_chain BLOB`,
+      `ALTER TABLE ca_records ADD COLUMN upstream_anchors BLOB`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

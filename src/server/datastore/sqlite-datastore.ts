@@ -486,6 +486,8 @@ export class SqliteDatastore implements Datastore {
     this.s.insertCaRecord.run(
       r.id, r.kind, r.datacenter ?? '', r.state, r.certDer ?? null, r.publicKeyPem ?? null, r.keyId,
       r.notBefore, r.notAfter, r.createdAt, r.updatedAt,
+      r.upstreamChainDer === undefined ? null : Buffer.concat(r.upstreamChainDer),
+      r.upstreamAnchorsDer === undefined ? null : Buffer.concat(r.upstreamAnchorsDer),
     );
   }
 

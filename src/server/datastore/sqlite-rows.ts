@@ -1,4 +1,5 @@
 import type { AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, Selector, StoredBundle } from './datastore.js';
+import { splitConcatenatedDer } from '../../common/x509/pem.js';
 
 /**
  * Rows as the driver returns them (snake_case columns, 0/1 booleans, JSON lists in TEXT) and their conversion to the
@@ -122,7 +123,8 @@ export function bundleContentColumns(b: StoredBundle): { x509: string; jwt: stri
   };
 }
 
-export const CA_COLUMNS = 'id, kind, datacenter, state, cert_der, public_key_pem, key_id, not_before, not_after, created_at, updated_at';
+export const CA_COLUMNS =
+  'id, kind, datacenter, state, cert_der, public_key_pem, key_id, not_before, not_after, created_at, updated_at, upstream_chain, upstream_anchors';
 
 export interface CaRow {
   id: string;
@@ -136,6 +138,8 @@ export interface CaRow {
   not_after: number;
   created_at: number;
   updated_at: number;
+  upstream_chain: Buffer | null;
+  upstream_anchors: Buffer | null;
 }
 
 export function caRecordFromRow(r: CaRow): CaRecord {
@@ -152,5 +156,7 @@ export function caRecordFromRow(r: CaRow): CaRecord {
   };
   if (r.cert_der !== null) record.certDer = r.cert_der;
   if (r.public_key_pem !== null) record.publicKeyPem = r.public_key_pem;
+  if (r.upstream_chain !== null) record.upstreamChainDer = splitConcatenatedDer(r.upstream_chain);
+  if (r.upstream_anchors !== null) record.upstreamAnchorsDer = splitConcatenatedDer(r.upstream_anchors);
   return record;
 }

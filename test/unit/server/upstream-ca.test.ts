@@ -52,7 +52,7 @@ test('an upstream CA two levels under a corporate root: the root is the bundle, 
   }
   // Tainting it would only bring the same certificate back from the same files.
   const upstreamId = ca.ca.listAuthorities().find((a) => a.kind === 'root')!.id;
-  await assert.rejects(ca.ca.taint(upstreamId), refusedWith(/is the upstream CA this server was started with: issue a new CA in the upstream PKI/));
+  await assert.rejects(ca.ca.taint(upstreamId), refusedWith(/has the key of the upstream CA this server was started with: issue a CA with a new key in the upstream PKI/));
 });
 
 test('upstream CA files that cannot work are refused at start, each with what to fix', async (t) => {
@@ -151,4 +151,65 @@ test('a restart with a changed upstream bundle publishes it; a bundle the CA no 
   const third = await openTestCa(data, { ...upstream, upstream_bundle: concat(dir, 'ab.pem', [rootA.cert, rootB.cert]) }, clock);
   assert.equal(third.ca.bundle().sequence, sequence + 1);
   await third.close();
+});
+
+test('chains under an upstream CA the files no longer name still carry its issuers, and its roots stay published', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-old-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: issuing });
+  const mesh2 = opensslCa(dir, 'Mesh CA 2', { issuer: issuing });
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  const first = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm1.pem', [mesh1.cert, issuing.cert]), upstream_ca_key: mesh1.key, upstream_bundle: root.cert }, clock);
+  await first.close();
+  const { publicKey } = generateKeyPair('ec-p256');
+  const checkChains = (ca: Awaited<ReturnType<typeof openTestCa>>, when: string): void => {
+    const chain = ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }).chain;
+    const r = opensslVerify({ roots: ca.ca.bundle().x509Authorities, intermediates: chain.slice(1), leaf: chain[0]!, atTime: clock.now() });
+    assert.ok(r.ok, `${when}: ${r.output}`);
+  };
+
+  // Renewed in the PKI: Mesh CA 1 keeps signing until Mesh CA 2 activates, and its chains stay whole all along.
+  const renewed = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm2.pem', [mesh2.cert, issuing.cert]), upstream_ca_key: mesh2.key, upstream_bundle: root.cert }, clock);
+  for (let day = 0; day < 3; day++) {
+    checkChains(renewed, `renewed, day ${day}`);
+    clock.advance(D);
+    await renewed.ca.rotateNow();
+  }
+  await renewed.close();
+
+  // Started without any upstream flags: the corporate root stays the bundle while roots it anchors live.
+  const plain = await openTestCa(data, {}, clock);
+  t.after(() => plain.close());
+  assert.deepEqual(plain.ca.bundle().x509Authorities, [der(root.cert)]);
+  checkChains(plain, 'without upstream flags');
+});
+
+test('an upstream PKI that leaves no room below it for the datacenter intermediates is refused at start', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-pathlen-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root, pathLen: 1 });
+  const mesh = opensslCa(dir, 'Mesh CA', { issuer: issuing });
+  await assert.rejects(
+    openTestCa(path.join(dir, 'data'), { upstream_ca_cert: concat(dir, 'chain.pem', [mesh.cert, issuing.cert]), upstream_ca_key: mesh.key, upstream_bundle: root.cert }, new FakeClock(Date.now())),
+    refusedWith(/"O=Example Corp, CN=Issuing CA" has pathLenConstraint 1, but chains under the upstream CA put 2 CA certificate\(s\) below it/),
+  );
+});
+
+test('a root renewed with the same key cannot be tainted: the taint would cover its successor and never clear', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-samekey-');
+  t.after(cleanup);
+  const first = opensslCa(dir, 'Root', { days: 3650 });
+  const renewed = opensslCa(dir, 'Root renewed', { reuseKey: first.key, subject: '/O=Example Corp/CN=Root', days: 3660 });
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  await (await openTestCa(data, { upstream_ca_cert: first.cert, upstream_ca_key: first.key }, clock)).close();
+  const ca = await openTestCa(data, { upstream_ca_cert: renewed.cert, upstream_ca_key: renewed.key }, clock);
+  t.after(() => ca.close());
+  const old = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+  await assert.rejects(ca.ca.taint(old.id), refusedWith(/has the key of the upstream CA this server was started with/));
+  assert.equal(ca.ca.taintedKeyIds().length, 0);
 });
