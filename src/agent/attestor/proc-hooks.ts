@@ -16,7 +16,8 @@ export interface ProcHooks {
   readText(path: string): string;
   /**
    * The link's target, or undefined when it is not valid UTF-8: a selector cannot spell it, and decoding it lossily
-   * would give different paths the same selector.
+   * would give different paths the same selector. A target the kernel marks " (deleted)" keeps that mark even then
+   * (decoded lossily), so a deleted executable is refused whatever its name.
    */
   readLink(path: string): string | undefined;
   /** Identity of the file at `path` (symlinks followed). */
@@ -53,6 +54,7 @@ export function fileKey(f: FileIdentity): string {
 
 const CHUNK = 1 << 20;
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
+const DELETED_MARK = Buffer.from(' (deleted)');
 
 function identity(s: fs.BigIntStats): FileIdentity {
   return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, size: s.size };
@@ -65,11 +67,12 @@ export const systemProcHooks: ProcHooks = {
   closeFile: (fd) => fs.closeSync(fd),
   readText: (path) => fs.readFileSync(path, 'utf8'),
   readLink(path) {
+    const target = fs.readlinkSync(path, 'buffer');
     try {
-      return UTF8.decode(fs.readlinkSync(path, 'buffer'));
+      return UTF8.decode(target);
     } catch (err) {
-      if (err instanceof TypeError) return undefined;
-      throw err;
+      if (!(err instanceof TypeError)) throw err;
+      return target.subarray(-DELETED_MARK.length).equals(DELETED_MARK) ? target.toString('utf8') : undefined;
     }
   },
   stat: (path) => identity(fs.statSync(path, { bigint: true })),

@@ -264,6 +264,9 @@ test('an executable path that is not valid UTF-8 gets no path selector, not a lo
     // The executable is still identified by its content.
     assert.ok(values.includes(`unix:sha256:${NODE_HASH}`), values.join(' '));
   }
+  // Deleted, it is refused like any other deleted executable (the kernel's " (deleted)" mark survives the bad byte).
+  fs.unlinkSync(exe);
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(/has been deleted or replaced/));
 });
 
 test("a caller whose executable keeps changing runs out of its uid's hashing budget; the attestation is unavailable, not slow", async (t) => {
