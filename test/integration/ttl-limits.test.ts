@@ -38,6 +38,10 @@ test('a server restarted with other TTL settings signs default entries with the 
   ]);
   assert.match(server.output(), /"entries":1,"maxX509SvidTtl":"12h".*longer than max_x509_svid_ttl/);
   assert.match(server.output(), /"entries":1,"maxJwtSvidTtl":"10m".*longer than max_jwt_svid_ttl/);
+  // Still editable: only a TTL being changed is held to today's limits.
+  const edited = await server.cli(['entry', 'update', '--entry-id', entryId, '--dns', 'long.example.org']);
+  assert.equal(edited.code, 0, edited.err);
+  assert.match(edited.out, /^X509-SVID TTL *: 86400$/m);
   const rootsPem = (await server.cli(['bundle', 'show'])).out;
   const agent = await attestAgent(server, rootsPem);
   const client = connectNode(server, rootsPem, agent);

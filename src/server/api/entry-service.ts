@@ -82,6 +82,10 @@ export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): U
       const current = entryToProto(await ds.getEntry(id));
       const merged: ProtoEntry = { ...current };
       for (const m of mask) (merged as Record<string, unknown>)[m] = (req.entry as Record<string, unknown>)[m];
+      // Only changed TTLs are judged against today's limits: an entry written under a higher maximum stays editable
+      // (its TTL is capped when signing), and the patch below takes only the masked fields.
+      if (!mask.includes('x509_svid_ttl')) merged.x509_svid_ttl = 0;
+      if (!mask.includes('jwt_svid_ttl')) merged.jwt_svid_ttl = 0;
       const valid = validateEntry(merged, limits);
       const patch: EntryPatch = {};
       for (const m of mask) {
