@@ -2,7 +2,9 @@ import { MeshidError } from '../../common/errors.js';
 import type { RateLimiter } from '../../common/rate-limiter.js';
 import { fileKey, sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 
-const MAX_ENTRIES = 512;
+/** Digests kept per uid, and uids kept: one uid cycling through files evicts only its own digests. */
+const ENTRIES_PER_UID = 64;
+const MAX_UIDS = 512;
 
 /**
  * SHA-256 of workload executables for the unix `sha256:` selector. Hashing a 94 MiB binary costs ~100 ms, so results
@@ -10,9 +12,12 @@ const MAX_ENTRIES = 512;
  * hashed at all. Hashing runs on the agent's event loop, and a file's owner makes a new version with every touch, so
  * the bytes hashed for each caller's uid come out of a budget (`budget`, in bytes): past it, that uid's attestations
  * fail as unavailable (retryable) until it refills, and everyone else's calls are not held up behind its hashing.
+ * For the same reason digests are kept per uid: a uid cycling through many files evicts only its own, never making
+ * another uid's big binary be hashed again (at that uid's cost).
  */
 export class ExeHashCache {
-  private readonly entries = new Map<string, string>();
+  /** uid → (file version → digest), both least recently used first. */
+  private readonly byUid = new Map<number, Map<string, string>>();
 
   constructor(
     private readonly hooks: ProcHooks,
@@ -39,11 +44,12 @@ export class ExeHashCache {
       const before = this.hooks.fstat(fd);
       if (before.size > BigInt(this.maxBytes)) return { file: before, sha256: undefined };
       const key = fileKey(before);
-      const hit = this.entries.get(key);
+      const entries = this.entriesOf(uid);
+      const hit = entries.get(key);
       if (hit !== undefined) {
         // Refresh its place so the least recently used entry is the one dropped.
-        this.entries.delete(key);
-        this.entries.set(key, hit);
+        entries.delete(key);
+        entries.set(key, hit);
         return { file: before, sha256: hit };
       }
       const wait = this.budget?.take(String(uid), Number(before.size)) ?? 0;
@@ -55,11 +61,24 @@ export class ExeHashCache {
       }
       const digest = this.hooks.sha256(fd);
       if (!sameFile(before, this.hooks.fstat(fd))) throw new Error('the executable changed while it was hashed');
-      this.entries.set(key, digest);
-      if (this.entries.size > MAX_ENTRIES) this.entries.delete(this.entries.keys().next().value as string);
+      entries.set(key, digest);
+      if (entries.size > ENTRIES_PER_UID) entries.delete(entries.keys().next().value as string);
       return { file: before, sha256: digest };
     } finally {
       this.hooks.closeFile(fd);
     }
+  }
+
+  /** The uid's digests, made the most recently used uid. */
+  private entriesOf(uid: number): Map<string, string> {
+    let entries = this.byUid.get(uid);
+    if (entries !== undefined) {
+      this.byUid.delete(uid);
+    } else {
+      entries = new Map();
+      if (this.byUid.size >= MAX_UIDS) this.byUid.delete(this.byUid.keys().next().value as number);
+    }
+    this.byUid.set(uid, entries);
+    return entries;
   }
 }

@@ -118,6 +118,8 @@ test("hashing is charged to the caller's uid: a uid that keeps making new versio
   const cache = new ExeHashCache(hooks, 1 << 20, new RateLimiter(1000, 3000, clock));
   const touch = (): void => fs.utimesSync(file, new Date(), new Date());
   cache.hash(file, 1001);
+  // A version already hashed costs nothing.
+  cache.hash(file, 1001);
   touch();
   assert.throws(
     () => cache.hash(file, 1001),
@@ -126,12 +128,29 @@ test("hashing is charged to the caller's uid: a uid that keeps making new versio
   );
   assert.equal(hashed.length, 1, 'the refused version was not read');
   assert.equal(open.size, 0);
-  // Another uid's budget is its own; and a version already hashed costs nothing.
+  // Another uid's budget is its own.
   const digest = cache.hash(file, 1002);
-  assert.equal(cache.hash(file, 1001), digest);
-  touch();
-  assert.throws(() => cache.hash(file, 1001), /retry in/);
   clock.advance(1000);
-  assert.equal(cache.hash(file, 1001), createHash('sha256').update(Buffer.alloc(2000, 'x')).digest('hex'));
+  assert.equal(cache.hash(file, 1001), digest);
+  assert.equal(digest, createHash('sha256').update(Buffer.alloc(2000, 'x')).digest('hex'));
   assert.equal(hashed.length, 3);
+});
+
+test("a uid cycling through many files evicts only its own digests: another uid's binary is not hashed again", (t) => {
+  const victim = tempFile(t, Buffer.alloc(4096, 'v'));
+  const dir = path.dirname(victim);
+  const { hooks, hashed } = countingHooks();
+  const cache = new ExeHashCache(hooks, 1 << 20);
+  cache.hash(victim, 1002);
+  for (let i = 0; i < 600; i++) {
+    const file = path.join(dir, `spam-${i}`);
+    fs.writeFileSync(file, String(i));
+    cache.hash(file, 1001);
+  }
+  const before = hashed.length;
+  cache.hash(victim, 1002);
+  assert.equal(hashed.length, before, 'the victim digest is still cached');
+  // The cycling uid's own oldest digests went.
+  cache.hash(path.join(dir, 'spam-0'), 1001);
+  assert.equal(hashed.length, before + 1);
 });
