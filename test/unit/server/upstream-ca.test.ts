@@ -62,6 +62,8 @@ test('upstream CA files that cannot work are refused at start, each with what to
   const otherRoot = opensslCa(dir, 'Other Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
   const leafCa = opensslCa(dir, 'Last CA', { issuer: root, pathLen: 0 });
+  const shortLived = opensslCa(dir, 'Short CA', { issuer: root, days: 10 });
+  // After the certificates: the fake clock must not stand before their notBefore.
   const clock = new FakeClock(Date.now());
   let n = 0;
   const open = (raw: Record<string, string>): Promise<unknown> => openTestCa(path.join(dir, `data-${n++}`), raw, clock).then((c) => c.close());
@@ -84,7 +86,6 @@ test('upstream CA files that cannot work are refused at start, each with what to
     refusedWith(/pathLenConstraint 0: it cannot sign the datacenter intermediates/),
   );
   await assert.rejects(open({ upstream_ca_cert: issuing.cert, upstream_ca_key: root.key, upstream_bundle: root.cert }), refusedWith(/key does not match its certificate/));
-  const shortLived = opensslCa(dir, 'Short CA', { issuer: root, days: 10 });
   await assert.rejects(
     open({ upstream_ca_cert: shortLived.cert, upstream_ca_key: shortLived.key, upstream_bundle: root.cert }),
     refusedWith(/expires .*too soon to cover two intermediate lifetimes/),
