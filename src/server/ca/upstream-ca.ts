@@ -59,7 +59,8 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
  * that may sign one more CA level (meshid's intermediates), its chain verifies against the bundle (or, without a
  * bundle, it is a usable trust anchor itself), and every bundle root is one. Checked at every start: the files may
  * have changed. Throws invalid_argument naming the file's role and the failed check.
- */export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
+ */
+export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
   const cert = parseCertificate(upstream.certDer);
   if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
   // Intermediates name their issuer by it (authorityKeyIdentifier), and taints and chains follow that link.
