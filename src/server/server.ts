@@ -109,15 +109,21 @@ export class MeshidServer {
    * and CA rotation is double-checked.
    */
   async housekeeping(clock: Clock): Promise<void> {
-    try {
-      const now = clock.now();
-      await this.ds.pruneJoinTokens(now);
+    const now = clock.now();
+    // Steps are independent: a failing one (a busy datastore, say) must not hold back the others until the next minute.
+    const steps: [string, () => Promise<unknown>][] = [
+      ['join token pruning', () => this.ds.pruneJoinTokens(now)],
       // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
-      await this.ds.pruneAgents(now);
-      await this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS);
-      await this.ca.recheck();
-    } catch (err) {
-      this.log.error({ err }, 'housekeeping failed');
+      ['agent pruning', () => this.ds.pruneAgents(now)],
+      ['entry tombstone pruning', () => this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS)],
+      ['CA rotation check', () => this.ca.recheck()],
+    ];
+    for (const [step, run] of steps) {
+      try {
+        await run();
+      } catch (err) {
+        this.log.error({ err, step }, 'housekeeping step failed; the others still run');
+      }
     }
   }
 

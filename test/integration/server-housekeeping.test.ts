@@ -53,3 +53,35 @@ test('housekeeping prunes entry tombstones older than the retention on the injec
     cleanup();
   }
 });
+
+test('a failing housekeeping step (agent pruning, stubbed to throw: a datastore fault cannot be induced) does not skip the steps after it', async () => {
+  const { dir, cleanup } = tempDir('meshid-housekeeping-');
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const dataDir = path.join(dir, 'data');
+  const config = compileServerConfig({
+    trust_domain: 'example.org', datacenters: ['east'], data_dir: dataDir, bind_address: '127.0.0.1:0',
+    admin_socket: path.join(dir, 'admin', 'admin.sock'),
+  });
+  const server = await MeshidServer.start({ config, log: silentLogger(), clock });
+  try {
+    await server.ds.createJoinToken({ token: 'expiring-token', datacenter: 'east', selectors: [], expiresAt: clock.now() + H, createdAt: clock.now() });
+    const [gone] = (await server.ds.createEntries([newEntry('gone')])).map((r) => r.entry!) as RegistrationEntry[];
+    await server.ds.deleteEntries([gone!.id]);
+    clock.advance(ENTRY_TOMBSTONE_RETENTION_MS + H);
+    server.ds.pruneAgents = async () => {
+      throw new Error('database is locked');
+    };
+    await server.housekeeping(clock);
+
+    const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT entry_id FROM entry_tombstones').all(), [], 'the step after the failing one ran');
+      assert.deepEqual(db.prepare('SELECT token_hash FROM join_tokens').all(), [], 'the step before it ran');
+    } finally {
+      db.close();
+    }
+  } finally {
+    await server.stop();
+    cleanup();
+  }
+});
