@@ -58,6 +58,8 @@ export class Cluster {
     readonly dir: string,
     public server: ServerHandle,
     private readonly removeDir: () => void,
+    /** Added to the server's command line at every (re)start of a server process. */
+    readonly serverArgs: readonly string[] = [],
   ) {
     this.admin = new AdminClient(server.adminSocket);
     this.bundleFile = path.join(dir, 'bundle.pem');
@@ -290,20 +292,20 @@ export async function startCluster(prefix = 'meshid-cluster-', serverArgs: strin
     t.cleanup();
     throw err;
   }
-  const cluster = new Cluster(t.dir, server, t.cleanup);
+  const cluster = new Cluster(t.dir, server, t.cleanup, serverArgs);
   await cluster.writeBundle();
   return cluster;
 }
 
-/** Stops the cluster's server process and starts it again on the same port and data dir. */
+/** Stops the cluster's server process and starts it again on the same port, data dir and command line. */
 export async function restartServerProcess(cluster: Cluster): Promise<void> {
   const address = cluster.server.address();
   await cluster.server.stop();
-  cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address);
+  cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address, cluster.serverArgs);
 }
 
 /** `meshid-server run` in `dir`, ready once its admin socket answers health checks. */
-async function spawnServer(dir: string, bindAddress: string, extraArgs: string[] = []): Promise<ServerHandle> {
+async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly string[] = []): Promise<ServerHandle> {
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const child = spawn(
     process.execPath,
