@@ -587,8 +587,7 @@ export class CaManager {
    */
   private issuersAbove(intermediate: LoadedAuthority): Buffer[] {
     if (intermediate.issuersAbove !== undefined) return intermediate.issuersAbove;
-    const akid = intermediate.cert?.authorityKeyId;
-    const root = [...this.authorities.values()].find((r) => r.record.kind === 'root' && akid !== undefined && r.cert?.subjectKeyId === akid);
+    const root = issuingRoot(intermediate, [...this.authorities.values()]);
     let above: Buffer[] = [];
     if (root?.cert !== undefined && !isSelfIssued(root.cert)) above = [root.cert.der, ...(root.record.upstreamChainDer ?? [])];
     intermediate.issuersAbove = above;
@@ -648,4 +647,20 @@ function sameBundleContent(a: OwnBundleRecord, b: OwnBundleRecord): boolean {
 /** A root meshid or the operator made itself (issuer = subject), as opposed to a CA an upstream PKI issued. */
 function isSelfIssued(cert: ParsedCertificate): boolean {
   return cert.structure.issuerName.equals(cert.structure.subjectName);
+}
+
+/**
+ * The root certificate an intermediate's chain goes up through. An upstream CA renewed with the same key is two
+ * roots with one key identifier, and either signature verifies; the chain needs the one still valid for the whole
+ * life of the intermediate, or the chain breaks when the older certificate expires.
+ */
+function issuingRoot(intermediate: LoadedAuthority, authorities: LoadedAuthority[]): LoadedAuthority | undefined {
+  const cert = intermediate.cert;
+  if (cert?.authorityKeyId === undefined) return undefined;
+  const candidates = authorities.filter(
+    (r) => r.record.kind === 'root' && r.cert?.subjectKeyId === cert.authorityKeyId && r.cert?.subject === cert.issuer,
+  );
+  const covering = candidates.filter((r) => r.cert!.notBefore <= cert.notBefore && r.cert!.notAfter >= cert.notAfter);
+  const pool = covering.length > 0 ? covering : candidates;
+  return pool.reduce<LoadedAuthority | undefined>((best, r) => (best === undefined || r.cert!.notAfter > best.cert!.notAfter ? r : best), undefined);
 }

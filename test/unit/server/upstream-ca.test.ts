@@ -214,3 +214,30 @@ test('a root renewed with the same key cannot be tainted: the taint would cover 
   await assert.rejects(ca.ca.taint(old.id), refusedWith(/has the key of the upstream CA this server was started with/));
   assert.equal(ca.ca.taintedKeyIds().length, 0);
 });
+
+test('an upstream CA the PKI renewed with the same key: chains carry the renewed certificate, and stay valid after the first one expires', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-rekeyless-');
+  t.after(cleanup);
+  const pki = opensslCa(dir, 'Corporate Root', { days: 3650 });
+  const first = opensslCa(dir, 'Mesh CA', { issuer: pki, days: 60 });
+  const renewed = opensslCa(dir, 'Mesh CA renewed', { issuer: pki, reuseKey: first.key, subject: '/O=Example Corp/CN=Mesh CA', days: 365 });
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  await (await openTestCa(data, { upstream_ca_cert: first.cert, upstream_ca_key: first.key, upstream_bundle: pki.cert }, clock)).close();
+  const ca = await openTestCa(data, { upstream_ca_cert: renewed.cert, upstream_ca_key: renewed.key, upstream_bundle: pki.cert }, clock);
+  t.after(() => ca.close());
+
+  const firstExpires = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(first.cert)))!.notAfter;
+  // Day by day, as the minutely housekeeping would, to half a day before the first certificate expires.
+  while (clock.now() + D < firstExpires - 12 * H) {
+    clock.advance(D);
+    await ca.ca.rotateNow();
+  }
+  clock.set(firstExpires - 12 * H);
+  await ca.ca.rotateNow();
+  const { publicKey } = generateKeyPair('ec-p256');
+  const chain = ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }).chain;
+  assert.deepEqual(chain[2], der(renewed.cert), 'the chain carries the certificate that outlives the intermediate');
+  const r = opensslVerify({ roots: [der(pki.cert)], intermediates: chain.slice(1), leaf: chain[0]!, atTime: firstExpires + H });
+  assert.ok(r.ok, r.output);
+});
