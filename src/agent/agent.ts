@@ -179,6 +179,7 @@ export class MeshidAgent {
         log,
         clock,
         sds: config.sds,
+        workload: { allowedForeignJwtClaims: config.allowedForeignJwtClaims },
         maxConnectionsPerUid: config.maxConnectionsPerUid,
         healthDetail: () => self.healthDetail(),
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),

@@ -27,6 +27,8 @@ export interface AgentConfig {
   readonly jwtSvidCacheSize: number;
   /** Open workload-socket connections one uid may hold (UdsServerOptions.maxConnectionsPerUid). */
   readonly maxConnectionsPerUid: number;
+  /** Claims besides sub, aud and exp that ValidateJWTSVID returns of foreign trust domains' tokens. */
+  readonly allowedForeignJwtClaims: readonly string[];
   readonly sds: ResolvedSdsOptions;
 }
 
@@ -50,10 +52,11 @@ export interface RawAgentConfig {
   log_level?: string;
   jwt_svid_cache_size?: number;
   max_connections_per_uid?: number;
+  allowed_foreign_jwt_claims?: string[];
   sds?: RawSdsConfig;
 }
 
-const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' | 'object'> = {
+const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' | 'object' | 'array'> = {
   server_address: 'string',
   trust_bundle_path: 'string',
   trust_domain: 'string',
@@ -64,6 +67,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' |
   log_level: 'string',
   jwt_svid_cache_size: 'number',
   max_connections_per_uid: 'number',
+  allowed_foreign_jwt_claims: 'array',
   sds: 'object',
 };
 
@@ -83,7 +87,7 @@ function checkKeys(obj: Record<string, unknown>, known: Record<string, string>, 
     const type = known[key];
     if (type === undefined) throw invalidArgument(`${where}: unknown key "${key}" (known: ${Object.keys(known).join(', ')})`);
     const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-    if (actual !== type) throw invalidArgument(`${where}: "${key}" must be a ${type}, got ${actual}`);
+    if (actual !== type) throw invalidArgument(`${where}: "${key}" must be ${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}, got ${actual}`);
   }
 }
 
@@ -121,6 +125,10 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
   if (!Number.isSafeInteger(maxConnectionsPerUid) || maxConnectionsPerUid < 1) throw invalidArgument('max_connections_per_uid must be a positive integer');
   if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
+  const allowedForeignJwtClaims = raw.allowed_foreign_jwt_claims ?? [];
+  if (!allowedForeignJwtClaims.every((c) => typeof c === 'string' && c !== '')) {
+    throw invalidArgument('allowed_foreign_jwt_claims must be a list of claim names, e.g. ["iss", "iat"]');
+  }
   const sds = resolveSdsOptions({
     ...(raw.sds?.default_svid_name !== undefined ? { defaultSvidName: raw.sds.default_svid_name } : {}),
     ...(raw.sds?.default_bundle_name !== undefined ? { defaultBundleName: raw.sds.default_bundle_name } : {}),
@@ -138,6 +146,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     logLevel,
     jwtSvidCacheSize,
     maxConnectionsPerUid,
+    allowedForeignJwtClaims: Object.freeze([...allowedForeignJwtClaims]),
     sds,
   });
 }

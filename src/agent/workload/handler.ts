@@ -65,6 +65,11 @@ export interface WorkloadApiOptions {
    * until every matching entry has an SVID) before it ends UNAVAILABLE. Default 30 s.
    */
   pendingTimeoutMs?: number;
+  /**
+   * Claims besides `sub`, `aud` and `exp` that ValidateJWTSVID returns of a foreign trust domain's token (SPIRE's
+   * `allowed_foreign_jwt_claims`). Default none.
+   */
+  allowedForeignJwtClaims?: readonly string[];
 }
 
 export interface WorkloadApiDeps {
@@ -123,7 +128,8 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
  * relying parties that only verify tokens need not hold an identity (SPIRE serves them the same way), and the spec's
  * default-deny SHOULD covers the bundle RPCs only. It checks against the caller's bundles, as SPIRE does: the own
  * trust domain's and those the caller's entries federate with (none for a caller without entries), the key taken
- * only from the token subject's trust domain.
+ * only from the token subject's trust domain; a foreign token's claims are limited to sub, aud, exp and
+ * `allowedForeignJwtClaims`.
  *
  * Streams attest once, when they open, and keep those selectors for their life (as SPIRE does); the cache tells them
  * about changes (IdentityStream).
@@ -132,6 +138,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const log = deps.log.child({ subsystem: 'workload-api' });
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
+  const allowedForeignClaims: ReadonlySet<string> = new Set(deps.options?.allowedForeignJwtClaims ?? []);
   const open = new Set<IdentityStream<unknown>>();
   // One child logger per RPC, not per stream: pino's child() costs more than the rest of a stream's bookkeeping.
   const streamLogs = new Map<string, Logger>();
@@ -249,7 +256,10 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     // Mandatory fields first: a malformed request is the caller's mistake whoever the caller is.
     requireValidateFields(request);
     const snapshot = deps.cache.snapshot(await attest(call));
-    return validateJwtSvidRequest(request, [snapshot.bundle, ...snapshot.federatedBundles], deps.clock.now());
+    return validateJwtSvidRequest(request, [snapshot.bundle, ...snapshot.federatedBundles], deps.clock.now(), {
+      ownTrustDomain: snapshot.bundle.trustDomain,
+      allowedForeignClaims,
+    });
   }
 
   const implementation: UntypedServiceImplementation = {

@@ -3,6 +3,7 @@ import { invalidArgument } from '../../common/errors.js';
 import { toStruct } from '../../common/grpc/proto.js';
 import { validateJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import type { ValidateJwtSvidRequest, ValidateJwtSvidResponse } from './messages.js';
 
 /**
@@ -10,21 +11,30 @@ import type { ValidateJwtSvidRequest, ValidateJwtSvidResponse } from './messages
  * validated by validateJwtSvid with its `kid` looked up only in the bundle of its `sub`'s trust domain among
  * `bundles` — the caller's: the own trust domain's and those its entries federate with, the set FetchJWTBundles
  * gives it, so validating here and validating locally agree; no bundle means untrusted. Every failure is
- * INVALID_ARGUMENT with the reason (what SPIRE returns; the spec names no code). On success `claims` carries every
- * claim of the token, with `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as
- * doubles.
+ * INVALID_ARGUMENT with the reason (what SPIRE returns; the spec names no code). On success `claims` carries the
+ * token's claims, with `aud` always as a list (SPIRE's form, so clients need handle one shape) and numbers as
+ * doubles: every claim of a token of the own trust domain, but of a foreign trust domain's token only `sub`, `aud`,
+ * `exp` and the claims the operator allowed (SPIRE's `allowed_foreign_jwt_claims`). A federated trust domain vouches
+ * for its SPIFFE IDs, not for what else its tokens assert, which a relying party might otherwise take as ours.
  */
 export function validateJwtSvidRequest(
   request: ValidateJwtSvidRequest,
   bundles: readonly TrustBundle[],
   now: number,
+  claimsPolicy: { ownTrustDomain: string; allowedForeignClaims: ReadonlySet<string> },
 ): ValidateJwtSvidResponse {
   const { audience, token } = requireValidateFields(request);
   const validated = validateJwtSvid(token, { audience, now, findKey: (trustDomain, kid) => findKey(bundles, trustDomain, kid) });
-  const claims: Record<string, unknown> = { ...validated.claims };
+  let claims: Record<string, unknown> = { ...validated.claims };
+  if (parseSpiffeId(validated.spiffeId).trustDomain !== claimsPolicy.ownTrustDomain) {
+    claims = Object.fromEntries(Object.entries(claims).filter(([name]) => ALWAYS_RETURNED_CLAIMS.has(name) || claimsPolicy.allowedForeignClaims.has(name)));
+  }
   if (typeof claims['aud'] === 'string') claims['aud'] = [claims['aud']];
   return { spiffe_id: validated.spiffeId, claims: toStruct(claims) };
 }
+
+/** The claims a validated JWT-SVID's answer carries whatever its trust domain: what the JWT-SVID spec defines. */
+const ALWAYS_RETURNED_CLAIMS: ReadonlySet<string> = new Set(['sub', 'aud', 'exp']);
 
 /** The two mandatory fields of ValidateJWTSVIDRequest; either empty is INVALID_ARGUMENT (SPEC-NOTES §8). */
 export function requireValidateFields(request: ValidateJwtSvidRequest): { audience: string; token: string } {

@@ -63,3 +63,14 @@ test('cross-field and value checks say what to change', () => {
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', sds: { default_svid_name: 'ROOTCA' } }), /distinct/);
   assert.equal(compileAgentConfig({ server_address: 'a:1', trust_domain: 'spiffe://example.org' }).trustDomain, 'example.org');
 });
+
+test('allowed_foreign_jwt_claims: a list of claim names from the config file, none by default', () => {
+  assert.deepEqual(compileAgentConfig({ server_address: 'a:1' }).allowedForeignJwtClaims, []);
+  withConfig({ server_address: 'a:1', allowed_foreign_jwt_claims: ['iss', 'iat'] }, (file) =>
+    assert.deepEqual(compileAgentConfig(readAgentConfigFile(file)).allowedForeignJwtClaims, ['iss', 'iat']),
+  );
+  withConfig({ allowed_foreign_jwt_claims: 'iss' }, (file) => assert.throws(() => readAgentConfigFile(file), /"allowed_foreign_jwt_claims" must be an array, got string/));
+  withConfig({ server_address: 'a:1', allowed_foreign_jwt_claims: ['iss', 3] }, (file) =>
+    assert.throws(() => compileAgentConfig(readAgentConfigFile(file)), /allowed_foreign_jwt_claims must be a list of claim names/),
+  );
+});

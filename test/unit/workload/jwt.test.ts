@@ -1,5 +1,6 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { sign, type KeyObject } from 'node:crypto';
 import { FakeClock } from '../../../src/common/clock.js';
 import { unavailable } from '../../../src/common/errors.js';
 import { parseJwtSvid, signJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
@@ -25,6 +26,12 @@ async function expectCode(promise: Promise<unknown>, code: number, message?: Reg
   const err = await failure(promise);
   assert.equal(grpcCode(err), code, err.message);
   if (message !== undefined) assert.match(err.message, message);
+}
+
+/** An ES256 JWT with any claims: issuers other than meshid may put more in their tokens than sub, aud, exp, iat. */
+function es256Token(key: { kid: string; privateKey: KeyObject }, claims: Record<string, unknown>): string {
+  const input = `${encodeBase64Url(JSON.stringify({ alg: 'ES256', kid: key.kid, typ: 'JWT' }))}.${encodeBase64Url(JSON.stringify(claims))}`;
+  return `${input}.${encodeBase64Url(sign('sha256', Buffer.from(input), { key: key.privateKey, dsaEncoding: 'ieee-p1363' }))}`;
 }
 
 let ca: TestCa;
@@ -194,6 +201,40 @@ describe('ValidateJWTSVID (attestation stubbed)', () => {
     } finally {
       h.attestError = undefined;
       asA();
+    }
+  });
+});
+
+describe('ValidateJWTSVID claims of foreign trust domains (attestation stubbed: caller has unix:uid:1001)', () => {
+  const richClaims = (sub: string): Record<string, unknown> => {
+    const iat = Math.floor(clock.now() / 1000);
+    return { sub, aud: 'db', exp: iat + 300, iat, iss: 'https://partner.example', groups: ['admin'] };
+  };
+
+  test('a foreign token answers only sub, aud and exp: a federated domain does not vouch for other claims', async () => {
+    const res = await h.client.validateJwtSvid('db', es256Token(partnerKey, richClaims(PARTNER_APP)));
+    assert.equal(res.spiffeId, PARTNER_APP);
+    assert.deepEqual(Object.keys(res.claims).sort(), ['aud', 'exp', 'sub']);
+    assert.deepEqual(res.claims['aud'], ['db']);
+  });
+
+  test('an own-domain token answers every claim', async () => {
+    const res = await h.client.validateJwtSvid('db', es256Token(h.cache.jwtKey, richClaims(APP_B)));
+    assert.deepEqual(Object.keys(res.claims).sort(), ['aud', 'exp', 'groups', 'iat', 'iss', 'sub']);
+    assert.deepEqual(res.claims['groups'], ['admin']);
+  });
+
+  test('allowedForeignJwtClaims adds the claims named, and only those, to foreign tokens\' answers', async () => {
+    const allowing = await startWorkloadHarness(ca, (cache) => {
+      cache.addEntry(SELECTOR_A, APP_C, { federatesWith: [FOREIGN_TD] });
+      cache.setFederatedBundle(foreignBundle(partner, 1, partnerKey));
+    }, { clock, options: { allowedForeignJwtClaims: ['iss', 'tenant'] } });
+    try {
+      const res = await allowing.client.validateJwtSvid('db', es256Token(partnerKey, richClaims(PARTNER_APP)));
+      assert.deepEqual(Object.keys(res.claims).sort(), ['aud', 'exp', 'iss', 'sub']);
+      assert.equal(res.claims['iss'], 'https://partner.example');
+    } finally {
+      await allowing.close();
     }
   });
 });
