@@ -179,7 +179,10 @@ export class MeshidAgent {
         log,
         clock,
         sds: config.sds,
-        workload: { allowedForeignJwtClaims: config.allowedForeignJwtClaims },
+        workload: {
+          allowedForeignJwtClaims: config.allowedForeignJwtClaims,
+          allowUnauthenticatedVerifiers: config.allowUnauthenticatedVerifiers,
+        },
         maxConnectionsPerUid: config.maxConnectionsPerUid,
         healthDetail: () => self.healthDetail(),
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),

@@ -29,6 +29,8 @@ export interface AgentConfig {
   readonly maxConnectionsPerUid: number;
   /** Claims besides sub, aud and exp that ValidateJWTSVID returns of foreign trust domains' tokens. */
   readonly allowedForeignJwtClaims: readonly string[];
+  /** Callers without an entry get the own trust domain's bundle (Workload API bundle RPCs, SDS validation contexts). */
+  readonly allowUnauthenticatedVerifiers: boolean;
   readonly sds: ResolvedSdsOptions;
 }
 
@@ -53,6 +55,7 @@ export interface RawAgentConfig {
   jwt_svid_cache_size?: number;
   max_connections_per_uid?: number;
   allowed_foreign_jwt_claims?: string[];
+  allow_unauthenticated_verifiers?: boolean;
   sds?: RawSdsConfig;
 }
 
@@ -68,6 +71,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' |
   jwt_svid_cache_size: 'number',
   max_connections_per_uid: 'number',
   allowed_foreign_jwt_claims: 'array',
+  allow_unauthenticated_verifiers: 'boolean',
   sds: 'object',
 };
 
@@ -134,6 +138,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     ...(raw.sds?.default_bundle_name !== undefined ? { defaultBundleName: raw.sds.default_bundle_name } : {}),
     ...(raw.sds?.default_all_bundles_name !== undefined ? { defaultAllBundlesName: raw.sds.default_all_bundles_name } : {}),
     ...(raw.sds?.disable_spiffe_cert_validation !== undefined ? { disableSpiffeCertValidation: raw.sds.disable_spiffe_cert_validation } : {}),
+    allowUnauthenticatedVerifiers: raw.allow_unauthenticated_verifiers ?? false,
   });
   return Object.freeze({
     serverAddress,
@@ -147,6 +152,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     jwtSvidCacheSize,
     maxConnectionsPerUid,
     allowedForeignJwtClaims: Object.freeze([...allowedForeignJwtClaims]),
+    allowUnauthenticatedVerifiers: sds.allowUnauthenticatedVerifiers,
     sds,
   });
 }

@@ -25,6 +25,12 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket (default ${DEFAULT_AGENT_SOCKET_PATH})` },
   { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, description: 'Log level (info)' },
+  {
+    name: 'allow-unauthenticated-verifiers',
+    aliases: ['allowUnauthenticatedVerifiers'],
+    type: 'bool',
+    description: 'Serve the trust bundle to callers no entry matches (Workload API bundle RPCs, SDS validation contexts)',
+  },
 ];
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
@@ -49,6 +55,8 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
   }
   const insecure = args.bool('insecure-bootstrap');
   if (insecure !== undefined) raw.insecure_bootstrap = insecure;
+  const verifiers = args.bool('allow-unauthenticated-verifiers');
+  if (verifiers !== undefined) raw.allow_unauthenticated_verifiers = verifiers;
   return { raw, help: false };
 }
 

@@ -63,7 +63,8 @@ export interface SdsService {
 /**
  * Builds the Envoy SDS v3 service of the agent socket (SPEC-NOTES §9–§12). Every call is admitted the same way as a
  * Workload API call: the agent must have state (else UNAVAILABLE), the caller is attested (`attest`), and a caller
- * no registration entry matches gets PERMISSION_DENIED. Streams are SotwStream / DeltaStream; FetchSecrets is
+ * no registration entry matches gets PERMISSION_DENIED (unless `allowUnauthenticatedVerifiers`: then the own trust
+ * domain's validation contexts are all that resolves for it). Streams are SotwStream / DeltaStream; FetchSecrets is
  * fetchResponse. Throws invalid_argument for invalid options.
  */
 export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
@@ -75,7 +76,9 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
     const selectors = await deps.attest(call);
-    if (!deps.cache.snapshot(selectors).entitled) throw permissionDenied('no registration entry matches the caller');
+    if (!options.allowUnauthenticatedVerifiers && !deps.cache.snapshot(selectors).entitled) {
+      throw permissionDenied('no registration entry matches the caller');
+    }
     return selectors;
   }
 

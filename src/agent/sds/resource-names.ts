@@ -77,7 +77,8 @@ function validationContext(bundles: readonly TrustBundle[]): SdsResource | undef
  * - `defaultAllBundlesName` → own + federated trust domains in one validation context, in mode `spiffe` only: never
  *   merged into one `trusted_ca`, where a federated root would vouch for every trust domain's IDs. A request naming
  *   it under `trusted_ca` is refused before (checkAllBundlesName); here it is what keeps a wildcard from holding it.
- * Anything else, including an identity the caller is not entitled to, is undefined.
+ * Anything else, including an identity the caller is not entitled to, is undefined. A caller without entries has
+ * no SVIDs and no federated bundles, so with `allowUnauthenticatedVerifiers` only the own trust domain resolves.
  */
 export function resolveResourceName(
   snapshot: IdentitySnapshot,
@@ -85,7 +86,7 @@ export function resolveResourceName(
   options: ResolvedSdsOptions,
   mode: ValidationMode,
 ): SdsResource | undefined {
-  if (!snapshot.entitled) return undefined;
+  if (!snapshot.entitled && !options.allowUnauthenticatedVerifiers) return undefined;
   if (name === options.defaultSvidName) {
     const svid = snapshot.defaultSvid;
     return svid === undefined ? undefined : { kind: 'tls_certificate', svid };
@@ -121,7 +122,7 @@ export function entitledResourceNames(
   options: ResolvedSdsOptions,
   mode: ValidationMode,
 ): string[] {
-  if (!snapshot.entitled) return [];
+  if (!snapshot.entitled && !options.allowUnauthenticatedVerifiers) return [];
   const candidates = [
     options.defaultSvidName,
     ...snapshot.svids.map((s) => s.spiffeId),

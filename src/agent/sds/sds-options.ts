@@ -15,6 +15,11 @@ export interface SdsOptions {
   disableSpiffeCertValidation?: boolean;
   /** Most resource names one request (or one delta stream's subscription) may carry; more is INVALID_ARGUMENT. */
   maxResourceNames?: number;
+  /**
+   * Callers no entry matches get the own trust domain's validation contexts instead of PERMISSION_DENIED: Envoys that
+   * only verify peers. The agent's `allow_unauthenticated_verifiers`, which opens the Workload API's bundle RPCs too.
+   */
+  allowUnauthenticatedVerifiers?: boolean;
 }
 
 /** SdsOptions with every default applied and checked; frozen. */
@@ -24,6 +29,7 @@ export interface ResolvedSdsOptions {
   readonly defaultAllBundlesName: string;
   readonly disableSpiffeCertValidation: boolean;
   readonly maxResourceNames: number;
+  readonly allowUnauthenticatedVerifiers: boolean;
 }
 
 /** The documented cap on names per request: far above any real Envoy (one stream per secret), far below abuse. */
@@ -46,6 +52,7 @@ export function resolveSdsOptions(raw: SdsOptions = {}): ResolvedSdsOptions {
     defaultAllBundlesName: raw.defaultAllBundlesName ?? 'ALL',
     disableSpiffeCertValidation: raw.disableSpiffeCertValidation ?? false,
     maxResourceNames: raw.maxResourceNames ?? DEFAULT_MAX_RESOURCE_NAMES,
+    allowUnauthenticatedVerifiers: raw.allowUnauthenticatedVerifiers ?? false,
   };
   const aliases = {
     defaultSvidName: resolved.defaultSvidName,

@@ -180,8 +180,11 @@ export abstract class SecretStream<Req, Res> {
     let response: Res | undefined;
     try {
       const snapshot = this.ctx.cache.snapshot(this.ctx.selectors);
-      // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8).
-      if (!snapshot.entitled) throw permissionDenied('the caller is no longer entitled to any identity');
+      // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8), unless verifiers
+      // are served: then its SVIDs stop resolving and its validation contexts keep coming.
+      if (!snapshot.entitled && !this.ctx.options.allowUnauthenticatedVerifiers) {
+        throw permissionDenied('the caller is no longer entitled to any identity');
+      }
       response = this.nextResponse(snapshot);
     } catch (error) {
       this.fail(isMeshidError(error) && error.code !== 'invalid_argument' ? error : internal('cannot build SDS secrets', error));

@@ -6,7 +6,7 @@ export interface SdsStats {
   /** StreamSecrets / DeltaSecrets streams open right now. */
   sotwStreams: number;
   deltaStreams: number;
-  /** Streams ever accepted (attested and entitled). */
+  /** Streams ever accepted (attested, and entitled unless the agent serves verifiers). */
   streamsOpened: number;
   /** Responses written on streams, and unary FetchSecrets answered. */
   responses: number;

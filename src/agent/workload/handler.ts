@@ -70,6 +70,12 @@ export interface WorkloadApiOptions {
    * `allowed_foreign_jwt_claims`). Default none.
    */
   allowedForeignJwtClaims?: readonly string[];
+  /**
+   * FetchX509Bundles and FetchJWTBundles answer callers no entry matches with the own trust domain's bundle instead
+   * of PERMISSION_DENIED (SPIRE's `allow_unauthenticated_verifiers`): for relying parties that only verify. Default
+   * false (default deny).
+   */
+  allowUnauthenticatedVerifiers?: boolean;
 }
 
 export interface WorkloadApiDeps {
@@ -91,7 +97,7 @@ export interface WorkloadApiService {
 
 export const DEFAULT_PENDING_TIMEOUT_MS = 30_000;
 
-/** An attested caller that holds at least one entry: its selectors and the identity state for them. */
+/** An attested caller (holding at least one entry unless the RPC serves verifiers): its selectors and identity state. */
 interface Admission {
   readonly selectors: readonly Selector[];
   readonly snapshot: IdentitySnapshot;
@@ -121,7 +127,8 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
  * workloadSecurityHeaderInterceptor before the handler runs — checked again here so a server assembled without the
  * interceptor still fails closed); request fields (INVALID_ARGUMENT); agent state present (UNAVAILABLE); `attest`
  * (UNAVAILABLE when it fails); then entitlement — a caller no entry matches gets PERMISSION_DENIED on FetchX509SVID,
- * FetchX509Bundles, FetchJWTSVID and FetchJWTBundles (default deny, SPEC-NOTES §8, §13).
+ * FetchX509Bundles, FetchJWTSVID and FetchJWTBundles (default deny, SPEC-NOTES §8, §13) — on the two bundle RPCs
+ * unless `allowUnauthenticatedVerifiers`, when such a caller gets the own trust domain's bundle.
  *
  * ValidateJWTSVID is the exception: it requires the header, agent state and a successful attestation (so only an
  * identifiable local process asks, and logs say which), but no entitlement. Validating hands out nothing secret,
@@ -139,6 +146,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
   const allowedForeignClaims: ReadonlySet<string> = new Set(deps.options?.allowedForeignJwtClaims ?? []);
+  const verifiersAllowed = deps.options?.allowUnauthenticatedVerifiers === true;
   const open = new Set<IdentityStream<unknown>>();
   // One child logger per RPC, not per stream: pino's child() costs more than the rest of a stream's bookkeeping.
   const streamLogs = new Map<string, Logger>();
@@ -180,6 +188,13 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     return selectors instanceof Promise ? selectors.then(entitle) : entitle(selectors);
   }
 
+  /** attest only: a verifier without an entry gets the own trust domain's bundle (the snapshot has no other). */
+  function admitVerifier(call: WorkloadCallInfo): Admission | Promise<Admission> {
+    const selectors = attest(call);
+    const admit = (s: readonly Selector[]): Admission => ({ selectors: s, snapshot: deps.cache.snapshot(s) });
+    return selectors instanceof Promise ? selectors.then(admit) : admit(selectors);
+  }
+
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
     const serviceError = toServiceError(error);
     if (isMeshidError(error) && error.code !== 'internal') log.info({ rpc, code: error.code, reason: error.message }, 'Workload API call refused');
@@ -187,7 +202,8 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     return serviceError;
   }
 
-  function openStream<Res>(rpc: string, call: ServerWritableStream<EmptyRequest, Res>, view: StreamView<Res>): void {
+  function openStream<Res>(rpc: string, call: ServerWritableStream<EmptyRequest, Res>, view: StreamView<Res>, servesVerifiers = false): void {
+    const requireEntitlement = !(servesVerifiers && verifiersAllowed);
     const fail = (error: unknown): void => {
       if (!call.cancelled) call.emit('error', refuse(error, rpc));
     };
@@ -204,6 +220,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
         view,
         cache: deps.cache,
         selectors,
+        requireEntitlement,
         clock: deps.clock,
         pendingTimeoutMs,
         log: streamLog(rpc),
@@ -214,7 +231,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     };
     let admission: Admission | Promise<Admission>;
     try {
-      admission = admitEntitled(call);
+      admission = requireEntitlement ? admitEntitled(call) : admitVerifier(call);
     } catch (error) {
       fail(error);
       return;
@@ -267,10 +284,10 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
       openStream('FetchX509SVID', call, x509SvidView);
     },
     FetchX509Bundles(call: ServerWritableStream<EmptyRequest, X509BundlesResponse>): void {
-      openStream('FetchX509Bundles', call, x509BundlesView);
+      openStream('FetchX509Bundles', call, x509BundlesView, true);
     },
     FetchJWTBundles(call: ServerWritableStream<EmptyRequest, JwtBundlesResponse>): void {
-      openStream('FetchJWTBundles', call, jwtBundlesView);
+      openStream('FetchJWTBundles', call, jwtBundlesView, true);
     },
     FetchJWTSVID(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void {
       unary('FetchJWTSVID', call, callback, () => fetchJwtSvid(call));

@@ -32,6 +32,11 @@ export interface IdentityStreamOptions<Res> {
   readonly cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>;
   /** The caller's selectors, attested once when the stream opened. */
   readonly selectors: readonly Selector[];
+  /**
+   * Whether the stream ends PERMISSION_DENIED once the caller holds no entry (default). False for bundle streams when
+   * the agent serves bundles to callers without an entry (allowUnauthenticatedVerifiers).
+   */
+  readonly requireEntitlement?: boolean;
   readonly clock: Clock;
   /** How long the caller may be entitled with nothing to send before the stream ends UNAVAILABLE. */
   readonly pendingTimeoutMs: number;
@@ -126,7 +131,9 @@ export class IdentityStream<Res> {
     try {
       const snapshot = this.o.cache.snapshot(this.o.selectors);
       // The last entitlement is gone: redacted identities must not linger in clients (SPEC-NOTES §8).
-      if (!snapshot.entitled) throw permissionDenied('the caller is no longer entitled to any identity');
+      if (!snapshot.entitled && this.o.requireEntitlement !== false) {
+        throw permissionDenied('the caller is no longer entitled to any identity');
+      }
       message = this.o.view.render(snapshot, this.last === undefined);
     } catch (error) {
       this.fail(isMeshidError(error) ? error : internal('cannot build the Workload API response', error));

@@ -74,3 +74,16 @@ test('allowed_foreign_jwt_claims: a list of claim names from the config file, no
     assert.throws(() => compileAgentConfig(readAgentConfigFile(file)), /allowed_foreign_jwt_claims must be a list of claim names/),
   );
 });
+
+test('allow_unauthenticated_verifiers: off by default; the config key or the flag (spire-agent spelling too) turns it on for both APIs', () => {
+  const off = compileAgentConfig({ server_address: 'a:1' });
+  assert.equal(off.allowUnauthenticatedVerifiers, false);
+  assert.equal(off.sds.allowUnauthenticatedVerifiers, false);
+  withConfig({ server_address: 'a:1', allow_unauthenticated_verifiers: true }, (file) => {
+    assert.equal(compileAgentConfig(readAgentConfigFile(file)).sds.allowUnauthenticatedVerifiers, true);
+    assert.equal(compileAgentConfig(rawConfigFrom(['--config', file, '--allow-unauthenticated-verifiers=false']).raw).allowUnauthenticatedVerifiers, false);
+  });
+  const flagged = compileAgentConfig(rawConfigFrom(['-serverAddress', 'a:1', '-allowUnauthenticatedVerifiers']).raw);
+  assert.equal(flagged.allowUnauthenticatedVerifiers, true);
+  assert.equal(flagged.sds.allowUnauthenticatedVerifiers, true);
+});

@@ -121,3 +121,47 @@ describe('FetchJWTBundles (attestation stubbed: caller has unix:uid:1001)', () =
     }
   });
 });
+
+describe('allowUnauthenticatedVerifiers (attestation stubbed)', () => {
+  const SELECTOR_V = 'unix:uid:1003';
+  const VERIFIER = 'spiffe://example.org/verifier';
+  let v: WorkloadHarness;
+  before(async () => {
+    v = await startWorkloadHarness(ca, (cache) => {
+      cache.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
+      cache.addEntry(SELECTOR_V, VERIFIER, { federatesWith: [FOREIGN_TD] });
+      cache.setFederatedBundle(foreignBundle(partner, 3, partnerKey));
+    }, { options: { allowUnauthenticatedVerifiers: true }, caller: ['unix:uid:4242'] });
+  });
+  after(() => v.close());
+
+  test('a caller no entry matches gets the own trust domain\'s X.509 and JWT bundles, and no federated one', async () => {
+    const x509 = await v.client.fetchX509Bundles();
+    assert.deepEqual(Object.keys(x509.bundles), [OWN]);
+    assert.deepEqual(splitConcatenatedDer(x509.bundles[OWN]!), [ca.rootDer]);
+    const jwt = await v.client.fetchJwtBundles();
+    assert.deepEqual(Object.keys(jwt.bundles), [OWN]);
+    assert.deepEqual(jwks(jwt.bundles[OWN]).keys.map((k) => k['kid']), [v.cache.jwtKey.kid]);
+  });
+
+  test('identities stay denied to it: FetchX509SVID and FetchJWTSVID are PERMISSION_DENIED', async () => {
+    assert.equal(grpcCode(await v.client.fetchX509Svid().then(() => undefined, (e: unknown) => e)), PERMISSION_DENIED);
+    assert.equal(grpcCode(await v.client.fetchJwtSvid(['db']).then(() => undefined, (e: unknown) => e)), PERMISSION_DENIED);
+  });
+
+  test('a bundle stream outlives its caller\'s last entry: the federated bundle goes, the own one stays', async () => {
+    v.caller = [{ type: 'unix', value: 'uid:1003' }];
+    const watch = v.client.watchX509Bundles();
+    try {
+      const first = (await within(watch.next(), 'first message')).value as X509BundlesResponse;
+      assert.deepEqual(Object.keys(first.bundles).sort(), [OWN, FOREIGN].sort());
+      v.cache.removeEntry(VERIFIER);
+      const next = await within(watch.next(), 'after the entry was removed');
+      assert.equal(next.done, false, 'the stream goes on');
+      assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), [OWN]);
+    } finally {
+      watch.cancel();
+      v.caller = [{ type: 'unix', value: 'uid:4242' }];
+    }
+  });
+});
