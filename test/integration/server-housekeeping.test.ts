@@ -21,7 +21,8 @@ function newEntry(name: string) {
   };
 }
 
-test('housekeeping prunes entry tombstones older than the retention on the injected clock and keeps the newer ones', async () => {
+/** An in-process server in a temp dir on a fake clock at 2026-01-01. */
+async function startServer(): Promise<{ server: MeshidServer; clock: FakeClock; dataDir: string; cleanup: () => void }> {
   const { dir, cleanup } = tempDir('meshid-housekeeping-');
   const clock = new FakeClock(Date.UTC(2026, 0, 1));
   const dataDir = path.join(dir, 'data');
@@ -29,7 +30,11 @@ test('housekeeping prunes entry tombstones older than the retention on the injec
     trust_domain: 'example.org', datacenters: ['east'], data_dir: dataDir, bind_address: '127.0.0.1:0',
     admin_socket: path.join(dir, 'admin', 'admin.sock'),
   });
-  const server = await MeshidServer.start({ config, log: silentLogger(), clock });
+  return { server: await MeshidServer.start({ config, log: silentLogger(), clock }), clock, dataDir, cleanup };
+}
+
+test('housekeeping prunes entry tombstones older than the retention on the injected clock and keeps the newer ones', async () => {
+  const { server, clock, dataDir, cleanup } = await startServer();
   try {
     const [old, recent, kept] = (await server.ds.createEntries(['old', 'recent', 'kept'].map(newEntry))).map((r) => r.entry!) as RegistrationEntry[];
     await server.ds.deleteEntries([old!.id]);
@@ -55,14 +60,7 @@ test('housekeeping prunes entry tombstones older than the retention on the injec
 });
 
 test('a failing housekeeping step (agent pruning, stubbed to throw: a datastore fault cannot be induced) does not skip the steps after it', async () => {
-  const { dir, cleanup } = tempDir('meshid-housekeeping-');
-  const clock = new FakeClock(Date.UTC(2026, 0, 1));
-  const dataDir = path.join(dir, 'data');
-  const config = compileServerConfig({
-    trust_domain: 'example.org', datacenters: ['east'], data_dir: dataDir, bind_address: '127.0.0.1:0',
-    admin_socket: path.join(dir, 'admin', 'admin.sock'),
-  });
-  const server = await MeshidServer.start({ config, log: silentLogger(), clock });
+  const { server, clock, dataDir, cleanup } = await startServer();
   try {
     await server.ds.createJoinToken({ token: 'expiring-token', datacenter: 'east', selectors: [], expiresAt: clock.now() + H, createdAt: clock.now() });
     const [gone] = (await server.ds.createEntries([newEntry('gone')])).map((r) => r.entry!) as RegistrationEntry[];
