@@ -4,13 +4,14 @@
  * any trust domain. Without the validator, asking for it is FAILED_PRECONDITION on all three RPCs, and a wildcard
  * subscription leaves it out.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { toStruct } from '../../../src/common/grpc/proto.js';
 import { buildSecret } from '../../../src/agent/sds/secret-builder.js';
-import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import type { SdsOptions } from '../../../src/agent/sds/sds-options.js';
+import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import {
   dataSourceText,
   decodeDeltaResources,
@@ -22,7 +23,7 @@ import {
   spiffeTrustDomains,
   type DecodedSecret,
 } from '../../support/sds-client.js';
-import { APP_A, as, FOREIGN_TD, SELECTOR_A, startSdsHarness, TD, type SdsHarness } from './sds-harness.js';
+import { APP_A, as, FOREIGN_TD, SELECTOR_A, TD, trustDomainsForSuite, type SdsHarness } from './sds-harness.js';
 
 /** An Envoy that opted out of the SPIFFE validator in its node metadata (SPIRE's key). */
 const OPTED_OUT = envoyNode('opted-out', { metadata: toStruct({ disable_spiffe_cert_validation: true }) });
@@ -47,31 +48,15 @@ function trustedCaRoots(secret: DecodedSecret | undefined): Buffer[] {
 }
 
 describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
-  let ca: TestCa;
-  let foreign: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-    foreign = new TestCa(FOREIGN_TD);
-  });
-  after(() => {
-    ca.dispose();
-    foreign.dispose();
-  });
+  const suite = trustDomainsForSuite();
 
   /** A caller that federates with FOREIGN_TD: its ALL would hold both trust domains. */
   const federated = (c: FakeSdsCache): void => {
     c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
-    c.setFederatedBundle(foreign.bundle());
+    c.setFederatedBundle(suite.foreign.bundle());
   };
 
-  const withHarness = async (body: (h: SdsHarness) => Promise<void>, options?: Parameters<typeof startSdsHarness>[2]): Promise<void> => {
-    const h = await startSdsHarness(ca, federated, options);
-    try {
-      await body(h);
-    } finally {
-      await h.close();
-    }
-  };
+  const withHarness = (body: (h: SdsHarness) => Promise<void>, options?: SdsOptions): Promise<void> => suite.withHarness(federated, body, options);
 
   describe('StreamSecrets', () => {
     for (const [label, node] of [['node metadata disable_spiffe_cert_validation', OPTED_OUT], ['Envoy 1.17', ENVOY_1_17]] as const) {
@@ -94,7 +79,7 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
         const client = new SotwClient(h.client, as(SELECTOR_A));
         client.subscribe(['ROOTCA'], OPTED_OUT);
         const r1 = await client.next();
-        assert.deepEqual(trustedCaRoots(secretsByName(r1).get('ROOTCA')), [ca.rootDer], 'one trust domain is fine');
+        assert.deepEqual(trustedCaRoots(secretsByName(r1).get('ROOTCA')), [suite.ca.rootDer], 'one trust domain is fine');
         client.ack(r1, ['ROOTCA', 'ALL']);
         await assert.rejects(client.next(), failedPrecondition);
         const end = await client.status;
@@ -124,8 +109,8 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
         client.subscribe([], ENVOY_1_17);
         const secrets = secretsByName(await client.next());
         assert.deepEqual([...secrets.keys()].sort(), ['ROOTCA', APP_A, `spiffe://${TD}`, `spiffe://${FOREIGN_TD}`, 'default'].sort());
-        assert.deepEqual(trustedCaRoots(secrets.get(`spiffe://${FOREIGN_TD}`)), [foreign.rootDer]);
-        for (const name of ['ROOTCA', `spiffe://${TD}`]) assert.deepEqual(trustedCaRoots(secrets.get(name)), [ca.rootDer], name);
+        assert.deepEqual(trustedCaRoots(secrets.get(`spiffe://${FOREIGN_TD}`)), [suite.foreign.rootDer]);
+        for (const name of ['ROOTCA', `spiffe://${TD}`]) assert.deepEqual(trustedCaRoots(secrets.get(name)), [suite.ca.rootDer], name);
         client.cancel();
       });
     });
@@ -154,7 +139,7 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
         const later = new DeltaClient(h.client, as(SELECTOR_A));
         later.request({ node: OPTED_OUT, subscribe: ['ROOTCA'] });
         const r1 = await later.next();
-        assert.deepEqual(trustedCaRoots(decodeDeltaResources(r1)[0]?.secret), [ca.rootDer]);
+        assert.deepEqual(trustedCaRoots(decodeDeltaResources(r1)[0]?.secret), [suite.ca.rootDer]);
         later.request({ nonce: r1.nonce ?? '', subscribe: ['ALL'] });
         await assert.rejects(later.next(), failedPrecondition);
         const end2 = await later.status;
@@ -209,8 +194,8 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
       await withHarness(async (h) => {
         const secrets = secretsByName(await fetchSecrets(h.client, { node: ENVOY_1_17, resource_names: [] }, as(SELECTOR_A)));
         assert.ok(!secrets.has('ALL'));
-        assert.deepEqual(trustedCaRoots(secrets.get(`spiffe://${FOREIGN_TD}`)), [foreign.rootDer]);
-        assert.deepEqual(trustedCaRoots(secrets.get('ROOTCA')), [ca.rootDer]);
+        assert.deepEqual(trustedCaRoots(secrets.get(`spiffe://${FOREIGN_TD}`)), [suite.foreign.rootDer]);
+        assert.deepEqual(trustedCaRoots(secrets.get('ROOTCA')), [suite.ca.rootDer]);
         const withValidator = secretsByName(await fetchSecrets(h.client, { node: envoyNode(), resource_names: [] }, as(SELECTOR_A)));
         assert.deepEqual(spiffeTrustDomains(withValidator.get('ALL')!).map((d) => d.name), [TD, FOREIGN_TD].sort());
       });
@@ -218,9 +203,9 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
   });
 
   it('the secret builder itself never merges trust domains into one trusted_ca (internal), whoever asks', () => {
-    const merged = { kind: 'validation_context', bundles: [ca.bundle(), foreign.bundle()] } as const;
+    const merged = { kind: 'validation_context', bundles: [suite.ca.bundle(), suite.foreign.bundle()] } as const;
     assert.throws(() => buildSecret('ALL', merged, 'trusted_ca'), (err: unknown) => isMeshidError(err, 'internal'));
     assert.doesNotThrow(() => buildSecret('ALL', merged, 'spiffe'));
-    assert.doesNotThrow(() => buildSecret('ROOTCA', { kind: 'validation_context', bundles: [ca.bundle()] }, 'trusted_ca'));
+    assert.doesNotThrow(() => buildSecret('ROOTCA', { kind: 'validation_context', bundles: [suite.ca.bundle()] }, 'trusted_ca'));
   });
 });

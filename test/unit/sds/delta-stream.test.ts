@@ -1,7 +1,7 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import {
   dataSourceText,
   decodeDeltaResources,
@@ -11,7 +11,7 @@ import {
   spiffeTrustDomains,
   type DeltaDiscoveryResponse,
 } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
 
 const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
 const NODE = envoyNode();
@@ -35,25 +35,9 @@ function shape(response: DeltaDiscoveryResponse): { versions: Map<string, string
 }
 
 describe('SDS DeltaSecrets (stubbed attestation)', () => {
-  let ca: TestCa;
-  let foreign: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-    foreign = new TestCa(FOREIGN_TD);
-  });
-  after(() => {
-    ca.dispose();
-    foreign.dispose();
-  });
+  const suite = trustDomainsForSuite();
 
-  const withHarness = async (setup: (c: FakeSdsCache) => void, body: (h: Awaited<ReturnType<typeof startSdsHarness>>) => Promise<void>) => {
-    const h = await startSdsHarness(ca, setup);
-    try {
-      await body(h);
-    } finally {
-      await h.close();
-    }
-  };
+  const { withHarness } = suite;
   const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
   it('versions are content-derived: two streams of one identity see the same per-resource versions', async () => {
@@ -147,7 +131,7 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
       (c) => {
         c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
         c.addEntry(SELECTOR_A, APP_A2);
-        c.setFederatedBundle(foreign.bundle());
+        c.setFederatedBundle(suite.foreign.bundle());
       },
       async (h) => {
         const client = new DeltaClient(h.client, as(SELECTOR_A));
@@ -199,7 +183,7 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
       const r2 = shape(await client.next());
       assert.deepEqual(r2, { versions: new Map([['ALL', r2.versions.get('ALL')!]]), removed: [] });
       h.cache.rotate(APP_A);
-      h.cache.setOwnBundle({ ...ca.bundle(2), x509Authorities: [ca.rootDer, foreign.rootDer] }); // barrier
+      h.cache.setOwnBundle({ ...suite.ca.bundle(2), x509Authorities: [suite.ca.rootDer, suite.foreign.rootDer] }); // barrier
       const r3 = shape(await client.next());
       assert.deepEqual([...r3.versions.keys()].sort(), ['ALL', 'ROOTCA'], 'the rotated default is not pushed');
       assert.equal(client.received.length, 3);

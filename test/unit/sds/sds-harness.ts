@@ -5,6 +5,7 @@
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { after, before } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
 import { parseSelector } from '../../../src/common/spiffe/selector.js';
@@ -87,4 +88,49 @@ export async function eventually(predicate: () => boolean, what: string, timeout
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 5));
   }
+}
+
+/** A describe block's test CAs, and harnesses over the own one. */
+export interface SuiteTrustDomains {
+  /** The own trust domain's CA. */
+  readonly ca: TestCa;
+  /** A federated trust domain's CA. */
+  readonly foreign: TestCa;
+  /** Runs `body` against a harness over `ca` started for it, closed however the body ends. */
+  withHarness(setup: (cache: FakeSdsCache) => void, body: (h: SdsHarness) => Promise<void>, options?: SdsOptions): Promise<void>;
+}
+
+/**
+ * The test CAs of the own trust domain and a federated one for the tests of the enclosing describe block: made
+ * before them (each an openssl-made root and intermediate) and disposed after them.
+ */
+export function trustDomainsForSuite(): SuiteTrustDomains {
+  let cas: { ca: TestCa; foreign: TestCa } | undefined;
+  before(() => {
+    cas = { ca: new TestCa(TD), foreign: new TestCa(FOREIGN_TD) };
+  });
+  after(() => {
+    cas?.ca.dispose();
+    cas?.foreign.dispose();
+  });
+  const made = (): { ca: TestCa; foreign: TestCa } => {
+    if (cas === undefined) throw new Error('the suite\'s CAs exist only while its tests run');
+    return cas;
+  };
+  return {
+    get ca() {
+      return made().ca;
+    },
+    get foreign() {
+      return made().foreign;
+    },
+    async withHarness(setup, body, options) {
+      const h = await startSdsHarness(made().ca, setup, options);
+      try {
+        await body(h);
+      } finally {
+        await h.close();
+      }
+    },
+  };
 }

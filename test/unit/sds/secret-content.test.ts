@@ -1,4 +1,4 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -17,7 +17,7 @@ import {
   spiffeTrustDomains,
   type DecodedSecret,
 } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD } from './sds-harness.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite } from './sds-harness.js';
 
 function pemBlocks(pem: string): Buffer[] {
   return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
@@ -44,19 +44,10 @@ async function sidecarMaterial(client: SotwClient): Promise<{ chainPem: string; 
 }
 
 describe('SDS secret content (stubbed attestation)', () => {
-  let ca: TestCa;
-  let foreign: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-    foreign = new TestCa(FOREIGN_TD);
-  });
-  after(() => {
-    ca.dispose();
-    foreign.dispose();
-  });
+  const suite = trustDomainsForSuite();
 
   it('default and ROOTCA decode to a PEM tls_certificate and a SPIFFE validation context with bare trust domain names', async () => {
-    const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A));
+    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
     try {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['default', 'ROOTCA']);
@@ -73,7 +64,7 @@ describe('SDS secret content (stubbed attestation)', () => {
       const chain = pemBlocks(chainPem);
       assert.equal(chain.length, 2, 'leaf and intermediate, no root');
       assert.ok(chain[0]!.equals(svid.chain[0]!), 'leaf first');
-      assert.ok(chain[1]!.equals(ca.intermediateDer), 'then the intermediate');
+      assert.ok(chain[1]!.equals(suite.ca.intermediateDer), 'then the intermediate');
       assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/, 'PKCS#8 PEM');
       const leaf = new X509Certificate(chain[0]!);
       assert.ok(leaf.checkPrivateKey(createPrivateKey(keyPem)), 'key matches the leaf');
@@ -88,7 +79,7 @@ describe('SDS secret content (stubbed attestation)', () => {
       assert.deepEqual(domains.map((d) => [d.name, d.specifier]), [[TD, 'inline_bytes']]);
       const roots = pemBlocks(domains[0]!.trustBundlePem);
       assert.equal(roots.length, 1);
-      assert.ok(roots[0]!.equals(ca.rootDer));
+      assert.ok(roots[0]!.equals(suite.ca.rootDer));
 
       // The served chain verifies against the served roots with an independent, strict verifier.
       const verdict = opensslVerify({ roots, intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslclient' });
@@ -100,7 +91,7 @@ describe('SDS secret content (stubbed attestation)', () => {
   });
 
   it('two sidecars complete an mTLS handshake with their SDS secrets and see each other\'s SPIFFE ID', async () => {
-    const h = await startSdsHarness(ca, (c) => {
+    const h = await startSdsHarness(suite.ca, (c) => {
       c.addEntry(SELECTOR_A, APP_A);
       c.addEntry(SELECTOR_B, APP_B);
     });
@@ -176,7 +167,7 @@ describe('SDS secret content (stubbed attestation)', () => {
 
   for (const [label, value] of [['bool true', true], ['string "true"', 'true']] as const) {
     it(`node metadata disable_spiffe_cert_validation (${label}) gives trusted_ca, and later pushes keep it`, async () => {
-      const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A));
+      const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
       try {
         const client = new SotwClient(h.client, as(SELECTOR_A));
         const node = envoyNode('opted-out', { metadata: toStruct({ disable_spiffe_cert_validation: value }) });
@@ -184,15 +175,15 @@ describe('SDS secret content (stubbed attestation)', () => {
         const first = await client.next();
         const rootca = secretsByName(first).get('ROOTCA')!;
         assert.equal(rootca.validation_context?.custom_validator_config, undefined);
-        assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [ca.rootDer]);
+        assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [suite.ca.rootDer]);
 
         // Envoy sends the node on the first request only; an update-triggered push must keep the same form.
         client.ack(first, ['ROOTCA']);
         await eventually(() => h.service.stats().acks === 1, 'the node-less ACK to be processed');
-        h.cache.setOwnBundle({ ...ca.bundle(2), x509Authorities: [ca.rootDer, foreign.rootDer] });
+        h.cache.setOwnBundle({ ...suite.ca.bundle(2), x509Authorities: [suite.ca.rootDer, suite.foreign.rootDer] });
         const pushed = secretsByName(await client.next()).get('ROOTCA')!;
         assert.equal(pushed.validation_context?.custom_validator_config, undefined);
-        assert.deepEqual(pemBlocks(dataSourceText(pushed.validation_context?.trusted_ca)), [ca.rootDer, foreign.rootDer]);
+        assert.deepEqual(pemBlocks(dataSourceText(pushed.validation_context?.trusted_ca)), [suite.ca.rootDer, suite.foreign.rootDer]);
         client.cancel();
       } finally {
         await h.close();
@@ -201,7 +192,7 @@ describe('SDS secret content (stubbed attestation)', () => {
   }
 
   it('node metadata disable_spiffe_cert_validation false keeps the SPIFFE validator', async () => {
-    const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A));
+    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
     try {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['ROOTCA'], envoyNode('n', { metadata: toStruct({ disable_spiffe_cert_validation: 'false' }) }));
@@ -214,13 +205,13 @@ describe('SDS secret content (stubbed attestation)', () => {
   });
 
   it('the global disableSpiffeCertValidation option gives trusted_ca to every Envoy', async () => {
-    const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A), { disableSpiffeCertValidation: true });
+    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A), { disableSpiffeCertValidation: true });
     try {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['ROOTCA']);
       const rootca = secretsByName(await client.next()).get('ROOTCA')!;
       assert.equal(rootca.validation_context?.custom_validator_config, undefined);
-      assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [ca.rootDer]);
+      assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [suite.ca.rootDer]);
       client.cancel();
     } finally {
       await h.close();
@@ -228,10 +219,10 @@ describe('SDS secret content (stubbed attestation)', () => {
   });
 
   it('ALL holds own and federated trust domains sorted by name; spiffe://<td> names select one trust domain', async () => {
-    const h = await startSdsHarness(ca, (c) => {
+    const h = await startSdsHarness(suite.ca, (c) => {
       c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
       c.addEntry(SELECTOR_B, APP_B);
-      c.setFederatedBundle(foreign.bundle());
+      c.setFederatedBundle(suite.foreign.bundle());
     });
     try {
       const a = new SotwClient(h.client, as(SELECTOR_A));
@@ -239,7 +230,7 @@ describe('SDS secret content (stubbed attestation)', () => {
       const secrets = secretsByName(await a.next());
       const all = spiffeTrustDomains(secrets.get('ALL')!);
       assert.deepEqual(all.map((d) => d.name), [TD, FOREIGN_TD].sort());
-      for (const d of all) assert.deepEqual(pemBlocks(d.trustBundlePem), [d.name === TD ? ca.rootDer : foreign.rootDer]);
+      for (const d of all) assert.deepEqual(pemBlocks(d.trustBundlePem), [d.name === TD ? suite.ca.rootDer : suite.foreign.rootDer]);
       assert.deepEqual(spiffeTrustDomains(secrets.get(`spiffe://${FOREIGN_TD}`)!).map((d) => d.name), [FOREIGN_TD]);
       assert.deepEqual(spiffeTrustDomains(secrets.get(`spiffe://${TD}`)!).map((d) => d.name), [TD]);
 
@@ -257,7 +248,7 @@ describe('SDS secret content (stubbed attestation)', () => {
   });
 
   it('an identity the caller is not entitled to is never served, not even after it rotates', async () => {
-    const h = await startSdsHarness(ca, (c) => {
+    const h = await startSdsHarness(suite.ca, (c) => {
       c.addEntry(SELECTOR_A, APP_A);
       c.addEntry(SELECTOR_B, APP_B);
     });

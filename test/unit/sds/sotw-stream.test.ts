@@ -1,11 +1,11 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { createLogger } from '../../../src/common/log.js';
 import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
 import { dataSourceText, SECRET_TYPE_URL, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
 
 const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
 
@@ -18,29 +18,9 @@ function leafPem(response: DiscoveryResponse, name: string): string {
 }
 
 describe('SDS StreamSecrets (stubbed attestation)', () => {
-  let ca: TestCa;
-  let foreign: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-    foreign = new TestCa(FOREIGN_TD);
-  });
-  after(() => {
-    ca.dispose();
-    foreign.dispose();
-  });
+  const suite = trustDomainsForSuite();
 
-  const withHarness = async (
-    setup: Parameters<typeof startSdsHarness>[1],
-    body: (h: Awaited<ReturnType<typeof startSdsHarness>>) => Promise<void>,
-    options?: Parameters<typeof startSdsHarness>[2],
-  ): Promise<void> => {
-    const h = await startSdsHarness(ca, setup, options);
-    try {
-      await body(h);
-    } finally {
-      await h.close();
-    }
-  };
+  const { withHarness } = suite;
   const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
   it('an ACK, and a cache notification that changes nothing, send no new response', async () => {
@@ -171,7 +151,7 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
       (c) => {
         c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
         c.addEntry(SELECTOR_B, APP_B);
-        c.setFederatedBundle(foreign.bundle());
+        c.setFederatedBundle(suite.foreign.bundle());
       },
       async (h) => {
         const client = new SotwClient(h.client, as(SELECTOR_A));

@@ -2,14 +2,15 @@
  * SDS with the agent's allow_unauthenticated_verifiers: Envoys that only verify peers, with no entry of their own, get
  * the own trust domain's validation contexts and nothing else.
  */
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
-import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import { fetchSecrets, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../../support/sds-client.js';
-import { APP_A, as, FOREIGN_TD, SELECTOR_A, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+import { APP_A, as, FOREIGN_TD, SELECTOR_A, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
 
 const OWN = `spiffe://${TD}`;
+const VERIFIERS_ALLOWED = { allowUnauthenticatedVerifiers: true };
 const FOREIGN = `spiffe://${FOREIGN_TD}`;
 
 function names(response: DiscoveryResponse): string[] {
@@ -17,24 +18,14 @@ function names(response: DiscoveryResponse): string[] {
 }
 
 describe('SDS allowUnauthenticatedVerifiers (stubbed attestation)', () => {
-  let ca: TestCa;
-  let foreign: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-    foreign = new TestCa(FOREIGN_TD);
-  });
-  after(() => {
-    ca.dispose();
-    foreign.dispose();
-  });
+  const suite = trustDomainsForSuite();
   const register = (c: FakeSdsCache): void => {
     c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
-    c.setFederatedBundle(foreign.bundle());
+    c.setFederatedBundle(suite.foreign.bundle());
   };
 
   it('a caller no entry matches gets ROOTCA (own roots only) and its wildcard holds only the own trust domain', async () => {
-    const h = await startSdsHarness(ca, register, { allowUnauthenticatedVerifiers: true });
-    try {
+    await suite.withHarness(register, async (h) => {
       const client = new SotwClient(h.client, as(UNREGISTERED));
       client.subscribe(['ROOTCA', 'default', FOREIGN]);
       const r1 = await client.next();
@@ -53,16 +44,12 @@ describe('SDS allowUnauthenticatedVerifiers (stubbed attestation)', () => {
         () => undefined,
         (e: ServiceError) => e,
       );
-      assert.notEqual(denied?.code, undefined, 'an SVID name still does not resolve for it');
-      assert.notEqual(denied?.code, status.OK);
-    } finally {
-      await h.close();
-    }
+      assert.equal(denied?.code, status.NOT_FOUND, 'an SVID name still does not resolve for it');
+    }, VERIFIERS_ALLOWED);
   });
 
   it('a caller that loses its last entry keeps its stream: its SVID and federated bundle stop resolving, ROOTCA goes on', async () => {
-    const h = await startSdsHarness(ca, register, { allowUnauthenticatedVerifiers: true });
-    try {
+    await suite.withHarness(register, async (h) => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['default', 'ROOTCA', FOREIGN]);
       const r1 = await client.next();
@@ -70,25 +57,18 @@ describe('SDS allowUnauthenticatedVerifiers (stubbed attestation)', () => {
       client.ack(r1, ['default', 'ROOTCA', FOREIGN]);
       h.cache.removeEntry(APP_A);
       // SotW SDS never withdraws a secret by leaving it out; the next change shows what the stream still serves.
-      const renewed = new TestCa(TD);
-      h.cache.setOwnBundle({ ...ca.bundle(2), x509Authorities: [ca.rootDer, renewed.rootDer] });
-      renewed.dispose();
+      h.cache.setOwnBundle({ ...suite.ca.bundle(2), x509Authorities: [suite.ca.rootDer, suite.foreign.rootDer] });
       const r2 = await client.next();
       assert.deepEqual(names(r2), ['ROOTCA']);
       client.cancel();
-    } finally {
-      await h.close();
-    }
+    }, VERIFIERS_ALLOWED);
   });
 
   it('without the option, the same caller is PERMISSION_DENIED (default deny)', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await suite.withHarness(register, async (h) => {
       const client = new SotwClient(h.client, as(UNREGISTERED));
       client.subscribe(['ROOTCA']);
       assert.equal((await client.status).code, status.PERMISSION_DENIED);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });
