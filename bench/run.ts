@@ -3,6 +3,7 @@
  * loopback or Unix sockets. BENCH_SECONDS sets the time per measurement (default 4).
  */
 import os from 'node:os';
+import { benchAttestation } from './attestation.js';
 import { benchIssuance } from './issuance.js';
 import { benchServerMemory } from './server-memory.js';
 import { benchWorkload } from './workload-latency.js';
@@ -14,6 +15,7 @@ const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
 const groups: Array<{ covers: string[]; run: () => Promise<BenchResult[]> }> = [
   { covers: ['P1'], run: () => benchIssuance(seconds) },
   { covers: ['P5'], run: () => benchServerMemory() },
+  { covers: ['P2'], run: () => benchAttestation(seconds) },
   { covers: ['P2', 'P4', 'P6'], run: () => benchWorkload(seconds) },
   { covers: ['P3', 'P5'], run: () => benchSdsPush() },
 ];
