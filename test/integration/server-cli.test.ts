@@ -294,27 +294,44 @@ test('bundle set, list and delete manage a federated bundle', async () => {
   const pemFile = path.join(dir, 'partner.pem');
   fs.writeFileSync(pemFile, partnerPem);
 
-  const set = await cli(['bundle', 'set', '--trust-domain', 'partner.org', '--path', pemFile]);
+  const set = await cli(['bundle', 'set', '--trust-domain', 'listed-partner.org', '--path', pemFile]);
   assertOk(set);
-  assert.match(set.out, /^Bundle set for partner\.org/);
+  assert.match(set.out, /^Bundle set for listed-partner\.org/);
   const viaStdin = await cli(['bundle', 'set', '-id', 'spiffe://third.org'], { stdin: partnerPem });
   assertOk(viaStdin);
 
   const list = await cli(['bundle', 'list']);
   assertOk(list);
-  assert.match(list.out, /^\* partner\.org$/m);
+  assert.match(list.out, /^\* listed-partner\.org$/m);
   assert.match(list.out, /^\* third\.org$/m);
-  const one = await cli(['bundle', 'list', '--trust-domain', 'partner.org', '--output', 'json']);
+  const one = await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org', '--output', 'json']);
   assertOk(one);
   const bundles = (JSON.parse(one.out) as { bundles: Array<{ trust_domain: string; x509_authorities: string[] }> }).bundles;
-  assert.deepEqual(bundles.map((b) => b.trust_domain), ['partner.org']);
+  assert.deepEqual(bundles.map((b) => b.trust_domain), ['listed-partner.org']);
   assert.deepEqual(bundles[0]!.x509_authorities, pemToDerList(partnerPem).map((d) => d.toString('base64')));
 
-  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'partner.org']));
-  assertError(await cli(['bundle', 'list', '--trust-domain', 'partner.org']), /^Error: NotFound: /);
-  assertError(await cli(['bundle', 'delete', '--trust-domain', 'partner.org']), /^Error: NotFound: /);
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']));
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: /);
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: /);
   assertError(await cli(['bundle', 'set', '--trust-domain', TD, '--path', pemFile]), /^Error: InvalidArgument: .*own trust domain/);
   assertError(await cli(['bundle', 'set', '--trust-domain', 'x.org', '--data', 'not a bundle']), /^Error: InvalidArgument: /);
+});
+
+test('bundle delete refuses while entries federate with the trust domain; --mode dissociate takes it out of them', async () => {
+  fs.writeFileSync(path.join(dir, 'ally.pem'), (await cli(['bundle', 'show'])).out);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ally.org', '--path', path.join(dir, 'ally.pem')]));
+  const id = await createEntry([
+    '--spiffe-id', `spiffe://${TD}/allied`, '--parent-id', `spiffe://${TD}/agent-3`, '--selector', 'unix:uid:4343', '--federates-with', 'ally.org',
+  ]);
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'ally.org']), new RegExp(`^Error: FailedPrecondition: 1 registration entry federates with ally\\.org \\(${id}\\)`));
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'ally.org', '--mode', 'everything']), /^Error: InvalidArgument: .*restrict, dissociate/);
+  assertOk(await cli(['bundle', 'list', '--trust-domain', 'ally.org']));
+
+  const deleted = await cli(['bundle', 'delete', '--trust-domain', 'ally.org', '--mode', 'dissociate']);
+  assertOk(deleted);
+  assert.equal(deleted.out, 'Bundle deleted for ally.org. 1 entry no longer federates with it.\n');
+  const entry = await cli(['entry', 'show', '--entry-id', id, '--output', 'json']);
+  assert.deepEqual((JSON.parse(entry.out) as { entries: Array<{ federates_with?: string[] }> }).entries[0]!.federates_with ?? [], []);
 });
 
 test('bundle set accepts a SPIFFE bundle with JWT keys', async () => {

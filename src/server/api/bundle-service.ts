@@ -7,7 +7,7 @@ import { bundleFromSpiffeJson } from '../../common/spiffe/bundle.js';
 import { pemToDerList } from '../../common/x509/pem.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { CaManager } from '../ca/ca-manager.js';
-import type { Datastore, StoredBundle } from '../datastore/datastore.js';
+import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore, type StoredBundle } from '../datastore/datastore.js';
 import { storedBundleToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 
@@ -64,11 +64,15 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
       return storedBundleToProto(stored);
     }),
 
-    DeleteFederatedBundle: unary(log, 'DeleteFederatedBundle', async (req: { trust_domain?: string }) => {
+    DeleteFederatedBundle: unary(log, 'DeleteFederatedBundle', async (req: { trust_domain?: string; mode?: string }) => {
       const td = foreign(req.trust_domain);
-      await ds.deleteBundle(td);
-      log.info({ trustDomain: td }, 'federated bundle deleted');
-      return {};
+      const mode = req.mode || 'restrict';
+      if (!(BUNDLE_DELETE_MODES as readonly string[]).includes(mode)) {
+        throw invalidArgument(`mode "${mode}" must be one of ${BUNDLE_DELETE_MODES.join(', ')}`);
+      }
+      const dissociated = await ds.deleteBundle(td, mode as BundleDeleteMode);
+      log.info({ trustDomain: td, mode, dissociatedEntries: dissociated }, 'federated bundle deleted');
+      return { dissociated_entries: dissociated };
     }),
   };
 }

@@ -65,7 +65,7 @@ export interface AdminMethods {
     GetBundle: [Record<string, never>, ProtoBundle];
     ListFederatedBundles: [Record<string, never>, { bundles?: ProtoBundle[] }];
     SetFederatedBundle: [{ trust_domain: string; bundle: string; format?: string }, ProtoBundle];
-    DeleteFederatedBundle: [{ trust_domain: string }, Record<string, never>];
+    DeleteFederatedBundle: [{ trust_domain: string; mode?: string }, { dissociated_entries?: number }];
   };
   Agents: {
     ListAgents: [{ datacenter?: string }, { agents?: ProtoAgent[] }];

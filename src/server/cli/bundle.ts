@@ -126,11 +126,29 @@ async function readStdin(stdin: Readable | undefined): Promise<string> {
 const remove: Command = {
   name: 'delete',
   summary: "Deletes a federated trust domain's bundle.",
-  flags: [trustDomainFlag('Trust domain whose bundle to delete; required'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [
+    trustDomainFlag('Trust domain whose bundle to delete; required'),
+    {
+      name: 'mode',
+      type: 'string',
+      choices: ['restrict', 'dissociate'],
+      description: 'While entries federate with it: restrict (default) refuses; dissociate takes it out of those entries',
+    },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
   async run(args, io) {
     const td = checkTrustDomain(args.requiredString('trust-domain'));
-    await withAdminClient(args, io.env, (client) => client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td }));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ trust_domain: td, deleted: true }) : `Bundle deleted for ${td}.\n`);
+    const mode = args.string('mode');
+    const r = await withAdminClient(args, io.env, (client) =>
+      client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td, ...(mode !== undefined ? { mode } : {}) }),
+    );
+    const dissociated = r.dissociated_entries ?? 0;
+    io.stdout.write(
+      outputFormat(args) === 'json'
+        ? renderJson({ trust_domain: td, deleted: true, dissociated_entries: dissociated })
+        : `Bundle deleted for ${td}.${dissociated > 0 ? ` ${dissociated} ${dissociated === 1 ? 'entry no longer federates' : 'entries no longer federate'} with it.` : ''}\n`,
+    );
     return 0;
   },
 };

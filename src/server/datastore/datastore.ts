@@ -108,8 +108,13 @@ export interface Datastore {
   setBundle(bundle: StoredBundle): Promise<void>;
   /** Ordered by trust domain. */
   listBundles(): Promise<StoredBundle[]>;
-  /** Throws not_found. Refusing to delete the own trust domain's bundle is the caller's job. */
-  deleteBundle(trustDomain: string): Promise<void>;
+  /**
+   * Deletes a federated bundle; throws not_found. While entries federate with the trust domain, `restrict` (SPIRE's
+   * default mode) throws failed_precondition and `dissociate` takes the trust domain out of those entries in the same
+   * transaction (each a new revision). Returns how many entries were dissociated. Refusing to delete the own trust
+   * domain's bundle is the caller's job.
+   */
+  deleteBundle(trustDomain: string, mode?: BundleDeleteMode): Promise<number>;
 
   // CA journal.
   /** Throws already_exists for a reused id. */
@@ -219,6 +224,10 @@ export interface Change {
 }
 
 export type ChangeListener = (change: Change) => void;
+
+/** What deleting a federated bundle does to the entries that federate with its trust domain (SPIRE's modes). */
+export type BundleDeleteMode = 'restrict' | 'dissociate';
+export const BUNDLE_DELETE_MODES: readonly BundleDeleteMode[] = ['restrict', 'dissociate'];
 
 /** A join token as stored: the value itself is never stored, only its SHA-256 (hex). */
 export interface JoinToken {

@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import type {
-  AttestedAgent, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
+  AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
 } from './datastore.js';
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
@@ -337,10 +337,21 @@ export class SqliteDatastore implements Datastore {
     return this.read(() => (this.s.allBundles.all() as BundleRow[]).map(bundleFromRow));
   }
 
-  deleteBundle(trustDomain: string): Promise<void> {
+  deleteBundle(trustDomain: string, mode: BundleDeleteMode = 'restrict'): Promise<number> {
     return this.write(() => {
-      if (this.s.deleteBundle.run(trustDomain).changes === 0) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
+      if (this.s.bundleById.get(trustDomain) === undefined) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
+      const federating = (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
+      if (federating.length > 0 && mode === 'restrict') {
+        const n = federating.length;
+        throw failedPrecondition(
+          `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${federating.slice(0, 3).join(', ')}` +
+            `${n > 3 ? ', ...' : ''}): take it out of their federates_with first, or delete in dissociate mode, which does that`,
+        );
+      }
+      for (const id of federating) this.dissociate(id, trustDomain);
+      this.s.deleteBundle.run(trustDomain);
       this.bump('bundle');
+      return federating.length;
     });
   }
 
@@ -439,6 +450,20 @@ export class SqliteDatastore implements Datastore {
     }
     this.txKinds.add(kind);
     return this.txRevision;
+  }
+
+  /** Takes `trustDomain` out of an entry's federates_with as a new revision (its identity hash does not cover it). */
+  private dissociate(id: string, trustDomain: string): void {
+    const current = entryFromRow(this.s.entryById.get(id) as EntryRow);
+    const updated: RegistrationEntry = {
+      ...current,
+      federatesWith: current.federatesWith.filter((td) => td !== trustDomain),
+      revision: this.bump('entry'),
+      updatedAt: this.clock.now(),
+    };
+    this.s.updateEntry.run(...entryColumns(updated, entryIdentityHash(updated)).slice(1), id);
+    this.s.deleteFederatesWith.run(id);
+    for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
   }
 
   private assertNoTwin(e: NewEntry, hash: string): void {

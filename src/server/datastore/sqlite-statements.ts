@@ -33,6 +33,7 @@ export function prepareStatements(db: Database.Database) {
     deleteSelectors: p('DELETE FROM entry_selectors WHERE entry_id = ?'),
     insertFederatesWith: p('INSERT INTO entry_federates_with (entry_id, trust_domain) VALUES (?, ?)'),
     deleteFederatesWith: p('DELETE FROM entry_federates_with WHERE entry_id = ?'),
+    entryIdsFederatingWith: p('SELECT entry_id FROM entry_federates_with WHERE trust_domain = ? ORDER BY entry_id'),
     upsertTombstone: p(
       'INSERT INTO entry_tombstones (entry_id, revision, deleted_at) VALUES (?, ?, ?) ' +
         'ON CONFLICT (entry_id) DO UPDATE SET revision = excluded.revision, deleted_at = excluded.deleted_at',

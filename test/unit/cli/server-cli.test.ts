@@ -104,7 +104,7 @@ const CONTRACT: Record<string, string[]> = {
   'bundle show': ['--format pem|spiffe'],
   'bundle list': ['--trust-domain', '-id', '--format'],
   'bundle set': ['--trust-domain', '-id', '--path', '-bundle-file', '--data', '--format'],
-  'bundle delete': ['--trust-domain', '-id'],
+  'bundle delete': ['--trust-domain', '-id', '--mode restrict|dissociate'],
   'agent list': ['--datacenter'],
   'agent show': ['--spiffe-id', '-spiffeID'],
   'agent evict': ['--spiffe-id'],

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMeshidError } from '../../../src/common/errors.js';
 import type { CaRecord, StoredBundle } from '../../../src/server/datastore/datastore.js';
-import { withDatastore } from './fixture.js';
+import { entry, withDatastore } from './fixture.js';
 
 const bundle = (td: string, sequence: number, certs: number[] = [1]): StoredBundle => ({
   trustDomain: td,
@@ -54,6 +54,39 @@ test('deleting a bundle removes it; deleting an absent one is not_found', async 
     await ds.deleteBundle('partner.org');
     assert.equal(await ds.getBundle('partner.org'), undefined);
     await assert.rejects(ds.deleteBundle('partner.org'), (err) => isMeshidError(err, 'not_found') && err.message.includes('partner.org'));
+  });
+});
+
+test('a bundle entries federate with: restrict (the default) refuses and changes nothing; dissociate takes it out of them', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.setBundle(bundle('partner.org', 1));
+    await ds.setBundle(bundle('other.org', 1));
+    const [both, partnerOnly, none] = (
+      await ds.createEntries([
+        entry({ spiffeId: 'spiffe://example.org/both', federatesWith: ['partner.org', 'other.org'] }),
+        entry({ spiffeId: 'spiffe://example.org/partner', federatesWith: ['partner.org'] }),
+        entry({ spiffeId: 'spiffe://example.org/none' }),
+      ])
+    ).map((r) => r.entry!);
+    const revision = await ds.currentRevision();
+
+    await assert.rejects(
+      ds.deleteBundle('partner.org'),
+      (err) => isMeshidError(err, 'failed_precondition') && /2 registration entries federate with partner\.org/.test(err.message) && err.message.includes(both!.id),
+    );
+    await assert.rejects(ds.deleteBundle('partner.org', 'restrict'), (err) => isMeshidError(err, 'failed_precondition'));
+    assert.ok((await ds.getBundle('partner.org')) !== undefined, 'still there');
+    assert.equal(await ds.currentRevision(), revision, 'nothing written');
+
+    assert.equal(await ds.deleteBundle('partner.org', 'dissociate'), 2);
+    assert.equal(await ds.getBundle('partner.org'), undefined);
+    const changes = await ds.listEntryChangesSince(revision);
+    assert.ok(!('reset' in changes));
+    assert.deepEqual(changes.upserts.map((e) => [e.id, e.federatesWith]).sort(), [[both!.id, ['other.org']], [partnerOnly!.id, []]].sort());
+    assert.ok(changes.upserts.every((e) => e.revision > revision), 'each dissociated entry is a new revision agents hear of');
+    assert.deepEqual((await ds.listEntries({ federatesWith: 'partner.org' })).entries, []);
+    assert.deepEqual((await ds.listEntries({ federatesWith: 'other.org' })).entries.map((e) => e.id), [both!.id]);
+    assert.equal((await ds.getEntry(none!.id))?.revision, none!.revision, 'an entry that did not federate is untouched');
   });
 });
 
