@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** meshid-agent's executable: `meshid-agent run | api | healthcheck`, shaped like spire-agent's. */
+/** meshid-agent's executable: `meshid-agent run | api | healthcheck | validate`, shaped like spire-agent's. */
 import { runBinary, type CommandGroup } from '../common/cli/binary.js';
 import { apiCommand, healthcheckCommand } from './cli/index.js';
 
@@ -12,6 +12,11 @@ const GROUPS: readonly CommandGroup[] = [
   },
   { name: 'api', summary: 'Talk to the Workload API as a workload does (fetch, validate, watch)', run: apiCommand },
   { name: 'healthcheck', summary: 'Check that the agent is serving', run: healthcheckCommand },
+  {
+    name: 'validate',
+    summary: 'Check the configuration run would start with, without starting',
+    run: async (argv, io) => (await import('./cli/validate.js')).validateAgentCommand(argv, io),
+  },
 ];
 
 // exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.

@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** meshid-server's executable: `meshid-server run | entry | token | bundle | agent | ca | x509 | jwt | healthcheck`. */
+/** meshid-server's executable: `meshid-server run | entry | token | bundle | agent | ca | x509 | jwt | healthcheck | validate`. */
 import { serverCli } from './cli/server-cli.js';
 
 // exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.

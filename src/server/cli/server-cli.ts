@@ -25,6 +25,11 @@ const GROUPS: readonly CommandGroup[] = [
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },
   { name: 'jwt', summary: 'Mint JWT-SVIDs', run: jwtCommand },
   { name: 'healthcheck', summary: 'Check that the server is healthy', run: healthcheckCommand },
+  {
+    name: 'validate',
+    summary: 'Check the configuration run would start with, without starting',
+    run: async (argv, io) => (await import('./validate.js')).validateServerCommand(argv, io),
+  },
 ];
 
 /**

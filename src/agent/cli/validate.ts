@@ -1,0 +1,40 @@
+import { formatHelp } from '../../common/cli/args.js';
+import { reportError, type CliIo } from '../../common/cli/output.js';
+import { failedPrecondition } from '../../common/errors.js';
+import { readTrustBundleFile, trustDomainOfRoots } from '../client/trust-bundle-file.js';
+import { compileAgentConfig } from '../config.js';
+import { rawConfigFrom, RUN_FLAGS } from './run.js';
+
+/**
+ * `meshid-agent validate`: checks what `run` would start with, without starting (spire-agent's `validate`): the
+ * config file and flags, and the trust bundle file (CA certificates, one trust domain, agreeing with
+ * --trust-domain). The data dir and the server are not looked at. Exit 0 with a summary, or 1 with what to change.
+ */
+export async function validateAgentCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const { raw, help } = rawConfigFrom(argv);
+    if (help) {
+      io.stdout.write(formatHelp('meshid-agent validate [flags]', 'Checks the configuration `meshid-agent run` would start with, without starting.', RUN_FLAGS));
+      return 0;
+    }
+    const config = compileAgentConfig(raw);
+    let trustDomain = config.trustDomain;
+    if (config.trustBundlePath !== undefined) {
+      const named = trustDomainOfRoots(readTrustBundleFile(config.trustBundlePath));
+      if (named !== undefined && trustDomain !== undefined && named !== trustDomain) {
+        throw failedPrecondition(`--trust-domain is "${trustDomain}" but the trust bundle's roots name "${named}"`);
+      }
+      if (named === undefined && trustDomain === undefined) {
+        throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');
+      }
+      trustDomain ??= named;
+    }
+    io.stdout.write(
+      `Configuration is valid: server ${config.serverAddress}, trust domain ${trustDomain ?? '(from the data dir)'}, ` +
+        `socket ${config.socketPath}, data dir ${config.dataDir}.\n`,
+    );
+    return 0;
+  } catch (err) {
+    return reportError(io, err);
+  }
+}

@@ -1,0 +1,67 @@
+import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
+import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, type RawServerConfig, type ServerConfig } from '../config.js';
+
+/** The flags of `meshid-server run` (and `validate`, which checks what `run` would start with). */
+export const RUN_FLAGS: readonly FlagSpec[] = [
+  { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (flags override it)' },
+  { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: 'Trust domain, e.g. example.org' },
+  { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: 'Data directory (default .meshid/server)' },
+  { name: 'bind-address', aliases: ['bindAddress'], type: 'string', valueName: 'HOST:PORT', description: 'Agent API address, mTLS (default 0.0.0.0:8081)' },
+  { name: 'admin-socket', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Admin API Unix socket (default ${DEFAULT_ADMIN_SOCKET})` },
+  { name: 'datacenter', type: 'strings', valueName: 'NAME', description: 'A datacenter with its own intermediate CA (default dc1)' },
+  { name: 'ca-key-type', type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: 'CA key type (default ec-p256)' },
+  { name: 'default-x509-svid-ttl', aliases: ['x509SVIDTTL'], type: 'string', valueName: 'DURATION', description: 'Default X.509-SVID TTL (24h)' },
+  { name: 'max-x509-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest X.509-SVID TTL an entry may ask for (= default)' },
+  { name: 'default-jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'string', valueName: 'DURATION', description: 'Default JWT-SVID TTL (5m)' },
+  { name: 'max-jwt-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest JWT-SVID TTL an entry may ask for (= default)' },
+  { name: 'intermediate-ttl', type: 'string', valueName: 'DURATION', description: 'Datacenter intermediate CA TTL (7d)' },
+  { name: 'root-ttl', type: 'string', valueName: 'DURATION', description: 'Root CA TTL (3650d)' },
+  { name: 'join-token-ttl', type: 'string', valueName: 'DURATION', description: 'Default join token TTL (600s)' },
+  { name: 'upstream-ca-cert', type: 'string', valueName: 'FILE', description: 'Operator-supplied CA certificate (PEM) that signs the intermediates instead of a root meshid makes' },
+  { name: 'upstream-ca-key', type: 'string', valueName: 'FILE', description: 'Private key of --upstream-ca-cert (PEM)' },
+  {
+    name: 'upstream-bundle',
+    type: 'string',
+    valueName: 'FILE',
+    description: 'Roots of the PKI that issued --upstream-ca-cert (PEM), published as the bundle; the cert file may hold its issuers after it',
+  },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], description: 'Log level (info)' },
+];
+
+const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
+  'trust-domain': 'trust_domain',
+  'data-dir': 'data_dir',
+  'bind-address': 'bind_address',
+  'admin-socket': 'admin_socket',
+  'ca-key-type': 'ca_key_type',
+  'default-x509-svid-ttl': 'default_x509_svid_ttl',
+  'max-x509-svid-ttl': 'max_x509_svid_ttl',
+  'default-jwt-svid-ttl': 'default_jwt_svid_ttl',
+  'max-jwt-svid-ttl': 'max_jwt_svid_ttl',
+  'intermediate-ttl': 'intermediate_ttl',
+  'root-ttl': 'root_ttl',
+  'join-token-ttl': 'join_token_ttl',
+  'upstream-ca-cert': 'upstream_ca_cert',
+  'upstream-ca-key': 'upstream_ca_key',
+  'upstream-bundle': 'upstream_bundle',
+  'log-level': 'log_level',
+};
+
+/**
+ * The server configuration `run` starts with: the config file (if any), flags winning, the log level from the
+ * environment as a last resort; compiled and checked (throws MeshidError naming what to change). Undefined for --help.
+ */
+export function serverConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig | undefined {
+  const args = parseArgs(argv, RUN_FLAGS);
+  if (args.help) return undefined;
+  const configFile = args.string('config');
+  const raw: RawServerConfig = configFile ? readConfigFile(configFile) : {};
+  for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
+    const v = args.string(flag);
+    if (v !== undefined) (raw as Record<string, unknown>)[key] = v;
+  }
+  const dcs = args.strings('datacenter');
+  if (dcs.length > 0) raw.datacenters = dcs;
+  raw.log_level ??= env['MESHID_LOG_LEVEL'];
+  return compileServerConfig(raw);
+}

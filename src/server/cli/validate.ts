@@ -1,0 +1,36 @@
+import { formatHelp } from '../../common/cli/args.js';
+import { reportError, type CliIo } from '../../common/cli/output.js';
+import { formatDuration } from '../../common/duration.js';
+import { checkUpstreamCa, checkUpstreamLifetime, loadUpstreamCa } from '../ca/upstream-ca.js';
+import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
+
+/**
+ * `meshid-server validate`: checks what `run` would start with, without starting (spire-server's `validate`): the
+ * config file and flags, the TTL rules, and an upstream CA's files (key match, chain, pathLen room, lifetime). What
+ * only a start can tell (the data dir's state) is not checked. Exit 0 with a summary, or 1 with what to change.
+ */
+export async function validateServerCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  try {
+    const config = serverConfigFrom(argv, io.env);
+    if (config === undefined) {
+      io.stdout.write(formatHelp('meshid-server validate [flags]', 'Checks the configuration `meshid-server run` would start with, without starting.', RUN_FLAGS));
+      return 0;
+    }
+    if (config.upstreamCa !== undefined) {
+      const upstream = loadUpstreamCa(config.upstreamCa);
+      const now = Date.now();
+      checkUpstreamCa(upstream, now);
+      checkUpstreamLifetime(upstream, now, config.intermediateTtlMs);
+    }
+    io.stdout.write(
+      `Configuration is valid: trust domain ${config.trustDomain}, datacenters ${config.datacenters.join(', ')}; ` +
+        `X.509-SVIDs ${formatDuration(config.x509SvidTtlMs)} (max ${formatDuration(config.maxX509SvidTtlMs)}), ` +
+        `JWT-SVIDs ${formatDuration(config.jwtSvidTtlMs)} (max ${formatDuration(config.maxJwtSvidTtlMs)}), ` +
+        `intermediates ${formatDuration(config.intermediateTtlMs)}, ` +
+        (config.upstreamCa !== undefined ? `upstream CA ${config.upstreamCa.certFile}.\n` : `root ${formatDuration(config.rootTtlMs)}.\n`),
+    );
+    return 0;
+  } catch (err) {
+    return reportError(io, err);
+  }
+}

@@ -1,0 +1,68 @@
+/**
+ * `meshid-server validate` and `meshid-agent validate`: what `run` would refuse is refused without starting anything,
+ * with the same message; what it would accept is summarised.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { validateServerCommand } from '../../../src/server/cli/validate.js';
+import { validateAgentCommand } from '../../../src/agent/cli/validate.js';
+import { opensslCa } from '../../support/openssl.js';
+import { tempDir } from '../../support/server-kit.js';
+import { captureIo } from './capture-io.js';
+
+async function run(command: typeof validateServerCommand, argv: string[]): Promise<{ code: number; out: string; err: string }> {
+  const io = captureIo();
+  const code = await command(argv, io);
+  return { code, out: io.out(), err: io.err() };
+}
+
+test('server validate: a good configuration is summarised; a TTL conflict or unusable upstream CA files fail with what to change', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-');
+  t.after(cleanup);
+  const ok = await run(validateServerCommand, ['--trust-domain', 'example.org', '--datacenter', 'east', '--datacenter', 'west']);
+  assert.deepEqual([ok.code, ok.err], [0, '']);
+  assert.match(ok.out, /^Configuration is valid: trust domain example\.org, datacenters east, west; X\.509-SVIDs 1d/);
+
+  const ttl = await run(validateServerCommand, ['--trust-domain', 'example.org', '--intermediate-ttl', '1h']);
+  assert.deepEqual([ttl.code, ttl.out], [1, '']);
+  assert.match(ttl.err, /^Error: InvalidArgument: intermediate_ttl \(1h\) cannot cover a full X\.509-SVID lifetime/);
+
+  const shortLived = opensslCa(dir, 'Short CA', { days: 10 });
+  const other = opensslCa(dir, 'Other CA');
+  const upstream = (cert: string, key: string): string[] => ['--trust-domain', 'example.org', '--upstream-ca-cert', cert, '--upstream-ca-key', key];
+  const expiring = await run(validateServerCommand, upstream(shortLived.cert, shortLived.key));
+  assert.equal(expiring.code, 1);
+  assert.match(expiring.err, /expires .*too soon to cover two intermediate lifetimes/);
+  const mismatched = await run(validateServerCommand, upstream(other.cert, shortLived.key));
+  assert.equal(mismatched.code, 1);
+  assert.match(mismatched.err, /^Error: InvalidArgument: .*key/);
+  const good = await run(validateServerCommand, upstream(other.cert, other.key));
+  assert.equal(good.code, 0, good.err);
+  assert.match(good.out, new RegExp(`upstream CA ${other.cert.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}\\.\\n$`));
+});
+
+test('agent validate: the trust bundle must be readable CA certificates of the trust domain the flags name', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-agent-');
+  t.after(cleanup);
+  const noServer = await run(validateAgentCommand, []);
+  assert.deepEqual([noServer.code, noServer.out], [1, '']);
+  assert.match(noServer.err, /--server-address host:port/);
+
+  const corporate = opensslCa(dir, 'Corporate Root');
+  const base = ['--server-address', 'meshid:8081', '--trust-bundle', corporate.cert];
+  const nameless = await run(validateAgentCommand, base);
+  assert.equal(nameless.code, 1);
+  assert.match(nameless.err, /carry no spiffe:\/\/ URI SAN: pass --trust-domain/);
+  const named = await run(validateAgentCommand, [...base, '--trust-domain', 'example.org', '--socket-path', path.join(dir, 'api.sock')]);
+  assert.equal(named.code, 0, named.err);
+  assert.equal(named.out, `Configuration is valid: server meshid:8081, trust domain example.org, socket ${path.join(dir, 'api.sock')}, data dir ${path.resolve('.meshid/agent')}.\n`);
+
+  fs.writeFileSync(path.join(dir, 'garbage.pem'), 'not a certificate');
+  const garbage = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--trust-bundle', path.join(dir, 'garbage.pem')]);
+  assert.equal(garbage.code, 1);
+  assert.match(garbage.err, /garbage\.pem/);
+  const missing = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--trust-bundle', path.join(dir, 'absent.pem')]);
+  assert.match(missing.err, /cannot read the trust bundle .*absent\.pem: ENOENT/);
+});
