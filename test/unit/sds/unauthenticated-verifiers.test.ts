@@ -6,7 +6,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
-import { fetchSecrets, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../../support/sds-client.js';
+import { decodeDeltaResources, DeltaClient, envoyNode, fetchSecrets, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../../support/sds-client.js';
 import { APP_A, as, FOREIGN_TD, SELECTOR_A, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
 
 const OWN = `spiffe://${TD}`;
@@ -45,6 +45,17 @@ describe('SDS allowUnauthenticatedVerifiers (stubbed attestation)', () => {
         (e: ServiceError) => e,
       );
       assert.equal(denied?.code, status.NOT_FOUND, 'an SVID name still does not resolve for it');
+    }, VERIFIERS_ALLOWED);
+  });
+
+  it('DeltaSecrets serves it the same: the own validation context, and no SVID or federated bundle', async () => {
+    await suite.withHarness(register, async (h) => {
+      const client = new DeltaClient(h.client, as(UNREGISTERED));
+      client.request({ node: envoyNode(), subscribe: ['default', 'ROOTCA', FOREIGN] });
+      const r1 = await client.next();
+      assert.deepEqual(decodeDeltaResources(r1).map((r) => r.name), ['ROOTCA']);
+      assert.deepEqual([...(r1.removed_resources ?? [])].sort(), [FOREIGN, 'default'].sort(), 'named as absent, as for any name that does not resolve');
+      client.cancel();
     }, VERIFIERS_ALLOWED);
   });
 
