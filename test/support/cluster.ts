@@ -43,6 +43,8 @@ export interface EntrySpec {
   parentId?: string;
   x509SvidTtl?: number;
   hint?: string;
+  /** Trust domains whose bundles workloads of this entry receive. */
+  federatesWith?: string[];
 }
 
 export class Cluster {
@@ -92,6 +94,7 @@ export class Cluster {
       selectors: spec.selectors.map(parseSelector),
       ...(spec.x509SvidTtl !== undefined ? { x509_svid_ttl: spec.x509SvidTtl } : {}),
       ...(spec.hint !== undefined ? { hint: spec.hint } : {}),
+      ...(spec.federatesWith !== undefined ? { federates_with: spec.federatesWith } : {}),
     });
   }
 

@@ -345,7 +345,7 @@ export class SqliteDatastore implements Datastore {
         const n = federating.length;
         throw failedPrecondition(
           `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${federating.slice(0, 3).join(', ')}` +
-            `${n > 3 ? ', ...' : ''}): take it out of their federates_with first, or delete in dissociate mode, which does that`,
+            `${n > 3 ? ', ...' : ''}): take it out of their federates_with first, or delete in dissociate mode (bundle delete --mode dissociate), which does that`,
         );
       }
       for (const id of federating) this.dissociate(id, trustDomain);

@@ -1,0 +1,46 @@
+/**
+ * A federated trust domain end to end: its bundle set on a real server reaches a workload of a real agent through
+ * an entry that federates with it, and deleting it is refused while that entry federates with it, or takes it out
+ * of the entry (dissociate), which the workload's open bundle stream then shows.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { X509BundlesResponse } from '../../src/agent/workload/messages.js';
+import fs from 'node:fs';
+import { isMeshidError } from '../../src/common/errors.js';
+import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { startCluster } from '../support/cluster.js';
+import { opensslCa } from '../support/openssl.js';
+
+const PARTNER = 'spiffe://partner.example';
+
+test('a federated bundle reaches the workload; deleting it is refused while federated, and dissociation withdraws it', async (t) => {
+  const cluster = await startCluster('meshid-federation-');
+  t.after(() => cluster.cleanup());
+  const partnerRoot = opensslCa(cluster.dir, 'Partner Root');
+  const partnerDer = pemToDerList(fs.readFileSync(partnerRoot.cert, 'utf8'));
+  await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: fs.readFileSync(partnerRoot.cert, 'utf8') });
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+
+  const client = agent.client(20_000);
+  const watch = client.watchX509Bundles();
+  t.after(() => {
+    watch.cancel();
+    client.close();
+  });
+  let message = (await watch.next()).value as X509BundlesResponse;
+  // The first message may come before the entry's sync; wait for the federated bundle.
+  while (message.bundles[PARTNER] === undefined) message = (await watch.next()).value as X509BundlesResponse;
+  assert.deepEqual(splitConcatenatedDer(message.bundles[PARTNER]!), partnerDer);
+
+  await assert.rejects(
+    cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example' }),
+    (err) => isMeshidError(err, 'failed_precondition') && /1 registration entry federates with partner\.example/.test(err.message),
+  );
+  const r = await cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example', mode: 'dissociate' });
+  assert.equal(r.dissociated_entries, 1);
+  const next = await watch.next();
+  assert.equal(next.done, false, 'the stream goes on: the workload still holds its entry');
+  assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org']);
+});
