@@ -246,12 +246,10 @@ test('an executable path that is not valid UTF-8 gets no path selector, not a lo
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   // "node-" + 0xFF: no UTF-8 decoder can read the last byte; a lossy one makes it U+FFFD, as for any other bad byte.
   const exe = Buffer.concat([Buffer.from(`${dir}/node-`), Buffer.from([0xff])]);
-  try {
-    fs.linkSync(NODE_PATH, exe);
-  } catch {
-    fs.copyFileSync(NODE_PATH, exe);
-    fs.chmodSync(exe, 0o755);
-  }
+  // A copy, not a hard link: linking and unlinking move the ctime of node's own inode, and tests running meanwhile in
+  // other files would see the executable they hash change under them (and fail closed, rightly).
+  fs.copyFileSync(NODE_PATH, exe);
+  fs.chmodSync(exe, 0o755);
   const client = new ClientProcess(listener.socketPath, { exe });
   t.after(() => client.stop());
   const { peer } = await listener.next();
