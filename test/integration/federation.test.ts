@@ -38,7 +38,8 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
     cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example' }),
     (err) => isMeshidError(err, 'failed_precondition') && /1 registration entry federates with partner\.example/.test(err.message),
   );
-  const r = await cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example', mode: 'dissociate' });
+  // SPIRE's enum spelling works too.
+  const r = await cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example', mode: 'DISSOCIATE' });
   assert.equal(r.dissociated_entries, 1);
   const next = await watch.next();
   assert.equal(next.done, false, 'the stream goes on: the workload still holds its entry');

@@ -17,6 +17,7 @@ export async function validateAgentCommand(argv: readonly string[], io: CliIo): 
       io.stdout.write(formatHelp('meshid-agent validate [flags]', 'Checks the configuration `meshid-agent run` would start with, without starting.', RUN_FLAGS));
       return 0;
     }
+    raw.log_level ??= io.env['MESHID_LOG_LEVEL'];
     const config = compileAgentConfig(raw);
     let trustDomain = config.trustDomain;
     if (config.trustBundlePath !== undefined) {

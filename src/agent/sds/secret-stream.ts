@@ -70,6 +70,11 @@ export abstract class SecretStream<Req, Res> {
   protected closed = false;
   /** False until the first request is handled: nothing is sent before the client said what it wants. */
   protected started = false;
+  /**
+   * Whether the caller has held an entry during this stream. Such a stream ends when the last entry goes, even when
+   * verifiers without entries are served: Envoy would otherwise keep presenting the certificate it last received.
+   */
+  private everEntitled = false;
   private writing = false;
   private dirty = false;
   private scheduled = false;
@@ -180,9 +185,10 @@ export abstract class SecretStream<Req, Res> {
     let response: Res | undefined;
     try {
       const snapshot = this.ctx.cache.snapshot(this.ctx.selectors);
-      // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8), unless verifiers
-      // are served: then its SVIDs stop resolving and its validation contexts keep coming.
-      if (!snapshot.entitled && !this.ctx.options.allowUnauthenticatedVerifiers) {
+      // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8). A caller that never
+      // held one gets here only when verifiers are served, and is served validation contexts.
+      if (snapshot.entitled) this.everEntitled = true;
+      else if (this.everEntitled || !this.ctx.options.allowUnauthenticatedVerifiers) {
         throw permissionDenied('the caller is no longer entitled to any identity');
       }
       response = this.nextResponse(snapshot);

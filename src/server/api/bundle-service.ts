@@ -66,9 +66,10 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
 
     DeleteFederatedBundle: unary(log, 'DeleteFederatedBundle', async (req: { trust_domain?: string; mode?: string }) => {
       const td = foreign(req.trust_domain);
-      const mode = req.mode || 'restrict';
+      // SPIRE's enum spellings (RESTRICT, DISSOCIATE) mean the same; its DELETE, which deletes the entries, is not offered.
+      const mode = (req.mode || 'restrict').toLowerCase();
       if (!(BUNDLE_DELETE_MODES as readonly string[]).includes(mode)) {
-        throw invalidArgument(`mode "${mode}" must be one of ${BUNDLE_DELETE_MODES.join(', ')}`);
+        throw invalidArgument(`mode "${req.mode}" must be one of ${BUNDLE_DELETE_MODES.join(', ')} (to delete the entries too, delete them first)`);
       }
       const dissociated = await ds.deleteBundle(td, mode as BundleDeleteMode);
       log.info({ trustDomain: td, mode, dissociatedEntries: dissociated }, 'federated bundle deleted');

@@ -6,7 +6,7 @@ import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
 
 /**
  * `meshid-server validate`: checks what `run` would start with, without starting (spire-server's `validate`): the
- * config file and flags, the TTL rules, and an upstream CA's files (key match, chain, pathLen room, lifetime). What
+ * config file and flags, the TTL rules, and an upstream CA's files (key match, chain, pathLen room; a lifetime too short for a new root is a warning). What
  * only a start can tell (the data dir's state) is not checked. Exit 0 with a summary, or 1 with what to change.
  */
 export async function validateServerCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -20,7 +20,13 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
       const upstream = loadUpstreamCa(config.upstreamCa);
       const now = Date.now();
       checkUpstreamCa(upstream, now);
-      checkUpstreamLifetime(upstream, now, config.intermediateTtlMs);
+      // run applies this only when it makes a new root from the files: a running server may restart on a CA with
+      // less left, so it is a warning here, not a refusal.
+      try {
+        checkUpstreamLifetime(upstream, now, config.intermediateTtlMs);
+      } catch (err) {
+        io.stderr.write(`Warning: ${(err as Error).message}\n`);
+      }
     }
     io.stdout.write(
       `Configuration is valid: trust domain ${config.trustDomain}, datacenters ${config.datacenters.join(', ')}; ` +

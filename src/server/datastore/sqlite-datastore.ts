@@ -339,6 +339,7 @@ export class SqliteDatastore implements Datastore {
 
   deleteBundle(trustDomain: string, mode: BundleDeleteMode = 'restrict'): Promise<number> {
     return this.write(() => {
+      if (mode !== 'restrict' && mode !== 'dissociate') throw invalidArgument(`bundle delete mode "${String(mode)}" must be restrict or dissociate`);
       if (this.s.bundleById.get(trustDomain) === undefined) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
       const federating = (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
       if (federating.length > 0 && mode === 'restrict') {

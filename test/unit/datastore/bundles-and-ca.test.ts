@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMeshidError } from '../../../src/common/errors.js';
-import type { CaRecord, StoredBundle } from '../../../src/server/datastore/datastore.js';
+import type { BundleDeleteMode, CaRecord, StoredBundle } from '../../../src/server/datastore/datastore.js';
 import { entry, withDatastore } from './fixture.js';
 
 const bundle = (td: string, sequence: number, certs: number[] = [1]): StoredBundle => ({
@@ -75,6 +75,8 @@ test('a bundle entries federate with: restrict (the default) refuses and changes
       (err) => isMeshidError(err, 'failed_precondition') && /2 registration entries federate with partner\.org/.test(err.message) && err.message.includes(both!.id),
     );
     await assert.rejects(ds.deleteBundle('partner.org', 'restrict'), (err) => isMeshidError(err, 'failed_precondition'));
+    // A mode it does not know (SPIRE's "delete", say) fails closed instead of dissociating.
+    await assert.rejects(ds.deleteBundle('partner.org', 'delete' as BundleDeleteMode), (err) => isMeshidError(err, 'invalid_argument'));
     assert.ok((await ds.getBundle('partner.org')) !== undefined, 'still there');
     assert.equal(await ds.currentRevision(), revision, 'nothing written');
 
