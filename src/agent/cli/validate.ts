@@ -2,8 +2,7 @@ import { formatHelp } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
 import { failedPrecondition } from '../../common/errors.js';
 import { readTrustBundleFile, trustDomainOfRoots } from '../client/trust-bundle-file.js';
-import { compileAgentConfig } from '../config.js';
-import { rawConfigFrom, RUN_FLAGS } from './run.js';
+import { agentConfigFrom, RUN_FLAGS } from './run-config.js';
 
 /**
  * `meshid-agent validate`: checks what `run` would start with, without starting (spire-agent's `validate`): the
@@ -12,13 +11,11 @@ import { rawConfigFrom, RUN_FLAGS } from './run.js';
  */
 export async function validateAgentCommand(argv: readonly string[], io: CliIo): Promise<number> {
   try {
-    const { raw, help } = rawConfigFrom(argv);
-    if (help) {
+    const config = agentConfigFrom(argv, io.env);
+    if (config === undefined) {
       io.stdout.write(formatHelp('meshid-agent validate [flags]', 'Checks the configuration `meshid-agent run` would start with, without starting.', RUN_FLAGS));
       return 0;
     }
-    raw.log_level ??= io.env['MESHID_LOG_LEVEL'];
-    const config = compileAgentConfig(raw);
     let trustDomain = config.trustDomain;
     if (config.trustBundlePath !== undefined) {
       const named = trustDomainOfRoots(readTrustBundleFile(config.trustBundlePath));

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { compileAgentConfig, readAgentConfigFile } from '../../../src/agent/config.js';
-import { rawConfigFrom } from '../../../src/agent/cli/run.js';
+import { rawConfigFrom } from '../../../src/agent/cli/run-config.js';
 import { tempDir } from '../../support/server-kit.js';
 
 function withConfig(content: unknown, fn: (file: string) => void): void {

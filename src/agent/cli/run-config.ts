@@ -1,0 +1,67 @@
+import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
+import {
+  compileAgentConfig,
+  DEFAULT_AGENT_DATA_DIR,
+  DEFAULT_AGENT_SOCKET_PATH,
+  LOG_LEVELS,
+  readAgentConfigFile,
+  type AgentConfig,
+  type RawAgentConfig,
+} from '../config.js';
+
+/** Flags of `meshid-agent run`, with spire-agent's spellings as aliases. */
+export const RUN_FLAGS: readonly FlagSpec[] = [
+  { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (flags override it; unknown keys are errors)' },
+  { name: 'server-address', aliases: ['serverAddress'], type: 'string', valueName: 'HOST:PORT', description: "meshid-server's agent API address" },
+  { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation' },
+  { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
+  { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
+  { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
+  { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket (default ${DEFAULT_AGENT_SOCKET_PATH})` },
+  { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, description: 'Log level (info)' },
+  {
+    name: 'allow-unauthenticated-verifiers',
+    aliases: ['allowUnauthenticatedVerifiers'],
+    type: 'bool',
+    description: 'Serve the trust bundle to callers no entry matches (Workload API bundle RPCs, SDS validation contexts)',
+  },
+];
+
+const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
+  'server-address': 'server_address',
+  'trust-bundle': 'trust_bundle_path',
+  'trust-domain': 'trust_domain',
+  'join-token': 'join_token',
+  'socket-path': 'socket_path',
+  'data-dir': 'data_dir',
+  'log-level': 'log_level',
+};
+
+/** Builds the raw config from the file (if any) and the flags, flags winning. */
+export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; help: boolean } {
+  const args = parseArgs(argv, RUN_FLAGS);
+  if (args.help) return { raw: {}, help: true };
+  const file = args.string('config');
+  const raw: RawAgentConfig = file !== undefined ? readAgentConfigFile(file) : {};
+  for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
+    const v = args.string(flag);
+    if (v !== undefined) (raw as Record<string, unknown>)[key] = v;
+  }
+  const insecure = args.bool('insecure-bootstrap');
+  if (insecure !== undefined) raw.insecure_bootstrap = insecure;
+  const verifiers = args.bool('allow-unauthenticated-verifiers');
+  if (verifiers !== undefined) raw.allow_unauthenticated_verifiers = verifiers;
+  return { raw, help: false };
+}
+
+/**
+ * The agent configuration `run` starts with (and `validate` checks): rawConfigFrom, the log level from the environment
+ * as a last resort, compiled (throws MeshidError naming what to change). Undefined for --help.
+ */
+export function agentConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig | undefined {
+  const { raw, help } = rawConfigFrom(argv);
+  if (help) return undefined;
+  raw.log_level ??= env['MESHID_LOG_LEVEL'];
+  return compileAgentConfig(raw);
+}
