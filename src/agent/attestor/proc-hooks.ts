@@ -16,8 +16,7 @@ export interface ProcHooks {
   readText(path: string): string;
   /**
    * The link's target, or undefined when it is not valid UTF-8: a selector cannot spell it, and decoding it lossily
-   * would give different paths the same selector. A target the kernel marks " (deleted)" keeps that mark even then
-   * (decoded lossily), so a deleted executable is refused whatever its name.
+   * would give different paths the same selector.
    */
   readLink(path: string): string | undefined;
   /** Identity of the file at `path` (symlinks followed). */
@@ -54,7 +53,6 @@ export function fileKey(f: FileIdentity): string {
 
 const CHUNK = 1 << 20;
 const UTF8 = new TextDecoder('utf-8', { fatal: true });
-const DELETED_MARK = Buffer.from(' (deleted)');
 
 function identity(s: fs.BigIntStats): FileIdentity {
   return { dev: s.dev, ino: s.ino, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, size: s.size };
@@ -72,7 +70,7 @@ export const systemProcHooks: ProcHooks = {
       return UTF8.decode(target);
     } catch (err) {
       if (!(err instanceof TypeError)) throw err;
-      return target.subarray(-DELETED_MARK.length).equals(DELETED_MARK) ? target.toString('utf8') : undefined;
+      return undefined;
     }
   },
   stat: (path) => identity(fs.statSync(path, { bigint: true })),

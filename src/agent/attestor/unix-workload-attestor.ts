@@ -42,7 +42,10 @@ const MAX_WARNED = 256;
 /** What the attestor learns about the process while it holds /proc/<pid> open. */
 interface ProcessFacts {
   status: ProcStatus;
-  /** Undefined when the path is not valid UTF-8: the process gets no path selector. */
+  /**
+   * /proc/<pid>/exe's target as the kernel spells it, " (deleted)" included. Undefined when it is not valid UTF-8.
+   * Either way the process gets no path selector (see pathSelector).
+   */
   exe: string | undefined;
   exeFile: FileIdentity;
   sha256: string | undefined;
@@ -55,11 +58,15 @@ interface ProcessFacts {
  * `path:<executable>`, `sha256:<hex>`. Uid and gid are the effective ids from /proc/<pid>/status, as SPIRE's
  * attestor takes them (a setuid program attests as the user it runs as) and as SO_PEERCRED records them; names
  * come from the host's /etc/passwd and /etc/group and are left out when an id has none. `path:` is left out when the
- * executable's path is not valid UTF-8: decoded lossily, different paths would share one selector.
+ * executable's path is not valid UTF-8: decoded lossily, different paths would share one selector. It is also left out
+ * when the kernel marks the executable " (deleted)" (removed or replaced since exec(), as an in-place package upgrade
+ * does): the path now names another file or none. The process still attests by its ids, and `sha256:` is the digest
+ * of the image it runs, read through /proc/<pid>/exe, so entries keyed on ids or content keep matching and only
+ * entries naming the path stop. (SPIRE's attestor with discover_workload_path refuses such a process outright.)
  *
  * Fails closed (SPEC-NOTES §7: attestation failure is UNAVAILABLE) whenever it cannot be sure the facts belong to the
- * process that connected: pid not visible (other pid namespace), connection closed, process exited, executable
- * deleted, ids changed since connect(), or pid recycled. The guard against pid reuse: with a pidfd (taken at accept),
+ * process that connected: pid not visible (other pid namespace), connection closed, process exited, ids changed
+ * since connect(), or pid recycled. The guard against pid reuse: with a pidfd (taken at accept),
  * /proc/<pid> is opened as a directory, the pidfd is checked alive (so the directory is that process's), and every
  * file is read through the directory handle, which fails rather than show another process once it exits. Without a
  * pidfd the /proc start time is compared before and after the reads.
@@ -138,7 +145,7 @@ export class UnixWorkloadAttestor {
     } catch {
       return undefined;
     }
-    if (status.state === 'Z' || status.state === 'X' || exe?.endsWith(DELETED_SUFFIX)) return undefined;
+    if (status.state === 'Z' || status.state === 'X') return undefined;
     if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) return undefined;
     const selectors = this.memo.get({ status, exe, exeFile, accountsGeneration });
     if (selectors === undefined) return undefined;
@@ -165,7 +172,6 @@ export class UnixWorkloadAttestor {
       const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
       if (status.state === 'Z' || status.state === 'X') throw failed(`process ${pid} has exited`);
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
-      if (exe?.endsWith(DELETED_SUFFIX)) throw failed(`the executable of process ${pid} has been deleted or replaced`);
       const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
         this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`, status.effectiveUid),
       );
@@ -222,9 +228,15 @@ function unixSelectors(facts: ProcessFacts, names: AccountNames): Selector[] {
     const name = names.groupName(gid);
     if (name !== undefined) selectors.push(`supplementary_group:${name}`);
   }
-  if (facts.exe !== undefined) selectors.push(`path:${facts.exe}`);
+  const path = pathSelector(facts.exe);
+  if (path !== undefined) selectors.push(`path:${path}`);
   if (facts.sha256 !== undefined) selectors.push(`sha256:${facts.sha256}`);
   return selectors.map((value) => ({ type: SELECTOR_TYPE, value }));
+}
+
+/** The executable's path, unless the kernel marks it deleted or it is not UTF-8. */
+function pathSelector(exe: string | undefined): string | undefined {
+  return exe === undefined || exe.endsWith(DELETED_SUFFIX) ? undefined : exe;
 }
 
 function failed(reason: string, cause?: unknown): MeshidError {

@@ -2,7 +2,6 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
@@ -174,30 +173,34 @@ test('ids that differ from the connect-time credentials are refused', async (t) 
   assert.throws(() => attestor.attest({ ...peer, gid: 0 }), isAttestationFailure(/changed its uid\/gid/));
 });
 
-test('a process whose executable was deleted is refused; before the deletion it attests with that path', async (t) => {
+test('a process whose executable was replaced while it runs (an in-place upgrade) attests without its path; its sha256 is of the image it runs', async (t) => {
+  const listener = await setup(t);
   const dir = publicTempDir('meshid-attest-exe-');
-  const exe = path.join(dir, 'sleeper');
-  fs.copyFileSync('/bin/sleep', exe);
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const exe = path.join(dir, 'envoy');
+  // A copy, not a hard link: see the non-UTF-8 test below.
+  fs.copyFileSync(NODE_PATH, exe);
   fs.chmodSync(exe, 0o755);
-  const child = spawn(exe, ['60'], { stdio: 'ignore' });
-  const exited = once(child, 'exit');
-  t.after(async () => {
-    child.kill();
-    await exited;
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  // Wait until the child has exec()ed the copy (before that, /proc shows node).
-  const peer: TestPeer = { pid: child.pid!, uid: 0, gid: 0, pidfd: -1, closed: false };
-  const attestor = new UnixWorkloadAttestor();
-  for (let i = 0; fs.readlinkSync(`/proc/${child.pid}/exe`) !== exe; i++) {
-    assert.ok(i < 1000, 'child exec()ed');
-    await new Promise((r) => setImmediate(r));
+  const client = new ClientProcess(listener.socketPath, { exe: Buffer.from(exe) });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  assert.ok(peer.pidfd >= 0, 'the memo path is exercised only with a pidfd');
+  const attestor = new UnixWorkloadAttestor({ maxHashBytes: BIG });
+  const before = strings(attestor.attest(peer));
+  assert.ok(before.includes(`unix:path:${exe}`), before.join(' '));
+  assert.ok(before.includes(`unix:sha256:${NODE_HASH}`), before.join(' '));
+
+  // What a package manager does: write the new version beside it, rename it over the old one.
+  fs.copyFileSync('/bin/sleep', `${exe}.new`);
+  fs.renameSync(`${exe}.new`, exe);
+  assert.equal(fs.readlinkSync(`/proc/${peer.pid}/exe`), `${exe} (deleted)`);
+  // A full attestation, the memo's answer for it, and an attestor that never saw the process agree.
+  for (const selectors of [attestor.attest(peer), attestor.attest(peer), new UnixWorkloadAttestor({ maxHashBytes: BIG }).attest(peer)]) {
+    const values = strings(selectors);
+    assert.deepEqual(values.filter((s) => s.startsWith('unix:path:')), [], 'the path now names another file');
+    assert.ok(values.includes(`unix:uid:${process.geteuid!()}`), values.join(' '));
+    assert.ok(values.includes(`unix:sha256:${NODE_HASH}`), `the digest of what runs, not of the new file: ${values.join(' ')}`);
   }
-  const selectors = strings(attestor.attest(peer));
-  assert.ok(selectors.includes(`unix:path:${exe}`));
-  assert.ok(selectors.includes(`unix:sha256:${createHash('sha256').update(fs.readFileSync(exe)).digest('hex')}`));
-  fs.unlinkSync(exe);
-  assert.throws(() => attestor.attest(peer), isAttestationFailure(/executable .* deleted/));
 });
 
 test('the sha256 selector is left out over the size limit or when disabled; the path stays', async (t) => {
@@ -262,9 +265,12 @@ test('an executable path that is not valid UTF-8 gets no path selector, not a lo
     // The executable is still identified by its content.
     assert.ok(values.includes(`unix:sha256:${NODE_HASH}`), values.join(' '));
   }
-  // Deleted, it is refused like any other deleted executable (the kernel's " (deleted)" mark survives the bad byte).
+  // Deleted, it still attests by its ids and content; the path stays out (the kernel's " (deleted)" mark does not
+  // make the bad byte decodable).
   fs.unlinkSync(exe);
-  assert.throws(() => attestor.attest(peer), isAttestationFailure(/has been deleted or replaced/));
+  const deleted = strings(attestor.attest(peer));
+  assert.deepEqual(deleted.filter((s) => s.startsWith('unix:path:')), []);
+  assert.ok(deleted.includes(`unix:sha256:${NODE_HASH}`), deleted.join(' '));
 });
 
 test("a caller whose executable keeps changing runs out of its uid's hashing budget; the attestation is unavailable, not slow", async (t) => {
