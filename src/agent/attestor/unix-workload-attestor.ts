@@ -3,6 +3,7 @@ import { MeshidError } from '../../common/errors.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import { failed, outlived } from './attestation-failure.js';
 import { AttestationMemo, DEFAULT_MEMO_ENTRIES } from './attestation-memo.js';
 import { ExeHashCache } from './exe-hash-cache.js';
 import type { PeerInfo } from './peer-credentials.js';
@@ -69,7 +70,11 @@ interface ProcessFacts {
  * since connect(), or pid recycled. The guard against pid reuse: with a pidfd (taken at accept),
  * /proc/<pid> is opened as a directory, the pidfd is checked alive (so the directory is that process's), and every
  * file is read through the directory handle, which fails rather than show another process once it exits. Without a
- * pidfd the /proc start time is compared before and after the reads.
+ * pidfd the /proc start time is compared before and after the reads. The failures that would repeat on every call of
+ * the connection (the caller exited, or changed its ids since connect()) are marked (attestation-failure.ts) so that
+ * the endpoint closes the connection: its holder reconnects and is attested from credentials of its own. A process
+ * that changed ids is never attested under the new ones on the old connection: a process that connected, forked and
+ * then exec()ed a setuid binary would otherwise lend the child's calls the binary's uid.
  *
  * What no scheme can stop: a process that connects and then exec()s a trusted binary, or hands its connection to a
  * child. The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe, and must share the host pid
@@ -115,7 +120,7 @@ export class UnixWorkloadAttestor {
     const { status } = facts;
     // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
     if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
-      throw failed(`process ${peer.pid} changed its uid/gid since it connected`);
+      throw outlived(`process ${peer.pid} changed its uid/gid since it connected`);
     }
     const selectors = unixSelectors(facts, names);
     // Only facts read under a pidfd are remembered: without one there is no cheap way to re-check the process.
@@ -134,7 +139,7 @@ export class UnixWorkloadAttestor {
   private recall(peer: PeerInfo, accountsGeneration: number): readonly Selector[] | undefined {
     const { pid, pidfd } = peer;
     if (this.memo === undefined || this.memo.size === 0 || pidfd < 0) return undefined;
-    if (!this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    if (!this.alive(pidfd)) throw outlived(`process ${pid} has exited`);
     let status: ProcStatus;
     let exe: string | undefined;
     let exeFile: FileIdentity;
@@ -150,34 +155,35 @@ export class UnixWorkloadAttestor {
     const selectors = this.memo.get({ status, exe, exeFile, accountsGeneration });
     if (selectors === undefined) return undefined;
     // Still the caller after the reads: otherwise they may have been of a process that got its pid since.
-    if (!this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    if (!this.alive(pidfd)) throw outlived(`process ${pid} has exited`);
     return selectors;
   }
 
   private readProcess(peer: PeerInfo): ProcessFacts {
     const { pid, pidfd } = peer;
     const pinned = pidfd >= 0;
-    if (pinned && !this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+    if (pinned && !this.alive(pidfd)) throw outlived(`process ${pid} has exited`);
     let dirfd: number;
     try {
       dirfd = this.hooks.openDirectory(`/proc/${pid}`);
     } catch (err) {
-      throw failed(`process ${pid} is gone (${errorCode(err)})`, err);
+      const gone = `process ${pid} is gone (${errorCode(err)})`;
+      throw errorCode(err) === 'ENOENT' || errorCode(err) === 'ESRCH' ? outlived(gone, err) : failed(gone, err);
     }
     try {
       // Alive after the open: the pid was not recycled since accept, so the directory is the caller's.
-      if (pinned && !this.alive(pidfd)) throw failed(`process ${pid} has exited`);
+      if (pinned && !this.alive(pidfd)) throw outlived(`process ${pid} has exited`);
       const dir = `/proc/self/fd/${dirfd}`;
       const startBefore = pinned ? undefined : this.startTime(dir, pid);
       const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
-      if (status.state === 'Z' || status.state === 'X') throw failed(`process ${pid} has exited`);
+      if (status.state === 'Z' || status.state === 'X') throw outlived(`process ${pid} has exited`);
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
       const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
         this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`, status.effectiveUid),
       );
       if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
       // Still the same process after the reads: otherwise some of what we read may be another process's.
-      if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw failed(`process ${pid} has exited`);
+      if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw outlived(`process ${pid} has exited`);
       return { status, exe, exeFile, sha256 };
     } finally {
       this.hooks.closeFile(dirfd);
@@ -237,10 +243,6 @@ function unixSelectors(facts: ProcessFacts, names: AccountNames): Selector[] {
 /** The executable's path, unless the kernel marks it deleted or it is not UTF-8. */
 function pathSelector(exe: string | undefined): string | undefined {
   return exe === undefined || exe.endsWith(DELETED_SUFFIX) ? undefined : exe;
-}
-
-function failed(reason: string, cause?: unknown): MeshidError {
-  return new MeshidError('unavailable', `workload attestation failed: ${reason}`, { cause });
 }
 
 function errorCode(err: unknown): string {

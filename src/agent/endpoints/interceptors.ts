@@ -1,6 +1,7 @@
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
 import { isMeshidError, unavailable } from '../../common/errors.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import { connectionOutlivedCaller } from '../attestor/attestation-failure.js';
 import type { PeerInfo } from '../attestor/peer-credentials.js';
 import { checkSecurityHeader, WORKLOAD_API_PATH_PREFIX } from '../workload/security-header.js';
 
@@ -51,20 +52,26 @@ export interface PeerAttestationDeps {
   /** The connected peer behind `call.getPeer()`, or undefined for a connection the socket server did not record. */
   peerOf(peer: string): PeerInfo | undefined;
   attestor: { attest(peer: PeerInfo): readonly Selector[] };
+  /** Closes a connection whose caller is gone or changed ids (UdsServer.retire); see connectionOutlivedCaller. */
+  retire?(peer: string): void;
 }
 
 /**
  * The `attest(call)` function for the Workload API and SDS handlers: looks the connection up in the peer table and
  * attests that process. An unknown peer fails closed. Attestation failures are UNAVAILABLE (SPEC-NOTES §7: "workload
  * attestation failed"); an unexpected exception from the attestor is treated the same way rather than as a success.
+ * When the failure would repeat on every call of the connection (the connecting process exited or changed ids), the
+ * connection is also retired, so the client reconnects and is attested as what it is now.
  */
 export function peerAttestation(deps: PeerAttestationDeps): (call: { getPeer(): string }) => readonly Selector[] {
   return (call) => {
-    const peer = deps.peerOf(call.getPeer());
+    const key = call.getPeer();
+    const peer = deps.peerOf(key);
     if (peer === undefined) throw unavailable('workload attestation failed: the connection has no recorded peer credentials');
     try {
       return deps.attestor.attest(peer);
     } catch (error) {
+      if (connectionOutlivedCaller(error)) deps.retire?.(key);
       if (isMeshidError(error)) throw error;
       throw unavailable('workload attestation failed', error);
     }

@@ -39,6 +39,9 @@ interface PeerRecord {
 }
 
 const PEER_PREFIX = 'uds-peer#';
+/** From a failed call to closing its connection (UdsServer.retire): enough for grpc-js to write the call's status. */
+const RETIRE_DELAY_MS = 50;
+const RETIRE_GRACE_MS = 1000;
 const PEER_PATTERN = /^uds-peer#\d+$/;
 
 /**
@@ -60,7 +63,8 @@ export class UdsServer {
   private readonly credentialsOverride: PeerCredentials | undefined;
   private credentials: PeerCredentials | undefined;
   private readonly peers = new Map<string, PeerRecord>();
-  private readonly sockets = new Set<net.Socket>();
+  private readonly sockets = new Map<string, net.Socket>();
+  private readonly retiring = new WeakSet<net.Socket>();
   private listener: net.Server | undefined;
   private injector: grpc.ConnectionInjector | undefined;
   /** Set only while start() runs its self-test: where our own pid's connection goes. */
@@ -147,7 +151,7 @@ export class UdsServer {
     const closed = new Promise<void>((resolve) => listener.close(() => resolve()));
     this.injector?.destroy();
     this.injector = undefined;
-    for (const socket of this.sockets) socket.destroy();
+    for (const socket of this.sockets.values()) socket.destroy();
     await closed;
     // libuv unlinks the path it bound when the listener closes; this covers the rest without removing a socket
     // another process has put there since.
@@ -189,10 +193,10 @@ export class UdsServer {
     // An own property shadows net.Socket's remoteAddress getter; grpc-js reads it through the http2 session.
     Object.defineProperty(socket, 'remoteAddress', { value: key, enumerable: true, writable: false, configurable: false });
     this.peers.set(key, record);
-    this.sockets.add(socket);
+    this.sockets.set(key, socket);
     socket.once('close', () => {
       this.peers.delete(key);
-      this.sockets.delete(socket);
+      this.sockets.delete(key);
       this.release(record.uid);
       record.closed = true;
       if (record.pidfd >= 0) {
@@ -212,6 +216,25 @@ export class UdsServer {
       return;
     }
     injector.injectConnection(socket);
+  }
+
+  /**
+   * Closes the connection behind `peer` (a `call.getPeer()` string) shortly, so that its holder reconnects with
+   * credentials of its own; for a connection whose recorded process exited or changed ids, where every call would
+   * fail again. The delay lets the failed call's status reach the client first; the client sees the connection end
+   * and its next call opens a new one. Its other calls on the connection end with it.
+   */
+  retire(peer: string): void {
+    const socket = this.sockets.get(peer);
+    if (socket === undefined || this.retiring.has(socket)) return;
+    this.retiring.add(socket);
+    this.log.info({ peer, pid: this.peers.get(peer)?.pid }, 'closing a connection that outlived its caller\'s identity; the client will reconnect');
+    setTimeout(() => {
+      socket.end();
+      // A client that does not close its side within the grace is cut off.
+      setTimeout(() => socket.destroy(), RETIRE_GRACE_MS).unref();
+    }, RETIRE_DELAY_MS).unref();
+    socket.once('close', () => this.retiring.delete(socket));
   }
 
   /** Connections open right now (each holds a socket and, usually, a pidfd). */

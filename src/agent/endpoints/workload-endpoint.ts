@@ -74,7 +74,7 @@ export class WorkloadEndpoint {
       ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
       ...(o.maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid: o.maxConnectionsPerUid } : {}),
     });
-    const attest = peerAttestation({ peerOf: (peer) => uds.peerOf(peer), attestor: o.attestor });
+    const attest = peerAttestation({ peerOf: (peer) => uds.peerOf(peer), attestor: o.attestor, retire: (peer) => uds.retire(peer) });
     const workload = workloadApiHandlers({
       cache: o.cache,
       attest,

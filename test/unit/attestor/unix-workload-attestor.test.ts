@@ -5,6 +5,7 @@ import path from 'node:path';
 import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
+import { connectionOutlivedCaller } from '../../../src/agent/attestor/attestation-failure.js';
 import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
@@ -26,12 +27,14 @@ async function setup(t: { after(fn: () => Promise<void> | void): void }): Promis
   return listener;
 }
 
-function isAttestationFailure(reason: RegExp): (err: unknown) => boolean {
+/** `outlived`: whether the failure says to close the connection (the caller exited or changed ids since connect). */
+function isAttestationFailure(reason: RegExp, outlived?: boolean): (err: unknown) => boolean {
   return (err) => {
     assert.ok(err instanceof MeshidError, `expected a MeshidError, got ${String(err)}`);
     assert.equal(err.code, 'unavailable');
     assert.match(err.message, /^workload attestation failed: /);
     assert.match(err.message, reason);
+    if (outlived !== undefined) assert.equal(connectionOutlivedCaller(err), outlived, `connectionOutlivedCaller for "${err.message}"`);
     return true;
   };
 }
@@ -152,15 +155,15 @@ test('a process that exits before attestation fails closed, with or without a pi
   const attestor = new UnixWorkloadAttestor({ sha256: false });
   assert.ok(attestor.attest(peer).length > 0, 'attests while the process runs');
   await client.stop();
-  assert.throws(() => attestor.attest(peer), isAttestationFailure(/process \d+ (has exited|is gone)/));
-  assert.throws(() => attestor.attest({ ...peer, pidfd: -1 }), isAttestationFailure(/process \d+ is gone \(ENOENT\)/));
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(/process \d+ (has exited|is gone)/, true));
+  assert.throws(() => attestor.attest({ ...peer, pidfd: -1 }), isAttestationFailure(/process \d+ is gone \(ENOENT\)/, true));
 });
 
 test('peers the agent cannot pin are refused: pid 0 (other pid namespace) and closed connections', () => {
   const attestor = new UnixWorkloadAttestor();
   const base: TestPeer = { pid: process.pid, uid: 0, gid: 0, pidfd: -1, closed: false };
-  assert.throws(() => attestor.attest({ ...base, pid: 0 }), isAttestationFailure(/pid namespace/));
-  assert.throws(() => attestor.attest({ ...base, closed: true }), isAttestationFailure(/connection has closed/));
+  assert.throws(() => attestor.attest({ ...base, pid: 0 }), isAttestationFailure(/pid namespace/, false));
+  assert.throws(() => attestor.attest({ ...base, closed: true }), isAttestationFailure(/connection has closed/, false));
 });
 
 test('ids that differ from the connect-time credentials are refused', async (t) => {
@@ -169,8 +172,8 @@ test('ids that differ from the connect-time credentials are refused', async (t) 
   t.after(() => client.stop());
   const { peer } = await listener.next();
   const attestor = new UnixWorkloadAttestor({ sha256: false });
-  assert.throws(() => attestor.attest({ ...peer, uid: 0 }), isAttestationFailure(/changed its uid\/gid/));
-  assert.throws(() => attestor.attest({ ...peer, gid: 0 }), isAttestationFailure(/changed its uid\/gid/));
+  assert.throws(() => attestor.attest({ ...peer, uid: 0 }), isAttestationFailure(/changed its uid\/gid/, true));
+  assert.throws(() => attestor.attest({ ...peer, gid: 0 }), isAttestationFailure(/changed its uid\/gid/, true));
 });
 
 test('a process whose executable was replaced while it runs (an in-place upgrade) attests without its path; its sha256 is of the image it runs', async (t) => {
@@ -223,7 +226,7 @@ test('a pid recycled during attestation is detected: pidfd dead after the reads,
 
   let aliveCalls = 0;
   const diesAfterReads = countingHooks({ pidfdAlive: () => ++aliveCalls < 3 });
-  assert.throws(() => new UnixWorkloadAttestor({ hooks: diesAfterReads.hooks }).attest(peer), isAttestationFailure(/has exited/));
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: diesAfterReads.hooks }).attest(peer), isAttestationFailure(/has exited/, true));
   assert.equal(aliveCalls, 3);
   assert.equal(diesAfterReads.openDirs.size, 0);
 
@@ -237,7 +240,7 @@ test('a pid recycled during attestation is detected: pidfd dead after the reads,
     },
   });
   const unpinned = { ...peer, pidfd: -1 };
-  assert.throws(() => new UnixWorkloadAttestor({ hooks: restarted.hooks }).attest(unpinned), isAttestationFailure(/has exited/));
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: restarted.hooks }).attest(unpinned), isAttestationFailure(/has exited/, true));
   assert.equal(statReads, 2);
   // Control: without the change the same path attests.
   assert.ok(new UnixWorkloadAttestor().attest(unpinned).length > 0);
@@ -292,7 +295,7 @@ test("a caller whose executable keeps changing runs out of its uid's hashing bud
   touch();
   assert.ok(strings(attestor.attest(peer)).includes(`unix:sha256:${NODE_HASH}`));
   touch();
-  assert.throws(() => attestor.attest(peer), isAttestationFailure(new RegExp(`uid ${process.geteuid!()} has had more executable bytes hashed than the agent allows.*retry in 100 s`)));
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(new RegExp(`uid ${process.geteuid!()} has had more executable bytes hashed than the agent allows.*retry in 100 s`), false));
   clock.advance(100_000);
   assert.ok(strings(attestor.attest(peer)).includes(`unix:sha256:${NODE_HASH}`));
 });
@@ -305,12 +308,12 @@ test('a zombie is refused, and unreadable /proc files fail closed', async (t) =>
   const zombie = countingHooks({
     readText: (p) => systemProcHooks.readText(p).replace(/^State:\t.*$/m, 'State:\tZ (zombie)'),
   });
-  assert.throws(() => new UnixWorkloadAttestor({ hooks: zombie.hooks }).attest(peer), isAttestationFailure(/has exited/));
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: zombie.hooks }).attest(peer), isAttestationFailure(/has exited/, true));
   const noExe = countingHooks({
     readLink: () => {
       throw Object.assign(new Error('EACCES'), { code: 'EACCES' });
     },
   });
-  assert.throws(() => new UnixWorkloadAttestor({ hooks: noExe.hooks }).attest(peer), isAttestationFailure(/\/exe \(EACCES\)/));
+  assert.throws(() => new UnixWorkloadAttestor({ hooks: noExe.hooks }).attest(peer), isAttestationFailure(/\/exe \(EACCES\)/, false));
   assert.equal(noExe.openDirs.size, 0);
 });

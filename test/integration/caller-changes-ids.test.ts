@@ -1,0 +1,53 @@
+/**
+ * A real agent and a workload process that drops from root to uid 65534 after connecting (as daemons that open their
+ * connections before dropping privileges do). The agent refuses the call made over the connection root opened, closes
+ * that connection, and the client's next call, over a new connection, is attested as the user it now is.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import path from 'node:path';
+import { packageRoot } from '../../src/common/paths.js';
+import { startCluster } from '../support/cluster.js';
+
+const CLIENT = path.join(packageRoot, 'dist/src/agent/cli/workload-client.js');
+
+/** Runs in the child: one fetch as root, setuid, then fetches until one succeeds (bounded). Prints every outcome. */
+const SCRIPT = `
+  const { WorkloadApiClient } = await import(process.argv[1]);
+  const client = new WorkloadApiClient(process.argv[2]);
+  const attempt = () => client.fetchX509Svid().then((r) => 'ok ' + r.svids.map((s) => s.spiffe_id).join(','), (e) => 'err ' + e.code + ': ' + e.message);
+  const outcomes = [await attempt()];
+  process.setgroups([]);
+  process.setgid(65534);
+  process.setuid(65534);
+  outcomes.push(await attempt());
+  for (let i = 0; i < 100 && !outcomes.at(-1).startsWith('ok'); i++) {
+    await new Promise((r) => setTimeout(r, 20));
+    outcomes.push(await attempt());
+  }
+  process.stdout.write(JSON.stringify(outcomes));
+  process.exit(0);
+`;
+
+test('a workload that changes its uid after connecting gets one UNAVAILABLE, then its new identity over a new connection', async (t) => {
+  const cluster = await startCluster('meshid-setuid-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [`unix:uid:${process.getuid!()}`] });
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/nobody-side', selectors: ['unix:uid:65534'] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+
+  const child = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT, CLIENT, agent.socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+  assert.equal(code, 0, err);
+  const outcomes = JSON.parse(out) as string[];
+  assert.equal(outcomes[0], 'ok spiffe://example.org/root-side');
+  assert.match(outcomes[1]!, /^err unavailable: .*workload attestation failed: process \d+ changed its uid\/gid since it connected$/);
+  assert.equal(outcomes.at(-1), 'ok spiffe://example.org/nobody-side', outcomes.join('\n'));
+  // Never the identity it connected with once it changed, whatever the timing of the reconnection.
+  assert.ok(outcomes.slice(1, -1).every((o) => o.startsWith('err unavailable')), outcomes.join('\n'));
+});
