@@ -26,8 +26,9 @@ const ABSENT = '';
  * - A subscribed name that does not resolve — unknown, not entitled, or gone (entry removed, federation ended) —
  *   goes once in `removed_resources`; if it resolves later it is sent.
  * - Unsubscribing sends nothing; unsubscribing an unknown name is ignored.
- * - Empty subscribe and unsubscribe on the first request (legacy) or subscribing `*` is a wildcard: every name that
- *   resolves for the caller; a name leaving that set is removed.
+ * - An empty subscribe list on the first request (the legacy wildcard, whatever it unsubscribes) or subscribing `*`
+ *   is a wildcard: every name that resolves for the caller; a name leaving that set is removed. Unsubscribing `*`
+ *   ends it, and it never comes back but by subscribing `*`.
  * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes.
  *   Subscription changes are honoured whatever nonce the request carries.
  * - A name never appears twice in a response, nor in both `resources` and `removed_resources`.
@@ -58,7 +59,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
 
     if (first) {
       this.validation = validationChoiceFor(request.node, options);
-      this.wildcard = subscribe.length === 0 && unsubscribe.length === 0;
+      // The legacy wildcard: nothing subscribed by name. Unsubscribing, even `*`, is applied after it, below.
+      this.wildcard = subscribe.length === 0;
       for (const [name, version] of initial) if (version !== ABSENT) this.known.set(name, version);
       this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
     } else {

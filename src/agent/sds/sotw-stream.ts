@@ -30,9 +30,10 @@ interface Served {
  * - Names that do not resolve (unknown, or an identity the caller is not entitled to) keep the stream open and are
  *   remembered: if the caller becomes entitled later (new entry, SVID issued), the secret is delivered then. Nothing
  *   about them is ever sent.
- * - Empty `resource_names` on the first request, or the name `*`, is a wildcard: every name that resolves for the
- *   caller (see entitledResourceNames), following entitlement changes. After an explicit list, an empty list means
- *   "no longer interested in anything".
+ * - The name `*`, or an empty `resource_names` while no request on the stream has named anything (the legacy
+ *   wildcard), is a wildcard: every name that resolves for the caller (see entitledResourceNames), following
+ *   entitlement changes. Once a request has named something, `*` included, an empty list means "no longer interested
+ *   in anything" (xds_protocol).
  * - The node, and with it the validation-context form, comes from the first request and is kept. A stream with
  *   `trusted_ca` that asks for `ALL`, first or later, ends with FAILED_PRECONDITION (checkAllBundlesName); its
  *   wildcard does not include `ALL`.
@@ -41,6 +42,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   /** The validation-context form (and why) from the first request's node; kept for the stream's life. */
   private validation: ValidationChoice = INITIAL_VALIDATION_CHOICE;
   private wildcard = false;
+  /** Whether any request has named a resource, `*` included: from then on an empty list unsubscribes everything. */
+  private namedAnything = false;
   private names = new Set<string>();
   /**
    * name → version of every secret in the last response (whether it was ACKed or NACKed). Usually the served
@@ -79,16 +82,17 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     checkResourceNames(requested, this.ctx.options);
     checkAllBundlesName(requested, this.validation, this.ctx.options);
     this.requested = requested;
-    return this.subscribe(requested, first) || first;
+    return this.subscribe(requested) || first;
   }
 
   /** Returns whether the subscription changed. */
-  private subscribe(requested: readonly string[], first: boolean): boolean {
+  private subscribe(requested: readonly string[]): boolean {
     const before = { wildcard: this.wildcard, names: this.names };
     this.stateKey = undefined;
     const explicit = requested.filter((n) => !isWildcardName(n));
-    // A wildcard stays a wildcard while the client keeps sending an empty list (as LDS/CDS clients do).
-    this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && (first || this.wildcard));
+    // The legacy wildcard: an empty list means `*` only while no request on the stream has named anything.
+    this.wildcard = requested.some(isWildcardName) || (requested.length === 0 && !this.namedAnything);
+    if (requested.length > 0) this.namedAnything = true;
     this.names = new Set(explicit);
     // A dropped name is forgotten, so subscribing to it again sends it again (SPEC-NOTES §10).
     if (!this.wildcard) this.sent = onlyNames(this.sent, (name) => this.names.has(name));

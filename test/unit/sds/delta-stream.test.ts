@@ -245,6 +245,23 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     );
   });
 
+  it('a first request that only unsubscribes is still the legacy wildcard; it ends when `*` is unsubscribed', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, unsubscribe: ['never-subscribed'] });
+      const r1 = shape(await client.next());
+      assert.ok(r1.versions.has('default') && r1.versions.has('ROOTCA'), [...r1.versions.keys()].join(' '));
+      client.ack(client.received[0]!);
+      client.request({ unsubscribe: ['*'], subscribe: ['ROOTCA'] });
+      assert.deepEqual([...shape(await client.next()).versions.keys()], ['ROOTCA'], 'a subscribed name is resent');
+      // The wildcard has ended: a new entitlement is not pushed, so the next response answers the next request.
+      h.cache.addEntry(SELECTOR_A, APP_A2);
+      client.request({ subscribe: ['ROOTCA'] });
+      assert.deepEqual([...shape(await client.next()).versions.keys()], ['ROOTCA']);
+      client.cancel();
+    });
+  });
+
   it('duplicate names in one request yield one resource', async () => {
     await withHarness(registerA, async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));

@@ -169,6 +169,24 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     );
   });
 
+  it('after an explicit `*`, an empty list unsubscribes everything; the legacy wildcard does not come back (xds_protocol)', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['*']);
+      const r1 = await client.next();
+      assert.ok(names(r1).includes('default'));
+      client.ack(r1, []);
+      await eventually(() => h.service.stats().acks === 1, 'the ACK to be applied');
+      // Under a wildcard this entry would be pushed at once, with a new nonce that makes the next request stale.
+      h.cache.addEntry(SELECTOR_A, APP_A2);
+      client.ack(r1, ['ROOTCA']);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['ROOTCA']);
+      assert.equal(client.received.length, 2, 'nothing was sent while the client subscribed to nothing');
+      client.cancel();
+    });
+  });
+
   it('streams of one workload share the resolved state but each keeps its own nonces and subscription', async () => {
     await withHarness(registerA, async (h) => {
       const clients = [0, 1, 2].map(() => new SotwClient(h.client, as(SELECTOR_A)));
