@@ -44,9 +44,9 @@ export interface ValidationChoice {
  * reports an Envoy build of 1.18 or later and has validation not disabled; `trusted_ca` otherwise. Disabled is the
  * global option unless the node's metadata has `disable_spiffe_cert_validation` as a bool or a string Go's ParseBool
  * reads, which overrides it either way. A client that does not report an Envoy version gets `trusted_ca`, the form
- * every TLS stack understands (SPIRE's agent gives such a node the SPIFFE validator). Decided from the FIRST
- * request's node and kept for the stream's life: later requests usually carry no node, and flipping forms on
- * update-triggered pushes is the bug in spiffe/spire#4608.
+ * every TLS stack understands, as from SPIRE's agent. Decided from the FIRST request's node and kept for the stream's
+ * life: later requests usually carry no node, and flipping forms on update-triggered pushes is the bug in
+ * spiffe/spire#4608.
  */
 export function validationChoiceFor(node: EnvoyNode | undefined, options: ResolvedSdsOptions): ValidationChoice {
   if (node === undefined) {
