@@ -278,6 +278,13 @@ export function spiffeTrustDomains(secret: DecodedSecret): DecodedTrustDomain[] 
 }
 
 /** The text of an inline DataSource; throws for file or environment sources (never acceptable in SDS). */
+/** The DER of every CERTIFICATE block in `pem`, decoded here rather than by meshid's own PEM code. */
+export function pemBlocks(pem: string): Buffer[] {
+  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
+    Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'),
+  );
+}
+
 export function dataSourceText(source: DataSource | undefined): string {
   if (source?.inline_bytes !== undefined) return source.inline_bytes.toString('utf8');
   if (source?.inline_string !== undefined) return source.inline_string;

@@ -15,13 +15,14 @@ import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import {
   dataSourceText,
   decodeDeltaResources,
+  type DecodedSecret,
   DeltaClient,
   envoyNode,
   fetchSecrets,
+  pemBlocks,
   secretsByName,
   SotwClient,
   spiffeTrustDomains,
-  type DecodedSecret,
 } from '../../support/sds-client.js';
 import { APP_A, as, FOREIGN_TD, SELECTOR_A, TD, trustDomainsForSuite, type SdsHarness } from './sds-harness.js';
 
@@ -34,12 +35,6 @@ const ENVOY_1_17 = envoyNode('old', { user_agent_build_version: { version: { maj
 const failedPrecondition = (err: Partial<ServiceError>): boolean => err.code === status.FAILED_PRECONDITION;
 
 const REFUSED = /^"ALL" \(every trust domain's roots in one validation context\) is served only with Envoy's SPIFFE certificate validator/;
-
-function pemBlocks(pem: string): Buffer[] {
-  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
-    Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'),
-  );
-}
 
 /** The roots of a trusted_ca validation context. */
 function trustedCaRoots(secret: DecodedSecret | undefined): Buffer[] {

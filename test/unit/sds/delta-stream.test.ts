@@ -1,7 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status } from '@grpc/grpc-js';
-import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import {
   dataSourceText,
   decodeDeltaResources,
@@ -11,9 +10,8 @@ import {
   spiffeTrustDomains,
   type DeltaDiscoveryResponse,
 } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
+import { APP_A, APP_A2, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, TD, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
 
-const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
 const NODE = envoyNode();
 
 /** The shape rules Envoy enforces (SPEC-NOTES §11), checked on every response a test looks at. */
@@ -38,7 +36,6 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
   const suite = trustDomainsForSuite();
 
   const { withHarness } = suite;
-  const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
   it('versions are content-derived: two streams of one identity see the same per-resource versions', async () => {
     await withHarness(registerA, async (h) => {

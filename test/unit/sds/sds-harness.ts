@@ -18,9 +18,14 @@ export const TD = 'example.org';
 export const FOREIGN_TD = 'partner.example';
 export const APP_A = 'spiffe://example.org/ns/default/sa/frontend';
 export const APP_B = 'spiffe://example.org/ns/default/sa/backend';
+/** A second identity of workload A. */
+export const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
 export const SELECTOR_A = 'unix:uid:1001';
 export const SELECTOR_B = 'unix:uid:1002';
 export const UNREGISTERED = 'unix:uid:4242';
+
+/** The most common cache setup: workload A holds APP_A. */
+export const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
 export interface SdsHarness {
   cache: FakeSdsCache;

@@ -10,20 +10,15 @@ import { TestCa } from '../../support/fake-sds-cache.js';
 import { opensslVerify } from '../../support/openssl.js';
 import {
   dataSourceText,
+  type DecodedSecret,
   envoyNode,
+  pemBlocks,
   SECRET_TYPE_URL,
   secretsByName,
   SotwClient,
   spiffeTrustDomains,
-  type DecodedSecret,
 } from '../../support/sds-client.js';
 import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite } from './sds-harness.js';
-
-function pemBlocks(pem: string): Buffer[] {
-  return [...pem.matchAll(/-----BEGIN CERTIFICATE-----([\s\S]*?)-----END CERTIFICATE-----/g)].map((m) =>
-    Buffer.from(m[1]!.replace(/\s+/g, ''), 'base64'),
-  );
-}
 
 function tlsCertificate(secret: DecodedSecret | undefined): { chainPem: string; keyPem: string } {
   const cert = secret?.tls_certificate;

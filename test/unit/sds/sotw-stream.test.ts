@@ -3,11 +3,10 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { createLogger } from '../../../src/common/log.js';
-import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import { TestCa } from '../../support/fake-sds-cache.js';
 import { dataSourceText, SECRET_TYPE_URL, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
+import { APP_A, APP_A2, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
 
-const APP_A2 = 'spiffe://example.org/ns/default/sa/frontend-admin';
 
 function names(response: DiscoveryResponse): string[] {
   return [...secretsByName(response).keys()].sort();
@@ -21,7 +20,6 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
   const suite = trustDomainsForSuite();
 
   const { withHarness } = suite;
-  const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
   it('an ACK, and a cache notification that changes nothing, send no new response', async () => {
     await withHarness(registerA, async (h) => {
