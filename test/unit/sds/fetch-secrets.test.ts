@@ -1,10 +1,10 @@
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { toStruct } from '../../../src/common/grpc/proto.js';
-import { TestCa, type FakeSdsCache } from '../../support/fake-sds-cache.js';
+import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 import { dataSourceText, envoyNode, fetchSecrets, SECRET_TYPE_URL, secretsByName, spiffeTrustDomains } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, UNREGISTERED } from './sds-harness.js';
+import { APP_A, APP_B, as, SELECTOR_A, SELECTOR_B, TD, trustDomainsForSuite, UNREGISTERED } from './sds-harness.js';
 
 async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
   try {
@@ -16,11 +16,7 @@ async function rejection(promise: Promise<unknown>): Promise<ServiceError> {
 }
 
 describe('SDS FetchSecrets (stubbed attestation)', () => {
-  let ca: TestCa;
-  before(() => {
-    ca = new TestCa(TD);
-  });
-  after(() => ca.dispose());
+  const { withHarness } = trustDomainsForSuite();
 
   const register = (c: FakeSdsCache): void => {
     c.addEntry(SELECTOR_A, APP_A);
@@ -28,8 +24,7 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
   };
 
   it('returns the current secrets for the named resources, under the Secret type URL', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await withHarness(register, async (h) => {
       const response = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
       assert.equal(response.type_url, SECRET_TYPE_URL);
       assert.ok(response.version_info);
@@ -44,51 +39,39 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
       h.cache.rotate(APP_A);
       const rotated = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', 'ROOTCA', APP_A] }, as(SELECTOR_A));
       assert.notEqual(rotated.version_info, response.version_info);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('honours the node metadata of the request', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await withHarness(register, async (h) => {
       const node = envoyNode('n', { metadata: toStruct({ disable_spiffe_cert_validation: true }) });
       const response = await fetchSecrets(h.client, { node, resource_names: ['ROOTCA'] }, as(SELECTOR_A));
       const rootca = secretsByName(response).get('ROOTCA')!;
       assert.match(dataSourceText(rootca.validation_context?.trusted_ca), /^-----BEGIN CERTIFICATE-----/);
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('an unknown name and another workload\'s identity both fail with the same NOT_FOUND, serving nothing', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await withHarness(register, async (h) => {
       const notEntitled = await rejection(fetchSecrets(h.client, { resource_names: ['default', APP_B] }, as(SELECTOR_A)));
       const unknown = await rejection(fetchSecrets(h.client, { resource_names: ['default', 'spiffe://example.org/nobody'] }, as(SELECTOR_A)));
       assert.equal(notEntitled.code, status.NOT_FOUND);
       assert.equal(unknown.code, status.NOT_FOUND);
       assert.equal(notEntitled.details.replace(APP_B, 'X'), unknown.details.replace('spiffe://example.org/nobody', 'X'));
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('an empty name list returns every secret the caller is entitled to (ALL only with the SPIFFE validator)', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await withHarness(register, async (h) => {
       const response = await fetchSecrets(h.client, { node: envoyNode(), resource_names: [] }, as(SELECTOR_B));
       assert.deepEqual([...secretsByName(response).keys()].sort(), ['ALL', 'ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
       const noNode = await fetchSecrets(h.client, { resource_names: [] }, as(SELECTOR_B));
       assert.deepEqual([...secretsByName(noNode).keys()].sort(), ['ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('refuses an unregistered caller, another type_url, 10,000 names and a malformed SPIFFE ID', async () => {
-    const h = await startSdsHarness(ca, register);
-    try {
+    await withHarness(register, async (h) => {
       assert.equal((await rejection(fetchSecrets(h.client, { resource_names: ['default'] }, as(UNREGISTERED)))).code, status.PERMISSION_DENIED);
       const wrongType = { resource_names: ['default'], type_url: 'type.googleapis.com/envoy.config.cluster.v3.Cluster' };
       assert.equal((await rejection(fetchSecrets(h.client, wrongType, as(SELECTOR_A)))).code, status.INVALID_ARGUMENT);
@@ -97,8 +80,6 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
       const malformed = { resource_names: ['spiffe://example.org/a/../b'] };
       assert.equal((await rejection(fetchSecrets(h.client, malformed, as(SELECTOR_A)))).code, status.INVALID_ARGUMENT);
       assert.equal(h.service.stats().fetches, 0);
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

@@ -40,10 +40,10 @@ async function sidecarMaterial(client: SotwClient): Promise<{ chainPem: string; 
 
 describe('SDS secret content (stubbed attestation)', () => {
   const suite = trustDomainsForSuite();
+  const { withHarness } = suite;
 
   it('default and ROOTCA decode to a PEM tls_certificate and a SPIFFE validation context with bare trust domain names', async () => {
-    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
-    try {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['default', 'ROOTCA']);
       const response = await client.next();
@@ -80,9 +80,7 @@ describe('SDS secret content (stubbed attestation)', () => {
       const verdict = opensslVerify({ roots, intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslclient' });
       assert.ok(verdict.ok, verdict.output);
       client.cancel();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('two sidecars complete an mTLS handshake with their SDS secrets and see each other\'s SPIFFE ID', async () => {
@@ -162,8 +160,7 @@ describe('SDS secret content (stubbed attestation)', () => {
 
   for (const [label, value] of [['bool true', true], ['string "true"', 'true']] as const) {
     it(`node metadata disable_spiffe_cert_validation (${label}) gives trusted_ca, and later pushes keep it`, async () => {
-      const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
-      try {
+      await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
         const client = new SotwClient(h.client, as(SELECTOR_A));
         const node = envoyNode('opted-out', { metadata: toStruct({ disable_spiffe_cert_validation: value }) });
         client.subscribe(['ROOTCA'], node);
@@ -180,46 +177,37 @@ describe('SDS secret content (stubbed attestation)', () => {
         assert.equal(pushed.validation_context?.custom_validator_config, undefined);
         assert.deepEqual(pemBlocks(dataSourceText(pushed.validation_context?.trusted_ca)), [suite.ca.rootDer, suite.foreign.rootDer]);
         client.cancel();
-      } finally {
-        await h.close();
-      }
+      });
     });
   }
 
   it('node metadata disable_spiffe_cert_validation false keeps the SPIFFE validator', async () => {
-    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A));
-    try {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['ROOTCA'], envoyNode('n', { metadata: toStruct({ disable_spiffe_cert_validation: 'false' }) }));
       const rootca = secretsByName(await client.next()).get('ROOTCA')!;
       assert.equal(spiffeTrustDomains(rootca).length, 1);
       client.cancel();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('the global disableSpiffeCertValidation option gives trusted_ca to every Envoy', async () => {
-    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A), { disableSpiffeCertValidation: true });
-    try {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['ROOTCA']);
       const rootca = secretsByName(await client.next()).get('ROOTCA')!;
       assert.equal(rootca.validation_context?.custom_validator_config, undefined);
       assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [suite.ca.rootDer]);
       client.cancel();
-    } finally {
-      await h.close();
-    }
+    }, { disableSpiffeCertValidation: true });
   });
 
   it('ALL holds own and federated trust domains sorted by name; spiffe://<td> names select one trust domain', async () => {
-    const h = await startSdsHarness(suite.ca, (c) => {
+    await withHarness((c) => {
       c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
       c.addEntry(SELECTOR_B, APP_B);
       c.setFederatedBundle(suite.foreign.bundle());
-    });
-    try {
+    }, async (h) => {
       const a = new SotwClient(h.client, as(SELECTOR_A));
       a.subscribe(['ALL', `spiffe://${FOREIGN_TD}`, `spiffe://${TD}`]);
       const secrets = secretsByName(await a.next());
@@ -237,17 +225,14 @@ describe('SDS secret content (stubbed attestation)', () => {
       assert.deepEqual(spiffeTrustDomains(bSecrets.get('ALL')!).map((d) => d.name), [TD]);
       a.cancel();
       b.cancel();
-    } finally {
-      await h.close();
-    }
+    });
   });
 
   it('an identity the caller is not entitled to is never served, not even after it rotates', async () => {
-    const h = await startSdsHarness(suite.ca, (c) => {
+    await withHarness((c) => {
       c.addEntry(SELECTOR_A, APP_A);
       c.addEntry(SELECTOR_B, APP_B);
-    });
-    try {
+    }, async (h) => {
       const a = new SotwClient(h.client, as(SELECTOR_A));
       a.subscribe([APP_B, APP_A]);
       const first = await a.next();
@@ -264,8 +249,6 @@ describe('SDS secret content (stubbed attestation)', () => {
         }
       }
       a.cancel();
-    } finally {
-      await h.close();
-    }
+    });
   });
 });

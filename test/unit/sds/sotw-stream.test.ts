@@ -3,7 +3,6 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { createLogger } from '../../../src/common/log.js';
-import { TestCa } from '../../support/fake-sds-cache.js';
 import { dataSourceText, SECRET_TYPE_URL, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
 import { APP_A, APP_A2, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startSdsHarness, TD, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
 
@@ -445,6 +444,8 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
 });
 
 describe('SDS logging (stubbed attestation)', () => {
+  const suite = trustDomainsForSuite();
+
   it('a NACK is logged with Envoy\'s detail, and no log line ever carries a key or certificate', async () => {
     const lines: string[] = [];
     const destination = new Writable({
@@ -453,8 +454,7 @@ describe('SDS logging (stubbed attestation)', () => {
         done();
       },
     });
-    const ca = new TestCa(TD);
-    const h = await startSdsHarness(ca, (c) => c.addEntry(SELECTOR_A, APP_A), {}, createLogger({ name: 'test', level: 'debug', pretty: false, destination }));
+    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A), {}, createLogger({ name: 'test', level: 'debug', pretty: false, destination }));
     try {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['default', 'ROOTCA']);
@@ -472,7 +472,6 @@ describe('SDS logging (stubbed attestation)', () => {
       for (const line of lines) assert.doesNotMatch(line, /BEGIN|PRIVATE|CERTIFICATE-----/);
     } finally {
       await h.close();
-      ca.dispose();
     }
   });
 });
