@@ -2,6 +2,7 @@ import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
 import { readJsonConfigObject } from '../common/config-file.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
+import { parseHostPort } from '../common/host-port.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
@@ -39,6 +40,8 @@ export interface ServerConfig {
   /** Signing requests per second and burst across all agents. */
   readonly globalSignRate: number;
   readonly globalSignBurst: number;
+  /** HOST:PORT of the SPIFFE bundle endpoint (https_spiffe); undefined serves none. */
+  readonly bundleEndpointAddress: string | undefined;
 }
 
 /** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
@@ -67,12 +70,14 @@ export interface RawServerConfig {
   agent_sign_burst?: number;
   global_sign_rate?: number;
   global_sign_burst?: number;
+  bundle_endpoint_address?: string;
 }
 
 const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
   'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
   'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'upstream_bundle', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
+  'bundle_endpoint_address',
 ]);
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -127,6 +132,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
+  if (raw.bundle_endpoint_address !== undefined) parseHostPort(raw.bundle_endpoint_address, 'bundle_endpoint_address');
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
   // against is a host that keeps asking, not a big one.
@@ -169,6 +175,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     agentSignBurst: burst,
     globalSignRate: globalRate,
     globalSignBurst: globalBurst,
+    bundleEndpointAddress: raw.bundle_endpoint_address,
   });
 }
 

@@ -21,6 +21,7 @@ import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
 import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
+import { BundleEndpoint } from './federation/bundle-endpoint.js';
 import { SyncHub } from './api/sync-hub.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 import { SigningLimits } from './api/signing-limits.js';
@@ -64,6 +65,8 @@ export class MeshidServer {
     private readonly agentApi: grpc.Server,
     /** The TCP port the agent API listens on (useful with --bind-address host:0). */
     readonly agentPort: number,
+    /** The SPIFFE bundle endpoint, when configured. */
+    readonly bundleEndpoint: BundleEndpoint | undefined,
     private readonly log: Logger,
   ) {}
 
@@ -72,6 +75,8 @@ export class MeshidServer {
     const clock = opts.clock ?? systemClock;
     openDataDir(config.dataDir, config.trustDomain);
     const ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
+    // What has started so far, stopped in reverse if a later step fails (a port in use, say).
+    const started: Array<() => unknown> = [];
     try {
       const keys = new KeyStore(config.dataDir);
       const ca = await CaManager.open(
@@ -82,23 +87,37 @@ export class MeshidServer {
         log.child({ subsystem: 'ca' }),
       );
       ca.start();
+      started.push(() => ca.stop());
       const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
       await hub.start();
+      started.push(() => hub.stop());
       warnAboutCappedEntries(hub, config, log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
+      started.push(() => svid.stop());
       const admin = await startAdminServer(config, ds, ca, clock, log.child({ subsystem: 'admin-api' }));
+      started.push(() => admin.forceShutdown());
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
-      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, log);
+      started.push(() => agentApi.forceShutdown());
+      const bundleEndpoint = await startBundleEndpoint(config, ca, svid, log.child({ subsystem: 'bundle-endpoint' }));
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, log);
       server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
+      const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       log.info(
-        { trustDomain: config.trustDomain, datacenters: config.datacenters, agentApi: `${config.bindAddress.replace(/:\d+$/, '')}:${port}`, adminSocket: config.adminSocket },
+        {
+          trustDomain: config.trustDomain,
+          datacenters: config.datacenters,
+          agentApi: `${hostOf(config.bindAddress)}:${port}`,
+          adminSocket: config.adminSocket,
+          ...(bundleEndpoint && { bundleEndpoint: `${hostOf(config.bundleEndpointAddress!)}:${bundleEndpoint.port}` }),
+        },
         'meshid-server is running',
       );
       return server;
     } catch (err) {
+      for (const stop of started.reverse()) await stop();
       await ds.close();
       throw err;
     }
@@ -132,7 +151,7 @@ export class MeshidServer {
     this.ca.stop();
     this.svid.stop();
     this.hub.stop();
-    await Promise.all([shutdown(this.agentApi), shutdown(this.admin)]);
+    await Promise.all([shutdown(this.agentApi), shutdown(this.admin), this.bundleEndpoint?.close()]);
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
   }
@@ -257,5 +276,20 @@ function shutdown(server: grpc.Server): Promise<void> {
       clearTimeout(timer);
       resolve();
     });
+  });
+}
+
+/** The bundle endpoint, if configured: the CA's bundle under the server's SVID. */
+async function startBundleEndpoint(config: ServerConfig, ca: CaManager, svid: ServerSvid, log: Logger): Promise<BundleEndpoint | undefined> {
+  if (config.bundleEndpointAddress === undefined) return undefined;
+  return BundleEndpoint.start({
+    address: config.bundleEndpointAddress,
+    sources: {
+      bundle: () => ca.bundle(),
+      onBundleChange: (listener) => ca.onBundleChange(listener),
+      identity: () => svid.identity(),
+      onIdentityChange: (listener) => svid.onChange(listener),
+    },
+    log,
   });
 }

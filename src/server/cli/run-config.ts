@@ -25,6 +25,12 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     valueName: 'FILE',
     description: 'Roots of the PKI that issued --upstream-ca-cert (PEM), published as the bundle; the cert file may hold its issuers after it',
   },
+  {
+    name: 'bundle-endpoint-address',
+    type: 'string',
+    valueName: 'HOST:PORT',
+    description: 'Serve the SPIFFE bundle endpoint (https_spiffe, authenticated by the server SVID) there; off by default',
+  },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], description: 'Log level (info)' },
 ];
 
@@ -44,6 +50,7 @@ const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
   'upstream-ca-cert': 'upstream_ca_cert',
   'upstream-ca-key': 'upstream_ca_key',
   'upstream-bundle': 'upstream_bundle',
+  'bundle-endpoint-address': 'bundle_endpoint_address',
   'log-level': 'log_level',
 };
 
