@@ -4,6 +4,7 @@ import { readJsonConfigObject } from '../common/config-file.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
+import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
 
@@ -42,6 +43,8 @@ export interface ServerConfig {
   readonly globalSignBurst: number;
   /** HOST:PORT of the SPIFFE bundle endpoint (https_spiffe); undefined serves none. */
   readonly bundleEndpointAddress: string | undefined;
+  /** Trust domains whose bundles are fetched from their bundle endpoints (config file only). */
+  readonly federatesWith: readonly FederationRelationship[];
 }
 
 /** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
@@ -71,13 +74,14 @@ export interface RawServerConfig {
   global_sign_rate?: number;
   global_sign_burst?: number;
   bundle_endpoint_address?: string;
+  federates_with?: Record<string, RawRelationship>;
 }
 
 const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
   'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
   'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'upstream_bundle', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
-  'bundle_endpoint_address',
+  'bundle_endpoint_address', 'federates_with',
 ]);
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -176,6 +180,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     globalSignRate: globalRate,
     globalSignBurst: globalBurst,
     bundleEndpointAddress: raw.bundle_endpoint_address,
+    federatesWith: compileRelationships(raw.federates_with, trustDomain),
   });
 }
 

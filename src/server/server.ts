@@ -22,6 +22,7 @@ import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { BundleEndpoint } from './federation/bundle-endpoint.js';
+import { FederatedBundlePoller } from './federation/bundle-poller.js';
 import { SyncHub } from './api/sync-hub.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 import { SigningLimits } from './api/signing-limits.js';
@@ -67,6 +68,8 @@ export class MeshidServer {
     readonly agentPort: number,
     /** The SPIFFE bundle endpoint, when configured. */
     readonly bundleEndpoint: BundleEndpoint | undefined,
+    /** Refreshes federated bundles from their endpoints (config federates_with). */
+    readonly federation: FederatedBundlePoller,
     private readonly log: Logger,
   ) {}
 
@@ -94,6 +97,9 @@ export class MeshidServer {
       warnAboutCappedEntries(hub, config, log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
+      const federation = new FederatedBundlePoller(config.federatesWith, ds, clock, log.child({ subsystem: 'federation' }));
+      federation.start();
+      started.push(() => federation.stop());
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
       started.push(() => svid.stop());
@@ -102,7 +108,7 @@ export class MeshidServer {
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
       started.push(() => agentApi.forceShutdown());
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, log.child({ subsystem: 'bundle-endpoint' }));
-      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, log);
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, log);
       server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       log.info(
@@ -148,6 +154,7 @@ export class MeshidServer {
 
   async stop(): Promise<void> {
     this.cronTask?.stop();
+    this.federation.stop();
     this.ca.stop();
     this.svid.stop();
     this.hub.stop();

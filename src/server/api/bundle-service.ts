@@ -8,6 +8,7 @@ import { pemToDerList } from '../../common/x509/pem.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore, type StoredBundle } from '../datastore/datastore.js';
+import { storedFederatedBundle } from '../federation/federated-bundle.js';
 import { storedBundleToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 
@@ -35,18 +36,7 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
       const now = clock.now();
       let stored: StoredBundle;
       if (format === 'spiffe') {
-        const b = bundleFromSpiffeJson(td, text);
-        stored = {
-          trustDomain: td,
-          x509Authorities: b.x509Authorities,
-          jwtAuthorities: b.jwtAuthorities.map((k) => ({
-            kid: k.kid,
-            publicKeyPem: k.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-            notAfter: 0,
-          })),
-          sequence: Math.max(b.sequence, (previous?.sequence ?? 0) + 1),
-          updatedAt: now,
-        };
+        stored = storedFederatedBundle(td, bundleFromSpiffeJson(td, text), previous, now);
       } else if (format === 'pem') {
         const ders = pemToDerList(text);
         for (const der of ders) {

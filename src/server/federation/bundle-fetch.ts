@@ -1,0 +1,73 @@
+import https from 'node:https';
+import type { PeerCertificate } from 'node:tls';
+import { failedPrecondition, unavailable } from '../../common/errors.js';
+import { bundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { certificatesToPem } from '../../common/x509/pem.js';
+import type { FederationRelationship } from './relationship.js';
+
+/** A bundle document is a few KB per key; this bounds what a misbehaving endpoint can make the server hold. */
+const MAX_BODY_BYTES = 1 << 20;
+const TIMEOUT_MS = 10_000;
+
+/**
+ * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5). https_spiffe trusts only
+ * `anchors` (the bundle stored for that trust domain) and requires the endpoint's SVID to carry exactly the
+ * relationship's endpoint SPIFFE ID as its URI SAN; no host name is checked. https_web is ordinary HTTPS: the
+ * process's web PKI roots (NODE_EXTRA_CA_CERTS adds some) and the URL's host name. Throws MeshidError: unavailable
+ * for anything the endpoint or the network did, failed_precondition when https_spiffe has nothing to trust yet.
+ */
+export function fetchFederatedBundle(rel: FederationRelationship, anchors: readonly Buffer[] | undefined): Promise<TrustBundle> {
+  const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
+  let tls: https.RequestOptions = {};
+  if (rel.profile === 'https_spiffe') {
+    if (anchors === undefined || anchors.length === 0) {
+      return Promise.reject(
+        failedPrecondition(
+          `no bundle of ${rel.trustDomain} is stored to authenticate its ${where}: seed it once with "meshid-server bundle set --trust-domain ${rel.trustDomain}"`,
+        ),
+      );
+    }
+    tls = { ca: certificatesToPem([...anchors]), checkServerIdentity: (_host, cert) => checkEndpointId(cert, rel.endpointSpiffeId!) };
+  }
+  return new Promise((resolve, reject) => {
+    const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
+    const req = https.get(rel.bundleEndpointUrl, { ...tls, agent: false, timeout: TIMEOUT_MS }, (res) => {
+      if (res.statusCode !== 200) {
+        res.resume();
+        fail(`answered HTTP ${res.statusCode}`);
+        return;
+      }
+      const chunks: Buffer[] = [];
+      let size = 0;
+      res.on('data', (chunk: Buffer) => {
+        size += chunk.length;
+        if (size > MAX_BODY_BYTES) {
+          req.destroy();
+          fail(`the document is larger than ${MAX_BODY_BYTES} bytes`);
+          return;
+        }
+        chunks.push(chunk);
+      });
+      res.on('end', () => {
+        try {
+          resolve(bundleFromSpiffeJson(rel.trustDomain, Buffer.concat(chunks).toString('utf8')));
+        } catch (err) {
+          fail(`served a document that is not a SPIFFE bundle (${(err as Error).message})`, err);
+        }
+      });
+      res.on('error', (err) => fail(err.message, err));
+    });
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)));
+    req.on('error', (err) => fail(err.message, err));
+  });
+}
+
+/** https_spiffe: the endpoint's leaf names exactly the expected SPIFFE ID, and no other URI. */
+function checkEndpointId(cert: PeerCertificate, expected: string): Error | undefined {
+  const uris = (cert.subjectaltname ?? '')
+    .split(', ')
+    .filter((san) => san.startsWith('URI:'))
+    .map((san) => san.slice('URI:'.length));
+  if (uris.length === 1 && uris[0] === expected) return undefined;
+  return new Error(`the endpoint presented ${uris.length === 0 ? 'no SPIFFE ID' : uris.join(', ')}, not ${expected}`);
+}

@@ -1,0 +1,113 @@
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { Datastore } from '../datastore/datastore.js';
+import { fetchFederatedBundle } from './bundle-fetch.js';
+import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
+import type { FederationRelationship } from './relationship.js';
+
+/** When the endpoint gives no spiffe_refresh_hint (SPIRE's default too). */
+export const DEFAULT_REFRESH_MS = 5 * 60_000;
+/** A hint is obeyed within these bounds: a partner cannot make us poll it in a loop, nor stop us for days. */
+export const MIN_REFRESH_MS = 30_000;
+export const MAX_REFRESH_MS = 60 * 60_000;
+/** After a failure the next try comes this much later, doubling up to the refresh interval. */
+export const FIRST_RETRY_MS = 30_000;
+
+export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<TrustBundle>;
+
+interface PollState {
+  readonly rel: FederationRelationship;
+  timer: TimerHandle | undefined;
+  inFlight: Promise<void> | undefined;
+  failures: number;
+}
+
+/**
+ * Keeps every federated trust domain of the config (`federates_with`) up to date from its bundle endpoint: polls at
+ * the endpoint's refresh hint, stores a bundle whose authorities changed (so agents hear of it through the change
+ * feed, like `bundle set`), and retries failures with backoff. A failed poll changes nothing: the stored bundle
+ * stays, and with it what the workloads trust, until a fetch succeeds or an operator acts.
+ */
+export class FederatedBundlePoller {
+  private readonly states = new Map<string, PollState>();
+  private stopped = false;
+
+  constructor(
+    relationships: readonly FederationRelationship[],
+    private readonly ds: Datastore,
+    private readonly clock: Clock,
+    private readonly log: Logger,
+    private readonly fetch: BundleFetcher = fetchFederatedBundle,
+  ) {
+    for (const rel of relationships) this.states.set(rel.trustDomain, { rel, timer: undefined, inFlight: undefined, failures: 0 });
+  }
+
+  /** Polls every relationship now, then on its own schedule. */
+  start(): void {
+    for (const state of this.states.values()) this.schedule(state, 0);
+  }
+
+  /** Polls `trustDomain` now (or waits for the poll under way); resolves when it is done, whatever its outcome. */
+  refresh(trustDomain: string): Promise<void> {
+    const state = this.states.get(trustDomain);
+    if (state === undefined) return Promise.resolve();
+    return state.inFlight ?? this.poll(state);
+  }
+
+  /** The poll of `trustDomain` under way, if any. */
+  pending(trustDomain: string): Promise<void> | undefined {
+    return this.states.get(trustDomain)?.inFlight;
+  }
+
+  stop(): void {
+    this.stopped = true;
+    for (const state of this.states.values()) state.timer?.cancel();
+  }
+
+  private schedule(state: PollState, ms: number): void {
+    state.timer?.cancel();
+    state.timer = this.clock.setTimer(() => void this.poll(state), ms);
+  }
+
+  private poll(state: PollState): Promise<void> {
+    state.timer?.cancel();
+    state.timer = undefined;
+    const run = this.pollOnce(state).finally(() => {
+      state.inFlight = undefined;
+    });
+    state.inFlight = run;
+    return run;
+  }
+
+  private async pollOnce(state: PollState): Promise<void> {
+    const { rel } = state;
+    let next: number;
+    try {
+      const previous = await this.ds.getBundle(rel.trustDomain);
+      const fetched = await this.fetch(rel, previous?.x509Authorities);
+      if (this.stopped) return;
+      const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
+      if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
+        // Trusting nothing would also lock https_spiffe out of every later fetch; an operator decides this one.
+        throw new Error('it served a bundle with no keys; the stored bundle is kept (delete it with "meshid-server bundle delete" to stop trusting the domain)');
+      }
+      if (previous === undefined || !sameAuthorities(previous, stored)) {
+        await this.ds.setBundle(stored);
+        this.log.info({ trustDomain: rel.trustDomain, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');
+      }
+      state.failures = 0;
+      const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
+      next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
+    } catch (err) {
+      if (this.stopped) return;
+      state.failures++;
+      next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
+      this.log.warn(
+        { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInSeconds: next / 1000, reason: (err as Error).message },
+        'cannot refresh a federated bundle from its endpoint; the stored one stays in use',
+      );
+    }
+    if (!this.stopped) this.schedule(state, next);
+  }
+}

@@ -1,0 +1,73 @@
+/**
+ * Two trust domains federating through a bundle endpoint: example.org is a real meshid-server process serving its
+ * endpoint; partner.org is an in-process server whose config federates with it (https_spiffe), on a fake clock so
+ * polls happen when the test says. The fetches are real HTTPS between the two.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { FakeClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/log.js';
+import { pemToDerList } from '../../src/common/x509/pem.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import type { RawRelationship } from '../../src/server/federation/relationship.js';
+import { MeshidServer } from '../../src/server/server.js';
+import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+
+async function partnerServer(dir: string, clock: FakeClock, federatesWith: Record<string, RawRelationship>): Promise<MeshidServer> {
+  const config = compileServerConfig({
+    trust_domain: 'partner.org',
+    data_dir: path.join(dir, 'partner', 'data'),
+    bind_address: '127.0.0.1:0',
+    admin_socket: path.join(dir, 'partner', 'admin.sock'),
+    federates_with: federatesWith,
+  });
+  return MeshidServer.start({ config, log: silentLogger(), clock });
+}
+
+test('a server federating over https_spiffe follows the partner\'s root rotation, and trusts nothing it cannot authenticate', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-endpoint-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const origin = await startServerProcess(path.join(dir, 'origin'), ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0']);
+  t.after(() => origin.stop());
+  const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(origin.output())![1]);
+  const url = `https://127.0.0.1:${port}/`;
+  const originRoots = (): Promise<Buffer[]> => origin.cli(['bundle', 'show']).then((r) => pemToDerList(r.out));
+
+  const clock = new FakeClock(Date.now());
+  const partner = await partnerServer(dir, clock, {
+    'example.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/meshid/server' },
+  });
+  t.after(() => partner.stop());
+
+  // Nothing to authenticate the endpoint with yet: nothing is stored.
+  await partner.federation.refresh('example.org');
+  assert.equal(await partner.ds.getBundle('example.org'), undefined);
+
+  // The operator seeds the bundle once, as with SPIRE; from then on the endpoint keeps it current.
+  const seed = (await origin.cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  const set = await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', partner.config.adminSocket]);
+  assert.equal(set.code, 0, set.err);
+  const seeded = (await partner.ds.getBundle('example.org'))!;
+  await partner.federation.refresh('example.org');
+  assert.equal((await partner.ds.getBundle('example.org'))!.sequence, seeded.sequence, 'an unchanged bundle is not stored again');
+
+  assert.equal((await origin.cli(['ca', 'rotate-root'])).code, 0);
+  await partner.federation.refresh('example.org');
+  const rotated = (await partner.ds.getBundle('example.org'))!;
+  assert.deepEqual(new Set(rotated.x509Authorities.map((d) => d.toString('hex'))), new Set((await originRoots()).map((d) => d.toString('hex'))));
+  assert.equal(rotated.x509Authorities.length, 2, 'the new root arrives before it signs anything');
+  assert.ok(rotated.sequence > seeded.sequence);
+  assert.ok(rotated.jwtAuthorities.length >= 1);
+
+  // An endpoint that does not present the configured SPIFFE ID is not trusted, and the stored bundle stays.
+  const wrongId = await partnerServer(path.join(dir, 'wrong'), clock, {
+    'example.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/someone-else' },
+  });
+  t.after(() => wrongId.stop());
+  assert.equal((await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', wrongId.config.adminSocket])).code, 0);
+  await wrongId.federation.refresh('example.org');
+  assert.equal((await wrongId.ds.getBundle('example.org'))!.x509Authorities.length, 1, 'still only the seeded root');
+});

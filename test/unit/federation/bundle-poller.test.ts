@@ -1,0 +1,112 @@
+/**
+ * The poller's schedule and storage rules, with the endpoint stubbed (a fetch function; the real HTTPS fetch is in
+ * test/integration/federation-endpoint.test.ts) over a real SQLite datastore and a fake clock.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
+import { compileRelationships } from '../../../src/server/federation/relationship.js';
+import { TestCa } from '../../support/fake-sds-cache.js';
+import { withDatastore } from '../datastore/fixture.js';
+
+const [REL] = compileRelationships(
+  { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_web' } },
+  'example.org',
+);
+
+/** A stubbed endpoint: answers (or throws) what `next` says, and counts the calls. */
+function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => Promise<TrustBundle> } {
+  const stub = {
+    next: (): TrustBundle => {
+      throw new Error('no answer set');
+    },
+    calls: 0,
+    fetch: async (): Promise<TrustBundle> => {
+      stub.calls++;
+      return stub.next();
+    },
+  };
+  return stub;
+}
+
+test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const poller = new FederatedBundlePoller([REL!], ds, clock, silentLogger(), endpoint.fetch);
+    t.after(() => poller.stop());
+
+    endpoint.next = () => ({ ...ca.bundle(7), refreshHintSeconds: 1 });
+    /** Moves the clock; a poll must start then, and is waited for. */
+    const pollAfter = async (ms: number): Promise<void> => {
+      clock.advance(ms);
+      const poll = poller.pending('partner.org');
+      assert.ok(poll, `a poll started after ${ms} ms`);
+      await poll;
+    };
+    poller.start();
+    await pollAfter(0);
+    const first = (await ds.getBundle('partner.org'))!;
+    assert.deepEqual(first.x509Authorities, [ca.rootDer]);
+    assert.equal(first.sequence, 7, "the partner's sequence, as it is higher than none");
+
+    // A hint of 1 s is obeyed as 30 s: nothing before, one poll then; the same content is not stored again.
+    clock.advance(MIN_REFRESH_MS - 1);
+    assert.equal(poller.pending('partner.org'), undefined);
+    await pollAfter(1);
+    assert.equal(endpoint.calls, 2);
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 7);
+
+    // Failures change nothing stored and retry after 30 s, then 60 s.
+    endpoint.next = () => {
+      throw new Error('connection refused');
+    };
+    await pollAfter(MIN_REFRESH_MS);
+    clock.advance(FIRST_RETRY_MS - 1);
+    assert.equal(poller.pending('partner.org'), undefined);
+    await pollAfter(1);
+    clock.advance(2 * FIRST_RETRY_MS - 1);
+    assert.equal(poller.pending('partner.org'), undefined);
+    await pollAfter(1);
+    assert.equal(endpoint.calls, 5);
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer]);
+
+    // A bundle with no keys is not applied: it would trust nothing, and lock the endpoint out of later polls.
+    endpoint.next = () => ({ ...ca.bundle(8), x509Authorities: [], jwtAuthorities: [] });
+    await poller.refresh('partner.org');
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 7);
+
+    // A changed bundle is stored under a higher sequence than the stored one, whatever the partner says.
+    const other = new TestCa('partner.org');
+    t.after(() => other.dispose());
+    endpoint.next = () => other.bundle(3);
+    await poller.refresh('partner.org');
+    const changed = (await ds.getBundle('partner.org'))!;
+    assert.deepEqual(changed.x509Authorities, [other.rootDer]);
+    assert.equal(changed.sequence, 8);
+  });
+});
+
+test('federates_with in the config is checked: profile, https URL, endpoint SPIFFE ID in that trust domain', () => {
+  const bad: Array<[unknown, RegExp]> = [
+    [{ 'example.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web' } }, /own trust domain/],
+    [{ 'p.org': { bundle_endpoint_url: 'http://x', bundle_endpoint_profile: 'https_web' } }, /must be an https:\/\/ URL/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://u:pw@x', bundle_endpoint_profile: 'https_web' } }, /credentials/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'spiffe' } }, /must be one of https_spiffe, https_web/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe' } }, /needs endpoint_spiffe_id/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://q.org/s' } }, /not in trust domain "p.org"/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web', endpoint_spiffe_id: 'spiffe://p.org/s' } }, /is for https_spiffe/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web', refresh: 5 } }, /unknown key "refresh"/],
+    [{ 'P.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web' } }, /lowercase|invalid/i],
+    [['p.org'], /must be an object keyed by trust domain/],
+  ];
+  for (const [raw, message] of bad) assert.throws(() => compileRelationships(raw, 'example.org'), message, JSON.stringify(raw));
+  const [ok] = compileRelationships(
+    { 'p.org': { bundle_endpoint_url: 'https://p.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://p.org/spire/server' } },
+    'example.org',
+  );
+  assert.deepEqual(ok, { trustDomain: 'p.org', bundleEndpointUrl: 'https://p.example:8443/', profile: 'https_spiffe', endpointSpiffeId: 'spiffe://p.org/spire/server' });
+});
