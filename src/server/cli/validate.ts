@@ -33,7 +33,10 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
         `X.509-SVIDs ${formatDuration(config.x509SvidTtlMs)} (max ${formatDuration(config.maxX509SvidTtlMs)}), ` +
         `JWT-SVIDs ${formatDuration(config.jwtSvidTtlMs)} (max ${formatDuration(config.maxJwtSvidTtlMs)}), ` +
         `intermediates ${formatDuration(config.intermediateTtlMs)}, ` +
-        (config.upstreamCa !== undefined ? `upstream CA ${config.upstreamCa.certFile}.\n` : `root ${formatDuration(config.rootTtlMs)}.\n`),
+        (config.upstreamCa !== undefined ? `upstream CA ${config.upstreamCa.certFile}` : `root ${formatDuration(config.rootTtlMs)}`) +
+        (config.bundleEndpointAddress !== undefined ? `; bundle endpoint on ${config.bundleEndpointAddress}` : '') +
+        (config.federatesWith.length > 0 ? `; federates with ${config.federatesWith.map((r) => `${r.trustDomain} (${r.profile})`).join(', ')}` : '') +
+        '.\n',
     );
     return 0;
   } catch (err) {

@@ -24,6 +24,16 @@ test('server validate: a good configuration is summarised; a TTL conflict or unu
   const ok = await run(validateServerCommand, ['--trust-domain', 'example.org', '--datacenter', 'east', '--datacenter', 'west']);
   assert.deepEqual([ok.code, ok.err], [0, '']);
   assert.match(ok.out, /^Configuration is valid: trust domain example\.org, datacenters east, west; X\.509-SVIDs 1d/);
+  assert.doesNotMatch(ok.out, /bundle endpoint|federates/);
+
+  const configFile = path.join(dir, 'federating.json');
+  fs.writeFileSync(configFile, JSON.stringify({
+    trust_domain: 'example.org',
+    federates_with: { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_web' } },
+  }));
+  const federating = await run(validateServerCommand, ['--config', configFile, '--bundle-endpoint-address', '0.0.0.0:8443']);
+  assert.deepEqual([federating.code, federating.err], [0, '']);
+  assert.match(federating.out, /; bundle endpoint on 0\.0\.0\.0:8443; federates with partner\.org \(https_web\)\.\n$/);
 
   const ttl = await run(validateServerCommand, ['--trust-domain', 'example.org', '--intermediate-ttl', '1h']);
   assert.deepEqual([ttl.code, ttl.out], [1, '']);
