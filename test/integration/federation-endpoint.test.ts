@@ -5,15 +5,21 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { FakeClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/log.js';
+import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { compileServerConfig } from '../../src/server/config.js';
 import type { RawRelationship } from '../../src/server/federation/relationship.js';
 import { MeshidServer } from '../../src/server/server.js';
+import { TestCa } from '../support/fake-sds-cache.js';
+import { opensslCa } from '../support/openssl.js';
 import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
 
 async function partnerServer(dir: string, clock: FakeClock, federatesWith: Record<string, RawRelationship>): Promise<MeshidServer> {
@@ -70,4 +76,44 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.equal((await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', wrongId.config.adminSocket])).code, 0);
   await wrongId.federation.refresh('example.org');
   assert.equal((await wrongId.ds.getBundle('example.org'))!.x509Authorities.length, 1, 'still only the seeded root');
+});
+
+test('a server federating over https_web (config file) fetches a bundle from an endpoint with a web PKI certificate', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-web-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // A web PKI of our own: a CA the server process is told to trust, and a certificate for localhost.
+  const webCa = opensslCa(dir, 'web-ca');
+  const leafKey = path.join(dir, 'leaf.key');
+  const leafCert = path.join(dir, 'leaf.pem');
+  fs.writeFileSync(path.join(dir, 'leaf.ext'), 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
+  for (const args of [
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', leafKey, '-subj', '/CN=localhost', '-out', path.join(dir, 'leaf.csr')],
+    ['x509', '-req', '-in', path.join(dir, 'leaf.csr'), '-CA', webCa.cert, '-CAkey', webCa.key, '-set_serial', '7', '-days', '1', '-extfile', path.join(dir, 'leaf.ext'), '-out', leafCert],
+  ]) {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  const partnerCa = new TestCa('web.example');
+  t.after(() => partnerCa.dispose());
+  const document = bundleToSpiffeJson(partnerCa.bundle(4));
+  const endpoint = https.createServer({ cert: fs.readFileSync(leafCert), key: fs.readFileSync(leafKey) }, (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(document);
+  });
+  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise<void>((resolve) => endpoint.close(() => resolve())));
+  const port = (endpoint.address() as AddressInfo).port;
+
+  const configFile = path.join(dir, 'server.json');
+  fs.writeFileSync(configFile, JSON.stringify({
+    federates_with: { 'web.example': { bundle_endpoint_url: `https://localhost:${port}/bundle`, bundle_endpoint_profile: 'https_web' } },
+  }));
+  const server = await startServerProcess(path.join(dir, 'server'), ['--config', configFile, '--datacenter', 'east'], { NODE_EXTRA_CA_CERTS: webCa.cert });
+  t.after(() => server.stop());
+  // The first poll runs at start; wait for the server to have stored what it fetched.
+  let listed = '';
+  for (let i = 0; i < 100 && !listed.includes('web.example'); i++) {
+    listed = (await server.cli(['bundle', 'list', '--trust-domain', 'web.example'])).out;
+    if (!listed.includes('web.example')) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.deepEqual(pemToDerList(listed), [partnerCa.rootDer], server.output());
 });

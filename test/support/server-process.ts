@@ -35,14 +35,18 @@ export interface ServerProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** Starts `meshid-server run` in `dir` and waits until its admin socket answers health checks. */
-export async function startServerProcess(dir: string, extra: string[] = ['--datacenter', 'east', '--datacenter', 'west']): Promise<ServerProcess> {
+/** Starts `meshid-server run` in `dir` (`env` added to ours) and waits until its admin socket answers health checks. */
+export async function startServerProcess(
+  dir: string,
+  extra: string[] = ['--datacenter', 'east', '--datacenter', 'west'],
+  env: NodeJS.ProcessEnv = {},
+): Promise<ServerProcess> {
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const dataDir = path.join(dir, 'data');
   const child = spawn(
     process.execPath,
     [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info' } },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
