@@ -32,6 +32,7 @@ import { bundleService } from './api/bundle-service.js';
 import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
+import { federationService } from './api/federation-service.js';
 import { nodeService } from './api/node-service.js';
 import { serverId } from './api/entry-validation.js';
 import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
@@ -103,7 +104,7 @@ export class MeshidServer {
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
       started.push(() => svid.stop());
-      const admin = await startAdminServer(config, ds, ca, clock, log.child({ subsystem: 'admin-api' }));
+      const admin = await startAdminServer(config, ds, ca, federation, clock, log.child({ subsystem: 'admin-api' }));
       started.push(() => admin.forceShutdown());
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
       started.push(() => agentApi.forceShutdown());
@@ -164,7 +165,9 @@ export class MeshidServer {
   }
 }
 
-async function startAdminServer(config: ServerConfig, ds: Datastore, ca: CaManager, clock: Clock, log: Logger): Promise<grpc.Server> {
+async function startAdminServer(
+  config: ServerConfig, ds: Datastore, ca: CaManager, federation: FederatedBundlePoller, clock: Clock, log: Logger,
+): Promise<grpc.Server> {
   const proto = loadProto(ADMIN_PROTO);
   const limits = {
     trustDomain: config.trustDomain,
@@ -181,6 +184,7 @@ async function startAdminServer(config: ServerConfig, ds: Datastore, ca: CaManag
   server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Authorities'), authorityService(ca, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Svids'), svidService(ca, limits, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, log));
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
   ensurePrivateDir(path.dirname(config.adminSocket));

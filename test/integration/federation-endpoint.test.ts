@@ -48,9 +48,14 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   });
   t.after(() => partner.stop());
 
-  // Nothing to authenticate the endpoint with yet: nothing is stored.
-  await partner.federation.refresh('example.org');
+  const partnerCli = (args: string[]) => runNode(SERVER_MAIN, [...args, '--admin-socket', partner.config.adminSocket]);
+  // Nothing to authenticate the endpoint with yet: nothing is stored, and the operator is told what to do.
+  const unseeded = await partnerCli(['federation', 'refresh', '--trust-domain', 'example.org']);
+  assert.notEqual(unseeded.code, 0);
+  assert.match(unseeded.err, /^Error: FailedPrecondition: no bundle of example\.org is stored .*meshid-server bundle set --trust-domain example\.org/);
   assert.equal(await partner.ds.getBundle('example.org'), undefined);
+  const unknown = await partnerCli(['federation', 'refresh', '--trust-domain', 'nowhere.org']);
+  assert.match(unknown.err, /^Error: NotFound: nowhere\.org has no federation relationship: add it to federates_with/);
 
   // The operator seeds the bundle once, as with SPIRE; from then on the endpoint keeps it current.
   const seed = (await origin.cli(['bundle', 'show', '--format', 'spiffe'])).out;
@@ -61,7 +66,12 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.equal((await partner.ds.getBundle('example.org'))!.sequence, seeded.sequence, 'an unchanged bundle is not stored again');
 
   assert.equal((await origin.cli(['ca', 'rotate-root'])).code, 0);
-  await partner.federation.refresh('example.org');
+  const refreshed = await partnerCli(['federation', 'refresh', '--trust-domain', 'example.org', '--output', 'json']);
+  assert.equal(refreshed.code, 0, refreshed.err);
+  const status = JSON.parse(refreshed.out) as { last_error: string; last_success_at: number; next_poll_at: number; bundle_endpoint_profile: string };
+  assert.equal(status.last_error, '');
+  assert.equal(status.bundle_endpoint_profile, 'https_spiffe');
+  assert.equal(status.next_poll_at - status.last_success_at, 300, 'the next poll at the refresh hint');
   const rotated = (await partner.ds.getBundle('example.org'))!;
   assert.deepEqual(new Set(rotated.x509Authorities.map((d) => d.toString('hex'))), new Set((await originRoots()).map((d) => d.toString('hex'))));
   assert.equal(rotated.x509Authorities.length, 2, 'the new root arrives before it signs anything');
@@ -76,6 +86,8 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.equal((await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', wrongId.config.adminSocket])).code, 0);
   await wrongId.federation.refresh('example.org');
   assert.equal((await wrongId.ds.getBundle('example.org'))!.x509Authorities.length, 1, 'still only the seeded root');
+  const listed = await runNode(SERVER_MAIN, ['federation', 'list', '--admin-socket', wrongId.config.adminSocket]);
+  assert.match(listed.out, /Last error +: bundle endpoint https:\/\/127\.0\.0\.1:\d+\/ of example\.org: the endpoint presented spiffe:\/\/example\.org\/meshid\/server, not spiffe:\/\/example\.org\/someone-else/);
 });
 
 test('a server federating over https_web (config file) fetches a bundle from an endpoint with a web PKI certificate', async (t) => {

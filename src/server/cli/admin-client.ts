@@ -33,6 +33,7 @@ const SERVICE_NAMES: Record<AdminService, string> = {
   Agents: 'meshid.admin.v1.Agents',
   Authorities: 'meshid.admin.v1.Authorities',
   Svids: 'meshid.admin.v1.Svids',
+  Federation: 'meshid.admin.v1.Federation',
   Health: 'grpc.health.v1.Health',
 };
 

@@ -49,6 +49,17 @@ export interface MintX509SvidResponse {
   expires_at?: number;
 }
 
+export interface ProtoFederationRelationship {
+  trust_domain?: string;
+  bundle_endpoint_url?: string;
+  bundle_endpoint_profile?: string;
+  endpoint_spiffe_id?: string;
+  last_attempt_at?: number;
+  last_success_at?: number;
+  last_error?: string;
+  next_poll_at?: number;
+}
+
 /** Every admin method the CLI calls: [request, response] by service and method name. */
 export interface AdminMethods {
   Entries: {
@@ -81,6 +92,10 @@ export interface AdminMethods {
   Svids: {
     MintX509Svid: [{ csr: Buffer; spiffe_id: string; ttl?: number; dns_names?: string[]; datacenter?: string }, MintX509SvidResponse];
     MintJwtSvid: [{ spiffe_id: string; audience: string[]; ttl?: number }, { token?: string; expires_at?: number }];
+  };
+  Federation: {
+    ListFederationRelationships: [Record<string, never>, { relationships?: ProtoFederationRelationship[] }];
+    RefreshBundle: [{ trust_domain: string }, ProtoFederationRelationship];
   };
   Health: {
     Check: [{ service?: string }, { status?: string }];

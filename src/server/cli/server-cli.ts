@@ -4,6 +4,7 @@ import { agentCommand } from './agent.js';
 import { bundleCommand } from './bundle.js';
 import { caCommand } from './ca.js';
 import { entryCommand } from './entry.js';
+import { federationCommand } from './federation.js';
 import { healthcheckCommand } from './healthcheck.js';
 import { jwtCommand } from './jwt.js';
 import { tokenCommand } from './token.js';
@@ -20,6 +21,7 @@ const GROUPS: readonly CommandGroup[] = [
   { name: 'entry', summary: 'Manage registration entries (create, show, update, delete)', run: entryCommand },
   { name: 'token', summary: 'Generate join tokens for agents', run: tokenCommand },
   { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, set, delete)', run: bundleCommand },
+  { name: 'federation', summary: 'Federation relationships and their bundle polls (list, refresh)', run: federationCommand },
   { name: 'agent', summary: 'Manage attested agents (list, show, evict, ban)', run: agentCommand },
   { name: 'ca', summary: 'Show the certificate authorities', run: caCommand },
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },

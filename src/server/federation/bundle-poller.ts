@@ -21,6 +21,20 @@ interface PollState {
   timer: TimerHandle | undefined;
   inFlight: Promise<void> | undefined;
   failures: number;
+  lastAttemptAt: number | undefined;
+  lastSuccessAt: number | undefined;
+  /** Why the last poll failed; undefined after a success. */
+  lastError: Error | undefined;
+  nextPollAt: number | undefined;
+}
+
+/** A relationship and how its polls go, for operators (admin API Federation). */
+export interface RelationshipStatus {
+  readonly relationship: FederationRelationship;
+  readonly lastAttemptAt: number | undefined;
+  readonly lastSuccessAt: number | undefined;
+  readonly lastError: Error | undefined;
+  readonly nextPollAt: number | undefined;
 }
 
 /**
@@ -40,7 +54,12 @@ export class FederatedBundlePoller {
     private readonly log: Logger,
     private readonly fetch: BundleFetcher = fetchFederatedBundle,
   ) {
-    for (const rel of relationships) this.states.set(rel.trustDomain, { rel, timer: undefined, inFlight: undefined, failures: 0 });
+    for (const rel of relationships) {
+      this.states.set(rel.trustDomain, {
+        rel, timer: undefined, inFlight: undefined, failures: 0,
+        lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined,
+      });
+    }
   }
 
   /** Polls every relationship now, then on its own schedule. */
@@ -55,6 +74,21 @@ export class FederatedBundlePoller {
     return state.inFlight ?? this.poll(state);
   }
 
+  /** Every relationship and its polls, in config order. */
+  statuses(): RelationshipStatus[] {
+    return [...this.states.values()].map((s) => this.statusOf(s));
+  }
+
+  /** One relationship's status; undefined when `trustDomain` is not in the config's federates_with. */
+  status(trustDomain: string): RelationshipStatus | undefined {
+    const state = this.states.get(trustDomain);
+    return state === undefined ? undefined : this.statusOf(state);
+  }
+
+  private statusOf(s: PollState): RelationshipStatus {
+    return { relationship: s.rel, lastAttemptAt: s.lastAttemptAt, lastSuccessAt: s.lastSuccessAt, lastError: s.lastError, nextPollAt: s.nextPollAt };
+  }
+
   /** The poll of `trustDomain` under way, if any. */
   pending(trustDomain: string): Promise<void> | undefined {
     return this.states.get(trustDomain)?.inFlight;
@@ -67,12 +101,14 @@ export class FederatedBundlePoller {
 
   private schedule(state: PollState, ms: number): void {
     state.timer?.cancel();
+    state.nextPollAt = this.clock.now() + ms;
     state.timer = this.clock.setTimer(() => void this.poll(state), ms);
   }
 
   private poll(state: PollState): Promise<void> {
     state.timer?.cancel();
     state.timer = undefined;
+    state.nextPollAt = undefined;
     const run = this.pollOnce(state).finally(() => {
       state.inFlight = undefined;
     });
@@ -83,6 +119,7 @@ export class FederatedBundlePoller {
   private async pollOnce(state: PollState): Promise<void> {
     const { rel } = state;
     let next: number;
+    state.lastAttemptAt = this.clock.now();
     try {
       const previous = await this.ds.getBundle(rel.trustDomain);
       const fetched = await this.fetch(rel, previous?.x509Authorities);
@@ -97,11 +134,14 @@ export class FederatedBundlePoller {
         this.log.info({ trustDomain: rel.trustDomain, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');
       }
       state.failures = 0;
+      state.lastSuccessAt = this.clock.now();
+      state.lastError = undefined;
       const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
       next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
     } catch (err) {
       if (this.stopped) return;
       state.failures++;
+      state.lastError = err instanceof Error ? err : new Error(String(err));
       next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
       this.log.warn(
         { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInSeconds: next / 1000, reason: (err as Error).message },
