@@ -6,7 +6,6 @@ import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
 import { ensurePrivateDir } from '../common/atomic-file.js';
 import { formatDuration } from '../common/duration.js';
-import { failedPrecondition } from '../common/errors.js';
 import { loadProto } from '../common/grpc/proto.js';
 import { serviceOf } from '../common/grpc/service.js';
 import { healthService } from '../common/grpc/health-service.js';
@@ -14,6 +13,8 @@ import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.j
 import { certificatesToPem } from '../common/x509/pem.js';
 import type { ServerConfig } from './config.js';
 import { openDataDir } from './data-dir.js';
+import { acquireDataDirLock } from '../common/data-dir-lock.js';
+import { removeStaleSocket } from '../common/socket-file.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
 import { KeyStore } from './ca/key-store.js';
@@ -43,6 +44,9 @@ export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.prot
  * How long a deleted entry's tombstone stays in the change feed. Only the sync hub reads the feed, and it catches up
  * at every change; a reader further behind than this gets a full reload instead of a delta.
  */
+/** In the data dir while a server uses it (see acquireDataDirLock). */
+const LOCK_FILE = 'server.lock';
+
 export const ENTRY_TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
 
 export interface ServerOptions {
@@ -71,6 +75,7 @@ export class MeshidServer {
     readonly bundleEndpoint: BundleEndpoint | undefined,
     /** Refreshes federated bundles from their endpoints (config federates_with). */
     readonly federation: FederatedBundlePoller,
+    private readonly unlock: () => void,
     private readonly log: Logger,
   ) {}
 
@@ -78,7 +83,15 @@ export class MeshidServer {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
     openDataDir(config.dataDir, config.trustDomain);
-    const ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
+    // Before anything is read: a second server on these files would fork the CA and the change feed.
+    const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
+    let ds: Datastore;
+    try {
+      ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
+    } catch (err) {
+      unlock();
+      throw err;
+    }
     // What has started so far, stopped in reverse if a later step fails (a port in use, say).
     const started: Array<() => unknown> = [];
     try {
@@ -109,7 +122,7 @@ export class MeshidServer {
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
       started.push(() => agentApi.forceShutdown());
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, log.child({ subsystem: 'bundle-endpoint' }));
-      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, log);
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, unlock, log);
       server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       log.info(
@@ -126,6 +139,7 @@ export class MeshidServer {
     } catch (err) {
       for (const stop of started.reverse()) await stop();
       await ds.close();
+      unlock();
       throw err;
     }
   }
@@ -162,6 +176,7 @@ export class MeshidServer {
     await Promise.all([shutdown(this.agentApi), shutdown(this.admin), this.bundleEndpoint?.close()]);
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
+    this.unlock();
   }
 }
 
@@ -188,7 +203,7 @@ async function startAdminServer(
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
   ensurePrivateDir(path.dirname(config.adminSocket));
-  removeStaleSocket(config.adminSocket);
+  await removeStaleSocket(config.adminSocket);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
   );
@@ -264,16 +279,6 @@ function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger)
   }
   if (jwt > 0) {
     log.warn({ entries: jwt, maxJwtSvidTtl: formatDuration(config.maxJwtSvidTtlMs) }, 'entries ask for JWT-SVIDs longer than max_jwt_svid_ttl; they are signed for max_jwt_svid_ttl');
-  }
-}
-
-function removeStaleSocket(file: string): void {
-  try {
-    const st = fs.lstatSync(file);
-    if (!st.isSocket()) throw failedPrecondition(`${file} exists and is not a socket; refusing to replace it`);
-    fs.rmSync(file);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
   }
 }
 

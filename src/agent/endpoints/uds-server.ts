@@ -4,7 +4,7 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
 import { peerCredentials, type PeerCredentials, type PeerInfo } from '../attestor/peer-credentials.js';
-import { removeStaleSocket } from './socket-file.js';
+import { removeStaleSocket } from '../../common/socket-file.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 
 export interface UdsServerOptions {

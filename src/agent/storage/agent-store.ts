@@ -3,7 +3,7 @@ import path from 'node:path';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
 import { failedPrecondition, isMeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { acquireDataDirLock } from './data-dir-lock.js';
+import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
@@ -41,7 +41,7 @@ export class AgentStore {
   static open(dataDir: string, log: Logger): AgentStore {
     if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
     ensurePrivateDir(dataDir);
-    const unlock = acquireDataDirLock(path.join(dataDir, LOCK_FILE));
+    const unlock = acquireDataDirLock(path.join(dataDir, LOCK_FILE), 'meshid-agent');
     removeStaleTempFiles(dataDir);
     return new AgentStore(dataDir, log, unlock);
   }

@@ -1,12 +1,14 @@
 import fs from 'node:fs';
-import { failedPrecondition } from '../../common/errors.js';
+import { failedPrecondition } from './errors.js';
 
 /**
- * One agent per data dir: two agents writing the same state would each overwrite the other's keys. The lock is a
- * file holding the owner's pid, created exclusively; a lock whose pid no longer runs (the agent was killed) is taken
- * over. A lock naming our own pid is ours (an agent restarted as pid 1 in a container).
+ * One process per data dir: two agents writing the same state would each overwrite the other's keys, and two servers
+ * on one datastore would rotate the CA each on its own (and delete each other's uncommitted key files). The lock is a
+ * file holding the owner's pid, created exclusively; a lock whose pid no longer runs (the process was killed) is
+ * taken over. A lock naming our own pid is ours (a process restarted as pid 1 in a container). `program` names the
+ * owner in the refusal (meshid-agent, meshid-server).
  */
-export function acquireDataDirLock(file: string): () => void {
+export function acquireDataDirLock(file: string, program: string): () => void {
   for (let attempt = 0; attempt < 2; attempt++) {
     try {
       const fd = fs.openSync(file, 'wx', 0o600);
@@ -19,7 +21,7 @@ export function acquireDataDirLock(file: string): () => void {
     const owner = Number.parseInt(readOrEmpty(file), 10);
     if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processRuns(owner)) {
       throw failedPrecondition(
-        `the data dir is in use by another meshid-agent (pid ${owner}, lock ${file}); stop it or use another --data-dir`,
+        `the data dir is in use by another ${program} (pid ${owner}, lock ${file}); stop it or use another --data-dir`,
       );
     }
     fs.rmSync(file, { force: true });

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import { failedPrecondition } from '../../common/errors.js';
+import { failedPrecondition } from './errors.js';
 
 /**
  * Makes `socketPath` free to bind: a socket file left by a previous run that nobody listens on any more is removed
