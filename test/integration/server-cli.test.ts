@@ -6,6 +6,7 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import Database from 'better-sqlite3';
 import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { packageRoot } from '../../src/common/paths.js';
@@ -115,6 +116,19 @@ test('healthcheck reports a healthy server and exits 0', async () => {
 test('healthcheck on a socket nobody serves exits 1 with an Unavailable line', async () => {
   const r = await cli(['healthcheck', '--admin-socket', path.join(dir, 'nope.sock')]);
   assertError(r, /^Error: Unavailable: cannot reach meshid-server on .*nope\.sock/);
+});
+
+test("the server's own UNAVAILABLE (a datastore another process holds locked) keeps its message; it is not a connection failure", async () => {
+  const db = new Database(path.join(dir, 'data', 'datastore.sqlite3'));
+  db.prepare('BEGIN IMMEDIATE').run();
+  try {
+    const r = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/locked`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:4']);
+    assertError(r, /^Error: Unavailable: .*locked/);
+    assert.doesNotMatch(r.err, /cannot reach|is it running/);
+  } finally {
+    db.prepare('ROLLBACK').run();
+    db.close();
+  }
 });
 
 test('entry create prints the entry with its ID, TTLs and one line per selector', async () => {

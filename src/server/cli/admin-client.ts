@@ -96,7 +96,8 @@ export class AdminClient {
   }
 
   private translate(err: ServiceError): Error {
-    if (err.code === status.UNAVAILABLE) {
+    // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
+    if (err.code === status.UNAVAILABLE && CONNECT_FAILURE.test(err.details || err.message)) {
       return unavailable(
         `cannot reach meshid-server on ${this.socketPath} (${connectProblem(err.details || err.message)}): is it running? ` +
           `Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
@@ -106,6 +107,9 @@ export class AdminClient {
     return fromServiceError(err);
   }
 }
+
+/** How grpc-js words a call that never reached a server (rather than a server's own UNAVAILABLE). */
+const CONNECT_FAILURE = /No connection established|Connection dropped|Failed to connect|connect E[A-Z]+/;
 
 /** grpc-js reports a failed connect as a long sentence; the operator needs the errno in words. */
 function connectProblem(details: string): string {
