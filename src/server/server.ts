@@ -193,7 +193,7 @@ async function startAdminServer(
     maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
   };
   const server = new grpc.Server(BASE_SERVER_OPTIONS);
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log, new Set(config.federatesWith.map((r) => r.trustDomain))));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Tokens'), tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), bundleService(ds, ca, clock, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, log));

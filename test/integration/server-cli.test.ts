@@ -15,6 +15,7 @@ import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
 
 const MAIN = path.join(packageRoot, 'dist/src/server/main.js');
 const TD = 'example.org';
@@ -194,7 +195,29 @@ test('entry create --node makes a node-alias entry parented by the server', asyn
   assert.equal(field(r.out, 'Parent ID'), `spiffe://${TD}/meshid/server`);
 });
 
+test('entry create refuses federates_with a trust domain without a bundle, naming the command that sets one', async () => {
+  const refused = await cli([
+    'entry', 'create', '--spiffe-id', `spiffe://${TD}/typo`, '--parent-id', `spiffe://${TD}/agent-6`, '--selector', 'unix:uid:4244',
+    '--federates-with', 'partner.ogr',
+  ]);
+  assertError(refused, /^Error: FailedPrecondition: federates_with names partner\.ogr, whose bundle this server does not have: set it first with "meshid-server bundle set --trust-domain partner\.ogr"/);
+  const id = await createEntry(['--spiffe-id', `spiffe://${TD}/typo`, '--parent-id', `spiffe://${TD}/agent-6`, '--selector', 'unix:uid:4244']);
+  assertError(await cli(['entry', 'update', '--entry-id', id, '--federates-with', 'partner.ogr']), /^Error: FailedPrecondition: federates_with names partner\.ogr/);
+});
+
+test('entry create takes an entry ID of the operator\'s choosing (SPIRE\'s -entryID); a taken or malformed one is refused', async () => {
+  const make = (id: string): Promise<Result> =>
+    cli(['entry', 'create', '-entryID', id, '--spiffe-id', `spiffe://${TD}/chosen`, '--parent-id', `spiffe://${TD}/agent-5`, '--selector', `unix:uid:${id.length}`]);
+  const r = await make('payments-web');
+  assertOk(r);
+  assert.equal(field(r.out, 'Entry ID'), 'payments-web');
+  assertError(await make('payments-web'), /^Error: AlreadyExists: registration entry id payments-web is already in use/);
+  assertError(await make('has space'), /^Error: InvalidArgument: entry id "has space" must be 1-255 printable ASCII characters/);
+});
+
 test('entry show finds entries by ID and by every filter', async () => {
+  fs.writeFileSync(path.join(dir, 'partner-for-filter.pem'), (await cli(['bundle', 'show'])).out);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'partner.org', '--path', path.join(dir, 'partner-for-filter.pem')]));
   const id = await createEntry([
     '--spiffe-id', `spiffe://${TD}/filtered`, '--parent-id', `spiffe://${TD}/agent-2`, '--selector', 'unix:uid:4242',
     '--selector', 'unix:gid:42', '--hint', 'blue', '--federates-with', 'partner.org',
@@ -218,6 +241,15 @@ test('entry show finds entries by ID and by every filter', async () => {
   assert.deepEqual(await ids('-selector', 'unix:uid:4242', '-selector', 'unix:gid:42', '-matchSelectorsOn', 'exact'), [id]);
   assert.deepEqual(await ids('--hint', 'blue'), [id]);
   assert.deepEqual(await ids('--federates-with', 'partner.org'), [id]);
+  // Over the API too, a trust domain filter is read as one: SPIRE's spiffe:// form finds it, a malformed one is refused.
+  const admin = new AdminClient(socket);
+  try {
+    const listed = await admin.call('Entries', 'ListEntries', { federates_with: 'spiffe://partner.org' });
+    assert.deepEqual(listed.entries?.map((e) => e.id), [id]);
+    await assert.rejects(admin.call('Entries', 'ListEntries', { federates_with: 'Not A TD!' }), (err: Error) => /invalid/i.test(err.message) && (err as { code?: string }).code === 'invalid_argument');
+  } finally {
+    admin.close();
+  }
   assert.ok((await ids()).includes(id));
   assert.deepEqual(await ids('--spiffe-id', `spiffe://${TD}/nobody`), []);
 });

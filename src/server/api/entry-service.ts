@@ -1,9 +1,9 @@
 import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
-import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
-import type { Datastore, EntryPatch } from '../datastore/datastore.js';
+import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
+import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
 import { entryToProto } from './convert.js';
 import { validateEntry, validateSelector, type EntryLimits } from './entry-validation.js';
 import { unary } from './handler.js';
@@ -15,17 +15,38 @@ const MASKABLE = new Set([
 ]);
 
 /** Admin API: registration entries (meshid.admin.v1.Entries). */
-export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): UntypedServiceImplementation {
+export function entryService(
+  ds: Datastore, limits: EntryLimits, log: Logger, federationTrustDomains: ReadonlySet<string> = new Set(),
+): UntypedServiceImplementation {
+  /**
+   * federates_with may name only trust domains this server has a bundle for, or fetches one for (config
+   * federates_with, before its first poll): SPIRE refuses the rest too, and a typo would federate with nothing.
+   */
+  const federationCheck = async (): Promise<(tds: readonly string[]) => void> => {
+    const known = new Set([...federationTrustDomains, ...(await ds.listBundles()).map((b) => b.trustDomain)]);
+    return (tds) => {
+      const missing = tds.filter((td) => !known.has(td));
+      if (missing.length > 0) {
+        throw failedPrecondition(
+          `federates_with names ${missing.join(', ')}, whose bundle this server does not have: set it first with ` +
+            `"meshid-server bundle set --trust-domain ${missing[0]}", or list it in the config's federates_with`,
+        );
+      }
+    };
+  };
   return {
     CreateEntries: unary(log, 'CreateEntries', async (req: { entries?: ProtoEntry[] }) => {
       const input = req.entries ?? [];
       if (input.length === 0) throw invalidArgument('no entries given');
       if (input.length > MAX_BATCH) throw invalidArgument(`at most ${MAX_BATCH} entries per call`);
       const results: Array<{ status: { code: number; message: string }; entry?: ProtoEntry }> = new Array(input.length);
-      const valid: Array<{ index: number; entry: ReturnType<typeof validateEntry> }> = [];
+      const valid: Array<{ index: number; entry: NewEntry }> = [];
+      const checkFederation = await federationCheck();
       input.forEach((e, index) => {
         try {
-          valid.push({ index, entry: validateEntry(e, limits) });
+          const entry = { ...validateEntry(e, limits), id: chosenEntryId(e.id) };
+          checkFederation(entry.federatesWith);
+          valid.push({ index, entry });
         } catch (err) {
           const s = toServiceError(err);
           results[index] = { status: { code: s.code, message: s.details } };
@@ -60,7 +81,7 @@ export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): U
         spiffeId: req.spiffe_id || undefined,
         parentId: req.parent_id || undefined,
         selectors: selectors.length > 0 ? { match, selectors } : undefined,
-        federatesWith: req.federates_with || undefined,
+        federatesWith: req.federates_with ? parseTrustDomain(req.federates_with) : undefined,
         hint: req.hint || undefined,
         pageSize: req.page_size || undefined,
         pageToken: req.page_token || undefined,
@@ -97,7 +118,7 @@ export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): U
           case 'jwt_svid_ttl': patch.jwtSvidTtlSeconds = valid.jwtSvidTtlSeconds; break;
           case 'dns_names': patch.dnsNames = valid.dnsNames; break;
           case 'hint': patch.hint = valid.hint; break;
-          case 'federates_with': patch.federatesWith = valid.federatesWith; break;
+          case 'federates_with': (await federationCheck())(valid.federatesWith); patch.federatesWith = valid.federatesWith; break;
           case 'admin': patch.admin = valid.admin; break;
           case 'downstream': patch.downstream = valid.downstream; break;
         }
@@ -123,4 +144,13 @@ export function entryService(ds: Datastore, limits: EntryLimits, log: Logger): U
       };
     }),
   };
+}
+
+/** Entry IDs as SPIRE allows them to be chosen (printable, at most 255 bytes); empty: the datastore makes one. */
+const ENTRY_ID_RE = /^[\x21-\x7e]{1,255}$/;
+
+function chosenEntryId(id: string | undefined): string | undefined {
+  if (id === undefined || id === '') return undefined;
+  if (!ENTRY_ID_RE.test(id)) throw invalidArgument(`entry id "${id}" must be 1-255 printable ASCII characters without spaces`);
+  return id;
 }

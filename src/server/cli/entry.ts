@@ -75,6 +75,7 @@ const create: Command = {
     parentIdFlag('SPIFFE ID of the agent (or node alias) that may serve the entry; required unless --node'),
     selectorFlag('Selector the workload must match, e.g. unix:uid:1000; at least one'),
     { name: 'node', type: 'bool', description: 'Create a node-alias entry: its parent is the server, its selectors match agents' },
+    entryIdFlag('An ID of your choosing for the entry (default: one is generated)'),
     ...FIELD_FLAGS,
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
@@ -86,6 +87,8 @@ const create: Command = {
     if (node && entry.parent_id !== undefined) throw invalidArgument('--node and --parent-id exclude each other: a node alias is parented by the server');
     if (!node && entry.parent_id === undefined) throw invalidArgument('flag --parent-id is required (or --node for a node-alias entry)');
     if ((entry.selectors ?? []).length === 0) throw invalidArgument('at least one selector is required (e.g. --selector unix:uid:1000)');
+    const id = args.string('entry-id');
+    if (id !== undefined) entry.id = id;
     return withAdminClient(args, io.env, async (client) => {
       if (node) // A node alias is parented by the server's own ID (spiffe://<td>/meshid/server).
       entry.parent_id = serverId(await trustDomainOf(client));
