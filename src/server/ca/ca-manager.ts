@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, internal, notFound, unavailable } from '../../common/errors.js';
+import { failedPrecondition, internal, isMeshidError, notFound, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
@@ -72,6 +72,8 @@ export interface CaAction {
 
 /** Back-dating of certificates, against clock skew between hosts (SPIRE uses 10 s as well). */
 const BACKDATE_MS = 10_000;
+/** A failed rotation is retried this much later, not at once: its cause (an upstream CA near its end) stays for a while. */
+const ROTATION_RETRY_MS = 60_000;
 
 /**
  * The trust domain's certificate authorities: one root, one intermediate per datacenter and the JWT signing keys,
@@ -116,6 +118,16 @@ export class CaManager {
         this.keys.delete(keyId);
       }
     }
+    // Retired authorities that expired while the server was down: nothing can use them, and rotation only ever sees
+    // loaded ones, so they go here (journal first; a crash before the key deletion leaves an orphan the sweep takes).
+    const expired = records.filter((r) => r.state === 'old' && r.notAfter <= now);
+    const storedBundle = await this.store.getBundle(this.settings.trustDomain);
+    if (expired.length > 0 && storedBundle !== undefined) {
+      // The bundle is passed unchanged (same sequence); the next rotation rebuilds it from the live authorities.
+      await this.store.commitCaChange({ remove: expired.map((r) => r.id) }, storedBundle);
+      for (const r of expired) this.keys.delete(r.keyId);
+      this.log.info({ authorities: expired.map((r) => r.id) }, 'removed authorities that expired while the server was down');
+    }
     for (const record of records) {
       if (record.state === 'old' && record.notAfter <= now) continue;
       const key = this.keys.read(record.keyId);
@@ -147,7 +159,7 @@ export class CaManager {
         );
       }
     }
-    this.bundleRecord = await this.store.getBundle(this.settings.trustDomain);
+    this.bundleRecord = storedBundle;
   }
 
   /** Serializes rotations: signing never sees a half-applied change. */
@@ -167,7 +179,8 @@ export class CaManager {
     this.timer = undefined;
   }
 
-  private schedule(): void {
+  /** `minDelayMs`: after a failed rotation, its retry comes no sooner (a decision in the past would re-fire at once). */
+  private schedule(minDelayMs = 1000): void {
     this.timer?.cancel();
     const now = this.clock.now();
     let next = Number.POSITIVE_INFINITY;
@@ -182,10 +195,14 @@ export class CaManager {
     }
     if (!Number.isFinite(next)) return;
     this.timer = this.clock.setTimer(() => {
-      this.rotate()
-        .catch((err: unknown) => this.log.error({ err }, 'CA rotation failed; retrying in 60 s'))
-        .finally(() => this.schedule());
-    }, Math.max(1000, next - now));
+      this.rotate().then(
+        () => this.schedule(),
+        (err: unknown) => {
+          this.log.error({ err }, `CA rotation failed; retrying in ${ROTATION_RETRY_MS / 1000} s`);
+          this.schedule(ROTATION_RETRY_MS);
+        },
+      );
+    }, Math.max(minDelayMs, next - now));
   }
 
   private childTtl(kind: CaRecord['kind']): number {
@@ -293,22 +310,38 @@ export class CaManager {
       }
     }
 
-    // One intermediate per datacenter, always signed by the root active when it is created.
-    for (const dc of this.settings.datacenters) {
-      const active = find('intermediate', dc, 'active');
-      let prepared = find('intermediate', dc, 'prepared');
-      // A successor prepared under a root that is no longer the active one is dropped, so chains move to the new root.
-      if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active') {
-        removed.add(prepared.record.id);
-        prepared = undefined;
+    // A datacenter taken out of the config: its intermediate stops signing (its agents are refused) and expires.
+    for (const a of pool.values()) {
+      const st = state.get(a.record.id);
+      if (a.record.kind === 'intermediate' && (st === 'active' || st === 'prepared') && !this.settings.datacenters.includes(a.record.datacenter)) {
+        set(a, 'old');
       }
-      const ttl = this.settings.longestX509SvidTtlMs;
-      if (active === undefined || active.record.notAfter <= now + ttl) {
-        if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(await this.newIntermediate(dc, activeRoot, now), 'active');
-        else set(prepared, 'active');
-        if (active) set(active, 'old');
-      } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
-        add(await this.newIntermediate(dc, activeRoot, now), 'prepared');
+    }
+
+    // One intermediate per datacenter, always signed by the root active when it is created. A datacenter whose new
+    // intermediate cannot be made (an upstream CA near its end) must not hold back the others, the JWT key or the
+    // clean-up: its failure is reported after the rest is committed.
+    const failures: string[] = [];
+    for (const dc of this.settings.datacenters) {
+      try {
+        const active = find('intermediate', dc, 'active');
+        let prepared = find('intermediate', dc, 'prepared');
+        // A successor prepared under a root that is no longer the active one is dropped, so chains move to the new root.
+        if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active') {
+          removed.add(prepared.record.id);
+          prepared = undefined;
+        }
+        const ttl = this.settings.longestX509SvidTtlMs;
+        if (active === undefined || active.record.notAfter <= now + ttl) {
+          if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(await this.newIntermediate(dc, activeRoot, now), 'active');
+          else set(prepared, 'active');
+          if (active) set(active, 'old');
+        } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
+          add(await this.newIntermediate(dc, activeRoot, now), 'prepared');
+        }
+      } catch (err) {
+        if (!isMeshidError(err)) throw err;
+        failures.push(`datacenter ${dc}: ${err.message}`);
       }
     }
 
@@ -349,7 +382,12 @@ export class CaManager {
     const previous = this.bundleRecord;
     const bundleChanged = previous === undefined || !sameBundleContent(previous, bundle);
     // Without a journal change the bundle can still change: a restart with another --upstream-bundle.
-    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) return;
+    const reportFailures = (): void => {
+      if (failures.length > 0) {
+        throw failedPrecondition(`CA rotation could not renew every intermediate (everything else was committed): ${failures.join('; ')}`);
+      }
+    };
+    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) return reportFailures();
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
     await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
@@ -378,6 +416,7 @@ export class CaManager {
     if (bundleChanged) this.bundleRecord = bundle;
     const tb = this.bundle();
     for (const l of this.changeListeners) l(tb, bundleChanged);
+    reportFailures();
   }
 
   /** Re-checks every rotation decision now, queued behind any rotation in progress (wall-clock housekeeping). */

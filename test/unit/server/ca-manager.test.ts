@@ -237,3 +237,55 @@ test('taint: a tainted root is replaced with its intermediates at once; a tainte
     cleanup();
   }
 });
+
+test('a datacenter taken out of the config stops signing at once and its intermediate expires away', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir);
+    await a.close();
+    const b = await openTestCa(dir, { datacenters: ['east'] }, a.clock);
+    try {
+      const west = b.ca.listAuthorities().filter((r) => r.kind === 'intermediate' && r.datacenter === 'west');
+      assert.deepEqual(west.map((r) => r.state), ['old']);
+      const { publicKey } = generateKeyPair('ec-p256');
+      assert.throws(
+        () => b.ca.signX509Svid({ datacenter: 'west', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H }),
+        (err: unknown) => err instanceof MeshidError && err.code === 'failed_precondition' && /no active intermediate CA for datacenter "west" \(configured: east\)/.test(err.message),
+      );
+      b.clock.advance(8 * D);
+      await b.ca.recheck();
+      assert.deepEqual(b.ca.listAuthorities().filter((r) => r.datacenter === 'west'), []);
+      assert.ok(!fs.readdirSync(b.keys.dir).includes(`${west[0]!.keyId}.pem`), 'its key left the disk');
+    } finally {
+      await b.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('retired authorities that expire while the server is down are removed at the next start, keys included', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir);
+    for (let i = 0; i < 13; i++) {
+      a.clock.advance(D / 2);
+      await a.ca.recheck();
+    }
+    const retired = a.ca.listAuthorities().filter((r) => r.state === 'old' && r.kind === 'intermediate');
+    assert.ok(retired.length > 0, 'intermediates were retired by day 6.5');
+    await a.close();
+    a.clock.advance(2 * D); // down while they expire
+    const b = await openTestCa(dir, {}, a.clock);
+    try {
+      const ids = new Set(b.ca.listAuthorities().map((r) => r.id));
+      for (const r of retired) assert.ok(!ids.has(r.id), `${r.id} left the journal`);
+      const keys = fs.readdirSync(b.keys.dir);
+      for (const r of retired) assert.ok(!keys.some((k) => k.startsWith(r.keyId)), `${r.keyId} left the disk`);
+    } finally {
+      await b.close();
+    }
+  } finally {
+    cleanup();
+  }
+});

@@ -241,3 +241,28 @@ test('an upstream CA the PKI renewed with the same key: chains carry the renewed
   const r = opensslVerify({ roots: [der(pki.cert)], intermediates: chain.slice(1), leaf: chain[0]!, atTime: firstExpires + H });
   assert.ok(r.ok, r.output);
 });
+
+test('an intermediate the upstream CA can no longer cover fails alone: the JWT key and the other work still rotate', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const pki = opensslCa(dir, 'short-lived', { days: 20 });
+  const clock = new FakeClock(Date.now());
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key }, clock);
+  t.after(() => ca.close());
+  let failure: unknown;
+  for (let day = 0; day < 18; day++) {
+    clock.advance(D);
+    try {
+      await ca.ca.recheck();
+    } catch (err) {
+      failure = err;
+    }
+  }
+  assert.ok(failure instanceof MeshidError, String(failure));
+  assert.equal(failure.code, 'failed_precondition');
+  assert.match(failure.message, /could not renew every intermediate \(everything else was committed\): datacenter east: .*datacenter west: /);
+  // Before the fix the failure held back the JWT key's rotation too, and JWT-SVIDs stopped a day later.
+  const jwt = ca.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60_000 });
+  assert.ok(jwt.expiresAt > clock.now());
+  assert.ok(ca.ca.listAuthorities().filter((a) => a.kind === 'jwt').every((a) => a.notAfter > clock.now()), 'expired JWT keys were cleaned up');
+});
