@@ -488,6 +488,14 @@ export class CaManager {
         `the active root expires ${new Date(root.cert.notAfter).toISOString()}, before a new ${formatDuration(this.settings.intermediateTtlMs)} intermediate for ${datacenter} would: rotate the root (or renew the upstream CA) or lower intermediate_ttl`,
       );
     }
+    // Under an upstream PKI every served chain also needs the CAs above the root: the first of them to expire ends it.
+    const above = [...(root.record.upstreamChainDer ?? []), ...(root.record.upstreamAnchorsDer ?? [])].map((der) => parseCertificate(der));
+    const first = above.reduce<ParsedCertificate | undefined>((soonest, c) => (soonest === undefined || c.notAfter < soonest.notAfter ? c : soonest), undefined);
+    if (first !== undefined && notAfter > first.notAfter) {
+      throw failedPrecondition(
+        `the upstream PKI's CA "${first.subject}" expires ${new Date(first.notAfter).toISOString()}, before a new ${formatDuration(this.settings.intermediateTtlMs)} intermediate for ${datacenter} would, and chains end with it: renew it in the upstream PKI or lower intermediate_ttl`,
+      );
+    }
     const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
     const id = newAuthorityId(`int-${datacenter}`);
     this.keys.write(id, privateKey);

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
@@ -265,4 +266,31 @@ test('an intermediate the upstream CA can no longer cover fails alone: the JWT k
   const jwt = ca.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60_000 });
   assert.ok(jwt.expiresAt > clock.now());
   assert.ok(ca.ca.listAuthorities().filter((a) => a.kind === 'jwt').every((a) => a.notAfter > clock.now()), 'expired JWT keys were cleaned up');
+});
+
+test('no intermediate outlives a CA of the upstream PKI above it: its chains would end with that CA', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root, days: 20 });
+  // openssl lets a CA outlive its issuer; a PKI that renews them on separate schedules ends up here.
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: issuing, days: 60 });
+  const certFile = concat(dir, 'mesh-chain.pem', [meshCa.cert, issuing.cert]);
+  const clock = new FakeClock(Date.now());
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: certFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, clock);
+  t.after(() => ca.close());
+  const issuingEnd = new Date(new X509Certificate(fs.readFileSync(issuing.cert)).validTo).getTime();
+  let failure: unknown;
+  for (let i = 0; i < 30; i++) {
+    clock.advance(D / 2);
+    try {
+      await ca.ca.recheck();
+    } catch (err) {
+      failure = err;
+    }
+  }
+  assert.match(String((failure as Error)?.message), /the upstream PKI's CA ".*Issuing CA" expires .*, before a new 7d intermediate for east would, and chains end with it/);
+  for (const a of ca.ca.listAuthorities().filter((r) => r.kind === 'intermediate')) {
+    assert.ok(a.notAfter <= issuingEnd, `${a.id} ends ${new Date(a.notAfter).toISOString()}, after the Issuing CA`);
+  }
 });
