@@ -2,8 +2,7 @@ import fs from 'node:fs';
 import { failedPrecondition } from './errors.js';
 
 /**
- * One process per data dir: two agents writing the same state would each overwrite the other's keys, and two servers
- * on one datastore would rotate the CA each on its own (and delete each other's uncommitted key files). The lock is a
+ * One agent per data dir: two agents writing the same state would each overwrite the other's keys. The lock is a
  * file holding the owner's pid, created exclusively; a lock whose pid no longer runs (the process was killed) is
  * taken over. A lock naming our own pid is ours (a process restarted as pid 1 in a container). `program` names the
  * owner in the refusal (meshid-agent, meshid-server).

@@ -13,7 +13,7 @@ import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.j
 import { certificatesToPem } from '../common/x509/pem.js';
 import type { ServerConfig } from './config.js';
 import { openDataDir } from './data-dir.js';
-import { acquireDataDirLock } from '../common/data-dir-lock.js';
+import { acquireServerLock } from './server-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
@@ -44,7 +44,7 @@ export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.prot
  * How long a deleted entry's tombstone stays in the change feed. Only the sync hub reads the feed, and it catches up
  * at every change; a reader further behind than this gets a full reload instead of a delta.
  */
-/** In the data dir while a server uses it (see acquireDataDirLock). */
+/** Locked while a server uses the data dir (see acquireServerLock). */
 const LOCK_FILE = 'server.lock';
 
 export const ENTRY_TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
@@ -84,7 +84,7 @@ export class MeshidServer {
     const clock = opts.clock ?? systemClock;
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
-    const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
+    const unlock = acquireServerLock(path.join(config.dataDir, LOCK_FILE));
     let ds: Datastore;
     try {
       ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
