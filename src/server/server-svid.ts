@@ -47,17 +47,20 @@ export class ServerSvid {
     this.current = { certChainPem: certificatesToPem(signed.chain), privateKeyPem: exportPkcs8Pem(privateKey), notAfter: signed.notAfter };
     this.timer?.cancel();
     const at = renewalTime({ notBefore: this.clock.now(), notAfter: signed.notAfter }, 0);
-    this.timer = this.clock.setTimer(() => {
-      try {
-        this.renew();
-      } catch (err) {
-        this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
-        this.timer = this.clock.setTimer(() => this.renew(), 60_000);
-      }
-    }, at - this.clock.now());
+    this.timer = this.clock.setTimer(() => this.renewOrRetry(), at - this.clock.now());
     this.log.debug({ notAfter: new Date(signed.notAfter).toISOString() }, 'server SVID issued');
     for (const l of this.listeners) l(this.current);
     return this.current;
+  }
+
+  /** A renewal from a timer: a failure (no active intermediate, say) is retried every 60 s, never thrown. */
+  private renewOrRetry(): void {
+    try {
+      this.renew();
+    } catch (err) {
+      this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
+      this.timer = this.clock.setTimer(() => this.renewOrRetry(), 60_000);
+    }
   }
 
   stop(): void {

@@ -326,19 +326,32 @@ export class CaManager {
       try {
         const active = find('intermediate', dc, 'active');
         let prepared = find('intermediate', dc, 'prepared');
-        // A successor prepared under a root that is no longer the active one is dropped, so chains move to the new root.
+        // A successor prepared under a root that is no longer the active one is replaced, so chains move to the new
+        // root; it is dropped only once its replacement exists (below), and kept if none can be made.
+        let superseded: LoadedAuthority | undefined;
         if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active') {
-          removed.add(prepared.record.id);
+          superseded = prepared;
           prepared = undefined;
         }
         const ttl = this.settings.longestX509SvidTtlMs;
         if (active === undefined || active.record.notAfter <= now + ttl) {
-          if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(await this.newIntermediate(dc, activeRoot, now), 'active');
-          else set(prepared, 'active');
+          if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
+            try {
+              add(await this.newIntermediate(dc, activeRoot, now), 'active');
+            } catch (err) {
+              // No intermediate under the new root: the one prepared under the previous root (still published while
+              // it chains to it) keeps the datacenter signing meanwhile.
+              if (superseded === undefined || superseded.record.notAfter <= now + ttl) throw err;
+              set(superseded, 'active');
+              superseded = undefined;
+              failures.push(`datacenter ${dc}: ${(err as Error).message} (its intermediate under the previous root signs meanwhile)`);
+            }
+          } else set(prepared, 'active');
           if (active) set(active, 'old');
-        } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
+        } else if (prepared === undefined && (superseded !== undefined || shouldPrepareSuccessor(now, active.record))) {
           add(await this.newIntermediate(dc, activeRoot, now), 'prepared');
         }
+        if (superseded !== undefined) removed.add(superseded.record.id);
       } catch (err) {
         if (!isMeshidError(err)) throw err;
         failures.push(`datacenter ${dc}: ${err.message}`);

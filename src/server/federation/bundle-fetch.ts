@@ -16,7 +16,7 @@ const TIMEOUT_MS = 10_000;
  * process's web PKI roots (NODE_EXTRA_CA_CERTS adds some) and the URL's host name. Throws MeshidError: unavailable
  * for anything the endpoint or the network did, failed_precondition when https_spiffe has nothing to trust yet.
  */
-export function fetchFederatedBundle(rel: FederationRelationship, anchors: readonly Buffer[] | undefined): Promise<TrustBundle> {
+export function fetchFederatedBundle(rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS): Promise<TrustBundle> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
   if (rel.profile === 'https_spiffe') {
@@ -31,7 +31,7 @@ export function fetchFederatedBundle(rel: FederationRelationship, anchors: reado
   }
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
-    const req = https.get(rel.bundleEndpointUrl, { ...tls, agent: false, timeout: TIMEOUT_MS }, (res) => {
+    const req = https.get(rel.bundleEndpointUrl, { ...tls, agent: false, timeout: timeoutMs }, (res) => {
       if (res.statusCode !== 200) {
         res.resume();
         fail(`answered HTTP ${res.statusCode}`);
@@ -57,8 +57,11 @@ export function fetchFederatedBundle(rel: FederationRelationship, anchors: reado
       });
       res.on('error', (err) => fail(err.message, err));
     });
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${TIMEOUT_MS / 1000} s`)));
+    // `timeout` above only bounds silence; this bounds the whole exchange, so a trickling endpoint cannot hold a poll.
+    const deadline = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
     req.on('error', (err) => fail(err.message, err));
+    req.on('close', () => clearTimeout(deadline));
   });
 }
 

@@ -129,6 +129,9 @@ export class FederatedBundlePoller {
         // Trusting nothing would also lock https_spiffe out of every later fetch; an operator decides this one.
         throw new Error('it served a bundle with no keys; the stored bundle is kept (delete it with "meshid-server bundle delete" to stop trusting the domain)');
       }
+      if (rel.profile === 'https_spiffe' && stored.x509Authorities.length === 0) {
+        throw new Error('it served a bundle without X.509 roots, which could not authenticate its next fetch; the stored bundle is kept');
+      }
       if (previous === undefined || !sameAuthorities(previous, stored)) {
         await this.ds.setBundle(stored);
         this.log.info({ trustDomain: rel.trustDomain, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');

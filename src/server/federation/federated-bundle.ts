@@ -3,8 +3,9 @@ import type { StoredBundle } from '../datastore/datastore.js';
 
 /**
  * A federated trust domain's bundle as the datastore keeps it, from a SPIFFE bundle document (`bundle set`, or a
- * bundle endpoint). The stored sequence is meshid's own: it must grow on every change agents are told of, so it is
- * the partner's spiffe_sequence or one more than the stored one, whichever is higher.
+ * bundle endpoint). The stored sequence is meshid's own counter of the changes agents are told of: one more than the
+ * stored one. The partner's spiffe_sequence is not used: it may be any 64-bit number, and one near 2^53 would leave
+ * no room to count on.
  */
 export function storedFederatedBundle(trustDomain: string, bundle: TrustBundle, previous: StoredBundle | undefined, now: number): StoredBundle {
   return {
@@ -15,7 +16,7 @@ export function storedFederatedBundle(trustDomain: string, bundle: TrustBundle, 
       publicKeyPem: k.publicKey.export({ type: 'spki', format: 'pem' }).toString(),
       notAfter: 0,
     })),
-    sequence: Math.max(bundle.sequence, (previous?.sequence ?? 0) + 1),
+    sequence: (previous?.sequence ?? 0) + 1,
     updatedAt: now,
   };
 }

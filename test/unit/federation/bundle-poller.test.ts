@@ -4,6 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { generateKeyPairSync } from 'node:crypto';
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
@@ -51,14 +52,14 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     await pollAfter(0);
     const first = (await ds.getBundle('partner.org'))!;
     assert.deepEqual(first.x509Authorities, [ca.rootDer]);
-    assert.equal(first.sequence, 7, "the partner's sequence, as it is higher than none");
+    assert.equal(first.sequence, 1, "meshid's own count of changes, not the partner's sequence");
 
     // A hint of 1 s is obeyed as 30 s: nothing before, one poll then; the same content is not stored again.
     clock.advance(MIN_REFRESH_MS - 1);
     assert.equal(poller.pending('partner.org'), undefined);
     await pollAfter(1);
     assert.equal(endpoint.calls, 2);
-    assert.equal((await ds.getBundle('partner.org'))!.sequence, 7);
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 1);
 
     // Failures change nothing stored and retry after 30 s, then 60 s.
     endpoint.next = () => {
@@ -77,16 +78,19 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     // A bundle with no keys is not applied: it would trust nothing, and lock the endpoint out of later polls.
     endpoint.next = () => ({ ...ca.bundle(8), x509Authorities: [], jwtAuthorities: [] });
     await poller.refresh('partner.org');
-    assert.equal((await ds.getBundle('partner.org'))!.sequence, 7);
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 1);
 
-    // A changed bundle is stored under a higher sequence than the stored one, whatever the partner says.
+    // A changed bundle is stored under the next sequence, whatever the partner's (here the largest JSON can carry).
     const other = new TestCa('partner.org');
     t.after(() => other.dispose());
-    endpoint.next = () => other.bundle(3);
+    endpoint.next = () => ({ ...other.bundle(1), sequence: Number.MAX_SAFE_INTEGER });
     await poller.refresh('partner.org');
     const changed = (await ds.getBundle('partner.org'))!;
     assert.deepEqual(changed.x509Authorities, [other.rootDer]);
-    assert.equal(changed.sequence, 8);
+    assert.equal(changed.sequence, 2);
+    endpoint.next = () => ({ ...ca.bundle(1), sequence: Number.MAX_SAFE_INTEGER });
+    await poller.refresh('partner.org');
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 3, 'and the next change after that still stores');
   });
 });
 
@@ -109,4 +113,24 @@ test('federates_with in the config is checked: profile, https URL, endpoint SPIF
     'example.org',
   );
   assert.deepEqual(ok, { trustDomain: 'p.org', bundleEndpointUrl: 'https://p.example:8443/', profile: 'https_spiffe', endpointSpiffeId: 'spiffe://p.org/spire/server' });
+});
+
+test('an https_spiffe partner serving JWT keys alone is not applied: nothing would authenticate its next fetch', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  const [spiffeRel] = compileRelationships(
+    { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/s' } },
+    'example.org',
+  );
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const poller = new FederatedBundlePoller([spiffeRel!], ds, clock, silentLogger(), endpoint.fetch);
+    t.after(() => poller.stop());
+    endpoint.next = () => ca.bundle(1);
+    await poller.refresh('partner.org');
+    endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [], jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
+    await poller.refresh('partner.org');
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer]);
+    assert.match(poller.status('partner.org')!.lastError!.message, /without X\.509 roots/);
+  });
 });
