@@ -40,13 +40,13 @@ import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
+/** Locked while a server uses the data dir (see acquireServerLock). */
+const LOCK_FILE = 'server.lock';
+
 /**
  * How long a deleted entry's tombstone stays in the change feed. Only the sync hub reads the feed, and it catches up
  * at every change; a reader further behind than this gets a full reload instead of a delta.
  */
-/** Locked while a server uses the data dir (see acquireServerLock). */
-const LOCK_FILE = 'server.lock';
-
 export const ENTRY_TOMBSTONE_RETENTION_MS = 24 * 3_600_000;
 
 export interface ServerOptions {
