@@ -1,47 +1,36 @@
 import fs from 'node:fs';
+import Database from 'better-sqlite3';
 import { failedPrecondition } from './errors.js';
 
 /**
- * One agent per data dir: two agents writing the same state would each overwrite the other's keys. The lock is a
- * file holding the owner's pid, created exclusively; a lock whose pid no longer runs (the process was killed) is
- * taken over. A lock naming our own pid is ours (a process restarted as pid 1 in a container). `program` names the
- * owner in the refusal (meshid-agent, meshid-server).
+ * One process per data dir: two agents would overwrite each other's keys; two servers would rotate the CA on their
+ * own, never hear each other's changes, and delete key files the other had not committed yet. The lock is SQLite's
+ * own exclusive lock (POSIX record locks) on a small file in the data dir, held for the process's life: the kernel
+ * drops it when the process dies, however it dies, and it holds between containers that share the volume on one
+ * host, where pids say nothing (two agents can both be pid 1). `program` names the owner in the refusal
+ * (meshid-agent, meshid-server). Returns the release function.
  */
 export function acquireDataDirLock(file: string, program: string): () => void {
-  for (let attempt = 0; attempt < 2; attempt++) {
+  for (let attempt = 0; ; attempt++) {
+    const db = new Database(file, { timeout: 0 });
     try {
-      const fd = fs.openSync(file, 'wx', 0o600);
-      fs.writeSync(fd, `${process.pid}\n`);
-      fs.closeSync(fd);
-      return () => fs.rmSync(file, { force: true });
+      db.pragma('locking_mode = EXCLUSIVE');
+      // A write takes the lock; in exclusive locking mode it is kept after the commit, until the connection closes.
+      db.exec('CREATE TABLE IF NOT EXISTS lock (held INTEGER)');
+      db.exec('BEGIN EXCLUSIVE; COMMIT');
+      return () => db.close();
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      db.close();
+      const code = (err as { code?: string }).code;
+      if (code === 'SQLITE_BUSY') {
+        throw failedPrecondition(`the data dir is in use by another ${program} (it holds ${file}); stop it or use another --data-dir`);
+      }
+      // Earlier meshid-agents left a pid file under this name; nothing else writes here.
+      if (code === 'SQLITE_NOTADB' && attempt === 0) {
+        fs.rmSync(file, { force: true });
+        continue;
+      }
+      throw err;
     }
-    const owner = Number.parseInt(readOrEmpty(file), 10);
-    if (Number.isSafeInteger(owner) && owner > 0 && owner !== process.pid && processRuns(owner)) {
-      throw failedPrecondition(
-        `the data dir is in use by another ${program} (pid ${owner}, lock ${file}); stop it or use another --data-dir`,
-      );
-    }
-    fs.rmSync(file, { force: true });
-  }
-  throw failedPrecondition(`cannot take the data dir lock ${file}: another process keeps creating it`);
-}
-
-function readOrEmpty(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch {
-    return '';
-  }
-}
-
-function processRuns(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    // EPERM: it exists but belongs to someone else.
-    return (err as NodeJS.ErrnoException).code === 'EPERM';
   }
 }

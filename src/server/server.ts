@@ -13,7 +13,7 @@ import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.j
 import { certificatesToPem } from '../common/x509/pem.js';
 import type { ServerConfig } from './config.js';
 import { openDataDir } from './data-dir.js';
-import { acquireServerLock } from './server-lock.js';
+import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
@@ -40,7 +40,7 @@ import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
-/** Locked while a server uses the data dir (see acquireServerLock). */
+/** Locked while a server uses the data dir (see acquireDataDirLock). */
 const LOCK_FILE = 'server.lock';
 
 /**
@@ -84,7 +84,7 @@ export class MeshidServer {
     const clock = opts.clock ?? systemClock;
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
-    const unlock = acquireServerLock(path.join(config.dataDir, LOCK_FILE));
+    const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
     let ds: Datastore;
     try {
       ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });

@@ -147,24 +147,31 @@ test('the data dir is 0700, its files 0600, and a damaged state file is moved as
   }
 });
 
-test('one agent per data dir: a live owner keeps the lock, a dead one loses it', async () => {
+test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old pid file is replaced', async () => {
   const t = tempDir('meshid-lock-');
   try {
     const file = path.join(t.dir, 'agent.lock');
-    const child = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
-    await once(child, 'spawn');
-    fs.writeFileSync(file, `${child.pid}\n`);
-    assert.throws(() => acquireDataDirLock(file, 'meshid-agent'), new RegExp(`in use by another meshid-agent \\(pid ${child.pid}`));
-    child.kill('SIGKILL');
-    await once(child, 'exit');
-    const release = acquireDataDirLock(file, 'meshid-agent');
-    assert.equal(fs.readFileSync(file, 'utf8').trim(), String(process.pid));
-    release();
-    assert.equal(fs.existsSync(file), false);
-    // A lock naming our own pid is ours: an agent restarted as pid 1 in a container finds its old lock.
-    fs.writeFileSync(file, `${process.pid}\n`);
+    const lockModule = new URL('../../../src/common/data-dir-lock.js', import.meta.url).href;
+    const holder = spawn(
+      process.execPath,
+      ['--input-type=module', '-e', `const m = await import(${JSON.stringify(lockModule)}); m.acquireDataDirLock(${JSON.stringify(file)}, 'meshid-agent'); console.log('held'); setTimeout(() => {}, 60000);`],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    );
+    await once(holder.stdout!, 'data');
+    assert.throws(() => acquireDataDirLock(file, 'meshid-agent'), /in use by another meshid-agent \(it holds .*agent\.lock\)/);
+    assert.throws(() => AgentStore.open(t.dir, silentLogger()), /in use by another meshid-agent/);
+    // SIGKILL: no exit handler runs, and the kernel still drops the lock.
+    holder.kill('SIGKILL');
+    await once(holder, 'exit');
+    const store = AgentStore.open(t.dir, silentLogger());
+    // Held within this process too: a second open in the same process is refused.
+    assert.throws(() => AgentStore.open(t.dir, silentLogger()), /in use by another meshid-agent/);
+    store.close();
     AgentStore.open(t.dir, silentLogger()).close();
-    assert.equal(fs.existsSync(file), false);
+    // Earlier agents left a pid file under the same name.
+    fs.writeFileSync(file, '4242\n');
+    AgentStore.open(t.dir, silentLogger()).close();
+    assert.equal(fs.readFileSync(file).subarray(0, 15).toString('latin1'), 'SQLite format 3');
   } finally {
     t.cleanup();
   }
