@@ -1,6 +1,6 @@
 import { status, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
-import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { invalidArgument } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
@@ -22,18 +22,7 @@ export function entryService(
    * federates_with may name only trust domains this server has a bundle for, or fetches one for (config
    * federates_with, before its first poll): SPIRE refuses the rest too, and a typo would federate with nothing.
    */
-  const federationCheck = async (): Promise<(tds: readonly string[]) => void> => {
-    const known = new Set([...federationTrustDomains, ...(await ds.listBundles()).map((b) => b.trustDomain)]);
-    return (tds) => {
-      const missing = tds.filter((td) => !known.has(td));
-      if (missing.length > 0) {
-        throw failedPrecondition(
-          `federates_with names ${missing.join(', ')}, whose bundle this server does not have: set it first with ` +
-            `"meshid-server bundle set --trust-domain ${missing[0]}", or list it in the config's federates_with`,
-        );
-      }
-    };
-  };
+  const writeOptions = { federableWithoutBundle: federationTrustDomains };
   return {
     CreateEntries: unary(log, 'CreateEntries', async (req: { entries?: ProtoEntry[] }) => {
       const input = req.entries ?? [];
@@ -41,18 +30,16 @@ export function entryService(
       if (input.length > MAX_BATCH) throw invalidArgument(`at most ${MAX_BATCH} entries per call`);
       const results: Array<{ status: { code: number; message: string }; entry?: ProtoEntry }> = new Array(input.length);
       const valid: Array<{ index: number; entry: NewEntry }> = [];
-      const checkFederation = await federationCheck();
       input.forEach((e, index) => {
         try {
           const entry = { ...validateEntry(e, limits), id: chosenEntryId(e.id) };
-          checkFederation(entry.federatesWith);
           valid.push({ index, entry });
         } catch (err) {
           const s = toServiceError(err);
           results[index] = { status: { code: s.code, message: s.details } };
         }
       });
-      const created = valid.length > 0 ? await ds.createEntries(valid.map((v) => v.entry)) : [];
+      const created = valid.length > 0 ? await ds.createEntries(valid.map((v) => v.entry), writeOptions) : [];
       created.forEach((r, i) => {
         const index = valid[i]!.index;
         if (r.entry) {
@@ -118,12 +105,12 @@ export function entryService(
           case 'jwt_svid_ttl': patch.jwtSvidTtlSeconds = valid.jwtSvidTtlSeconds; break;
           case 'dns_names': patch.dnsNames = valid.dnsNames; break;
           case 'hint': patch.hint = valid.hint; break;
-          case 'federates_with': (await federationCheck())(valid.federatesWith); patch.federatesWith = valid.federatesWith; break;
+          case 'federates_with': patch.federatesWith = valid.federatesWith; break;
           case 'admin': patch.admin = valid.admin; break;
           case 'downstream': patch.downstream = valid.downstream; break;
         }
       }
-      const updated = await ds.updateEntry(id, patch);
+      const updated = await ds.updateEntry(id, patch, writeOptions);
       log.info({ entryId: id, fields: mask }, 'entry updated');
       return entryToProto(updated);
     }),

@@ -16,6 +16,16 @@ export type { Selector };
  *   corrupt it;
  * - after close(), every call fails with `unavailable`.
  */
+/** Rules an entry write is checked against inside its own transaction. */
+export interface EntryWriteOptions {
+  /**
+   * When given, federates_with may name only trust domains with a stored bundle or in this set (the config's
+   * relationships, before their first poll); failed_precondition otherwise. Checked in the write's transaction, so a
+   * bundle deleted in the same instant cannot leave the entry federating with nothing.
+   */
+  federableWithoutBundle?: ReadonlySet<string>;
+}
+
 export interface Datastore {
   // Registration entries.
   /**
@@ -25,7 +35,7 @@ export interface Datastore {
    * earlier in the same batch; a reused id) are reported in that entry's result and do not affect the others; an
    * unexpected storage failure rejects the whole call and commits nothing.
    */
-  createEntries(entries: NewEntry[]): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>>;
+  createEntries(entries: NewEntry[], opts?: EntryWriteOptions): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>>;
   /** Throws not_found when no entry has this id. */
   getEntry(id: string): Promise<RegistrationEntry>;
   /** Entries matching every given criterion, ordered by id; pages are keyset-based, so they stay stable under writes. */
@@ -38,7 +48,7 @@ export interface Datastore {
    * Applies the patch and bumps the revision. Throws not_found for an unknown id and already_exists when the result
    * would collide with another entry. A patch that changes nothing returns the entry untouched (no revision bump).
    */
-  updateEntry(id: string, patch: EntryPatch): Promise<RegistrationEntry>;
+  updateEntry(id: string, patch: EntryPatch, opts?: EntryWriteOptions): Promise<RegistrationEntry>;
   /** Deletes in one transaction; unknown ids get a not_found result, the others are deleted (tombstoned). */
   deleteEntries(ids: readonly string[]): Promise<Array<{ id: string; error?: MeshidError }>>;
   countEntries(): Promise<number>;

@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import type {
   AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
-  EntryFilter, EntryPage, EntryPatch, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
+  EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
 } from './datastore.js';
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
 import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
@@ -65,12 +65,13 @@ export class SqliteDatastore implements Datastore {
 
   // ---- Registration entries ----
 
-  createEntries(entries: NewEntry[]): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>> {
+  createEntries(entries: NewEntry[], opts: EntryWriteOptions = {}): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>> {
     return this.write(() => {
       const now = this.clock.now();
       return entries.map((input) => {
         try {
           const e = normalizeNewEntry(input);
+          this.assertFederable(e.federatesWith, opts);
           const id = e.id ?? newEntryId();
           if (this.s.entryById.get(id) !== undefined) throw alreadyExists(`registration entry id ${id} is already in use`);
           const hash = entryIdentityHash(e);
@@ -128,7 +129,7 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  updateEntry(id: string, patch: EntryPatch): Promise<RegistrationEntry> {
+  updateEntry(id: string, patch: EntryPatch, opts: EntryWriteOptions = {}): Promise<RegistrationEntry> {
     return this.write(() => {
       const row = this.s.entryById.get(id) as EntryRow | undefined;
       if (row === undefined) throw notFound(`registration entry ${id} not found`);
@@ -139,6 +140,7 @@ export class SqliteDatastore implements Datastore {
       }
       const next = normalizeNewEntry(merged);
       if (sameContent(pickEntryFields(current), next)) return current;
+      if (patch.federatesWith !== undefined) this.assertFederable(next.federatesWith, opts);
       const hash = entryIdentityHash(next);
       if (hash !== row.identity_hash) this.assertNoTwin(next, hash);
       const now = this.clock.now();
@@ -465,6 +467,18 @@ export class SqliteDatastore implements Datastore {
     this.s.updateEntry.run(...entryColumns(updated, entryIdentityHash(updated)).slice(1), id);
     this.s.deleteFederatesWith.run(id);
     for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
+  }
+
+  private assertFederable(trustDomains: readonly string[], opts: EntryWriteOptions): void {
+    const allowed = opts.federableWithoutBundle;
+    if (allowed === undefined) return;
+    const missing = trustDomains.filter((td) => !allowed.has(td) && this.s.bundleById.get(td) === undefined);
+    if (missing.length > 0) {
+      throw failedPrecondition(
+        `federates_with names ${missing.join(', ')}, whose bundle this server does not have: set it first with ` +
+          `"meshid-server bundle set --trust-domain ${missing[0]}", or list it in the config's federates_with`,
+      );
+    }
   }
 
   private assertNoTwin(e: NewEntry, hash: string): void {

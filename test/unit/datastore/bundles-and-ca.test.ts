@@ -92,6 +92,33 @@ test('a bundle entries federate with: restrict (the default) refuses and changes
   });
 });
 
+test('entry writes with federableWithoutBundle name only stored bundles or allowed domains, checked in the write itself', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.setBundle(bundle('partner.org', 1));
+    const opts = { federableWithoutBundle: new Set(['configured.org']) };
+    const results = await ds.createEntries([
+      entry({ spiffeId: 'spiffe://example.org/stored', federatesWith: ['partner.org'] }),
+      entry({ spiffeId: 'spiffe://example.org/configured', federatesWith: ['configured.org'] }),
+      entry({ spiffeId: 'spiffe://example.org/typo', federatesWith: ['partner.org', 'partner.ogr'] }),
+    ], opts);
+    assert.ok(results[0]!.entry && results[1]!.entry);
+    assert.ok(results[2]!.error && isMeshidError(results[2]!.error, 'failed_precondition'));
+    assert.match(results[2]!.error.message, /federates_with names partner\.ogr, whose bundle this server does not have/);
+    assert.equal((await ds.listEntries({ spiffeId: 'spiffe://example.org/typo' })).entries.length, 0);
+
+    // A bundle deleted before the write is seen by it (the admin API used to check before its write began).
+    await ds.deleteBundle('partner.org', 'dissociate');
+    const late = await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/late', federatesWith: ['partner.org'] })], opts);
+    assert.ok(late[0]!.error && isMeshidError(late[0]!.error, 'failed_precondition'));
+    const id = results[1]!.entry!.id;
+    await assert.rejects(ds.updateEntry(id, { federatesWith: ['partner.org'] }, opts), (err) => isMeshidError(err, 'failed_precondition'));
+    assert.deepEqual((await ds.getEntry(id)).federatesWith, ['configured.org']);
+    // Other fields of an entry stay editable without the check; without the option nothing is checked.
+    assert.equal((await ds.updateEntry(id, { hint: 'h' }, { federableWithoutBundle: new Set() })).hint, 'h');
+    assert.ok((await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/unchecked', federatesWith: ['partner.org'] })]))[0]!.entry);
+  });
+});
+
 test('CA records round-trip, filter by kind, datacenter and state, and refuse a reused id', async () => {
   await withDatastore(async ({ ds }) => {
     await ds.addCaRecord(record('root-1', { kind: 'root', datacenter: '', createdAt: 1 }));
