@@ -289,3 +289,80 @@ test('retired authorities that expire while the server is down are removed at th
     cleanup();
   }
 });
+
+/** Lets a rotation the fake clock started run to its end (it awaits the datastore). */
+async function settle(): Promise<void> {
+  for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+}
+
+test('a failed rotation is retried after 60 s, not every second (key writes fail: stubbed key store)', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    let writes = 0;
+    t.keys.write = () => {
+      writes++;
+      throw new Error('ENOSPC: no space left on device (stubbed)');
+    };
+    t.ca.start();
+    t.clock.advance(3.5 * D + 1); // past the first decision (a successor to prepare)
+    await settle();
+    const failed = writes;
+    assert.ok(failed >= 1, 'the rotation ran and failed');
+    t.clock.advance(59_000);
+    await settle();
+    assert.equal(writes, failed, 'no retry within 60 s');
+    t.clock.advance(1_000);
+    await settle();
+    assert.ok(writes > failed, 'retried 60 s after the failure');
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('a root switch whose new intermediate cannot be made keeps signing with the one prepared under the old root (stubbed key store)', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const oldRoot = t.ca.bundle().x509Authorities[0]!;
+    t.clock.advance(3.5 * D + 1);
+    await t.ca.rotateNow(); // successors prepared under the old root
+    const preparedUnderOld = t.ca.listAuthorities().filter((a) => a.kind === 'intermediate' && a.state === 'prepared');
+    assert.equal(preparedUnderOld.length, 2);
+    t.clock.advance(1.5 * D - 1);
+    await t.ca.rotateRoot(); // activates after the 24h delay: the instant the active intermediates need replacing
+    t.clock.advance(D);
+    const realWrite = t.keys.write.bind(t.keys);
+    t.keys.write = (id, key) => {
+      if (id.startsWith('int-')) throw new Error('ENOSPC: no space left on device (stubbed)');
+      realWrite(id, key);
+    };
+    await assert.rejects(t.ca.rotateNow(), (err: unknown) => err instanceof MeshidError && /could not renew every intermediate \(everything else was committed\).*signs meanwhile/.test(err.message));
+    const bundle = t.ca.bundle().x509Authorities;
+    assert.equal(bundle.length, 2, 'both roots are published');
+    const { publicKey } = generateKeyPair('ec-p256');
+    for (const dc of ['east', 'west']) {
+      const active = t.ca.activeIntermediate(dc)!;
+      assert.ok(preparedUnderOld.some((p) => t.ca.fingerprintOf(p.id) === active.fingerprintSha256), `${dc}: the intermediate prepared under the old root took over`);
+      const s = t.ca.signX509Svid({ datacenter: dc, publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D });
+      const r = opensslVerify({ roots: bundle, intermediates: [s.chain[1]!], leaf: s.chain[0]!, atTime: t.clock.now() });
+      assert.ok(r.ok, r.output);
+    }
+    assert.ok(bundle.some((r) => r.equals(oldRoot)), 'the old root stays published while an active intermediate chains to it');
+    // Once keys can be written again, the next successors (at the stand-in's half-life, as in any root rotation,
+    // where active intermediates keep the old root until their own turn) come under the new root.
+    t.keys.write = realWrite;
+    t.clock.advance(D + 1);
+    await t.ca.rotateNow();
+    const newRoot = parseCertificate(bundle.find((r) => !r.equals(oldRoot))!);
+    for (const dc of ['east', 'west']) {
+      const prepared = t.ca.listAuthorities().filter((a) => a.kind === 'intermediate' && a.datacenter === dc && a.state === 'prepared');
+      assert.equal(prepared.length, 1, `${dc}: a successor is prepared`);
+      assert.equal(parseCertificate(prepared[0]!.certDer!).authorityKeyId, newRoot.subjectKeyId, `${dc}: under the new root`);
+    }
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
