@@ -56,6 +56,23 @@ export interface ServerOptions {
 }
 
 /**
+ * Polls the bundle endpoints of every relationship: the config's, then those made through the admin API. A trust
+ * domain in both follows the config, as the operator last wrote it there.
+ */
+async function startFederation(config: ServerConfig, ds: Datastore, clock: Clock, log: Logger): Promise<FederatedBundlePoller> {
+  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log);
+  for (const rel of await ds.listFederationRelationships()) {
+    if (poller.status(rel.trustDomain) !== undefined) {
+      log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");
+      continue;
+    }
+    poller.set(rel, 'api');
+  }
+  poller.start();
+  return poller;
+}
+
+/**
  * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
  * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
  */
@@ -111,8 +128,7 @@ export class MeshidServer {
       warnAboutCappedEntries(hub, config, log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
-      const federation = new FederatedBundlePoller(config.federatesWith, ds, clock, log.child({ subsystem: 'federation' }));
-      federation.start();
+      const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }));
       started.push(() => federation.stop());
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
@@ -199,7 +215,7 @@ async function startAdminServer(
   server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Authorities'), authorityService(ca, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Svids'), svidService(ca, limits, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, ds, config.trustDomain, clock, log));
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
   ensurePrivateDir(path.dirname(config.adminSocket));

@@ -55,7 +55,7 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.match(unseeded.err, /^Error: FailedPrecondition: no bundle of example\.org is stored .*meshid-server bundle set --trust-domain example\.org/);
   assert.equal(await partner.ds.getBundle('example.org'), undefined);
   const unknown = await partnerCli(['federation', 'refresh', '--trust-domain', 'nowhere.org']);
-  assert.match(unknown.err, /^Error: NotFound: nowhere\.org has no federation relationship: add it to federates_with/);
+  assert.match(unknown.err, /^Error: NotFound: nowhere\.org has no federation relationship: create one with "meshid-server federation create", or add it to federates_with/);
 
   // The operator seeds the bundle once, as with SPIRE; from then on the endpoint keeps it current.
   const seed = (await origin.cli(['bundle', 'show', '--format', 'spiffe'])).out;
@@ -128,4 +128,84 @@ test('a server federating over https_web (config file) fetches a bundle from an 
     if (!listed.includes('web.example')) await new Promise((r) => setTimeout(r, 100));
   }
   assert.deepEqual(pemToDerList(listed), [partnerCa.rootDer], server.output());
+});
+
+test('federation create/update/delete over the admin API: polled at once, kept across restarts, config relationships left to the config', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-api-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const origin = await startServerProcess(path.join(dir, 'origin'), ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0']);
+  t.after(() => origin.stop());
+  const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(origin.output())![1]);
+  const url = `https://127.0.0.1:${port}/`;
+  const seedFile = path.join(dir, 'example.org.bundle.json');
+  fs.writeFileSync(seedFile, (await origin.cli(['bundle', 'show', '--format', 'spiffe'])).out);
+
+  const clock = new FakeClock(Date.now());
+  // web.example comes from the config file; example.org will be created over the API.
+  const configured = { 'web.example': { bundle_endpoint_url: 'https://localhost:1/bundle', bundle_endpoint_profile: 'https_web' } };
+  let partner = await partnerServer(dir, clock, configured);
+  t.after(() => partner.stop());
+  const cli = (args: string[]) => runNode(SERVER_MAIN, [...args, '--admin-socket', partner.config.adminSocket]);
+
+  // SPIRE's spellings; the seed bundle authenticates the first https_spiffe fetch.
+  const created = await cli([
+    'federation', 'create', '-trustDomain', 'example.org', '-bundleEndpointURL', url, '-bundleEndpointProfile', 'https_spiffe',
+    '-endpointSpiffeID', 'spiffe://example.org/meshid/server', '-trustDomainBundlePath', seedFile,
+  ]);
+  assert.equal(created.code, 0, created.err);
+  assert.match(created.out, /^Federation relationship with example\.org created\.\n\nTrust domain +: example\.org\n/);
+  assert.match(created.out, /Defined in +: admin API/);
+  const seeded = (await partner.ds.getBundle('example.org'))!;
+  assert.ok(seeded.x509Authorities.length === 1, 'the seed is stored with the relationship');
+  // Polled from the moment it exists (the timer at 0 ms runs when the fake clock moves).
+  clock.advance(0);
+  await partner.federation.pending('example.org');
+  let shown = JSON.parse((await cli(['federation', 'show', '--trust-domain', 'example.org', '--output', 'json'])).out) as Record<string, unknown>;
+  assert.equal(shown['last_error'], '');
+  assert.ok((shown['last_success_at'] as number) > 0, 'the first poll ran');
+  assert.equal(shown['source'], 'api');
+
+  // Entries may federate with it; a root rotation at the origin arrives through it.
+  assert.equal((await cli(['entry', 'create', '--spiffe-id', 'spiffe://partner.org/w', '--parent-id', 'spiffe://partner.org/a', '--selector', 'unix:uid:7', '--federates-with', 'example.org'])).code, 0);
+  assert.equal((await origin.cli(['ca', 'rotate-root'])).code, 0);
+  assert.equal((await cli(['federation', 'refresh', '--trust-domain', 'example.org'])).code, 0);
+  assert.equal((await partner.ds.getBundle('example.org'))!.x509Authorities.length, 2);
+
+  // Twice is refused; so are a config relationship's trust domain and a bad profile, each naming what to do.
+  const again = await cli(['federation', 'create', '--trust-domain', 'example.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_web']);
+  assert.match(again.err, /^Error: AlreadyExists: a federation relationship with example\.org already exists/);
+  const shadow = await cli(['federation', 'create', '--trust-domain', 'web.example', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_web']);
+  assert.match(shadow.err, /^Error: AlreadyExists: .*web\.example already exists in federates_with of the server's config file/);
+  const noId = await cli(['federation', 'create', '--trust-domain', 'other.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_spiffe']);
+  assert.match(noId.err, /^Error: InvalidArgument: relationship with other\.org: https_spiffe needs endpoint_spiffe_id/);
+  assert.match((await cli(['federation', 'delete', '--trust-domain', 'web.example'])).err, /^Error: FailedPrecondition: the relationship with web\.example comes from federates_with in the server's config file: remove it there/);
+  assert.match((await cli(['federation', 'delete', '--trust-domain', 'nowhere.org'])).err, /^Error: NotFound: nowhere\.org has no federation relationship/);
+
+  // Kept across a restart, and polled again after it.
+  await partner.stop();
+  partner = await partnerServer(dir, clock, configured);
+  const listed = JSON.parse((await cli(['federation', 'list', '--output', 'json'])).out) as { relationships: Array<Record<string, unknown>> };
+  assert.deepEqual(listed.relationships.map((r) => [r['trust_domain'], r['source']]), [['web.example', 'config'], ['example.org', 'api']]);
+  assert.equal((await cli(['federation', 'refresh', '--trust-domain', 'example.org'])).code, 0);
+
+  // An update takes effect at once: a wrong endpoint SPIFFE ID makes the next poll fail.
+  const updated = await cli([
+    'federation', 'update', '--trust-domain', 'example.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_spiffe',
+    '--endpoint-spiffe-id', 'spiffe://example.org/someone-else',
+  ]);
+  assert.equal(updated.code, 0, updated.err);
+  const refused = await cli(['federation', 'refresh', '--trust-domain', 'example.org']);
+  assert.match(refused.err, /not spiffe:\/\/example\.org\/someone-else/);
+
+  // Deleted: no longer listed or polled; the bundle stays, and the entry federating with it too.
+  const deleted = await cli(['federation', 'delete', '-id', 'example.org']);
+  assert.equal(deleted.code, 0, deleted.err);
+  assert.match(deleted.out, /its bundle stays stored/);
+  shown = JSON.parse((await cli(['federation', 'list', '--output', 'json'])).out) as Record<string, unknown>;
+  assert.deepEqual((shown['relationships'] as Array<Record<string, unknown>>).map((r) => r['trust_domain']), ['web.example']);
+  assert.equal(partner.federation.status('example.org'), undefined);
+  assert.equal((await partner.ds.getBundle('example.org'))!.x509Authorities.length, 2);
+  await partner.stop();
+  partner = await partnerServer(dir, clock, configured);
+  assert.equal(partner.federation.status('example.org'), undefined, 'still gone after a restart');
 });

@@ -3,12 +3,9 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { invalidArgument } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
-import { bundleFromSpiffeJson } from '../../common/spiffe/bundle.js';
-import { pemToDerList } from '../../common/x509/pem.js';
-import { parseCertificate } from '../../common/x509/certificate.js';
 import type { CaManager } from '../ca/ca-manager.js';
-import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore, type StoredBundle } from '../datastore/datastore.js';
-import { storedFederatedBundle } from '../federation/federated-bundle.js';
+import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore } from '../datastore/datastore.js';
+import { federatedBundleFromText } from '../federation/federated-bundle.js';
 import { storedBundleToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 
@@ -29,26 +26,8 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
 
     SetFederatedBundle: unary(log, 'SetFederatedBundle', async (req: { trust_domain?: string; bundle?: string; format?: string }) => {
       const td = foreign(req.trust_domain);
-      const text = (req.bundle ?? '').trim();
-      if (text === '') throw invalidArgument('bundle is empty: pass a SPIFFE bundle (JSON) or PEM CA certificates');
-      const format = req.format || (text.startsWith('{') ? 'spiffe' : 'pem');
-      const previous = (await ds.listBundles()).find((b) => b.trustDomain === td);
-      const now = clock.now();
-      let stored: StoredBundle;
-      if (format === 'spiffe') {
-        stored = storedFederatedBundle(td, bundleFromSpiffeJson(td, text), previous, now);
-      } else if (format === 'pem') {
-        const ders = pemToDerList(text);
-        for (const der of ders) {
-          if (!parseCertificate(der).isCa) throw invalidArgument('every certificate in a federated bundle must be a CA certificate');
-        }
-        stored = { trustDomain: td, x509Authorities: ders, jwtAuthorities: [], sequence: (previous?.sequence ?? 0) + 1, updatedAt: now };
-      } else {
-        throw invalidArgument(`format "${req.format}" must be spiffe or pem`);
-      }
-      if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
-        throw invalidArgument(`the bundle for ${td} holds no X.509 authorities and no JWT keys`);
-      }
+      const previous = await ds.getBundle(td);
+      const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now());
       await ds.setBundle(stored);
       log.info({ trustDomain: td, sequence: stored.sequence }, 'federated bundle set');
       return storedBundleToProto(stored);

@@ -1,11 +1,22 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument, isMeshidError, notFound, unavailable } from '../../common/errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, isMeshidError, notFound, unavailable } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
+import type { Datastore, StoredRelationship } from '../datastore/datastore.js';
 import type { FederatedBundlePoller, RelationshipStatus } from '../federation/bundle-poller.js';
+import { federatedBundleFromText } from '../federation/federated-bundle.js';
+import { compileRelationship, type FederationRelationship } from '../federation/relationship.js';
 import { unary } from './handler.js';
 
 const seconds = (ms: number | undefined): number => (ms === undefined ? 0 : Math.floor(ms / 1000));
+
+interface ProtoRelationship {
+  trust_domain?: string;
+  bundle_endpoint_url?: string;
+  bundle_endpoint_profile?: string;
+  endpoint_spiffe_id?: string;
+}
 
 function relationshipToProto(s: RelationshipStatus): Record<string, unknown> {
   const r = s.relationship;
@@ -18,24 +29,94 @@ function relationshipToProto(s: RelationshipStatus): Record<string, unknown> {
     last_success_at: seconds(s.lastSuccessAt),
     last_error: s.lastError?.message ?? '',
     next_poll_at: seconds(s.nextPollAt),
+    source: s.source,
   };
 }
 
-/** Admin API: federation relationships and their polls (meshid.admin.v1.Federation). */
-export function federationService(poller: FederatedBundlePoller, log: Logger): UntypedServiceImplementation {
+/**
+ * Admin API: federation relationships and their polls (meshid.admin.v1.Federation). Those of the config file are
+ * listed and refreshed here but changed only in the config; those made here are stored in the datastore and polled
+ * from the moment they are made.
+ */
+export function federationService(
+  poller: FederatedBundlePoller, ds: Datastore, ownTrustDomain: string, clock: Clock, log: Logger,
+): UntypedServiceImplementation {
+  const trustDomainOf = (input: string | undefined): string => {
+    if (!input) throw invalidArgument('trust_domain is required');
+    return parseTrustDomain(input);
+  };
+  const existing = (td: string): RelationshipStatus => {
+    const status = poller.status(td);
+    if (status === undefined) {
+      throw notFound(`${td} has no federation relationship: create one with "meshid-server federation create", or add it to federates_with in the server's config file`);
+    }
+    return status;
+  };
+  const madeHere = (td: string, action: string): void => {
+    if (existing(td).source === 'config') {
+      throw failedPrecondition(`the relationship with ${td} comes from federates_with in the server's config file: ${action} it there and restart the server`);
+    }
+  };
+  const compile = (p: ProtoRelationship | undefined): FederationRelationship => {
+    const td = trustDomainOf(p?.trust_domain);
+    const raw = {
+      bundle_endpoint_url: p?.bundle_endpoint_url || undefined,
+      bundle_endpoint_profile: p?.bundle_endpoint_profile || undefined,
+      endpoint_spiffe_id: p?.endpoint_spiffe_id || undefined,
+    };
+    return compileRelationship(td, raw, ownTrustDomain, `relationship with ${td}`);
+  };
+  const stored = (rel: FederationRelationship, now: number): StoredRelationship => ({ ...rel, createdAt: now, updatedAt: now });
+
   return {
     ListFederationRelationships: unary(log, 'ListFederationRelationships', () => ({
       relationships: poller.statuses().map(relationshipToProto),
     })),
 
-    RefreshBundle: unary(log, 'RefreshBundle', async (req: { trust_domain?: string }) => {
-      if (!req.trust_domain) throw invalidArgument('trust_domain is required');
-      const td = parseTrustDomain(req.trust_domain);
-      if (poller.status(td) === undefined) {
-        throw notFound(`${td} has no federation relationship: add it to federates_with in the server's config file`);
+    GetFederationRelationship: unary(log, 'GetFederationRelationship', (req: { trust_domain?: string }) =>
+      relationshipToProto(existing(trustDomainOf(req.trust_domain))),
+    ),
+
+    CreateFederationRelationship: unary(log, 'CreateFederationRelationship', async (req: {
+      relationship?: ProtoRelationship; bundle?: string; bundle_format?: string;
+    }) => {
+      const rel = compile(req.relationship);
+      const td = rel.trustDomain;
+      if (poller.status(td)?.source === 'config') {
+        throw alreadyExists(`a federation relationship with ${td} already exists in federates_with of the server's config file`);
       }
+      const now = clock.now();
+      const seed = req.bundle ? federatedBundleFromText(td, req.bundle, req.bundle_format, await ds.getBundle(td), now) : undefined;
+      await ds.createFederationRelationship(stored(rel, now), seed);
+      poller.set(rel, 'api');
+      log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
+      return relationshipToProto(poller.status(td)!);
+    }),
+
+    UpdateFederationRelationship: unary(log, 'UpdateFederationRelationship', async (req: { relationship?: ProtoRelationship }) => {
+      const rel = compile(req.relationship);
+      madeHere(rel.trustDomain, 'change');
+      await ds.updateFederationRelationship(stored(rel, clock.now()));
+      poller.set(rel, 'api');
+      log.info({ trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, profile: rel.profile }, 'federation relationship updated');
+      return relationshipToProto(poller.status(rel.trustDomain)!);
+    }),
+
+    DeleteFederationRelationship: unary(log, 'DeleteFederationRelationship', async (req: { trust_domain?: string }) => {
+      const td = trustDomainOf(req.trust_domain);
+      madeHere(td, 'remove');
+      const last = existing(td);
+      await ds.deleteFederationRelationship(td);
+      poller.remove(td);
+      log.info({ trustDomain: td }, 'federation relationship deleted; its bundle stays stored');
+      return relationshipToProto(last);
+    }),
+
+    RefreshBundle: unary(log, 'RefreshBundle', async (req: { trust_domain?: string }) => {
+      const td = trustDomainOf(req.trust_domain);
+      existing(td);
       await poller.refresh(td);
-      const status = poller.status(td)!;
+      const status = existing(td);
       const error = status.lastError;
       if (error !== undefined) throw isMeshidError(error) ? error : unavailable(`refreshing the bundle of ${td} failed: ${error.message}`);
       return relationshipToProto(status);

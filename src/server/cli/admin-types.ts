@@ -58,6 +58,7 @@ export interface ProtoFederationRelationship {
   last_success_at?: number;
   last_error?: string;
   next_poll_at?: number;
+  source?: string;
 }
 
 /** Every admin method the CLI calls: [request, response] by service and method name. */
@@ -95,6 +96,10 @@ export interface AdminMethods {
   };
   Federation: {
     ListFederationRelationships: [Record<string, never>, { relationships?: ProtoFederationRelationship[] }];
+    GetFederationRelationship: [{ trust_domain: string }, ProtoFederationRelationship];
+    CreateFederationRelationship: [{ relationship: ProtoFederationRelationship; bundle?: string; bundle_format?: string }, ProtoFederationRelationship];
+    UpdateFederationRelationship: [{ relationship: ProtoFederationRelationship }, ProtoFederationRelationship];
+    DeleteFederationRelationship: [{ trust_domain: string }, ProtoFederationRelationship];
     RefreshBundle: [{ trust_domain: string }, ProtoFederationRelationship];
   };
   Health: {

@@ -108,7 +108,7 @@ const set: Command = {
   },
 };
 
-function readBundleFile(file: string): string {
+export function readBundleFile(file: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {

@@ -1,9 +1,12 @@
+import { invalidArgument } from '../../common/errors.js';
+import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoFederationRelationship } from './admin-types.js';
+import { readBundleFile } from './bundle.js';
 import { isoTime } from './entry-output.js';
-import { checkTrustDomain, trustDomainFlag } from './flags.js';
+import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
 
 /** A relationship with every field present: the --output json shape. */
 function fullRelationship(r: ProtoFederationRelationship): Record<string, unknown> {
@@ -16,6 +19,7 @@ function fullRelationship(r: ProtoFederationRelationship): Record<string, unknow
     last_success_at: r.last_success_at ?? 0,
     last_error: r.last_error ?? '',
     next_poll_at: r.next_poll_at ?? 0,
+    source: r.source ?? '',
   };
 }
 
@@ -25,6 +29,7 @@ function renderRelationship(r: ProtoFederationRelationship): string {
     ['Bundle endpoint URL', r.bundle_endpoint_url ?? ''],
     ['Bundle endpoint profile', r.bundle_endpoint_profile ?? ''],
     ['Endpoint SPIFFE ID', r.endpoint_spiffe_id || undefined],
+    ['Defined in', r.source === 'config' ? 'config file (federates_with)' : 'admin API'],
     ['Last attempt', isoTime(r.last_attempt_at) ?? 'never'],
     ['Last success', isoTime(r.last_success_at) ?? 'never'],
     ['Last error', r.last_error || undefined],
@@ -34,7 +39,7 @@ function renderRelationship(r: ProtoFederationRelationship): string {
 
 const list: Command = {
   name: 'list',
-  summary: "Lists the federation relationships of the server's config and how their bundle polls go.",
+  summary: "Lists the federation relationships (the config's and those created here) and how their bundle polls go.",
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const res = await withAdminClient(args, io.env, (client) => client.call('Federation', 'ListFederationRelationships', {}));
@@ -60,7 +65,99 @@ const refresh: Command = {
   },
 };
 
-/** `meshid-server federation list|refresh` (admin API meshid.admin.v1.Federation), as spire-server's. */
+// spire-server's spellings (-trustDomain, -bundleEndpointURL, ...) are accepted too.
+const RELATIONSHIP_FLAGS: FlagSpec[] = [
+  { ...trustDomainFlag('Trust domain to federate with, e.g. partner.org; required'), aliases: ['id', 'trustDomain'] },
+  { name: 'bundle-endpoint-url', aliases: ['bundleEndpointURL'], type: 'string', valueName: 'URL', description: "The partner's bundle endpoint (https://...); required" },
+  {
+    name: 'bundle-endpoint-profile', aliases: ['bundleEndpointProfile'], type: 'string', choices: ['https_spiffe', 'https_web'],
+    description: 'https_spiffe: the endpoint presents an SVID of the trust domain; https_web: a web PKI certificate; required',
+  },
+  { name: 'endpoint-spiffe-id', aliases: ['endpointSpiffeID'], type: 'string', valueName: 'ID', description: "https_spiffe: the SPIFFE ID of the endpoint's SVID" },
+];
+
+function relationshipFromFlags(args: ParsedArgs): ProtoFederationRelationship {
+  const endpointId = args.string('endpoint-spiffe-id');
+  return {
+    trust_domain: checkTrustDomain(args.requiredString('trust-domain')),
+    bundle_endpoint_url: args.requiredString('bundle-endpoint-url'),
+    bundle_endpoint_profile: args.requiredString('bundle-endpoint-profile'),
+    ...(endpointId !== undefined ? { endpoint_spiffe_id: checkSpiffeId(endpointId, 'Endpoint SPIFFE ID') } : {}),
+  };
+}
+
+function writeRelationship(args: ParsedArgs, io: CliIo, r: ProtoFederationRelationship, what: string): void {
+  io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `${what}\n\n${renderRelationship(r)}`);
+}
+
+const create: Command = {
+  name: 'create',
+  summary: 'Creates a federation relationship, stored by the server and polled at once (no restart).',
+  flags: [
+    ...RELATIONSHIP_FLAGS,
+    { name: 'bundle-path', aliases: ['trustDomainBundlePath'], type: 'string', valueName: 'FILE', description: "The partner's bundle, stored with the relationship: https_spiffe needs it to authenticate the first fetch" },
+    { name: 'bundle-format', aliases: ['trustDomainBundleFormat'], type: 'string', choices: ['pem', 'spiffe'], description: 'Format of --bundle-path; default: detected' },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const relationship = relationshipFromFlags(args);
+    const file = args.string('bundle-path');
+    const format = args.string('bundle-format');
+    if (format !== undefined && file === undefined) throw invalidArgument('--bundle-format goes with --bundle-path');
+    const bundle = file === undefined ? undefined : readBundleFile(file);
+    const r = await withAdminClient(args, io.env, (client) =>
+      client.call('Federation', 'CreateFederationRelationship', { relationship, ...(bundle !== undefined ? { bundle, bundle_format: format ?? '' } : {}) }),
+    );
+    writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} created.`);
+    return 0;
+  },
+};
+
+const update: Command = {
+  name: 'update',
+  summary: 'Replaces the endpoint settings of a relationship created with "federation create".',
+  flags: [...RELATIONSHIP_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const relationship = relationshipFromFlags(args);
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'UpdateFederationRelationship', { relationship }));
+    writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} updated.`);
+    return 0;
+  },
+};
+
+const del: Command = {
+  name: 'delete',
+  summary: "Deletes a relationship created with \"federation create\"; the partner's bundle stays (see bundle delete).",
+  flags: [{ ...trustDomainFlag('Trust domain of the relationship; required'), aliases: ['id', 'trustDomain'] }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'DeleteFederationRelationship', { trust_domain: td }));
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson(fullRelationship(r)));
+    else io.stdout.write(`Federation relationship with ${td} deleted; its bundle stays stored ("meshid-server bundle delete --trust-domain ${td}" removes it).\n`);
+    return 0;
+  },
+};
+
+const show: Command = {
+  name: 'show',
+  summary: 'Shows one federation relationship and how its bundle polls go.',
+  flags: [{ ...trustDomainFlag('Trust domain of the relationship; required'), aliases: ['id', 'trustDomain'] }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'GetFederationRelationship', { trust_domain: td }));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : renderRelationship(r));
+    return 0;
+  },
+};
+
+/** `meshid-server federation list|show|create|update|delete|refresh` (admin API meshid.admin.v1.Federation), as spire-server's. */
 export async function federationCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server federation', 'Federation relationships (configured in federates_with).', [list, refresh], argv, io);
+  return runGroup(
+    'meshid-server federation',
+    'Federation relationships: the config\'s federates_with, and those created here.',
+    [list, show, create, update, del, refresh],
+    argv,
+    io,
+  );
 }

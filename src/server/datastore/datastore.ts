@@ -19,9 +19,10 @@ export type { Selector };
 /** Rules an entry write is checked against inside its own transaction. */
 export interface EntryWriteOptions {
   /**
-   * When given, federates_with may name only trust domains with a stored bundle or in this set (the config's
-   * relationships, before their first poll); failed_precondition otherwise. Checked in the write's transaction, so a
-   * bundle deleted in the same instant cannot leave the entry federating with nothing.
+   * When given, federates_with may name only trust domains with a stored bundle, a stored federation relationship,
+   * or in this set (the config's relationships), the last two before their first poll; failed_precondition
+   * otherwise. Checked in the write's transaction, so a bundle deleted in the same instant cannot leave the entry
+   * federating with nothing.
    */
   federableWithoutBundle?: ReadonlySet<string>;
 }
@@ -125,6 +126,19 @@ export interface Datastore {
    * domain's bundle is the caller's job.
    */
   deleteBundle(trustDomain: string, mode?: BundleDeleteMode): Promise<number>;
+
+  // Federation relationships made through the admin API (the config file's federates_with is not stored).
+  /**
+   * Throws already_exists when the trust domain has one. `seed`, when given, is stored as the trust domain's bundle
+   * in the same transaction (refused as setBundle refuses it).
+   */
+  createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void>;
+  /** Replaces endpoint URL, profile and endpoint SPIFFE ID (createdAt is kept); throws not_found. */
+  updateFederationRelationship(relationship: StoredRelationship): Promise<StoredRelationship>;
+  /** Throws not_found. The trust domain's bundle stays stored. Returns what was deleted. */
+  deleteFederationRelationship(trustDomain: string): Promise<StoredRelationship>;
+  /** Ordered by trust domain. */
+  listFederationRelationships(): Promise<StoredRelationship[]>;
 
   // CA journal.
   /** Throws already_exists for a reused id. */
@@ -281,6 +295,18 @@ export interface StoredBundle {
   jwtAuthorities: Array<{ kid: string; publicKeyPem: string; notAfter: number }>;
   /** spiffe_sequence: increases on every content change. */
   sequence: number;
+  updatedAt: number;
+}
+
+/** Where a federated trust domain's bundle is fetched (Bundle §5), as the admin API made it. Times are ms. */
+export interface StoredRelationship {
+  /** Bare trust domain name. */
+  trustDomain: string;
+  bundleEndpointUrl: string;
+  profile: 'https_spiffe' | 'https_web';
+  /** https_spiffe only. */
+  endpointSpiffeId: string | undefined;
+  createdAt: number;
   updatedAt: number;
 }
 

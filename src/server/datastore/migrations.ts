@@ -155,6 +155,22 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE ca_records ADD COLUMN upstream_anchors BLOB`,
     ],
   },
+  {
+    version: 4,
+    name: 'federation relationships',
+    statements: [
+      // Made through the admin API (SPIRE's "federation create"); the config file's federates_with is not stored.
+      `CREATE TABLE federation_relationships (
+        trust_domain TEXT PRIMARY KEY,
+        bundle_endpoint_url TEXT NOT NULL,
+        bundle_endpoint_profile TEXT NOT NULL,
+        -- https_spiffe only; empty for https_web.
+        endpoint_spiffe_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        updated_at BIGINT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

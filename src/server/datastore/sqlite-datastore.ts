@@ -6,6 +6,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFou
 import type {
   AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
+  StoredRelationship,
 } from './datastore.js';
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
 import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
@@ -13,8 +14,8 @@ import { storageError } from './sqlite-errors.js';
 import { openSqliteFile } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow,
-  type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow,
+  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow, relationshipColumns,
+  relationshipFromRow, type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 
@@ -358,6 +359,44 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
+  // ---- Federation relationships ----
+
+  createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void> {
+    return this.write(() => {
+      const r = checkedRelationship(relationship);
+      if (this.s.relationshipById.get(r.trustDomain) !== undefined) throw alreadyExists(`a federation relationship with ${r.trustDomain} already exists`);
+      if (seed !== undefined) {
+        if (seed.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.trustDomain}, not ${r.trustDomain}`);
+        this.storeBundle(seed, false);
+      }
+      this.s.insertRelationship.run(...relationshipColumns(r));
+    });
+  }
+
+  updateFederationRelationship(relationship: StoredRelationship): Promise<StoredRelationship> {
+    return this.write(() => {
+      const r = checkedRelationship(relationship);
+      const row = this.s.relationshipById.get(r.trustDomain) as RelationshipRow | undefined;
+      if (row === undefined) throw notFound(`no federation relationship with ${r.trustDomain}`);
+      const updated = { ...r, createdAt: row.created_at };
+      this.s.updateRelationship.run(updated.bundleEndpointUrl, updated.profile, updated.endpointSpiffeId ?? '', updated.updatedAt, updated.trustDomain);
+      return updated;
+    });
+  }
+
+  deleteFederationRelationship(trustDomain: string): Promise<StoredRelationship> {
+    return this.write(() => {
+      const row = this.s.relationshipById.get(trustDomain) as RelationshipRow | undefined;
+      if (row === undefined) throw notFound(`no federation relationship with ${trustDomain}`);
+      this.s.deleteRelationship.run(trustDomain);
+      return relationshipFromRow(row);
+    });
+  }
+
+  listFederationRelationships(): Promise<StoredRelationship[]> {
+    return this.read(() => (this.s.allRelationships.all() as RelationshipRow[]).map(relationshipFromRow));
+  }
+
   // ---- CA journal ----
 
   addCaRecord(record: CaRecord): Promise<void> {
@@ -472,7 +511,9 @@ export class SqliteDatastore implements Datastore {
   private assertFederable(trustDomains: readonly string[], opts: EntryWriteOptions): void {
     const allowed = opts.federableWithoutBundle;
     if (allowed === undefined) return;
-    const missing = trustDomains.filter((td) => !allowed.has(td) && this.s.bundleById.get(td) === undefined);
+    const missing = trustDomains.filter(
+      (td) => !allowed.has(td) && this.s.bundleById.get(td) === undefined && this.s.relationshipById.get(td) === undefined,
+    );
     if (missing.length > 0) {
       throw failedPrecondition(
         `federates_with names ${missing.join(', ')}, whose bundle this server does not have: set it first with ` +
@@ -559,6 +600,19 @@ function sameContent(a: unknown, b: unknown): boolean {
 }
 
 /** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
+/** The API validated it (relationship.ts); this guards the storage contract only. */
+function checkedRelationship(r: StoredRelationship): StoredRelationship {
+  requireText('relationship trustDomain', r.trustDomain);
+  requireText('relationship bundleEndpointUrl', r.bundleEndpointUrl);
+  requireTime('relationship createdAt', r.createdAt);
+  requireTime('relationship updatedAt', r.updatedAt);
+  if (r.profile !== 'https_spiffe' && r.profile !== 'https_web') throw invalidArgument(`relationship ${r.trustDomain}: profile "${String(r.profile)}" is unknown`);
+  if ((r.profile === 'https_spiffe') !== (r.endpointSpiffeId !== undefined)) {
+    throw invalidArgument(`relationship ${r.trustDomain}: an endpoint SPIFFE ID goes with https_spiffe, and only with it`);
+  }
+  return r;
+}
+
 function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }

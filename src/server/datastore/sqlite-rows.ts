@@ -1,4 +1,5 @@
-import type { AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, Selector, StoredBundle } from './datastore.js';
+import type { AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, Selector, StoredBundle, StoredRelationship } from './datastore.js';
+import { internal } from '../../common/errors.js';
 import { splitConcatenatedDer } from '../../common/x509/pem.js';
 
 /**
@@ -159,4 +160,36 @@ export function caRecordFromRow(r: CaRow): CaRecord {
   if (r.upstream_chain !== null) record.upstreamChainDer = splitConcatenatedDer(r.upstream_chain);
   if (r.upstream_anchors !== null) record.upstreamAnchorsDer = splitConcatenatedDer(r.upstream_anchors);
   return record;
+}
+
+export const RELATIONSHIP_COLUMNS = 'trust_domain, bundle_endpoint_url, bundle_endpoint_profile, endpoint_spiffe_id, created_at, updated_at';
+
+export interface RelationshipRow {
+  trust_domain: string;
+  bundle_endpoint_url: string;
+  bundle_endpoint_profile: string;
+  endpoint_spiffe_id: string;
+  created_at: number;
+  updated_at: number;
+}
+
+export function relationshipFromRow(r: RelationshipRow): StoredRelationship {
+  return {
+    trustDomain: r.trust_domain,
+    bundleEndpointUrl: r.bundle_endpoint_url,
+    profile: relationshipProfile(r),
+    endpointSpiffeId: r.endpoint_spiffe_id === '' ? undefined : r.endpoint_spiffe_id,
+    createdAt: r.created_at,
+    updatedAt: r.updated_at,
+  };
+}
+
+function relationshipProfile(r: RelationshipRow): StoredRelationship['profile'] {
+  const p = r.bundle_endpoint_profile;
+  if (p !== 'https_spiffe' && p !== 'https_web') throw internal(`federation relationship ${r.trust_domain}: stored profile "${p}" is unknown`);
+  return p;
+}
+
+export function relationshipColumns(r: StoredRelationship): [string, string, string, string, number, number] {
+  return [r.trustDomain, r.bundleEndpointUrl, r.profile, r.endpointSpiffeId ?? '', r.createdAt, r.updatedAt];
 }

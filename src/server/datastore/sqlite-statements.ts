@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS } from './sqlite-rows.js';
+import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS } from './sqlite-rows.js';
 
 /**
  * Every fixed SQL statement of the SQLite datastore, prepared once per connection. Plain SQL that PostgreSQL also
@@ -73,6 +73,14 @@ export function prepareStatements(db: Database.Database) {
         'jwt_authorities = excluded.jwt_authorities, sequence = excluded.sequence, revision = excluded.revision, updated_at = excluded.updated_at',
     ),
     deleteBundle: p('DELETE FROM bundles WHERE trust_domain = ?'),
+
+    relationshipById: p(`SELECT ${RELATIONSHIP_COLUMNS} FROM federation_relationships WHERE trust_domain = ?`),
+    allRelationships: p(`SELECT ${RELATIONSHIP_COLUMNS} FROM federation_relationships ORDER BY trust_domain`),
+    insertRelationship: p(`INSERT INTO federation_relationships (${RELATIONSHIP_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    updateRelationship: p(
+      'UPDATE federation_relationships SET bundle_endpoint_url = ?, bundle_endpoint_profile = ?, endpoint_spiffe_id = ?, updated_at = ? WHERE trust_domain = ?',
+    ),
+    deleteRelationship: p('DELETE FROM federation_relationships WHERE trust_domain = ?'),
 
     caRecordExists: p('SELECT 1 FROM ca_records WHERE id = ?'),
     allCaRecords: p(`SELECT ${CA_COLUMNS} FROM ca_records ORDER BY created_at, id`),

@@ -16,8 +16,12 @@ export const FIRST_RETRY_MS = 30_000;
 
 export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<TrustBundle>;
 
+/** Where a relationship is defined: the config file's federates_with, or the admin API (stored in the datastore). */
+export type RelationshipSource = 'config' | 'api';
+
 interface PollState {
   readonly rel: FederationRelationship;
+  readonly source: RelationshipSource;
   timer: TimerHandle | undefined;
   inFlight: Promise<void> | undefined;
   failures: number;
@@ -31,6 +35,7 @@ interface PollState {
 /** A relationship and how its polls go, for operators (admin API Federation). */
 export interface RelationshipStatus {
   readonly relationship: FederationRelationship;
+  readonly source: RelationshipSource;
   readonly lastAttemptAt: number | undefined;
   readonly lastSuccessAt: number | undefined;
   readonly lastError: Error | undefined;
@@ -38,13 +43,15 @@ export interface RelationshipStatus {
 }
 
 /**
- * Keeps every federated trust domain of the config (`federates_with`) up to date from its bundle endpoint: polls at
- * the endpoint's refresh hint, stores a bundle whose authorities changed (so agents hear of it through the change
- * feed, like `bundle set`), and retries failures with backoff. A failed poll changes nothing: the stored bundle
- * stays, and with it what the workloads trust, until a fetch succeeds or an operator acts.
+ * Keeps every federated trust domain with a relationship (the config's `federates_with` and those made through the
+ * admin API) up to date from its bundle endpoint: polls at the endpoint's refresh hint, stores a bundle whose
+ * authorities changed (so agents hear of it through the change feed, like `bundle set`), and retries failures with
+ * backoff. A failed poll changes nothing: the stored bundle stays, and with it what the workloads trust, until a
+ * fetch succeeds or an operator acts.
  */
 export class FederatedBundlePoller {
   private readonly states = new Map<string, PollState>();
+  private started = false;
   private stopped = false;
 
   constructor(
@@ -54,17 +61,30 @@ export class FederatedBundlePoller {
     private readonly log: Logger,
     private readonly fetch: BundleFetcher = fetchFederatedBundle,
   ) {
-    for (const rel of relationships) {
-      this.states.set(rel.trustDomain, {
-        rel, timer: undefined, inFlight: undefined, failures: 0,
-        lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined,
-      });
-    }
+    for (const rel of relationships) this.states.set(rel.trustDomain, newState(rel, 'config'));
   }
 
   /** Polls every relationship now, then on its own schedule. */
   start(): void {
+    this.started = true;
     for (const state of this.states.values()) this.schedule(state, 0);
+  }
+
+  /**
+   * Adds a relationship, or replaces the one of its trust domain (its poll history starts over); once started, it
+   * is polled at once.
+   */
+  set(rel: FederationRelationship, source: RelationshipSource): void {
+    this.remove(rel.trustDomain);
+    const state = newState(rel, source);
+    this.states.set(rel.trustDomain, state);
+    if (this.started && !this.stopped) this.schedule(state, 0);
+  }
+
+  /** Stops polling `trustDomain`; a poll under way finishes but schedules nothing. */
+  remove(trustDomain: string): void {
+    this.states.get(trustDomain)?.timer?.cancel();
+    this.states.delete(trustDomain);
   }
 
   /** Polls `trustDomain` now (or waits for the poll under way); resolves when it is done, whatever its outcome. */
@@ -74,19 +94,19 @@ export class FederatedBundlePoller {
     return state.inFlight ?? this.poll(state);
   }
 
-  /** Every relationship and its polls, in config order. */
+  /** Every relationship and its polls: the config's in its order, then the API's in the order they were added. */
   statuses(): RelationshipStatus[] {
     return [...this.states.values()].map((s) => this.statusOf(s));
   }
 
-  /** One relationship's status; undefined when `trustDomain` is not in the config's federates_with. */
+  /** One relationship's status; undefined when `trustDomain` has none. */
   status(trustDomain: string): RelationshipStatus | undefined {
     const state = this.states.get(trustDomain);
     return state === undefined ? undefined : this.statusOf(state);
   }
 
   private statusOf(s: PollState): RelationshipStatus {
-    return { relationship: s.rel, lastAttemptAt: s.lastAttemptAt, lastSuccessAt: s.lastSuccessAt, lastError: s.lastError, nextPollAt: s.nextPollAt };
+    return { relationship: s.rel, source: s.source, lastAttemptAt: s.lastAttemptAt, lastSuccessAt: s.lastSuccessAt, lastError: s.lastError, nextPollAt: s.nextPollAt };
   }
 
   /** The poll of `trustDomain` under way, if any. */
@@ -116,6 +136,7 @@ export class FederatedBundlePoller {
     return run;
   }
 
+  /** A relationship removed or replaced while its poll ran neither stores what that poll fetched nor polls again. */
   private async pollOnce(state: PollState): Promise<void> {
     const { rel } = state;
     let next: number;
@@ -123,7 +144,7 @@ export class FederatedBundlePoller {
     try {
       const previous = await this.ds.getBundle(rel.trustDomain);
       const fetched = await this.fetch(rel, previous?.x509Authorities);
-      if (this.stopped) return;
+      if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
       if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
         // Trusting nothing would also lock https_spiffe out of every later fetch; an operator decides this one.
@@ -142,7 +163,7 @@ export class FederatedBundlePoller {
       const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
       next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
     } catch (err) {
-      if (this.stopped) return;
+      if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       state.failures++;
       state.lastError = err instanceof Error ? err : new Error(String(err));
       next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
@@ -153,4 +174,11 @@ export class FederatedBundlePoller {
     }
     if (!this.stopped) this.schedule(state, next);
   }
+}
+
+function newState(rel: FederationRelationship, source: RelationshipSource): PollState {
+  return {
+    rel, source, timer: undefined, inFlight: undefined, failures: 0,
+    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined,
+  };
 }

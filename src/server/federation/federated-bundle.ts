@@ -1,4 +1,7 @@
-import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import { invalidArgument } from '../../common/errors.js';
+import { bundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { parseCertificate } from '../../common/x509/certificate.js';
+import { pemToDerList } from '../../common/x509/pem.js';
 import type { StoredBundle } from '../datastore/datastore.js';
 
 /**
@@ -26,4 +29,32 @@ export function sameAuthorities(a: StoredBundle, b: StoredBundle): boolean {
   const x509 = (s: StoredBundle): string[] => s.x509Authorities.map((d) => d.toString('base64')).sort();
   const jwt = (s: StoredBundle): string[] => s.jwtAuthorities.map((k) => `${k.kid}\0${k.publicKeyPem}`).sort();
   return JSON.stringify([x509(a), jwt(a)]) === JSON.stringify([x509(b), jwt(b)]);
+}
+
+/**
+ * A federated bundle an operator hands over (`bundle set`, `federation create --bundle-path`): a SPIFFE bundle
+ * document or PEM CA certificates; `format` "spiffe" or "pem", or empty to tell them apart by the first character.
+ */
+export function federatedBundleFromText(
+  trustDomain: string, text: string, format: string | undefined, previous: StoredBundle | undefined, now: number,
+): StoredBundle {
+  const body = text.trim();
+  if (body === '') throw invalidArgument('bundle is empty: pass a SPIFFE bundle (JSON) or PEM CA certificates');
+  const kind = format || (body.startsWith('{') ? 'spiffe' : 'pem');
+  let stored: StoredBundle;
+  if (kind === 'spiffe') {
+    stored = storedFederatedBundle(trustDomain, bundleFromSpiffeJson(trustDomain, body), previous, now);
+  } else if (kind === 'pem') {
+    const ders = pemToDerList(body);
+    for (const der of ders) {
+      if (!parseCertificate(der).isCa) throw invalidArgument('every certificate in a federated bundle must be a CA certificate');
+    }
+    stored = { trustDomain, x509Authorities: ders, jwtAuthorities: [], sequence: (previous?.sequence ?? 0) + 1, updatedAt: now };
+  } else {
+    throw invalidArgument(`format "${format}" must be spiffe or pem`);
+  }
+  if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
+    throw invalidArgument(`the bundle for ${trustDomain} holds no X.509 authorities and no JWT keys`);
+  }
+  return stored;
 }

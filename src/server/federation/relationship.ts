@@ -34,8 +34,11 @@ export function compileRelationships(raw: unknown, ownTrustDomain: string): read
   return Object.freeze(Object.entries(raw).map(([name, value]) => compileRelationship(name, value, ownTrustDomain)));
 }
 
-function compileRelationship(name: string, value: unknown, ownTrustDomain: string): FederationRelationship {
-  const where = `federates_with "${name}"`;
+/**
+ * One relationship: `name` its trust domain, `value` its settings as in the config file; `where` names it in errors
+ * (the config's `federates_with "partner.org"`, or the admin API's relationship).
+ */
+export function compileRelationship(name: string, value: unknown, ownTrustDomain: string, where = `federates_with "${name}"`): FederationRelationship {
   const trustDomain = parseTrustDomain(name);
   if (trustDomain === ownTrustDomain) throw invalidArgument(`${where}: that is this server's own trust domain`);
   if (!isJsonObject(value)) throw invalidArgument(`${where} must be an object with bundle_endpoint_url and bundle_endpoint_profile`);

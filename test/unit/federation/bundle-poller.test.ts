@@ -134,3 +134,50 @@ test('an https_spiffe partner serving JWT keys alone is not applied: nothing wou
     assert.match(poller.status('partner.org')!.lastError!.message, /without X\.509 roots/);
   });
 });
+
+test('relationships added, replaced and removed while running: a removed or replaced one stores nothing more and polls no more', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    let urls: string[] = [];
+    const poller = new FederatedBundlePoller([], ds, clock, silentLogger(), async (r) => {
+      urls.push(r.bundleEndpointUrl);
+      await gate;
+      return endpoint.fetch();
+    });
+    t.after(() => poller.stop());
+    endpoint.next = () => ca.bundle(1);
+    poller.start();
+
+    // Added after start: polled at once.
+    poller.set(REL!, 'api');
+    assert.equal(poller.status('partner.org')?.source, 'api');
+    clock.advance(0);
+    const first = poller.pending('partner.org');
+    assert.ok(first, 'polled as soon as it was added');
+    // Replaced while that poll waits on the endpoint: the old poll's answer is dropped, the new settings polled.
+    const [moved] = compileRelationships(
+      { 'partner.org': { bundle_endpoint_url: 'https://moved.example/', bundle_endpoint_profile: 'https_web' } },
+      'example.org',
+    );
+    poller.set(moved!, 'api');
+    release();
+    await first;
+    assert.equal(await ds.getBundle('partner.org'), undefined, 'the replaced poll stored nothing');
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.deepEqual(urls, ['https://partner.example:8443/', 'https://moved.example/']);
+    assert.deepEqual((await ds.getBundle('partner.org'))?.x509Authorities, [ca.rootDer]);
+
+    // Removed: no status, no more polls, whatever the clock does.
+    poller.remove('partner.org');
+    assert.equal(poller.status('partner.org'), undefined);
+    urls = [];
+    clock.advance(24 * 3_600_000);
+    assert.equal(poller.pending('partner.org'), undefined);
+    assert.deepEqual(urls, []);
+  });
+});
