@@ -3,6 +3,7 @@ import { isMeshidError, permissionDenied, unavailable, type MeshidError } from '
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import { parseJwtSvid } from '../../common/jwt/jwt-svid.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
@@ -146,27 +147,48 @@ export class IdentityCache implements WorkloadCache {
     return () => void this.subscriptions.delete(sub);
   }
 
+  /**
+   * A token per entry the caller matches. An entry that changes or goes while its token is signed makes the answer
+   * void (the server signs for the entry as it is then): the call starts over once with the new state, then fails
+   * UNAVAILABLE. A token whose `sub` is not the entry's SPIFFE ID (this agent's view lags the server's) is never
+   * handed out.
+   */
   async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]> {
-    if (!this.ready()) throw unavailable('the agent has no identity state to serve yet');
-    const matching = this.index.matching(selectorSet(selectors)).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
-    if (matching.length === 0) {
-      throw permissionDenied(spiffeId === undefined ? 'no registration entry matches the caller' : `the caller is not entitled to ${spiffeId}`);
-    }
-    const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience)));
-    const results: JwtSvidResult[] = [];
-    let failure: { entry: AgentEntry; reason: unknown } | undefined;
-    settled.forEach((r, i) => {
-      const e = matching[i]!;
-      if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
-      else {
-        this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
-        failure ??= { entry: e, reason: r.reason };
+    for (let attempt = 0; ; attempt++) {
+      if (!this.ready()) throw unavailable('the agent has no identity state to serve yet');
+      const matching = this.index.matching(selectorSet(selectors)).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
+      if (matching.length === 0) {
+        throw permissionDenied(spiffeId === undefined ? 'no registration entry matches the caller' : `the caller is not entitled to ${spiffeId}`);
       }
-    });
-    // All or nothing (WL-API §6.2.1: every identity of the caller): a partial list could start with another
-    // identity than the default, and clients take svids[0].
-    if (failure !== undefined) throw jwtSvidFailure(failure.entry, failure.reason);
-    return results;
+      const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience)));
+      if (matching.some((e) => this.index.get(e.id) !== e)) {
+        if (attempt === 0) continue;
+        throw unavailable('registration entries of the caller changed while their JWT-SVIDs were signed; retry');
+      }
+      const results: JwtSvidResult[] = [];
+      let failure: { entry: AgentEntry; reason: unknown } | undefined;
+      settled.forEach((r, i) => {
+        const e = matching[i]!;
+        if (r.status === 'fulfilled' && tokenSubject(r.value.token) !== e.spiffeId) {
+          this.jwt.dropEntry(e.id);
+          failure ??= {
+            entry: e,
+            reason: unavailable(
+              `the server signed a JWT-SVID for ${tokenSubject(r.value.token) ?? 'another identity'}, not ${e.spiffeId}: ` +
+                `this agent has not yet heard of a change to entry ${e.id}; retry`,
+            ),
+          };
+        } else if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
+        else {
+          this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
+          failure ??= { entry: e, reason: r.reason };
+        }
+      });
+      // All or nothing (WL-API §6.2.1: every identity of the caller): a partial list could start with another
+      // identity than the default, and clients take svids[0].
+      if (failure !== undefined) throw jwtSvidFailure(failure.entry, failure.reason);
+      return results;
+    }
   }
 
   // ---- the agent core's side ----
@@ -363,5 +385,15 @@ export class IdentityCache implements WorkloadCache {
     } catch (err) {
       this.log.error({ err }, 'a cache listener failed');
     }
+  }
+}
+
+/** The token's `sub`, or undefined when it cannot be read (the server's tokens always carry one). */
+function tokenSubject(token: string): string | undefined {
+  try {
+    const sub = parseJwtSvid(token).claims['sub'];
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
   }
 }

@@ -308,6 +308,8 @@ export class SvidIssuer {
       const delay = this.callBackoff.next();
       const now = this.clock.now();
       for (const e of batch) {
+        // An entry removed while the call was out needs nothing more (forget() already dropped its state).
+        if (this.cache.entry(e.id) === undefined) continue;
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
         this.dueAt.set(e.id, now + delay);
       }
@@ -339,8 +341,16 @@ export class SvidIssuer {
       try {
         const svid = this.checkedSvid(current, r.chain, k, now);
         issued.push(svid);
-        this.failures.delete(current.id);
-        this.dueAt.set(current.id, this.renewalOf(svid));
+        if (this.chainIsTainted(svid)) {
+          // Signed before the taint reached the server, answered after it reached this agent: valid, so served, but
+          // replaced at once (and with backoff, should the server go on answering from that authority).
+          const n = (this.failures.get(current.id) ?? 0) + 1;
+          this.failures.set(current.id, n);
+          this.dueAt.set(current.id, n === 1 ? now : now + backoffDelay(n - 2, this.retryPolicy, this.random));
+        } else {
+          this.failures.delete(current.id);
+          this.dueAt.set(current.id, this.renewalOf(svid));
+        }
       } catch (err) {
         this.itemFailed(current, -1, (err as Error).message);
       }

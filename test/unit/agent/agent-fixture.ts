@@ -110,3 +110,12 @@ export async function openAgentFixture(start = Date.UTC(2026, 0, 1)): Promise<Ag
   };
   return fixture;
 }
+
+/**
+ * A token shaped as a JWT-SVID with these claims and no valid signature: what a stubbed SignJwtSvid answers (the cache
+ * reads the token's `sub`; signatures are the server's and the validators' business, tested there).
+ */
+export function unsignedJwt(claims: Record<string, unknown>): string {
+  const part = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
+  return `${part({ alg: 'ES256', typ: 'JWT' })}.${part(claims)}.c2ln`;
+}

@@ -5,7 +5,7 @@ import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import type { Selector } from '../../../src/common/spiffe/selector.js';
-import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { DAY, entry, HOUR, openAgentFixture, unsignedJwt, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
@@ -174,14 +174,15 @@ test('federated bundles in a snapshot are those the matching entries federate wi
 });
 
 test('JWT-SVIDs: one per matching entry (or the one asked for), and permission_denied when nothing matches', async () => {
-  const c = fx.cache(async (entryId, audience) => ({ token: `${entryId}|${audience.join(',')}`, issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
+  const token = (entryId: string, audience: readonly string[]): string => unsignedJwt({ sub: c.entry(entryId)!.spiffeId, aud: audience, jti: entryId });
+  const c = fx.cache(async (entryId, audience) => ({ token: token(entryId, audience), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
   const first = entry('jwt-a', ['unix:uid:60'], { created_at: 1 });
   const second = entry('jwt-b', ['unix:uid:60'], { created_at: 2, hint: 'b' });
   c.apply({ upserts: [second, first] });
   const all = await c.fetchJwtSvids(sel('unix:uid:60'), ['db']);
   assert.deepEqual(all.map((r) => [r.spiffeId, r.token, r.hint]), [
-    [first.spiffeId, `${first.id}|db`, ''],
-    [second.spiffeId, `${second.id}|db`, 'b'],
+    [first.spiffeId, token(first.id, ['db']), ''],
+    [second.spiffeId, token(second.id, ['db']), 'b'],
   ]);
   assert.equal(all[0]!.expiresAt, fx.clock.now() + 300_000);
   const one = await c.fetchJwtSvids(sel('unix:uid:60'), ['db'], second.spiffeId);
@@ -195,7 +196,7 @@ test('JWT-SVIDs are all or nothing: one that cannot be signed fails the call, so
   const c = fx.cache(async (entryId) => {
     const err = refuse(entryId);
     if (err !== undefined) throw err;
-    return { token: `t-${entryId}`, issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+    return { token: unsignedJwt({ sub: c.entry(entryId)!.spiffeId }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
   });
   const dflt = entry('jwt-default', ['unix:uid:62'], { created_at: 1 });
   const other = entry('jwt-other', ['unix:uid:62'], { created_at: 2 });
@@ -221,4 +222,33 @@ test('the oldest SVID expiry is the earliest NotAfter held', () => {
   const short = fx.issue(e2, 2 * HOUR);
   c.putSvids([long, short]);
   assert.equal(c.oldestSvidExpiry(), short.notAfter);
+});
+
+test('a JWT-SVID is never handed to a caller its entry stopped matching while the token was signed, nor with another sub', async () => {
+  let release!: (v: { token: string; issuedAt: number; expiresAt: number }) => void;
+  const signed = { n: 0 };
+  const c = fx.cache(() => {
+    signed.n++;
+    return new Promise((resolve) => (release = resolve));
+  });
+  const e = entry('jwt-moving', ['unix:uid:79']);
+  c.apply({ upserts: [e] });
+  const pending = c.fetchJwtSvids(sel('unix:uid:79'), ['aud']);
+  await new Promise((r) => setImmediate(r));
+  // The operator moves the entry to another SPIFFE ID and other selectors; the Sync update arrives mid-call, and the
+  // server signs for the entry as it is now.
+  const moved = entryFromMessage({ ...entryToMessage(e), spiffe_id: 'spiffe://example.org/other-service', selectors: [{ type: 'unix', value: 'uid:80' }], revision: e.revision + 1 });
+  c.apply({ upserts: [moved] });
+  release({ token: unsignedJwt({ sub: moved.spiffeId }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 });
+  // Started over with the new state, in which uid 79 matches nothing.
+  await assert.rejects(pending, (err: unknown) => isMeshidError(err, 'permission_denied'));
+
+  // An agent whose view lags the server's (the Sync stream reconnecting): the server's token names the new ID.
+  const lagging = fx.cache(async () => ({ token: unsignedJwt({ sub: 'spiffe://example.org/renamed' }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
+  lagging.apply({ upserts: [entry('jwt-lagging', ['unix:uid:81'])] });
+  await assert.rejects(
+    lagging.fetchJwtSvids(sel('unix:uid:81'), ['aud']),
+    (err: unknown) => isMeshidError(err, 'unavailable') && /signed a JWT-SVID for spiffe:\/\/example\.org\/renamed, not spiffe:\/\/example\.org\/jwt-lagging/.test((err as Error).message),
+  );
+  assert.equal(signed.n, 1, 'the moved entry was not signed again for a caller it no longer matches');
 });

@@ -260,3 +260,54 @@ test('a refusal of the agent itself is reported, and the entries wait instead of
   await settle();
   assert.equal(calls, 1, 'a stopped issuer signs nothing');
 });
+
+test('an entry removed while its failing call was out is not retried or counted as failing', async () => {
+  const cache = fx.cache();
+  let reject!: (e: Error) => void;
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+    sign: () => new Promise<SignedItem[]>((_resolve, r) => (reject = r)),
+  });
+  const e = entry('gone-while-out', ['unix:uid:78']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  assert.equal(issuer.pending().inflight, 1);
+  issuer.forget(cache.apply({ removed: [e.id] }).removed.map((r) => r.id));
+  reject(unavailable('server down'));
+  await settle();
+  issuer.kick();
+  fx.clock.advance(10 * 60_000);
+  await settle();
+  const pending = issuer.pending();
+  issuer.stop();
+  assert.deepEqual(pending, { queued: 0, inflight: 0, failing: 0 });
+});
+
+test('an SVID answered after its authority was tainted (signed just before) is served, then re-signed at once', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const calls: string[][] = [];
+  let answer!: () => void;
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+    sign: async (items) => {
+      calls.push(items.map((i) => i.entryId));
+      const signed = await real.sign(items);
+      // The first answer is still on the wire when the taint reaches the agent.
+      if (calls.length === 1) await new Promise<void>((resolve) => (answer = resolve));
+      return signed;
+    },
+  });
+  const e = entry('taint-race', ['unix:uid:81']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const intermediate = parseCertificate(fx.issue(e).chain[1]!).subjectKeyId!;
+  issuer.setTainted([intermediate]);
+  answer();
+  await settle();
+  assert.equal(parseCertificate(cache.svid(e.id)!.chain[1]!).subjectKeyId, intermediate, 'served meanwhile: it is valid');
+  fx.clock.advance(0);
+  await settle();
+  issuer.stop();
+  assert.equal(calls.length, 2, 're-signed at once, not at half-life');
+});
