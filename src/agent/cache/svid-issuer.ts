@@ -135,15 +135,18 @@ export class SvidIssuer {
   }
 
   /**
-   * Schedules renewal of every SVID the cache holds and queues every entry without one: used at start-up after
-   * state was restored, and after a (re)connect.
+   * Schedules renewal of every SVID the cache holds and queues every entry without one, or whose SVID was signed for
+   * other certificate inputs (a TTL or DNS change whose new SVID had not arrived when the agent stopped): used at
+   * start-up after state was restored, and after a (re)connect.
    */
   reconcile(): void {
     for (const entry of this.cache.entries()) {
       const svid = this.cache.svid(entry.id);
       if (this.inflight.has(entry.id) || this.queued.has(entry.id)) continue;
-      if (svid === undefined) this.queued.add(entry.id);
-      else if (!this.dueAt.has(entry.id)) this.dueAt.set(entry.id, this.renewalOf(svid));
+      if (svid === undefined || (svid.inputs !== undefined && svid.inputs !== certificateInputs(entry))) {
+        this.dueAt.delete(entry.id);
+        this.queued.add(entry.id);
+      } else if (!this.dueAt.has(entry.id)) this.dueAt.set(entry.id, this.renewalOf(svid));
     }
     this.armTimer();
     this.scheduleFlush();
@@ -379,7 +382,7 @@ export class SvidIssuer {
   }
 
   /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
-  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], sent: { privateKey: KeyObject; spki: Buffer }, now: number): WorkloadSvid {
+  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], sent: { privateKey: KeyObject; spki: Buffer; inputs: string }, now: number): WorkloadSvid {
     if (chain.length === 0) throw invalidArgument('empty certificate chain');
     const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
@@ -403,6 +406,7 @@ export class SvidIssuer {
       notBefore: leaf.notBefore,
       notAfter: leaf.notAfter,
       version: leaf.serialHex,
+      inputs: sent.inputs,
     };
   }
 }

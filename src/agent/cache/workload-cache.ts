@@ -19,6 +19,11 @@ export interface WorkloadSvid {
   readonly notAfter: number;
   /** Changes exactly when the SVID is re-issued (the leaf serial): what streams compare to avoid duplicates. */
   readonly version: string;
+  /**
+   * The entry's certificate inputs it was signed for (certificateInputs): an SVID whose entry has other inputs now
+   * is re-signed, after a restart too. Undefined for SVIDs an earlier agent stored.
+   */
+  readonly inputs?: string | undefined;
 }
 
 /** What a caller with given selectors is entitled to right now. */

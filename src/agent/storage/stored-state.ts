@@ -61,6 +61,8 @@ export interface SvidDocument {
   not_before?: number;
   not_after?: number;
   serial?: string;
+  /** The entry's certificate inputs the SVID was signed for (WorkloadSvid.inputs); absent in older states. */
+  inputs?: string;
 }
 
 interface StateDocument {
@@ -195,6 +197,7 @@ export function svidDocument(v: WorkloadSvid): SvidDocument {
     not_before: v.notBefore,
     not_after: v.notAfter,
     serial: v.version,
+    ...(v.inputs !== undefined ? { inputs: v.inputs } : {}),
   };
 }
 
@@ -313,6 +316,7 @@ function restoreSvid(
     notBefore,
     notAfter,
     version,
+    ...(typeof raw.inputs === 'string' ? { inputs: raw.inputs } : {}),
   });
   const { not_before: notBefore, not_after: notAfter, serial } = raw;
   if (sealedIssuers && encoded.length > 1 && typeof notBefore === 'number' && typeof notAfter === 'number' && typeof serial === 'string') {

@@ -1,13 +1,16 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import path from 'node:path';
 import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
+import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { MeshidError, unavailable } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
 import { renewalTime } from '../../../src/common/rotation.js';
 import { opensslVerify } from '../../support/openssl.js';
+import { tempDir } from '../../support/server-kit.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
@@ -310,4 +313,53 @@ test('an SVID answered after its authority was tainted (signed just before) is s
   await settle();
   issuer.stop();
   assert.equal(calls.length, 2, 're-signed at once, not at half-life');
+});
+
+test('a TTL change whose new SVID had not arrived when the agent stopped is re-signed after the restart', async () => {
+  const t = tempDir('meshid-inputs-');
+  try {
+    const dir = path.join(t.dir, 'data');
+    let store = AgentStore.open(dir, silentLogger());
+    let cache = fx.cache();
+    let serverUp = true;
+    const real = fx.signer(cache);
+    let issuer = new SvidIssuer({
+      cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+      sign: async (items) => {
+        if (!serverUp) throw unavailable('server down');
+        return real.sign(items);
+      },
+    });
+    const e1 = entry('ttl-change', ['unix:uid:77'], { x509_svid_ttl: 86400 });
+    issuer.request(cache.apply({ upserts: [e1] }).needSvid);
+    await settle();
+    assert.ok(Math.abs(cache.svid(e1.id)!.notAfter - fx.clock.now() - DAY) < 1000, 'a 24 h SVID');
+    // The operator lowers the TTL to 1 h; the change arrives, its signing fails, and the agent stops.
+    serverUp = false;
+    const e2 = entryFromMessage({ ...entryToMessage(e1), x509_svid_ttl: 3600, revision: e1.revision + 1 });
+    issuer.request(cache.apply({ upserts: [e2] }).needSvid);
+    await settle();
+    const bundle = cache.ownBundle()!;
+    store.saveState({ trustDomain: bundle.trustDomain, revision: e2.revision, bundle, federatedBundles: [], entries: cache.entries(), svids: cache.allSvids() });
+    issuer.stop();
+    store.close();
+
+    // Restart as MeshidAgent.start does; the server has nothing to send for the entry (its revision is known).
+    fx.clock.advance(60_000);
+    store = AgentStore.open(dir, silentLogger());
+    const state = store.loadState(fx.clock.now())!;
+    cache = fx.cache();
+    cache.apply({ upserts: state.entries, bundle: state.bundle });
+    cache.putSvids(state.svids);
+    const signer = fx.signer(cache);
+    issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+    issuer.reconcile();
+    await settle();
+    store.close();
+    issuer.stop();
+    assert.ok(signer.calls.some((c) => c.includes(e1.id)), 'signed again for the new TTL');
+    assert.ok(Math.abs(cache.svid(e1.id)!.notAfter - fx.clock.now() - HOUR) < 1000, 'a 1 h SVID');
+  } finally {
+    t.cleanup();
+  }
 });
