@@ -119,7 +119,15 @@ export class MeshidAgent {
         cache.putSvids(state.svids);
         cache.markReady();
       }
-      const roots = state?.bundle.x509Authorities ?? fileRoots;
+      // The state's bundle is the newest; without it (lost or damaged), the operator's file and the roots kept with
+      // the agent SVID are both trusted.
+      const roots = state?.bundle.x509Authorities ?? unionOf(fileRoots, stored?.trustRoots);
+      if (stored !== undefined && (roots === undefined || roots.length === 0)) {
+        throw failedPrecondition(
+          `the agent has an SVID in ${config.dataDir} but no trust bundle to authenticate meshid-server with (its state is missing ` +
+            'or was unreadable): pass --trust-bundle FILE (meshid-server bundle show)',
+        );
+      }
       if (trustDomain !== undefined && roots !== undefined) client.setTrust(trustDomain, roots);
 
       const issuer = new SvidIssuer({
@@ -271,6 +279,13 @@ export class MeshidAgent {
  * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
  * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
  */
+/** Both lists of roots, each certificate once; undefined when neither is given. */
+function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefined): readonly Buffer[] | undefined {
+  if (a === undefined) return b;
+  if (b === undefined) return a;
+  return [...a, ...b.filter((r) => !a.some((x) => x.equals(r)))];
+}
+
 function resolveTrustDomain(
   config: AgentConfig,
   stored: StoredIdentity | undefined,

@@ -171,6 +171,31 @@ test('--insecure-bootstrap attests without a trust bundle, warns, and from then 
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/dev']);
   }));
 
+test('an agent whose state is lost finds the server again with the roots kept beside its SVID; without them it says what to do', () =>
+  withCluster('meshid-agent-lost-state-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/dev', selectors: [`unix:uid:${uid}`] });
+    const first = await c.startAgent({ joinToken: await c.token(), trustBundle: false, extraArgs: ['--insecure-bootstrap'] });
+    await first.stop();
+    // A damaged state (or a kill -9 between attestation and the first state save), and no --trust-bundle.
+    const statePath = path.join(first.dataDir, 'state.json');
+    fs.writeFileSync(statePath, 'garbage');
+    const again = await c.startAgent({ name: 'again', dataDir: first.dataDir, trustBundle: false, wait: false });
+    await again.waitForLog(/in sync with meshid-server/);
+    await again.waitHealthy();
+    assert.deepEqual(await svidIds(again), ['spiffe://example.org/dev']);
+    await again.stop();
+
+    // An identity file of an earlier agent (no roots in it): refused at start, naming the fix, not retried forever.
+    const identityPath = path.join(first.dataDir, 'agent-svid.json');
+    const identity = JSON.parse(fs.readFileSync(identityPath, 'utf8')) as Record<string, unknown>;
+    delete identity['trust_roots'];
+    fs.writeFileSync(identityPath, JSON.stringify(identity));
+    for (const name of fs.readdirSync(first.dataDir)) if (name.startsWith('state')) fs.rmSync(path.join(first.dataDir, name));
+    const stuck = await c.startAgent({ name: 'stuck', dataDir: first.dataDir, trustBundle: false, wait: false });
+    assert.equal(await stuck.exitCode(), 1);
+    assert.match(stuck.output(), /has an SVID in .* but no trust bundle to authenticate meshid-server with .*: pass --trust-bundle FILE/);
+  }));
+
 test('a server that cannot prove the trust domain identity is never attested to', () =>
   withCluster('meshid-agent-wrong-server-', async (c) => {
     const other = await startCluster('meshid-agent-other-td-');

@@ -123,6 +123,7 @@ export class AgentIdentity {
       chain,
       privateKey,
       joinTokenSha256: sha256Hex(token),
+      trustRoots: bundle.x509Authorities,
     };
     this.o.store.saveIdentity(identity);
     this.trustDomain = identity.trustDomain;
@@ -161,8 +162,10 @@ export class AgentIdentity {
     try {
       const { privateKey, publicKey } = generateKeyPair('ec-p256');
       const chain = await this.o.client.renew(await createCsr(privateKey, publicKey));
-      this.checkChain(chain, current.spiffeId, privateKey, this.o.trustRoots());
-      const next: StoredIdentity = { ...current, chain, privateKey };
+      const roots = this.o.trustRoots();
+      this.checkChain(chain, current.spiffeId, privateKey, roots);
+      // The roots it was checked with are kept with it: the way back to the server should the state be lost.
+      const next: StoredIdentity = { ...current, chain, privateKey, trustRoots: roots };
       // Persisted before use: a crash now restarts with the new SVID (or, before the rename, the old one, which the
       // server still accepts as the previous SVID).
       this.o.store.saveIdentity(next);

@@ -30,6 +30,12 @@ export interface StoredIdentity {
    * is never offered again; a different configured token may be used to re-attest.
    */
   readonly joinTokenSha256: string;
+  /**
+   * The trust domain's X.509 roots as known when the identity was written (at attestation and every renewal): how
+   * the agent authenticates the server when its state is lost and no --trust-bundle is given. Absent in identity
+   * files of earlier agents.
+   */
+  readonly trustRoots?: readonly Buffer[] | undefined;
 }
 
 /** Everything the agent serves, restorable after a restart while the server is unreachable. */
@@ -50,6 +56,7 @@ interface IdentityDocument {
   svid_chain: string[];
   private_key: string;
   join_token_sha256: string;
+  trust_roots?: string[];
 }
 
 export interface SvidDocument {
@@ -98,6 +105,7 @@ export function encodeIdentity(id: StoredIdentity): string {
     svid_chain: id.chain.map(b64),
     private_key: b64(exportPkcs8Der(id.privateKey)),
     join_token_sha256: id.joinTokenSha256,
+    ...(id.trustRoots !== undefined && id.trustRoots.length > 0 ? { trust_roots: id.trustRoots.map(b64) } : {}),
   };
   return JSON.stringify(doc) + '\n';
 }
@@ -118,6 +126,7 @@ export function decodeIdentity(text: string): StoredIdentity {
     chain,
     privateKey,
     joinTokenSha256: String(doc['join_token_sha256'] ?? ''),
+    ...(Array.isArray(doc['trust_roots']) ? { trustRoots: doc['trust_roots'].map((c, i) => unb64(c, `trust_roots[${i}]`)) } : {}),
   };
 }
 
