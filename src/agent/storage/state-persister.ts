@@ -105,7 +105,13 @@ export class StatePersister {
       if (created) fsyncDir(this.dir);
     }
     try {
-      fs.writeSync(this.fd, line);
+      // A short write (a disk filling up) is continued, not taken for the whole line.
+      const bytes = Buffer.from(line, 'utf8');
+      for (let offset = 0; offset < bytes.length; ) {
+        const n = fs.writeSync(this.fd, bytes, offset);
+        if (n <= 0) throw new Error(`journal write made no progress at byte ${offset} of ${bytes.length}`);
+        offset += n;
+      }
       fs.fsyncSync(this.fd);
     } catch (err) {
       // A partial batch must not stay in front of later ones: cut it off, or start over with a snapshot.

@@ -19,6 +19,7 @@ export class StateWriter {
   private timer: TimerHandle | undefined;
   private dirty = false;
   private failures = 0;
+  private stopped = false;
   private readonly delayMs: number;
 
   constructor(private readonly o: StateWriterOptions) {
@@ -26,11 +27,15 @@ export class StateWriter {
   }
 
   markDirty(): void {
+    // After stop() the data dir may belong to the next agent: a late change (an SVID call that was still out) is
+    // not written.
+    if (this.stopped) return;
     this.dirty = true;
     if (this.timer === undefined) this.arm(this.delayMs);
   }
 
   flush(): void {
+    if (this.stopped) return;
     this.timer?.cancel();
     this.timer = undefined;
     if (!this.dirty) return;
@@ -47,14 +52,16 @@ export class StateWriter {
     }
   }
 
-  /** Writes what is pending and stops. */
+  /** Writes what is pending and stops: nothing is written after this returns. */
   stop(): void {
     this.flush();
+    this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
   }
 
   private arm(ms: number): void {
+    if (this.stopped) return;
     this.timer = this.o.clock.setTimer(() => {
       this.timer = undefined;
       this.flush();

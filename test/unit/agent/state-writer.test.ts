@@ -47,3 +47,25 @@ test('a failed write is retried later with a growing delay, and succeeds when th
   assert.equal(attempts.length, 3);
   w.stop();
 });
+
+test('after stop nothing is written: a late change (an SVID call still out at shutdown) leaves the data dir alone', () => {
+  const clock = new FakeClock();
+  let writes = 0;
+  let failing = true;
+  const w = new StateWriter({
+    clock,
+    log: silentLogger(),
+    write: () => {
+      writes++;
+      if (failing) throw new Error('EIO');
+    },
+    delayMs: 200,
+  });
+  w.markDirty();
+  w.stop(); // its write fails: no retry is armed after stop
+  failing = false;
+  w.markDirty();
+  w.flush();
+  clock.advance(120_000);
+  assert.equal(writes, 1);
+});
