@@ -51,6 +51,7 @@ export class AgentIdentity {
   private jitter: number;
   private stopped = false;
   private renewing = false;
+  private taintedKeyIds: ReadonlySet<string> = new Set();
   private readonly random: () => number;
 
   constructor(private readonly o: AgentIdentityOptions) {
@@ -132,17 +133,15 @@ export class AgentIdentity {
     return bundle;
   }
 
-  /** Renews now if the agent SVID chains through a tainted authority (SyncUpdate.tainted_authority_ids). */
+  /**
+   * Renews now if the agent SVID chains through a tainted authority (SyncUpdate.tainted_authority_ids). The set is
+   * kept: a renewal under way when it arrives may bring an SVID signed just before the taint, renewed again then.
+   */
   renewIfTainted(keyIds: ReadonlySet<string>): void {
-    if (this.identity === undefined || keyIds.size === 0) return;
-    const tainted = this.identity.chain.some((der) => {
-      const c = parseCertificate(der);
-      return (c.subjectKeyId !== undefined && keyIds.has(c.subjectKeyId)) || (c.authorityKeyId !== undefined && keyIds.has(c.authorityKeyId));
-    });
-    if (tainted) {
-      this.o.log.warn('the agent SVID chains to a tainted authority; renewing it now');
-      void this.renew();
-    }
+    this.taintedKeyIds = keyIds;
+    if (this.identity === undefined || !chainIsTainted(this.identity.chain, keyIds)) return;
+    this.o.log.warn('the agent SVID chains to a tainted authority; renewing it now');
+    void this.renew();
   }
 
   /** Stops renewing (banned, must re-attest without a token, shutdown). */
@@ -173,6 +172,12 @@ export class AgentIdentity {
       this.jitter = this.newJitter();
       this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
       this.use(next);
+      if (chainIsTainted(chain, this.taintedKeyIds)) {
+        // Signed before the taint reached the server: renewed again soon (with backoff, should that keep happening).
+        const wait = backoffDelay(this.renewFailures++, RENEW_RETRY, this.random);
+        this.o.log.warn({ retryInMs: wait }, 'the renewed agent SVID chains to a tainted authority; renewing it again');
+        this.renewAfter(wait);
+      }
     } catch (err) {
       const kind = rejectionOf(err);
       if (kind !== undefined) {
@@ -181,10 +186,15 @@ export class AgentIdentity {
       }
       const wait = backoffDelay(this.renewFailures++, RENEW_RETRY, this.random);
       this.o.log.warn({ err, retryInMs: wait }, 'cannot renew the agent SVID; will retry');
-      if (!this.stopped) this.timer = this.o.clock.setTimer(() => void this.renew(), wait);
+      if (!this.stopped) this.renewAfter(wait);
     } finally {
       this.renewing = false;
     }
+  }
+
+  private renewAfter(ms: number): void {
+    this.timer?.cancel();
+    this.timer = this.o.clock.setTimer(() => void this.renew(), ms);
   }
 
   private use(identity: StoredIdentity): void {
@@ -216,4 +226,12 @@ export class AgentIdentity {
   private newJitter(): number {
     return (this.random() * 2 - 1) * 0.1;
   }
+}
+
+function chainIsTainted(chain: readonly Buffer[], keyIds: ReadonlySet<string>): boolean {
+  if (keyIds.size === 0) return false;
+  return chain.some((der) => {
+    const c = parseCertificate(der);
+    return (c.subjectKeyId !== undefined && keyIds.has(c.subjectKeyId)) || (c.authorityKeyId !== undefined && keyIds.has(c.authorityKeyId));
+  });
 }
