@@ -2,7 +2,7 @@
  * Interop with a gRPC stack meshid does not share code with: Google's C-core through Python's grpcio (the stack of
  * py-spiffe and of Envoy's google_grpc client), with protoc's code for the messages and `cryptography` reading the
  * certificates (test/interop/grpc_core_client.py). Needs python3-grpcio, python3-protobuf, python3-cryptography and
- * protobuf-compiler (Debian packages; .ci/run installs them); without them the tests are skipped and say why.
+ * protobuf-compiler (Debian packages; .ci/run installs them); without them the tests are skipped (interopSkip).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,6 +15,7 @@ import readline from 'node:readline';
 import { packageRoot } from '../../src/common/paths.js';
 import { startClusterWithAgent, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { opensslVerify } from '../support/openssl.js';
+import { interopSkip } from '../support/interop.js';
 import { publicTempDir } from '../support/peer-process.js';
 
 const TD = 'example.org';
@@ -38,12 +39,9 @@ function findPython(): string | undefined {
 
 const python = findPython();
 const protoc = spawnSync('protoc', ['--version'], { stdio: 'ignore' }).status === 0 && fs.existsSync('/usr/include/google/protobuf/any.proto');
-const missing = python === undefined || !protoc
-  ? 'needs python3-grpcio, python3-protobuf, python3-cryptography, protobuf-compiler and libprotobuf-dev (apt-get install them; .ci/run does)'
-  : undefined;
-// CI installs the tools and sets MESHID_REQUIRE_INTEROP, so these tests cannot be skipped there unnoticed.
-if (missing !== undefined && process.env['MESHID_REQUIRE_INTEROP'] === '1') throw new Error(`grpc-core-client: ${missing}`);
-const skip = missing ?? false;
+const skip = interopSkip(
+  'grpc-core-client', python !== undefined && protoc, 'python3-grpcio, python3-protobuf, python3-cryptography, protobuf-compiler and libprotobuf-dev',
+);
 
 let cluster: Cluster;
 let agent: AgentProcess;

@@ -2,7 +2,7 @@
  * Interop with grpc-go and Go's crypto/x509, the stack and the certificate parser of go-spiffe and SPIRE
  * (test/interop/grpc_go_client.go), built in GOPATH mode from Debian's packaged sources. Needs golang-go,
  * golang-google-grpc-dev, golang-google-protobuf-dev, protoc-gen-go and protobuf-compiler (.ci/run installs them);
- * without them the tests are skipped and say why, unless MESHID_REQUIRE_INTEROP=1 (CI) makes that an error.
+ * without them the tests are skipped (interopSkip).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,19 +11,19 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
 import { startClusterWithAgent, type AgentProcess, type Cluster } from '../support/cluster.js';
+import { interopSkip } from '../support/interop.js';
 import { publicTempDir } from '../support/peer-process.js';
 
 const TD_ID = 'spiffe://example.org';
 const ID = `${TD_ID}/interop/grpc-go`;
 const GOPATH_PACKAGES = '/usr/share/gocode';
 
-const missing = ['go', 'protoc', 'protoc-gen-go'].some((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).error !== undefined) ||
-  !fs.existsSync(path.join(GOPATH_PACKAGES, 'src/google.golang.org/grpc')) ||
-  !fs.existsSync(path.join(GOPATH_PACKAGES, 'src/google.golang.org/protobuf'))
-  ? 'needs golang-go, golang-google-grpc-dev, golang-google-protobuf-dev, protoc-gen-go and protobuf-compiler (apt-get install them; .ci/run does)'
-  : undefined;
-if (missing !== undefined && process.env['MESHID_REQUIRE_INTEROP'] === '1') throw new Error(`grpc-go-client: ${missing}`);
-const skip = missing ?? false;
+const skip = interopSkip(
+  'grpc-go-client',
+  ['go', 'protoc', 'protoc-gen-go'].every((c) => spawnSync(c, ['--version'], { stdio: 'ignore' }).error === undefined) &&
+    ['grpc', 'protobuf'].every((p) => fs.existsSync(path.join(GOPATH_PACKAGES, 'src/google.golang.org', p))),
+  'golang-go, golang-google-grpc-dev, golang-google-protobuf-dev, protoc-gen-go and protobuf-compiler',
+);
 
 let cluster: Cluster;
 let agent: AgentProcess;

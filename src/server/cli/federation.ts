@@ -37,6 +37,19 @@ function renderRelationship(r: ProtoFederationRelationship): string {
   ]);
 }
 
+// spire-server's spellings (-trustDomain, -id, -bundleEndpointURL, ...) are accepted too.
+const relationshipTrustDomainFlag = (description: string): FlagSpec => ({ ...trustDomainFlag(description), aliases: ['id', 'trustDomain'] });
+const NAMED_RELATIONSHIP_FLAG = relationshipTrustDomainFlag('Trust domain of the relationship; required');
+const RELATIONSHIP_FLAGS: FlagSpec[] = [
+  relationshipTrustDomainFlag('Trust domain to federate with, e.g. partner.org; required'),
+  { name: 'bundle-endpoint-url', aliases: ['bundleEndpointURL'], type: 'string', valueName: 'URL', description: "The partner's bundle endpoint (https://...); required" },
+  {
+    name: 'bundle-endpoint-profile', aliases: ['bundleEndpointProfile'], type: 'string', choices: ['https_spiffe', 'https_web'],
+    description: 'https_spiffe: the endpoint presents an SVID of the trust domain; https_web: a web PKI certificate; required',
+  },
+  { name: 'endpoint-spiffe-id', aliases: ['endpointSpiffeID'], type: 'string', valueName: 'ID', description: "https_spiffe: the SPIFFE ID of the endpoint's SVID" },
+];
+
 const list: Command = {
   name: 'list',
   summary: "Lists the federation relationships (the config's and those created here) and how their bundle polls go.",
@@ -52,29 +65,6 @@ const list: Command = {
     return 0;
   },
 };
-
-const refresh: Command = {
-  name: 'refresh',
-  summary: "Fetches a federated trust domain's bundle from its endpoint now; fails with the reason if it cannot.",
-  flags: [trustDomainFlag('Trust domain of the relationship; required'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
-  async run(args, io) {
-    const td = checkTrustDomain(args.requiredString('trust-domain'));
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'RefreshBundle', { trust_domain: td }));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `Bundle of ${td} refreshed.\n\n${renderRelationship(r)}`);
-    return 0;
-  },
-};
-
-// spire-server's spellings (-trustDomain, -bundleEndpointURL, ...) are accepted too.
-const RELATIONSHIP_FLAGS: FlagSpec[] = [
-  { ...trustDomainFlag('Trust domain to federate with, e.g. partner.org; required'), aliases: ['id', 'trustDomain'] },
-  { name: 'bundle-endpoint-url', aliases: ['bundleEndpointURL'], type: 'string', valueName: 'URL', description: "The partner's bundle endpoint (https://...); required" },
-  {
-    name: 'bundle-endpoint-profile', aliases: ['bundleEndpointProfile'], type: 'string', choices: ['https_spiffe', 'https_web'],
-    description: 'https_spiffe: the endpoint presents an SVID of the trust domain; https_web: a web PKI certificate; required',
-  },
-  { name: 'endpoint-spiffe-id', aliases: ['endpointSpiffeID'], type: 'string', valueName: 'ID', description: "https_spiffe: the SPIFFE ID of the endpoint's SVID" },
-];
 
 function relationshipFromFlags(args: ParsedArgs): ProtoFederationRelationship {
   const endpointId = args.string('endpoint-spiffe-id');
@@ -126,30 +116,43 @@ const update: Command = {
   },
 };
 
-const del: Command = {
-  name: 'delete',
-  summary: "Deletes a relationship created with \"federation create\"; the partner's bundle stays (see bundle delete).",
-  flags: [{ ...trustDomainFlag('Trust domain of the relationship; required'), aliases: ['id', 'trustDomain'] }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
-  async run(args, io) {
-    const td = checkTrustDomain(args.requiredString('trust-domain'));
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'DeleteFederationRelationship', { trust_domain: td }));
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson(fullRelationship(r)));
-    else io.stdout.write(`Federation relationship with ${td} deleted; its bundle stays stored ("meshid-server bundle delete --trust-domain ${td}" removes it).\n`);
-    return 0;
-  },
-};
+/** A command on one relationship, named by its trust domain: `method` answers with it, `text` says what happened. */
+function onRelationship(
+  name: string,
+  summary: string,
+  method: 'GetFederationRelationship' | 'DeleteFederationRelationship' | 'RefreshBundle',
+  text: (td: string, r: ProtoFederationRelationship) => string,
+): Command {
+  return {
+    name,
+    summary,
+    flags: [NAMED_RELATIONSHIP_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+    async run(args, io) {
+      const td = checkTrustDomain(args.requiredString('trust-domain'));
+      const r = await withAdminClient(args, io.env, (client) => client.call('Federation', method, { trust_domain: td }));
+      io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : text(td, r));
+      return 0;
+    },
+  };
+}
 
-const show: Command = {
-  name: 'show',
-  summary: 'Shows one federation relationship and how its bundle polls go.',
-  flags: [{ ...trustDomainFlag('Trust domain of the relationship; required'), aliases: ['id', 'trustDomain'] }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
-  async run(args, io) {
-    const td = checkTrustDomain(args.requiredString('trust-domain'));
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'GetFederationRelationship', { trust_domain: td }));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : renderRelationship(r));
-    return 0;
-  },
-};
+const show = onRelationship('show', 'Shows one federation relationship and how its bundle polls go.', 'GetFederationRelationship', (_td, r) =>
+  renderRelationship(r),
+);
+
+const del = onRelationship(
+  'delete',
+  'Deletes a relationship created with "federation create"; the partner\'s bundle stays (see bundle delete).',
+  'DeleteFederationRelationship',
+  (td) => `Federation relationship with ${td} deleted; its bundle stays stored ("meshid-server bundle delete --trust-domain ${td}" removes it).\n`,
+);
+
+const refresh = onRelationship(
+  'refresh',
+  "Fetches a federated trust domain's bundle from its endpoint now; fails with the reason if it cannot.",
+  'RefreshBundle',
+  (td, r) => `Bundle of ${td} refreshed.\n\n${renderRelationship(r)}`,
+);
 
 /** `meshid-server federation list|show|create|update|delete|refresh` (admin API meshid.admin.v1.Federation), as spire-server's. */
 export async function federationCommand(argv: string[], io: CliIo): Promise<number> {
