@@ -15,6 +15,8 @@ export function acquireDataDirLock(file: string, program: string): () => void {
     const db = new Database(file, { timeout: 0 });
     try {
       db.pragma('locking_mode = EXCLUSIVE');
+      // Nothing here needs a rollback journal; without one no `-journal` file sits beside the lock while it is held.
+      db.pragma('journal_mode = MEMORY');
       // A write takes the lock; in exclusive locking mode it is kept after the commit, until the connection closes.
       db.exec('CREATE TABLE IF NOT EXISTS lock (held INTEGER)');
       db.exec('BEGIN EXCLUSIVE; COMMIT');
