@@ -69,6 +69,20 @@ export function removeStaleTempFiles(dir: string): void {
   }
 }
 
+/**
+ * Writes all of `data` at the fd's position and returns the byte count: a short write (a disk filling up) is
+ * continued, not taken for the whole.
+ */
+export function writeFully(fd: number, data: string): number {
+  const bytes = Buffer.from(data, 'utf8');
+  for (let offset = 0; offset < bytes.length; ) {
+    const n = fs.writeSync(fd, bytes, offset);
+    if (n <= 0) throw new Error(`write made no progress at byte ${offset} of ${bytes.length}`);
+    offset += n;
+  }
+  return bytes.length;
+}
+
 /** fsync(2) on a directory: makes a new or renamed name in it durable. */
 export function fsyncDir(dir: string): void {
   const fd = fs.openSync(dir, 'r');

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir } from '../../common/atomic-file.js';
+import { fsyncDir, writeFully } from '../../common/atomic-file.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
@@ -105,13 +105,7 @@ export class StatePersister {
       if (created) fsyncDir(this.dir);
     }
     try {
-      // A short write (a disk filling up) is continued, not taken for the whole line.
-      const bytes = Buffer.from(line, 'utf8');
-      for (let offset = 0; offset < bytes.length; ) {
-        const n = fs.writeSync(this.fd, bytes, offset);
-        if (n <= 0) throw new Error(`journal write made no progress at byte ${offset} of ${bytes.length}`);
-        offset += n;
-      }
+      writeFully(this.fd, line);
       fs.fsyncSync(this.fd);
     } catch (err) {
       // A partial batch must not stay in front of later ones: cut it off, or start over with a snapshot.
@@ -133,7 +127,7 @@ export class StatePersister {
     let written = 0;
     const fd = fs.openSync(tmp, 'wx', 0o600);
     try {
-      for (const chunk of encodeStateChunks(state, next)) written += fs.writeSync(fd, chunk);
+      for (const chunk of encodeStateChunks(state, next)) written += writeFully(fd, chunk);
       fs.fsyncSync(fd);
     } catch (err) {
       fs.closeSync(fd);

@@ -176,3 +176,49 @@ test('one agent per data dir: a live owner keeps the lock, a killed one loses it
     t.cleanup();
   }
 });
+
+/** Runs `fn` with write(2) returning short once (a filling disk; stubbed: it cannot be made on demand here). */
+function withOneShortWrite<T>(fn: () => T): T {
+  const real = fs.writeSync;
+  let shortened = false;
+  (fs as { writeSync: unknown }).writeSync = (fd: number, data: string | Buffer, ...rest: unknown[]): number => {
+    if (shortened) return (real as (...a: unknown[]) => number)(fd, data, ...rest);
+    shortened = true;
+    const buf = typeof data === 'string' ? Buffer.from(data) : data;
+    const offset = typeof rest[0] === 'number' ? rest[0] : 0;
+    return (real as (...a: unknown[]) => number)(fd, buf, offset, Math.max(1, Math.floor((buf.length - offset) / 2)));
+  };
+  try {
+    return fn();
+  } finally {
+    (fs as { writeSync: unknown }).writeSync = real;
+  }
+}
+
+test('a short write is continued: neither a snapshot nor a journal batch is left torn (write(2) stubbed)', () => {
+  const t = tempDir('meshid-short-write-');
+  try {
+    const state = sampleState();
+    const snapshotDir = path.join(t.dir, 'snapshot');
+    let store = AgentStore.open(snapshotDir, silentLogger());
+    withOneShortWrite(() => store.saveState(state));
+    store.close();
+    store = AgentStore.open(snapshotDir, silentLogger());
+    assert.equal(store.loadState(fx.clock.now())?.svids.length, state.svids.length);
+    store.close();
+    assert.ok(!fs.readdirSync(snapshotDir).some((n) => n.includes('unreadable')), 'the snapshot was not moved aside');
+
+    const journalDir = path.join(t.dir, 'journal');
+    store = AgentStore.open(journalDir, silentLogger());
+    store.saveState(state);
+    withOneShortWrite(() => store.saveState({ ...state, revision: state.revision + 1, entries: state.entries.slice(0, 1), svids: state.svids.slice(0, 1) }));
+    store.close();
+    store = AgentStore.open(journalDir, silentLogger());
+    const back = store.loadState(fx.clock.now());
+    store.close();
+    assert.equal(back?.revision, state.revision + 1, 'the journal batch was restored whole');
+    assert.equal(back?.entries.length, 1);
+  } finally {
+    t.cleanup();
+  }
+});
