@@ -52,6 +52,8 @@ export class AgentIdentity {
   private stopped = false;
   private renewing = false;
   private taintedKeyIds: ReadonlySet<string> = new Set();
+  /** Renewals in a row that came back chained to a tainted authority: their backoff. */
+  private taintedRenewals = 0;
   private readonly random: () => number;
 
   constructor(private readonly o: AgentIdentityOptions) {
@@ -173,10 +175,12 @@ export class AgentIdentity {
       this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
       this.use(next);
       if (chainIsTainted(chain, this.taintedKeyIds)) {
-        // Signed before the taint reached the server: renewed again soon (with backoff, should that keep happening).
-        const wait = backoffDelay(this.renewFailures++, RENEW_RETRY, this.random);
+        // Signed before the taint reached the server: renewed again soon, backing off should that keep happening.
+        const wait = backoffDelay(this.taintedRenewals++, RENEW_RETRY, this.random);
         this.o.log.warn({ retryInMs: wait }, 'the renewed agent SVID chains to a tainted authority; renewing it again');
         this.renewAfter(wait);
+      } else {
+        this.taintedRenewals = 0;
       }
     } catch (err) {
       const kind = rejectionOf(err);

@@ -74,3 +74,39 @@ test('a renewal answered after a taint reached the agent (signed just before it)
     t.cleanup();
   }
 });
+
+test('renewals that keep coming back from a tainted authority back off instead of renewing every second', async () => {
+  const t = tempDir('meshid-agent-identity-');
+  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
+  try {
+    let renewals = 0;
+    // A server that goes on signing with the tainted intermediate (it should not; the agent must not hammer it).
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        renewals++;
+        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      },
+    } as unknown as NodeClient;
+    const identity = new AgentIdentity({
+      client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
+      trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
+    });
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: first, privateKey, joinTokenSha256: '' });
+    identity.renewIfTainted(new Set([intermediateOf(first)]));
+    await settle();
+    for (let i = 0; i < 15; i++) {
+      fx.clock.advance(1000);
+      await settle();
+    }
+    identity.stop();
+    // 1 s, 2 s, 4 s, 8 s apart: five renewals in 15 s, not sixteen.
+    assert.ok(renewals <= 5, `${renewals} renewals in 15 s`);
+    assert.ok(renewals >= 3, 'it does renew again');
+  } finally {
+    store.close();
+    t.cleanup();
+  }
+});
