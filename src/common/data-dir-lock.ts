@@ -27,12 +27,34 @@ export function acquireDataDirLock(file: string, program: string): () => void {
       if (code === 'SQLITE_BUSY') {
         throw failedPrecondition(`the data dir is in use by another ${program} (it holds ${file}); stop it or use another --data-dir`);
       }
-      // Earlier meshid-agents left a pid file under this name; nothing else writes here.
+      // Earlier meshid-agents kept a pid file under this name: replaced once that agent is gone, never under it.
       if (code === 'SQLITE_NOTADB' && attempt === 0) {
+        const owner = legacyOwner(file);
+        if (owner !== undefined) {
+          throw failedPrecondition(`the data dir is in use by another ${program} (pid ${owner}, lock ${file}); stop it or use another --data-dir`);
+        }
         fs.rmSync(file, { force: true });
         continue;
       }
       throw err;
     }
+  }
+}
+
+/** The pid an earlier agent's pid-file lock names, when that process still runs (and is not this one). */
+function legacyOwner(file: string): number | undefined {
+  let pid: number;
+  try {
+    pid = Number.parseInt(fs.readFileSync(file, 'utf8'), 10);
+  } catch {
+    return undefined;
+  }
+  if (!Number.isSafeInteger(pid) || pid <= 0 || pid === process.pid) return undefined;
+  try {
+    process.kill(pid, 0);
+    return pid;
+  } catch (err) {
+    // EPERM: it runs, as another user.
+    return (err as NodeJS.ErrnoException).code === 'EPERM' ? pid : undefined;
   }
 }

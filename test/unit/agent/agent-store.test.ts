@@ -147,7 +147,7 @@ test('the data dir is 0700, its files 0600, and a damaged state file is moved as
   }
 });
 
-test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old pid file is replaced', async () => {
+test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old agent\'s pid file is respected', async () => {
   const t = tempDir('meshid-lock-');
   try {
     const file = path.join(t.dir, 'agent.lock');
@@ -168,8 +168,13 @@ test('one agent per data dir: a live owner keeps the lock, a killed one loses it
     assert.throws(() => AgentStore.open(t.dir, silentLogger()), /in use by another meshid-agent/);
     store.close();
     AgentStore.open(t.dir, silentLogger()).close();
-    // Earlier agents left a pid file under the same name.
-    fs.writeFileSync(file, '4242\n');
+    // Earlier agents kept a pid file under the same name: it is replaced once its agent is gone, never under it.
+    const old = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    await once(old, 'spawn');
+    fs.writeFileSync(file, `${old.pid}\n`);
+    assert.throws(() => AgentStore.open(t.dir, silentLogger()), new RegExp(`in use by another meshid-agent \\(pid ${old.pid}, lock `));
+    old.kill('SIGKILL');
+    await once(old, 'exit');
     AgentStore.open(t.dir, silentLogger()).close();
     assert.equal(fs.readFileSync(file).subarray(0, 15).toString('latin1'), 'SQLite format 3');
   } finally {
