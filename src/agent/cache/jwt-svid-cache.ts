@@ -22,6 +22,15 @@ interface Slot {
   readonly usableUntil: number;
 }
 
+interface CallMark {
+  readonly entryId: string;
+  discarded: boolean;
+}
+
+interface InflightCall extends CallMark {
+  readonly promise: Promise<SignedJwtSvid>;
+}
+
 /** Default bound on cached tokens: (entry, audience list) pairs, least recently used evicted first. */
 export const DEFAULT_JWT_CACHE_SIZE = 1000;
 
@@ -38,9 +47,11 @@ export const DEFAULT_JWT_CACHE_SIZE = 1000;
  */
 export class JwtSvidCache {
   private readonly slots = new Map<string, Slot>();
-  private readonly inflight = new Map<string, { entryId: string; promise: Promise<SignedJwtSvid> }>();
-  /** In-flight keys whose entry changed or went meanwhile: their result is returned but not stored. */
-  private readonly discarded = new Set<string>();
+  /**
+   * Signing calls under way by key. A call whose entry changed or went meanwhile is `discarded`: its result goes to
+   * those who asked before the change, is not stored, and no later request joins it.
+   */
+  private readonly inflight = new Map<string, InflightCall>();
 
   constructor(
     private readonly sign: JwtSigner,
@@ -64,16 +75,18 @@ export class JwtSvidCache {
       this.slots.set(key, slot);
       return slot.jwt;
     }
-    let pending = this.inflight.get(key)?.promise;
-    if (pending === undefined) {
-      pending = this.signAndStore(key, entryId, [...audience]);
-      this.inflight.set(key, { entryId, promise: pending });
+    let call = this.inflight.get(key);
+    if (call === undefined || call.discarded) {
+      const mark = { entryId, discarded: false };
+      const started: InflightCall = Object.assign(mark, { promise: this.signAndStore(key, mark, [...audience]) });
+      this.inflight.set(key, started);
       const clear = (): void => {
-        this.inflight.delete(key);
-        this.discarded.delete(key);
+        if (this.inflight.get(key) === started) this.inflight.delete(key);
       };
-      pending.then(clear, clear);
+      started.promise.then(clear, clear);
+      call = started;
     }
+    const pending = call.promise;
     try {
       return await pending;
     } catch (err) {
@@ -85,13 +98,14 @@ export class JwtSvidCache {
 
   /** Forgets every token of an entry (removed, or changed so that its tokens would be wrong). */
   dropEntry(entryId: string): void {
-    for (const [key, call] of this.inflight) if (call.entryId === entryId) this.discarded.add(key);
+    for (const call of this.inflight.values()) if (call.entryId === entryId) call.discarded = true;
     for (const [key, slot] of this.slots) if (slot.entryId === entryId) this.slots.delete(key);
   }
 
-  private async signAndStore(key: string, entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+  private async signAndStore(key: string, call: CallMark, audience: readonly string[]): Promise<SignedJwtSvid> {
+    const { entryId } = call;
     const jwt = await this.sign(entryId, audience);
-    if (!this.discarded.has(key)) {
+    if (!call.discarded) {
       this.slots.delete(key);
       const receivedAt = this.now();
       const lifetime = Math.max(0, jwt.expiresAt - jwt.issuedAt);

@@ -135,7 +135,10 @@ export interface Datastore {
   createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void>;
   /** Replaces endpoint URL, profile and endpoint SPIFFE ID (createdAt is kept); throws not_found. */
   updateFederationRelationship(relationship: StoredRelationship): Promise<StoredRelationship>;
-  /** Throws not_found. The trust domain's bundle stays stored. Returns what was deleted. */
+  /**
+   * Throws not_found; failed_precondition while entries federate with the trust domain and no bundle of it is stored
+   * (they would federate with nothing). The trust domain's bundle stays stored. Returns what was deleted.
+   */
   deleteFederationRelationship(trustDomain: string): Promise<StoredRelationship>;
   /** Ordered by trust domain. */
   listFederationRelationships(): Promise<StoredRelationship[]>;

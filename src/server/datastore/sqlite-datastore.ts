@@ -388,6 +388,18 @@ export class SqliteDatastore implements Datastore {
     return this.write(() => {
       const row = this.s.relationshipById.get(trustDomain) as RelationshipRow | undefined;
       if (row === undefined) throw notFound(`no federation relationship with ${trustDomain}`);
+      // Entries may name a trust domain whose first poll has not stored a bundle yet; without the relationship
+      // they would federate with nothing (as deleteBundle refuses for the bundle).
+      if (this.s.bundleById.get(trustDomain) === undefined) {
+        const federating = (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
+        if (federating.length > 0) {
+          const n = federating.length;
+          throw failedPrecondition(
+            `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${federating.slice(0, 3).join(', ')}` +
+              `${n > 3 ? ', ...' : ''}), whose bundle was never fetched: take it out of their federates_with first, or set its bundle (bundle set)`,
+          );
+        }
+      }
       this.s.deleteRelationship.run(trustDomain);
       return relationshipFromRow(row);
     });

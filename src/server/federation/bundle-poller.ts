@@ -87,11 +87,17 @@ export class FederatedBundlePoller {
     this.states.delete(trustDomain);
   }
 
-  /** Polls `trustDomain` now (or waits for the poll under way); resolves when it is done, whatever its outcome. */
-  refresh(trustDomain: string): Promise<void> {
-    const state = this.states.get(trustDomain);
-    if (state === undefined) return Promise.resolve();
-    return state.inFlight ?? this.poll(state);
+  /**
+   * Polls `trustDomain` now (or waits for the poll under way); resolves when it is done, whatever its outcome. A
+   * relationship replaced meanwhile is polled again under its new settings, so the outcome is the current one's.
+   */
+  async refresh(trustDomain: string): Promise<void> {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      const state = this.states.get(trustDomain);
+      if (state === undefined) return;
+      await (state.inFlight ?? this.poll(state));
+      if (this.states.get(trustDomain) === state) return;
+    }
   }
 
   /** Every relationship and its polls: the config's in its order, then the API's in the order they were added. */
@@ -172,7 +178,8 @@ export class FederatedBundlePoller {
         'cannot refresh a federated bundle from its endpoint; the stored one stays in use',
       );
     }
-    if (!this.stopped) this.schedule(state, next);
+    // Removed or replaced while its bundle was being stored: the current state has its own schedule.
+    if (!this.stopped && this.states.get(rel.trustDomain) === state) this.schedule(state, next);
   }
 }
 

@@ -252,3 +252,23 @@ test('a JWT-SVID is never handed to a caller its entry stopped matching while th
   );
   assert.equal(signed.n, 1, 'the moved entry was not signed again for a caller it no longer matches');
 });
+
+test('a JWT-SVID request that starts after its entry changed does not join the signing call made before the change', async () => {
+  const gates: Array<() => void> = [];
+  let calls = 0;
+  const c = fx.cache(async (entryId) => {
+    const sub = c.entry(entryId)!.spiffeId; // the server signs for the entry as it is when the call arrives
+    if (calls++ === 0) await new Promise<void>((resolve) => gates.push(resolve));
+    return { token: unsignedJwt({ sub }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+  });
+  const e = entry('jwt-renamed', ['unix:uid:82']);
+  c.apply({ upserts: [e] });
+  const before = c.fetchJwtSvids(sel('unix:uid:82'), ['aud']);
+  await new Promise((r) => setImmediate(r));
+  const renamed = entryFromMessage({ ...entryToMessage(e), spiffe_id: 'spiffe://example.org/jwt-renamed-2', revision: e.revision + 1 });
+  c.apply({ upserts: [renamed] });
+  const after = c.fetchJwtSvids(sel('unix:uid:82'), ['aud']);
+  gates[0]!();
+  assert.deepEqual((await after).map((r) => r.spiffeId), [renamed.spiffeId]);
+  assert.deepEqual((await before).map((r) => r.spiffeId), [renamed.spiffeId], 'the earlier call started over with the new state');
+});

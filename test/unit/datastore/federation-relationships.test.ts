@@ -62,3 +62,19 @@ test('entries may federate with a trust domain that has a relationship and no bu
     assert.ok(after[0]!.entry, String(after[0]!.error));
   });
 });
+
+test('a relationship whose bundle was never fetched cannot be deleted while entries federate with it', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.createFederationRelationship(rel('a.org'));
+    const [created] = await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/x', federatesWith: ['a.org'] })], { federableWithoutBundle: new Set() });
+    await assert.rejects(
+      ds.deleteFederationRelationship('a.org'),
+      (err) => isMeshidError(err, 'failed_precondition') && err.message.includes(created!.entry!.id) && /never fetched/.test(err.message),
+    );
+    assert.equal((await ds.listFederationRelationships()).length, 1);
+    // With its bundle stored, the entries keep something to federate with: the relationship may go.
+    await ds.setBundle(seed('a.org', 1));
+    await ds.deleteFederationRelationship('a.org');
+    assert.deepEqual(await ds.listFederationRelationships(), []);
+  });
+});

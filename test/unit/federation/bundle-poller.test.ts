@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
-import { FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
+import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import { compileRelationships } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { withDatastore } from '../datastore/fixture.js';
@@ -179,5 +179,67 @@ test('relationships added, replaced and removed while running: a removed or repl
     clock.advance(24 * 3_600_000);
     assert.equal(poller.pending('partner.org'), undefined);
     assert.deepEqual(urls, []);
+  });
+});
+
+test('a refresh whose poll was overtaken by an update polls the new settings; a poll storing when removed re-arms nothing', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const urls: string[] = [];
+    let release: () => void = () => undefined;
+    const gate = new Promise<void>((resolve) => (release = resolve));
+    const poller = new FederatedBundlePoller([], ds, clock, silentLogger(), async (r) => {
+      urls.push(r.bundleEndpointUrl);
+      if (r.bundleEndpointUrl === 'https://partner.example:8443/') {
+        await gate;
+        throw new Error('connection refused');
+      }
+      return ca.bundle(1);
+    });
+    t.after(() => poller.stop());
+    poller.set(REL!, 'api');
+    const refreshed = poller.refresh('partner.org');
+    const [moved] = compileRelationships(
+      { 'partner.org': { bundle_endpoint_url: 'https://moved.example/', bundle_endpoint_profile: 'https_web' } },
+      'example.org',
+    );
+    poller.set(moved!, 'api');
+    release();
+    await refreshed;
+    const status = poller.status('partner.org')!;
+    assert.equal(status.lastError, undefined, 'the outcome is the current settings\' poll, not the overtaken one');
+    assert.ok(status.lastSuccessAt !== undefined);
+    assert.deepEqual(urls, ['https://partner.example:8443/', 'https://moved.example/']);
+  });
+
+  // A datastore whose write yields (as PostgreSQL's will): the relationship goes while the poll stores.
+  await withDatastore(async ({ ds, clock }) => {
+    let storing!: () => void;
+    const stored = new Promise<void>((resolve) => (storing = resolve));
+    let unblock!: () => void;
+    const blocked = new Promise<void>((resolve) => (unblock = resolve));
+    const slow = Object.create(ds) as typeof ds;
+    slow.setBundle = async (b) => {
+      storing();
+      await blocked;
+      return ds.setBundle(b);
+    };
+    let fetches = 0;
+    const poller = new FederatedBundlePoller([], slow, clock, silentLogger(), async () => {
+      fetches++;
+      return ca.bundle(1);
+    });
+    t.after(() => poller.stop());
+    poller.start();
+    poller.set(REL!, 'api');
+    clock.advance(0);
+    await stored;
+    poller.remove('partner.org');
+    unblock();
+    await new Promise((r) => setImmediate(r));
+    clock.advance(DEFAULT_REFRESH_MS * 2);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(fetches, 1, 'nothing polls a removed relationship');
   });
 });
