@@ -75,9 +75,16 @@ export function readSingle(buf: Buffer, what: string): Tlv {
 }
 
 /** Decodes an OBJECT IDENTIFIER's value to dotted form. */
+/**
+ * Longer OBJECT IDENTIFIERs are refused: the longest in use (a 2.25 UUID arc) takes about 20 bytes, and decoding an
+ * arc of n bytes costs O(n²) in BigInt shifts, which a peer's CSR must not be able to make seconds long.
+ */
+const MAX_OID_BYTES = 128;
+
 export function readOid(t: Tlv): string {
   const v = value(t);
   if (v.length === 0) throw new DerError('empty OBJECT IDENTIFIER');
+  if (v.length > MAX_OID_BYTES) throw new DerError(`OBJECT IDENTIFIER of ${v.length} bytes (at most ${MAX_OID_BYTES})`);
   if (v[v.length - 1]! & 0x80) throw new DerError('truncated OBJECT IDENTIFIER');
   let out = '';
   for (let i = 0; i < v.length; ) {

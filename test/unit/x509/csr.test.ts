@@ -3,6 +3,8 @@ import assert from 'node:assert/strict';
 import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { createCsr, parseCsr } from '../../../src/common/x509/csr.js';
+import { encodeLength, sequence } from '../../../src/common/x509/der.js';
+import { children, raw, readSingle } from '../../../src/common/x509/der-reader.js';
 import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509/keys.js';
 import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
 import { opensslMakeCsr, opensslReqVerify } from '../../support/openssl.js';
@@ -80,4 +82,15 @@ test('createCsr refuses a public key that is not the private key\'s', async () =
     createCsr(generateKeyPair('ec-p256').privateKey, generateKeyPair('ec-p256').publicKey),
     isInvalid(/does not match its public key/),
   );
+});
+
+test('a CSR with an OBJECT IDENTIFIER too long to be real is refused as malformed', async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const good = await createCsr(privateKey, publicKey);
+  // The signatureAlgorithm's OID swapped for one arc of 256 KiB (decoded naively, seconds of BigInt shifts).
+  const [info, , sig] = children(readSingle(good, 'csr'));
+  const arc = Buffer.alloc(256 * 1024, 0x81);
+  arc[arc.length - 1] = 0x01;
+  const evil = sequence(raw(info!), sequence(Buffer.concat([Buffer.from([0x06]), encodeLength(arc.length), arc])), raw(sig!));
+  assert.throws(() => parseCsr(evil), (err: unknown) => isMeshidError(err, 'invalid_argument') && /OBJECT IDENTIFIER of 262144 bytes/.test((err as Error).message));
 });

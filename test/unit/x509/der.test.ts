@@ -46,6 +46,9 @@ test('OIDs decode to dotted form, arcs of any size included', () => {
   assert.equal(decode('06092affffffffffffff7f'), `1.2.${2n ** 56n - 1n}`); // the shortest read as a BigInt
   assert.throws(() => decode('0603883783'), /truncated OBJECT IDENTIFIER/);
   assert.throws(() => decode('0600'), /empty OBJECT IDENTIFIER/);
+  // A peer's CSR cannot make decoding one OID take seconds: a 256 KiB arc is refused by its length.
+  const huge = Buffer.concat([Buffer.from('0683040000', 'hex'), Buffer.alloc(256 * 1024 - 1, 0x81), Buffer.from([0x01])]);
+  assert.throws(() => readOid(readTlv(huge)), /OBJECT IDENTIFIER of 262144 bytes \(at most 128\)/);
 });
 
 test('INTEGERs are minimal and positive: a 0x00 is prepended only when the top bit is set', () => {
