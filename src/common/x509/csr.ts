@@ -37,6 +37,12 @@ export interface ParsedCsr {
 }
 
 /**
+ * A CSR of a supported key (an RSA-4096 one is about 1.1 KB) fits many times over; anything longer is a peer making
+ * the server parse for its own sake.
+ */
+export const MAX_CSR_BYTES = 16 * 1024;
+
+/**
  * Parses a DER PKCS#10 request and verifies its self-signature (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512).
  * Throws MeshidError(invalid_argument): "malformed CSR: …" for anything that does not parse,
  * "unsupported CSR signature algorithm …", or "CSR signature does not verify".
@@ -48,6 +54,7 @@ export function parseCsr(der: Buffer): ParsedCsr {
   let signature: Buffer;
   try {
     if (!Buffer.isBuffer(der) || der.length === 0) throw new Error('empty input');
+    if (der.length > MAX_CSR_BYTES) throw new Error(`${der.length} bytes, at most ${MAX_CSR_BYTES}`);
     const [infoT, algT, sigT, ...extra] = children(expectTag(readSingle(der, 'CSR'), 0x30, 'CertificationRequest'));
     if (extra.length > 0) throw new Error('CertificationRequest has extra fields');
     info = expectTag(infoT, 0x30, 'certificationRequestInfo');

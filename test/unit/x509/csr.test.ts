@@ -87,10 +87,16 @@ test('createCsr refuses a public key that is not the private key\'s', async () =
 test('a CSR with an OBJECT IDENTIFIER too long to be real is refused as malformed', async () => {
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const good = await createCsr(privateKey, publicKey);
-  // The signatureAlgorithm's OID swapped for one arc of 256 KiB (decoded naively, seconds of BigInt shifts).
+  // The signatureAlgorithm's OID swapped for one arc of 4 KiB, within the CSR size limit (at 256 KiB, decoded
+  // naively, it took seconds of BigInt shifts).
   const [info, , sig] = children(readSingle(good, 'csr'));
-  const arc = Buffer.alloc(256 * 1024, 0x81);
+  const arc = Buffer.alloc(4096, 0x81);
   arc[arc.length - 1] = 0x01;
   const evil = sequence(raw(info!), sequence(Buffer.concat([Buffer.from([0x06]), encodeLength(arc.length), arc])), raw(sig!));
-  assert.throws(() => parseCsr(evil), (err: unknown) => isMeshidError(err, 'invalid_argument') && /OBJECT IDENTIFIER of 262144 bytes/.test((err as Error).message));
+  assert.throws(() => parseCsr(evil), (err: unknown) => isMeshidError(err, 'invalid_argument') && /OBJECT IDENTIFIER of 4096 bytes/.test((err as Error).message));
+});
+
+test('a CSR over 16 KiB is refused before it is parsed', () => {
+  const padded = Buffer.concat([Buffer.from([0x30, 0x83, 0x00, 0x40, 0x00]), Buffer.alloc(0x4000)]);
+  assert.throws(() => parseCsr(padded), (err: unknown) => isMeshidError(err, 'invalid_argument') && /malformed CSR: 16389 bytes, at most 16384/.test((err as Error).message));
 });
