@@ -22,6 +22,18 @@ after(async () => fx.close());
 const AGENT_ID = 'spiffe://example.org/meshid/agent/east/test';
 const intermediateOf = (chain: readonly Buffer[]): string => parseCertificate(chain[1]!).subjectKeyId!;
 
+/** An AgentIdentity over `client`, restored with an agent SVID the test CA signs now (`first`). */
+function restoredIdentity(client: NodeClient, store: AgentStore): { identity: AgentIdentity; first: Buffer[] } {
+  const identity = new AgentIdentity({
+    client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
+    trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
+  });
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+  identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: first, privateKey, joinTokenSha256: '' });
+  return { identity, first };
+}
+
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
@@ -42,13 +54,7 @@ test('a renewal answered after a taint reached the agent (signed just before it)
         return chain;
       },
     } as unknown as NodeClient;
-    const identity = new AgentIdentity({
-      client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
-      trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
-    });
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
-    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: first, privateKey, joinTokenSha256: '' });
+    const { identity, first } = restoredIdentity(client, store);
     const tainted = intermediateOf(first);
 
     // A renewal is out (signed by the soon-tainted intermediate) when the taint arrives; its answer comes after.
@@ -88,13 +94,7 @@ test('renewals that keep coming back from a tainted authority back off instead o
         return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
       },
     } as unknown as NodeClient;
-    const identity = new AgentIdentity({
-      client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
-      trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
-    });
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
-    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: first, privateKey, joinTokenSha256: '' });
+    const { identity, first } = restoredIdentity(client, store);
     identity.renewIfTainted(new Set([intermediateOf(first)]));
     await settle();
     for (let i = 0; i < 15; i++) {
