@@ -275,10 +275,6 @@ export class MeshidAgent {
   }
 }
 
-/**
- * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
- * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
- */
 /** Both lists of roots, each certificate once; undefined when neither is given. */
 function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefined): readonly Buffer[] | undefined {
   if (a === undefined) return b;
@@ -286,6 +282,10 @@ function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefi
   return [...a, ...b.filter((r) => !a.some((x) => x.equals(r)))];
 }
 
+/**
+ * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
+ * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
+ */
 function resolveTrustDomain(
   config: AgentConfig,
   stored: StoredIdentity | undefined,
