@@ -56,23 +56,6 @@ export interface ServerOptions {
 }
 
 /**
- * Polls the bundle endpoints of every relationship: the config's, then those made through the admin API. A trust
- * domain in both follows the config, as the operator last wrote it there.
- */
-async function startFederation(config: ServerConfig, ds: Datastore, clock: Clock, log: Logger): Promise<FederatedBundlePoller> {
-  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log);
-  for (const rel of await ds.listFederationRelationships()) {
-    if (poller.status(rel.trustDomain) !== undefined) {
-      log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");
-      continue;
-    }
-    poller.set(rel, 'api');
-  }
-  poller.start();
-  return poller;
-}
-
-/**
  * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
  * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
  */
@@ -194,6 +177,23 @@ export class MeshidServer {
     await this.ds.close();
     this.unlock();
   }
+}
+
+/**
+ * Polls the bundle endpoints of every relationship: the config's, then those made through the admin API. A trust
+ * domain in both follows the config, as the operator last wrote it there.
+ */
+async function startFederation(config: ServerConfig, ds: Datastore, clock: Clock, log: Logger): Promise<FederatedBundlePoller> {
+  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log);
+  for (const rel of await ds.listFederationRelationships()) {
+    if (poller.status(rel.trustDomain) !== undefined) {
+      log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");
+      continue;
+    }
+    poller.set(rel, 'api');
+  }
+  poller.start();
+  return poller;
 }
 
 async function startAdminServer(
