@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
-import { certificateKeyIds, parseCaCertificate, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { chainNamesKeyId, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
 import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
@@ -202,16 +202,7 @@ export class SvidIssuer {
   }
 
   private chainIsTainted(svid: WorkloadSvid): boolean {
-    if (this.tainted.size === 0) return false;
-    const tainted = (keyId: string | undefined): boolean => keyId !== undefined && this.tainted.has(keyId);
-    // CA certificates are parsed once for the process, not once per SVID checked.
-    const issuers = svid.chain.slice(1).map(parseCaCertificate);
-    if (issuers.some((c) => tainted(c.subjectKeyId) || tainted(c.authorityKeyId))) return true;
-    // A leaf's authority key ID equals its issuer's subject key ID when both are present (checked when the SVID was
-    // accepted), so the leaf itself is read only when its issuer is not in the chain or names no key ID.
-    if (issuers[0]?.subjectKeyId !== undefined) return false;
-    const leaf = certificateKeyIds(svid.chain[0]!);
-    return tainted(leaf.subjectKeyId) || tainted(leaf.authorityKeyId);
+    return chainNamesKeyId(svid.chain, this.tainted);
   }
 
   private armTimer(): void {

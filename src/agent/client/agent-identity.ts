@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
-import { parseCertificate, verifyChain } from '../../common/x509/certificate.js';
+import { chainNamesKeyId, parseCertificate, verifyChain } from '../../common/x509/certificate.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.js';
 import type { AgentStore } from '../storage/agent-store.js';
@@ -141,7 +141,7 @@ export class AgentIdentity {
    */
   renewIfTainted(keyIds: ReadonlySet<string>): void {
     this.taintedKeyIds = keyIds;
-    if (this.identity === undefined || !chainIsTainted(this.identity.chain, keyIds)) return;
+    if (this.identity === undefined || !chainNamesKeyId(this.identity.chain, keyIds)) return;
     this.o.log.warn('the agent SVID chains to a tainted authority; renewing it now');
     void this.renew();
   }
@@ -174,7 +174,7 @@ export class AgentIdentity {
       this.jitter = this.newJitter();
       this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
       this.use(next);
-      if (chainIsTainted(chain, this.taintedKeyIds)) {
+      if (chainNamesKeyId(chain, this.taintedKeyIds)) {
         // Signed before the taint reached the server: renewed again soon, backing off should that keep happening.
         const wait = backoffDelay(this.taintedRenewals++, RENEW_RETRY, this.random);
         this.o.log.warn({ retryInMs: wait }, 'the renewed agent SVID chains to a tainted authority; renewing it again');
@@ -230,12 +230,4 @@ export class AgentIdentity {
   private newJitter(): number {
     return (this.random() * 2 - 1) * 0.1;
   }
-}
-
-function chainIsTainted(chain: readonly Buffer[], keyIds: ReadonlySet<string>): boolean {
-  if (keyIds.size === 0) return false;
-  return chain.some((der) => {
-    const c = parseCertificate(der);
-    return (c.subjectKeyId !== undefined && keyIds.has(c.subjectKeyId)) || (c.authorityKeyId !== undefined && keyIds.has(c.authorityKeyId));
-  });
 }

@@ -294,6 +294,23 @@ function parseCaLabelled(der: Buffer, what: string): ParsedCertificate {
   return c;
 }
 
+/**
+ * Whether a chain (leaf first) holds a certificate with one of `keyIds` (lowercase hex) as its subject or authority
+ * key ID: an SVID signed by, or under, a tainted authority. CA certificates are parsed once for the process, so this
+ * can run over every SVID held.
+ */
+export function chainNamesKeyId(chain: readonly Buffer[], keyIds: ReadonlySet<string>): boolean {
+  if (keyIds.size === 0 || chain.length === 0) return false;
+  const named = (keyId: string | undefined): boolean => keyId !== undefined && keyIds.has(keyId);
+  const issuers = chain.slice(1).map(parseCaCertificate);
+  if (issuers.some((c) => named(c.subjectKeyId) || named(c.authorityKeyId))) return true;
+  // A leaf's authority key ID equals its issuer's subject key ID when both are present (checked when the SVID was
+  // accepted), so the leaf itself is read only when its issuer is not in the chain or names no key ID.
+  if (issuers[0]?.subjectKeyId !== undefined) return false;
+  const leaf = certificateKeyIds(chain[0]!);
+  return named(leaf.subjectKeyId) || named(leaf.authorityKeyId);
+}
+
 /** CAs are known by their subject, SVIDs by their SPIFFE ID. */
 function describe(c: ParsedCertificate): string {
   // An SVID's name comes from the DER walk: reading the subject would build the OpenSSL view of a lazily parsed leaf.
