@@ -97,7 +97,23 @@ export class IdentityCache implements WorkloadCache {
   constructor(options: IdentityCacheOptions) {
     this.clock = options.clock;
     this.log = options.log;
-    this.jwt = new JwtSvidCache(options.signJwtSvid, () => this.clock.now(), options.jwtCacheSize);
+    // A token whose `sub` is not the entry's SPIFFE ID (this agent's view lags the server's) is refused as it
+    // arrives, so it is neither cached nor handed out, and cached tokens cost no check per call.
+    this.jwt = new JwtSvidCache(
+      async (entryId, audience) => {
+        const jwt = await options.signJwtSvid(entryId, audience);
+        const expected = this.index.get(entryId)?.spiffeId;
+        const sub = tokenSubject(jwt.token);
+        if (expected !== undefined && sub !== expected) {
+          throw unavailable(
+            `the server signed a JWT-SVID for ${sub ?? 'another identity'}, not ${expected}: this agent has not yet heard of a change to entry ${entryId}; retry`,
+          );
+        }
+        return jwt;
+      },
+      () => this.clock.now(),
+      options.jwtCacheSize,
+    );
   }
 
   // ---- WorkloadCache (the handlers' side) ----
@@ -150,8 +166,7 @@ export class IdentityCache implements WorkloadCache {
   /**
    * A token per entry the caller matches. An entry that changes or goes while its token is signed makes the answer
    * void (the server signs for the entry as it is then): the call starts over once with the new state, then fails
-   * UNAVAILABLE. A token whose `sub` is not the entry's SPIFFE ID (this agent's view lags the server's) is never
-   * handed out.
+   * UNAVAILABLE.
    */
   async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]> {
     for (let attempt = 0; ; attempt++) {
@@ -169,16 +184,7 @@ export class IdentityCache implements WorkloadCache {
       let failure: { entry: AgentEntry; reason: unknown } | undefined;
       settled.forEach((r, i) => {
         const e = matching[i]!;
-        if (r.status === 'fulfilled' && tokenSubject(r.value.token) !== e.spiffeId) {
-          this.jwt.dropEntry(e.id);
-          failure ??= {
-            entry: e,
-            reason: unavailable(
-              `the server signed a JWT-SVID for ${tokenSubject(r.value.token) ?? 'another identity'}, not ${e.spiffeId}: ` +
-                `this agent has not yet heard of a change to entry ${e.id}; retry`,
-            ),
-          };
-        } else if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
+        if (r.status === 'fulfilled') results.push({ spiffeId: e.spiffeId, hint: e.hint, token: r.value.token, expiresAt: r.value.expiresAt });
         else {
           this.log.warn({ entryId: e.id, spiffeId: e.spiffeId, err: r.reason }, 'cannot get a JWT-SVID for an entry');
           failure ??= { entry: e, reason: r.reason };
