@@ -344,12 +344,11 @@ export class SqliteDatastore implements Datastore {
     return this.write(() => {
       if (mode !== 'restrict' && mode !== 'dissociate') throw invalidArgument(`bundle delete mode "${String(mode)}" must be restrict or dissociate`);
       if (this.s.bundleById.get(trustDomain) === undefined) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
-      const federating = (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
+      const federating = this.entriesFederatingWith(trustDomain);
       if (federating.length > 0 && mode === 'restrict') {
-        const n = federating.length;
         throw failedPrecondition(
-          `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${federating.slice(0, 3).join(', ')}` +
-            `${n > 3 ? ', ...' : ''}): take it out of their federates_with first, or delete in dissociate mode (bundle delete --mode dissociate), which does that`,
+          `${federatingSummary(federating, trustDomain)}: take it out of their federates_with first, or delete in dissociate mode ` +
+            '(bundle delete --mode dissociate), which does that',
         );
       }
       for (const id of federating) this.dissociate(id, trustDomain);
@@ -391,12 +390,11 @@ export class SqliteDatastore implements Datastore {
       // Entries may name a trust domain whose first poll has not stored a bundle yet; without the relationship
       // they would federate with nothing (as deleteBundle refuses for the bundle).
       if (this.s.bundleById.get(trustDomain) === undefined) {
-        const federating = (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
+        const federating = this.entriesFederatingWith(trustDomain);
         if (federating.length > 0) {
-          const n = federating.length;
           throw failedPrecondition(
-            `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${federating.slice(0, 3).join(', ')}` +
-              `${n > 3 ? ', ...' : ''}), whose bundle was never fetched: take it out of their federates_with first, or set its bundle (bundle set)`,
+            `${federatingSummary(federating, trustDomain)}, whose bundle was never fetched: take it out of their federates_with first, ` +
+              'or set its bundle (bundle set)',
           );
         }
       }
@@ -520,6 +518,10 @@ export class SqliteDatastore implements Datastore {
     for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
   }
 
+  private entriesFederatingWith(trustDomain: string): string[] {
+    return (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
+  }
+
   private assertFederable(trustDomains: readonly string[], opts: EntryWriteOptions): void {
     const allowed = opts.federableWithoutBundle;
     if (allowed === undefined) return;
@@ -612,6 +614,12 @@ function sameContent(a: unknown, b: unknown): boolean {
 }
 
 /** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
+/** "2 registration entries federate with partner.org (e-1, e-2)": the first few IDs, for a refusal's message. */
+function federatingSummary(ids: readonly string[], trustDomain: string): string {
+  const n = ids.length;
+  return `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${ids.slice(0, 3).join(', ')}${n > 3 ? ', ...' : ''})`;
+}
+
 /** The API validated it (relationship.ts); this guards the storage contract only. */
 function checkedRelationship(r: StoredRelationship): StoredRelationship {
   requireText('relationship trustDomain', r.trustDomain);
