@@ -14,8 +14,12 @@ export class RateLimiter {
     private readonly clock: Clock,
   ) {}
 
-  /** Takes `cost` tokens if available; returns how many ms to wait otherwise (0 = allowed). */
+  /**
+   * Takes `cost` tokens if available; returns how many ms to wait otherwise (0 = allowed). A cost above the burst
+   * empties a full bucket instead of waiting forever for more tokens than the bucket holds.
+   */
   take(key: string, cost = 1): number {
+    cost = Math.min(cost, this.burst);
     const now = this.clock.now();
     const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
     b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);

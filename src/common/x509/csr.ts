@@ -42,12 +42,29 @@ export interface ParsedCsr {
  */
 export const MAX_CSR_BYTES = 16 * 1024;
 
+/** A request whose structure and key were checked, and whose self-signature has yet to be. */
+export interface UnverifiedCsr extends ParsedCsr {
+  /** Throws MeshidError(invalid_argument) "CSR signature does not verify" unless the key made the signature. */
+  verifySignature(): void;
+}
+
 /**
  * Parses a DER PKCS#10 request and verifies its self-signature (ECDSA or RSA PKCS#1 v1.5 with SHA-256/384/512).
  * Throws MeshidError(invalid_argument): "malformed CSR: …" for anything that does not parse,
  * "unsupported CSR signature algorithm …", or "CSR signature does not verify".
  */
 export function parseCsr(der: Buffer): ParsedCsr {
+  const csr = readCsr(der);
+  csr.verifySignature();
+  return { publicKey: csr.publicKey, spkiDer: csr.spkiDer };
+}
+
+/**
+ * The cheap half of parseCsr: the structure, the key and the algorithm, without the signature check. The server's
+ * signing admission charges by key type (signing-limits.ts) between the two halves, because the check is what a key
+ * type makes expensive.
+ */
+export function readCsr(der: Buffer): UnverifiedCsr {
   let info: Tlv;
   let spkiT: Tlv;
   let sigOid: string;
@@ -82,14 +99,20 @@ export function parseCsr(der: Buffer): ParsedCsr {
   if (publicKey.asymmetricKeyType !== alg.keyType) {
     throw invalidArgument(`malformed CSR: a ${publicKey.asymmetricKeyType ?? 'unknown'} key cannot make a ${sigOid} signature`);
   }
-  let ok: boolean;
-  try {
-    ok = verify(alg.digest, raw(info), { key: publicKey, dsaEncoding: 'der' }, signature);
-  } catch {
-    ok = false;
-  }
-  if (!ok) throw invalidArgument('CSR signature does not verify');
-  return { publicKey, spkiDer };
+  const signed = raw(info);
+  return {
+    publicKey,
+    spkiDer,
+    verifySignature(): void {
+      let ok: boolean;
+      try {
+        ok = verify(alg.digest, signed, { key: publicKey, dsaEncoding: 'der' }, signature);
+      } catch {
+        ok = false;
+      }
+      if (!ok) throw invalidArgument('CSR signature does not verify');
+    },
+  };
 }
 
 const CSR_CURVES = new Set(['prime256v1', 'secp384r1']);

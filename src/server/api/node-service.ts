@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
-import { parseCsr } from '../../common/x509/csr.js';
+import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
 import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { Selector } from '../../common/spiffe/selector.js';
@@ -24,6 +24,14 @@ const ATTEST_RATE_PER_SECOND = 5;
 const ATTEST_BURST = 100;
 
 /** A server call's getPeer() ("10.0.0.7:51234", "::1:51234": address, then port) without the port. */
+function signingRefused(waitMs: number): Error {
+  return unavailable(`signing rate limit reached; retry in ${Math.ceil(waitMs / 1000)} s`);
+}
+
+function isUnverifiedCsr(value: unknown): value is UnverifiedCsr {
+  return typeof value === 'object' && value !== null && 'verifySignature' in value;
+}
+
 function peerAddress(peer: string): string {
   const port = peer.lastIndexOf(':');
   return port > 0 ? peer.slice(0, port) : peer;
@@ -100,9 +108,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     return entries;
   };
 
-  const signAgentSvid = (agentId: string, datacenter: string, csr: Buffer): { chain: Buffer[]; notAfter: number; serial: string } => {
-    const { publicKey } = parseCsr(csr);
-    const signed = ca.signX509Svid({ datacenter, publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });
+  const signAgentSvid = (agentId: string, datacenter: string, csr: ParsedCsr): { chain: Buffer[]; notAfter: number; serial: string } => {
+    const signed = ca.signX509Svid({ datacenter, publicKey: csr.publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });
     return { chain: signed.chain, notAfter: signed.notAfter, serial: parseCertificate(signed.chain[0]!).serialHex };
   };
 
@@ -122,7 +129,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         throw permissionDenied(`join token is bound to datacenter "${record.datacenter}", which this server no longer serves`);
       }
       const spiffeId = `${agentPrefix}${record.datacenter}/${randomUUID()}`;
-      const svid = signAgentSvid(spiffeId, record.datacenter, req.csr);
+      const svid = signAgentSvid(spiffeId, record.datacenter, parseCsr(req.csr));
       const selectors: Selector[] = [
         { type: 'meshid', value: `datacenter:${record.datacenter}` },
         ...record.selectors,
@@ -147,8 +154,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
       // A renewal is a signing like any other: it counts against the agent's signing rate.
       const wait = deps.limiter.admit(agent.spiffeId, 1);
-      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
-      const svid = signAgentSvid(agent.spiffeId, agent.datacenter, req.csr);
+      if (wait > 0) throw signingRefused(wait);
+      const csr = readCsr(req.csr);
+      const keyWait = deps.limiter.admitKeys(agent.spiffeId, [csr.publicKey]);
+      if (keyWait > 0) throw signingRefused(keyWait);
+      csr.verifySignature();
+      const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
       await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial);
       log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
       return { svid_chain: svid.chain };
@@ -159,18 +170,34 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const items = req.items ?? [];
       if (items.length > MAX_SIGN_BATCH) throw invalidArgument(`at most ${MAX_SIGN_BATCH} CSRs per call`);
       const wait = deps.limiter.admit(agent.spiffeId, Math.max(1, items.length));
-      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
+      if (wait > 0) throw signingRefused(wait);
       const entries = authorized(agent);
+      const csrs = items.map((item): unknown => {
+        try {
+          if (!entries.has(item.entry_id ?? '')) return undefined;
+          return readCsr(item.csr ?? Buffer.alloc(0));
+        } catch (err) {
+          return err;
+        }
+      });
+      const keys = csrs.filter(isUnverifiedCsr).map((csr) => csr.publicKey);
+      const keyWait = deps.limiter.admitKeys(agent.spiffeId, keys);
+      if (keyWait > 0) {
+        deps.limiter.refund(agent.spiffeId, Math.max(1, items.length) - keys.length);
+        throw signingRefused(keyWait);
+      }
       return {
-        results: items.map((item) => {
+        results: items.map((item, i) => {
           const entryId = item.entry_id ?? '';
           try {
             const entry = entries.get(entryId);
             if (entry === undefined) throw permissionDenied(`entry ${entryId} is not authorized for this agent`);
-            const { publicKey } = parseCsr(item.csr ?? Buffer.alloc(0));
+            const csr = csrs[i];
+            if (!isUnverifiedCsr(csr)) throw csr;
+            csr.verifySignature();
             const signed = ca.signX509Svid({
               datacenter: agent.datacenter,
-              publicKey,
+              publicKey: csr.publicKey,
               spiffeId: entry.spiffeId,
               dnsNames: entry.dnsNames,
               ttlMs: signedTtlMs(entry.x509SvidTtlSeconds, deps.ttls.defaultX509SvidTtlMs, deps.ttls.maxX509SvidTtlMs),
@@ -191,7 +218,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (audience.length > MAX_AUDIENCES) throw invalidArgument(`at most ${MAX_AUDIENCES} audiences per token`);
       if (audience.some((a) => Buffer.byteLength(a, 'utf8') > MAX_AUDIENCE_BYTES)) throw invalidArgument(`an audience is longer than ${MAX_AUDIENCE_BYTES} bytes`);
       const wait = deps.limiter.admit(agent.spiffeId, 1);
-      if (wait > 0) throw unavailable(`signing rate limit reached; retry in ${Math.ceil(wait / 1000)} s`);
+      if (wait > 0) throw signingRefused(wait);
       const entry = authorized(agent).get(req.entry_id ?? '');
       if (entry === undefined) throw permissionDenied(`entry ${req.entry_id ?? ''} is not authorized for this agent`);
       const jwt = ca.signJwtSvid({ spiffeId: entry.spiffeId, audience, ttlMs: signedTtlMs(entry.jwtSvidTtlSeconds, deps.ttls.defaultJwtSvidTtlMs, deps.ttls.maxJwtSvidTtlMs) });

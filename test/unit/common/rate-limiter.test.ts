@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/common/clock.js';
 import { RateLimiter } from '../../../src/common/rate-limiter.js';
-import { SigningLimits } from '../../../src/server/api/signing-limits.js';
+import { csrCost, SigningLimits } from '../../../src/server/api/signing-limits.js';
+import { generateKeyPairSync } from 'node:crypto';
 
 test('a token bucket admits its burst, then refills at its rate, and says how long to wait', () => {
   const clock = new FakeClock(0);
@@ -24,4 +25,31 @@ test('signing limits: one agent cannot use up the global budget, and a refusal c
   assert.ok(limits.admit('agent-c', 1) > 0, 'the global budget is spent');
   clock.advance(100);
   assert.equal(limits.admit('agent-c', 50), 0, 'the global budget refills');
+});
+
+test('a cost above the burst waits for a full bucket and empties it, instead of waiting forever', () => {
+  const clock = new FakeClock(0);
+  const l = new RateLimiter(10, 20, clock);
+  assert.equal(l.take('a', 5), 0);
+  assert.equal(l.take('a', 250), 500, 'five tokens short of a full bucket');
+  clock.advance(500);
+  assert.equal(l.take('a', 250), 0);
+  assert.equal(l.take('a', 1), 100, 'the bucket is empty');
+});
+
+test('signing limits: keys are charged their cost beyond the token admit took, and a refusal gives all back', () => {
+  const clock = new FakeClock(0);
+  const limits = new SigningLimits(new RateLimiter(1, 13, clock), new RateLimiter(1, 1000, clock));
+  const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
+  const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey;
+  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+  assert.deepEqual([csrCost(p256), csrCost(p384), csrCost(rsa)], [1, 5, 1]);
+  assert.equal(limits.admit('a', 2), 0);
+  assert.equal(limits.admitKeys('a', [p256, rsa]), 0, 'nothing beyond one token each');
+  assert.equal(limits.admit('a', 2), 0);
+  assert.equal(limits.admitKeys('a', [p384, p384]), 0, '12 of 13 tokens taken');
+  assert.equal(limits.admit('a', 1), 0);
+  assert.ok(limits.admitKeys('a', [p384]) > 0, 'the 4 more a P-384 key costs are not there');
+  assert.equal(limits.admit('a', 1), 0, 'the refusal gave back the token admit took');
+  assert.ok(limits.admit('a', 1) > 0);
 });

@@ -1,0 +1,56 @@
+/**
+ * The agent API's signing budget counts P-256 CSRs: a P-384 CSR, whose proof of possession costs the server about
+ * five P-256 CSRs to check, is charged five tokens, so an agent cannot spend the event loop five times faster than
+ * its budget says by choosing its key type.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair, type KeyType } from '../../src/common/x509/keys.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { tempDir } from '../support/server-kit.js';
+import { startServerProcess } from '../support/server-process.js';
+import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.js';
+
+interface SignResults {
+  results: Array<{ code?: number; message?: string; svid_chain?: Buffer[] }>;
+}
+
+test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it took', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-signing-limits-');
+  t.after(cleanup);
+  const configFile = path.join(dir, 'server.json');
+  // A budget of 12 that does not refill within the test.
+  fs.writeFileSync(configFile, JSON.stringify({ agent_sign_rate: 0.0001, agent_sign_burst: 12 }));
+  const server = await startServerProcess(path.join(dir, 'server'), ['--config', configFile, '--datacenter', 'east']);
+  t.after(() => server.stop());
+  const alias = await server.cli(['entry', 'create', '--node', '--spiffe-id', 'spiffe://example.org/node/east', '--selector', 'meshid:datacenter:east']);
+  assert.equal(alias.code, 0, alias.err);
+  const created = await server.cli(['entry', 'create', '--parent-id', 'spiffe://example.org/node/east', '--spiffe-id', 'spiffe://example.org/web', '--selector', 'unix:uid:1000']);
+  assert.equal(created.code, 0, created.err);
+  const entryId = /^Entry ID *: (\S+)/m.exec(created.out)![1]!;
+  const rootsPem = (await server.cli(['bundle', 'show'])).out;
+  const agent = await attestAgent(server, rootsPem);
+  const client = connectNode(server, rootsPem, agent);
+  t.after(() => client.close());
+
+  const csr = async (type: KeyType): Promise<Buffer> => {
+    const { privateKey, publicKey } = generateKeyPair(type);
+    return createCsr(privateKey, publicKey);
+  };
+  const sign = async (types: KeyType[]): Promise<string> => {
+    const items = await Promise.all(types.map(async (type) => ({ entry_id: entryId, csr: await csr(type) })));
+    return nodeCall<SignResults>(client, 'SignX509Svids', { items }).then(
+      (res) => res.results.map((r) => (r.code ?? 0) === 0 && r.svid_chain?.length ? 'signed' : r.message).join(','),
+      (err: grpc.ServiceError) => `${grpc.status[err.code]}: ${err.details}`,
+    );
+  };
+
+  assert.equal(await sign(['ec-p384', 'ec-p384']), 'signed,signed', 'two P-384 CSRs take 10 of 12 tokens');
+  assert.match(await sign(['ec-p384']), /^UNAVAILABLE: signing rate limit reached; retry in \d+ s$/, 'a third needs 5, 2 are left');
+  // The refusal gave back the token taken before the key was known: two P-256 CSRs still fit, a third does not.
+  assert.equal(await sign(['ec-p256', 'ec-p256']), 'signed,signed');
+  assert.match(await sign(['ec-p256']), /^UNAVAILABLE: signing rate limit reached/);
+});
