@@ -15,6 +15,7 @@ import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAg
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
+import { attestSource } from './attest-source.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
@@ -30,11 +31,6 @@ function signingRefused(waitMs: number): Error {
 
 function isUnverifiedCsr(value: unknown): value is UnverifiedCsr {
   return typeof value === 'object' && value !== null && 'verifySignature' in value;
-}
-
-function peerAddress(peer: string): string {
-  const port = peer.lastIndexOf(':');
-  return port > 0 ? peer.slice(0, port) : peer;
 }
 
 export interface NodeServiceDeps {
@@ -115,7 +111,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   return {
     Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }, call) => {
-      const source = peerAddress(call.getPeer());
+      const source = attestSource(call.getPeer());
       const wait = attestLimiter.take(source);
       if (wait > 0) throw unavailable(`too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`);
       const token = req.join_token ?? '';
