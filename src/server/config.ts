@@ -4,6 +4,7 @@ import { readJsonConfigObject } from '../common/config-file.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
+import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
@@ -41,8 +42,10 @@ export interface ServerConfig {
   /** Signing requests per second and burst across all agents. */
   readonly globalSignRate: number;
   readonly globalSignBurst: number;
-  /** HOST:PORT of the SPIFFE bundle endpoint (https_spiffe); undefined serves none. */
+  /** HOST:PORT of the SPIFFE bundle endpoint; undefined serves none. */
   readonly bundleEndpointAddress: string | undefined;
+  /** The web PKI certificate files the endpoint presents (profile https_web); undefined: the server SVID (https_spiffe). */
+  readonly bundleEndpointWebCert: ServingCertFiles | undefined;
   /** Trust domains whose bundles are fetched from their bundle endpoints (config file only). */
   readonly federatesWith: readonly FederationRelationship[];
 }
@@ -74,6 +77,9 @@ export interface RawServerConfig {
   global_sign_rate?: number;
   global_sign_burst?: number;
   bundle_endpoint_address?: string;
+  bundle_endpoint_cert_file?: string;
+  bundle_endpoint_key_file?: string;
+  bundle_endpoint_cert_sync_interval?: string | number;
   federates_with?: Record<string, RawRelationship>;
 }
 
@@ -81,7 +87,7 @@ const KNOWN_KEYS = new Set<keyof RawServerConfig>([
   'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
   'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
   'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'upstream_bundle', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
-  'bundle_endpoint_address', 'federates_with',
+  'bundle_endpoint_address', 'bundle_endpoint_cert_file', 'bundle_endpoint_key_file', 'bundle_endpoint_cert_sync_interval', 'federates_with',
 ]);
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -137,6 +143,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
   if (raw.bundle_endpoint_address !== undefined) parseHostPort(raw.bundle_endpoint_address, 'bundle_endpoint_address');
+  const bundleEndpointWebCert = compileWebCert(raw);
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
   // against is a host that keeps asking, not a big one.
@@ -180,7 +187,28 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     globalSignRate: globalRate,
     globalSignBurst: globalBurst,
     bundleEndpointAddress: raw.bundle_endpoint_address,
+    bundleEndpointWebCert,
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
+  });
+}
+
+/** https_web serving: both files or neither, and only for an endpoint that is served. */
+function compileWebCert(raw: RawServerConfig): ServingCertFiles | undefined {
+  const { bundle_endpoint_cert_file: certFile, bundle_endpoint_key_file: keyFile } = raw;
+  if (certFile === undefined && keyFile === undefined) {
+    if (raw.bundle_endpoint_cert_sync_interval !== undefined) throw invalidArgument('bundle_endpoint_cert_sync_interval needs bundle_endpoint_cert_file and bundle_endpoint_key_file');
+    return undefined;
+  }
+  if (certFile === undefined || keyFile === undefined) {
+    throw invalidArgument('--bundle-endpoint-cert-file and --bundle-endpoint-key-file must be given together');
+  }
+  if (raw.bundle_endpoint_address === undefined) {
+    throw invalidArgument('--bundle-endpoint-cert-file serves the bundle endpoint under a web PKI certificate: give --bundle-endpoint-address too');
+  }
+  return Object.freeze({
+    certFile: path.resolve(certFile),
+    keyFile: path.resolve(keyFile),
+    syncIntervalMs: parseDuration(raw.bundle_endpoint_cert_sync_interval ?? '1m', 'bundle_endpoint_cert_sync_interval'),
   });
 }
 

@@ -23,6 +23,7 @@ import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { BundleEndpoint } from './federation/bundle-endpoint.js';
+import { ServingCertFile } from './federation/serving-cert-file.js';
 import { FederatedBundlePoller } from './federation/bundle-poller.js';
 import { SyncHub } from './api/sync-hub.js';
 import { RateLimiter } from '../common/rate-limiter.js';
@@ -120,7 +121,7 @@ export class MeshidServer {
       started.push(() => admin.forceShutdown());
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
       started.push(() => agentApi.forceShutdown());
-      const bundleEndpoint = await startBundleEndpoint(config, ca, svid, log.child({ subsystem: 'bundle-endpoint' }));
+      const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, unlock, log);
       server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
@@ -311,17 +312,25 @@ function shutdown(server: grpc.Server): Promise<void> {
   });
 }
 
-/** The bundle endpoint, if configured: the CA's bundle under the server's SVID. */
-async function startBundleEndpoint(config: ServerConfig, ca: CaManager, svid: ServerSvid, log: Logger): Promise<BundleEndpoint | undefined> {
+/** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */
+async function startBundleEndpoint(config: ServerConfig, ca: CaManager, svid: ServerSvid, clock: Clock, log: Logger): Promise<BundleEndpoint | undefined> {
   if (config.bundleEndpointAddress === undefined) return undefined;
-  return BundleEndpoint.start({
-    address: config.bundleEndpointAddress,
-    sources: {
-      bundle: () => ca.bundle(),
-      onBundleChange: (listener) => ca.onBundleChange(listener),
-      identity: () => svid.identity(),
-      onIdentityChange: (listener) => svid.onChange(listener),
-    },
-    log,
-  });
+  const web = config.bundleEndpointWebCert && ServingCertFile.start(config.bundleEndpointWebCert, clock, log);
+  try {
+    return await BundleEndpoint.start({
+      address: config.bundleEndpointAddress,
+      sources: {
+        profile: web ? 'https_web' : 'https_spiffe',
+        bundle: () => ca.bundle(),
+        onBundleChange: (listener) => ca.onBundleChange(listener),
+        servingCert: () => web?.cert() ?? svid.identity(),
+        onServingCertChange: (listener) => (web ? web.onChange(listener) : svid.onChange(listener)),
+      },
+      log,
+      onClose: () => web?.stop(),
+    });
+  } catch (err) {
+    web?.stop();
+    throw err;
+  }
 }

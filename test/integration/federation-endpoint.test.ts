@@ -5,21 +5,19 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import https from 'node:https';
-import type { AddressInfo } from 'node:net';
+import { X509Certificate } from 'node:crypto';
+import type { TLSSocket } from 'node:tls';
 import os from 'node:os';
 import path from 'node:path';
 import { FakeClock } from '../../src/common/clock.js';
 import { silentLogger } from '../../src/common/log.js';
-import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { compileServerConfig } from '../../src/server/config.js';
 import type { RawRelationship } from '../../src/server/federation/relationship.js';
 import { MeshidServer } from '../../src/server/server.js';
-import { TestCa } from '../support/fake-sds-cache.js';
-import { opensslCa } from '../support/openssl.js';
+import { opensslCa, opensslWebLeaf } from '../support/openssl.js';
 import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
 
 async function partnerServer(dir: string, clock: FakeClock, federatesWith: Record<string, RawRelationship>): Promise<MeshidServer> {
@@ -90,30 +88,42 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.match(listed.out, /Last error +: bundle endpoint https:\/\/127\.0\.0\.1:\d+\/ of example\.org: the endpoint presented spiffe:\/\/example\.org\/meshid\/server, not spiffe:\/\/example\.org\/someone-else/);
 });
 
-test('a server federating over https_web (config file) fetches a bundle from an endpoint with a web PKI certificate', async (t) => {
+test('https_web both ways: a meshid server serves its bundle endpoint under web PKI files, renewed live; another fetches it', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-web-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  // A web PKI of our own: a CA the server process is told to trust, and a certificate for localhost.
+  // A web PKI of our own: a CA the fetching server process is told to trust, and certificates for localhost, put in
+  // place the way certbot renews them (new files renamed over the live ones).
   const webCa = opensslCa(dir, 'web-ca');
-  const leafKey = path.join(dir, 'leaf.key');
-  const leafCert = path.join(dir, 'leaf.pem');
-  fs.writeFileSync(path.join(dir, 'leaf.ext'), 'subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n');
-  for (const args of [
-    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', leafKey, '-subj', '/CN=localhost', '-out', path.join(dir, 'leaf.csr')],
-    ['x509', '-req', '-in', path.join(dir, 'leaf.csr'), '-CA', webCa.cert, '-CAkey', webCa.key, '-set_serial', '7', '-days', '1', '-extfile', path.join(dir, 'leaf.ext'), '-out', leafCert],
-  ]) {
-    const r = spawnSync('openssl', args, { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-  }
-  const partnerCa = new TestCa('web.example');
-  t.after(() => partnerCa.dispose());
-  const document = bundleToSpiffeJson(partnerCa.bundle(4));
-  const endpoint = https.createServer({ cert: fs.readFileSync(leafCert), key: fs.readFileSync(leafKey) }, (_req, res) => {
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(document);
-  });
-  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise<void>((resolve) => endpoint.close(() => resolve())));
-  const port = (endpoint.address() as AddressInfo).port;
+  const live = { cert: path.join(dir, 'live.pem'), key: path.join(dir, 'live.key') };
+  const install = (pair: { cert: string; key: string }): void => {
+    for (const [from, to] of [[pair.key, live.key], [pair.cert, live.cert]] as const) {
+      fs.copyFileSync(from, `${to}.new`);
+      fs.renameSync(`${to}.new`, to);
+    }
+  };
+  const first = opensslWebLeaf(dir, webCa, 'first');
+  install(first);
+  const webConfig = path.join(dir, 'web.json');
+  fs.writeFileSync(webConfig, JSON.stringify({ bundle_endpoint_cert_sync_interval: '100ms' }));
+  const web = await startServerProcess(path.join(dir, 'web'), [
+    '--trust-domain', 'web.example', '--datacenter', 'east', '--config', webConfig,
+    '--bundle-endpoint-address', '127.0.0.1:0', '--bundle-endpoint-cert-file', live.cert, '--bundle-endpoint-key-file', live.key,
+  ]);
+  t.after(() => web.stop());
+  assert.match(web.output(), /"profile":"https_web".*"bundle endpoint listening"/);
+  const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(web.output())![1]);
+  const presented = (): Promise<{ serial: string; body: string }> =>
+    new Promise((resolve, reject) => {
+      https
+        .get({ host: '127.0.0.1', servername: 'localhost', port, path: '/', ca: fs.readFileSync(webCa.cert), agent: false }, (res) => {
+          let body = '';
+          res.on('data', (d: Buffer) => (body += d.toString()));
+          res.on('end', () => resolve({ serial: (res.socket as TLSSocket).getPeerCertificate().serialNumber, body }));
+        })
+        .on('error', reject);
+    });
+  const serialOf = (file: string): string => new X509Certificate(fs.readFileSync(file)).serialNumber;
+  assert.equal((await presented()).serial, serialOf(first.cert));
 
   const configFile = path.join(dir, 'server.json');
   fs.writeFileSync(configFile, JSON.stringify({
@@ -127,7 +137,21 @@ test('a server federating over https_web (config file) fetches a bundle from an 
     listed = (await server.cli(['bundle', 'list', '--trust-domain', 'web.example'])).out;
     if (!listed.includes('web.example')) await new Promise((r) => setTimeout(r, 100));
   }
-  assert.deepEqual(pemToDerList(listed), [partnerCa.rootDer], server.output());
+  assert.deepEqual(pemToDerList(listed), pemToDerList((await web.cli(['bundle', 'show'])).out), server.output());
+
+  // A renewal of the files is presented without a restart, and the fetching side goes on fetching through it.
+  const second = opensslWebLeaf(dir, webCa, 'second');
+  install(second);
+  let now = '';
+  for (let i = 0; i < 100 && now !== serialOf(second.cert); i++) {
+    now = (await presented()).serial;
+    if (now !== serialOf(second.cert)) await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.equal(now, serialOf(second.cert), web.output());
+  assert.match(web.output(), /bundle endpoint certificate reloaded/);
+  const refreshed = await server.cli(['federation', 'refresh', '--trust-domain', 'web.example', '--output', 'json']);
+  assert.equal(refreshed.code, 0, refreshed.err);
+  assert.equal((JSON.parse(refreshed.out) as { last_error: string }).last_error, '');
 });
 
 test('federation create/update/delete over the admin API: polled at once, kept across restarts, config relationships left to the config', async (t) => {

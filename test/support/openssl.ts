@@ -161,3 +161,24 @@ export function opensslCa(
   }
   return { cert, key };
 }
+
+/**
+ * A web PKI server certificate from `ca` for `dnsName` (serverAuth), as a certbot or cert-manager renewal would
+ * leave it: `<name>.pem` (the leaf, then the CA) and `<name>.key`.
+ */
+export function opensslWebLeaf(dir: string, ca: OpensslCaFiles, name: string, dnsName = 'localhost'): OpensslCaFiles {
+  const cert = join(dir, `${name}.pem`);
+  const key = join(dir, `${name}.key`);
+  const csr = join(dir, `${name}.csr`);
+  const ext = join(dir, `${name}.ext`);
+  writeFileSync(ext, `subjectAltName=DNS:${dnsName}\nextendedKeyUsage=serverAuth\nbasicConstraints=CA:FALSE\n`);
+  for (const args of [
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', `/CN=${dnsName}`, '-out', csr],
+    ['x509', '-req', '-in', csr, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', String(process.hrtime.bigint()), '-days', '1', '-extfile', ext, '-out', cert],
+  ]) {
+    const r = run(args);
+    if (!r.ok) throw new Error(`openssl ${args[0]}: ${r.output}`);
+  }
+  writeFileSync(cert, readFileSync(cert, 'utf8') + readFileSync(ca.cert, 'utf8'));
+  return { cert, key };
+}

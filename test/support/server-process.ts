@@ -35,7 +35,10 @@ export interface ServerProcess {
   stop: (signal?: NodeJS.Signals) => Promise<number | null>;
 }
 
-/** Starts `meshid-server run` in `dir` (`env` added to ours) and waits until its admin socket answers health checks. */
+/**
+ * Starts `meshid-server run` in `dir` for example.org, unless `extra` names another trust domain (`env` added to
+ * ours), and waits until its admin socket answers health checks.
+ */
 export async function startServerProcess(
   dir: string,
   extra: string[] = ['--datacenter', 'east', '--datacenter', 'west'],
@@ -45,7 +48,7 @@ export async function startServerProcess(
   const dataDir = path.join(dir, 'data');
   const child = spawn(
     process.execPath,
-    [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
+    [SERVER_MAIN, 'run', ...(extra.includes('--trust-domain') ? [] : ['--trust-domain', 'example.org']), '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
   );
   let output = '';

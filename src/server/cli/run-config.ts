@@ -29,8 +29,15 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     name: 'bundle-endpoint-address',
     type: 'string',
     valueName: 'HOST:PORT',
-    description: 'Serve the SPIFFE bundle endpoint (https_spiffe, authenticated by the server SVID) there; off by default',
+    description: 'Serve the SPIFFE bundle endpoint there (https_spiffe, under the server SVID, unless the two flags below say https_web); off by default',
   },
+  {
+    name: 'bundle-endpoint-cert-file',
+    type: 'string',
+    valueName: 'FILE',
+    description: 'https_web: the web PKI certificate chain (PEM, leaf first) the bundle endpoint presents; reloaded when it changes',
+  },
+  { name: 'bundle-endpoint-key-file', type: 'string', valueName: 'FILE', description: 'https_web: the private key of --bundle-endpoint-cert-file (PEM)' },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], description: 'Log level (info)' },
 ];
 
@@ -51,6 +58,8 @@ const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
   'upstream-ca-key': 'upstream_ca_key',
   'upstream-bundle': 'upstream_bundle',
   'bundle-endpoint-address': 'bundle_endpoint_address',
+  'bundle-endpoint-cert-file': 'bundle_endpoint_cert_file',
+  'bundle-endpoint-key-file': 'bundle_endpoint_key_file',
   'log-level': 'log_level',
 };
 

@@ -2,11 +2,13 @@ import { formatHelp } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
 import { formatDuration } from '../../common/duration.js';
 import { checkUpstreamCa, checkUpstreamLifetime, loadUpstreamCa } from '../ca/upstream-ca.js';
+import { loadServingCert } from '../federation/serving-cert-file.js';
 import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
 
 /**
  * `meshid-server validate`: checks what `run` would start with, without starting (spire-server's `validate`): the
- * config file and flags, the TTL rules, and an upstream CA's files (key match, chain, pathLen room; a lifetime too short for a new root is a warning). What
+ * config file and flags, the TTL rules, an upstream CA's files (key match, chain, pathLen room; a lifetime too short
+ * for a new root is a warning) and the bundle endpoint's https_web certificate files (key match; expired: a warning). What
  * only a start can tell (the data dir's state) is not checked. Exit 0 with a summary, or 1 with what to change.
  */
 export async function validateServerCommand(argv: readonly string[], io: CliIo): Promise<number> {
@@ -28,13 +30,17 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
         io.stderr.write(`Warning: ${(err as Error).message}\n`);
       }
     }
+    if (config.bundleEndpointWebCert !== undefined) {
+      const served = loadServingCert(config.bundleEndpointWebCert);
+      if (served.notAfter <= Date.now()) io.stderr.write(`Warning: the bundle endpoint certificate ${config.bundleEndpointWebCert.certFile} expired at ${new Date(served.notAfter).toISOString()}\n`);
+    }
     io.stdout.write(
       `Configuration is valid: trust domain ${config.trustDomain}, datacenters ${config.datacenters.join(', ')}; ` +
         `X.509-SVIDs ${formatDuration(config.x509SvidTtlMs)} (max ${formatDuration(config.maxX509SvidTtlMs)}), ` +
         `JWT-SVIDs ${formatDuration(config.jwtSvidTtlMs)} (max ${formatDuration(config.maxJwtSvidTtlMs)}), ` +
         `intermediates ${formatDuration(config.intermediateTtlMs)}, ` +
         (config.upstreamCa !== undefined ? `upstream CA ${config.upstreamCa.certFile}` : `root ${formatDuration(config.rootTtlMs)}`) +
-        (config.bundleEndpointAddress !== undefined ? `; bundle endpoint on ${config.bundleEndpointAddress}` : '') +
+        (config.bundleEndpointAddress !== undefined ? `; bundle endpoint on ${config.bundleEndpointAddress} (${config.bundleEndpointWebCert ? 'https_web' : 'https_spiffe'})` : '') +
         (config.federatesWith.length > 0 ? `; federates with ${config.federatesWith.map((r) => `${r.trustDomain} (${r.profile})`).join(', ')}` : '') +
         '.\n',
     );

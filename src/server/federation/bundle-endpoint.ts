@@ -4,14 +4,18 @@ import type { AddressInfo } from 'node:net';
 import { parseHostPort } from '../../common/host-port.js';
 import type { Logger } from '../../common/log.js';
 import { bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
-import type { ServerIdentity } from '../server-svid.js';
+import type { ServingCert } from './serving-cert-file.js';
 
-/** What the endpoint serves and presents: the CA's published bundle and the server's own SVID, both live. */
+/**
+ * What the endpoint serves and presents, both live: the CA's published bundle, and for https_spiffe the server's
+ * own SVID, for https_web the operator's web PKI certificate (serving-cert-file.ts).
+ */
 export interface BundleEndpointSources {
+  profile: 'https_spiffe' | 'https_web';
   bundle(): TrustBundle;
   onBundleChange(listener: (bundle: TrustBundle) => void): () => void;
-  identity(): ServerIdentity;
-  onIdentityChange(listener: (id: ServerIdentity) => void): () => void;
+  servingCert(): ServingCert;
+  onServingCertChange(listener: (cert: ServingCert) => void): () => void;
 }
 
 export interface BundleEndpointOptions {
@@ -19,14 +23,17 @@ export interface BundleEndpointOptions {
   address: string;
   sources: BundleEndpointSources;
   log: Logger;
+  /** Called once the endpoint has closed: releases what feeds its sources. */
+  onClose?: () => void;
 }
 
 /**
- * The SPIFFE bundle endpoint (Trust Domain and Bundle §5), profile https_spiffe: an HTTPS server that answers GET with
- * the own trust domain's bundle document (SPEC-NOTES §6: `keys`, `spiffe_sequence`, `spiffe_refresh_hint`), under the
- * server's own SVID (spiffe://<td>/meshid/server), which a federating peer authenticates with the bundle it fetched
- * last. This is what SPIRE's `federates_with ... bundle_endpoint_profile "https_spiffe"` polls. Every path serves the
- * document, as SPIRE's endpoint does; methods other than GET and HEAD get 405.
+ * The SPIFFE bundle endpoint (Trust Domain and Bundle §5): an HTTPS server that answers GET with the own trust
+ * domain's bundle document (SPEC-NOTES §6: `keys`, `spiffe_sequence`, `spiffe_refresh_hint`). Under profile
+ * https_spiffe it presents the server's own SVID (spiffe://<td>/meshid/server), which a federating peer
+ * authenticates with the bundle it fetched last; under https_web, a web PKI certificate the peer checks against its
+ * system roots, so a peer needs no seed bundle. These are what SPIRE's `federates_with ... bundle_endpoint_profile`
+ * polls. Every path serves the document, as SPIRE's endpoint does; methods other than GET and HEAD get 405.
  */
 export class BundleEndpoint {
   private document: string;
@@ -36,15 +43,16 @@ export class BundleEndpoint {
     private readonly server: https.Server,
     private readonly sources: BundleEndpointSources,
     private readonly log: Logger,
+    private readonly onClose: (() => void) | undefined,
   ) {
     this.document = bundleToSpiffeJson(sources.bundle());
   }
 
   static async start(options: BundleEndpointOptions): Promise<BundleEndpoint> {
     const { host, port } = parseHostPort(options.address, 'bundle_endpoint_address');
-    const id = options.sources.identity();
-    const server = https.createServer({ cert: id.certChainPem, key: id.privateKeyPem, minVersion: 'TLSv1.2' });
-    const endpoint = new BundleEndpoint(server, options.sources, options.log);
+    const serving = options.sources.servingCert();
+    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, minVersion: 'TLSv1.2' });
+    const endpoint = new BundleEndpoint(server, options.sources, options.log, options.onClose);
     server.on('request', (req, res) => endpoint.serve(req, res));
     // A peer that connects and sends nothing must not hold a socket for long.
     server.headersTimeout = 10_000;
@@ -62,9 +70,9 @@ export class BundleEndpoint {
       options.sources.onBundleChange((bundle) => {
         endpoint.document = bundleToSpiffeJson(bundle);
       }),
-      options.sources.onIdentityChange((next) => server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, minVersion: 'TLSv1.2' })),
+      options.sources.onServingCertChange((next) => server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, minVersion: 'TLSv1.2' })),
     );
-    options.log.info({ address: `${host}:${endpoint.port}`, profile: 'https_spiffe' }, 'bundle endpoint listening');
+    options.log.info({ address: `${host}:${endpoint.port}`, profile: options.sources.profile }, 'bundle endpoint listening');
     return endpoint;
   }
 
@@ -78,6 +86,7 @@ export class BundleEndpoint {
       this.server.close(() => resolve());
       this.server.closeAllConnections();
     });
+    this.onClose?.();
   }
 
   private serve(req: IncomingMessage, res: ServerResponse): void {

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { validateServerCommand } from '../../../src/server/cli/validate.js';
 import { validateAgentCommand } from '../../../src/agent/cli/validate.js';
-import { opensslCa } from '../../support/openssl.js';
+import { opensslCa, opensslWebLeaf } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { captureIo } from './capture-io.js';
 
@@ -33,7 +33,23 @@ test('server validate: a good configuration is summarised; a TTL conflict or unu
   }));
   const federating = await run(validateServerCommand, ['--config', configFile, '--bundle-endpoint-address', '0.0.0.0:8443']);
   assert.deepEqual([federating.code, federating.err], [0, '']);
-  assert.match(federating.out, /; bundle endpoint on 0\.0\.0\.0:8443; federates with partner\.org \(https_web\)\.\n$/);
+  assert.match(federating.out, /; bundle endpoint on 0\.0\.0\.0:8443 \(https_spiffe\); federates with partner\.org \(https_web\)\.\n$/);
+
+  // https_web serving: the files must load and belong together, and the two flags come as a pair with an address.
+  const webCa = opensslCa(dir, 'Web CA');
+  const leaf = opensslWebLeaf(dir, webCa, 'bundle-endpoint');
+  const serving = (cert: string, key: string, address = ['--bundle-endpoint-address', '0.0.0.0:8443']): string[] =>
+    ['--trust-domain', 'example.org', ...address, '--bundle-endpoint-cert-file', cert, '--bundle-endpoint-key-file', key];
+  const web = await run(validateServerCommand, serving(leaf.cert, leaf.key));
+  assert.deepEqual([web.code, web.err], [0, '']);
+  assert.match(web.out, /; bundle endpoint on 0\.0\.0\.0:8443 \(https_web\)\.\n$/);
+  const wrongKey = await run(validateServerCommand, serving(leaf.cert, webCa.key));
+  assert.equal(wrongKey.code, 1);
+  assert.match(wrongKey.err, /^Error: InvalidArgument: the bundle endpoint key .*Web CA\.key is not the key of the first certificate in .*bundle-endpoint\.pem\n$/);
+  const noAddress = await run(validateServerCommand, serving(leaf.cert, leaf.key, []));
+  assert.match(noAddress.err, /^Error: InvalidArgument: --bundle-endpoint-cert-file serves the bundle endpoint under a web PKI certificate: give --bundle-endpoint-address too/);
+  const noKey = await run(validateServerCommand, ['--trust-domain', 'example.org', '--bundle-endpoint-address', '0.0.0.0:8443', '--bundle-endpoint-cert-file', leaf.cert]);
+  assert.match(noKey.err, /^Error: InvalidArgument: --bundle-endpoint-cert-file and --bundle-endpoint-key-file must be given together/);
 
   const ttl = await run(validateServerCommand, ['--trust-domain', 'example.org', '--intermediate-ttl', '1h']);
   assert.deepEqual([ttl.code, ttl.out], [1, '']);

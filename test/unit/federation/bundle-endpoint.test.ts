@@ -39,15 +39,18 @@ test('the bundle endpoint follows bundle changes and server SVID renewals withou
   let identity = identityFrom(ca);
   const bundleListeners = new Set<(b: TrustBundle) => void>();
   const identityListeners = new Set<(id: ServerIdentity) => void>();
+  let closed = 0;
   const endpoint = await BundleEndpoint.start({
     address: '127.0.0.1:0',
     log: silentLogger(),
     sources: {
+      profile: 'https_spiffe',
       bundle: () => bundle,
       onBundleChange: (l) => (bundleListeners.add(l), () => bundleListeners.delete(l)),
-      identity: () => identity,
-      onIdentityChange: (l) => (identityListeners.add(l), () => identityListeners.delete(l)),
+      servingCert: () => identity,
+      onServingCertChange: (l) => (identityListeners.add(l), () => identityListeners.delete(l)),
     },
+    onClose: () => closed++,
   });
   t.after(() => endpoint.close());
   const roots = certificatesToPem([ca.rootDer]);
@@ -67,4 +70,5 @@ test('the bundle endpoint follows bundle changes and server SVID renewals withou
 
   await endpoint.close();
   assert.equal(bundleListeners.size + identityListeners.size, 0, 'close() unsubscribes');
+  assert.equal(closed, 1, 'and releases what feeds the sources');
 });
