@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertSafeDirectory } from './safe-directory.js';
+import { failedPrecondition } from './errors.js';
 
 /**
  * Writes a file so that a crash or kill -9 at any moment leaves either the old content or the new, never a mix:
@@ -52,13 +53,29 @@ export function writeFilesAtomic(files: Array<{ file: string; data: string | Uin
 
 /**
  * Creates a directory (and parents) and forces its mode, since mkdir's mode is masked by the umask. Refuses one
- * another local user could tamper with (assertSafeDirectory), before creating anything and after.
+ * another local user could tamper with (assertSafeDirectory), before creating anything and after. An existing
+ * directory is made private only when it is meshid's to change: never a shared one (world-writable or sticky, as
+ * /tmp), and with `adoptExisting: false` (a directory the operator named only to hold a socket: a home, /run) none;
+ * those must be private already, or are refused with what to do.
  */
-export function ensurePrivateDir(dir: string, mode = 0o700): void {
-  assertSafeDirectory(dir, 'private directory');
-  fs.mkdirSync(dir, { recursive: true, mode });
-  fs.chmodSync(dir, mode);
-  assertSafeDirectory(dir, 'private directory');
+export function ensurePrivateDir(dir: string, options: { purpose?: string; adoptExisting?: boolean } = {}): void {
+  const purpose = options.purpose ?? 'private directory';
+  assertSafeDirectory(dir, purpose);
+  const existing = fs.statSync(dir, { throwIfNoEntry: false });
+  if (existing !== undefined && (existing.mode & 0o077) !== 0) {
+    const mode = (existing.mode & 0o7777).toString(8);
+    if ((existing.mode & 0o1002) !== 0) {
+      throw failedPrecondition(`${purpose}: ${dir} is shared with other users (mode ${mode}); name a directory of meshid's own under it, which meshid creates`);
+    }
+    if (options.adoptExisting === false) {
+      throw failedPrecondition(
+        `${purpose}: other users can enter ${dir} (mode ${mode}); chmod 700 ${dir}, or name a directory that does not exist yet, which meshid creates private`,
+      );
+    }
+  }
+  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  fs.chmodSync(dir, 0o700);
+  assertSafeDirectory(dir, purpose);
 }
 
 /** Removes temp files a crash left behind by writeFileAtomic. */

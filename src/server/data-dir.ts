@@ -38,6 +38,6 @@ export function openDataDir(dataDir: string, trustDomain: string): void {
       );
     }
   }
-  ensurePrivateDir(dataDir);
+  ensurePrivateDir(dataDir, { purpose: 'data directory' });
   writeFileAtomic(marker, JSON.stringify({ trust_domain: trustDomain, format: FORMAT }) + '\n', 0o600);
 }

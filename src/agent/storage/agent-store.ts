@@ -40,7 +40,7 @@ export class AgentStore {
   /** Creates the data dir if needed (0700), takes its lock and removes temp files an earlier crash left. */
   static open(dataDir: string, log: Logger): AgentStore {
     if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
-    ensurePrivateDir(dataDir);
+    ensurePrivateDir(dataDir, { purpose: 'agent data directory' });
     const unlock = acquireDataDirLock(path.join(dataDir, LOCK_FILE), 'meshid-agent');
     removeStaleTempFiles(dataDir);
     return new AgentStore(dataDir, log, unlock);

@@ -68,3 +68,30 @@ test('a symlink is followed and its target checked; a symlink another user owns 
   fs.lchownSync(path.join(root, 'link-theirs'), NOBODY, NOBODY);
   assert.throws(() => assertSafeDirectory(path.join(root, 'link-theirs'), 'test'), refused(/link-theirs belongs to uid 65534/));
 });
+
+test('an existing directory is made private only when it is meshid\'s to change: never a shared one like /tmp', (t) => {
+  const root = tempRoot(t);
+  const modeOf = (dir: string): string => (fs.statSync(dir).mode & 0o7777).toString(8);
+  const shared = path.join(root, 'tmp');
+  fs.mkdirSync(shared);
+  fs.chmodSync(shared, 0o1777);
+  assert.throws(() => ensurePrivateDir(shared, { purpose: 'admin socket directory', adoptExisting: false }), refused(/^admin socket directory: .*tmp is shared with other users \(mode 1777\); name a directory of meshid's own under it/));
+  assert.throws(() => ensurePrivateDir(shared), refused(/is shared with other users/), 'not as a data dir either');
+  assert.equal(modeOf(shared), '1777', 'left as it was');
+  ensurePrivateDir(path.join(shared, 'meshid'));
+  assert.equal(modeOf(path.join(shared, 'meshid')), '700', 'a directory of its own under it is fine');
+
+  const home = path.join(root, 'home');
+  fs.mkdirSync(home);
+  fs.chmodSync(home, 0o755);
+  assert.throws(() => ensurePrivateDir(home, { purpose: 'admin socket directory', adoptExisting: false }), refused(/^admin socket directory: other users can enter .*home \(mode 755\); chmod 700 .*home, or name a directory that does not exist yet/));
+  assert.equal(modeOf(home), '755', 'a directory named only to hold a socket is not chmodded');
+  fs.chmodSync(home, 0o700);
+  ensurePrivateDir(home, { adoptExisting: false });
+
+  const dataDir = path.join(root, 'data');
+  fs.mkdirSync(dataDir);
+  fs.chmodSync(dataDir, 0o755);
+  ensurePrivateDir(dataDir, { purpose: 'data directory' });
+  assert.equal(modeOf(dataDir), '700', 'a data dir is meshid\'s: made private');
+});
