@@ -23,6 +23,13 @@ export interface FlagSpec {
   readonly valueName?: string;
   /** If set, the only values accepted (checked at parse time). */
   readonly choices?: readonly string[];
+  /**
+   * string/strings: an empty value (`--hint ""`) is accepted and means none, so an update can clear the field;
+   * for strings it adds no value (`--dns ""` alone is the empty list). Otherwise an empty value is an error.
+   */
+  readonly emptyClears?: boolean;
+  /** duration: 0 is accepted (where 0 means "the server default"); otherwise a duration must be positive. */
+  readonly zeroAllowed?: boolean;
 }
 
 type FlagValue = string | string[] | boolean | number;
@@ -162,6 +169,12 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       raw = next;
       i++;
     }
+    if (raw === '' && spec.emptyClears === true && spec.type !== 'duration') {
+      if (spec.type === 'strings') values.set(spec.name, (values.get(spec.name) as string[] | undefined) ?? []);
+      else if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
+      else values.set(spec.name, '');
+      continue;
+    }
     if (raw === '') throw invalidArgument(`flag ${typed} has an empty value`);
     if (spec.choices !== undefined && !spec.choices.includes(raw)) {
       throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
@@ -171,7 +184,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       continue;
     }
     if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
-    values.set(spec.name, spec.type === 'duration' ? parseDuration(raw, `flag ${typed}`) : raw);
+    values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : parseDuration(raw, `flag ${typed}`));
   }
 
   const max = options.maxPositionals ?? 0;

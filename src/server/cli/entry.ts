@@ -12,11 +12,17 @@ import {
 
 /** The entry fields a flag sets, and the name of that field in UpdateEntry's mask (meshid.v1.Entry field names). */
 const FIELD_FLAGS: readonly FlagSpec[] = [
-  { name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', description: 'TTL of the X509-SVIDs issued for this entry, in seconds or like 1h, 24h; default: the server default' },
-  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', description: 'TTL of the JWT-SVIDs issued for this entry; default: the server default' },
-  { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', description: 'DNS name for the X509-SVID' },
-  { name: 'hint', type: 'string', description: 'Hint that tells a workload which of its identities to use' },
-  { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Trust domain whose bundle the workload also receives' },
+  {
+    name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', zeroAllowed: true,
+    description: 'TTL of the X509-SVIDs issued for this entry, in seconds or like 1h, 24h; 0 or absent: the server default',
+  },
+  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', zeroAllowed: true, description: 'TTL of the JWT-SVIDs issued for this entry; 0 or absent: the server default' },
+  { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', emptyClears: true, description: 'DNS name for the X509-SVID (--dns "" alone: none)' },
+  { name: 'hint', type: 'string', emptyClears: true, description: 'Hint that tells a workload which of its identities to use (--hint "": none)' },
+  {
+    name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', emptyClears: true,
+    description: 'Trust domain whose bundle the workload also receives (--federates-with "" alone: none)',
+  },
   { name: 'admin', type: 'bool', description: 'The workload may use the admin API' },
   { name: 'downstream', type: 'bool', description: 'The workload is a downstream meshid-server' },
 ];
