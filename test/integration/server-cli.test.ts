@@ -108,10 +108,13 @@ after(async () => {
   cleanup?.();
 });
 
-test('healthcheck reports a healthy server and exits 0', async () => {
+test('healthcheck reports a healthy server and exits 0, with SPIRE probes\' -shallow too', async () => {
   const r = await cli(['healthcheck']);
   assertOk(r);
   assert.equal(r.out, 'Server is healthy.\n');
+  const shallow = await cli(['healthcheck', '-shallow']);
+  assertOk(shallow);
+  assert.equal(shallow.out, 'Server is healthy.\n');
 });
 
 test('healthcheck on a socket nobody serves exits 1 with an Unavailable line', async () => {
@@ -254,6 +257,36 @@ test('entry show finds entries by ID and by every filter', async () => {
   assert.deepEqual(await ids('--spiffe-id', `spiffe://${TD}/nobody`), []);
 });
 
+test('over the admin API: an empty parent_id is named, and more than 128 selectors in an entry or a filter are refused', async () => {
+  const admin = new AdminClient(socket);
+  try {
+    const many = Array.from({ length: 129 }, (_, i) => ({ type: 'unix', value: `uid:${i}` }));
+    const created = await admin.call('Entries', 'CreateEntries', {
+      entries: [
+        { spiffe_id: `spiffe://${TD}/no-parent`, selectors: [{ type: 'unix', value: 'uid:1' }] },
+        { spiffe_id: `spiffe://${TD}/many`, parent_id: `spiffe://${TD}/agent-1`, selectors: many },
+        { spiffe_id: `spiffe://${TD}/enough`, parent_id: `spiffe://${TD}/agent-1`, selectors: many.slice(0, 128) },
+      ],
+    });
+    assert.deepEqual(created.results?.map((r) => [r.status?.code ?? 0, r.status?.message ?? '']), [
+      [3, 'parent_id: SPIFFE ID is empty'],
+      [3, '129 selectors: at most 128 are accepted'],
+      [0, ''],
+    ]);
+    // Before the bound, a filter of ~500 selectors failed INTERNAL at SQLite's expression depth.
+    for (const selector_match of ['exact', 'any', 'subset']) {
+      const found = await admin.call('Entries', 'ListEntries', { selectors: many.slice(0, 128), selector_match });
+      assert.ok(found.entries?.some((e) => e.spiffe_id === `spiffe://${TD}/enough`), `${selector_match} finds the entry of 128 selectors`);
+      await assert.rejects(
+        admin.call('Entries', 'ListEntries', { selectors: many, selector_match }),
+        (err: Error) => (err as { code?: string }).code === 'invalid_argument' && /129 selectors: at most 128/.test(err.message),
+      );
+    }
+  } finally {
+    admin.close();
+  }
+});
+
 test('entry show of an unknown ID is NotFound', async () => {
   assertError(await cli(['entry', 'show', '--entry-id', 'no-such-entry']), /^Error: NotFound: /);
 });
@@ -270,6 +303,15 @@ test('entry update changes only the fields given and bumps the revision', async 
   assert.equal(field(r.out, 'DNS name'), 'a.local', 'fields without a flag stay as they were');
   assert.equal(field(r.out, 'SPIFFE ID'), `spiffe://${TD}/upd`);
   assert.ok(Number(field(r.out, 'Revision')) > Number(field(before.out, 'Revision')));
+
+  // SPIRE's -x509SVIDTTL 0 (the server default) and empty values clear what was set.
+  const cleared = await cli(['entry', 'update', '--entry-id', id, '-x509SVIDTTL', '0', '-jwtSVIDTTL', '0s', '--hint', '', '--dns', '']);
+  assertOk(cleared);
+  assert.equal(field(cleared.out, 'X509-SVID TTL'), 'default');
+  assert.equal(field(cleared.out, 'JWT-SVID TTL'), 'default');
+  assert.doesNotMatch(cleared.out, /^(Hint|DNS name) /m);
+  assert.equal(field(cleared.out, 'Selector'), 'unix:uid:6', 'fields without a flag stay as they were');
+  assertError(await cli(['entry', 'update', '--entry-id', id, '--selector', '']), /^Error: InvalidArgument: flag --selector has an empty value/);
 
   assertError(await cli(['entry', 'update', '--entry-id', 'no-such-entry', '--hint', 'x']), /^Error: NotFound: /);
   assertError(await cli(['entry', 'update', '--entry-id', id, '--parent-id', 'nope']), /^Error: InvalidArgument: Parent ID "nope" is not a SPIFFE ID/);

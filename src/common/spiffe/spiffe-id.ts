@@ -1,4 +1,4 @@
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, MeshidError } from '../errors.js';
 
 /** SPIFFE-ID §2.1: trust domain names are lowercase letters, digits, '.', '-', '_'; at most 255 bytes. */
 const TRUST_DOMAIN_RE = /^[a-z0-9._-]+$/;
@@ -83,7 +83,14 @@ export function parseSpiffeId(input: string): SpiffeId {
 
 /** A workload or agent identity: a SPIFFE ID with a non-root path (X509-SVID §3.1) in the given trust domain. */
 export function parseWorkloadId(input: string, trustDomain: string, what = 'SPIFFE ID'): SpiffeId {
-  const id = parseSpiffeId(input);
+  let id: SpiffeId;
+  try {
+    id = parseSpiffeId(input);
+  } catch (err) {
+    // Name the field: an entry carries two IDs, and "SPIFFE ID is empty" does not say which.
+    if (what === 'SPIFFE ID' || !(err instanceof MeshidError)) throw err;
+    throw invalidArgument(`${what}: ${err.message}`, err);
+  }
   if (id.path === '') throw invalidArgument(`${what} "${input}" must have a path: spiffe://${id.trustDomain} names the trust domain, not a workload`);
   if (id.trustDomain !== trustDomain) throw invalidArgument(`${what} "${input}" is not in trust domain "${trustDomain}"`);
   return id;

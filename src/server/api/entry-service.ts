@@ -5,7 +5,7 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
 import { entryToProto } from './convert.js';
-import { validateEntry, validateSelector, type EntryLimits } from './entry-validation.js';
+import { validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
 import { unary } from './handler.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
 
@@ -59,7 +59,7 @@ export function entryService(
     }) => {
       if (req.spiffe_id) parseSpiffeId(req.spiffe_id);
       if (req.parent_id) parseSpiffeId(req.parent_id);
-      const selectors = (req.selectors ?? []).map(validateSelector);
+      const selectors = validateSelectors(req.selectors ?? []);
       const match = (req.selector_match || 'exact') as 'exact' | 'subset' | 'superset' | 'any';
       if (!['exact', 'subset', 'superset', 'any'].includes(match)) {
         throw invalidArgument(`selector_match "${req.selector_match}" must be exact, subset, superset or any`);

@@ -17,6 +17,11 @@ export interface EntryLimits {
 const SELECTOR_TYPE_RE = /^[a-z0-9_-]{1,64}$/;
 const DNS_LABEL_RE = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 const MAX_HINT_BYTES = 1024;
+/**
+ * Selectors per entry and per ListEntries filter. Real entries hold a handful; the bound keeps every selector query
+ * far below SQLite's expression depth (1,000), which a filter of ~500 selectors reached.
+ */
+export const MAX_SELECTORS = 128;
 const MAX_SELECTOR_VALUE_BYTES = 1024;
 
 /** The namespace meshid keeps for its own identities (server, agents); entries may not claim it. */
@@ -35,6 +40,12 @@ export function validateSelector(s: ProtoSelector | undefined, index: number): S
   if (value === '') throw invalidArgument(`selector ${index + 1} (${type}): value is empty (e.g. unix:uid:1000)`);
   if (Buffer.byteLength(value) > MAX_SELECTOR_VALUE_BYTES) throw invalidArgument(`selector ${index + 1} (${type}): value is longer than 1024 bytes`);
   return { type, value };
+}
+
+/** An entry's or a filter's selectors: each valid, at most MAX_SELECTORS. */
+export function validateSelectors(selectors: readonly (ProtoSelector | undefined)[]): Selector[] {
+  if (selectors.length > MAX_SELECTORS) throw invalidArgument(`${selectors.length} selectors: at most ${MAX_SELECTORS} are accepted`);
+  return selectors.map(validateSelector);
 }
 
 function ttlSeconds(value: number | undefined, maxMs: number, name: string, maxFlag: string): number {
@@ -71,7 +82,7 @@ export function validateEntry(e: ProtoEntry | undefined, limits: EntryLimits): V
   }
   const parentId = parseWorkloadId(e.parent_id ?? '', td, 'parent_id').id;
   if (parentId === spiffeId) throw invalidArgument(`an entry cannot be its own parent (${spiffeId})`);
-  const selectors = (e.selectors ?? []).map(validateSelector);
+  const selectors = validateSelectors(e.selectors ?? []);
   if (selectors.length === 0) throw invalidArgument('at least one selector is required (e.g. --selector unix:uid:1000)');
   const unique = new Map(selectors.map((s) => [`${s.type}:${s.value}`, s]));
   const hint = e.hint ?? '';

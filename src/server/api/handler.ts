@@ -18,7 +18,7 @@ export function unary<Req, Res>(
       .then(
         (res) => callback(null, res),
         (err: unknown) => {
-          if (err instanceof MeshidError) log.debug({ method, code: err.code, msg: err.message }, 'request refused');
+          if (err instanceof MeshidError) log.debug({ method, code: err.code, reason: err.message }, 'request refused');
           else log.error({ method, err }, 'request failed');
           callback(toServiceError(err));
         },

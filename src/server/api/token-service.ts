@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { invalidArgument } from '../../common/errors.js';
 import type { Datastore } from '../datastore/datastore.js';
-import { validateSelector } from './entry-validation.js';
+import { validateSelectors } from './entry-validation.js';
 import { unary } from './handler.js';
 import type { ProtoSelector } from './proto-types.js';
 
@@ -30,7 +30,7 @@ export function tokenService(
       if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TOKEN_TTL_SECONDS) {
         throw invalidArgument(`ttl must be between 1 and ${MAX_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
       }
-      const selectors = (req.selectors ?? []).map(validateSelector);
+      const selectors = validateSelectors(req.selectors ?? []);
       // The server sets meshid:datacenter:<dc> from the token's datacenter; a token carrying its own meshid selectors
       // could make its agent match another datacenter's node aliases.
       const reserved = selectors.find((s) => s.type === RESERVED_SELECTOR_TYPE);
