@@ -19,6 +19,12 @@ export interface Command {
 const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
 
 /**
+ * SPIRE's `healthcheck -shallow`, accepted so probes written for SPIRE run unchanged. meshid's check is always the
+ * same: the process answers a gRPC health check on its socket.
+ */
+export const SHALLOW_FLAG: FlagSpec = { name: 'shallow', type: 'bool', description: "Accepted for SPIRE's probes; the check is the same" };
+
+/**
  * Parses argv for `cmd` and runs it: --help prints the help and exits 0; a parse error or anything thrown becomes one
  * `Error: …` line on stderr and exit status 1.
  */

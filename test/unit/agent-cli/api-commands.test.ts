@@ -172,6 +172,8 @@ describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
     const ok = captureIo();
     assert.equal(await healthcheckCommand(['--socket-path', h.socketPath], ok), 0, ok.err());
     assert.equal(ok.out(), 'Agent is healthy.\n');
+    const shallow = captureIo();
+    assert.equal(await healthcheckCommand(['-socketPath', h.socketPath, '-shallow'], shallow), 0, 'a SPIRE probe runs unchanged');
     h.cache.isReady = false;
     try {
       const bad = captureIo();
