@@ -1,7 +1,8 @@
 import type { Clock, TimerHandle } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
 import { generateKeyPair, exportPkcs8Pem } from '../common/x509/keys.js';
-import { certificatesToPem } from '../common/x509/pem.js';
+import { chainNamesKeyId } from '../common/x509/certificate.js';
+import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
 import { renewalTime } from '../common/rotation.js';
 import type { CaManager } from './ca/ca-manager.js';
 
@@ -61,6 +62,22 @@ export class ServerSvid {
       this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
       this.timer = this.clock.setTimer(() => this.renewOrRetry(), 60_000);
     }
+  }
+
+  /**
+   * Re-issues the SVID at once when its chain names an authority that has since been tainted: agents are told to
+   * re-sign away from it, and the server's own certificate (agent API, bundle endpoint) must not stay on it until
+   * its half-life. Returns the unsubscribe function.
+   */
+  followTaints(): () => void {
+    return this.ca.onChange(() => {
+      const current = this.current;
+      if (current === undefined) return;
+      const tainted = new Set(this.ca.taintedKeyIds());
+      if (!chainNamesKeyId(pemToDerList(current.certChainPem), tainted)) return;
+      this.log.info('the server SVID chains to a tainted authority; re-issuing it');
+      this.renewOrRetry();
+    });
   }
 
   stop(): void {

@@ -6,6 +6,9 @@ import { silentLogger } from '../../../src/common/log.js';
 import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
+import { openTestCa, tempDir } from '../../support/server-kit.js';
+import { chainNamesKeyId } from '../../../src/common/x509/certificate.js';
+import { pemToDerList } from '../../../src/common/x509/pem.js';
 
 const H = 3_600_000;
 
@@ -37,4 +40,32 @@ test('a server SVID renewal that keeps failing (no active intermediate) is retri
   clock.advance(60_000);
   assert.equal(calls, 5);
   assert.ok(svid.identity().notAfter > clock.now(), 'renewed once the CA could sign again');
+});
+
+test('the server SVID is re-issued at once when an authority in its chain is tainted, not at its half-life', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ca = await openTestCa(dir);
+  t.after(() => ca.close());
+  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
+  const unfollow = svid.followTaints();
+  t.after(() => (unfollow(), svid.stop()));
+  const issued: string[] = [];
+  svid.onChange((id) => issued.push(id.certChainPem));
+  const first = svid.identity();
+  const chainOf = (pem: string) => pemToDerList(pem);
+
+  // A taint elsewhere (the other datacenter's intermediate) leaves it alone.
+  const west = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'west')!;
+  await ca.ca.taint(west.id);
+  assert.equal(svid.identity(), first);
+
+  const east = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+  await ca.ca.taint(east.id);
+  const renewed = svid.identity();
+  assert.notEqual(renewed.certChainPem, first.certChainPem, 're-issued without waiting for the clock');
+  const tainted = new Set(ca.ca.taintedKeyIds());
+  assert.ok(chainNamesKeyId(chainOf(first.certChainPem), tainted));
+  assert.ok(!chainNamesKeyId(chainOf(renewed.certChainPem), tainted), 'the new SVID is off the tainted intermediate');
+  assert.equal(issued.length, 2, 'listeners (the TLS layers) were handed the new one');
 });
