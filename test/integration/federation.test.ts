@@ -45,3 +45,42 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
   assert.equal(next.done, false, 'the stream goes on: the workload still holds its entry');
   assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org']);
 });
+
+test('an agent restarted after its federated bundle was deleted stops serving it, though its entry federates again', async (t) => {
+  const cluster = await startCluster('meshid-federation-stale-');
+  t.after(() => cluster.cleanup());
+  const partnerRoot = opensslCa(cluster.dir, 'Partner Root');
+  await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: fs.readFileSync(partnerRoot.cert, 'utf8') });
+  const entryId = await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  const first = await cluster.startAgent({ joinToken: await cluster.token() });
+  const bundlesOf = async (agent: typeof first, until: (domains: string[]) => boolean): Promise<string[]> => {
+    const client = agent.client(20_000);
+    const watch = client.watchX509Bundles();
+    try {
+      let domains: string[] = [];
+      const deadline = Date.now() + 10_000;
+      while (!until(domains) && Date.now() < deadline) {
+        const next = await Promise.race([watch.next(), new Promise<undefined>((r) => setTimeout(() => r(undefined), deadline - Date.now()))]);
+        if (next === undefined || next.done) break;
+        domains = Object.keys((next.value as X509BundlesResponse).bundles).sort();
+      }
+      return domains;
+    } finally {
+      watch.cancel();
+      client.close();
+    }
+  };
+  assert.deepEqual(await bundlesOf(first, (d) => d.includes(PARTNER)), ['spiffe://example.org', PARTNER]);
+  await first.stop();
+
+  // While the agent is away: the bundle goes, and a relationship with nothing fetched yet lets the entry federate
+  // with the domain again, so the server has no bundle of it to send.
+  await cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example', mode: 'DISSOCIATE' });
+  await cluster.admin.call('Federation', 'CreateFederationRelationship', {
+    relationship: { trust_domain: 'partner.example', bundle_endpoint_url: 'https://127.0.0.1:1/', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.example/server' },
+  });
+  await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryId, federates_with: ['partner.example'] }, mask: ['federates_with'] });
+
+  const again = await cluster.startAgent({ dataDir: first.dataDir });
+  assert.deepEqual(await bundlesOf(again, (d) => d.length > 0 && !d.includes(PARTNER)), ['spiffe://example.org'], 'the deleted roots are no longer trusted');
+});

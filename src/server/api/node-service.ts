@@ -235,7 +235,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const sent = new Map<string, number>();
     for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
     let bundleSequence = Number(call.request.bundle_sequence ?? 0);
-    let federatedKey = '';
+    // Unset, not '': the first update always states the federated bundles, none included, so an agent reconnecting
+    // with bundles the server has since dropped (a delete while it was away) stops serving them.
+    let federatedKey: string | undefined;
     let taintedKey = '';
     let initial = true;
     let ended = false;
