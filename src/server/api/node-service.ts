@@ -15,7 +15,7 @@ import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAg
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
-import { attestSource } from './attest-source.js';
+import { sourceKey } from '../source-key.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
@@ -111,7 +111,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   return {
     Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }, call) => {
-      const source = attestSource(call.getPeer());
+      const source = sourceKey(call.getPeer());
       const wait = attestLimiter.take(source);
       if (wait > 0) throw unavailable(`too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`);
       const token = req.join_token ?? '';

@@ -1,10 +1,38 @@
 import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { parseHostPort } from '../../common/host-port.js';
 import type { Logger } from '../../common/log.js';
 import { bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { sourceKey } from '../source-key.js';
 import type { ServingCert } from './serving-cert-file.js';
+
+/**
+ * Partners poll every few minutes (the refresh hint is 300 s), so a few hundred connections at once is already far
+ * beyond any real load; the caps keep a flood from taking the process's descriptors.
+ */
+const MAX_CONNECTIONS = 256;
+const MAX_CONNECTIONS_PER_SOURCE = 16;
+
+/** Closes a connection that would give one source (IPv4 address, IPv6 /64) more than its share. */
+function limitPerSource(server: https.Server, log: Logger): void {
+  const open = new Map<string, number>();
+  server.on('connection', (socket: Socket) => {
+    const source = sourceKey(`${socket.remoteAddress ?? ''}:0`);
+    const count = (open.get(source) ?? 0) + 1;
+    if (count > MAX_CONNECTIONS_PER_SOURCE) {
+      log.debug({ source }, 'bundle endpoint: too many connections from one source; closed');
+      socket.destroy();
+      return;
+    }
+    open.set(source, count);
+    socket.once('close', () => {
+      const left = (open.get(source) ?? 1) - 1;
+      if (left === 0) open.delete(source);
+      else open.set(source, left);
+    });
+  });
+}
 
 /**
  * What the endpoint serves and presents, both live: the CA's published bundle, and for https_spiffe the server's
@@ -25,6 +53,8 @@ export interface BundleEndpointOptions {
   log: Logger;
   /** Called once the endpoint has closed: releases what feeds its sources. */
   onClose?: () => void;
+  /** How long a connection may take to complete TLS, and then its request (default 10 s). */
+  timeoutMs?: number;
 }
 
 /**
@@ -51,12 +81,16 @@ export class BundleEndpoint {
   static async start(options: BundleEndpointOptions): Promise<BundleEndpoint> {
     const { host, port } = parseHostPort(options.address, 'bundle_endpoint_address');
     const serving = options.sources.servingCert();
-    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, minVersion: 'TLSv1.2' });
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    // A peer that connects and sends nothing, before TLS or after, must not hold a socket for long: the endpoint faces
+    // the internet from the process that serves the agent API and the admin socket, and shares their descriptors.
+    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, minVersion: 'TLSv1.2', handshakeTimeout: timeoutMs });
     const endpoint = new BundleEndpoint(server, options.sources, options.log, options.onClose);
     server.on('request', (req, res) => endpoint.serve(req, res));
-    // A peer that connects and sends nothing must not hold a socket for long.
-    server.headersTimeout = 10_000;
-    server.requestTimeout = 10_000;
+    server.headersTimeout = timeoutMs;
+    server.requestTimeout = timeoutMs;
+    server.maxConnections = MAX_CONNECTIONS;
+    limitPerSource(server, options.log);
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => {

@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import https from 'node:https';
+import net from 'node:net';
 import type { PeerCertificate } from 'node:tls';
 import { silentLogger } from '../../../src/common/log.js';
 import { bundleFromSpiffeJson, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
@@ -71,4 +72,44 @@ test('the bundle endpoint follows bundle changes and server SVID renewals withou
   await endpoint.close();
   assert.equal(bundleListeners.size + identityListeners.size, 0, 'close() unsubscribes');
   assert.equal(closed, 1, 'and releases what feeds the sources');
+});
+
+test('the bundle endpoint closes a connection that never starts TLS, and caps the connections of one source', async (t) => {
+  const ca = new TestCa('example.org');
+  t.after(() => ca.dispose());
+  const identity = identityFrom(ca);
+  const endpoint = await BundleEndpoint.start({
+    address: '127.0.0.1:0',
+    log: silentLogger(),
+    timeoutMs: 300,
+    sources: {
+      profile: 'https_spiffe',
+      bundle: () => ca.bundle(1),
+      onBundleChange: () => () => undefined,
+      servingCert: () => identity,
+      onServingCertChange: () => () => undefined,
+    },
+  });
+  t.after(() => endpoint.close());
+  const open = (): Promise<{ closed: Promise<void>; isClosed: () => boolean }> =>
+    new Promise((resolve, reject) => {
+      let closed = false;
+      const socket = net.connect(endpoint.port, '127.0.0.1', () =>
+        resolve({ closed: new Promise((r) => socket.once('close', () => r())), isClosed: () => closed }),
+      );
+      socket.once('close', () => (closed = true));
+      socket.on('error', () => undefined);
+      socket.once('error', reject);
+    });
+  const idle = await Promise.all(Array.from({ length: 16 }, open));
+  const extra = await open();
+  // The 17th from the same address is closed at once, while the 16 idle ones are still open...
+  await extra.closed;
+  assert.equal(idle.filter((c) => c.isClosed()).length, 0);
+  // ...and those are closed when TLS has not started in time (Node's default would hold them 120 s).
+  const late = new Promise<string>((r) => setTimeout(() => r('still open after 5 s'), 5_000).unref());
+  assert.equal(await Promise.race([Promise.all(idle.map((c) => c.closed)).then(() => 'closed'), late]), 'closed');
+  // And the endpoint serves again once they are gone.
+  const served = await get(endpoint.port, certificatesToPem([ca.rootDer]));
+  assert.equal(bundleFromSpiffeJson('example.org', served.body).sequence, 1);
 });

@@ -1,11 +1,12 @@
 import { isIPv4, isIPv6 } from 'node:net';
 
 /**
- * The key Attest attempts are rate limited by, from grpc-js's peer string ("address:port"): the IPv4 address, or
- * the IPv6 /64 the address is in. A host is routinely given a whole /64, so keying by the full IPv6 address would
- * let one host make 2^64 sources; IPv4-mapped IPv6 addresses count as the IPv4 address they carry.
+ * Who a network peer is, for limits per source (Attest attempts, bundle endpoint connections), from "address:port"
+ * (grpc-js's peer string): the IPv4 address, or the IPv6 /64 the address is in. A host is routinely given a whole
+ * /64, so keying by the full IPv6 address would let one host make 2^64 sources; IPv4-mapped IPv6 addresses count as
+ * the IPv4 address they carry.
  */
-export function attestSource(peer: string): string {
+export function sourceKey(peer: string): string {
   const port = peer.lastIndexOf(':');
   const address = (port > 0 ? peer.slice(0, port) : peer).replace(/%.*$/, '');
   if (isIPv4(address)) return address;
