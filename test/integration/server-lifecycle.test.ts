@@ -172,6 +172,19 @@ test('ca rotate-root publishes a second root at once; ca taint replaces an inter
       const missing = await s.cli(['ca', 'taint', '--id', 'int-nope']);
       assert.equal(missing.code, 1);
       assert.match(missing.err, /^Error: NotFound: no authority with id "int-nope"/);
+
+      // The first root, tainted, stays published until revoked (SPIRE's -authorityID spelling).
+      const first = (await authorities(s.cli)).find((a) => a.kind === 'root' && a.state === 'active')! as Authority & { id: string };
+      const early = await s.cli(['ca', 'revoke', '-authorityID', first.id]);
+      assert.equal(early.code, 1);
+      assert.match(early.err, /^Error: FailedPrecondition: authority root-\S+ is active: only a tainted authority can be revoked/);
+      assert.equal((await s.cli(['ca', 'taint', '--id', first.id])).code, 0);
+      assert.equal(pemToDerList((await s.cli(['bundle', 'show'])).out).length, 2, 'a tainted root is still published');
+      const revoked = await s.cli(['ca', 'revoke', '--id', first.id]);
+      assert.equal(revoked.code, 0, revoked.err);
+      assert.match(revoked.out, new RegExp(`^Authority ${first.id} is revoked\\.\\n`));
+      assert.equal(pemToDerList((await s.cli(['bundle', 'show'])).out).length, 1, 'only the new root is published');
+      assert.ok(!(await authorities(s.cli)).some((a) => (a as Authority & { id: string }).id === first.id));
     } finally {
       await s.stop();
     }

@@ -31,5 +31,11 @@ export function authorityService(ca: CaManager, log: Logger): UntypedServiceImpl
       log.warn({ authority: req.id }, 'authority tainted');
       return list();
     }),
+    RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string }) => {
+      if (!req.id) throw invalidArgument('id of the authority to revoke is required (see ca show)');
+      await ca.revoke(req.id);
+      log.warn({ authority: req.id }, 'authority revoked');
+      return list();
+    }),
   };
 }

@@ -68,6 +68,7 @@ export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['up
 export interface CaAction {
   rotateRoot?: boolean;
   taint?: string;
+  revoke?: string;
 }
 
 /** Back-dating of certificates, against clock skew between hosts (SPIRE uses 10 s as well). */
@@ -273,6 +274,23 @@ export class CaManager {
       }
     }
 
+    if (action.revoke !== undefined) {
+      const r = pool.get(action.revoke);
+      if (r === undefined) throw notFound(`no authority with id "${action.revoke}" (see ca show)`);
+      const st = state.get(r.record.id);
+      if (st !== 'tainted') {
+        throw failedPrecondition(`authority ${r.record.id} is ${st}: only a tainted authority can be revoked (meshid-server ca taint --id ${r.record.id} first)`);
+      }
+      if (r.record.kind === 'intermediate') {
+        throw failedPrecondition(
+          `intermediate ${r.record.id} is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root`,
+        );
+      }
+      // Out of the journal and the bundle now: whatever still chains to a revoked root stops verifying. Its tainted
+      // intermediates stay listed (they are in no bundle) so agents keep re-signing away from them.
+      removed.add(r.record.id);
+    }
+
     // Expired authorities leave the journal, the bundle and the disk.
     for (const a of pool.values()) {
       if (state.get(a.record.id) !== 'active' && a.record.notAfter <= now) removed.add(a.record.id);
@@ -451,6 +469,15 @@ export class CaManager {
    */
   async taint(id: string): Promise<void> {
     await this.serialized({ taint: id });
+  }
+
+  /**
+   * `ca revoke` (SPIRE's `localauthority revoke`): a tainted root or JWT key leaves the journal and the bundle now,
+   * instead of when nothing chains to it any more (up to an intermediate's lifetime). Run it once agents have
+   * re-signed: an SVID still chained to the root stops verifying everywhere the new bundle reaches.
+   */
+  async revoke(id: string): Promise<void> {
+    await this.serialized({ revoke: id });
   }
 
   private serialized(action: CaAction): Promise<void> {

@@ -60,21 +60,37 @@ const rotateRoot: Command = {
   },
 };
 
-const taint: Command = {
-  name: 'taint',
-  summary: 'Marks an authority compromised: it stops signing at once, is replaced, and agents re-sign what chains to it.',
-  flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
-  async run(args, io) {
-    const id = args.requiredString('id', '(see ca show)');
-    const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'TaintAuthority', { id }));
-    const authorities = (res.authorities ?? []).map(fullAuthority);
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
-    else io.stdout.write(`Authority ${id} is tainted.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
-    return 0;
-  },
-};
+/** `ca taint` and `ca revoke`: one authority by ID, then the journal as it stands. */
+function authorityAction(name: string, summary: string, method: 'TaintAuthority' | 'RevokeAuthority', done: string): Command {
+  return {
+    name,
+    summary,
+    flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+    async run(args, io) {
+      const id = args.requiredString('id', '(see ca show)');
+      const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', method, { id }));
+      const authorities = (res.authorities ?? []).map(fullAuthority);
+      if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
+      else io.stdout.write(`Authority ${id} is ${done}.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+      return 0;
+    },
+  };
+}
 
-/** `meshid-server ca show|rotate-root|taint`: the CA journal (admin API meshid.admin.v1.Authorities). */
+const taint = authorityAction(
+  'taint',
+  'Marks an authority compromised: it stops signing at once, is replaced, and agents re-sign what chains to it.',
+  'TaintAuthority',
+  'tainted',
+);
+const revoke = authorityAction(
+  'revoke',
+  'Removes a tainted root or JWT key from the bundle now; what still chains to it stops verifying.',
+  'RevokeAuthority',
+  'revoked',
+);
+
+/** `meshid-server ca show|rotate-root|taint|revoke`: the CA journal (admin API meshid.admin.v1.Authorities). */
 export async function caCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server ca', 'Inspect and rotate the certificate authorities.', [show, rotateRoot, taint], argv, io);
+  return runGroup('meshid-server ca', 'Inspect and rotate the certificate authorities.', [show, rotateRoot, taint, revoke], argv, io);
 }

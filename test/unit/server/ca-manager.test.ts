@@ -238,6 +238,50 @@ test('taint: a tainted root is replaced with its intermediates at once; a tainte
   }
 });
 
+test('revoke: a tainted root leaves the bundle now, not an intermediate lifetime later; only tainted roots and JWT keys can be revoked', async () => {
+  const { dir, cleanup } = tempDir();
+  let t = await openTestCa(dir);
+  try {
+    const root = t.ca.listAuthorities().find((a) => a.kind === 'root')!;
+    const east = t.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+    await assert.rejects(t.ca.revoke(root.id), (e: unknown) => e instanceof MeshidError && e.code === 'failed_precondition' && /root-\S+ is active: only a tainted authority can be revoked \(meshid-server ca taint --id/.test(e.message));
+    await t.ca.taint(root.id);
+    const sequence = t.ca.bundle().sequence;
+    t.clock.advance(6 * D);
+    await t.ca.recheck();
+    assert.ok(t.ca.bundle().x509Authorities.some((d) => d.equals(root.certDer!)), 'without revoke, a tainted root stays while its intermediates live');
+    await assert.rejects(t.ca.revoke(east.id), /is not in the bundle, so revoking it would change nothing/);
+    await assert.rejects(t.ca.revoke('root-nope'), /no authority with id "root-nope"/);
+
+    await t.ca.revoke(root.id);
+    const bundle = t.ca.bundle();
+    assert.equal(bundle.x509Authorities.length, 1);
+    assert.ok(!bundle.x509Authorities.some((d) => d.equals(root.certDer!)), 'the revoked root is out of the bundle');
+    assert.ok(bundle.sequence > sequence, 'under a new sequence, so agents and federated peers hear of it');
+    assert.ok(!t.ca.listAuthorities().some((a) => a.id === root.id));
+    assert.ok(!fs.readdirSync(t.keys.dir).includes(`${root.keyId}.pem`), 'its key left the disk');
+    assert.equal(t.ca.taintedKeyIds().length, 2, 'the intermediates it signed are still reported for re-signing');
+    const { publicKey } = generateKeyPair('ec-p256');
+    const svid = t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H });
+    verifyChain(svid.chain, bundle.x509Authorities, t.clock.now());
+
+    const jwt = t.ca.listAuthorities().find((a) => a.kind === 'jwt' && a.state === 'active')!;
+    await t.ca.taint(jwt.id);
+    await t.ca.revoke(jwt.id);
+    assert.ok(!t.ca.listAuthorities().some((a) => a.id === jwt.id));
+
+    // A restart keeps it so.
+    const clock = t.clock;
+    await t.close();
+    t = await openTestCa(dir, {}, clock);
+    assert.ok(!t.ca.bundle().x509Authorities.some((d) => d.equals(root.certDer!)));
+    assert.equal(t.ca.taintedKeyIds().length, 2);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test('a datacenter taken out of the config stops signing at once and its intermediate expires away', async () => {
   const { dir, cleanup } = tempDir();
   try {
