@@ -164,6 +164,27 @@ test("entry create accepts spire-server's flag spellings", async () => {
   assert.equal(doc.results[0]!.entry['jwt_svid_ttl'], 60);
 });
 
+test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
+  const file = path.join(path.dirname(socket), '..', 'entries.json');
+  fs.writeFileSync(file, JSON.stringify({
+    entries: [
+      { spiffe_id: `spiffe://${TD}/from-file/a`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'unix', value: 'uid:2001' }], ttl: 600 },
+      { spiffe_id: `spiffe://${TD}/from-file/b`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'unix', value: 'uid:2002' }], dns_names: ['b.local'] },
+      { spiffe_id: `spiffe://${TD}/from-file/c`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'Bad Type', value: 'x' }] },
+    ],
+  }));
+  const r = await cli(['entry', 'create', '-data', file]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.out, /^Created 2 of 3 entries:\n\nEntry ID/);
+  assert.equal(r.out.match(/^SPIFFE ID *: spiffe:\/\/example\.org\/from-file\/[ab]$/gm)?.length, 2);
+  assert.match(r.out, /^X509-SVID TTL *: 600$/m);
+  assert.match(r.err, /^Failed to create spiffe:\/\/example\.org\/from-file\/c \(parent spiffe:\/\/example\.org\/agent-1\): InvalidArgument: selector 1: type "Bad Type" is invalid/m);
+  const shown = await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/from-file/b`]);
+  assert.equal(field(shown.out, 'DNS name'), 'b.local');
+  assertError(await cli(['entry', 'create', '--data', file, '--hint', 'x']), /^Error: InvalidArgument: --data creates the entries of its file: it cannot be combined with --hint/);
+  assertError(await cli(['entry', 'create', '--data', path.join(path.dirname(file), 'nope.json')]), /^Error: InvalidArgument: cannot read entry file .*nope\.json: ENOENT/);
+});
+
 test('creating the same entry twice is AlreadyExists', async () => {
   const args = ['--spiffe-id', `spiffe://${TD}/dup`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:7'];
   await createEntry(args);

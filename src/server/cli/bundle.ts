@@ -1,6 +1,5 @@
-import fs from 'node:fs';
 import { createPublicKey } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { readAll, readTextFile } from '../../common/cli/input.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
@@ -98,7 +97,7 @@ const set: Command = {
     const file = args.string('path');
     const data = args.string('data');
     if (file !== undefined && data !== undefined) throw invalidArgument('--path and --data exclude each other');
-    const bundle = data ?? (file !== undefined ? readBundleFile(file) : await readStdin(io.stdin));
+    const bundle = data ?? (file !== undefined ? readTextFile(file, 'bundle file') : await readAll(io.stdin, 'no bundle given: pass --path FILE or --data TEXT'));
     const format = args.string('format');
     const b = await withAdminClient(args, io.env, (client) =>
       client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
@@ -107,21 +106,6 @@ const set: Command = {
     return 0;
   },
 };
-
-export function readBundleFile(file: string): string {
-  try {
-    return fs.readFileSync(file, 'utf8');
-  } catch (err) {
-    throw invalidArgument(`cannot read bundle file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
-  }
-}
-
-async function readStdin(stdin: Readable | undefined): Promise<string> {
-  if (stdin === undefined) throw invalidArgument('no bundle given: pass --path FILE or --data TEXT');
-  const chunks: Buffer[] = [];
-  for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
-}
 
 const remove: Command = {
   name: 'delete',

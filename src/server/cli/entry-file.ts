@@ -1,0 +1,105 @@
+import { invalidArgument } from '../../common/errors.js';
+import type { ProtoEntry } from './admin-types.js';
+
+/**
+ * `entry create --data FILE`: registration entries in the JSON of `spire-server entry create -data`, so an operator's
+ * SPIRE entry files load unchanged: `{"entries": [{"spiffe_id", "parent_id", "selectors": [{"type", "value"}],
+ * "x509_svid_ttl" (or SPIRE's older "ttl"), "jwt_svid_ttl", "dns_names", "federates_with", "hint", "admin",
+ * "downstream", "entry_id"}]}`. Field names match case-insensitively, as Go's encoding/json matches them for SPIRE.
+ * What meshid has no equivalent for is refused by name rather than dropped: an entry that silently lost a setting
+ * would be a different entry.
+ */
+export function parseEntryFile(text: string, source: string): ProtoEntry[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  const entries = isObject(doc) ? field(doc, 'entries') : undefined;
+  if (!Array.isArray(entries)) throw invalidArgument(`${source} must be a JSON object with an "entries" array, as spire-server entry create -data reads`);
+  return entries.map((raw, i) => entryOf(raw, `${source}: entry ${i + 1}`));
+}
+
+/** SPIRE fields meshid carries, by lowercased name, and the admin API field each becomes. */
+const FIELDS: Readonly<Record<string, keyof ProtoEntry>> = {
+  spiffe_id: 'spiffe_id',
+  parent_id: 'parent_id',
+  selectors: 'selectors',
+  x509_svid_ttl: 'x509_svid_ttl',
+  ttl: 'x509_svid_ttl',
+  jwt_svid_ttl: 'jwt_svid_ttl',
+  dns_names: 'dns_names',
+  federates_with: 'federates_with',
+  hint: 'hint',
+  admin: 'admin',
+  downstream: 'downstream',
+  entry_id: 'id',
+};
+
+/** SPIRE fields without a meshid meaning that are harmless at their zero value (what SPIRE's own exports carry). */
+const IGNORED_AT_ZERO = new Set(['revision_number', 'entryexpiry', 'store_svid', 'created_at']);
+
+function entryOf(raw: unknown, where: string): ProtoEntry {
+  if (!isObject(raw)) throw invalidArgument(`${where} is not a JSON object`);
+  const e: ProtoEntry = {};
+  for (const [key, value] of Object.entries(raw)) {
+    const name = key.toLowerCase();
+    const target = FIELDS[name];
+    if (target === undefined) {
+      if (IGNORED_AT_ZERO.has(name) && (value === 0 || value === false || value === null || value === '')) continue;
+      throw invalidArgument(`${where}: "${key}" has no meshid equivalent${IGNORED_AT_ZERO.has(name) ? ' unless 0 or false' : ''}; remove it`);
+    }
+    const parsed = valueOf(target, value, `${where}: "${key}"`);
+    const before = e[target];
+    if (before !== undefined) {
+      // SPIRE writes its older "ttl" beside x509_svid_ttl; they agree or one is 0 (unset).
+      if (target !== 'x509_svid_ttl' || (before !== 0 && parsed !== 0 && before !== parsed)) {
+        throw invalidArgument(`${where}: "${key}" sets ${target} a second time, to another value`);
+      }
+      if (parsed === 0) continue;
+    }
+    (e as Record<string, unknown>)[target] = parsed;
+  }
+  return e;
+}
+
+function valueOf(target: keyof ProtoEntry, value: unknown, where: string): unknown {
+  switch (target) {
+    case 'selectors':
+      if (!Array.isArray(value)) throw invalidArgument(`${where} must be an array of {"type", "value"} objects`);
+      return value.map((s, i) => {
+        if (!isObject(s) || typeof field(s, 'type') !== 'string' || typeof field(s, 'value') !== 'string') {
+          throw invalidArgument(`${where}: selector ${i + 1} must be {"type": "...", "value": "..."}`);
+        }
+        return { type: field(s, 'type') as string, value: field(s, 'value') as string };
+      });
+    case 'x509_svid_ttl':
+    case 'jwt_svid_ttl':
+      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 2_147_483_647) {
+        throw invalidArgument(`${where} must be a whole number of seconds (0: the server default)`);
+      }
+      return value;
+    case 'dns_names':
+    case 'federates_with':
+      if (!Array.isArray(value) || value.some((v) => typeof v !== 'string')) throw invalidArgument(`${where} must be an array of strings`);
+      return value;
+    case 'admin':
+    case 'downstream':
+      if (typeof value !== 'boolean') throw invalidArgument(`${where} must be true or false`);
+      return value;
+    default:
+      if (typeof value !== 'string') throw invalidArgument(`${where} must be a string`);
+      return value;
+  }
+}
+
+function isObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v);
+}
+
+/** A member by case-insensitive name (Go's encoding/json rule, which SPIRE's files were written against). */
+function field(o: Record<string, unknown>, name: string): unknown {
+  const key = Object.keys(o).find((k) => k.toLowerCase() === name);
+  return key === undefined ? undefined : o[key];
+}
