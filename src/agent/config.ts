@@ -3,7 +3,8 @@ import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
-import { readJsonConfigObject } from '../common/config-file.js';
+import { checkConfigKeys, readJsonConfigObject } from '../common/config-file.js';
+import { LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 
@@ -84,22 +85,14 @@ const SDS_KEYS: Record<keyof RawSdsConfig, 'string' | 'boolean'> = {
 
 export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
 export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+export { LOG_LEVELS };
 
-function checkKeys(obj: Record<string, unknown>, known: Record<string, string>, where: string): void {
-  for (const [key, value] of Object.entries(obj)) {
-    const type = known[key];
-    if (type === undefined) throw invalidArgument(`${where}: unknown key "${key}" (known: ${Object.keys(known).join(', ')})`);
-    const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
-    if (actual !== type) throw invalidArgument(`${where}: "${key}" must be ${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}, got ${actual}`);
-  }
-}
 
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
-  checkKeys(obj, KNOWN_KEYS, `config file ${file}`);
-  if (obj['sds'] !== undefined) checkKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
+  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  if (obj['sds'] !== undefined) checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
   return obj as RawAgentConfig;
 }
 

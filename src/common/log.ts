@@ -19,6 +19,9 @@ export interface LogOptions {
   destination?: NodeJS.WritableStream;
 }
 
+/** The levels operators may choose (pino's, without fatal and silent). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
 export function createLogger(options: LogOptions): Logger {
   const base: LoggerOptions = {
     name: options.name,

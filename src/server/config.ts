@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
-import { readJsonConfigObject } from '../common/config-file.js';
+import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
+import { LOG_LEVELS } from '../common/log.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
@@ -83,12 +84,37 @@ export interface RawServerConfig {
   federates_with?: Record<string, RawRelationship>;
 }
 
-const KNOWN_KEYS = new Set<keyof RawServerConfig>([
-  'trust_domain', 'data_dir', 'bind_address', 'admin_socket', 'datacenters', 'ca_key_type', 'default_x509_svid_ttl',
-  'max_x509_svid_ttl', 'default_jwt_svid_ttl', 'max_jwt_svid_ttl', 'intermediate_ttl', 'root_ttl', 'root_activation_delay', 'jwt_key_ttl', 'join_token_ttl',
-  'agent_svid_ttl', 'upstream_ca_cert', 'upstream_ca_key', 'upstream_bundle', 'log_level', 'agent_sign_rate', 'agent_sign_burst', 'global_sign_rate', 'global_sign_burst',
-  'bundle_endpoint_address', 'bundle_endpoint_cert_file', 'bundle_endpoint_key_file', 'bundle_endpoint_cert_sync_interval', 'federates_with',
-]);
+const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
+  trust_domain: 'string',
+  data_dir: 'string',
+  bind_address: 'string',
+  admin_socket: 'string',
+  datacenters: 'array',
+  ca_key_type: 'string',
+  default_x509_svid_ttl: 'string|number',
+  max_x509_svid_ttl: 'string|number',
+  default_jwt_svid_ttl: 'string|number',
+  max_jwt_svid_ttl: 'string|number',
+  intermediate_ttl: 'string|number',
+  root_ttl: 'string|number',
+  root_activation_delay: 'string|number',
+  jwt_key_ttl: 'string|number',
+  join_token_ttl: 'string|number',
+  agent_svid_ttl: 'string|number',
+  upstream_ca_cert: 'string',
+  upstream_ca_key: 'string',
+  upstream_bundle: 'string',
+  log_level: 'string',
+  agent_sign_rate: 'number',
+  agent_sign_burst: 'number',
+  global_sign_rate: 'number',
+  global_sign_burst: 'number',
+  bundle_endpoint_address: 'string',
+  bundle_endpoint_cert_file: 'string',
+  bundle_endpoint_key_file: 'string',
+  bundle_endpoint_cert_sync_interval: 'string|number',
+  federates_with: 'object',
+};
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
 const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
@@ -97,11 +123,9 @@ const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
 export function readConfigFile(file: string): RawServerConfig {
   const obj = readJsonConfigObject(file, 'server');
-  for (const key of Object.keys(obj as object)) {
-    if (!KNOWN_KEYS.has(key as keyof RawServerConfig)) {
-      throw invalidArgument(`config file ${file}: unknown key "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
-    }
-  }
+  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  const dcs = obj['datacenters'];
+  if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);
   return obj as RawServerConfig;
 }
 
@@ -143,6 +167,8 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
   if (raw.bundle_endpoint_address !== undefined) parseHostPort(raw.bundle_endpoint_address, 'bundle_endpoint_address');
+  const logLevel = raw.log_level ?? 'info';
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
@@ -159,7 +185,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   return Object.freeze({
     trustDomain,
     dataDir,
-    bindAddress: raw.bind_address ?? '0.0.0.0:8081',
+    bindAddress: hostPort(raw.bind_address ?? '0.0.0.0:8081', 'bind_address'),
     adminSocket: path.resolve(raw.admin_socket ?? DEFAULT_ADMIN_SOCKET),
     datacenters: Object.freeze(datacenters),
     caKeyType,
@@ -181,7 +207,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
             bundleFile: raw.upstream_bundle === undefined ? undefined : path.resolve(raw.upstream_bundle),
           })
         : undefined,
-    logLevel: raw.log_level ?? 'info',
+    logLevel,
     agentSignRate: rate,
     agentSignBurst: burst,
     globalSignRate: globalRate,
@@ -190,6 +216,12 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     bundleEndpointWebCert,
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
   });
+}
+
+/** A listening address as grpc-js binds it: HOST:PORT, an empty host being every IPv4 address, IPv6 in brackets. */
+function hostPort(address: string, setting: string): string {
+  const { host, port } = parseHostPort(address, setting);
+  return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** https_web serving: both files or neither, and only for an endpoint that is served. */

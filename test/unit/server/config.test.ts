@@ -53,3 +53,26 @@ test('config files reject unknown keys by name', () => {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('config file values of the wrong type, log levels pino lacks and addresses grpc-js cannot bind are refused up front', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    const read = (doc: object): ReturnType<typeof readConfigFile> => {
+      fs.writeFileSync(file, JSON.stringify(doc));
+      return readConfigFile(file);
+    };
+    // Each of these used to pass validate and then fail at run, or worse (a string of datacenters made four CAs).
+    assert.throws(() => read({ trust_domain: 'example.org', datacenters: 'east' }), /"datacenters" must be an array, got string/);
+    assert.throws(() => read({ trust_domain: 'example.org', datacenters: ['east', 7] }), /"datacenters" must be an array of strings/);
+    assert.throws(() => read({ trust_domain: 5 }), /"trust_domain" must be a string, got number/);
+    assert.throws(() => read({ trust_domain: 'example.org', default_x509_svid_ttl: true }), /"default_x509_svid_ttl" must be a string or a number, got boolean/);
+    assert.equal(compileServerConfig(read({ trust_domain: 'example.org', default_x509_svid_ttl: 3600, max_x509_svid_ttl: '2h' })).x509SvidTtlMs, 3_600_000);
+    assert.throws(() => compileServerConfig(read({ trust_domain: 'example.org', log_level: 'verbose' })), /log_level "verbose" is not one of trace, debug, info, warn, error/);
+    assert.throws(() => compileServerConfig(read({ trust_domain: 'example.org', bind_address: '8081' })), /bind_address "8081" is not HOST:PORT/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bind_address: ':8098' }).bindAddress, '0.0.0.0:8098', 'an empty host is every IPv4 address');
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bind_address: '[::1]:8081' }).bindAddress, '[::1]:8081');
+});
