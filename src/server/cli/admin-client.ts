@@ -108,8 +108,11 @@ export class AdminClient {
   }
 }
 
-/** How grpc-js words a call that never reached a server (rather than a server's own UNAVAILABLE). */
-const CONNECT_FAILURE = /No connection established|Connection dropped|Failed to connect|connect E[A-Z]+/;
+/**
+ * How grpc-js words a call that never reached a server or lost it, at the start of its details. Anchored: the server's
+ * own UNAVAILABLE may quote a connect error of its own (a partner's bundle endpoint refusing), which is not ours.
+ */
+const CONNECT_FAILURE = /^(No connection established|Connection dropped|Failed to connect)/;
 
 /** grpc-js reports a failed connect as a long sentence; the operator needs the errno in words. */
 function connectProblem(details: string): string {

@@ -9,6 +9,9 @@ import { ADMIN_SOCKET_FLAG, adminSocketPath } from '../../../src/server/cli/admi
 import { checkSpiffeId } from '../../../src/server/cli/flags.js';
 import { serverCli } from '../../../src/server/cli/server-cli.js';
 import { captureIo } from './capture-io.js';
+import * as grpc from '@grpc/grpc-js';
+import { loadProto } from '../../../src/common/grpc/proto.js';
+import { serviceOf } from '../../../src/common/grpc/service.js';
 
 /** A socket path nobody listens on, so a test that reaches the network fails loudly instead of hitting a real server. */
 const DEAD_DIR = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-cli-'));
@@ -79,6 +82,21 @@ test('an unreachable admin socket is an Unavailable line naming the socket', asy
     r.err,
     `Error: Unavailable: cannot reach meshid-server on ${DEAD_SOCKET} (no socket there): is it running? Pass --admin-socket or set MESHID_ADMIN_SOCKET\n`,
   );
+});
+
+test("the server's own UNAVAILABLE that quotes a connect error (a partner refusing) is passed through, not blamed on the socket", async (t) => {
+  // A stand-in for meshid-server's admin socket: its refresh answers what the poller reported.
+  const socket = path.join(DEAD_DIR, 'standin.sock');
+  const server = new grpc.Server();
+  server.addService(serviceOf(loadProto(['meshid/v1/admin.proto']), 'meshid.admin.v1.Federation'), {
+    RefreshBundle: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback({ code: grpc.status.UNAVAILABLE, details: 'bundle endpoint https://127.0.0.1:1/ of partner.org: connect ECONNREFUSED 127.0.0.1:1' }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  t.after(() => server.forceShutdown());
+  const r = await run(['federation', 'refresh', '--trust-domain', 'partner.org', '--admin-socket', socket]);
+  assert.equal(r.code, 1);
+  assert.equal(r.err, 'Error: Unavailable: bundle endpoint https://127.0.0.1:1/ of partner.org: connect ECONNREFUSED 127.0.0.1:1\n');
 });
 
 test('the admin socket comes from --admin-socket, then MESHID_ADMIN_SOCKET, then the default', () => {
