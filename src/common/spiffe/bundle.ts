@@ -1,6 +1,6 @@
 import { X509Certificate, type KeyObject } from 'node:crypto';
 import { isJsonObject, parseJsonObject } from '../json-object.js';
-import { invalidArgument } from '../errors.js';
+import { invalidArgument, isMeshidError } from '../errors.js';
 import { jwkToPublicKey, publicJwk, type Jwk } from '../jwt/jwk.js';
 import { parseTrustDomain } from './spiffe-id.js';
 
@@ -76,19 +76,42 @@ export function bundleToSpiffeJson(b: TrustBundle, options: { indent?: number } 
   return JSON.stringify(doc, null, options.indent);
 }
 
-function optionalInteger(doc: Record<string, unknown>, name: string, label: string): number | undefined {
+/** Whose document is parsed: meshid's own (every flaw is an error) or a partner's (a flawed key is ignored). */
+type Origin = 'own' | 'federated';
+
+/**
+ * A non-negative integer member. meshid's own documents hold safe integers, as it writes them. A partner's may hold
+ * any JSON integer: Bundle §4.1.1 asks for at least 64 bits, which JSON.parse turns into an inexact double above
+ * 2^53 (Infinity past ~1.8e308). Such a value is clamped to Number.MAX_SAFE_INTEGER rather than refused: meshid never
+ * relies on a partner's spiffe_sequence (what it stores and sends agents is its own counter, see
+ * storedFederatedBundle; the partner's is only logged) and bounds the refresh hint to an hour anyway, so the clamp
+ * loses nothing, and TrustBundle keeps holding safe integers, which meshid's strict writers insist on.
+ */
+function optionalInteger(doc: Record<string, unknown>, name: string, label: string, origin: Origin): number | undefined {
   const value = doc[name];
   if (value === undefined) return undefined;
-  if (typeof value !== 'number' || !Number.isSafeInteger(value) || value < 0) {
-    throw invalidArgument(`${label}: ${name} must be a non-negative integer`);
+  if (typeof value === 'number' && value >= 0) {
+    if (Number.isSafeInteger(value)) return value;
+    if (origin === 'federated' && (Number.isInteger(value) || value === Infinity)) return Number.MAX_SAFE_INTEGER;
   }
-  return value;
+  throw invalidArgument(`${label}: ${name} must be a non-negative integer`);
 }
 
-function readX509Authority(entry: Record<string, unknown>, label: string): Buffer {
-  if ('kid' in entry) throw invalidArgument(`${label}: an x509-svid key must not have a kid`);
+/**
+ * One x509-svid key's certificate (X509-SVID §6). A partner's key with a `kid` (which §6.1 forbids publishers) or
+ * with more than one `x5c` value is still read — §6.2 tells consumers to use the first value and ignore the rest —
+ * and `note` reports it; meshid's own must be exact.
+ */
+function readX509Authority(entry: Record<string, unknown>, label: string, origin: Origin, note: (message: string) => void): Buffer {
+  const strict = (message: string, federatedOutcome: string): void => {
+    if (origin === 'own') throw invalidArgument(message);
+    note(`${message}; ${federatedOutcome}`);
+  };
+  if ('kid' in entry) strict(`${label}: an x509-svid key must not have a kid`, 'the kid is ignored');
   const x5c = entry['x5c'];
-  if (!Array.isArray(x5c) || x5c.length !== 1) throw invalidArgument(`${label}: an x509-svid key must have exactly one x5c certificate`);
+  // X509-SVID §6.2: an entry without x5c, or with an empty one, MUST be ignored.
+  if (!Array.isArray(x5c) || x5c.length === 0) throw invalidArgument(`${label}: an x509-svid key must have exactly one x5c certificate`);
+  if (x5c.length > 1) strict(`${label}: an x509-svid key must have exactly one x5c certificate`, `the first is used, ${x5c.length - 1} more ignored`);
   const [encoded] = x5c as unknown[];
   if (typeof encoded !== 'string' || encoded === '' || !BASE64_RE.test(encoded)) {
     throw invalidArgument(`${label}: x5c[0] is not standard base64`);
@@ -104,46 +127,85 @@ function readX509Authority(entry: Record<string, unknown>, label: string): Buffe
 }
 
 /**
- * Parses a SPIFFE bundle document (Bundle §4; SPEC-NOTES §6) strictly: a JSON object with a `keys` array; every key
- * an object with a string `kty`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
- * key members matching it and no `kid`; jwt-svid keys with a non-empty, unique `kid` and public members only;
- * integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of missing or unknown `use`, or of unknown
- * `kty`, are ignored, as the spec requires of consumers; repeated roots are kept once. `trustDomain` may be bare or
- * `spiffe://td`.
- * Throws MeshidError invalid_argument naming the offending key.
+ * What a partner's bundle document yields: the bundle, and one line per key meshid ignored or read with a flaw,
+ * saying why (for the poller's log and the operator).
  */
-export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
+export interface FederatedBundleDocument {
+  readonly bundle: TrustBundle;
+  readonly ignored: readonly string[];
+}
+
+function parseBundleDocument(trustDomain: string, json: string, origin: Origin): FederatedBundleDocument {
   const td = parseTrustDomain(trustDomain);
   const label = `SPIFFE bundle for ${td}`;
   const obj = parseJsonObject(json, label);
   const keys = obj['keys'];
   if (!Array.isArray(keys)) throw invalidArgument(`${label} has no "keys" array`);
-  const sequence = optionalInteger(obj, 'spiffe_sequence', label) ?? 0;
-  const refreshHintSeconds = optionalInteger(obj, 'spiffe_refresh_hint', label);
+  const sequence = optionalInteger(obj, 'spiffe_sequence', label, origin) ?? 0;
+  const refreshHintSeconds = optionalInteger(obj, 'spiffe_refresh_hint', label, origin);
 
   const x509Authorities: Buffer[] = [];
   const jwtAuthorities: TrustBundle['jwtAuthorities'] = [];
+  const ignored: string[] = [];
   keys.forEach((entry: unknown, i) => {
     const keyLabel = `${label}: keys[${i}]`;
-    if (!isJsonObject(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
-    const key = entry;
-    if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
-    // Bundle §4.2.2: a missing or unknown use MUST make a client ignore the whole JWK, not the bundle.
-    if (typeof key['use'] !== 'string') return;
-    if (!KNOWN_KTY.has(key['kty'])) return;
-    if (key['use'] === X509_SVID_USE) {
-      const der = readX509Authority(key, keyLabel);
-      if (!x509Authorities.some((known) => known.equals(der))) x509Authorities.push(der);
-    } else if (key['use'] === JWT_SVID_USE) {
-      const kid = key['kid'];
-      if (typeof kid !== 'string' || kid === '') throw invalidArgument(`${keyLabel}: a jwt-svid key must have a non-empty kid`);
-      if (jwtAuthorities.some((k) => k.kid === kid)) throw invalidArgument(`${keyLabel}: duplicate kid "${kid}"`);
-      jwtAuthorities.push({ kid, publicKey: jwkToPublicKey(key, keyLabel) });
+    // Flaws of a key that is still read; reported only if it is, so an ignored key gets one line.
+    const notes: string[] = [];
+    const note = (message: string): void => void notes.push(message);
+    try {
+      if (!isJsonObject(entry)) throw invalidArgument(`${keyLabel} is not a JSON object`);
+      const key = entry;
+      if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
+      // Bundle §4.2.1, §4.2.2: a missing or unknown use, or an unknown kty, MUST make a client ignore the JWK.
+      if (typeof key['use'] !== 'string') return;
+      if (!KNOWN_KTY.has(key['kty'])) return;
+      if (key['use'] === X509_SVID_USE) {
+        const der = readX509Authority(key, keyLabel, origin, note);
+        if (!x509Authorities.some((known) => known.equals(der))) x509Authorities.push(der);
+      } else if (key['use'] === JWT_SVID_USE) {
+        const kid = key['kid'];
+        if (typeof kid !== 'string' || kid === '') throw invalidArgument(`${keyLabel}: a jwt-svid key must have a non-empty kid`);
+        if (jwtAuthorities.some((k) => k.kid === kid)) throw invalidArgument(`${keyLabel}: duplicate kid "${kid}"`);
+        jwtAuthorities.push({ kid, publicKey: jwkToPublicKey(key, keyLabel) });
+      }
+      ignored.push(...notes);
+    } catch (err) {
+      // A partner's unusable key is ignored, not its whole bundle (Bundle §4.1.3: what is left may even be nothing).
+      if (origin === 'own' || !isMeshidError(err, 'invalid_argument')) throw err;
+      ignored.push(`${err.message}; the key is ignored`);
     }
   });
   const bundle: TrustBundle = { trustDomain: td, x509Authorities, jwtAuthorities, sequence };
   if (refreshHintSeconds !== undefined) bundle.refreshHintSeconds = refreshHintSeconds;
-  return bundle;
+  return { bundle, ignored };
+}
+
+/**
+ * Parses meshid's own SPIFFE bundle document (Bundle §4; SPEC-NOTES §6) strictly: a JSON object with a `keys` array;
+ * every key an object with a string `kty`; x509-svid keys with exactly one standard-base64 DER certificate in `x5c`,
+ * key members matching it and no `kid`; jwt-svid keys with a non-empty, unique `kid` and public members only;
+ * safe-integer `spiffe_sequence` / `spiffe_refresh_hint` when present. Keys of missing or unknown `use`, or of
+ * unknown `kty`, are ignored, as the spec requires of consumers; repeated roots are kept once. `trustDomain` may be
+ * bare or `spiffe://td`. A partner's document goes through federatedBundleFromSpiffeJson instead.
+ * Throws MeshidError invalid_argument naming the offending key.
+ */
+export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBundle {
+  return parseBundleDocument(trustDomain, json, 'own').bundle;
+}
+
+/**
+ * Parses a partner's SPIFFE bundle document (a bundle endpoint's answer, `bundle set`) as a consumer must (Bundle
+ * §4.1.3, §4.2; X509-SVID §6.2): a key meshid cannot use — not an object, no `kty`, an x509-svid key without `x5c`
+ * or with a bad certificate, a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated
+ * `kid` — is left out and reported in `ignored`, so one bad key cannot hold back the rest (a root rotation, say). An
+ * x509-svid key with several `x5c` values is read from the first; one with a `kid` is read and reported. A
+ * `spiffe_sequence` or `spiffe_refresh_hint` beyond 2^53 is clamped (see optionalInteger). What is left may be empty:
+ * that is the partner revoking every key, and means nothing of its trust domain is trusted.
+ * Throws MeshidError invalid_argument only for a document that is not a bundle at all: not a JSON object, no `keys`
+ * array, a sequence or refresh hint that is not a non-negative integer.
+ */
+export function federatedBundleFromSpiffeJson(trustDomain: string, json: string): FederatedBundleDocument {
+  return parseBundleDocument(trustDomain, json, 'federated');
 }
 
 /**

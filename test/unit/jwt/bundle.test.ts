@@ -9,6 +9,7 @@ import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypt
 import {
   bundleFromSpiffeJson,
   bundleToSpiffeJson,
+  federatedBundleFromSpiffeJson,
   jwtBundleJwks,
   spiffeBundleMapJson,
   x509BundleDer,
@@ -148,6 +149,62 @@ test('keys of missing or unknown use or of unknown kty are ignored; repeated roo
   assert.deepEqual(b.jwtAuthorities.map((k) => k.kid), ['kid-a', 'kid-b']);
   assert.equal(b.sequence, 0);
   assert.equal(bundleFromSpiffeJson('example.org', '{"keys":[]}').x509Authorities.length, 0);
+});
+
+test("a partner's bundle: keys a consumer must ignore are left out and reported, the others read (X509-SVID §6.2)", () => {
+  const rsaB64 = rsaRoot.toString('base64');
+  const json = withKeys((k) => {
+    // keys[0] (ecRoot) and keys[2] (kid-a) stay as they are: usable.
+    k[1]!['x5c'] = [rsaB64, ecRoot.toString('base64'), 'not even base64']; // the first value counts, the rest ignored
+    k[3]!['crv'] = 'P-192'; // kid-b, made an EC key on a curve nobody supports
+    k[3]!['kty'] = 'EC';
+    k.push({ ...k[0]!, x5c: undefined }); // 4: x509-svid without x5c
+    k.push({ ...k[0]!, x5c: [] }); // 5: with an empty x5c
+    k.push({ use: 'jwt-svid', kid: 'no-kty', crv: 'P-256', x: 'AAAA', y: 'AAAA' }); // 6: no kty
+    k.push({ ...(JSON.parse(bundleToSpiffeJson({ ...bundle, x509Authorities: [otherRoot], jwtAuthorities: [] })) as { keys: JsonKey[] }).keys[0]!, kid: 'k' }); // 7: kid on x509-svid
+    k.push(['not', 'an', 'object'] as unknown as JsonKey); // 8
+    k.push({ ...k[2]! }); // 9: kid-a again
+  });
+  const { bundle: read, ignored } = federatedBundleFromSpiffeJson('example.org', json);
+  assert.deepEqual(read.x509Authorities, [ecRoot, rsaRoot, otherRoot]);
+  assert.deepEqual(read.jwtAuthorities.map((k) => k.kid), ['kid-a']);
+  assert.deepEqual(ignored.map((line) => line.replace('SPIFFE bundle for example.org: ', '')), [
+    'keys[1]: an x509-svid key must have exactly one x5c certificate; the first is used, 2 more ignored',
+    'keys[3]: unsupported EC curve "P-192" (expected P-256, P-384 or P-521); the key is ignored',
+    'keys[4]: an x509-svid key must have exactly one x5c certificate; the key is ignored',
+    'keys[5]: an x509-svid key must have exactly one x5c certificate; the key is ignored',
+    'keys[6] has no kty; the key is ignored',
+    'keys[7]: an x509-svid key must not have a kid; the kid is ignored',
+    'keys[8] is not a JSON object; the key is ignored',
+    'keys[9]: duplicate kid "kid-a"; the key is ignored',
+  ]);
+  // The same document is refused as meshid's own, where every flaw is an error.
+  assert.throws(() => bundleFromSpiffeJson('example.org', json), invalid(/keys\[1\]: an x509-svid key must have exactly one x5c/));
+  // Nothing usable left is an empty bundle, not an error: Bundle §4.1.3 reads it as every key revoked.
+  const none = federatedBundleFromSpiffeJson('example.org', withKeys((k) => k.forEach((key) => delete key['kty'])));
+  assert.deepEqual([none.bundle.x509Authorities, none.bundle.jwtAuthorities, none.ignored.length], [[], [], 4]);
+  // A document that is not a bundle at all is still refused.
+  for (const [doc, pattern] of [['{', /not valid JSON/], ['{"spiffe_sequence":1}', /no "keys" array/], ['{"keys":[],"spiffe_sequence":-1}', /spiffe_sequence must be/]] as const) {
+    assert.throws(() => federatedBundleFromSpiffeJson('example.org', doc), invalid(pattern), doc);
+  }
+});
+
+test("a partner's spiffe_sequence and refresh hint may be any JSON integer (Bundle §4.1.1: 64 bits); meshid's own stay safe integers", () => {
+  const doc = (sequence: string, hint: string): string =>
+    bundleToSpiffeJson(bundle).replace('"spiffe_sequence":7', `"spiffe_sequence":${sequence}`).replace('"spiffe_refresh_hint":300', `"spiffe_refresh_hint":${hint}`);
+  const max64 = doc('18446744073709551615', '100000000000000000000');
+  const read = federatedBundleFromSpiffeJson('example.org', max64).bundle;
+  assert.equal(read.sequence, Number.MAX_SAFE_INTEGER, 'clamped: meshid never uses a partner\'s sequence');
+  assert.equal(read.refreshHintSeconds, Number.MAX_SAFE_INTEGER, 'clamped; the poller bounds it to an hour');
+  assert.equal(read.x509Authorities.length, 2);
+  assert.equal(federatedBundleFromSpiffeJson('example.org', doc('1e400', '9007199254740993')).bundle.sequence, Number.MAX_SAFE_INTEGER);
+  assert.equal(federatedBundleFromSpiffeJson('example.org', doc('9007199254740991', '300')).bundle.sequence, Number.MAX_SAFE_INTEGER);
+  // Fractions and negatives are no integers, however large.
+  assert.throws(() => federatedBundleFromSpiffeJson('example.org', doc('1.5', '300')), invalid(/spiffe_sequence must be a non-negative integer/));
+  assert.throws(() => federatedBundleFromSpiffeJson('example.org', doc('-18446744073709551615', '300')), invalid(/spiffe_sequence must be/));
+  // meshid's own documents are written with safe integers and read back that way.
+  assert.throws(() => bundleFromSpiffeJson('example.org', max64), invalid(/spiffe_sequence must be a non-negative integer/));
+  assert.throws(() => bundleToSpiffeJson({ ...bundle, sequence: 2 ** 64 }), invalid(/spiffe_sequence must be a non-negative integer/));
 });
 
 test('Workload API JWT bundle is a plain JWK Set of jwt-svid keys, each with a kid', () => {
