@@ -1,7 +1,7 @@
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
-import { bundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { federatedBundleFromSpiffeJson, type FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import type { FederationRelationship } from './relationship.js';
 
@@ -10,13 +10,17 @@ const MAX_BODY_BYTES = 1 << 20;
 const TIMEOUT_MS = 10_000;
 
 /**
- * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5). https_spiffe trusts only
- * `anchors` (the bundle stored for that trust domain) and requires the endpoint's SVID to carry exactly the
- * relationship's endpoint SPIFFE ID as its URI SAN; no host name is checked. https_web is ordinary HTTPS: the
- * process's web PKI roots (NODE_EXTRA_CA_CERTS adds some) and the URL's host name. Throws MeshidError: unavailable
- * for anything the endpoint or the network did, failed_precondition when https_spiffe has nothing to trust yet.
+ * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5) and reads it as a
+ * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`).
+ * https_spiffe trusts only `anchors` (the X.509 roots stored for that trust domain) and requires the endpoint's SVID
+ * to carry exactly the relationship's endpoint SPIFFE ID as its URI SAN; no host name is checked. https_web is
+ * ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS adds some) and the URL's host name. Throws
+ * MeshidError: unavailable for anything the endpoint or the network did, including a document that is not a SPIFFE
+ * bundle at all; failed_precondition when https_spiffe has nothing to trust yet.
  */
-export function fetchFederatedBundle(rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS): Promise<TrustBundle> {
+export function fetchFederatedBundle(
+  rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS,
+): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
   if (rel.profile === 'https_spiffe') {
@@ -50,7 +54,7 @@ export function fetchFederatedBundle(rel: FederationRelationship, anchors: reado
       });
       res.on('end', () => {
         try {
-          resolve(bundleFromSpiffeJson(rel.trustDomain, Buffer.concat(chunks).toString('utf8')));
+          resolve(federatedBundleFromSpiffeJson(rel.trustDomain, Buffer.concat(chunks).toString('utf8')));
         } catch (err) {
           fail(`served a document that is not a SPIFFE bundle (${(err as Error).message})`, err);
         }

@@ -1,6 +1,6 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { fetchFederatedBundle } from './bundle-fetch.js';
 import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
@@ -14,7 +14,7 @@ export const MAX_REFRESH_MS = 60 * 60_000;
 /** After a failure the next try comes this much later, doubling up to the refresh interval. */
 export const FIRST_RETRY_MS = 30_000;
 
-export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<TrustBundle>;
+export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<FederatedBundleDocument>;
 
 /** Where a relationship is defined: the config file's federates_with, or the admin API (stored in the datastore). */
 export type RelationshipSource = 'config' | 'api';
@@ -46,8 +46,9 @@ export interface RelationshipStatus {
  * Keeps every federated trust domain with a relationship (the config's `federates_with` and those made through the
  * admin API) up to date from its bundle endpoint: polls at the endpoint's refresh hint, stores a bundle whose
  * authorities changed (so agents hear of it through the change feed, like `bundle set`), and retries failures with
- * backoff. A failed poll changes nothing: the stored bundle stays, and with it what the workloads trust, until a
- * fetch succeeds or an operator acts.
+ * backoff. Keys the partner serves that meshid cannot use are left out and logged once per poll; the rest applies.
+ * A failed poll changes nothing: the stored bundle stays, and with it what the workloads trust, until a fetch
+ * succeeds or an operator acts.
  */
 export class FederatedBundlePoller {
   private readonly states = new Map<string, PollState>();
@@ -149,8 +150,12 @@ export class FederatedBundlePoller {
     state.lastAttemptAt = this.clock.now();
     try {
       const previous = await this.ds.getBundle(rel.trustDomain);
-      const fetched = await this.fetch(rel, previous?.x509Authorities);
+      const { bundle: fetched, ignored } = await this.fetch(rel, previous?.x509Authorities);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
+      const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
+      if (ignored.length > 0) {
+        this.log.warn({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
+      }
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
       if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
         // Trusting nothing would also lock https_spiffe out of every later fetch; an operator decides this one.
@@ -161,7 +166,7 @@ export class FederatedBundlePoller {
       }
       if (previous === undefined || !sameAuthorities(previous, stored)) {
         await this.ds.setBundle(stored);
-        this.log.info({ trustDomain: rel.trustDomain, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');
+        this.log.info({ ...where, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');
       }
       state.failures = 0;
       state.lastSuccessAt = this.clock.now();

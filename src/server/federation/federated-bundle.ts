@@ -1,5 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import { bundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { federatedBundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import { pemToDerList } from '../../common/x509/pem.js';
 import type { StoredBundle } from '../datastore/datastore.js';
@@ -34,6 +34,8 @@ export function sameAuthorities(a: StoredBundle, b: StoredBundle): boolean {
 /**
  * A federated bundle an operator hands over (`bundle set`, `federation create --bundle-path`): a SPIFFE bundle
  * document or PEM CA certificates; `format` "spiffe" or "pem", or empty to tell them apart by the first character.
+ * A SPIFFE document is read as a partner's (federatedBundleFromSpiffeJson: unusable keys left out, a 64-bit sequence
+ * accepted), but one that leaves nothing to trust is refused, with the reasons its keys were ignored.
  */
 export function federatedBundleFromText(
   trustDomain: string, text: string, format: string | undefined, previous: StoredBundle | undefined, now: number,
@@ -42,8 +44,11 @@ export function federatedBundleFromText(
   if (body === '') throw invalidArgument('bundle is empty: pass a SPIFFE bundle (JSON) or PEM CA certificates');
   const kind = format || (body.startsWith('{') ? 'spiffe' : 'pem');
   let stored: StoredBundle;
+  let ignored: readonly string[] = [];
   if (kind === 'spiffe') {
-    stored = storedFederatedBundle(trustDomain, bundleFromSpiffeJson(trustDomain, body), previous, now);
+    const doc = federatedBundleFromSpiffeJson(trustDomain, body);
+    ignored = doc.ignored;
+    stored = storedFederatedBundle(trustDomain, doc.bundle, previous, now);
   } else if (kind === 'pem') {
     const ders = pemToDerList(body);
     for (const der of ders) {
@@ -54,7 +59,9 @@ export function federatedBundleFromText(
     throw invalidArgument(`format "${format}" must be spiffe or pem`);
   }
   if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
-    throw invalidArgument(`the bundle for ${trustDomain} holds no X.509 authorities and no JWT keys`);
+    // An operator who means to stop trusting the domain deletes its bundle; this one is most likely a mistake.
+    const why = ignored.length === 0 ? '' : ` (${ignored.join('; ')})`;
+    throw invalidArgument(`the bundle for ${trustDomain} holds no usable X.509 authorities and no JWT keys${why}`);
   }
   return stored;
 }

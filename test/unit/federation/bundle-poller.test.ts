@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { generateKeyPairSync } from 'node:crypto';
-import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import { compileRelationships } from '../../../src/server/federation/relationship.js';
@@ -18,15 +18,15 @@ const [REL] = compileRelationships(
 );
 
 /** A stubbed endpoint: answers (or throws) what `next` says, and counts the calls. */
-function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => Promise<TrustBundle> } {
+function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => Promise<FederatedBundleDocument> } {
   const stub = {
     next: (): TrustBundle => {
       throw new Error('no answer set');
     },
     calls: 0,
-    fetch: async (): Promise<TrustBundle> => {
+    fetch: async (): Promise<FederatedBundleDocument> => {
       stub.calls++;
-      return stub.next();
+      return { bundle: stub.next(), ignored: [] };
     },
   };
   return stub;
@@ -195,7 +195,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
         await gate;
         throw new Error('connection refused');
       }
-      return ca.bundle(1);
+      return { bundle: ca.bundle(1), ignored: [] };
     });
     t.after(() => poller.stop());
     poller.set(REL!, 'api');
@@ -228,7 +228,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
     let fetches = 0;
     const poller = new FederatedBundlePoller([], slow, clock, silentLogger(), async () => {
       fetches++;
-      return ca.bundle(1);
+      return { bundle: ca.bundle(1), ignored: [] };
     });
     t.after(() => poller.stop());
     poller.start();

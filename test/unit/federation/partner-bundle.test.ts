@@ -1,0 +1,137 @@
+/**
+ * What the poller makes of the documents a partner's bundle endpoint may serve, fetched over real HTTPS
+ * (https_spiffe, under an SVID of the partner's test CA) into a real SQLite datastore, on a fake clock.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import { pino, type Logger } from 'pino';
+import { bundleToSpiffeJson, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import { certificatesToPem } from '../../../src/common/x509/pem.js';
+import { FederatedBundlePoller, MAX_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
+import { federatedBundleFromText, storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
+import { compileRelationships, type FederationRelationship } from '../../../src/server/federation/relationship.js';
+import { TestCa } from '../../support/fake-sds-cache.js';
+import { withDatastore } from '../datastore/fixture.js';
+
+const TD = 'partner.org';
+const ENDPOINT_ID = 'spiffe://partner.org/bundle-endpoint';
+
+interface PartnerEndpoint {
+  readonly rel: FederationRelationship;
+  /** What the endpoint answers next. */
+  body: string;
+  requests: number;
+}
+
+/** The partner's bundle endpoint: real HTTPS under an SVID `ca` issued, answering `body` with 200. */
+async function partnerEndpoint(t: TestContext, ca: TestCa): Promise<PartnerEndpoint> {
+  const svid = ca.issue(ENDPOINT_ID);
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const endpoint = { body: '', requests: 0 } as PartnerEndpoint;
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
+    endpoint.requests++;
+    res.writeHead(200, { 'Content-Type': 'application/json' }).end(endpoint.body);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const [rel] = compileRelationships({ [TD]: { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: ENDPOINT_ID } }, 'example.org');
+  return Object.assign(endpoint, { rel: rel! });
+}
+
+type JsonKey = Record<string, unknown>;
+
+/** The SPIFFE bundle document of `bundle`, its keys changed by `mutate`. */
+function document(bundle: TrustBundle, mutate: (keys: JsonKey[]) => void = () => undefined): string {
+  const doc = JSON.parse(bundleToSpiffeJson(bundle)) as { keys: JsonKey[] };
+  mutate(doc.keys);
+  return JSON.stringify(doc);
+}
+
+/** A logger whose lines the test reads. */
+function recordingLogger(): { log: Logger; lines: Array<Record<string, unknown>> } {
+  const lines: Array<Record<string, unknown>> = [];
+  return { log: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
+}
+
+const jwtKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
+
+test("keys a consumer must ignore are left out and logged once per poll; the partner's root rotation still arrives", async (t) => {
+  const ca = new TestCa(TD);
+  const next = new TestCa(TD);
+  t.after(() => [ca, next].forEach((c) => c.dispose()));
+  const endpoint = await partnerEndpoint(t, ca);
+  await withDatastore(async ({ ds, clock }) => {
+    await ds.setBundle(storedFederatedBundle(TD, ca.bundle(1), undefined, clock.now()));
+    const { log, lines } = recordingLogger();
+    const poller = new FederatedBundlePoller([endpoint.rel], ds, clock, log);
+    t.after(() => poller.stop());
+
+    // The partner adds its next root, alongside keys that X509-SVID §6.2 and Bundle §4.2 say to ignore.
+    const rotated: TrustBundle = { trustDomain: TD, x509Authorities: [ca.rootDer, next.rootDer], jwtAuthorities: [{ kid: 'k1', publicKey: jwtKey }], sequence: 2 };
+    endpoint.body = document(rotated, (k) => {
+      k[1]!['x5c'] = [next.rootDer.toString('base64'), ca.intermediateDer.toString('base64')]; // all but the first ignored
+      k.push({ ...k[0]!, x5c: undefined }); // 3: no x5c
+      k.push({ ...k[0]!, x5c: [] }); // 4: empty x5c
+      k.push({ ...k[2]!, kty: undefined, kid: 'k2' }); // 5: no kty
+      k.push({ ...k[2]!, crv: 'secp256k1', kid: 'k3' }); // 6: a curve meshid does not know
+      k.push({ ...k[0]!, kid: 'root-with-kid' }); // 7: a kid on an x509-svid key (read, reported)
+    });
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
+    const stored = (await ds.getBundle(TD))!;
+    assert.deepEqual(stored.x509Authorities, [ca.rootDer, next.rootDer], 'the next root arrived; the intermediate in x5c[1] was not taken');
+    assert.deepEqual(stored.jwtAuthorities.map((k) => k.kid), ['k1']);
+    assert.equal(stored.sequence, 2);
+
+    const warnings = (): Array<Record<string, unknown>> => lines.filter((l) => Array.isArray(l['ignored']));
+    assert.equal(warnings().length, 1);
+    const ignored = (warnings()[0]!['ignored'] as string[]).map((line) => line.replace(`SPIFFE bundle for ${TD}: `, ''));
+    assert.deepEqual(ignored, [
+      'keys[1]: an x509-svid key must have exactly one x5c certificate; the first is used, 1 more ignored',
+      'keys[3]: an x509-svid key must have exactly one x5c certificate; the key is ignored',
+      'keys[4]: an x509-svid key must have exactly one x5c certificate; the key is ignored',
+      'keys[5] has no kty; the key is ignored',
+      'keys[6]: unsupported EC curve "secp256k1" (expected P-256, P-384 or P-521); the key is ignored',
+      'keys[7]: an x509-svid key must not have a kid; the kid is ignored',
+    ]);
+    // The next poll logs them again (once), and stores nothing new.
+    await poller.refresh(TD);
+    assert.equal(warnings().length, 2);
+    assert.equal((await ds.getBundle(TD))!.sequence, 2);
+    assert.equal(endpoint.requests, 2);
+  });
+});
+
+test('a spiffe_sequence and refresh hint beyond 2^53 are taken from the endpoint and from "bundle set"; the hint is bounded', async (t) => {
+  const ca = new TestCa(TD);
+  const next = new TestCa(TD);
+  t.after(() => [ca, next].forEach((c) => c.dispose()));
+  const endpoint = await partnerEndpoint(t, ca);
+  const huge = (b: TrustBundle): string =>
+    bundleToSpiffeJson({ ...b, sequence: 1, refreshHintSeconds: 1 })
+      .replace('"spiffe_sequence":1', '"spiffe_sequence":18446744073709551615')
+      .replace('"spiffe_refresh_hint":1', '"spiffe_refresh_hint":100000000000000000000');
+  await withDatastore(async ({ ds, clock }) => {
+    // An operator seeds the partner with a document of its own endpoint (SPIRE writes 64-bit sequences).
+    await ds.setBundle(federatedBundleFromText(TD, huge(ca.bundle()), undefined, undefined, clock.now()));
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
+
+    const poller = new FederatedBundlePoller([endpoint.rel], ds, clock, pino({ level: 'silent' }));
+    t.after(() => poller.stop());
+    endpoint.body = huge({ ...ca.bundle(), x509Authorities: [ca.rootDer, next.rootDer] });
+    await poller.refresh(TD);
+    const status = poller.status(TD)!;
+    assert.equal(status.lastError, undefined);
+    const stored = (await ds.getBundle(TD))!;
+    assert.deepEqual(stored.x509Authorities, [ca.rootDer, next.rootDer]);
+    assert.equal(stored.sequence, 2, "meshid's own count of changes");
+    assert.equal(status.nextPollAt! - status.lastSuccessAt!, MAX_REFRESH_MS, 'a hint of 10^20 s is obeyed as an hour');
+  });
+});
