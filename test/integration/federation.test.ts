@@ -1,15 +1,21 @@
 /**
  * A federated trust domain end to end: its bundle set on a real server reaches a workload of a real agent through
  * an entry that federates with it, and deleting it is refused while that entry federates with it, or takes it out
- * of the entry (dissociate), which the workload's open bundle stream then shows.
+ * of the entry (dissociate), which the workload's open bundle stream then shows. A partner revoking its keys at its
+ * bundle endpoint is withdrawn from the workload the same way.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { X509BundlesResponse } from '../../src/agent/workload/messages.js';
+import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
+import https from 'node:https';
+import type { AddressInfo } from 'node:net';
+import type { X509BundlesResponse } from '../../src/agent/workload/messages.js';
 import { isMeshidError } from '../../src/common/errors.js';
-import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
+import { certificatesToPem, pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
+import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
 
 const PARTNER = 'spiffe://partner.example';
@@ -84,3 +90,65 @@ test('an agent restarted after its federated bundle was deleted stops serving it
   const again = await cluster.startAgent({ dataDir: first.dataDir });
   assert.deepEqual(await bundlesOf(again, (d) => d.length > 0 && !d.includes(PARTNER)), ['spiffe://example.org'], 'the deleted roots are no longer trusted');
 });
+
+test('a partner revoking every key at its bundle endpoint reaches the workload: its roots are withdrawn, its JWT key set emptied', async (t) => {
+  const cluster = await startCluster('meshid-federation-revoke-');
+  t.after(() => cluster.cleanup());
+  // The partner's https_spiffe bundle endpoint, real HTTPS under an SVID of its CA; it serves `body`.
+  const partner = new TestCa('partner.example');
+  t.after(() => partner.dispose());
+  const endpointSvid = partner.issue(`${PARTNER}/bundle-endpoint`);
+  const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
+  let body = seed;
+  const endpoint = https.createServer(
+    { cert: certificatesToPem(endpointSvid.chain), key: createPrivateKey({ key: endpointSvid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) },
+    (_req, res) => res.writeHead(200).end(body),
+  );
+  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    endpoint.closeAllConnections();
+    endpoint.close();
+  });
+  await cluster.admin.call('Federation', 'CreateFederationRelationship', {
+    relationship: {
+      trust_domain: 'partner.example', bundle_endpoint_url: `https://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`,
+      bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: `${PARTNER}/bundle-endpoint`,
+    },
+    bundle: seed,
+    bundle_format: 'spiffe',
+  });
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  const client = agent.client(20_000);
+  const watch = client.watchX509Bundles();
+  t.after(() => {
+    watch.cancel();
+    client.close();
+  });
+  let message = (await watch.next()).value as X509BundlesResponse;
+  while (message.bundles[PARTNER] === undefined) message = (await watch.next()).value as X509BundlesResponse;
+  assert.deepEqual(splitConcatenatedDer(message.bundles[PARTNER]!), [partner.rootDer]);
+  assert.deepEqual(jwtKids((await client.fetchJwtBundles()).bundles[PARTNER]), ['k1']);
+
+  // Bundle §4.1.3: {"keys": []} revokes every key. The poll stores it, and the refresh tells the operator what now.
+  body = '{"keys": []}';
+  await assert.rejects(
+    cluster.admin.call('Federation', 'RefreshBundle', { trust_domain: 'partner.example' }),
+    (err) => isMeshidError(err, 'failed_precondition') && /partner\.example is trusted for nothing, .*meshid-server bundle set --trust-domain partner\.example/.test(err.message),
+  );
+  const next = await watch.next();
+  assert.equal(next.done, false, 'the stream goes on: the workload keeps its own identity');
+  assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org'], 'no stale partner roots');
+  assert.deepEqual(jwtKids((await client.fetchJwtBundles()).bundles[PARTNER]), [], 'an empty key set: no token of partner.example is valid');
+  const listed = (await cluster.admin.call('Bundles', 'ListFederatedBundles', {})).bundles ?? [];
+  const stored = listed.find((b) => b.trust_domain === 'partner.example')!;
+  assert.deepEqual([stored.x509_authorities ?? [], stored.jwt_authorities ?? []], [[], []]);
+  const relationship = await cluster.admin.call('Federation', 'GetFederationRelationship', { trust_domain: 'partner.example' });
+  assert.match(String(relationship.last_error), /meshid-server bundle set --trust-domain partner\.example/);
+});
+
+/** The kids of a Workload API JWT bundle (a JWK Set as UTF-8 JSON). */
+function jwtKids(jwks: Buffer | undefined): string[] {
+  assert.ok(jwks !== undefined, 'the trust domain is listed');
+  return (JSON.parse(jwks.toString('utf8')) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+}

@@ -11,12 +11,13 @@ const TIMEOUT_MS = 10_000;
 
 /**
  * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5) and reads it as a
- * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`).
- * https_spiffe trusts only `anchors` (the X.509 roots stored for that trust domain) and requires the endpoint's SVID
- * to carry exactly the relationship's endpoint SPIFFE ID as its URI SAN; no host name is checked. https_web is
- * ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS adds some) and the URL's host name. Throws
- * MeshidError: unavailable for anything the endpoint or the network did, including a document that is not a SPIFFE
- * bundle at all; failed_precondition when https_spiffe has nothing to trust yet.
+ * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`; what is left
+ * may be nothing, the partner revoking every key). https_spiffe trusts only `anchors` (the X.509 roots stored for
+ * that trust domain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
+ * URI SAN; no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
+ * adds some) and the URL's host name. Throws MeshidError: unavailable for anything the endpoint or the network did,
+ * including a document that is not a SPIFFE bundle at all; failed_precondition when https_spiffe has no root to
+ * trust (no bundle stored yet, or a stored one without X.509 roots, as a partner's revocation leaves it).
  */
 export function fetchFederatedBundle(
   rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS,
@@ -24,10 +25,14 @@ export function fetchFederatedBundle(
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
   if (rel.profile === 'https_spiffe') {
-    if (anchors === undefined || anchors.length === 0) {
+    const reseed = `"meshid-server bundle set --trust-domain ${rel.trustDomain}"`;
+    if (anchors === undefined) {
+      return Promise.reject(failedPrecondition(`no bundle of ${rel.trustDomain} is stored to authenticate its ${where}: seed it once with ${reseed}`));
+    }
+    if (anchors.length === 0) {
       return Promise.reject(
         failedPrecondition(
-          `no bundle of ${rel.trustDomain} is stored to authenticate its ${where}: seed it once with "meshid-server bundle set --trust-domain ${rel.trustDomain}"`,
+          `the stored bundle of ${rel.trustDomain} has no X.509 roots (the endpoint revoked them), so nothing authenticates its ${where}: once the partner has new roots, seed them with ${reseed}`,
         ),
       );
     }

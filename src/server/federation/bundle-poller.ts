@@ -1,4 +1,5 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
+import { failedPrecondition } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
@@ -47,8 +48,9 @@ export interface RelationshipStatus {
  * admin API) up to date from its bundle endpoint: polls at the endpoint's refresh hint, stores a bundle whose
  * authorities changed (so agents hear of it through the change feed, like `bundle set`), and retries failures with
  * backoff. Keys the partner serves that meshid cannot use are left out and logged once per poll; the rest applies.
- * A failed poll changes nothing: the stored bundle stays, and with it what the workloads trust, until a fetch
- * succeeds or an operator acts.
+ * A bundle with nothing usable left is the partner revoking every key (Bundle §4.1.3): it is stored, empty, and the
+ * trust domain is trusted for nothing. A failed poll (no answer, not a SPIFFE bundle) changes nothing: the stored
+ * bundle stays, and with it what the workloads trust, until a fetch succeeds or an operator acts.
  */
 export class FederatedBundlePoller {
   private readonly states = new Map<string, PollState>();
@@ -157,22 +159,31 @@ export class FederatedBundlePoller {
         this.log.warn({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
       }
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
-      if (stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0) {
-        // Trusting nothing would also lock https_spiffe out of every later fetch; an operator decides this one.
-        throw new Error('it served a bundle with no keys; the stored bundle is kept (delete it with "meshid-server bundle delete" to stop trusting the domain)');
-      }
-      if (rel.profile === 'https_spiffe' && stored.x509Authorities.length === 0) {
-        throw new Error('it served a bundle without X.509 roots, which could not authenticate its next fetch; the stored bundle is kept');
-      }
+      const empty = stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0;
       if (previous === undefined || !sameAuthorities(previous, stored)) {
         await this.ds.setBundle(stored);
-        this.log.info({ ...where, sequence: stored.sequence, endpointSequence: fetched.sequence }, 'federated bundle updated from its endpoint');
+        const fields = { ...where, sequence: stored.sequence, endpointSequence: fetched.sequence };
+        if (empty) this.log.warn(fields, 'the endpoint revoked every key of its trust domain (an empty bundle): nothing of it is trusted any more');
+        else this.log.info(fields, 'federated bundle updated from its endpoint');
       }
-      state.failures = 0;
       state.lastSuccessAt = this.clock.now();
-      state.lastError = undefined;
-      const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
-      next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
+      if (rel.profile === 'https_spiffe' && stored.x509Authorities.length === 0) {
+        // Stored all the same: keeping roots the partner revoked would trust what it no longer vouches for. But the
+        // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
+        state.failures = 1;
+        state.lastError = failedPrecondition(
+          `${rel.bundleEndpointUrl} served a bundle of ${rel.trustDomain} with ${empty ? 'no keys' : 'JWT keys but no X.509 roots'}, now stored: ` +
+            `${rel.trustDomain} is trusted for ${empty ? 'nothing' : 'JWT-SVIDs only'}, and nothing is left to authenticate its https_spiffe ` +
+            `endpoint with, so polls fail until the partner's new roots are seeded with "meshid-server bundle set --trust-domain ${rel.trustDomain}"`,
+        );
+        next = FIRST_RETRY_MS;
+        this.log.error({ ...where, reason: state.lastError.message }, 'a federation relationship can no longer authenticate its bundle endpoint');
+      } else {
+        state.failures = 0;
+        state.lastError = undefined;
+        const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
+        next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
+      }
     } catch (err) {
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       state.failures++;
@@ -180,7 +191,7 @@ export class FederatedBundlePoller {
       next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
       this.log.warn(
         { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInSeconds: next / 1000, reason: (err as Error).message },
-        'cannot refresh a federated bundle from its endpoint; the stored one stays in use',
+        'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
       );
     }
     // Removed or replaced while its bundle was being stored: the current state has its own schedule.

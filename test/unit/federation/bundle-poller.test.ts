@@ -75,10 +75,12 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     assert.equal(endpoint.calls, 5);
     assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer]);
 
-    // A bundle with no keys is not applied: it would trust nothing, and lock the endpoint out of later polls.
+    // A bundle with no keys is the partner revoking every key (Bundle §4.1.3): stored, empty; nothing is trusted.
     endpoint.next = () => ({ ...ca.bundle(8), x509Authorities: [], jwtAuthorities: [] });
     await poller.refresh('partner.org');
-    assert.equal((await ds.getBundle('partner.org'))!.sequence, 1);
+    const revoked = (await ds.getBundle('partner.org'))!;
+    assert.deepEqual([revoked.x509Authorities, revoked.jwtAuthorities, revoked.sequence], [[], [], 2]);
+    assert.equal(poller.status('partner.org')!.lastError, undefined, 'https_web still reaches the endpoint');
 
     // A changed bundle is stored under the next sequence, whatever the partner's (here the largest JSON can carry).
     const other = new TestCa('partner.org');
@@ -87,10 +89,10 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     await poller.refresh('partner.org');
     const changed = (await ds.getBundle('partner.org'))!;
     assert.deepEqual(changed.x509Authorities, [other.rootDer]);
-    assert.equal(changed.sequence, 2);
+    assert.equal(changed.sequence, 3);
     endpoint.next = () => ({ ...ca.bundle(1), sequence: Number.MAX_SAFE_INTEGER });
     await poller.refresh('partner.org');
-    assert.equal((await ds.getBundle('partner.org'))!.sequence, 3, 'and the next change after that still stores');
+    assert.equal((await ds.getBundle('partner.org'))!.sequence, 4, 'and the next change after that still stores');
   });
 });
 
@@ -115,7 +117,7 @@ test('federates_with in the config is checked: profile, https URL, endpoint SPIF
   assert.deepEqual(ok, { trustDomain: 'p.org', bundleEndpointUrl: 'https://p.example:8443/', profile: 'https_spiffe', endpointSpiffeId: 'spiffe://p.org/spire/server' });
 });
 
-test('an https_spiffe partner serving JWT keys alone is not applied: nothing would authenticate its next fetch', async (t) => {
+test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   const [spiffeRel] = compileRelationships(
@@ -130,8 +132,12 @@ test('an https_spiffe partner serving JWT keys alone is not applied: nothing wou
     await poller.refresh('partner.org');
     endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [], jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
     await poller.refresh('partner.org');
-    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer]);
-    assert.match(poller.status('partner.org')!.lastError!.message, /without X\.509 roots/);
+    const stored = (await ds.getBundle('partner.org'))!;
+    assert.deepEqual([stored.x509Authorities, stored.jwtAuthorities.map((k) => k.kid)], [[], ['k1']], 'the revoked root is not kept');
+    assert.match(
+      poller.status('partner.org')!.lastError!.message,
+      /with JWT keys but no X\.509 roots, now stored: partner\.org is trusted for JWT-SVIDs only, .*"meshid-server bundle set --trust-domain partner\.org"/,
+    );
   });
 });
 

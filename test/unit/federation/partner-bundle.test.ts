@@ -135,3 +135,56 @@ test('a spiffe_sequence and refresh hint beyond 2^53 are taken from the endpoint
     assert.equal(status.nextPollAt! - status.lastSuccessAt!, MAX_REFRESH_MS, 'a hint of 10^20 s is obeyed as an hour');
   });
 });
+
+test('an endpoint serving no usable key revokes them all: the empty bundle is stored and the relationship says to re-seed it', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const endpoint = await partnerEndpoint(t, ca);
+  await withDatastore(async ({ ds, clock }) => {
+    const seed = document({ ...ca.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: jwtKey }] });
+    const reseed = async (): Promise<void> => void (await ds.setBundle(federatedBundleFromText(TD, seed, 'spiffe', await ds.getBundle(TD), clock.now())));
+    await reseed();
+    const { log, lines } = recordingLogger();
+    const poller = new FederatedBundlePoller([endpoint.rel], ds, clock, log);
+    t.after(() => poller.stop());
+
+    // Bundle §4.1.3: an empty key array revokes every previously published key.
+    endpoint.body = '{"keys": [], "spiffe_sequence": 9}';
+    await poller.refresh(TD);
+    const revoked = (await ds.getBundle(TD))!;
+    assert.deepEqual([revoked.x509Authorities, revoked.jwtAuthorities, revoked.sequence], [[], [], 2]);
+    let status = poller.status(TD)!;
+    assert.ok(status.lastSuccessAt !== undefined, 'the document was fetched and stored');
+    assert.equal((status.lastError as { code?: string }).code, 'failed_precondition');
+    assert.match(status.lastError!.message, /served a bundle of partner\.org with no keys, now stored: partner\.org is trusted for nothing, .*"meshid-server bundle set --trust-domain partner\.org"/);
+    assert.ok(lines.some((l) => l['level'] === 40 && /revoked every key/.test(String(l['msg']))), 'the revocation is logged as a warning');
+
+    // Nothing is left to authenticate the endpoint with: the next poll does not even connect, and says why.
+    await poller.refresh(TD);
+    assert.equal(endpoint.requests, 1);
+    status = poller.status(TD)!;
+    assert.match(status.lastError!.message, /the stored bundle of partner\.org has no X\.509 roots \(the endpoint revoked them\).*seed them with "meshid-server bundle set --trust-domain partner\.org"/);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, []);
+
+    // The operator re-seeds; polls work again. A bundle whose every key is unusable is a revocation too (§4.1.3).
+    await reseed();
+    endpoint.body = seed;
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
+    endpoint.body = document(ca.bundle(), (k) => k.forEach((key) => delete key['x5c']));
+    await poller.refresh(TD);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, []);
+    assert.match(poller.status(TD)!.lastError!.message, /with no keys, now stored/);
+
+    // A document that is not a SPIFFE bundle at all is a failed poll: the stored bundle stays.
+    await reseed();
+    const before = (await ds.getBundle(TD))!;
+    for (const body of ['<html>maintenance</html>', '{"keys": {}}', '{"spiffe_sequence": 3}']) {
+      endpoint.body = body;
+      await poller.refresh(TD);
+      assert.match(poller.status(TD)!.lastError!.message, /served a document that is not a SPIFFE bundle/, body);
+      assert.deepEqual(await ds.getBundle(TD), before, body);
+    }
+  });
+});
