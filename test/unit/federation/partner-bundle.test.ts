@@ -122,6 +122,12 @@ test('a spiffe_sequence and refresh hint beyond 2^53 are taken from the endpoint
     // An operator seeds the partner with a document of its own endpoint (SPIRE writes 64-bit sequences).
     await ds.setBundle(federatedBundleFromText(TD, huge(ca.bundle()), undefined, undefined, clock.now()));
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
+    // "bundle set" still refuses a document that leaves nothing to trust (an operator deletes a bundle instead), and
+    // says why each key was ignored.
+    assert.throws(
+      () => federatedBundleFromText(TD, document(ca.bundle(), (k) => delete k[0]!['kty']), undefined, undefined, clock.now()),
+      /holds no usable X\.509 authorities and no JWT keys \(SPIFFE bundle for partner\.org: keys\[0\] has no kty; the key is ignored\)/,
+    );
 
     const poller = new FederatedBundlePoller([endpoint.rel], ds, clock, pino({ level: 'silent' }));
     t.after(() => poller.stop());
