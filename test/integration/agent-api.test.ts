@@ -344,3 +344,24 @@ test('attestation attempts are rate limited per source address, before the datas
   assert.equal(outcomes.at(-1), 'limited', outcomes.slice(-3).join(' | '));
   assert.ok(refused >= 90 && refused <= 125, `${refused} attempts reached the datastore first`);
 });
+
+test('a server shutting down ends every Sync stream at once with UNAVAILABLE, so agents reconnect instead of waiting', async (t) => {
+  // A server of its own: this one is stopped.
+  const dir = tempDir('meshid-agent-api-stop-');
+  t.after(dir.cleanup);
+  const own = await startServerProcess(dir.dir);
+  t.after(() => own.stop());
+  const roots = (await own.cli(['bundle', 'show'])).out;
+  const agent = await attestAgent(own, roots);
+  const client = connectNode(own, roots, agent);
+  t.after(() => client.close());
+  const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
+  stream.on('data', () => undefined);
+  await new Promise((resolve) => stream.once('data', resolve));
+  const ended = new Promise<grpc.ServiceError>((resolve) => stream.once('error', resolve));
+  const exited = own.stop('SIGTERM');
+  const err = await ended;
+  assert.equal(err.code, grpc.status.UNAVAILABLE);
+  assert.equal(err.details, 'meshid-server is shutting down; reconnect');
+  assert.equal(await exited, 0, 'and exits cleanly with the agent still connected');
+});

@@ -307,6 +307,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     syncStreams.set(agentId, end);
 
     const onEvent = (event: HubEvent): void => {
+      if (event.kind === 'stopping') return end(unavailable('meshid-server is shutting down; reconnect'));
       if (event.kind !== 'agent') return push();
       if (event.spiffeId !== undefined && event.spiffeId !== agentId) return;
       // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization; a stream

@@ -4,7 +4,7 @@ import type { Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { EntryIndex } from '../entries/entry-index.js';
 import { storedBundleToTrustBundle } from './convert.js';
 
-export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeId?: string };
+export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeId?: string } | { kind: 'stopping' };
 
 /**
  * The server's live view for pushing to agents: the entry index and the federated bundles, refreshed from the
@@ -36,8 +36,14 @@ export class SyncHub {
     });
   }
 
+  /**
+   * Stops following the datastore and tells every stream the server is going: each Sync stream ends UNAVAILABLE at
+   * once, so its agent reconnects (to this server restarted, or another) instead of waiting on a half-closed
+   * connection, and the agent API's graceful shutdown has no open stream to wait for.
+   */
   stop(): void {
     this.unsubscribe?.();
+    this.emit({ kind: 'stopping' });
   }
 
   /** Resolves once every change committed so far has been applied and fanned out. */
