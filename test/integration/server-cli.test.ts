@@ -202,6 +202,10 @@ test('invalid input is InvalidArgument, whether caught locally or by the server'
   assertError(await cli(base(`spiffe://${TD}`, parent, 'unix:uid:1')), /^Error: InvalidArgument: .*must have a path/);
   assertError(await cli(base(good, parent, 'nocolon')), /^Error: InvalidArgument: selector "nocolon" must have the form type:value/);
   assertError(await cli(base(good, parent, 'UNIX:uid:1')), /^Error: InvalidArgument: selector 1: type "UNIX" is invalid/);
+  // unix selectors that no process could ever have: a misspelt key, a uid that is not a number.
+  assertError(await cli(base(good, parent, 'unix:foo:1000')), /^Error: InvalidArgument: selector 1: unix:foo:1000 is not a selector the unix attestor makes: use uid:, user:, gid:/);
+  assertError(await cli(base(good, parent, 'unix:uid:abc')), /^Error: InvalidArgument: selector 1: unix:uid: needs a numeric uid, got "abc"/);
+  assertError(await cli(base(good, parent, 'unix:path:bin/sh')), /^Error: InvalidArgument: selector 1: unix:path: needs an absolute path/);
   assertError(await cli(base(good, parent, 'unix:uid:1', '--x509-svid-ttl', 'soon')), /^Error: InvalidArgument: flag --x509-svid-ttl "soon" is not a valid duration/);
   assertError(await cli(base(good, parent, 'unix:uid:1', '--x509-svid-ttl', '30d')), /^Error: InvalidArgument: x509_svid_ttl 30d exceeds the server's max_x509_svid_ttl/);
   assertError(await cli(base(good, parent, 'unix:uid:1', '--federates-with', 'Bad Domain')), /^Error: InvalidArgument: trust domain "Bad Domain" is invalid/);

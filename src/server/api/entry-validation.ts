@@ -39,7 +39,35 @@ export function validateSelector(s: ProtoSelector | undefined, index: number): S
   }
   if (value === '') throw invalidArgument(`selector ${index + 1} (${type}): value is empty (e.g. unix:uid:1000)`);
   if (Buffer.byteLength(value) > MAX_SELECTOR_VALUE_BYTES) throw invalidArgument(`selector ${index + 1} (${type}): value is longer than 1024 bytes`);
+  if (type === 'unix') checkUnixSelector(value, index);
   return { type, value };
+}
+
+/**
+ * The selectors meshid's unix attestor makes (agent/attestor), checked so an entry that could never match (a
+ * misspelt key, a uid that is not a number) is refused when written rather than found out when nothing gets its SVID.
+ */
+const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> = {
+  uid: { re: /^\d{1,10}$/, expect: 'a numeric uid' },
+  user: { re: /^.+$/, expect: 'a user name' },
+  gid: { re: /^\d{1,10}$/, expect: 'a numeric gid' },
+  group: { re: /^.+$/, expect: 'a group name' },
+  supplementary_gid: { re: /^\d{1,10}$/, expect: 'a numeric gid' },
+  supplementary_group: { re: /^.+$/, expect: 'a group name' },
+  path: { re: /^\//, expect: 'an absolute path' },
+  sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits' },
+};
+
+function checkUnixSelector(value: string, index: number): void {
+  const colon = value.indexOf(':');
+  const key = colon === -1 ? value : value.slice(0, colon);
+  const rule = UNIX_SELECTORS[key];
+  if (rule === undefined) {
+    throw invalidArgument(
+      `selector ${index + 1}: unix:${value} is not a selector the unix attestor makes: use ${Object.keys(UNIX_SELECTORS).map((k) => `${k}:`).join(', ')} (e.g. unix:uid:1000)`,
+    );
+  }
+  if (colon === -1 || !rule.re.test(value.slice(colon + 1))) throw invalidArgument(`selector ${index + 1}: unix:${key}: needs ${rule.expect}, got "${value.slice(colon + 1)}"`);
 }
 
 /** An entry's or a filter's selectors: each valid, at most MAX_SELECTORS. */
