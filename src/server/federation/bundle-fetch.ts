@@ -3,7 +3,7 @@ import type { PeerCertificate } from 'node:tls';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { federatedBundleFromSpiffeJson, type FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
-import type { FederationRelationship } from './relationship.js';
+import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
 /** A bundle document is a few KB per key; this bounds what a misbehaving endpoint can make the server hold. */
 const MAX_BODY_BYTES = 1 << 20;
@@ -13,7 +13,7 @@ const TIMEOUT_MS = 10_000;
  * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5) and reads it as a
  * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`; what is left
  * may be nothing, the partner revoking every key). https_spiffe trusts only `anchors` (the X.509 roots stored for
- * that trust domain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
+ * the endpoint SPIFFE ID's trust domain, endpointTrustDomain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
  * URI SAN; no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
  * adds some) and the URL's host name. Throws MeshidError: unavailable for anything the endpoint or the network did,
  * including a document that is not a SPIFFE bundle at all; failed_precondition when https_spiffe has no root to
@@ -25,14 +25,15 @@ export function fetchFederatedBundle(
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
   if (rel.profile === 'https_spiffe') {
-    const reseed = `"meshid-server bundle set --trust-domain ${rel.trustDomain}"`;
+    const anchorDomain = endpointTrustDomain(rel);
+    const reseed = `"meshid-server bundle set --trust-domain ${anchorDomain}"`;
     if (anchors === undefined) {
-      return Promise.reject(failedPrecondition(`no bundle of ${rel.trustDomain} is stored to authenticate its ${where}: seed it once with ${reseed}`));
+      return Promise.reject(failedPrecondition(`no bundle of ${anchorDomain} is stored to authenticate the ${where}: seed it once with ${reseed}`));
     }
     if (anchors.length === 0) {
       return Promise.reject(
         failedPrecondition(
-          `the stored bundle of ${rel.trustDomain} has no X.509 roots (the endpoint revoked them), so nothing authenticates its ${where}: once the partner has new roots, seed them with ${reseed}`,
+          `the stored bundle of ${anchorDomain} has no X.509 roots (its endpoint revoked them), so nothing authenticates the ${where}: once ${anchorDomain} has new roots, seed them with ${reseed}`,
         ),
       );
     }

@@ -5,7 +5,7 @@ import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { fetchFederatedBundle } from './bundle-fetch.js';
 import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
-import type { FederationRelationship } from './relationship.js';
+import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
 /** When the endpoint gives no spiffe_refresh_hint (SPIRE's default too). */
 export const DEFAULT_REFRESH_MS = 5 * 60_000;
@@ -152,7 +152,9 @@ export class FederatedBundlePoller {
     state.lastAttemptAt = this.clock.now();
     try {
       const previous = await this.ds.getBundle(rel.trustDomain);
-      const { bundle: fetched, ignored } = await this.fetch(rel, previous?.x509Authorities);
+      const anchorDomain = endpointTrustDomain(rel);
+      const anchors = anchorDomain === rel.trustDomain ? previous : await this.ds.getBundle(anchorDomain);
+      const { bundle: fetched, ignored } = await this.fetch(rel, anchors?.x509Authorities);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
       if (ignored.length > 0) {
@@ -167,7 +169,7 @@ export class FederatedBundlePoller {
         else this.log.info(fields, 'federated bundle updated from its endpoint');
       }
       state.lastSuccessAt = this.clock.now();
-      if (rel.profile === 'https_spiffe' && stored.x509Authorities.length === 0) {
+      if (rel.profile === 'https_spiffe' && anchorDomain === rel.trustDomain && stored.x509Authorities.length === 0) {
         // Stored all the same: keeping roots the partner revoked would trust what it no longer vouches for. But the
         // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
         state.failures = 1;

@@ -1,13 +1,14 @@
 import { invalidArgument } from '../../common/errors.js';
 import { isJsonObject } from '../../common/json-object.js';
-import { parseTrustDomain, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
+import { parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
 
 export type BundleEndpointProfile = 'https_spiffe' | 'https_web';
 
 /**
  * A trust domain this server federates with and where its bundle is fetched (SPIRE's `federates_with` block;
  * Trust Domain and Bundle §5): https_spiffe authenticates the endpoint by `endpointSpiffeId` against the bundle
- * stored for that trust domain, https_web by the host's web PKI roots and the URL's host name.
+ * stored for the endpoint ID's trust domain (usually the one federated with; §5.2.2.2 lets another domain, say a
+ * hosting provider's, serve it), https_web by the host's web PKI roots and the URL's host name.
  */
 export interface FederationRelationship {
   readonly trustDomain: string;
@@ -15,6 +16,20 @@ export interface FederationRelationship {
   readonly profile: BundleEndpointProfile;
   /** https_spiffe only: the SPIFFE ID the endpoint's SVID must carry. */
   readonly endpointSpiffeId: string | undefined;
+}
+
+/** The trust domain an ID names, for parseWorkloadId to check the rest (and say what is wrong, if it does not parse). */
+function ownDomainOf(id: string): string {
+  try {
+    return parseSpiffeId(id).trustDomain;
+  } catch {
+    return '';
+  }
+}
+
+/** https_spiffe: the trust domain whose stored bundle authenticates the endpoint (that of its SPIFFE ID). */
+export function endpointTrustDomain(rel: FederationRelationship): string {
+  return rel.endpointSpiffeId === undefined ? rel.trustDomain : parseSpiffeId(rel.endpointSpiffeId).trustDomain;
 }
 
 /** As in the config file: `federates_with: { "<trust domain>": { bundle_endpoint_url, ... } }`. */
@@ -62,7 +77,8 @@ export function compileRelationship(name: string, value: unknown, ownTrustDomain
     if (typeof r.endpoint_spiffe_id !== 'string') {
       throw invalidArgument(`${where}: https_spiffe needs endpoint_spiffe_id, the SPIFFE ID of the endpoint's server`);
     }
-    endpointSpiffeId = parseWorkloadId(r.endpoint_spiffe_id, trustDomain, `${where}: endpoint_spiffe_id`).id;
+    // Any trust domain's: the endpoint may be hosted by another (Bundle §5.2.2.2), authenticated by that one's bundle.
+    endpointSpiffeId = parseWorkloadId(r.endpoint_spiffe_id, ownDomainOf(r.endpoint_spiffe_id), `${where}: endpoint_spiffe_id`).id;
   } else if (r.endpoint_spiffe_id !== undefined) {
     throw invalidArgument(`${where}: endpoint_spiffe_id is for https_spiffe; https_web authenticates the URL's host name`);
   }

@@ -8,7 +8,7 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
-import { compileRelationships } from '../../../src/server/federation/relationship.js';
+import { compileRelationships, endpointTrustDomain } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { withDatastore } from '../datastore/fixture.js';
 
@@ -96,14 +96,15 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
   });
 });
 
-test('federates_with in the config is checked: profile, https URL, endpoint SPIFFE ID in that trust domain', () => {
+test('federates_with in the config is checked: profile, https URL, an endpoint SPIFFE ID with a path', () => {
   const bad: Array<[unknown, RegExp]> = [
     [{ 'example.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web' } }, /own trust domain/],
     [{ 'p.org': { bundle_endpoint_url: 'http://x', bundle_endpoint_profile: 'https_web' } }, /must be an https:\/\/ URL/],
     [{ 'p.org': { bundle_endpoint_url: 'https://u:pw@x', bundle_endpoint_profile: 'https_web' } }, /credentials/],
     [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'spiffe' } }, /must be one of https_spiffe, https_web/],
     [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe' } }, /needs endpoint_spiffe_id/],
-    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://q.org/s' } }, /not in trust domain "p.org"/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://q.org' } }, /endpoint_spiffe_id "spiffe:\/\/q\.org" must have a path/],
+    [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'q.org/s' } }, /endpoint_spiffe_id: "q\.org\/s" is not a SPIFFE ID/],
     [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web', endpoint_spiffe_id: 'spiffe://p.org/s' } }, /is for https_spiffe/],
     [{ 'p.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web', refresh: 5 } }, /unknown key "refresh"/],
     [{ 'P.org': { bundle_endpoint_url: 'https://x', bundle_endpoint_profile: 'https_web' } }, /lowercase|invalid/i],
@@ -115,6 +116,13 @@ test('federates_with in the config is checked: profile, https URL, endpoint SPIF
     'example.org',
   );
   assert.deepEqual(ok, { trustDomain: 'p.org', bundleEndpointUrl: 'https://p.example:8443/', profile: 'https_spiffe', endpointSpiffeId: 'spiffe://p.org/spire/server' });
+  assert.equal(endpointTrustDomain(ok!), 'p.org');
+  // Bundle §5.2.2.2: an endpoint another trust domain hosts is authenticated by that domain's bundle.
+  const [hosted] = compileRelationships(
+    { 'p.org': { bundle_endpoint_url: 'https://host.example', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://host.example/bundles' } },
+    'example.org',
+  );
+  assert.equal(endpointTrustDomain(hosted!), 'host.example');
 });
 
 test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch', async (t) => {

@@ -169,7 +169,7 @@ test('an endpoint serving no usable key revokes them all: the empty bundle is st
     await poller.refresh(TD);
     assert.equal(endpoint.requests, 1);
     status = poller.status(TD)!;
-    assert.match(status.lastError!.message, /the stored bundle of partner\.org has no X\.509 roots \(the endpoint revoked them\).*seed them with "meshid-server bundle set --trust-domain partner\.org"/);
+    assert.match(status.lastError!.message, /the stored bundle of partner\.org has no X\.509 roots \(its endpoint revoked them\).*seed them with "meshid-server bundle set --trust-domain partner\.org"/);
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, []);
 
     // The operator re-seeds; polls work again. A bundle whose every key is unusable is a revocation too (§4.1.3).
@@ -192,5 +192,36 @@ test('an endpoint serving no usable key revokes them all: the empty bundle is st
       assert.match(poller.status(TD)!.lastError!.message, /served a document that is not a SPIFFE bundle/, body);
       assert.deepEqual(await ds.getBundle(TD), before, body);
     }
+  });
+});
+
+test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authenticated with that domain's stored bundle", async (t) => {
+  const host = new TestCa('host.example');
+  const partner = new TestCa(TD);
+  t.after(() => [host, partner].forEach((c) => c.dispose()));
+  // The hosting provider's server, under an SVID of its own trust domain, serving partner.org's bundle.
+  const svid = host.issue('spiffe://host.example/bundles');
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => res.writeHead(200).end(bundleToSpiffeJson(partner.bundle(3))));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const [rel] = compileRelationships(
+    { [TD]: { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://host.example/bundles' } },
+    'example.org',
+  );
+  await withDatastore(async ({ ds, clock }) => {
+    const poller = new FederatedBundlePoller([rel!], ds, clock, recordingLogger().log);
+    t.after(() => poller.stop());
+    await poller.refresh(TD).catch(() => undefined);
+    assert.match(poller.status(TD)!.lastError!.message, /no bundle of host\.example is stored to authenticate the bundle endpoint .* of partner\.org: seed it once with "meshid-server bundle set --trust-domain host\.example"/);
+    assert.equal(await ds.getBundle(TD), undefined);
+
+    await ds.setBundle(storedFederatedBundle('host.example', host.bundle(1), undefined, clock.now()));
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [partner.rootDer], "partner.org's bundle, fetched through the host's endpoint");
   });
 });
