@@ -39,9 +39,35 @@ export function fetchFederatedBundle(
     }
     tls = { ca: certificatesToPem([...anchors]), checkServerIdentity: (_host, cert) => checkEndpointId(cert, rel.endpointSpiffeId!) };
   }
+  return get(rel, rel.bundleEndpointUrl, tls, where, timeoutMs, MAX_REDIRECTS);
+}
+
+/** Redirects followed (Bundle §5.2.1.4, §5.2.2.4: clients SHOULD follow them), each to https and authenticated anew. */
+const MAX_REDIRECTS = 3;
+const REDIRECTS = new Set([301, 302, 303, 307, 308]);
+
+function get(
+  rel: FederationRelationship, url: string, tls: https.RequestOptions, where: string, timeoutMs: number, redirectsLeft: number,
+): Promise<FederatedBundleDocument> {
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
-    const req = https.get(rel.bundleEndpointUrl, { ...tls, agent: false, timeout: timeoutMs }, (res) => {
+    const req = https.get(url, { ...tls, agent: false, timeout: timeoutMs }, (res) => {
+      const location = res.headers.location;
+      if (res.statusCode !== undefined && REDIRECTS.has(res.statusCode) && location !== undefined) {
+        res.resume();
+        let next: URL;
+        try {
+          next = new URL(location, url);
+        } catch {
+          fail(`answered HTTP ${res.statusCode} to "${location}", which is not a URL`);
+          return;
+        }
+        if (next.protocol !== 'https:') fail(`answered HTTP ${res.statusCode} to ${next.href}, which is not https`);
+        else if (redirectsLeft === 0) fail(`redirected more than ${MAX_REDIRECTS} times`);
+        // The same trust (https_spiffe's anchors and endpoint ID, or the web PKI and the new host name) at the new URL.
+        else get(rel, next.href, tls, where, timeoutMs, redirectsLeft - 1).then(resolve, reject);
+        return;
+      }
       if (res.statusCode !== 200) {
         res.resume();
         fail(`answered HTTP ${res.statusCode}`);

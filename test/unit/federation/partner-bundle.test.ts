@@ -11,6 +11,7 @@ import { pino, type Logger } from 'pino';
 import { bundleToSpiffeJson, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
 import { FederatedBundlePoller, MAX_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
+import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetch.js';
 import { federatedBundleFromText, storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
 import { compileRelationships, type FederationRelationship } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
@@ -224,4 +225,30 @@ test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authentic
     assert.equal(poller.status(TD)!.lastError, undefined);
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [partner.rootDer], "partner.org's bundle, fetched through the host's endpoint");
   });
+});
+
+test('redirects are followed to https, authenticated anew, at most three times (Bundle §5.2.2.4)', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const svid = ca.issue(ENDPOINT_ID);
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (req, res) => {
+    const path = req.url ?? '/';
+    if (path === '/moved') res.writeHead(302, { Location: '/bundle' }).end();
+    else if (path === '/plain') res.writeHead(301, { Location: 'http://127.0.0.1:1/bundle' }).end();
+    else if (path.startsWith('/loop')) res.writeHead(307, { Location: `/loop${path.length}` }).end();
+    else res.writeHead(200).end(bundleToSpiffeJson(ca.bundle(2)));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const base = `https://127.0.0.1:${(server.address() as AddressInfo).port}`;
+  const rel = (path: string): FederationRelationship =>
+    compileRelationships({ [TD]: { bundle_endpoint_url: `${base}${path}`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: ENDPOINT_ID } }, 'example.org')[0]!;
+  const anchors = [ca.rootDer];
+  assert.deepEqual((await fetchFederatedBundle(rel('/moved'), anchors)).bundle.x509Authorities, [ca.rootDer]);
+  await assert.rejects(fetchFederatedBundle(rel('/plain'), anchors), /answered HTTP 301 to http:\/\/127\.0\.0\.1:1\/bundle, which is not https/);
+  await assert.rejects(fetchFederatedBundle(rel('/loop'), anchors), /redirected more than 3 times/);
 });
