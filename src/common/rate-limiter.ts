@@ -14,16 +14,15 @@ export class RateLimiter {
     private readonly clock: Clock,
   ) {}
 
-  /**
-   * Takes `cost` tokens if available; returns how many ms to wait otherwise (0 = allowed). A cost above the burst
-   * empties a full bucket instead of waiting forever for more tokens than the bucket holds.
-   */
+  /** The most tokens a bucket holds: a cost above it can never be taken (callers refuse such a request outright). */
+  get capacity(): number {
+    return this.burst;
+  }
+
+  /** Takes `cost` tokens if available; returns how many ms to wait otherwise (0 = allowed). */
   take(key: string, cost = 1): number {
-    cost = Math.min(cost, this.burst);
     const now = this.clock.now();
-    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
-    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
-    b.at = now;
+    const b = this.refill(key, now);
     this.buckets.set(key, b);
     if (b.tokens >= cost) {
       b.tokens -= cost;
@@ -31,6 +30,19 @@ export class RateLimiter {
       return 0;
     }
     return Math.ceil(((cost - b.tokens) / this.rate) * 1000);
+  }
+
+  /** How many ms until `cost` tokens are there (0: now), taking nothing. */
+  wait(key: string, cost: number): number {
+    const b = this.refill(key, this.clock.now());
+    return b.tokens >= cost ? 0 : Math.ceil(((cost - b.tokens) / this.rate) * 1000);
+  }
+
+  private refill(key: string, now: number): { tokens: number; at: number } {
+    const b = this.buckets.get(key) ?? { tokens: this.burst, at: now };
+    b.tokens = Math.min(this.burst, b.tokens + ((now - b.at) / 1000) * this.rate);
+    b.at = now;
+    return b;
   }
 
   /** Gives back tokens taken for a request that was refused elsewhere. */

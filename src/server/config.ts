@@ -175,7 +175,8 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   // against is a host that keeps asking, not a big one.
   const rate = raw.agent_sign_rate ?? 1000;
   const burst = raw.agent_sign_burst ?? 20_000;
-  if (!(rate > 0) || !(burst >= 1)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst ≥ 1');
+  // A burst below one full SignX509Svids call (1,000 CSRs) would refuse an agent's batch for ever, not for a while.
+  if (!(rate > 0) || !(burst >= 1000)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst at least 1000 (the CSRs one call may carry)');
   // The CA signs ~6,000 CSRs/s per core (bench P1); the global budget keeps a storm below what it can absorb.
   const globalRate = raw.global_sign_rate ?? 5000;
   const globalBurst = raw.global_sign_burst ?? 50_000;

@@ -1,7 +1,7 @@
 /**
  * The agent API's signing budget counts P-256 CSRs: a P-384 CSR, whose proof of possession costs the server about
  * five P-256 CSRs to check, is charged five tokens, so an agent cannot spend the event loop five times faster than
- * its budget says by choosing its key type.
+ * its budget says by choosing its key type, nor, with a call larger than its budget, get more than the budget.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -18,12 +18,12 @@ interface SignResults {
   results: Array<{ code?: number; message?: string; svid_chain?: Buffer[] }>;
 }
 
-test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it took', async (t) => {
+test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it took; one no budget holds is refused outright', async (t) => {
   const { dir, cleanup } = tempDir('meshid-signing-limits-');
   t.after(cleanup);
   const configFile = path.join(dir, 'server.json');
-  // A budget of 12 that does not refill within the test.
-  fs.writeFileSync(configFile, JSON.stringify({ agent_sign_rate: 0.0001, agent_sign_burst: 12 }));
+  // The smallest budget allowed (one full call of P-256 CSRs), refilling too slowly to matter within the test.
+  fs.writeFileSync(configFile, JSON.stringify({ agent_sign_rate: 0.0001, agent_sign_burst: 1000 }));
   const server = await startServerProcess(path.join(dir, 'server'), ['--config', configFile, '--datacenter', 'east']);
   t.after(() => server.stop());
   const alias = await server.cli(['entry', 'create', '--node', '--spiffe-id', 'spiffe://example.org/node/east', '--selector', 'meshid:datacenter:east']);
@@ -48,9 +48,12 @@ test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it 
     );
   };
 
-  assert.equal(await sign(['ec-p384', 'ec-p384']), 'signed,signed', 'two P-384 CSRs take 10 of 12 tokens');
-  assert.match(await sign(['ec-p384']), /^UNAVAILABLE: signing rate limit reached; retry in \d+ s$/, 'a third needs 5, 2 are left');
-  // The refusal gave back the token taken before the key was known: two P-256 CSRs still fit, a third does not.
-  assert.equal(await sign(['ec-p256', 'ec-p256']), 'signed,signed');
+  // More than the budget holds, in one call, is refused outright: no wait would let it through.
+  assert.match(await sign(Array<KeyType>(201).fill('ec-p384')), /^INVALID_ARGUMENT: this request costs 1005 signing tokens, more than an agent's budget holds \(agent_sign_burst 1000/);
+  const many = Array<KeyType>(198).fill('ec-p384');
+  assert.equal(await sign(many), many.map(() => 'signed').join(','), '198 P-384 CSRs take 990 of 1000 tokens');
+  assert.match(await sign(['ec-p384', 'ec-p384', 'ec-p384']), /^UNAVAILABLE: signing rate limit reached; retry in \d+ s$/, 'three more need 15, 10 are left');
+  // The refusal gave back the 3 tokens taken before the keys were known: ten P-256 CSRs still fit, an eleventh does not.
+  assert.equal(await sign(Array<KeyType>(10).fill('ec-p256')), Array(10).fill('signed').join(','));
   assert.match(await sign(['ec-p256']), /^UNAVAILABLE: signing rate limit reached/);
 });

@@ -152,7 +152,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const wait = deps.limiter.admit(agent.spiffeId, 1);
       if (wait > 0) throw signingRefused(wait);
       const csr = readCsr(req.csr);
-      const keyWait = deps.limiter.admitKeys(agent.spiffeId, [csr.publicKey]);
+      const keyWait = deps.limiter.admitKeys(agent.spiffeId, [csr.publicKey], 1);
       if (keyWait > 0) throw signingRefused(keyWait);
       csr.verifySignature();
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
@@ -177,11 +177,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         }
       });
       const keys = csrs.filter(isUnverifiedCsr).map((csr) => csr.publicKey);
-      const keyWait = deps.limiter.admitKeys(agent.spiffeId, keys);
-      if (keyWait > 0) {
-        deps.limiter.refund(agent.spiffeId, Math.max(1, items.length) - keys.length);
-        throw signingRefused(keyWait);
-      }
+      const keyWait = deps.limiter.admitKeys(agent.spiffeId, keys, Math.max(1, items.length));
+      if (keyWait > 0) throw signingRefused(keyWait);
       return {
         results: items.map((item, i) => {
           const entryId = item.entry_id ?? '';

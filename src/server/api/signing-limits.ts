@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import { invalidArgument } from '../../common/errors.js';
 import type { RateLimiter } from '../../common/rate-limiter.js';
 
 /**
@@ -15,8 +16,16 @@ export class SigningLimits {
     private readonly global: RateLimiter,
   ) {}
 
-  /** Returns 0 when admitted, otherwise how many ms to wait; nothing is consumed on refusal. */
+  /**
+   * Returns 0 when admitted, otherwise how many ms to wait; nothing is consumed on refusal. A cost no bucket can
+   * ever hold is refused outright (invalid_argument): waiting would not help.
+   */
   admit(agentId: string, cost: number): number {
+    if (cost > this.perAgent.capacity) {
+      throw invalidArgument(
+        `this request costs ${cost} signing tokens, more than an agent's budget holds (agent_sign_burst ${this.perAgent.capacity}; a P-256 CSR costs 1, a P-384 one ${P384_COST}): send fewer CSRs per call`,
+      );
+    }
     const globalWait = this.global.take('*', cost);
     if (globalWait > 0) return globalWait;
     const agentWait = this.perAgent.take(agentId, cost);
@@ -25,15 +34,21 @@ export class SigningLimits {
   }
 
   /**
-   * Charges the keys' cost beyond the one token each that admit took for them; when that is refused, gives those
-   * tokens back too (the request is refused whole) and returns how many ms to wait.
+   * Charges the keys' cost beyond the `taken` tokens admit took for the request (one per CSR). When that is refused,
+   * gives those back too (the request is refused whole) and returns how long the whole cost waits, so a retry after
+   * that time is admitted in one go; a whole cost no bucket can hold is invalid_argument, as in admit.
    */
-  admitKeys(agentId: string, keys: readonly KeyObject[]): number {
+  admitKeys(agentId: string, keys: readonly KeyObject[], taken: number): number {
     const extra = keys.reduce((sum, key) => sum + csrCost(key) - 1, 0);
     if (extra === 0) return 0;
-    const wait = this.admit(agentId, extra);
-    if (wait > 0) this.refund(agentId, keys.length);
-    return wait;
+    const whole = taken + extra;
+    if (whole > this.perAgent.capacity) {
+      this.refund(agentId, taken);
+      return this.admit(agentId, whole);
+    }
+    if (this.admit(agentId, extra) === 0) return 0;
+    this.refund(agentId, taken);
+    return Math.max(this.global.wait('*', whole), this.perAgent.wait(agentId, whole));
   }
 
   refund(agentId: string, cost: number): void {
@@ -48,5 +63,7 @@ export class SigningLimits {
  * P-384 verification alone takes ~480 µs; RSA verifications take 17 µs (2048 bits) to 51 µs (4096 bits).
  */
 export function csrCost(key: KeyObject): number {
-  return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? 5 : 1;
+  return key.asymmetricKeyType === 'ec' && key.asymmetricKeyDetails?.namedCurve === 'secp384r1' ? P384_COST : 1;
 }
+
+const P384_COST = 5;

@@ -4,6 +4,7 @@ import { FakeClock } from '../../../src/common/clock.js';
 import { RateLimiter } from '../../../src/common/rate-limiter.js';
 import { csrCost, SigningLimits } from '../../../src/server/api/signing-limits.js';
 import { generateKeyPairSync } from 'node:crypto';
+import { isMeshidError } from '../../../src/common/errors.js';
 
 test('a token bucket admits its burst, then refills at its rate, and says how long to wait', () => {
   const clock = new FakeClock(0);
@@ -27,17 +28,17 @@ test('signing limits: one agent cannot use up the global budget, and a refusal c
   assert.equal(limits.admit('agent-c', 50), 0, 'the global budget refills');
 });
 
-test('a cost above the burst waits for a full bucket and empties it, instead of waiting forever', () => {
+test('a bucket says how long until a cost is there without taking it', () => {
   const clock = new FakeClock(0);
   const l = new RateLimiter(10, 20, clock);
-  assert.equal(l.take('a', 5), 0);
-  assert.equal(l.take('a', 250), 500, 'five tokens short of a full bucket');
+  assert.equal(l.take('a', 15), 0);
+  assert.equal(l.wait('a', 10), 500, 'five tokens short');
+  assert.equal(l.wait('a', 10), 500, 'waiting took nothing');
   clock.advance(500);
-  assert.equal(l.take('a', 250), 0);
-  assert.equal(l.take('a', 1), 100, 'the bucket is empty');
+  assert.equal(l.take('a', 10), 0);
 });
 
-test('signing limits: keys are charged their cost beyond the token admit took, and a refusal gives all back', () => {
+test('signing limits: keys are charged their cost beyond the tokens admit took; a refusal gives all back and says when the whole fits', () => {
   const clock = new FakeClock(0);
   const limits = new SigningLimits(new RateLimiter(1, 13, clock), new RateLimiter(1, 1000, clock));
   const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
@@ -45,11 +46,21 @@ test('signing limits: keys are charged their cost beyond the token admit took, a
   const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
   assert.deepEqual([csrCost(p256), csrCost(p384), csrCost(rsa)], [1, 5, 1]);
   assert.equal(limits.admit('a', 2), 0);
-  assert.equal(limits.admitKeys('a', [p256, rsa]), 0, 'nothing beyond one token each');
+  assert.equal(limits.admitKeys('a', [p256, rsa], 2), 0, 'nothing beyond one token each');
   assert.equal(limits.admit('a', 2), 0);
-  assert.equal(limits.admitKeys('a', [p384, p384]), 0, '12 of 13 tokens taken');
+  assert.equal(limits.admitKeys('a', [p384, p384], 2), 0, '12 of 13 tokens taken');
   assert.equal(limits.admit('a', 1), 0);
-  assert.ok(limits.admitKeys('a', [p384]) > 0, 'the 4 more a P-384 key costs are not there');
+  assert.equal(limits.admitKeys('a', [p384], 1), 4000, 'the whole 5 are there once 4 more have come, 1 a second');
   assert.equal(limits.admit('a', 1), 0, 'the refusal gave back the token admit took');
   assert.ok(limits.admit('a', 1) > 0);
+  clock.advance(5000);
+  assert.equal(limits.admit('a', 1), 0);
+  assert.equal(limits.admitKeys('a', [p384], 1), 0, 'after the wait it said, the same request is admitted');
+
+  // More than a full bucket can never be admitted: refused outright, and everything given back.
+  clock.advance(60_000);
+  assert.throws(() => limits.admit('a', 14), (e: unknown) => isMeshidError(e, 'invalid_argument') && /costs 14 signing tokens, more than an agent's budget holds \(agent_sign_burst 13/.test(e.message));
+  assert.equal(limits.admit('a', 3), 0);
+  assert.throws(() => limits.admitKeys('a', [p384, p384, p384], 3), /costs 15 signing tokens/);
+  assert.equal(limits.admit('a', 13), 0, 'the 3 taken before the refusal came back');
 });
