@@ -1,5 +1,5 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition } from '../../common/errors.js';
+import { failedPrecondition, unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
@@ -157,6 +157,15 @@ export class FederatedBundlePoller {
       const { bundle: fetched, ignored } = await this.fetch(rel, anchors?.x509Authorities);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
+      if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > 0) {
+        // Keys were served, and none could be used: a publishing bug (base64url in x5c, say), not the revocation an
+        // empty bundle is (Bundle §4.1.3). Storing nothing would drop all trust in the domain and, for https_spiffe,
+        // lock the relationship out until the operator re-seeds it.
+        throw unavailable(
+          `${rel.bundleEndpointUrl} served ${ignored.length === 1 ? 'a key' : `${ignored.length} keys`} of ${rel.trustDomain} and none meshid can use, ` +
+            `so the stored bundle is kept: ${ignored.join('; ')}`,
+        );
+      }
       if (ignored.length > 0) {
         this.log.warn({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
       }

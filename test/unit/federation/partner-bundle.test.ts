@@ -63,6 +63,8 @@ function recordingLogger(): { log: Logger; lines: Array<Record<string, unknown>>
 
 const jwtKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
 
+
+
 test("keys a consumer must ignore are left out and logged once per poll; the partner's root rotation still arrives", async (t) => {
   const ca = new TestCa(TD);
   const next = new TestCa(TD);
@@ -143,7 +145,7 @@ test('a spiffe_sequence and refresh hint beyond 2^53 are taken from the endpoint
   });
 });
 
-test('an endpoint serving no usable key revokes them all: the empty bundle is stored and the relationship says to re-seed it', async (t) => {
+test('an endpoint serving an empty bundle revokes every key: it is stored and the relationship says to re-seed; unusable keys alone are a failed poll', async (t) => {
   const ca = new TestCa(TD);
   t.after(() => ca.dispose());
   const endpoint = await partnerEndpoint(t, ca);
@@ -173,16 +175,21 @@ test('an endpoint serving no usable key revokes them all: the empty bundle is st
     assert.match(status.lastError!.message, /the stored bundle of partner\.org has no X\.509 roots \(its endpoint revoked them\).*seed them with "meshid-server bundle set --trust-domain partner\.org"/);
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, []);
 
-    // The operator re-seeds; polls work again. A bundle whose every key is unusable is a revocation too (§4.1.3).
+    // The operator re-seeds; polls work again.
     await reseed();
     endpoint.body = seed;
     await poller.refresh(TD);
     assert.equal(poller.status(TD)!.lastError, undefined);
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
-    endpoint.body = document(ca.bundle(), (k) => k.forEach((key) => delete key['x5c']));
+    // Keys served but none usable (a publishing bug: base64url in x5c) is not the revocation an empty bundle is: the
+    // poll fails, saying why, and the stored bundle stays, so the next good document is fetched as before.
+    endpoint.body = document(ca.bundle(), (k) => k.forEach((key) => (key['x5c'] = (key['x5c'] as string[]).map((c) => Buffer.from(c, 'base64').toString('base64url')))));
     await poller.refresh(TD);
-    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, []);
-    assert.match(poller.status(TD)!.lastError!.message, /with no keys, now stored/);
+    assert.match(poller.status(TD)!.lastError!.message, /served a key of partner\.org and none meshid can use, so the stored bundle is kept: .*x5c\[0\] is not standard base64/);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
+    endpoint.body = seed;
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
 
     // A document that is not a SPIFFE bundle at all is a failed poll: the stored bundle stays.
     await reseed();
@@ -216,7 +223,7 @@ test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authentic
   await withDatastore(async ({ ds, clock }) => {
     const poller = new FederatedBundlePoller([rel!], ds, clock, recordingLogger().log);
     t.after(() => poller.stop());
-    await poller.refresh(TD).catch(() => undefined);
+    await poller.refresh(TD);
     assert.match(poller.status(TD)!.lastError!.message, /no bundle of host\.example is stored to authenticate the bundle endpoint .* of partner\.org: seed it once with "meshid-server bundle set --trust-domain host\.example"/);
     assert.equal(await ds.getBundle(TD), undefined);
 
