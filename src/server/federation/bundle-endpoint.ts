@@ -104,7 +104,14 @@ export class BundleEndpoint {
       options.sources.onBundleChange((bundle) => {
         endpoint.document = bundleToSpiffeJson(bundle);
       }),
-      options.sources.onServingCertChange((next) => server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, minVersion: 'TLSv1.2' })),
+      options.sources.onServingCertChange((next) => {
+        try {
+          server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, minVersion: 'TLSv1.2' });
+        } catch (err) {
+          // Called from a timer: a throw would end the process, and with it the agent and admin APIs.
+          options.log.error({ err }, 'the bundle endpoint cannot present its new certificate; it keeps the previous one');
+        }
+      }),
     );
     options.log.info({ address: `${host}:${endpoint.port}`, profile: options.sources.profile }, 'bundle endpoint listening');
     return endpoint;

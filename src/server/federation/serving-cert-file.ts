@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { createSecureContext } from 'node:tls';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -142,5 +143,12 @@ export function loadServingCert(files: Pick<ServingCertFiles, 'certFile' | 'keyF
   if (!keyMatchesCertificate(key, chain[0]!)) {
     throw invalidArgument(`the bundle endpoint key ${files.keyFile} is not the key of the first certificate in ${files.certFile}`);
   }
-  return { certChainPem: certificatesToPem(chain), privateKeyPem: exportPkcs8Pem(key), notAfter };
+  const served = { certChainPem: certificatesToPem(chain), privateKeyPem: exportPkcs8Pem(key), notAfter };
+  try {
+    // What OpenSSL itself refuses (an RSA-512 key at the default security level) must not reach a live server.
+    createSecureContext({ cert: served.certChainPem, key: served.privateKeyPem });
+  } catch (err) {
+    throw invalidArgument(`TLS refuses the bundle endpoint certificate ${files.certFile} and key ${files.keyFile}: ${(err as Error).message}`, err);
+  }
+  return served;
 }

@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import { spawnSync } from 'node:child_process';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { createLogger } from '../../../src/common/log.js';
@@ -83,4 +84,30 @@ test('at start, https_web certificate files that do not load are an error naming
   assert.throws(start, /the bundle endpoint key .*live\.key is not the key of the first certificate in .*live\.pem/);
   fs.writeFileSync(files.certFile, 'not a certificate');
   assert.throws(start, /the bundle endpoint certificate .*live\.pem does not parse: no PEM "CERTIFICATE" block found/);
+});
+
+test('a pair that TLS itself refuses (an RSA-512 key) is refused at start and never handed to the live server', (t) => {
+  const { dir, ca, files, install, lines, log } = setup(t);
+  const good = opensslWebLeaf(dir, ca, 'good');
+  install(good);
+  const clock = new FakeClock(Date.now());
+  const watched = ServingCertFile.start(files, clock, log);
+  t.after(() => watched.stop());
+  const seen: string[] = [];
+  watched.onChange((cert) => seen.push(serial(cert)));
+  // A pair whose key matches its certificate, which OpenSSL's default security level will not serve.
+  const weak = { cert: path.join(dir, 'weak.pem'), key: path.join(dir, 'weak.key') };
+  for (const args of [
+    ['genpkey', '-algorithm', 'RSA', '-pkeyopt', 'rsa_keygen_bits:512', '-out', weak.key],
+    ['req', '-new', '-key', weak.key, '-subj', '/CN=localhost', '-out', `${weak.key}.csr`],
+    ['x509', '-req', '-in', `${weak.key}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', '99', '-days', '1', '-out', weak.cert],
+  ]) {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  install(weak);
+  clock.advance(60_000);
+  assert.deepEqual(seen, [], 'not handed on');
+  assert.match(lines.find((l) => l.includes('do not load')) ?? '', /TLS refuses the bundle endpoint certificate/);
+  assert.throws(() => ServingCertFile.start(files, clock, log), /TLS refuses the bundle endpoint certificate .*live\.pem and key .*live\.key/);
 });
