@@ -20,6 +20,7 @@ export class ServerSvid {
   private current: ServerIdentity | undefined;
   private timer: TimerHandle | undefined;
   private listeners = new Set<(id: ServerIdentity) => void>();
+  private unfollow: (() => void) | undefined;
 
   constructor(
     private readonly ca: CaManager,
@@ -60,17 +61,20 @@ export class ServerSvid {
       this.renew();
     } catch (err) {
       this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
+      // One retry chain at a time: a taint may call this while a retry is already armed.
+      this.timer?.cancel();
       this.timer = this.clock.setTimer(() => this.renewOrRetry(), 60_000);
     }
   }
 
   /**
-   * Re-issues the SVID at once when its chain names an authority that has since been tainted: agents are told to
-   * re-sign away from it, and the server's own certificate (agent API, bundle endpoint) must not stay on it until
-   * its half-life. Returns the unsubscribe function.
+   * From now until stop(), re-issues the SVID at once when its chain names an authority that has since been tainted:
+   * agents are told to re-sign away from it, and the server's own certificate (agent API, bundle endpoint) must not
+   * stay on it until its half-life.
    */
-  followTaints(): () => void {
-    return this.ca.onChange(() => {
+  followTaints(): void {
+    this.unfollow?.();
+    this.unfollow = this.ca.onChange(() => {
       const current = this.current;
       if (current === undefined) return;
       const tainted = new Set(this.ca.taintedKeyIds());
@@ -81,6 +85,9 @@ export class ServerSvid {
   }
 
   stop(): void {
+    this.unfollow?.();
+    this.unfollow = undefined;
     this.timer?.cancel();
+    this.timer = undefined;
   }
 }

@@ -116,8 +116,8 @@ export class MeshidServer {
       started.push(() => federation.stop());
 
       const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
-      const unfollow = svid.followTaints();
-      started.push(() => (unfollow(), svid.stop()));
+      svid.followTaints();
+      started.push(() => svid.stop());
       const admin = await startAdminServer(config, ds, ca, federation, clock, log.child({ subsystem: 'admin-api' }));
       started.push(() => admin.forceShutdown());
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));

@@ -25,7 +25,7 @@ export interface FlagSpec {
   readonly choices?: readonly string[];
   /**
    * string/strings: an empty value (`--hint ""`) is accepted and means none, so an update can clear the field;
-   * for strings it adds no value (`--dns ""` alone is the empty list). Otherwise an empty value is an error.
+   * for strings it is the empty list, and only alone (`--dns ""`). Otherwise an empty value is an error.
    */
   readonly emptyClears?: boolean;
   /** duration: 0 is accepted (where 0 means "the server default"); otherwise a duration must be positive. */
@@ -129,6 +129,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
     }
   }
   const values = new Map<string, FlagValue>();
+  /** strings flags given as "" (none), which no other value of theirs may join. */
+  const emptied = new Set<string>();
   const positionals: string[] = [];
   let help = false;
 
@@ -170,9 +172,15 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       i++;
     }
     if (raw === '' && spec.emptyClears === true && spec.type !== 'duration') {
-      if (spec.type === 'strings') values.set(spec.name, (values.get(spec.name) as string[] | undefined) ?? []);
-      else if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
-      else values.set(spec.name, '');
+      if (spec.type === 'strings') {
+        // "None" beside values is a contradiction, whichever comes first: refused rather than one of them dropped.
+        if (values.has(spec.name)) throw invalidArgument(`flag ${typed} "" (none) cannot be combined with other values of ${typed}`);
+        values.set(spec.name, []);
+        emptied.add(spec.name);
+        continue;
+      }
+      if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
+      values.set(spec.name, '');
       continue;
     }
     if (raw === '') throw invalidArgument(`flag ${typed} has an empty value`);
@@ -180,6 +188,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
     }
     if (spec.type === 'strings') {
+      if (emptied.has(spec.name)) throw invalidArgument(`flag ${typed} "" (none) cannot be combined with other values of ${typed}`);
       values.set(spec.name, [...((values.get(spec.name) as string[] | undefined) ?? []), raw]);
       continue;
     }

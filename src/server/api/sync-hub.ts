@@ -17,6 +17,7 @@ export class SyncHub {
   private listeners = new Set<(event: HubEvent) => void>();
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | undefined;
+  private stopped = false;
 
   constructor(
     private readonly ds: Datastore,
@@ -42,6 +43,7 @@ export class SyncHub {
    * connection, and the agent API's graceful shutdown has no open stream to wait for.
    */
   stop(): void {
+    this.stopped = true;
     this.unsubscribe?.();
     this.emit({ kind: 'stopping' });
   }
@@ -95,6 +97,11 @@ export class SyncHub {
   }
 
   subscribe(listener: (event: HubEvent) => void): () => void {
+    // A stream that got here after stop() (its authentication was in flight) hears at once that the server is going.
+    if (this.stopped) {
+      queueMicrotask(() => listener({ kind: 'stopping' }));
+      return () => undefined;
+    }
     this.listeners.add(listener);
     return () => this.listeners.delete(listener);
   }

@@ -151,3 +151,18 @@ test('help lists each flag with its placeholder, description, repeatability and 
   assert.match(help, /--admin +Admin\n/);
   assert.match(help, /--help +Show this help\n$/);
 });
+
+test('an empty value clears where a flag allows it: a string becomes "", a list the empty list, only on its own', () => {
+  const specs: FlagSpec[] = [
+    { name: 'hint', type: 'string', emptyClears: true, description: 'Hint' },
+    { name: 'dns', type: 'strings', emptyClears: true, description: 'DNS' },
+    { name: 'ttl', type: 'duration', zeroAllowed: true, description: 'TTL' },
+    { name: 'max-ttl', type: 'duration', description: 'Max TTL' },
+  ];
+  const a = parseArgs(['--hint', '', '--dns=', '--ttl', '0s'], specs);
+  assert.deepEqual([a.string('hint'), a.strings('dns'), a.has('dns'), a.durationMs('ttl')], ['', [], true, 0]);
+  assert.equal(failure(['--dns', 'a.example', '--dns', ''], specs), 'flag --dns "" (none) cannot be combined with other values of --dns');
+  assert.equal(failure(['--dns', '', '--dns', 'a.example'], specs), 'flag --dns "" (none) cannot be combined with other values of --dns');
+  assert.equal(failure(['--hint', '', '--hint', ''], specs), 'flag --hint is given more than once');
+  assert.match(failure(['--max-ttl', '0'], specs), /flag --max-ttl must be a positive number of seconds, got 0/);
+});

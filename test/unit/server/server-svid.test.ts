@@ -7,7 +7,7 @@ import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
-import { chainNamesKeyId } from '../../../src/common/x509/certificate.js';
+import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/certificate.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 
 const H = 3_600_000;
@@ -48,8 +48,8 @@ test('the server SVID is re-issued at once when an authority in its chain is tai
   const ca = await openTestCa(dir);
   t.after(() => ca.close());
   const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
-  const unfollow = svid.followTaints();
-  t.after(() => (unfollow(), svid.stop()));
+  svid.followTaints();
+  t.after(() => svid.stop());
   const issued: string[] = [];
   svid.onChange((id) => issued.push(id.certChainPem));
   const first = svid.identity();
@@ -68,4 +68,36 @@ test('the server SVID is re-issued at once when an authority in its chain is tai
   assert.ok(chainNamesKeyId(chainOf(first.certChainPem), tainted));
   assert.ok(!chainNamesKeyId(chainOf(renewed.certChainPem), tainted), 'the new SVID is off the tainted intermediate');
   assert.equal(issued.length, 2, 'listeners (the TLS layers) were handed the new one');
+});
+
+test('taints arriving while renewals fail keep one retry chain, and stop() ends it and the taint following', (t) => {
+  const testCa = new TestCa('example.org');
+  t.after(() => testCa.dispose());
+  const clock = new FakeClock(Date.now());
+  let calls = 0;
+  let failing = false;
+  const changeListeners = new Set<() => void>();
+  const ca = {
+    trustDomain: 'example.org',
+    signX509Svid: () => {
+      calls++;
+      if (failing) throw failedPrecondition('no active intermediate CA for datacenter "east"');
+      return { chain: [testCa.rootDer], notAfter: clock.now() + 2 * H };
+    },
+    // Every chain counts as tainted: each CA change asks for a re-issue.
+    taintedKeyIds: () => [parseCaCertificate(testCa.rootDer).subjectKeyId!],
+    onChange: (l: () => void) => (changeListeners.add(l), () => changeListeners.delete(l)),
+  } as unknown as CaManager;
+  const svid = new ServerSvid(ca, 'east', 2 * H, clock, silentLogger());
+  svid.followTaints();
+  svid.identity();
+  failing = true;
+  for (let i = 0; i < 3; i++) for (const l of changeListeners) l();
+  assert.equal(calls, 4, 'one attempt per change');
+  clock.advance(60_000);
+  assert.equal(calls, 5, 'then one retry a minute, not one per change');
+  svid.stop();
+  assert.equal(changeListeners.size, 0, 'stop() stops following taints');
+  clock.advance(10 * 60_000);
+  assert.equal(calls, 5, 'and ends the retries');
 });

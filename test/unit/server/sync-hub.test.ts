@@ -58,3 +58,16 @@ test('a hub whose index fell behind the tombstone watermark reloads every entry:
     }
   });
 });
+
+test('stopping the hub tells every subscriber, and one subscribing after the stop hears it at once', async () => {
+  await withDatastore(async ({ ds }) => {
+    const hub = new SyncHub(ds, 'example.org', silentLogger());
+    await hub.start();
+    const heard: string[] = [];
+    hub.subscribe((e) => heard.push(`early:${e.kind}`));
+    hub.stop();
+    hub.subscribe((e) => heard.push(`late:${e.kind}`));
+    await Promise.resolve();
+    assert.deepEqual(heard, ['early:stopping', 'late:stopping']);
+  });
+});
