@@ -1,6 +1,7 @@
 #!/usr/bin/env node
 /** meshid-agent's executable: `meshid-agent run | api | healthcheck | validate`, shaped like spire-agent's. */
 import { runBinary, type CommandGroup } from '../common/cli/binary.js';
+import { exitOnBrokenPipe } from '../common/cli/output.js';
 import { apiCommand, healthcheckCommand } from './cli/index.js';
 
 const GROUPS: readonly CommandGroup[] = [
@@ -18,6 +19,9 @@ const GROUPS: readonly CommandGroup[] = [
     run: async (argv, io) => (await import('./cli/validate.js')).validateAgentCommand(argv, io),
   },
 ];
+
+// `meshid-agent api watch | head -1`: the reader leaving ends the command quietly, not with a stack trace.
+exitOnBrokenPipe(process.stdout);
 
 // exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
 process.exitCode = await runBinary(

@@ -106,6 +106,19 @@ function isGrpcStatus(err: unknown): boolean {
 /** Exit status of every failed command. spire-server uses 1 for usage and server errors alike. */
 export const EXIT_FAILURE = 1;
 
+/**
+ * Ends the process with status 0 once the reader of `stream` has gone away (EPIPE: `meshid-agent api fetch x509 |
+ * head -1`). Whatever is left to print has no reader, and a watch would otherwise run on for nothing. Without this
+ * listener Node throws the stream's 'error' event as an uncaught exception: a stack trace and exit 1. Any other
+ * error is thrown as before. For a binary's main module, on process.stdout.
+ */
+export function exitOnBrokenPipe(stream: Writable): void {
+  stream.on('error', (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EPIPE') throw err;
+    process.exit(0);
+  });
+}
+
 /** Writes the error line to stderr and returns the exit status to use. */
 export function reportError(io: CliIo, err: unknown): number {
   io.stderr.write(errorLine(err) + '\n');
