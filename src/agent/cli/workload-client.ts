@@ -157,8 +157,14 @@ export class WorkloadApiClient {
     return streamIterator(call, (err) => this.translate(err));
   }
 
+  /**
+   * A failure of this client's own connection to the socket (no socket, nobody listening on it, no permission) is
+   * rewritten to name the socket. Only those: grpc-js reports them as UNAVAILABLE whose text is the connect error
+   * on this path ("connect ENOENT /run/meshid/api.sock"). An UNAVAILABLE the agent sent — say its own link to
+   * meshid-server is down, "connect ECONNREFUSED 10.0.0.5:8081" — keeps its code and text: the socket was fine.
+   */
   private translate(err: ServiceError): MeshidError {
-    if (err.code === status.UNAVAILABLE && /ENOENT|ECONNREFUSED|EACCES|No connection established|connect/.test(err.details ?? '')) {
+    if (err.code === status.UNAVAILABLE && connectFailedOn(err.details ?? '', this.socketPath)) {
       return unavailable(`cannot reach the Workload API on ${this.socketPath}: ${err.details}`, err);
     }
     return fromServiceError(err);
@@ -175,6 +181,11 @@ export function grpcCode(err: unknown): number | undefined {
   const candidate = (err as { cause?: unknown })?.cause ?? err;
   const code = (candidate as { code?: unknown })?.code;
   return typeof code === 'number' ? code : undefined;
+}
+
+/** Whether grpc-js's text for a failed call is the error of connecting to `socketPath`: "connect ENOENT <path>". */
+function connectFailedOn(details: string, socketPath: string): boolean {
+  return new RegExp(`\\bconnect E[A-Z]+ ${socketPath.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}`).test(details);
 }
 
 function securityMetadata(): Metadata {

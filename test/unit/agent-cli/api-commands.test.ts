@@ -1,9 +1,11 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { unavailable } from '../../../src/common/errors.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { parseJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
 import { apiCommand, healthcheckCommand } from '../../../src/agent/cli/index.js';
@@ -102,9 +104,34 @@ describe('meshid-agent api fetch x509 (attestation stubbed: caller has unix:uid:
     assert.equal(r.code, 1);
     assert.match(r.err, /^Error: Unavailable: .*nothing-here\.sock.*\n$/);
   });
+
+  test('a socket file nobody listens on (the agent died): Unavailable naming the socket, within the timeout', async () => {
+    const stale = path.join(tmp, 'stale.sock');
+    // A listener killed outright leaves its socket file behind: connecting to it is ECONNREFUSED.
+    const child = spawn(process.execPath, ['-e', `require('node:net').createServer().listen(${JSON.stringify(stale)}, () => process.kill(process.pid, 'SIGKILL'))`]);
+    await new Promise((resolve) => child.once('exit', resolve));
+    assert.ok(fs.statSync(stale).isSocket());
+    const r = await within(api(['fetch', 'x509', '--socket-path', stale, '--timeout', '2s']), 'the command to give up');
+    assert.equal(r.code, 1);
+    assert.match(r.err, /^Error: Unavailable: cannot reach the Workload API on .*stale\.sock: .*ECONNREFUSED.*\n$/);
+  });
 });
 
 describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation stubbed)', () => {
+  test('an Unavailable the agent sends (its own link to meshid-server is down) keeps its text: the socket is not blamed', async () => {
+    // What the agent answered when meshid-server was stopped: grpc-js's text for the agent's failed connection.
+    const reason = 'No connection established. Last error: Error: connect ECONNREFUSED 127.0.0.1:8091. Resolution note: ';
+    const original = h.cache.fetchJwtSvids;
+    h.cache.fetchJwtSvids = () => Promise.reject(unavailable(reason));
+    try {
+      const r = await api(['fetch', 'jwt', '--audience', 'x', '--socket-path', h.socketPath]);
+      assert.equal(r.code, 1);
+      assert.equal(r.err, `Error: Unavailable: ${reason}\n`);
+    } finally {
+      h.cache.fetchJwtSvids = original;
+    }
+  });
+
   test('fetch jwt prints token(<id>) and a token for the audience; validate jwt accepts it', async () => {
     const r = await api(['fetch', 'jwt', '--audience', 'db,cache', '--socket-path', h.socketPath]);
     assert.equal(r.code, 0, r.err);
