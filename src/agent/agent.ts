@@ -11,6 +11,7 @@ import { AgentIdentity } from './client/agent-identity.js';
 import { NodeClient } from './client/node-client.js';
 import { rejectionOf } from './client/rejection.js';
 import { ServerConnection, type ConnectionState } from './client/server-connection.js';
+import { probeServerTrust } from './client/server-trust-probe.js';
 import { readTrustBundleFile, trustDomainOfRoots } from './client/trust-bundle-file.js';
 import type { AgentConfig } from './config.js';
 import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
@@ -174,6 +175,15 @@ export class MeshidAgent {
         bootstrapRoots: fileRoots,
         revision: state?.revision ?? 0,
         onFatal: (err) => self.fatal(err),
+        checkBootstrapTrust: async (bootstrapRoots) => {
+          const problem = await probeServerTrust(bootstrapRoots, { serverAddress: config.serverAddress, trustDomain });
+          if (problem === undefined) return undefined;
+          return failedPrecondition(
+            `meshid-server at ${config.serverAddress} presents ${problem.presented}, which the trust bundle given with --trust-bundle ` +
+              `(${config.trustBundlePath ?? 'trust_bundle_path'}) does not authenticate: ${problem.reason}. Pass the bundle of the server's trust ` +
+              'domain (meshid-server bundle show), or check --server-address',
+          );
+        },
         onRevision: () => writer.markDirty(),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });

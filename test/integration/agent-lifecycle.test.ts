@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
+import { startServerProcess } from '../support/server-process.js';
 
 const uid = process.getuid!();
 
@@ -196,20 +197,67 @@ test('an agent whose state is lost finds the server again with the roots kept be
     assert.match(stuck.output(), /has an SVID in .* but no trust bundle to authenticate meshid-server with .*: pass --trust-bundle FILE/);
   }));
 
-test('a server that cannot prove the trust domain identity is never attested to', () =>
+/** The agent gave up at its first attestation because the server's certificate does not chain to --trust-bundle. */
+async function assertRefusedBundle(c: Cluster, agent: AgentProcess, bundleFile: string): Promise<void> {
+  // Bounded: an agent that takes this for an outage retries forever.
+  const stillRunning = new Promise<string>((resolve) => setTimeout(resolve, 30_000, 'still running').unref());
+  assert.equal(await Promise.race([agent.exitCode(), stillRunning]), 1, agent.output());
+  const address = c.server.address().replace(/\./g, '\\.');
+  const logged = agent.output().split('\n').find((l) => l.includes('"level":50') && l.includes('giving up'));
+  assert.ok(logged, `an error-level log line:\n${agent.output()}`);
+  const reason = (JSON.parse(logged) as { reason: string }).reason;
+  assert.match(reason, new RegExp(`meshid-server at ${address} presents spiffe://.+/meshid/server, which the trust bundle given with --trust-bundle \\(${bundleFile}\\) does not authenticate`));
+  assert.match(agent.output(), /^Error: FailedPrecondition: meshid-server at .* does not authenticate: .*meshid-server bundle show/m);
+  assert.doesNotMatch(agent.output(), /cannot reach meshid-server to attest/, 'not taken for an outage and retried');
+  assert.equal(fs.existsSync(path.join(agent.dataDir, 'agent-svid.json')), false);
+  const listed = await c.admin.call('Agents', 'ListAgents', {});
+  assert.deepEqual(listed.agents ?? [], [], 'the token was never presented');
+}
+
+test('a server that cannot prove the trust domain identity is never attested to: the agent exits naming --trust-bundle', () =>
   withCluster('meshid-agent-wrong-server-', async (c) => {
     const other = await startCluster('meshid-agent-other-td-');
     try {
       // The other cluster's roots: same trust domain name, different keys.
       fs.copyFileSync(other.bundleFile, c.bundleFile);
       const agent = await c.startAgent({ joinToken: await c.token(), wait: false });
-      await agent.waitForLog(/cannot reach meshid-server to attest/);
-      assert.equal(fs.existsSync(path.join(agent.dataDir, 'agent-svid.json')), false);
-      const listed = await c.admin.call('Agents', 'ListAgents', {});
-      assert.deepEqual(listed.agents ?? [], [], 'the token was never presented');
+      await assertRefusedBundle(c, agent, c.bundleFile);
     } finally {
       await other.cleanup();
     }
+  }));
+
+test("--trust-bundle of another trust domain: the first attestation stops at once, at error level, instead of retrying", () =>
+  withCluster('meshid-agent-foreign-bundle-', async (c) => {
+    const other = await startServerProcess(path.join(c.dir, 'other'), ['--trust-domain', 'other.example', '--datacenter', 'east']);
+    try {
+      const shown = await other.cli(['bundle', 'show']);
+      assert.equal(shown.code, 0, shown.err);
+      const foreign = path.join(c.dir, 'other-bundle.pem');
+      fs.writeFileSync(foreign, shown.out);
+      const agent = await c.startAgent({ joinToken: await c.token(), trustBundle: false, extraArgs: ['--trust-bundle', foreign], wait: false });
+      await assertRefusedBundle(c, agent, foreign);
+    } finally {
+      await other.stop();
+    }
+  }));
+
+test('the right --trust-bundle and the server down: an outage, retried at warn level until the server is back', () =>
+  withCluster('meshid-agent-bootstrap-outage-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/late', selectors: [`unix:uid:${uid}`] });
+    const token = await c.token();
+    await c.server.stop();
+    const agent = await c.startAgent({ joinToken: token, wait: false });
+    // Two attempts refused at warn level, the agent still running: not taken for a wrong bundle.
+    const retries = (): number => agent.output().split('\n').filter((l) => /"level":40.*cannot reach meshid-server to attest; will retry/.test(l)).length;
+    for (let i = 0; retries() < 2; i++) {
+      if (i > 400) assert.fail(`no second attempt:\n${agent.output()}`);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    assert.equal(agent.child.exitCode, null, agent.output());
+    await restartServerProcess(c);
+    await agent.waitForLog(/in sync with meshid-server/, 60_000);
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/late']);
   }));
 
 test('start-up refuses what cannot work, with the fix in the message', () =>

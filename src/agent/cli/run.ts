@@ -9,7 +9,8 @@ import { agentConfigFrom, RUN_FLAGS } from './run-config.js';
 
 /**
  * `meshid-agent run`: starts the agent and runs until SIGINT/SIGTERM (exit 0), or until it cannot work at all — the
- * first attestation was refused — (exit 1, with the reason on stderr).
+ * first attestation was refused, or the server's certificate does not chain to --trust-bundle — (exit 1, with the
+ * reason on stderr).
  */
 export async function runAgentCommand(argv: readonly string[], io: CliIo): Promise<number> {
   let agent: MeshidAgent | undefined;

@@ -39,7 +39,7 @@ type Unary = (req: unknown, md: grpc.Metadata, options: grpc.CallOptions, cb: (e
 type ServerStream = (req: unknown, md: grpc.Metadata, options?: grpc.CallOptions) => grpc.ClientReadableStream<unknown>;
 
 /** The name the TLS layer sends as SNI and hands to checkServerIdentity, which ignores it: identity is the SPIFFE ID. */
-const TLS_NAME = 'meshid-server';
+export const TLS_NAME = 'meshid-server';
 
 const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   'grpc.ssl_target_name_override': TLS_NAME,

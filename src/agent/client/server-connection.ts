@@ -39,6 +39,12 @@ export interface ServerConnectionOptions {
   revision: number;
   /** The first attestation failed for good: the agent cannot serve anything and should stop. */
   onFatal: (err: MeshidError) => void;
+  /**
+   * Asked when the first attestation with `bootstrapRoots` could not reach the server: whether the server answered
+   * with a certificate those roots cannot authenticate (a wrong --trust-bundle), as an error to stop with; undefined
+   * for an outage, which is retried.
+   */
+  checkBootstrapTrust?: (roots: readonly Buffer[]) => Promise<MeshidError | undefined>;
   /** The revision moved (to persist it). */
   onRevision?: (revision: number) => void;
   random?: () => number;
@@ -141,6 +147,7 @@ export class ServerConnection {
           }
           return;
         }
+        if (initial && (await this.bootstrapTrustFails())) return;
         const wait = backoff.next();
         this.lastError = e.message;
         this.o.log.warn({ reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
@@ -148,6 +155,23 @@ export class ServerConnection {
       }
     }
     this.openStream();
+  }
+
+  /**
+   * Whether the first attestation must stop because the server cannot be authenticated with the operator's trust
+   * bundle: retrying would only repeat that. Only while the roots in use are the bootstrap ones — an agent with roots
+   * from its state (or from the server since) keeps retrying, as a server rotating its root can briefly present a
+   * chain those roots do not know.
+   */
+  private async bootstrapTrustFails(): Promise<boolean> {
+    const roots = this.o.bootstrapRoots;
+    if (this.o.checkBootstrapTrust === undefined || roots === undefined || roots.length === 0 || this.o.cache.ownBundle() !== undefined) return false;
+    const problem = await this.o.checkBootstrapTrust(roots);
+    if (problem === undefined || this.stopped) return false;
+    this.lastError = problem.message;
+    this.stateValue = 'stopped';
+    this.o.onFatal(problem);
+    return true;
   }
 
   private openStream(): void {

@@ -1,0 +1,67 @@
+import tls from 'node:tls';
+import { parseCertificate } from '../../common/x509/certificate.js';
+import { certificatesToPem } from '../../common/x509/pem.js';
+import { serverIdentityCheck } from './server-identity.js';
+import { TLS_NAME } from './node-client.js';
+
+export interface ServerTrustProbeOptions {
+  /** host:port of the agent API, as configured (IPv6 in brackets). */
+  serverAddress: string;
+  /** The trust domain whose server identity is expected. */
+  trustDomain: string | undefined;
+  /** Bound on the whole probe; a server that does not finish a handshake in time counts as unreachable. */
+  timeoutMs?: number;
+}
+
+/** What the server presented that the roots cannot authenticate. */
+export interface ServerTrustProblem {
+  /** The URI SANs of the server's certificate ("spiffe://example.org/meshid/server"), or "no SPIFFE ID". */
+  presented: string;
+  /** OpenSSL's verification error ("unable to get local issuer certificate") or the SPIFFE ID mismatch. */
+  reason: string;
+}
+
+/**
+ * Whether meshid-server can be authenticated with `roots`: a TLS handshake with the same verification the agent's
+ * channel does (OpenSSL against the roots, then serverIdentityCheck), told apart from not getting an answer at all.
+ * grpc-js reports both as the same UNAVAILABLE, but a server that answers with a certificate the roots do not
+ * authenticate is a configuration error that no retry fixes. Resolves the problem, or undefined when the server was
+ * authenticated or could not be reached (refused, timed out, not TLS). Never sends anything over the connection.
+ */
+export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOptions): Promise<ServerTrustProblem | undefined> {
+  const m = /^\[?(.*?)\]?:(\d+)$/.exec(o.serverAddress);
+  if (m === null) return Promise.resolve(undefined);
+  return new Promise((resolve) => {
+    const socket = tls.connect({
+      host: m[1]!,
+      port: Number(m[2]),
+      servername: TLS_NAME,
+      ca: certificatesToPem(roots),
+      ALPNProtocols: ['h2'],
+      // Verified below, so that a failure is a result to report rather than a connection error; the host name plays
+      // no part in the server's identity (serverIdentityCheck), so Node's own host-name check is left out.
+      rejectUnauthorized: false,
+      checkServerIdentity: () => undefined,
+    });
+    const finish = (problem: ServerTrustProblem | undefined): void => {
+      socket.destroy();
+      resolve(problem);
+    };
+    socket.setTimeout(o.timeoutMs ?? 5000, () => finish(undefined));
+    socket.once('error', () => finish(undefined));
+    socket.once('secureConnect', () => {
+      const peer = socket.getPeerCertificate();
+      if (peer.raw === undefined) return finish(undefined);
+      let presented: string;
+      try {
+        const uris = parseCertificate(peer.raw).uriSans;
+        presented = uris.length === 0 ? 'no SPIFFE ID' : uris.join(', ');
+      } catch {
+        presented = 'a certificate that cannot be parsed';
+      }
+      if (!socket.authorized) return finish({ presented, reason: String(socket.authorizationError) });
+      const mismatch = serverIdentityCheck(() => o.trustDomain)(TLS_NAME, peer);
+      finish(mismatch === undefined ? undefined : { presented, reason: mismatch.message });
+    });
+  });
+}

@@ -1,0 +1,53 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import { probeServerTrust } from '../../../src/agent/client/server-trust-probe.js';
+import { pemToDerList } from '../../../src/common/x509/pem.js';
+import { Cluster, startCluster, TRUST_DOMAIN } from '../../support/cluster.js';
+
+let c: Cluster;
+let other: Cluster;
+
+before(async () => {
+  c = await startCluster('meshid-trust-probe-');
+  other = await startCluster('meshid-trust-probe-other-');
+});
+after(async () => {
+  await other.cleanup();
+  await c.cleanup();
+});
+
+const roots = (cluster: Cluster): Buffer[] => pemToDerList(fs.readFileSync(cluster.bundleFile, 'utf8'));
+
+test("the server's own bundle authenticates it: no problem (the server's host name plays no part)", async () => {
+  assert.equal(await probeServerTrust(roots(c), { serverAddress: c.server.address(), trustDomain: TRUST_DOMAIN }), undefined);
+});
+
+test('roots of another server: the SPIFFE ID presented and OpenSSL\'s reason', async () => {
+  const problem = await probeServerTrust(roots(other), { serverAddress: c.server.address(), trustDomain: TRUST_DOMAIN });
+  assert.deepEqual(problem, { presented: `spiffe://${TRUST_DOMAIN}/meshid/server`, reason: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' });
+});
+
+test('the right roots but another trust domain expected: the SPIFFE ID mismatch', async () => {
+  const problem = await probeServerTrust(roots(c), { serverAddress: c.server.address(), trustDomain: 'other.example' });
+  assert.equal(problem?.reason, `the server presented spiffe://${TRUST_DOMAIN}/meshid/server, expected spiffe://other.example/meshid/server`);
+});
+
+test('nothing listening, or a peer that never speaks TLS: undefined (an outage, not a trust problem)', async () => {
+  const closed = net.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const port = (closed.address() as net.AddressInfo).port;
+  await new Promise((resolve) => closed.close(resolve));
+  assert.equal(await probeServerTrust(roots(c), { serverAddress: `127.0.0.1:${port}`, trustDomain: TRUST_DOMAIN }), undefined);
+  const held: net.Socket[] = [];
+  const silent = net.createServer((s) => held.push(s.on('error', () => undefined)));
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  try {
+    const address = `127.0.0.1:${(silent.address() as net.AddressInfo).port}`;
+    assert.equal(await probeServerTrust(roots(c), { serverAddress: address, trustDomain: TRUST_DOMAIN, timeoutMs: 300 }), undefined);
+  } finally {
+    for (const s of held) s.destroy();
+    silent.close();
+  }
+});
