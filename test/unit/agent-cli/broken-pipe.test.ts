@@ -2,6 +2,7 @@ import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { AGENT_MAIN } from '../../support/cluster.js';
+import { SERVER_MAIN } from '../../support/server-process.js';
 import { TestCa } from '../../support/fake-workload-cache.js';
 import { APP_A, SELECTOR_A, startWorkloadHarness, TD, type WorkloadHarness } from '../workload/workload-harness.js';
 
@@ -22,9 +23,9 @@ after(async () => {
  * after one line: every write the command makes fails with EPIPE. A command still running after 20 s is killed
  * (and so fails the assertions) rather than left behind.
  */
-function runWithClosedStdout(args: string[]): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string }> {
+function runWithClosedStdout(args: string[], main = AGENT_MAIN): Promise<{ code: number | null; signal: NodeJS.Signals | null; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
     child.stdout.destroy();
     const bound = setTimeout(() => child.kill('SIGKILL'), 20_000);
     let err = '';
@@ -47,4 +48,9 @@ describe('meshid-agent with a reader that goes away (EPIPE on stdout)', () => {
     const r = await runWithClosedStdout(['api', 'watch', '--socket-path', h.socketPath]);
     assert.deepEqual(r, { code: 0, signal: null, err: '' });
   });
+});
+
+test('meshid-server --help | head -1: exits 0 with nothing on stderr, as the agent does', async () => {
+  const r = await runWithClosedStdout(['--help'], SERVER_MAIN);
+  assert.deepEqual(r, { code: 0, signal: null, err: '' });
 });
