@@ -7,8 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
-import { startServerProcess } from '../support/server-process.js';
+import { AGENT_MAIN, Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
+import { runNode, startServerProcess } from '../support/server-process.js';
 
 const uid = process.getuid!();
 
@@ -83,6 +83,10 @@ test('the agent keeps its SVID in the data dir: it restarts without a token, and
     agent = await c.startAgent();
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor'], 'served from the data dir with the server down');
     await agent.waitForLog(/"oldestSvidExpiresIn":"23h.*lost the Sync stream/);
+    // A new JWT-SVID needs the server: the workload is told that, not something that reads like a broken socket.
+    const jwt = await runNode(AGENT_MAIN, ['api', 'fetch', 'jwt', '--audience', 'db', '--socket-path', agent.socketPath]);
+    assert.equal(jwt.code, 1);
+    assert.match(jwt.err, /^Error: Unavailable: meshid-agent cannot reach meshid-server at 127\.0\.0\.1:\d+ \(SignJwtSvid\): No connection established/);
   }));
 
 test('after kill -9 the agent restarts from a consistent state, and catches up on what changed meanwhile', () =>

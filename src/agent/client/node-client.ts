@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { failedPrecondition } from '../../common/errors.js';
+import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
@@ -174,12 +174,23 @@ export class NodeClient {
     return this.client;
   }
 
+  /**
+   * A call that never reached the server says so, naming it: the message travels on to the workload (FetchJWTSVID
+   * while the server is down), where grpc-js's own wording would read as if the agent's socket had failed.
+   */
+  private translate(err: grpc.ServiceError, method: string): Error {
+    if (err.code === grpc.status.UNAVAILABLE && /^(No connection established|Connection dropped|Failed to connect)/.test(err.details)) {
+      return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${err.details}`, err);
+    }
+    return fromServiceError(err);
+  }
+
   private unary<T>(client: grpc.Client, method: string, request: unknown): Promise<T> {
     const fn = (client as unknown as Record<string, Unary>)[method]!;
     // A transport deadline on the wall clock: it bounds a wedged call, it decides nothing about identities.
     const deadline = new Date(Date.now() + this.deadlineMs);
     return new Promise((resolve, reject) => {
-      fn.call(client, request, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(fromServiceError(err)) : resolve(res as T)));
+      fn.call(client, request, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(this.translate(err, method)) : resolve(res as T)));
     });
   }
 }
