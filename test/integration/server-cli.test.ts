@@ -269,6 +269,11 @@ test('entry show finds entries by ID and by every filter', async () => {
   assert.deepEqual(await ids('-selector', 'unix:uid:4242', '-selector', 'unix:gid:42', '-matchSelectorsOn', 'exact'), [id]);
   assert.deepEqual(await ids('--hint', 'blue'), [id]);
   assert.deepEqual(await ids('--federates-with', 'partner.org'), [id]);
+  // SPIRE's repeatable -federatesWith and -matchFederatesWithOn (default superset: every one given).
+  assert.deepEqual(await ids('-federatesWith', 'partner.org', '-federatesWith', 'other.org'), []);
+  assert.deepEqual(await ids('-federatesWith', 'partner.org', '-federatesWith', 'other.org', '-matchFederatesWithOn', 'any'), [id]);
+  assert.deepEqual(await ids('--federates-with', 'partner.org', '--federates-with', 'other.org', '--match-federates-with', 'subset'), [id]);
+  assertError(await cli(['entry', 'show', '--match-federates-with', 'any']), /^Error: InvalidArgument: --match-federates-with needs at least one --federates-with/);
   // Over the API too, a trust domain filter is read as one: SPIRE's spiffe:// form finds it, a malformed one is refused.
   const admin = new AdminClient(socket);
   try {

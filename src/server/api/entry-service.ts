@@ -5,7 +5,8 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
 import { entryToProto } from './convert.js';
-import { validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
+import { MAX_SELECTORS, validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
+import type { SelectorMatch } from '../datastore/datastore.js';
 import { unary } from './handler.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
 
@@ -55,20 +56,20 @@ export function entryService(
 
     ListEntries: unary(log, 'ListEntries', async (req: {
       spiffe_id?: string; parent_id?: string; selectors?: ProtoSelector[]; selector_match?: string;
-      federates_with?: string; hint?: string; page_size?: number; page_token?: string;
+      federates_with?: string; federates_with_list?: string[]; federates_with_match?: string; hint?: string; page_size?: number; page_token?: string;
     }) => {
       if (req.spiffe_id) parseSpiffeId(req.spiffe_id);
       if (req.parent_id) parseSpiffeId(req.parent_id);
       const selectors = validateSelectors(req.selectors ?? []);
-      const match = (req.selector_match || 'exact') as 'exact' | 'subset' | 'superset' | 'any';
-      if (!['exact', 'subset', 'superset', 'any'].includes(match)) {
-        throw invalidArgument(`selector_match "${req.selector_match}" must be exact, subset, superset or any`);
-      }
+      const match = matchOf(req.selector_match, 'exact', 'selector_match');
+      const trustDomains = [...(req.federates_with ? [req.federates_with] : []), ...(req.federates_with_list ?? [])];
+      if (trustDomains.length > MAX_SELECTORS) throw invalidArgument(`${trustDomains.length} trust domains: at most ${MAX_SELECTORS} are accepted`);
+      const federatesMatch = matchOf(req.federates_with_match, 'superset', 'federates_with_match');
       const page = await ds.listEntries({
         spiffeId: req.spiffe_id || undefined,
         parentId: req.parent_id || undefined,
         selectors: selectors.length > 0 ? { match, selectors } : undefined,
-        federatesWith: req.federates_with ? parseTrustDomain(req.federates_with) : undefined,
+        federatesWith: trustDomains.length > 0 ? { match: federatesMatch, trustDomains: trustDomains.map((td) => parseTrustDomain(td)) } : undefined,
         hint: req.hint || undefined,
         pageSize: req.page_size || undefined,
         pageToken: req.page_token || undefined,
@@ -140,4 +141,13 @@ function chosenEntryId(id: string | undefined): string | undefined {
   if (id === undefined || id === '') return undefined;
   if (!ENTRY_ID_RE.test(id)) throw invalidArgument(`entry id "${id}" must be 1-255 printable ASCII characters without spaces`);
   return id;
+}
+
+const MATCHES: readonly SelectorMatch[] = ['exact', 'subset', 'superset', 'any'];
+
+/** A match mode as the request spells it; empty means `fallback`. */
+function matchOf(value: string | undefined, fallback: SelectorMatch, field: string): SelectorMatch {
+  const match = (value || fallback) as SelectorMatch;
+  if (!MATCHES.includes(match)) throw invalidArgument(`${field} "${value}" must be exact, subset, superset or any`);
+  return match;
 }

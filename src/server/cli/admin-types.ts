@@ -13,6 +13,8 @@ export interface ListEntriesRequest {
   selectors?: ProtoSelector[];
   selector_match?: string;
   federates_with?: string;
+  federates_with_list?: string[];
+  federates_with_match?: string;
   hint?: string;
   page_size?: number;
   page_token?: string;

@@ -167,7 +167,11 @@ const show: Command = {
     parentIdFlag('Only entries with this parent ID'),
     selectorFlag('Only entries matching these selectors (see --match)'),
     { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = entries holding every given selector' },
-    { name: 'federates-with', aliases: ['federatesWith'], type: 'string', valueName: 'TD', description: 'Only entries federating with this trust domain' },
+    { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Only entries federating with these trust domains (see --match-federates-with)' },
+    {
+      name: 'match-federates-with', aliases: ['matchFederatesWithOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'],
+      description: 'How --federates-with filters; default superset = entries federating with every one given',
+    },
     { name: 'hint', type: 'string', description: 'Only entries with this hint' },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
@@ -199,8 +203,13 @@ function listRequest(args: ParsedArgs): ListEntriesRequest {
   } else if (args.has('match')) {
     throw invalidArgument('--match needs at least one --selector');
   }
-  const td = args.string('federates-with');
-  if (td !== undefined) req.federates_with = checkTrustDomain(td);
+  const tds = args.strings('federates-with').map(checkTrustDomain);
+  if (tds.length > 0) {
+    req.federates_with_list = tds;
+    req.federates_with_match = args.string('match-federates-with') ?? 'superset';
+  } else if (args.has('match-federates-with')) {
+    throw invalidArgument('--match-federates-with needs at least one --federates-with');
+  }
   const hint = args.string('hint');
   if (hint !== undefined) req.hint = hint;
   return req;

@@ -212,8 +212,8 @@ export interface EntryFilter {
   spiffeId?: string | undefined;
   parentId?: string | undefined;
   selectors?: { match: SelectorMatch; selectors: Selector[] } | undefined;
-  /** A bare trust domain name the entry must federate with. */
-  federatesWith?: string | undefined;
+  /** Bare trust domain names, matched against the entry's federates_with as selectors are (SelectorMatch). */
+  federatesWith?: { match: SelectorMatch; trustDomains: string[] } | undefined;
   hint?: string | undefined;
   /** Maximum entries per page; absent or 0 = no limit. */
   pageSize?: number | undefined;

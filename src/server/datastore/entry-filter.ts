@@ -1,11 +1,11 @@
 import { invalidArgument } from '../../common/errors.js';
-import type { EntryFilter, Selector } from './datastore.js';
+import type { EntryFilter } from './datastore.js';
 import { normalizeSelectors } from './entry-identity.js';
 
 /**
  * Turns an EntryFilter into a WHERE clause over `registration_entries e`, in SQL that SQLite and PostgreSQL both
- * accept (positional `?` parameters; a PostgreSQL driver rewrites them to $n). Selector matching follows SPIRE's
- * semantics (see SelectorMatch) using the indexed entry_selectors table.
+ * accept (positional `?` parameters; a PostgreSQL driver rewrites them to $n). Selector and federates_with matching
+ * follow SPIRE's semantics (see SelectorMatch) over the indexed entry_selectors and entry_federates_with tables.
  */
 export interface SqlWhere {
   /** Conditions joined with AND, or '1 = 1'. */
@@ -28,15 +28,14 @@ export function entryFilterSql(filter: EntryFilter): SqlWhere {
     conds.push('e.hint = ?');
     params.push(filter.hint);
   }
-  if (filter.federatesWith !== undefined) {
-    conds.push('e.id IN (SELECT f.entry_id FROM entry_federates_with f WHERE f.trust_domain = ?)');
-    params.push(filter.federatesWith);
-  }
-  if (filter.selectors !== undefined) {
-    const sel = selectorSql(filter.selectors.match, normalizeSelectors(filter.selectors.selectors));
-    if (sel !== undefined) {
-      conds.push(sel.where);
-      params.push(...sel.params);
+  const sets: Array<SqlWhere | undefined> = [
+    filter.federatesWith && setMatchSql(filter.federatesWith.match, FEDERATES_WITH, [...new Set(filter.federatesWith.trustDomains)].map((td) => [td])),
+    filter.selectors && setMatchSql(filter.selectors.match, SELECTORS, normalizeSelectors(filter.selectors.selectors).map((s) => [s.type, s.value])),
+  ];
+  for (const set of sets) {
+    if (set !== undefined) {
+      conds.push(set.where);
+      params.push(...set.params);
     }
   }
   if (filter.pageToken !== undefined && filter.pageToken !== '') {
@@ -46,44 +45,54 @@ export function entryFilterSql(filter: EntryFilter): SqlWhere {
   return { where: conds.length > 0 ? conds.join(' AND ') : '1 = 1', params };
 }
 
-/** `(a.type = ? AND a.value = ?) OR …` for the given table alias. */
-function anyOf(alias: string, selectors: readonly Selector[]): SqlWhere {
+/** A table of an entry's set-valued field: its rows hold `entry_id` and these columns. */
+interface SetTable {
+  table: string;
+  columns: readonly string[];
+}
+
+const SELECTORS: SetTable = { table: 'entry_selectors', columns: ['type', 'value'] };
+const FEDERATES_WITH: SetTable = { table: 'entry_federates_with', columns: ['trust_domain'] };
+
+/** `(a.type = ? AND a.value = ?) OR …`: a row of `alias` equal to one of `tuples`. */
+function anyOf(alias: string, set: SetTable, tuples: readonly string[][]): SqlWhere {
   return {
-    where: selectors.map(() => `(${alias}.type = ? AND ${alias}.value = ?)`).join(' OR '),
-    params: selectors.flatMap((s) => [s.type, s.value]),
+    where: tuples.map(() => `(${set.columns.map((c) => `${alias}.${c} = ?`).join(' AND ')})`).join(' OR '),
+    params: tuples.flat(),
   };
 }
 
-function selectorSql(match: string, selectors: Selector[]): SqlWhere | undefined {
-  const n = selectors.length;
+/** An entry's set (selectors, trust domains federated with) against the given members, with SPIRE's match semantics. */
+function setMatchSql(match: string, set: SetTable, tuples: readonly string[][]): SqlWhere | undefined {
+  const n = tuples.length;
   if (n === 0) {
-    // Every entry has all of no selectors; nothing equals, is within or overlaps the empty set (entries have ≥ 1).
+    // Every entry has all of no members; nothing equals, is within or overlaps the empty set.
     if (match === 'superset') return undefined;
     if (['exact', 'subset', 'any'].includes(match)) return { where: '1 = 0', params: [] };
   }
-  const s = anyOf('s', selectors);
-  const having = `e.id IN (SELECT s.entry_id FROM entry_selectors s WHERE ${s.where} GROUP BY s.entry_id HAVING COUNT(*) = ?)`;
+  const s = anyOf('s', set, tuples);
+  const having = `e.id IN (SELECT s.entry_id FROM ${set.table} s WHERE ${s.where} GROUP BY s.entry_id HAVING COUNT(*) = ?)`;
   switch (match) {
     case 'any':
-      return { where: `e.id IN (SELECT s.entry_id FROM entry_selectors s WHERE ${s.where})`, params: s.params };
+      return { where: `e.id IN (SELECT s.entry_id FROM ${set.table} s WHERE ${s.where})`, params: s.params };
     case 'superset':
       return { where: having, params: [...s.params, n] };
     case 'exact':
       return {
-        where: `${having} AND (SELECT COUNT(*) FROM entry_selectors c WHERE c.entry_id = e.id) = ?`,
+        where: `${having} AND (SELECT COUNT(*) FROM ${set.table} c WHERE c.entry_id = e.id) = ?`,
         params: [...s.params, n, n],
       };
     case 'subset': {
-      const o = anyOf('o', selectors);
+      const o = anyOf('o', set, tuples);
       return {
         where:
-          `e.id IN (SELECT s.entry_id FROM entry_selectors s WHERE ${s.where}) AND ` +
-          `NOT EXISTS (SELECT 1 FROM entry_selectors o WHERE o.entry_id = e.id AND NOT (${o.where}))`,
+          `e.id IN (SELECT s.entry_id FROM ${set.table} s WHERE ${s.where}) AND ` +
+          `NOT EXISTS (SELECT 1 FROM ${set.table} o WHERE o.entry_id = e.id AND NOT (${o.where}))`,
         params: [...s.params, ...o.params],
       };
     }
     default:
-      throw invalidArgument(`selector match "${match}" must be exact, subset, superset or any`);
+      throw invalidArgument(`match "${match}" must be exact, subset, superset or any`);
   }
 }
 

@@ -86,8 +86,8 @@ test('a bundle entries federate with: restrict (the default) refuses and changes
     assert.ok(!('reset' in changes));
     assert.deepEqual(changes.upserts.map((e) => [e.id, e.federatesWith]).sort(), [[both!.id, ['other.org']], [partnerOnly!.id, []]].sort());
     assert.ok(changes.upserts.every((e) => e.revision > revision), 'each dissociated entry is a new revision agents hear of');
-    assert.deepEqual((await ds.listEntries({ federatesWith: 'partner.org' })).entries, []);
-    assert.deepEqual((await ds.listEntries({ federatesWith: 'other.org' })).entries.map((e) => e.id), [both!.id]);
+    assert.deepEqual((await ds.listEntries({ federatesWith: { match: 'superset', trustDomains: ['partner.org'] } })).entries, []);
+    assert.deepEqual((await ds.listEntries({ federatesWith: { match: 'superset', trustDomains: ['other.org'] } })).entries.map((e) => e.id), [both!.id]);
     assert.equal((await ds.getEntry(none!.id))?.revision, none!.revision, 'an entry that did not federate is untouched');
   });
 });

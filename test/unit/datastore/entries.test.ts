@@ -115,7 +115,7 @@ test('update changes only the patched fields, bumps the revision and updatedAt, 
     // The searchable copies follow the update.
     assert.deepEqual((await ds.listEntries({ selectors: { match: 'exact', selectors: sels('unix:uid:7', 'unix:gid:7') } })).entries.map((x) => x.id), [e.id]);
     assert.deepEqual((await ds.listEntries({ selectors: { match: 'any', selectors: sels('unix:uid:1000') } })).entries, []);
-    assert.deepEqual((await ds.listEntries({ federatesWith: 'x.org' })).entries.map((x) => x.id), [e.id]);
+    assert.deepEqual((await ds.listEntries({ federatesWith: { match: 'superset', trustDomains: ['x.org'] } })).entries.map((x) => x.id), [e.id]);
   });
 });
 
@@ -187,8 +187,15 @@ test('filters by SPIFFE ID, parent, hint and federated trust domain combine with
     assert.deepEqual(await ids({ spiffeId: 'spiffe://example.org/web' }), ['a1 web', 'a2 web']);
     assert.deepEqual(await ids({ parentId: p2 }), ['a2 api', 'a2 web']);
     assert.deepEqual(await ids({ hint: 'h1', parentId: p2 }), ['a2 web']);
-    assert.deepEqual(await ids({ federatesWith: 'b.org' }), ['a1 web', 'a2 api']);
-    assert.deepEqual(await ids({ federatesWith: 'c.org', hint: 'h1' }), []);
+    const fed = (match: SelectorMatch, ...trustDomains: string[]) => ({ federatesWith: { match, trustDomains } });
+    assert.deepEqual(await ids(fed('superset', 'b.org')), ['a1 web', 'a2 api']);
+    assert.deepEqual(await ids({ ...fed('superset', 'c.org'), hint: 'h1' }), []);
+    // SPIRE's matchFederatesWithOn, over entries federating with {b}, {} and {b, c}.
+    assert.deepEqual(await ids(fed('superset', 'b.org', 'c.org')), ['a2 api']);
+    assert.deepEqual(await ids(fed('exact', 'b.org')), ['a1 web']);
+    assert.deepEqual(await ids(fed('subset', 'b.org')), ['a1 web'], 'every trust domain of the entry is among those given');
+    assert.deepEqual(await ids(fed('subset', 'b.org', 'c.org', 'd.org')), ['a1 web', 'a2 api']);
+    assert.deepEqual(await ids(fed('any', 'c.org', 'd.org')), ['a2 api']);
     assert.equal((await ds.listEntries()).entries.length, 3);
   });
 });
