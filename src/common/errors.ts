@@ -9,6 +9,7 @@ export type ErrorCode =
   | 'already_exists'
   | 'permission_denied'
   | 'failed_precondition'
+  | 'aborted'
   | 'resource_exhausted'
   | 'unavailable'
   | 'unauthenticated'
@@ -34,6 +35,8 @@ export const alreadyExists = (message: string): MeshidError => new MeshidError('
 export const permissionDenied = (message: string): MeshidError => new MeshidError('permission_denied', message);
 export const failedPrecondition = (message: string, cause?: unknown): MeshidError =>
   new MeshidError('failed_precondition', message, { cause });
+/** A write lost a race: what it read was changed meanwhile (gRPC ABORTED: retry from a fresh read). */
+export const aborted = (message: string): MeshidError => new MeshidError('aborted', message);
 export const resourceExhausted = (message: string): MeshidError => new MeshidError('resource_exhausted', message);
 export const unavailable = (message: string, cause?: unknown): MeshidError =>
   new MeshidError('unavailable', message, { cause });

@@ -8,6 +8,7 @@ export const GRPC_CODE: Record<ErrorCode, status> = {
   already_exists: status.ALREADY_EXISTS,
   permission_denied: status.PERMISSION_DENIED,
   failed_precondition: status.FAILED_PRECONDITION,
+  aborted: status.ABORTED,
   resource_exhausted: status.RESOURCE_EXHAUSTED,
   unavailable: status.UNAVAILABLE,
   unauthenticated: status.UNAUTHENTICATED,

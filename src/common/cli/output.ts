@@ -73,6 +73,7 @@ const CODE_NAMES: Record<ErrorCode, string> = {
   already_exists: 'AlreadyExists',
   permission_denied: 'PermissionDenied',
   failed_precondition: 'FailedPrecondition',
+  aborted: 'Aborted',
   resource_exhausted: 'ResourceExhausted',
   unavailable: 'Unavailable',
   unauthenticated: 'Unauthenticated',

@@ -114,9 +114,11 @@ export interface Datastore {
   getBundle(trustDomain: string): Promise<StoredBundle | undefined>;
   /**
    * Inserts or replaces the bundle. Throws failed_precondition unless `sequence` is greater than the stored one
-   * (Bundle §4: spiffe_sequence increases on every content change).
+   * (Bundle §4: spiffe_sequence increases on every content change), and, with `replaces`, aborted unless what is
+   * stored is still that sequence (null: still nothing), so a writer that read the bundle before a slow step (a
+   * poll's fetch) cannot undo a change, or a delete, made meanwhile.
    */
-  setBundle(bundle: StoredBundle): Promise<void>;
+  setBundle(bundle: StoredBundle, options?: { replaces: number | null }): Promise<void>;
   /** Ordered by trust domain. */
   listBundles(): Promise<StoredBundle[]>;
   /**

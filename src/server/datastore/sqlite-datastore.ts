@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import type {
   AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
@@ -332,8 +332,18 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  setBundle(bundle: StoredBundle): Promise<void> {
-    return this.write(() => this.storeBundle(bundle, false));
+  setBundle(bundle: StoredBundle, options?: { replaces: number | null }): Promise<void> {
+    return this.write(() => {
+      if (options !== undefined) {
+        const stored = this.s.bundleContent.get(bundle.trustDomain) as { sequence: number } | undefined;
+        if ((stored?.sequence ?? null) !== options.replaces) {
+          throw aborted(
+            `bundle ${bundle.trustDomain} changed meanwhile (${stored === undefined ? 'deleted' : `now sequence ${stored.sequence}`}, expected ${options.replaces ?? 'none'})`,
+          );
+        }
+      }
+      this.storeBundle(bundle, false);
+    });
   }
 
   listBundles(): Promise<StoredBundle[]> {

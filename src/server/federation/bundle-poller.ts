@@ -172,7 +172,8 @@ export class FederatedBundlePoller {
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
       const empty = stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0;
       if (previous === undefined || !sameAuthorities(previous, stored)) {
-        await this.ds.setBundle(stored);
+        // Only over what was read before the fetch: a bundle set or deleted meanwhile is the operator's last word.
+        await this.ds.setBundle(stored, { replaces: previous?.sequence ?? null });
         const fields = { ...where, sequence: stored.sequence, endpointSequence: fetched.sequence };
         if (empty) this.log.warn(fields, 'the endpoint revoked every key of its trust domain (an empty bundle): nothing of it is trusted any more');
         else this.log.info(fields, 'federated bundle updated from its endpoint');

@@ -9,6 +9,7 @@ import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/s
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import { compileRelationships, endpointTrustDomain } from '../../../src/server/federation/relationship.js';
+import { storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { withDatastore } from '../datastore/fixture.js';
 
@@ -255,5 +256,38 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
     clock.advance(DEFAULT_REFRESH_MS * 2);
     await new Promise((r) => setImmediate(r));
     assert.equal(fetches, 1, 'nothing polls a removed relationship');
+  });
+});
+
+test('a poll does not write back a bundle deleted or replaced while it was fetching', async (t) => {
+  const ca = new TestCa('partner.org');
+  const other = new TestCa('partner.org');
+  t.after(() => [ca, other].forEach((c) => c.dispose()));
+  await withDatastore(async ({ ds, clock }) => {
+    await ds.setBundle(storedFederatedBundle('partner.org', ca.bundle(1), undefined, clock.now()));
+    let during: () => Promise<void> = async () => undefined;
+    const fetch = async (): Promise<FederatedBundleDocument> => {
+      await during();
+      return { bundle: other.bundle(2), ignored: [] };
+    };
+    const poller = new FederatedBundlePoller([REL!], ds, clock, silentLogger(), fetch);
+    t.after(() => poller.stop());
+
+    // The operator deletes the bundle while the endpoint is answering: the poll must not bring it back.
+    during = async () => void (await ds.deleteBundle('partner.org'));
+    await poller.refresh('partner.org');
+    assert.equal(await ds.getBundle('partner.org'), undefined);
+    assert.match(poller.status('partner.org')!.lastError!.message, /bundle partner\.org changed meanwhile \(deleted, expected 1\)/);
+
+    // Nor overwrite one the operator set meanwhile.
+    await ds.setBundle(storedFederatedBundle('partner.org', ca.bundle(1), undefined, clock.now()));
+    during = async () => void (await ds.setBundle(storedFederatedBundle('partner.org', ca.bundle(1), await ds.getBundle('partner.org'), clock.now())));
+    await poller.refresh('partner.org');
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer], "the operator's bundle stays");
+
+    // With nothing in the way, the next poll stores what the endpoint serves.
+    during = async () => undefined;
+    await poller.refresh('partner.org');
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [other.rootDer]);
   });
 });
