@@ -179,7 +179,8 @@ export class NodeClient {
    * while the server is down), where grpc-js's own wording would read as if the agent's socket had failed.
    */
   private translate(err: grpc.ServiceError, method: string): Error {
-    if (err.code === grpc.status.UNAVAILABLE && /^(No connection established|Connection dropped|Failed to connect)/.test(err.details)) {
+    // Not "Connection dropped": that call may have reached the server before the connection went.
+    if (err.code === grpc.status.UNAVAILABLE && /^(No connection established|Failed to connect)/.test(err.details)) {
       return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${err.details}`, err);
     }
     return fromServiceError(err);

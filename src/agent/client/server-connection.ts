@@ -148,6 +148,8 @@ export class ServerConnection {
           return;
         }
         if (initial && (await this.bootstrapTrustFails())) return;
+        // Stopped while the trust probe ran: no retry, and no word of one.
+        if (this.stopped) return;
         const wait = backoff.next();
         this.lastError = e.message;
         this.o.log.warn({ reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');

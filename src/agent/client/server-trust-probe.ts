@@ -4,6 +4,8 @@ import { certificatesToPem } from '../../common/x509/pem.js';
 import { serverIdentityCheck } from './server-identity.js';
 import { TLS_NAME } from './node-client.js';
 
+const TIME_ERRORS = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
+
 export interface ServerTrustProbeOptions {
   /** host:port of the agent API, as configured (IPv6 in brackets). */
   serverAddress: string;
@@ -44,10 +46,11 @@ export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOp
       checkServerIdentity: () => undefined,
     });
     const finish = (problem: ServerTrustProblem | undefined): void => {
+      clearTimeout(bound);
       socket.destroy();
       resolve(problem);
     };
-    socket.setTimeout(o.timeoutMs ?? 5000, () => finish(undefined));
+    const bound = setTimeout(() => finish(undefined), o.timeoutMs ?? 5000);
     socket.once('error', () => finish(undefined));
     socket.once('secureConnect', () => {
       const peer = socket.getPeerCertificate();
@@ -59,7 +62,12 @@ export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOp
       } catch {
         presented = 'a certificate that cannot be parsed';
       }
-      if (!socket.authorized) return finish({ presented, reason: String(socket.authorizationError) });
+      const error = socket.authorizationError as unknown as string | Error | null;
+      const code = error instanceof Error ? (error as NodeJS.ErrnoException).code ?? error.message : String(error);
+      // A certificate outside its validity is a clock (or a server whose renewals fail) to be retried, not a wrong
+      // --trust-bundle: the agent's own checks report a skewed clock with what to do about it.
+      if (!socket.authorized && TIME_ERRORS.has(code)) return finish(undefined);
+      if (!socket.authorized) return finish({ presented, reason: code });
       const mismatch = serverIdentityCheck(() => o.trustDomain)(TLS_NAME, peer);
       finish(mismatch === undefined ? undefined : { presented, reason: mismatch.message });
     });

@@ -108,15 +108,19 @@ function isGrpcStatus(err: unknown): boolean {
 export const EXIT_FAILURE = 1;
 
 /**
- * Ends the process with status 0 once the reader of `stream` has gone away (EPIPE: `meshid-agent api fetch x509 |
- * head -1`). Whatever is left to print has no reader, and a watch would otherwise run on for nothing. Without this
- * listener Node throws the stream's 'error' event as an uncaught exception: a stack trace and exit 1. Any other
- * error is thrown as before. For a binary's main module, on process.stdout.
+ * Once the reader of `stream` has gone away (EPIPE: `meshid-agent api fetch x509 | head -1`), drops what is left to
+ * print and ends the process with the command's own status: a failing command still exits non-zero for `set -o
+ * pipefail`, and a watch does not run on for nothing. Without this listener Node throws the stream's 'error' event
+ * as an uncaught exception: a stack trace and exit 1. Any other error is thrown as before. For a binary's main
+ * module, on process.stdout.
  */
 export function exitOnBrokenPipe(stream: Writable): void {
   stream.on('error', (err: NodeJS.ErrnoException) => {
     if (err.code !== 'EPIPE') throw err;
-    process.exit(0);
+    // Nothing more can be written; the command's own status still decides the exit. One that finishes sets it and
+    // ends the process; one that would run on (api watch) ends a moment later, with its status so far (0 unless set).
+    stream.write = (() => true) as typeof stream.write;
+    setTimeout(() => process.exit(), 1000).unref();
   });
 }
 

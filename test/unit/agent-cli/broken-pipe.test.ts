@@ -54,3 +54,22 @@ test('meshid-server --help | head -1: exits 0 with nothing on stderr, as the age
   const r = await runWithClosedStdout(['--help'], SERVER_MAIN);
   assert.deepEqual(r, { code: 0, signal: null, err: '' });
 });
+
+test('a command that fails after its reader went away still exits non-zero (set -o pipefail sees it)', async () => {
+  const output = new URL('../../../src/common/cli/output.js', import.meta.url).href;
+  // Writes, loses its reader, then fails a moment later, as entry create --data does after printing what it created.
+  const script = `import { exitOnBrokenPipe } from '${output}';
+exitOnBrokenPipe(process.stdout);
+process.stdout.write('created\\n'.repeat(100000));
+await new Promise((r) => setTimeout(r, 200));
+process.exitCode = 1;`;
+  const r = await new Promise<{ code: number | null; err: string }>((resolve, reject) => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script], { stdio: ['ignore', 'pipe', 'pipe'] });
+    child.stdout.destroy();
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, err }));
+  });
+  assert.deepEqual(r, { code: 1, err: '' });
+});

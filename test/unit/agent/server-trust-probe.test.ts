@@ -2,6 +2,11 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import tls from 'node:tls';
+import { spawnSync } from 'node:child_process';
+import { opensslCa } from '../../support/openssl.js';
 import { probeServerTrust } from '../../../src/agent/client/server-trust-probe.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { Cluster, startCluster, TRUST_DOMAIN } from '../../support/cluster.js';
@@ -50,4 +55,27 @@ test('nothing listening, or a peer that never speaks TLS: undefined (an outage, 
     for (const s of held) s.destroy();
     silent.close();
   }
+});
+
+test('a certificate outside its validity is a clock (or a failing server) to retry, not a wrong bundle: undefined', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-probe-expired-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const ca = opensslCa(dir, 'probe-ca');
+  const key = path.join(dir, 'leaf.key');
+  const cert = path.join(dir, 'leaf.pem');
+  // -days 0: valid until the second it was signed.
+  for (const args of [
+    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', '/CN=server', '-out', `${key}.csr`],
+    ['x509', '-req', '-in', `${key}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', '5', '-days', '0', '-out', cert],
+  ]) {
+    const r = spawnSync('openssl', args, { encoding: 'utf8' });
+    assert.equal(r.status, 0, r.stderr);
+  }
+  await new Promise((r) => setTimeout(r, 1100));
+  const server = tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), ALPNProtocols: ['h2'] });
+  server.on('tlsClientError', () => undefined);
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => server.close());
+  const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+  assert.equal(await probeServerTrust(pemToDerList(fs.readFileSync(ca.cert, 'utf8')), { serverAddress: address, trustDomain: TRUST_DOMAIN }), undefined);
 });
