@@ -287,7 +287,7 @@ test('entry show finds entries by ID and by every filter', async () => {
   assert.deepEqual(await ids('--spiffe-id', `spiffe://${TD}/nobody`), []);
 });
 
-test('over the admin API: an empty parent_id is named, and more than 128 selectors in an entry or a filter are refused', async () => {
+test('over the admin API: an empty parent_id is named, and more than 128 selectors or trust domains in an entry or a filter are refused', async () => {
   const admin = new AdminClient(socket);
   try {
     const many = Array.from({ length: 129 }, (_, i) => ({ type: 'unix', value: `uid:${i}` }));
@@ -296,12 +296,17 @@ test('over the admin API: an empty parent_id is named, and more than 128 selecto
         { spiffe_id: `spiffe://${TD}/no-parent`, selectors: [{ type: 'unix', value: 'uid:1' }] },
         { spiffe_id: `spiffe://${TD}/many`, parent_id: `spiffe://${TD}/agent-1`, selectors: many },
         { spiffe_id: `spiffe://${TD}/enough`, parent_id: `spiffe://${TD}/agent-1`, selectors: many.slice(0, 128) },
+        {
+          spiffe_id: `spiffe://${TD}/wide`, parent_id: `spiffe://${TD}/agent-1`, selectors: many.slice(0, 1),
+          federates_with: Array.from({ length: 129 }, (_, i) => `td${i}.example`),
+        },
       ],
     });
     assert.deepEqual(created.results?.map((r) => [r.status?.code ?? 0, r.status?.message ?? '']), [
       [3, 'parent_id: SPIFFE ID is empty'],
       [3, '129 selectors: at most 128 are accepted'],
       [0, ''],
+      [3, '129 federates_with trust domains: at most 128 are accepted'],
     ]);
     // Before the bound, a filter of ~500 selectors failed INTERNAL at SQLite's expression depth.
     for (const selector_match of ['exact', 'any', 'subset']) {

@@ -18,8 +18,9 @@ const SELECTOR_TYPE_RE = /^[a-z0-9_-]{1,64}$/;
 const DNS_LABEL_RE = /^(?!-)[A-Za-z0-9-]{1,63}(?<!-)$/;
 const MAX_HINT_BYTES = 1024;
 /**
- * Selectors per entry and per ListEntries filter. Real entries hold a handful; the bound keeps every selector query
- * far below SQLite's expression depth (1,000), which a filter of ~500 selectors reached.
+ * Members of an entry's set fields (selectors, federates_with) and of a ListEntries filter on them. Real entries
+ * hold a handful; the bound keeps every set query far below SQLite's expression depth (1,000), which a filter of
+ * ~500 selectors reached.
  */
 export const MAX_SELECTORS = 128;
 const MAX_SELECTOR_VALUE_BYTES = 1024;
@@ -115,6 +116,7 @@ export function validateEntry(e: ProtoEntry | undefined, limits: EntryLimits): V
   const unique = new Map(selectors.map((s) => [`${s.type}:${s.value}`, s]));
   const hint = e.hint ?? '';
   if (Buffer.byteLength(hint) > MAX_HINT_BYTES) throw invalidArgument('hint is longer than 1024 bytes');
+  if ((e.federates_with ?? []).length > MAX_SELECTORS) throw invalidArgument(`${e.federates_with!.length} federates_with trust domains: at most ${MAX_SELECTORS} are accepted`);
   const federatesWith = [...new Set((e.federates_with ?? []).map((t) => parseTrustDomain(t)))];
   if (federatesWith.includes(td)) throw invalidArgument(`federates_with must name foreign trust domains, not our own (${td})`);
   return {
