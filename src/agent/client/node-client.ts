@@ -2,6 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
+import { connectionFailure } from '../../common/grpc/call-failure.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
@@ -179,8 +180,8 @@ export class NodeClient {
    * while the server is down), where grpc-js's own wording would read as if the agent's socket had failed.
    */
   private translate(err: grpc.ServiceError, method: string): Error {
-    // Not "Connection dropped": that call may have reached the server before the connection went.
-    if (err.code === grpc.status.UNAVAILABLE && /^(No connection established|Failed to connect)/.test(err.details)) {
+    // Not a dropped connection: that call may have reached the server before the connection went.
+    if (connectionFailure(err) === 'not-connected') {
       return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${err.details}`, err);
     }
     return fromServiceError(err);

@@ -1,8 +1,9 @@
 import path from 'node:path';
-import { credentials, Metadata, status, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import { unavailable } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
+import { connectionFailure } from '../../common/grpc/call-failure.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { DEFAULT_ADMIN_SOCKET } from '../config.js';
@@ -97,7 +98,8 @@ export class AdminClient {
 
   private translate(err: ServiceError): Error {
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
-    if (err.code === status.UNAVAILABLE && CONNECT_FAILURE.test(err.details || err.message)) {
+    // Lost mid-call counts too: for an operator, the server went away.
+    if (connectionFailure(err) !== undefined) {
       return unavailable(
         `cannot reach meshid-server on ${this.socketPath} (${connectProblem(err.details || err.message)}): is it running? ` +
           `Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
@@ -108,11 +110,6 @@ export class AdminClient {
   }
 }
 
-/**
- * How grpc-js words a call that never reached a server or lost it, at the start of its details. Anchored: the server's
- * own UNAVAILABLE may quote a connect error of its own (a partner's bundle endpoint refusing), which is not ours.
- */
-const CONNECT_FAILURE = /^(No connection established|Connection dropped|Failed to connect)/;
 
 /** grpc-js reports a failed connect as a long sentence; the operator needs the errno in words. */
 function connectProblem(details: string): string {

@@ -1,0 +1,14 @@
+import { status, type ServiceError } from '@grpc/grpc-js';
+
+/**
+ * What became of a failed call's connection, as grpc-js words it at the start of an UNAVAILABLE's details: the call
+ * never reached a server ('not-connected'), or the connection went while it ran ('dropped', so it may have arrived).
+ * Undefined for anything else, a server's own UNAVAILABLE included: that may quote a connect error of its own (a
+ * partner's endpoint refusing), which is not this client's.
+ */
+export function connectionFailure(err: Pick<ServiceError, 'code' | 'details'>): 'not-connected' | 'dropped' | undefined {
+  if (err.code !== status.UNAVAILABLE) return undefined;
+  if (/^(No connection established|Failed to connect)/.test(err.details ?? '')) return 'not-connected';
+  if (/^Connection dropped/.test(err.details ?? '')) return 'dropped';
+  return undefined;
+}
