@@ -3,7 +3,7 @@ import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
-import { checkConfigKeys, readJsonConfigObject } from '../common/config-file.js';
+import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
 import { LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
@@ -60,7 +60,7 @@ export interface RawAgentConfig {
   sds?: RawSdsConfig;
 }
 
-const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' | 'object' | 'array'> = {
+const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   server_address: 'string',
   trust_bundle_path: 'string',
   trust_domain: 'string',
@@ -76,7 +76,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, 'string' | 'boolean' | 'number' |
   sds: 'object',
 };
 
-const SDS_KEYS: Record<keyof RawSdsConfig, 'string' | 'boolean'> = {
+const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
   default_svid_name: 'string',
   default_bundle_name: 'string',
   default_all_bundles_name: 'string',
@@ -86,7 +86,6 @@ const SDS_KEYS: Record<keyof RawSdsConfig, 'string' | 'boolean'> = {
 export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
 export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
 export { LOG_LEVELS };
-
 
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string): RawAgentConfig {
