@@ -47,9 +47,9 @@ export interface RelationshipStatus {
  * Keeps every federated trust domain with a relationship (the config's `federates_with` and those made through the
  * admin API) up to date from its bundle endpoint: polls at the endpoint's refresh hint, stores a bundle whose
  * authorities changed (so agents hear of it through the change feed, like `bundle set`), and retries failures with
- * backoff. Keys the partner serves that meshid cannot use are left out and logged once per poll; the rest applies.
- * A bundle with nothing usable left is the partner revoking every key (Bundle §4.1.3): it is stored, empty, and the
- * trust domain is trusted for nothing. A failed poll (no answer, not a SPIFFE bundle) changes nothing: the stored
+ * backoff. Keys the partner serves that meshid cannot use are left out and logged once per poll; the rest applies,
+ * and if none is left the poll fails (a publishing bug). A bundle with no keys is the partner revoking every key
+ * (Bundle §4.1.3): it is stored, empty, and the trust domain is trusted for nothing. A failed poll (no answer, not a SPIFFE bundle) changes nothing: the stored
  * bundle stays, and with it what the workloads trust, until a fetch succeeds or an operator acts.
  */
 export class FederatedBundlePoller {
