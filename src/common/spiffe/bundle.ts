@@ -200,7 +200,8 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
  * `kid` — is left out and reported in `ignored`, so one bad key cannot hold back the rest (a root rotation, say). An
  * x509-svid key with several `x5c` values is read from the first; one with a `kid` is read and reported. A
  * `spiffe_sequence` or `spiffe_refresh_hint` beyond 2^53 is clamped (see optionalInteger). What is left may be empty:
- * that is the partner revoking every key, and means nothing of its trust domain is trusted.
+ * with `ignored` empty too, the partner revoking every key (nothing of its trust domain is trusted); with keys in
+ * `ignored`, a publishing bug the caller decides about (the poller keeps what it has).
  * Throws MeshidError invalid_argument only for a document that is not a bundle at all: not a JSON object, no `keys`
  * array, a sequence or refresh hint that is not a non-negative integer.
  */

@@ -12,7 +12,7 @@ const TIMEOUT_MS = 10_000;
 /**
  * Fetches a federated trust domain's bundle from its endpoint (Trust Domain and Bundle §5) and reads it as a
  * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`; what is left
- * may be nothing, the partner revoking every key). https_spiffe trusts only `anchors` (the X.509 roots stored for
+ * may be nothing). https_spiffe trusts only `anchors` (the X.509 roots stored for
  * the endpoint SPIFFE ID's trust domain, endpointTrustDomain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
  * URI SAN; no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
  * adds some) and the URL's host name. Throws MeshidError: unavailable for anything the endpoint or the network did,
