@@ -13,7 +13,16 @@ export interface ServerTrustProbeOptions {
   trustDomain: string | undefined;
   /** Bound on the whole probe; a server that does not finish a handshake in time counts as unreachable. */
   timeoutMs?: number;
+  /** Where the proxy settings are read; process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
+
+/**
+ * grpc-js sends the agent's channel through the proxy these name (in this order, lower case only), so a direct probe
+ * could meet a different peer than the channel does: a TLS-intercepting middlebox would be reported as a wrong
+ * --trust-bundle. With a proxy set, the probe is not made and a trust failure is retried like an outage.
+ */
+const GRPC_PROXY_VARIABLES = ['grpc_proxy', 'https_proxy', 'http_proxy'];
 
 /** What the server presented that the roots cannot authenticate. */
 export interface ServerTrustProblem {
@@ -28,9 +37,12 @@ export interface ServerTrustProblem {
  * channel does (OpenSSL against the roots, then serverIdentityCheck), told apart from not getting an answer at all.
  * grpc-js reports both as the same UNAVAILABLE, but a server that answers with a certificate the roots do not
  * authenticate is a configuration error that no retry fixes. Resolves the problem, or undefined when the server was
- * authenticated or could not be reached (refused, timed out, not TLS). Never sends anything over the connection.
+ * authenticated or could not be reached (refused, timed out, not TLS), or when a proxy is configured. Never sends
+ * anything over the connection.
  */
 export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOptions): Promise<ServerTrustProblem | undefined> {
+  const env = o.env ?? process.env;
+  if (GRPC_PROXY_VARIABLES.some((name) => (env[name] ?? '') !== '')) return Promise.resolve(undefined);
   const m = /^\[?(.*?)\]?:(\d+)$/.exec(o.serverAddress);
   if (m === null) return Promise.resolve(undefined);
   return new Promise((resolve) => {

@@ -34,6 +34,17 @@ test('roots of another server: the SPIFFE ID presented and OpenSSL\'s reason', a
   assert.deepEqual(problem, { presented: `spiffe://${TRUST_DOMAIN}/meshid/server`, reason: 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY' });
 });
 
+test('with a proxy configured for grpc-js, no direct probe: undefined (the channel may meet another peer)', async () => {
+  for (const name of ['grpc_proxy', 'https_proxy', 'http_proxy']) {
+    const env = { [name]: 'http://127.0.0.1:9' };
+    assert.equal(await probeServerTrust(roots(other), { serverAddress: c.server.address(), trustDomain: TRUST_DOMAIN, env }), undefined, name);
+  }
+  // Upper case is not read by grpc-js, and an empty value sets nothing: the direct probe still reports.
+  const env = { HTTPS_PROXY: 'http://127.0.0.1:9', grpc_proxy: '' };
+  const problem = await probeServerTrust(roots(other), { serverAddress: c.server.address(), trustDomain: TRUST_DOMAIN, env });
+  assert.equal(problem?.reason, 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY');
+});
+
 test('the right roots but another trust domain expected: the SPIFFE ID mismatch', async () => {
   const problem = await probeServerTrust(roots(c), { serverAddress: c.server.address(), trustDomain: 'other.example' });
   assert.equal(problem?.reason, `the server presented spiffe://${TRUST_DOMAIN}/meshid/server, expected spiffe://other.example/meshid/server`);
