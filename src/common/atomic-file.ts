@@ -9,15 +9,7 @@ import { failedPrecondition } from './errors.js';
  * write a temp file in the same directory, fsync it, rename it over the target, fsync the directory.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
-  const dir = path.dirname(file);
-  const tmp = path.join(dir, `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-  const fd = fs.openSync(tmp, 'wx', mode);
-  try {
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
+  const tmp = stageFile(file, data, mode);
   try {
     fs.chmodSync(tmp, mode);
     fs.renameSync(tmp, file);
@@ -25,30 +17,39 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
     fs.rmSync(tmp, { force: true });
     throw err;
   }
-  fsyncDir(dir);
+  fsyncDir(path.dirname(file));
 }
 
 /** Writes several files so that all of them are replaced or none: each goes to a temp name first, then all renames. */
 export function writeFilesAtomic(files: Array<{ file: string; data: string | Uint8Array; mode?: number }>): void {
   const staged: Array<{ tmp: string; file: string }> = [];
   try {
-    for (const { file, data, mode = 0o600 } of files) {
-      const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
-      const fd = fs.openSync(tmp, 'wx', mode);
-      try {
-        fs.writeFileSync(fd, data);
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
-      staged.push({ tmp, file });
-    }
+    for (const { file, data, mode = 0o600 } of files) staged.push({ tmp: stageFile(file, data, mode), file });
   } catch (err) {
     for (const s of staged) fs.rmSync(s.tmp, { force: true });
     throw err;
   }
   for (const s of staged) fs.renameSync(s.tmp, s.file);
   for (const dir of new Set(staged.map((s) => path.dirname(s.file)))) fsyncDir(dir);
+}
+
+/**
+ * Writes `data` to a new temp file next to `file`, fsynced, and returns its path. A write that fails (a full disk)
+ * removes the temp file: a caller that retries must not leave one more behind each time, holding part of a key.
+ */
+function stageFile(file: string, data: string | Uint8Array, mode: number): string {
+  const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
+  const fd = fs.openSync(tmp, 'wx', mode);
+  try {
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } catch (err) {
+    fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    throw err;
+  }
+  fs.closeSync(fd);
+  return tmp;
 }
 
 /**
