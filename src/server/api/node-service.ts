@@ -117,21 +117,29 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const token = req.join_token ?? '';
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
-      // Consumed before any other check: a token is single use even when the attempt fails later.
-      const record = await ds.consumeJoinToken(token);
+      const record = await ds.findJoinToken(token);
       if (record === undefined) throw permissionDenied('join token is unknown or was already used');
-      if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one');
-      if (!deps.datacenters.includes(record.datacenter)) {
-        throw permissionDenied(`join token is bound to datacenter "${record.datacenter}", which this server no longer serves`);
+      let spiffeId: string;
+      let svid: { chain: Buffer[]; notAfter: number; serial: string };
+      try {
+        if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one');
+        if (!deps.datacenters.includes(record.datacenter)) {
+          throw permissionDenied(`join token is bound to datacenter "${record.datacenter}", which this server no longer serves`);
+        }
+        spiffeId = `${agentPrefix}${record.datacenter}/${randomUUID()}`;
+        svid = signAgentSvid(spiffeId, record.datacenter, parseCsr(req.csr));
+      } catch (err) {
+        // An attempt refused for what it presented uses the token up, so a leaked token cannot be probed again and
+        // again; one the server failed (its CA, its disk) leaves it for the retry.
+        if (isMeshidError(err, 'permission_denied') || isMeshidError(err, 'invalid_argument')) await ds.consumeJoinToken(token);
+        throw err;
       }
-      const spiffeId = `${agentPrefix}${record.datacenter}/${randomUUID()}`;
-      const svid = signAgentSvid(spiffeId, record.datacenter, parseCsr(req.csr));
       const selectors: Selector[] = [
         { type: 'meshid', value: `datacenter:${record.datacenter}` },
         ...record.selectors,
       ];
       const now = clock.now();
-      await ds.createAgent({
+      const agent = {
         spiffeId,
         datacenter: record.datacenter,
         selectors,
@@ -140,6 +148,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         attestedAt: now,
         updatedAt: now,
         banned: false,
+      };
+      // The token is consumed in the agent's own transaction: a write that fails (a full disk) leaves it usable.
+      await ds.createAgent(agent, { joinToken: token }).catch((err: unknown) => {
+        throw isMeshidError(err, 'not_found') ? permissionDenied('join token is unknown or was already used') : err;
       });
       log.info({ agent: spiffeId, datacenter: record.datacenter }, 'agent attested with a join token');
       return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };

@@ -87,6 +87,8 @@ export class CaManager {
   private timer: TimerHandle | undefined;
   private changeListeners = new Set<(bundle: TrustBundle, bundleChanged: boolean) => void>();
   private busy: Promise<void> = Promise.resolve();
+  /** Keys written by the rotation in progress that its journal commit does not name yet. */
+  private readonly uncommittedKeys = new Set<string>();
 
   private constructor(
     private readonly settings: CaSettings,
@@ -229,6 +231,23 @@ export class CaManager {
    * Works on a copy of the authorities' states and commits the difference, so memory only changes after the commit.
    */
   async rotateNow(action: CaAction = {}): Promise<void> {
+    try {
+      await this.planAndCommit(action);
+    } finally {
+      // A rotation that failed before its commit (a full disk) takes back the keys it wrote: no journal row will name
+      // them, and the retry every minute would otherwise add more to the disk that is already full.
+      for (const keyId of this.uncommittedKeys) {
+        try {
+          this.keys.delete(keyId);
+        } catch (err) {
+          this.log.warn({ err, keyId }, 'cannot remove the key of an uncommitted CA change; the next start removes it');
+        }
+      }
+      this.uncommittedKeys.clear();
+    }
+  }
+
+  private async planAndCommit(action: CaAction): Promise<void> {
     const now = this.clock.now();
     const pool = new Map(this.authorities);
     const state = new Map<string, AuthorityState>([...pool].map(([id, a]) => [id, a.record.state]));
@@ -422,6 +441,7 @@ export class CaManager {
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
     await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
+    this.uncommittedKeys.clear();
 
     // Committed: apply to memory and drop removed keys from disk.
     for (const id of removed) {
@@ -494,12 +514,17 @@ export class CaManager {
       .sort();
   }
 
+  private writeKey(keyId: string, key: KeyObject): void {
+    this.uncommittedKeys.add(keyId);
+    this.keys.write(keyId, key);
+  }
+
   private async newRoot(now: number): Promise<LoadedAuthority> {
     const upstream = this.settings.upstreamCa;
     const id = newAuthorityId('root');
     if (upstream) {
       checkUpstreamLifetime(upstream, now, this.settings.intermediateTtlMs);
-      this.keys.write(id, upstream.privateKey);
+      this.writeKey(id, upstream.privateKey);
       const root = this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
       if (upstream.bundleDer !== undefined) {
         // Kept with the root: chains under it need them for as long as it lives, whatever files a restart brings.
@@ -509,7 +534,7 @@ export class CaManager {
       return root;
     }
     const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
-    this.keys.write(id, privateKey);
+    this.writeKey(id, privateKey);
     const certDer = await createRootCertificate({
       trustDomain: this.settings.trustDomain,
       privateKey,
@@ -538,7 +563,7 @@ export class CaManager {
     }
     const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
     const id = newAuthorityId(`int-${datacenter}`);
-    this.keys.write(id, privateKey);
+    this.writeKey(id, privateKey);
     const certDer = await createIntermediateCertificate({
       trustDomain: this.settings.trustDomain,
       datacenter,
@@ -555,7 +580,7 @@ export class CaManager {
     // JWT-SVIDs are always ES256: the one algorithm every SPIFFE validator is required to understand in practice.
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const id = newAuthorityId('jwt');
-    this.keys.write(id, privateKey);
+    this.writeKey(id, privateKey);
     const record: CaRecord = {
       id,
       kind: 'jwt',

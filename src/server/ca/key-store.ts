@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
-import { failedPrecondition } from '../../common/errors.js';
+import { failedPrecondition, fileWriteError } from '../../common/errors.js';
 import { exportPkcs8Pem, importPrivateKey } from '../../common/x509/keys.js';
 
 const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -28,7 +28,11 @@ export class KeyStore {
   }
 
   write(keyId: string, key: KeyObject): void {
-    writeFileAtomic(this.fileOf(keyId), exportPkcs8Pem(key), 0o600);
+    try {
+      writeFileAtomic(this.fileOf(keyId), exportPkcs8Pem(key), 0o600);
+    } catch (err) {
+      throw fileWriteError(err, 'a CA key', this.dir);
+    }
   }
 
   /** Reads a key; a missing or unreadable file stops the server with a message that says what to do. */

@@ -85,12 +85,18 @@ export interface Datastore {
    * `expiresAt`, so a leaked expired token cannot be probed repeatedly.
    */
   consumeJoinToken(token: string): Promise<JoinToken | undefined>;
+  /** The token's record, left in place; undefined for an unknown (or already used) token. */
+  findJoinToken(token: string): Promise<JoinToken | undefined>;
   /** Deletes tokens with expiresAt <= now; returns how many. */
   pruneJoinTokens(now: number): Promise<number>;
 
   // Attested agents.
-  /** Throws already_exists when an agent with this SPIFFE ID is present. */
-  createAgent(agent: NewAgent): Promise<AttestedAgent>;
+  /**
+   * Throws already_exists when an agent with this SPIFFE ID is present. With `joinToken`, the token is consumed in
+   * the same transaction, so a failed write leaves it usable (a full disk must not cost the operator a token), and
+   * not_found is thrown, with nothing written, when it is no longer there (used by a concurrent attestation).
+   */
+  createAgent(agent: NewAgent, options?: { joinToken?: string }): Promise<AttestedAgent>;
   getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
   /** Every agent (banned ones included), ordered by SPIFFE ID. */
   listAgents(filter?: { datacenter?: string }): Promise<AttestedAgent[]>;

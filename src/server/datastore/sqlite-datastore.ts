@@ -244,19 +244,30 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
+  findJoinToken(token: string): Promise<JoinToken | undefined> {
+    return this.read(() => {
+      if (typeof token !== 'string' || token === '') return undefined;
+      const row = this.s.joinTokenByHash.get(hashToken(token)) as JoinTokenRow | undefined;
+      return row === undefined ? undefined : joinTokenFromRow(row);
+    });
+  }
+
   pruneJoinTokens(now: number): Promise<number> {
     return this.write(() => this.s.pruneJoinTokens.run(now).changes);
   }
 
   // ---- Attested agents ----
 
-  createAgent(agent: NewAgent): Promise<AttestedAgent> {
+  createAgent(agent: NewAgent, options: { joinToken?: string } = {}): Promise<AttestedAgent> {
     return this.write(() => {
       requireText('agent spiffeId', agent.spiffeId);
       requireText('agent datacenter', agent.datacenter);
       requireText('agent certSerial', agent.certSerial);
       for (const t of ['certNotAfter', 'attestedAt', 'updatedAt'] as const) requireTime(`agent ${t}`, agent[t]);
       if (this.s.agentById.get(agent.spiffeId) !== undefined) throw alreadyExists(`agent ${agent.spiffeId} already exists`);
+      if (options.joinToken !== undefined && this.s.consumeJoinToken.get(hashToken(options.joinToken)) === undefined) {
+        throw notFound('the join token is unknown or was already used');
+      }
       const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
       this.s.insertAgent.run(
         stored.spiffeId, stored.datacenter, JSON.stringify(stored.selectors), stored.certSerial, stored.certNotAfter,

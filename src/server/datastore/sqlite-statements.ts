@@ -47,6 +47,7 @@ export function prepareStatements(db: Database.Database) {
     raiseTombstonesPruned: p("UPDATE revisions SET value = ? WHERE name = 'entry_tombstones_pruned' AND value < ?"),
 
     joinTokenExists: p('SELECT 1 FROM join_tokens WHERE token_hash = ?'),
+    joinTokenByHash: p('SELECT token_hash, datacenter, selectors, expires_at, created_at FROM join_tokens WHERE token_hash = ?'),
     insertJoinToken: p('INSERT INTO join_tokens (token_hash, datacenter, selectors, expires_at, created_at) VALUES (?, ?, ?, ?, ?)'),
     // DELETE … RETURNING (SQLite ≥ 3.35, PostgreSQL): find-and-consume in one statement, so a token is used once.
     consumeJoinToken: p('DELETE FROM join_tokens WHERE token_hash = ? RETURNING token_hash, datacenter, selectors, expires_at, created_at'),

@@ -68,3 +68,21 @@ test('pruneJoinTokens removes exactly the expired tokens', async () => {
     assert.ok(await ds.consumeJoinToken('c'));
   });
 });
+
+test('an agent registered with its join token: the token goes in the same transaction, or stays when the agent is refused', async () => {
+  await withDatastore(async ({ ds, clock }) => {
+    const now = clock.now();
+    const agent = (id: string) => ({
+      spiffeId: `spiffe://example.org/meshid/agent/dc1/${id}`, datacenter: 'dc1', selectors: [], certSerial: '01',
+      certNotAfter: now + H, attestedAt: now, updatedAt: now, banned: false,
+    });
+    for (const token of ['t1', 't2']) await ds.createJoinToken({ token, datacenter: 'dc1', selectors: [], expiresAt: now + H, createdAt: now });
+    assert.ok(await ds.findJoinToken('t1'), 'found, and left in place');
+    await ds.createAgent(agent('a'), { joinToken: 't1' });
+    assert.equal(await ds.findJoinToken('t1'), undefined, 'consumed with the agent');
+    await assert.rejects(ds.createAgent(agent('b'), { joinToken: 't1' }), (err) => isMeshidError(err, 'not_found'));
+    assert.equal(await ds.getAgent(agent('b').spiffeId), undefined, 'no agent without its token');
+    await assert.rejects(ds.createAgent(agent('a'), { joinToken: 't2' }), (err) => isMeshidError(err, 'already_exists'));
+    assert.ok(await ds.findJoinToken('t2'), 'a refused agent leaves its token');
+  });
+});

@@ -1,0 +1,127 @@
+/**
+ * meshid-server on a data dir whose disk fills up: a real tmpfs (root only; CI runs as root), filled with fallocate.
+ * Whatever fails must fail with a code the caller can act on, lose nothing, and leave nothing that later runs trip on.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawnSync } from 'node:child_process';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { tempDir } from '../support/server-kit.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
+
+const PAGE = 4096;
+const canMount = process.geteuid?.() === 0;
+const skip = canMount ? false : 'needs root, to mount a small tmpfs';
+
+let server: ServerProcess;
+let dataDisk: string;
+let rootsPem: string;
+let cleanup: () => void = () => undefined;
+const filler = (): string => path.join(dataDisk, 'filler');
+
+/** Fills the data disk until `leave` bytes are free; with 0, until a one-byte file no longer fits. */
+function fill(leave: number): void {
+  const free = Number(fs.statfsSync(dataDisk).bavail) * Number(fs.statfsSync(dataDisk).bsize);
+  const r = spawnSync('fallocate', ['-l', String(Math.max(PAGE, free - leave)), filler()]);
+  assert.equal(r.status, 0, r.stderr?.toString());
+  for (let i = 0; leave === 0; i++) {
+    try {
+      fs.writeFileSync(`${filler()}-${i}`, 'x');
+    } catch {
+      break;
+    }
+  }
+}
+const unfill = (): void => {
+  for (const name of fs.readdirSync(dataDisk)) if (name.startsWith('filler')) fs.rmSync(path.join(dataDisk, name));
+};
+
+before(async () => {
+  if (!canMount) return;
+  const t = tempDir('meshid-disk-full-');
+  dataDisk = path.join(t.dir, 'data');
+  fs.mkdirSync(dataDisk, { mode: 0o700 });
+  assert.equal(spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=16m,mode=0700', 'tmpfs', dataDisk]).status, 0, 'mount tmpfs');
+  cleanup = () => {
+    spawnSync('umount', [dataDisk]);
+    t.cleanup();
+  };
+  server = await startServerProcess(t.dir);
+  rootsPem = (await server.cli(['bundle', 'show'])).out;
+});
+
+after(async () => {
+  await server?.stop();
+  cleanup();
+});
+
+test('Attest on a filling disk: refused with RESOURCE_EXHAUSTED and the token kept for the retry, at every fill level', { skip }, async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  const client = connectNode(server, rootsPem);
+  const agents = async (): Promise<number> => (await server.cli(['agent', 'list', '--output', 'json'])).out.split('spiffe://').length;
+  try {
+    let refused = 0;
+    // Page by page: the old code consumed the token and registered the agent in two transactions, and a disk that
+    // had room for the first but not the second cost the operator the token.
+    for (let pages = 0; pages <= 8; pages++) {
+      const token = await joinToken(server);
+      const before = await agents();
+      fill(pages * PAGE);
+      let first: grpc.ServiceError | undefined;
+      try {
+        await nodeCall(client, 'Attest', { join_token: token, csr });
+      } catch (err) {
+        first = err as grpc.ServiceError;
+      } finally {
+        unfill();
+      }
+      if (first === undefined) continue;
+      refused++;
+      assert.equal(first.code, grpc.status.RESOURCE_EXHAUSTED, `${pages} pages free: ${first.details}`);
+      assert.equal(await agents(), before, `${pages} pages free: no agent registered by the refused attempt`);
+      const res = await nodeCall<{ spiffe_id: string }>(client, 'Attest', { join_token: token, csr });
+      assert.match(res.spiffe_id, /\/meshid\/agent\/east\//, `${pages} pages free: the same token attests once there is room`);
+    }
+    assert.ok(refused > 0, 'a full disk refuses at least one attempt');
+  } finally {
+    client.close();
+  }
+});
+
+test('a CA change on a full disk: RESOURCE_EXHAUSTED naming the key directory, no key or temp file left behind', { skip }, async () => {
+  const keysDir = path.join(server.dataDir, 'ca', 'keys');
+  const keysBefore = fs.readdirSync(keysDir).sort();
+  const intermediate = /int-west-[0-9a-f]+/.exec((await server.cli(['ca', 'show'])).out)![0];
+  const refused = async (args: string[], message: RegExp): Promise<void> => {
+    const r = await server.cli(args);
+    assert.notEqual(r.code, 0, args.join(' '));
+    assert.match(r.err, message, args.join(' '));
+  };
+  fill(0);
+  try {
+    await refused(['ca', 'rotate-root'], new RegExp(`ResourceExhausted: cannot write a CA key: the disk of ${keysDir} is full`));
+    // A taint may only promote the prepared intermediate: then the journal commit is what fails.
+    await refused(['ca', 'taint', '--id', intermediate], /ResourceExhausted/);
+  } finally {
+    unfill();
+  }
+  assert.deepEqual(fs.readdirSync(keysDir).sort(), keysBefore, 'no key, no temp file');
+  // Room for the new root's key but not for the journal commit: the key written must not stay behind.
+  fill(4 * PAGE);
+  try {
+    await refused(['ca', 'rotate-root'], /ResourceExhausted: the datastore disk is full/);
+  } finally {
+    unfill();
+  }
+  assert.deepEqual(fs.readdirSync(keysDir).sort(), keysBefore, 'the key of the uncommitted root is gone');
+  for (const args of [['ca', 'rotate-root'], ['ca', 'taint', '--id', intermediate]]) {
+    const r = await server.cli(args);
+    assert.equal(r.code, 0, `with room again, ${args.join(' ')} goes through: ${r.err}`);
+  }
+});
