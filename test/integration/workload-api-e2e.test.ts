@@ -135,3 +135,27 @@ test('ca taint of the datacenter intermediate: the open stream promptly receives
     client.close();
   }
 });
+
+test('ca taint of the active JWT key: FetchJWTSVID stops handing out the cached token it signed, and what it hands out validates', async () => {
+  const client = agent.client(10_000);
+  try {
+    const before = (await client.fetchJwtSvid(['ledger'], A)).svids![0]!.svid!;
+    const kid = (token: string): string => JSON.parse(Buffer.from(token.split('.')[0]!, 'base64url').toString()).kid;
+    const list = await cluster.admin.call('Authorities', 'ListAuthorities', {});
+    const active = (list.authorities ?? []).find((a) => a.kind === 'jwt' && a.state === 'active')!;
+    assert.equal(kid(before), active.id, 'the cached token was signed by the active key');
+    await cluster.admin.call('Authorities', 'TaintAuthority', { id: active.id! });
+    // The bundle update reaches the agent over its Sync stream: poll for it, bounded.
+    let after = before;
+    for (let i = 0; i < 100 && after === before; i++) {
+      await new Promise((r) => setTimeout(r, 50));
+      after = (await client.fetchJwtSvid(['ledger'], A)).svids![0]!.svid!;
+    }
+    assert.notEqual(after, before, 'a new token, long before the cached one\'s half-life');
+    assert.notEqual(kid(after), active.id);
+    assert.equal((await client.validateJwtSvid('ledger', after)).spiffeId, A);
+    await assert.rejects(client.validateJwtSvid('ledger', before), /kid/);
+  } finally {
+    client.close();
+  }
+});

@@ -109,11 +109,21 @@ export class IdentityCache implements WorkloadCache {
             `the server signed a JWT-SVID for ${sub ?? 'another identity'}, not ${expected}: this agent has not yet heard of a change to entry ${entryId}; retry`,
           );
         }
+        // Valid at return time (SPEC-NOTES §8) means validatable with the bundle this agent serves: a key the server
+        // made at once (a taint with no prepared successor) may sign before its bundle update has arrived here.
+        const kid = tokenKeyId(jwt.token);
+        if (!this.holdsJwtKey(kid)) {
+          throw unavailable(`the server signed a JWT-SVID with key ${kid ?? '(no kid)'}, which this agent's trust bundle does not hold yet; retry`);
+        }
         return jwt;
       },
       () => this.clock.now(),
       options.jwtCacheSize,
     );
+  }
+
+  private holdsJwtKey(kid: string | undefined): boolean {
+    return kid !== undefined && this.own !== undefined && this.own.jwtAuthorities.some((k) => k.kid === kid);
   }
 
   // ---- WorkloadCache (the handlers' side) ----
@@ -294,6 +304,9 @@ export class IdentityCache implements WorkloadCache {
     let everyone = false;
     if (update.bundle !== undefined) {
       this.own = update.bundle;
+      // A key that left the bundle (tainted) fails every token it signed, everywhere: stop handing those out now,
+      // not at their half-life, and not in the outage fallback either.
+      this.jwt.dropTokens((jwt) => !this.holdsJwtKey(tokenKeyId(jwt.token)));
       everyone = true;
     }
     if (update.federatedBundles !== undefined) {
@@ -391,6 +404,16 @@ export class IdentityCache implements WorkloadCache {
     } catch (err) {
       this.log.error({ err }, 'a cache listener failed');
     }
+  }
+}
+
+/** The token's `kid`, or undefined when it cannot be read (the server's tokens always carry one). */
+function tokenKeyId(token: string): string | undefined {
+  try {
+    const kid = parseJwtSvid(token).header['kid'];
+    return typeof kid === 'string' ? kid : undefined;
+  } catch {
+    return undefined;
   }
 }
 

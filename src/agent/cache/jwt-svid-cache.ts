@@ -96,6 +96,11 @@ export class JwtSvidCache {
     }
   }
 
+  /** Forgets the cached tokens `unusable` picks, so neither a request nor the outage fallback hands them out. */
+  dropTokens(unusable: (jwt: SignedJwtSvid) => boolean): void {
+    for (const [key, slot] of this.slots) if (unusable(slot.jwt)) this.slots.delete(key);
+  }
+
   /** Forgets every token of an entry (removed, or changed so that its tokens would be wrong). */
   dropEntry(entryId: string): void {
     for (const call of this.inflight.values()) if (call.entryId === entryId) call.discarded = true;

@@ -113,9 +113,10 @@ export async function openAgentFixture(start = Date.UTC(2026, 0, 1)): Promise<Ag
 
 /**
  * A token shaped as a JWT-SVID with these claims and no valid signature: what a stubbed SignJwtSvid answers (the cache
- * reads the token's `sub`; signatures are the server's and the validators' business, tested there).
+ * reads the token's `sub`, and its `kid`, which must be in the cache's bundle; signatures are the server's and the
+ * validators' business, tested there).
  */
-export function unsignedJwt(claims: Record<string, unknown>): string {
+export function unsignedJwt(claims: Record<string, unknown>, kid?: string): string {
   const part = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
-  return `${part({ alg: 'ES256', typ: 'JWT' })}.${part(claims)}.c2ln`;
+  return `${part({ alg: 'ES256', kid, typ: 'JWT' })}.${part(claims)}.c2ln`;
 }

@@ -11,6 +11,8 @@ let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
 after(async () => fx.close());
 
+/** A JWT key of the fixture's bundle, for tokens the cache must accept. */
+const jwtKid = (): string => fx.bundle().jwtAuthorities[0]!.kid;
 const sel = (...s: string[]): Selector[] => s.map((x) => ({ type: x.slice(0, x.indexOf(':')), value: x.slice(x.indexOf(':') + 1) }));
 
 test('not ready until it has a bundle and was marked ready (restored or synced)', () => {
@@ -174,7 +176,7 @@ test('federated bundles in a snapshot are those the matching entries federate wi
 });
 
 test('JWT-SVIDs: one per matching entry (or the one asked for), and permission_denied when nothing matches', async () => {
-  const token = (entryId: string, audience: readonly string[]): string => unsignedJwt({ sub: c.entry(entryId)!.spiffeId, aud: audience, jti: entryId });
+  const token = (entryId: string, audience: readonly string[]): string => unsignedJwt({ sub: c.entry(entryId)!.spiffeId, aud: audience, jti: entryId }, jwtKid());
   const c = fx.cache(async (entryId, audience) => ({ token: token(entryId, audience), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
   const first = entry('jwt-a', ['unix:uid:60'], { created_at: 1 });
   const second = entry('jwt-b', ['unix:uid:60'], { created_at: 2, hint: 'b' });
@@ -196,7 +198,7 @@ test('JWT-SVIDs are all or nothing: one that cannot be signed fails the call, so
   const c = fx.cache(async (entryId) => {
     const err = refuse(entryId);
     if (err !== undefined) throw err;
-    return { token: unsignedJwt({ sub: c.entry(entryId)!.spiffeId }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+    return { token: unsignedJwt({ sub: c.entry(entryId)!.spiffeId }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
   });
   const dflt = entry('jwt-default', ['unix:uid:62'], { created_at: 1 });
   const other = entry('jwt-other', ['unix:uid:62'], { created_at: 2 });
@@ -239,12 +241,12 @@ test('a JWT-SVID is never handed to a caller its entry stopped matching while th
   // server signs for the entry as it is now.
   const moved = entryFromMessage({ ...entryToMessage(e), spiffe_id: 'spiffe://example.org/other-service', selectors: [{ type: 'unix', value: 'uid:80' }], revision: e.revision + 1 });
   c.apply({ upserts: [moved] });
-  release({ token: unsignedJwt({ sub: moved.spiffeId }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 });
+  release({ token: unsignedJwt({ sub: moved.spiffeId }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 });
   // Started over with the new state, in which uid 79 matches nothing.
   await assert.rejects(pending, (err: unknown) => isMeshidError(err, 'permission_denied'));
 
   // An agent whose view lags the server's (the Sync stream reconnecting): the server's token names the new ID.
-  const lagging = fx.cache(async () => ({ token: unsignedJwt({ sub: 'spiffe://example.org/renamed' }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
+  const lagging = fx.cache(async () => ({ token: unsignedJwt({ sub: 'spiffe://example.org/renamed' }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 }));
   lagging.apply({ upserts: [entry('jwt-lagging', ['unix:uid:81'])] });
   await assert.rejects(
     lagging.fetchJwtSvids(sel('unix:uid:81'), ['aud']),
@@ -259,7 +261,7 @@ test('a JWT-SVID request that starts after its entry changed does not join the s
   const c = fx.cache(async (entryId) => {
     const sub = c.entry(entryId)!.spiffeId; // the server signs for the entry as it is when the call arrives
     if (calls++ === 0) await new Promise<void>((resolve) => gates.push(resolve));
-    return { token: unsignedJwt({ sub }), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+    return { token: unsignedJwt({ sub }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
   });
   const e = entry('jwt-renamed', ['unix:uid:82']);
   c.apply({ upserts: [e] });
@@ -271,4 +273,32 @@ test('a JWT-SVID request that starts after its entry changed does not join the s
   gates[0]!();
   assert.deepEqual((await after).map((r) => r.spiffeId), [renamed.spiffeId]);
   assert.deepEqual((await before).map((r) => r.spiffeId), [renamed.spiffeId], 'the earlier call started over with the new state');
+});
+
+test('a JWT key that leaves the bundle (tainted) takes its cached tokens with it, also from the outage fallback', async () => {
+  const own = fx.bundle();
+  let signingKid = jwtKid();
+  let calls = 0;
+  const c = fx.cache(async (entryId) => {
+    calls++;
+    return { token: unsignedJwt({ sub: c.entry(entryId)!.spiffeId, n: calls }, signingKid), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+  });
+  const e = entry('jwt-tainted-key', ['unix:uid:83']);
+  c.apply({ upserts: [e] });
+  const first = (await c.fetchJwtSvids(sel('unix:uid:83'), ['aud']))[0]!.token;
+  assert.equal((await c.fetchJwtSvids(sel('unix:uid:83'), ['aud']))[0]!.token, first, 'cached while fresh');
+
+  // The server tainted the key: the bundle now holds only its replacement.
+  c.apply({ bundle: { ...own, jwtAuthorities: [{ kid: 'jwt-replacement', publicKey: own.jwtAuthorities[0]!.publicKey }], sequence: own.sequence + 1 } });
+  // A server that still signs with the old key (or whose answer crossed the bundle update) is refused, and the cached
+  // token is not the fallback: no validator holding this bundle would accept it.
+  await assert.rejects(
+    c.fetchJwtSvids(sel('unix:uid:83'), ['aud']),
+    (err: unknown) => isMeshidError(err, 'unavailable') && /with key .* which this agent's trust bundle does not hold yet/.test((err as Error).message),
+  );
+  signingKid = 'jwt-replacement';
+  const next = (await c.fetchJwtSvids(sel('unix:uid:83'), ['aud']))[0]!.token;
+  assert.notEqual(next, first);
+  assert.equal(JSON.parse(Buffer.from(next.split('.')[0]!, 'base64url').toString()).kid, 'jwt-replacement');
+  assert.equal(calls, 3);
 });
