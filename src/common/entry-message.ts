@@ -22,4 +22,6 @@ export interface EntryMessage {
   revision?: number;
   /** Epoch seconds. */
   created_at?: number;
+  /** Epoch milliseconds (absent from servers and stored states before it existed). */
+  created_at_ms?: number;
 }

@@ -67,10 +67,10 @@ test('an entry created while FetchX509SVID is open is delivered on that stream; 
   try {
     let msg = await next(watch);
     while ((msg.svids ?? []).length < 2) msg = await next(watch);
-    // svids[0] is the oldest matching entry: created_at (seconds), then entry ID.
+    // svids[0] is the oldest matching entry: created_at (milliseconds), then entry ID.
     const byAge = async (): Promise<string[]> => {
       const listed = (await cluster.admin.call('Entries', 'ListEntries', {})).entries!.filter((e) => /identity|test-runner/.test(e.spiffe_id!));
-      return listed.sort((x, y) => x.created_at! - y.created_at! || (x.id! < y.id! ? -1 : 1)).map((e) => e.spiffe_id!);
+      return listed.sort((x, y) => x.created_at_ms! - y.created_at_ms! || (x.id! < y.id! ? -1 : 1)).map((e) => e.spiffe_id!);
     };
     assert.deepEqual(msg.svids!.map((s) => s.spiffe_id), await byAge());
     const started = Date.now();
@@ -80,6 +80,8 @@ test('an entry created while FetchX509SVID is open is delivered on that stream; 
     // The target is < 1 s; timing is reported, never asserted.
     t.diagnostic(`entry created → SVID on the open stream: ${Date.now() - started} ms`);
     assert.deepEqual(msg.svids!.map((s) => s.spiffe_id), await byAge(), 'the order stays the entries age order');
+    // Created last, so last, also within the second of an older entry: the default never moves to a newer entry.
+    assert.equal(msg.svids!.at(-1)!.spiffe_id, 'spiffe://example.org/third-identity');
     await cluster.deleteEntry(third);
     do msg = await next(watch);
     while ((msg.svids ?? []).some((s) => s.spiffe_id === 'spiffe://example.org/third-identity'));

@@ -49,7 +49,7 @@ export function entryFromMessage(m: EntryMessage): AgentEntry {
     admin: m.admin ?? false,
     downstream: m.downstream ?? false,
     revision: m.revision ?? 0,
-    createdAt: (m.created_at ?? 0) * 1000,
+    createdAt: m.created_at_ms || (m.created_at ?? 0) * 1000,
   });
 }
 
@@ -69,6 +69,7 @@ export function entryToMessage(e: AgentEntry): EntryMessage {
     downstream: e.downstream,
     revision: e.revision,
     created_at: Math.floor(e.createdAt / 1000),
+    created_at_ms: e.createdAt,
   };
 }
 

@@ -20,6 +20,7 @@ export function entryToProto(e: RegistrationEntry): ProtoEntry {
     downstream: e.downstream,
     revision: e.revision,
     created_at: seconds(e.createdAt),
+    created_at_ms: e.createdAt,
   };
 }
 

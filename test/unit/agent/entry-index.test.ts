@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { EntryIndex, entryMatches, selectorSet, workloadKey } from '../../../src/agent/cache/entry-index.js';
-import { entryFromMessage } from '../../../src/agent/cache/agent-entry.js';
+import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { entry } from './agent-fixture.js';
 
 const workload = (...s: string[]) => selectorSet(s.map((x) => ({ type: x.slice(0, x.indexOf(':')), value: x.slice(x.indexOf(':') + 1) })));
@@ -44,7 +44,10 @@ test('entries the agent could not serve correctly are refused when received', ()
   assert.throws(() => entryFromMessage({ spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }] }), /without an id/);
   const e = entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], federates_with: ['spiffe://other.org', 'third.org'], created_at: 5 });
   assert.deepEqual(e.federatesWith, ['other.org', 'third.org'], 'federation targets become bare trust domain names');
-  assert.equal(e.createdAt, 5000);
+  assert.equal(e.createdAt, 5000, 'from a server (or a stored state) that sends seconds only');
+  const precise = entryFromMessage({ id: 'y', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], created_at: 5, created_at_ms: 5_999 });
+  assert.equal(precise.createdAt, 5_999, 'milliseconds order two entries of the same second');
+  assert.equal(entryFromMessage(entryToMessage(precise)).createdAt, 5_999, 'and survive the agent\'s own store');
 });
 
 test('workloadKey is equal for the same selectors in any order and differs for another set', () => {
