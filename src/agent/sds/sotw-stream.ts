@@ -1,5 +1,5 @@
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
-import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
+import type { DiscoveryRequest } from './messages.js';
 import {
   checkAllBundlesName,
   INITIAL_VALIDATION_CHOICE,
@@ -7,17 +7,11 @@ import {
   validationChoiceFor,
   type ValidationChoice,
 } from './node-validation-mode.js';
-import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
-import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
-import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
+import { checkResourceNames, isWildcardName } from './resource-names.js';
+import { checkTypeUrl } from './secret-builder.js';
+import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
-import type { ResolvedSdsOptions } from './sds-options.js';
 import { SecretStream } from './secret-stream.js';
-
-interface Served {
-  readonly resource: SdsResource;
-  readonly version: string;
-}
 
 /**
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
@@ -125,55 +119,4 @@ function sameList(a: readonly string[], b: readonly string[] | undefined): boole
 function onlyNames(map: ReadonlyMap<string, string>, keep: (name: string) => boolean): ReadonlyMap<string, string> {
   for (const name of map.keys()) if (!keep(name)) return new Map([...map].filter(([n]) => keep(n)));
   return map;
-}
-
-/** What a subscription resolves to in one snapshot: the same for every stream with that subscription. */
-interface ServedState {
-  readonly options: ResolvedSdsOptions;
-  /** name → resource version, in subscription order. */
-  readonly versions: ReadonlyMap<string, string>;
-  /** The DiscoveryResponse without its nonce, built on first use. */
-  body(): Omit<DiscoveryResponse, 'nonce'>;
-}
-
-/**
- * Per snapshot (the cache hands every stream of a workload the same snapshot object until something changes), the
- * resolved state per subscription: a rotation watched by a thousand streams resolves names, looks up versions and
- * digests the state once, not once per stream. Held weakly: it goes with the snapshot.
- */
-const servedStates = new WeakMap<IdentitySnapshot, Map<string, ServedState>>();
-
-function servedState(
-  snapshot: IdentitySnapshot,
-  /** Mode, wildcard and names as one string (the stream keeps it until its subscription changes). */
-  key: string,
-  names: ReadonlySet<string>,
-  wildcard: boolean,
-  mode: ValidationMode,
-  options: ResolvedSdsOptions,
-): ServedState {
-  let perSnapshot = servedStates.get(snapshot);
-  const hit = perSnapshot?.get(key);
-  if (hit !== undefined && hit.options === options) return hit;
-  const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options, mode)]) : names;
-  const current = new Map<string, Served>();
-  for (const name of wanted) {
-    const resource = resolveResourceName(snapshot, name, options, mode);
-    if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, mode) });
-  }
-  const versions = new Map([...current].map(([name, { version }]) => [name, version]));
-  let body: Omit<DiscoveryResponse, 'nonce'> | undefined;
-  const state: ServedState = {
-    options,
-    versions,
-    body: () =>
-      (body ??= {
-        version_info: stateVersion(versions),
-        resources: [...current].map(([name, { resource }]) => sharedSecret(name, resource, mode)),
-        type_url: SECRET_TYPE_URL,
-      }),
-  };
-  if (perSnapshot === undefined) servedStates.set(snapshot, (perSnapshot = new Map()));
-  perSnapshot.set(key, state);
-  return state;
 }
