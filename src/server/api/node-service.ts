@@ -10,7 +10,7 @@ import { parseCertificate } from '../../common/x509/certificate.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
-import { authorizedEntries } from '../entries/authorized-entries.js';
+import { AuthorizedSets } from '../entries/authorized-sets.js';
 import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAgent } from './agent-auth.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
@@ -92,17 +92,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
 
-  // Authorized sets are cached per agent and index revision: signing checks are then a map lookup.
-  const authCache = new Map<string, { revision: number; selectorsKey: string; entries: Map<string, RegistrationEntry> }>();
-  const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => {
-    const selectorsKey = agent.selectors.map((s) => `${s.type}:${s.value}`).join('\n');
-    const hit = authCache.get(agent.spiffeId);
-    if (hit && hit.revision === hub.index.revision && hit.selectorsKey === selectorsKey) return hit.entries;
-    const entries = authorizedEntries(hub.index, agent, serverId);
-    if (authCache.size > 50_000) authCache.clear();
-    authCache.set(agent.spiffeId, { revision: hub.index.revision, selectorsKey, entries });
-    return entries;
-  };
+  const authorizedSets = new AuthorizedSets(hub.index, serverId);
+  const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => authorizedSets.of(agent);
 
   const signAgentSvid = (agentId: string, datacenter: string, csr: ParsedCsr): { chain: Buffer[]; notAfter: number; serial: string } => {
     const signed = ca.signX509Svid({ datacenter, publicKey: csr.publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });
@@ -240,6 +231,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
     let agent = await auth(call);
+    // Gone while it was authenticated: no end handler would ever run for what is set up below.
+    if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;
     const sent = new Map<string, number>();
     for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
@@ -303,11 +296,17 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       }
     };
 
+    // An agent with no Sync stream left (gone, evicted, re-attested under a new ID) keeps no authorized set here.
+    const release = (): void => {
+      if (syncStreams.get(agentId) !== end) return;
+      syncStreams.delete(agentId);
+      authorizedSets.forget(agentId);
+    };
     const end = (err: MeshidError): void => {
       if (ended) return;
       ended = true;
       unsubscribe();
-      if (syncStreams.get(agentId) === end) syncStreams.delete(agentId);
+      release();
       call.emit('error', toServiceError(err));
     };
     // One Sync stream per agent: a newer one (a reconnect, a move to a renewed SVID) ends the older, so no agent can
@@ -338,7 +337,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const stop = (): void => {
       ended = true;
       unsubscribe();
-      if (syncStreams.get(agentId) === end) syncStreams.delete(agentId);
+      release();
     };
     call.on('cancelled', stop);
     call.on('close', stop);
