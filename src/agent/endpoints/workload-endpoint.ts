@@ -82,7 +82,7 @@ export class WorkloadEndpoint {
       clock: o.clock,
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
-    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, ...(o.sds !== undefined ? { options: o.sds } : {}) });
+    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, ...(o.sds !== undefined ? { options: o.sds } : {}) });
     server.addService(workloadApiServiceDefinition(), workload.implementation);
     server.addService(sdsServiceDefinition(), sds.implementation);
     server.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));

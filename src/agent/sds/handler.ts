@@ -10,7 +10,9 @@ import { permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
+import { systemClock, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { DeltaStream } from './delta-stream.js';
 import { fetchResponse } from './fetch.js';
@@ -48,6 +50,8 @@ export interface SdsHandlerDeps {
   attest: AttestCall;
   log: Logger;
   options?: SdsOptions;
+  /** Paces the refusal log; the system clock by default. */
+  clock?: Clock;
 }
 
 export interface SdsService {
@@ -72,6 +76,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const log = deps.log.child({ subsystem: 'sds' });
   const stats = emptyStats();
   const open = new Set<SecretStream<unknown, unknown>>();
+  const refusals = new LogThrottle(deps.clock ?? systemClock);
 
   async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
@@ -85,7 +90,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
     stats.deniedCalls++;
     const serviceError = toServiceError(error);
-    log.info({ rpc, code: serviceError.code, reason: serviceError.details }, 'SDS call refused');
+    const logged = refusals.admit(`${rpc}\n${serviceError.code}\n${serviceError.details}`);
+    if (logged !== undefined) log.info({ rpc, code: serviceError.code, reason: serviceError.details, ...logged }, 'SDS call refused');
     return serviceError;
   }
 

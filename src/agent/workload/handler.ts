@@ -7,6 +7,7 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -143,6 +144,7 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
  */
 export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const log = deps.log.child({ subsystem: 'workload-api' });
+  const refusals = new LogThrottle(deps.clock);
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
   const allowedForeignClaims: ReadonlySet<string> = new Set(deps.options?.allowedForeignJwtClaims ?? []);
@@ -197,8 +199,10 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
 
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
     const serviceError = toServiceError(error);
-    if (isMeshidError(error) && error.code !== 'internal') log.info({ rpc, code: error.code, reason: error.message }, 'Workload API call refused');
-    else log.error({ rpc, err: error }, 'Workload API call failed');
+    if (isMeshidError(error) && error.code !== 'internal') {
+      const logged = refusals.admit(`${rpc}\n${error.code}\n${error.message}`);
+      if (logged !== undefined) log.info({ rpc, code: error.code, reason: error.message, ...logged }, 'Workload API call refused');
+    } else log.error({ rpc, err: error }, 'Workload API call failed');
     return serviceError;
   }
 

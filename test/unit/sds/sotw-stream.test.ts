@@ -474,4 +474,26 @@ describe('SDS logging (stubbed attestation)', () => {
       await h.close();
     }
   });
+
+  it('a caller retrying a refused call in a loop costs one log line a minute, not one per call', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({
+      write(chunk: Buffer, _enc, done) {
+        lines.push(chunk.toString());
+        done();
+      },
+    });
+    const h = await startSdsHarness(suite.ca, registerA, {}, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    try {
+      for (let i = 0; i < 20; i++) {
+        const refused = new SotwClient(h.client, as(UNREGISTERED));
+        refused.subscribe(['default']);
+        assert.equal((await refused.status).code, status.PERMISSION_DENIED);
+      }
+      assert.equal(h.service.stats().deniedCalls, 20, 'every refusal is counted');
+      assert.equal(lines.filter((l) => l.includes('SDS call refused')).length, 1);
+    } finally {
+      await h.close();
+    }
+  });
 });

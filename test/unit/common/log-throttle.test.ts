@@ -1,0 +1,26 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { FakeClock } from '../../../src/common/clock.js';
+import { LogThrottle } from '../../../src/common/log-throttle.js';
+
+test('one line per key per window; the next one says how many were left out', () => {
+  const clock = new FakeClock();
+  const throttle = new LogThrottle(clock, 60_000);
+  assert.deepEqual(throttle.admit('denied'), {});
+  for (let i = 0; i < 5; i++) assert.equal(throttle.admit('denied'), undefined);
+  assert.deepEqual(throttle.admit('other reason'), {}, 'keys are paced apart');
+  clock.advance(59_999);
+  assert.equal(throttle.admit('denied'), undefined);
+  clock.advance(1);
+  assert.deepEqual(throttle.admit('denied'), { suppressedSinceLast: 6 });
+  clock.advance(60_000);
+  assert.deepEqual(throttle.admit('denied'), {}, 'nothing left out in the last window');
+});
+
+test('many distinct keys are forgotten oldest first rather than kept', () => {
+  const clock = new FakeClock();
+  const throttle = new LogThrottle(clock, 60_000);
+  throttle.admit('first');
+  for (let i = 0; i < 1000; i++) throttle.admit(`key-${i}`);
+  assert.deepEqual(throttle.admit('first'), {}, 'forgotten, so logged again');
+});
