@@ -95,8 +95,8 @@ export class AgentIdentity {
 
   /**
    * Node attestation with the configured join token. Returns the server's bundle (for an insecure bootstrap: the
-   * trust learnt on first use). Throws MeshidError: unavailable (retry later), or anything else (the token was
-   * refused, the answer is unusable).
+   * trust learnt on first use). Throws MeshidError: unavailable or resource_exhausted (retry later), or anything else
+   * (the token was refused, the answer is unusable).
    */
   async attest(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
     const token = this.o.joinToken;

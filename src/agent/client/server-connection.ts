@@ -1,7 +1,7 @@
 import type { ClientReadableStream } from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { formatDuration } from '../../common/duration.js';
-import { isMeshidError, MeshidError, unavailable } from '../../common/errors.js';
+import { isMeshidError, MeshidError, unavailable, type ErrorCode } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import type { Logger } from '../../common/log.js';
 import type { IdentityCache } from '../cache/identity-cache.js';
@@ -49,6 +49,14 @@ export interface ServerConnectionOptions {
   onRevision?: (revision: number) => void;
   random?: () => number;
 }
+
+/**
+ * What the server may answer Attest with and still attest the agent later, so it is retried with backoff: it is
+ * unreachable (UNAVAILABLE: down, restarting, rate-limiting attempts), or reached but out of resources for now
+ * (RESOURCE_EXHAUSTED: its datastore's disk is full). Every other answer stays as it is on a retry (the token is
+ * unknown or used, the request or the answer is wrong) and ends the first attestation.
+ */
+const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailable', 'resource_exhausted']);
 
 /**
  * The agent's link to meshid-server: attests when it has no SVID, then holds the Sync push stream (agent.proto),
@@ -137,7 +145,7 @@ export class ServerConnection {
         break;
       } catch (err) {
         const e = isMeshidError(err) ? err : fromServiceError(err);
-        if (e.code !== 'unavailable') {
+        if (!ATTEST_RETRYABLE.has(e.code)) {
           this.lastError = e.message;
           if (initial) {
             this.stateValue = 'stopped';
@@ -147,12 +155,16 @@ export class ServerConnection {
           }
           return;
         }
-        if (initial && (await this.bootstrapTrustFails())) return;
+        // A server that answered (RESOURCE_EXHAUSTED) was reached over TLS with these roots: nothing to probe.
+        if (initial && e.code === 'unavailable' && (await this.bootstrapTrustFails())) return;
         // Stopped while the trust probe ran: no retry, and no word of one.
         if (this.stopped) return;
         const wait = backoff.next();
         this.lastError = e.message;
-        this.o.log.warn({ reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
+        this.o.log.warn(
+          { reason: e.message, retryInMs: wait },
+          e.code === 'unavailable' ? 'cannot reach meshid-server to attest; will retry' : 'meshid-server cannot attest this agent now (out of resources); will retry',
+        );
         await new Promise<void>((resolve) => (this.timer = this.o.clock.setTimer(resolve, wait)));
       }
     }
