@@ -1,6 +1,8 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import { failedPrecondition } from './errors.js';
+import { storageFailureCause } from './storage-failure.js';
 
 /**
  * One process per data dir: two agents would overwrite each other's keys; two servers would rotate the CA on their
@@ -8,21 +10,24 @@ import { failedPrecondition } from './errors.js';
  * own exclusive lock (POSIX record locks) on a small file in the data dir, held for the process's life: the kernel
  * drops it when the process dies, however it dies, and it holds between containers that share the volume on one
  * host, where pids say nothing (two agents can both be pid 1). `program` names the owner in the refusal
- * (meshid-agent, meshid-server). Returns the release function.
+ * (meshid-agent, meshid-server). Returns the release function. A data dir that cannot take the lock file (a full
+ * disk, a read-only file system) is refused with failed_precondition naming the directory and the cause.
  */
 export function acquireDataDirLock(file: string, program: string): () => void {
   for (let attempt = 0; ; attempt++) {
-    const db = new Database(file, { timeout: 0 });
+    let db: Database.Database | undefined;
     try {
+      db = new Database(file, { timeout: 0 });
       db.pragma('locking_mode = EXCLUSIVE');
       // Nothing here needs a rollback journal; without one no `-journal` file sits beside the lock while it is held.
       db.pragma('journal_mode = MEMORY');
       // A write takes the lock; in exclusive locking mode it is kept after the commit, until the connection closes.
       db.exec('CREATE TABLE IF NOT EXISTS lock (held INTEGER)');
       db.exec('BEGIN EXCLUSIVE; COMMIT');
-      return () => db.close();
+      const held = db;
+      return () => held.close();
     } catch (err) {
-      db.close();
+      db?.close();
       const code = (err as { code?: string }).code;
       if (code === 'SQLITE_BUSY') {
         throw failedPrecondition(`the data dir is in use by another ${program} (it holds ${file}); stop it or use another --data-dir`);
@@ -35,6 +40,14 @@ export function acquireDataDirLock(file: string, program: string): () => void {
         }
         fs.rmSync(file, { force: true });
         continue;
+      }
+      const dir = path.dirname(file);
+      const cause = storageFailureCause(err, dir);
+      if (cause !== undefined) {
+        throw failedPrecondition(
+          `cannot lock the data dir ${dir}: ${cause}. ${program} writes its lock, keys and state there: make room or make it writable, or use another --data-dir`,
+          err,
+        );
       }
       throw err;
     }

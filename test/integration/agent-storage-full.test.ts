@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Cluster, DATACENTER, type AgentProcess } from '../support/cluster.js';
+import { Cluster, DATACENTER, startCluster, type AgentProcess } from '../support/cluster.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
 import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
@@ -65,6 +65,21 @@ test("meshid-server's disk is full (Attest answers RESOURCE_EXHAUSTED): the agen
     fs.rmSync(filler);
     await agent.waitForLog(/in sync with meshid-server/, 60_000);
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/patient']);
+  } finally {
+    await c.cleanup();
+  }
+});
+
+test('an agent starting on a completely full data dir exits 1 naming the dir and the full disk', async (t) => {
+  const mnt = mountTmpfs(t, '256k');
+  if (mnt === undefined) return;
+  const c = await startCluster('meshid-agent-full-dir-');
+  try {
+    fillDisk(mnt);
+    const agent = await c.startAgent({ joinToken: await c.token(), dataDir: mnt, wait: false });
+    assert.equal(await agent.exitCode(), 1);
+    assert.match(agent.output(), new RegExp(`Error: FailedPrecondition: cannot lock the data dir ${mnt}: the disk is full\\.`));
+    assert.doesNotMatch(agent.output(), /database or disk is full/);
   } finally {
     await c.cleanup();
   }

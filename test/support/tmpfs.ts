@@ -14,11 +14,12 @@ interface TestContext {
 
 /**
  * Mounts a tmpfs of `size` (mount's syntax: "1m", "256k") on a new temp dir and returns it; the test's `after`
- * unmounts and removes it. Undefined (the test is skipped) when not root. `readOnly` mounts it read-only.
+ * unmounts and removes it. Undefined (the test is skipped) when not root. `readOnly` mounts it read-only; `inodes`
+ * caps its files (directories included).
  */
-export function mountTmpfs(t: TestContext, size: string, options: { readOnly?: boolean } = {}): string | undefined {
+export function mountTmpfs(t: TestContext, size: string, options: { readOnly?: boolean; inodes?: number } = {}): string | undefined {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-tmpfs-'));
-  const opts = `size=${size},mode=0700${options.readOnly === true ? ',ro' : ''}`;
+  const opts = `size=${size},mode=0700${options.readOnly === true ? ',ro' : ''}${options.inodes !== undefined ? `,nr_inodes=${options.inodes}` : ''}`;
   const mounted = process.geteuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]).status === 0;
   t.after(() => {
     if (mounted) spawnSync('umount', ['-l', dir]);
