@@ -1,7 +1,8 @@
 /**
  * meshid-agent processes against a real meshid-server process when a disk is full: the server's (its first Attest
- * fails RESOURCE_EXHAUSTED) or the agent's own data dir. The full disks are real: small tmpfs mounts filled to the
- * last byte (root only, as CI runs; skipped otherwise).
+ * fails RESOURCE_EXHAUSTED) or the agent's own data dir (no room for the lock, or for the agent identity a join
+ * token would be spent on). The full disks are real: small tmpfs mounts filled to the last byte (root only, as CI
+ * runs; skipped otherwise).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -10,6 +11,8 @@ import path from 'node:path';
 import { Cluster, DATACENTER, startCluster, type AgentProcess } from '../support/cluster.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
+import { AgentStore } from '../../src/agent/storage/agent-store.js';
+import { silentLogger } from '../../src/common/log.js';
 import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 
 const uid = process.getuid!();
@@ -80,6 +83,32 @@ test('an agent starting on a completely full data dir exits 1 naming the dir and
     assert.equal(await agent.exitCode(), 1);
     assert.match(agent.output(), new RegExp(`Error: FailedPrecondition: cannot lock the data dir ${mnt}: the disk is full\\.`));
     assert.doesNotMatch(agent.output(), /database or disk is full/);
+  } finally {
+    await c.cleanup();
+  }
+});
+
+test('a data dir with no room for the agent identity: the agent exits 1 naming it before spending the join token, which works once there is room', async (t) => {
+  const mnt = mountTmpfs(t, '1m');
+  if (mnt === undefined) return;
+  const c = await startCluster('meshid-agent-no-room-');
+  try {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/spared', selectors: [`unix:uid:${uid}`] });
+    // The data dir of an agent that started before (its lock file is there), on a disk that filled up since.
+    AgentStore.open(mnt, silentLogger()).close();
+    const filler = fillDisk(mnt);
+    const token = await c.token();
+    const refused = await c.startAgent({ name: 'refused', joinToken: token, dataDir: mnt, wait: false });
+    assert.equal(await refused.exitCode(), 1);
+    assert.match(
+      refused.output(),
+      new RegExp(`Error: FailedPrecondition: the data dir ${mnt} cannot hold the agent identity: the disk is full\\. The join token was not used`),
+    );
+    assert.doesNotMatch(refused.output(), new RegExp(token), 'the token never reaches the output');
+
+    fs.rmSync(filler);
+    const agent = await c.startAgent({ name: 'again', joinToken: token, dataDir: mnt });
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/spared']);
   } finally {
     await c.cleanup();
   }

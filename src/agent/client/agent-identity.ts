@@ -34,6 +34,8 @@ export interface AgentIdentityOptions {
 }
 
 const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
+/** Saving an identity the data dir refused (a full disk) again: 1 s, 2 s, 4 s … 60 s. */
+const SAVE_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
 
 export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
@@ -42,6 +44,14 @@ export const sha256Hex = (text: string): string => createHash('sha256').update(t
  * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half-life ± jitter
  * (`renewalTime`), persisted before it is used. Every new identity is handed to the NodeClient, which moves new calls
  * to a channel presenting it.
+ *
+ * A join token is spent by the server's answer, so attestation first proves that the data dir can hold the identity
+ * (AgentStore.checkRoomForIdentity): a full or read-only data dir stops the agent with the token unspent. Should the
+ * save still fail once the server has answered (the disk filled up meanwhile), the identity is not thrown away, which
+ * would leave the server with an agent nothing holds a key for and the operator with a spent token: it is used from
+ * memory and saved again with backoff, an error logged at every failure (a restart before it is saved needs a new
+ * token). A renewal is different: the saved SVID still works, so a renewed one is used only once saved (unless the
+ * one in use was never saved either).
  */
 export class AgentIdentity {
   private identity: StoredIdentity | undefined;
@@ -54,6 +64,10 @@ export class AgentIdentity {
   private taintedKeyIds: ReadonlySet<string> = new Set();
   /** Renewals in a row that came back chained to a tainted authority: their backoff. */
   private taintedRenewals = 0;
+  /** The identity in use when the data dir refused it: saved again by `saveTimer`, and at stop(). */
+  private unsaved: StoredIdentity | undefined;
+  private saveTimer: TimerHandle | undefined;
+  private saveFailures = 0;
   private readonly random: () => number;
 
   constructor(private readonly o: AgentIdentityOptions) {
@@ -96,7 +110,8 @@ export class AgentIdentity {
   /**
    * Node attestation with the configured join token. Returns the server's bundle (for an insecure bootstrap: the
    * trust learnt on first use). Throws MeshidError: unavailable or resource_exhausted (retry later), or anything else
-   * (the token was refused, the answer is unusable).
+   * (the data dir cannot hold the identity, the token was refused, the answer is unusable). Once the server has
+   * answered, a data dir that refuses the identity does not make it throw (see the class comment).
    */
   async attest(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
     const token = this.o.joinToken;
@@ -106,6 +121,15 @@ export class AgentIdentity {
     const insecure = trustRoots === undefined || trustRoots.length === 0;
     if (insecure && !this.o.insecureBootstrap) {
       throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap');
+    }
+    try {
+      this.o.store.checkRoomForIdentity();
+    } catch (err) {
+      if (!isMeshidError(err)) throw err;
+      throw failedPrecondition(
+        `${err.message}. The join token was not used: make room there (or make it writable), or use another --data-dir, and start the agent again`,
+        err,
+      );
     }
     if (insecure) this.o.log.warn('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
@@ -128,9 +152,10 @@ export class AgentIdentity {
       joinTokenSha256: sha256Hex(token),
       trustRoots: bundle.x509Authorities,
     };
-    this.o.store.saveIdentity(identity);
     this.trustDomain = identity.trustDomain;
     this.o.log.info({ agent: identity.spiffeId, datacenter: identity.datacenter }, 'attested to meshid-server with a join token');
+    // The token is spent and the server knows this agent by this key: kept whether or not the data dir takes it.
+    this.persist(identity);
     this.use(identity);
     return bundle;
   }
@@ -146,11 +171,28 @@ export class AgentIdentity {
     void this.renew();
   }
 
-  /** Stops renewing (banned, must re-attest without a token, shutdown). */
+  /**
+   * Stops renewing (banned, must re-attest without a token, shutdown). An identity the data dir refused so far gets
+   * one last try; failing that, the error says that the next start needs a new join token.
+   */
   stop(): void {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+    this.saveTimer?.cancel();
+    this.saveTimer = undefined;
+    const unsaved = this.unsaved;
+    if (unsaved === undefined) return;
+    try {
+      this.o.store.saveIdentity(unsaved);
+      this.unsaved = undefined;
+      this.o.log.info({ agent: unsaved.spiffeId }, 'the agent identity is saved');
+    } catch (err) {
+      this.o.log.error(
+        { agent: unsaved.spiffeId },
+        `${(err as Error).message}. It was never saved: the agent's next start needs a new join token (meshid-server token generate), and ${unsaved.spiffeId} can be evicted`,
+      );
+    }
   }
 
   /** Renews the agent SVID now (its timer calls this; so can tests). */
@@ -168,8 +210,11 @@ export class AgentIdentity {
       // The roots it was checked with are kept with it: the way back to the server should the state be lost.
       const next: StoredIdentity = { ...current, chain, privateKey, trustRoots: roots };
       // Persisted before use: a crash now restarts with the new SVID (or, before the rename, the old one, which the
-      // server still accepts as the previous SVID).
-      this.o.store.saveIdentity(next);
+      // server still accepts as the previous SVID). A save that fails leaves the old one in use, and is retried with
+      // the renewal. Unless the data dir never took the one in use: there is nothing to fall back to, so the newest
+      // is used and saved when the data dir takes it.
+      if (this.unsaved === undefined) this.o.store.saveIdentity(next);
+      else this.persist(next);
       this.renewFailures = 0;
       this.jitter = this.newJitter();
       this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
@@ -194,6 +239,34 @@ export class AgentIdentity {
     } finally {
       this.renewing = false;
     }
+  }
+
+  /**
+   * Saves `identity`; when the data dir refuses it (a full disk), keeps it as `unsaved` and tries again with backoff
+   * (SAVE_RETRY), logging each failure at error level. Never throws. The message names the data dir and the cause;
+   * never the key or the token.
+   */
+  private persist(identity: StoredIdentity): void {
+    this.saveTimer?.cancel();
+    this.saveTimer = undefined;
+    try {
+      this.o.store.saveIdentity(identity);
+    } catch (err) {
+      this.unsaved = identity;
+      const wait = backoffDelay(this.saveFailures++, SAVE_RETRY, this.random);
+      this.o.log.error(
+        { agent: identity.spiffeId, retryInMs: wait },
+        `${(err as Error).message}; will retry. The join token is spent: should the agent stop before its identity is saved, it needs a new one`,
+      );
+      this.saveTimer = this.o.clock.setTimer(() => {
+        this.saveTimer = undefined;
+        if (this.unsaved !== undefined) this.persist(this.unsaved);
+      }, wait);
+      return;
+    }
+    if (this.unsaved !== undefined) this.o.log.info({ agent: identity.spiffeId, failures: this.saveFailures }, 'the agent identity is saved');
+    this.unsaved = undefined;
+    this.saveFailures = 0;
   }
 
   private renewAfter(ms: number): void {

@@ -1,9 +1,11 @@
+import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
-import { failedPrecondition, isMeshidError } from '../../common/errors.js';
+import { failedPrecondition, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
+import { storageFailureCause } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
@@ -11,6 +13,14 @@ import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type 
 const IDENTITY_FILE = 'agent-svid.json';
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'agent.lock';
+
+/**
+ * The room the agent identity needs in the data dir, proved before a join token is spent on one. A real
+ * agent-svid.json is 2.6 KB under a P-256 CA and 3.9 KB under an RSA-2048 one; an upstream CA's issuers and a PKI's
+ * roots add a few KB each. 64 KiB covers those many times over, with the temp copy a renewal writes beside the old
+ * file, and is nothing on a disk that can hold the agent's state at all.
+ */
+export const IDENTITY_ROOM_BYTES = 64 * 1024;
 
 /**
  * The agent's data dir (0700): `agent-svid.json` (its own SVID and key), `state.json` (a snapshot of entries, bundles,
@@ -21,10 +31,10 @@ const LOCK_FILE = 'agent.lock';
  * never a mix; identity and state are independent, so no write order between them matters. The snapshot names its
  * journal's generation: a snapshot rewritten by compaction starts a new journal, and journals of other generations
  * are leftovers of a compaction that was cut short, removed at load. The identity is written at once after every
- * attestation and renewal; the state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs
- * only a re-signing after restart, never a wrong answer, because restored SVIDs are re-checked (restoreState). The
- * snapshot is sealed with its SHA-256 and every journal batch carries a CRC-32, so damage is told from the agent's own
- * bytes.
+ * attestation and renewal (room for it is proved before a join token is spent on one: checkRoomForIdentity); the
+ * state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs only a re-signing after restart,
+ * never a wrong answer, because restored SVIDs are re-checked (restoreState). The snapshot is sealed with its SHA-256
+ * and every journal batch carries a CRC-32, so damage is told from the agent's own bytes.
  */
 export class AgentStore {
   private readonly persister: StatePersister;
@@ -60,8 +70,43 @@ export class AgentStore {
     }
   }
 
+  /**
+   * Writes the identity atomically. Throws failed_precondition "cannot save the agent identity to <dir>: <cause>"
+   * (the disk is full, read-only, ...); the file then still holds the identity saved before, if any.
+   */
   saveIdentity(identity: StoredIdentity): void {
-    writeFileAtomic(path.join(this.dataDir, IDENTITY_FILE), encodeIdentity(identity), 0o600);
+    try {
+      writeFileAtomic(path.join(this.dataDir, IDENTITY_FILE), encodeIdentity(identity), 0o600);
+    } catch (err) {
+      throw this.writeFailure(`cannot save the agent identity to ${this.dataDir}`, err);
+    }
+  }
+
+  /**
+   * Proves that the data dir can take the agent identity, before a join token is spent on one: writes and fsyncs a
+   * placeholder of IDENTITY_ROOM_BYTES, then removes it. Random bytes, so that a compressing file system cannot
+   * store it in less; a temp file's name, so that a crash meanwhile leaves it to removeStaleTempFiles. Throws
+   * failed_precondition "the data dir <dir> cannot hold the agent identity: <cause>".
+   */
+  checkRoomForIdentity(): void {
+    const placeholder = path.join(this.dataDir, `.${IDENTITY_FILE}.room-${randomBytes(6).toString('hex')}.tmp`);
+    try {
+      const fd = fs.openSync(placeholder, 'wx', 0o600);
+      try {
+        fs.writeFileSync(fd, randomBytes(IDENTITY_ROOM_BYTES));
+        fs.fsyncSync(fd);
+      } finally {
+        fs.closeSync(fd);
+      }
+    } catch (err) {
+      throw this.writeFailure(`the data dir ${this.dataDir} cannot hold the agent identity`, err);
+    } finally {
+      try {
+        fs.rmSync(placeholder, { force: true });
+      } catch {
+        // A placeholder that cannot be removed now has a temp file's name: the next start removes it.
+      }
+    }
   }
 
   /**
@@ -119,6 +164,12 @@ export class AgentStore {
   close(): void {
     this.persister.close();
     this.unlock();
+  }
+
+  /** `what`: <the cause, in an operator's words (storage-failure.ts), or the error's own message>. */
+  private writeFailure(what: string, err: unknown): MeshidError {
+    const cause = storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err));
+    return failedPrecondition(`${what}: ${cause}`, err);
   }
 
   private read(name: string): Buffer | undefined {

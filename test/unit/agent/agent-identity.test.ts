@@ -1,18 +1,27 @@
 /**
- * The agent SVID's renewal around a taint. The server side is stubbed (a Renew stand-in signing with the test CA,
- * whose answer the test holds back): the race needs the answer to arrive at one exact moment.
+ * The agent SVID: its renewal around a taint, and attestation and renewal on a data dir that cannot take it. The
+ * server side is stubbed (Attest and Renew stand-ins signing with the test CA, whose answers the test holds back or
+ * times): the races need the answer to arrive at one exact moment. The full disks are real (small tmpfs mounts,
+ * root only; skipped otherwise).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
+import { Writable } from 'node:stream';
 import { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
+import type { AttestResponseMessage } from '../../../src/agent/client/messages.js';
 import type { NodeClient } from '../../../src/agent/client/node-client.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
-import { silentLogger } from '../../../src/common/log.js';
+import { decodeIdentity, encodeIdentity } from '../../../src/agent/storage/stored-state.js';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { createLogger, silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
-import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { exportPkcs8Der, generateKeyPair } from '../../../src/common/x509/keys.js';
+import { trustBundleToProto } from '../../../src/server/api/convert.js';
 import { tempDir } from '../../support/server-kit.js';
+import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 import { openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
@@ -109,4 +118,155 @@ test('renewals that keep coming back from a tainted authority back off instead o
     store.close();
     t.cleanup();
   }
+});
+
+// --- A data dir that cannot take the agent identity ---
+
+const TOKEN = 'tok-3c1f9a0b7e5d42c8a6f1e2d3c4b5a697';
+
+/** The log as written, through the production logger (its redaction included). */
+function capturingLogger(): { log: ReturnType<typeof createLogger>; text: () => string } {
+  const raw: string[] = [];
+  const log = createLogger({ name: 'test', level: 'debug', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  return { log, text: () => raw.join('') };
+}
+
+/** Attest and Renew stand-ins signing with the test CA; `beforeAnswer` runs once the server "has" consumed the token. */
+function stubServer(beforeAnswer: () => void = () => undefined): { client: NodeClient; attests: number; renewals: number; identities: number } {
+  const stub = {
+    attests: 0,
+    renewals: 0,
+    identities: 0,
+    client: undefined as unknown as NodeClient,
+  };
+  stub.client = {
+    setIdentity: () => void stub.identities++,
+    async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
+      stub.attests++;
+      const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      beforeAnswer();
+      return { spiffe_id: AGENT_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
+    },
+    async renew(csr: Buffer): Promise<Buffer[]> {
+      stub.renewals++;
+      return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+    },
+  } as unknown as NodeClient;
+  return stub;
+}
+
+function attestingIdentity(client: NodeClient, store: AgentStore, log = silentLogger()): AgentIdentity {
+  return new AgentIdentity({
+    client, store, clock: fx.clock, log, joinToken: TOKEN, insecureBootstrap: false, trustDomain: 'example.org',
+    trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
+  });
+}
+
+const identityFile = (dir: string): string => path.join(dir, 'agent-svid.json');
+
+test('a data dir with no room for the agent identity: attestation is refused before Attest, naming the dir, the token unspent', async (t) => {
+  const dir = mountTmpfs(t, '256k');
+  if (dir === undefined) return;
+  const store = AgentStore.open(dir, silentLogger());
+  t.after(() => store.close());
+  const server = stubServer();
+  fillDisk(dir);
+  const before = fs.readdirSync(dir).sort();
+  await assert.rejects(attestingIdentity(server.client, store).attest(fx.bundle().x509Authorities), (err: unknown) => {
+    assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+    assert.equal(err.message, `the data dir ${dir} cannot hold the agent identity: the disk is full. The join token was not used: make room there (or make it writable), or use another --data-dir, and start the agent again`);
+    return true;
+  });
+  assert.equal(server.attests, 0, 'the token never reached the server');
+  assert.deepEqual(fs.readdirSync(dir).sort(), before, 'no placeholder left behind');
+});
+
+test('the data dir fills up while Attest is out: the identity is used from memory and saved once there is room, retried on the clock', async (t) => {
+  const dir = mountTmpfs(t, '256k');
+  if (dir === undefined) return;
+  const store = AgentStore.open(dir, silentLogger());
+  t.after(() => store.close());
+  let filler = '';
+  const server = stubServer(() => (filler = fillDisk(dir)));
+  const { log, text } = capturingLogger();
+  const identity = attestingIdentity(server.client, store, log);
+  t.after(() => identity.stop());
+
+  const bundle = await identity.attest(fx.bundle().x509Authorities);
+  assert.equal(bundle.trustDomain, 'example.org');
+  const attested = identity.current();
+  assert.equal(attested?.spiffeId, AGENT_ID, 'the identity is kept');
+  assert.equal(server.identities, 1, 'and handed to the client: the agent serves with it');
+  assert.equal(fs.existsSync(identityFile(dir)), false);
+  const failures = (): string[] => text().split('\n').filter((l) => l.includes(`cannot save the agent identity to ${dir}: the disk is full; will retry`));
+  assert.equal(failures().length, 1, text());
+  assert.match(failures()[0]!, /"level":50.*The join token is spent: should the agent stop before its identity is saved, it needs a new one/);
+
+  // Still full at the first retry (1 s × jitter 0.5 → 750 ms): tried again, later.
+  fx.clock.advance(750);
+  assert.equal(failures().length, 2);
+  fs.rmSync(filler);
+  fx.clock.advance(1_500);
+  assert.equal(failures().length, 2);
+  const saved = decodeIdentity(fs.readFileSync(identityFile(dir), 'utf8'));
+  assert.equal(saved.spiffeId, AGENT_ID);
+  assert.deepEqual(saved.chain, attested!.chain, 'the identity in use is the one saved');
+  assert.match(text(), /the agent identity is saved/);
+  fx.clock.advance(120_000);
+  assert.equal(failures().length, 2, 'no more retries once saved');
+
+  // Neither the token nor the key reaches a log line.
+  assert.doesNotMatch(text(), new RegExp(TOKEN));
+  assert.ok(!text().includes(exportPkcs8Der(attested!.privateKey).toString('base64')));
+  assert.ok(!text().includes(encodeIdentity(attested!).slice(0, 40)));
+});
+
+test('stopped with the identity still unsaved: one last try, else an error saying the next start needs a new join token', async (t) => {
+  const dir = mountTmpfs(t, '256k');
+  if (dir === undefined) return;
+  const store = AgentStore.open(dir, silentLogger());
+  t.after(() => store.close());
+  const server = stubServer(() => fillDisk(dir));
+  const { log, text } = capturingLogger();
+  const identity = attestingIdentity(server.client, store, log);
+  await identity.attest(fx.bundle().x509Authorities);
+  identity.stop();
+  assert.match(text(), new RegExp(`"level":50.*cannot save the agent identity to ${dir}: the disk is full\\. It was never saved: the agent's next start needs a new join token \\(meshid-server token generate\\), and ${AGENT_ID} can be evicted`));
+  fx.clock.advance(600_000);
+  assert.equal(fs.existsSync(identityFile(dir)), false);
+});
+
+test('renewals on a full data dir: a renewed SVID is used only once saved, unless the one in use was never saved either', async (t) => {
+  const dir = mountTmpfs(t, '256k');
+  if (dir === undefined) return;
+  const store = AgentStore.open(dir, silentLogger());
+  t.after(() => store.close());
+
+  // Saved identity, then the disk fills: the renewal is not used (the saved one still works), and is retried.
+  const saved = stubServer();
+  const first = attestingIdentity(saved.client, store);
+  await first.attest(fx.bundle().x509Authorities);
+  const onDisk = fs.readFileSync(identityFile(dir), 'utf8');
+  const filler = fillDisk(dir);
+  await first.renew();
+  assert.equal(saved.renewals, 1);
+  assert.deepEqual(first.current()!.chain, decodeIdentity(onDisk).chain, 'still the saved SVID');
+  first.stop();
+  fs.rmSync(filler);
+
+  // Attested onto a disk that filled meanwhile: nothing saved to fall back to, so the renewal is used at once.
+  fs.rmSync(identityFile(dir));
+  let fill = '';
+  const unsaved = stubServer(() => (fill = fillDisk(dir)));
+  const second = attestingIdentity(unsaved.client, store);
+  t.after(() => second.stop());
+  await second.attest(fx.bundle().x509Authorities);
+  const attestedChain = second.current()!.chain;
+  await second.renew();
+  assert.equal(unsaved.renewals, 1);
+  assert.notDeepEqual(second.current()!.chain, attestedChain, 'the renewed SVID is in use');
+  assert.equal(unsaved.identities, 2);
+  fs.rmSync(fill);
+  fx.clock.advance(2_000);
+  assert.deepEqual(decodeIdentity(fs.readFileSync(identityFile(dir), 'utf8')).chain, second.current()!.chain, 'and it is the one saved');
 });
