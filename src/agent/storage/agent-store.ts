@@ -47,10 +47,23 @@ export class AgentStore {
     this.persister = new StatePersister(path.join(dataDir, STATE_FILE), log);
   }
 
-  /** Creates the data dir if needed (0700), takes its lock and removes temp files an earlier crash left. */
+  /**
+   * Creates the data dir if needed (0700), takes its lock and removes temp files an earlier crash left. A data dir
+   * that cannot be written (read-only, full) is refused with failed_precondition naming it and the cause.
+   */
   static open(dataDir: string, log: Logger): AgentStore {
     if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
-    ensurePrivateDir(dataDir, { purpose: 'agent data directory' });
+    try {
+      ensurePrivateDir(dataDir, { purpose: 'agent data directory' });
+    } catch (err) {
+      // Its own refusals (a directory others could tamper with) are MeshidErrors and say what to do already.
+      const cause = isMeshidError(err) ? undefined : storageFailureCause(err, dataDir);
+      if (cause === undefined) throw err;
+      throw failedPrecondition(
+        `cannot use the data dir ${dataDir}: ${cause}. meshid-agent keeps its keys and state there: make it writable, or use another --data-dir`,
+        err,
+      );
+    }
     const unlock = acquireDataDirLock(path.join(dataDir, LOCK_FILE), 'meshid-agent');
     removeStaleTempFiles(dataDir);
     return new AgentStore(dataDir, log, unlock);

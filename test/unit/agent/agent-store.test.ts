@@ -12,6 +12,8 @@ import { Writable } from 'node:stream';
 import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
 import { tempDir } from '../../support/server-kit.js';
+import { mountTmpfs } from '../../support/tmpfs.js';
+import { isMeshidError } from '../../../src/common/errors.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
@@ -226,4 +228,14 @@ test('a short write is continued: neither a snapshot nor a journal batch is left
   } finally {
     t.cleanup();
   }
+});
+
+test('a data dir on a read-only file system is refused at open, naming it and the cause (a real read-only tmpfs)', (t) => {
+  const dir = mountTmpfs(t, '256k', { readOnly: true });
+  if (dir === undefined) return;
+  assert.throws(() => AgentStore.open(dir, silentLogger()), (err: unknown) => {
+    assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+    assert.match(err.message, new RegExp(`^cannot use the data dir ${dir}: the file system is read-only\\. `));
+    return true;
+  });
 });
