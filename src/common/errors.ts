@@ -46,18 +46,3 @@ export const internal = (message: string, cause?: unknown): MeshidError => new M
 export function isMeshidError(err: unknown, code?: ErrorCode): err is MeshidError {
   return err instanceof MeshidError && (code === undefined || err.code === code);
 }
-
-const DISK_FULL = new Set(['ENOSPC', 'EDQUOT']);
-const NOT_WRITABLE = new Set(['EROFS', 'EIO', 'EACCES', 'EPERM']);
-
-/**
- * A failed write of a file under `dir` as an error the caller can act on: a full disk (or quota) is
- * resource_exhausted, a file system that refuses writes unavailable, both naming the directory. Anything else is
- * returned as it is.
- */
-export function fileWriteError(err: unknown, what: string, dir: string): unknown {
-  const code = (err as NodeJS.ErrnoException | undefined)?.code;
-  if (code !== undefined && DISK_FULL.has(code)) return resourceExhausted(`cannot write ${what}: the disk of ${dir} is full (${code})`);
-  if (code !== undefined && NOT_WRITABLE.has(code)) return unavailable(`cannot write ${what}: ${dir} cannot be written (${code})`, err);
-  return err;
-}

@@ -13,6 +13,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
+import { fillDisk } from '../support/tmpfs.js';
 
 const PAGE = 4096;
 const canMount = process.geteuid?.() === 0;
@@ -24,18 +25,12 @@ let rootsPem: string;
 let cleanup: () => void = () => undefined;
 const filler = (): string => path.join(dataDisk, 'filler');
 
-/** Fills the data disk until `leave` bytes are free; with 0, until a one-byte file no longer fits. */
+/** Fills the data disk until `leave` bytes are free; with 0, until not one more byte fits. */
 function fill(leave: number): void {
+  if (leave === 0) return void fillDisk(dataDisk);
   const free = Number(fs.statfsSync(dataDisk).bavail) * Number(fs.statfsSync(dataDisk).bsize);
   const r = spawnSync('fallocate', ['-l', String(Math.max(PAGE, free - leave)), filler()]);
   assert.equal(r.status, 0, r.stderr?.toString());
-  for (let i = 0; leave === 0; i++) {
-    try {
-      fs.writeFileSync(`${filler()}-${i}`, 'x');
-    } catch {
-      break;
-    }
-  }
 }
 const unfill = (): void => {
   for (const name of fs.readdirSync(dataDisk)) if (name.startsWith('filler')) fs.rmSync(path.join(dataDisk, name));
@@ -105,7 +100,7 @@ test('a CA change on a full disk: RESOURCE_EXHAUSTED naming the key directory, n
   };
   fill(0);
   try {
-    await refused(['ca', 'rotate-root'], new RegExp(`ResourceExhausted: cannot write a CA key: the disk of ${keysDir} is full`));
+    await refused(['ca', 'rotate-root'], new RegExp(`ResourceExhausted: cannot write a CA key to ${keysDir}: the disk is full`));
     // A taint may only promote the prepared intermediate: then the journal commit is what fails.
     await refused(['ca', 'taint', '--id', intermediate], /ResourceExhausted/);
   } finally {

@@ -2,7 +2,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
-import { failedPrecondition, fileWriteError } from '../../common/errors.js';
+import { failedPrecondition } from '../../common/errors.js';
+import { storageWriteError } from '../../common/storage-failure.js';
 import { exportPkcs8Pem, importPrivateKey } from '../../common/x509/keys.js';
 
 const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
@@ -31,7 +32,7 @@ export class KeyStore {
     try {
       writeFileAtomic(this.fileOf(keyId), exportPkcs8Pem(key), 0o600);
     } catch (err) {
-      throw fileWriteError(err, 'a CA key', this.dir);
+      throw storageWriteError(err, 'a CA key', this.dir);
     }
   }
 

@@ -1,22 +1,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import os from 'node:os';
 import path from 'node:path';
-import { spawnSync } from 'node:child_process';
 import { writeFileAtomic, writeFilesAtomic } from '../../../src/common/atomic-file.js';
+import { mountTmpfs } from '../../support/tmpfs.js';
 
-/** A real full disk: a small tmpfs, which needs root (CI runs as root). */
-function fullDisk(t: { after(fn: () => void): void; skip(reason: string): void }): string | undefined {
-  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-atomic-full-'));
-  const mounted = process.geteuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', dir]).status === 0;
-  t.after(() => {
-    if (mounted) spawnSync('umount', [dir]);
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
-  if (!mounted) t.skip('needs root, to mount a small tmpfs');
-  return mounted ? dir : undefined;
-}
+const fullDisk = (t: Parameters<typeof mountTmpfs>[0]): string | undefined => mountTmpfs(t, '64k');
 
 const entries = (dir: string): string[] => fs.readdirSync(dir).sort();
 
