@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../common/atomic-file.js';
-import { failedPrecondition } from '../common/errors.js';
+import { failedPrecondition, isMeshidError } from '../common/errors.js';
+import { storageFailureCause } from '../common/storage-failure.js';
 
 const MARKER = 'meshid-server.json';
 const FORMAT = 1;
@@ -11,6 +12,16 @@ const FORMAT = 1;
  * something else, or another trust domain's state, stops startup with a clear error and is left untouched.
  */
 export function openDataDir(dataDir: string, trustDomain: string): void {
+  try {
+    claim(dataDir, trustDomain);
+  } catch (err) {
+    const cause = isMeshidError(err) ? undefined : storageFailureCause(err, dataDir);
+    if (cause === undefined) throw err;
+    throw failedPrecondition(`cannot use the data dir ${dataDir}: ${cause}`, err);
+  }
+}
+
+function claim(dataDir: string, trustDomain: string): void {
   const marker = path.join(dataDir, MARKER);
   if (fs.existsSync(dataDir)) {
     const st = fs.statSync(dataDir);
@@ -28,7 +39,8 @@ export function openDataDir(dataDir: string, trustDomain: string): void {
           `data dir ${dataDir} belongs to trust domain "${String(parsed.trust_domain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
         );
       }
-      fs.chmodSync(dataDir, 0o700);
+      // Only when needed: a data dir that is already private may sit on a file system mounted read-only.
+      if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dataDir, 0o700);
       return;
     }
     const entries = fs.readdirSync(dataDir);

@@ -11,9 +11,9 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { runNode, SERVER_MAIN, startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
-import { fillDisk } from '../support/tmpfs.js';
+import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 
 const PAGE = 4096;
 const canMount = process.geteuid?.() === 0;
@@ -119,4 +119,20 @@ test('a CA change on a full disk: RESOURCE_EXHAUSTED naming the key directory, n
     const r = await server.cli(args);
     assert.equal(r.code, 0, `with room again, ${args.join(' ')} goes through: ${r.err}`);
   }
+});
+
+test('a data dir on a file system remounted read-only: the server does not start, and says so naming the file', async (t) => {
+  const disk = mountTmpfs(t, '16m');
+  if (disk === undefined) return;
+  const first = await startServerProcess(disk);
+  await first.stop();
+  assert.equal(spawnSync('mount', ['-o', 'remount,ro', disk]).status, 0, 'remount read-only');
+  const admin = tempDir('meshid-disk-ro-admin-');
+  t.after(admin.cleanup);
+  const r = await runNode(SERVER_MAIN, [
+    'run', '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
+    '--admin-socket', path.join(admin.dir, 'admin', 'admin.sock'), '--datacenter', 'east',
+  ]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(r.err, new RegExp(`cannot open the datastore ${first.dataDir}/datastore\\.sqlite3: the file system is read-only`));
 });

@@ -1,7 +1,9 @@
 import fs from 'node:fs';
+import path from 'node:path';
 import Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import { failedPrecondition, MeshidError } from '../../common/errors.js';
+import { storageFailureCause } from '../../common/storage-failure.js';
 import { INFO_APPLICATION, INFO_TABLE, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_DDL } from './migrations.js';
 
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
@@ -21,7 +23,7 @@ export function openSqliteFile(file: string, clock: Clock): Database.Database {
   try {
     db = new Database(file, { fileMustExist: true });
   } catch (err) {
-    throw failedPrecondition(`cannot open the datastore ${file}: ${(err as Error).message}`, err);
+    throw openFailure(file, err);
   }
   try {
     // Connection settings only; none of these writes to the file.
@@ -41,8 +43,14 @@ export function openSqliteFile(file: string, clock: Clock): Database.Database {
   } catch (err) {
     db.close();
     if (err instanceof MeshidError) throw err;
-    throw failedPrecondition(`cannot open the datastore ${file}: ${(err as Error).message}`, err);
+    throw openFailure(file, err);
   }
+}
+
+/** SQLite's own words ("unable to open database file") do not say that the disk is full or read-only; this does. */
+function openFailure(file: string, err: unknown): MeshidError {
+  const cause = storageFailureCause(err, path.dirname(file)) ?? (err as Error).message;
+  return failedPrecondition(`cannot open the datastore ${file}: ${cause}`, err);
 }
 
 /** Creates the file 0600 if absent; refuses anything that is not a regular file starting with the SQLite header. */
