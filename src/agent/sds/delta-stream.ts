@@ -13,8 +13,11 @@ import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 
-/** Marks a name the client was told does not exist (sent in removed_resources), so it is not told twice. */
-const ABSENT = '';
+/**
+ * The version of a name the client holds but must be sent again (it subscribed to it again): no resource has it, so
+ * the name is resent if it resolves and removed if it does not.
+ */
+const RESEND = '';
 
 /**
  * One DeltaSecrets (incremental) stream (SPEC-NOTES §11):
@@ -23,8 +26,12 @@ const ABSENT = '';
  *   matches is not resent, a stale one is.
  * - A name in `resource_names_subscribe` is (re)sent even if the client holds it, except on the first request when
  *   it is declared in `initial_resource_versions` with the current version.
- * - A subscribed name that does not resolve — unknown, not entitled, or gone (entry removed, federation ended) —
- *   goes once in `removed_resources`; if it resolves later it is sent.
+ * - A name the client holds (sent on this stream, or declared in `initial_resource_versions`) that stops resolving —
+ *   entry removed, federation ended — goes once in `removed_resources`; if it resolves later it is sent again.
+ * - A subscribed name the client does not hold and that does not resolve (SVID not issued yet, federated bundle not
+ *   there yet, not entitled, unknown) is not answered, as in SotW, and is sent once it resolves. Envoy's SdsApi
+ *   ignores the removal of a name it never got but marks its init target ready, so a listener would finish warming
+ *   without its secret; unanswered, Envoy waits (initial_fetch_timeout).
  * - Unsubscribing sends nothing; unsubscribing an unknown name is ignored.
  * - An empty subscribe list on the first request (the legacy wildcard, whatever it unsubscribes) or subscribing `*`
  *   is a wildcard: every name that resolves for the caller; a name leaving that set is removed. Unsubscribing `*`
@@ -40,7 +47,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   private validation: ValidationChoice = INITIAL_VALIDATION_CHOICE;
   private wildcard = false;
   private subscribed = new Set<string>();
-  /** What the client holds: name → version, or ABSENT when it was told the name does not exist. */
+  /** What the client holds: name → version (RESEND for a name it subscribed to again). */
   private known = new Map<string, string>();
   private nonceCounter = 0;
   /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
@@ -61,7 +68,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       this.validation = validationChoiceFor(request.node, options);
       // The legacy wildcard: nothing subscribed by name. Unsubscribing, even `*`, is applied after it, below.
       this.wildcard = subscribe.length === 0;
-      for (const [name, version] of initial) if (version !== ABSENT) this.known.set(name, version);
+      // No resource of ours has an empty version: a name declared with one is not held from this agent.
+      for (const [name, version] of initial) if (version !== '') this.known.set(name, version);
       this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
     } else {
       this.acknowledge(request);
@@ -75,8 +83,9 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         continue;
       }
       this.subscribed.add(name);
-      // Every subscribed name is (re)sent; only a version declared on the first request can spare it.
-      if (!declared.has(name)) this.known.delete(name);
+      // Every subscribed name is (re)sent; only a version declared on the first request can spare it. Still held
+      // until then, so a name that stopped resolving meanwhile is removed rather than left with the client.
+      if (!declared.has(name) && this.known.has(name)) this.known.set(name, RESEND);
     }
     for (const name of unsubscribe) {
       if (isWildcardName(name)) {
@@ -126,11 +135,10 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         if (held === version) continue;
         resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
         this.known.set(name, version);
-      } else if (held !== ABSENT) {
+      } else if (held !== undefined) {
+        // Only a name the client holds: see the class comment for why a never-delivered name is not removed.
         removed.push(name);
-        // An explicit subscription stays and is remembered as absent; a wildcard-only name is simply forgotten.
-        if (this.subscribed.has(name)) this.known.set(name, ABSENT);
-        else this.known.delete(name);
+        this.known.delete(name);
       }
     }
     if (resources.length === 0 && removed.length === 0) return undefined;
@@ -139,7 +147,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     this.outstanding.add(nonce);
     // A client that never answers must not grow this set: the oldest unanswered nonces are dropped.
     if (this.outstanding.size > 16) this.outstanding.delete(this.outstanding.values().next().value as string);
-    const held = new Map([...this.known].filter(([, v]) => v !== ABSENT));
-    return { system_version_info: stateVersion(held), resources, type_url: SECRET_TYPE_URL, nonce, removed_resources: removed };
+    // Every watched name was sent or removed above, so `known` holds no RESEND now: it is what the client holds.
+    return { system_version_info: stateVersion(this.known), resources, type_url: SECRET_TYPE_URL, nonce, removed_resources: removed };
   }
 }

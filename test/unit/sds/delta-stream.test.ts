@@ -153,20 +153,88 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     );
   });
 
-  it('a subscribed name that does not resolve is removed once, then delivered when it appears', async () => {
-    await withHarness(registerA, async (h) => {
+  it('a subscribed name the client never got is not removed while it does not resolve, and is sent when it does', async () => {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false, federatesWith: [FOREIGN_TD] }), async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));
-      client.request({ node: NODE, subscribe: [APP_A2, APP_B] });
-      const r1 = await client.next();
-      assert.deepEqual(shape(r1), { versions: new Map(), removed: [APP_A2, APP_B] });
-      client.ack(r1);
-      h.cache.notify();
-      h.cache.addEntry(SELECTOR_A, APP_A2);
+      // default waits for its SVID, the federated trust domain for its bundle, APP_A2 for its entry; APP_B is B's.
+      // A removal would make Envoy's SdsApi mark the secret ready without one, so the listener would warm without it.
+      client.request({ node: NODE, subscribe: ['default', `spiffe://${FOREIGN_TD}`, APP_A2, APP_B, 'ROOTCA'] });
+      const r1 = shape(await client.next());
+      assert.deepEqual({ names: [...r1.versions.keys()], removed: r1.removed }, { names: ['ROOTCA'], removed: [] });
+      client.ack(client.received[0]!);
+
+      h.cache.rotate(APP_A); // the SVID is issued
       const r2 = shape(await client.next());
-      assert.deepEqual([...r2.versions.keys()], [APP_A2]);
-      assert.deepEqual(r2.removed, [], 'APP_B is not told twice');
+      assert.deepEqual({ names: [...r2.versions.keys()], removed: r2.removed }, { names: ['default'], removed: [] });
+      client.ack(client.received[1]!);
+
+      h.cache.setFederatedBundle(suite.foreign.bundle());
+      const r3 = shape(await client.next());
+      assert.deepEqual({ names: [...r3.versions.keys()], removed: r3.removed }, { names: [`spiffe://${FOREIGN_TD}`], removed: [] });
+      client.ack(client.received[2]!);
+
+      h.cache.addEntry(SELECTOR_A, APP_A2);
+      const r4 = shape(await client.next());
+      assert.deepEqual({ names: [...r4.versions.keys()], removed: r4.removed }, { names: [APP_A2], removed: [] }, 'APP_B is never named');
       client.cancel();
     });
+  });
+
+  it('a stream whose names all wait for their secrets gets no response until one resolves, as on StreamSecrets', async () => {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }), async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: ['default'] });
+      h.cache.notify();
+      // Requests are answered in order: had the first one been answered, its answer would come first.
+      client.request({ subscribe: ['ROOTCA'] });
+      const r1 = shape(await client.next());
+      assert.deepEqual({ names: [...r1.versions.keys()], removed: r1.removed }, { names: ['ROOTCA'], removed: [] });
+      client.ack(client.received[0]!);
+      h.cache.rotate(APP_A);
+      assert.deepEqual([...shape(await client.next()).versions.keys()], ['default']);
+      assert.equal(client.received.length, 2);
+      client.cancel();
+    });
+  });
+
+  it('a name the client holds is removed once when it stops resolving, and sent again when it comes back', async () => {
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A);
+        c.addEntry(SELECTOR_A, APP_A2);
+      },
+      async (h) => {
+        const client = new DeltaClient(h.client, as(SELECTOR_A));
+        client.request({ node: NODE, subscribe: [APP_A2, 'ROOTCA'] });
+        const r1 = await client.next();
+        const rootca = shape(r1).versions.get('ROOTCA')!;
+        client.ack(r1);
+        h.cache.removeEntry(APP_A2);
+        // Subscribing again around the removal, before or after it is pushed, still tells the client once.
+        client.request({ subscribe: [APP_A2] });
+        const r2 = await client.next();
+        assert.deepEqual(shape(r2), { versions: new Map(), removed: [APP_A2] });
+        client.ack(r2);
+        h.cache.notify();
+        client.request({ subscribe: ['ROOTCA'] }); // barrier
+        assert.deepEqual(shape(await client.next()), { versions: new Map([['ROOTCA', rootca]]), removed: [] }, 'not told twice');
+        h.cache.addEntry(SELECTOR_A, APP_A2);
+        const r4 = shape(await client.next());
+        assert.deepEqual([...r4.versions.keys()], [APP_A2]);
+        client.cancel();
+
+        // On reconnect, what initial_resource_versions declares is held: gone since, it is removed. APP_B never was.
+        h.cache.removeEntry(APP_A2);
+        const again = new DeltaClient(h.client, as(SELECTOR_A));
+        again.request({
+          node: NODE,
+          subscribe: [APP_A2, APP_B, 'ROOTCA'],
+          initialVersions: { [APP_A2]: r4.versions.get(APP_A2)!, ROOTCA: rootca },
+        });
+        assert.deepEqual(shape(await again.next()), { versions: new Map(), removed: [APP_A2] });
+        again.cancel();
+      },
+    );
   });
 
   it('unsubscribing sends nothing and stops pushes for that name; unsubscribing an unknown name is ignored', async () => {
@@ -288,7 +356,7 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
 
       // Growing past the limit one request at a time is refused too.
       const creeping = new DeltaClient(h.client, as(SELECTOR_A));
-      creeping.request({ node: NODE, subscribe: Array.from({ length: 1000 }, (_, i) => `a${i}`) });
+      creeping.request({ node: NODE, subscribe: [...Array.from({ length: 999 }, (_, i) => `a${i}`), 'default'] });
       await creeping.next();
       creeping.request({ subscribe: ['one-more'] });
       assert.equal((await creeping.status).code, status.INVALID_ARGUMENT);
