@@ -18,7 +18,8 @@ import { SecretStream } from './secret-stream.js';
  * - Every response carries ALL subscribed secrets that currently resolve (not only the changed ones), as SPIRE does;
  *   `version_info` is a digest of that full state, `nonce` a counter unique within the stream.
  * - A response is sent only when a subscribed secret's version differs from what was last sent, or a name was added
- *   to the subscription; an ACK, a NACK, a stale request and a change to secrets nobody here watches send nothing.
+ *   to the subscription, including a name a wildcard had already delivered; an ACK, a NACK, a stale request and a
+ *   change to secrets nobody here watches send nothing.
  * - NACK: logged and counted; what was sent counts as delivered, so the same content is never resent; a
  *   `resource_names` change carried by the NACK is honoured.
  * - Names that do not resolve (unknown, or an identity the caller is not entitled to) keep the stream open and are
@@ -90,6 +91,9 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     this.names = new Set(explicit);
     // A dropped name is forgotten, so subscribing to it again sends it again (SPEC-NOTES §10).
     if (!this.wildcard) this.sent = onlyNames(this.sent, (name) => this.names.has(name));
+    // A name named now and not before is resent even if a wildcard delivered it: xds_protocol says the server must
+    // resend newly requested resources "even if it previously sent those resources without having been asked".
+    this.sent = onlyNames(this.sent, (name) => !this.names.has(name) || before.names.has(name));
     return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
   }
 

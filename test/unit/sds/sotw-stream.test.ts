@@ -184,6 +184,45 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('a secret the legacy wildcard delivered is resent when a later request names it; repeating that list sends nothing', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe([]);
+      const r1 = await client.next();
+      assert.ok(names(r1).includes(APP_A));
+      // xds_protocol: newly requested resources are resent, "even if [the server] previously sent those resources
+      // without having been asked for them".
+      client.ack(r1, [APP_A]);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), [APP_A]);
+      assert.equal(leafPem(r2, APP_A), leafPem(r1, APP_A), 'unchanged, and sent again');
+      client.ack(r2, [APP_A]);
+      await eventually(() => h.service.stats().acks === 2, 'the ACK to be applied');
+      assert.equal(h.service.stats().responses, 2, 'the ACK repeating the list sent nothing');
+      client.cancel();
+    });
+  });
+
+  it('a secret an explicit `*` delivered is resent when a later request names it next to `*`', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['*']);
+      const r1 = await client.next();
+      client.ack(r1, ['*', APP_A]);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), names(r1), 'the whole state again, as every StreamSecrets response');
+      assert.notEqual(r2.nonce, r1.nonce);
+      client.ack(r2, ['*', APP_A]);
+      await eventually(() => h.service.stats().acks === 2, 'the ACK to be applied');
+      assert.equal(h.service.stats().responses, 2, 'the ACK repeating the list sent nothing');
+      // Reordering the list names nothing new.
+      client.ack(r2, [APP_A, '*']);
+      await eventually(() => h.service.stats().acks === 3, 'the reordered ACK to be applied');
+      assert.equal(h.service.stats().responses, 2, 'the same names in another order sent nothing');
+      client.cancel();
+    });
+  });
+
   it('streams of one workload share the resolved state but each keeps its own nonces and subscription', async () => {
     await withHarness(registerA, async (h) => {
       const clients = [0, 1, 2].map(() => new SotwClient(h.client, as(SELECTOR_A)));
