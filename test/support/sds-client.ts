@@ -158,8 +158,8 @@ abstract class StreamClient<Req, Res> {
 }
 
 /**
- * A node as a current Envoy sends it: the build version is what makes an agent (SPIRE's or meshid's) answer with the
- * SPIFFE certificate validator instead of `trusted_ca`.
+ * A node as a current Envoy sends it. An agent (SPIRE's or meshid's) answers it with the SPIFFE certificate validator;
+ * a build version below 1.18 here would get `trusted_ca`.
  */
 export function envoyNode(id = 'sidecar', extra: Record<string, unknown> = {}): Record<string, unknown> {
   return {

@@ -39,22 +39,20 @@ export interface ValidationChoice {
 }
 
 /**
- * How validation contexts are written for one stream, decided as SPIRE's agent decides (SPEC-NOTES §9, §10), so
- * bootstraps and node metadata written for SPIRE mean the same here: the SPIFFE validator only for a node that
- * reports an Envoy build of 1.18 or later and has validation not disabled; `trusted_ca` otherwise. Disabled is the
- * global option unless the node's metadata has `disable_spiffe_cert_validation` as a bool or a string Go's ParseBool
- * reads, which overrides it either way. A client that does not report an Envoy version gets `trusted_ca`, the form
- * every TLS stack understands, as from SPIRE's agent. Decided from the FIRST request's node and kept for the stream's
- * life: later requests usually carry no node, and flipping forms on update-triggered pushes is the bug in
- * spiffe/spire#4608.
+ * How validation contexts are written for one stream, decided as SPIRE's agent decides (SPEC-NOTES §9, §10;
+ * pkg/agent/endpoints/sdsv3/handler.go, supportsSPIFFEAuthExtension and isSPIFFECertValidationDisabled), so
+ * bootstraps and node metadata written for SPIRE mean the same here: `trusted_ca` for a node that reports an Envoy
+ * build older than 1.18 or has validation disabled; the SPIFFE validator otherwise, including a request without a
+ * node or a node that reports no build version (a non-Envoy client, or an Envoy that does not say): SPIRE supports
+ * the validator "as default" and only an Envoy version it knows to lack it opts out. Disabled is the global option
+ * unless the node's metadata has `disable_spiffe_cert_validation` as a bool or a string Go's ParseBool reads, which
+ * overrides it either way. Decided from the FIRST request's node and kept for the stream's life: later requests
+ * usually carry no node, and flipping forms on update-triggered pushes is the bug in spiffe/spire#4608.
  */
 export function validationChoiceFor(node: EnvoyNode | undefined, options: ResolvedSdsOptions): ValidationChoice {
-  if (node === undefined) {
-    return trustedCa(['no node was sent'], ['send the Envoy node, with its user_agent_build_version, in the first request']);
-  }
   const reasons: string[] = [];
   const remedies: string[] = [];
-  const metadata = fromStruct(node.metadata)[DISABLE_SPIFFE_VALIDATION_KEY];
+  const metadata = fromStruct(node?.metadata)[DISABLE_SPIFFE_VALIDATION_KEY];
   const override = parseGoBool(metadata);
   if (override === true) {
     reasons.push(`the node metadata sets ${DISABLE_SPIFFE_VALIDATION_KEY} to ${JSON.stringify(metadata)}`);
@@ -63,11 +61,9 @@ export function validationChoiceFor(node: EnvoyNode | undefined, options: Resolv
     reasons.push('the agent option sds.disable_spiffe_cert_validation is set');
     remedies.push(`unset that option, or set ${DISABLE_SPIFFE_VALIDATION_KEY}: false in this Envoy's node metadata`);
   }
-  const version = node.user_agent_build_version?.version;
-  if (version === undefined) {
-    reasons.push('the node reports no Envoy build version (user_agent_build_version)');
-    remedies.push(`use an Envoy ${SINCE} or later, which reports it`);
-  } else {
+  // A build version without its `version` says no more than none (SPIRE's handler would dereference nil there).
+  const version = node?.user_agent_build_version?.version;
+  if (version !== undefined) {
     const major = version.major_number ?? 0;
     const minor = version.minor_number ?? 0;
     if (!hasSpiffeValidator(major, minor)) {

@@ -174,15 +174,22 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
       });
     });
 
-    it('a request without a node gets trusted_ca, so ALL is refused there too', async () => {
+    it('a request without a node gets the SPIFFE validator, as from SPIRE, so ALL is served; the agent option still refuses it', async () => {
       await withHarness(async (h) => {
-        const err = await fetchSecrets(h.client, { resource_names: ['ALL'] }, as(SELECTOR_A)).then(
-          () => assert.fail('ALL was served as trusted_ca'),
-          (e: ServiceError) => e,
-        );
-        assert.equal(err.code, status.FAILED_PRECONDITION);
-        assert.match(err.details, /no node was sent/);
+        const all = secretsByName(await fetchSecrets(h.client, { resource_names: ['ALL'] }, as(SELECTOR_A))).get('ALL')!;
+        assert.deepEqual(spiffeTrustDomains(all).map((d) => d.name), [TD, FOREIGN_TD].sort());
       });
+      await withHarness(
+        async (h) => {
+          const err = await fetchSecrets(h.client, { resource_names: ['ALL'] }, as(SELECTOR_A)).then(
+            () => assert.fail('ALL was served as trusted_ca'),
+            (e: ServiceError) => e,
+          );
+          assert.equal(err.code, status.FAILED_PRECONDITION);
+          assert.match(err.details, /agent option sds\.disable_spiffe_cert_validation is set/);
+        },
+        { disableSpiffeCertValidation: true },
+      );
     });
 
     it('an empty name list without the validator returns every trust domain under its own name, not ALL', async () => {

@@ -65,8 +65,12 @@ describe('SDS FetchSecrets (stubbed attestation)', () => {
     await withHarness(register, async (h) => {
       const response = await fetchSecrets(h.client, { node: envoyNode(), resource_names: [] }, as(SELECTOR_B));
       assert.deepEqual([...secretsByName(response).keys()].sort(), ['ALL', 'ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
+      // Without a node the validator is SPIRE's default too, so ALL is there.
       const noNode = await fetchSecrets(h.client, { resource_names: [] }, as(SELECTOR_B));
-      assert.deepEqual([...secretsByName(noNode).keys()].sort(), ['ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
+      assert.deepEqual([...secretsByName(noNode).keys()].sort(), ['ALL', 'ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
+      const oldEnvoy = envoyNode('old', { user_agent_build_version: { version: { major_number: 1, minor_number: 17 } } });
+      const withoutValidator = await fetchSecrets(h.client, { node: oldEnvoy, resource_names: [] }, as(SELECTOR_B));
+      assert.deepEqual([...secretsByName(withoutValidator).keys()].sort(), ['ROOTCA', APP_B, `spiffe://${TD}`, 'default'].sort());
     });
   });
 

@@ -191,8 +191,10 @@ describe('SDS validation-context form from the Envoy node (as SPIRE decides it)'
   });
   const optOut = (value: unknown) => envoy(1, 31, { disable_spiffe_cert_validation: value });
   const cases: Array<[string, object | undefined, 'spiffe' | 'trusted_ca']> = [
-    ['no node', undefined, 'trusted_ca'],
-    ['no build version (not an Envoy, or one that does not say)', { id: 'n' }, 'trusted_ca'],
+    // SPIRE's supportsSPIFFEAuthExtension: "Support as default"; only a reported Envoy older than 1.18 opts out.
+    ['no node', undefined, 'spiffe'],
+    ['no build version (not an Envoy, or one that does not say)', { id: 'n' }, 'spiffe'],
+    ['a build version without its version', { id: 'n', user_agent_build_version: {} }, 'spiffe'],
     ['Envoy 1.17', envoy(1, 17), 'trusted_ca'],
     ['Envoy 1.18', envoy(1, 18), 'spiffe'],
     ['Envoy 1.31', envoy(1, 31), 'spiffe'],
@@ -218,6 +220,8 @@ describe('SDS validation-context form from the Envoy node (as SPIRE decides it)'
     assert.equal(validationChoiceFor(optOut(false) as never, disabled).mode, 'spiffe');
     assert.equal(validationChoiceFor(optOut('F') as never, disabled).mode, 'spiffe');
     assert.equal(validationChoiceFor(optOut('yes') as never, disabled).mode, 'trusted_ca', 'an unreadable value leaves the global option');
+    assert.equal(validationChoiceFor(undefined, disabled).mode, 'trusted_ca', 'no node: nothing overrides the option');
+    assert.equal(validationChoiceFor({ id: 'n' }, disabled).mode, 'trusted_ca', 'no build version: the option still applies');
   });
 
   it('ALL is refused (failed_precondition) without the SPIFFE validator, with why and what to change in the message', () => {
@@ -231,12 +235,13 @@ describe('SDS validation-context form from the Envoy node (as SPIRE decides it)'
       return 'served';
     };
     assert.equal(refusal(envoy(1, 31), ['ALL', 'ROOTCA']), 'served');
+    assert.equal(refusal(undefined, ['ALL']), 'served', 'no node: the SPIFFE validator, as from SPIRE');
+    assert.equal(refusal({ id: 'n' }, ['ALL']), 'served', 'no build version: the SPIFFE validator, as from SPIRE');
     assert.equal(refusal(optOut(true), ['ROOTCA', 'default', 'spiffe://zeta.example']), 'served', 'other names are not affected');
     const cases: Array<[string, object | undefined, RegExp, RegExp, ResolvedSdsOptions?]> = [
       ['metadata', optOut('true'), /node metadata sets disable_spiffe_cert_validation to "true"/, /remove disable_spiffe_cert_validation from the node metadata or set it to false/],
       ['old Envoy', envoy(1, 17), /reports Envoy 1\.17, which has no SPIFFE certificate validator/, /upgrade Envoy to 1\.18 or later/],
-      ['no version', { id: 'n' }, /reports no Envoy build version/, /use an Envoy 1\.18 or later/],
-      ['no node', undefined, /no node was sent/, /send the Envoy node/],
+      ['no node, agent option', undefined, /agent option sds\.disable_spiffe_cert_validation is set/, /unset that option/, resolveSdsOptions({ disableSpiffeCertValidation: true })],
       ['agent option', envoy(1, 31), /agent option sds\.disable_spiffe_cert_validation is set/, /disable_spiffe_cert_validation: false in this Envoy's node metadata/, resolveSdsOptions({ disableSpiffeCertValidation: true })],
     ];
     for (const [label, node, why, fix, opts] of cases) {

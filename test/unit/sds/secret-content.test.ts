@@ -202,6 +202,27 @@ describe('SDS secret content (stubbed attestation)', () => {
     }, { disableSpiffeCertValidation: true });
   });
 
+  it('a client that reports no Envoy build version gets the SPIFFE validator, as from SPIRE, unless the agent option is set', async () => {
+    // SPIRE's supportsSPIFFEAuthExtension returns true without a build version ("Support as default").
+    const notEnvoy = { id: 'grpcurl', user_agent_name: 'grpc-go' };
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['ROOTCA'], notEnvoy);
+      const rootca = secretsByName(await client.next()).get('ROOTCA')!;
+      assert.equal(rootca.validation_context?.trusted_ca, undefined);
+      assert.deepEqual(spiffeTrustDomains(rootca).map((d) => d.name), [TD]);
+      client.cancel();
+    });
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A), async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['ROOTCA'], notEnvoy);
+      const rootca = secretsByName(await client.next()).get('ROOTCA')!;
+      assert.equal(rootca.validation_context?.custom_validator_config, undefined);
+      assert.deepEqual(pemBlocks(dataSourceText(rootca.validation_context?.trusted_ca)), [suite.ca.rootDer]);
+      client.cancel();
+    }, { disableSpiffeCertValidation: true });
+  });
+
   it('ALL holds own and federated trust domains sorted by name; spiffe://<td> names select one trust domain', async () => {
     await withHarness((c) => {
       c.addEntry(SELECTOR_A, APP_A, { federatesWith: [FOREIGN_TD] });
