@@ -51,3 +51,57 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
   // Never the identity it connected with once it changed, whatever the timing of the reconnection.
   assert.ok(outcomes.slice(1, -1).every((o) => o.startsWith('err unavailable')), outcomes.join('\n'));
 });
+
+/** Runs in the child: a FetchX509SVID stream opened as root, then setuid with the stream left open; reports what it gets. */
+const STREAM_SCRIPT = `
+  const { WorkloadApiClient } = await import(process.argv[1]);
+  const client = new WorkloadApiClient(process.argv[2]);
+  const watch = client.watchX509Svids();
+  const ids = (m) => m.svids.map((s) => s.spiffe_id).sort().join(',');
+  const seen = [ids((await watch.next()).value)];
+  process.setgroups([]);
+  process.setgid(65534);
+  process.setuid(65534);
+  process.stdout.write('dropped\\n');
+  let end = 'still open after 10 s';
+  const bound = setTimeout(() => watch.cancel(), 10_000);
+  try {
+    for (;;) {
+      const next = await watch.next();
+      if (next.done) break;
+      seen.push(ids(next.value));
+    }
+  } catch (e) {
+    end = 'err ' + e.code + ': ' + e.message;
+  }
+  clearTimeout(bound);
+  process.stdout.write(JSON.stringify({ seen, end }) + '\\n');
+  process.exit(0);
+`;
+
+test('a stream opened before its process changed uid gets nothing more: a new identity of the old uid ends it instead', async (t) => {
+  const cluster = await startCluster('meshid-setuid-stream-');
+  t.after(() => cluster.cleanup());
+  const root = `unix:uid:${process.getuid!()}`;
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+
+  const child = spawn(process.execPath, ['--input-type=module', '-e', STREAM_SCRIPT, CLIENT, agent.socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const dropped = new Promise<void>((resolve) =>
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('dropped\n')) resolve();
+    }),
+  );
+  const code = new Promise<number | null>((resolve) => child.on('close', resolve));
+  await dropped;
+  // Root gets another identity while the stream the process opened as root is still open.
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side-2', selectors: [root] });
+  assert.equal(await code, 0, err);
+  const { seen, end } = JSON.parse(out.slice(out.indexOf('\n') + 1)) as { seen: string[]; end: string };
+  assert.deepEqual(seen, ['spiffe://example.org/root-side'], 'nothing pushed after the process became uid 65534');
+  assert.match(end, /^err unavailable: .*changed its uid\/gid since it connected/);
+});

@@ -13,6 +13,7 @@ import { serviceOf } from '../../common/grpc/service.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { callerRecheck } from '../endpoints/caller-recheck.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { DeltaStream } from './delta-stream.js';
 import { fetchResponse } from './fetch.js';
@@ -77,6 +78,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const stats = emptyStats();
   const open = new Set<SecretStream<unknown, unknown>>();
   const refusals = new LogThrottle(deps.clock ?? systemClock);
+  const recheck = callerRecheck(deps.attest);
 
   async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
@@ -108,6 +110,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         const ctx: StreamContext = {
           cache: deps.cache,
           selectors,
+          recheck: () => recheck(call, selectors),
           options,
           log: log.child({ rpc }),
           stats,

@@ -8,6 +8,7 @@ import type {
 } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { callerRecheck } from '../endpoints/caller-recheck.js';
 import { isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -145,6 +146,7 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
 export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const log = deps.log.child({ subsystem: 'workload-api' });
   const refusals = new LogThrottle(deps.clock);
+  const recheck = callerRecheck(deps.attest);
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
   const allowedForeignClaims: ReadonlySet<string> = new Set(deps.options?.allowedForeignJwtClaims ?? []);
@@ -224,6 +226,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
         view,
         cache: deps.cache,
         selectors,
+        recheck: () => recheck(call, selectors),
         requireEntitlement,
         clock: deps.clock,
         pendingTimeoutMs,

@@ -30,8 +30,10 @@ export interface IdentityStreamOptions<Res> {
   readonly call: StreamCall<Res>;
   readonly view: StreamView<Res>;
   readonly cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>;
-  /** The caller's selectors, attested once when the stream opened. */
+  /** The caller's selectors, attested when the stream opened. */
   readonly selectors: readonly Selector[];
+  /** Throws when the caller may no longer be pushed to (callerRecheck); run before every message after the first. */
+  readonly recheck?: () => void;
   /**
    * Whether the stream ends PERMISSION_DENIED once the caller holds no entry (default). False for bundle streams when
    * the agent serves bundles to callers without an entry (allowUnauthenticatedVerifiers).
@@ -129,6 +131,7 @@ export class IdentityStream<Res> {
     }
     let message: Res | undefined;
     try {
+      if (this.last !== undefined) this.o.recheck?.();
       const snapshot = this.o.cache.snapshot(this.o.selectors);
       // The last entitlement is gone: redacted identities must not linger in clients (SPEC-NOTES §8).
       if (!snapshot.entitled && this.o.requireEntitlement !== false) {
