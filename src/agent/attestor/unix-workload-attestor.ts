@@ -118,10 +118,6 @@ export class UnixWorkloadAttestor {
     if (recalled !== undefined) return recalled;
     const facts = this.readProcess(peer);
     const { status } = facts;
-    // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
-    if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
-      throw outlived(`process ${peer.pid} changed its uid/gid since it connected`);
-    }
     const selectors = unixSelectors(facts, names);
     // Only facts read under a pidfd are remembered: without one there is no cheap way to re-check the process.
     if (this.memo === undefined || peer.pidfd < 0) return selectors;
@@ -177,6 +173,12 @@ export class UnixWorkloadAttestor {
       const startBefore = pinned ? undefined : this.startTime(dir, pid);
       const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
       if (status.state === 'Z' || status.state === 'X') throw outlived(`process ${pid} has exited`);
+      // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
+      // Checked before the hash, which is charged to the uid: a process that exec'd a setuid binary must not spend
+      // (or fill the cache of) the budget of the uid it became.
+      if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
+        throw outlived(`process ${pid} changed its uid/gid since it connected`);
+      }
       const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
       const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
         this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`, status.effectiveUid),

@@ -171,9 +171,12 @@ test('ids that differ from the connect-time credentials are refused', async (t) 
   const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
   t.after(() => client.stop());
   const { peer } = await listener.next();
-  const attestor = new UnixWorkloadAttestor({ sha256: false });
+  const { hooks, counts } = countingHooks();
+  const attestor = new UnixWorkloadAttestor({ hooks, maxHashBytes: 1 << 30 });
   assert.throws(() => attestor.attest({ ...peer, uid: 0 }), isAttestationFailure(/changed its uid\/gid/, true));
   assert.throws(() => attestor.attest({ ...peer, gid: 0 }), isAttestationFailure(/changed its uid\/gid/, true));
+  // Refused before the executable is hashed: the hash is charged to the uid the process has now, not its own.
+  assert.equal(counts.get('sha256'), undefined);
 });
 
 test('a process whose executable was replaced while it runs (an in-place upgrade) attests without its path; its sha256 is of the image it runs', async (t) => {
