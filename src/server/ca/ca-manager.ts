@@ -1,7 +1,7 @@
 import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, internal, isMeshidError, notFound, unavailable } from '../../common/errors.js';
+import { failedPrecondition, internal, isMeshidError, notFound, unavailable, type ErrorCode, type MeshidError } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
@@ -75,6 +75,19 @@ export interface CaAction {
 const BACKDATE_MS = 10_000;
 /** A failed rotation is retried this much later, not at once: its cause (an upstream CA near its end) stays for a while. */
 const ROTATION_RETRY_MS = 60_000;
+
+/**
+ * What keeps one datacenter's intermediate from being made without holding back the rest of a rotation: its root or
+ * upstream PKI ends too soon (failed_precondition). Anything else, a key the disk cannot take above all, abandons the
+ * whole change (unless an intermediate prepared under the previous root can stand in): committing a taint whose
+ * replacement could not be written would leave the datacenter unable to sign.
+ */
+/** Errors of a journal commit that certainly wrote nothing. */
+const ROLLED_BACK: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['resource_exhausted', 'failed_precondition', 'not_found', 'already_exists', 'aborted', 'invalid_argument']);
+
+function datacenterFailure(err: unknown): err is MeshidError {
+  return isMeshidError(err, 'failed_precondition');
+}
 
 /**
  * The trust domain's certificate authorities: one root, one intermediate per datacenter and the JWT signing keys,
@@ -390,7 +403,7 @@ export class CaManager {
         }
         if (superseded !== undefined) removed.add(superseded.record.id);
       } catch (err) {
-        if (!isMeshidError(err)) throw err;
+        if (!datacenterFailure(err)) throw err;
         failures.push(`datacenter ${dc}: ${err.message}`);
       }
     }
@@ -440,7 +453,15 @@ export class CaManager {
     if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) return reportFailures();
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
-    await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
+    try {
+      await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
+    } catch (err) {
+      // Only a commit known not to have happened (refused before writing, or the disk full) gives its keys back.
+      // After an I/O error the commit may still be recovered at the next start, which then needs them; if it is
+      // not, the start's sweep removes them.
+      if (!isMeshidError(err) || !ROLLED_BACK.has(err.code)) this.uncommittedKeys.clear();
+      throw err;
+    }
     this.uncommittedKeys.clear();
 
     // Committed: apply to memory and drop removed keys from disk.

@@ -2,11 +2,13 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { spawnSync } from 'node:child_process';
 import { generateKeyPair, exportPkcs8Pem } from '../../../src/common/x509/keys.js';
 import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
+import { fillDisk } from '../../support/tmpfs.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -409,4 +411,29 @@ test('a root switch whose new intermediate cannot be made keeps signing with the
     await t.close();
     cleanup();
   }
+});
+
+test('a taint whose replacement key the disk cannot take changes nothing: the datacenter keeps signing', async (t) => {
+  if (process.geteuid?.() !== 0) return t.skip('needs root, to mount a small tmpfs');
+  const { dir, cleanup } = tempDir();
+  const ca = await openTestCa(dir);
+  // Only the key directory is full (its own small file system): the journal commit would go through.
+  const keysDir = ca.keys.dir;
+  const saved = new Map(fs.readdirSync(keysDir).map((name) => [name, fs.readFileSync(path.join(keysDir, name))]));
+  const mounted = spawnSync('mount', ['-t', 'tmpfs', '-o', 'size=64k,mode=0700', 'tmpfs', keysDir]).status === 0;
+  t.after(async () => {
+    if (mounted) spawnSync('umount', ['-l', keysDir]);
+    await ca.close();
+    cleanup();
+  });
+  if (!mounted) return t.skip('cannot mount tmpfs here');
+  for (const [name, bytes] of saved) fs.writeFileSync(path.join(keysDir, name), bytes, { mode: 0o600 });
+  fillDisk(keysDir);
+
+  const east = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+  assert.equal(ca.ca.listAuthorities().some((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'prepared'), false);
+  await assert.rejects(ca.ca.taint(east.id), (err: unknown) => err instanceof MeshidError && err.code === 'resource_exhausted' && /cannot write a CA key/.test(err.message));
+  assert.equal(ca.ca.listAuthorities().find((a) => a.id === east.id)?.state, 'active', 'not tainted without a replacement');
+  const { publicKey } = generateKeyPair('ec-p256');
+  assert.ok(ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H }).chain.length > 0);
 });
