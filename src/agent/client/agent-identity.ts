@@ -205,6 +205,9 @@ export class AgentIdentity {
     try {
       const { privateKey, publicKey } = generateKeyPair('ec-p256');
       const chain = await this.o.client.renew(await createCsr(privateKey, publicKey));
+      // Stopped while the server answered (shutdown, a ban): the data dir may already be another process's, and the
+      // SVID in use stays valid with the server as the previous one.
+      if (this.stopped) return;
       const roots = this.o.trustRoots();
       this.checkChain(chain, current.spiffeId, privateKey, roots);
       // The roots it was checked with are kept with it: the way back to the server should the state be lost.
@@ -260,7 +263,7 @@ export class AgentIdentity {
       );
       this.saveTimer = this.o.clock.setTimer(() => {
         this.saveTimer = undefined;
-        if (this.unsaved !== undefined) this.persist(this.unsaved);
+        if (this.unsaved !== undefined && !this.stopped) this.persist(this.unsaved);
       }, wait);
       return;
     }

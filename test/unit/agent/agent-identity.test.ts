@@ -270,3 +270,35 @@ test('renewals on a full data dir: a renewed SVID is used only once saved, unles
   fx.clock.advance(2_000);
   assert.deepEqual(decodeIdentity(fs.readFileSync(identityFile(dir), 'utf8')).chain, second.current()!.chain, 'and it is the one saved');
 });
+
+test('a renewal answered after stop() is dropped: nothing is saved, used or scheduled (stubbed Renew)', async () => {
+  const t = tempDir('meshid-agent-identity-');
+  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
+  try {
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    let renewals = 0;
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        renewals++;
+        await held;
+        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      },
+    } as unknown as NodeClient;
+    const { identity, first } = restoredIdentity(client, store);
+    const renewal = identity.renew();
+    await settle();
+    identity.stop();
+    release();
+    await renewal;
+    assert.deepEqual(identity.current()!.chain, first, 'the SVID in use is still the one before the renewal');
+    assert.equal(store.loadIdentity(), undefined, 'nothing written to the data dir after stop');
+    fx.clock.advance(3_600_000);
+    await settle();
+    assert.equal(renewals, 1, 'no renewal scheduled after stop');
+  } finally {
+    store.close();
+    t.cleanup();
+  }
+});
