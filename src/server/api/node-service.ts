@@ -122,7 +122,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       } catch (err) {
         // An attempt refused for what it presented uses the token up, so a leaked token cannot be probed again and
         // again; one the server failed (its CA, its disk) leaves it for the retry.
-        if (isMeshidError(err, 'permission_denied') || isMeshidError(err, 'invalid_argument')) await ds.consumeJoinToken(token);
+        if (isMeshidError(err, 'permission_denied') || isMeshidError(err, 'invalid_argument')) {
+          // The refusal is the answer: a token that cannot be used up now (a full disk) is not the caller's problem.
+          await ds.consumeJoinToken(token).catch((consumeErr: unknown) => log.warn({ err: consumeErr }, 'cannot use up a refused join token'));
+        }
         throw err;
       }
       const selectors: Selector[] = [
