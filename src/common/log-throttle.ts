@@ -5,7 +5,8 @@ const MAX_KEYS = 256;
 
 /**
  * Lets one log line per key through per window and counts the rest, so a client retrying a refused call in a tight
- * loop costs one line a minute (saying how many were left out), not one per call: about 1 GB of logs an hour.
+ * loop costs one line a minute (saying how many were left out), not one per call: about 1 GB of logs an hour. Keys
+ * must not hold what a caller chooses (a requested SPIFFE ID): a caller varying it would never be throttled.
  */
 export class LogThrottle {
   private readonly windows = new Map<string, { until: number; suppressed: number }>();

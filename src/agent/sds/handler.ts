@@ -92,7 +92,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
     stats.deniedCalls++;
     const serviceError = toServiceError(error);
-    const logged = refusals.admit(`${rpc}\n${serviceError.code}\n${serviceError.details}`);
+    const logged = refusals.admit(`${rpc}\n${serviceError.code}`);
     if (logged !== undefined) log.info({ rpc, code: serviceError.code, reason: serviceError.details, ...logged }, 'SDS call refused');
     return serviceError;
   }

@@ -202,7 +202,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
     const serviceError = toServiceError(error);
     if (isMeshidError(error) && error.code !== 'internal') {
-      const logged = refusals.admit(`${rpc}\n${error.code}\n${error.message}`);
+      const logged = refusals.admit(`${rpc}\n${error.code}`);
       if (logged !== undefined) log.info({ rpc, code: error.code, reason: error.message, ...logged }, 'Workload API call refused');
     } else log.error({ rpc, err: error }, 'Workload API call failed');
     return serviceError;
