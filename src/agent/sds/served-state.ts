@@ -25,8 +25,8 @@ export interface ServedState {
  * digests the state once, not once per stream. Held weakly: it goes with the snapshot.
  *
  * A snapshot can outlive a day when nothing changes, and any subscription a workload sends lands here, so the memo
- * is bounded: a few subscriptions of small keys (Envoy's are one name each), the oldest dropped first. A workload
- * cycling through fresh names would otherwise grow the agent by the size of every list it ever sent.
+ * is bounded: a few subscriptions of small keys (Envoy's are one name each), the least recently used dropped first.
+ * A workload cycling through fresh names would otherwise grow the agent by the size of every list it ever sent.
  */
 const servedStates = new WeakMap<IdentitySnapshot, Map<string, ServedState>>();
 const MAX_SERVED_STATES_PER_SNAPSHOT = 32;
@@ -43,7 +43,12 @@ export function servedState(
 ): ServedState {
   let perSnapshot = servedStates.get(snapshot);
   const hit = perSnapshot?.get(key);
-  if (hit !== undefined && hit.options === options) return hit;
+  if (hit !== undefined && hit.options === options) {
+    // Least recently used goes first: the subscriptions a rotation's thousand streams share stay.
+    perSnapshot!.delete(key);
+    perSnapshot!.set(key, hit);
+    return hit;
+  }
   const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options, mode)]) : names;
   const current = new Map<string, Served>();
   for (const name of wanted) {
@@ -64,7 +69,7 @@ export function servedState(
   };
   if (key.length > MAX_MEMOIZED_KEY_LENGTH) return state;
   if (perSnapshot === undefined) servedStates.set(snapshot, (perSnapshot = new Map()));
-  if (perSnapshot.size >= MAX_SERVED_STATES_PER_SNAPSHOT) perSnapshot.delete(perSnapshot.keys().next().value!);
+  if (!perSnapshot.delete(key) && perSnapshot.size >= MAX_SERVED_STATES_PER_SNAPSHOT) perSnapshot.delete(perSnapshot.keys().next().value!);
   perSnapshot.set(key, state);
   return state;
 }
