@@ -9,6 +9,9 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AGENT_MAIN, Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
 import { runNode, startServerProcess } from '../support/server-process.js';
+import { AgentStore } from '../../src/agent/storage/agent-store.js';
+import { entryFromMessage, entryToMessage } from '../../src/agent/cache/agent-entry.js';
+import { silentLogger } from '../../src/common/log.js';
 
 const uid = process.getuid!();
 
@@ -302,4 +305,36 @@ test('a socket directory another user could tamper with is refused at start; not
     assert.equal(await agent.exitCode(), 1);
     assert.match(agent.output(), /workload socket directory: .*meshid-agent is writable by other users \(mode 777\) without the sticky bit.*chmod o-w/);
     assert.equal(fs.existsSync(path.join(planted, 'public')), false, 'nothing created under it');
+  }));
+
+test('entries held with their creation time in seconds (a state from before created_at_ms) are sent again once, exact', () =>
+  withCluster('meshid-agent-created-ms-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/aged', selectors: [`unix:uid:${uid}`] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    await persisted(agent, 'spiffe://example.org/aged');
+    await agent.stop();
+    const exactness = (): boolean[] => {
+      const store = AgentStore.open(agent.dataDir, silentLogger());
+      try {
+        return store.loadState(Date.now())!.entries.map((e) => e.createdAtExact);
+      } finally {
+        store.close();
+      }
+    };
+    assert.deepEqual(exactness(), [true]);
+    // Rewrite the state as an agent from before created_at_ms kept it: seconds only.
+    const store = AgentStore.open(agent.dataDir, silentLogger());
+    const state = store.loadState(Date.now())!;
+    const seconds = state.entries.map((e) => {
+      const { created_at_ms: _ms, ...message } = entryToMessage(e);
+      return entryFromMessage(message);
+    });
+    store.saveState({ ...state, entries: seconds });
+    store.close();
+    assert.deepEqual(exactness(), [false]);
+
+    agent = await c.startAgent();
+    await agent.waitForLog(/in sync with meshid-server/);
+    await agent.stop();
+    assert.deepEqual(exactness(), [true], 'the server sent the entry again, in milliseconds');
   }));

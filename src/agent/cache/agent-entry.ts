@@ -22,6 +22,8 @@ export interface AgentEntry {
   readonly downstream: boolean;
   readonly revision: number;
   readonly createdAt: number;
+  /** Whether createdAt came in milliseconds; false from a server, or a stored state, that sent whole seconds. */
+  readonly createdAtExact: boolean;
 }
 
 /**
@@ -50,6 +52,7 @@ export function entryFromMessage(m: EntryMessage): AgentEntry {
     downstream: m.downstream ?? false,
     revision: m.revision ?? 0,
     createdAt: m.created_at_ms || (m.created_at ?? 0) * 1000,
+    createdAtExact: (m.created_at_ms ?? 0) > 0,
   });
 }
 
@@ -69,7 +72,8 @@ export function entryToMessage(e: AgentEntry): EntryMessage {
     downstream: e.downstream,
     revision: e.revision,
     created_at: Math.floor(e.createdAt / 1000),
-    created_at_ms: e.createdAt,
+    // Never a time made from seconds passed off as milliseconds: the store would then keep the wrong order for good.
+    ...(e.createdAtExact ? { created_at_ms: e.createdAt } : {}),
   };
 }
 

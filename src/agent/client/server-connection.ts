@@ -197,7 +197,9 @@ export class ServerConnection {
       return;
     }
     this.stateValue = this.stateValue === 'synced' ? 'synced' : 'connecting';
-    const known = this.o.cache.entries().map((e) => ({ id: e.id, revision: e.revision }));
+    // An entry held with its creation time in whole seconds (kept from before created_at_ms) is claimed at revision 0,
+    // so the server sends it once more with the milliseconds that order a workload's identities.
+    const known = this.o.cache.entries().map((e) => ({ id: e.id, revision: e.createdAtExact ? e.revision : 0 }));
     let stream: ClientReadableStream<SyncUpdateMessage>;
     try {
       stream = this.o.client.openSync({

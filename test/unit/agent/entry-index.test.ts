@@ -45,8 +45,11 @@ test('entries the agent could not serve correctly are refused when received', ()
   const e = entryFromMessage({ id: 'x', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], federates_with: ['spiffe://other.org', 'third.org'], created_at: 5 });
   assert.deepEqual(e.federatesWith, ['other.org', 'third.org'], 'federation targets become bare trust domain names');
   assert.equal(e.createdAt, 5000, 'from a server (or a stored state) that sends seconds only');
+  assert.equal(e.createdAtExact, false);
+  assert.equal(entryToMessage(e).created_at_ms, undefined, 'not stored as if it were exact');
   const precise = entryFromMessage({ id: 'y', spiffe_id: 'spiffe://example.org/a', selectors: [{ type: 'unix', value: 'uid:1' }], created_at: 5, created_at_ms: 5_999 });
   assert.equal(precise.createdAt, 5_999, 'milliseconds order two entries of the same second');
+  assert.equal(precise.createdAtExact, true);
   assert.equal(entryFromMessage(entryToMessage(precise)).createdAt, 5_999, 'and survive the agent\'s own store');
 });
 
