@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
 import { generateKeyPair, exportPkcs8Pem } from '../common/x509/keys.js';
-import { chainNamesKeyId } from '../common/x509/certificate.js';
+import { chainNamesKeyId, parseCertificate } from '../common/x509/certificate.js';
 import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
 import { renewalTime } from '../common/rotation.js';
 import type { CaManager } from './ca/ca-manager.js';
@@ -71,14 +71,30 @@ export class ServerSvid {
    * From now until stop(), re-issues the SVID at once when its chain names an authority that has since been tainted:
    * agents are told to re-sign away from it, and the server's own certificate (agent API, bundle endpoint) must not
    * stay on it until its half-life.
+   *
+   * Except when the re-issue would move it to another root (the root itself was tainted, and replaced at once): an
+   * agent that has not stored the new root yet (one restarting just then) could no longer authenticate the server,
+   * and would never hear of the new root. The tainted root stays in the bundle, trusted by every agent, until
+   * `ca revoke`: the SVID stays on it until then (or its own half-life), and moves at once when it leaves the bundle.
+   * Staying adds nothing for whoever holds the tainted key: agents trust that root for as long as it is published.
    */
   followTaints(): void {
     this.unfollow?.();
     this.unfollow = this.ca.onChange(() => {
       const current = this.current;
       if (current === undefined) return;
-      const tainted = new Set(this.ca.taintedKeyIds());
-      if (!chainNamesKeyId(pemToDerList(current.certChainPem), tainted)) return;
+      const chain = pemToDerList(current.certChainPem);
+      const root = chain.length > 1 ? parseCertificate(chain[1]!).authorityKeyId : undefined;
+      if (root !== undefined && !this.ca.bundle().x509Authorities.some((r) => parseCertificate(r).subjectKeyId === root)) {
+        this.log.info('the root the server SVID chains to has left the bundle; re-issuing it');
+        this.renewOrRetry();
+        return;
+      }
+      if (!chainNamesKeyId(chain, new Set(this.ca.taintedKeyIds()))) return;
+      if (root !== undefined && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) {
+        this.log.info('the server SVID chains to a tainted root; kept on it while it is published, so agents that have not stored its replacement yet can still reach the server');
+        return;
+      }
       this.log.info('the server SVID chains to a tainted authority; re-issuing it');
       this.renewOrRetry();
     });

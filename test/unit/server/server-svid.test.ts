@@ -101,3 +101,26 @@ test('taints arriving while renewals fail keep one retry chain, and stop() ends 
   clock.advance(10 * 60_000);
   assert.equal(calls, 5, 'and ends the retries');
 });
+
+test('a tainted root: the server SVID stays on it while it is published, and moves to the new root once it is revoked', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ca = await openTestCa(dir);
+  t.after(() => ca.close());
+  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
+  svid.followTaints();
+  t.after(() => svid.stop());
+  const first = svid.identity();
+  const rootOf = (pem: string) => parseCaCertificate(pemToDerList(pem)[1]!).authorityKeyId;
+  const oldRoot = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+
+  await ca.ca.taint(oldRoot.id);
+  // An agent restarting now may hold only the old root: the server must still be one it can authenticate.
+  assert.equal(svid.identity(), first, 'kept on the tainted root while the bundle publishes it');
+  assert.notEqual(ca.ca.activeIntermediate('east')!.authorityKeyId, rootOf(first.certChainPem), 'a re-issue would have moved roots');
+
+  await ca.ca.revoke(oldRoot.id);
+  const moved = svid.identity();
+  assert.notEqual(moved, first, 're-issued once the root left the bundle');
+  assert.equal(rootOf(moved.certChainPem), ca.ca.activeIntermediate('east')!.authorityKeyId);
+});
