@@ -121,8 +121,10 @@ export class MeshidAgent {
         cache.markReady();
       }
       // The state's bundle is the newest; without it (lost or damaged), the operator's file and the roots kept with
-      // the agent SVID are both trusted.
-      const roots = state?.bundle.x509Authorities ?? unionOf(fileRoots, stored?.trustRoots);
+      // the agent SVID are both trusted. The file is trusted next to the state's bundle too, until the server's first
+      // bundle replaces both: an agent that missed a root change (stopped before it stored the new root) is brought
+      // back by passing the current bundle, without a new join token.
+      const roots = state !== undefined ? unionOf(state.bundle.x509Authorities, fileRoots) : unionOf(fileRoots, stored?.trustRoots);
       if (stored !== undefined && (roots === undefined || roots.length === 0)) {
         throw failedPrecondition(
           `the agent has an SVID in ${config.dataDir} but no trust bundle to authenticate meshid-server with (its state is missing ` +

@@ -338,3 +338,21 @@ test('entries held with their creation time in seconds (a state from before crea
     await agent.stop();
     assert.deepEqual(exactness(), [true], 'the server sent the entry again, in milliseconds');
   }));
+
+test('an agent whose stored bundle missed a root change reaches the server again once --trust-bundle holds the current bundle', () =>
+  withCluster('meshid-agent-missed-root-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/kept', selectors: [`unix:uid:${uid}`] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    await persisted(agent, 'spiffe://example.org/kept');
+    await agent.stop();
+    // While the agent is down the root is tainted, and the server restarts: its new SVID hangs from the new root,
+    // which the agent's stored bundle does not hold (as when a server dies between a root taint and its push).
+    const list = await c.admin.call('Authorities', 'ListAuthorities', {});
+    const root = (list.authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
+    await c.admin.call('Authorities', 'TaintAuthority', { id: root.id! });
+    await restartServerProcess(c);
+    await c.writeBundle();
+    agent = await c.startAgent();
+    await agent.waitForLog(/in sync with meshid-server/);
+    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/kept']);
+  }));
