@@ -351,6 +351,9 @@ test('an agent whose stored bundle missed a root change reaches the server again
     const root = (list.authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
     await c.admin.call('Authorities', 'TaintAuthority', { id: root.id! });
     await restartServerProcess(c);
+    agent = await c.startAgent();
+    await agent.waitForLog(/"level":50.*trust bundle does not authenticate.*pass the current bundle with --trust-bundle/);
+    await agent.stop();
     await c.writeBundle();
     agent = await c.startAgent();
     await agent.waitForLog(/in sync with meshid-server/);

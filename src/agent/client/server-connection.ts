@@ -56,6 +56,9 @@ export interface ServerConnectionOptions {
  * (RESOURCE_EXHAUSTED: its datastore's disk is full). Every other answer stays as it is on a retry (the token is
  * unknown or used, the request or the answer is wrong) and ends the first attestation.
  */
+/** OpenSSL's words, as grpc-js passes them on, for a server certificate that does not chain to the trusted roots. */
+const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|certificate signature failure/i;
+
 const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailable', 'resource_exhausted']);
 
 /**
@@ -264,7 +267,16 @@ export class ServerConnection {
     this.stateValue = 'disconnected';
     this.lastError = err.message;
     const wait = this.backoff.next();
-    this.o.log.warn({ reason: err.message, retryInMs: wait, ...this.horizon() }, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
+    if (UNTRUSTED_SERVER.test(err.message)) {
+      // Not an outage: no retry fixes it, and the cached SVIDs run out meanwhile.
+      this.o.log.error(
+        { reason: err.message, retryInMs: wait, ...this.horizon() },
+        "meshid-server presents a certificate this agent's trust bundle does not authenticate; serving from the cache and retrying. " +
+          "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it",
+      );
+    } else {
+      this.o.log.warn({ reason: err.message, retryInMs: wait, ...this.horizon() }, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
+    }
     this.timer = this.o.clock.setTimer(() => {
       this.timer = undefined;
       this.openStream();
