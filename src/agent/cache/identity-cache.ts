@@ -80,6 +80,8 @@ interface Subscription {
 export class IdentityCache implements WorkloadCache {
   private readonly index = new EntryIndex();
   private readonly svids = new Map<string, WorkloadSvid>();
+  /** Entries whose SVID could not be signed and is being retried (markUnsigned): not waited for (`complete`). */
+  private readonly unsigned = new Set<string>();
   private own: TrustBundle | undefined;
   private federated = new Map<string, TrustBundle>();
   private readonly subscriptions = new Set<Subscription>();
@@ -164,7 +166,8 @@ export class IdentityCache implements WorkloadCache {
     }
     const oldest = matching[0];
     const defaultSvid = oldest !== undefined && svids[0]?.entryId === oldest.id ? svids[0] : undefined;
-    return { entitled: matching.length > 0, svids, defaultSvid, complete: svids.length === matching.length, bundle: own, federatedBundles };
+    const complete = svids.length === matching.length || matching.every((e) => svids.some((s) => s.entryId === e.id) || this.unsigned.has(e.id));
+    return { entitled: matching.length > 0, svids, defaultSvid, complete, bundle: own, federatedBundles };
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {
@@ -279,6 +282,7 @@ export class IdentityCache implements WorkloadCache {
       const gone = this.index.remove(id);
       if (gone === undefined) continue;
       this.svids.delete(id);
+      this.unsigned.delete(id);
       this.jwt.dropEntry(id);
       removed.push(gone);
       touched.push(gone);
@@ -301,6 +305,8 @@ export class IdentityCache implements WorkloadCache {
       else if (svid !== undefined && svid.hint !== entry.hint) this.svids.set(entry.id, { ...svid, hint: entry.hint });
       if (certificateInputs(previous) !== certificateInputs(entry) || !this.svids.has(entry.id)) needSvid.push(entry);
     }
+    // A new or changed certificate is to be signed again: waited for again, until that signing fails too.
+    for (const e of needSvid) this.unsigned.delete(e.id);
     let everyone = false;
     if (update.bundle !== undefined) {
       this.own = update.bundle;
@@ -319,11 +325,27 @@ export class IdentityCache implements WorkloadCache {
     return { needSvid, removed };
   }
 
+  /**
+   * Entries whose SVID the issuer could not get signed and retries (the server unreachable): a first Workload API
+   * message stops waiting for them, and is sent with the SVIDs there are. Cleared when the SVID arrives.
+   */
+  markUnsigned(entryIds: readonly string[]): void {
+    const touched: AgentEntry[] = [];
+    for (const id of entryIds) {
+      const entry = this.index.get(id);
+      if (entry === undefined || this.unsigned.has(id)) continue;
+      this.unsigned.add(id);
+      touched.push(entry);
+    }
+    this.notifyEntries(touched);
+  }
+
   /** Publishes newly issued SVIDs. An SVID whose entry is gone, or now has another SPIFFE ID, is dropped. */
   putSvids(svids: readonly WorkloadSvid[]): void {
     const touched: AgentEntry[] = [];
     for (const svid of svids) {
       const entry = this.index.get(svid.entryId);
+      this.unsigned.delete(svid.entryId);
       if (entry === undefined || entry.spiffeId !== svid.spiffeId) continue;
       this.svids.set(svid.entryId, svid.hint === entry.hint ? svid : { ...svid, hint: entry.hint });
       touched.push(entry);

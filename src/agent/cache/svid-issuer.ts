@@ -307,6 +307,7 @@ export class SvidIssuer {
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
         this.dueAt.set(e.id, now + delay);
       }
+      this.cache.markUnsigned(batch.map((e) => e.id));
       const kind = rejectionOf(err);
       if (kind !== undefined) {
         // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).
@@ -367,6 +368,7 @@ export class SvidIssuer {
     this.failures.set(entry.id, n);
     const wait = backoffDelay(n - 1, this.retryPolicy, this.random);
     this.dueAt.set(entry.id, this.clock.now() + wait);
+    this.cache.markUnsigned([entry.id]);
     if (code !== GRPC_PERMISSION_DENIED) {
       this.log.warn({ entryId: entry.id, spiffeId: entry.spiffeId, code, reason: message, retryInMs: wait }, 'X509-SVID not issued; will retry');
     }

@@ -41,7 +41,11 @@ export interface IdentitySnapshot {
    * the default. A sibling that is still waiting does not hold it back.
    */
   readonly defaultSvid: WorkloadSvid | undefined;
-  /** Whether every matching entry has an issued SVID (the Workload API's first X.509 message waits for this). */
+  /**
+   * Whether nothing more is coming soon: every matching entry has its SVID, or its signing failed and is being
+   * retried (the server unreachable, say). The Workload API's first X.509 message waits for this, so a one-shot fetch
+   * sees every identity, but not for an SVID that may be hours away while the others are cached.
+   */
   readonly complete: boolean;
   /** The own trust domain's bundle. */
   readonly bundle: TrustBundle;

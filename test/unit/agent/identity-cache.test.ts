@@ -302,3 +302,36 @@ test('a JWT key that leaves the bundle (tainted) takes its cached tokens with it
   assert.equal(JSON.parse(Buffer.from(next.split('.')[0]!, 'base64url').toString()).kid, 'jwt-replacement');
   assert.equal(calls, 3);
 });
+
+test('an SVID that could not be signed is not waited for: the snapshot is complete with the others, the default first', () => {
+  const c = fx.cache();
+  const older = entry('cached-default', ['unix:uid:90'], { created_at: 100 });
+  const newer = entry('not-signed', ['unix:uid:90'], { created_at: 200 });
+  c.apply({ upserts: [older, newer] });
+  c.putSvids([fx.issue(older)]);
+  let notified = 0;
+  const unsubscribe = c.subscribe(sel('unix:uid:90'), () => notified++);
+  assert.equal(c.snapshot(sel('unix:uid:90')).complete, false, 'waiting for the newer one while it is being signed');
+  // The server is unreachable: the issuer retries it, and says so.
+  c.markUnsigned([newer.id]);
+  assert.equal(notified, 1, 'a waiting stream looks again');
+  let s = c.snapshot(sel('unix:uid:90'));
+  assert.equal(s.complete, true);
+  assert.deepEqual(s.svids.map((v) => v.spiffeId), [older.spiffeId]);
+  assert.equal(s.defaultSvid?.spiffeId, older.spiffeId);
+  c.putSvids([fx.issue(newer)]);
+  s = c.snapshot(sel('unix:uid:90'));
+  assert.deepEqual(s.svids.map((v) => v.spiffeId), [older.spiffeId, newer.spiffeId]);
+  unsubscribe();
+
+  // When the one not signed is the default, the snapshot has no default: nothing may be served as svids[0].
+  const d = fx.cache();
+  const oldest = entry('default-not-signed', ['unix:uid:91'], { created_at: 100 });
+  const sibling = entry('sibling-cached', ['unix:uid:91'], { created_at: 200 });
+  d.apply({ upserts: [oldest, sibling] });
+  d.putSvids([fx.issue(sibling)]);
+  d.markUnsigned([oldest.id]);
+  s = d.snapshot(sel('unix:uid:91'));
+  assert.equal(s.complete, true);
+  assert.equal(s.defaultSvid, undefined);
+});
