@@ -9,7 +9,7 @@ import { failedPrecondition } from './errors.js';
  * write a temp file in the same directory, fsync it, rename it over the target, fsync the directory.
  */
 export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 0o600): void {
-  const tmp = stageFile(file, data, mode);
+  const tmp = stageFile(file, mode, (fd) => fs.writeFileSync(fd, data));
   try {
     fs.chmodSync(tmp, mode);
     fs.renameSync(tmp, file);
@@ -24,7 +24,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
 export function writeFilesAtomic(files: Array<{ file: string; data: string | Uint8Array; mode?: number }>): void {
   const staged: Array<{ tmp: string; file: string }> = [];
   try {
-    for (const { file, data, mode = 0o600 } of files) staged.push({ tmp: stageFile(file, data, mode), file });
+    for (const { file, data, mode = 0o600 } of files) staged.push({ tmp: stageFile(file, mode, (fd) => fs.writeFileSync(fd, data)), file });
   } catch (err) {
     for (const s of staged) fs.rmSync(s.tmp, { force: true });
     throw err;
@@ -34,14 +34,15 @@ export function writeFilesAtomic(files: Array<{ file: string; data: string | Uin
 }
 
 /**
- * Writes `data` to a new temp file next to `file`, fsynced, and returns its path. A write that fails (a full disk)
- * removes the temp file: a caller that retries must not leave one more behind each time, holding part of a key.
+ * A new temp file next to `file` (a name removeStaleTempFiles knows), filled by `write`, fsynced; returns its path. A
+ * write that fails (a full disk) removes the temp file: a caller that retries must not leave one more behind each
+ * time, holding part of a key.
  */
-function stageFile(file: string, data: string | Uint8Array, mode: number): string {
+export function stageFile(file: string, mode: number, write: (fd: number) => void): string {
   const tmp = path.join(path.dirname(file), `.${path.basename(file)}.${randomBytes(6).toString('hex')}.tmp`);
   const fd = fs.openSync(tmp, 'wx', mode);
   try {
-    fs.writeFileSync(fd, data);
+    write(fd);
     fs.fsyncSync(fd);
   } catch (err) {
     fs.closeSync(fd);

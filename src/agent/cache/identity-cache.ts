@@ -430,20 +430,15 @@ export class IdentityCache implements WorkloadCache {
 }
 
 /** The token's `kid`, or undefined when it cannot be read (the server's tokens always carry one). */
-function tokenKeyId(token: string): string | undefined {
-  try {
-    const kid = parseJwtSvid(token).header['kid'];
-    return typeof kid === 'string' ? kid : undefined;
-  } catch {
-    return undefined;
-  }
-}
+const tokenKeyId = (token: string): string | undefined => tokenText(token, 'header', 'kid');
 
 /** The token's `sub`, or undefined when it cannot be read (the server's tokens always carry one). */
-function tokenSubject(token: string): string | undefined {
+const tokenSubject = (token: string): string | undefined => tokenText(token, 'claims', 'sub');
+
+function tokenText(token: string, part: 'header' | 'claims', name: string): string | undefined {
   try {
-    const sub = parseJwtSvid(token).claims['sub'];
-    return typeof sub === 'string' ? sub : undefined;
+    const value = parseJwtSvid(token)[part][name];
+    return typeof value === 'string' ? value : undefined;
   } catch {
     return undefined;
   }

@@ -1,7 +1,6 @@
-import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFully } from '../../common/atomic-file.js';
+import { fsyncDir, stageFile, writeFully } from '../../common/atomic-file.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
@@ -123,18 +122,10 @@ export class StatePersister {
     let next = this.generation;
     for (const name of fs.readdirSync(this.dir)) next = Math.max(next, journalGeneration(name) ?? 0);
     next += 1;
-    const tmp = path.join(this.dir, `.${path.basename(this.snapshotFile)}.${randomBytes(6).toString('hex')}.tmp`);
     let written = 0;
-    const fd = fs.openSync(tmp, 'wx', 0o600);
-    try {
+    const tmp = stageFile(this.snapshotFile, 0o600, (fd) => {
       for (const chunk of encodeStateChunks(state, next)) written += writeFully(fd, chunk);
-      fs.fsyncSync(fd);
-    } catch (err) {
-      fs.closeSync(fd);
-      fs.rmSync(tmp, { force: true });
-      throw err;
-    }
-    fs.closeSync(fd);
+    });
     try {
       fs.chmodSync(tmp, 0o600);
       fs.renameSync(tmp, this.snapshotFile);
