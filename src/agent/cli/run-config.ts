@@ -13,7 +13,7 @@ import {
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (flags override it; unknown keys are errors)' },
   { name: 'server-address', aliases: ['serverAddress'], type: 'string', valueName: 'HOST:PORT', description: "meshid-server's agent API address" },
-  { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation' },
+  { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation, and after a restart until the server sends its bundle' },
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
   { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
   { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
