@@ -105,3 +105,58 @@ test('a stream opened before its process changed uid gets nothing more: a new id
   assert.deepEqual(seen, ['spiffe://example.org/root-side'], 'nothing pushed after the process became uid 65534');
   assert.match(end, /^err unavailable: .*changed its uid\/gid since it connected/);
 });
+
+const SDS_CLIENT = path.join(packageRoot, 'dist/test/support/sds-client.js');
+
+/**
+ * Runs in the child: a StreamSecrets stream opened (and so attested) as root, then setuid. 'late' sends its first
+ * request only after the drop; 'unresolved' asked before it for a name that has no entry yet. Prints what it got.
+ */
+const SDS_SCRIPT = `
+  const sds = await import(process.argv[1]);
+  const mode = process.argv[3];
+  const stream = new sds.SotwClient(sds.connectSds(process.argv[2]));
+  if (mode === 'unresolved') stream.subscribe(['spiffe://example.org/root-later']);
+  await new Promise((r) => setTimeout(r, 500));
+  process.setgroups([]);
+  process.setgid(65534);
+  process.setuid(65534);
+  process.stdout.write('dropped\\n');
+  if (mode === 'late') stream.subscribe(['spiffe://example.org/root-side']);
+  let result;
+  try {
+    const m = await stream.next(8000);
+    result = 'got ' + sds.decodeSecrets(m.resources).map((x) => x.name + (x.tls_certificate ? '+key' : '')).join(',');
+  } catch (e) {
+    result = 'err ' + e.message;
+  }
+  process.stdout.write(result + '\\n');
+  process.exit(0);
+`;
+
+for (const mode of ['late', 'unresolved']) {
+  test(`an SDS stream opened before its process changed uid gets no first response either (${mode} request)`, async (t) => {
+    const cluster = await startCluster('meshid-setuid-sds-');
+    t.after(() => cluster.cleanup());
+    const root = `unix:uid:${process.getuid!()}`;
+    await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
+    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+    const child = spawn(process.execPath, ['--input-type=module', '-e', SDS_SCRIPT, SDS_CLIENT, agent.socketPath, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const dropped = new Promise<void>((resolve) =>
+      child.stdout.on('data', (d: Buffer) => {
+        out += d.toString();
+        if (out.includes('dropped\n')) resolve();
+      }),
+    );
+    const code = new Promise<number | null>((resolve) => child.on('close', resolve));
+    await dropped;
+    // Root gets the identity the stream asked for while the process is now uid 65534.
+    if (mode === 'unresolved') await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-later', selectors: [root] });
+    assert.equal(await code, 0, err);
+    const result = out.split('\n')[1] ?? '';
+    assert.match(result, /^err .*changed its uid\/gid since it connected/, result);
+  });
+}

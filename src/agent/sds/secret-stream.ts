@@ -25,7 +25,10 @@ export interface SecretStreamCall<Req, Res> {
 export interface StreamContext {
   readonly cache: SdsCache;
   readonly selectors: readonly Selector[];
-  /** Throws when the caller may no longer be served (callerRecheck); run before every response after the first. */
+  /**
+   * Throws when the caller may no longer be served (callerRecheck); run before every response, the first included:
+   * it answers a request that may come long after the open's attestation.
+   */
   readonly recheck?: () => void;
   readonly options: ResolvedSdsOptions;
   readonly log: Logger;
@@ -77,7 +80,6 @@ export abstract class SecretStream<Req, Res> {
    * verifiers without entries are served: Envoy would otherwise keep presenting the certificate it last received.
    */
   private everEntitled = false;
-  private responded = false;
   private writing = false;
   private dirty = false;
   private scheduled = false;
@@ -187,7 +189,7 @@ export abstract class SecretStream<Req, Res> {
     }
     let response: Res | undefined;
     try {
-      if (this.responded) this.ctx.recheck?.();
+      this.ctx.recheck?.();
       const snapshot = this.ctx.cache.snapshot(this.ctx.selectors);
       // Every entry of the caller is gone: like the Workload API, the stream ends (SPEC-NOTES §8). A caller that never
       // held one gets here only when verifiers are served, and is served validation contexts.
@@ -201,7 +203,6 @@ export abstract class SecretStream<Req, Res> {
       return;
     }
     if (response === undefined) return;
-    this.responded = true;
     this.writing = true;
     this.ctx.stats.responses++;
     this.call!.write(response, () => {

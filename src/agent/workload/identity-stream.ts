@@ -32,7 +32,10 @@ export interface IdentityStreamOptions<Res> {
   readonly cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>;
   /** The caller's selectors, attested when the stream opened. */
   readonly selectors: readonly Selector[];
-  /** Throws when the caller may no longer be pushed to (callerRecheck); run before every message after the first. */
+  /**
+   * Throws when the caller may no longer be pushed to (callerRecheck); run before every message but one rendered in
+   * the same turn as the open's own attestation.
+   */
   readonly recheck?: () => void;
   /**
    * Whether the stream ends PERMISSION_DENIED once the caller holds no entry (default). False for bundle streams when
@@ -63,6 +66,7 @@ export class IdentityStream<Res> {
   private writing = false;
   private dirty = false;
   private scheduled = false;
+  private justAttested = false;
   private last: Res | undefined;
   private unsubscribe: (() => void) | undefined;
   private pendingTimer: TimerHandle | undefined;
@@ -96,7 +100,11 @@ export class IdentityStream<Res> {
       return;
     }
     this.unsubscribe = this.o.cache.subscribe(this.o.selectors, () => this.schedule());
+    // Attested a moment ago, when the call was admitted: a first message sent now needs no second look (P2). One
+    // that has to wait (SVIDs still being signed) is checked like any later message.
+    this.justAttested = true;
     this.pump();
+    this.justAttested = false;
   }
 
   /** Whether the stream is still open (subscribed). */
@@ -131,7 +139,7 @@ export class IdentityStream<Res> {
     }
     let message: Res | undefined;
     try {
-      if (this.last !== undefined) this.o.recheck?.();
+      if (!this.justAttested) this.o.recheck?.();
       const snapshot = this.o.cache.snapshot(this.o.selectors);
       // The last entitlement is gone: redacted identities must not linger in clients (SPEC-NOTES §8).
       if (!snapshot.entitled && this.o.requireEntitlement !== false) {
