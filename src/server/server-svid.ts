@@ -84,14 +84,18 @@ export class ServerSvid {
       const current = this.current;
       if (current === undefined) return;
       const chain = pemToDerList(current.certChainPem);
+      // The root the chain hangs from: the issuer of the datacenter intermediate (under an upstream PKI, the CA it
+      // issued, which its anchors publish), among the roots the CA holds.
       const root = chain.length > 1 ? parseCertificate(chain[1]!).authorityKeyId : undefined;
-      if (root !== undefined && !this.ca.bundle().x509Authorities.some((r) => parseCertificate(r).subjectKeyId === root)) {
-        this.log.info('the root the server SVID chains to has left the bundle; re-issuing it');
+      const roots = root === undefined ? [] : this.ca.listAuthorities().filter((a) => a.kind === 'root' && a.certDer !== undefined);
+      if (root !== undefined && !roots.some((r) => parseCertificate(r.certDer!).subjectKeyId === root)) {
+        this.log.info('the root the server SVID chains to was revoked; re-issuing it');
         this.renewOrRetry();
         return;
       }
-      if (!chainNamesKeyId(chain, new Set(this.ca.taintedKeyIds()))) return;
-      if (root !== undefined && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) {
+      const tainted = new Set(this.ca.taintedKeyIds());
+      if (!chainNamesKeyId(chain, tainted)) return;
+      if (root !== undefined && tainted.has(root) && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) {
         this.log.info('the server SVID chains to a tainted root; kept on it while it is published, so agents that have not stored its replacement yet can still reach the server');
         return;
       }

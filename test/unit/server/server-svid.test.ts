@@ -1,5 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
 import { FakeClock } from '../../../src/common/clock.js';
 import { failedPrecondition } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
@@ -7,6 +9,7 @@ import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
+import { opensslCa } from '../../support/openssl.js';
 import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/certificate.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 
@@ -123,4 +126,45 @@ test('a tainted root: the server SVID stays on it while it is published, and mov
   const moved = svid.identity();
   assert.notEqual(moved, first, 're-issued once the root left the bundle');
   assert.equal(rootOf(moved.certChainPem), ca.ca.activeIntermediate('east')!.authorityKeyId);
+});
+
+test('after a normal root switch, a taint of the intermediate the server SVID chains to re-issues it at once', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ca = await openTestCa(dir, { root_activation_delay: '1h' } as never);
+  t.after(() => ca.close());
+  const svid = new ServerSvid(ca.ca, 'east', 48 * H, ca.clock, silentLogger());
+  svid.followTaints();
+  t.after(() => svid.stop());
+  svid.identity();
+  await ca.ca.rotateRoot();
+  ca.clock.advance(2 * H);
+  await ca.ca.recheck();
+  const before = svid.identity();
+  const chainOf = (pem: string) => pemToDerList(pem);
+  const intermediate = parseCaCertificate(chainOf(before.certChainPem)[1]!).subjectKeyId;
+  const held = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.certDer !== undefined && parseCaCertificate(a.certDer).subjectKeyId === intermediate)!;
+  await ca.ca.taint(held.id);
+  // Its root is not tainted: nothing to keep it for, even though the active intermediate now hangs from another root.
+  assert.ok(!chainNamesKeyId(chainOf(svid.identity().certChainPem), new Set(ca.ca.taintedKeyIds())), 'off the tainted intermediate');
+});
+
+test('under an upstream PKI, a change elsewhere (the other datacenter) leaves the server SVID alone', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-svid-upstream-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
+  const chainFile = path.join(dir, 'mesh-chain.pem');
+  fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(root.cert, 'utf8'));
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, new FakeClock(Date.now()));
+  t.after(() => ca.close());
+  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
+  svid.followTaints();
+  t.after(() => svid.stop());
+  const issued: string[] = [];
+  svid.onChange((id) => issued.push(id.certChainPem));
+  svid.identity();
+  const west = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'west')!;
+  await ca.ca.taint(west.id);
+  assert.equal(issued.length, 1, 'not re-issued: its root, the upstream-issued CA, is still held');
 });
