@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import { systemClock, type Clock } from '../common/clock.js';
 import { formatDuration } from '../common/duration.js';
 import { failedPrecondition, unavailable, type MeshidError } from '../common/errors.js';
@@ -121,10 +122,13 @@ export class MeshidAgent {
         cache.markReady();
       }
       // The state's bundle is the newest; without it (lost or damaged), the operator's file and the roots kept with
-      // the agent SVID are both trusted. The file is trusted next to the state's bundle too, until the server's first
-      // bundle replaces both: an agent that missed a root change (stopped before it stored the new root) is brought
-      // back by passing the current bundle, without a new join token.
-      const roots = state !== undefined ? unionOf(state.bundle.x509Authorities, fileRoots) : unionOf(fileRoots, stored?.trustRoots);
+      // the agent SVID are both trusted. A file written after the state was is trusted next to the state's bundle
+      // too, until the server's first bundle replaces both: an agent that missed a root change (stopped before it
+      // stored the new root) is brought back by passing the current bundle, without a new join token. An older file
+      // (left from the install) is not: it could bring back a root the agent has since seen revoked.
+      const repair = state !== undefined && config.trustBundlePath !== undefined && writtenAfter(config.trustBundlePath, store.stateWrittenAt());
+      if (repair) log.info({ trustBundle: config.trustBundlePath }, 'the trust bundle file is newer than the stored state: its roots are trusted next to it until the server sends its bundle');
+      const roots = state !== undefined ? unionOf(state.bundle.x509Authorities, repair ? fileRoots : undefined) : unionOf(fileRoots, stored?.trustRoots);
       if (stored !== undefined && (roots === undefined || roots.length === 0)) {
         throw failedPrecondition(
           `the agent has an SVID in ${config.dataDir} but no trust bundle to authenticate meshid-server with (its state is missing ` +
@@ -288,6 +292,11 @@ export class MeshidAgent {
 }
 
 /** Both lists of roots, each certificate once; undefined when neither is given. */
+function writtenAfter(file: string, time: number | undefined): boolean {
+  const mtime = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
+  return mtime !== undefined && time !== undefined && mtime > time;
+}
+
 function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefined): readonly Buffer[] | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;

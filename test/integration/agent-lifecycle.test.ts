@@ -354,7 +354,16 @@ test('an agent whose stored bundle missed a root change reaches the server again
     agent = await c.startAgent();
     await agent.waitForLog(/"level":50.*trust bundle does not authenticate.*pass the current bundle with --trust-bundle/);
     await agent.stop();
+    // A file older than the agent's state (say, left from the install) is not trusted next to it: it could bring
+    // back a root the agent has since seen revoked.
     await c.writeBundle();
+    const hourAgo = new Date(Date.now() - 3_600_000);
+    fs.utimesSync(c.bundleFile, hourAgo, hourAgo);
+    agent = await c.startAgent();
+    await agent.waitForLog(/"level":50.*trust bundle does not authenticate/);
+    await agent.stop();
+    // Written after the state: trusted until the server's bundle replaces it.
+    fs.utimesSync(c.bundleFile, new Date(), new Date());
     agent = await c.startAgent();
     await agent.waitForLog(/in sync with meshid-server/);
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/kept']);

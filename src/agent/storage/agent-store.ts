@@ -122,6 +122,17 @@ export class AgentStore {
     }
   }
 
+  /** When the state (snapshot or journal) was last written, in ms since the epoch; undefined without one. */
+  stateWrittenAt(): number | undefined {
+    let newest: number | undefined;
+    for (const name of fs.readdirSync(this.dataDir)) {
+      if (name !== STATE_FILE && journalGeneration(name) === undefined) continue;
+      const mtime = fs.statSync(path.join(this.dataDir, name), { throwIfNoEntry: false })?.mtimeMs;
+      if (mtime !== undefined && (newest === undefined || mtime > newest)) newest = mtime;
+    }
+    return newest;
+  }
+
   /**
    * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file is
    * moved aside (kept for inspection) and the agent starts empty: the server has everything it held.
