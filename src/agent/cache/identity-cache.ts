@@ -326,8 +326,9 @@ export class IdentityCache implements WorkloadCache {
   }
 
   /**
-   * Entries whose SVID the issuer could not get signed and retries (the server unreachable): a first Workload API
-   * message stops waiting for them, and is sent with the SVIDs there are. Cleared when the SVID arrives.
+   * Entries whose SVID the issuer could not get signed and retries because the server is unreachable (or refuses
+   * this agent): a first Workload API message stops waiting for them, and is sent with the SVIDs there are. Cleared
+   * when the SVID arrives or the entry's certificate changes.
    */
   markUnsigned(entryIds: readonly string[]): void {
     const touched: AgentEntry[] = [];
@@ -345,8 +346,8 @@ export class IdentityCache implements WorkloadCache {
     const touched: AgentEntry[] = [];
     for (const svid of svids) {
       const entry = this.index.get(svid.entryId);
-      this.unsigned.delete(svid.entryId);
       if (entry === undefined || entry.spiffeId !== svid.spiffeId) continue;
+      this.unsigned.delete(svid.entryId);
       this.svids.set(svid.entryId, svid.hint === entry.hint ? svid : { ...svid, hint: entry.hint });
       touched.push(entry);
     }

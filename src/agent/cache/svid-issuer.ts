@@ -307,8 +307,16 @@ export class SvidIssuer {
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
         this.dueAt.set(e.id, now + delay);
       }
-      this.cache.markUnsigned(batch.map((e) => e.id));
       const kind = rejectionOf(err);
+      // The server unreachable (or refusing this agent): the cached SVIDs are served without waiting for these.
+      // Entries changed meanwhile are being signed again, and are waited for.
+      if (kind !== undefined || isMeshidError(err, 'unavailable')) {
+        const same = batch.filter((e) => {
+          const current = this.cache.entry(e.id);
+          return current !== undefined && certificateInputs(current) === certificateInputs(e);
+        });
+        this.cache.markUnsigned(same.map((e) => e.id));
+      }
       if (kind !== undefined) {
         // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).
         this.options.onRejected?.(kind, err as MeshidError);
@@ -368,7 +376,6 @@ export class SvidIssuer {
     this.failures.set(entry.id, n);
     const wait = backoffDelay(n - 1, this.retryPolicy, this.random);
     this.dueAt.set(entry.id, this.clock.now() + wait);
-    this.cache.markUnsigned([entry.id]);
     if (code !== GRPC_PERMISSION_DENIED) {
       this.log.warn({ entryId: entry.id, spiffeId: entry.spiffeId, code, reason: message, retryInMs: wait }, 'X509-SVID not issued; will retry');
     }

@@ -363,3 +363,19 @@ test('a TTL change whose new SVID had not arrived when the agent stopped is re-s
     t.cleanup();
   }
 });
+
+test('an entry its signing call could not reach the server for is not waited for; one refused for another reason is', async () => {
+  for (const [failure, waited] of [[unavailable('the server is down'), false], [new MeshidError('internal', 'a bug'), true]] as const) {
+    const { cache, issuer } = issuerWith(async () => Promise.reject(failure));
+    const cached = entry(`cached-${failure.code}`, ['unix:uid:95'], { created_at: 1 });
+    const fresh = entry(`fresh-${failure.code}`, ['unix:uid:95'], { created_at: 2 });
+    cache.apply({ upserts: [cached] });
+    cache.putSvids([fx.issue(cached)]);
+    issuer.request(cache.apply({ upserts: [fresh] }).needSvid);
+    await settle();
+    const s = cache.snapshot([{ type: 'unix', value: 'uid:95' }]);
+    assert.equal(s.complete, !waited, failure.code);
+    assert.equal(s.defaultSvid?.spiffeId, cached.spiffeId);
+    issuer.stop();
+  }
+});
