@@ -57,7 +57,7 @@ export interface ServerConnectionOptions {
  * unknown or used, the request or the answer is wrong) and ends the first attestation.
  */
 /** OpenSSL's words, as grpc-js passes them on, for a server certificate that does not chain to the trusted roots. */
-const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|certificate signature failure/i;
+const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|unable to verify the first certificate/i;
 
 const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailable', 'resource_exhausted']);
 
