@@ -85,6 +85,8 @@ export class MeshidAgent {
     let agent: MeshidAgent | undefined;
     try {
       const stored = store.loadIdentity();
+      // Read before loading: cutting a torn journal batch back (a crash during a save) makes the journal new again.
+      const stateWrittenAt = store.stateWrittenAt();
       const state = store.loadState(clock.now());
       const fileRoots = config.trustBundlePath === undefined ? undefined : readTrustBundleFile(config.trustBundlePath);
       const trustDomain = resolveTrustDomain(config, stored, state, fileRoots);
@@ -126,7 +128,7 @@ export class MeshidAgent {
       // too, until the server's first bundle replaces both: an agent that missed a root change (stopped before it
       // stored the new root) is brought back by passing the current bundle, without a new join token. An older file
       // (left from the install) is not: it could bring back a root the agent has since seen revoked.
-      const repair = state !== undefined && config.trustBundlePath !== undefined && writtenAfter(config.trustBundlePath, store.stateWrittenAt());
+      const repair = state !== undefined && config.trustBundlePath !== undefined && writtenAfter(config.trustBundlePath, stateWrittenAt);
       if (repair) log.info({ trustBundle: config.trustBundlePath }, 'the trust bundle file is newer than the stored state: its roots are trusted next to it until the server sends its bundle');
       const roots = state !== undefined ? unionOf(state.bundle.x509Authorities, repair ? fileRoots : undefined) : unionOf(fileRoots, stored?.trustRoots);
       if (stored !== undefined && (roots === undefined || roots.length === 0)) {
@@ -291,12 +293,13 @@ export class MeshidAgent {
   }
 }
 
-/** Both lists of roots, each certificate once; undefined when neither is given. */
+/** Whether `file` was last written after `time` (ms since the epoch). */
 function writtenAfter(file: string, time: number | undefined): boolean {
   const mtime = fs.statSync(file, { throwIfNoEntry: false })?.mtimeMs;
   return mtime !== undefined && time !== undefined && mtime > time;
 }
 
+/** Both lists of roots, each certificate once; undefined when neither is given. */
 function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefined): readonly Buffer[] | undefined {
   if (a === undefined) return b;
   if (b === undefined) return a;
