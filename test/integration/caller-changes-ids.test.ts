@@ -52,6 +52,29 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
   assert.ok(outcomes.slice(1, -1).every((o) => o.startsWith('err unavailable')), outcomes.join('\n'));
 });
 
+/**
+ * Runs `script` (an ES module) in a child that prints "dropped" once it has changed its uid: `dropped` resolves then,
+ * `output` with everything it printed once it exited 0.
+ */
+function droppingChild(script: string, args: string[]): { dropped: Promise<void>; output: Promise<string> } {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let out = '';
+  let err = '';
+  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+  const dropped = new Promise<void>((resolve) =>
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('dropped\n')) resolve();
+    }),
+  );
+  const output = new Promise<string>((resolve, reject) =>
+    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`the child exited ${code}: ${err}`)))),
+  );
+  // A child that ends before it dropped its uid fails the test at once instead of leaving it waiting.
+  const ended = output.then(() => Promise.reject(new Error(`the child exited without dropping its uid: ${out}`)));
+  return { dropped: Promise.race([dropped, ended]), output };
+}
+
 /** Runs in the child: a FetchX509SVID stream opened as root, then setuid with the stream left open; reports what it gets. */
 const STREAM_SCRIPT = `
   const { WorkloadApiClient } = await import(process.argv[1]);
@@ -86,21 +109,11 @@ test('a stream opened before its process changed uid gets nothing more: a new id
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
 
-  const child = spawn(process.execPath, ['--input-type=module', '-e', STREAM_SCRIPT, CLIENT, agent.socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  let out = '';
-  let err = '';
-  child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-  const dropped = new Promise<void>((resolve) =>
-    child.stdout.on('data', (d: Buffer) => {
-      out += d.toString();
-      if (out.includes('dropped\n')) resolve();
-    }),
-  );
-  const code = new Promise<number | null>((resolve) => child.on('close', resolve));
-  await dropped;
+  const child = droppingChild(STREAM_SCRIPT, [CLIENT, agent.socketPath]);
+  await child.dropped;
   // Root gets another identity while the stream the process opened as root is still open.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side-2', selectors: [root] });
-  assert.equal(await code, 0, err);
+  const out = await child.output;
   const { seen, end } = JSON.parse(out.slice(out.indexOf('\n') + 1)) as { seen: string[]; end: string };
   assert.deepEqual(seen, ['spiffe://example.org/root-side'], 'nothing pushed after the process became uid 65534');
   assert.match(end, /^err unavailable: .*changed its uid\/gid since it connected/);
@@ -141,22 +154,11 @@ for (const mode of ['late', 'unresolved']) {
     const root = `unix:uid:${process.getuid!()}`;
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
     const agent = await cluster.startAgent({ joinToken: await cluster.token() });
-    const child = spawn(process.execPath, ['--input-type=module', '-e', SDS_SCRIPT, SDS_CLIENT, agent.socketPath, mode], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const dropped = new Promise<void>((resolve) =>
-      child.stdout.on('data', (d: Buffer) => {
-        out += d.toString();
-        if (out.includes('dropped\n')) resolve();
-      }),
-    );
-    const code = new Promise<number | null>((resolve) => child.on('close', resolve));
-    await dropped;
+    const child = droppingChild(SDS_SCRIPT, [SDS_CLIENT, agent.socketPath, mode]);
+    await child.dropped;
     // Root gets the identity the stream asked for while the process is now uid 65534.
     if (mode === 'unresolved') await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-later', selectors: [root] });
-    assert.equal(await code, 0, err);
-    const result = out.split('\n')[1] ?? '';
+    const result = (await child.output).split('\n')[1] ?? '';
     assert.match(result, /^err .*changed its uid\/gid since it connected/, result);
   });
 }
