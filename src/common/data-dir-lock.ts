@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 import { failedPrecondition } from './errors.js';
-import { storageFailureCause } from './storage-failure.js';
+import { storageSetupError } from './storage-failure.js';
 
 /**
  * One process per data dir: two agents would overwrite each other's keys; two servers would rotate the CA on their
@@ -42,14 +42,11 @@ export function acquireDataDirLock(file: string, program: string): () => void {
         continue;
       }
       const dir = path.dirname(file);
-      const cause = storageFailureCause(err, dir);
-      if (cause !== undefined) {
-        throw failedPrecondition(
-          `cannot lock the data dir ${dir}: ${cause}. ${program} writes its lock, keys and state there: make room or make it writable, or use another --data-dir`,
-          err,
-        );
-      }
-      throw err;
+      throw storageSetupError(
+        err,
+        dir,
+        (cause) => `cannot lock the data dir ${dir}: ${cause}. ${program} writes its lock, keys and state there: make room or make it writable, or use another --data-dir`,
+      );
     }
   }
 }

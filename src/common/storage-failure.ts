@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { resourceExhausted, unavailable } from './errors.js';
+import { failedPrecondition, isMeshidError, resourceExhausted, unavailable } from './errors.js';
 
 /** Errno and SQLite codes of a write that failed because of where it wrote, not of what it wrote. */
 const STORAGE_CODES = /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO|SQLITE_FULL|SQLITE_PERM|SQLITE_READONLY\w*|SQLITE_CANTOPEN\w*|SQLITE_IOERR\w*)$/;
@@ -60,4 +60,13 @@ export function storageWriteError(err: unknown, what: string, dir: string): unkn
   const code = (err as { code?: unknown }).code;
   const message = `cannot write ${what} to ${dir}: ${cause}`;
   return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? resourceExhausted(message) : unavailable(message, err);
+}
+
+/**
+ * A failure to set up `dir` (at start-up) as failed_precondition, worded by `message` from the cause, when it is a
+ * storage failure; anything else, MeshidErrors included (they say what to do already), is returned as it is.
+ */
+export function storageSetupError(err: unknown, dir: string, message: (cause: string) => string): unknown {
+  const cause = isMeshidError(err) ? undefined : storageFailureCause(err, dir);
+  return cause === undefined ? err : failedPrecondition(message(cause), err);
 }

@@ -1,8 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, writeFileAtomic } from '../common/atomic-file.js';
-import { failedPrecondition, isMeshidError } from '../common/errors.js';
-import { storageFailureCause } from '../common/storage-failure.js';
+import { failedPrecondition } from '../common/errors.js';
+import { storageSetupError } from '../common/storage-failure.js';
 
 const MARKER = 'meshid-server.json';
 const FORMAT = 1;
@@ -15,9 +15,7 @@ export function openDataDir(dataDir: string, trustDomain: string): void {
   try {
     claim(dataDir, trustDomain);
   } catch (err) {
-    const cause = isMeshidError(err) ? undefined : storageFailureCause(err, dataDir);
-    if (cause === undefined) throw err;
-    throw failedPrecondition(`cannot use the data dir ${dataDir}: ${cause}`, err);
+    throw storageSetupError(err, dataDir, (cause) => `cannot use the data dir ${dataDir}: ${cause}`);
   }
 }
 

@@ -166,7 +166,8 @@ export class IdentityCache implements WorkloadCache {
     }
     const oldest = matching[0];
     const defaultSvid = oldest !== undefined && svids[0]?.entryId === oldest.id ? svids[0] : undefined;
-    const complete = svids.length === matching.length || matching.every((e) => svids.some((s) => s.entryId === e.id) || this.unsigned.has(e.id));
+    const complete =
+      svids.length === matching.length || (this.unsigned.size > 0 && matching.every((e) => this.unsigned.has(e.id) || svids.some((s) => s.entryId === e.id)));
     return { entitled: matching.length > 0, svids, defaultSvid, complete, bundle: own, federatedBundles };
   }
 

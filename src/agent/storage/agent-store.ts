@@ -1,11 +1,11 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
+import { ensurePrivateDir, removeStaleTempFiles, stageFile, writeFileAtomic } from '../../common/atomic-file.js';
 import { failedPrecondition, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
-import { storageFailureCause } from '../../common/storage-failure.js';
+import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
@@ -56,12 +56,10 @@ export class AgentStore {
     try {
       ensurePrivateDir(dataDir, { purpose: 'agent data directory' });
     } catch (err) {
-      // Its own refusals (a directory others could tamper with) are MeshidErrors and say what to do already.
-      const cause = isMeshidError(err) ? undefined : storageFailureCause(err, dataDir);
-      if (cause === undefined) throw err;
-      throw failedPrecondition(
-        `cannot use the data dir ${dataDir}: ${cause}. meshid-agent keeps its keys and state there: make it writable, or use another --data-dir`,
+      throw storageSetupError(
         err,
+        dataDir,
+        (cause) => `cannot use the data dir ${dataDir}: ${cause}. meshid-agent keeps its keys and state there: make it writable, or use another --data-dir`,
       );
     }
     const unlock = acquireDataDirLock(path.join(dataDir, LOCK_FILE), 'meshid-agent');
@@ -102,23 +100,16 @@ export class AgentStore {
    * failed_precondition "the data dir <dir> cannot hold the agent identity: <cause>".
    */
   checkRoomForIdentity(): void {
-    const placeholder = path.join(this.dataDir, `.${IDENTITY_FILE}.room-${randomBytes(6).toString('hex')}.tmp`);
+    let placeholder: string;
     try {
-      const fd = fs.openSync(placeholder, 'wx', 0o600);
-      try {
-        fs.writeFileSync(fd, randomBytes(IDENTITY_ROOM_BYTES));
-        fs.fsyncSync(fd);
-      } finally {
-        fs.closeSync(fd);
-      }
+      placeholder = stageFile(path.join(this.dataDir, IDENTITY_FILE), 0o600, (fd) => fs.writeFileSync(fd, randomBytes(IDENTITY_ROOM_BYTES)));
     } catch (err) {
       throw this.writeFailure(`the data dir ${this.dataDir} cannot hold the agent identity`, err);
-    } finally {
-      try {
-        fs.rmSync(placeholder, { force: true });
-      } catch {
-        // A placeholder that cannot be removed now has a temp file's name: the next start removes it.
-      }
+    }
+    try {
+      fs.rmSync(placeholder, { force: true });
+    } catch {
+      // A placeholder that cannot be removed now has a temp file's name: the next start removes it.
     }
   }
 
