@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -14,6 +14,20 @@ import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/ce
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 
 const H = 3_600_000;
+
+/** A ServerSvid for east following taints, over a real test CA in a temp dir; all disposed after the test. */
+async function followingSvid(t: TestContext, dataDir?: string, raw: Parameters<typeof openTestCa>[1] = {}, clock?: FakeClock) {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ca = await openTestCa(dataDir ?? dir, raw, clock);
+  t.after(() => ca.close());
+  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
+  svid.followTaints();
+  t.after(() => svid.stop());
+  const issued: string[] = [];
+  svid.onChange((id) => issued.push(id.certChainPem));
+  return { ca, svid, issued };
+}
 
 test('a server SVID renewal that keeps failing (no active intermediate) is retried every 60 s and never thrown from its timer', (t) => {
   const testCa = new TestCa('example.org');
@@ -46,15 +60,7 @@ test('a server SVID renewal that keeps failing (no active intermediate) is retri
 });
 
 test('the server SVID is re-issued at once when an authority in its chain is tainted, not at its half-life', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const ca = await openTestCa(dir);
-  t.after(() => ca.close());
-  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
-  svid.followTaints();
-  t.after(() => svid.stop());
-  const issued: string[] = [];
-  svid.onChange((id) => issued.push(id.certChainPem));
+  const { ca, svid, issued } = await followingSvid(t);
   const first = svid.identity();
   const chainOf = (pem: string) => pemToDerList(pem);
 
@@ -106,13 +112,7 @@ test('taints arriving while renewals fail keep one retry chain, and stop() ends 
 });
 
 test('a tainted root: the server SVID stays on it while it is published, and moves to the new root once it is revoked', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const ca = await openTestCa(dir);
-  t.after(() => ca.close());
-  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
-  svid.followTaints();
-  t.after(() => svid.stop());
+  const { ca, svid } = await followingSvid(t);
   const first = svid.identity();
   const rootOf = (pem: string) => parseCaCertificate(pemToDerList(pem)[1]!).authorityKeyId;
   const oldRoot = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
@@ -129,13 +129,7 @@ test('a tainted root: the server SVID stays on it while it is published, and mov
 });
 
 test('after a normal root switch, a taint of the intermediate the server SVID chains to re-issues it at once', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const ca = await openTestCa(dir, { root_activation_delay: '1h' } as never);
-  t.after(() => ca.close());
-  const svid = new ServerSvid(ca.ca, 'east', 48 * H, ca.clock, silentLogger());
-  svid.followTaints();
-  t.after(() => svid.stop());
+  const { ca, svid } = await followingSvid(t, undefined, { root_activation_delay: '1h' } as never);
   svid.identity();
   await ca.ca.rotateRoot();
   ca.clock.advance(2 * H);
@@ -156,13 +150,8 @@ test('under an upstream PKI, a change elsewhere (the other datacenter) leaves th
   const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
   const chainFile = path.join(dir, 'mesh-chain.pem');
   fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(root.cert, 'utf8'));
-  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, new FakeClock(Date.now()));
-  t.after(() => ca.close());
-  const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
-  svid.followTaints();
-  t.after(() => svid.stop());
-  const issued: string[] = [];
-  svid.onChange((id) => issued.push(id.certChainPem));
+  const upstream = { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert };
+  const { ca, svid, issued } = await followingSvid(t, path.join(dir, 'data'), upstream, new FakeClock(Date.now()));
   svid.identity();
   const west = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'west')!;
   await ca.ca.taint(west.id);
