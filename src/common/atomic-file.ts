@@ -80,11 +80,12 @@ export function ensurePrivateDir(dir: string, options: { purpose?: string; adopt
   assertSafeDirectory(dir, purpose);
 }
 
-/** Removes temp files a crash left behind by writeFileAtomic. */
-export function removeStaleTempFiles(dir: string): void {
+/** Removes temp files a crash left behind by writeFileAtomic: all in `dir`, or only those staged for `file`. */
+export function removeStaleTempFiles(dir: string, file?: string): void {
   if (!fs.existsSync(dir)) return;
+  const prefix = file === undefined ? '.' : `.${path.basename(file)}.`;
   for (const name of fs.readdirSync(dir)) {
-    if (name.startsWith('.') && name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
+    if (name.startsWith(prefix) && name.endsWith('.tmp')) fs.rmSync(path.join(dir, name), { force: true });
   }
 }
 

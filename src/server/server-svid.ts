@@ -1,7 +1,10 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { removeStaleTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import type { Clock, TimerHandle } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
-import { generateKeyPair, exportPkcs8Pem } from '../common/x509/keys.js';
-import { chainNamesKeyId, parseCertificate } from '../common/x509/certificate.js';
+import { generateKeyPair, exportPkcs8Pem, importPrivateKey, keyMatchesCertificate } from '../common/x509/keys.js';
+import { chainNamesKeyId, parseCertificate, verifyChain } from '../common/x509/certificate.js';
 import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
 import { renewalTime } from '../common/rotation.js';
 import type { CaManager } from './ca/ca-manager.js';
@@ -12,9 +15,16 @@ export interface ServerIdentity {
   notAfter: number;
 }
 
+/** What a CA change means for the SVID the server presents. */
+type Verdict = 'keep' | 'keep-on-tainted-root' | 'root-revoked' | 'tainted';
+
 /**
- * The server's own SVID (spiffe://<td>/meshid/server) that it presents to agents. Held in memory only — a restart
- * simply mints a new one — and renewed at half-life, with the new one handed to the TLS layer.
+ * The server's own SVID (spiffe://<td>/meshid/server) that it presents to agents, renewed at half-life, with the new
+ * one handed to the TLS layer.
+ *
+ * Saved in the data dir (`file`, 0600 in the 0700 dir, next to the CA keys) so that a restart presents the same one
+ * while it is still good. Minting a new one at every start would move it to the active root: after a root taint whose
+ * bundle push the server did not live to send, agents that never stored the new root could not reach it again.
  */
 export class ServerSvid {
   private current: ServerIdentity | undefined;
@@ -28,6 +38,7 @@ export class ServerSvid {
     private readonly ttlMs: number,
     private readonly clock: Clock,
     private readonly log: Logger,
+    private readonly file?: string,
   ) {}
 
   get spiffeId(): string {
@@ -35,7 +46,7 @@ export class ServerSvid {
   }
 
   identity(): ServerIdentity {
-    return this.current ?? this.renew();
+    return this.current ?? this.restore() ?? this.renew();
   }
 
   onChange(listener: (id: ServerIdentity) => void): () => void {
@@ -46,13 +57,72 @@ export class ServerSvid {
   renew(): ServerIdentity {
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const signed = this.ca.signX509Svid({ datacenter: this.datacenter, publicKey, spiffeId: this.spiffeId, ttlMs: this.ttlMs });
-    this.current = { certChainPem: certificatesToPem(signed.chain), privateKeyPem: exportPkcs8Pem(privateKey), notAfter: signed.notAfter };
-    this.timer?.cancel();
-    const at = renewalTime({ notBefore: this.clock.now(), notAfter: signed.notAfter }, 0);
-    this.timer = this.clock.setTimer(() => this.renewOrRetry(), at - this.clock.now());
+    const issued = { certChainPem: certificatesToPem(signed.chain), privateKeyPem: exportPkcs8Pem(privateKey), notAfter: signed.notAfter };
     this.log.debug({ notAfter: new Date(signed.notAfter).toISOString() }, 'server SVID issued');
-    for (const l of this.listeners) l(this.current);
-    return this.current;
+    this.save(issued);
+    return this.present(issued, this.clock.now());
+  }
+
+  private present(id: ServerIdentity, notBefore: number): ServerIdentity {
+    this.current = id;
+    this.timer?.cancel();
+    const at = renewalTime({ notBefore, notAfter: id.notAfter }, 0);
+    this.timer = this.clock.setTimer(() => this.renewOrRetry(), Math.max(0, at - this.clock.now()));
+    for (const l of this.listeners) l(id);
+    return id;
+  }
+
+  /** Best effort: a server that cannot save it still runs, and mints another at its next start. */
+  private save(id: ServerIdentity): void {
+    if (this.file === undefined) return;
+    try {
+      writeFileAtomic(this.file, JSON.stringify({ chain_pem: id.certChainPem, key_pem: id.privateKeyPem }) + '\n', 0o600);
+    } catch (err) {
+      this.log.warn({ file: this.file, cause: (err as Error).message }, 'could not save the server SVID; a restart will issue a new one');
+    }
+  }
+
+  /**
+   * The saved SVID, when it is still one this server would present: its own ID and key, valid now and for no longer
+   * than today's TTL, issued by an intermediate of this datacenter that chains to the published bundle, and not one a
+   * CA change since (a taint, a revoke) has ruled out. Anything else, including a file that cannot be read, is
+   * replaced by a new SVID.
+   */
+  private restore(): ServerIdentity | undefined {
+    if (this.file === undefined) return undefined;
+    removeStaleTempFiles(path.dirname(this.file), this.file);
+    let saved: { chain_pem?: unknown; key_pem?: unknown };
+    try {
+      saved = JSON.parse(fs.readFileSync(this.file, 'utf8')) as typeof saved;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, cause: (err as Error).message }, 'the saved server SVID cannot be read; issuing a new one');
+      return undefined;
+    }
+    const unusable = (why: string): undefined => {
+      this.log.info({ file: this.file }, `the saved server SVID ${why}; issuing a new one`);
+      return undefined;
+    };
+    try {
+      if (typeof saved.chain_pem !== 'string' || typeof saved.key_pem !== 'string') return unusable('is incomplete');
+      const chain = pemToDerList(saved.chain_pem);
+      const leaf = parseCertificate(chain[0]!);
+      const now = this.clock.now();
+      if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== this.spiffeId) return unusable(`is not ${this.spiffeId}`);
+      if (!keyMatchesCertificate(importPrivateKey(saved.key_pem), chain[0]!)) return unusable('has a key that does not match it');
+      if (leaf.notAfter - now > this.ttlMs) return unusable('outlives the configured TTL');
+      const issuer = chain.length > 1 ? parseCertificate(chain[1]!).subjectKeyId : undefined;
+      const ours = this.ca.listAuthorities().some(
+        (a) => a.kind === 'intermediate' && a.datacenter === this.datacenter && a.certDer !== undefined && parseCertificate(a.certDer).subjectKeyId === issuer,
+      );
+      if (!ours) return unusable(`was not issued by an intermediate CA of datacenter "${this.datacenter}"`);
+      verifyChain(chain, this.ca.bundle().x509Authorities, now, { requireEndEntity: true });
+      const verdict = this.verdict(chain);
+      if (verdict === 'root-revoked' || verdict === 'tainted') return unusable(verdict === 'tainted' ? 'chains to a tainted authority' : 'chains to a revoked root');
+      this.log.info({ notAfter: new Date(leaf.notAfter).toISOString() }, 'presenting the saved server SVID');
+      return this.present({ certChainPem: certificatesToPem(chain), privateKeyPem: saved.key_pem, notAfter: leaf.notAfter }, leaf.notBefore);
+    } catch (err) {
+      return unusable(`is not valid (${(err as Error).message})`);
+    }
   }
 
   /** A renewal from a timer: a failure (no active intermediate, say) is retried every 60 s, never thrown. */
@@ -83,25 +153,32 @@ export class ServerSvid {
     this.unfollow = this.ca.onChange(() => {
       const current = this.current;
       if (current === undefined) return;
-      const chain = pemToDerList(current.certChainPem);
-      // The root the chain hangs from: the issuer of the datacenter intermediate (under an upstream PKI, the CA it
-      // issued, which its anchors publish), among the roots the CA holds.
-      const root = chain.length > 1 ? parseCertificate(chain[1]!).authorityKeyId : undefined;
-      const roots = root === undefined ? [] : this.ca.listAuthorities().filter((a) => a.kind === 'root' && a.certDer !== undefined);
-      if (root !== undefined && !roots.some((r) => parseCertificate(r.certDer!).subjectKeyId === root)) {
-        this.log.info('the root the server SVID chains to was revoked; re-issuing it');
-        this.renewOrRetry();
-        return;
+      switch (this.verdict(pemToDerList(current.certChainPem))) {
+        case 'keep':
+          return;
+        case 'keep-on-tainted-root':
+          this.log.info('the server SVID chains to a tainted root; kept on it while it is published, so agents that have not stored its replacement yet can still reach the server');
+          return;
+        case 'root-revoked':
+          this.log.info('the root the server SVID chains to was revoked; re-issuing it');
+          break;
+        case 'tainted':
+          this.log.info('the server SVID chains to a tainted authority; re-issuing it');
       }
-      const tainted = new Set(this.ca.taintedKeyIds());
-      if (!chainNamesKeyId(chain, tainted)) return;
-      if (root !== undefined && tainted.has(root) && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) {
-        this.log.info('the server SVID chains to a tainted root; kept on it while it is published, so agents that have not stored its replacement yet can still reach the server');
-        return;
-      }
-      this.log.info('the server SVID chains to a tainted authority; re-issuing it');
       this.renewOrRetry();
     });
+  }
+
+  private verdict(chain: readonly Buffer[]): Verdict {
+    // The root the chain hangs from: the issuer of the datacenter intermediate (under an upstream PKI, the CA it
+    // issued, which its anchors publish), among the roots the CA holds.
+    const root = chain.length > 1 ? parseCertificate(chain[1]!).authorityKeyId : undefined;
+    const roots = root === undefined ? [] : this.ca.listAuthorities().filter((a) => a.kind === 'root' && a.certDer !== undefined);
+    if (root !== undefined && !roots.some((r) => parseCertificate(r.certDer!).subjectKeyId === root)) return 'root-revoked';
+    const tainted = new Set(this.ca.taintedKeyIds());
+    if (!chainNamesKeyId(chain, tainted)) return 'keep';
+    if (root !== undefined && tainted.has(root) && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) return 'keep-on-tainted-root';
+    return 'tainted';
   }
 
   stop(): void {

@@ -115,7 +115,9 @@ export class MeshidServer {
       const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }));
       started.push(() => federation.stop());
 
-      const svid = new ServerSvid(ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }));
+      const svid = new ServerSvid(
+        ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }), path.join(config.dataDir, 'server-svid.json'),
+      );
       svid.followTaints();
       started.push(() => svid.stop());
       const admin = await startAdminServer(config, ds, ca, federation, clock, log.child({ subsystem: 'admin-api' }));

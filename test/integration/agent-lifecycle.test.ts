@@ -339,17 +339,27 @@ test('entries held with their creation time in seconds (a state from before crea
     assert.deepEqual(exactness(), [true], 'the server sent the entry again, in milliseconds');
   }));
 
-test('an agent whose stored bundle missed a root change reaches the server again once --trust-bundle holds the current bundle', () =>
+test('a server restarted after a root taint still reaches agents that missed the push, and --trust-bundle repairs one that cannot', () =>
   withCluster('meshid-agent-missed-root-', async (c) => {
     await c.createEntry({ spiffeId: 'spiffe://example.org/kept', selectors: [`unix:uid:${uid}`] });
     let agent = await c.startAgent({ joinToken: await c.token() });
     await persisted(agent, 'spiffe://example.org/kept');
     await agent.stop();
-    // While the agent is down the root is tainted, and the server restarts: its new SVID hangs from the new root,
-    // which the agent's stored bundle does not hold (as when a server dies between a root taint and its push).
-    const list = await c.admin.call('Authorities', 'ListAuthorities', {});
-    const root = (list.authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
-    await c.admin.call('Authorities', 'TaintAuthority', { id: root.id! });
+    const activeRoot = async () => {
+      const list = await c.admin.call('Authorities', 'ListAuthorities', {});
+      return (list.authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
+    };
+    // While the agent is down the root is tainted and the server restarts (as when it dies between the taint and its
+    // push): it presents its saved SVID, still on the tainted root, which the agent's stored bundle holds.
+    await c.admin.call('Authorities', 'TaintAuthority', { id: (await activeRoot()).id! });
+    await restartServerProcess(c);
+    agent = await c.startAgent();
+    await agent.waitForLog(/in sync with meshid-server/);
+    await agent.stop();
+    // While it is down again, the new root is tainted too, and the server restarts without its saved SVID (lost, or
+    // a server restored from a backup): its new SVID hangs from a root the agent's stored bundle has never held.
+    await c.admin.call('Authorities', 'TaintAuthority', { id: (await activeRoot()).id! });
+    fs.rmSync(path.join(c.dir, 'server', 'data', 'server-svid.json'));
     await restartServerProcess(c);
     agent = await c.startAgent();
     await agent.waitForLog(/"level":50.*trust bundle does not authenticate.*pass the current bundle with --trust-bundle/);

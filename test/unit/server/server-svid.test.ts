@@ -10,8 +10,9 @@ import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import { opensslCa } from '../../support/openssl.js';
-import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/certificate.js';
-import { pemToDerList } from '../../../src/common/x509/pem.js';
+import { chainNamesKeyId, parseCaCertificate, parseCertificate } from '../../../src/common/x509/certificate.js';
+import { certificatesToPem, pemToDerList, toPem } from '../../../src/common/x509/pem.js';
+import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
 
 const H = 3_600_000;
 
@@ -156,4 +157,111 @@ test('under an upstream PKI, a change elsewhere (the other datacenter) leaves th
   const west = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'west')!;
   await ca.ca.taint(west.id);
   assert.equal(issued.length, 1, 'not re-issued: its root, the upstream-issued CA, is still held');
+});
+
+/** A data dir and clock kept across "restarts": each start() opens the CA on it and a ServerSvid saving to it. */
+function restartableServer(t: TestContext) {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const file = path.join(dir, 'server-svid.json');
+  let stopPrevious: (() => Promise<void>) | undefined;
+  const start = async () => {
+    await stopPrevious?.();
+    const ca = await openTestCa(dir, {}, clock);
+    const svid = new ServerSvid(ca.ca, 'east', 24 * H, clock, silentLogger(), file);
+    svid.followTaints();
+    stopPrevious = async () => {
+      svid.stop();
+      await ca.close();
+    };
+    return { ca: ca.ca, svid };
+  };
+  const stop = async () => {
+    await stopPrevious?.();
+    stopPrevious = undefined;
+  };
+  t.after(stop);
+  return { start, stop, clock, file };
+}
+
+const rootKeyIdOf = (chainPem: string) => parseCaCertificate(pemToDerList(chainPem)[1]!).authorityKeyId;
+
+test('a restarted server presents the server SVID it saved (0600), not a new one', async (t) => {
+  const server = restartableServer(t);
+  const first = (await server.start()).svid.identity();
+  assert.equal(fs.statSync(server.file).mode & 0o777, 0o600);
+  server.clock.advance(H);
+  const again = (await server.start()).svid.identity();
+  assert.equal(again.certChainPem, first.certChainPem);
+  assert.equal(again.privateKeyPem, first.privateKeyPem);
+});
+
+test('a server restarted after a root taint (its bundle push maybe never sent) stays on the tainted root until `ca revoke`', async (t) => {
+  const server = restartableServer(t);
+  let { ca, svid } = await server.start();
+  const first = svid.identity();
+  const oldRoot = ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+  await ca.taint(oldRoot.id);
+
+  // Killed here: agents that missed the push trust only the old root, so the restarted server must still chain to it.
+  ({ ca, svid } = await server.start());
+  const restarted = svid.identity();
+  assert.equal(restarted.certChainPem, first.certChainPem, 'the saved SVID, on the tainted root');
+  assert.notEqual(ca.activeIntermediate('east')!.authorityKeyId, rootKeyIdOf(first.certChainPem), 'a new SVID would be on the new root');
+
+  await ca.revoke(oldRoot.id);
+  ({ ca, svid } = await server.start());
+  const moved = svid.identity();
+  assert.equal(rootKeyIdOf(moved.certChainPem), ca.activeIntermediate('east')!.authorityKeyId, 'revoked root: a new SVID, on the new root');
+  assert.equal(JSON.parse(fs.readFileSync(server.file, 'utf8')).chain_pem, moved.certChainPem, 'and saved in its place');
+});
+
+test('a saved server SVID that is expired, on a tainted intermediate, corrupt or another ID is replaced at start', async (t) => {
+  const server = restartableServer(t);
+  let { ca, svid } = await server.start();
+  const first = svid.identity();
+
+  await server.stop();
+  server.clock.advance(25 * H); // down past its notAfter
+  ({ ca, svid } = await server.start());
+  const afterExpiry = svid.identity();
+  assert.notEqual(afterExpiry.certChainPem, first.certChainPem, 'expired: replaced');
+  assert.ok(afterExpiry.notAfter > server.clock.now());
+
+  const east = ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+  await ca.taint(east.id);
+  const offTainted = svid.identity();
+  ({ ca, svid } = await server.start());
+  assert.equal(svid.identity().certChainPem, offTainted.certChainPem, 'the re-issue after the taint was saved');
+  assert.ok(!chainNamesKeyId(pemToDerList(svid.identity().certChainPem), new Set(ca.taintedKeyIds())));
+
+  const saved = JSON.parse(fs.readFileSync(server.file, 'utf8')) as { chain_pem: string; key_pem: string };
+  const tampered: Array<[string, string]> = [
+    ['corrupt', '{"chain_pem": "-----BEGIN CERT'],
+    ['key of another', JSON.stringify({ ...saved, key_pem: exportPkcs8Pem(generateKeyPair('ec-p256').privateKey) })],
+    ['not JSON', 'not json'],
+  ];
+  for (const [what, content] of tampered) {
+    fs.writeFileSync(server.file, content);
+    ({ ca, svid } = await server.start());
+    const replaced = svid.identity();
+    assert.notEqual(replaced.certChainPem, saved.chain_pem, `${what}: replaced`);
+    assert.equal(JSON.parse(fs.readFileSync(server.file, 'utf8')).chain_pem, replaced.certChainPem, `${what}: the replacement saved`);
+  }
+});
+
+test('a server SVID saved under another trust domain is not presented', async (t) => {
+  const server = restartableServer(t);
+  const foreign = new TestCa('other.example');
+  t.after(() => foreign.dispose());
+  const { svid } = await server.start();
+  const own = svid.identity();
+  const leaf = foreign.issue('spiffe://other.example/meshid/server');
+  const chainPem = certificatesToPem(leaf.chain);
+  fs.writeFileSync(server.file, JSON.stringify({ chain_pem: chainPem, key_pem: toPem('PRIVATE KEY', leaf.privateKey) }));
+  const restarted = (await server.start()).svid.identity();
+  assert.notEqual(restarted.certChainPem, chainPem, 'not presented');
+  assert.notEqual(restarted.certChainPem, own.certChainPem, 'a new one issued');
+  assert.equal(parseCertificate(pemToDerList(restarted.certChainPem)[0]!).uriSans[0], 'spiffe://example.org/meshid/server');
 });
