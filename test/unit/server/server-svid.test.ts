@@ -160,15 +160,14 @@ test('under an upstream PKI, a change elsewhere (the other datacenter) leaves th
 });
 
 /** A data dir and clock kept across "restarts": each start() opens the CA on it and a ServerSvid saving to it. */
-function restartableServer(t: TestContext) {
+function restartableServer(t: TestContext, raw: Parameters<typeof openTestCa>[1] = {}, clock = new FakeClock(Date.UTC(2026, 0, 1))) {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
-  const clock = new FakeClock(Date.UTC(2026, 0, 1));
   const file = path.join(dir, 'server-svid.json');
   let stopPrevious: (() => Promise<void>) | undefined;
   const start = async () => {
     await stopPrevious?.();
-    const ca = await openTestCa(dir, {}, clock);
+    const ca = await openTestCa(dir, raw, clock);
     const svid = new ServerSvid(ca.ca, 'east', 24 * H, clock, silentLogger(), file);
     svid.followTaints();
     stopPrevious = async () => {
@@ -264,4 +263,18 @@ test('a server SVID saved under another trust domain is not presented', async (t
   assert.notEqual(restarted.certChainPem, chainPem, 'not presented');
   assert.notEqual(restarted.certChainPem, own.certChainPem, 'a new one issued');
   assert.equal(parseCertificate(pemToDerList(restarted.certChainPem)[0]!).uriSans[0], 'spiffe://example.org/meshid/server');
+});
+
+test('under an upstream PKI, a restarted server presents its saved SVID too', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-svid-upstream-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
+  const chainFile = path.join(dir, 'mesh-chain.pem');
+  fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(root.cert, 'utf8'));
+  const upstream = { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert };
+  const server = restartableServer(t, upstream as never, new FakeClock(Date.now()));
+  const first = (await server.start()).svid.identity();
+  assert.ok(pemToDerList(first.certChainPem).length >= 3, 'chains up through the upstream-issued CA');
+  assert.equal((await server.start()).svid.identity().certChainPem, first.certChainPem);
 });
