@@ -193,6 +193,7 @@ export class MeshidAgent {
           );
         },
         onRevision: () => writer.markDirty(),
+        onWithdrawn: () => writer.flush(),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });
       agent.connection = connection;

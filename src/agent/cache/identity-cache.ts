@@ -42,6 +42,12 @@ export interface AppliedUpdate {
   /** New entries, and entries whose certificate inputs changed (SPIFFE ID, DNS names, TTL): they need an SVID. */
   readonly needSvid: readonly AgentEntry[];
   readonly removed: readonly AgentEntry[];
+  /**
+   * Whether the update may take away something workloads were served: an entry removed, an entry changed in what
+   * workloads see of it (selectors, SPIFFE ID, federation), or bundles replaced. Such a change must reach the data
+   * dir before it reaches a workload: a restart from a state saved before it would serve the old grant again.
+   */
+  readonly withdraws: boolean;
 }
 
 /**
@@ -277,6 +283,7 @@ export class IdentityCache implements WorkloadCache {
     /** Entries whose change workloads can see; `stored` also counts changes only persistence cares about. */
     const touched: AgentEntry[] = [];
     let stored = false;
+    let withdraws = false;
     const needSvid: AgentEntry[] = [];
     const removed: AgentEntry[] = [];
     for (const id of update.removed ?? []) {
@@ -299,7 +306,10 @@ export class IdentityCache implements WorkloadCache {
       // A change of what only the next certificate carries (DNS names, TTLs) leaves every workload's view as it
       // is until the new SVID arrives (putSvids notifies then): telling a thousand streams now would make each
       // recompute an unchanged state.
-      if (!sameWorkloadView(previous, entry)) touched.push(entry, previous);
+      if (!sameWorkloadView(previous, entry)) {
+        touched.push(entry, previous);
+        withdraws = true;
+      }
       this.jwt.dropEntry(entry.id);
       const svid = this.svids.get(entry.id);
       if (svid !== undefined && previous.spiffeId !== entry.spiffeId) this.svids.delete(entry.id);
@@ -309,21 +319,24 @@ export class IdentityCache implements WorkloadCache {
     // A new or changed certificate is to be signed again: waited for again, until that signing fails too.
     for (const e of needSvid) this.unsigned.delete(e.id);
     let everyone = false;
+    if (removed.length > 0) withdraws = true;
     if (update.bundle !== undefined) {
       this.own = update.bundle;
       // A key that left the bundle (tainted) fails every token it signed, everywhere: stop handing those out now,
       // not at their half-life, and not in the outage fallback either.
       this.jwt.dropTokens((jwt) => !this.holdsJwtKey(tokenKeyId(jwt.token)));
       everyone = true;
+      withdraws = true;
     }
     if (update.federatedBundles !== undefined) {
       this.federated = new Map(update.federatedBundles.map((b) => [b.trustDomain, b]));
       everyone = true;
+      withdraws = true;
     }
     if (everyone) this.notifyAll();
     else this.notifyEntries(touched);
     if (touched.length > 0 || stored || everyone) this.changed();
-    return { needSvid, removed };
+    return { needSvid, removed, withdraws };
   }
 
   /**

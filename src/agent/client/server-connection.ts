@@ -47,6 +47,12 @@ export interface ServerConnectionOptions {
   checkBootstrapTrust?: (roots: readonly Buffer[]) => Promise<MeshidError | undefined>;
   /** The revision moved (to persist it). */
   onRevision?: (revision: number) => void;
+  /**
+   * An update took away something workloads were served (SyncApplied.withdraws): persist the state now, before any
+   * workload hears of it. Saves are otherwise coalesced, and a crash in between would leave a data dir from which a
+   * restart (the server down) serves the revoked grant again.
+   */
+  onWithdrawn?: () => void;
   random?: () => number;
 }
 
@@ -241,6 +247,8 @@ export class ServerConnection {
       this.revisionValue = u.revision;
       this.o.onRevision?.(u.revision);
     }
+    // Streams are told of the change in a later turn (they are scheduled, not called): this save comes first.
+    if (applied.withdraws) this.o.onWithdrawn?.();
     if (u.initial) {
       const wasSynced = this.stateValue === 'synced';
       this.stateValue = 'synced';

@@ -19,6 +19,8 @@ export interface SyncApplied {
   /** The own bundle, when this update carried one. */
   readonly bundle: TrustBundle | undefined;
   readonly taintedKeyIds: ReadonlySet<string>;
+  /** The update may have taken away something workloads were served (AppliedUpdate.withdraws). */
+  readonly withdraws: boolean;
 }
 
 /**
@@ -60,7 +62,7 @@ export function applySyncUpdate(u: SyncUpdateMessage, deps: SyncApplyDeps): Sync
   issuer.request(applied.needSvid);
   const tainted = new Set((u.tainted_authority_ids ?? []).map((k) => k.toLowerCase()));
   issuer.setTainted([...tainted]);
-  return { upserts: upserts.length, removed: applied.removed.length, bundle: own, taintedKeyIds: tainted };
+  return { upserts: upserts.length, removed: applied.removed.length, bundle: own, taintedKeyIds: tainted, withdraws: applied.withdraws };
 }
 
 function readBundle(m: BundleMessage, deps: SyncApplyDeps, what: string): TrustBundle | undefined {

@@ -1,0 +1,95 @@
+/**
+ * Revocation against a real meshid-server process: what an operator takes away (an entry deleted, its selectors
+ * narrowed) must not come back from the agent's data dir. The agent runs in this process on a FakeClock that the
+ * test never moves after start-up, so a save that waits for a timer has not happened when the data dir is copied:
+ * the copy is what kill -9 at that moment would leave. An agent process restarted on that copy, with the server
+ * stopped, serves from it alone.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import type { MeshidAgent } from '../../src/agent/agent.js';
+import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
+import { FakeClock } from '../../src/common/clock.js';
+import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
+
+const uid = process.getuid!();
+
+/** Waits for something the agent does over the network (an event, not time logic), polling briefly. */
+async function until(what: string, probe: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; i < 400; i++) {
+    if (await probe()) return;
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`timed out waiting for ${what}`);
+}
+
+async function servedIds(socketPath: string): Promise<string[]> {
+  const client = connectWorkloadApi(socketPath);
+  try {
+    return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!).sort();
+  } catch {
+    return [];
+  } finally {
+    client.close();
+  }
+}
+
+interface Running {
+  cluster: Cluster;
+  agent: MeshidAgent;
+  clock: FakeClock;
+  socketPath: string;
+  dataDir: string;
+}
+
+/** A server process and an in-process agent on a FakeClock, synced and serving `spiffeIds` to this process. */
+async function startServing(t: { after: (fn: () => Promise<void>) => void }, prefix: string, spiffeIds: readonly string[]): Promise<Running & { entryIds: string[] }> {
+  const cluster = await startCluster(prefix);
+  t.after(() => cluster.cleanup());
+  const entryIds: string[] = [];
+  for (const spiffeId of spiffeIds) entryIds.push(await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] }));
+  // Ahead of the real clock, so certificates the server signs from now on are already valid on the agent's.
+  const clock = new FakeClock(Date.now() + 5 * 60_000);
+  const socketDir = path.join(cluster.dir, 'agent-socket');
+  fs.mkdirSync(socketDir, { mode: 0o755 });
+  const socketPath = path.join(socketDir, 'api.sock');
+  const dataDir = path.join(cluster.dir, 'agent-data');
+  const agent = await cluster.startInProcessAgent({ join_token: await cluster.token(), socket_path: socketPath, data_dir: dataDir }, { clock });
+  await until('every SVID served', async () => (await servedIds(socketPath)).join() === [...spiffeIds].sort().join());
+  // The coalesced save of the first sync and its SVIDs.
+  clock.advance(1000);
+  return { cluster, agent, clock, socketPath, dataDir, entryIds };
+}
+
+/** The data dir as kill -9 would leave it now, and an agent process started on it with the server stopped. */
+async function crashAndRestartWithoutServer(r: Running): Promise<AgentProcess> {
+  const crashed = path.join(r.cluster.dir, 'crashed-data');
+  fs.cpSync(r.dataDir, crashed, { recursive: true });
+  fs.chmodSync(crashed, 0o700);
+  await r.cluster.server.stop();
+  const restarted = await r.cluster.startAgent({ name: 'restarted', dataDir: crashed });
+  await restarted.waitForLog(/lost the Sync stream/);
+  return restarted;
+}
+
+test('a deleted entry is in the data dir before a workload sees it gone: kill -9 then and a restart with the server down do not bring it back', async (t) => {
+  const r = await startServing(t, 'meshid-revoke-delete-', ['spiffe://example.org/keep', 'spiffe://example.org/revoked']);
+  await r.cluster.deleteEntry(r.entryIds[1]!);
+  await until('the workload no longer served the deleted entry', async () => (await servedIds(r.socketPath)).join() === 'spiffe://example.org/keep');
+  const restarted = await crashAndRestartWithoutServer(r);
+  assert.deepEqual(await servedIds(restarted.socketPath), ['spiffe://example.org/keep']);
+});
+
+test('narrowed selectors are in the data dir before a workload sees them: kill -9 then and a restart with the server down do not widen them again', async (t) => {
+  const r = await startServing(t, 'meshid-revoke-narrow-', ['spiffe://example.org/keep', 'spiffe://example.org/narrowed']);
+  // The entry now needs a second selector this process does not have.
+  await r.cluster.admin.call('Entries', 'UpdateEntry', {
+    entry: { id: r.entryIds[1], selectors: [{ type: 'unix', value: `uid:${uid}` }, { type: 'unix', value: 'gid:4242424' }] },
+    mask: ['selectors'],
+  });
+  await until('the workload no longer served the narrowed entry', async () => (await servedIds(r.socketPath)).join() === 'spiffe://example.org/keep');
+  const restarted = await crashAndRestartWithoutServer(r);
+  assert.deepEqual(await servedIds(restarted.socketPath), ['spiffe://example.org/keep']);
+});
