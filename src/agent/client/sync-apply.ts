@@ -26,16 +26,22 @@ export interface SyncApplied {
 /**
  * Applies one SyncUpdate (agent.proto) to the cache and hands the consequences to the issuer: new and changed
  * entries get SVIDs, removed ones are forgotten, tainted authorities trigger re-signing. A malformed entry or bundle
- * is logged and skipped — one bad record must not stop every other identity from being served.
+ * is logged and skipped — one bad record must not stop every other identity from being served — and a malformed new
+ * version of an entry the agent holds withdraws that entry (fail closed).
  */
 export function applySyncUpdate(u: SyncUpdateMessage, deps: SyncApplyDeps): SyncApplied {
   const { cache, issuer, log } = deps;
   const upserts: AgentEntry[] = [];
+  const unusable: string[] = [];
   for (const m of u.entries ?? []) {
     try {
       upserts.push(entryFromMessage(m));
     } catch (err) {
-      log.error({ err, entryId: m.id }, 'the server sent an entry the agent cannot use; skipped');
+      // The server now counts this version as held: keeping the previous one would serve, with nothing to end it,
+      // whatever the new version took away (selectors, the SPIFFE ID). The entry is withdrawn instead.
+      const held = m.id !== undefined && cache.entry(m.id) !== undefined;
+      if (held) unusable.push(m.id!);
+      log.error({ err, entryId: m.id }, held ? 'the server sent a version of an entry the agent cannot use; the entry is no longer served' : 'the server sent an entry the agent cannot use; skipped');
     }
   }
   const bundle = u.bundle === undefined ? undefined : readBundle(u.bundle, deps, 'own');
@@ -51,7 +57,7 @@ export function applySyncUpdate(u: SyncUpdateMessage, deps: SyncApplyDeps): Sync
       if (parsed !== undefined && parsed.trustDomain !== deps.trustDomain) federated.push(parsed);
     }
   }
-  const removedIds = u.removed_entry_ids ?? [];
+  const removedIds = [...(u.removed_entry_ids ?? []), ...unusable];
   const applied = cache.apply({
     upserts,
     removed: removedIds,
