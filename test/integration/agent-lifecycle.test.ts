@@ -12,6 +12,7 @@ import { runNode, startServerProcess } from '../support/server-process.js';
 import { AgentStore } from '../../src/agent/storage/agent-store.js';
 import { entryFromMessage, entryToMessage } from '../../src/agent/cache/agent-entry.js';
 import { silentLogger } from '../../src/common/log.js';
+import { isMeshidError } from '../../src/common/errors.js';
 
 const uid = process.getuid!();
 
@@ -157,7 +158,7 @@ test('evicted: the agent re-attests with a configured unused token; evicted agai
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/evictee'], 'cached SVIDs are still served');
   }));
 
-test('banned: the agent stops talking to the server, logs why, and serves what it holds until it expires', () =>
+test('banned: the agent stops talking to the server, logs why, and withdraws what it served', () =>
   withCluster('meshid-agent-ban-', async (c) => {
     await c.createEntry({ spiffeId: 'spiffe://example.org/before-ban', selectors: [`unix:uid:${uid}`] });
     const agent = await c.startAgent({ joinToken: await c.token() });
@@ -166,7 +167,7 @@ test('banned: the agent stops talking to the server, logs why, and serves what i
     const line = await agent.waitForLog(/an operator banned this agent/);
     assert.match(line, /"level":50/, 'logged as an error');
     assert.equal((await agent.healthTrailer())['meshid-agent-state'], 'banned');
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/before-ban']);
+    await assert.rejects(svidIds(agent), (err) => isMeshidError(err, 'permission_denied'), 'nothing is served any more');
     assert.doesNotMatch(agent.output(), /lost the Sync stream/, 'a ban is not a connection problem to retry');
   }));
 

@@ -12,6 +12,7 @@ import path from 'node:path';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import { FakeClock } from '../../src/common/clock.js';
+import { isMeshidError } from '../../src/common/errors.js';
 import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 
 const uid = process.getuid!();
@@ -92,4 +93,28 @@ test('narrowed selectors are in the data dir before a workload sees them: kill -
   await until('the workload no longer served the narrowed entry', async () => (await servedIds(r.socketPath)).join() === 'spiffe://example.org/keep');
   const restarted = await crashAndRestartWithoutServer(r);
   assert.deepEqual(await servedIds(restarted.socketPath), ['spiffe://example.org/keep']);
+});
+
+test('a banned agent withdraws what it served: open streams end PERMISSION_DENIED, and neither it nor a restart with the server down serves it again', async (t) => {
+  const cluster = await startCluster('meshid-revoke-ban-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/on-banned-node', selectors: [`unix:uid:${uid}`] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  assert.deepEqual(await servedIds(agent.socketPath), ['spiffe://example.org/on-banned-node']);
+  const client = connectWorkloadApi(agent.socketPath, { timeoutMs: 20_000 });
+  t.after(() => client.close());
+  const watch = client.watchX509Svids();
+  assert.equal((await watch.next()).value?.svids?.length, 1);
+
+  const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+  await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
+  await agent.waitForLog(/an operator banned this agent/);
+  assert.deepEqual(await servedIds(agent.socketPath), [], 'a new call gets nothing');
+  await assert.rejects(watch.next(), (err) => isMeshidError(err, 'permission_denied'), 'the open stream ends');
+
+  await agent.stop('SIGKILL');
+  await cluster.server.stop();
+  const restarted = await cluster.startAgent({ name: 'restarted', dataDir: agent.dataDir });
+  await restarted.waitForLog(/lost the Sync stream/);
+  assert.deepEqual(await servedIds(restarted.socketPath), [], 'nothing comes back from the data dir');
 });

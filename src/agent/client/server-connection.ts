@@ -22,7 +22,8 @@ import { applySyncUpdate } from './sync-apply.js';
  * - `reattest-required`: the server no longer accepts the agent SVID and no unused join token is configured;
  * - `banned`: an operator banned the agent;
  * - `stopped`: shut down.
- * In the last three the agent no longer talks to the server; it serves what it holds until it expires.
+ * In the last three the agent no longer talks to the server; it serves what it holds until it expires, except when
+ * banned: then it withdraws everything it held.
  */
 export type ConnectionState = 'attesting' | 'connecting' | 'synced' | 'disconnected' | 'reattest-required' | 'banned' | 'stopped';
 
@@ -137,6 +138,16 @@ export class ServerConnection {
     this.lastError = err.message;
     this.o.issuer.stop();
     this.o.identity.stop();
+    if (state === 'banned') {
+      // A ban is an operator revoking this node: nothing it holds is authorized any more. Its entries go (open
+      // streams end PERMISSION_DENIED) and the data dir forgets them, so no restart serves them again.
+      const ids = this.o.cache.entries().map((e) => e.id);
+      this.o.cache.apply({ removed: ids });
+      this.o.issuer.forget(ids);
+      this.o.onWithdrawn?.();
+      this.o.log.error({ reason: err.message, withdrawnEntries: ids.length }, `${advice}. Its cached identities are withdrawn: workloads are no longer served`);
+      return;
+    }
     this.o.log.error({ reason: err.message, ...this.horizon() }, `${advice}. Cached SVIDs are served until they expire`);
   }
 
