@@ -271,7 +271,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const bundleChanged = own.sequence !== bundleSequence;
       const federatedTds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();
       const federated = federatedTds.map((td) => hub.federatedBundle(td)).filter((b) => b !== undefined);
-      const fedKey = federated.map((b) => `${b.trustDomain}#${b.sequence}`).join(',');
+      const fedKey = hub.federatedStamp(federatedTds);
       const federatedChanged = fedKey !== federatedKey;
       const tainted = ca.taintedKeyIds();
       const taintedChanged = tainted.join(',') !== taintedKey;

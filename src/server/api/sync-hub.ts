@@ -1,7 +1,8 @@
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
-import type { Datastore, RegistrationEntry } from '../datastore/datastore.js';
+import type { Datastore, RegistrationEntry, StoredBundle } from '../datastore/datastore.js';
 import { EntryIndex } from '../entries/entry-index.js';
+import { sameAuthorities } from '../federation/federated-bundle.js';
 import { storedBundleToTrustBundle } from './convert.js';
 
 export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeId?: string } | { kind: 'stopping' };
@@ -13,7 +14,13 @@ export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'feder
  */
 export class SyncHub {
   readonly index = new EntryIndex();
-  private federated = new Map<string, TrustBundle>();
+  /**
+   * Each federated bundle with the generation it got here: a number this process never hands out twice. The stored
+   * sequence alone cannot tell changes apart: a bundle deleted and set again starts over at 1, and when both land
+   * before one refresh, agents would keep the deleted authorities.
+   */
+  private federated = new Map<string, { stored: StoredBundle; bundle: TrustBundle; generation: number }>();
+  private generations = 0;
   private listeners = new Set<(event: HubEvent) => void>();
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | undefined;
@@ -81,19 +88,30 @@ export class SyncHub {
   }
 
   private async reloadFederated(): Promise<boolean> {
-    const next = new Map<string, TrustBundle>();
-    for (const b of await this.ds.listBundles()) {
-      if (b.trustDomain !== this.ownTrustDomain) next.set(b.trustDomain, storedBundleToTrustBundle(b));
+    const next: typeof this.federated = new Map();
+    let changed = false;
+    for (const stored of await this.ds.listBundles()) {
+      if (stored.trustDomain === this.ownTrustDomain) continue;
+      const held = this.federated.get(stored.trustDomain);
+      if (held !== undefined && held.stored.sequence === stored.sequence && sameAuthorities(held.stored, stored)) {
+        next.set(stored.trustDomain, held);
+        continue;
+      }
+      next.set(stored.trustDomain, { stored, bundle: storedBundleToTrustBundle(stored), generation: ++this.generations });
+      changed = true;
     }
-    const changed =
-      next.size !== this.federated.size ||
-      [...next].some(([td, b]) => this.federated.get(td)?.sequence !== b.sequence);
+    changed ||= [...this.federated.keys()].some((td) => !next.has(td));
     this.federated = next;
     return changed;
   }
 
   federatedBundle(trustDomain: string): TrustBundle | undefined {
-    return this.federated.get(trustDomain);
+    return this.federated.get(trustDomain)?.bundle;
+  }
+
+  /** Differs from an earlier stamp of the same trust domains whenever one of their bundles changed, came or went. */
+  federatedStamp(trustDomains: readonly string[]): string {
+    return trustDomains.map((td) => `${td}#${this.federated.get(td)?.generation ?? 0}`).join(',');
   }
 
   subscribe(listener: (event: HubEvent) => void): () => void {

@@ -71,3 +71,34 @@ test('stopping the hub tells every subscriber, and one subscribing after the sto
     assert.deepEqual(heard, ['early:stopping', 'late:stopping']);
   });
 });
+
+test('a federated bundle deleted and set again (its sequence back at 1) before one refresh still counts as changed', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const bundle = (td: string, sequence: number, der: number[]) => ({ trustDomain: td, x509Authorities: [Buffer.from(der)], jwtAuthorities: [], sequence, updatedAt: 0 });
+    await ds.setBundle(bundle('partner.org', 1, [0x30, 1, 1]));
+    await ds.setBundle(bundle('third.org', 1, [0x30, 1, 3]));
+    const hub = new SyncHub(ds, 'example.org', silentLogger());
+    await hub.start();
+    const before = hub.federatedStamp(['partner.org', 'third.org']);
+    const events: HubEvent[] = [];
+    hub.subscribe((e) => events.push(e));
+    // Both writes land before the hub looks (another server on the same file: the hub hears of neither).
+    const other = await openSqliteDatastore({ file, clock });
+    try {
+      await other.deleteBundle('partner.org');
+      await other.setBundle(bundle('partner.org', 1, [0x30, 1, 2]));
+    } finally {
+      await other.close();
+    }
+    await ds.setBundle(bundle('third.org', 2, [0x30, 1, 3])); // a change the hub hears of: it refreshes every bundle
+    await hub.settled();
+    assert.deepEqual(hub.federatedBundle('partner.org')!.x509Authorities, [Buffer.from([0x30, 1, 2])]);
+    assert.notEqual(hub.federatedStamp(['partner.org']), before.split(',')[0], "partner's stamp moved: Sync streams resend it");
+    assert.ok(events.some((e) => e.kind === 'federated'));
+    const settled = hub.federatedStamp(['partner.org', 'third.org']);
+    await ds.setBundle(bundle('third.org', 3, [0x30, 1, 3]));
+    await hub.settled();
+    assert.equal(hub.federatedStamp(['partner.org']), settled.split(',')[0], 'an unchanged bundle keeps its stamp');
+    hub.stop();
+  });
+});
