@@ -22,7 +22,7 @@ import {
 } from '../workload/handler.js';
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
 import { UdsServer } from './uds-server.js';
-import { BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
+import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
 
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
@@ -66,7 +66,7 @@ export class WorkloadEndpoint {
 
   static async start(o: WorkloadEndpointOptions): Promise<WorkloadEndpoint> {
     const log = o.log.child({ subsystem: 'endpoint' });
-    const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [workloadSecurityHeaderInterceptor] });
+    const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor] });
     const uds = new UdsServer({
       socketPath: o.socketPath,
       grpcServer: server,

@@ -5,6 +5,7 @@ import protoLoader from '@grpc/proto-loader';
 import protobuf from 'protobufjs';
 import { invalidArgument } from '../errors.js';
 import { protoDir } from '../paths.js';
+import { strictRequestDecoding } from './strict-requests.js';
 
 /**
  * How protobuf messages look in JavaScript everywhere in meshid — grpc-js handlers and clients (through
@@ -37,12 +38,16 @@ function cacheKey(relativePaths: string | string[]): string {
  * Loads .proto files (paths relative to proto/, e.g. `workload/workload.proto`) as a grpc-js GrpcObject, with the
  * options in PROTO_CONVERSION. Imports resolve against proto/; `google/protobuf/*` well-known types come bundled with
  * protobufjs. Cached per set of paths, so every caller shares one set of service definitions.
+ *
+ * Request deserializers are strict (strict-requests.ts): a server built with BASE_SERVER_OPTIONS answers malformed
+ * request bytes with INVALID_ARGUMENT naming the problem.
  */
 export function loadProto(relativePath: string | string[]): GrpcObject {
   const key = cacheKey(relativePath);
   let loaded = grpcObjects.get(key);
   if (loaded === undefined) {
     const definition = protoLoader.loadSync([relativePath].flat(), { ...PROTO_CONVERSION, includeDirs: [protoDir] });
+    strictRequestDecoding(definition, protoRoot(relativePath));
     loaded = loadPackageDefinition(definition);
     grpcObjects.set(key, loaded);
   }

@@ -1,0 +1,168 @@
+/**
+ * Hand-made request bytes against every gRPC service of a real server and agent: the Workload API, SDS, health and
+ * reflection on the agent socket, the admin API on the server's Unix socket, the agent API over TLS. Bytes that are
+ * no valid protobuf encoding of the request are INVALID_ARGUMENT naming the problem (never INTERNAL, never decoded
+ * into something the client did not send), unknown fields are ignored, and real clients keep working.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { delimited, message, tag, varint, varintField, type Bytes } from '../support/wire-bytes.js';
+
+const SPIFFE_ID = 'spiffe://example.org/malformed-test';
+let cluster: Cluster;
+let agent: AgentProcess;
+
+before(async () => {
+  ({ cluster, agent } = await startClusterWithAgent('meshid-malformed-', [SPIFFE_ID]));
+});
+
+after(async () => {
+  await cluster?.cleanup();
+});
+
+type Kind = 'unary' | 'server-stream' | 'bidi';
+const raw = (b: Buffer): Buffer => b;
+
+interface Target {
+  address: string;
+  credentials: grpc.ChannelCredentials;
+  /** Sends `workload.spiffe.io: true`, as every Workload API client must. */
+  workloadHeader?: boolean;
+}
+
+const agentSocket = (): Target => ({ address: `unix://${agent.socketPath}`, credentials: grpc.credentials.createInsecure(), workloadHeader: true });
+const adminSocket = (): Target => ({ address: `unix://${cluster.server.adminSocket}`, credentials: grpc.credentials.createInsecure() });
+/** The agent API, as a client that has no agent SVID yet (as before Attest): TLS, server checked against the bundle. */
+const agentApi = (): Target => ({
+  address: cluster.server.address(),
+  credentials: grpc.credentials.createSsl(Buffer.from(cluster.bundlePem), null, null, {
+    checkServerIdentity: (_host, cert) => (cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(cert.subjectaltname)),
+  }),
+});
+
+/** One call with `body` as the request's bytes, as they go on the wire; resolves with the call's status. */
+async function rawCall(target: Target, path: string, kind: Kind, body: Bytes): Promise<grpc.StatusObject & { replies: Buffer[] }> {
+  const client = new grpc.Client(target.address, target.credentials);
+  const md = new grpc.Metadata();
+  if (target.workloadHeader === true) md.set('workload.spiffe.io', 'true');
+  const bytes = Buffer.from([...body]);
+  const replies: Buffer[] = [];
+  try {
+    return await new Promise((resolve) => {
+      let call: grpc.ClientUnaryCall | grpc.ClientReadableStream<Buffer> | grpc.ClientDuplexStream<Buffer, Buffer>;
+      if (kind === 'unary') {
+        call = client.makeUnaryRequest(path, raw, raw, bytes, md, (_err, reply) => {
+          if (reply) replies.push(reply);
+        });
+      } else if (kind === 'server-stream') {
+        call = client.makeServerStreamRequest(path, raw, raw, bytes, md);
+      } else {
+        const duplex = client.makeBidiStreamRequest(path, raw, raw, md);
+        duplex.write(bytes);
+        call = duplex;
+      }
+      if (kind !== 'unary') {
+        const stream = call as grpc.ClientReadableStream<Buffer>;
+        // The first reply is proof enough that the request was accepted; streams stay open otherwise.
+        stream.on('data', (reply: Buffer) => {
+          replies.push(reply);
+          call.cancel();
+        });
+        stream.on('error', () => undefined);
+      }
+      call.on('status', (status: grpc.StatusObject) => resolve({ ...status, replies }));
+    });
+  } finally {
+    client.close();
+  }
+}
+
+async function assertRefused(target: Target, path: string, kind: Kind, body: Bytes, details: RegExp): Promise<void> {
+  const status = await rawCall(target, path, kind, body);
+  assert.equal(grpc.status[status.code], 'INVALID_ARGUMENT', `${path}: ${status.details}`);
+  assert.match(status.details, details, path);
+  assert.equal(status.replies.length, 0, `${path} answered`);
+}
+
+const BAD_UTF8 = [0x61, 0xff, 0x62];
+/** A tag that protobufjs, reading 32 bits of it, takes for field `field`: the field number is 2^29 + field. */
+const aliasOf = (field: number, payload: string): number[] => delimited(2 ** 29 + field, payload);
+
+test('Workload API: malformed requests are INVALID_ARGUMENT naming the field and problem, unary and streaming', async () => {
+  const t = agentSocket();
+  // A string whose length runs past the end: protobufjs cut it short and served the shorter one.
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', message(delimited(1, 'aud'), tag(2, 2), varint(64), [...Buffer.from(SPIFFE_ID)]),
+    /^malformed request: JWTSVIDRequest\.spiffe_id \(field 2\): length 64 runs past the end of the message \(35 bytes left\)$/);
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', message(delimited(1, 'aud'), delimited(2, [...Buffer.from(SPIFFE_ID), 0xff])),
+    /^malformed request: JWTSVIDRequest\.spiffe_id \(field 2\) is not valid UTF-8$/);
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', message(delimited(1, 'aud'), aliasOf(2, SPIFFE_ID)),
+    /^malformed request: JWTSVIDRequest: field number 536870914 at byte 5 is above the maximum, 536870911$/);
+  await assertRefused(t, '/SpiffeWorkloadAPI/ValidateJWTSVID', 'unary', message(varintField(1, 3), delimited(2, 'x.y.z')),
+    /^malformed request: ValidateJWTSVIDRequest\.audience \(field 1\) has wire type varint \(0\), expected length-delimited \(2\)$/);
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchX509SVID', 'server-stream', [0x78, 0x80], /^malformed request: X509SVIDRequest: unknown field 15: the value is a truncated varint$/);
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTBundles', 'server-stream', delimited(0, 'x'), /field number 0 at byte 0/);
+});
+
+test('SDS, health and reflection on the agent socket refuse malformed requests the same way', async () => {
+  const t = agentSocket();
+  const badNode = delimited(2, delimited(6, BAD_UTF8));
+  await assertRefused(t, '/envoy.service.secret.v3.SecretDiscoveryService/StreamSecrets', 'bidi', badNode,
+    /^malformed request: envoy\.service\.discovery\.v3\.DiscoveryRequest\.node\.user_agent_name \(field 6\) is not valid UTF-8$/);
+  await assertRefused(t, '/envoy.service.secret.v3.SecretDiscoveryService/DeltaSecrets', 'bidi', [...tag(3, 2), ...varint(9), 0x61],
+    /DeltaDiscoveryRequest\.resource_names_subscribe \(field 3\): length 9 runs past the end/);
+  await assertRefused(t, '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets', 'unary', delimited(3, BAD_UTF8),
+    /DiscoveryRequest\.resource_names \(field 3\) is not valid UTF-8/);
+  await assertRefused(t, '/grpc.health.v1.Health/Check', 'unary', [0x0a, 0x80], /^malformed request: grpc\.health\.v1\.HealthCheckRequest\.service \(field 1\): the length at byte 1 is a truncated varint$/);
+  await assertRefused(t, '/grpc.health.v1.Health/Watch', 'server-stream', delimited(1, BAD_UTF8), /HealthCheckRequest\.service \(field 1\) is not valid UTF-8/);
+  await assertRefused(t, '/grpc.reflection.v1.ServerReflection/ServerReflectionInfo', 'bidi', delimited(4, BAD_UTF8),
+    /^malformed request: grpc\.reflection\.v1\.ServerReflectionRequest\.file_containing_symbol \(field 4\) is not valid UTF-8$/);
+});
+
+test('admin API: an entry whose selector or SPIFFE ID is not what was sent is refused and not stored', async () => {
+  const t = adminSocket();
+  const before = await cluster.admin.call('Entries', 'ListEntries', {});
+  const selector = (value: Bytes): number[] => delimited(4, [...delimited(1, 'unix'), ...delimited(2, value)]);
+  const entry = (...parts: number[][]): number[] => delimited(1, [...delimited(3, Cluster.nodeAlias), ...parts.flat()]);
+  await assertRefused(t, '/meshid.admin.v1.Entries/CreateEntries', 'unary', entry(delimited(2, 'spiffe://example.org/s'), selector([...Buffer.from('uid:1000'), 0xff])),
+    /^malformed request: meshid\.admin\.v1\.CreateEntriesRequest\.entries\.selectors\.value \(field 2\) is not valid UTF-8$/);
+  await assertRefused(t, '/meshid.admin.v1.Entries/CreateEntries', 'unary', entry(aliasOf(2, 'spiffe://example.org/aliased'), selector(Buffer.from('uid:1000'))),
+    /field number 536870914 .* is above the maximum/);
+  await assertRefused(t, '/meshid.admin.v1.Entries/CreateEntries', 'unary', entry(delimited(2, 'spiffe://example.org/s'), [...tag(4, 2), ...varint(100)], delimited(2, 'uid:1000')),
+    /CreateEntriesRequest\.entries\.selectors \(field 4\): length 100 runs past the end of the message/);
+  await assertRefused(t, '/grpc.health.v1.Health/Check', 'unary', [0x0f], /^malformed request: grpc\.health\.v1\.HealthCheckRequest\.service \(field 1\): invalid wire type 7$/);
+  const after = await cluster.admin.call('Entries', 'ListEntries', {});
+  assert.deepEqual(after.entries?.map((e) => e.id), before.entries?.map((e) => e.id));
+});
+
+test('agent API over TLS: malformed requests are INVALID_ARGUMENT before authentication, unary and streaming', async () => {
+  const t = agentApi();
+  await assertRefused(t, '/meshid.agent.v1.Node/Attest', 'unary', delimited(1, BAD_UTF8), /^malformed request: meshid\.agent\.v1\.AttestRequest\.join_token \(field 1\) is not valid UTF-8$/);
+  await assertRefused(t, '/meshid.agent.v1.Node/Sync', 'server-stream', [0x80], /SyncRequest: the tag at byte 0 is a truncated varint/);
+  await assertRefused(t, '/grpc.health.v1.Health/Check', 'unary', delimited(1, BAD_UTF8), /HealthCheckRequest\.service \(field 1\) is not valid UTF-8/);
+});
+
+test('a request over the 4 MiB receive limit is RESOURCE_EXHAUSTED, as gRPC specifies', async () => {
+  const status = await rawCall(agentSocket(), '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', delimited(1, Buffer.alloc(4 * 1024 * 1024, 0x61)));
+  assert.equal(grpc.status[status.code], 'RESOURCE_EXHAUSTED', status.details);
+  assert.match(status.details, /larger than max/);
+});
+
+test('unknown fields are ignored, and real clients are served after all of the above', async () => {
+  // Unknown fields of every wire type around a valid audience: a JWT-SVID comes back.
+  const jwt = await rawCall(agentSocket(), '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary',
+    message(varintField(15, 1), delimited(16, BAD_UTF8), tag(17, 3), varintField(1, 2), tag(17, 4), tag(18, 5), [1, 2, 3, 4], delimited(1, 'aud')));
+  assert.equal(grpc.status[jwt.code], 'OK', jwt.details);
+  assert.ok(jwt.replies[0]!.includes(Buffer.from(SPIFFE_ID)));
+  const health = await rawCall(adminSocket(), '/grpc.health.v1.Health/Check', 'unary', varintField(15, 1));
+  assert.equal(grpc.status[health.code], 'OK', health.details);
+  const c = agent.client(10_000);
+  try {
+    assert.equal((await c.fetchX509Svid()).svids[0]!.spiffe_id, SPIFFE_ID);
+  } finally {
+    c.close();
+  }
+  const entries = await cluster.admin.call('Entries', 'ListEntries', {});
+  assert.ok(entries.entries?.some((e) => e.spiffe_id === SPIFFE_ID));
+});
