@@ -1,11 +1,15 @@
 import { EventEmitter } from 'node:events';
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import type { Server, ServerDuplexStream, ServiceDefinition, UntypedServiceImplementation } from '@grpc/grpc-js';
 import protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
-import { internal, invalidArgument } from '../errors.js';
+import protobuf from 'protobufjs';
+import { internal, invalidArgument, isMeshidError } from '../errors.js';
 import { toServiceError } from '../grpc-status.js';
 import { protoDir } from '../paths.js';
-import { PROTO_CONVERSION } from './proto.js';
+import { PROTO_CONVERSION, protoRoot } from './proto.js';
+import { wireProblem } from './wire-check.js';
 
 interface ReflectionIndex {
   services: Record<string, unknown>;
@@ -18,6 +22,8 @@ const REFLECTION_METHODS = ['/grpc.reflection.v1.ServerReflection/ServerReflecti
 /** What @grpc/reflection registers for one method: its handler and the message codecs of its proto. */
 interface RegisteredMethod {
   readonly handler: (stream: ReflectionStream) => void;
+  /** The request type, from @grpc/reflection's own copy of the protos, for the strict check (wire-check.ts). */
+  readonly requestType: protobuf.Type;
   readonly deserialize: (bytes: Buffer) => unknown;
   readonly serialize: (message: unknown) => Buffer;
 }
@@ -82,12 +88,15 @@ function reflectionMethods(protoFiles: readonly string[]): Map<string, Registere
       }
     }
   }
+  const root = reflectionProtoRoot();
   const methods = new Map<string, RegisteredMethod>();
   service.addToServer({
     addService(definition: ServiceDefinition, implementation: UntypedServiceImplementation): void {
       for (const [name, method] of Object.entries(definition)) {
+        const requestType = root.lookupType(method.path.split('/')[1]!.replace(/ServerReflection$/, 'ServerReflectionRequest'));
         methods.set(method.path, {
           handler: implementation[name] as unknown as RegisteredMethod['handler'],
+          requestType,
           deserialize: method.requestDeserialize,
           serialize: method.responseSerialize,
         });
@@ -95,6 +104,12 @@ function reflectionMethods(protoFiles: readonly string[]): Map<string, Registere
     },
   } as Pick<Server, 'addService'> as Server);
   return methods;
+}
+
+/** @grpc/reflection's own v1 and v1alpha protos (the ones its handlers decode with) as a protobufjs Root. */
+function reflectionProtoRoot(): protobuf.Root {
+  const packageDir = path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json'));
+  return protoRoot(['v1', 'v1alpha'].map((v) => path.join(packageDir, 'build/proto/grpc/reflection', v, 'reflection.proto')));
 }
 
 /** The raw call as the stream @grpc/reflection's handler expects: decoded requests in, encoded responses out. */
@@ -110,11 +125,13 @@ function adapt(call: ServerDuplexStream<Buffer, Buffer>, method: RegisteredMetho
     if (refused) return;
     let request: unknown;
     try {
+      const problem = wireProblem(method.requestType, bytes);
+      if (problem !== undefined) throw invalidArgument(`malformed request: ${problem}`);
       request = method.deserialize(bytes);
     } catch (error) {
       // The handler hears nothing more, so it cannot end the call with OK after this status.
       refused = true;
-      call.emit('error', toServiceError(invalidArgument('malformed server reflection request', error)));
+      call.emit('error', toServiceError(isMeshidError(error) ? error : invalidArgument('malformed server reflection request', error)));
       return;
     }
     stream.emit('data', request);
