@@ -98,10 +98,15 @@ function scalarRule(name: string, type: string, repeated: boolean): FieldRule {
  */
 export function wireProblem(type: protobuf.Type, bytes: Uint8Array): string | undefined {
   const rules = rulesOf(type);
-  const walk = new Walk(bytes, rules.typeName);
-  walk.message(rules, 0, bytes.length, 0);
-  return walk.problem;
+  // One walker for every call: walks are synchronous, and a request's check should allocate nothing when it passes.
+  walker.start(bytes, rules.typeName);
+  walker.message(rules, 0, bytes.length, 0);
+  const problem = walker.problem;
+  walker.start(EMPTY, '');
+  return problem;
 }
+
+const EMPTY = new Uint8Array(0);
 
 const NO_FIELDS: MessageRules = { typeName: 'group', fields: new Map() };
 
@@ -114,13 +119,14 @@ class Walk {
    * Where the walk is, as segments of the message that fails ("JWTSVIDRequest", ".node", ": group 15"): joined only
    * when a problem is found, so a well-formed request allocates no strings.
    */
-  private readonly path: string[];
+  private readonly path: string[] = [];
+  private buf: Uint8Array = EMPTY;
 
-  constructor(
-    private readonly buf: Uint8Array,
-    typeName: string,
-  ) {
-    this.path = [typeName];
+  start(buf: Uint8Array, typeName: string): void {
+    this.buf = buf;
+    this.problem = undefined;
+    this.path.length = 0;
+    this.path.push(typeName);
   }
 
   /**
@@ -191,7 +197,7 @@ class Walk {
       this.path.pop();
       return true;
     }
-    if (rule.utf8) return isUtf8(this.buf.subarray(pos, end)) || this.refuse(`${this.at(rule, number)} is not valid UTF-8`);
+    if (rule.utf8) return validUtf8(this.buf, pos, end) || this.refuse(`${this.at(rule, number)} is not valid UTF-8`);
     switch (rule.packedElement) {
       case VARINT:
         while (pos < end) {
@@ -254,9 +260,23 @@ class Walk {
   }
 }
 
+/**
+ * Whether buf[pos, end) is UTF-8. Strings in requests are nearly always ASCII (SPIFFE IDs, selectors, resource
+ * names), checked here byte by byte; node:buffer's isUtf8 (simdutf) needs a view of the range, which costs more than
+ * the loop for the short strings of a request, so it only sees strings with a non-ASCII byte.
+ */
+function validUtf8(buf: Uint8Array, pos: number, end: number): boolean {
+  for (let i = pos; i < end; i++) {
+    if (buf[i]! >= 0x80) return isUtf8(buf.subarray(i, end));
+  }
+  return true;
+}
+
 function varintProblem(code: number): string {
   return code === -1 ? 'a truncated varint' : 'a varint longer than 10 bytes';
 }
+
+const walker = new Walk();
 
 function wireTypeName(wireType: number): string {
   return `${WIRE_TYPE_NAMES[wireType] ?? 'invalid'} (${wireType})`;
