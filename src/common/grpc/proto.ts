@@ -47,7 +47,7 @@ export function loadProto(relativePath: string | string[]): GrpcObject {
   let loaded = grpcObjects.get(key);
   if (loaded === undefined) {
     const definition = protoLoader.loadSync([relativePath].flat(), { ...PROTO_CONVERSION, includeDirs: [protoDir] });
-    strictRequestDecoding(definition, protoRoot(relativePath));
+    strictRequestDecoding(definition, () => protoRoot(relativePath));
     loaded = loadPackageDefinition(definition);
     grpcObjects.set(key, loaded);
   }

@@ -24,36 +24,40 @@ export class MalformedRequest {
 }
 
 /**
- * Replaces the request deserializer of every method in `definition` (proto-loader's, for the files `root` was
- * loaded from) with one that refuses malformed bytes. Decoding itself stays proto-loader's.
+ * Replaces the request deserializer of every method in `definition` (proto-loader's) with one that refuses malformed
+ * bytes; `root` gives the same files as a protobufjs Root. Decoding itself stays proto-loader's. The root is asked for
+ * at a method's first request, not here: clients load the same definitions and never decode a request.
  */
-export function strictRequestDecoding(definition: PackageDefinition, root: protobuf.Root): void {
+export function strictRequestDecoding(definition: PackageDefinition, root: () => protobuf.Root): void {
   for (const [serviceName, service] of Object.entries(definition)) {
     // Message and enum definitions have a `format`; services are maps of method definitions.
     if ('format' in service) continue;
-    const lookedUp = root.lookup(serviceName);
-    if (!(lookedUp instanceof protobuf.Service)) throw new Error(`service ${serviceName} is not in the protobuf root`);
     for (const [methodName, method] of Object.entries(service)) {
-      const type = lookedUp.methods[methodName]?.resolve();
-      if (!(type instanceof protobuf.Method) || !type.resolvedRequestType) {
-        throw new Error(`method ${serviceName}.${methodName} has no request type in the protobuf root`);
-      }
+      const requestType = (): protobuf.Type => {
+        const found = root().lookup(serviceName);
+        const type = found instanceof protobuf.Service ? found.methods[methodName]?.resolve() : undefined;
+        if (!(type instanceof protobuf.Method) || !type.resolvedRequestType) {
+          throw new Error(`method ${serviceName}.${methodName} has no request type in the protobuf root`);
+        }
+        return type.resolvedRequestType;
+      };
       // A MalformedRequest is no request object; the interceptor keeps it from every handler.
-      method.requestDeserialize = strictDeserializer(type.resolvedRequestType, method.requestDeserialize) as (bytes: Buffer) => object;
+      method.requestDeserialize = strictDeserializer(requestType, method.requestDeserialize) as (bytes: Buffer) => object;
     }
   }
 }
 
-function strictDeserializer(type: protobuf.Type, deserialize: (bytes: Buffer) => unknown): (bytes: Buffer) => unknown {
-  const name = type.fullName.replace(/^\./, '');
+function strictDeserializer(requestType: () => protobuf.Type, deserialize: (bytes: Buffer) => unknown): (bytes: Buffer) => unknown {
+  let type: protobuf.Type | undefined;
   return (bytes: Buffer): unknown => {
+    type ??= requestType();
     const problem = wireProblem(type, bytes);
     if (problem !== undefined) return new MalformedRequest(invalidArgument(`malformed request: ${problem}`));
     try {
       return deserialize(bytes);
     } catch (error) {
       // Bytes wire-check accepted should always decode; if protobufjs still refuses them, it is about the request.
-      return new MalformedRequest(invalidArgument(`malformed request: not a valid ${name}`, error));
+      return new MalformedRequest(invalidArgument(`malformed request: not a valid ${type.fullName.replace(/^\./, '')}`, error));
     }
   };
 }
