@@ -26,7 +26,8 @@ import { checkSecurityHeader, WORKLOAD_API_PATH_PREFIX } from '../workload/secur
 /**
  * Refuses a Workload API call whose metadata lacks `workload.spiffe.io: true` (exactly one value) with
  * INVALID_ARGUMENT as soon as the metadata arrives. The call's message and half-close are never passed on, so the
- * handler never runs. Install with `new grpc.Server({ interceptors: [workloadSecurityHeaderInterceptor] })`.
+ * handler never runs. Install after the base ones:
+ * `new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor] })`.
  */
 export const workloadSecurityHeaderInterceptor: ServerInterceptor = (methodDescriptor, call) => {
   if (!methodDescriptor.path.startsWith(WORKLOAD_API_PATH_PREFIX)) return new ServerInterceptingCall(call);
