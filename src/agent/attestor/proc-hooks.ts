@@ -14,6 +14,8 @@ export interface ProcHooks {
   openFile(path: string): number;
   closeFile(fd: number): void;
   readText(path: string): string;
+  /** The names in a directory (for /proc/<pid>/task: the process's thread ids). */
+  readDirectory(path: string): string[];
   /**
    * The link's target, or undefined when it is not valid UTF-8: a selector cannot spell it, and decoding it lossily
    * would give different paths the same selector.
@@ -64,6 +66,7 @@ export const systemProcHooks: ProcHooks = {
   openFile: (path) => fs.openSync(path, fs.constants.O_RDONLY),
   closeFile: (fd) => fs.closeSync(fd),
   readText: (path) => fs.readFileSync(path, 'utf8'),
+  readDirectory: (path) => fs.readdirSync(path),
   readLink(path) {
     const target = fs.readlinkSync(path, 'buffer');
     try {

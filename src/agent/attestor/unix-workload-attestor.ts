@@ -63,7 +63,10 @@ interface ProcessFacts {
  * when the kernel marks the executable " (deleted)" (removed or replaced since exec(), as an in-place package upgrade
  * does): the path now names another file or none. The process still attests by its ids, and `sha256:` is the digest
  * of the image it runs, read through /proc/<pid>/exe, so entries keyed on ids or content keep matching and only
- * entries naming the path stop. (SPIRE's attestor with discover_workload_path refuses such a process outright.)
+ * entries naming the path stop. (SPIRE's attestor with discover_workload_path also hashes /proc/<pid>/exe, and gives
+ * the kernel's text as the path, `path:<path> (deleted)`, which entries naming the path do not match either.)
+ * A process whose main thread has exited while other threads run (the thread-group leader is a zombie, whose
+ * /proc/<pid>/exe fails) is attested from its live thread with the lowest tid (liveThread).
  *
  * Fails closed (SPEC-NOTES §7: attestation failure is UNAVAILABLE) whenever it cannot be sure the facts belong to the
  * process that connected: pid not visible (other pid namespace), connection closed, process exited, ids changed
@@ -171,17 +174,18 @@ export class UnixWorkloadAttestor {
       if (pinned && !this.alive(pidfd)) throw outlived(`process ${pid} has exited`);
       const dir = `/proc/self/fd/${dirfd}`;
       const startBefore = pinned ? undefined : this.startTime(dir, pid);
-      const status = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
-      if (status.state === 'Z' || status.state === 'X') throw outlived(`process ${pid} has exited`);
+      const { status, task } = this.liveThread(dir, pid);
       // SO_PEERCRED recorded the effective ids at connect(); if they differ now the process changed identity since.
       // Checked before the hash, which is charged to the uid: a process that exec'd a setuid binary must not spend
       // (or fill the cache of) the budget of the uid it became.
       if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
         throw outlived(`process ${pid} changed its uid/gid since it connected`);
       }
-      const exe = this.read(pid, 'exe', () => this.hooks.readLink(`${dir}/exe`));
-      const { file: exeFile, sha256 } = this.read(pid, 'exe', () =>
-        this.hashes === undefined ? { file: this.hooks.stat(`${dir}/exe`), sha256: undefined } : this.hashes.hashFile(`${dir}/exe`, status.effectiveUid),
+      const exe = this.read(pid, `${task}exe`, () => this.hooks.readLink(`${dir}/${task}exe`));
+      const { file: exeFile, sha256 } = this.read(pid, `${task}exe`, () =>
+        this.hashes === undefined
+          ? { file: this.hooks.stat(`${dir}/${task}exe`), sha256: undefined }
+          : this.hashes.hashFile(`${dir}/${task}exe`, status.effectiveUid),
       );
       if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
       // Still the same process after the reads: otherwise some of what we read may be another process's.
@@ -190,6 +194,37 @@ export class UnixWorkloadAttestor {
     } finally {
       this.hooks.closeFile(dirfd);
     }
+  }
+
+  /**
+   * The status to attest the process by and where under /proc/<pid> its executable is read (`task`: '' or
+   * 'task/<tid>/'). Normally the thread-group leader's own files. When the leader is a zombie while other threads
+   * live on (the main thread called pthread_exit(), as some runtimes do), /proc/<pid>/status describes the exited
+   * thread and /proc/<pid>/exe fails with ENOENT, so the live thread with the lowest tid stands in for the process:
+   * its status (each thread has its own ids; they are checked against SO_PEERCRED as the leader's would be) and the
+   * executable all threads share. Read through the same pinned directory: /proc/<pid>/task lists only this thread
+   * group's threads, so a tid recycled by another process never shows up in it.
+   */
+  private liveThread(dir: string, pid: number): { status: ProcStatus; task: string } {
+    const leader = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));
+    if (leader.state === 'X') throw outlived(`process ${pid} has exited`);
+    if (leader.state !== 'Z') return { status: leader, task: '' };
+    const tids = this.read(pid, 'task', () => this.hooks.readDirectory(`${dir}/task`))
+      .filter((name) => /^\d+$/.test(name) && Number(name) !== pid)
+      .map(Number)
+      .sort((a, b) => a - b);
+    for (const tid of tids) {
+      let status: ProcStatus;
+      try {
+        status = parseProcStatus(this.hooks.readText(`${dir}/task/${tid}/status`));
+      } catch (err) {
+        // That thread exited since the listing; another may still live.
+        if (errorCode(err) === 'ENOENT' || errorCode(err) === 'ESRCH') continue;
+        throw failed(`cannot read /proc/${pid}/task/${tid}/status (${errorCode(err)})`, err);
+      }
+      if (status.state !== 'Z' && status.state !== 'X') return { status, task: `task/${tid}/` };
+    }
+    throw outlived(`process ${pid} has exited`);
   }
 
   /** Once per executable path (bounded): a per-RPC warning would flood the log. */
