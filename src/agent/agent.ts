@@ -81,6 +81,8 @@ export class MeshidAgent {
   static async start(opts: AgentOptions): Promise<MeshidAgent> {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
+    // Built first: it refuses a /proc it cannot attest from (checkProcPidNamespace) before a join token is spent.
+    const attestor = opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }) });
     const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
     let agent: MeshidAgent | undefined;
     try {
@@ -202,7 +204,7 @@ export class MeshidAgent {
       agent.endpoint = await WorkloadEndpoint.start({
         socketPath: config.socketPath,
         cache,
-        attestor: opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }) }),
+        attestor,
         log,
         clock,
         sds: config.sds,

@@ -120,10 +120,11 @@ export class Cluster {
     // '=' form: a token may start with '-' (base64url), which the flag parser would read as a flag.
     if (options.joinToken !== undefined) args.push(`--join-token=${options.joinToken}`);
     args.push(...(options.extraArgs ?? []));
+    const launched = [...(options.launcher ?? []), process.execPath, AGENT_MAIN, ...args];
     const command: [string, string[]] =
       options.umask === undefined
-        ? [process.execPath, [AGENT_MAIN, ...args]]
-        : ['/bin/sh', ['-c', `umask ${options.umask}; exec "$0" "$@"`, process.execPath, AGENT_MAIN, ...args]];
+        ? [launched[0]!, launched.slice(1)]
+        : ['/bin/sh', ['-c', `umask ${options.umask}; exec "$0" "$@"`, ...launched]];
     const agent = new AgentProcess(spawn(command[0], command[1], {
       stdio: ['ignore', 'pipe', 'pipe'],
       env: { ...process.env, MESHID_LOG_LEVEL: 'debug' },
@@ -176,6 +177,8 @@ export interface AgentProcessOptions {
   socketPath?: string;
   /** Run the agent under this umask (e.g. "077"). */
   umask?: string;
+  /** A command the agent's command line is appended to, e.g. ['unshare', '--pid', '--fork']. */
+  launcher?: string[];
 }
 
 /** A meshid-agent process, its output, and a Workload API client for its socket. */

@@ -8,6 +8,7 @@ import { AttestationMemo, DEFAULT_MEMO_ENTRIES } from './attestation-memo.js';
 import { ExeHashCache } from './exe-hash-cache.js';
 import type { PeerInfo } from './peer-credentials.js';
 import { systemProcHooks, type FileIdentity, type ProcHooks } from './proc-hooks.js';
+import { checkProcPidNamespace } from './proc-namespace.js';
 import { parseProcStatus, parseStartTime, type ProcStatus } from './proc-status.js';
 import { UnixAccounts, type AccountNames } from './unix-accounts.js';
 
@@ -91,8 +92,11 @@ export class UnixWorkloadAttestor {
   private readonly warnedTooLarge = new Set<string>();
   private readonly memo: AttestationMemo | undefined;
 
+  /** Throws MeshidError('failed_precondition') when /proc is not of the agent's pid namespace (checkProcPidNamespace). */
   constructor(options: UnixWorkloadAttestorOptions = {}) {
     this.hooks = options.hooks ?? systemProcHooks;
+    // The real /proc whatever the hooks: a fact about the agent's own process, not about a caller.
+    checkProcPidNamespace(systemProcHooks);
     const maxHashBytes = options.maxHashBytes ?? DEFAULT_MAX_HASH_BYTES;
     if (!Number.isSafeInteger(maxHashBytes) || maxHashBytes < 0) throw new Error(`maxHashBytes must be a whole number ≥ 0, got ${maxHashBytes}`);
     this.accounts = new UnixAccounts(this.hooks, options.accountFiles);
