@@ -170,6 +170,15 @@ export class UnixWorkloadAttestor {
     try {
       dirfd = this.hooks.openDirectory(`/proc/${pid}`);
     } catch (err) {
+      // The pidfd still alive means the process is there and /proc hides it from the agent (hidepid=: ENOENT when
+      // invisible, EPERM when inaccessible). Not an exited caller, so no reason to close its connection.
+      if (pinned && this.alive(pidfd)) {
+        throw failed(
+          `cannot open /proc/${pid} (${errorCode(err)}) though the process runs: /proc hides it from the agent (mounted with ` +
+            'hidepid=?); run the agent as root or with CAP_SYS_PTRACE',
+          err,
+        );
+      }
       const gone = `process ${pid} is gone (${errorCode(err)})`;
       throw errorCode(err) === 'ENOENT' || errorCode(err) === 'ESRCH' ? outlived(gone, err) : failed(gone, err);
     }
