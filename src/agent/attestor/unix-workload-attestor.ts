@@ -81,7 +81,9 @@ interface ProcessFacts {
  * then exec()ed a setuid binary would otherwise lend the child's calls the binary's uid.
  *
  * What no scheme can stop: a process that connects and then exec()s a trusted binary, or hands its connection to a
- * child. The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe, and must share the host pid
+ * child; nor a process that runs a trusted binary with code of its own (LD_PRELOAD, ptrace by its uid) or re-points
+ * its own /proc/<pid>/exe at one (prctl PR_SET_MM_MAP from a user namespace of its own): `path:` and `sha256:` name
+ * the file a process was started from, and only the ids are a boundary (README). The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe, and must share the host pid
  * namespace with its workloads.
  */
 export class UnixWorkloadAttestor {
