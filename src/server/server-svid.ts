@@ -72,7 +72,11 @@ export class ServerSvid {
     return id;
   }
 
-  /** Best effort: a server that cannot save it still runs, and mints another at its next start. */
+  /**
+   * Best effort: a server that cannot save it still runs. The file then keeps the SVID saved before (if any), which
+   * the next start presents while restore() still accepts it (valid, not ruled out by a taint or revoke), else a new
+   * one is minted.
+   */
   private save(id: ServerIdentity): void {
     if (this.file === undefined) return;
     try {
