@@ -33,11 +33,12 @@ let server: ChildProcess;
 let serverOutput = '';
 
 /** Runs `meshid-server …` to completion; the admin socket comes from the environment unless a test passes its own. */
-function cli(args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string } = {}): Promise<Result> {
+function cli(args: string[], options: { env?: NodeJS.ProcessEnv; stdin?: string; uid?: number } = {}): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [MAIN, ...args], {
       env: { ...process.env, MESHID_ADMIN_SOCKET: socket, ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
+      ...(options.uid !== undefined ? { uid: options.uid, gid: options.uid } : {}),
     });
     let out = '';
     let err = '';
@@ -120,6 +121,12 @@ test('healthcheck reports a healthy server and exits 0, with SPIRE probes\' -sha
 test('healthcheck on a socket nobody serves exits 1 with an Unavailable line', async () => {
   const r = await cli(['healthcheck', '--admin-socket', path.join(dir, 'nope.sock')]);
   assertError(r, /^Error: Unavailable: cannot reach meshid-server on .*nope\.sock/);
+});
+
+test('another user than the server\'s is told to run as that user, not asked whether the server is running', { skip: process.getuid?.() !== 0 && 'needs root to run the CLI as another user' }, async () => {
+  // The admin socket's directory admits only the server's user (0700); nobody (65534) cannot reach the socket.
+  const r = await cli(['healthcheck'], { uid: 65534 });
+  assertError(r, /^Error: Unavailable: cannot reach meshid-server on .*admin\.sock \(permission denied\): run this as the user meshid-server runs as \(or root\)$/);
 });
 
 test("the server's own UNAVAILABLE (a datastore another process holds locked) keeps its message; it is not a connection failure", async () => {

@@ -4,6 +4,7 @@ import { unavailable } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure } from '../../common/grpc/call-failure.js';
+import { socketProblem, socketProblemWords } from '../../common/cli/socket-problem.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { DEFAULT_ADMIN_SOCKET } from '../config.js';
@@ -100,24 +101,16 @@ export class AdminClient {
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
     // Lost mid-call counts too: for an operator, the server went away.
     if (connectionFailure(err) !== undefined) {
-      return unavailable(
-        `cannot reach meshid-server on ${this.socketPath} (${connectProblem(err.details || err.message)}): is it running? ` +
-          `Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
-        err,
-      );
+      const problem = socketProblem(this.socketPath, err.details || err.message);
+      const where = `cannot reach meshid-server on ${this.socketPath} (${socketProblemWords(problem)})`;
+      if (problem.kind === 'not-a-socket') return unavailable(`${where}: pass the admin socket's own path in --admin-socket or ${ADMIN_SOCKET_ENV}`, err);
+      if (problem.kind === 'permission') return unavailable(`${where}: run this as the user meshid-server runs as (or root)`, err);
+      return unavailable(`${where}: is it running? Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`, err);
     }
     return fromServiceError(err);
   }
 }
 
-
-/** grpc-js reports a failed connect as a long sentence; the operator needs the errno in words. */
-function connectProblem(details: string): string {
-  if (details.includes('ENOENT')) return 'no socket there';
-  if (details.includes('ECONNREFUSED')) return 'nothing is listening';
-  if (details.includes('EACCES') || details.includes('EPERM')) return 'permission denied';
-  return details;
-}
 
 /** Opens an AdminClient for the socket the flags and environment name. */
 export function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv): AdminClient {

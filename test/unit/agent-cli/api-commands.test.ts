@@ -113,7 +113,20 @@ describe('meshid-agent api fetch x509 (attestation stubbed: caller has unix:uid:
     assert.ok(fs.statSync(stale).isSocket());
     const r = await within(api(['fetch', 'x509', '--socket-path', stale, '--timeout', '2s']), 'the command to give up');
     assert.equal(r.code, 1);
-    assert.match(r.err, /^Error: Unavailable: cannot reach the Workload API on .*stale\.sock: .*ECONNREFUSED.*\n$/);
+    assert.equal(r.err, `Error: Unavailable: cannot reach the Workload API on ${stale} (nothing is listening): is meshid-agent running? Pass --socket-path or set SPIFFE_ENDPOINT_SOCKET\n`);
+  });
+
+  test('a --socket-path that is a directory or a plain file is named as such, not as an agent that is down', async () => {
+    const file = path.join(tmp, 'not-a-socket');
+    fs.writeFileSync(file, '');
+    for (const [where, what] of [[tmp, 'a directory'], [file, 'a regular file']] as const) {
+      const r = await within(api(['fetch', 'x509', '--socket-path', where, '--timeout', '2s']), 'the command to give up');
+      assert.equal(r.code, 1);
+      assert.equal(
+        r.err,
+        `Error: Unavailable: cannot reach the Workload API on ${where} (${what}, not a socket): pass the agent socket's own path in --socket-path or SPIFFE_ENDPOINT_SOCKET\n`,
+      );
+    }
   });
 });
 

@@ -84,6 +84,19 @@ test('an unreachable admin socket is an Unavailable line naming the socket', asy
   );
 });
 
+test('an admin socket path that is a directory or a plain file is named as such, not as a server that is down', async () => {
+  const file = path.join(DEAD_DIR, 'plain-file');
+  fs.writeFileSync(file, '');
+  for (const [where, what] of [[DEAD_DIR, 'a directory'], [file, 'a regular file']] as const) {
+    const r = await run(['healthcheck', '--admin-socket', where]);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.err,
+      `Error: Unavailable: cannot reach meshid-server on ${where} (${what}, not a socket): pass the admin socket's own path in --admin-socket or MESHID_ADMIN_SOCKET\n`,
+    );
+  }
+});
+
 test("the server's own UNAVAILABLE that quotes a connect error (a partner refusing) is passed through, not blamed on the socket", async (t) => {
   // A stand-in for meshid-server's admin socket: its refresh answers what the poller reported.
   const socket = path.join(DEAD_DIR, 'standin.sock');
