@@ -23,6 +23,7 @@ import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
 import { BundleEndpoint } from './federation/bundle-endpoint.js';
+import { listenFailure } from '../common/listen-failure.js';
 import { ServingCertFile } from './federation/serving-cert-file.js';
 import { FederatedBundlePoller } from './federation/bundle-poller.js';
 import { SyncHub } from './api/sync-hub.js';
@@ -278,7 +279,7 @@ async function startAgentApi(
   );
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(['meshid.agent.v1.Node'], () => true));
   const port = await new Promise<number>((resolve, reject) =>
-    server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(err) : resolve(p))),
+    server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(listenFailure(err, config.bindAddress, '--bind-address, bind_address')) : resolve(p))),
   );
   return { server, port };
 }

@@ -5,6 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
 import { spawnSync } from 'node:child_process';
 import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
@@ -95,6 +96,27 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
     assert.equal(missing.code, 1);
     assert.match(missing.err, /CA key file .* is missing: restore it from a backup/);
   } finally {
+    cleanup();
+  }
+});
+
+test('a port another process holds stops startup with the setting that named it and what to do, not grpc-js\'s sentence', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-port-');
+  const taken = net.createServer();
+  try {
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+    const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
+    const agentApi = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd1'), '--bind-address', address, '--admin-socket', path.join(dir, 'a1', 's.sock')]);
+    assert.equal(agentApi.code, 1);
+    assert.match(agentApi.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bind-address, bind_address\\): another process is listening on that port; stop it or choose another port$`, 'm'));
+    const endpoint = await runNode(SERVER_MAIN, [
+      'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0', '--bundle-endpoint-address', address,
+      '--admin-socket', path.join(dir, 'a2', 's.sock'),
+    ]);
+    assert.equal(endpoint.code, 1);
+    assert.match(endpoint.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bundle-endpoint-address, bundle_endpoint_address\\): another process`, 'm'));
+  } finally {
+    taken.close();
     cleanup();
   }
 });

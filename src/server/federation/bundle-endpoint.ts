@@ -2,6 +2,7 @@ import https from 'node:https';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
 import { parseHostPort } from '../../common/host-port.js';
+import { listenFailure } from '../../common/listen-failure.js';
 import type { Logger } from '../../common/log.js';
 import { bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { sourceKey } from '../source-key.js';
@@ -92,9 +93,10 @@ export class BundleEndpoint {
     server.maxConnections = MAX_CONNECTIONS;
     limitPerSource(server, options.log);
     await new Promise<void>((resolve, reject) => {
-      server.once('error', reject);
+      const failed = (err: Error): void => reject(listenFailure(err, options.address, '--bundle-endpoint-address, bundle_endpoint_address'));
+      server.once('error', failed);
       server.listen(port, host, () => {
-        server.off('error', reject);
+        server.off('error', failed);
         resolve();
       });
     });
