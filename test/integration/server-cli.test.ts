@@ -368,6 +368,18 @@ test('entry delete removes the entry; deleting it again is NotFound', async () =
   assertError(await cli(['entry', 'delete', '-entryID', id]), /^Error: NotFound: /);
 });
 
+test('entry delete of several IDs deletes what it can and names every ID it could not delete, exit 1', async () => {
+  const id = await createEntry(['--spiffe-id', `spiffe://${TD}/del-many`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:9']);
+  const r = await cli(['entry', 'delete', '--entry-id', 'no-such-1', '--entry-id', id, '--entry-id', 'no-such-2']);
+  assert.equal(r.code, 1);
+  assert.equal(r.out, `Deleted entry with ID: ${id}\n`);
+  assert.equal(r.err, 'Error: NotFound: registration entry no-such-1 not found\nError: NotFound: registration entry no-such-2 not found\n');
+  const json = await cli(['entry', 'delete', '--entry-id', 'no-such-1', '--entry-id', 'no-such-2', '--output', 'json']);
+  assert.equal(json.code, 1);
+  assert.deepEqual((JSON.parse(json.out) as { results: Array<{ id: string }> }).results.map((x) => x.id), ['no-such-1', 'no-such-2']);
+  assert.equal(json.err.split('\n').filter((l) => l !== '').length, 2);
+});
+
 test('token generate prints the token, then its expiry', async () => {
   const r = await cli(['token', 'generate', '--datacenter', 'west', '--ttl', '5m']);
   assertOk(r);

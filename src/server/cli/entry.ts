@@ -1,7 +1,7 @@
 import { invalidArgument } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
-import { errorLine, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
+import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { serverId } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
@@ -262,14 +262,18 @@ const remove: Command = {
     const res = await withAdminClient(args, io.env, (client) => client.call('Entries', 'DeleteEntries', { ids }));
     const results = (res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } }));
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results }));
-    let failure: Error | undefined;
+    // Every refused ID gets its own line: an operator deleting several must learn about each one that is left.
+    let failed = 0;
     for (const r of results) {
       const err = batchStatusError(r.status);
-      if (err === undefined && outputFormat(args) === 'pretty') io.stdout.write(`Deleted entry with ID: ${r.id}\n`);
-      failure ??= err;
+      if (err === undefined) {
+        if (outputFormat(args) === 'pretty') io.stdout.write(`Deleted entry with ID: ${r.id}\n`);
+        continue;
+      }
+      failed++;
+      io.stderr.write(errorLine(err) + '\n');
     }
-    if (failure !== undefined) throw failure;
-    return 0;
+    return failed === 0 ? 0 : EXIT_FAILURE;
   },
 };
 
