@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
+import { closestMatch } from './cli/suggest.js';
 
 /**
  * Reads a JSON config file that must hold an object; `{ "<section>": { … } }` (the section alone) is accepted too,
@@ -34,11 +35,27 @@ export type ConfigKeyType = 'string' | 'number' | 'boolean' | 'array' | 'object'
 export function checkConfigKeys(obj: Record<string, unknown>, known: Readonly<Record<string, ConfigKeyType>>, where: string): void {
   for (const [key, value] of Object.entries(obj)) {
     const type = known[key];
-    if (type === undefined) throw invalidArgument(`${where}: unknown key "${key}" (known: ${Object.keys(known).join(', ')})`);
+    if (type === undefined) {
+      const close = closestConfigKey(key, Object.keys(known));
+      throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${Object.keys(known).join(', ')}`})`);
+    }
     const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
     if (!type.split('|').includes(actual)) {
       const expected = type === 'string|number' ? 'a string or a number' : `${type === 'array' || type === 'object' ? 'an' : 'a'} ${type}`;
       throw invalidArgument(`${where}: "${key}" must be ${expected}, got ${actual}`);
     }
   }
+}
+
+/**
+ * The key an operator most likely meant: the snake_case spelling of a flag or camelCase name (`trustDomain`,
+ * `bind-address`), a key it is the start of (`trust_bundle` for the agent's `trust_bundle_path`, which its
+ * `--trust-bundle` flag sets), or a near typo.
+ */
+export function closestConfigKey(key: string, known: readonly string[]): string | undefined {
+  const snake = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toLowerCase();
+  if (known.includes(snake)) return snake;
+  const longer = known.filter((k) => k.startsWith(`${snake}_`));
+  if (longer.length === 1) return longer[0];
+  return closestMatch(snake, known);
 }

@@ -1,5 +1,6 @@
 import { invalidArgument } from '../../common/errors.js';
 import { isJsonObject } from '../../common/json-object.js';
+import { closestConfigKey } from '../../common/config-file.js';
 import { parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
 
 export type BundleEndpointProfile = 'https_spiffe' | 'https_web';
@@ -58,7 +59,10 @@ export function compileRelationship(name: string, value: unknown, ownTrustDomain
   if (trustDomain === ownTrustDomain) throw invalidArgument(`${where}: that is this server's own trust domain`);
   if (!isJsonObject(value)) throw invalidArgument(`${where} must be an object with bundle_endpoint_url and bundle_endpoint_profile`);
   for (const key of Object.keys(value)) {
-    if (!KNOWN_KEYS.has(key)) throw invalidArgument(`${where}: unknown key "${key}" (known: ${[...KNOWN_KEYS].join(', ')})`);
+    if (!KNOWN_KEYS.has(key)) {
+      const close = closestConfigKey(key, [...KNOWN_KEYS]);
+      throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${[...KNOWN_KEYS].join(', ')}`})`);
+    }
   }
   const r = value as RawRelationship;
   if (typeof r.bundle_endpoint_url !== 'string') throw invalidArgument(`${where}: bundle_endpoint_url is required`);

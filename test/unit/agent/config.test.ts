@@ -47,6 +47,20 @@ test('unknown keys, wrong types and bad JSON in the config file are errors that 
   withConfig({ agent: { server_address: 'a:1' } }, (file) => assert.equal(readAgentConfigFile(file).server_address, 'a:1'));
 });
 
+test('an unknown key suggests the key meant: the flag\'s own key, a camelCase or flag spelling, a typo', () => {
+  // --trust-bundle sets trust_bundle_path (SPIRE's name): the flag's spelling as a key is the likeliest slip.
+  const cases: Array<[Record<string, unknown>, string]> = [
+    [{ trust_bundle: '/b.pem' }, 'unknown key "trust_bundle" (did you mean "trust_bundle_path"?)'],
+    [{ serverAddress: 'a:1' }, 'unknown key "serverAddress" (did you mean "server_address"?)'],
+    [{ 'socket-path': '/s' }, 'unknown key "socket-path" (did you mean "socket_path"?)'],
+    [{ sever_address: 'a:1' }, 'unknown key "sever_address" (did you mean "server_address"?)'],
+  ];
+  for (const [doc, message] of cases) {
+    withConfig(doc, (file) => assert.throws(() => readAgentConfigFile(file), (err: Error) => err.message.endsWith(message) || assert.fail(err.message)));
+  }
+  withConfig({ colour: 'blue' }, (file) => assert.throws(() => readAgentConfigFile(file), /unknown key "colour" \(known: server_address, trust_bundle_path, /));
+});
+
 test('cross-field and value checks say what to change', () => {
   assert.throws(() => compileAgentConfig({}), /--server-address host:port/);
   for (const bad of ['server', 'server:0', 'server:70000', 'http://server:80', ':8081']) {

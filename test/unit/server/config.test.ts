@@ -44,7 +44,9 @@ test('config files reject unknown keys by name', () => {
   try {
     const file = path.join(dir, 'server.json');
     fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example.org', datacentres: ['east'] }));
-    assert.throws(() => readConfigFile(file), /unknown key "datacentres"/);
+    assert.throws(() => readConfigFile(file), /unknown key "datacentres" \(did you mean "datacenters"\?\)$/);
+    fs.writeFileSync(file, JSON.stringify({ trustDomain: 'example.org' }));
+    assert.throws(() => readConfigFile(file), /unknown key "trustDomain" \(did you mean "trust_domain"\?\)$/);
     fs.writeFileSync(file, JSON.stringify({ server: { trust_domain: 'example.org', datacenters: ['east', 'west'] } }));
     assert.deepEqual(compileServerConfig(readConfigFile(file)).datacenters, ['east', 'west']);
     fs.writeFileSync(file, '{ not json');
