@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
 import { closestMatch } from './cli/suggest.js';
+import { readProblem } from './cli/input.js';
 
 /**
  * Reads a JSON config file that must hold an object; `{ "<section>": { … } }` (the section alone) is accepted too,
@@ -12,7 +13,7 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw invalidArgument(`cannot read config file ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidArgument(`cannot read config file ${file}: ${readProblem(err)}`);
   }
   let parsed: unknown;
   try {

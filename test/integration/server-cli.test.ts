@@ -189,7 +189,7 @@ test("entry create --data creates a spire-server -data file's entries; what is r
   const shown = await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/from-file/b`]);
   assert.equal(field(shown.out, 'DNS name'), 'b.local');
   assertError(await cli(['entry', 'create', '--data', file, '--hint', 'x']), /^Error: InvalidArgument: --data creates the entries of its file: it cannot be combined with --hint/);
-  assertError(await cli(['entry', 'create', '--data', path.join(path.dirname(file), 'nope.json')]), /^Error: InvalidArgument: cannot read entry file .*nope\.json: ENOENT/);
+  assertError(await cli(['entry', 'create', '--data', path.join(path.dirname(file), 'nope.json')]), /^Error: InvalidArgument: cannot read entry file .*nope\.json: no such file \(ENOENT\)/);
 });
 
 test('creating the same entry twice is AlreadyExists', async () => {

@@ -3,6 +3,7 @@ import { invalidArgument } from '../../common/errors.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import { pemToDerList } from '../../common/x509/pem.js';
+import { readProblem } from '../../common/cli/input.js';
 
 /**
  * Reads the trust bundle the operator gave for the first attestation: PEM CA certificates, as `meshid-server bundle
@@ -13,7 +14,7 @@ export function readTrustBundleFile(file: string): Buffer[] {
   try {
     text = fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw invalidArgument(`cannot read the trust bundle ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidArgument(`cannot read the trust bundle ${file}: ${readProblem(err)}`);
   }
   let roots: Buffer[];
   try {

@@ -7,9 +7,24 @@ export function readTextFile(file: string, what: string): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (err) {
-    throw invalidArgument(`cannot read ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
+    throw invalidArgument(`cannot read ${what} ${file}: ${readProblem(err)}`);
   }
 }
+
+/** Why a file could not be read, in words, with the errno for searching: "no such file (ENOENT)". */
+export function readProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code;
+  const words = code === undefined ? undefined : READ_PROBLEMS[code];
+  return words !== undefined ? `${words} (${code})` : code ?? (err as Error).message;
+}
+
+const READ_PROBLEMS: Readonly<Record<string, string>> = {
+  ENOENT: 'no such file',
+  EISDIR: 'it is a directory, not a file',
+  ENOTDIR: 'a part of the path is not a directory',
+  EACCES: 'permission denied',
+  EPERM: 'permission denied',
+};
 
 /** Everything on standard input; `missing` is the error when the command was given none to read. */
 export async function readAll(stdin: Readable | undefined, missing: string): Promise<string> {

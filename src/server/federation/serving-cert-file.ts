@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import { exportPkcs8Pem, importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { certificatesToPem, pemToDerList } from '../../common/x509/pem.js';
+import { readProblem } from '../../common/cli/input.js';
 
 /** What a TLS server presents: a certificate chain, leaf first, and the leaf's key (PEM). */
 export interface ServingCert {
@@ -121,7 +122,7 @@ export function loadServingCert(files: Pick<ServingCertFiles, 'certFile' | 'keyF
     try {
       return fs.readFileSync(file, 'utf8');
     } catch (err) {
-      throw invalidArgument(`cannot read the bundle endpoint ${what} ${file}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`, err);
+      throw invalidArgument(`cannot read the bundle endpoint ${what} ${file}: ${readProblem(err)}`, err);
     }
   };
   const certText = read(files.certFile, 'certificate');

@@ -97,6 +97,13 @@ test('an admin socket path that is a directory or a plain file is named as such,
   }
 });
 
+test('a file flag naming a directory or nothing says so in words', async () => {
+  const dir = await run(['bundle', 'set', '--trust-domain', 'partner.org', '--path', DEAD_DIR]);
+  assert.equal(dir.err, `Error: InvalidArgument: cannot read bundle file ${DEAD_DIR}: it is a directory, not a file (EISDIR)\n`);
+  const none = await run(['entry', 'create', '--data', path.join(DEAD_DIR, 'nope.json')]);
+  assert.equal(none.err, `Error: InvalidArgument: cannot read entry file ${path.join(DEAD_DIR, 'nope.json')}: no such file (ENOENT)\n`);
+});
+
 test("the server's own UNAVAILABLE that quotes a connect error (a partner refusing) is passed through, not blamed on the socket", async (t) => {
   // A stand-in for meshid-server's admin socket: its refresh answers what the poller reported.
   const socket = path.join(DEAD_DIR, 'standin.sock');

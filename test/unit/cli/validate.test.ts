@@ -95,5 +95,5 @@ test('agent validate: the trust bundle must be readable CA certificates of the t
   assert.equal(garbage.code, 1);
   assert.match(garbage.err, /garbage\.pem/);
   const missing = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--trust-bundle', path.join(dir, 'absent.pem')]);
-  assert.match(missing.err, /cannot read the trust bundle .*absent\.pem: ENOENT/);
+  assert.match(missing.err, /cannot read the trust bundle .*absent\.pem: no such file \(ENOENT\)/);
 });
