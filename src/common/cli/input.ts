@@ -26,9 +26,13 @@ const READ_PROBLEMS: Readonly<Record<string, string>> = {
   EPERM: 'permission denied',
 };
 
-/** Everything on standard input; `missing` is the error when the command was given none to read. */
+/**
+ * Everything on standard input; `missing` is the error when the command was given none to read. A terminal is not
+ * read: a command waiting for input nobody knows it expects looks hung, so the operator is told what to pass instead.
+ */
 export async function readAll(stdin: Readable | undefined, missing: string): Promise<string> {
   if (stdin === undefined) throw invalidArgument(missing);
+  if ((stdin as { isTTY?: boolean }).isTTY === true) throw invalidArgument(`${missing} (standard input is a terminal: pipe or redirect the input)`);
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks).toString('utf8');

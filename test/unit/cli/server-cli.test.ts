@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { Readable } from 'node:stream';
 import { parseArgs } from '../../../src/common/cli/args.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { ADMIN_SOCKET_FLAG, adminSocketPath } from '../../../src/server/cli/admin-client.js';
@@ -95,6 +96,19 @@ test('an admin socket path that is a directory or a plain file is named as such,
       `Error: Unavailable: cannot reach meshid-server on ${where} (${what}, not a socket): pass the admin socket's own path in --admin-socket or MESHID_ADMIN_SOCKET\n`,
     );
   }
+});
+
+test('bundle set and entry create --data - with a terminal on standard input say what to pass instead of waiting', async () => {
+  // A terminal where the operator typed a line: the old code read it and went on to the server.
+  const terminal = (): Readable => Object.assign(Readable.from([Buffer.from('typed by hand\n')]), { isTTY: true });
+  const bundle = captureIo({ MESHID_ADMIN_SOCKET: DEAD_SOCKET });
+  bundle.stdin = terminal();
+  assert.equal(await serverCli(['bundle', 'set', '--trust-domain', 'partner.org'], bundle), 1);
+  assert.equal(bundle.err(), 'Error: InvalidArgument: no bundle given: pass --path FILE or --data TEXT (standard input is a terminal: pipe or redirect the input)\n');
+  const entries = captureIo({ MESHID_ADMIN_SOCKET: DEAD_SOCKET });
+  entries.stdin = terminal();
+  assert.equal(await serverCli(['entry', 'create', '--data', '-'], entries), 1);
+  assert.match(entries.err(), /^Error: InvalidArgument: --data - reads the entries from standard input.*\(standard input is a terminal: pipe or redirect the input\)\n$/);
 });
 
 test('a file flag naming a directory or nothing says so in words', async () => {
