@@ -48,12 +48,13 @@ export function validateSelector(s: ProtoSelector | undefined, index: number): S
  * The selectors meshid's unix attestor makes (agent/attestor), checked so an entry that could never match (a
  * misspelt key, a uid that is not a number) is refused when written rather than found out when nothing gets its SVID.
  */
+const NUMERIC_ID = /^\d{1,10}$/;
 const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> = {
-  uid: { re: /^\d{1,10}$/, expect: 'a numeric uid' },
+  uid: { re: NUMERIC_ID, expect: 'a numeric uid' },
   user: { re: /^.+$/, expect: 'a user name' },
-  gid: { re: /^\d{1,10}$/, expect: 'a numeric gid' },
+  gid: { re: NUMERIC_ID, expect: 'a numeric gid' },
   group: { re: /^.+$/, expect: 'a group name' },
-  supplementary_gid: { re: /^\d{1,10}$/, expect: 'a numeric gid' },
+  supplementary_gid: { re: NUMERIC_ID, expect: 'a numeric gid' },
   supplementary_group: { re: /^.+$/, expect: 'a group name' },
   path: { re: /^\//, expect: 'an absolute path' },
   sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits' },
@@ -69,6 +70,20 @@ function checkUnixSelector(value: string, index: number): void {
     );
   }
   if (colon === -1 || !rule.re.test(value.slice(colon + 1))) throw invalidArgument(`selector ${index + 1}: unix:${key}: needs ${rule.expect}, got "${value.slice(colon + 1)}"`);
+  if (rule.re === NUMERIC_ID) checkNumericId(key, value.slice(colon + 1), index);
+}
+
+/** Linux ids are 32-bit; (uid_t)-1 is "no id", which no process has. */
+const MAX_ID = 4_294_967_294;
+
+/**
+ * The attestor writes ids as the kernel reports them, in plain decimal: "0100" or a number past 32 bits would be an
+ * entry no process ever matches, found out only when nothing gets its SVID.
+ */
+function checkNumericId(key: string, id: string, index: number): void {
+  const n = Number(id);
+  if (n > MAX_ID) throw invalidArgument(`selector ${index + 1}: unix:${key}:${id} can never match: ids go up to ${MAX_ID}`);
+  if (String(n) !== id) throw invalidArgument(`selector ${index + 1}: unix:${key}:${id} can never match: the attestor writes ids without leading zeros; write unix:${key}:${n}`);
 }
 
 /** An entry's or a filter's selectors: each valid, at most MAX_SELECTORS. */

@@ -1,0 +1,21 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { validateSelector } from '../../../src/server/api/entry-validation.js';
+
+const unix = (value: string) => ({ type: 'unix', value });
+
+test('numeric unix ids are accepted as the attestor writes them, up to 4294967294', () => {
+  for (const v of ['uid:0', 'uid:1000', 'gid:4294967294', 'supplementary_gid:65534']) assert.deepEqual(validateSelector(unix(v), 0), unix(v));
+});
+
+test('a unix id no process can have is refused, saying why and what to write', () => {
+  const cases: Array<[string, string]> = [
+    ['uid:0100', 'selector 1: unix:uid:0100 can never match: the attestor writes ids without leading zeros; write unix:uid:100'],
+    ['gid:00', 'selector 1: unix:gid:00 can never match: the attestor writes ids without leading zeros; write unix:gid:0'],
+    ['uid:4294967295', 'selector 1: unix:uid:4294967295 can never match: ids go up to 4294967294'],
+    ['supplementary_gid:9999999999', 'selector 1: unix:supplementary_gid:9999999999 can never match: ids go up to 4294967294'],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => validateSelector(unix(value), 0), (err: Error & { code?: string }) => err.code === 'invalid_argument' && err.message === message, value);
+  }
+});
