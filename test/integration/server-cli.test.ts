@@ -116,6 +116,10 @@ test('healthcheck reports a healthy server and exits 0, with SPIRE probes\' -sha
   const shallow = await cli(['healthcheck', '-shallow']);
   assertOk(shallow);
   assert.equal(shallow.out, 'Server is healthy.\n');
+  const verbose = await cli(['healthcheck', '-shallow', '-verbose']);
+  assert.equal(verbose.code, 0, verbose.err);
+  assert.equal(verbose.out, 'Server is healthy.\n');
+  assert.equal(verbose.err, `Checking meshid-server on ${socket}...\n`);
 });
 
 test('healthcheck on a socket nobody serves exits 1 with an Unavailable line', async () => {

@@ -1,13 +1,15 @@
 import { unavailable } from '../../common/errors.js';
-import { runCommand, SHALLOW_FLAG, type Command } from '../../common/cli/command.js';
+import { runCommand, SHALLOW_FLAG, VERBOSE_FLAG, type Command } from '../../common/cli/command.js';
+import { resolveSocketPath } from './endpoint-socket.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { SOCKET_PATH_FLAG, TIMEOUT_FLAG, withWorkloadClient } from './flags.js';
 
 const healthcheck: Command = {
   name: 'healthcheck',
   summary: "Asks the agent whether it is serving (grpc.health.v1 Check on its Workload API socket); exit 0 when healthy.",
-  flags: [SOCKET_PATH_FLAG, TIMEOUT_FLAG, OUTPUT_FLAG, SHALLOW_FLAG],
+  flags: [SOCKET_PATH_FLAG, TIMEOUT_FLAG, OUTPUT_FLAG, SHALLOW_FLAG, VERBOSE_FLAG],
   async run(args, io) {
+    if (args.bool('verbose') === true) io.stderr.write(`Checking meshid-agent on ${resolveSocketPath(args.string(SOCKET_PATH_FLAG.name), io.env)}...\n`);
     const status = await withWorkloadClient(args, io.env, (client) => client.health());
     if (status !== 'SERVING') throw unavailable(`agent is not healthy: status ${status}`);
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ status }) : 'Agent is healthy.\n');

@@ -24,6 +24,9 @@ const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
  */
 export const SHALLOW_FLAG: FlagSpec = { name: 'shallow', type: 'bool', description: "Accepted for SPIRE's probes; the check is the same" };
 
+/** SPIRE's `healthcheck -verbose`, accepted for the same reason; it names the socket checked, on stderr (stdout stays the verdict). */
+export const VERBOSE_FLAG: FlagSpec = { name: 'verbose', type: 'bool', description: 'Also print which socket is checked (on stderr)' };
+
 /**
  * Parses argv for `cmd` and runs it: --help prints the help and exits 0; a parse error or anything thrown becomes one
  * `Error: …` line on stderr and exit status 1.

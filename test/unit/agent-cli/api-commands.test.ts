@@ -214,6 +214,10 @@ describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
     assert.equal(ok.out(), 'Agent is healthy.\n');
     const shallow = captureIo();
     assert.equal(await healthcheckCommand(['-socketPath', h.socketPath, '-shallow'], shallow), 0, 'a SPIRE probe runs unchanged');
+    const verbose = captureIo();
+    assert.equal(await healthcheckCommand(['-socketPath', h.socketPath, '-shallow', '-verbose'], verbose), 0, "SPIRE's -verbose too");
+    assert.equal(verbose.out(), 'Agent is healthy.\n');
+    assert.equal(verbose.err(), `Checking meshid-agent on ${h.socketPath}...\n`);
     h.cache.isReady = false;
     try {
       const bad = captureIo();
