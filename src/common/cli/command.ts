@@ -85,7 +85,9 @@ export async function runGroup(
 
 /** `unknown command "meshid-server entry crate" (did you mean "create"?)`. */
 export function unknownCommand(path: string, name: string, known: readonly string[]): Error {
-  const close = closestMatch(name, known);
+  // `meshid-agent api fetch --socket-path X` (the command forgotten, or put last): a flag is no misspelt command.
+  if (name.startsWith('-')) return invalidArgument(`${path} needs a command before its flags, got ${name}: one of ${known.join(', ')} (e.g. ${path} ${known[0]} ${name} …)`);
+  const close = name === '' ? undefined : closestMatch(name, known);
   const hint = close === undefined ? ` (known: ${known.join(', ')})` : ` (did you mean "${close}"?)`;
   return invalidArgument(`unknown command "${path} ${name}"${hint}`);
 }

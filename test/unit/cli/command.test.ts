@@ -55,6 +55,15 @@ test('an unknown subcommand is an error suggesting the closest one', async () =>
   assert.equal(io.err(), 'Error: InvalidArgument: unknown command "tool ecko" (did you mean "echo"?)\n');
 });
 
+test('a flag where the subcommand goes says a command is missing, not that the flag is an unknown command', async () => {
+  const io = captureIo();
+  assert.equal(await runGroup('tool', 'Tools.', [echo], ['--word', 'x'], io), 1);
+  assert.equal(io.err(), 'Error: InvalidArgument: tool needs a command before its flags, got --word: one of echo (e.g. tool echo --word …)\n');
+  const empty = captureIo();
+  assert.equal(await runGroup('tool', 'Tools.', [echo], [''], empty), 1);
+  assert.equal(empty.err(), 'Error: InvalidArgument: unknown command "tool " (known: echo)\n', 'an empty word suggests nothing');
+});
+
 test('a group without a subcommand prints its help to stderr and fails; with --help to stdout and succeeds', async () => {
   const bare = captureIo();
   assert.equal(await runGroup('tool', 'Tools.', [echo], [], bare), 1);
