@@ -44,7 +44,7 @@ const fetchJwt: Command = {
   name: 'jwt',
   summary: 'Fetches JWT-SVIDs for the given audience (FetchJWTSVID) and prints the tokens.',
   flags: [
-    { name: 'audience', type: 'strings', valueName: 'AUD', description: 'Audience of the token; comma-separated or repeated' },
+    { name: 'audience', type: 'strings', valueName: 'AUD', description: 'Audience of the token, comma-separated or repeated; required' },
     { name: 'spiffe-id', aliases: ['spiffeID'], type: 'string', valueName: 'ID', description: 'Only this identity (default: every identity of the caller)' },
     SOCKET_PATH_FLAG,
     TIMEOUT_FLAG,

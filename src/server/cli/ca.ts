@@ -65,7 +65,7 @@ function authorityAction(name: string, summary: string, method: 'TaintAuthority'
   return {
     name,
     summary,
-    flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+    flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show; required' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
     async run(args, io) {
       const id = args.requiredString('id', '(see ca show)');
       const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', method, { id }));

@@ -252,3 +252,16 @@ describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled
     }
   });
 });
+
+test('a flag an api command refuses to run without is marked required in its --help', async () => {
+  let checked = 0;
+  for (const command of [['fetch', 'x509'], ['fetch', 'jwt'], ['fetch', 'bundle'], ['validate', 'jwt'], ['watch']]) {
+    const bare = await api([...command, '--socket-path', path.join(tmp, 'none.sock'), '--timeout', '1s']);
+    const required = /flag (--[a-z-]+) is required/.exec(bare.err)?.[1];
+    if (required === undefined) continue;
+    checked++;
+    const line = (await api([...command, '--help'])).out.split('\n').find((l) => l.trimStart().startsWith(`${required} `));
+    assert.ok(line !== undefined && /\brequired\b/.test(line), `api ${command.join(' ')}: ${required} is required but its help says:\n${line}`);
+  }
+  assert.ok(checked >= 2, `only ${checked} commands with a required flag were found`);
+});

@@ -183,3 +183,20 @@ test('the top-level help lists every command group', async () => {
   assert.equal(r.code, 0);
   for (const g of ['run', 'entry', 'token', 'bundle', 'agent', 'ca', 'x509', 'jwt', 'healthcheck']) assert.match(r.out, new RegExp(`^  ${g} `, 'm'));
 });
+
+test('a flag a command refuses to run without is marked required in its --help', async () => {
+  const groups = (await run(['--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim()).filter((g) => !['run', 'validate', 'healthcheck'].includes(g));
+  let checked = 0;
+  for (const group of groups) {
+    for (const command of (await run([group, '--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim())) {
+      const bare = await run([group, command]);
+      const required = /flag (--[a-z-]+) is required/.exec(bare.err)?.[1];
+      if (required === undefined) continue;
+      checked++;
+      const help = (await run([group, command, '--help'])).out;
+      const line = help.split('\n').find((l) => l.trimStart().startsWith(`${required} `));
+      assert.ok(line !== undefined && /\brequired\b/.test(line), `${group} ${command}: ${required} is required but its help says:\n${line}`);
+    }
+  }
+  assert.ok(checked >= 10, `only ${checked} commands with a required flag were found`);
+});
