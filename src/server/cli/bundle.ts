@@ -48,15 +48,26 @@ function fullBundle(b: ProtoBundle): Record<string, unknown> {
   };
 }
 
-const formatOf = (args: ParsedArgs): 'pem' | 'spiffe' => (args.string('format') === 'spiffe' ? 'spiffe' : 'pem');
+/**
+ * The format to print in; --format with --output json is refused rather than one of them silently dropped, since an
+ * operator asking for both wants one document and would not know which one came.
+ */
+function formatOf(args: ParsedArgs): 'pem' | 'spiffe' {
+  const format = args.string('format');
+  if (format !== undefined && outputFormat(args) === 'json') {
+    throw invalidArgument(`--format ${format} and --output json exclude each other: --format spiffe prints the SPIFFE bundle document (JSON), --output json the bundle's fields`);
+  }
+  return format === 'spiffe' ? 'spiffe' : 'pem';
+}
 
 const show: Command = {
   name: 'show',
   summary: "Prints this trust domain's own bundle (its root CAs and JWT keys).",
   flags: [FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
+    const format = formatOf(args);
     const b = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'GetBundle', {}));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, formatOf(args)));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, format));
     return 0;
   },
 };
@@ -68,6 +79,7 @@ const list: Command = {
   async run(args, io) {
     const only = args.string('trust-domain');
     const td = only === undefined ? undefined : checkTrustDomain(only);
+    const format = formatOf(args);
     const res = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'ListFederatedBundles', {}));
     const bundles = (res.bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
     if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
@@ -76,7 +88,7 @@ const list: Command = {
       return 0;
     }
     const bar = '*'.repeat(40);
-    io.stdout.write(bundles.map((b) => `${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, formatOf(args))}`).join('\n'));
+    io.stdout.write(bundles.map((b) => `${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, format)}`).join('\n'));
     return 0;
   },
 };

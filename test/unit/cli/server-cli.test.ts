@@ -200,3 +200,14 @@ test('a flag a command refuses to run without is marked required in its --help',
   }
   assert.ok(checked >= 10, `only ${checked} commands with a required flag were found`);
 });
+
+test('bundle show and list refuse --format with --output json instead of dropping one of them', async () => {
+  for (const command of [['bundle', 'show'], ['bundle', 'list']]) {
+    const r = await run([...command, '--format', 'spiffe', '--output', 'json']);
+    assert.equal(r.code, 1);
+    assert.equal(
+      r.err,
+      "Error: InvalidArgument: --format spiffe and --output json exclude each other: --format spiffe prints the SPIFFE bundle document (JSON), --output json the bundle's fields\n",
+    );
+  }
+});
