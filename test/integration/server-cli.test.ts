@@ -547,6 +547,19 @@ test('x509 mint --write leaves an SVID that openssl verifies strictly, its priva
   assert.ok(leaf.checkPrivateKey(createPrivateKey(keyPem)), 'the key matches the certificate');
 });
 
+test('x509 mint --write: a file where the directory should be is refused before signing; a new directory is 0700', async () => {
+  const file = path.join(dir, 'mint-target-file');
+  fs.writeFileSync(file, 'keep');
+  assertError(
+    await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', file]),
+    /^Error: FailedPrecondition: --write .*mint-target-file is a file, not a directory: name the directory the PEM files go to$/,
+  );
+  assert.equal(fs.readFileSync(file, 'utf8'), 'keep');
+  const fresh = path.join(dir, 'mint-new', 'nested');
+  assertOk(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', fresh]));
+  assert.equal(fs.statSync(fresh).mode & 0o777, 0o700, 'it receives a private key, as api fetch --write');
+});
+
 test('x509 mint without --write prints the SVID, key and bundle', async () => {
   const r = await cli(['x509', 'mint', '-spiffeID', `spiffe://${TD}/tool2`]);
   assertOk(r);

@@ -9,6 +9,7 @@ import { exportPkcs8Pem, generateKeyPair } from '../../common/x509/keys.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
+import { readProblem } from '../../common/cli/input.js';
 import { checkSpiffeId, datacenterFlag, spiffeIdFlag, ttlFlag } from './flags.js';
 
 /** The three files `x509 mint --write DIR` leaves, with their modes: only the key is private. */
@@ -35,6 +36,8 @@ const mint: Command = {
     const ttl = args.seconds('ttl');
     const datacenter = args.string('datacenter');
     const dir = args.string('write');
+    // Before the server signs: a --write that cannot be written would throw the new SVID and key away.
+    if (dir !== undefined) prepareMintDir(dir);
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const csr = await createCsr(privateKey, publicKey);
     const res = await withAdminClient(args, io.env, (client) =>
@@ -64,6 +67,26 @@ const mint: Command = {
   },
 };
 
+/**
+ * Makes sure --write names a directory meshid can write into, creating it (0700, as `meshid-agent api fetch --write`
+ * does: it receives a private key) when absent.
+ */
+function prepareMintDir(dir: string): void {
+  let st: fs.Stats | undefined;
+  try {
+    st = fs.statSync(dir);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw failedPrecondition(`--write ${dir}: ${readProblem(err)}`);
+  }
+  if (st !== undefined && !st.isDirectory()) throw failedPrecondition(`--write ${dir} is a file, not a directory: name the directory the PEM files go to`);
+  try {
+    if (st === undefined) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    fs.accessSync(dir, fs.constants.W_OK);
+  } catch (err) {
+    throw failedPrecondition(`--write ${dir}: cannot write there: ${readProblem(err)}`);
+  }
+}
+
 /** Writes the three PEM files all-or-nothing; returns their paths. */
 function writeMintFiles(dir: string, pems: { svid: string; key: string; bundle: string }): { svid: string; key: string; bundle: string } {
   const paths = {
@@ -72,7 +95,6 @@ function writeMintFiles(dir: string, pems: { svid: string; key: string; bundle: 
     bundle: path.join(dir, MINT_FILES.bundle.name),
   };
   try {
-    fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
     writeFilesAtomic([
       { file: paths.svid, data: pems.svid, mode: MINT_FILES.svid.mode },
       { file: paths.key, data: pems.key, mode: MINT_FILES.key.mode },
