@@ -596,3 +596,13 @@ test('--help works for every command without a server', async () => {
     assert.match(r.out, new RegExp(`^Usage: meshid-server ${command.join(' ')} `));
   }
 });
+
+test('federation delete of a relationship whose endpoint never answered does not promise a bundle to delete', async () => {
+  // Port 1 on loopback: nothing answers, so no bundle of never-polled.example is ever stored.
+  const created = await cli(['federation', 'create', '--trust-domain', 'never-polled.example', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web']);
+  assert.equal(created.code, 0, created.err);
+  const deleted = await cli(['federation', 'delete', '--trust-domain', 'never-polled.example']);
+  assertOk(deleted);
+  assert.equal(deleted.out, 'Federation relationship with never-polled.example deleted; no bundle of it is stored.\n');
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'never-polled.example']), /^Error: NotFound: /);
+});

@@ -140,12 +140,25 @@ const show = onRelationship('show', 'Shows one federation relationship and how i
   renderRelationship(r),
 );
 
-const del = onRelationship(
-  'delete',
-  'Deletes a relationship created with "federation create"; the partner\'s bundle stays (see bundle delete).',
-  'DeleteFederationRelationship',
-  (td) => `Federation relationship with ${td} deleted; its bundle stays stored ("meshid-server bundle delete --trust-domain ${td}" removes it).\n`,
-);
+const del: Command = {
+  name: 'delete',
+  summary: 'Deletes a relationship created with "federation create"; the partner\'s bundle stays (see bundle delete).',
+  flags: [NAMED_RELATIONSHIP_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const { r, bundleStored } = await withAdminClient(args, io.env, async (client) => {
+      const deleted = await client.call('Federation', 'DeleteFederationRelationship', { trust_domain: td });
+      // Whether there is a bundle left to delete: a relationship whose endpoint never answered leaves none.
+      const stored = (await client.call('Bundles', 'ListFederatedBundles', {})).bundles ?? [];
+      return { r: deleted, bundleStored: stored.some((b) => b.trust_domain === td) };
+    });
+    const after = bundleStored
+      ? `its bundle stays stored ("meshid-server bundle delete --trust-domain ${td}" removes it)`
+      : 'no bundle of it is stored';
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `Federation relationship with ${td} deleted; ${after}.\n`);
+    return 0;
+  },
+};
 
 const refresh = onRelationship(
   'refresh',
