@@ -76,7 +76,7 @@ test('at start, https_web certificate files that do not load are an error naming
   const { dir, ca, files, install, log } = setup(t);
   const clock = new FakeClock(Date.now());
   const start = (): ServingCertFile => ServingCertFile.start(files, clock, log);
-  assert.throws(start, (e: unknown) => e instanceof MeshidError && e.code === 'invalid_argument' && e.message.includes(`certificate ${files.certFile}: ENOENT`));
+  assert.throws(start, (e: unknown) => e instanceof MeshidError && e.code === 'invalid_argument' && e.message.includes(`certificate ${files.certFile}: no such file (ENOENT)`));
   const a = opensslWebLeaf(dir, ca, 'a');
   const b = opensslWebLeaf(dir, ca, 'b');
   install(a);
