@@ -20,6 +20,9 @@ import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 
+/** A join token works once: the agent needs a new one, not a retry. */
+const UNKNOWN_TOKEN = 'join token is unknown or was already used; generate a new one with `meshid-server token generate`';
+
 /** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
 const ATTEST_RATE_PER_SECOND = 5;
 const ATTEST_BURST = 100;
@@ -109,11 +112,11 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
       const record = await ds.findJoinToken(token);
-      if (record === undefined) throw permissionDenied('join token is unknown or was already used');
+      if (record === undefined) throw permissionDenied(UNKNOWN_TOKEN);
       let spiffeId: string;
       let svid: { chain: Buffer[]; notAfter: number; serial: string };
       try {
-        if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one');
+        if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one with `meshid-server token generate`');
         if (!deps.datacenters.includes(record.datacenter)) {
           throw permissionDenied(`join token is bound to datacenter "${record.datacenter}", which this server no longer serves`);
         }
@@ -145,7 +148,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       };
       // The token is consumed in the agent's own transaction: a write that fails (a full disk) leaves it usable.
       await ds.createAgent(agent, { joinToken: token }).catch((err: unknown) => {
-        throw isMeshidError(err, 'not_found') ? permissionDenied('join token is unknown or was already used') : err;
+        throw isMeshidError(err, 'not_found') ? permissionDenied(UNKNOWN_TOKEN) : err;
       });
       log.info({ agent: spiffeId, datacenter: record.datacenter }, 'agent attested with a join token');
       return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };

@@ -67,8 +67,8 @@ function byId(name: 'show' | 'evict' | 'ban', method: 'GetAgent' | 'EvictAgent' 
 export const AGENT_COMMANDS: readonly Command[] = [
   list,
   byId('show', 'GetAgent', 'Shows one attested agent.', ''),
-  byId('evict', 'EvictAgent', 'Evicts an agent: it must attest again (with a new join token) to get an identity.', 'Agent evicted successfully'),
-  byId('ban', 'BanAgent', 'Bans an agent: its SVID is refused from now on and it cannot attest again under this ID.', 'Agent banned successfully'),
+  byId('evict', 'EvictAgent', 'Evicts an agent: it must attest again (with a new join token); until then it serves what it has cached until that expires.', 'Agent evicted successfully'),
+  byId('ban', 'BanAgent', 'Bans an agent: its SVID is refused from now on, it stops serving every workload, and it cannot attest again under this ID.', 'Agent banned successfully'),
 ];
 
 /** `meshid-server agent list|show|evict|ban`: attested agents (admin API meshid.admin.v1.Agents). */
