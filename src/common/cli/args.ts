@@ -111,6 +111,11 @@ export class ParsedArgs {
 export interface ParseOptions {
   /** How many positional words the command takes; more is an error. Default 0. */
   maxPositionals?: number;
+  /**
+   * Flags of SPIRE's that meshid deliberately has no counterpart for (spelling without dashes → what to do instead):
+   * an operator following SPIRE's docs gets the meshid way, not a "did you mean" for an unrelated flag.
+   */
+  notSupported?: Readonly<Record<string, string>>;
 }
 
 /**
@@ -154,6 +159,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
         help = true;
         continue;
       }
+      const instead = options.notSupported?.[key];
+      if (instead !== undefined) throw invalidArgument(`flag ${typed} is not supported by meshid: ${instead}`);
       throw unknownFlag(typed, key, lookup);
     }
     const { spec } = found;

@@ -12,6 +12,8 @@ export interface Command {
   readonly usage?: string;
   readonly flags: readonly FlagSpec[];
   readonly maxPositionals?: number;
+  /** SPIRE flags this command has no counterpart for, with what to do instead (ParseOptions.notSupported). */
+  readonly notSupported?: Readonly<Record<string, string>>;
   /** Returns the exit status; throws for failures (printed as one line by runCommand). */
   run(args: ParsedArgs, io: CliIo): Promise<number>;
 }
@@ -34,7 +36,7 @@ export const VERBOSE_FLAG: FlagSpec = { name: 'verbose', type: 'bool', descripti
 export async function runCommand(path: string, cmd: Command, argv: readonly string[], io: CliIo): Promise<number> {
   let args: ParsedArgs;
   try {
-    args = parseArgs(argv, cmd.flags, { maxPositionals: cmd.maxPositionals ?? 0 });
+    args = parseArgs(argv, cmd.flags, { maxPositionals: cmd.maxPositionals ?? 0, ...(cmd.notSupported && { notSupported: cmd.notSupported }) });
   } catch (err) {
     return reportError(io, err);
   }

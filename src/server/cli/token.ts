@@ -14,6 +14,11 @@ const generate: Command = {
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
+  notSupported: {
+    spiffeID:
+      'an agent gets its SPIFFE ID (spiffe://<td>/meshid/agent/<datacenter>/<uuid>) when it attests; to give it a name ' +
+      'entries can hang from, pass --selector here and create a node alias matching it: `entry create --node --spiffe-id <ID> --selector <the same selector>`',
+  },
   async run(args, io) {
     const request = {
       datacenter: args.string('datacenter'),

@@ -211,3 +211,11 @@ test('bundle show and list refuse --format with --output json instead of droppin
     );
   }
 });
+
+test("SPIRE's token generate -spiffeID is refused with the meshid way to name an agent, before any server is asked", async () => {
+  const r = await run(['token', 'generate', '-spiffeID', 'spiffe://example.org/host']);
+  assert.equal(r.code, 1);
+  assert.equal(r.out, '');
+  assert.match(r.err, /flag -spiffeID is not supported by meshid: an agent gets its SPIFFE ID .* when it attests/);
+  assert.match(r.err, /entry create --node --spiffe-id <ID> --selector <the same selector>/);
+});
