@@ -28,7 +28,7 @@ export function svidService(ca: CaManager, limits: MintLimits, log: Logger): Unt
   const ttlOf = (ttl: number | undefined, def: number, max: number, flag: string): number => {
     const v = Number(ttl ?? 0);
     if (!Number.isInteger(v) || v < 0) throw invalidArgument('ttl must be a whole number of seconds');
-    if (v * 1000 > max) throw invalidArgument(`ttl ${formatDuration(v * 1000)} exceeds the server's ${flag} (${formatDuration(max)})`);
+    if (v * 1000 > max) throw invalidArgument(`ttl ${formatDuration(v * 1000)} exceeds the server's ${flag} (${formatDuration(max)}): ask for less, or raise ${flag} in the server config`);
     return v === 0 ? def : v * 1000;
   };
   return {

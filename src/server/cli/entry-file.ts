@@ -76,9 +76,11 @@ function valueOf(target: keyof ProtoEntry, value: unknown, where: string): unkno
       });
     case 'x509_svid_ttl':
     case 'jwt_svid_ttl':
-      if (!Number.isInteger(value) || (value as number) < 0 || (value as number) > 2_147_483_647) {
+      if (!Number.isInteger(value) || (value as number) < 0) {
         throw invalidArgument(`${where} must be a whole number of seconds (0: the server default)`);
       }
+      // The field is an int32 on the wire; the server's max TTL refuses far less anyway.
+      if ((value as number) > 2_147_483_647) throw invalidArgument(`${where} ${String(value)} s is too large (at most 2147483647)`);
       return value;
     case 'dns_names':
     case 'federates_with':

@@ -51,4 +51,5 @@ test('an entry file meshid cannot honour whole is refused with where and why, be
   assert.throws(() => parseEntryFile('{"entries": [{"ttl": 60, "x509_svid_ttl": 120}]}', 'e.json'), refused(/"x509_svid_ttl" sets x509_svid_ttl a second time, to another value/));
   assert.throws(() => parseEntryFile('{"entries": [{"selectors": ["unix:uid:1"]}]}', 'e.json'), refused(/selector 1 must be \{"type": "\.\.\.", "value": "\.\.\."\}/));
   assert.throws(() => parseEntryFile('{"entries": [{"x509_svid_ttl": "1h"}]}', 'e.json'), refused(/"x509_svid_ttl" must be a whole number of seconds/));
+  assert.throws(() => parseEntryFile('{"entries": [{"x509_svid_ttl": 2147483648}]}', 'e.json'), refused(/"x509_svid_ttl" 2147483648 s is too large \(at most 2147483647\)/));
 });
