@@ -144,14 +144,19 @@ test('after a normal root switch, a taint of the intermediate the server SVID ch
   assert.ok(!chainNamesKeyId(chainOf(svid.identity().certChainPem), new Set(ca.ca.taintedKeyIds())), 'off the tainted intermediate');
 });
 
-test('under an upstream PKI, a change elsewhere (the other datacenter) leaves the server SVID alone', async (t) => {
+/** A corporate root and a mesh CA it issued, in a temp dir, as the server's upstream_ca settings. */
+function upstreamPki(t: TestContext) {
   const { dir, cleanup } = tempDir('meshid-svid-upstream-');
   t.after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
   const chainFile = path.join(dir, 'mesh-chain.pem');
   fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(root.cert, 'utf8'));
-  const upstream = { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert };
+  return { dir, upstream: { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert } };
+}
+
+test('under an upstream PKI, a change elsewhere (the other datacenter) leaves the server SVID alone', async (t) => {
+  const { dir, upstream } = upstreamPki(t);
   const { ca, svid, issued } = await followingSvid(t, path.join(dir, 'data'), upstream, new FakeClock(Date.now()));
   svid.identity();
   const west = ca.ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'west')!;
@@ -266,13 +271,7 @@ test('a server SVID saved under another trust domain is not presented', async (t
 });
 
 test('under an upstream PKI, a restarted server presents its saved SVID too', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-svid-upstream-');
-  t.after(cleanup);
-  const root = opensslCa(dir, 'Corporate Root');
-  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
-  const chainFile = path.join(dir, 'mesh-chain.pem');
-  fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(root.cert, 'utf8'));
-  const upstream = { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert };
+  const { upstream } = upstreamPki(t);
   const server = restartableServer(t, upstream as never, new FakeClock(Date.now()));
   const first = (await server.start()).svid.identity();
   assert.ok(pemToDerList(first.certChainPem).length >= 3, 'chains up through the upstream-issued CA');
