@@ -86,6 +86,20 @@ test('the bundle endpoint serves the SPIFFE bundle under the server SVID, and a 
   const [leaf] = pemToDerList(sClient.stdout);
   assert.equal(new X509Certificate(leaf!).subjectAltName, `URI:${SERVER_ID}`);
 
+  // Federation §5.1: TLS bundle endpoints follow Mozilla's "intermediate" configuration. Under TLS 1.2 that is the
+  // ECDHE AEAD suites only: a client offering nothing but CBC suites (SHA-1 or SHA-2 MACs) gets no handshake.
+  const handshake = (cipher: string): string => {
+    const r = spawnSync('openssl', ['s_client', '-connect', `127.0.0.1:${port}`, '-tls1_2', '-cipher', cipher], { input: '', encoding: 'utf8', timeout: 10_000 });
+    const suite = /Cipher is (\S+)/.exec(r.stdout)?.[1];
+    return suite === undefined || suite === '(NONE)' ? 'none' : suite;
+  };
+  for (const cbc of ['ECDHE-ECDSA-AES128-SHA', 'ECDHE-ECDSA-AES256-SHA', 'ECDHE-ECDSA-AES128-SHA256', 'ECDHE-ECDSA-AES256-SHA384']) {
+    assert.equal(handshake(cbc), 'none', `${cbc} is outside Mozilla intermediate`);
+  }
+  for (const aead of ['ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305']) {
+    assert.equal(handshake(aead), aead);
+  }
+
   // A peer holding other roots cannot be fooled into accepting the endpoint (the check above is not vacuous).
   const stranger = opensslSelfSigned({ subject: '/CN=stranger', extensions: ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'], serial: '01', days: 1 });
   const strangerPem = `-----BEGIN CERTIFICATE-----\n${stranger.toString('base64')}\n-----END CERTIFICATE-----\n`;

@@ -15,6 +15,21 @@ import type { ServingCert } from './serving-cert-file.js';
 const MAX_CONNECTIONS = 256;
 const MAX_CONNECTIONS_PER_SOURCE = 16;
 
+/**
+ * TLS as Mozilla's "intermediate" configuration has it, which SPIFFE Federation §5.1 requires of bundle endpoint
+ * servers: TLS 1.2 and 1.3, and under TLS 1.2 only ECDHE key exchange with AEAD suites. Node's default list would also
+ * accept CBC suites (ECDHE-ECDSA-AES128-SHA and the like). No DHE suites: they need parameters meshid does not ship.
+ * Given to every secure context the endpoint makes, the first and each one for a renewed certificate.
+ */
+const TLS_OPTIONS = {
+  minVersion: 'TLSv1.2',
+  ciphers: [
+    'TLS_AES_128_GCM_SHA256', 'TLS_AES_256_GCM_SHA384', 'TLS_CHACHA20_POLY1305_SHA256',
+    'ECDHE-ECDSA-AES128-GCM-SHA256', 'ECDHE-RSA-AES128-GCM-SHA256', 'ECDHE-ECDSA-AES256-GCM-SHA384',
+    'ECDHE-RSA-AES256-GCM-SHA384', 'ECDHE-ECDSA-CHACHA20-POLY1305', 'ECDHE-RSA-CHACHA20-POLY1305',
+  ].join(':'),
+} as const;
+
 /** Closes a connection that would give one source (IPv4 address, IPv6 /64) more than its share. */
 function limitPerSource(server: https.Server, log: Logger): void {
   const open = new Map<string, number>();
@@ -85,7 +100,7 @@ export class BundleEndpoint {
     const timeoutMs = options.timeoutMs ?? 10_000;
     // A peer that connects and sends nothing, before TLS or after, must not hold a socket for long: the endpoint faces
     // the internet from the process that serves the agent API and the admin socket, and shares their descriptors.
-    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, minVersion: 'TLSv1.2', handshakeTimeout: timeoutMs });
+    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, ...TLS_OPTIONS, handshakeTimeout: timeoutMs });
     const endpoint = new BundleEndpoint(server, options.sources, options.log, options.onClose);
     server.on('request', (req, res) => endpoint.serve(req, res));
     server.headersTimeout = timeoutMs;
@@ -108,7 +123,7 @@ export class BundleEndpoint {
       }),
       options.sources.onServingCertChange((next) => {
         try {
-          server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, minVersion: 'TLSv1.2' });
+          server.setSecureContext({ cert: next.certChainPem, key: next.privateKeyPem, ...TLS_OPTIONS });
         } catch (err) {
           // Called from a timer: a throw would end the process, and with it the agent and admin APIs.
           options.log.error({ err }, 'the bundle endpoint cannot present its new certificate; it keeps the previous one');

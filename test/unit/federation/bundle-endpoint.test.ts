@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import https from 'node:https';
 import net from 'node:net';
-import type { PeerCertificate } from 'node:tls';
+import tls, { type PeerCertificate } from 'node:tls';
 import { silentLogger } from '../../../src/common/log.js';
 import { bundleFromSpiffeJson, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
@@ -30,6 +30,17 @@ function get(port: number, rootsPem: string): Promise<{ body: string; leafSerial
         });
       })
       .on('error', reject);
+  });
+}
+
+/** The suite a TLS 1.2 client offering only `cipher` gets, or "refused". */
+function tls12Suite(port: number, cipher: string): Promise<string> {
+  return new Promise((resolve) => {
+    const socket = tls.connect({ host: '127.0.0.1', port, ciphers: cipher, maxVersion: 'TLSv1.2', rejectUnauthorized: false }, () => {
+      resolve(socket.getCipher().name);
+      socket.destroy();
+    });
+    socket.on('error', () => resolve('refused'));
   });
 }
 
@@ -68,6 +79,9 @@ test('the bundle endpoint follows bundle changes and server SVID renewals withou
   assert.equal(bundleFromSpiffeJson('example.org', second.body).sequence, 2);
   assert.equal(second.leafSerial, new X509Certificate(identity.certChainPem).serialNumber, 'the renewed SVID is presented');
   assert.notEqual(second.leafSerial, first.leafSerial);
+  // The renewed certificate's context keeps Mozilla intermediate's suites (Federation §5.1): no CBC under TLS 1.2.
+  assert.equal(await tls12Suite(endpoint.port, 'ECDHE-ECDSA-AES128-SHA'), 'refused');
+  assert.equal(await tls12Suite(endpoint.port, 'ECDHE-ECDSA-AES128-GCM-SHA256'), 'ECDHE-ECDSA-AES128-GCM-SHA256');
 
   await endpoint.close();
   assert.equal(bundleListeners.size + identityListeners.size, 0, 'close() unsubscribes');
