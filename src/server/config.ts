@@ -166,7 +166,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
-  if (raw.bundle_endpoint_address !== undefined) parseHostPort(raw.bundle_endpoint_address, 'bundle_endpoint_address');
+  if (raw.bundle_endpoint_address !== undefined) checkEndpointPort(raw.bundle_endpoint_address, raw.bind_address ?? DEFAULT_BIND_ADDRESS);
   const logLevel = raw.log_level ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
@@ -186,7 +186,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   return Object.freeze({
     trustDomain,
     dataDir,
-    bindAddress: hostPort(raw.bind_address ?? '0.0.0.0:8081', 'bind_address'),
+    bindAddress: hostPort(raw.bind_address ?? DEFAULT_BIND_ADDRESS, 'bind_address'),
     adminSocket: path.resolve(raw.admin_socket ?? DEFAULT_ADMIN_SOCKET),
     datacenters: Object.freeze(datacenters),
     caKeyType,
@@ -217,6 +217,25 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     bundleEndpointWebCert,
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
   });
+}
+
+const DEFAULT_BIND_ADDRESS = '0.0.0.0:8081';
+const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);
+
+/**
+ * The bundle endpoint and the agent API on one port (the same host, or either on every address) cannot both listen:
+ * the agent API binds first and the endpoint fails EADDRINUSE, which reads as "another process" holding a port that
+ * is free again once the server has exited. Names given as host names are not resolved here.
+ */
+function checkEndpointPort(endpoint: string, bind: string): void {
+  const e = parseHostPort(endpoint, 'bundle_endpoint_address');
+  const b = parseHostPort(bind, 'bind_address');
+  const sameHost = e.host.toLowerCase() === b.host.toLowerCase() || WILDCARD_HOSTS.has(e.host) || WILDCARD_HOSTS.has(b.host);
+  if (e.port !== 0 && e.port === b.port && sameHost) {
+    throw invalidArgument(
+      `bundle_endpoint_address "${endpoint}" and bind_address "${bind}" are the same port: the agent API listens there; give the bundle endpoint a port of its own (e.g. 8443)`,
+    );
+  }
 }
 
 /** A listening address as grpc-js binds it: HOST:PORT, an empty host being every IPv4 address, IPv6 in brackets. */
