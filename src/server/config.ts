@@ -166,7 +166,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
-  if (raw.bundle_endpoint_address !== undefined) checkEndpointPort(raw.bundle_endpoint_address, raw.bind_address ?? DEFAULT_BIND_ADDRESS);
+  if (raw.bundle_endpoint_address !== undefined) checkEndpointPort(raw.bundle_endpoint_address, raw.bind_address);
   const logLevel = raw.log_level ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
@@ -227,13 +227,14 @@ const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);
  * the agent API binds first and the endpoint fails EADDRINUSE, which reads as "another process" holding a port that
  * is free again once the server has exited. Names given as host names are not resolved here.
  */
-function checkEndpointPort(endpoint: string, bind: string): void {
+function checkEndpointPort(endpoint: string, bindSetting: string | undefined): void {
+  const bind = bindSetting ?? DEFAULT_BIND_ADDRESS;
   const e = parseHostPort(endpoint, 'bundle_endpoint_address');
   const b = parseHostPort(bind, 'bind_address');
   const sameHost = e.host.toLowerCase() === b.host.toLowerCase() || WILDCARD_HOSTS.has(e.host) || WILDCARD_HOSTS.has(b.host);
   if (e.port !== 0 && e.port === b.port && sameHost) {
     throw invalidArgument(
-      `bundle_endpoint_address "${endpoint}" and bind_address "${bind}" are the same port: the agent API listens there; give the bundle endpoint a port of its own (e.g. 8443)`,
+      `bundle_endpoint_address "${endpoint}" and bind_address ${bindSetting === undefined ? `(default "${bind}")` : `"${bind}"`} are the same port: the agent API listens there; give the bundle endpoint a port of its own (e.g. 8443)`,
     );
   }
 }
