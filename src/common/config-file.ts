@@ -37,7 +37,7 @@ export function checkConfigKeys(obj: Record<string, unknown>, known: Readonly<Re
   for (const [key, value] of Object.entries(obj)) {
     const type = known[key];
     if (type === undefined) {
-      const close = closestConfigKey(key, Object.keys(known));
+      const close = closestConfigKey(key, Object.keys(known), obj);
       throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${Object.keys(known).join(', ')}`})`);
     }
     const actual = value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value;
@@ -51,9 +51,11 @@ export function checkConfigKeys(obj: Record<string, unknown>, known: Readonly<Re
 /**
  * The key an operator most likely meant: the snake_case spelling of a flag or camelCase name (`trustDomain`,
  * `bind-address`), a key it is the start of (`trust_bundle` for the agent's `trust_bundle_path`, which its
- * `--trust-bundle` flag sets), or a near typo.
+ * `--trust-bundle` flag sets), or a near typo. Never a key `present` already holds: renamed as told, the key would be
+ * in the object twice, and JSON.parse keeps the last one without a word.
  */
-export function closestConfigKey(key: string, known: readonly string[]): string | undefined {
+export function closestConfigKey(key: string, allKnown: readonly string[], present: Readonly<Record<string, unknown>> = {}): string | undefined {
+  const known = allKnown.filter((k) => !Object.hasOwn(present, k));
   const snake = key.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toLowerCase();
   if (known.includes(snake)) return snake;
   const longer = known.filter((k) => k.startsWith(`${snake}_`));

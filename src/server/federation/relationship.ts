@@ -60,7 +60,7 @@ export function compileRelationship(name: string, value: unknown, ownTrustDomain
   if (!isJsonObject(value)) throw invalidArgument(`${where} must be an object with bundle_endpoint_url and bundle_endpoint_profile`);
   for (const key of Object.keys(value)) {
     if (!KNOWN_KEYS.has(key)) {
-      const close = closestConfigKey(key, [...KNOWN_KEYS]);
+      const close = closestConfigKey(key, [...KNOWN_KEYS], value);
       throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${[...KNOWN_KEYS].join(', ')}`})`);
     }
   }

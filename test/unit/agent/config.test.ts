@@ -61,6 +61,14 @@ test('an unknown key suggests the key meant: the flag\'s own key, a camelCase or
   withConfig({ colour: 'blue' }, (file) => assert.throws(() => readAgentConfigFile(file), /unknown key "colour" \(known: server_address, trust_bundle_path, /));
 });
 
+test('an unknown key is not told to be a key the file already sets', () => {
+  // Renaming it as suggested would leave the key twice in the object, and JSON.parse keeps the last one silently.
+  withConfig({ trust_bundle_path: '/a.pem', trust_bundle: '/b.pem' }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /unknown key "trust_bundle" \(known: server_address, trust_bundle_path, /),
+  );
+  withConfig({ server_address: 'a:1', serverAddress: 'b:1' }, (file) => assert.throws(() => readAgentConfigFile(file), /unknown key "serverAddress" \(known: /));
+});
+
 test('cross-field and value checks say what to change', () => {
   assert.throws(() => compileAgentConfig({}), /--server-address host:port/);
   for (const bad of ['server', 'server:0', 'server:70000', 'http://server:80', ':8081']) {
