@@ -606,3 +606,23 @@ test('federation delete of a relationship whose endpoint never answered does not
   assert.equal(deleted.out, 'Federation relationship with never-polled.example deleted; no bundle of it is stored.\n');
   assertError(await cli(['bundle', 'delete', '--trust-domain', 'never-polled.example']), /^Error: NotFound: /);
 });
+
+test('an entry stored before ids were checked (unix:uid:04343) is still found by its own selector, and deleted', async () => {
+  // Written through the API as uid 4343, then given the leading zero such an entry had when the server accepted it.
+  const id = await createEntry(['--spiffe-id', `spiffe://${TD}/legacy-id`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:4343']);
+  const db = new Database(path.join(dir, 'data', 'datastore.sqlite3'));
+  try {
+    db.prepare("UPDATE entry_selectors SET value = 'uid:04343' WHERE entry_id = ?").run(id);
+    db.prepare('UPDATE registration_entries SET selectors = ? WHERE id = ?').run(JSON.stringify([{ type: 'unix', value: 'uid:04343' }]), id);
+  } finally {
+    db.close();
+  }
+  const found = await cli(['entry', 'show', '--selector', 'unix:uid:04343', '--output', 'json']);
+  assertOk(found);
+  assert.deepEqual((JSON.parse(found.out) as { entries: Array<{ id: string }> }).entries.map((e) => e.id), [id]);
+  assertError(
+    await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/legacy-id2`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:04343']),
+    /^Error: InvalidArgument: selector 1: unix:uid:04343 can never match: the attestor writes ids without leading zeros; write unix:uid:4343$/,
+  );
+  assertOk(await cli(['entry', 'delete', '--entry-id', id]));
+});

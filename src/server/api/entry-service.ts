@@ -60,7 +60,7 @@ export function entryService(
     }) => {
       if (req.spiffe_id) parseSpiffeId(req.spiffe_id);
       if (req.parent_id) parseSpiffeId(req.parent_id);
-      const selectors = validateSelectors(req.selectors ?? []);
+      const selectors = validateSelectors(req.selectors ?? [], 'filter');
       const match = matchOf(req.selector_match, 'exact', 'selector_match');
       const trustDomains = [...(req.federates_with ? [req.federates_with] : []), ...(req.federates_with_list ?? [])];
       if (trustDomains.length > MAX_SELECTORS) throw invalidArgument(`${trustDomains.length} trust domains: at most ${MAX_SELECTORS} are accepted`);

@@ -32,7 +32,11 @@ export function serverId(trustDomain: string): string {
   return `spiffe://${trustDomain}/meshid/server`;
 }
 
-export function validateSelector(s: ProtoSelector | undefined, index: number): Selector {
+/**
+ * `use`: an entry's (or a token's) selectors are held to what the attestor can make; a filter's only to their form,
+ * since it looks for what is stored, and entries written before a check was added (unix:uid:0100) must stay findable.
+ */
+export function validateSelector(s: ProtoSelector | undefined, index: number, use: SelectorUse = 'write'): Selector {
   const type = s?.type ?? '';
   const value = s?.value ?? '';
   if (!SELECTOR_TYPE_RE.test(type)) {
@@ -40,7 +44,7 @@ export function validateSelector(s: ProtoSelector | undefined, index: number): S
   }
   if (value === '') throw invalidArgument(`selector ${index + 1} (${type}): value is empty (e.g. unix:uid:1000)`);
   if (Buffer.byteLength(value) > MAX_SELECTOR_VALUE_BYTES) throw invalidArgument(`selector ${index + 1} (${type}): value is longer than 1024 bytes`);
-  if (type === 'unix') checkUnixSelector(value, index);
+  if (type === 'unix') checkUnixSelector(value, index, use);
   return { type, value };
 }
 
@@ -60,7 +64,7 @@ const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> =
   sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits' },
 };
 
-function checkUnixSelector(value: string, index: number): void {
+function checkUnixSelector(value: string, index: number, use: SelectorUse): void {
   const colon = value.indexOf(':');
   const key = colon === -1 ? value : value.slice(0, colon);
   const rule = UNIX_SELECTORS[key];
@@ -70,7 +74,7 @@ function checkUnixSelector(value: string, index: number): void {
     );
   }
   if (colon === -1 || !rule.re.test(value.slice(colon + 1))) throw invalidArgument(`selector ${index + 1}: unix:${key}: needs ${rule.expect}, got "${value.slice(colon + 1)}"`);
-  if (rule.re === NUMERIC_ID) checkNumericId(key, value.slice(colon + 1), index);
+  if (rule.re === NUMERIC_ID && use === 'write') checkNumericId(key, value.slice(colon + 1), index);
 }
 
 /** Linux ids are 32-bit; (uid_t)-1 is "no id", which no process has. */
@@ -86,10 +90,13 @@ function checkNumericId(key: string, id: string, index: number): void {
   if (String(n) !== id) throw invalidArgument(`selector ${index + 1}: unix:${key}:${id} can never match: the attestor writes ids without leading zeros; write unix:${key}:${n}`);
 }
 
+/** Selectors being written (an entry, a join token) or looked for (a ListEntries filter); see validateSelector. */
+export type SelectorUse = 'write' | 'filter';
+
 /** An entry's or a filter's selectors: each valid, at most MAX_SELECTORS. */
-export function validateSelectors(selectors: readonly (ProtoSelector | undefined)[]): Selector[] {
+export function validateSelectors(selectors: readonly (ProtoSelector | undefined)[], use: SelectorUse = 'write'): Selector[] {
   if (selectors.length > MAX_SELECTORS) throw invalidArgument(`${selectors.length} selectors: at most ${MAX_SELECTORS} are accepted`);
-  return selectors.map(validateSelector);
+  return selectors.map((s, i) => validateSelector(s, i, use));
 }
 
 function ttlSeconds(value: number | undefined, maxMs: number, name: string, maxFlag: string): number {
