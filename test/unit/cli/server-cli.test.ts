@@ -133,6 +133,34 @@ test("the server's own UNAVAILABLE that quotes a connect error (a partner refusi
   assert.equal(r.err, 'Error: Unavailable: bundle endpoint https://127.0.0.1:1/ of partner.org: connect ECONNREFUSED 127.0.0.1:1\n');
 });
 
+test('federation delete that succeeded is reported as done even when the bundle look-up after it fails', async (t) => {
+  // A stand-in admin socket: the delete commits, the look-up of what is left answers UNAVAILABLE (a locked datastore).
+  const socket = path.join(DEAD_DIR, 'standin-fed.sock');
+  const proto = loadProto(['meshid/v1/admin.proto']);
+  const server = new grpc.Server();
+  let deletes = 0;
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
+    DeleteFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
+      deletes++;
+      callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' });
+    },
+  });
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), {
+    ListFederatedBundles: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback({ code: grpc.status.UNAVAILABLE, details: 'the datastore is locked by another process; retry shortly' }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  t.after(() => server.forceShutdown());
+  const r = await run(['federation', 'delete', '--trust-domain', 'partner.org', '--admin-socket', socket]);
+  assert.equal(deletes, 1);
+  assert.equal(r.err, '');
+  assert.equal(r.code, 0, 'the relationship is gone: a retry would only be told NotFound');
+  assert.equal(
+    r.out,
+    'Federation relationship with partner.org deleted; whether a bundle of it is stored could not be checked (Unavailable: the datastore is locked by another process; retry shortly): "meshid-server bundle delete --trust-domain partner.org" removes one.\n',
+  );
+});
+
 test('the admin socket comes from --admin-socket, then MESHID_ADMIN_SOCKET, then the default', () => {
   const specs = [ADMIN_SOCKET_FLAG];
   assert.equal(adminSocketPath(parseArgs(['--admin-socket', '/a/b.sock'], specs), { MESHID_ADMIN_SOCKET: '/c.sock' }), '/a/b.sock');
