@@ -37,7 +37,7 @@ const mint: Command = {
     const datacenter = args.string('datacenter');
     const dir = args.string('write');
     // Before the server signs: a --write that cannot be written would throw the new SVID and key away.
-    if (dir !== undefined) prepareMintDir(dir);
+    const created = dir !== undefined ? prepareMintDir(dir) : undefined;
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const csr = await createCsr(privateKey, publicKey);
     const res = await withAdminClient(args, io.env, (client) =>
@@ -48,7 +48,11 @@ const mint: Command = {
         ...(ttl !== undefined ? { ttl } : {}),
         ...(datacenter !== undefined ? { datacenter } : {}),
       }),
-    );
+    ).catch((err: unknown) => {
+      // Nothing to write: the directories made for the files go again (only while empty, never one that was there).
+      if (created !== undefined && dir !== undefined) removeEmptyDirs(dir, created);
+      throw err;
+    });
     const chain = res.svid_chain ?? [];
     if (chain.length === 0) throw invalidArgument('the server returned no certificate');
     const pems = { svid: certificatesToPem(chain), key: exportPkcs8Pem(privateKey), bundle: certificatesToPem(res.root_cas ?? []) };
@@ -69,9 +73,9 @@ const mint: Command = {
 
 /**
  * Makes sure --write names a directory meshid can write into, creating it (0700, as `meshid-agent api fetch --write`
- * does: it receives a private key) when absent.
+ * does: it receives a private key) when absent; returns the first directory it created, if any.
  */
-function prepareMintDir(dir: string): void {
+function prepareMintDir(dir: string): string | undefined {
   let st: fs.Stats | undefined;
   try {
     st = fs.statSync(dir);
@@ -79,11 +83,26 @@ function prepareMintDir(dir: string): void {
     if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw failedPrecondition(`--write ${dir}: ${readProblem(err)}`);
   }
   if (st !== undefined && !st.isDirectory()) throw failedPrecondition(`--write ${dir} is a file, not a directory: name the directory the PEM files go to`);
+  let created: string | undefined;
   try {
-    if (st === undefined) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (st === undefined) created = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
     throw failedPrecondition(`--write ${dir}: cannot write there: ${readProblem(err)}`);
+  }
+  return created;
+}
+
+/** Removes `dir` and its parents up to `top`, each only while it is empty (rmdir refuses anything else). */
+function removeEmptyDirs(dir: string, top: string): void {
+  const stop = path.resolve(top);
+  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+    try {
+      fs.rmdirSync(d);
+    } catch {
+      return;
+    }
+    if (d === stop || path.dirname(d) === d) return;
   }
 }
 

@@ -161,6 +161,19 @@ test('federation delete that succeeded is reported as done even when the bundle 
   );
 });
 
+test('x509 mint --write that the server does not answer leaves no directory it created behind', async () => {
+  const parent = path.join(DEAD_DIR, 'mint-unanswered');
+  const target = path.join(parent, 'nested');
+  const r = await run(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/tool', '--write', target]);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^Error: Unavailable: cannot reach meshid-server/);
+  assert.equal(fs.existsSync(parent), false, 'the directories made for the files are gone again');
+  fs.mkdirSync(parent);
+  assert.equal((await run(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/tool', '--write', target])).code, 1);
+  assert.deepEqual(fs.readdirSync(parent), [], 'one that was there before stays');
+  assert.equal(fs.existsSync(parent), true);
+});
+
 test('the admin socket comes from --admin-socket, then MESHID_ADMIN_SOCKET, then the default', () => {
   const specs = [ADMIN_SOCKET_FLAG];
   assert.equal(adminSocketPath(parseArgs(['--admin-socket', '/a/b.sock'], specs), { MESHID_ADMIN_SOCKET: '/c.sock' }), '/a/b.sock');
