@@ -35,7 +35,8 @@ export type ConfigKeyType = 'string' | 'number' | 'boolean' | 'array' | 'object'
 /** Refuses unknown keys and values of the wrong JSON type, naming `where` (the file, and the section). */
 export function checkConfigKeys(obj: Record<string, unknown>, known: Readonly<Record<string, ConfigKeyType>>, where: string): void {
   for (const [key, value] of Object.entries(obj)) {
-    const type = known[key];
+    // Own keys only: known['constructor'] is Object's, and would fail below as a TypeError instead of an unknown key.
+    const type = Object.hasOwn(known, key) ? known[key] : undefined;
     if (type === undefined) {
       const close = closestConfigKey(key, Object.keys(known), obj);
       throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${Object.keys(known).join(', ')}`})`);

@@ -90,3 +90,17 @@ test('a bundle endpoint on the agent API\'s own port is refused up front, not bl
   }
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_address: ':8081' }), /and bind_address \(default "0\.0\.0\.0:8081"\) are the same port/);
 });
+
+test('a config key named like an Object.prototype member is an unknown key, not a TypeError', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    for (const key of ['constructor', 'toString', '__proto__']) {
+      // Written as text: JSON.parse makes "__proto__" an own key, as an operator's file would.
+      fs.writeFileSync(file, `{ "trust_domain": "example.org", "${key}": 1 }`);
+      assert.throws(() => readConfigFile(file), (err: Error & { code?: string }) => err.code === 'invalid_argument' && err.message.includes(`unknown key "${key}"`) || assert.fail(err.message));
+    }
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
