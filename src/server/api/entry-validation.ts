@@ -67,7 +67,8 @@ const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> =
 function checkUnixSelector(value: string, index: number, use: SelectorUse): void {
   const colon = value.indexOf(':');
   const key = colon === -1 ? value : value.slice(0, colon);
-  const rule = UNIX_SELECTORS[key];
+  // Own keys only: UNIX_SELECTORS["constructor"] is Object's, and reading its `re` would throw a TypeError (INTERNAL).
+  const rule = Object.hasOwn(UNIX_SELECTORS, key) ? UNIX_SELECTORS[key] : undefined;
   if (rule === undefined) {
     throw invalidArgument(
       `selector ${index + 1}: unix:${value} is not a selector the unix attestor makes: use ${Object.keys(UNIX_SELECTORS).map((k) => `${k}:`).join(', ')} (e.g. unix:uid:1000)`,

@@ -19,3 +19,12 @@ test('a unix id no process can have is refused, saying why and what to write', (
     assert.throws(() => validateSelector(unix(value), 0), (err: Error & { code?: string }) => err.code === 'invalid_argument' && err.message === message, value);
   }
 });
+
+test('a unix selector key named like an Object.prototype member is refused as unknown, not a TypeError', () => {
+  for (const v of ['constructor:1', 'toString:x', '__proto__:1', 'hasOwnProperty']) {
+    assert.throws(
+      () => validateSelector(unix(v), 0),
+      (err: Error & { code?: string }) => (err.code === 'invalid_argument' && /is not a selector the unix attestor makes/.test(err.message)) || assert.fail(`${v}: ${err.message}`),
+    );
+  }
+});
