@@ -1,6 +1,6 @@
 import fs from 'node:fs';
-import type { Readable } from 'node:stream';
 import { invalidArgument } from '../errors.js';
+import type { CliIo } from './output.js';
 
 /** A text file a command was pointed at; `what` names it in the error ("bundle file", "entry file"). */
 export function readTextFile(file: string, what: string): string {
@@ -27,12 +27,14 @@ const READ_PROBLEMS: Readonly<Record<string, string>> = {
 };
 
 /**
- * Everything on standard input; `missing` is the error when the command was given none to read. A terminal is not
- * read: a command waiting for input nobody knows it expects looks hung, so the operator is told what to pass instead.
+ * Everything on standard input; `missing` is the error when the command was given none to read. From a terminal it
+ * is read too (an operator pasting a bundle, as SPIRE's CLI allows), after a line on stderr saying what is awaited:
+ * a command silently waiting for input nobody knows it expects looks hung.
  */
-export async function readAll(stdin: Readable | undefined, missing: string): Promise<string> {
+export async function readAll(io: Pick<CliIo, 'stdin' | 'stderr'>, missing: string, awaited: string): Promise<string> {
+  const { stdin } = io;
   if (stdin === undefined) throw invalidArgument(missing);
-  if ((stdin as { isTTY?: boolean }).isTTY === true) throw invalidArgument(`${missing} (standard input is a terminal: pipe or redirect the input)`);
+  if ((stdin as { isTTY?: boolean }).isTTY === true) io.stderr.write(`Reading ${awaited} from the terminal: paste it, then press Ctrl-D (Ctrl-C to stop)\n`);
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
   return Buffer.concat(chunks).toString('utf8');

@@ -49,13 +49,14 @@ function fullBundle(b: ProtoBundle): Record<string, unknown> {
 }
 
 /**
- * The format to print in; --format with --output json is refused rather than one of them silently dropped, since an
- * operator asking for both wants one document and would not know which one came.
+ * The format to print in. With --output json, --format does not apply (SPIRE ignores it too, so scripts written for
+ * spire-server pass both): said on stderr rather than dropped silently, since an operator asking for both wants one
+ * document and would not know which one came.
  */
-function formatOf(args: ParsedArgs): 'pem' | 'spiffe' {
+function formatOf(args: ParsedArgs, io: CliIo): 'pem' | 'spiffe' {
   const format = args.string('format');
   if (format !== undefined && outputFormat(args) === 'json') {
-    throw invalidArgument(`--format ${format} and --output json exclude each other: --format spiffe prints the SPIFFE bundle document (JSON), --output json the bundle's fields`);
+    io.stderr.write(`Note: --format ${format} does not apply with --output json, which prints the bundle's fields (for the SPIFFE bundle document, drop --output json)\n`);
   }
   return format === 'spiffe' ? 'spiffe' : 'pem';
 }
@@ -65,7 +66,7 @@ const show: Command = {
   summary: "Prints this trust domain's own bundle (its root CAs and JWT keys).",
   flags: [FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
-    const format = formatOf(args);
+    const format = formatOf(args, io);
     const b = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'GetBundle', {}));
     io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, format));
     return 0;
@@ -79,7 +80,7 @@ const list: Command = {
   async run(args, io) {
     const only = args.string('trust-domain');
     const td = only === undefined ? undefined : checkTrustDomain(only);
-    const format = formatOf(args);
+    const format = formatOf(args, io);
     const res = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'ListFederatedBundles', {}));
     const bundles = (res.bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
     if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
@@ -109,7 +110,7 @@ const set: Command = {
     const file = args.string('path');
     const data = args.string('data');
     if (file !== undefined && data !== undefined) throw invalidArgument('--path and --data exclude each other');
-    const bundle = data ?? (file !== undefined ? readTextFile(file, 'bundle file') : await readAll(io.stdin, 'no bundle given: pass --path FILE or --data TEXT'));
+    const bundle = data ?? (file !== undefined ? readTextFile(file, 'bundle file') : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
     const format = args.string('format');
     const b = await withAdminClient(args, io.env, (client) =>
       client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),

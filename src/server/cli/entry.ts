@@ -128,7 +128,7 @@ const create: Command = {
 async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promise<number> {
   const other = args.given.find((f) => !['data', 'admin-socket', 'output'].includes(f));
   if (other !== undefined) throw invalidArgument(`--data creates the entries of its file: it cannot be combined with --${other}`);
-  const text = file === '-' ? await readAll(io.stdin, '--data - reads the entries from standard input, and there is none') : readTextFile(file, 'entry file');
+  const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
   const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
   if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
