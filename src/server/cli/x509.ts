@@ -27,7 +27,7 @@ const mint: Command = {
     ttlFlag('Lifetime of the SVID, in seconds or like 1h, 24h; default: the server default'),
     { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', description: 'DNS name to add as a SAN' },
     datacenterFlag("Datacenter whose intermediate CA signs (default: the server's first)"),
-    { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.pem (leaf + intermediate), key.pem (PKCS#8, 0600) and bundle.pem to DIR instead of printing them' },
+    { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.pem (leaf + intermediate), key.pem (PKCS#8, 0600) and bundle.pem to DIR instead of printing them (a DIR it creates is 0700)' },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
