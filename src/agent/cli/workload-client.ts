@@ -19,7 +19,7 @@ import type {
   X509SvidResponse,
 } from '../workload/messages.js';
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
-import { socketProblem, socketProblemWords } from '../../common/cli/socket-problem.js';
+import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -167,11 +167,11 @@ export class WorkloadApiClient {
    */
   private translate(err: ServiceError): MeshidError {
     if (err.code === status.UNAVAILABLE && connectFailedOn(err.details ?? '', this.socketPath)) {
-      const problem = socketProblem(this.socketPath, err.details ?? '');
-      const where = `cannot reach the Workload API on ${this.socketPath} (${socketProblemWords(problem)})`;
-      if (problem.kind === 'not-a-socket') return unavailable(`${where}: pass the agent socket's own path in --socket-path or ${ENDPOINT_SOCKET_ENV}`, err);
-      if (problem.kind === 'permission') return unavailable(`${where}: the socket or its directory does not admit this user`, err);
-      return unavailable(`${where}: is meshid-agent running? Pass --socket-path or set ${ENDPOINT_SOCKET_ENV}`, err);
+      return unreachableSocket('the Workload API', this.socketPath, err.details ?? '', {
+        wrongPath: `pass the agent socket's own path in --socket-path or ${ENDPOINT_SOCKET_ENV}`,
+        permission: 'the socket or its directory does not admit this user',
+        down: `is meshid-agent running? Pass --socket-path or set ${ENDPOINT_SOCKET_ENV}`,
+      }, err);
     }
     return fromServiceError(err);
   }

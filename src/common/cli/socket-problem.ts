@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import { unavailable, type MeshidError } from '../errors.js';
 
 /**
  * Why a CLI command could not connect to a Unix socket, as an operator acts on it. grpc-js reports one errno in a
@@ -46,4 +47,21 @@ export function socketProblemWords(problem: SocketProblem): string {
     default:
       return problem.detail;
   }
+}
+
+/**
+ * The UNAVAILABLE a CLI reports when it could not connect to `socketPath`: "cannot reach <what> on <path> (<why>)",
+ * then the advice for that problem: `wrongPath` for a directory or plain file, `permission` for another user's
+ * socket, `down` for the rest (nothing there, nothing listening).
+ */
+export function unreachableSocket(
+  what: string,
+  socketPath: string,
+  connectDetails: string,
+  advice: { wrongPath: string; permission: string; down: string },
+  cause: unknown,
+): MeshidError {
+  const problem = socketProblem(socketPath, connectDetails);
+  const hint = problem.kind === 'not-a-socket' ? advice.wrongPath : problem.kind === 'permission' ? advice.permission : advice.down;
+  return unavailable(`cannot reach ${what} on ${socketPath} (${socketProblemWords(problem)}): ${hint}`, cause);
 }

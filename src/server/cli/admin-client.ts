@@ -1,10 +1,9 @@
 import path from 'node:path';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
-import { unavailable } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure } from '../../common/grpc/call-failure.js';
-import { socketProblem, socketProblemWords } from '../../common/cli/socket-problem.js';
+import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { DEFAULT_ADMIN_SOCKET } from '../config.js';
@@ -101,11 +100,11 @@ export class AdminClient {
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
     // Lost mid-call counts too: for an operator, the server went away.
     if (connectionFailure(err) !== undefined) {
-      const problem = socketProblem(this.socketPath, err.details || err.message);
-      const where = `cannot reach meshid-server on ${this.socketPath} (${socketProblemWords(problem)})`;
-      if (problem.kind === 'not-a-socket') return unavailable(`${where}: pass the admin socket's own path in --admin-socket or ${ADMIN_SOCKET_ENV}`, err);
-      if (problem.kind === 'permission') return unavailable(`${where}: run this as the user meshid-server runs as (or root)`, err);
-      return unavailable(`${where}: is it running? Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`, err);
+      return unreachableSocket('meshid-server', this.socketPath, err.details || err.message, {
+        wrongPath: `pass the admin socket's own path in --admin-socket or ${ADMIN_SOCKET_ENV}`,
+        permission: 'run this as the user meshid-server runs as (or root)',
+        down: `is it running? Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
+      }, err);
     }
     return fromServiceError(err);
   }
