@@ -1,12 +1,15 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
+import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { CaRecord } from '../ca/ca-journal.js';
+import { agentsCutOffByRevoking, revokeWouldCutOff } from '../ca/root-revoke-guard.js';
+import type { Datastore } from '../datastore/datastore.js';
 import { invalidArgument } from '../../common/errors.js';
 import { unary } from './handler.js';
 
 /** Admin API: the CA journal as operators see it (meshid.admin.v1.Authorities). */
-export function authorityService(ca: CaManager, log: Logger): UntypedServiceImplementation {
+export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'>, clock: Clock, log: Logger): UntypedServiceImplementation {
   const toProto = (r: CaRecord) => ({
     id: r.id,
     kind: r.kind,
@@ -31,8 +34,15 @@ export function authorityService(ca: CaManager, log: Logger): UntypedServiceImpl
       log.warn({ authority: req.id }, 'authority tainted');
       return list();
     }),
-    RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string }) => {
+    RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string; force?: boolean }) => {
       if (!req.id) throw invalidArgument('id of the authority to revoke is required (see ca show)');
+      const record = ca.listAuthorities().find((a) => a.id === req.id);
+      // Only a tainted root can be revoked at all; anything else gets ca.revoke's own refusal.
+      if (record?.kind === 'root' && record.state === 'tainted') {
+        const cutOff = agentsCutOffByRevoking(await ds.listAgents(), ca.intermediatesUnder(req.id), clock.now());
+        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(req.id, cutOff);
+        if (cutOff.length > 0) log.warn({ authority: req.id, agents: cutOff.length }, 'root revoked with --force: agents still on it are cut off');
+      }
       await ca.revoke(req.id);
       log.warn({ authority: req.id }, 'authority revoked');
       return list();

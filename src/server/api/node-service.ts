@@ -50,6 +50,14 @@ export interface NodeServiceDeps {
   log: Logger;
 }
 
+/** An agent SVID as the datastore records it: `issuerId` is the CA journal ID of the intermediate that signed it. */
+interface AgentSvid {
+  chain: Buffer[];
+  notAfter: number;
+  serial: string;
+  issuerId: string;
+}
+
 interface SyncRequest {
   since_revision?: number;
   known?: Array<{ id?: string; revision?: number }>;
@@ -98,9 +106,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const authorizedSets = new AuthorizedSets(hub.index, serverId);
   const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => authorizedSets.of(agent);
 
-  const signAgentSvid = (agentId: string, datacenter: string, csr: ParsedCsr): { chain: Buffer[]; notAfter: number; serial: string } => {
+  const signAgentSvid = (agentId: string, datacenter: string, csr: ParsedCsr): AgentSvid => {
     const signed = ca.signX509Svid({ datacenter, publicKey: csr.publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });
-    return { chain: signed.chain, notAfter: signed.notAfter, serial: parseCertificate(signed.chain[0]!).serialHex };
+    return { chain: signed.chain, notAfter: signed.notAfter, serial: parseCertificate(signed.chain[0]!).serialHex, issuerId: signed.authorityId };
   };
 
   return {
@@ -114,7 +122,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const record = await ds.findJoinToken(token);
       if (record === undefined) throw permissionDenied(UNKNOWN_TOKEN);
       let spiffeId: string;
-      let svid: { chain: Buffer[]; notAfter: number; serial: string };
+      let svid: AgentSvid;
       try {
         if (record.expiresAt <= clock.now()) throw permissionDenied('join token has expired; generate a new one with `meshid-server token generate`');
         if (!deps.datacenters.includes(record.datacenter)) {
@@ -142,6 +150,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         selectors,
         certSerial: svid.serial,
         certNotAfter: svid.notAfter,
+        certIssuerId: svid.issuerId,
         attestedAt: now,
         updatedAt: now,
         banned: false,
@@ -165,7 +174,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       if (keyWait > 0) throw signingRefused(keyWait);
       csr.verifySignature();
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
-      await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial);
+      await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial, svid.issuerId);
       log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
       return { svid_chain: svid.chain };
     }),

@@ -746,6 +746,19 @@ export class CaManager {
       .sort((a, b) => a.kind.localeCompare(b.kind) || a.datacenter.localeCompare(b.datacenter) || a.notBefore - b.notBefore);
   }
 
+  /**
+   * IDs of the journal's intermediates (in any state) that chain to root `rootId`: an SVID one of them signed stops
+   * verifying once that root leaves the bundle. Empty for an unknown ID or one that is not a root.
+   */
+  intermediatesUnder(rootId: string): Set<string> {
+    const root = this.authorities.get(rootId);
+    const keyId = root?.record.kind === 'root' ? root.cert?.subjectKeyId : undefined;
+    if (keyId === undefined) return new Set();
+    return new Set(
+      [...this.authorities.values()].filter((a) => a.record.kind === 'intermediate' && a.cert?.authorityKeyId === keyId).map((a) => a.record.id),
+    );
+  }
+
   fingerprintOf(id: string): string | undefined {
     const a = this.authorities.get(id);
     return a?.cert?.fingerprintSha256 ?? a?.record.keyId;

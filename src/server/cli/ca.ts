@@ -1,3 +1,4 @@
+import type { FlagSpec } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
@@ -61,14 +62,25 @@ const rotateRoot: Command = {
 };
 
 /** `ca taint` and `ca revoke`: one authority by ID, then the journal as it stands. */
-function authorityAction(name: string, summary: string, method: 'TaintAuthority' | 'RevokeAuthority', done: string): Command {
+function authorityAction(
+  name: string, summary: string, method: 'TaintAuthority' | 'RevokeAuthority', done: string, extraFlags: readonly FlagSpec[] = [],
+): Command {
   return {
     name,
     summary,
-    flags: [{ name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show; required' }, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+    flags: [
+      { name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show; required' },
+      ...extraFlags,
+      ADMIN_SOCKET_FLAG,
+      OUTPUT_FLAG,
+    ],
     async run(args, io) {
       const id = args.requiredString('id', '(see ca show)');
-      const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', method, { id }));
+      const res = await withAdminClient(args, io.env, (client) =>
+        method === 'RevokeAuthority' && args.bool('force') === true
+          ? client.call('Authorities', method, { id, force: true })
+          : client.call('Authorities', method, { id }),
+      );
       const authorities = (res.authorities ?? []).map(fullAuthority);
       if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
       else io.stdout.write(`Authority ${id} is ${done}.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
@@ -85,9 +97,11 @@ const taint = authorityAction(
 );
 const revoke = authorityAction(
   'revoke',
-  'Removes a tainted root or JWT key from the bundle now; what still chains to it stops verifying.',
+  'Removes a tainted root or JWT key from the bundle now; what still chains to it stops verifying. Refused while ' +
+    'attested agents still chain to the root (they would need new join tokens), unless --force.',
   'RevokeAuthority',
   'revoked',
+  [{ name: 'force', type: 'bool', description: 'Revoke a root even though attested agents still chain to it: they are cut off' }],
 );
 
 /** `meshid-server ca show|rotate-root|taint|revoke`: the CA journal (admin API meshid.admin.v1.Authorities). */

@@ -104,9 +104,9 @@ export interface Datastore {
    * Records an agent SVID renewed from the certificate with serial `renewedFrom`. The new serial becomes current;
    * `renewedFrom` stays valid as the previous one until the agent first uses the new certificate
    * (retirePreviousAgentCert), so an agent whose renewal answer was lost can still renew, while a copy of any older
-   * certificate is refused.
+   * certificate is refused. `issuerId`: the CA journal ID of the intermediate that signed it.
    */
-  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string): Promise<AttestedAgent>;
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent>;
   /** Forgets the previous serial once the agent has used `currentSerial`; nothing if that is no longer current. */
   retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void>;
   /** Deletes the agent (it must attest again). Throws not_found. */
@@ -291,6 +291,11 @@ export interface AttestedAgent {
   certNotAfter: number;
   /** Serial of the SVID before the last renewal: still valid until it expires. */
   previousCertSerial?: string;
+  /**
+   * CA journal ID of the intermediate that signed the current SVID; absent for agents that have not renewed since
+   * the server started recording it (unknown).
+   */
+  certIssuerId?: string;
   attestedAt: number;
   updatedAt: number;
   banned: boolean;

@@ -171,6 +171,15 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 5,
+    name: 'agent SVID issuer',
+    statements: [
+      // The CA journal ID of the intermediate that signed the agent's current SVID: `ca revoke` of a root refuses
+      // while live agents still chain to it. NULL for agents that have not renewed since this migration (unknown).
+      `ALTER TABLE attested_agents ADD COLUMN cert_issuer_id TEXT`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -271,7 +271,7 @@ export class SqliteDatastore implements Datastore {
       const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
       this.s.insertAgent.run(
         stored.spiffeId, stored.datacenter, JSON.stringify(stored.selectors), stored.certSerial, stored.certNotAfter,
-        stored.previousCertSerial ?? null, stored.attestedAt, stored.updatedAt, stored.banned ? 1 : 0,
+        stored.previousCertSerial ?? null, stored.attestedAt, stored.updatedAt, stored.banned ? 1 : 0, stored.certIssuerId ?? null,
       );
       return stored;
     });
@@ -291,7 +291,7 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string): Promise<AttestedAgent> {
+  updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent> {
     return this.write(() => {
       requireText('agent certSerial', certSerial);
       requireText('agent renewedFrom', renewedFrom);
@@ -300,7 +300,7 @@ export class SqliteDatastore implements Datastore {
       if (row === undefined) throw notFound(`agent ${spiffeId} not found`);
       // A retried renewal with the same serial must not push the real previous serial out.
       const previous = certSerial === row.cert_serial ? row.previous_cert_serial : renewedFrom;
-      this.s.updateAgentCert.run(certSerial, certNotAfter, previous, this.clock.now(), spiffeId);
+      this.s.updateAgentCert.run(certSerial, certNotAfter, previous, issuerId ?? null, this.clock.now(), spiffeId);
       return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
     });
   }

@@ -49,7 +49,7 @@ export function entryFromRow(r: EntryRow): RegistrationEntry {
 }
 
 export const AGENT_COLUMNS =
-  'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned';
+  'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned, cert_issuer_id';
 
 export interface AgentRow {
   spiffe_id: string;
@@ -61,6 +61,7 @@ export interface AgentRow {
   attested_at: number;
   updated_at: number;
   banned: number;
+  cert_issuer_id: string | null;
 }
 
 export function agentFromRow(r: AgentRow): AttestedAgent {
@@ -75,6 +76,7 @@ export function agentFromRow(r: AgentRow): AttestedAgent {
     banned: r.banned === 1,
   };
   if (r.previous_cert_serial !== null) agent.previousCertSerial = r.previous_cert_serial;
+  if (r.cert_issuer_id !== null) agent.certIssuerId = r.cert_issuer_id;
   return agent;
 }
 

@@ -56,10 +56,10 @@ export function prepareStatements(db: Database.Database) {
     agentById: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE spiffe_id = ?`),
     allAgents: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`),
     agentsByDatacenter: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE datacenter = ? ORDER BY spiffe_id`),
-    insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     retirePreviousAgentCert: p('UPDATE attested_agents SET previous_cert_serial = NULL WHERE spiffe_id = ? AND cert_serial = ?'),
     updateAgentCert: p(
-      'UPDATE attested_agents SET cert_serial = ?, cert_not_after = ?, previous_cert_serial = ?, updated_at = ? WHERE spiffe_id = ?',
+      'UPDATE attested_agents SET cert_serial = ?, cert_not_after = ?, previous_cert_serial = ?, cert_issuer_id = ?, updated_at = ? WHERE spiffe_id = ?',
     ),
     deleteAgent: p('DELETE FROM attested_agents WHERE spiffe_id = ?'),
     banAgent: p('UPDATE attested_agents SET banned = 1, updated_at = ? WHERE spiffe_id = ?'),

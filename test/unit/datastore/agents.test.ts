@@ -50,6 +50,19 @@ test('updateAgentCert records the new serial and keeps the one it was renewed fr
   });
 });
 
+test('the intermediate that signed the current agent SVID is recorded at creation and at each renewal; unknown stays undefined', async () => {
+  await withDatastore(async ({ ds }) => {
+    const a = await ds.createAgent(agent('a', { certIssuerId: 'int-1' }));
+    assert.equal((await ds.getAgent(a.spiffeId))!.certIssuerId, 'int-1');
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000, 'a-s1', 'int-2')).certIssuerId, 'int-2');
+    assert.equal((await ds.listAgents())[0]!.certIssuerId, 'int-2');
+    // As an agent row from before the column reads: no issuer known.
+    const b = await ds.createAgent(agent('b'));
+    assert.equal((await ds.getAgent(b.spiffeId))!.certIssuerId, undefined);
+    assert.equal((await ds.updateAgentCert(b.spiffeId, 'b-s2', 2000, 'b-s1')).certIssuerId, undefined);
+  });
+});
+
 test('evict deletes the agent; ban keeps it listed with the flag; unknown agents are not_found', async () => {
   await withDatastore(async ({ ds }) => {
     await ds.createAgent(agent('a'));

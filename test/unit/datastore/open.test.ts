@@ -100,6 +100,10 @@ test('a schema version 1 datastore with entries and tombstones is upgraded in pl
     v1.prepare('INSERT INTO entry_tombstones (entry_id, revision, deleted_at) VALUES (?, ?, ?)').run('e-00000000000000bb', 2, t0);
     v1.prepare('INSERT INTO entry_tombstones (entry_id, revision, deleted_at) VALUES (?, ?, ?)').run('e-00000000000000cc', 3, t0 + 48 * 3_600_000);
     v1.prepare("UPDATE revisions SET value = 3 WHERE name = 'changes'").run();
+    v1.prepare(
+      'INSERT INTO attested_agents (spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned) ' +
+        "VALUES ('spiffe://example.org/meshid/agent/east/a', 'east', '[]', '0a', ?, NULL, ?, ?, 0)",
+    ).run(t0 + 3_600_000, t0, t0);
     v1.close();
 
     const clock = new FakeClock(t0 + 49 * 3_600_000);
@@ -110,6 +114,10 @@ test('a schema version 1 datastore with entries and tombstones is upgraded in pl
         MIGRATIONS.map((m) => ({ version: m.version, applied_at: m.version === 1 ? t0 : clock.now() })),
       );
       assert.equal(await ds.currentRevision(), 3);
+      // An agent attested before the server recorded who signed its SVID: kept, signer unknown.
+      const agent = await ds.getAgent('spiffe://example.org/meshid/agent/east/a');
+      assert.equal(agent?.certSerial, '0a');
+      assert.equal(agent?.certIssuerId, undefined);
       assert.deepEqual((await ds.listAllEntries()).map((e) => [e.id, e.spiffeId, e.revision]), [['e-00000000000000aa', live.spiffeId, 1]]);
       // Nothing pruned yet: a reader at revision 1 still gets the deletions as a delta.
       assert.deepEqual(await ds.listEntryChangesSince(1), { upserts: [], deletedIds: ['e-00000000000000bb', 'e-00000000000000cc'], revision: 3 });

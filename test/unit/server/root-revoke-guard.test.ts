@@ -1,0 +1,52 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { isMeshidError } from '../../../src/common/errors.js';
+import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
+import { agentsCutOffByRevoking, revokeWouldCutOff } from '../../../src/server/ca/root-revoke-guard.js';
+
+const NOW = 1_000_000;
+const agent = (n: string, overrides: Partial<AttestedAgent> = {}): AttestedAgent => ({
+  spiffeId: `spiffe://example.org/meshid/agent/east/${n}`,
+  datacenter: 'east',
+  selectors: [],
+  certSerial: `${n}-s1`,
+  certNotAfter: NOW + 3_600_000,
+  certIssuerId: 'int-new',
+  attestedAt: 0,
+  updatedAt: 0,
+  banned: false,
+  ...overrides,
+});
+
+test('revoking a root cuts off live agents still signed under it, of unknown signer, or not yet on their renewed SVID', () => {
+  const under = new Set(['int-old-east', 'int-old-west']);
+  const agents = [
+    agent('moved'),
+    agent('on-old', { certIssuerId: 'int-old-west' }),
+    agent('unknown', { certIssuerId: undefined }),
+    agent('renewal-unused', { previousCertSerial: 'renewal-unused-s0' }),
+    // Neither can use the server anyway.
+    agent('banned', { certIssuerId: 'int-old-east', banned: true }),
+    agent('expired', { certIssuerId: 'int-old-east', certNotAfter: NOW }),
+  ];
+  assert.deepEqual(
+    agentsCutOffByRevoking(agents, under, NOW).map((a) => [a.spiffeId.split('/').pop(), a.reason]),
+    [
+      ['on-old', 'still on this root'],
+      ['unknown', 'signer not recorded: not renewed since the upgrade'],
+      ['renewal-unused', 'renewed SVID not used yet'],
+    ],
+  );
+  assert.deepEqual(agentsCutOffByRevoking([agent('moved')], under, NOW), []);
+});
+
+test('the refusal is FAILED_PRECONDITION naming five agents, the count of the rest, and the ways on', () => {
+  const cutOff = Array.from({ length: 7 }, (_, i) => ({ spiffeId: `spiffe://example.org/meshid/agent/east/a${i}`, reason: 'still on this root' as const }));
+  const err = revokeWouldCutOff('root-1', cutOff);
+  assert.ok(isMeshidError(err, 'failed_precondition'));
+  assert.match(err.message, /^revoking root root-1 now would cut off 7 agent\(s\)/);
+  assert.match(err.message, /a4 \(still on this root\) and 2 more\./);
+  assert.doesNotMatch(err.message, /a5/);
+  assert.match(err.message, /meshid-server agent evict/);
+  assert.match(err.message, /--force/);
+});
