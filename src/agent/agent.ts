@@ -18,6 +18,7 @@ import type { AgentConfig } from './config.js';
 import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
 import { AgentStore } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
+import type { WithdrawnState } from './storage/state-persister.js';
 import type { StoredIdentity, StoredState } from './storage/stored-state.js';
 
 export interface AgentOptions {
@@ -195,7 +196,12 @@ export class MeshidAgent {
           );
         },
         onRevision: () => writer.markDirty(),
-        onWithdrawn: () => writer.flush(),
+        // Only the withdrawal, not a comparison of the whole state: a burst of single deletes is a save per delete.
+        onWithdrawn: (entryIds) =>
+          writer.saveNow(() => {
+            const part = self.captureWithdrawal(entryIds);
+            if (part !== undefined) store.saveWithdrawal(part, () => self.capture()!);
+          }),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });
       agent.connection = connection;
@@ -282,6 +288,14 @@ export class MeshidAgent {
       entries: this.cache.entries(),
       svids: this.cache.allSvids(),
     };
+  }
+
+  /** What a withdrawal of `entryIds` left of them, and the bundles (StatePersister.saveWithdrawal). */
+  private captureWithdrawal(entryIds: readonly string[]): WithdrawnState | undefined {
+    const bundle = this.cache.ownBundle();
+    if (bundle === undefined) return undefined;
+    const entries = new Map(entryIds.map((id) => [id, { entry: this.cache.entry(id), svid: this.cache.svid(id) }]));
+    return { bundle, federatedBundles: this.cache.federatedBundles(), entries };
   }
 
   private healthDetail(): Record<string, string> {

@@ -95,6 +95,17 @@ test('narrowed selectors are in the data dir before a workload sees them: kill -
   assert.deepEqual(await servedIds(restarted.socketPath), ['spiffe://example.org/keep']);
 });
 
+test('a deletion is saved alone, not with the changes waiting for their coalesced save: kill -9 then and a restart with the server down serve what was saved before, less the deleted entry', async (t) => {
+  const r = await startServing(t, 'meshid-revoke-alone-', ['spiffe://example.org/keep', 'spiffe://example.org/revoked']);
+  // Served, but its save waits for a clock the test holds still.
+  await r.cluster.createEntry({ spiffeId: 'spiffe://example.org/unsaved', selectors: [`unix:uid:${uid}`] });
+  await until('the new entry served', async () => (await servedIds(r.socketPath)).length === 3);
+  await r.cluster.deleteEntry(r.entryIds[1]!);
+  await until('the workload no longer served the deleted entry', async () => !(await servedIds(r.socketPath)).includes('spiffe://example.org/revoked'));
+  const restarted = await crashAndRestartWithoutServer(r);
+  assert.deepEqual(await servedIds(restarted.socketPath), ['spiffe://example.org/keep']);
+});
+
 test('a banned agent withdraws what it served: open streams end PERMISSION_DENIED, and neither it nor a restart with the server down serves it again', async (t) => {
   const cluster = await startCluster('meshid-revoke-ban-');
   t.after(() => cluster.cleanup());

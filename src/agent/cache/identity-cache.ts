@@ -48,6 +48,8 @@ export interface AppliedUpdate {
    * dir before it reaches a workload: a restart from a state saved before it would serve the old grant again.
    */
   readonly withdraws: boolean;
+  /** The entries such a change concerns (removed, or changed in what workloads see): what that save must write. */
+  readonly withdrawnEntryIds: readonly string[];
 }
 
 /**
@@ -284,6 +286,7 @@ export class IdentityCache implements WorkloadCache {
     const touched: AgentEntry[] = [];
     let stored = false;
     let withdraws = false;
+    const withdrawnEntryIds: string[] = [];
     const needSvid: AgentEntry[] = [];
     const removed: AgentEntry[] = [];
     for (const id of update.removed ?? []) {
@@ -294,6 +297,7 @@ export class IdentityCache implements WorkloadCache {
       this.jwt.dropEntry(id);
       removed.push(gone);
       touched.push(gone);
+      withdrawnEntryIds.push(id);
     }
     for (const entry of update.upserts ?? []) {
       const previous = this.index.upsert(entry);
@@ -309,6 +313,7 @@ export class IdentityCache implements WorkloadCache {
       if (!sameWorkloadView(previous, entry)) {
         touched.push(entry, previous);
         withdraws = true;
+        withdrawnEntryIds.push(entry.id);
       }
       this.jwt.dropEntry(entry.id);
       const svid = this.svids.get(entry.id);
@@ -336,7 +341,7 @@ export class IdentityCache implements WorkloadCache {
     if (everyone) this.notifyAll();
     else this.notifyEntries(touched);
     if (touched.length > 0 || stored || everyone) this.changed();
-    return { needSvid, removed, withdraws };
+    return { needSvid, removed, withdraws, withdrawnEntryIds };
   }
 
   /**

@@ -49,11 +49,12 @@ export interface ServerConnectionOptions {
   /** The revision moved (to persist it). */
   onRevision?: (revision: number) => void;
   /**
-   * An update took away something workloads were served (SyncApplied.withdraws): persist the state now, before any
-   * workload hears of it. Saves are otherwise coalesced, and a crash in between would leave a data dir from which a
-   * restart (the server down) serves the revoked grant again.
+   * An update took away something workloads were served (SyncApplied.withdraws; `entryIds` the entries concerned,
+   * besides any bundle it replaced): persist that now, before any workload hears of it. Saves are otherwise
+   * coalesced, and a crash in between would leave a data dir from which a restart (the server down) serves the
+   * revoked grant again.
    */
-  onWithdrawn?: () => void;
+  onWithdrawn?: (entryIds: readonly string[]) => void;
   random?: () => number;
 }
 
@@ -144,7 +145,7 @@ export class ServerConnection {
       const ids = this.o.cache.entries().map((e) => e.id);
       this.o.cache.apply({ removed: ids });
       this.o.issuer.forget(ids);
-      this.o.onWithdrawn?.();
+      this.o.onWithdrawn?.(ids);
       this.o.log.error({ reason: err.message, withdrawnEntries: ids.length }, `${advice}. Its cached identities are withdrawn: workloads are no longer served`);
       return;
     }
@@ -259,7 +260,7 @@ export class ServerConnection {
       this.o.onRevision?.(u.revision);
     }
     // Streams are told of the change in a later turn (they are scheduled, not called): this save comes first.
-    if (applied.withdraws) this.o.onWithdrawn?.();
+    if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
     if (u.initial) {
       const wasSynced = this.stateValue === 'synced';
       this.stateValue = 'synced';

@@ -21,6 +21,8 @@ export interface SyncApplied {
   readonly taintedKeyIds: ReadonlySet<string>;
   /** The update may have taken away something workloads were served (AppliedUpdate.withdraws). */
   readonly withdraws: boolean;
+  /** The entries it took away or changed (AppliedUpdate.withdrawnEntryIds). */
+  readonly withdrawnEntryIds: readonly string[];
 }
 
 /**
@@ -68,7 +70,7 @@ export function applySyncUpdate(u: SyncUpdateMessage, deps: SyncApplyDeps): Sync
   issuer.request(applied.needSvid);
   const tainted = new Set((u.tainted_authority_ids ?? []).map((k) => k.toLowerCase()));
   issuer.setTainted([...tainted]);
-  return { upserts: upserts.length, removed: applied.removed.length, bundle: own, taintedKeyIds: tainted, withdraws: applied.withdraws };
+  return { upserts: upserts.length, removed: applied.removed.length, bundle: own, taintedKeyIds: tainted, withdraws: applied.withdraws, withdrawnEntryIds: applied.withdrawnEntryIds };
 }
 
 function readBundle(m: BundleMessage, deps: SyncApplyDeps, what: string): TrustBundle | undefined {

@@ -7,7 +7,7 @@ import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
-import { StatePersister } from './state-persister.js';
+import { StatePersister, type WithdrawnState } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
 
 const IDENTITY_FILE = 'agent-svid.json';
@@ -165,6 +165,14 @@ export class AgentStore {
    */
   saveState(state: StoredState): void {
     this.persister.save(state);
+  }
+
+  /**
+   * Saves what a withdrawal changed, at once and alone (StatePersister.saveWithdrawal); `full` is read only when a
+   * snapshot is due.
+   */
+  saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
+    this.persister.saveWithdrawal(part, full);
   }
 
   /** Journals other than the one of generation `keep` (all when undefined): leftovers of an interrupted compaction. */

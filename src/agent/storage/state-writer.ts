@@ -13,7 +13,8 @@ export interface StateWriterOptions {
 /**
  * Coalesces state writes: a burst of changes (a sync update of a thousand entries, their SVIDs arriving in batches)
  * becomes one write of the whole state a moment later, instead of one fsync per change. A failed write is logged
- * and retried. `flush()` writes now if anything is pending (shutdown).
+ * and retried. `flush()` writes now if anything is pending (shutdown); `saveNow()` writes one part now (a withdrawal)
+ * and leaves the rest to the coalesced write.
  */
 export class StateWriter {
   private timer: TimerHandle | undefined;
@@ -44,11 +45,24 @@ export class StateWriter {
       this.o.write();
       this.failures = 0;
     } catch (err) {
+      this.failed(err);
+    }
+  }
+
+  /**
+   * Saves part of what is pending now, with `write` (synchronous; a change that must be durable before anyone hears
+   * of it); the rest keeps its coalesced write. When `write` fails, the whole state is retried with backoff, as after
+   * a failed flush.
+   */
+  saveNow(write: () => void): void {
+    if (this.stopped) return;
+    try {
+      write();
+    } catch (err) {
+      this.timer?.cancel();
+      this.timer = undefined;
       this.dirty = true;
-      this.failures++;
-      const retryMs = Math.min(60_000, this.delayMs * 2 ** this.failures);
-      this.o.log.error({ err, retryMs }, 'cannot persist the agent state; will retry');
-      this.arm(retryMs);
+      this.failed(err);
     }
   }
 
@@ -58,6 +72,14 @@ export class StateWriter {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+  }
+
+  private failed(err: unknown): void {
+    this.dirty = true;
+    this.failures++;
+    const retryMs = Math.min(60_000, this.delayMs * 2 ** this.failures);
+    this.o.log.error({ err, retryMs }, 'cannot persist the agent state; will retry');
+    this.arm(retryMs);
   }
 
   private arm(ms: number): void {

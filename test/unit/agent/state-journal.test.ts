@@ -54,6 +54,36 @@ test('after the first snapshot a save appends only what changed, and a restart r
   }
 });
 
+test('a withdrawal save appends only the withdrawn entry, leaving other unsaved changes to the next save', () => {
+  const t = tempDir('meshid-journal-withdrawal-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const [a, b, c] = [entry('w-a', ['unix:uid:1']), entry('w-b', ['unix:uid:2']), entry('w-c', ['unix:uid:3'])];
+    const saved: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a, b, c], svids: [a, b, c].map((e) => fx.issue(e)) };
+    store.saveState(saved);
+    // In memory since: b deleted (the withdrawal), d added and a renewed (waiting for the coalesced save).
+    const d = entry('w-d', ['unix:uid:4']);
+    const now: StoredState = { ...saved, revision: 3, entries: [a, c, d], svids: [fx.issue(a), saved.svids[2]!, fx.issue(d)] };
+    const withdrawn = new Map([[b.id, { entry: undefined, svid: undefined }]]);
+    store.saveWithdrawal({ bundle: saved.bundle, federatedBundles: [], entries: withdrawn }, () => assert.fail('no snapshot is due'));
+    const [journal] = journals(dir);
+    const lines = fs.readFileSync(path.join(dir, journal!), 'utf8').split('\n').filter((l) => l !== '');
+    assert.deepEqual(JSON.parse(lines[0]!.slice(9)), { removed_entries: [b.id], removed_svids: [b.id] }, 'the withdrawal alone: no revision, no new SVIDs');
+    store.close();
+
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary({ ...saved, entries: [a, c], svids: [saved.svids[0]!, saved.svids[2]!] }), 'what was saved before, less the withdrawal');
+    store.saveState(now);
+    store.close();
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(now), 'the next save brings the rest');
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a torn last batch is dropped and cut off, so the batches saved after the restart are read', () => {
   const t = tempDir('meshid-journal-torn-');
   try {

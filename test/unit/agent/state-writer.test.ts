@@ -69,3 +69,26 @@ test('after stop nothing is written: a late change (an SVID call still out at sh
   clock.advance(120_000);
   assert.equal(writes, 1);
 });
+
+test('saveNow writes its part at once and leaves the coalesced write pending; when it fails, the whole state is retried', () => {
+  const clock = new FakeClock();
+  const writes: string[] = [];
+  let failing = false;
+  const w = new StateWriter({ clock, log: silentLogger(), write: () => writes.push('all'), delayMs: 200 });
+  w.markDirty();
+  w.saveNow(() => writes.push('part'));
+  assert.deepEqual(writes, ['part']);
+  clock.advance(200);
+  assert.deepEqual(writes, ['part', 'all'], 'the rest keeps its coalesced write');
+
+  w.markDirty();
+  failing = true;
+  w.saveNow(() => {
+    if (failing) throw new Error('ENOSPC');
+  });
+  clock.advance(200);
+  assert.deepEqual(writes, ['part', 'all'], 'the retry waits for its backoff');
+  clock.advance(200);
+  assert.deepEqual(writes, ['part', 'all', 'all'], 'then writes the whole state, the failed part with it');
+  w.stop();
+});

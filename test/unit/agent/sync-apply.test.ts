@@ -29,4 +29,5 @@ test('a new version of a held entry that the agent cannot use withdraws the entr
   assert.equal(cache.snapshot(uid7).entitled, false, 'nothing of it is served');
   assert.equal(applied.removed, 1);
   assert.equal(applied.withdraws, true);
+  assert.deepEqual(applied.withdrawnEntryIds, [held.id], 'the save before workloads hear of it writes this entry');
 });
