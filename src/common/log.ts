@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { stderrSink, type LostLogLines } from './log-sink.js';
 
 export type { Logger };
 
@@ -28,15 +29,19 @@ export function createLogger(options: LogOptions): Logger {
     level: options.level ?? process.env['MESHID_LOG_LEVEL'] ?? 'info',
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
+  if (options.destination !== undefined) return pino(base, options.destination as pino.DestinationStream);
   const pretty = options.pretty ?? process.stderr.isTTY === true;
-  if (pretty && options.destination === undefined) {
-    return pino(base, prettyStream());
-  }
-  return pino(base, (options.destination ?? pino.destination({ fd: 2, sync: true })) as pino.DestinationStream);
+  // Assigned before the sink can report: it reports in a later turn.
+  let log: Logger | undefined;
+  const sink = stderrSink((lost: LostLogLines) =>
+    log?.warn(lost, 'stderr refused log lines for a while: those it held are written above; droppedLines more were lost'),
+  );
+  log = pino(base, pretty ? prettyStream(sink) : sink);
+  return log;
 }
 
 /** A dependency-free human format for terminals: "12:00:01 INFO  ca: message key=value". */
-function prettyStream(): pino.DestinationStream {
+function prettyStream(sink: pino.DestinationStream): pino.DestinationStream {
   const names: Record<number, string> = { 10: 'TRACE', 20: 'DEBUG', 30: 'INFO ', 40: 'WARN ', 50: 'ERROR', 60: 'FATAL' };
   return {
     write(line: string) {
@@ -46,9 +51,9 @@ function prettyStream(): pino.DestinationStream {
         const extra = Object.entries(rest)
           .map(([k, v]) => `${k}=${typeof v === 'string' ? v : JSON.stringify(v)}`)
           .join(' ');
-        process.stderr.write(`${ts} ${names[level as number] ?? level} ${subsystem ?? name}: ${msg ?? ''}${extra ? ' ' + extra : ''}\n`);
+        sink.write(`${ts} ${names[level as number] ?? level} ${subsystem ?? name}: ${msg ?? ''}${extra ? ' ' + extra : ''}\n`);
       } catch {
-        process.stderr.write(line);
+        sink.write(line);
       }
     },
   };
