@@ -6,9 +6,10 @@ import { setOldGenerationGrowth } from '../../common/memory/heap-growth.js';
 import { MeshidError } from '../../common/errors.js';
 import { MeshidAgent } from '../agent.js';
 import { agentConfigFrom, RUN_FLAGS } from './run-config.js';
+import { waitForStopSignal } from '../../common/cli/stop-signal.js';
 
 /**
- * `meshid-agent run`: starts the agent and runs until SIGINT/SIGTERM (exit 0), or until it cannot work at all — the
+ * `meshid-agent run`: starts the agent and runs until SIGINT/SIGTERM (exit 0; SIGHUP is logged and ignored), or until it cannot work at all — the
  * first attestation was refused, or the server's certificate does not chain to --trust-bundle — (exit 1, with the
  * reason on stderr).
  */
@@ -30,19 +31,16 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
     setOldGenerationGrowth();
     agent = await MeshidAgent.start({ config, log });
     const running = agent;
+    const stopSignal = waitForStopSignal(log, 'meshid-agent');
     const outcome = await new Promise<number>((resolve) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'shutting down');
-        resolve(0);
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
+      void stopSignal.signal.then(() => resolve(0));
       running.done.catch((err: unknown) => {
         reportError(io, err);
         resolve(1);
       });
     });
     await running.stop();
+    stopSignal.dispose();
     stopTrimming();
     return outcome;
   } catch (err) {

@@ -4,8 +4,9 @@ import { MeshidError } from '../../common/errors.js';
 import { errorLine } from '../../common/cli/output.js';
 import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
 import { MeshidServer } from '../server.js';
+import { waitForStopSignal } from '../../common/cli/stop-signal.js';
 
-/** `meshid-server run`: starts the server and runs until SIGINT/SIGTERM. */
+/** `meshid-server run`: starts the server and runs until SIGINT/SIGTERM (SIGHUP is logged and ignored). */
 export async function runServerCommand(argv: string[]): Promise<number> {
   let server: MeshidServer | undefined;
   try {
@@ -17,15 +18,10 @@ export async function runServerCommand(argv: string[]): Promise<number> {
     const log = createLogger({ name: 'meshid-server', level: config.logLevel });
     server = await MeshidServer.start({ config, log });
     const running = server;
-    await new Promise<void>((resolve) => {
-      const stop = (signal: string): void => {
-        log.info({ signal }, 'shutting down');
-        resolve();
-      };
-      process.once('SIGINT', () => stop('SIGINT'));
-      process.once('SIGTERM', () => stop('SIGTERM'));
-    });
+    const stopSignal = waitForStopSignal(log, 'meshid-server');
+    await stopSignal.signal;
     await running.stop();
+    stopSignal.dispose();
     return 0;
   } catch (err) {
     process.stderr.write(`${errorLine(err)}\n`);
