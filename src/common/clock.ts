@@ -13,22 +13,37 @@ export interface Clock {
   setTimer(fn: () => void, ms: number): TimerHandle;
 }
 
-export const systemClock: Clock = {
-  now: () => Date.now(),
-  setTimer(fn, ms) {
-    // setTimeout overflows past 2^31-1 ms (~24.8 days): re-arm in steps so long waits stay correct.
-    const MAX = 2_147_000_000;
-    const due = Date.now() + ms;
-    let t: NodeJS.Timeout;
-    const arm = (): void => {
-      const left = due - Date.now();
-      t = setTimeout(left > MAX ? arm : fn, Math.max(0, Math.min(left, MAX)));
-      t.unref?.();
-    };
-    arm();
-    return { cancel: () => clearTimeout(t) };
-  },
-};
+/** How often a pending system timer re-reads the wall clock (see wallClock). */
+export const WALL_CLOCK_CHECK_MS = 30_000;
+
+/**
+ * The host's clock. Its timers fire once `ms` have passed on either clock: the wall clock every deadline is written
+ * in (SVID and CA expiry, renewal at half-life), re-read at least every `checkEveryMs`, or the monotonic clock. Node's
+ * setTimeout alone counts only monotonic time, which stands still while the host is suspended (a laptop's lid, a
+ * paused VM) and ignores a clock stepped forward: a renewal due at half-life would then fire up to the whole suspend
+ * later, serving SVIDs past their expiry meanwhile. The monotonic side keeps a step of the wall clock backwards from
+ * holding up a short timer (a reconnect backoff) for as long as the step. `now` is injectable for tests.
+ */
+export function wallClock(now: () => number = Date.now, checkEveryMs = WALL_CLOCK_CHECK_MS): Clock {
+  return {
+    now,
+    setTimer(fn, ms) {
+      const due = now() + ms;
+      const started = performance.now();
+      let t: NodeJS.Timeout;
+      const arm = (): void => {
+        const left = Math.min(due - now(), ms - (performance.now() - started));
+        // Also keeps each setTimeout below its 2^31-1 ms limit (~24.8 days).
+        t = setTimeout(left > checkEveryMs ? arm : fn, Math.max(0, Math.min(left, checkEveryMs)));
+        t.unref?.();
+      };
+      arm();
+      return { cancel: () => clearTimeout(t) };
+    },
+  };
+}
+
+export const systemClock: Clock = wallClock();
 
 interface FakeTimer {
   due: number;

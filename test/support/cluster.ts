@@ -62,6 +62,8 @@ export class Cluster {
     private readonly removeDir: () => void,
     /** Added to the server's command line at every (re)start of a server process. */
     readonly serverArgs: readonly string[] = [],
+    /** Added to the server's environment at every (re)start of a server process. */
+    readonly serverEnv: NodeJS.ProcessEnv = {},
   ) {
     this.admin = new AdminClient(server.adminSocket);
     this.bundleFile = path.join(dir, 'bundle.pem');
@@ -127,7 +129,7 @@ export class Cluster {
         : ['/bin/sh', ['-c', `umask ${options.umask}; exec "$0" "$@"`, ...launched]];
     const agent = new AgentProcess(spawn(command[0], command[1], {
       stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MESHID_LOG_LEVEL: 'debug' },
+      env: { ...process.env, MESHID_LOG_LEVEL: 'debug', ...options.env },
     }), socketPath, dataDir);
     this.agents.add(agent);
     if (options.wait !== false) await agent.waitHealthy();
@@ -179,6 +181,8 @@ export interface AgentProcessOptions {
   umask?: string;
   /** A command the agent's command line is appended to, e.g. ['unshare', '--pid', '--fork']. */
   launcher?: string[];
+  /** Added to the agent's environment. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /** A meshid-agent process, its output, and a Workload API client for its socket. */
@@ -285,20 +289,20 @@ export async function startClusterWithAgent(
 
 /**
  * A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`;
- * `serverArgs` are added to the server's command line.
+ * `serverArgs` are added to the server's command line, `serverEnv` to its environment.
  */
-export async function startCluster(prefix = 'meshid-cluster-', serverArgs: string[] = []): Promise<Cluster> {
+export async function startCluster(prefix = 'meshid-cluster-', serverArgs: string[] = [], serverEnv: NodeJS.ProcessEnv = {}): Promise<Cluster> {
   const t = tempDir(prefix);
   // Workloads of other users must reach the agent socket inside this dir.
   fs.chmodSync(t.dir, 0o755);
   let server: ServerHandle;
   try {
-    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0', serverArgs);
+    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0', serverArgs, serverEnv);
   } catch (err) {
     t.cleanup();
     throw err;
   }
-  const cluster = new Cluster(t.dir, server, t.cleanup, serverArgs);
+  const cluster = new Cluster(t.dir, server, t.cleanup, serverArgs, serverEnv);
   await cluster.writeBundle();
   return cluster;
 }
@@ -307,16 +311,16 @@ export async function startCluster(prefix = 'meshid-cluster-', serverArgs: strin
 export async function restartServerProcess(cluster: Cluster): Promise<void> {
   const address = cluster.server.address();
   await cluster.server.stop();
-  cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address, cluster.serverArgs);
+  cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address, cluster.serverArgs, cluster.serverEnv);
 }
 
 /** `meshid-server run` in `dir`, ready once its admin socket answers health checks. */
-async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly string[] = []): Promise<ServerHandle> {
+async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly string[] = [], env: NodeJS.ProcessEnv = {}): Promise<ServerHandle> {
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const child = spawn(
     process.execPath,
     [SERVER_MAIN, 'run', '--trust-domain', TRUST_DOMAIN, '--data-dir', path.join(dir, 'data'), '--bind-address', bindAddress, '--admin-socket', adminSocket, '--datacenter', DATACENTER, ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info' } },
+    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));

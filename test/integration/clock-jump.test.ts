@@ -1,0 +1,43 @@
+/**
+ * The wall clock jumping forward under running daemons, as it does for a host resumed from suspend (a paused VM, a
+ * laptop's lid) or stepped by NTP. A machine shared with other tests cannot have its clock moved, so libfaketime
+ * moves the wall clock of the server and agent processes alone (their monotonic clock left as it is, as a suspend
+ * leaves it); the test is skipped where libfaketime is not installed (Debian's faketime package; .ci/run installs it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startCluster } from '../support/cluster.js';
+
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1'].find((f) => fs.existsSync(f));
+
+/** The environment that puts a process's wall clock at the offset written in `offsetFile` ("+20h"), re-read on every call. */
+function fakeWallClock(offsetFile: string): NodeJS.ProcessEnv {
+  return { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' };
+}
+
+test('wall clock 20 h ahead at once (a resume from suspend; the clock moved by libfaketime): the agent renews its SVIDs past half-life at once, not 12 h later', { skip: LIBFAKETIME === undefined && 'libfaketime is not installed' }, async (t) => {
+  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-clock-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const offsetFile = path.join(dir, 'offset');
+  fs.writeFileSync(offsetFile, '+0\n');
+  const env = fakeWallClock(offsetFile);
+  const cluster = await startCluster('meshid-clock-jump-', [], env);
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), env });
+  const client = agent.client();
+  t.after(() => client.close());
+  const served = async (): Promise<string> => ((await client.fetchX509Svid()).svids ?? [])[0]?.x509_svid?.toString('base64') ?? '';
+  const before = await served();
+  assert.notEqual(before, '');
+
+  // The X.509-SVID and the agent SVID (24 h each) are past half-life, 4 h from expiry.
+  fs.writeFileSync(offsetFile, '+20h\n');
+  await agent.waitForLog(/"agent SVID renewed"/, 120_000);
+  for (let attempt = 0; (await served()) === before; attempt++) {
+    if (attempt > 600) assert.fail(`the agent still serves the SVID issued before the jump:\n${agent.output()}`);
+    await new Promise((r) => setTimeout(r, 200));
+  }
+});
