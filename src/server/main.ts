@@ -11,7 +11,8 @@ process.exitCode = await serverCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
-  // A getter: only `bundle set` without --path touches stdin, and only then should a stdin handle exist.
+  // A getter: only commands reading input (`bundle set` without --path, `entry create --data -`, `token revoke --token -`)
+  // touch stdin, and only then should a stdin handle exist.
   get stdin() {
     return process.stdin;
   },

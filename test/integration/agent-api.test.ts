@@ -53,7 +53,7 @@ test('Attest with a join token returns an agent SVID from the datacenter interme
     assert.deepEqual(parseCertificate(res.svid_chain[0]!).uriSans, [res.spiffe_id]);
     assert.ok(parseCertificate(res.svid_chain[1]!).subject.includes('east'));
     verifyChain(res.svid_chain, res.bundle.x509_authorities, Date.now());
-    await assert.rejects(call(client, 'Attest', { join_token: t, csr }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /unknown or was already used/.test(e.details));
+    await assert.rejects(call(client, 'Attest', { join_token: t, csr }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /unknown, already used or revoked/.test(e.details));
     await assert.rejects(call(client, 'Attest', { join_token: '', csr }), (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT);
   } finally {
     client.close();
@@ -340,7 +340,7 @@ test('attestation attempts are rate limited per source address, before the datas
   } finally {
     client.close();
   }
-  const refused = outcomes.filter((o) => o.startsWith('join token is unknown or was already used; generate a new one')).length;
+  const refused = outcomes.filter((o) => o.startsWith('join token is unknown, already used or revoked; generate a new one')).length;
   assert.equal(outcomes.at(-1), 'limited', outcomes.slice(-3).join(' | '));
   assert.ok(refused >= 90 && refused <= 125, `${refused} attempts reached the datastore first`);
 });

@@ -61,7 +61,7 @@ test('a join token is single use: a second agent presenting it is refused and ex
     await c.startAgent({ name: 'first', joinToken: token });
     const second = await c.startAgent({ name: 'second', joinToken: token, wait: false });
     assert.equal(await second.exitCode(), 1);
-    assert.match(second.output(), /PermissionDenied: join token is unknown or was already used; generate a new one with `meshid-server token generate`/);
+    assert.match(second.output(), /PermissionDenied: join token is unknown, already used or revoked; generate a new one with `meshid-server token generate`/);
     assert.doesNotMatch(second.output(), new RegExp(token), 'the token never reaches the output');
   }));
 

@@ -407,6 +407,35 @@ test('token generate refuses an unknown datacenter and a bad TTL', async () => {
   assertError(await cli(['token', 'generate', '--ttl', '30d']), /^Error: InvalidArgument: ttl must be between/);
 });
 
+test('token revoke takes an unused token out, from the flag or standard input; a second revoke is NotFound', async () => {
+  const generated = await cli(['token', 'generate', '--datacenter', 'west', '--output', 'json']);
+  const { token, expires_at } = JSON.parse(generated.out) as { token: string; expires_at: number };
+  const r = await cli(['token', 'revoke', '-token', token]);
+  assertOk(r);
+  assert.equal(r.out, `Join token revoked.\nDatacenter: west\nWould have expired at: ${new Date(expires_at * 1000).toISOString()}\n`);
+  assertError(
+    await cli(['token', 'revoke', '--token', token]),
+    /^Error: NotFound: no unused join token has this value: it is mistyped, was revoked already, expired, or was used by an agent \(see `meshid-server agent list`/,
+  );
+
+  const piped = (await cli(['token', 'generate'])).out.split('\n')[0]!.slice('Token: '.length);
+  const json = await cli(['token', 'revoke', '--token', '-', '--output', 'json'], { stdin: `${piped}\n` });
+  assertOk(json);
+  assert.equal((JSON.parse(json.out) as { datacenter: string }).datacenter, 'east');
+
+  assert.equal(serverOutput.includes(token) || serverOutput.includes(piped), false, 'the server logs no token');
+});
+
+test('token revoke refuses a missing, empty or never-issued token', async () => {
+  assertError(await cli(['token', 'revoke']), /^Error: InvalidArgument: flag --token is required \(the join token to revoke, or - to read it from standard input\)$/);
+  assertError(await cli(['token', 'revoke', '--token', '-'], { stdin: '\n' }), /^Error: InvalidArgument: --token - found no token on standard input$/);
+  assertError(await cli(['token', 'revoke', '--token', 'deadbeef']), /^Error: NotFound: no unused join token has this value/);
+  const help = await cli(['token', 'revoke', '--help']);
+  assertOk(help);
+  assert.match(help.out, /--token TOKEN/);
+  assert.match(help.out, /- reads it from standard input/);
+});
+
 test('bundle show prints the root CAs as PEM by default and as a SPIFFE bundle with --format spiffe', async () => {
   const pem = await cli(['bundle', 'show']);
   assertOk(pem);

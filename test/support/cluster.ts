@@ -34,6 +34,8 @@ export interface ServerHandle {
   /** host:port of the agent API. */
   address(): string;
   stop(): Promise<void>;
+  /** What a server process wrote to stdout and stderr so far; absent for an in-process server (it logs nowhere). */
+  output?(): string;
 }
 
 export interface EntrySpec {
@@ -338,6 +340,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   return {
     adminSocket,
     address: () => `127.0.0.1:${port}`,
+    output: () => output,
     stop: async () => {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGTERM');
       await exited;

@@ -20,8 +20,11 @@ import type { HubEvent, SyncHub } from './sync-hub.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 
-/** A join token works once: the agent needs a new one, not a retry. */
-const UNKNOWN_TOKEN = 'join token is unknown or was already used; generate a new one with `meshid-server token generate`';
+/**
+ * A join token works once: the agent needs a new one, not a retry. Unknown, used and revoked tokens get this one
+ * answer, so whoever holds a token learns nothing about which tokens exist.
+ */
+const UNKNOWN_TOKEN = 'join token is unknown, already used or revoked; generate a new one with `meshid-server token generate`';
 
 /** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
 const ATTEST_RATE_PER_SECOND = 5;

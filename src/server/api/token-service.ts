@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument } from '../../common/errors.js';
+import { invalidArgument, notFound } from '../../common/errors.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { validateSelectors } from './entry-validation.js';
 import { unary } from './handler.js';
@@ -13,7 +13,18 @@ const RESERVED_SELECTOR_TYPE = 'meshid';
 
 const MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 
-/** Admin API: join tokens (meshid.admin.v1.Tokens). The value is returned once and stored only as a hash. */
+/**
+ * Unknown, used and revoked tokens look the same in the datastore (their rows are gone), so the answer lists what to
+ * check. The operator holds the admin socket; telling them a token was used is no leak.
+ */
+const NO_UNUSED_TOKEN =
+  'no unused join token has this value: it is mistyped, was revoked already, expired, or was used by an agent ' +
+  '(see `meshid-server agent list`; `meshid-server agent ban` cuts an agent off)';
+
+/**
+ * Admin API: join tokens (meshid.admin.v1.Tokens). The value is returned once and stored only as a hash; revoking
+ * finds it by the same hash. Neither logs the value.
+ */
 export function tokenService(
   ds: Datastore,
   opts: { datacenters: readonly string[]; defaultTtlMs: number },
@@ -44,6 +55,21 @@ export function tokenService(
       await ds.createJoinToken({ token, datacenter, selectors, expiresAt, createdAt: now });
       log.info({ datacenter, expiresAt: new Date(expiresAt).toISOString() }, 'join token generated');
       return { token, expires_at: Math.floor(expiresAt / 1000), datacenter };
+    }),
+
+    RevokeJoinToken: unary(log, 'RevokeJoinToken', async (req: { token?: string }) => {
+      const token = req.token ?? '';
+      if (token === '') throw invalidArgument('token is required: the join token as `meshid-server token generate` printed it');
+      // Revoking is using the token up without attesting: the same atomic delete Attest commits with, so of a revoke
+      // and an attestation racing for one token exactly one gets it, and the loser is told.
+      const record = await ds.consumeJoinToken(token);
+      if (record === undefined) throw notFound(NO_UNUSED_TOKEN);
+      const expiresAt = new Date(record.expiresAt).toISOString();
+      if (record.expiresAt <= clock.now()) {
+        throw notFound(`the join token expired at ${expiresAt}: no agent can attest with it, so there is nothing to revoke`);
+      }
+      log.info({ datacenter: record.datacenter, expiresAt }, 'join token revoked');
+      return { datacenter: record.datacenter, expires_at: Math.floor(record.expiresAt / 1000) };
     }),
   };
 }

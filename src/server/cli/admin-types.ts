@@ -74,6 +74,7 @@ export interface AdminMethods {
   };
   Tokens: {
     GenerateJoinToken: [{ datacenter?: string; ttl?: number; selectors?: ProtoSelector[] }, GenerateJoinTokenResponse];
+    RevokeJoinToken: [{ token: string }, { datacenter?: string; expires_at?: number }];
   };
   Bundles: {
     GetBundle: [Record<string, never>, ProtoBundle];

@@ -19,7 +19,7 @@ const GROUPS: readonly CommandGroup[] = [
     run: async (argv) => (await import('./run.js')).runServerCommand(argv),
   },
   { name: 'entry', summary: 'Manage registration entries (create, show, update, delete)', run: entryCommand },
-  { name: 'token', summary: 'Generate join tokens for agents', run: tokenCommand },
+  { name: 'token', summary: 'Manage join tokens for agents (generate, revoke)', run: tokenCommand },
   { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, set, delete)', run: bundleCommand },
   { name: 'federation', summary: 'Manage federation relationships and their bundle polls (list, show, create, update, delete, refresh)', run: federationCommand },
   { name: 'agent', summary: 'Manage attested agents (list, show, evict, ban)', run: agentCommand },

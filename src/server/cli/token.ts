@@ -1,4 +1,6 @@
 import { runGroup, type Command } from '../../common/cli/command.js';
+import { readAll } from '../../common/cli/input.js';
+import { invalidArgument } from '../../common/errors.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
@@ -33,7 +35,34 @@ const generate: Command = {
   },
 };
 
-/** `meshid-server token generate`: join tokens for agent attestation (admin API meshid.admin.v1.Tokens). */
+const revoke: Command = {
+  name: 'revoke',
+  summary: 'Revokes an unused join token before it expires, so no agent can attest with it (e.g. one that leaked).',
+  flags: [
+    {
+      name: 'token',
+      type: 'string',
+      valueName: 'TOKEN',
+      description: 'The token as `token generate` printed it; - reads it from standard input, out of the shell history and the process list; required',
+    },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const given = args.requiredString('token', '(the join token to revoke, or - to read it from standard input)');
+    const token = given === '-'
+      ? (await readAll(io, '--token - reads the token from standard input, and there is none', 'the join token')).trim()
+      : given;
+    if (token === '') throw invalidArgument('--token - found no token on standard input');
+    const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'RevokeJoinToken', { token }));
+    const out = { datacenter: res.datacenter ?? '', expires_at: res.expires_at ?? 0 };
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson(out));
+    else io.stdout.write(`Join token revoked.\nDatacenter: ${out.datacenter}\nWould have expired at: ${isoTime(out.expires_at) ?? 'never'}\n`);
+    return 0;
+  },
+};
+
+/** `meshid-server token generate|revoke`: join tokens for agent attestation (admin API meshid.admin.v1.Tokens). */
 export async function tokenCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server token', 'Manage join tokens.', [generate], argv, io);
+  return runGroup('meshid-server token', 'Manage join tokens.', [generate, revoke], argv, io);
 }

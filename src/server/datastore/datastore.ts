@@ -80,12 +80,13 @@ export interface Datastore {
   // Join tokens (only sha256(token) is stored).
   createJoinToken(input: NewJoinToken): Promise<JoinToken>;
   /**
-   * Deletes the token and returns its record, atomically: of two concurrent calls only one gets the record.
-   * Returns undefined for an unknown (or already used) token. An expired token is consumed too: the caller checks
+   * Deletes the token and returns its record, atomically: of two concurrent calls only one gets the record. Both
+   * attestation and revocation (an operator's RevokeJoinToken) use a token up this way. Returns undefined for an
+   * unknown (or already used or revoked) token. An expired token is consumed too: the caller checks
    * `expiresAt`, so a leaked expired token cannot be probed repeatedly.
    */
   consumeJoinToken(token: string): Promise<JoinToken | undefined>;
-  /** The token's record, left in place; undefined for an unknown (or already used) token. */
+  /** The token's record, left in place; undefined for an unknown (or already used or revoked) token. */
   findJoinToken(token: string): Promise<JoinToken | undefined>;
   /** Deletes tokens with expiresAt <= now; returns how many. */
   pruneJoinTokens(now: number): Promise<number>;

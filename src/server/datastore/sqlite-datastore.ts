@@ -266,7 +266,7 @@ export class SqliteDatastore implements Datastore {
       for (const t of ['certNotAfter', 'attestedAt', 'updatedAt'] as const) requireTime(`agent ${t}`, agent[t]);
       if (this.s.agentById.get(agent.spiffeId) !== undefined) throw alreadyExists(`agent ${agent.spiffeId} already exists`);
       if (options.joinToken !== undefined && this.s.consumeJoinToken.get(hashToken(options.joinToken)) === undefined) {
-        throw notFound('the join token is unknown or was already used');
+        throw notFound('the join token is unknown, already used or revoked');
       }
       const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
       this.s.insertAgent.run(
@@ -634,7 +634,6 @@ function sameContent(a: unknown, b: unknown): boolean {
   return JSON.stringify(a) === JSON.stringify(b);
 }
 
-/** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
 /** "2 registration entries federate with partner.org (e-1, e-2)": the first few IDs, for a refusal's message. */
 function federatingSummary(ids: readonly string[], trustDomain: string): string {
   const n = ids.length;
@@ -654,6 +653,7 @@ function checkedRelationship(r: StoredRelationship): StoredRelationship {
   return r;
 }
 
+/** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
 function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
 }
