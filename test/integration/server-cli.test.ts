@@ -363,6 +363,32 @@ test('entry update changes only the fields given and bumps the revision', async 
   assertError(await cli(['entry', 'update', '--entry-id', id, '--parent-id', 'nope']), /^Error: InvalidArgument: Parent ID "nope" is not a SPIFFE ID/);
 });
 
+test('entry update --output json prints results as entry create does: the status, and the entry or why it was refused', async () => {
+  const created = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/upd-json`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:7', '--output', 'json']);
+  assertOk(created);
+  type Results = { results: Array<{ status: { code: number; message: string }; entry?: Record<string, unknown> }> };
+  const createdDoc = JSON.parse(created.out) as Results;
+  const id = createdDoc.results[0]!.entry!['id'] as string;
+
+  const r = await cli(['entry', 'update', '--entry-id', id, '--hint', 'blue', '--output', 'json']);
+  assertOk(r);
+  const doc = JSON.parse(r.out) as Results;
+  assert.deepEqual(Object.keys(doc), Object.keys(createdDoc));
+  assert.deepEqual(doc.results.map((x) => x.status), [{ code: 0, message: '' }]);
+  assert.deepEqual(Object.keys(doc.results[0]!.entry!), Object.keys(createdDoc.results[0]!.entry!), 'the same entry fields as create');
+  assert.equal(doc.results[0]!.entry!['id'], id);
+  assert.equal(doc.results[0]!.entry!['hint'], 'blue');
+
+  // A refusal of the entry is its result on stdout too, with the error line on stderr and exit 1, as create does.
+  const missing = await cli(['entry', 'update', '--entry-id', 'no-such-entry', '--hint', 'x', '--output', 'json']);
+  assert.equal(missing.code, 1);
+  assert.match(missing.err, /^Error: NotFound: registration entry no-such-entry not found\n$/);
+  assert.deepEqual((JSON.parse(missing.out) as Results).results, [{ status: { code: 5, message: 'registration entry no-such-entry not found' } }]);
+  const twin = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/upd-json`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:7', '--output', 'json']);
+  assert.equal(twin.code, 1);
+  assert.deepEqual(Object.keys((JSON.parse(twin.out) as Results).results[0]!), Object.keys((JSON.parse(missing.out) as Results).results[0]!));
+});
+
 test('entry delete removes the entry; deleting it again is NotFound', async () => {
   const id = await createEntry(['--spiffe-id', `spiffe://${TD}/del`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:9']);
   const r = await cli(['entry', 'delete', '--entry-id', id]);

@@ -1,4 +1,5 @@
-import { invalidArgument } from '../../common/errors.js';
+import { invalidArgument, isMeshidError, type ErrorCode } from '../../common/errors.js';
+import { GRPC_CODE } from '../../common/grpc-status.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
@@ -65,9 +66,11 @@ function entryFields(args: ParsedArgs): ProtoEntry {
   return e;
 }
 
-function print(io: CliIo, args: ParsedArgs, entry: ProtoEntry): void {
-  io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullEntry(entry)) : renderEntry(entry));
-}
+/**
+ * Refusals of the entry itself, which `--output json` reports as the entry's result; anything else (the server
+ * unreachable, its datastore unavailable) is about the call, and is only the error line.
+ */
+const ENTRY_REFUSALS: ReadonlySet<ErrorCode> = new Set(['invalid_argument', 'not_found', 'already_exists', 'failed_precondition']);
 
 async function trustDomainOf(client: AdminClient): Promise<string> {
   const res = await client.call('Authorities', 'ListAuthorities', {});
@@ -246,8 +249,19 @@ const update: Command = {
     if (mask.length === 0) {
       throw invalidArgument(`nothing to update: give at least one of ${Object.keys(MASK_OF_FLAG).map((f) => `--${f}`).join(', ')}`);
     }
-    const updated = await withAdminClient(args, io.env, (client) => client.call('Entries', 'UpdateEntry', { entry, mask }));
-    print(io, args, updated);
+    const json = outputFormat(args) === 'json';
+    let updated: ProtoEntry;
+    try {
+      updated = await withAdminClient(args, io.env, (client) => client.call('Entries', 'UpdateEntry', { entry, mask }));
+    } catch (err) {
+      // The shape of `entry create --output json` (and spire-server's update): a script reads every outcome as a
+      // result with its status, whether the entry was changed or refused.
+      if (json && isMeshidError(err) && ENTRY_REFUSALS.has(err.code)) {
+        io.stdout.write(renderJson({ results: [{ status: { code: GRPC_CODE[err.code], message: err.message } }] }));
+      }
+      throw err;
+    }
+    io.stdout.write(json ? renderJson({ results: [{ status: { code: 0, message: '' }, entry: fullEntry(updated) }] }) : renderEntry(updated));
     return 0;
   },
 };
