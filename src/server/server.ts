@@ -217,7 +217,7 @@ async function startAdminServer(
   server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log, new Set(config.federatesWith.map((r) => r.trustDomain))));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Tokens'), tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), bundleService(ds, ca, clock, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, log));
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, { datacenters: config.datacenters }, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Authorities'), authorityService(ca, ds, clock, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Svids'), svidService(ca, limits, log));
   server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, ds, config.trustDomain, clock, log));

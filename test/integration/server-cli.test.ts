@@ -550,6 +550,11 @@ test('agent commands list agents and report unknown or malformed agent IDs', asy
   const json = await cli(['agent', 'list', '--datacenter', 'east', '--output', 'json']);
   assertOk(json);
   assert.deepEqual(JSON.parse(json.out), { agents: [] });
+  // A misspelt datacenter is refused as token generate refuses it, not answered with an empty list.
+  const unserved = /^Error: InvalidArgument: datacenter "esat" is not served by this server \(configured: east, west\)$/;
+  assertError(await cli(['agent', 'list', '--datacenter', 'esat']), unserved);
+  assertError(await cli(['token', 'generate', '--datacenter', 'esat']), unserved);
+  assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/t`, '--datacenter', 'esat']), unserved);
   for (const sub of ['show', 'evict', 'ban']) {
     assertError(await cli(['agent', sub, '--spiffe-id', `spiffe://${TD}/meshid/agent/ghost`]), /^Error: NotFound: agent .* not found$/);
     assertError(await cli(['agent', sub, '-spiffeID', 'ghost']), /^Error: InvalidArgument: SPIFFE ID "ghost" is not a SPIFFE ID/);

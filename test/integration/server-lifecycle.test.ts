@@ -12,6 +12,9 @@ import { pemToDerList } from '../../src/common/x509/pem.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { connectNode, nodeCall } from '../support/node-api-client.js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { createCsr } from '../../src/common/x509/csr.js';
 
 interface Authority {
   kind: string;
@@ -58,6 +61,37 @@ test('an empty data dir gets a root and one intermediate per datacenter that ope
     assert.deepEqual(after.map((a) => a.fingerprint).sort(), before.map((a) => a.fingerprint).sort(), 'same root and intermediates after restart');
     assert.equal((await s2.cli(['bundle', 'show'])).out, bundle.out, 'same bundle after restart');
     await s2.stop();
+  } finally {
+    cleanup();
+  }
+});
+
+test('agents of a datacenter taken out of the config are still listed by its name; a name never served is refused', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-dc-gone-');
+  try {
+    const s1 = await startServerProcess(dir);
+    const token = /Token: (\S+)/.exec((await s1.cli(['token', 'generate', '--datacenter', 'west'])).out)![1]!;
+    const client = connectNode(s1, (await s1.cli(['bundle', 'show'])).out);
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    let agentId: string;
+    try {
+      agentId = (await nodeCall<{ spiffe_id: string }>(client, 'Attest', { join_token: token, csr: await createCsr(privateKey, publicKey) })).spiffe_id;
+    } finally {
+      client.close();
+    }
+    assert.equal(await s1.stop(), 0);
+
+    const s2 = await startServerProcess(dir, ['--datacenter', 'east']);
+    try {
+      const west = await s2.cli(['agent', 'list', '--datacenter', 'west', '--output', 'json']);
+      assert.equal(west.code, 0, west.err);
+      assert.deepEqual((JSON.parse(west.out) as { agents: Array<{ spiffe_id: string }> }).agents.map((a) => a.spiffe_id), [agentId]);
+      const north = await s2.cli(['agent', 'list', '--datacenter', 'north']);
+      assert.equal(north.code, 1);
+      assert.equal(north.err, 'Error: InvalidArgument: datacenter "north" is not served by this server (configured: east)\n');
+    } finally {
+      await s2.stop();
+    }
   } finally {
     cleanup();
   }

@@ -5,9 +5,10 @@ import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { agentToProto } from './convert.js';
 import { unary } from './handler.js';
+import { unservedDatacenter } from './unserved-datacenter.js';
 
 /** Admin API: attested agents (meshid.admin.v1.Agents). Evict forces re-attestation; ban refuses the agent for good. */
-export function agentAdminService(ds: Datastore, log: Logger): UntypedServiceImplementation {
+export function agentAdminService(ds: Datastore, opts: { datacenters: readonly string[] }, log: Logger): UntypedServiceImplementation {
   const idOf = (req: { spiffe_id?: string }): string => {
     if (!req.spiffe_id) throw invalidArgument('spiffe_id of the agent is required');
     return parseSpiffeId(req.spiffe_id).id;
@@ -20,7 +21,13 @@ export function agentAdminService(ds: Datastore, log: Logger): UntypedServiceImp
   return {
     ListAgents: unary(log, 'ListAgents', async (req: { datacenter?: string }) => {
       const agents = await ds.listAgents();
-      return { agents: agents.filter((a) => !req.datacenter || a.datacenter === req.datacenter).map(agentToProto) };
+      const listed = agents.filter((a) => !req.datacenter || a.datacenter === req.datacenter);
+      // A misspelt name would list nothing, which reads as "no agents there". A datacenter taken out of the config
+      // still has its agents until their SVIDs expire, and the operator must find them to evict or ban them.
+      if (req.datacenter && listed.length === 0 && !opts.datacenters.includes(req.datacenter)) {
+        throw unservedDatacenter(req.datacenter, opts.datacenters);
+      }
+      return { agents: listed.map(agentToProto) };
     }),
     GetAgent: unary(log, 'GetAgent', async (req: { spiffe_id?: string }) => agentToProto(await get(idOf(req)))),
     EvictAgent: unary(log, 'EvictAgent', async (req: { spiffe_id?: string }) => {

@@ -7,6 +7,7 @@ import { parseCsr } from '../../common/x509/csr.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { RESERVED_PATH_PREFIX } from './entry-validation.js';
 import { unary } from './handler.js';
+import { unservedDatacenter } from './unserved-datacenter.js';
 
 export interface MintLimits {
   datacenters: readonly string[];
@@ -37,7 +38,7 @@ export function svidService(ca: CaManager, limits: MintLimits, log: Logger): Unt
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
       const { publicKey } = parseCsr(req.csr);
       const datacenter = req.datacenter || limits.datacenters[0]!;
-      if (!limits.datacenters.includes(datacenter)) throw invalidArgument(`datacenter "${datacenter}" is not configured (${limits.datacenters.join(', ')})`);
+      if (!limits.datacenters.includes(datacenter)) throw unservedDatacenter(datacenter, limits.datacenters);
       const ttlMs = ttlOf(req.ttl, limits.defaultX509SvidTtlMs, limits.maxX509SvidTtlMs, 'max_x509_svid_ttl');
       const signed = ca.signX509Svid({ datacenter, publicKey, spiffeId, dnsNames: req.dns_names ?? [], ttlMs });
       log.info({ spiffeId, datacenter }, 'X.509-SVID minted');

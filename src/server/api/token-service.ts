@@ -6,6 +6,7 @@ import { invalidArgument, notFound } from '../../common/errors.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { validateSelectors } from './entry-validation.js';
 import { unary } from './handler.js';
+import { unservedDatacenter } from './unserved-datacenter.js';
 import type { ProtoSelector } from './proto-types.js';
 
 /** Selectors of this type are the server's own facts about an agent (meshid:datacenter:<dc>). */
@@ -35,7 +36,7 @@ export function tokenService(
     GenerateJoinToken: unary(log, 'GenerateJoinToken', async (req: { datacenter?: string; ttl?: number; selectors?: ProtoSelector[] }) => {
       const datacenter = req.datacenter || opts.datacenters[0]!;
       if (!opts.datacenters.includes(datacenter)) {
-        throw invalidArgument(`datacenter "${datacenter}" is not served by this server (configured: ${opts.datacenters.join(', ')})`);
+        throw unservedDatacenter(datacenter, opts.datacenters);
       }
       const ttl = Number(req.ttl ?? 0);
       if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TOKEN_TTL_SECONDS) {

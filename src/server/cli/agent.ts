@@ -34,7 +34,7 @@ export function renderAgent(a: ProtoAgent): string {
 const list: Command = {
   name: 'list',
   summary: 'Lists attested agents.',
-  flags: [datacenterFlag('Only agents of this datacenter'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [datacenterFlag('Only agents of this datacenter: a configured one, or one taken out of the config whose agents are still listed'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const datacenter = args.string('datacenter');
     const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
