@@ -65,6 +65,14 @@ test('a join token is single use: a second agent presenting it is refused and ex
     assert.doesNotMatch(second.output(), new RegExp(token), 'the token never reaches the output');
   }));
 
+test('grpc-js\'s own messages reach the agent\'s log as lines of subsystem grpc-js, not bare "E …" lines on stderr', () =>
+  withCluster('meshid-agent-grpc-log-', async (c) => {
+    // An unparsable proxy variable is something grpc-js itself reports (and then connects directly).
+    const agent = await c.startAgent({ joinToken: await c.token(), launcher: ['env', 'grpc_proxy=not a proxy url'] });
+    await agent.waitForLog(/"subsystem":"grpc-js".*"msg":"cannot parse value of \\"grpc_proxy\\" env var"/);
+    assert.doesNotMatch(agent.output(), /^E /m);
+  }));
+
 test('the agent keeps its SVID in the data dir: it restarts without a token, and with the server stopped still serves', () =>
   withCluster('meshid-agent-restart-', async (c) => {
     await c.createEntry({ spiffeId: 'spiffe://example.org/survivor', selectors: [`unix:uid:${uid}`] });

@@ -135,6 +135,7 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
 });
 
 test('a port another process holds stops startup with the setting that named it and what to do, not grpc-js\'s sentence', async () => {
+  const grpcJsLine = /No address added out of total/;
   const { dir, cleanup } = tempDir('meshid-server-port-');
   const taken = net.createServer();
   try {
@@ -143,12 +144,22 @@ test('a port another process holds stops startup with the setting that named it 
     const agentApi = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd1'), '--bind-address', address, '--admin-socket', path.join(dir, 'a1', 's.sock')]);
     assert.equal(agentApi.code, 1);
     assert.match(agentApi.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bind-address, bind_address\\): another process is listening on that port; stop it or choose another port$`, 'm'));
+    assert.doesNotMatch(agentApi.err, grpcJsLine, 'grpc-js does not say it first in its own words');
+    assert.equal(agentApi.err.split('\n').filter((l) => l !== '' && !l.startsWith('{"level":')).length, 1, `one line besides the JSON log:\n${agentApi.err}`);
+    // grpc-js's sentence went to the log, as a debug line of its own subsystem.
+    const debug = await runNode(SERVER_MAIN, [
+      'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', address, '--admin-socket', path.join(dir, 'a3', 's.sock'), '--log-level', 'debug',
+    ]);
+    assert.equal(debug.code, 1);
+    assert.match(debug.err, /^\{"level":20,.*"subsystem":"grpc-js".*"msg":"No address added out of total 1 resolved"\}$/m);
+    assert.doesNotMatch(debug.err, /^E /m);
     const endpoint = await runNode(SERVER_MAIN, [
       'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0', '--bundle-endpoint-address', address,
       '--admin-socket', path.join(dir, 'a2', 's.sock'),
     ]);
     assert.equal(endpoint.code, 1);
     assert.match(endpoint.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bundle-endpoint-address, bundle_endpoint_address\\): another process`, 'm'));
+    assert.doesNotMatch(endpoint.err, grpcJsLine);
   } finally {
     taken.close();
     cleanup();

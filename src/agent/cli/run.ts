@@ -1,6 +1,7 @@
 import { formatHelp } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
 import { createLogger } from '../../common/log.js';
+import { routeGrpcJsLog } from '../../common/grpc/grpc-js-log.js';
 import { startNativeHeapTrimming } from '../../common/memory/native-heap.js';
 import { setOldGenerationGrowth } from '../../common/memory/heap-growth.js';
 import { MeshidError } from '../../common/errors.js';
@@ -27,6 +28,7 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
     }
     const log = createLogger({ name: 'meshid-agent', level: config.logLevel });
     // Process-wide, so here and not in MeshidAgent (tests run several agents in one process).
+    routeGrpcJsLog(log);
     stopTrimming = startNativeHeapTrimming(log);
     setOldGenerationGrowth();
     agent = await MeshidAgent.start({ config, log });

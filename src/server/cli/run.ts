@@ -1,5 +1,6 @@
 import { formatHelp } from '../../common/cli/args.js';
 import { createLogger } from '../../common/log.js';
+import { routeGrpcJsLog } from '../../common/grpc/grpc-js-log.js';
 import { MeshidError } from '../../common/errors.js';
 import { errorLine } from '../../common/cli/output.js';
 import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
@@ -16,6 +17,7 @@ export async function runServerCommand(argv: string[]): Promise<number> {
       return 0;
     }
     const log = createLogger({ name: 'meshid-server', level: config.logLevel });
+    routeGrpcJsLog(log);
     server = await MeshidServer.start({ config, log });
     const running = server;
     const stopSignal = waitForStopSignal(log, 'meshid-server');
