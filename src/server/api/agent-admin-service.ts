@@ -20,8 +20,7 @@ export function agentAdminService(ds: Datastore, opts: { datacenters: readonly s
   };
   return {
     ListAgents: unary(log, 'ListAgents', async (req: { datacenter?: string }) => {
-      const agents = await ds.listAgents();
-      const listed = agents.filter((a) => !req.datacenter || a.datacenter === req.datacenter);
+      const listed = await ds.listAgents(req.datacenter ? { datacenter: req.datacenter } : {});
       // A misspelt name would list nothing, which reads as "no agents there". A datacenter taken out of the config
       // still has its agents until their SVIDs expire, and the operator must find them to evict or ban them.
       if (req.datacenter && listed.length === 0 && !opts.datacenters.includes(req.datacenter)) {
