@@ -45,6 +45,17 @@ test('ca revoke of a tainted root is refused while a stopped agent is still on i
   assert.ok(refused.err.includes(`${goneId} (still on this root)`), refused.err);
   assert.match(refused.err, /--force/);
   assert.equal((await cluster.admin.call('Bundles', 'GetBundle', {})).x509_authorities?.length, 2, 'the refused revoke changed nothing');
+  // Where an operator sees who signed each agent's SVID: the stopped one is on the tainted intermediate, the live one
+  // on its successor under the new root.
+  const intermediates = (await authorities()).filter((a) => a.kind === 'intermediate' && a.datacenter === 'east');
+  const signer = async (id: string) => {
+    const shown = await runNode(SERVER_MAIN, ['agent', 'show', '--spiffe-id', id, '--admin-socket', cluster.server.adminSocket]);
+    return /^Signed by\s*:\s*(\S+)$/m.exec(shown.out)?.[1];
+  };
+  const goneSigner = await signer(goneId);
+  const liveSigner = await signer(liveId);
+  assert.equal(intermediates.find((a) => a.id === goneSigner)?.state, 'tainted');
+  assert.equal(intermediates.find((a) => a.id === liveSigner)?.state, 'active');
 
   const forced = await revoke('--force');
   assert.equal(forced.code, 0, forced.err);

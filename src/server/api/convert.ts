@@ -68,5 +68,6 @@ export function agentToProto(a: AttestedAgent): ProtoAgent {
     cert_expires_at: seconds(a.certNotAfter),
     banned: a.banned,
     attested_at: seconds(a.attestedAt),
+    cert_issuer_id: a.certIssuerId ?? '',
   };
 }

@@ -29,6 +29,7 @@ export interface ProtoAgent {
   cert_expires_at?: number;
   banned?: boolean;
   attested_at?: number;
+  cert_issuer_id?: string;
 }
 
 export interface ProtoBatchStatus {

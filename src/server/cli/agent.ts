@@ -15,6 +15,7 @@ function fullAgent(a: ProtoAgent): Record<string, unknown> {
     cert_expires_at: a.cert_expires_at ?? 0,
     banned: a.banned ?? false,
     attested_at: a.attested_at ?? 0,
+    cert_issuer_id: a.cert_issuer_id ?? '',
   };
 }
 
@@ -26,6 +27,7 @@ export function renderAgent(a: ProtoAgent): string {
     ['Attested at', isoTime(a.attested_at)],
     ['Expiration time', isoTime(a.cert_expires_at)],
     ['Serial number', a.cert_serial || undefined],
+    ['Signed by', a.cert_issuer_id || undefined],
     ['Banned', a.banned === true],
     ['Selector', (a.selectors ?? []).map((s) => `${s.type}:${s.value}`)],
   ]);
