@@ -175,6 +175,18 @@ test("entry create accepts spire-server's flag spellings", async () => {
   assert.equal(doc.results[0]!.entry['jwt_svid_ttl'], 60);
 });
 
+test("--admin and --downstream are stored as SPIRE stores them, with a note on stderr that meshid grants nothing for them", async () => {
+  const created = await cli(['entry', 'create', '-spiffeID', `spiffe://${TD}/admin-flagged`, '-parentID', `spiffe://${TD}/agent-1`, '-selector', 'unix:uid:1002', '-admin', '-output', 'json']);
+  assert.equal(created.code, 0, created.err);
+  assert.equal(created.err, "Note: admin is recorded, as SPIRE's -admin, but grants nothing: meshid's admin API is only on the server's local socket\n");
+  const entry = (JSON.parse(created.out) as { results: Array<{ entry: { id: string; admin: boolean } }> }).results[0]!.entry;
+  assert.equal(entry.admin, true);
+  const updated = await cli(['entry', 'update', '--entry-id', entry.id, '--downstream']);
+  assert.equal(updated.code, 0, updated.err);
+  assert.equal(updated.err, "Note: downstream is recorded, as SPIRE's -downstream, but grants nothing: meshid has no nested servers\n");
+  assertOk(await cli(['entry', 'update', '--entry-id', entry.id, '--hint', 'quiet']));
+});
+
 test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
   const file = path.join(path.dirname(socket), '..', 'entries.json');
   fs.writeFileSync(file, JSON.stringify({

@@ -26,9 +26,22 @@ const FIELD_FLAGS: readonly FlagSpec[] = [
     name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', emptyClears: true,
     description: 'Trust domain whose bundle the workload also receives (--federates-with "" alone: none)',
   },
-  { name: 'admin', type: 'bool', description: 'The workload may use the admin API' },
-  { name: 'downstream', type: 'bool', description: 'The workload is a downstream meshid-server' },
+  { name: 'admin', type: 'bool', description: "Recorded as SPIRE's -admin; meshid does not act on it (its admin API is the local socket only)" },
+  { name: 'downstream', type: 'bool', description: "Recorded as SPIRE's -downstream; meshid does not act on it (no nested servers)" },
 ];
+
+/**
+ * The admin and downstream flags are stored and shown, so that entries and scripts carry over from SPIRE, but
+ * meshid grants nothing for them: an operator setting one is told so rather than left to believe it took effect.
+ */
+function noteRecordedOnly(io: CliIo, entries: ReadonlyArray<{ admin?: boolean; downstream?: boolean }>): void {
+  if (entries.some((e) => e.admin === true)) {
+    io.stderr.write("Note: admin is recorded, as SPIRE's -admin, but grants nothing: meshid's admin API is only on the server's local socket\n");
+  }
+  if (entries.some((e) => e.downstream === true)) {
+    io.stderr.write("Note: downstream is recorded, as SPIRE's -downstream, but grants nothing: meshid has no nested servers\n");
+  }
+}
 
 const MASK_OF_FLAG: Readonly<Record<string, string>> = {
   'spiffe-id': 'spiffe_id',
@@ -102,6 +115,7 @@ const create: Command = {
     if (file !== undefined) return createFromFile(args, io, file);
     const entry = entryFields(args);
     if (entry.spiffe_id === undefined) throw invalidArgument('flag --spiffe-id is required');
+    noteRecordedOnly(io, [entry]);
     const node = args.bool('node') === true;
     if (node && entry.parent_id !== undefined) throw invalidArgument('--node and --parent-id exclude each other: a node alias is parented by the server');
     if (!node && entry.parent_id === undefined) throw invalidArgument('flag --parent-id is required (or --node for a node-alias entry)');
@@ -134,6 +148,7 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
   const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
   const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
   if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
+  noteRecordedOnly(io, entries);
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
   await withAdminClient(args, io.env, async (client) => {
     for (let i = 0; i < entries.length; i += FILE_BATCH) {
@@ -245,6 +260,7 @@ const update: Command = {
   async run(args, io) {
     const id = args.requiredString('entry-id');
     const entry = { ...entryFields(args), id };
+    noteRecordedOnly(io, [entry]);
     const mask = args.given.filter((f) => f in MASK_OF_FLAG).map((f) => MASK_OF_FLAG[f]!);
     if (mask.length === 0) {
       throw invalidArgument(`nothing to update: give at least one of ${Object.keys(MASK_OF_FLAG).map((f) => `--${f}`).join(', ')}`);
