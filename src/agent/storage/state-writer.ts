@@ -52,10 +52,16 @@ export class StateWriter {
   /**
    * Saves part of what is pending now, with `write` (synchronous; a change that must be durable before anyone hears
    * of it); the rest keeps its coalesced write. When `write` fails, the whole state is retried with backoff, as after
-   * a failed flush.
+   * a failed flush. While such a retry is due, the whole state is written instead of the part: the part names only
+   * its own change, and a withdrawal the disk refused before would otherwise stay unsaved behind one it took.
    */
   saveNow(write: () => void): void {
     if (this.stopped) return;
+    if (this.failures > 0) {
+      this.dirty = true;
+      this.flush();
+      return;
+    }
     try {
       write();
     } catch (err) {

@@ -3,9 +3,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
+import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { tempDir } from '../../support/server-kit.js';
+import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
@@ -156,4 +159,32 @@ test('a journal that outgrows the snapshot is folded into a new snapshot with a 
   } finally {
     t.cleanup();
   }
+});
+
+test('a withdrawal the full disk refused is saved with the next one: a restart then serves neither (StateWriter + AgentStore on a real full disk)', (t) => {
+  const dir = mountTmpfs(t, '1m');
+  if (dir === undefined) return;
+  const clock = new FakeClock(fx.clock.now());
+  const store = AgentStore.open(path.join(dir, 'agent'), silentLogger());
+  const [a, b, c] = [entry('f-a', ['unix:uid:1']), entry('f-b', ['unix:uid:2']), entry('f-c', ['unix:uid:3'])];
+  let held: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a, b, c], svids: [a, b, c].map((e) => fx.issue(e)) };
+  store.saveState(held);
+  const writer = new StateWriter({ clock, log: silentLogger(), write: () => store.saveState(held) });
+  // As the agent does: drop the entry from what it holds, then save just that, before any workload hears of it.
+  const withdraw = (id: string): void => {
+    held = { ...held, entries: held.entries.filter((e) => e.id !== id), svids: held.svids.filter((s) => s.entryId !== id) };
+    const entries = new Map([[id, { entry: undefined, svid: undefined }]]);
+    writer.saveNow(() => store.saveWithdrawal({ bundle: held.bundle, federatedBundles: [], entries }, () => held));
+  };
+
+  const filler = fillDisk(dir);
+  withdraw(a.id); // refused: retried after a backoff
+  fs.rmSync(filler);
+  withdraw(b.id); // the disk takes it, before that retry is due
+  // kill -9 now: nothing more is written (the fake clock does not reach the retry)
+  store.close();
+
+  const restarted = AgentStore.open(path.join(dir, 'agent'), silentLogger());
+  t.after(() => restarted.close());
+  assert.deepEqual(restarted.loadState(fx.clock.now())?.entries.map((e) => e.id), [c.id], 'neither withdrawn entry comes back');
 });
