@@ -160,7 +160,9 @@ export class ServerConnection {
       try {
         const bundle = await this.o.identity.attest(this.o.cache.ownBundle()?.x509Authorities ?? this.o.bootstrapRoots);
         if (this.stopped) return;
-        this.o.cache.apply({ bundle });
+        // A bundle that lost roots since the one held (re-attestation after a root was revoked) is a withdrawal too.
+        const applied = this.o.cache.apply({ bundle });
+        if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
         this.o.client.setTrust(bundle.trustDomain, bundle.x509Authorities);
         this.o.issuer.kick();
         break;
