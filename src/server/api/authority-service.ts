@@ -36,14 +36,12 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
     }),
     RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string; force?: boolean }) => {
       if (!req.id) throw invalidArgument('id of the authority to revoke is required (see ca show)');
-      const record = ca.listAuthorities().find((a) => a.id === req.id);
-      // Only a tainted root can be revoked at all; anything else gets ca.revoke's own refusal.
-      if (record?.kind === 'root' && record.state === 'tainted') {
-        const cutOff = agentsCutOffByRevoking(await ds.listAgents(), ca.intermediatesUnder(req.id), clock.now());
-        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(req.id, cutOff);
-        if (cutOff.length > 0) log.warn({ authority: req.id, agents: cutOff.length }, 'root revoked with --force: agents still on it are cut off');
-      }
-      await ca.revoke(req.id);
+      const id = req.id;
+      await ca.revoke(id, async (intermediatesUnder) => {
+        const cutOff = agentsCutOffByRevoking(await ds.listAgents(), intermediatesUnder, clock.now());
+        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(id, cutOff);
+        if (cutOff.length > 0) log.warn({ authority: id, agents: cutOff.length }, 'revoking a root with --force: the agents still on it are cut off');
+      });
       log.warn({ authority: req.id }, 'authority revoked');
       return list();
     }),

@@ -516,13 +516,21 @@ export class CaManager {
    * `ca revoke` (SPIRE's `localauthority revoke`): a tainted root or JWT key leaves the journal and the bundle now,
    * instead of when nothing chains to it any more (up to an intermediate's lifetime). Run it once agents have
    * re-signed: an SVID still chained to the root stops verifying everywhere the new bundle reaches.
+   * `checkRoot`, when given, runs for a tainted root just before it is revoked, in turn with every other CA change (a
+   * taint still being committed has landed by then), with the intermediates under it; it refuses by throwing.
    */
-  async revoke(id: string): Promise<void> {
-    await this.serialized({ revoke: id });
+  async revoke(id: string, checkRoot?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
+    await this.serialized({ revoke: id }, async () => {
+      const a = this.authorities.get(id);
+      if (checkRoot !== undefined && a?.record.kind === 'root' && a.record.state === 'tainted') await checkRoot(this.intermediatesUnder(id));
+    });
   }
 
-  private serialized(action: CaAction): Promise<void> {
-    const run = this.busy.then(() => this.rotateNow(action));
+  private serialized(action: CaAction, before?: () => Promise<void>): Promise<void> {
+    const run = this.busy.then(async () => {
+      await before?.();
+      await this.rotateNow(action);
+    });
     this.busy = run.catch(() => undefined);
     return run.finally(() => this.schedule());
   }

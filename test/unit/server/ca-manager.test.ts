@@ -284,6 +284,38 @@ test('revoke: a tainted root leaves the bundle now, not an intermediate lifetime
   }
 });
 
+test("revoke's root check runs in turn after a taint still being committed, with the intermediates under the root, and its refusal revokes nothing", async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    const root = t.ca.listAuthorities().find((a) => a.kind === 'root')!;
+    const under = t.ca.listAuthorities().filter((a) => a.kind === 'intermediate').map((a) => a.id).sort();
+    // Not awaited: a revoke sent while the taint is still being committed (two operators, or a script in parallel).
+    const tainting = t.ca.taint(root.id);
+    let seen: string[] | undefined;
+    const refusal = new MeshidError('failed_precondition', 'agents still on it');
+    await assert.rejects(
+      t.ca.revoke(root.id, async (intermediates) => {
+        seen = [...intermediates].sort();
+        throw refusal;
+      }),
+      (e: unknown) => e === refusal,
+    );
+    await tainting;
+    assert.deepEqual(seen, under, 'checked once the taint had landed, with the intermediates the root signed');
+    assert.equal(t.ca.listAuthorities().find((a) => a.id === root.id)?.state, 'tainted', 'the refused revoke left the root');
+    assert.ok(t.ca.bundle().x509Authorities.some((d) => d.equals(root.certDer!)));
+    // Not asked about what is not a root.
+    const jwt = t.ca.listAuthorities().find((a) => a.kind === 'jwt' && a.state === 'active')!;
+    await t.ca.taint(jwt.id);
+    await t.ca.revoke(jwt.id, async () => assert.fail('a JWT key is not checked'));
+    assert.ok(!t.ca.listAuthorities().some((a) => a.id === jwt.id));
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test('a datacenter taken out of the config stops signing at once and its intermediate expires away', async () => {
   const { dir, cleanup } = tempDir();
   try {
