@@ -517,13 +517,29 @@ export class CaManager {
    * instead of when nothing chains to it any more (up to an intermediate's lifetime). Run it once agents have
    * re-signed: an SVID still chained to the root stops verifying everywhere the new bundle reaches.
    * `checkRoot`, when given, runs for a tainted root just before it is revoked, in turn with every other CA change (a
-   * taint still being committed has landed by then), with the intermediates under it; it refuses by throwing.
+   * taint still being committed has landed by then), with the intermediates under it; it refuses by throwing. It is
+   * not asked when every trust anchor the root's chains end at stays published without it (an upstream CA whose PKI
+   * root also anchors its successor): the revoke then takes nothing from the bundle that those chains need.
    */
   async revoke(id: string, checkRoot?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
     await this.serialized({ revoke: id }, async () => {
       const a = this.authorities.get(id);
-      if (checkRoot !== undefined && a?.record.kind === 'root' && a.record.state === 'tainted') await checkRoot(this.intermediatesUnder(id));
+      if (checkRoot === undefined || a?.record.kind !== 'root' || a.record.state !== 'tainted' || this.anchorsOutlive(a)) return;
+      await checkRoot(this.intermediatesUnder(id));
     });
+  }
+
+  /** Whether every anchor `root`'s chains end at stays in the bundle once it is gone (buildBundleRecord's anchors). */
+  private anchorsOutlive(root: LoadedAuthority): boolean {
+    const anchorsOf = (r: LoadedAuthority): Buffer[] =>
+      r.cert === undefined ? [] : isSelfIssued(r.cert) ? [r.cert.der] : (r.record.upstreamAnchorsDer ?? []);
+    const now = this.clock.now();
+    const remaining = [
+      ...[...this.authorities.values()].filter((r) => r !== root && r.record.kind === 'root' && r.record.notAfter > now).flatMap(anchorsOf),
+      ...(this.settings.upstreamCa?.bundleDer ?? []),
+    ];
+    const own = anchorsOf(root);
+    return own.length > 0 && own.every((d) => remaining.some((r) => r.equals(d)));
   }
 
   private serialized(action: CaAction, before?: () => Promise<void>): Promise<void> {

@@ -294,3 +294,27 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
     assert.ok(a.notAfter <= issuingEnd, `${a.id} ends ${new Date(a.notAfter).toISOString()}, after the Issuing CA`);
   }
 });
+
+test("revoking a tainted upstream CA whose PKI root anchors its successor too asks no agents check: the bundle keeps what their chains need", async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: issuing });
+  const mesh2 = opensslCa(dir, 'Mesh CA 2', { issuer: issuing });
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  const first = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm1.pem', [mesh1.cert, issuing.cert]), upstream_ca_key: mesh1.key, upstream_bundle: root.cert }, clock);
+  const { publicKey } = generateKeyPair('ec-p256');
+  const onMesh1 = first.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/agent', ttlMs: D }).chain;
+  await first.close();
+  const ca = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm2.pem', [mesh2.cert, issuing.cert]), upstream_ca_key: mesh2.key, upstream_bundle: root.cert }, clock);
+  t.after(() => ca.close());
+  const old = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh1.cert)))!;
+  await ca.ca.taint(old.id);
+  await ca.ca.revoke(old.id, async () => assert.fail('no agents check: the corporate root stays published'));
+  assert.ok(!ca.ca.listAuthorities().some((a) => a.id === old.id), 'revoked');
+  assert.deepEqual(ca.ca.bundle().x509Authorities, [der(root.cert)]);
+  const r = opensslVerify({ roots: ca.ca.bundle().x509Authorities, intermediates: onMesh1.slice(1), leaf: onMesh1[0]!, atTime: clock.now() });
+  assert.ok(r.ok, `an SVID under the revoked CA still verifies against the bundle, so no agent was cut off: ${r.output}`);
+});
