@@ -1,7 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
-import cron, { type ScheduledTask } from 'node-cron';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
 import { ensurePrivateDir } from '../common/atomic-file.js';
@@ -15,6 +14,7 @@ import type { ServerConfig } from './config.js';
 import { openDataDir } from './data-dir.js';
 import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
+import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
 import { KeyStore } from './ca/key-store.js';
@@ -62,7 +62,7 @@ export interface ServerOptions {
  * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
  */
 export class MeshidServer {
-  private cronTask: ScheduledTask | undefined;
+  private housekeepingSchedule: HousekeepingSchedule | undefined;
   private constructor(
     readonly config: ServerConfig,
     readonly ds: Datastore,
@@ -127,7 +127,8 @@ export class MeshidServer {
       started.push(() => agentApi.forceShutdown());
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, unlock, log);
-      server.cronTask = cron.schedule('* * * * *', () => void server.housekeeping(clock));
+      server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
+      server.housekeepingSchedule.start();
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       log.info(
         {
@@ -149,17 +150,18 @@ export class MeshidServer {
   }
 
   /**
-   * Periodic sweep on the wall clock: expired join tokens and agents go, so do entry tombstones past their retention,
-   * and CA rotation is double-checked.
+   * The periodic sweep (about once a minute, HousekeepingSchedule): expired join tokens and agents go, so do entry
+   * tombstones past their retention, and CA rotation is double-checked.
    */
   async housekeeping(clock: Clock): Promise<void> {
     const now = clock.now();
+    const pruned = { joinTokens: 0, agents: 0, entryTombstones: 0 };
     // Steps are independent: a failing one (a busy datastore, say) must not hold back the others until the next minute.
     const steps: [string, () => Promise<unknown>][] = [
-      ['join token pruning', () => this.ds.pruneJoinTokens(now)],
+      ['join token pruning', async () => (pruned.joinTokens = await this.ds.pruneJoinTokens(now))],
       // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
-      ['agent pruning', () => this.ds.pruneAgents(now)],
-      ['entry tombstone pruning', () => this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS)],
+      ['agent pruning', async () => (pruned.agents = await this.ds.pruneAgents(now))],
+      ['entry tombstone pruning', async () => (pruned.entryTombstones = await this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS))],
       ['CA rotation check', () => this.ca.recheck()],
     ];
     for (const [step, run] of steps) {
@@ -169,10 +171,12 @@ export class MeshidServer {
         this.log.error({ err, step }, 'housekeeping step failed; the others still run');
       }
     }
+    if (pruned.joinTokens + pruned.agents + pruned.entryTombstones > 0) this.log.info({ pruned }, 'housekeeping removed expired records');
   }
 
   async stop(): Promise<void> {
-    this.cronTask?.stop();
+    // First: a run in progress still uses the datastore and the CA.
+    await this.housekeepingSchedule?.stop();
     this.federation.stop();
     this.ca.stop();
     this.svid.stop();

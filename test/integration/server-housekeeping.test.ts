@@ -83,3 +83,80 @@ test('a failing housekeeping step (agent pruning, stubbed to throw: a datastore 
     cleanup();
   }
 });
+
+/**
+ * Records each housekeeping run's start on the injected clock; `finish()` lets the run in progress end, `ended()`
+ * resolves once it has and the schedule has taken that in (its promise callbacks, all run before the next macrotask).
+ */
+function recordRuns(server: MeshidServer, clock: FakeClock): { starts: number[]; finish: () => void; ended: () => Promise<void> } {
+  const starts: number[] = [];
+  let release: () => void = () => undefined;
+  let ended: Promise<void> = Promise.resolve();
+  const run = server.housekeeping.bind(server);
+  server.housekeeping = (c) => {
+    starts.push(clock.now());
+    const held = new Promise<void>((resolve) => (release = resolve));
+    ended = held.then(() => run(c));
+    return ended;
+  };
+  return { starts, finish: () => release(), ended: () => ended.then(() => new Promise<void>((resolve) => setImmediate(resolve))) };
+}
+
+test('housekeeping runs once a minute of the injected clock (not of the wall clock, as node-cron did)', async () => {
+  const { server, clock, cleanup } = await startServer();
+  try {
+    const started = clock.now();
+    const runs = recordRuns(server, clock);
+    clock.advance(59_999);
+    assert.deepEqual(runs.starts, [], 'not before a minute has passed');
+    clock.advance(1);
+    assert.deepEqual(runs.starts, [started + 60_000]);
+    runs.finish();
+    await runs.ended();
+    clock.advance(60_000);
+    assert.deepEqual(runs.starts, [started + 60_000, started + 120_000]);
+    runs.finish();
+  } finally {
+    await server.stop();
+    cleanup();
+  }
+});
+
+test('a housekeeping run that outlasts the minute is not overlapped: the next starts a minute after it ends', async () => {
+  const { server, clock, cleanup } = await startServer();
+  try {
+    const started = clock.now();
+    const runs = recordRuns(server, clock);
+    clock.advance(60_000);
+    clock.advance(5 * 60_000);
+    assert.deepEqual(runs.starts, [started + 60_000], 'one run while the first has not ended');
+    runs.finish();
+    await runs.ended();
+    clock.advance(60_000);
+    assert.deepEqual(runs.starts, [started + 60_000, started + 7 * 60_000]);
+    runs.finish();
+  } finally {
+    await server.stop();
+    cleanup();
+  }
+});
+
+test('an expired join token is pruned by the scheduled housekeeping a minute after it expired, on the injected clock', async () => {
+  const { server, clock, dataDir, cleanup } = await startServer();
+  try {
+    await server.ds.createJoinToken({ token: 'short-lived', datacenter: 'east', selectors: [], expiresAt: clock.now() + 1000, createdAt: clock.now() });
+    const runs = recordRuns(server, clock);
+    clock.advance(60_000);
+    runs.finish();
+    await runs.ended();
+    const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true });
+    try {
+      assert.deepEqual(db.prepare('SELECT token_hash FROM join_tokens').all(), []);
+    } finally {
+      db.close();
+    }
+  } finally {
+    await server.stop();
+    cleanup();
+  }
+});
