@@ -3,6 +3,7 @@ import path from 'node:path';
 import { randomBytes } from 'node:crypto';
 import { assertSafeDirectory } from './safe-directory.js';
 import { failedPrecondition } from './errors.js';
+import { createDirectory, directoryCreationError } from './create-directory.js';
 
 /**
  * Writes a file so that a crash or kill -9 at any moment leaves either the old content or the new, never a mix:
@@ -58,9 +59,10 @@ export function stageFile(file: string, mode: number, write: (fd: number) => voi
  * another local user could tamper with (assertSafeDirectory), before creating anything and after. An existing
  * directory is made private only when it is meshid's to change: never a shared one (world-writable or sticky, as
  * /tmp), and with `adoptExisting: false` (a directory the operator named only to hold a socket: a home, /run) none;
- * those must be private already, or are refused with what to do.
+ * those must be private already, or are refused with what to do. A directory that cannot be created is refused
+ * naming `setting`, the flag and config key that gave the path ("--data-dir, data_dir").
  */
-export function ensurePrivateDir(dir: string, options: { purpose?: string; adoptExisting?: boolean } = {}): void {
+export function ensurePrivateDir(dir: string, options: { purpose?: string; adoptExisting?: boolean; setting?: string } = {}): void {
   const purpose = options.purpose ?? 'private directory';
   assertSafeDirectory(dir, purpose);
   const existing = fs.statSync(dir, { throwIfNoEntry: false });
@@ -75,7 +77,11 @@ export function ensurePrivateDir(dir: string, options: { purpose?: string; adopt
       );
     }
   }
-  fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    createDirectory(dir, 0o700);
+  } catch (err) {
+    throw directoryCreationError(err, dir, purpose, options.setting);
+  }
   fs.chmodSync(dir, 0o700);
   assertSafeDirectory(dir, purpose);
 }

@@ -48,6 +48,6 @@ function claim(dataDir: string, trustDomain: string): void {
       );
     }
   }
-  ensurePrivateDir(dataDir, { purpose: 'data directory' });
+  ensurePrivateDir(dataDir, { purpose: 'data directory', setting: '--data-dir, data_dir' });
   writeFileAtomic(marker, JSON.stringify({ trust_domain: trustDomain, format: FORMAT }) + '\n', 0o600);
 }

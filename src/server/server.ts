@@ -227,7 +227,7 @@ async function startAdminServer(
   server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, ds, config.trustDomain, clock, log));
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
-  ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false });
+  ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting: '--admin-socket, admin_socket' });
   await removeStaleSocket(config.adminSocket);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),

@@ -1,7 +1,7 @@
-import fs from 'node:fs';
 import path from 'node:path';
 import { X509Certificate } from 'node:crypto';
 import { writeFileAtomic } from '../../common/atomic-file.js';
+import { createDirectory, directoryCreationError } from '../../common/create-directory.js';
 import { renderFields, type FieldValue } from '../../common/cli/output.js';
 import { certificatesToPem, splitConcatenatedDer, toPem } from '../../common/x509/pem.js';
 import type { X509SvidResponse } from '../workload/messages.js';
@@ -53,7 +53,11 @@ export function describeX509SvidResponse(res: X509SvidResponse): string {
  * atomically. Creates `dir` (0700) when missing. Returns the lines to print, one per file.
  */
 export function writeX509SvidFiles(dir: string, res: X509SvidResponse): string[] {
-  if (!fs.existsSync(dir)) fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+  try {
+    createDirectory(dir, 0o700);
+  } catch (err) {
+    throw directoryCreationError(err, dir, 'output directory', '--write');
+  }
   const lines: string[] = [];
   const write = (label: string, file: string, data: string, mode: number): void => {
     const full = path.join(dir, file);

@@ -5,6 +5,7 @@ import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
 import { peerCredentials, type PeerCredentials, type PeerInfo } from '../attestor/peer-credentials.js';
 import { removeStaleSocket } from '../../common/socket-file.js';
+import { createDirectory } from '../../common/create-directory.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 
 export interface UdsServerOptions {
@@ -98,7 +99,7 @@ export class UdsServer {
     if (this.listener !== undefined) throw new Error('UdsServer already started');
     // Loading the addon first: a missing build must stop start-up before anything is created.
     this.credentials = this.credentialsOverride ?? peerCredentials();
-    fs.mkdirSync(path.dirname(this.socketPath), { recursive: true, mode: 0o755 });
+    createDirectory(path.dirname(this.socketPath), 0o755);
     await removeStaleSocket(this.socketPath);
 
     this.injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());

@@ -24,6 +24,7 @@ import { peerAttestation, workloadSecurityHeaderInterceptor } from './intercepto
 import { UdsServer } from './uds-server.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
+import { createDirectory, directoryCreationError } from '../../common/create-directory.js';
 
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 
@@ -140,7 +141,12 @@ function healthWithDetail(o: WorkloadEndpointOptions): grpc.UntypedServiceImplem
  */
 function prepareSocketDir(dir: string, log: Logger): void {
   assertSafeDirectory(dir, 'workload socket directory');
-  const first = fs.mkdirSync(dir, { recursive: true, mode: 0o755 });
+  let first: string | undefined;
+  try {
+    first = createDirectory(dir, 0o755);
+  } catch (err) {
+    throw directoryCreationError(err, dir, 'workload socket directory', '--socket-path, socket_path');
+  }
   if (first !== undefined) {
     for (let d = dir; ; d = path.dirname(d)) {
       fs.chmodSync(d, 0o755);

@@ -54,7 +54,7 @@ export class AgentStore {
   static open(dataDir: string, log: Logger): AgentStore {
     if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
     try {
-      ensurePrivateDir(dataDir, { purpose: 'agent data directory' });
+      ensurePrivateDir(dataDir, { purpose: 'agent data directory', setting: '--data-dir, data_dir' });
     } catch (err) {
       throw storageSetupError(
         err,

@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { writeFilesAtomic } from '../../common/atomic-file.js';
+import { createDirectory } from '../../common/create-directory.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { createCsr } from '../../common/x509/csr.js';
@@ -85,7 +86,7 @@ function prepareMintDir(dir: string): string | undefined {
   if (st !== undefined && !st.isDirectory()) throw failedPrecondition(`--write ${dir} is a file, not a directory: name the directory the PEM files go to`);
   let created: string | undefined;
   try {
-    if (st === undefined) created = fs.mkdirSync(dir, { recursive: true, mode: 0o700 });
+    if (st === undefined) created = createDirectory(dir, 0o700);
     fs.accessSync(dir, fs.constants.W_OK);
   } catch (err) {
     throw failedPrecondition(`--write ${dir}: cannot write there: ${readProblem(err)}`);
