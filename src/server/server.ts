@@ -185,6 +185,8 @@ export class MeshidServer {
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
     this.unlock();
+    // The agent ends the same way: a log that stops without this line stopped otherwise (killed, crashed).
+    this.log.info('meshid-server stopped');
   }
 }
 

@@ -22,7 +22,12 @@ async function logged(output: () => string, exited: () => boolean, pattern: RegE
   }
 }
 
-test('SIGHUP leaves meshid-agent serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly', async (t) => {
+/** The last line the daemon logged. */
+function lastLogLine(output: string): string {
+  return output.trimEnd().split('\n').at(-1) ?? '';
+}
+
+test('SIGHUP leaves meshid-agent serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly, logging "stopped" last', async (t) => {
   const { cluster, agent } = await startClusterWithAgent('meshid-sighup-agent-', ['spiffe://example.org/app']);
   t.after(() => cluster.cleanup());
   const client = agent.client();
@@ -39,9 +44,10 @@ test('SIGHUP leaves meshid-agent serving, with a warning that there is nothing t
 
   assert.equal(await agent.stop('SIGTERM'), 0);
   assert.equal(fs.existsSync(agent.socketPath), false);
+  assert.match(lastLogLine(agent.output()), /"level":30.*"msg":"meshid-agent stopped"/);
 });
 
-test('SIGHUP leaves meshid-server serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly', async (t) => {
+test('SIGHUP leaves meshid-server serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly, logging "stopped" last', async (t) => {
   const { dir, cleanup } = tempDir('meshid-sighup-server-');
   t.after(cleanup);
   const server = await startServerProcess(dir, ['--datacenter', 'east']);
@@ -55,4 +61,5 @@ test('SIGHUP leaves meshid-server serving, with a warning that there is nothing 
 
   assert.equal(await server.stop('SIGTERM'), 0);
   assert.equal(fs.existsSync(server.adminSocket), false);
+  assert.match(lastLogLine(server.output()), /"level":30.*"msg":"meshid-server stopped"/);
 });
