@@ -11,12 +11,14 @@ import { storageSetupError } from './storage-failure.js';
  * drops it when the process dies, however it dies, and it holds between containers that share the volume on one
  * host, where pids say nothing (two agents can both be pid 1). `program` names the owner in the refusal
  * (meshid-agent, meshid-server). Returns the release function. A data dir that cannot take the lock file (a full
- * disk, a read-only file system) is refused with failed_precondition naming the directory and the cause.
+ * disk, a read-only file system) is refused with failed_precondition naming the directory and the cause. The lock
+ * file is 0600, as everything else in the data dir.
  */
 export function acquireDataDirLock(file: string, program: string): () => void {
   for (let attempt = 0; ; attempt++) {
     let db: Database.Database | undefined;
     try {
+      createPrivately(file);
       db = new Database(file, { timeout: 0 });
       db.pragma('locking_mode = EXCLUSIVE');
       // Nothing here needs a rollback journal; without one no `-journal` file sits beside the lock while it is held.
@@ -49,6 +51,21 @@ export function acquireDataDirLock(file: string, program: string): () => void {
       );
     }
   }
+}
+
+/**
+ * Creates the lock file owner-only if absent: SQLite would create it 0644 (less the umask). One an earlier version
+ * left open to others is narrowed, and only then: a data dir on a file system mounted read-only refuses a chmod.
+ * Nothing secret is in it, but nobody else needs to read it either.
+ */
+function createPrivately(file: string): void {
+  try {
+    fs.closeSync(fs.openSync(file, 'wx', 0o600));
+    return;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  }
+  if ((fs.statSync(file).mode & 0o077) !== 0) fs.chmodSync(file, 0o600);
 }
 
 /** The pid an earlier agent's pid-file lock names, when that process still runs (and is not this one). */

@@ -60,3 +60,19 @@ test('once the disk has room again the lock is taken, and held', (t) => {
     unlock();
   }
 });
+
+test('the lock file is owner-only (0600) whatever the umask lets through, also one an earlier version left 0644', (t) => {
+  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-lock-mode-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const fresh = path.join(dir, 'agent.lock');
+  const unlock = acquireDataDirLock(fresh, 'meshid-agent');
+  t.after(unlock);
+  assert.equal(fs.statSync(fresh).mode & 0o777, 0o600);
+
+  const left = path.join(dir, 'server.lock');
+  fs.writeFileSync(left, '', { mode: 0o644 });
+  fs.chmodSync(left, 0o644);
+  const unlockLeft = acquireDataDirLock(left, 'meshid-server');
+  t.after(unlockLeft);
+  assert.equal(fs.statSync(left).mode & 0o777, 0o600);
+});
