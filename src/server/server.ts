@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import type { Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
@@ -309,10 +310,18 @@ function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger)
   }
 }
 
+/**
+ * Stops `server`: calls in progress get 2 s to finish, then every connection is cut. grpc-js's forceShutdown cuts only
+ * the connections it lists for channelz, which BASE_SERVER_OPTIONS turns off (grpc-js 1.14): the others stayed open
+ * (one an agent made as the server began to stop, say), and a stopped server kept answering on them from its closed
+ * datastore, so the agent never reconnected to the server started after it. They are destroyed here, taken from
+ * the listeners, which grpc-js keeps until their last connection has ended.
+ */
 function shutdown(server: grpc.Server): Promise<void> {
   return new Promise((resolve) => {
     const timer = setTimeout(() => {
       server.forceShutdown();
+      for (const session of openSessions(server)) if (!session.destroyed) session.destroy();
       resolve();
     }, 2000);
     server.tryShutdown(() => {
@@ -320,6 +329,12 @@ function shutdown(server: grpc.Server): Promise<void> {
       resolve();
     });
   });
+}
+
+/** The HTTP/2 connections open on `server`'s listeners (a grpc-js internal; none if it changes shape). */
+function openSessions(server: grpc.Server): Http2Session[] {
+  const listeners = (server as unknown as { http2Servers?: Map<unknown, { sessions?: Set<Http2Session> }> }).http2Servers;
+  return [...(listeners?.values() ?? [])].flatMap((l) => [...(l.sessions ?? [])]);
 }
 
 /** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */
