@@ -176,13 +176,14 @@ export class MeshidServer {
   }
 
   async stop(): Promise<void> {
-    // First: a run in progress still uses the datastore and the CA.
-    await this.housekeepingSchedule?.stop();
+    const housekeepingStopped = this.housekeepingSchedule?.stop();
     this.federation.stop();
     this.ca.stop();
     this.svid.stop();
     this.hub.stop();
     await Promise.all([shutdown(this.agentApi), shutdown(this.admin), this.bundleEndpoint?.close()]);
+    // A housekeeping run in progress still uses the datastore.
+    await housekeepingStopped;
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
     this.unlock();
