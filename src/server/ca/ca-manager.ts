@@ -98,6 +98,7 @@ export class CaManager {
   private authorities = new Map<string, LoadedAuthority>();
   private bundleRecord: OwnBundleRecord | undefined;
   private timer: TimerHandle | undefined;
+  private stopped = false;
   private changeListeners = new Set<(bundle: TrustBundle, bundleChanged: boolean) => void>();
   private busy: Promise<void> = Promise.resolve();
   /** Keys written by the rotation in progress that its journal commit does not name yet. */
@@ -190,7 +191,9 @@ export class CaManager {
     this.schedule();
   }
 
+  /** For good: a rotation still running when it is called arms no timer when it ends (its datastore is closing). */
   stop(): void {
+    this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
   }
@@ -198,6 +201,7 @@ export class CaManager {
   /** `minDelayMs`: after a failed rotation, its retry comes no sooner (a decision in the past would re-fire at once). */
   private schedule(minDelayMs = 1000): void {
     this.timer?.cancel();
+    if (this.stopped) return;
     const now = this.clock.now();
     let next = Number.POSITIVE_INFINITY;
     for (const a of this.authorities.values()) {

@@ -316,6 +316,22 @@ test("revoke's root check runs in turn after a taint still being committed, with
   }
 });
 
+test('stop() is for good: a rotation still running when it is called arms no timer when it ends', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    t.ca.start();
+    assert.ok(t.clock.pendingTimers() > 0, 'a running CA has its next rotation armed');
+    const rotating = t.ca.rotateRoot();
+    t.ca.stop();
+    await rotating;
+    assert.equal(t.clock.pendingTimers(), 0);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test('a datacenter taken out of the config stops signing at once and its intermediate expires away', async () => {
   const { dir, cleanup } = tempDir();
   try {
