@@ -9,6 +9,7 @@ import { benchServerMemory } from './server-memory.js';
 import { benchWorkload } from './workload-latency.js';
 import { benchSdsPush } from './sds-push.js';
 import { benchWithdrawalBurst } from './withdrawal-burst.js';
+import { benchReconnectStorm } from './reconnect-storm.js';
 import { report, type BenchResult } from './report.js';
 
 const seconds = Number(process.env['BENCH_SECONDS'] ?? 4);
@@ -21,11 +22,13 @@ const groups: Array<{ covers: string[]; run: () => Promise<BenchResult[]> }> = [
   { covers: ['P3', 'P5'], run: () => benchSdsPush() },
   // Not a target: what a burst of withdrawals, each saved before workloads hear of it, costs a full agent.
   { covers: ['W'], run: () => benchWithdrawalBurst(seconds) },
+  // Not a target: a server restart under thousands of agents holding Sync streams (BENCH_STORM_AGENTS, default 2000).
+  { covers: ['S'], run: () => benchReconnectStorm() },
 ];
 const wanted = process.argv.slice(2).map((a) => a.toUpperCase());
 const unknown = wanted.filter((w) => !groups.some((g) => g.covers.includes(w)));
 if (unknown.length > 0) {
-  process.stderr.write(`unknown benchmark ${unknown.join(', ')} (expected P1 to P6, or W)\n`);
+  process.stderr.write(`unknown benchmark ${unknown.join(', ')} (expected P1 to P6, W or S)\n`);
   process.exit(2);
 }
 process.stdout.write(`meshid bench — node ${process.version}, ${os.cpus().length} × ${os.cpus()[0]?.model ?? 'cpu'}, ${Math.round(os.totalmem() / 2 ** 30)} GiB\n`);

@@ -36,6 +36,8 @@ export interface ServerHandle {
   stop(): Promise<void>;
   /** What a server process wrote to stdout and stderr so far; absent for an in-process server (it logs nowhere). */
   output?(): string;
+  /** The server process's pid; absent for an in-process server. */
+  readonly pid?: number;
 }
 
 export interface EntrySpec {
@@ -339,6 +341,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   const port = Number(m[1]);
   return {
     adminSocket,
+    pid: child.pid!,
     address: () => `127.0.0.1:${port}`,
     output: () => output,
     stop: async () => {
