@@ -96,7 +96,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now());
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
-    if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeId: agent.spiffeId });
+    if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeIds: new Set([agent.spiffeId]) });
     return agent;
   };
 
@@ -335,7 +335,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const onEvent = (event: HubEvent): void => {
       if (event.kind === 'stopping') return end(unavailable('meshid-server is shutting down; reconnect'));
       if (event.kind !== 'agent') return push();
-      if (event.spiffeId !== undefined && event.spiffeId !== agentId) return;
+      if (event.spiffeIds !== undefined && !event.spiffeIds.has(agentId)) return;
       // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization; a stream
       // opened with an SVID the agent has since retired (say, a copy of it) ends too.
       ds.getAgent(agent.spiffeId).then(

@@ -1,11 +1,11 @@
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
-import type { Datastore, RegistrationEntry, StoredBundle } from '../datastore/datastore.js';
+import type { Change, Datastore, RegistrationEntry, StoredBundle } from '../datastore/datastore.js';
 import { EntryIndex } from '../entries/entry-index.js';
 import { sameAuthorities } from '../federation/federated-bundle.js';
 import { storedBundleToTrustBundle } from './convert.js';
 
-export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeId?: string } | { kind: 'stopping' };
+export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeIds?: ReadonlySet<string> } | { kind: 'stopping' };
 
 /**
  * The server's live view for pushing to agents: the entry index and the federated bundles, refreshed from the
@@ -39,7 +39,7 @@ export class SyncHub {
     await this.reloadFederated();
     this.unsubscribe = this.ds.onChange((change) => {
       this.chain = this.chain
-        .then(() => this.refresh(change.kind))
+        .then(() => this.refresh(change))
         .catch((err: unknown) => this.log.error({ err }, 'failed to refresh the server view after a datastore change'));
     });
   }
@@ -60,7 +60,7 @@ export class SyncHub {
     return this.chain;
   }
 
-  private async refresh(kind: 'entry' | 'bundle' | 'agent'): Promise<void> {
+  private async refresh({ kind, agentIds }: Change): Promise<void> {
     if (kind === 'entry') {
       const changes = await this.ds.listEntryChangesSince(this.index.revision);
       if (changes.reset) {
@@ -78,7 +78,7 @@ export class SyncHub {
     } else if (kind === 'bundle') {
       if (await this.reloadFederated()) this.emit({ kind: 'federated' });
     } else {
-      this.emit({ kind: 'agent' });
+      this.emit(agentIds === undefined ? { kind: 'agent' } : { kind: 'agent', spiffeIds: new Set(agentIds) });
     }
   }
 

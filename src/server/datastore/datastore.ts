@@ -257,6 +257,11 @@ export interface EntryReset {
 export interface Change {
   kind: 'entry' | 'bundle' | 'agent';
   revision: number;
+  /**
+   * For an 'agent' change, the agents whose rows it changed (evicted, banned, pruned): each connected agent re-reads
+   * its own row only when named, instead of every one on every eviction. Undefined: any agent may have changed.
+   */
+  agentIds?: readonly string[];
 }
 
 export type ChangeListener = (change: Change) => void;

@@ -54,6 +54,8 @@ export class SqliteDatastore implements Datastore {
   /** The revision taken by the write transaction in progress, and what it changed (one revision per transaction). */
   private txRevision: number | undefined;
   private readonly txKinds = new Set<Change['kind']>();
+  /** The agents the transaction in progress changed (Change.agentIds). */
+  private readonly txAgentIds: string[] = [];
   private readonly s: Statements;
 
   constructor(
@@ -314,23 +316,23 @@ export class SqliteDatastore implements Datastore {
   evictAgent(spiffeId: string): Promise<void> {
     return this.write(() => {
       if (this.s.deleteAgent.run(spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
-      this.bump('agent');
+      this.bumpAgents([spiffeId]);
     });
   }
 
   banAgent(spiffeId: string): Promise<AttestedAgent> {
     return this.write(() => {
       if (this.s.banAgent.run(this.clock.now(), spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
-      this.bump('agent');
+      this.bumpAgents([spiffeId]);
       return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
     });
   }
 
   pruneAgents(now: number): Promise<number> {
     return this.write(() => {
-      const n = this.s.pruneAgents.run(now).changes;
-      if (n > 0) this.bump('agent');
-      return n;
+      const pruned = (this.s.pruneAgents.all(now) as Array<{ spiffe_id: string }>).map((r) => r.spiffe_id);
+      if (pruned.length > 0) this.bumpAgents(pruned);
+      return pruned.length;
     });
   }
 
@@ -485,10 +487,13 @@ export class SqliteDatastore implements Datastore {
       try {
         result = this.db.transaction(fn).immediate();
         const revision = this.txRevision;
-        if (revision !== undefined) changes = [...this.txKinds].map((kind) => ({ kind, revision }));
+        if (revision !== undefined) {
+          changes = [...this.txKinds].map((kind) => (kind === 'agent' ? { kind, revision, agentIds: [...this.txAgentIds] } : { kind, revision }));
+        }
       } finally {
         this.txRevision = undefined;
         this.txKinds.clear();
+        this.txAgentIds.length = 0;
       }
     } catch (err) {
       return Promise.reject(storageError(err));
@@ -516,6 +521,12 @@ export class SqliteDatastore implements Datastore {
   }
 
   /** Takes the next revision for the transaction in progress (once per transaction) and notes what kind changed. */
+  /** An 'agent' change naming the agents it concerns (Change.agentIds). */
+  private bumpAgents(spiffeIds: readonly string[]): void {
+    this.bump('agent');
+    this.txAgentIds.push(...spiffeIds);
+  }
+
   private bump(kind: Change['kind']): number {
     if (this.txRevision === undefined) {
       this.s.bumpRevision.run();

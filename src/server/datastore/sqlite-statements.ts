@@ -63,7 +63,7 @@ export function prepareStatements(db: Database.Database) {
     ),
     deleteAgent: p('DELETE FROM attested_agents WHERE spiffe_id = ?'),
     banAgent: p('UPDATE attested_agents SET banned = 1, updated_at = ? WHERE spiffe_id = ?'),
-    pruneAgents: p('DELETE FROM attested_agents WHERE cert_not_after <= ?'),
+    pruneAgents: p('DELETE FROM attested_agents WHERE cert_not_after <= ? RETURNING spiffe_id'),
 
     bundleById: p(`SELECT ${BUNDLE_COLUMNS} FROM bundles WHERE trust_domain = ?`),
     bundleContent: p('SELECT x509_authorities, jwt_authorities, sequence FROM bundles WHERE trust_domain = ?'),

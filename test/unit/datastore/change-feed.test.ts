@@ -84,9 +84,25 @@ test('listeners hear each committed change once, after the commit, and never a f
     assert.deepEqual(heard, [
       { kind: 'entry', revision: 1, seen: 1 },
       { kind: 'bundle', revision: 2, seen: 2 },
-      { kind: 'agent', revision: 3, seen: 3 },
+      { kind: 'agent', revision: 3, seen: 3, agentIds: ['spiffe://example.org/meshid/agent/dc1/x'] },
       { kind: 'entry', revision: 4, seen: 4 },
     ]);
+  });
+});
+
+test('an agent change names the agents it changed: evicted, banned, or pruned as expired', async () => {
+  await withDatastore(async ({ ds }) => {
+    const id = (n: string): string => `spiffe://example.org/meshid/agent/dc1/${n}`;
+    for (const [n, certNotAfter] of [['a', 10], ['b', 10], ['c', 1000], ['d', 1000]] as const) {
+      await ds.createAgent({ spiffeId: id(n), datacenter: 'dc1', selectors: [], certSerial: n, certNotAfter, attestedAt: 0, updatedAt: 0, banned: false });
+    }
+    const heard: Array<readonly string[] | undefined> = [];
+    ds.onChange((c) => heard.push(c.agentIds));
+    await ds.evictAgent(id('c'));
+    await ds.banAgent(id('d'));
+    assert.equal(await ds.pruneAgents(10), 2);
+    assert.equal(await ds.pruneAgents(10), 0, 'nothing left to prune: no change');
+    assert.deepEqual(heard.map((ids) => (ids === undefined ? undefined : [...ids].sort())), [[id('c')], [id('d')], [id('a'), id('b')]]);
   });
 });
 
