@@ -12,7 +12,9 @@ import { storageFailureCause } from './storage-failure.js';
  */
 export function createDirectory(dir: string, mode: number): string | undefined {
   const missing: string[] = [];
-  for (let d = path.resolve(dir); !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.unshift(d);
+  // Up the path as written, not path.resolve()d: the kernel reads `link/..` as the parent of the link's target, and
+  // resolving it by name would make a directory elsewhere than the one the caller then uses.
+  for (let d = dir; !fs.existsSync(d) && path.dirname(d) !== d; d = path.dirname(d)) missing.unshift(d);
   // mkdir of something that exists and is no directory throws the EEXIST the recursive mkdir would.
   if (missing.length === 0 && !fs.statSync(dir).isDirectory()) fs.mkdirSync(dir, { mode });
   for (const d of missing) {

@@ -36,3 +36,23 @@ test('a path through a file: ENOTDIR, explained as which component is no directo
   assert.equal((explained as Error).message, `cannot create the data directory ${file}/sub (--data-dir, data_dir): ${file} is not a directory; move it away or choose another path`);
   assert.throws(() => createDirectory(file, 0o700), { code: 'EEXIST' }, 'the path itself a file');
 });
+
+test('a path through a symlink and `..` is created where the kernel resolves it, as mkdir -p does, and the relative form works too', (t) => {
+  const { dir, cleanup } = tempDir('meshid-create-dir-');
+  t.after(cleanup);
+  fs.mkdirSync(path.join(dir, 'real', 'inner'), { recursive: true });
+  fs.mkdirSync(path.join(dir, 'top'));
+  fs.symlinkSync(path.join(dir, 'real', 'inner'), path.join(dir, 'top', 'link'));
+  // top/link/.. is real/, not top/: the directory the caller goes on to use must be the one made.
+  const through = path.join(dir, 'top', 'link') + '/../made/deeper';
+  assert.equal(createDirectory(through, 0o700), path.join(dir, 'top', 'link') + '/../made');
+  assert.ok(fs.statSync(through).isDirectory());
+  assert.ok(fs.statSync(path.join(dir, 'real', 'made', 'deeper')).isDirectory());
+  assert.equal(fs.existsSync(path.join(dir, 'top', 'made')), false, 'nothing made beside the link');
+
+  const cwd = process.cwd();
+  process.chdir(dir);
+  t.after(() => process.chdir(cwd));
+  assert.equal(createDirectory('rel/a/', 0o700), 'rel');
+  assert.ok(fs.statSync(path.join(dir, 'rel', 'a')).isDirectory());
+});
