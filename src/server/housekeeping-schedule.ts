@@ -41,12 +41,24 @@ export class HousekeepingSchedule {
     if (this.stopped) return;
     this.timer = this.clock.setTimer(() => {
       this.timer = undefined;
-      this.running = this.run()
+      this.running = this.runOnce()
         .catch((err: unknown) => this.log.error({ err }, 'housekeeping failed; it runs again in a minute'))
         .finally(() => {
           this.running = undefined;
           this.arm();
         });
     }, HOUSEKEEPING_INTERVAL_MS);
+  }
+
+  /**
+   * One run, its synchronous throw turned into a failed run: thrown out of the timer it would crash the process (an
+   * uncaught exception on the system clock) and leave nothing armed, so housekeeping would never run again.
+   */
+  private runOnce(): Promise<void> {
+    try {
+      return this.run();
+    } catch (err) {
+      return Promise.reject(err);
+    }
   }
 }
