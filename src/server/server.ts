@@ -1,6 +1,5 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import type { Http2Session } from 'node:http2';
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
@@ -16,6 +15,7 @@ import { openDataDir } from './data-dir.js';
 import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
+import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
 import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
 import { KeyStore } from './ca/key-store.js';
@@ -123,9 +123,9 @@ export class MeshidServer {
       svid.followTaints();
       started.push(() => svid.stop());
       const admin = await startAdminServer(config, ds, ca, federation, clock, log.child({ subsystem: 'admin-api' }));
-      started.push(() => admin.forceShutdown());
+      started.push(() => forceShutdownGrpcServer(admin));
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
-      started.push(() => agentApi.forceShutdown());
+      started.push(() => forceShutdownGrpcServer(agentApi));
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, unlock, log);
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
@@ -181,7 +181,7 @@ export class MeshidServer {
     this.ca.stop();
     this.svid.stop();
     this.hub.stop();
-    await Promise.all([shutdown(this.agentApi), shutdown(this.admin), this.bundleEndpoint?.close()]);
+    await Promise.all([shutdownGrpcServer(this.agentApi), shutdownGrpcServer(this.admin), this.bundleEndpoint?.close()]);
     // A housekeeping run in progress still uses the datastore.
     await housekeepingStopped;
     fs.rmSync(this.config.adminSocket, { force: true });
@@ -309,33 +309,6 @@ function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger)
   if (jwt > 0) {
     log.warn({ entries: jwt, maxJwtSvidTtl: formatDuration(config.maxJwtSvidTtlMs) }, 'entries ask for JWT-SVIDs longer than max_jwt_svid_ttl; they are signed for max_jwt_svid_ttl');
   }
-}
-
-/**
- * Stops `server`: calls in progress get 2 s to finish, then every connection is cut. grpc-js's forceShutdown cuts only
- * the connections it lists for channelz, which BASE_SERVER_OPTIONS turns off (grpc-js 1.14): the others stayed open
- * (one an agent made as the server began to stop, say), and a stopped server kept answering on them from its closed
- * datastore, so the agent never reconnected to the server started after it. They are destroyed here, taken from
- * the listeners, which grpc-js keeps until their last connection has ended.
- */
-function shutdown(server: grpc.Server): Promise<void> {
-  return new Promise((resolve) => {
-    const timer = setTimeout(() => {
-      server.forceShutdown();
-      for (const session of openSessions(server)) if (!session.destroyed) session.destroy();
-      resolve();
-    }, 2000);
-    server.tryShutdown(() => {
-      clearTimeout(timer);
-      resolve();
-    });
-  });
-}
-
-/** The HTTP/2 connections open on `server`'s listeners (a grpc-js internal; none if it changes shape). */
-function openSessions(server: grpc.Server): Http2Session[] {
-  const listeners = (server as unknown as { http2Servers?: Map<unknown, { sessions?: Set<Http2Session> }> }).http2Servers;
-  return [...(listeners?.values() ?? [])].flatMap((l) => [...(l.sessions ?? [])]);
 }
 
 /** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */
