@@ -520,13 +520,14 @@ export class SqliteDatastore implements Datastore {
     return (this.s.getRevision.get() as { value: number }).value;
   }
 
-  /** Takes the next revision for the transaction in progress (once per transaction) and notes what kind changed. */
   /** An 'agent' change naming the agents it concerns (Change.agentIds). */
   private bumpAgents(spiffeIds: readonly string[]): void {
     this.bump('agent');
-    this.txAgentIds.push(...spiffeIds);
+    // One by one: a spread passes every ID as an argument, which throws past ~125,000 (a prune after an outage).
+    for (const id of spiffeIds) this.txAgentIds.push(id);
   }
 
+  /** Takes the next revision for the transaction in progress (once per transaction) and notes what kind changed. */
   private bump(kind: Change['kind']): number {
     if (this.txRevision === undefined) {
       this.s.bumpRevision.run();

@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import type { Change, RegistrationEntry } from '../../../src/server/datastore/datastore.js';
 import { entry, withDatastore } from './fixture.js';
 
@@ -103,6 +104,29 @@ test('an agent change names the agents it changed: evicted, banned, or pruned as
     assert.equal(await ds.pruneAgents(10), 2);
     assert.equal(await ds.pruneAgents(10), 0, 'nothing left to prune: no change');
     assert.deepEqual(heard.map((ids) => (ids === undefined ? undefined : [...ids].sort())), [[id('c')], [id('d')], [id('a'), id('b')]]);
+  });
+});
+
+test('a prune of more expired agents than one call can take as arguments (a fleet whose SVIDs all ran out in an outage) still commits and names every one', async () => {
+  await withDatastore(async ({ ds, file }) => {
+    // More than V8 lets a spread pass as arguments (about 125,000 here); inserted beside the datastore in one
+    // transaction, as createAgent takes one each.
+    const n = 150_000;
+    const db = new Database(file);
+    try {
+      const insert = db.prepare('INSERT INTO attested_agents (spiffe_id, datacenter, selectors, cert_serial, cert_not_after, attested_at, updated_at, banned) VALUES (?, ?, ?, ?, ?, 0, 0, 0)');
+      db.transaction(() => {
+        for (let i = 0; i < n; i++) insert.run(`spiffe://example.org/meshid/agent/dc1/${i}`, 'dc1', '[]', `s${i}`, 10);
+      })();
+    } finally {
+      db.close();
+    }
+    const heard: Array<readonly string[] | undefined> = [];
+    ds.onChange((c) => heard.push(c.agentIds));
+    assert.equal(await ds.pruneAgents(10), n);
+    assert.equal(heard.length, 1);
+    assert.equal(new Set(heard[0]).size, n);
+    assert.deepEqual(await ds.listAgents(), []);
   });
 });
 
