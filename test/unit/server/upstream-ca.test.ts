@@ -14,6 +14,7 @@ import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { verifyChain } from '../../../src/common/x509/certificate.js';
 import { opensslCa, opensslVerify } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
+import type { RawServerConfig } from '../../../src/server/config.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -24,6 +25,23 @@ function concat(dir: string, name: string, files: string[]): string {
   const out = path.join(dir, name);
   fs.writeFileSync(out, files.map((f) => fs.readFileSync(f, 'utf8')).join(''));
   return out;
+}
+
+/**
+ * A corporate root, an issuing CA under it, and two mesh CAs it issued (the first upstream CA and its replacement),
+ * with the files for --upstream-ca-cert/-key/-bundle of each; `data` is the server's data dir.
+ */
+function renewedUpstreamPki(dir: string) {
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const files = (name: string, file: string): { cert: string; upstream: RawServerConfig } => {
+    const ca = opensslCa(dir, name, { issuer: issuing });
+    return { cert: ca.cert, upstream: { upstream_ca_cert: concat(dir, file, [ca.cert, issuing.cert]), upstream_ca_key: ca.key, upstream_bundle: root.cert } };
+  };
+  const mesh1 = files('Mesh CA 1', 'm1.pem');
+  const mesh2 = files('Mesh CA 2', 'm2.pem');
+  // After the certificates: openssl dates them from the second it runs, and a clock set before would precede them.
+  return { root, data: path.join(dir, 'data'), clock: new FakeClock(Date.now()), mesh1, mesh2 };
 }
 
 function refusedWith(pattern: RegExp): (err: unknown) => boolean {
@@ -158,13 +176,8 @@ test('a restart with a changed upstream bundle publishes it; a bundle the CA no 
 test('chains under an upstream CA the files no longer name still carry its issuers, and its roots stay published', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-old-');
   t.after(cleanup);
-  const root = opensslCa(dir, 'Corporate Root');
-  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
-  const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: issuing });
-  const mesh2 = opensslCa(dir, 'Mesh CA 2', { issuer: issuing });
-  const data = path.join(dir, 'data');
-  const clock = new FakeClock(Date.now());
-  const first = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm1.pem', [mesh1.cert, issuing.cert]), upstream_ca_key: mesh1.key, upstream_bundle: root.cert }, clock);
+  const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
+  const first = await openTestCa(data, mesh1.upstream, clock);
   await first.close();
   const { publicKey } = generateKeyPair('ec-p256');
   const checkChains = (ca: Awaited<ReturnType<typeof openTestCa>>, when: string): void => {
@@ -174,7 +187,7 @@ test('chains under an upstream CA the files no longer name still carry its issue
   };
 
   // Renewed in the PKI: Mesh CA 1 keeps signing until Mesh CA 2 activates, and its chains stay whole all along.
-  const renewed = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm2.pem', [mesh2.cert, issuing.cert]), upstream_ca_key: mesh2.key, upstream_bundle: root.cert }, clock);
+  const renewed = await openTestCa(data, mesh2.upstream, clock);
   for (let day = 0; day < 3; day++) {
     checkChains(renewed, `renewed, day ${day}`);
     clock.advance(D);
@@ -298,17 +311,12 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
 test("revoking a tainted upstream CA whose PKI root anchors its successor too asks no agents check: the bundle keeps what their chains need", async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
   t.after(cleanup);
-  const root = opensslCa(dir, 'Corporate Root');
-  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
-  const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: issuing });
-  const mesh2 = opensslCa(dir, 'Mesh CA 2', { issuer: issuing });
-  const data = path.join(dir, 'data');
-  const clock = new FakeClock(Date.now());
-  const first = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm1.pem', [mesh1.cert, issuing.cert]), upstream_ca_key: mesh1.key, upstream_bundle: root.cert }, clock);
+  const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
+  const first = await openTestCa(data, mesh1.upstream, clock);
   const { publicKey } = generateKeyPair('ec-p256');
   const onMesh1 = first.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/agent', ttlMs: D }).chain;
   await first.close();
-  const ca = await openTestCa(data, { upstream_ca_cert: concat(dir, 'm2.pem', [mesh2.cert, issuing.cert]), upstream_ca_key: mesh2.key, upstream_bundle: root.cert }, clock);
+  const ca = await openTestCa(data, mesh2.upstream, clock);
   t.after(() => ca.close());
   const old = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh1.cert)))!;
   await ca.ca.taint(old.id);
