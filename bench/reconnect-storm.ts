@@ -4,11 +4,13 @@
  * holding its own entries and the datacenter's shared ones, on the real agent client and backoff) and a few real
  * agent processes. Measured: how long from the restart until every agent has its initial update again, against the
  * restart alone; how the reconnects are spread (stream opens per 100 ms); the server's CPU, peak RSS and longest
- * event-loop stall (a preloaded probe); the failed opens by status code. Loopback only.
+ * event-loop stall (a preloaded probe); the failed opens by status code; the server's RSS per connected agent once
+ * settled, against a bare grpc-js server (bare-sync-server.ts) holding the same agents' streams. Loopback only.
  */
 import fs from 'node:fs';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import net from 'node:net';
+import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../src/common/paths.js';
@@ -23,6 +25,11 @@ const REAL_AGENTS = 3;
 /** Attestations per source address: below the server's per-address burst (100), so none waits for its refill. */
 const AGENTS_PER_ADDRESS = 80;
 const WINDOW_MS = 100;
+/**
+ * How long after the storm the server's memory is read: V8's memory reducer shrinks the heap grown by the burst of
+ * reconnects within ~20 s of it (measured: 311 → 279 MB with 2,003 streams), and RSS is flat after.
+ */
+const SETTLE_MS = 30_000;
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
@@ -90,6 +97,21 @@ async function inBatches<T>(count: number, concurrency: number, make: (i: number
   return out;
 }
 
+/** bench/bare-sync-server.js with the cluster's server SVID and bundle; resolves with the process and its address. */
+async function startBareSyncServer(cluster: Cluster): Promise<{ child: ChildProcess; address: string }> {
+  const main = path.join(packageRoot, 'dist', 'bench', 'bare-sync-server.js');
+  const child = spawn(process.execPath, [main, path.join(cluster.dir, 'server', 'data', 'server-svid.json'), cluster.bundleFile], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  await new Promise<void>((resolve, reject) => {
+    child.once('exit', (code) => reject(new Error(`bare-sync-server exited with ${code}`)));
+    child.stdout!.on('data', (d: Buffer) => {
+      out += d.toString();
+      if (out.includes('ready')) resolve();
+    });
+  });
+  return { child, address: `127.0.0.1:${out.split('\n')[0]}` };
+}
+
 function reopened(agent: AgentProcess): number {
   return agent.output().split('\n').filter((l) => l.includes('Sync stream re-opened') || l.includes('in sync with meshid-server')).length;
 }
@@ -104,7 +126,11 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
   const real: AgentProcess[] = [];
   const opens: number[] = [];
   const relay = await attestRelay(Number(cluster.server.address().split(':')[1]));
+  let bare: ChildProcess | undefined;
+  const mirrors: SimulatedAgent[] = [];
   try {
+    await sleep(1000);
+    const rssIdle = statusMb(cluster.server.pid!, 'VmRSS');
     const roots = (await cluster.admin.call('Bundles', 'GetBundle', {})).x509_authorities ?? [];
     for (let i = 0; i < SHARED_ENTRIES; i++) await cluster.createEntry({ spiffeId: `spiffe://example.org/shared/w${i}`, selectors: [`unix:uid:${20_000 + i}`] });
     const tokens = await inBatches(agentCount, 16, async () => (await cluster.admin.call('Tokens', 'GenerateJoinToken', { datacenter: 'east' })).token!);
@@ -170,6 +196,21 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
       for (const t of perAgent) synced.set(Math.floor(t / 500), (synced.get(Math.floor(t / 500)) ?? 0) + 1);
       process.stderr.write(`synced per 500 ms: ${[...synced].sort((x, y) => x[0] - y[0]).map(([w, n]) => `${w}:${n}`).join(' ')}\n`);
     }
+    // The memory held per connected agent, against a bare grpc-js server holding the same agents' streams.
+    await sleep(SETTLE_MS);
+    const rssSettled = statusMb(pid, 'VmRSS');
+    for (const a of agents) a.stop();
+    const started = await startBareSyncServer(cluster);
+    bare = started.child;
+    await sleep(1000);
+    const bareIdle = statusMb(bare.pid!, 'VmRSS');
+    mirrors.push(...agents.map((a) => a.withServer(started.address)));
+    for (const m of mirrors) m.start();
+    await Promise.all(mirrors.map((m) => m.synced()));
+    await sleep(SETTLE_MS);
+    const bareHolding = statusMb(bare.pid!, 'VmRSS');
+    const barePerAgent = ((bareHolding - bareIdle) * 1024) / agentCount;
+    const meshidPerAgent = ((rssSettled - rssIdle) * 1024) / (agentCount + REAL_AGENTS);
     const failures = new Map<number, number>();
     for (const a of agents) for (const [code, n] of a.failures) failures.set(code, (failures.get(code) ?? 0) + n);
     const failed = [...failures].sort((x, y) => x[0] - y[0]).map(([code, n]) => `${n}×code ${code}`).join(', ') || 'none';
@@ -190,12 +231,24 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
       { name: `S failed stream opens after the restart: ${failed}; server CPU until all in sync`, value: cpu, unit: 's' },
       { name: `S server RSS with ${agentCount + REAL_AGENTS} agents' streams open, before the restart`, value: rssBefore, unit: 'MB' },
       { name: 'S server RSS peak (new process, start + storm)', value: rssPeak, unit: 'MB' },
+      {
+        name: `S baseline: bare grpc-js server (meshid-server's TLS credentials and agent API options) holding ${agentCount} agents' Sync streams: ${bareHolding.toFixed(0)} MB RSS, idle ${bareIdle.toFixed(0)} MB; per agent`,
+        value: barePerAgent,
+        unit: 'KB',
+      },
+      {
+        name: `S server RSS ${SETTLE_MS / 1000} s after the storm: ${rssSettled.toFixed(0)} MB, idle (before any agent) ${rssIdle.toFixed(0)} MB; per connected agent`,
+        value: meshidPerAgent,
+        unit: 'KB',
+        ratio: meshidPerAgent / barePerAgent,
+      },
       { name: 'S server longest event-loop stall (start + storm)', value: stall, unit: 'ms' },
       // The simulated agents share this process's event loop: a long stall here batches their reconnect timers.
       { name: "S the benchmark's own longest event-loop stall (its agents' TLS handshakes)", value: ownLoop.max / 1e6, unit: 'ms' },
     ];
   } finally {
-    for (const a of agents) a.stop();
+    for (const a of [...agents, ...mirrors]) a.stop();
+    bare?.kill('SIGTERM');
     relay.close();
     await cluster.cleanup();
     fs.rmSync(path.dirname(probeFile), { recursive: true, force: true });

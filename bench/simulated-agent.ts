@@ -11,6 +11,7 @@ import { silentLogger } from '../src/common/log.js';
 import { createCsr } from '../src/common/x509/csr.js';
 import { generateKeyPair } from '../src/common/x509/keys.js';
 import type { ClientReadableStream } from '@grpc/grpc-js';
+import type { KeyObject } from 'node:crypto';
 
 export class SimulatedAgent {
   /** Sync stream opens tried (each a new call; a refused connection fails it at once). */
@@ -28,12 +29,20 @@ export class SimulatedAgent {
   private stopped = false;
   private waiters: Array<() => void> = [];
 
+  private readonly client: NodeClient;
+
   private constructor(
     readonly id: string,
-    private readonly client: NodeClient,
+    /** Its SVID and key, and the server's roots: what another client for the same agent needs. */
+    private readonly credentials: { chain: Buffer[]; privateKey: KeyObject; roots: readonly Buffer[] },
+    serverAddress: string,
     /** Told of every stream open attempt, for the arrival profile. */
     private readonly onAttempt: () => void,
-  ) {}
+  ) {
+    this.client = new NodeClient({ serverAddress, log: silentLogger() });
+    this.client.setTrust('example.org', credentials.roots);
+    this.client.setIdentity({ chain: credentials.chain, privateKey: credentials.privateKey });
+  }
 
   /**
    * Attests with `token` through `attestAddress` (a relay giving each group of agents a source address of its own,
@@ -49,10 +58,12 @@ export class SimulatedAgent {
     } finally {
       attester.close();
     }
-    const client = new NodeClient({ serverAddress, log: silentLogger() });
-    client.setTrust('example.org', roots);
-    client.setIdentity({ chain: res.svid_chain ?? [], privateKey });
-    return new SimulatedAgent(res.spiffe_id ?? '', client, onAttempt);
+    return new SimulatedAgent(res.spiffe_id ?? '', { chain: res.svid_chain ?? [], privateKey, roots }, serverAddress, onAttempt);
+  }
+
+  /** The same agent (SVID, key) as a new client of another server, not yet syncing: for a baseline server. */
+  withServer(serverAddress: string): SimulatedAgent {
+    return new SimulatedAgent(this.id, this.credentials, serverAddress, () => undefined);
   }
 
   /** How many entries the agent holds. */

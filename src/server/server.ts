@@ -40,9 +40,9 @@ import { federationService } from './api/federation-service.js';
 import { nodeService } from './api/node-service.js';
 import { serverId } from './api/entry-validation.js';
 import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
+import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
-export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
 const LOCK_FILE = 'server.lock';
 
@@ -254,13 +254,7 @@ async function startAgentApi(
   // Client certificates are requested but not required at the TLS layer: Attest runs before the agent has an SVID.
   // Every other call checks the verified certificate itself (agent-auth.ts).
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
-  const server = new grpc.Server({
-    ...BASE_SERVER_OPTIONS,
-    'grpc.keepalive_time_ms': 60_000,
-    'grpc.keepalive_timeout_ms': 20_000,
-    'grpc.keepalive_permit_without_calls': 1,
-    'grpc.http2.min_ping_interval_without_data_ms': 10_000,
-  });
+  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
     new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),
