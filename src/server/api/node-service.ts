@@ -17,6 +17,7 @@ import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
 import { sourceKey } from '../source-key.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
+import { SentEntries, type KnownEntries } from './sent-entries.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 
@@ -61,9 +62,8 @@ interface AgentSvid {
   issuerId: string;
 }
 
-interface SyncRequest {
+interface SyncRequest extends KnownEntries {
   since_revision?: number;
-  known?: Array<{ id?: string; revision?: number }>;
   bundle_sequence?: number;
 }
 
@@ -252,8 +252,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;
-    const sent = new Map<string, number>();
-    for (const k of call.request.known ?? []) if (k.id) sent.set(k.id, Number(k.revision ?? 0));
+    const sent = new SentEntries(call.request);
     let bundleSequence = Number(call.request.bundle_sequence ?? 0);
     // Unset, not '': the first update always states the federated bundles, none included, so an agent reconnecting
     // with bundles the server has since dropped (a delete while it was away) stops serving them.
@@ -268,20 +267,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const push = (): void => {
       if (ended || blocked) return;
       const entries = authorized(agent);
-      const upserts: ProtoEntry[] = [];
-      for (const [id, e] of entries) {
-        if (sent.get(id) !== e.revision) {
-          upserts.push(entryToProto(e));
-          sent.set(id, e.revision);
-        }
-      }
-      const removed: string[] = [];
-      for (const id of [...sent.keys()]) {
-        if (!entries.has(id)) {
-          removed.push(id);
-          sent.delete(id);
-        }
-      }
+      const { upserts, removed } = sent.update(entries);
       const own = ca.bundle();
       const bundleChanged = own.sequence !== bundleSequence;
       const federatedTds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();
@@ -297,7 +283,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const update: SyncUpdate = {
         revision: hub.index.revision,
         initial,
-        entries: upserts,
+        entries: upserts.map(entryToProto),
         removed_entry_ids: removed,
         federated_bundles: federatedChanged ? federated.map(trustBundleToProto) : [],
         federated_bundles_changed: federatedChanged,
@@ -328,7 +314,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       call.emit('error', toServiceError(err));
     };
     // One Sync stream per agent: a newer one (a reconnect, a move to a renewed SVID) ends the older, so no agent can
-    // hold many streams (each holds its request's known-entry list, up to 4 MB) and exhaust the server's memory.
+    // hold many streams (each with its own diff state and pushes; its request's known list, up to 4 MB, is decoded at
+    // every open) and exhaust the server's memory.
     syncStreams.get(agentId)?.(unavailable('superseded by a newer Sync stream of the same agent'));
     syncStreams.set(agentId, end);
 
