@@ -178,12 +178,13 @@ export class MeshidServer {
   async stop(): Promise<void> {
     const housekeepingStopped = this.housekeepingSchedule?.stop();
     this.federation.stop();
-    this.ca.stop();
+    const caStopped = this.ca.stop();
     this.svid.stop();
     this.hub.stop();
     await Promise.all([shutdownGrpcServer(this.agentApi), shutdownGrpcServer(this.admin), this.bundleEndpoint?.close()]);
-    // A housekeeping run in progress still uses the datastore.
+    // A housekeeping run or CA rotation in progress still uses the datastore.
     await housekeepingStopped;
+    await caStopped;
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
     this.unlock();

@@ -29,7 +29,7 @@ export async function openTestCa(
     const keys = new KeyStore(dataDir);
     const upstream = config.upstreamCa === undefined ? undefined : loadUpstreamCa(config.upstreamCa);
     const ca = await CaManager.open(caSettingsFrom(config, upstream), ds, keys, clock, silentLogger());
-    return { ca, ds, clock, keys, config, close: async () => { ca.stop(); await ds.close(); } };
+    return { ca, ds, clock, keys, config, close: async () => { await ca.stop(); await ds.close(); } };
   } catch (err) {
     await ds.close();
     throw err;

@@ -191,11 +191,15 @@ export class CaManager {
     this.schedule();
   }
 
-  /** For good: a rotation still running when it is called arms no timer when it ends (its datastore is closing). */
-  stop(): void {
+  /**
+   * For good: a rotation still running when it is called arms no timer when it ends. Resolves once that rotation has
+   * ended (never rejects), so that the datastore it writes to can be closed next.
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+    return this.busy;
   }
 
   /** `minDelayMs`: after a failed rotation, its retry comes no sooner (a decision in the past would re-fire at once). */

@@ -316,14 +316,18 @@ test("revoke's root check runs in turn after a taint still being committed, with
   }
 });
 
-test('stop() is for good: a rotation still running when it is called arms no timer when it ends', async () => {
+test('stop() is for good and waits: a rotation still running when it is called ends first, and arms no timer', async () => {
   const { dir, cleanup } = tempDir();
   const t = await openTestCa(dir);
   try {
     t.ca.start();
     assert.ok(t.clock.pendingTimers() > 0, 'a running CA has its next rotation armed');
     const rotating = t.ca.rotateRoot();
-    t.ca.stop();
+    await t.ca.stop();
+    assert.ok(
+      t.ca.listAuthorities().some((a) => a.kind === 'root' && a.state === 'prepared'),
+      'stop() resolved only once the rotation in progress had committed: the datastore can be closed next',
+    );
     await rotating;
     assert.equal(t.clock.pendingTimers(), 0);
   } finally {
