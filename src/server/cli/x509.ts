@@ -94,10 +94,13 @@ function prepareMintDir(dir: string): string | undefined {
   return created;
 }
 
-/** Removes `dir` and its parents up to `top`, each only while it is empty (rmdir refuses anything else). */
+/**
+ * Removes `dir` and its parents up to `top`, each only while it is empty (rmdir refuses anything else). Up the path as
+ * written, as createDirectory made them: resolved by name, `link/..` would name other directories than the kernel's.
+ */
 function removeEmptyDirs(dir: string, top: string): void {
-  const stop = path.resolve(top);
-  for (let d = path.resolve(dir); ; d = path.dirname(d)) {
+  const stop = top;
+  for (let d = dir; ; d = path.dirname(d)) {
     try {
       fs.rmdirSync(d);
     } catch {

@@ -179,6 +179,14 @@ test('x509 mint --write that the server does not answer leaves no directory it c
   assert.equal((await run(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/tool', '--write', target])).code, 1);
   assert.deepEqual(fs.readdirSync(parent), [], 'one that was there before stays');
   assert.equal(fs.existsSync(parent), true);
+
+  // Through a link and '..': the directories the kernel made (under the link target's parent) are the ones removed.
+  const elsewhere = path.join(DEAD_DIR, 'mint-elsewhere');
+  fs.mkdirSync(path.join(elsewhere, 'target'), { recursive: true });
+  fs.symlinkSync(path.join(elsewhere, 'target'), path.join(parent, 'link'));
+  const viaLink = `${parent}/link/../made/nested`;
+  assert.equal((await run(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/tool', '--write', viaLink])).code, 1);
+  assert.deepEqual(fs.readdirSync(elsewhere), ['target'], 'nothing left where the kernel made them');
 });
 
 test('the admin socket comes from --admin-socket, then MESHID_ADMIN_SOCKET, then the default', () => {
