@@ -346,8 +346,8 @@ export class IdentityCache implements WorkloadCache {
 
   /**
    * Entries whose SVID the issuer could not get signed and retries because the server is unreachable (or refuses
-   * this agent): a first Workload API message stops waiting for them, and is sent with the SVIDs there are. Cleared
-   * when the SVID arrives or the entry's certificate changes.
+   * this agent), or refused again on a retry: a first Workload API message stops waiting for them, and is sent with
+   * the SVIDs there are. Cleared when the SVID arrives or the entry's certificate changes.
    */
   markUnsigned(entryIds: readonly string[]): void {
     const touched: AgentEntry[] = [];

@@ -65,6 +65,13 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
 /**
+ * A first Workload API message waits for an SVID through one failed signing (a transient refusal is retried in about
+ * a second), not through a second: a refusal that persists would otherwise hold the workload's other identities back
+ * until the stream's pending timeout, then refuse the stream, and do so again on every retry.
+ */
+const FAILURES_WAITED_FOR = 1;
+
+/**
  * Gets an X.509-SVID signed for every entry that needs one and keeps them fresh (SPEC-NOTES §8 rotation):
  * a new P-256 key per SVID, generated here and never sent anywhere; CSRs go to the server in batches
  * (SignX509Svids); each returned chain is checked (one URI SAN equal to the entry's ID, the key matches, the chain
@@ -308,15 +315,14 @@ export class SvidIssuer {
         this.dueAt.set(e.id, now + delay);
       }
       const kind = rejectionOf(err);
-      // The server unreachable (or refusing this agent): the cached SVIDs are served without waiting for these.
-      // Entries changed meanwhile are being signed again, and are waited for.
-      if (kind !== undefined || isMeshidError(err, 'unavailable')) {
-        const same = batch.filter((e) => {
-          const current = this.cache.entry(e.id);
-          return current !== undefined && certificateInputs(current) === certificateInputs(e);
-        });
-        this.cache.markUnsigned(same.map((e) => e.id));
-      }
+      // The server unreachable (or refusing this agent), or a failure that came back: the cached SVIDs are served
+      // without waiting for these. Entries changed meanwhile are being signed again, and are waited for.
+      const unreachable = kind !== undefined || isMeshidError(err, 'unavailable');
+      const same = batch.filter((e) => {
+        const current = this.cache.entry(e.id);
+        return current !== undefined && certificateInputs(current) === certificateInputs(e);
+      });
+      this.cache.markUnsigned(same.filter((e) => unreachable || (this.failures.get(e.id) ?? 0) > FAILURES_WAITED_FOR).map((e) => e.id));
       if (kind !== undefined) {
         // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).
         this.options.onRejected?.(kind, err as MeshidError);
@@ -376,6 +382,8 @@ export class SvidIssuer {
     this.failures.set(entry.id, n);
     const wait = backoffDelay(n - 1, this.retryPolicy, this.random);
     this.dueAt.set(entry.id, this.clock.now() + wait);
+    const current = this.cache.entry(entry.id);
+    if (n > FAILURES_WAITED_FOR && current !== undefined && certificateInputs(current) === certificateInputs(entry)) this.cache.markUnsigned([entry.id]);
     if (code !== GRPC_PERMISSION_DENIED) {
       this.log.warn({ entryId: entry.id, spiffeId: entry.spiffeId, code, reason: message, retryInMs: wait }, 'X509-SVID not issued; will retry');
     }

@@ -113,8 +113,9 @@ function attestationFailure(error: unknown): unknown {
 /**
  * svids[0] must be the real default identity. The first message waits until every matching entry has its SVID (as
  * SPIRE's agent does, so a one-shot fetch sees them all), or failed to get one and is being retried (the server
- * unreachable: the cached SVIDs are served meanwhile); every message waits while the default's SVID is missing (say,
- * not yet signed, or expired while the server is unreachable), which would otherwise make a sibling the default.
+ * unreachable, or a refusal that came back on the retry: the other SVIDs are served meanwhile); every message waits
+ * while the default's SVID is missing (say, not yet signed, or expired while the server is unreachable), which would
+ * otherwise make a sibling the default.
  */
 const x509SvidView: StreamView<X509SvidResponse> = {
   render: (snapshot, first) => ((!first || snapshot.complete) && snapshot.defaultSvid !== undefined ? x509SvidResponse(snapshot) : undefined),

@@ -379,3 +379,37 @@ test('an entry its signing call could not reach the server for is not waited for
     issuer.stop();
   }
 });
+
+test('an SVID refused again on its retry (per item or per call) is no longer waited for: the first message goes out with the rest', async () => {
+  const itemRefusal = (real: ReturnType<AgentFixture['signer']>, refusedId: () => string) => async (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) =>
+    (await real.sign(items)).map((r) => (r.entryId === refusedId() ? { entryId: r.entryId, code: 13, message: 'cannot sign this one', chain: [] } : r));
+  for (const mode of ['item', 'call'] as const) {
+    let refused = '';
+    const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+    const { cache, issuer } = issuerWith(async (items) => {
+      if (mode === 'call' && items.some((i) => i.entryId === refused)) throw new MeshidError('internal', 'a bug');
+      return cacheRef.sign!(items);
+    });
+    cacheRef.sign = itemRefusal(fx.signer(cache), () => (mode === 'item' ? refused : ''));
+    const served = entry(`served-${mode}`, ['unix:uid:96'], { created_at: 1 });
+    const stuck = entry(`stuck-${mode}`, ['unix:uid:96'], { created_at: 2 });
+    refused = stuck.id;
+    issuer.request(cache.apply({ upserts: [served] }).needSvid);
+    await settle();
+    issuer.request(cache.apply({ upserts: [stuck] }).needSvid);
+    await settle();
+    const selectors = [{ type: 'unix', value: 'uid:96' }];
+    assert.equal(cache.snapshot(selectors).complete, false, `${mode}: a first refusal is waited through`);
+    fx.clock.advance(1500);
+    await settle();
+    const s = cache.snapshot(selectors);
+    assert.equal(s.complete, true, `${mode}: refused again, it is no longer waited for`);
+    assert.equal(s.defaultSvid?.spiffeId, served.spiffeId);
+    assert.deepEqual(s.svids.map((v) => v.entryId), [served.id]);
+    refused = '';
+    fx.clock.advance(3000);
+    await settle();
+    assert.deepEqual(cache.snapshot(selectors).svids.map((v) => v.entryId).sort(), [served.id, stuck.id].sort(), `${mode}: still retried, and served once signed`);
+    issuer.stop();
+  }
+});
