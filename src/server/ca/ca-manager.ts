@@ -283,7 +283,12 @@ export class CaManager {
       staged.push(a);
       return a;
     };
-    const set = (a: LoadedAuthority, st: AuthorityState): void => void state.set(a.record.id, st);
+    const set = (a: LoadedAuthority, st: AuthorityState): void => {
+      state.set(a.record.id, st);
+      // A new authority's record is the journal row itself (change.add): a root prepared and activated in the same
+      // rotation must be committed active, or no root is active until the next rotation.
+      if (staged.includes(a)) a.record.state = st;
+    };
 
     if (action.taint !== undefined) {
       const t = pool.get(action.taint);

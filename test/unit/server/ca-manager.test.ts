@@ -6,6 +6,8 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPair, exportPkcs8Pem } from '../../../src/common/x509/keys.js';
 import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
 import { MeshidError } from '../../../src/common/errors.js';
+import { FakeClock } from '../../../src/common/clock.js';
+import type { CaRecord } from '../../../src/server/ca/ca-journal.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import { fillDisk } from '../../support/tmpfs.js';
@@ -189,6 +191,26 @@ test('rotate-root publishes the new root at once, activates it after the delay, 
     assert.ok(sawNewRootChain, 'chains moved to the new root');
     assert.ok(oldRootLeft, 'the old root left the bundle once no intermediate chained to it');
     assert.equal(t.ca.bundle().x509Authorities.length, 1);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('a root prepared when the active one can no longer cover a full intermediate is active at once, in memory and in the journal', async () => {
+  const { dir, cleanup } = tempDir();
+  // root_ttl 15d, intermediate_ttl 7d: the root's successor is due at day 7.5 and must take over by day 8.
+  const t = await openTestCa(dir, { root_ttl: '15d' }, new FakeClock(Date.now() - H));
+  try {
+    const first = t.ca.listAuthorities().find((a) => a.kind === 'root')!;
+    t.clock.advance(8.5 * D); // no rotation ran in between: the server was down across both decisions
+    await t.ca.rotateNow();
+    const rootStates = (records: CaRecord[]): string[] => records.filter((a) => a.kind === 'root').map((a) => `${a.id === first.id ? 'first' : 'new'}/${a.state}`).sort();
+    // The first root's intermediates expired on day 7, so nothing chains to it any more and it leaves at once.
+    assert.deepEqual(rootStates(t.ca.listAuthorities()), ['new/active']);
+    assert.deepEqual(rootStates(await t.ds.listCaRecords()), ['new/active'], 'the journal agrees');
+    const newRoot = t.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+    assert.equal(t.ca.activeIntermediate('east')!.authorityKeyId, parseCertificate(newRoot.certDer!).subjectKeyId, 'intermediates are made under it');
   } finally {
     await t.close();
     cleanup();
