@@ -1,19 +1,22 @@
-import { createPublicKey, randomBytes, type KeyObject } from 'node:crypto';
+import { createPublicKey, type KeyObject } from 'node:crypto';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, internal, isMeshidError, notFound, unavailable, type ErrorCode, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, isMeshidError, unavailable, type ErrorCode } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
-import { nextAuthorityDecision, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
-import { generateKeyPair, keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
+import { nextAuthorityDecision } from '../../common/rotation.js';
+import { keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
-import { createIntermediateCertificate, createRootCertificate } from '../../common/x509/ca-certificates.js';
 import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
-import { checkUpstreamCa, checkUpstreamLifetime, type UpstreamCa } from './upstream-ca.js';
+import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
-import type { AuthorityState, CaJournalChange, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
+import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
+import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
+import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
+import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
+import { sameBundleContent, trustAnchorsOf } from './own-bundle.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
 export interface CaSettings {
@@ -29,15 +32,6 @@ export interface CaSettings {
   /** How long a prepared root is published before it signs intermediates. */
   rootActivationDelayMs: number;
   upstreamCa?: UpstreamCa | undefined;
-}
-
-interface LoadedAuthority {
-  record: CaRecord;
-  key: KeyObject;
-  cert?: ParsedCertificate;
-  signer?: LeafSigner;
-  /** An intermediate's issuers that chains must carry (its root when an upstream PKI issued that); at first use. */
-  issuersAbove?: Buffer[];
 }
 
 export interface SignedX509 {
@@ -64,35 +58,17 @@ export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['up
   };
 }
 
-/** Operator actions applied together with the rotation decisions. */
-export interface CaAction {
-  rotateRoot?: boolean;
-  taint?: string;
-  revoke?: string;
-}
-
-/** Back-dating of certificates, against clock skew between hosts (SPIRE uses 10 s as well). */
-const BACKDATE_MS = 10_000;
 /** A failed rotation is retried this much later, not at once: its cause (an upstream CA near its end) stays for a while. */
 const ROTATION_RETRY_MS = 60_000;
 
-/**
- * What keeps one datacenter's intermediate from being made without holding back the rest of a rotation: its root or
- * upstream PKI ends too soon (failed_precondition). Anything else, a key the disk cannot take above all, abandons the
- * whole change (unless an intermediate prepared under the previous root can stand in): committing a taint whose
- * replacement could not be written would leave the datacenter unable to sign.
- */
 /** Errors of a journal commit that certainly wrote nothing. */
 const ROLLED_BACK: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['resource_exhausted', 'failed_precondition', 'not_found', 'already_exists', 'aborted', 'invalid_argument']);
-
-function datacenterFailure(err: unknown): err is MeshidError {
-  return isMeshidError(err, 'failed_precondition');
-}
 
 /**
  * The trust domain's certificate authorities: one root, one intermediate per datacenter and the JWT signing keys,
  * each with at most one prepared successor. State lives in the datastore's CA journal and the key store; this class
- * keeps the loaded keys and signers in memory and makes every rotation decision from the injected clock.
+ * keeps the loaded keys and signers in memory, runs the rotation decisions (rotation-plan) on the injected clock one at
+ * a time, commits each and applies it to memory, and signs with the active authorities.
  */
 export class CaManager {
   private authorities = new Map<string, LoadedAuthority>();
@@ -103,6 +79,8 @@ export class CaManager {
   private busy: Promise<void> = Promise.resolve();
   /** Keys written by the rotation in progress that its journal commit does not name yet. */
   private readonly uncommittedKeys = new Set<string>();
+  /** Makes the authorities a rotation plans; their keys are written through writeKey, so a failed commit takes them back. */
+  private readonly factory: AuthorityFactory;
 
   private constructor(
     private readonly settings: CaSettings,
@@ -110,7 +88,9 @@ export class CaManager {
     private readonly keys: KeyStore,
     private readonly clock: Clock,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.factory = new AuthorityFactory(settings, (keyId, key) => this.writeKey(keyId, key));
+  }
 
   /**
    * Loads the journal and keys, refusing to start on any inconsistency (missing key, key not matching its
@@ -269,201 +249,17 @@ export class CaManager {
   }
 
   private async planAndCommit(action: CaAction): Promise<void> {
-    const now = this.clock.now();
-    const pool = new Map(this.authorities);
-    const state = new Map<string, AuthorityState>([...pool].map(([id, a]) => [id, a.record.state]));
-    const staged: LoadedAuthority[] = [];
-    const removed = new Set<string>();
-    const find = (kind: CaRecord['kind'], datacenter: string, st: AuthorityState): LoadedAuthority | undefined =>
-      [...pool.values()].find((a) => !removed.has(a.record.id) && a.record.kind === kind && a.record.datacenter === datacenter && state.get(a.record.id) === st);
-    const add = (a: LoadedAuthority, st: AuthorityState): LoadedAuthority => {
-      a.record.state = st;
-      pool.set(a.record.id, a);
-      state.set(a.record.id, st);
-      staged.push(a);
-      return a;
-    };
-    const set = (a: LoadedAuthority, st: AuthorityState): void => {
-      state.set(a.record.id, st);
-      // A new authority's record is the journal row itself (change.add): a root prepared and activated in the same
-      // rotation must be committed active, or no root is active until the next rotation.
-      if (staged.includes(a)) a.record.state = st;
-    };
-
-    if (action.taint !== undefined) {
-      const t = pool.get(action.taint);
-      if (t === undefined) throw notFound(`no authority with id "${action.taint}" (see ca show)`);
-      if (state.get(t.record.id) === 'tainted') throw failedPrecondition(`authority ${t.record.id} is already tainted`);
-      if (t.record.kind === 'root' && t.cert?.subjectKeyId !== undefined) {
-        const upstream = this.settings.upstreamCa;
-        // Its replacement would be the same key again, read from the same files.
-        if (upstream !== undefined && parseCertificate(upstream.certDer).subjectKeyId === t.cert.subjectKeyId) {
-          throw failedPrecondition(
-            `authority ${t.record.id} has the key of the upstream CA this server was started with: issue a CA with a new key in the upstream PKI, restart with its files (--upstream-ca-cert/--upstream-ca-key), then taint this one`,
-          );
-        }
-        // A renewal that kept the key: the taint would cover the successor too, and never clear.
-        const sibling = [...pool.values()].find(
-          (a) => a !== t && a.record.kind === 'root' && state.get(a.record.id) !== 'tainted' && a.cert?.subjectKeyId === t.cert!.subjectKeyId,
-        );
-        if (sibling !== undefined) {
-          throw failedPrecondition(`authority ${t.record.id} shares its key with root ${sibling.record.id}: replace that root with one of a new key first`);
-        }
-      }
-      set(t, 'tainted');
-      // Everything a tainted root signed is tainted with it: intermediates are re-issued under a new root below.
-      if (t.record.kind === 'root') {
-        for (const a of pool.values()) {
-          if (a.record.kind === 'intermediate' && a.cert?.authorityKeyId === t.cert?.subjectKeyId && state.get(a.record.id) !== 'old') set(a, 'tainted');
-        }
-      }
-    }
-
-    if (action.revoke !== undefined) {
-      const r = pool.get(action.revoke);
-      if (r === undefined) throw notFound(`no authority with id "${action.revoke}" (see ca show)`);
-      const st = state.get(r.record.id);
-      if (st !== 'tainted') {
-        throw failedPrecondition(`authority ${r.record.id} is ${st}: only a tainted authority can be revoked (meshid-server ca taint --id ${r.record.id} first)`);
-      }
-      if (r.record.kind === 'intermediate') {
-        throw failedPrecondition(
-          `intermediate ${r.record.id} is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root`,
-        );
-      }
-      // Out of the journal and the bundle now: whatever still chains to a revoked root stops verifying. Its tainted
-      // intermediates stay listed (they are in no bundle) so agents keep re-signing away from them.
-      removed.add(r.record.id);
-    }
-
-    // Expired authorities leave the journal, the bundle and the disk.
-    for (const a of pool.values()) {
-      if (state.get(a.record.id) !== 'active' && a.record.notAfter <= now) removed.add(a.record.id);
-    }
-
-    // Root: prepared at half-life (or on demand), active once it has been published for rootActivationDelayMs or the
-    // active one can no longer cover a full intermediate.
-    let activeRoot = find('root', '', 'active');
-    let preparedRoot = find('root', '', 'prepared');
-    const upstream = this.settings.upstreamCa;
-    if (action.rotateRoot && upstream !== undefined) {
-      throw failedPrecondition('the root comes from --upstream-ca-cert/--upstream-ca-key: rotate it in the upstream PKI and restart with the new files');
-    }
-    if (activeRoot === undefined || activeRoot.record.notAfter <= now) {
-      if (activeRoot) set(activeRoot, 'old');
-      if (preparedRoot) set(preparedRoot, 'active');
-      activeRoot = preparedRoot ?? add(await this.newRoot(now), 'active');
-    } else {
-      if (upstream !== undefined && ![activeRoot, preparedRoot].some((r) => r?.record.certDer?.equals(upstream.certDer))) {
-        // The upstream files name another CA (renewed in the upstream PKI, then a restart): it takes over as a
-        // rotate-root would, published first, signing intermediates after the activation delay.
-        if (preparedRoot !== undefined) removed.add(preparedRoot.record.id);
-        preparedRoot = add(await this.newRoot(now), 'prepared');
-      } else if (preparedRoot === undefined && upstream === undefined && (action.rotateRoot || shouldPrepareSuccessor(now, activeRoot.record))) {
-        preparedRoot = add(await this.newRoot(now), 'prepared');
-      }
-      if (
-        preparedRoot !== undefined &&
-        (now >= preparedRoot.record.createdAt + this.settings.rootActivationDelayMs ||
-          shouldActivateSuccessor(now, activeRoot.record, this.settings.intermediateTtlMs))
-      ) {
-        set(activeRoot, 'old');
-        set(preparedRoot, 'active');
-        activeRoot = preparedRoot;
-      }
-    }
-
-    // A datacenter taken out of the config: its intermediate stops signing (its agents are refused) and expires.
-    for (const a of pool.values()) {
-      const st = state.get(a.record.id);
-      if (a.record.kind === 'intermediate' && (st === 'active' || st === 'prepared') && !this.settings.datacenters.includes(a.record.datacenter)) {
-        set(a, 'old');
-      }
-    }
-
-    // One intermediate per datacenter, always signed by the root active when it is created. A datacenter whose new
-    // intermediate cannot be made (an upstream CA near its end) must not hold back the others, the JWT key or the
-    // clean-up: its failure is reported after the rest is committed.
-    const failures: string[] = [];
-    for (const dc of this.settings.datacenters) {
-      try {
-        const active = find('intermediate', dc, 'active');
-        let prepared = find('intermediate', dc, 'prepared');
-        // A successor prepared under a root that is no longer the active one is replaced, so chains move to the new
-        // root; it is dropped only once its replacement exists (below), and kept if none can be made.
-        let superseded: LoadedAuthority | undefined;
-        if (prepared && prepared.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && state.get(activeRoot.record.id) === 'active') {
-          superseded = prepared;
-          prepared = undefined;
-        }
-        const ttl = this.settings.longestX509SvidTtlMs;
-        if (active === undefined || active.record.notAfter <= now + ttl) {
-          if (prepared === undefined || prepared.record.notAfter <= now + ttl) {
-            try {
-              add(await this.newIntermediate(dc, activeRoot, now), 'active');
-            } catch (err) {
-              // No intermediate under the new root: the one prepared under the previous root (still published while
-              // it chains to it) keeps the datacenter signing meanwhile.
-              if (superseded === undefined || superseded.record.notAfter <= now + ttl) throw err;
-              set(superseded, 'active');
-              superseded = undefined;
-              failures.push(`datacenter ${dc}: ${(err as Error).message} (its intermediate under the previous root signs meanwhile)`);
-            }
-          } else set(prepared, 'active');
-          if (active) set(active, 'old');
-        } else if (prepared === undefined && (superseded !== undefined || shouldPrepareSuccessor(now, active.record))) {
-          add(await this.newIntermediate(dc, activeRoot, now), 'prepared');
-        }
-        if (superseded !== undefined) removed.add(superseded.record.id);
-      } catch (err) {
-        if (!datacenterFailure(err)) throw err;
-        failures.push(`datacenter ${dc}: ${err.message}`);
-      }
-    }
-
-    // JWT signing key: the successor is published at half-life, long before it signs anything.
-    {
-      const active = find('jwt', '', 'active');
-      const prepared = find('jwt', '', 'prepared');
-      const ttl = this.settings.jwtSvidTtlMs;
-      if (active === undefined || active.record.notAfter <= now + ttl) {
-        if (prepared === undefined || prepared.record.notAfter <= now + ttl) add(this.newJwtKey(now), 'active');
-        else set(prepared, 'active');
-        if (active) set(active, 'old');
-      } else if (prepared === undefined && shouldPrepareSuccessor(now, active.record)) {
-        add(this.newJwtKey(now), 'prepared');
-      }
-    }
-
-    // A retired or tainted root leaves once no live intermediate chains to it.
-    for (const a of pool.values()) {
-      const st = state.get(a.record.id);
-      if (a.record.kind !== 'root' || (st !== 'old' && st !== 'tainted') || removed.has(a.record.id)) continue;
-      const signs = [...pool.values()].some(
-        (i) => i.record.kind === 'intermediate' && !removed.has(i.record.id) && i.record.notAfter > now && i.cert?.authorityKeyId === a.cert?.subjectKeyId,
-      );
-      if (!signs) removed.add(a.record.id);
-    }
-
-    const stagedIds = new Set(staged.map((a) => a.record.id));
-    const change: Required<CaJournalChange> = {
-      add: staged.filter((a) => !removed.has(a.record.id)).map((a) => a.record),
-      setState: [...state]
-        .filter(([id, st]) => !stagedIds.has(id) && !removed.has(id) && this.authorities.get(id)?.record.state !== st)
-        .map(([id, st]) => ({ id, state: st })),
-      remove: [...removed].filter((id) => !stagedIds.has(id)),
-    };
-    const live = [...pool.values()].filter((a) => !removed.has(a.record.id));
-    const bundle = this.buildBundleRecord(live, state, now);
+    const plan = await planRotation(this.authorities, action, this.settings, this.factory, this.clock.now());
+    const change = plan.journalChange();
+    const bundle = plan.ownBundle();
     const previous = this.bundleRecord;
     const bundleChanged = previous === undefined || !sameBundleContent(previous, bundle);
+    const unrenewed = plan.renewalFailure();
     // Without a journal change the bundle can still change: a restart with another --upstream-bundle.
-    const reportFailures = (): void => {
-      if (failures.length > 0) {
-        throw failedPrecondition(`CA rotation could not renew every intermediate (everything else was committed): ${failures.join('; ')}`);
-      }
-    };
-    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) return reportFailures();
+    if (change.add.length === 0 && change.setState.length === 0 && change.remove.length === 0 && !bundleChanged) {
+      if (unrenewed) throw unrenewed;
+      return;
+    }
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
     try {
@@ -476,32 +272,34 @@ export class CaManager {
       throw err;
     }
     this.uncommittedKeys.clear();
+    this.applyCommitted(plan, change.setState);
+    if (bundleChanged) this.bundleRecord = bundle;
+    const tb = this.bundle();
+    for (const l of this.changeListeners) l(tb, bundleChanged);
+    if (unrenewed) throw unrenewed;
+  }
 
-    // Committed: apply to memory and drop removed keys from disk.
-    for (const id of removed) {
-      const a = pool.get(id);
-      this.authorities.delete(id);
-      if (a) this.keys.delete(a.record.keyId);
+  /** A committed plan reaches memory; removed authorities' keys leave the disk. */
+  private applyCommitted(plan: RotationPlan, setState: ReadonlyArray<{ id: string; state: AuthorityState }>): void {
+    for (const a of plan.removedAuthorities()) {
+      this.authorities.delete(a.record.id);
+      this.keys.delete(a.record.keyId);
     }
-    for (const a of staged) if (!removed.has(a.record.id)) this.authorities.set(a.record.id, a);
-    for (const { id, state: st } of change.setState) {
+    for (const a of plan.added()) this.authorities.set(a.record.id, a);
+    for (const { id, state: st } of setState) {
       const a = this.authorities.get(id);
       if (a) {
         a.record.state = st;
-        a.record.updatedAt = now;
+        a.record.updatedAt = plan.now;
       }
     }
-    for (const a of staged) {
+    for (const a of plan.created) {
       this.log.info(
         { authority: a.record.id, kind: a.record.kind, datacenter: a.record.datacenter || undefined, state: a.record.state, notAfter: new Date(a.record.notAfter).toISOString() },
         `created ${a.record.kind} authority`,
       );
     }
-    for (const { id, state: st } of change.setState) this.log.info({ authority: id, state: st }, 'authority state changed');
-    if (bundleChanged) this.bundleRecord = bundle;
-    const tb = this.bundle();
-    for (const l of this.changeListeners) l(tb, bundleChanged);
-    reportFailures();
+    for (const { id, state: st } of setState) this.log.info({ authority: id, state: st }, 'authority state changed');
   }
 
   /** Re-checks every rotation decision now, queued behind any rotation in progress (wall-clock housekeeping). */
@@ -542,16 +340,14 @@ export class CaManager {
     });
   }
 
-  /** Whether every anchor `root`'s chains end at stays in the bundle once it is gone (buildBundleRecord's anchors). */
+  /** Whether every anchor `root`'s chains end at stays in the bundle once it is gone (own-bundle's anchors). */
   private anchorsOutlive(root: LoadedAuthority): boolean {
-    const anchorsOf = (r: LoadedAuthority): Buffer[] =>
-      r.cert === undefined ? [] : isSelfIssued(r.cert) ? [r.cert.der] : (r.record.upstreamAnchorsDer ?? []);
     const now = this.clock.now();
     const remaining = [
-      ...[...this.authorities.values()].filter((r) => r !== root && r.record.kind === 'root' && r.record.notAfter > now).flatMap(anchorsOf),
+      ...[...this.authorities.values()].filter((r) => r !== root && r.record.kind === 'root' && r.record.notAfter > now).flatMap(trustAnchorsOf),
       ...(this.settings.upstreamCa?.bundleDer ?? []),
     ];
-    const own = anchorsOf(root);
+    const own = trustAnchorsOf(root);
     return own.length > 0 && own.every((d) => remaining.some((r) => r.equals(d)));
   }
 
@@ -575,127 +371,6 @@ export class CaManager {
   private writeKey(keyId: string, key: KeyObject): void {
     this.uncommittedKeys.add(keyId);
     this.keys.write(keyId, key);
-  }
-
-  private async newRoot(now: number): Promise<LoadedAuthority> {
-    const upstream = this.settings.upstreamCa;
-    const id = newAuthorityId('root');
-    if (upstream) {
-      checkUpstreamLifetime(upstream, now, this.settings.intermediateTtlMs);
-      this.writeKey(id, upstream.privateKey);
-      const root = this.loaded(id, 'root', '', upstream.privateKey, upstream.certDer, now);
-      if (upstream.bundleDer !== undefined) {
-        // Kept with the root: chains under it need them for as long as it lives, whatever files a restart brings.
-        root.record.upstreamChainDer = [...upstream.chainDer];
-        root.record.upstreamAnchorsDer = [...upstream.bundleDer];
-      }
-      return root;
-    }
-    const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
-    this.writeKey(id, privateKey);
-    const certDer = await createRootCertificate({
-      trustDomain: this.settings.trustDomain,
-      privateKey,
-      publicKey,
-      notBefore: now - BACKDATE_MS,
-      notAfter: now + this.settings.rootTtlMs,
-    });
-    return this.loaded(id, 'root', '', privateKey, certDer, now);
-  }
-
-  private async newIntermediate(datacenter: string, root: LoadedAuthority, now: number): Promise<LoadedAuthority> {
-    if (root.cert === undefined) throw internal('root authority without certificate');
-    const notAfter = now + this.settings.intermediateTtlMs;
-    if (notAfter > root.cert.notAfter) {
-      throw failedPrecondition(
-        `the active root expires ${new Date(root.cert.notAfter).toISOString()}, before a new ${formatDuration(this.settings.intermediateTtlMs)} intermediate for ${datacenter} would: rotate the root (or renew the upstream CA) or lower intermediate_ttl`,
-      );
-    }
-    // Under an upstream PKI every served chain also needs the CAs above the root: the first of them to expire ends it.
-    const above = [...(root.record.upstreamChainDer ?? []), ...(root.record.upstreamAnchorsDer ?? [])].map((der) => parseCertificate(der));
-    const first = above.reduce<ParsedCertificate | undefined>((soonest, c) => (soonest === undefined || c.notAfter < soonest.notAfter ? c : soonest), undefined);
-    if (first !== undefined && notAfter > first.notAfter) {
-      throw failedPrecondition(
-        `the upstream PKI's CA "${first.subject}" expires ${new Date(first.notAfter).toISOString()}, before a new ${formatDuration(this.settings.intermediateTtlMs)} intermediate for ${datacenter} would, and chains end with it: renew it in the upstream PKI or lower intermediate_ttl`,
-      );
-    }
-    const { privateKey, publicKey } = generateKeyPair(this.settings.caKeyType);
-    const id = newAuthorityId(`int-${datacenter}`);
-    this.writeKey(id, privateKey);
-    const certDer = await createIntermediateCertificate({
-      trustDomain: this.settings.trustDomain,
-      datacenter,
-      publicKey,
-      issuerCertDer: root.cert.der,
-      issuerPrivateKey: root.key,
-      notBefore: now - BACKDATE_MS,
-      notAfter,
-    });
-    return this.loaded(id, 'intermediate', datacenter, privateKey, certDer, now);
-  }
-
-  private newJwtKey(now: number): LoadedAuthority {
-    // JWT-SVIDs are always ES256: the one algorithm every SPIFFE validator is required to understand in practice.
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const id = newAuthorityId('jwt');
-    this.writeKey(id, privateKey);
-    const record: CaRecord = {
-      id,
-      kind: 'jwt',
-      datacenter: '',
-      state: 'prepared',
-      keyId: id,
-      publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(),
-      notBefore: now,
-      notAfter: now + this.settings.jwtKeyTtlMs,
-      createdAt: now,
-      updatedAt: now,
-    };
-    return { record, key: privateKey };
-  }
-
-  private loaded(id: string, kind: 'root' | 'intermediate', datacenter: string, key: KeyObject, certDer: Buffer, now: number): LoadedAuthority {
-    const cert = parseCertificate(certDer);
-    const record: CaRecord = {
-      id,
-      kind,
-      datacenter,
-      state: 'prepared',
-      certDer,
-      keyId: id,
-      notBefore: cert.notBefore,
-      notAfter: cert.notAfter,
-      createdAt: now,
-      updatedAt: now,
-    };
-    const a: LoadedAuthority = { record, key, cert };
-    if (kind === 'intermediate') a.signer = new LeafSigner(certDer, key);
-    return a;
-  }
-
-  /**
-   * Roots and JWT keys that are prepared, active, or retired but still needed: everything a peer may need to verify.
-   * Tainted JWT keys are left out at once. A root an upstream PKI issued is no trust anchor: the PKI's roots recorded
-   * with it stand in for it while it lives, and today's --upstream-bundle is published too.
-   */
-  private buildBundleRecord(all: LoadedAuthority[], state: ReadonlyMap<string, AuthorityState>, now: number): OwnBundleRecord {
-    const live = all
-      .filter((a) => a.record.notAfter > now && !(a.record.kind === 'jwt' && state.get(a.record.id) === 'tainted'))
-      .sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
-    return {
-      trustDomain: this.settings.trustDomain,
-      x509Authorities: [
-        ...live.flatMap((a) =>
-          a.record.kind !== 'root' || a.cert === undefined ? [] : isSelfIssued(a.cert) ? [a.cert.der] : (a.record.upstreamAnchorsDer ?? []),
-        ),
-        ...(this.settings.upstreamCa?.bundleDer ?? []),
-      ].filter((der, i, all) => all.findIndex((d) => d.equals(der)) === i),
-      jwtAuthorities: live
-        .filter((a) => a.record.kind === 'jwt')
-        .map((a) => ({ kid: a.record.keyId, publicKeyPem: a.record.publicKeyPem as string, notAfter: a.record.notAfter })),
-      sequence: 0,
-      updatedAt: now,
-    };
   }
 
   /** The own trust bundle as currently published. */
@@ -812,24 +487,6 @@ export class CaManager {
   get trustDomain(): string {
     return this.settings.trustDomain;
   }
-}
-
-function newAuthorityId(prefix: string): string {
-  return `${prefix}-${randomBytes(8).toString('hex')}`;
-}
-
-function sameBundleContent(a: OwnBundleRecord, b: OwnBundleRecord): boolean {
-  return (
-    a.x509Authorities.length === b.x509Authorities.length &&
-    a.x509Authorities.every((d, i) => d.equals(b.x509Authorities[i]!)) &&
-    a.jwtAuthorities.length === b.jwtAuthorities.length &&
-    a.jwtAuthorities.every((k, i) => k.kid === b.jwtAuthorities[i]!.kid)
-  );
-}
-
-/** A root meshid or the operator made itself (issuer = subject), as opposed to a CA an upstream PKI issued. */
-function isSelfIssued(cert: ParsedCertificate): boolean {
-  return cert.structure.issuerName.equals(cert.structure.subjectName);
 }
 
 /**

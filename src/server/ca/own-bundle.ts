@@ -1,0 +1,49 @@
+import type { AuthorityState, OwnBundleRecord } from './ca-journal.js';
+import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
+
+/**
+ * The trust anchors a root's chains end at, as the bundle publishes them: a self-issued root itself; a root an
+ * upstream PKI issued is no trust anchor, so the PKI's roots recorded with it stand in for it.
+ */
+export function trustAnchorsOf(root: LoadedAuthority): Buffer[] {
+  if (root.cert === undefined) return [];
+  return isSelfIssued(root.cert) ? [root.cert.der] : (root.record.upstreamAnchorsDer ?? []);
+}
+
+/**
+ * Roots and JWT keys that are prepared, active, or retired but still needed: everything a peer may need to verify.
+ * Tainted JWT keys are left out at once. Today's --upstream-bundle (`upstreamBundleDer`) is published too. The
+ * sequence is left 0: the caller numbers it once it knows whether the content changed.
+ */
+export function ownBundleRecord(
+  trustDomain: string,
+  authorities: readonly LoadedAuthority[],
+  state: ReadonlyMap<string, AuthorityState>,
+  upstreamBundleDer: readonly Buffer[],
+  now: number,
+): OwnBundleRecord {
+  const live = authorities
+    .filter((a) => a.record.notAfter > now && !(a.record.kind === 'jwt' && state.get(a.record.id) === 'tainted'))
+    .sort((a, b) => a.record.notBefore - b.record.notBefore || a.record.id.localeCompare(b.record.id));
+  return {
+    trustDomain,
+    x509Authorities: [...live.flatMap((a) => (a.record.kind === 'root' ? trustAnchorsOf(a) : [])), ...upstreamBundleDer].filter(
+      (der, i, all) => all.findIndex((d) => d.equals(der)) === i,
+    ),
+    jwtAuthorities: live
+      .filter((a) => a.record.kind === 'jwt')
+      .map((a) => ({ kid: a.record.keyId, publicKeyPem: a.record.publicKeyPem as string, notAfter: a.record.notAfter })),
+    sequence: 0,
+    updatedAt: now,
+  };
+}
+
+/** Whether two bundles publish the same authorities (sequence and time aside). */
+export function sameBundleContent(a: OwnBundleRecord, b: OwnBundleRecord): boolean {
+  return (
+    a.x509Authorities.length === b.x509Authorities.length &&
+    a.x509Authorities.every((d, i) => d.equals(b.x509Authorities[i]!)) &&
+    a.jwtAuthorities.length === b.jwtAuthorities.length &&
+    a.jwtAuthorities.every((k, i) => k.kid === b.jwtAuthorities[i]!.kid)
+  );
+}
