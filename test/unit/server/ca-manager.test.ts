@@ -262,6 +262,65 @@ test('taint: a tainted root is replaced with its intermediates at once; a tainte
   }
 });
 
+test("taint of a root: its active and prepared intermediates are tainted with it, its 'old' ones stay old", async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir, {}, new FakeClock(Date.now() - H));
+  try {
+    const byState = (dc: string): Map<string, string> =>
+      new Map(t.ca.listAuthorities().filter((a) => a.kind === 'intermediate' && a.datacenter === dc).map((a) => [a.id, a.state]));
+    t.clock.advance(3.5 * D + 1);
+    await t.ca.rotateNow(); // east: active + prepared
+    const prepared = byState('east');
+    t.clock.advance(2.5 * D);
+    await t.ca.rotateNow(); // east: the first retired ('old'), its successor active
+    const retired = [...byState('east')].filter(([, st]) => st === 'old').map(([id]) => id);
+    assert.equal(retired.length, 1);
+    const root = t.ca.listAuthorities().find((a) => a.kind === 'root')!;
+    await t.ca.taint(root.id);
+    const after = byState('east');
+    assert.equal(after.get(retired[0]!), 'old', 'the retired intermediate signs nothing any more and keeps its state');
+    for (const id of prepared.keys()) if (id !== retired[0]) assert.equal(after.get(id), 'tainted');
+
+    const { dir: dir2, cleanup: cleanup2 } = tempDir();
+    const u = await openTestCa(dir2, {}, new FakeClock(Date.now() - H));
+    try {
+      u.clock.advance(3.5 * D + 1);
+      await u.ca.rotateNow();
+      const under = u.ca.listAuthorities().filter((a) => a.kind === 'intermediate').map((a) => `${a.datacenter}/${a.state}`).sort();
+      assert.deepEqual(under, ['east/active', 'east/prepared', 'west/active', 'west/prepared']);
+      await u.ca.taint(u.ca.listAuthorities().find((a) => a.kind === 'root')!.id);
+      const states = u.ca.listAuthorities().filter((a) => a.kind === 'intermediate').map((a) => a.state).sort();
+      assert.deepEqual(states, ['active', 'active', 'tainted', 'tainted', 'tainted', 'tainted'], 'prepared ones too; one new per datacenter');
+    } finally {
+      await u.close();
+      cleanup2();
+    }
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
+test('revoke of an intermediate or JWT key that is not tainted is refused, naming its state and the taint to run first', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir, {}, new FakeClock(Date.now() - H));
+  try {
+    for (const kind of ['intermediate', 'jwt'] as const) {
+      const a = t.ca.listAuthorities().find((r) => r.kind === kind && r.state === 'active')!;
+      await assert.rejects(
+        t.ca.revoke(a.id),
+        (e: unknown) =>
+          e instanceof MeshidError &&
+          e.code === 'failed_precondition' &&
+          e.message === `authority ${a.id} is active: only a tainted authority can be revoked (meshid-server ca taint --id ${a.id} first)`,
+      );
+    }
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test('revoke: a tainted root leaves the bundle now, not an intermediate lifetime later; only tainted roots and JWT keys can be revoked', async () => {
   const { dir, cleanup } = tempDir();
   let t = await openTestCa(dir);
@@ -376,6 +435,30 @@ test('a datacenter taken out of the config stops signing at once and its interme
       await b.ca.recheck();
       assert.deepEqual(b.ca.listAuthorities().filter((r) => r.datacenter === 'west'), []);
       assert.ok(!fs.readdirSync(b.keys.dir).includes(`${west[0]!.keyId}.pem`), 'its key left the disk');
+    } finally {
+      await b.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test("a datacenter taken out of the config has its prepared intermediate retired too, and gets no new one", async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir, {}, new FakeClock(Date.now() - H));
+    a.clock.advance(3.5 * D + 1);
+    await a.ca.rotateNow();
+    await a.close();
+    const b = await openTestCa(dir, { datacenters: ['east'] }, a.clock);
+    try {
+      const west = b.ca.listAuthorities().filter((r) => r.kind === 'intermediate' && r.datacenter === 'west');
+      assert.deepEqual(west.map((r) => r.state), ['old', 'old']);
+      b.clock.advance(4 * D);
+      // The first has expired and left; the once-prepared one is past its half-life, where a served datacenter would
+      // have a successor prepared: it stays retired, alone.
+      await b.ca.recheck();
+      assert.deepEqual(b.ca.listAuthorities().filter((r) => r.datacenter === 'west').map((r) => r.state), ['old']);
     } finally {
       await b.close();
     }
