@@ -2,6 +2,7 @@
 /** meshid-agent's executable: `meshid-agent run | api | healthcheck | validate`, shaped like spire-agent's. */
 import { runBinary, type CommandGroup } from '../common/cli/binary.js';
 import { exitOnBrokenPipe } from '../common/cli/output.js';
+import { quietGrpcJsLogForCli } from '../common/grpc/grpc-js-log.js';
 import { apiCommand, healthcheckCommand } from './cli/index.js';
 
 const GROUPS: readonly CommandGroup[] = [
@@ -22,6 +23,8 @@ const GROUPS: readonly CommandGroup[] = [
 
 // `meshid-agent api watch | head -1`: the reader leaving ends the command quietly, not with a stack trace.
 exitOnBrokenPipe(process.stdout);
+// One `Error: …` line per failure, not grpc-js's own lines around it; `run` routes them into its log instead.
+quietGrpcJsLogForCli(process.env);
 
 // exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
 process.exitCode = await runBinary(

@@ -1,10 +1,13 @@
 #!/usr/bin/env node
 /** meshid-server's executable: `meshid-server run | entry | token | bundle | agent | ca | x509 | jwt | healthcheck | validate`. */
 import { exitOnBrokenPipe } from '../common/cli/output.js';
+import { quietGrpcJsLogForCli } from '../common/grpc/grpc-js-log.js';
 import { serverCli } from './cli/server-cli.js';
 
 // `meshid-server entry show | head` closes stdout early: that is the reader's choice, not a failure.
 exitOnBrokenPipe(process.stdout);
+// One `Error: …` line per failure, not grpc-js's own lines around it; `run` routes them into its log instead.
+quietGrpcJsLogForCli(process.env);
 
 // exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
 process.exitCode = await serverCli(process.argv.slice(2), {

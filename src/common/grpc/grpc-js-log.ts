@@ -27,3 +27,16 @@ export function routeGrpcJsLog(log: Logger): void {
     debug: (message?: unknown, ...params: unknown[]) => grpcLog.debug(format(message, ...params)),
   });
 }
+
+/**
+ * The admin and Workload API client commands (everything but `run`) have no log: grpc-js would write its own "E …"
+ * lines (a response header it refuses, say) onto their stderr beside the one `Error: …` line meshid prints for the
+ * same failure, which is what an operator or a script reads. Those lines are dropped, unless the operator asked
+ * grpc-js for its diagnostics (GRPC_VERBOSITY or GRPC_NODE_VERBOSITY set): then grpc-js writes them as it would.
+ * Called once by each binary's entry point; `run` replaces it with routeGrpcJsLog.
+ */
+export function quietGrpcJsLogForCli(env: NodeJS.ProcessEnv): void {
+  if (env['GRPC_NODE_VERBOSITY'] || env['GRPC_VERBOSITY']) return;
+  const drop = (): void => undefined;
+  grpc.setLogger({ error: drop, info: drop, debug: drop });
+}
