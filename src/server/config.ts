@@ -4,6 +4,7 @@ import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../co
 import { LOG_LEVELS } from '../common/log.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
+import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
@@ -166,7 +167,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
-  if (raw.bundle_endpoint_address !== undefined) checkEndpointPort(raw.bundle_endpoint_address, raw.bind_address);
+  checkLiteralListeners(tcpListeners(raw));
   const logLevel = raw.log_level ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
@@ -220,23 +221,19 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
 }
 
 const DEFAULT_BIND_ADDRESS = '0.0.0.0:8081';
-const WILDCARD_HOSTS: ReadonlySet<string> = new Set(['0.0.0.0', '::']);
 
 /**
- * The bundle endpoint and the agent API on one port (the same host, or either on every address) cannot both listen:
- * the agent API binds first and the endpoint fails EADDRINUSE, which reads as "another process" holding a port that
- * is free again once the server has exited. Names given as host names are not resolved here.
+ * The server's TCP listeners, the agent API first (it binds first): two on one port that cannot both bind are refused
+ * by checkLiteralListeners here and, with host names resolved, by checkListenersResolved at start and in `validate`.
  */
-function checkEndpointPort(endpoint: string, bindSetting: string | undefined): void {
-  const bind = bindSetting ?? DEFAULT_BIND_ADDRESS;
-  const e = parseHostPort(endpoint, 'bundle_endpoint_address');
-  const b = parseHostPort(bind, 'bind_address');
-  const sameHost = e.host.toLowerCase() === b.host.toLowerCase() || WILDCARD_HOSTS.has(e.host) || WILDCARD_HOSTS.has(b.host);
-  if (e.port !== 0 && e.port === b.port && sameHost) {
-    throw invalidArgument(
-      `bundle_endpoint_address "${endpoint}" and bind_address ${bindSetting === undefined ? `(default "${bind}")` : `"${bind}"`} are the same port: the agent API listens there; give the bundle endpoint a port of its own (e.g. 8443)`,
-    );
+export function tcpListeners(raw: Pick<RawServerConfig, 'bind_address' | 'bundle_endpoint_address'>): ListenerSetting[] {
+  const listeners: ListenerSetting[] = [
+    { setting: 'bind_address', address: raw.bind_address ?? DEFAULT_BIND_ADDRESS, defaulted: raw.bind_address === undefined, bindsEveryAddress: true },
+  ];
+  if (raw.bundle_endpoint_address !== undefined) {
+    listeners.push({ setting: 'bundle_endpoint_address', address: raw.bundle_endpoint_address, bindsEveryAddress: false });
   }
+  return listeners;
 }
 
 /** A listening address as grpc-js binds it: HOST:PORT, an empty host being every IPv4 address, IPv6 in brackets. */

@@ -10,7 +10,8 @@ import { serviceOf } from '../common/grpc/service.js';
 import { healthService } from '../common/grpc/health-service.js';
 import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.js';
 import { certificatesToPem } from '../common/x509/pem.js';
-import type { ServerConfig } from './config.js';
+import { tcpListeners, type ServerConfig } from './config.js';
+import { checkListenersResolved } from './listener-clash.js';
 import { openDataDir } from './data-dir.js';
 import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
@@ -85,6 +86,8 @@ export class MeshidServer {
   static async start(opts: ServerOptions): Promise<MeshidServer> {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
+    // Before anything starts: a bundle endpoint on the agent API's own address would fail as "another process".
+    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }));
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');

@@ -166,6 +166,32 @@ test('a port another process holds stops startup with the setting that named it 
   }
 });
 
+test('a bundle endpoint named by a host name for the agent API\'s own address is refused naming both settings, by run and validate, not blamed on "another process"', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-clash-');
+  try {
+    // A port free a moment ago; nothing else is meant to listen on it while the server is refused.
+    const probe = net.createServer();
+    await new Promise<void>((resolve) => probe.listen(0, '127.0.0.1', resolve));
+    const port = (probe.address() as net.AddressInfo).port;
+    await new Promise((resolve) => probe.close(resolve));
+    const clash = new RegExp(
+      `^Error: InvalidArgument: bundle_endpoint_address "localhost:${port}" and bind_address "127\\.0\\.0\\.1:${port}" are the same port: the agent API listens there \\(localhost is 127\\.0\\.0\\.1\\); give the bundle endpoint a port of its own`,
+      'm',
+    );
+    const flags = ['--trust-domain', 'example.org', '--bind-address', `127.0.0.1:${port}`, '--bundle-endpoint-address', `localhost:${port}`];
+    const run = await runNode(SERVER_MAIN, ['run', ...flags, '--data-dir', path.join(dir, 'd'), '--admin-socket', path.join(dir, 'a', 's.sock')]);
+    assert.equal(run.code, 1, run.err);
+    assert.match(run.err, clash);
+    assert.doesNotMatch(run.err, /another process/);
+    assert.equal(fs.existsSync(path.join(dir, 'd')), false, 'refused before the data dir is touched');
+    const validate = await runNode(SERVER_MAIN, ['validate', ...flags]);
+    assert.deepEqual([validate.code, validate.out], [1, '']);
+    assert.match(validate.err, clash);
+  } finally {
+    cleanup();
+  }
+});
+
 test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes the bundle and signs the intermediates', async () => {
   const { dir, cleanup } = tempDir('meshid-server-upstream-');
   try {

@@ -4,6 +4,8 @@ import { formatDuration } from '../../common/duration.js';
 import { checkUpstreamCa, checkUpstreamLifetime, loadUpstreamCa } from '../ca/upstream-ca.js';
 import { loadServingCert } from '../federation/serving-cert-file.js';
 import { RUN_FLAGS, serverConfigFrom } from './run-config.js';
+import { tcpListeners } from '../config.js';
+import { checkListenersResolved } from '../listener-clash.js';
 
 /**
  * `meshid-server validate`: checks what `run` would start with, without starting (spire-server's `validate`): the
@@ -18,6 +20,7 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
       io.stdout.write(formatHelp('meshid-server validate [flags]', 'Checks the configuration `meshid-server run` would start with, without starting.', RUN_FLAGS));
       return 0;
     }
+    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }));
     if (config.upstreamCa !== undefined) {
       const upstream = loadUpstreamCa(config.upstreamCa);
       const now = Date.now();

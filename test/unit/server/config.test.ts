@@ -81,11 +81,20 @@ test('config file values of the wrong type, log levels pino lacks and addresses 
 
 test('a bundle endpoint on the agent API\'s own port is refused up front, not blamed on "another process" at start', () => {
   const compile = (bind: string, endpoint: string): unknown => compileServerConfig({ trust_domain: 'example.org', bind_address: bind, bundle_endpoint_address: endpoint });
-  const clash = /bundle_endpoint_address "[^"]+" and bind_address (?:\(default )?"[^"]+"\)? are the same port: the agent API listens there; give the bundle endpoint a port of its own/;
-  for (const [bind, endpoint] of [['127.0.0.1:8081', '127.0.0.1:8081'], ['0.0.0.0:8081', '10.0.0.1:8081'], ['10.0.0.1:8081', ':8081'], ['[::]:8443', '127.0.0.1:8443']]) {
+  const clash = /bundle_endpoint_address "[^"]+" and bind_address (?:\(default )?"[^"]+"\)? are the same port: the agent API listens there(?: \([^)]*\))?; give the bundle endpoint a port of its own/;
+  for (const [bind, endpoint] of [
+    ['127.0.0.1:8081', '127.0.0.1:8081'], ['0.0.0.0:8081', '10.0.0.1:8081'], ['10.0.0.1:8081', ':8081'], ['[::]:8443', '127.0.0.1:8443'],
+    ['127.0.0.1:8081', '[::ffff:127.0.0.1]:8081'], ['[::1]:8081', '[0:0:0:0:0:0:0:1]:8081'], ['[::ffff:0.0.0.0]:8081', '10.0.0.1:8081'],
+  ]) {
     assert.throws(() => compile(bind!, endpoint!), clash, `${bind} / ${endpoint}`);
   }
-  for (const [bind, endpoint] of [['127.0.0.1:8081', '127.0.0.1:8443'], ['127.0.0.1:8081', '127.0.0.2:8081'], ['127.0.0.1:0', '127.0.0.1:0']]) {
+  for (const [bind, endpoint] of [
+    ['127.0.0.1:8081', '127.0.0.1:8443'], ['127.0.0.1:8081', '127.0.0.2:8081'], ['127.0.0.1:0', '127.0.0.1:0'],
+    // IPv4's wildcard leaves IPv6 addresses to others; a specific address of each family coexist.
+    ['0.0.0.0:8081', '[::1]:8081'], ['[::1]:8081', '127.0.0.1:8081'],
+    // A host name is resolved at start and by validate (listener-clash.test.ts), not here.
+    ['127.0.0.1:8081', 'localhost:8081'],
+  ]) {
     assert.doesNotThrow(() => compile(bind!, endpoint!), `${bind} / ${endpoint}`);
   }
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_address: ':8081' }), /and bind_address \(default "0\.0\.0\.0:8081"\) are the same port/);
