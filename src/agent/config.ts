@@ -2,7 +2,7 @@ import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
-import { DEFAULT_SOCKET_PATH } from './cli/endpoint-socket.js';
+import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
 import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
 import { LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
@@ -138,7 +138,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     trustDomain: raw.trust_domain === undefined ? undefined : parseTrustDomain(raw.trust_domain),
     joinToken: raw.join_token?.trim(),
     insecureBootstrap: raw.insecure_bootstrap ?? false,
-    socketPath: path.resolve(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH),
+    socketPath: socketPathSetting(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH, '--socket-path, socket_path'),
     dataDir: path.resolve(raw.data_dir ?? DEFAULT_AGENT_DATA_DIR),
     logLevel,
     jwtSvidCacheSize,

@@ -14,8 +14,8 @@ export const ENDPOINT_SOCKET_ENV = 'SPIFFE_ENDPOINT_SOCKET';
  * userinfo, a query or a fragment. `tcp://` endpoints are valid SPIFFE endpoints but meshid-agent serves only a
  * Unix socket, so they are refused with that reason.
  */
-export function parseEndpointSocket(uri: string): string {
-  const what = `${ENDPOINT_SOCKET_ENV} value "${uri}"`;
+export function parseEndpointSocket(uri: string, source: string = ENDPOINT_SOCKET_ENV): string {
+  const what = `${source} value "${uri}"`;
   if (/^tcp:/i.test(uri)) throw invalidArgument(`${what}: meshid-agent serves the Workload API on a Unix socket only; use unix:///path`);
   if (!uri.startsWith('unix:')) throw invalidArgument(`${what} must be a unix:///absolute/path URI`);
   if (/[?#]/.test(uri)) throw invalidArgument(`${what} must not have a query or fragment`);
@@ -43,11 +43,19 @@ export function parseEndpointSocket(uri: string): string {
 }
 
 /**
+ * A socket path setting (`--socket-path`, `socket_path`): a plain path, resolved against the working directory, or
+ * the unix: URI a SPIFFE_ENDPOINT_SOCKET holds, which would otherwise become a relative path named "unix:".
+ */
+export function socketPathSetting(value: string, source: string): string {
+  return value.startsWith('unix:') ? parseEndpointSocket(value, source) : path.resolve(value);
+}
+
+/**
  * The socket a CLI command talks to: `--socket-path` (a plain path, resolved against the working directory, or a
  * unix: URI), else $SPIFFE_ENDPOINT_SOCKET (a URI), else DEFAULT_SOCKET_PATH.
  */
 export function resolveSocketPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  if (flag !== undefined) return flag.startsWith('unix:') ? parseEndpointSocket(flag) : path.resolve(flag);
+  if (flag !== undefined) return socketPathSetting(flag, '--socket-path');
   const fromEnv = env[ENDPOINT_SOCKET_ENV];
   if (fromEnv !== undefined && fromEnv !== '') return parseEndpointSocket(fromEnv);
   return DEFAULT_SOCKET_PATH;

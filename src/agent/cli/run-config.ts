@@ -17,7 +17,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
   { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
   { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
-  { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket (default ${DEFAULT_AGENT_SOCKET_PATH})` },
+  { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket, a path or unix:///path URI (default ${DEFAULT_AGENT_SOCKET_PATH})` },
   { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, description: 'Log level (info)' },
   {

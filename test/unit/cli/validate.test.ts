@@ -97,3 +97,20 @@ test('agent validate: the trust bundle must be readable CA certificates of the t
   const missing = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--trust-bundle', path.join(dir, 'absent.pem')]);
   assert.match(missing.err, /cannot read the trust bundle .*absent\.pem: no such file \(ENOENT\)/);
 });
+
+test('agent validate: --socket-path (socket_path) takes the unix:///path URI SPIFFE_ENDPOINT_SOCKET holds, not as a relative path named "unix:"', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-agent-socket-');
+  t.after(cleanup);
+  const socket = path.join(dir, 'public', 'api.sock');
+  const uri = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--socket-path', `unix://${socket}`]);
+  assert.deepEqual([uri.code, uri.err], [0, '']);
+  assert.match(uri.out, new RegExp(`, socket ${socket.replace(/[.]/g, '\\.')}, `));
+  const configFile = path.join(dir, 'agent.json');
+  fs.writeFileSync(configFile, JSON.stringify({ server_address: 'meshid:8081', socket_path: `unix:${socket}` }));
+  const fromFile = await run(validateAgentCommand, ['--config', configFile]);
+  assert.deepEqual([fromFile.code, fromFile.err], [0, '']);
+  assert.match(fromFile.out, new RegExp(`, socket ${socket.replace(/[.]/g, '\\.')}, `));
+  const relative = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--socket-path', 'unix:api.sock']);
+  assert.equal(relative.code, 1);
+  assert.equal(relative.err, 'Error: InvalidArgument: --socket-path, socket_path value "unix:api.sock" must name an absolute path (unix:///path); a relative unix: URI is opaque\n');
+});
