@@ -187,6 +187,23 @@ test("--admin and --downstream are stored as SPIRE stores them, with a note on s
   assertOk(await cli(['entry', 'update', '--entry-id', entry.id, '--hint', 'quiet']));
 });
 
+test('a workload selector of another type than unix is stored, with a note on stderr saying what was probably meant; node aliases take any selector', async () => {
+  const created = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/typo`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'uid:1003', '--selector', 'k8s:ns:web']);
+  assert.equal(created.code, 0, created.err);
+  const id = field(created.out, 'Entry ID');
+  assert.equal(
+    created.err,
+    `Note: entry ${id} selector k8s:ns:web can match no workload: meshid-agent gives workloads unix: selectors only\n` +
+      `Note: entry ${id} selector uid:1003 can match no workload: meshid-agent gives workloads unix: selectors only; did you mean unix:uid:1003?\n`,
+  );
+  const fixed = await cli(['entry', 'update', '--entry-id', id, '--selector', 'unix:uid:1003']);
+  assert.equal(fixed.code, 0, fixed.err);
+  assert.equal(fixed.err, '');
+  const alias = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/any`, '--selector', 'k8s_psat:cluster:east']);
+  assert.equal(alias.code, 0, alias.err);
+  assert.equal(alias.err, '');
+});
+
 test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
   const file = path.join(path.dirname(socket), '..', 'entries.json');
   fs.writeFileSync(file, JSON.stringify({

@@ -64,6 +64,9 @@ const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> =
   sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits' },
 };
 
+/** The keys of the unix selectors the attestor makes (uid, user, ...). */
+export const UNIX_SELECTOR_KEYS: readonly string[] = Object.keys(UNIX_SELECTORS);
+
 function checkUnixSelector(value: string, index: number, use: SelectorUse): void {
   const colon = value.indexOf(':');
   const key = colon === -1 ? value : value.slice(0, colon);

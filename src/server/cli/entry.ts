@@ -3,7 +3,7 @@ import { GRPC_CODE } from '../../common/grpc-status.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import { serverId } from '../api/entry-validation.js';
+import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { fullEntry, renderEntry, renderEntryList } from './entry-output.js';
@@ -40,6 +40,24 @@ function noteRecordedOnly(io: CliIo, entries: ReadonlyArray<{ admin?: boolean; d
   }
   if (entries.some((e) => e.downstream === true)) {
     io.stderr.write("Note: downstream is recorded, as SPIRE's -downstream, but grants nothing: meshid has no nested servers\n");
+  }
+}
+
+/**
+ * A workload entry with a selector of another type than unix (`uid:1000` for `unix:uid:1000`) matches no process:
+ * meshid-agent gives workloads unix selectors only (the server refuses a malformed unix one). It is stored all the
+ * same, as spire-server stores it (selectors of other attestors may be meant for other agents), but the operator hears
+ * now what would otherwise show as a workload refused. Node aliases (parented by the server) match agents' node
+ * selectors, which take any form.
+ */
+function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry[]): void {
+  for (const e of entries) {
+    if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) continue;
+    for (const s of e.selectors ?? []) {
+      if (s.type === 'unix') continue;
+      const meant = UNIX_SELECTOR_KEYS.includes(s.type ?? '') ? `; did you mean unix:${s.type}:${s.value}?` : '';
+      io.stderr.write(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}\n`);
+    }
   }
 }
 
@@ -133,6 +151,7 @@ const create: Command = {
       }
       if (failure !== undefined) throw failure;
       if (outputFormat(args) === 'pretty') io.stdout.write(renderEntry(result!.entry ?? {}));
+      noteUnmatchableSelectors(io, [result!.entry ?? entry]);
       return 0;
     });
   },
@@ -161,6 +180,7 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
     }
   });
   const failed = results.filter((r) => r.status.code !== 0);
+  noteUnmatchableSelectors(io, results.filter((r) => r.status.code === 0).map((r) => r.entry));
   if (outputFormat(args) === 'json') {
     io.stdout.write(renderJson({ results: results.map((r) => ({ status: r.status, entry: fullEntry(r.entry) })) }));
   } else {
@@ -278,6 +298,7 @@ const update: Command = {
       throw err;
     }
     io.stdout.write(json ? renderJson({ results: [{ status: { code: 0, message: '' }, entry: fullEntry(updated) }] }) : renderEntry(updated));
+    if (mask.includes('selectors') || mask.includes('parent_id')) noteUnmatchableSelectors(io, [updated]);
     return 0;
   },
 };
