@@ -1,7 +1,8 @@
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { permissionDenied, unauthenticated } from '../../common/errors.js';
-import { parseCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import type { AttestedAgent } from '../datastore/datastore.js';
+import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 
 /** Prefixes of PERMISSION_DENIED messages the agent acts on. */
 export const REATTEST_PREFIX = 'must re-attest: ';
@@ -15,6 +16,8 @@ export interface AgentLookup {
 /** An authenticated agent and the serial of the certificate it presented. */
 export interface AuthenticatedAgent extends AttestedAgent {
   readonly presentedSerial: string;
+  /** The certificate itself: a Sync stream re-checks it against the bundle when the bundle changes. */
+  readonly presentedCert: ParsedCertificate;
   /** This call retired the previous SVID (the agent's first use of its renewed one). */
   readonly retiredPrevious: boolean;
 }
@@ -23,7 +26,8 @@ export interface AuthenticatedAgent extends AttestedAgent {
  * Authenticates an agent API call: the TLS layer has verified the client certificate against the trust bundle at
  * handshake; here, on every call, the certificate must be unexpired (a connection outlives its handshake) and be the
  * agent's current SVID, or the one it renewed from while it has not used the new one yet, and the agent must be
- * neither evicted nor banned. The first call with the current SVID retires the previous one, as SPIRE does: a copy
+ * neither evicted nor banned. With `anchor`, the certificate must also still chain to the bundle as it is now (a root
+ * revoked since the handshake cuts the connection's agent off, as it does a new connection). The first call with the current SVID retires the previous one, as SPIRE does: a copy
  * of an agent's certificate then dies at the agent's next renewal instead of renewing itself alongside it.
  */
 export async function authenticateAgent(
@@ -31,6 +35,7 @@ export async function authenticateAgent(
   agents: AgentLookup,
   agentIdPrefix: string,
   now: number,
+  anchor?: AgentSvidAnchor,
 ): Promise<AuthenticatedAgent> {
   const peer = call.getAuthContext()?.sslPeerCertificate;
   if (peer === undefined || peer.raw === undefined) {
@@ -47,6 +52,7 @@ export async function authenticateAgent(
   if (cert.notAfter <= now) {
     throw permissionDenied(`${REATTEST_PREFIX}agent ${id}'s SVID expired at ${new Date(cert.notAfter).toISOString()}`);
   }
+  if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
   let retiredPrevious = false;
   if (cert.serialHex === agent.certSerial) {
     if (agent.previousCertSerial !== undefined) {
@@ -56,5 +62,10 @@ export async function authenticateAgent(
   } else if (cert.serialHex !== agent.previousCertSerial) {
     throw permissionDenied(`${REATTEST_PREFIX}the client certificate is not agent ${id}'s current SVID`);
   }
-  return { ...agent, presentedSerial: cert.serialHex, retiredPrevious };
+  return { ...agent, presentedSerial: cert.serialHex, presentedCert: cert, retiredPrevious };
+}
+
+/** The refusal of an agent SVID whose root has left the bundle since the connection's handshake. */
+export function svidNotAnchored(agentId: string): string {
+  return `${REATTEST_PREFIX}agent ${agentId}'s SVID no longer chains to the trust bundle (its root was revoked); attest again with a new join token`;
 }

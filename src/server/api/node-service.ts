@@ -11,7 +11,8 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { AuthorizedSets } from '../entries/authorized-sets.js';
-import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, type AuthenticatedAgent } from './agent-auth.js';
+import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
+import { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
@@ -93,8 +94,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const { ds, ca, hub, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
+  const anchor = new AgentSvidAnchor(ca);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
-    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now());
+    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor);
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
     if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeIds: new Set([agent.spiffeId]) });
     return agent;
@@ -321,6 +323,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
     const onEvent = (event: HubEvent): void => {
       if (event.kind === 'stopping') return end(unavailable('meshid-server is shutting down; reconnect'));
+      // A root revoked since the stream opened cuts its agent off here too, not only at its next unary call.
+      if (event.kind === 'bundle' && !anchor.chainsToBundle(agent.presentedCert, clock.now())) return end(permissionDenied(svidNotAnchored(agentId)));
       if (event.kind !== 'agent') return push();
       if (event.spiffeIds !== undefined && !event.spiffeIds.has(agentId)) return;
       // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization; a stream
@@ -332,7 +336,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
             return end(permissionDenied(`${REATTEST_PREFIX}the SVID this Sync stream was opened with is no longer agent ${agentId}'s`));
           }
-          agent = { ...a, presentedSerial: agent.presentedSerial, retiredPrevious: false };
+          agent = { ...a, presentedSerial: agent.presentedSerial, presentedCert: agent.presentedCert, retiredPrevious: false };
           push();
         },
         (err: unknown) => log.error({ err }, 'agent lookup failed'),

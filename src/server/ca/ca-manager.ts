@@ -386,6 +386,13 @@ export class CaManager {
     };
   }
 
+  /** The X.509 part of bundle(), without building the JWT keys: for checks on every agent call. */
+  x509Bundle(): { x509Authorities: Buffer[]; sequence: number } {
+    const b = this.bundleRecord;
+    if (b === undefined) throw unavailable('the CA is not initialised yet');
+    return { x509Authorities: b.x509Authorities, sequence: b.sequence };
+  }
+
   /** Called after every committed bundle change. */
   onBundleChange(listener: (bundle: TrustBundle) => void): () => void {
     const l = (b: TrustBundle, changed: boolean): void => {
@@ -437,6 +444,17 @@ export class CaManager {
     if (root?.cert !== undefined && !isSelfIssued(root.cert)) above = [root.cert.der, ...(root.record.upstreamChainDer ?? [])];
     intermediate.issuersAbove = above;
     return above;
+  }
+
+  /**
+   * The CA certificates above an X.509-SVID whose authority key ID is `authorityKeyId`: for each intermediate of the
+   * journal with that subject key ID (in any state), the intermediate, then what chains carry above it. Empty when
+   * the journal holds no such intermediate (it expired, or never was ours).
+   */
+  issuerChains(authorityKeyId: string): Buffer[][] {
+    return [...this.authorities.values()]
+      .filter((a) => a.record.kind === 'intermediate' && a.cert !== undefined && a.cert.subjectKeyId === authorityKeyId)
+      .map((a) => [a.cert!.der, ...this.issuersAbove(a)]);
   }
 
   /** Signs a JWT-SVID with the active JWT key (ES256, kid always set). Times in the result are milliseconds. */
