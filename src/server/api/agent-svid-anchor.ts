@@ -1,46 +1,76 @@
 import { createHash } from 'node:crypto';
-import { verifyParsedChain, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, verifyParsedChain, type ParsedCertificate } from '../../common/x509/certificate.js';
 
 /** What the check needs of the CA manager: the bundle as published now, and the CA certificates above an SVID. */
 export interface SvidIssuers {
   x509Bundle(): { x509Authorities: readonly Buffer[]; sequence: number };
+  /** For each of the server's intermediates with this subject key ID: the intermediate, then the CAs above it. */
   issuerChains(authorityKeyId: string): Buffer[][];
 }
 
 /** Far above the agents (two SVIDs each) one server serves; a bound only against certificates that come and go. */
 const MAX_REMEMBERED = 100_000;
 
+const fingerprint = (der: Buffer): string => createHash('sha256').update(der).digest('base64');
+
 /**
  * Whether an agent SVID presented on a connection still chains to the own trust bundle. The TLS layer checks the
  * chain at the handshake only, and an agent's connection lives as long as it answers keepalives: once `ca revoke`
  * has taken its root out of the bundle, an agent that kept its connection open would go on signing and renew itself
  * onto the new root, when the revoke is meant to cut it off. grpc-js hands the handler the leaf alone, so the chain
- * above it is rebuilt from the CA journal. Each certificate's answer is kept until the bundle changes: a call costs a
- * hash and a map lookup, and one chain verification per agent after a bundle change.
+ * above it is rebuilt from the CA journal; the leaf must be signed by one of the server's own intermediates (with
+ * `--upstream-bundle`, another CA under the same upstream roots could otherwise present an agent's URI and serial).
+ *
+ * Two answers are kept: which intermediate signed a leaf (it never changes), and whether an intermediate chains to
+ * the bundle of a given sequence. A call costs a hash and two lookups; a bundle change costs one chain verification
+ * per intermediate, not one per connected agent.
  */
 export class AgentSvidAnchor {
-  /** Fingerprint of a certificate found to chain to the bundle → the bundle sequence it chained to. */
-  private readonly anchored = new Map<string, number>();
+  /** Leaf fingerprint → the chain (intermediate first) of the intermediate that signed it. */
+  private readonly signedBy = new Map<string, Buffer[]>();
+  /** Intermediate fingerprint → whether it chained to the bundle of `sequence`. */
+  private readonly anchored = new Map<string, { sequence: number; ok: boolean }>();
 
   constructor(private readonly issuers: SvidIssuers) {}
 
   chainsToBundle(cert: ParsedCertificate, now: number): boolean {
+    const chain = this.issuingChain(cert, now);
+    if (chain === undefined) return false;
     const bundle = this.issuers.x509Bundle();
-    const fingerprint = createHash('sha256').update(cert.der).digest('base64');
-    if (this.anchored.get(fingerprint) === bundle.sequence) return true;
+    const key = fingerprint(chain[0]!);
+    const known = this.anchored.get(key);
+    if (known?.sequence === bundle.sequence) return known.ok;
+    let ok: boolean;
+    try {
+      verifyParsedChain(parseCertificate(chain[0]!), chain.slice(1), bundle.x509Authorities, now);
+      ok = true;
+    } catch {
+      ok = false;
+    }
+    if (this.anchored.size >= MAX_REMEMBERED) this.anchored.clear();
+    this.anchored.set(key, { sequence: bundle.sequence, ok });
+    return ok;
+  }
+
+  /** The server's intermediate (with the CAs above it) whose key signed `cert`, or undefined when none did. */
+  private issuingChain(cert: ParsedCertificate, now: number): Buffer[] | undefined {
+    const key = fingerprint(cert.der);
+    const known = this.signedBy.get(key);
+    if (known !== undefined) return known;
     const aki = cert.authorityKeyId;
-    if (aki === undefined) return false;
-    const anchored = this.issuers.issuerChains(aki).some((issuers) => {
+    if (aki === undefined) return undefined;
+    const chain = this.issuers.issuerChains(aki).find((c) => {
       try {
-        verifyParsedChain(cert, issuers, bundle.x509Authorities, now);
+        // The intermediate as the only anchor: checks the leaf's signature, names and times against it alone.
+        verifyParsedChain(cert, [], [c[0]!], now);
         return true;
       } catch {
         return false;
       }
     });
-    if (!anchored) return false;
-    if (this.anchored.size >= MAX_REMEMBERED) this.anchored.clear();
-    this.anchored.set(fingerprint, bundle.sequence);
-    return true;
+    if (chain === undefined) return undefined;
+    if (this.signedBy.size >= MAX_REMEMBERED) this.signedBy.clear();
+    this.signedBy.set(key, chain);
+    return chain;
   }
 }
