@@ -31,6 +31,10 @@ const systemLookup: ListenLookup = async (host, all) =>
 export function canonicalIp(host: string): string | undefined {
   if (net.isIPv4(host)) return host;
   if (!net.isIPv6(host)) return undefined;
+  // A link-local address with its zone (fe80::1%eth0): the URL parser refuses zones, and the zone is part of what
+  // the kernel binds, so the address is canonicalized without it and keeps it.
+  const zoneAt = host.indexOf('%');
+  if (zoneAt >= 0) return `${canonicalIp(host.slice(0, zoneAt)) ?? host.slice(0, zoneAt)}${host.slice(zoneAt)}`;
   // The WHATWG URL parser writes IPv6 in its one canonical (RFC 5952) form.
   const v6 = new URL(`http://[${host}]/`).hostname.slice(1, -1);
   const mapped = /^::ffff:([0-9a-f]{1,4}):([0-9a-f]{1,4})$/.exec(v6);
@@ -117,11 +121,15 @@ export function checkLiteralListeners(listeners: readonly ListenerSetting[]): vo
  * name given for one and an address for the other (`localhost:8081` beside `127.0.0.1:8081`) clash as surely.
  */
 export async function checkListenersResolved(listeners: readonly ListenerSetting[], lookup: ListenLookup = systemLookup): Promise<void> {
+  const ports = listeners.map((l) => parse(l).port);
   const resolved = await Promise.all(
-    listeners.map(async (listener): Promise<Resolved> => {
+    listeners.map(async (listener, i): Promise<Resolved> => {
       const { host, port } = parse(listener);
       const ip = canonicalIp(host);
       if (ip !== undefined) return { listener, host, port, addresses: [ip] };
+      // Only a name that shares its port with another listener is looked up: `validate` and start do not wait on a
+      // resolver (a slow one, or none reachable where the config is checked) for a clash that cannot be.
+      if (port === 0 || !ports.some((p, j) => j !== i && p === port)) return { listener, host, port, addresses: [] };
       const addresses = await lookup(host, listener.bindsEveryAddress).catch(() => [] as string[]);
       return { listener, host, port, addresses: addresses.map((a) => canonicalIp(a) ?? a) };
     }),

@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { addressesClash, canonicalIp, checkListenersResolved, checkLiteralListeners, type ListenerSetting } from '../../../src/server/listener-clash.js';
+import { compileServerConfig } from '../../../src/server/config.js';
 
 const agentApi = (address: string): ListenerSetting => ({ setting: 'bind_address', address, bindsEveryAddress: true });
 const endpoint = (address: string): ListenerSetting => ({ setting: 'bundle_endpoint_address', address, bindsEveryAddress: false });
@@ -78,4 +79,26 @@ test('resolved (a stand-in resolver for a name with two addresses): the agent AP
   await assert.rejects(checkListenersResolved([agentApi('dual.example:8081'), endpoint('127.0.0.1:8081')], lookup), /dual\.example is 127\.0\.0\.1/);
   // node:net listens on ::1 only, which 127.0.0.1 leaves free.
   await checkListenersResolved([agentApi('127.0.0.1:8081'), endpoint('dual.example:8081')], lookup);
+});
+
+test('a link-local IPv6 address with its zone (fe80::1%eth0) is an address, not a TypeError: compiled, compared with its zone', () => {
+  assert.equal(canonicalIp('FE80:0::1%eth0'), 'fe80::1%eth0');
+  assert.doesNotThrow(() => compileServerConfig({ trust_domain: 'example.org', bind_address: '[fe80::1%eth0]:8081' }));
+  assert.doesNotThrow(() => checkLiteralListeners([agentApi('[fe80::1%eth0]:8081'), endpoint('[fe80::1%eth1]:8081')]), 'another interface, another address');
+  assert.throws(() => checkLiteralListeners([agentApi('[fe80::1%eth0]:8081'), endpoint('[fe80:0::1%eth0]:8081')]), /are the same port: the agent API listens there/);
+  assert.throws(() => checkLiteralListeners([agentApi('[::]:8081'), endpoint('[fe80::1%eth0]:8081')]), /are the same port/);
+});
+
+test('resolved (a stand-in resolver, standing for a slow or unreachable one): no name is looked up when no other listener shares its port', async () => {
+  const asked: string[] = [];
+  const lookup = async (host: string): Promise<string[]> => {
+    asked.push(host);
+    return ['127.0.0.1'];
+  };
+  await checkListenersResolved([agentApi('agent.example:8081')], lookup);
+  await checkListenersResolved([agentApi('agent.example:8081'), endpoint('bundle.example:8443')], lookup);
+  await checkListenersResolved([agentApi('agent.example:0'), endpoint('bundle.example:0')], lookup);
+  assert.deepEqual(asked, []);
+  await assert.rejects(checkListenersResolved([agentApi('agent.example:8081'), endpoint('127.0.0.1:8081')], lookup), /the same port/);
+  assert.deepEqual(asked, ['agent.example']);
 });
