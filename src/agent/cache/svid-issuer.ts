@@ -308,9 +308,14 @@ export class SvidIssuer {
     } catch (err) {
       const delay = this.callBackoff.next();
       const now = this.clock.now();
-      for (const e of batch) {
-        // An entry removed while the call was out needs nothing more (forget() already dropped its state).
-        if (this.cache.entry(e.id) === undefined) continue;
+      // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
+      // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
+      // it would stop a first message waiting for the new certificate at its first failure.
+      const same = batch.filter((e) => {
+        const current = this.cache.entry(e.id);
+        return current !== undefined && certificateInputs(current) === certificateInputs(e);
+      });
+      for (const e of same) {
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
         this.dueAt.set(e.id, now + delay);
       }
@@ -318,10 +323,6 @@ export class SvidIssuer {
       // The server unreachable (or refusing this agent), or a failure that came back: the cached SVIDs are served
       // without waiting for these. Entries changed meanwhile are being signed again, and are waited for.
       const unreachable = kind !== undefined || isMeshidError(err, 'unavailable');
-      const same = batch.filter((e) => {
-        const current = this.cache.entry(e.id);
-        return current !== undefined && certificateInputs(current) === certificateInputs(e);
-      });
       this.cache.markUnsigned(same.filter((e) => unreachable || (this.failures.get(e.id) ?? 0) > FAILURES_WAITED_FOR).map((e) => e.id));
       if (kind !== undefined) {
         // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).

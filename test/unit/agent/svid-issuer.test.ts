@@ -413,3 +413,31 @@ test('an SVID refused again on its retry (per item or per call) is no longer wai
     issuer.stop();
   }
 });
+
+test('an entry changed while its signing call was out is waited through its own first failure: the old call\'s failure does not count for it', async () => {
+  let release: (err: Error) => void = () => undefined;
+  let calls = 0;
+  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+  const { cache, issuer } = issuerWith(async (items) => {
+    calls++;
+    if (calls === 1) return new Promise<SignedItem[]>((_, reject) => (release = reject));
+    if (calls === 2) throw new MeshidError('internal', 'a bug');
+    return cacheRef.sign!(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const before = entry('changed-in-flight', ['unix:uid:95']);
+  issuer.request(cache.apply({ upserts: [before] }).needSvid);
+  await settle();
+  assert.equal(calls, 1);
+  const after = entryFromMessage({ ...entryToMessage(before), x509_svid_ttl: 3600, revision: before.revision + 1 });
+  issuer.request(cache.apply({ upserts: [after] }).needSvid);
+  release(new MeshidError('internal', 'a bug'));
+  await settle();
+  assert.equal(calls, 2, 'the changed entry is signed again at once, and that call fails too');
+  const selectors = [{ type: 'unix', value: 'uid:95' }];
+  assert.equal(cache.snapshot(selectors).complete, false, 'its first failure is waited through, as for any new certificate');
+  fx.clock.advance(1500);
+  await settle();
+  assert.deepEqual(cache.snapshot(selectors).svids.map((v) => v.entryId), [after.id]);
+  issuer.stop();
+});
