@@ -7,6 +7,8 @@ export const DEFAULT_SOCKET_PATH = '/tmp/meshid-agent/public/api.sock';
 /** The environment variable SPIFFE clients fall back to (WL-Endpoint §4; SPEC-NOTES §7). */
 export const ENDPOINT_SOCKET_ENV = 'SPIFFE_ENDPOINT_SOCKET';
 
+const UNIX_SCHEME = /^unix:/i;
+
 /**
  * The socket path in a Workload API endpoint URI (WL-Endpoint §4; SPEC-NOTES §7): scheme `unix`, no authority, an
  * absolute path, nothing else — `unix:///run/agent.sock` and `unix:/run/agent.sock` are both valid. Refused as
@@ -14,8 +16,10 @@ export const ENDPOINT_SOCKET_ENV = 'SPIFFE_ENDPOINT_SOCKET';
  * userinfo, a query or a fragment. `tcp://` endpoints are valid SPIFFE endpoints but meshid-agent serves only a
  * Unix socket, so they are refused with that reason.
  */
-export function parseEndpointSocket(uri: string, source: string = ENDPOINT_SOCKET_ENV): string {
-  const what = `${source} value "${uri}"`;
+export function parseEndpointSocket(value: string, source: string = ENDPOINT_SOCKET_ENV): string {
+  const what = `${source} value "${value}"`;
+  // A URI's scheme is case-insensitive (RFC 3986 §3.1; go-spiffe's url.Parse lowercases it): UNIX:///x is unix:///x.
+  const uri = UNIX_SCHEME.test(value) ? `unix:${value.slice('unix:'.length)}` : value;
   if (/^tcp:/i.test(uri)) throw invalidArgument(`${what}: meshid-agent serves the Workload API on a Unix socket only; use unix:///path`);
   if (!uri.startsWith('unix:')) throw invalidArgument(`${what} must be a unix:///absolute/path URI`);
   if (/[?#]/.test(uri)) throw invalidArgument(`${what} must not have a query or fragment`);
@@ -47,7 +51,7 @@ export function parseEndpointSocket(uri: string, source: string = ENDPOINT_SOCKE
  * the unix: URI a SPIFFE_ENDPOINT_SOCKET holds, which would otherwise become a relative path named "unix:".
  */
 export function socketPathSetting(value: string, source: string): string {
-  return value.startsWith('unix:') ? parseEndpointSocket(value, source) : path.resolve(value);
+  return UNIX_SCHEME.test(value) ? parseEndpointSocket(value, source) : path.resolve(value);
 }
 
 /**

@@ -8,6 +8,9 @@ test('SPIFFE_ENDPOINT_SOCKET: unix:///abs and unix:/abs name the same absolute p
   assert.equal(parseEndpointSocket('unix:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
   assert.equal(parseEndpointSocket('unix:/run/meshid/agent.sock'), '/run/meshid/agent.sock');
   assert.equal(parseEndpointSocket('unix:///tmp/a%20b.sock'), '/tmp/a b.sock');
+  // The scheme is case-insensitive, as go-spiffe reads it.
+  assert.equal(parseEndpointSocket('UNIX:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
+  assert.equal(resolveSocketPath('Unix:///run/flag.sock', {}), '/run/flag.sock');
 });
 
 test('SPIFFE_ENDPOINT_SOCKET: relative, authority, userinfo, query, fragment, tcp and other schemes are invalid_argument', () => {
