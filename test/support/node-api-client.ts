@@ -28,7 +28,7 @@ function checkServer(_host: string, cert: PeerCertificate): Error | undefined {
 }
 
 /** A client of `server`'s agent API trusting `rootsPem`; with `identity`, it presents that agent SVID. */
-export function connectNode(server: ServerProcess, rootsPem: string, identity?: { chain: Buffer[]; key: KeyObject }): NodeClient {
+export function connectNode(server: Pick<ServerProcess, 'port'>, rootsPem: string, identity?: { chain: Buffer[]; key: KeyObject }): NodeClient {
   const creds = grpc.credentials.createSsl(
     Buffer.from(rootsPem),
     identity ? Buffer.from(exportPkcs8Pem(identity.key)) : null,

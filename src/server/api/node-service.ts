@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { invalidArgument, isMeshidError, MeshidError, permissionDenied, resourceExhausted, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
 import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
@@ -31,6 +31,30 @@ const UNKNOWN_TOKEN = 'join token is unknown, already used or revoked; generate 
 /** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
 const ATTEST_RATE_PER_SECOND = 5;
 const ATTEST_BURST = 100;
+
+/**
+ * Sync opens per agent. Each open reads the agent's row, computes its authorized set and pushes every entry it lacks,
+ * so an agent looping on opens would spend the server's CPU on that alone. A real agent reopens after a failure with
+ * backoff (0.5 s, doubling up to 30 s; reset only once a stream has synced) and when its SVID or the trust bundle
+ * changes (renewals, CA rotation steps): a handful an hour. Thirty in a row and one every two seconds after that is
+ * beyond any of it, even a link that drops the stream right after each sync.
+ */
+const SYNC_OPEN_RATE_PER_SECOND = 0.5;
+const SYNC_OPEN_BURST = 30;
+
+/**
+ * Renewals per agent, besides the signing token each one costs: each is also a synchronous datastore write. A real
+ * agent renews at half-life (twice per agent SVID lifetime, 24 h by default), again when its SVID chains to a tainted
+ * authority, and retries failures with backoff from 1 s: ten in a row and one every ten seconds after that covers all
+ * of it, even agent SVIDs of under a minute.
+ */
+const RENEW_RATE_PER_SECOND = 0.1;
+const RENEW_BURST = 10;
+
+/** A per-agent call budget is spent: waiting is the cure, so the answer says how long. */
+function budgetRefused(agentId: string, what: string, waitMs: number): MeshidError {
+  return resourceExhausted(`agent ${agentId} ${what} too often; retry in ${Math.ceil(waitMs / 1000)} s`);
+}
 
 /** A server call's getPeer() ("10.0.0.7:51234", "::1:51234": address, then port) without the port. */
 function signingRefused(waitMs: number): Error {
@@ -104,6 +128,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   // Attest is the one call anyone who reaches the port can make, and each attempt is a datastore write.
   const attestLimiter = new RateLimiter(ATTEST_RATE_PER_SECOND, ATTEST_BURST, clock);
+  const syncOpenLimiter = new RateLimiter(SYNC_OPEN_RATE_PER_SECOND, SYNC_OPEN_BURST, clock);
+  const renewLimiter = new RateLimiter(RENEW_RATE_PER_SECOND, RENEW_BURST, clock);
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
@@ -171,12 +197,19 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     Renew: unary(log, 'Renew', async (req: { csr?: Buffer }, call) => {
       const agent = await auth(call);
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
-      // A renewal is a signing like any other: it counts against the agent's signing rate.
+      const renewWait = renewLimiter.take(agent.spiffeId);
+      if (renewWait > 0) throw budgetRefused(agent.spiffeId, 'renews its SVID', renewWait);
+      // A renewal is a signing like any other: it counts against the agent's signing rate. Refused there, it is not
+      // a renewal made: its renewal token goes back.
+      const signingRefusedRenewal = (waitMs: number): Error => {
+        renewLimiter.refund(agent.spiffeId, 1);
+        return signingRefused(waitMs);
+      };
       const wait = deps.limiter.admit(agent.spiffeId, 1);
-      if (wait > 0) throw signingRefused(wait);
+      if (wait > 0) throw signingRefusedRenewal(wait);
       const csr = readCsr(req.csr);
       const keyWait = deps.limiter.admitKeys(agent.spiffeId, [csr.publicKey], 1);
-      if (keyWait > 0) throw signingRefused(keyWait);
+      if (keyWait > 0) throw signingRefusedRenewal(keyWait);
       csr.verifySignature();
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
       await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial, svid.issuerId);
@@ -251,6 +284,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
     let agent = await auth(call);
+    const openWait = syncOpenLimiter.take(agent.spiffeId);
+    if (openWait > 0) throw budgetRefused(agent.spiffeId, 'opens Sync streams', openWait);
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;
