@@ -40,7 +40,8 @@ import { svidService } from './api/svid-service.js';
 import { federationService } from './api/federation-service.js';
 import { nodeService } from './api/node-service.js';
 import { serverId } from './api/entry-validation.js';
-import { BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
+import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
+import { agentCertificateRequiredInterceptor } from './api/agent-certificate-required.js';
 import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -258,7 +259,7 @@ async function startAgentApi(
   // Client certificates are requested but not required at the TLS layer: Attest runs before the agent has an SVID.
   // Every other call checks the verified certificate itself (agent-auth.ts).
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
-  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS });
+  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [...BASE_INTERCEPTORS, agentCertificateRequiredInterceptor] });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
     new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),

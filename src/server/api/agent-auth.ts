@@ -2,6 +2,7 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { permissionDenied, unauthenticated } from '../../common/errors.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import type { AttestedAgent } from '../datastore/datastore.js';
+import { NO_AGENT_CERTIFICATE } from './agent-certificate-required.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 
 /** Prefixes of PERMISSION_DENIED messages the agent acts on. */
@@ -39,7 +40,7 @@ export async function authenticateAgent(
 ): Promise<AuthenticatedAgent> {
   const peer = call.getAuthContext()?.sslPeerCertificate;
   if (peer === undefined || peer.raw === undefined) {
-    throw unauthenticated('this call needs the agent SVID as TLS client certificate (attest first)');
+    throw unauthenticated(NO_AGENT_CERTIFICATE);
   }
   const cert = parseCertificate(peer.raw);
   const id = cert.uriSans[0];
