@@ -227,14 +227,19 @@ async function startAdminServer(
     maxJwtSvidTtlMs: config.maxJwtSvidTtlMs,
   };
   const server = new grpc.Server(BASE_SERVER_OPTIONS);
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Entries'), entryService(ds, limits, log, new Set(config.federatesWith.map((r) => r.trustDomain))));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Tokens'), tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), bundleService(ds, ca, clock, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Agents'), agentAdminService(ds, { datacenters: config.datacenters }, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Authorities'), authorityService(ca, ds, clock, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Svids'), svidService(ca, limits, log));
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), federationService(federation, ds, config.trustDomain, clock, log));
-  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService([], () => true));
+  const services: Array<[string, grpc.UntypedServiceImplementation]> = [
+    ['meshid.admin.v1.Entries', entryService(ds, limits, log, new Set(config.federatesWith.map((r) => r.trustDomain)))],
+    ['meshid.admin.v1.Tokens', tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log)],
+    ['meshid.admin.v1.Bundles', bundleService(ds, ca, clock, log)],
+    ['meshid.admin.v1.Agents', agentAdminService(ds, { datacenters: config.datacenters }, log)],
+    ['meshid.admin.v1.Authorities', authorityService(ca, ds, clock, log)],
+    ['meshid.admin.v1.Svids', svidService(ca, limits, log)],
+    ['meshid.admin.v1.Federation', federationService(federation, ds, config.trustDomain, clock, log)],
+  ];
+  for (const [name, implementation] of services) server.addService(serviceOf(proto, name), implementation);
+  // Each admin service has a health status of its own, so `meshid-server healthcheck` can tell this socket from any
+  // other gRPC server's (an agent's answers "" as SERVING too); "" stays for generic probes.
+  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(services.map(([name]) => name), () => true));
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
   ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting: '--admin-socket, admin_socket' });
   await removeStaleSocket(config.adminSocket);

@@ -3,14 +3,17 @@ import { runCommand, SHALLOW_FLAG, VERBOSE_FLAG, type Command } from '../../comm
 import { resolveSocketPath } from './endpoint-socket.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { SOCKET_PATH_FLAG, TIMEOUT_FLAG, withWorkloadClient } from './flags.js';
+import { WORKLOAD_SERVICE_NAME } from '../workload/handler.js';
 
 const healthcheck: Command = {
   name: 'healthcheck',
-  summary: "Asks the agent whether it is serving (grpc.health.v1 Check on its Workload API socket); exit 0 when healthy.",
+  summary: "Asks the agent whether it is serving (grpc.health.v1 Check of SpiffeWorkloadAPI on its socket); exit 0 when healthy.",
   flags: [SOCKET_PATH_FLAG, TIMEOUT_FLAG, OUTPUT_FLAG, SHALLOW_FLAG, VERBOSE_FLAG],
   async run(args, io) {
     if (args.bool('verbose') === true) io.stderr.write(`Checking meshid-agent on ${resolveSocketPath(args.string(SOCKET_PATH_FLAG.name), io.env)}...\n`);
-    const status = await withWorkloadClient(args, io.env, (client) => client.health());
+    // The Workload API's own status, not the whole server's (""): any gRPC server answers "", meshid-server's
+    // admin socket included; only an agent's socket knows this name.
+    const status = await withWorkloadClient(args, io.env, (client) => client.health(WORKLOAD_SERVICE_NAME));
     if (status !== 'SERVING') throw unavailable(`agent is not healthy: status ${status}`);
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ status }) : 'Agent is healthy.\n');
     return 0;

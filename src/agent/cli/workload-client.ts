@@ -20,6 +20,8 @@ import type {
 } from '../workload/messages.js';
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
+import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
+import { methodNotServed } from '../../common/grpc/call-failure.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -31,6 +33,14 @@ import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 const WORKLOAD_PROTO = 'workload/workload.proto';
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
+
+/** What answers on an agent socket, for telling the operator they gave another daemon's socket. */
+export const AGENT_SOCKET_DAEMON: ExpectedDaemon = Object.freeze({
+  daemon: 'meshid-agent',
+  socket: 'meshid-agent socket',
+  api: 'the SPIFFE Workload API',
+  flags: `--socket-path (-socketPath) or ${ENDPOINT_SOCKET_ENV}`,
+});
 
 /** Default deadline for unary calls and for the first message of a fetch. */
 export const DEFAULT_TIMEOUT_MS = 5_000;
@@ -112,13 +122,19 @@ export class WorkloadApiClient {
     return { spiffeId: res.spiffe_id ?? '', claims: fromStruct(res.claims) };
   }
 
-  /** grpc.health.v1.Health/Check on the same socket (no security header: not a Workload API call). */
+  /**
+   * grpc.health.v1.Health/Check on the same socket (no security header: not a Workload API call). Ask for
+   * WORKLOAD_SERVICE_NAME to be sure the socket is an agent's: any gRPC server answers "", and one without that
+   * service (meshid-server's admin socket) answers NOT_FOUND, reported as served by something else.
+   */
   async health(service = ''): Promise<string> {
     if (this.health_ === undefined) {
       const Ctor = serviceClient(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health');
       this.health_ = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), this.channelOptions);
     }
-    const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false);
+    const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false).catch((err: unknown) => {
+      throw service !== '' && grpcCode(err) === status.NOT_FOUND ? servedBySomethingElse(this.socketPath, AGENT_SOCKET_DAEMON, err) : err;
+    });
     // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
     return res.status ?? 'UNKNOWN';
   }
@@ -173,6 +189,8 @@ export class WorkloadApiClient {
         down: `is meshid-agent running? Pass --socket-path or set ${ENDPOINT_SOCKET_ENV}`,
       }, err);
     }
+    // meshid-server's admin socket (or any other gRPC server) answers, but has no Workload API.
+    if (methodNotServed(err)) return notTheExpectedApi(this.socketPath, AGENT_SOCKET_DAEMON, err);
     return fromServiceError(err);
   }
 }

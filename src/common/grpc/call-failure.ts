@@ -12,3 +12,12 @@ export function connectionFailure(err: Pick<ServiceError, 'code' | 'details'>): 
   if (/^Connection dropped/.test(err.details ?? '')) return 'dropped';
   return undefined;
 }
+
+/**
+ * Whether a call failed because the server has no such method at all: grpc-js answers UNIMPLEMENTED with "The server
+ * does not implement the method /pkg.Service/Method" before any handler runs. A handler's own UNIMPLEMENTED (a
+ * feature meshid does not offer) words itself and is not this.
+ */
+export function methodNotServed(err: Pick<ServiceError, 'code' | 'details'>): boolean {
+  return err.code === status.UNIMPLEMENTED && /does not implement the method \//.test(err.details ?? '');
+}

@@ -2,8 +2,9 @@ import path from 'node:path';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
-import { connectionFailure } from '../../common/grpc/call-failure.js';
+import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
+import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { DEFAULT_ADMIN_SOCKET } from '../config.js';
@@ -23,6 +24,17 @@ export const ADMIN_SOCKET_FLAG: FlagSpec = Object.freeze({
   valueName: 'PATH',
   description: `Path to the server's admin socket (default $${ADMIN_SOCKET_ENV} or ${DEFAULT_ADMIN_SOCKET})`,
 });
+
+/** What answers on an admin socket, for telling the operator they gave another daemon's socket. */
+export const ADMIN_SOCKET_DAEMON: ExpectedDaemon = Object.freeze({
+  daemon: 'meshid-server',
+  socket: 'meshid-server admin socket',
+  api: 'the admin API',
+  flags: `--admin-socket (-socketPath) or ${ADMIN_SOCKET_ENV}`,
+});
+
+/** The service `meshid-server healthcheck` asks the health status of: only meshid-server's admin socket knows it. */
+export const ADMIN_HEALTH_SERVICE = 'meshid.admin.v1.Entries';
 
 /** Per-call deadline: a wedged server must not hang a script forever. */
 const DEFAULT_DEADLINE_MS = 30_000;
@@ -106,6 +118,8 @@ export class AdminClient {
         down: `is it running? Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
       }, err);
     }
+    // An agent's socket (or any other gRPC server) answers, but has none of the admin services.
+    if (methodNotServed(err)) return notTheExpectedApi(this.socketPath, ADMIN_SOCKET_DAEMON, err);
     return fromServiceError(err);
   }
 }

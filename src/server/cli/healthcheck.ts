@@ -1,15 +1,21 @@
-import { unavailable } from '../../common/errors.js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
+import { servedBySomethingElse } from '../../common/cli/wrong-daemon.js';
 import { runCommand, SHALLOW_FLAG, VERBOSE_FLAG, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import { ADMIN_SOCKET_FLAG, adminSocketPath, withAdminClient } from './admin-client.js';
+import { ADMIN_HEALTH_SERVICE, ADMIN_SOCKET_DAEMON, ADMIN_SOCKET_FLAG, adminSocketPath, withAdminClient } from './admin-client.js';
 
 const healthcheck: Command = {
   name: 'healthcheck',
-  summary: 'Asks the server whether it is serving (gRPC health check on the admin socket); exit 0 when healthy.',
+  summary: 'Asks the server whether it is serving (gRPC health check of its admin API on the admin socket); exit 0 when healthy.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG, SHALLOW_FLAG, VERBOSE_FLAG],
   async run(args, io) {
-    if (args.bool('verbose') === true) io.stderr.write(`Checking meshid-server on ${adminSocketPath(args, io.env)}...\n`);
-    const res = await withAdminClient(args, io.env, (client) => client.call('Health', 'Check', { service: '' }));
+    const socketPath = adminSocketPath(args, io.env);
+    if (args.bool('verbose') === true) io.stderr.write(`Checking meshid-server on ${socketPath}...\n`);
+    // The admin API's own health status, not the whole server's (""): any gRPC server answers "" SERVING, an agent's
+    // socket included, and only meshid-server's admin socket knows this name.
+    const res = await withAdminClient(args, io.env, (client) => client.call('Health', 'Check', { service: ADMIN_HEALTH_SERVICE })).catch((err: unknown) => {
+      throw isMeshidError(err, 'not_found') ? servedBySomethingElse(socketPath, ADMIN_SOCKET_DAEMON, err) : err;
+    });
     // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
     const status = res.status ?? 'UNKNOWN';
     if (status !== 'SERVING') throw unavailable(`server is not healthy: status ${status}`);
@@ -18,7 +24,7 @@ const healthcheck: Command = {
   },
 };
 
-/** `meshid-server healthcheck`: grpc.health.v1.Health/Check on the admin socket. */
+/** `meshid-server healthcheck`: grpc.health.v1.Health/Check of meshid.admin.v1.Entries on the admin socket. */
 export async function healthcheckCommand(argv: string[], io: CliIo): Promise<number> {
   return runCommand('meshid-server healthcheck', healthcheck, argv, io);
 }
