@@ -2,11 +2,13 @@ import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
 import { closestMatch } from './cli/suggest.js';
 import { readProblem } from './cli/input.js';
+import { firstDuplicateKey } from './json-duplicate-key.js';
 
 /**
  * Reads a JSON config file that must hold an object; `{ "<section>": { … } }` (the section alone) is accepted too,
- * for room to grow. Every failure names the file and what to fix. Which keys a file may hold is each binary's
- * config's to say (checkConfigKeys).
+ * for room to grow. Every failure names the file and what to fix. A key given twice in one object is refused, at any
+ * depth: JSON.parse would keep the last value without a word. Which keys a file may hold is each binary's config's to
+ * say (checkConfigKeys).
  */
 export function readJsonConfigObject(file: string, section: string): Record<string, unknown> {
   let text: string;
@@ -20,6 +22,13 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
     parsed = JSON.parse(text);
   } catch (err) {
     throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+  }
+  const duplicate = firstDuplicateKey(text);
+  if (duplicate !== undefined) {
+    const within = duplicate.within === '' ? '' : ` in ${duplicate.within}`;
+    throw invalidArgument(
+      `config file ${file}, line ${duplicate.line}: duplicate key ${JSON.stringify(duplicate.key)}${within} (first on line ${duplicate.firstLine}): only the last would take effect; remove one of them`,
+    );
   }
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(parsed)) throw invalidArgument(`config file ${file} must hold a JSON object`);

@@ -47,6 +47,17 @@ test('unknown keys, wrong types and bad JSON in the config file are errors that 
   withConfig({ agent: { server_address: 'a:1' } }, (file) => assert.equal(readAgentConfigFile(file).server_address, 'a:1'));
 });
 
+test('a key given twice in the config file is refused with its name and both lines, in the sds block too', () => {
+  withConfig('{\n  "server_address": "a:1",\n  "data_dir": "/d",\n  "server_address": "b:1"\n}', (file) =>
+    assert.throws(() => readAgentConfigFile(file), (err: Error & { code?: string }) =>
+      err.code === 'invalid_argument' &&
+      err.message === `config file ${file}, line 4: duplicate key "server_address" (first on line 2): only the last would take effect; remove one of them`));
+  withConfig('{"server_address": "a:1", "sds": {\n"default_svid_name": "x",\n"default_svid_name": "y"}}', (file) =>
+    assert.throws(() => readAgentConfigFile(file), /line 3: duplicate key "default_svid_name" in sds \(first on line 2\)/));
+  withConfig('{"agent": {"server_address": "a:1", "server_address": "b:1"}}', (file) =>
+    assert.throws(() => readAgentConfigFile(file), /line 1: duplicate key "server_address" in agent \(first on line 1\)/));
+});
+
 test('an unknown key suggests the key meant: the flag\'s own key, a camelCase or flag spelling, a typo', () => {
   // --trust-bundle sets trust_bundle_path (SPIRE's name): the flag's spelling as a key is the likeliest slip.
   const cases: Array<[Record<string, unknown>, string]> = [

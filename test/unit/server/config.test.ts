@@ -56,6 +56,22 @@ test('config files reject unknown keys by name', () => {
   }
 });
 
+test('a key given twice in a config file is refused with its name and both lines, at any depth', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    fs.writeFileSync(file, '{\n  "trust_domain": "example.org",\n  "datacenters": ["east"],\n  "trust_domain": "example.com"\n}\n');
+    assert.throws(() => readConfigFile(file), (err: Error & { code?: string }) =>
+      err.code === 'invalid_argument' &&
+      err.message === `config file ${file}, line 4: duplicate key "trust_domain" (first on line 2): only the last would take effect; remove one of them`);
+    fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example.org', federates_with: [{ trust_domain: 'a.org' }, { trust_domain: 'b.org', bundle_endpoint_url: 'https://b' }] }, null, 2)
+      .replace('"bundle_endpoint_url"', '"trust_domain": "c.org",\n      "bundle_endpoint_url"'));
+    assert.throws(() => readConfigFile(file), /line 9: duplicate key "trust_domain" in federates_with\[1\] \(first on line 8\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('config file values of the wrong type, log levels pino lacks and addresses grpc-js cannot bind are refused up front', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
   try {
