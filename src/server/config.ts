@@ -127,6 +127,9 @@ export function readConfigFile(file: string): RawServerConfig {
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);
+  // An empty list reads as "no datacenters", which a server cannot run with; taking it for the default (dc1) would
+  // hide a list emptied by mistake (a template's placeholder, a script's filter) behind a datacenter nobody named.
+  if (Array.isArray(dcs) && dcs.length === 0) throw invalidArgument(`config file ${file}: "datacenters" is empty: name at least one (e.g. ["dc1"]), or leave the key out for the default dc1`);
   return obj as RawServerConfig;
 }
 
@@ -134,7 +137,8 @@ export function readConfigFile(file: string): RawServerConfig {
 export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
   const trustDomain = parseTrustDomain(raw.trust_domain);
-  const datacenters = [...new Set(raw.datacenters && raw.datacenters.length > 0 ? raw.datacenters : ['dc1'])];
+  if (raw.datacenters?.length === 0) throw invalidArgument('datacenters is empty: name at least one, or leave it out for the default dc1');
+  const datacenters = [...new Set(raw.datacenters ?? ['dc1'])];
   for (const dc of datacenters) {
     if (!DATACENTER_RE.test(dc)) {
       throw invalidArgument(`datacenter "${dc}" is invalid: use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit`);

@@ -72,6 +72,21 @@ test('a key given twice in a config file is refused with its name and both lines
   }
 });
 
+test('an empty datacenters list is refused, in a file and in raw settings; leaving it out means dc1', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example.org', datacenters: [] }));
+    assert.throws(() => readConfigFile(file), (err: Error & { code?: string }) =>
+      err.code === 'invalid_argument' &&
+      err.message === `config file ${file}: "datacenters" is empty: name at least one (e.g. ["dc1"]), or leave the key out for the default dc1`);
+    assert.throws(() => compileServerConfig({ trust_domain: 'example.org', datacenters: [] }), /^MeshidError: datacenters is empty: name at least one, or leave it out for the default dc1$/);
+    assert.deepEqual(compileServerConfig({ trust_domain: 'example.org' }).datacenters, ['dc1']);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('config file values of the wrong type, log levels pino lacks and addresses grpc-js cannot bind are refused up front', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
   try {
