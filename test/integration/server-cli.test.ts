@@ -547,6 +547,30 @@ test('bundle set, list and delete manage a federated bundle', async () => {
   assertError(await cli(['bundle', 'set', '--trust-domain', 'x.org', '--data', 'not a bundle']), /^Error: InvalidArgument: /);
 });
 
+test('a bundle file that holds no bundle is refused naming the file, for bundle set and federation create', async () => {
+  const notPem = path.join(dir, 'notes.txt');
+  fs.writeFileSync(notPem, 'these are not certificates\n');
+  const escaped = notPem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'typo-partner.org', '--path', notPem]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`),
+  );
+  const badJson = path.join(dir, 'bundle.json');
+  fs.writeFileSync(badJson, '{"keys": 3}');
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'typo-partner.org', '--path', badJson]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${badJson.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `),
+  );
+  assertError(
+    await cli(['federation', 'create', '--trust-domain', 'typo-partner.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web', '--bundle-path', notPem]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`),
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'typo-partner.org']), /^Error: NotFound: /);
+  const relationships = await cli(['federation', 'list', '--output', 'json']);
+  assertOk(relationships);
+  assert.doesNotMatch(relationships.out, /typo-partner\.org/, 'nothing was created');
+});
+
 test('bundle delete refuses while entries federate with the trust domain; --mode dissociate takes it out of them', async () => {
   fs.writeFileSync(path.join(dir, 'ally.pem'), (await cli(['bundle', 'show'])).out);
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'ally.org', '--path', path.join(dir, 'ally.pem')]));

@@ -1,5 +1,6 @@
 import { createPublicKey } from 'node:crypto';
-import { readAll, readTextFile } from '../../common/cli/input.js';
+import { readAll } from '../../common/cli/input.js';
+import { readBundleFile } from './bundle-file.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
@@ -110,8 +111,8 @@ const set: Command = {
     const file = args.string('path');
     const data = args.string('data');
     if (file !== undefined && data !== undefined) throw invalidArgument('--path and --data exclude each other');
-    const bundle = data ?? (file !== undefined ? readTextFile(file, 'bundle file') : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
     const format = args.string('format');
+    const bundle = data ?? (file !== undefined ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
     const b = await withAdminClient(args, io.env, (client) =>
       client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
     );

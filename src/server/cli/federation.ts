@@ -4,7 +4,7 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoFederationRelationship } from './admin-types.js';
-import { readTextFile } from '../../common/cli/input.js';
+import { readBundleFile } from './bundle-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
 
@@ -95,7 +95,7 @@ const create: Command = {
     const file = args.string('bundle-path');
     const format = args.string('bundle-format');
     if (format !== undefined && file === undefined) throw invalidArgument('--bundle-format goes with --bundle-path');
-    const bundle = file === undefined ? undefined : readTextFile(file, 'bundle file');
+    const bundle = file === undefined ? undefined : readBundleFile(file, relationship.trust_domain!, format);
     const r = await withAdminClient(args, io.env, (client) =>
       client.call('Federation', 'CreateFederationRelationship', { relationship, ...(bundle !== undefined ? { bundle, bundle_format: format ?? '' } : {}) }),
     );

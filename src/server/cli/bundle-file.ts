@@ -1,0 +1,20 @@
+import { invalidArgument, isMeshidError } from '../../common/errors.js';
+import { readTextFile } from '../../common/cli/input.js';
+import { federatedBundleFromText } from '../federation/federated-bundle.js';
+
+/**
+ * A federated bundle file an operator pointed a command at (`bundle set --path`, `federation create --bundle-path`),
+ * read and checked here as the server will check it, so a file that is no bundle is refused naming the file: the
+ * server only sees the text, and its 'no PEM "CERTIFICATE" block found' does not say which file held it.
+ */
+export function readBundleFile(file: string, trustDomain: string, format: string | undefined): string {
+  const text = readTextFile(file, 'bundle file');
+  try {
+    // The sequence and time of a stored bundle do not matter to whether the text is one.
+    federatedBundleFromText(trustDomain, text, format, undefined, 0);
+  } catch (err) {
+    if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`bundle file ${file}: ${err.message}`, err);
+    throw err;
+  }
+  return text;
+}
