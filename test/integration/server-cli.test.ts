@@ -462,6 +462,24 @@ test('token generate refuses an unknown datacenter and a bad TTL', async () => {
   assertError(await cli(['token', 'generate', '--ttl', '30d']), /^Error: InvalidArgument: ttl must be between/);
 });
 
+test('--ttl 0 means the server default, as the admin API and the help say, for token generate, jwt mint and x509 mint', async () => {
+  for (const command of [['token', 'generate'], ['jwt', 'mint'], ['x509', 'mint']]) {
+    assert.match((await cli([...command, '--help'])).out, /--ttl DURATION +.*; 0 or absent: the server default/, command.join(' '));
+  }
+  // The server's default is 600 s: the token expires 600 s after a moment between these two readings of the clock.
+  const before = Math.floor(Date.now() / 1000);
+  const zero = await cli(['token', 'generate', '--ttl', '0', '--output', 'json']);
+  const after = Math.ceil(Date.now() / 1000);
+  assertOk(zero);
+  const expiresAt = (JSON.parse(zero.out) as { expires_at: number }).expires_at;
+  assert.ok(expiresAt >= before + 600 && expiresAt <= after + 600, `expires at ${expiresAt}, made between ${before} and ${after}`);
+  const jwt = await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'db', '--ttl', '0s']);
+  assertOk(jwt);
+  const claims = JSON.parse(Buffer.from(jwt.out.trim().split('.')[1]!, 'base64url').toString()) as { exp: number; iat: number };
+  assert.equal(claims.exp - claims.iat, 300, 'the default JWT-SVID TTL, 5m');
+  assertOk(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--ttl', '0']));
+});
+
 test('token revoke takes an unused token out, from the flag or standard input; a second revoke is NotFound', async () => {
   const generated = await cli(['token', 'generate', '--datacenter', 'west', '--output', 'json']);
   const { token, expires_at } = JSON.parse(generated.out) as { token: string; expires_at: number };

@@ -27,7 +27,8 @@ export const trustDomainFlag = (description: string): FlagSpec => ({
   // SPIRE's bundle commands call it -id and take spiffe://<td>.
   name: 'trust-domain', aliases: ['id'], type: 'string', valueName: 'TD', description,
 });
-export const ttlFlag = (description: string): FlagSpec => ({ name: 'ttl', type: 'duration', description });
+/** `--ttl` of token generate, x509 mint and jwt mint: the admin API reads 0 as "the server default", and so does the flag (SPIRE's -ttl 0 too). */
+export const ttlFlag = (description: string): FlagSpec => ({ name: 'ttl', type: 'duration', zeroAllowed: true, description });
 
 /**
  * Checks a SPIFFE ID flag locally (SPIFFE-ID §2) and names it in the error the way an operator reads it:

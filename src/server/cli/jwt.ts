@@ -10,7 +10,7 @@ const mint: Command = {
   flags: [
     spiffeIdFlag('SPIFFE ID of the token (its sub claim); required'),
     { name: 'audience', aliases: ['aud'], type: 'strings', valueName: 'AUD', description: 'Audience (aud claim); at least one' },
-    ttlFlag('Lifetime of the token, in seconds or like 5m, 1h; default: the server default'),
+    ttlFlag('Lifetime of the token, in seconds or like 5m, 1h; 0 or absent: the server default (default_jwt_svid_ttl)'),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],

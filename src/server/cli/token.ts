@@ -11,7 +11,7 @@ const generate: Command = {
   summary: 'Generates a one-time join token an agent uses to attest (printed once; the server keeps only a hash).',
   flags: [
     datacenterFlag('Datacenter the agent joins (default: the server\'s first datacenter)'),
-    ttlFlag('How long the token stays valid, in seconds or like 10m, 1h; default: the server default (600 s)'),
+    ttlFlag('How long the token stays valid, in seconds or like 10m, 1h; 0 or absent: the server default (join_token_ttl, 600 s unless configured)'),
     selectorFlag('Extra node selector recorded on the agent that uses the token'),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,

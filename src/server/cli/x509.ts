@@ -25,7 +25,7 @@ const mint: Command = {
   summary: 'Mints an X509-SVID for tooling. The P-256 key is generated here and never leaves this machine; the server signs a CSR.',
   flags: [
     spiffeIdFlag('SPIFFE ID of the SVID; required'),
-    ttlFlag('Lifetime of the SVID, in seconds or like 1h, 24h; default: the server default'),
+    ttlFlag('Lifetime of the SVID, in seconds or like 1h, 24h; 0 or absent: the server default (default_x509_svid_ttl)'),
     { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', description: 'DNS name to add as a SAN' },
     datacenterFlag("Datacenter whose intermediate CA signs (default: the server's first)"),
     { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.pem (leaf + intermediate), key.pem (PKCS#8, 0600) and bundle.pem to DIR instead of printing them (a DIR it creates is 0700)' },
