@@ -122,6 +122,20 @@ test('healthcheck reports a healthy server and exits 0, with SPIRE probes\' -sha
   assert.equal(verbose.err, `Checking meshid-server on ${socket}...\n`);
 });
 
+test('every list command on a server with nothing to list says "Found 0 …" rather than printing nothing', async () => {
+  // Runs before any test creates entries, bundles, relationships or agents.
+  for (const [command, expected] of [
+    [['entry', 'show'], 'Found 0 entries\n'],
+    [['agent', 'list'], 'Found 0 attested agents\n'],
+    [['federation', 'list'], 'Found 0 federation relationships\n'],
+    [['bundle', 'list'], 'Found 0 federated bundles\n'],
+  ] as const) {
+    const r = await cli([...command]);
+    assertOk(r);
+    assert.equal(r.out, expected, command.join(' '));
+  }
+});
+
 test('healthcheck on a socket nobody serves exits 1 with an Unavailable line', async () => {
   const r = await cli(['healthcheck', '--admin-socket', path.join(dir, 'nope.sock')]);
   assertError(r, /^Error: Unavailable: cannot reach meshid-server on .*nope\.sock/);
@@ -550,6 +564,7 @@ test('bundle set, list and delete manage a federated bundle', async () => {
 
   const list = await cli(['bundle', 'list']);
   assertOk(list);
+  assert.match(list.out, /^Found \d+ federated bundles\n\n\*{40}\n/);
   assert.match(list.out, /^\* listed-partner\.org$/m);
   assert.match(list.out, /^\* third\.org$/m);
   const one = await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org', '--output', 'json']);

@@ -89,8 +89,11 @@ const list: Command = {
       io.stdout.write(renderJson({ bundles: bundles.map(fullBundle) }));
       return 0;
     }
+    // `Found N …` first, as entry show, agent list and federation list print (spire-server's list commands too), so an
+    // empty list says so instead of printing nothing; then spire-server's banner per trust domain.
     const bar = '*'.repeat(40);
-    io.stdout.write(bundles.map((b) => `${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, format)}`).join('\n'));
+    const head = `Found ${bundles.length} federated ${bundles.length === 1 ? 'bundle' : 'bundles'}\n`;
+    io.stdout.write(head + bundles.map((b) => `\n${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, format)}`).join(''));
     return 0;
   },
 };
