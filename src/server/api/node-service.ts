@@ -46,9 +46,13 @@ const SYNC_OPEN_BURST = 30;
  * Renewals per agent, besides the signing token each one costs: each is also a synchronous datastore write. A real
  * agent renews at half-life (twice per agent SVID lifetime, 24 h by default), again when its SVID chains to a tainted
  * authority, and retries failures with backoff from 1 s: ten in a row and one every ten seconds after that covers all
- * of it, even agent SVIDs of under a minute.
+ * of it. Agent SVIDs shorter than a minute or so are renewed more often than that (every TTL/2 less the 10 s
+ * backdate), and a refused renewal's backoff can then outlast the SVID, leaving the agent to re-attest: the rate
+ * grows to ten renewals per lifetime, five times what such an agent needs.
  */
-const RENEW_RATE_PER_SECOND = 0.1;
+export function renewRatePerSecond(agentSvidTtlMs: number): number {
+  return Math.max(0.1, 10 / (agentSvidTtlMs / 1000));
+}
 const RENEW_BURST = 10;
 
 /** A per-agent call budget is spent: waiting is the cure, so the answer says how long. */
@@ -129,7 +133,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   // Attest is the one call anyone who reaches the port can make, and each attempt is a datastore write.
   const attestLimiter = new RateLimiter(ATTEST_RATE_PER_SECOND, ATTEST_BURST, clock);
   const syncOpenLimiter = new RateLimiter(SYNC_OPEN_RATE_PER_SECOND, SYNC_OPEN_BURST, clock);
-  const renewLimiter = new RateLimiter(RENEW_RATE_PER_SECOND, RENEW_BURST, clock);
+  const renewLimiter = new RateLimiter(renewRatePerSecond(deps.agentSvidTtlMs), RENEW_BURST, clock);
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
