@@ -6,11 +6,10 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import http2 from 'node:http2';
 import path from 'node:path';
 import { AGENT_MAIN } from '../support/cluster.js';
-import { SERVER_MAIN, type CliResult } from '../support/server-process.js';
+import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
 
 let dir: string;
@@ -36,18 +35,9 @@ after(async () => {
   cleanup?.();
 });
 
+/** Runs a CLI with none of grpc-js's own log settings inherited from the test's environment (undefined: not passed). */
 function run(main: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const base = { ...process.env };
-    for (const k of ['GRPC_VERBOSITY', 'GRPC_NODE_VERBOSITY', 'GRPC_TRACE']) delete base[k];
-    const child = spawn(process.execPath, [main, ...args], { env: { ...base, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
+  return runNode(main, args, { GRPC_VERBOSITY: undefined, GRPC_NODE_VERBOSITY: undefined, GRPC_TRACE: undefined, ...env });
 }
 
 function assertOneErrorLine(r: CliResult, line: RegExp): void {
