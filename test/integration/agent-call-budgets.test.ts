@@ -16,20 +16,11 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
+import { until } from '../support/until.js';
 import { connectNode, nodeCall, type NodeClient } from '../support/node-api-client.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 let cluster: Cluster & { meshidServer: MeshidServer };
-
-/** Waits for something that happens over the network (an event, not time logic), polling briefly. */
-async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const v = probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 /** Moves the clock a second at a time (firing the agent's retry timers) until `done`; how many seconds it took. */
 async function advanceUntil(what: string, done: () => boolean, maxSeconds: number): Promise<number> {

@@ -13,6 +13,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
+import { until } from '../support/until.js';
 
 const HOUR = 3_600_000;
 const uid = process.getuid!();
@@ -21,16 +22,6 @@ let cluster: Cluster;
 let agent: MeshidAgent;
 let client: WorkloadApiClient;
 let socketPath: string;
-
-/** Waits for something the agent does over the network (an event, not time logic), polling briefly. */
-async function until<T>(what: string, probe: () => T | undefined): Promise<T> {
-  for (let i = 0; i < 400; i++) {
-    const v = probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 25));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 const serialOf = (m: X509SvidResponse, spiffeId: string): string | undefined => {
   const svid = m.svids?.find((s) => s.spiffe_id === spiffeId);
