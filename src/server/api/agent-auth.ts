@@ -28,8 +28,9 @@ export interface AuthenticatedAgent extends AttestedAgent {
  * handshake; here, on every call, the certificate must be unexpired (a connection outlives its handshake) and be the
  * agent's current SVID, or the one it renewed from while it has not used the new one yet, and the agent must be
  * neither evicted nor banned. With `anchor`, the certificate must also still chain to the bundle as it is now (a root
- * revoked since the handshake cuts the connection's agent off, as it does a new connection). The first call with the current SVID retires the previous one, as SPIRE does: a copy
- * of an agent's certificate then dies at the agent's next renewal instead of renewing itself alongside it.
+ * revoked since the handshake cuts the connection's agent off, as it does a new connection). The first call with the
+ * current SVID retires the previous one, as SPIRE does: a copy of an agent's certificate then dies at the agent's
+ * next renewal instead of renewing itself alongside it.
  */
 export async function authenticateAgent(
   call: ServerSurfaceCall,

@@ -60,7 +60,7 @@ function budgetRefused(agentId: string, what: string, waitMs: number): MeshidErr
   return resourceExhausted(`agent ${agentId} ${what} too often; retry in ${Math.ceil(waitMs / 1000)} s`);
 }
 
-/** A server call's getPeer() ("10.0.0.7:51234", "::1:51234": address, then port) without the port. */
+/** The signing budget (SigningLimits) is spent: UNAVAILABLE, which the agent retries with backoff like an outage. */
 function signingRefused(waitMs: number): Error {
   return unavailable(`signing rate limit reached; retry in ${Math.ceil(waitMs / 1000)} s`);
 }
