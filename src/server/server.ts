@@ -38,10 +38,12 @@ import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
 import { federationService } from './api/federation-service.js';
-import { nodeService } from './api/node-service.js';
+import { agentIdPrefix, nodeService } from './api/node-service.js';
 import { serverId } from './api/entry-validation.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
-import { agentCertificateRequiredInterceptor } from './api/agent-certificate-required.js';
+import { agentCallGate } from './api/agent-call-gate.js';
+import { AgentCallBudgets } from './api/agent-call-budgets.js';
+import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
 import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -264,7 +266,10 @@ async function startAgentApi(
   // Client certificates are requested but not required at the TLS layer: Attest runs before the agent has an SVID.
   // Every other call checks the verified certificate itself (agent-auth.ts).
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
-  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [...BASE_INTERCEPTORS, agentCertificateRequiredInterceptor] });
+  const anchor = new AgentSvidAnchor(ca);
+  const budgets = new AgentCallBudgets(config.agentSvidTtlMs, clock);
+  const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, clock });
+  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
     new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),
@@ -285,6 +290,8 @@ async function startAgentApi(
       ca,
       hub,
       limiter,
+      budgets,
+      anchor,
       clock,
       log,
     }),

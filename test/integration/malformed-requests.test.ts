@@ -140,7 +140,7 @@ test('agent API over TLS: malformed requests are INVALID_ARGUMENT before authent
   const t = agentApi();
   await assertRefused(t, '/meshid.agent.v1.Node/Attest', 'unary', delimited(1, BAD_UTF8), /^malformed request: meshid\.agent\.v1\.AttestRequest\.join_token \(field 1\) is not valid UTF-8$/);
   // Calls that need the agent SVID are refused for its absence before their request is read at all
-  // (agent-certificate-required.ts); agent-api-undecoded-refusal.test.ts has the rest.
+  // (agent-call-gate.ts); agent-api-undecoded-refusal.test.ts has the rest.
   const sync = await rawCall(t, '/meshid.agent.v1.Node/Sync', 'server-stream', [0x80]);
   assert.equal(grpc.status[sync.code], 'UNAUTHENTICATED', sync.details);
   await assertRefused(t, '/grpc.health.v1.Health/Check', 'unary', delimited(1, BAD_UTF8), /HealthCheckRequest\.service \(field 1\) is not valid UTF-8/);

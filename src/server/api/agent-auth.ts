@@ -2,12 +2,23 @@ import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
 import { permissionDenied, unauthenticated } from '../../common/errors.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import type { AttestedAgent } from '../datastore/datastore.js';
-import { NO_AGENT_CERTIFICATE } from './agent-certificate-required.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 
 /** Prefixes of PERMISSION_DENIED messages the agent acts on. */
 export const REATTEST_PREFIX = 'must re-attest: ';
 export const BANNED_PREFIX = 'banned: ';
+
+/** The refusal of an agent API call made without a client certificate (agent-call-gate.ts's too, before decoding). */
+export const NO_AGENT_CERTIFICATE = 'this call needs the agent SVID as TLS client certificate (attest first)';
+
+/** The refusal of a client certificate that passed the TLS check but is no agent SVID (a workload's, say). */
+export const NOT_AN_AGENT_SVID = 'the client certificate is not an agent SVID of this trust domain';
+
+/** The agent ID `cert` is an SVID for (its one URI SAN, under `agentIdPrefix`), or undefined when it is no agent SVID. */
+export function agentSvidId(cert: ParsedCertificate, agentIdPrefix: string): string | undefined {
+  const id = cert.uriSans[0];
+  return cert.uriSans.length === 1 && id !== undefined && id.startsWith(agentIdPrefix) ? id : undefined;
+}
 
 export interface AgentLookup {
   getAgent(spiffeId: string): Promise<AttestedAgent | undefined>;
@@ -44,10 +55,8 @@ export async function authenticateAgent(
     throw unauthenticated(NO_AGENT_CERTIFICATE);
   }
   const cert = parseCertificate(peer.raw);
-  const id = cert.uriSans[0];
-  if (cert.uriSans.length !== 1 || id === undefined || !id.startsWith(agentIdPrefix)) {
-    throw permissionDenied('the client certificate is not an agent SVID of this trust domain');
-  }
+  const id = agentSvidId(cert, agentIdPrefix);
+  if (id === undefined) throw permissionDenied(NOT_AN_AGENT_SVID);
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);

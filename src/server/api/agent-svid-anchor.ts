@@ -52,6 +52,14 @@ export class AgentSvidAnchor {
     return ok;
   }
 
+  /**
+   * Whether one of the server's own intermediates signed `cert`, whatever the bundle now says: what makes the agent
+   * ID in it the server's word (agent-call-gate.ts keys budgets by it). Memoized as chainsToBundle's first step is.
+   */
+  signedByServer(cert: ParsedCertificate, now: number): boolean {
+    return this.issuingChain(cert, now) !== undefined;
+  }
+
   /** The server's intermediate (with the CAs above it) whose key signed `cert`, or undefined when none did. */
   private issuingChain(cert: ParsedCertificate, now: number): Buffer[] | undefined {
     const key = fingerprint(cert.der);

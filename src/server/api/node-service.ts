@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument, isMeshidError, MeshidError, permissionDenied, resourceExhausted, unavailable } from '../../common/errors.js';
+import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
 import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
@@ -12,7 +12,8 @@ import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { AuthorizedSets } from '../entries/authorized-sets.js';
 import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
-import { AgentSvidAnchor } from './agent-svid-anchor.js';
+import type { AgentCallBudgets } from './agent-call-budgets.js';
+import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
@@ -31,34 +32,6 @@ const UNKNOWN_TOKEN = 'join token is unknown, already used or revoked; generate 
 /** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
 const ATTEST_RATE_PER_SECOND = 5;
 const ATTEST_BURST = 100;
-
-/**
- * Sync opens per agent. Each open reads the agent's row, computes its authorized set and pushes every entry it lacks,
- * so an agent looping on opens would spend the server's CPU on that alone. A real agent reopens after a failure with
- * backoff (0.5 s, doubling up to 30 s; reset only once a stream has synced) and when its SVID or the trust bundle
- * changes (renewals, CA rotation steps): a handful an hour. Thirty in a row and one every two seconds after that is
- * beyond any of it, even a link that drops the stream right after each sync.
- */
-const SYNC_OPEN_RATE_PER_SECOND = 0.5;
-const SYNC_OPEN_BURST = 30;
-
-/**
- * Renewals per agent, besides the signing token each one costs: each is also a synchronous datastore write. A real
- * agent renews at half-life (twice per agent SVID lifetime, 24 h by default), again when its SVID chains to a tainted
- * authority, and retries failures with backoff from 1 s: ten in a row and one every ten seconds after that covers all
- * of it. Agent SVIDs shorter than a minute or so are renewed more often than that (every TTL/2 less the 10 s
- * backdate), and a refused renewal's backoff can then outlast the SVID, leaving the agent to re-attest: the rate
- * grows to ten renewals per lifetime, five times what such an agent needs.
- */
-export function renewRatePerSecond(agentSvidTtlMs: number): number {
-  return Math.max(0.1, 10 / (agentSvidTtlMs / 1000));
-}
-const RENEW_BURST = 10;
-
-/** A per-agent call budget is spent: waiting is the cure, so the answer says how long. */
-function budgetRefused(agentId: string, what: string, waitMs: number): MeshidError {
-  return resourceExhausted(`agent ${agentId} ${what} too often; retry in ${Math.ceil(waitMs / 1000)} s`);
-}
 
 /** The signing budget (SigningLimits) is spent: UNAVAILABLE, which the agent retries with backoff like an outage. */
 function signingRefused(waitMs: number): Error {
@@ -79,6 +52,10 @@ export interface NodeServiceDeps {
   ca: CaManager;
   hub: SyncHub;
   limiter: SigningLimits;
+  /** Sync opens and renewals, charged before decoding by agent-call-gate.ts (the same object): only refunds here. */
+  budgets: AgentCallBudgets;
+  /** Shared with agent-call-gate.ts, so a leaf's issuer is looked up once for both. */
+  anchor: AgentSvidAnchor;
   clock: Clock;
   log: Logger;
 }
@@ -117,12 +94,16 @@ function signedTtlMs(entrySeconds: number, defaultMs: number, maxMs: number): nu
   return entrySeconds === 0 ? defaultMs : Math.min(entrySeconds * 1000, maxMs);
 }
 
+/** Where every agent SVID's SPIFFE ID starts: the agents' part of the trust domain. */
+export function agentIdPrefix(trustDomain: string): string {
+  return `spiffe://${trustDomain}/meshid/agent/`;
+}
+
 /** The agent API (meshid.agent.v1.Node): attestation, renewal, the push stream and signing. */
 export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation {
-  const { ds, ca, hub, clock, log } = deps;
+  const { ds, ca, hub, anchor, budgets, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
-  const agentPrefix = `spiffe://${deps.trustDomain}/meshid/agent/`;
-  const anchor = new AgentSvidAnchor(ca);
+  const agentPrefix = agentIdPrefix(deps.trustDomain);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor);
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
@@ -132,8 +113,6 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   // Attest is the one call anyone who reaches the port can make, and each attempt is a datastore write.
   const attestLimiter = new RateLimiter(ATTEST_RATE_PER_SECOND, ATTEST_BURST, clock);
-  const syncOpenLimiter = new RateLimiter(SYNC_OPEN_RATE_PER_SECOND, SYNC_OPEN_BURST, clock);
-  const renewLimiter = new RateLimiter(renewRatePerSecond(deps.agentSvidTtlMs), RENEW_BURST, clock);
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
@@ -201,12 +180,11 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     Renew: unary(log, 'Renew', async (req: { csr?: Buffer }, call) => {
       const agent = await auth(call);
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
-      const renewWait = renewLimiter.take(agent.spiffeId);
-      if (renewWait > 0) throw budgetRefused(agent.spiffeId, 'renews its SVID', renewWait);
-      // A renewal is a signing like any other: it counts against the agent's signing rate. Refused there, it is not
-      // a renewal made: its renewal token goes back.
+      // The renewal budget was charged before the request was decoded (agent-call-gate.ts). A renewal is a signing
+      // like any other: it counts against the agent's signing rate. Refused there, it is not a renewal made: its
+      // renewal token goes back.
       const signingRefusedRenewal = (waitMs: number): Error => {
-        renewLimiter.refund(agent.spiffeId, 1);
+        budgets.refundRenewal(agent.spiffeId);
         return signingRefused(waitMs);
       };
       const wait = deps.limiter.admit(agent.spiffeId, 1);
@@ -287,9 +265,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   };
 
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
+    // Its Sync-open budget was charged before the request was decoded (agent-call-gate.ts).
     let agent = await auth(call);
-    const openWait = syncOpenLimiter.take(agent.spiffeId);
-    if (openWait > 0) throw budgetRefused(agent.spiffeId, 'opens Sync streams', openWait);
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;

@@ -4,7 +4,7 @@ import { FakeClock } from '../../../src/common/clock.js';
 import { RateLimiter } from '../../../src/common/rate-limiter.js';
 import { renewalTime } from '../../../src/common/rotation.js';
 import { BACKDATE_MS } from '../../../src/server/ca/authority-factory.js';
-import { renewRatePerSecond } from '../../../src/server/api/node-service.js';
+import { renewRatePerSecond } from '../../../src/server/api/agent-call-budgets.js';
 
 test("an agent renewing its SVID as the agent does, at any agent SVID TTL the config accepts above 10 s, never meets the server's renewal budget", () => {
   for (const ttlSeconds of [20, 30, 45, 60, 600, 3600, 86_400]) {
