@@ -60,9 +60,7 @@ export async function authenticateAgent(
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);
-  if (cert.notAfter <= now) {
-    throw permissionDenied(`${REATTEST_PREFIX}agent ${id}'s SVID expired at ${new Date(cert.notAfter).toISOString()}`);
-  }
+  if (cert.notAfter <= now) throw permissionDenied(`${REATTEST_PREFIX}${svidExpired(id, cert.notAfter)}`);
   if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
   let retiredPrevious = false;
   if (cert.serialHex === agent.certSerial) {
@@ -74,6 +72,11 @@ export async function authenticateAgent(
     throw permissionDenied(`${REATTEST_PREFIX}the client certificate is not agent ${id}'s current SVID`);
   }
   return { ...agent, presentedSerial: cert.serialHex, presentedCert: cert, retiredPrevious };
+}
+
+/** What is wrong with an agent SVID past its notAfter: the handlers' refusal, and the end of a Sync stream opened with it. */
+export function svidExpired(agentId: string, notAfter: number): string {
+  return `agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()}`;
 }
 
 /** The refusal of an agent SVID whose root has left the bundle since the connection's handshake. */

@@ -11,7 +11,7 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { AuthorizedSets } from '../entries/authorized-sets.js';
-import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
+import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
@@ -327,6 +327,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     const end = (err: MeshidError): void => {
       if (ended) return;
       ended = true;
+      expiry.cancel();
       unsubscribe();
       release();
       call.emit('error', toServiceError(err));
@@ -359,8 +360,20 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       );
     };
     const unsubscribe = hub.subscribe(onEvent);
+    // A stream lives as long as its agent reads it, but the SVID it was opened with (the agent's previous one, during
+    // a rotation; a copy of it) does not: entries stop flowing on it when it expires. UNAVAILABLE, not `must
+    // re-attest:`: the real agent reconnects with the SVID it holds now, instead of discarding its identity; if that
+    // one has expired too, the reconnect is refused as expired. One timer per stream: with the system clock that is a
+    // 30 s re-check per stream (clock.ts), all in Node's one 30 s timer list, cheaper than a sweep that would scan
+    // every stream.
+    const presented = agent.presentedCert;
+    const expiry = clock.setTimer(
+      () => end(unavailable(`${svidExpired(agentId, presented.notAfter)}: this Sync stream, opened with it, ends; reconnect with the current SVID`)),
+      presented.notAfter - clock.now(),
+    );
     const stop = (): void => {
       ended = true;
+      expiry.cancel();
       unsubscribe();
       release();
     };
