@@ -1,5 +1,6 @@
 import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
+import { REPEATED_LIMITS } from './repeated-limits.js';
 
 /**
  * A strict walk over protobuf wire bytes against a message type, run before protobufjs decodes a request.
@@ -40,6 +41,8 @@ interface FieldRule {
   message: MessageRules | undefined;
   /** For repeated scalars, which also arrive packed: the wire type of one element. */
   readonly packedElement: number | undefined;
+  /** The most values one message may hold (repeated-limits.ts); packed values are not counted. */
+  maxCount?: number;
 }
 
 interface MessageRules {
@@ -68,7 +71,10 @@ function rulesOf(type: protobuf.Type): MessageRules {
       };
       rules.fields.set(field.id, { name: field.name, wireType: LENGTH_DELIMITED, utf8: false, message: entry, packedElement: undefined });
     } else {
-      rules.fields.set(field.id, valueRule(field.name, field));
+      const rule = valueRule(field.name, field);
+      const maxCount = REPEATED_LIMITS.get(`${rules.typeName}.${field.name}`);
+      if (maxCount !== undefined) rule.maxCount = maxCount;
+      rules.fields.set(field.id, rule);
     }
   }
   return rules;
@@ -136,6 +142,8 @@ class Walk {
    */
   message(rules: MessageRules, pos: number, end: number, depth: number, group = 0): number {
     if (depth > MAX_NESTING) return this.fail(`${this.where()} is nested more than ${MAX_NESTING} deep`);
+    // Values of the limited fields seen so far in this message; made only for a message that has one.
+    let counts: Map<number, number> | undefined;
     while (pos < end) {
       const tagAt = pos;
       pos = this.varint(pos, end);
@@ -153,6 +161,12 @@ class Walk {
       if (wireType > FIXED32) return this.fail(`${this.at(rule, number)}: invalid wire type ${wireType}`);
       if (rule !== undefined && wireType !== rule.wireType && !(wireType === LENGTH_DELIMITED && rule.packedElement !== undefined)) {
         return this.fail(`${this.at(rule, number)} has wire type ${wireTypeName(wireType)}, expected ${wireTypeName(rule.wireType)}`);
+      }
+      if (rule?.maxCount !== undefined) {
+        counts ??= new Map();
+        const count = (counts.get(number) ?? 0) + 1;
+        if (count > rule.maxCount) return this.fail(`${this.at(rule, number)} holds more than ${rule.maxCount} values, the most one request may carry`);
+        counts.set(number, count);
       }
       switch (wireType) {
         case VARINT:

@@ -6,6 +6,7 @@ import { invalidArgument, isMeshidError, MeshidError, permissionDenied, unavaila
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
 import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
+import { MAX_X509_SVIDS_PER_CALL } from '../../common/grpc/repeated-limits.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
@@ -84,7 +85,6 @@ interface SyncUpdate {
   tainted_authority_ids: string[];
 }
 
-const MAX_SIGN_BATCH = 1000;
 
 /**
  * An entry's TTL as signed today: 0 is the server's current default; a TTL above today's maximum (lowered since the
@@ -202,7 +202,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     SignX509Svids: unary(log, 'SignX509Svids', async (req: { items?: Array<{ entry_id?: string; csr?: Buffer }> }, call) => {
       const agent = await auth(call);
       const items = req.items ?? [];
-      if (items.length > MAX_SIGN_BATCH) throw invalidArgument(`at most ${MAX_SIGN_BATCH} CSRs per call`);
+      // Also refused before decoding (repeated-limits.ts); kept for a request that reaches here another way.
+      if (items.length > MAX_X509_SVIDS_PER_CALL) throw invalidArgument(`at most ${MAX_X509_SVIDS_PER_CALL} CSRs per call`);
       const wait = deps.limiter.admit(agent.spiffeId, Math.max(1, items.length));
       if (wait > 0) throw signingRefused(wait);
       const entries = authorized(agent);

@@ -2,7 +2,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
 import { protoRoot } from '../../../src/common/grpc/proto.js';
+import { MAX_X509_SVIDS_PER_CALL } from '../../../src/common/grpc/repeated-limits.js';
 import { MAX_NESTING, wireProblem } from '../../../src/common/grpc/wire-check.js';
+import { MAX_AUDIENCES } from '../../../src/common/jwt/audience-limits.js';
 import { delimited, message, tag, varint, varintField } from '../../support/wire-bytes.js';
 
 const workload = protoRoot('workload/workload.proto');
@@ -87,4 +89,21 @@ test(`messages nested more than ${MAX_NESTING} deep are refused; ${MAX_NESTING} 
   const groups = (levels: number): number[] => (levels === 0 ? [] : [...tag(15, 3), ...groups(levels - 1), ...tag(15, 4)]);
   assert.equal(wireProblem(JWT, message(groups(MAX_NESTING))), undefined);
   assert.match(wireProblem(JWT, message(groups(MAX_NESTING + 1))) ?? '', /is nested more than 100 deep$/);
+});
+
+test('repeated fields with a limit of their own are refused past it while the bytes are walked, before any decoding', () => {
+  const agent = protoRoot('meshid/v1/agent.proto');
+  const SIGN = agent.lookupType('meshid.agent.v1.SignX509SvidsRequest');
+  const JWT_SVID = agent.lookupType('meshid.agent.v1.SignJwtSvidRequest');
+  const items = (n: number): Buffer => message(...Array.from({ length: n }, () => delimited(1, [])));
+  const audiences = (n: number): Buffer => message(...Array.from({ length: n }, () => delimited(2, 'db')));
+  assert.equal(wireProblem(SIGN, items(MAX_X509_SVIDS_PER_CALL)), undefined);
+  assert.equal(wireProblem(SIGN, items(MAX_X509_SVIDS_PER_CALL + 1)), 'meshid.agent.v1.SignX509SvidsRequest.items (field 1) holds more than 1000 values, the most one request may carry');
+  // Two million empty items (~4 MB): the walk stops at the 1001st.
+  assert.match(wireProblem(SIGN, Buffer.alloc(4_000_000).fill(Buffer.from([0x0a, 0x00]))) ?? '', /holds more than 1000 values/);
+  assert.equal(wireProblem(JWT_SVID, audiences(MAX_AUDIENCES)), undefined);
+  assert.equal(wireProblem(JWT_SVID, audiences(MAX_AUDIENCES + 1)), 'meshid.agent.v1.SignJwtSvidRequest.audience (field 2) holds more than 64 values, the most one request may carry');
+  // The limit is per message: Sync's known list, legitimately as large as a request may be, has none.
+  const SYNC = agent.lookupType('meshid.agent.v1.SyncRequest');
+  assert.equal(wireProblem(SYNC, Buffer.alloc(4_000_000).fill(Buffer.from([0x12, 0x00]))), undefined);
 });

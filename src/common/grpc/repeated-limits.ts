@@ -1,0 +1,17 @@
+import { MAX_AUDIENCES } from '../jwt/audience-limits.js';
+
+/** The most CSRs one SignX509Svids call may carry (the agent sends batches of 250). */
+export const MAX_X509_SVIDS_PER_CALL = 1000;
+
+/**
+ * Repeated request fields with a hard limit of their own, by full field name: wire-check.ts refuses a request that
+ * holds more while it walks the bytes, before protobufjs decodes them. Decoding costs per value, not per byte (two
+ * million empty items fit in 4 MiB and take ~0.2–0.6 s of CPU), and grpc-js decodes a request before any handler or
+ * budget sees it: a limit the handler checks only after decoding would leave that cost unbounded. Only fields whose
+ * handler refuses more anyway belong here; a field legitimately as large as the message allows (Sync's `known`)
+ * does not.
+ */
+export const REPEATED_LIMITS: ReadonlyMap<string, number> = new Map([
+  ['meshid.agent.v1.SignX509SvidsRequest.items', MAX_X509_SVIDS_PER_CALL],
+  ['meshid.agent.v1.SignJwtSvidRequest.audience', MAX_AUDIENCES],
+]);
