@@ -16,7 +16,7 @@ import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord } from '
 import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
-import { sameBundleContent, trustAnchorsOf } from './own-bundle.js';
+import { anchorOutliving, sameBundleContent } from './own-bundle.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
 export interface CaSettings {
@@ -329,26 +329,16 @@ export class CaManager {
    * re-signed: an SVID still chained to the root stops verifying everywhere the new bundle reaches.
    * `checkRoot`, when given, runs for a tainted root just before it is revoked, in turn with every other CA change (a
    * taint still being committed has landed by then), with the intermediates under it; it refuses by throwing. It is
-   * not asked when every trust anchor the root's chains end at stays published without it (an upstream CA whose PKI
-   * root also anchors its successor): the revoke then takes nothing from the bundle that those chains need.
+   * not asked when the root's chains would still verify against the bundle without it (an upstream CA whose PKI root
+   * stays published): the rotation refuses that revoke itself, and its reason is the one to give.
    */
   async revoke(id: string, checkRoot?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
     await this.serialized({ revoke: id }, async () => {
       const a = this.authorities.get(id);
-      if (checkRoot === undefined || a?.record.kind !== 'root' || a.record.state !== 'tainted' || this.anchorsOutlive(a)) return;
+      if (checkRoot === undefined || a?.record.kind !== 'root' || a.record.state !== 'tainted') return;
+      if (anchorOutliving(a, [...this.authorities.values()], this.settings.upstreamCa?.bundleDer ?? [], this.clock.now()) !== undefined) return;
       await checkRoot(this.intermediatesUnder(id));
     });
-  }
-
-  /** Whether every anchor `root`'s chains end at stays in the bundle once it is gone (own-bundle's anchors). */
-  private anchorsOutlive(root: LoadedAuthority): boolean {
-    const now = this.clock.now();
-    const remaining = [
-      ...[...this.authorities.values()].filter((r) => r !== root && r.record.kind === 'root' && r.record.notAfter > now).flatMap(trustAnchorsOf),
-      ...(this.settings.upstreamCa?.bundleDer ?? []),
-    ];
-    const own = trustAnchorsOf(root);
-    return own.length > 0 && own.every((d) => remaining.some((r) => r.equals(d)));
   }
 
   private serialized(action: CaAction, before?: () => Promise<void>): Promise<void> {

@@ -4,7 +4,7 @@ import { parseCertificate } from '../../common/x509/certificate.js';
 import type { UpstreamCa } from './upstream-ca.js';
 import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord } from './ca-journal.js';
 import type { LoadedAuthority } from './loaded-authority.js';
-import { ownBundleRecord } from './own-bundle.js';
+import { anchorOutliving, ownBundleRecord } from './own-bundle.js';
 
 /** Operator actions applied together with the rotation decisions. */
 export interface CaAction {
@@ -142,9 +142,39 @@ export class RotationPlan {
         `intermediate ${r.record.id} is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root`,
       );
     }
+    if (r.record.kind === 'root') this.refuseRevokeThatKeepsTrust(r);
     // Out of the journal and the bundle now: whatever still chains to a revoked root stops verifying. Its tainted
     // intermediates stay listed (they are in no bundle) so agents keep re-signing away from them.
     this.removed.add(r.record.id);
+  }
+
+  /**
+   * A root an upstream PKI issued is not itself in the bundle: the PKI's root is. While that PKI root stays published
+   * (it anchors another root too, or is in today's --upstream-bundle), every chain through the revoked root would go
+   * on verifying everywhere, the agent API's TLS handshake included, and only the per-call check, which rebuilds
+   * chains from the journal, would lose it: after a restart it refused agents whose handshake passed. So the revoke
+   * is refused, as SPIRE refuses `localauthority x509 revoke` under an UpstreamAuthority; the root stays tainted
+   * (agents keep re-signing away from it) and leaves with its last intermediate.
+   */
+  private refuseRevokeThatKeepsTrust(root: LoadedAuthority): void {
+    const live = [...this.pool.values()].filter((a) => !this.removed.has(a.record.id));
+    const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
+    const anchor = anchorOutliving(root, live, upstreamBundle, this.now);
+    if (anchor === undefined) return;
+    const describeKeeper = (keeper: LoadedAuthority | undefined): string =>
+      keeper === undefined ? 'another root' : `root ${keeper.record.id} (${this.state.get(keeper.record.id)})`;
+    const keptBy = upstreamBundle.some((d) => d.equals(anchor))
+      ? 'it is in --upstream-bundle (upstream_bundle)'
+      : `it anchors ${describeKeeper(live.find((a) => a !== root && a.record.kind === 'root' && a.record.upstreamAnchorsDer?.some((d) => d.equals(anchor))))} too`;
+    const lastIntermediateEnd = Math.max(
+      ...live.filter((a) => a.record.kind === 'intermediate' && a.cert?.authorityKeyId === root.cert?.subjectKeyId).map((a) => a.record.notAfter),
+    );
+    const leaves = Number.isFinite(lastIntermediateEnd) ? `when the last intermediate under it expires (${new Date(lastIntermediateEnd).toISOString()})` : 'at the next rotation';
+    throw failedPrecondition(
+      `root ${root.record.id} was issued by the upstream PKI, and its chains end at "${parseCertificate(anchor).subject}", which stays in the bundle without it (${keptBy}): ` +
+        'revoking it would stop nothing trusting the SVIDs under it, this server included. It stays tainted, so agents keep re-signing away from it, ' +
+        `and leaves by itself ${leaves}. That PKI root leaves the bundle once --upstream-bundle no longer lists it and no root anchored there is left`,
+    );
   }
 
   /** Expired authorities leave the journal, the bundle and the disk (an active one is replaced first, below). */

@@ -308,7 +308,7 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
   }
 });
 
-test("revoking a tainted upstream CA whose PKI root anchors its successor too asks no agents check: the bundle keeps what their chains need", async (t) => {
+test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root: its SVIDs would go on verifying; under another PKI root it goes', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
   t.after(cleanup);
   const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
@@ -317,12 +317,28 @@ test("revoking a tainted upstream CA whose PKI root anchors its successor too as
   const onMesh1 = first.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/agent', ttlMs: D }).chain;
   await first.close();
   const ca = await openTestCa(data, mesh2.upstream, clock);
-  t.after(() => ca.close());
   const old = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh1.cert)))!;
   await ca.ca.taint(old.id);
-  await ca.ca.revoke(old.id, async () => assert.fail('no agents check: the corporate root stays published'));
-  assert.ok(!ca.ca.listAuthorities().some((a) => a.id === old.id), 'revoked');
+  const journal = ca.ca.listAuthorities().map((a) => `${a.id} ${a.state}`);
+  await assert.rejects(
+    ca.ca.revoke(old.id, async () => assert.fail('no agents check: the rotation refuses on its own')),
+    refusedWith(new RegExp(`^root ${old.id} was issued by the upstream PKI, and its chains end at "O=Example Corp, CN=Corporate Root", which stays in the bundle without it \\(it is in --upstream-bundle \\(upstream_bundle\\)\\): .* leaves by itself when the last intermediate under it expires \\(`)),
+  );
+  assert.deepEqual(ca.ca.listAuthorities().map((a) => `${a.id} ${a.state}`), journal, 'nothing changed');
   assert.deepEqual(ca.ca.bundle().x509Authorities, [der(root.cert)]);
   const r = opensslVerify({ roots: ca.ca.bundle().x509Authorities, intermediates: onMesh1.slice(1), leaf: onMesh1[0]!, atTime: clock.now() });
-  assert.ok(r.ok, `an SVID under the revoked CA still verifies against the bundle, so no agent was cut off: ${r.output}`);
+  assert.ok(r.ok, `an SVID under the tainted CA still verifies against the bundle, as it would have after a revoke: ${r.output}`);
+  await ca.close();
+
+  // A mesh CA under another corporate root, with only that root as --upstream-bundle: the first corporate root stays
+  // published while a CA anchored there lives, so neither of the two can be revoked while the other is left; each
+  // refusal names the root that keeps it.
+  const other = opensslCa(dir, 'Other Root');
+  const mesh3 = opensslCa(dir, 'Mesh CA 3', { issuer: other });
+  const third = await openTestCa(data, { upstream_ca_cert: mesh3.cert, upstream_ca_key: mesh3.key, upstream_bundle: other.cert }, clock);
+  t.after(() => third.close());
+  const second = third.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh2.cert)))!;
+  await third.ca.taint(second.id);
+  await assert.rejects(third.ca.revoke(old.id), refusedWith(new RegExp(`\\(it anchors root ${second.id} \\(tainted\\) too\\)`)));
+  await assert.rejects(third.ca.revoke(second.id), refusedWith(new RegExp(`\\(it anchors root ${old.id} \\(tainted\\) too\\)`)));
 });
