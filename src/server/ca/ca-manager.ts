@@ -463,7 +463,12 @@ export class CaManager {
   listAuthorities(): CaRecord[] {
     return [...this.authorities.values()]
       .map((a) => a.record)
-      .sort((a, b) => a.kind.localeCompare(b.kind) || a.datacenter.localeCompare(b.datacenter) || a.notBefore - b.notBefore);
+      // Down to the ID: a replacement made in the certificate's second (a taint) would otherwise be listed in memory's
+      // order before a restart and in the datastore's after it.
+      .sort(
+        (a, b) =>
+          a.kind.localeCompare(b.kind) || a.datacenter.localeCompare(b.datacenter) || a.notBefore - b.notBefore || a.createdAt - b.createdAt || a.id.localeCompare(b.id),
+      );
   }
 
   /**
