@@ -281,10 +281,14 @@ export class CaManager {
 
   /** A committed plan reaches memory; removed authorities' keys leave the disk. */
   private applyCommitted(plan: RotationPlan, setState: ReadonlyArray<{ id: string; state: AuthorityState }>): void {
-    for (const a of plan.removedAuthorities()) {
+    const removed = plan.removedAuthorities();
+    for (const a of removed) {
       this.authorities.delete(a.record.id);
       this.keys.delete(a.record.keyId);
     }
+    // Chains above intermediates are rebuilt from the journal, as a restart would: one cached while its root was
+    // still listed must not outlive the root (a revoked root's intermediates stay listed, tainted).
+    if (removed.some((a) => a.record.kind === 'root')) for (const a of this.authorities.values()) delete a.issuersAbove;
     for (const a of plan.added()) this.authorities.set(a.record.id, a);
     for (const { id, state: st } of setState) {
       const a = this.authorities.get(id);

@@ -139,6 +139,18 @@ test('a restart on the same data dir serves what the CA served before it, in sel
     { name: 'upstream: a renewed CA, the first tainted', renewedFrom: pki.mesh1, raw: pki.mesh2, steps: (ca) => ca.taint(find(ca, 'root', 'active')) },
     { name: 'upstream: an intermediate tainted under a renewed CA', renewedFrom: pki.mesh1, raw: pki.mesh2, steps: (ca) => ca.taint(find(ca, 'intermediate', 'active', 'west')) },
     {
+      // Its PKI root leaves the bundle with it; the per-call check had rebuilt the chain above the first CA's
+      // intermediate (an agent on it called) while that CA was listed.
+      name: 'upstream: a CA under another corporate root replaces the first, which is tainted and revoked',
+      renewedFrom: pki.mesh1,
+      raw: pki.underOtherRoot,
+      steps: async (ca) => {
+        const first = ca.listAuthorities().find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
+        ca.issuerChains(parseCertificate(first.certDer!).subjectKeyId!);
+        await taintAndRevoke(ca, find(ca, 'root', 'active'));
+      },
+    },
+    {
       name: 'upstream without a bundle: a renewed self-signed CA, the first tainted and revoked',
       renewedFrom: pki.selfSigned1,
       raw: pki.selfSigned2,
