@@ -17,7 +17,7 @@ import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { compileServerConfig, type RawServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { NO_AGENT_CERTIFICATE } from '../../src/server/api/agent-certificate-required.js';
+import { NO_AGENT_CERTIFICATE } from '../../src/server/api/agent-auth.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
