@@ -52,8 +52,8 @@ test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it 
   assert.match(await sign(Array<KeyType>(201).fill('ec-p384')), /^INVALID_ARGUMENT: this request costs 1005 signing tokens, more than an agent's budget holds \(agent_sign_burst 1000/);
   const many = Array<KeyType>(198).fill('ec-p384');
   assert.equal(await sign(many), many.map(() => 'signed').join(','), '198 P-384 CSRs take 990 of 1000 tokens');
-  assert.match(await sign(['ec-p384', 'ec-p384', 'ec-p384']), /^UNAVAILABLE: signing rate limit reached; retry in \d+ s$/, 'three more need 15, 10 are left');
+  assert.match(await sign(['ec-p384', 'ec-p384', 'ec-p384']), /^RESOURCE_EXHAUSTED: signing rate limit reached; retry in \d+ s$/, 'three more need 15, 10 are left');
   // The refusal gave back the 3 tokens taken before the keys were known: ten P-256 CSRs still fit, an eleventh does not.
   assert.equal(await sign(Array<KeyType>(10).fill('ec-p256')), Array(10).fill('signed').join(','));
-  assert.match(await sign(['ec-p256']), /^UNAVAILABLE: signing rate limit reached/);
+  assert.match(await sign(['ec-p256']), /^RESOURCE_EXHAUSTED: signing rate limit reached/);
 });
