@@ -19,7 +19,7 @@ import { packageRoot } from '../../src/common/paths.js';
 import { parseSelector } from '../../src/common/spiffe/selector.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { compileServerConfig } from '../../src/server/config.js';
+import { compileServerConfig, type RawServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
 import { runNode, SERVER_MAIN } from './server-process.js';
@@ -351,11 +351,16 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   };
 }
 
-/** A cluster around an in-process MeshidServer sharing `clock` with in-process agents. */
-export async function startInProcessCluster(clock: Clock, prefix = 'meshid-cluster-'): Promise<Cluster & { meshidServer: MeshidServer }> {
+/** A cluster around an in-process MeshidServer sharing `clock` with in-process agents; `serverConfig` is added to its config. */
+export async function startInProcessCluster(
+  clock: Clock,
+  prefix = 'meshid-cluster-',
+  serverConfig: RawServerConfig = {},
+): Promise<Cluster & { meshidServer: MeshidServer }> {
   const t = tempDir(prefix);
   fs.chmodSync(t.dir, 0o755);
   const config = compileServerConfig({
+    ...serverConfig,
     trust_domain: TRUST_DOMAIN,
     datacenters: [DATACENTER],
     data_dir: path.join(t.dir, 'server', 'data'),

@@ -1,4 +1,5 @@
 import { isMeshidError } from '../../common/errors.js';
+import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 
 /** A JWT-SVID the server signed; times are epoch milliseconds. */
 export interface SignedJwtSvid {
@@ -91,7 +92,10 @@ export class JwtSvidCache {
       return await pending;
     } catch (err) {
       const stale = this.slots.get(key);
-      if (stale !== undefined && this.now() < stale.usableUntil && isMeshidError(err, 'unavailable')) return stale.jwt;
+      // The server unreachable, or its signing budget spent for a few seconds (a reconnect storm): the token held is
+      // still valid, and better than no token.
+      const passing = isMeshidError(err, 'unavailable') || budgetRefusalWaitMs(err) !== undefined;
+      if (stale !== undefined && this.now() < stale.usableUntil && passing) return stale.jwt;
       throw err;
     }
   }

@@ -8,6 +8,7 @@ import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
+import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
@@ -72,6 +73,16 @@ const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300
 const FAILURES_WAITED_FOR = 1;
 
 /**
+ * How long after the server's signing budget first refused an entry (RESOURCE_EXHAUSTED with a retry hint) a first
+ * Workload API message still waits for it. A reconnect storm after a CA rotation spends the budget for seconds, and a
+ * one-shot fetch then should get every identity of the caller, not those signed before the budget ran out (SPIRE's
+ * agent holds a first update until all of them are cached). Below the Workload API's 30 s pending window
+ * (DEFAULT_PENDING_TIMEOUT_MS), so a first message that waited in vain still goes out with what there is; a refusal
+ * whose retry would come later than this is not waited for at all.
+ */
+export const BUDGET_REFUSALS_WAITED_FOR_MS = 20_000;
+
+/**
  * Gets an X.509-SVID signed for every entry that needs one and keeps them fresh (SPEC-NOTES §8 rotation):
  * a new P-256 key per SVID, generated here and never sent anywhere; CSRs go to the server in batches
  * (SignX509Svids); each returned chain is checked (one URI SAN equal to the entry's ID, the key matches, the chain
@@ -97,6 +108,8 @@ export class SvidIssuer {
   private readonly dueAt = new Map<string, number>();
   /** Consecutive failures per entry, for its retry delay. */
   private readonly failures = new Map<string, number>();
+  /** When the signing budget first refused each entry since it was last signed or requested. */
+  private readonly budgetRefusedSince = new Map<string, number>();
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
   private readonly retryPolicy: BackoffPolicy;
@@ -126,6 +139,7 @@ export class SvidIssuer {
     for (const e of entries) {
       this.dueAt.delete(e.id);
       this.failures.delete(e.id);
+      this.budgetRefusedSince.delete(e.id);
       this.queued.add(e.id);
     }
     this.scheduleFlush();
@@ -137,6 +151,7 @@ export class SvidIssuer {
       this.queued.delete(id);
       this.dueAt.delete(id);
       this.failures.delete(id);
+      this.budgetRefusedSince.delete(id);
       this.jitter.delete(id);
     }
   }
@@ -306,7 +321,11 @@ export class SvidIssuer {
       keys = built.keys;
       results = await this.sign(built.items);
     } catch (err) {
-      const delay = this.callBackoff.next();
+      const budgetWait = budgetRefusalWaitMs(err);
+      const backoff = this.callBackoff.next();
+      // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
+      // same wait do not all come back at once.
+      const delay = budgetWait === undefined ? backoff : Math.max(backoff, budgetWait + Math.round(this.random() * 1000));
       const now = this.clock.now();
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
@@ -320,16 +339,24 @@ export class SvidIssuer {
         this.dueAt.set(e.id, now + delay);
       }
       const kind = rejectionOf(err);
-      // The server unreachable (or refusing this agent), or a failure that came back: the cached SVIDs are served
-      // without waiting for these. Entries changed meanwhile are being signed again, and are waited for.
+      // The server unreachable (or refusing this agent), a failure that came back, or a budget refusal that has lasted
+      // too long: the cached SVIDs are served without waiting for these. Entries changed meanwhile are being signed
+      // again, and are waited for.
       const unreachable = kind !== undefined || isMeshidError(err, 'unavailable');
-      this.cache.markUnsigned(same.filter((e) => unreachable || (this.failures.get(e.id) ?? 0) > FAILURES_WAITED_FOR).map((e) => e.id));
+      const waitedFor = (e: AgentEntry): boolean => {
+        if (unreachable) return false;
+        if (budgetWait === undefined) return (this.failures.get(e.id) ?? 0) <= FAILURES_WAITED_FOR;
+        const since = this.budgetRefusedSince.get(e.id) ?? now;
+        this.budgetRefusedSince.set(e.id, since);
+        return now + delay - since <= BUDGET_REFUSALS_WAITED_FOR_MS;
+      };
+      this.cache.markUnsigned(same.filter((e) => !waitedFor(e)).map((e) => e.id));
       if (kind !== undefined) {
         // The agent itself is refused; the entries wait (kick() brings them back after a new attestation).
         this.options.onRejected?.(kind, err as MeshidError);
         return;
       }
-      const level = isMeshidError(err, 'unavailable') ? 'warn' : 'error';
+      const level = unreachable || budgetWait !== undefined ? 'warn' : 'error';
       this.log[level]({ err, entries: batch.length, retryInMs: delay }, 'cannot get X509-SVIDs signed; will retry');
       return;
     }
@@ -351,6 +378,7 @@ export class SvidIssuer {
       try {
         const svid = this.checkedSvid(current, r.chain, k, now);
         issued.push(svid);
+        this.budgetRefusedSince.delete(current.id);
         if (this.chainIsTainted(svid)) {
           // Signed before the taint reached the server, answered after it reached this agent: valid, so served, but
           // replaced at once (and with backoff, should the server go on answering from that authority).

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JwtSvidCache, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
-import { permissionDenied, unavailable } from '../../../src/common/errors.js';
+import { permissionDenied, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 
 const TTL = 300_000;
@@ -82,6 +82,17 @@ test('when the server is unavailable a cached token that has not expired is stil
   assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
   clock.advance(TTL * 0.25);
   await assert.rejects(cache.fetch('e1', ['a']), /server down/);
+});
+
+test('when the server\'s signing budget is spent (RESOURCE_EXHAUSTED with a retry hint) a cached token that has not expired is still served', async () => {
+  const { clock, cache, setFail } = setup();
+  const a = await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.75);
+  setFail(resourceExhausted('signing rate limit reached; retry in 3 s'));
+  assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
+  // Without the hint it is not a budget refusal (a full datastore disk, say): passed on like any other answer.
+  setFail(resourceExhausted('the datastore disk is full'));
+  await assert.rejects(cache.fetch('e1', ['a']), /disk is full/);
 });
 
 test('a refusal from the server is passed on even when a cached token exists', async () => {

@@ -2,9 +2,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
-import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
+import { BUDGET_REFUSALS_WAITED_FOR_MS, SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
-import { MeshidError, unavailable } from '../../../src/common/errors.js';
+import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
@@ -440,4 +440,75 @@ test('an entry changed while its signing call was out is waited through its own 
   await settle();
   assert.deepEqual(cache.snapshot(selectors).svids.map((v) => v.entryId), [after.id]);
   issuer.stop();
+});
+
+test('a signing budget refusal (RESOURCE_EXHAUSTED with a retry hint) is waited for, retried no sooner than the hint, and then served whole', async () => {
+  let refusing = true;
+  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+  const calls: number[] = [];
+  const { cache, issuer } = issuerWith(async (items) => {
+    calls.push(fx.clock.now());
+    if (refusing && items.length > 1) throw resourceExhausted('signing rate limit reached; retry in 4 s');
+    return cacheRef.sign!(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const selectors = [{ type: 'unix', value: 'uid:97' }];
+  const first = entry('budget-first', ['unix:uid:97'], { created_at: 1 });
+  issuer.request(cache.apply({ upserts: [first] }).needSvid);
+  await settle();
+  const added = [entry('budget-second', ['unix:uid:97'], { created_at: 2 }), entry('budget-third', ['unix:uid:97'], { created_at: 3 })];
+  issuer.request(cache.apply({ upserts: added }).needSvid);
+  await settle();
+  const refusedAt = fx.clock.now();
+  assert.equal(cache.snapshot(selectors).complete, false, 'the refused SVIDs are waited for');
+  fx.clock.advance(3999);
+  await settle();
+  assert.equal(calls.length, 2, 'no retry before the 4 s the server asked for');
+  // Refused again and again: still waited for while the next try falls within the window.
+  for (let waited = 3999; waited < BUDGET_REFUSALS_WAITED_FOR_MS - 8000; waited += 1000) {
+    fx.clock.advance(1000);
+    await settle();
+    assert.equal(cache.snapshot(selectors).complete, false, `still waited for ${waited + 1000} ms after the first refusal`);
+  }
+  assert.ok(calls.length > 2 && calls.slice(2).every((at, i) => at - (calls[i + 1] ?? refusedAt) >= 4000), 'each retry after the hint');
+  refusing = false;
+  fx.clock.advance(6000);
+  await settle();
+  const s = cache.snapshot(selectors);
+  assert.equal(s.complete, true);
+  assert.deepEqual(s.svids.map((v) => v.entryId).sort(), [first.id, ...added.map((e) => e.id)].sort(), 'all three, none left out');
+  issuer.stop();
+});
+
+test('a signing budget refusal is no longer waited for once it has lasted the window, nor when its retry hint lies beyond it; an outage never is', async () => {
+  for (const [name, failure] of [
+    ['a long hint', resourceExhausted(`signing rate limit reached; retry in ${BUDGET_REFUSALS_WAITED_FOR_MS / 1000 + 1} s`)],
+    ['a budget that stays spent', resourceExhausted('signing rate limit reached; retry in 2 s')],
+    ['an older server (UNAVAILABLE)', unavailable('signing rate limit reached; retry in 2 s')],
+  ] as const) {
+    const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+    const { cache, issuer } = issuerWith(async (items) => {
+      if (items.length > 1 || items[0]!.entryId !== served.id) throw failure;
+      return cacheRef.sign!(items);
+    });
+    cacheRef.sign = fx.signer(cache).sign;
+    const selectors = [{ type: 'unix', value: 'uid:98' }];
+    const served = entry(`served-${name.replace(/\W+/g, '-')}`, ['unix:uid:98'], { created_at: 1 });
+    const refused = entry(`refused-${name.replace(/\W+/g, '-')}`, ['unix:uid:98'], { created_at: 2 });
+    issuer.request(cache.apply({ upserts: [served] }).needSvid);
+    await settle();
+    issuer.request(cache.apply({ upserts: [refused] }).needSvid);
+    await settle();
+    if (name === 'a budget that stays spent') {
+      assert.equal(cache.snapshot(selectors).complete, false, `${name}: waited for at first`);
+      for (let t = 0; t < BUDGET_REFUSALS_WAITED_FOR_MS && !cache.snapshot(selectors).complete; t += 1000) {
+        fx.clock.advance(1000);
+        await settle();
+      }
+    }
+    const s = cache.snapshot(selectors);
+    assert.equal(s.complete, true, `${name}: the first message goes out with what there is`);
+    assert.deepEqual(s.svids.map((v) => v.entryId), [served.id]);
+    issuer.stop();
+  }
 });

@@ -1,0 +1,91 @@
+/**
+ * A workload's first X.509 message during a spell of signing refusals (a reconnect storm after a CA rotation spends
+ * the server's signing budget for seconds): the server refuses RESOURCE_EXHAUSTED with a retry hint, and the agent
+ * holds a one-shot FetchX509SVID until the refused SVIDs are signed, instead of answering with the identities it had
+ * before. In-process server and agent share a FakeClock set an hour behind real time (OpenSSL judges the
+ * certificates by real time); the budget is spent by a client presenting the agent's own SVID.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import path from 'node:path';
+import type { MeshidAgent } from '../../src/agent/agent.js';
+import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
+import type { SvidIssuer } from '../../src/agent/cache/svid-issuer.js';
+import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
+import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
+import { FakeClock } from '../../src/common/clock.js';
+import type { MeshidServer } from '../../src/server/server.js';
+import { startInProcessCluster, type Cluster } from '../support/cluster.js';
+import { connectNode, nodeCall, type NodeClient } from '../support/node-api-client.js';
+import { until } from '../support/until.js';
+
+const clock = new FakeClock(Date.now() - 3_600_000);
+const uid = process.getuid!();
+let cluster: Cluster & { meshidServer: MeshidServer };
+
+before(async () => {
+  // The smallest signing budget an agent may have, refilling one CSR a second.
+  cluster = await startInProcessCluster(clock, 'meshid-signing-budget-', { agent_sign_rate: 1, agent_sign_burst: 1000 });
+});
+
+after(async () => {
+  await cluster?.cleanup();
+});
+
+/** Spends what is left of the agent's signing budget with calls of bogus entries (charged before they are looked at). */
+async function spendSigningBudget(client: NodeClient): Promise<grpc.ServiceError> {
+  let refusal: grpc.ServiceError | undefined;
+  for (let n = 1000; n >= 1; ) {
+    const items = Array.from({ length: n }, (_, i) => ({ entry_id: `no-such-entry-${i}`, csr: Buffer.alloc(0) }));
+    try {
+      await nodeCall(client, 'SignX509Svids', { items });
+    } catch (err) {
+      refusal = err as grpc.ServiceError;
+      n = Math.floor(n / 2);
+    }
+  }
+  return refusal!;
+}
+
+test('a FetchX509SVID made while the signing budget refuses the caller\'s new SVIDs waits for them and gets every identity, not the one it had', async () => {
+  const spiffeIds = ['spiffe://example.org/budget/first', 'spiffe://example.org/budget/second', 'spiffe://example.org/budget/third'];
+  await cluster.createEntry({ spiffeId: spiffeIds[0]!, selectors: [`unix:uid:${uid}`] });
+  const socketPath = path.join(cluster.dir, 'agent.sock');
+  const agent: MeshidAgent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, 'agent-data') },
+    { clock, random: () => 0.5 },
+  );
+  await until('the first SVID', () => (agent.status().svids === 1 ? true : undefined));
+  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
+  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
+  try {
+    clock.advance(1000); // the entries made next are younger than the first (created_at counts seconds)
+    const refusal = await spendSigningBudget(impostor);
+    assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, 'a spent budget is not an outage');
+    assert.match(refusal.details, /^signing rate limit reached; retry in \d+ s$/);
+
+    for (const spiffeId of spiffeIds.slice(1)) await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
+    const issuer = (agent as unknown as { issuer: SvidIssuer }).issuer;
+    await until('the new entries refused by the budget', () => (agent.status().entries === 3 && issuer.pending().failing === 2 ? true : undefined));
+
+    let answer: X509SvidResponse | Error | undefined;
+    workload.fetchX509Svid().then(
+      (m) => (answer = m),
+      (err: Error) => (answer = err),
+    );
+    // The agent retries when the server said it may (its clock): move it on a second at a time until the fetch answers.
+    for (let s = 0; s < 25 && answer === undefined; s++) {
+      for (let i = 0; i < 8 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+      if (answer === undefined) clock.advance(1000);
+    }
+    for (let i = 0; i < 40 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(answer !== undefined && !(answer instanceof Error), `the fetch answers: ${String(answer)}`);
+    assert.deepEqual(answer.svids!.map((s) => s.spiffe_id).sort(), [...spiffeIds].sort(), 'every identity of the caller');
+    assert.equal(answer.svids![0]!.spiffe_id, spiffeIds[0], 'the oldest entry stays the default');
+  } finally {
+    workload.close();
+    impostor.close();
+  }
+});
