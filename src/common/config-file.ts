@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
 import { closestMatch } from './cli/suggest.js';
 import { readProblem } from './cli/input.js';
-import { firstDuplicateKey } from './json-duplicate-key.js';
+import { refuseDuplicateKeys } from './json-duplicate-key.js';
 
 /**
  * Reads a JSON config file that must hold an object; `{ "<section>": { … } }` (the section alone) is accepted too,
@@ -23,13 +23,7 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
   } catch (err) {
     throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
   }
-  const duplicate = firstDuplicateKey(text);
-  if (duplicate !== undefined) {
-    const within = duplicate.within === '' ? '' : ` in ${duplicate.within}`;
-    throw invalidArgument(
-      `config file ${file}, line ${duplicate.line}: duplicate key ${JSON.stringify(duplicate.key)}${within} (first on line ${duplicate.firstLine}): only the last would take effect; remove one of them`,
-    );
-  }
+  refuseDuplicateKeys(text, `config file ${file}`);
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(parsed)) throw invalidArgument(`config file ${file} must hold a JSON object`);
   const inner = parsed[section];

@@ -1,3 +1,5 @@
+import { invalidArgument } from './errors.js';
+
 /** A key that appears twice in one JSON object: where, and under which object. */
 export interface DuplicateKey {
   /** The key as JSON.parse decodes it ("a\u0062" is "ab"). */
@@ -24,13 +26,21 @@ interface ArrayFrame {
   index: number;
 }
 
+export interface DuplicateKeyOptions {
+  /**
+   * Keys equal up to case are the same key: for files in the format of spire-server's, whose names Go's
+   * encoding/json matches whatever their case (`SPIFFE_ID` sets spiffe_id, and of the two the last wins).
+   */
+  readonly ignoreCase?: boolean;
+}
+
 /**
  * The first key that appears twice in one object of `text`, which must be valid JSON (parse it first: this scanner
  * assumes it, and only keeps its place). JSON.parse keeps the last value of a repeated key without a word, so a config
  * file with `trust_domain` twice would silently run with the second; RFC 8259 §4 leaves duplicate names' meaning open
  * ("names within an object SHOULD be unique"). Keys are compared decoded, so `"a"` and `"\u0061"` are the same key.
  */
-export function firstDuplicateKey(text: string): DuplicateKey | undefined {
+export function firstDuplicateKey(text: string, options: DuplicateKeyOptions = {}): DuplicateKey | undefined {
   const stack: Array<ObjectFrame | ArrayFrame> = [];
   let line = 1;
   for (let i = 0; i < text.length; i++) {
@@ -51,9 +61,10 @@ export function firstDuplicateKey(text: string): DuplicateKey | undefined {
       const top = stack[stack.length - 1];
       if (top?.kind === 'object' && top.expectKey) {
         const key = JSON.parse(text.slice(i, end + 1)) as string;
-        const firstLine = top.keys.get(key);
+        const compared = options.ignoreCase === true ? key.toLowerCase() : key;
+        const firstLine = top.keys.get(compared);
         if (firstLine !== undefined) return { key, within: top.path, firstLine, line };
-        top.keys.set(key, line);
+        top.keys.set(compared, line);
         top.key = key;
         top.expectKey = false;
       }
@@ -62,6 +73,20 @@ export function firstDuplicateKey(text: string): DuplicateKey | undefined {
     }
   }
   return undefined;
+}
+
+/**
+ * Refuses `text` (valid JSON) when one of its objects holds a key twice, naming `source` ("config file a.json"), the
+ * key, the object and both lines: an operator's file that says two things must not silently mean the last.
+ */
+export function refuseDuplicateKeys(text: string, source: string, options: DuplicateKeyOptions = {}): void {
+  const duplicate = firstDuplicateKey(text, options);
+  if (duplicate === undefined) return;
+  const within = duplicate.within === '' ? '' : ` in ${duplicate.within}`;
+  const caseNote = options.ignoreCase === true ? '; names match whatever their case' : '';
+  throw invalidArgument(
+    `${source}, line ${duplicate.line}: duplicate key ${JSON.stringify(duplicate.key)}${within} (first on line ${duplicate.firstLine}${caseNote}): only the last would take effect; remove one of them`,
+  );
 }
 
 /** The index of the '"' closing the string that opens at `start`; a backslash escapes the character after it. */

@@ -239,6 +239,48 @@ test("entry create --data creates a spire-server -data file's entries; what is r
   assertError(await cli(['entry', 'create', '--data', path.join(path.dirname(file), 'nope.json')]), /^Error: InvalidArgument: cannot read entry file .*nope\.json: no such file \(ENOENT\)/);
 });
 
+test('an entry file or a bundle file holding a key twice is refused naming the key and both lines, and nothing is created', async () => {
+  const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  const file = path.join(dir, 'dup-entries.json');
+  fs.writeFileSync(file, [
+    '{',
+    '  "entries": [',
+    `    {"spiffe_id": "spiffe://${TD}/dup-file/a", "parent_id": "spiffe://${TD}/agent-1", "selectors": [{"type": "unix", "value": "uid:3001"}]},`,
+    '    {',
+    `      "spiffe_id": "spiffe://${TD}/dup-file/b",`,
+    `      "parent_id": "spiffe://${TD}/agent-1",`,
+    `      "spiffe_id": "spiffe://${TD}/dup-file/c",`,
+    '      "selectors": [{"type": "unix", "value": "uid:3002"}]',
+    '    }',
+    '  ]',
+    '}',
+  ].join('\n'));
+  assertError(
+    await cli(['entry', 'create', '--data', file]),
+    new RegExp(`^Error: InvalidArgument: ${escape(file)}, line 7: duplicate key "spiffe_id" in entries\\[1\\] \\(first on line 5; names match whatever their case\\): only the last would take effect; remove one of them$`),
+  );
+  // spire-server's files match names whatever their case, so "TYPE" is "type" given a second time.
+  const stdin = JSON.stringify({ entries: [{ spiffe_id: `spiffe://${TD}/dup-file/d`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'unix', TYPE: 'k8s', value: 'uid:3003' }] }] });
+  assertError(
+    await cli(['entry', 'create', '--data', '-'], { stdin }),
+    /^Error: InvalidArgument: standard input, line 1: duplicate key "TYPE" in entries\[0\]\.selectors\[0\] \(first on line 1; names match whatever their case\)/,
+  );
+  const listed = await cli(['entry', 'show', '--output', 'json']);
+  assertOk(listed);
+  assert.doesNotMatch(listed.out, /dup-file/, 'no entry of either file was created');
+
+  // A SPIFFE bundle document with "keys" twice: the server would have trusted the second list alone.
+  const own = await cli(['bundle', 'show', '--format', 'spiffe']);
+  assertOk(own);
+  const bundleFile = path.join(dir, 'dup-bundle.json');
+  fs.writeFileSync(bundleFile, own.out.replace('{', '{\n  "keys": [],'));
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'dup-partner.org', '--path', bundleFile]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${escape(bundleFile)}, line \\d+: duplicate key "keys" \\(first on line 2\\): only the last would take effect; remove one of them$`),
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'dup-partner.org']), /^Error: NotFound: /);
+});
+
 test('creating the same entry twice is AlreadyExists', async () => {
   const args = ['--spiffe-id', `spiffe://${TD}/dup`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:7'];
   await createEntry(args);

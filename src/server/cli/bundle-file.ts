@@ -1,5 +1,6 @@
 import { invalidArgument, isMeshidError } from '../../common/errors.js';
 import { readTextFile } from '../../common/cli/input.js';
+import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import { federatedBundleFromText } from '../federation/federated-bundle.js';
 
 /**
@@ -16,5 +17,17 @@ export function readBundleFile(file: string, trustDomain: string, format: string
     if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`bundle file ${file}: ${err.message}`, err);
     throw err;
   }
+  // A SPIFFE bundle document (a JWK set) holding a key twice ("keys", say): the server would trust the last silently.
+  if (isJson(text)) refuseDuplicateKeys(text, `bundle file ${file}`);
   return text;
+}
+
+/** Whether the text is JSON (a SPIFFE bundle document) rather than PEM. */
+function isJson(text: string): boolean {
+  try {
+    JSON.parse(text);
+    return true;
+  } catch {
+    return false;
+  }
 }

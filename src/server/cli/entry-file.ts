@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import type { ProtoEntry } from './admin-types.js';
 
 /**
@@ -7,7 +8,7 @@ import type { ProtoEntry } from './admin-types.js';
  * "x509_svid_ttl" (or SPIRE's older "ttl"), "jwt_svid_ttl", "dns_names", "federates_with", "hint", "admin",
  * "downstream", "entry_id"}]}`. Field names match case-insensitively, as Go's encoding/json matches them for SPIRE.
  * What meshid has no equivalent for is refused by name rather than dropped: an entry that silently lost a setting
- * would be a different entry.
+ * would be a different entry. So is a field given twice in one object (in any case): one of the two would be lost.
  */
 export function parseEntryFile(text: string, source: string): ProtoEntry[] {
   let doc: unknown;
@@ -16,6 +17,7 @@ export function parseEntryFile(text: string, source: string): ProtoEntry[] {
   } catch (err) {
     throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
   }
+  refuseDuplicateKeys(text, source, { ignoreCase: true });
   const entries = isObject(doc) ? field(doc, 'entries') : undefined;
   if (!Array.isArray(entries)) throw invalidArgument(`${source} must be a JSON object with an "entries" array, as spire-server entry create -data reads`);
   return entries.map((raw, i) => entryOf(raw, `${source}: entry ${i + 1}`));

@@ -31,6 +31,13 @@ test('finds a key given twice in one object, with the object\'s path and both li
   }
 });
 
+test('with ignoreCase, keys equal up to case are the same key (spire-server files, read as Go reads them)', () => {
+  const text = '{"entries": [{\n"spiffe_id": "a",\n"SPIFFE_ID": "b"}]}';
+  assert.equal(firstDuplicateKey(text), undefined, 'two keys by default');
+  assert.deepEqual(firstDuplicateKey(text, { ignoreCase: true }), found('SPIFFE_ID', 'entries[0]', 2, 3));
+  assert.equal(firstDuplicateKey('{"a": {"k": 1}, "c": {"K": 1}, "b": [{"k": 1}, {"K": 1}]}', { ignoreCase: true }), undefined, 'siblings still apart');
+});
+
 test('lines count from 1 and follow CRLF line ends and blank lines', () => {
   assert.deepEqual(firstDuplicateKey('{\r\n\r\n  "a": 1,\r\n  "b": "\\n\\n",\r\n  "a": 2\r\n}'), found('a', '', 3, 5));
 });
