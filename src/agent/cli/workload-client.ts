@@ -21,7 +21,8 @@ import type {
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
-import { methodNotServed } from '../../common/grpc/call-failure.js';
+import { connectionFailure, deadlineBeforeConnection, methodNotServed } from '../../common/grpc/call-failure.js';
+import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -153,7 +154,7 @@ export class WorkloadApiClient {
     const fn = (client as unknown as Record<string, UnaryFn>)[method]!;
     return new Promise((resolve, reject) => {
       fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
-        if (err) reject(this.translate(err));
+        if (err) void this.translate(err).then(reject);
         else resolve(res as T);
       });
     });
@@ -181,7 +182,12 @@ export class WorkloadApiClient {
    * on this path ("connect ENOENT /run/meshid/api.sock"). An UNAVAILABLE the agent sent — say its own link to
    * meshid-server is down, "connect ECONNREFUSED 10.0.0.5:8081" — keeps its code and text: the socket was fine.
    */
-  private translate(err: ServiceError): MeshidError {
+  private async translate(err: ServiceError): Promise<MeshidError> {
+    // Never connected, though the socket took the connection: it may belong to a program that does not speak gRPC.
+    if (connectionFailure(err) === 'not-connected' || deadlineBeforeConnection(err)) {
+      const foreign = await notSpeakingGrpc(this.socketPath, AGENT_SOCKET_DAEMON, err);
+      if (foreign !== undefined) return foreign;
+    }
     if (err.code === status.UNAVAILABLE && connectFailedOn(err.details ?? '', this.socketPath)) {
       return unreachableSocket('the Workload API', this.socketPath, err.details ?? '', {
         wrongPath: `pass the agent socket's own path in --socket-path or ${ENDPOINT_SOCKET_ENV}`,
@@ -218,11 +224,14 @@ function securityMetadata(): Metadata {
   return md;
 }
 
-function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: ServiceError) => MeshidError): WorkloadWatch<T> {
+function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: ServiceError) => Promise<MeshidError>): WorkloadWatch<T> {
   const queue: T[] = [];
   let failure: MeshidError | undefined;
   let done = false;
   let cancelled = false;
+  /** An error is being translated (which may look at the socket): the stream's 'end' does not end the iteration yet. */
+  let translating = false;
+  const over = (): boolean => done && (!translating || cancelled);
   let waiter: { resolve: (r: IteratorResult<T>) => void; reject: (e: unknown) => void } | undefined;
 
   const settle = (): void => {
@@ -234,7 +243,7 @@ function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: Servi
     } else if (failure !== undefined) {
       waiter = undefined;
       w.reject(failure);
-    } else if (done) {
+    } else if (over()) {
       waiter = undefined;
       w.resolve({ value: undefined, done: true });
     }
@@ -246,9 +255,19 @@ function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: Servi
   });
   call.on('error', (err: ServiceError) => {
     // Our own cancel() ends the call with CANCELLED: that is the end of the iteration, not a failure.
-    if (!(cancelled && err.code === status.CANCELLED)) failure = translate(err);
-    done = true;
-    settle();
+    if (cancelled && err.code === status.CANCELLED) {
+      done = true;
+      settle();
+      return;
+    }
+    // Translating may look at the socket first (a call that never connected): the iteration ends once it knows why.
+    translating = true;
+    void translate(err).then((translated) => {
+      translating = false;
+      if (!cancelled) failure = translated;
+      done = true;
+      settle();
+    });
   });
   call.on('end', () => {
     done = true;
@@ -267,7 +286,7 @@ function streamIterator<T>(call: ClientReadableStream<T>, translate: (err: Servi
         failure = undefined;
         return Promise.reject(f);
       }
-      if (done) return Promise.resolve({ value: undefined, done: true });
+      if (over()) return Promise.resolve({ value: undefined, done: true });
       return new Promise((resolve, reject) => {
         waiter = { resolve, reject };
       });

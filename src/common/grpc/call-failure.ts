@@ -21,3 +21,11 @@ export function connectionFailure(err: Pick<ServiceError, 'code' | 'details'>): 
 export function methodNotServed(err: Pick<ServiceError, 'code' | 'details'>): boolean {
   return err.code === status.UNIMPLEMENTED && /does not implement the method \//.test(err.details ?? '');
 }
+
+/**
+ * Whether a call's deadline passed before it had a connection at all (grpc-js: "… Waiting for LB pick"): the socket
+ * took the connection but nothing answered as an HTTP/2 server would.
+ */
+export function deadlineBeforeConnection(err: Pick<ServiceError, 'code' | 'details'>): boolean {
+  return err.code === status.DEADLINE_EXCEEDED && /Waiting for LB pick/.test(err.details ?? '');
+}

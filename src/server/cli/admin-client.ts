@@ -2,7 +2,8 @@ import path from 'node:path';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
-import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
+import { connectionFailure, deadlineBeforeConnection, methodNotServed } from '../../common/grpc/call-failure.js';
+import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { serviceClient } from '../../common/grpc/service.js';
@@ -87,7 +88,7 @@ export class AdminClient {
     const deadline = new Date(Date.now() + this.deadlineMs);
     return new Promise((resolve, reject) => {
       fn.call(client, request, new Metadata(), { deadline }, (err, res) => {
-        if (err) reject(this.translate(err));
+        if (err) void this.translate(err).then(reject);
         else resolve(res as Response<S, M>);
       });
     });
@@ -108,7 +109,12 @@ export class AdminClient {
     return c;
   }
 
-  private translate(err: ServiceError): Error {
+  private async translate(err: ServiceError): Promise<Error> {
+    // Never connected: the socket may belong to a program that does not speak gRPC at all.
+    if (connectionFailure(err) === 'not-connected' || deadlineBeforeConnection(err)) {
+      const foreign = await notSpeakingGrpc(this.socketPath, ADMIN_SOCKET_DAEMON, err);
+      if (foreign !== undefined) return foreign;
+    }
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
     // Lost mid-call counts too: for an operator, the server went away.
     if (connectionFailure(err) !== undefined) {

@@ -1,0 +1,91 @@
+import net from 'node:net';
+import { failedPrecondition, type MeshidError } from '../errors.js';
+import type { ExpectedDaemon } from './wrong-daemon.js';
+
+/**
+ * What a socket's listener did with an HTTP/2 connection preface: `http2`, a SETTINGS frame back (a gRPC server, or
+ * some other HTTP/2 one); `http1`, an HTTP/1 status line; `other`, bytes of anything else (`said`, printable and
+ * cut short); `closed`, the connection closed or reset without a byte; `silent`, nothing within the wait;
+ * `unreachable`, no connection at all (left to socket-problem.ts to explain).
+ */
+export type SocketAnswer =
+  | { kind: 'http2' | 'http1' | 'closed' | 'silent' | 'unreachable' }
+  | { kind: 'other'; said: string };
+
+/** What an HTTP/2 client sends first (RFC 9113 §3.4): the preface, then its SETTINGS frame (empty here). */
+const CLIENT_PREFACE = Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'), Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0])]);
+const FRAME_HEADER_BYTES = 9;
+const SETTINGS_FRAME = 4;
+const QUOTED_BYTES = 24;
+
+/** How long a listener may take to answer the preface: a gRPC server answers at once. */
+const PROBE_WAIT_MS = 1000;
+
+/**
+ * Connects to `socketPath` once, sends the HTTP/2 preface and classifies the answer. Only ever run after a call
+ * failed without reaching a gRPC server, never on the way to a call.
+ */
+export function probeSocket(socketPath: string, waitMs = PROBE_WAIT_MS): Promise<SocketAnswer> {
+  return new Promise((resolve) => {
+    let received = Buffer.alloc(0);
+    let connected = false;
+    const socket = net.createConnection(socketPath);
+    const finish = (answer: SocketAnswer): void => {
+      clearTimeout(timer);
+      socket.destroy();
+      resolve(answer);
+    };
+    const judge = (): SocketAnswer => {
+      if (received.length === 0) return { kind: 'closed' };
+      if (received.length >= FRAME_HEADER_BYTES && received[3] === SETTINGS_FRAME) return { kind: 'http2' };
+      if (received.subarray(0, 7).toString('latin1') === 'HTTP/1.') return { kind: 'http1' };
+      return { kind: 'other', said: printable(received) };
+    };
+    const timer = setTimeout(() => finish(received.length === 0 ? { kind: 'silent' } : judge()), waitMs);
+    socket.on('connect', () => {
+      connected = true;
+      socket.write(CLIENT_PREFACE);
+    });
+    socket.on('data', (chunk: Buffer) => {
+      received = Buffer.concat([received, chunk]);
+      if (received.length >= FRAME_HEADER_BYTES) finish(judge());
+    });
+    socket.on('end', () => finish(judge()));
+    socket.on('error', () => finish(connected ? judge() : { kind: 'unreachable' }));
+  });
+}
+
+/**
+ * The error for a call that never got a gRPC connection on `socketPath` when something there accepts connections
+ * but does not speak gRPC: another program's socket, given by mistake. grpc-js reports that as "Failed to connect" or
+ * "Protocol error", and the CLI as "cannot reach … is it running?", which sends the operator to restart a daemon
+ * when the flag is what is wrong. Undefined when the probe finds no listener, or one that speaks HTTP/2: then the
+ * call's own error says what happened.
+ */
+export async function notSpeakingGrpc(socketPath: string, expected: ExpectedDaemon, cause: unknown): Promise<MeshidError | undefined> {
+  const answer = await probeSocket(socketPath);
+  const what = answerWords(answer);
+  if (what === undefined) return undefined;
+  return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (${what}), so it is not a ${expected.socket}: check ${expected.flags}`, cause);
+}
+
+function answerWords(answer: SocketAnswer): string | undefined {
+  switch (answer.kind) {
+    case 'http1':
+      return 'it answers HTTP/1';
+    case 'closed':
+      return 'it closes the connection without a word';
+    case 'silent':
+      return 'it accepts the connection but never answers';
+    case 'other':
+      return `it answers ${JSON.stringify(answer.said)}`;
+    default:
+      return undefined;
+  }
+}
+
+/** The first bytes a foreign listener sent, as text an error line can quote: control characters dropped, cut short. */
+function printable(bytes: Buffer): string {
+  const text = bytes.subarray(0, QUOTED_BYTES).toString('latin1').replace(/[^\x20-\x7e]+/g, ' ').trim();
+  return bytes.length > QUOTED_BYTES ? `${text}…` : text;
+}
