@@ -4,6 +4,7 @@ import path from 'node:path';
 import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { DEFAULT_PENDING_TIMEOUT_MS } from '../../../src/agent/workload/handler.js';
 import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
@@ -481,6 +482,7 @@ test('a signing budget refusal (RESOURCE_EXHAUSTED with a retry hint) is waited 
 });
 
 test('a signing budget refusal is no longer waited for once it has lasted the window, nor when its retry hint lies beyond it; an outage never is', async () => {
+  assert.ok(BUDGET_REFUSALS_WAITED_FOR_MS < DEFAULT_PENDING_TIMEOUT_MS, 'a first message that waited in vain goes out before its stream would end UNAVAILABLE');
   for (const [name, failure] of [
     ['a long hint', resourceExhausted(`signing rate limit reached; retry in ${BUDGET_REFUSALS_WAITED_FOR_MS / 1000 + 1} s`)],
     ['a budget that stays spent', resourceExhausted('signing rate limit reached; retry in 2 s')],
