@@ -10,23 +10,10 @@ import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
-import { attestAgent, connectNode } from '../support/node-api-client.js';
+import { attestAgent, connectNode, rawNodeCall as rawCall } from '../support/node-api-client.js';
 
 /** Field 2 (known) as length-delimited with a length running past the end: no valid SyncRequest or RenewRequest. */
 const UNDECODABLE = Buffer.from([0x12, 0x7f, 0x01]);
-
-function rawCall(client: grpc.Client, method: string, bytes: Buffer, stream: boolean): Promise<grpc.ServiceError> {
-  const id = (b: Buffer): Buffer => b;
-  return new Promise((resolve, reject) => {
-    if (stream) {
-      const call = client.makeServerStreamRequest(`/meshid.agent.v1.Node/${method}`, id, id, bytes, new grpc.Metadata());
-      call.on('data', () => reject(new Error(`${method} answered`)));
-      call.on('error', resolve);
-    } else {
-      client.makeUnaryRequest(`/meshid.agent.v1.Node/${method}`, id, id, bytes, (err) => (err ? resolve(err) : reject(new Error(`${method} answered`))));
-    }
-  });
-}
 
 test('without a client certificate, Sync and Renew are refused UNAUTHENTICATED before decoding; Attest still is decoded and works', async (t) => {
   const { dir, cleanup } = tempDir('meshid-undecoded-refusal-');

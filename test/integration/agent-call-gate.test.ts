@@ -14,7 +14,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
-import { connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
+import { attestWithToken, connectNode, rawNodeCall as rawCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 let cluster: Cluster & { meshidServer: MeshidServer };
@@ -27,33 +27,13 @@ const UNDECODABLE = Buffer.from([0x12, 0x7f, 0x01]);
  */
 const LARGE_UNDECODABLE_SYNC = Buffer.concat([Buffer.alloc(4_000_000).fill(Buffer.from([0x12, 0x00])), UNDECODABLE]);
 
-function rawCall(client: grpc.Client, method: string, bytes: Buffer, stream: boolean): Promise<grpc.ServiceError> {
-  const id = (b: Buffer): Buffer => b;
-  return new Promise((resolve, reject) => {
-    if (stream) {
-      const call = client.makeServerStreamRequest(`/meshid.agent.v1.Node/${method}`, id, id, bytes, new grpc.Metadata());
-      call.on('data', () => reject(new Error(`${method} answered`)));
-      call.on('error', resolve);
-    } else {
-      client.makeUnaryRequest(`/meshid.agent.v1.Node/${method}`, id, id, bytes, (err) => (err ? resolve(err) : reject(new Error(`${method} answered`))));
-    }
-  });
-}
-
 function connect(identity?: { chain: Buffer[]; key: AgentIdentity['key'] }): NodeClient {
   return connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, identity);
 }
 
 /** A fresh agent identity from Attest, with no agent running on it: the calls below are the only ones it makes. */
 async function attest(): Promise<AgentIdentity> {
-  const { privateKey, publicKey } = generateKeyPair('ec-p256');
-  const client = connect();
-  try {
-    const res = await nodeCall<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: await cluster.token(), csr: await createCsr(privateKey, publicKey) });
-    return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
-  } finally {
-    client.close();
-  }
+  return attestWithToken({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, await cluster.token());
 }
 
 /** Sends `bytes` to `method` until the answer is no longer INVALID_ARGUMENT; how many were, and the answer that ended it. */

@@ -17,7 +17,7 @@ import { generateKeyPair } from '../../src/common/x509/keys.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
 import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
-import { connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
+import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
@@ -34,14 +34,7 @@ function connect(identity?: { chain: Buffer[]; key: AgentIdentity['key'] }): Nod
 }
 
 async function attest(): Promise<AgentIdentity> {
-  const { privateKey, publicKey } = generateKeyPair('ec-p256');
-  const client = connect();
-  try {
-    const res = await nodeCall<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: await cluster.token(), csr: await createCsr(privateKey, publicKey) });
-    return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
-  } finally {
-    client.close();
-  }
+  return attestWithToken({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, await cluster.token());
 }
 
 /** A Sync stream and what it has delivered: its updates, and the status it ended with. */

@@ -53,15 +53,38 @@ export async function joinToken(server: ServerProcess, extra: string[] = []): Pr
 
 /** Attests a new agent with a fresh join token and key; returns its SVID and key. */
 export async function attestAgent(server: ServerProcess, rootsPem: string): Promise<AgentIdentity> {
+  return attestWithToken(server, rootsPem, await joinToken(server));
+}
+
+/** Attests a new agent with join token `token` and a fresh key, with no agent running on it; returns its SVID and key. */
+export async function attestWithToken(server: Pick<ServerProcess, 'port'>, rootsPem: string, token: string): Promise<AgentIdentity> {
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const client = connectNode(server, rootsPem);
   try {
     const res = await nodeCall<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', {
-      join_token: await joinToken(server),
+      join_token: token,
       csr: await createCsr(privateKey, publicKey),
     });
     return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
   } finally {
     client.close();
   }
+}
+
+/**
+ * Sends `bytes` as they are (no encoding) to Node method `method` and resolves with the error it is answered with;
+ * rejects if it is answered with a message instead. For requests no client would encode: the answer shows whether the
+ * server decoded them (INVALID_ARGUMENT) or refused them before that.
+ */
+export function rawNodeCall(client: grpc.Client, method: string, bytes: Buffer, stream: boolean): Promise<grpc.ServiceError> {
+  const asIs = (b: Buffer): Buffer => b;
+  return new Promise((resolve, reject) => {
+    if (stream) {
+      const call = client.makeServerStreamRequest(`/meshid.agent.v1.Node/${method}`, asIs, asIs, bytes, new grpc.Metadata());
+      call.on('data', () => reject(new Error(`${method} answered`)));
+      call.on('error', resolve);
+    } else {
+      client.makeUnaryRequest(`/meshid.agent.v1.Node/${method}`, asIs, asIs, bytes, (err) => (err ? resolve(err) : reject(new Error(`${method} answered`))));
+    }
+  });
 }
