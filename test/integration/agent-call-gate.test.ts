@@ -92,3 +92,22 @@ test("a workload's X.509-SVID of the same trust domain is refused PERMISSION_DEN
     assert.equal(err.details, 'the client certificate is not an agent SVID of this trust domain');
   }
 });
+
+test('an attested agent sending more SignX509Svids items or SignJwtSvid audiences than a call may carry is refused INVALID_ARGUMENT at the first one past the limit, through the real server', async (t) => {
+  const agent = await attest();
+  const client = connect(agent);
+  t.after(() => client.close());
+  /** `n` copies of field `field` (empty, or holding `value`), then bytes no decoder accepts: a request walked to its end says so. */
+  const repeated = (field: number, n: number, value: Buffer): Buffer =>
+    Buffer.concat([...Array.from({ length: n }, () => Buffer.concat([Buffer.from([(field << 3) | 2, value.length]), value])), UNDECODABLE]);
+  const items = await rawCall(client, 'SignX509Svids', repeated(1, 1001, Buffer.alloc(0)), false);
+  assert.equal(items.code, grpc.status.INVALID_ARGUMENT, items.details);
+  assert.equal(items.details, 'malformed request: meshid.agent.v1.SignX509SvidsRequest.items (field 1) holds more than 1000 values, the most one request may carry');
+  const audiences = await rawCall(client, 'SignJwtSvid', repeated(2, 65, Buffer.from('db')), false);
+  assert.equal(audiences.code, grpc.status.INVALID_ARGUMENT, audiences.details);
+  assert.equal(audiences.details, 'malformed request: meshid.agent.v1.SignJwtSvidRequest.audience (field 2) holds more than 64 values, the most one request may carry');
+  // At the limit, the walk goes on to the end (and finds the bytes there malformed).
+  const atLimit = await rawCall(client, 'SignX509Svids', repeated(1, 1000, Buffer.alloc(0)), false);
+  assert.equal(atLimit.code, grpc.status.INVALID_ARGUMENT, atLimit.details);
+  assert.doesNotMatch(atLimit.details, /holds more than/);
+});
