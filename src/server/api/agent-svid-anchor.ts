@@ -22,13 +22,13 @@ const fingerprint = (der: Buffer): string => createHash('sha256').update(der).di
  * `--upstream-bundle`, another CA under the same upstream roots could otherwise present an agent's URI and serial).
  *
  * Two answers are kept: which intermediate signed a leaf (it never changes), and whether an intermediate chains to
- * the bundle of a given sequence. A call costs a hash and two lookups; a bundle change costs one chain verification
- * per intermediate, not one per connected agent.
+ * the bundle of a given sequence. A call costs a hash, a look at the journal's few intermediates and two lookups; a
+ * bundle change costs one chain verification per intermediate, not one per connected agent.
  */
 export class AgentSvidAnchor {
-  /** Leaf fingerprint → the chain (intermediate first) of the intermediate that signed it. */
-  private readonly signedBy = new Map<string, Buffer[]>();
-  /** Intermediate fingerprint → whether it chained to the bundle of `sequence`. */
+  /** Leaf fingerprint → the intermediate that signed it. */
+  private readonly signedBy = new Map<string, Buffer>();
+  /** Intermediate fingerprint and how many CAs the journal lists above it → whether it chained to the bundle of `sequence`. */
   private readonly anchored = new Map<string, { sequence: number; ok: boolean }>();
 
   constructor(private readonly issuers: SvidIssuers) {}
@@ -37,7 +37,9 @@ export class AgentSvidAnchor {
     const chain = this.issuingChain(cert, now);
     if (chain === undefined) return false;
     const bundle = this.issuers.x509Bundle();
-    const key = fingerprint(chain[0]!);
+    // The CAs above an intermediate are the journal's now, not those of the leaf's first call: a revoked upstream CA
+    // leaves them (its PKI root may stay published, anchoring a tainted sibling), as it has after a restart.
+    const key = `${fingerprint(chain[0]!)} ${chain.length}`;
     const known = this.anchored.get(key);
     if (known?.sequence === bundle.sequence) return known.ok;
     let ok: boolean;
@@ -62,11 +64,11 @@ export class AgentSvidAnchor {
 
   /** The server's intermediate (with the CAs above it) whose key signed `cert`, or undefined when none did. */
   private issuingChain(cert: ParsedCertificate, now: number): Buffer[] | undefined {
-    const key = fingerprint(cert.der);
-    const known = this.signedBy.get(key);
-    if (known !== undefined) return known;
     const aki = cert.authorityKeyId;
     if (aki === undefined) return undefined;
+    const key = fingerprint(cert.der);
+    const known = this.signedBy.get(key);
+    if (known !== undefined) return this.issuers.issuerChains(aki).find((c) => c[0]!.equals(known));
     // Whether the leaf has expired is authenticateAgent's question (with its own message); a leaf seen again after
     // the memo was cleared must not read as unanchored for it.
     const at = Math.min(now, cert.notAfter - 1);
@@ -81,7 +83,7 @@ export class AgentSvidAnchor {
     });
     if (chain === undefined) return undefined;
     if (this.signedBy.size >= MAX_REMEMBERED) this.signedBy.clear();
-    this.signedBy.set(key, chain);
+    this.signedBy.set(key, chain[0]!);
     return chain;
   }
 }

@@ -340,7 +340,8 @@ export class CaManager {
     await this.serialized({ revoke: id }, async () => {
       const a = this.authorities.get(id);
       if (checkRoot === undefined || a?.record.kind !== 'root' || a.record.state !== 'tainted') return;
-      if (anchorOutliving(a, [...this.authorities.values()], this.settings.upstreamCa?.bundleDer ?? [], this.clock.now()) !== undefined) return;
+      const stateOf = (x: LoadedAuthority): AuthorityState => x.record.state;
+      if (anchorOutliving(a, [...this.authorities.values()], stateOf, this.settings.upstreamCa?.bundleDer ?? [], this.clock.now()) !== undefined) return;
       await checkRoot(this.intermediatesUnder(id));
     });
   }

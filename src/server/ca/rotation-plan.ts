@@ -154,18 +154,21 @@ export class RotationPlan {
    * on verifying everywhere, the agent API's TLS handshake included, and only the per-call check, which rebuilds
    * chains from the journal, would lose it: after a restart it refused agents whose handshake passed. So the revoke
    * is refused, as SPIRE refuses `localauthority x509 revoke` under an UpstreamAuthority; the root stays tainted
-   * (agents keep re-signing away from it) and leaves with its last intermediate.
+   * (agents keep re-signing away from it) and leaves with its last intermediate. Another tainted root anchored at the
+   * same PKI root does not keep it (anchorOutliving): revoking the two in turn takes that PKI root out.
    */
   private refuseRevokeThatKeepsTrust(root: LoadedAuthority): void {
     const live = [...this.pool.values()].filter((a) => !this.removed.has(a.record.id));
     const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
-    const anchor = anchorOutliving(root, live, upstreamBundle, this.now);
+    const anchor = anchorOutliving(root, live, (a) => this.state.get(a.record.id), upstreamBundle, this.now);
     if (anchor === undefined) return;
     const describeKeeper = (keeper: LoadedAuthority | undefined): string =>
       keeper === undefined ? 'another root' : `root ${keeper.record.id} (${this.state.get(keeper.record.id)})`;
     const keptBy = upstreamBundle.some((d) => d.equals(anchor))
       ? 'it is in --upstream-bundle (upstream_bundle)'
-      : `it anchors ${describeKeeper(live.find((a) => a !== root && a.record.kind === 'root' && a.record.upstreamAnchorsDer?.some((d) => d.equals(anchor))))} too`;
+      : `it anchors ${describeKeeper(
+          live.find((a) => a !== root && a.record.kind === 'root' && this.state.get(a.record.id) !== 'tainted' && a.record.upstreamAnchorsDer?.some((d) => d.equals(anchor))),
+        )} too`;
     const lastIntermediateEnd = Math.max(
       ...live.filter((a) => a.record.kind === 'intermediate' && a.cert?.authorityKeyId === root.cert?.subjectKeyId).map((a) => a.record.notAfter),
     );
@@ -173,7 +176,8 @@ export class RotationPlan {
     throw failedPrecondition(
       `root ${root.record.id} was issued by the upstream PKI, and its chains end at "${parseCertificate(anchor).subject}", which stays in the bundle without it (${keptBy}): ` +
         'revoking it would stop nothing trusting the SVIDs under it, this server included. It stays tainted, so agents keep re-signing away from it, ' +
-        `and leaves by itself ${leaves}. That PKI root leaves the bundle once --upstream-bundle no longer lists it and no root anchored there is left`,
+        `and leaves by itself ${leaves}; --force does not change this. To stop trusting that PKI root sooner, take it out of --upstream-bundle and taint ` +
+        'every root anchored there (the upstream CA the server runs with must then come from another PKI root: restart with its files), then revoke them',
     );
   }
 

@@ -11,7 +11,8 @@ import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
-import { verifyChain } from '../../../src/common/x509/certificate.js';
+import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
+import { AgentSvidAnchor } from '../../../src/server/api/agent-svid-anchor.js';
 import { opensslCa, opensslVerify } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import type { RawServerConfig } from '../../../src/server/config.js';
@@ -308,7 +309,7 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
   }
 });
 
-test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root: its SVIDs would go on verifying; under another PKI root it goes', async (t) => {
+test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root; a tainted CA under the same root does not keep it: the two are revoked in turn and the root leaves', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
   t.after(cleanup);
   const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
@@ -331,14 +332,27 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
   await ca.close();
 
   // A mesh CA under another corporate root, with only that root as --upstream-bundle: the first corporate root stays
-  // published while a CA anchored there lives, so neither of the two can be revoked while the other is left; each
-  // refusal names the root that keeps it.
+  // published while a CA anchored there is left that is not tainted, and the refusal names it. Once that one is
+  // tainted too, the two are revoked in turn (agents checked, since their chains lose their anchor) and the first
+  // corporate root leaves the bundle: a compromised CA and its renewal under one PKI root do not hold each other.
   const other = opensslCa(dir, 'Other Root');
   const mesh3 = opensslCa(dir, 'Mesh CA 3', { issuer: other });
   const third = await openTestCa(data, { upstream_ca_cert: mesh3.cert, upstream_ca_key: mesh3.key, upstream_bundle: other.cert }, clock);
   t.after(() => third.close());
   const second = third.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh2.cert)))!;
+  await assert.rejects(third.ca.revoke(old.id), refusedWith(new RegExp(`\\(it anchors root ${second.id} \\(active\\) too\\): .*--force does not change this`)));
   await third.ca.taint(second.id);
-  await assert.rejects(third.ca.revoke(old.id), refusedWith(new RegExp(`\\(it anchors root ${second.id} \\(tainted\\) too\\)`)));
-  await assert.rejects(third.ca.revoke(second.id), refusedWith(new RegExp(`\\(it anchors root ${old.id} \\(tainted\\) too\\)`)));
+  // The agent API's per-call check, which has seen an SVID under the first CA before the revoke.
+  const anchor = new AgentSvidAnchor(third.ca);
+  const svid = parseCertificate(onMesh1[0]!);
+  assert.ok(anchor.chainsToBundle(svid, clock.now()), 'before the revoke the SVID chains to the corporate root');
+  const checked: string[] = [];
+  await third.ca.revoke(old.id, async () => void checked.push(old.id));
+  assert.ok(third.ca.bundle().x509Authorities.some((d) => d.equals(der(root.cert))), 'the tainted renewal still anchors the corporate root');
+  // Its chain lost the revoked CA: the check answers as it does after a restart, not from what it saw before.
+  assert.equal(anchor.chainsToBundle(svid, clock.now()), false, 'the check still ran on the chain it had seen before the revoke');
+  assert.equal(new AgentSvidAnchor(third.ca).chainsToBundle(svid, clock.now()), false);
+  await third.ca.revoke(second.id, async () => void checked.push(second.id));
+  assert.deepEqual(checked, [old.id, second.id], 'each revoke asked the agents check');
+  assert.deepEqual(third.ca.bundle().x509Authorities, [der(other.cert)], 'the first corporate root has left the bundle');
 });
