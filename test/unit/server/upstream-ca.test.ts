@@ -337,6 +337,8 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
   // corporate root leaves the bundle: a compromised CA and its renewal under one PKI root do not hold each other.
   const other = opensslCa(dir, 'Other Root');
   const mesh3 = opensslCa(dir, 'Mesh CA 3', { issuer: other });
+  // openssl dates them from the second it runs, which may be past the clock's by now.
+  clock.set(Math.max(clock.now(), Date.now()));
   const third = await openTestCa(data, { upstream_ca_cert: mesh3.cert, upstream_ca_key: mesh3.key, upstream_bundle: other.cert }, clock);
   t.after(() => third.close());
   const second = third.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh2.cert)))!;
