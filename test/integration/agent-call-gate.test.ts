@@ -1,10 +1,10 @@
 /**
- * Every agent API call but Attest is judged when its metadata arrives, before its request is read (agent-call-gate.ts):
- * a caller that is no agent, or an agent whose budget for the method is spent, is refused without the server decoding
- * a byte of what it sent. Request bytes no decoder would accept show which came first: a request that was decoded is
- * answered INVALID_ARGUMENT, one refused before decoding gets the gate's answer. In-process server on a FakeClock set
- * an hour behind real time (OpenSSL judges the certificates by real time); the clock stands still, so the budgets do
- * not refill while the test runs.
+ * Every agent API call is judged when its metadata arrives, before its request is read (agent-call-gate.ts): a caller
+ * that is no agent, an agent whose budget for the method is spent, or a source address that spent its Attest
+ * attempts is refused without the server decoding a byte of what it sent. Request bytes no decoder would accept show
+ * which came first: a request that was decoded is answered INVALID_ARGUMENT, one refused before decoding gets the
+ * gate's answer. In-process server on a FakeClock set an hour behind real time (OpenSSL judges the certificates by
+ * real time); the clock stands still but where a test moves it, so the budgets do not refill while a test runs.
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -110,4 +110,28 @@ test('an attested agent sending more SignX509Svids items or SignJwtSvid audience
   const atLimit = await rawCall(client, 'SignX509Svids', repeated(1, 1000, Buffer.alloc(0)), false);
   assert.equal(atLimit.code, grpc.status.INVALID_ARGUMENT, atLimit.details);
   assert.doesNotMatch(atLimit.details, /holds more than/);
+});
+
+test('a source address sending Attest requests in a row is refused UNAVAILABLE once its attempts are spent, without the server decoding them', async (t) => {
+  // The attempts refill at 5 per second: twenty seconds on the server's clock gives 127.0.0.1 its whole burst back
+  // whatever the tests above used.
+  clock.advance(20_000);
+  const anonymous = connect();
+  t.after(() => anonymous.close());
+  const refusedAfter = async (limit: number): Promise<{ decoded: number; refusal: grpc.ServiceError }> => {
+    for (let decoded = 0; decoded < limit; decoded++) {
+      const err = await rawCall(anonymous, 'Attest', UNDECODABLE, false);
+      if (err.code !== grpc.status.INVALID_ARGUMENT) return { decoded, refusal: err };
+    }
+    throw new Error(`Attest: ${limit} requests in no time were all decoded`);
+  };
+  const { decoded, refusal } = await refusedAfter(150);
+  assert.equal(refusal.code, grpc.status.UNAVAILABLE, refusal.details);
+  assert.equal(refusal.details, 'too many attestation attempts from 127.0.0.1; retry in 1 s');
+  assert.equal(decoded, 100, 'the attestation burst is decoded, not one request more');
+  // A request of unknown fields as large as the server takes (~25-30 ms to check and decode) is refused the same way.
+  const large = await rawCall(anonymous, 'Attest', Buffer.concat([Buffer.alloc(4_000_000).fill(Buffer.from([0x78, 0x00])), UNDECODABLE]), false);
+  assert.equal(large.code, grpc.status.UNAVAILABLE, large.details);
+  clock.advance(1000);
+  assert.equal((await rawCall(anonymous, 'Attest', UNDECODABLE, false)).code, grpc.status.INVALID_ARGUMENT);
 });

@@ -4,6 +4,7 @@ import { permissionDenied, unauthenticated, type MeshidError } from '../../commo
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { agentSvidId, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotAnchored } from './agent-auth.js';
+import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 
@@ -20,7 +21,7 @@ export interface AgentCallGateDeps {
 }
 
 /**
- * Judges every Node call but Attest as soon as its metadata arrives, before its request is read: grpc-js decodes a
+ * Judges every Node call as soon as its metadata arrives, before its request is read: grpc-js decodes a
  * request before any handler runs, and a request of the maximum size can be costly to decode (a Sync request of
  * ~4 MB holding two million empty `known` items takes the server ~0.45–0.9 s of CPU). Refused here, a request is
  * never decoded:
@@ -28,7 +29,9 @@ export interface AgentCallGateDeps {
  * - with one that is no agent SVID of this trust domain (a workload's X.509-SVID passes the TLS check too), or one
  *   none of the server's intermediates signed (another CA under the same upstream roots), PERMISSION_DENIED, as the
  *   handlers would answer;
- * - when the agent's budget for the method (agent-call-budgets.ts) is spent, RESOURCE_EXHAUSTED with the retry time.
+ * - when the agent's budget for the method (agent-call-budgets.ts) is spent, RESOURCE_EXHAUSTED with the retry time;
+ * - Attest, made before the agent has a certificate, when its source address has spent its attempts
+ *   (attest-attempts.ts), UNAVAILABLE with the retry time.
  * The budgets are keyed by the agent ID in the certificate, which the server's own signature vouches for. The
  * handlers still authenticate every call in full (agent-auth.ts: the datastore's view, expiry, the bundle as it is
  * now): this only moves the cheap refusals before the decoding. Install after the base interceptors:
@@ -49,14 +52,15 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     if (!deps.anchor.signedByServer(cert, deps.clock.now())) return permissionDenied(svidNotAnchored(agentId));
     return deps.budgets.charge(path, agentId);
   };
+  const attestAttempts = new AttestAttempts(deps.clock);
   return (methodDescriptor, call) => {
     const path = methodDescriptor.path;
-    if (!path.startsWith(NODE_SERVICE_PATH_PREFIX) || path === ATTEST_PATH) return new ServerInterceptingCall(call);
+    if (!path.startsWith(NODE_SERVICE_PATH_PREFIX)) return new ServerInterceptingCall(call);
     return new ServerInterceptingCall(call, {
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const refused = refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw);
+            const refused = path === ATTEST_PATH ? attestAttempts.charge(call.getPeer()) : refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw);
             if (refused !== undefined) {
               const { code, details } = toServiceError(refused);
               call.sendStatus({ code, details, metadata: new Metadata() });

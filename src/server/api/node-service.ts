@@ -18,21 +18,15 @@ import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
-import { sourceKey } from '../source-key.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
-import { RateLimiter } from '../../common/rate-limiter.js';
 
 /**
  * A join token works once: the agent needs a new one, not a retry. Unknown, used and revoked tokens get this one
  * answer, so whoever holds a token learns nothing about which tokens exist.
  */
 const UNKNOWN_TOKEN = 'join token is unknown, already used or revoked; generate a new one with `meshid-server token generate`';
-
-/** Attestation attempts per source address: far above a host's needs (one, then one per eviction), far below a flood. */
-const ATTEST_RATE_PER_SECOND = 5;
-const ATTEST_BURST = 100;
 
 /**
  * The signing budget (SigningLimits) is spent: RESOURCE_EXHAUSTED with a retry hint, not UNAVAILABLE, so an agent can
@@ -114,9 +108,6 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     return agent;
   };
 
-  // Attest is the one call anyone who reaches the port can make, and each attempt is a datastore write.
-  const attestLimiter = new RateLimiter(ATTEST_RATE_PER_SECOND, ATTEST_BURST, clock);
-
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
 
@@ -129,10 +120,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   };
 
   return {
-    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }, call) => {
-      const source = sourceKey(call.getPeer());
-      const wait = attestLimiter.take(source);
-      if (wait > 0) throw unavailable(`too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`);
+    // Its attempts per source address were charged before the request was decoded (agent-call-gate.ts).
+    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }) => {
       const token = req.join_token ?? '';
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
