@@ -146,6 +146,37 @@ test('agent API over TLS: malformed requests are INVALID_ARGUMENT before authent
   await assertRefused(t, '/grpc.health.v1.Health/Check', 'unary', delimited(1, BAD_UTF8), /HealthCheckRequest\.service \(field 1\) is not valid UTF-8/);
 });
 
+test('Workload API and SDS: name lists past what their handlers accept are refused while the bytes are walked, before decoding', async () => {
+  const t = agentSocket();
+  const strings = (field: number, n: number): number[] => Array.from({ length: n }, (_, i) => delimited(field, `n${i}`)).flat();
+  const versions = (n: number): number[] => Array.from({ length: n }, (_, i) => delimited(5, [...delimited(1, `n${i}`), ...delimited(2, 'v')])).flat();
+  const secretType = delimited(4, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret');
+  const deltaSecretType = delimited(2, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret');
+  const sdsPath = (method: string): string => `/envoy.service.secret.v3.SecretDiscoveryService/${method}`;
+  // The handlers' own refusals read differently ("too many audiences: 65", "resource_names has 1001 names"): these
+  // name the field as the walk does, so they were refused before protobufjs decoded a value.
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', strings(1, 65),
+    /^malformed request: JWTSVIDRequest\.audience \(field 1\) holds more than 64 values, the most one request may carry$/);
+  for (const [method, kind] of [['StreamSecrets', 'bidi'], ['FetchSecrets', 'unary']] as const) {
+    await assertRefused(t, sdsPath(method), kind, message(secretType, strings(3, 1001)),
+      /^malformed request: envoy\.service\.discovery\.v3\.DiscoveryRequest\.resource_names \(field 3\) holds more than 1000 values, the most one request may carry$/);
+  }
+  for (const [body, field] of [
+    [strings(3, 1001), 'resource_names_subscribe \\(field 3\\)'],
+    [strings(4, 1001), 'resource_names_unsubscribe \\(field 4\\)'],
+    [versions(1001), 'initial_resource_versions \\(field 5\\)'],
+  ] as const) {
+    await assertRefused(t, sdsPath('DeltaSecrets'), 'bidi', message(deltaSecretType, body),
+      new RegExp(`^malformed request: envoy\\.service\\.discovery\\.v3\\.DeltaDiscoveryRequest\\.${field} holds more than 1000 values, the most one request may carry$`));
+  }
+  // At the limits the requests are decoded and reach the handlers: a token for 64 audiences, and no secret named n0.
+  const jwt = await rawCall(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', strings(1, 64));
+  assert.equal(grpc.status[jwt.code], 'OK', jwt.details);
+  const fetch = await rawCall(t, sdsPath('FetchSecrets'), 'unary', message(secretType, strings(3, 1000)));
+  assert.equal(grpc.status[fetch.code], 'NOT_FOUND', fetch.details);
+  assert.match(fetch.details, /^no secret for "n0", .* and 995 more is available to this caller$/);
+});
+
 test('a request over the 4 MiB receive limit is RESOURCE_EXHAUSTED, as gRPC specifies', async () => {
   const status = await rawCall(agentSocket(), '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', delimited(1, Buffer.alloc(4 * 1024 * 1024, 0x61)));
   assert.equal(grpc.status[status.code], 'RESOURCE_EXHAUSTED', status.details);

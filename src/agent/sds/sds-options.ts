@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { MAX_SDS_RESOURCE_NAMES } from '../../common/grpc/repeated-limits.js';
 
 /**
  * How the agent's SDS service names and shapes secrets (SPEC-NOTES §9). Defaults are SPIRE's, so Envoy bootstraps
@@ -13,7 +14,10 @@ export interface SdsOptions {
   defaultAllBundlesName?: string;
   /** Send plain `trusted_ca` instead of the SPIFFE cert validator to every Envoy (SPEC-NOTES §9). */
   disableSpiffeCertValidation?: boolean;
-  /** Most resource names one request (or one delta stream's subscription) may carry; more is INVALID_ARGUMENT. */
+  /**
+   * Most resource names one request (or one delta stream's subscription) may carry; more is INVALID_ARGUMENT. At most
+   * MAX_SDS_RESOURCE_NAMES, which the request's bytes are held to before they are decoded.
+   */
   maxResourceNames?: number;
   /**
    * Callers no entry matches get the own trust domain's validation contexts instead of PERMISSION_DENIED: Envoys that
@@ -32,8 +36,8 @@ export interface ResolvedSdsOptions {
   readonly allowUnauthenticatedVerifiers: boolean;
 }
 
-/** The documented cap on names per request: far above any real Envoy (one stream per secret), far below abuse. */
-export const DEFAULT_MAX_RESOURCE_NAMES = 1000;
+/** The documented cap on names per request, also counted before decoding (repeated-limits.ts). */
+export const DEFAULT_MAX_RESOURCE_NAMES = MAX_SDS_RESOURCE_NAMES;
 
 /** The longest resource name accepted: SPIFFE IDs go up to 2048 bytes (SPEC-NOTES §2), aliases are short. */
 export const MAX_RESOURCE_NAME_BYTES = 2048;
@@ -70,6 +74,9 @@ export function resolveSdsOptions(raw: SdsOptions = {}): ResolvedSdsOptions {
   }
   if (!Number.isSafeInteger(resolved.maxResourceNames) || resolved.maxResourceNames < 1) {
     throw invalidArgument('sds.maxResourceNames must be a positive integer');
+  }
+  if (resolved.maxResourceNames > MAX_SDS_RESOURCE_NAMES) {
+    throw invalidArgument(`sds.maxResourceNames must be at most ${MAX_SDS_RESOURCE_NAMES}: requests with more are refused before they are decoded`);
   }
   return Object.freeze(resolved);
 }

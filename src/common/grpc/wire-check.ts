@@ -69,15 +69,19 @@ function rulesOf(type: protobuf.Type): MessageRules {
           [2, valueRule('value', field)],
         ]),
       };
-      rules.fields.set(field.id, { name: field.name, wireType: LENGTH_DELIMITED, utf8: false, message: entry, packedElement: undefined });
+      rules.fields.set(field.id, limited(rules, { name: field.name, wireType: LENGTH_DELIMITED, utf8: false, message: entry, packedElement: undefined }));
     } else {
-      const rule = valueRule(field.name, field);
-      const maxCount = REPEATED_LIMITS.get(`${rules.typeName}.${field.name}`);
-      if (maxCount !== undefined) rule.maxCount = maxCount;
-      rules.fields.set(field.id, rule);
+      rules.fields.set(field.id, limited(rules, valueRule(field.name, field)));
     }
   }
   return rules;
+}
+
+/** `rule` with its field's limit from REPEATED_LIMITS, if it has one. */
+function limited(rules: MessageRules, rule: FieldRule): FieldRule {
+  const maxCount = REPEATED_LIMITS.get(`${rules.typeName}.${rule.name}`);
+  if (maxCount !== undefined) rule.maxCount = maxCount;
+  return rule;
 }
 
 function valueRule(name: string, field: protobuf.Field): FieldRule {

@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
 import { protoRoot } from '../../../src/common/grpc/proto.js';
-import { MAX_X509_SVIDS_PER_CALL } from '../../../src/common/grpc/repeated-limits.js';
+import { MAX_SDS_RESOURCE_NAMES, MAX_X509_SVIDS_PER_CALL, REPEATED_LIMITS } from '../../../src/common/grpc/repeated-limits.js';
 import { MAX_NESTING, wireProblem } from '../../../src/common/grpc/wire-check.js';
 import { MAX_AUDIENCES } from '../../../src/common/jwt/audience-limits.js';
 import { delimited, message, tag, varint, varintField } from '../../support/wire-bytes.js';
@@ -106,4 +106,38 @@ test('repeated fields with a limit of their own are refused past it while the by
   // The limit is per message: Sync's known list, legitimately as large as a request may be, has none.
   const SYNC = agent.lookupType('meshid.agent.v1.SyncRequest');
   assert.equal(wireProblem(SYNC, Buffer.alloc(4_000_000).fill(Buffer.from([0x12, 0x00]))), undefined);
+});
+
+test('the Workload API and SDS name lists whose handlers refuse more are counted too, map entries included', () => {
+  const strings = (field: number, n: number): number[] => Array.from({ length: n }, (_, i) => delimited(field, `n${i}`)).flat();
+  const versions = (n: number): number[] => Array.from({ length: n }, (_, i) => delimited(5, [...delimited(1, `n${i}`), ...delimited(2, 'v')])).flat();
+  assert.equal(wireProblem(JWT, message(strings(1, MAX_AUDIENCES))), undefined);
+  assert.equal(wireProblem(JWT, message(strings(1, MAX_AUDIENCES + 1))), 'JWTSVIDRequest.audience (field 1) holds more than 64 values, the most one request may carry');
+  assert.equal(wireProblem(DISCOVERY, message(strings(3, MAX_SDS_RESOURCE_NAMES))), undefined);
+  assert.equal(
+    wireProblem(DISCOVERY, message(strings(3, MAX_SDS_RESOURCE_NAMES + 1))),
+    'envoy.service.discovery.v3.DiscoveryRequest.resource_names (field 3) holds more than 1000 values, the most one request may carry',
+  );
+  for (const [field, name] of [[3, 'resource_names_subscribe'], [4, 'resource_names_unsubscribe']] as const) {
+    assert.equal(wireProblem(DELTA, message(strings(field, MAX_SDS_RESOURCE_NAMES), strings(7 - field, MAX_SDS_RESOURCE_NAMES))), undefined);
+    assert.equal(wireProblem(DELTA, message(strings(field, MAX_SDS_RESOURCE_NAMES + 1))), `envoy.service.discovery.v3.DeltaDiscoveryRequest.${name} (field ${field}) holds more than 1000 values, the most one request may carry`);
+  }
+  assert.equal(wireProblem(DELTA, message(versions(MAX_SDS_RESOURCE_NAMES))), undefined);
+  assert.equal(
+    wireProblem(DELTA, message(versions(MAX_SDS_RESOURCE_NAMES + 1))),
+    'envoy.service.discovery.v3.DeltaDiscoveryRequest.initial_resource_versions (field 5) holds more than 1000 values, the most one request may carry',
+  );
+});
+
+test('every limited field names a repeated field of a request type the servers register, spelled as they spell it', () => {
+  // A key that matches no field (a package added or left out, a typo) would limit nothing, silently.
+  const roots = [protoRoot('meshid/v1/agent.proto'), workload, sds];
+  for (const key of REPEATED_LIMITS.keys()) {
+    const dot = key.lastIndexOf('.');
+    const [typeName, fieldName] = [key.slice(0, dot), key.slice(dot + 1)];
+    const types = roots.map((root) => root.lookup(typeName)).filter((t): t is protobuf.Type => t instanceof protobuf.Type && t.fullName === `.${typeName}`);
+    assert.equal(types.length, 1, `${key}: no request type ${typeName}`);
+    const field = types[0]!.fields[fieldName];
+    assert.ok(field !== undefined && (field.repeated || field instanceof protobuf.MapField), `${key}: no repeated field ${fieldName}`);
+  }
 });

@@ -142,6 +142,9 @@ describe('SDS resource names', () => {
     assert.equal(code(() => resolveSdsOptions({ defaultAllBundlesName: '*' })), 'invalid_argument');
     assert.equal(code(() => resolveSdsOptions({ maxResourceNames: 0 })), 'invalid_argument');
     assert.equal(code(() => resolveSdsOptions({ maxResourceNames: 1.5 })), 'invalid_argument');
+    // Requests with more are refused before decoding (repeated-limits.ts): a higher option could never be met.
+    assert.equal(code(() => resolveSdsOptions({ maxResourceNames: 1001 })), 'invalid_argument');
+    assert.equal(resolveSdsOptions({ maxResourceNames: 1000 }).maxResourceNames, 1000);
     assert.ok(Object.isFrozen(resolveSdsOptions()));
   });
 
