@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { after, before } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
+import { BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
 import { parseSelector } from '../../../src/common/spiffe/selector.js';
 import { sdsHandlers, sdsServiceDefinition, type SdsService } from '../../../src/agent/sds/handler.js';
@@ -65,7 +66,8 @@ export async function startSdsHarness(
       return call.metadata.get('x-test-selector').map((v) => parseSelector(String(v)));
     },
   });
-  const server = new grpc.Server();
+  // As the agent's endpoint: requests malformed or past their limits end before the handlers (strict-requests.ts).
+  const server = new grpc.Server(BASE_SERVER_OPTIONS);
   server.addService(sdsServiceDefinition(), service.implementation);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),

@@ -15,6 +15,7 @@ import { serviceOf } from '../../../src/common/grpc/service.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { parseSelector, type Selector } from '../../../src/common/spiffe/selector.js';
 import { workloadSecurityHeaderInterceptor } from '../../../src/agent/endpoints/interceptors.js';
+import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
 import {
   workloadApiHandlers,
   workloadApiServiceDefinition,
@@ -85,7 +86,10 @@ export async function startWorkloadHarness(ca: TestCa, setup: (cache: FakeWorklo
       return caller;
     },
   });
-  const server = new grpc.Server(o.interceptor === false ? {} : { interceptors: [workloadSecurityHeaderInterceptor] });
+  // As the agent's endpoint: requests malformed or past their limits end before the handlers (strict-requests.ts).
+  const server = new grpc.Server(
+    o.interceptor === false ? BASE_SERVER_OPTIONS : { ...BASE_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor] },
+  );
   server.addService(workloadApiServiceDefinition(), service.implementation);
   server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), healthService(['SpiffeWorkloadAPI'], () => cache.ready()));
   await new Promise<void>((resolve, reject) =>
