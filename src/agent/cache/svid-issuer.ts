@@ -110,6 +110,13 @@ export class SvidIssuer {
   private readonly failures = new Map<string, number>();
   /** When the signing budget first refused each entry since it was last signed or requested. */
   private readonly budgetRefusedSince = new Map<string, number>();
+  /**
+   * Until when the server's last budget refusal asked this agent to wait (its hint, with jitter): no call goes before
+   * then, queued, kicked and newly requested entries included. The budget refuses every call until then, so sending
+   * the other queued batches would only be refused too, each growing the call backoff far past the hint.
+   */
+  private budgetHeldUntil = 0;
+  private holdTimer: TimerHandle | undefined;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
   private readonly retryPolicy: BackoffPolicy;
@@ -212,6 +219,8 @@ export class SvidIssuer {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+    this.holdTimer?.cancel();
+    this.holdTimer = undefined;
   }
 
   private renewalOf(svid: WorkloadSvid): number {
@@ -265,6 +274,7 @@ export class SvidIssuer {
   }
 
   private flush(): void {
+    if (this.heldByBudget()) return;
     if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putWatchedFirst();
     while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
       const batch: AgentEntry[] = [];
@@ -287,6 +297,35 @@ export class SvidIssuer {
         this.flush();
       });
     }
+  }
+
+  /**
+   * Whether the queue waits for the signing budget the server said was spent; then it is flushed when the wait is
+   * over. Entries queued meanwhile count as refused from now for a first message's wait (budgetWaitedFor), as they
+   * would have been had they gone out.
+   */
+  private heldByBudget(): boolean {
+    const now = this.clock.now();
+    if (this.stopped || this.queued.size === 0 || now >= this.budgetHeldUntil) return false;
+    const held = [...this.queued].flatMap((id) => this.cache.entry(id) ?? []);
+    this.cache.markUnsigned(held.filter((e) => !this.budgetWaitedFor(e, now, this.budgetHeldUntil)).map((e) => e.id));
+    if (this.holdTimer === undefined) {
+      this.holdTimer = this.clock.setTimer(() => {
+        this.holdTimer = undefined;
+        this.flush();
+      }, this.budgetHeldUntil - now);
+    }
+    return true;
+  }
+
+  /**
+   * Whether a first Workload API message still waits for an entry the signing budget refused (or holds back), to be
+   * tried at `retryAt`: while that falls within BUDGET_REFUSALS_WAITED_FOR_MS of the entry's first refusal.
+   */
+  private budgetWaitedFor(entry: AgentEntry, now: number, retryAt: number): boolean {
+    const since = this.budgetRefusedSince.get(entry.id) ?? now;
+    this.budgetRefusedSince.set(entry.id, since);
+    return retryAt - since <= BUDGET_REFUSALS_WAITED_FOR_MS;
   }
 
   /**
@@ -327,6 +366,7 @@ export class SvidIssuer {
       // same wait do not all come back at once.
       const delay = budgetWait === undefined ? backoff : Math.max(backoff, budgetWait + Math.round(this.random() * 1000));
       const now = this.clock.now();
+      if (budgetWait !== undefined) this.budgetHeldUntil = Math.max(this.budgetHeldUntil, now + delay);
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
       // it would stop a first message waiting for the new certificate at its first failure.
@@ -346,9 +386,7 @@ export class SvidIssuer {
       const waitedFor = (e: AgentEntry): boolean => {
         if (unreachable) return false;
         if (budgetWait === undefined) return (this.failures.get(e.id) ?? 0) <= FAILURES_WAITED_FOR;
-        const since = this.budgetRefusedSince.get(e.id) ?? now;
-        this.budgetRefusedSince.set(e.id, since);
-        return now + delay - since <= BUDGET_REFUSALS_WAITED_FOR_MS;
+        return this.budgetWaitedFor(e, now, now + delay);
       };
       this.cache.markUnsigned(same.filter((e) => !waitedFor(e)).map((e) => e.id));
       if (kind !== undefined) {

@@ -514,3 +514,39 @@ test('a signing budget refusal is no longer waited for once it has lasted the wi
     issuer.stop();
   }
 });
+
+test('a signing budget refusal holds every call until its hint: the other queued batches, kicked and new entries are not sent to be refused too', async () => {
+  let refusing = true;
+  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+  const calls: number[] = [];
+  const { cache, issuer } = issuerWith(
+    async (items) => {
+      calls.push(fx.clock.now());
+      if (refusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
+      return cacheRef.sign!(items);
+    },
+    { batchSize: 1, maxInflight: 1 },
+  );
+  cacheRef.sign = fx.signer(cache).sign;
+  const entries = [1, 2, 3].map((n) => entry(`budget-hold-${n}`, ['unix:uid:96'], { created_at: n }));
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settle();
+  const refusedAt = calls[0]!;
+  assert.equal(calls.length, 1, 'one refused call, not one per queued batch');
+  issuer.kick();
+  issuer.request(cache.apply({ upserts: [entry('budget-hold-4', ['unix:uid:96'], { created_at: 4 })] }).needSvid);
+  await settle();
+  assert.equal(calls.length, 1, 'neither a reconnect (kick) nor a new entry sends a call before the hint');
+  assert.equal(cache.snapshot([{ type: 'unix', value: 'uid:96' }]).complete, false, 'the held entries are still waited for');
+  fx.clock.advance(4999);
+  await settle();
+  assert.equal(calls.length, 1, 'no call before the 5 s the server asked for');
+  refusing = false;
+  fx.clock.advance(2000);
+  await settle();
+  assert.ok(calls.slice(1).every((at) => at - refusedAt >= 5000), 'every later call after the hint');
+  const s = cache.snapshot([{ type: 'unix', value: 'uid:96' }]);
+  assert.equal(s.complete, true);
+  assert.equal(s.svids.length, 4, 'all four signed once the wait was over');
+  issuer.stop();
+});
