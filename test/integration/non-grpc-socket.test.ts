@@ -7,9 +7,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http from 'node:http';
+import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { WorkloadApiClient } from '../../src/agent/cli/workload-client.js';
+import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
+import { silentLogger } from '../../src/common/log.js';
 import { AGENT_MAIN } from '../support/cluster.js';
+import { publicTempDir } from '../support/peer-process.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.js';
 
@@ -56,9 +62,8 @@ function assertError(r: CliResult, line: RegExp): void {
 }
 
 const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-const ANSWERS: Record<'greeting' | 'closing' | 'http1', string> = {
+const ANSWERS: Record<'greeting' | 'http1', string> = {
   greeting: 'it answers "hello"',
-  closing: 'it closes the connection without a word',
   http1: 'it answers HTTP/1',
 };
 
@@ -85,9 +90,54 @@ test('meshid-agent api fetch, api watch and healthcheck on a socket that does no
   }
 });
 
-test('a listener that takes the connection and never answers is told apart from a slow agent once the deadline passes', async () => {
+// A hang-up without a word or no answer at all is also what the daemon itself does (shutting down, refusing a
+// connection, hung past the deadline): named as either, UNAVAILABLE, never as a wrong socket.
+test('a listener that hangs up without a word, or never answers, is named as the daemon refusing or hung, or another program', async () => {
+  assertError(
+    await runNode(SERVER_MAIN, ['entry', 'show', '--admin-socket', sockets.closing]),
+    new RegExp(
+      `^Error: Unavailable: what listens on ${escape(sockets.closing)} closes the connection without a word: a meshid-server shutting down, or a program that does not speak gRPC \\(check --admin-socket`,
+    ),
+  );
+  assertError(
+    await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', sockets.closing]),
+    new RegExp(
+      `^Error: Unavailable: what listens on ${escape(sockets.closing)} closes the connection without a word: a meshid-agent shutting down or refusing a uid that holds max_connections_per_uid connections already; see its log, or a program that does not speak gRPC \\(check --socket-path`,
+    ),
+  );
   assertError(
     await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--timeout', '1s', '--socket-path', sockets.silent]),
-    new RegExp(`^Error: FailedPrecondition: nothing speaking gRPC listens on ${escape(sockets.silent)} \\(it accepts the connection but never answers\\), so it is not a meshid-agent socket`),
+    new RegExp(`^Error: Unavailable: what listens on ${escape(sockets.silent)} accepts the connection but never answers: a meshid-agent that is hung or overloaded, or a program`),
   );
+});
+
+test('an agent closing the connections of a uid at max_connections_per_uid (a real UdsServer, cap 1) is not named a socket where nothing speaks gRPC', async (t) => {
+  const agentDir = publicTempDir('meshid-non-grpc-cap-');
+  const socketPath = path.join(agentDir, 'run', 'agent.sock');
+  const grpcServer = new grpc.Server();
+  const uds = new UdsServer({ socketPath, grpcServer, log: silentLogger(), maxConnectionsPerUid: 1 });
+  await uds.start();
+  // The start-up self-test's own connection is gone first.
+  while (uds.openConnections() > 0) await new Promise((resolve) => setTimeout(resolve, 10));
+  // This uid's one connection, held open (the agent counts it from its accept).
+  const holder = net.createConnection(socketPath);
+  holder.on('error', () => undefined);
+  t.after(async () => {
+    holder.destroy();
+    grpcServer.forceShutdown();
+    await uds.close();
+    fs.rmSync(agentDir, { recursive: true, force: true });
+  });
+  await new Promise((resolve) => holder.once('connect', resolve));
+  while (uds.openConnections() < 1) await new Promise((resolve) => setImmediate(resolve));
+  const capped = new WorkloadApiClient(socketPath, { ownConnection: true, timeoutMs: 5000 });
+  try {
+    await assert.rejects(capped.fetchX509Svid(), (err: Error) => {
+      assert.doesNotMatch(err.message, /nothing speaking gRPC/);
+      assert.match(err.message, /refusing a uid that holds max_connections_per_uid connections already/);
+      return true;
+    });
+  } finally {
+    capped.close();
+  }
 });

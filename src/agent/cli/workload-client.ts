@@ -41,6 +41,7 @@ export const AGENT_SOCKET_DAEMON: ExpectedDaemon = Object.freeze({
   socket: 'meshid-agent socket',
   api: 'the SPIFFE Workload API',
   flags: `--socket-path (-socketPath) or ${ENDPOINT_SOCKET_ENV}`,
+  closesOn: 'a uid that holds max_connections_per_uid connections already',
 });
 
 /** Default deadline for unary calls and for the first message of a fetch. */

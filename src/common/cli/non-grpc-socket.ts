@@ -1,5 +1,5 @@
 import net from 'node:net';
-import { failedPrecondition, type MeshidError } from '../errors.js';
+import { failedPrecondition, unavailable, type MeshidError } from '../errors.js';
 import type { ExpectedDaemon } from './wrong-daemon.js';
 
 /**
@@ -61,24 +61,32 @@ export function probeSocket(socketPath: string, waitMs = PROBE_WAIT_MS): Promise
  * "Protocol error", and the CLI as "cannot reach … is it running?", which sends the operator to restart a daemon
  * when the flag is what is wrong. Undefined when the probe finds no listener, or one that speaks HTTP/2: then the
  * call's own error says what happened.
+ *
+ * Only bytes that are not HTTP/2 prove a foreign program. A listener that hangs up without a word or never answers
+ * may be the daemon itself (shutting down, closing a connection it will not serve, hung or overloaded past the
+ * call's deadline: the kernel accepts connections for a process that does not run): those are UNAVAILABLE naming
+ * either, not FAILED_PRECONDITION naming a wrong socket.
  */
 export async function notSpeakingGrpc(socketPath: string, expected: ExpectedDaemon, cause: unknown): Promise<MeshidError | undefined> {
   const answer = await probeSocket(socketPath);
-  const what = answerWords(answer);
-  if (what === undefined) return undefined;
-  return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (${what}), so it is not a ${expected.socket}: check ${expected.flags}`, cause);
-}
-
-function answerWords(answer: SocketAnswer): string | undefined {
+  const fix = `check ${expected.flags}`;
   switch (answer.kind) {
     case 'http1':
-      return 'it answers HTTP/1';
-    case 'closed':
-      return 'it closes the connection without a word';
-    case 'silent':
-      return 'it accepts the connection but never answers';
+      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers HTTP/1), so it is not a ${expected.socket}: ${fix}`, cause);
     case 'other':
-      return `it answers ${JSON.stringify(answer.said)}`;
+      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers ${JSON.stringify(answer.said)}), so it is not a ${expected.socket}: ${fix}`, cause);
+    case 'closed': {
+      const refusing = expected.closesOn === undefined ? 'shutting down' : `shutting down or refusing ${expected.closesOn}; see its log`;
+      return unavailable(
+        `what listens on ${socketPath} closes the connection without a word: a ${expected.daemon} ${refusing}, or a program that does not speak gRPC (${fix})`,
+        cause,
+      );
+    }
+    case 'silent':
+      return unavailable(
+        `what listens on ${socketPath} accepts the connection but never answers: a ${expected.daemon} that is hung or overloaded, or a program that does not speak gRPC (${fix})`,
+        cause,
+      );
     default:
       return undefined;
   }

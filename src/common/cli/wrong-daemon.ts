@@ -15,6 +15,8 @@ export interface ExpectedDaemon {
   readonly api: string;
   /** Where the socket path came from, e.g. "--admin-socket (-socketPath) or MESHID_ADMIN_SOCKET". */
   readonly flags: string;
+  /** Whom the daemon closes a connection on without a word, besides while it shuts down (the agent: a uid at its cap). */
+  readonly closesOn?: string;
 }
 
 /** A health check for the daemon's own service name was answered NOT_FOUND (or not at all): another gRPC server. */
