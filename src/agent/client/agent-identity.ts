@@ -11,6 +11,7 @@ import { generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.j
 import type { AgentStore } from '../storage/agent-store.js';
 import type { StoredIdentity } from '../storage/stored-state.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { budgetRefusalWaitMs } from './budget-refusal.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { rejectionOf, type Rejection } from './rejection.js';
@@ -236,7 +237,8 @@ export class AgentIdentity {
         this.o.onRejected(kind, err as MeshidError);
         return;
       }
-      const wait = backoffDelay(this.renewFailures++, RENEW_RETRY, this.random);
+      // A budget refusal (signing or renewals) says when the server will take the next one: no sooner than that.
+      const wait = Math.max(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random), budgetRefusalWaitMs(err) ?? 0);
       this.o.log.warn({ err, retryInMs: wait }, 'cannot renew the agent SVID; will retry');
       if (!this.stopped) this.renewAfter(wait);
     } finally {

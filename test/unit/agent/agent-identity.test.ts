@@ -14,7 +14,7 @@ import type { AttestResponseMessage } from '../../../src/agent/client/messages.j
 import type { NodeClient } from '../../../src/agent/client/node-client.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { decodeIdentity, encodeIdentity } from '../../../src/agent/storage/stored-state.js';
-import { isMeshidError } from '../../../src/common/errors.js';
+import { isMeshidError, resourceExhausted } from '../../../src/common/errors.js';
 import { createLogger, silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
@@ -114,6 +114,39 @@ test('renewals that keep coming back from a tainted authority back off instead o
     // 1 s, 2 s, 4 s, 8 s apart: five renewals in 15 s, not sixteen.
     assert.ok(renewals <= 5, `${renewals} renewals in 15 s`);
     assert.ok(renewals >= 3, 'it does renew again');
+  } finally {
+    store.close();
+    t.cleanup();
+  }
+});
+
+test('a renewal the server refuses over a budget is retried no sooner than the retry time it names', async () => {
+  const t = tempDir('meshid-agent-identity-');
+  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
+  try {
+    let renewals = 0;
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        renewals++;
+        if (renewals === 1) throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 10 s`);
+        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      },
+    } as unknown as NodeClient;
+    const { identity, first } = restoredIdentity(client, store);
+    await identity.renew();
+    for (let i = 0; i < 9; i++) {
+      fx.clock.advance(1000);
+      await settle();
+    }
+    assert.equal(renewals, 1, 'not retried within the 10 s the server named (the backoff alone would have retried after ~1 s)');
+    for (let i = 0; i < 3; i++) {
+      fx.clock.advance(1000);
+      await settle();
+    }
+    identity.stop();
+    assert.equal(renewals, 2, 'retried once the 10 s are over');
+    assert.notDeepEqual(identity.current()!.chain, first, 'and renewed');
   } finally {
     store.close();
     t.cleanup();
