@@ -107,24 +107,21 @@ export class CaManager {
   private async load(): Promise<void> {
     const now = this.clock.now();
     const records = await this.store.listCaRecords();
-    const referenced = new Set(records.map((r) => r.keyId));
-    for (const keyId of this.keys.list()) {
-      if (!referenced.has(keyId)) {
-        // Written before a crash that prevented its journal row from committing: never used, safe to drop.
-        this.log.warn({ keyId }, 'removing CA key file not referenced by the CA journal (left by an interrupted write)');
-        this.keys.delete(keyId);
-      }
+    const keyFiles = this.keys.list();
+    if (records.length === 0 && keyFiles.length > 0) {
+      // A first start interrupted before its commit leaves keys like this too, but so does a datastore that lost its
+      // content (datastore.sqlite3 copied without its -wal file): sweeping them as orphans would delete the trust
+      // domain's root key and silently re-root it.
+      throw failedPrecondition(
+        `the datastore holds no CA journal, but ${this.keys.dir} holds ${keyFiles.length} CA key file(s) (${keyFiles.join(', ')}): ` +
+          'the datastore is not the one these keys were made with (copied without its datastore.sqlite3-wal file, or from another ' +
+          'data dir?). Restore the datastore that goes with these keys (README, "Backup and restore"); only if this data dir ' +
+          `never served (its first start was interrupted) remove ${this.keys.dir} to create a new trust domain`,
+      );
     }
     // Retired authorities that expired while the server was down: nothing can use them, and rotation only ever sees
-    // loaded ones, so they go here (journal first; a crash before the key deletion leaves an orphan the sweep takes).
+    // loaded ones, so they go below (journal first; a crash before the key deletion leaves an orphan the sweep takes).
     const expired = records.filter((r) => r.state === 'old' && r.notAfter <= now);
-    const storedBundle = await this.store.getBundle(this.settings.trustDomain);
-    if (expired.length > 0 && storedBundle !== undefined) {
-      // The bundle is passed unchanged (same sequence); the next rotation rebuilds it from the live authorities.
-      await this.store.commitCaChange({ remove: expired.map((r) => r.id) }, storedBundle);
-      for (const r of expired) this.keys.delete(r.keyId);
-      this.log.info({ authorities: expired.map((r) => r.id) }, 'removed authorities that expired while the server was down');
-    }
     for (const record of records) {
       if (record.state === 'old' && record.notAfter <= now) continue;
       const key = this.keys.read(record.keyId);
@@ -154,6 +151,23 @@ export class CaManager {
         throw failedPrecondition(
           `the data dir belongs to trust domain "${td.slice('spiffe://'.length)}", not "${this.settings.trustDomain}": use another --data-dir`,
         );
+      }
+    }
+    // Only once every live authority's key has loaded and matched: a start that is refused (a datastore restored from
+    // an older backup beside newer keys, a key missing) deletes nothing, so restoring the right files still works.
+    const storedBundle = await this.store.getBundle(this.settings.trustDomain);
+    if (expired.length > 0 && storedBundle !== undefined) {
+      // The bundle is passed unchanged (same sequence); the next rotation rebuilds it from the live authorities.
+      await this.store.commitCaChange({ remove: expired.map((r) => r.id) }, storedBundle);
+      for (const r of expired) this.keys.delete(r.keyId);
+      this.log.info({ authorities: expired.map((r) => r.id) }, 'removed authorities that expired while the server was down');
+    }
+    const referenced = new Set(records.map((r) => r.keyId));
+    for (const keyId of keyFiles) {
+      if (!referenced.has(keyId)) {
+        // Written before a crash that prevented its journal row from committing: never used, safe to drop.
+        this.log.warn({ keyId }, 'removing CA key file not referenced by the CA journal (left by an interrupted write)');
+        this.keys.delete(keyId);
       }
     }
     this.bundleRecord = storedBundle;

@@ -79,6 +79,28 @@ test('a missing or mismatched CA key stops startup with a clear error; an orphan
   }
 });
 
+test('a start refused for a missing CA key deletes no key file the journal does not name (newer keys beside an older datastore)', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const a = await openTestCa(dir);
+    const inter = a.ca.listAuthorities().find((r) => r.kind === 'intermediate')!;
+    await a.close();
+    const file = a.keys.fileOf(inter.keyId);
+    const original = fs.readFileSync(file);
+    fs.rmSync(file);
+    const newer = a.keys.fileOf('int-east-0000000000000000');
+    fs.writeFileSync(newer, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey), { mode: 0o600 });
+    await assert.rejects(openTestCa(dir, {}, a.clock), /CA key file .* is missing/);
+    assert.equal(fs.existsSync(newer), true, 'a refused start removes nothing');
+    fs.writeFileSync(file, original, { mode: 0o600 });
+    const b = await openTestCa(dir, {}, a.clock);
+    assert.equal(fs.existsSync(newer), false, 'a start that succeeds sweeps the orphan');
+    await b.close();
+  } finally {
+    cleanup();
+  }
+});
+
 test('intermediates are prepared at half-life and activated when they can no longer cover a full SVID; chains switch only then', async () => {
   const { dir, cleanup } = tempDir();
   const t = await openTestCa(dir);

@@ -1,0 +1,63 @@
+/**
+ * An operator restoring meshid-server's data dir, on a real server process: a restore that does not match (the
+ * datastore without its content beside the CA keys) is refused without touching the keys.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { tempDir } from '../support/server-kit.js';
+import { spawn } from 'node:child_process';
+import { SERVER_MAIN, startServerProcess, type CliResult } from '../support/server-process.js';
+
+const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
+
+/** `meshid-server run` expected to refuse; one that serves instead is stopped (code null) rather than left running. */
+function runRefused(args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [SERVER_MAIN, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    // A bound on a server that wrongly started, not a timing under test.
+    const bound = setTimeout(() => child.kill('SIGKILL'), 20_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(bound);
+      resolve({ code, out, err });
+    });
+  });
+}
+
+const keyFiles = (dataDir: string): Record<string, string> =>
+  Object.fromEntries(fs.readdirSync(path.join(dataDir, 'ca', 'keys')).map((f) => [f, fs.readFileSync(path.join(dataDir, 'ca', 'keys', f), 'utf8')]));
+
+test('a data dir whose datastore lost its content (copied without its -wal file) is refused at start, and its CA keys are kept', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-');
+  t.after(cleanup);
+  const first = await startServerProcess(dir);
+  const bundle = (await first.cli(['bundle', 'show'])).out;
+  assert.equal(await first.stop(), 0);
+  const dataDir = path.join(dir, 'data');
+  const keysBefore = keyFiles(dataDir);
+  // What a copy of datastore.sqlite3 alone taken while the server ran holds: a file without the commits in its WAL.
+  const saved = path.join(dir, 'saved');
+  fs.mkdirSync(saved);
+  for (const f of DATASTORE_FILES) if (fs.existsSync(path.join(dataDir, f))) fs.renameSync(path.join(dataDir, f), path.join(saved, f));
+
+  const refused = await runRefused([
+    '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0',
+    '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west',
+  ]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(refused.err, /the datastore holds no CA journal, but .*ca\/keys holds 4 CA key file\(s\) \(.*root-[0-9a-f]+.*\): the datastore is not the one these keys were made with/);
+  assert.deepEqual(keyFiles(dataDir), keysBefore, 'no CA key was deleted, none made');
+
+  // With the datastore that goes with them back, the server starts on the same trust domain.
+  for (const f of DATASTORE_FILES) fs.rmSync(path.join(dataDir, f), { force: true });
+  for (const f of fs.readdirSync(saved)) fs.renameSync(path.join(saved, f), path.join(dataDir, f));
+  const again = await startServerProcess(dir);
+  t.after(() => again.stop());
+  assert.equal((await again.cli(['bundle', 'show'])).out, bundle, 'the same root is published');
+});
