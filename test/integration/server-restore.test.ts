@@ -1,14 +1,19 @@
 /**
  * An operator restoring meshid-server's data dir, on a real server process: a restore that does not match (the
- * datastore without its content beside the CA keys) is refused without touching the keys.
+ * datastore without its content beside the CA keys) is refused without touching the keys, and an agent whose SVID
+ * came from an intermediate the restored datastore never knew is told so, not sent looking for a revoked root.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { spawn } from 'node:child_process';
 import { SERVER_MAIN, startServerProcess, type CliResult } from '../support/server-process.js';
+import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.js';
 
 const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
 
@@ -60,4 +65,35 @@ test('a data dir whose datastore lost its content (copied without its -wal file)
   const again = await startServerProcess(dir);
   t.after(() => again.stop());
   assert.equal((await again.cli(['bundle', 'show'])).out, bundle, 'the same root is published');
+});
+
+test('an agent whose SVID is from an intermediate the restored server never held is told to re-attest, naming the restore, not a revoked root', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-agent-');
+  t.after(cleanup);
+  const before = await startServerProcess(dir);
+  const roots = (await before.cli(['bundle', 'show'])).out;
+  assert.equal(await before.stop(), 0);
+  const dataDir = path.join(dir, 'data');
+  const backup = path.join(dir, 'backup');
+  fs.cpSync(dataDir, backup, { recursive: true });
+
+  // After the backup: the east intermediate is replaced and an agent attests under its successor.
+  const live = await startServerProcess(dir);
+  const east = /Authority ID\s+: (int-east-\S+)/.exec((await live.cli(['ca', 'show'])).out)![1]!;
+  assert.equal((await live.cli(['ca', 'taint', '--id', east])).code, 0);
+  const agent = await attestAgent(live, roots);
+  assert.equal(await live.stop(), 0);
+
+  fs.rmSync(dataDir, { recursive: true });
+  fs.cpSync(backup, dataDir, { recursive: true });
+  const restored = await startServerProcess(dir);
+  t.after(() => restored.stop());
+  const client = connectNode(restored, roots, agent);
+  t.after(() => client.close());
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  await assert.rejects(nodeCall(client, 'Renew', { csr: await createCsr(privateKey, publicKey) }), (e: grpc.ServiceError) => {
+    assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
+    assert.match(e.details, /^must re-attest: agent \S+'s SVID was signed by an intermediate CA this server does not hold \(the server's data dir was restored from a backup older than that CA/);
+    return true;
+  });
 });

@@ -61,6 +61,7 @@ export async function authenticateAgent(
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);
   if (cert.notAfter <= now) throw permissionDenied(`${REATTEST_PREFIX}${svidExpired(id, cert.notAfter)}`);
+  if (anchor !== undefined && !anchor.signedByServer(cert, now)) throw permissionDenied(svidNotSignedByServer(id));
   if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
   let retiredPrevious = false;
   if (cert.serialHex === agent.certSerial) {
@@ -82,4 +83,16 @@ export function svidExpired(agentId: string, notAfter: number): string {
 /** The refusal of an agent SVID whose root has left the bundle since the connection's handshake. */
 export function svidNotAnchored(agentId: string): string {
   return `${REATTEST_PREFIX}agent ${agentId}'s SVID no longer chains to the trust bundle (its root was revoked); attest again with a new join token`;
+}
+
+/**
+ * The refusal of an agent SVID that passed the TLS check under the bundle's roots but that none of the server's
+ * intermediates signed: mostly a server whose data dir was restored from a backup taken before that intermediate was
+ * made. Not a revoked root, so the message must not send the operator looking for one.
+ */
+export function svidNotSignedByServer(agentId: string): string {
+  return (
+    `${REATTEST_PREFIX}agent ${agentId}'s SVID was signed by an intermediate CA this server does not hold ` +
+    "(the server's data dir was restored from a backup older than that CA, or the SVID is another server's); attest again with a new join token"
+  );
 }

@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
-import { agentSvidId, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotAnchored } from './agent-auth.js';
+import { agentSvidId, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer } from './agent-auth.js';
 import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -49,7 +49,7 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     }
     const agentId = agentSvidId(cert, deps.agentIdPrefix);
     if (agentId === undefined) return permissionDenied(NOT_AN_AGENT_SVID);
-    if (!deps.anchor.signedByServer(cert, deps.clock.now())) return permissionDenied(svidNotAnchored(agentId));
+    if (!deps.anchor.signedByServer(cert, deps.clock.now())) return permissionDenied(svidNotSignedByServer(agentId));
     return deps.budgets.charge(path, agentId);
   };
   const attestAttempts = new AttestAttempts(deps.clock);
