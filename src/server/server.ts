@@ -118,6 +118,7 @@ export class MeshidServer {
       await hub.start();
       started.push(() => hub.stop());
       warnAboutCappedEntries(hub, config, log);
+      await warnAboutAgentsOfUnservedDatacenters(ds, config, clock.now(), log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
       const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }));
@@ -320,6 +321,25 @@ function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger)
   if (jwt > 0) {
     log.warn({ entries: jwt, maxJwtSvidTtl: formatDuration(config.maxJwtSvidTtlMs) }, 'entries ask for JWT-SVIDs longer than max_jwt_svid_ttl; they are signed for max_jwt_svid_ttl');
   }
+}
+
+/**
+ * A datacenter taken out of the config has its intermediate retired, but its agents stay attested: nothing is signed
+ * for them any more (each refusal is logged on the agent's host only) and they are cut off when their own SVID
+ * expires. Say so once at start, on the server, where the config was changed.
+ */
+async function warnAboutAgentsOfUnservedDatacenters(ds: Datastore, config: ServerConfig, now: number, log: Logger): Promise<void> {
+  const stranded: Record<string, number> = {};
+  for (const agent of await ds.listAgents()) {
+    if (agent.banned || agent.certNotAfter <= now || config.datacenters.includes(agent.datacenter)) continue;
+    stranded[agent.datacenter] = (stranded[agent.datacenter] ?? 0) + 1;
+  }
+  if (Object.keys(stranded).length === 0) return;
+  log.warn(
+    { agentsByDatacenter: stranded, datacenters: config.datacenters },
+    'attested agents belong to datacenters not in the config: nothing is signed for them, and each is cut off when its ' +
+      'agent SVID expires; add the datacenter back, or attest those hosts again with join tokens of a configured datacenter',
+  );
 }
 
 /** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */

@@ -66,7 +66,7 @@ test('an empty data dir gets a root and one intermediate per datacenter that ope
   }
 });
 
-test('agents of a datacenter taken out of the config are still listed by its name; a name never served is refused', async () => {
+test('agents of a datacenter taken out of the config are still listed by its name and counted in a warning at start; a name never served is refused', async () => {
   const { dir, cleanup } = tempDir('meshid-server-dc-gone-');
   try {
     const s1 = await startServerProcess(dir);
@@ -83,6 +83,9 @@ test('agents of a datacenter taken out of the config are still listed by its nam
 
     const s2 = await startServerProcess(dir, ['--datacenter', 'east']);
     try {
+      const warning = s2.output().split('\n').find((l) => l.includes('attested agents belong to datacenters not in the config'));
+      assert.ok(warning !== undefined, s2.output());
+      assert.deepEqual((JSON.parse(warning) as { agentsByDatacenter: unknown }).agentsByDatacenter, { west: 1 });
       const west = await s2.cli(['agent', 'list', '--datacenter', 'west', '--output', 'json']);
       assert.equal(west.code, 0, west.err);
       assert.deepEqual((JSON.parse(west.out) as { agents: Array<{ spiffe_id: string }> }).agents.map((a) => a.spiffe_id), [agentId]);
