@@ -43,14 +43,24 @@ function restoredIdentity(client: NodeClient, store: AgentStore): { identity: Ag
   return { identity, first };
 }
 
+/** Runs `body` with an agent store in a fresh temp dir, closed and removed afterwards. */
+async function withStore(body: (store: AgentStore) => Promise<void>): Promise<void> {
+  const t = tempDir('meshid-agent-identity-');
+  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
+  try {
+    await body(store);
+  } finally {
+    store.close();
+    t.cleanup();
+  }
+}
+
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
 test('a renewal answered after a taint reached the agent (signed just before it) is renewed again, off the tainted authority', async () => {
-  const t = tempDir('meshid-agent-identity-');
-  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
-  try {
+  await withStore(async (store) => {
     const sign = (csr: Buffer): Buffer[] => fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
     const renewals: Array<Buffer[]> = [];
     let holdNext: Promise<void> | undefined;
@@ -84,16 +94,11 @@ test('a renewal answered after a taint reached the agent (signed just before it)
     assert.equal(renewals.length, 2, 'renewed again');
     assert.notEqual(intermediateOf(identity.current()!.chain), tainted);
     identity.stop();
-  } finally {
-    store.close();
-    t.cleanup();
-  }
+  });
 });
 
 test('renewals that keep coming back from a tainted authority back off instead of renewing every second', async () => {
-  const t = tempDir('meshid-agent-identity-');
-  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
-  try {
+  await withStore(async (store) => {
     let renewals = 0;
     // A server that goes on signing with the tainted intermediate (it should not; the agent must not hammer it).
     const client = {
@@ -114,16 +119,11 @@ test('renewals that keep coming back from a tainted authority back off instead o
     // 1 s, 2 s, 4 s, 8 s apart: five renewals in 15 s, not sixteen.
     assert.ok(renewals <= 5, `${renewals} renewals in 15 s`);
     assert.ok(renewals >= 3, 'it does renew again');
-  } finally {
-    store.close();
-    t.cleanup();
-  }
+  });
 });
 
 test('a renewal the server refuses over a budget is retried no sooner than the retry time it names', async () => {
-  const t = tempDir('meshid-agent-identity-');
-  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
-  try {
+  await withStore(async (store) => {
     let renewals = 0;
     const client = {
       setIdentity: () => undefined,
@@ -147,10 +147,7 @@ test('a renewal the server refuses over a budget is retried no sooner than the r
     identity.stop();
     assert.equal(renewals, 2, 'retried once the 10 s are over');
     assert.notDeepEqual(identity.current()!.chain, first, 'and renewed');
-  } finally {
-    store.close();
-    t.cleanup();
-  }
+  });
 });
 
 // --- A data dir that cannot take the agent identity ---
@@ -305,9 +302,7 @@ test('renewals on a full data dir: a renewed SVID is used only once saved, unles
 });
 
 test('a renewal answered after stop() is dropped: nothing is saved, used or scheduled (stubbed Renew)', async () => {
-  const t = tempDir('meshid-agent-identity-');
-  const store = AgentStore.open(path.join(t.dir, 'data'), silentLogger());
-  try {
+  await withStore(async (store) => {
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     let renewals = 0;
@@ -330,8 +325,5 @@ test('a renewal answered after stop() is dropped: nothing is saved, used or sche
     fx.clock.advance(3_600_000);
     await settle();
     assert.equal(renewals, 1, 'no renewal scheduled after stop');
-  } finally {
-    store.close();
-    t.cleanup();
-  }
+  });
 });
