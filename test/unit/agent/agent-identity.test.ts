@@ -43,6 +43,17 @@ function restoredIdentity(client: NodeClient, store: AgentStore): { identity: Ag
   return { identity, first };
 }
 
+/** An agent SVID chain the test CA signs now for `csr`: what the stubbed Renew answers. */
+const signedChain = (csr: Buffer): Buffer[] => fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+
+/** Moves the clock `seconds` forward a second at a time, letting what each second sets off run. */
+async function advanceSeconds(seconds: number): Promise<void> {
+  for (let i = 0; i < seconds; i++) {
+    fx.clock.advance(1000);
+    await settle();
+  }
+}
+
 /** Runs `body` with an agent store in a fresh temp dir, closed and removed afterwards. */
 async function withStore(body: (store: AgentStore) => Promise<void>): Promise<void> {
   const t = tempDir('meshid-agent-identity-');
@@ -61,13 +72,12 @@ const settle = async (): Promise<void> => {
 
 test('a renewal answered after a taint reached the agent (signed just before it) is renewed again, off the tainted authority', async () => {
   await withStore(async (store) => {
-    const sign = (csr: Buffer): Buffer[] => fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
     const renewals: Array<Buffer[]> = [];
     let holdNext: Promise<void> | undefined;
     const client = {
       setIdentity: () => undefined,
       async renew(csr: Buffer): Promise<Buffer[]> {
-        const chain = sign(csr);
+        const chain = signedChain(csr);
         await holdNext;
         renewals.push(chain);
         return chain;
@@ -105,16 +115,13 @@ test('renewals that keep coming back from a tainted authority back off instead o
       setIdentity: () => undefined,
       async renew(csr: Buffer): Promise<Buffer[]> {
         renewals++;
-        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+        return signedChain(csr);
       },
     } as unknown as NodeClient;
     const { identity, first } = restoredIdentity(client, store);
     identity.renewIfTainted(new Set([intermediateOf(first)]));
     await settle();
-    for (let i = 0; i < 15; i++) {
-      fx.clock.advance(1000);
-      await settle();
-    }
+    await advanceSeconds(15);
     identity.stop();
     // 1 s, 2 s, 4 s, 8 s apart: five renewals in 15 s, not sixteen.
     assert.ok(renewals <= 5, `${renewals} renewals in 15 s`);
@@ -130,20 +137,14 @@ test('a renewal the server refuses over a budget is retried no sooner than the r
       async renew(csr: Buffer): Promise<Buffer[]> {
         renewals++;
         if (renewals === 1) throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 10 s`);
-        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+        return signedChain(csr);
       },
     } as unknown as NodeClient;
     const { identity, first } = restoredIdentity(client, store);
     await identity.renew();
-    for (let i = 0; i < 9; i++) {
-      fx.clock.advance(1000);
-      await settle();
-    }
+    await advanceSeconds(9);
     assert.equal(renewals, 1, 'not retried within the 10 s the server named (the backoff alone would have retried after ~1 s)');
-    for (let i = 0; i < 3; i++) {
-      fx.clock.advance(1000);
-      await settle();
-    }
+    await advanceSeconds(3);
     identity.stop();
     assert.equal(renewals, 2, 'retried once the 10 s are over');
     assert.notDeepEqual(identity.current()!.chain, first, 'and renewed');
@@ -173,13 +174,13 @@ function stubServer(beforeAnswer: () => void = () => undefined): { client: NodeC
     setIdentity: () => void stub.identities++,
     async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
       stub.attests++;
-      const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      const chain = signedChain(csr);
       beforeAnswer();
       return { spiffe_id: AGENT_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
     },
     async renew(csr: Buffer): Promise<Buffer[]> {
       stub.renewals++;
-      return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+      return signedChain(csr);
     },
   } as unknown as NodeClient;
   return stub;
@@ -311,7 +312,7 @@ test('a renewal answered after stop() is dropped: nothing is saved, used or sche
       async renew(csr: Buffer): Promise<Buffer[]> {
         renewals++;
         await held;
-        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+        return signedChain(csr);
       },
     } as unknown as NodeClient;
     const { identity, first } = restoredIdentity(client, store);
