@@ -9,9 +9,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { spawn } from 'node:child_process';
+import { packageRoot } from '../../src/common/paths.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
-import { startServerProcess } from '../support/server-process.js';
+import { SERVER_MAIN, startServerProcess } from '../support/server-process.js';
 
 interface Authority {
   id: string;
@@ -66,3 +68,60 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
     cleanup();
   }
 });
+
+/** `meshid-server run` on `dir` that kills itself at `point` (test/support/kill-at-point); resolves with its end. */
+function runKilledAt(dir: string, point: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
+  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(
+      process.execPath,
+      [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0',
+        '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west'],
+      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: point } },
+    );
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    // A bound on a server that did not reach the point and serves instead, not a timing under test.
+    const bound = setTimeout(() => child.kill('SIGTERM'), 20_000);
+    child.on('error', reject);
+    child.on('close', (_code, signal) => {
+      clearTimeout(bound);
+      resolve({ signal, output });
+    });
+  });
+}
+
+// What each point leaves: the marker, and how many key files beside the datastore's empty CA journal.
+const FIRST_SETUP_POINTS: Array<{ point: string; marker: boolean; keys: number }> = [
+  { point: 'before-marker', marker: false, keys: 0 },
+  { point: 'keys:0', marker: true, keys: 0 },
+  { point: 'keys:1', marker: true, keys: 1 },
+  { point: 'keys:3', marker: true, keys: 3 },
+  { point: 'keys:4', marker: true, keys: 4 },
+  { point: 'before-marker-removal', marker: true, keys: 4 },
+];
+
+for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
+  test(`a first start killed (SIGKILL) at ${point} of its CA setup is followed by a start that just works`, { timeout: 60_000 }, async (t) => {
+    const { dir, cleanup } = tempDir('meshid-first-start-crash-');
+    t.after(cleanup);
+    const killed = await runKilledAt(dir, point);
+    assert.equal(killed.signal, 'SIGKILL', `killed at ${point}:\n${killed.output}`);
+    const caDir = path.join(dir, 'data', 'ca');
+    // Checked last, so that what the restart does is what fails first.
+    const markerLeft = fs.existsSync(path.join(caDir, 'first-setup'));
+    assert.equal(fs.readdirSync(path.join(caDir, 'keys')).filter((f) => f.endsWith('.pem') && !f.startsWith('.')).length, keys, 'key files as the point leaves them');
+
+    const server = await startServerProcess(dir);
+    t.after(() => server.stop());
+    const admin = new AdminClient(server.adminSocket, 10_000);
+    t.after(() => admin.close());
+    const authorities = ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []) as Authority[];
+    assert.deepEqual(authorities.map((a) => `${a.kind}/${a.datacenter}/${a.state}`).sort(), ['intermediate/east/active', 'intermediate/west/active', 'jwt//active', 'root//active']);
+    const keyFiles = fs.readdirSync(path.join(caDir, 'keys')).filter((f) => !f.startsWith('.'));
+    assert.equal(keyFiles.length, authorities.length, 'one key file per authority: what the killed start wrote is gone or named');
+    assert.equal(fs.existsSync(path.join(caDir, 'first-setup')), false, 'no marker once the setup committed');
+    assert.equal(markerLeft, marker, 'the marker as the point left it');
+  });
+}

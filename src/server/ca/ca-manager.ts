@@ -1,4 +1,5 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
+import path from 'node:path';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, isMeshidError, unavailable, type ErrorCode } from '../../common/errors.js';
@@ -10,6 +11,7 @@ import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
+import { FirstSetupMarker } from './first-setup-marker.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
@@ -81,6 +83,7 @@ export class CaManager {
   private readonly uncommittedKeys = new Set<string>();
   /** Makes the authorities a rotation plans; their keys are written through writeKey, so a failed commit takes them back. */
   private readonly factory: AuthorityFactory;
+  private readonly firstSetup: FirstSetupMarker;
 
   private constructor(
     private readonly settings: CaSettings,
@@ -90,6 +93,7 @@ export class CaManager {
     private readonly log: Logger,
   ) {
     this.factory = new AuthorityFactory(settings, (keyId, key) => this.writeKey(keyId, key));
+    this.firstSetup = new FirstSetupMarker(path.dirname(keys.dir));
   }
 
   /**
@@ -99,25 +103,36 @@ export class CaManager {
   static async open(settings: CaSettings, store: CaJournalStore, keys: KeyStore, clock: Clock, log: Logger): Promise<CaManager> {
     const ca = new CaManager(settings, store, keys, clock, log);
     if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now());
-    await ca.load();
+    const firstSetup = await ca.load();
     await ca.rotate();
+    // Before anything is served: a data dir with the marker never handed out a certificate its keys signed.
+    if (firstSetup) ca.firstSetup.remove();
     return ca;
   }
 
-  private async load(): Promise<void> {
+  /** Returns whether this is a data dir's first CA setup (an empty journal), the marker of which is now on disk. */
+  private async load(): Promise<boolean> {
     const now = this.clock.now();
     const records = await this.store.listCaRecords();
     const keyFiles = this.keys.list();
-    if (records.length === 0 && keyFiles.length > 0) {
-      // A first start interrupted before its commit leaves keys like this too, but so does a datastore that lost its
-      // content (datastore.sqlite3 copied without its -wal file): sweeping them as orphans would delete the trust
-      // domain's root key and silently re-root it.
-      throw failedPrecondition(
-        `the datastore holds no CA journal, but ${this.keys.dir} holds ${keyFiles.length} CA key file(s) (${keyFiles.join(', ')}): ` +
-          'the datastore is not the one these keys were made with (copied without its datastore.sqlite3-wal file, or from another ' +
-          'data dir?). Restore the datastore that goes with these keys (README, "Backup and restore"); only if this data dir ' +
-          `never served (its first start was interrupted) remove ${this.keys.dir} to create a new trust domain`,
-      );
+    if (records.length === 0) {
+      if (keyFiles.length > 0 && !this.firstSetup.exists()) {
+        // An interrupted first start leaves its marker beside its keys; without one, the keys are a trust domain's whose
+        // datastore lost its content (datastore.sqlite3 copied without its -wal file): sweeping them as orphans would
+        // delete its root key and silently re-root it.
+        throw failedPrecondition(
+          `the datastore holds no CA journal, but ${this.keys.dir} holds ${keyFiles.length} CA key file(s) (${keyFiles.join(', ')}): ` +
+            'the datastore is not the one these keys were made with (copied without its datastore.sqlite3-wal file, or from another ' +
+            'data dir?). Restore the datastore that goes with these keys (README, "Backup and restore"); only if this data dir ' +
+            `never served remove ${this.keys.dir} to create a new trust domain`,
+        );
+      }
+      if (keyFiles.length > 0) this.log.warn({ keys: keyFiles.length }, 'a first CA setup was interrupted before its commit; starting it over');
+      // Durable before the first key: from here until the first commit, key files beside an empty journal are ours.
+      this.firstSetup.create();
+    } else if (this.firstSetup.exists()) {
+      // The first commit landed but the process died before removing the marker.
+      this.firstSetup.remove();
     }
     // Retired authorities that expired while the server was down: nothing can use them, and rotation only ever sees
     // loaded ones, so they go below (journal first; a crash before the key deletion leaves an orphan the sweep takes).
@@ -171,6 +186,7 @@ export class CaManager {
       }
     }
     this.bundleRecord = storedBundle;
+    return records.length === 0;
   }
 
   /** Serializes rotations: signing never sees a half-applied change. */

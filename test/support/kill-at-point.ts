@@ -1,0 +1,40 @@
+/**
+ * Preloaded into a meshid-server process (NODE_OPTIONS=--import) by crash tests: SIGKILLs the process at one exact
+ * point of a first CA setup, named by MESHID_TEST_KILL_AT, so a test can examine the files each point leaves and
+ * restart on them. Points:
+ *   before-marker            the first-setup marker is about to be renamed into place
+ *   keys:<n>                 <n> CA key files have been renamed into ca/keys (keys:0: the first is about to be)
+ *   before-marker-removal    the first commit is done and the marker is about to be removed
+ * The kill is a real SIGKILL of the process by itself; nothing about the server is stubbed.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+
+const point = process.env['MESHID_TEST_KILL_AT'];
+
+function die(): never {
+  process.kill(process.pid, 'SIGKILL');
+  // SIGKILL to oneself lands before kill(2) returns to this thread; this only keeps the type checker honest.
+  for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
+}
+
+const isMarker = (p: fs.PathLike): boolean => String(p).endsWith(`${path.sep}ca${path.sep}first-setup`);
+const isKey = (p: fs.PathLike): boolean => path.basename(path.dirname(String(p))) === 'keys' && String(p).endsWith('.pem');
+
+if (point !== undefined) {
+  const keysAt = /^keys:(\d+)$/.exec(point);
+  const keysWanted = keysAt ? Number(keysAt[1]) : -1;
+  let keysRenamed = 0;
+  const rename = fs.renameSync;
+  fs.renameSync = (from: fs.PathLike, to: fs.PathLike): void => {
+    if (point === 'before-marker' && isMarker(to)) die();
+    if (isKey(to) && keysRenamed === keysWanted) die();
+    rename(from, to);
+    if (isKey(to) && ++keysRenamed === keysWanted) die();
+  };
+  const rm = fs.rmSync;
+  fs.rmSync = (p: fs.PathLike, options?: fs.RmOptions): void => {
+    if (point === 'before-marker-removal' && isMarker(p)) die();
+    rm(p, options);
+  };
+}
