@@ -34,15 +34,17 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
       log.warn({ authority: req.id }, 'authority tainted');
       return list();
     }),
-    RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string; force?: boolean }) => {
-      if (!req.id) throw invalidArgument('id of the authority to revoke is required (see ca show)');
-      const id = req.id;
-      await ca.revoke(id, async (intermediatesUnder) => {
+    RevokeAuthority: unary(log, 'RevokeAuthority', async (req: { id?: string; ids?: string[]; force?: boolean }) => {
+      // One commit for all: roots under one upstream PKI root take it out of the bundle only together.
+      const ids = [...new Set([...(req.id ? [req.id] : []), ...(req.ids ?? [])])];
+      if (ids.length === 0 || ids.some((id) => id === '')) throw invalidArgument('id of the authority to revoke is required (see ca show)');
+      const named = ids.join(', ');
+      await ca.revoke(ids, async (intermediatesUnder) => {
         const cutOff = agentsCutOffByRevoking(await ds.listAgents(), intermediatesUnder, clock.now());
-        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(id, cutOff);
-        if (cutOff.length > 0) log.warn({ authority: id, agents: cutOff.length }, 'revoking a root with --force: the agents still on it are cut off');
+        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(named, cutOff);
+        if (cutOff.length > 0) log.warn({ authorities: ids, agents: cutOff.length }, 'revoking with --force: the agents still on these roots are cut off');
       });
-      log.warn({ authority: req.id }, 'authority revoked');
+      log.warn({ authorities: ids }, ids.length === 1 ? 'authority revoked' : 'authorities revoked together');
       return list();
     }),
   };

@@ -358,21 +358,24 @@ export class CaManager {
   }
 
   /**
-   * `ca revoke` (SPIRE's `localauthority revoke`): a tainted root or JWT key leaves the journal and the bundle now,
-   * instead of when nothing chains to it any more (up to an intermediate's lifetime). Run it once agents have
-   * re-signed: an SVID still chained to the root stops verifying everywhere the new bundle reaches.
-   * `checkRoot`, when given, runs for a tainted root just before it is revoked, in turn with every other CA change (a
-   * taint still being committed has landed by then), with the intermediates under it; it refuses by throwing. It is
-   * not asked when the root's chains would still verify against the bundle without it (an upstream CA whose PKI root
-   * stays published): the rotation refuses that revoke itself, and its reason is the one to give.
+   * `ca revoke` (SPIRE's `localauthority revoke`): tainted roots and JWT keys leave the journal and the bundle now, in
+   * one commit, instead of when nothing chains to them any more (up to an intermediate's lifetime). Run it once agents
+   * have re-signed: an SVID still chained to a revoked root stops verifying everywhere the new bundle reaches.
+   * `checkRoots`, when given, runs before a revoke that takes tainted roots, in turn with every other CA change (a
+   * taint still being committed has landed by then), with the intermediates under them; it refuses by throwing. It is
+   * not asked when a root's chains would still verify against the bundle without the group (an upstream CA whose PKI
+   * root stays published): the rotation refuses that revoke itself, and its reason is the one to give.
    */
-  async revoke(id: string, checkRoot?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
-    await this.serialized({ revoke: id }, async () => {
-      const a = this.authorities.get(id);
-      if (checkRoot === undefined || a?.record.kind !== 'root' || a.record.state !== 'tainted') return;
-      const stateOf = (x: LoadedAuthority): AuthorityState => x.record.state;
-      if (anchorOutliving(a, [...this.authorities.values()], stateOf, this.settings.upstreamCa?.bundleDer ?? [], this.clock.now()) !== undefined) return;
-      await checkRoot(this.intermediatesUnder(id));
+  async revoke(idOrIds: string | readonly string[], checkRoots?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
+    const ids = typeof idOrIds === 'string' ? [idOrIds] : idOrIds;
+    await this.serialized({ revoke: ids }, async () => {
+      const group = ids.map((id) => this.authorities.get(id));
+      const roots = group.filter((a): a is LoadedAuthority => a?.record.kind === 'root' && a.record.state === 'tainted');
+      if (checkRoots === undefined || roots.length === 0) return;
+      const staying = [...this.authorities.values()].filter((a) => !group.includes(a));
+      const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
+      if (roots.some((r) => anchorOutliving(r, staying, upstreamBundle, this.clock.now()) !== undefined)) return;
+      await checkRoots(new Set(roots.flatMap((r) => [...this.intermediatesUnder(r.record.id)])));
     });
   }
 

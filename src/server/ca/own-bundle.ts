@@ -46,23 +46,20 @@ function x509Anchors(authorities: readonly LoadedAuthority[], upstreamBundleDer:
 
 /**
  * The anchor that `root`'s chains still verify against once `root` has left the bundle, if any: the PKI root of an
- * upstream CA that also anchors another root that is not tainted, or is in today's --upstream-bundle (a self-issued
- * root is normally its own and only anchor). The agent API's TLS handshake verifies against the bundle alone, so it
- * goes on accepting those chains as long as such an anchor is published. A tainted root keeping the anchor does not
- * count: it can be revoked next, and the anchor leaves with it. Counted, two CAs under one PKI root (a compromised
- * one and its renewal) would each keep the other from being revoked until their intermediates expired.
+ * upstream CA that also anchors another of `authorities` (the caller leaves out whatever leaves with `root`), or is
+ * in today's --upstream-bundle (a self-issued root is normally its own and only anchor). The agent API's TLS handshake
+ * verifies against the bundle alone, so it goes on accepting those chains as long as such an anchor is published. A
+ * tainted root keeping the anchor counts: until it is revoked too, the anchor stays, and so does every chain under it.
  */
 export function anchorOutliving(
   root: LoadedAuthority,
   authorities: readonly LoadedAuthority[],
-  stateOf: (a: LoadedAuthority) => AuthorityState | undefined,
   upstreamBundleDer: readonly Buffer[],
   now: number,
 ): Buffer | undefined {
   if (root.cert === undefined) return undefined;
   const chain = [root.cert.der, ...(root.record.upstreamChainDer ?? [])];
-  const keepers = authorities.filter((a) => a !== root && !(a.record.kind === 'root' && stateOf(a) === 'tainted'));
-  const remaining = x509Anchors(keepers, upstreamBundleDer, now);
+  const remaining = x509Anchors(authorities.filter((a) => a !== root), upstreamBundleDer, now);
   return remaining.find((anchor) => {
     try {
       verifyCaChain(chain, [anchor], now);

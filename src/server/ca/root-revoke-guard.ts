@@ -36,11 +36,12 @@ export function agentsCutOffByRevoking(agents: readonly AttestedAgent[], interme
 }
 
 /** The refusal of `ca revoke` while `cutOff` is not empty: who, why, and the ways on. */
-export function revokeWouldCutOff(rootId: string, cutOff: readonly CutOffAgent[]): MeshidError {
+/** `rootIds`: one root's ID, or several revoked together, comma-separated. */
+export function revokeWouldCutOff(rootIds: string, cutOff: readonly CutOffAgent[]): MeshidError {
   const named = cutOff.slice(0, NAMED_AGENTS).map((a) => `${a.spiffeId} (${a.reason})`);
   const more = cutOff.length > NAMED_AGENTS ? ` and ${cutOff.length - NAMED_AGENTS} more` : '';
   return failedPrecondition(
-    `revoking root ${rootId} now would cut off ${cutOff.length} agent(s) whose SVID still chains to it or is not known ` +
+    `revoking root ${rootIds} now would cut off ${cutOff.length} agent(s) whose SVID still chains to it or is not known ` +
       `to have moved off it: ${named.join(', ')}${more}. Connected agents move off a tainted root within seconds; ` +
       'the others are offline or cannot reach the server (see meshid-server agent show). Wait for them, evict agents ' +
       'that are gone for good (meshid-server agent evict), or revoke anyway with --force: the agents cut off then need ' +

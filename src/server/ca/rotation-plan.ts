@@ -10,7 +10,8 @@ import { anchorOutliving, ownBundleRecord } from './own-bundle.js';
 export interface CaAction {
   rotateRoot?: boolean;
   taint?: string;
-  revoke?: string;
+  /** Revoked together, in one commit: roots under one upstream PKI root leave it only as a group. */
+  revoke?: readonly string[];
 }
 
 /** What the rotation decisions need of the CA settings. */
@@ -129,23 +130,27 @@ export class RotationPlan {
     }
   }
 
-  /** `ca revoke`: a tainted root or JWT key leaves the journal and the bundle now. */
-  applyRevoke(id: string): void {
-    const r = this.pool.get(id);
-    if (r === undefined) throw notFound(`no authority with id "${id}" (see ca show)`);
-    const st = this.state.get(r.record.id);
-    if (st !== 'tainted') {
-      throw failedPrecondition(`authority ${r.record.id} is ${st}: only a tainted authority can be revoked (meshid-server ca taint --id ${r.record.id} first)`);
+  /** `ca revoke`: tainted roots and JWT keys leave the journal and the bundle now, all in this one plan. */
+  applyRevoke(ids: readonly string[]): void {
+    const group: LoadedAuthority[] = [];
+    for (const id of ids) {
+      const r = this.pool.get(id);
+      if (r === undefined) throw notFound(`no authority with id "${id}" (see ca show)`);
+      const st = this.state.get(r.record.id);
+      if (st !== 'tainted') {
+        throw failedPrecondition(`authority ${r.record.id} is ${st}: only a tainted authority can be revoked (meshid-server ca taint --id ${r.record.id} first)`);
+      }
+      if (r.record.kind === 'intermediate') {
+        throw failedPrecondition(
+          `intermediate ${r.record.id} is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root`,
+        );
+      }
+      group.push(r);
     }
-    if (r.record.kind === 'intermediate') {
-      throw failedPrecondition(
-        `intermediate ${r.record.id} is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root`,
-      );
-    }
-    if (r.record.kind === 'root') this.refuseRevokeThatKeepsTrust(r);
     // Out of the journal and the bundle now: whatever still chains to a revoked root stops verifying. Its tainted
     // intermediates stay listed (they are in no bundle) so agents keep re-signing away from them.
-    this.removed.add(r.record.id);
+    for (const r of group) this.removed.add(r.record.id);
+    for (const r of group) if (r.record.kind === 'root') this.refuseRevokeThatKeepsTrust(r, group);
   }
 
   /**
@@ -154,21 +159,30 @@ export class RotationPlan {
    * on verifying everywhere, the agent API's TLS handshake included, and only the per-call check, which rebuilds
    * chains from the journal, would lose it: after a restart it refused agents whose handshake passed. So the revoke
    * is refused, as SPIRE refuses `localauthority x509 revoke` under an UpstreamAuthority; the root stays tainted
-   * (agents keep re-signing away from it) and leaves with its last intermediate. Another tainted root anchored at the
-   * same PKI root does not keep it (anchorOutliving): revoking the two in turn takes that PKI root out.
+   * (agents keep re-signing away from it) and leaves with its last intermediate. A tainted root keeping the PKI root
+   * counts too (a revoke that stops nothing would be taken for one that did), but the refusal names it: revoked
+   * together in one request (`group`), a compromised CA and its renewal under one PKI root take it out.
    */
-  private refuseRevokeThatKeepsTrust(root: LoadedAuthority): void {
+  private refuseRevokeThatKeepsTrust(root: LoadedAuthority, group: readonly LoadedAuthority[]): void {
     const live = [...this.pool.values()].filter((a) => !this.removed.has(a.record.id));
     const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
-    const anchor = anchorOutliving(root, live, (a) => this.state.get(a.record.id), upstreamBundle, this.now);
+    const anchor = anchorOutliving(root, live, upstreamBundle, this.now);
     if (anchor === undefined) return;
-    const describeKeeper = (keeper: LoadedAuthority | undefined): string =>
-      keeper === undefined ? 'another root' : `root ${keeper.record.id} (${this.state.get(keeper.record.id)})`;
+    const anchored = live.filter((a) => a.record.kind === 'root' && a.record.upstreamAnchorsDer?.some((d) => d.equals(anchor)));
+    const keeper = anchored.find((a) => this.state.get(a.record.id) !== 'tainted') ?? anchored[0];
+    if (anchored.length > 0 && keeper === anchored.find((a) => this.state.get(a.record.id) === 'tainted') && !upstreamBundle.some((d) => d.equals(anchor))) {
+      // Only tainted roots keep it: the group this revoke needs.
+      const ids = [...group, ...anchored].map((a) => a.record.id);
+      const others = anchored.map((a) => a.record.id).join(', ');
+      throw failedPrecondition(
+        `root ${root.record.id} was issued by the upstream PKI, and its chains end at "${parseCertificate(anchor).subject}", which stays in the bundle ` +
+          `while tainted root(s) ${others} are anchored there too: revoked without them, ${root.record.id} would stop nothing trusting the SVIDs under it. ` +
+          `Revoke them together, in one commit that takes that PKI root out: meshid-server ca revoke ${ids.map((id) => `--id ${id}`).join(' ')}`,
+      );
+    }
     const keptBy = upstreamBundle.some((d) => d.equals(anchor))
       ? 'it is in --upstream-bundle (upstream_bundle)'
-      : `it anchors ${describeKeeper(
-          live.find((a) => a !== root && a.record.kind === 'root' && this.state.get(a.record.id) !== 'tainted' && a.record.upstreamAnchorsDer?.some((d) => d.equals(anchor))),
-        )} too`;
+      : `it anchors ${keeper === undefined ? 'another root' : `root ${keeper.record.id} (${this.state.get(keeper.record.id)})`} too`;
     const lastIntermediateEnd = Math.max(
       ...live.filter((a) => a.record.kind === 'intermediate' && a.cert?.authorityKeyId === root.cert?.subjectKeyId).map((a) => a.record.notAfter),
     );
@@ -177,7 +191,7 @@ export class RotationPlan {
       `root ${root.record.id} was issued by the upstream PKI, and its chains end at "${parseCertificate(anchor).subject}", which stays in the bundle without it (${keptBy}): ` +
         'revoking it would stop nothing trusting the SVIDs under it, this server included. It stays tainted, so agents keep re-signing away from it, ' +
         `and leaves by itself ${leaves}; --force does not change this. To stop trusting that PKI root sooner, take it out of --upstream-bundle and taint ` +
-        'every root anchored there (the upstream CA the server runs with must then come from another PKI root: restart with its files), then revoke them',
+        'every root anchored there (the upstream CA the server runs with must then come from another PKI root: restart with its files), then revoke them together',
     );
   }
 

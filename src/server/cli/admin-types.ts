@@ -92,7 +92,7 @@ export interface AdminMethods {
     ListAuthorities: [Record<string, never>, { authorities?: ProtoAuthority[]; trust_domain?: string }];
     RotateRoot: [Record<string, never>, ProtoAuthority];
     TaintAuthority: [{ id: string }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
-    RevokeAuthority: [{ id: string; force?: boolean }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
+    RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
   };
   Svids: {
     MintX509Svid: [{ csr: Buffer; spiffe_id: string; ttl?: number; dns_names?: string[]; datacenter?: string }, MintX509SvidResponse];

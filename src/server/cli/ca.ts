@@ -1,6 +1,7 @@
 import type { FlagSpec } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
+import { invalidArgument } from '../../common/errors.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoAuthority } from './admin-types.js';
 import { isoTime } from './entry-output.js';
@@ -61,29 +62,34 @@ const rotateRoot: Command = {
   },
 };
 
-/** `ca taint` and `ca revoke`: one authority by ID, then the journal as it stands. */
+/** `ca taint` (one authority by ID) and `ca revoke` (one or more, in one commit), then the journal as it stands. */
 function authorityAction(
   name: string, summary: string, method: 'TaintAuthority' | 'RevokeAuthority', done: string, extraFlags: readonly FlagSpec[] = [],
 ): Command {
+  const several = method === 'RevokeAuthority';
   return {
     name,
     summary,
     flags: [
-      { name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show; required' },
+      several
+        ? { name: 'id', aliases: ['authorityID'], type: 'strings', valueName: 'ID', description: 'Authority ID from ca show; required; repeat it to revoke several together' }
+        : { name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'Authority ID from ca show; required' },
       ...extraFlags,
       ADMIN_SOCKET_FLAG,
       OUTPUT_FLAG,
     ],
     async run(args, io) {
-      const id = args.requiredString('id', '(see ca show)');
+      const ids = several ? args.strings('id') : [args.requiredString('id', '(see ca show)')];
+      if (ids.length === 0) throw invalidArgument('flag --id is required (see ca show)');
+      const [id, ...more] = ids as [string, ...string[]];
       const res = await withAdminClient(args, io.env, (client) =>
-        method === 'RevokeAuthority' && args.bool('force') === true
-          ? client.call('Authorities', method, { id, force: true })
+        several
+          ? client.call('Authorities', 'RevokeAuthority', { id, ...(more.length > 0 ? { ids: more } : {}), ...(args.bool('force') === true ? { force: true } : {}) })
           : client.call('Authorities', method, { id }),
       );
       const authorities = (res.authorities ?? []).map(fullAuthority);
       if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
-      else io.stdout.write(`Authority ${id} is ${done}.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+      else io.stdout.write(`${ids.length === 1 ? `Authority ${id} is` : `Authorities ${ids.join(', ')} are`} ${done}.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
       return 0;
     },
   };
@@ -97,8 +103,9 @@ const taint = authorityAction(
 );
 const revoke = authorityAction(
   'revoke',
-  'Removes a tainted root or JWT key from the bundle now; what still chains to it stops verifying. Refused while ' +
-    'attested agents still chain to the root (they would need new join tokens), unless --force.',
+  'Removes tainted roots or JWT keys from the bundle now, all in one commit; what still chains to them stops verifying. ' +
+    'Refused while attested agents still chain to a root (they would need new join tokens), unless --force, and for an ' +
+    'upstream CA whose PKI root stays published (naming what keeps it; tainted CAs under it are revoked together).',
   'RevokeAuthority',
   'revoked',
   [{ name: 'force', type: 'bool', description: 'Revoke a root even though attested agents still chain to it: they are cut off' }],

@@ -126,16 +126,16 @@ test('taint and revoke refusals say what is wrong and what to do instead', async
   const cases: Array<{ action: CaAction; code: string; message: RegExp }> = [
     { action: { taint: 'int-nope' }, code: 'not_found', message: /^no authority with id "int-nope" \(see ca show\)$/ },
     { action: { taint: east.record.id }, code: 'failed_precondition', message: /^authority int-east-\S+ is already tainted$/ },
-    { action: { revoke: 'root-nope' }, code: 'not_found', message: /^no authority with id "root-nope" \(see ca show\)$/ },
+    { action: { revoke: ['root-nope'] }, code: 'not_found', message: /^no authority with id "root-nope" \(see ca show\)$/ },
     {
-      action: { revoke: root.record.id },
+      action: { revoke: [root.record.id] },
       code: 'failed_precondition',
       message: new RegExp(`^authority ${root.record.id} is active: only a tainted authority can be revoked \\(meshid-server ca taint --id ${root.record.id} first\\)$`),
     },
-    { action: { revoke: jwt.record.id }, code: 'failed_precondition', message: /^authority jwt-\S+ is active: only a tainted authority can be revoked/ },
-    { action: { revoke: westActive.record.id }, code: 'failed_precondition', message: /^authority int-west-\S+ is active: only a tainted authority can be revoked/ },
+    { action: { revoke: [jwt.record.id] }, code: 'failed_precondition', message: /^authority jwt-\S+ is active: only a tainted authority can be revoked/ },
+    { action: { revoke: [westActive.record.id] }, code: 'failed_precondition', message: /^authority int-west-\S+ is active: only a tainted authority can be revoked/ },
     {
-      action: { revoke: east.record.id },
+      action: { revoke: [east.record.id] },
       code: 'failed_precondition',
       message: /^intermediate int-east-\S+ is not in the bundle, so revoking it would change nothing: the SVIDs it signed are trusted through their root; to stop trusting them, taint and revoke that root$/,
     },
@@ -153,7 +153,7 @@ test('a revoked root leaves the journal and the bundle at once; its tainted inte
   const under = [ca.one('intermediate', 'east', 'active'), ca.one('intermediate', 'west', 'active')];
   await ca.rotate(T0 + H, { taint: root.record.id });
 
-  const plan = await ca.plan(T0 + 2 * H, { revoke: root.record.id });
+  const plan = await ca.plan(T0 + 2 * H, { revoke: [root.record.id] });
   assert.deepEqual(plan.journalChange().remove, [root.record.id]);
   assert.deepEqual(plan.removedAuthorities().map((a) => a.record.keyId), [root.record.keyId], 'its key is deleted once committed');
   assert.ok(!plan.ownBundle().x509Authorities.some((d) => d.equals(root.cert!.der)));

@@ -309,7 +309,7 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
   }
 });
 
-test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root; a tainted CA under the same root does not keep it: the two are revoked in turn and the root leaves', async (t) => {
+test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root; a tainted CA under the same root keeps it too, and the two are revoked together, taking the root out', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
   t.after(cleanup);
   const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
@@ -344,17 +344,20 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
   const second = third.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh2.cert)))!;
   await assert.rejects(third.ca.revoke(old.id), refusedWith(new RegExp(`\\(it anchors root ${second.id} \\(active\\) too\\): .*--force does not change this`)));
   await third.ca.taint(second.id);
+  // Revoked alone, the first CA would stop nothing: the tainted renewal keeps the corporate root published.
+  await assert.rejects(
+    third.ca.revoke(old.id),
+    refusedWith(new RegExp(`while tainted root\\(s\\) ${second.id} are anchored there too: .*ca revoke --id ${old.id} --id ${second.id}$`)),
+  );
+  assert.ok(third.ca.bundle().x509Authorities.some((d) => d.equals(der(root.cert))));
   // The agent API's per-call check, which has seen an SVID under the first CA before the revoke.
   const anchor = new AgentSvidAnchor(third.ca);
   const svid = parseCertificate(onMesh1[0]!);
   assert.ok(anchor.chainsToBundle(svid, clock.now()), 'before the revoke the SVID chains to the corporate root');
-  const checked: string[] = [];
-  await third.ca.revoke(old.id, async () => void checked.push(old.id));
-  assert.ok(third.ca.bundle().x509Authorities.some((d) => d.equals(der(root.cert))), 'the tainted renewal still anchors the corporate root');
-  // Its chain lost the revoked CA: the check answers as it does after a restart, not from what it saw before.
+  const checked: string[][] = [];
+  await third.ca.revoke([old.id, second.id], async (under) => void checked.push([...under]));
+  assert.equal(checked.length, 1, 'the agents check ran once, for both');
   assert.equal(anchor.chainsToBundle(svid, clock.now()), false, 'the check still ran on the chain it had seen before the revoke');
   assert.equal(new AgentSvidAnchor(third.ca).chainsToBundle(svid, clock.now()), false);
-  await third.ca.revoke(second.id, async () => void checked.push(second.id));
-  assert.deepEqual(checked, [old.id, second.id], 'each revoke asked the agents check');
   assert.deepEqual(third.ca.bundle().x509Authorities, [der(other.cert)], 'the first corporate root has left the bundle');
 });
