@@ -7,10 +7,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createHash } from 'node:crypto';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
 import { opensslCa, opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
+import { startServerProcess } from '../support/server-process.js';
 
 test('an agent under an upstream PKI serves SVIDs that carry the corporate CAs and verify against the corporate root', async (t) => {
   const pki = tempDir('meshid-pki-');
@@ -39,4 +41,44 @@ test('an agent under an upstream PKI serves SVIDs that carry the corporate CAs a
   assert.deepEqual(bundle, rootDer);
   const verified = opensslVerify({ roots: bundle, intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslclient' });
   assert.ok(verified.ok, verified.output);
+});
+
+test('ca revoke of one of two tainted upstream CAs under one corporate root is refused naming the other; revoked together, the root leaves the bundle', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-revoke-cli-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const other = opensslCa(dir, 'Other Root');
+  const upstream = (name: string, issuer: typeof root, bundle: string): string[] => {
+    const ca = opensslCa(dir, name, { issuer });
+    return ['--datacenter', 'east', '--upstream-ca-cert', ca.cert, '--upstream-ca-key', ca.key, '--upstream-bundle', bundle];
+  };
+  const rootOf = (listing: string, cert: string): string => {
+    const want = pemToDerList(fs.readFileSync(cert, 'utf8'))[0]!;
+    const found = (JSON.parse(listing).authorities as Array<{ id: string; kind: string; fingerprint: string }>).filter((a) => a.kind === 'root');
+    return found.find((a) => a.fingerprint === createHash('sha256').update(want).digest('hex'))?.id ?? assert.fail(`no root for ${cert} in ${listing}`);
+  };
+  const mesh1 = upstream('Mesh CA 1', root, root.cert);
+  const mesh2 = upstream('Mesh CA 2', root, root.cert);
+  const mesh3 = upstream('Mesh CA 3', other, other.cert);
+  // A compromised CA replaced by its renewal under the same root, which is then replaced by a CA under another root.
+  await (await startServerProcess(dir, mesh1)).stop();
+  const renewed = await startServerProcess(dir, mesh2);
+  const first = rootOf((await renewed.cli(['ca', 'show', '--output', 'json'])).out, mesh1[3]!);
+  assert.equal((await renewed.cli(['ca', 'taint', '--id', first])).code, 0);
+  await renewed.stop();
+  const server = await startServerProcess(dir, mesh3);
+  t.after(() => server.stop());
+  const second = rootOf((await server.cli(['ca', 'show', '--output', 'json'])).out, mesh2[3]!);
+  assert.equal((await server.cli(['ca', 'taint', '--id', second])).code, 0);
+
+  const alone = await server.cli(['ca', 'revoke', '--id', first]);
+  assert.equal(alone.code, 1);
+  assert.match(alone.err, new RegExp(`while tainted root\\(s\\) ${second} are anchored there too: revoked without them, ${first} would stop nothing.*ca revoke --id ${first} --id ${second}`));
+  const rootDer = pemToDerList(fs.readFileSync(root.cert, 'utf8'))[0]!;
+  assert.ok(pemToDerList((await server.cli(['bundle', 'show'])).out).some((d) => d.equals(rootDer)), 'the corporate root is still published');
+
+  const together = await server.cli(['ca', 'revoke', '--id', first, '--id', second]);
+  assert.equal(together.code, 0, together.err);
+  assert.match(together.out, new RegExp(`^Authorities ${first}, ${second} are revoked\\.`));
+  assert.deepEqual(pemToDerList((await server.cli(['bundle', 'show'])).out), pemToDerList(fs.readFileSync(other.cert, 'utf8')), 'only the other root is published');
 });
