@@ -556,7 +556,7 @@ test('token revoke takes an unused token out, from the flag or standard input; a
 });
 
 test('token revoke refuses a missing, empty or never-issued token', async () => {
-  assertError(await cli(['token', 'revoke']), /^Error: InvalidArgument: flag --token is required \(the join token to revoke, or - to read it from standard input\)$/);
+  assertError(await cli(['token', 'revoke']), /^Error: InvalidArgument: flag --token is required \(the join token to revoke, or - to read it from standard input; --all revokes every unused one\)$/);
   assertError(await cli(['token', 'revoke', '--token', '-'], { stdin: '\n' }), /^Error: InvalidArgument: --token - found no token on standard input$/);
   assertError(await cli(['token', 'revoke', '--token', 'deadbeef']), /^Error: NotFound: no unused join token has this value/);
   const help = await cli(['token', 'revoke', '--help']);

@@ -24,7 +24,7 @@ const NO_UNUSED_TOKEN =
 
 /**
  * Admin API: join tokens (meshid.admin.v1.Tokens). The value is returned once and stored only as a hash; revoking
- * finds it by the same hash. Neither logs the value.
+ * finds it by the same hash, or takes every one out at once. None logs the value.
  */
 export function tokenService(
   ds: Datastore,
@@ -71,6 +71,17 @@ export function tokenService(
       }
       log.info({ datacenter: record.datacenter, expiresAt }, 'join token revoked');
       return { datacenter: record.datacenter, expires_at: Math.floor(record.expiresAt / 1000) };
+    }),
+
+    RevokeAllJoinTokens: unary(log, 'RevokeAllJoinTokens', async () => {
+      // One delete for all: an Attest racing it either committed its token first (and that token is not counted) or
+      // finds it gone and gets the spent-token refusal.
+      const voided = await ds.consumeAllJoinTokens();
+      const now = clock.now();
+      // Expired ones are deleted too (housekeeping would have), but counting them would overstate what was at risk.
+      const revoked = voided.filter((t) => t.expiresAt > now).length;
+      log.info({ revoked, expired: voided.length - revoked }, 'all join tokens revoked');
+      return { revoked };
     }),
   };
 }

@@ -75,6 +75,7 @@ export interface AdminMethods {
   Tokens: {
     GenerateJoinToken: [{ datacenter?: string; ttl?: number; selectors?: ProtoSelector[] }, GenerateJoinTokenResponse];
     RevokeJoinToken: [{ token: string }, { datacenter?: string; expires_at?: number }];
+    RevokeAllJoinTokens: [Record<string, never>, { revoked?: number }];
   };
   Bundles: {
     GetBundle: [Record<string, never>, ProtoBundle];

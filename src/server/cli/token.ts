@@ -37,19 +37,33 @@ const generate: Command = {
 
 const revoke: Command = {
   name: 'revoke',
-  summary: 'Revokes an unused join token before it expires, so no agent can attest with it (e.g. one that leaked).',
+  summary: 'Revokes an unused join token before it expires, so no agent can attest with it (e.g. one that leaked); --all revokes every one.',
   flags: [
     {
       name: 'token',
       type: 'string',
       valueName: 'TOKEN',
-      description: 'The token as `token generate` printed it; - reads it from standard input, out of the shell history and the process list; required',
+      description: 'The token as `token generate` printed it; - reads it from standard input, out of the shell history and the process list; required unless --all',
+    },
+    {
+      name: 'all',
+      type: 'bool',
+      description: 'Revoke every unused join token (only hashes are kept, so they cannot be named one by one), e.g. after restoring a backup; prints how many',
     },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
-    const given = args.requiredString('token', '(the join token to revoke, or - to read it from standard input)');
+    if (args.bool('all') === true) {
+      // One token named beside --all is a slip either way: revoking only it or everything would surprise someone.
+      if (args.has('token')) throw invalidArgument('--token and --all cannot be used together: --token revokes the one token given, --all every unused one');
+      const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'RevokeAllJoinTokens', {}));
+      const out = { revoked: res.revoked ?? 0 };
+      if (outputFormat(args) === 'json') io.stdout.write(renderJson(out));
+      else io.stdout.write(`Revoked ${out.revoked} unused join ${out.revoked === 1 ? 'token' : 'tokens'}.\n`);
+      return 0;
+    }
+    const given = args.requiredString('token', '(the join token to revoke, or - to read it from standard input; --all revokes every unused one)');
     const token = given === '-'
       ? (await readAll(io, '--token - reads the token from standard input, and there is none', 'the join token')).trim()
       : given;

@@ -86,6 +86,11 @@ export interface Datastore {
    * `expiresAt`, so a leaked expired token cannot be probed repeatedly.
    */
   consumeJoinToken(token: string): Promise<JoinToken | undefined>;
+  /**
+   * Deletes every token in one statement and returns their records, expired ones included: an operator voiding the
+   * tokens a restored backup brought back (RevokeAllJoinTokens). An attestation racing it gets a token or this does.
+   */
+  consumeAllJoinTokens(): Promise<JoinToken[]>;
   /** The token's record, left in place; undefined for an unknown (or already used or revoked) token. */
   findJoinToken(token: string): Promise<JoinToken | undefined>;
   /** Deletes tokens with expiresAt <= now; returns how many. */

@@ -246,6 +246,10 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
+  consumeAllJoinTokens(): Promise<JoinToken[]> {
+    return this.write(() => (this.s.consumeAllJoinTokens.all() as JoinTokenRow[]).map(joinTokenFromRow));
+  }
+
   findJoinToken(token: string): Promise<JoinToken | undefined> {
     return this.read(() => {
       if (typeof token !== 'string' || token === '') return undefined;

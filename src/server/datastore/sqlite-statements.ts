@@ -51,6 +51,7 @@ export function prepareStatements(db: Database.Database) {
     insertJoinToken: p('INSERT INTO join_tokens (token_hash, datacenter, selectors, expires_at, created_at) VALUES (?, ?, ?, ?, ?)'),
     // DELETE … RETURNING (SQLite ≥ 3.35, PostgreSQL): find-and-consume in one statement, so a token is used once.
     consumeJoinToken: p('DELETE FROM join_tokens WHERE token_hash = ? RETURNING token_hash, datacenter, selectors, expires_at, created_at'),
+    consumeAllJoinTokens: p('DELETE FROM join_tokens RETURNING token_hash, datacenter, selectors, expires_at, created_at'),
     pruneJoinTokens: p('DELETE FROM join_tokens WHERE expires_at <= ?'),
 
     agentById: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE spiffe_id = ?`),

@@ -209,7 +209,7 @@ const CONTRACT: Record<string, string[]> = {
   'entry update': ['--entry-id', '-entryID', '--spiffe-id', '--parent-id', '--selector', '--x509-svid-ttl', '--jwt-svid-ttl', '--dns', '--hint', '--federates-with', '--admin', '--downstream'],
   'entry delete': ['--entry-id', '-entryID'],
   'token generate': ['--datacenter', '--ttl', '--selector'],
-  'token revoke': ['--token'],
+  'token revoke': ['--token', '--all'],
   'bundle show': ['--format pem|spiffe'],
   'bundle list': ['--trust-domain', '-id', '--format'],
   'bundle set': ['--trust-domain', '-id', '--path', '-bundle-file', '--data', '--format'],

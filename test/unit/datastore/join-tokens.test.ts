@@ -28,6 +28,21 @@ test('concurrent consumers of one token: exactly one gets it', async () => {
   });
 });
 
+test('consumeAllJoinTokens deletes every token, expired ones too, in one go; a second call finds none', async () => {
+  await withDatastore(async ({ ds, clock }) => {
+    const now = clock.now();
+    await ds.createJoinToken({ token: 'a', datacenter: 'dc1', selectors: [], expiresAt: now + H, createdAt: now });
+    await ds.createJoinToken({ token: 'b', datacenter: 'dc2', selectors: sels('k:v'), expiresAt: now + 2 * H, createdAt: now });
+    await ds.createJoinToken({ token: 'gone', datacenter: 'dc1', selectors: [], expiresAt: now + 1000, createdAt: now });
+    clock.advance(2000);
+    const voided = await ds.consumeAllJoinTokens();
+    assert.deepEqual(voided.map((t) => t.datacenter).sort(), ['dc1', 'dc1', 'dc2']);
+    assert.equal(voided.find((t) => t.datacenter === 'dc2')?.selectors.length, 1);
+    for (const token of ['a', 'b', 'gone']) assert.equal(await ds.findJoinToken(token), undefined);
+    assert.deepEqual(await ds.consumeAllJoinTokens(), []);
+  });
+});
+
 test('an expired token is still consumed (the caller checks expiry), so it cannot be retried', async () => {
   await withDatastore(async ({ ds, clock }) => {
     await ds.createJoinToken({ token: 'old', datacenter: 'dc1', selectors: [], expiresAt: clock.now() + 1000, createdAt: clock.now() });
