@@ -1,7 +1,8 @@
 /**
  * An operator restoring meshid-server's data dir, on a real server process: a restore that does not match (the
  * datastore without its content beside the CA keys) is refused without touching the keys, and an agent whose SVID
- * came from an intermediate the restored datastore never knew is told so, not sent looking for a revoked root.
+ * came from an intermediate the restored datastore never knew is told so, not sent looking for a revoked root. The
+ * join tokens a restore brings back are voided with `token revoke --all` as the README says, before agents can reach it.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -13,7 +14,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { spawn } from 'node:child_process';
 import { SERVER_MAIN, startServerProcess, type CliResult } from '../support/server-process.js';
-import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.js';
+import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
 
 const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
 
@@ -96,4 +97,44 @@ test('an agent whose SVID is from an intermediate the restored server never held
     assert.match(e.details, /^must re-attest: agent \S+'s SVID was signed by an intermediate CA this server does not hold \(the server's data dir was restored from a backup older than that CA/);
     return true;
   });
+});
+
+test('a join token used after the backup is usable again on the restored server until `token revoke --all`, as the README restores', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-tokens-');
+  t.after(cleanup);
+  const before = await startServerProcess(dir);
+  t.after(() => before.stop());
+  const roots = (await before.cli(['bundle', 'show'])).out;
+  const spent = await joinToken(before);
+  const unused = await joinToken(before);
+  assert.equal(await before.stop(), 0);
+  const dataDir = path.join(dir, 'data');
+  const backup = path.join(dir, 'backup');
+  fs.cpSync(dataDir, backup, { recursive: true });
+
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  await attestWithToken(live, roots, spent);
+  assert.equal(await live.stop(), 0);
+
+  fs.rmSync(dataDir, { recursive: true });
+  fs.cpSync(backup, dataDir, { recursive: true });
+  // The README's first start: the agent API on a loopback port no agent knows (startServerProcess binds 127.0.0.1:0).
+  const voiding = await startServerProcess(dir);
+  t.after(() => voiding.stop());
+  const revoked = await voiding.cli(['token', 'revoke', '--all']);
+  assert.equal(revoked.code, 0, revoked.err);
+  assert.equal(revoked.out, 'Revoked 2 unused join tokens.\n', 'the spent token came back with the backup, and is voided with the other');
+  assert.equal(await voiding.stop(), 0);
+
+  const restored = await startServerProcess(dir);
+  t.after(() => restored.stop());
+  for (const token of [spent, unused]) {
+    await assert.rejects(attestWithToken(restored, roots, token), (e: grpc.ServiceError) => {
+      assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
+      assert.match(e.details, /^join token is unknown, already used or revoked/);
+      return true;
+    });
+  }
+  assert.equal((await restored.cli(['token', 'revoke', '--all'])).out, 'Revoked 0 unused join tokens.\n');
 });
