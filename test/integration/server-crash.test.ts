@@ -122,6 +122,8 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
     const keyFiles = fs.readdirSync(path.join(caDir, 'keys')).filter((f) => !f.startsWith('.'));
     assert.equal(keyFiles.length, authorities.length, 'one key file per authority: what the killed start wrote is gone or named');
     assert.equal(fs.existsSync(path.join(caDir, 'first-setup')), false, 'no marker once the setup committed');
+    // A kill between the marker's temp file and its rename leaves the temp file, which nothing else would ever remove.
+    assert.deepEqual(fs.readdirSync(caDir).filter((f) => f.endsWith('.tmp')), [], 'no temp file of the marker left in ca/');
     assert.equal(markerLeft, marker, 'the marker as the point left it');
   });
 }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { fsyncDir, writeFileAtomic } from '../../common/atomic-file.js';
+import { fsyncDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
 import { storageWriteError } from '../../common/storage-failure.js';
 
 /**
@@ -16,6 +16,8 @@ export class FirstSetupMarker {
   /** `caDir`: the directory holding keys/ (the KeyStore creates it). */
   constructor(caDir: string) {
     this.file = path.join(caDir, 'first-setup');
+    // A kill between create()'s temp file and its rename leaves one; the KeyStore's sweep covers keys/ only.
+    removeStaleTempFiles(caDir, this.file);
   }
 
   exists(): boolean {
