@@ -370,7 +370,10 @@ export class CaManager {
     const ids = typeof idOrIds === 'string' ? [idOrIds] : idOrIds;
     await this.serialized({ revoke: ids }, async () => {
       const group = ids.map((id) => this.authorities.get(id));
-      const roots = group.filter((a): a is LoadedAuthority => a?.record.kind === 'root' && a.record.state === 'tainted');
+      // The rotation refuses such a group as a whole, and its reason is the one to give: a --force would otherwise log
+      // agents cut off by a revoke that then revokes nothing.
+      if (group.some((a) => a === undefined || a.record.state !== 'tainted' || a.record.kind === 'intermediate')) return;
+      const roots = group.filter((a): a is LoadedAuthority => a?.record.kind === 'root');
       if (checkRoots === undefined || roots.length === 0) return;
       const staying = [...this.authorities.values()].filter((a) => !group.includes(a));
       const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];

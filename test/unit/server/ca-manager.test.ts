@@ -413,6 +413,13 @@ test("revoke's root check runs in turn after a taint still being committed, with
     await t.ca.taint(jwt.id);
     await t.ca.revoke(jwt.id, async () => assert.fail('a JWT key is not checked'));
     assert.ok(!t.ca.listAuthorities().some((a) => a.id === jwt.id));
+    // A group the rotation refuses as a whole (an ID mistyped, an authority not tainted) gets that reason, not the
+    // agents check's: with --force, the check would log agents cut off by a revoke that then revokes nothing.
+    const active = t.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+    for (const [other, reason] of [['root-nope', /no authority with id "root-nope"/], [active.id, /is active: only a tainted authority can be revoked/]] as const) {
+      await assert.rejects(t.ca.revoke([root.id, other], async () => assert.fail('the agents check is not asked')), reason);
+    }
+    assert.equal(t.ca.listAuthorities().find((a) => a.id === root.id)?.state, 'tainted');
   } finally {
     await t.close();
     cleanup();
