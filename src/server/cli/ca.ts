@@ -79,7 +79,8 @@ function authorityAction(
       OUTPUT_FLAG,
     ],
     async run(args, io) {
-      const ids = several ? args.strings('id') : [args.requiredString('id', '(see ca show)')];
+      // The server takes an ID given twice once; so does what is printed.
+      const ids = several ? [...new Set(args.strings('id'))] : [args.requiredString('id', '(see ca show)')];
       if (ids.length === 0) throw invalidArgument('flag --id is required (see ca show)');
       const [id, ...more] = ids as [string, ...string[]];
       const res = await withAdminClient(args, io.env, (client) =>
