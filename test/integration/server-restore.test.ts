@@ -3,13 +3,17 @@
  * datastore without its content beside the CA keys) is refused without touching the keys, and an agent whose SVID
  * came from an intermediate the restored datastore never knew is told so, not sent looking for a revoked root. The
  * join tokens a restore brings back are voided with `token revoke --all` as the README says, before agents can reach it.
+ * The README's backup of a running server (keys, snapshot, keys again) restores, where one key copy after the snapshot
+ * misses a key the server deleted meanwhile.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { spawn } from 'node:child_process';
@@ -137,4 +141,70 @@ test('a join token used after the backup is usable again on the restored server 
     });
   }
   assert.equal((await restored.cli(['token', 'revoke', '--all'])).out, 'Revoked 0 unused join tokens.\n');
+});
+
+test('the README\'s backup of a running server (keys, .backup snapshot, keys again) restores even when a key the snapshot names is deleted meanwhile', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-live-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const roots = (await live.cli(['bundle', 'show'])).out;
+  const root = /Authority ID\s+: (root-\S+)/.exec((await live.cli(['ca', 'show'])).out)![1]!;
+  const agent = await attestAgent(live, roots);
+  const dataDir = live.dataDir;
+  const backup = path.join(dir, 'backup');
+  const keysDir = (d: string): string => path.join(d, 'ca', 'keys');
+
+  // The README's steps, in its order, while the server runs: ca/keys/, then the snapshot.
+  fs.cpSync(keysDir(dataDir), keysDir(backup), { recursive: true });
+  // better-sqlite3's backup() is SQLite's online backup API, as the sqlite3 CLI's .backup is (the CLI may be absent).
+  const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true, fileMustExist: true });
+  try {
+    await db.backup(path.join(backup, 'datastore.sqlite3'));
+  } finally {
+    db.close();
+  }
+  // Between the snapshot and the second copy: the root the snapshot names is taint-replaced and revoked, so the server
+  // deletes its key file (after the journal row, which the snapshot still holds). --force: the agent attested above
+  // runs nowhere, so it would never move off the root; the restore brings that root back for it.
+  assert.equal((await live.cli(['ca', 'taint', '--id', root])).code, 0);
+  const revoked = await live.cli(['ca', 'revoke', '--id', root, '--force']);
+  assert.equal(revoked.code, 0, revoked.err);
+  const deleted = fs.readdirSync(keysDir(backup)).filter((f) => !fs.existsSync(path.join(keysDir(dataDir), f)));
+  assert.equal(deleted.length, 1, 'the revoke deleted the root\'s key file, which the first copy holds');
+  // What the old README did: one copy of ca/keys/, after the snapshot.
+  const oneCopy = path.join(dir, 'one-copy');
+  fs.cpSync(keysDir(dataDir), keysDir(oneCopy), { recursive: true });
+  // The README's second copy, into the same place, and the config.
+  fs.cpSync(keysDir(dataDir), keysDir(backup), { recursive: true });
+  for (const d of [backup, oneCopy]) {
+    fs.copyFileSync(path.join(dataDir, 'meshid-server.json'), path.join(d, 'meshid-server.json'));
+    fs.copyFileSync(path.join(backup, 'datastore.sqlite3'), path.join(d, 'datastore.sqlite3'));
+  }
+  assert.equal(await live.stop(), 0);
+
+  // The single copy lacks the revoked root's key, which the snapshot's journal names: the start is refused naming it.
+  const oneCopyRestore = path.join(dir, 'restore-one-copy');
+  fs.mkdirSync(oneCopyRestore);
+  fs.cpSync(oneCopy, path.join(oneCopyRestore, 'data'), { recursive: true });
+  const refused = await runRefused([
+    '--trust-domain', 'example.org', '--data-dir', path.join(oneCopyRestore, 'data'), '--bind-address', '127.0.0.1:0',
+    '--admin-socket', path.join(oneCopyRestore, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west',
+  ]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(refused.err, new RegExp(`ca/keys/${deleted[0]} is missing`));
+
+  // The README's backup restores into a fresh data dir: the root of the snapshot is served, and the agent attested
+  // before it renews through it.
+  const restoreDir = path.join(dir, 'restore');
+  fs.mkdirSync(restoreDir);
+  fs.cpSync(backup, path.join(restoreDir, 'data'), { recursive: true });
+  const restored = await startServerProcess(restoreDir);
+  t.after(() => restored.stop());
+  assert.equal((await restored.cli(['bundle', 'show'])).out, roots, 'the bundle of the snapshot, the revoked root back in it');
+  const client = connectNode(restored, roots, agent);
+  t.after(() => client.close());
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+  assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id, 'the agent renews on the restored server');
 });
