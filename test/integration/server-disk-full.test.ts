@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
-import { runNode, SERVER_MAIN, startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
 import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 
@@ -141,4 +141,51 @@ test('a data dir on a file system remounted read-only: the server does not start
   ]);
   assert.equal(r.code, 1, r.err);
   assert.match(r.err, new RegExp(`cannot open the datastore ${first.dataDir}/datastore\\.sqlite3: the file system is read-only`));
+});
+
+test('a stale first-setup marker beside the journal, with ca/ read-only or the marker undeletable: the start says what failed and what to do', async (t) => {
+  if (process.geteuid?.() !== 0) return t.skip('needs root, to bind-mount ca/ read-only and to chattr the marker');
+  const { dir, cleanup } = tempDir('meshid-ca-ro-');
+  const first = await startServerProcess(dir);
+  assert.equal(await first.stop(), 0);
+  const caDir = path.join(first.dataDir, 'ca');
+  const marker = path.join(caDir, 'first-setup');
+  // What a first start killed after its first commit but before removing the marker leaves (server-crash covers it).
+  fs.writeFileSync(marker, 'a first CA setup is under way; removed by its first CA journal commit\n', { mode: 0o600 });
+  const run = (): Promise<CliResult> =>
+    runNode(SERVER_MAIN, [
+      'run', '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
+      '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west',
+    ]);
+  let bound = false;
+  let immutable = false;
+  try {
+    // As root, modes stop nothing: a read-only bind mount of ca/ onto itself is what refuses the writes.
+    bound = spawnSync('mount', ['--bind', caDir, caDir]).status === 0;
+    if (!bound) return t.skip('this host cannot bind-mount');
+    assert.equal(spawnSync('mount', ['-o', 'remount,bind,ro', caDir]).status, 0, 'remount ca/ read-only');
+    const ro = await run();
+    assert.equal(ro.code, 1, ro.err);
+    assert.match(ro.err, new RegExp(`cannot use the CA directory ${caDir}: the file system is read-only\\. .*make it writable`));
+    assert.equal(spawnSync('umount', [caDir]).status, 0);
+    bound = false;
+
+    // ca/ writable, the marker alone not removable (immutable: EPERM even for root).
+    immutable = spawnSync('chattr', ['+i', marker]).status === 0;
+    if (!immutable) return t.skip('this file system has no immutable attribute');
+    const stuck = await run();
+    assert.equal(stuck.code, 1, stuck.err);
+    assert.match(stuck.err, new RegExp(`cannot remove the first-setup marker ${marker}: permission denied\\. .*remove it by hand`));
+    spawnSync('chattr', ['-i', marker]);
+    immutable = false;
+
+    // Nothing else was at stake: with the marker removable again, the same data dir starts and drops it.
+    const again = await startServerProcess(dir);
+    assert.equal(await again.stop(), 0);
+    assert.ok(!fs.existsSync(marker), 'the stale marker is gone');
+  } finally {
+    if (bound) spawnSync('umount', [caDir]);
+    if (immutable) spawnSync('chattr', ['-i', marker]);
+    cleanup();
+  }
 });

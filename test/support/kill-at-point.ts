@@ -37,4 +37,10 @@ if (point !== undefined) {
     if (point === 'before-marker-removal' && isMarker(p)) die();
     rm(p, options);
   };
+  // The marker is removed with unlinkSync (rmSync misreports an EPERM); rmSync is kept for any other removal.
+  const unlink = fs.unlinkSync;
+  fs.unlinkSync = (p: fs.PathLike): void => {
+    if (point === 'before-marker-removal' && isMarker(p)) die();
+    unlink(p);
+  };
 }

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { fsyncDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
-import { storageWriteError } from '../../common/storage-failure.js';
+import { storageSetupError, storageWriteError } from '../../common/storage-failure.js';
+import { caDirSetup } from './key-store.js';
 
 /**
  * `<data-dir>/ca/first-setup`: present, durably, from before a data dir's first CA key is written until its first CA
@@ -17,7 +18,7 @@ export class FirstSetupMarker {
   constructor(caDir: string) {
     this.file = path.join(caDir, 'first-setup');
     // A kill between create()'s temp file and its rename leaves one; the KeyStore's sweep covers keys/ only.
-    removeStaleTempFiles(caDir, this.file);
+    caDirSetup(caDir, () => removeStaleTempFiles(caDir, this.file));
   }
 
   exists(): boolean {
@@ -35,7 +36,24 @@ export class FirstSetupMarker {
 
   /** After the first commit. A crash before the removal is durable leaves it beside a journal, where it means nothing. */
   remove(): void {
-    fs.rmSync(this.file, { force: true });
-    fsyncDir(path.dirname(this.file));
+    try {
+      // unlink, not rmSync: on EPERM rmSync retries the file as a directory and reports that ENOTDIR instead.
+      try {
+        fs.unlinkSync(this.file);
+      } catch (err) {
+        if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw err;
+      }
+      fsyncDir(path.dirname(this.file));
+    } catch (err) {
+      // Only ever called once the journal's first commit is made (at that commit, or at a later start finding the
+      // marker beside the journal), so the file means nothing now and removing it by hand is safe.
+      throw storageSetupError(
+        err,
+        path.dirname(this.file),
+        (cause) =>
+          `cannot remove the first-setup marker ${this.file}: ${cause}. The CA journal's first commit is made, so it means ` +
+          `nothing any more: remove it by hand, and make ${path.dirname(this.file)} writable (meshid-server writes its CA keys there)`,
+      );
+    }
   }
 }

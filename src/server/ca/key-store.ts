@@ -3,10 +3,28 @@ import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../../common/atomic-file.js';
 import { failedPrecondition } from '../../common/errors.js';
-import { storageWriteError } from '../../common/storage-failure.js';
+import { storageSetupError, storageWriteError } from '../../common/storage-failure.js';
 import { exportPkcs8Pem, importPrivateKey } from '../../common/x509/keys.js';
 
 const KEY_ID_RE = /^[A-Za-z0-9_-]{1,64}$/;
+
+/**
+ * Runs a start-up step on `dir` (ca/ or ca/keys/), turning a storage failure (a read-only mount, a directory not
+ * meshid's to change) into one that names the directory and what to do, rather than a bare EROFS from a chmod.
+ */
+export function caDirSetup(dir: string, step: () => void): void {
+  try {
+    step();
+  } catch (err) {
+    throw storageSetupError(
+      err,
+      dir,
+      (cause) =>
+        `cannot use the CA directory ${dir}: ${cause}. meshid-server writes its CA keys and first-setup marker there at ` +
+        'start and at every rotation: make it writable (the whole data dir must be on writable storage)',
+    );
+  }
+}
 
 /**
  * CA private keys on disk: one PKCS#8 PEM file per key under <data-dir>/ca/keys (directory 0700, files 0600), written
@@ -18,9 +36,13 @@ export class KeyStore {
 
   constructor(dataDir: string) {
     this.dir = path.join(dataDir, 'ca', 'keys');
-    ensurePrivateDir(path.dirname(this.dir));
-    ensurePrivateDir(this.dir);
-    removeStaleTempFiles(this.dir);
+    const caDir = path.dirname(this.dir);
+    // Each step against its own directory: the cause of a permission failure is read from the one that refused.
+    caDirSetup(caDir, () => ensurePrivateDir(caDir));
+    caDirSetup(this.dir, () => {
+      ensurePrivateDir(this.dir);
+      removeStaleTempFiles(this.dir);
+    });
   }
 
   fileOf(keyId: string): string {
