@@ -38,10 +38,9 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
       // One commit for all: roots under one upstream PKI root take it out of the bundle only together.
       const ids = [...new Set([...(req.id ? [req.id] : []), ...(req.ids ?? [])])];
       if (ids.length === 0 || ids.some((id) => id === '')) throw invalidArgument('id of the authority to revoke is required (see ca show)');
-      const named = ids.join(', ');
-      await ca.revoke(ids, async (intermediatesUnder) => {
+      await ca.revoke(ids, async (intermediatesUnder, rootIds) => {
         const cutOff = agentsCutOffByRevoking(await ds.listAgents(), intermediatesUnder, clock.now());
-        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(named, cutOff);
+        if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(rootIds, cutOff);
         if (cutOff.length > 0) log.warn({ authorities: ids, agents: cutOff.length }, 'revoking with --force: the agents still on these roots are cut off');
       });
       log.warn({ authorities: ids }, ids.length === 1 ? 'authority revoked' : 'authorities revoked together');

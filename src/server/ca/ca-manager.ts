@@ -362,11 +362,14 @@ export class CaManager {
    * one commit, instead of when nothing chains to them any more (up to an intermediate's lifetime). Run it once agents
    * have re-signed: an SVID still chained to a revoked root stops verifying everywhere the new bundle reaches.
    * `checkRoots`, when given, runs before a revoke that takes tainted roots, in turn with every other CA change (a
-   * taint still being committed has landed by then), with the intermediates under them; it refuses by throwing. It is
+   * taint still being committed has landed by then), with the intermediates under them and their IDs; it refuses by throwing. It is
    * not asked when a root's chains would still verify against the bundle without the group (an upstream CA whose PKI
    * root stays published): the rotation refuses that revoke itself, and its reason is the one to give.
    */
-  async revoke(idOrIds: string | readonly string[], checkRoots?: (intermediatesUnder: ReadonlySet<string>) => Promise<void>): Promise<void> {
+  async revoke(
+    idOrIds: string | readonly string[],
+    checkRoots?: (intermediatesUnder: ReadonlySet<string>, rootIds: readonly string[]) => Promise<void>,
+  ): Promise<void> {
     const ids = typeof idOrIds === 'string' ? [idOrIds] : idOrIds;
     await this.serialized({ revoke: ids }, async () => {
       const group = ids.map((id) => this.authorities.get(id));
@@ -378,7 +381,7 @@ export class CaManager {
       const staying = [...this.authorities.values()].filter((a) => !group.includes(a));
       const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
       if (roots.some((r) => anchorOutliving(r, staying, upstreamBundle, this.clock.now()) !== undefined)) return;
-      await checkRoots(new Set(roots.flatMap((r) => [...this.intermediatesUnder(r.record.id)])));
+      await checkRoots(new Set(roots.flatMap((r) => [...this.intermediatesUnder(r.record.id)])), roots.map((r) => r.record.id));
     });
   }
 

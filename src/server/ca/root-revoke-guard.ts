@@ -37,12 +37,14 @@ export function agentsCutOffByRevoking(agents: readonly AttestedAgent[], interme
 
 /** The refusal of `ca revoke` while `cutOff` is not empty: who, why, and the ways on. */
 /** `rootIds`: one root's ID, or several revoked together, comma-separated. */
-export function revokeWouldCutOff(rootIds: string, cutOff: readonly CutOffAgent[]): MeshidError {
+export function revokeWouldCutOff(rootIds: readonly string[], cutOff: readonly CutOffAgent[]): MeshidError {
   const named = cutOff.slice(0, NAMED_AGENTS).map((a) => `${a.spiffeId} (${a.reason})`);
   const more = cutOff.length > NAMED_AGENTS ? ` and ${cutOff.length - NAMED_AGENTS} more` : '';
+  const roots = rootIds.length === 1 ? `root ${rootIds[0]}` : `roots ${rootIds.join(', ')}`;
+  const them = rootIds.length === 1 ? 'it' : 'one of them';
   return failedPrecondition(
-    `revoking root ${rootIds} now would cut off ${cutOff.length} agent(s) whose SVID still chains to it or is not known ` +
-      `to have moved off it: ${named.join(', ')}${more}. Connected agents move off a tainted root within seconds; ` +
+    `revoking ${roots} now would cut off ${cutOff.length} agent(s) whose SVID still chains to ${them} or is not known ` +
+      `to have moved off ${rootIds.length === 1 ? 'it' : 'them'}: ${named.join(', ')}${more}. Connected agents move off a tainted root within seconds; ` +
       'the others are offline or cannot reach the server (see meshid-server agent show). Wait for them, evict agents ' +
       'that are gone for good (meshid-server agent evict), or revoke anyway with --force: the agents cut off then need ' +
       'a new join token',

@@ -42,11 +42,16 @@ test('revoking a root cuts off live agents still signed under it, of unknown sig
 
 test('the refusal is FAILED_PRECONDITION naming five agents, the count of the rest, and the ways on', () => {
   const cutOff = Array.from({ length: 7 }, (_, i) => ({ spiffeId: `spiffe://example.org/meshid/agent/east/a${i}`, reason: 'still on this root' as const }));
-  const err = revokeWouldCutOff('root-1', cutOff);
+  const err = revokeWouldCutOff(['root-1'], cutOff);
   assert.ok(isMeshidError(err, 'failed_precondition'));
   assert.match(err.message, /^revoking root root-1 now would cut off 7 agent\(s\)/);
   assert.match(err.message, /a4 \(still on this root\) and 2 more\./);
   assert.doesNotMatch(err.message, /a5/);
   assert.match(err.message, /meshid-server agent evict/);
   assert.match(err.message, /--force/);
+});
+
+test('the refusal of a group names its roots as roots, and the agents as on one of them', () => {
+  const err = revokeWouldCutOff(['root-1', 'root-2'], [{ spiffeId: 'spiffe://example.org/meshid/agent/east/a0', reason: 'still on this root' }]);
+  assert.match(err.message, /^revoking roots root-1, root-2 now would cut off 1 agent\(s\) whose SVID still chains to one of them or is not known to have moved off them:/);
 });
