@@ -21,7 +21,7 @@ import type {
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
-import { connectionFailure, deadlineBeforeConnection, methodNotServed } from '../../common/grpc/call-failure.js';
+import { methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
@@ -184,11 +184,9 @@ export class WorkloadApiClient {
    * meshid-server is down, "connect ECONNREFUSED 10.0.0.5:8081" — keeps its code and text: the socket was fine.
    */
   private async translate(err: ServiceError): Promise<MeshidError> {
-    // Never connected, though the socket took the connection: it may belong to a program that does not speak gRPC.
-    if (connectionFailure(err) === 'not-connected' || deadlineBeforeConnection(err)) {
-      const foreign = await notSpeakingGrpc(this.socketPath, AGENT_SOCKET_DAEMON, err);
-      if (foreign !== undefined) return foreign;
-    }
+    // A call that never got a connection: the socket may belong to a program that does not speak gRPC at all.
+    const foreign = await notSpeakingGrpc(this.socketPath, AGENT_SOCKET_DAEMON, err);
+    if (foreign !== undefined) return foreign;
     if (err.code === status.UNAVAILABLE && connectFailedOn(err.details ?? '', this.socketPath)) {
       return unreachableSocket('the Workload API', this.socketPath, err.details ?? '', {
         wrongPath: `pass the agent socket's own path in --socket-path or ${ENDPOINT_SOCKET_ENV}`,

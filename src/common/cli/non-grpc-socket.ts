@@ -1,5 +1,7 @@
 import net from 'node:net';
+import type { ServiceError } from '@grpc/grpc-js';
 import { failedPrecondition, unavailable, type MeshidError } from '../errors.js';
+import { connectionFailure, deadlineBeforeConnection } from '../grpc/call-failure.js';
 import type { ExpectedDaemon } from './wrong-daemon.js';
 
 /**
@@ -56,36 +58,42 @@ export function probeSocket(socketPath: string, waitMs = PROBE_WAIT_MS): Promise
 }
 
 /**
- * The error for a call that never got a gRPC connection on `socketPath` when something there accepts connections
- * but does not speak gRPC: another program's socket, given by mistake. grpc-js reports that as "Failed to connect" or
- * "Protocol error", and the CLI as "cannot reach … is it running?", which sends the operator to restart a daemon
- * when the flag is what is wrong. Undefined when the probe finds no listener, or one that speaks HTTP/2: then the
- * call's own error says what happened.
+ * The error for a call that failed with `err` before it ever got a gRPC connection on `socketPath` (never connected,
+ * or its deadline passed waiting for one) when something there accepts connections but does not speak gRPC: another
+ * program's socket, given by mistake. grpc-js reports that as "Failed to connect" or "Protocol error", and the CLI as
+ * "cannot reach … is it running?", which sends the operator to restart a daemon when the flag is what is wrong.
+ * Undefined, without probing, for any other failure; undefined too when the probe finds no listener, or one that
+ * speaks HTTP/2: then the call's own error says what happened.
  *
  * Only bytes that are not HTTP/2 prove a foreign program. A listener that hangs up without a word or never answers
  * may be the daemon itself (shutting down, closing a connection it will not serve, hung or overloaded past the
  * call's deadline: the kernel accepts connections for a process that does not run): those are UNAVAILABLE naming
  * either, not FAILED_PRECONDITION naming a wrong socket.
  */
-export async function notSpeakingGrpc(socketPath: string, expected: ExpectedDaemon, cause: unknown): Promise<MeshidError | undefined> {
+export async function notSpeakingGrpc(
+  socketPath: string,
+  expected: ExpectedDaemon,
+  err: Pick<ServiceError, 'code' | 'details'>,
+): Promise<MeshidError | undefined> {
+  if (connectionFailure(err) !== 'not-connected' && !deadlineBeforeConnection(err)) return undefined;
   const answer = await probeSocket(socketPath);
   const fix = `check ${expected.flags}`;
   switch (answer.kind) {
     case 'http1':
-      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers HTTP/1), so it is not a ${expected.socket}: ${fix}`, cause);
+      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers HTTP/1), so it is not a ${expected.socket}: ${fix}`, err);
     case 'other':
-      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers ${JSON.stringify(answer.said)}), so it is not a ${expected.socket}: ${fix}`, cause);
+      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers ${JSON.stringify(answer.said)}), so it is not a ${expected.socket}: ${fix}`, err);
     case 'closed': {
       const refusing = expected.closesOn === undefined ? 'shutting down' : `shutting down or refusing ${expected.closesOn}; see its log`;
       return unavailable(
         `what listens on ${socketPath} closes the connection without a word: a ${expected.daemon} ${refusing}, or a program that does not speak gRPC (${fix})`,
-        cause,
+        err,
       );
     }
     case 'silent':
       return unavailable(
         `what listens on ${socketPath} accepts the connection but never answers: a ${expected.daemon} that is hung or overloaded, or a program that does not speak gRPC (${fix})`,
-        cause,
+        err,
       );
     default:
       return undefined;

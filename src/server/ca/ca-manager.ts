@@ -362,9 +362,10 @@ export class CaManager {
    * one commit, instead of when nothing chains to them any more (up to an intermediate's lifetime). Run it once agents
    * have re-signed: an SVID still chained to a revoked root stops verifying everywhere the new bundle reaches.
    * `checkRoots`, when given, runs before a revoke that takes tainted roots, in turn with every other CA change (a
-   * taint still being committed has landed by then), with the intermediates under them and their IDs; it refuses by throwing. It is
-   * not asked when a root's chains would still verify against the bundle without the group (an upstream CA whose PKI
-   * root stays published): the rotation refuses that revoke itself, and its reason is the one to give.
+   * taint still being committed has landed by then), with the intermediates under them and their IDs; it refuses by
+   * throwing. It is not asked when a root's chains would still verify against the bundle without the group (an
+   * upstream CA whose PKI root stays published): the rotation refuses that revoke itself, and its reason is the one
+   * to give.
    */
   async revoke(
     idOrIds: string | readonly string[],

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
-import { connectionFailure, deadlineBeforeConnection, methodNotServed } from '../../common/grpc/call-failure.js';
+import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
@@ -110,11 +110,9 @@ export class AdminClient {
   }
 
   private async translate(err: ServiceError): Promise<Error> {
-    // Never connected: the socket may belong to a program that does not speak gRPC at all.
-    if (connectionFailure(err) === 'not-connected' || deadlineBeforeConnection(err)) {
-      const foreign = await notSpeakingGrpc(this.socketPath, ADMIN_SOCKET_DAEMON, err);
-      if (foreign !== undefined) return foreign;
-    }
+    // A call that never got a connection: the socket may belong to a program that does not speak gRPC at all.
+    const foreign = await notSpeakingGrpc(this.socketPath, ADMIN_SOCKET_DAEMON, err);
+    if (foreign !== undefined) return foreign;
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
     // Lost mid-call counts too: for an operator, the server went away.
     if (connectionFailure(err) !== undefined) {

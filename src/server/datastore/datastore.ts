@@ -136,8 +136,8 @@ export interface Datastore {
   /**
    * Deletes a federated bundle; throws not_found. While entries federate with the trust domain, `restrict` (SPIRE's
    * default mode) throws failed_precondition and `dissociate` takes the trust domain out of those entries in the same
-   * transaction (under the transaction's new revision). Returns how many entries were dissociated. Refusing to delete the own trust
-   * domain's bundle is the caller's job.
+   * transaction (under the transaction's new revision). Returns how many entries were dissociated. Refusing to delete
+   * the own trust domain's bundle is the caller's job.
    */
   deleteBundle(trustDomain: string, mode?: BundleDeleteMode): Promise<number>;
 
