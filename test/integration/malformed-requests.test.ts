@@ -177,6 +177,32 @@ test('Workload API and SDS: name lists past what their handlers accept are refus
   assert.match(fetch.details, /^no secret for "n0", .* and 995 more is available to this caller$/);
 });
 
+test('a request holding more values in all than its type allows is refused before decoding, on the agent socket and at Attest', async () => {
+  const t = agentSocket();
+  const secretType = delimited(4, 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret');
+  const fetchSecrets = '/envoy.service.secret.v3.SecretDiscoveryService/FetchSecrets';
+  // An Envoy-like Node: 700 extensions (name, category, a type URL) and 1000 metadata strings, ~7,000 values: served.
+  const extension = (i: number): number[] => delimited(9, [...delimited(1, `envoy.filters.http.f${i}`), ...delimited(2, 'envoy.filters.http'), ...delimited(6, `type.googleapis.com/f${i}`)]);
+  const metadataLeaf = (i: number): number[] => delimited(1, [...delimited(1, `ISTIO_META_${i}`), ...delimited(2, delimited(3, `value ${i}`))]);
+  const envoyNode = delimited(2, [
+    ...delimited(1, 'sidecar~10.0.0.1~pod.ns'),
+    ...delimited(3, Array.from({ length: 1000 }, (_, i) => metadataLeaf(i)).flat()),
+    ...Array.from({ length: 700 }, (_, i) => extension(i)).flat(),
+  ]);
+  const envoy = await rawCall(t, fetchSecrets, 'unary', message(envoyNode, delimited(3, 'no-such-secret'), secretType));
+  assert.equal(grpc.status[envoy.code], 'NOT_FOUND', envoy.details);
+  // Fifty thousand empty client features, 100 KB on the wire, are refused naming the limit.
+  const features = message(delimited(2, Array.from({ length: 50_000 }, () => delimited(10, '')).flat()), secretType);
+  await assertRefused(t, fetchSecrets, 'unary', features,
+    /^malformed request: envoy\.service\.discovery\.v3\.DiscoveryRequest holds more than 50000 values in all \(fields at any depth, each list element counted\), the most one request may carry$/);
+  // Unknown fields count too: a Workload API request is small.
+  await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', message(Array.from({ length: 1000 }, () => varintField(15, 1)).flat(), delimited(1, 'aud')),
+    /^malformed request: JWTSVIDRequest holds more than 1000 values in all/);
+  // Attest, open to anyone who reaches the server's port, before the join token is looked at.
+  await assertRefused(agentApi(), '/meshid.agent.v1.Node/Attest', 'unary', message(Array.from({ length: 1001 }, () => varintField(15, 1)).flat()),
+    /^malformed request: meshid\.agent\.v1\.AttestRequest holds more than 1000 values in all/);
+});
+
 test('a request over the 4 MiB receive limit is RESOURCE_EXHAUSTED, as gRPC specifies', async () => {
   const status = await rawCall(agentSocket(), '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', delimited(1, Buffer.alloc(4 * 1024 * 1024, 0x61)));
   assert.equal(grpc.status[status.code], 'RESOURCE_EXHAUSTED', status.details);

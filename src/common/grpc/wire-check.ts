@@ -1,6 +1,7 @@
 import { isUtf8 } from 'node:buffer';
 import protobuf from 'protobufjs';
 import { REPEATED_LIMITS } from './repeated-limits.js';
+import { REQUEST_VALUE_LIMITS } from './value-limits.js';
 
 /**
  * A strict walk over protobuf wire bytes against a message type, run before protobufjs decodes a request.
@@ -49,6 +50,8 @@ interface MessageRules {
   /** The full name without the leading dot, as problems name the request. */
   readonly typeName: string;
   readonly fields: Map<number, FieldRule>;
+  /** The most values a request of this type may hold in all (value-limits.ts); read only for the outermost type. */
+  readonly maxValues: number;
 }
 
 const rulesByType = new WeakMap<protobuf.Type, MessageRules>();
@@ -57,13 +60,15 @@ const rulesByType = new WeakMap<protobuf.Type, MessageRules>();
 function rulesOf(type: protobuf.Type): MessageRules {
   let rules = rulesByType.get(type);
   if (rules !== undefined) return rules;
-  rules = { typeName: type.fullName.replace(/^\./, ''), fields: new Map() };
+  const typeName = type.fullName.replace(/^\./, '');
+  rules = { typeName, fields: new Map(), maxValues: REQUEST_VALUE_LIMITS.get(typeName) ?? Infinity };
   rulesByType.set(type, rules);
   for (const field of type.fieldsArray) {
     field.resolve();
     if (field instanceof protobuf.MapField) {
       const entry: MessageRules = {
         typeName: `${rules.typeName}.${field.name}`,
+        maxValues: Infinity,
         fields: new Map([
           [1, scalarRule('key', field.keyType, false)],
           [2, valueRule('value', field)],
@@ -109,7 +114,7 @@ function scalarRule(name: string, type: string, repeated: boolean): FieldRule {
 export function wireProblem(type: protobuf.Type, bytes: Uint8Array): string | undefined {
   const rules = rulesOf(type);
   // One walker for every call: walks are synchronous, and a request's check should allocate nothing when it passes.
-  walker.start(bytes, rules.typeName);
+  walker.start(bytes, rules.typeName, rules.maxValues);
   walker.message(rules, 0, bytes.length, 0);
   const problem = walker.problem;
   walker.start(EMPTY, '');
@@ -118,7 +123,7 @@ export function wireProblem(type: protobuf.Type, bytes: Uint8Array): string | un
 
 const EMPTY = new Uint8Array(0);
 
-const NO_FIELDS: MessageRules = { typeName: 'group', fields: new Map() };
+const NO_FIELDS: MessageRules = { typeName: 'group', fields: new Map(), maxValues: Infinity };
 
 class Walk {
   problem: string | undefined;
@@ -131,9 +136,13 @@ class Walk {
    */
   private readonly path: string[] = [];
   private buf: Uint8Array = EMPTY;
+  /** Values left before the request holds more than its type's limit; counted down per field and packed element. */
+  private valuesLeft = Infinity;
+  private maxValues = Infinity;
 
-  start(buf: Uint8Array, typeName: string): void {
+  start(buf: Uint8Array, typeName: string, maxValues = Infinity): void {
     this.buf = buf;
+    this.valuesLeft = this.maxValues = maxValues;
     this.problem = undefined;
     this.path.length = 0;
     this.path.push(typeName);
@@ -152,6 +161,7 @@ class Walk {
       const tagAt = pos;
       pos = this.varint(pos, end);
       if (pos < 0) return this.fail(`${this.where()}: the tag at byte ${tagAt} is ${varintProblem(pos)}`);
+      if (--this.valuesLeft < 0) return this.fail(this.tooManyValues());
       const tag = this.value;
       const wireType = tag % 8;
       const number = Math.floor(tag / 8);
@@ -219,6 +229,7 @@ class Walk {
     switch (rule.packedElement) {
       case VARINT:
         while (pos < end) {
+          if (--this.valuesLeft < 0) return this.refuse(this.tooManyValues());
           const elementAt = pos;
           pos = this.varint(pos, end);
           if (pos < 0) return this.refuse(`${this.at(rule, number)}: the packed element at byte ${elementAt} is ${varintProblem(pos)}`);
@@ -227,7 +238,9 @@ class Walk {
       case FIXED32:
       case FIXED64: {
         const size = rule.packedElement === FIXED64 ? 8 : 4;
-        return (end - pos) % size === 0 || this.refuse(`${this.at(rule, number)}: packed length ${end - pos} is not a multiple of ${size}`);
+        if ((end - pos) % size !== 0) return this.refuse(`${this.at(rule, number)}: packed length ${end - pos} is not a multiple of ${size}`);
+        this.valuesLeft -= (end - pos) / size;
+        return this.valuesLeft >= 0 || this.refuse(this.tooManyValues());
       }
       default:
         // bytes: any content.
@@ -270,6 +283,11 @@ class Walk {
   private fail(problem: string): -1 {
     this.problem ??= problem;
     return -1;
+  }
+
+  /** Names the request, not the field where the count ran out: the values may be spread over any of them. */
+  private tooManyValues(): string {
+    return `${this.path[0]} holds more than ${this.maxValues} values in all (fields at any depth, each list element counted), the most one request may carry`;
   }
 
   private refuse(problem: string): false {

@@ -1,8 +1,11 @@
+import { createRequire } from 'node:module';
+import path from 'node:path';
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import protobuf from 'protobufjs';
 import { protoRoot } from '../../../src/common/grpc/proto.js';
 import { MAX_SDS_RESOURCE_NAMES, MAX_X509_SVIDS_PER_CALL, REPEATED_LIMITS } from '../../../src/common/grpc/repeated-limits.js';
+import { MAX_SDS_REQUEST_VALUES, REQUEST_VALUE_LIMITS } from '../../../src/common/grpc/value-limits.js';
 import { MAX_NESTING, wireProblem } from '../../../src/common/grpc/wire-check.js';
 import { MAX_AUDIENCES } from '../../../src/common/jwt/audience-limits.js';
 import { delimited, message, tag, varint, varintField } from '../../support/wire-bytes.js';
@@ -140,4 +143,59 @@ test('every limited field names a repeated field of a request type the servers r
     const field = types[0]!.fields[fieldName];
     assert.ok(field !== undefined && (field.repeated || field instanceof protobuf.MapField), `${key}: no repeated field ${fieldName}`);
   }
+});
+
+test('a request holding more values in all than its type allows is refused at the first value past the limit, wherever they sit', () => {
+  const over = `envoy.service.discovery.v3.DiscoveryRequest holds more than ${MAX_SDS_REQUEST_VALUES} values in all (fields at any depth, each list element counted), the most one request may carry`;
+  // The node field itself is one value; its client features are the rest.
+  const features = (n: number): Buffer => message(node(...Array.from({ length: n }, () => delimited(10, ''))));
+  assert.equal(wireProblem(DISCOVERY, features(MAX_SDS_REQUEST_VALUES - 1)), undefined);
+  assert.equal(wireProblem(DISCOVERY, features(MAX_SDS_REQUEST_VALUES)), over);
+  // Spread over a Struct's keys (4 values each: entry, key, value, its kind) and unknown fields, counted alike.
+  const leaves = (n: number): number[][] => Array.from({ length: n }, (_, i) => delimited(1, [...delimited(1, `k${i}`), ...delimited(2, delimited(3, ''))]));
+  // The node and metadata fields, 12,000 keys, and unknown fields up to the limit.
+  const spread = (unknown: number): Buffer => message(node(delimited(3, leaves(12_000).flat())), Array(unknown).fill(varintField(99, 0)).flat());
+  const room = MAX_SDS_REQUEST_VALUES - 2 - 4 * 12_000;
+  assert.equal(wireProblem(DISCOVERY, spread(room)), undefined);
+  assert.equal(wireProblem(DISCOVERY, spread(room + 1)), over);
+  // Two million unknown fields in 4 MB: the walk stops at the limit rather than reading them all.
+  assert.equal(wireProblem(DISCOVERY, Buffer.alloc(4_000_000).fill(Buffer.from([0x78, 0x00]))), over);
+});
+
+test('packed list elements count one value each (a type made for the test, under a limited name)', () => {
+  const renew = protobuf.Root.fromJSON({
+    nested: { meshid: { nested: { agent: { nested: { v1: { nested: { RenewRequest: { fields: { ids: { rule: 'repeated', type: 'int64', id: 1 }, f: { rule: 'repeated', type: 'fixed32', id: 2 } } } } } } } } } },
+  }).lookupType('meshid.agent.v1.RenewRequest');
+  const limit = REQUEST_VALUE_LIMITS.get('meshid.agent.v1.RenewRequest')!;
+  // One value for the field itself, the rest its elements.
+  assert.equal(wireProblem(renew, message(delimited(1, Array(limit - 1).fill(1)))), undefined);
+  assert.match(wireProblem(renew, message(delimited(1, Array(limit).fill(1)))) ?? '', /RenewRequest holds more than 1000 values in all/);
+  assert.equal(wireProblem(renew, message(delimited(2, Array((limit - 1) * 4).fill(0)))), undefined);
+  assert.match(wireProblem(renew, message(delimited(2, Array(limit * 4).fill(0)))) ?? '', /RenewRequest holds more than 1000 values in all/);
+});
+
+test('every request type the agent socket and the agent API serve has a value limit, except Sync', () => {
+  const reflection = path.dirname(createRequire(import.meta.url).resolve('@grpc/reflection/package.json'));
+  const served: Array<[protobuf.Root, string]> = [
+    [protoRoot('meshid/v1/agent.proto'), 'meshid.agent.v1.Node'],
+    [workload, 'SpiffeWorkloadAPI'],
+    [sds, 'envoy.service.secret.v3.SecretDiscoveryService'],
+    [protoRoot('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'],
+    ...['v1', 'v1alpha'].map((v): [protobuf.Root, string] => [
+      protoRoot(path.join(reflection, 'build/proto/grpc/reflection', v, 'reflection.proto')),
+      `grpc.reflection.${v}.ServerReflection`,
+    ]),
+  ];
+  const requestTypes = new Set<string>();
+  for (const [root, serviceName] of served) {
+    for (const method of Object.values(root.lookupService(serviceName).methods)) {
+      requestTypes.add((method.resolve() as protobuf.Method).resolvedRequestType!.fullName.replace(/^\./, ''));
+    }
+  }
+  for (const typeName of requestTypes) {
+    if (typeName === 'meshid.agent.v1.SyncRequest') continue;
+    assert.ok(REQUEST_VALUE_LIMITS.has(typeName), `${typeName} has no value limit`);
+  }
+  // A key naming no served type (a typo, a package left out) would limit nothing, silently.
+  for (const typeName of REQUEST_VALUE_LIMITS.keys()) assert.ok(requestTypes.has(typeName), `${typeName} is no request type served`);
 });
