@@ -19,12 +19,18 @@ export type ErrorCode =
 export class MeshidError extends Error {
   readonly code: ErrorCode;
   readonly data: Record<string, unknown> | undefined;
+  /**
+   * How long the caller should wait before trying again, in whole ms: set when the server knows (a budget spent for
+   * now), and sent along as gRPC retry pushback (grpc-status.ts).
+   */
+  readonly retryAfterMs: number | undefined;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown> } = {}) {
+  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown>; retryAfterMs?: number } = {}) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MeshidError';
     this.code = code;
     this.data = options.data;
+    this.retryAfterMs = options.retryAfterMs;
   }
 }
 
@@ -38,6 +44,12 @@ export const failedPrecondition = (message: string, cause?: unknown): MeshidErro
 /** A write lost a race: what it read was changed meanwhile (gRPC ABORTED: retry from a fresh read). */
 export const aborted = (message: string): MeshidError => new MeshidError('aborted', message);
 export const resourceExhausted = (message: string): MeshidError => new MeshidError('resource_exhausted', message);
+/**
+ * A budget spent for now, over in `waitMs`: RESOURCE_EXHAUSTED saying when to come back twice, at the end of the
+ * message ("…; retry in 3 s", all that agents older than the pushback read) and as `retryAfterMs`.
+ */
+export const budgetSpent = (message: string, waitMs: number): MeshidError =>
+  new MeshidError('resource_exhausted', `${message}; retry in ${Math.ceil(waitMs / 1000)} s`, { retryAfterMs: Math.ceil(waitMs) });
 export const unavailable = (message: string, cause?: unknown): MeshidError =>
   new MeshidError('unavailable', message, { cause });
 export const unauthenticated = (message: string): MeshidError => new MeshidError('unauthenticated', message);

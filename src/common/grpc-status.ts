@@ -21,12 +21,24 @@ const ERROR_CODE_BY_GRPC = new Map<number, ErrorCode>(
 );
 
 /**
- * Turns anything thrown into a gRPC ServiceError. A MeshidError keeps its code and message; anything else becomes
- * INTERNAL with a generic message, because library messages may carry details a caller should not see.
+ * The trailer that says how long to wait before retrying (a MeshidError's retryAfterMs): gRFC A6's server pushback,
+ * whose meaning is exactly that, rather than a name of meshid's own. A gRPC client acts on it only under a retry
+ * policy (a service config) listing the call's status code; meshid's agent sets none (grpc-js then ignores the
+ * trailer for a call the server processed), so it reads the value itself (budget-refusal.ts). A client that has one
+ * retries after the server's wait instead of its own backoff, which the budget would refuse again.
  */
-export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string } {
+export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
+
+/**
+ * Turns anything thrown into a gRPC ServiceError. A MeshidError keeps its code and message, and its retryAfterMs
+ * goes along as retry pushback; anything else becomes INTERNAL with a generic message, because library messages may
+ * carry details a caller should not see.
+ */
+export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string; metadata: Metadata } {
   if (err instanceof MeshidError) {
-    return { code: GRPC_CODE[err.code], details: err.message, message: err.message, metadata: new Metadata() };
+    const metadata = new Metadata();
+    if (err.retryAfterMs !== undefined) metadata.set(RETRY_PUSHBACK_KEY, String(err.retryAfterMs));
+    return { code: GRPC_CODE[err.code], details: err.message, message: err.message, metadata };
   }
   if (isServiceError(err)) return { code: err.code, details: err.details ?? err.message, metadata: new Metadata() };
   return { code: status.INTERNAL, details: 'internal error', message: 'internal error', metadata: new Metadata() };
@@ -37,9 +49,15 @@ export function fromServiceError(err: unknown): MeshidError {
   if (err instanceof MeshidError) return err;
   if (isServiceError(err)) {
     const code = ERROR_CODE_BY_GRPC.get(err.code) ?? (err.code === status.DEADLINE_EXCEEDED || err.code === status.CANCELLED ? 'unavailable' : 'internal');
-    return new MeshidError(code, err.details || err.message, { cause: err });
+    return new MeshidError(code, err.details || err.message, { cause: err, retryAfterMs: retryPushbackMs(err.metadata) });
   }
   return new MeshidError('internal', err instanceof Error ? err.message : String(err), { cause: err });
+}
+
+/** The server's retry pushback when it is a wait (whole ms); A6 reads anything else as "do not retry", never sent by meshid. */
+function retryPushbackMs(metadata: Metadata | undefined): number | undefined {
+  const value = metadata?.get(RETRY_PUSHBACK_KEY)[0];
+  return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
 }
 
 function isServiceError(err: unknown): err is ServiceError {

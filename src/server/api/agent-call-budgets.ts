@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import { resourceExhausted, type MeshidError } from '../../common/errors.js';
+import { budgetSpent, type MeshidError } from '../../common/errors.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 
 /**
@@ -61,5 +61,5 @@ export class AgentCallBudgets {
 
 function refusal(agentId: string, what: string, waitMs: number): MeshidError | undefined {
   if (waitMs <= 0) return undefined;
-  return resourceExhausted(`agent ${agentId} ${what} too often; retry in ${Math.ceil(waitMs / 1000)} s`);
+  return budgetSpent(`agent ${agentId} ${what} too often`, waitMs);
 }

@@ -1,4 +1,4 @@
-import { Metadata, ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
+import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
@@ -62,8 +62,9 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
           onReceiveMetadata: (metadata, nextMetadata) => {
             const refused = path === ATTEST_PATH ? attestAttempts.charge(call.getPeer()) : refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw);
             if (refused !== undefined) {
-              const { code, details } = toServiceError(refused);
-              call.sendStatus({ code, details, metadata: new Metadata() });
+              // With the metadata: a budget's refusal carries its wait as retry pushback.
+              const { code, details, metadata } = toServiceError(refused);
+              call.sendStatus({ code, details, metadata });
               return;
             }
             nextMetadata(metadata);

@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument, isMeshidError, MeshidError, permissionDenied, resourceExhausted, unavailable } from '../../common/errors.js';
+import { budgetSpent, invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
 import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
@@ -33,7 +33,7 @@ const UNKNOWN_TOKEN = 'join token is unknown, already used or revoked; generate 
  * tell a wait of a few seconds from an outage and hold a workload's first message for the SVIDs it lacks.
  */
 function signingRefused(waitMs: number): Error {
-  return resourceExhausted(`signing rate limit reached; retry in ${Math.ceil(waitMs / 1000)} s`);
+  return budgetSpent('signing rate limit reached', waitMs);
 }
 
 function isUnverifiedCsr(value: unknown): value is UnverifiedCsr {

@@ -1,0 +1,106 @@
+/**
+ * How long a budget refusal asks the agent to wait (budget-refusal.ts): the server's retry pushback (trailer
+ * `grpc-retry-pushback-ms`) first, the message's "…; retry in N s" from a server that sends none.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
+import { budgetRefusalWaitMs } from '../../../src/agent/client/budget-refusal.js';
+import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
+import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
+import { fromServiceError, RETRY_PUSHBACK_KEY } from '../../../src/common/grpc-status.js';
+import { loadProto } from '../../../src/common/grpc/proto.js';
+import { serviceOf } from '../../../src/common/grpc/service.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
+import { certificatesToPem } from '../../../src/common/x509/pem.js';
+import { until } from '../../support/until.js';
+import { DAY, entry, openAgentFixture } from './agent-fixture.js';
+
+/** A refusal as grpc-js hands it to the agent's client: code, details and trailers. */
+function received(code: grpc.status, details: string, pushback?: string): MeshidError {
+  const metadata = new grpc.Metadata();
+  if (pushback !== undefined) metadata.set(RETRY_PUSHBACK_KEY, pushback);
+  return fromServiceError(Object.assign(new Error(`${code} ${grpc.status[code]}: ${details}`), { code, details, metadata }));
+}
+
+test('the wait of a budget refusal: the pushback when the server sends one, else the message hint; nothing for other answers', () => {
+  const cases: Array<[string, MeshidError, number | undefined]> = [
+    ['pushback and hint', received(grpc.status.RESOURCE_EXHAUSTED, 'signing rate limit reached; retry in 2 s', '1250'), 1250],
+    ['pushback alone', received(grpc.status.RESOURCE_EXHAUSTED, 'signing rate limit reached', '7000'), 7000],
+    ['hint alone (an older server)', received(grpc.status.RESOURCE_EXHAUSTED, 'signing rate limit reached; retry in 3 s'), 3000],
+    ['a pushback that is no wait (A6: do not retry)', received(grpc.status.RESOURCE_EXHAUSTED, 'the datastore disk is full', '-1'), undefined],
+    ['a pushback that is no number', received(grpc.status.RESOURCE_EXHAUSTED, 'the datastore disk is full', 'soon'), undefined],
+    ['neither (a full datastore disk)', received(grpc.status.RESOURCE_EXHAUSTED, 'the datastore disk is full'), undefined],
+    ['UNAVAILABLE with a pushback: an outage', received(grpc.status.UNAVAILABLE, 'too many attestation attempts', '200'), undefined],
+    ['made here, with a hint', resourceExhausted('signing rate limit reached; retry in 4 s'), 4000],
+    ['made here, an outage', unavailable('signing rate limit reached; retry in 4 s'), undefined],
+  ];
+  for (const [name, err, wait] of cases) assert.equal(budgetRefusalWaitMs(err), wait, name);
+});
+
+test("the agent holds its signing queue for the pushback of a stub server's refusal whose message has no hint, and signs after it", async (t) => {
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+
+  // A stub meshid-server: the agent API's SignX509Svids only, refusing the first call with the pushback alone.
+  const server = new grpc.Server();
+  let calls = 0;
+  server.addService(serviceOf(loadProto(AGENT_API_PROTO), 'meshid.agent.v1.Node'), {
+    SignX509Svids: (call: grpc.ServerUnaryCall<{ items: Array<{ entry_id: string; csr: Buffer }> }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+      if (++calls === 1) {
+        const metadata = new grpc.Metadata();
+        metadata.set(RETRY_PUSHBACK_KEY, '7000');
+        callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'signing rate limit reached', metadata });
+        return;
+      }
+      void signer.sign(call.request.items.map((i) => ({ entryId: i.entry_id, csr: i.csr }))).then((results) =>
+        callback(null, { results: results.map((r) => ({ entry_id: r.entryId, code: r.code, message: r.message, svid_chain: r.chain })) }),
+      );
+    },
+  });
+  const serverKey = generateKeyPair('ec-p256');
+  const serverSvid = fx.ca.signX509Svid({ datacenter: 'east', publicKey: serverKey.publicKey, spiffeId: 'spiffe://example.org/meshid/server', ttlMs: DAY });
+  const credentials = grpc.ServerCredentials.createSsl(
+    null,
+    [{ private_key: Buffer.from(exportPkcs8Pem(serverKey.privateKey)), cert_chain: Buffer.from(certificatesToPem(serverSvid.chain)) }],
+    false,
+  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
+  t.after(() => server.forceShutdown());
+
+  const client = new NodeClient({ serverAddress: `127.0.0.1:${port}`, log: silentLogger() });
+  t.after(() => client.close());
+  client.setTrust('example.org', fx.bundle().x509Authorities);
+  const issuer = new SvidIssuer({ cache, sign: (batch) => client.signX509Svids(batch), clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  t.after(() => issuer.stop());
+
+  let refusal: unknown;
+  await assert.rejects(
+    client.signX509Svids([]).catch((err: unknown) => {
+      refusal = err;
+      throw err;
+    }),
+  );
+  assert.equal(budgetRefusalWaitMs(refusal), 7000, 'the pushback, with no hint in the message');
+  calls = 0;
+
+  const e = entry('pushback', ['unix:uid:4242']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await until('the refused call', () => (calls === 1 && issuer.pending().failing === 1 && issuer.pending().inflight === 0 ? true : undefined));
+  // Held for the 7 s asked (plus the jitter's half second at random 0.5): no call before that, on the agent's clock.
+  const idle = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  };
+  for (let waited = 0; waited < 7400; waited += 200) {
+    fx.clock.advance(200);
+    await idle();
+    assert.deepEqual([calls, issuer.pending().inflight], [1, 0], `no signing call ${waited + 200} ms after the refusal`);
+  }
+  fx.clock.advance(200);
+  await until('the SVID signed after the pushback', () => (cache.svid(e.id) !== undefined ? true : undefined));
+  assert.equal(calls, 2);
+});
