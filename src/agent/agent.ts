@@ -108,6 +108,7 @@ export class MeshidAgent {
         clock,
         log: log.child({ subsystem: 'cache' }),
         jwtCacheSize: config.jwtSvidCacheSize,
+        ...(opts.random !== undefined ? { random: opts.random } : {}),
         signJwtSvid: async (entryId, audience) => {
           if (connection?.state === 'banned' || connection?.state === 'reattest-required') {
             throw unavailable('the agent cannot get new JWT-SVIDs: the server no longer accepts it');

@@ -26,6 +26,8 @@ export interface IdentityCacheOptions {
   /** SignJwtSvid on the server; failures are MeshidErrors (unavailable when the server cannot be reached). */
   signJwtSvid: JwtSigner;
   jwtCacheSize?: number;
+  /** Jitter of JWT-SVID retries after a budget refusal, [0, 1); default Math.random. */
+  random?: () => number;
 }
 
 /** A change the server (or the store, at start-up) hands to the cache. Absent fields are unchanged. */
@@ -127,8 +129,9 @@ export class IdentityCache implements WorkloadCache {
         }
         return jwt;
       },
-      () => this.clock.now(),
+      this.clock,
       options.jwtCacheSize,
+      options.random,
     );
   }
 
@@ -188,16 +191,16 @@ export class IdentityCache implements WorkloadCache {
   /**
    * A token per entry the caller matches. An entry that changes or goes while its token is signed makes the answer
    * void (the server signs for the entry as it is then): the call starts over once with the new state, then fails
-   * UNAVAILABLE.
+   * UNAVAILABLE. A signing budget refusal is waited out up to `deadline` (JwtSvidCache.fetch).
    */
-  async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string): Promise<JwtSvidResult[]> {
+  async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string, deadline = Infinity): Promise<JwtSvidResult[]> {
     for (let attempt = 0; ; attempt++) {
       if (!this.ready()) throw unavailable('the agent has no identity state to serve yet');
       const matching = this.index.matching(selectorSet(selectors)).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
       if (matching.length === 0) {
         throw permissionDenied(spiffeId === undefined ? 'no registration entry matches the caller' : `the caller is not entitled to ${spiffeId}`);
       }
-      const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience)));
+      const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience, deadline)));
       if (matching.some((e) => this.index.get(e.id) !== e)) {
         if (attempt === 0) continue;
         throw unavailable('registration entries of the caller changed while their JWT-SVIDs were signed; retry');

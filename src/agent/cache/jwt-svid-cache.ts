@@ -1,5 +1,6 @@
+import type { Clock } from '../../common/clock.js';
 import { isMeshidError } from '../../common/errors.js';
-import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
+import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 
 /** A JWT-SVID the server signed; times are epoch milliseconds. */
 export interface SignedJwtSvid {
@@ -39,7 +40,9 @@ export const DEFAULT_JWT_CACHE_SIZE = 1000;
  * JWT-SVIDs per (entry, audience list), re-minted once half their lifetime has passed as SPIRE does (SPEC-NOTES §8),
  * so every token handed out is valid at return time with room to spare. Bounded in size (LRU); concurrent requests
  * for the same key share one signing call. When signing fails, a cached token that has not expired is still
- * returned: a workload keeps working through a short server outage.
+ * returned: a workload keeps working through a short server outage. Without one, a refusal of the server's signing
+ * budget is waited out as a first X.509 message waits for its SVIDs (BUDGET_REFUSALS_WAITED_FOR_MS), so a one-shot
+ * FetchJWTSVID in a reconnect storm gets its token rather than an error.
  *
  * The audiences are signed exactly as the workload listed them, order and duplicates kept, as SPIRE's server signs
  * them: a relying party may read `aud[0]`, and go-spiffe's API names the first audience the primary one. So the key
@@ -56,8 +59,10 @@ export class JwtSvidCache {
 
   constructor(
     private readonly sign: JwtSigner,
-    private readonly now: () => number,
+    private readonly clock: Clock,
     readonly maxSize = DEFAULT_JWT_CACHE_SIZE,
+    /** Jitter of the retries after a budget refusal, [0, 1). */
+    private readonly random: () => number = Math.random,
   ) {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
   }
@@ -66,8 +71,35 @@ export class JwtSvidCache {
     return this.slots.size;
   }
 
-  /** A token for this entry whose `aud` is exactly `audience`, in that order: cached while fresh, else newly signed. */
-  async fetch(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+  /**
+   * A token for this entry whose `aud` is exactly `audience`, in that order: cached while fresh, else newly signed.
+   * A budget refusal with no usable token cached is retried when the server said (plus up to a second of jitter, as
+   * the X.509-SVID issuer does, so the callers a storm's refusals told the same wait do not all come back at once)
+   * while that falls within BUDGET_REFUSALS_WAITED_FOR_MS of the first refusal and before `deadline` (the caller's,
+   * on this cache's clock); otherwise the refusal is thrown.
+   */
+  async fetch(entryId: string, audience: readonly string[], deadline = Infinity): Promise<SignedJwtSvid> {
+    let refusedAt: number | undefined;
+    for (;;) {
+      try {
+        return await this.fetchOnce(entryId, audience);
+      } catch (err) {
+        const wait = budgetRefusalWaitMs(err);
+        if (wait === undefined) throw err;
+        const now = this.now();
+        refusedAt ??= now;
+        const retryAt = now + wait + Math.round(this.random() * 1000);
+        if (retryAt - refusedAt > BUDGET_REFUSALS_WAITED_FOR_MS || retryAt >= deadline) throw err;
+        await new Promise<void>((resolve) => this.clock.setTimer(resolve, retryAt - now));
+      }
+    }
+  }
+
+  private now(): number {
+    return this.clock.now();
+  }
+
+  private async fetchOnce(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
     const key = JSON.stringify([entryId, audience]);
     const slot = this.slots.get(key);
     if (slot !== undefined && this.now() < slot.refreshAt) {

@@ -8,7 +8,7 @@ import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
-import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
+import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
@@ -71,16 +71,6 @@ const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300
  * until the stream's pending timeout, then refuse the stream, and do so again on every retry.
  */
 const FAILURES_WAITED_FOR = 1;
-
-/**
- * How long after the server's signing budget first refused an entry (RESOURCE_EXHAUSTED with a retry hint) a first
- * Workload API message still waits for it. A reconnect storm after a CA rotation spends the budget for seconds, and a
- * one-shot fetch then should get every identity of the caller, not those signed before the budget ran out (SPIRE's
- * agent holds a first update until all of them are cached). Below the Workload API's 30 s pending window
- * (DEFAULT_PENDING_TIMEOUT_MS), so a first message that waited in vain still goes out with what there is; a refusal
- * whose retry would come later than this is not waited for at all.
- */
-export const BUDGET_REFUSALS_WAITED_FOR_MS = 20_000;
 
 /**
  * Gets an X.509-SVID signed for every entry that needs one and keeps them fresh (SPEC-NOTES §8 rotation):

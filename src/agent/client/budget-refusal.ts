@@ -1,5 +1,16 @@
 import { isMeshidError } from '../../common/errors.js';
 
+/**
+ * How long after the server's signing budget first refused an identity a workload's first request still waits for
+ * it: a first Workload API message (svid-issuer.ts) and a FetchJWTSVID without a usable cached token
+ * (jwt-svid-cache.ts). A reconnect storm after a CA rotation spends the budget for seconds, and a one-shot fetch then
+ * should get every identity of the caller, not those signed before the budget ran out (SPIRE's agent holds a first
+ * update until all of them are cached). Below the Workload API's 30 s pending window (DEFAULT_PENDING_TIMEOUT_MS), so
+ * a first message that waited in vain still goes out with what there is; a refusal whose retry would come later than
+ * this is not waited for at all.
+ */
+export const BUDGET_REFUSALS_WAITED_FOR_MS = 20_000;
+
 /** The end of the server's budget refusals (src/server/api/node-service.ts): "…; retry in 3 s". */
 const RETRY_HINT = /; retry in (\d+) s$/;
 

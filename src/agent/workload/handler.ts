@@ -111,6 +111,17 @@ function attestationFailure(error: unknown): unknown {
 }
 
 /**
+ * The call's deadline on the agent's clock, Infinity when the client set none: a wait for the server (a budget
+ * refusal) that would end after it is not made. grpc-js gives the deadline on the wall clock, the one `clock` reads
+ * outside tests.
+ */
+function deadlineOnClock(call: ServerUnaryCall<unknown, unknown>, clock: Clock): number {
+  const deadline = call.getDeadline();
+  const at = deadline instanceof Date ? deadline.getTime() : deadline;
+  return Number.isFinite(at) ? clock.now() + (at - Date.now()) : Infinity;
+}
+
+/**
  * svids[0] must be the real default identity. The first message waits until every matching entry has its SVID (as
  * SPIRE's agent does, so a one-shot fetch sees them all), or failed to get one and is being retried (the server
  * unreachable, or a refusal that came back on the retry: the other SVIDs are served meanwhile); every message waits
@@ -263,7 +274,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   async function fetchJwtSvid(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>): Promise<JwtSvidResponse> {
     const query = parseJwtSvidRequest(call.request);
     const { selectors } = await admitEntitled(call);
-    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId);
+    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, deadlineOnClock(call, deps.clock));
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {

@@ -17,7 +17,7 @@ function setup(maxSize = 10) {
     const iat = clock.now();
     return { token: `t${++n}`, issuedAt: iat, expiresAt: iat + TTL };
   };
-  const cache = new JwtSvidCache(sign, () => clock.now(), maxSize);
+  const cache = new JwtSvidCache(sign, clock, maxSize);
   return { clock, calls, cache, setFail: (e: Error | undefined) => (fail = e) };
 }
 
@@ -59,7 +59,7 @@ test('freshness is measured on the agent clock from arrival, so a server clock f
   const clock = new FakeClock();
   let n = 0;
   // The server's clock is two hours behind: its iat/exp are in the agent's past.
-  const cache = new JwtSvidCache(async () => ({ token: `t${++n}`, issuedAt: clock.now() - 7_200_000, expiresAt: clock.now() - 7_200_000 + TTL }), () => clock.now());
+  const cache = new JwtSvidCache(async () => ({ token: `t${++n}`, issuedAt: clock.now() - 7_200_000, expiresAt: clock.now() - 7_200_000 + TTL }), clock);
   const a = await cache.fetch('e', ['x']);
   assert.equal((await cache.fetch('e', ['x'])).token, a.token);
 });
@@ -123,11 +123,64 @@ test('dropping an entry forgets its tokens, and a signing call in flight for it 
   let n = 0;
   const cache = new JwtSvidCache(
     () => new Promise<SignedJwtSvid>((resolve) => (release = (v) => resolve({ ...v, token: `${v.token}${++n}` }))),
-    () => clock.now(),
+    clock,
   );
   const pending = cache.fetch('e1', ['a']);
   cache.dropEntry('e1');
   release({ token: 'old', issuedAt: clock.now(), expiresAt: clock.now() + TTL });
   assert.equal((await pending).token, 'old1', 'the caller still gets its answer');
   assert.equal(cache.size, 0, 'but it is not kept');
+});
+
+test('with no usable token cached, a signing budget refusal is waited out and the token signed after the hint; not past the deadline or the window', async () => {
+  const clock = new FakeClock();
+  let refusal: Error | undefined = resourceExhausted('signing rate limit reached; retry in 3 s');
+  const calls: number[] = [];
+  const cache = new JwtSvidCache(
+    async () => {
+      calls.push(clock.now());
+      if (refusal) throw refusal;
+      return { token: `t${calls.length}`, issuedAt: clock.now(), expiresAt: clock.now() + TTL };
+    },
+    clock,
+    10,
+    () => 0.5,
+  );
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  };
+  const start = clock.now();
+  let answer: string | Error | undefined;
+  cache.fetch('e1', ['a']).then(
+    (jwt) => (answer = jwt.token),
+    (err: Error) => (answer = err),
+  );
+  await turns();
+  assert.deepEqual([calls.length, answer], [1, undefined], 'refused, and waiting');
+  clock.advance(3499);
+  await turns();
+  assert.deepEqual([calls.length, answer], [1, undefined], 'no retry before the 3 s asked and the jitter (half a second at 0.5)');
+  refusal = undefined;
+  clock.advance(1);
+  await turns();
+  assert.deepEqual([calls, answer], [[start, start + 3500], 't2']);
+
+  // A caller whose deadline comes before the retry is told at once.
+  refusal = resourceExhausted('signing rate limit reached; retry in 3 s');
+  await assert.rejects(cache.fetch('e2', ['a'], clock.now() + 3000), /retry in 3 s$/);
+  // A wait that would end beyond the window is not made at all, and a refusal that keeps coming back is waited for
+  // only while the next try falls within it.
+  refusal = resourceExhausted('signing rate limit reached; retry in 20 s');
+  await assert.rejects(cache.fetch('e3', ['a']), /retry in 20 s$/);
+  refusal = resourceExhausted('signing rate limit reached; retry in 8 s');
+  const before = calls.length;
+  let failed: Error | undefined;
+  cache.fetch('e4', ['a']).catch((err: Error) => (failed = err));
+  for (let i = 0; i < 3; i++) {
+    await turns();
+    clock.advance(8500);
+  }
+  await turns();
+  assert.match(String(failed), /retry in 8 s$/, 'given up once the next try would fall 25.5 s after the first refusal');
+  assert.equal(calls.length - before, 3, 'tried at 0, 8.5 s and 17 s');
 });

@@ -1,0 +1,91 @@
+/**
+ * A workload's FetchJWTSVID during a spell of signing refusals (a reconnect storm after a CA rotation spends the
+ * server's signing budget for seconds): with no token cached for it, the agent waits for the server's retry time and
+ * answers with the token, as a first X.509 message waits for its SVIDs, instead of failing the call at once; a caller
+ * whose deadline comes first is told at once. In-process server and agent share a FakeClock set an hour behind real
+ * time (OpenSSL judges the certificates by real time); the budget is spent by a client presenting the agent's own SVID.
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import path from 'node:path';
+import type { MeshidAgent } from '../../src/agent/agent.js';
+import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
+import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
+import type { JwtSvidResponse } from '../../src/agent/workload/messages.js';
+import { FakeClock } from '../../src/common/clock.js';
+import { isMeshidError } from '../../src/common/errors.js';
+import type { MeshidServer } from '../../src/server/server.js';
+import { startInProcessCluster, type Cluster } from '../support/cluster.js';
+import { connectNode, nodeCall, type NodeClient } from '../support/node-api-client.js';
+import { until } from '../support/until.js';
+
+const clock = new FakeClock(Date.now() - 3_600_000);
+const uid = process.getuid!();
+let cluster: Cluster & { meshidServer: MeshidServer };
+
+before(async () => {
+  // The smallest signing budget an agent may have, refilling one CSR a second.
+  cluster = await startInProcessCluster(clock, 'meshid-signing-budget-jwt-', { agent_sign_rate: 1, agent_sign_burst: 1000 });
+});
+
+after(async () => {
+  await cluster?.cleanup();
+});
+
+/** Spends what is left of the agent's signing budget with calls of bogus entries (charged before they are looked at). */
+async function spendSigningBudget(client: NodeClient): Promise<grpc.ServiceError> {
+  let refusal: grpc.ServiceError | undefined;
+  for (let n = 1000; n >= 1; ) {
+    const items = Array.from({ length: n }, (_, i) => ({ entry_id: `no-such-entry-${i}`, csr: Buffer.alloc(0) }));
+    try {
+      await nodeCall(client, 'SignX509Svids', { items });
+    } catch (err) {
+      refusal = err as grpc.ServiceError;
+      n = Math.floor(n / 2);
+    }
+  }
+  return refusal!;
+}
+
+test('a FetchJWTSVID made while the signing budget refuses the agent waits for the retry time and gets its token; a caller whose deadline comes first is told at once', async () => {
+  const spiffeId = 'spiffe://example.org/budget/jwt';
+  await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
+  const socketPath = path.join(cluster.dir, 'agent.sock');
+  const agent: MeshidAgent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, 'agent-data') },
+    { clock, random: () => 0.5 },
+  );
+  await until('the X.509-SVID', () => (agent.status().svids === 1 ? true : undefined));
+  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
+  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const hurried = connectWorkloadApi(socketPath, { timeoutMs: 500 });
+  const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
+  try {
+    const refusal = await spendSigningBudget(impostor);
+    assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, refusal.details);
+
+    // Half a second is less than the retry time (a second at least): no wait, the refusal as it is.
+    await assert.rejects(hurried.fetchJwtSvid(['db']), (err: unknown) => isMeshidError(err, 'unavailable') && /retry in \d+ s/.test(err.message));
+
+    let answer: JwtSvidResponse | Error | undefined;
+    workload.fetchJwtSvid(['db']).then(
+      (m) => (answer = m),
+      (err: Error) => (answer = err),
+    );
+    // The agent retries when the server said it may (its clock): move it on a second at a time until the fetch answers.
+    for (let s = 0; s < 25 && answer === undefined; s++) {
+      for (let i = 0; i < 8 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 25));
+      if (answer === undefined) clock.advance(1000);
+    }
+    for (let i = 0; i < 40 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    assert.ok(answer !== undefined && !(answer instanceof Error), `the fetch answers: ${String(answer)}`);
+    assert.deepEqual(answer.svids!.map((s) => s.spiffe_id), [spiffeId]);
+    const claims = JSON.parse(Buffer.from(answer.svids![0]!.svid!.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; aud: string[] };
+    assert.deepEqual([claims.sub, claims.aud], [spiffeId, ['db']]);
+  } finally {
+    hurried.close();
+    workload.close();
+    impostor.close();
+  }
+});
