@@ -44,6 +44,7 @@ import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../common/grpc/server-op
 import { agentCallGate } from './api/agent-call-gate.js';
 import { AgentCallBudgets } from './api/agent-call-budgets.js';
 import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
+import { PresentedCertificates } from './api/presented-certificates.js';
 import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -269,7 +270,8 @@ async function startAgentApi(
   const credentials = grpc.experimental.createCertificateProviderServerCredentials(provider, provider, false);
   const anchor = new AgentSvidAnchor(ca);
   const budgets = new AgentCallBudgets(config.agentSvidTtlMs, clock);
-  const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, clock });
+  const certificates = new PresentedCertificates();
+  const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, certificates, clock });
   const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
@@ -293,6 +295,7 @@ async function startAgentApi(
       limiter,
       budgets,
       anchor,
+      certificates,
       clock,
       log,
     }),

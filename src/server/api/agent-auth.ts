@@ -41,7 +41,8 @@ export interface AuthenticatedAgent extends AttestedAgent {
  * neither evicted nor banned. With `anchor`, the certificate must also still chain to the bundle as it is now (a root
  * revoked since the handshake cuts the connection's agent off, as it does a new connection). The first call with the
  * current SVID retires the previous one, as SPIRE does: a copy of an agent's certificate then dies at the agent's
- * next renewal instead of renewing itself alongside it.
+ * next renewal instead of renewing itself alongside it. `parse` reads the certificate (the server passes the memo
+ * the call gate filled: presented-certificates.ts).
  */
 export async function authenticateAgent(
   call: ServerSurfaceCall,
@@ -49,12 +50,13 @@ export async function authenticateAgent(
   agentIdPrefix: string,
   now: number,
   anchor?: AgentSvidAnchor,
+  parse: (der: Buffer) => ParsedCertificate = parseCertificate,
 ): Promise<AuthenticatedAgent> {
   const peer = call.getAuthContext()?.sslPeerCertificate;
   if (peer === undefined || peer.raw === undefined) {
     throw unauthenticated(NO_AGENT_CERTIFICATE);
   }
-  const cert = parseCertificate(peer.raw);
+  const cert = parse(peer.raw);
   const id = agentSvidId(cert, agentIdPrefix);
   if (id === undefined) throw permissionDenied(NOT_AN_AGENT_SVID);
   const agent = await agents.getAgent(id);

@@ -2,11 +2,12 @@ import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
-import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import type { ParsedCertificate } from '../../common/x509/certificate.js';
 import { agentSvidId, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer } from './agent-auth.js';
 import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
+import type { PresentedCertificates } from './presented-certificates.js';
 
 const NODE_SERVICE_PATH_PREFIX = '/meshid.agent.v1.Node/';
 /** The one agent API call made before the agent has an SVID. */
@@ -17,6 +18,8 @@ export interface AgentCallGateDeps {
   agentIdPrefix: string;
   anchor: AgentSvidAnchor;
   budgets: AgentCallBudgets;
+  /** Shared with the handlers (agent-auth.ts), so a call's certificate is parsed once for both. */
+  certificates: PresentedCertificates;
   clock: Clock;
 }
 
@@ -42,7 +45,7 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     if (raw === undefined) return unauthenticated(NO_AGENT_CERTIFICATE);
     let cert: ParsedCertificate;
     try {
-      cert = parseCertificate(raw);
+      cert = deps.certificates.parse(raw);
     } catch {
       // Verified by the TLS layer, yet beyond meshid's DER reader: no certificate the server issued.
       return permissionDenied(NOT_AN_AGENT_SVID);

@@ -15,6 +15,7 @@ import { AuthorizedSets } from '../entries/authorized-sets.js';
 import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
+import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 import type { SigningLimits } from './signing-limits.js';
@@ -54,6 +55,8 @@ export interface NodeServiceDeps {
   budgets: AgentCallBudgets;
   /** Shared with agent-call-gate.ts, so a leaf's issuer is looked up once for both. */
   anchor: AgentSvidAnchor;
+  /** Shared with agent-call-gate.ts, so a call's client certificate is parsed once for both. */
+  certificates: PresentedCertificates;
   clock: Clock;
   log: Logger;
 }
@@ -98,11 +101,11 @@ export function agentIdPrefix(trustDomain: string): string {
 
 /** The agent API (meshid.agent.v1.Node): attestation, renewal, the push stream and signing. */
 export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation {
-  const { ds, ca, hub, anchor, budgets, clock, log } = deps;
+  const { ds, ca, hub, anchor, budgets, certificates, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = agentIdPrefix(deps.trustDomain);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
-    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor);
+    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der));
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
     if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeIds: new Set([agent.spiffeId]) });
     return agent;
