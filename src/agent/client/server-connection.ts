@@ -8,6 +8,7 @@ import type { IdentityCache } from '../cache/identity-cache.js';
 import type { SvidIssuer } from '../cache/svid-issuer.js';
 import type { AgentIdentity } from './agent-identity.js';
 import { Backoff } from './backoff.js';
+import { budgetRefusalWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
@@ -288,7 +289,8 @@ export class ServerConnection {
     }
     this.stateValue = 'disconnected';
     this.lastError = err.message;
-    const wait = this.backoff.next();
+    // A refusal of the Sync-open budget says when the server takes the next open: sooner is refused again.
+    const wait = Math.max(this.backoff.next(), budgetRefusalWaitMs(err) ?? 0);
     if (UNTRUSTED_SERVER.test(err.message)) {
       // Not an outage: no retry fixes it, and the cached SVIDs run out meanwhile.
       this.o.log.error(

@@ -2,12 +2,14 @@
  * How long a budget refusal asks the agent to wait (budget-refusal.ts): the server's retry pushback (trailer
  * `grpc-retry-pushback-ms`) first, the message's "…; retry in N s" from a server that sends none.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
 import { budgetRefusalWaitMs } from '../../../src/agent/client/budget-refusal.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
+import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
+import { ServerConnection } from '../../../src/agent/client/server-connection.js';
 import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { fromServiceError, RETRY_PUSHBACK_KEY } from '../../../src/common/grpc-status.js';
 import { loadProto } from '../../../src/common/grpc/proto.js';
@@ -16,13 +18,47 @@ import { silentLogger } from '../../../src/common/log.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
 import { until } from '../../support/until.js';
-import { DAY, entry, openAgentFixture } from './agent-fixture.js';
+import { DAY, entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
 /** A refusal as grpc-js hands it to the agent's client: code, details and trailers. */
 function received(code: grpc.status, details: string, pushback?: string): MeshidError {
   const metadata = new grpc.Metadata();
   if (pushback !== undefined) metadata.set(RETRY_PUSHBACK_KEY, pushback);
   return fromServiceError(Object.assign(new Error(`${code} ${grpc.status[code]}: ${details}`), { code, details, metadata }));
+}
+
+/** Trailers holding a retry pushback of `value`. */
+function pushback(value: string): grpc.Metadata {
+  const metadata = new grpc.Metadata();
+  metadata.set(RETRY_PUSHBACK_KEY, value);
+  return metadata;
+}
+
+/**
+ * A stub meshid-server on loopback: the agent API's methods in `methods` only, under a server SVID from the fixture's
+ * CA. Returns the agent's real client of it, trusting that CA.
+ */
+async function stubServer(t: TestContext, fx: AgentFixture, methods: grpc.UntypedServiceImplementation): Promise<NodeClient> {
+  const server = new grpc.Server();
+  server.addService(serviceOf(loadProto(AGENT_API_PROTO), 'meshid.agent.v1.Node'), methods);
+  const serverKey = generateKeyPair('ec-p256');
+  const serverSvid = fx.ca.signX509Svid({ datacenter: 'east', publicKey: serverKey.publicKey, spiffeId: 'spiffe://example.org/meshid/server', ttlMs: DAY });
+  const credentials = grpc.ServerCredentials.createSsl(
+    null,
+    [{ private_key: Buffer.from(exportPkcs8Pem(serverKey.privateKey)), cert_chain: Buffer.from(certificatesToPem(serverSvid.chain)) }],
+    false,
+  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
+  t.after(() => server.forceShutdown());
+  const client = new NodeClient({ serverAddress: `127.0.0.1:${port}`, log: silentLogger() });
+  t.after(() => client.close());
+  client.setTrust('example.org', fx.bundle().x509Authorities);
+  return client;
+}
+
+/** Lets the agent's promises and microtasks run (no time passes on its clock). */
+async function idle(): Promise<void> {
+  for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 }
 
 test('the wait of a budget refusal: the pushback when the server sends one, else the message hint; nothing for other answers', () => {
@@ -47,14 +83,11 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
   const signer = fx.signer(cache);
 
   // A stub meshid-server: the agent API's SignX509Svids only, refusing the first call with the pushback alone.
-  const server = new grpc.Server();
   let calls = 0;
-  server.addService(serviceOf(loadProto(AGENT_API_PROTO), 'meshid.agent.v1.Node'), {
+  const client = await stubServer(t, fx, {
     SignX509Svids: (call: grpc.ServerUnaryCall<{ items: Array<{ entry_id: string; csr: Buffer }> }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
       if (++calls === 1) {
-        const metadata = new grpc.Metadata();
-        metadata.set(RETRY_PUSHBACK_KEY, '7000');
-        callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'signing rate limit reached', metadata });
+        callback({ code: grpc.status.RESOURCE_EXHAUSTED, details: 'signing rate limit reached', metadata: pushback('7000') });
         return;
       }
       void signer.sign(call.request.items.map((i) => ({ entryId: i.entry_id, csr: i.csr }))).then((results) =>
@@ -62,19 +95,6 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
       );
     },
   });
-  const serverKey = generateKeyPair('ec-p256');
-  const serverSvid = fx.ca.signX509Svid({ datacenter: 'east', publicKey: serverKey.publicKey, spiffeId: 'spiffe://example.org/meshid/server', ttlMs: DAY });
-  const credentials = grpc.ServerCredentials.createSsl(
-    null,
-    [{ private_key: Buffer.from(exportPkcs8Pem(serverKey.privateKey)), cert_chain: Buffer.from(certificatesToPem(serverSvid.chain)) }],
-    false,
-  );
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
-  t.after(() => server.forceShutdown());
-
-  const client = new NodeClient({ serverAddress: `127.0.0.1:${port}`, log: silentLogger() });
-  t.after(() => client.close());
-  client.setTrust('example.org', fx.bundle().x509Authorities);
   const issuer = new SvidIssuer({ cache, sign: (batch) => client.signX509Svids(batch), clock: fx.clock, log: silentLogger(), random: () => 0.5 });
   t.after(() => issuer.stop());
 
@@ -92,9 +112,6 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await until('the refused call', () => (calls === 1 && issuer.pending().failing === 1 && issuer.pending().inflight === 0 ? true : undefined));
   // Held for the 7 s asked (plus the jitter's half second at random 0.5): no call before that, on the agent's clock.
-  const idle = async (): Promise<void> => {
-    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
-  };
   for (let waited = 0; waited < 7400; waited += 200) {
     fx.clock.advance(200);
     await idle();
@@ -103,4 +120,44 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
   fx.clock.advance(200);
   await until('the SVID signed after the pushback', () => (cache.svid(e.id) !== undefined ? true : undefined));
   assert.equal(calls, 2);
+});
+
+test("the Sync stream refused by a stub server's Sync-open budget is opened again no sooner than its pushback, not at the backoff's half second", async (t) => {
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  const opens: number[] = [];
+  const client = await stubServer(t, fx, {
+    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      opens.push(fx.clock.now());
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback('1800') });
+    },
+  });
+  const cache = fx.cache();
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  t.after(() => issuer.stop());
+  // Only what the connection asks of the agent identity while it holds a valid SVID.
+  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
+  const connection = new ServerConnection({
+    client,
+    identity: identity as unknown as AgentIdentity,
+    cache,
+    issuer,
+    clock: fx.clock,
+    log: silentLogger(),
+    bootstrapRoots: undefined,
+    revision: 0,
+    onFatal: () => undefined,
+    random: () => 0.5,
+  });
+  connection.start();
+  t.after(() => connection.stop());
+  await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
+  for (let waited = 100; waited < 1800; waited += 100) {
+    fx.clock.advance(100);
+    await idle();
+    assert.equal(opens.length, 1, `no open ${waited} ms after the refusal`);
+  }
+  fx.clock.advance(100);
+  await until('the open after the pushback', () => (opens.length === 2 ? true : undefined));
+  assert.equal(opens[1]! - opens[0]!, 1800);
 });
