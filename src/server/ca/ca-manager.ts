@@ -386,6 +386,18 @@ export class CaManager {
     });
   }
 
+  /**
+   * Runs `fn` in the CA's own turn, with the key IDs the CA journal names: until it settles no rotation, taint or revoke
+   * commits, and no CA key file is written or deleted. A backup snapshots the datastore and copies those keys in one
+   * such turn, so the keys it holds are exactly those its journal names, whatever CA change an operator or the clock
+   * starts meanwhile (it waits, and runs after). Signing goes on: it only reads what is in memory.
+   */
+  withJournalSettled<T>(fn: (keyIds: readonly string[]) => Promise<T>): Promise<T> {
+    const run = this.busy.then(async () => fn((await this.store.listCaRecords()).map((r) => r.keyId)));
+    this.busy = run.then(() => undefined, () => undefined);
+    return run;
+  }
+
   private serialized(action: CaAction, before?: () => Promise<void>): Promise<void> {
     const run = this.busy.then(async () => {
       await before?.();
