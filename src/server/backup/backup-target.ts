@@ -1,0 +1,77 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+
+/** Where a backup goes, as checked: `dir` itself and its parent, both through real paths (no link left in them). */
+export interface BackupTarget {
+  /** The directory the finished backup is renamed to: absent, or empty when checked. */
+  dir: string;
+  /** Where it is staged under another name first: the same file system, so the final rename is atomic. */
+  parent: string;
+}
+
+/**
+ * Checks the directory `meshid-server backup --out DIR` names. It is a path on the server's host, given absolute:
+ * the server's working directory is not the caller's. It must lie outside the live data dir (a backup there would
+ * be lost with it, and a restore would copy one into the other), and be new or an empty directory, so that a backup
+ * never mixes with the files of another backup or anything else. The parent must exist: the server creates the
+ * backup directory, not a tree of directories wherever a path was mistyped.
+ */
+export function checkBackupTarget(requested: string, dataDir: string): BackupTarget {
+  if (requested === '') {
+    throw invalidArgument("the backup directory is required: an absolute path on the server's host, which must not exist yet or be empty");
+  }
+  if (requested.includes('\0')) throw invalidArgument('the backup directory contains a NUL character');
+  if (!path.isAbsolute(requested)) {
+    throw invalidArgument(
+      `the backup directory "${requested}" is not an absolute path: the server writes the backup, and its working directory ` +
+        "is not the caller's (`meshid-server backup --out` resolves a relative path against the directory it is run in)",
+    );
+  }
+  const resolved = path.resolve(requested);
+  const parentAsGiven = path.dirname(resolved);
+  if (parentAsGiven === resolved) throw failedPrecondition(`the backup directory cannot be ${resolved}: give a new directory`);
+  const parent = realDirectory(parentAsGiven, resolved);
+  const dir = path.join(parent, path.basename(resolved));
+  const liveDataDir = realDirectory(dataDir, resolved);
+  if (dir === liveDataDir || dir.startsWith(liveDataDir + path.sep)) {
+    throw invalidArgument(
+      `the backup directory ${requested} is inside the server's data dir ${dataDir}: a backup must be kept apart from what it ` +
+        'backs up (a lost or restored data dir would take it along); give a directory outside it',
+    );
+  }
+  const existing = fs.lstatSync(dir, { throwIfNoEntry: false });
+  if (existing !== undefined) {
+    if (existing.isSymbolicLink()) {
+      throw failedPrecondition(`the backup directory ${requested} is a symbolic link: give the directory it points to, or a new one`);
+    }
+    if (!existing.isDirectory()) throw failedPrecondition(`the backup directory ${requested} exists and is not a directory: give a new directory`);
+    const entries = fs.readdirSync(dir);
+    if (entries.length > 0) {
+      throw failedPrecondition(
+        `the backup directory ${requested} exists and is not empty (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}): ` +
+          'a backup is written into a new or empty directory, never over another backup or other files; give a new one, e.g. with the date in its name',
+      );
+    }
+  }
+  return { dir, parent };
+}
+
+/** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */
+function realDirectory(dir: string, backupDir: string): string {
+  let real: string;
+  try {
+    real = fs.realpathSync(dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOENT' || code === 'ENOTDIR') {
+      throw failedPrecondition(
+        `cannot write the backup to ${backupDir}: ${dir} does not exist; create it first (the backup directory itself is created, mode 0700)`,
+      );
+    }
+    if (code === 'EACCES') throw failedPrecondition(`cannot write the backup to ${backupDir}: the server's user cannot reach ${dir}`);
+    throw err;
+  }
+  if (!fs.statSync(real).isDirectory()) throw failedPrecondition(`cannot write the backup to ${backupDir}: ${dir} is not a directory`);
+  return real;
+}
