@@ -4,10 +4,14 @@ import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 
 /** Where a backup goes, as checked: `dir` itself and its parent, both through real paths (no link left in them). */
 export interface BackupTarget {
-  /** The directory the finished backup is renamed to: absent, or empty when checked. */
+  /** The directory the backup goes into: absent, or empty when checked. */
   dir: string;
-  /** Where it is staged under another name first: the same file system, so the final rename is atomic. */
   parent: string;
+  /**
+   * Whether `dir` exists (empty): then it is filled where it is, since it may be a mount point (a disk mounted for
+   * backups), whose files a rename beside it would not reach; otherwise it is created by a rename.
+   */
+  exists: boolean;
 }
 
 /**
@@ -54,7 +58,7 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
       );
     }
   }
-  return { dir, parent };
+  return { dir, parent, exists: existing !== undefined };
 }
 
 /** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */

@@ -36,18 +36,21 @@ export interface BackupResult {
  * journal names, the trust domain marker and the server's SVID; never server.lock, the -wal and -shm files or a
  * first-setup marker. The snapshot and the key copies are made in one turn of the CA, so every key the snapshot's
  * journal names is in the backup, and nothing else: a restored server starts from it as from the data dir at that
- * moment. Everything is written (0700 directories, 0600 files, fsynced) under a name of its own beside `target.dir`
- * and renamed to it at the end, so a backup that fails or is interrupted never looks complete; on a failure the
- * staging directory is removed. `signal` stops it.
+ * moment. Everything is written (0700 directories, 0600 files, fsynced) into a staging directory of its own and moved
+ * into place at the end, meshid-server.json last, so a backup that fails or is interrupted never looks complete; on a
+ * failure the staging directory is removed. `signal` stops it.
  */
 export async function writeBackup(sources: BackupSources, target: BackupTarget, signal?: AbortSignal): Promise<BackupResult> {
   signal?.throwIfAborted();
+  // Staged on the file system of the backup: beside a directory to create, inside one given (a mount point, maybe).
   // A visible name: a kill -9 mid-backup leaves it for the operator to see and remove, and it never reads as a backup.
-  const staging = path.join(target.parent, `${path.basename(target.dir)}.incomplete-${randomBytes(6).toString('hex')}`);
+  const staging = path.join(target.exists ? target.dir : target.parent, `${path.basename(target.dir)}.incomplete-${randomBytes(6).toString('hex')}`);
   try {
+    // The keys will sit in it: private before anything is written (the staging directory is, too).
+    if (target.exists) fs.chmodSync(target.dir, 0o700);
     makePrivateDir(staging);
   } catch (err) {
-    throw backupWriteError(err, target.parent);
+    throw backupWriteError(err, path.dirname(staging));
   }
   try {
     makePrivateDir(path.join(staging, 'ca'));
@@ -78,13 +81,13 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
     );
     for (const dir of [path.join(staging, KEYS_DIR), path.join(staging, 'ca'), staging]) fsyncDir(dir);
     signal?.throwIfAborted();
-    renameIntoPlace(staging, target.dir);
-    fsyncDir(target.parent);
+    if (target.exists) moveIntoPlace(staging, target.dir);
+    else renameIntoPlace(staging, target.dir);
     const files = listFiles(target.dir);
     return { dir: target.dir, files, datastoreSize: files.find((f) => f.path === DATASTORE_FILE)!.size, caKeys };
   } catch (err) {
     fs.rmSync(staging, { recursive: true, force: true });
-    throw backupWriteError(err, target.parent);
+    throw backupWriteError(err, path.dirname(staging));
   }
 }
 
@@ -127,17 +130,44 @@ function copyIfPresent(from: string, to: string): void {
   if (fs.existsSync(from)) copyPrivateFile(from, to, () => failedPrecondition(`${from} vanished while it was copied`));
 }
 
-/** rename(2) replaces an empty directory; one filled, or made into something else, since the check is refused. */
+const changedMeanwhile = (dir: string): Error =>
+  failedPrecondition(`the backup directory ${dir} was made or filled by someone else while the backup was written: give a new one`);
+
+/** The whole backup appears at once, by one rename(2) (which fails on anything made at `dir` since the check). */
 function renameIntoPlace(staging: string, dir: string): void {
   try {
     fs.renameSync(staging, dir);
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
-    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
-      throw failedPrecondition(`the backup directory ${dir} was filled or replaced while the backup was written: give a new one`);
-    }
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') throw changedMeanwhile(dir);
     throw err;
   }
+  fsyncDir(path.dirname(dir));
+}
+
+/**
+ * Into a directory that existed, its files move up one by one, meshid-server.json last: until it is there, neither a
+ * server started on the directory nor a restore copied from it takes it for a data dir (data-dir.ts refuses a
+ * directory without it that is not empty).
+ */
+function moveIntoPlace(staging: string, dir: string): void {
+  const others = fs.readdirSync(dir).filter((name) => name !== path.basename(staging));
+  if (others.length > 0) throw changedMeanwhile(dir);
+  const names = fs.readdirSync(staging).sort((a, b) => Number(a === TRUST_DOMAIN_MARKER) - Number(b === TRUST_DOMAIN_MARKER));
+  const moved: string[] = [];
+  try {
+    for (const name of names) {
+      if (name === TRUST_DOMAIN_MARKER) fsyncDir(dir);
+      fs.renameSync(path.join(staging, name), path.join(dir, name));
+      moved.push(name);
+    }
+  } catch (err) {
+    // The directory is left empty again, as it was given.
+    for (const name of moved) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    throw err;
+  }
+  fs.rmdirSync(staging);
+  fsyncDir(dir);
 }
 
 function listFiles(root: string, sub = ''): Array<{ path: string; size: number }> {
