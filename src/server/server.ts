@@ -17,8 +17,9 @@ import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
-import { openSqliteDatastore } from './datastore/sqlite-datastore.js';
+import { openSqliteDatastore, type SqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
+import { unavailable } from '../common/errors.js';
 import { KeyStore } from './ca/key-store.js';
 import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
 import { loadUpstreamCa } from './ca/upstream-ca.js';
@@ -38,6 +39,7 @@ import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
 import { federationService } from './api/federation-service.js';
+import { backupService } from './api/backup-service.js';
 import { agentIdPrefix, nodeService } from './api/node-service.js';
 import { serverId } from './api/entry-validation.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../common/grpc/server-options.js';
@@ -83,6 +85,8 @@ export class MeshidServer {
     readonly bundleEndpoint: BundleEndpoint | undefined,
     /** Refreshes federated bundles from their endpoints (config federates_with). */
     readonly federation: FederatedBundlePoller,
+    /** Aborted by stop(): a backup in progress ends, rather than holding the datastore open. */
+    private readonly stopping: AbortController,
     private readonly unlock: () => void,
     private readonly log: Logger,
   ) {}
@@ -95,7 +99,7 @@ export class MeshidServer {
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
-    let ds: Datastore;
+    let ds: SqliteDatastore;
     try {
       ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
     } catch (err) {
@@ -130,12 +134,14 @@ export class MeshidServer {
       );
       svid.followTaints();
       started.push(() => svid.stop());
-      const admin = await startAdminServer(config, ds, ca, federation, clock, log.child({ subsystem: 'admin-api' }));
+      const stopping = new AbortController();
+      const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
+      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }));
       started.push(() => forceShutdownGrpcServer(admin));
       const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
       started.push(() => forceShutdownGrpcServer(agentApi));
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
-      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, unlock, log);
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, stopping, unlock, log);
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
       server.housekeepingSchedule.start();
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
@@ -186,6 +192,8 @@ export class MeshidServer {
   async stop(): Promise<void> {
     const housekeepingStopped = this.housekeepingSchedule?.stop();
     this.federation.stop();
+    // Before the CA's stop, which waits for its turn: a backup holds that turn until it ends.
+    this.stopping.abort(unavailable('the server is stopping: the backup was not finished and nothing of it was kept; run it again once it is back'));
     const caStopped = this.ca.stop();
     this.svid.stop();
     this.hub.stop();
@@ -219,7 +227,7 @@ async function startFederation(config: ServerConfig, ds: Datastore, clock: Clock
 }
 
 async function startAdminServer(
-  config: ServerConfig, ds: Datastore, ca: CaManager, federation: FederatedBundlePoller, clock: Clock, log: Logger,
+  config: ServerConfig, ds: Datastore, ca: CaManager, federation: FederatedBundlePoller, backups: grpc.UntypedServiceImplementation, clock: Clock, log: Logger,
 ): Promise<grpc.Server> {
   const proto = loadProto(ADMIN_PROTO);
   const limits = {
@@ -239,6 +247,7 @@ async function startAdminServer(
     ['meshid.admin.v1.Authorities', authorityService(ca, ds, clock, log)],
     ['meshid.admin.v1.Svids', svidService(ca, limits, log)],
     ['meshid.admin.v1.Federation', federationService(federation, ds, config.trustDomain, clock, log)],
+    ['meshid.admin.v1.Backups', backups],
   ];
   for (const [name, implementation] of services) server.addService(serviceOf(proto, name), implementation);
   // Each admin service has a health status of its own, so `meshid-server healthcheck` can tell this socket from any

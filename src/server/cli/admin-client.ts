@@ -48,6 +48,7 @@ const SERVICE_NAMES: Record<AdminService, string> = {
   Authorities: 'meshid.admin.v1.Authorities',
   Svids: 'meshid.admin.v1.Svids',
   Federation: 'meshid.admin.v1.Federation',
+  Backups: 'meshid.admin.v1.Backups',
   Health: 'grpc.health.v1.Health',
 };
 

@@ -63,6 +63,15 @@ export interface ProtoFederationRelationship {
   source?: string;
 }
 
+export interface WriteBackupResponse {
+  dir?: string;
+  files?: Array<{ path?: string; size?: number }>;
+  datastore_size?: number;
+  ca_keys?: number;
+  taken_at?: number;
+  took_ms?: number;
+}
+
 /** Every admin method the CLI calls: [request, response] by service and method name. */
 export interface AdminMethods {
   Entries: {
@@ -106,6 +115,9 @@ export interface AdminMethods {
     UpdateFederationRelationship: [{ relationship: ProtoFederationRelationship }, ProtoFederationRelationship];
     DeleteFederationRelationship: [{ trust_domain: string }, ProtoFederationRelationship];
     RefreshBundle: [{ trust_domain: string }, ProtoFederationRelationship];
+  };
+  Backups: {
+    WriteBackup: [{ dir: string }, WriteBackupResponse];
   };
   Health: {
     Check: [{ service?: string }, { status?: string }];

@@ -1,6 +1,7 @@
 import type { CliIo } from '../../common/cli/output.js';
 import { runBinary, type CommandGroup } from '../../common/cli/binary.js';
 import { agentCommand } from './agent.js';
+import { backupCommand } from './backup.js';
 import { bundleCommand } from './bundle.js';
 import { caCommand } from './ca.js';
 import { entryCommand } from './entry.js';
@@ -26,6 +27,7 @@ const GROUPS: readonly CommandGroup[] = [
   { name: 'ca', summary: 'Show and rotate the certificate authorities (show, rotate-root, taint, revoke)', run: caCommand },
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },
   { name: 'jwt', summary: 'Mint JWT-SVIDs', run: jwtCommand },
+  { name: 'backup', summary: 'Write a consistent backup of the running server (datastore snapshot, CA keys) into a new directory', run: backupCommand },
   { name: 'healthcheck', summary: 'Check that the server is healthy', run: healthcheckCommand },
   {
     name: 'validate',

@@ -222,6 +222,7 @@ const CONTRACT: Record<string, string[]> = {
   'x509 mint': ['--spiffe-id', '--ttl', '--dns', '--datacenter', '--write DIR'],
   'jwt mint': ['--spiffe-id', '--audience', '--ttl'],
   healthcheck: [],
+  backup: ['--out DIR'],
 };
 
 test('every command has --help listing its contract flags, the admin socket and --output', async () => {
@@ -238,11 +239,11 @@ test('every command has --help listing its contract flags, the admin socket and 
 test('the top-level help lists every command group', async () => {
   const r = await run(['--help']);
   assert.equal(r.code, 0);
-  for (const g of ['run', 'entry', 'token', 'bundle', 'agent', 'ca', 'x509', 'jwt', 'healthcheck']) assert.match(r.out, new RegExp(`^  ${g} `, 'm'));
+  for (const g of ['run', 'entry', 'token', 'bundle', 'agent', 'ca', 'x509', 'jwt', 'backup', 'healthcheck']) assert.match(r.out, new RegExp(`^  ${g} `, 'm'));
 });
 
 test('a flag a command refuses to run without is marked required in its --help', async () => {
-  const groups = (await run(['--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim()).filter((g) => !['run', 'validate', 'healthcheck'].includes(g));
+  const groups = (await run(['--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim()).filter((g) => !['run', 'validate', 'healthcheck', 'backup'].includes(g));
   let checked = 0;
   for (const group of groups) {
     for (const command of (await run([group, '--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim())) {
@@ -256,6 +257,15 @@ test('a flag a command refuses to run without is marked required in its --help',
     }
   }
   assert.ok(checked >= 10, `only ${checked} commands with a required flag were found`);
+});
+
+test('backup needs --out, marked required in its --help, and says its backup holds the CA keys', async () => {
+  const bare = await run(['backup']);
+  assert.equal(bare.code, 1);
+  assert.match(bare.err, /^Error: InvalidArgument: flag --out is required \(the directory to write the backup into/);
+  const help = (await run(['backup', '--help'])).out;
+  assert.match(help.split('\n').find((l) => l.trimStart().startsWith('--out DIR'))!, /\brequired\b/);
+  assert.match(help, /It holds the CA private keys: keep it as private as the data dir/);
 });
 
 test('bundle show and list with --format and --output json say on stderr that --format does not apply, as SPIRE ignores it', async () => {

@@ -1,0 +1,267 @@
+/**
+ * `meshid-server backup --out DIR` against a real server process: the backup of a running server (entries, join
+ * tokens, federation, a rotated and tainted CA) restores into a new data dir, copied or used as it is, and the
+ * restored server serves the same bundle and entries to an agent attested before the backup. Directories it must not
+ * write are refused with the code and words an operator acts on, and backups taken while CA changes race them
+ * restore.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { isMeshidError } from '../../src/common/errors.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { tempDir } from '../support/server-kit.js';
+import { mountTmpfs } from '../support/tmpfs.js';
+import { SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
+import { attestAgent, connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+
+/** `meshid-server backup` run in `cwd` (a relative --out is taken from there). */
+function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [SERVER_MAIN, 'backup', ...args, '--admin-socket', server.adminSocket], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+}
+
+/** Every file and directory under `dir` with its mode, relative to it. */
+function modes(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const walk = (sub: string): void => {
+    for (const e of fs.readdirSync(path.join(dir, sub), { withFileTypes: true })) {
+      const rel = path.join(sub, e.name);
+      out[rel] = (fs.statSync(path.join(dir, rel)).mode & 0o777).toString(8);
+      if (e.isDirectory()) walk(rel);
+    }
+  };
+  walk('');
+  return out;
+}
+
+/** What a restored server must serve as the live one did when the backup was taken. */
+async function servedState(server: ServerProcess): Promise<{ bundle: string; entries: string; authorities: string; federation: unknown }> {
+  const federation = JSON.parse((await server.cli(['federation', 'list', '--output', 'json'])).out) as { relationships: Array<Record<string, unknown>> };
+  return {
+    bundle: (await server.cli(['bundle', 'show'])).out,
+    entries: (await server.cli(['entry', 'show'])).out,
+    authorities: (await server.cli(['ca', 'show'])).out,
+    // The poll's progress is not what a backup keeps: the relationship is.
+    federation: federation.relationships.map((r) => [r['trust_domain'], r['bundle_endpoint_url'], r['bundle_endpoint_profile'], r['source']]),
+  };
+}
+
+async function renews(server: ServerProcess, roots: string, agent: AgentIdentity): Promise<void> {
+  const client = connectNode(server, roots, agent);
+  try {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+    assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id, 'the agent attested before the backup renews');
+  } finally {
+    client.close();
+  }
+}
+
+test('a backup of a running server with entries, tokens, federation and a rotated, tainted CA restores, copied or run in place', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const ok = async (args: string[]): Promise<string> => {
+    const r = await live.cli(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+    return r.out;
+  };
+  const roots = await ok(['bundle', 'show']);
+  const partnerBundle = path.join(dir, 'partner.pem');
+  fs.writeFileSync(partnerBundle, roots);
+  await ok(['bundle', 'set', '--trust-domain', 'partner.org', '--path', partnerBundle]);
+  await ok(['federation', 'create', '--trust-domain', 'partner.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web']);
+  await ok(['entry', 'create', '--spiffe-id', 'spiffe://example.org/web', '--parent-id', 'spiffe://example.org/host', '--selector', 'unix:uid:1000', '--federates-with', 'partner.org']);
+  await ok(['entry', 'create', '--spiffe-id', 'spiffe://example.org/host', '--node', '--selector', 'meshid:datacenter:east']);
+  const agent = await attestAgent(live, roots);
+  await ok(['token', 'generate', '--datacenter', 'west']);
+  await ok(['ca', 'rotate-root']);
+  const west = /Authority ID\s+: (int-west-\S+)/.exec(await ok(['ca', 'show']))![1]!;
+  await ok(['ca', 'taint', '--id', west]);
+  const before = await servedState(live);
+  assert.match(before.authorities, /State\s+: tainted/);
+  assert.match(before.authorities, /State\s+: prepared/);
+
+  const restoreDir = path.join(dir, 'restore');
+  fs.mkdirSync(restoreDir);
+  const out = path.join(restoreDir, 'data');
+  const backup = await backupCli(live, ['--out', out]);
+  assert.equal(backup.code, 0, backup.err);
+  assert.equal(backup.err, '');
+  const keyCount = (before.authorities.match(/Authority ID/g) ?? []).length;
+  assert.match(backup.out, new RegExp(`^Backup written to ${out}\\n`));
+  assert.match(backup.out, new RegExp(`^CA keys +: ${keyCount}$`, 'm'));
+  assert.match(backup.out, /^Datastore +: \d+ bytes$/m);
+  assert.match(backup.out, /^File +: datastore\.sqlite3 \(\d+ bytes\)$/m);
+  assert.match(backup.out, /It holds the trust domain's CA private keys: keep it as private as the data dir/);
+  const written = modes(out);
+  assert.deepEqual(
+    Object.keys(written).filter((f) => !f.startsWith('ca/keys/')),
+    ['ca', 'ca/keys', 'datastore.sqlite3', 'meshid-server.json', 'server-svid.json'],
+    'no lock, -wal, -shm or first-setup marker',
+  );
+  assert.equal(Object.keys(written).filter((f) => f.startsWith('ca/keys/')).length, keyCount, 'one key per authority of the journal');
+  assert.equal((fs.statSync(out).mode & 0o777).toString(8), '700');
+  for (const [f, mode] of Object.entries(written)) assert.equal(mode, fs.statSync(path.join(out, f)).isDirectory() ? '700' : '600', f);
+  assert.deepEqual(fs.readdirSync(restoreDir), ['data'], 'nothing staged is left beside it');
+  // The live server goes on after the backup; what changes now is not in it.
+  await ok(['entry', 'create', '--spiffe-id', 'spiffe://example.org/after', '--parent-id', 'spiffe://example.org/host', '--selector', 'unix:uid:1001']);
+  assert.equal(await live.stop(), 0);
+
+  // Restored by copying its files into an empty data dir.
+  const copyDir = path.join(dir, 'copy');
+  fs.mkdirSync(path.join(copyDir, 'data'), { recursive: true, mode: 0o700 });
+  for (const f of fs.readdirSync(out)) fs.cpSync(path.join(out, f), path.join(copyDir, 'data', f), { recursive: true });
+  const copied = await startServerProcess(copyDir);
+  t.after(() => copied.stop());
+  assert.deepEqual(await servedState(copied), before, 'the same bundle, entries, CA journal and federation');
+  await renews(copied, roots, agent);
+  assert.equal((await copied.cli(['token', 'revoke', '--all'])).out, 'Revoked 1 unused join token.\n', 'the unused token came back with it');
+  assert.equal(await copied.stop(), 0);
+
+  // And run on the backup directory itself (`run --data-dir DIR`).
+  const inPlace = await startServerProcess(restoreDir);
+  t.after(() => inPlace.stop());
+  assert.deepEqual(await servedState(inPlace), before);
+  await renews(inPlace, roots, agent);
+});
+
+test('a backup directory that is not empty, inside the data dir, relative, or under a missing parent is refused naming what to do', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-refused-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+
+  const full = path.join(dir, 'full');
+  fs.mkdirSync(full);
+  fs.writeFileSync(path.join(full, 'other'), 'x');
+  const notEmpty = await backupCli(live, ['--out', full]);
+  assert.equal(notEmpty.code, 1);
+  assert.equal(notEmpty.out, '');
+  assert.match(notEmpty.err, new RegExp(`^Error: FailedPrecondition: the backup directory ${full} exists and is not empty \\(1 entry\\): a backup is written into a new or empty directory, never over another backup`));
+  assert.deepEqual(fs.readdirSync(full), ['other'], 'left as it was');
+
+  const inside = await backupCli(live, ['--out', path.join(live.dataDir, 'ca', 'backup')]);
+  assert.equal(inside.code, 1);
+  assert.match(inside.err, /^Error: InvalidArgument: the backup directory \S+\/data\/ca\/backup is inside the server's data dir \S+\/data: a backup must be kept apart/);
+  const dataDirItself = await backupCli(live, ['--out', live.dataDir]);
+  assert.match(dataDirItself.err, /^Error: InvalidArgument: .* is inside the server's data dir/);
+
+  const orphan = await backupCli(live, ['--out', path.join(dir, 'no', 'such', 'backup')]);
+  assert.equal(orphan.code, 1);
+  assert.match(orphan.err, /^Error: FailedPrecondition: cannot write the backup to \S+\/no\/such\/backup: \S+\/no\/such does not exist; create it first/);
+
+  const file = path.join(dir, 'a-file');
+  fs.writeFileSync(file, '');
+  assert.match((await backupCli(live, ['--out', file])).err, /^Error: FailedPrecondition: the backup directory \S+ exists and is not a directory/);
+
+  // The server takes only absolute paths: its working directory is not the caller's.
+  const client = new AdminClient(live.adminSocket);
+  t.after(() => client.close());
+  await assert.rejects(client.call('Backups', 'WriteBackup', { dir: 'relative/backup' }), (e: unknown) => {
+    assert.ok(isMeshidError(e, 'invalid_argument'), String(e));
+    assert.match(e.message, /^the backup directory "relative\/backup" is not an absolute path: the server writes the backup, and its working directory is not the caller's/);
+    return true;
+  });
+  await assert.rejects(client.call('Backups', 'WriteBackup', { dir: '' }), (e: unknown) => isMeshidError(e, 'invalid_argument'));
+  // The CLI resolves a relative --out against the directory it runs in, and an empty directory there is used.
+  const cwd = path.join(dir, 'operator');
+  fs.mkdirSync(path.join(cwd, 'empty'), { recursive: true });
+  const relative = await backupCli(live, ['--out', 'empty'], cwd);
+  assert.equal(relative.code, 0, relative.err);
+  assert.match(relative.out, new RegExp(`^Backup written to ${path.join(cwd, 'empty')}\\n`));
+  assert.ok(fs.existsSync(path.join(cwd, 'empty', 'datastore.sqlite3')));
+  assert.equal((fs.statSync(path.join(cwd, 'empty')).mode & 0o777).toString(8), '700', 'the directory given is made private');
+  assert.deepEqual(fs.readdirSync(cwd), ['empty'], 'nothing staged is left beside it');
+});
+
+test('a backup into a file system the server cannot write to is refused naming it, and leaves nothing behind (real read-only tmpfs; root only)', async (t) => {
+  const readOnly = mountTmpfs(t, '1m', { readOnly: true });
+  const full = mountTmpfs(t, '64k');
+  if (readOnly === undefined || full === undefined) return;
+  const { dir, cleanup } = tempDir('meshid-backup-storage-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const refused = await backupCli(live, ['--out', path.join(readOnly, 'backup')]);
+  assert.equal(refused.code, 1);
+  assert.match(refused.err, /^Error: FailedPrecondition: cannot write the backup into \S+: the file system is read-only; nothing of it was kept/);
+  // The datastore alone is larger than 64 KiB.
+  const noRoom = await backupCli(live, ['--out', path.join(full, 'backup')]);
+  assert.equal(noRoom.code, 1);
+  assert.match(noRoom.err, /^Error: ResourceExhausted: cannot write the backup into \S+: the disk is full; nothing of it was kept/);
+  assert.deepEqual(fs.readdirSync(full), [], 'the partial backup was removed');
+});
+
+test('a backup into an empty mount point is written on the mounted file system, made private (real tmpfs; root only)', async (t) => {
+  const mounted = mountTmpfs(t, '4m');
+  if (mounted === undefined) return;
+  fs.chmodSync(mounted, 0o755);
+  const { dir, cleanup } = tempDir('meshid-backup-mount-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const backup = await backupCli(live, ['--out', mounted]);
+  assert.equal(backup.code, 0, backup.err);
+  const device = fs.statSync(mounted).dev;
+  assert.notEqual(device, fs.statSync(path.dirname(mounted)).dev, 'a mount point');
+  assert.deepEqual(fs.readdirSync(mounted).sort(), ['ca', 'datastore.sqlite3', 'meshid-server.json', 'server-svid.json']);
+  assert.equal(fs.statSync(path.join(mounted, 'datastore.sqlite3')).dev, device, 'on the mounted file system');
+  assert.equal((fs.statSync(mounted).mode & 0o777).toString(8), '700', 'the keys are in it');
+  assert.deepEqual(fs.readdirSync(path.dirname(mounted)).filter((f) => f.includes('.incomplete-')), [], 'nothing staged beside it');
+});
+
+test('backups taken while CA rotations, taints and revokes race them each hold every key their journal names, and restore', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-race-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const activeRoot = async (): Promise<string> => {
+    const shown = JSON.parse((await live.cli(['ca', 'show', '--output', 'json'])).out) as { authorities: Array<{ id: string; kind: string; state: string }> };
+    return shown.authorities.find((a) => a.kind === 'root' && a.state === 'active')!.id;
+  };
+
+  const backups: string[] = [];
+  for (let round = 0; round < 3; round++) {
+    const root = await activeRoot();
+    const out = path.join(dir, `backup-${round}`);
+    backups.push(out);
+    // Sent together, so the server has them all at once: the taint makes a new root (a key written), the revoke deletes
+    // the old root's key (forced: no agent runs to move off it), rotate-root writes another key, and a backup runs.
+    const [backup, revoked] = await Promise.all([
+      backupCli(live, ['--out', out]),
+      live.cli(['ca', 'taint', '--id', root]).then(() => live.cli(['ca', 'revoke', '--id', root, '--force'])),
+      live.cli(['ca', 'rotate-root']),
+    ]);
+    assert.equal(backup.code, 0, backup.err);
+    assert.equal(revoked.code, 0, revoked.err);
+  }
+  assert.equal(await live.stop(), 0);
+
+  for (const [i, out] of backups.entries()) {
+    const restoreDir = path.join(dir, `restore-${i}`);
+    fs.mkdirSync(restoreDir);
+    fs.cpSync(out, path.join(restoreDir, 'data'), { recursive: true });
+    const restored = await startServerProcess(restoreDir);
+    try {
+      const shown = (await restored.cli(['ca', 'show'])).out;
+      assert.equal((shown.match(/Authority ID/g) ?? []).length, fs.readdirSync(path.join(out, 'ca', 'keys')).length, `backup ${i}: one key per authority`);
+    } finally {
+      assert.equal(await restored.stop(), 0);
+    }
+  }
+});
