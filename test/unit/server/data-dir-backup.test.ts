@@ -32,7 +32,7 @@ const entry = (i: number): NewEntry => ({
   downstream: false,
 });
 
-test('a new root and a revoke started while a backup runs wait for it: the backup holds every key its journal names and restores', async (t) => {
+test('a new root and a revoke sent while a backup runs (from inside its snapshot, at its start and end) wait for it: the backup holds every key its journal names and restores', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-turn-');
   t.after(cleanup);
   const dataDir = path.join(dir, 'data');
