@@ -33,6 +33,12 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
     );
   }
   const resolved = path.resolve(requested);
+  if (Buffer.byteLength(path.basename(resolved)) > MAX_NAME_BYTES) {
+    throw invalidArgument(
+      `the backup directory's name "${path.basename(resolved)}" is longer than ${MAX_NAME_BYTES} bytes: the backup is staged ` +
+        'under that name plus a suffix, which file systems cap at 255 bytes; give a shorter name',
+    );
+  }
   const parentAsGiven = path.dirname(resolved);
   if (parentAsGiven === resolved) throw failedPrecondition(`the backup directory cannot be ${resolved}: give a new directory`);
   const parent = realDirectory(parentAsGiven, resolved);
@@ -60,6 +66,9 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
   }
   return { dir, parent, exists: existing !== undefined };
 }
+
+/** NAME_MAX (255) less the staging suffix data-dir-backup.ts appends (".incomplete-" and 12 hex digits). */
+const MAX_NAME_BYTES = 255 - 24;
 
 /** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */
 function realDirectory(dir: string, backupDir: string): string {

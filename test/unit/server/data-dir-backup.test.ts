@@ -116,3 +116,18 @@ test('a snapshot stops between steps when its signal is aborted, with the abort 
   setImmediate(() => stop.abort(new Error('the server is stopping')));
   await assert.rejects(ds.snapshotTo(file, stop.signal), /the server is stopping/);
 });
+
+test('a backup directory name too long to stage beside is refused naming the limit, before anything is written', (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-name-');
+  t.after(cleanup);
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir);
+  // 231 bytes is the longest name whose staging name ("<name>.incomplete-<12 hex>") fits in 255.
+  assert.equal(checkBackupTarget(path.join(dir, 'b'.repeat(231)), dataDir).dir, path.join(dir, 'b'.repeat(231)));
+  assert.throws(() => checkBackupTarget(path.join(dir, 'b'.repeat(232)), dataDir), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'invalid_argument');
+    assert.match(err.message, /is longer than 231 bytes: .* give a shorter name$/);
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(dir), ['data']);
+});
