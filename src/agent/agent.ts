@@ -4,6 +4,7 @@ import { formatDuration } from '../common/duration.js';
 import { failedPrecondition, unavailable, type MeshidError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Selector } from '../common/spiffe/selector.js';
+import { parseCertificateLazily } from '../common/x509/certificate.js';
 import type { PeerCredentials, PeerInfo } from './attestor/peer-credentials.js';
 import { UnixWorkloadAttestor } from './attestor/unix-workload-attestor.js';
 import { IdentityCache } from './cache/identity-cache.js';
@@ -11,6 +12,7 @@ import { SvidIssuer } from './cache/svid-issuer.js';
 import { AgentIdentity } from './client/agent-identity.js';
 import { NodeClient } from './client/node-client.js';
 import { rejectionOf } from './client/rejection.js';
+import { ServerClock } from './client/server-clock.js';
 import { ServerConnection, type ConnectionState } from './client/server-connection.js';
 import { probeServerTrust } from './client/server-trust-probe.js';
 import { readTrustBundleFile, trustDomainOfRoots } from './client/trust-bundle-file.js';
@@ -104,6 +106,7 @@ export class MeshidAgent {
 
       const client = new NodeClient({ serverAddress: config.serverAddress, log: log.child({ subsystem: 'server-client' }) });
       let connection: ServerConnection | undefined;
+      const serverClock = new ServerClock(clock, log.child({ subsystem: 'clock' }));
       const cache = new IdentityCache({
         clock,
         log: log.child({ subsystem: 'cache' }),
@@ -145,7 +148,13 @@ export class MeshidAgent {
 
       const issuer = new SvidIssuer({
         cache,
-        sign: (items) => client.signX509Svids(items),
+        sign: async (items) => {
+          const sentAt = clock.now();
+          const results = await client.signX509Svids(items);
+          const leaf = results.find((r) => r.code === 0 && r.chain.length > 0)?.chain[0];
+          if (leaf !== undefined) serverClock.observe(parseCertificateLazily(leaf).notBefore, sentAt);
+          return results;
+        },
         clock,
         log: log.child({ subsystem: 'svid-issuer' }),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
@@ -161,6 +170,7 @@ export class MeshidAgent {
         trustDomain,
         trustRoots: () => cache.ownBundle()?.x509Authorities ?? [],
         onRejected: (kind, err) => connection?.handleRejection(kind, err),
+        serverClock,
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });
       if (stored !== undefined) {

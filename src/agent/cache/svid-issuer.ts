@@ -10,6 +10,7 @@ import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from 
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
+import { issuedChainCheckTime } from '../client/server-clock.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
@@ -460,7 +461,9 @@ export class SvidIssuer {
     }
     const bundle = this.cache.ownBundle();
     if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
-    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, now, { requireEndEntity: true });
+    // Signed just now by the server: checked at its notBefore when that is ahead of this host's clock (a server
+    // whose clock runs ahead), or no SVID would ever be accepted (issuedChainCheckTime).
+    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, issuedChainCheckTime(leaf.notBefore, now), { requireEndEntity: true });
     return {
       entryId: entry.id,
       spiffeId: entry.spiffeId,

@@ -15,6 +15,7 @@ import { budgetRefusalWaitMs } from './budget-refusal.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { rejectionOf, type Rejection } from './rejection.js';
+import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
 
 export interface AgentIdentityOptions {
   client: NodeClient;
@@ -31,6 +32,8 @@ export interface AgentIdentityOptions {
   trustRoots: () => readonly Buffer[];
   /** The server refused this agent's SVID (renewal): the connection decides what to do. */
   onRejected: (kind: Rejection, err: MeshidError) => void;
+  /** Told of every agent SVID the server signs, to report a skew between the two clocks. */
+  serverClock?: ServerClock;
   random?: () => number;
 }
 
@@ -134,7 +137,9 @@ export class AgentIdentity {
     }
     if (insecure) this.o.log.warn('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const res = await this.o.client.attest(token, await createCsr(privateKey, publicKey), { insecure });
+    const csr = await createCsr(privateKey, publicKey);
+    const sentAt = this.o.clock.now();
+    const res = await this.o.client.attest(token, csr, { insecure });
     const spiffeId = parseSpiffeId(res.spiffe_id ?? '');
     if (this.trustDomain !== undefined && spiffeId.trustDomain !== this.trustDomain) {
       throw failedPrecondition(`the server attested this agent as ${spiffeId.id}, outside the trust domain ${this.trustDomain}`);
@@ -143,7 +148,7 @@ export class AgentIdentity {
     const bundle = bundleFromMessage(res.bundle);
     if (bundle.trustDomain !== spiffeId.trustDomain) throw invalidArgument(`the server sent the bundle of ${bundle.trustDomain} for ${spiffeId.id}`);
     const chain = (res.svid_chain ?? []).map((c) => Buffer.from(c));
-    this.checkChain(chain, spiffeId.id, privateKey, bundle.x509Authorities);
+    this.checkChain(chain, spiffeId.id, privateKey, bundle.x509Authorities, sentAt);
     const identity: StoredIdentity = {
       trustDomain: spiffeId.trustDomain,
       spiffeId: spiffeId.id,
@@ -205,12 +210,14 @@ export class AgentIdentity {
     this.renewing = true;
     try {
       const { privateKey, publicKey } = generateKeyPair('ec-p256');
-      const chain = await this.o.client.renew(await createCsr(privateKey, publicKey));
+      const csr = await createCsr(privateKey, publicKey);
+      const sentAt = this.o.clock.now();
+      const chain = await this.o.client.renew(csr);
       // Stopped while the server answered (shutdown, a ban): the data dir may already be another process's, and the
       // SVID in use stays valid with the server as the previous one.
       if (this.stopped) return;
       const roots = this.o.trustRoots();
-      this.checkChain(chain, current.spiffeId, privateKey, roots);
+      this.checkChain(chain, current.spiffeId, privateKey, roots, sentAt);
       // The roots it was checked with are kept with it: the way back to the server should the state be lost.
       const next: StoredIdentity = { ...current, chain, privateKey, trustRoots: roots };
       // Persisted before use: a crash now restarts with the new SVID (or, before the rename, the old one, which the
@@ -293,13 +300,15 @@ export class AgentIdentity {
     this.timer = this.o.clock.setTimer(() => void this.renew(), Math.max(0, at - this.o.clock.now()));
   }
 
-  private checkChain(chain: readonly Buffer[], spiffeId: string, privateKey: KeyObject, roots: readonly Buffer[]): void {
+  /** A chain the server signed for a request sent at `sentAt`: see issuedChainCheckTime for the time it is checked at. */
+  private checkChain(chain: readonly Buffer[], spiffeId: string, privateKey: KeyObject, roots: readonly Buffer[], sentAt: number): void {
     if (chain.length === 0) throw invalidArgument('the server returned no agent SVID');
     const leaf = parseCertificate(chain[0]!);
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== spiffeId) throw invalidArgument(`the agent SVID names ${leaf.uriSans.join(', ')}, expected ${spiffeId}`);
     if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the agent SVID does not certify the key sent');
+    this.o.serverClock?.observe(leaf.notBefore, sentAt);
     try {
-      verifyChain(chain, roots, this.o.clock.now(), { requireEndEntity: true });
+      verifyChain(chain, roots, issuedChainCheckTime(leaf.notBefore, this.o.clock.now()), { requireEndEntity: true });
     } catch (err) {
       throw isMeshidError(err) ? invalidArgument(`the agent SVID does not verify against the trust bundle: ${err.message}`, err) : err;
     }

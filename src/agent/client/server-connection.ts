@@ -12,6 +12,7 @@ import { budgetRefusalWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
+import { serverCertificateTimeProblem } from './server-clock.js';
 import { applySyncUpdate } from './sync-apply.js';
 
 /**
@@ -185,7 +186,9 @@ export class ServerConnection {
         if (this.stopped) return;
         const wait = backoff.next();
         this.lastError = e.message;
-        this.o.log.warn(
+        const clockProblem = serverCertificateTimeProblem(e.message, this.o.clock.now());
+        if (clockProblem !== undefined) this.o.log.error({ reason: e.message, retryInMs: wait }, clockProblem);
+        else this.o.log.warn(
           { reason: e.message, retryInMs: wait },
           e.code === 'unavailable' ? 'cannot reach meshid-server to attest; will retry' : 'meshid-server cannot attest this agent now (out of resources); will retry',
         );
@@ -291,7 +294,10 @@ export class ServerConnection {
     this.lastError = err.message;
     // A refusal of the Sync-open budget says when the server takes the next open: sooner is refused again.
     const wait = Math.max(this.backoff.next(), budgetRefusalWaitMs(err) ?? 0);
-    if (UNTRUSTED_SERVER.test(err.message)) {
+    const clockProblem = serverCertificateTimeProblem(err.message, this.o.clock.now());
+    if (clockProblem !== undefined) {
+      this.o.log.error({ reason: err.message, retryInMs: wait, ...this.horizon() }, `${clockProblem}; serving from the cache`);
+    } else if (UNTRUSTED_SERVER.test(err.message)) {
       // Not an outage: no retry fixes it, and the cached SVIDs run out meanwhile.
       this.o.log.error(
         { reason: err.message, retryInMs: wait, ...this.horizon() },

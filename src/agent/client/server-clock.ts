@@ -1,0 +1,99 @@
+import type { Clock } from '../../common/clock.js';
+import { formatDuration } from '../../common/duration.js';
+import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+
+/**
+ * How far meshid-server back-dates the notBefore of what it signs (server/ca/authority-factory.ts BACKDATE_MS; SPIRE
+ * uses 10 s as well). Repeated here rather than imported: the agent does not load the server's code.
+ */
+export const SERVER_BACKDATE_MS = 10_000;
+
+/**
+ * How far ahead of the server this host's clock may be before it is worth a warning: the JWT-SVID leeway (60 s, as
+ * go-jose's), past which tokens a peer was issued shortly before are refused here as expired.
+ */
+export const AHEAD_WARN_MS = 60_000;
+
+/** One warning per direction per hour while the clocks disagree: every signing answer would show it again. */
+const WARN_EVERY_MS = 3_600_000;
+
+/**
+ * The instant to verify a certificate chain meshid-server has just signed for this agent (its agent SVID, a workload
+ * X.509-SVID): now, or the leaf's notBefore when that is still ahead of this host's clock.
+ *
+ * A server whose clock runs ahead of this host's by more than its 10 s back-dating signs certificates that start in
+ * this host's future. Checked at "now" they were all refused: the join token spent on an Attest whose answer the agent
+ * then threw away, and no workload SVID ever accepted (each new one starts in the future too). The server is
+ * authenticated and decides a certificate's lifetime; what this host's clock says about it is reported
+ * (ServerClock.observe), not a reason to serve nothing. Everything else about the chain is checked as before.
+ */
+export function issuedChainCheckTime(leafNotBefore: number, now: number): number {
+  return Math.max(now, leafNotBefore);
+}
+
+/**
+ * Reads the skew between this host's clock and meshid-server's from what the server signs: it stamps notBefore with
+ * its own clock minus SERVER_BACKDATE_MS at some instant between the agent sending the request and receiving the
+ * answer, so `notBefore + backdate - receivedAt` is a lower bound on how far the server is ahead, and
+ * `sentAt - (notBefore + backdate)` one on how far this host is. Either past its limit is logged, with the figure and
+ * what it breaks, since the symptoms alone (peers' certificates "not yet valid" after each renewal, JWT-SVIDs refused
+ * as expired, renewals early) point nowhere near a clock.
+ */
+export class ServerClock {
+  private readonly throttle: LogThrottle;
+
+  constructor(
+    private readonly clock: Clock,
+    private readonly log: Logger,
+  ) {
+    this.throttle = new LogThrottle(clock, WARN_EVERY_MS);
+  }
+
+  /** A certificate the server signed for a request sent at `sentAt` (this host's clock), answered just now. */
+  observe(notBefore: number, sentAt: number): void {
+    const receivedAt = this.clock.now();
+    const serverSignedAt = notBefore + SERVER_BACKDATE_MS;
+    const behind = serverSignedAt - receivedAt;
+    const ahead = sentAt - serverSignedAt;
+    // Behind by more than the back-dating: a certificate signed now is not valid yet by this host's clock.
+    if (notBefore > receivedAt) {
+      const admitted = this.throttle.admit('behind');
+      if (admitted === undefined) return;
+      this.log.warn(
+        { skewMs: behind, signedAt: new Date(serverSignedAt).toISOString(), hostTime: new Date(receivedAt).toISOString(), ...admitted },
+        `this host's clock is at least ${formatDuration(behind)} behind meshid-server's: what the server signs now is not valid yet by this clock. ` +
+          'It is accepted and served, but programs here refuse certificates (peers\' SVIDs after each renewal) and JWT-SVIDs ' +
+          'as not yet valid until this clock catches up; synchronise this host\'s clock (chrony or ntpd; timedatectl status)',
+      );
+    } else if (ahead > AHEAD_WARN_MS) {
+      const admitted = this.throttle.admit('ahead');
+      if (admitted === undefined) return;
+      this.log.warn(
+        { skewMs: ahead, signedAt: new Date(serverSignedAt).toISOString(), hostTime: new Date(sentAt).toISOString(), ...admitted },
+        `this host's clock is at least ${formatDuration(ahead)} ahead of meshid-server's: programs here take certificates and ` +
+          'JWT-SVIDs to expire that much early (refusing JWT-SVIDs near their end), and SVIDs are renewed early; a skew ' +
+          "beyond an SVID's lifetime makes every new SVID look expired here. Synchronise this host's clock (chrony or ntpd; timedatectl status)",
+      );
+    }
+  }
+}
+
+/** OpenSSL's words, as grpc-js passes them on, for a server certificate outside its validity by this host's clock. */
+const SERVER_CERT_OUT_OF_TIME = /certificate is not yet valid|certificate has expired/i;
+
+/**
+ * What to tell the operator when the TLS handshake refused meshid-server's certificate for its validity, or undefined
+ * for any other failure. Not an outage, as grpc-js's UNAVAILABLE suggests: a server certificate "not yet valid" is
+ * one made moments ago (a server restart, its SVID renewed) judged by a clock behind the server's; "expired" is a
+ * clock ahead of it, or a server no longer renewing its SVID. Retrying works only once the clocks agree.
+ */
+export function serverCertificateTimeProblem(message: string, now: number): string | undefined {
+  if (!SERVER_CERT_OUT_OF_TIME.test(message)) return undefined;
+  const which = /not yet valid/i.test(message) ? 'not valid yet' : 'expired';
+  return (
+    `meshid-server's certificate is ${which} by this host's clock (${new Date(now).toISOString()}): this host's clock ` +
+    `is ${which === 'expired' ? 'ahead of' : 'behind'} the server's, or the server's is wrong. Synchronise the clocks (chrony or ntpd; ` +
+    'timedatectl status); retrying meanwhile'
+  );
+}

@@ -1,0 +1,56 @@
+/**
+ * The agent's host clock behind meshid-server's by more than the server's 10 s back-dating. A machine shared with other
+ * tests cannot have its clock moved, so libfaketime moves the wall clock of one process alone; the tests are skipped
+ * where libfaketime is not installed (Debian's faketime package; .ci/run installs it).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { startCluster } from '../support/cluster.js';
+
+const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1'].find((f) => fs.existsSync(f));
+const skip = LIBFAKETIME === undefined && 'libfaketime is not installed';
+
+/** The environment that puts a process's wall clock at the offset written in `offsetFile` ("+2m"), re-read on every call. */
+function fakeWallClock(offsetFile: string): NodeJS.ProcessEnv {
+  return { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' };
+}
+
+test("the server's clock 2 min ahead of the agent's (libfaketime on the server process): the agent attests, is served its workload SVID, and a warning names the skew; the join token is not thrown away", { skip }, async (t) => {
+  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const offsetFile = path.join(dir, 'offset');
+  fs.writeFileSync(offsetFile, '+0\n');
+  const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
+  const token = await cluster.token();
+  // The server's own SVID and CAs were made on the true time, so the TLS handshake passes; what it signs from now on
+  // starts 2 min - 10 s in the agent's future.
+  fs.writeFileSync(offsetFile, '+2m\n');
+
+  const agent = await cluster.startAgent({ joinToken: token });
+  const client = agent.client();
+  t.after(() => client.close());
+  const svids = (await client.fetchX509Svid()).svids ?? [];
+  assert.equal(svids[0]?.spiffe_id, 'spiffe://example.org/app', agent.output());
+  const warning = await agent.waitForLog(/"subsystem":"clock"/);
+  assert.match(warning, /this host's clock is at least 1m\d+s behind meshid-server's/);
+  assert.match(warning, /synchronise this host's clock/);
+});
+
+test("the agent's clock 2 min behind a server that has just started (libfaketime on the agent process): the refused TLS handshake is logged as a clock problem, not as a server it cannot reach", { skip }, async (t) => {
+  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const offsetFile = path.join(dir, 'offset');
+  fs.writeFileSync(offsetFile, '-2m\n');
+  const cluster = await startCluster('meshid-clock-skew-');
+  t.after(() => cluster.cleanup());
+  // The server's SVID, made just now, is not valid for another 2 min - 10 s by the agent's clock.
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), env: fakeWallClock(offsetFile), wait: false });
+  const line = await agent.waitForLog(/meshid-server's certificate is not valid yet by this host's clock/);
+  assert.match(line, /"level":50/);
+  assert.match(line, /this host's clock is behind the server's/);
+  assert.match(line, /Synchronise the clocks/);
+});

@@ -1,0 +1,53 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { Writable } from 'node:stream';
+import { FakeClock } from '../../../src/common/clock.js';
+import { createLogger } from '../../../src/common/log.js';
+import { issuedChainCheckTime, SERVER_BACKDATE_MS, ServerClock, serverCertificateTimeProblem } from '../../../src/agent/client/server-clock.js';
+
+function capturingLogger(): { log: ReturnType<typeof createLogger>; lines: () => string[] } {
+  const raw: string[] = [];
+  const log = createLogger({ name: 'test', level: 'debug', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  return { log, lines: () => raw.join('').split('\n').filter((l) => l !== '') };
+}
+
+test('a chain the server has just signed is checked at its notBefore while that is ahead of this host, else now', () => {
+  assert.equal(issuedChainCheckTime(5_000, 1_000), 5_000);
+  assert.equal(issuedChainCheckTime(1_000, 5_000), 5_000);
+});
+
+test('clocks within the back-dating and the 60 s allowance log nothing', () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const { log, lines } = capturingLogger();
+  const skew = new ServerClock(clock, log);
+  skew.observe(clock.now() - SERVER_BACKDATE_MS, clock.now());
+  // This host 50 s ahead: inside the JWT-SVID leeway.
+  skew.observe(clock.now() - 50_000 - SERVER_BACKDATE_MS, clock.now());
+  // Server 8 s ahead: its certificate is still valid by this clock thanks to the back-dating.
+  skew.observe(clock.now() + 8_000 - SERVER_BACKDATE_MS, clock.now());
+  assert.deepEqual(lines(), []);
+});
+
+test('this host 5 min ahead: one warning naming the lower bound of the skew, repeated at most hourly', () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const { log, lines } = capturingLogger();
+  const skew = new ServerClock(clock, log);
+  const sentAt = clock.now();
+  clock.advance(2_000);
+  // The server signed at sentAt - 5 min (its clock), stamping notBefore 10 s before that.
+  skew.observe(sentAt - 300_000 - SERVER_BACKDATE_MS, sentAt);
+  skew.observe(clock.now() - 300_000 - SERVER_BACKDATE_MS, clock.now());
+  assert.equal(lines().length, 1);
+  assert.match(lines()[0]!, /this host's clock is at least 5m ahead of meshid-server's/);
+  clock.advance(3_600_000);
+  skew.observe(clock.now() - 300_000 - SERVER_BACKDATE_MS, clock.now());
+  assert.equal(lines().length, 2);
+  assert.match(lines()[1]!, /"suppressedSinceLast":1/);
+});
+
+test("the TLS handshake's time refusals are named as a clock problem, others not", () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.match(serverCertificateTimeProblem('No connection established. Last error: Error: certificate is not yet valid.', now)!, /not valid yet by this host's clock \(2026-01-01T00:00:00.000Z\): this host's clock is behind/);
+  assert.match(serverCertificateTimeProblem('Last error: Error: certificate has expired', now)!, /expired by this host's clock .*ahead of the server's/);
+  assert.equal(serverCertificateTimeProblem('connect ECONNREFUSED 127.0.0.1:8081', now), undefined);
+});
