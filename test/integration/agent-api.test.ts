@@ -184,7 +184,7 @@ test('an agent SVID two renewals old is neither current nor previous and is refu
   client1.close();
   const stale = connect(agent);
   try {
-    await assert.rejects(call(stale, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /not agent .* current SVID/.test(e.details));
+    await assert.rejects(call(stale, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && /is no longer agent .*'s SVID \(serial [0-9a-f]+\): another holder of this identity renewed it since/.test(e.details));
   } finally {
     stale.close();
   }
@@ -223,10 +223,10 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
   const lost = await renewFrom(agent);
   assert.equal(await use(copy), 'ok');
   const renewed = await renewFrom(agent);
-  assert.match(await use(lost), /not agent .* current SVID/, 'the unused renewal is replaced');
+  assert.match(await use(lost), /is no longer agent .*'s SVID/, 'the unused renewal is replaced');
   // The agent uses its new SVID: the copy is dead, for every call and for renewing.
   assert.equal(await use(renewed), 'ok');
-  assert.match(await use(copy), /^must re-attest: the client certificate is not agent .* current SVID/);
+  assert.match(await use(copy), /^must re-attest: the client certificate is no longer agent .*'s SVID \(serial [0-9a-f]+\): another holder of this identity renewed it since \(a copy of the agent's data dir/);
   const ended = await copyEnded;
   assert.equal(ended.code, grpc.status.PERMISSION_DENIED);
   assert.match(ended.details, /the SVID this Sync stream was opened with is no longer agent/);

@@ -351,11 +351,15 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   };
 }
 
-/** A cluster around an in-process MeshidServer sharing `clock` with in-process agents; `serverConfig` is added to its config. */
+/**
+ * A cluster around an in-process MeshidServer sharing `clock` with in-process agents; `serverConfig` is added to its
+ * config; the server logs to `serverLog` (nowhere by default).
+ */
 export async function startInProcessCluster(
   clock: Clock,
   prefix = 'meshid-cluster-',
   serverConfig: RawServerConfig = {},
+  serverLog: Logger = silentLogger(),
 ): Promise<Cluster & { meshidServer: MeshidServer }> {
   const t = tempDir(prefix);
   fs.chmodSync(t.dir, 0o755);
@@ -369,7 +373,7 @@ export async function startInProcessCluster(
   });
   let server: MeshidServer;
   try {
-    server = await MeshidServer.start({ config, log: silentLogger(), clock });
+    server = await MeshidServer.start({ config, log: serverLog, clock });
   } catch (err) {
     t.cleanup();
     throw err;

@@ -1,5 +1,5 @@
 import type { ServerSurfaceCall } from '@grpc/grpc-js/build/src/server-call.js';
-import { permissionDenied, unauthenticated } from '../../common/errors.js';
+import { MeshidError, permissionDenied, unauthenticated } from '../../common/errors.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import type { AttestedAgent } from '../datastore/datastore.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -72,7 +72,7 @@ export async function authenticateAgent(
       retiredPrevious = true;
     }
   } else if (cert.serialHex !== agent.previousCertSerial) {
-    throw permissionDenied(`${REATTEST_PREFIX}the client certificate is not agent ${id}'s current SVID`);
+    throw notCurrentSvid(id, cert, agent);
   }
   return { ...agent, presentedSerial: cert.serialHex, presentedCert: cert, retiredPrevious };
 }
@@ -96,5 +96,29 @@ export function svidNotSignedByServer(agentId: string): string {
   return (
     `${REATTEST_PREFIX}agent ${agentId}'s SVID was signed by an intermediate CA this server does not hold ` +
     "(the server's data dir was restored from a backup older than that CA, or the SVID is another server's); attest again with a new join token"
+  );
+}
+
+/**
+ * The refusal of an agent SVID that is neither the agent's current one nor the one it renewed from. The agent renews
+ * and retires its previous SVID on first use, so an older SVID turning up means that a second holder of the agent's
+ * identity renewed meanwhile: a copy of its data dir (a VM image made after attestation, a restored backup) runs on
+ * another host, and whichever renewed last keeps the identity. An SVID newer than the one recorded is the other way
+ * round: the server's datastore went back (restored from a backup). Each gets its cause and remedy, since "not the
+ * current SVID" alone sends an operator nowhere. `data` (agentId, supersededBy) marks the first, for the server's own log line.
+ */
+export function notCurrentSvid(agentId: string, cert: ParsedCertificate, agent: AttestedAgent, what = 'the client certificate'): MeshidError {
+  if (cert.notAfter > agent.certNotAfter) {
+    return permissionDenied(
+      `${REATTEST_PREFIX}${what} is newer than agent ${agentId}'s current SVID as the server recorded it ` +
+        "(the server's datastore was restored from an older backup); attest again with a new join token",
+    );
+  }
+  return new MeshidError(
+    'permission_denied',
+    `${REATTEST_PREFIX}${what} is no longer agent ${agentId}'s SVID (serial ${cert.serialHex}): another holder of this ` +
+      "identity renewed it since (a copy of the agent's data dir, from a VM image or a backup, runs on another host), " +
+      "and the copy that renewed last keeps it. Restart this host's agent with a new join token: it attests as a new agent",
+    { data: { agentId, supersededBy: agent.certSerial } },
   );
 }

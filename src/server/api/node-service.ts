@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { budgetSpent, invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
@@ -12,7 +13,7 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { AuthorizedSets } from '../entries/authorized-sets.js';
-import { authenticateAgent, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
+import { authenticateAgent, notCurrentSvid, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import type { PresentedCertificates } from './presented-certificates.js';
@@ -104,11 +105,32 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const { ds, ca, hub, anchor, budgets, certificates, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = agentIdPrefix(deps.trustDomain);
+  const copiedIdentities = new LogThrottle(clock, 3_600_000);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
-    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der));
+    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der)).catch((err: unknown) => {
+      if (err instanceof MeshidError && err.data?.['supersededBy'] !== undefined) reportCopiedIdentity(err, call.getPeer());
+      throw err;
+    });
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
     if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeIds: new Set([agent.spiffeId]) });
     return agent;
+  };
+
+  /**
+   * Only the server sees both hosts of a copied agent identity; the one cut off is told, but the operator reading the
+   * server's log should learn it too, with where that host is: once an hour per agent, as the copy keeps retrying.
+   */
+  const reportCopiedIdentity = (err: MeshidError, peer: string): void => {
+    const agentId = String(err.data?.['agentId']);
+    const admitted = copiedIdentities.admit(agentId);
+    if (admitted === undefined) return;
+    log.warn(
+      { agent: agentId, peer, currentSerial: err.data?.['supersededBy'], ...admitted },
+      `two hosts hold agent ${agentId}'s identity (its data dir copied with a VM image or restored from a backup): the one at ${peer} ` +
+        'presents an SVID the other has renewed away from and is refused; it serves its cached SVIDs until they expire. ' +
+        'Restart its agent with a new join token (meshid-server token generate); if the host keeping the identity is not the one you meant, ' +
+        'ban this agent ID and re-attest both',
+    );
   };
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
@@ -331,7 +353,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     // One Sync stream per agent: a newer one (a reconnect, a move to a renewed SVID) ends the older, so no agent can
     // hold many streams (each with its own diff state and pushes; its request's known list, up to 4 MB, is decoded at
     // every open) and exhaust the server's memory.
-    syncStreams.get(agentId)?.(unavailable('superseded by a newer Sync stream of the same agent'));
+    syncStreams.get(agentId)?.(
+      unavailable(
+        'superseded by a newer Sync stream of the same agent (should this repeat, another host runs a copy of this ' +
+          "agent's data dir: the first renewal of the agent SVID cuts one of them off)",
+      ),
+    );
     syncStreams.set(agentId, end);
 
     const onEvent = (event: HubEvent): void => {
@@ -347,7 +374,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
           if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
           if (a.banned) return end(permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`));
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
-            return end(permissionDenied(`${REATTEST_PREFIX}the SVID this Sync stream was opened with is no longer agent ${agentId}'s`));
+            // Not logged here as a copied identity: the agent's own stream on the SVID it has just moved off can still
+            // be open when its first call on the new one retires the old (a cancel on the old connection, racing).
+            return end(notCurrentSvid(agentId, agent.presentedCert, a, 'the SVID this Sync stream was opened with'));
           }
           agent = { ...a, presentedSerial: agent.presentedSerial, presentedCert: agent.presentedCert, retiredPrevious: false };
           push();

@@ -40,7 +40,21 @@ test('an agent SVID is checked on every call: current or not-yet-replaced previo
   const first = await authenticateAgent(callWith(current), agents, PREFIX, T0 + 2);
   assert.deepEqual([first.presentedSerial, first.retiredPrevious], [record.certSerial, true]);
   assert.deepEqual(retired, [record.certSerial]);
-  await assert.rejects(authenticateAgent(callWith(older), agents, PREFIX, T0 + 3), refused(/not agent .* current SVID/));
+  await assert.rejects(authenticateAgent(callWith(older), agents, PREFIX, T0 + 3), refused(/is no longer agent .*'s SVID \(serial [0-9a-f]+\): another holder of this identity renewed it since/));
   assert.equal((await authenticateAgent(callWith(current), agents, PREFIX, T0 + 4)).retiredPrevious, false);
   assert.equal(retired.length, 1, 'retired once');
+});
+
+test("an agent SVID newer than the one the server recorded is refused as the server's datastore going back, not as a copy", async () => {
+  const { east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const issue = (notAfter: number) => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore: T0, notAfter });
+  const [recorded, newer] = [issue(T0 + HOUR), issue(T0 + 2 * HOUR)];
+  const record: AttestedAgent = {
+    spiffeId: ID, datacenter: 'east', selectors: [], certSerial: parseCertificate(recorded).serialHex,
+    certNotAfter: T0 + HOUR, attestedAt: T0, updatedAt: T0, banned: false,
+  };
+  const agents: AgentLookup = { getAgent: async () => ({ ...record }), retirePreviousAgentCert: async () => undefined };
+  await assert.rejects(authenticateAgent(callWith(newer), agents, PREFIX, T0 + 1), (e: unknown) =>
+    isMeshidError(e, 'permission_denied') && /^must re-attest: the client certificate is newer than agent .* current SVID as the server recorded it \(the server's datastore was restored from an older backup\)/.test(e.message) && e.data === undefined);
 });

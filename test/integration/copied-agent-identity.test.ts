@@ -1,0 +1,84 @@
+/**
+ * One agent identity on two hosts: a data dir copied after attestation (a VM image, a restored backup) and started
+ * beside the original. Two in-process agents and an in-process server share a FakeClock (20 h behind real time, so the
+ * TLS layer's real-clock checks pass), so the first agent SVID renewal is one `advance()` away.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import type { MeshidAgent } from '../../src/agent/agent.js';
+import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
+import { FakeClock } from '../../src/common/clock.js';
+import { createLogger, type Logger } from '../../src/common/log.js';
+import { startInProcessCluster } from '../support/cluster.js';
+import { until } from '../support/until.js';
+
+const HOUR = 3_600_000;
+
+function capturingLogger(): { log: Logger; text: () => string } {
+  const raw: string[] = [];
+  const log = createLogger({ name: 'test', level: 'debug', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  return { log, text: () => raw.join('') };
+}
+
+test('a copied agent data dir: the first renewal cuts the copy off, which logs why and what to do; the server names the identity and where the copy is; the original keeps serving', async (t) => {
+  const clock = new FakeClock(Date.now() - 20 * HOUR);
+  const server = capturingLogger();
+  const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-', {}, server.log);
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
+  const token = await cluster.token();
+  const dataA = path.join(cluster.dir, 'agent-a-data');
+  const dataB = path.join(cluster.dir, 'agent-b-data');
+  const socket = (name: string): string => {
+    fs.mkdirSync(path.join(cluster.dir, name), { mode: 0o755 });
+    return path.join(cluster.dir, name, 'api.sock');
+  };
+  const socketA = socket('agent-a-socket');
+  const socketB = socket('agent-b-socket');
+  // The same config on both hosts (the image's), token included; jitter 0 renews A well before B's (jitter 0.99).
+  const start = (dataDir: string, socketPath: string, random: number, log: Logger): Promise<MeshidAgent> =>
+    cluster.startInProcessAgent({ join_token: token, socket_path: socketPath, data_dir: dataDir }, { clock, random: () => random, log });
+  const first = await start(dataA, socketA, 0, capturingLogger().log);
+  await until('the first sync', () => (first.status().svids > 0 ? true : undefined));
+  await first.stop();
+  fs.cpSync(dataA, dataB, { recursive: true });
+
+  const a = capturingLogger();
+  const b = capturingLogger();
+  const agentA = await start(dataA, socketA, 0, a.log);
+  let agentB = await start(dataB, socketB, 0.99, b.log);
+  const agentId = agentA.status().agentId!;
+  assert.equal(agentB.status().agentId, agentId);
+
+  // Past A's renewal (half-life minus jitter), before B's.
+  clock.advance(11 * HOUR);
+  await until('A renews its agent SVID', () => (/"agent SVID renewed"/.test(a.text()) ? true : undefined));
+  for (let i = 0; agentB.status().state !== 'reattest-required'; i++) {
+    if (i > 400) assert.fail(`the copy was not cut off:\n${b.text()}`);
+    // Reconnect backoffs run on the shared clock.
+    clock.advance(1000);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.match(b.text(), new RegExp(`is no longer agent ${agentId}'s SVID \\(serial [0-9a-f]+\\): another holder of this identity renewed it since`));
+  assert.match(b.text(), /Restart this host's agent with a new join token/);
+
+  // The original still syncs and serves.
+  await until('A in sync', () => (agentA.status().state === 'synced' ? true : undefined));
+  const client = connectWorkloadApi(socketA);
+  t.after(() => client.close());
+  assert.equal((await client.fetchX509Svid()).svids?.[0]?.spiffe_id, 'spiffe://example.org/app');
+
+  // The operator restarts the copy as it is: the server refuses it and says in its own log what happened, and where.
+  await agentB.stop();
+  const b2 = capturingLogger();
+  agentB = await start(dataB, socketB, 0.99, b2.log);
+  await until('the restarted copy is refused', () => (agentB.status().state === 'reattest-required' ? true : undefined));
+  const line = server.text().split('\n').find((l) => l.includes('two hosts hold agent'));
+  assert.ok(line, server.text());
+  assert.match(line, new RegExp(`"agent":"${agentId}"`));
+  assert.match(line, /"peer":"127\.0\.0\.1:\d+"/);
+  assert.match(line, /Restart its agent with a new join token/);
+});
