@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { assertSafeDirectory } from '../../common/safe-directory.js';
 
 /** Where a backup goes, as checked: `dir` itself and its parent, both through real paths (no link left in them). */
 export interface BackupTarget {
@@ -19,7 +20,8 @@ export interface BackupTarget {
  * the server's working directory is not the caller's. It must lie outside the live data dir (a backup there would
  * be lost with it, and a restore would copy one into the other), and be new or an empty directory, so that a backup
  * never mixes with the files of another backup or anything else. The parent must exist: the server creates the
- * backup directory, not a tree of directories wherever a path was mistyped.
+ * backup directory, not a tree of directories wherever a path was mistyped. No other user may be able to change what
+ * is put there (assertSafeDirectory, as for the data dir).
  */
 export function checkBackupTarget(requested: string, dataDir: string): BackupTarget {
   if (requested === '') {
@@ -64,6 +66,10 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
       );
     }
   }
+  // The backup holds the CA keys: a directory another user owns (an empty one made in /tmp ahead of the operator), or
+  // a parent others may write without the sticky bit, would let that user swap its files for keys of their own,
+  // which a restore then takes for the trust domain's.
+  assertSafeDirectory(dir, 'backup directory');
   return { dir, parent, exists: existing !== undefined };
 }
 

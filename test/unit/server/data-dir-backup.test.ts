@@ -131,3 +131,32 @@ test('a backup directory name too long to stage beside is refused naming the lim
   });
   assert.deepEqual(fs.readdirSync(dir), ['data']);
 });
+
+const asRoot = { skip: process.geteuid?.() !== 0 ? 'needs root, to give a directory to another uid' : false };
+
+test('a backup directory another user could change (an empty one they own, a parent they may write) is refused naming it, before anything is written', asRoot, (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-owner-');
+  t.after(cleanup);
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir);
+  // Made ahead of the operator by another user, in a directory both may write (as /tmp): the server would fill it
+  // with the CA keys, and its owner could then swap the backup's files for keys of their own.
+  const theirs = path.join(dir, 'theirs');
+  fs.mkdirSync(theirs);
+  fs.chownSync(theirs, 65534, 65534);
+  assert.throws(() => checkBackupTarget(theirs, dataDir), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^backup directory: ${theirs} belongs to uid 65534, so that user could replace what meshid puts under it`));
+    return true;
+  });
+  const open = path.join(dir, 'open');
+  fs.mkdirSync(open);
+  fs.chmodSync(open, 0o777);
+  assert.throws(() => checkBackupTarget(path.join(open, 'backup'), dataDir), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^backup directory: ${open} is writable by other users \\(mode 777\\) without the sticky bit`));
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(theirs), []);
+  assert.deepEqual(fs.readdirSync(open), []);
+});
