@@ -11,19 +11,29 @@ import { isMeshidError } from '../../common/errors.js';
  */
 export const BUDGET_REFUSALS_WAITED_FOR_MS = 20_000;
 
+/**
+ * The longest wait a budget refusal is taken to ask for. The server's budgets ask for seconds (Sync opens 2 s,
+ * renewals 10 s, signing what a batch costs at agent_sign_rate); a longer wait is a server's bug or a rate set far too
+ * low, and honoured whole it would hold the agent's Sync stream, renewals and signing for as long as it says (the
+ * pushback's ten digits are 115 days), letting its SVIDs run out. Past this the agent asks again, as its own
+ * backoff would: one refusal more costs the server little.
+ */
+export const MAX_BUDGET_REFUSAL_WAIT_MS = 5 * 60_000;
+
 /** The end of the server's budget refusals (src/server/api/node-service.ts): "…; retry in 3 s". */
 const RETRY_HINT = /; retry in (\d+) s$/;
 
 /**
  * How long the server asked this agent to wait when it refused a call over one of its budgets (signing, Sync opens,
  * renewals): RESOURCE_EXHAUSTED with its retry pushback (grpc-status.ts), or, from a server older than that, with a
- * message ending in a retry hint. Such a refusal is over in seconds, where an outage (UNAVAILABLE) has no known end.
- * Undefined for anything else, including a full datastore disk (RESOURCE_EXHAUSTED with neither) and an older
- * server's signing refusals, which were UNAVAILABLE and are still taken as an outage.
+ * message ending in a retry hint; at most MAX_BUDGET_REFUSAL_WAIT_MS. Such a refusal is over in seconds, where an
+ * outage (UNAVAILABLE) has no known end. Undefined for anything else, including a full datastore disk
+ * (RESOURCE_EXHAUSTED with neither) and an older server's signing refusals, which were UNAVAILABLE and are still
+ * taken as an outage.
  */
 export function budgetRefusalWaitMs(err: unknown): number | undefined {
   if (!isMeshidError(err, 'resource_exhausted')) return undefined;
-  if (err.retryAfterMs !== undefined) return err.retryAfterMs;
   const hint = RETRY_HINT.exec(err.message);
-  return hint === null ? undefined : Number(hint[1]) * 1000;
+  const wait = err.retryAfterMs ?? (hint === null ? undefined : Number(hint[1]) * 1000);
+  return wait === undefined ? undefined : Math.min(wait, MAX_BUDGET_REFUSAL_WAIT_MS);
 }

@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
-import { budgetRefusalWaitMs } from '../../../src/agent/client/budget-refusal.js';
+import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS } from '../../../src/agent/client/budget-refusal.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
 import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import { ServerConnection } from '../../../src/agent/client/server-connection.js';
@@ -160,4 +160,39 @@ test("the Sync stream refused by a stub server's Sync-open budget is opened agai
   fx.clock.advance(100);
   await until('the open after the pushback', () => (opens.length === 2 ? true : undefined));
   assert.equal(opens[1]! - opens[0]!, 1800);
+});
+
+test("a stub server's absurd budget wait (a pushback of 115 days, a hint of a day) holds the agent's Sync stream for five minutes at most", async (t) => {
+  assert.equal(budgetRefusalWaitMs(received(grpc.status.RESOURCE_EXHAUSTED, 'signing rate limit reached; retry in 86400 s')), MAX_BUDGET_REFUSAL_WAIT_MS);
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  const opens: number[] = [];
+  const client = await stubServer(t, fx, {
+    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      opens.push(fx.clock.now());
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback('9999999999') });
+    },
+  });
+  const cache = fx.cache();
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  t.after(() => issuer.stop());
+  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
+  const connection = new ServerConnection({
+    client,
+    identity: identity as unknown as AgentIdentity,
+    cache,
+    issuer,
+    clock: fx.clock,
+    log: silentLogger(),
+    bootstrapRoots: undefined,
+    revision: 0,
+    onFatal: () => undefined,
+    random: () => 0.5,
+  });
+  connection.start();
+  t.after(() => connection.stop());
+  await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
+  fx.clock.advance(MAX_BUDGET_REFUSAL_WAIT_MS);
+  await until('the open five minutes after the refusal', () => (opens.length === 2 ? true : undefined));
+  assert.equal(opens[1]! - opens[0]!, MAX_BUDGET_REFUSAL_WAIT_MS);
 });
