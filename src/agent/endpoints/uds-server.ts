@@ -65,6 +65,7 @@ export class UdsServer {
   private credentials: PeerCredentials | undefined;
   private readonly peers = new Map<string, PeerRecord>();
   private readonly sockets = new Map<string, net.Socket>();
+  private readonly socketsByUid = new Map<number, Set<net.Socket>>();
   private readonly retiring = new WeakSet<net.Socket>();
   private listener: net.Server | undefined;
   private injector: grpc.ConnectionInjector | undefined;
@@ -195,9 +196,14 @@ export class UdsServer {
     Object.defineProperty(socket, 'remoteAddress', { value: key, enumerable: true, writable: false, configurable: false });
     this.peers.set(key, record);
     this.sockets.set(key, socket);
+    const ofUid = this.socketsByUid.get(record.uid) ?? new Set<net.Socket>();
+    this.socketsByUid.set(record.uid, ofUid);
+    ofUid.add(socket);
     socket.once('close', () => {
       this.peers.delete(key);
       this.sockets.delete(key);
+      ofUid.delete(socket);
+      if (ofUid.size === 0 && this.socketsByUid.get(record.uid) === ofUid) this.socketsByUid.delete(record.uid);
       this.release(record.uid);
       record.closed = true;
       if (record.pidfd >= 0) {
@@ -238,6 +244,23 @@ export class UdsServer {
     socket.once('close', () => this.retiring.delete(socket));
   }
 
+  /**
+   * Stops reading every connection of `uid` (UidFairQueue's ReadPauser): HTTP/2 frames already read are handled, new
+   * ones wait in the kernel and then in the client, held by flow control; nothing fails. http2 consumes the socket's
+   * handle, so only the handle's own readStop reaches it (net.Socket.pause does not). A connection the uid opens
+   * afterwards is read until its first request makes the queue ask again.
+   */
+  pauseReading(uid: number): void {
+    for (const socket of this.socketsByUid.get(uid) ?? []) streamHandleOf(socket)?.readStop();
+  }
+
+  /** Reads every connection of `uid` again after pauseReading. */
+  resumeReading(uid: number): void {
+    for (const socket of this.socketsByUid.get(uid) ?? []) {
+      if (!socket.destroyed) streamHandleOf(socket)?.readStart();
+    }
+  }
+
   /** Connections open right now (each holds a socket and, usually, a pidfd). */
   openConnections(): number {
     return this.peers.size;
@@ -274,4 +297,10 @@ export class UdsServer {
       server.forceShutdown();
     }
   }
+}
+
+/** The libuv stream behind a net.Socket, which http2 reads from directly; null once the socket is closed. */
+function streamHandleOf(socket: net.Socket): { readStop(): number; readStart(): number } | undefined {
+  const handle = (socket as unknown as { _handle?: { readStop?: () => number; readStart?: () => number } | null })._handle;
+  return typeof handle?.readStop === 'function' && typeof handle.readStart === 'function' ? (handle as { readStop(): number; readStart(): number }) : undefined;
 }

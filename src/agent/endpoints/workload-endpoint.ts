@@ -22,6 +22,8 @@ import {
 } from '../workload/handler.js';
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
 import { UdsServer } from './uds-server.js';
+import { deferDecoding, fairDecodingInterceptor } from './fair-decoding.js';
+import { UidFairQueue } from './uid-fair-queue.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
 import { createDirectory, directoryCreationError } from '../../common/create-directory.js';
@@ -67,15 +69,28 @@ export class WorkloadEndpoint {
 
   static async start(o: WorkloadEndpointOptions): Promise<WorkloadEndpoint> {
     const log = o.log.child({ subsystem: 'endpoint' });
-    const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor] });
-    const uds = new UdsServer({
+    // The queue and the socket server need each other: the queue pauses a uid's connections, and the interceptor
+    // finds the uid of a call's connection; both are only called once requests arrive.
+    let uds: UdsServer | undefined;
+    const fairQueue = new UidFairQueue({
+      pauser: { pauseReading: (uid) => uds?.pauseReading(uid), resumeReading: (uid) => uds?.resumeReading(uid) },
+      onJobError: (err) => log.error({ err }, 'a request failed outside its call'),
+    });
+    const server = new grpc.Server({
+      ...BASE_SERVER_OPTIONS,
+      interceptors: [fairDecodingInterceptor(fairQueue, (peer) => uds?.peerOf(peer)?.uid), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
+    });
+    // Every service here is reachable by any local process: each request is decoded in its uid's turn.
+    const services = { addService: (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => server.addService(deferDecoding(definition), implementation) };
+    uds = new UdsServer({
       socketPath: o.socketPath,
       grpcServer: server,
       log,
       ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
       ...(o.maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid: o.maxConnectionsPerUid } : {}),
     });
-    const attest = peerAttestation({ peerOf: (peer) => uds.peerOf(peer), attestor: o.attestor, retire: (peer) => uds.retire(peer) });
+    const socket = uds;
+    const attest = peerAttestation({ peerOf: (peer) => socket.peerOf(peer), attestor: o.attestor, retire: (peer) => socket.retire(peer) });
     const workload = workloadApiHandlers({
       cache: o.cache,
       attest,
@@ -84,13 +99,13 @@ export class WorkloadEndpoint {
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
     const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, ...(o.sds !== undefined ? { options: o.sds } : {}) });
-    server.addService(workloadApiServiceDefinition(), workload.implementation);
-    server.addService(sdsServiceDefinition(), sds.implementation);
-    server.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
-    addReflection(server, [WORKLOAD_PROTO, SDS_PROTO]);
+    services.addService(workloadApiServiceDefinition(), workload.implementation);
+    services.addService(sdsServiceDefinition(), sds.implementation);
+    services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
+    addReflection(services, [WORKLOAD_PROTO, SDS_PROTO]);
     prepareSocketDir(path.dirname(o.socketPath), log);
-    await uds.start();
-    return new WorkloadEndpoint(server, uds, workload, sds, log);
+    await socket.start();
+    return new WorkloadEndpoint(server, socket, workload, sds, log);
   }
 
   /**
