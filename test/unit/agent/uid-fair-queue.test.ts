@@ -1,0 +1,79 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { UidFairQueue } from '../../../src/agent/endpoints/uid-fair-queue.js';
+
+/** A queue whose turns run only when `turn()` is called and whose clock advances by what each job says it cost. */
+function harness(options: { highWaterBytes?: number } = {}) {
+  let now = 0;
+  const turns: Array<() => void> = [];
+  const pauses: string[] = [];
+  const ran: string[] = [];
+  const queue = new UidFairQueue({
+    pauser: { pauseReading: (uid) => pauses.push(`pause ${uid}`), resumeReading: (uid) => pauses.push(`resume ${uid}`) },
+    onJobError: () => ran.push('error'),
+    now: () => now,
+    defer: (run) => turns.push(run),
+    ...options,
+  });
+  const job = (uid: number, name: string, costMs: number, bytes = 1) =>
+    queue.push(uid, bytes, () => {
+      ran.push(name);
+      now += costMs;
+    });
+  const turn = (): boolean => {
+    const next = turns.shift();
+    next?.();
+    return next !== undefined;
+  };
+  const drain = (): void => {
+    while (turn());
+  };
+  return { queue, job, turn, drain, ran, pauses };
+}
+
+test('the uid that used the least time goes next: cheap jobs of one uid run until they used what one costly job did', () => {
+  const h = harness();
+  for (let i = 1; i <= 3; i++) h.job(65534, `flood${i}`, 7);
+  for (let i = 1; i <= 4; i++) h.job(0, `fetch${i}`, 1);
+  h.drain();
+  assert.deepEqual(h.ran, ['flood1', 'fetch1', 'fetch2', 'fetch3', 'fetch4', 'flood2', 'flood3']);
+});
+
+test('one job per turn, and a uid that starts waiting is placed level with the others, not with credit from idling', () => {
+  const h = harness();
+  h.job(1, 'a1', 5);
+  h.job(1, 'a2', 5);
+  assert.equal(h.turn(), true);
+  assert.deepEqual(h.ran, ['a1']);
+  h.job(2, 'b1', 1);
+  h.job(2, 'b2', 1);
+  h.drain();
+  // b starts at a's level after a1, so a2 (used 5) runs only after b has used as much: b1 and b2 first.
+  assert.deepEqual(h.ran, ['a1', 'b1', 'b2', 'a2']);
+});
+
+test('a uid past the high water has its reading paused on every job that arrives, and resumed once at the low water', () => {
+  const h = harness({ highWaterBytes: 10 });
+  h.job(7, 'j1', 1, 6);
+  assert.deepEqual(h.pauses, []);
+  h.job(7, 'j2', 1, 6);
+  h.job(7, 'j3', 1, 6);
+  assert.deepEqual(h.pauses, ['pause 7', 'pause 7']);
+  h.turn(); // 12 bytes left: still above the low water (5)
+  assert.deepEqual(h.pauses, ['pause 7', 'pause 7']);
+  h.turn(); // 6 left
+  h.turn(); // 0 left
+  assert.deepEqual(h.pauses, ['pause 7', 'pause 7', 'resume 7']);
+  assert.deepEqual(h.ran, ['j1', 'j2', 'j3']);
+  assert.equal(h.queue.waitingJobs(7), 0);
+});
+
+test('a job that throws is reported and the others run on', () => {
+  const h = harness();
+  h.queue.push(1, 1, () => {
+    throw new Error('boom');
+  });
+  h.job(1, 'after', 1);
+  h.drain();
+  assert.deepEqual(h.ran, ['error', 'after']);
+});
