@@ -7,7 +7,8 @@ import { packageRoot } from '../../../src/common/paths.js';
 /**
  * Strict request decoding only holds with both halves (strict-requests.ts): without malformedRequestInterceptor a
  * MalformedRequest would reach the handler as a request with no fields set. So every gRPC server under src/ starts
- * from BASE_SERVER_OPTIONS, and one that lists interceptors of its own lists BASE_INTERCEPTORS first.
+ * from BASE_SERVER_OPTIONS, and one that lists interceptors of its own lists BASE_INTERCEPTORS first (after the agent
+ * socket's fairDecodingInterceptor, which decodes the requests the base interceptor then checks).
  */
 const EXEMPT: Record<string, string> = {
   // One private method with pass-through codecs: nothing is decoded.
@@ -33,7 +34,8 @@ test('every gRPC server in src/ starts with BASE_SERVER_OPTIONS and its malforme
       if (EXEMPT[relative] !== undefined) continue;
       const args = m[1]!;
       assert.match(args, /BASE_SERVER_OPTIONS/, `${relative}: new grpc.Server(${args})`);
-      if (/interceptors:/.test(args)) assert.match(args, /interceptors: \[\.\.\.BASE_INTERCEPTORS/, `${relative}: new grpc.Server(${args})`);
+      // fairDecodingInterceptor may come first: it only decodes (its MalformedRequest then meets the base interceptor).
+      if (/interceptors:/.test(args)) assert.match(args, /interceptors: \[(fairDecodingInterceptor\(.*?\), )?\.\.\.BASE_INTERCEPTORS/s, `${relative}: new grpc.Server(${args})`);
     }
   }
   // The admin socket, the agent API, the workload socket and the self-test: the scan found them.
