@@ -28,6 +28,14 @@ let entryA = '';
 
 before(async () => {
   ({ cluster, agent, entryIds: [entryA] } = await startClusterWithAgent('meshid-sds-e2e-', [A, B]));
+  // Healthy means synced, not every SVID signed yet, and an SDS response carries the secrets there are: the first
+  // X.509 message waits for all of this caller's SVIDs, so the tests below start with both in the cache.
+  const workload = agent.client(10_000);
+  try {
+    assert.equal((await workload.fetchX509Svid()).svids.length, 2);
+  } finally {
+    workload.close();
+  }
   sds = connectSds(agent.socketPath);
 });
 
