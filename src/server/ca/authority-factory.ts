@@ -40,6 +40,7 @@ export class AuthorityFactory {
       checkUpstreamLifetime(upstream, now, this.settings.intermediateTtlMs);
       this.writeKey(id, upstream.privateKey);
       const root = caAuthority(id, 'root', '', upstream.privateKey, upstream.certDer, now);
+      root.record.fromUpstreamCa = true;
       if (upstream.bundleDer !== undefined) {
         // Kept with the root: chains under it need them for as long as it lives, whatever files a restart brings.
         root.record.upstreamChainDer = [...upstream.chainDer];
@@ -56,7 +57,9 @@ export class AuthorityFactory {
       notBefore: now - BACKDATE_MS,
       notAfter: now + this.settings.rootTtlMs,
     });
-    return caAuthority(id, 'root', '', privateKey, certDer, now);
+    const root = caAuthority(id, 'root', '', privateKey, certDer, now);
+    root.record.fromUpstreamCa = false;
+    return root;
   }
 
   /** Refused (failed_precondition) when `root` or a CA of the upstream PKI above it ends before the intermediate would. */

@@ -359,6 +359,11 @@ export interface CaRecord {
   upstreamChainDer?: Buffer[] | undefined;
   /** A root an upstream PKI issued: the PKI's roots it chains to, published while it lives. */
   upstreamAnchorsDer?: Buffer[] | undefined;
+  /**
+   * A root: whether it is an upstream CA (--upstream-ca-cert) the server copied the key of, rather than one meshid made.
+   * Undefined for other kinds and for roots journaled before schema version 6 (rootFromUpstreamCa classifies those).
+   */
+  fromUpstreamCa?: boolean | undefined;
 }
 
 export interface CaRecordFilter {

@@ -180,6 +180,16 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE attested_agents ADD COLUMN cert_issuer_id TEXT`,
     ],
   },
+  {
+    version: 6,
+    name: 'root source',
+    statements: [
+      // For a root: 1 when it is an upstream CA (--upstream-ca-cert) whose key the server holds a copy of, 0 when meshid
+      // made it; a restart without the upstream flags moves signing off the former. NULL for other kinds, and for roots
+      // written before this migration: the CA classifies those by their certificate (rootFromUpstreamCa).
+      `ALTER TABLE ca_records ADD COLUMN upstream_ca INTEGER CHECK (upstream_ca IN (0, 1))`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

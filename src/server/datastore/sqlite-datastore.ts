@@ -645,6 +645,7 @@ export class SqliteDatastore implements Datastore {
       r.notBefore, r.notAfter, r.createdAt, r.updatedAt,
       r.upstreamChainDer === undefined ? null : Buffer.concat(r.upstreamChainDer),
       r.upstreamAnchorsDer === undefined ? null : Buffer.concat(r.upstreamAnchorsDer),
+      r.fromUpstreamCa === undefined ? null : r.fromUpstreamCa ? 1 : 0,
     );
   }
 

@@ -127,7 +127,7 @@ export function bundleContentColumns(b: StoredBundle): { x509: string; jwt: stri
 }
 
 export const CA_COLUMNS =
-  'id, kind, datacenter, state, cert_der, public_key_pem, key_id, not_before, not_after, created_at, updated_at, upstream_chain, upstream_anchors';
+  'id, kind, datacenter, state, cert_der, public_key_pem, key_id, not_before, not_after, created_at, updated_at, upstream_chain, upstream_anchors, upstream_ca';
 
 export interface CaRow {
   id: string;
@@ -143,6 +143,7 @@ export interface CaRow {
   updated_at: number;
   upstream_chain: Buffer | null;
   upstream_anchors: Buffer | null;
+  upstream_ca: number | null;
 }
 
 export function caRecordFromRow(r: CaRow): CaRecord {
@@ -161,6 +162,7 @@ export function caRecordFromRow(r: CaRow): CaRecord {
   if (r.public_key_pem !== null) record.publicKeyPem = r.public_key_pem;
   if (r.upstream_chain !== null) record.upstreamChainDer = splitConcatenatedDer(r.upstream_chain);
   if (r.upstream_anchors !== null) record.upstreamAnchorsDer = splitConcatenatedDer(r.upstream_anchors);
+  if (r.upstream_ca !== null) record.fromUpstreamCa = r.upstream_ca === 1;
   return record;
 }
 

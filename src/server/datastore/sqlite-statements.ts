@@ -86,7 +86,7 @@ export function prepareStatements(db: Database.Database) {
 
     caRecordExists: p('SELECT 1 FROM ca_records WHERE id = ?'),
     allCaRecords: p(`SELECT ${CA_COLUMNS} FROM ca_records ORDER BY created_at, id`),
-    insertCaRecord: p(`INSERT INTO ca_records (${CA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertCaRecord: p(`INSERT INTO ca_records (${CA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     setCaState: p('UPDATE ca_records SET state = ?, updated_at = ? WHERE id = ?'),
     deleteCaRecord: p('DELETE FROM ca_records WHERE id = ?'),
   };
