@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { FakeClock } from '../../src/common/clock.js';
-import { silentLogger } from '../../src/common/log.js';
+import { silentLogger, type Logger } from '../../src/common/log.js';
 import { compileServerConfig, type RawServerConfig, type ServerConfig } from '../../src/server/config.js';
 import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore.js';
 import type { Datastore } from '../../src/server/datastore/datastore.js';
@@ -21,6 +21,7 @@ export async function openTestCa(
   dataDir: string,
   raw: RawServerConfig = {},
   clock = new FakeClock(Date.UTC(2026, 0, 1)),
+  log: Logger = silentLogger(),
 ): Promise<{ ca: CaManager; ds: Datastore; clock: FakeClock; keys: KeyStore; config: ServerConfig; close: () => Promise<void> }> {
   const config = compileServerConfig({ trust_domain: 'example.org', datacenters: ['east', 'west'], data_dir: dataDir, ...raw });
   fs.mkdirSync(dataDir, { recursive: true, mode: 0o700 });
@@ -28,7 +29,7 @@ export async function openTestCa(
   try {
     const keys = new KeyStore(dataDir);
     const upstream = config.upstreamCa === undefined ? undefined : loadUpstreamCa(config.upstreamCa);
-    const ca = await CaManager.open(caSettingsFrom(config, upstream), ds, keys, clock, silentLogger());
+    const ca = await CaManager.open(caSettingsFrom(config, upstream), ds, keys, clock, log);
     return { ca, ds, clock, keys, config, close: async () => { await ca.stop(); await ds.close(); } };
   } catch (err) {
     await ds.close();

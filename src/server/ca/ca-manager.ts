@@ -15,7 +15,8 @@ import { FirstSetupMarker } from './first-setup-marker.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
-import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
+import { isSelfIssued, rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
+import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
 import { anchorOutliving, sameBundleContent } from './own-bundle.js';
@@ -105,6 +106,10 @@ export class CaManager {
     if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now());
     const firstSetup = await ca.load();
     await ca.rotate();
+    if (settings.upstreamCa === undefined) {
+      const notice = upstreamSwitchOffNotice([...ca.authorities.values()], settings, (keyId) => keys.fileOf(keyId));
+      if (notice !== undefined) log.warn(notice);
+    }
     // Before anything is served: a data dir with the marker never handed out a certificate its keys signed.
     if (firstSetup) ca.firstSetup.remove();
     return ca;
@@ -334,6 +339,14 @@ export class CaManager {
       );
     }
     for (const { id, state: st } of setState) this.log.info({ authority: id, state: st }, 'authority state changed');
+    for (const a of plan.droppedForSource) {
+      this.log.warn(
+        { authority: a.record.id },
+        rootFromUpstreamCa(a)
+          ? `dropped prepared root ${a.record.id}, an upstream CA: the server no longer runs with --upstream-ca-cert/--upstream-ca-key, so it will not take over`
+          : `dropped prepared root ${a.record.id}, made by meshid: the server runs with --upstream-ca-cert/--upstream-ca-key, whose CA stays the root`,
+      );
+    }
   }
 
   /** Re-checks every rotation decision now, queued behind any rotation in progress (wall-clock housekeeping). */

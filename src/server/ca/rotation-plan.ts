@@ -3,7 +3,7 @@ import { shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/ro
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { UpstreamCa } from './upstream-ca.js';
 import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord } from './ca-journal.js';
-import type { LoadedAuthority } from './loaded-authority.js';
+import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { anchorOutliving, ownBundleRecord } from './own-bundle.js';
 
 /** Operator actions applied together with the rotation decisions. */
@@ -86,6 +86,8 @@ export class RotationPlan {
   private readonly removed = new Set<string>();
   /** Datacenters whose intermediate could not be renewed: reported once the rest is committed. */
   private readonly failures: string[] = [];
+  /** Prepared roots dropped because they came from the other source (upstream CA or meshid) than the config's. */
+  readonly droppedForSource: LoadedAuthority[] = [];
 
   constructor(
     private readonly loaded: ReadonlyMap<string, LoadedAuthority>,
@@ -208,9 +210,17 @@ export class RotationPlan {
    */
   async planRoot(rotateRoot: boolean): Promise<LoadedAuthority> {
     const active = this.find('root', '', 'active');
-    const prepared = this.find('root', '', 'prepared');
+    let prepared = this.find('root', '', 'prepared');
     if (rotateRoot && this.settings.upstreamCa !== undefined) {
       throw failedPrecondition('the root comes from --upstream-ca-cert/--upstream-ca-key: rotate it in the upstream PKI and restart with the new files');
+    }
+    if (prepared !== undefined && rootFromUpstreamCa(prepared) !== (this.settings.upstreamCa !== undefined)) {
+      // Prepared before a restart switched the upstream CA on or off: it must not take over from the root the
+      // configuration now asks for (an upstream CA's key copy signing on after the flags are gone, or the reverse).
+      // Nothing chains to a prepared root, so it leaves the bundle at once.
+      this.removed.add(prepared.record.id);
+      this.droppedForSource.push(prepared);
+      prepared = undefined;
     }
     if (active === undefined || active.record.notAfter <= this.now) {
       // None can sign (a taint, an empty journal, a server down past its end): its successor takes over at once.
@@ -240,7 +250,10 @@ export class RotationPlan {
       if (prepared !== undefined) this.removed.add(prepared.record.id);
       return this.add(await this.make.newRoot(this.now), 'prepared');
     }
-    if (prepared === undefined && upstream === undefined && (rotateRoot || shouldPrepareSuccessor(this.now, active.record))) {
+    if (prepared === undefined && upstream === undefined && (rotateRoot || rootFromUpstreamCa(active) || shouldPrepareSuccessor(this.now, active.record))) {
+      // An upstream CA still active after a restart without its flags is followed by a root of meshid's own, as a
+      // rotate-root would: published now, signing after the activation delay. SPIRE without an UpstreamAuthority
+      // likewise prepares a self-signed CA next.
       return this.add(await this.make.newRoot(this.now), 'prepared');
     }
     return prepared;

@@ -196,10 +196,12 @@ test('chains under an upstream CA the files no longer name still carry its issue
   }
   await renewed.close();
 
-  // Started without any upstream flags: the corporate root stays the bundle while roots it anchors live.
+  // Started without any upstream flags: the corporate root stays in the bundle while roots it anchors live, beside the
+  // root of meshid's own prepared to take over (upstream-switch-off.test.ts).
   const plain = await openTestCa(data, {}, clock);
   t.after(() => plain.close());
-  assert.deepEqual(plain.ca.bundle().x509Authorities, [der(root.cert)]);
+  const own = plain.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'prepared')!;
+  assert.deepEqual(plain.ca.bundle().x509Authorities, [der(root.cert), own.certDer]);
   checkChains(plain, 'without upstream flags');
 });
 
