@@ -16,6 +16,7 @@ import { openDataDir } from './data-dir.js';
 import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { removeStaleSocket } from '../common/socket-file.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
+import { warnOfEntriesOrphanedByPrune } from './entries/orphaned-entries.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
 import { openSqliteDatastore, type SqliteDatastore } from './datastore/sqlite-datastore.js';
 import type { Datastore } from './datastore/datastore.js';
@@ -175,7 +176,14 @@ export class MeshidServer {
     const steps: [string, () => Promise<unknown>][] = [
       ['join token pruning', async () => (pruned.joinTokens = await this.ds.pruneJoinTokens(now))],
       // An agent whose SVID expired can no longer authenticate; it must attest again with a new token.
-      ['agent pruning', async () => (pruned.agents = await this.ds.pruneAgents(now))],
+      [
+        'agent pruning',
+        async () => {
+          const agents = await this.ds.pruneAgents(now);
+          pruned.agents = agents.length;
+          await warnOfEntriesOrphanedByPrune(agents, this.ds, this.log);
+        },
+      ],
       ['entry tombstone pruning', async () => (pruned.entryTombstones = await this.ds.pruneEntryTombstones(now - ENTRY_TOMBSTONE_RETENTION_MS))],
       ['CA rotation check', () => this.ca.recheck()],
     ];

@@ -1,8 +1,10 @@
 import { runGroup, type Command } from '../../common/cli/command.js';
-import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
+import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoAgent } from './admin-types.js';
 import { isoTime } from './entry-output.js';
+import { listAll } from './entry.js';
+import { orphanedEntriesNotice } from '../entries/orphaned-entries.js';
 import { checkSpiffeId, datacenterFlag, spiffeIdFlag } from './flags.js';
 
 /** An agent with every field present: the --output json shape. */
@@ -58,9 +60,23 @@ function byId(name: 'show' | 'evict' | 'ban', method: 'GetAgent' | 'EvictAgent' 
     flags: [spiffeIdFlag('SPIFFE ID of the agent; required'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
     async run(args, io) {
       const spiffeId = checkSpiffeId(args.requiredString('spiffe-id'), 'SPIFFE ID');
-      const agent = await withAdminClient(args, io.env, (client) => client.call('Agents', method, { spiffe_id: spiffeId }));
+      const { agent, parented } = await withAdminClient(args, io.env, async (client) => {
+        const agent = await client.call('Agents', method, { spiffe_id: spiffeId });
+        if (name === 'show') return { agent, parented: 0 };
+        // Once the agent is gone, not before. Best effort: the agent is evicted or banned whatever this count does.
+        try {
+          return { agent, parented: (await listAll(client, { parent_id: agent.spiffe_id ?? spiffeId })).length };
+        } catch (err) {
+          io.stderr.write(`Warning: the entries parented to ${spiffeId} could not be counted: ${errorLine(err).replace(/^Error: /, '')}\n`);
+          return { agent, parented: 0 };
+        }
+      });
       if (outputFormat(args) === 'json') io.stdout.write(renderJson(fullAgent(agent)));
       else io.stdout.write(done === '' ? renderAgent(agent) : `${done}\n`);
+      // On stderr, so --output json stays one document; the command still succeeded.
+      if (name !== 'show' && parented > 0) {
+        io.stderr.write(`Warning: ${orphanedEntriesNotice(agent.spiffe_id ?? spiffeId, parented, name === 'evict' ? 'evicted' : 'banned')}\n`);
+      }
       return 0;
     },
   };

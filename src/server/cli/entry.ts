@@ -254,7 +254,7 @@ function listRequest(args: ParsedArgs): ListEntriesRequest {
 }
 
 /** Follows next_page_token until the server has returned every matching entry. */
-async function listAll(client: AdminClient, request: ListEntriesRequest): Promise<ProtoEntry[]> {
+export async function listAll(client: AdminClient, request: ListEntriesRequest): Promise<ProtoEntry[]> {
   const entries: ProtoEntry[] = [];
   let pageToken = '';
   do {

@@ -119,8 +119,8 @@ export interface Datastore {
   evictAgent(spiffeId: string): Promise<void>;
   /** Marks the agent banned; it stays listed so the ban is visible. Throws not_found. */
   banAgent(spiffeId: string): Promise<AttestedAgent>;
-  /** Deletes agents whose certificate expired (certNotAfter <= now), banned or not; returns how many. */
-  pruneAgents(now: number): Promise<number>;
+  /** Deletes agents whose certificate expired (certNotAfter <= now), banned or not; returns their SPIFFE IDs. */
+  pruneAgents(now: number): Promise<string[]>;
 
   // Bundles (own and federated).
   getBundle(trustDomain: string): Promise<StoredBundle | undefined>;

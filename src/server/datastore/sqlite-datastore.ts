@@ -334,11 +334,11 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  pruneAgents(now: number): Promise<number> {
+  pruneAgents(now: number): Promise<string[]> {
     return this.write(() => {
       const pruned = (this.s.pruneAgents.all(now) as Array<{ spiffe_id: string }>).map((r) => r.spiffe_id);
       if (pruned.length > 0) this.bumpAgents(pruned);
-      return pruned.length;
+      return pruned;
     });
   }
 
