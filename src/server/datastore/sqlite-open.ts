@@ -9,6 +9,12 @@ import { INFO_APPLICATION, INFO_TABLE, LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA
 const SQLITE_MAGIC = Buffer.from('SQLite format 3\0', 'latin1');
 /** How long a statement waits for another connection's lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 5000;
+/**
+ * What the -wal file is cut back to once a checkpoint has emptied it. Without a limit SQLite keeps the file at the
+ * largest size it ever reached (a bulk entry import, a mass rotation) and only reuses it. Twice what the default
+ * auto-checkpoint (1,000 pages of 4 KiB) lets it grow to in steady use, so ordinary writes never pay for a truncation.
+ */
+export const WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024;
 
 /**
  * Opens (creating if absent) the SQLite file of a meshid datastore and brings its schema up to date.
@@ -37,6 +43,7 @@ export function openSqliteFile(file: string, clock: Clock): Database.Database {
     const mode = db.pragma('journal_mode = WAL', { simple: true });
     if (String(mode).toLowerCase() !== 'wal') throw failedPrecondition(`cannot switch the datastore ${file} to WAL mode (got ${String(mode)})`);
     db.pragma('synchronous = FULL');
+    db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     restrictMode(file);
     migrate(db, file, fresh, clock);
     return db;
