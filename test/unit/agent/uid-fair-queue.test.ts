@@ -77,3 +77,17 @@ test('a job that throws is reported and the others run on', () => {
   h.drain();
   assert.deepEqual(h.ran, ['error', 'after']);
 });
+
+test('cheap jobs share a turn until it has used its millisecond; a costly one ends its turn alone', () => {
+  const h = harness();
+  for (let i = 1; i <= 6; i++) h.job(1, `cheap${i}`, 0.3);
+  h.job(2, 'costly', 7);
+  assert.equal(h.turn(), true);
+  // Least served first: cheap1 (uid 1 and 2 level), costly (uid 2 had used nothing), then the turn is over.
+  assert.deepEqual(h.ran, ['cheap1', 'costly']);
+  assert.equal(h.turn(), true);
+  // Four cheap jobs make 1.2 ms: the fourth is the last of the turn.
+  assert.deepEqual(h.ran, ['cheap1', 'costly', 'cheap2', 'cheap3', 'cheap4', 'cheap5']);
+  h.drain();
+  assert.deepEqual(h.ran.slice(-1), ['cheap6']);
+});
