@@ -17,7 +17,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
-import { connectNode, nodeCall, type NodeClient } from '../support/node-api-client.js';
+import { connectNode, spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
@@ -32,21 +32,6 @@ before(async () => {
 after(async () => {
   await cluster?.cleanup();
 });
-
-/** Spends what is left of the agent's signing budget with calls of bogus entries (charged before they are looked at). */
-async function spendSigningBudget(client: NodeClient): Promise<grpc.ServiceError> {
-  let refusal: grpc.ServiceError | undefined;
-  for (let n = 1000; n >= 1; ) {
-    const items = Array.from({ length: n }, (_, i) => ({ entry_id: `no-such-entry-${i}`, csr: Buffer.alloc(0) }));
-    try {
-      await nodeCall(client, 'SignX509Svids', { items });
-    } catch (err) {
-      refusal = err as grpc.ServiceError;
-      n = Math.floor(n / 2);
-    }
-  }
-  return refusal!;
-}
 
 test('a FetchJWTSVID made while the signing budget refuses the agent waits for the retry time and gets its token; a caller whose deadline comes first is told at once', async () => {
   const spiffeId = 'spiffe://example.org/budget/jwt';

@@ -44,6 +44,24 @@ export function nodeCall<Res>(client: NodeClient, method: string, req: unknown):
   });
 }
 
+/**
+ * Spends what is left of an agent's signing budget with SignX509Svids calls of bogus entries (charged before they are
+ * looked at), halving the batch after each refusal; returns the last refusal.
+ */
+export async function spendSigningBudget(client: NodeClient): Promise<grpc.ServiceError> {
+  let refusal: grpc.ServiceError | undefined;
+  for (let n = 1000; n >= 1; ) {
+    const items = Array.from({ length: n }, (_, i) => ({ entry_id: `no-such-entry-${i}`, csr: Buffer.alloc(0) }));
+    try {
+      await nodeCall(client, 'SignX509Svids', { items });
+    } catch (err) {
+      refusal = err as grpc.ServiceError;
+      n = Math.floor(n / 2);
+    }
+  }
+  return refusal!;
+}
+
 /** A join token for the datacenter east, from `meshid-server token generate`. */
 export async function joinToken(server: ServerProcess, extra: string[] = []): Promise<string> {
   const r = await server.cli(['token', 'generate', '--datacenter', 'east', ...extra]);

@@ -122,14 +122,18 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
   assert.equal(calls, 2);
 });
 
-test("the Sync stream refused by a stub server's Sync-open budget is opened again no sooner than its pushback, not at the backoff's half second", async (t) => {
+/**
+ * A ServerConnection whose stub server refuses every Sync open over its budget with `pushbackMs` as the trailer;
+ * resolves once the first open was refused, with the clock readings of the opens.
+ */
+async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Promise<{ fx: AgentFixture; opens: number[] }> {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
   t.after(() => fx.close());
   const opens: number[] = [];
   const client = await stubServer(t, fx, {
     Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
       opens.push(fx.clock.now());
-      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback('1800') });
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback(pushbackMs) });
     },
   });
   const cache = fx.cache();
@@ -152,6 +156,11 @@ test("the Sync stream refused by a stub server's Sync-open budget is opened agai
   connection.start();
   t.after(() => connection.stop());
   await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
+  return { fx, opens };
+}
+
+test("the Sync stream refused by a stub server's Sync-open budget is opened again no sooner than its pushback, not at the backoff's half second", async (t) => {
+  const { fx, opens } = await syncRefusedWithPushback(t, '1800');
   for (let waited = 100; waited < 1800; waited += 100) {
     fx.clock.advance(100);
     await idle();
@@ -164,34 +173,7 @@ test("the Sync stream refused by a stub server's Sync-open budget is opened agai
 
 test("a stub server's absurd budget wait (a pushback of 115 days, a hint of a day) holds the agent's Sync stream for five minutes at most", async (t) => {
   assert.equal(budgetRefusalWaitMs(received(grpc.status.RESOURCE_EXHAUSTED, 'signing rate limit reached; retry in 86400 s')), MAX_BUDGET_REFUSAL_WAIT_MS);
-  const fx = await openAgentFixture(Date.now() - 3_600_000);
-  t.after(() => fx.close());
-  const opens: number[] = [];
-  const client = await stubServer(t, fx, {
-    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      opens.push(fx.clock.now());
-      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback('9999999999') });
-    },
-  });
-  const cache = fx.cache();
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
-  t.after(() => issuer.stop());
-  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
-  });
-  connection.start();
-  t.after(() => connection.stop());
-  await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
+  const { fx, opens } = await syncRefusedWithPushback(t, '9999999999');
   fx.clock.advance(MAX_BUDGET_REFUSAL_WAIT_MS);
   await until('the open five minutes after the refusal', () => (opens.length === 2 ? true : undefined));
   assert.equal(opens[1]! - opens[0]!, MAX_BUDGET_REFUSAL_WAIT_MS);
