@@ -4,7 +4,8 @@
  * Every uid has its own FIFO of jobs (decoding a request and running its handler, see fair-decoding.ts). The queue
  * shares time, not turns: it counts the time each uid's jobs took and always runs next the job of the waiting uid that
  * has used the least (a uid that had nothing waiting starts level with the least-served waiting one, so it cannot
- * save up time while idle). A request costing 7 ms to decode and a FetchX509SVID costing 0.1 ms do not get one turn
+ * save up time while idle, nor shed what it used: a uid whose backlog empties with every job it runs, as a stream's
+ * does when its next message is read only after the last one was handled, comes back with the time it used). A request costing 7 ms to decode and a FetchX509SVID costing 0.1 ms do not get one turn
  * each: the cheap uid's jobs run until they have used as much as the other's one. However much one uid sends,
  * another uid's request waits for at most the one job already running and its own share; the flooding uid only
  * delays itself.
@@ -53,6 +54,9 @@ export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024 * 1024;
 
 const MIN_JOB_COST_MS = 0.001;
 
+/** Idle uids remembered before the first sweep of those `level` has passed. */
+const MIN_IDLE_SWEEP = 64;
+
 /**
  * How long one turn runs jobs before it lets the event loop go round (sockets read, the answers of the jobs run so far
  * sent). One job per turn cost every request a loop iteration: 64 clients of one uid saw their p99 first message ~15 %
@@ -78,6 +82,13 @@ export class UidFairQueue {
   private readonly waiting = new Map<number, UidBacklog>();
   /** The `used` of the last job started: where a uid that starts waiting is placed. */
   private level = 0;
+  /**
+   * The `used` of uids whose backlog emptied while it was above `level`: a uid that starts waiting again is placed
+   * there, not at `level`, or each job that emptied its backlog would go uncounted. Entries `level` has passed say
+   * nothing more and are swept (sweepIdle).
+   */
+  private readonly idleUsed = new Map<number, number>();
+  private sweepIdleAt = MIN_IDLE_SWEEP;
   private readonly pauser: ReadPauser;
   private readonly onJobError: (error: unknown) => void;
   private readonly highWaterBytes: number;
@@ -102,7 +113,8 @@ export class UidFairQueue {
   push(uid: number, bytes: number, run: () => void): void {
     let backlog = this.waiting.get(uid);
     if (backlog === undefined) {
-      backlog = { jobs: [], bytes: 0, paused: false, used: this.level };
+      backlog = { jobs: [], bytes: 0, paused: false, used: Math.max(this.level, this.idleUsed.get(uid) ?? this.level) };
+      this.idleUsed.delete(uid);
       this.waiting.set(uid, backlog);
     }
     backlog.jobs.push({ bytes, run });
@@ -140,7 +152,6 @@ export class UidFairQueue {
   private runOne(uid: number, backlog: UidBacklog): void {
     const job = backlog.jobs.shift() as Job;
     backlog.bytes -= job.bytes;
-    if (backlog.jobs.length === 0) this.waiting.delete(uid);
     if (backlog.paused && backlog.bytes <= this.lowWaterBytes) {
       backlog.paused = false;
       this.pauser.resumeReading(uid);
@@ -154,6 +165,18 @@ export class UidFairQueue {
     }
     // A floor, so that jobs too quick for the clock still take turns.
     backlog.used += Math.max(this.now() - started, MIN_JOB_COST_MS);
+    // Only now: a job that queues the uid's next one while it runs (a stream's next message) adds to this backlog.
+    if (backlog.jobs.length === 0) {
+      this.waiting.delete(uid);
+      this.idleUsed.set(uid, backlog.used);
+      if (this.idleUsed.size >= this.sweepIdleAt) this.sweepIdle();
+    }
+  }
+
+  /** Forgets the idle uids `level` has caught up with; as often as the map doubles, so it costs O(1) per job. */
+  private sweepIdle(): void {
+    for (const [uid, used] of this.idleUsed) if (used <= this.level) this.idleUsed.delete(uid);
+    this.sweepIdleAt = Math.max(MIN_IDLE_SWEEP, 2 * this.idleUsed.size);
   }
 
   private leastServed(): [number, UidBacklog] | undefined {
