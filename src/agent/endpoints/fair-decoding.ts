@@ -56,6 +56,11 @@ export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer): 
             queue.push(uid, message.bytes.length, () => {
               // Its client gave up (deadline, cancel, closed connection) while it waited: no one wants the answer.
               if (cancelled) return;
+              // The agent is stopping: the handlers have ended their streams already, and would not end this one.
+              if (queue.closing) {
+                call.sendStatus({ code: status.UNAVAILABLE, details: 'meshid-agent is shutting down; retry', metadata: new Metadata() });
+                return;
+              }
               let decoded: unknown;
               try {
                 decoded = message.decode(message.bytes);

@@ -96,6 +96,7 @@ export class UidFairQueue {
   private readonly now: () => number;
   private readonly defer: (run: () => void) => void;
   private scheduled = false;
+  private closingFlag = false;
 
   constructor(options: UidFairQueueOptions) {
     this.pauser = options.pauser;
@@ -124,6 +125,18 @@ export class UidFairQueue {
       this.pauser.pauseReading(uid);
     }
     this.schedule();
+  }
+
+  /**
+   * From now on the jobs still to run are told the queue is closing (`closing`): the endpoint is shutting down, and a
+   * call whose handler started now would have missed the handlers' close and hold the shutdown open.
+   */
+  close(): void {
+    this.closingFlag = true;
+  }
+
+  get closing(): boolean {
+    return this.closingFlag;
   }
 
   /** Jobs waiting for `uid` (for tests and diagnostics). */

@@ -64,6 +64,7 @@ export class WorkloadEndpoint {
     private readonly uds: UdsServer,
     private readonly workload: WorkloadApiService,
     private readonly sds: SdsService,
+    private readonly fairQueue: UidFairQueue,
     private readonly log: Logger,
   ) {}
 
@@ -105,7 +106,7 @@ export class WorkloadEndpoint {
     addReflection(services, [WORKLOAD_PROTO, SDS_PROTO]);
     prepareSocketDir(path.dirname(o.socketPath), log);
     await socket.start();
-    return new WorkloadEndpoint(server, socket, workload, sds, log);
+    return new WorkloadEndpoint(server, socket, workload, sds, fairQueue, log);
   }
 
   /**
@@ -113,6 +114,8 @@ export class WorkloadEndpoint {
    * then closes the socket and removes its file.
    */
   async close(): Promise<void> {
+    // Before the handlers close: a request still waiting for its turn is answered UNAVAILABLE, not started after.
+    this.fairQueue.close();
     this.workload.close();
     this.sds.close();
     await new Promise<void>((resolve) => {
