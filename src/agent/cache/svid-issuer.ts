@@ -463,7 +463,7 @@ export class SvidIssuer {
     if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
     // Signed just now by the server: checked at its notBefore when that is ahead of this host's clock (a server
     // whose clock runs ahead), or no SVID would ever be accepted (issuedChainCheckTime).
-    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, issuedChainCheckTime(leaf.notBefore, now), { requireEndEntity: true });
+    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, issuedChainCheckTime(leaf.notBefore, now, 'the X509-SVID'), { requireEndEntity: true });
     return {
       entryId: entry.id,
       spiffeId: entry.spiffeId,

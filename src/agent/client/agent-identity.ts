@@ -307,8 +307,9 @@ export class AgentIdentity {
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== spiffeId) throw invalidArgument(`the agent SVID names ${leaf.uriSans.join(', ')}, expected ${spiffeId}`);
     if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the agent SVID does not certify the key sent');
     this.o.serverClock?.observe(leaf.notBefore, sentAt);
+    const at = issuedChainCheckTime(leaf.notBefore, this.o.clock.now(), 'the agent SVID');
     try {
-      verifyChain(chain, roots, issuedChainCheckTime(leaf.notBefore, this.o.clock.now()), { requireEndEntity: true });
+      verifyChain(chain, roots, at, { requireEndEntity: true });
     } catch (err) {
       throw isMeshidError(err) ? invalidArgument(`the agent SVID does not verify against the trust bundle: ${err.message}`, err) : err;
     }

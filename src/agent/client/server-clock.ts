@@ -1,5 +1,6 @@
 import type { Clock } from '../../common/clock.js';
 import { formatDuration } from '../../common/duration.js';
+import { invalidArgument } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 
@@ -15,6 +16,15 @@ export const SERVER_BACKDATE_MS = 10_000;
  */
 export const AHEAD_WARN_MS = 60_000;
 
+/**
+ * How far in this host's future a certificate the server has just signed may start and still be accepted. A clock
+ * that far off is broken, not drifting, and the agent cannot tell whose it is: accepting would replace SVIDs valid now
+ * with ones nothing here (nor on hosts with the right time) accepts until then, renew them only from that start, and,
+ * for its own SVID, leave the agent locked out of a server whose clock is put right meanwhile. Refused, the SVIDs in
+ * use stay (and the error names the clocks); the 5 min is as much as Kerberos tolerates by default.
+ */
+export const MAX_ISSUED_AHEAD_MS = 5 * 60_000;
+
 /** One warning per direction per hour while the clocks disagree: every signing answer would show it again. */
 const WARN_EVERY_MS = 3_600_000;
 
@@ -26,9 +36,18 @@ const WARN_EVERY_MS = 3_600_000;
  * this host's future. Checked at "now" they were all refused: the join token spent on an Attest whose answer the agent
  * then threw away, and no workload SVID ever accepted (each new one starts in the future too). The server is
  * authenticated and decides a certificate's lifetime; what this host's clock says about it is reported
- * (ServerClock.observe), not a reason to serve nothing. Everything else about the chain is checked as before.
+ * (ServerClock.observe), not a reason to serve nothing, up to MAX_ISSUED_AHEAD_MS: a chain starting later is refused
+ * (invalid_argument naming `what` and both clocks). Everything else about the chain is checked as before.
  */
-export function issuedChainCheckTime(leafNotBefore: number, now: number): number {
+export function issuedChainCheckTime(leafNotBefore: number, now: number, what: string): number {
+  const ahead = leafNotBefore - now;
+  if (ahead > MAX_ISSUED_AHEAD_MS) {
+    throw invalidArgument(
+      `${what} starts at ${new Date(leafNotBefore).toISOString()}, ${formatDuration(ahead)} after this host's clock ` +
+        `(${new Date(now).toISOString()}): more than the ${formatDuration(MAX_ISSUED_AHEAD_MS)} a clock behind meshid-server's is allowed, ` +
+        "so it is refused and what is in use kept. This host's clock or the server's is wrong: Synchronise the clocks (chrony or ntpd; timedatectl status)",
+    );
+  }
   return Math.max(now, leafNotBefore);
 }
 
@@ -56,8 +75,9 @@ export class ServerClock {
     const serverSignedAt = notBefore + SERVER_BACKDATE_MS;
     const behind = serverSignedAt - receivedAt;
     const ahead = sentAt - serverSignedAt;
-    // Behind by more than the back-dating: a certificate signed now is not valid yet by this host's clock.
-    if (notBefore > receivedAt) {
+    // Behind by more than the back-dating: a certificate signed now is not valid yet by this host's clock. Past
+    // MAX_ISSUED_AHEAD_MS it is refused instead, and that refusal says so.
+    if (notBefore > receivedAt && notBefore - receivedAt <= MAX_ISSUED_AHEAD_MS) {
       const admitted = this.throttle.admit('behind');
       if (admitted === undefined) return;
       this.log.warn(

@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { Writable } from 'node:stream';
 import { FakeClock } from '../../../src/common/clock.js';
 import { createLogger } from '../../../src/common/log.js';
-import { issuedChainCheckTime, SERVER_BACKDATE_MS, ServerClock, serverCertificateTimeProblem } from '../../../src/agent/client/server-clock.js';
+import { issuedChainCheckTime, MAX_ISSUED_AHEAD_MS, SERVER_BACKDATE_MS, ServerClock, serverCertificateTimeProblem } from '../../../src/agent/client/server-clock.js';
 
 function capturingLogger(): { log: ReturnType<typeof createLogger>; lines: () => string[] } {
   const raw: string[] = [];
@@ -12,8 +12,24 @@ function capturingLogger(): { log: ReturnType<typeof createLogger>; lines: () =>
 }
 
 test('a chain the server has just signed is checked at its notBefore while that is ahead of this host, else now', () => {
-  assert.equal(issuedChainCheckTime(5_000, 1_000), 5_000);
-  assert.equal(issuedChainCheckTime(1_000, 5_000), 5_000);
+  assert.equal(issuedChainCheckTime(5_000, 1_000, 'the X509-SVID'), 5_000);
+  assert.equal(issuedChainCheckTime(1_000, 5_000, 'the X509-SVID'), 5_000);
+  assert.equal(issuedChainCheckTime(1_000 + MAX_ISSUED_AHEAD_MS, 1_000, 'the X509-SVID'), 1_000 + MAX_ISSUED_AHEAD_MS);
+});
+
+test('a chain starting more than 5 min in this host\'s future is refused naming both clocks; the behind warning is left to that refusal', () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.throws(
+    () => issuedChainCheckTime(now + 2 * 3_600_000, now, 'the agent SVID'),
+    (err: Error & { code?: string }) =>
+      err.code === 'invalid_argument' &&
+      /^the agent SVID starts at 2026-01-01T02:00:00.000Z, 2h after this host's clock \(2026-01-01T00:00:00.000Z\): more than the 5m/.test(err.message) &&
+      /Synchronise the clocks/.test(err.message),
+  );
+  const clock = new FakeClock(now);
+  const { log, lines } = capturingLogger();
+  new ServerClock(clock, log).observe(now + 2 * 3_600_000, now);
+  assert.deepEqual(lines(), []);
 });
 
 test('clocks within the back-dating and the 60 s allowance log nothing', () => {
