@@ -103,12 +103,14 @@ export function svidNotSignedByServer(agentId: string): string {
  * The refusal of an agent SVID that is neither the agent's current one nor the one it renewed from. The agent renews
  * and retires its previous SVID on first use, so an older SVID turning up means that a second holder of the agent's
  * identity renewed meanwhile: a copy of its data dir (a VM image made after attestation, a restored backup) runs on
- * another host, and whichever renewed last keeps the identity. An SVID newer than the one recorded is the other way
- * round: the server's datastore went back (restored from a backup). Each gets its cause and remedy, since "not the
- * current SVID" alone sends an operator nowhere. `data` (agentId, supersededBy) marks the first, for the server's own log line.
+ * another host, and whichever renewed last keeps the identity. An SVID signed after the record last changed is the
+ * other way round: the renewal that made it is missing, so the server's datastore went back (restored from a backup).
+ * Told apart by when the SVID was signed, not by its notAfter: after agent_svid_ttl is lowered, a copy's older SVID
+ * ends later than the current one. Each gets its cause and remedy, since "not the current SVID" alone sends an
+ * operator nowhere. `data` (agentId, supersededBy) marks the first, for the server's own log line.
  */
 export function notCurrentSvid(agentId: string, cert: ParsedCertificate, agent: AttestedAgent, what = 'the client certificate'): MeshidError {
-  if (cert.notAfter > agent.certNotAfter) {
+  if (cert.notBefore > agent.updatedAt) {
     return permissionDenied(
       `${REATTEST_PREFIX}${what} is newer than agent ${agentId}'s current SVID as the server recorded it ` +
         "(the server's datastore was restored from an older backup); attest again with a new join token",

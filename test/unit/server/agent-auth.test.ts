@@ -48,8 +48,9 @@ test('an agent SVID is checked on every call: current or not-yet-replaced previo
 test("an agent SVID newer than the one the server recorded is refused as the server's datastore going back, not as a copy", async () => {
   const { east } = await makePki('ec-p256');
   const signer = new LeafSigner(east.der, east.privateKey);
-  const issue = (notAfter: number) => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore: T0, notAfter });
-  const [recorded, newer] = [issue(T0 + HOUR), issue(T0 + 2 * HOUR)];
+  const issue = (notBefore: number, notAfter: number) => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore, notAfter });
+  // Signed after the record last changed: the renewal that made it is missing from the datastore.
+  const [recorded, newer] = [issue(T0, T0 + HOUR), issue(T0 + HOUR / 2, T0 + 2 * HOUR)];
   const record: AttestedAgent = {
     spiffeId: ID, datacenter: 'east', selectors: [], certSerial: parseCertificate(recorded).serialHex,
     certNotAfter: T0 + HOUR, attestedAt: T0, updatedAt: T0, banned: false,
@@ -57,4 +58,20 @@ test("an agent SVID newer than the one the server recorded is refused as the ser
   const agents: AgentLookup = { getAgent: async () => ({ ...record }), retirePreviousAgentCert: async () => undefined };
   await assert.rejects(authenticateAgent(callWith(newer), agents, PREFIX, T0 + 1), (e: unknown) =>
     isMeshidError(e, 'permission_denied') && /^must re-attest: the client certificate is newer than agent .* current SVID as the server recorded it \(the server's datastore was restored from an older backup\)/.test(e.message) && e.data === undefined);
+});
+
+test('an older agent SVID that ends later than the current one (agent_svid_ttl lowered since) is refused as a copy, not as the datastore going back', async () => {
+  const { east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const issue = (notBefore: number, notAfter: number) => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore, notAfter });
+  // Both hosts held the 24 h SVID; one renewed it at half-life under the new 1 h TTL, which the record then took.
+  const copied = issue(T0, T0 + 24 * HOUR);
+  const current = issue(T0 + 12 * HOUR, T0 + 13 * HOUR);
+  const record: AttestedAgent = {
+    spiffeId: ID, datacenter: 'east', selectors: [], certSerial: parseCertificate(current).serialHex,
+    certNotAfter: T0 + 13 * HOUR, attestedAt: T0, updatedAt: T0 + 12 * HOUR + 10_000, banned: false,
+  };
+  const agents: AgentLookup = { getAgent: async () => ({ ...record }), retirePreviousAgentCert: async () => undefined };
+  await assert.rejects(authenticateAgent(callWith(copied), agents, PREFIX, T0 + 12 * HOUR + 60_000), (e: unknown) =>
+    isMeshidError(e, 'permission_denied') && /another holder of this identity renewed it since/.test(e.message) && e.data?.['supersededBy'] === record.certSerial);
 });
