@@ -3,7 +3,7 @@
  * tests cannot have its clock moved, so libfaketime moves the wall clock of one process alone; the tests are skipped
  * where libfaketime is not installed (Debian's faketime package; .ci/run installs it).
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -17,11 +17,17 @@ function fakeWallClock(offsetFile: string): NodeJS.ProcessEnv {
   return { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' };
 }
 
-test("the server's clock 2 min ahead of the agent's (libfaketime on the server process): the agent attests, is served its workload SVID, and a warning names the skew; the join token is not thrown away", { skip }, async (t) => {
+/** A file holding a libfaketime offset (`initial`, e.g. "+0"), in a temporary dir removed after the test. */
+function clockOffsetFile(t: TestContext, initial: string): string {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const offsetFile = path.join(dir, 'offset');
-  fs.writeFileSync(offsetFile, '+0\n');
+  fs.writeFileSync(offsetFile, `${initial}\n`);
+  return offsetFile;
+}
+
+test("the server's clock 2 min ahead of the agent's (libfaketime on the server process): the agent attests, is served its workload SVID, and a warning names the skew; the join token is not thrown away", { skip }, async (t) => {
+  const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
   t.after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
@@ -42,10 +48,7 @@ test("the server's clock 2 min ahead of the agent's (libfaketime on the server p
 });
 
 test("the agent's clock 2 min behind a server that has just started (libfaketime on the agent process): the refused TLS handshake is logged as a clock problem, not as a server it cannot reach", { skip }, async (t) => {
-  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const offsetFile = path.join(dir, 'offset');
-  fs.writeFileSync(offsetFile, '-2m\n');
+  const offsetFile = clockOffsetFile(t, '-2m');
   const cluster = await startCluster('meshid-clock-skew-');
   t.after(() => cluster.cleanup());
   // The server's SVID, made just now, is not valid for another 2 min - 10 s by the agent's clock.
@@ -57,10 +60,7 @@ test("the agent's clock 2 min behind a server that has just started (libfaketime
 });
 
 test("the server's clock 2 h ahead (libfaketime on the server process): the agent refuses the agent SVID it signs, naming the clock, rather than persisting one that starts 2 h from now", { skip }, async (t) => {
-  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const offsetFile = path.join(dir, 'offset');
-  fs.writeFileSync(offsetFile, '+0\n');
+  const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
   t.after(() => cluster.cleanup());
   fs.writeFileSync(offsetFile, '+2h\n');
@@ -73,10 +73,7 @@ test("the server's clock 2 h ahead (libfaketime on the server process): the agen
 });
 
 test("the server's clock jumps 2 h ahead under a running agent: a workload SVID it then signs is refused naming the clock, not served to start 2 h from now", { skip }, async (t) => {
-  const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
-  const offsetFile = path.join(dir, 'offset');
-  fs.writeFileSync(offsetFile, '+0\n');
+  const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
   t.after(() => cluster.cleanup());
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
