@@ -7,7 +7,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
@@ -17,20 +16,12 @@ import { isMeshidError } from '../../src/common/errors.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { mountTmpfs } from '../support/tmpfs.js';
-import { SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
+import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
 
 /** `meshid-server backup` run in `cwd` (a relative --out is taken from there). */
 function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN, 'backup', ...args, '--admin-socket', server.adminSocket], { cwd, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
+  return runNode(SERVER_MAIN, ['backup', ...args, '--admin-socket', server.adminSocket], {}, cwd);
 }
 
 /** Every file and directory under `dir` with its mode, relative to it. */

@@ -12,9 +12,9 @@ export interface CliResult {
 }
 
 /** Runs a node entry point to completion and collects its output. */
-export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {}): Promise<CliResult> {
+export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
