@@ -198,6 +198,11 @@ test('a request holding more values in all than its type allows is refused befor
   // Unknown fields count too: a Workload API request is small.
   await assertRefused(t, '/SpiffeWorkloadAPI/FetchJWTSVID', 'unary', message(Array.from({ length: 1000 }, () => varintField(15, 1)).flat(), delimited(1, 'aud')),
     /^malformed request: JWTSVIDRequest holds more than 1000 values in all/);
+  // The agent's log says so too, naming the uid that sent it (one line per uid a minute: the first refusal of this
+  // file's tests, whichever it was).
+  const line = await agent.waitForLog(/refused a request that is not a valid encoding of its type/);
+  assert.match(line, new RegExp(`"uid":${process.getuid!()}[,}]`));
+  assert.match(line, /"reason":"malformed request: /);
   // Attest, open to anyone who reaches the server's port, before the join token is looked at.
   await assertRefused(agentApi(), '/meshid.agent.v1.Node/Attest', 'unary', message(Array.from({ length: 1001 }, () => varintField(15, 1)).flat()),
     /^malformed request: meshid\.agent\.v1\.AttestRequest holds more than 1000 values in all/);

@@ -1,4 +1,5 @@
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
+import { MalformedRequest } from '../../common/grpc/strict-requests.js';
 import type { UidFairQueue } from './uid-fair-queue.js';
 
 /**
@@ -40,8 +41,14 @@ export type UidOfPeer = (peer: string) => number | undefined;
 /** Calls of connections with no recorded peer (which attestation then refuses) share one turn. */
 const UNKNOWN_UID = -1;
 
+/**
+ * Told of each request that is no valid encoding of its type (malformed-request interceptor then refuses it), with the
+ * uid that sent it: the client hears INVALID_ARGUMENT, but an operator reads the agent's log, not Envoy's.
+ */
+export type MalformedRequestReport = (uid: number, problem: string) => void;
+
 /** Decodes each UndecodedRequest in the turn of its connection's uid, then passes the request on. */
-export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer): ServerInterceptor {
+export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer, onMalformed?: MalformedRequestReport): ServerInterceptor {
   return (_methodDescriptor, call) => {
     let cancelled = false;
     return new ServerInterceptingCall(call, {
@@ -69,6 +76,7 @@ export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer): 
                 call.sendStatus({ code: status.INTERNAL, details: 'Error deserializing request', metadata: new Metadata() });
                 return;
               }
+              if (decoded instanceof MalformedRequest) onMalformed?.(uid, decoded.error.message);
               nextMessage(decoded);
             });
           },

@@ -24,6 +24,7 @@ import { peerAttestation, workloadSecurityHeaderInterceptor } from './intercepto
 import { UdsServer } from './uds-server.js';
 import { deferDecoding, fairDecodingInterceptor } from './fair-decoding.js';
 import { UidFairQueue } from './uid-fair-queue.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
 import { createDirectory, directoryCreationError } from '../../common/create-directory.js';
@@ -77,9 +78,15 @@ export class WorkloadEndpoint {
       pauser: { pauseReading: (uid) => uds?.pauseReading(uid), resumeReading: (uid) => uds?.resumeReading(uid) },
       onJobError: (err) => log.error({ err }, 'a request failed outside its call'),
     });
+    // One line per uid a minute: the uid is the kernel's, so a client cannot dodge the throttle by varying it.
+    const malformed = new LogThrottle(o.clock);
+    const reportMalformed = (uid: number, problem: string): void => {
+      const admitted = malformed.admit(String(uid));
+      if (admitted !== undefined) log.warn({ uid, reason: problem, ...admitted }, 'refused a request that is not a valid encoding of its type (INVALID_ARGUMENT)');
+    };
     const server = new grpc.Server({
       ...BASE_SERVER_OPTIONS,
-      interceptors: [fairDecodingInterceptor(fairQueue, (peer) => uds?.peerOf(peer)?.uid), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
+      interceptors: [fairDecodingInterceptor(fairQueue, (peer) => uds?.peerOf(peer)?.uid, reportMalformed), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
     });
     // Every service here is reachable by any local process: each request is decoded in its uid's turn.
     const services = { addService: (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => server.addService(deferDecoding(definition), implementation) };
