@@ -130,14 +130,14 @@ export class AdminClient {
 }
 
 
-/** Opens an AdminClient for the socket the flags and environment name. */
-export function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv): AdminClient {
-  return new AdminClient(adminSocketPath(args, env));
+/** Opens an AdminClient for the socket the flags and environment name; `deadlineMs` per call (default 30 s). */
+export function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv, deadlineMs?: number): AdminClient {
+  return new AdminClient(adminSocketPath(args, env), deadlineMs);
 }
 
 /** Runs `fn` with a client and always closes it, so open channels never keep the CLI process alive. */
-export async function withAdminClient<T>(args: ParsedArgs, env: NodeJS.ProcessEnv, fn: (client: AdminClient) => Promise<T>): Promise<T> {
-  const client = openAdminClient(args, env);
+export async function withAdminClient<T>(args: ParsedArgs, env: NodeJS.ProcessEnv, fn: (client: AdminClient) => Promise<T>, deadlineMs?: number): Promise<T> {
+  const client = openAdminClient(args, env, deadlineMs);
   try {
     return await fn(client);
   } finally {

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { runCommand, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { invalidArgument } from '../../common/errors.js';
-import { ADMIN_SOCKET_FLAG, AdminClient, adminSocketPath } from './admin-client.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
 
 /**
@@ -34,13 +34,7 @@ const backup: Command = {
     // The server resolves nothing against its own working directory; the admin socket is local, so this path is one
     // on the server's host too.
     const dir = path.resolve(out);
-    const client = new AdminClient(adminSocketPath(args, io.env), BACKUP_DEADLINE_MS);
-    let res;
-    try {
-      res = await client.call('Backups', 'WriteBackup', { dir });
-    } finally {
-      client.close();
-    }
+    const res = await withAdminClient(args, io.env, (client) => client.call('Backups', 'WriteBackup', { dir }), BACKUP_DEADLINE_MS);
     const files = (res.files ?? []).map((f) => ({ path: f.path ?? '', size: f.size ?? 0 }));
     const result = {
       dir: res.dir ?? '',
