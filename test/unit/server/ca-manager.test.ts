@@ -56,14 +56,19 @@ test('a restart reuses the same root and intermediates (same fingerprints)', asy
   }
 });
 
+/** A CA set up in `dir` and closed again, with its first intermediate's key file and that file's content. */
+async function closedCaWithIntermediateKey(dir: string): Promise<{ a: Awaited<ReturnType<typeof openTestCa>>; file: string; original: Buffer }> {
+  const a = await openTestCa(dir);
+  const inter = a.ca.listAuthorities().find((r) => r.kind === 'intermediate')!;
+  await a.close();
+  const file = a.keys.fileOf(inter.keyId);
+  return { a, file, original: fs.readFileSync(file) };
+}
+
 test('a missing or mismatched CA key stops startup with a clear error; an orphaned key is removed', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const a = await openTestCa(dir);
-    const inter = a.ca.listAuthorities().find((r) => r.kind === 'intermediate')!;
-    await a.close();
-    const file = a.keys.fileOf(inter.keyId);
-    const original = fs.readFileSync(file);
+    const { a, file, original } = await closedCaWithIntermediateKey(dir);
     fs.writeFileSync(file, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey));
     await assert.rejects(openTestCa(dir, {}, a.clock), (e: unknown) => e instanceof MeshidError && /does not match the intermediate certificate/.test(e.message));
     fs.rmSync(file);
@@ -82,11 +87,7 @@ test('a missing or mismatched CA key stops startup with a clear error; an orphan
 test('a start refused for a missing CA key deletes no key file the journal does not name (newer keys beside an older datastore)', async () => {
   const { dir, cleanup } = tempDir();
   try {
-    const a = await openTestCa(dir);
-    const inter = a.ca.listAuthorities().find((r) => r.kind === 'intermediate')!;
-    await a.close();
-    const file = a.keys.fileOf(inter.keyId);
-    const original = fs.readFileSync(file);
+    const { a, file, original } = await closedCaWithIntermediateKey(dir);
     fs.rmSync(file);
     const newer = a.keys.fileOf('int-east-0000000000000000');
     fs.writeFileSync(newer, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey), { mode: 0o600 });
