@@ -703,9 +703,10 @@ test('ca show lists the root, one intermediate per datacenter and the JWT key, w
   }
   const json = await cli(['ca', 'show', '--output', 'json']);
   assertOk(json);
-  const doc = JSON.parse(json.out) as { trust_domain: string; authorities: Array<{ kind: string; fingerprint: string }> };
+  const doc = JSON.parse(json.out) as { trust_domain: string; authorities: Array<{ kind: string; fingerprint: string; upstream_ca: boolean }> };
   assert.equal(doc.trust_domain, TD);
   const root = doc.authorities.find((a) => a.kind === 'root')!;
+  assert.equal(root.upstream_ca, false, 'a root meshid made is not marked as an upstream CA');
   const rootDer = pemToDerList((await cli(['bundle', 'show'])).out)[0]!;
   assert.equal(root.fingerprint.replace(/:/g, '').toLowerCase(), new X509Certificate(rootDer).fingerprint256.replace(/:/g, '').toLowerCase());
 });

@@ -70,6 +70,11 @@ test('ca revoke of one of two tainted upstream CAs under one corporate root is r
   t.after(() => server.stop());
   const second = rootOf((await server.cli(['ca', 'show', '--output', 'json'])).out, mesh2[3]!);
   assert.equal((await server.cli(['ca', 'taint', '--id', second])).code, 0);
+  // Every root here is an upstream CA's, and ca show says so (an operator switching the upstream CA off looks for them).
+  const shown = await server.cli(['ca', 'show', '--output', 'json']);
+  const roots = (JSON.parse(shown.out).authorities as Array<{ kind: string; upstream_ca: boolean }>).filter((a) => a.kind === 'root');
+  assert.deepEqual(roots.map((a) => a.upstream_ca), [true, true, true]);
+  assert.equal((await server.cli(['ca', 'show'])).out.match(/^Kind\s+: root \(upstream CA\)$/gm)?.length, 3);
 
   const alone = await server.cli(['ca', 'revoke', '--id', first]);
   assert.equal(alone.code, 1);

@@ -19,6 +19,7 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
     not_after: Math.floor(r.notAfter / 1000),
     fingerprint: ca.fingerprintOf(r.id) ?? '',
     subject: ca.subjectOf(r.id) ?? '',
+    upstream_ca: ca.isUpstreamCa(r.id),
   });
   const list = () => ({ trust_domain: ca.trustDomain, authorities: ca.listAuthorities().map(toProto) });
   return {

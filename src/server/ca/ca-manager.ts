@@ -563,6 +563,12 @@ export class CaManager {
     return this.authorities.get(id)?.cert?.subject;
   }
 
+  /** Whether root `id` is an upstream CA's certificate rather than one meshid made (false for other kinds). */
+  isUpstreamCa(id: string): boolean {
+    const a = this.authorities.get(id);
+    return a?.record.kind === 'root' && rootFromUpstreamCa(a);
+  }
+
   activeIntermediate(datacenter: string): ParsedCertificate | undefined {
     return this.findState('intermediate', datacenter, 'active')?.cert;
   }

@@ -43,6 +43,7 @@ export interface ProtoAuthority {
   not_after?: number;
   fingerprint?: string;
   subject?: string;
+  upstream_ca?: boolean;
 }
 
 export interface MintX509SvidResponse {

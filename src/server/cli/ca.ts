@@ -17,6 +17,7 @@ function fullAuthority(a: ProtoAuthority): Required<ProtoAuthority> {
     not_after: a.not_after ?? 0,
     fingerprint: a.fingerprint ?? '',
     subject: a.subject ?? '',
+    upstream_ca: a.upstream_ca ?? false,
   };
 }
 
@@ -24,7 +25,8 @@ function fullAuthority(a: ProtoAuthority): Required<ProtoAuthority> {
 export function renderAuthority(a: ProtoAuthority): string {
   return renderFields([
     ['Authority ID', a.id ?? ''],
-    ['Kind', a.kind ?? ''],
+    // An upstream CA's root leaves the journal differently (README, "Switching the upstream CA off").
+    ['Kind', a.upstream_ca === true ? `${a.kind ?? ''} (upstream CA)` : (a.kind ?? '')],
     // Roots belong to the whole trust domain, not to one datacenter.
     ['Datacenter', a.datacenter || '-'],
     ['State', a.state ?? ''],
