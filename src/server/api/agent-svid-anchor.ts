@@ -11,7 +11,20 @@ export interface SvidIssuers {
 /** Far above the agents (two SVIDs each) one server serves; a bound only against certificates that come and go. */
 const MAX_REMEMBERED = 100_000;
 
-const fingerprint = (der: Buffer): string => createHash('sha256').update(der).digest('base64');
+/**
+ * By buffer: a call checks the same leaf (the presented-certificates memo hands out one object per DER) and the same
+ * journal intermediate up to three times, and each hash costs ~1 us.
+ */
+const fingerprints = new WeakMap<Buffer, string>();
+
+function fingerprint(der: Buffer): string {
+  let known = fingerprints.get(der);
+  if (known === undefined) {
+    known = createHash('sha256').update(der).digest('base64');
+    fingerprints.set(der, known);
+  }
+  return known;
+}
 
 /**
  * Whether an agent SVID presented on a connection still chains to the own trust bundle. The TLS layer checks the
