@@ -116,6 +116,8 @@ interface FakeEntry {
   readonly spiffeId: string;
   svid: WorkloadSvid | undefined;
   federatesWith: string[];
+  /** Its SVID could not be signed and is being retried: not waited for (IdentitySnapshot.signing). */
+  signingFailed: boolean;
 }
 
 /**
@@ -134,10 +136,19 @@ export class FakeSdsCache implements WorkloadCache {
     this.ownBundle = ca.bundle();
   }
 
-  /** Registers an entry for `selector` ("unix:uid:1000") and issues its SVID unless `issued` is false. */
-  addEntry(selector: string, spiffeId: string, options: { issued?: boolean; federatesWith?: string[] } = {}): void {
+  /**
+   * Registers an entry for `selector` ("unix:uid:1000") and issues its SVID unless `issued` is false: then its SVID
+   * is being signed, or with `signingFailed` its signing failed and is being retried (not waited for).
+   */
+  addEntry(selector: string, spiffeId: string, options: { issued?: boolean; federatesWith?: string[]; signingFailed?: boolean } = {}): void {
     const svid = options.issued === false ? undefined : this.ca.issue(spiffeId);
-    this.entries.push({ selector, spiffeId, svid, federatesWith: options.federatesWith ?? [] });
+    this.entries.push({ selector, spiffeId, svid, federatesWith: options.federatesWith ?? [], signingFailed: options.signingFailed === true });
+    this.changed();
+  }
+
+  /** The signing of every entry with this SPIFFE ID that has no SVID failed and is being retried (markUnsigned). */
+  failSigning(spiffeId: string): void {
+    for (const e of this.entries) if (e.spiffeId === spiffeId && e.svid === undefined) e.signingFailed = true;
     this.changed();
   }
 
@@ -150,7 +161,11 @@ export class FakeSdsCache implements WorkloadCache {
 
   /** Re-issues the SVID of every entry with this SPIFFE ID (new key and serial), as the agent does at half-life. */
   rotate(spiffeId: string): void {
-    for (const e of this.entries) if (e.spiffeId === spiffeId) e.svid = this.ca.issue(spiffeId, e.svid?.entryId);
+    for (const e of this.entries) {
+      if (e.spiffeId !== spiffeId) continue;
+      e.svid = this.ca.issue(spiffeId, e.svid?.entryId);
+      e.signingFailed = false;
+    }
     this.changed();
   }
 
@@ -211,11 +226,14 @@ export class FakeSdsCache implements WorkloadCache {
     const wanted = new Set(selectors.map(formatSelector));
     const matching = this.entries.filter((e) => wanted.has(e.selector));
     const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();
+    const signing = new Set(matching.filter((e) => e.svid === undefined && !e.signingFailed).map((e) => e.spiffeId));
     return {
       entitled: matching.length > 0,
       svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
       defaultSvid: matching[0]?.svid,
-      complete: matching.every((e) => e.svid !== undefined),
+      complete: signing.size === 0,
+      signing,
+      defaultSigning: matching[0] !== undefined && matching[0].svid === undefined && !matching[0].signingFailed,
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {
         const b = this.federated.get(td);

@@ -140,6 +140,8 @@ export class FakeWorkloadCache implements WorkloadCache {
       svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
       defaultSvid: matching[0]?.svid,
       complete: matching.every((e) => e.svid !== undefined),
+      signing: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
+      defaultSigning: matching[0] !== undefined && matching[0].svid === undefined,
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {
         const b = this.federated.get(td);

@@ -69,6 +69,9 @@ function sameWorkloadView(a: AgentEntry, b: AgentEntry): boolean {
   );
 }
 
+/** The `signing` of every snapshot with nothing being signed: one object, not one per snapshot. */
+const NOTHING_SIGNING: ReadonlySet<string> = new Set();
+
 /** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
 const MAX_MEMOIZED_SNAPSHOTS = 10_000;
 
@@ -165,9 +168,11 @@ export class IdentityCache implements WorkloadCache {
     const own = this.requireBundle();
     const matching = this.index.matching(selectorSet(selectors));
     const svids: WorkloadSvid[] = [];
+    let signing: Set<string> | undefined;
     for (const e of matching) {
       const svid = this.svids.get(e.id);
       if (svid !== undefined && svid.notAfter > now) svids.push(svid);
+      else if (!this.unsigned.has(e.id)) (signing ??= new Set()).add(e.spiffeId);
     }
     const domains = [...new Set(matching.flatMap((e) => e.federatesWith))].filter((td) => td !== own.trustDomain).sort();
     const federatedBundles: TrustBundle[] = [];
@@ -177,9 +182,17 @@ export class IdentityCache implements WorkloadCache {
     }
     const oldest = matching[0];
     const defaultSvid = oldest !== undefined && svids[0]?.entryId === oldest.id ? svids[0] : undefined;
-    const complete =
-      svids.length === matching.length || (this.unsigned.size > 0 && matching.every((e) => this.unsigned.has(e.id) || svids.some((s) => s.entryId === e.id)));
-    return { entitled: matching.length > 0, svids, defaultSvid, complete, bundle: own, federatedBundles };
+    const defaultSigning = oldest !== undefined && defaultSvid === undefined && !this.unsigned.has(oldest.id);
+    return {
+      entitled: matching.length > 0,
+      svids,
+      defaultSvid,
+      complete: signing === undefined,
+      signing: signing ?? NOTHING_SIGNING,
+      defaultSigning,
+      bundle: own,
+      federatedBundles,
+    };
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {

@@ -47,6 +47,14 @@ export interface IdentitySnapshot {
    * sees every identity, but not for an SVID that may be hours away while the others are cached.
    */
   readonly complete: boolean;
+  /**
+   * The SPIFFE IDs of the matching entries whose SVID is being signed right now: none held (or it expired) and no
+   * failed signing being retried. Empty exactly when `complete`. What an SDS first response waits for: a name among
+   * these is missing for a moment, where any other name that does not resolve may never come.
+   */
+  readonly signing: ReadonlySet<string>;
+  /** Whether the default identity's entry is among those being signed: `defaultSvid` is then undefined, shortly. */
+  readonly defaultSigning: boolean;
   /** The own trust domain's bundle. */
   readonly bundle: TrustBundle;
   /** Bundles of the foreign trust domains the matching entries federate with, sorted by trust domain. */

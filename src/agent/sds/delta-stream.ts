@@ -12,6 +12,7 @@ import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResou
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
+import { awaitsSigning } from './signing-wait.js';
 
 /**
  * The version of a name the client holds but must be sent again (it subscribed to it again): no resource has it, so
@@ -31,7 +32,8 @@ const RESEND = '';
  * - A subscribed name the client does not hold and that does not resolve (SVID not issued yet, federated bundle not
  *   there yet, not entitled, unknown) is not answered, as in SotW, and is sent once it resolves. Envoy's SdsApi
  *   ignores the removal of a name it never got but marks its init target ready, so a listener would finish warming
- *   without its secret; unanswered, Envoy waits (initial_fetch_timeout).
+ *   without its secret; unanswered, Envoy waits (initial_fetch_timeout). The first response waits (a while) for a
+ *   subscribed SVID of the caller's that is being signed right now, as on StreamSecrets (signing-wait.ts).
  * - Unsubscribing sends nothing; unsubscribing an unknown name is ignored.
  * - An empty subscribe list on the first request (the legacy wildcard, whatever it unsubscribes) or subscribing `*`
  *   is a wildcard: every name that resolves for the caller; a name leaving that set is removed. Unsubscribing `*`
@@ -111,6 +113,10 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     }
     if (request.error_detail !== undefined) this.logNack(request.error_detail, nonce, { rpc: 'DeltaSecrets' });
     else this.ctx.stats.acks++;
+  }
+
+  protected awaitsSigning(snapshot: IdentitySnapshot): boolean {
+    return awaitsSigning(snapshot, this.subscribed, this.wildcard, this.ctx.options);
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): DeltaDiscoveryResponse | undefined {

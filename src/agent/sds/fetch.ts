@@ -3,31 +3,52 @@ import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { checkAllBundlesName, validationChoiceFor } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
-import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 
 /** How many unresolved names an error message lists; the rest are counted. */
 const MAX_NAMES_IN_ERROR = 5;
 
+/** A FetchSecrets request, checked: the names it asks for and how validation contexts are to be shaped. */
+export interface FetchQuery {
+  /** The names asked for by name (`*` left out). */
+  readonly names: ReadonlySet<string>;
+  /** An empty list or `*`: every name that resolves for the caller too. */
+  readonly wildcard: boolean;
+  readonly mode: ValidationMode;
+}
+
 /**
- * The unary FetchSecrets answer (SPEC-NOTES §12): the current secrets for the requested names, with the same naming,
- * authorization and content rules as the streams. An empty list (or `*`) means every name that resolves for the
- * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
- * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
- * workloads. The node of this request chooses the validation-context form; `ALL` without the SPIFFE validator is
- * FAILED_PRECONDITION (checkAllBundlesName). `nonce` is empty (non-stream xDS).
+ * Checks a FetchSecrets request before anything is looked up or waited for: the type URL, the names, and `ALL`
+ * without the SPIFFE validator (FAILED_PRECONDITION, checkAllBundlesName). The node of this request chooses the
+ * validation-context form. Throws MeshidError.
  */
-export function fetchResponse(request: DiscoveryRequest, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
+export function fetchQuery(request: DiscoveryRequest, options: ResolvedSdsOptions): FetchQuery {
   checkTypeUrl(request.type_url);
   const requested = request.resource_names ?? [];
   checkResourceNames(requested, options);
   const validation = validationChoiceFor(request.node, options);
   checkAllBundlesName(requested, validation, options);
-  const mode = validation.mode;
-  const wildcard = requested.length === 0 || requested.some(isWildcardName);
-  const names = new Set(requested.filter((n) => !isWildcardName(n)));
-  if (wildcard) for (const name of entitledResourceNames(snapshot, options, mode)) names.add(name);
+  return {
+    names: new Set(requested.filter((n) => !isWildcardName(n))),
+    wildcard: requested.length === 0 || requested.some(isWildcardName),
+    mode: validation.mode,
+  };
+}
+
+/**
+ * The unary FetchSecrets answer (SPEC-NOTES §12): the current secrets for the requested names, with the same naming,
+ * authorization and content rules as the streams. An empty list (or `*`) means every name that resolves for the
+ * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
+ * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
+ * workloads. `nonce` is empty (non-stream xDS). The handler asks only once no name waits for an SVID being signed
+ * (signing-wait.ts), or that wait is over.
+ */
+export function fetchResponse(query: FetchQuery, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
+  const { mode } = query;
+  const names = new Set(query.names);
+  if (query.wildcard) for (const name of entitledResourceNames(snapshot, options, mode)) names.add(name);
 
   const found = new Map<string, SdsResource>();
   const missing: string[] = [];

@@ -1,4 +1,5 @@
 import type {
+  Deadline,
   Metadata,
   sendUnaryData,
   ServerDuplexStream,
@@ -8,6 +9,7 @@ import type {
 } from '@grpc/grpc-js';
 import { permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
+import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
 import { systemClock, type Clock } from '../../common/clock.js';
@@ -15,13 +17,16 @@ import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
 import type { Selector } from '../../common/spiffe/selector.js';
+import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
-import { fetchResponse } from './fetch.js';
+import { DEFAULT_PENDING_TIMEOUT_MS } from '../workload/handler.js';
+import { fetchQuery, fetchResponse, type FetchQuery } from './fetch.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './sds-options.js';
 import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
 import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
+import { awaitsSigning, signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
@@ -51,8 +56,13 @@ export interface SdsHandlerDeps {
   attest: AttestCall;
   log: Logger;
   options?: SdsOptions;
-  /** Paces the refusal log; the system clock by default. */
+  /** Paces the refusal log and times the wait for SVIDs being signed; the system clock by default. */
   clock?: Clock;
+  /**
+   * How long a first answer (a stream's first response, a FetchSecrets) waits for the caller's SVIDs still being
+   * signed (signing-wait.ts): the Workload API's first-message window, DEFAULT_PENDING_TIMEOUT_MS, by default.
+   */
+  signingWaitMs?: number;
 }
 
 export interface SdsService {
@@ -77,8 +87,11 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const log = deps.log.child({ subsystem: 'sds' });
   const stats = emptyStats();
   const open = new Set<SecretStream<unknown, unknown>>();
-  const refusals = new LogThrottle(deps.clock ?? systemClock);
+  const clock = deps.clock ?? systemClock;
+  const refusals = new LogThrottle(clock);
   const recheck = callerRecheck(deps.attest);
+  const signingWaitMs = deps.signingWaitMs ?? DEFAULT_PENDING_TIMEOUT_MS;
+  if (!Number.isFinite(signingWaitMs) || signingWaitMs < 0) throw new Error(`signingWaitMs must not be negative, got ${signingWaitMs}`);
 
   async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
@@ -99,7 +112,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
 
   function openStream<Req, Res>(
     rpc: 'StreamSecrets' | 'DeltaSecrets',
-    call: SecretStreamCall<Req, Res> & SdsCallInfo,
+    call: SecretStreamCall<Req, Res> & SdsCallInfo & { getDeadline(): Deadline },
     create: (ctx: StreamContext) => SecretStream<Req, Res>,
   ): void {
     admit(call).then(
@@ -114,6 +127,9 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
           options,
           log: log.child({ rpc }),
           stats,
+          clock,
+          signingWaitMs,
+          deadline: callDeadlineOnClock(call, clock),
           onClose: () => {
             stats[gauge]--;
             if (stream !== undefined) open.delete(stream as SecretStream<unknown, unknown>);
@@ -141,24 +157,61 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
     },
     FetchSecrets(call: ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: sendUnaryData<DiscoveryResponse>): void {
       admit(call).then(
-        (selectors) => {
-          let response: DiscoveryResponse;
-          try {
-            response = fetchResponse(call.request, deps.cache.snapshot(selectors), options);
-          } catch (error) {
-            stats.rejectedRequests++;
-            const serviceError = toServiceError(error);
-            log.info({ rpc: 'FetchSecrets', code: serviceError.code, reason: serviceError.details }, 'SDS request rejected');
-            callback(serviceError);
-            return;
-          }
-          stats.fetches++;
-          callback(null, response);
-        },
+        (selectors) => fetchSecrets(call, selectors, callback),
         (error: unknown) => callback(refuse(error, 'FetchSecrets')),
       );
     },
   };
+
+  /**
+   * Answers an admitted FetchSecrets: at once, or once the SVIDs of the caller's it names that are being signed are
+   * there (or that wait is over: signing-wait.ts). A request that cannot be served as asked is refused before any wait.
+   */
+  function fetchSecrets(call: ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, selectors: readonly Selector[], callback: sendUnaryData<DiscoveryResponse>): void {
+    const reject = (error: unknown): void => {
+      stats.rejectedRequests++;
+      const serviceError = toServiceError(error);
+      log.info({ rpc: 'FetchSecrets', code: serviceError.code, reason: serviceError.details }, 'SDS request rejected');
+      callback(serviceError);
+    };
+    let query: FetchQuery;
+    try {
+      query = fetchQuery(call.request, options);
+    } catch (error) {
+      reject(error);
+      return;
+    }
+    const answer = (waited: boolean): void => {
+      let response: DiscoveryResponse;
+      try {
+        // The caller was attested before the wait; what answers now must still be that process (callerRecheck).
+        if (waited) recheck(call, selectors);
+      } catch (error) {
+        callback(refuse(error, 'FetchSecrets'));
+        return;
+      }
+      try {
+        response = fetchResponse(query, deps.cache.snapshot(selectors), options);
+      } catch (error) {
+        reject(error);
+        return;
+      }
+      stats.fetches++;
+      callback(null, response);
+    };
+    const waiting = (snapshot: IdentitySnapshot): boolean => awaitsSigning(snapshot, query.names, query.wildcard, options);
+    const endAt = signingWaitEnd(clock, signingWaitMs, callDeadlineOnClock(call, clock));
+    if (!waiting(deps.cache.snapshot(selectors)) || endAt <= clock.now()) {
+      answer(false);
+      return;
+    }
+    const stop = waitForSigning(deps.cache, selectors, waiting, clock, endAt, () => {
+      if (!call.cancelled) answer(true);
+    });
+    // A caller that gave up takes its wait with it: no subscription or timer is left for nobody.
+    call.on('cancelled', stop);
+    if (call.cancelled) stop();
+  }
 
   return {
     implementation,

@@ -1,9 +1,11 @@
+import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { internal, isMeshidError, permissionDenied, type ErrorCode } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
+import { signingWaitEnd } from './signing-wait.js';
 import type { SdsStats } from './stats.js';
 import type { RpcStatus } from './messages.js';
 
@@ -33,6 +35,13 @@ export interface StreamContext {
   readonly options: ResolvedSdsOptions;
   readonly log: Logger;
   readonly stats: SdsStats;
+  readonly clock: Clock;
+  /**
+   * How long the first response waits for the caller's SVIDs still being signed (signing-wait.ts), and the call's
+   * deadline on `clock` (Infinity for none): the wait ends in time to answer before it.
+   */
+  readonly signingWaitMs: number;
+  readonly deadline: number;
   /** Called once when the stream is over, however it ended. */
   readonly onClose: () => void;
 }
@@ -80,6 +89,12 @@ export abstract class SecretStream<Req, Res> {
    * verifiers without entries are served: Envoy would otherwise keep presenting the certificate it last received.
    */
   private everEntitled = false;
+  /** Whether a response was written: only the first one waits for SVIDs being signed. */
+  private responded = false;
+  /** While the first response waits for SVIDs being signed: the end of that wait; undefined before and after. */
+  private signingWait: TimerHandle | undefined;
+  /** The first response's wait for signing is over (its time ran out): it goes with what there is. */
+  private signingWaitOver = false;
   private writing = false;
   private dirty = false;
   private scheduled = false;
@@ -128,6 +143,12 @@ export abstract class SecretStream<Req, Res> {
 
   /** The next response for the current state, updating what the stream believes the client holds; or nothing. */
   protected abstract nextResponse(snapshot: IdentitySnapshot): Res | undefined;
+
+  /**
+   * Whether the subscription names a secret that is missing only because the caller's SVID for it is being signed
+   * (awaitsSigning): the first response waits for it.
+   */
+  protected abstract awaitsSigning(snapshot: IdentitySnapshot): boolean;
 
   /** Ends the stream with the status for `error` (a MeshidError keeps its code; anything else is INTERNAL). */
   fail(error: unknown): void {
@@ -197,12 +218,17 @@ export abstract class SecretStream<Req, Res> {
       else if (this.everEntitled || !this.ctx.options.allowUnauthenticatedVerifiers) {
         throw permissionDenied('the caller is no longer entitled to any identity');
       }
+      if (this.holdsFirstResponse(snapshot)) return;
       response = this.nextResponse(snapshot);
     } catch (error) {
       this.fail(isMeshidError(error) && error.code !== 'invalid_argument' ? error : internal('cannot build SDS secrets', error));
       return;
     }
     if (response === undefined) return;
+    if (!this.responded) {
+      this.responded = true;
+      this.endSigningWait();
+    }
     this.writing = true;
     this.ctx.stats.responses++;
     this.call!.write(response, () => {
@@ -214,9 +240,37 @@ export abstract class SecretStream<Req, Res> {
     });
   }
 
+  /**
+   * Whether the first response waits, as the Workload API's first message does, for SVIDs of the caller still being
+   * signed: until they are (the cache notifies), their signing fails, or the wait's time runs out (then it goes with
+   * what there is, and the rest is pushed when signed). Only the first: later a name not yet resolving sends nothing
+   * anyway, and a rotation must not wait for a sibling's new entry. The wait is per stream: other streams go on.
+   */
+  private holdsFirstResponse(snapshot: IdentitySnapshot): boolean {
+    if (this.responded || this.signingWaitOver || !this.awaitsSigning(snapshot)) return false;
+    if (this.signingWait === undefined) {
+      const { clock, signingWaitMs, deadline } = this.ctx;
+      const endAt = signingWaitEnd(clock, signingWaitMs, deadline);
+      if (endAt <= clock.now()) return false;
+      this.ctx.log.debug({ waitMs: endAt - clock.now() }, 'the first SDS response waits for SVIDs being signed');
+      this.signingWait = clock.setTimer(() => {
+        this.signingWait = undefined;
+        this.signingWaitOver = true;
+        this.pump();
+      }, endAt - clock.now());
+    }
+    return true;
+  }
+
+  private endSigningWait(): void {
+    this.signingWait?.cancel();
+    this.signingWait = undefined;
+  }
+
   private close(): void {
     if (this.closed) return;
     this.closed = true;
+    this.endSigningWait();
     this.unsubscribe?.();
     this.unsubscribe = undefined;
     const onClose = this.onClose!;

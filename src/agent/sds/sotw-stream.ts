@@ -12,6 +12,7 @@ import { checkTypeUrl } from './secret-builder.js';
 import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
 import { SecretStream } from './secret-stream.js';
+import { awaitsSigning } from './signing-wait.js';
 
 /**
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
@@ -24,7 +25,8 @@ import { SecretStream } from './secret-stream.js';
  *   `resource_names` change carried by the NACK is honoured.
  * - Names that do not resolve (unknown, or an identity the caller is not entitled to) keep the stream open and are
  *   remembered: if the caller becomes entitled later (new entry, SVID issued), the secret is delivered then. Nothing
- *   about them is ever sent.
+ *   about them is ever sent. The first response waits (a while) for a subscribed SVID of the caller's that is being
+ *   signed right now, so it does not go out without it (signing-wait.ts); it never waits for any other name.
  * - The name `*`, or an empty `resource_names` while no request on the stream has named anything (the legacy
  *   wildcard), is a wildcard: every name that resolves for the caller (see entitledResourceNames), following
  *   entitlement changes. Once a request has named something, `*` included, an empty list means "no longer interested
@@ -95,6 +97,10 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     // resend newly requested resources "even if it previously sent those resources without having been asked".
     this.sent = onlyNames(this.sent, (name) => !this.names.has(name) || before.names.has(name));
     return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
+  }
+
+  protected awaitsSigning(snapshot: IdentitySnapshot): boolean {
+    return awaitsSigning(snapshot, this.names, this.wildcard, this.ctx.options);
   }
 
   protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {

@@ -11,6 +11,7 @@ import { LogThrottle } from '../../common/log-throttle.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
 import { isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
+import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
@@ -108,17 +109,6 @@ interface Admission {
 /** Any attestation failure as the status the caller gets: the attestor's own MeshidError, else UNAVAILABLE. */
 function attestationFailure(error: unknown): unknown {
   return isMeshidError(error) ? error : unavailable('workload attestation failed', error);
-}
-
-/**
- * The call's deadline on the agent's clock, Infinity when the client set none: a wait for the server (a budget
- * refusal) that would end after it is not made. grpc-js gives the deadline on the wall clock, the one `clock` reads
- * outside tests.
- */
-function deadlineOnClock(call: ServerUnaryCall<unknown, unknown>, clock: Clock): number {
-  const deadline = call.getDeadline();
-  const at = deadline instanceof Date ? deadline.getTime() : deadline;
-  return Number.isFinite(at) ? clock.now() + (at - Date.now()) : Infinity;
 }
 
 /**
@@ -274,7 +264,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   async function fetchJwtSvid(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>): Promise<JwtSvidResponse> {
     const query = parseJwtSvidRequest(call.request);
     const { selectors } = await admitEntitled(call);
-    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, deadlineOnClock(call, deps.clock));
+    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, callDeadlineOnClock(call, deps.clock));
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
+import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { SotwStream } from '../../../src/agent/sds/sotw-stream.js';
@@ -57,6 +58,9 @@ describe('SDS streams under backpressure', () => {
       options: resolveSdsOptions(),
       log: silentLogger(),
       stats: emptyStats(),
+      clock: new FakeClock(),
+      signingWaitMs: 30_000,
+      deadline: Infinity,
       onClose: () => {},
     };
   }

@@ -154,7 +154,8 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
   });
 
   it('a subscribed name the client never got is not removed while it does not resolve, and is sent when it does', async () => {
-    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false, federatesWith: [FOREIGN_TD] }), async (h) => {
+    // Its signing failed and is retried: the first response does not wait for it (that wait is tested apart).
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false, signingFailed: true, federatesWith: [FOREIGN_TD] }), async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));
       // default waits for its SVID, the federated trust domain for its bundle, APP_A2 for its entry; APP_B is B's.
       // A removal would make Envoy's SdsApi mark the secret ready without one, so the listener would warm without it.
@@ -181,7 +182,7 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
   });
 
   it('a stream whose names all wait for their secrets gets no response until one resolves, as on StreamSecrets', async () => {
-    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }), async (h) => {
+    await withHarness((c) => c.addEntry(SELECTOR_A, APP_A, { issued: false, signingFailed: true }), async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));
       client.request({ node: NODE, subscribe: ['default'] });
       h.cache.notify();

@@ -35,6 +35,8 @@ function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
     svids,
     defaultSvid: svids[0],
     complete: true,
+    signing: new Set(),
+    defaultSigning: false,
     bundle: bundle('example.org'),
     federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],
     ...overrides,

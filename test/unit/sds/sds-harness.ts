@@ -10,7 +10,7 @@ import * as grpc from '@grpc/grpc-js';
 import { BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
 import { parseSelector } from '../../../src/common/spiffe/selector.js';
-import { sdsHandlers, sdsServiceDefinition, type SdsService } from '../../../src/agent/sds/handler.js';
+import { sdsHandlers, sdsServiceDefinition, type SdsHandlerDeps, type SdsService } from '../../../src/agent/sds/handler.js';
 import type { SdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { FakeSdsCache, TestCa } from '../../support/fake-sds-cache.js';
 import { connectSds } from '../../support/sds-client.js';
@@ -51,6 +51,7 @@ export async function startSdsHarness(
   setup: (cache: FakeSdsCache) => void = () => {},
   options: SdsOptions = {},
   log: Logger = silentLogger(),
+  deps: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs'> = {},
 ): Promise<SdsHarness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-sds-'));
   const socketPath = path.join(dir, 'agent.sock');
@@ -58,6 +59,7 @@ export async function startSdsHarness(
   setup(cache);
   let attestCalls = 0;
   const service = sdsHandlers({
+    ...deps,
     cache,
     log,
     options,
@@ -104,7 +106,12 @@ export interface SuiteTrustDomains {
   /** A federated trust domain's CA. */
   readonly foreign: TestCa;
   /** Runs `body` against a harness over `ca` started for it, closed however the body ends. */
-  withHarness(setup: (cache: FakeSdsCache) => void, body: (h: SdsHarness) => Promise<void>, options?: SdsOptions): Promise<void>;
+  withHarness(
+    setup: (cache: FakeSdsCache) => void,
+    body: (h: SdsHarness) => Promise<void>,
+    options?: SdsOptions,
+    deps?: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs'>,
+  ): Promise<void>;
 }
 
 /**
@@ -131,8 +138,8 @@ export function trustDomainsForSuite(): SuiteTrustDomains {
     get foreign() {
       return made().foreign;
     },
-    async withHarness(setup, body, options) {
-      const h = await startSdsHarness(made().ca, setup, options);
+    async withHarness(setup, body, options, deps) {
+      const h = await startSdsHarness(made().ca, setup, options, silentLogger(), deps);
       try {
         await body(h);
       } finally {

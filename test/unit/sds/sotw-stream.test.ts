@@ -313,7 +313,8 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
 
   it('default is served only once the default identity has its SVID, so it never names another identity', async () => {
     await withHarness(
-      (c) => c.addEntry(SELECTOR_A, APP_A, { issued: false }),
+      // Its signing failed and is retried: the first response does not wait for it (that wait is tested apart).
+      (c) => c.addEntry(SELECTOR_A, APP_A, { issued: false, signingFailed: true }),
       async (h) => {
         const client = new SotwClient(h.client, as(SELECTOR_A));
         client.subscribe(['default', 'ROOTCA']);

@@ -1,0 +1,185 @@
+/**
+ * An SDS first answer waits for the caller's SVIDs still being signed, as the Workload API's first X.509 message
+ * does, and for nothing else: not for unknown names, another workload's identity, or a signing that failed and is
+ * retried; not past its window or the call's deadline; and a waiting stream holds up no other stream. The waits are
+ * timed by a FakeClock set an hour behind real time; attestation is stubbed (x-test-selector header).
+ */
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { decodeDeltaResources, DeltaClient, envoyNode, fetchSecrets, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
+import { APP_A2, APP_B, as, eventually, registerA, SELECTOR_A, SELECTOR_B, trustDomainsForSuite, type SdsHarness } from './sds-harness.js';
+import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
+
+const WAIT_MS = 30_000;
+
+function names(response: DiscoveryResponse): string[] {
+  return [...secretsByName(response).keys()].sort();
+}
+
+/** Workload A holds APP_A; APP_A2, its second identity, is being signed. Workload B holds APP_B. */
+function aSigningA2(c: FakeSdsCache): void {
+  registerA(c);
+  c.addEntry(SELECTOR_A, APP_A2, { issued: false });
+  c.addEntry(SELECTOR_B, APP_B);
+}
+
+/** Until the handler has looked at the caller's state for a request: then whether it answered is known. */
+async function handled(h: SdsHarness, snapshotCallsBefore: number): Promise<void> {
+  await eventually(() => h.cache.snapshotCalls > snapshotCallsBefore, 'the request to be handled');
+}
+
+function fetchWithDeadline(h: SdsHarness, request: Record<string, unknown>, deadlineMs: number): Promise<DiscoveryResponse> {
+  const fn = (h.client as unknown as Record<string, Function>)['FetchSecrets']!;
+  return new Promise((resolve, reject) => {
+    fn.call(h.client, request, as(SELECTOR_A), { deadline: Date.now() + deadlineMs }, (err: grpc.ServiceError | null, res: DiscoveryResponse) =>
+      err ? reject(err) : resolve(res),
+    );
+  });
+}
+
+describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', () => {
+  const { withHarness } = trustDomainsForSuite();
+  const newClock = (): FakeClock => new FakeClock(Date.now() - 3_600_000);
+
+  it('StreamSecrets: the first response waits for a named SVID being signed and carries it, in one push', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      const before = h.cache.snapshotCalls;
+      client.subscribe(['default', APP_A2, 'ROOTCA']);
+      await handled(h, before);
+      assert.equal(h.service.stats().responses, 0, 'nothing sent while APP_A2 is being signed');
+
+      // Another stream of the same workload, and another workload's, are answered meanwhile.
+      const other = new SotwClient(h.client, as(SELECTOR_A));
+      other.subscribe(['default']);
+      assert.deepEqual(names(await other.next()), ['default']);
+      const b = new SotwClient(h.client, as(SELECTOR_B));
+      b.subscribe(['default']);
+      assert.deepEqual(names(await b.next()), ['default']);
+
+      h.cache.rotate(APP_A2); // signed
+      const r1 = await client.next();
+      assert.deepEqual(names(r1), ['ROOTCA', APP_A2, 'default'].sort());
+      assert.ok(r1.nonce && r1.version_info);
+      client.ack(r1, ['default', APP_A2, 'ROOTCA']);
+      await eventually(() => h.service.stats().acks === 1, 'the ACK');
+      assert.equal(client.received.length, 1, 'no second push for APP_A2');
+      for (const c of [client, other, b]) c.cancel();
+    }, {}, { clock });
+  });
+
+  it('DeltaSecrets: the first response waits for a named SVID being signed and carries it', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      const before = h.cache.snapshotCalls;
+      client.request({ node: envoyNode(), subscribe: [APP_A2, 'ROOTCA'] });
+      await handled(h, before);
+      assert.equal(h.service.stats().responses, 0);
+      h.cache.rotate(APP_A2);
+      const r1 = await client.next();
+      assert.deepEqual(decodeDeltaResources(r1).map((r) => r.name).sort(), [APP_A2, 'ROOTCA'].sort());
+      assert.deepEqual(r1.removed_resources ?? [], []);
+      client.cancel();
+    }, {}, { clock });
+  });
+
+  it('a wildcard first response waits for every SVID of the caller being signed, as a first FetchX509SVID does', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      const before = h.cache.snapshotCalls;
+      client.subscribe([]);
+      await handled(h, before);
+      assert.equal(h.service.stats().responses, 0);
+      h.cache.rotate(APP_A2);
+      assert.ok(names(await client.next()).includes(APP_A2));
+      client.cancel();
+    }, {}, { clock });
+  });
+
+  it('unknown names, another workload\'s identity and a signing that failed are not waited for: the response goes at once', async () => {
+    const clock = newClock();
+    await withHarness(
+      (c) => {
+        aSigningA2(c);
+        c.addEntry(SELECTOR_A, 'spiffe://example.org/failing', { issued: false, signingFailed: true });
+      },
+      async (h) => {
+        const client = new SotwClient(h.client, as(SELECTOR_A));
+        client.subscribe(['default', APP_B, 'spiffe://example.org/nobody', 'no-such-alias', 'spiffe://example.org/failing']);
+        assert.deepEqual(names(await client.next()), ['default']);
+        // The unary form: NOT_FOUND at once, as before (SPEC-NOTES §12).
+        await assert.rejects(fetchSecrets(h.client, { resource_names: ['default', 'spiffe://example.org/nobody'] }, as(SELECTOR_A)), (err: grpc.ServiceError) => err.code === grpc.status.NOT_FOUND);
+        client.cancel();
+      },
+      {},
+      { clock },
+    );
+  });
+
+  it('once the window is over the first response goes with what there is, and the late SVID is pushed when signed', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      const before = h.cache.snapshotCalls;
+      client.subscribe(['default', APP_A2]);
+      await handled(h, before);
+      clock.advance(WAIT_MS - 1);
+      assert.equal(h.service.stats().responses, 0);
+      clock.advance(1);
+      const r1 = await client.next();
+      assert.deepEqual(names(r1), ['default']);
+      client.ack(r1, ['default', APP_A2]);
+      h.cache.rotate(APP_A2);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), [APP_A2, 'default'].sort());
+      assert.notEqual(r2.nonce, r1.nonce);
+      client.cancel();
+    }, {}, { clock });
+  });
+
+  it('FetchSecrets waits for a named SVID being signed and answers with it instead of NOT_FOUND', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const got: { answer?: DiscoveryResponse | Error } = {};
+      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
+        (r) => (got.answer = r),
+        (err: Error) => (got.answer = err),
+      );
+      await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
+      assert.equal(got.answer, undefined);
+      h.cache.rotate(APP_A2);
+      await eventually(() => got.answer !== undefined, 'the answer');
+      const answer = got.answer!;
+      assert.ok(!(answer instanceof Error), String(answer));
+      assert.deepEqual(names(answer), [APP_A2, 'default'].sort());
+      assert.equal(h.cache.listenerCount(), 0, 'the wait let go of its subscription');
+    }, {}, { clock });
+  });
+
+  it('FetchSecrets answers what there is before its deadline, and a cancelled one leaves no wait behind', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      // A window longer than the deadline: the deadline bounds the wait (it ends at 90 % of the time left).
+      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
+      fetchWithDeadline(h, { resource_names: [APP_A2] }, 60_000).then(
+        (r) => (got.answer = r),
+        (err: grpc.ServiceError) => (got.answer = err),
+      );
+      await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
+      clock.advance(55_000);
+      await eventually(() => got.answer !== undefined, 'the answer before the deadline');
+      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.NOT_FOUND, 'still being signed: not there');
+
+      const fn = (h.client as unknown as Record<string, Function>)['FetchSecrets']!;
+      const call = fn.call(h.client, { resource_names: [APP_A2] }, as(SELECTOR_A), () => {}) as grpc.ClientUnaryCall;
+      await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
+      call.cancel();
+      await eventually(() => h.cache.listenerCount() === 0, 'the cancelled fetch to stop waiting');
+    }, {}, { clock, signingWaitMs: 120_000 });
+  });
+});
