@@ -2,7 +2,7 @@
  * A workload's FetchJWTSVID during a spell of signing refusals (a reconnect storm after a CA rotation spends the
  * server's signing budget for seconds): with no token cached for it, the agent waits for the server's retry time and
  * answers with the token, as a first X.509 message waits for its SVIDs, instead of failing the call at once; a caller
- * whose deadline comes first is told at once. In-process server and agent share a FakeClock set an hour behind real
+ * whose deadline comes first is told at once, in the agent's words; a caller that cancels takes its wait with it. In-process server and agent share a FakeClock set an hour behind real
  * time (OpenSSL judges the certificates by real time); the budget is spent by a client presenting the agent's own SVID.
  */
 import { after, before, test } from 'node:test';
@@ -14,6 +14,9 @@ import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { JwtSvidResponse } from '../../src/agent/workload/messages.js';
 import { FakeClock } from '../../src/common/clock.js';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
+import { RETRY_PUSHBACK_KEY } from '../../src/common/grpc-status.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
@@ -72,5 +75,74 @@ test('a FetchJWTSVID made while the signing budget refuses the agent waits for t
     hurried.close();
     workload.close();
     impostor.close();
+  }
+});
+
+/** A second agent (own socket, data dir and budget) with its budget spent, and a raw Workload API client to it. */
+async function agentWithSpentBudget(name: string): Promise<{
+  agent: MeshidAgent;
+  fetchJwt: (audience: string, options: grpc.CallOptions, done: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall;
+  close: () => void;
+}> {
+  const socketPath = path.join(cluster.dir, `${name}.sock`);
+  const agent: MeshidAgent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, `${name}-data`) },
+    { clock, random: () => 0.5 },
+  );
+  await until('the X.509-SVIDs', () => {
+    const { entries, svids } = agent.status();
+    return entries > 0 && svids === entries ? true : undefined;
+  });
+  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
+  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const Workload = serviceClient(loadProto('workload/workload.proto'), 'SpiffeWorkloadAPI');
+  const raw = new Workload(`unix://${socketPath}`, grpc.credentials.createInsecure());
+  const header = new grpc.Metadata();
+  header.set('workload.spiffe.io', 'true');
+  const refusal = await spendSigningBudget(impostor);
+  assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, refusal.details);
+  return {
+    agent,
+    fetchJwt: (audience, options, done) =>
+      (raw as unknown as Record<string, Function>)['FetchJWTSVID']!.call(raw, { audience: [audience] }, header, options, done) as grpc.ClientUnaryCall,
+    close: () => {
+      raw.close();
+      impostor.close();
+    },
+  };
+}
+
+test('a FetchJWTSVID the budget refusal is not waited out for is told UNAVAILABLE in the agent\'s words, with the agent\'s retry pushback', async () => {
+  const { fetchJwt, close } = await agentWithSpentBudget('agent-wording');
+  try {
+    // Half a second is less than the retry time: the agent answers at once, as itself, with when to come back.
+    const hurried = await new Promise<grpc.ServiceError>((resolve) => fetchJwt('hurried', { deadline: Date.now() + 500 }, (err) => resolve(err!)));
+    assert.equal(hurried.code, grpc.status.UNAVAILABLE, hurried.details);
+    assert.match(hurried.details, /^cannot get a JWT-SVID for spiffe:\/\/example\.org\/budget\/jwt: meshid-server is refusing to sign for now; retry in \d+ s$/);
+    assert.doesNotMatch(hurried.details, /signing rate limit/, 'not the server\'s wording');
+    assert.match(String(hurried.metadata.get(RETRY_PUSHBACK_KEY)[0]), /^\d+$/, 'the agent\'s own retry pushback');
+  } finally {
+    close();
+  }
+});
+
+test('a FetchJWTSVID without a deadline cancelled while it waits for the budget ends its wait, and nothing is signed for it', async () => {
+  const { agent, fetchJwt, close } = await agentWithSpentBudget('agent-cancel');
+  const tokens = (): number => (agent as unknown as { cache: { jwt: { size: number } } }).cache.jwt.size;
+  try {
+    let ended: grpc.ServiceError | null | undefined;
+    const call = fetchJwt('cancelled', {}, (err) => (ended = err));
+    await new Promise((r) => setTimeout(r, 200));
+    assert.equal(ended, undefined, 'waiting for the budget');
+    call.cancel();
+    await until('the cancelled call to end', () => (ended !== undefined ? true : undefined));
+    // Past every retry the old wait would have made (20 s), with the budget refilled meanwhile.
+    for (let s = 0; s < 25; s++) {
+      clock.advance(1000);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    assert.equal(tokens(), 0, 'no token was signed and cached for the cancelled call');
+  } finally {
+    close();
   }
 });

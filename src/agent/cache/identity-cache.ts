@@ -1,9 +1,10 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { isMeshidError, permissionDenied, unavailable, type MeshidError } from '../../common/errors.js';
+import { isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { parseJwtSvid } from '../../common/jwt/jwt-svid.js';
+import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
@@ -12,10 +13,21 @@ import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } fro
 /**
  * What a workload gets when its JWT-SVID cannot be signed. The request's own mistakes stay INVALID_ARGUMENT; anything
  * else (server unreachable, or refusing the agent itself) is the agent's trouble, UNAVAILABLE, not a verdict on the
- * workload: PERMISSION_DENIED would tell it that it has no identity.
+ * workload: PERMISSION_DENIED would tell it that it has no identity. A refusal of the server's signing budget that
+ * was not waited out (too long, or past the call's deadline) is told in the agent's words, with when to come back as
+ * the agent's own retry pushback: RESOURCE_EXHAUSTED and the server's wording are about the agent's budget with the
+ * server, not anything the workload asked too much of.
  */
 function jwtSvidFailure(entry: AgentEntry, reason: unknown): MeshidError {
   if (isMeshidError(reason, 'invalid_argument') || isMeshidError(reason, 'unavailable')) return reason;
+  const budgetWait = budgetRefusalWaitMs(reason);
+  if (budgetWait !== undefined) {
+    const seconds = Math.max(1, Math.ceil(budgetWait / 1000));
+    return new MeshidError('unavailable', `cannot get a JWT-SVID for ${entry.spiffeId}: meshid-server is refusing to sign for now; retry in ${seconds} s`, {
+      cause: reason,
+      retryAfterMs: Math.ceil(budgetWait),
+    });
+  }
   const detail = reason instanceof Error ? reason.message : String(reason);
   return unavailable(`cannot get a JWT-SVID for ${entry.spiffeId} from the server: ${detail}`, reason);
 }
@@ -204,16 +216,23 @@ export class IdentityCache implements WorkloadCache {
   /**
    * A token per entry the caller matches. An entry that changes or goes while its token is signed makes the answer
    * void (the server signs for the entry as it is then): the call starts over once with the new state, then fails
-   * UNAVAILABLE. A signing budget refusal is waited out up to `deadline` (JwtSvidCache.fetch).
+   * UNAVAILABLE. A signing budget refusal is waited out up to `deadline`, and no longer than `signal` stays unaborted
+   * (JwtSvidCache.fetch).
    */
-  async fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string, deadline = Infinity): Promise<JwtSvidResult[]> {
+  async fetchJwtSvids(
+    selectors: readonly Selector[],
+    audience: readonly string[],
+    spiffeId?: string,
+    deadline = Infinity,
+    signal?: AbortSignal,
+  ): Promise<JwtSvidResult[]> {
     for (let attempt = 0; ; attempt++) {
       if (!this.ready()) throw unavailable('the agent has no identity state to serve yet');
       const matching = this.index.matching(selectorSet(selectors)).filter((e) => spiffeId === undefined || e.spiffeId === spiffeId);
       if (matching.length === 0) {
         throw permissionDenied(spiffeId === undefined ? 'no registration entry matches the caller' : `the caller is not entitled to ${spiffeId}`);
       }
-      const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience, deadline)));
+      const settled = await Promise.allSettled(matching.map((e) => this.jwt.fetch(e.id, audience, deadline, signal)));
       if (matching.some((e) => this.index.get(e.id) !== e)) {
         if (attempt === 0) continue;
         throw unavailable('registration entries of the caller changed while their JWT-SVIDs were signed; retry');

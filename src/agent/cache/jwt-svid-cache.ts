@@ -1,6 +1,7 @@
 import type { Clock } from '../../common/clock.js';
-import { isMeshidError } from '../../common/errors.js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
+import { JwtSigningHold } from './jwt-signing-hold.js';
 
 /** A JWT-SVID the server signed; times are epoch milliseconds. */
 export interface SignedJwtSvid {
@@ -42,7 +43,8 @@ export const DEFAULT_JWT_CACHE_SIZE = 1000;
  * for the same key share one signing call. When signing fails, a cached token that has not expired is still
  * returned: a workload keeps working through a short server outage. Without one, a refusal of the server's signing
  * budget is waited out as a first X.509 message waits for its SVIDs (BUDGET_REFUSALS_WAITED_FOR_MS), so a one-shot
- * FetchJWTSVID in a reconnect storm gets its token rather than an error.
+ * FetchJWTSVID in a reconnect storm gets its token rather than an error; that wait is one for all signing
+ * (JwtSigningHold), not one per caller.
  *
  * The audiences are signed exactly as the workload listed them, order and duplicates kept, as SPIRE's server signs
  * them: a relying party may read `aud[0]`, and go-spiffe's API names the first audience the primary one. So the key
@@ -56,15 +58,17 @@ export class JwtSvidCache {
    * those who asked before the change, is not stored, and no later request joins it.
    */
   private readonly inflight = new Map<string, InflightCall>();
+  private readonly hold: JwtSigningHold;
 
   constructor(
     private readonly sign: JwtSigner,
     private readonly clock: Clock,
     readonly maxSize = DEFAULT_JWT_CACHE_SIZE,
     /** Jitter of the retries after a budget refusal, [0, 1). */
-    private readonly random: () => number = Math.random,
+    random: () => number = Math.random,
   ) {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
+    this.hold = new JwtSigningHold(clock, random);
   }
 
   get size(): number {
@@ -73,26 +77,41 @@ export class JwtSvidCache {
 
   /**
    * A token for this entry whose `aud` is exactly `audience`, in that order: cached while fresh, else newly signed.
-   * A budget refusal with no usable token cached is retried when the server said (plus up to a second of jitter, as
-   * the X.509-SVID issuer does, so the callers a storm's refusals told the same wait do not all come back at once)
-   * while that falls within BUDGET_REFUSALS_WAITED_FOR_MS of the first refusal and before `deadline` (the caller's,
-   * on this cache's clock); otherwise the refusal is thrown.
+   * A budget refusal with no usable token cached is retried when all signing resumes (JwtSigningHold: the server's
+   * retry time plus up to a second of jitter) while that falls within BUDGET_REFUSALS_WAITED_FOR_MS of the first
+   * refusal and before `deadline` (the caller's, on this cache's clock); otherwise the refusal is thrown. `signal`
+   * is the caller's: once it aborts (the call was cancelled) the wait ends and nothing more is signed for it.
    */
-  async fetch(entryId: string, audience: readonly string[], deadline = Infinity): Promise<SignedJwtSvid> {
+  async fetch(entryId: string, audience: readonly string[], deadline = Infinity, signal?: AbortSignal): Promise<SignedJwtSvid> {
     let refusedAt: number | undefined;
     for (;;) {
+      if (signal?.aborted === true) throw callGone();
       try {
         return await this.fetchOnce(entryId, audience);
       } catch (err) {
-        const wait = budgetRefusalWaitMs(err);
-        if (wait === undefined) throw err;
+        if (budgetRefusalWaitMs(err) === undefined) throw err;
         const now = this.now();
         refusedAt ??= now;
-        const retryAt = now + wait + Math.round(this.random() * 1000);
+        const retryAt = this.hold.heldUntil() ?? now;
         if (retryAt - refusedAt > BUDGET_REFUSALS_WAITED_FOR_MS || retryAt >= deadline) throw err;
-        await new Promise<void>((resolve) => this.clock.setTimer(resolve, retryAt - now));
+        await this.sleep(retryAt - now, signal);
       }
     }
+  }
+
+  /** Resolves after `ms` on the clock, or rejects as soon as `signal` aborts. */
+  private sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const onAbort = (): void => {
+        timer.cancel();
+        reject(callGone());
+      };
+      const timer = this.clock.setTimer(() => {
+        signal?.removeEventListener('abort', onAbort);
+        resolve();
+      }, ms);
+      signal?.addEventListener('abort', onAbort, { once: true });
+    });
   }
 
   private now(): number {
@@ -145,7 +164,7 @@ export class JwtSvidCache {
 
   private async signAndStore(key: string, call: CallMark, audience: readonly string[]): Promise<SignedJwtSvid> {
     const { entryId } = call;
-    const jwt = await this.sign(entryId, audience);
+    const jwt = await this.hold.run(() => this.sign(entryId, audience));
     if (!call.discarded) {
       this.slots.delete(key);
       const receivedAt = this.now();
@@ -156,3 +175,6 @@ export class JwtSvidCache {
     return jwt;
   }
 }
+
+/** What a wait for the budget ends with when its caller is gone: nobody reads it, the log does. */
+const callGone = (): Error => unavailable('the caller cancelled its call while it waited for the server\'s signing budget');

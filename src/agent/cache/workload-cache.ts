@@ -82,8 +82,15 @@ export interface WorkloadCache {
    * JWT-SVIDs for the matching entries (or only `spiffeId` if given) whose `aud` is `audience` as given (order and
    * duplicates kept), all or none; cached per (entry, audience list) and refreshed once half their lifetime has
    * passed. Throws MeshidError permission_denied when not entitled, unavailable when one cannot be signed (server
-   * unreachable, nothing valid cached). A refusal of the server's signing budget is waited out for a while, but not
-   * past `deadline` (on the agent's clock; default none).
+   * unreachable, nothing valid cached, or the server's signing budget spent: then with retryAfterMs). A refusal of
+   * the server's signing budget is waited out for a while, but not past `deadline` (on the agent's clock; default
+   * none), nor once `signal` aborts (the caller cancelled the call).
    */
-  fetchJwtSvids(selectors: readonly Selector[], audience: readonly string[], spiffeId?: string, deadline?: number): Promise<JwtSvidResult[]>;
+  fetchJwtSvids(
+    selectors: readonly Selector[],
+    audience: readonly string[],
+    spiffeId?: string,
+    deadline?: number,
+    signal?: AbortSignal,
+  ): Promise<JwtSvidResult[]>;
 }

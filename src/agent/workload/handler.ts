@@ -16,7 +16,7 @@ import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
-import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
+import type { IdentitySnapshot, JwtSvidResult, WorkloadCache } from '../cache/workload-cache.js';
 import { jwtBundlesResponse, sameBundlesResponse, x509BundlesResponse } from './bundles-response.js';
 import { encodeOnce } from './encode-once.js';
 import { uniqueHints } from './hints.js';
@@ -257,14 +257,28 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     };
     run().then(
       (response) => callback(null, response),
-      (error: unknown) => callback(refuse(error, rpc)),
+      (error: unknown) => {
+        // A caller that cancelled reads no answer: its call's end is not a refusal to log.
+        if (!call.cancelled) callback(refuse(error, rpc));
+      },
     );
   }
 
   async function fetchJwtSvid(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>): Promise<JwtSvidResponse> {
     const query = parseJwtSvidRequest(call.request);
     const { selectors } = await admitEntitled(call);
-    const results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, callDeadlineOnClock(call, deps.clock));
+    // A wait for the server's signing budget ends with the call: a client that gave up without a deadline would
+    // otherwise hold it for up to 20 s, and have a token signed for nobody at its end.
+    const cancelled = new AbortController();
+    const abort = (): void => cancelled.abort();
+    call.on('cancelled', abort);
+    if (call.cancelled) abort();
+    let results: JwtSvidResult[];
+    try {
+      results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, callDeadlineOnClock(call, deps.clock), cancelled.signal);
+    } finally {
+      call.removeListener('cancelled', abort);
+    }
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {

@@ -90,7 +90,9 @@ test('when the server\'s signing budget is spent (RESOURCE_EXHAUSTED with a retr
   clock.advance(TTL * 0.75);
   setFail(resourceExhausted('signing rate limit reached; retry in 3 s'));
   assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
-  // Without the hint it is not a budget refusal (a full datastore disk, say): passed on like any other answer.
+  // Without the hint it is not a budget refusal (a full datastore disk, say): passed on like any other answer, once
+  // the refusal's wait (3 s and up to 1 s of jitter), in which nothing is asked of the server, is over.
+  clock.advance(4000);
   setFail(resourceExhausted('the datastore disk is full'));
   await assert.rejects(cache.fetch('e1', ['a']), /disk is full/);
 });
@@ -169,9 +171,11 @@ test('with no usable token cached, a signing budget refusal is waited out and th
   refusal = resourceExhausted('signing rate limit reached; retry in 3 s');
   await assert.rejects(cache.fetch('e2', ['a'], clock.now() + 3000), /retry in 3 s$/);
   // A wait that would end beyond the window is not made at all, and a refusal that keeps coming back is waited for
-  // only while the next try falls within it.
+  // only while the next try falls within it. (Each after the previous refusal's wait: all signing waits for it.)
+  clock.advance(3500);
   refusal = resourceExhausted('signing rate limit reached; retry in 20 s');
   await assert.rejects(cache.fetch('e3', ['a']), /retry in 20 s$/);
+  clock.advance(20_500);
   refusal = resourceExhausted('signing rate limit reached; retry in 8 s');
   const before = calls.length;
   let failed: Error | undefined;
@@ -183,4 +187,77 @@ test('with no usable token cached, a signing budget refusal is waited out and th
   await turns();
   assert.match(String(failed), /retry in 8 s$/, 'given up once the next try would fall 25.5 s after the first refusal');
   assert.equal(calls.length - before, 3, 'tried at 0, 8.5 s and 17 s');
+});
+
+test('callers waiting on different audiences share one retry time, and at it one signing goes first: a refusal that comes back costs one call, not one per caller', async () => {
+  const clock = new FakeClock();
+  let refusal: Error | undefined = resourceExhausted('signing rate limit reached; retry in 3 s');
+  const calls: string[] = [];
+  const cache = new JwtSvidCache(
+    async (_entryId, audience) => {
+      calls.push(audience[0]!);
+      if (refusal) throw refusal;
+      return { token: `t-${audience[0]}`, issuedAt: clock.now(), expiresAt: clock.now() + TTL };
+    },
+    clock,
+    10,
+    () => 0.5,
+  );
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  };
+  const audiences = ['a', 'b', 'c', 'd', 'e'];
+  const answers = new Map<string, string | Error>();
+  for (const aud of audiences) cache.fetch('e1', [aud]).then((jwt) => answers.set(aud, jwt.token), (err: Error) => answers.set(aud, err));
+  await turns();
+  assert.equal(calls.length, 5, 'all five were on their way before the first refusal came back');
+
+  // A caller arriving during the wait makes no call of its own: it waits for the same retry time.
+  cache.fetch('e1', ['f']).then((jwt) => answers.set('f', jwt.token), (err: Error) => answers.set('f', err));
+  await turns();
+  assert.equal(calls.length, 5);
+
+  clock.advance(3500);
+  await turns();
+  assert.equal(calls.length - 5, 1, 'refused again: one call, and the others wait for the next retry time with it');
+  assert.equal(answers.size, 0);
+
+  refusal = undefined;
+  clock.advance(3500);
+  await turns();
+  assert.deepEqual([...answers.keys()].sort(), [...audiences, 'f'].sort());
+  assert.ok([...answers.values()].every((v) => typeof v === 'string'), 'every caller got its token');
+  assert.equal(calls.length, 5 + 1 + 6, 'one signing per audience once the budget is back');
+});
+
+test('a caller that cancels while it waits for the budget stops waiting at once, and nothing is signed for it', async () => {
+  const clock = new FakeClock();
+  const calls: number[] = [];
+  let refuse = true;
+  const cache = new JwtSvidCache(
+    async () => {
+      calls.push(clock.now());
+      if (refuse) throw resourceExhausted('signing rate limit reached; retry in 3 s');
+      return { token: 't', issuedAt: clock.now(), expiresAt: clock.now() + TTL };
+    },
+    clock,
+    10,
+    () => 0.5,
+  );
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 10; i++) await new Promise((r) => setImmediate(r));
+  };
+  const cancelled = new AbortController();
+  let outcome: string | Error | undefined;
+  cache.fetch('e1', ['a'], Infinity, cancelled.signal).then((jwt) => (outcome = jwt.token), (err: Error) => (outcome = err));
+  await turns();
+  assert.deepEqual([calls.length, outcome], [1, undefined], 'refused, and waiting');
+  cancelled.abort();
+  await turns();
+  assert.ok(outcome instanceof Error, 'the wait ended with the call');
+  refuse = false;
+  clock.advance(20_000);
+  await turns();
+  assert.equal(calls.length, 1, 'no token signed for a caller that is gone');
+  assert.equal(cache.size, 0);
 });

@@ -1,0 +1,71 @@
+import type { Clock } from '../../common/clock.js';
+import { budgetSpent } from '../../common/errors.js';
+import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
+
+/**
+ * The one wait of all JWT-SVID signing for the server's signing budget, as the X.509-SVID issuer holds its whole
+ * queue (svid-issuer.ts). The budget is the agent's, not an audience's: once the server refused one SignJwtSvid, it
+ * refuses every other until its retry time, so callers waiting on different entries or audiences, each retrying on
+ * its own timer, only made one refused call each per wait.
+ *
+ * - After a budget refusal no SignJwtSvid goes before the server's retry time plus up to a second of jitter (drawn
+ *   once per refusal, so the agents a storm's refusals told the same wait do not all come back at once): a signing
+ *   asked for meanwhile fails at once with a refusal carrying the time left (`heldUntil`), without a call.
+ * - From then until a signing succeeds with none waiting behind it, signings go one at a time: the budget has refilled
+ *   by what the server said one call costs, not by what all the waiting callers need, and a call refused again holds
+ *   the others back before they are sent. Then all go at once again.
+ */
+export class JwtSigningHold {
+  private until = 0;
+  private recovering = false;
+  private busy = false;
+  /** Signings waiting for their turn while recovering, in order. */
+  private readonly queue: Array<() => void> = [];
+
+  constructor(
+    private readonly clock: Clock,
+    /** Jitter source, [0, 1). */
+    private readonly random: () => number,
+  ) {}
+
+  /** When signing may go again after a budget refusal, or undefined when it may go now. */
+  heldUntil(): number | undefined {
+    return this.clock.now() < this.until ? this.until : undefined;
+  }
+
+  /** Runs `sign` (one SignJwtSvid) when the budget allows; a budget refusal it meets holds every other signing. */
+  async run<T>(sign: () => Promise<T>): Promise<T> {
+    this.throwIfHeld();
+    if (!this.recovering) return this.observe(sign);
+    if (this.busy) await new Promise<void>((resolve) => this.queue.push(resolve));
+    this.busy = true;
+    try {
+      // Refused again while this one waited for its turn: it goes back to its caller's wait without a call.
+      this.throwIfHeld();
+      return await this.observe(sign);
+    } finally {
+      this.busy = false;
+      this.queue.shift()?.();
+    }
+  }
+
+  private async observe<T>(sign: () => Promise<T>): Promise<T> {
+    try {
+      const result = await sign();
+      if (this.queue.length === 0) this.recovering = false;
+      return result;
+    } catch (err) {
+      const wait = budgetRefusalWaitMs(err);
+      if (wait !== undefined) {
+        this.until = Math.max(this.until, this.clock.now() + wait + Math.round(this.random() * 1000));
+        this.recovering = true;
+      }
+      throw err;
+    }
+  }
+
+  private throwIfHeld(): void {
+    const until = this.heldUntil();
+    if (until !== undefined) throw budgetSpent('meshid-server refused to sign for now', until - this.clock.now());
+  }
+}
