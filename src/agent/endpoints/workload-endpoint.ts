@@ -31,6 +31,16 @@ import { createDirectory, directoryCreationError } from '../../common/create-dir
 
 const HEALTH_PROTO = 'grpc/health/v1/health.proto';
 
+/**
+ * HTTP/2 streams one connection may have open at once, advertised in SETTINGS_MAX_CONCURRENT_STREAMS. Without it
+ * (nghttp2's default is unlimited) one connection could open streams that never send a message, each held by the
+ * agent (~7 KB) until the connection closes. grpc-js and Envoy clients queue calls beyond it rather than fail them,
+ * and Envoy's pool opens another connection when a peer's limit is reached; SPIRE's agent (grpc-go) allows 100.
+ * Envoy without ADS opens one SDS stream per secret it subscribes to on one connection, so 1,000 leaves room for
+ * hundreds of secrets. A client that ignores the setting has its connection closed (PROTOCOL_ERROR).
+ */
+export const MAX_STREAMS_PER_CONNECTION = 1000;
+
 export interface WorkloadEndpointOptions {
   /** Absolute path of the Unix socket. */
   socketPath: string;
@@ -86,6 +96,7 @@ export class WorkloadEndpoint {
     };
     const server = new grpc.Server({
       ...BASE_SERVER_OPTIONS,
+      'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
       interceptors: [fairDecodingInterceptor(fairQueue, (peer) => uds?.peerOf(peer)?.uid, reportMalformed), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
     });
     // Every service here is reachable by any local process: each request is decoded in its uid's turn.
