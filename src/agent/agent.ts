@@ -230,6 +230,7 @@ export class MeshidAgent {
           allowUnauthenticatedVerifiers: config.allowUnauthenticatedVerifiers,
         },
         maxConnectionsPerUid: config.maxConnectionsPerUid,
+        maxCallsPerUid: config.maxCallsPerUid,
         healthDetail: () => self.healthDetail(),
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),
       });

@@ -7,6 +7,7 @@ import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../co
 import { LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
+import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -28,6 +29,8 @@ export interface AgentConfig {
   readonly jwtSvidCacheSize: number;
   /** Open workload-socket connections one uid may hold (UdsServerOptions.maxConnectionsPerUid). */
   readonly maxConnectionsPerUid: number;
+  /** Workload-socket calls one uid may have open at once (uid-call-limit.ts). */
+  readonly maxCallsPerUid: number;
   /** Claims besides sub, aud and exp that ValidateJWTSVID returns of foreign trust domains' tokens. */
   readonly allowedForeignJwtClaims: readonly string[];
   /** Callers without an entry get the own trust domain's bundle (Workload API bundle RPCs, SDS validation contexts). */
@@ -55,6 +58,7 @@ export interface RawAgentConfig {
   log_level?: string;
   jwt_svid_cache_size?: number;
   max_connections_per_uid?: number;
+  max_calls_per_uid?: number;
   allowed_foreign_jwt_claims?: string[];
   allow_unauthenticated_verifiers?: boolean;
   sds?: RawSdsConfig;
@@ -71,6 +75,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   log_level: 'string',
   jwt_svid_cache_size: 'number',
   max_connections_per_uid: 'number',
+  max_calls_per_uid: 'number',
   allowed_foreign_jwt_claims: 'array',
   allow_unauthenticated_verifiers: 'boolean',
   sds: 'object',
@@ -120,6 +125,8 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
   const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
   if (!Number.isSafeInteger(maxConnectionsPerUid) || maxConnectionsPerUid < 1) throw invalidArgument('max_connections_per_uid must be a positive integer');
+  const maxCallsPerUid = raw.max_calls_per_uid ?? DEFAULT_MAX_CALLS_PER_UID;
+  if (!Number.isSafeInteger(maxCallsPerUid) || maxCallsPerUid < 1) throw invalidArgument('max_calls_per_uid must be a positive integer');
   if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
   const allowedForeignJwtClaims = raw.allowed_foreign_jwt_claims ?? [];
   if (!allowedForeignJwtClaims.every((c) => typeof c === 'string' && c !== '')) {
@@ -143,6 +150,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     logLevel,
     jwtSvidCacheSize,
     maxConnectionsPerUid,
+    maxCallsPerUid,
     allowedForeignJwtClaims: Object.freeze([...allowedForeignJwtClaims]),
     allowUnauthenticatedVerifiers: sds.allowUnauthenticatedVerifiers,
     sds,

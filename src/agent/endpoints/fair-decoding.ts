@@ -13,8 +13,9 @@ import type { UidFairQueue } from './uid-fair-queue.js';
  * its uid's turn and passes it on from there; the handler then runs in the same turn (a unary handler starts on the
  * half-close, which grpc-js delivers right after the message), so it is shared out too.
  *
- * The interceptor must come first in the server's list, so that it sees each request before any other interceptor:
- * `interceptors: [fairDecodingInterceptor(…), ...BASE_INTERCEPTORS, …]`.
+ * The interceptor must see each request before any other interceptor that looks at requests, so it comes first in the
+ * server's list, after only uidCallLimitInterceptor (which passes requests on untouched):
+ * `interceptors: [uidCallLimitInterceptor(…), fairDecodingInterceptor(…), ...BASE_INTERCEPTORS, …]`.
  */
 
 /** What a deferred deserializer hands grpc-js: the request's bytes and the decoder they wait for. */

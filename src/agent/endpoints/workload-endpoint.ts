@@ -24,6 +24,7 @@ import { peerAttestation, workloadSecurityHeaderInterceptor } from './intercepto
 import { UdsServer } from './uds-server.js';
 import { deferDecoding, fairDecodingInterceptor } from './fair-decoding.js';
 import { UidFairQueue } from './uid-fair-queue.js';
+import { DEFAULT_MAX_CALLS_PER_UID, UidCallLimit, uidCallLimitInterceptor } from './uid-call-limit.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../common/grpc/server-options.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
@@ -60,6 +61,8 @@ export interface WorkloadEndpointOptions {
   credentials?: PeerCredentials;
   /** See UdsServerOptions.maxConnectionsPerUid. */
   maxConnectionsPerUid?: number;
+  /** Calls one uid may have open at once; default DEFAULT_MAX_CALLS_PER_UID (uid-call-limit.ts). */
+  maxCallsPerUid?: number;
 }
 
 /**
@@ -94,10 +97,14 @@ export class WorkloadEndpoint {
       const admitted = malformed.admit(String(uid));
       if (admitted !== undefined) log.warn({ uid, reason: problem, ...admitted }, 'refused a request that is not a valid encoding of its type (INVALID_ARGUMENT)');
     };
+    const uidOf = (peer: string): number | undefined => uds?.peerOf(peer)?.uid;
+    const callLimit = new UidCallLimit(o.maxCallsPerUid ?? DEFAULT_MAX_CALLS_PER_UID, log);
     const server = new grpc.Server({
       ...BASE_SERVER_OPTIONS,
       'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
-      interceptors: [fairDecodingInterceptor(fairQueue, (peer) => uds?.peerOf(peer)?.uid, reportMalformed), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
+      // The call limit first: it holds grpc-js's own call (the HTTP/2 stream), and a call it refuses must not reach the
+      // fair queue. Fair decoding next, before every interceptor that looks at a request.
+      interceptors: [uidCallLimitInterceptor(callLimit, uidOf), fairDecodingInterceptor(fairQueue, uidOf, reportMalformed), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
     });
     // Every service here is reachable by any local process: each request is decoded in its uid's turn.
     const services = { addService: (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => server.addService(deferDecoding(definition), implementation) };

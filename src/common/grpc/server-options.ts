@@ -7,7 +7,7 @@ import { malformedRequestInterceptor } from './strict-requests.js';
  *   socket and server registrations) only cost allocation and time;
  * - malformedRequestInterceptor: request bytes that are no valid protobuf encoding (strict-requests.ts) end the call
  *   with INVALID_ARGUMENT. A server with interceptors of its own lists them after BASE_INTERCEPTORS (the agent socket
- *   puts fairDecodingInterceptor before: its requests are decoded there, in their uid's turn).
+ *   puts its call limit and fairDecodingInterceptor before: its requests are decoded there, in their uid's turn).
  */
 export const BASE_INTERCEPTORS = Object.freeze([malformedRequestInterceptor]);
 

@@ -93,6 +93,9 @@ test('cross-field and value checks say what to change', () => {
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', max_connections_per_uid: 0 }), /max_connections_per_uid must be a positive integer/);
   assert.equal(compileAgentConfig({ server_address: 'a:1' }).maxConnectionsPerUid, 1024);
   assert.equal(compileAgentConfig({ server_address: 'a:1', max_connections_per_uid: 4096 }).maxConnectionsPerUid, 4096);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', max_calls_per_uid: 2.5 }), /max_calls_per_uid must be a positive integer/);
+  assert.equal(compileAgentConfig({ server_address: 'a:1' }).maxCallsPerUid, 4096);
+  assert.equal(compileAgentConfig({ server_address: 'a:1', max_calls_per_uid: 10_000 }).maxCallsPerUid, 10_000);
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', sds: { default_svid_name: 'ROOTCA' } }), /distinct/);
   assert.equal(compileAgentConfig({ server_address: 'a:1', trust_domain: 'spiffe://example.org' }).trustDomain, 'example.org');
 });

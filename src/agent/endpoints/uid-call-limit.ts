@@ -1,0 +1,132 @@
+import http2 from 'node:http2';
+import { ServerInterceptingCall, type ServerInterceptingCallInterface, type ServerInterceptor } from '@grpc/grpc-js';
+import { resourceExhausted } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import type { Logger } from '../../common/log.js';
+import type { UidOfPeer } from './fair-decoding.js';
+
+/**
+ * Calls one uid may have open at once on the agent socket.
+ *
+ * grpc-js waits as long as the client likes for a call's first message, and each call it holds costs the agent ~7 KB
+ * (measured: 200,000 streams of HEADERS alone took an agent from 78 MB to 1.5 GB). The connection cap
+ * (max_connections_per_uid) and the stream cap per connection bound how many calls one uid can open, but their product
+ * (a million) does not bound memory. So the agent counts every uid's open calls and refuses one beyond the limit at
+ * once with RESOURCE_EXHAUSTED: the flooding uid is held to a few tens of MB and hurts only its own calls.
+ *
+ * A call counts from the moment grpc-js hands it its metadata until its HTTP/2 stream closes, however it ends (status
+ * sent, cancelled, connection closed, agent shutdown). Not until its status: a client that never ends its side keeps
+ * a stream open after the status, and that stream holds the memory. The agent resets such a stream (RST_STREAM
+ * NO_ERROR, as RFC 9113 §8.1 allows and grpc-go does) when its status went out alone, without headers or messages
+ * before: every refusal, this one included, so a refused call holds nothing. After a response with messages the
+ * reset is not sent (Node would send it ahead of the trailers still queued); that stream counts until its client
+ * closes it, against its own uid's limit.
+ */
+
+/**
+ * Istio runs every sidecar of a node as one uid: ~110 pods, each Envoy with an SDS stream per secret (a few) and
+ * pilot-agent's Workload API watchers, some hundreds of calls; 4,096 leaves a wide margin and bounds a uid at ~30 MB.
+ */
+export const DEFAULT_MAX_CALLS_PER_UID = 4096;
+
+export class UidCallLimit {
+  private readonly open = new Map<number, number>();
+  /** Uids already warned about, so a flood logs once per uid while at the limit, not once per call. */
+  private readonly warnedUids = new Set<number>();
+
+  constructor(
+    private readonly limit: number,
+    private readonly log: Logger,
+  ) {
+    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`the calls per uid must be a whole number ≥ 1, got ${limit}`);
+  }
+
+  /** Counts a call of `uid` in, unless the uid is at the limit (then warns once, until it drops below). */
+  admit(uid: number): boolean {
+    const open = this.open.get(uid) ?? 0;
+    if (open >= this.limit) {
+      if (!this.warnedUids.has(uid)) {
+        this.warnedUids.add(uid);
+        this.log.warn({ uid, limit: this.limit }, 'a uid has the most calls open allowed on the workload socket; refusing its new ones (agent config max_calls_per_uid)');
+      }
+      return false;
+    }
+    this.open.set(uid, open + 1);
+    return true;
+  }
+
+  release(uid: number): void {
+    const open = (this.open.get(uid) ?? 1) - 1;
+    if (open <= 0) this.open.delete(uid);
+    else this.open.set(uid, open);
+    if (open < this.limit) this.warnedUids.delete(uid);
+  }
+
+  /** Calls of `uid` open right now (for tests and diagnostics). */
+  openCalls(uid: number): number {
+    return this.open.get(uid) ?? 0;
+  }
+
+  /** What a refused caller reads: whose calls, how many, and what to change. */
+  refusal(uid: number): Error {
+    return resourceExhausted(
+      `uid ${uid} has ${this.limit} calls open on the meshid-agent socket, the most allowed (agent config max_calls_per_uid); end some of its calls or raise the limit`,
+    );
+  }
+}
+
+/** Calls of connections with no recorded peer (which attestation then refuses) share one count. */
+const UNKNOWN_UID = -1;
+
+/**
+ * Counts each call against its uid's limit and refuses the calls beyond it (UidCallLimit). Must be the first
+ * interceptor of the server: it needs grpc-js's own call, which holds the HTTP/2 stream, and a refused call must reach
+ * no other interceptor (fairDecodingInterceptor would queue its request).
+ */
+export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): ServerInterceptor {
+  return (_methodDescriptor, call) => {
+    const stream = http2StreamOf(call);
+    return new ServerInterceptingCall(call, {
+      start: (next) =>
+        next({
+          onReceiveMetadata: (metadata, nextMetadata) => {
+            const uid = uidOf(call.getPeer()) ?? UNKNOWN_UID;
+            // A stream already closed has no 'close' to come; grpc-js does not start such a call, but be sure.
+            if (stream === undefined || stream.destroyed) {
+              nextMetadata(metadata);
+              return;
+            }
+            if (!limit.admit(uid)) {
+              call.sendStatus(toServiceError(limit.refusal(uid)));
+              resetUnlessClientDone(stream);
+              return;
+            }
+            stream.once('close', () => limit.release(uid));
+            nextMetadata(metadata);
+          },
+        }),
+      sendStatus: (status, nextStatus) => {
+        const statusAlone = stream !== undefined && !stream.headersSent;
+        nextStatus(status);
+        if (statusAlone) resetUnlessClientDone(stream);
+      },
+    });
+  };
+}
+
+/**
+ * The HTTP/2 stream of grpc-js's own call (its `stream` field: grpc-js has no public accessor), or undefined when an
+ * interceptor runs before this one or grpc-js changed; then calls are neither counted nor reset, and the tests of
+ * the limit fail.
+ */
+function http2StreamOf(call: ServerInterceptingCallInterface): http2.ServerHttp2Stream | undefined {
+  const stream = (call as unknown as { stream?: Partial<http2.ServerHttp2Stream> }).stream;
+  return typeof stream?.close === 'function' && typeof stream.once === 'function' && 'headersSent' in stream ? (stream as http2.ServerHttp2Stream) : undefined;
+}
+
+/** Closes a stream whose status has gone out while its client may still send; a client that has ended needs nothing. */
+function resetUnlessClientDone(stream: http2.ServerHttp2Stream): void {
+  if (stream.destroyed || stream.state.remoteClose === 1) return;
+  // NO_ERROR: Node sends the reset after the status already queued, not in its place.
+  stream.close(http2.constants.NGHTTP2_NO_ERROR);
+}

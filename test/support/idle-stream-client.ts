@@ -1,0 +1,79 @@
+/**
+ * A local process holding HTTP/2 streams open on the agent socket that never send a message (the HEADERS of a
+ * FetchX509SVID and nothing more, as /tmp/flood/idle-streams.mjs did to grow the agent), for the call-limit tests.
+ * Usage: node idle-stream-client.js SOCKET. Reads commands on stdin, one a line, and answers each with one JSON line
+ * on stdout once the agent has handled everything sent before it (two PING round trips: the second is read only after
+ * the agent wrote what it answered to the first's batch):
+ *   open N [no-header]  opens N streams on its one connection (no-header: without workload.spiffe.io, which the
+ *                       agent refuses at once); answers { refused: [{ code, details }], closedByAgent, open } for them
+ *   cancel              cancels every stream still open (RST_STREAM CANCEL); answers { cancelled }
+ *   settings            answers { maxConcurrentStreams } as the agent advertised it
+ */
+import http2 from 'node:http2';
+import net from 'node:net';
+import readline from 'node:readline';
+
+const [socketPath] = process.argv.slice(2);
+const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath!) });
+session.on('error', (err) => {
+  process.stderr.write(`idle-stream-client: ${err.message}\n`);
+  process.exit(1);
+});
+const open = new Set<http2.ClientHttp2Stream>();
+
+async function settled(): Promise<void> {
+  for (let i = 0; i < 2; i++) await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
+  // The frames read with the last PING's answer have their events emitted by now.
+  await new Promise((resolve) => setImmediate(resolve));
+}
+
+async function openStreams(count: number, header: boolean): Promise<unknown> {
+  const refused: Array<{ code: number; details: string }> = [];
+  let closedByAgent = 0;
+  const batch: http2.ClientHttp2Stream[] = [];
+  for (let i = 0; i < count; i++) {
+    const stream = session.request(
+      { ':method': 'POST', ':path': '/SpiffeWorkloadAPI/FetchX509SVID', 'content-type': 'application/grpc', te: 'trailers', ...(header ? { 'workload.spiffe.io': 'true' } : {}) },
+      { endStream: false },
+    );
+    stream.on('response', (headers) => {
+      const code = headers['grpc-status'];
+      if (code !== undefined) refused.push({ code: Number(code), details: decodeURIComponent(String(headers['grpc-message'] ?? '')) });
+    });
+    stream.on('error', () => undefined);
+    stream.on('close', () => {
+      if (open.delete(stream)) closedByAgent++;
+    });
+    open.add(stream);
+    batch.push(stream);
+  }
+  await settled();
+  return { refused, closedByAgent, open: batch.filter((s) => open.has(s)).length };
+}
+
+async function cancelAll(): Promise<unknown> {
+  const cancelled = open.size;
+  for (const stream of open) stream.close(http2.constants.NGHTTP2_CANCEL);
+  open.clear();
+  await settled();
+  return { cancelled };
+}
+
+async function answer(line: string): Promise<unknown> {
+  const [command, arg, flag] = line.trim().split(/\s+/);
+  if (command === 'open') return openStreams(Number(arg), flag !== 'no-header');
+  if (command === 'cancel') return cancelAll();
+  if (command === 'settings') {
+    await settled();
+    return { maxConcurrentStreams: session.remoteSettings.maxConcurrentStreams };
+  }
+  throw new Error(`unknown command "${line}"`);
+}
+
+let pending = Promise.resolve();
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  pending = pending.then(async () => {
+    process.stdout.write(`${JSON.stringify(await answer(line))}\n`);
+  });
+});
+process.stdin.on('end', () => void pending.then(() => session.destroy()));
