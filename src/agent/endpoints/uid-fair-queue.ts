@@ -20,6 +20,11 @@
  * that uid's connections to stop being read, and once the backlog is down to `lowWaterBytes` for them to be read
  * again: the uid's clients slow down (HTTP/2 flow control holds them) but no call fails. The queue keeps working on
  * the paused uid all along, so pausing never idles the agent.
+ *
+ * A flood of tiny requests never holds that many bytes, yet reading and framing them and grpc-js's setup of each call
+ * happen before the queue, at full speed. So the number of jobs waiting pauses a uid too: past `highWaterJobs` its
+ * connections stop being read until its backlog is down to `lowWaterJobs` jobs (and to `lowWaterBytes`). A uid that
+ * runs far ahead of its share stops costing the agent anything before its turn, while its own jobs run on.
  */
 
 export interface ReadPauser {
@@ -39,6 +44,10 @@ export interface UidFairQueueOptions {
   highWaterBytes?: number;
   /** Default half of highWaterBytes. */
   lowWaterBytes?: number;
+  /** Default DEFAULT_HIGH_WATER_JOBS. */
+  highWaterJobs?: number;
+  /** Default half of highWaterJobs. */
+  lowWaterJobs?: number;
   /** A monotonic clock in ms; default performance.now. It measures the time jobs take, not time of day. */
   now?: () => number;
   /** Runs the next job after pending I/O; default setImmediate. */
@@ -51,6 +60,12 @@ export interface UidFairQueueOptions {
  * only its reading waits.
  */
 export const DEFAULT_HIGH_WATER_BYTES = 64 * 1024 * 1024;
+
+/**
+ * Above one uid's burst: Istio's ~110 sidecars of a node, one uid, each acknowledging a rotation on its few SDS streams
+ * at once, are ~330 requests. 512 tiny jobs (~0.1 ms each) are ~50 ms of work ahead of the uid's share.
+ */
+export const DEFAULT_HIGH_WATER_JOBS = 512;
 
 const MIN_JOB_COST_MS = 0.001;
 
@@ -93,6 +108,8 @@ export class UidFairQueue {
   private readonly onJobError: (error: unknown) => void;
   private readonly highWaterBytes: number;
   private readonly lowWaterBytes: number;
+  private readonly highWaterJobs: number;
+  private readonly lowWaterJobs: number;
   private readonly now: () => number;
   private readonly defer: (run: () => void) => void;
   private scheduled = false;
@@ -105,6 +122,11 @@ export class UidFairQueue {
     this.lowWaterBytes = options.lowWaterBytes ?? Math.floor(this.highWaterBytes / 2);
     if (!(this.lowWaterBytes >= 0 && this.lowWaterBytes < this.highWaterBytes)) {
       throw new Error(`lowWaterBytes must be ≥ 0 and below highWaterBytes (${this.highWaterBytes}), got ${this.lowWaterBytes}`);
+    }
+    this.highWaterJobs = options.highWaterJobs ?? DEFAULT_HIGH_WATER_JOBS;
+    this.lowWaterJobs = options.lowWaterJobs ?? Math.floor(this.highWaterJobs / 2);
+    if (!(this.lowWaterJobs >= 0 && this.lowWaterJobs < this.highWaterJobs)) {
+      throw new Error(`lowWaterJobs must be ≥ 0 and below highWaterJobs (${this.highWaterJobs}), got ${this.lowWaterJobs}`);
     }
     this.now = options.now ?? (() => performance.now());
     this.defer = options.defer ?? ((run) => setImmediate(run));
@@ -120,7 +142,7 @@ export class UidFairQueue {
     }
     backlog.jobs.push({ bytes, run });
     backlog.bytes += bytes;
-    if (backlog.bytes > this.highWaterBytes) {
+    if (backlog.bytes > this.highWaterBytes || backlog.jobs.length > this.highWaterJobs) {
       backlog.paused = true;
       this.pauser.pauseReading(uid);
     }
@@ -165,7 +187,7 @@ export class UidFairQueue {
   private runOne(uid: number, backlog: UidBacklog): void {
     const job = backlog.jobs.shift() as Job;
     backlog.bytes -= job.bytes;
-    if (backlog.paused && backlog.bytes <= this.lowWaterBytes) {
+    if (backlog.paused && backlog.bytes <= this.lowWaterBytes && backlog.jobs.length <= this.lowWaterJobs) {
       backlog.paused = false;
       this.pauser.resumeReading(uid);
     }

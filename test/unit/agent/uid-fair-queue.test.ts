@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { UidFairQueue } from '../../../src/agent/endpoints/uid-fair-queue.js';
 
 /** A queue whose turns run only when `turn()` is called and whose clock advances by what each job says it cost. */
-function harness(options: { highWaterBytes?: number } = {}) {
+function harness(options: { highWaterBytes?: number; highWaterJobs?: number; lowWaterJobs?: number } = {}) {
   let now = 0;
   const turns: Array<() => void> = [];
   const pauses: string[] = [];
@@ -69,6 +69,23 @@ test('a uid past the high water has its reading paused on every job that arrives
   assert.deepEqual(h.pauses, ['pause 7', 'pause 7', 'resume 7']);
   assert.deepEqual(h.ran, ['j1', 'j2', 'j3']);
   assert.equal(h.queue.waitingJobs(7), 0);
+});
+
+test('a uid past the high water of jobs waiting (tiny requests) is paused, runs on meanwhile, and is resumed at half of it', () => {
+  const h = harness({ highWaterJobs: 4 });
+  for (let i = 1; i <= 5; i++) h.job(7, `t${i}`, 1);
+  h.job(8, 'other', 1);
+  assert.deepEqual(h.pauses, ['pause 7']);
+  h.turn(); // t1: 4 waiting, above the low water (2)
+  h.turn(); // other
+  assert.deepEqual(h.ran, ['t1', 'other']);
+  assert.deepEqual(h.pauses, ['pause 7']);
+  h.turn(); // t2: 3 waiting
+  h.turn(); // t3: 2 waiting
+  assert.deepEqual(h.pauses, ['pause 7', 'resume 7']);
+  h.drain();
+  assert.deepEqual(h.ran, ['t1', 'other', 't2', 't3', 't4', 't5']);
+  assert.throws(() => harness({ highWaterJobs: 1, lowWaterJobs: 1 }), /lowWaterJobs must be ≥ 0 and below highWaterJobs \(1\), got 1/);
 });
 
 test('a job that throws is reported and the others run on', () => {
