@@ -34,8 +34,11 @@ test('every gRPC server in src/ starts with BASE_SERVER_OPTIONS and its malforme
       if (EXEMPT[relative] !== undefined) continue;
       const args = m[1]!;
       assert.match(args, /BASE_SERVER_OPTIONS/, `${relative}: new grpc.Server(${args})`);
-      // fairDecodingInterceptor may come first: it only decodes (its MalformedRequest then meets the base interceptor).
-      if (/interceptors:/.test(args)) assert.match(args, /interceptors: \[(fairDecodingInterceptor\(.*?\), )?\.\.\.BASE_INTERCEPTORS/s, `${relative}: new grpc.Server(${args})`);
+      // uidCallLimitInterceptor and fairDecodingInterceptor may come first: the one counts calls and passes requests
+      // on untouched, the other only decodes (its MalformedRequest then meets the base interceptor).
+      if (/interceptors:/.test(args)) {
+        assert.match(args, /interceptors: \[(uidCallLimitInterceptor\(.*?\), )?(fairDecodingInterceptor\(.*?\), )?\.\.\.BASE_INTERCEPTORS/s, `${relative}: new grpc.Server(${args})`);
+      }
     }
   }
   // The admin socket, the agent API, the workload socket and the self-test: the scan found them.
