@@ -11,7 +11,7 @@ import { loadProto } from '../src/common/grpc/proto.js';
 import { serviceOf } from '../src/common/grpc/service.js';
 import { MemoryCertificateProvider } from '../src/common/grpc/certificate-provider.js';
 import { BASE_SERVER_OPTIONS } from '../src/common/grpc/server-options.js';
-import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from '../src/server/api/agent-api-options.js';
+import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from '../src/server/api/agent-api-options.js';
 
 const [svidFile, bundleFile] = process.argv.slice(2) as [string, string];
 const svid = JSON.parse(fs.readFileSync(svidFile, 'utf8')) as { chain_pem: string; key_pem: string };
@@ -19,7 +19,7 @@ const provider = new MemoryCertificateProvider();
 provider.setCa(fs.readFileSync(bundleFile, 'utf8'));
 provider.setIdentity(svid.chain_pem, svid.key_pem);
 // Without meshid's interceptors, as the P2 echo baseline: what they keep per call counts as meshid's.
-const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [] });
+const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_SERVER_OPTIONS, interceptors: [] });
 server.addService(serviceOf(loadProto(AGENT_PROTO), 'meshid.agent.v1.Node'), {
   Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
     call.write({ revision: 0, initial: true });

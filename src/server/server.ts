@@ -48,7 +48,7 @@ import { agentCallGate } from './api/agent-call-gate.js';
 import { AgentCallBudgets } from './api/agent-call-budgets.js';
 import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
 import { PresentedCertificates } from './api/presented-certificates.js';
-import { AGENT_API_KEEPALIVE_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
+import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
@@ -289,7 +289,7 @@ async function startAgentApi(
   const budgets = new AgentCallBudgets(config.agentSvidTtlMs, clock);
   const certificates = new PresentedCertificates();
   const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, certificates, clock });
-  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_KEEPALIVE_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
+  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
     new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),
