@@ -48,6 +48,7 @@ import { agentCallGate } from './api/agent-call-gate.js';
 import { AgentCallBudgets } from './api/agent-call-budgets.js';
 import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
 import { PresentedCertificates } from './api/presented-certificates.js';
+import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-connections.js';
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -64,6 +65,8 @@ export interface ServerOptions {
   config: ServerConfig;
   log: Logger;
   clock?: Clock;
+  /** Tests only: bounds of the agent API's connections other than DEFAULT_CONNECTION_LIMITS, to reach them cheaply. */
+  agentApiConnectionLimits?: Partial<ConnectionLimits>;
 }
 
 /**
@@ -82,6 +85,8 @@ export class MeshidServer {
     private readonly agentApi: grpc.Server,
     /** The TCP port the agent API listens on (useful with --bind-address host:0). */
     readonly agentPort: number,
+    /** What the agent API's connections hold, bounded (agent-api-connections.ts). */
+    readonly agentApiConnections: AgentApiConnections,
     /** The SPIFFE bundle endpoint, when configured. */
     readonly bundleEndpoint: BundleEndpoint | undefined,
     /** Refreshes federated bundles from their endpoints (config federates_with). */
@@ -139,10 +144,10 @@ export class MeshidServer {
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
       const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }));
       started.push(() => forceShutdownGrpcServer(admin));
-      const { server: agentApi, port } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }));
+      const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), opts.agentApiConnectionLimits);
       started.push(() => forceShutdownGrpcServer(agentApi));
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
-      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, bundleEndpoint, federation, stopping, unlock, log);
+      const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, connections, bundleEndpoint, federation, stopping, unlock, log);
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
       server.housekeepingSchedule.start();
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
@@ -272,8 +277,8 @@ async function startAdminServer(
 }
 
 async function startAgentApi(
-  config: ServerConfig, ds: Datastore, ca: CaManager, hub: SyncHub, svid: ServerSvid, clock: Clock, log: Logger,
-): Promise<{ server: grpc.Server; port: number }> {
+  config: ServerConfig, ds: Datastore, ca: CaManager, hub: SyncHub, svid: ServerSvid, clock: Clock, log: Logger, connectionLimits?: Partial<ConnectionLimits>,
+): Promise<{ server: grpc.Server; port: number; connections: AgentApiConnections }> {
   const proto = loadProto(AGENT_PROTO);
   const provider = new MemoryCertificateProvider();
   const applyBundle = (): void => provider.setCa(certificatesToPem(ca.bundle().x509Authorities));
@@ -321,7 +326,15 @@ async function startAgentApi(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(listenFailure(err, config.bindAddress, '--bind-address, bind_address')) : resolve(p))),
   );
-  return { server, port };
+  const connections = new AgentApiConnections({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, certificates, clock, log, limits: connectionLimits });
+  try {
+    // Before any connection has finished its TLS handshake: none goes unbounded.
+    connections.watch(server);
+  } catch (err) {
+    forceShutdownGrpcServer(server);
+    throw err;
+  }
+  return { server, port, connections };
 }
 
 /** Entries created under higher limits than today's are signed with today's (node-service); say so once at start. */

@@ -1,0 +1,228 @@
+import http2 from 'node:http2';
+import type { TLSSocket } from 'node:tls';
+import type * as grpc from '@grpc/grpc-js';
+import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import type { ParsedCertificate } from '../../common/x509/certificate.js';
+import { sourceKey } from '../source-key.js';
+import { agentSvidId } from './agent-auth.js';
+import type { AgentSvidAnchor } from './agent-svid-anchor.js';
+import type { PresentedCertificates } from './presented-certificates.js';
+
+/** What the connections to the agent API may hold; DEFAULT_CONNECTION_LIMITS says why each is what it is. */
+export interface ConnectionLimits {
+  /** Connections without an agent SVID one source address (source-key.ts) may have open at once. */
+  readonly unauthenticatedPerSource: number;
+  /** Connections without an agent SVID all sources together may have open at once. */
+  readonly unauthenticatedTotal: number;
+  /** Calls one connection without an agent SVID may have open at once (its HTTP/2 MAX_CONCURRENT_STREAMS). */
+  readonly unauthenticatedStreams: number;
+  /** How long a connection without an agent SVID stays open with no call in it. */
+  readonly unauthenticatedIdleMs: number;
+  /** How long a connection without an agent SVID stays open at all, before it takes no new calls... */
+  readonly unauthenticatedMaxAgeMs: number;
+  /** ...and how long its calls then still get before it is cut. */
+  readonly unauthenticatedGraceMs: number;
+  /** Connections presenting one agent's SVID; a newer one cuts the oldest beyond this. */
+  readonly perAgent: number;
+}
+
+/**
+ * Anyone who reaches the port can open a connection: TLS takes one without a client certificate, as an agent attests
+ * before it holds one. Such a connection can only attest (or ask for health), one call at a time for an agent, and
+ * costs the server ~90 KB (OpenSSL, nghttp2, grpc-js) plus ~13 KB per call open in it; 2,000 of them holding their 100
+ * calls each took the server from 80 MB to 1.7 GB. Bounded, they hold ~120 KB each, 1,024 of them ~130 MB at most:
+ * - per source 128: above the 100 attempts a source may make in a burst (attest-attempts.ts), so hosts behind one
+ *   NAT address attesting together meet that budget (which tells them when to retry) before this bound;
+ * - 2 calls: an agent makes one Attest at a time; a health check beside it still fits;
+ * - idle 5 s: an agent's attestation connection is done with when its Attest is (the agent then connects again with
+ *   its SVID), and one retrying after a refusal reconnects at its next try; a connection never used goes too;
+ * - 30 s, then 10 s: a call that never ends (a request whose bytes never come) does not keep its connection; the agent
+ *   gives its Attest 30 s, so a real one ends before.
+ * Connections with an agent SVID are not counted against these: a fleet reconnecting at once after a restart, thousands
+ * behind one NAT address, is never refused. Each agent holds a few at most (one channel; a second while it moves to a
+ * renewed SVID; dead ones the keepalive has not noticed yet), so 8 per agent bounds what one agent's key can hold
+ * (8 × 100 calls) without cutting a live agent off.
+ */
+export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.freeze({
+  unauthenticatedPerSource: 128,
+  unauthenticatedTotal: 1024,
+  unauthenticatedStreams: 2,
+  unauthenticatedIdleMs: 5_000,
+  unauthenticatedMaxAgeMs: 30_000,
+  unauthenticatedGraceMs: 10_000,
+  perAgent: 8,
+});
+
+export interface AgentApiConnectionsDeps {
+  /** `spiffe://<trust domain>/meshid/agent/`. */
+  agentIdPrefix: string;
+  anchor: AgentSvidAnchor;
+  /** Shared with the call gate: a connection's certificate parsed here is a memo hit for its first call. */
+  certificates: PresentedCertificates;
+  clock: Clock;
+  log: Logger;
+  limits?: Partial<ConnectionLimits>;
+}
+
+type Session = http2.ServerHttp2Session;
+
+/**
+ * Bounds what connections to the agent API may hold (DEFAULT_CONNECTION_LIMITS), judged once per connection when its
+ * TLS handshake is done: one that presents an agent SVID this server signed counts against that agent's bound; any
+ * other (no client certificate, or a workload's, another CA's, an expired one) against the bounds per source address
+ * and in total, with a stream limit of its own and timers that close it. A connection over a bound is closed with a
+ * GOAWAY (ENHANCE_YOUR_CALM) saying why; the server logs each bound that closes one, once a minute per bound.
+ * The calls themselves are judged by the call gate and the handlers as before.
+ */
+export class AgentApiConnections {
+  private readonly limits: ConnectionLimits;
+  private readonly unauthenticatedBySource = new Map<string, number>();
+  private unauthenticatedOpen = 0;
+  /** Each agent's connections, oldest first. */
+  private readonly byAgent = new Map<string, Set<Session>>();
+  private readonly throttle: LogThrottle;
+
+  constructor(private readonly deps: AgentApiConnectionsDeps) {
+    this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...deps.limits };
+    this.throttle = new LogThrottle(deps.clock);
+  }
+
+  /** Connections without an agent SVID open now (for tests and the figures in the docs). */
+  get unauthenticatedConnections(): number {
+    return this.unauthenticatedOpen;
+  }
+
+  /**
+   * Follows every connection `server`'s listeners accept from now on; call right after bindAsync, before any
+   * connection has finished its handshake.
+   */
+  watch(server: grpc.Server): void {
+    for (const listener of http2Listeners(server)) listener.on('session', (session: Session) => this.admit(session));
+  }
+
+  private admit(session: Session): void {
+    const socket = session.socket as TLSSocket | undefined;
+    if (socket?.remoteAddress === undefined) {
+      session.destroy();
+      return;
+    }
+    const agentId = this.agentIdOf(socket);
+    if (agentId !== undefined) this.admitAgent(session, agentId);
+    else this.admitUnauthenticated(session, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));
+  }
+
+  /** The agent the connection's verified client certificate is an SVID of, when this server signed it. */
+  private agentIdOf(socket: TLSSocket): string | undefined {
+    if (!socket.authorized) return undefined;
+    const raw = socket.getPeerCertificate()?.raw;
+    if (raw === undefined) return undefined;
+    let cert: ParsedCertificate;
+    try {
+      cert = this.deps.certificates.parse(raw);
+    } catch {
+      return undefined;
+    }
+    const id = agentSvidId(cert, this.deps.agentIdPrefix);
+    return id !== undefined && this.deps.anchor.signedByServer(cert, this.deps.clock.now()) ? id : undefined;
+  }
+
+  private admitAgent(session: Session, agentId: string): void {
+    let sessions = this.byAgent.get(agentId);
+    if (sessions === undefined) this.byAgent.set(agentId, (sessions = new Set()));
+    sessions.add(session);
+    session.once('close', () => {
+      const held = this.byAgent.get(agentId);
+      held?.delete(session);
+      if (held?.size === 0) this.byAgent.delete(agentId);
+    });
+    if (sessions.size <= this.limits.perAgent) return;
+    // The oldest, not the newest: a live agent's newest connection is the one it uses, its oldest most likely dead.
+    const oldest = sessions.values().next().value!;
+    sessions.delete(oldest);
+    this.warn('per-agent', { agentId, limit: this.limits.perAgent }, 'an agent opened more connections than it may hold; its oldest was closed');
+    refuse(oldest, `agent ${agentId} opened more than ${this.limits.perAgent} connections; this, its oldest, was closed`);
+  }
+
+  private admitUnauthenticated(session: Session, source: string): void {
+    const fromSource = this.unauthenticatedBySource.get(source) ?? 0;
+    if (this.unauthenticatedOpen >= this.limits.unauthenticatedTotal) {
+      this.warn('total', { limit: this.limits.unauthenticatedTotal }, 'connections without an agent SVID are at their limit; a new one was closed');
+      refuse(session, 'the server holds as many connections without an agent SVID as it takes; retry later');
+      return;
+    }
+    if (fromSource >= this.limits.unauthenticatedPerSource) {
+      this.warn('per-source', { source, limit: this.limits.unauthenticatedPerSource }, 'a source address holds as many connections without an agent SVID as it may; a new one was closed');
+      refuse(session, `${source} holds as many connections without an agent SVID as it may; retry later`);
+      return;
+    }
+    this.unauthenticatedOpen++;
+    this.unauthenticatedBySource.set(source, fromSource + 1);
+    session.settings({ maxConcurrentStreams: this.limits.unauthenticatedStreams });
+    const { clock } = this.deps;
+    let idle: TimerHandle | undefined;
+    let grace: TimerHandle | undefined;
+    let open = 0;
+    const closeWhenIdle = (): void => {
+      idle = clock.setTimer(() => closeGracefully(session), this.limits.unauthenticatedIdleMs);
+    };
+    const age = clock.setTimer(() => {
+      closeGracefully(session);
+      grace = clock.setTimer(() => session.destroy(), this.limits.unauthenticatedGraceMs);
+    }, this.limits.unauthenticatedMaxAgeMs);
+    session.on('stream', (stream: http2.ServerHttp2Stream) => {
+      open++;
+      idle?.cancel();
+      idle = undefined;
+      stream.once('close', () => {
+        if (--open === 0 && !session.closed) closeWhenIdle();
+      });
+    });
+    session.once('close', () => {
+      idle?.cancel();
+      age.cancel();
+      grace?.cancel();
+      this.unauthenticatedOpen--;
+      const left = (this.unauthenticatedBySource.get(source) ?? 1) - 1;
+      if (left > 0) this.unauthenticatedBySource.set(source, left);
+      else this.unauthenticatedBySource.delete(source);
+    });
+    closeWhenIdle();
+  }
+
+  private warn(bound: string, fields: Record<string, unknown>, message: string): void {
+    const admitted = this.throttle.admit(bound);
+    if (admitted !== undefined) this.deps.log.warn({ ...fields, ...admitted }, message);
+  }
+}
+
+/** A GOAWAY naming why (ENHANCE_YOUR_CALM: the peer is over a limit), then the connection is cut. */
+function refuse(session: Session, why: string): void {
+  if (session.destroyed) return;
+  try {
+    session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from(why));
+  } catch {
+    // Already closing: cut it all the same.
+  }
+  // After the GOAWAY has gone out: destroy() at once would drop it with the socket.
+  setImmediate(() => session.destroy());
+}
+
+/** Takes no new calls; those open finish, then the connection closes. */
+function closeGracefully(session: Session): void {
+  if (!session.closed && !session.destroyed) session.close();
+}
+
+/**
+ * The HTTP/2 servers behind `server`'s listeners: an internal of grpc-js 1.14 (`http2Servers`, listener → info), as
+ * grpc-js has no public hook per connection. Unlike the shutdown's use of it (grpc-shutdown.ts), a grpc-js that
+ * changed it must not start unbounded: it throws, and the tests catch it before a release does.
+ */
+function http2Listeners(server: grpc.Server): http2.Http2SecureServer[] {
+  const listeners: unknown = (server as unknown as { http2Servers?: unknown }).http2Servers;
+  if (!(listeners instanceof Map) || listeners.size === 0) {
+    throw new Error('grpc-js no longer exposes its HTTP/2 servers (http2Servers): the agent API cannot bound its connections');
+  }
+  return [...(listeners.keys() as Iterable<http2.Http2SecureServer>)];
+}

@@ -1,0 +1,216 @@
+/**
+ * What connections to the agent API may hold (agent-api-connections.ts), shown with raw node:http2 TLS clients: one
+ * without an agent SVID gets a stream limit of its own and counts against bounds per source address and in total
+ * (beyond them it is closed with a GOAWAY saying why), and is closed once idle or too old; an agent's connections
+ * count against that agent's bound only, and its Sync stream outlives the cert-less connections' ages. A real agent
+ * keeps attesting and syncing through it all. Loopback addresses other than 127.0.0.1 stand in for other hosts. The
+ * bounds are lowered for the test (MeshidServer's agentApiConnectionLimits) so they are reached with a few
+ * connections. In-process server on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
+ */
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import http2 from 'node:http2';
+import type { KeyObject } from 'node:crypto';
+import path from 'node:path';
+import { FakeClock } from '../../src/common/clock.js';
+import { exportPkcs8Pem } from '../../src/common/x509/keys.js';
+import { certificatesToPem } from '../../src/common/x509/pem.js';
+import type { MeshidAgent } from '../../src/agent/agent.js';
+import type { AgentIdentity as HeldIdentity } from '../../src/agent/client/agent-identity.js';
+import type { ConnectionLimits } from '../../src/server/api/agent-api-connections.js';
+import { MeshidServer } from '../../src/server/server.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import { silentLogger } from '../../src/common/log.js';
+import { Cluster, DATACENTER, TRUST_DOMAIN } from '../support/cluster.js';
+import { tempDir } from '../support/server-kit.js';
+import { until } from '../support/until.js';
+
+const clock = new FakeClock(Date.now() - 3_600_000);
+const LIMITS: Partial<ConnectionLimits> = {
+  unauthenticatedPerSource: 3,
+  unauthenticatedTotal: 5,
+  unauthenticatedStreams: 2,
+  unauthenticatedIdleMs: 5_000,
+  unauthenticatedMaxAgeMs: 30_000,
+  unauthenticatedGraceMs: 10_000,
+  perAgent: 2,
+};
+let cluster: Cluster;
+let server: MeshidServer;
+
+/** `promise`, or a rejection naming `what` if it has not settled in 10 s (as until() gives up): a server event, not time logic. */
+async function event<T>(what: string, promise: Promise<T>): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10_000)));
+  try {
+    return await Promise.race([promise, timeout]);
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+interface RawConnection {
+  session: http2.ClientHttp2Session;
+  /** Resolves with the GOAWAY's code and reason when the server sends one. */
+  goaway: Promise<{ code: number; reason: string }>;
+  closed: Promise<void>;
+}
+
+/** A raw TLS HTTP/2 connection from `localAddress`, with `identity` as client certificate when given. */
+function connectRaw(localAddress: string, identity?: { chain: readonly Buffer[]; key: KeyObject }): RawConnection {
+  // localAddress goes on to the socket (net.connect); @types/node leaves it out of the HTTP/2 options.
+  const options = {
+    rejectUnauthorized: false,
+    servername: 'meshid-server',
+    localAddress,
+    ...(identity && { cert: certificatesToPem(identity.chain), key: exportPkcs8Pem(identity.key) }),
+  } as http2.SecureClientSessionOptions;
+  const session = http2.connect(`https://127.0.0.1:${server.agentPort}`, options);
+  session.on('error', () => {});
+  return {
+    session,
+    goaway: new Promise((resolve) => session.once('goaway', (code, _last, data) => resolve({ code, reason: data?.toString() ?? '' }))),
+    closed: new Promise((resolve) => session.once('close', resolve)),
+  };
+}
+
+/** Waits until the server has judged the connection as one without an agent SVID: its stream limit drops to theirs. */
+async function judgedUnauthenticated(c: RawConnection): Promise<void> {
+  if (c.session.remoteSettings?.maxConcurrentStreams === LIMITS.unauthenticatedStreams) return;
+  await event(
+    'the stream limit of a connection without an agent SVID',
+    new Promise<void>((resolve) =>
+      c.session.on('remoteSettings', (s) => {
+        if (s.maxConcurrentStreams === LIMITS.unauthenticatedStreams) resolve();
+      }),
+    ),
+  );
+}
+
+/** A call that sends its headers and never its request (Attest by default: it waits for the request). */
+function idleCall(c: RawConnection, method = 'Attest'): http2.ClientHttp2Stream {
+  const stream = c.session.request(
+    { ':method': 'POST', ':path': `/meshid.agent.v1.Node/${method}`, 'content-type': 'application/grpc', te: 'trailers' },
+    { endStream: false },
+  );
+  stream.on('error', () => {});
+  return stream;
+}
+
+async function startAgent(name: string): Promise<MeshidAgent> {
+  const agent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: path.join(cluster.dir, `${name}.sock`), data_dir: path.join(cluster.dir, `${name}-data`) },
+    { clock, random: () => 0.5 },
+  );
+  await until(`${name}'s first sync`, () => (agent.status().state === 'synced' ? true : undefined));
+  return agent;
+}
+
+before(async () => {
+  const t = tempDir('meshid-agent-api-connections-');
+  const config = compileServerConfig({
+    trust_domain: TRUST_DOMAIN,
+    datacenters: [DATACENTER],
+    data_dir: path.join(t.dir, 'server', 'data'),
+    bind_address: '127.0.0.1:0',
+    admin_socket: path.join(t.dir, 'server', 'admin', 'admin.sock'),
+  });
+  server = await MeshidServer.start({ config, log: silentLogger(), clock, agentApiConnectionLimits: LIMITS });
+  cluster = new Cluster(t.dir, { adminSocket: config.adminSocket, address: () => `127.0.0.1:${server.agentPort}`, stop: () => server.stop() }, t.cleanup);
+  await cluster.writeBundle();
+});
+
+after(async () => {
+  await cluster?.cleanup();
+});
+
+test('connections without a client certificate beyond the bound per source address, then in total, are closed with a GOAWAY saying why, while a real agent attests and syncs', async (t) => {
+  const held: RawConnection[] = [];
+  t.after(() => held.forEach((c) => c.session.destroy()));
+  for (let i = 0; i < 3; i++) {
+    const c = connectRaw('127.0.0.2');
+    held.push(c);
+    await judgedUnauthenticated(c);
+    idleCall(c);
+  }
+  const overSource = connectRaw('127.0.0.2');
+  held.push(overSource);
+  const refusedSource = await event('the GOAWAY over the bound per source', overSource.goaway);
+  assert.equal(refusedSource.code, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(refusedSource.reason, '127.0.0.2 holds as many connections without an agent SVID as it may; retry later');
+  await event('the connection over the bound per source to close', overSource.closed);
+
+  for (const source of ['127.0.0.3', '127.0.0.3']) {
+    const c = connectRaw(source);
+    held.push(c);
+    await judgedUnauthenticated(c);
+  }
+  const overTotal = connectRaw('127.0.0.4');
+  held.push(overTotal);
+  const refusedTotal = await event('the GOAWAY over the bound in total', overTotal.goaway);
+  assert.equal(refusedTotal.code, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(refusedTotal.reason, 'the server holds as many connections without an agent SVID as it takes; retry later');
+
+  // The bound in total is reached, yet an agent that has attested reconnects: its connections are not counted.
+  // Closing the cert-less ones first lets a new agent attest (its Attest is one such connection).
+  held.forEach((c) => c.session.destroy());
+  await until('the cert-less connections to be gone', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
+  const agent = await startAgent('agent-a');
+  const filler = [connectRaw('127.0.0.5'), connectRaw('127.0.0.5'), connectRaw('127.0.0.5'), connectRaw('127.0.0.6'), connectRaw('127.0.0.6')];
+  held.push(...filler);
+  await Promise.all(filler.map(judgedUnauthenticated));
+  await agent.stop();
+  const again = await cluster.startInProcessAgent(
+    { socket_path: path.join(cluster.dir, 'agent-a.sock'), data_dir: path.join(cluster.dir, 'agent-a-data') },
+    { clock, random: () => 0.5 },
+  );
+  await until('the agent to sync again with its SVID while the cert-less bound is full', () => (again.status().state === 'synced' ? true : undefined));
+});
+
+test('a connection without a client certificate gets a stream limit of its own, and is closed once idle, or at its age with a call that never sends its request', async (t) => {
+  const idle = connectRaw('127.0.0.7');
+  const stuck = connectRaw('127.0.0.7');
+  t.after(() => [idle, stuck].forEach((c) => c.session.destroy()));
+  await judgedUnauthenticated(idle);
+  await judgedUnauthenticated(stuck);
+  assert.equal(stuck.session.remoteSettings.maxConcurrentStreams, 2);
+  // Refused at once (no certificate), but the call stays open on the server for as long as the client does not end it.
+  const call = idleCall(stuck, 'Sync');
+  await event('the refusal of the call', new Promise((resolve) => call.once('response', resolve)));
+  clock.advance(LIMITS.unauthenticatedIdleMs!);
+  await event('the idle connection to close', idle.closed);
+  // The call's request never comes: at the connection's age it takes no new call, and after the grace it is cut.
+  clock.advance(LIMITS.unauthenticatedMaxAgeMs! - LIMITS.unauthenticatedIdleMs!);
+  assert.equal((await event('the GOAWAY at the age', stuck.goaway)).code, http2.constants.NGHTTP2_NO_ERROR);
+  clock.advance(LIMITS.unauthenticatedGraceMs!);
+  await event('the cut after the grace', stuck.closed);
+});
+
+test("connections with one agent's SVID beyond its bound close its oldest; an agent's Sync stream outlives the cert-less connections' age", async (t) => {
+  const agent = await startAgent('agent-b');
+  const identity = (agent as unknown as { identity: HeldIdentity }).identity.current()!;
+  // The agent's key, as a thief of it has it: the agent stops, so only these connections present its SVID.
+  await agent.stop();
+  const own = { chain: identity.chain, key: identity.privateKey };
+  const raw = [connectRaw('127.0.0.8', own), connectRaw('127.0.0.8', own)];
+  t.after(() => raw.forEach((c) => c.session.destroy()));
+  await Promise.all(raw.map((c) => new Promise((resolve) => c.session.once('remoteSettings', resolve))));
+  // Agent SVID connections keep the stream limit of every connection.
+  assert.equal(raw[0]!.session.remoteSettings.maxConcurrentStreams, 100);
+  raw.push(connectRaw('127.0.0.8', own));
+  const refused = await event('the GOAWAY of the oldest connection', raw[0]!.goaway);
+  assert.equal(refused.code, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(refused.reason, `agent ${identity.spiffeId} opened more than 2 connections; this, its oldest, was closed`);
+  await event('the oldest connection to close', raw[0]!.closed);
+
+  const synced = await startAgent('agent-c');
+  const streamOf = (): unknown => (synced as unknown as { connection: { current: unknown } }).connection.current;
+  const stream = streamOf();
+  clock.advance(LIMITS.unauthenticatedMaxAgeMs! + LIMITS.unauthenticatedGraceMs!);
+  // A round trip on another connection later, the agent is still on its stream.
+  const probe = connectRaw('127.0.0.9');
+  t.after(() => probe.session.destroy());
+  await judgedUnauthenticated(probe);
+  assert.equal(synced.status().state, 'synced');
+  assert.equal(streamOf(), stream);
+});
