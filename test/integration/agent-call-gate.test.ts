@@ -128,6 +128,9 @@ test('a source address sending Attest requests in a row is refused UNAVAILABLE o
   const { decoded, refusal } = await refusedAfter(150);
   assert.equal(refusal.code, grpc.status.UNAVAILABLE, refusal.details);
   assert.equal(refusal.details, 'too many attestation attempts from 127.0.0.1; retry in 1 s');
+  // The wait as retry pushback too, as the budgets' refusals carry it: the agent's retry honours it.
+  const pushback = Number(refusal.metadata.get('grpc-retry-pushback-ms')[0]);
+  assert.ok(pushback > 0 && pushback <= 1000, `retry pushback ${pushback} ms`);
   assert.equal(decoded, 100, 'the attestation burst is decoded, not one request more');
   // A request of unknown fields as large as the server takes (~25-30 ms to check and decode) is refused the same way.
   const large = await rawCall(anonymous, 'Attest', Buffer.concat([Buffer.alloc(4_000_000).fill(Buffer.from([0x78, 0x00])), UNDECODABLE]), false);

@@ -37,3 +37,13 @@ export function budgetRefusalWaitMs(err: unknown): number | undefined {
   const wait = err.retryAfterMs ?? (hint === null ? undefined : Number(hint[1]) * 1000);
   return wait === undefined ? undefined : Math.min(wait, MAX_BUDGET_REFUSAL_WAIT_MS);
 }
+
+/**
+ * How long the server asked the agent to wait with any refusal that carries retry pushback, at most
+ * MAX_BUDGET_REFUSAL_WAIT_MS: the budgets' RESOURCE_EXHAUSTED, and Attest refused UNAVAILABLE because its source
+ * address spent its attempts (the server's attest-attempts.ts). An outage has none: undefined.
+ */
+export function retryPushbackWaitMs(err: unknown): number | undefined {
+  if (!isMeshidError(err) || err.retryAfterMs === undefined) return undefined;
+  return Math.min(err.retryAfterMs, MAX_BUDGET_REFUSAL_WAIT_MS);
+}

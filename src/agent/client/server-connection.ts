@@ -8,7 +8,7 @@ import type { IdentityCache } from '../cache/identity-cache.js';
 import type { SvidIssuer } from '../cache/svid-issuer.js';
 import type { AgentIdentity } from './agent-identity.js';
 import { Backoff } from './backoff.js';
-import { budgetRefusalWaitMs } from './budget-refusal.js';
+import { budgetRefusalWaitMs, retryPushbackWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
@@ -184,7 +184,8 @@ export class ServerConnection {
         if (initial && e.code === 'unavailable' && (await this.bootstrapTrustFails())) return;
         // Stopped while the trust probe ran: no retry, and no word of one.
         if (this.stopped) return;
-        const wait = backoff.next();
+        // A source address that spent its attempts is told when the next is due: an earlier try is refused again.
+        const wait = Math.max(backoff.next(), retryPushbackWaitMs(e) ?? 0);
         this.lastError = e.message;
         const clockProblem = serverCertificateTimeProblem(e.message, this.o.clock.now());
         if (clockProblem !== undefined) this.o.log.error({ reason: e.message, retryInMs: wait }, clockProblem);

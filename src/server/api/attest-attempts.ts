@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import { unavailable, type MeshidError } from '../../common/errors.js';
+import { MeshidError } from '../../common/errors.js';
 import { RateLimiter } from '../../common/rate-limiter.js';
 import { sourceKey } from '../source-key.js';
 
@@ -22,12 +22,14 @@ export class AttestAttempts {
 
   /**
    * Charges one attempt from `peer` (grpc-js's `call.getPeer()`, "address:port"); returns its refusal when the
-   * source's budget is spent. UNAVAILABLE, as the agent takes it: it retries its first attestation with backoff.
+   * source's budget is spent. UNAVAILABLE, as the agent takes it: it retries its first attestation with backoff; with
+   * the wait as retry pushback (as the budgets' refusals), so that an agent retries no sooner than the source's next
+   * attempt is due, instead of spending a backoff's early tries on refusals.
    */
   charge(peer: string): MeshidError | undefined {
     const source = sourceKey(peer);
     const wait = this.limiter.take(source);
     if (wait <= 0) return undefined;
-    return unavailable(`too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`);
+    return new MeshidError('unavailable', `too many attestation attempts from ${source}; retry in ${Math.ceil(wait / 1000)} s`, { retryAfterMs: Math.ceil(wait) });
   }
 }

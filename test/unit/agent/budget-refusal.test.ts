@@ -6,7 +6,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
-import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS } from '../../../src/agent/client/budget-refusal.js';
+import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS, retryPushbackWaitMs } from '../../../src/agent/client/budget-refusal.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
 import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import { ServerConnection } from '../../../src/agent/client/server-connection.js';
@@ -177,4 +177,47 @@ test("a stub server's absurd budget wait (a pushback of 115 days, a hint of a da
   fx.clock.advance(MAX_BUDGET_REFUSAL_WAIT_MS);
   await until('the open five minutes after the refusal', () => (opens.length === 2 ? true : undefined));
   assert.equal(opens[1]! - opens[0]!, MAX_BUDGET_REFUSAL_WAIT_MS);
+});
+
+test("an Attest a stub server refuses UNAVAILABLE for its source's attempts is retried no sooner than its pushback (at most five minutes), not at the backoff's half second", async (t) => {
+  assert.equal(retryPushbackWaitMs(received(grpc.status.UNAVAILABLE, 'too many attestation attempts from 10.0.0.1; retry in 3 s', '2500')), 2500);
+  assert.equal(retryPushbackWaitMs(received(grpc.status.UNAVAILABLE, 'too many attestation attempts from 10.0.0.1; retry in 3 s', '9999999999')), MAX_BUDGET_REFUSAL_WAIT_MS);
+  assert.equal(retryPushbackWaitMs(received(grpc.status.UNAVAILABLE, 'connection refused')), undefined);
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  const attempts: number[] = [];
+  const client = await stubServer(t, fx, {
+    Attest: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
+      attempts.push(fx.clock.now());
+      callback({ code: grpc.status.UNAVAILABLE, details: 'too many attestation attempts from 127.0.0.1; retry in 3 s', metadata: pushback('2500') });
+    },
+  });
+  const cache = fx.cache();
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  t.after(() => issuer.stop());
+  // Only what the connection asks of the agent identity before it holds an SVID.
+  const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, canReattest: () => false, stop: () => undefined };
+  const connection = new ServerConnection({
+    client,
+    identity: identity as unknown as AgentIdentity,
+    cache,
+    issuer,
+    clock: fx.clock,
+    log: silentLogger(),
+    bootstrapRoots: undefined,
+    revision: 0,
+    onFatal: () => undefined,
+    random: () => 0.5,
+  });
+  connection.start();
+  t.after(() => connection.stop());
+  await until('the refused attempt', () => (attempts.length === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
+  for (let waited = 100; waited < 2500; waited += 100) {
+    fx.clock.advance(100);
+    await idle();
+    assert.equal(attempts.length, 1, `no attempt ${waited} ms after the refusal`);
+  }
+  fx.clock.advance(100);
+  await until('the attempt after the pushback', () => (attempts.length === 2 ? true : undefined));
+  assert.equal(attempts[1]! - attempts[0]!, 2500);
 });
