@@ -54,6 +54,10 @@ const CHANNEL_OPTIONS: grpc.ChannelOptions = {
   // server could send the next 64 KB only after the agent's event loop came round to acknowledge the last, which
   // during a mass rotation (the agent building the next batches) turned one answer into a dozen waits.
   'grpc-node.flow_control_window': 8 * 1024 * 1024,
+  // No service config from DNS (a TXT record of the server's name): one published there could add a retry policy or
+  // change the deadlines under the agent's own handling of refusals (backoff, retry pushback, budget waits), making
+  // it retry what the server asked it not to. The agent's behaviour is its own, not its DNS zone's.
+  'grpc.service_config_disable_resolution': 1,
 };
 
 /**
