@@ -36,7 +36,8 @@ const HEALTH_PROTO = 'grpc/health/v1/health.proto';
  * HTTP/2 streams one connection may have open at once, advertised in SETTINGS_MAX_CONCURRENT_STREAMS. Without it
  * (nghttp2's default is unlimited) one connection could open streams that never send a message, each held by the
  * agent (~7 KB) until the connection closes. grpc-js and Envoy clients queue calls beyond it rather than fail them,
- * and Envoy's pool opens another connection when a peer's limit is reached; SPIRE's agent (grpc-go) allows 100.
+ * and Envoy's pool opens another connection when a peer's limit is reached (SPIRE's agent sets none: grpc-go's default
+ * is unlimited).
  * Envoy without ADS opens one SDS stream per secret it subscribes to on one connection, so 1,000 leaves room for
  * hundreds of secrets. A client that ignores the setting has its connection closed (PROTOCOL_ERROR).
  */

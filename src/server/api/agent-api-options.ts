@@ -5,7 +5,7 @@ export const AGENT_PROTO = ['meshid/v1/agent.proto', 'grpc/health/v1/health.prot
 
 /**
  * The most calls one connection to the agent API may have open at once, sent in the HTTP/2 SETTINGS
- * (MAX_CONCURRENT_STREAMS): SPIRE's server's (grpc-go's default since 1.59). Unbounded, one connection with no client
+ * (MAX_CONCURRENT_STREAMS). grpc-go's default, and so SPIRE's, is unbounded (2^32-1). Unbounded, one connection with no client
  * certificate held 100,000 calls that never sent their request (~13 KB each: 1.4 GB). An agent needs far fewer at
  * once (its Sync stream, a renewal, a signing batch or two, a JWT-SVID per audience being fetched); a grpc-js or
  * grpc-go client queues the calls beyond the limit until one ends rather than failing them.
