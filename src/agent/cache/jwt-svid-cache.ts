@@ -1,4 +1,4 @@
-import type { Clock } from '../../common/clock.js';
+import type { Clock, TimerHandle } from '../../common/clock.js';
 import { isMeshidError, unavailable } from '../../common/errors.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { JwtSigningHold } from './jwt-signing-hold.js';
@@ -28,6 +28,13 @@ interface Slot {
 interface CallMark {
   readonly entryId: string;
   discarded: boolean;
+  /**
+   * Callers that still want this call's token: a caller whose call ended (cancelled, past its deadline) leaves. None
+   * left when its turn to go comes (JwtSigningHold), the call is not made: a token for nobody costs the budget.
+   */
+  wanted: number;
+  /** Whether the call has gone to the server; before, it waits for its turn behind another signing. */
+  sent: boolean;
 }
 
 interface InflightCall extends CallMark {
@@ -87,7 +94,7 @@ export class JwtSvidCache {
     for (;;) {
       if (signal?.aborted === true) throw callGone();
       try {
-        return await this.fetchOnce(entryId, audience);
+        return await this.fetchOnce(entryId, audience, deadline, signal);
       } catch (err) {
         if (budgetRefusalWaitMs(err) === undefined) throw err;
         const now = this.now();
@@ -118,7 +125,46 @@ export class JwtSvidCache {
     return this.clock.now();
   }
 
-  private async fetchOnce(entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> {
+  /**
+   * `pending`, unless the caller's call ends first: cancelled (`signal`) or past its `deadline` on the clock. After a
+   * budget refusal signings go one at a time, and one the server is slow to answer (cut only by the transport's 30 s
+   * deadline) would otherwise keep every caller queued behind it long after their own calls ended. `onGiveUp` runs
+   * when the caller stops waiting.
+   */
+  private untilCallEnds<T>(pending: Promise<T>, deadline: number, signal: AbortSignal | undefined, onGiveUp: () => void): Promise<T> {
+    if (signal === undefined && deadline === Infinity) return pending;
+    return new Promise<T>((resolve, reject) => {
+      let timer: TimerHandle | undefined;
+      const settle = (): void => {
+        timer?.cancel();
+        signal?.removeEventListener('abort', onAbort);
+      };
+      const giveUp = (err: Error): void => {
+        settle();
+        onGiveUp();
+        reject(err);
+      };
+      const onAbort = (): void => giveUp(callGone());
+      if (signal?.aborted === true) {
+        onAbort();
+        return;
+      }
+      signal?.addEventListener('abort', onAbort, { once: true });
+      if (deadline !== Infinity) timer = this.clock.setTimer(() => giveUp(deadlinePassed()), Math.max(0, deadline - this.now()));
+      pending.then(
+        (value) => {
+          settle();
+          resolve(value);
+        },
+        (err: unknown) => {
+          settle();
+          reject(err);
+        },
+      );
+    });
+  }
+
+  private async fetchOnce(entryId: string, audience: readonly string[], deadline = Infinity, signal?: AbortSignal): Promise<SignedJwtSvid> {
     const key = JSON.stringify([entryId, audience]);
     const slot = this.slots.get(key);
     if (slot !== undefined && this.now() < slot.refreshAt) {
@@ -129,7 +175,7 @@ export class JwtSvidCache {
     }
     let call = this.inflight.get(key);
     if (call === undefined || call.discarded) {
-      const mark = { entryId, discarded: false };
+      const mark: CallMark = { entryId, discarded: false, wanted: 1, sent: false };
       const started: InflightCall = Object.assign(mark, { promise: this.signAndStore(key, mark, [...audience]) });
       this.inflight.set(key, started);
       const clear = (): void => {
@@ -137,10 +183,13 @@ export class JwtSvidCache {
       };
       started.promise.then(clear, clear);
       call = started;
-    }
-    const pending = call.promise;
+    } else call.wanted++;
+    const joined = call;
+    // A refresh that waits for its turn behind another signing (one at a time after a budget refusal) is not waited
+    // for while the token held is valid, as a refusal is not: it goes on and refreshes the cache when its turn comes.
+    if (slot !== undefined && !joined.sent && this.now() < slot.usableUntil) return slot.jwt;
     try {
-      return await pending;
+      return await this.untilCallEnds(joined.promise, deadline, signal, () => joined.wanted--);
     } catch (err) {
       const stale = this.slots.get(key);
       // The server unreachable, or its signing budget spent for a few seconds (a reconnect storm): the token held is
@@ -164,7 +213,11 @@ export class JwtSvidCache {
 
   private async signAndStore(key: string, call: CallMark, audience: readonly string[]): Promise<SignedJwtSvid> {
     const { entryId } = call;
-    const jwt = await this.hold.run(() => this.sign(entryId, audience));
+    const jwt = await this.hold.run(() => {
+      if (call.wanted === 0) return Promise.reject(callGone());
+      call.sent = true;
+      return this.sign(entryId, audience);
+    });
     if (!call.discarded) {
       this.slots.delete(key);
       const receivedAt = this.now();
@@ -178,3 +231,7 @@ export class JwtSvidCache {
 
 /** What a wait for the budget ends with when its caller is gone: nobody reads it, the log does. */
 const callGone = (): Error => unavailable('the caller cancelled its call while it waited for the server\'s signing budget');
+
+/** What a wait for a token ends with when its caller's deadline has passed: the caller has stopped listening. */
+const deadlinePassed = (): Error =>
+  unavailable('the call\'s deadline passed while its JWT-SVID waited to be signed (the server\'s signing budget, or a slow server)');

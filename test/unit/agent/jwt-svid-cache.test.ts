@@ -261,3 +261,83 @@ test('a caller that cancels while it waits for the budget stops waiting at once,
   assert.equal(calls.length, 1, 'no token signed for a caller that is gone');
   assert.equal(cache.size, 0);
 });
+
+/**
+ * After a budget refusal, signings go one at a time (JwtSigningHold). One that the server is slow to answer (a
+ * wedged call is cut only by the transport's 30 s deadline) must not hold the callers queued behind it past their own
+ * call: a cancelled caller stops waiting, one past its deadline gives up, and one with a usable token cached gets it.
+ */
+function recoveringCache() {
+  const clock = new FakeClock(Date.now() - 3600_000);
+  const calls: string[] = [];
+  let refusal: Error | undefined;
+  const hung = new Map<string, () => void>();
+  const cache = new JwtSvidCache(
+    (_entryId, audience) => {
+      const aud = audience[0]!;
+      calls.push(aud);
+      if (refusal) return Promise.reject(refusal);
+      const jwt = { token: `t-${aud}-${calls.length}`, issuedAt: clock.now(), expiresAt: clock.now() + TTL };
+      if (!aud.startsWith('slow')) return Promise.resolve(jwt);
+      return new Promise<SignedJwtSvid>((resolve) => hung.set(aud, () => resolve(jwt)));
+    },
+    clock,
+    10,
+    () => 0.5,
+  );
+  const turns = async (): Promise<void> => {
+    for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
+  };
+  const setRefusal = (e: Error | undefined): void => void (refusal = e);
+  return { clock, calls, cache, hung, turns, setRefusal };
+}
+
+async function intoOneAtATime(r: ReturnType<typeof recoveringCache>): Promise<void> {
+  r.setRefusal(resourceExhausted('signing rate limit reached; retry in 3 s'));
+  await assert.rejects(r.cache.fetch('e9', ['refused'], r.clock.now() + 1000), /retry in 3 s$/);
+  r.setRefusal(undefined);
+  r.clock.advance(3500);
+  // The first signing after the wait goes alone, and the server is slow to answer it.
+  void r.cache.fetch('e9', ['slow']);
+  await r.turns();
+  assert.equal(r.hung.size, 1);
+}
+
+test('a caller queued behind a slow signing after a budget refusal stops waiting when it cancels, and no token is signed for it', async () => {
+  const r = recoveringCache();
+  await intoOneAtATime(r);
+  const cancelled = new AbortController();
+  const got: { outcome?: string | Error } = {};
+  r.cache.fetch('e1', ['x'], Infinity, cancelled.signal).then((jwt) => (got.outcome = jwt.token), (err: Error) => (got.outcome = err));
+  await r.turns();
+  assert.ok(!('outcome' in got), 'waiting for its turn');
+  cancelled.abort();
+  await r.turns();
+  assert.ok(got.outcome instanceof Error, 'the wait ended with the call');
+  r.hung.get('slow')!();
+  await r.turns();
+  assert.deepEqual(r.calls.filter((a) => a === 'x'), [], 'nothing signed for a caller that is gone');
+});
+
+test('a caller queued behind a slow signing after a budget refusal gives up at its deadline', async () => {
+  const r = recoveringCache();
+  await intoOneAtATime(r);
+  const got: { outcome?: string | Error } = {};
+  r.cache.fetch('e1', ['x'], r.clock.now() + 5000).then((jwt) => (got.outcome = jwt.token), (err: Error) => (got.outcome = err));
+  await r.turns();
+  r.clock.advance(5000);
+  await r.turns();
+  assert.ok(got.outcome instanceof Error, 'answered by its deadline');
+  assert.match(got.outcome.message, /signing budget/);
+});
+
+test('a caller with a usable token cached is not queued behind a slow signing after a budget refusal: it gets that token', async () => {
+  const r = recoveringCache();
+  const held = await r.cache.fetch('e1', ['x']);
+  r.clock.advance(TTL * 0.6);
+  await intoOneAtATime(r);
+  const got: { outcome?: string | Error } = {};
+  r.cache.fetch('e1', ['x']).then((jwt) => (got.outcome = jwt.token), (err: Error) => (got.outcome = err));
+  await r.turns();
+  assert.equal(got.outcome, held.token);
+});
