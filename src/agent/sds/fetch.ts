@@ -6,6 +6,7 @@ import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResou
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
+import { awaitsSigning } from './signing-wait.js';
 
 /** How many unresolved names an error message lists; the rest are counted. */
 const MAX_NAMES_IN_ERROR = 5;
@@ -35,6 +36,19 @@ export function fetchQuery(request: DiscoveryRequest, options: ResolvedSdsOption
     wildcard: requested.length === 0 || requested.some(isWildcardName),
     mode: validation.mode,
   };
+}
+
+/**
+ * Whether a FetchSecrets waits for the caller's SVIDs being signed before it answers (awaitsSigning): only while that
+ * wait can make it succeed. The answer is all or nothing, so a named secret missing for any other reason (unknown,
+ * another workload's, a failed signing) makes it NOT_FOUND however long it waits: that answer goes at once.
+ */
+export function fetchAwaitsSigning(query: FetchQuery, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): boolean {
+  if (!awaitsSigning(snapshot, query.names, query.wildcard, options)) return false;
+  for (const name of query.names) {
+    if (resolveResourceName(snapshot, name, options, query.mode) === undefined && !awaitsSigning(snapshot, [name], false, options)) return false;
+  }
+  return true;
 }
 
 /**

@@ -20,13 +20,13 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
 import { DEFAULT_PENDING_TIMEOUT_MS } from '../workload/handler.js';
-import { fetchQuery, fetchResponse, type FetchQuery } from './fetch.js';
+import { fetchAwaitsSigning, fetchQuery, fetchResponse, type FetchQuery } from './fetch.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './sds-options.js';
 import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
 import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
-import { awaitsSigning, signingWaitEnd, waitForSigning } from './signing-wait.js';
+import { signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
@@ -199,7 +199,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       stats.fetches++;
       callback(null, response);
     };
-    const waiting = (snapshot: IdentitySnapshot): boolean => awaitsSigning(snapshot, query.names, query.wildcard, options);
+    const waiting = (snapshot: IdentitySnapshot): boolean => fetchAwaitsSigning(query, snapshot, options);
     const endAt = signingWaitEnd(clock, signingWaitMs, callDeadlineOnClock(call, clock));
     if (!waiting(deps.cache.snapshot(selectors)) || endAt <= clock.now()) {
       answer(false);

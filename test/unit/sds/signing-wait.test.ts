@@ -161,6 +161,23 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
     }, {}, { clock });
   });
 
+  it('FetchSecrets naming an SVID being signed and a name that will not resolve is NOT_FOUND at once: waiting could not make it succeed', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
+      fetchSecrets(h.client, { resource_names: [APP_A2, 'spiffe://example.org/nobody'] }, as(SELECTOR_A)).then(
+        (r) => (got.answer = r),
+        (err: grpc.ServiceError) => (got.answer = err),
+      );
+      await eventually(() => got.answer !== undefined || h.cache.listenerCount() === 1, 'the fetch to be answered or to wait');
+      const waited = h.cache.listenerCount() === 1;
+      clock.advance(WAIT_MS); // lets a fetch that waited end, so the check below fails alone
+      await eventually(() => got.answer !== undefined, 'the answer');
+      assert.equal(waited, false, 'answered without waiting for APP_A2');
+      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.NOT_FOUND);
+    }, {}, { clock });
+  });
+
   it('FetchSecrets answers what there is before its deadline, and a cancelled one leaves no wait behind', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
