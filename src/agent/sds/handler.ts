@@ -70,7 +70,10 @@ export interface SdsService {
   readonly implementation: UntypedServiceImplementation;
   /** A copy of the counters (SdsStats). */
   stats(): SdsStats;
-  /** Ends every open stream (OK status) and unsubscribes it from the cache: for agent shutdown. */
+  /**
+   * Ends every open stream (OK status) and unsubscribes it from the cache, and answers every FetchSecrets still waiting
+   * for SVIDs being signed with what there is: for agent shutdown.
+   */
   close(): void;
   readonly options: ResolvedSdsOptions;
 }
@@ -87,6 +90,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const log = deps.log.child({ subsystem: 'sds' });
   const stats = emptyStats();
   const open = new Set<SecretStream<unknown, unknown>>();
+  /** FetchSecrets calls waiting for SVIDs being signed: each ends its wait and answers now (at shutdown). */
+  const waitingFetches = new Set<() => void>();
   const clock = deps.clock ?? systemClock;
   const refusals = new LogThrottle(clock);
   const recheck = callerRecheck(deps.attest);
@@ -205,9 +210,20 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       answer(false);
       return;
     }
-    const stop = waitForSigning(deps.cache, selectors, waiting, clock, endAt, () => {
+    const stopWaiting = waitForSigning(deps.cache, selectors, waiting, clock, endAt, () => {
+      waitingFetches.delete(answerNow);
       if (!call.cancelled) answer(true);
     });
+    const stop = (): void => {
+      waitingFetches.delete(answerNow);
+      stopWaiting();
+    };
+    // At shutdown the caller gets what there is, as a stream gets its end, rather than the transport's cut.
+    const answerNow = (): void => {
+      stop();
+      if (!call.cancelled) answer(true);
+    };
+    waitingFetches.add(answerNow);
     // A caller that gave up takes its wait with it: no subscription or timer is left for nobody.
     call.on('cancelled', stop);
     if (call.cancelled) stop();
@@ -219,6 +235,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
     stats: () => ({ ...stats }),
     close: () => {
       for (const stream of [...open]) stream.endOk();
+      for (const answerNow of [...waitingFetches]) answerNow();
     },
   };
 }

@@ -178,6 +178,22 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
     }, {}, { clock });
   });
 
+  it('a FetchSecrets waiting for an SVID being signed is answered with what there is when the agent shuts down, not left to the transport\'s grace', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
+      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
+        (r) => (got.answer = r),
+        (err: grpc.ServiceError) => (got.answer = err),
+      );
+      await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
+      h.service.close();
+      assert.equal(h.cache.listenerCount(), 0, 'the wait let go of its subscription');
+      await eventually(() => got.answer !== undefined, 'the answer');
+      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.NOT_FOUND, 'APP_A2 is still being signed');
+    }, {}, { clock });
+  });
+
   it('FetchSecrets answers what there is before its deadline, and a cancelled one leaves no wait behind', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
