@@ -19,14 +19,13 @@ import { callerRecheck } from '../endpoints/caller-recheck.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
-import { DEFAULT_PENDING_TIMEOUT_MS } from '../workload/handler.js';
 import { fetchAwaitsSigning, fetchQuery, fetchResponse, type FetchQuery } from './fetch.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './sds-options.js';
 import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
 import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
-import { signingWaitEnd, waitForSigning } from './signing-wait.js';
+import { SDS_SIGNING_WAIT_MS, signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
@@ -60,7 +59,7 @@ export interface SdsHandlerDeps {
   clock?: Clock;
   /**
    * How long a first answer (a stream's first response, a FetchSecrets) waits for the caller's SVIDs still being
-   * signed (signing-wait.ts): the Workload API's first-message window, DEFAULT_PENDING_TIMEOUT_MS, by default.
+   * signed (signing-wait.ts); SDS_SIGNING_WAIT_MS by default.
    */
   signingWaitMs?: number;
 }
@@ -95,7 +94,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const clock = deps.clock ?? systemClock;
   const refusals = new LogThrottle(clock);
   const recheck = callerRecheck(deps.attest);
-  const signingWaitMs = deps.signingWaitMs ?? DEFAULT_PENDING_TIMEOUT_MS;
+  const signingWaitMs = deps.signingWaitMs ?? SDS_SIGNING_WAIT_MS;
   if (!Number.isFinite(signingWaitMs) || signingWaitMs < 0) throw new Error(`signingWaitMs must not be negative, got ${signingWaitMs}`);
 
   async function admit(call: SdsCallInfo): Promise<readonly Selector[]> {

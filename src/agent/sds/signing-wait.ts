@@ -13,6 +13,15 @@ import type { ResolvedSdsOptions } from './sds-options.js';
  */
 
 /**
+ * How long an SDS first answer waits by default. Shorter than the Workload API's first-message window (30 s): Envoy
+ * gives up on a first answer after its initial_fetch_timeout (15 s by default) and warms without any of the secrets,
+ * and a stream naming several, or all, would hold those it has for the one being signed. A signing normally takes
+ * milliseconds; one the server is slow to answer costs an Envoy 5 s, then it gets what there is and the rest is
+ * pushed when it comes.
+ */
+export const SDS_SIGNING_WAIT_MS = 5_000;
+
+/**
  * Whether an answer for these names (or, with `wildcard`, every name the caller is entitled to) lacks a secret only
  * because its SVID is being signed.
  */

@@ -8,11 +8,12 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../../src/common/clock.js';
+import { SDS_SIGNING_WAIT_MS } from '../../../src/agent/sds/signing-wait.js';
 import { decodeDeltaResources, DeltaClient, envoyNode, fetchSecrets, secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
 import { APP_A2, APP_B, as, eventually, registerA, SELECTOR_A, SELECTOR_B, trustDomainsForSuite, type SdsHarness } from './sds-harness.js';
 import type { FakeSdsCache } from '../../support/fake-sds-cache.js';
 
-const WAIT_MS = 30_000;
+const WAIT_MS = SDS_SIGNING_WAIT_MS;
 
 function names(response: DiscoveryResponse): string[] {
   return [...secretsByName(response).keys()].sort();
