@@ -12,6 +12,8 @@ import readline from 'node:readline';
 import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { packageRoot } from '../../src/common/paths.js';
 const MAX_STREAMS_PER_CONNECTION = 1000;
+/** uid-call-limit.ts REFUSALS_PER_CONNECTION, restated: the test pins the figure. */
+const REFUSALS_PER_CONNECTION = 100;
 import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 
 const IDLE_CLIENT = path.join(packageRoot, 'dist/test/support/idle-stream-client.js');
@@ -95,6 +97,23 @@ test('calls of a uid are counted out when they end, cancelled by the client or r
   const again = (await send(`open ${LIMIT + 1}`)) as Batch;
   assert.equal(again.refused.length, 1, JSON.stringify(again));
   assert.equal(again.open, LIMIT);
+});
+
+test('a connection that keeps opening calls beyond its uid\'s limit gets GOAWAY after 100 refusals: its open calls go on, its later streams are refused before they become calls', { timeout: 60_000 }, async (t) => {
+  const send = idleClient(t);
+  assert.equal(((await send(`open ${LIMIT}`)) as Batch).open, LIMIT);
+  const flood = (await send(`open ${REFUSALS_PER_CONNECTION + 50}`)) as Batch & { refusedStreams: number; goaway: boolean };
+  // Each of the first 100 hears why (RESOURCE_EXHAUSTED); the rest are turned away by HTTP/2 (REFUSED_STREAM, which
+  // clients retry on a new connection) without costing the agent a call each.
+  assert.equal(flood.refused.length, REFUSALS_PER_CONNECTION, JSON.stringify({ ...flood, refused: flood.refused.length }));
+  assert.ok(flood.refused.every((r) => r.code === 8));
+  assert.equal(flood.refusedStreams, 50);
+  assert.equal(flood.goaway, true);
+  // The calls opened before are not cut off by the GOAWAY: the uid still has its whole limit open.
+  const other = (await idleClient(t)('open 1')) as Batch;
+  assert.equal(other.refused.length, 1, JSON.stringify(other));
+  assert.equal(other.open, 0);
+  assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
 });
 
 test('the agent socket advertises its stream limit per connection in SETTINGS', { timeout: 30_000 }, async (t) => {

@@ -5,7 +5,9 @@
  * on stdout once the agent has handled everything sent before it (two PING round trips: the second is read only after
  * the agent wrote what it answered to the first's batch):
  *   open N [no-header]  opens N streams on its one connection (no-header: without workload.spiffe.io, which the
- *                       agent refuses at once); answers { refused: [{ code, details }], closedByAgent, open } for them
+ *                       agent refuses at once); answers { refused: [{ code, details }], closedByAgent, refusedStreams,
+ *                       open, goaway } for them: refusedStreams were reset REFUSED_STREAM without a gRPC status, and
+ *                       goaway says whether the agent has sent the connection a GOAWAY so far
  *   cancel              cancels every stream still open (RST_STREAM CANCEL); answers { cancelled }
  *   settings            answers { maxConcurrentStreams } as the agent advertised it
  */
@@ -20,6 +22,8 @@ session.on('error', (err) => {
   process.exit(1);
 });
 const open = new Set<http2.ClientHttp2Stream>();
+let goaway = false;
+session.on('goaway', () => (goaway = true));
 
 async function settled(): Promise<void> {
   for (let i = 0; i < 2; i++) await new Promise<void>((resolve, reject) => session.ping((err) => (err ? reject(err) : resolve())));
@@ -30,32 +34,39 @@ async function settled(): Promise<void> {
 async function openStreams(count: number, header: boolean): Promise<unknown> {
   const refused: Array<{ code: number; details: string }> = [];
   let closedByAgent = 0;
+  let refusedStreams = 0;
   const batch: http2.ClientHttp2Stream[] = [];
   for (let i = 0; i < count; i++) {
     const stream = session.request(
       { ':method': 'POST', ':path': '/SpiffeWorkloadAPI/FetchX509SVID', 'content-type': 'application/grpc', te: 'trailers', ...(header ? { 'workload.spiffe.io': 'true' } : {}) },
       { endStream: false },
     );
+    let answered = false;
     stream.on('response', (headers) => {
       const code = headers['grpc-status'];
+      answered = true;
       if (code !== undefined) refused.push({ code: Number(code), details: decodeURIComponent(String(headers['grpc-message'] ?? '')) });
     });
     stream.on('error', () => undefined);
     stream.on('close', () => {
-      if (open.delete(stream)) closedByAgent++;
+      if (!open.delete(stream)) return;
+      closedByAgent++;
+      if (!answered && stream.rstCode === http2.constants.NGHTTP2_REFUSED_STREAM) refusedStreams++;
     });
     open.add(stream);
     batch.push(stream);
   }
   await settled();
-  return { refused, closedByAgent, open: batch.filter((s) => open.has(s)).length };
+  return { refused, closedByAgent, refusedStreams, open: batch.filter((s) => open.has(s)).length, goaway };
 }
 
 async function cancelAll(): Promise<unknown> {
   const cancelled = open.size;
+  // After a GOAWAY the session closes itself once its last stream is gone: its close is the sign the agent has them.
+  const closing = session.closed ? new Promise((resolve) => session.once('close', resolve)) : undefined;
   for (const stream of open) stream.close(http2.constants.NGHTTP2_CANCEL);
   open.clear();
-  await settled();
+  await (closing ?? settled());
   return { cancelled };
 }
 
