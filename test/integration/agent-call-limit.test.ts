@@ -43,11 +43,12 @@ after(async () => {
 });
 
 /** The idle-stream client as uid 65534, and a function sending it one command and resolving with its answer. */
-function idleClient(t: { after(fn: () => void): void }): (command: string) => Promise<unknown> {
+function idleClient(t: { after(fn: () => void): void }, started?: (child: ChildProcessWithoutNullStreams) => void): (command: string) => Promise<unknown> {
   const child = spawn(process.execPath, [IDLE_CLIENT, agent.socketPath], { uid: NOBODY, gid: NOBODY, stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   t.after(() => child.kill('SIGKILL'));
+  started?.(child);
   const answers = readline.createInterface({ input: child.stdout })[Symbol.asyncIterator]();
   return async (command) => {
     child.stdin.write(`${command}\n`);
@@ -114,6 +115,27 @@ test('a connection that keeps opening calls beyond its uid\'s limit gets GOAWAY 
   assert.equal(other.refused.length, 1, JSON.stringify(other));
   assert.equal(other.open, 0);
   assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
+});
+
+test('calls of a connection that dies without ending them (its process killed) are counted out: the uid can open its whole limit again', { timeout: 60_000 }, async (t) => {
+  let holder: ChildProcessWithoutNullStreams | undefined;
+  const send = idleClient(t, (child) => (holder = child));
+  assert.equal(((await send(`open ${LIMIT}`)) as Batch).open, LIMIT);
+  const exited = new Promise((resolve) => holder!.once('exit', resolve));
+  holder!.kill('SIGKILL');
+  await exited;
+  // The agent learns of the dead connection on its own time: a new connection's calls are refused until it has.
+  const fresh = idleClient(t);
+  for (let tries = 0; ; tries++) {
+    const probe = (await fresh('open 1')) as Batch;
+    if (probe.open === 1) break;
+    assert.ok(tries < 400, 'the killed connection\'s calls still count against the uid');
+    await new Promise((resolve) => setTimeout(resolve, 25));
+  }
+  const rest = (await fresh(`open ${LIMIT}`)) as Batch;
+  assert.equal(rest.open, LIMIT - 1);
+  assert.equal(rest.refused.length, 1);
+  assert.deepEqual(await fresh('cancel'), { cancelled: LIMIT });
 });
 
 test('the agent socket advertises its stream limit per connection in SETTINGS', { timeout: 30_000 }, async (t) => {
