@@ -10,6 +10,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
+import tls from 'node:tls';
 import type { KeyObject } from 'node:crypto';
 import path from 'node:path';
 import { FakeClock } from '../../src/common/clock.js';
@@ -213,4 +214,32 @@ test("connections with one agent's SVID beyond its bound close its oldest; an ag
   await judgedUnauthenticated(probe);
   assert.equal(synced.status().state, 'synced');
   assert.equal(streamOf(), stream);
+});
+
+test('a connection without a client certificate whose peer never closes its side is cut once the grace is over, freeing its place', async (t) => {
+  // A raw TLS peer that speaks HTTP/2's preface and then ignores the server's GOAWAY and FIN (half-open: it never
+  // closes its side). Node's graceful close waits for that side; such a peer would hold its place for good.
+  const socket = tls.connect({
+    host: '127.0.0.1',
+    port: server.agentPort,
+    localAddress: '127.0.0.10',
+    rejectUnauthorized: false,
+    servername: 'meshid-server',
+    ALPNProtocols: ['h2'],
+    allowHalfOpen: true,
+  } as tls.ConnectionOptions);
+  t.after(() => socket.destroy());
+  socket.on('error', () => {});
+  // Reads what the server sends (its 'end' comes only once the bytes before it are read), and never answers it.
+  socket.resume();
+  const serverEnded = new Promise((resolve) => socket.once('end', resolve));
+  await event('the TLS handshake', new Promise((resolve) => socket.once('secureConnect', resolve)));
+  const emptySettings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
+  socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), emptySettings]));
+  await until('the connection to be counted', () => (server.agentApiConnections.unauthenticatedConnections === 1 ? true : undefined));
+  clock.advance(LIMITS.unauthenticatedIdleMs!);
+  await event('the server to close its side once idle', serverEnded);
+  assert.equal(server.agentApiConnections.unauthenticatedConnections, 1);
+  clock.advance(LIMITS.unauthenticatedGraceMs!);
+  await until('the connection to be cut and its place freed', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
 });

@@ -22,7 +22,7 @@ export interface ConnectionLimits {
   readonly unauthenticatedIdleMs: number;
   /** How long a connection without an agent SVID stays open at all, before it takes no new calls... */
   readonly unauthenticatedMaxAgeMs: number;
-  /** ...and how long its calls then still get before it is cut. */
+  /** ...and how long its calls then still get before it is cut (as is one closed idle whose peer keeps its side open). */
   readonly unauthenticatedGraceMs: number;
   /** Connections presenting one agent's SVID; a newer one cuts the oldest beyond this. */
   readonly perAgent: number;
@@ -99,18 +99,29 @@ export class AgentApiConnections {
    * connection has finished its handshake.
    */
   watch(server: grpc.Server): void {
-    for (const listener of http2Listeners(server)) listener.on('session', (session: Session) => this.admit(session));
+    for (const listener of http2Listeners(server)) {
+      // The TLS socket under each session, to cut it (cutOff): a session hands out only a proxy of it that refuses
+      // destroy(). Node creates the session and emits 'session' within its own 'secureConnection' listener, so the
+      // socket seen just before (prepended) is that session's; the one seen after clears it when no session came.
+      let handshaken: TLSSocket | undefined;
+      listener.prependListener('secureConnection', (socket: TLSSocket) => (handshaken = socket));
+      listener.on('secureConnection', () => (handshaken = undefined));
+      listener.on('session', (session: Session) => {
+        const socket = handshaken;
+        handshaken = undefined;
+        this.admit(session, socket);
+      });
+    }
   }
 
-  private admit(session: Session): void {
-    const socket = session.socket as TLSSocket | undefined;
+  private admit(session: Session, socket: TLSSocket | undefined): void {
     if (socket?.remoteAddress === undefined) {
       session.destroy();
       return;
     }
     const agentId = this.agentIdOf(socket);
     if (agentId !== undefined) this.admitAgent(session, agentId);
-    else this.admitUnauthenticated(session, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));
+    else this.admitUnauthenticated(session, socket, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));
   }
 
   /** The agent the connection's verified client certificate is an SVID of, when this server signed it. */
@@ -145,7 +156,7 @@ export class AgentApiConnections {
     refuse(oldest, `agent ${agentId} opened more than ${this.limits.perAgent} connections; this, its oldest, was closed`);
   }
 
-  private admitUnauthenticated(session: Session, source: string): void {
+  private admitUnauthenticated(session: Session, socket: TLSSocket, source: string): void {
     const fromSource = this.unauthenticatedBySource.get(source) ?? 0;
     if (this.unauthenticatedOpen >= this.limits.unauthenticatedTotal) {
       this.warn('total', { limit: this.limits.unauthenticatedTotal }, 'connections without an agent SVID are at their limit; a new one was closed');
@@ -164,13 +175,16 @@ export class AgentApiConnections {
     let idle: TimerHandle | undefined;
     let grace: TimerHandle | undefined;
     let open = 0;
-    const closeWhenIdle = (): void => {
-      idle = clock.setTimer(() => closeGracefully(session), this.limits.unauthenticatedIdleMs);
-    };
-    const age = clock.setTimer(() => {
+    // Closed gracefully, the connection is gone once the peer closes its side too; one that never does would keep
+    // its socket and its count for good, so the grace ends with the socket cut.
+    const retire = (): void => {
       closeGracefully(session);
-      grace = clock.setTimer(() => session.destroy(), this.limits.unauthenticatedGraceMs);
-    }, this.limits.unauthenticatedMaxAgeMs);
+      grace ??= clock.setTimer(() => cutOff(session, socket), this.limits.unauthenticatedGraceMs);
+    };
+    const closeWhenIdle = (): void => {
+      idle = clock.setTimer(retire, this.limits.unauthenticatedIdleMs);
+    };
+    const age = clock.setTimer(retire, this.limits.unauthenticatedMaxAgeMs);
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       open++;
       idle?.cancel();
@@ -209,9 +223,18 @@ function refuse(session: Session, why: string): void {
   setImmediate(() => session.destroy());
 }
 
-/** Takes no new calls; those open finish, then the connection closes. */
+/** Takes no new calls; those open finish, then the connection closes (once the peer has closed its side too). */
 function closeGracefully(session: Session): void {
   if (!session.closed && !session.destroyed) session.close();
+}
+
+/**
+ * The connection cut, whatever the peer does. session.destroy() alone does not do it once close() has run: Node then
+ * ends the socket and waits for the peer to close its side, which a peer that ignores the FIN never does.
+ */
+function cutOff(session: Session, socket: TLSSocket): void {
+  session.destroy();
+  socket.destroy();
 }
 
 /**
