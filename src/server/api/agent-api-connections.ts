@@ -1,5 +1,6 @@
 import http2 from 'node:http2';
-import type { TLSSocket } from 'node:tls';
+import { createRequire } from 'node:module';
+import tls, { type TLSSocket } from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
@@ -240,12 +241,27 @@ function cutOff(session: Session, socket: TLSSocket): void {
 /**
  * The HTTP/2 servers behind `server`'s listeners: an internal of grpc-js 1.14 (`http2Servers`, listener → info), as
  * grpc-js has no public hook per connection. Unlike the shutdown's use of it (grpc-shutdown.ts), a grpc-js that
- * changed it must not start unbounded: it throws, and the tests catch it before a release does.
+ * changed it must not start unbounded: it throws, and the tests catch it before a release does. package.json takes
+ * any 1.x from 1.14 on, so an install that does not follow package-lock.json can bring one: the message names the
+ * version found and the way back.
  */
 function http2Listeners(server: grpc.Server): http2.Http2SecureServer[] {
   const listeners: unknown = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(listeners instanceof Map) || listeners.size === 0) {
-    throw new Error('grpc-js no longer exposes its HTTP/2 servers (http2Servers): the agent API cannot bound its connections');
+  const servers = listeners instanceof Map ? [...(listeners.keys() as Iterable<unknown>)] : [];
+  if (servers.length === 0 || !servers.every((s) => s instanceof tls.Server)) {
+    throw new Error(
+      `the installed @grpc/grpc-js (${installedGrpcJsVersion()}) no longer exposes its HTTP/2 servers (http2Servers), ` +
+        "which meshid-server needs to bound the agent API's connections, so it does not start. Install the dependency " +
+        "versions meshid was released with: npm ci (it follows package-lock.json), not npm install or npm update",
+    );
   }
-  return [...(listeners.keys() as Iterable<http2.Http2SecureServer>)];
+  return servers as http2.Http2SecureServer[];
+}
+
+function installedGrpcJsVersion(): string {
+  try {
+    return `version ${(createRequire(import.meta.url)('@grpc/grpc-js/package.json') as { version: string }).version}`;
+  } catch {
+    return 'version unknown';
+  }
 }
