@@ -8,17 +8,15 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import path from 'node:path';
-import type { MeshidAgent } from '../../src/agent/agent.js';
-import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
 import type { SvidIssuer } from '../../src/agent/cache/svid-issuer.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { FakeClock } from '../../src/common/clock.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
-import { connectNode, spendSigningBudget } from '../support/node-api-client.js';
+import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
+import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 const uid = process.getuid!();
@@ -36,14 +34,7 @@ after(async () => {
 test('a FetchX509SVID made while the signing budget refuses the caller\'s new SVIDs waits for them and gets every identity, not the one it had', async () => {
   const spiffeIds = ['spiffe://example.org/budget/first', 'spiffe://example.org/budget/second', 'spiffe://example.org/budget/third'];
   await cluster.createEntry({ spiffeId: spiffeIds[0]!, selectors: [`unix:uid:${uid}`] });
-  const socketPath = path.join(cluster.dir, 'agent.sock');
-  const agent: MeshidAgent = await cluster.startInProcessAgent(
-    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, 'agent-data') },
-    { clock, random: () => 0.5 },
-  );
-  await until('the first SVID', () => (agent.status().svids === 1 ? true : undefined));
-  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
-  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
   const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
   try {
     clock.advance(1000); // the entries made next are younger than the first (created_at counts seconds)

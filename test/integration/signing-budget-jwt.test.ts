@@ -8,9 +8,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import path from 'node:path';
 import type { MeshidAgent } from '../../src/agent/agent.js';
-import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { JwtSvidResponse } from '../../src/agent/workload/messages.js';
 import { FakeClock } from '../../src/common/clock.js';
@@ -20,8 +18,9 @@ import { RETRY_PUSHBACK_KEY } from '../../src/common/grpc-status.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
-import { connectNode, spendSigningBudget } from '../support/node-api-client.js';
+import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
+import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 const uid = process.getuid!();
@@ -39,14 +38,7 @@ after(async () => {
 test('a FetchJWTSVID made while the signing budget refuses the agent waits for the retry time and gets its token; a caller whose deadline comes first is told at once', async () => {
   const spiffeId = 'spiffe://example.org/budget/jwt';
   await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
-  const socketPath = path.join(cluster.dir, 'agent.sock');
-  const agent: MeshidAgent = await cluster.startInProcessAgent(
-    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, 'agent-data') },
-    { clock, random: () => 0.5 },
-  );
-  await until('the X.509-SVID', () => (agent.status().svids === 1 ? true : undefined));
-  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
-  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const { socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
   const hurried = connectWorkloadApi(socketPath, { timeoutMs: 500 });
   const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
   try {
@@ -84,17 +76,7 @@ async function agentWithSpentBudget(name: string): Promise<{
   fetchJwt: (audience: string, options: grpc.CallOptions, done: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall;
   close: () => void;
 }> {
-  const socketPath = path.join(cluster.dir, `${name}.sock`);
-  const agent: MeshidAgent = await cluster.startInProcessAgent(
-    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, `${name}-data`) },
-    { clock, random: () => 0.5 },
-  );
-  await until('the X.509-SVIDs', () => {
-    const { entries, svids } = agent.status();
-    return entries > 0 && svids === entries ? true : undefined;
-  });
-  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
-  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock, name);
   const Workload = serviceClient(loadProto('workload/workload.proto'), 'SpiffeWorkloadAPI');
   const raw = new Workload(`unix://${socketPath}`, grpc.credentials.createInsecure());
   const header = new grpc.Metadata();

@@ -9,14 +9,11 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import path from 'node:path';
-import type { MeshidAgent } from '../../src/agent/agent.js';
-import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
 import type { SvidIssuer } from '../../src/agent/cache/svid-issuer.js';
 import { FakeClock } from '../../src/common/clock.js';
 import type { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
-import { connectNode, spendSigningBudget } from '../support/node-api-client.js';
+import { spendSigningBudget } from '../support/node-api-client.js';
 import {
   connectSds,
   decodeDeltaResources,
@@ -29,6 +26,7 @@ import {
   type DiscoveryResponse,
 } from '../support/sds-client.js';
 import { until } from '../support/until.js';
+import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 const uid = process.getuid!();
@@ -47,14 +45,7 @@ test('StreamSecrets, DeltaSecrets and FetchSecrets made while the signing budget
   const first = 'spiffe://example.org/budget/sds-first';
   const added = 'spiffe://example.org/budget/sds-added';
   await cluster.createEntry({ spiffeId: first, selectors: [`unix:uid:${uid}`] });
-  const socketPath = path.join(cluster.dir, 'agent.sock');
-  const agent: MeshidAgent = await cluster.startInProcessAgent(
-    { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, 'agent-data') },
-    { clock, random: () => 0.5 },
-  );
-  await until('the first SVID', () => (agent.status().svids === 1 ? true : undefined));
-  const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
-  const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
   const sds = connectSds(socketPath);
   const sotw = new SotwClient(sds);
   const delta = new DeltaClient(sds);

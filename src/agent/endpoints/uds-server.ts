@@ -7,6 +7,7 @@ import { peerCredentials, type PeerCredentials, type PeerInfo } from '../attesto
 import { removeStaleSocket } from '../../common/socket-file.js';
 import { createDirectory } from '../../common/create-directory.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
+import { PerUidCap } from './per-uid-cap.js';
 
 export interface UdsServerOptions {
   /** Absolute path of the socket file. Its directory is created (0755) when missing. */
@@ -73,10 +74,7 @@ export class UdsServer {
   private selfTestInjector: grpc.ConnectionInjector | undefined;
   private socketIno: number | undefined;
   private counter = 0;
-  private readonly maxConnectionsPerUid: number;
-  private readonly connectionsByUid = new Map<number, number>();
-  /** Uids already warned about hitting the cap, so a flood logs once per uid, not once per connection. */
-  private readonly warnedUids = new Set<number>();
+  private readonly connectionsPerUid: PerUidCap;
 
   constructor(options: UdsServerOptions) {
     if (!path.isAbsolute(options.socketPath)) throw new Error(`socket path must be absolute, got "${options.socketPath}"`);
@@ -85,10 +83,10 @@ export class UdsServer {
     this.log = options.log;
     this.mode = options.mode ?? 0o777;
     this.credentialsOverride = options.credentials;
-    this.maxConnectionsPerUid = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
-    if (!Number.isSafeInteger(this.maxConnectionsPerUid) || this.maxConnectionsPerUid < 1) {
-      throw new Error(`maxConnectionsPerUid must be a whole number ≥ 1, got ${this.maxConnectionsPerUid}`);
-    }
+    const limit = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
+    this.connectionsPerUid = new PerUidCap(limit, 'maxConnectionsPerUid', (uid) =>
+      this.log.warn({ uid, limit }, 'a uid holds the most connections allowed; closing its new ones (agent config max_connections_per_uid)'),
+    );
   }
 
   /**
@@ -172,7 +170,7 @@ export class UdsServer {
     try {
       if (typeof fd !== 'number' || fd < 0) throw new Error('accepted socket has no file descriptor');
       const cred = credentials.peerCred(fd);
-      if (!this.admit(cred.uid)) {
+      if (!this.connectionsPerUid.admit(cred.uid)) {
         socket.destroy();
         return;
       }
@@ -182,7 +180,7 @@ export class UdsServer {
       try {
         if (cred.pid > 0) pidfd = credentials.peerPidfd(fd);
       } catch (err) {
-        this.release(cred.uid);
+        this.connectionsPerUid.release(cred.uid);
         throw err;
       }
       record = { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd, closed: false };
@@ -204,7 +202,7 @@ export class UdsServer {
       this.sockets.delete(key);
       ofUid.delete(socket);
       if (ofUid.size === 0 && this.socketsByUid.get(record.uid) === ofUid) this.socketsByUid.delete(record.uid);
-      this.release(record.uid);
+      this.connectionsPerUid.release(record.uid);
       record.closed = true;
       if (record.pidfd >= 0) {
         const pidfd = record.pidfd;
@@ -264,27 +262,6 @@ export class UdsServer {
   /** Connections open right now (each holds a socket and, usually, a pidfd). */
   openConnections(): number {
     return this.peers.size;
-  }
-
-  /** Counts a connection of `uid` in, unless the uid is at its cap (then warns once, until it drops below). */
-  private admit(uid: number): boolean {
-    const open = this.connectionsByUid.get(uid) ?? 0;
-    if (open >= this.maxConnectionsPerUid) {
-      if (!this.warnedUids.has(uid)) {
-        this.warnedUids.add(uid);
-        this.log.warn({ uid, limit: this.maxConnectionsPerUid }, 'a uid holds the most connections allowed; closing its new ones (agent config max_connections_per_uid)');
-      }
-      return false;
-    }
-    this.connectionsByUid.set(uid, open + 1);
-    return true;
-  }
-
-  private release(uid: number): void {
-    const open = (this.connectionsByUid.get(uid) ?? 1) - 1;
-    if (open <= 0) this.connectionsByUid.delete(uid);
-    else this.connectionsByUid.set(uid, open);
-    if (open < this.maxConnectionsPerUid) this.warnedUids.delete(uid);
   }
 
   private async selfTest(): Promise<void> {

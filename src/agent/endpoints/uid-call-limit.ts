@@ -4,6 +4,7 @@ import { resourceExhausted } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { Logger } from '../../common/log.js';
 import type { UidOfPeer } from './fair-decoding.js';
+import { PerUidCap } from './per-uid-cap.js';
 
 /**
  * Calls one uid may have open at once on the agent socket.
@@ -30,41 +31,29 @@ import type { UidOfPeer } from './fair-decoding.js';
 export const DEFAULT_MAX_CALLS_PER_UID = 4096;
 
 export class UidCallLimit {
-  private readonly open = new Map<number, number>();
-  /** Uids already warned about, so a flood logs once per uid while at the limit, not once per call. */
-  private readonly warnedUids = new Set<number>();
+  private readonly calls: PerUidCap;
 
   constructor(
-    private readonly limit: number,
-    private readonly log: Logger,
+    readonly limit: number,
+    log: Logger,
   ) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new Error(`the calls per uid must be a whole number ≥ 1, got ${limit}`);
+    this.calls = new PerUidCap(limit, 'the calls per uid', (uid) =>
+      log.warn({ uid, limit }, 'a uid has the most calls open allowed on the workload socket; refusing its new ones (agent config max_calls_per_uid)'),
+    );
   }
 
   /** Counts a call of `uid` in, unless the uid is at the limit (then warns once, until it drops below). */
   admit(uid: number): boolean {
-    const open = this.open.get(uid) ?? 0;
-    if (open >= this.limit) {
-      if (!this.warnedUids.has(uid)) {
-        this.warnedUids.add(uid);
-        this.log.warn({ uid, limit: this.limit }, 'a uid has the most calls open allowed on the workload socket; refusing its new ones (agent config max_calls_per_uid)');
-      }
-      return false;
-    }
-    this.open.set(uid, open + 1);
-    return true;
+    return this.calls.admit(uid);
   }
 
   release(uid: number): void {
-    const open = (this.open.get(uid) ?? 1) - 1;
-    if (open <= 0) this.open.delete(uid);
-    else this.open.set(uid, open);
-    if (open < this.limit) this.warnedUids.delete(uid);
+    this.calls.release(uid);
   }
 
   /** Calls of `uid` open right now (for tests and diagnostics). */
   openCalls(uid: number): number {
-    return this.open.get(uid) ?? 0;
+    return this.calls.count(uid);
   }
 
   /** What a refused caller reads: whose calls, how many, and what to change. */

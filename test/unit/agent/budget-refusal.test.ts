@@ -126,21 +126,11 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
  * A ServerConnection whose stub server refuses every Sync open over its budget with `pushbackMs` as the trailer;
  * resolves once the first open was refused, with the clock readings of the opens.
  */
-async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Promise<{ fx: AgentFixture; opens: number[] }> {
-  const fx = await openAgentFixture(Date.now() - 3_600_000);
-  t.after(() => fx.close());
-  const opens: number[] = [];
-  const client = await stubServer(t, fx, {
-    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      opens.push(fx.clock.now());
-      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback(pushbackMs) });
-    },
-  });
+/** The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs of it. */
+function startConnection(t: TestContext, fx: AgentFixture, client: NodeClient, identity: object): ServerConnection {
   const cache = fx.cache();
   const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
   t.after(() => issuer.stop());
-  // Only what the connection asks of the agent identity while it holds a valid SVID.
-  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
   const connection = new ServerConnection({
     client,
     identity: identity as unknown as AgentIdentity,
@@ -155,6 +145,22 @@ async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Prom
   });
   connection.start();
   t.after(() => connection.stop());
+  return connection;
+}
+
+async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Promise<{ fx: AgentFixture; opens: number[] }> {
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  const opens: number[] = [];
+  const client = await stubServer(t, fx, {
+    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
+      opens.push(fx.clock.now());
+      call.emit('error', { code: grpc.status.RESOURCE_EXHAUSTED, details: 'agent spiffe://example.org/meshid/agent/east/a opens Sync streams too often', metadata: pushback(pushbackMs) });
+    },
+  });
+  // Only what the connection asks of the agent identity while it holds a valid SVID.
+  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
+  const connection = startConnection(t, fx, client, identity);
   await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
   return { fx, opens };
 }
@@ -192,25 +198,9 @@ test("an Attest a stub server refuses UNAVAILABLE for its source's attempts is r
       callback({ code: grpc.status.UNAVAILABLE, details: 'too many attestation attempts from 127.0.0.1; retry in 3 s', metadata: pushback('2500') });
     },
   });
-  const cache = fx.cache();
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
-  t.after(() => issuer.stop());
   // Only what the connection asks of the agent identity before it holds an SVID.
   const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, canReattest: () => false, stop: () => undefined };
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
-  });
-  connection.start();
-  t.after(() => connection.stop());
+  const connection = startConnection(t, fx, client, identity);
   await until('the refused attempt', () => (attempts.length === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
   for (let waited = 100; waited < 2500; waited += 100) {
     fx.clock.advance(100);
