@@ -181,7 +181,9 @@ export class ServerConnection {
           return;
         }
         // A server that answered (RESOURCE_EXHAUSTED) was reached over TLS with these roots: nothing to probe.
-        if (initial && e.code === 'unavailable' && (await this.bootstrapTrustFails())) return;
+        // A refusal with retry pushback came from the server over a channel that authenticated it: no trust to probe,
+        // and each probe would cost the server another handshake and connection without an agent SVID in a storm.
+        if (initial && e.code === 'unavailable' && retryPushbackWaitMs(e) === undefined && (await this.bootstrapTrustFails())) return;
         // Stopped while the trust probe ran: no retry, and no word of one.
         if (this.stopped) return;
         // A source address that spent its attempts is told when the next is due: an earlier try is refused again.

@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
 import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS, retryPushbackWaitMs } from '../../../src/agent/client/budget-refusal.js';
+import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
 import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import { ServerConnection } from '../../../src/agent/client/server-connection.js';
@@ -210,4 +211,44 @@ test("an Attest a stub server refuses UNAVAILABLE for its source's attempts is r
   fx.clock.advance(100);
   await until('the attempt after the pushback', () => (attempts.length === 2 ? true : undefined));
   assert.equal(attempts[1]! - attempts[0]!, 2500);
+});
+
+test("an Attest a stub server refuses with retry pushback does not make the agent probe the server's trust: the server answered over an authenticated channel", async (t) => {
+  const fx = await openAgentFixture(Date.now() - 3_600_000);
+  t.after(() => fx.close());
+  let attempts = 0;
+  const client = await stubServer(t, fx, {
+    Attest: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
+      attempts++;
+      callback({ code: grpc.status.UNAVAILABLE, details: 'too many attestation attempts from 127.0.0.1; retry in 3 s', metadata: pushback('2500') });
+    },
+  });
+  // A first attestation: no bundle held yet, so an outage (no pushback) would be probed with the bootstrap roots.
+  const cache = new IdentityCache({ clock: fx.clock, log: silentLogger(), signJwtSvid: () => Promise.reject(new Error('no JWT signer in this test')) });
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  t.after(() => issuer.stop());
+  const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, canReattest: () => false, stop: () => undefined };
+  let probes = 0;
+  const connection = new ServerConnection({
+    client,
+    identity: identity as unknown as AgentIdentity,
+    cache,
+    issuer,
+    clock: fx.clock,
+    log: silentLogger(),
+    bootstrapRoots: [Buffer.from('bootstrap root')],
+    checkBootstrapTrust: () => {
+      probes++;
+      return Promise.resolve(undefined);
+    },
+    revision: 0,
+    onFatal: () => undefined,
+    random: () => 0.5,
+  });
+  connection.start();
+  t.after(() => connection.stop());
+  await until('the refused attempt', () => (attempts === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
+  fx.clock.advance(2500);
+  await until('the attempt after the pushback', () => (attempts === 2 && connection.lastErrorMessage !== undefined ? true : undefined));
+  assert.equal(probes, 0, 'no trust probe for a refusal the server answered');
 });
