@@ -9,12 +9,12 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import readline from 'node:readline';
-import { spawn, type ChildProcessWithoutNullStreams } from 'node:child_process';
+import { spawn, spawnSync, type ChildProcessWithoutNullStreams } from 'node:child_process';
 import { packageRoot } from '../../src/common/paths.js';
 const MAX_STREAMS_PER_CONNECTION = 1000;
 /** uid-call-limit.ts REFUSALS_PER_CONNECTION, restated: the test pins the figure. */
 const REFUSALS_PER_CONNECTION = 100;
-import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
+import { AGENT_MAIN, startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 
 const IDLE_CLIENT = path.join(packageRoot, 'dist/test/support/idle-stream-client.js');
 const SPIFFE_ID = 'spiffe://example.org/call-limit-victim';
@@ -81,6 +81,14 @@ test('idle streams of a uid beyond max_calls_per_uid are refused RESOURCE_EXHAUS
   assert.equal(warnings.length, 1, warnings.join('\n'));
   assert.match(warnings[0]!, new RegExp(`"uid":${NOBODY}`));
   // The next test starts with the uid's count at zero.
+  assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
+});
+
+test('a uid at its call limit still passes meshid-agent healthcheck run as that uid (health checks have a count of their own), so its flood does not get a healthy agent restarted', { timeout: 60_000 }, async (t) => {
+  const send = idleClient(t);
+  assert.equal(((await send(`open ${LIMIT + 1}`)) as Batch).open, LIMIT);
+  const probe = spawnSync(process.execPath, [AGENT_MAIN, 'healthcheck', '--socket-path', agent.socketPath], { uid: NOBODY, gid: NOBODY, encoding: 'utf8', timeout: 30_000 });
+  assert.equal(probe.status, 0, probe.stderr);
   assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
 });
 

@@ -30,8 +30,19 @@ import { PerUidCap } from './per-uid-cap.js';
  */
 export const DEFAULT_MAX_CALLS_PER_UID = 4096;
 
+/**
+ * Health checks a uid may have open at once, counted apart from its other calls: `meshid-agent healthcheck` runs as
+ * some uid (root, often, as do many workloads), and a workload of that uid at its call limit would otherwise fail
+ * the agent's liveness probe and have a healthy agent restarted. Far above a probe's one call at a time; a Watch
+ * stream per probe still fits.
+ */
+export const HEALTH_CALLS_PER_UID = 64;
+
+const HEALTH_SERVICE_PREFIX = '/grpc.health.v1.Health/';
+
 export class UidCallLimit {
   private readonly calls: PerUidCap;
+  private readonly healthChecks: PerUidCap;
 
   constructor(
     readonly limit: number,
@@ -40,27 +51,37 @@ export class UidCallLimit {
     this.calls = new PerUidCap(limit, 'the calls per uid', (uid) =>
       log.warn({ uid, limit }, 'a uid has the most calls open allowed on the workload socket; refusing its new ones (agent config max_calls_per_uid)'),
     );
+    this.healthChecks = new PerUidCap(HEALTH_CALLS_PER_UID, 'the health checks per uid', (uid) =>
+      log.warn({ uid, limit: HEALTH_CALLS_PER_UID }, 'a uid has the most health checks open allowed on the workload socket; refusing its new ones'),
+    );
   }
 
-  /** Counts a call of `uid` in, unless the uid is at the limit (then warns once, until it drops below). */
-  admit(uid: number): boolean {
-    return this.calls.admit(uid);
+  /** Counts a call of `uid` to `path` in, unless the uid is at its limit for such calls (then warns once, until it drops below). */
+  admit(uid: number, path: string): boolean {
+    return this.capOf(path).admit(uid);
   }
 
-  release(uid: number): void {
-    this.calls.release(uid);
+  release(uid: number, path: string): void {
+    this.capOf(path).release(uid);
   }
 
-  /** Calls of `uid` open right now (for tests and diagnostics). */
+  /** Calls of `uid` open right now, health checks apart (for tests and diagnostics). */
   openCalls(uid: number): number {
     return this.calls.count(uid);
   }
 
   /** What a refused caller reads: whose calls, how many, and what to change. */
-  refusal(uid: number): Error {
+  refusal(uid: number, path: string): Error {
+    if (this.capOf(path) === this.healthChecks) {
+      return resourceExhausted(`uid ${uid} has ${HEALTH_CALLS_PER_UID} health checks open on the meshid-agent socket, the most allowed; end some of them`);
+    }
     return resourceExhausted(
       `uid ${uid} has ${this.limit} calls open on the meshid-agent socket, the most allowed (agent config max_calls_per_uid); end some of its calls or raise the limit`,
     );
+  }
+
+  private capOf(path: string): PerUidCap {
+    return path.startsWith(HEALTH_SERVICE_PREFIX) ? this.healthChecks : this.calls;
   }
 }
 
@@ -74,7 +95,8 @@ const UNKNOWN_UID = -1;
  */
 export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): ServerInterceptor {
   const refusalsByConnection = new WeakMap<http2.Http2Session, number>();
-  return (_methodDescriptor, call) => {
+  return (methodDescriptor, call) => {
+    const path = methodDescriptor.path;
     const stream = http2StreamOf(call);
     return new ServerInterceptingCall(call, {
       start: (next) =>
@@ -86,13 +108,13 @@ export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): 
               nextMetadata(metadata);
               return;
             }
-            if (!limit.admit(uid)) {
-              call.sendStatus(toServiceError(limit.refusal(uid)));
+            if (!limit.admit(uid, path)) {
+              call.sendStatus(toServiceError(limit.refusal(uid, path)));
               resetUnlessClientDone(stream);
               takeNoNewCallsAfterMany(stream, refusalsByConnection);
               return;
             }
-            stream.once('close', () => limit.release(uid));
+            stream.once('close', () => limit.release(uid, path));
             nextMetadata(metadata);
           },
         }),
