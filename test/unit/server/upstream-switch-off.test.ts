@@ -4,7 +4,7 @@
  * root that was only prepared, and tells the operator. The upstream PKI is made with the openssl CLI; the CA runs on
  * a real datastore and key store with a FakeClock (started at real time: openssl dates the upstream CA from now).
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -68,14 +68,20 @@ function selfSignedUpstream(dir: string) {
   return { upstream, flags: { upstream_ca_cert: upstream.cert, upstream_ca_key: upstream.key }, data: path.join(dir, 'data'), clock: new FakeClock(Date.now()) };
 }
 
-test('a restart without the upstream flags publishes a meshid root at once, moves signing to it after root_activation_delay, warns, and the key copy leaves', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-upstream-off-');
+/** A data dir (removed after the test) whose CA has run under a self-signed upstream CA, and the root it made active. */
+async function startedUnderUpstream(t: TestContext, prefix: string) {
+  const { dir, cleanup } = tempDir(prefix);
   t.after(cleanup);
   const { upstream, flags, data, clock } = selfSignedUpstream(dir);
   const first = await openTestCa(data, flags, clock);
   const upstreamRoot = rootIn(first.ca, 'active')!;
   const sequence = first.ca.bundle().sequence;
   await first.close();
+  return { upstream, flags, data, clock, upstreamRoot, sequence };
+}
+
+test('a restart without the upstream flags publishes a meshid root at once, moves signing to it after root_activation_delay, warns, and the key copy leaves', async (t) => {
+  const { upstream, data, clock, upstreamRoot, sequence } = await startedUnderUpstream(t, 'meshid-upstream-off-');
 
   clock.advance(H);
   const { log, warnings } = recordingLogger();
@@ -145,12 +151,7 @@ test('an upstream root that was only prepared is dropped by a restart without th
 });
 
 test('switched back on before the meshid root took over: that root is dropped and the upstream CA keeps signing', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-upstream-off-on-');
-  t.after(cleanup);
-  const { upstream, flags, data, clock } = selfSignedUpstream(dir);
-  const first = await openTestCa(data, flags, clock);
-  const upstreamRoot = rootIn(first.ca, 'active')!;
-  await first.close();
+  const { upstream, flags, data, clock, upstreamRoot } = await startedUnderUpstream(t, 'meshid-upstream-off-on-');
   const off = await openTestCa(data, {}, clock);
   const own = rootIn(off.ca, 'prepared');
   assert.ok(own, 'switched off: a meshid root is prepared');
@@ -197,12 +198,7 @@ test('roots journaled before the root source was recorded are classified by thei
 });
 
 test('the warning\'s way out works: after the takeover, ca taint then ca revoke of the upstream CA deletes the key copy at once', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-upstream-off-revoke-');
-  t.after(cleanup);
-  const { upstream, flags, data, clock } = selfSignedUpstream(dir);
-  const first = await openTestCa(data, flags, clock);
-  const upstreamRoot = rootIn(first.ca, 'active')!;
-  await first.close();
+  const { upstream, data, clock, upstreamRoot } = await startedUnderUpstream(t, 'meshid-upstream-off-revoke-');
   const off = await openTestCa(data, {}, clock);
   t.after(() => off.close());
   const own = rootIn(off.ca, 'prepared')!;
