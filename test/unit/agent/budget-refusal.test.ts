@@ -127,6 +127,16 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
  * A ServerConnection whose stub server refuses every Sync open over its budget with `pushbackMs` as the trailer;
  * resolves once the first open was refused, with the clock readings of the opens.
  */
+/** Steps the clock to `ms` after a refusal, 100 ms at a time, checking no second `what` was made on the way; lands on `ms`. */
+async function nothingNewBefore(fx: AgentFixture, ms: number, count: () => number, what: string): Promise<void> {
+  for (let waited = 100; waited < ms; waited += 100) {
+    fx.clock.advance(100);
+    await idle();
+    assert.equal(count(), 1, `no ${what} ${waited} ms after the refusal`);
+  }
+  fx.clock.advance(100);
+}
+
 /** The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs of it. */
 function startConnection(t: TestContext, fx: AgentFixture, client: NodeClient, identity: object): ServerConnection {
   const cache = fx.cache();
@@ -168,12 +178,7 @@ async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Prom
 
 test("the Sync stream refused by a stub server's Sync-open budget is opened again no sooner than its pushback, not at the backoff's half second", async (t) => {
   const { fx, opens } = await syncRefusedWithPushback(t, '1800');
-  for (let waited = 100; waited < 1800; waited += 100) {
-    fx.clock.advance(100);
-    await idle();
-    assert.equal(opens.length, 1, `no open ${waited} ms after the refusal`);
-  }
-  fx.clock.advance(100);
+  await nothingNewBefore(fx, 1800, () => opens.length, 'open');
   await until('the open after the pushback', () => (opens.length === 2 ? true : undefined));
   assert.equal(opens[1]! - opens[0]!, 1800);
 });
@@ -203,12 +208,7 @@ test("an Attest a stub server refuses UNAVAILABLE for its source's attempts is r
   const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, canReattest: () => false, stop: () => undefined };
   const connection = startConnection(t, fx, client, identity);
   await until('the refused attempt', () => (attempts.length === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
-  for (let waited = 100; waited < 2500; waited += 100) {
-    fx.clock.advance(100);
-    await idle();
-    assert.equal(attempts.length, 1, `no attempt ${waited} ms after the refusal`);
-  }
-  fx.clock.advance(100);
+  await nothingNewBefore(fx, 2500, () => attempts.length, 'attempt');
   await until('the attempt after the pushback', () => (attempts.length === 2 ? true : undefined));
   assert.equal(attempts[1]! - attempts[0]!, 2500);
 });
