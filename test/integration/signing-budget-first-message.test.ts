@@ -5,36 +5,24 @@
  * before. In-process server and agent share a FakeClock set an hour behind real time (OpenSSL judges the
  * certificates by real time); the budget is spent by a client presenting the agent's own SVID.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { SvidIssuer } from '../../src/agent/cache/svid-issuer.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
-import { FakeClock } from '../../src/common/clock.js';
-import type { MeshidServer } from '../../src/server/server.js';
-import { startInProcessCluster, type Cluster } from '../support/cluster.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
-const clock = new FakeClock(Date.now() - 3_600_000);
+const suite = signingBudgetSuite('meshid-signing-budget-');
+const { clock } = suite;
 const uid = process.getuid!();
-let cluster: Cluster & { meshidServer: MeshidServer };
-
-before(async () => {
-  // The smallest signing budget an agent may have, refilling one CSR a second.
-  cluster = await startInProcessCluster(clock, 'meshid-signing-budget-', { agent_sign_rate: 1, agent_sign_burst: 1000 });
-});
-
-after(async () => {
-  await cluster?.cleanup();
-});
 
 test('a FetchX509SVID made while the signing budget refuses the caller\'s new SVIDs waits for them and gets every identity, not the one it had', async () => {
   const spiffeIds = ['spiffe://example.org/budget/first', 'spiffe://example.org/budget/second', 'spiffe://example.org/budget/third'];
-  await cluster.createEntry({ spiffeId: spiffeIds[0]!, selectors: [`unix:uid:${uid}`] });
-  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
+  await suite.cluster.createEntry({ spiffeId: spiffeIds[0]!, selectors: [`unix:uid:${uid}`] });
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(suite.cluster, clock);
   const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
   try {
     clock.advance(1000); // the entries made next are younger than the first (created_at counts seconds)
@@ -42,7 +30,7 @@ test('a FetchX509SVID made while the signing budget refuses the caller\'s new SV
     assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, 'a spent budget is not an outage');
     assert.match(refusal.details, /^signing rate limit reached; retry in \d+ s$/);
 
-    for (const spiffeId of spiffeIds.slice(1)) await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
+    for (const spiffeId of spiffeIds.slice(1)) await suite.cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
     const issuer = (agent as unknown as { issuer: SvidIssuer }).issuer;
     // Refused, or (made after the refusal) held until the server's hint: no call goes before it.
     const refusedOrHeld = (): boolean => {

@@ -5,40 +5,28 @@
  * whose deadline comes first is told at once, in the agent's words; a caller that cancels takes its wait with it. In-process server and agent share a FakeClock set an hour behind real
  * time (OpenSSL judges the certificates by real time); the budget is spent by a client presenting the agent's own SVID.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { JwtSvidResponse } from '../../src/agent/workload/messages.js';
-import { FakeClock } from '../../src/common/clock.js';
 import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { RETRY_PUSHBACK_KEY } from '../../src/common/grpc-status.js';
 import { isMeshidError } from '../../src/common/errors.js';
-import type { MeshidServer } from '../../src/server/server.js';
-import { startInProcessCluster, type Cluster } from '../support/cluster.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
-const clock = new FakeClock(Date.now() - 3_600_000);
+const suite = signingBudgetSuite('meshid-signing-budget-jwt-');
+const { clock } = suite;
 const uid = process.getuid!();
-let cluster: Cluster & { meshidServer: MeshidServer };
-
-before(async () => {
-  // The smallest signing budget an agent may have, refilling one CSR a second.
-  cluster = await startInProcessCluster(clock, 'meshid-signing-budget-jwt-', { agent_sign_rate: 1, agent_sign_burst: 1000 });
-});
-
-after(async () => {
-  await cluster?.cleanup();
-});
 
 test('a FetchJWTSVID made while the signing budget refuses the agent waits for the retry time and gets its token; a caller whose deadline comes first is told at once', async () => {
   const spiffeId = 'spiffe://example.org/budget/jwt';
-  await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
-  const { socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
+  await suite.cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
+  const { socketPath, impostor } = await agentWithSvidCopy(suite.cluster, clock);
   const hurried = connectWorkloadApi(socketPath, { timeoutMs: 500 });
   const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
   try {
@@ -76,7 +64,7 @@ async function agentWithSpentBudget(name: string): Promise<{
   fetchJwt: (audience: string, options: grpc.CallOptions, done: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall;
   close: () => void;
 }> {
-  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock, name);
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(suite.cluster, clock, name);
   const Workload = serviceClient(loadProto('workload/workload.proto'), 'SpiffeWorkloadAPI');
   const raw = new Workload(`unix://${socketPath}`, grpc.credentials.createInsecure());
   const header = new grpc.Metadata();

@@ -6,13 +6,10 @@
  * share a FakeClock set an hour behind real time (OpenSSL judges the certificates by real time); the budget is spent
  * by a client presenting the agent's own SVID.
  */
-import { after, before, test } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { SvidIssuer } from '../../src/agent/cache/svid-issuer.js';
-import { FakeClock } from '../../src/common/clock.js';
-import type { MeshidServer } from '../../src/server/server.js';
-import { startInProcessCluster, type Cluster } from '../support/cluster.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import {
   connectSds,
@@ -26,26 +23,17 @@ import {
   type DiscoveryResponse,
 } from '../support/sds-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy } from '../support/agent-svid-copy.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
-const clock = new FakeClock(Date.now() - 3_600_000);
+const suite = signingBudgetSuite('meshid-signing-budget-sds-');
+const { clock } = suite;
 const uid = process.getuid!();
-let cluster: Cluster & { meshidServer: MeshidServer };
-
-before(async () => {
-  // The smallest signing budget an agent may have, refilling one CSR a second.
-  cluster = await startInProcessCluster(clock, 'meshid-signing-budget-sds-', { agent_sign_rate: 1, agent_sign_burst: 1000 });
-});
-
-after(async () => {
-  await cluster?.cleanup();
-});
 
 test('StreamSecrets, DeltaSecrets and FetchSecrets made while the signing budget refuses a new SVID wait for it and carry it in their first answer', async () => {
   const first = 'spiffe://example.org/budget/sds-first';
   const added = 'spiffe://example.org/budget/sds-added';
-  await cluster.createEntry({ spiffeId: first, selectors: [`unix:uid:${uid}`] });
-  const { agent, socketPath, impostor } = await agentWithSvidCopy(cluster, clock);
+  await suite.cluster.createEntry({ spiffeId: first, selectors: [`unix:uid:${uid}`] });
+  const { agent, socketPath, impostor } = await agentWithSvidCopy(suite.cluster, clock);
   const sds = connectSds(socketPath);
   const sotw = new SotwClient(sds);
   const delta = new DeltaClient(sds);
@@ -53,7 +41,7 @@ test('StreamSecrets, DeltaSecrets and FetchSecrets made while the signing budget
     const refusal = await spendSigningBudget(impostor);
     assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, 'a spent budget is not an outage');
 
-    await cluster.createEntry({ spiffeId: added, selectors: [`unix:uid:${uid}`] });
+    await suite.cluster.createEntry({ spiffeId: added, selectors: [`unix:uid:${uid}`] });
     const issuer = (agent as unknown as { issuer: SvidIssuer }).issuer;
     await until('the new entry refused (or held) by the budget', () => {
       const p = issuer.pending();

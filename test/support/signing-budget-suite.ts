@@ -1,14 +1,15 @@
 /**
- * For the signing-budget tests: an in-process agent holding its X.509-SVIDs, and a client of the agent API presenting
- * a copy of that agent's own SVID, with which a test spends the agent's signing budget on the server
- * (spendSigningBudget) without the agent taking part.
+ * For the signing-budget tests: an in-process cluster whose agents have the smallest signing budget, an agent holding
+ * its X.509-SVIDs, and a client of the agent API presenting a copy of that agent's own SVID, with which a test spends
+ * the agent's signing budget on the server (spendSigningBudget) without the agent taking part.
  */
+import { after, before } from 'node:test';
 import path from 'node:path';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import type { AgentIdentity } from '../../src/agent/client/agent-identity.js';
-import type { Clock } from '../../src/common/clock.js';
+import { FakeClock, type Clock } from '../../src/common/clock.js';
 import type { MeshidServer } from '../../src/server/server.js';
-import type { Cluster } from './cluster.js';
+import { startInProcessCluster, type Cluster } from './cluster.js';
 import { connectNode, type NodeClient } from './node-api-client.js';
 import { until } from './until.js';
 
@@ -20,7 +21,7 @@ export interface AgentWithSvidCopy {
 }
 
 /** Starts an agent on `<name>.sock` (data in `<name>-data`) and waits until it holds an SVID for every entry it has. */
-export async function agentWithSvidCopy(cluster: Cluster & { meshidServer: MeshidServer }, clock: Clock, name = 'agent'): Promise<AgentWithSvidCopy> {
+export async function agentWithSvidCopy(cluster: BudgetCluster, clock: Clock, name = 'agent'): Promise<AgentWithSvidCopy> {
   const socketPath = path.join(cluster.dir, `${name}.sock`);
   const agent = await cluster.startInProcessAgent(
     { join_token: await cluster.token(), socket_path: socketPath, data_dir: path.join(cluster.dir, `${name}-data`) },
@@ -33,4 +34,28 @@ export async function agentWithSvidCopy(cluster: Cluster & { meshidServer: Meshi
   const held = (agent as unknown as { identity: AgentIdentity }).identity.current()!;
   const impostor = connectNode({ port: () => cluster.meshidServer.agentPort }, cluster.bundlePem, { chain: [...held.chain], key: held.privateKey });
   return { agent, socketPath, impostor };
+}
+
+export type BudgetCluster = Cluster & { meshidServer: MeshidServer };
+
+/**
+ * Registers the file's before/after hooks: one cluster, started behind real time (OpenSSL judges certificates by real
+ * time), whose agents may sign one CSR a second after a burst of 1,000. `cluster` is there once `before` has run.
+ */
+export function signingBudgetSuite(dirPrefix: string): { readonly clock: FakeClock; readonly cluster: BudgetCluster } {
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  let cluster: BudgetCluster | undefined;
+  before(async () => {
+    cluster = await startInProcessCluster(clock, dirPrefix, { agent_sign_rate: 1, agent_sign_burst: 1000 });
+  });
+  after(async () => {
+    await cluster?.cleanup();
+  });
+  return {
+    clock,
+    get cluster(): BudgetCluster {
+      if (cluster === undefined) throw new Error('the signing-budget cluster is used before its before hook ran');
+      return cluster;
+    },
+  };
 }
