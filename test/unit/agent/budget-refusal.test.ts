@@ -10,7 +10,7 @@ import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS, retryPushbackWaitMs } 
 import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
 import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
-import { ServerConnection } from '../../../src/agent/client/server-connection.js';
+import { ServerConnection, type ServerConnectionOptions } from '../../../src/agent/client/server-connection.js';
 import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { fromServiceError, RETRY_PUSHBACK_KEY } from '../../../src/common/grpc-status.js';
 import { loadProto } from '../../../src/common/grpc/proto.js';
@@ -137,9 +137,18 @@ async function nothingNewBefore(fx: AgentFixture, ms: number, count: () => numbe
   fx.clock.advance(100);
 }
 
-/** The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs of it. */
-function startConnection(t: TestContext, fx: AgentFixture, client: NodeClient, identity: object): ServerConnection {
-  const cache = fx.cache();
+/**
+ * The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs
+ * of it, `options` what else differs (a cache holding no bundle yet, bootstrap roots and their probe).
+ */
+function startConnection(
+  t: TestContext,
+  fx: AgentFixture,
+  client: NodeClient,
+  identity: object,
+  options: { cache?: IdentityCache } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
+): ServerConnection {
+  const { cache = fx.cache(), ...rest } = options;
   const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
   t.after(() => issuer.stop());
   const connection = new ServerConnection({
@@ -153,6 +162,7 @@ function startConnection(t: TestContext, fx: AgentFixture, client: NodeClient, i
     revision: 0,
     onFatal: () => undefined,
     random: () => 0.5,
+    ...rest,
   });
   connection.start();
   t.after(() => connection.stop());
@@ -225,28 +235,16 @@ test("an Attest a stub server refuses with retry pushback does not make the agen
   });
   // A first attestation: no bundle held yet, so an outage (no pushback) would be probed with the bootstrap roots.
   const cache = new IdentityCache({ clock: fx.clock, log: silentLogger(), signJwtSvid: () => Promise.reject(new Error('no JWT signer in this test')) });
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
-  t.after(() => issuer.stop());
   const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, canReattest: () => false, stop: () => undefined };
   let probes = 0;
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
+  const connection = startConnection(t, fx, client, identity, {
     cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
     bootstrapRoots: [Buffer.from('bootstrap root')],
     checkBootstrapTrust: () => {
       probes++;
       return Promise.resolve(undefined);
     },
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
   });
-  connection.start();
-  t.after(() => connection.stop());
   await until('the refused attempt', () => (attempts === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
   fx.clock.advance(2500);
   await until('the attempt after the pushback', () => (attempts === 2 && connection.lastErrorMessage !== undefined ? true : undefined));
