@@ -13,7 +13,7 @@ import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-');
 const { clock } = suite;
@@ -44,12 +44,7 @@ test('a FetchX509SVID made while the signing budget refuses the caller\'s new SV
       (m) => (answer = m),
       (err: Error) => (answer = err),
     );
-    // The agent retries when the server said it may (its clock): move it on a second at a time until the fetch answers.
-    for (let s = 0; s < 25 && answer === undefined; s++) {
-      for (let i = 0; i < 8 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 25));
-      if (answer === undefined) clock.advance(1000);
-    }
-    for (let i = 0; i < 40 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    await advanceUntil(clock, () => answer !== undefined);
     assert.ok(answer !== undefined && !(answer instanceof Error), `the fetch answers: ${String(answer)}`);
     assert.deepEqual(answer.svids!.map((s) => s.spiffe_id).sort(), [...spiffeIds].sort(), 'every identity of the caller');
     assert.equal(answer.svids![0]!.spiffe_id, spiffeIds[0], 'the oldest entry stays the default');

@@ -17,7 +17,7 @@ import { RETRY_PUSHBACK_KEY } from '../../src/common/grpc-status.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-jwt-');
 const { clock } = suite;
@@ -41,12 +41,7 @@ test('a FetchJWTSVID made while the signing budget refuses the agent waits for t
       (m) => (answer = m),
       (err: Error) => (answer = err),
     );
-    // The agent retries when the server said it may (its clock): move it on a second at a time until the fetch answers.
-    for (let s = 0; s < 25 && answer === undefined; s++) {
-      for (let i = 0; i < 8 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 25));
-      if (answer === undefined) clock.advance(1000);
-    }
-    for (let i = 0; i < 40 && answer === undefined; i++) await new Promise((r) => setTimeout(r, 50));
+    await advanceUntil(clock, () => answer !== undefined);
     assert.ok(answer !== undefined && !(answer instanceof Error), `the fetch answers: ${String(answer)}`);
     assert.deepEqual(answer.svids!.map((s) => s.spiffe_id), [spiffeId]);
     const claims = JSON.parse(Buffer.from(answer.svids![0]!.svid!.split('.')[1]!, 'base64url').toString('utf8')) as { sub: string; aud: string[] };

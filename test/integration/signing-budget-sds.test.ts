@@ -23,7 +23,7 @@ import {
   type DiscoveryResponse,
 } from '../support/sds-client.js';
 import { until } from '../support/until.js';
-import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-sds-');
 const { clock } = suite;
@@ -55,12 +55,7 @@ test('StreamSecrets, DeltaSecrets and FetchSecrets made while the signing budget
     delta.next(60_000).then((r) => (answers.delta = r), (err: Error) => (answers.delta = err));
     fetchSecrets(sds, { node: envoyNode(), resource_names: [added] }).then((r) => (answers.fetch = r), (err: Error) => (answers.fetch = err));
     const answered = (): boolean => answers.sotw !== undefined && answers.delta !== undefined && answers.fetch !== undefined;
-    // The agent retries when the server said it may (its clock): move it on a second at a time until all answer.
-    for (let s = 0; s < 25 && !answered(); s++) {
-      for (let i = 0; i < 8 && !answered(); i++) await new Promise((r) => setTimeout(r, 25));
-      if (!answered()) clock.advance(1000);
-    }
-    for (let i = 0; i < 40 && !answered(); i++) await new Promise((r) => setTimeout(r, 50));
+    await advanceUntil(clock, answered);
 
     const { sotw: s1, delta: d1, fetch: f1 } = answers;
     assert.ok(s1 !== undefined && !(s1 instanceof Error), `StreamSecrets answers: ${String(s1)}`);
