@@ -8,6 +8,7 @@ import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
+import { SigningBudgetWait } from './signing-budget-wait.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from './workload-cache.js';
 
 /**
@@ -112,6 +113,8 @@ export class IdentityCache implements WorkloadCache {
   private readonly subscriptions = new Set<Subscription>();
   private readonly changeListeners = new Set<() => void>();
   private readonly jwt: JwtSvidCache;
+  /** The server's signing budget's wait, one for X.509 (svid-issuer.ts) and JWT signing, as the budget is one. */
+  readonly signingBudget: SigningBudgetWait;
   private readonly clock: Clock;
   private readonly log: Logger;
   private isReady = false;
@@ -124,6 +127,7 @@ export class IdentityCache implements WorkloadCache {
   constructor(options: IdentityCacheOptions) {
     this.clock = options.clock;
     this.log = options.log;
+    this.signingBudget = new SigningBudgetWait(options.clock);
     // A token whose `sub` is not the entry's SPIFFE ID (this agent's view lags the server's) is refused as it
     // arrives, so it is neither cached nor handed out, and cached tokens cost no check per call.
     this.jwt = new JwtSvidCache(
@@ -147,6 +151,7 @@ export class IdentityCache implements WorkloadCache {
       this.clock,
       options.jwtCacheSize,
       options.random,
+      this.signingBudget,
     );
   }
 

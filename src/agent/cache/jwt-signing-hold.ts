@@ -1,12 +1,13 @@
 import type { Clock } from '../../common/clock.js';
 import { budgetSpent } from '../../common/errors.js';
 import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
+import { SigningBudgetWait } from './signing-budget-wait.js';
 
 /**
- * The one wait of all JWT-SVID signing for the server's signing budget, as the X.509-SVID issuer holds its whole
- * queue (svid-issuer.ts). The budget is the agent's, not an audience's: once the server refused one SignJwtSvid, it
- * refuses every other until its retry time, so callers waiting on different entries or audiences, each retrying on
- * its own timer, only made one refused call each per wait.
+ * The one wait of all JWT-SVID signing for the server's signing budget, shared with the X.509-SVID issuer, which holds
+ * its whole queue (SigningBudgetWait). The budget is the agent's, not an audience's: once the server refused one
+ * signing, it refuses every other until its retry time, so callers waiting on different entries or audiences, each
+ * retrying on its own timer, only made one refused call each per wait.
  *
  * - After a budget refusal no SignJwtSvid goes before the server's retry time plus up to a second of jitter (drawn
  *   once per refusal, so the agents a storm's refusals told the same wait do not all come back at once): a signing
@@ -16,7 +17,6 @@ import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
  *   the others back before they are sent. Then all go at once again.
  */
 export class JwtSigningHold {
-  private until = 0;
   private recovering = false;
   private busy = false;
   /** Signings waiting for their turn while recovering, in order. */
@@ -26,11 +26,12 @@ export class JwtSigningHold {
     private readonly clock: Clock,
     /** Jitter source, [0, 1). */
     private readonly random: () => number,
+    private readonly budget: SigningBudgetWait = new SigningBudgetWait(clock),
   ) {}
 
-  /** When signing may go again after a budget refusal, or undefined when it may go now. */
+  /** When signing may go again after a budget refusal (a JWT or an X.509 signing's), or undefined when it may go now. */
   heldUntil(): number | undefined {
-    return this.clock.now() < this.until ? this.until : undefined;
+    return this.budget.heldUntil();
   }
 
   /** Runs `sign` (one SignJwtSvid) when the budget allows; a budget refusal it meets holds every other signing. */
@@ -57,7 +58,7 @@ export class JwtSigningHold {
     } catch (err) {
       const wait = budgetRefusalWaitMs(err);
       if (wait !== undefined) {
-        this.until = Math.max(this.until, this.clock.now() + wait + Math.round(this.random() * 1000));
+        this.budget.holdUntil(this.clock.now() + wait + Math.round(this.random() * 1000));
         this.recovering = true;
       }
       throw err;

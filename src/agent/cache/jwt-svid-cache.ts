@@ -2,6 +2,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { isMeshidError, unavailable } from '../../common/errors.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { JwtSigningHold } from './jwt-signing-hold.js';
+import { SigningBudgetWait } from './signing-budget-wait.js';
 
 /** A JWT-SVID the server signed; times are epoch milliseconds. */
 export interface SignedJwtSvid {
@@ -73,9 +74,11 @@ export class JwtSvidCache {
     readonly maxSize = DEFAULT_JWT_CACHE_SIZE,
     /** Jitter of the retries after a budget refusal, [0, 1). */
     random: () => number = Math.random,
+    /** The wait after a budget refusal, shared with X.509 signing (IdentityCache.signingBudget). */
+    budget: SigningBudgetWait = new SigningBudgetWait(clock),
   ) {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
-    this.hold = new JwtSigningHold(clock, random);
+    this.hold = new JwtSigningHold(clock, random, budget);
   }
 
   get size(): number {

@@ -14,6 +14,7 @@ import { issuedChainCheckTime } from '../client/server-clock.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
+import type { SigningBudgetWait } from './signing-budget-wait.js';
 
 /** One item of a SignX509Svids answer. `code` 0 = signed; otherwise a gRPC status code for this item. */
 export interface SignedItem {
@@ -102,11 +103,12 @@ export class SvidIssuer {
   /** When the signing budget first refused each entry since it was last signed or requested. */
   private readonly budgetRefusedSince = new Map<string, number>();
   /**
-   * Until when the server's last budget refusal asked this agent to wait (its hint, with jitter): no call goes before
-   * then, queued, kicked and newly requested entries included. The budget refuses every call until then, so sending
-   * the other queued batches would only be refused too, each growing the call backoff far past the hint.
+   * Until when the server's last budget refusal, of X.509 or JWT signing, asked this agent to wait (its hint, with
+   * jitter): no call goes before then, queued, kicked and newly requested entries included. The budget refuses every
+   * call until then, so sending the other queued batches would only be refused too, each growing the call backoff far
+   * past the hint.
    */
-  private budgetHeldUntil = 0;
+  private readonly budget: SigningBudgetWait;
   private holdTimer: TimerHandle | undefined;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
@@ -130,6 +132,7 @@ export class SvidIssuer {
     this.maxInflight = options.maxInflight ?? 4;
     this.retryPolicy = options.retryBackoff ?? RETRY_BACKOFF;
     this.callBackoff = new Backoff(this.retryPolicy, this.random);
+    this.budget = options.cache.signingBudget;
   }
 
   /** Entries that need an SVID now (new, or their certificate inputs changed). */
@@ -297,14 +300,15 @@ export class SvidIssuer {
    */
   private heldByBudget(): boolean {
     const now = this.clock.now();
-    if (this.stopped || this.queued.size === 0 || now >= this.budgetHeldUntil) return false;
+    const until = this.budget.heldUntil();
+    if (this.stopped || this.queued.size === 0 || until === undefined) return false;
     const held = [...this.queued].flatMap((id) => this.cache.entry(id) ?? []);
-    this.cache.markUnsigned(held.filter((e) => !this.budgetWaitedFor(e, now, this.budgetHeldUntil)).map((e) => e.id));
+    this.cache.markUnsigned(held.filter((e) => !this.budgetWaitedFor(e, now, until)).map((e) => e.id));
     if (this.holdTimer === undefined) {
       this.holdTimer = this.clock.setTimer(() => {
         this.holdTimer = undefined;
         this.flush();
-      }, this.budgetHeldUntil - now);
+      }, until - now);
     }
     return true;
   }
@@ -357,7 +361,7 @@ export class SvidIssuer {
       // same wait do not all come back at once.
       const delay = budgetWait === undefined ? backoff : Math.max(backoff, budgetWait + Math.round(this.random() * 1000));
       const now = this.clock.now();
-      if (budgetWait !== undefined) this.budgetHeldUntil = Math.max(this.budgetHeldUntil, now + delay);
+      if (budgetWait !== undefined) this.budget.holdUntil(now + delay);
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
       // it would stop a first message waiting for the new certificate at its first failure.

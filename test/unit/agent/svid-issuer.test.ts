@@ -551,3 +551,64 @@ test('a signing budget refusal holds every call until its hint: the other queued
   assert.equal(s.svids.length, 4, 'all four signed once the wait was over');
   issuer.stop();
 });
+
+test('X.509 and JWT signing wait out one budget: a refusal of either holds the other until its hint', async () => {
+  const jwtCalls: number[] = [];
+  let jwtRefusing = true;
+  const x509Calls: number[] = [];
+  let x509Refusing = false;
+  const cache = fx.cache(async () => {
+    jwtCalls.push(fx.clock.now());
+    if (jwtRefusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
+    throw unavailable('not signing JWT-SVIDs in this test');
+  });
+  const signed = fx.signer(cache).sign;
+  const issuer = new SvidIssuer({
+    cache,
+    sign: async (items) => {
+      x509Calls.push(fx.clock.now());
+      if (x509Refusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
+      return signed(items);
+    },
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0,
+  });
+  const jwtEntry = entry('shared-budget-jwt', ['unix:uid:94'], { created_at: 1 });
+  cache.apply({ upserts: [jwtEntry] });
+  // A deadline before the retry time: the refusal comes back to the caller instead of being waited out.
+  const shortDeadline = (): number => fx.clock.now() + 1000;
+  const budgetRefused = (e: unknown): boolean => e instanceof MeshidError && /refusing to sign for now/.test(e.message);
+
+  // A JWT-SVID refused: the X.509-SVID of a new entry is not sent before the hint.
+  await assert.rejects(cache.fetchJwtSvids([{ type: 'unix', value: 'uid:94' }], ['db'], undefined, shortDeadline()), budgetRefused);
+  assert.equal(jwtCalls.length, 1);
+  const jwtRefusedAt = jwtCalls[0]!;
+  issuer.request(cache.apply({ upserts: [entry('shared-budget-x509', ['unix:uid:93'], { created_at: 2 })] }).needSvid);
+  await settle();
+  fx.clock.advance(4999);
+  await settle();
+  assert.equal(x509Calls.length, 0, 'no SignX509Svids before the 5 s a SignJwtSvid refusal asked for');
+  fx.clock.advance(1001);
+  await settle();
+  assert.equal(x509Calls.length, 1, 'sent once the wait is over');
+  assert.ok(x509Calls[0]! - jwtRefusedAt >= 5000);
+  assert.equal(cache.snapshot([{ type: 'unix', value: 'uid:93' }]).complete, true);
+
+  // An X.509-SVID refused: a JWT-SVID asked for meanwhile is refused without a call, then signed after the hint.
+  jwtRefusing = false;
+  x509Refusing = true;
+  issuer.request(cache.apply({ upserts: [entry('shared-budget-x509-2', ['unix:uid:92'], { created_at: 3 })] }).needSvid);
+  await settle();
+  assert.equal(x509Calls.length, 2);
+  const x509RefusedAt = x509Calls[1]!;
+  await assert.rejects(cache.fetchJwtSvids([{ type: 'unix', value: 'uid:94' }], ['db'], undefined, shortDeadline()), budgetRefused);
+  assert.equal(jwtCalls.length, 1, 'no SignJwtSvid during the wait a SignX509Svids refusal asked for');
+  x509Refusing = false;
+  fx.clock.advance(5000);
+  await settle();
+  await assert.rejects(cache.fetchJwtSvids([{ type: 'unix', value: 'uid:94' }], ['db'], undefined, shortDeadline()), /not signing JWT-SVIDs in this test/);
+  assert.equal(jwtCalls.length, 2, 'signed again once the wait is over');
+  assert.ok(jwtCalls[1]! - x509RefusedAt >= 5000);
+  issuer.stop();
+});

@@ -1,0 +1,23 @@
+import type { Clock } from '../../common/clock.js';
+
+/**
+ * How long the server's signing budget has told this agent to wait, shared by X.509-SVID signing (svid-issuer.ts) and
+ * JWT-SVID signing (jwt-signing-hold.ts). The server charges SignX509Svids and SignJwtSvid to one budget per agent
+ * (its SigningLimits), so a refusal of either means the other is refused too until the retry time: each kind waiting
+ * on its own only sent one more call per wait to be refused.
+ */
+export class SigningBudgetWait {
+  private until = 0;
+
+  constructor(private readonly clock: Clock) {}
+
+  /** When signing may go again, or undefined when it may go now. */
+  heldUntil(): number | undefined {
+    return this.clock.now() < this.until ? this.until : undefined;
+  }
+
+  /** No signing before `at` (epoch ms on the clock); an earlier time than one already held changes nothing. */
+  holdUntil(at: number): void {
+    this.until = Math.max(this.until, at);
+  }
+}
