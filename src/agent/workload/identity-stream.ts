@@ -19,7 +19,8 @@ export interface StreamCall<Res> {
 export interface StreamView<Res> {
   /**
    * The full-state message for this snapshot, or undefined when there is nothing valid to send yet (e.g. no SVID
-   * issued). `first` is true until a message has been written.
+   * issued). `first` is true while a first message may still wait for more (SVIDs being signed): until a message has
+   * been written or the stream's pending window is over.
    */
   render(snapshot: IdentitySnapshot, first: boolean): Res | undefined;
   /** Whether two messages carry the same content: the second is then not sent. */
@@ -53,8 +54,9 @@ export interface IdentityStreamOptions<Res> {
 /**
  * One open Workload API stream (WL-API §4.3, §4.4; SPEC-NOTES §8): the first message as soon as there is something
  * valid to send, then a new full-state message whenever the content changes and never otherwise; PERMISSION_DENIED
- * once the caller holds no entry; UNAVAILABLE if it stays entitled with nothing to send past `pendingTimeoutMs`
- * (SVIDs not issued in time), so the client reconnects instead of waiting on a stream that never speaks.
+ * once the caller holds no entry. A first message waits for SVIDs being signed at most `pendingTimeoutMs` from the
+ * stream's start, however late a signing started or failed: then it goes with what there is, or, with nothing valid
+ * to send, the stream ends UNAVAILABLE, so the client reconnects instead of waiting on a stream that never speaks.
  *
  * Memory per stream is bounded: at most one message is being written at a time; changes that arrive meanwhile only
  * mark the stream dirty, and when the write completes the next message is rendered from the state at that moment.
@@ -67,6 +69,7 @@ export class IdentityStream<Res> {
   private dirty = false;
   private scheduled = false;
   private justAttested = false;
+  private pendingOver = false;
   private last: Res | undefined;
   private unsubscribe: (() => void) | undefined;
   private pendingTimer: TimerHandle | undefined;
@@ -145,7 +148,7 @@ export class IdentityStream<Res> {
       if (!snapshot.entitled && this.o.requireEntitlement !== false) {
         throw permissionDenied('the caller is no longer entitled to any identity');
       }
-      message = this.o.view.render(snapshot, this.last === undefined);
+      message = this.o.view.render(snapshot, this.last === undefined && !this.pendingOver);
     } catch (error) {
       this.fail(isMeshidError(error) ? error : internal('cannot build the Workload API response', error));
       return;
@@ -171,6 +174,11 @@ export class IdentityStream<Res> {
     if (this.pendingTimer !== undefined) return;
     this.pendingTimer = this.o.clock.setTimer(() => {
       this.pendingTimer = undefined;
+      // The signings a first message waits for each have a window of their own (budget-refusal.ts), counted from
+      // when they started or were first refused; past the stream's, what there is goes rather than an error.
+      this.pendingOver = true;
+      this.pump();
+      if (this.last !== undefined || this.closed) return;
       this.fail(unavailable(`no identity could be served within ${Math.round(this.o.pendingTimeoutMs / 1000)} s (SVIDs are still being issued); retry`));
     }, this.o.pendingTimeoutMs);
   }

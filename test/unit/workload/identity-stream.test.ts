@@ -144,3 +144,36 @@ test('a closed stream lets go of its call, so whatever still references the stre
   assert.equal(callRef.deref(), undefined, 'the closed stream still references its call');
   assert.equal(stream.open, false);
 });
+
+test('a first message waits for more at most the pending window from the stream\'s start: then what there is goes, and only nothing ends the stream UNAVAILABLE', () => {
+  for (const [what, value] of [['an SVID to send', 1], ['nothing valid to send', 0]] as const) {
+    const clock = new FakeClock();
+    const call = new HeldCall();
+    const c = counterCache();
+    c.state.value = value;
+    let closed = 0;
+    // Stands for the X.509 view while a signing is still waited for: a first message waits, a later one sends what there is.
+    const stream = new IdentityStream<number>({
+      call,
+      cache: c.cache,
+      view: { render: (s, first) => (first || (s as unknown as { value: number }).value === 0 ? undefined : (s as unknown as { value: number }).value), same: (a, b) => a === b },
+      selectors: [],
+      clock,
+      pendingTimeoutMs: 30_000,
+      log: silentLogger(),
+      onClose: () => closed++,
+    });
+    stream.start();
+    clock.advance(29_999);
+    assert.deepEqual([call.written, call.errors.length], [[], 0], `${what}: still waiting within the window`);
+    clock.advance(1);
+    if (value === 1) {
+      assert.deepEqual(call.written, [1], 'what there is goes at the end of the window');
+      assert.deepEqual([call.errors.length, closed, stream.open], [0, 0, true], 'and the stream stays open for what comes next');
+    } else {
+      assert.deepEqual(call.written, []);
+      assert.equal((call.errors[0] as { code: number }).code, 14, 'nothing to send: UNAVAILABLE');
+      assert.equal(closed, 1);
+    }
+  }
+});
