@@ -151,6 +151,7 @@ export class ServerSvid {
    * and would never hear of the new root. The tainted root stays in the bundle, trusted by every agent, until
    * `ca revoke`: the SVID stays on it until then (or its own half-life), and moves at once when it leaves the bundle.
    * Staying adds nothing for whoever holds the tainted key: agents trust that root for as long as it is published.
+   * Under an upstream PKI a tainted upstream-issued CA is not waited for: its replacement ends at the same PKI root.
    */
   followTaints(): void {
     this.unfollow?.();
@@ -181,7 +182,11 @@ export class ServerSvid {
     if (root !== undefined && !roots.some((r) => parseCertificate(r.certDer!).subjectKeyId === root)) return 'root-revoked';
     const tainted = new Set(this.ca.taintedKeyIds());
     if (!chainNamesKeyId(chain, tainted)) return 'keep';
-    if (root !== undefined && tainted.has(root) && this.ca.activeIntermediate(this.datacenter)?.authorityKeyId !== root) return 'keep-on-tainted-root';
+    if (root !== undefined && tainted.has(root)) {
+      const activeRoot = this.ca.activeIntermediate(this.datacenter)?.authorityKeyId;
+      // Under an upstream PKI the replacement hangs from the PKI root every agent already trusts: nothing to wait for.
+      if (activeRoot !== root && (activeRoot === undefined || !this.ca.rootsShareAnchor(root, activeRoot))) return 'keep-on-tainted-root';
+    }
     return 'tainted';
   }
 

@@ -19,7 +19,7 @@ import { isSelfIssued, rootFromUpstreamCa, type LoadedAuthority } from './loaded
 import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
-import { anchorOutliving, sameBundleContent } from './own-bundle.js';
+import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
 export interface CaSettings {
@@ -418,6 +418,17 @@ export class CaManager {
     });
     this.busy = run.catch(() => undefined);
     return run.finally(() => this.schedule());
+  }
+
+  /**
+   * Whether the roots with these subject key IDs (hex) end at a common trust anchor in the bundle: two CAs an upstream
+   * PKI issued under one PKI root do. A peer that verifies chains under one then verifies chains under the other.
+   */
+  rootsShareAnchor(keyIdA: string, keyIdB: string): boolean {
+    const anchorsOf = (keyId: string): Buffer[] =>
+      [...this.authorities.values()].filter((a) => a.record.kind === 'root' && a.cert?.subjectKeyId === keyId).flatMap(trustAnchorsOf);
+    const b = anchorsOf(keyIdB);
+    return anchorsOf(keyIdA).some((anchor) => b.some((d) => d.equals(anchor)));
   }
 
   /** Subject key IDs (hex) of tainted X.509 authorities: agents re-sign every SVID whose chain contains one. */

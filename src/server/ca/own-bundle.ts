@@ -6,7 +6,7 @@ import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
  * The trust anchors a root's chains end at, as the bundle publishes them: a self-issued root itself; a root an
  * upstream PKI issued is no trust anchor, so the PKI's roots recorded with it stand in for it.
  */
-function trustAnchorsOf(root: LoadedAuthority): Buffer[] {
+export function trustAnchorsOf(root: LoadedAuthority): Buffer[] {
   if (root.cert === undefined) return [];
   return isSelfIssued(root.cert) ? [root.cert.der] : (root.record.upstreamAnchorsDer ?? []);
 }

@@ -9,7 +9,7 @@ import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
-import { opensslCa } from '../../support/openssl.js';
+import { opensslCa, opensslVerify } from '../../support/openssl.js';
 import { chainNamesKeyId, parseCaCertificate, parseCertificate } from '../../../src/common/x509/certificate.js';
 import { certificatesToPem, pemToDerList, toPem } from '../../../src/common/x509/pem.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
@@ -276,4 +276,42 @@ test('under an upstream PKI, a restarted server presents its saved SVID too', as
   const first = (await server.start()).svid.identity();
   assert.ok(pemToDerList(first.certChainPem).length >= 3, 'chains up through the upstream-issued CA');
   assert.equal((await server.start()).svid.identity().certChainPem, first.certChainPem);
+});
+
+test('under an upstream PKI, a taint of the upstream-issued CA moves the server SVID at once: its replacement hangs from the same PKI root', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-svid-upstream-switch-');
+  t.after(cleanup);
+  const corporate = opensslCa(dir, 'Corporate Root');
+  const upstreamFrom = (name: string) => {
+    const meshCa = opensslCa(dir, name, { issuer: corporate });
+    const chainFile = path.join(dir, `${name}-chain.pem`);
+    fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(corporate.cert, 'utf8'));
+    return { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: corporate.cert };
+  };
+  const [first, second] = [upstreamFrom('Mesh CA 1'), upstreamFrom('Mesh CA 2')];
+  // After both CA certificates were made: each is valid from the second it was made.
+  const clock = new FakeClock(Date.now() + 1000);
+  const data = path.join(dir, 'data');
+  const file = path.join(dir, 'server-svid.json');
+  const before = await openTestCa(data, first, clock);
+  const oldSvid = new ServerSvid(before.ca, 'east', 24 * H, clock, silentLogger(), file).identity();
+  const oldRoot = before.ca.listAuthorities().find((a) => a.kind === 'root')!;
+  await before.close();
+
+  // Restarted with a new upstream CA (a new key from the same corporate root), as `ca taint` of the old one asks.
+  const after = await openTestCa(data, second, clock);
+  t.after(() => after.close());
+  const svid = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
+  svid.followTaints();
+  t.after(() => svid.stop());
+  assert.equal(svid.identity().certChainPem, oldSvid.certChainPem, 'the saved SVID, on the old upstream CA, is presented after the restart');
+  const issued: string[] = [];
+  svid.onChange((id) => issued.push(id.certChainPem));
+  await after.ca.taint(oldRoot.id);
+  assert.equal(issued.length, 1, 're-issued at once, not kept on the tainted upstream CA until its half-life');
+  const chain = pemToDerList(issued[0]!);
+  assert.ok(!chainNamesKeyId(chain, new Set(after.ca.taintedKeyIds())), 'the new chain names no tainted authority');
+  // Every agent already trusts the corporate root: the new chain verifies against the bundle the old one did.
+  const verified = opensslVerify({ roots: pemToDerList(fs.readFileSync(corporate.cert, 'utf8')), intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslserver' });
+  assert.ok(verified.ok, verified.output);
 });
