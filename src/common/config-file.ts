@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
 import { closestMatch } from './cli/suggest.js';
-import { readProblem } from './cli/input.js';
+import { readProblem, withoutByteOrderMark } from './cli/input.js';
 import { refuseDuplicateKeys } from './json-duplicate-key.js';
 
 /**
@@ -13,7 +13,7 @@ import { refuseDuplicateKeys } from './json-duplicate-key.js';
 export function readJsonConfigObject(file: string, section: string): Record<string, unknown> {
   let text: string;
   try {
-    text = fs.readFileSync(file, 'utf8');
+    text = withoutByteOrderMark(fs.readFileSync(file, 'utf8'));
   } catch (err) {
     throw invalidArgument(`cannot read config file ${file}: ${readProblem(err)}`);
   }

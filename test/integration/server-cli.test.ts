@@ -237,6 +237,15 @@ test("entry create --data creates a spire-server -data file's entries; what is r
   assert.equal(field(shown.out, 'DNS name'), 'b.local');
   assertError(await cli(['entry', 'create', '--data', file, '--hint', 'x']), /^Error: InvalidArgument: --data creates the entries of its file: it cannot be combined with --hint/);
   assertError(await cli(['entry', 'create', '--data', path.join(path.dirname(file), 'nope.json')]), /^Error: InvalidArgument: cannot read entry file .*nope\.json: no such file \(ENOENT\)/);
+
+  // Saved with a UTF-8 byte order mark (some Windows editors), from a file or standard input: the mark is no content.
+  const bom = (name: string): string =>
+    '\uFEFF' + JSON.stringify({ entries: [{ spiffe_id: `spiffe://${TD}/from-file/${name}`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'unix', value: 'uid:2003' }] }] });
+  const bomFile = path.join(path.dirname(file), 'entries-bom.json');
+  fs.writeFileSync(bomFile, bom('bom-file'));
+  assertOk(await cli(['entry', 'create', '--data', bomFile]));
+  assertOk(await cli(['entry', 'create', '--data', '-'], { stdin: bom('bom-stdin') }));
+  for (const name of ['bom-file', 'bom-stdin']) assertOk(await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/from-file/${name}`]));
 });
 
 test('an entry file or a bundle file holding a key twice is refused naming the key and both lines, and nothing is created', async () => {

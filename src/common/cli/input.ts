@@ -5,7 +5,7 @@ import type { CliIo } from './output.js';
 /** A text file a command was pointed at; `what` names it in the error ("bundle file", "entry file"). */
 export function readTextFile(file: string, what: string): string {
   try {
-    return fs.readFileSync(file, 'utf8');
+    return withoutByteOrderMark(fs.readFileSync(file, 'utf8'));
   } catch (err) {
     throw invalidArgument(`cannot read ${what} ${file}: ${readProblem(err)}`);
   }
@@ -37,5 +37,13 @@ export async function readAll(io: Pick<CliIo, 'stdin' | 'stderr'>, missing: stri
   if ((stdin as { isTTY?: boolean }).isTTY === true) io.stderr.write(`Reading ${awaited} from the terminal: paste it, then press Ctrl-D (Ctrl-C to stop)\n`);
   const chunks: Buffer[] = [];
   for await (const chunk of stdin) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-  return Buffer.concat(chunks).toString('utf8');
+  return withoutByteOrderMark(Buffer.concat(chunks).toString('utf8'));
+}
+
+/**
+ * The text without the UTF-8 byte order mark some Windows editors put first. JSON.parse refuses it ("Unexpected
+ * token") as if the file were broken, though the mark is no part of its content (RFC 8259 §8.1 lets a parser ignore it).
+ */
+export function withoutByteOrderMark(text: string): string {
+  return text.charCodeAt(0) === 0xfeff ? text.slice(1) : text;
 }

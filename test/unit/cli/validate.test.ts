@@ -114,3 +114,13 @@ test('agent validate: --socket-path (socket_path) takes the unix:///path URI SPI
   assert.equal(relative.code, 1);
   assert.equal(relative.err, 'Error: InvalidArgument: --socket-path, socket_path value "unix:api.sock" must name an absolute path (unix:///path); a relative unix: URI is opaque\n');
 });
+
+test('a config file saved with a UTF-8 byte order mark (as some Windows editors save) is read like one without', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-bom-');
+  t.after(cleanup);
+  const configFile = path.join(dir, 'server.json');
+  fs.writeFileSync(configFile, '\uFEFF' + JSON.stringify({ trust_domain: 'example.org', datacenters: ['east'] }));
+  const r = await run(validateServerCommand, ['--config', configFile]);
+  assert.deepEqual([r.code, r.err], [0, '']);
+  assert.match(r.out, /^Configuration is valid: trust domain example\.org, datacenters east;/);
+});
