@@ -8,6 +8,7 @@ import { LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
+import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -36,6 +37,8 @@ export interface AgentConfig {
   /** Callers without an entry get the own trust domain's bundle (Workload API bundle RPCs, SDS validation contexts). */
   readonly allowUnauthenticatedVerifiers: boolean;
   readonly sds: ResolvedSdsOptions;
+  /** The HTTP health check listener (SPIRE's `health_checks`); undefined when off, the default. */
+  readonly healthChecks: HealthChecksConfig | undefined;
 }
 
 /** The SDS settings of the config file, named as in SPIRE's agent `sds` block. */
@@ -62,6 +65,7 @@ export interface RawAgentConfig {
   allowed_foreign_jwt_claims?: string[];
   allow_unauthenticated_verifiers?: boolean;
   sds?: RawSdsConfig;
+  health_checks?: RawHealthChecksConfig;
 }
 
 const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
@@ -79,6 +83,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   allowed_foreign_jwt_claims: 'array',
   allow_unauthenticated_verifiers: 'boolean',
   sds: 'object',
+  health_checks: 'object',
 };
 
 const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
@@ -97,6 +102,7 @@ export function readAgentConfigFile(file: string): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
   if (obj['sds'] !== undefined) checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
+  if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   return obj as RawAgentConfig;
 }
 
@@ -154,5 +160,6 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     allowedForeignJwtClaims: Object.freeze([...allowedForeignJwtClaims]),
     allowUnauthenticatedVerifiers: sds.allowUnauthenticatedVerifiers,
     sds,
+    healthChecks: compileHealthChecks(raw.health_checks),
   });
 }

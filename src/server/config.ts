@@ -10,6 +10,7 @@ import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
+import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 
 /**
  * meshid-server configuration: raw input (config file + flags) is validated, cross-checked and compiled into a frozen
@@ -50,6 +51,8 @@ export interface ServerConfig {
   readonly bundleEndpointWebCert: ServingCertFiles | undefined;
   /** Trust domains whose bundles are fetched from their bundle endpoints (config file only). */
   readonly federatesWith: readonly FederationRelationship[];
+  /** The HTTP health check listener (SPIRE's `health_checks`); undefined when off, the default. */
+  readonly healthChecks: HealthChecksConfig | undefined;
 }
 
 /** Raw settings as they appear in the JSON config file (snake_case) or come from flags. */
@@ -83,6 +86,7 @@ export interface RawServerConfig {
   bundle_endpoint_key_file?: string;
   bundle_endpoint_cert_sync_interval?: string | number;
   federates_with?: Record<string, RawRelationship>;
+  health_checks?: RawHealthChecksConfig;
 }
 
 const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
@@ -115,6 +119,7 @@ const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
   bundle_endpoint_key_file: 'string',
   bundle_endpoint_cert_sync_interval: 'string|number',
   federates_with: 'object',
+  health_checks: 'object',
 };
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
@@ -125,6 +130,7 @@ const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export function readConfigFile(file: string): RawServerConfig {
   const obj = readJsonConfigObject(file, 'server');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);
   // An empty list reads as "no datacenters", which a server cannot run with; taking it for the default (dc1) would
@@ -221,6 +227,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     bundleEndpointAddress: raw.bundle_endpoint_address,
     bundleEndpointWebCert,
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
+    healthChecks: compileHealthChecks(raw.health_checks),
   });
 }
 
