@@ -18,6 +18,8 @@ import { probeServerTrust } from './client/server-trust-probe.js';
 import { readTrustBundleFile, trustDomainOfRoots } from './client/trust-bundle-file.js';
 import type { AgentConfig } from './config.js';
 import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
+import { HttpHealthListener } from '../common/health/http-health-listener.js';
+import { agentHealthProbe } from './agent-health.js';
 import { AgentStore } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
 import type { WithdrawnState } from './storage/state-persister.js';
@@ -80,6 +82,7 @@ export class MeshidAgent {
 
   private connection!: ServerConnection;
   private endpoint: WorkloadEndpoint | undefined;
+  private health: HttpHealthListener | undefined;
 
   static async start(opts: AgentOptions): Promise<MeshidAgent> {
     const { config, log } = opts;
@@ -234,6 +237,14 @@ export class MeshidAgent {
         healthDetail: () => self.healthDetail(),
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),
       });
+      if (config.healthChecks !== undefined) {
+        // Before the server is reached: a port in use stops the start before a join token is spent.
+        agent.health = await HttpHealthListener.start(
+          config.healthChecks,
+          agentHealthProbe({ socketPath: config.socketPath, socketIno: fs.statSync(config.socketPath).ino, status: () => self.status(), now: () => clock.now() }),
+          log.child({ subsystem: 'health' }),
+        );
+      }
       issuer.reconcile();
       connection.start();
       const status = agent.status();
@@ -244,6 +255,7 @@ export class MeshidAgent {
           agent: status.agentId,
           restoredEntries: state?.entries.length ?? 0,
           restoredSvids: state?.svids.length ?? 0,
+          ...(agent.health !== undefined && { healthChecks: agent.health.address }),
         },
         'meshid-agent is running',
       );
@@ -270,9 +282,16 @@ export class MeshidAgent {
     };
   }
 
+  /** host:port of the health check listener (useful with bind_port 0); undefined when it is off. */
+  healthAddress(): string | undefined {
+    return this.health?.address;
+  }
+
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    // First: a probe during the stop is refused rather than told a half-closed agent is ready.
+    await this.health?.close();
     this.connection?.stop();
     this.issuer.stop();
     this.identity.stop();

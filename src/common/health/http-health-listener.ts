@@ -1,0 +1,127 @@
+import http, { type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { listenFailure } from '../listen-failure.js';
+import type { Logger } from '../log.js';
+import { healthListenerAddress, type HealthChecksConfig } from './health-checks-config.js';
+
+/** One probe's answer: `ok` picks 200 or 500, `details` is the body's object (snake_case keys, as SPIRE's). */
+export interface HealthVerdict {
+  readonly ok: boolean;
+  readonly details: Readonly<Record<string, unknown>>;
+}
+
+/** What a daemon knows about itself, asked at every request (no cached state: a probe sees the daemon as it is now). */
+export interface HealthProbe {
+  /** The body's one key, as SPIRE names the subsystem it checked ("agent", "server"). */
+  readonly name: string;
+  live(): HealthVerdict | Promise<HealthVerdict>;
+  ready(): HealthVerdict | Promise<HealthVerdict>;
+}
+
+/**
+ * Bounds for a listener anyone who reaches its address can connect to. Probes (kubelet, a load balancer) send one
+ * small GET per period and wait a second or so, so these are far above real use and keep a flood to a few sockets
+ * each cut within seconds. Node checks the header and request timeouts only every connectionsCheckingInterval
+ * (30 s by default), hence its lower value here.
+ */
+const MAX_CONNECTIONS = 64;
+const MAX_HEADER_BYTES = 4096;
+const REQUEST_TIMEOUT_MS = 5000;
+const IDLE_TIMEOUT_MS = 10_000;
+const TIMEOUT_CHECK_INTERVAL_MS = 1000;
+
+/**
+ * SPIRE's health check listener (its `health_checks` block) for a meshid daemon: HTTP/1.1 on an address of its own,
+ * apart from the workload socket and its per-uid caps, so a probe never competes with workloads for a connection.
+ * GET or HEAD of `live_path` and `ready_path` answer 200 when the probe says so and 500 otherwise, with
+ * `{"<name>": {details}}` as JSON (SPIRE's shape); other paths 404, other methods 405, a request with a body 413.
+ * A change of either verdict is logged once (a failure at warn with its reason, the recovery at info), not every probe.
+ */
+export class HttpHealthListener {
+  private readonly lastOk: Record<'live' | 'ready', boolean | undefined> = { live: undefined, ready: undefined };
+
+  private constructor(
+    private readonly server: http.Server,
+    private readonly config: HealthChecksConfig,
+    private readonly probe: HealthProbe,
+    private readonly log: Logger,
+  ) {}
+
+  /** Listens on the configured address; a port taken or refused fails with the setting named (listen-failure.ts). */
+  static async start(config: HealthChecksConfig, probe: HealthProbe, log: Logger): Promise<HttpHealthListener> {
+    const server = http.createServer({
+      maxHeaderSize: MAX_HEADER_BYTES,
+      headersTimeout: REQUEST_TIMEOUT_MS,
+      requestTimeout: REQUEST_TIMEOUT_MS,
+      connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
+    });
+    server.keepAliveTimeout = REQUEST_TIMEOUT_MS;
+    server.maxConnections = MAX_CONNECTIONS;
+    // A connection that sends nothing at all, or stops midway, is cut even between the timeout checks' turns.
+    server.setTimeout(IDLE_TIMEOUT_MS, (socket) => socket.destroy());
+    const listener = new HttpHealthListener(server, config, probe, log);
+    server.on('request', (req, res) => void listener.serve(req, res));
+    const address = healthListenerAddress(config.bindAddress, config.bindPort);
+    await new Promise<void>((resolve, reject) => {
+      const failed = (err: Error): void => reject(listenFailure(err, address, 'health_checks.bind_address, health_checks.bind_port'));
+      server.once('error', failed);
+      server.listen(config.bindPort, config.bindAddress, () => {
+        server.off('error', failed);
+        resolve();
+      });
+    });
+    server.on('error', (err) => log.error({ err }, 'health check listener failed'));
+    log.info({ address: listener.address, live: config.livePath, ready: config.readyPath }, 'serving health checks');
+    return listener;
+  }
+
+  /** host:port the listener is bound to (the port chosen when bind_port is 0). */
+  get address(): string {
+    return healthListenerAddress(this.config.bindAddress, this.port);
+  }
+
+  get port(): number {
+    return (this.server.address() as AddressInfo).port;
+  }
+
+  /** Stops listening and cuts open connections (a probe's keep-alive must not hold up the daemon's stop). */
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => {
+      this.server.close(() => resolve());
+      this.server.closeAllConnections();
+    });
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const path = (req.url ?? '').split('?')[0];
+    const check = path === this.config.livePath ? 'live' : path === this.config.readyPath ? 'ready' : undefined;
+    if (check === undefined) return plain(res, 404, `no such path: this listener answers ${this.config.livePath} and ${this.config.readyPath}\n`);
+    if (req.method !== 'GET' && req.method !== 'HEAD') return plain(res, 405, 'only GET and HEAD are answered\n', { Allow: 'GET, HEAD' });
+    // Probes send no body; one that does is not read, and its connection is not kept.
+    if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
+      return plain(res, 413, 'a health check request carries no body\n', { Connection: 'close' });
+    }
+    let verdict: HealthVerdict;
+    try {
+      verdict = await (check === 'live' ? this.probe.live() : this.probe.ready());
+    } catch (err) {
+      verdict = { ok: false, details: { reason: `the check failed: ${err instanceof Error ? err.message : String(err)}` } };
+    }
+    this.noteChange(check, verdict);
+    const body = `${JSON.stringify({ [this.probe.name]: verdict.details })}\n`;
+    res.writeHead(verdict.ok ? 200 : 500, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-store' });
+    res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  private noteChange(check: 'live' | 'ready', verdict: HealthVerdict): void {
+    const before = this.lastOk[check];
+    this.lastOk[check] = verdict.ok;
+    if (before === verdict.ok || (before === undefined && verdict.ok)) return;
+    if (verdict.ok) this.log.info({ check }, `the ${check} check passes again`);
+    else this.log.warn({ check, reason: verdict.details['reason'] }, `the ${check} check fails`);
+  }
+}
+
+function plain(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
+  res.writeHead(status, { 'Content-Type': 'text/plain', 'Content-Length': Buffer.byteLength(text), ...headers }).end(text);
+}

@@ -1,0 +1,211 @@
+/**
+ * meshid-agent's health check listener (config `health_checks`, SPIRE's): real agent processes and a real server,
+ * probed over HTTP on loopback. What it is for: a liveness probe that no workload can starve, since it does not go
+ * through the workload socket and its per-uid connection cap, and that does not fail while the server is down.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import http2 from 'node:http2';
+import net from 'node:net';
+import path from 'node:path';
+import { AGENT_MAIN, startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
+import { healthAddressFromLog, healthBody, probe } from '../support/http-probe.js';
+import { runNode } from '../support/server-process.js';
+
+const uid = process.getuid!();
+
+/** An agent config file with the health check listener on a free loopback port, plus `extra` settings. */
+function configFile(cluster: Cluster, name: string, extra: Record<string, unknown> = {}, health: Record<string, unknown> = {}): string {
+  const file = path.join(cluster.dir, `${name}.json`);
+  fs.writeFileSync(file, JSON.stringify({ ...extra, health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0, ...health } }));
+  return file;
+}
+
+async function healthAddressOf(agent: AgentProcess): Promise<string> {
+  return healthAddressFromLog(await agent.waitForLog(/"msg":"serving health checks"/));
+}
+
+/** Resolves once `check` holds; a process's progress is an external event, so it is polled with a generous bound. */
+async function until(what: string, check: () => Promise<boolean>): Promise<void> {
+  for (let i = 0; !(await check()); i++) {
+    if (i > 300) throw new Error(`timed out waiting until ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/**
+ * An HTTP/2 connection to the agent socket, as a workload's gRPC client holds one: true once the agent's own
+ * SETTINGS arrive (accepted and handed to gRPC), false when the agent closes it first (refused at accept).
+ */
+function holdConnection(socketPath: string, held: http2.ClientHttp2Session[]): Promise<boolean> {
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
+  session.on('error', () => undefined);
+  return new Promise((resolve) => {
+    session.once('remoteSettings', () => {
+      held.push(session);
+      resolve(true);
+    });
+    session.once('close', () => resolve(false));
+  });
+}
+
+test('live and ready answer 200 with a JSON body once the agent has synced, and go on answering 200 while the server is down', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--config', configFile(cluster, 'agent')] });
+  const address = await healthAddressOf(agent);
+  assert.match(address, /^127\.0\.0\.1:\d+$/);
+
+  const live = await probe(address, '/live');
+  assert.equal(live.status, 200);
+  assert.equal(live.headers['content-type'], 'application/json');
+  assert.deepEqual(healthBody(live, 'agent'), { workload_socket: agent.socketPath });
+  await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
+  const ready = healthBody(await probe(address, '/ready'), 'agent');
+  assert.equal(ready['state'], 'synced');
+  assert.equal(ready['svids'], 1);
+  assert.ok(Date.parse(String(ready['agent_svid_expires_at'])) > Date.now());
+  assert.equal(ready['reason'], undefined);
+
+  // A liveness probe failing now would have the orchestrator restart an agent that serves its cache.
+  await cluster.server.stop();
+  await agent.waitForLog(/lost the Sync stream|cannot reach meshid-server|disconnected/);
+  const liveWithoutServer = await probe(address, '/live');
+  assert.equal(liveWithoutServer.status, 200, liveWithoutServer.body);
+  const readyWithoutServer = await probe(address, '/ready');
+  assert.equal(readyWithoutServer.status, 200, readyWithoutServer.body);
+  assert.notEqual(healthBody(readyWithoutServer, 'agent')['state'], 'synced');
+});
+
+test('a uid holding all its workload-socket connections: `meshid-agent healthcheck` over the socket is refused, the HTTP probes still answer 200', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-cap-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
+  const cap = 4;
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--config', configFile(cluster, 'agent', { max_connections_per_uid: cap })] });
+  const address = await healthAddressOf(agent);
+  await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
+
+  // This process is of the uid the CLI runs as (root, as an orchestrator's exec probe usually is), like a workload
+  // of that uid that opened all it may. A connection refused while the start-up check's own was still counted is
+  // simply opened again.
+  const held: http2.ClientHttp2Session[] = [];
+  t.after(() => held.forEach((s) => s.destroy()));
+  await until(`this uid holds ${cap} connections`, async () => (await holdConnection(agent.socketPath, held), held.length === cap));
+  assert.equal(await holdConnection(agent.socketPath, held), false, 'one more is closed at accept');
+
+  const overSocket = await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', agent.socketPath, '--timeout', '5s']);
+  assert.equal(overSocket.code, 1, overSocket.out);
+  assert.match(overSocket.err, /refusing a uid that holds max_connections_per_uid connections already/);
+
+  const live = await probe(address, '/live');
+  assert.equal(live.status, 200, live.body);
+  assert.equal((await probe(address, '/ready')).status, 200);
+  assert.equal(held.length, cap, 'the probes took none of the uid\'s connections');
+});
+
+test('ready is 500 with the reason before the first attestation (server unreachable) while live is 200; and 500 once the agent is banned', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-unready-');
+  t.after(() => cluster.cleanup());
+  // A port nothing listens on: the agent retries its first attestation and serves nothing meanwhile.
+  const closed = net.createServer();
+  await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
+  const nowhere = `127.0.0.1:${(closed.address() as net.AddressInfo).port}`;
+  await new Promise((resolve) => closed.close(resolve));
+  const waiting = await cluster.startAgent({ name: 'waiting', joinToken: await cluster.token(), serverAddress: nowhere, wait: false, extraArgs: ['--config', configFile(cluster, 'waiting')] });
+  const waitingAddress = await healthAddressOf(waiting);
+  const notYet = await probe(waitingAddress, '/ready');
+  assert.equal(notYet.status, 500);
+  const details = healthBody(notYet, 'agent');
+  assert.match(String(details['reason']), /^the agent has no SVIDs to serve yet: it has not attested and synced with meshid-server/);
+  assert.equal(details['svids'], 0);
+  assert.equal((await probe(waitingAddress, '/live')).status, 200, 'no restart for a server it cannot reach');
+
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--config', configFile(cluster, 'agent')] });
+  const address = await healthAddressOf(agent);
+  await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
+  const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+  await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
+  await agent.waitForLog(/an operator banned this agent/);
+  const banned = await probe(address, '/ready');
+  assert.equal(banned.status, 500);
+  assert.match(String(healthBody(banned, 'agent')['reason']), /^meshid-server banned this agent/);
+  assert.equal((await probe(address, '/live')).status, 200);
+});
+
+test('HEAD answers like GET without a body; other paths are 404, other methods 405, a request with a body 413', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-http-');
+  t.after(() => cluster.cleanup());
+  const agent = await cluster.startAgent({
+    joinToken: await cluster.token(),
+    extraArgs: ['--config', configFile(cluster, 'agent', {}, { live_path: '/healthz/live', ready_path: '/healthz/ready' })],
+  });
+  const address = await healthAddressOf(agent);
+  const head = await probe(address, '/healthz/live', 'HEAD');
+  assert.equal(head.status, 200);
+  assert.equal(head.body, '');
+  assert.ok(Number(head.headers['content-length']) > 0);
+  assert.equal((await probe(address, '/healthz/live?verbose=1')).status, 200, 'a query string does not change the path');
+  assert.equal((await probe(address, '/live')).status, 404, 'the default paths are not served when others are configured');
+  assert.equal((await probe(address, '/')).status, 404);
+  const post = await probe(address, '/healthz/ready', 'POST');
+  assert.equal(post.status, 405);
+  assert.equal(post.headers['allow'], 'GET, HEAD');
+  const withBody = await new Promise<number>((resolve, reject) => {
+    const [host, port] = address.split(':');
+    const socket = net.connect(Number(port), host!, () => socket.end('GET /healthz/live HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\n\r\nabc'));
+    let text = '';
+    socket.on('data', (d: Buffer) => (text += d.toString()));
+    socket.on('end', () => resolve(Number(/^HTTP\/1\.1 (\d+)/.exec(text)?.[1])));
+    socket.on('error', reject);
+  });
+  assert.equal(withBody, 413);
+});
+
+test('a health port already in use stops the start with the setting named, before any join token is spent; SIGTERM closes the listener', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-port-');
+  t.after(() => cluster.cleanup());
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  const port = (taken.address() as net.AddressInfo).port;
+  const token = await cluster.token();
+  const refused = await cluster.startAgent({ name: 'refused', joinToken: token, wait: false, extraArgs: ['--config', configFile(cluster, 'refused', {}, { bind_port: String(port) })] });
+  assert.equal(await refused.exitCode(), 1);
+  assert.match(
+    refused.output(),
+    new RegExp(`^Error: FailedPrecondition: cannot listen on 127\\.0\\.0\\.1:${port} \\(health_checks\\.bind_address, health_checks\\.bind_port\\): another process is listening on that port; stop it or choose another port$`, 'm'),
+  );
+  assert.equal(fs.existsSync(refused.socketPath), false, 'the workload socket it had opened is gone');
+
+  // The token is still unused: the same one attests the agent once the port is free.
+  const agent = await cluster.startAgent({ joinToken: token, extraArgs: ['--config', configFile(cluster, 'agent')] });
+  const address = await healthAddressOf(agent);
+  assert.equal((await probe(address, '/live')).status, 200);
+  assert.equal(await agent.stop('SIGTERM'), 0);
+  await assert.rejects(probe(address, '/live'), /ECONNREFUSED/);
+});
+
+test('live is 500 once the workload socket file is removed (a restart makes it again), and stop() closes the listener', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-socket-');
+  t.after(() => cluster.cleanup());
+  const socketDir = path.join(cluster.dir, 'in-process-socket');
+  fs.mkdirSync(socketDir, { mode: 0o755 });
+  const socketPath = path.join(socketDir, 'api.sock');
+  const agent = await cluster.startInProcessAgent({
+    join_token: await cluster.token(),
+    socket_path: socketPath,
+    data_dir: path.join(cluster.dir, 'in-process-data'),
+    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+  });
+  const address = agent.healthAddress()!;
+  assert.equal((await probe(address, '/live')).status, 200);
+  fs.rmSync(socketPath);
+  const gone = await probe(address, '/live');
+  assert.equal(gone.status, 500);
+  assert.equal(healthBody(gone, 'agent')['reason'], `the workload socket ${socketPath} is gone (removed by another process): workloads cannot connect until the agent restarts and makes it again`);
+  await agent.stop();
+  await assert.rejects(probe(address, '/live'), /ECONNREFUSED/);
+});
