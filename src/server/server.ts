@@ -50,6 +50,8 @@ import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
 import { PresentedCertificates } from './api/presented-certificates.js';
 import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-connections.js';
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
+import { HttpHealthListener } from '../common/health/http-health-listener.js';
+import { serverHealthProbe } from './server-health.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
@@ -75,6 +77,7 @@ export interface ServerOptions {
  */
 export class MeshidServer {
   private housekeepingSchedule: HousekeepingSchedule | undefined;
+  private health: HttpHealthListener | undefined;
   private constructor(
     readonly config: ServerConfig,
     readonly ds: Datastore,
@@ -147,10 +150,21 @@ export class MeshidServer {
       const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), opts.agentApiConnectionLimits);
       started.push(() => forceShutdownGrpcServer(agentApi));
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
+      started.push(() => bundleEndpoint?.close());
+      const hostOf = (address: string): string => address.replace(/:\d+$/, '');
+      // Last: ready means the agent API already listens.
+      const health =
+        config.healthChecks &&
+        (await HttpHealthListener.start(
+          config.healthChecks,
+          serverHealthProbe({ datastore: ds, ca, datacenters: config.datacenters, agentApi: `${hostOf(config.bindAddress)}:${port}`, now: () => clock.now() }),
+          log.child({ subsystem: 'health' }),
+        ));
+      if (health) started.push(() => health.close());
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, connections, bundleEndpoint, federation, stopping, unlock, log);
+      server.health = health;
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
       server.housekeepingSchedule.start();
-      const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       log.info(
         {
           trustDomain: config.trustDomain,
@@ -158,6 +172,7 @@ export class MeshidServer {
           agentApi: `${hostOf(config.bindAddress)}:${port}`,
           adminSocket: config.adminSocket,
           ...(bundleEndpoint && { bundleEndpoint: `${hostOf(config.bundleEndpointAddress!)}:${bundleEndpoint.port}` }),
+          ...(health && { healthChecks: health.address }),
         },
         'meshid-server is running',
       );
@@ -202,7 +217,14 @@ export class MeshidServer {
     if (pruned.joinTokens + pruned.agents + pruned.entryTombstones > 0) this.log.info({ pruned }, 'housekeeping removed expired records');
   }
 
+  /** host:port of the health check listener (useful with bind_port 0); undefined when it is off. */
+  healthAddress(): string | undefined {
+    return this.health?.address;
+  }
+
   async stop(): Promise<void> {
+    // First: a probe during the stop is refused rather than told a server whose agent API is closing is ready.
+    await this.health?.close();
     const housekeepingStopped = this.housekeepingSchedule?.stop();
     this.federation.stop();
     // Before the CA's stop, which waits for its turn: a backup holds that turn until it ends.

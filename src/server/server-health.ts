@@ -1,0 +1,56 @@
+import type { HealthProbe, HealthVerdict } from '../common/health/http-health-listener.js';
+import type { ParsedCertificate } from '../common/x509/certificate.js';
+import type { CaRecord } from './ca/ca-journal.js';
+
+export interface ServerHealthSources {
+  /** A cheap read of the datastore. */
+  datastore: { currentRevision(): Promise<number> };
+  ca: { activeIntermediate(datacenter: string): ParsedCertificate | undefined; listAuthorities(): CaRecord[] };
+  datacenters: readonly string[];
+  /** host:port the agent API listens on. */
+  agentApi: string;
+  now(): number;
+}
+
+/**
+ * meshid-server's live and ready, for the health check listener.
+ *
+ * Live: the server answers (its event loop turns) and its datastore can be read; nothing else the server does
+ * depends on less. Ready: it can do its job for every agent it is configured for: the agent API listens (the listener
+ * starts after it), every configured datacenter has an intermediate CA valid now to sign with, and a JWT key is
+ * active. An upstream CA too close to its end to renew the intermediates, or a taint whose replacement could not be
+ * made, makes it unready, naming the datacenter, before agents start failing to renew.
+ */
+export function serverHealthProbe(sources: ServerHealthSources): HealthProbe {
+  return {
+    name: 'server',
+    live: async (): Promise<HealthVerdict> => {
+      try {
+        await sources.datastore.currentRevision();
+        return { ok: true, details: {} };
+      } catch (err) {
+        return { ok: false, details: { reason: `the datastore cannot be read: ${err instanceof Error ? err.message : String(err)}` } };
+      }
+    },
+    ready: () => readyVerdict(sources),
+  };
+}
+
+function readyVerdict(sources: ServerHealthSources): HealthVerdict {
+  const now = sources.now();
+  const problems: string[] = [];
+  const intermediates: Record<string, string> = {};
+  for (const dc of sources.datacenters) {
+    const cert = sources.ca.activeIntermediate(dc);
+    if (cert === undefined || cert.notBefore > now || cert.notAfter <= now) {
+      problems.push(`datacenter "${dc}" has no intermediate CA valid now to sign with (see meshid-server ca show and the server log)`);
+    } else {
+      intermediates[dc] = new Date(cert.notAfter).toISOString();
+    }
+  }
+  const jwtKey = sources.ca.listAuthorities().some((a) => a.kind === 'jwt' && a.state === 'active' && a.notBefore <= now && a.notAfter > now);
+  if (!jwtKey) problems.push('no JWT signing key is active (see meshid-server ca show and the server log)');
+  const details = { agent_api: sources.agentApi, intermediates_expire_at: intermediates };
+  if (problems.length === 0) return { ok: true, details };
+  return { ok: false, details: { ...details, reason: problems.join('; ') } };
+}

@@ -1,0 +1,90 @@
+/**
+ * meshid-server's health check listener (config `health_checks`, SPIRE's): a real in-process server probed over HTTP
+ * on loopback, and `meshid-server run` as a process for a port already in use.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { FakeClock } from '../../src/common/clock.js';
+import { startInProcessCluster } from '../support/cluster.js';
+import { healthBody, probe } from '../support/http-probe.js';
+import { opensslCa } from '../support/openssl.js';
+import { tempDir } from '../support/server-kit.js';
+import { runNode, SERVER_MAIN } from '../support/server-process.js';
+
+const D = 24 * 3_600_000;
+const HEALTH = { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 };
+
+test('live and ready answer 200 with a JSON body (the agent API address, each datacenter\'s intermediate); stop() closes the listener', async (t) => {
+  // Behind real time: OpenSSL judges the certificates by it.
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-', { health_checks: HEALTH });
+  let cleaned = false;
+  t.after(() => (cleaned ? undefined : cluster.cleanup()));
+  const address = cluster.meshidServer.healthAddress()!;
+  assert.match(address, /^127\.0\.0\.1:\d+$/);
+
+  const live = await probe(address, '/live');
+  assert.equal(live.status, 200);
+  assert.equal(live.headers['content-type'], 'application/json');
+  assert.deepEqual(healthBody(live, 'server'), {});
+  const ready = await probe(address, '/ready');
+  assert.equal(ready.status, 200, ready.body);
+  const details = healthBody(ready, 'server');
+  assert.equal(details['agent_api'], cluster.server.address());
+  const east = (details['intermediates_expire_at'] as Record<string, string>)['east'];
+  assert.equal(Date.parse(east!), cluster.meshidServer.ca.activeIntermediate('east')!.notAfter);
+
+  cleaned = true;
+  await cluster.cleanup();
+  await assert.rejects(probe(address, '/live'), /ECONNREFUSED/);
+});
+
+test('ready turns 500 naming the datacenter once its intermediate expires and the upstream CA is too close to its end to renew it; live stays 200', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-server-health-upstream-');
+  t.after(cleanup);
+  const pki = opensslCa(dir, 'short-lived', { days: 20 });
+  // At real time, not behind it: the upstream CA openssl just made starts now, and nothing here speaks TLS.
+  const clock = new FakeClock(Date.now());
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-upstream-', { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key, health_checks: HEALTH });
+  t.after(() => cluster.cleanup());
+  const address = cluster.meshidServer.healthAddress()!;
+  assert.equal((await probe(address, '/ready')).status, 200);
+
+  let day = 0;
+  let ready = await probe(address, '/ready');
+  while (ready.status === 200 && day < 20) {
+    clock.advance(D);
+    day++;
+    // The rotation that cannot renew the intermediate fails (and logs); the server runs on.
+    await cluster.meshidServer.ca.recheck().catch(() => undefined);
+    ready = await probe(address, '/ready');
+  }
+  assert.equal(ready.status, 500, `still ready after ${day} days`);
+  assert.ok(day < 20, 'unready before the upstream CA itself expires');
+  const details = healthBody(ready, 'server');
+  assert.match(String(details['reason']), /^datacenter "east" has no intermediate CA valid now to sign with \(see meshid-server ca show and the server log\)$/);
+  assert.deepEqual(details['intermediates_expire_at'], {});
+  assert.equal((await probe(address, '/live')).status, 200, 'the server itself is fine: no restart would help');
+});
+
+test('meshid-server run with the health port in use exits 1 with one line naming the setting', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-server-health-port-');
+  t.after(cleanup);
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  const port = (taken.address() as net.AddressInfo).port;
+  const config = path.join(dir, 'server.json');
+  fs.writeFileSync(config, JSON.stringify({ health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: String(port) } }));
+  const adminSocket = path.join(dir, 'admin', 'admin.sock');
+  const r = await runNode(SERVER_MAIN, ['run', '--config', config, '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
+  assert.equal(r.code, 1, r.err);
+  assert.match(
+    r.err,
+    new RegExp(`^Error: FailedPrecondition: cannot listen on 127\\.0\\.0\\.1:${port} \\(health_checks\\.bind_address, health_checks\\.bind_port\\): another process is listening on that port; stop it or choose another port$`, 'm'),
+  );
+  assert.equal(fs.existsSync(adminSocket), false, 'the admin socket it had opened is gone');
+});
