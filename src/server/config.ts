@@ -10,7 +10,7 @@ import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
-import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
+import { compileHealthChecks, HEALTH_CHECKS_KEYS, healthListenerAddress, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 
 /**
  * meshid-server configuration: raw input (config file + flags) is validated, cross-checked and compiled into a frozen
@@ -177,7 +177,8 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.upstream_bundle !== undefined && raw.upstream_ca_cert === undefined) {
     throw invalidArgument('--upstream-bundle names the roots of an upstream CA: give --upstream-ca-cert and --upstream-ca-key too');
   }
-  checkLiteralListeners(tcpListeners(raw));
+  const healthChecks = compileHealthChecks(raw.health_checks);
+  checkLiteralListeners(tcpListeners(raw, healthChecks));
   const logLevel = raw.log_level ?? 'info';
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
@@ -227,7 +228,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     bundleEndpointAddress: raw.bundle_endpoint_address,
     bundleEndpointWebCert,
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
-    healthChecks: compileHealthChecks(raw.health_checks),
+    healthChecks,
   });
 }
 
@@ -237,12 +238,15 @@ const DEFAULT_BIND_ADDRESS = '0.0.0.0:8081';
  * The server's TCP listeners, the agent API first (it binds first): two on one port that cannot both bind are refused
  * by checkLiteralListeners here and, with host names resolved, by checkListenersResolved at start and in `validate`.
  */
-export function tcpListeners(raw: Pick<RawServerConfig, 'bind_address' | 'bundle_endpoint_address'>): ListenerSetting[] {
+export function tcpListeners(raw: Pick<RawServerConfig, 'bind_address' | 'bundle_endpoint_address'>, healthChecks?: HealthChecksConfig): ListenerSetting[] {
   const listeners: ListenerSetting[] = [
     { setting: 'bind_address', address: raw.bind_address ?? DEFAULT_BIND_ADDRESS, defaulted: raw.bind_address === undefined, bindsEveryAddress: true },
   ];
   if (raw.bundle_endpoint_address !== undefined) {
     listeners.push({ setting: 'bundle_endpoint_address', address: raw.bundle_endpoint_address, bindsEveryAddress: false });
+  }
+  if (healthChecks !== undefined) {
+    listeners.push({ setting: 'health_checks.bind_port', address: healthListenerAddress(healthChecks.bindAddress, healthChecks.bindPort), bindsEveryAddress: false });
   }
   return listeners;
 }

@@ -104,7 +104,7 @@ export class MeshidServer {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
     // Before anything starts: a bundle endpoint on the agent API's own address would fail as "another process".
-    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }));
+    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks));
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');

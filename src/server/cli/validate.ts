@@ -20,7 +20,7 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
       io.stdout.write(formatHelp('meshid-server validate [flags]', 'Checks the configuration `meshid-server run` would start with, without starting.', RUN_FLAGS));
       return 0;
     }
-    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }));
+    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks));
     if (config.upstreamCa !== undefined) {
       const upstream = loadUpstreamCa(config.upstreamCa);
       const now = Date.now();

@@ -81,3 +81,16 @@ test('an unknown key or a wrong type in health_checks is refused naming the bloc
   refusedByBoth({ bind_port: true }, /: health_checks: "bind_port" must be a string or a number, got boolean$/);
   refusedByBoth('on', /"health_checks" must be an object, got string$/);
 });
+
+test('meshid-server refuses a health port that is the agent API\'s or the bundle endpoint\'s, naming both settings, rather than failing as "another process"', () => {
+  const health = (bind_port: number) => ({ listener_enabled: true, bind_address: '0.0.0.0', bind_port });
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', bind_address: '127.0.0.1:8081', health_checks: health(8081) }),
+    /health_checks\.bind_port "0\.0\.0\.0:8081" and bind_address "127\.0\.0\.1:8081" are the same port: the agent API listens there; give health_checks\.bind_port a port of its own/,
+  );
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_address: '0.0.0.0:8443', health_checks: health(8443) }),
+    /health_checks\.bind_port "0\.0\.0\.0:8443" and bundle_endpoint_address "0\.0\.0\.0:8443" are the same port/,
+  );
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bind_address: '127.0.0.1:8081', health_checks: health(8080) }).healthChecks?.bindPort, 8080);
+});
