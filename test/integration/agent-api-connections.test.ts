@@ -2,7 +2,8 @@
  * What connections to the agent API may hold (agent-api-connections.ts), shown with raw node:http2 TLS clients: one
  * without an agent SVID gets a stream limit of its own and counts against bounds per source address and in total
  * (beyond them it is closed with a GOAWAY saying why), and is closed once idle or too old; an agent's connections
- * count against that agent's bound only, and its Sync stream outlives the cert-less connections' ages. A real agent
+ * count against that agent's bound only, and its Sync stream outlives the cert-less connections' ages. When the bound
+ * in total is full, a source holding fewer than the heaviest takes the place of that one's oldest. A real agent
  * keeps attesting and syncing through it all. Loopback addresses other than 127.0.0.1 stand in for other hosts. The
  * bounds are lowered for the test (MeshidServer's agentApiConnectionLimits) so they are reached with a few
  * connections. In-process server on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
@@ -125,7 +126,7 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-test('connections without a client certificate beyond the bound per source address, then in total, are closed with a GOAWAY saying why, while a real agent attests and syncs', async (t) => {
+test('connections without a client certificate beyond the bound per source address, then in total from a source holding nearly as many as any, are closed with a GOAWAY saying why, while a real agent attests and syncs', async (t) => {
   const held: RawConnection[] = [];
   t.after(() => held.forEach((c) => c.session.destroy()));
   for (let i = 0; i < 3; i++) {
@@ -146,7 +147,8 @@ test('connections without a client certificate beyond the bound per source addre
     held.push(c);
     await judgedUnauthenticated(c);
   }
-  const overTotal = connectRaw('127.0.0.4');
+  // 127.0.0.3 holds 2 and 127.0.0.2 the most, 3: taking one of those would only swap the two.
+  const overTotal = connectRaw('127.0.0.3');
   held.push(overTotal);
   const refusedTotal = await event('the GOAWAY over the bound in total', overTotal.goaway);
   assert.equal(refusedTotal.code, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
@@ -166,6 +168,38 @@ test('connections without a client certificate beyond the bound per source addre
     { clock, random: () => 0.5 },
   );
   await until('the agent to sync again with its SVID while the cert-less bound is full', () => (again.status().state === 'synced' ? true : undefined));
+});
+
+test("when the bound in total is full, a connection from a source holding fewer than the heaviest takes the place of that one's oldest, which is closed with a GOAWAY saying why", async (t) => {
+  // One client on two addresses (3 + 2) fills the bound in total, as one on 8 would fill 8 × 128.
+  const hoarder: RawConnection[] = [];
+  t.after(() => hoarder.forEach((c) => c.session.destroy()));
+  for (const source of ['127.0.0.11', '127.0.0.11', '127.0.0.11', '127.0.0.12', '127.0.0.12']) {
+    const c = connectRaw(source);
+    hoarder.push(c);
+    await judgedUnauthenticated(c);
+    // Kept busy, as a hoarder would keep them, so no idle timer frees a place.
+    idleCall(c);
+  }
+  assert.equal(server.agentApiConnections.unauthenticatedConnections, LIMITS.unauthenticatedTotal);
+  const newcomer = connectRaw('127.0.0.13');
+  t.after(() => newcomer.session.destroy());
+  const evicted = await event("the GOAWAY of the heaviest source's oldest connection", hoarder[0]!.goaway);
+  assert.equal(evicted.code, http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+  assert.equal(
+    evicted.reason,
+    "the server holds as many connections without an agent SVID as it takes, and 127.0.0.11 the most of them; this, its oldest, was closed for another source's",
+  );
+  await event('the oldest connection to close', hoarder[0]!.closed);
+  await judgedUnauthenticated(newcomer);
+  assert.equal(server.agentApiConnections.unauthenticatedConnections, LIMITS.unauthenticatedTotal);
+  // The newcomer is in and usable: a call on it is answered (refused: no certificate).
+  const call = idleCall(newcomer, 'Sync');
+  await event('the answer to a call on the newcomer', new Promise((resolve) => call.once('response', resolve)));
+  assert.equal(newcomer.session.closed, false);
+  assert.equal(hoarder[1]!.session.closed, false);
+  [...hoarder, newcomer].forEach((c) => c.session.destroy());
+  await until('the places to be given back', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
 });
 
 test('a connection without a client certificate gets a stream limit of its own, and is closed once idle, or at its age with a call that never sends its request', async (t) => {

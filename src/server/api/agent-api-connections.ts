@@ -6,6 +6,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
+import { PlacesBySource } from '../places-by-source.js';
 import { sourceKey } from '../source-key.js';
 import { agentSvidId } from './agent-auth.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -33,7 +34,9 @@ export interface ConnectionLimits {
  * Anyone who reaches the port can open a connection: TLS takes one without a client certificate, as an agent attests
  * before it holds one. Such a connection can only attest (or ask for health), one call at a time for an agent, and
  * costs the server ~90 KB (OpenSSL, nghttp2, grpc-js) plus ~13 KB per call open in it; 2,000 of them holding their 100
- * calls each took the server from 80 MB to 1.7 GB. Bounded, they hold ~120 KB each, 1,024 of them ~130 MB at most:
+ * calls each took the server from 80 MB to 1.7 GB. Bounded, they hold ~120 KB each, 1,024 of them ~130 MB at most
+ * (once all 1,024 are held, a source holding fewer than the heaviest takes the place of that one's oldest, so one
+ * client on 8 addresses, 8 × 128, cannot keep a ninth address's agents from attesting):
  * - per source 128: above the 100 attempts a source may make in a burst (attest-attempts.ts), so hosts behind one
  *   NAT address attesting together meet that budget (which tells them when to retry) before this bound;
  * - 2 calls: an agent makes one Attest at a time; a health check beside it still fits;
@@ -73,14 +76,16 @@ type Session = http2.ServerHttp2Session;
  * Bounds what connections to the agent API may hold (DEFAULT_CONNECTION_LIMITS), judged once per connection when its
  * TLS handshake is done: one that presents an agent SVID this server signed counts against that agent's bound; any
  * other (no client certificate, or a workload's, another CA's, an expired one) against the bounds per source address
- * and in total, with a stream limit of its own and timers that close it. A connection over a bound is closed with a
- * GOAWAY (ENHANCE_YOUR_CALM) saying why; the server logs each bound that closes one, once a minute per bound.
+ * and in total (shared fairly when full), with a stream limit of its own and timers that close it. A connection over a
+ * bound is closed with a GOAWAY (ENHANCE_YOUR_CALM) saying why; the server logs each bound that closes one, once a
+ * minute per bound.
  * The calls themselves are judged by the call gate and the handlers as before.
  */
 export class AgentApiConnections {
   private readonly limits: ConnectionLimits;
-  private readonly unauthenticatedBySource = new Map<string, number>();
-  private unauthenticatedOpen = 0;
+  /** Connections without an agent SVID, with the TLS socket under each (to cut it: cutOff). */
+  private readonly unauthenticated = new PlacesBySource<Session>();
+  private readonly sockets = new WeakMap<Session, TLSSocket>();
   /** Each agent's connections, oldest first. */
   private readonly byAgent = new Map<string, Set<Session>>();
   private readonly throttle: LogThrottle;
@@ -92,7 +97,7 @@ export class AgentApiConnections {
 
   /** Connections without an agent SVID open now (for tests and the figures in the docs). */
   get unauthenticatedConnections(): number {
-    return this.unauthenticatedOpen;
+    return this.unauthenticated.size;
   }
 
   /**
@@ -158,19 +163,29 @@ export class AgentApiConnections {
   }
 
   private admitUnauthenticated(session: Session, socket: TLSSocket, source: string): void {
-    const fromSource = this.unauthenticatedBySource.get(source) ?? 0;
-    if (this.unauthenticatedOpen >= this.limits.unauthenticatedTotal) {
-      this.warn('total', { limit: this.limits.unauthenticatedTotal }, 'connections without an agent SVID are at their limit; a new one was closed');
-      refuse(session, 'the server holds as many connections without an agent SVID as it takes; retry later');
-      return;
-    }
-    if (fromSource >= this.limits.unauthenticatedPerSource) {
+    const { unauthenticated } = this;
+    if (unauthenticated.size >= this.limits.unauthenticatedTotal) {
+      // Shared, not first-come: a source holding fewer than the heaviest takes the place of that one's oldest
+      // connection (the one most likely stuck or hoarded: an agent's Attest is done in seconds).
+      const yielding = unauthenticated.takeFromHeaviest(source);
+      if (yielding === undefined) {
+        this.warn('total', { limit: this.limits.unauthenticatedTotal }, 'connections without an agent SVID are at their limit; a new one was closed');
+        refuse(session, 'the server holds as many connections without an agent SVID as it takes; retry later');
+        return;
+      }
+      this.warn('total-shared', { limit: this.limits.unauthenticatedTotal, source: yielding.source }, "connections without an agent SVID are at their limit; the oldest of the source holding the most was closed for another source's");
+      refuse(
+        yielding.holder,
+        `the server holds as many connections without an agent SVID as it takes, and ${yielding.source} the most of them; this, its oldest, was closed for another source's`,
+        this.sockets.get(yielding.holder),
+      );
+    } else if (unauthenticated.heldBy(source) >= this.limits.unauthenticatedPerSource) {
       this.warn('per-source', { source, limit: this.limits.unauthenticatedPerSource }, 'a source address holds as many connections without an agent SVID as it may; a new one was closed');
       refuse(session, `${source} holds as many connections without an agent SVID as it may; retry later`);
       return;
     }
-    this.unauthenticatedOpen++;
-    this.unauthenticatedBySource.set(source, fromSource + 1);
+    unauthenticated.add(source, session);
+    this.sockets.set(session, socket);
     session.settings({ maxConcurrentStreams: this.limits.unauthenticatedStreams });
     const { clock } = this.deps;
     let idle: TimerHandle | undefined;
@@ -198,10 +213,8 @@ export class AgentApiConnections {
       idle?.cancel();
       age.cancel();
       grace?.cancel();
-      this.unauthenticatedOpen--;
-      const left = (this.unauthenticatedBySource.get(source) ?? 1) - 1;
-      if (left > 0) this.unauthenticatedBySource.set(source, left);
-      else this.unauthenticatedBySource.delete(source);
+      // A no-op when its place was taken for another source's connection (takeFromHeaviest).
+      unauthenticated.remove(source, session);
     });
     closeWhenIdle();
   }
@@ -212,8 +225,11 @@ export class AgentApiConnections {
   }
 }
 
-/** A GOAWAY naming why (ENHANCE_YOUR_CALM: the peer is over a limit), then the connection is cut. */
-function refuse(session: Session, why: string): void {
+/**
+ * A GOAWAY naming why (ENHANCE_YOUR_CALM: the peer is over a limit), then the connection is cut; with its socket
+ * when given, as one already closing gracefully (idle, old) does not go with the session alone (cutOff).
+ */
+function refuse(session: Session, why: string, socket?: TLSSocket): void {
   if (session.destroyed) return;
   try {
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from(why));
@@ -221,7 +237,10 @@ function refuse(session: Session, why: string): void {
     // Already closing: cut it all the same.
   }
   // After the GOAWAY has gone out: destroy() at once would drop it with the socket.
-  setImmediate(() => session.destroy());
+  setImmediate(() => {
+    session.destroy();
+    socket?.destroy();
+  });
 }
 
 /** Takes no new calls; those open finish, then the connection closes (once the peer has closed its side too). */
