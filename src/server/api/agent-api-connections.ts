@@ -8,12 +8,13 @@ import { LogThrottle } from '../../common/log-throttle.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
 import { PlacesBySource } from '../places-by-source.js';
 import { sourceKey } from '../source-key.js';
+import { AgentApiHandshakes, type HandshakeLimits } from './agent-api-handshakes.js';
 import { agentSvidId } from './agent-auth.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 
 /** What the connections to the agent API may hold; DEFAULT_CONNECTION_LIMITS says why each is what it is. */
-export interface ConnectionLimits {
+export interface ConnectionLimits extends HandshakeLimits {
   /** Connections without an agent SVID one source address (source-key.ts) may have open at once. */
   readonly unauthenticatedPerSource: number;
   /** Connections without an agent SVID all sources together may have open at once. */
@@ -31,12 +32,22 @@ export interface ConnectionLimits {
 }
 
 /**
- * Anyone who reaches the port can open a connection: TLS takes one without a client certificate, as an agent attests
- * before it holds one. Such a connection can only attest (or ask for health), one call at a time for an agent, and
- * costs the server ~90 KB (OpenSSL, nghttp2, grpc-js) plus ~13 KB per call open in it; 2,000 of them holding their 100
- * calls each took the server from 80 MB to 1.7 GB. Bounded, they hold ~120 KB each, 1,024 of them ~130 MB at most
- * (once all 1,024 are held, a source holding fewer than the heaviest takes the place of that one's oldest, so one
- * client on 8 addresses, 8 × 128, cannot keep a ninth address's agents from attesting):
+ * Anyone who reaches the port can open a connection. Until its TLS handshake is done nothing tells an agent's from
+ * anyone else's, and each holds a file descriptor and ~10 KB (5,000 took the server ~51 MB), which Node lets go only
+ * after 120 s (tls.Server's handshakeTimeout):
+ * - 10 s to finish the handshake: a real agent's takes milliseconds, and well under a second on a server busy with a
+ *   fleet reconnecting at once (each costs it under a millisecond of CPU, and Node takes 511 waiting connections at
+ *   a time);
+ * - 4,096 in their handshake at once (~40 MB and 4,096 file descriptors at most), far above what a fleet's reconnect
+ *   storm has in flight. Beyond it the oldest handshake of the source holding the most is cut, not the new one, so a
+ *   client on a few addresses cannot keep another source's agents from connecting. No bound per source: it would
+ *   only cut a NAT address's agents while places are free.
+ * Once it is done, TLS takes a connection without a client certificate, as an agent attests before it holds one. Such
+ * a connection can only attest (or ask for health), one call at a time for an agent, and costs the server ~90 KB
+ * (OpenSSL, nghttp2, grpc-js) plus ~13 KB per call open in it; 2,000 of them holding their 100 calls each took the
+ * server from 80 MB to 1.7 GB. Bounded, they hold ~120 KB each, 1,024 of them ~130 MB at most (once all 1,024 are
+ * held, a source holding fewer than the heaviest takes the place of that one's oldest, so one client on 8 addresses,
+ * 8 × 128, cannot keep a ninth address's agents from attesting):
  * - per source 128: above the 100 attempts a source may make in a burst (attest-attempts.ts), so hosts behind one
  *   NAT address attesting together meet that budget (which tells them when to retry) before this bound;
  * - 2 calls: an agent makes one Attest at a time; a health check beside it still fits;
@@ -44,8 +55,9 @@ export interface ConnectionLimits {
  *   its SVID), and one retrying after a refusal reconnects at its next try; a connection never used goes too;
  * - 30 s, then 10 s: a call that never ends (a request whose bytes never come) does not keep its connection; the agent
  *   gives its Attest 30 s, so a real one ends before.
- * Connections with an agent SVID are not counted against these: a fleet reconnecting at once after a restart, thousands
- * behind one NAT address, is never refused. Each agent holds a few at most (one channel; a second while it moves to a
+ * Connections with an agent SVID are not counted against these (only against the handshake bounds, for the
+ * milliseconds their handshake takes): a fleet reconnecting at once after a restart, thousands behind one NAT address,
+ * is never refused. Each agent holds a few at most (one channel; a second while it moves to a
  * renewed SVID; dead ones the keepalive has not noticed yet), so 8 per agent bounds what one agent's key can hold
  * (8 × 100 calls) without cutting a live agent off.
  */
@@ -57,6 +69,8 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   unauthenticatedMaxAgeMs: 30_000,
   unauthenticatedGraceMs: 10_000,
   perAgent: 8,
+  handshakeMs: 10_000,
+  handshakesTotal: 4096,
 });
 
 export interface AgentApiConnectionsDeps {
@@ -73,12 +87,12 @@ export interface AgentApiConnectionsDeps {
 type Session = http2.ServerHttp2Session;
 
 /**
- * Bounds what connections to the agent API may hold (DEFAULT_CONNECTION_LIMITS), judged once per connection when its
- * TLS handshake is done: one that presents an agent SVID this server signed counts against that agent's bound; any
- * other (no client certificate, or a workload's, another CA's, an expired one) against the bounds per source address
- * and in total (shared fairly when full), with a stream limit of its own and timers that close it. A connection over a
- * bound is closed with a GOAWAY (ENHANCE_YOUR_CALM) saying why; the server logs each bound that closes one, once a
- * minute per bound.
+ * Bounds what connections to the agent API may hold (DEFAULT_CONNECTION_LIMITS). Until its TLS handshake is done a
+ * connection counts against the handshake bounds (agent-api-handshakes.ts); then it is judged once: one that presents
+ * an agent SVID this server signed counts against that agent's bound; any other (no client certificate, or a
+ * workload's, another CA's, an expired one) against the bounds per source address and in total (shared fairly when
+ * full), with a stream limit of its own and timers that close it. A connection over a bound is closed with a GOAWAY
+ * (ENHANCE_YOUR_CALM) saying why; the server logs each bound that closes one, once a minute per bound.
  * The calls themselves are judged by the call gate and the handlers as before.
  */
 export class AgentApiConnections {
@@ -86,6 +100,7 @@ export class AgentApiConnections {
   /** Connections without an agent SVID, with the TLS socket under each (to cut it: cutOff). */
   private readonly unauthenticated = new PlacesBySource<Session>();
   private readonly sockets = new WeakMap<Session, TLSSocket>();
+  private readonly handshakes: AgentApiHandshakes;
   /** Each agent's connections, oldest first. */
   private readonly byAgent = new Map<string, Set<Session>>();
   private readonly throttle: LogThrottle;
@@ -93,11 +108,24 @@ export class AgentApiConnections {
   constructor(private readonly deps: AgentApiConnectionsDeps) {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...deps.limits };
     this.throttle = new LogThrottle(deps.clock);
+    this.handshakes = new AgentApiHandshakes({
+      clock: deps.clock,
+      limits: this.limits,
+      closed: (bound, fields) =>
+        bound === 'handshake-deadline'
+          ? this.warn(bound, fields, `a connection did not finish its TLS handshake within ${this.limits.handshakeMs} ms; it was closed`)
+          : this.warn(bound, fields, 'connections in their TLS handshake are at their limit; the oldest of the source holding the most was closed'),
+    });
   }
 
   /** Connections without an agent SVID open now (for tests and the figures in the docs). */
   get unauthenticatedConnections(): number {
     return this.unauthenticated.size;
+  }
+
+  /** TCP connections in their TLS handshake now (for tests and the figures in the docs). */
+  get handshakesInProgress(): number {
+    return this.handshakes.inProgress;
   }
 
   /**
@@ -106,6 +134,7 @@ export class AgentApiConnections {
    */
   watch(server: grpc.Server): void {
     for (const listener of http2Listeners(server)) {
+      this.handshakes.watch(listener);
       // The TLS socket under each session, to cut it (cutOff): a session hands out only a proxy of it that refuses
       // destroy(). Node creates the session and emits 'session' within its own 'secureConnection' listener, so the
       // socket seen just before (prepended) is that session's; the one seen after clears it when no session came.
