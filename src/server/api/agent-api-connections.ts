@@ -33,12 +33,12 @@ export interface ConnectionLimits extends HandshakeLimits {
 
 /**
  * Anyone who reaches the port can open a connection. Until its TLS handshake is done nothing tells an agent's from
- * anyone else's, and each holds a file descriptor and ~10 KB (5,000 took the server ~51 MB), which Node lets go only
- * after 120 s (tls.Server's handshakeTimeout):
+ * anyone else's, and each holds a file descriptor and ~10-15 KB (6,000 took the server from 85 to 176 MB), which Node
+ * lets go only after 120 s (tls.Server's handshakeTimeout):
  * - 10 s to finish the handshake: a real agent's takes milliseconds, and well under a second on a server busy with a
  *   fleet reconnecting at once (each costs it under a millisecond of CPU, and Node takes 511 waiting connections at
  *   a time);
- * - 4,096 in their handshake at once (~40 MB and 4,096 file descriptors at most), far above what a fleet's reconnect
+ * - 4,096 in their handshake at once (~50 MB and 4,096 file descriptors at most), far above what a fleet's reconnect
  *   storm has in flight. Beyond it the oldest handshake of the source holding the most is cut, not the new one, so a
  *   client on a few addresses cannot keep another source's agents from connecting. No bound per source: it would
  *   only cut a NAT address's agents while places are free.

@@ -26,7 +26,7 @@ interface Pending {
 
 /**
  * Bounds TCP connections to the agent API that have not finished their TLS handshake, which no bound after the
- * handshake sees (agent-api-connections.ts): each holds a file descriptor and ~10 KB until Node's own handshake timeout
+ * handshake sees (agent-api-connections.ts): each holds a file descriptor and ~10-15 KB until Node's own handshake timeout
  * of 120 s, so a client opening thousands and sending nothing could hold the server's descriptors and memory. A
  * connection is counted from the moment it is accepted until its handshake is done or it closes, and cut when its
  * deadline passes or when the bound in total is full and it is the oldest of the source holding the most
