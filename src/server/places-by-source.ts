@@ -42,11 +42,11 @@ export class PlacesBySource<T> {
 
   /**
    * Takes away the oldest place of the source holding the most, for a newcomer from `source`, and returns its holder
-   * to close with that source; undefined when that would leave it holding fewer than `source` then would (`source` is among the
-   * heaviest, or one short of them): taking from it would only swap the two, and two sources reconnecting would close
-   * each other's connections in turn. The scan visits each source once, and a source holds at least one place, so
-   * it is bounded by the bound itself (a few thousand map entries, microseconds); it runs only when the bound is full,
-   * for a newcomer whose TLS handshake cost the server far more.
+   * to close with that source; undefined when that would leave it holding fewer than `source` then would (`source`
+   * is among the heaviest, or one short of them): taking from it would only swap the two, and two sources
+   * reconnecting would close each other's connections in turn. The scan visits each source once, and a source holds
+   * at least one place, so it is bounded by the bound itself (a few thousand map entries, microseconds); it runs only
+   * when the bound is full, for a newcomer whose TLS handshake cost the server far more.
    */
   takeFromHeaviest(source: string): { holder: T; source: string } | undefined {
     let heaviest: string | undefined;

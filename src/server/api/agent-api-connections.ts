@@ -109,7 +109,6 @@ export class AgentApiConnections {
     this.limits = { ...DEFAULT_CONNECTION_LIMITS, ...deps.limits };
     this.throttle = new LogThrottle(deps.clock);
     this.handshakes = new AgentApiHandshakes({
-      clock: deps.clock,
       limits: this.limits,
       closed: (bound, fields) =>
         bound === 'handshake-deadline'

@@ -1,6 +1,5 @@
 import type net from 'node:net';
 import type tls from 'node:tls';
-import type { Clock, TimerHandle } from '../../common/clock.js';
 import { sourceKey } from '../source-key.js';
 import { PlacesBySource } from '../places-by-source.js';
 
@@ -12,7 +11,6 @@ export interface HandshakeLimits {
 }
 
 export interface AgentApiHandshakesDeps {
-  clock: Clock;
   limits: HandshakeLimits;
   /** Told each time a bound closes a connection, to log it (throttled by the caller). */
   closed(bound: 'handshake-deadline' | 'handshakes-total', fields: Record<string, unknown>): void;
@@ -21,16 +19,19 @@ export interface AgentApiHandshakesDeps {
 interface Pending {
   ends: string;
   source: string;
-  deadline: TimerHandle;
+  deadline: NodeJS.Timeout;
 }
 
 /**
  * Bounds TCP connections to the agent API that have not finished their TLS handshake, which no bound after the
- * handshake sees (agent-api-connections.ts): each holds a file descriptor and ~10-15 KB until Node's own handshake timeout
- * of 120 s, so a client opening thousands and sending nothing could hold the server's descriptors and memory. A
- * connection is counted from the moment it is accepted until its handshake is done or it closes, and cut when its
+ * handshake sees (agent-api-connections.ts): each holds a file descriptor and ~10-15 KB until Node's own handshake
+ * timeout of 120 s, so a client opening thousands and sending nothing could hold the server's descriptors and memory.
+ * A connection is counted from the moment it is accepted until its handshake is done or it closes, and cut when its
  * deadline passes or when the bound in total is full and it is the oldest of the source holding the most
  * (PlacesBySource): a new connection is closed only when its own source already holds as many as any other.
+ * The deadline is a transport timeout, not time logic, so it runs on the system's timers whatever clock the server
+ * was given (as the shutdown's grace does, grpc-shutdown.ts): a clock stepped forward, or hours a test simulates, must
+ * not cut handshakes in progress. It counts from the moment the connection is accepted, bytes sent meanwhile or not.
  */
 export class AgentApiHandshakes {
   private readonly pending = new Map<net.Socket, Pending>();
@@ -74,10 +75,12 @@ export class AgentApiHandshakes {
       this.cut(yielding);
       if (yielding === socket) return;
     }
-    const deadline = this.deps.clock.setTimer(() => {
+    const deadline = setTimeout(() => {
       this.deps.closed('handshake-deadline', { source, limitMs: limits.handshakeMs });
       this.cut(socket);
     }, limits.handshakeMs);
+    // The socket keeps the process up while it is open; a stopping server need not wait for its deadline too.
+    deadline.unref();
     const ends = endsOf(socket);
     this.pending.set(socket, { ends, source, deadline });
     this.byEnds.set(ends, socket);
@@ -91,7 +94,7 @@ export class AgentApiHandshakes {
     if (p === undefined) return;
     this.pending.delete(socket);
     if (this.byEnds.get(p.ends) === socket) this.byEnds.delete(p.ends);
-    p.deadline.cancel();
+    clearTimeout(p.deadline);
     this.places.remove(p.source, socket);
   }
 
