@@ -60,6 +60,6 @@ function retryPushbackMs(metadata: Metadata | undefined): number | undefined {
   return typeof value === 'string' && /^\d{1,10}$/.test(value) ? Number(value) : undefined;
 }
 
-function isServiceError(err: unknown): err is ServiceError {
+export function isServiceError(err: unknown): err is ServiceError {
   return typeof err === 'object' && err !== null && typeof (err as { code?: unknown }).code === 'number' && 'details' in err;
 }

@@ -26,6 +26,7 @@ import { silentLogger } from '../../src/common/log.js';
 import { Cluster, DATACENTER, TRUST_DOMAIN } from '../support/cluster.js';
 import { tempDir } from '../support/server-kit.js';
 import { until } from '../support/until.js';
+import { advanceUntil } from '../support/advance-until.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
 const LIMITS: Partial<ConnectionLimits> = {
@@ -276,4 +277,25 @@ test('a connection without a client certificate whose peer never closes its side
   assert.equal(server.agentApiConnections.unauthenticatedConnections, 1);
   clock.advance(LIMITS.unauthenticatedGraceMs!);
   await until('the connection to be cut and its place freed', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
+});
+
+test('an agent whose attestation connection a bound closes says so in its own words, not grpc-js\'s "Bandwidth exhausted", and attests once a place is free', async (t) => {
+  const held: RawConnection[] = [];
+  t.after(() => held.forEach((c) => c.session.destroy()));
+  for (let i = 0; i < LIMITS.unauthenticatedPerSource!; i++) {
+    const c = connectRaw('127.0.0.1');
+    held.push(c);
+    await judgedUnauthenticated(c);
+  }
+  const agent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: path.join(cluster.dir, 'agent-bound.sock'), data_dir: path.join(cluster.dir, 'agent-bound-data') },
+    { clock, random: () => 0.5 },
+  );
+  t.after(() => agent.stop());
+  const seen = await until('the refusal in the agent status', () => agent.status().lastError);
+  assert.match(seen, /^meshid-server at 127\.0\.0\.1:\d+ closed the connection of Attest \(HTTP\/2 ENHANCE_YOUR_CALM\): it holds as many connections as one of its bounds allows/);
+  assert.doesNotMatch(seen, /Bandwidth exhausted/);
+  held.forEach((c) => c.session.destroy());
+  await advanceUntil(clock, () => agent.status().state === 'synced');
+  assert.equal(agent.status().state, 'synced', 'attested at its next try once the places are free');
 });

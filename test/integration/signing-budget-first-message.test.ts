@@ -13,7 +13,8 @@ import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil } from '../support/advance-until.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-');
 const { clock } = suite;

@@ -17,7 +17,8 @@ import { RETRY_PUSHBACK_KEY } from '../../src/common/grpc-status.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { spendSigningBudget } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
-import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil } from '../support/advance-until.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-jwt-');
 const { clock } = suite;

@@ -23,7 +23,8 @@ import {
   type DiscoveryResponse,
 } from '../support/sds-client.js';
 import { until } from '../support/until.js';
-import { advanceUntil, agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
+import { advanceUntil } from '../support/advance-until.js';
+import { agentWithSvidCopy, signingBudgetSuite } from '../support/signing-budget-suite.js';
 
 const suite = signingBudgetSuite('meshid-signing-budget-sds-');
 const { clock } = suite;

@@ -59,15 +59,3 @@ export function signingBudgetSuite(dirPrefix: string): { readonly clock: FakeClo
     },
   };
 }
-
-/**
- * The agent retries when the server said it may, on its clock: moves `clock` on a second at a time (up to 25 s),
- * giving the agent 200 ms of real time at each, until `done`; then up to 2 s more of real time.
- */
-export async function advanceUntil(clock: FakeClock, done: () => boolean): Promise<void> {
-  for (let s = 0; s < 25 && !done(); s++) {
-    for (let i = 0; i < 8 && !done(); i++) await new Promise((r) => setTimeout(r, 25));
-    if (!done()) clock.advance(1000);
-  }
-  for (let i = 0; i < 40 && !done(); i++) await new Promise((r) => setTimeout(r, 50));
-}

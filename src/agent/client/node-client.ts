@@ -1,8 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { failedPrecondition, unavailable } from '../../common/errors.js';
-import { fromServiceError } from '../../common/grpc-status.js';
-import { connectionFailure } from '../../common/grpc/call-failure.js';
+import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
+import { fromServiceError, isServiceError } from '../../common/grpc-status.js';
+import { closedToCalmDown, connectionFailure } from '../../common/grpc/call-failure.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
@@ -181,12 +181,22 @@ export class NodeClient {
 
   /**
    * A call that never reached the server says so, naming it: the message travels on to the workload (FetchJWTSVID
-   * while the server is down), where grpc-js's own wording would read as if the agent's socket had failed.
+   * while the server is down), where grpc-js's own wording would read as if the agent's socket had failed. So does a
+   * call whose connection the server closed for one of its connection bounds, which grpc-js words as if this agent
+   * had run out of memory; that is a connection lost, retried as any other.
    */
-  private translate(err: grpc.ServiceError, method: string): Error {
+  translate(err: unknown, method: string): MeshidError {
+    if (!isServiceError(err)) return fromServiceError(err);
     // Not a dropped connection: that call may have reached the server before the connection went.
     if (connectionFailure(err) === 'not-connected') {
       return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${err.details}`, err);
+    }
+    if (closedToCalmDown(err)) {
+      return unavailable(
+        `meshid-server at ${this.options.serverAddress} closed the connection of ${method} (HTTP/2 ENHANCE_YOUR_CALM): it holds as many ` +
+          "connections as one of its bounds allows (its log names which; README, 'Limits of the agent API port'); retrying",
+        err,
+      );
     }
     return fromServiceError(err);
   }

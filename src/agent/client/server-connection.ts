@@ -254,7 +254,7 @@ export class ServerConnection {
       if (this.current !== stream) return;
       this.onUpdate(u);
     });
-    stream.on('error', (e) => finish(fromServiceError(e)));
+    stream.on('error', (e) => finish(this.o.client.translate(e, 'Sync')));
     stream.on('end', () => finish(unavailable('the server ended the Sync stream')));
   }
 

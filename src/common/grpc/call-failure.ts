@@ -29,3 +29,12 @@ export function methodNotServed(err: Pick<ServiceError, 'code' | 'details'>): bo
 export function deadlineBeforeConnection(err: Pick<ServiceError, 'code' | 'details'>): boolean {
   return err.code === status.DEADLINE_EXCEEDED && /Waiting for LB pick/.test(err.details ?? '');
 }
+
+/**
+ * Whether the server closed the call's connection with HTTP/2 ENHANCE_YOUR_CALM, which grpc-js reports as
+ * RESOURCE_EXHAUSTED "Bandwidth exhausted or memory limit exceeded" and drops the GOAWAY's text: meshid-server closes
+ * so a connection over one of its agent API bounds (agent-api-connections.ts), and says which in its own log.
+ */
+export function closedToCalmDown(err: Pick<ServiceError, 'code' | 'details'>): boolean {
+  return err.code === status.RESOURCE_EXHAUSTED && err.details === 'Bandwidth exhausted or memory limit exceeded';
+}
