@@ -27,6 +27,8 @@
  * runs far ahead of its share stops costing the agent anything before its turn, while its own jobs run on.
  */
 
+import { MinHeap, type HeapItem } from './min-heap.js';
+
 export interface ReadPauser {
   /**
    * Stop reading this uid's connections. Called again for every job that arrives while the uid is over its backlog,
@@ -84,7 +86,10 @@ interface Job {
   readonly run: () => void;
 }
 
-interface UidBacklog {
+interface UidBacklog extends HeapItem {
+  readonly uid: number;
+  /** When the uid last started waiting (a count): of uids that used as much, the one waiting longest goes first. */
+  readonly since: number;
   readonly jobs: Job[];
   bytes: number;
   paused: boolean;
@@ -93,8 +98,15 @@ interface UidBacklog {
 }
 
 export class UidFairQueue {
-  /** Uids with jobs waiting. Few entries (one per local uid with requests in flight), so a scan picks the next. */
+  /** Uids with jobs waiting. */
   private readonly waiting = new Map<number, UidBacklog>();
+  /**
+   * The same backlogs, least served first. A scan of `waiting` cost ~30 µs a job with 10,000 uids waiting (a uid per
+   * pod where every pod runs as its own, all rotating at once); the heap costs O(log n).
+   */
+  private readonly leastServed = new MinHeap<UidBacklog>((a, b) => a.used < b.used || (a.used === b.used && a.since < b.since));
+  /** Counts the times a uid started waiting: each backlog's `since`. */
+  private waitsStarted = 0;
   /** The `used` of the last job started: where a uid that starts waiting is placed. */
   private level = 0;
   /**
@@ -136,9 +148,18 @@ export class UidFairQueue {
   push(uid: number, bytes: number, run: () => void): void {
     let backlog = this.waiting.get(uid);
     if (backlog === undefined) {
-      backlog = { jobs: [], bytes: 0, paused: false, used: Math.max(this.level, this.idleUsed.get(uid) ?? this.level) };
+      backlog = {
+        uid,
+        since: this.waitsStarted++,
+        jobs: [],
+        bytes: 0,
+        paused: false,
+        used: Math.max(this.level, this.idleUsed.get(uid) ?? this.level),
+        heapIndex: -1,
+      };
       this.idleUsed.delete(uid);
       this.waiting.set(uid, backlog);
+      this.leastServed.push(backlog);
     }
     backlog.jobs.push({ bytes, run });
     backlog.bytes += bytes;
@@ -177,14 +198,15 @@ export class UidFairQueue {
     this.scheduled = false;
     const turnStarted = this.now();
     do {
-      const next = this.leastServed();
+      const next = this.leastServed.peek();
       if (next === undefined) return;
-      this.runOne(...next);
+      this.runOne(next);
     } while (this.now() - turnStarted < TURN_BUDGET_MS);
     if (this.waiting.size > 0) this.schedule();
   }
 
-  private runOne(uid: number, backlog: UidBacklog): void {
+  private runOne(backlog: UidBacklog): void {
+    const uid = backlog.uid;
     const job = backlog.jobs.shift() as Job;
     backlog.bytes -= job.bytes;
     if (backlog.paused && backlog.bytes <= this.lowWaterBytes && backlog.jobs.length <= this.lowWaterJobs) {
@@ -203,8 +225,11 @@ export class UidFairQueue {
     // Only now: a job that queues the uid's next one while it runs (a stream's next message) adds to this backlog.
     if (backlog.jobs.length === 0) {
       this.waiting.delete(uid);
+      this.leastServed.remove(backlog);
       this.idleUsed.set(uid, backlog.used);
       if (this.idleUsed.size >= this.sweepIdleAt) this.sweepIdle();
+    } else {
+      this.leastServed.update(backlog);
     }
   }
 
@@ -212,13 +237,5 @@ export class UidFairQueue {
   private sweepIdle(): void {
     for (const [uid, used] of this.idleUsed) if (used <= this.level) this.idleUsed.delete(uid);
     this.sweepIdleAt = Math.max(MIN_IDLE_SWEEP, 2 * this.idleUsed.size);
-  }
-
-  private leastServed(): [number, UidBacklog] | undefined {
-    let best: [number, UidBacklog] | undefined;
-    for (const entry of this.waiting) {
-      if (best === undefined || entry[1].used < best[1].used) best = entry;
-    }
-    return best;
   }
 }

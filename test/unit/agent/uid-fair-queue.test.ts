@@ -142,3 +142,16 @@ test('a job of a uid that pushes the uid\'s next job while it runs still counts 
   h.drain();
   assert.deepEqual(h.ran, ['flood1', 'chain1', 'flood2', 'chain2', 'flood3', 'chain3']);
 });
+
+test('of thousands of uids that used as much, the one waiting longest goes first, whatever their uids', () => {
+  const h = harness();
+  // Uids that start waiting in an order unrelated to their number, each with two jobs of the same cost (a binary
+  // fraction of a millisecond, so the costs add up exactly).
+  const uids = Array.from({ length: 2_000 }, (_, i) => (i * 7919) % 2_000);
+  for (const uid of uids) {
+    h.job(uid, `${uid}a`, 0.25);
+    h.job(uid, `${uid}b`, 0.25);
+  }
+  h.drain();
+  assert.deepEqual(h.ran, [...uids.map((uid) => `${uid}a`), ...uids.map((uid) => `${uid}b`)]);
+});
