@@ -11,6 +11,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
+import { BaseServerInterceptingCall, type ConnectionInfo } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
 import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
 import { UnixWorkloadAttestor } from '../../src/agent/attestor/unix-workload-attestor.js';
@@ -335,6 +336,35 @@ test('start fails loudly when the self-test does not see our own pid, and leaves
   const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: wrong });
   await assert.rejects(uds.start(), (err) => err instanceof MeshidError && err.code === 'internal' && /self-test failed: our own connection was not recognised/.test(err.message));
   server.forceShutdown();
+  assert.equal(fs.existsSync(socketPath), false);
+});
+
+test('start fails loudly when grpc-js\'s connection info names another connection than getPeer() (grpc-js patched to differ)', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const socketPath = path.join(dir, 'agent.sock');
+  // What a changed grpc-js could do: the interceptors' source of the connection key (peerOfCall) and the handlers'
+  // disagree, and the call limit and fair queue would take every uid for one unknown uid.
+  const prototype = BaseServerInterceptingCall.prototype as { getConnectionInfo(): ConnectionInfo };
+  const real = prototype.getConnectionInfo;
+  prototype.getConnectionInfo = function (this: unknown) {
+    return { ...real.call(this), remoteAddress: undefined };
+  };
+  t.after(() => {
+    prototype.getConnectionInfo = real;
+  });
+  const server = new grpc.Server();
+  const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+  // Also when start() succeeds (a self-test that misses the difference): nothing may be left listening.
+  t.after(async () => {
+    server.forceShutdown();
+    await uds.close();
+  });
+  await assert.rejects(uds.start(), (err) => {
+    assert.ok(err instanceof MeshidError && err.code === 'internal', String(err));
+    assert.match(err.message, /^Unix socket self-test failed: grpc-js reported call\.getConnectionInfo\(\)\.remoteAddress = "unknown" but call\.getPeer\(\) = "uds-peer#\d+"; this grpc-js version breaks the per-uid call limit and fair queue$/);
+    return true;
+  });
   assert.equal(fs.existsSync(socketPath), false);
 });
 

@@ -1,5 +1,6 @@
 import { Metadata, ServerInterceptingCall, status, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
 import { MalformedRequest } from '../../common/grpc/strict-requests.js';
+import { peerOfCall } from './call-peer.js';
 import type { UidFairQueue } from './uid-fair-queue.js';
 
 /**
@@ -60,7 +61,7 @@ export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer, o
               nextMessage(message);
               return;
             }
-            const uid = uidOf(call.getPeer()) ?? UNKNOWN_UID;
+            const uid = uidOf(peerOfCall(call)) ?? UNKNOWN_UID;
             queue.push(uid, message.bytes.length, () => {
               // Its client gave up (deadline, cancel, closed connection) while it waited: no one wants the answer.
               if (cancelled) return;

@@ -1,12 +1,15 @@
 import * as grpc from '@grpc/grpc-js';
 import { internal } from '../../common/errors.js';
 import type { PeerInfo } from '../attestor/peer-credentials.js';
+import { peerOfCall } from './call-peer.js';
 
 /**
  * The start-up self-test of the peer-credential wiring: a private gRPC server with one method answers the caller's
  * `call.getPeer()` and what the peer table holds for it; the agent calls it over its own socket and expects its own
  * pid back. If a grpc-js release stops passing the socket's remoteAddress through getPeer(), every workload would be
- * an "unknown peer": better to refuse to start with a message that says why.
+ * an "unknown peer": better to refuse to start with a message that says why. The socket's interceptors read the same
+ * key from the call's connection info instead (peerOfCall); a grpc-js where the two differ would count every uid's
+ * calls and turns as one unknown uid's, so the private server checks that they agree before its handler runs.
  */
 
 const METHOD = '/meshid.agent.internal.UdsSelfTest/WhoAmI';
@@ -18,9 +21,27 @@ interface Answer {
   pid: number | null;
 }
 
+/** Refuses the call (FAILED_PRECONDITION) when peerOfCall does not name the connection getPeer() names. */
+const peerOfCallAgrees: grpc.ServerInterceptor = (_method, call) =>
+  new grpc.ServerInterceptingCall(call, {
+    start: (next) =>
+      next({
+        onReceiveMetadata: (metadata, nextMetadata) => {
+          const fromInfo = peerOfCall(call);
+          const fromPeer = call.getPeer();
+          if (fromInfo === fromPeer) {
+            nextMetadata(metadata);
+            return;
+          }
+          const details = `grpc-js reported call.getConnectionInfo().remoteAddress = ${JSON.stringify(fromInfo)} but call.getPeer() = ${JSON.stringify(fromPeer)}`;
+          call.sendStatus({ code: grpc.status.FAILED_PRECONDITION, details, metadata: new grpc.Metadata() });
+        },
+      }),
+  });
+
 /** The private server whose injector the UdsServer uses for its own self-test connection. */
 export function createSelfTestServer(peerOf: (peer: string) => PeerInfo | undefined): grpc.Server {
-  const server = new grpc.Server();
+  const server = new grpc.Server({ interceptors: [peerOfCallAgrees] });
   const method = {
     path: METHOD,
     requestStream: false,
@@ -57,6 +78,9 @@ export async function runSelfTest(socketPath: string, peerPattern: RegExp): Prom
     if ((err as { code?: unknown }).code === grpc.status.UNIMPLEMENTED) {
       // The connection went to the real server: the listener did not recognise it as coming from this process.
       throw internal(`Unix socket self-test failed: our own connection was not recognised by its peer credentials (expected pid ${process.pid})`, err);
+    }
+    if ((err as { code?: unknown }).code === grpc.status.FAILED_PRECONDITION) {
+      throw internal(`Unix socket self-test failed: ${(err as { details?: string }).details}; this grpc-js version breaks the per-uid call limit and fair queue`, err);
     }
     throw internal(`Unix socket self-test failed: cannot call our own socket ${socketPath}: ${(err as Error).message}`, err);
   } finally {

@@ -3,6 +3,7 @@ import { ServerInterceptingCall, type ServerInterceptingCallInterface, type Serv
 import { resourceExhausted } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { Logger } from '../../common/log.js';
+import { peerOfCall } from './call-peer.js';
 import type { UidOfPeer } from './fair-decoding.js';
 import { PerUidCap } from './per-uid-cap.js';
 
@@ -102,7 +103,7 @@ export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): 
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
-            const uid = uidOf(call.getPeer()) ?? UNKNOWN_UID;
+            const uid = uidOf(peerOfCall(call)) ?? UNKNOWN_UID;
             // A stream already closed has no 'close' to come; grpc-js does not start such a call, but be sure.
             if (stream === undefined || stream.destroyed) {
               nextMetadata(metadata);
