@@ -115,7 +115,9 @@ export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): 
               takeNoNewCallsAfterMany(stream, refusalsByConnection);
               return;
             }
-            stream.once('close', () => limit.release(uid, path));
+            // `on`, not `once`: a stream emits 'close' once (when it is destroyed, which happens once), and once's
+            // wrapper and its removal from the stream's listeners cost ~0.05 µs a call.
+            stream.on('close', () => limit.release(uid, path));
             nextMetadata(metadata);
           },
         }),
