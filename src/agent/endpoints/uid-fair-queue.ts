@@ -197,15 +197,17 @@ export class UidFairQueue {
   private runNext(): void {
     this.scheduled = false;
     const turnStarted = this.now();
+    let jobEnded: number;
     do {
       const next = this.leastServed.peek();
       if (next === undefined) return;
-      this.runOne(next);
-    } while (this.now() - turnStarted < TURN_BUDGET_MS);
+      jobEnded = this.runOne(next);
+    } while (jobEnded - turnStarted < TURN_BUDGET_MS);
     if (this.waiting.size > 0) this.schedule();
   }
 
-  private runOne(backlog: UidBacklog): void {
+  /** Runs the next job of `backlog`; returns when it ended, by which runNext judges the turn (a clock read costs ~0.06 µs). */
+  private runOne(backlog: UidBacklog): number {
     const uid = backlog.uid;
     const job = backlog.jobs.shift() as Job;
     backlog.bytes -= job.bytes;
@@ -220,8 +222,9 @@ export class UidFairQueue {
     } catch (error) {
       this.onJobError(error);
     }
+    const ended = this.now();
     // A floor, so that jobs too quick for the clock still take turns.
-    backlog.used += Math.max(this.now() - started, MIN_JOB_COST_MS);
+    backlog.used += Math.max(ended - started, MIN_JOB_COST_MS);
     // Only now: a job that queues the uid's next one while it runs (a stream's next message) adds to this backlog.
     if (backlog.jobs.length === 0) {
       this.waiting.delete(uid);
@@ -231,6 +234,7 @@ export class UidFairQueue {
     } else {
       this.leastServed.update(backlog);
     }
+    return ended;
   }
 
   /** Forgets the idle uids `level` has caught up with; as often as the map doubles, so it costs O(1) per job. */
