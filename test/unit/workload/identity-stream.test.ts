@@ -54,12 +54,19 @@ function counterCache(): { cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>;
 
 const tick = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-function open(call: HeldCall, cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>, clock = new FakeClock()): { stream: IdentityStream<number>; closed: () => number } {
+const valueOf = (s: IdentitySnapshot): number => (s as unknown as { value: number }).value;
+
+function open(
+  call: HeldCall,
+  cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>,
+  clock = new FakeClock(),
+  render: (s: IdentitySnapshot, first: boolean) => number | undefined = valueOf,
+): { stream: IdentityStream<number>; closed: () => number } {
   let closed = 0;
   const stream = new IdentityStream<number>({
     call,
     cache,
-    view: { render: (s) => (s as unknown as { value: number }).value, same: (a, b) => a === b },
+    view: { render, same: (a, b) => a === b },
     selectors: [],
     clock,
     pendingTimeoutMs: 30_000,
@@ -151,29 +158,18 @@ test('a first message waits for more at most the pending window from the stream\
     const call = new HeldCall();
     const c = counterCache();
     c.state.value = value;
-    let closed = 0;
     // Stands for the X.509 view while a signing is still waited for: a first message waits, a later one sends what there is.
-    const stream = new IdentityStream<number>({
-      call,
-      cache: c.cache,
-      view: { render: (s, first) => (first || (s as unknown as { value: number }).value === 0 ? undefined : (s as unknown as { value: number }).value), same: (a, b) => a === b },
-      selectors: [],
-      clock,
-      pendingTimeoutMs: 30_000,
-      log: silentLogger(),
-      onClose: () => closed++,
-    });
-    stream.start();
+    const { stream, closed } = open(call, c.cache, clock, (s, first) => (first || valueOf(s) === 0 ? undefined : valueOf(s)));
     clock.advance(29_999);
     assert.deepEqual([call.written, call.errors.length], [[], 0], `${what}: still waiting within the window`);
     clock.advance(1);
     if (value === 1) {
       assert.deepEqual(call.written, [1], 'what there is goes at the end of the window');
-      assert.deepEqual([call.errors.length, closed, stream.open], [0, 0, true], 'and the stream stays open for what comes next');
+      assert.deepEqual([call.errors.length, closed(), stream.open], [0, 0, true], 'and the stream stays open for what comes next');
     } else {
       assert.deepEqual(call.written, []);
       assert.equal((call.errors[0] as { code: number }).code, 14, 'nothing to send: UNAVAILABLE');
-      assert.equal(closed, 1);
+      assert.equal(closed(), 1);
     }
   }
 });
