@@ -299,3 +299,31 @@ test('an agent whose attestation connection a bound closes says so in its own wo
   await advanceUntil(clock, () => agent.status().state === 'synced');
   assert.equal(agent.status().state, 'synced', 'attested at its next try once the places are free');
 });
+
+test("an agent whose first Attest connection a bound closes does not probe the server's trust with another TLS connection: the GOAWAY came over a channel its roots authenticated", async (t) => {
+  const held: RawConnection[] = [];
+  t.after(() => held.forEach((c) => c.session.destroy()));
+  for (let i = 0; i < LIMITS.unauthenticatedPerSource!; i++) {
+    const c = connectRaw('127.0.0.1');
+    held.push(c);
+    await judgedUnauthenticated(c);
+  }
+  // The TCP connections the server accepts from now on, each a TLS handshake it serves (its HTTP/2 listener, an
+  // internal of grpc-js as in agent-api-connections.ts): the agent's Attest, and before the fix its trust probe too.
+  const listeners = (server as unknown as { agentApi: { http2Servers: Map<tls.Server, unknown> } }).agentApi.http2Servers;
+  let accepted = 0;
+  const count = (): void => void accepted++;
+  for (const listener of listeners.keys()) listener.on('connection', count);
+  t.after(() => [...listeners.keys()].forEach((l) => l.off('connection', count)));
+  // A first attestation with the bootstrap roots of --trust-bundle (the cluster's bundle file), no bundle held yet.
+  const agent = await cluster.startInProcessAgent(
+    { join_token: await cluster.token(), socket_path: path.join(cluster.dir, 'agent-probe.sock'), data_dir: path.join(cluster.dir, 'agent-probe-data') },
+    { clock, random: () => 0.5 },
+  );
+  t.after(() => agent.stop());
+  // Set once the failure is handled, after the probe (if any) has finished; the retry waits on the FakeClock.
+  const seen = await until('the refusal in the agent status', () => agent.status().lastError);
+  assert.match(seen, /closed the connection of Attest \(HTTP\/2 ENHANCE_YOUR_CALM\)/);
+  assert.equal(accepted, 1, 'one connection, the Attest itself');
+  assert.equal(agent.status().state, 'attesting');
+});

@@ -201,6 +201,15 @@ export class NodeClient {
     return fromServiceError(err);
   }
 
+  /**
+   * Whether `err` (from translate) is a connection the server closed for one of its connection bounds: its GOAWAY came
+   * over the TLS channel, so the server was reached and authenticated.
+   */
+  static closedByServerBound(err: unknown): boolean {
+    const cause = err instanceof Error ? err.cause : undefined;
+    return isServiceError(cause) && closedToCalmDown(cause);
+  }
+
   private unary<T>(client: grpc.Client, method: string, request: unknown): Promise<T> {
     const fn = (client as unknown as Record<string, Unary>)[method]!;
     // A transport deadline on the wall clock: it bounds a wedged call, it decides nothing about identities.

@@ -10,7 +10,7 @@ import type { AgentIdentity } from './agent-identity.js';
 import { Backoff } from './backoff.js';
 import { budgetRefusalWaitMs, retryPushbackWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
-import type { NodeClient } from './node-client.js';
+import { NodeClient } from './node-client.js';
 import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
 import { serverCertificateTimeProblem } from './server-clock.js';
 import { applySyncUpdate } from './sync-apply.js';
@@ -183,7 +183,10 @@ export class ServerConnection {
         // A server that answered (RESOURCE_EXHAUSTED) was reached over TLS with these roots: nothing to probe.
         // A refusal with retry pushback came from the server over a channel that authenticated it: no trust to probe,
         // and each probe would cost the server another handshake and connection without an agent SVID in a storm.
-        if (initial && e.code === 'unavailable' && retryPushbackWaitMs(e) === undefined && (await this.bootstrapTrustFails())) return;
+        // So did a connection the server closed for one of its bounds (its GOAWAY came over that channel): a probe then
+        // would add a handshake exactly when the server holds as many connections as it takes.
+        const answered = retryPushbackWaitMs(e) !== undefined || NodeClient.closedByServerBound(e);
+        if (initial && e.code === 'unavailable' && !answered && (await this.bootstrapTrustFails())) return;
         // Stopped while the trust probe ran: no retry, and no word of one.
         if (this.stopped) return;
         // A source address that spent its attempts is told when the next is due: an earlier try is refused again.
