@@ -148,7 +148,10 @@ export class MeshidServer {
       const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }));
       started.push(() => forceShutdownGrpcServer(admin));
       const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), opts.agentApiConnectionLimits);
-      started.push(() => forceShutdownGrpcServer(agentApi));
+      started.push(() => {
+        forceShutdownGrpcServer(agentApi);
+        connections.stop();
+      });
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
       started.push(() => bundleEndpoint?.close());
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
@@ -232,7 +235,10 @@ export class MeshidServer {
     const caStopped = this.ca.stop();
     this.svid.stop();
     this.hub.stop();
-    await Promise.all([shutdownGrpcServer(this.agentApi), shutdownGrpcServer(this.admin), this.bundleEndpoint?.close()]);
+    const agentApiStopped = shutdownGrpcServer(this.agentApi);
+    // Its listeners closed (at once, above): no handshake begins after those in progress are cut.
+    this.agentApiConnections.stop();
+    await Promise.all([agentApiStopped, shutdownGrpcServer(this.admin), this.bundleEndpoint?.close()]);
     // A housekeeping run or CA rotation in progress still uses the datastore.
     await housekeepingStopped;
     await caStopped;

@@ -6,7 +6,8 @@
  * other hosts. Two in-process servers with lowered bounds (MeshidServer's agentApiConnectionLimits): one whose
  * deadline is 1 s, as the deadline runs on the system's timers (a transport timeout), for the tests that wait for it;
  * one with the deadline of 10 s and room for 4 handshakes, so no deadline passes while the bound in total is tested on
- * a loaded machine. Both on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
+ * a loaded machine; the last test stops a third. All on a FakeClock an hour behind real time (OpenSSL judges
+ * certificates by real time).
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -175,4 +176,20 @@ test("when the bound in total is full, the oldest handshake of the source holdin
   assert.equal(handshaken.destroyed, false);
   held.forEach((c) => c.socket.destroy());
   await noHandshakeLeft(server, 'the places to be given back');
+});
+
+test('a stopping server cuts the connections still in their TLS handshake instead of leaving them to their deadline', async (t) => {
+  // A server of its own, as it is stopped, with a deadline no test waits for: only the stop can cut the connection.
+  const stopping = await start({ handshakeMs: 600_000 });
+  let stopped = false;
+  t.after(async () => {
+    if (!stopped) await stopping.cluster.cleanup();
+  });
+  const silent = await connectTcp(stopping.server, '127.0.0.6');
+  const halfHello = await connectTcp(stopping.server, '127.0.0.6', true);
+  t.after(() => [silent, halfHello].forEach((c) => c.socket.destroy()));
+  stopped = true;
+  await stopping.cluster.cleanup();
+  await event('the connections in their handshake to be cut by the stop', Promise.all([silent.closed, halfHello.closed]));
+  assert.equal(stopping.server.agentApiConnections.handshakesInProgress, 0);
 });

@@ -127,6 +127,11 @@ export class AgentApiConnections {
     return this.handshakes.inProgress;
   }
 
+  /** The server is stopping: connections still in their TLS handshake are cut (AgentApiHandshakes.stop). */
+  stop(): void {
+    this.handshakes.stop();
+  }
+
   /**
    * Follows every connection `server`'s listeners accept from now on; call right after bindAsync, before any
    * connection has finished its handshake.

@@ -79,13 +79,21 @@ export class AgentApiHandshakes {
       this.deps.closed('handshake-deadline', { source, limitMs: limits.handshakeMs });
       this.cut(socket);
     }, limits.handshakeMs);
-    // The socket keeps the process up while it is open; a stopping server need not wait for its deadline too.
+    // The socket keeps the process up while it is open, and stop() cuts it: the deadline itself need not.
     deadline.unref();
     const ends = endsOf(socket);
     this.pending.set(socket, { ends, source, deadline });
     this.byEnds.set(ends, socket);
     this.places.add(source, socket);
     socket.once('close', () => this.end(socket));
+  }
+
+  /**
+   * Cuts every connection still in its handshake: the server is stopping, and its listener no longer hands them to
+   * anyone. Left to their deadline, each open socket would keep a stopped server's process up for up to 10 s more.
+   */
+  stop(): void {
+    for (const socket of [...this.pending.keys()]) this.cut(socket);
   }
 
   /** The handshake is over (done, failed, or the connection closed): the connection no longer counts here. */
