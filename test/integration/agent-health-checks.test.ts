@@ -209,3 +209,36 @@ test('live is 500 once the workload socket file is removed (a restart makes it a
   await agent.stop();
   await assert.rejects(probe(address, '/live'), /ECONNREFUSED/);
 });
+
+/** An HTTP/1.1 keep-alive connection to `address` that has had one answer to GET `path` and stays open. */
+function keptAliveConnection(address: string, path: string): Promise<net.Socket> {
+  const [host, port] = address.split(':');
+  return new Promise((resolve, reject) => {
+    const socket = net.connect(Number(port), host!, () => socket.write(`GET ${path} HTTP/1.1\r\nHost: x\r\n\r\n`));
+    socket.once('data', () => resolve(socket));
+    socket.once('error', reject);
+  });
+}
+
+test('a client holding 64 keep-alive connections (the cap) does not shut the probes out: a new connection closes the oldest', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-held-');
+  t.after(() => cluster.cleanup());
+  const agent = await cluster.startInProcessAgent({
+    join_token: await cluster.token(),
+    socket_path: path.join(cluster.dir, 'held.sock'),
+    data_dir: path.join(cluster.dir, 'held-data'),
+    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+  });
+  const address = agent.healthAddress()!;
+  const held: net.Socket[] = [];
+  t.after(() => held.forEach((s) => s.destroy()));
+  // As any pod that reaches bind_address "0.0.0.0" could: each connection answered once and kept alive, so it is
+  // neither idle nor slow, and a GET every few seconds would keep it open for good.
+  for (let i = 0; i < 64; i++) held.push(await keptAliveConnection(address, '/live'));
+  const oldestClosed = new Promise((resolve) => held[0]!.once('close', resolve));
+
+  const live = await probe(address, '/live');
+  assert.equal(live.status, 200, 'the kubelet\'s probe is answered, not reset');
+  await oldestClosed;
+  assert.equal(held.filter((s) => !s.destroyed && s.readyState === 'open').length, 63, 'only the oldest was closed for it');
+});

@@ -1,5 +1,5 @@
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo } from 'node:net';
+import type { AddressInfo, Socket } from 'node:net';
 import { listenFailure } from '../listen-failure.js';
 import type { Logger } from '../log.js';
 import { healthListenerAddress, type HealthChecksConfig } from './health-checks-config.js';
@@ -22,7 +22,8 @@ export interface HealthProbe {
  * Bounds for a listener anyone who reaches its address can connect to. Probes (kubelet, a load balancer) send one
  * small GET per period and wait a second or so, so these are far above real use and keep a flood to a few sockets
  * each cut within seconds. Node checks the header and request timeouts only every connectionsCheckingInterval
- * (30 s by default), hence its lower value here.
+ * (30 s by default), hence its lower value here. At MAX_CONNECTIONS a new connection closes the oldest open one
+ * rather than being refused (see keepNewestConnections).
  */
 const MAX_CONNECTIONS = 64;
 const MAX_HEADER_BYTES = 4096;
@@ -56,7 +57,7 @@ export class HttpHealthListener {
       connectionsCheckingInterval: TIMEOUT_CHECK_INTERVAL_MS,
     });
     server.keepAliveTimeout = REQUEST_TIMEOUT_MS;
-    server.maxConnections = MAX_CONNECTIONS;
+    keepNewestConnections(server, MAX_CONNECTIONS);
     // A connection that sends nothing at all, or stops midway, is cut even between the timeout checks' turns.
     server.setTimeout(IDLE_TIMEOUT_MS, (socket) => socket.destroy());
     const listener = new HttpHealthListener(server, config, probe, log);
@@ -120,6 +121,26 @@ export class HttpHealthListener {
     if (verdict.ok) this.log.info({ check }, `the ${check} check passes again`);
     else this.log.warn({ check, reason: verdict.details['reason'] }, `the ${check} check fails`);
   }
+}
+
+/**
+ * Caps open connections by closing the oldest when one more arrives. Node's maxConnections refuses the new one
+ * instead, and then any client that keeps MAX_CONNECTIONS connections open (a keep-alive GET every few seconds holds
+ * one indefinitely) has every kubelet probe refused, and the liveness probe restarts a healthy daemon again and again.
+ * A probe's connection is the newest and lasts a round trip, so only a flood opening that many within it can cut it.
+ */
+function keepNewestConnections(server: http.Server, max: number): void {
+  // A Set iterates in insertion order: the first is the oldest.
+  const open = new Set<Socket>();
+  server.on('connection', (socket: Socket) => {
+    open.add(socket);
+    socket.once('close', () => open.delete(socket));
+    if (open.size <= max) return;
+    // Out of the set now, not at its 'close' (later): a burst of arrivals must each close a different one.
+    const oldest = open.values().next().value as Socket;
+    open.delete(oldest);
+    oldest.destroy();
+  });
 }
 
 function plain(res: ServerResponse, status: number, text: string, headers: Record<string, string> = {}): void {
