@@ -242,3 +242,33 @@ test('a client holding 64 keep-alive connections (the cap) does not shut the pro
   await oldestClosed;
   assert.equal(held.filter((s) => !s.destroyed && s.readyState === 'open').length, 63, 'only the oldest was closed for it');
 });
+
+test('a request with a body, on any path, is answered 413 and its connection closed unread: no 100 Continue, no body drained', async (t) => {
+  const cluster = await startCluster('meshid-agent-health-body-');
+  t.after(() => cluster.cleanup());
+  const agent = await cluster.startInProcessAgent({
+    join_token: await cluster.token(),
+    socket_path: path.join(cluster.dir, 'body.sock'),
+    data_dir: path.join(cluster.dir, 'body-data'),
+    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+  });
+  const [host, port] = agent.healthAddress()!.split(':');
+  /** Everything the listener sends for `head`, until it closes the connection (this side never ends its request). */
+  const answer = (head: string): Promise<string> =>
+    new Promise((resolve, reject) => {
+      let text = '';
+      const socket = net.connect(Number(port), host!, () => socket.write(head));
+      socket.on('data', (d: Buffer) => {
+        text += d.toString();
+        // A body on its way, as a client that got 100 Continue (or none asked) sends it: 1 KiB chunks, never ending.
+        if (!socket.destroyed) socket.write(`400\r\n${'a'.repeat(1024)}\r\n`);
+      });
+      socket.on('close', () => resolve(text));
+      socket.on('error', reject);
+    });
+  const expecting = await answer('POST /no-such-path HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nTransfer-Encoding: chunked\r\n\r\n');
+  assert.match(expecting, /^HTTP\/1\.1 413 /, 'not 100 Continue, which invites the body, nor 404 with the body drained');
+  assert.match(expecting, /\r\nConnection: close\r\n/i);
+  const posting = await answer('POST /live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n');
+  assert.match(posting, /^HTTP\/1\.1 413 /, 'not 405 with a gigabyte drained');
+});

@@ -35,7 +35,8 @@ const TIMEOUT_CHECK_INTERVAL_MS = 1000;
  * SPIRE's health check listener (its `health_checks` block) for a meshid daemon: HTTP/1.1 on an address of its own,
  * apart from the workload socket and its per-uid caps, so a probe never competes with workloads for a connection.
  * GET or HEAD of `live_path` and `ready_path` answer 200 when the probe says so and 500 otherwise, with
- * `{"<name>": {details}}` as JSON (SPIRE's shape); other paths 404, other methods 405, a request with a body 413.
+ * `{"<name>": {details}}` as JSON (SPIRE's shape); a request with a body 413 (its connection closed, the body unread),
+ * other paths 404, other methods 405.
  * A change of either verdict is logged once (a failure at warn with its reason, the recovery at info), not every probe.
  */
 export class HttpHealthListener {
@@ -62,6 +63,8 @@ export class HttpHealthListener {
     server.setTimeout(IDLE_TIMEOUT_MS, (socket) => socket.destroy());
     const listener = new HttpHealthListener(server, config, probe, log);
     server.on('request', (req, res) => void listener.serve(req, res));
+    // Without a listener Node answers "Expect: 100-continue" itself with 100 Continue, inviting the body no probe has.
+    server.on('checkContinue', (req, res) => void listener.serve(req, res));
     const address = healthListenerAddress(config.bindAddress, config.bindPort);
     await new Promise<void>((resolve, reject) => {
       const failed = (err: Error): void => reject(listenFailure(err, address, 'health_checks.bind_address, health_checks.bind_port'));
@@ -94,14 +97,15 @@ export class HttpHealthListener {
   }
 
   private async serve(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    // Probes send no body; one that does is not read, and its connection is not kept, whatever its path or method:
+    // a 404 or 405 kept alive would have Node read and drop the body (endless, if chunked) until the request timeout.
+    if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
+      return plain(res, 413, 'a health check request carries no body\n', { Connection: 'close' });
+    }
     const path = (req.url ?? '').split('?')[0];
     const check = path === this.config.livePath ? 'live' : path === this.config.readyPath ? 'ready' : undefined;
     if (check === undefined) return plain(res, 404, `no such path: this listener answers ${this.config.livePath} and ${this.config.readyPath}\n`);
     if (req.method !== 'GET' && req.method !== 'HEAD') return plain(res, 405, 'only GET and HEAD are answered\n', { Allow: 'GET, HEAD' });
-    // Probes send no body; one that does is not read, and its connection is not kept.
-    if (req.headers['transfer-encoding'] !== undefined || (req.headers['content-length'] ?? '0') !== '0') {
-      return plain(res, 413, 'a health check request carries no body\n', { Connection: 'close' });
-    }
     let verdict: HealthVerdict;
     try {
       verdict = await (check === 'live' ? this.probe.live() : this.probe.ready());
