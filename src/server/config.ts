@@ -246,7 +246,7 @@ export function tcpListeners(raw: Pick<RawServerConfig, 'bind_address' | 'bundle
     listeners.push({ setting: 'bundle_endpoint_address', address: raw.bundle_endpoint_address, bindsEveryAddress: false });
   }
   if (healthChecks !== undefined) {
-    listeners.push({ setting: 'health_checks.bind_port', address: healthListenerAddress(healthChecks.bindAddress, healthChecks.bindPort), bindsEveryAddress: false });
+    listeners.push({ setting: 'health_checks.bind_port', address: healthListenerAddress(healthChecks.bindAddress, healthChecks.bindPort), bindsEveryAddress: false, prefersIpv4: true });
   }
   return listeners;
 }

@@ -16,6 +16,8 @@ export interface ListenerSetting {
    * first one only.
    */
   bindsEveryAddress: boolean;
+  /** Listens on a name's first IPv4 address, else its first (the health check listener: resolveBindHost). */
+  prefersIpv4?: boolean;
 }
 
 /** Resolves a host name as the listener will: every address, or the first (dns.lookup's order). */
@@ -130,7 +132,9 @@ export async function checkListenersResolved(listeners: readonly ListenerSetting
       // Only a name that shares its port with another listener is looked up: `validate` and start do not wait on a
       // resolver (a slow one, or none reachable where the config is checked) for a clash that cannot be.
       if (port === 0 || !ports.some((p, j) => j !== i && p === port)) return { listener, host, port, addresses: [] };
-      const addresses = await lookup(host, listener.bindsEveryAddress).catch(() => [] as string[]);
+      const found = await lookup(host, listener.bindsEveryAddress || listener.prefersIpv4 === true).catch(() => [] as string[]);
+      const preferred = found.find((a) => net.isIPv4(a)) ?? found[0];
+      const addresses = listener.prefersIpv4 !== true ? found : preferred === undefined ? [] : [preferred];
       return { listener, host, port, addresses: addresses.map((a) => canonicalIp(a) ?? a) };
     }),
   );

@@ -1,5 +1,7 @@
+import dns from 'node:dns/promises';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
-import type { AddressInfo, Socket } from 'node:net';
+import net, { type AddressInfo, type Socket } from 'node:net';
+import { failedPrecondition } from '../errors.js';
 import { listenFailure } from '../listen-failure.js';
 import type { Logger } from '../log.js';
 import { healthListenerAddress, type HealthChecksConfig } from './health-checks-config.js';
@@ -44,13 +46,22 @@ export class HttpHealthListener {
 
   private constructor(
     private readonly server: http.Server,
+    /** The IP address listened on: bind_address, or the address its name resolved to (resolveBindHost). */
+    private readonly host: string,
     private readonly config: HealthChecksConfig,
     private readonly probe: HealthProbe,
     private readonly log: Logger,
   ) {}
 
   /** Listens on the configured address; a port taken or refused fails with the setting named (listen-failure.ts). */
-  static async start(config: HealthChecksConfig, probe: HealthProbe, log: Logger): Promise<HttpHealthListener> {
+  static async start(config: HealthChecksConfig, probe: HealthProbe, log: Logger, lookup: BindLookup = systemBindLookup): Promise<HttpHealthListener> {
+    const settings = 'health_checks.bind_address, health_checks.bind_port';
+    const host = await resolveBindHost(config.bindAddress, lookup).catch((err: unknown) => {
+      throw failedPrecondition(
+        `cannot listen on ${healthListenerAddress(config.bindAddress, config.bindPort)} (${settings}): the host name does not resolve; use an IP address or a name this host resolves`,
+        err,
+      );
+    });
     const server = http.createServer({
       maxHeaderSize: MAX_HEADER_BYTES,
       headersTimeout: REQUEST_TIMEOUT_MS,
@@ -61,15 +72,15 @@ export class HttpHealthListener {
     keepNewestConnections(server, MAX_CONNECTIONS);
     // A connection that sends nothing at all, or stops midway, is cut even between the timeout checks' turns.
     server.setTimeout(IDLE_TIMEOUT_MS, (socket) => socket.destroy());
-    const listener = new HttpHealthListener(server, config, probe, log);
+    const listener = new HttpHealthListener(server, host, config, probe, log);
     server.on('request', (req, res) => void listener.serve(req, res));
     // Without a listener Node answers "Expect: 100-continue" itself with 100 Continue, inviting the body no probe has.
     server.on('checkContinue', (req, res) => void listener.serve(req, res));
-    const address = healthListenerAddress(config.bindAddress, config.bindPort);
+    const address = healthListenerAddress(host, config.bindPort);
     await new Promise<void>((resolve, reject) => {
-      const failed = (err: Error): void => reject(listenFailure(err, address, 'health_checks.bind_address, health_checks.bind_port'));
+      const failed = (err: Error): void => reject(listenFailure(err, address, settings));
       server.once('error', failed);
-      server.listen(config.bindPort, config.bindAddress, () => {
+      server.listen(config.bindPort, host, () => {
         server.off('error', failed);
         resolve();
       });
@@ -79,9 +90,9 @@ export class HttpHealthListener {
     return listener;
   }
 
-  /** host:port the listener is bound to (the port chosen when bind_port is 0). */
+  /** IP:port the listener is bound to (the address a bind_address name resolved to, the port chosen for 0). */
   get address(): string {
-    return healthListenerAddress(this.config.bindAddress, this.port);
+    return healthListenerAddress(this.host, this.port);
   }
 
   get port(): number {
@@ -125,6 +136,26 @@ export class HttpHealthListener {
     if (verdict.ok) this.log.info({ check }, `the ${check} check passes again`);
     else this.log.warn({ check, reason: verdict.details['reason'] }, `the ${check} check fails`);
   }
+}
+
+/** Every address a host name resolves to, in the resolver's order (dns.lookup's); injectable for tests. */
+export type BindLookup = (host: string) => Promise<ReadonlyArray<{ address: string }>>;
+
+const systemBindLookup: BindLookup = (host) => dns.lookup(host, { all: true });
+
+/**
+ * The address a bind_address listens on: an IP address as written; for a host name its first IPv4 address, else its
+ * first. Left to Node, a name listens on the resolver's first answer, which for "localhost" (the default) is ::1
+ * wherever /etc/hosts lists it (Debian, Ubuntu: RFC 6724 puts ::1 first), and a probe of 127.0.0.1 (a container health
+ * check, wget, a kubelet with host 127.0.0.1) is refused. SPIRE, whose keys and default these are, listens on
+ * 127.0.0.1 there (Go's listen takes a name's IPv4 address first).
+ */
+export async function resolveBindHost(host: string, lookup: BindLookup = systemBindLookup): Promise<string> {
+  if (net.isIP(host) !== 0) return host;
+  const addresses = await lookup(host);
+  const chosen = addresses.find((a) => net.isIPv4(a.address)) ?? addresses[0];
+  if (chosen === undefined) throw new Error(`${host} resolves to no address`);
+  return chosen.address;
 }
 
 /**

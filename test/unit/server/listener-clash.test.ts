@@ -102,3 +102,13 @@ test('resolved (a stand-in resolver, standing for a slow or unreachable one): no
   await assert.rejects(checkListenersResolved([agentApi('agent.example:8081'), endpoint('127.0.0.1:8081')], lookup), /the same port/);
   assert.deepEqual(asked, ['agent.example']);
 });
+
+test('resolved (a stand-in resolver answering ::1 first, as Debian\'s /etc/hosts does for localhost): the health listener holds the name\'s IPv4 address, as it binds', async () => {
+  const lookup = async (host: string, all: boolean): Promise<string[]> => {
+    assert.equal(host, 'dual.example');
+    return all ? ['::1', '127.0.0.1'] : ['::1'];
+  };
+  const health = (address: string): ListenerSetting => ({ setting: 'health_checks.bind_port', address, bindsEveryAddress: false, prefersIpv4: true });
+  await assert.rejects(checkListenersResolved([endpoint('127.0.0.1:8080'), health('dual.example:8080')], lookup), /health_checks\.bind_port "dual\.example:8080" and bundle_endpoint_address "127\.0\.0\.1:8080" are the same port: the bundle_endpoint_address listens there \(dual\.example is 127\.0\.0\.1\)/);
+  await checkListenersResolved([endpoint('[::1]:8080'), health('dual.example:8080')], lookup);
+});
