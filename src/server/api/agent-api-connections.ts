@@ -27,6 +27,8 @@ export interface ConnectionLimits extends HandshakeLimits {
   readonly unauthenticatedMaxAgeMs: number;
   /** ...and how long its calls then still get before it is cut (as is one closed idle whose peer keeps its side open). */
   readonly unauthenticatedGraceMs: number;
+  /** How long a connection closed for another source's (the bound in total shared) has to finish its calls. */
+  readonly evictedGraceMs: number;
   /** Connections presenting one agent's SVID; a newer one cuts the oldest beyond this. */
   readonly perAgent: number;
 }
@@ -54,7 +56,10 @@ export interface ConnectionLimits extends HandshakeLimits {
  * - idle 5 s: an agent's attestation connection is done with when its Attest is (the agent then connects again with
  *   its SVID), and one retrying after a refusal reconnects at its next try; a connection never used goes too;
  * - 30 s, then 10 s: a call that never ends (a request whose bytes never come) does not keep its connection; the agent
- *   gives its Attest 30 s, so a real one ends before.
+ *   gives its Attest 30 s, so a real one ends before;
+ * - 2 s for the calls of a connection whose place went to another source's: an Attest in it is answered in
+ *   milliseconds once its request is in (evict()), and the place is handed on at once, so what the bound holds
+ *   exceeds it by the connections closed within 2 s at most.
  * Connections with an agent SVID are not counted against these (only against the handshake bounds, for the
  * milliseconds their handshake takes): a fleet reconnecting at once after a restart, thousands behind one NAT address,
  * is never refused. Each agent holds a few at most (one channel; a second while it moves to a
@@ -68,6 +73,7 @@ export const DEFAULT_CONNECTION_LIMITS: Readonly<ConnectionLimits> = Object.free
   unauthenticatedIdleMs: 5_000,
   unauthenticatedMaxAgeMs: 30_000,
   unauthenticatedGraceMs: 10_000,
+  evictedGraceMs: 2_000,
   perAgent: 8,
   handshakeMs: 10_000,
   handshakesTotal: 4096,
@@ -207,10 +213,9 @@ export class AgentApiConnections {
         return;
       }
       this.warn('total-shared', { limit: this.limits.unauthenticatedTotal, source: yielding.source }, "connections without an agent SVID are at their limit; the oldest of the source holding the most was closed for another source's");
-      refuse(
+      this.evict(
         yielding.holder,
         `the server holds as many connections without an agent SVID as it takes, and ${yielding.source} the most of them; this, its oldest, was closed for another source's`,
-        this.sockets.get(yielding.holder),
       );
     } else if (unauthenticated.heldBy(source) >= this.limits.unauthenticatedPerSource) {
       this.warn('per-source', { source, limit: this.limits.unauthenticatedPerSource }, 'a source address holds as many connections without an agent SVID as it may; a new one was closed');
@@ -250,6 +255,28 @@ export class AgentApiConnections {
       unauthenticated.remove(source, session);
     });
     closeWhenIdle();
+  }
+
+  /**
+   * Closes a connection whose place went to another source's: gracefully, with a GOAWAY (NO_ERROR) naming why, and
+   * cut after a short grace. Its calls in progress still get their answers: the one most likely in progress is an
+   * agent's Attest, and one whose answer a cut at once lost (its GOAWAY overtaking the answer written in the same
+   * turn) had spent its join token, so the agent, refused that token on its retry, would stop for good. The grace
+   * is short, as the place is handed on at once: what the bound holds may exceed it by the connections evicted
+   * within one grace.
+   */
+  private evict(session: Session, why: string): void {
+    if (session.destroyed) return;
+    try {
+      session.goaway(http2.constants.NGHTTP2_NO_ERROR, session.state.lastProcStreamID ?? 0, Buffer.from(why));
+    } catch {
+      // Already closing: the cut below ends it all the same.
+    }
+    const socket = this.sockets.get(session);
+    this.deps.clock.setTimer(() => {
+      session.destroy();
+      socket?.destroy();
+    }, this.limits.evictedGraceMs);
   }
 
   private warn(bound: string, fields: Record<string, unknown>, message: string): void {
