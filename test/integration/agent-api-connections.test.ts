@@ -8,7 +8,7 @@
  * bounds are lowered for the test (MeshidServer's agentApiConnectionLimits) so they are reached with a few
  * connections. In-process server on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
  */
-import { after, before, test } from 'node:test';
+import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import http2 from 'node:http2';
 import tls from 'node:tls';
@@ -20,11 +20,10 @@ import { certificatesToPem } from '../../src/common/x509/pem.js';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import type { AgentIdentity as HeldIdentity } from '../../src/agent/client/agent-identity.js';
 import type { ConnectionLimits } from '../../src/server/api/agent-api-connections.js';
-import { MeshidServer } from '../../src/server/server.js';
-import { compileServerConfig } from '../../src/server/config.js';
-import { silentLogger } from '../../src/common/log.js';
-import { Cluster, DATACENTER, TRUST_DOMAIN } from '../support/cluster.js';
-import { tempDir } from '../support/server-kit.js';
+import type { MeshidServer } from '../../src/server/server.js';
+import type { Cluster } from '../support/cluster.js';
+import { startServerWithLimits } from '../support/limited-server.js';
+import { event } from '../support/event.js';
 import { until } from '../support/until.js';
 import { advanceUntil } from '../support/advance-until.js';
 
@@ -41,17 +40,6 @@ const LIMITS: Partial<ConnectionLimits> = {
 };
 let cluster: Cluster;
 let server: MeshidServer;
-
-/** `promise`, or a rejection naming `what` if it has not settled in 10 s (as until() gives up): a server event, not time logic. */
-async function event<T>(what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10_000)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface RawConnection {
   session: http2.ClientHttp2Session;
@@ -91,6 +79,18 @@ async function judgedUnauthenticated(c: RawConnection): Promise<void> {
   );
 }
 
+/** Connections without a client certificate from `source`, as many as the bound per source lets it hold; closed after the test. */
+async function fillPerSourceBound(t: TestContext, source: string): Promise<RawConnection[]> {
+  const held: RawConnection[] = [];
+  t.after(() => held.forEach((c) => c.session.destroy()));
+  for (let i = 0; i < LIMITS.unauthenticatedPerSource!; i++) {
+    const c = connectRaw(source);
+    held.push(c);
+    await judgedUnauthenticated(c);
+  }
+  return held;
+}
+
 /** A call that sends its headers and never its request (Attest by default: it waits for the request). */
 function idleCall(c: RawConnection, method = 'Attest'): http2.ClientHttp2Stream {
   const stream = c.session.request(
@@ -111,17 +111,7 @@ async function startAgent(name: string): Promise<MeshidAgent> {
 }
 
 before(async () => {
-  const t = tempDir('meshid-agent-api-connections-');
-  const config = compileServerConfig({
-    trust_domain: TRUST_DOMAIN,
-    datacenters: [DATACENTER],
-    data_dir: path.join(t.dir, 'server', 'data'),
-    bind_address: '127.0.0.1:0',
-    admin_socket: path.join(t.dir, 'server', 'admin', 'admin.sock'),
-  });
-  server = await MeshidServer.start({ config, log: silentLogger(), clock, agentApiConnectionLimits: LIMITS });
-  cluster = new Cluster(t.dir, { adminSocket: config.adminSocket, address: () => `127.0.0.1:${server.agentPort}`, stop: () => server.stop() }, t.cleanup);
-  await cluster.writeBundle();
+  ({ cluster, server } = await startServerWithLimits('meshid-agent-api-connections-', clock, LIMITS));
 });
 
 after(async () => {
@@ -292,13 +282,7 @@ test('a connection without a client certificate whose peer never closes its side
 });
 
 test('an agent whose attestation connection a bound closes says so in its own words, not grpc-js\'s "Bandwidth exhausted", and attests once a place is free', async (t) => {
-  const held: RawConnection[] = [];
-  t.after(() => held.forEach((c) => c.session.destroy()));
-  for (let i = 0; i < LIMITS.unauthenticatedPerSource!; i++) {
-    const c = connectRaw('127.0.0.1');
-    held.push(c);
-    await judgedUnauthenticated(c);
-  }
+  const held = await fillPerSourceBound(t, '127.0.0.1');
   const agent = await cluster.startInProcessAgent(
     { join_token: await cluster.token(), socket_path: path.join(cluster.dir, 'agent-bound.sock'), data_dir: path.join(cluster.dir, 'agent-bound-data') },
     { clock, random: () => 0.5 },
@@ -313,13 +297,7 @@ test('an agent whose attestation connection a bound closes says so in its own wo
 });
 
 test("an agent whose first Attest connection a bound closes does not probe the server's trust with another TLS connection: the GOAWAY came over a channel its roots authenticated", async (t) => {
-  const held: RawConnection[] = [];
-  t.after(() => held.forEach((c) => c.session.destroy()));
-  for (let i = 0; i < LIMITS.unauthenticatedPerSource!; i++) {
-    const c = connectRaw('127.0.0.1');
-    held.push(c);
-    await judgedUnauthenticated(c);
-  }
+  await fillPerSourceBound(t, '127.0.0.1');
   // The TCP connections the server accepts from now on, each a TLS handshake it serves (its HTTP/2 listener, an
   // internal of grpc-js as in agent-api-connections.ts): the agent's Attest, and before the fix its trust probe too.
   const listeners = (server as unknown as { agentApi: { http2Servers: Map<tls.Server, unknown> } }).agentApi.http2Servers;

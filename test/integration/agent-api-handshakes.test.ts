@@ -18,10 +18,9 @@ import { FakeClock } from '../../src/common/clock.js';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import type { ConnectionLimits } from '../../src/server/api/agent-api-connections.js';
 import { MeshidServer } from '../../src/server/server.js';
-import { compileServerConfig } from '../../src/server/config.js';
-import { silentLogger } from '../../src/common/log.js';
-import { Cluster, DATACENTER, TRUST_DOMAIN } from '../support/cluster.js';
-import { tempDir } from '../support/server-kit.js';
+import type { Cluster } from '../support/cluster.js';
+import { startServerWithLimits } from '../support/limited-server.js';
+import { event } from '../support/event.js';
 import { until } from '../support/until.js';
 
 const clock = new FakeClock(Date.now() - 3_600_000);
@@ -37,17 +36,6 @@ interface Started {
 let deadlines: Started;
 let bound: Started;
 let agent: MeshidAgent;
-
-/** `promise`, or a rejection naming `what` if it has not settled in 10 s (as until() gives up): a server event, not time logic. */
-async function event<T>(what: string, promise: Promise<T>): Promise<T> {
-  let timer: NodeJS.Timeout | undefined;
-  const timeout = new Promise<never>((_, reject) => (timer = setTimeout(() => reject(new Error(`timed out waiting for ${what}`)), 10_000)));
-  try {
-    return await Promise.race([promise, timeout]);
-  } finally {
-    clearTimeout(timer);
-  }
-}
 
 interface RawSocket {
   socket: net.Socket;
@@ -86,19 +74,8 @@ async function noHandshakeLeft(server: MeshidServer, what: string): Promise<void
   await until(what, () => (server.agentApiConnections.handshakesInProgress === 0 ? true : undefined));
 }
 
-async function start(limits: Partial<ConnectionLimits>): Promise<Started> {
-  const t = tempDir('meshid-agent-api-handshakes-');
-  const config = compileServerConfig({
-    trust_domain: TRUST_DOMAIN,
-    datacenters: [DATACENTER],
-    data_dir: path.join(t.dir, 'server', 'data'),
-    bind_address: '127.0.0.1:0',
-    admin_socket: path.join(t.dir, 'server', 'admin', 'admin.sock'),
-  });
-  const server = await MeshidServer.start({ config, log: silentLogger(), clock, agentApiConnectionLimits: limits });
-  const cluster = new Cluster(t.dir, { adminSocket: config.adminSocket, address: () => `127.0.0.1:${server.agentPort}`, stop: () => server.stop() }, t.cleanup);
-  await cluster.writeBundle();
-  return { cluster, server };
+function start(limits: Partial<ConnectionLimits>): Promise<Started> {
+  return startServerWithLimits('meshid-agent-api-handshakes-', clock, limits);
 }
 
 function streamOf(a: MeshidAgent): unknown {
