@@ -109,6 +109,13 @@ export class SvidIssuer {
    * past the hint.
    */
   private readonly budget: SigningBudgetWait;
+  /**
+   * Until when this queue's own call backoff holds it after a budget refusal, when that runs past the server's wait:
+   * X.509 signing's alone. The shared wait (`budget`) gets only what the server asked, or a run of X.509 refusals,
+   * each doubling the backoff, would hold JWT signing far past the budget's return, and FetchJWTSVID, which waits out
+   * at most BUDGET_REFUSALS_WAITED_FOR_MS, would be refused at once without a call.
+   */
+  private ownBackoffUntil = 0;
   private holdTimer: TimerHandle | undefined;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
@@ -300,8 +307,8 @@ export class SvidIssuer {
    */
   private heldByBudget(): boolean {
     const now = this.clock.now();
-    const until = this.budget.heldUntil();
-    if (this.stopped || this.queued.size === 0 || until === undefined) return false;
+    const until = Math.max(this.budget.heldUntil() ?? 0, this.ownBackoffUntil);
+    if (this.stopped || this.queued.size === 0 || now >= until) return false;
     const held = [...this.queued].flatMap((id) => this.cache.entry(id) ?? []);
     this.cache.markUnsigned(held.filter((e) => !this.budgetWaitedFor(e, now, until)).map((e) => e.id));
     if (this.holdTimer === undefined) {
@@ -359,9 +366,13 @@ export class SvidIssuer {
       const backoff = this.callBackoff.next();
       // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
       // same wait do not all come back at once.
-      const delay = budgetWait === undefined ? backoff : Math.max(backoff, budgetWait + Math.round(this.random() * 1000));
+      const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
+      const delay = asked === undefined ? backoff : Math.max(backoff, asked);
       const now = this.clock.now();
-      if (budgetWait !== undefined) this.budget.holdUntil(now + delay);
+      if (asked !== undefined) {
+        this.budget.holdUntil(now + asked);
+        this.ownBackoffUntil = Math.max(this.ownBackoffUntil, now + delay);
+      }
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
       // it would stop a first message waiting for the new certificate at its first failure.

@@ -612,3 +612,46 @@ test('X.509 and JWT signing wait out one budget: a refusal of either holds the o
   assert.ok(jwtCalls[1]! - x509RefusedAt >= 5000);
   issuer.stop();
 });
+
+test('an X.509 call backoff past the server\'s wait holds X.509 signing alone: a JWT-SVID is signed once the server\'s wait is over', async () => {
+  const jwtCalls: number[] = [];
+  const cache = fx.cache(async () => {
+    jwtCalls.push(fx.clock.now());
+    throw unavailable('not signing JWT-SVIDs in this test');
+  });
+  const x509Calls: number[] = [];
+  const issuer = new SvidIssuer({
+    cache,
+    sign: async () => {
+      x509Calls.push(fx.clock.now());
+      throw resourceExhausted('signing rate limit reached; retry in 1 s');
+    },
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0,
+    // Stands for a run of refusals in a storm, each doubling the call backoff: this one is already at 30 s.
+    retryBackoff: { initialMs: 60_000, maxMs: 300_000, multiplier: 2 },
+  });
+  cache.apply({ upserts: [entry('own-backoff-jwt', ['unix:uid:91'], { created_at: 1 })] });
+  issuer.request(cache.apply({ upserts: [entry('own-backoff-x509', ['unix:uid:90'], { created_at: 2 })] }).needSvid);
+  await settle();
+  assert.equal(x509Calls.length, 1);
+  const refusedAt = x509Calls[0]!;
+  const outcome = cache.fetchJwtSvids([{ type: 'unix', value: 'uid:91' }], ['db'], undefined, fx.clock.now() + 10_000).then(
+    () => 'signed',
+    (e: Error) => e.message,
+  );
+  await settle();
+  fx.clock.advance(2000);
+  await settle();
+  assert.match(await outcome, /not signing JWT-SVIDs in this test/, 'signed after the 1 s the server asked for, not refused for the X.509 backoff');
+  assert.equal(jwtCalls.length, 1);
+  assert.ok(jwtCalls[0]! - refusedAt >= 1000, 'not before the server\'s wait');
+  // The X.509 queue keeps its own backoff: a new entry waits for it.
+  issuer.request(cache.apply({ upserts: [entry('own-backoff-x509-2', ['unix:uid:89'], { created_at: 3 })] }).needSvid);
+  await settle();
+  fx.clock.advance(20_000);
+  await settle();
+  assert.equal(x509Calls.length, 1, 'no SignX509Svids within the X.509 call backoff');
+  issuer.stop();
+});
