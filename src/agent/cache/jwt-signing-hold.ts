@@ -9,7 +9,7 @@ import { SigningBudgetWait } from './signing-budget-wait.js';
  * signing, it refuses every other until its retry time, so callers waiting on different entries or audiences, each
  * retrying on its own timer, only made one refused call each per wait.
  *
- * - After a budget refusal no SignJwtSvid goes before the server's retry time plus up to a second of jitter (drawn
+ * - After a budget refusal, of a JWT or an X.509 signing, no SignJwtSvid goes before the server's retry time plus up to a second of jitter (drawn
  *   once per refusal, so the agents a storm's refusals told the same wait do not all come back at once): a signing
  *   asked for meanwhile fails at once with a refusal carrying the time left (`heldUntil`), without a call.
  * - From then until a signing succeeds with none waiting behind it, signings go one at a time: the budget has refilled
@@ -67,6 +67,10 @@ export class JwtSigningHold {
 
   private throwIfHeld(): void {
     const until = this.heldUntil();
-    if (until !== undefined) throw budgetSpent('meshid-server refused to sign for now', until - this.clock.now());
+    if (until === undefined) return;
+    // Held by an X.509 signing's refusal too: the callers this sends back all return when it ends, and should then go
+    // one at a time as after a refusal of their own, or each would cost a refused call should the budget still be spent.
+    this.recovering = true;
+    throw budgetSpent('meshid-server refused to sign for now', until - this.clock.now());
   }
 }

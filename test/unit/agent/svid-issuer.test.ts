@@ -655,3 +655,42 @@ test('an X.509 call backoff past the server\'s wait holds X.509 signing alone: a
   assert.equal(x509Calls.length, 1, 'no SignX509Svids within the X.509 call backoff');
   issuer.stop();
 });
+
+test('after a wait an X.509 refusal asked for, JWT signings go one at a time: one refused call, not one per waiting audience', async () => {
+  const jwtCalls: number[] = [];
+  const cache = fx.cache(async () => {
+    jwtCalls.push(fx.clock.now());
+    throw resourceExhausted('signing rate limit reached; retry in 5 s');
+  });
+  const x509Calls: number[] = [];
+  const issuer = new SvidIssuer({
+    cache,
+    sign: async () => {
+      x509Calls.push(fx.clock.now());
+      throw resourceExhausted('signing rate limit reached; retry in 5 s');
+    },
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0,
+  });
+  cache.apply({ upserts: [entry('x509-held-jwt', ['unix:uid:88'], { created_at: 1 })] });
+  issuer.request(cache.apply({ upserts: [entry('x509-held-x509', ['unix:uid:87'], { created_at: 2 })] }).needSvid);
+  await settle();
+  assert.equal(x509Calls.length, 1);
+  issuer.stop();
+  const deadline = fx.clock.now() + 60_000;
+  const outcomes = ['a', 'b', 'c'].map((aud) =>
+    cache.fetchJwtSvids([{ type: 'unix', value: 'uid:88' }], [aud], undefined, deadline).then(
+      () => 'signed',
+      (e: Error) => e.message,
+    ),
+  );
+  await settle();
+  assert.equal(jwtCalls.length, 0, 'no SignJwtSvid during the X.509 refusal\'s wait');
+  fx.clock.advance(5000);
+  await settle();
+  assert.equal(jwtCalls.length, 1, 'one SignJwtSvid once the wait is over, refused: the other two audiences wait without a call');
+  fx.clock.advance(60_000);
+  await settle();
+  await Promise.all(outcomes);
+});
