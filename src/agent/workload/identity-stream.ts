@@ -134,11 +134,12 @@ export class IdentityStream<Res> {
     });
   }
 
-  private pump(): void {
-    if (this.closed) return;
+  /** Renders and sends the current state; says 'nothing' when there was nothing valid to send. */
+  private pump(): 'nothing' | undefined {
+    if (this.closed) return undefined;
     if (this.writing) {
       this.dirty = true;
-      return;
+      return undefined;
     }
     let message: Res | undefined;
     try {
@@ -151,14 +152,14 @@ export class IdentityStream<Res> {
       message = this.o.view.render(snapshot, this.last === undefined && !this.pendingOver);
     } catch (error) {
       this.fail(isMeshidError(error) ? error : internal('cannot build the Workload API response', error));
-      return;
+      return undefined;
     }
     if (message === undefined) {
       this.armPendingTimer();
-      return;
+      return 'nothing';
     }
     this.cancelPendingTimer();
-    if (this.last !== undefined && this.o.view.same(this.last, message)) return;
+    if (this.last !== undefined && this.o.view.same(this.last, message)) return undefined;
     this.last = message;
     this.writing = true;
     this.call!.write(message, () => {
@@ -168,6 +169,7 @@ export class IdentityStream<Res> {
         this.pump();
       }
     });
+    return undefined;
   }
 
   private armPendingTimer(): void {
@@ -177,8 +179,10 @@ export class IdentityStream<Res> {
       // The signings a first message waits for each have a window of their own (budget-refusal.ts), counted from
       // when they started or were first refused; past the stream's, what there is goes rather than an error.
       this.pendingOver = true;
-      this.pump();
-      if (this.last !== undefined || this.closed) return;
+      // Still nothing valid to send (the render re-armed the timer), whether or not earlier messages went: a stream
+      // whose default SVID expired or left while the server is unreachable ends as one that never had one, so that
+      // its client hears of it and reconnects instead of holding an identity the agent no longer serves.
+      if (this.pump() !== 'nothing' || this.closed) return;
       this.fail(unavailable(`no identity could be served within ${Math.round(this.o.pendingTimeoutMs / 1000)} s (SVIDs are still being issued); retry`));
     }, this.o.pendingTimeoutMs);
   }
