@@ -151,7 +151,8 @@ export class ServerSvid {
    * and would never hear of the new root. The tainted root stays in the bundle, trusted by every agent, until
    * `ca revoke`: the SVID stays on it until then (or its own half-life), and moves at once when it leaves the bundle.
    * Staying adds nothing for whoever holds the tainted key: agents trust that root for as long as it is published.
-   * Under an upstream PKI a tainted upstream-issued CA is not waited for: its replacement ends at the same PKI root.
+   * Under an upstream PKI a tainted upstream-issued CA is not waited for when its replacement ends at a PKI root the
+   * tainted one's chains end at too (rootChainsVerifyUnderAnchorsOf).
    */
   followTaints(): void {
     this.unfollow?.();
@@ -184,8 +185,9 @@ export class ServerSvid {
     if (!chainNamesKeyId(chain, tainted)) return 'keep';
     if (root !== undefined && tainted.has(root)) {
       const activeRoot = this.ca.activeIntermediate(this.datacenter)?.authorityKeyId;
-      // Under an upstream PKI the replacement hangs from the PKI root every agent already trusts: nothing to wait for.
-      if (activeRoot !== root && (activeRoot === undefined || !this.ca.rootsShareAnchor(root, activeRoot))) return 'keep-on-tainted-root';
+      // Under an upstream PKI the replacement may hang from the PKI root every agent already trusts: nothing to wait
+      // for then. Not when it ends at another (the PKI rotated its own root): agents may not have that one yet.
+      if (activeRoot !== root && (activeRoot === undefined || !this.ca.rootChainsVerifyUnderAnchorsOf(root, activeRoot))) return 'keep-on-tainted-root';
     }
     return 'tainted';
   }

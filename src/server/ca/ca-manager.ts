@@ -6,7 +6,7 @@ import { failedPrecondition, isMeshidError, unavailable, type ErrorCode } from '
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision } from '../../common/rotation.js';
 import { keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
-import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, verifyCaChain, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
@@ -421,14 +421,26 @@ export class CaManager {
   }
 
   /**
-   * Whether the roots with these subject key IDs (hex) end at a common trust anchor in the bundle: two CAs an upstream
-   * PKI issued under one PKI root do. A peer that verifies chains under one then verifies chains under the other.
+   * Whether chains under the root `newKeyId` verify against the trust anchors of the root `oldKeyId` (subject key IDs,
+   * hex): then a peer that verified chains under the old one verifies chains under the new one with the bundle it has.
+   * Two CAs an upstream PKI issued under one PKI root do. Sharing an entry of the upstream bundles recorded with them
+   * is not enough: a PKI rotating its own root lists the old and the new root while they overlap, and a CA issued
+   * under the new one ends at an anchor that peers holding only the old root's bundle do not have.
    */
-  rootsShareAnchor(keyIdA: string, keyIdB: string): boolean {
-    const anchorsOf = (keyId: string): Buffer[] =>
-      [...this.authorities.values()].filter((a) => a.record.kind === 'root' && a.cert?.subjectKeyId === keyId).flatMap(trustAnchorsOf);
-    const b = anchorsOf(keyIdB);
-    return anchorsOf(keyIdA).some((anchor) => b.some((d) => d.equals(anchor)));
+  rootChainsVerifyUnderAnchorsOf(oldKeyId: string, newKeyId: string): boolean {
+    const rootsWith = (keyId: string): LoadedAuthority[] =>
+      [...this.authorities.values()].filter((a) => a.record.kind === 'root' && a.cert?.subjectKeyId === keyId);
+    const anchors = rootsWith(oldKeyId).flatMap(trustAnchorsOf);
+    if (anchors.length === 0) return false;
+    const now = this.clock.now();
+    return rootsWith(newKeyId).some((root) => {
+      try {
+        verifyCaChain([root.cert!.der, ...(root.record.upstreamChainDer ?? [])], anchors, now);
+        return true;
+      } catch {
+        return false;
+      }
+    });
   }
 
   /** Subject key IDs (hex) of tainted X.509 authorities: agents re-sign every SVID whose chain contains one. */

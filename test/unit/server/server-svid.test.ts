@@ -315,3 +315,47 @@ test('under an upstream PKI, a taint of the upstream-issued CA moves the server 
   const verified = opensslVerify({ roots: pemToDerList(fs.readFileSync(corporate.cert, 'utf8')), intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslserver' });
   assert.ok(verified.ok, verified.output);
 });
+
+test('under an upstream PKI, a taint of the upstream-issued CA keeps the server SVID on it when the replacement ends at a PKI root the old chains did not', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-svid-upstream-newroot-');
+  t.after(cleanup);
+  // The corporate PKI rotates its own root: the second mesh CA is issued under the new one, and the upstream bundle
+  // lists both roots while they overlap. Agents that never stored the bundle with the new root trust the old one only.
+  const [oldCorporate, newCorporate] = [opensslCa(dir, 'Corporate Root 2019'), opensslCa(dir, 'Corporate Root 2025')];
+  const bothRoots = path.join(dir, 'both-roots.pem');
+  fs.writeFileSync(bothRoots, fs.readFileSync(oldCorporate.cert, 'utf8') + fs.readFileSync(newCorporate.cert, 'utf8'));
+  const upstreamFrom = (name: string, corporate: typeof oldCorporate, bundle: string) => {
+    const meshCa = opensslCa(dir, name, { issuer: corporate });
+    const chainFile = path.join(dir, `${name}-chain.pem`);
+    fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(corporate.cert, 'utf8'));
+    return { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: bundle };
+  };
+  const first = upstreamFrom('Mesh CA 1', oldCorporate, oldCorporate.cert);
+  const second = upstreamFrom('Mesh CA 2', newCorporate, bothRoots);
+  const clock = new FakeClock(Date.now() + 1000);
+  const data = path.join(dir, 'data');
+  const file = path.join(dir, 'server-svid.json');
+  const before = await openTestCa(data, first, clock);
+  const oldSvid = new ServerSvid(before.ca, 'east', 24 * H, clock, silentLogger(), file).identity();
+  const oldRoot = before.ca.listAuthorities().find((a) => a.kind === 'root')!;
+  const oldAgentBundle = before.ca.bundle().x509Authorities;
+  await before.close();
+
+  const after = await openTestCa(data, second, clock);
+  t.after(() => after.close());
+  const svid = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
+  svid.followTaints();
+  t.after(() => svid.stop());
+  assert.equal(svid.identity().certChainPem, oldSvid.certChainPem);
+  await after.ca.taint(oldRoot.id);
+  const chain = pemToDerList(svid.identity().certChainPem);
+  // An agent that stored only the bundle of before the restart must still authenticate the server.
+  const verified = opensslVerify({ roots: oldAgentBundle, intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslserver' });
+  assert.ok(verified.ok, `the server SVID moved to a chain an agent holding the old bundle cannot verify: ${verified.output}`);
+  assert.equal(svid.identity().certChainPem, oldSvid.certChainPem, 'kept on the tainted CA while it is published');
+
+  // A restart while the taint stands presents the saved SVID too, rather than minting one on the new PKI root.
+  const restarted = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
+  t.after(() => restarted.stop());
+  assert.equal(restarted.identity().certChainPem, oldSvid.certChainPem);
+});
