@@ -276,6 +276,16 @@ export class IdentityCache implements WorkloadCache {
     return [...this.index.values()];
   }
 
+  /** How many entries the cache holds, without copying them (status, health probes). */
+  get entryCount(): number {
+    return this.index.size;
+  }
+
+  /** How many SVIDs the cache holds, without copying them. */
+  get svidCount(): number {
+    return this.svids.size;
+  }
+
   svid(entryId: string): WorkloadSvid | undefined {
     return this.svids.get(entryId);
   }

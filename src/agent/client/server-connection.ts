@@ -281,7 +281,7 @@ export class ServerConnection {
       this.o.cache.markReady();
       this.o.issuer.reconcile();
       this.o.issuer.kick();
-      const fields = { entries: this.o.cache.entries().length, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon() };
+      const fields = { entries: this.o.cache.entryCount, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon() };
       if (wasSynced) this.o.log.debug(fields, 'Sync stream re-opened');
       else this.o.log.info(fields, 'in sync with meshid-server');
     } else if (applied.upserts > 0 || applied.removed > 0) {
