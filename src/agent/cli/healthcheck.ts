@@ -1,4 +1,4 @@
-import { unavailable } from '../../common/errors.js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
 import { runCommand, SHALLOW_FLAG, VERBOSE_FLAG, type Command } from '../../common/cli/command.js';
 import { resolveSocketPath } from './endpoint-socket.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
@@ -13,7 +13,13 @@ const healthcheck: Command = {
     if (args.bool('verbose') === true) io.stderr.write(`Checking meshid-agent on ${resolveSocketPath(args.string(SOCKET_PATH_FLAG.name), io.env)}...\n`);
     // The Workload API's own status, not the whole server's (""): any gRPC server answers "", meshid-server's
     // admin socket included; only an agent's socket knows this name.
-    const status = await withWorkloadClient(args, io.env, (client) => client.health(WORKLOAD_SERVICE_NAME));
+    const status = await withWorkloadClient(args, io.env, (client) => client.health(WORKLOAD_SERVICE_NAME)).catch((err: unknown) => {
+      // This probe is a connection of its uid like any workload's: pointed at the listener that is not.
+      if (isMeshidError(err, 'unavailable') && err.message.includes('max_connections_per_uid')) {
+        throw unavailable(`${err.message}; a probe that must not share the workload socket's per-uid limits can ask the agent's health_checks listener instead (README)`, err);
+      }
+      throw err;
+    });
     if (status !== 'SERVING') throw unavailable(`agent is not healthy: status ${status}`);
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ status }) : 'Agent is healthy.\n');
     return 0;
