@@ -9,7 +9,7 @@ import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
-import { opensslCa, opensslVerify } from '../../support/openssl.js';
+import { opensslCa, opensslVerify, type OpensslCaFiles } from '../../support/openssl.js';
 import { chainNamesKeyId, parseCaCertificate, parseCertificate } from '../../../src/common/x509/certificate.js';
 import { certificatesToPem, pemToDerList, toPem } from '../../../src/common/x509/pem.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
@@ -278,39 +278,48 @@ test('under an upstream PKI, a restarted server presents its saved SVID too', as
   assert.equal((await server.start()).svid.identity().certChainPem, first.certChainPem);
 });
 
-test('under an upstream PKI, a taint of the upstream-issued CA moves the server SVID at once: its replacement hangs from the same PKI root', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-svid-upstream-switch-');
-  t.after(cleanup);
-  const corporate = opensslCa(dir, 'Corporate Root');
-  const upstreamFrom = (name: string) => {
-    const meshCa = opensslCa(dir, name, { issuer: corporate });
-    const chainFile = path.join(dir, `${name}-chain.pem`);
-    fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(corporate.cert, 'utf8'));
-    return { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: corporate.cert };
-  };
-  const [first, second] = [upstreamFrom('Mesh CA 1'), upstreamFrom('Mesh CA 2')];
-  // After both CA certificates were made: each is valid from the second it was made.
+/** A mesh CA that corporate PKI root `corporate` issued, as upstream_ca settings publishing `bundle` (a PEM file). */
+function upstreamUnder(dir: string, name: string, corporate: OpensslCaFiles, bundle = corporate.cert) {
+  const meshCa = opensslCa(dir, name, { issuer: corporate });
+  const chainFile = path.join(dir, `${name}-chain.pem`);
+  fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(corporate.cert, 'utf8'));
+  return { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: bundle };
+}
+
+/**
+ * A server SVID saved under upstream CA `first`, then the server restarted with `second` (as `ca taint` of the old one
+ * asks) and presenting the saved SVID again, following taints. Made after both CA certificates, the clock starts
+ * after them: each is valid from the second it was made.
+ */
+async function restartedOnNewUpstream(t: TestContext, dir: string, first: ReturnType<typeof upstreamUnder>, second: ReturnType<typeof upstreamUnder>) {
   const clock = new FakeClock(Date.now() + 1000);
   const data = path.join(dir, 'data');
   const file = path.join(dir, 'server-svid.json');
   const before = await openTestCa(data, first, clock);
   const oldSvid = new ServerSvid(before.ca, 'east', 24 * H, clock, silentLogger(), file).identity();
   const oldRoot = before.ca.listAuthorities().find((a) => a.kind === 'root')!;
+  const oldAgentBundle = before.ca.bundle().x509Authorities;
   await before.close();
-
-  // Restarted with a new upstream CA (a new key from the same corporate root), as `ca taint` of the old one asks.
   const after = await openTestCa(data, second, clock);
   t.after(() => after.close());
   const svid = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
   svid.followTaints();
   t.after(() => svid.stop());
   assert.equal(svid.identity().certChainPem, oldSvid.certChainPem, 'the saved SVID, on the old upstream CA, is presented after the restart');
+  return { ca: after.ca, svid, oldSvid, oldRoot, oldAgentBundle, clock, file };
+}
+
+test('under an upstream PKI, a taint of the upstream-issued CA moves the server SVID at once: its replacement hangs from the same PKI root', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-svid-upstream-switch-');
+  t.after(cleanup);
+  const corporate = opensslCa(dir, 'Corporate Root');
+  const { ca, svid, oldRoot } = await restartedOnNewUpstream(t, dir, upstreamUnder(dir, 'Mesh CA 1', corporate), upstreamUnder(dir, 'Mesh CA 2', corporate));
   const issued: string[] = [];
   svid.onChange((id) => issued.push(id.certChainPem));
-  await after.ca.taint(oldRoot.id);
+  await ca.taint(oldRoot.id);
   assert.equal(issued.length, 1, 're-issued at once, not kept on the tainted upstream CA until its half-life');
   const chain = pemToDerList(issued[0]!);
-  assert.ok(!chainNamesKeyId(chain, new Set(after.ca.taintedKeyIds())), 'the new chain names no tainted authority');
+  assert.ok(!chainNamesKeyId(chain, new Set(ca.taintedKeyIds())), 'the new chain names no tainted authority');
   // Every agent already trusts the corporate root: the new chain verifies against the bundle the old one did.
   const verified = opensslVerify({ roots: pemToDerList(fs.readFileSync(corporate.cert, 'utf8')), intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslserver' });
   assert.ok(verified.ok, verified.output);
@@ -324,30 +333,13 @@ test('under an upstream PKI, a taint of the upstream-issued CA keeps the server 
   const [oldCorporate, newCorporate] = [opensslCa(dir, 'Corporate Root 2019'), opensslCa(dir, 'Corporate Root 2025')];
   const bothRoots = path.join(dir, 'both-roots.pem');
   fs.writeFileSync(bothRoots, fs.readFileSync(oldCorporate.cert, 'utf8') + fs.readFileSync(newCorporate.cert, 'utf8'));
-  const upstreamFrom = (name: string, corporate: typeof oldCorporate, bundle: string) => {
-    const meshCa = opensslCa(dir, name, { issuer: corporate });
-    const chainFile = path.join(dir, `${name}-chain.pem`);
-    fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(corporate.cert, 'utf8'));
-    return { upstream_ca_cert: chainFile, upstream_ca_key: meshCa.key, upstream_bundle: bundle };
-  };
-  const first = upstreamFrom('Mesh CA 1', oldCorporate, oldCorporate.cert);
-  const second = upstreamFrom('Mesh CA 2', newCorporate, bothRoots);
-  const clock = new FakeClock(Date.now() + 1000);
-  const data = path.join(dir, 'data');
-  const file = path.join(dir, 'server-svid.json');
-  const before = await openTestCa(data, first, clock);
-  const oldSvid = new ServerSvid(before.ca, 'east', 24 * H, clock, silentLogger(), file).identity();
-  const oldRoot = before.ca.listAuthorities().find((a) => a.kind === 'root')!;
-  const oldAgentBundle = before.ca.bundle().x509Authorities;
-  await before.close();
-
-  const after = await openTestCa(data, second, clock);
-  t.after(() => after.close());
-  const svid = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
-  svid.followTaints();
-  t.after(() => svid.stop());
-  assert.equal(svid.identity().certChainPem, oldSvid.certChainPem);
-  await after.ca.taint(oldRoot.id);
+  const { ca, svid, oldSvid, oldRoot, oldAgentBundle, clock, file } = await restartedOnNewUpstream(
+    t,
+    dir,
+    upstreamUnder(dir, 'Mesh CA 1', oldCorporate),
+    upstreamUnder(dir, 'Mesh CA 2', newCorporate, bothRoots),
+  );
+  await ca.taint(oldRoot.id);
   const chain = pemToDerList(svid.identity().certChainPem);
   // An agent that stored only the bundle of before the restart must still authenticate the server.
   const verified = opensslVerify({ roots: oldAgentBundle, intermediates: chain.slice(1), leaf: chain[0]!, purpose: 'sslserver' });
@@ -355,7 +347,7 @@ test('under an upstream PKI, a taint of the upstream-issued CA keeps the server 
   assert.equal(svid.identity().certChainPem, oldSvid.certChainPem, 'kept on the tainted CA while it is published');
 
   // A restart while the taint stands presents the saved SVID too, rather than minting one on the new PKI root.
-  const restarted = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
+  const restarted = new ServerSvid(ca, 'east', 24 * H, clock, silentLogger(), file);
   t.after(() => restarted.stop());
   assert.equal(restarted.identity().certChainPem, oldSvid.certChainPem);
 });

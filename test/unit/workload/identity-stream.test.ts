@@ -178,20 +178,9 @@ test('a stream that has sent and is then left with nothing valid to send ends UN
   const clock = new FakeClock();
   const call = new HeldCall();
   const c = counterCache();
-  let closed = 0;
   // Stands for the X.509 view: nothing to send while the default SVID is missing (expired, or its entry's SPIFFE ID
   // changed, while the server is unreachable).
-  const stream = new IdentityStream<number>({
-    call,
-    cache: c.cache,
-    view: { render: (s) => ((s as unknown as { value: number }).value % 2 === 1 ? (s as unknown as { value: number }).value : undefined), same: (a, b) => a === b },
-    selectors: [],
-    clock,
-    pendingTimeoutMs: 30_000,
-    log: silentLogger(),
-    onClose: () => closed++,
-  });
-  stream.start();
+  const { stream, closed } = open(call, c.cache, clock, (s) => (valueOf(s) % 2 === 1 ? valueOf(s) : undefined));
   assert.deepEqual(call.written, [1]);
   call.release();
   c.bump();
@@ -200,5 +189,5 @@ test('a stream that has sent and is then left with nothing valid to send ends UN
   assert.deepEqual([call.errors.length, stream.open], [0, true], 'within the window the stream waits');
   clock.advance(1);
   assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14, 'nothing valid to send for the whole window: UNAVAILABLE');
-  assert.deepEqual([closed, stream.open, clock.pendingTimers()], [1, false, 0]);
+  assert.deepEqual([closed(), stream.open, clock.pendingTimers()], [1, false, 0]);
 });
