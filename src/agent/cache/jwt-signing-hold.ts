@@ -9,9 +9,10 @@ import { SigningBudgetWait } from './signing-budget-wait.js';
  * signing, it refuses every other until its retry time, so callers waiting on different entries or audiences, each
  * retrying on its own timer, only made one refused call each per wait.
  *
- * - After a budget refusal, of a JWT or an X.509 signing, no SignJwtSvid goes before the server's retry time plus up to a second of jitter (drawn
- *   once per refusal, so the agents a storm's refusals told the same wait do not all come back at once): a signing
- *   asked for meanwhile fails at once with a refusal carrying the time left (`heldUntil`), without a call.
+ * - After a budget refusal, of a JWT or an X.509 signing, no SignJwtSvid goes before the server's retry time plus up
+ *   to a second of jitter (drawn once per refusal, so the agents a storm's refusals told the same wait do not all come
+ *   back at once): a signing asked for meanwhile fails at once with a refusal carrying the time left (`heldUntil`),
+ *   without a call.
  * - From then until a signing succeeds with none waiting behind it, signings go one at a time: the budget has refilled
  *   by what the server said one call costs, not by what all the waiting callers need, and a call refused again holds
  *   the others back before they are sent. Then all go at once again.

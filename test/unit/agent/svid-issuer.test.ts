@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
+import type { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS } from '../../../src/agent/client/budget-refusal.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { DEFAULT_PENDING_TIMEOUT_MS } from '../../../src/agent/workload/handler.js';
@@ -552,28 +553,42 @@ test('a signing budget refusal holds every call until its hint: the other queued
   issuer.stop();
 });
 
-test('X.509 and JWT signing wait out one budget: a refusal of either holds the other until its hint', async () => {
+/**
+ * An IdentityCache whose JWT signer, and an issuer whose X.509 signer, record when each is called and then answer as
+ * `jwt` and `x509` say (x509 gets the cache, to sign through the fixture's CA), for the tests of the shared budget wait.
+ */
+function recordingSigners(
+  jwt: () => Promise<never>,
+  x509: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>, cache: IdentityCache) => Promise<SignedItem[]>,
+  extra: Partial<ConstructorParameters<typeof SvidIssuer>[0]> = {},
+) {
   const jwtCalls: number[] = [];
-  let jwtRefusing = true;
   const x509Calls: number[] = [];
-  let x509Refusing = false;
   const cache = fx.cache(async () => {
     jwtCalls.push(fx.clock.now());
-    if (jwtRefusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
-    throw unavailable('not signing JWT-SVIDs in this test');
+    return jwt();
   });
-  const signed = fx.signer(cache).sign;
-  const issuer = new SvidIssuer({
-    cache,
-    sign: async (items) => {
-      x509Calls.push(fx.clock.now());
-      if (x509Refusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
-      return signed(items);
+  const sign = async (items: ReadonlyArray<{ entryId: string; csr: Buffer }>): Promise<SignedItem[]> => {
+    x509Calls.push(fx.clock.now());
+    return x509(items, cache);
+  };
+  const issuer = new SvidIssuer({ cache, sign, clock: fx.clock, log: silentLogger(), random: () => 0, ...extra });
+  return { cache, issuer, jwtCalls, x509Calls };
+}
+
+test('X.509 and JWT signing wait out one budget: a refusal of either holds the other until its hint', async () => {
+  let jwtRefusing = true;
+  let x509Refusing = false;
+  const { cache, issuer, jwtCalls, x509Calls } = recordingSigners(
+    async () => {
+      if (jwtRefusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
+      throw unavailable('not signing JWT-SVIDs in this test');
     },
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0,
-  });
+    async (items, c) => {
+      if (x509Refusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
+      return fx.signer(c).sign(items);
+    },
+  );
   const jwtEntry = entry('shared-budget-jwt', ['unix:uid:94'], { created_at: 1 });
   cache.apply({ upserts: [jwtEntry] });
   // A deadline before the retry time: the refusal comes back to the caller instead of being waited out.
@@ -614,24 +629,16 @@ test('X.509 and JWT signing wait out one budget: a refusal of either holds the o
 });
 
 test('an X.509 call backoff past the server\'s wait holds X.509 signing alone: a JWT-SVID is signed once the server\'s wait is over', async () => {
-  const jwtCalls: number[] = [];
-  const cache = fx.cache(async () => {
-    jwtCalls.push(fx.clock.now());
-    throw unavailable('not signing JWT-SVIDs in this test');
-  });
-  const x509Calls: number[] = [];
-  const issuer = new SvidIssuer({
-    cache,
-    sign: async () => {
-      x509Calls.push(fx.clock.now());
+  const { cache, issuer, jwtCalls, x509Calls } = recordingSigners(
+    async () => {
+      throw unavailable('not signing JWT-SVIDs in this test');
+    },
+    async () => {
       throw resourceExhausted('signing rate limit reached; retry in 1 s');
     },
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0,
     // Stands for a run of refusals in a storm, each doubling the call backoff: this one is already at 30 s.
-    retryBackoff: { initialMs: 60_000, maxMs: 300_000, multiplier: 2 },
-  });
+    { retryBackoff: { initialMs: 60_000, maxMs: 300_000, multiplier: 2 } },
+  );
   cache.apply({ upserts: [entry('own-backoff-jwt', ['unix:uid:91'], { created_at: 1 })] });
   issuer.request(cache.apply({ upserts: [entry('own-backoff-x509', ['unix:uid:90'], { created_at: 2 })] }).needSvid);
   await settle();
@@ -657,22 +664,10 @@ test('an X.509 call backoff past the server\'s wait holds X.509 signing alone: a
 });
 
 test('after a wait an X.509 refusal asked for, JWT signings go one at a time: one refused call, not one per waiting audience', async () => {
-  const jwtCalls: number[] = [];
-  const cache = fx.cache(async () => {
-    jwtCalls.push(fx.clock.now());
+  const refuse = async (): Promise<never> => {
     throw resourceExhausted('signing rate limit reached; retry in 5 s');
-  });
-  const x509Calls: number[] = [];
-  const issuer = new SvidIssuer({
-    cache,
-    sign: async () => {
-      x509Calls.push(fx.clock.now());
-      throw resourceExhausted('signing rate limit reached; retry in 5 s');
-    },
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0,
-  });
+  };
+  const { cache, issuer, jwtCalls, x509Calls } = recordingSigners(refuse, refuse);
   cache.apply({ upserts: [entry('x509-held-jwt', ['unix:uid:88'], { created_at: 1 })] });
   issuer.request(cache.apply({ upserts: [entry('x509-held-x509', ['unix:uid:87'], { created_at: 2 })] }).needSvid);
   await settle();
