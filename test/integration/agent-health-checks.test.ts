@@ -188,18 +188,23 @@ test('a health port already in use stops the start with the setting named, befor
   await assert.rejects(probe(address, '/live'), /ECONNREFUSED/);
 });
 
+/** An in-process agent of `cluster` named `name` (socket and data in the cluster's dir) with its health listener on a free loopback port. */
+async function agentWithHealthListener(cluster: Awaited<ReturnType<typeof startCluster>>, name: string, socketPath = path.join(cluster.dir, `${name}.sock`)) {
+  return cluster.startInProcessAgent({
+    join_token: await cluster.token(),
+    socket_path: socketPath,
+    data_dir: path.join(cluster.dir, `${name}-data`),
+    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+  });
+}
+
 test('live is 500 once the workload socket file is removed (a restart makes it again), and stop() closes the listener', async (t) => {
   const cluster = await startCluster('meshid-agent-health-socket-');
   t.after(() => cluster.cleanup());
   const socketDir = path.join(cluster.dir, 'in-process-socket');
   fs.mkdirSync(socketDir, { mode: 0o755 });
   const socketPath = path.join(socketDir, 'api.sock');
-  const agent = await cluster.startInProcessAgent({
-    join_token: await cluster.token(),
-    socket_path: socketPath,
-    data_dir: path.join(cluster.dir, 'in-process-data'),
-    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
-  });
+  const agent = await agentWithHealthListener(cluster, 'in-process', socketPath);
   const address = agent.healthAddress()!;
   assert.equal((await probe(address, '/live')).status, 200);
   fs.rmSync(socketPath);
@@ -223,12 +228,7 @@ function keptAliveConnection(address: string, path: string): Promise<net.Socket>
 test('a client holding 64 keep-alive connections (the cap) does not shut the probes out: a new connection closes the oldest', async (t) => {
   const cluster = await startCluster('meshid-agent-health-held-');
   t.after(() => cluster.cleanup());
-  const agent = await cluster.startInProcessAgent({
-    join_token: await cluster.token(),
-    socket_path: path.join(cluster.dir, 'held.sock'),
-    data_dir: path.join(cluster.dir, 'held-data'),
-    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
-  });
+  const agent = await agentWithHealthListener(cluster, 'held');
   const address = agent.healthAddress()!;
   const held: net.Socket[] = [];
   t.after(() => held.forEach((s) => s.destroy()));
@@ -246,12 +246,7 @@ test('a client holding 64 keep-alive connections (the cap) does not shut the pro
 test('a request with a body, on any path, is answered 413 and its connection closed unread: no 100 Continue, no body drained', async (t) => {
   const cluster = await startCluster('meshid-agent-health-body-');
   t.after(() => cluster.cleanup());
-  const agent = await cluster.startInProcessAgent({
-    join_token: await cluster.token(),
-    socket_path: path.join(cluster.dir, 'body.sock'),
-    data_dir: path.join(cluster.dir, 'body-data'),
-    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
-  });
+  const agent = await agentWithHealthListener(cluster, 'body');
   const [host, port] = agent.healthAddress()!.split(':');
   /** Everything the listener sends for `head`, until it closes the connection (this side never ends its request). */
   const answer = (head: string): Promise<string> =>
