@@ -189,7 +189,7 @@ test('a health port already in use stops the start with the setting named, befor
 });
 
 /** An in-process agent of `cluster` named `name` (socket and data in the cluster's dir) with its health listener on a free loopback port. */
-async function agentWithHealthListener(cluster: Awaited<ReturnType<typeof startCluster>>, name: string, socketPath = path.join(cluster.dir, `${name}.sock`)) {
+async function agentWithHealthListener(cluster: Cluster, name: string, socketPath = path.join(cluster.dir, `${name}.sock`)) {
   return cluster.startInProcessAgent({
     join_token: await cluster.token(),
     socket_path: socketPath,
