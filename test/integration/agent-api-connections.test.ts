@@ -6,7 +6,10 @@
  * in total is full, a source holding fewer than the heaviest takes the place of that one's oldest. A real agent
  * keeps attesting and syncing through it all. Loopback addresses other than 127.0.0.1 stand in for other hosts. The
  * bounds are lowered for the test (MeshidServer's agentApiConnectionLimits) so they are reached with a few
- * connections. In-process server on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
+ * connections. The idle, age and grace timers are transport timers on the system's timers, not the server's clock:
+ * one server's are long, so none frees a place while a test fills a bound on a loaded machine (and hours of its clock
+ * moved cut nothing); another's are a fraction of a second, for the tests that wait for them. In-process servers on a
+ * FakeClock hours behind real time (OpenSSL judges certificates by real time).
  */
 import { after, before, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
@@ -27,19 +30,28 @@ import { event } from '../support/event.js';
 import { until } from '../support/until.js';
 import { advanceUntil } from '../support/advance-until.js';
 
-const clock = new FakeClock(Date.now() - 3_600_000);
+/** Far enough behind real time that the hours one test moves it leave it behind still. */
+const clock = new FakeClock(Date.now() - 12 * 3_600_000);
 const LIMITS: Partial<ConnectionLimits> = {
   unauthenticatedPerSource: 3,
   unauthenticatedTotal: 5,
   unauthenticatedStreams: 2,
-  unauthenticatedIdleMs: 5_000,
-  unauthenticatedMaxAgeMs: 30_000,
+  unauthenticatedIdleMs: 600_000,
+  unauthenticatedMaxAgeMs: 600_000,
   unauthenticatedGraceMs: 10_000,
   evictedGraceMs: 2_000,
   perAgent: 2,
 };
+/** The timers short enough to wait for; long enough for a call opened with the connection to reach the server first. */
+const TIMER_LIMITS: Partial<ConnectionLimits> = {
+  ...LIMITS,
+  unauthenticatedIdleMs: 500,
+  unauthenticatedMaxAgeMs: 2_000,
+  unauthenticatedGraceMs: 500,
+};
 let cluster: Cluster;
 let server: MeshidServer;
+let timed: { cluster: Cluster; server: MeshidServer };
 
 interface RawConnection {
   session: http2.ClientHttp2Session;
@@ -48,8 +60,8 @@ interface RawConnection {
   closed: Promise<void>;
 }
 
-/** A raw TLS HTTP/2 connection from `localAddress`, with `identity` as client certificate when given. */
-function connectRaw(localAddress: string, identity?: { chain: readonly Buffer[]; key: KeyObject }): RawConnection {
+/** A raw TLS HTTP/2 connection from `localAddress` to `to`, with `identity` as client certificate when given. */
+function connectRaw(localAddress: string, identity?: { chain: readonly Buffer[]; key: KeyObject }, to: MeshidServer = server): RawConnection {
   // localAddress goes on to the socket (net.connect); @types/node leaves it out of the HTTP/2 options.
   const options = {
     rejectUnauthorized: false,
@@ -57,7 +69,7 @@ function connectRaw(localAddress: string, identity?: { chain: readonly Buffer[];
     localAddress,
     ...(identity && { cert: certificatesToPem(identity.chain), key: exportPkcs8Pem(identity.key) }),
   } as http2.SecureClientSessionOptions;
-  const session = http2.connect(`https://127.0.0.1:${server.agentPort}`, options);
+  const session = http2.connect(`https://127.0.0.1:${to.agentPort}`, options);
   session.on('error', () => {});
   return {
     session,
@@ -101,21 +113,31 @@ function idleCall(c: RawConnection, method = 'Attest'): http2.ClientHttp2Stream 
   return stream;
 }
 
-async function startAgent(name: string): Promise<MeshidAgent> {
-  const agent = await cluster.startInProcessAgent(
-    { join_token: await cluster.token(), socket_path: path.join(cluster.dir, `${name}.sock`), data_dir: path.join(cluster.dir, `${name}-data`) },
+async function startAgent(name: string, to: Cluster = cluster): Promise<MeshidAgent> {
+  const agent = await to.startInProcessAgent(
+    { join_token: await to.token(), socket_path: path.join(to.dir, `${name}.sock`), data_dir: path.join(to.dir, `${name}-data`) },
     { clock, random: () => 0.5 },
   );
   await until(`${name}'s first sync`, () => (agent.status().state === 'synced' ? true : undefined));
   return agent;
 }
 
+/** The answer to `call` once its request is ended: its status comes in trailers, or in the headers of a trailers-only answer. */
+function answerOf(call: http2.ClientHttp2Stream): Promise<http2.IncomingHttpHeaders> {
+  return new Promise((resolve) => {
+    call.once('trailers', resolve);
+    call.once('response', (headers) => headers['grpc-status'] !== undefined && resolve(headers));
+  });
+}
+
 before(async () => {
   ({ cluster, server } = await startServerWithLimits('meshid-agent-api-connections-', clock, LIMITS));
+  timed = await startServerWithLimits('meshid-agent-api-connection-timers-', clock, TIMER_LIMITS);
 });
 
 after(async () => {
   await cluster?.cleanup();
+  await timed?.cluster.cleanup();
 });
 
 test('connections without a client certificate beyond the bound per source address, then in total from a source holding nearly as many as any, are closed with a GOAWAY saying why, while a real agent attests and syncs', async (t) => {
@@ -185,14 +207,9 @@ test("when the bound in total is full, a connection from a source holding fewer 
   );
   // Its Attest, as an agent's in progress would be, gets its answer (here a refusal of an empty request): cut at
   // once, an answer written in the same turn as the eviction could be lost after the join token was spent.
-  // The status comes in trailers, or in the response headers of a trailers-only answer.
-  const answer = new Promise<http2.IncomingHttpHeaders>((resolve) => {
-    calls[0]!.once('trailers', resolve);
-    calls[0]!.once('response', (headers) => headers['grpc-status'] !== undefined && resolve(headers));
-  });
+  const answer = answerOf(calls[0]!);
   calls[0]!.end(Buffer.alloc(5));
   assert.notEqual((await event('the answer to the evicted connection\'s call in progress', answer))['grpc-status'], undefined);
-  clock.advance(LIMITS.evictedGraceMs!);
   await event('the evicted connection to be cut after its grace', hoarder[0]!.closed);
   await judgedUnauthenticated(newcomer);
   assert.equal(server.agentApiConnections.unauthenticatedConnections, LIMITS.unauthenticatedTotal);
@@ -205,23 +222,37 @@ test("when the bound in total is full, a connection from a source holding fewer 
   await until('the places to be given back', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
 });
 
-test('a connection without a client certificate gets a stream limit of its own, and is closed once idle, or at its age with a call that never sends its request', async (t) => {
-  const idle = connectRaw('127.0.0.7');
-  const stuck = connectRaw('127.0.0.7');
-  t.after(() => [idle, stuck].forEach((c) => c.session.destroy()));
-  await judgedUnauthenticated(idle);
-  await judgedUnauthenticated(stuck);
-  assert.equal(stuck.session.remoteSettings.maxConcurrentStreams, 2);
+test('a connection without a client certificate gets a stream limit of its own, and is closed once idle, or at its age with a call that never sends its request, on real time with the server\'s clock standing still', async (t) => {
+  const idle = connectRaw('127.0.0.7', undefined, timed.server);
+  const stuck = connectRaw('127.0.0.7', undefined, timed.server);
+  // Opened with the connection, so it reaches the server before the idle timer could close it.
   // Refused at once (no certificate), but the call stays open on the server for as long as the client does not end it.
   const call = idleCall(stuck, 'Sync');
+  t.after(() => [idle, stuck].forEach((c) => c.session.destroy()));
+  await judgedUnauthenticated(stuck);
+  assert.equal(stuck.session.remoteSettings.maxConcurrentStreams, 2);
   await event('the refusal of the call', new Promise((resolve) => call.once('response', resolve)));
-  clock.advance(LIMITS.unauthenticatedIdleMs!);
   await event('the idle connection to close', idle.closed);
   // The call's request never comes: at the connection's age it takes no new call, and after the grace it is cut.
-  clock.advance(LIMITS.unauthenticatedMaxAgeMs! - LIMITS.unauthenticatedIdleMs!);
   assert.equal((await event('the GOAWAY at the age', stuck.goaway)).code, http2.constants.NGHTTP2_NO_ERROR);
-  clock.advance(LIMITS.unauthenticatedGraceMs!);
   await event('the cut after the grace', stuck.closed);
+});
+
+test("hours of the server's clock moved while an Attest is in progress on a connection without a client certificate do not cut it: its timers are the transport's", async (t) => {
+  const c = connectRaw('127.0.0.14');
+  t.after(() => c.session.destroy());
+  const attest = idleCall(c);
+  await judgedUnauthenticated(c);
+  // Past the connection's idle, age and grace many times over, as a test's simulated hours or a host's clock stepped forward.
+  clock.advance(6 * 3_600_000);
+  // A round trip on another connection later, the Attest is still open and gets its answer once its request is in.
+  const probe = connectRaw('127.0.0.15');
+  t.after(() => probe.session.destroy());
+  await judgedUnauthenticated(probe);
+  const answer = answerOf(attest);
+  attest.end(Buffer.alloc(5));
+  assert.notEqual((await event('the answer to the Attest in progress', answer))['grpc-status'], undefined);
+  assert.equal(c.session.closed, false);
 });
 
 test("connections with one agent's SVID beyond its bound close its oldest; an agent's Sync stream outlives the cert-less connections' age", async (t) => {
@@ -241,14 +272,16 @@ test("connections with one agent's SVID beyond its bound close its oldest; an ag
   assert.equal(refused.reason, `agent ${identity.spiffeId} opened more than 2 connections; this, its oldest, was closed`);
   await event('the oldest connection to close', raw[0]!.closed);
 
-  const synced = await startAgent('agent-c');
+  // On the server whose timers are short: a cert-less connection opened after the agent's stream, with a call that
+  // never sends its request, is cut at its age and grace; the agent's older stream is not.
+  const synced = await startAgent('agent-c', timed.cluster);
+  t.after(() => synced.stop());
   const streamOf = (): unknown => (synced as unknown as { connection: { current: unknown } }).connection.current;
   const stream = streamOf();
-  clock.advance(LIMITS.unauthenticatedMaxAgeMs! + LIMITS.unauthenticatedGraceMs!);
-  // A round trip on another connection later, the agent is still on its stream.
-  const probe = connectRaw('127.0.0.9');
+  const probe = connectRaw('127.0.0.9', undefined, timed.server);
   t.after(() => probe.session.destroy());
-  await judgedUnauthenticated(probe);
+  idleCall(probe);
+  await event('the cert-less connection to be cut at its age and grace', probe.closed);
   assert.equal(synced.status().state, 'synced');
   assert.equal(streamOf(), stream);
 });
@@ -258,7 +291,7 @@ test('a connection without a client certificate whose peer never closes its side
   // closes its side). Node's graceful close waits for that side; such a peer would hold its place for good.
   const socket = tls.connect({
     host: '127.0.0.1',
-    port: server.agentPort,
+    port: timed.server.agentPort,
     localAddress: '127.0.0.10',
     rejectUnauthorized: false,
     servername: 'meshid-server',
@@ -273,12 +306,10 @@ test('a connection without a client certificate whose peer never closes its side
   await event('the TLS handshake', new Promise((resolve) => socket.once('secureConnect', resolve)));
   const emptySettings = Buffer.from([0, 0, 0, 4, 0, 0, 0, 0, 0]);
   socket.write(Buffer.concat([Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'), emptySettings]));
-  await until('the connection to be counted', () => (server.agentApiConnections.unauthenticatedConnections === 1 ? true : undefined));
-  clock.advance(LIMITS.unauthenticatedIdleMs!);
+  // The server closes its side once idle (having counted the connection), and it would then stay counted for as long
+  // as the peer keeps its side open, were it not cut at the grace's end.
   await event('the server to close its side once idle', serverEnded);
-  assert.equal(server.agentApiConnections.unauthenticatedConnections, 1);
-  clock.advance(LIMITS.unauthenticatedGraceMs!);
-  await until('the connection to be cut and its place freed', () => (server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
+  await until('the connection to be cut and its place freed', () => (timed.server.agentApiConnections.unauthenticatedConnections === 0 ? true : undefined));
 });
 
 test('an agent whose attestation connection a bound closes says so in its own words, not grpc-js\'s "Bandwidth exhausted", and attests once a place is free', async (t) => {

@@ -2,7 +2,7 @@ import http2 from 'node:http2';
 import { createRequire } from 'node:module';
 import tls, { type TLSSocket } from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
-import type { Clock, TimerHandle } from '../../common/clock.js';
+import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
@@ -225,32 +225,31 @@ export class AgentApiConnections {
     unauthenticated.add(source, session);
     this.sockets.set(session, socket);
     session.settings({ maxConcurrentStreams: this.limits.unauthenticatedStreams });
-    const { clock } = this.deps;
-    let idle: TimerHandle | undefined;
-    let grace: TimerHandle | undefined;
+    let idle: NodeJS.Timeout | undefined;
+    let grace: NodeJS.Timeout | undefined;
     let open = 0;
     // Closed gracefully, the connection is gone once the peer closes its side too; one that never does would keep
     // its socket and its count for good, so the grace ends with the socket cut.
     const retire = (): void => {
       closeGracefully(session);
-      grace ??= clock.setTimer(() => cutOff(session, socket), this.limits.unauthenticatedGraceMs);
+      grace ??= transportTimer(() => cutOff(session, socket), this.limits.unauthenticatedGraceMs);
     };
     const closeWhenIdle = (): void => {
-      idle = clock.setTimer(retire, this.limits.unauthenticatedIdleMs);
+      idle = transportTimer(retire, this.limits.unauthenticatedIdleMs);
     };
-    const age = clock.setTimer(retire, this.limits.unauthenticatedMaxAgeMs);
+    const age = transportTimer(retire, this.limits.unauthenticatedMaxAgeMs);
     session.on('stream', (stream: http2.ServerHttp2Stream) => {
       open++;
-      idle?.cancel();
+      clearTimeout(idle);
       idle = undefined;
       stream.once('close', () => {
         if (--open === 0 && !session.closed) closeWhenIdle();
       });
     });
     session.once('close', () => {
-      idle?.cancel();
-      age.cancel();
-      grace?.cancel();
+      clearTimeout(idle);
+      clearTimeout(age);
+      clearTimeout(grace);
       // A no-op when its place was taken for another source's connection (takeFromHeaviest).
       unauthenticated.remove(source, session);
     });
@@ -273,7 +272,7 @@ export class AgentApiConnections {
       // Already closing: the cut below ends it all the same.
     }
     const socket = this.sockets.get(session);
-    this.deps.clock.setTimer(() => {
+    transportTimer(() => {
       session.destroy();
       socket?.destroy();
     }, this.limits.evictedGraceMs);
@@ -283,6 +282,19 @@ export class AgentApiConnections {
     const admitted = this.throttle.admit(bound);
     if (admitted !== undefined) this.deps.log.warn({ ...fields, ...admitted }, message);
   }
+}
+
+/**
+ * A timer of a connection's transport (idle, age, grace) on the system's monotonic timers, whatever clock the server
+ * was given, as the handshake deadline is (agent-api-handshakes.ts): each bounds how long a peer may hold a socket,
+ * not when a certificate or token is due. On the server's clock a step of the host's wall clock (wallClock fires
+ * timers on a forward step), or hours a test simulates, would cut an agent's Attest in progress, whose join token,
+ * once spent, is refused on its retry. Unreferenced: the open socket keeps the process up, and its close clears them.
+ */
+function transportTimer(fn: () => void, ms: number): NodeJS.Timeout {
+  const timer = setTimeout(fn, ms);
+  timer.unref();
+  return timer;
 }
 
 /**
