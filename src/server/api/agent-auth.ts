@@ -62,7 +62,7 @@ export async function authenticateAgent(
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);
-  if (cert.notAfter <= now) throw permissionDenied(`${REATTEST_PREFIX}${svidExpired(id, cert.notAfter)}`);
+  if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter));
   if (anchor !== undefined && !anchor.signedByServer(cert, now)) throw permissionDenied(svidNotSignedByServer(id));
   if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
   let retiredPrevious = false;
@@ -80,6 +80,11 @@ export async function authenticateAgent(
 /** What is wrong with an agent SVID past its notAfter: the handlers' refusal, and the end of a Sync stream opened with it. */
 export function svidExpired(agentId: string, notAfter: number): string {
   return `agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()}`;
+}
+
+/** The refusal of a call made with an agent SVID past its notAfter (on a connection opened before it). */
+export function expiredSvidRefusal(agentId: string, notAfter: number): string {
+  return `${REATTEST_PREFIX}${svidExpired(agentId, notAfter)}; attest again with a new join token`;
 }
 
 /** The refusal of an agent SVID whose root has left the bundle since the connection's handshake. */

@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
-import { agentSvidId, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer } from './agent-auth.js';
+import { agentSvidId, expiredSvidRefusal, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer } from './agent-auth.js';
 import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -31,7 +31,7 @@ export interface AgentCallGateDeps {
  * - without a verified client certificate, UNAUTHENTICATED (anyone who reaches the port);
  * - with one that is no agent SVID of this trust domain (a workload's X.509-SVID passes the TLS check too), or one
  *   none of the server's intermediates signed (another CA under the same upstream roots), PERMISSION_DENIED, as the
- *   handlers would answer;
+ *   handlers would answer (saying the SVID expired when it has, as they do);
  * - when the agent's budget for the method (agent-call-budgets.ts) is spent, RESOURCE_EXHAUSTED with the retry time;
  * - Attest, made before the agent has a certificate, when its source address has spent its attempts
  *   (attest-attempts.ts), UNAVAILABLE with the retry time.
@@ -52,7 +52,12 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     }
     const agentId = agentSvidId(cert, deps.agentIdPrefix);
     if (agentId === undefined) return permissionDenied(NOT_AN_AGENT_SVID);
-    if (!deps.anchor.signedByServer(cert, deps.clock.now())) return permissionDenied(svidNotSignedByServer(agentId));
+    const now = deps.clock.now();
+    if (!deps.anchor.signedByServer(cert, now)) {
+      // Expired, it is refused whoever signed it, and the expiry is what the operator acts on: an intermediate no
+      // longer held is most often one pruned after the SVIDs it signed expired.
+      return permissionDenied(cert.notAfter <= now ? expiredSvidRefusal(agentId, cert.notAfter) : svidNotSignedByServer(agentId));
+    }
     return deps.budgets.charge(path, agentId);
   };
   const attestAttempts = new AttestAttempts(deps.clock);
