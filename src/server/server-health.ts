@@ -16,8 +16,8 @@ export interface ServerHealthSources {
  * meshid-server's live and ready, for the health check listener.
  *
  * Live: the server answers (its event loop turns) and its datastore can be read; nothing else the server does
- * depends on less. Ready: it can do its job for every agent it is configured for: the agent API listens (the listener
- * starts after it), every configured datacenter has an intermediate CA valid now to sign with, and a JWT key is
+ * depends on less. Ready: it can do its job for every agent it is configured for: the agent API listens (the probe is
+ * handed to the listener once it does: StartingServerProbe), every configured datacenter has an intermediate CA valid now to sign with, and a JWT key is
  * active. An upstream CA too close to its end to renew the intermediates, or a taint whose replacement could not be
  * made, makes it unready, naming the datacenter, before agents start failing to renew.
  */
@@ -53,4 +53,28 @@ function readyVerdict(sources: ServerHealthSources): HealthVerdict {
   const details = { agent_api: sources.agentApi, intermediates_expire_at: intermediates };
   if (problems.length === 0) return { ok: true, details };
   return { ok: false, details: { ...details, reason: problems.join('; ') } };
+}
+
+/**
+ * What the health listener answers with while the server starts: it binds before the datastore and the CA are opened
+ * (a port in use fails the start before a first start makes its CA, as the agent's fails before it spends its join
+ * token), so until `serving` hands it the server's probe it answers ready 500, the server being not up yet, and live
+ * 200: the process answers, and a restart would only start it over.
+ */
+export class StartingServerProbe implements HealthProbe {
+  readonly name = 'server';
+  private server: HealthProbe | undefined;
+
+  /** The server is up: from now on the listener answers with `probe`. */
+  serving(probe: HealthProbe): void {
+    this.server = probe;
+  }
+
+  live(): HealthVerdict | Promise<HealthVerdict> {
+    return this.server?.live() ?? { ok: true, details: { starting: true } };
+  }
+
+  ready(): HealthVerdict | Promise<HealthVerdict> {
+    return this.server?.ready() ?? { ok: false, details: { starting: true, reason: 'meshid-server is starting: its datastore, CA and agent API are not up yet' } };
+  }
 }

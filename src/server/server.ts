@@ -51,7 +51,7 @@ import { PresentedCertificates } from './api/presented-certificates.js';
 import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-connections.js';
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
-import { serverHealthProbe } from './server-health.js';
+import { serverHealthProbe, StartingServerProbe } from './server-health.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
@@ -108,15 +108,22 @@ export class MeshidServer {
     openDataDir(config.dataDir, config.trustDomain);
     // Before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
+    // Next, before the datastore and the CA (a first start makes its keys): a health port in use fails the start
+    // before anything is made. Not ready until the agent API listens (serving, below).
+    const starting = new StartingServerProbe();
+    let health: HttpHealthListener | undefined;
     let ds: SqliteDatastore;
     try {
+      health = config.healthChecks && (await HttpHealthListener.start(config.healthChecks, starting, log.child({ subsystem: 'health' })));
       ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
     } catch (err) {
+      await health?.close();
       unlock();
       throw err;
     }
     // What has started so far, stopped in reverse if a later step fails (a port in use, say).
     const started: Array<() => unknown> = [];
+    if (health) started.push(() => health.close());
     try {
       const keys = new KeyStore(config.dataDir);
       const ca = await CaManager.open(
@@ -156,14 +163,7 @@ export class MeshidServer {
       started.push(() => bundleEndpoint?.close());
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       // Last: ready means the agent API already listens.
-      const health =
-        config.healthChecks &&
-        (await HttpHealthListener.start(
-          config.healthChecks,
-          serverHealthProbe({ datastore: ds, ca, datacenters: config.datacenters, agentApi: `${hostOf(config.bindAddress)}:${port}`, now: () => clock.now() }),
-          log.child({ subsystem: 'health' }),
-        ));
-      if (health) started.push(() => health.close());
+      starting.serving(serverHealthProbe({ datastore: ds, ca, datacenters: config.datacenters, agentApi: `${hostOf(config.bindAddress)}:${port}`, now: () => clock.now() }));
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, connections, bundleEndpoint, federation, stopping, unlock, log);
       server.health = health;
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));

@@ -8,6 +8,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { FakeClock } from '../../src/common/clock.js';
+import { silentLogger } from '../../src/common/log.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { healthBody, probe } from '../support/http-probe.js';
 import { opensslCa } from '../support/openssl.js';
@@ -87,4 +90,29 @@ test('meshid-server run with the health port in use exits 1 with one line naming
     new RegExp(`^Error: FailedPrecondition: cannot listen on 127\\.0\\.0\\.1:${port} \\(health_checks\\.bind_address, health_checks\\.bind_port\\): another process is listening on that port; stop it or choose another port$`, 'm'),
   );
   assert.equal(fs.existsSync(adminSocket), false, 'the admin socket it had opened is gone');
+});
+
+test('a health port in use fails the start before the datastore and the CA are made, so before the agent API listens', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-server-health-early-');
+  t.after(cleanup);
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  const port = (taken.address() as net.AddressInfo).port;
+  const dataDir = path.join(dir, 'data');
+  const config = compileServerConfig({
+    trust_domain: 'example.org',
+    datacenters: ['east'],
+    data_dir: dataDir,
+    bind_address: '127.0.0.1:0',
+    admin_socket: path.join(dir, 'admin', 'admin.sock'),
+    health_checks: { ...HEALTH, bind_port: port },
+  });
+  await assert.rejects(
+    MeshidServer.start({ config, log: silentLogger(), clock: new FakeClock(Date.now() - 3_600_000) }),
+    /cannot listen on 127\.0\.0\.1:\d+ \(health_checks\.bind_address, health_checks\.bind_port\): another process is listening on that port/,
+  );
+  // The datastore is opened and the CA made before the agent API listens: neither was.
+  assert.deepEqual(fs.readdirSync(dataDir).filter((f) => f.startsWith('datastore') || f === 'ca').sort(), [], 'no datastore, no CA keys: nothing was made');
+  assert.equal(fs.existsSync(config.adminSocket), false);
 });
