@@ -299,9 +299,11 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     // While the agent is not reading, updates are not queued one per change: the diff against `sent` is taken once
     // the stream drains, so a slow agent costs the server one pending update, not every change since it stalled.
     let blocked = false;
+    // A revoke of its root seen, the stream is being ended: nothing more is pushed to it.
+    let cuttingOff = false;
 
     const push = (): void => {
-      if (ended || blocked) return;
+      if (ended || blocked || cuttingOff) return;
       const entries = authorized(agent);
       const { upserts, removed } = sent.update(entries);
       const own = ca.bundle();
@@ -361,10 +363,21 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     );
     syncStreams.set(agentId, end);
 
+    const banned = (): MeshidError => permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`);
     const onEvent = (event: HubEvent): void => {
       if (event.kind === 'stopping') return end(unavailable('meshid-server is shutting down; reconnect'));
-      // A root revoked since the stream opened cuts its agent off here too, not only at its next unary call.
-      if (event.kind === 'bundle' && !anchor.chainsToBundle(agent.presentedCert, clock.now())) return end(permissionDenied(svidNotAnchored(agentId)));
+      // A root revoked since the stream opened cuts its agent off here too, not only at its next unary call. A ban
+      // committed before it is the operator's word and outranks it (the agent stops, rather than re-attesting), even
+      // when the revoke's event overtakes the ban's: looked up, not taken from the order of the events.
+      if (event.kind === 'bundle' && !anchor.chainsToBundle(agent.presentedCert, clock.now())) {
+        cuttingOff = true;
+        const notAnchored = permissionDenied(svidNotAnchored(agentId));
+        ds.getAgent(agent.spiffeId).then(
+          (a) => end(a?.banned === true ? banned() : notAnchored),
+          () => end(notAnchored),
+        );
+        return;
+      }
       if (event.kind !== 'agent') return push();
       if (event.spiffeIds !== undefined && !event.spiffeIds.has(agentId)) return;
       // Evictions and bans end the stream with the reason; selector changes re-evaluate authorization; a stream
@@ -372,7 +385,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       ds.getAgent(agent.spiffeId).then(
         (a) => {
           if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
-          if (a.banned) return end(permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`));
+          if (a.banned) return end(banned());
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
             // Not logged here as a copied identity: the agent's own stream on the SVID it has just moved off can still
             // be open when its first call on the new one retires the old (a cancel on the old connection, racing).
