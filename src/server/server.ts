@@ -238,7 +238,12 @@ export class MeshidServer {
     const agentApiStopped = shutdownGrpcServer(this.agentApi);
     // Its listeners closed (at once, above): no handshake begins after those in progress are cut.
     this.agentApiConnections.stop();
-    await Promise.all([agentApiStopped, shutdownGrpcServer(this.admin), this.bundleEndpoint?.close()]);
+    await Promise.all([
+      // Its grace over, a connection whose peer never closed its side would hold the socket, and the process, open.
+      agentApiStopped.then(() => this.agentApiConnections.cutRemaining()),
+      shutdownGrpcServer(this.admin),
+      this.bundleEndpoint?.close(),
+    ]);
     // A housekeeping run or CA rotation in progress still uses the datastore.
     await housekeepingStopped;
     await caStopped;

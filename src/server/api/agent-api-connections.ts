@@ -106,6 +106,8 @@ export class AgentApiConnections {
   /** Connections without an agent SVID, with the TLS socket under each (to cut it: cutOff). */
   private readonly unauthenticated = new PlacesBySource<Session>();
   private readonly sockets = new WeakMap<Session, TLSSocket>();
+  /** The TLS socket under every connection open now, with an agent SVID or without: cut at the stop (cutRemaining). */
+  private readonly open = new Set<TLSSocket>();
   private readonly handshakes: AgentApiHandshakes;
   /** Each agent's connections, oldest first. */
   private readonly byAgent = new Map<string, Set<Session>>();
@@ -139,6 +141,17 @@ export class AgentApiConnections {
   }
 
   /**
+   * The server has stopped and its shutdown grace is over: every connection still open is cut with its socket.
+   * grpc-js's shutdown closes each one gracefully first, and Node's destroy() of a session closed so only ends the
+   * socket and waits for the peer to close its side: one that never does (half-open) would keep the socket, and the
+   * stopped process, up (for good with an agent SVID, whose connections have no timers of their own).
+   */
+  cutRemaining(): void {
+    for (const socket of this.open) socket.destroy();
+    this.open.clear();
+  }
+
+  /**
    * Follows every connection `server`'s listeners accept from now on; call right after bindAsync, before any
    * connection has finished its handshake.
    */
@@ -164,6 +177,8 @@ export class AgentApiConnections {
       session.destroy();
       return;
     }
+    this.open.add(socket);
+    socket.once('close', () => this.open.delete(socket));
     const agentId = this.agentIdOf(socket);
     if (agentId !== undefined) this.admitAgent(session, agentId);
     else this.admitUnauthenticated(session, socket, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));
