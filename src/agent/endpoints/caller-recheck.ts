@@ -19,11 +19,13 @@ export function callerRecheck<Call extends { getPeer(): string }>(
 ): (call: Call, selectors: readonly Selector[]) => void {
   let thisTurn = new Map<string, string | Error | undefined>();
   let clearing = false;
+  // A stream's key does not change while it is open, and a push asks for a thousand of them: worked out on a stream's
+  // first check and kept with its call (getPeer() formats a string each time; a key built anew is hashed anew).
+  const keys = new WeakMap<Call, StreamKey>();
   return (call, selectors) => {
-    const opened = workloadKey(selectors);
-    // By connection and the selectors a stream opened with: the same for every stream of a connection, unless its
-    // process changed between two opens (then the older streams end here).
-    const key = `${call.getPeer()}\n${opened}`;
+    let stream = keys.get(call);
+    if (stream?.selectors !== selectors) keys.set(call, (stream = streamKey(call, selectors)));
+    const { key, opened } = stream;
     let now = thisTurn.get(key);
     if (!thisTurn.has(key)) {
       try {
@@ -47,4 +49,20 @@ export function callerRecheck<Call extends { getPeer(): string }>(
       throw unavailable('the calling process changed since this stream opened (its ids or its executable); reconnect to be attested again');
     }
   };
+}
+
+interface StreamKey {
+  readonly selectors: readonly Selector[];
+  /** workloadKey of the selectors the stream opened with. */
+  readonly opened: string;
+  /**
+   * By connection and the selectors a stream opened with: the same for every stream of a connection, unless its
+   * process changed between two opens (then the older streams end at their next check).
+   */
+  readonly key: string;
+}
+
+function streamKey(call: { getPeer(): string }, selectors: readonly Selector[]): StreamKey {
+  const opened = workloadKey(selectors);
+  return { selectors, opened, key: `${call.getPeer()}\n${opened}` };
 }

@@ -38,3 +38,15 @@ test('a caller that now attests to other selectors, or no longer attests, may no
   now = new Error('EIO');
   assert.throws(() => recheck(call('conn'), uid(65534)), (e: unknown) => isMeshidError(e, 'unavailable') && /workload attestation failed/.test((e as Error).message));
 });
+
+test('a stream works out its connection key once, not on every push', async () => {
+  let peerReads = 0;
+  const stream = { getPeer: () => (peerReads++, 'conn') };
+  const opened = uid(1);
+  const recheck = callerRecheck(() => uid(1));
+  for (let push = 0; push < 3; push++) {
+    recheck(stream, opened);
+    await nextTurn();
+  }
+  assert.equal(peerReads, 1);
+});
