@@ -43,8 +43,8 @@ after(async () => {
 });
 
 /** The idle-stream client as uid 65534, and a function sending it one command and resolving with its answer. */
-function idleClient(t: { after(fn: () => void): void }, started?: (child: ChildProcessWithoutNullStreams) => void): (command: string) => Promise<unknown> {
-  const child = spawn(process.execPath, [IDLE_CLIENT, agent.socketPath], { uid: NOBODY, gid: NOBODY, stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
+function idleClient(t: { after(fn: () => void): void }, started?: (child: ChildProcessWithoutNullStreams) => void, uid = NOBODY): (command: string) => Promise<unknown> {
+  const child = spawn(process.execPath, [IDLE_CLIENT, agent.socketPath], { uid, gid: uid, stdio: ['pipe', 'pipe', 'pipe'] }) as ChildProcessWithoutNullStreams;
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   t.after(() => child.kill('SIGKILL'));
@@ -144,6 +144,27 @@ test('calls of a connection that dies without ending them (its process killed) a
   assert.equal(rest.open, LIMIT - 1);
   assert.equal(rest.refused.length, 1);
   assert.deepEqual(await fresh('cancel'), { cancelled: LIMIT });
+});
+
+test('calls a client keeps open past their deadline are ended DEADLINE_EXCEEDED and counted out: the uid can open its whole limit again', { timeout: 60_000 }, async (t) => {
+  const send = idleClient(t);
+  // Requests never sent: grpc-js ends each call itself when its deadline passes, with the status alone.
+  await send(`open ${LIMIT} timeout=200m`);
+  assert.deepEqual(await send('statuses'), { codes: { 4: LIMIT }, withMessages: 0, open: 0 });
+  const again = (await send(`open ${LIMIT}`)) as Batch;
+  assert.equal(again.refused.length, 0, JSON.stringify(again.refused.slice(0, 1)));
+  assert.equal(again.open, LIMIT);
+  assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
+});
+
+test('SDS streams a client keeps open past their deadline are ended DEADLINE_EXCEEDED after their secrets and counted out', { timeout: 60_000 }, async (t) => {
+  // This process's uid has an entry: each stream gets its SVID, then its deadline passes.
+  const send = idleClient(t, undefined, process.getuid!());
+  await send(`open ${LIMIT} timeout=500m sds`);
+  assert.deepEqual(await send('statuses'), { codes: { 4: LIMIT }, withMessages: LIMIT, open: 0 });
+  const again = (await send(`open ${LIMIT}`)) as Batch;
+  assert.equal(again.refused.length, 0, JSON.stringify(again.refused.slice(0, 1)));
+  assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
 });
 
 test('the agent socket advertises its stream limit per connection in SETTINGS', { timeout: 30_000 }, async (t) => {

@@ -19,10 +19,9 @@ import { PerUidCap } from './per-uid-cap.js';
  * A call counts from the moment grpc-js hands it its metadata until its HTTP/2 stream closes, however it ends (status
  * sent, cancelled, connection closed, agent shutdown). Not until its status: a client that never ends its side keeps
  * a stream open after the status, and that stream holds the memory. The agent resets such a stream (RST_STREAM
- * NO_ERROR, as RFC 9113 §8.1 allows and grpc-go does) when its status went out alone, without headers or messages
- * before: every refusal, this one included, so a refused call holds nothing. After a response with messages the
- * reset is not sent (Node would send it ahead of the trailers still queued); that stream counts until its client
- * closes it, against its own uid's limit.
+ * NO_ERROR, as RFC 9113 §8.1 allows and grpc-go does) once the status is on its way: every refusal, this one
+ * included, so a refused call holds nothing, and a call grpc-js ended itself because its deadline passed, which a
+ * client that ignores its own deadline (or never learns of it) would otherwise hold against its uid's limit.
  */
 
 /**
@@ -120,12 +119,12 @@ export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): 
             stream.on('close', () => limit.release(uid, path));
             nextMetadata(metadata);
           },
+          // grpc-js reports a call's end once its status is handed to HTTP/2, whoever sent it: the agent, or grpc-js
+          // itself when the call's deadline (grpc-timeout) passed, a status no interceptor's sendStatus sees.
+          onCancel: () => {
+            if (stream !== undefined) resetOnceStatusSent(stream);
+          },
         }),
-      sendStatus: (status, nextStatus) => {
-        const statusAlone = stream !== undefined && !stream.headersSent;
-        nextStatus(status);
-        if (statusAlone) resetUnlessClientDone(stream);
-      },
     });
   };
 }
@@ -161,6 +160,21 @@ function takeNoNewCallsAfterMany(stream: http2.ServerHttp2Stream, refusals: Weak
   const refused = (refusals.get(session) ?? 0) + 1;
   refusals.set(session, refused);
   if (refused >= REFUSALS_PER_CONNECTION) session.close();
+}
+
+/**
+ * Closes the stream of an ended call once its status is on its way, while its client may still send. A status in the
+ * response's headers (a call ended before any message) is handed to HTTP/2 at once. Trailers after messages are
+ * handed over in a setImmediate of Node's own (Http2Stream.sendTrailers), so the reset is queued after it: a reset
+ * sent sooner goes out ahead of the trailers, and the client never learns the status. A call whose status is not
+ * sent yet (its end reported because its stream closed) has nothing to reset.
+ */
+function resetOnceStatusSent(stream: http2.ServerHttp2Stream): void {
+  if (stream.destroyed || stream.state.remoteClose === 1) return;
+  // Undefined until the response starts (a stream closed before it), whatever @types/node says.
+  const headers = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
+  if (headers?.['grpc-status'] !== undefined) resetUnlessClientDone(stream);
+  else if (stream.sentTrailers !== undefined) setImmediate(resetUnlessClientDone, stream);
 }
 
 /** Closes a stream whose status has gone out while its client may still send; a client that has ended needs nothing. */
