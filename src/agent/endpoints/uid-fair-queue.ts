@@ -31,8 +31,9 @@ import { MinHeap, type HeapItem } from './min-heap.js';
 
 export interface ReadPauser {
   /**
-   * Stop reading this uid's connections. Called again for every job that arrives while the uid is over its backlog,
-   * since an HTTP/2 session restarts reading by itself after some writes.
+   * Stop reading this uid's connections. Called again for every job that arrives while the uid is paused: a job that
+   * arrives was read, because Node's HTTP/2 session, which stops reading by itself while a write of its is in
+   * progress, starts reading again once that write is done, whoever else stopped it meanwhile.
    */
   pauseReading(uid: number): void;
   resumeReading(uid: number): void;
@@ -163,7 +164,8 @@ export class UidFairQueue {
     }
     backlog.jobs.push({ bytes, run });
     backlog.bytes += bytes;
-    if (backlog.bytes > this.highWaterBytes || backlog.jobs.length > this.highWaterJobs) {
+    // Paused already and yet read (ReadPauser): paused again, or the uid is read on until its next high water.
+    if (backlog.paused || backlog.bytes > this.highWaterBytes || backlog.jobs.length > this.highWaterJobs) {
       backlog.paused = true;
       this.pauser.pauseReading(uid);
     }

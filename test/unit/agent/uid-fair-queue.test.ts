@@ -71,6 +71,19 @@ test('a uid past the high water has its reading paused on every job that arrives
   assert.equal(h.queue.waitingJobs(7), 0);
 });
 
+test('a job that arrives while its uid is paused pauses it again, though below the high water: HTTP/2 reads on after its own writes', () => {
+  const h = harness({ highWaterBytes: 10 });
+  h.job(7, 'j1', 1, 6);
+  h.job(7, 'j2', 1, 6);
+  h.turn(); // 6 bytes left: below the high water (10), above the low water (5): still paused
+  assert.deepEqual(h.pauses, ['pause 7']);
+  // Read nonetheless (Node's session restarted reading after a write of its): the pause is made again.
+  h.job(7, 'j3', 1, 1);
+  assert.deepEqual(h.pauses, ['pause 7', 'pause 7']);
+  h.drain();
+  assert.deepEqual(h.pauses, ['pause 7', 'pause 7', 'resume 7']);
+});
+
 test('a uid past the high water of jobs waiting (tiny requests) is paused, runs on meanwhile, and is resumed at half of it', () => {
   const h = harness({ highWaterJobs: 4 });
   for (let i = 1; i <= 5; i++) h.job(7, `t${i}`, 1);
