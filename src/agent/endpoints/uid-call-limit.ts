@@ -166,8 +166,9 @@ function takeNoNewCallsAfterMany(stream: http2.ServerHttp2Stream, refusals: Weak
  * Closes the stream of an ended call once its status is on its way, while its client may still send. A status in the
  * response's headers (a call ended before any message) is handed to HTTP/2 at once. Trailers after messages are
  * handed over in a setImmediate of Node's own (Http2Stream.sendTrailers), so the reset is queued after it: a reset
- * sent sooner goes out ahead of the trailers, and the client never learns the status. A call whose status is not
- * sent yet (its end reported because its stream closed) has nothing to reset.
+ * sent sooner goes out ahead of the trailers, and the client never learns the status. Trailers still waiting for
+ * the response's messages to go are waited for. A call whose status is not sent yet (its end reported because its
+ * stream closed) has nothing to reset.
  */
 function resetOnceStatusSent(stream: http2.ServerHttp2Stream): void {
   if (stream.destroyed || stream.state.remoteClose === 1) return;
@@ -175,6 +176,12 @@ function resetOnceStatusSent(stream: http2.ServerHttp2Stream): void {
   const headers = stream.sentHeaders as http2.OutgoingHttpHeaders | undefined;
   if (headers?.['grpc-status'] !== undefined) resetUnlessClientDone(stream);
   else if (stream.sentTrailers !== undefined) setImmediate(resetUnlessClientDone, stream);
+  // A second status while the first one's trailers still wait behind messages the client has not let through (flow
+  // control), e.g. grpc-js's DEADLINE_EXCEEDED after the agent's own status: grpc-js reports the end at that second
+  // status, before any trailers are handed over, and not again. The trailers follow its 'wantTrailers' listener,
+  // added before this one; the reset goes after them. (Without a listener of grpc-js's, none is added: Node sends
+  // empty trailers only to a stream nobody listens for them on.)
+  else if (stream.listenerCount('wantTrailers') > 0) stream.once('wantTrailers', () => setImmediate(resetUnlessClientDone, stream));
 }
 
 /** Closes a stream whose status has gone out while its client may still send; a client that has ended needs nothing. */
