@@ -90,7 +90,8 @@ test('a paused uid is not read after Node restarts reading its connection at the
   const big = call('Big');
   for (let i = 0; i < 5; i++) void call('Small');
   await until('the six requests queued', () => (queue.waitingJobs(uid) === 6 ? true : undefined));
-  assert.deepEqual(events, ['pause', 'pause']);
+  // Once: the requests past the high water were all read before the queue's next turn.
+  assert.deepEqual(events, ['pause']);
   // The client stops reading, and the agent answers Big: its write waits on the client, and Node stops reading the
   // connection by itself meanwhile. Two Smalls more: three jobs left, between the low water (2) and the high (4).
   handleOf(socket).readStop();

@@ -31,8 +31,8 @@ import { MinHeap, type HeapItem } from './min-heap.js';
 
 export interface ReadPauser {
   /**
-   * Stop reading this uid's connections. Called again for every job that arrives while the uid is paused: a job that
-   * arrives was read, because Node's HTTP/2 session, which stops reading by itself while a write of its is in
+   * Stop reading this uid's connections. Called again, once a turn, when jobs arrive while the uid is paused: a job
+   * that arrives was read, because Node's HTTP/2 session, which stops reading by itself while a write of its is in
    * progress, starts reading again once that write is done, whoever else stopped it meanwhile.
    */
   pauseReading(uid: number): void;
@@ -94,6 +94,8 @@ interface UidBacklog extends HeapItem {
   readonly jobs: Job[];
   bytes: number;
   paused: boolean;
+  /** The turn (UidFairQueue.turns) in which its reading was last paused: once a turn is enough (push). */
+  pausedInTurn: number;
   /** Time this uid's jobs used, counted from the level it started at when it last had work waiting. */
   used: number;
 }
@@ -126,6 +128,8 @@ export class UidFairQueue {
   private readonly now: () => number;
   private readonly defer: (run: () => void) => void;
   private scheduled = false;
+  /** Turns run so far (runNext). */
+  private turns = 0;
   private closingFlag = false;
 
   constructor(options: UidFairQueueOptions) {
@@ -155,6 +159,7 @@ export class UidFairQueue {
         jobs: [],
         bytes: 0,
         paused: false,
+        pausedInTurn: -1,
         used: Math.max(this.level, this.idleUsed.get(uid) ?? this.level),
         heapIndex: -1,
       };
@@ -164,10 +169,16 @@ export class UidFairQueue {
     }
     backlog.jobs.push({ bytes, run });
     backlog.bytes += bytes;
-    // Paused already and yet read (ReadPauser): paused again, or the uid is read on until its next high water.
+    // Paused already and yet read (ReadPauser): paused again, or the uid is read on until its next high water. Once a
+    // turn: a pause walks all the uid's connections (up to max_connections_per_uid), and one read can bring a
+    // thousand small requests; reading restarts only when a write completes, so a request read later in the turn is
+    // one more connection's, paused at the latest in the next turn.
     if (backlog.paused || backlog.bytes > this.highWaterBytes || backlog.jobs.length > this.highWaterJobs) {
       backlog.paused = true;
-      this.pauser.pauseReading(uid);
+      if (backlog.pausedInTurn !== this.turns) {
+        backlog.pausedInTurn = this.turns;
+        this.pauser.pauseReading(uid);
+      }
     }
     this.schedule();
   }
@@ -198,6 +209,7 @@ export class UidFairQueue {
   /** Runs jobs, least served uid first, until the turn has used TURN_BUDGET_MS; the rest wait for the next turn. */
   private runNext(): void {
     this.scheduled = false;
+    this.turns++;
     const turnStarted = this.now();
     let jobEnded: number;
     do {
@@ -215,6 +227,7 @@ export class UidFairQueue {
     backlog.bytes -= job.bytes;
     if (backlog.paused && backlog.bytes <= this.lowWaterBytes && backlog.jobs.length <= this.lowWaterJobs) {
       backlog.paused = false;
+      backlog.pausedInTurn = -1;
       this.pauser.resumeReading(uid);
     }
     this.level = backlog.used;
