@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
+import { identityOf, type DirectoryIdentity } from './anchored-directory.js';
 
 /** Where a backup goes, as checked: `dir` itself and its parent, both through real paths (no link left in them). */
 export interface BackupTarget {
@@ -13,6 +14,11 @@ export interface BackupTarget {
    * backups), whose files a rename beside it would not reach; otherwise it is created by a rename.
    */
   exists: boolean;
+  /**
+   * The directory the backup is written into as checked (`dir` when it exists, else `parent`): the writer holds that
+   * inode open and refuses a path that names another one by then (a directory swapped for a symbolic link).
+   */
+  anchor: DirectoryIdentity;
 }
 
 /**
@@ -43,9 +49,10 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
   }
   const parentAsGiven = path.dirname(resolved);
   if (parentAsGiven === resolved) throw failedPrecondition(`the backup directory cannot be ${resolved}: give a new directory`);
-  const parent = realDirectory(parentAsGiven, resolved);
+  const parentStat = realDirectory(parentAsGiven, resolved);
+  const parent = parentStat.real;
   const dir = path.join(parent, path.basename(resolved));
-  const liveDataDir = realDirectory(dataDir, resolved);
+  const liveDataDir = realDirectory(dataDir, resolved).real;
   if (dir === liveDataDir || dir.startsWith(liveDataDir + path.sep)) {
     throw invalidArgument(
       `the backup directory ${requested} is inside the server's data dir ${dataDir}: a backup must be kept apart from what it ` +
@@ -70,14 +77,14 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
   // a parent others may write without the sticky bit, would let that user swap its files for keys of their own,
   // which a restore then takes for the trust domain's.
   assertSafeDirectory(dir, 'backup directory');
-  return { dir, parent, exists: existing !== undefined };
+  return { dir, parent, exists: existing !== undefined, anchor: identityOf(existing ?? parentStat.stat) };
 }
 
 /** NAME_MAX (255) less the staging suffix data-dir-backup.ts appends (".incomplete-" and 12 hex digits). */
 const MAX_NAME_BYTES = 255 - 24;
 
 /** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */
-function realDirectory(dir: string, backupDir: string): string {
+function realDirectory(dir: string, backupDir: string): { real: string; stat: fs.Stats } {
   let real: string;
   try {
     real = fs.realpathSync(dir);
@@ -91,6 +98,7 @@ function realDirectory(dir: string, backupDir: string): string {
     if (code === 'EACCES') throw failedPrecondition(`cannot write the backup to ${backupDir}: the server's user cannot reach ${dir}`);
     throw err;
   }
-  if (!fs.statSync(real).isDirectory()) throw failedPrecondition(`cannot write the backup to ${backupDir}: ${dir} is not a directory`);
-  return real;
+  const stat = fs.statSync(real);
+  if (!stat.isDirectory()) throw failedPrecondition(`cannot write the backup to ${backupDir}: ${dir} is not a directory`);
+  return { real, stat };
 }

@@ -1,16 +1,15 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { fsyncDir } from '../../common/atomic-file.js';
 import { failedPrecondition, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
+import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.js';
 import type { BackupTarget } from './backup-target.js';
 
 /** The files of a data dir a restore needs, by their names there (data-dir.ts, server.ts, server-svid.ts). */
 export const DATASTORE_FILE = 'datastore.sqlite3';
 const TRUST_DOMAIN_MARKER = 'meshid-server.json';
 const SERVER_SVID_FILE = 'server-svid.json';
-const KEYS_DIR = path.join('ca', 'keys');
 
 /** What a backup reads from the running server. The consumer's view: the datastore, CA manager and key store give it. */
 export interface BackupSources {
@@ -39,62 +38,82 @@ export interface BackupResult {
  * moment. Everything is written (0700 directories, 0600 files, fsynced) into a staging directory of its own and moved
  * into place at the end, meshid-server.json last, so a backup that fails or is interrupted never looks complete; on a
  * failure the staging directory is removed. `signal` stops it.
+ *
+ * The directory checked (`target.dir` when it exists, else its parent) is held open from the start and every file is
+ * made through it (AnchoredDirectory): one swapped for a symbolic link since the check is refused, and one swapped
+ * later does not take the files along, so nothing of the backup can land in a directory no check has seen.
  */
 export async function writeBackup(sources: BackupSources, target: BackupTarget, signal?: AbortSignal): Promise<BackupResult> {
   signal?.throwIfAborted();
   // Staged on the file system of the backup: beside a directory to create, inside one given (a mount point, maybe).
   // A visible name: a kill -9 mid-backup leaves it for the operator to see and remove, and it never reads as a backup.
-  const staging = path.join(target.exists ? target.dir : target.parent, `${path.basename(target.dir)}.incomplete-${randomBytes(6).toString('hex')}`);
+  const where = target.exists ? target.dir : target.parent;
+  const stagingName = `${path.basename(target.dir)}.incomplete-${randomBytes(6).toString('hex')}`;
+  let anchor: AnchoredDirectory;
   try {
-    // The keys will sit in it: private before anything is written (the staging directory is, too).
-    if (target.exists) fs.chmodSync(target.dir, 0o700);
-    makePrivateDir(staging);
+    anchor = AnchoredDirectory.open(where, target.anchor, () => replacedMeanwhile(where));
   } catch (err) {
-    throw backupWriteError(err, path.dirname(staging));
+    throw backupWriteError(err, where);
   }
+  const opened: AnchoredDirectory[] = [];
   try {
-    makePrivateDir(path.join(staging, 'ca'));
-    makePrivateDir(path.join(staging, KEYS_DIR));
-    let caKeys = 0;
-    await sources.ca.withJournalSettled(async (keyIds) => {
-      const datastore = path.join(staging, DATASTORE_FILE);
-      // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
-      fs.closeSync(fs.openSync(datastore, 'wx', 0o600));
-      await sources.snapshot.snapshotTo(datastore, signal);
-      fsyncFile(datastore);
-      for (const keyId of new Set(keyIds)) {
-        const from = sources.keyFile(keyId);
-        copyPrivateFile(from, path.join(staging, KEYS_DIR, path.basename(from)), () =>
-          failedPrecondition(
-            `CA key file ${from}, which the CA journal names, is missing: the live data dir is damaged (a restart would be ` +
-              'refused too); restore that file from an earlier backup',
-          ),
-        );
-        caKeys++;
-      }
-      // Written atomically by the server, and checked against the journal when a restored server starts: a copy of
-      // the one in place is as good as the server's own after a restart, which it lets present the same SVID.
-      copyIfPresent(path.join(sources.dataDir, SERVER_SVID_FILE), path.join(staging, SERVER_SVID_FILE));
-    });
-    copyPrivateFile(path.join(sources.dataDir, TRUST_DOMAIN_MARKER), path.join(staging, TRUST_DOMAIN_MARKER), () =>
-      failedPrecondition(`${path.join(sources.dataDir, TRUST_DOMAIN_MARKER)} is missing from the live data dir`),
-    );
-    for (const dir of [path.join(staging, KEYS_DIR), path.join(staging, 'ca'), staging]) fsyncDir(dir);
-    signal?.throwIfAborted();
-    if (target.exists) moveIntoPlace(staging, target.dir);
-    else renameIntoPlace(staging, target.dir);
-    const files = listFiles(target.dir);
-    return { dir: target.dir, files, datastoreSize: files.find((f) => f.path === DATASTORE_FILE)!.size, caKeys };
-  } catch (err) {
-    fs.rmSync(staging, { recursive: true, force: true });
-    throw backupWriteError(err, path.dirname(staging));
+    let staging: AnchoredDirectory;
+    try {
+      // The keys will sit in it: private before anything is written (the staging directory is, too).
+      if (target.exists) fs.fchmodSync(anchor.fd, 0o700);
+      staging = anchor.makePrivateDir(stagingName);
+      opened.push(staging);
+    } catch (err) {
+      throw backupWriteError(err, where);
+    }
+    try {
+      const ca = staging.makePrivateDir('ca');
+      opened.push(ca);
+      const keys = ca.makePrivateDir('keys');
+      opened.push(keys);
+      let caKeys = 0;
+      await sources.ca.withJournalSettled(async (keyIds) => {
+        const datastore = staging.at(DATASTORE_FILE);
+        // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode). SQLite opens
+        // it by the path the /proc link reads as: that of the staging directory, which is this server's user's, 0700.
+        fs.closeSync(fs.openSync(datastore, 'wx', 0o600));
+        await sources.snapshot.snapshotTo(datastore, signal);
+        fsyncFile(datastore);
+        for (const keyId of new Set(keyIds)) {
+          const from = sources.keyFile(keyId);
+          copyPrivateFile(from, keys.at(path.basename(from)), () =>
+            failedPrecondition(
+              `CA key file ${from}, which the CA journal names, is missing: the live data dir is damaged (a restart would be ` +
+                'refused too); restore that file from an earlier backup',
+            ),
+          );
+          caKeys++;
+        }
+        // Written atomically by the server, and checked against the journal when a restored server starts: a copy of
+        // the one in place is as good as the server's own after a restart, which it lets present the same SVID.
+        copyIfPresent(path.join(sources.dataDir, SERVER_SVID_FILE), staging.at(SERVER_SVID_FILE));
+      });
+      copyPrivateFile(path.join(sources.dataDir, TRUST_DOMAIN_MARKER), staging.at(TRUST_DOMAIN_MARKER), () =>
+        failedPrecondition(`${path.join(sources.dataDir, TRUST_DOMAIN_MARKER)} is missing from the live data dir`),
+      );
+      for (const dir of [keys, ca, staging]) dir.fsync();
+      signal?.throwIfAborted();
+      // Whatever DIR names now, the files go into the directory held open; were it moved away from DIR meanwhile, the
+      // backup would be reported where it is not.
+      if (!stillNames(where, target.anchor)) throw replacedMeanwhile(where);
+      if (target.exists) moveIntoPlace(staging, stagingName, anchor, target.dir);
+      else renameIntoPlace(anchor, stagingName, path.basename(target.dir), target.dir);
+      // The backup's directory, as held open: the staging directory's inode when it was renamed into place.
+      const files = listFiles((target.exists ? anchor : staging).here);
+      return { dir: target.dir, files, datastoreSize: files.find((f) => f.path === DATASTORE_FILE)!.size, caKeys };
+    } catch (err) {
+      fs.rmSync(anchor.at(stagingName), { recursive: true, force: true });
+      throw backupWriteError(err, where);
+    }
+  } finally {
+    for (const dir of opened) dir.close();
+    anchor.close();
   }
-}
-
-/** mkdir with exactly 0700, whatever the umask. */
-function makePrivateDir(dir: string): void {
-  fs.mkdirSync(dir, { mode: 0o700 });
-  fs.chmodSync(dir, 0o700);
 }
 
 function fsyncFile(file: string): void {
@@ -133,16 +152,28 @@ function copyIfPresent(from: string, to: string): void {
 const changedMeanwhile = (dir: string): Error =>
   failedPrecondition(`the backup directory ${dir} was made or filled by someone else while the backup was written: give a new one`);
 
-/** The whole backup appears at once, by one rename(2) (which fails on anything made at `dir` since the check). */
-function renameIntoPlace(staging: string, dir: string): void {
+const replacedMeanwhile = (dir: string): Error =>
+  failedPrecondition(
+    `${dir} was replaced (by a symbolic link or another directory) after the backup directory was checked, so nothing of the ` +
+      `backup was written: see who else can change ${path.dirname(dir)}, and give a directory only root and the server's user can change`,
+  );
+
+/** Whether `dir` still names the directory checked, not a link or another directory put in its place. */
+function stillNames(dir: string, anchor: DirectoryIdentity): boolean {
+  const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+  return st !== undefined && st.dev === anchor.dev && st.ino === anchor.ino;
+}
+
+/** The whole backup appears at once, by one rename(2) (which fails on anything made at `name` since the check). */
+function renameIntoPlace(parent: AnchoredDirectory, stagingName: string, name: string, dir: string): void {
   try {
-    fs.renameSync(staging, dir);
+    fs.renameSync(parent.at(stagingName), parent.at(name));
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') throw changedMeanwhile(dir);
     throw err;
   }
-  fsyncDir(path.dirname(dir));
+  parent.fsync();
 }
 
 /**
@@ -150,24 +181,24 @@ function renameIntoPlace(staging: string, dir: string): void {
  * server started on the directory nor a restore copied from it takes it for a data dir (data-dir.ts refuses a
  * directory without it that is not empty).
  */
-function moveIntoPlace(staging: string, dir: string): void {
-  const others = fs.readdirSync(dir).filter((name) => name !== path.basename(staging));
+function moveIntoPlace(staging: AnchoredDirectory, stagingName: string, into: AnchoredDirectory, dir: string): void {
+  const others = fs.readdirSync(into.here).filter((name) => name !== stagingName);
   if (others.length > 0) throw changedMeanwhile(dir);
-  const names = fs.readdirSync(staging).sort((a, b) => Number(a === TRUST_DOMAIN_MARKER) - Number(b === TRUST_DOMAIN_MARKER));
+  const names = fs.readdirSync(staging.here).sort((a, b) => Number(a === TRUST_DOMAIN_MARKER) - Number(b === TRUST_DOMAIN_MARKER));
   const moved: string[] = [];
   try {
     for (const name of names) {
-      if (name === TRUST_DOMAIN_MARKER) fsyncDir(dir);
-      fs.renameSync(path.join(staging, name), path.join(dir, name));
+      if (name === TRUST_DOMAIN_MARKER) into.fsync();
+      fs.renameSync(staging.at(name), into.at(name));
       moved.push(name);
     }
   } catch (err) {
     // The directory is left empty again, as it was given.
-    for (const name of moved) fs.rmSync(path.join(dir, name), { recursive: true, force: true });
+    for (const name of moved) fs.rmSync(into.at(name), { recursive: true, force: true });
     throw err;
   }
-  fs.rmdirSync(staging);
-  fsyncDir(dir);
+  fs.rmdirSync(into.at(stagingName));
+  into.fsync();
 }
 
 function listFiles(root: string, sub = ''): Array<{ path: string; size: number }> {

@@ -160,3 +160,81 @@ test('a backup directory another user could change (an empty one they own, a par
   assert.deepEqual(fs.readdirSync(theirs), []);
   assert.deepEqual(fs.readdirSync(open), []);
 });
+
+/** A live data dir with its CA, and the sources a backup of it reads (FakeClock behind real time). */
+async function liveSources(t: { after(fn: () => unknown): void }, dataDir: string, snapshotHook?: () => void) {
+  openDataDir(dataDir, 'example.org');
+  const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
+  t.after(() => live.close());
+  const snapshot = {
+    async snapshotTo(file: string, signal?: AbortSignal): Promise<void> {
+      snapshotHook?.();
+      await (live.ds as SqliteDatastore).snapshotTo(file, signal);
+    },
+  };
+  return { dataDir, snapshot, ca: live.ca, keyFile: (keyId: string) => live.keys.fileOf(keyId) };
+}
+
+/** Stands in for another user who may write the directory above: one uid here, so the test makes the swap itself. */
+function swapForLink(dir: string, to: string): void {
+  fs.renameSync(dir, `${dir}.moved`);
+  fs.symlinkSync(to, dir);
+}
+
+test('an empty backup directory swapped for a symbolic link between the check and the write is refused, and nothing is written or chmodded through the link (the swap stubs the other user)', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-swap-dir-');
+  t.after(cleanup);
+  const sources = await liveSources(t, path.join(dir, 'data'));
+  const backupDir = path.join(dir, 'backup');
+  fs.mkdirSync(backupDir, { mode: 0o700 });
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere, { mode: 0o755 });
+  fs.chmodSync(elsewhere, 0o755);
+  const target = checkBackupTarget(backupDir, sources.dataDir);
+  swapForLink(backupDir, elsewhere);
+  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^${backupDir} was replaced \\(by a symbolic link or another directory\\) after the backup directory was checked`));
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(elsewhere), []);
+  assert.equal((fs.statSync(elsewhere).mode & 0o777).toString(8), '755', 'not chmodded through the link');
+  assert.deepEqual(fs.readdirSync(`${backupDir}.moved`), []);
+});
+
+test("a new backup directory's parent swapped for a symbolic link between the check and the write is refused, and nothing is written through the link (the swap stubs the other user)", async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-swap-parent-');
+  t.after(cleanup);
+  const sources = await liveSources(t, path.join(dir, 'data'));
+  const parent = path.join(dir, 'backups');
+  fs.mkdirSync(parent);
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  const target = checkBackupTarget(path.join(parent, 'backup'), sources.dataDir);
+  swapForLink(parent, elsewhere);
+  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^${parent} was replaced `));
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(elsewhere), []);
+  assert.deepEqual(fs.readdirSync(`${parent}.moved`), []);
+});
+
+test('an empty backup directory swapped for a symbolic link while the snapshot runs gets none of the backup through the link, and the backup is refused and removed (the swap stubs the other user)', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-swap-mid-');
+  t.after(cleanup);
+  const backupDir = path.join(dir, 'backup');
+  const elsewhere = path.join(dir, 'elsewhere');
+  const sources = await liveSources(t, path.join(dir, 'data'), () => swapForLink(backupDir, elsewhere));
+  fs.mkdirSync(backupDir, { mode: 0o700 });
+  fs.mkdirSync(elsewhere);
+  const target = checkBackupTarget(backupDir, sources.dataDir);
+  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^${backupDir} was replaced `));
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(elsewhere), []);
+  assert.deepEqual(fs.readdirSync(`${backupDir}.moved`), [], 'the staging directory is removed from the directory checked');
+});
