@@ -19,7 +19,7 @@ import { mountTmpfs } from '../support/tmpfs.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
 
-/** `meshid-server backup` run in `cwd` (a relative --out is taken from there). */
+/** `meshid-server backup` run in `cwd`. */
 function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
   return runNode(SERVER_MAIN, ['backup', ...args, '--admin-socket', server.adminSocket], {}, cwd);
 }
@@ -169,12 +169,22 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
     return true;
   });
   await assert.rejects(client.call('Backups', 'WriteBackup', { dir: '' }), (e: unknown) => isMeshidError(e, 'invalid_argument'));
-  // The CLI resolves a relative --out against the directory it runs in, and an empty directory there is used.
+  // Nor does the CLI guess one from where it runs: the server may see other files there (a container, PrivateTmp=).
   const cwd = path.join(dir, 'operator');
   fs.mkdirSync(path.join(cwd, 'empty'), { recursive: true });
   const relative = await backupCli(live, ['--out', 'empty'], cwd);
-  assert.equal(relative.code, 0, relative.err);
-  assert.match(relative.out, new RegExp(`^Backup written to ${path.join(cwd, 'empty')}\\n`));
+  assert.equal(relative.code, 1);
+  assert.equal(relative.out, '');
+  assert.equal(
+    relative.err,
+    "Error: InvalidArgument: flag --out empty is a relative path: the server writes the backup in its own view of the files, not this command's; " +
+      `give an absolute path on the server's host (${path.join(cwd, 'empty')}, if the server sees this directory as this command does)\n`,
+  );
+  assert.deepEqual(fs.readdirSync(path.join(cwd, 'empty')), [], 'nothing written');
+  // An empty directory given is used.
+  const inEmpty = await backupCli(live, ['--out', path.join(cwd, 'empty')], cwd);
+  assert.equal(inEmpty.code, 0, inEmpty.err);
+  assert.match(inEmpty.out, new RegExp(`^Backup written to ${path.join(cwd, 'empty')}\\n`));
   assert.ok(fs.existsSync(path.join(cwd, 'empty', 'datastore.sqlite3')));
   assert.equal((fs.statSync(path.join(cwd, 'empty')).mode & 0o777).toString(8), '700', 'the directory given is made private');
   assert.deepEqual(fs.readdirSync(cwd), ['empty'], 'nothing staged is left beside it');

@@ -22,8 +22,8 @@ const backup: Command = {
       type: 'string',
       valueName: 'DIR',
       description:
-        'Directory to write, which must not exist yet (its parent must) or be empty, outside the data dir; a relative path is ' +
-        'taken from the current directory; created 0700, its files 0600; required',
+        "Directory to write on the server's host, as an absolute path there, which must not exist yet (its parent must) or be " +
+        'empty, outside the data dir; created 0700, its files 0600; required',
     },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
@@ -31,10 +31,16 @@ const backup: Command = {
   async run(args, io) {
     const out = args.requiredString('out', '(the directory to write the backup into, e.g. /var/backups/meshid-$(date +%F))');
     if (out === '') throw invalidArgument('flag --out is empty: give the directory to write the backup into');
-    // The server resolves nothing against its own working directory; the admin socket is local, so this path is one
-    // on the server's host too.
-    const dir = path.resolve(out);
-    const res = await withAdminClient(args, io.env, (client) => client.call('Backups', 'WriteBackup', { dir }), BACKUP_DEADLINE_MS);
+    // The server writes the path in its own view of the files: a server in a container or under systemd's
+    // PrivateTmp= sees another /tmp, say. A relative path reads as "here, where I run this", which the server may not
+    // see at all, so the operator names the server's path outright rather than have this command guess it.
+    if (!path.isAbsolute(out)) {
+      throw invalidArgument(
+        `flag --out ${out} is a relative path: the server writes the backup in its own view of the files, not this command's; ` +
+          `give an absolute path on the server's host (${path.resolve(out)}, if the server sees this directory as this command does)`,
+      );
+    }
+    const res = await withAdminClient(args, io.env, (client) => client.call('Backups', 'WriteBackup', { dir: out }), BACKUP_DEADLINE_MS);
     const files = (res.files ?? []).map((f) => ({ path: f.path ?? '', size: f.size ?? 0 }));
     const result = {
       dir: res.dir ?? '',
