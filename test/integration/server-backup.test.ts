@@ -3,7 +3,7 @@
  * tokens, federation, a rotated and tainted CA) restores into a new data dir, copied or used as it is, and the
  * restored server serves the same bundle and entries to an agent attested before the backup. Directories it must not
  * write are refused with the code and words an operator acts on, and backups taken while CA changes race them
- * restore.
+ * restore, and a server process stopped mid-backup leaves none behind.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -12,6 +12,7 @@ import path from 'node:path';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
+import Database from 'better-sqlite3';
 import { isMeshidError } from '../../src/common/errors.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
@@ -265,4 +266,59 @@ test('backups taken while CA rotations, taints and revokes race them each hold e
       assert.equal(await restored.stop(), 0);
     }
   }
+});
+
+/** The staged copy of the datastore of a backup under way in `parent`, once SQLite has written into it; else undefined. */
+function stagedDatastore(parent: string): string | undefined {
+  for (const name of fs.readdirSync(parent)) {
+    const file = path.join(parent, name, 'datastore.sqlite3');
+    if (name.includes('.incomplete-') && (fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) > 0) return file;
+  }
+  return undefined;
+}
+
+test('a server process sent SIGTERM mid-backup stops, answers the backup unavailable, leaves nothing that looks like a backup, and its datastore opens on the next start', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-sigterm-');
+  t.after(cleanup);
+  // A datastore large enough that its snapshot (a hundred pages per event-loop turn) is still under way when the
+  // signal arrives: 256 MiB of rows in a table of its own, added while the server is stopped.
+  const first = await startServerProcess(dir);
+  assert.equal(await first.stop(), 0);
+  const db = new Database(path.join(first.dataDir, 'datastore.sqlite3'));
+  db.exec('CREATE TABLE ballast (b BLOB)');
+  const insert = db.prepare('INSERT INTO ballast VALUES (randomblob(1048576))');
+  db.transaction(() => {
+    for (let i = 0; i < 256; i++) insert.run();
+  })();
+  db.close();
+
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+  const backups = path.join(dir, 'backups');
+  fs.mkdirSync(backups);
+  const out = path.join(backups, 'backup');
+  const backup = backupCli(live, ['--out', out]);
+  // The backup's progress is an external event (another process's writes): poll for it with a generous bound.
+  for (let attempt = 0; stagedDatastore(backups) === undefined; attempt++) {
+    if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  const exited = live.stop('SIGTERM');
+  const bound = new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000).unref());
+  assert.equal(await Promise.race([exited, bound]), 0, 'the server stops without finishing the backup');
+
+  const refused = await backup;
+  assert.equal(refused.code, 1);
+  assert.equal(refused.out, '');
+  assert.match(refused.err, /^Error: Unavailable: the server is stopping: the backup was not finished and nothing of it was kept; run it again once it is back\n$/);
+  // Complete is DIR itself holding meshid-server.json: there is neither, nor the staging directory.
+  assert.deepEqual(fs.readdirSync(backups), []);
+
+  const again = await startServerProcess(dir);
+  t.after(() => again.stop());
+  const check = new Database(path.join(again.dataDir, 'datastore.sqlite3'), { readonly: true });
+  t.after(() => check.close());
+  assert.equal(check.pragma('quick_check', { simple: true }), 'ok');
+  assert.equal((check.prepare('SELECT count(*) AS n FROM ballast').get() as { n: number }).n, 256);
+  assert.equal((await again.cli(['bundle', 'show'])).code, 0);
 });
