@@ -1,7 +1,7 @@
 /**
  * Each CLI pointed at a Unix socket where a program that does not speak gRPC listens (real listeners in this
- * process: one that answers "hello" and hangs up, one that closes every connection at once, an HTTP/1 server, one
- * that never says a word): the operator is told plainly that nothing speaking gRPC listens there and which flag to fix, not
+ * process: one that answers "hello" and hangs up, one that answers "hello" and stays open, one that closes every
+ * connection at once, an HTTP/1 server, one that never says a word): the operator is told plainly that nothing speaking gRPC listens there and which flag to fix, not
  * grpc-js's "Failed to connect" or "Protocol error", nor "cannot reach … is it running?".
  */
 import { after, before, test } from 'node:test';
@@ -12,6 +12,7 @@ import net from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { WorkloadApiClient } from '../../src/agent/cli/workload-client.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
 import { silentLogger } from '../../src/common/log.js';
 import { AGENT_MAIN } from '../support/cluster.js';
@@ -21,11 +22,14 @@ import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.
 
 const { dir, cleanup } = tempDir('meshid-non-grpc-socket-');
 const listeners: net.Server[] = [];
+/** The lingering listener's connections, which only the test ends: a server's close() waits for them. */
+const lingering = new Set<net.Socket>();
 const sockets = {
   greeting: path.join(dir, 'greeting.sock'),
   closing: path.join(dir, 'closing.sock'),
   http1: path.join(dir, 'http1.sock'),
   silent: path.join(dir, 'silent.sock'),
+  lingering: path.join(dir, 'lingering.sock'),
 };
 
 async function listen(server: net.Server, socketPath: string): Promise<void> {
@@ -43,9 +47,19 @@ before(async () => {
   await listen(net.createServer((c) => c.destroy()), sockets.closing);
   await listen(http.createServer((_req, res) => res.end('ok')), sockets.http1);
   await listen(net.createServer((c) => { c.on('error', () => undefined); c.on('data', () => undefined); }), sockets.silent);
+  // Greets, fewer bytes than an HTTP/2 frame header, and stays open.
+  await listen(
+    net.createServer((c) => {
+      lingering.add(c);
+      c.on('error', () => undefined);
+      c.once('data', () => c.write('hello\n'));
+    }),
+    sockets.lingering,
+  );
 });
 
 after(async () => {
+  for (const c of lingering) c.destroy();
   for (const l of listeners) {
     (l as http.Server).closeAllConnections?.();
     await new Promise((r) => l.close(r));
@@ -123,6 +137,7 @@ test('an agent closing the connections of a uid at max_connections_per_uid (a re
   const holder = net.createConnection(socketPath);
   holder.on('error', () => undefined);
   t.after(async () => {
+  for (const c of lingering) c.destroy();
     holder.destroy();
     grpcServer.forceShutdown();
     await uds.close();
@@ -140,4 +155,36 @@ test('an agent closing the connections of a uid at max_connections_per_uid (a re
   } finally {
     capped.close();
   }
+});
+
+// grpc-js waits for a whole HTTP/2 frame from a listener that sent a few other bytes and stays open: the calls below
+// have deadlines of ten minutes, so only the early probe ends them within the test's timeout.
+test('a listener that greets with a few bytes and stays open ends an admin or Workload API call as not speaking gRPC, long before its deadline', { timeout: 60_000 }, async () => {
+  const socketPath = sockets.lingering;
+  const notGrpc = (socket: string, flags: string): RegExp =>
+    new RegExp(`^nothing speaking gRPC listens on ${escape(socketPath)} \\(it answers "hello"\\), so it is not a ${socket}: check ${escape(flags)}$`);
+  const admin = new AdminClient(socketPath, 600_000);
+  try {
+    await assert.rejects(admin.call('Entries', 'ListEntries', {}), (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'failed_precondition');
+      assert.match(err.message, notGrpc('meshid-server admin socket', '--admin-socket (-socketPath) or MESHID_ADMIN_SOCKET'));
+      return true;
+    });
+  } finally {
+    admin.close();
+  }
+  const workload = new WorkloadApiClient(socketPath, { ownConnection: true, timeoutMs: 600_000 });
+  try {
+    const agentSocket = notGrpc('meshid-agent socket', '--socket-path (-socketPath) or SPIFFE_ENDPOINT_SOCKET');
+    await assert.rejects(workload.fetchX509Svid(), (err: Error) => (assert.match(err.message, agentSocket), true));
+    await assert.rejects(workload.fetchJwtSvid(['a']), (err: Error) => (assert.match(err.message, agentSocket), true));
+    await assert.rejects(workload.health(), (err: Error) => (assert.match(err.message, agentSocket), true));
+  } finally {
+    workload.close();
+  }
+  // The admin CLI's own deadline is 30 s: past the test's timeout had it waited for it.
+  assertError(
+    await runNode(SERVER_MAIN, ['entry', 'show', '--admin-socket', socketPath]),
+    new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-server admin socket', '--admin-socket (-socketPath) or MESHID_ADMIN_SOCKET').source.slice(1)}`),
+  );
 });

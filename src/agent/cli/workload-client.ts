@@ -5,6 +5,7 @@ import {
   type CallOptions,
   type Client,
   type ClientReadableStream,
+  type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
 import { unavailable, type MeshidError } from '../../common/errors.js';
@@ -23,6 +24,7 @@ import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
+import { watchForStalledConnection } from '../../common/cli/stalled-connection.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -66,7 +68,7 @@ export interface WorkloadApiClientOptions {
   ownConnection?: boolean;
 }
 
-type UnaryFn = (request: unknown, metadata: Metadata, options: CallOptions, callback: (err: ServiceError | null, res?: unknown) => void) => void;
+type UnaryFn = (request: unknown, metadata: Metadata, options: CallOptions, callback: (err: ServiceError | null, res?: unknown) => void) => ClientUnaryCall;
 type StreamFn = (request: unknown, metadata: Metadata, options?: CallOptions) => ClientReadableStream<unknown>;
 
 export class WorkloadApiClient {
@@ -151,22 +153,35 @@ export class WorkloadApiClient {
     return { deadline: new Date(Date.now() + this.timeoutMs) };
   }
 
-  private unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
+  private async unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
     const fn = (client as unknown as Record<string, UnaryFn>)[method]!;
-    return new Promise((resolve, reject) => {
-      fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
+    const stalled = watchForStalledConnection(client.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON);
+    let call: ClientUnaryCall | undefined;
+    const answered = new Promise<T>((resolve, reject) => {
+      call = fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
         if (err) void this.translate(err).then(reject);
         else resolve(res as T);
       });
     });
+    try {
+      return await Promise.race([answered, stalled.foreign]);
+    } catch (err) {
+      // Ended by the watch: the call itself is still waiting for a connection.
+      call?.cancel();
+      throw err;
+    } finally {
+      stalled.stop();
+    }
   }
 
   private async first<T>(watch: WorkloadWatch<T>): Promise<T> {
+    const stalled = watchForStalledConnection(this.workload.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON);
     try {
-      const next = await watch.next();
+      const next = await Promise.race([watch.next(), stalled.foreign]);
       if (next.done === true) throw unavailable('the Workload API stream ended without a message');
       return next.value;
     } finally {
+      stalled.stop();
       watch.cancel();
     }
   }

@@ -80,9 +80,8 @@ export async function notSpeakingGrpc(
   const fix = `check ${expected.flags}`;
   switch (answer.kind) {
     case 'http1':
-      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers HTTP/1), so it is not a ${expected.socket}: ${fix}`, err);
     case 'other':
-      return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers ${JSON.stringify(answer.said)}), so it is not a ${expected.socket}: ${fix}`, err);
+      return foreignListener(socketPath, expected, answer, err);
     case 'closed': {
       const refusing = expected.closesOn === undefined ? 'shutting down' : `shutting down or refusing ${expected.closesOn}; see its log`;
       return unavailable(
@@ -98,6 +97,21 @@ export async function notSpeakingGrpc(
     default:
       return undefined;
   }
+}
+
+/**
+ * The FAILED_PRECONDITION for a listener whose answer to the preface proves it another program (HTTP/1, or bytes of
+ * anything else); undefined for any other answer.
+ */
+export function foreignListener(socketPath: string, expected: ExpectedDaemon, answer: SocketAnswer, cause?: unknown): MeshidError | undefined {
+  const fix = `check ${expected.flags}`;
+  if (answer.kind === 'http1') {
+    return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers HTTP/1), so it is not a ${expected.socket}: ${fix}`, cause);
+  }
+  if (answer.kind === 'other') {
+    return failedPrecondition(`nothing speaking gRPC listens on ${socketPath} (it answers ${JSON.stringify(answer.said)}), so it is not a ${expected.socket}: ${fix}`, cause);
+  }
+  return undefined;
 }
 
 /** The first bytes a foreign listener sent, as text an error line can quote: control characters dropped, cut short. */

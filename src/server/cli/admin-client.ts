@@ -1,9 +1,10 @@
 import path from 'node:path';
-import { credentials, Metadata, type Client, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
+import { watchForStalledConnection } from '../../common/cli/stalled-connection.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { serviceClient } from '../../common/grpc/service.js';
@@ -60,7 +61,12 @@ export function adminSocketPath(args: ParsedArgs, env: NodeJS.ProcessEnv): strin
 
 type Request<S extends AdminService, M extends keyof AdminMethods[S]> = AdminMethods[S][M] extends [infer Req, unknown] ? Req : never;
 type Response<S extends AdminService, M extends keyof AdminMethods[S]> = AdminMethods[S][M] extends [unknown, infer Res] ? Res : never;
-type UnaryMethod = (request: unknown, metadata: Metadata, options: { deadline: Date }, callback: (err: ServiceError | null, res?: unknown) => void) => void;
+type UnaryMethod = (
+  request: unknown,
+  metadata: Metadata,
+  options: { deadline: Date },
+  callback: (err: ServiceError | null, res?: unknown) => void,
+) => ClientUnaryCall;
 
 /**
  * A client for meshid-server's admin API on its Unix socket (no TLS: reaching the socket is the authorization).
@@ -87,12 +93,23 @@ export class AdminClient {
     if (typeof fn !== 'function') throw new Error(`${SERVICE_NAMES[service]} has no method ${method}`);
     // The deadline comes from the injected budget, not from a clock reading in logic.
     const deadline = new Date(Date.now() + this.deadlineMs);
-    return new Promise((resolve, reject) => {
-      fn.call(client, request, new Metadata(), { deadline }, (err, res) => {
+    const stalled = watchForStalledConnection(client.getChannel(), this.socketPath, ADMIN_SOCKET_DAEMON);
+    let call: ClientUnaryCall | undefined;
+    const answered = new Promise<Response<S, M>>((resolve, reject) => {
+      call = fn.call(client, request, new Metadata(), { deadline }, (err, res) => {
         if (err) void this.translate(err).then(reject);
         else resolve(res as Response<S, M>);
       });
     });
+    try {
+      return await Promise.race([answered, stalled.foreign]);
+    } catch (err) {
+      // Ended by the watch: the call itself is still waiting for a connection.
+      call?.cancel();
+      throw err;
+    } finally {
+      stalled.stop();
+    }
   }
 
   close(): void {
