@@ -173,7 +173,7 @@ test('a listener that greets with a few bytes and stays open ends an admin or Wo
   } finally {
     admin.close();
   }
-  const workload = new WorkloadApiClient(socketPath, { ownConnection: true, timeoutMs: 600_000 });
+  const workload = new WorkloadApiClient(socketPath, { ownConnection: true, timeoutMs: 600_000, probeStalledConnection: true });
   try {
     const agentSocket = notGrpc('meshid-agent socket', '--socket-path (-socketPath) or SPIFFE_ENDPOINT_SOCKET');
     await assert.rejects(workload.fetchX509Svid(), (err: Error) => (assert.match(err.message, agentSocket), true));
@@ -182,9 +182,13 @@ test('a listener that greets with a few bytes and stays open ends an admin or Wo
   } finally {
     workload.close();
   }
-  // The admin CLI's own deadline is 30 s: past the test's timeout had it waited for it.
+  // The admin CLI's own deadline is 30 s, and the agent CLI's here ten minutes: past the test's timeout had they waited.
   assertError(
     await runNode(SERVER_MAIN, ['entry', 'show', '--admin-socket', socketPath]),
     new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-server admin socket', '--admin-socket (-socketPath) or MESHID_ADMIN_SOCKET').source.slice(1)}`),
+  );
+  assertError(
+    await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--timeout', '10m', '--socket-path', socketPath]),
+    new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-agent socket', '--socket-path (-socketPath) or SPIFFE_ENDPOINT_SOCKET').source.slice(1)}`),
   );
 });

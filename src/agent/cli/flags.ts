@@ -21,7 +21,7 @@ export const TIMEOUT_FLAG: FlagSpec = Object.freeze({
 /** Runs `fn` with a Workload API client for the socket the flags and environment name, and always closes it. */
 export async function withWorkloadClient<T>(args: ParsedArgs, env: NodeJS.ProcessEnv, fn: (client: WorkloadApiClient) => Promise<T>): Promise<T> {
   const socketPath = resolveSocketPath(args.string(SOCKET_PATH_FLAG.name), env);
-  const client = connectWorkloadApi(socketPath, { timeoutMs: args.durationMs(TIMEOUT_FLAG.name) ?? DEFAULT_TIMEOUT_MS });
+  const client = connectWorkloadApi(socketPath, { timeoutMs: args.durationMs(TIMEOUT_FLAG.name) ?? DEFAULT_TIMEOUT_MS, probeStalledConnection: true });
   try {
     return await fn(client);
   } finally {

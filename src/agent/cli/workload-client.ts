@@ -24,7 +24,7 @@ import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
-import { watchForStalledConnection } from '../../common/cli/stalled-connection.js';
+import { watchForStalledConnection, type StalledConnectionWatch } from '../../common/cli/stalled-connection.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -46,6 +46,9 @@ export const AGENT_SOCKET_DAEMON: ExpectedDaemon = Object.freeze({
   closesOn: 'a uid that holds max_connections_per_uid connections already',
 });
 
+/** A watch that never finds anything, for a client that does not probe. */
+const NO_WATCH: StalledConnectionWatch = Object.freeze({ foreign: new Promise<never>(() => undefined), stop: () => undefined });
+
 /** Default deadline for unary calls and for the first message of a fetch. */
 export const DEFAULT_TIMEOUT_MS = 5_000;
 /** A watch stops reading from the socket while this many messages wait for the consumer (flow control does the rest). */
@@ -66,6 +69,12 @@ export interface WorkloadApiClientOptions {
   timeoutMs?: number;
   /** A connection of its own instead of one shared with every other client of the same socket. */
   ownConnection?: boolean;
+  /**
+   * Probe a socket whose connection is not ready in a couple of seconds, to end the call at once if another program
+   * listens there (stalled-connection.ts). For the CLI's one call at a time: a thousand clients of a busy agent would
+   * each add a probe connection just when it is slowest.
+   */
+  probeStalledConnection?: boolean;
 }
 
 type UnaryFn = (request: unknown, metadata: Metadata, options: CallOptions, callback: (err: ServiceError | null, res?: unknown) => void) => ClientUnaryCall;
@@ -76,12 +85,14 @@ export class WorkloadApiClient {
   private health_: Client | undefined;
   private readonly timeoutMs: number;
   private readonly channelOptions: Record<string, number>;
+  private readonly probeStalled: boolean;
 
   constructor(
     readonly socketPath: string,
     options: WorkloadApiClientOptions = {},
   ) {
     this.timeoutMs = options.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+    this.probeStalled = options.probeStalledConnection ?? false;
     const Ctor = serviceClient(loadProto(WORKLOAD_PROTO), 'SpiffeWorkloadAPI');
     this.channelOptions = options.ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {};
     this.workload = new Ctor(`unix://${socketPath}`, credentials.createInsecure(), this.channelOptions);
@@ -155,7 +166,7 @@ export class WorkloadApiClient {
 
   private async unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
     const fn = (client as unknown as Record<string, UnaryFn>)[method]!;
-    const stalled = watchForStalledConnection(client.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON);
+    const stalled = this.stalledConnectionWatch(client);
     let call: ClientUnaryCall | undefined;
     const answered = new Promise<T>((resolve, reject) => {
       call = fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
@@ -174,8 +185,12 @@ export class WorkloadApiClient {
     }
   }
 
+  private stalledConnectionWatch(client: Client): StalledConnectionWatch {
+    return this.probeStalled ? watchForStalledConnection(client.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON) : NO_WATCH;
+  }
+
   private async first<T>(watch: WorkloadWatch<T>): Promise<T> {
-    const stalled = watchForStalledConnection(this.workload.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON);
+    const stalled = this.stalledConnectionWatch(this.workload);
     try {
       const next = await Promise.race([watch.next(), stalled.foreign]);
       if (next.done === true) throw unavailable('the Workload API stream ended without a message');
