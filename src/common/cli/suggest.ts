@@ -14,10 +14,14 @@ export function closestMatch(input: string, candidates: Iterable<string>): strin
     }
   }
   // A third of the word (at least 2 edits) catches typos and case slips (-spiffeId) without suggesting
-  // unrelated flags for unrelated words.
-  const limit = Math.max(2, Math.floor(needle.length / 3));
+  // unrelated flags for unrelated words. A word of four letters or fewer gets one edit: two would rewrite half of it
+  // or more, so that "db", "id" or "tls" would read as the agent's "sds".
+  const limit = needle.length <= SHORT_WORD ? 1 : Math.max(2, Math.floor(needle.length / 3));
   return bestDistance <= limit ? best : undefined;
 }
+
+/** The longest word only one edit away from a candidate is taken for a typo of. */
+const SHORT_WORD = 4;
 
 /** Levenshtein distance with adjacent transpositions counted as one edit ("sleector" → "selector"). */
 export function editDistance(a: string, b: string): number {
