@@ -56,7 +56,12 @@ export class AnchoredDirectory {
   makePrivateDir(name: string): AnchoredDirectory {
     fs.mkdirSync(this.at(name), { mode: 0o700 });
     const fd = fs.openSync(this.at(name), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
-    fs.fchmodSync(fd, 0o700);
+    try {
+      fs.fchmodSync(fd, 0o700);
+    } catch (err) {
+      fs.closeSync(fd);
+      throw err;
+    }
     return new AnchoredDirectory(fd, `${this.shownAs}/${name}`);
   }
 
