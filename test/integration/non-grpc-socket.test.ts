@@ -187,8 +187,11 @@ test('a listener that greets with a few bytes and stays open ends an admin or Wo
     await runNode(SERVER_MAIN, ['entry', 'show', '--admin-socket', socketPath]),
     new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-server admin socket', '--admin-socket (-socketPath) or MESHID_ADMIN_SOCKET').source.slice(1)}`),
   );
-  assertError(
-    await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--timeout', '10m', '--socket-path', socketPath]),
-    new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-agent socket', '--socket-path (-socketPath) or SPIFFE_ENDPOINT_SOCKET').source.slice(1)}`),
-  );
+  // api watch has no deadline at all unless given --timeout: it waited forever.
+  for (const command of [['api', 'fetch', 'x509', '--timeout', '10m'], ['api', 'watch']]) {
+    assertError(
+      await runNode(AGENT_MAIN, [...command, '--socket-path', socketPath]),
+      new RegExp(`^Error: FailedPrecondition: ${notGrpc('meshid-agent socket', '--socket-path (-socketPath) or SPIFFE_ENDPOINT_SOCKET').source.slice(1)}`),
+    );
+  }
 });

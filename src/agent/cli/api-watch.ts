@@ -31,6 +31,13 @@ const watch: Command = {
     await withWorkloadClient(args, io.env, async (client) => {
       // No deadline: a watch is meant to stay open; the stream ending with an error is reported and ends the command.
       const stream = client.watchX509Svids();
+      // Without a deadline, another program's socket that greets and stays open would hold the watch forever.
+      const stalled = client.stalledConnectionWatch();
+      let foreign: unknown;
+      stalled.foreign.catch((err: unknown) => {
+        foreign = err;
+        stream.cancel();
+      });
       const firstTimeoutMs = args.durationMs('timeout');
       let timedOut = false;
       const firstTimer =
@@ -45,6 +52,7 @@ const watch: Command = {
       try {
         for await (const res of stream) {
           clearTimeout(firstTimer);
+          stalled.stop();
           received++;
           if (json) {
             // One compact document per line, so a reader can parse the stream line by line.
@@ -59,8 +67,10 @@ const watch: Command = {
         }
       } finally {
         clearTimeout(firstTimer);
+        stalled.stop();
         stream.cancel();
       }
+      if (foreign !== undefined) throw foreign;
       if (timedOut && received === 0) throw unavailable(`no X509-SVID message from ${client.socketPath} within ${formatDuration(firstTimeoutMs ?? 0)}`);
     });
     return 0;

@@ -185,7 +185,11 @@ export class WorkloadApiClient {
     }
   }
 
-  private stalledConnectionWatch(client: Client): StalledConnectionWatch {
+  /**
+   * A watch on the Workload API connection for a call the caller runs itself (a stream with no deadline, which a
+   * listener that never finishes an HTTP/2 frame would hold forever); NO_WATCH unless probeStalledConnection.
+   */
+  stalledConnectionWatch(client: Client = this.workload): StalledConnectionWatch {
     return this.probeStalled ? watchForStalledConnection(client.getChannel(), this.socketPath, AGENT_SOCKET_DAEMON) : NO_WATCH;
   }
 
