@@ -52,17 +52,31 @@ export class AnchoredDirectory {
     return anchored;
   }
 
-  /** Makes the directory `name` in this one (0700, whatever the umask) and holds it open in turn. */
-  makePrivateDir(name: string): AnchoredDirectory {
+  /**
+   * Makes the directory `name` in this one (0700, whatever the umask) and holds it open in turn. mkdir and open are
+   * two lookups of `name`: whoever may rename in this directory (a group-writable parent) could put a directory of
+   * their own there in between, so the one opened must be this process's user's and empty (`changed` otherwise).
+   */
+  makePrivateDir(name: string, changed: () => Error): AnchoredDirectory {
     fs.mkdirSync(this.at(name), { mode: 0o700 });
     const fd = fs.openSync(this.at(name), fs.constants.O_RDONLY | fs.constants.O_DIRECTORY | fs.constants.O_NOFOLLOW);
+    const made = new AnchoredDirectory(fd, `${this.shownAs}/${name}`);
     try {
+      const st = fs.fstatSync(fd);
+      if (st.uid !== (process.geteuid?.() ?? st.uid) || fs.readdirSync(made.here).length > 0) throw changed();
       fs.fchmodSync(fd, 0o700);
     } catch (err) {
-      fs.closeSync(fd);
+      made.close();
       throw err;
     }
-    return new AnchoredDirectory(fd, `${this.shownAs}/${name}`);
+    return made;
+  }
+
+  /** Whether `name` in this directory is the directory `other` holds open (not one put in its place by name). */
+  holds(name: string, other: AnchoredDirectory): boolean {
+    const st = fs.lstatSync(this.at(name), { throwIfNoEntry: false });
+    const held = fs.fstatSync(other.fd);
+    return st !== undefined && st.dev === held.dev && st.ino === held.ino;
   }
 
   /** A path that names `name` in this directory, as held open (never through a link swapped in for it). */

@@ -61,15 +61,15 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
     try {
       // The keys will sit in it: private before anything is written (the staging directory is, too).
       if (target.exists) fs.fchmodSync(anchor.fd, 0o700);
-      staging = anchor.makePrivateDir(stagingName);
+      staging = anchor.makePrivateDir(stagingName, () => changedMeanwhile(target.dir));
       opened.push(staging);
     } catch (err) {
       throw backupWriteError(err, where);
     }
     try {
-      const ca = staging.makePrivateDir('ca');
+      const ca = staging.makePrivateDir('ca', () => changedMeanwhile(target.dir));
       opened.push(ca);
-      const keys = ca.makePrivateDir('keys');
+      const keys = ca.makePrivateDir('keys', () => changedMeanwhile(target.dir));
       opened.push(keys);
       let caKeys = 0;
       await sources.ca.withJournalSettled(async (keyIds) => {
@@ -102,7 +102,7 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
       // backup would be reported where it is not.
       if (!stillNames(where, target.anchor)) throw replacedMeanwhile(where);
       if (target.exists) moveIntoPlace(staging, stagingName, anchor, target.dir);
-      else renameIntoPlace(anchor, stagingName, path.basename(target.dir), target.dir);
+      else renameIntoPlace(anchor, staging, stagingName, path.basename(target.dir), target.dir);
       // The backup's directory, as held open: the staging directory's inode when it was renamed into place.
       const files = listFiles((target.exists ? anchor : staging).here);
       return { dir: target.dir, files, datastoreSize: files.find((f) => f.path === DATASTORE_FILE)!.size, caKeys };
@@ -165,7 +165,7 @@ function stillNames(dir: string, anchor: DirectoryIdentity): boolean {
 }
 
 /** The whole backup appears at once, by one rename(2) (which fails on anything made at `name` since the check). */
-function renameIntoPlace(parent: AnchoredDirectory, stagingName: string, name: string, dir: string): void {
+function renameIntoPlace(parent: AnchoredDirectory, staging: AnchoredDirectory, stagingName: string, name: string, dir: string): void {
   try {
     fs.renameSync(parent.at(stagingName), parent.at(name));
   } catch (err) {
@@ -173,8 +173,17 @@ function renameIntoPlace(parent: AnchoredDirectory, stagingName: string, name: s
     if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') throw changedMeanwhile(dir);
     throw err;
   }
+  // rename(2) takes the staging directory by name: in a parent others may rename in (group write is let through), a
+  // directory of theirs put under that name would be what lands at DIR. What is there must be the one written.
+  if (!parent.holds(name, staging)) throw notOurs(dir);
   parent.fsync();
 }
+
+const notOurs = (dir: string): Error =>
+  failedPrecondition(
+    `the backup was not put in place: another directory was put under its staging name while it was written, and that one ` +
+      `was moved to ${dir}; do not use ${dir}, see who else can change ${path.dirname(dir)}, and give a directory only root and the server's user can change`,
+  );
 
 /**
  * Into a directory that existed, its files move up one by one, meshid-server.json last: until it is there, neither a

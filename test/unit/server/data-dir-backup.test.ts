@@ -238,3 +238,23 @@ test('an empty backup directory swapped for a symbolic link while the snapshot r
   assert.deepEqual(fs.readdirSync(elsewhere), []);
   assert.deepEqual(fs.readdirSync(`${backupDir}.moved`), [], 'the staging directory is removed from the directory checked');
 });
+
+test("a new backup's staging directory swapped for another directory while the snapshot runs is not what the backup reports at DIR: the backup is refused (the swap stubs another user of a group-writable parent)", async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-swap-staging-');
+  t.after(cleanup);
+  const parent = path.join(dir, 'backups');
+  const backupDir = path.join(parent, 'backup');
+  const sources = await liveSources(t, path.join(dir, 'data'), () => {
+    const staging = fs.readdirSync(parent).find((name) => name.includes('.incomplete-'))!;
+    fs.renameSync(path.join(parent, staging), path.join(parent, 'hidden'));
+    fs.mkdirSync(path.join(parent, staging));
+    fs.writeFileSync(path.join(parent, staging, 'meshid-server.json'), '{"forged":true}');
+  });
+  fs.mkdirSync(parent, { mode: 0o755 });
+  const target = checkBackupTarget(backupDir, sources.dataDir);
+  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, new RegExp(`^the backup was not put in place: another directory was put under its staging name .* do not use ${backupDir},`));
+    return true;
+  });
+});
