@@ -78,6 +78,10 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
         // it by the path the /proc link reads as: that of the staging directory, which is this server's user's, 0700.
         fs.closeSync(fs.openSync(datastore, 'wx', 0o600));
         await sources.snapshot.snapshotTo(datastore, signal);
+        // SQLite does not open `datastore` as given: it resolves the /proc link to the staging directory's path and
+        // opens by that, a lookup others may redirect where they can rename in the parent. The file made above (in the
+        // directory held open) must then be the one that got the copy, not be left empty while another got it.
+        if (fs.statSync(datastore).size === 0) throw snapshotElsewhere(target.dir);
         fsyncFile(datastore);
         for (const keyId of new Set(keyIds)) {
           const from = sources.keyFile(keyId);
@@ -178,6 +182,12 @@ function renameIntoPlace(parent: AnchoredDirectory, staging: AnchoredDirectory, 
   if (!parent.holds(name, staging)) throw notOurs(dir);
   parent.fsync();
 }
+
+const snapshotElsewhere = (dir: string): Error =>
+  failedPrecondition(
+    `the datastore's copy did not land in the backup's staging directory (it was renamed or replaced while the copy was opened), ` +
+      `so no backup was written to ${dir}: see who else can change ${path.dirname(dir)}, and give a directory only root and the server's user can change`,
+  );
 
 const notOurs = (dir: string): Error =>
   failedPrecondition(

@@ -258,3 +258,18 @@ test("a new backup's staging directory swapped for another directory while the s
     return true;
   });
 });
+
+test('a snapshot that leaves the file made for it empty (SQLite opened another by its resolved path) is refused, not reported as a backup', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-snapshot-elsewhere-');
+  t.after(cleanup);
+  const real = await liveSources(t, path.join(dir, 'data'));
+  const sources = { ...real, snapshot: { snapshotTo: async (): Promise<void> => {} } };
+  const backupDir = path.join(dir, 'backup');
+  const target = checkBackupTarget(backupDir, sources.dataDir);
+  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
+    assert.equal(err.code, 'failed_precondition');
+    assert.match(err.message, /^the datastore's copy did not land in the backup's staging directory/);
+    return true;
+  });
+  assert.deepEqual(fs.readdirSync(dir).sort(), ['data']);
+});
