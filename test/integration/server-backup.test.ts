@@ -182,6 +182,10 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
       `give an absolute path on the server's host (${path.join(cwd, 'empty')}, if the server sees this directory as this command does)\n`,
   );
   assert.deepEqual(fs.readdirSync(path.join(cwd, 'empty')), [], 'nothing written');
+  // --out=~/x reaches the command unexpanded: it is named for what it is, not resolved to ./~/x.
+  const tilde = await backupCli(live, ['--out=~/empty'], cwd);
+  assert.equal(tilde.code, 1);
+  assert.match(tilde.err, /^Error: InvalidArgument: flag --out ~\/empty starts with ~, which the shell did not expand \(it does not after --out=\): give the absolute path, e\.g\. --out \/\S+\/empty\n$/);
   // An empty directory given is used.
   const inEmpty = await backupCli(live, ['--out', path.join(cwd, 'empty')], cwd);
   assert.equal(inEmpty.code, 0, inEmpty.err);

@@ -37,7 +37,7 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
   if (!path.isAbsolute(requested)) {
     throw invalidArgument(
       `the backup directory "${requested}" is not an absolute path: the server writes the backup, and its working directory ` +
-        "is not the caller's (`meshid-server backup --out` resolves a relative path against the directory it is run in)",
+        "is not the caller's; give the absolute path on the server's host",
     );
   }
   const resolved = path.resolve(requested);

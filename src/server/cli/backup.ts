@@ -34,6 +34,12 @@ const backup: Command = {
     // The server writes the path in its own view of the files: a server in a container or under systemd's
     // PrivateTmp= sees another /tmp, say. A relative path reads as "here, where I run this", which the server may not
     // see at all, so the operator names the server's path outright rather than have this command guess it.
+    if (out === '~' || out.startsWith('~/')) {
+      // --out=~/x: the shell expands ~ only at the start of a word, so it arrives as it was typed.
+      throw invalidArgument(
+        `flag --out ${out} starts with ~, which the shell did not expand (it does not after --out=): give the absolute path, e.g. --out ${out.replace(/^~/, io.env.HOME ?? '/home/USER')}`,
+      );
+    }
     if (!path.isAbsolute(out)) {
       throw invalidArgument(
         `flag --out ${out} is a relative path: the server writes the backup in its own view of the files, not this command's; ` +
