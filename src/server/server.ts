@@ -52,6 +52,7 @@ import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-conn
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { serverHealthProbe, StartingServerProbe } from './server-health.js';
+import { removeBackupScratch } from './backup/data-dir-backup.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
@@ -114,6 +115,8 @@ export class MeshidServer {
     let health: HttpHealthListener | undefined;
     let ds: SqliteDatastore;
     try {
+      // A backup a kill -9 interrupted left its datastore snapshot; with the lock held, no backup runs now.
+      removeBackupScratch(config.dataDir);
       health = config.healthChecks && (await HttpHealthListener.start(config.healthChecks, starting, log.child({ subsystem: 'health' })));
       ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
     } catch (err) {

@@ -272,11 +272,11 @@ test('backups taken while CA rotations, taints and revokes race them each hold e
   }
 });
 
-/** The staged copy of the datastore of a backup under way in `parent`, once SQLite has written into it; else undefined. */
-function stagedDatastore(parent: string): string | undefined {
-  for (const name of fs.readdirSync(parent)) {
-    const file = path.join(parent, name, 'datastore.sqlite3');
-    if (name.includes('.incomplete-') && (fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) > 0) return file;
+/** The datastore snapshot of a backup under way, in the data dir (snapshotInto), once SQLite has written into it. */
+function snapshotUnderWay(dataDir: string): string | undefined {
+  for (const name of fs.readdirSync(dataDir)) {
+    const file = path.join(dataDir, name);
+    if (name.startsWith('backup-snapshot.') && !name.endsWith('-journal') && (fs.statSync(file, { throwIfNoEntry: false })?.size ?? 0) > 0) return file;
   }
   return undefined;
 }
@@ -303,7 +303,7 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
   const out = path.join(backups, 'backup');
   const backup = backupCli(live, ['--out', out]);
   // The backup's progress is an external event (another process's writes): poll for it with a generous bound.
-  for (let attempt = 0; stagedDatastore(backups) === undefined; attempt++) {
+  for (let attempt = 0; snapshotUnderWay(live.dataDir) === undefined; attempt++) {
     if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
     await new Promise((r) => setTimeout(r, 10));
   }
@@ -317,6 +317,7 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
   assert.match(refused.err, /^Error: Unavailable: the server is stopping: the backup was not finished and nothing of it was kept; run it again once it is back\n$/);
   // Complete is DIR itself holding meshid-server.json: there is neither, nor the staging directory.
   assert.deepEqual(fs.readdirSync(backups), []);
+  assert.deepEqual(fs.readdirSync(live.dataDir).filter((name) => name.startsWith('backup-snapshot.')), [], 'nor its snapshot in the data dir');
 
   const again = await startServerProcess(dir);
   t.after(() => again.stop());

@@ -73,16 +73,7 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
       opened.push(keys);
       let caKeys = 0;
       await sources.ca.withJournalSettled(async (keyIds) => {
-        const datastore = staging.at(DATASTORE_FILE);
-        // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode). SQLite opens
-        // it by the path the /proc link reads as: that of the staging directory, which is this server's user's, 0700.
-        fs.closeSync(fs.openSync(datastore, 'wx', 0o600));
-        await sources.snapshot.snapshotTo(datastore, signal);
-        // SQLite does not open `datastore` as given: it resolves the /proc link to the staging directory's path and
-        // opens by that, a lookup others may redirect where they can rename in the parent. The file made above (in the
-        // directory held open) must then be the one that got the copy, not be left empty while another got it.
-        if (fs.statSync(datastore).size === 0) throw snapshotElsewhere(target.dir);
-        fsyncFile(datastore);
+        await snapshotInto(sources, staging.at(DATASTORE_FILE), signal);
         for (const keyId of new Set(keyIds)) {
           const from = sources.keyFile(keyId);
           copyPrivateFile(from, keys.at(path.basename(from)), () =>
@@ -117,6 +108,37 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
   } finally {
     for (const dir of opened) dir.close();
     anchor.close();
+  }
+}
+
+/**
+ * SQLite does not open the file it is given as given: it resolves a /proc/self/fd link to the path it reads as and
+ * opens by that name, a lookup anyone who can rename in the backup's parent could redirect into a directory of
+ * theirs (with the datastore's copy). So it snapshots into the data dir, which only the server's user can change, and
+ * the copy goes into the backup through the directory held open. That takes the datastore's size again on the data
+ * dir's file system while the backup runs; a kill -9 meanwhile leaves the scratch file, removed at the next start
+ * (removeBackupScratch).
+ */
+async function snapshotInto(sources: BackupSources, to: string, signal?: AbortSignal): Promise<void> {
+  const scratch = path.join(sources.dataDir, `${SCRATCH_PREFIX}${randomBytes(6).toString('hex')}`);
+  try {
+    // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
+    fs.closeSync(fs.openSync(scratch, 'wx', 0o600));
+    await sources.snapshot.snapshotTo(scratch, signal);
+    fs.copyFileSync(scratch, to, fs.constants.COPYFILE_EXCL);
+    fsyncFile(to);
+  } finally {
+    for (const file of [scratch, `${scratch}-journal`]) fs.rmSync(file, { force: true });
+  }
+}
+
+/** A datastore snapshot in the making (snapshotInto): never part of the data dir's state. */
+const SCRATCH_PREFIX = 'backup-snapshot.';
+
+/** Removes the scratch files of backups a kill -9 interrupted; at the start, with the data dir locked. */
+export function removeBackupScratch(dataDir: string): void {
+  for (const name of fs.readdirSync(dataDir)) {
+    if (name.startsWith(SCRATCH_PREFIX)) fs.rmSync(path.join(dataDir, name), { force: true });
   }
 }
 
@@ -183,11 +205,6 @@ function renameIntoPlace(parent: AnchoredDirectory, staging: AnchoredDirectory, 
   parent.fsync();
 }
 
-const snapshotElsewhere = (dir: string): Error =>
-  failedPrecondition(
-    `the datastore's copy did not land in the backup's staging directory (it was renamed or replaced while the copy was opened), ` +
-      `so no backup was written to ${dir}: see who else can change ${path.dirname(dir)}, and give a directory only root and the server's user can change`,
-  );
 
 const notOurs = (dir: string): Error =>
   failedPrecondition(

@@ -13,7 +13,7 @@ import type { NewEntry } from '../../../src/server/datastore/datastore.js';
 import type { SqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
 import { checkBackupTarget } from '../../../src/server/backup/backup-target.js';
-import { writeBackup } from '../../../src/server/backup/data-dir-backup.js';
+import { removeBackupScratch, writeBackup } from '../../../src/server/backup/data-dir-backup.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 
 /** One turn of the event loop: what a CA change not made to wait would have finished in (it does no I/O of its own). */
@@ -259,17 +259,28 @@ test("a new backup's staging directory swapped for another directory while the s
   });
 });
 
-test('a snapshot that leaves the file made for it empty (SQLite opened another by its resolved path) is refused, not reported as a backup', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-backup-snapshot-elsewhere-');
+test("SQLite is never handed a path in the backup's directory (it reopens by a name others may redirect): it snapshots into the data dir, and the scratch file is gone afterwards", async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-snapshot-scratch-');
   t.after(cleanup);
   const real = await liveSources(t, path.join(dir, 'data'));
-  const sources = { ...real, snapshot: { snapshotTo: async (): Promise<void> => {} } };
+  const given: string[] = [];
+  const sources = { ...real, snapshot: { snapshotTo: async (file: string, signal?: AbortSignal): Promise<void> => (given.push(file), real.snapshot.snapshotTo(file, signal)) } };
   const backupDir = path.join(dir, 'backup');
-  const target = checkBackupTarget(backupDir, sources.dataDir);
-  await assert.rejects(writeBackup(sources, target), (err: Error & { code?: string }) => {
-    assert.equal(err.code, 'failed_precondition');
-    assert.match(err.message, /^the datastore's copy did not land in the backup's staging directory/);
-    return true;
-  });
-  assert.deepEqual(fs.readdirSync(dir).sort(), ['data']);
+  const result = await writeBackup(sources, checkBackupTarget(backupDir, sources.dataDir));
+  assert.equal(given.length, 1);
+  assert.equal(path.dirname(given[0]!), sources.dataDir);
+  assert.equal(fs.existsSync(given[0]!), false, 'the scratch snapshot is removed');
+  assert.ok(result.datastoreSize > 0);
+  assert.equal(fs.statSync(path.join(backupDir, 'datastore.sqlite3')).size, result.datastoreSize);
+  assert.equal((fs.statSync(path.join(backupDir, 'datastore.sqlite3')).mode & 0o777).toString(8), '600');
+});
+
+test('a scratch snapshot a kill -9 left in the data dir is removed at the next start, and nothing else', (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-scratch-left-');
+  t.after(cleanup);
+  fs.writeFileSync(path.join(dir, 'backup-snapshot.0123456789ab'), 'half a snapshot');
+  fs.writeFileSync(path.join(dir, 'backup-snapshot.0123456789ab-journal'), 'its journal');
+  fs.writeFileSync(path.join(dir, 'datastore.sqlite3'), 'kept');
+  removeBackupScratch(dir);
+  assert.deepEqual(fs.readdirSync(dir), ['datastore.sqlite3']);
 });
