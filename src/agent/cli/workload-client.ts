@@ -24,7 +24,7 @@ import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
-import { watchForStalledConnection, type StalledConnectionWatch } from '../../common/cli/stalled-connection.js';
+import { watchedUnaryCall, watchForStalledConnection, type StalledConnectionWatch } from '../../common/cli/stalled-connection.js';
 import { ENDPOINT_SOCKET_ENV } from './endpoint-socket.js';
 
 /**
@@ -164,25 +164,13 @@ export class WorkloadApiClient {
     return { deadline: new Date(Date.now() + this.timeoutMs) };
   }
 
-  private async unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
+  private unary<T>(client: Client, method: string, request: unknown, secured: boolean): Promise<T> {
     const fn = (client as unknown as Record<string, UnaryFn>)[method]!;
-    const stalled = this.stalledConnectionWatch(client);
-    let call: ClientUnaryCall | undefined;
-    const answered = new Promise<T>((resolve, reject) => {
-      call = fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), (err, res) => {
-        if (err) void this.translate(err).then(reject);
-        else resolve(res as T);
-      });
-    });
-    try {
-      return await Promise.race([answered, stalled.foreign]);
-    } catch (err) {
-      // Ended by the watch: the call itself is still waiting for a connection.
-      call?.cancel();
-      throw err;
-    } finally {
-      stalled.stop();
-    }
+    return watchedUnaryCall<T>(
+      this.stalledConnectionWatch(client),
+      (callback) => fn.call(client, request, secured ? securityMetadata() : new Metadata(), this.deadline(), callback),
+      (err) => this.translate(err),
+    );
   }
 
   /**

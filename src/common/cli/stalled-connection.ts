@@ -1,4 +1,4 @@
-import { connectivityState } from '@grpc/grpc-js';
+import { connectivityState, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import type { MeshidError } from '../errors.js';
 import { foreignListener, probeSocket } from './non-grpc-socket.js';
 import type { ExpectedDaemon } from './wrong-daemon.js';
@@ -59,4 +59,30 @@ export function watchForStalledConnection(
       clearTimeout(timer);
     },
   };
+}
+
+/**
+ * A unary call `start` makes, answered or ended by `watch` finding another program at the socket; the call, then still
+ * waiting for its connection, is cancelled. `translate` words the call's own errors.
+ */
+export async function watchedUnaryCall<T>(
+  watch: StalledConnectionWatch,
+  start: (callback: (err: ServiceError | null, res?: unknown) => void) => ClientUnaryCall,
+  translate: (err: ServiceError) => Promise<Error>,
+): Promise<T> {
+  let call: ClientUnaryCall | undefined;
+  const answered = new Promise<T>((resolve, reject) => {
+    call = start((err, res) => {
+      if (err) void translate(err).then(reject);
+      else resolve(res as T);
+    });
+  });
+  try {
+    return await Promise.race([answered, watch.foreign]);
+  } catch (err) {
+    call?.cancel();
+    throw err;
+  } finally {
+    watch.stop();
+  }
 }

@@ -4,7 +4,7 @@ import { fromServiceError } from '../../common/grpc-status.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
-import { watchForStalledConnection } from '../../common/cli/stalled-connection.js';
+import { watchedUnaryCall, watchForStalledConnection } from '../../common/cli/stalled-connection.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { serviceClient } from '../../common/grpc/service.js';
@@ -93,23 +93,11 @@ export class AdminClient {
     if (typeof fn !== 'function') throw new Error(`${SERVICE_NAMES[service]} has no method ${method}`);
     // The deadline comes from the injected budget, not from a clock reading in logic.
     const deadline = new Date(Date.now() + this.deadlineMs);
-    const stalled = watchForStalledConnection(client.getChannel(), this.socketPath, ADMIN_SOCKET_DAEMON);
-    let call: ClientUnaryCall | undefined;
-    const answered = new Promise<Response<S, M>>((resolve, reject) => {
-      call = fn.call(client, request, new Metadata(), { deadline }, (err, res) => {
-        if (err) void this.translate(err).then(reject);
-        else resolve(res as Response<S, M>);
-      });
-    });
-    try {
-      return await Promise.race([answered, stalled.foreign]);
-    } catch (err) {
-      // Ended by the watch: the call itself is still waiting for a connection.
-      call?.cancel();
-      throw err;
-    } finally {
-      stalled.stop();
-    }
+    return watchedUnaryCall<Response<S, M>>(
+      watchForStalledConnection(client.getChannel(), this.socketPath, ADMIN_SOCKET_DAEMON),
+      (callback) => fn.call(client, request, new Metadata(), { deadline }, callback),
+      (err) => this.translate(err),
+    );
   }
 
   close(): void {
