@@ -129,3 +129,41 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   await restarted.waitForLog(/lost the Sync stream/);
   assert.deepEqual(await servedIds(restarted.socketPath), [], 'nothing comes back from the data dir');
 });
+
+/** The workload SVID keys (PKCS#8 DER, base64 as stored) in the data dir's state: the snapshot and its journals. */
+function storedSvidKeys(dataDir: string): string[] {
+  const keys: string[] = [];
+  const collect = (doc: { svids?: { private_key?: string }[] }): void => {
+    for (const s of doc.svids ?? []) if (s.private_key !== undefined) keys.push(s.private_key);
+  };
+  for (const name of fs.readdirSync(dataDir)) {
+    if (name === 'state.json') collect(JSON.parse(fs.readFileSync(path.join(dataDir, name), 'utf8')));
+    if (/^state\.\d+\.journal$/.test(name)) {
+      for (const line of fs.readFileSync(path.join(dataDir, name), 'utf8').split('\n')) if (line !== '') collect(JSON.parse(line.slice(9)));
+    }
+  }
+  return keys;
+}
+
+test('a ban takes the withdrawn SVIDs\' keys off the disk at once: no file of the data dir holds them, as DER, base64 or PEM', async (t) => {
+  const r = await startServing(t, 'meshid-revoke-ban-keys-', ['spiffe://example.org/banned-a', 'spiffe://example.org/banned-b']);
+  const keys = storedSvidKeys(r.dataDir);
+  assert.ok(keys.length >= 2, 'the SVIDs and their keys were saved before the ban');
+
+  const id = JSON.parse(fs.readFileSync(path.join(r.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+  await r.cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
+  await until('the ban withdrew what the agent served', async () => r.agent.status().state === 'banned');
+
+  // The clock stands still: only what the ban saved at once is on disk, as kill -9 now would leave it.
+  const files = fs.readdirSync(r.dataDir).filter((n) => n !== 'agent-svid.json');
+  for (const key of keys) {
+    const der = Buffer.from(key, 'base64');
+    // A PEM body is the same base64, broken into lines of 64.
+    const pemLine = Buffer.from(der.toString('base64').slice(0, 64));
+    for (const name of files) {
+      const bytes = fs.readFileSync(path.join(r.dataDir, name));
+      assert.ok(!bytes.includes(der) && !bytes.includes(pemLine), `${name} still holds a withdrawn SVID key`);
+    }
+  }
+  assert.deepEqual(storedSvidKeys(r.dataDir), []);
+});

@@ -87,8 +87,8 @@ export class StatePersister {
    * of them), and an operator deleting entries one call at a time makes a withdrawal save per delete. What else
    * changed (new SVIDs, the revision) waits for the next save(): the data dir then holds the state saved before with
    * the withdrawal applied — no grant the agent did not hold before, and an older revision, which only makes the
-   * server send more on reconnect. `full` is read when a snapshot must be written instead (none yet, or the journal
-   * has outgrown it).
+   * server send more on reconnect. `full` is read when a snapshot must be written instead (none yet, the journal
+   * has outgrown it, or the withdrawal takes away most SVIDs on disk, as a ban does: withdrawsMostKeys).
    */
   saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
     const base = this.base;
@@ -116,9 +116,16 @@ export class StatePersister {
     this.appendChanges(base, changeSet(base, found), full);
   }
 
-  /** Appends `diff` as one batch (or writes a snapshot of `full()` when the journal would outgrow it), and moves the base. */
+  /**
+   * Appends `diff` as one batch, and moves the base; or writes a snapshot of `full()` instead, when the journal would
+   * outgrow it or `diff` takes away most of the SVIDs on disk (withdrawsMostKeys).
+   */
   private appendChanges(base: Persisted, diff: Changes | undefined, full: () => StoredState): void {
     if (diff === undefined) return;
+    if (withdrawsMostKeys(base, diff)) {
+      this.compact(full());
+      return;
+    }
     const line = encodeJournalBatch(diff.batch);
     const bytes = Buffer.byteLength(line);
     if (this.journalBytes + bytes > Math.max(MIN_COMPACTION_BYTES, this.snapshotBytes)) {
@@ -263,6 +270,18 @@ function changeSet(base: Persisted, found: Found): Changes | undefined {
   if (svids.length > 0) batch.svids = svids.map(svidDocument);
   changed ||= removedEntries.length + entries.length + removedSvids.length + svids.length > 0;
   return changed ? { ...found, batch } : undefined;
+}
+
+/**
+ * Whether `diff` removes more of the SVIDs on disk than it leaves there — a ban removes them all. A removed SVID's
+ * key is otherwise still in the snapshot or the journal, readable, until the next compaction; so these are compacted
+ * at once, which takes the keys off the disk now (a ban is a security action) for the cost of rewriting fewer SVIDs
+ * than were removed. A withdrawal of a few among many leaves their keys to the next compaction: rewriting every other
+ * SVID (~20 MB at 10,000) on each delete would make deleting entries one at a time quadratic.
+ */
+function withdrawsMostKeys(base: Persisted, diff: Changes): boolean {
+  const removed = diff.removedSvids.length;
+  return removed > 0 && removed > base.svids.size - removed;
 }
 
 /** Keys of `before` not among `now`. */

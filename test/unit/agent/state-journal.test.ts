@@ -87,6 +87,36 @@ test('a withdrawal save appends only the withdrawn entry, leaving other unsaved 
   }
 });
 
+test('a withdrawal of most SVIDs on disk rewrites the snapshot at once: no file of the data dir holds their keys any more', () => {
+  const t = tempDir('meshid-journal-withdraw-most-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const [a, b, c] = [entry('m-a', ['unix:uid:1']), entry('m-b', ['unix:uid:2']), entry('m-c', ['unix:uid:3'])];
+    const saved: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a, b, c], svids: [a, b, c].map((e) => fx.issue(e)) };
+    store.saveState(saved);
+    // b and c renewed once: their first keys are in the snapshot, the renewed ones in the journal.
+    const renewed: StoredState = { ...saved, revision: 2, svids: [saved.svids[0]!, fx.issue(b), fx.issue(c)] };
+    store.saveState(renewed);
+    const withdrawnKeys = [...saved.svids.slice(1), ...renewed.svids.slice(1)].map((s) => s.privateKey);
+    const now: StoredState = { ...renewed, entries: [a], svids: [renewed.svids[0]!] };
+    const withdrawn = new Map([b.id, c.id].map((id) => [id, { entry: undefined, svid: undefined }]));
+    store.saveWithdrawal({ bundle: saved.bundle, federatedBundles: [], entries: withdrawn }, () => now);
+    for (const name of fs.readdirSync(dir)) {
+      const bytes = fs.readFileSync(path.join(dir, name));
+      for (const key of withdrawnKeys) {
+        assert.ok(!bytes.includes(key) && !bytes.includes(key.toString('base64').slice(0, 64)), `${name} still holds a withdrawn key`);
+      }
+    }
+    store.close();
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(now));
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a torn last batch is dropped and cut off, so the batches saved after the restart are read', () => {
   const t = tempDir('meshid-journal-torn-');
   try {
