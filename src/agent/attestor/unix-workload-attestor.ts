@@ -139,7 +139,8 @@ export class UnixWorkloadAttestor {
    * pidfd is alive. The caller held that pid from connect() until the second check, so every read in between was of
    * the caller (the same reasoning as readProcess's directory handle). Skipped are the /proc handle, the hash and
    * the name lookups. Undefined sends the call down the full path, which names any failure precisely; a caller that
-   * died during the reads fails closed here.
+   * died during the reads fails closed here. A caller whose main thread has exited is read from the same live thread
+   * as on the full path (liveThread), so that its inputs, and with them the memo key, are the ones remembered.
    */
   private recall(peer: PeerInfo, accountsGeneration: number): readonly Selector[] | undefined {
     const { pid, pidfd } = peer;
@@ -149,13 +150,13 @@ export class UnixWorkloadAttestor {
     let exe: string | undefined;
     let exeFile: FileIdentity;
     try {
-      status = parseProcStatus(this.hooks.readText(`/proc/${pid}/status`));
-      exe = this.hooks.readLink(`/proc/${pid}/exe`);
-      exeFile = this.hooks.stat(`/proc/${pid}/exe`);
+      let task: string;
+      ({ status, task } = this.liveThread(`/proc/${pid}`, pid));
+      exe = this.hooks.readLink(`/proc/${pid}/${task}exe`);
+      exeFile = this.hooks.stat(`/proc/${pid}/${task}exe`);
     } catch {
       return undefined;
     }
-    if (status.state === 'Z' || status.state === 'X') return undefined;
     if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) return undefined;
     const selectors = this.memo.get({ status, exe, exeFile, accountsGeneration });
     if (selectors === undefined) return undefined;
@@ -218,7 +219,8 @@ export class UnixWorkloadAttestor {
    * thread and /proc/<pid>/exe fails with ENOENT, so the live thread with the lowest tid stands in for the process:
    * its status (each thread has its own ids; they are checked against SO_PEERCRED as the leader's would be) and the
    * executable all threads share. Read through the same pinned directory: /proc/<pid>/task lists only this thread
-   * group's threads, so a tid recycled by another process never shows up in it.
+   * group's threads, so a tid recycled by another process never shows up in it. (recall() passes /proc/<pid> itself,
+   * between two pidfd checks, which make the pid the caller's for every read in between.)
    */
   private liveThread(dir: string, pid: number): { status: ProcStatus; task: string } {
     const leader = this.read(pid, 'status', () => parseProcStatus(this.hooks.readText(`${dir}/status`)));

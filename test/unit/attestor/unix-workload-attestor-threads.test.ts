@@ -68,11 +68,26 @@ test('a caller whose main thread exited attests from its live thread: ids, path 
   assert.throws(() => fs.readlinkSync(`/proc/${peer.pid}/exe`), /ENOENT/, 'the leader has no executable any more');
   const expected = ['unix:uid:0', 'unix:user:root', 'unix:gid:0', 'unix:group:root', `unix:path:${binary}`, `unix:sha256:${digest}`];
   const attestor = new UnixWorkloadAttestor();
-  // Twice: the second call goes past the memo, which cannot recall a caller whose leader is a zombie.
+  // Twice: the second from the memo.
   assert.deepEqual(strings(attestor.attest(peer)), expected);
   assert.deepEqual(strings(attestor.attest(peer)), expected);
   // Without a pidfd the start time of /proc/<pid>/stat (the leader's, which a zombie keeps) brackets the reads.
   assert.deepEqual(strings(new UnixWorkloadAttestor().attest({ ...peer, pidfd: -1 })), expected);
+});
+
+test('a caller whose main thread exited is recalled from the memo: a repeated call opens no /proc handle and hashes nothing', { skip }, async (t) => {
+  const { peer } = await zombieLeader(t);
+  const counts = { openDirectory: 0, sha256: 0 };
+  const hooks: ProcHooks = {
+    ...systemProcHooks,
+    openDirectory: (p) => (counts.openDirectory++, systemProcHooks.openDirectory(p)),
+    sha256: (fd) => (counts.sha256++, systemProcHooks.sha256(fd)),
+  };
+  const attestor = new UnixWorkloadAttestor({ hooks });
+  const first = attestor.attest(peer);
+  assert.deepEqual(counts, { openDirectory: 1, sha256: 1 });
+  assert.equal(attestor.attest(peer), first, 'the remembered selectors, the same frozen array');
+  assert.deepEqual(counts, { openDirectory: 1, sha256: 1 }, 'the memo hit: no /proc handle, no hash');
 });
 
 test('a zombie-leader caller whose pidfd dies during the reads (its pid recycled) fails closed', { skip }, async (t) => {
