@@ -171,6 +171,8 @@ export interface Datastore {
    * nothing is written then.
    */
   commitCaChange(change: CaJournalChange, bundle?: StoredBundle): Promise<void>;
+  /** Every root ever revoked (since schema version 7), ordered by revocation time, then id. */
+  listRevokedRoots(): Promise<RevokedRootRecord[]>;
 
   /** Closes the database. Idempotent. */
   close(): Promise<void>;
@@ -372,8 +374,24 @@ export interface CaRecordFilter {
   state?: CaState;
 }
 
+/** A root `ca revoke` took out of the CA journal, kept so that a start publishing its trust anchor again can say so. */
+export interface RevokedRootRecord {
+  /** Its CA journal ID. */
+  id: string;
+  subject: string;
+  /** SHA-256 of the revoked root's certificate, hex. */
+  certFingerprint: string;
+  /** Hex; what agents match tainted authorities by. */
+  subjectKeyId?: string | undefined;
+  /** The trust anchors its chain ended at: the PKI root(s) of a CA an upstream PKI issued, else the root itself. */
+  anchorsDer: Buffer[];
+  revokedAt: number;
+}
+
 export interface CaJournalChange {
   add?: CaRecord[];
   setState?: Array<{ id: string; state: CaState }>;
   remove?: string[];
+  /** Records of the roots this change revokes (and removes). */
+  revoked?: RevokedRootRecord[];
 }

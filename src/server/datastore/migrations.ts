@@ -190,6 +190,24 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE ca_records ADD COLUMN upstream_ca INTEGER CHECK (upstream_ca IN (0, 1))`,
     ],
   },
+  {
+    version: 7,
+    name: 'revoked roots',
+    statements: [
+      // A root `ca revoke` took out of the CA journal, written in the revoke's own transaction: a later start whose
+      // bundle publishes the PKI root it chained to again (an --upstream-bundle that lists it) warns that the revoked
+      // CA's key is trusted again. anchors: the trust anchors its chain ended at, as concatenated DER. Empty in data
+      // dirs of earlier versions: revokes made before it are not known.
+      `CREATE TABLE revoked_roots (
+        id TEXT PRIMARY KEY,
+        subject TEXT NOT NULL,
+        cert_fingerprint TEXT NOT NULL,
+        subject_key_id TEXT,
+        anchors BLOB NOT NULL,
+        revoked_at BIGINT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -6,7 +6,7 @@ import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidErro
 import type {
   AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
-  StoredRelationship,
+  RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
 import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
@@ -15,7 +15,8 @@ import { openSqliteFile } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
   agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow, relationshipColumns,
-  relationshipFromRow, type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
+  relationshipFromRow, revokedRootFromRow, type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
+  type RevokedRootRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 
@@ -459,8 +460,13 @@ export class SqliteDatastore implements Datastore {
       for (const record of change.add ?? []) this.insertCaRecord(record);
       for (const { id, state } of change.setState ?? []) this.changeCaState(id, state);
       for (const id of change.remove ?? []) this.s.deleteCaRecord.run(id);
+      for (const r of change.revoked ?? []) this.insertRevokedRoot(r);
       if (bundle !== undefined) this.storeBundle(bundle, true);
     });
+  }
+
+  listRevokedRoots(): Promise<RevokedRootRecord[]> {
+    return this.read(() => (this.s.allRevokedRoots.all() as RevokedRootRow[]).map(revokedRootFromRow));
   }
 
   // ---- Backup ----
@@ -647,6 +653,15 @@ export class SqliteDatastore implements Datastore {
       r.upstreamAnchorsDer === undefined ? null : Buffer.concat(r.upstreamAnchorsDer),
       r.fromUpstreamCa === undefined ? null : r.fromUpstreamCa ? 1 : 0,
     );
+  }
+
+  private insertRevokedRoot(r: RevokedRootRecord): void {
+    requireText('revoked root id', r.id);
+    requireText('revoked root certFingerprint', r.certFingerprint);
+    requireTime('revoked root revokedAt', r.revokedAt);
+    if (r.anchorsDer.length === 0) throw invalidArgument(`revoked root ${r.id}: no trust anchor recorded`);
+    // A root ID is never reused, so a second record for one is a bug; the primary key refuses it in the transaction.
+    this.s.insertRevokedRoot.run(r.id, r.subject, r.certFingerprint, r.subjectKeyId ?? null, Buffer.concat(r.anchorsDer), r.revokedAt);
   }
 
   private changeCaState(id: string, state: CaState): void {

@@ -1,4 +1,6 @@
-import type { AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, Selector, StoredBundle, StoredRelationship } from './datastore.js';
+import type {
+  AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, RevokedRootRecord, Selector, StoredBundle, StoredRelationship,
+} from './datastore.js';
 import { internal } from '../../common/errors.js';
 import { splitConcatenatedDer } from '../../common/x509/pem.js';
 
@@ -163,6 +165,29 @@ export function caRecordFromRow(r: CaRow): CaRecord {
   if (r.upstream_chain !== null) record.upstreamChainDer = splitConcatenatedDer(r.upstream_chain);
   if (r.upstream_anchors !== null) record.upstreamAnchorsDer = splitConcatenatedDer(r.upstream_anchors);
   if (r.upstream_ca !== null) record.fromUpstreamCa = r.upstream_ca === 1;
+  return record;
+}
+
+export const REVOKED_ROOT_COLUMNS = 'id, subject, cert_fingerprint, subject_key_id, anchors, revoked_at';
+
+export interface RevokedRootRow {
+  id: string;
+  subject: string;
+  cert_fingerprint: string;
+  subject_key_id: string | null;
+  anchors: Buffer;
+  revoked_at: number;
+}
+
+export function revokedRootFromRow(r: RevokedRootRow): RevokedRootRecord {
+  const record: RevokedRootRecord = {
+    id: r.id,
+    subject: r.subject,
+    certFingerprint: r.cert_fingerprint,
+    anchorsDer: splitConcatenatedDer(r.anchors),
+    revokedAt: r.revoked_at,
+  };
+  if (r.subject_key_id !== null) record.subjectKeyId = r.subject_key_id;
   return record;
 }
 

@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS } from './sqlite-rows.js';
+import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS, REVOKED_ROOT_COLUMNS } from './sqlite-rows.js';
 
 /**
  * Every fixed SQL statement of the SQLite datastore, prepared once per connection. Plain SQL that PostgreSQL also
@@ -89,5 +89,7 @@ export function prepareStatements(db: Database.Database) {
     insertCaRecord: p(`INSERT INTO ca_records (${CA_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     setCaState: p('UPDATE ca_records SET state = ?, updated_at = ? WHERE id = ?'),
     deleteCaRecord: p('DELETE FROM ca_records WHERE id = ?'),
+    allRevokedRoots: p(`SELECT ${REVOKED_ROOT_COLUMNS} FROM revoked_roots ORDER BY revoked_at, id`),
+    insertRevokedRoot: p(`INSERT INTO revoked_roots (${REVOKED_ROOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
   };
 }

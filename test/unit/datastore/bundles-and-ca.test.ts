@@ -190,3 +190,27 @@ test('commitCaChange with the stored bundle (same sequence, same content) change
     await assert.rejects(ds.commitCaChange({}, bundle('example.org', 4, [7])), (err) => isMeshidError(err, 'failed_precondition'));
   });
 });
+
+test('commitCaChange keeps revoked roots in the revoke transaction: listed after it, and not at all when it fails', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.addCaRecord(record('root-1', { kind: 'root', datacenter: '', state: 'tainted' }));
+    await ds.setBundle(bundle('example.org', 1));
+    const revoked = {
+      id: 'root-1',
+      subject: 'O=Example Corp, CN=Mesh CA 1',
+      certFingerprint: 'ab'.repeat(32),
+      subjectKeyId: 'cd'.repeat(20),
+      anchorsDer: [Buffer.from([0x30, 0x01, 0x05]), Buffer.from([0x30, 0x02, 0x06, 0x07])],
+      revokedAt: 77,
+    };
+    await assert.rejects(
+      ds.commitCaChange({ remove: ['root-1'], setState: [{ id: 'missing', state: 'old' }], revoked: [revoked] }, bundle('example.org', 2)),
+      (err) => isMeshidError(err, 'not_found'),
+    );
+    assert.deepEqual(await ds.listRevokedRoots(), []);
+    await ds.commitCaChange({ remove: ['root-1'], revoked: [revoked] }, bundle('example.org', 2));
+    assert.deepEqual(await ds.listCaRecords(), []);
+    assert.deepEqual(await ds.listRevokedRoots(), [revoked]);
+    await assert.rejects(ds.commitCaChange({ revoked: [{ ...revoked, id: 'root-2', anchorsDer: [] }] }, bundle('example.org', 2)), (err) => isMeshidError(err, 'invalid_argument'));
+  });
+});
