@@ -39,10 +39,28 @@ export interface OwnBundleRecord {
   updatedAt: number;
 }
 
+/**
+ * A root `ca revoke` took out of the journal, recorded in the revoke's own commit: once it has left, nothing else
+ * remembers that its trust anchor (under an upstream PKI, the PKI's root) anchored a revoked CA, and a later start
+ * whose --upstream-bundle lists that anchor again would publish it without a word.
+ */
+export interface RevokedRootRecord {
+  id: string;
+  subject: string;
+  /** SHA-256 of the revoked root's certificate, hex. */
+  certFingerprint: string;
+  subjectKeyId?: string | undefined;
+  /** The trust anchors its chain ended at: the PKI root(s) of a CA an upstream PKI issued, else the root itself. */
+  anchorsDer: Buffer[];
+  revokedAt: number;
+}
+
 export interface CaJournalChange {
   add?: CaRecord[];
   setState?: Array<{ id: string; state: AuthorityState }>;
   remove?: string[];
+  /** The roots this change revokes (they are in `remove` too). */
+  revoked?: RevokedRootRecord[];
 }
 
 export interface CaJournalStore {
@@ -50,4 +68,6 @@ export interface CaJournalStore {
   getBundle(trustDomain: string): Promise<OwnBundleRecord | undefined>;
   /** Applies the journal change and stores the bundle in one transaction. */
   commitCaChange(change: CaJournalChange, bundle: OwnBundleRecord): Promise<void>;
+  /** Every root revoked since the journal began recording them (schema version 7), oldest first. */
+  listRevokedRoots(): Promise<RevokedRootRecord[]>;
 }

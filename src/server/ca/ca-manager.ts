@@ -14,12 +14,13 @@ import type { KeyStore } from './key-store.js';
 import { FirstSetupMarker } from './first-setup-marker.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
-import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord } from './ca-journal.js';
+import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
 import { isSelfIssued, rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
 import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle.js';
+import { anchorsForRevokedRootsOnly, republishedAnchors, republishedAnchorWarning, rootChainsTo } from './revoked-roots.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
 export interface CaSettings {
@@ -85,6 +86,10 @@ export class CaManager {
   /** Makes the authorities a rotation plans; their keys are written through writeKey, so a failed commit takes them back. */
   private readonly factory: AuthorityFactory;
   private readonly firstSetup: FirstSetupMarker;
+  /** Roots `ca revoke` took out of the journal, as the journal keeps them. */
+  private revokedRoots: RevokedRootRecord[] = [];
+  /** Revoked root ID and anchor fingerprint of each republished anchor warned of in this process: once each. */
+  private readonly warnedRepublished = new Set<string>();
 
   private constructor(
     private readonly settings: CaSettings,
@@ -106,6 +111,8 @@ export class CaManager {
     if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now());
     const firstSetup = await ca.load();
     await ca.rotate();
+    // At every start, not only when the bundle changed: the anchor may have been published again by the start before.
+    ca.warnOfRepublishedAnchors();
     if (settings.upstreamCa === undefined) {
       const notice = upstreamSwitchOffNotice([...ca.authorities.values()], settings, (keyId) => keys.fileOf(keyId));
       if (notice !== undefined) log.warn(notice);
@@ -191,6 +198,7 @@ export class CaManager {
       }
     }
     this.bundleRecord = storedBundle;
+    this.revokedRoots = await this.store.listRevokedRoots();
     return records.length === 0;
   }
 
@@ -308,7 +316,9 @@ export class CaManager {
     }
     this.uncommittedKeys.clear();
     this.applyCommitted(plan, change.setState);
+    this.revokedRoots.push(...change.revoked);
     if (bundleChanged) this.bundleRecord = bundle;
+    if (bundleChanged) this.warnOfRepublishedAnchors();
     const tb = this.bundle();
     for (const l of this.changeListeners) l(tb, bundleChanged);
     if (unrenewed) throw unrenewed;
@@ -467,6 +477,45 @@ export class CaManager {
       sequence: b.sequence,
       refreshHintSeconds: 300,
     };
+  }
+
+  /**
+   * The anchors the agent API's TLS layer accepts agent certificates under: the published X.509 authorities, less a
+   * revoked root's anchor that no root of the journal chains to (revoked-roots.ts, anchorsForRevokedRootsOnly). The
+   * bundle itself keeps it: the operator published it, maybe for other CAs, and the warning says how to stop that.
+   */
+  agentApiTrustAnchors(): Buffer[] {
+    const published = this.x509Bundle().x509Authorities;
+    const roots = [...this.authorities.values()];
+    const left = anchorsForRevokedRootsOnly(republishedAnchors(this.revokedRoots, published), roots, this.clock.now());
+    return published.filter((a) => !left.some((l) => l.equals(a)));
+  }
+
+  /** Every root `ca revoke` took out, oldest first. */
+  listRevokedRoots(): readonly RevokedRootRecord[] {
+    return this.revokedRoots;
+  }
+
+  /**
+   * Logs, at error level and once per process, each published anchor that a revoked root's chains ended at: a
+   * --upstream-bundle listing the PKI root again silently makes every workload trust what the revoked CA's key signs.
+   */
+  private warnOfRepublishedAnchors(): void {
+    const published = this.bundleRecord?.x509Authorities ?? [];
+    const upstreamBundle = this.settings.upstreamCa?.bundleDer ?? [];
+    const now = this.clock.now();
+    for (const r of republishedAnchors(this.revokedRoots, published)) {
+      const key = `${r.revoked.id} ${r.anchorDer.toString('base64')}`;
+      if (this.warnedRepublished.has(key)) continue;
+      this.warnedRepublished.add(key);
+      const anchoredRoots = [...this.authorities.values()]
+        .filter((a) => a.record.kind === 'root' && rootChainsTo(a, r.anchorDer, now))
+        .map((a) => a.record.id);
+      this.log.error(
+        { revokedAuthority: r.revoked.id, anchor: parseCertificate(r.anchorDer).subject },
+        republishedAnchorWarning(r, upstreamBundle.some((d) => d.equals(r.anchorDer)), anchoredRoots),
+      );
+    }
   }
 
   /** The X.509 part of bundle(), without building the JWT keys: for checks on every agent call. */

@@ -2,9 +2,10 @@ import { failedPrecondition, isMeshidError, notFound, type MeshidError } from '.
 import { shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { UpstreamCa } from './upstream-ca.js';
-import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord } from './ca-journal.js';
+import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
 import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { anchorOutliving, ownBundleRecord } from './own-bundle.js';
+import { revokedRootRecord } from './revoked-roots.js';
 
 /** Operator actions applied together with the rotation decisions. */
 export interface CaAction {
@@ -84,6 +85,8 @@ export class RotationPlan {
   private readonly staged: LoadedAuthority[] = [];
   /** Authorities leaving the journal, the bundle and the disk. */
   private readonly removed = new Set<string>();
+  /** Roots `ca revoke` takes out, as the journal keeps them once they have left. */
+  private readonly revoked: RevokedRootRecord[] = [];
   /** Datacenters whose intermediate could not be renewed: reported once the rest is committed. */
   private readonly failures: string[] = [];
   /** Prepared roots dropped because they came from the other source (upstream CA or meshid) than the config's. */
@@ -153,6 +156,7 @@ export class RotationPlan {
     // intermediates stay listed (they are in no bundle) so agents keep re-signing away from them.
     for (const r of group) this.removed.add(r.record.id);
     for (const r of group) if (r.record.kind === 'root') this.refuseRevokeThatKeepsTrust(r, group);
+    for (const r of group) if (r.record.kind === 'root') this.revoked.push(revokedRootRecord(r, this.now));
   }
 
   /**
@@ -352,6 +356,7 @@ export class RotationPlan {
         .filter(([id, st]) => !stagedIds.has(id) && !this.removed.has(id) && this.loaded.get(id)?.record.state !== st)
         .map(([id, st]) => ({ id, state: st })),
       remove: [...this.removed].filter((id) => !stagedIds.has(id)),
+      revoked: [...this.revoked],
     };
   }
 
