@@ -511,9 +511,12 @@ export class CaManager {
       const anchoredRoots = [...this.authorities.values()]
         .filter((a) => a.record.kind === 'root' && rootChainsTo(a, r.anchorDer, now))
         .map((a) => a.record.id);
+      const listingRoots = [...this.authorities.values()]
+        .filter((a) => a.record.kind === 'root' && trustAnchorsOf(a).some((d) => d.equals(r.anchorDer)))
+        .map((a) => a.record.id);
       this.log.error(
         { revokedAuthority: r.revoked.id, anchor: parseCertificate(r.anchorDer).subject },
-        republishedAnchorWarning(r, upstreamBundle.some((d) => d.equals(r.anchorDer)), anchoredRoots),
+        republishedAnchorWarning(r, upstreamBundle.some((d) => d.equals(r.anchorDer)), anchoredRoots, listingRoots),
       );
     }
   }

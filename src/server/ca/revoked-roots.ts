@@ -68,17 +68,21 @@ export function anchorsForRevokedRootsOnly(
 /**
  * The error-level warning for a revoked root's anchor published again: what is trusted again, why it is published,
  * what the agent API does about it, and how to stop it. `inUpstreamBundle`: today's --upstream-bundle lists it.
- * `anchoredRoots`: IDs of journal roots that chain to it.
+ * `anchoredRoots`: IDs of journal roots that chain to it. `listingRoots`: IDs of journal roots taken on with an
+ * --upstream-bundle that listed it, which publish it while they live (own-bundle.ts trustAnchorsOf).
  */
 export function republishedAnchorWarning(
   r: RepublishedAnchor,
   inUpstreamBundle: boolean,
   anchoredRoots: readonly string[],
+  listingRoots: readonly string[],
 ): string {
+  const listingOnly = listingRoots.filter((id) => !anchoredRoots.includes(id));
   const anchor = parseCertificate(r.anchorDer);
   const why = [
     ...(inUpstreamBundle ? ['it is in --upstream-bundle (upstream_bundle)'] : []),
     ...(anchoredRoots.length > 0 ? [`root(s) ${anchoredRoots.join(', ')} of the CA journal chain to it`] : []),
+    ...(listingOnly.length > 0 ? [`root(s) ${listingOnly.join(', ')} were taken on with an --upstream-bundle listing it`] : []),
   ].join(', and ');
   const agents =
     anchoredRoots.length === 0
@@ -86,7 +90,7 @@ export function republishedAnchorWarning(
       : "The agent API's TLS layer still accepts agent certificates under it (roots of the journal chain to it); each call refuses those the revoked CA's key signed. ";
   const stop =
     anchoredRoots.length === 0
-      ? 'take it out of --upstream-bundle and restart (a CA of yours that needs it must be trusted another way)'
+      ? `take it out of --upstream-bundle and restart (a CA of yours that needs it must be trusted another way)${listingOnly.length > 0 ? `; it stays published until root(s) ${listingOnly.join(', ')} leave the journal` : ''}`
       : `restart with an upstream CA from another PKI root and an --upstream-bundle without it, then taint and revoke root(s) ${anchoredRoots.join(', ')} together`;
   return (
     `the trust bundle publishes "${anchor.subject}" (sha256 ${anchor.fingerprintSha256}) again, the trust anchor of root ${r.revoked.id} ` +
