@@ -1,18 +1,23 @@
 /**
  * One agent identity on two hosts: a data dir copied after attestation (a VM image, a restored backup) and started
  * beside the original. Two in-process agents and an in-process server share a FakeClock (20 h behind real time, so the
- * TLS layer's real-clock checks pass), so the first agent SVID renewal is one `advance()` away.
+ * TLS layer's real-clock checks pass), so the first agent SVID renewal is one `advance()` away. The tests after the
+ * first play the two hosts with test clients (node-api-client.ts) on their own connections, to order their calls.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import { FakeClock } from '../../src/common/clock.js';
 import { createLogger, type Logger } from '../../src/common/log.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { startInProcessCluster } from '../support/cluster.js';
+import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
 
 const HOUR = 3_600_000;
@@ -81,4 +86,89 @@ test('a copied agent data dir: the first renewal cuts the copy off, which logs w
   assert.match(line, new RegExp(`"agent":"${agentId}"`));
   assert.match(line, /"peer":"127\.0\.0\.1:\d+"/);
   assert.match(line, /Restart its agent with a new join token/);
+});
+
+/** Renews `agent`'s SVID on `client` (a connection presenting it); returns the renewed identity. */
+async function renew(client: NodeClient, agent: AgentIdentity): Promise<AgentIdentity> {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const res = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+  return { id: agent.id, chain: res.svid_chain, key: privateKey };
+}
+
+/** A call that authenticates the agent in full before it is refused for its entry: enough to retire a previous SVID. */
+function anyCall(client: NodeClient): Promise<grpc.ServiceError> {
+  return nodeCall(client, 'SignJwtSvid', { entry_id: 'no-such-entry', audience: ['a'] }).then(
+    () => assert.fail('the call was answered'),
+    (err: grpc.ServiceError) => err,
+  );
+}
+
+/** Opens a Sync stream on `client`; resolves once its first update is in, with the error it ends with. */
+async function openSync(client: NodeClient, t: { after: (fn: () => void) => void }): Promise<{ ended: () => grpc.ServiceError | undefined }> {
+  const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
+  t.after(() => stream.cancel());
+  let first = false;
+  let ended: grpc.ServiceError | undefined;
+  stream.on('data', () => (first = true));
+  stream.on('error', (e: grpc.ServiceError) => (ended = e));
+  await until('the first update', () => (first ? true : ended));
+  assert.equal(ended, undefined, ended?.details);
+  return { ended: () => ended };
+}
+
+test("a copy whose Sync stream is ended (it then calls no more) is named in the server's log at once, as a refused call's copy is", async (t) => {
+  const clock = new FakeClock(Date.now() - HOUR);
+  const server = capturingLogger();
+  const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-sync-', {}, server.log);
+  t.after(() => cluster.cleanup());
+  const port = { port: () => cluster.meshidServer.agentPort };
+  const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
+
+  // The copy holds the agent's one Sync stream; the original renews and makes its first call with the renewed SVID.
+  const copy = connectNode(port, cluster.bundlePem, agent);
+  t.after(() => copy.close());
+  const copyStream = await openSync(copy, t);
+  const original = connectNode(port, cluster.bundlePem, agent);
+  t.after(() => original.close());
+  const renewed = connectNode(port, cluster.bundlePem, await renew(original, agent));
+  t.after(() => renewed.close());
+  assert.equal(grpc.status[(await anyCall(renewed)).code], 'PERMISSION_DENIED');
+
+  const end = await until("the copy's Sync stream ends", copyStream.ended);
+  assert.equal(grpc.status[end.code], 'PERMISSION_DENIED', end.details);
+  assert.match(end.details, new RegExp(`^must re-attest: the SVID this Sync stream was opened with is no longer agent ${agent.id}'s SVID`));
+  const line = await until('the server logs the copy', () => server.text().split('\n').find((l) => l.includes('two hosts hold agent')));
+  assert.match(line, new RegExp(`"agent":"${agent.id}"`));
+  assert.match(line, /"peer":"127\.0\.0\.1:\d+"/);
+});
+
+test("the agent's own late traffic on the connection it renewed on (a call handled after its first call with the renewed SVID, its old Sync stream) is not logged as a copy; a copy's call on another connection is", async (t) => {
+  const clock = new FakeClock(Date.now() - HOUR);
+  const server = capturingLogger();
+  const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-late-', {}, server.log);
+  t.after(() => cluster.cleanup());
+  const port = { port: () => cluster.meshidServer.agentPort };
+  const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
+
+  // The agent's connection: its Sync stream, then its renewal on it.
+  const old = connectNode(port, cluster.bundlePem, agent);
+  t.after(() => old.close());
+  const oldStream = await openSync(old, t);
+  const renewed = connectNode(port, cluster.bundlePem, await renew(old, agent));
+  t.after(() => renewed.close());
+  // Its first call with the renewed SVID retires the old one, before the server handles a call sent on the old
+  // connection: what the race produces, ordered here by making that call only now.
+  assert.equal(grpc.status[(await anyCall(renewed)).code], 'PERMISSION_DENIED');
+  const streamEnd = await until('the old Sync stream ends', oldStream.ended);
+  assert.match(streamEnd.details, /^must re-attest: the SVID this Sync stream was opened with is no longer/);
+  const late = await anyCall(old);
+  assert.equal(grpc.status[late.code], 'PERMISSION_DENIED', late.details);
+  assert.match(late.details, new RegExp(`^must re-attest: the client certificate is no longer agent ${agent.id}'s SVID`));
+  assert.doesNotMatch(server.text(), /two hosts hold agent/);
+
+  // The same SVID presented on a connection of its own is a copy's.
+  const copy = connectNode(port, cluster.bundlePem, agent);
+  t.after(() => copy.close());
+  assert.equal(grpc.status[(await anyCall(copy)).code], 'PERMISSION_DENIED');
+  await until('the server logs the copy', () => (/two hosts hold agent/.test(server.text()) ? true : undefined));
 });

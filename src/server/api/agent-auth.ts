@@ -112,7 +112,8 @@ export function svidNotSignedByServer(agentId: string): string {
  * other way round: the renewal that made it is missing, so the server's datastore went back (restored from a backup).
  * Told apart by when the SVID was signed, not by its notAfter: after agent_svid_ttl is lowered, a copy's older SVID
  * ends later than the current one. Each gets its cause and remedy, since "not the current SVID" alone sends an
- * operator nowhere. `data` (agentId, supersededBy) marks the first, for the server's own log line.
+ * operator nowhere. `data` (agentId, supersededBy, presentedSerial) marks the first, for the server's own log line
+ * (copied-agent-identities.ts).
  */
 export function notCurrentSvid(agentId: string, cert: ParsedCertificate, agent: AttestedAgent, what = 'the client certificate'): MeshidError {
   if (cert.notBefore > agent.updatedAt) {
@@ -126,6 +127,6 @@ export function notCurrentSvid(agentId: string, cert: ParsedCertificate, agent: 
     `${REATTEST_PREFIX}${what} is no longer agent ${agentId}'s SVID (serial ${cert.serialHex}): another holder of this ` +
       "identity renewed it since (a copy of the agent's data dir, from a VM image or a backup, runs on another host), " +
       "and the copy that renewed last keeps it. Restart this host's agent with a new join token: it attests as a new agent",
-    { data: { agentId, supersededBy: agent.certSerial } },
+    { data: { agentId, supersededBy: agent.certSerial, presentedSerial: cert.serialHex } },
   );
 }

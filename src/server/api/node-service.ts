@@ -2,7 +2,6 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { LogThrottle } from '../../common/log-throttle.js';
 import { budgetSpent, invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
@@ -16,6 +15,7 @@ import { AuthorizedSets } from '../entries/authorized-sets.js';
 import { authenticateAgent, notCurrentSvid, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
+import { CopiedAgentIdentities } from './copied-agent-identities.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
@@ -105,32 +105,15 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const { ds, ca, hub, anchor, budgets, certificates, clock, log } = deps;
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = agentIdPrefix(deps.trustDomain);
-  const copiedIdentities = new LogThrottle(clock, 3_600_000);
+  const copiedIdentities = new CopiedAgentIdentities(clock, log);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der)).catch((err: unknown) => {
-      if (err instanceof MeshidError && err.data?.['supersededBy'] !== undefined) reportCopiedIdentity(err, call.getPeer());
+      if (err instanceof MeshidError) copiedIdentities.refused(err, call.getPeer());
       throw err;
     });
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
     if (agent.retiredPrevious) hub.emit({ kind: 'agent', spiffeIds: new Set([agent.spiffeId]) });
     return agent;
-  };
-
-  /**
-   * Only the server sees both hosts of a copied agent identity; the one cut off is told, but the operator reading the
-   * server's log should learn it too, with where that host is: once an hour per agent, as the copy keeps retrying.
-   */
-  const reportCopiedIdentity = (err: MeshidError, peer: string): void => {
-    const agentId = String(err.data?.['agentId']);
-    const admitted = copiedIdentities.admit(agentId);
-    if (admitted === undefined) return;
-    log.warn(
-      { agent: agentId, peer, currentSerial: err.data?.['supersededBy'], ...admitted },
-      `two hosts hold agent ${agentId}'s identity (its data dir copied with a VM image or restored from a backup): the one at ${peer} ` +
-        'presents an SVID the other has renewed away from and is refused; it serves its cached SVIDs until they expire. ' +
-        'Restart its agent with a new join token (meshid-server token generate); if the host keeping the identity is not the one you meant, ' +
-        'ban this agent ID and re-attest both',
-    );
   };
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
@@ -212,6 +195,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       csr.verifySignature();
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
       await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial, svid.issuerId);
+      copiedIdentities.renewed(agent.spiffeId, agent.presentedSerial, call.getPeer());
       log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
       return { svid_chain: svid.chain };
     }),
@@ -288,6 +272,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;
+    const peer = call.getPeer();
     const sent = new SentEntries(call.request);
     let bundleSequence = Number(call.request.bundle_sequence ?? 0);
     // Unset, not '': the first update always states the federated bundles, none included, so an agent reconnecting
@@ -387,9 +372,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
           if (a === undefined) return end(permissionDenied(`${REATTEST_PREFIX}agent ${agent.spiffeId} was evicted`));
           if (a.banned) return end(banned());
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
-            // Not logged here as a copied identity: the agent's own stream on the SVID it has just moved off can still
-            // be open when its first call on the new one retires the old (a cancel on the old connection, racing).
-            return end(notCurrentSvid(agentId, agent.presentedCert, a, 'the SVID this Sync stream was opened with'));
+            // A copy's stream, told so in the server's log as its refused calls are: once cut off here, it looks for a
+            // new join token and calls no more. Not when it is the agent's own stream on the SVID it has just moved off
+            // (a cancel on the old connection racing its first call on the new one), which copiedIdentities tells.
+            const notCurrent = notCurrentSvid(agentId, agent.presentedCert, a, 'the SVID this Sync stream was opened with');
+            copiedIdentities.refused(notCurrent, peer);
+            return end(notCurrent);
           }
           agent = { ...a, presentedSerial: agent.presentedSerial, presentedCert: agent.presentedCert, retiredPrevious: false };
           push();
