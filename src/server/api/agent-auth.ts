@@ -61,7 +61,7 @@ export async function authenticateAgent(
   if (id === undefined) throw permissionDenied(NOT_AN_AGENT_SVID);
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
-  if (agent.banned) throw permissionDenied(`${BANNED_PREFIX}agent ${id} is banned; an operator must remove the ban and evict it`);
+  if (agent.banned) throw permissionDenied(bannedRefusal(id));
   if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter));
   if (anchor !== undefined && !anchor.signedByServer(cert, now)) throw permissionDenied(svidNotSignedByServer(id));
   if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
@@ -75,6 +75,11 @@ export async function authenticateAgent(
     throw notCurrentSvid(id, cert, agent);
   }
   return { ...agent, presentedSerial: cert.serialHex, presentedCert: cert, retiredPrevious };
+}
+
+/** The refusal of a call of a banned agent (agent-call-gate.ts's too, for an SVID the server did not sign). */
+export function bannedRefusal(agentId: string): string {
+  return `${BANNED_PREFIX}agent ${agentId} is banned; an operator must remove the ban and evict it`;
 }
 
 /** What is wrong with an agent SVID past its notAfter: the handlers' refusal, and the end of a Sync stream opened with it. */

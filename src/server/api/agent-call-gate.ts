@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
-import { agentSvidId, expiredSvidRefusal, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer } from './agent-auth.js';
+import { agentSvidId, bannedRefusal, expiredSvidRefusal, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer, type AgentLookup } from './agent-auth.js';
 import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -20,6 +20,8 @@ export interface AgentCallGateDeps {
   budgets: AgentCallBudgets;
   /** Shared with the handlers (agent-auth.ts), so a call's certificate is parsed once for both. */
   certificates: PresentedCertificates;
+  /** The datastore's agents: only to tell a banned agent so when its SVID is one the server did not sign. */
+  agents: Pick<AgentLookup, 'getAgent'>;
   clock: Clock;
 }
 
@@ -30,8 +32,9 @@ export interface AgentCallGateDeps {
  * never decoded:
  * - without a verified client certificate, UNAUTHENTICATED (anyone who reaches the port);
  * - with one that is no agent SVID of this trust domain (a workload's X.509-SVID passes the TLS check too), or one
- *   none of the server's intermediates signed (another CA under the same upstream roots), PERMISSION_DENIED, as the
- *   handlers would answer (saying the SVID expired when it has, as they do);
+ *   none of the server's intermediates signed (another CA under the same upstream roots; an SVID from an
+ *   intermediate a server restored from a backup never held), PERMISSION_DENIED, as the handlers would answer (saying
+ *   the SVID expired when it has, and that the agent is banned when it is, as they do);
  * - when the agent's budget for the method (agent-call-budgets.ts) is spent, RESOURCE_EXHAUSTED with the retry time;
  * - Attest, made before the agent has a certificate, when its source address has spent its attempts
  *   (attest-attempts.ts), UNAVAILABLE with the retry time.
@@ -41,7 +44,17 @@ export interface AgentCallGateDeps {
  * `interceptors: [...BASE_INTERCEPTORS, agentCallGate(deps)]`.
  */
 export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
-  const refusal = (path: string, raw: Buffer | undefined): MeshidError | undefined => {
+  /**
+   * The handlers look the agent up first, and a banned agent hears `banned:` whatever its SVID: it stops and withdraws
+   * what it serves, where `must re-attest:` would have it serve its cached SVIDs on and look for a join token. Looked
+   * up only for an SVID the server did not sign (rare: a restored server's agents), one indexed read.
+   */
+  const unlessBanned = (agentId: string, refusal: MeshidError): Promise<MeshidError> =>
+    deps.agents.getAgent(agentId).then(
+      (agent) => (agent?.banned === true ? permissionDenied(bannedRefusal(agentId)) : refusal),
+      () => refusal,
+    );
+  const refusal = (path: string, raw: Buffer | undefined): MeshidError | Promise<MeshidError> | undefined => {
     if (raw === undefined) return unauthenticated(NO_AGENT_CERTIFICATE);
     let cert: ParsedCertificate;
     try {
@@ -56,7 +69,7 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     if (!deps.anchor.signedByServer(cert, now)) {
       // Expired, it is refused whoever signed it, and the expiry is what the operator acts on: an intermediate no
       // longer held is most often one pruned after the SVIDs it signed expired.
-      return permissionDenied(cert.notAfter <= now ? expiredSvidRefusal(agentId, cert.notAfter) : svidNotSignedByServer(agentId));
+      return unlessBanned(agentId, permissionDenied(cert.notAfter <= now ? expiredSvidRefusal(agentId, cert.notAfter) : svidNotSignedByServer(agentId)));
     }
     return deps.budgets.charge(path, agentId);
   };
@@ -68,14 +81,19 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
       start: (next) =>
         next({
           onReceiveMetadata: (metadata, nextMetadata) => {
+            const settle = (refused: MeshidError | undefined): void => {
+              if (refused !== undefined) {
+                // With the metadata: a budget's refusal carries its wait as retry pushback.
+                const { code, details, metadata } = toServiceError(refused);
+                call.sendStatus({ code, details, metadata });
+                return;
+              }
+              nextMetadata(metadata);
+            };
             const refused = path === ATTEST_PATH ? attestAttempts.charge(call.getPeer()) : refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw);
-            if (refused !== undefined) {
-              // With the metadata: a budget's refusal carries its wait as retry pushback.
-              const { code, details, metadata } = toServiceError(refused);
-              call.sendStatus({ code, details, metadata });
-              return;
-            }
-            nextMetadata(metadata);
+            // grpc-js reads no request while the metadata is held: a refusal looked up is still made before decoding.
+            if (refused instanceof Promise) void refused.then(settle);
+            else settle(refused);
           },
         }),
     });
