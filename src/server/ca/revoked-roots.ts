@@ -42,9 +42,27 @@ export interface RepublishedAnchor {
   anchorDer: Buffer;
 }
 
-/** Each pair of a revoked root and one of its anchors that `published` holds again. */
+/**
+ * Each pair of a revoked root and a published anchor its chains end at: one of its recorded anchors, or that anchor
+ * re-issued (a PKI renewing its root with the same name and key, new dates or serial): chains verify by name and
+ * signature, so everything the revoked CA's key signed verifies against the re-issued root as it did against the old.
+ * `anchorDer` is the published certificate.
+ */
 export function republishedAnchors(revoked: readonly RevokedRootRecord[], published: readonly Buffer[]): RepublishedAnchor[] {
-  return revoked.flatMap((r) => r.anchorsDer.filter((a) => published.some((p) => p.equals(a))).map((anchorDer) => ({ revoked: r, anchorDer })));
+  return revoked.flatMap((r) =>
+    published.filter((p) => r.anchorsDer.some((a) => a.equals(p) || sameNameAndKey(a, p))).map((anchorDer) => ({ revoked: r, anchorDer })),
+  );
+}
+
+/** Whether two certificates have the same subject name and public key: a verifier takes either for the other as an issuer. */
+function sameNameAndKey(a: Buffer, b: Buffer): boolean {
+  try {
+    const ca = parseCertificate(a);
+    const cb = parseCertificate(b);
+    return ca.structure.subjectName.equals(cb.structure.subjectName) && ca.publicKey.equals(cb.publicKey);
+  } catch {
+    return false;
+  }
 }
 
 /**
