@@ -1,5 +1,5 @@
 import type { Clock } from '../../common/clock.js';
-import type { MeshidError } from '../../common/errors.js';
+import { unavailable, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 
@@ -54,20 +54,25 @@ export class CopiedAgentIdentities {
 
   /**
    * A call, or a Sync stream, on connection `peer` was refused with `err`; logged when it is notCurrentSvid's refusal
-   * of a copy, not the renewing agent's own late traffic.
+   * of a copy. The renewing agent's own late traffic is not logged, and the refusal to send it is returned instead:
+   * UNAVAILABLE, not `must re-attest:`, which would have the agent drop the identity it has just renewed (re-attest
+   * with a join token, or give up) for a call that merely overtook its move to the renewed SVID; it retries that call
+   * on its new channel. `err` otherwise.
    */
-  refused(err: MeshidError, peer: string): void {
+  refused(err: MeshidError, peer: string): MeshidError {
     const currentSerial = err.data?.['supersededBy'];
-    if (currentSerial === undefined) return;
+    if (currentSerial === undefined) return err;
     const agentId = String(err.data?.['agentId']);
     const presentedSerial = err.data?.['presentedSerial'];
     const renewal = this.renewals.get(agentId);
     if (renewal !== undefined && renewal.peer === peer && renewal.fromSerial === presentedSerial && this.clock.now() - renewal.at < RENEWAL_CONNECTION_MS) {
       this.log.debug({ agent: agentId, peer }, "the agent's own call on the SVID it renewed from, reaching the server after it moved to the renewed one");
-      return;
+      return unavailable(
+        `agent ${agentId} has renewed its SVID since this call's (serial ${String(presentedSerial)}) on this connection; retry with the renewed one`,
+      );
     }
     const admitted = this.reports.admit(agentId);
-    if (admitted === undefined) return;
+    if (admitted === undefined) return err;
     this.log.warn(
       { agent: agentId, peer, currentSerial, ...admitted },
       `two hosts hold agent ${agentId}'s identity (its data dir copied with a VM image or restored from a backup): the one at ${peer} ` +
@@ -75,5 +80,6 @@ export class CopiedAgentIdentities {
         'Restart its agent with a new join token (meshid-server token generate); if the host keeping the identity is not the one you meant, ' +
         'ban this agent ID and re-attest both',
     );
+    return err;
   }
 }

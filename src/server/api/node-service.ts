@@ -108,7 +108,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const copiedIdentities = new CopiedAgentIdentities(clock, log);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der)).catch((err: unknown) => {
-      if (err instanceof MeshidError) copiedIdentities.refused(err, call.getPeer());
+      if (err instanceof MeshidError) throw copiedIdentities.refused(err, call.getPeer());
       throw err;
     });
     // The agent has just retired the SVID it renewed from: a Sync stream still running on that one must end.
@@ -374,10 +374,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
           if (agent.presentedSerial !== a.certSerial && agent.presentedSerial !== a.previousCertSerial) {
             // A copy's stream, told so in the server's log as its refused calls are: once cut off here, it looks for a
             // new join token and calls no more. Not when it is the agent's own stream on the SVID it has just moved off
-            // (a cancel on the old connection racing its first call on the new one), which copiedIdentities tells.
-            const notCurrent = notCurrentSvid(agentId, agent.presentedCert, a, 'the SVID this Sync stream was opened with');
-            copiedIdentities.refused(notCurrent, peer);
-            return end(notCurrent);
+            // (a cancel on the old connection racing its first call on the new one), which copiedIdentities tells and ends
+            // UNAVAILABLE instead, so the agent does not drop the identity it has just renewed.
+            return end(copiedIdentities.refused(notCurrentSvid(agentId, agent.presentedCert, a, 'the SVID this Sync stream was opened with'), peer));
           }
           agent = { ...a, presentedSerial: agent.presentedSerial, presentedCert: agent.presentedCert, retiredPrevious: false };
           push();
