@@ -18,6 +18,8 @@ import type {
   SyncUpdateMessage,
 } from './messages.js';
 import { serverIdentityCheck } from './server-identity.js';
+import { supersededSerial } from './rejection.js';
+import { parseCertificate } from '../../common/x509/certificate.js';
 
 export const AGENT_API_PROTO = 'meshid/v1/agent.proto';
 const NODE_SERVICE = 'meshid.agent.v1.Node';
@@ -198,7 +200,14 @@ export class NodeClient {
         err,
       );
     }
-    return fromServiceError(err);
+    const translated = fromServiceError(err);
+    const superseded = supersededSerial(translated);
+    if (superseded !== undefined && this.identity !== undefined && superseded !== parseCertificate(this.identity.chain[0]!).serialHex) {
+      // Made with an SVID this agent has renewed away from (a call sent before it moved, handled after its first call
+      // with the renewed one): the identity it holds now is not the one refused. Retried on the current channel.
+      return unavailable(`meshid-server refused ${method}, sent with the agent's previous SVID (serial ${superseded}); retrying with the renewed one`, translated);
+    }
+    return translated;
   }
 
   /**

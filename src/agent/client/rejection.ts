@@ -17,3 +17,16 @@ export function rejectionOf(err: unknown): Rejection | undefined {
   if (err.message.startsWith(BANNED_PREFIX)) return 'banned';
   return undefined;
 }
+
+/**
+ * The serial (hex) of the agent SVID a `must re-attest:` refusal says another holder of the identity has renewed away
+ * from (the server's notCurrentSvid), or undefined for any other error. The refusal is about the SVID the call was
+ * made with: when that is not the one the agent holds now, the call merely overtook the agent's move to its renewed
+ * SVID (NodeClient.translate), and it is no reason to give the identity up.
+ */
+export function supersededSerial(err: unknown): string | undefined {
+  if (!isMeshidError(err, 'permission_denied') || !err.message.startsWith(REATTEST_PREFIX)) return undefined;
+  return SUPERSEDED.exec(err.message)?.[1];
+}
+
+const SUPERSEDED = /is no longer agent \S+'s SVID \(serial ([0-9a-f]+)\): another holder of this identity renewed it since/;

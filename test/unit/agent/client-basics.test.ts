@@ -2,7 +2,13 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PeerCertificate } from 'node:tls';
 import { backoffDelay, Backoff, RECONNECT_BACKOFF } from '../../../src/agent/client/backoff.js';
-import { BANNED_PREFIX, REATTEST_PREFIX, rejectionOf } from '../../../src/agent/client/rejection.js';
+import * as grpc from '@grpc/grpc-js';
+import { BANNED_PREFIX, REATTEST_PREFIX, rejectionOf, supersededSerial } from '../../../src/agent/client/rejection.js';
+import { NodeClient } from '../../../src/agent/client/node-client.js';
+import { fromServiceError } from '../../../src/common/grpc-status.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
 import { serverIdentityCheck } from '../../../src/agent/client/server-identity.js';
 import { trustDomainOfRoots } from '../../../src/agent/client/trust-bundle-file.js';
 import { bundleFromMessage } from '../../../src/agent/client/messages.js';
@@ -34,6 +40,31 @@ test('the agent reads the server refusals with the prefixes the server writes', 
   assert.equal(rejectionOf(permissionDenied('entry e is not authorized for this agent')), undefined);
   assert.equal(rejectionOf(unavailable(`${server.BANNED_PREFIX}not a refusal`)), undefined, 'only PERMISSION_DENIED counts');
   assert.equal(rejectionOf(new Error(`${server.BANNED_PREFIX}x`)), undefined);
+});
+
+test("a refusal of an SVID the agent has renewed away from is retried, not taken for its identity's (NodeClient.translate reads the server's own wording)", () => {
+  const previous = fx.issue(entry('meshid/agent/east/1', ['unix:uid:1']));
+  const renewed = fx.issue(entry('meshid/agent/east/1', ['unix:uid:1']));
+  const refusalOf = (chain: readonly Buffer[]): grpc.ServiceError => {
+    const cert = parseCertificate(chain[0]!);
+    // As the server words it (agent-auth.ts): the record's updatedAt after the certificate's notBefore.
+    const err = server.notCurrentSvid('spiffe://example.org/meshid/agent/east/1', cert, { certSerial: 'ff', updatedAt: cert.notBefore + 1 } as AttestedAgent);
+    return Object.assign(new Error(err.message), { code: grpc.status.PERMISSION_DENIED, details: err.message, metadata: new grpc.Metadata() });
+  };
+  assert.equal(supersededSerial(fromServiceError(refusalOf(previous.chain))), parseCertificate(previous.chain[0]!).serialHex);
+  const client = new NodeClient({ serverAddress: '127.0.0.1:1', log: silentLogger() });
+  try {
+    client.setIdentity({ chain: renewed.chain, privateKey: renewed.key });
+    const late = client.translate(refusalOf(previous.chain), 'SignX509Svids');
+    assert.equal(late.code, 'unavailable', late.message);
+    assert.equal(rejectionOf(late), undefined);
+    assert.match(late.message, /sent with the agent's previous SVID \(serial [0-9a-f]+\); retrying with the renewed one$/);
+    // The agent still on the SVID another holder renewed away from is the copy that lost it: a refusal, as before.
+    client.setIdentity({ chain: previous.chain, privateKey: previous.key });
+    assert.equal(rejectionOf(client.translate(refusalOf(previous.chain), 'SignX509Svids')), 'reattest');
+  } finally {
+    client.close();
+  }
 });
 
 test('the server is authenticated by its SPIFFE ID alone: exactly spiffe://<td>/meshid/server', () => {
