@@ -116,3 +116,16 @@ test('a health port in use fails the start before the datastore and the CA are m
   assert.deepEqual(fs.readdirSync(dataDir).filter((f) => f.startsWith('datastore') || f === 'ca').sort(), [], 'no datastore, no CA keys: nothing was made');
   assert.equal(fs.existsSync(config.adminSocket), false);
 });
+
+test('live turns 500 with the reason once the datastore cannot be read (closed under the running server, standing in for a failed disk)', async (t) => {
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH });
+  t.after(() => cluster.cleanup());
+  const address = cluster.meshidServer.healthAddress()!;
+  assert.equal((await probe(address, '/live')).status, 200);
+
+  await (cluster.meshidServer as unknown as { ds: { close(): Promise<void> } }).ds.close();
+  const live = await probe(address, '/live');
+  assert.equal(live.status, 500, live.body);
+  assert.match(String(healthBody(live, 'server')['reason']), /^the datastore cannot be read: /);
+});
