@@ -122,14 +122,30 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
 async function snapshotInto(sources: BackupSources, to: string, signal?: AbortSignal): Promise<void> {
   const scratch = path.join(sources.dataDir, `${SCRATCH_PREFIX}${randomBytes(6).toString('hex')}`);
   try {
-    // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
-    fs.closeSync(fs.openSync(scratch, 'wx', 0o600));
-    await sources.snapshot.snapshotTo(scratch, signal);
+    try {
+      // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
+      fs.closeSync(fs.openSync(scratch, 'wx', 0o600));
+      await sources.snapshot.snapshotTo(scratch, signal);
+    } catch (err) {
+      // Written on the data dir's file system, not the backup's: a full disk there must not be reported as the backup's.
+      throw scratchWriteError(err, sources.dataDir);
+    }
     fs.copyFileSync(scratch, to, fs.constants.COPYFILE_EXCL);
     fsyncFile(to);
   } finally {
     for (const file of [scratch, `${scratch}-journal`]) fs.rmSync(file, { force: true });
   }
+}
+
+/** A failed write of the scratch snapshot, naming the data dir it was written in (the backup's own dir may have room). */
+function scratchWriteError(err: unknown, dataDir: string): unknown {
+  const cause = storageFailureCause(err, dataDir);
+  if (cause === undefined) return err;
+  const code = (err as { code?: unknown }).code;
+  const message =
+    `cannot snapshot the datastore into the data dir ${dataDir}, where a backup takes the datastore's size again while it runs: ` +
+    `${cause}; nothing of the backup was kept`;
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? resourceExhausted(message) : failedPrecondition(message, err);
 }
 
 /** A datastore snapshot in the making (snapshotInto): never part of the data dir's state. */

@@ -15,6 +15,7 @@ import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datast
 import { checkBackupTarget } from '../../../src/server/backup/backup-target.js';
 import { removeBackupScratch, writeBackup } from '../../../src/server/backup/data-dir-backup.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
+import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 
 /** One turn of the event loop: what a CA change not made to wait would have finished in (it does no I/O of its own). */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -283,4 +284,30 @@ test('a scratch snapshot a kill -9 left in the data dir is removed at the next s
   fs.writeFileSync(path.join(dir, 'datastore.sqlite3'), 'kept');
   removeBackupScratch(dir);
   assert.deepEqual(fs.readdirSync(dir), ['datastore.sqlite3']);
+});
+
+test("a backup that finds no room for its scratch snapshot in the data dir is refused naming the data dir, not the backup's directory (real full tmpfs; root only)", async (t) => {
+  const dataDisk = mountTmpfs(t, '8m');
+  if (dataDisk === undefined) return;
+  const { dir, cleanup } = tempDir('meshid-backup-scratch-full-');
+  t.after(cleanup);
+  const dataDir = path.join(dataDisk, 'data');
+  openDataDir(dataDir, 'example.org');
+  const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
+  t.after(() => live.close());
+  await live.ds.createEntries(Array.from({ length: 500 }, (_, i) => entry(i)));
+  // The live datastore is intact and readable; only a second copy of it does not fit.
+  fillDisk(dataDisk);
+  const target = checkBackupTarget(path.join(dir, 'backup'), dataDir);
+  await assert.rejects(
+    writeBackup({ dataDir, snapshot: live.ds as SqliteDatastore, ca: live.ca, keyFile: (keyId) => live.keys.fileOf(keyId) }, target),
+    (err: Error & { code?: string }) => {
+      assert.equal(err.code, 'resource_exhausted');
+      assert.ok(err.message.includes(dataDir), err.message);
+      assert.ok(!err.message.includes(`backup into ${dir}`), `the backup's directory has room: ${err.message}`);
+      return true;
+    },
+  );
+  assert.deepEqual(fs.readdirSync(dir), [], 'nothing of the backup is left');
+  assert.deepEqual(fs.readdirSync(dataDir).filter((n) => n.startsWith('backup-snapshot.')), [], 'nor its scratch snapshot');
 });
