@@ -32,7 +32,12 @@ function concat(dir: string, name: string, files: string[]): string {
   return out;
 }
 
-test('a revoked upstream CA whose PKI root a restart publishes again is named at error level, and the agent API TLS layer refuses agents under it', async (t) => {
+/**
+ * The scenario both tests share: Mesh CA 1 under PKI root A, then Mesh CA 2 under root B, Mesh CA 1 tainted and
+ * revoked, and a restart whose --upstream-bundle lists B and `listedAgain(rootA)` (the certificate file of root A as
+ * the operator lists it again).
+ */
+async function republishAfterRevoke(t: { after(fn: () => unknown): void }, listedAgain: (dir: string, rootA: { cert: string; key: string }) => string): Promise<void> {
   const { dir, cleanup } = tempDir('meshid-upstream-revoked-anchor-');
   t.after(cleanup);
   const rootA = opensslCa(dir, 'Corporate Root A');
@@ -42,7 +47,8 @@ test('a revoked upstream CA whose PKI root a restart publishes again is named at
   const underA: RawServerConfig = { upstream_ca_cert: mesh1.cert, upstream_ca_key: mesh1.key, upstream_bundle: rootA.cert };
   const underB: RawServerConfig = { upstream_ca_cert: mesh2.cert, upstream_ca_key: mesh2.key, upstream_bundle: rootB.cert };
   // The operator lists root A again, say for another CA of theirs.
-  const underBWithA: RawServerConfig = { ...underB, upstream_bundle: concat(dir, 'roots.pem', [rootB.cert, rootA.cert]) };
+  const rootAAgain = listedAgain(dir, rootA);
+  const underBWithA: RawServerConfig = { ...underB, upstream_bundle: concat(dir, 'roots.pem', [rootB.cert, rootAAgain]) };
   // After the certificates: openssl dates them from the second it runs, and the clock must not precede them.
   const clock = new FakeClock(Date.now());
   const lines: Array<{ level: number; msg: string; revokedAuthority?: string; anchor?: string }> = [];
@@ -113,7 +119,8 @@ test('a revoked upstream CA whose PKI root a restart publishes again is named at
   // A later restart lists root A in --upstream-bundle again.
   await server.stop();
   server = await start(underBWithA);
-  assert.ok((await bundle()).some((d) => d.equals(rootADer!)), 'the bundle publishes what the operator configured');
+  const [rootAAgainDer] = pemToDerList(fs.readFileSync(rootAAgain, 'utf8'));
+  assert.ok((await bundle()).some((d) => d.equals(rootAAgainDer!)), 'the bundle publishes what the operator configured');
   const [warning, ...more] = warnings();
   assert.deepEqual(more, [], 'warned once');
   assert.equal(warning?.anchor, 'O=Example Corp, CN=Corporate Root A');
@@ -128,107 +135,16 @@ test('a revoked upstream CA whose PKI root a restart publishes again is named at
   assert.match(warning!.msg, /To stop trusting it, take it out of --upstream-bundle and restart/);
   assert.equal(await verdict(onMesh1), 'refused at TLS', 'an agent under the revoked CA is refused at the handshake, not only per call');
   assert.equal(await verdict(onMesh2), 'passes');
-});
+}
 
-test('a revoked upstream CA whose PKI root comes back re-issued with the same key and subject (another DER) is warned of and refused at TLS too', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-upstream-revoked-anchor-');
-  t.after(cleanup);
-  const rootA = opensslCa(dir, 'Corporate Root A');
-  const rootB = opensslCa(dir, 'Corporate Root B');
-  const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: rootA });
-  const mesh2 = opensslCa(dir, 'Mesh CA 2', { issuer: rootB });
-  const underA: RawServerConfig = { upstream_ca_cert: mesh1.cert, upstream_ca_key: mesh1.key, upstream_bundle: rootA.cert };
-  const underB: RawServerConfig = { upstream_ca_cert: mesh2.cert, upstream_ca_key: mesh2.key, upstream_bundle: rootB.cert };
-  // The operator lists root A again, say for another CA of theirs.
-  // The PKI re-issues root A with its key and name (new validity, new serial): another DER, but every chain that ended
-  // at root A verifies against it.
-  const rootARenewed = opensslCa(dir, 'Corporate Root A renewed', { reuseKey: rootA.key, subject: '/O=Example Corp/CN=Corporate Root A', days: 4000 });
-  const underBWithA: RawServerConfig = { ...underB, upstream_bundle: concat(dir, 'roots.pem', [rootB.cert, rootARenewed.cert]) };
-  // After the certificates: openssl dates them from the second it runs, and the clock must not precede them.
-  const clock = new FakeClock(Date.now());
-  const lines: Array<{ level: number; msg: string; revokedAuthority?: string; anchor?: string }> = [];
-  const log = createLogger({ name: 'test', pretty: false, destination: new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }) });
-  const adminSocket = path.join(dir, 'admin', 'admin.sock');
-  let port = 0;
-  const start = (upstream: RawServerConfig): Promise<MeshidServer> =>
-    MeshidServer.start({
-      config: compileServerConfig({
-        trust_domain: 'example.org',
-        datacenters: ['east'],
-        data_dir: path.join(dir, 'data'),
-        bind_address: `127.0.0.1:${port}`,
-        admin_socket: adminSocket,
-        ...upstream,
-      }),
-      log,
-      clock,
-    });
-  let server = await start(underA);
-  port = server.agentPort;
-  t.after(() => server.stop());
-  const admin = new AdminClient(adminSocket);
-  t.after(() => admin.close());
-  const bundle = async (): Promise<Buffer[]> => (await admin.call('Bundles', 'GetBundle', {})).x509_authorities ?? [];
+test('a revoked upstream CA whose PKI root a restart publishes again is named at error level, and the agent API TLS layer refuses agents under it', (t) =>
+  republishAfterRevoke(t, (_dir, rootA) => rootA.cert));
 
-  const attest = async (): Promise<AgentIdentity> => {
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const token = (await admin.call('Tokens', 'GenerateJoinToken', { datacenter: 'east' })).token!;
-    const client = connectNode({ port: () => port }, certificatesToPem(await bundle()));
-    try {
-      const res = await nodeCall<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: token, csr: await createCsr(privateKey, publicKey) });
-      return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
-    } finally {
-      client.close();
-    }
-  };
-  const verdict = async (agent: AgentIdentity): Promise<Verdict> => {
-    const client = connectNode({ port: () => port }, certificatesToPem(await bundle()), agent);
-    try {
-      await nodeCall(client, 'SignX509Svids', { items: [] });
-      return 'passes';
-    } catch (err) {
-      const e = err as grpc.ServiceError;
-      if (e.code === grpc.status.UNAUTHENTICATED && e.details === NO_AGENT_CERTIFICATE) return 'refused at TLS';
-      assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
-      return 'refused per call';
-    } finally {
-      client.close();
-    }
-  };
-  const authorities = async () => (await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? [];
-  const onMesh1 = await attest();
-  const mesh1Root = (await authorities()).find((a) => a.kind === 'root' && a.state === 'active')!;
-
-  // Mesh CA 1 is believed compromised: the server moves to a CA under another PKI root, and Mesh CA 1 is revoked.
-  await server.stop();
-  server = await start(underB);
-  await admin.call('Authorities', 'TaintAuthority', { id: mesh1Root.id! });
-  const onMesh2 = await attest();
-  await admin.call('Authorities', 'RevokeAuthority', { id: mesh1Root.id!, force: true });
-  const [rootADer] = pemToDerList(fs.readFileSync(rootA.cert, 'utf8'));
-  assert.ok(!(await bundle()).some((d) => d.equals(rootADer!)), 'the revoke took root A out of the bundle');
-  assert.equal(await verdict(onMesh1), 'refused at TLS');
-  const warnings = () => lines.filter((l) => l.level === 50 && l.revokedAuthority === mesh1Root.id);
-  assert.deepEqual(warnings(), [], 'nothing published anchors the revoked CA');
-
-  // A later restart lists root A in --upstream-bundle again.
-  await server.stop();
-  server = await start(underBWithA);
-  const [rootARenewedDer] = pemToDerList(fs.readFileSync(rootARenewed.cert, 'utf8'));
-  assert.ok(!rootARenewedDer!.equals(rootADer!));
-  assert.ok((await bundle()).some((d) => d.equals(rootARenewedDer!)), 'the bundle publishes what the operator configured');
-  const [warning, ...more] = warnings();
-  assert.deepEqual(more, [], 'warned once');
-  assert.equal(warning?.anchor, 'O=Example Corp, CN=Corporate Root A');
-  assert.match(
-    warning!.msg,
-    new RegExp(
-      `^the trust bundle publishes "O=Example Corp, CN=Corporate Root A" \\(sha256 [0-9a-f]{64}\\) again, the trust anchor of root ${mesh1Root.id} ` +
-        `\\("O=Example Corp, CN=Mesh CA 1", sha256 [0-9a-f]{64}\\), revoked [0-9T:.-]+Z: every workload trusts certificates the revoked CA's key signs again`,
-    ),
-  );
-  assert.match(warning!.msg, /It is published because it is in --upstream-bundle \(upstream_bundle\)\. The agent API's TLS layer does not accept agent certificates under it/);
-  assert.match(warning!.msg, /To stop trusting it, take it out of --upstream-bundle and restart/);
-  assert.equal(await verdict(onMesh1), 'refused at TLS', 'an agent under the revoked CA is refused at the handshake, not only per call');
-  assert.equal(await verdict(onMesh2), 'passes');
-});
+test('a revoked upstream CA whose PKI root comes back re-issued with the same key and subject (another DER) is warned of and refused at TLS too', (t) =>
+  republishAfterRevoke(t, (dir, rootA) => {
+    // The PKI re-issues root A with its key and name (new validity, new serial): another DER, but every chain that
+    // ended at root A verifies against it.
+    const renewed = opensslCa(dir, 'Corporate Root A renewed', { reuseKey: rootA.key, subject: '/O=Example Corp/CN=Corporate Root A', days: 4000 });
+    assert.ok(!fs.readFileSync(renewed.cert).equals(fs.readFileSync(rootA.cert)));
+    return renewed.cert;
+  }));
