@@ -7,30 +7,14 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import path from 'node:path';
 import { Writable } from 'node:stream';
-import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../src/common/clock.js';
 import { createLogger } from '../../src/common/log.js';
-import { generateKeyPair } from '../../src/common/x509/keys.js';
-import { createCsr } from '../../src/common/x509/csr.js';
-import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
-import { compileServerConfig, type RawServerConfig } from '../../src/server/config.js';
-import { MeshidServer } from '../../src/server/server.js';
-import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { NO_AGENT_CERTIFICATE } from '../../src/server/api/agent-auth.js';
+import { pemToDerList } from '../../src/common/x509/pem.js';
+import type { RawServerConfig } from '../../src/server/config.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
-import { connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
-
-/** What became of an agent's call on a new connection: the TLS layer refused its certificate, the handler did, or neither. */
-type Verdict = 'passes' | 'refused at TLS' | 'refused per call';
-
-function concat(dir: string, name: string, files: string[]): string {
-  const out = path.join(dir, name);
-  fs.writeFileSync(out, files.map((f) => fs.readFileSync(f, 'utf8')).join(''));
-  return out;
-}
+import { concat, startUpstreamServer } from '../support/upstream-restart.js';
 
 /**
  * The scenario both tests share: Mesh CA 1 under PKI root A, then Mesh CA 2 under root B, Mesh CA 1 tainted and
@@ -53,60 +37,16 @@ async function republishAfterRevoke(t: { after(fn: () => unknown): void }, liste
   const clock = new FakeClock(Date.now());
   const lines: Array<{ level: number; msg: string; revokedAuthority?: string; anchor?: string }> = [];
   const log = createLogger({ name: 'test', pretty: false, destination: new Writable({ write: (c, _e, cb) => (lines.push(JSON.parse(String(c))), cb()) }) });
-  const adminSocket = path.join(dir, 'admin', 'admin.sock');
-  let port = 0;
-  const start = (upstream: RawServerConfig): Promise<MeshidServer> =>
-    MeshidServer.start({
-      config: compileServerConfig({
-        trust_domain: 'example.org',
-        datacenters: ['east'],
-        data_dir: path.join(dir, 'data'),
-        bind_address: `127.0.0.1:${port}`,
-        admin_socket: adminSocket,
-        ...upstream,
-      }),
-      log,
-      clock,
-    });
-  let server = await start(underA);
-  port = server.agentPort;
-  t.after(() => server.stop());
-  const admin = new AdminClient(adminSocket);
-  t.after(() => admin.close());
-  const bundle = async (): Promise<Buffer[]> => (await admin.call('Bundles', 'GetBundle', {})).x509_authorities ?? [];
-
-  const attest = async (): Promise<AgentIdentity> => {
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const token = (await admin.call('Tokens', 'GenerateJoinToken', { datacenter: 'east' })).token!;
-    const client = connectNode({ port: () => port }, certificatesToPem(await bundle()));
-    try {
-      const res = await nodeCall<{ spiffe_id: string; svid_chain: Buffer[] }>(client, 'Attest', { join_token: token, csr: await createCsr(privateKey, publicKey) });
-      return { id: res.spiffe_id, chain: res.svid_chain, key: privateKey };
-    } finally {
-      client.close();
-    }
-  };
-  const verdict = async (agent: AgentIdentity): Promise<Verdict> => {
-    const client = connectNode({ port: () => port }, certificatesToPem(await bundle()), agent);
-    try {
-      await nodeCall(client, 'SignX509Svids', { items: [] });
-      return 'passes';
-    } catch (err) {
-      const e = err as grpc.ServiceError;
-      if (e.code === grpc.status.UNAUTHENTICATED && e.details === NO_AGENT_CERTIFICATE) return 'refused at TLS';
-      assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
-      return 'refused per call';
-    } finally {
-      client.close();
-    }
-  };
+  const ups = await startUpstreamServer(t, dir, underA, clock, log);
+  const { admin, bundle } = ups;
+  const attest = () => ups.attest();
+  const verdict = (agent: Parameters<typeof ups.verdict>[0]) => ups.verdict(agent);
   const authorities = async () => (await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? [];
   const onMesh1 = await attest();
   const mesh1Root = (await authorities()).find((a) => a.kind === 'root' && a.state === 'active')!;
 
   // Mesh CA 1 is believed compromised: the server moves to a CA under another PKI root, and Mesh CA 1 is revoked.
-  await server.stop();
-  server = await start(underB);
+  await ups.restart(underB);
   await admin.call('Authorities', 'TaintAuthority', { id: mesh1Root.id! });
   const onMesh2 = await attest();
   await admin.call('Authorities', 'RevokeAuthority', { id: mesh1Root.id!, force: true });
@@ -117,8 +57,7 @@ async function republishAfterRevoke(t: { after(fn: () => unknown): void }, liste
   assert.deepEqual(warnings(), [], 'nothing published anchors the revoked CA');
 
   // A later restart lists root A in --upstream-bundle again.
-  await server.stop();
-  server = await start(underBWithA);
+  await ups.restart(underBWithA);
   const [rootAAgainDer] = pemToDerList(fs.readFileSync(rootAAgain, 'utf8'));
   assert.ok((await bundle()).some((d) => d.equals(rootAAgainDer!)), 'the bundle publishes what the operator configured');
   const [warning, ...more] = warnings();
