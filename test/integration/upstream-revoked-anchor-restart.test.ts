@@ -15,6 +15,8 @@ import type { RawServerConfig } from '../../src/server/config.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { concat, startUpstreamServer } from '../support/upstream-restart.js';
+import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
 
 /**
  * The scenario both tests share: Mesh CA 1 under PKI root A, then Mesh CA 2 under root B, Mesh CA 1 tainted and
@@ -55,6 +57,12 @@ async function republishAfterRevoke(t: { after(fn: () => unknown): void }, liste
   assert.equal(await verdict(onMesh1), 'refused at TLS');
   const warnings = () => lines.filter((l) => l.level === 50 && l.revokedAuthority === mesh1Root.id);
   assert.deepEqual(warnings(), [], 'nothing published anchors the revoked CA');
+  // `ca show` lists the record, with the anchor by the fingerprint the warning will name.
+  const shown = await runNode(SERVER_MAIN, ['ca', 'show', '--admin-socket', ups.adminSocket]);
+  assert.equal(shown.code, 0, shown.err);
+  const rootAFingerprint = parseCertificate(rootADer!).fingerprintSha256;
+  assert.match(shown.out, new RegExp(`^Revoked root +: ${mesh1Root.id}\n(?:.*\n)*?Trust anchor +: O=Example Corp, CN=Corporate Root A \\(sha256 ${rootAFingerprint}\\)$`, 'm'));
+  assert.equal((shown.out.match(/^Authority ID/gm) ?? []).length, (await authorities()).length, 'a revoked root is no authority of the journal');
 
   // A later restart lists root A in --upstream-bundle again.
   await ups.restart(underBWithA);

@@ -2,7 +2,8 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import type { CaManager } from '../ca/ca-manager.js';
-import type { CaRecord } from '../ca/ca-journal.js';
+import { parseCertificate } from '../../common/x509/certificate.js';
+import type { CaRecord, RevokedRootRecord } from '../ca/ca-journal.js';
 import { agentsCutOffByRevoking, revokeWouldCutOff } from '../ca/root-revoke-guard.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { invalidArgument } from '../../common/errors.js';
@@ -22,8 +23,18 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
     upstream_ca: ca.isUpstreamCa(r.id),
   });
   const list = () => ({ trust_domain: ca.trustDomain, authorities: ca.listAuthorities().map(toProto) });
+  const revokedToProto = (r: RevokedRootRecord) => ({
+    id: r.id,
+    subject: r.subject,
+    fingerprint: r.certFingerprint,
+    revoked_at: Math.floor(r.revokedAt / 1000),
+    anchors: r.anchorsDer.map((der) => {
+      const cert = parseCertificate(der);
+      return { subject: cert.subject, fingerprint: cert.fingerprintSha256 };
+    }),
+  });
   return {
-    ListAuthorities: unary(log, 'ListAuthorities', list),
+    ListAuthorities: unary(log, 'ListAuthorities', () => ({ ...list(), revoked_roots: ca.listRevokedRoots().map(revokedToProto) })),
     RotateRoot: unary(log, 'RotateRoot', async () => {
       const root = await ca.rotateRoot();
       log.info({ authority: root.id }, 'root rotation requested');

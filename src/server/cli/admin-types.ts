@@ -46,6 +46,14 @@ export interface ProtoAuthority {
   upstream_ca?: boolean;
 }
 
+export interface ProtoRevokedRoot {
+  id?: string;
+  subject?: string;
+  fingerprint?: string;
+  revoked_at?: number;
+  anchors?: Array<{ subject?: string; fingerprint?: string }>;
+}
+
 export interface MintX509SvidResponse {
   svid_chain?: Buffer[];
   root_cas?: Buffer[];
@@ -100,7 +108,7 @@ export interface AdminMethods {
     BanAgent: [{ spiffe_id: string }, ProtoAgent];
   };
   Authorities: {
-    ListAuthorities: [Record<string, never>, { authorities?: ProtoAuthority[]; trust_domain?: string }];
+    ListAuthorities: [Record<string, never>, { authorities?: ProtoAuthority[]; trust_domain?: string; revoked_roots?: ProtoRevokedRoot[] }];
     RotateRoot: [Record<string, never>, ProtoAuthority];
     TaintAuthority: [{ id: string }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
     RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, { authorities?: ProtoAuthority[]; trust_domain?: string }];

@@ -3,7 +3,7 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { invalidArgument } from '../../common/errors.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
-import type { ProtoAuthority } from './admin-types.js';
+import type { ProtoAuthority, ProtoRevokedRoot } from './admin-types.js';
 import { isoTime } from './entry-output.js';
 
 /** An authority with every field present: the --output json shape. */
@@ -37,6 +37,32 @@ export function renderAuthority(a: ProtoAuthority): string {
   ]);
 }
 
+/** A revoked root as the server keeps it, with every field present: the --output json shape. */
+function fullRevokedRoot(r: ProtoRevokedRoot): Required<Omit<ProtoRevokedRoot, 'anchors'>> & { anchors: Array<{ subject: string; fingerprint: string }> } {
+  return {
+    id: r.id ?? '',
+    subject: r.subject ?? '',
+    fingerprint: r.fingerprint ?? '',
+    revoked_at: r.revoked_at ?? 0,
+    anchors: (r.anchors ?? []).map((a) => ({ subject: a.subject ?? '', fingerprint: a.fingerprint ?? '' })),
+  };
+}
+
+/**
+ * A root `ca revoke` took out of the journal: listed so that an operator can tell a trust anchor the server warns
+ * about (published again while it anchored a revoked CA) by its fingerprint.
+ */
+function renderRevokedRoot(r: ReturnType<typeof fullRevokedRoot>): string {
+  return renderFields([
+    // Not "Authority ID": it is no authority of the journal any more.
+    ['Revoked root', r.id],
+    ['Subject', r.subject || undefined],
+    ['Revoked at', isoTime(r.revoked_at)],
+    ['Fingerprint', r.fingerprint],
+    ['Trust anchor', r.anchors.map((a) => `${a.subject} (sha256 ${a.fingerprint})`)],
+  ]);
+}
+
 const show: Command = {
   name: 'show',
   summary: 'Lists the certificate authorities: roots, per-datacenter intermediates and JWT keys, with their state.',
@@ -44,10 +70,15 @@ const show: Command = {
   async run(args, io) {
     const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'ListAuthorities', {}));
     const authorities = (res.authorities ?? []).map(fullAuthority);
+    const revoked = (res.revoked_roots ?? []).map(fullRevokedRoot);
     if (outputFormat(args) === 'json') {
-      io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
+      io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities, revoked_roots: revoked }));
     } else {
-      io.stdout.write(renderFields([['Trust domain', res.trust_domain ?? '']]) + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+      io.stdout.write(
+        renderFields([['Trust domain', res.trust_domain ?? '']]) +
+          authorities.map((a) => `\n${renderAuthority(a)}`).join('') +
+          revoked.map((r) => `\n${renderRevokedRoot(r)}`).join(''),
+      );
     }
     return 0;
   },
