@@ -7,14 +7,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import fs from 'node:fs';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../src/common/clock.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { startInProcessCluster } from '../support/cluster.js';
-import { startInProcessServer, stopInProcessServer } from '../support/in-process-restart.js';
+import { backUpInProcessServer } from '../support/in-process-restart.js';
 import { attestWithToken, connectNode, nodeCall } from '../support/node-api-client.js';
 
 test('a banned agent presenting an SVID from an intermediate the restored server never held is told it is banned, not to re-attest', async (t) => {
@@ -24,11 +22,7 @@ test('a banned agent presenting an SVID from an intermediate the restored server
   const port = { port: () => cluster.meshidServer.agentPort };
   // Attested before the backup, so the restored datastore knows the agent.
   const attested = await attestWithToken(port, cluster.bundlePem, await cluster.token());
-  const dataDir = cluster.meshidServer.config.dataDir;
-  const backup = path.join(cluster.dir, 'backup');
-  let config = await stopInProcessServer(cluster);
-  fs.cpSync(dataDir, backup, { recursive: true });
-  await startInProcessServer(cluster, config, clock);
+  const restore = await backUpInProcessServer(cluster, clock);
 
   // After the backup: the east intermediate is replaced and the agent renews under its successor.
   const east = ((await cluster.admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []).find((a) => a.kind === 'intermediate' && a.state === 'active')!;
@@ -37,10 +31,7 @@ test('a banned agent presenting an SVID from an intermediate the restored server
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const renewed = await nodeCall<{ svid_chain: Buffer[] }>(before, 'Renew', { csr: await createCsr(privateKey, publicKey) });
   before.close();
-  config = await stopInProcessServer(cluster);
-  fs.rmSync(dataDir, { recursive: true });
-  fs.cpSync(backup, dataDir, { recursive: true });
-  await startInProcessServer(cluster, config, clock);
+  await restore();
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: attested.id });
 
   const client = connectNode(port, cluster.bundlePem, { chain: renewed.svid_chain, key: privateKey });

@@ -11,12 +11,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import crypto from 'node:crypto';
-import fs from 'node:fs';
-import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../src/common/clock.js';
 import { startInProcessCluster } from '../support/cluster.js';
-import { startInProcessServer, stopInProcessServer } from '../support/in-process-restart.js';
+import { backUpInProcessServer } from '../support/in-process-restart.js';
 import { attestWithToken, connectNode, nodeCall } from '../support/node-api-client.js';
 
 const HOUR = 3_600_000;
@@ -25,21 +23,14 @@ test("an expired agent SVID from an intermediate the restored server never held 
   const clock = new FakeClock(Date.now() - HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-gate-expired-svid-');
   t.after(() => cluster.cleanup());
-  const dataDir = cluster.meshidServer.config.dataDir;
-  const backup = path.join(cluster.dir, 'backup');
-  let config = await stopInProcessServer(cluster);
-  fs.cpSync(dataDir, backup, { recursive: true });
-  await startInProcessServer(cluster, config, clock);
+  const restore = await backUpInProcessServer(cluster, clock);
 
   // After the backup: the east intermediate is replaced and an agent attests under its successor.
   const east = ((await cluster.admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []).find((a) => a.kind === 'intermediate' && a.state === 'active')!;
   await cluster.admin.call('Authorities', 'TaintAuthority', { id: east.id! });
   const port = { port: () => cluster.meshidServer.agentPort };
   const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
-  config = await stopInProcessServer(cluster);
-  fs.rmSync(dataDir, { recursive: true });
-  fs.cpSync(backup, dataDir, { recursive: true });
-  await startInProcessServer(cluster, config, clock);
+  await restore();
 
   const client = connectNode(port, cluster.bundlePem, agent);
   t.after(() => client.close());

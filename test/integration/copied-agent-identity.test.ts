@@ -17,7 +17,7 @@ import { createLogger, type Logger } from '../../src/common/log.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { startInProcessCluster } from '../support/cluster.js';
-import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
+import { attestWithToken, connectNode, nodeCall, openSync, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
 
 const HOUR = 3_600_000;
@@ -101,19 +101,6 @@ function anyCall(client: NodeClient): Promise<grpc.ServiceError> {
     () => assert.fail('the call was answered'),
     (err: grpc.ServiceError) => err,
   );
-}
-
-/** Opens a Sync stream on `client`; resolves once its first update is in, with the error it ends with. */
-async function openSync(client: NodeClient, t: { after: (fn: () => void) => void }): Promise<{ ended: () => grpc.ServiceError | undefined }> {
-  const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
-  t.after(() => stream.cancel());
-  let first = false;
-  let ended: grpc.ServiceError | undefined;
-  stream.on('data', () => (first = true));
-  stream.on('error', (e: grpc.ServiceError) => (ended = e));
-  await until('the first update', () => (first ? true : ended));
-  assert.equal(ended, undefined, ended?.details);
-  return { ended: () => ended };
 }
 
 test("a copy whose Sync stream is ended (it then calls no more) is named in the server's log at once, as a refused call's copy is", async (t) => {

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../src/common/clock.js';
 import { startInProcessCluster } from '../support/cluster.js';
-import { attestWithToken, connectNode } from '../support/node-api-client.js';
+import { attestWithToken, connectNode, openSync } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
 
 test("a ban outranks a forced revoke of the agent's root on its Sync stream, even when the revoke's event comes first (the ban's event held back: stubs the race's timing)", async (t) => {
@@ -22,14 +22,7 @@ test("a ban outranks a forced revoke of the agent's root on its Sync stream, eve
   const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
   const client = connectNode(port, cluster.bundlePem, agent);
   t.after(() => client.close());
-  const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
-  t.after(() => stream.cancel());
-  let first = false;
-  let ended: grpc.ServiceError | undefined;
-  stream.on('data', () => (first = true));
-  stream.on('error', (e: grpc.ServiceError) => (ended = e));
-  await until('the first update', () => (first ? true : ended));
-  assert.equal(ended, undefined, ended?.details);
+  const { ended } = await openSync(client, t);
 
   // The hub applies datastore changes one after another on this chain: one more link that waits holds them back.
   const hub = cluster.meshidServer.hub as unknown as { chain: Promise<void> };
@@ -42,7 +35,7 @@ test("a ban outranks a forced revoke of the agent's root on its Sync stream, eve
   await cluster.admin.call('Authorities', 'TaintAuthority', { id: root.id! });
   await cluster.admin.call('Authorities', 'RevokeAuthority', { id: root.id!, force: true });
 
-  const status = await until('the Sync stream ends', () => ended);
+  const status = await until('the Sync stream ends', ended);
   assert.equal(grpc.status[status.code], 'PERMISSION_DENIED', status.details);
   assert.equal(status.details, `banned: agent ${agent.id} is banned`);
 });

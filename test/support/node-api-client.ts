@@ -12,6 +12,7 @@ import { generateKeyPair, exportPkcs8Pem } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import type { ServerProcess } from './server-process.js';
+import { until } from './until.js';
 
 export type NodeClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
@@ -105,4 +106,17 @@ export function rawNodeCall(client: grpc.Client, method: string, bytes: Buffer, 
       client.makeUnaryRequest(`/meshid.agent.v1.Node/${method}`, asIs, asIs, bytes, (err) => (err ? resolve(err) : reject(new Error(`${method} answered`))));
     }
   });
+}
+
+/** Opens a Sync stream on `client`; resolves once its first update is in, with the error it ends with. */
+export async function openSync(client: NodeClient, t: { after: (fn: () => void) => void }): Promise<{ ended: () => grpc.ServiceError | undefined }> {
+  const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
+  t.after(() => stream.cancel());
+  let first = false;
+  let ended: grpc.ServiceError | undefined;
+  stream.on('data', () => (first = true));
+  stream.on('error', (e: grpc.ServiceError) => (ended = e));
+  await until('the first update', () => (first ? true : ended));
+  assert.equal(ended, undefined, ended?.details);
+  return { ended: () => ended };
 }
