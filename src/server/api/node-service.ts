@@ -12,7 +12,7 @@ import type { Selector } from '../../common/spiffe/selector.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import type { AttestedAgent, Datastore, RegistrationEntry } from '../datastore/datastore.js';
 import { AuthorizedSets } from '../entries/authorized-sets.js';
-import { authenticateAgent, notCurrentSvid, REATTEST_PREFIX, BANNED_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
+import { authenticateAgent, bannedRefusal, notCurrentSvid, REATTEST_PREFIX, svidExpired, svidNotAnchored, type AuthenticatedAgent } from './agent-auth.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { CopiedAgentIdentities } from './copied-agent-identities.js';
@@ -348,7 +348,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     );
     syncStreams.set(agentId, end);
 
-    const banned = (): MeshidError => permissionDenied(`${BANNED_PREFIX}agent ${agent.spiffeId} is banned`);
+    const banned = (): MeshidError => permissionDenied(bannedRefusal(agent.spiffeId));
     const onEvent = (event: HubEvent): void => {
       if (event.kind === 'stopping') return end(unavailable('meshid-server is shutting down; reconnect'));
       // A root revoked since the stream opened cuts its agent off here too, not only at its next unary call. A ban
