@@ -39,15 +39,19 @@ export class JwtSigningHold {
   async run<T>(sign: () => Promise<T>): Promise<T> {
     this.throwIfHeld();
     if (!this.recovering) return this.observe(sign);
+    // The turn is handed from one signing to the next (busy stays set), not released and re-taken: a waiter resumes
+    // a microtask after it is woken, and a newcomer arriving in between would otherwise find the turn free and run
+    // alongside it.
     if (this.busy) await new Promise<void>((resolve) => this.queue.push(resolve));
-    this.busy = true;
+    else this.busy = true;
     try {
       // Refused again while this one waited for its turn: it goes back to its caller's wait without a call.
       this.throwIfHeld();
       return await this.observe(sign);
     } finally {
-      this.busy = false;
-      this.queue.shift()?.();
+      const next = this.queue.shift();
+      if (next) next();
+      else this.busy = false;
     }
   }
 

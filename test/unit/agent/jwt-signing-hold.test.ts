@@ -1,0 +1,44 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { JwtSigningHold } from '../../../src/agent/cache/jwt-signing-hold.js';
+import { resourceExhausted } from '../../../src/common/errors.js';
+import { FakeClock } from '../../../src/common/clock.js';
+
+/**
+ * After a budget refusal signings go one at a time. A signing that ends wakes the next in line, which resumes a
+ * microtask later; a newcomer whose own promise chain reaches the hold in that gap must queue, not run alongside it.
+ * The newcomer is started at every depth of microtask hops from 0 to 12 after the running signing is answered, so one
+ * of them lands in the gap whatever the exact depth of the hold's own awaits.
+ */
+for (let hops = 0; hops <= 12; hops++) {
+  test(`after a budget refusal, a signing arriving ${hops} microtask(s) after one ends does not run alongside the woken next one`, async () => {
+    const clock = new FakeClock(Date.now() - 3600_000);
+    const hold = new JwtSigningHold(clock, () => 0.5);
+    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+    clock.advance(4000);
+
+    let running = 0;
+    let most = 0;
+    const answers: Array<() => void> = [];
+    const sign = (): Promise<string> => {
+      running++;
+      most = Math.max(most, running);
+      return new Promise<string>((resolve) => answers.push(() => (running--, resolve('jwt'))));
+    };
+    const first = hold.run(sign);
+    const second = hold.run(sign);
+    await new Promise((r) => setImmediate(r));
+    assert.equal(answers.length, 1, 'the second waits for its turn');
+
+    answers.shift()!();
+    let chain: Promise<unknown> = Promise.resolve();
+    for (let i = 0; i < hops; i++) chain = chain.then(() => undefined);
+    const newcomer = chain.then(() => hold.run(sign));
+    for (let i = 0; i < 3; i++) {
+      await new Promise((r) => setImmediate(r));
+      answers.shift()?.();
+    }
+    await Promise.all([first, second, newcomer]);
+    assert.equal(most, 1, 'never more than one signing at a time while recovering');
+  });
+}
