@@ -56,9 +56,17 @@ test('agent evict and agent ban say on stderr how many entries are parented dire
   assert.equal(evict.code, 0, evict.err);
   assert.equal(evict.out, 'Agent evicted successfully\n');
   assert.match(evict.err, new RegExp(`^Warning: 2 registration entries are parented directly to ${evicted}, and match no agent from now on: `));
-  assert.match(evict.err, /meshid-server entry update --id <entry ID> --parent-id <new agent ID>/);
   assert.ok(evict.err.includes(`meshid-server entry show --parent-id ${evicted}`), evict.err);
   assert.match(evict.err, /node alias \(meshid-server entry create --node/);
+  // The move the warning names is a command that runs: its placeholders filled in, it moves an entry.
+  const move = /meshid-server (entry update .*<entry ID>.*<new agent ID>) \(/.exec(evict.err);
+  assert.ok(move, evict.err);
+  const [entryId] = (await cli(['entry', 'show', '--parent-id', evicted, '--output', 'json'])).out.match(/e-[0-9a-f]{16}/) ?? [];
+  assert.ok(entryId, 'entry show --parent-id lists the entries left behind');
+  const newcomer = await attest();
+  const moved = await cli(move[1]!.replace('<entry ID>', entryId).replace('<new agent ID>', newcomer).split(' '));
+  assert.equal(moved.code, 0, `the suggested "${move[1]}" fails: ${moved.err}`);
+  assert.match(moved.out, new RegExp(`^Parent ID +: ${newcomer}$`, 'm'));
 
   const ban = await cli(['agent', 'ban', '--spiffe-id', banned, '--output', 'json']);
   assert.equal(ban.code, 0, ban.err);
@@ -81,7 +89,7 @@ test('the housekeeping prune of an agent whose SVID expired logs how many entrie
   assert.ok(aboutLost, `a warning names the pruned agent: ${JSON.stringify(warnings.map((w) => w.msg))}`);
   assert.equal(aboutLost.entries, 3);
   assert.match(aboutLost.msg, new RegExp(`^3 registration entries are parented directly to ${lost}, and match no agent now that it was removed \\(its SVID expired`));
-  assert.match(aboutLost.msg, /entry update --id <entry ID> --parent-id <new agent ID>/);
+  assert.match(aboutLost.msg, /entry update --entry-id <entry ID> --parent-id <new agent ID>/);
   assert.ok(!warnings.some((l) => l.agent === bare), 'no warning for a pruned agent no entry is parented to');
   assert.ok(logged.some((l) => l.msg === 'housekeeping removed expired records'), 'the agents were pruned');
 });

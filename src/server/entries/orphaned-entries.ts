@@ -18,7 +18,7 @@ export function orphanedEntriesNotice(agentId: string, count: number, departure:
       'and match no agent now that it was removed (its SVID expired: a host whose agent lost its data dir attests again under a new agent ID)',
   };
   return (
-    `${entries}, ${why[departure]}. Move them to the new agent with meshid-server entry update --id <entry ID> --parent-id <new agent ID> ` +
+    `${entries}, ${why[departure]}. Move them to the new agent with meshid-server entry update --entry-id <entry ID> --parent-id <new agent ID> ` +
     `(meshid-server entry show --parent-id ${agentId} lists them), or parent them to a node alias ` +
     '(meshid-server entry create --node --selector ...), which follows a host across attestations'
   );
