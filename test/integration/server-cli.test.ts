@@ -672,6 +672,25 @@ test('bundle delete refuses while entries federate with the trust domain; --mode
   assert.deepEqual((JSON.parse(entry.out) as { entries: Array<{ federates_with?: string[] }> }).entries[0]!.federates_with ?? [], []);
 });
 
+test('bundle list --trust-domain prints that bundle alone, as bundle show does: redirected, it is a bundle file again', async () => {
+  const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-partner.org', '--data', spiffe]));
+
+  const pem = await cli(['bundle', 'list', '--trust-domain', 'export-partner.org']);
+  assertOk(pem);
+  assert.match(pem.out, /^-----BEGIN CERTIFICATE-----\n/, 'no count or banner before the certificates');
+  assert.deepEqual(pemToDerList(pem.out), bundleFromSpiffeJson(TD, spiffe).x509Authorities);
+
+  const doc = await cli(['bundle', 'list', '-id', 'spiffe://export-partner.org', '-format', 'spiffe']);
+  assertOk(doc);
+  const exported = bundleFromSpiffeJson('export-partner.org', doc.out);
+  assert.equal(exported.jwtAuthorities.length, bundleFromSpiffeJson(TD, spiffe).jwtAuthorities.length);
+  const file = path.join(dir, 'export-partner.json');
+  fs.writeFileSync(file, doc.out);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-copy.org', '--path', file]));
+  assert.deepEqual(pemToDerList((await cli(['bundle', 'list', '--trust-domain', 'export-copy.org'])).out), pemToDerList(pem.out));
+});
+
 test('bundle set accepts a SPIFFE bundle with JWT keys', async () => {
   const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'jwt-partner.org', '--format', 'spiffe', '--data', spiffe]));

@@ -77,7 +77,7 @@ const show: Command = {
 const list: Command = {
   name: 'list',
   summary: 'Prints the federated bundles (other trust domains this server trusts).',
-  flags: [trustDomainFlag('Only the bundle of this trust domain'), FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [trustDomainFlag('Only the bundle of this trust domain, printed alone as bundle show prints the own one'), FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const only = args.string('trust-domain');
     const td = only === undefined ? undefined : checkTrustDomain(only);
@@ -87,6 +87,12 @@ const list: Command = {
     if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
     if (outputFormat(args) === 'json') {
       io.stdout.write(renderJson({ bundles: bundles.map(fullBundle) }));
+      return 0;
+    }
+    // One trust domain's bundle alone, as `bundle show` prints the own one (and spire-server's `bundle list -id`):
+    // `> partner.json` is then a bundle file that `bundle set` or another server reads back.
+    if (td !== undefined) {
+      io.stdout.write(renderBundle(bundles[0]!, format));
       return 0;
     }
     // `Found N …` first, as entry show, agent list and federation list print (spire-server's list commands too), so an
