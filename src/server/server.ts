@@ -48,6 +48,7 @@ import { agentCallGate } from './api/agent-call-gate.js';
 import { AgentCallBudgets } from './api/agent-call-budgets.js';
 import { AgentSvidAnchor } from './api/agent-svid-anchor.js';
 import { PresentedCertificates } from './api/presented-certificates.js';
+import { RefusedClientCertificates } from './api/refused-client-certificates.js';
 import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-connections.js';
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
@@ -331,7 +332,8 @@ async function startAgentApi(
   const anchor = new AgentSvidAnchor(ca);
   const budgets = new AgentCallBudgets(config.agentSvidTtlMs, clock);
   const certificates = new PresentedCertificates();
-  const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, certificates, agents: ds, clock });
+  const refused = new RefusedClientCertificates();
+  const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, certificates, refused, agents: ds, clock });
   const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
   const limiter = new SigningLimits(
     new RateLimiter(config.agentSignRate, config.agentSignBurst, clock),
@@ -364,7 +366,7 @@ async function startAgentApi(
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(listenFailure(err, config.bindAddress, '--bind-address, bind_address')) : resolve(p))),
   );
-  const connections = new AgentApiConnections({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, certificates, clock, log, limits: connectionLimits });
+  const connections = new AgentApiConnections({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, certificates, refused, clock, log, limits: connectionLimits });
   try {
     // Before any connection has finished its TLS handshake: none goes unbounded.
     connections.watch(server);

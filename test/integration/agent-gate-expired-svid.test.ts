@@ -47,5 +47,10 @@ test("an expired agent SVID from an intermediate the restored server never held 
   clock.set(notAfter + 1000);
   const expired = await call();
   assert.equal(grpc.status[expired.code], 'PERMISSION_DENIED', expired.details);
-  assert.equal(expired.details, `must re-attest: agent ${agent.id}'s SVID expired at ${new Date(notAfter).toISOString()}; attest again with a new join token`);
+  assert.equal(
+    expired.details,
+    `must re-attest: agent ${agent.id}'s SVID expired at ${new Date(notAfter).toISOString()} by meshid-server's clock, which reads ` +
+      `${new Date(clock.now()).toISOString()}; attest again with a new join token. An agent whose own clock still takes the SVID ` +
+      "for valid runs behind the server's: synchronise the clocks (chrony or ntpd; timedatectl status)",
+  );
 });

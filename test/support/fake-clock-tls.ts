@@ -60,8 +60,12 @@ function judgeAgain(socket: tls.TLSSocket, roots: Buffer[] | undefined, now: num
   }
 }
 
-/** Makes TLS in this process judge certificate validity on `clock`; returns the function that undoes it. */
-export function judgeTlsOnClock(clock: Clock): () => void {
+/**
+ * Makes TLS in this process judge certificate validity on `clock`; returns the function that undoes it. With
+ * `serverClock`, the servers in this process judge their clients on it instead (an in-process server and agent whose
+ * host clocks disagree).
+ */
+export function judgeTlsOnClock(clock: Clock, serverClock: Clock = clock): () => void {
   const originalCreateSecureContext = tls.createSecureContext;
   const originalConnect = tls.connect;
   const originalCreateSecureServer = http2.createSecureServer;
@@ -116,7 +120,7 @@ export function judgeTlsOnClock(clock: Clock): () => void {
     // Before http2 sees the socket: authorization is read from the socket on every call (grpc-js getAuthContext).
     server.prependListener('secureConnection', (socket: tls.TLSSocket) => {
       if (socket.authorized || socket.getPeerCertificate()?.raw === undefined) return;
-      if (judgeAgain(socket, roots, clock.now()) === undefined) {
+      if (judgeAgain(socket, roots, serverClock.now()) === undefined) {
         socket.authorized = true;
         (socket as { authorizationError: Error | null }).authorizationError = null;
       }

@@ -12,6 +12,7 @@ import { AgentApiHandshakes, type HandshakeLimits } from './agent-api-handshakes
 import { agentSvidId } from './agent-auth.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import type { PresentedCertificates } from './presented-certificates.js';
+import type { RefusedClientCertificates } from './refused-client-certificates.js';
 
 /** What the connections to the agent API may hold; DEFAULT_CONNECTION_LIMITS says why each is what it is. */
 export interface ConnectionLimits extends HandshakeLimits {
@@ -85,6 +86,8 @@ export interface AgentApiConnectionsDeps {
   anchor: AgentSvidAnchor;
   /** Shared with the call gate: a connection's certificate parsed here is a memo hit for its first call. */
   certificates: PresentedCertificates;
+  /** Shared with the call gate: the client certificates TLS refused here, for its refusals to say why. */
+  refused?: RefusedClientCertificates;
   clock: Clock;
   log: Logger;
   limits?: Partial<ConnectionLimits>;
@@ -179,6 +182,7 @@ export class AgentApiConnections {
     }
     this.open.add(socket);
     socket.once('close', () => this.open.delete(socket));
+    this.deps.refused?.record(socket);
     const agentId = this.agentIdOf(socket);
     if (agentId !== undefined) this.admitAgent(session, agentId);
     else this.admitUnauthenticated(session, socket, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));

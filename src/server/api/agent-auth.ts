@@ -62,7 +62,7 @@ export async function authenticateAgent(
   const agent = await agents.getAgent(id);
   if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
   if (agent.banned) throw permissionDenied(bannedRefusal(id));
-  if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter));
+  if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter, now));
   if (anchor !== undefined && !anchor.signedByServer(cert, now)) throw permissionDenied(svidNotSignedByServer(id));
   if (anchor !== undefined && !anchor.chainsToBundle(cert, now)) throw permissionDenied(svidNotAnchored(id));
   let retiredPrevious = false;
@@ -87,9 +87,18 @@ export function svidExpired(agentId: string, notAfter: number): string {
   return `agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()}`;
 }
 
-/** The refusal of a call made with an agent SVID past its notAfter (on a connection opened before it). */
-export function expiredSvidRefusal(agentId: string, notAfter: number): string {
-  return `${REATTEST_PREFIX}${svidExpired(agentId, notAfter)}; attest again with a new join token`;
+/**
+ * The refusal of a call made with an agent SVID past its notAfter by the server's clock: on a connection opened
+ * before it expired, or on a new one whose TLS check refused it for that (agent-call-gate.ts). meshid-agent presents
+ * its SVID only while its own clock takes it for valid, so this is mostly a host clock behind the server's: the
+ * server's reading goes with it, for the agent to tell that from an SVID it let expire (rejection.ts reads it).
+ */
+export function expiredSvidRefusal(agentId: string, notAfter: number, now: number): string {
+  return (
+    `${REATTEST_PREFIX}agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()} by meshid-server's clock, which reads ` +
+    `${new Date(now).toISOString()}; attest again with a new join token. An agent whose own clock still takes the SVID for valid ` +
+    "runs behind the server's: synchronise the clocks (chrony or ntpd; timedatectl status)"
+  );
 }
 
 /** The refusal of an agent SVID whose root has left the bundle since the connection's handshake. */

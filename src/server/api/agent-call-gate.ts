@@ -8,6 +8,7 @@ import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import type { PresentedCertificates } from './presented-certificates.js';
+import type { ConnectionEnds, RefusedClientCertificates } from './refused-client-certificates.js';
 
 const NODE_SERVICE_PATH_PREFIX = '/meshid.agent.v1.Node/';
 /** The one agent API call made before the agent has an SVID. */
@@ -22,6 +23,8 @@ export interface AgentCallGateDeps {
   certificates: PresentedCertificates;
   /** The datastore's agents: only to tell a banned agent so when its SVID is one the server did not sign. */
   agents: Pick<AgentLookup, 'getAgent'>;
+  /** The client certificates TLS refused, by connection (filled by agent-api-connections.ts): to say why. */
+  refused?: RefusedClientCertificates;
   clock: Clock;
 }
 
@@ -30,7 +33,9 @@ export interface AgentCallGateDeps {
  * request before any handler runs, and a request of the maximum size can be costly to decode (a Sync request of
  * ~4 MB holding two million empty `known` items takes the server ~0.45–0.9 s of CPU). Refused here, a request is
  * never decoded:
- * - without a verified client certificate, UNAUTHENTICATED (anyone who reaches the port);
+ * - without a verified client certificate, UNAUTHENTICATED (anyone who reaches the port); but an agent SVID the
+ *   server signed that TLS refused as expired by the server's clock gets PERMISSION_DENIED saying so and naming both
+ *   times, as on a connection opened before it expired: its agent takes it for valid, so its clock is behind;
  * - with one that is no agent SVID of this trust domain (a workload's X.509-SVID passes the TLS check too), or one
  *   none of the server's intermediates signed (another CA under the same upstream roots; an SVID from an
  *   intermediate a server restored from a backup never held), PERMISSION_DENIED, as the handlers would answer (saying
@@ -47,15 +52,33 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
   /**
    * The handlers look the agent up first, and a banned agent hears `banned:` whatever its SVID: it stops and withdraws
    * what it serves, where `must re-attest:` would have it serve its cached SVIDs on and look for a join token. Looked
-   * up only for an SVID the server did not sign (rare: a restored server's agents), one indexed read.
+   * up only for an SVID the server did not sign (rare: a restored server's agents) or one TLS refused as expired (an
+   * agent whose clock is behind), one indexed read.
    */
   const unlessBanned = (agentId: string, refusal: MeshidError): Promise<MeshidError> =>
     deps.agents.getAgent(agentId).then(
       (agent) => (agent?.banned === true ? permissionDenied(bannedRefusal(agentId)) : refusal),
       () => refusal,
     );
-  const refusal = (path: string, raw: Buffer | undefined): MeshidError | Promise<MeshidError> | undefined => {
-    if (raw === undefined) return unauthenticated(NO_AGENT_CERTIFICATE);
+  /**
+   * An agent SVID this server signed and TLS refused, expired by the server's clock: refused as expired, never
+   * authenticated. Anything else TLS refused is as good as no certificate.
+   */
+  const unverified = (ends: ConnectionEnds): MeshidError | Promise<MeshidError> => {
+    const raw = deps.refused?.of(ends);
+    let cert: ParsedCertificate | undefined;
+    try {
+      cert = raw === undefined ? undefined : deps.certificates.parse(raw);
+    } catch {
+      cert = undefined;
+    }
+    const agentId = cert === undefined ? undefined : agentSvidId(cert, deps.agentIdPrefix);
+    const now = deps.clock.now();
+    if (cert === undefined || agentId === undefined || cert.notAfter > now || !deps.anchor.signedByServer(cert, now)) return unauthenticated(NO_AGENT_CERTIFICATE);
+    return unlessBanned(agentId, permissionDenied(expiredSvidRefusal(agentId, cert.notAfter, now)));
+  };
+  const refusal = (path: string, raw: Buffer | undefined, ends: ConnectionEnds): MeshidError | Promise<MeshidError> | undefined => {
+    if (raw === undefined) return unverified(ends);
     let cert: ParsedCertificate;
     try {
       cert = deps.certificates.parse(raw);
@@ -69,7 +92,7 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     if (!deps.anchor.signedByServer(cert, now)) {
       // Expired, it is refused whoever signed it, and the expiry is what the operator acts on: an intermediate no
       // longer held is most often one pruned after the SVIDs it signed expired.
-      return unlessBanned(agentId, permissionDenied(cert.notAfter <= now ? expiredSvidRefusal(agentId, cert.notAfter) : svidNotSignedByServer(agentId)));
+      return unlessBanned(agentId, permissionDenied(cert.notAfter <= now ? expiredSvidRefusal(agentId, cert.notAfter, now) : svidNotSignedByServer(agentId)));
     }
     return deps.budgets.charge(path, agentId);
   };
@@ -90,7 +113,7 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
               }
               nextMetadata(metadata);
             };
-            const refused = path === ATTEST_PATH ? attestAttempts.charge(call.getPeer()) : refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw);
+            const refused = path === ATTEST_PATH ? attestAttempts.charge(call.getPeer()) : refusal(path, call.getAuthContext()?.sslPeerCertificate?.raw, call.getConnectionInfo());
             // grpc-js reads no request while the metadata is held: a refusal looked up is still made before decoding.
             if (refused instanceof Promise) void refused.then(settle);
             else settle(refused);
