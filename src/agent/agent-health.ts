@@ -11,6 +11,8 @@ export interface AgentHealthStatus {
   readonly entries: number;
   readonly svids: number;
   readonly lastError: string | undefined;
+  /** A skew between this host's clock and the server's that stops renewals, worded for the operator. */
+  readonly clockProblem?: string | undefined;
 }
 
 export interface AgentHealthSources {
@@ -30,7 +32,9 @@ export interface AgentHealthSources {
  * serves its cache, and restarting it then would only drop what it serves from memory and retry the same server.
  *
  * Ready: workloads can get their SVIDs from it and it can keep them renewed: it holds state to serve (restored from
- * the data dir or synced), an agent SVID valid now, and the server has neither banned it nor asked it to re-attest.
+ * the data dir or synced), an agent SVID valid now, the server has neither banned it nor asked it to re-attest, and
+ * no skew between the clocks keeps it from renewing (its SVID refused as expired by the server's clock while this
+ * host's takes it for valid, or every SVID the server signs expired by this host's clock).
  * A server that cannot be reached does not make it unready while its agent SVID lasts (it serves from cache and
  * reconnects by itself). Not ready before the first attestation and sync, nor once it needs an operator (a ban, a
  * new join token).
@@ -70,5 +74,7 @@ function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
   if (s.agentSvidExpiresAt === undefined || s.agentSvidExpiresAt <= now) {
     return 'the agent SVID has expired: meshid-server no longer accepts this agent; restart it with a new --join-token';
   }
-  return undefined;
+  // The agent SVID refused as expired by the server's clock, or every SVID signed expired by this one: nothing is
+  // renewed until the clocks agree, and what is served runs out.
+  return s.clockProblem;
 }

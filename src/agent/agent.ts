@@ -50,6 +50,8 @@ export interface AgentStatus {
   readonly oldestSvidExpiresAt: number | undefined;
   readonly revision: number;
   readonly lastError: string | undefined;
+  /** A skew between this host's clock and the server's that stops renewals (ServerClock.problem). */
+  readonly clockProblem: string | undefined;
 }
 
 /**
@@ -72,6 +74,7 @@ export class MeshidAgent {
     private readonly identity: AgentIdentity,
     private readonly client: NodeClient,
     private readonly writer: StateWriter,
+    private readonly serverClock: ServerClock,
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
@@ -155,7 +158,10 @@ export class MeshidAgent {
           const sentAt = clock.now();
           const results = await client.signX509Svids(items);
           const leaf = results.find((r) => r.code === 0 && r.chain.length > 0)?.chain[0];
-          if (leaf !== undefined) serverClock.observe(parseCertificateLazily(leaf).notBefore, sentAt);
+          if (leaf !== undefined) {
+            const parsed = parseCertificateLazily(leaf);
+            serverClock.observe(parsed.notBefore, sentAt, parsed.notAfter);
+          }
           return results;
         },
         clock,
@@ -188,7 +194,7 @@ export class MeshidAgent {
           if (snapshot !== undefined) store.saveState(snapshot);
         },
       });
-      agent = new MeshidAgent(store, cache, issuer, identity, client, writer, clock, log);
+      agent = new MeshidAgent(store, cache, issuer, identity, client, writer, serverClock, clock, log);
       const self = agent;
       connection = new ServerConnection({
         client,
@@ -198,6 +204,7 @@ export class MeshidAgent {
         clock,
         log: log.child({ subsystem: 'sync' }),
         bootstrapRoots: fileRoots,
+        serverClock,
         revision: state?.revision ?? 0,
         onFatal: (err) => self.fatal(err),
         checkBootstrapTrust: async (bootstrapRoots) => {
@@ -279,6 +286,7 @@ export class MeshidAgent {
       oldestSvidExpiresAt: this.cache.oldestSvidExpiry(),
       revision: this.connection.revision,
       lastError: this.connection.lastErrorMessage,
+      clockProblem: this.serverClock.problem(),
     };
   }
 

@@ -14,7 +14,7 @@ import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { budgetRefusalWaitMs } from './budget-refusal.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
-import { rejectionOf, type Rejection } from './rejection.js';
+import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
 import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
 
 export interface AgentIdentityOptions {
@@ -242,6 +242,13 @@ export class AgentIdentity {
       const kind = rejectionOf(err);
       if (kind !== undefined) {
         this.o.onRejected(kind, err as MeshidError);
+        // Refused as expired while this host's clock takes the SVID for valid: the clocks disagree, and the connection
+        // keeps the identity and retries (ServerConnection). So do renewals: they work again should it be the
+        // server's clock that is put right.
+        const expired = expiredSvidRefusal(err);
+        if (expired !== undefined && expired.notAfter > this.o.clock.now() && !this.stopped) {
+          this.renewAfter(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random));
+        }
         return;
       }
       // A budget refusal (signing or renewals) says when the server will take the next one: no sooner than that.
@@ -306,7 +313,7 @@ export class AgentIdentity {
     const leaf = parseCertificate(chain[0]!);
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== spiffeId) throw invalidArgument(`the agent SVID names ${leaf.uriSans.join(', ')}, expected ${spiffeId}`);
     if (!keyMatchesCertificate(privateKey, leaf.der)) throw invalidArgument('the agent SVID does not certify the key sent');
-    this.o.serverClock?.observe(leaf.notBefore, sentAt);
+    this.o.serverClock?.observe(leaf.notBefore, sentAt, leaf.notAfter);
     const at = issuedChainCheckTime(leaf.notBefore, this.o.clock.now(), 'the agent SVID');
     try {
       verifyChain(chain, roots, at, { requireEndEntity: true });

@@ -30,3 +30,21 @@ export function supersededSerial(err: unknown): string | undefined {
 }
 
 const SUPERSEDED = /is no longer agent \S+'s SVID \(serial ([0-9a-f]+)\): another holder of this identity renewed it since/;
+
+/**
+ * What a `must re-attest:` refusal of an expired agent SVID says (the server's expiredSvidRefusal): the SVID's
+ * notAfter, and the server's clock reading when the server names it (servers before it named only the notAfter), or
+ * undefined for any other error. A refusal of an SVID this host's clock still takes for valid means the two clocks
+ * disagree (ServerConnection), not that the agent let its SVID run out.
+ */
+export function expiredSvidRefusal(err: unknown): { notAfter: number; serverTime: number | undefined } | undefined {
+  if (!isMeshidError(err, 'permission_denied') || !err.message.startsWith(REATTEST_PREFIX)) return undefined;
+  const m = EXPIRED.exec(err.message);
+  if (m === null) return undefined;
+  const notAfter = Date.parse(m[1]!);
+  const serverTime = m[2] === undefined ? undefined : Date.parse(m[2]);
+  if (Number.isNaN(notAfter)) return undefined;
+  return { notAfter, serverTime: serverTime === undefined || Number.isNaN(serverTime) ? undefined : serverTime };
+}
+
+const EXPIRED = /^must re-attest: agent \S+'s SVID expired at (\S+?)(?: by meshid-server's clock, which reads (\S+?))?;/;

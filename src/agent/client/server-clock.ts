@@ -29,6 +29,12 @@ export const MAX_ISSUED_AHEAD_MS = 5 * 60_000;
 const WARN_EVERY_MS = 3_600_000;
 
 /**
+ * One error per kind every 10 min while a skew stops the agent outright (nothing it is signed is accepted, or the
+ * server refuses its SVID): more often than the warnings, as nothing gets renewed meanwhile, yet not once per retry.
+ */
+const ERROR_EVERY_MS = 600_000;
+
+/**
  * The instant to verify a certificate chain meshid-server has just signed for this agent (its agent SVID, a workload
  * X.509-SVID): now, or the leaf's notBefore when that is still ahead of this host's clock.
  *
@@ -61,20 +67,68 @@ export function issuedChainCheckTime(leafNotBefore: number, now: number, what: s
  */
 export class ServerClock {
   private readonly throttle: LogThrottle;
+  private readonly errors: LogThrottle;
+  /** What the last certificate the server signed showed: expired on arrival (this clock far ahead), or nothing. */
+  private aheadProblem: string | undefined;
+  /** The server's last word on the agent SVID: refused as expired while this clock takes it for valid, or nothing. */
+  private behindProblem: string | undefined;
 
   constructor(
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
     this.throttle = new LogThrottle(clock, WARN_EVERY_MS);
+    this.errors = new LogThrottle(clock, ERROR_EVERY_MS);
   }
 
-  /** A certificate the server signed for a request sent at `sentAt` (this host's clock), answered just now. */
-  observe(notBefore: number, sentAt: number): void {
+  /**
+   * Why the agent cannot keep its SVIDs renewed for a skew between the clocks, for its ready check; undefined while
+   * the last evidence shows none (an SVID signed and accepted since, the server accepting the agent SVID again).
+   */
+  problem(): string | undefined {
+    return this.behindProblem ?? this.aheadProblem;
+  }
+
+  /**
+   * The server refused the agent SVID as expired at `notAfter` by its clock (reading `serverTime`, when it said),
+   * while this host's clock takes it for valid: this clock is behind by at least what the server's reading (or the
+   * notAfter) is ahead of it. The agent does not renew an SVID it takes for young, so it would otherwise present it
+   * for ever, refused each time.
+   */
+  refusedAsExpired(notAfter: number, serverTime: number | undefined): void {
+    const now = this.clock.now();
+    const serverAt = serverTime ?? notAfter;
+    const behind = serverAt - now;
+    this.behindProblem =
+      `this host's clock (${new Date(now).toISOString()}) is at least ${formatDuration(behind)} behind meshid-server's ` +
+      `(${new Date(serverAt).toISOString()}${serverTime === undefined ? ' or later' : ''}): the server refuses the agent SVID as expired at ` +
+      `${new Date(notAfter).toISOString()}, which this clock still takes for valid, so nothing is renewed or signed. Synchronise the ` +
+      "clocks (chrony or ntpd; timedatectl status); the agent keeps its SVID and retries meanwhile. Once this host's clock is right " +
+      'the SVID is expired here too, and the agent needs a new join token (meshid-server token generate)';
+    const admitted = this.errors.admit('refused-as-expired');
+    if (admitted === undefined) return;
+    this.log.error({ skewMs: behind, serverTime: new Date(serverAt).toISOString(), hostTime: new Date(now).toISOString(), ...admitted }, this.behindProblem);
+  }
+
+  /** The server accepted the agent SVID (a Sync stream opened): whatever refused it as expired is over. */
+  serverAccepted(): void {
+    this.behindProblem = undefined;
+  }
+
+  /**
+   * A certificate the server signed for a request sent at `sentAt` (this host's clock), answered just now; `notAfter`
+   * its end, when known.
+   */
+  observe(notBefore: number, sentAt: number, notAfter = Number.POSITIVE_INFINITY): void {
     const receivedAt = this.clock.now();
     const serverSignedAt = notBefore + SERVER_BACKDATE_MS;
     const behind = serverSignedAt - receivedAt;
     const ahead = sentAt - serverSignedAt;
+    if (notAfter <= receivedAt) {
+      this.expiredOnArrival(notBefore, notAfter, serverSignedAt, sentAt);
+      return;
+    }
+    this.aheadProblem = undefined;
     // Behind by more than the back-dating: a certificate signed now is not valid yet by this host's clock. Past
     // MAX_ISSUED_AHEAD_MS it is refused instead, and that refusal says so.
     if (notBefore > receivedAt && notBefore - receivedAt <= MAX_ISSUED_AHEAD_MS) {
@@ -96,6 +150,23 @@ export class ServerClock {
           "beyond an SVID's lifetime makes every new SVID look expired here. Synchronise this host's clock (chrony or ntpd; timedatectl status)",
       );
     }
+  }
+
+  /**
+   * A certificate signed just now that has already expired by this host's clock: this clock is ahead of the server's
+   * by more than an SVID's lifetime, so every SVID the server signs is refused here as expired (and every renewal
+   * asks again), while those served run out. An error, not the hourly warning: nothing works until the clocks agree.
+   */
+  private expiredOnArrival(notBefore: number, notAfter: number, serverSignedAt: number, sentAt: number): void {
+    const ahead = sentAt - serverSignedAt;
+    this.aheadProblem =
+      `this host's clock (${new Date(sentAt).toISOString()}) is at least ${formatDuration(ahead)} ahead of meshid-server's ` +
+      `(${new Date(serverSignedAt).toISOString()}): an SVID the server signed just now, valid for ${formatDuration(notAfter - notBefore)} ` +
+      `until ${new Date(notAfter).toISOString()}, has expired by this clock, so none it signs is accepted and the SVIDs served here run ` +
+      "out. Synchronise this host's clock (chrony or ntpd; timedatectl status); the agent keeps asking meanwhile, with its backoff";
+    const admitted = this.errors.admit('expired-on-arrival');
+    if (admitted === undefined) return;
+    this.log.error({ skewMs: ahead, signedAt: new Date(serverSignedAt).toISOString(), hostTime: new Date(sentAt).toISOString(), ...admitted }, this.aheadProblem);
   }
 }
 

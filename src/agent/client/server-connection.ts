@@ -11,8 +11,8 @@ import { Backoff } from './backoff.js';
 import { budgetRefusalWaitMs, retryPushbackWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import { NodeClient } from './node-client.js';
-import { REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
-import { serverCertificateTimeProblem } from './server-clock.js';
+import { expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
+import { serverCertificateTimeProblem, type ServerClock } from './server-clock.js';
 import { applySyncUpdate } from './sync-apply.js';
 
 /**
@@ -57,6 +57,8 @@ export interface ServerConnectionOptions {
    * revoked grant again.
    */
   onWithdrawn?: (entryIds: readonly string[]) => void;
+  /** Told when the server refuses the agent SVID as expired while this host's clock takes it for valid. */
+  serverClock?: ServerClock;
   random?: () => number;
 }
 
@@ -125,6 +127,7 @@ export class ServerConnection {
   /** A refusal seen on any call (Sync, Renew, SignX509Svids). */
   handleRejection(kind: Rejection, err: MeshidError): void {
     if (this.stopped || this.stateValue === 'banned' || this.stateValue === 'reattest-required' || this.stateValue === 'attesting') return;
+    if (kind === 'reattest' && this.refusedForClocks(err)) return;
     this.cancelStream();
     this.timer?.cancel();
     if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server. Lift the ban (evict the agent) and restart it with a new --join-token');
@@ -134,6 +137,29 @@ export class ServerConnection {
       return;
     }
     this.giveUp('reattest-required', err, 'the server no longer accepts the agent SVID and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token');
+  }
+
+  /**
+   * Whether `err` refuses the agent SVID as expired while this host's clock takes it for valid; if so, handled: the
+   * clocks disagree (this one behind the server's), and neither giving the identity up nor spending a join token
+   * helps: an SVID attested now would start in this host's future and be refused (issuedChainCheckTime). The agent
+   * keeps its identity, says so (ServerClock: both clocks, the skew, what to do) and reconnects with its backoff: once
+   * this clock is put right it finds the SVID expired itself (openStream) and re-attests or asks for a token; should
+   * the server's clock have been the wrong one, it connects again. Refusals of several calls at once share one retry.
+   */
+  private refusedForClocks(err: MeshidError): boolean {
+    const expired = expiredSvidRefusal(err);
+    if (expired === undefined || expired.notAfter <= this.o.clock.now()) return false;
+    this.o.serverClock?.refusedAsExpired(expired.notAfter, expired.serverTime);
+    this.stateValue = 'disconnected';
+    this.lastError = err.message;
+    if (this.timer !== undefined) return true;
+    this.cancelStream();
+    this.timer = this.o.clock.setTimer(() => {
+      this.timer = undefined;
+      this.openStream();
+    }, this.backoff.next());
+    return true;
   }
 
   private giveUp(state: 'banned' | 'reattest-required', err: MeshidError, advice: string): void {
@@ -274,6 +300,8 @@ export class ServerConnection {
     // Streams are told of the change in a later turn (they are scheduled, not called): this save comes first.
     if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
     if (u.initial) {
+      // The server took the agent SVID: whatever refused it as expired before is over.
+      this.o.serverClock?.serverAccepted();
       const wasSynced = this.stateValue === 'synced';
       this.stateValue = 'synced';
       this.lastError = undefined;

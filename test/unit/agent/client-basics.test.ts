@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import type { PeerCertificate } from 'node:tls';
 import { backoffDelay, Backoff, RECONNECT_BACKOFF } from '../../../src/agent/client/backoff.js';
 import * as grpc from '@grpc/grpc-js';
-import { BANNED_PREFIX, REATTEST_PREFIX, rejectionOf, supersededSerial } from '../../../src/agent/client/rejection.js';
+import { BANNED_PREFIX, expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, supersededSerial } from '../../../src/agent/client/rejection.js';
 import { NodeClient } from '../../../src/agent/client/node-client.js';
 import { fromServiceError } from '../../../src/common/grpc-status.js';
 import { silentLogger } from '../../../src/common/log.js';
@@ -40,6 +40,17 @@ test('the agent reads the server refusals with the prefixes the server writes', 
   assert.equal(rejectionOf(permissionDenied('entry e is not authorized for this agent')), undefined);
   assert.equal(rejectionOf(unavailable(`${server.BANNED_PREFIX}not a refusal`)), undefined, 'only PERMISSION_DENIED counts');
   assert.equal(rejectionOf(new Error(`${server.BANNED_PREFIX}x`)), undefined);
+});
+
+test("the agent reads the SVID's notAfter and the server's clock from the server's own expired-SVID refusal, and from an older server's", () => {
+  const notAfter = Date.UTC(2026, 0, 1, 1);
+  const now = Date.UTC(2026, 0, 1, 3);
+  const agentId = 'spiffe://example.org/meshid/agent/east/a';
+  assert.deepEqual(expiredSvidRefusal(permissionDenied(server.expiredSvidRefusal(agentId, notAfter, now))), { notAfter, serverTime: now });
+  const older = `${server.REATTEST_PREFIX}agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()}; attest again with a new join token`;
+  assert.deepEqual(expiredSvidRefusal(permissionDenied(older)), { notAfter, serverTime: undefined });
+  assert.equal(expiredSvidRefusal(permissionDenied(`${server.REATTEST_PREFIX}agent ${agentId} is not attested (evicted or never attested)`)), undefined);
+  assert.equal(expiredSvidRefusal(unavailable(server.expiredSvidRefusal(agentId, notAfter, now))), undefined, 'only PERMISSION_DENIED counts');
 });
 
 test("a refusal of an SVID the agent has renewed away from is retried, not taken for its identity's (NodeClient.translate reads the server's own wording)", () => {

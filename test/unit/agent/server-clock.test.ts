@@ -67,3 +67,42 @@ test("the TLS handshake's time refusals are named as a clock problem, others not
   assert.match(serverCertificateTimeProblem('Last error: Error: certificate has expired', now)!, /expired by this host's clock .*ahead of the server's/);
   assert.equal(serverCertificateTimeProblem('connect ECONNREFUSED 127.0.0.1:8081', now), undefined);
 });
+
+test('an SVID signed just now that has expired by this clock: one error per 10 min naming both clocks, the skew and the lifetime, and a problem for the ready check until an SVID is accepted', () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 2));
+  const { log, lines } = capturingLogger();
+  const skew = new ServerClock(clock, log);
+  // The server's clock reads 00:00 (2 h behind); it signs for 1 h.
+  const notBefore = Date.UTC(2026, 0, 1) - SERVER_BACKDATE_MS;
+  skew.observe(notBefore, clock.now(), Date.UTC(2026, 0, 1, 1));
+  skew.observe(notBefore, clock.now(), Date.UTC(2026, 0, 1, 1));
+  assert.equal(lines().length, 1);
+  assert.match(lines()[0]!, /"level":50/);
+  assert.match(lines()[0]!, /this host's clock \(2026-01-01T02:00:00.000Z\) is at least 2h ahead of meshid-server's \(2026-01-01T00:00:00.000Z\)/);
+  assert.match(lines()[0]!, /valid for 1h0?m?10s until 2026-01-01T01:00:00.000Z, has expired by this clock/);
+  assert.match(skew.problem() ?? '', /Synchronise this host's clock/);
+  clock.advance(600_000);
+  skew.observe(notBefore + 600_000, clock.now(), Date.UTC(2026, 0, 1, 1, 10));
+  assert.equal(lines().length, 2);
+  assert.match(lines()[1]!, /"suppressedSinceLast":1/);
+  // Clocks put right: the next SVID is accepted and the problem is gone.
+  skew.observe(clock.now() - SERVER_BACKDATE_MS, clock.now(), clock.now() + 3_600_000);
+  assert.equal(skew.problem(), undefined);
+});
+
+test("the agent SVID refused as expired while this clock takes it for valid: an error naming both clocks and the skew, a problem until the server accepts the SVID again", () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1));
+  const { log, lines } = capturingLogger();
+  const skew = new ServerClock(clock, log);
+  skew.refusedAsExpired(Date.UTC(2026, 0, 1, 1), Date.UTC(2026, 0, 1, 2));
+  skew.refusedAsExpired(Date.UTC(2026, 0, 1, 1), Date.UTC(2026, 0, 1, 2));
+  assert.equal(lines().length, 1);
+  assert.match(lines()[0]!, /"level":50/);
+  assert.match(lines()[0]!, /this host's clock \(2026-01-01T00:00:00.000Z\) is at least 2h behind meshid-server's \(2026-01-01T02:00:00.000Z\)/);
+  assert.match(lines()[0]!, /Synchronise the clocks/);
+  // An older server names only the notAfter: a lower bound.
+  skew.refusedAsExpired(Date.UTC(2026, 0, 1, 1), undefined);
+  assert.match(skew.problem() ?? '', /at least 1h behind meshid-server's \(2026-01-01T01:00:00.000Z or later\)/);
+  skew.serverAccepted();
+  assert.equal(skew.problem(), undefined);
+});
