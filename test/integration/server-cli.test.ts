@@ -10,10 +10,10 @@ import Database from 'better-sqlite3';
 import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { packageRoot } from '../../src/common/paths.js';
-import { pemToDerList } from '../../src/common/x509/pem.js';
+import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
 import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
-import { opensslVerify } from '../support/openssl.js';
+import { opensslSelfSigned, opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 
@@ -288,6 +288,19 @@ test('an entry file or a bundle file holding a key twice is refused naming the k
     new RegExp(`^Error: InvalidArgument: bundle file ${escape(bundleFile)}, line \\d+: duplicate key "keys" \\(first on line 2\\): only the last would take effect; remove one of them$`),
   );
   assertError(await cli(['bundle', 'list', '--trust-domain', 'dup-partner.org']), /^Error: NotFound: /);
+});
+
+test('bundle set refuses a CA whose key meshid cannot carry to its agents in a SPIFFE bundle (Ed25519), naming it; nothing is stored', async () => {
+  const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+  const ec = opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 });
+  const ed = opensslSelfSigned({ subject: '/CN=partner Ed25519 root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'ed25519' });
+  // Before the fix it was stored, and every agent whose workloads federate with the domain failed each state save.
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem([ec, ed]) }),
+    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner Ed25519 root"\) has an ed25519 key: .*EC keys on P-256, P-384 or P-521 and for RSA keys only/,
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'ed-partner.org']), /^Error: NotFound: /);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem([ec]) }));
 });
 
 test('creating the same entry twice is AlreadyExists', async () => {

@@ -107,13 +107,14 @@ export function opensslAsn1parse(der: Buffer): string {
 }
 
 /**
- * A self-signed EC P-256 certificate made by `openssl req -x509`, as DER: an independent fixture for meshid's parser.
- * `extensions` are -addext values, e.g. "subjectAltName=URI:spiffe://example.org/a".
+ * A self-signed EC P-256 certificate (or one of `keyAlgorithm`) made by `openssl req -x509`, as DER: an independent
+ * fixture for meshid's parser. `extensions` are -addext values, e.g. "subjectAltName=URI:spiffe://example.org/a".
  */
-export function opensslSelfSigned(opts: { subject: string; extensions: string[]; serial: string; days: number }): Buffer {
+export function opensslSelfSigned(opts: { subject: string; extensions: string[]; serial: string; days: number; keyAlgorithm?: 'ed25519' }): Buffer {
   return withTempDir((dir) => {
     const certFile = join(dir, 'cert.der');
-    const args = ['req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', join(dir, 'key.pem')];
+    const key = opts.keyAlgorithm === undefined ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', opts.keyAlgorithm];
+    const args = ['req', '-x509', ...key, '-nodes', '-keyout', join(dir, 'key.pem')];
     args.push('-subj', opts.subject, '-set_serial', opts.serial, '-days', String(opts.days), '-outform', 'DER', '-out', certFile);
     for (const e of opts.extensions) args.push('-addext', e);
     const r = run(args);

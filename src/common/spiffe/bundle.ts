@@ -42,6 +42,29 @@ function x509AuthorityJwk(der: Buffer, label: string): Jwk {
   return { ...publicJwk(cert.publicKey, ''), use: X509_SVID_USE, x5c: [der.toString('base64')] };
 }
 
+/**
+ * Throws invalid_argument unless `der` can be an x509-svid key of a SPIFFE bundle document as meshid writes one: its
+ * public key must be expressible as a JWK (EC on P-256, P-384 or P-521, or RSA; publicJwk). Every federated root
+ * travels to the agents, and is kept by them, in such a document, so a root that cannot be written there (Ed25519,
+ * say, which a PEM bundle can hold) must be refused when it is handed over, not fail every agent's state save later.
+ * `label` names the certificate in the message.
+ */
+export function checkWritableX509Authority(der: Buffer, label: string): void {
+  const cert = parseCertificate(der, label);
+  try {
+    publicJwk(cert.publicKey, '');
+  } catch (err) {
+    const key = cert.publicKey;
+    const curve = key.asymmetricKeyDetails?.namedCurve;
+    throw invalidArgument(
+      `${label} ("${cert.subject.replace(/\n/g, ', ')}") has a${curve === undefined ? 'n' : 'n EC'} ${curve ?? key.asymmetricKeyType ?? 'unknown'} key: ` +
+        'meshid carries X.509 authorities to its agents, and in "bundle show --format spiffe", as SPIFFE bundle JWKs, which it writes ' +
+        'for EC keys on P-256, P-384 or P-521 and for RSA keys only; give the trust domain\'s roots of those key types',
+      err,
+    );
+  }
+}
+
 function checkKids(b: TrustBundle): void {
   const seen = new Set<string>();
   for (const { kid } of b.jwtAuthorities) {

@@ -1,5 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import { federatedBundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { checkWritableX509Authority, federatedBundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import { pemToDerList } from '../../common/x509/pem.js';
 import type { StoredBundle } from '../datastore/datastore.js';
@@ -51,9 +51,10 @@ export function federatedBundleFromText(
     stored = storedFederatedBundle(trustDomain, doc.bundle, previous, now);
   } else if (kind === 'pem') {
     const ders = pemToDerList(body);
-    for (const der of ders) {
+    ders.forEach((der, i) => {
       if (!parseCertificate(der).isCa) throw invalidArgument('every certificate in a federated bundle must be a CA certificate');
-    }
+      checkWritableX509Authority(der, `certificate ${i + 1} of the bundle`);
+    });
     stored = { trustDomain, x509Authorities: ders, jwtAuthorities: [], sequence: (previous?.sequence ?? 0) + 1, updatedAt: now };
   } else {
     throw invalidArgument(`format "${format}" must be spiffe or pem`);
