@@ -42,7 +42,10 @@ export function fetchFederatedBundle(
   return get(rel, rel.bundleEndpointUrl, tls, where, timeoutMs, MAX_REDIRECTS);
 }
 
-/** Redirects followed (Bundle §5.2.1.4, §5.2.2.4: clients SHOULD follow them), each to https and authenticated anew. */
+/**
+ * Redirects followed (Bundle §5.2.1.4, §5.2.2.4: clients SHOULD follow them to a valid bundle endpoint URL), each to https
+ * without userinfo and authenticated anew.
+ */
 const MAX_REDIRECTS = 3;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
@@ -63,6 +66,9 @@ function get(
           return;
         }
         if (next.protocol !== 'https:') fail(`answered HTTP ${res.statusCode} to ${next.href}, which is not https`);
+        // §5.2.1.1, §5.2.2.1: a bundle endpoint URL carries no userinfo; following one would send it as Basic auth.
+        // The URL is not quoted: what it carries may be a secret.
+        else if (next.username !== '' || next.password !== '') fail(`answered HTTP ${res.statusCode} to a URL with userinfo, which no bundle endpoint URL may carry`);
         else if (redirectsLeft === 0) fail(`redirected more than ${MAX_REDIRECTS} times`);
         // The same trust (https_spiffe's anchors and endpoint ID, or the web PKI and the new host name) at the new URL.
         else get(rel, next.href, tls, where, timeoutMs, redirectsLeft - 1).then(resolve, reject);

@@ -234,15 +234,18 @@ test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authentic
   });
 });
 
-test('redirects are followed to https, authenticated anew, at most three times (Bundle §5.2.2.4)', async (t) => {
+test('redirects are followed to https without userinfo, authenticated anew, at most three times (Bundle §5.2.2.4)', async (t) => {
   const ca = new TestCa(TD);
   t.after(() => ca.dispose());
   const svid = ca.issue(ENDPOINT_ID);
   const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  let authorizations = 0;
   const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (req, res) => {
+    if (req.headers.authorization !== undefined) authorizations++;
     const path = req.url ?? '/';
     if (path === '/moved') res.writeHead(302, { Location: '/bundle' }).end();
     else if (path === '/plain') res.writeHead(301, { Location: 'http://127.0.0.1:1/bundle' }).end();
+    else if (path === '/userinfo') res.writeHead(302, { Location: `https://user:secret@127.0.0.1:${(server.address() as AddressInfo).port}/bundle` }).end();
     else if (path.startsWith('/loop')) res.writeHead(307, { Location: `/loop${path.length}` }).end();
     else res.writeHead(200).end(bundleToSpiffeJson(ca.bundle(2)));
   });
@@ -258,4 +261,11 @@ test('redirects are followed to https, authenticated anew, at most three times (
   assert.deepEqual((await fetchFederatedBundle(rel('/moved'), anchors)).bundle.x509Authorities, [ca.rootDer]);
   await assert.rejects(fetchFederatedBundle(rel('/plain'), anchors), /answered HTTP 301 to http:\/\/127\.0\.0\.1:1\/bundle, which is not https/);
   await assert.rejects(fetchFederatedBundle(rel('/loop'), anchors), /redirected more than 3 times/);
+  // Bundle §5.2.2.1: no userinfo in a bundle endpoint URL. Followed, it went out as an Authorization header.
+  await assert.rejects(fetchFederatedBundle(rel('/userinfo'), anchors), (err: Error) => {
+    assert.match(err.message, /answered HTTP 302 to a URL with userinfo, which no bundle endpoint URL may carry/);
+    assert.doesNotMatch(err.message, /secret/, 'the credentials are not repeated');
+    return true;
+  });
+  assert.equal(authorizations, 0, 'no Authorization header was sent');
 });
