@@ -332,7 +332,7 @@ async function startAgentApi(
   const anchor = new AgentSvidAnchor(ca);
   const budgets = new AgentCallBudgets(config.agentSvidTtlMs, clock);
   const certificates = new PresentedCertificates();
-  const refused = new RefusedClientCertificates();
+  const refused = new RefusedClientCertificates({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, clock });
   const gate = agentCallGate({ agentIdPrefix: agentIdPrefix(config.trustDomain), anchor, budgets, certificates, refused, agents: ds, clock });
   const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, ...AGENT_API_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, gate] });
   const limiter = new SigningLimits(

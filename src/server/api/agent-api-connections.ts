@@ -86,7 +86,7 @@ export interface AgentApiConnectionsDeps {
   anchor: AgentSvidAnchor;
   /** Shared with the call gate: a connection's certificate parsed here is a memo hit for its first call. */
   certificates: PresentedCertificates;
-  /** Shared with the call gate: the client certificates TLS refused here, for its refusals to say why. */
+  /** Shared with the call gate: the expired agent SVIDs TLS refused here, judged once each, for its refusals to say why. */
   refused?: RefusedClientCertificates;
   clock: Clock;
   log: Logger;
@@ -182,7 +182,6 @@ export class AgentApiConnections {
     }
     this.open.add(socket);
     socket.once('close', () => this.open.delete(socket));
-    this.deps.refused?.record(socket);
     const agentId = this.agentIdOf(socket);
     if (agentId !== undefined) this.admitAgent(session, agentId);
     else this.admitUnauthenticated(session, socket, sourceKey(`${socket.remoteAddress}:${socket.remotePort ?? 0}`));
@@ -243,6 +242,8 @@ export class AgentApiConnections {
     }
     unauthenticated.add(source, session);
     this.sockets.set(session, socket);
+    // Once admitted: a connection closed for a bound needs no refusal worded, nor its certificate checked.
+    this.deps.refused?.record(socket);
     session.settings({ maxConcurrentStreams: this.limits.unauthenticatedStreams });
     let idle: NodeJS.Timeout | undefined;
     let grace: NodeJS.Timeout | undefined;

@@ -23,7 +23,7 @@ export interface AgentCallGateDeps {
   certificates: PresentedCertificates;
   /** The datastore's agents: only to tell a banned agent so when its SVID is one the server did not sign. */
   agents: Pick<AgentLookup, 'getAgent'>;
-  /** The client certificates TLS refused, by connection (filled by agent-api-connections.ts): to say why. */
+  /** The expired agent SVIDs TLS refused, by connection (filled by agent-api-connections.ts): to say why. */
   refused?: RefusedClientCertificates;
   clock: Clock;
 }
@@ -61,21 +61,14 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
       () => refusal,
     );
   /**
-   * An agent SVID this server signed and TLS refused, expired by the server's clock: refused as expired, never
-   * authenticated. Anything else TLS refused is as good as no certificate.
+   * An agent SVID this server signed and TLS refused, expired by the server's clock (judged once, when the connection
+   * was admitted): refused as expired, never authenticated. Anything else TLS refused is as good as no certificate.
    */
   const unverified = (ends: ConnectionEnds): MeshidError | Promise<MeshidError> => {
-    const raw = deps.refused?.of(ends);
-    let cert: ParsedCertificate | undefined;
-    try {
-      cert = raw === undefined ? undefined : deps.certificates.parse(raw);
-    } catch {
-      cert = undefined;
-    }
-    const agentId = cert === undefined ? undefined : agentSvidId(cert, deps.agentIdPrefix);
+    const svid = deps.refused?.of(ends);
     const now = deps.clock.now();
-    if (cert === undefined || agentId === undefined || cert.notAfter > now || !deps.anchor.signedByServer(cert, now)) return unauthenticated(NO_AGENT_CERTIFICATE);
-    return unlessBanned(agentId, permissionDenied(expiredSvidRefusal(agentId, cert.notAfter, now)));
+    if (svid === undefined || svid.notAfter > now) return unauthenticated(NO_AGENT_CERTIFICATE);
+    return unlessBanned(svid.agentId, permissionDenied(expiredSvidRefusal(svid.agentId, svid.notAfter, now)));
   };
   const refusal = (path: string, raw: Buffer | undefined, ends: ConnectionEnds): MeshidError | Promise<MeshidError> | undefined => {
     if (raw === undefined) return unverified(ends);
