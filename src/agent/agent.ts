@@ -157,9 +157,18 @@ export class MeshidAgent {
         sign: async (items) => {
           const sentAt = clock.now();
           const results = await client.signX509Svids(items);
-          const leaf = results.find((r) => r.code === 0 && r.chain.length > 0)?.chain[0];
-          if (leaf !== undefined) {
-            const parsed = parseCertificateLazily(leaf);
+          // Every leaf, not the first alone: entries' TTLs differ, and one shorter than a skew ahead expires here on
+          // arrival while the others are accepted.
+          for (const r of results) {
+            const leaf = r.code === 0 ? r.chain[0] : undefined;
+            if (leaf === undefined) continue;
+            let parsed;
+            try {
+              parsed = parseCertificateLazily(leaf);
+            } catch {
+              // The issuer refuses it for that, for its entry alone: no reason to fail the others here.
+              continue;
+            }
             serverClock.observe(parsed.notBefore, sentAt, parsed.notAfter);
           }
           return results;

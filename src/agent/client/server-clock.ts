@@ -68,8 +68,12 @@ export function issuedChainCheckTime(leafNotBefore: number, now: number, what: s
 export class ServerClock {
   private readonly throttle: LogThrottle;
   private readonly errors: LogThrottle;
-  /** What the last certificate the server signed showed: expired on arrival (this clock far ahead), or nothing. */
-  private aheadProblem: string | undefined;
+  /**
+   * An SVID the server signed expired here on arrival (this clock far ahead), with the shortest lifetime seen so: held
+   * until the skew is shown below that lifetime, not merely until an SVID living longer is accepted (entries' TTLs
+   * differ, and the agent SVID's is its own).
+   */
+  private ahead: { problem: string; lifetime: number } | undefined;
   /** The server's last word on the agent SVID: refused as expired while this clock takes it for valid, or nothing. */
   private behindProblem: string | undefined;
 
@@ -86,7 +90,7 @@ export class ServerClock {
    * the last evidence shows none (an SVID signed and accepted since, the server accepting the agent SVID again).
    */
   problem(): string | undefined {
-    return this.behindProblem ?? this.aheadProblem;
+    return this.behindProblem ?? this.ahead?.problem;
   }
 
   /**
@@ -128,7 +132,9 @@ export class ServerClock {
       this.expiredOnArrival(notBefore, notAfter, serverSignedAt, sentAt);
       return;
     }
-    this.aheadProblem = undefined;
+    // This clock read at most receivedAt when the server signed: ahead of it by less than that lifetime, an SVID of
+    // the lifetime seen expired on arrival would be accepted now.
+    if (this.ahead !== undefined && receivedAt - serverSignedAt < this.ahead.lifetime) this.ahead = undefined;
     // Behind by more than the back-dating: a certificate signed now is not valid yet by this host's clock. Past
     // MAX_ISSUED_AHEAD_MS it is refused instead, and that refusal says so.
     if (notBefore > receivedAt && notBefore - receivedAt <= MAX_ISSUED_AHEAD_MS) {
@@ -159,14 +165,15 @@ export class ServerClock {
    */
   private expiredOnArrival(notBefore: number, notAfter: number, serverSignedAt: number, sentAt: number): void {
     const ahead = sentAt - serverSignedAt;
-    this.aheadProblem =
+    const problem =
       `this host's clock (${new Date(sentAt).toISOString()}) is at least ${formatDuration(ahead)} ahead of meshid-server's ` +
       `(${new Date(serverSignedAt).toISOString()}): an SVID the server signed just now, valid for ${formatDuration(notAfter - notBefore)} ` +
       `until ${new Date(notAfter).toISOString()}, has expired by this clock, so none it signs is accepted and the SVIDs served here run ` +
       "out. Synchronise this host's clock (chrony or ntpd; timedatectl status); the agent keeps asking meanwhile, with its backoff";
+    this.ahead = { problem, lifetime: Math.min(this.ahead?.lifetime ?? Number.POSITIVE_INFINITY, notAfter - notBefore) };
     const admitted = this.errors.admit('expired-on-arrival');
     if (admitted === undefined) return;
-    this.log.error({ skewMs: ahead, signedAt: new Date(serverSignedAt).toISOString(), hostTime: new Date(sentAt).toISOString(), ...admitted }, this.aheadProblem);
+    this.log.error({ skewMs: ahead, signedAt: new Date(serverSignedAt).toISOString(), hostTime: new Date(sentAt).toISOString(), ...admitted }, problem);
   }
 }
 

@@ -106,3 +106,23 @@ test("the agent SVID refused as expired while this clock takes it for valid: an 
   skew.serverAccepted();
   assert.equal(skew.problem(), undefined);
 });
+
+test('ahead of the server by more than one SVID lifetime but less than another: accepting the longer-lived SVID leaves the problem, a skew shown below the shorter lifetime ends it', () => {
+  const clock = new FakeClock(Date.UTC(2026, 0, 1, 2));
+  const { log } = capturingLogger();
+  const skew = new ServerClock(clock, log);
+  // The server's clock reads 00:00 (2 h behind); it signs one entry's SVIDs for 1 h and the agent's or another's for 24 h.
+  const notBefore = Date.UTC(2026, 0, 1) - SERVER_BACKDATE_MS;
+  skew.observe(notBefore, clock.now(), Date.UTC(2026, 0, 1, 1));
+  skew.observe(notBefore, clock.now(), Date.UTC(2026, 0, 2));
+  assert.match(skew.problem() ?? '', /at least 2h ahead of meshid-server's/, 'the 1 h SVIDs are still refused here');
+  // The other order within one batch finds it too.
+  const other = new ServerClock(clock, log);
+  other.observe(notBefore, clock.now(), Date.UTC(2026, 0, 2));
+  other.observe(notBefore, clock.now(), Date.UTC(2026, 0, 1, 1));
+  assert.match(other.problem() ?? '', /ahead of meshid-server's/);
+  // An hour on, the clocks brought to 30 min apart: a 24 h SVID accepted shows the skew under 1 h, and the problem is gone.
+  clock.set(Date.UTC(2026, 0, 1, 3));
+  skew.observe(Date.UTC(2026, 0, 1, 2, 30) - SERVER_BACKDATE_MS, clock.now(), Date.UTC(2026, 0, 2, 2, 30));
+  assert.equal(skew.problem(), undefined);
+});
