@@ -290,17 +290,42 @@ test('an entry file or a bundle file holding a key twice is refused naming the k
   assertError(await cli(['bundle', 'list', '--trust-domain', 'dup-partner.org']), /^Error: NotFound: /);
 });
 
-test('bundle set refuses a CA whose key meshid cannot carry to its agents in a SPIFFE bundle (Ed25519), naming it; nothing is stored', async () => {
+test('bundle set takes Ed25519 and Ed448 roots, which "bundle list --format spiffe" writes as OKP keys with the certificate (RFC 8037)', async () => {
+  const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+  const roots = [
+    opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 }),
+    opensslSelfSigned({ subject: '/CN=partner Ed25519 root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'ed25519' }),
+    opensslSelfSigned({ subject: '/CN=partner Ed448 root', extensions: ca, serial: '03', days: 1, keyAlgorithm: 'ed448' }),
+  ];
+  // Before OKP keys were written, this was refused (and, before that, taken and then failed every agent's state save).
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem(roots) }));
+  const listed = await cli(['bundle', 'list', '--trust-domain', 'ed-partner.org', '--format', 'spiffe']);
+  assertOk(listed);
+  const keys = (JSON.parse(listed.out) as { keys: Array<Record<string, unknown>> }).keys;
+  assert.deepEqual(keys.map((k) => [k['kty'], k['crv'], k['use']]), [['EC', 'P-256', 'x509-svid'], ['OKP', 'Ed25519', 'x509-svid'], ['OKP', 'Ed448', 'x509-svid']]);
+  for (const [i, k] of keys.entries()) {
+    assert.deepEqual(k['x5c'], [roots[i]!.toString('base64')]);
+    if (k['kty'] === 'OKP') assert.deepEqual(Object.keys(k).sort(), ['crv', 'kty', 'use', 'x', 'x5c']);
+  }
+  // Read back as meshid reads its own documents (the agents' state), key members checked against each certificate.
+  assert.deepEqual(bundleFromSpiffeJson('ed-partner.org', listed.out).x509Authorities, roots);
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'ed-partner.org']));
+});
+
+test('bundle set refuses a CA whose key no SPIFFE bundle JWK carries (DSA, EC on secp256k1), naming it; nothing is stored', async () => {
   const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
   const ec = opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 });
-  const ed = opensslSelfSigned({ subject: '/CN=partner Ed25519 root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'ed25519' });
-  // Before the fix it was stored, and every agent whose workloads federate with the domain failed each state save.
+  const dsa = opensslSelfSigned({ subject: '/CN=partner DSA root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'dsa' });
+  const k1 = opensslSelfSigned({ subject: '/CN=partner secp256k1 root', extensions: ca, serial: '03', days: 1, keyAlgorithm: 'secp256k1' });
   assertError(
-    await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem([ec, ed]) }),
-    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner Ed25519 root"\) has an ed25519 key: .*EC keys on P-256, P-384 or P-521 and for RSA keys only/,
+    await cli(['bundle', 'set', '--trust-domain', 'odd-partner.org'], { stdin: certificatesToPem([ec, dsa]) }),
+    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner DSA root"\) has a dsa key: .*EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 or Ed448 keys only/,
   );
-  assertError(await cli(['bundle', 'list', '--trust-domain', 'ed-partner.org']), /^Error: NotFound: /);
-  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem([ec]) }));
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'odd-partner.org'], { stdin: certificatesToPem([k1]) }),
+    /^Error: InvalidArgument: certificate 1 of the bundle \("CN=partner secp256k1 root"\) has an EC secp256k1 key: /,
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'odd-partner.org']), /^Error: NotFound: /);
 });
 
 test('creating the same entry twice is AlreadyExists', async () => {

@@ -106,21 +106,41 @@ export function opensslAsn1parse(der: Buffer): string {
   return r.output;
 }
 
+/** Key types opensslSelfSigned makes besides EC P-256: ones meshid carries in bundles (Ed*) and ones it cannot. */
+export type OpensslKeyAlgorithm = 'ed25519' | 'ed448' | 'dsa' | 'secp256k1';
+
 /**
  * A self-signed EC P-256 certificate (or one of `keyAlgorithm`) made by `openssl req -x509`, as DER: an independent
  * fixture for meshid's parser. `extensions` are -addext values, e.g. "subjectAltName=URI:spiffe://example.org/a".
  */
-export function opensslSelfSigned(opts: { subject: string; extensions: string[]; serial: string; days: number; keyAlgorithm?: 'ed25519' }): Buffer {
+export function opensslSelfSigned(opts: { subject: string; extensions: string[]; serial: string; days: number; keyAlgorithm?: OpensslKeyAlgorithm }): Buffer {
   return withTempDir((dir) => {
     const certFile = join(dir, 'cert.der');
-    const key = opts.keyAlgorithm === undefined ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'] : ['-newkey', opts.keyAlgorithm];
-    const args = ['req', '-x509', ...key, '-nodes', '-keyout', join(dir, 'key.pem')];
+    const args = ['req', '-x509', ...newKeyArgs(dir, opts.keyAlgorithm), '-nodes', '-keyout', join(dir, 'key.pem')];
     args.push('-subj', opts.subject, '-set_serial', opts.serial, '-days', String(opts.days), '-outform', 'DER', '-out', certFile);
     for (const e of opts.extensions) args.push('-addext', e);
     const r = run(args);
     if (!r.ok) throw new Error(r.output);
     return readFileSync(certFile);
   });
+}
+
+function newKeyArgs(dir: string, keyAlgorithm: OpensslKeyAlgorithm | undefined): string[] {
+  switch (keyAlgorithm) {
+    case undefined:
+      return ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256'];
+    case 'secp256k1':
+      return ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:secp256k1'];
+    case 'dsa': {
+      // OpenSSL 3 makes DSA keys from a parameter file only.
+      const params = join(dir, 'dsa-params.pem');
+      const r = run(['genpkey', '-genparam', '-algorithm', 'DSA', '-pkeyopt', 'dsa_paramgen_bits:2048', '-out', params]);
+      if (!r.ok) throw new Error(r.output);
+      return ['-newkey', `dsa:${params}`];
+    }
+    default:
+      return ['-newkey', keyAlgorithm];
+  }
 }
 
 export interface OpensslCaFiles {

@@ -27,6 +27,15 @@ const CURVES: ReadonlyArray<{ crv: string; namedCurve: string; size: number }> =
   { crv: 'P-521', namedCurve: 'secp521r1', size: 66 },
 ];
 
+/**
+ * RFC 8037 §2 octet key pairs meshid reads and writes: the Edwards-curve signature keys, with the length of `x` (the
+ * raw public key) in bytes. X25519/X448 are left out: they cannot sign, so no CA certificate can usefully hold one.
+ */
+const OKP_CURVES: ReadonlyArray<{ crv: string; keyType: string; size: number }> = [
+  { crv: 'Ed25519', keyType: 'ed25519', size: 32 },
+  { crv: 'Ed448', keyType: 'ed448', size: 57 },
+];
+
 /** RFC 7518 §6.2.2 / §6.3.2 private members, plus `k` of symmetric keys: never in a published JWK. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
 
@@ -43,30 +52,28 @@ function fullLength(coordinate: string, size: number): string {
 }
 
 /**
- * The public JWK of an EC (P-256/384/521) or RSA key with the given `kid` (SPEC-NOTES §6): EC gives kty, kid, crv,
- * x, y (full-length coordinates); RSA gives kty, kid, n, e. A private key is accepted and only its public half is
- * exported. An empty `kid` is allowed here for X.509 bundle entries, which must not carry one.
+ * The public JWK of an EC (P-256/384/521), RSA or Ed25519/Ed448 key with the given `kid` (SPEC-NOTES §6): EC gives
+ * kty, kid, crv, x, y (full-length coordinates); RSA gives kty, kid, n, e; Ed25519/Ed448 give kty "OKP", kid, crv, x
+ * (RFC 8037 §2), which only X.509 roots have (an x509-svid entry, whose certificate is what counts: JWT-SVID §3 allows
+ * no EdDSA, and meshid signs JWT-SVIDs with EC or RSA keys only). A private key is accepted and only its public half
+ * is exported. An empty `kid` is allowed here for X.509 bundle entries, which must not carry one.
  */
 export function publicJwk(publicKey: KeyObject, kid: string): Jwk {
   const pub = publicKey.type === 'private' ? createPublicKey(publicKey) : publicKey;
   if (pub.type !== 'public') throw invalidArgument(`cannot publish a ${pub.type} key as a JWK`);
-  const exported = pub.export({ format: 'jwk' });
   const kidMember = kid === '' ? {} : { kid };
-  if (pub.asymmetricKeyType === 'rsa') {
-    return { kty: 'RSA', ...kidMember, n: String(exported.n), e: String(exported.e) };
-  }
-  const crv = jwkCurve(pub);
-  const curve = CURVES.find((c) => c.crv === crv);
-  if (curve === undefined) {
+  const curve = CURVES.find((c) => c.crv === jwkCurve(pub));
+  const okp = OKP_CURVES.find((c) => c.keyType === pub.asymmetricKeyType);
+  // Checked before exporting: node:crypto throws a plain Error for a key type JWK has no form for (DSA, say).
+  if (pub.asymmetricKeyType !== 'rsa' && curve === undefined && okp === undefined) {
     throw invalidArgument(`unsupported key for a JWK: ${pub.asymmetricKeyType} ${pub.asymmetricKeyDetails?.namedCurve ?? ''}`.trim());
   }
-  return {
-    kty: 'EC',
-    ...kidMember,
-    crv: curve.crv,
-    x: fullLength(String(exported.x), curve.size),
-    y: fullLength(String(exported.y), curve.size),
-  };
+  const exported = pub.export({ format: 'jwk' });
+  if (curve !== undefined) {
+    return { kty: 'EC', ...kidMember, crv: curve.crv, x: fullLength(String(exported.x), curve.size), y: fullLength(String(exported.y), curve.size) };
+  }
+  if (okp !== undefined) return { kty: 'OKP', ...kidMember, crv: okp.crv, x: String(exported.x) };
+  return { kty: 'RSA', ...kidMember, n: String(exported.n), e: String(exported.e) };
 }
 
 function member(jwk: Record<string, unknown>, name: string, label: string): string {
@@ -75,12 +82,22 @@ function member(jwk: Record<string, unknown>, name: string, label: string): stri
   return value;
 }
 
+/** Which key types jwkToPublicKey reads beyond EC and RSA. */
+export interface JwkReadOptions {
+  /**
+   * Also kty "OKP" with crv Ed25519 or Ed448 (RFC 8037 §2): for x509-svid entries, whose certificate may hold such a
+   * key. Not for JWT-SVID keys: JWT-SVID §3 allows RS, ES and PS algorithms only.
+   */
+  readonly okp?: boolean;
+}
+
 /**
  * Builds a public key from a JWK (RFC 7518 §6). Accepts kty EC with crv P-256/P-384/P-521 and full-length x/y, or
- * kty RSA with n/e. Rejects other key types and any JWK carrying private members (a bundle that leaks a private key
- * is refused, not silently trimmed). Throws MeshidError invalid_argument.
+ * kty RSA with n/e, and with `options.okp` kty OKP with crv Ed25519/Ed448 and an `x` of that curve's length. Rejects
+ * other key types and any JWK carrying private members (a bundle that leaks a private key is refused, not silently
+ * trimmed). Throws MeshidError invalid_argument.
  */
-export function jwkToPublicKey(jwk: unknown, label = 'JWK'): KeyObject {
+export function jwkToPublicKey(jwk: unknown, label = 'JWK', options: JwkReadOptions = {}): KeyObject {
   if (!isJsonObject(jwk)) throw invalidArgument(`${label} is not a JSON object`);
   const obj = jwk;
   const leaked = PRIVATE_MEMBERS.filter((m) => m in obj);
@@ -105,8 +122,17 @@ export function jwkToPublicKey(jwk: unknown, label = 'JWK'): KeyObject {
     decodeBase64Url(n, `${label} member "n"`);
     decodeBase64Url(e, `${label} member "e"`);
     keyJwk = { kty, n, e };
+  } else if (kty === 'OKP' && options.okp === true) {
+    const crv = obj['crv'];
+    const curve = OKP_CURVES.find((c) => c.crv === crv);
+    if (curve === undefined) throw invalidArgument(`${label}: unsupported OKP curve ${JSON.stringify(crv)} (expected Ed25519 or Ed448)`);
+    const x = member(obj, 'x', label);
+    if (decodeBase64Url(x, `${label} member "x"`).length !== curve.size) {
+      throw invalidArgument(`${label}: member "x" must be ${curve.size} bytes for ${curve.crv}`);
+    }
+    keyJwk = { kty, crv: curve.crv, x };
   } else {
-    throw invalidArgument(`${label}: unsupported key type ${JSON.stringify(kty)} (expected "EC" or "RSA")`);
+    throw invalidArgument(`${label}: unsupported key type ${JSON.stringify(kty)} (expected ${options.okp === true ? '"EC", "RSA" or "OKP"' : '"EC" or "RSA"'})`);
   }
   try {
     return createPublicKey({ key: keyJwk, format: 'jwk' });

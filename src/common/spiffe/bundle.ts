@@ -23,8 +23,15 @@ export interface TrustBundle {
 
 const X509_SVID_USE = 'x509-svid';
 const JWT_SVID_USE = 'jwt-svid';
-/** Key types meshid can read; others are ignored as Bundle §4 requires of consumers. */
-const KNOWN_KTY = new Set(['EC', 'RSA']);
+/**
+ * Key types meshid can use, by `use`; others are ignored as Bundle §4.2.1 requires of consumers. An X.509 root is its
+ * certificate, whose key may be Ed25519 or Ed448 (RFC 8037 OKP), as OpenSSL, Node and Go verify them; a JWT-SVID key
+ * is RSA or EC, as JWT-SVID §3 allows RS, ES and PS algorithms only.
+ */
+const USABLE_KTY: Readonly<Record<string, ReadonlySet<string>>> = {
+  'x509-svid': new Set(['EC', 'RSA', 'OKP']),
+  'jwt-svid': new Set(['EC', 'RSA']),
+};
 /** Standard base64 with padding (RFC 7517 §4.7: x5c is base64, not base64url). */
 const BASE64_RE = /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/;
 
@@ -43,26 +50,38 @@ function x509AuthorityJwk(der: Buffer, label: string): Jwk {
 }
 
 /**
- * Throws invalid_argument unless `der` can be an x509-svid key of a SPIFFE bundle document as meshid writes one: its
- * public key must be expressible as a JWK (EC on P-256, P-384 or P-521, or RSA; publicJwk). Every federated root
- * travels to the agents, and is kept by them, in such a document, so a root that cannot be written there (Ed25519,
- * say, which a PEM bundle can hold) must be refused when it is handed over, not fail every agent's state save later.
- * `label` names the certificate in the message.
+ * Why `der` cannot be an x509-svid key of a SPIFFE bundle document as meshid writes one — its public key is not one
+ * publicJwk writes (EC on P-256, P-384 or P-521, RSA, Ed25519 or Ed448): a DSA key, say, or EC on another curve — or
+ * undefined when it can. `label` names the certificate in the reason. Throws invalid_argument for a DER that is not
+ * a certificate.
  */
-export function checkWritableX509Authority(der: Buffer, label: string): void {
+export function unwritableX509Authority(der: Buffer, label: string): string | undefined {
   const cert = parseCertificate(der, label);
   try {
     publicJwk(cert.publicKey, '');
+    return undefined;
   } catch (err) {
+    if (!isMeshidError(err, 'invalid_argument')) throw err;
     const key = cert.publicKey;
     const curve = key.asymmetricKeyDetails?.namedCurve;
-    throw invalidArgument(
-      `${label} ("${cert.subject.replace(/\n/g, ', ')}") has a${curve === undefined ? 'n' : 'n EC'} ${curve ?? key.asymmetricKeyType ?? 'unknown'} key: ` +
-        'meshid carries X.509 authorities to its agents, and in "bundle show --format spiffe", as SPIFFE bundle JWKs, which it writes ' +
-        'for EC keys on P-256, P-384 or P-521 and for RSA keys only; give the trust domain\'s roots of those key types',
-      err,
-    );
+    const type = curve === undefined ? (key.asymmetricKeyType ?? 'unknown') : `EC ${curve}`;
+    return `${label} ("${cert.subject.replace(/\n/g, ', ')}") has ${/^[aeiou]/i.test(type) ? 'an' : 'a'} ${type} key`;
   }
+}
+
+/**
+ * Throws invalid_argument unless `der` can be an x509-svid key of a SPIFFE bundle document as meshid writes one
+ * (unwritableX509Authority). Every federated root travels to the agents, and is kept by them, in such a document, so
+ * a root that cannot be written there must be refused when it is handed over, not fail later. `label` names the
+ * certificate in the message.
+ */
+export function checkWritableX509Authority(der: Buffer, label: string): void {
+  const problem = unwritableX509Authority(der, label);
+  if (problem === undefined) return;
+  throw invalidArgument(
+    `${problem}: meshid carries X.509 authorities to its agents, and in "bundle show --format spiffe", as SPIFFE bundle JWKs, which it writes ` +
+      "for EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 or Ed448 keys only; give the trust domain's roots of those key types",
+  );
 }
 
 function checkKids(b: TrustBundle): void {
@@ -142,11 +161,19 @@ function readX509Authority(entry: Record<string, unknown>, label: string, origin
   const der = Buffer.from(encoded, 'base64');
   const cert = parseCertificate(der, `${label}: x5c[0]`);
   // go-jose refuses a JWK whose members disagree with its certificate; so does meshid.
-  const spki = jwkToPublicKey(entry, label).export({ type: 'spki', format: 'der' });
+  const spki = jwkToPublicKey(entry, label, { okp: true }).export({ type: 'spki', format: 'der' });
   if (!spki.equals(cert.publicKey.export({ type: 'spki', format: 'der' }))) {
     throw invalidArgument(`${label}: the key members do not match the x5c certificate's public key`);
   }
   return der;
+}
+
+/** Why a key of type `kty` is of no use as a `use` key. */
+function unusableKeyType(use: string, kty: string): string {
+  const usable = [...USABLE_KTY[use]!];
+  const list = `${usable.slice(0, -1).join(', ')} or ${usable[usable.length - 1]}`;
+  const why = use === JWT_SVID_USE && kty === 'OKP' ? ': JWT-SVID §3 allows RS, ES and PS algorithms only, no EdDSA' : '';
+  return `${use === X509_SVID_USE ? 'an' : 'a'} ${use} key of type ${JSON.stringify(kty)}, which meshid cannot use (it reads ${use} keys of type ${list}${why})`;
 }
 
 /**
@@ -180,12 +207,18 @@ function parseBundleDocument(trustDomain: string, json: string, origin: Origin):
       const key = entry;
       if (typeof key['kty'] !== 'string' || key['kty'] === '') throw invalidArgument(`${keyLabel} has no kty`);
       // Bundle §4.2.1, §4.2.2: a missing or unknown use, or an unknown kty, MUST make a client ignore the JWK.
-      if (typeof key['use'] !== 'string') return;
-      if (!KNOWN_KTY.has(key['kty'])) return;
-      if (key['use'] === X509_SVID_USE) {
+      const use = key['use'];
+      if (typeof use !== 'string' || !Object.hasOwn(USABLE_KTY, use)) return;
+      if (!USABLE_KTY[use]!.has(key['kty'])) {
+        // A partner's is reported all the same: keys served for meshid's use, none of which it can use, are not the
+        // revocation an empty bundle is (the poller keeps what it has rather than distrust the whole domain).
+        if (origin === 'federated') ignored.push(`${keyLabel}: ${unusableKeyType(use, key['kty'])}; the key is ignored`);
+        return;
+      }
+      if (use === X509_SVID_USE) {
         const der = readX509Authority(key, keyLabel, origin, note);
         if (!x509Authorities.some((known) => known.equals(der))) x509Authorities.push(der);
-      } else if (key['use'] === JWT_SVID_USE) {
+      } else {
         const kid = key['kid'];
         if (typeof kid !== 'string' || kid === '') throw invalidArgument(`${keyLabel}: a jwt-svid key must have a non-empty kid`);
         if (jwtAuthorities.some((k) => k.kid === kid)) throw invalidArgument(`${keyLabel}: duplicate kid "${kid}"`);
@@ -218,9 +251,10 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
 
 /**
  * Parses a partner's SPIFFE bundle document (a bundle endpoint's answer, `bundle set`) as a consumer must (Bundle
- * §4.1.3, §4.2; X509-SVID §6.2): a key meshid cannot use — not an object, no `kty`, an x509-svid key without `x5c`
- * or with a bad certificate, a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated
- * `kid` — is left out and reported in `ignored`, so one bad key cannot hold back the rest (a root rotation, say). An
+ * §4.1.3, §4.2; X509-SVID §6.2): a key meshid cannot use — not an object, no `kty`, a `kty` it does not read for
+ * that `use` (x509-svid: EC, RSA, OKP; jwt-svid: EC, RSA), an x509-svid key without `x5c` or with a bad certificate,
+ * a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated `kid` — is left out and
+ * reported in `ignored` (a key of another `use` is left out silently), so one bad key cannot hold back the rest (a root rotation, say). An
  * x509-svid key with several `x5c` values is read from the first; one with a `kid` is read and reported. A
  * `spiffe_sequence` or `spiffe_refresh_hint` beyond 2^53 is clamped (see optionalInteger). What is left may be empty:
  * with `ignored` empty too, the partner revoking every key (nothing of its trust domain is trusted); with keys in

@@ -189,6 +189,53 @@ test("a partner's bundle: keys a consumer must ignore are left out and reported,
   }
 });
 
+const ed25519Root = makeRoot('ed25519-root', ['-newkey', 'ed25519']);
+const ed448Root = makeRoot('ed448-root', ['-newkey', 'ed448']);
+
+test('Ed25519 and Ed448 roots are x509-svid keys of kty OKP (RFC 8037) with their certificate, read back by both readers', () => {
+  const okp: TrustBundle = { ...bundle, x509Authorities: [ed25519Root, ecRoot, ed448Root] };
+  const json = bundleToSpiffeJson(okp);
+  const keys = (JSON.parse(json) as { keys: JsonKey[] }).keys;
+  const expected = (der: Buffer, crv: string): JsonKey => ({
+    kty: 'OKP', crv, x: new X509Certificate(der).publicKey.export({ format: 'jwk' }).x, use: 'x509-svid', x5c: [der.toString('base64')],
+  });
+  assert.deepEqual(keys[0], expected(ed25519Root, 'Ed25519'));
+  assert.deepEqual(keys[2], expected(ed448Root, 'Ed448'));
+  assert.deepEqual(bundleFromSpiffeJson('example.org', json).x509Authorities, okp.x509Authorities);
+  const partner = federatedBundleFromSpiffeJson('example.org', json);
+  assert.deepEqual([partner.bundle.x509Authorities, partner.ignored], [okp.x509Authorities, []]);
+  // As for EC and RSA keys (go-jose does the same), the key members must be the certificate's key.
+  const swapped = withKeys((k) => { k[0] = { ...keys[0]!, x5c: keys[2]!['x5c'] }; });
+  assert.throws(() => bundleFromSpiffeJson('example.org', swapped), invalid(/keys\[0\]: member "x" must be 57 bytes for Ed448|do not match/));
+  const otherEd = makeRoot('ed25519-other', ['-newkey', 'ed25519']);
+  const mismatch = withKeys((k) => { k[0] = { ...keys[0]!, x5c: [otherEd.toString('base64')] }; });
+  assert.throws(() => bundleFromSpiffeJson('example.org', mismatch), invalid(/keys\[0\]: the key members do not match the x5c certificate's public key/));
+  assert.deepEqual(federatedBundleFromSpiffeJson('example.org', mismatch).ignored.map((l) => l.replace('SPIFFE bundle for example.org: ', '')), [
+    "keys[0]: the key members do not match the x5c certificate's public key; the key is ignored",
+  ]);
+});
+
+test("a partner's keys of a type meshid cannot use for their use are reported, so none usable is not read as a revocation", () => {
+  const ed = (JSON.parse(bundleToSpiffeJson({ ...bundle, x509Authorities: [ed25519Root], jwtAuthorities: [] })) as { keys: JsonKey[] }).keys[0]!;
+  const json = JSON.stringify({
+    keys: [
+      { kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: ed['x'] },
+      { kty: 'AKP', use: 'x509-svid', alg: 'ML-DSA-65', pub: 'AAAA', x5c: ed['x5c'] },
+      { kty: 'AKP', use: 'wit-svid', kid: 'w', pub: 'AAAA' },
+    ],
+    spiffe_sequence: 3,
+  });
+  const { bundle: read, ignored } = federatedBundleFromSpiffeJson('example.org', json);
+  assert.deepEqual([read.x509Authorities, read.jwtAuthorities], [[], []]);
+  // Before: nothing reported, so the poller stored an empty bundle and logged the partner as revoking every key.
+  assert.deepEqual(ignored.map((l) => l.replace('SPIFFE bundle for example.org: ', '')), [
+    'keys[0]: a jwt-svid key of type "OKP", which meshid cannot use (it reads jwt-svid keys of type EC or RSA: JWT-SVID §3 allows RS, ES and PS algorithms only, no EdDSA); the key is ignored',
+    'keys[1]: an x509-svid key of type "AKP", which meshid cannot use (it reads x509-svid keys of type EC, RSA or OKP); the key is ignored',
+  ]);
+  // meshid's own documents hold no such keys; one that did would have them ignored, as Bundle §4.2.1 asks.
+  assert.deepEqual(bundleFromSpiffeJson('example.org', json).x509Authorities, []);
+});
+
 test("a partner's spiffe_sequence and refresh hint may be any JSON integer (Bundle §4.1.1: 64 bits); meshid's own stay safe integers", () => {
   const doc = (sequence: string, hint: string): string =>
     bundleToSpiffeJson(bundle).replace('"spiffe_sequence":7', `"spiffe_sequence":${sequence}`).replace('"spiffe_refresh_hint":300', `"spiffe_refresh_hint":${hint}`);

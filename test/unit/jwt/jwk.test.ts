@@ -43,11 +43,38 @@ test('an empty kid leaves kid out (X.509 bundle entries must not carry one)', ()
   assert.equal('kid' in publicJwk(publicKey, ''), false);
 });
 
-test('publicJwk refuses key types a JWT-SVID bundle cannot carry', () => {
-  const { publicKey } = generateKeyPairSync('ed25519');
-  assert.throws(() => publicJwk(publicKey, 'k'), invalid(/unsupported key/));
+for (const [keyType, crv, size] of [['ed25519', 'Ed25519', 32], ['ed448', 'Ed448', 57]] as const) {
+  test(`${crv} JWK is kty OKP with crv and x only (RFC 8037), read back only where OKP keys are asked for`, () => {
+    const { privateKey } = generateKeyPairSync(keyType as 'ed25519');
+    const jwk = publicJwk(privateKey, '');
+    assert.deepEqual(jwk, { kty: 'OKP', crv, x: jwk.x });
+    assert.equal(Buffer.from(jwk.x!, 'base64url').length, size);
+    assert.deepEqual(spki(jwkToPublicKey(jwk, 'JWK', { okp: true })), spki(createPublicKey(privateKey)));
+    // JWT-SVID §3 allows RS, ES and PS only: where a JWT key is read, an OKP key is still not one.
+    assert.throws(() => jwkToPublicKey(jwk), invalid(/unsupported key type "OKP" \(expected "EC" or "RSA"\)/));
+  });
+}
+
+test('publicJwk refuses keys no JWK of meshid carries: EC off the NIST curves, DSA, X25519', () => {
   const { publicKey: k1 } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
-  assert.throws(() => publicJwk(k1, 'k'), invalid(/unsupported key/));
+  assert.throws(() => publicJwk(k1, 'k'), invalid(/unsupported key for a JWK: ec secp256k1/));
+  const { publicKey: dsa } = generateKeyPairSync('dsa', { modulusLength: 2048, divisorLength: 256 });
+  assert.throws(() => publicJwk(dsa, 'k'), invalid(/unsupported key for a JWK: dsa/));
+  const { publicKey: x25519 } = generateKeyPairSync('x25519');
+  assert.throws(() => publicJwk(x25519, 'k'), invalid(/unsupported key for a JWK: x25519/));
+});
+
+test('jwkToPublicKey with OKP keys refuses other curves and an x of the wrong length', () => {
+  const { publicKey } = generateKeyPairSync('ed25519');
+  const good = publicJwk(publicKey, '');
+  const cases: Array<[string, unknown, RegExp]> = [
+    ['X25519 (cannot sign)', { ...good, crv: 'X25519' }, /unsupported OKP curve "X25519" \(expected Ed25519 or Ed448\)/],
+    ['Ed448 curve, Ed25519 length', { ...good, crv: 'Ed448' }, /"x" must be 57 bytes for Ed448/],
+    ['short x', { ...good, x: Buffer.from(good.x!, 'base64url').subarray(1).toString('base64url') }, /"x" must be 32 bytes for Ed25519/],
+    ['missing x', { kty: 'OKP', crv: 'Ed25519' }, /member "x" is missing/],
+    ['private member d', { ...good, d: good.x }, /private key members \(d\)/],
+  ];
+  for (const [name, jwk, pattern] of cases) assert.throws(() => jwkToPublicKey(jwk, 'JWK', { okp: true }), invalid(pattern), name);
 });
 
 test('jwkToPublicKey rejects malformed or unsupported JWKs with a reason', () => {
