@@ -6,10 +6,13 @@ import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
 import type { WorkloadSvid } from '../cache/workload-cache.js';
 import { encodeJournalBatch, journalFileName, journalGeneration, type JournalBatch } from './state-journal.js';
-import { bundleDocument, encodeStateChunks, federatedBundleDocs, svidDocument, type RawState, type StoredState } from './stored-state.js';
+import { bundleDocument, encodeStateChunks, federatedBundleDocs, svidDocument, type RawState, type OnUnstorableKey, type StoredState, type UnstorableKey } from './stored-state.js';
 
 /** The journal may grow to the snapshot's size (at least this) before the snapshot is rewritten. */
 const MIN_COMPACTION_BYTES = 4 * 1024 * 1024;
+
+/** Distinct unstorable keys remembered as logged; past this the memory starts over (a line each again), never grows. */
+const MAX_UNSTORABLE_LOGGED = 64;
 
 /** What is on disk (snapshot + journal), by the objects it was saved from: the base the next change set is taken against. */
 interface Persisted {
@@ -45,6 +48,8 @@ export class StatePersister {
   private fd: number | undefined;
   private journalBytes = 0;
   private snapshotBytes = 0;
+  /** Bundle keys already logged as left out of the state (storableBundle): once each, not at every save. */
+  private readonly unstorableLogged = new Set<string>();
 
   constructor(
     private readonly snapshotFile: string,
@@ -78,7 +83,7 @@ export class StatePersister {
       this.compact(state);
       return;
     }
-    this.appendChanges(base, changes(base, state), () => state);
+    this.appendChanges(base, changes(base, state, this.reportUnstorable), () => state);
   }
 
   /**
@@ -113,7 +118,7 @@ export class StatePersister {
       }
     }
     const found = { revision: base.revision, bundle: part.bundle, federatedBundles: part.federatedBundles, entries, removedEntries, svids, removedSvids };
-    this.appendChanges(base, changeSet(base, found), full);
+    this.appendChanges(base, changeSet(base, found, this.reportUnstorable), full);
   }
 
   /**
@@ -148,6 +153,18 @@ export class StatePersister {
     this.closeJournal();
   }
 
+  private readonly reportUnstorable = (key: UnstorableKey): void => {
+    const id = `${key.trustDomain}\0${key.problem}`;
+    if (this.unstorableLogged.has(id)) return;
+    if (this.unstorableLogged.size >= MAX_UNSTORABLE_LOGGED) this.unstorableLogged.clear();
+    this.unstorableLogged.add(id);
+    this.log.error(
+      { trustDomain: key.trustDomain, problem: key.problem },
+      'a bundle key has no SPIFFE bundle JWK of meshid\'s and is left out of the saved agent state (the rest is saved): ' +
+        'after a restart the agent trusts it again only once the server sends it',
+    );
+  };
+
   private journalFile(generation = this.generation): string {
     return path.join(this.dir, journalFileName(generation));
   }
@@ -181,7 +198,7 @@ export class StatePersister {
     next += 1;
     let written = 0;
     const tmp = stageFile(this.snapshotFile, 0o600, (fd) => {
-      for (const chunk of encodeStateChunks(state, next)) written += writeFully(fd, chunk);
+      for (const chunk of encodeStateChunks(state, next, this.reportUnstorable)) written += writeFully(fd, chunk);
     });
     try {
       fs.chmodSync(tmp, 0o600);
@@ -235,7 +252,7 @@ interface Changes extends Found {
 }
 
 /** The change set from `base` to `state`, or undefined when nothing changed. */
-function changes(base: Persisted, state: StoredState): Changes | undefined {
+function changes(base: Persisted, state: StoredState, onUnstorable: OnUnstorableKey): Changes | undefined {
   return changeSet(base, {
     revision: state.revision,
     bundle: state.bundle,
@@ -244,11 +261,11 @@ function changes(base: Persisted, state: StoredState): Changes | undefined {
     removedEntries: gone(base.entries, state.entries.map((e) => e.id)),
     svids: state.svids.filter((s) => base.svids.get(s.entryId) !== s.version),
     removedSvids: gone(base.svids, state.svids.map((s) => s.entryId)),
-  });
+  }, onUnstorable);
 }
 
 /** The journal batch for what was found to differ from `base`, or undefined when nothing does. */
-function changeSet(base: Persisted, found: Found): Changes | undefined {
+function changeSet(base: Persisted, found: Found, onUnstorable: OnUnstorableKey): Changes | undefined {
   const batch: JournalBatch = {};
   let changed = false;
   if (found.revision !== base.revision) {
@@ -256,11 +273,11 @@ function changeSet(base: Persisted, found: Found): Changes | undefined {
     changed = true;
   }
   if (found.bundle !== base.bundle) {
-    batch.bundle = bundleDocument(found.bundle);
+    batch.bundle = bundleDocument(found.bundle, onUnstorable);
     changed = true;
   }
   if (found.federatedBundles.length !== base.federated.length || found.federatedBundles.some((b, i) => b !== base.federated[i])) {
-    batch.federated_bundles = federatedBundleDocs(found.federatedBundles);
+    batch.federated_bundles = federatedBundleDocs(found.federatedBundles, onUnstorable);
     changed = true;
   }
   const { entries, removedEntries, svids, removedSvids } = found;

@@ -1,7 +1,8 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { parseJsonObject } from '../../common/json-object.js';
 import { invalidArgument } from '../../common/errors.js';
-import { bundleFromSpiffeJson, bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { bundleFromSpiffeJson, bundleToSpiffeJson, unwritableX509Authority, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { publicJwk } from '../../common/jwt/jwk.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
 import { privateKeyMatchesSpki } from '../../common/x509/key-match.js';
@@ -130,8 +131,8 @@ export function decodeIdentity(text: string): StoredIdentity {
   };
 }
 
-export function encodeState(s: StoredState, journal?: number): string {
-  return [...encodeStateChunks(s, journal)].join('');
+export function encodeState(s: StoredState, journal?: number, onUnstorable: OnUnstorableKey = () => {}): string {
+  return [...encodeStateChunks(s, journal, onUnstorable)].join('');
 }
 
 /** Entries or SVIDs per chunk of encodeStateChunks: big enough to write efficiently, small enough to stay young. */
@@ -167,23 +168,23 @@ export function snapshotSeal(bytes: Buffer): SnapshotSeal {
  * ~20 MB of JSON), sealed (SEAL_FIELD). `journal` names the generation of the journal that continues this snapshot
  * (state-journal.ts).
  */
-export function* encodeStateChunks(s: StoredState, journal?: number): Generator<string> {
+export function* encodeStateChunks(s: StoredState, journal?: number, onUnstorable: OnUnstorableKey = () => {}): Generator<string> {
   const seal = createHash('sha256');
-  for (const chunk of unsealedChunks(s, journal)) {
+  for (const chunk of unsealedChunks(s, journal, onUnstorable)) {
     seal.update(chunk, 'utf8');
     yield chunk;
   }
   yield `${SEAL_FIELD}${seal.digest('hex')}${SEAL_END}\n`;
 }
 
-function* unsealedChunks(s: StoredState, journal?: number): Generator<string> {
+function* unsealedChunks(s: StoredState, journal: number | undefined, onUnstorable: OnUnstorableKey): Generator<string> {
   const head: Omit<StateDocument, 'entries' | 'svids'> = {
     format: STATE_FORMAT,
     trust_domain: s.trustDomain,
     revision: s.revision,
     ...(journal !== undefined ? { journal } : {}),
-    bundle: JSON.parse(bundleToSpiffeJson(s.bundle)),
-    federated_bundles: federatedBundleDocs(s.federatedBundles),
+    bundle: bundleDocument(s.bundle, onUnstorable),
+    federated_bundles: federatedBundleDocs(s.federatedBundles, onUnstorable),
   };
   yield JSON.stringify(head).slice(0, -1) + ',"entries":[';
   for (let i = 0; i < s.entries.length; i += CHUNK_ITEMS) {
@@ -210,14 +211,48 @@ export function svidDocument(v: WorkloadSvid): SvidDocument {
   };
 }
 
-/** The stored form of the federated bundles: trust domain → SPIFFE bundle document. */
-export function federatedBundleDocs(bundles: readonly TrustBundle[]): Record<string, unknown> {
-  return Object.fromEntries(bundles.map((b) => [b.trustDomain, JSON.parse(bundleToSpiffeJson(b))]));
+/** A bundle key left out of the stored state, because no JWK of meshid's can carry it (storableBundle). */
+export interface UnstorableKey {
+  readonly trustDomain: string;
+  /** What the key is and why it cannot be written, naming the certificate or kid (no key material). */
+  readonly problem: string;
 }
 
-/** The stored form of a bundle: its SPIFFE bundle document. */
-export function bundleDocument(bundle: TrustBundle): unknown {
-  return JSON.parse(bundleToSpiffeJson(bundle));
+export type OnUnstorableKey = (key: UnstorableKey) => void;
+
+/** The stored form of the federated bundles: trust domain → SPIFFE bundle document (storableBundle). */
+export function federatedBundleDocs(bundles: readonly TrustBundle[], onUnstorable: OnUnstorableKey): Record<string, unknown> {
+  return Object.fromEntries(bundles.map((b) => [b.trustDomain, bundleDocument(b, onUnstorable)]));
+}
+
+/** The stored form of a bundle: its SPIFFE bundle document (storableBundle). */
+export function bundleDocument(bundle: TrustBundle, onUnstorable: OnUnstorableKey): unknown {
+  return JSON.parse(bundleToSpiffeJson(storableBundle(bundle, onUnstorable)));
+}
+
+/**
+ * `b` without the keys its SPIFFE bundle document cannot hold (an X.509 root whose key has no JWK of meshid's — DSA,
+ * EC off the NIST curves — or such a JWT key), each reported to `onUnstorable`. Every input path refuses such keys,
+ * but one that got through must cost the agent that key after a restart (the SVIDs under it are then not restored),
+ * not every save of its whole state: serving from cache while the server is down depends on those saves.
+ */
+function storableBundle(b: TrustBundle, onUnstorable: OnUnstorableKey): TrustBundle {
+  const x509Authorities = b.x509Authorities.filter((der, i) => {
+    const problem = unwritableX509Authority(der, `X.509 authority ${i} of ${b.trustDomain}`);
+    if (problem !== undefined) onUnstorable({ trustDomain: b.trustDomain, problem });
+    return problem === undefined;
+  });
+  const jwtAuthorities = b.jwtAuthorities.filter(({ kid, publicKey }) => {
+    try {
+      publicJwk(publicKey, kid);
+      return true;
+    } catch (err) {
+      onUnstorable({ trustDomain: b.trustDomain, problem: `JWT authority "${kid}" of ${b.trustDomain}: ${(err as Error).message}` });
+      return false;
+    }
+  });
+  const complete = x509Authorities.length === b.x509Authorities.length && jwtAuthorities.length === b.jwtAuthorities.length;
+  return complete ? b : { ...b, x509Authorities, jwtAuthorities };
 }
 
 /** An SVID that was in the file but is not restored, and why. */

@@ -13,6 +13,7 @@ import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
 import { tempDir } from '../../support/server-kit.js';
 import { mountTmpfs } from '../../support/tmpfs.js';
+import { opensslSelfSigned } from '../../support/openssl.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
 
@@ -110,6 +111,41 @@ test('an agent store that finds its snapshot changed says so, and serves only wh
     store.close();
     assert.ok(lines.some((l) => l.includes('does not match its checksum')), lines.join(''));
     assert.ok(lines.some((l) => l.includes('is not restored') && l.includes('does not verify')), lines.join(''));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a bundle root no SPIFFE bundle JWK carries (DSA) is left out of the saved state, logged once naming it; the rest saves and restores', () => {
+  const t = tempDir('meshid-store-');
+  try {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const dir = path.join(t.dir, 'agent');
+    const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+    // No input path takes a DSA root any more (checkWritableX509Authority): the state is built directly, as one
+    // that got through would be. The Ed25519 root beside it is one the documents carry (RFC 8037 OKP).
+    const dsa = opensslSelfSigned({ subject: '/CN=partner DSA root', extensions: ca, serial: '01', days: 2, keyAlgorithm: 'dsa' });
+    const ed = opensslSelfSigned({ subject: '/CN=partner Ed25519 root', extensions: ca, serial: '02', days: 2, keyAlgorithm: 'ed25519' });
+    const state = sampleState();
+    const partner = { ...state.federatedBundles[0]!, x509Authorities: [dsa, ed, ...state.federatedBundles[0]!.x509Authorities] };
+    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    // Before: both saves threw "unsupported key for a JWK: dsa", and nothing of the state was saved.
+    store.saveState({ ...state, federatedBundles: [partner] }); // a snapshot
+    store.saveState({ ...state, revision: 43, federatedBundles: [{ ...partner, sequence: partner.sequence + 1 }] }); // a journal batch
+    store.close();
+    const errors = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['level'] === 50);
+    assert.equal(errors.length, 1, lines.join(''));
+    assert.equal(errors[0]!['trustDomain'], 'other.org');
+    assert.match(String(errors[0]!['problem']), /^X\.509 authority 0 of other\.org \("CN=partner DSA root"\) has a dsa key$/);
+    assert.match(String(errors[0]!['msg']), /left out of the saved agent state \(the rest is saved\)/);
+    const reopened = AgentStore.open(dir, silentLogger());
+    const back = reopened.loadState(fx.clock.now());
+    reopened.close();
+    assert.equal(back?.revision, 43);
+    assert.deepEqual(back?.svids.map((v) => v.entryId), state.svids.map((v) => v.entryId));
+    assert.deepEqual(back?.federatedBundles.map((b) => b.x509Authorities), [[ed, ...state.federatedBundles[0]!.x509Authorities]]);
+    assert.deepEqual(back?.bundle.x509Authorities, state.bundle.x509Authorities);
   } finally {
     t.cleanup();
   }
