@@ -151,17 +151,17 @@ export interface OpensslCaFiles {
 }
 
 /**
- * An EC P-256 CA made by the openssl CLI into `dir` as `<name>.pem` and `<name>.key`: self-signed, or issued by
+ * An EC P-256 CA (or one of `keyAlgorithm`) made by the openssl CLI into `dir` as `<name>.pem` and `<name>.key`: self-signed, or issued by
  * `issuer`. An operator's PKI, for the upstream-CA tests. `pathLen` sets basicConstraints' pathlen.
  */
 export function opensslCa(
   dir: string,
   name: string,
-  opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number; subject?: string; reuseKey?: string } = {},
+  opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number; subject?: string; reuseKey?: string; keyAlgorithm?: OpensslKeyAlgorithm } = {},
 ): OpensslCaFiles {
   const cert = join(dir, `${name}.pem`);
   const key = opts.reuseKey ?? join(dir, `${name}.key`);
-  const newKey = opts.reuseKey === undefined ? ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key] : ['-key', key];
+  const newKey = opts.reuseKey === undefined ? [...newKeyArgs(dir, opts.keyAlgorithm), '-nodes', '-keyout', key] : ['-key', key];
   const basic = `basicConstraints=critical,CA:TRUE${opts.pathLen !== undefined ? `,pathlen:${opts.pathLen}` : ''}`;
   const days = String(opts.days ?? 3650);
   const subject = opts.subject ?? `/O=Example Corp/CN=${name}`;

@@ -340,6 +340,19 @@ function checkIssuer(issuer: ParsedCertificate, below: number, label: string): v
   }
 }
 
+/** Signature algorithms a PKI may use that meshid does not verify, named for the message that refuses them. */
+const UNVERIFIED_SIGNATURES: ReadonlyMap<string, string> = new Map([
+  ['1.3.101.112', 'Ed25519'],
+  ['1.3.101.113', 'Ed448'],
+  ['2.16.840.1.101.3.4.3.2', 'dsa-with-SHA256'],
+]);
+
+function unsupportedSignatureAlgorithm(signatureOid: string): string {
+  const name = UNVERIFIED_SIGNATURES.get(signatureOid);
+  if (name === undefined) return `unsupported algorithm ${signatureOid}`;
+  return `${name} (${signatureOid}), which meshid does not verify: it verifies ECDSA and RSA signatures only`;
+}
+
 function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, childLabel: string, issuerLabel: string): void {
   if (!child.structure.issuerName.equals(issuer.structure.subjectName)) {
     throw invalidArgument(`${childLabel} names issuer "${child.issuer}", but the next certificate is ${issuerLabel} with subject "${issuer.subject}"`);
@@ -351,7 +364,7 @@ function checkIssuedBy(child: ParsedCertificate, issuer: ParsedCertificate, chil
     throw invalidArgument(`${childLabel} has different inner and outer signature algorithms`);
   }
   const alg = verificationAlgorithm(child.structure.signatureAlgorithmOid);
-  if (alg === undefined) throw invalidArgument(`${childLabel} is signed with unsupported algorithm ${child.structure.signatureAlgorithmOid}`);
+  if (alg === undefined) throw invalidArgument(`${childLabel} is signed with ${unsupportedSignatureAlgorithm(child.structure.signatureAlgorithmOid)}`);
   if (verifiedCaLinks.get(child)?.has(issuer)) return;
   // Over the TBS bytes with the issuer's key, as X509_verify does, without an OpenSSL object for the child.
   let ok: boolean;

@@ -4,6 +4,7 @@ import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { pemToDerList } from '../../common/x509/pem.js';
+import { checkWritableX509Authority } from '../../common/spiffe/bundle.js';
 import { checkTrustAnchor, parseCertificate, verifyCaChain } from '../../common/x509/certificate.js';
 
 /**
@@ -57,7 +58,8 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
 /**
  * Everything that would otherwise surface later as SVIDs nobody accepts: the key matches, the certificate is a CA
  * that may sign one more CA level (meshid's intermediates), its chain verifies against the bundle (or, without a
- * bundle, it is a usable trust anchor itself), and every bundle root is one. Checked at every start: the files may
+ * bundle, it is a usable trust anchor itself), and every bundle root is one, with a key the SPIFFE bundle documents
+ * can carry (checkWritableX509Authority). Checked at every start: the files may
  * have changed. Throws invalid_argument naming the file's role and the failed check.
  */
 export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
@@ -79,8 +81,13 @@ export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
         err,
       );
     }
+    checkWritableX509Authority(upstream.certDer, 'the upstream CA certificate');
   } else {
-    upstream.bundleDer.forEach((root, i) => checkTrustAnchor(root, now, `upstream bundle certificate ${i}`));
+    upstream.bundleDer.forEach((root, i) => {
+      checkTrustAnchor(root, now, `upstream bundle certificate ${i}`);
+      // The bundle endpoint, "bundle show --format spiffe" and every agent's saved state carry it as a JWK.
+      checkWritableX509Authority(root, `upstream bundle certificate ${i}`);
+    });
     checkRoomForIntermediates(upstream);
     try {
       verifyCaChain([upstream.certDer, ...upstream.chainDer], upstream.bundleDer, now);

@@ -114,6 +114,40 @@ test('upstream CA files that cannot work are refused at start, each with what to
   await open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key, upstream_bundle: root.cert });
 });
 
+test('an upstream PKI root meshid cannot verify (Ed25519, Ed448) or publish (EC on secp256k1) is refused at start, naming it and why', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-keys-');
+  t.after(cleanup);
+  const roots = {
+    ed25519: opensslCa(dir, 'Ed25519 Root', { keyAlgorithm: 'ed25519' }),
+    ed448: opensslCa(dir, 'Ed448 Root', { keyAlgorithm: 'ed448' }),
+    k1: opensslCa(dir, 'K1 Root', { keyAlgorithm: 'secp256k1' }),
+  };
+  const issuing = { ed25519: opensslCa(dir, 'Under Ed25519', { issuer: roots.ed25519 }), k1: opensslCa(dir, 'Under K1', { issuer: roots.k1 }) };
+  // The chains are sound: OpenSSL verifies them (meshid's verifier takes ECDSA and RSA signatures only).
+  for (const [root, ca] of [[roots.ed25519, issuing.ed25519], [roots.k1, issuing.k1]] as const) {
+    const r = opensslVerify({ roots: [der(root.cert)], intermediates: [], leaf: der(ca.cert) });
+    assert.ok(r.ok, r.output);
+  }
+  const clock = new FakeClock(Date.now());
+  let n = 0;
+  const open = (raw: Record<string, string>): Promise<unknown> => openTestCa(path.join(dir, `data-${n++}`), raw, clock).then((c) => c.close());
+  await assert.rejects(
+    open({ upstream_ca_cert: issuing.ed25519.cert, upstream_ca_key: issuing.ed25519.key, upstream_bundle: roots.ed25519.cert }),
+    refusedWith(/^upstream bundle certificate 0 \(.*CN=Ed25519 Root.*\) is signed with Ed25519 \(1\.3\.101\.112\), which meshid does not verify: it verifies ECDSA and RSA signatures only$/),
+  );
+  // An Ed448 root beside a usable one is refused too: every bundle root is a trust anchor.
+  await assert.rejects(
+    open({ upstream_ca_cert: issuing.k1.cert, upstream_ca_key: issuing.k1.key, upstream_bundle: concat(dir, 'two.pem', [roots.ed448.cert]) }),
+    refusedWith(/^upstream bundle certificate 0 \(.*CN=Ed448 Root.*\) is signed with Ed448 \(1\.3\.101\.113\), which meshid does not verify/),
+  );
+  // Before: taken, and then the bundle endpoint, "bundle show --format spiffe" and every agent's save of its own bundle failed.
+  await assert.rejects(
+    open({ upstream_ca_cert: issuing.k1.cert, upstream_ca_key: issuing.k1.key, upstream_bundle: roots.k1.cert }),
+    refusedWith(/^upstream bundle certificate 0 \("O=Example Corp, CN=K1 Root"\) has an EC secp256k1 key: .*SPIFFE bundle JWKs/),
+  );
+  await assert.rejects(open({ upstream_ca_cert: roots.k1.cert, upstream_ca_key: roots.k1.key }), refusedWith(/^the upstream CA certificate \("O=Example Corp, CN=K1 Root"\) has an EC secp256k1 key: /));
+});
+
 test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-renew-');
   t.after(cleanup);
