@@ -125,8 +125,9 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   if (raw.trust_bundle_path !== undefined && raw.insecure_bootstrap === true) {
     throw invalidArgument('--trust-bundle and --insecure-bootstrap exclude each other: with a trust bundle the server is always authenticated');
   }
-  const logLevel = raw.log_level ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  // Any case, as SPIRE takes it: its configs write "DEBUG".
+  const logLevel = (raw.log_level ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log level "${raw.log_level}" is not one of ${LOG_LEVELS.join(', ')}`);
   const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? DEFAULT_JWT_CACHE_SIZE;
   if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
   const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;

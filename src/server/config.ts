@@ -179,8 +179,9 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   }
   const healthChecks = compileHealthChecks(raw.health_checks);
   checkLiteralListeners(tcpListeners(raw, healthChecks));
-  const logLevel = raw.log_level ?? 'info';
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${logLevel}" is not one of ${LOG_LEVELS.join(', ')}`);
+  // Any case, as SPIRE takes it: its configs write "DEBUG".
+  const logLevel = (raw.log_level ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${raw.log_level}" is not one of ${LOG_LEVELS.join(', ')}`);
   const bundleEndpointWebCert = compileWebCert(raw);
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects

@@ -24,6 +24,11 @@ export interface FlagSpec {
   /** If set, the only values accepted (checked at parse time). */
   readonly choices?: readonly string[];
   /**
+   * choices match in any case (`DEBUG` for debug, as SPIRE's log levels do); the value reads as the choice's own
+   * spelling.
+   */
+  readonly choicesAnyCase?: boolean;
+  /**
    * string/strings: an empty value (`--hint ""`) is accepted and means none, so an update can clear the field;
    * for strings it is the empty list, and only alone (`--dns ""`). Otherwise an empty value is an error.
    */
@@ -191,8 +196,11 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       continue;
     }
     if (raw === '') throw invalidArgument(`flag ${typed} has an empty value`);
-    if (spec.choices !== undefined && !spec.choices.includes(raw)) {
-      throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
+    if (spec.choices !== undefined) {
+      const given = raw;
+      const choice = spec.choices.find((c) => c === given || (spec.choicesAnyCase === true && c.toLowerCase() === given.toLowerCase()));
+      if (choice === undefined) throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
+      raw = choice;
     }
     if (spec.type === 'strings') {
       if (emptied.has(spec.name)) throw invalidArgument(`flag ${typed} "" (none) cannot be combined with other values of ${typed}`);

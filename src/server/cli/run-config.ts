@@ -1,5 +1,6 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, type RawServerConfig, type ServerConfig } from '../config.js';
+import { LOG_LEVELS } from '../../common/log.js';
 
 /** The flags of `meshid-server run` (and `validate`, which checks what `run` would start with). */
 export const RUN_FLAGS: readonly FlagSpec[] = [
@@ -38,7 +39,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     description: 'https_web: the web PKI certificate chain (PEM, leaf first) the bundle endpoint presents; reloaded when it changes',
   },
   { name: 'bundle-endpoint-key-file', type: 'string', valueName: 'FILE', description: 'https_web: the private key of --bundle-endpoint-cert-file (PEM)' },
-  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: ['trace', 'debug', 'info', 'warn', 'error'], description: 'Log level (info)' },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (info)' },
 ];
 
 const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {

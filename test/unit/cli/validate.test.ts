@@ -8,6 +8,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { validateServerCommand } from '../../../src/server/cli/validate.js';
 import { validateAgentCommand } from '../../../src/agent/cli/validate.js';
+import { serverConfigFrom } from '../../../src/server/cli/run-config.js';
+import { agentConfigFrom } from '../../../src/agent/cli/run-config.js';
 import { opensslCa, opensslWebLeaf } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { captureIo } from './capture-io.js';
@@ -123,4 +125,26 @@ test('a config file saved with a UTF-8 byte order mark (as some Windows editors 
   const r = await run(validateServerCommand, ['--config', configFile]);
   assert.deepEqual([r.code, r.err], [0, '']);
   assert.match(r.out, /^Configuration is valid: trust domain example\.org, datacenters east;/);
+});
+
+test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from the file, the environment or the flag; an unknown level is still refused', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-level-');
+  t.after(cleanup);
+  const serverFile = path.join(dir, 'server.json');
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'DEBUG' }));
+  const agentFile = path.join(dir, 'agent.json');
+  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: 'Warn' }));
+  assert.equal(serverConfigFrom(['--config', serverFile], {})!.logLevel, 'debug');
+  assert.equal(serverConfigFrom(['--trust-domain', 'example.org'], { MESHID_LOG_LEVEL: 'ERROR' })!.logLevel, 'error');
+  assert.equal(serverConfigFrom(['--trust-domain', 'example.org', '-logLevel', 'TRACE'], {})!.logLevel, 'trace');
+  assert.equal(agentConfigFrom(['--config', agentFile], {})!.logLevel, 'warn');
+  assert.equal(agentConfigFrom(['--server-address', 'meshid:8081', '--log-level', 'INFO'], {})!.logLevel, 'info');
+  const ok = await run(validateServerCommand, ['--config', serverFile]);
+  assert.deepEqual([ok.code, ok.err], [0, '']);
+
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'VERBOSE' }));
+  const unknown = await run(validateServerCommand, ['--config', serverFile]);
+  assert.deepEqual([unknown.code, unknown.err], [1, 'Error: InvalidArgument: log_level "VERBOSE" is not one of trace, debug, info, warn, error\n']);
+  const unknownFlag = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--log-level', 'LOUD']);
+  assert.deepEqual([unknownFlag.code, unknownFlag.err], [1, 'Error: InvalidArgument: flag --log-level must be one of trace, debug, info, warn, error, got "LOUD"\n']);
 });
