@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError, isServiceError } from '../../common/grpc-status.js';
-import { closedToCalmDown, connectionFailure } from '../../common/grpc/call-failure.js';
+import { closedToCalmDown, connectionFailure, withoutEmptyResolutionNote } from '../../common/grpc/call-failure.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
@@ -191,7 +191,7 @@ export class NodeClient {
     if (!isServiceError(err)) return fromServiceError(err);
     // Not a dropped connection: that call may have reached the server before the connection went.
     if (connectionFailure(err) === 'not-connected') {
-      return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${err.details}`, err);
+      return unavailable(`meshid-agent cannot reach meshid-server at ${this.options.serverAddress} (${method}): ${withoutEmptyResolutionNote(err.details)}`, err);
     }
     if (closedToCalmDown(err)) {
       return unavailable(

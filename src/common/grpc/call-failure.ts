@@ -14,6 +14,15 @@ export function connectionFailure(err: Pick<ServiceError, 'code' | 'details'>): 
 }
 
 /**
+ * grpc-js's details of a call that never connected, without the "Resolution note: " they end with when the resolver
+ * left no note (always, for a host:port target): an empty label at the end of a log line reads as if a word were lost.
+ * A note with something in it is kept.
+ */
+export function withoutEmptyResolutionNote(details: string): string {
+  return details.replace(/\. Resolution note: *$/, '');
+}
+
+/**
  * Whether a call failed because the server has no such method at all: grpc-js answers UNIMPLEMENTED with "The server
  * does not implement the method /pkg.Service/Method" before any handler runs. A handler's own UNIMPLEMENTED (a
  * feature meshid does not offer) words itself and is not this.
