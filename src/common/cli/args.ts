@@ -139,6 +139,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
     }
   }
   const values = new Map<string, FlagValue>();
+  /** How each flag given was first spelt, as typed and without dashes: a second value may come under an alias. */
+  const firstSpelling = new Map<string, { typed: string; key: string }>();
   /** strings flags given as "" (none), which no other value of theirs may join. */
   const emptied = new Set<string>();
   const positionals: string[] = [];
@@ -169,9 +171,13 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       throw unknownFlag(typed, key, lookup);
     }
     const { spec } = found;
+    const first = firstSpelling.get(spec.name);
+    if (first === undefined) firstSpelling.set(spec.name, { typed, key });
+    const givenTwice = (): Error => givenMoreThanOnce(spec, first ?? { typed, key }, { typed, key });
     let raw: string | undefined = eq === -1 ? undefined : body.slice(eq + 1);
     if (spec.type === 'bool') {
-      values.set(spec.name, parseBool(typed, raw, values.has(spec.name)));
+      if (values.has(spec.name)) throw givenTwice();
+      values.set(spec.name, parseBool(typed, raw));
       continue;
     }
     if (raw === undefined) {
@@ -191,7 +197,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
         emptied.add(spec.name);
         continue;
       }
-      if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
+      if (values.has(spec.name)) throw givenTwice();
       values.set(spec.name, '');
       continue;
     }
@@ -207,7 +213,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       values.set(spec.name, [...((values.get(spec.name) as string[] | undefined) ?? []), raw]);
       continue;
     }
-    if (values.has(spec.name)) throw invalidArgument(`flag ${typed} is given more than once`);
+    if (values.has(spec.name)) throw givenTwice();
     values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : parseDuration(raw, `flag ${typed}`));
   }
 
@@ -219,8 +225,16 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
   return new ParsedArgs(byName, values, positionals, help);
 }
 
-function parseBool(typed: string, raw: string | undefined, seen: boolean): boolean {
-  if (seen) throw invalidArgument(`flag ${typed} is given more than once`);
+/**
+ * A single-valued flag given a second time. Under two spellings (`-ttl 3600 -x509SVIDTTL 3600`) both are named: each
+ * was typed once, and that they are one flag is what the operator needs to hear.
+ */
+function givenMoreThanOnce(spec: FlagSpec, first: { typed: string; key: string }, again: { typed: string; key: string }): Error {
+  if (first.key === again.key) return invalidArgument(`flag ${again.typed} is given more than once`);
+  return invalidArgument(`flags ${first.typed} and ${again.typed} are two spellings of one flag (--${spec.name}): give it once`);
+}
+
+function parseBool(typed: string, raw: string | undefined): boolean {
   if (raw === undefined) return true;
   const v = raw.toLowerCase();
   if (TRUE_WORDS.has(v)) return true;

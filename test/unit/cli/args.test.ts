@@ -67,7 +67,16 @@ test('given lists canonical names in the order first seen', () => {
 });
 
 test('a single-valued flag given twice is an error, even under two spellings', () => {
-  assert.match(failure(['--spiffe-id', 'a', '-spiffeID', 'b']), /flag -spiffeID is given more than once/);
+  assert.equal(failure(['--spiffe-id', 'a', '--spiffe-id', 'b']), 'flag --spiffe-id is given more than once');
+  assert.equal(failure(['--spiffe-id', 'a', '-spiffe-id', 'b']), 'flag -spiffe-id is given more than once');
+  assert.equal(failure(['--spiffe-id', 'a', '-spiffeID', 'b']), 'flags --spiffe-id and -spiffeID are two spellings of one flag (--spiffe-id): give it once');
+});
+
+test('two aliases of one flag, each given once (-ttl and -x509SVIDTTL), are named both, not as one given twice', () => {
+  assert.equal(failure(['-ttl', '3600', '-x509SVIDTTL', '3600']), 'flags -ttl and -x509SVIDTTL are two spellings of one flag (--x509-svid-ttl): give it once');
+  const specs: FlagSpec[] = [{ name: 'node', aliases: ['nodeAlias'], type: 'bool', description: 'Node' }, { name: 'hint', aliases: ['h2'], type: 'string', emptyClears: true, description: 'Hint' }];
+  assert.equal(failure(['--node', '-nodeAlias=false'], specs), 'flags --node and -nodeAlias are two spellings of one flag (--node): give it once');
+  assert.equal(failure(['-h2', 'x', '--hint', ''], specs), 'flags -h2 and --hint are two spellings of one flag (--hint): give it once');
 });
 
 test('unknown flags are an error that names the flag and suggests the closest known spelling', () => {

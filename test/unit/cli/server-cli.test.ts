@@ -66,6 +66,12 @@ test('a bad TTL is an InvalidArgument naming the flag', async () => {
   assert.match(r.err, /^Error: InvalidArgument: flag --x509-svid-ttl "10 minutes" is not a valid duration/);
 });
 
+test('entry create -ttl 3600 -x509SVIDTTL 3600 names both spellings of the one flag given twice', async () => {
+  const r = await run(['entry', 'create', '-spiffeID', 'spiffe://example.org/w', '-parentID', 'spiffe://example.org/a', '-selector', 'unix:uid:1', '-ttl', '3600', '-x509SVIDTTL', '3600']);
+  assert.equal(r.code, 1);
+  assert.equal(r.err, 'Error: InvalidArgument: flags -ttl and -x509SVIDTTL are two spellings of one flag (--x509-svid-ttl): give it once\n');
+});
+
 test('entry update without any field to change is refused before calling the server', async () => {
   const r = await run(['entry', 'update', '--entry-id', 'e-1']);
   assert.match(r.err, /^Error: InvalidArgument: nothing to update: give at least one of --spiffe-id, /);
