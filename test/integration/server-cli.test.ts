@@ -859,6 +859,10 @@ test('federation delete of a relationship whose endpoint never answered does not
   const deleted = await cli(['federation', 'delete', '--trust-domain', 'never-polled.example']);
   assertOk(deleted);
   assert.equal(deleted.out, 'Federation relationship with never-polled.example deleted; no bundle of it is stored.\n');
+  // The server's log says the same, not that a bundle stays stored.
+  const logged = serverOutput.split('\n').filter((l) => l.includes('"trustDomain":"never-polled.example"') && l.includes('federation relationship deleted'));
+  assert.equal(logged.length, 1, serverOutput);
+  assert.match(logged[0]!, /"bundleStored":false.*"msg":"federation relationship deleted; no bundle of it is stored"/);
   assertError(await cli(['bundle', 'delete', '--trust-domain', 'never-polled.example']), /^Error: NotFound: /);
 });
 

@@ -108,7 +108,11 @@ export function federationService(
       const last = existing(td);
       await ds.deleteFederationRelationship(td);
       poller.remove(td);
-      log.info({ trustDomain: td }, 'federation relationship deleted; its bundle stays stored');
+      // A relationship whose endpoint never answered (or whose bundle was deleted) leaves none behind. Only a remark:
+      // a look-up that fails must not turn the delete, done, into a failure.
+      const bundleStored = await ds.getBundle(td).then((b) => b !== undefined, () => undefined);
+      const after = bundleStored === undefined ? '' : bundleStored ? '; its bundle stays stored' : '; no bundle of it is stored';
+      log.info({ trustDomain: td, bundleStored }, `federation relationship deleted${after}`);
       return relationshipToProto(last);
     }),
 
