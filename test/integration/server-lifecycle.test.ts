@@ -274,11 +274,17 @@ test('ca rotate-root publishes a second root at once; ca taint replaces an inter
       const early = await s.cli(['ca', 'revoke', '-authorityID', first.id]);
       assert.equal(early.code, 1);
       assert.match(early.err, /^Error: FailedPrecondition: authority root-\S+ is active: only a tainted authority can be revoked/);
-      assert.equal((await s.cli(['ca', 'taint', '--id', first.id])).code, 0);
+      // taint and revoke print the journal in ca show's --output json shape, revoked roots included.
+      const journal = async (): Promise<unknown> => JSON.parse((await s.cli(['ca', 'show', '--output', 'json'])).out);
+      const taintedRoot = await s.cli(['ca', 'taint', '--id', first.id, '--output', 'json']);
+      assert.equal(taintedRoot.code, 0, taintedRoot.err);
+      assert.deepEqual(JSON.parse(taintedRoot.out), await journal());
       assert.equal(pemToDerList((await s.cli(['bundle', 'show'])).out).length, 2, 'a tainted root is still published');
-      const revoked = await s.cli(['ca', 'revoke', '--id', first.id]);
-      assert.equal(revoked.code, 0, revoked.err);
-      assert.match(revoked.out, new RegExp(`^Authority ${first.id} is revoked\\.\\n`));
+      const revokedJson = await s.cli(['ca', 'revoke', '--id', first.id, '--output', 'json']);
+      assert.equal(revokedJson.code, 0, revokedJson.err);
+      const listing = JSON.parse(revokedJson.out) as { revoked_roots: Array<{ id: string }> };
+      assert.deepEqual(listing.revoked_roots.map((r) => r.id), [first.id]);
+      assert.deepEqual(listing, await journal());
       assert.equal(pemToDerList((await s.cli(['bundle', 'show'])).out).length, 1, 'only the new root is published');
       assert.ok(!(await authorities(s.cli)).some((a) => (a as Authority & { id: string }).id === first.id));
     } finally {

@@ -86,5 +86,7 @@ test('ca revoke of one of two tainted upstream CAs under one corporate root is r
   const together = await server.cli(['ca', 'revoke', '--id', first, '--id', second, '--id', first]);
   assert.equal(together.code, 0, together.err);
   assert.match(together.out, new RegExp(`^Authorities ${first}, ${second} are revoked\\.`));
+  // Listed as ca show lists them: the roots it took out are there, as revoked roots.
+  assert.equal(together.out.match(new RegExp(`^Revoked root +: (${first}|${second})$`, 'gm'))?.length, 2, together.out);
   assert.deepEqual(pemToDerList((await server.cli(['bundle', 'show'])).out), pemToDerList(fs.readFileSync(other.cert, 'utf8')), 'only the other root is published');
 });

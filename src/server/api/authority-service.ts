@@ -22,7 +22,6 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
     subject: ca.subjectOf(r.id) ?? '',
     upstream_ca: ca.isUpstreamCa(r.id),
   });
-  const list = () => ({ trust_domain: ca.trustDomain, authorities: ca.listAuthorities().map(toProto) });
   const revokedToProto = (r: RevokedRootRecord) => ({
     id: r.id,
     subject: r.subject,
@@ -33,8 +32,15 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
       return { subject: cert.subject, fingerprint: cert.fingerprintSha256 };
     }),
   });
+  // Taint and revoke answer with the journal as ListAuthorities shows it, revoked roots included: `ca revoke` prints
+  // the root it took out there.
+  const list = () => ({
+    trust_domain: ca.trustDomain,
+    authorities: ca.listAuthorities().map(toProto),
+    revoked_roots: ca.listRevokedRoots().map(revokedToProto),
+  });
   return {
-    ListAuthorities: unary(log, 'ListAuthorities', () => ({ ...list(), revoked_roots: ca.listRevokedRoots().map(revokedToProto) })),
+    ListAuthorities: unary(log, 'ListAuthorities', list),
     RotateRoot: unary(log, 'RotateRoot', async () => {
       const root = await ca.rotateRoot();
       log.info({ authority: root.id }, 'root rotation requested');

@@ -54,6 +54,13 @@ export interface ProtoRevokedRoot {
   anchors?: Array<{ subject?: string; fingerprint?: string }>;
 }
 
+/** meshid.admin.v1.ListAuthoritiesResponse: the CA journal, which TaintAuthority and RevokeAuthority answer with too. */
+export interface ListAuthoritiesResponse {
+  trust_domain?: string;
+  authorities?: ProtoAuthority[];
+  revoked_roots?: ProtoRevokedRoot[];
+}
+
 export interface MintX509SvidResponse {
   svid_chain?: Buffer[];
   root_cas?: Buffer[];
@@ -108,10 +115,10 @@ export interface AdminMethods {
     BanAgent: [{ spiffe_id: string }, ProtoAgent];
   };
   Authorities: {
-    ListAuthorities: [Record<string, never>, { authorities?: ProtoAuthority[]; trust_domain?: string; revoked_roots?: ProtoRevokedRoot[] }];
+    ListAuthorities: [Record<string, never>, ListAuthoritiesResponse];
     RotateRoot: [Record<string, never>, ProtoAuthority];
-    TaintAuthority: [{ id: string }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
-    RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, { authorities?: ProtoAuthority[]; trust_domain?: string }];
+    TaintAuthority: [{ id: string }, ListAuthoritiesResponse];
+    RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, ListAuthoritiesResponse];
   };
   Svids: {
     MintX509Svid: [{ csr: Buffer; spiffe_id: string; ttl?: number; dns_names?: string[]; datacenter?: string }, MintX509SvidResponse];

@@ -3,7 +3,7 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { invalidArgument } from '../../common/errors.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
-import type { ProtoAuthority, ProtoRevokedRoot } from './admin-types.js';
+import type { ListAuthoritiesResponse, ProtoAuthority, ProtoRevokedRoot } from './admin-types.js';
 import { isoTime } from './entry-output.js';
 
 /** An authority with every field present: the --output json shape. */
@@ -63,23 +63,28 @@ function renderRevokedRoot(r: ReturnType<typeof fullRevokedRoot>): string {
   ]);
 }
 
+/**
+ * The CA journal as `ca show` prints it, and `ca taint` / `ca revoke` after their action: the same JSON shape for all
+ * three, so a script reads any of them alike. `done` heads the pretty form of an action.
+ */
+function renderJournal(res: ListAuthoritiesResponse, format: 'json' | 'pretty', done?: string): string {
+  const authorities = (res.authorities ?? []).map(fullAuthority);
+  const revoked = (res.revoked_roots ?? []).map(fullRevokedRoot);
+  if (format === 'json') return renderJson({ trust_domain: res.trust_domain ?? '', authorities, revoked_roots: revoked });
+  return (
+    (done === undefined ? renderFields([['Trust domain', res.trust_domain ?? '']]) : `${done}\n`) +
+    authorities.map((a) => `\n${renderAuthority(a)}`).join('') +
+    revoked.map((r) => `\n${renderRevokedRoot(r)}`).join('')
+  );
+}
+
 const show: Command = {
   name: 'show',
   summary: 'Lists the certificate authorities: roots, per-datacenter intermediates and JWT keys, with their state.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'ListAuthorities', {}));
-    const authorities = (res.authorities ?? []).map(fullAuthority);
-    const revoked = (res.revoked_roots ?? []).map(fullRevokedRoot);
-    if (outputFormat(args) === 'json') {
-      io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities, revoked_roots: revoked }));
-    } else {
-      io.stdout.write(
-        renderFields([['Trust domain', res.trust_domain ?? '']]) +
-          authorities.map((a) => `\n${renderAuthority(a)}`).join('') +
-          revoked.map((r) => `\n${renderRevokedRoot(r)}`).join(''),
-      );
-    }
+    io.stdout.write(renderJournal(res, outputFormat(args)));
     return 0;
   },
 };
@@ -121,9 +126,7 @@ function authorityAction(
           ? client.call('Authorities', 'RevokeAuthority', { id, ...(more.length > 0 ? { ids: more } : {}), ...(args.bool('force') === true ? { force: true } : {}) })
           : client.call('Authorities', method, { id }),
       );
-      const authorities = (res.authorities ?? []).map(fullAuthority);
-      if (outputFormat(args) === 'json') io.stdout.write(renderJson({ trust_domain: res.trust_domain ?? '', authorities }));
-      else io.stdout.write(`${ids.length === 1 ? `Authority ${id} is` : `Authorities ${ids.join(', ')} are`} ${done}.\n` + authorities.map((a) => `\n${renderAuthority(a)}`).join(''));
+      io.stdout.write(renderJournal(res, outputFormat(args), `${ids.length === 1 ? `Authority ${id} is` : `Authorities ${ids.join(', ')} are`} ${done}.`));
       return 0;
     },
   };
