@@ -864,6 +864,13 @@ test('federation delete of a relationship whose endpoint never answered does not
   assert.equal(logged.length, 1, serverOutput);
   assert.match(logged[0]!, /"bundleStored":false.*"msg":"federation relationship deleted; no bundle of it is stored"/);
   assertError(await cli(['bundle', 'delete', '--trust-domain', 'never-polled.example']), /^Error: NotFound: /);
+
+  // --output json says it was deleted, as bundle delete does ("deleted": true), beside the relationship that is gone.
+  assertOk(await cli(['federation', 'create', '--trust-domain', 'never-polled.example', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web']));
+  const deletedJson = await cli(['federation', 'delete', '--trust-domain', 'never-polled.example', '--output', 'json']);
+  assertOk(deletedJson);
+  const gone = JSON.parse(deletedJson.out) as Record<string, unknown>;
+  assert.deepEqual([gone['trust_domain'], gone['bundle_endpoint_url'], gone['deleted']], ['never-polled.example', 'https://127.0.0.1:1/', true]);
 });
 
 test('an entry stored before ids were checked (unix:uid:04343) is still found by its own selector, and deleted', async () => {

@@ -163,7 +163,8 @@ const del: Command = {
         : bundleStored === false
           ? 'no bundle of it is stored'
           : `whether a bundle of it is stored could not be checked (${bundleStored}): ${remove} one`;
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `Federation relationship with ${td} deleted; ${after}.\n`);
+    // "deleted": true as bundle delete says it: the relationship printed is the one that is gone.
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ ...fullRelationship(r), deleted: true }) : `Federation relationship with ${td} deleted; ${after}.\n`);
     return 0;
   },
 };
