@@ -218,6 +218,28 @@ test('a workload selector of another type than unix is stored, with a note on st
   assert.equal(alias.err, '');
 });
 
+test('a node alias given unix selectors (a workload entry re-parented to the server, or created so) is stored with a warning saying it matches no agent without such a token', async () => {
+  const server = `spiffe://${TD}/meshid/server`;
+  const warning = (id: string, selectors: string[]): string =>
+    `Warning: entry ${id} is a node alias (parent ${server}) with the workload selector${selectors.length === 1 ? '' : 's'} ${selectors.join(', ')}: ` +
+    'it issues no SVID to a workload, and matches only agents that attested with a join token generated with ' +
+    `${selectors.map((u) => `--selector ${u}`).join(' ')} (agents carry meshid:datacenter:<dc> and their token's selectors, no unix: ones of their own); ` +
+    'for a workload entry, give an agent or node alias as --parent-id\n';
+  const id = await createEntry(['--spiffe-id', `spiffe://${TD}/reparented`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:1004', '--selector', 'unix:gid:1004']);
+  const reparented = await cli(['entry', 'update', '--entry-id', id, '--parent-id', server]);
+  assert.equal(reparented.code, 0, reparented.err);
+  assert.equal(field(reparented.out, 'Parent ID'), server, 'stored as asked: a warning, not a refusal');
+  assert.equal(reparented.err, warning(id, ['unix:gid:1004', 'unix:uid:1004']));
+  const created = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/by-uid`, '--selector', 'unix:uid:1005', '--output', 'json']);
+  assert.equal(created.code, 0, created.err);
+  const createdId = (JSON.parse(created.out) as { results: Array<{ entry: { id: string } }> }).results[0]!.entry.id;
+  assert.equal(created.err, warning(createdId, ['unix:uid:1005']));
+  // What an agent does carry, and a change that leaves the selectors and parent alone, say nothing.
+  const datacenter = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/east-alias`, '--selector', 'meshid:datacenter:east']);
+  assertOk(datacenter);
+  assertOk(await cli(['entry', 'update', '--entry-id', createdId, '--hint', 'quiet']));
+});
+
 test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
   const file = path.join(path.dirname(socket), '..', 'entries.json');
   fs.writeFileSync(file, JSON.stringify({

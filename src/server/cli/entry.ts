@@ -48,17 +48,38 @@ function noteRecordedOnly(io: CliIo, entries: ReadonlyArray<{ admin?: boolean; d
  * meshid-agent gives workloads unix selectors only (the server refuses a malformed unix one). It is stored all the
  * same, as spire-server stores it (selectors of other attestors may be meant for other agents), but the operator hears
  * now what would otherwise show as a workload refused. Node aliases (parented by the server) match agents' node
- * selectors, which take any form.
+ * selectors, which take any form; see noteWorkloadSelectorsOnNodeAlias for unix ones there.
  */
 function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry[]): void {
   for (const e of entries) {
-    if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) continue;
+    if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) {
+      noteWorkloadSelectorsOnNodeAlias(io, e);
+      continue;
+    }
     for (const s of e.selectors ?? []) {
       if (s.type === 'unix') continue;
       const meant = UNIX_SELECTOR_KEYS.includes(s.type ?? '') ? `; did you mean unix:${s.type}:${s.value}?` : '';
       io.stderr.write(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}\n`);
     }
   }
+}
+
+/**
+ * A node alias with unix selectors: an agent attests with meshid:datacenter:<dc> and the selectors its join token was
+ * generated with, never with its host's or workloads' unix ones, so such an alias groups no agent unless a token
+ * carried exactly those (and the workload the selectors were meant for gets nothing from it: a node alias issues no
+ * SVID). Usually a workload entry given the server as parent (`entry update --parent-id spiffe://<td>/meshid/server`).
+ * Stored all the same, as spire-server stores any node selector; the operator hears what will happen.
+ */
+function noteWorkloadSelectorsOnNodeAlias(io: CliIo, e: ProtoEntry): void {
+  const unix = (e.selectors ?? []).filter((s) => s.type === 'unix').map((s) => `unix:${s.value}`);
+  if (unix.length === 0) return;
+  io.stderr.write(
+    `Warning: entry ${e.id ?? ''} is a node alias (parent ${e.parent_id}) with the workload selector${unix.length === 1 ? '' : 's'} ${unix.join(', ')}: ` +
+      'it issues no SVID to a workload, and matches only agents that attested with a join token generated with ' +
+      `${unix.map((u) => `--selector ${u}`).join(' ')} (agents carry meshid:datacenter:<dc> and their token's selectors, no unix: ones of their own); ` +
+      'for a workload entry, give an agent or node alias as --parent-id\n',
+  );
 }
 
 const MASK_OF_FLAG: Readonly<Record<string, string>> = {
