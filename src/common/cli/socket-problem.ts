@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { unavailable, type MeshidError } from '../errors.js';
+import { withoutEmptyResolutionNote } from '../grpc/call-failure.js';
 
 /**
  * Why a CLI command could not connect to a Unix socket, as an operator acts on it. grpc-js reports one errno in a
@@ -26,13 +27,13 @@ export function socketProblem(socketPath: string, connectDetails: string): Socke
     const code = (err as NodeJS.ErrnoException).code;
     if (code === 'EACCES' || code === 'EPERM') return { kind: 'permission' };
     if (code === 'ENOENT' || code === 'ENOTDIR') return { kind: 'absent' };
-    return { kind: 'other', detail: connectDetails };
+    return { kind: 'other', detail: withoutEmptyResolutionNote(connectDetails) };
   }
   if (st.isDirectory()) return { kind: 'not-a-socket', detail: 'a directory, not a socket' };
   if (!st.isSocket()) return { kind: 'not-a-socket', detail: st.isFile() ? 'a regular file, not a socket' : 'not a socket' };
   if (/\bECONNREFUSED\b/.test(connectDetails)) return { kind: 'not-listening' };
   if (/\bENOENT\b/.test(connectDetails)) return { kind: 'absent' };
-  return { kind: 'other', detail: connectDetails };
+  return { kind: 'other', detail: withoutEmptyResolutionNote(connectDetails) };
 }
 
 /** The words for a problem in a "cannot reach … on <path> (<words>)" line. */
