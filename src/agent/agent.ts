@@ -4,7 +4,6 @@ import { formatDuration } from '../common/duration.js';
 import { failedPrecondition, unavailable, type MeshidError } from '../common/errors.js';
 import type { Logger } from '../common/log.js';
 import type { Selector } from '../common/spiffe/selector.js';
-import { parseCertificateLazily } from '../common/x509/certificate.js';
 import type { PeerCredentials, PeerInfo } from './attestor/peer-credentials.js';
 import { UnixWorkloadAttestor } from './attestor/unix-workload-attestor.js';
 import { IdentityCache } from './cache/identity-cache.js';
@@ -154,25 +153,8 @@ export class MeshidAgent {
 
       const issuer = new SvidIssuer({
         cache,
-        sign: async (items) => {
-          const sentAt = clock.now();
-          const results = await client.signX509Svids(items);
-          // Every leaf, not the first alone: entries' TTLs differ, and one shorter than a skew ahead expires here on
-          // arrival while the others are accepted.
-          for (const r of results) {
-            const leaf = r.code === 0 ? r.chain[0] : undefined;
-            if (leaf === undefined) continue;
-            let parsed;
-            try {
-              parsed = parseCertificateLazily(leaf);
-            } catch {
-              // The issuer refuses it for that, for its entry alone: no reason to fail the others here.
-              continue;
-            }
-            serverClock.observe(parsed.notBefore, sentAt, parsed.notAfter);
-          }
-          return results;
-        },
+        sign: (items) => client.signX509Svids(items),
+        onSigned: (leaf, sentAt) => serverClock.observe(leaf.notBefore, sentAt, leaf.notAfter),
         clock,
         log: log.child({ subsystem: 'svid-issuer' }),
         ...(opts.random !== undefined ? { random: opts.random } : {}),

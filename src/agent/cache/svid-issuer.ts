@@ -41,6 +41,12 @@ export interface SvidIssuerOptions {
   retryBackoff?: BackoffPolicy;
   /** The server refused the agent itself (must re-attest, banned): the connection decides what happens next. */
   onRejected?: (kind: Rejection, err: MeshidError) => void;
+  /**
+   * Each SVID the server signed for an entry still wanted, before it is checked: its validity and when the request
+   * went out, for the agent to read the clocks' skew from (ServerClock.observe). Every leaf, not one a batch: entries'
+   * TTLs differ, and one shorter than a skew ahead expires here on arrival while the others are accepted.
+   */
+  onSigned?: (leaf: { notBefore: number; notAfter: number }, sentAt: number) => void;
 }
 
 const GRPC_PERMISSION_DENIED = 7;
@@ -357,9 +363,11 @@ export class SvidIssuer {
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
     let keys: BuiltBatch['keys'];
     let results: SignedItem[];
+    let sentAt: number;
     try {
       const built = await this.buildInTurn(batch);
       keys = built.keys;
+      sentAt = this.clock.now();
       results = await this.sign(built.items);
     } catch (err) {
       const budgetWait = budgetRefusalWaitMs(err);
@@ -420,7 +428,7 @@ export class SvidIssuer {
         continue;
       }
       try {
-        const svid = this.checkedSvid(current, r.chain, k, now);
+        const svid = this.checkedSvid(current, r.chain, k, now, sentAt);
         issued.push(svid);
         this.budgetRefusedSince.delete(current.id);
         if (this.chainIsTainted(svid)) {
@@ -463,9 +471,16 @@ export class SvidIssuer {
   }
 
   /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
-  private checkedSvid(entry: AgentEntry, chain: readonly Buffer[], sent: { privateKey: KeyObject; spki: Buffer; inputs: string }, now: number): WorkloadSvid {
+  private checkedSvid(
+    entry: AgentEntry,
+    chain: readonly Buffer[],
+    sent: { privateKey: KeyObject; spki: Buffer; inputs: string },
+    now: number,
+    sentAt: number,
+  ): WorkloadSvid {
     if (chain.length === 0) throw invalidArgument('empty certificate chain');
     const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
+    this.options.onSigned?.(leaf, sentAt);
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
       throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
     }
