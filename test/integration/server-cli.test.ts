@@ -11,7 +11,7 @@ import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { packageRoot } from '../../src/common/paths.js';
 import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
-import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
+import { bundleFromSpiffeJson, bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { opensslSelfSigned, opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
@@ -312,19 +312,18 @@ test('an entry file or a bundle file holding a key twice is refused naming the k
   assertError(await cli(['bundle', 'list', '--trust-domain', 'dup-partner.org']), /^Error: NotFound: /);
 });
 
-test('bundle set takes Ed25519 and Ed448 roots, which "bundle list --format spiffe" writes as OKP keys with the certificate (RFC 8037)', async () => {
+test('bundle set takes Ed25519 roots, which "bundle list --format spiffe" writes as OKP keys with the certificate (RFC 8037)', async () => {
   const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
   const roots = [
     opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 }),
     opensslSelfSigned({ subject: '/CN=partner Ed25519 root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'ed25519' }),
-    opensslSelfSigned({ subject: '/CN=partner Ed448 root', extensions: ca, serial: '03', days: 1, keyAlgorithm: 'ed448' }),
   ];
   // Before OKP keys were written, this was refused (and, before that, taken and then failed every agent's state save).
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed-partner.org'], { stdin: certificatesToPem(roots) }));
   const listed = await cli(['bundle', 'list', '--trust-domain', 'ed-partner.org', '--format', 'spiffe']);
   assertOk(listed);
   const keys = (JSON.parse(listed.out) as { keys: Array<Record<string, unknown>> }).keys;
-  assert.deepEqual(keys.map((k) => [k['kty'], k['crv'], k['use']]), [['EC', 'P-256', 'x509-svid'], ['OKP', 'Ed25519', 'x509-svid'], ['OKP', 'Ed448', 'x509-svid']]);
+  assert.deepEqual(keys.map((k) => [k['kty'], k['crv'], k['use']]), [['EC', 'P-256', 'x509-svid'], ['OKP', 'Ed25519', 'x509-svid']]);
   for (const [i, k] of keys.entries()) {
     assert.deepEqual(k['x5c'], [roots[i]!.toString('base64')]);
     if (k['kty'] === 'OKP') assert.deepEqual(Object.keys(k).sort(), ['crv', 'kty', 'use', 'x', 'x5c']);
@@ -334,6 +333,25 @@ test('bundle set takes Ed25519 and Ed448 roots, which "bundle list --format spif
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'ed-partner.org']));
 });
 
+test('an Ed448 root never reaches "bundle list --format spiffe", which SPIRE and go-spiffe would refuse whole: refused in PEM, ignored in a SPIFFE document', async () => {
+  const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+  const ec = opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 });
+  const ed448 = opensslSelfSigned({ subject: '/CN=partner Ed448 root', extensions: ca, serial: '03', days: 1, keyAlgorithm: 'ed448' });
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'ed448-partner.org'], { stdin: certificatesToPem([ec, ed448]) }),
+    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner Ed448 root"\) has an ed448 key: .*Ed25519 keys only \(not Ed448: SPIRE and go-spiffe refuse a whole bundle document holding an Ed448 key\)/,
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'ed448-partner.org']), /^Error: NotFound: /);
+  // A partner's SPIFFE document may list one for other consumers: it is ignored (Bundle §4.2.1), the rest taken.
+  const okp = { kty: 'OKP', use: 'x509-svid', crv: 'Ed448', x: new X509Certificate(ed448).publicKey.export({ format: 'jwk' }).x, x5c: [ed448.toString('base64')] };
+  const ecKey = JSON.parse(bundleToSpiffeJson({ trustDomain: 'ed448-partner.org', x509Authorities: [ec], jwtAuthorities: [], sequence: 1 })).keys[0];
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed448-partner.org', '--format', 'spiffe'], { stdin: JSON.stringify({ keys: [okp, ecKey] }) }));
+  const listed = await cli(['bundle', 'list', '--trust-domain', 'ed448-partner.org', '--format', 'spiffe']);
+  assertOk(listed);
+  assert.deepEqual((JSON.parse(listed.out) as { keys: Array<Record<string, unknown>> }).keys.map((k) => [k['kty'], k['crv']]), [['EC', 'P-256']]);
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'ed448-partner.org']));
+});
+
 test('bundle set refuses a CA whose key no SPIFFE bundle JWK carries (DSA, EC on secp256k1), naming it; nothing is stored', async () => {
   const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
   const ec = opensslSelfSigned({ subject: '/CN=partner EC root', extensions: ca, serial: '01', days: 1 });
@@ -341,7 +359,7 @@ test('bundle set refuses a CA whose key no SPIFFE bundle JWK carries (DSA, EC on
   const k1 = opensslSelfSigned({ subject: '/CN=partner secp256k1 root', extensions: ca, serial: '03', days: 1, keyAlgorithm: 'secp256k1' });
   assertError(
     await cli(['bundle', 'set', '--trust-domain', 'odd-partner.org'], { stdin: certificatesToPem([ec, dsa]) }),
-    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner DSA root"\) has a dsa key: .*EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 or Ed448 keys only/,
+    /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner DSA root"\) has a dsa key: .*EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 keys only/,
   );
   assertError(
     await cli(['bundle', 'set', '--trust-domain', 'odd-partner.org'], { stdin: certificatesToPem([k1]) }),

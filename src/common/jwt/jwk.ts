@@ -28,13 +28,13 @@ const CURVES: ReadonlyArray<{ crv: string; namedCurve: string; size: number }> =
 ];
 
 /**
- * RFC 8037 §2 octet key pairs meshid reads and writes: the Edwards-curve signature keys, with the length of `x` (the
- * raw public key) in bytes. X25519/X448 are left out: they cannot sign, so no CA certificate can usefully hold one.
+ * RFC 8037 §2 octet key pairs meshid reads and writes, with the length of `x` (the raw public key) in bytes: Ed25519
+ * only. X25519/X448 cannot sign, so no CA certificate can usefully hold one. Ed448 is left out because go-jose (SPIRE,
+ * go-spiffe) refuses a whole JWK Set holding an Ed448 key ("unknown curve"): one in a SPIFFE bundle document meshid
+ * writes would make SPIRE refuse every key of it. Go, BoringSSL (Envoy) and rustls do not verify Ed448 signatures
+ * either, so such a root would authenticate little even where it arrived.
  */
-const OKP_CURVES: ReadonlyArray<{ crv: string; keyType: string; size: number }> = [
-  { crv: 'Ed25519', keyType: 'ed25519', size: 32 },
-  { crv: 'Ed448', keyType: 'ed448', size: 57 },
-];
+const OKP_CURVES: ReadonlyArray<{ crv: string; keyType: string; size: number }> = [{ crv: 'Ed25519', keyType: 'ed25519', size: 32 }];
 
 /** RFC 7518 §6.2.2 / §6.3.2 private members, plus `k` of symmetric keys: never in a published JWK. */
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'] as const;
@@ -52,8 +52,8 @@ function fullLength(coordinate: string, size: number): string {
 }
 
 /**
- * The public JWK of an EC (P-256/384/521), RSA or Ed25519/Ed448 key with the given `kid` (SPEC-NOTES §6): EC gives
- * kty, kid, crv, x, y (full-length coordinates); RSA gives kty, kid, n, e; Ed25519/Ed448 give kty "OKP", kid, crv, x
+ * The public JWK of an EC (P-256/384/521), RSA or Ed25519 key with the given `kid` (SPEC-NOTES §6): EC gives
+ * kty, kid, crv, x, y (full-length coordinates); RSA gives kty, kid, n, e; Ed25519 gives kty "OKP", kid, crv, x
  * (RFC 8037 §2), which only X.509 roots have (an x509-svid entry, whose certificate is what counts: JWT-SVID §3 allows
  * no EdDSA, and meshid signs JWT-SVIDs with EC or RSA keys only). A private key is accepted and only its public half
  * is exported. An empty `kid` is allowed here for X.509 bundle entries, which must not carry one.
@@ -85,7 +85,7 @@ function member(jwk: Record<string, unknown>, name: string, label: string): stri
 /** Which key types jwkToPublicKey reads beyond EC and RSA. */
 export interface JwkReadOptions {
   /**
-   * Also kty "OKP" with crv Ed25519 or Ed448 (RFC 8037 §2): for x509-svid entries, whose certificate may hold such a
+   * Also kty "OKP" with crv Ed25519 (RFC 8037 §2; OKP_CURVES): for x509-svid entries, whose certificate may hold such a
    * key. Not for JWT-SVID keys: JWT-SVID §3 allows RS, ES and PS algorithms only.
    */
   readonly okp?: boolean;
@@ -93,7 +93,7 @@ export interface JwkReadOptions {
 
 /**
  * Builds a public key from a JWK (RFC 7518 §6). Accepts kty EC with crv P-256/P-384/P-521 and full-length x/y, or
- * kty RSA with n/e, and with `options.okp` kty OKP with crv Ed25519/Ed448 and an `x` of that curve's length. Rejects
+ * kty RSA with n/e, and with `options.okp` kty OKP with crv Ed25519 and an `x` of that curve's length. Rejects
  * other key types and any JWK carrying private members (a bundle that leaks a private key is refused, not silently
  * trimmed). Throws MeshidError invalid_argument.
  */
@@ -125,7 +125,7 @@ export function jwkToPublicKey(jwk: unknown, label = 'JWK', options: JwkReadOpti
   } else if (kty === 'OKP' && options.okp === true) {
     const crv = obj['crv'];
     const curve = OKP_CURVES.find((c) => c.crv === crv);
-    if (curve === undefined) throw invalidArgument(`${label}: unsupported OKP curve ${JSON.stringify(crv)} (expected Ed25519 or Ed448)`);
+    if (curve === undefined) throw invalidArgument(`${label}: unsupported OKP curve ${JSON.stringify(crv)} (expected Ed25519)`);
     const x = member(obj, 'x', label);
     if (decodeBase64Url(x, `${label} member "x"`).length !== curve.size) {
       throw invalidArgument(`${label}: member "x" must be ${curve.size} bytes for ${curve.crv}`);

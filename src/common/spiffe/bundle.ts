@@ -25,8 +25,8 @@ const X509_SVID_USE = 'x509-svid';
 const JWT_SVID_USE = 'jwt-svid';
 /**
  * Key types meshid can use, by `use`; others are ignored as Bundle §4.2.1 requires of consumers. An X.509 root is its
- * certificate, whose key may be Ed25519 or Ed448 (RFC 8037 OKP), as OpenSSL, Node and Go verify them; a JWT-SVID key
- * is RSA or EC, as JWT-SVID §3 allows RS, ES and PS algorithms only.
+ * certificate, whose key may be Ed25519 (RFC 8037 OKP; not Ed448, see OKP_CURVES in jwk.ts), as OpenSSL, Node and Go
+ * verify them; a JWT-SVID key is RSA or EC, as JWT-SVID §3 allows RS, ES and PS algorithms only.
  */
 const USABLE_KTY: Readonly<Record<string, ReadonlySet<string>>> = {
   'x509-svid': new Set(['EC', 'RSA', 'OKP']),
@@ -51,7 +51,7 @@ function x509AuthorityJwk(der: Buffer, label: string): Jwk {
 
 /**
  * Why `der` cannot be an x509-svid key of a SPIFFE bundle document as meshid writes one — its public key is not one
- * publicJwk writes (EC on P-256, P-384 or P-521, RSA, Ed25519 or Ed448): a DSA key, say, or EC on another curve — or
+ * publicJwk writes (EC on P-256, P-384 or P-521, RSA or Ed25519): a DSA or Ed448 key, say, or EC on another curve — or
  * undefined when it can. `label` names the certificate in the reason. Throws invalid_argument for a DER that is not
  * a certificate.
  */
@@ -80,7 +80,8 @@ export function checkWritableX509Authority(der: Buffer, label: string): void {
   if (problem === undefined) return;
   throw invalidArgument(
     `${problem}: meshid carries X.509 authorities to its agents, and in "bundle show --format spiffe", as SPIFFE bundle JWKs, which it writes ` +
-      "for EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 or Ed448 keys only; give the trust domain's roots of those key types",
+      'for EC keys on P-256, P-384 or P-521, RSA keys and Ed25519 keys only (not Ed448: SPIRE and go-spiffe refuse a whole bundle ' +
+      "document holding an Ed448 key); give the trust domain's roots of those key types",
   );
 }
 
@@ -177,12 +178,28 @@ function unusableKeyType(use: string, kty: string): string {
 }
 
 /**
+ * Why an OKP key of curve `crv` is of no use as an x509-svid key, or undefined for Ed25519 (or a `crv` that is not a
+ * string, a flaw jwkToPublicKey reports). Ed448 and the X-curves are key types meshid does not read (OKP_CURVES).
+ */
+function unreadableOkpCurve(crv: unknown): string | undefined {
+  if (typeof crv !== 'string' || crv === 'Ed25519') return undefined;
+  const why = crv === 'Ed448' ? ': SPIRE and go-spiffe refuse a whole bundle document holding one, so meshid neither reads nor writes it' : '';
+  return `an x509-svid key of type "OKP" on curve ${JSON.stringify(crv)}, which meshid cannot use (it reads OKP keys on Ed25519 only${why})`;
+}
+
+/**
  * What a partner's bundle document yields: the bundle, and one line per key meshid ignored or read with a flaw,
  * saying why (for the poller's log and the operator).
  */
 export interface FederatedBundleDocument {
   readonly bundle: TrustBundle;
   readonly ignored: readonly string[];
+  /**
+   * How many of the `ignored` keys are of a type meshid does not read for their use (an EdDSA jwt-svid key, an Ed448
+   * or newer-type root): keys Bundle §4.2.1 tells consumers to ignore, published for other consumers, not flaws. A
+   * document left with no key once they are ignored is a revocation; one left empty by flawed keys is not.
+   */
+  readonly unreadableTypes: number;
 }
 
 function parseBundleDocument(trustDomain: string, json: string, origin: Origin): FederatedBundleDocument {
@@ -197,6 +214,7 @@ function parseBundleDocument(trustDomain: string, json: string, origin: Origin):
   const x509Authorities: Buffer[] = [];
   const jwtAuthorities: TrustBundle['jwtAuthorities'] = [];
   const ignored: string[] = [];
+  let unreadableTypes = 0;
   keys.forEach((entry: unknown, i) => {
     const keyLabel = `${label}: keys[${i}]`;
     // Flaws of a key that is still read; reported only if it is, so an ignored key gets one line.
@@ -209,10 +227,16 @@ function parseBundleDocument(trustDomain: string, json: string, origin: Origin):
       // Bundle §4.2.1, §4.2.2: a missing or unknown use, or an unknown kty, MUST make a client ignore the JWK.
       const use = key['use'];
       if (typeof use !== 'string' || !Object.hasOwn(USABLE_KTY, use)) return;
-      if (!USABLE_KTY[use]!.has(key['kty'])) {
-        // A partner's is reported all the same: keys served for meshid's use, none of which it can use, are not the
-        // revocation an empty bundle is (the poller keeps what it has rather than distrust the whole domain).
-        if (origin === 'federated') ignored.push(`${keyLabel}: ${unusableKeyType(use, key['kty'])}; the key is ignored`);
+      const unreadable = !USABLE_KTY[use]!.has(key['kty'])
+        ? unusableKeyType(use, key['kty'])
+        : use === X509_SVID_USE && key['kty'] === 'OKP' ? unreadableOkpCurve(key['crv']) : undefined;
+      if (unreadable !== undefined) {
+        // Ignored as the spec asks, and a partner's reported all the same, so the operator hears why its roots or keys
+        // are not trusted; counted apart from flawed keys (unreadableTypes).
+        if (origin === 'federated') {
+          ignored.push(`${keyLabel}: ${unreadable}; the key is ignored`);
+          unreadableTypes++;
+        }
         return;
       }
       if (use === X509_SVID_USE) {
@@ -233,7 +257,7 @@ function parseBundleDocument(trustDomain: string, json: string, origin: Origin):
   });
   const bundle: TrustBundle = { trustDomain: td, x509Authorities, jwtAuthorities, sequence };
   if (refreshHintSeconds !== undefined) bundle.refreshHintSeconds = refreshHintSeconds;
-  return { bundle, ignored };
+  return { bundle, ignored, unreadableTypes };
 }
 
 /**
@@ -252,13 +276,14 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
 /**
  * Parses a partner's SPIFFE bundle document (a bundle endpoint's answer, `bundle set`) as a consumer must (Bundle
  * §4.1.3, §4.2; X509-SVID §6.2): a key meshid cannot use — not an object, no `kty`, a `kty` it does not read for
- * that `use` (x509-svid: EC, RSA, OKP; jwt-svid: EC, RSA), an x509-svid key without `x5c` or with a bad certificate,
+ * that `use` (x509-svid: EC, RSA, OKP on Ed25519; jwt-svid: EC, RSA), an x509-svid key without `x5c` or with a bad certificate,
  * a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated `kid` — is left out and
  * reported in `ignored` (a key of another `use` is left out silently), so one bad key cannot hold back the rest (a root rotation, say). An
  * x509-svid key with several `x5c` values is read from the first; one with a `kid` is read and reported. A
  * `spiffe_sequence` or `spiffe_refresh_hint` beyond 2^53 is clamped (see optionalInteger). What is left may be empty:
- * with `ignored` empty too, the partner revoking every key (nothing of its trust domain is trusted); with keys in
- * `ignored`, a publishing bug the caller decides about (the poller keeps what it has).
+ * with `ignored` empty too, or holding only keys of types meshid does not read (`unreadableTypes`), the partner
+ * revoking every key meshid could use (nothing of its trust domain is trusted); with flawed keys in `ignored`, a
+ * publishing bug the caller decides about (the poller keeps what it has).
  * Throws MeshidError invalid_argument only for a document that is not a bundle at all: not a JSON object, no `keys`
  * array, a sequence or refresh hint that is not a non-negative integer.
  */

@@ -154,13 +154,15 @@ export class FederatedBundlePoller {
       const previous = await this.ds.getBundle(rel.trustDomain);
       const anchorDomain = endpointTrustDomain(rel);
       const anchors = anchorDomain === rel.trustDomain ? previous : await this.ds.getBundle(anchorDomain);
-      const { bundle: fetched, ignored } = await this.fetch(rel, anchors?.x509Authorities);
+      const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors?.x509Authorities);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
-      if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > 0) {
-        // Keys were served, and none could be used: a publishing bug (base64url in x5c, say), not the revocation an
+      if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > unreadableTypes) {
+        // Keys were served, and flaws left none usable: a publishing bug (base64url in x5c, say), not the revocation an
         // empty bundle is (Bundle §4.1.3). Storing nothing would drop all trust in the domain and, for https_spiffe,
-        // lock the relationship out until the operator re-seeds it.
+        // lock the relationship out until the operator re-seeds it. Keys of types meshid does not read (an EdDSA
+        // jwt-svid key) are no such bug: they are there for other consumers, and the partner dropping every key
+        // meshid can use beside them is a revocation like any other.
         throw unavailable(
           `${rel.bundleEndpointUrl} served ${ignored.length === 1 ? 'a key' : `${ignored.length} keys`} of ${rel.trustDomain} and none meshid can use, ` +
             `so the stored bundle is kept: ${ignored.join('; ')}`,
@@ -175,7 +177,13 @@ export class FederatedBundlePoller {
         // Only over what was read before the fetch: a bundle set or deleted meanwhile is the operator's last word.
         await this.ds.setBundle(stored, { replaces: previous?.sequence ?? null });
         const fields = { ...where, sequence: stored.sequence, endpointSequence: fetched.sequence };
-        if (empty) this.log.warn(fields, 'the endpoint revoked every key of its trust domain (an empty bundle): nothing of it is trusted any more');
+        if (empty && ignored.length > 0) {
+          this.log.warn(
+            { ...fields, ignored },
+            'the endpoint serves no key of its trust domain that meshid can use, only keys of types it does not read: ' +
+              'every key meshid trusted of it is revoked, nothing of it is trusted any more',
+          );
+        } else if (empty) this.log.warn(fields, 'the endpoint revoked every key of its trust domain (an empty bundle): nothing of it is trusted any more');
         else this.log.info(fields, 'federated bundle updated from its endpoint');
       }
       state.lastSuccessAt = this.clock.now();
@@ -184,7 +192,7 @@ export class FederatedBundlePoller {
         // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
         state.failures = 1;
         state.lastError = failedPrecondition(
-          `${rel.bundleEndpointUrl} served a bundle of ${rel.trustDomain} with ${empty ? 'no keys' : 'JWT keys but no X.509 roots'}, now stored: ` +
+          `${rel.bundleEndpointUrl} served a bundle of ${rel.trustDomain} with ${empty ? (ignored.length > 0 ? 'no keys meshid can use' : 'no keys') : 'JWT keys but no X.509 roots'}, now stored: ` +
             `${rel.trustDomain} is trusted for ${empty ? 'nothing' : 'JWT-SVIDs only'}, and nothing is left to authenticate its https_spiffe ` +
             `endpoint with, so polls fail until the partner's new roots are seeded with "meshid-server bundle set --trust-domain ${rel.trustDomain}"`,
         );

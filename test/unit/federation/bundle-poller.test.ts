@@ -27,7 +27,7 @@ function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => 
     calls: 0,
     fetch: async (): Promise<FederatedBundleDocument> => {
       stub.calls++;
-      return { bundle: stub.next(), ignored: [] };
+      return { bundle: stub.next(), ignored: [], unreadableTypes: 0 };
     },
   };
   return stub;
@@ -210,7 +210,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
         await gate;
         throw new Error('connection refused');
       }
-      return { bundle: ca.bundle(1), ignored: [] };
+      return { bundle: ca.bundle(1), ignored: [], unreadableTypes: 0 };
     });
     t.after(() => poller.stop());
     poller.set(REL!, 'api');
@@ -243,7 +243,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
     let fetches = 0;
     const poller = new FederatedBundlePoller([], slow, clock, silentLogger(), async () => {
       fetches++;
-      return { bundle: ca.bundle(1), ignored: [] };
+      return { bundle: ca.bundle(1), ignored: [], unreadableTypes: 0 };
     });
     t.after(() => poller.stop());
     poller.start();
@@ -268,7 +268,7 @@ test('a poll does not write back a bundle deleted or replaced while it was fetch
     let during: () => Promise<void> = async () => undefined;
     const fetch = async (): Promise<FederatedBundleDocument> => {
       await during();
-      return { bundle: other.bundle(2), ignored: [] };
+      return { bundle: other.bundle(2), ignored: [], unreadableTypes: 0 };
     };
     const poller = new FederatedBundlePoller([REL!], ds, clock, silentLogger(), fetch);
     t.after(() => poller.stop());

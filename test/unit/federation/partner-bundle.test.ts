@@ -269,3 +269,34 @@ test('redirects are followed to https without userinfo, authenticated anew, at m
   });
   assert.equal(authorizations, 0, 'no Authorization header was sent');
 });
+
+test('a partner dropping its last root beside an EdDSA jwt-svid key (a type meshid does not read) is a revocation: applied, not a failed poll', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const endpoint = await partnerEndpoint(t, ca);
+  await withDatastore(async ({ ds, clock }) => {
+    // The partner publishes an EdDSA JWT key for its own consumers next to its X.509 root; meshid ignores that key.
+    const eddsa = { kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x };
+    const withRoot = document(ca.bundle(), (k) => k.push(eddsa));
+    await ds.setBundle(federatedBundleFromText(TD, withRoot, 'spiffe', undefined, clock.now()));
+    const { log, lines } = recordingLogger();
+    const poller = new FederatedBundlePoller([endpoint.rel], ds, clock, log);
+    t.after(() => poller.stop());
+    endpoint.body = withRoot;
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [ca.rootDer]);
+
+    // Then it revokes the root (Bundle §4.1.3), its EdDSA key unchanged: the root is no longer trusted.
+    endpoint.body = JSON.stringify({ keys: [eddsa], spiffe_sequence: 2 });
+    await poller.refresh(TD);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [], 'the revoked root is not kept');
+    const status = poller.status(TD)!;
+    assert.ok(status.lastSuccessAt !== undefined, 'the document was applied, not a failed poll');
+    // https_spiffe: nothing is left to authenticate the endpoint with, which the relationship says.
+    assert.match(status.lastError!.message, /served a bundle of partner\.org with no keys meshid can use, now stored: partner\.org is trusted for nothing/);
+    const revocation = lines.find((l) => /serves no key of its trust domain that meshid can use/.test(String(l['msg'])));
+    assert.ok(revocation !== undefined && revocation['level'] === 40, 'logged as a warning');
+    assert.match(String((revocation['ignored'] as string[])[0]), /a jwt-svid key of type "OKP", which meshid cannot use/);
+  });
+});

@@ -192,30 +192,41 @@ test("a partner's bundle: keys a consumer must ignore are left out and reported,
 const ed25519Root = makeRoot('ed25519-root', ['-newkey', 'ed25519']);
 const ed448Root = makeRoot('ed448-root', ['-newkey', 'ed448']);
 
-test('Ed25519 and Ed448 roots are x509-svid keys of kty OKP (RFC 8037) with their certificate, read back by both readers', () => {
-  const okp: TrustBundle = { ...bundle, x509Authorities: [ed25519Root, ecRoot, ed448Root] };
+test('Ed25519 roots are x509-svid keys of kty OKP (RFC 8037) with their certificate, read back by both readers', () => {
+  const okp: TrustBundle = { ...bundle, x509Authorities: [ed25519Root, ecRoot] };
   const json = bundleToSpiffeJson(okp);
   const keys = (JSON.parse(json) as { keys: JsonKey[] }).keys;
   const expected = (der: Buffer, crv: string): JsonKey => ({
     kty: 'OKP', crv, x: new X509Certificate(der).publicKey.export({ format: 'jwk' }).x, use: 'x509-svid', x5c: [der.toString('base64')],
   });
   assert.deepEqual(keys[0], expected(ed25519Root, 'Ed25519'));
-  assert.deepEqual(keys[2], expected(ed448Root, 'Ed448'));
   assert.deepEqual(bundleFromSpiffeJson('example.org', json).x509Authorities, okp.x509Authorities);
   const partner = federatedBundleFromSpiffeJson('example.org', json);
   assert.deepEqual([partner.bundle.x509Authorities, partner.ignored], [okp.x509Authorities, []]);
   // As for EC and RSA keys (go-jose does the same), the key members must be the certificate's key.
-  const swapped = withKeys((k) => { k[0] = { ...keys[0]!, x5c: keys[2]!['x5c'] }; });
-  assert.throws(() => bundleFromSpiffeJson('example.org', swapped), invalid(/keys\[0\]: member "x" must be 57 bytes for Ed448|do not match/));
+  const swapped = withKeys((k) => { k[0] = { ...keys[0]!, x5c: [ed448Root.toString('base64')] }; });
+  assert.throws(() => bundleFromSpiffeJson('example.org', swapped), invalid(/keys\[0\]: the key members do not match the x5c certificate's public key/));
   const otherEd = makeRoot('ed25519-other', ['-newkey', 'ed25519']);
   const mismatch = withKeys((k) => { k[0] = { ...keys[0]!, x5c: [otherEd.toString('base64')] }; });
   assert.throws(() => bundleFromSpiffeJson('example.org', mismatch), invalid(/keys\[0\]: the key members do not match the x5c certificate's public key/));
   assert.deepEqual(federatedBundleFromSpiffeJson('example.org', mismatch).ignored.map((l) => l.replace('SPIFFE bundle for example.org: ', '')), [
     "keys[0]: the key members do not match the x5c certificate's public key; the key is ignored",
   ]);
+  assert.equal(federatedBundleFromSpiffeJson('example.org', mismatch).unreadableTypes, 0, 'a flaw, not a key type meshid does not read');
 });
 
-test("a partner's keys of a type meshid cannot use for their use are reported, so none usable is not read as a revocation", () => {
+test('an Ed448 root is never written into a SPIFFE bundle document (go-jose refuses the whole set); a partner\'s is ignored and reported', () => {
+  // go-jose's JSONWebKey.UnmarshalJSON accepts OKP on Ed25519 only, and go-spiffe's spiffebundle.Parse fails on any key.
+  assert.throws(() => bundleToSpiffeJson({ ...bundle, x509Authorities: [ecRoot, ed448Root] }), invalid(/unsupported key for a JWK: ed448/));
+  const ed448 = { kty: 'OKP', use: 'x509-svid', crv: 'Ed448', x: new X509Certificate(ed448Root).publicKey.export({ format: 'jwk' }).x, x5c: [ed448Root.toString('base64')] };
+  const json = withKeys((k) => { k.splice(0, k.length, ed448, ...k.filter((key) => key['use'] === 'x509-svid')); });
+  const partner = federatedBundleFromSpiffeJson('example.org', json);
+  assert.deepEqual(partner.bundle.x509Authorities, bundle.x509Authorities, 'the other roots are read');
+  assert.equal(partner.unreadableTypes, 1);
+  assert.match(partner.ignored[0]!, /keys\[0\]: an x509-svid key of type "OKP" on curve "Ed448", which meshid cannot use \(it reads OKP keys on Ed25519 only: SPIRE and go-spiffe refuse/);
+});
+
+test("a partner's keys of a type meshid cannot use for their use are reported, and counted apart from flawed keys", () => {
   const ed = (JSON.parse(bundleToSpiffeJson({ ...bundle, x509Authorities: [ed25519Root], jwtAuthorities: [] })) as { keys: JsonKey[] }).keys[0]!;
   const json = JSON.stringify({
     keys: [
@@ -225,9 +236,11 @@ test("a partner's keys of a type meshid cannot use for their use are reported, s
     ],
     spiffe_sequence: 3,
   });
-  const { bundle: read, ignored } = federatedBundleFromSpiffeJson('example.org', json);
+  const { bundle: read, ignored, unreadableTypes } = federatedBundleFromSpiffeJson('example.org', json);
   assert.deepEqual([read.x509Authorities, read.jwtAuthorities], [[], []]);
-  // Before: nothing reported, so the poller stored an empty bundle and logged the partner as revoking every key.
+  // Reported, so the operator hears why nothing is trusted; counted as keys of types meshid does not read (ignored as
+  // Bundle §4.2.1 asks), so the poller applies the document as the revocation it is rather than a publishing bug.
+  assert.equal(unreadableTypes, 2);
   assert.deepEqual(ignored.map((l) => l.replace('SPIFFE bundle for example.org: ', '')), [
     'keys[0]: a jwt-svid key of type "OKP", which meshid cannot use (it reads jwt-svid keys of type EC or RSA: JWT-SVID §3 allows RS, ES and PS algorithms only, no EdDSA); the key is ignored',
     'keys[1]: an x509-svid key of type "AKP", which meshid cannot use (it reads x509-svid keys of type EC, RSA or OKP); the key is ignored',
