@@ -305,27 +305,3 @@ export function jwtBundleJwks(b: TrustBundle): string {
 export function x509BundleDer(b: TrustBundle): Buffer {
   return Buffer.concat(b.x509Authorities);
 }
-
-/**
- * A SPIFFE bundle map for Envoy's SPIFFECertValidatorConfig.trust_bundles (Bundle §5.1.1; SPEC-NOTES §6):
- * `{"trust_domains": {"<bare td>": {"keys": [...], "spiffe_sequence": n}}}`, sorted by name. Only x509-svid keys
- * (Envoy's parser errors on any other use) and no refresh hint. A trust domain without X.509 roots is left out — it
- * cannot authenticate any certificate, and Envoy rejects a domain with no usable keys. Duplicate trust domains, or
- * nothing left to put in the map (Envoy rejects an empty `trust_domains`), are invalid_argument.
- */
-export function spiffeBundleMapJson(bundles: Iterable<TrustBundle>): string {
-  const trustDomains: Record<string, unknown> = {};
-  const sorted = [...bundles].sort((a, b) => (a.trustDomain < b.trustDomain ? -1 : a.trustDomain > b.trustDomain ? 1 : 0));
-  const seen = new Set<string>();
-  for (const b of sorted) {
-    if (seen.has(b.trustDomain)) throw invalidArgument(`trust domain ${b.trustDomain} appears twice in the bundle map`);
-    seen.add(b.trustDomain);
-    if (b.x509Authorities.length === 0) continue;
-    trustDomains[b.trustDomain] = {
-      keys: b.x509Authorities.map((der, i) => x509AuthorityJwk(der, `X.509 authority ${i} of ${b.trustDomain}`)),
-      spiffe_sequence: b.sequence,
-    };
-  }
-  if (Object.keys(trustDomains).length === 0) throw invalidArgument('the bundle map would have no trust domain with X.509 roots');
-  return JSON.stringify({ trust_domains: trustDomains });
-}

@@ -11,7 +11,6 @@ import {
   bundleToSpiffeJson,
   federatedBundleFromSpiffeJson,
   jwtBundleJwks,
-  spiffeBundleMapJson,
   x509BundleDer,
   type TrustBundle,
 } from '../../../src/common/spiffe/bundle.js';
@@ -285,24 +284,4 @@ test('Workload API X.509 bundle is the roots DER concatenated, parseable cert by
   const first = new X509Certificate(der.subarray(0, ecRoot.length));
   assert.equal(first.subject.includes('CN=ec-root'), true);
   assert.equal(first.checkIssued(first), true);
-});
-
-test('SPIFFE bundle map for Envoy: bare trust-domain names, x509-svid keys only, no refresh hint', () => {
-  const other: TrustBundle = { trustDomain: 'alpha.test', x509Authorities: [otherRoot], jwtAuthorities: [], sequence: 2, refreshHintSeconds: 60 };
-  const jwtOnly: TrustBundle = { trustDomain: 'jwt-only.test', x509Authorities: [], jwtAuthorities: [{ kid: 'j', publicKey: jwtA.publicKey }], sequence: 1 };
-  const doc = JSON.parse(spiffeBundleMapJson([bundle, other, jwtOnly])) as { trust_domains: Record<string, { keys: JsonKey[] } & Record<string, unknown>> };
-  assert.deepEqual(Object.keys(doc), ['trust_domains']);
-  assert.deepEqual(Object.keys(doc.trust_domains), ['alpha.test', 'example.org']);
-  for (const member of Object.values(doc.trust_domains)) {
-    assert.equal('spiffe_refresh_hint' in member, false);
-    assert.ok(member.keys.length > 0);
-    for (const k of member.keys) {
-      assert.equal(k['use'], 'x509-svid');
-      assert.equal((k['x5c'] as string[]).length, 1);
-    }
-  }
-  assert.equal(doc.trust_domains['example.org']!.keys.length, 2);
-  assert.deepEqual(Buffer.from((doc.trust_domains['alpha.test']!.keys[0]!['x5c'] as string[])[0]!, 'base64'), otherRoot);
-  assert.throws(() => spiffeBundleMapJson([bundle, { ...bundle }]), invalid(/example\.org appears twice/));
-  assert.throws(() => spiffeBundleMapJson([jwtOnly]), invalid(/no trust domain with X\.509 roots/));
 });
