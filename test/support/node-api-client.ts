@@ -120,3 +120,15 @@ export async function openSync(client: NodeClient, t: { after: (fn: () => void) 
   assert.equal(ended, undefined, ended?.details);
   return { ended: () => ended };
 }
+
+/**
+ * The refusal an agent SVID expired by the server's clock gets, word for word as an operator reads it (spelt out here,
+ * not taken from the server's code, so a change of wording fails the tests that expect it).
+ */
+export function expiredSvidRefusalText(agentId: string, notAfter: number, serverNow: number): string {
+  return (
+    `must re-attest: agent ${agentId}'s SVID expired at ${new Date(notAfter).toISOString()} by meshid-server's clock, which reads ` +
+    `${new Date(serverNow).toISOString()}; attest again with a new join token. An agent whose own clock still takes the SVID ` +
+    "for valid runs behind the server's: synchronise the clocks (chrony or ntpd; timedatectl status)"
+  );
+}
