@@ -44,7 +44,8 @@ export interface SvidIssuerOptions {
   /**
    * Each SVID the server signed for an entry still wanted, before it is checked: its validity and when the request
    * went out, for the agent to read the clocks' skew from (ServerClock.observe). Every leaf, not one a batch: entries'
-   * TTLs differ, and one shorter than a skew ahead expires here on arrival while the others are accepted.
+   * TTLs differ, and one shorter than a skew ahead expires here on arrival while the others are accepted. A throw in
+   * it is logged, never an SVID's failure.
    */
   onSigned?: (leaf: { notBefore: number; notAfter: number }, sentAt: number) => void;
 }
@@ -480,7 +481,12 @@ export class SvidIssuer {
   ): WorkloadSvid {
     if (chain.length === 0) throw invalidArgument('empty certificate chain');
     const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
-    this.options.onSigned?.(leaf, sentAt);
+    try {
+      this.options.onSigned?.(leaf, sentAt);
+    } catch (err) {
+      // Only a reading of the clocks' skew: a fault in it must not cost the workload an SVID that passes its checks.
+      this.log.error({ err, entryId: entry.id }, 'reading the clock skew from a signed SVID failed; the SVID is checked and served as usual');
+    }
     if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
       throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
     }

@@ -689,3 +689,29 @@ test('after a wait an X.509 refusal asked for, JWT signings go one at a time: on
   await settle();
   await Promise.all(outcomes);
 });
+
+test('a throw in onSigned (the clock-skew reading) is logged, and the SVID is checked and served as usual', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const seen: Array<{ notBefore: number; sentAt: number }> = [];
+  const issuer = new SvidIssuer({
+    cache,
+    sign: signer.sign,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    onSigned: (leaf, sentAt) => {
+      seen.push({ notBefore: leaf.notBefore, sentAt });
+      throw new Error('skew reader broke');
+    },
+  });
+  const e = entry('skew-reader-throws', ['unix:uid:6']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  assert.equal(seen.length, 1, 'the leaf was handed to the skew reader');
+  const svid = cache.svid(e.id);
+  assert.ok(svid !== undefined, 'the SVID is served');
+  assert.equal(seen[0]!.notBefore, parseCertificate(svid.chain[0]!).notBefore);
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 }, 'no failure counted for the entry');
+  issuer.stop();
+});
