@@ -11,7 +11,7 @@ import { bundleDocument, encodeStateChunks, federatedBundleDocs, svidDocument, t
 /** The journal may grow to the snapshot's size (at least this) before the snapshot is rewritten. */
 const MIN_COMPACTION_BYTES = 4 * 1024 * 1024;
 
-/** Distinct unstorable keys remembered as logged; past this the memory starts over (a line each again), never grows. */
+/** Distinct unstorable keys remembered as logged; past this the rest get one line together, and the memory never grows. */
 const MAX_UNSTORABLE_LOGGED = 64;
 
 /** What is on disk (snapshot + journal), by the objects it was saved from: the base the next change set is taken against. */
@@ -48,8 +48,9 @@ export class StatePersister {
   private fd: number | undefined;
   private journalBytes = 0;
   private snapshotBytes = 0;
-  /** Bundle keys already logged as left out of the state (storableBundle): once each, not at every save. */
+  /** Bundle keys already logged as left out of the state (writableBundle), by trust domain and key: once each, not at every save. */
   private readonly unstorableLogged = new Set<string>();
+  private unstorableOverflowLogged = false;
 
   constructor(
     private readonly snapshotFile: string,
@@ -154,9 +155,18 @@ export class StatePersister {
   }
 
   private readonly reportUnstorable = (key: UnstorableKey): void => {
-    const id = `${key.trustDomain}\0${key.problem}`;
+    const id = `${key.trustDomain}\0${key.id}`;
     if (this.unstorableLogged.has(id)) return;
-    if (this.unstorableLogged.size >= MAX_UNSTORABLE_LOGGED) this.unstorableLogged.clear();
+    if (this.unstorableLogged.size >= MAX_UNSTORABLE_LOGGED) {
+      // Starting over would log every one of them again at each save; past the cap the rest are named once, together.
+      if (this.unstorableOverflowLogged) return;
+      this.unstorableOverflowLogged = true;
+      this.log.error(
+        { logged: MAX_UNSTORABLE_LOGGED },
+        'more bundle keys without a SPIFFE bundle JWK of meshid\'s are left out of the saved agent state than are logged one by one; the others are not logged',
+      );
+      return;
+    }
     this.unstorableLogged.add(id);
     this.log.error(
       { trustDomain: key.trustDomain, problem: key.problem },

@@ -1,8 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { parseJsonObject } from '../../common/json-object.js';
 import { invalidArgument } from '../../common/errors.js';
-import { bundleFromSpiffeJson, bundleToSpiffeJson, unwritableX509Authority, type TrustBundle } from '../../common/spiffe/bundle.js';
-import { publicJwk } from '../../common/jwt/jwk.js';
+import { bundleFromSpiffeJson, bundleToSpiffeJson, writableBundle, type LeftOutKey, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
 import { privateKeyMatchesSpki } from '../../common/x509/key-match.js';
@@ -211,48 +210,19 @@ export function svidDocument(v: WorkloadSvid): SvidDocument {
   };
 }
 
-/** A bundle key left out of the stored state, because no JWK of meshid's can carry it (storableBundle). */
-export interface UnstorableKey {
-  readonly trustDomain: string;
-  /** What the key is and why it cannot be written, naming the certificate or kid (no key material). */
-  readonly problem: string;
-}
+/** A bundle key left out of the stored state, because no JWK of meshid's can carry it (writableBundle). */
+export type UnstorableKey = LeftOutKey;
 
 export type OnUnstorableKey = (key: UnstorableKey) => void;
 
-/** The stored form of the federated bundles: trust domain → SPIFFE bundle document (storableBundle). */
+/** The stored form of the federated bundles: trust domain → SPIFFE bundle document (writableBundle). */
 export function federatedBundleDocs(bundles: readonly TrustBundle[], onUnstorable: OnUnstorableKey): Record<string, unknown> {
   return Object.fromEntries(bundles.map((b) => [b.trustDomain, bundleDocument(b, onUnstorable)]));
 }
 
-/** The stored form of a bundle: its SPIFFE bundle document (storableBundle). */
+/** The stored form of a bundle: its SPIFFE bundle document (writableBundle). */
 export function bundleDocument(bundle: TrustBundle, onUnstorable: OnUnstorableKey): unknown {
-  return JSON.parse(bundleToSpiffeJson(storableBundle(bundle, onUnstorable)));
-}
-
-/**
- * `b` without the keys its SPIFFE bundle document cannot hold (an X.509 root whose key has no JWK of meshid's — DSA,
- * EC off the NIST curves — or such a JWT key), each reported to `onUnstorable`. Every input path refuses such keys,
- * but one that got through must cost the agent that key after a restart (the SVIDs under it are then not restored),
- * not every save of its whole state: serving from cache while the server is down depends on those saves.
- */
-function storableBundle(b: TrustBundle, onUnstorable: OnUnstorableKey): TrustBundle {
-  const x509Authorities = b.x509Authorities.filter((der, i) => {
-    const problem = unwritableX509Authority(der, `X.509 authority ${i} of ${b.trustDomain}`);
-    if (problem !== undefined) onUnstorable({ trustDomain: b.trustDomain, problem });
-    return problem === undefined;
-  });
-  const jwtAuthorities = b.jwtAuthorities.filter(({ kid, publicKey }) => {
-    try {
-      publicJwk(publicKey, kid);
-      return true;
-    } catch (err) {
-      onUnstorable({ trustDomain: b.trustDomain, problem: `JWT authority "${kid}" of ${b.trustDomain}: ${(err as Error).message}` });
-      return false;
-    }
-  });
-  const complete = x509Authorities.length === b.x509Authorities.length && jwtAuthorities.length === b.jwtAuthorities.length;
-  return complete ? b : { ...b, x509Authorities, jwtAuthorities };
+  return JSON.parse(bundleToSpiffeJson(writableBundle(bundle, onUnstorable)));
 }
 
 /** An SVID that was in the file but is not restored, and why. */

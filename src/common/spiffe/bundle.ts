@@ -1,4 +1,4 @@
-import { X509Certificate, type KeyObject } from 'node:crypto';
+import { createHash, X509Certificate, type KeyObject } from 'node:crypto';
 import { isJsonObject, parseJsonObject } from '../json-object.js';
 import { invalidArgument, isMeshidError } from '../errors.js';
 import { jwkToPublicKey, publicJwk, type Jwk } from '../jwt/jwk.js';
@@ -67,6 +67,41 @@ export function unwritableX509Authority(der: Buffer, label: string): string | un
     const type = curve === undefined ? (key.asymmetricKeyType ?? 'unknown') : `EC ${curve}`;
     return `${label} ("${cert.subject.replace(/\n/g, ', ')}") has ${/^[aeiou]/i.test(type) ? 'an' : 'a'} ${type} key`;
   }
+}
+
+/** A bundle key left out of a SPIFFE bundle document because no JWK of meshid's can carry it (writableBundle). */
+export interface LeftOutKey {
+  readonly trustDomain: string;
+  /** What the key is and why it cannot be written, naming the certificate or kid (no key material). */
+  readonly problem: string;
+  /** The key's identity whatever its position in the bundle: `x509:<sha256 of the certificate>` or `jwt:<kid>`. */
+  readonly id: string;
+}
+
+/**
+ * `b` without the keys its SPIFFE bundle document cannot hold (an X.509 root whose key has no JWK of meshid's — DSA,
+ * Ed448, EC off the NIST curves — or such a JWT key), each reported to `onLeftOut`. Every input path refuses such keys
+ * now, but a datastore or agent state filled before that may hold one: it must cost that key where a document is
+ * written (an agent's saved state, `bundle show --format spiffe`), not the whole document.
+ */
+export function writableBundle(b: TrustBundle, onLeftOut: (key: LeftOutKey) => void): TrustBundle {
+  const x509Authorities = b.x509Authorities.filter((der, i) => {
+    const problem = unwritableX509Authority(der, `X.509 authority ${i} of ${b.trustDomain}`);
+    if (problem !== undefined) onLeftOut({ trustDomain: b.trustDomain, problem, id: `x509:${createHash('sha256').update(der).digest('hex')}` });
+    return problem === undefined;
+  });
+  const jwtAuthorities = b.jwtAuthorities.filter(({ kid, publicKey }) => {
+    try {
+      publicJwk(publicKey, kid);
+      return true;
+    } catch (err) {
+      if (!isMeshidError(err, 'invalid_argument')) throw err;
+      onLeftOut({ trustDomain: b.trustDomain, problem: `JWT authority "${kid}" of ${b.trustDomain}: ${err.message}`, id: `jwt:${kid}` });
+      return false;
+    }
+  });
+  const complete = x509Authorities.length === b.x509Authorities.length && jwtAuthorities.length === b.jwtAuthorities.length;
+  return complete ? b : { ...b, x509Authorities, jwtAuthorities };
 }
 
 /**

@@ -116,7 +116,7 @@ test('an agent store that finds its snapshot changed says so, and serves only wh
   }
 });
 
-test('a bundle root no SPIFFE bundle JWK carries (DSA) is left out of the saved state, logged once naming it; the rest saves and restores', () => {
+test('a bundle root no SPIFFE bundle JWK carries (DSA) is left out of the saved state, logged once naming it wherever it sits in the bundle; the rest saves and restores', () => {
   const t = tempDir('meshid-store-');
   try {
     const lines: string[] = [];
@@ -133,6 +133,9 @@ test('a bundle root no SPIFFE bundle JWK carries (DSA) is left out of the saved 
     // Before: both saves threw "unsupported key for a JWK: dsa", and nothing of the state was saved.
     store.saveState({ ...state, federatedBundles: [partner] }); // a snapshot
     store.saveState({ ...state, revision: 43, federatedBundles: [{ ...partner, sequence: partner.sequence + 1 }] }); // a journal batch
+    // The same root at another position in the bundle is the same key: not logged again.
+    const moved = { ...partner, sequence: partner.sequence + 2, x509Authorities: [ed, dsa, ...state.federatedBundles[0]!.x509Authorities] };
+    store.saveState({ ...state, revision: 44, federatedBundles: [moved] });
     store.close();
     const errors = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['level'] === 50);
     assert.equal(errors.length, 1, lines.join(''));
@@ -142,10 +145,36 @@ test('a bundle root no SPIFFE bundle JWK carries (DSA) is left out of the saved 
     const reopened = AgentStore.open(dir, silentLogger());
     const back = reopened.loadState(fx.clock.now());
     reopened.close();
-    assert.equal(back?.revision, 43);
+    assert.equal(back?.revision, 44);
     assert.deepEqual(back?.svids.map((v) => v.entryId), state.svids.map((v) => v.entryId));
     assert.deepEqual(back?.federatedBundles.map((b) => b.x509Authorities), [[ed, ...state.federatedBundles[0]!.x509Authorities]]);
     assert.deepEqual(back?.bundle.x509Authorities, state.bundle.x509Authorities);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('more bundle roots no JWK carries than the log remembers: each of the first 64 is logged once, the rest in one line, and later saves log nothing again', () => {
+  const t = tempDir('meshid-store-');
+  try {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+    const roots = Array.from({ length: 66 }, (_, i) =>
+      opensslSelfSigned({ subject: `/CN=partner secp256k1 root ${i}`, extensions: ca, serial: String(i + 1), days: 2, keyAlgorithm: 'secp256k1' }),
+    );
+    const state = sampleState();
+    const partner = { ...state.federatedBundles[0]!, x509Authorities: [...roots, ...state.federatedBundles[0]!.x509Authorities] };
+    const store = AgentStore.open(path.join(t.dir, 'agent'), createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    store.saveState({ ...state, federatedBundles: [partner] });
+    store.saveState({ ...state, revision: 43, federatedBundles: [{ ...partner, sequence: partner.sequence + 1 }] });
+    store.saveState({ ...state, revision: 44, federatedBundles: [{ ...partner, sequence: partner.sequence + 2 }] });
+    store.close();
+    const errors = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['level'] === 50);
+    // On the old code the memory started over when full: every save logged keys again.
+    assert.equal(errors.filter((e) => e['problem'] !== undefined).length, 64, lines.length.toString());
+    assert.equal(errors.filter((e) => /the others are not logged/.test(String(e['msg']))).length, 1);
+    assert.equal(errors.length, 65);
   } finally {
     t.cleanup();
   }
