@@ -368,6 +368,29 @@ test('bundle set refuses a CA whose key no SPIFFE bundle JWK carries (DSA, EC on
   assertError(await cli(['bundle', 'list', '--trust-domain', 'odd-partner.org']), /^Error: NotFound: /);
 });
 
+test('a root stored before the key checks (DSA) is left out of "bundle list --format spiffe" with a warning, not the whole document (written into the datastore directly: no input path takes it now)', async () => {
+  const ca = ['basicConstraints=critical,CA:true', 'keyUsage=critical,keyCertSign'];
+  const ec = opensslSelfSigned({ subject: '/CN=legacy partner EC root', extensions: ca, serial: '01', days: 1 });
+  const dsa = opensslSelfSigned({ subject: '/CN=legacy partner DSA root', extensions: ca, serial: '02', days: 1, keyAlgorithm: 'dsa' });
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'legacy-partner.org'], { stdin: certificatesToPem([ec]) }));
+  const db = new Database(path.join(dir, 'data', 'datastore.sqlite3'));
+  try {
+    db.prepare('UPDATE bundles SET x509_authorities = ? WHERE trust_domain = ?').run(JSON.stringify([dsa, ec].map((d) => d.toString('base64'))), 'legacy-partner.org');
+  } finally {
+    db.close();
+  }
+  const listed = await cli(['bundle', 'list', '--trust-domain', 'legacy-partner.org', '--format', 'spiffe']);
+  assert.equal(listed.code, 0, listed.err);
+  assert.deepEqual(bundleFromSpiffeJson('legacy-partner.org', listed.out).x509Authorities, [ec]);
+  assert.match(listed.err, /^Warning: X\.509 authority 0 of legacy-partner\.org \("CN=legacy partner DSA root"\) has a dsa key, which no SPIFFE bundle JWK of meshid's carries: left out of the document\n$/);
+  // PEM carries any certificate: nothing left out, nothing said.
+  const pem = await cli(['bundle', 'list', '--trust-domain', 'legacy-partner.org']);
+  assertOk(pem);
+  assert.deepEqual(pemToDerList(pem.out), [dsa, ec]);
+  assert.equal(pem.err, '');
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'legacy-partner.org']));
+});
+
 test('creating the same entry twice is AlreadyExists', async () => {
   const args = ['--spiffe-id', `spiffe://${TD}/dup`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:7'];
   await createEntry(args);

@@ -5,7 +5,7 @@ import { invalidArgument, notFound } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import { bundleToSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { bundleToSpiffeJson, writableBundle, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoBundle } from './admin-types.js';
@@ -33,9 +33,12 @@ export function protoToTrustBundle(b: ProtoBundle): TrustBundle {
  * A bundle as `bundle show` prints it: PEM CERTIFICATE blocks of the X.509 roots, or the SPIFFE bundle document
  * (Bundle §4: x509-svid keys with one x5c, jwt-svid keys with kid, spiffe_sequence).
  */
-export function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe'): string {
-  if (format === 'spiffe') return bundleToSpiffeJson(protoToTrustBundle(b), { indent: 2 }) + '\n';
-  return certificatesToPem(b.x509_authorities ?? []);
+export function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe', io: Pick<CliIo, 'stderr'>): string {
+  if (format === 'pem') return certificatesToPem(b.x509_authorities ?? []);
+  // A root stored before meshid refused keys no bundle JWK carries (DSA, Ed448, EC off the NIST curves) costs that
+  // root in the document, said on stderr, not the whole document.
+  const writable = writableBundle(protoToTrustBundle(b), (k) => io.stderr.write(`Warning: ${k.problem}, which no SPIFFE bundle JWK of meshid's carries: left out of the document\n`));
+  return bundleToSpiffeJson(writable, { indent: 2 }) + '\n';
 }
 
 /** A bundle with every field present and bytes as base64: the --output json shape. */
@@ -69,7 +72,7 @@ const show: Command = {
   async run(args, io) {
     const format = formatOf(args, io);
     const b = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'GetBundle', {}));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, format));
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, format, io));
     return 0;
   },
 };
@@ -92,14 +95,14 @@ const list: Command = {
     // One trust domain's bundle alone, as `bundle show` prints the own one (and spire-server's `bundle list -id`):
     // `> partner.json` is then a bundle file that `bundle set` or another server reads back.
     if (td !== undefined) {
-      io.stdout.write(renderBundle(bundles[0]!, format));
+      io.stdout.write(renderBundle(bundles[0]!, format, io));
       return 0;
     }
     // `Found N …` first, as entry show, agent list and federation list print (spire-server's list commands too), so an
     // empty list says so instead of printing nothing; then spire-server's banner per trust domain.
     const bar = '*'.repeat(40);
     const head = `Found ${bundles.length} federated ${bundles.length === 1 ? 'bundle' : 'bundles'}\n`;
-    io.stdout.write(head + bundles.map((b) => `\n${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, format)}`).join(''));
+    io.stdout.write(head + bundles.map((b) => `\n${bar}\n* ${b.trust_domain}\n${bar}\n${renderBundle(b, format, io)}`).join(''));
     return 0;
   },
 };
