@@ -270,6 +270,24 @@ test("entry create --data creates a spire-server -data file's entries; what is r
   for (const name of ['bom-file', 'bom-stdin']) assertOk(await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/from-file/${name}`]));
 });
 
+test("entry create --data takes a SPIRE export's node alias (parent spiffe://<td>/spire/server) as a node alias, and says which entries hang under SPIRE agent IDs", async () => {
+  const file = path.join(dir, 'spire-export.json');
+  fs.writeFileSync(file, JSON.stringify({
+    entries: [
+      { spiffe_id: `spiffe://${TD}/spire-export/nodes`, parent_id: `spiffe://${TD}/spire/server`, selectors: [{ type: 'meshid', value: 'datacenter:east' }] },
+      { spiffe_id: `spiffe://${TD}/spire-export/web`, parent_id: `spiffe://${TD}/spire/agent/join_token/0e5f`, selectors: [{ type: 'unix', value: 'uid:2101' }] },
+    ],
+  }));
+  const r = await cli(['entry', 'create', '--data', file]);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.err, /^Note: 1 entry parented to SPIRE's server ID \(spiffe:\/\/<td>\/spire\/server\) is a node alias: created with meshid's \(spiffe:\/\/<td>\/meshid\/server\)$/m);
+  assert.match(r.err, /^Note: 1 entry is parented to SPIRE agent IDs \(spiffe:\/\/<td>\/spire\/agent\/\.\.\.\), which no meshid agent has: they match no workload until re-parented/m);
+  const alias = await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/spire-export/nodes`]);
+  assert.equal(field(alias.out, 'Parent ID'), `spiffe://${TD}/meshid/server`);
+  const web = await cli(['entry', 'show', '--spiffe-id', `spiffe://${TD}/spire-export/web`]);
+  assert.equal(field(web.out, 'Parent ID'), `spiffe://${TD}/spire/agent/join_token/0e5f`, 'left for the operator to re-parent');
+});
+
 test('an entry file or a bundle file holding a key twice is refused naming the key and both lines, and nothing is created', async () => {
   const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const file = path.join(dir, 'dup-entries.json');

@@ -23,6 +23,35 @@ export function parseEntryFile(text: string, source: string): ProtoEntry[] {
   return entries.map((raw, i) => entryOf(raw, `${source}: entry ${i + 1}`));
 }
 
+/** What adoptSpireParents did to a file's entries, for the CLI to say. */
+export interface SpireParents {
+  /** Node aliases SPIRE parents to its server's ID (spiffe://<td>/spire/server), re-parented to meshid's. */
+  readonly nodeAliases: number;
+  /** Entries parented to a SPIRE agent's ID (spiffe://<td>/spire/agent/...), which no meshid agent has. */
+  readonly underSpireAgents: number;
+}
+
+/**
+ * SPIRE's own IDs in an entry file's parents. A SPIRE node alias is parented to `spiffe://<td>/spire/server`;
+ * meshid's to `spiffe://<td>/meshid/server`: taken as written it would be a workload entry under an agent no host
+ * has, so it becomes a node alias here too (re-parented in place). An entry under a SPIRE agent's ID is left as
+ * written, for the operator to re-parent: which meshid agent or alias stands for that node is theirs to say.
+ */
+export function adoptSpireParents(entries: ProtoEntry[]): SpireParents {
+  let nodeAliases = 0;
+  let underSpireAgents = 0;
+  for (const e of entries) {
+    const server = /^spiffe:\/\/([^/]+)\/spire\/server$/.exec(e.parent_id ?? '');
+    if (server !== null) {
+      e.parent_id = `spiffe://${server[1]}/meshid/server`;
+      nodeAliases++;
+    } else if (/^spiffe:\/\/[^/]+\/spire\/agent\//.test(e.parent_id ?? '')) {
+      underSpireAgents++;
+    }
+  }
+  return { nodeAliases, underSpireAgents };
+}
+
 /** SPIRE fields meshid carries, by lowercased name, and the admin API field each becomes. */
 const FIELDS: Readonly<Record<string, keyof ProtoEntry>> = {
   spiffe_id: 'spiffe_id',

@@ -7,7 +7,7 @@ import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { fullEntry, renderEntry, renderEntryList } from './entry-output.js';
-import { parseEntryFile } from './entry-file.js';
+import { adoptSpireParents, parseEntryFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import {
   checkSelectors, checkSpiffeId, checkTrustDomain, entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag,
@@ -188,6 +188,16 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
   const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
   const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
   if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
+  const spire = adoptSpireParents(entries);
+  if (spire.nodeAliases > 0) {
+    io.stderr.write(`Note: ${spire.nodeAliases} entr${spire.nodeAliases === 1 ? 'y' : 'ies'} parented to SPIRE's server ID (spiffe://<td>/spire/server) ${spire.nodeAliases === 1 ? 'is a node alias' : 'are node aliases'}: created with meshid's (spiffe://<td>/meshid/server)\n`);
+  }
+  if (spire.underSpireAgents > 0) {
+    io.stderr.write(
+      `Note: ${spire.underSpireAgents} entr${spire.underSpireAgents === 1 ? 'y is' : 'ies are'} parented to SPIRE agent IDs (spiffe://<td>/spire/agent/...), which no meshid agent has: ` +
+        'they match no workload until re-parented to a meshid agent or node alias (entry update --entry-id <entry> --parent-id <ID>)\n',
+    );
+  }
   noteRecordedOnly(io, entries);
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
   await withAdminClient(args, io.env, async (client) => {
