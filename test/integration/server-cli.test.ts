@@ -288,6 +288,20 @@ test("entry create --data takes a SPIRE export's node alias (parent spiffe://<td
   assert.equal(field(web.out, 'Parent ID'), `spiffe://${TD}/spire/agent/join_token/0e5f`, 'left for the operator to re-parent');
 });
 
+test('entry create --data with many entries meshid-agent cannot match prints the first 20 notes and counts the rest', async () => {
+  const file = path.join(dir, 'k8s-export.json');
+  const entries = Array.from({ length: 25 }, (_, i) => ({
+    spiffe_id: `spiffe://${TD}/k8s-export/${i}`,
+    parent_id: `spiffe://${TD}/agent-1`,
+    selectors: [{ type: 'k8s', value: `ns:team-${i}` }],
+  }));
+  fs.writeFileSync(file, JSON.stringify({ entries }));
+  const r = await cli(['entry', 'create', '--data', file]);
+  assert.equal(r.code, 0, r.err);
+  assert.equal(r.err.match(/^Note: entry \S+ selector k8s:ns:team-\d+ can match no workload/gm)?.length, 20, r.err);
+  assert.match(r.err, /^Note: 5 more notes like these left out \(entry show --selector <type>:<value> finds the entries\)$/m);
+});
+
 test('an entry file or a bundle file holding a key twice is refused naming the key and both lines, and nothing is created', async () => {
   const escape = (s: string): string => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
   const file = path.join(dir, 'dup-entries.json');

@@ -48,21 +48,32 @@ function noteRecordedOnly(io: CliIo, entries: ReadonlyArray<{ admin?: boolean; d
  * meshid-agent gives workloads unix selectors only (the server refuses a malformed unix one). It is stored all the
  * same, as spire-server stores it (selectors of other attestors may be meant for other agents), but the operator hears
  * now what would otherwise show as a workload refused. Node aliases (parented by the server) match agents' node
- * selectors, which take any form; see noteWorkloadSelectorsOnNodeAlias for unix ones there.
+ * selectors, which take any form; see workloadSelectorsOnNodeAlias for unix ones there.
  */
 function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry[]): void {
+  const notes: string[] = [];
   for (const e of entries) {
     if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) {
-      noteWorkloadSelectorsOnNodeAlias(io, e);
+      const note = workloadSelectorsOnNodeAlias(e);
+      if (note !== undefined) notes.push(note);
       continue;
     }
     for (const s of e.selectors ?? []) {
       if (s.type === 'unix') continue;
       const meant = UNIX_SELECTOR_KEYS.includes(s.type ?? '') ? `; did you mean unix:${s.type}:${s.value}?` : '';
-      io.stderr.write(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}\n`);
+      notes.push(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}`);
     }
   }
+  // An `entry create -data` file exported from a SPIRE of other attestors (k8s:, docker:) holds thousands of such
+  // entries: the first few say what is wrong, a count says how far it goes.
+  for (const note of notes.slice(0, MAX_SELECTOR_NOTES)) io.stderr.write(`${note}\n`);
+  if (notes.length > MAX_SELECTOR_NOTES) {
+    io.stderr.write(`Note: ${notes.length - MAX_SELECTOR_NOTES} more notes like these left out (entry show --selector <type>:<value> finds the entries)\n`);
+  }
 }
+
+/** Selector notes printed one by one per command; the rest are counted. */
+const MAX_SELECTOR_NOTES = 20;
 
 /**
  * A node alias with unix selectors: an agent attests with meshid:datacenter:<dc> and the selectors its join token was
@@ -71,14 +82,14 @@ function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry[]): vo
  * SVID). Usually a workload entry given the server as parent (`entry update --parent-id spiffe://<td>/meshid/server`).
  * Stored all the same, as spire-server stores any node selector; the operator hears what will happen.
  */
-function noteWorkloadSelectorsOnNodeAlias(io: CliIo, e: ProtoEntry): void {
+function workloadSelectorsOnNodeAlias(e: ProtoEntry): string | undefined {
   const unix = (e.selectors ?? []).filter((s) => s.type === 'unix').map((s) => `unix:${s.value}`);
-  if (unix.length === 0) return;
-  io.stderr.write(
+  if (unix.length === 0) return undefined;
+  return (
     `Warning: entry ${e.id ?? ''} is a node alias (parent ${e.parent_id}) with the workload selector${unix.length === 1 ? '' : 's'} ${unix.join(', ')}: ` +
       'it issues no SVID to a workload, and matches only agents that attested with a join token generated with ' +
       `${unix.map((u) => `--selector ${u}`).join(' ')} (agents carry meshid:datacenter:<dc> and their token's selectors, no unix: ones of their own); ` +
-      'for a workload entry, give an agent or node alias as --parent-id\n',
+      'for a workload entry, give an agent or node alias as --parent-id'
   );
 }
 
