@@ -4,7 +4,7 @@ import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
 import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
-import { LOG_LEVELS } from '../common/log.js';
+import { configuredLogLevel, LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
@@ -125,9 +125,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   if (raw.trust_bundle_path !== undefined && raw.insecure_bootstrap === true) {
     throw invalidArgument('--trust-bundle and --insecure-bootstrap exclude each other: with a trust bundle the server is always authenticated');
   }
-  // Any case, as SPIRE takes it: its configs write "DEBUG".
-  const logLevel = (raw.log_level ?? 'info').toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log level "${raw.log_level}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = configuredLogLevel(raw.log_level, 'log level');
   const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? DEFAULT_JWT_CACHE_SIZE;
   if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
   const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;

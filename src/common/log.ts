@@ -1,4 +1,5 @@
 import { pino, type Logger, type LoggerOptions } from 'pino';
+import { invalidArgument } from './errors.js';
 import { stderrSink, type LostLogLines } from './log-sink.js';
 
 export type { Logger };
@@ -22,6 +23,16 @@ export interface LogOptions {
 
 /** The levels operators may choose (pino's, without fatal and silent). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+
+/**
+ * A configured log level, `info` when unset, in any case as SPIRE takes it (its configs write "DEBUG"); one that is
+ * none of LOG_LEVELS is invalid_argument naming `what` (the setting) and the value as written.
+ */
+export function configuredLogLevel(raw: string | undefined, what: string): string {
+  const level = (raw ?? 'info').toLowerCase();
+  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw invalidArgument(`${what} "${raw}" is not one of ${LOG_LEVELS.join(', ')}`);
+  return level;
+}
 
 export function createLogger(options: LogOptions): Logger {
   const base: LoggerOptions = {

@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
 import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
-import { LOG_LEVELS } from '../common/log.js';
+import { configuredLogLevel } from '../common/log.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js';
@@ -179,9 +179,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   }
   const healthChecks = compileHealthChecks(raw.health_checks);
   checkLiteralListeners(tcpListeners(raw, healthChecks));
-  // Any case, as SPIRE takes it: its configs write "DEBUG".
-  const logLevel = (raw.log_level ?? 'info').toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) throw invalidArgument(`log_level "${raw.log_level}" is not one of ${LOG_LEVELS.join(', ')}`);
+  const logLevel = configuredLogLevel(raw.log_level, 'log_level');
   const bundleEndpointWebCert = compileWebCert(raw);
   const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
