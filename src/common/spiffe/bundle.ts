@@ -311,9 +311,10 @@ export function bundleFromSpiffeJson(trustDomain: string, json: string): TrustBu
 /**
  * Parses a partner's SPIFFE bundle document (a bundle endpoint's answer, `bundle set`) as a consumer must (Bundle
  * §4.1.3, §4.2; X509-SVID §6.2): a key meshid cannot use — not an object, no `kty`, a `kty` it does not read for
- * that `use` (x509-svid: EC, RSA, OKP on Ed25519; jwt-svid: EC, RSA), an x509-svid key without `x5c` or with a bad certificate,
- * a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated `kid` — is left out and
- * reported in `ignored` (a key of another `use` is left out silently), so one bad key cannot hold back the rest (a root rotation, say). An
+ * that `use` (x509-svid: EC, RSA, OKP on Ed25519; jwt-svid: EC, RSA), an x509-svid key without `x5c` or with a bad
+ * certificate, a jwt-svid key without `kid`, on an unknown curve or with private members, a repeated `kid` — is left
+ * out and reported in `ignored` (a key of another `use` is left out silently), so one bad key cannot hold back the
+ * rest (a root rotation, say). An
  * x509-svid key with several `x5c` values is read from the first; one with a `kid` is read and reported. A
  * `spiffe_sequence` or `spiffe_refresh_hint` beyond 2^53 is clamped (see optionalInteger). What is left may be empty:
  * with `ignored` empty too, or holding only keys of types meshid does not read (`unreadableTypes`), the partner
