@@ -1,5 +1,6 @@
 import { invalidArgument } from '../../common/errors.js';
 import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
+import { serverId } from '../api/entry-validation.js';
 import type { ProtoEntry } from './admin-types.js';
 
 /**
@@ -43,7 +44,7 @@ export function adoptSpireParents(entries: ProtoEntry[]): SpireParents {
   for (const e of entries) {
     const server = /^spiffe:\/\/([^/]+)\/spire\/server$/.exec(e.parent_id ?? '');
     if (server !== null) {
-      e.parent_id = `spiffe://${server[1]}/meshid/server`;
+      e.parent_id = serverId(server[1]!);
       nodeAliases++;
     } else if (/^spiffe:\/\/[^/]+\/spire\/agent\//.test(e.parent_id ?? '')) {
       underSpireAgents++;
