@@ -9,18 +9,24 @@ import type { Cluster } from '../test/support/cluster.js';
 export async function timeToServeFromCache(cluster: Cluster, dataDir: string): Promise<number> {
   const started = performance.now();
   const agent = await cluster.startAgent({ dataDir, wait: false });
+  await untilServed(agent.socketPath);
+  const elapsed = performance.now() - started;
+  await agent.stop('SIGTERM');
+  return elapsed;
+}
+
+/** Resolves once a workload of this uid gets its X.509-SVID on `socketPath`; `check` runs before each try and may throw. */
+export async function untilServed(socketPath: string, check: () => void = () => undefined): Promise<void> {
   for (;;) {
-    const c = connectWorkloadApi(agent.socketPath, { timeoutMs: 1000 });
+    check();
+    const c = connectWorkloadApi(socketPath, { timeoutMs: 1000 });
     try {
       await c.fetchX509Svid();
-      break;
+      return;
     } catch {
       await new Promise((r) => setTimeout(r, 5));
     } finally {
       c.close();
     }
   }
-  const elapsed = performance.now() - started;
-  await agent.stop('SIGTERM');
-  return elapsed;
 }

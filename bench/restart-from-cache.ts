@@ -15,12 +15,13 @@ import fs from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { connectWorkloadApi } from '../src/agent/cli/workload-client.js';
 import { PerformanceObserver } from 'node:perf_hooks';
 import { AgentStore } from '../src/agent/storage/agent-store.js';
 import { silentLogger } from '../src/common/log.js';
 import { AGENT_MAIN, startClusterWithAgent } from '../test/support/cluster.js';
 import { percentile } from './stats.js';
+import { signingSettled } from './signing-settled.js';
+import { untilServed } from './agent-restart.js';
 
 async function prepare(dir: string, entries: number): Promise<void> {
   const { cluster, agent } = await startClusterWithAgent('meshid-bench-restart-', ['spiffe://example.org/bench/envoy']);
@@ -33,15 +34,7 @@ async function prepare(dir: string, entries: number): Promise<void> {
       }));
       await cluster.admin.call('Entries', 'CreateEntries', { entries: batch });
     }
-    // Signed once the agent has logged no issuance for 3 s (as sds-push.ts waits).
-    const issued = (): number => (agent.output().match(/X509-SVIDs issued/g) ?? []).length;
-    for (let last = -1, quietSince = performance.now(); ; ) {
-      await new Promise((r) => setTimeout(r, 500));
-      if (issued() !== last) {
-        last = issued();
-        quietSince = performance.now();
-      } else if (performance.now() - quietSince > 3000) break;
-    }
+    await signingSettled(() => agent.output());
     await agent.stop('SIGTERM');
     await cluster.server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -95,18 +88,9 @@ async function restartOnce(dir: string, main: string, server: string): Promise<{
     let exitedEarly = false;
     const exited = new Promise<void>((resolve) => child.once('exit', () => resolve((exitedEarly = true) && undefined)));
     try {
-      for (;;) {
+      await untilServed(socketPath, () => {
         if (exitedEarly) throw new Error(`the agent exited: ${stderr}`);
-        const c = connectWorkloadApi(socketPath, { timeoutMs: 1000 });
-        try {
-          await c.fetchX509Svid();
-          break;
-        } catch {
-          await new Promise((r) => setTimeout(r, 5));
-        } finally {
-          c.close();
-        }
-      }
+      });
       return { ms: performance.now() - started, cpu: cpuMs(child.pid!) };
     } finally {
       child.kill('SIGTERM');

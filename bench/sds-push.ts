@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { timeToServeFromCache } from './agent-restart.js';
+import { signingSettled } from './signing-settled.js';
 import { percentile } from './stats.js';
 import type { BenchResult } from './report.js';
 
@@ -56,14 +57,7 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     await withTimeout(Promise.all(firsts), 120_000, 'the first SDS responses');
     // Wait until the agent has signed the other entries too (no new issuance logged for 3 s, at most 5 min), so the
     // push measured is the rotation alone.
-    const issued = (): number => (agent.output().match(/X509-SVIDs issued/g) ?? []).length;
-    for (let last = -1, quietSince = performance.now(), until = performance.now() + 300_000; performance.now() < until; ) {
-      await new Promise((r) => setTimeout(r, 500));
-      if (issued() !== last) {
-        last = issued();
-        quietSince = performance.now();
-      } else if (performance.now() - quietSince > 3000) break;
-    }
+    await signingSettled(() => agent.output());
     // P5 is a steady-state figure: V8's memory reducer collects the signing burst's garbage some 10-30 s after the
     // agent goes quiet, and the agent then returns the freed native pages. Sample for 45 s; report the peak and the
     // RSS at the end.
