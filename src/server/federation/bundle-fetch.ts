@@ -2,6 +2,7 @@ import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { federatedBundleFromSpiffeJson, type FederatedBundleDocument } from '../../common/spiffe/bundle.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
@@ -14,7 +15,7 @@ const TIMEOUT_MS = 10_000;
  * partner's (federatedBundleFromSpiffeJson: keys meshid cannot use are left out and listed in `ignored`; what is left
  * may be nothing). https_spiffe trusts only `anchors` (the X.509 roots stored for
  * the endpoint SPIFFE ID's trust domain, endpointTrustDomain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
- * URI SAN; no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
+ * URI SAN and to be an X509-SVID leaf (checkEndpointId); no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
  * adds some) and the URL's host name. Throws MeshidError: unavailable for anything the endpoint or the network did,
  * including a document that is not a SPIFFE bundle at all; failed_precondition when https_spiffe has no root to
  * trust (no bundle stored yet, or a stored one without X.509 roots, as a partner's revocation leaves it).
@@ -107,12 +108,30 @@ function get(
   });
 }
 
-/** https_spiffe: the endpoint's leaf names exactly the expected SPIFFE ID, and no other URI. */
+/**
+ * https_spiffe: the endpoint's leaf names exactly the expected SPIFFE ID, and no other URI, and is an X509-SVID leaf:
+ * not a CA, neither keyCertSign nor cRLSign (X509-SVID §5.2), keyUsage present with digitalSignature (§4.3). OpenSSL's
+ * own purpose check passes a CA certificate, or one with only keyAgreement, as a TLS server's.
+ */
 function checkEndpointId(cert: PeerCertificate, expected: string): Error | undefined {
   const uris = (cert.subjectaltname ?? '')
     .split(', ')
     .filter((san) => san.startsWith('URI:'))
     .map((san) => san.slice('URI:'.length));
-  if (uris.length === 1 && uris[0] === expected) return undefined;
-  return new Error(`the endpoint presented ${uris.length === 0 ? 'no SPIFFE ID' : uris.join(', ')}, not ${expected}`);
+  if (uris.length !== 1 || uris[0] !== expected) {
+    return new Error(`the endpoint presented ${uris.length === 0 ? 'no SPIFFE ID' : uris.join(', ')}, not ${expected}`);
+  }
+  let leaf: ParsedCertificate;
+  try {
+    leaf = parseCertificate(cert.raw);
+  } catch (err) {
+    return new Error(`the endpoint's certificate for ${expected} cannot be read (${(err as Error).message})`);
+  }
+  const what = `the endpoint's certificate for ${expected}`;
+  if (leaf.isCa) return new Error(`${what} is a CA certificate (basicConstraints cA is true), not an X509-SVID leaf`);
+  if (leaf.keyUsage === undefined) return new Error(`${what} has no keyUsage extension; an X509-SVID leaf must set digitalSignature`);
+  const signing = leaf.keyUsage.filter((usage) => usage === 'keyCertSign' || usage === 'cRLSign');
+  if (signing.length > 0) return new Error(`${what} sets keyUsage ${signing.join(' and ')}, which an X509-SVID leaf must not`);
+  if (!leaf.keyUsage.includes('digitalSignature')) return new Error(`${what} lacks keyUsage digitalSignature, which an X509-SVID leaf must set`);
+  return undefined;
 }
