@@ -987,3 +987,36 @@ test('an entry stored before ids were checked (unix:uid:04343) is still found by
   );
   assertOk(await cli(['entry', 'delete', '--entry-id', id]));
 });
+
+test('federation update --bundle-path stores the bundle as create\'s does, and a file that holds none is refused naming it', async () => {
+  const url = 'https://127.0.0.1:1/';
+  const relationship = [
+    '--trust-domain', 'moved-partner.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_spiffe',
+    '--endpoint-spiffe-id', 'spiffe://moved-partner.org/spire/server',
+  ];
+  assertOk(await cli(['federation', 'create', ...relationship]));
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']), /^Error: NotFound: /);
+
+  const notPem = path.join(dir, 'moved-notes.txt');
+  fs.writeFileSync(notPem, 'these are not certificates\n');
+  const escaped = notPem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assertError(await cli(['federation', 'update', ...relationship, '--bundle-path', notPem]), new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`));
+  assertError(await cli(['federation', 'update', ...relationship, '--bundle-format', 'pem']), /^Error: InvalidArgument: --bundle-format goes with --bundle-path$/);
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']), /^Error: NotFound: /);
+
+  // SPIRE's spelling; the bundle is the one later fetches of the https_spiffe endpoint are authenticated by.
+  const seedPem = (await cli(['bundle', 'show'])).out;
+  const seedFile = path.join(dir, 'moved-partner.pem');
+  fs.writeFileSync(seedFile, seedPem);
+  const updated = await cli(['federation', 'update', ...relationship, '-trustDomainBundlePath', seedFile, '-trustDomainBundleFormat', 'pem']);
+  assertOk(updated);
+  assert.match(updated.out, /^Federation relationship with moved-partner\.org updated\.\n/);
+  const stored = await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']);
+  assertOk(stored);
+  assert.deepEqual(pemToDerList(stored.out), pemToDerList(seedPem));
+  const logged = serverOutput.split('\n').filter((l) => l.includes('"trustDomain":"moved-partner.org"') && l.includes('federation relationship updated'));
+  assert.match(logged.at(-1) ?? '', /"seeded":true/, serverOutput);
+
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'moved-partner.org']));
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'moved-partner.org']));
+});

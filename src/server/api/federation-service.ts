@@ -93,13 +93,27 @@ export function federationService(
       return relationshipToProto(poller.status(td)!);
     }),
 
-    UpdateFederationRelationship: unary(log, 'UpdateFederationRelationship', async (req: { relationship?: ProtoRelationship }) => {
+    UpdateFederationRelationship: unary(log, 'UpdateFederationRelationship', async (req: {
+      relationship?: ProtoRelationship; bundle?: string; bundle_format?: string;
+    }) => {
       const rel = compile(req.relationship);
-      madeHere(rel.trustDomain, 'change');
-      await ds.updateFederationRelationship(stored(rel, clock.now()));
+      const td = rel.trustDomain;
+      madeHere(td, 'change');
+      const now = clock.now();
+      let seeded = false;
+      if (req.bundle) {
+        // Not in the relationship's transaction, as create's seed is: stored first, so an update that fails after it
+        // leaves what "bundle set" would have, never new endpoint settings without the roots that authenticate them.
+        // `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the command is retried).
+        const previous = await ds.getBundle(td);
+        const seed = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now);
+        await ds.setBundle(seed, { replaces: previous?.sequence ?? null });
+        seeded = true;
+      }
+      await ds.updateFederationRelationship(stored(rel, now));
       poller.set(rel, 'api');
-      log.info({ trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, profile: rel.profile }, 'federation relationship updated');
-      return relationshipToProto(poller.status(rel.trustDomain)!);
+      log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded }, 'federation relationship updated');
+      return relationshipToProto(poller.status(td)!);
     }),
 
     DeleteFederationRelationship: unary(log, 'DeleteFederationRelationship', async (req: { trust_domain?: string }) => {

@@ -128,7 +128,7 @@ export interface AdminMethods {
     ListFederationRelationships: [Record<string, never>, { relationships?: ProtoFederationRelationship[] }];
     GetFederationRelationship: [{ trust_domain: string }, ProtoFederationRelationship];
     CreateFederationRelationship: [{ relationship: ProtoFederationRelationship; bundle?: string; bundle_format?: string }, ProtoFederationRelationship];
-    UpdateFederationRelationship: [{ relationship: ProtoFederationRelationship }, ProtoFederationRelationship];
+    UpdateFederationRelationship: [{ relationship: ProtoFederationRelationship; bundle?: string; bundle_format?: string }, ProtoFederationRelationship];
     DeleteFederationRelationship: [{ trust_domain: string }, ProtoFederationRelationship];
     RefreshBundle: [{ trust_domain: string }, ProtoFederationRelationship];
   };

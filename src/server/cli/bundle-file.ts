@@ -4,7 +4,7 @@ import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import { federatedBundleFromText } from '../federation/federated-bundle.js';
 
 /**
- * A federated bundle file an operator pointed a command at (`bundle set --path`, `federation create --bundle-path`),
+ * A federated bundle file an operator pointed a command at (`bundle set --path`, `federation create|update --bundle-path`),
  * read and checked here as the server will check it, so a file that is no bundle is refused naming the file: the
  * server only sees the text, and its 'no PEM "CERTIFICATE" block found' does not say which file held it.
  */

@@ -80,25 +80,33 @@ function writeRelationship(args: ParsedArgs, io: CliIo, r: ProtoFederationRelati
   io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `${what}\n\n${renderRelationship(r)}`);
 }
 
+/** create's and update's --bundle-path: the partner's bundle, stored by the same call. */
+const bundleFlags = (description: string): FlagSpec[] => [
+  { name: 'bundle-path', aliases: ['trustDomainBundlePath'], type: 'string', valueName: 'FILE', description },
+  { name: 'bundle-format', aliases: ['trustDomainBundleFormat'], type: 'string', choices: ['pem', 'spiffe'], description: 'Format of --bundle-path; default: detected' },
+];
+
+/** The request fields for --bundle-path, read and checked here so a bad file is refused naming it; none without it. */
+function bundleFromFlags(args: ParsedArgs, trustDomain: string): { bundle?: string; bundle_format?: string } {
+  const file = args.string('bundle-path');
+  const format = args.string('bundle-format');
+  if (format !== undefined && file === undefined) throw invalidArgument('--bundle-format goes with --bundle-path');
+  return file === undefined ? {} : { bundle: readBundleFile(file, trustDomain, format), bundle_format: format ?? '' };
+}
+
 const create: Command = {
   name: 'create',
   summary: 'Creates a federation relationship, stored by the server and polled at once (no restart).',
   flags: [
     ...RELATIONSHIP_FLAGS,
-    { name: 'bundle-path', aliases: ['trustDomainBundlePath'], type: 'string', valueName: 'FILE', description: "The partner's bundle, stored with the relationship: https_spiffe needs it to authenticate the first fetch" },
-    { name: 'bundle-format', aliases: ['trustDomainBundleFormat'], type: 'string', choices: ['pem', 'spiffe'], description: 'Format of --bundle-path; default: detected' },
+    ...bundleFlags("The partner's bundle, stored with the relationship: https_spiffe needs it to authenticate the first fetch"),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
     const relationship = relationshipFromFlags(args);
-    const file = args.string('bundle-path');
-    const format = args.string('bundle-format');
-    if (format !== undefined && file === undefined) throw invalidArgument('--bundle-format goes with --bundle-path');
-    const bundle = file === undefined ? undefined : readBundleFile(file, relationship.trust_domain!, format);
-    const r = await withAdminClient(args, io.env, (client) =>
-      client.call('Federation', 'CreateFederationRelationship', { relationship, ...(bundle !== undefined ? { bundle, bundle_format: format ?? '' } : {}) }),
-    );
+    const bundle = bundleFromFlags(args, relationship.trust_domain!);
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'CreateFederationRelationship', { relationship, ...bundle }));
     writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} created.`);
     return 0;
   },
@@ -107,10 +115,16 @@ const create: Command = {
 const update: Command = {
   name: 'update',
   summary: 'Replaces the endpoint settings of a relationship created with "federation create".',
-  flags: [...RELATIONSHIP_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [
+    ...RELATIONSHIP_FLAGS,
+    ...bundleFlags("The partner's bundle, stored before the settings change (as bundle set would): the roots a new https_spiffe endpoint is authenticated by"),
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
   async run(args, io) {
     const relationship = relationshipFromFlags(args);
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'UpdateFederationRelationship', { relationship }));
+    const bundle = bundleFromFlags(args, relationship.trust_domain!);
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'UpdateFederationRelationship', { relationship, ...bundle }));
     writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} updated.`);
     return 0;
   },

@@ -32,7 +32,7 @@ export function sameAuthorities(a: StoredBundle, b: StoredBundle): boolean {
 }
 
 /**
- * A federated bundle an operator hands over (`bundle set`, `federation create --bundle-path`): a SPIFFE bundle
+ * A federated bundle an operator hands over (`bundle set`, `federation create|update --bundle-path`): a SPIFFE bundle
  * document or PEM CA certificates; `format` "spiffe" or "pem", or empty to tell them apart by the first character.
  * A SPIFFE document is read as a partner's (federatedBundleFromSpiffeJson: unusable keys left out, a 64-bit sequence
  * accepted), but one that leaves nothing to trust is refused, with the reasons its keys were ignored.
