@@ -968,6 +968,23 @@ test('federation delete of a relationship whose endpoint never answered does not
   assert.deepEqual([gone['trust_domain'], gone['bundle_endpoint_url'], gone['deleted']], ['never-polled.example', 'https://127.0.0.1:1/', true]);
 });
 
+test('federation delete --output json says whether the trust domain\'s bundle stays stored, as its plain line does', async () => {
+  const relationship = ['--trust-domain', 'json-partner.example', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web'];
+  assertOk(await cli(['federation', 'create', ...relationship]));
+  const none = await cli(['federation', 'delete', '--trust-domain', 'json-partner.example', '--output', 'json']);
+  assertOk(none);
+  assert.equal((JSON.parse(none.out) as Record<string, unknown>)['bundle_stored'], false);
+
+  const seedFile = path.join(dir, 'json-partner.pem');
+  fs.writeFileSync(seedFile, (await cli(['bundle', 'show'])).out);
+  assertOk(await cli(['federation', 'create', ...relationship, '--bundle-path', seedFile]));
+  const kept = await cli(['federation', 'delete', '--trust-domain', 'json-partner.example', '--output', 'json']);
+  assertOk(kept);
+  const doc = JSON.parse(kept.out) as Record<string, unknown>;
+  assert.deepEqual([doc['trust_domain'], doc['deleted'], doc['bundle_stored']], ['json-partner.example', true, true]);
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'json-partner.example']));
+});
+
 test('an entry stored before ids were checked (unix:uid:04343) is still found by its own selector, and deleted', async () => {
   // Written through the API as uid 4343, then given the leading zero such an entry had when the server accepted it.
   const id = await createEntry(['--spiffe-id', `spiffe://${TD}/legacy-id`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:4343']);

@@ -177,8 +177,12 @@ const del: Command = {
         : bundleStored === false
           ? 'no bundle of it is stored'
           : `whether a bundle of it is stored could not be checked (${bundleStored}): ${remove} one`;
-    // "deleted": true as bundle delete says it: the relationship printed is the one that is gone.
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ ...fullRelationship(r), deleted: true }) : `Federation relationship with ${td} deleted; ${after}.\n`);
+    if (outputFormat(args) === 'json') {
+      // "deleted": true as bundle delete says it: the relationship printed is the one that is gone. "bundle_stored" is
+      // what the plain line says, null when it could not be checked; why not goes to stderr, so stdout stays one document.
+      io.stdout.write(renderJson({ ...fullRelationship(r), deleted: true, bundle_stored: typeof bundleStored === 'boolean' ? bundleStored : null }));
+      if (typeof bundleStored !== 'boolean') io.stderr.write(`Warning: ${after}.\n`);
+    } else io.stdout.write(`Federation relationship with ${td} deleted; ${after}.\n`);
     return 0;
   },
 };

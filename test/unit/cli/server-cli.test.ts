@@ -174,6 +174,31 @@ test('federation delete that succeeded is reported as done even when the bundle 
   );
 });
 
+test('federation delete --output json says bundle_stored null when the look-up after it fails (stand-in admin socket), and why on stderr', async (t) => {
+  // A stand-in admin socket, as above: a look-up that fails after a committed delete cannot be made to happen on demand.
+  const socket = path.join(DEAD_DIR, 'standin-fed-json.sock');
+  const proto = loadProto(['meshid/v1/admin.proto']);
+  const server = new grpc.Server();
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
+    DeleteFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' }),
+  });
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), {
+    ListFederatedBundles: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback({ code: grpc.status.UNAVAILABLE, details: 'the datastore is locked by another process; retry shortly' }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  t.after(() => server.forceShutdown());
+  const r = await run(['federation', 'delete', '--trust-domain', 'partner.org', '--admin-socket', socket, '--output', 'json']);
+  assert.equal(r.code, 0);
+  const doc = JSON.parse(r.out) as Record<string, unknown>;
+  assert.deepEqual([doc['trust_domain'], doc['deleted'], doc['bundle_stored']], ['partner.org', true, null]);
+  assert.equal(
+    r.err,
+    'Warning: whether a bundle of it is stored could not be checked (Unavailable: the datastore is locked by another process; retry shortly): "meshid-server bundle delete --trust-domain partner.org" removes one.\n',
+  );
+});
+
 test('x509 mint --write that the server does not answer leaves no directory it created behind', async () => {
   const parent = path.join(DEAD_DIR, 'mint-unanswered');
   const target = path.join(parent, 'nested');
