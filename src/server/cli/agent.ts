@@ -5,7 +5,7 @@ import type { ProtoAgent } from './admin-types.js';
 import { isoTime } from './entry-output.js';
 import { listAll } from './entry.js';
 import { orphanedEntriesNotice } from '../entries/orphaned-entries.js';
-import { checkSpiffeId, datacenterFlag, spiffeIdFlag } from './flags.js';
+import { checkDate, checkSpiffeId, datacenterFlag, spiffeIdFlag } from './flags.js';
 
 /** An agent with every field present: the --output json shape. */
 function fullAgent(a: ProtoAgent): Record<string, unknown> {
@@ -35,14 +35,38 @@ export function renderAgent(a: ProtoAgent): string {
   ]);
 }
 
+/** The only way a meshid agent attests (SPIRE's attestation type names). */
+const ATTESTATION_TYPE = 'join_token';
+
 const list: Command = {
   name: 'list',
   summary: 'Lists attested agents.',
-  flags: [datacenterFlag('Only agents of this datacenter: a configured one, or one taken out of the config whose agents are still listed'), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [
+    datacenterFlag('Only agents of this datacenter: a configured one, or one taken out of the config whose agents are still listed'),
+    { name: 'banned', type: 'string', choices: ['true', 'false'], description: 'true: only banned agents; false: only agents not banned' },
+    {
+      name: 'expires-before', aliases: ['expiresBefore'], type: 'string', valueName: 'DATE',
+      description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
+    },
+    { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
   async run(args, io) {
     const datacenter = args.string('datacenter');
+    const banned = args.string('banned');
+    const expiresBefore = args.string('expires-before');
+    const beforeMs = expiresBefore === undefined ? undefined : checkDate(expiresBefore, '--expires-before');
+    const attestationType = args.string('attestation-type');
     const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
-    const agents = res.agents ?? [];
+    // Filtered here: ListAgents answers every agent in one message (the datastore filters by datacenter only), so the
+    // server would filter the same list in memory; here no API change is needed. As spire-server: strictly before.
+    const agents = (res.agents ?? []).filter(
+      (a) =>
+        (banned === undefined || (a.banned === true) === (banned === 'true')) &&
+        (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
+        (attestationType === undefined || attestationType === ATTESTATION_TYPE),
+    );
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(fullAgent) }));
     else {
       const head = `Found ${agents.length} attested ${agents.length === 1 ? 'agent' : 'agents'}\n`;

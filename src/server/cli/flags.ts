@@ -58,3 +58,29 @@ export function checkSelectors(values: readonly string[]): ProtoSelector[] {
 export function checkTrustDomain(value: string): string {
   return parseTrustDomain(value);
 }
+
+/** spire-server's -expiresBefore layout, Go's "2006-01-02 15:04:05 -0700 -07": date, time, offset, zone abbreviation. */
+const SPIRE_DATE = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)(?: [+-]\d\d)?$/;
+/** An RFC 3339 instant, as meshid prints times (2026-05-01T12:00:00Z): a zone is required, so no local-time guessing. */
+const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/i;
+
+/**
+ * A date flag as epoch milliseconds: RFC 3339 with a zone, or spire-server's `2026-05-01 12:00:00 +0000 +00` (its
+ * -expiresBefore format). Anything else, or a day that does not exist, is an InvalidArgument showing both forms.
+ */
+export function checkDate(value: string, flag: string): number {
+  const spire = SPIRE_DATE.exec(value);
+  const iso = spire ? `${spire[1]}T${spire[2]}${spire[3]}:${spire[4]}` : RFC3339.test(value) ? value : undefined;
+  const ms = iso === undefined ? NaN : Date.parse(iso);
+  // Date.parse rolls 2026-02-30 over to March; a date that does not round-trip its day was not a real one.
+  if (Number.isNaN(ms) || new Date(ms + offsetMs(iso!)).toISOString().slice(0, 10) !== iso!.slice(0, 10)) {
+    throw invalidArgument(`flag ${flag}: "${value}" is not a date: write it as 2026-05-01T12:00:00Z, or as spire-server does, "2026-05-01 12:00:00 +0000 +00"`);
+  }
+  return ms;
+}
+
+/** The zone offset an RFC 3339 instant was written in, in milliseconds east of UTC. */
+function offsetMs(iso: string): number {
+  const zone = /([+-])(\d\d):(\d\d)$/.exec(iso);
+  return zone ? (zone[1] === '-' ? -1 : 1) * (Number(zone[2]) * 60 + Number(zone[3])) * 60_000 : 0;
+}

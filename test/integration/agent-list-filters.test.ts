@@ -1,0 +1,70 @@
+/**
+ * `meshid-server agent list` with spire-server's filters (-banned, -expiresBefore, -attestationType), against a real
+ * server process with two agents attested over its agent API with join tokens, one of them banned.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { attestAgent } from '../support/node-api-client.js';
+import { startServerProcess } from '../support/server-process.js';
+import { tempDir } from '../support/server-kit.js';
+
+interface ListedAgent {
+  spiffe_id: string;
+  banned: boolean;
+  cert_expires_at: number;
+}
+
+test('agent list filters by --banned, --expires-before (strictly before, RFC 3339 or spire-server\'s layout) and --attestation-type', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-agent-list-filters-');
+  t.after(cleanup);
+  const server = await startServerProcess(dir);
+  t.after(() => server.stop());
+  const roots = (await server.cli(['bundle', 'show'])).out;
+  const kept = await attestAgent(server, roots);
+  const banned = await attestAgent(server, roots);
+  const ban = await server.cli(['agent', 'ban', '--spiffe-id', banned.id]);
+  assert.equal(ban.code, 0, ban.err);
+
+  const listed = async (...filters: string[]): Promise<ListedAgent[]> => {
+    const r = await server.cli(['agent', 'list', ...filters, '--output', 'json']);
+    assert.equal(r.code, 0, r.err);
+    return (JSON.parse(r.out) as { agents: ListedAgent[] }).agents;
+  };
+  const ids = async (...filters: string[]): Promise<string[]> => (await listed(...filters)).map((a) => a.spiffe_id).sort();
+  const both = [kept.id, banned.id].sort();
+
+  assert.deepEqual(await ids(), both);
+  assert.deepEqual(await ids('--banned', 'true'), [banned.id]);
+  assert.deepEqual(await ids('-banned', 'false'), [kept.id]);
+
+  const expiries = (await listed()).map((a) => a.cert_expires_at);
+  const first = Math.min(...expiries);
+  const last = Math.max(...expiries);
+  const iso = (seconds: number): string => new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
+  assert.deepEqual(await ids('--expires-before', iso(first)), [], 'an SVID expiring at the instant given is not before it');
+  assert.deepEqual(await ids('--expires-before', iso(last + 1)), both);
+  // spire-server's layout, here two hours east of UTC.
+  const east = new Date((last + 1) * 1000 + 2 * 3600_000).toISOString();
+  assert.deepEqual(await ids('-expiresBefore', `${east.slice(0, 10)} ${east.slice(11, 19)} +0200 +02`), both);
+  assert.deepEqual(await ids('-expiresBefore', iso(last + 1), '-banned', 'true'), [banned.id]);
+
+  assert.deepEqual(await ids('-attestationType', 'join_token'), both);
+  assert.deepEqual(await ids('--attestation-type', 'x509pop'), []);
+
+  const plain = await server.cli(['agent', 'list', '--banned', 'true']);
+  assert.equal(plain.code, 0, plain.err);
+  assert.match(plain.out, /^Found 1 attested agent\n/);
+
+  for (const bad of ['tomorrow', '2026-02-30T00:00:00Z', '2026-05-01T12:00:00']) {
+    const r = await server.cli(['agent', 'list', '--expires-before', bad]);
+    assert.equal(r.code, 1);
+    assert.equal(r.out, '');
+    assert.equal(
+      r.err,
+      `Error: InvalidArgument: flag --expires-before: "${bad}" is not a date: write it as 2026-05-01T12:00:00Z, or as spire-server does, "2026-05-01 12:00:00 +0000 +00"\n`,
+    );
+  }
+  const maybe = await server.cli(['agent', 'list', '-banned', 'maybe']);
+  assert.equal(maybe.code, 1);
+  assert.match(maybe.err, /^Error: InvalidArgument: flag -banned must be one of true, false, got "maybe"\n$/);
+});
