@@ -195,6 +195,42 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
   assert.deepEqual(fs.readdirSync(cwd), ['empty'], 'nothing staged is left beside it');
 });
 
+test('a backup directory under a loop of symbolic links, or whose real path is longer than the system allows, is refused naming it, not as an internal error', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-unreachable-');
+  t.after(cleanup);
+  const live = await startServerProcess(dir);
+  t.after(() => live.stop());
+
+  fs.symlinkSync(path.join(dir, 'loop'), path.join(dir, 'loop'));
+  const looped = await backupCli(live, ['--out', path.join(dir, 'loop', 'backup')]);
+  assert.equal(looped.code, 1);
+  assert.equal(looped.out, '');
+  assert.match(looped.err, new RegExp(`^Error: FailedPrecondition: cannot write the backup to ${dir}/loop/backup: ${dir}/loop cannot be followed \\(symbolic links in it loop`));
+
+  // A real directory deeper than PATH_MAX (4,096 bytes) can be made and reached through short symbolic links, never by
+  // its own path: the one given is refused for its length.
+  const name = 'd'.repeat(200);
+  const links: string[] = [];
+  let real = dir;
+  try {
+    while (Buffer.byteLength(real) <= 4200) {
+      const above = links.at(-1) ?? dir;
+      fs.mkdirSync(path.join(above, name));
+      real = path.join(real, name);
+      links.push(path.join(dir, `l${links.length}`));
+      fs.symlinkSync(path.join(above, name), links.at(-1)!);
+    }
+    const deep = await backupCli(live, ['--out', path.join(real, 'backup')]);
+    assert.equal(deep.code, 1);
+    assert.equal(deep.out, '');
+    assert.match(deep.err, /^Error: InvalidArgument: cannot write the backup to \S+\/backup: \S+, with its symbolic links followed, is longer than the system's limit on paths; give a shorter one\n$/);
+    assert.deepEqual(fs.readdirSync(links.at(-1)!), [], 'nothing written');
+  } finally {
+    // From the deepest up, through the links: a recursive removal by the real path would hit the same limit.
+    for (let i = links.length - 1; i >= 0; i--) fs.rmdirSync(path.join(i === 0 ? dir : links[i - 1]!, name));
+  }
+});
+
 test('a backup into a file system the server cannot write to is refused naming it, and leaves nothing behind (real read-only tmpfs; root only)', async (t) => {
   const readOnly = mountTmpfs(t, '1m', { readOnly: true });
   const full = mountTmpfs(t, '64k');

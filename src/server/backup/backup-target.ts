@@ -59,13 +59,13 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
         'backs up (a lost or restored data dir would take it along); give a directory outside it',
     );
   }
-  const existing = fs.lstatSync(dir, { throwIfNoEntry: false });
+  const existing = unreachableAs(requested, dir, () => fs.lstatSync(dir, { throwIfNoEntry: false }));
   if (existing !== undefined) {
     if (existing.isSymbolicLink()) {
       throw failedPrecondition(`the backup directory ${requested} is a symbolic link: give the directory it points to, or a new one`);
     }
     if (!existing.isDirectory()) throw failedPrecondition(`the backup directory ${requested} exists and is not a directory: give a new directory`);
-    const entries = fs.readdirSync(dir);
+    const entries = unreachableAs(requested, dir, () => fs.readdirSync(dir));
     if (entries.length > 0) {
       throw failedPrecondition(
         `the backup directory ${requested} exists and is not empty (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}): ` +
@@ -95,10 +95,39 @@ function realDirectory(dir: string, backupDir: string): { real: string; stat: fs
         `cannot write the backup to ${backupDir}: ${dir} does not exist; create it first (the backup directory itself is created, mode 0700)`,
       );
     }
-    if (code === 'EACCES') throw failedPrecondition(`cannot write the backup to ${backupDir}: the server's user cannot reach ${dir}`);
-    throw err;
+    throw unreachable(err, backupDir, dir) ?? err;
   }
   const stat = fs.statSync(real);
   if (!stat.isDirectory()) throw failedPrecondition(`cannot write the backup to ${backupDir}: ${dir} is not a directory`);
   return { real, stat };
+}
+
+/** Runs a lookup of the backup directory itself, turning what unreachable() words into its error. */
+function unreachableAs<T>(backupDir: string, dir: string, lookup: () => T): T {
+  try {
+    return lookup();
+  } catch (err) {
+    throw unreachable(err, backupDir, dir) ?? err;
+  }
+}
+
+/**
+ * A path the server cannot follow to `dir`, as what the operator changes: the path given, not the server (a bare
+ * ELOOP or ENAMETOOLONG would surface as an internal error). Undefined for anything else.
+ */
+function unreachable(err: unknown, backupDir: string, dir: string): Error | undefined {
+  switch ((err as NodeJS.ErrnoException).code) {
+    case 'EACCES':
+      return failedPrecondition(`cannot write the backup to ${backupDir}: the server's user cannot reach ${dir}`);
+    case 'ELOOP':
+      return failedPrecondition(
+        `cannot write the backup to ${backupDir}: ${dir} cannot be followed (symbolic links in it loop, or nest too deep); give a path without them`,
+      );
+    case 'ENAMETOOLONG':
+      return invalidArgument(
+        `cannot write the backup to ${backupDir}: ${dir}, with its symbolic links followed, is longer than the system's limit on paths; give a shorter one`,
+      );
+    default:
+      return undefined;
+  }
 }
