@@ -1,7 +1,7 @@
 /**
  * kill -9 of meshid-server while it signs and rotates authorities: every restart must find keys matching their
  * certificates (startup refuses otherwise), exactly one active authority of each kind, and a bundle that agrees with
- * the CA journal.
+ * the CA journal. A root revoke killed after its commit is kept, and its key swept, by the restart.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -127,3 +127,40 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
     assert.equal(markerLeft, marker, 'the marker as the point left it');
   });
 }
+
+test('a root revoke killed (SIGKILL) after its commit is kept by the restart: journal, bundle and revoked roots agree, its key is swept, and sending it again says it was revoked', { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-revoke-crash-');
+  t.after(cleanup);
+  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
+  const doomed = await startServerProcess(dir, undefined, { NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: 'before-root-key-removal' });
+  const exited = new Promise<NodeJS.Signals | null>((resolve) => {
+    if (doomed.child.exitCode !== null || doomed.child.signalCode !== null) resolve(doomed.child.signalCode);
+    else doomed.child.once('exit', (_code, signal) => resolve(signal));
+  });
+  const rootId = /^Authority ID +: (root-[0-9a-f]+)$/m.exec((await doomed.cli(['ca', 'show'])).out)![1]!;
+  const revokedFingerprint = new RegExp(`^Authority ID +: ${rootId}\\n(?:.*\\n)*?Fingerprint +: ([0-9a-f]+)$`, 'm').exec((await doomed.cli(['ca', 'show'])).out)![1]!;
+  assert.equal((await doomed.cli(['ca', 'taint', '--id', rootId])).code, 0);
+  const lost = await doomed.cli(['ca', 'revoke', '--id', rootId, '--force']);
+  assert.equal(lost.code, 1, 'the answer to the revoke is lost with the server');
+  assert.equal(await exited, 'SIGKILL', doomed.output());
+  assert.ok(fs.existsSync(path.join(doomed.dataDir, 'ca', 'keys', `${rootId}.pem`)), 'killed before the revoked key left the disk');
+
+  const server = await startServerProcess(dir);
+  t.after(() => server.stop());
+  const admin = new AdminClient(server.adminSocket, 10_000);
+  t.after(() => admin.close());
+  const listed = await admin.call('Authorities', 'ListAuthorities', {});
+  const authorities = (listed.authorities ?? []) as Authority[];
+  assert.deepEqual(authorities.filter((a) => a.id === rootId), [], 'the revoke committed: the root left the journal');
+  assert.deepEqual(((listed.revoked_roots ?? []) as Array<{ id: string; fingerprint: string }>).map((r) => [r.id, r.fingerprint]), [[rootId, revokedFingerprint]]);
+  const bundle = await admin.call('Bundles', 'GetBundle', {});
+  const bundleRoots = (bundle.x509_authorities ?? []).map((d: Buffer) => parseCertificate(d).fingerprintSha256).sort();
+  assert.deepEqual(bundleRoots, authorities.filter((a) => a.kind === 'root').map((a) => a.fingerprint).sort(), 'the bundle publishes the journal roots, not the revoked one');
+  const keyFiles = fs.readdirSync(path.join(server.dataDir, 'ca', 'keys')).filter((f) => !f.startsWith('.'));
+  assert.deepEqual(keyFiles.sort(), authorities.map((a) => `${a.id}.pem`).sort(), "one key file per authority: the revoked root's is swept");
+
+  // The operator, who saw the revoke fail, sends it again: told it is done, not that the ID names nothing.
+  const again = await server.cli(['ca', 'revoke', '--id', rootId, '--force']);
+  assert.equal(again.code, 1);
+  assert.match(again.err, new RegExp(`^Error: FailedPrecondition: root ${rootId} was already revoked, at \\d{4}-\\d\\d-\\d\\dT[\\d:.]+Z: it is in neither the CA journal nor the bundle, and nothing is left to revoke \\(ca show lists it under the revoked roots\\)\\n$`));
+});

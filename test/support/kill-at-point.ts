@@ -1,10 +1,11 @@
 /**
  * Preloaded into a meshid-server process (NODE_OPTIONS=--import) by crash tests: SIGKILLs the process at one exact
- * point of a first CA setup, named by MESHID_TEST_KILL_AT, so a test can examine the files each point leaves and
+ * point of a first CA setup or of a root revoke, named by MESHID_TEST_KILL_AT, so a test can examine the files each point leaves and
  * restart on them. Points:
  *   before-marker            the first-setup marker is about to be renamed into place
  *   keys:<n>                 <n> CA key files have been renamed into ca/keys (keys:0: the first is about to be)
  *   before-marker-removal    the first commit is done and the marker is about to be removed
+ *   before-root-key-removal  a root's key file is about to be removed (a revoke's, once its commit is done)
  * The kill is a real SIGKILL of the process by itself; nothing about the server is stubbed.
  */
 import fs from 'node:fs';
@@ -20,6 +21,7 @@ function die(): never {
 
 const isMarker = (p: fs.PathLike): boolean => String(p).endsWith(`${path.sep}ca${path.sep}first-setup`);
 const isKey = (p: fs.PathLike): boolean => path.basename(path.dirname(String(p))) === 'keys' && String(p).endsWith('.pem');
+const isRootKey = (p: fs.PathLike): boolean => isKey(p) && path.basename(String(p)).startsWith('root-');
 
 if (point !== undefined) {
   const keysAt = /^keys:(\d+)$/.exec(point);
@@ -35,6 +37,7 @@ if (point !== undefined) {
   const rm = fs.rmSync;
   fs.rmSync = (p: fs.PathLike, options?: fs.RmOptions): void => {
     if (point === 'before-marker-removal' && isMarker(p)) die();
+    if (point === 'before-root-key-removal' && isRootKey(p)) die();
     rm(p, options);
   };
   // The marker is removed with unlinkSync (rmSync misreports an EPERM); rmSync is kept for any other removal.

@@ -396,6 +396,15 @@ export class CaManager {
   ): Promise<void> {
     const ids = typeof idOrIds === 'string' ? [idOrIds] : idOrIds;
     await this.serialized({ revoke: ids }, async () => {
+      // A revoke sent again because its answer was lost (the server killed after the commit, the connection dropped)
+      // would otherwise be told no such authority exists, as if the ID were mistyped.
+      const revoked = this.revokedRoots.find((r) => ids.includes(r.id) && !this.authorities.has(r.id));
+      if (revoked !== undefined) {
+        throw failedPrecondition(
+          `root ${revoked.id} was already revoked, at ${new Date(revoked.revokedAt).toISOString()}: it is in neither the CA journal nor ` +
+            'the bundle, and nothing is left to revoke (ca show lists it under the revoked roots)',
+        );
+      }
       const group = ids.map((id) => this.authorities.get(id));
       // The rotation refuses such a group as a whole, and its reason is the one to give: a --force would otherwise log
       // agents cut off by a revoke that then revokes nothing.
