@@ -363,3 +363,48 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
   assert.equal((check.prepare('SELECT count(*) AS n FROM ballast').get() as { n: number }).n, 256);
   assert.equal((await again.cli(['bundle', 'show'])).code, 0);
 });
+
+test('a server process killed (SIGKILL) mid-backup into an empty directory restarts without its scratch snapshot, and a backup into what it left is refused naming the leftover until emptied', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-sigkill-');
+  t.after(cleanup);
+  // As above: a datastore whose snapshot is still under way when the kill lands.
+  const first = await startServerProcess(dir);
+  assert.equal(await first.stop(), 0);
+  const db = new Database(path.join(first.dataDir, 'datastore.sqlite3'));
+  db.exec('CREATE TABLE ballast (b BLOB)');
+  const insert = db.prepare('INSERT INTO ballast VALUES (randomblob(1048576))');
+  db.transaction(() => {
+    for (let i = 0; i < 256; i++) insert.run();
+  })();
+  db.close();
+
+  const live = await startServerProcess(dir);
+  const out = path.join(dir, 'backup');
+  fs.mkdirSync(out);
+  const backup = backupCli(live, ['--out', out]);
+  for (let attempt = 0; snapshotUnderWay(live.dataDir) === undefined; attempt++) {
+    if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  await live.stop('SIGKILL');
+  assert.equal((await backup).code, 1);
+  const [staging, ...others] = fs.readdirSync(out);
+  assert.match(staging ?? '', /^backup\.incomplete-[0-9a-f]{12}$/, 'the kill leaves the staging directory inside DIR');
+  assert.deepEqual(others, []);
+
+  const again = await startServerProcess(dir);
+  t.after(() => again.stop());
+  assert.deepEqual(fs.readdirSync(again.dataDir).filter((name) => name.startsWith('backup-snapshot.')), [], 'the scratch snapshot is removed at the start');
+  const refused = await backupCli(again, ['--out', out]);
+  assert.equal(refused.code, 1);
+  assert.equal(refused.out, '');
+  assert.equal(
+    refused.err,
+    `Error: FailedPrecondition: the backup directory ${out} holds what an interrupted backup left (${staging}, and any files moved up ` +
+      'beside it, without meshid-server.json): it is no backup; empty the directory and run the backup again\n',
+  );
+  fs.rmSync(path.join(out, staging!), { recursive: true });
+  const written = await backupCli(again, ['--out', out]);
+  assert.equal(written.code, 0, written.err);
+  assert.ok(fs.existsSync(path.join(out, 'meshid-server.json')));
+});

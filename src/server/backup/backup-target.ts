@@ -66,6 +66,14 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
     }
     if (!existing.isDirectory()) throw failedPrecondition(`the backup directory ${requested} exists and is not a directory: give a new directory`);
     const entries = unreachableAs(requested, dir, () => fs.readdirSync(dir));
+    // A kill -9 mid-backup leaves its staging directory inside DIR, maybe with files already moved up beside it.
+    const leftover = entries.find((name) => name.startsWith(`${path.basename(dir)}${STAGING_INFIX}`));
+    if (leftover !== undefined && !entries.includes(TRUST_DOMAIN_MARKER)) {
+      throw failedPrecondition(
+        `the backup directory ${requested} holds what an interrupted backup left (${leftover}, and any files moved up beside it, ` +
+          'without meshid-server.json): it is no backup; empty the directory and run the backup again',
+      );
+    }
     if (entries.length > 0) {
       throw failedPrecondition(
         `the backup directory ${requested} exists and is not empty (${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}): ` +
@@ -82,6 +90,12 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
 
 /** NAME_MAX (255) less the staging suffix data-dir-backup.ts appends (".incomplete-" and 12 hex digits). */
 const MAX_NAME_BYTES = 255 - 24;
+
+/** What data-dir-backup.ts puts between the backup directory's name and a random suffix to name its staging directory. */
+export const STAGING_INFIX = '.incomplete-';
+
+/** A data dir's marker (data-dir.ts), which a backup moves into place last: a directory without it is no backup. */
+export const TRUST_DOMAIN_MARKER = 'meshid-server.json';
 
 /** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */
 function realDirectory(dir: string, backupDir: string): { real: string; stat: fs.Stats } {

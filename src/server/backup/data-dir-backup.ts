@@ -4,11 +4,10 @@ import { randomBytes } from 'node:crypto';
 import { failedPrecondition, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.js';
-import type { BackupTarget } from './backup-target.js';
+import { STAGING_INFIX, TRUST_DOMAIN_MARKER, type BackupTarget } from './backup-target.js';
 
 /** The files of a data dir a restore needs, by their names there (data-dir.ts, server.ts, server-svid.ts). */
 export const DATASTORE_FILE = 'datastore.sqlite3';
-const TRUST_DOMAIN_MARKER = 'meshid-server.json';
 const SERVER_SVID_FILE = 'server-svid.json';
 
 /** What a backup reads from the running server. The consumer's view: the datastore, CA manager and key store give it. */
@@ -48,7 +47,7 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
   // Staged on the file system of the backup: beside a directory to create, inside one given (a mount point, maybe).
   // A visible name: a kill -9 mid-backup leaves it for the operator to see and remove, and it never reads as a backup.
   const where = target.exists ? target.dir : target.parent;
-  const stagingName = `${path.basename(target.dir)}.incomplete-${randomBytes(6).toString('hex')}`;
+  const stagingName = `${path.basename(target.dir)}${STAGING_INFIX}${randomBytes(6).toString('hex')}`;
   let anchor: AnchoredDirectory;
   try {
     anchor = AnchoredDirectory.open(where, target.anchor, () => replacedMeanwhile(where));
