@@ -212,3 +212,37 @@ test('an Envoy running as a uid no entry matches (65534) gets PERMISSION_DENIED 
   assert.equal(out.code, grpc.status.PERMISSION_DENIED);
   assert.equal(out.received, 0);
 });
+
+test('a deleted entry\'s SVID is withdrawn from open StreamSecrets streams: the next response, explicit or wildcard, leaves it out', async (t) => {
+  const keep = 'spiffe://example.org/sidecar/keep';
+  const withdrawn = 'spiffe://example.org/sidecar/withdrawn';
+  const own = await startClusterWithAgent('meshid-sds-withdraw-', [keep, withdrawn]);
+  t.after(() => own.cluster.cleanup());
+  const workload = own.agent.client(10_000);
+  assert.equal((await workload.fetchX509Svid()).svids.length, 2);
+  workload.close();
+  const client = connectSds(own.agent.socketPath);
+  t.after(() => client.close());
+  const explicit = new SotwClient(client);
+  const wildcard = new SotwClient(client);
+  t.after(() => {
+    explicit.cancel();
+    wildcard.cancel();
+  });
+  explicit.subscribe([keep, withdrawn]);
+  wildcard.subscribe([]);
+  const first = { explicit: await explicit.next(), wildcard: await wildcard.next() };
+  assert.deepEqual([...secretsByName(first.explicit).keys()].sort(), [keep, withdrawn]);
+  assert.ok(secretsByName(first.wildcard).has(withdrawn));
+  explicit.ack(first.explicit, [keep, withdrawn]);
+  wildcard.ack(first.wildcard, []);
+
+  await own.cluster.deleteEntry(own.entryIds[1]!);
+  // Nothing else the streams hold changes: before, no response followed, and the last one kept presenting the
+  // withdrawn SVID and its key as current.
+  const next = { explicit: await explicit.next(10_000), wildcard: await wildcard.next(10_000) };
+  assert.deepEqual([...secretsByName(next.explicit).keys()], [keep]);
+  assert.notEqual(next.explicit.version_info, first.explicit.version_info);
+  assert.ok(!secretsByName(next.wildcard).has(withdrawn), 'the wildcard stream no longer holds the withdrawn SVID');
+  assert.ok(secretsByName(next.wildcard).has(keep));
+});

@@ -18,7 +18,8 @@ import { awaitsSigning } from './signing-wait.js';
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
  * - Every response carries ALL subscribed secrets that currently resolve (not only the changed ones), as SPIRE does;
  *   `version_info` is a digest of that full state, `nonce` a counter unique within the stream.
- * - A response is sent only when a subscribed secret's version differs from what was last sent, or a name was added
+ * - A response is sent only when a subscribed secret's version differs from what was last sent, a secret last sent
+ *   stopped resolving (a withdrawal: the response leaves it out, empty if nothing else resolves), or a name was added
  *   to the subscription, including a name a wildcard had already delivered; an ACK, a NACK, a stale request and a
  *   change to secrets nobody here watches send nothing.
  * - NACK: logged and counted; what was sent counts as delivered, so the same content is never resent; a
@@ -109,11 +110,11 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.validation.mode, this.ctx.options);
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
-    if (!changed) {
-      // A secret that stopped resolving is forgotten, so it is sent again if it comes back.
-      this.sent = onlyNames(this.sent, (name) => state.versions.has(name));
-      return undefined;
-    }
+    // A secret the client holds that stopped resolving (its entry deleted, its selectors or SPIFFE ID changed away,
+    // a federation ended) is a change too: the full state without it, or the client's last response goes on
+    // presenting a withdrawn SVID and key as current. It is sent again if it comes back.
+    for (const name of this.sent.keys()) if (!state.versions.has(name)) changed = true;
+    if (!changed) return undefined;
 
     this.sent = state.versions;
     this.lastNonce = String(++this.nonceCounter);
