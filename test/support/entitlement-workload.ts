@@ -1,0 +1,118 @@
+/**
+ * A workload process for the entitlement model test (test/integration/entitlement-model.test.ts), run as a uid/gid
+ * of the test's choosing: it holds a FetchX509SVID stream, a wildcard StreamSecrets stream and a StreamSecrets
+ * stream asking for a fixed list of names, ACKing as Envoy does, and reopens any of them that ends (as go-spiffe's
+ * watcher and Envoy do, after a short backoff). Every message is printed as one JSON line on stdout, reduced to what
+ * it names (identities, their certificates' URI SANs, trust domains and digests of bundles); a line `fetch <n>` on
+ * stdin asks for a fresh FetchX509SVID, answered with `{"s":"fetch","n":<n>,…}`.
+ *
+ * Usage: node entitlement-workload.js <agent socket> <JSON list of SDS names>
+ */
+import { createHash, X509Certificate } from 'node:crypto';
+import readline from 'node:readline';
+import { connectWorkloadApi, grpcCode } from '../../src/agent/cli/workload-client.js';
+import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
+import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { connectSds, decodeSecrets, pemBlocks, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from './sds-client.js';
+
+const [socketPath, namesJson] = process.argv.slice(2);
+const explicitNames = JSON.parse(namesJson!) as string[];
+const REOPEN_MS = 100;
+
+const digest = (der: Buffer): string => createHash('sha256').update(der).digest('hex').slice(0, 16);
+const emit = (line: Record<string, unknown>): void => void process.stdout.write(`${JSON.stringify(line)}\n`);
+
+/** What one X.509-SVID response names. */
+function summarizeX509(m: X509SvidResponse): Record<string, unknown> {
+  return {
+    svids: m.svids.map((s) => {
+      const leaf = new X509Certificate(splitConcatenatedDer(s.x509_svid)[0]!);
+      const sans = (leaf.subjectAltName ?? '').split(', ');
+      return {
+        id: s.spiffe_id,
+        uris: sans.filter((n) => n.startsWith('URI:')).map((n) => n.slice(4)),
+        dns: sans.filter((n) => n.startsWith('DNS:')).map((n) => n.slice(4)).sort(),
+        lifetime: Math.round((Date.parse(leaf.validTo) - Date.parse(leaf.validFrom)) / 1000),
+        bundle: splitConcatenatedDer(s.bundle).map(digest).sort(),
+      };
+    }),
+    federated: Object.fromEntries(
+      Object.entries(m.federated_bundles ?? {}).map(([td, der]) => [td, splitConcatenatedDer(der).map(digest).sort()]),
+    ),
+  };
+}
+
+/** What one StreamSecrets response names: each secret's name, its certificate's URI SANs or its trust domains. */
+function summarizeSds(m: DiscoveryResponse): Record<string, unknown> {
+  const secrets: Record<string, unknown> = {};
+  for (const s of decodeSecrets(m.resources)) {
+    if (s.tls_certificate !== undefined) {
+      const chain = s.tls_certificate.certificate_chain;
+      const pem = chain?.inline_bytes?.toString('utf8') ?? chain?.inline_string ?? '';
+      const leaf = new X509Certificate(pemBlocks(pem)[0]!);
+      secrets[s.name!] = { uris: (leaf.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4)) };
+    } else {
+      secrets[s.name!] = {
+        trustDomains: Object.fromEntries(spiffeTrustDomains(s).map((td) => [td.name, pemBlocks(td.trustBundlePem).map(digest).sort()])),
+      };
+    }
+  }
+  return secrets;
+}
+
+function watchX509(): void {
+  const client = connectWorkloadApi(socketPath!, { timeoutMs: 60_000 });
+  const watch = client.watchX509Svids();
+  void (async () => {
+    try {
+      for await (const m of watch) emit({ s: 'x509', ...summarizeX509(m) });
+      emit({ s: 'x509-end', code: 0 });
+    } catch (err) {
+      emit({ s: 'x509-end', code: grpcCode(err) ?? -1, message: (err as Error).message });
+    }
+    client.close();
+    setTimeout(watchX509, REOPEN_MS);
+  })();
+}
+
+function watchSds(stream: 'wildcard' | 'explicit', names: string[]): void {
+  const client = connectSds(socketPath!);
+  const sotw = new SotwClient(client);
+  sotw.subscribe(names);
+  void (async () => {
+    for (;;) {
+      let m: DiscoveryResponse;
+      try {
+        m = await sotw.next(3_600_000);
+      } catch {
+        break;
+      }
+      emit({ s: stream, version: m.version_info, secrets: summarizeSds(m) });
+      sotw.ack(m, names);
+    }
+    const status = await sotw.status;
+    emit({ s: `${stream}-end`, code: status.code, message: status.details });
+    client.close();
+    setTimeout(() => watchSds(stream, names), REOPEN_MS);
+  })();
+}
+
+async function fetchOnce(n: number): Promise<void> {
+  const client = connectWorkloadApi(socketPath!, { timeoutMs: 20_000 });
+  try {
+    emit({ s: 'fetch', n, ...summarizeX509(await client.fetchX509Svid()) });
+  } catch (err) {
+    emit({ s: 'fetch', n, code: grpcCode(err) ?? -1, message: (err as Error).message });
+  } finally {
+    client.close();
+  }
+}
+
+watchX509();
+watchSds('wildcard', []);
+watchSds('explicit', explicitNames);
+readline.createInterface({ input: process.stdin }).on('line', (line) => {
+  const m = /^fetch (\d+)$/.exec(line);
+  if (m) void fetchOnce(Number(m[1]));
+});
+process.stdin.on('end', () => process.exit(0));
