@@ -13,7 +13,7 @@ import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
 import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
-  connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, decodeDeltaResources, fetchSecrets, secretsByName,
+  connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, SECRET_TYPE_URL, decodeDeltaResources, fetchSecrets, secretsByName,
   spiffeTrustDomains, type DecodedSecret,
 } from '../support/sds-client.js';
 import { toStruct } from '../../src/common/grpc/proto.js';
@@ -245,4 +245,29 @@ test('a deleted entry\'s SVID is withdrawn from open StreamSecrets streams: the 
   assert.notEqual(next.explicit.version_info, first.explicit.version_info);
   assert.ok(!secretsByName(next.wildcard).has(withdrawn), 'the wildcard stream no longer holds the withdrawn SVID');
   assert.ok(secretsByName(next.wildcard).has(keep));
+});
+
+test('a StreamSecrets client that resumes, after a reconnect, with the version of a secret withdrawn meanwhile gets an empty response', async (t) => {
+  const withdrawn = 'spiffe://example.org/sidecar/withdrawn';
+  // The caller keeps another identity: with none, the new stream is refused PERMISSION_DENIED, which says enough.
+  const own = await startClusterWithAgent('meshid-sds-resume-withdrawn-', ['spiffe://example.org/sidecar/keep', withdrawn]);
+  t.after(() => own.cluster.cleanup());
+  const client = connectSds(own.agent.socketPath);
+  t.after(() => client.close());
+  const before = new SotwClient(client);
+  before.subscribe([withdrawn]);
+  const held = await before.next(10_000);
+  assert.deepEqual([...secretsByName(held).keys()], [withdrawn]);
+  before.ack(held, [withdrawn]);
+  before.cancel();
+
+  await own.cluster.deleteEntry(own.entryIds[1]!);
+  // Envoy resumes a new stream with the version it holds (xds_protocol). Nothing it asks for resolves now: before, no
+  // response came and a client taking responses as the full state went on holding the withdrawn SVID.
+  const resumed = new SotwClient(client);
+  t.after(() => resumed.cancel());
+  resumed.send({ node: envoyNode(), resource_names: [withdrawn], type_url: SECRET_TYPE_URL, version_info: held.version_info, response_nonce: '' });
+  const answer = await resumed.next(10_000);
+  assert.deepEqual(answer.resources ?? [], []);
+  assert.notEqual(answer.version_info, held.version_info);
 });

@@ -250,7 +250,7 @@ class SotwModel extends ModelStream<DiscoveryResponse> {
     super(id, connection, client, 'StreamSecrets', run, rng);
     this.names = names;
     this.acceptedVersion = resume?.version ?? '';
-    if (resume !== undefined) this.received = new Map(resume.received);
+    if (resume !== undefined) this.received = new Map([...resume.received].filter(([name]) => names.includes(WILDCARD) || names.includes(name)));
     this.oweAll(names);
     this.allowed = new Set(names);
     // A reconnect resumes with the last accepted version and no nonce (xds_protocol); the node only on the first.
@@ -273,9 +273,17 @@ class SotwModel extends ModelStream<DiscoveryResponse> {
       got.set(name, key);
     }
     this.run.sotwVersion(this.id, version, JSON.stringify([...got].sort()));
-    // Only send updates when something changed: a name (re)subscribed since it was last sent, or new content.
+    // Only send updates when something changed: a name (re)subscribed since it was last sent, new content, or a
+    // withdrawal (a watched name the client holds left out: each response carries every subscribed secret that
+    // resolves, so it stands for the whole state of the names it watches).
     const news = [...got].filter(([name, key]) => this.justified(name, key));
-    if (news.length === 0) throw new Error(`response ${nonce} (version ${version}) repeats what the client holds: ${[...got.keys()].join(' ')}`);
+    const withdrawn = [...this.received.keys()].filter((name) => this.watches(name) && !got.has(name));
+    // A new stream that resumed with a version other than this one: the client's state is news to it, even empty.
+    const resumedStale = this.responses === 1 && this.acceptedVersion !== '' && version !== this.acceptedVersion;
+    if (news.length === 0 && withdrawn.length === 0 && !resumedStale) {
+      throw new Error(`response ${nonce} (version ${version}) repeats what the client holds: ${[...got.keys()].join(' ')}`);
+    }
+    for (const name of withdrawn) this.received.delete(name);
     for (const [name, key] of got) this.received.set(name, key);
     this.lastVersion = version;
     this.allowed = new Set(this.names);
@@ -319,10 +327,16 @@ class SotwModel extends ModelStream<DiscoveryResponse> {
     if (changed) this.oweAll(names);
     for (const n of names) this.allowed.add(n);
     this.names = names;
+    // A secret the client stops watching is dropped (Envoy removes the watch), so it holds nothing of it any more.
+    for (const name of [...this.received.keys()]) if (!this.watches(name)) this.received.delete(name);
   }
 
   watchedNames(): readonly string[] {
     return this.names;
+  }
+
+  private watches(name: string): boolean {
+    return this.names.includes(WILDCARD) || this.names.includes(name);
   }
 
   lag(truth: ReadonlyMap<string, string>): string | undefined {
@@ -330,6 +344,7 @@ class SotwModel extends ModelStream<DiscoveryResponse> {
       const want = truth.get(name);
       if (want !== undefined && this.received.get(name) !== want) return `${name} is ${this.received.get(name) ?? 'missing'}, current ${want}`;
     }
+    for (const name of this.received.keys()) if (this.watches(name) && !truth.has(name)) return `${name} is withdrawn but still held`;
     return undefined;
   }
 }

@@ -19,9 +19,10 @@ import { awaitsSigning } from './signing-wait.js';
  * - Every response carries ALL subscribed secrets that currently resolve (not only the changed ones), as SPIRE does;
  *   `version_info` is a digest of that full state, `nonce` a counter unique within the stream.
  * - A response is sent only when a subscribed secret's version differs from what was last sent, a secret last sent
- *   stopped resolving (a withdrawal: the response leaves it out, empty if nothing else resolves), or a name was added
- *   to the subscription, including a name a wildcard had already delivered; an ACK, a NACK, a stale request and a
- *   change to secrets nobody here watches send nothing.
+ *   stopped resolving (a withdrawal: the response leaves it out, empty if nothing else resolves), a name was added
+ *   to the subscription, including a name a wildcard had already delivered, or a new stream resumed with a version
+ *   that is no longer the current one; an ACK, a NACK, a stale request and a change to secrets nobody here watches
+ *   send nothing.
  * - NACK: logged and counted; what was sent counts as delivered, so the same content is never resent; a
  *   `resource_names` change carried by the NACK is honoured.
  * - Names that do not resolve (unknown, or an identity the caller is not entitled to) keep the stream open and are
@@ -54,12 +55,15 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private lastNonce = '';
   /** servedState's key for this stream's subscription; undefined after a subscription change. */
   private stateKey: string | undefined;
+  /** The version a reconnecting client resumed with (its first request's version_info), until the first response. */
+  private resumedFrom: string | undefined;
 
   protected handleRequest(request: DiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
     const requested = request.resource_names ?? [];
     const first = !this.started;
     if (first) {
+      this.resumedFrom = request.version_info || undefined;
       this.validation = validationChoiceFor(request.node, this.ctx.options);
       this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: requested.length }, 'SDS StreamSecrets opened');
     } else {
@@ -114,6 +118,10 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     // a federation ended) is a change too: the full state without it, or the client's last response goes on
     // presenting a withdrawn SVID and key as current. It is sent again if it comes back.
     for (const name of this.sent.keys()) if (!state.versions.has(name)) changed = true;
+    // A client that resumes with a version other than the current one holds secrets withdrawn while it was away; when
+    // nothing it asks for resolves any more, only an empty response tells it.
+    if (!changed && this.resumedFrom !== undefined && this.resumedFrom !== state.body().version_info) changed = true;
+    this.resumedFrom = undefined;
     if (!changed) return undefined;
 
     this.sent = state.versions;
