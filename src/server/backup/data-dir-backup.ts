@@ -5,10 +5,11 @@ import { failedPrecondition, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.js';
 import { STAGING_INFIX, TRUST_DOMAIN_MARKER, type BackupTarget } from './backup-target.js';
+import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 
 /** The files of a data dir a restore needs, by their names there (data-dir.ts, server.ts, server-svid.ts). */
 export const DATASTORE_FILE = 'datastore.sqlite3';
-const SERVER_SVID_FILE = 'server-svid.json';
+export const SERVER_SVID_FILE = 'server-svid.json';
 
 /** What a backup reads from the running server. The consumer's view: the datastore, CA manager and key store give it. */
 export interface BackupSources {
@@ -157,34 +158,6 @@ export function removeBackupScratch(dataDir: string): void {
   }
 }
 
-function fsyncFile(file: string): void {
-  const fd = fs.openSync(file, 'r+');
-  try {
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
-/** Copies `from` into a new file `to`, 0600 and fsynced; a missing source is `missing()`. */
-function copyPrivateFile(from: string, to: string, missing: () => Error): void {
-  let data: Buffer;
-  try {
-    data = fs.readFileSync(from);
-  } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
-    throw err;
-  }
-  const fd = fs.openSync(to, 'wx', 0o600);
-  try {
-    fs.fchmodSync(fd, 0o600);
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-}
-
 /** The server's SVID file is absent before its first save, or where it could not be saved: a restore mints a new one. */
 function copyIfPresent(from: string, to: string): void {
   if (fs.existsSync(from)) copyPrivateFile(from, to, () => failedPrecondition(`${from} vanished while it was copied`));
@@ -250,16 +223,6 @@ function moveIntoPlace(staging: AnchoredDirectory, stagingName: string, into: An
   }
   fs.rmdirSync(into.at(stagingName));
   into.fsync();
-}
-
-function listFiles(root: string, sub = ''): Array<{ path: string; size: number }> {
-  const out: Array<{ path: string; size: number }> = [];
-  for (const e of fs.readdirSync(path.join(root, sub), { withFileTypes: true })) {
-    const rel = path.join(sub, e.name);
-    if (e.isDirectory()) out.push(...listFiles(root, rel));
-    else out.push({ path: rel, size: fs.statSync(path.join(root, rel)).size });
-  }
-  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
 }
 
 /**

@@ -1,0 +1,47 @@
+import fs from 'node:fs';
+import path from 'node:path';
+
+/**
+ * File copies a backup and a restore both make. The CA keys are among them: each file is owner-only from its first
+ * byte and fsynced before the directory holding it is moved into place, so a kill -9 or power loss after the move
+ * never finds a name whose content is not on disk yet.
+ */
+
+/** Copies `from` into a new file `to`, 0600 and fsynced; a missing source is `missing()`. */
+export function copyPrivateFile(from: string, to: string, missing: () => Error): void {
+  let data: Buffer;
+  try {
+    data = fs.readFileSync(from);
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
+    throw err;
+  }
+  const fd = fs.openSync(to, 'wx', 0o600);
+  try {
+    fs.fchmodSync(fd, 0o600);
+    fs.writeFileSync(fd, data);
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+export function fsyncFile(file: string): void {
+  const fd = fs.openSync(file, 'r+');
+  try {
+    fs.fsyncSync(fd);
+  } finally {
+    fs.closeSync(fd);
+  }
+}
+
+/** Every file under `root` (directories descended, not listed), relative to it, sorted, with its size in bytes. */
+export function listFiles(root: string, sub = ''): Array<{ path: string; size: number }> {
+  const out: Array<{ path: string; size: number }> = [];
+  for (const e of fs.readdirSync(path.join(root, sub), { withFileTypes: true })) {
+    const rel = path.join(sub, e.name);
+    if (e.isDirectory()) out.push(...listFiles(root, rel));
+    else out.push({ path: rel, size: fs.statSync(path.join(root, rel)).size });
+  }
+  return out.sort((a, b) => (a.path < b.path ? -1 : a.path > b.path ? 1 : 0));
+}
