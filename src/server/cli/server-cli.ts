@@ -28,6 +28,12 @@ const GROUPS: readonly CommandGroup[] = [
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },
   { name: 'jwt', summary: 'Mint JWT-SVIDs', run: jwtCommand },
   { name: 'backup', summary: 'Write a consistent backup of the running server (datastore snapshot, CA keys) into a new directory', run: backupCommand },
+  {
+    name: 'restore',
+    summary: 'Restore a backup into a new data dir, server stopped, voiding the join tokens it brings back',
+    // Loaded only for `restore`: it opens the datastore, which the client commands never need.
+    run: async (argv, io) => (await import('./restore.js')).restoreCommand(argv, io),
+  },
   { name: 'healthcheck', summary: 'Check that the server is healthy', run: healthcheckCommand },
   {
     name: 'validate',

@@ -1,0 +1,168 @@
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { systemClock, type Clock } from '../../common/clock.js';
+import { fsyncDir } from '../../common/atomic-file.js';
+import { acquireDataDirLock } from '../../common/data-dir-lock.js';
+import { failedPrecondition, MeshidError } from '../../common/errors.js';
+import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
+import type { CaRecord } from '../datastore/datastore.js';
+import { DATASTORE_FILE } from './data-dir-backup.js';
+import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
+import type { RestoreSource } from './restore-source.js';
+import { RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
+import { refuseIfServerRuns, SERVER_LOCK_FILE } from './server-lock-probe.js';
+
+export interface RestoreResult {
+  dir: string;
+  from: string;
+  trustDomain: string;
+  /** Paths relative to `dir`, sorted, with their sizes in bytes (the lock file left out). */
+  files: Array<{ path: string; size: number }>;
+  datastoreSize: number;
+  caKeys: number;
+  /** Unexpired join tokens the backup held, now voided: each could have attested one more agent. */
+  voidedJoinTokens: number;
+  /** Staging directories of restores a kill -9 interrupted, removed first. */
+  removedLeftovers: string[];
+}
+
+/**
+ * Makes `target.dir` a data dir holding the backup `source`, offline (no server may run on it meanwhile). Everything
+ * happens in a staging directory beside it, on its file system: the files are copied (0600, fsynced), the datastore is
+ * opened there (the checks a start makes: a meshid datastore of a schema this version knows), the keys its CA journal
+ * names are checked to be there, and every join token is voided, since the backup's tokens include ones used after
+ * it was taken, which would attest an agent again. Only then is the staging directory renamed into place, in one
+ * rename(2): a kill -9 at any moment leaves no data dir (or the empty one that was there) or a complete one with its
+ * tokens voided, never a data dir a server could start on with them. The staging directory holds a server's lock
+ * (server.lock, carried into the data dir by the rename) until the end, so that a server started on the data dir the
+ * moment it appears waits for nothing half done, and a second restore can tell a staging directory in use from one a
+ * kill left, which it removes.
+ */
+export async function restoreDataDir(source: RestoreSource, target: RestoreTarget, clock: Clock = systemClock): Promise<RestoreResult> {
+  const removedLeftovers = removeInterruptedRestores(target);
+  const stagingName = `${path.basename(target.dir)}${RESTORE_STAGING_INFIX}${randomBytes(6).toString('hex')}`;
+  const staging = path.join(target.parent, stagingName);
+  fs.mkdirSync(staging, { mode: 0o700 });
+  let unlock: (() => void) | undefined;
+  let renamed = false;
+  try {
+    fs.chmodSync(staging, 0o700);
+    unlock = acquireDataDirLock(path.join(staging, SERVER_LOCK_FILE), 'meshid-server restore');
+    const keysDir = path.join(staging, 'ca', 'keys');
+    fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+    for (const file of source.files) {
+      const from = path.join(source.dir, file);
+      copyPrivateFile(from, path.join(staging, file), () => failedPrecondition(`${from} vanished while it was copied: is a backup being written into ${source.dir}?`));
+    }
+    const caKeys = source.files.filter((f) => path.dirname(f) === path.join('ca', 'keys'));
+    const voidedJoinTokens = await prepareDatastore(source, staging, new Set(caKeys.map((f) => path.basename(f, '.pem'))), clock);
+    for (const file of listFiles(staging)) if (file.path !== SERVER_LOCK_FILE) fsyncFile(path.join(staging, file.path));
+    for (const dir of [keysDir, path.dirname(keysDir), staging]) fsyncDir(dir);
+    renameIntoPlace(staging, target.dir);
+    renamed = true;
+    fsyncDir(target.parent);
+    const files = listFiles(target.dir).filter((f) => f.path !== SERVER_LOCK_FILE);
+    return {
+      dir: target.dir,
+      from: source.dir,
+      trustDomain: source.trustDomain,
+      files,
+      datastoreSize: files.find((f) => f.path === DATASTORE_FILE)!.size,
+      caKeys: caKeys.length,
+      voidedJoinTokens,
+      removedLeftovers,
+    };
+  } finally {
+    unlock?.();
+    if (!renamed) fs.rmSync(staging, { recursive: true, force: true });
+  }
+}
+
+/**
+ * Opens the staged datastore as a start would (which also replays the -wal of a stopped server's data dir copied with
+ * it, into the copy), checks the CA journal against the keys copied, voids every join token and closes it, checkpointed
+ * into the one file. Returns how many tokens were still valid. A refusal names the backup's files, of which the staged
+ * ones are byte-for-byte copies.
+ */
+async function prepareDatastore(source: RestoreSource, staging: string, keyIds: ReadonlySet<string>, clock: Clock): Promise<number> {
+  const asInBackup = (err: unknown): unknown =>
+    err instanceof MeshidError ? failedPrecondition(`cannot restore ${source.dir}: ${err.message.replaceAll(staging, source.dir)}`, err) : err;
+  let ds;
+  try {
+    ds = await openSqliteDatastore({ file: path.join(staging, DATASTORE_FILE), clock });
+  } catch (err) {
+    throw asInBackup(err);
+  }
+  try {
+    checkJournalKeys(await ds.listCaRecords(), keyIds, source.dir, clock.now());
+    // Expired ones are deleted too (housekeeping would have), but counted as `token revoke --all` counts: what was at risk.
+    const now = clock.now();
+    return (await ds.consumeAllJoinTokens()).filter((t) => t.expiresAt > now).length;
+  } catch (err) {
+    throw asInBackup(err);
+  } finally {
+    await ds.close();
+  }
+}
+
+/**
+ * What a start refuses (CaManager's load), refused before anything is put in place: a journal naming a key the backup
+ * lacks, or keys beside an empty journal (a datastore copied without its -wal). Retired authorities already expired
+ * are skipped, as a start skips them and drops their rows.
+ */
+function checkJournalKeys(records: readonly CaRecord[], keyIds: ReadonlySet<string>, from: string, now: number): void {
+  const keysDir = path.join(from, 'ca', 'keys');
+  if (records.length === 0 && keyIds.size > 0) {
+    throw failedPrecondition(
+      `the datastore holds no CA journal, but ${keysDir} holds ${keyIds.size} CA key file(s): the datastore is not the one these keys were ` +
+        'made with (copied without its datastore.sqlite3-wal file, or from another data dir?); restore a complete backup',
+    );
+  }
+  for (const record of records) {
+    if (record.state === 'old' && record.notAfter <= now) continue;
+    if (!keyIds.has(record.keyId)) {
+      throw failedPrecondition(
+        `CA key file ${path.join(keysDir, `${record.keyId}.pem`)}, which the backup's CA journal names (${record.kind} ${record.id}), is missing: ` +
+          'the backup is incomplete; restore another one',
+      );
+    }
+  }
+}
+
+/** The one rename that makes the data dir appear, complete; onto an empty directory that was there, it replaces it. */
+function renameIntoPlace(staging: string, dir: string): void {
+  try {
+    fs.renameSync(staging, dir);
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code;
+    if (code === 'ENOTEMPTY' || code === 'EEXIST' || code === 'ENOTDIR' || code === 'EISDIR') {
+      throw failedPrecondition(`${dir} was made or filled while the restore ran (a server started on it?): nothing was restored; move it aside and run the restore again`);
+    }
+    if (code === 'EBUSY' || code === 'EXDEV') {
+      throw failedPrecondition(
+        `cannot restore into ${dir}: it is a mount point, which a rename cannot replace; restore into a new directory under it (e.g. ${dir}/server) and point data_dir there`,
+      );
+    }
+    throw err;
+  }
+}
+
+/** Staging directories of this data dir whose restore was killed (no process holds their lock); refuses one in use. */
+function removeInterruptedRestores(target: RestoreTarget): string[] {
+  const leftover = new RegExp(`^${escapeRegExp(path.basename(target.dir))}${escapeRegExp(RESTORE_STAGING_INFIX)}[0-9a-f]{12}$`);
+  const removed: string[] = [];
+  for (const name of fs.readdirSync(target.parent)) {
+    if (!leftover.test(name)) continue;
+    const dir = path.join(target.parent, name);
+    refuseIfServerRuns(dir, (lock) => failedPrecondition(`another restore into ${target.dir} is running (it holds ${lock}): let it end first`));
+    // It holds a copy of the CA keys: not to be left lying about.
+    fs.rmSync(dir, { recursive: true, force: true });
+    removed.push(dir);
+  }
+  return removed;
+}
+
+function escapeRegExp(s: string): string {
+  return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}

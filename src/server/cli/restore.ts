@@ -1,0 +1,88 @@
+import path from 'node:path';
+import { runCommand, type Command } from '../../common/cli/command.js';
+import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
+import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
+import { readConfigFile } from '../config.js';
+import { restoreDataDir } from '../backup/data-dir-restore.js';
+import { checkRestoreSource } from '../backup/restore-source.js';
+import { checkRestoreTarget } from '../backup/restore-target.js';
+
+const restore: Command = {
+  name: 'restore',
+  summary:
+    'Restores a backup into a new data dir, with the server stopped: checks it is complete, copies it beside the data dir, ' +
+    'voids every join token it brings back, then moves it into place at once.',
+  flags: [
+    {
+      name: 'from',
+      type: 'string',
+      valueName: 'DIR',
+      description: 'The backup directory (`meshid-server backup --out DIR`, or a copy of a stopped server\'s data dir); required',
+    },
+    { name: 'config', type: 'string', valueName: 'FILE', description: 'The JSON config file the server runs with: its data_dir and trust_domain (flags override it)' },
+    {
+      name: 'data-dir',
+      aliases: ['dataDir'],
+      type: 'string',
+      valueName: 'DIR',
+      description: 'The data dir to create, which must not exist yet (its parent must) or be empty; required unless the config sets data_dir',
+    },
+    { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "The server's trust domain: a backup of another is refused" },
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const from = args.requiredString('from', '(the backup directory to restore, e.g. /var/backups/meshid-2026-05-01)');
+    // Read as `run` reads them, so the data dir restored is the one the server starts on: relative to here.
+    const configFile = args.string('config');
+    const raw = configFile !== undefined ? readConfigFile(configFile) : {};
+    const dataDir = args.string('data-dir') ?? raw.data_dir;
+    if (dataDir === undefined) {
+      throw invalidArgument(`flag --data-dir is required${configFile !== undefined ? ` (${configFile} sets no data_dir)` : ''}: give the data dir the server runs with, or --config`);
+    }
+    const trustDomainSetting = args.string('trust-domain') ?? raw.trust_domain;
+    const expectedTrustDomain = trustDomainSetting === undefined ? undefined : parseTrustDomain(trustDomainSetting);
+    const source = checkRestoreSource(from);
+    if (expectedTrustDomain !== undefined && source.trustDomain !== expectedTrustDomain) {
+      throw failedPrecondition(
+        `the backup ${from} is of trust domain "${source.trustDomain}", not "${expectedTrustDomain}"${configFile !== undefined && args.string('trust-domain') === undefined ? ` (${configFile})` : ''}: ` +
+          'a server refuses to start on another trust domain\'s data dir; restore a backup of this one',
+      );
+    }
+    const target = checkRestoreTarget(path.resolve(dataDir));
+    const result = await restoreDataDir(source, target);
+    if (outputFormat(args) === 'json') {
+      io.stdout.write(
+        renderJson({
+          dir: result.dir,
+          from: result.from,
+          trust_domain: result.trustDomain,
+          files: result.files,
+          datastore_size: result.datastoreSize,
+          ca_keys: result.caKeys,
+          voided_join_tokens: result.voidedJoinTokens,
+        }),
+      );
+      return 0;
+    }
+    for (const leftover of result.removedLeftovers) io.stderr.write(`Removed ${leftover}, which an interrupted restore left.\n`);
+    io.stdout.write(
+      `Restored ${result.from} into ${result.dir}\n` +
+        renderFields([
+          ['Trust domain', result.trustDomain],
+          ['Datastore', `${result.datastoreSize} bytes`],
+          ['CA keys', `${result.caKeys}`],
+          ['File', result.files.map((f) => `${f.path} (${f.size} bytes)`)],
+        ]) +
+        `Voided ${result.voidedJoinTokens} unused join tokens: generate new ones with \`meshid-server token generate\` for hosts still waiting.\n` +
+        'Agents that attested or renewed since the backup must re-attest with a new join token; a root revoked since the backup is ' +
+        'trusted again: taint it at once (README, "Backup and restore").\n',
+    );
+    return 0;
+  },
+};
+
+/** `meshid-server restore --from DIR --data-dir D`: restores a backup into a new data dir, offline, its join tokens voided. */
+export async function restoreCommand(argv: string[], io: CliIo): Promise<number> {
+  return runCommand('meshid-server restore', restore, argv, io);
+}
