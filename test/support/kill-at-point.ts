@@ -6,6 +6,10 @@
  *   keys:<n>                 <n> CA key files have been renamed into ca/keys (keys:0: the first is about to be)
  *   before-marker-removal    the first commit is done and the marker is about to be removed
  *   before-root-key-removal  a root's key file is about to be removed (a revoke's, once its commit is done)
+ * and of a `meshid-server restore`:
+ *   restore-files:<n>        <n> files have been copied into the restore's staging directory (the next is about to be)
+ *   before-restore-rename    the staging directory, tokens voided and fsynced, is about to be renamed into the data dir
+ *   after-restore-rename     it has been renamed into place (its parent not yet fsynced, the lock still held)
  * The kill is a real SIGKILL of the process by itself; nothing about the server is stubbed.
  */
 import fs from 'node:fs';
@@ -22,6 +26,8 @@ function die(): never {
 const isMarker = (p: fs.PathLike): boolean => String(p).endsWith(`${path.sep}ca${path.sep}first-setup`);
 const isKey = (p: fs.PathLike): boolean => path.basename(path.dirname(String(p))) === 'keys' && String(p).endsWith('.pem');
 const isRootKey = (p: fs.PathLike): boolean => isKey(p) && path.basename(String(p)).startsWith('root-');
+const isRestoreStaging = (p: fs.PathLike): boolean => /\.restoring-[0-9a-f]{12}$/.test(String(p));
+const inRestoreStaging = (p: fs.PathLike): boolean => /\.restoring-[0-9a-f]{12}\//.test(String(p));
 
 if (point !== undefined) {
   const keysAt = /^keys:(\d+)$/.exec(point);
@@ -31,8 +37,20 @@ if (point !== undefined) {
   fs.renameSync = (from: fs.PathLike, to: fs.PathLike): void => {
     if (point === 'before-marker' && isMarker(to)) die();
     if (isKey(to) && keysRenamed === keysWanted) die();
+    if (point === 'before-restore-rename' && isRestoreStaging(from)) die();
     rename(from, to);
     if (isKey(to) && ++keysRenamed === keysWanted) die();
+    if (point === 'after-restore-rename' && isRestoreStaging(from)) die();
+  };
+  const filesAt = /^restore-files:(\d+)$/.exec(point);
+  const filesWanted = filesAt ? Number(filesAt[1]) : -1;
+  let filesCopied = 0;
+  const open = fs.openSync;
+  // A restore copies each file into a new one ('wx'); the lock file, opened otherwise, does not count.
+  fs.openSync = (...args: Parameters<typeof fs.openSync>): number => {
+    const [p, flags] = args;
+    if (flags === 'wx' && inRestoreStaging(p) && !String(p).endsWith('/server.lock') && filesCopied++ === filesWanted) die();
+    return open(...args);
   };
   const rm = fs.rmSync;
   fs.rmSync = (p: fs.PathLike, options?: fs.RmOptions): void => {

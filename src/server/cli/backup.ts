@@ -69,8 +69,8 @@ const backup: Command = {
           ['CA keys', `${result.ca_keys}`],
           ['File', files.map((f) => `${f.path} (${f.size} bytes)`)],
         ]) +
-        'It holds the trust domain\'s CA private keys: keep it as private as the data dir. To restore it, stop the server and ' +
-        'copy its files into an empty data dir, then void the join tokens it brings back (README, "Backup and restore").\n',
+        'It holds the trust domain\'s CA private keys: keep it as private as the data dir. To restore it, stop the server, move ' +
+        `its data dir aside and run \`meshid-server restore --from ${result.dir} --config <the server's config>\`, which voids the join tokens it brings back.\n`,
     );
     return 0;
   },

@@ -1,0 +1,249 @@
+/**
+ * `meshid-server restore --from DIR --data-dir D` on real processes and files: a backup of a running server restores
+ * into a new data dir that serves, with every join token of the backup voided before any server can use it; what it
+ * must not restore from or into is refused naming the path and what to do, leaving everything as it was (above all a
+ * crashed server's data dir, whose -wal file SQLite would replay over a copied datastore); and a restore killed
+ * (SIGKILL) at any of its steps leaves no data dir or a complete one, and runs again.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { spawn } from 'node:child_process';
+import * as grpc from '@grpc/grpc-js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { packageRoot } from '../../src/common/paths.js';
+import { tempDir } from '../support/server-kit.js';
+import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
+import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+
+const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, ['restore', ...args]);
+
+/** A running server in `dir`, a backup of it in `dir`/backup, and what the backup holds. */
+async function backedUp(dir: string): Promise<{ live: ServerProcess; backup: string; roots: string; agent: AgentIdentity; tokens: string[] }> {
+  const live = await startServerProcess(dir);
+  const roots = (await live.cli(['bundle', 'show'])).out;
+  const agent = await attestAgent(live, roots);
+  const tokens = [await joinToken(live), await joinToken(live)];
+  const backup = path.join(dir, 'backup');
+  const written = await live.cli(['backup', '--out', backup]);
+  assert.equal(written.code, 0, written.err);
+  return { live, backup, roots, agent, tokens };
+}
+
+async function refusedAsSpent(server: ServerProcess, roots: string, token: string): Promise<void> {
+  await assert.rejects(attestWithToken(server, roots, token), (e: grpc.ServiceError) => {
+    assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
+    assert.match(e.details, /^join token is unknown, already used or revoked/);
+    return true;
+  });
+}
+
+async function renews(server: ServerProcess, roots: string, agent: AgentIdentity): Promise<void> {
+  const client = connectNode(server, roots, agent);
+  try {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+    assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id);
+  } finally {
+    client.close();
+  }
+}
+
+/** Every file under `dir` with its content, to show a refused restore changed nothing. */
+function contents(dir: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile()) out[path.relative(dir, path.join(e.parentPath, e.name))] = fs.readFileSync(path.join(e.parentPath, e.name)).toString('base64');
+  }
+  return out;
+}
+
+const stagingLeft = (parent: string): string[] => fs.readdirSync(parent).filter((n) => /\.restoring-[0-9a-f]{12}$/.test(n));
+
+test('backup, restore with --config, start: the restored server serves the backup, and no join token of the backup attests, used since or not', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-cmd-');
+  t.after(cleanup);
+  const { live, backup, roots, agent, tokens } = await backedUp(dir);
+  t.after(() => live.stop());
+  // Used after the backup: the restore brings it back unused.
+  await attestWithToken(live, roots, tokens[0]!);
+  assert.equal(await live.stop(), 0);
+
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  const config = path.join(dir, 'server.json');
+  fs.writeFileSync(config, JSON.stringify({ trust_domain: 'example.org', data_dir: path.join(elsewhere, 'data'), datacenters: ['east', 'west'] }));
+  const restored = await restoreCli(['--from', backup, '--config', config]);
+  assert.equal(restored.code, 0, restored.err);
+  assert.match(restored.out, new RegExp(`^Restored ${backup} into ${path.join(elsewhere, 'data')}\\n`));
+  assert.match(restored.out, /^CA keys +: 4$/m);
+  assert.match(restored.out, /^File +: datastore\.sqlite3 \(\d+ bytes\)$/m);
+  assert.match(restored.out, /^File +: meshid-server\.json \(\d+ bytes\)$/m);
+  assert.match(restored.out, /^Voided 2 unused join tokens: generate new ones with `meshid-server token generate` for hosts still waiting\.$/m);
+  assert.deepEqual(fs.readdirSync(elsewhere), ['data'], 'nothing but the data dir is left beside it');
+  assert.equal(fs.statSync(path.join(elsewhere, 'data')).mode & 0o777, 0o700);
+
+  const server = await startServerProcess(elsewhere);
+  t.after(() => server.stop());
+  assert.equal((await server.cli(['bundle', 'show'])).out, roots, 'the backup\'s trust domain, same root');
+  for (const token of tokens) await refusedAsSpent(server, roots, token);
+  await renews(server, roots, agent);
+  await attestAgent(server, roots);
+});
+
+test('restore refuses, naming the path and what to do, and changes nothing: a running server\'s data dir, a non-empty one, an incomplete backup, another trust domain, directories others can change', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-refused-');
+  t.after(cleanup);
+  const { live, backup } = await backedUp(dir);
+  t.after(() => live.stop());
+  const newDataDir = path.join(dir, 'new', 'data');
+  fs.mkdirSync(path.dirname(newDataDir));
+  const refused = async (args: string[], message: RegExp, dataDir = newDataDir): Promise<void> => {
+    const before = fs.existsSync(dataDir) ? contents(dataDir) : undefined;
+    const r = await restoreCli(['--data-dir', dataDir, ...args]);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.out}`);
+    assert.equal(r.out, '');
+    assert.match(r.err, message);
+    assert.deepEqual(fs.existsSync(dataDir) ? contents(dataDir) : undefined, before, 'the data dir is as it was');
+    assert.deepEqual(stagingLeft(path.dirname(dataDir)), [], 'no staging directory left');
+  };
+
+  await refused(['--from', backup], /cannot restore into \S+\/data: a meshid-server is running on it \(it holds \S+\/data\/server\.lock\); stop it first/, live.dataDir);
+  assert.equal(await live.stop(), 0);
+  const d = live.dataDir;
+  await refused(['--from', backup], new RegExp(`cannot restore into ${d}: it is not empty \\(\\d+ entries\\); .*move it aside \\(mv ${d} ${d}\\.before-restore\\)`), d);
+
+  await refused(['--from', backup, '--trust-domain', 'other.org'], /the backup \S+ is of trust domain "example\.org", not "other\.org"/);
+  const config = path.join(dir, 'other.json');
+  fs.writeFileSync(config, JSON.stringify({ trust_domain: 'other.org' }));
+  await refused(['--from', backup, '--config', config], /is of trust domain "example\.org", not "other\.org" \(\S+other\.json\)/);
+
+  const variant = (name: string, change: (copy: string) => void): string => {
+    const copy = path.join(dir, name);
+    fs.cpSync(backup, copy, { recursive: true });
+    change(copy);
+    return copy;
+  };
+  const noMarker = variant('no-marker', (c) => fs.rmSync(path.join(c, 'meshid-server.json')));
+  await refused(['--from', noMarker], /the backup directory \S+no-marker has no meshid-server\.json, which a backup writes last: it is not a complete backup/);
+  const leftover = variant('killed', (c) => {
+    fs.rmSync(path.join(c, 'meshid-server.json'));
+    fs.mkdirSync(path.join(c, 'killed.incomplete-0123456789ab'));
+  });
+  await refused(['--from', leftover], /holds what an interrupted backup left \(killed\.incomplete-0123456789ab\)/);
+  const staging = variant('b.incomplete-0123456789ab', () => undefined);
+  await refused(['--from', staging], /is the staging directory of an interrupted backup/);
+  const noDatastore = variant('no-datastore', (c) => fs.rmSync(path.join(c, 'datastore.sqlite3')));
+  await refused(['--from', noDatastore], /the backup directory \S+no-datastore has no datastore\.sqlite3/);
+  const noRootKey = variant('no-root-key', (c) => {
+    const keys = path.join(c, 'ca', 'keys');
+    fs.rmSync(path.join(keys, fs.readdirSync(keys).find((f) => f.startsWith('root-'))!));
+  });
+  await refused(['--from', noRootKey], /CA key file \S+no-root-key\/ca\/keys\/root-[0-9a-f]+\.pem, which the backup's CA journal names \(root root-[0-9a-f]+\), is missing/);
+  await refused(['--from', path.join(dir, 'absent')], /the backup directory \S+absent does not exist/);
+
+  // Writable by others without the sticky bit: they could swap the keys, in the backup or in the data dir.
+  const open = path.join(dir, 'open');
+  fs.mkdirSync(open);
+  fs.chmodSync(open, 0o777);
+  fs.cpSync(backup, path.join(open, 'backup'), { recursive: true });
+  await refused(['--from', path.join(open, 'backup')], new RegExp(`backup directory: ${open} is writable by other users \\(mode 777\\)`));
+  await refused(['--from', backup], new RegExp(`data dir: ${open} is writable by other users \\(mode 777\\)`), path.join(open, 'data'));
+  assert.equal(fs.existsSync(newDataDir), false, 'no data dir was made by any refusal');
+});
+
+test('a data dir a crashed server left with its datastore.sqlite3-wal is refused, naming the -wal; moved aside as told, the restore restores the backup', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-wal-');
+  t.after(cleanup);
+  const { live, backup, roots, tokens } = await backedUp(dir);
+  t.after(() => live.stop());
+  // After the backup, in the live datastore's WAL only: the server is killed before any checkpoint moves it.
+  const after = await live.cli(['entry', 'create', '--spiffe-id', 'spiffe://example.org/after', '--parent-id', 'spiffe://example.org/host', '--selector', 'unix:uid:1']);
+  assert.equal(after.code, 0, after.err);
+  await live.stop('SIGKILL');
+  const d = live.dataDir;
+  assert.ok(fs.statSync(path.join(d, 'datastore.sqlite3-wal')).size > 0, 'the crash left the datastore\'s -wal file');
+  const crashed = contents(d);
+
+  const r = await restoreCli(['--from', backup, '--data-dir', d]);
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.err, new RegExp(`cannot restore into ${d}: it is not empty \\(\\d+ entries, among them datastore\\.sqlite3-wal, which SQLite would replay over the restored datastore\\); .*\\(mv ${d} ${d}\\.before-restore\\)`));
+  assert.deepEqual(contents(d), crashed, 'the crashed data dir is left as it was');
+
+  fs.renameSync(d, `${d}.before-restore`);
+  const again = await restoreCli(['--from', backup, '--data-dir', d]);
+  assert.equal(again.code, 0, again.err);
+  const server = await startServerProcess(dir);
+  t.after(() => server.stop());
+  assert.equal((await server.cli(['bundle', 'show'])).out, roots);
+  assert.doesNotMatch((await server.cli(['entry', 'show'])).out, /example\.org\/after/, 'the backup\'s state, not the crashed one\'s');
+  for (const token of tokens) await refusedAsSpent(server, roots, token);
+  assert.equal(await server.stop(), 0);
+
+  // The crashed data dir itself, server stopped, restores with its own -wal: the commits only that file held are kept.
+  const copy = path.join(dir, 'copy');
+  fs.mkdirSync(copy);
+  const fromCrashed = await restoreCli(['--from', `${d}.before-restore`, '--data-dir', path.join(copy, 'data')]);
+  assert.equal(fromCrashed.code, 0, fromCrashed.err);
+  assert.match(fromCrashed.out, /^File +: datastore\.sqlite3 /m);
+  assert.doesNotMatch(fromCrashed.out, /^File +: \S*(-wal|-shm|server\.lock) /m, 'checkpointed into the one file; no lock listed');
+  const fromCrash = await startServerProcess(copy);
+  t.after(() => fromCrash.stop());
+  assert.match((await fromCrash.cli(['entry', 'show'])).out, /example\.org\/after/, 'the entry only the -wal held');
+});
+
+/** `meshid-server restore` that kills itself (SIGKILL) at `point` of test/support/kill-at-point; resolves with its end. */
+function restoreKilledAt(args: string[], point: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
+  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [SERVER_MAIN, 'restore', ...args], {
+      stdio: ['ignore', 'pipe', 'pipe'],
+      env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: point },
+    });
+    let output = '';
+    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
+    child.on('error', reject);
+    child.on('close', (_code, signal) => resolve({ signal, output }));
+  });
+}
+
+test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a complete one with its tokens voided, and runs again', { timeout: 180_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-crash-');
+  t.after(cleanup);
+  const { live, backup, roots, tokens } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+
+  for (const { point, complete } of [
+    { point: 'restore-files:0', complete: false },
+    { point: 'restore-files:3', complete: false },
+    { point: 'before-restore-rename', complete: false },
+    { point: 'after-restore-rename', complete: true },
+  ]) {
+    await t.test(point, async (st) => {
+      const where = path.join(dir, point.replace(/:/g, '-'));
+      fs.mkdirSync(where);
+      const d = path.join(where, 'data');
+      const killed = await restoreKilledAt(['--from', backup, '--data-dir', d], point);
+      assert.equal(killed.signal, 'SIGKILL', killed.output);
+      if (complete) {
+        assert.deepEqual(stagingLeft(where), []);
+      } else {
+        assert.equal(fs.existsSync(d), false, 'no data dir before the rename');
+        assert.equal(stagingLeft(where).length, 1, 'the staging directory the kill left');
+        const rerun = await restoreCli(['--from', backup, '--data-dir', d]);
+        assert.equal(rerun.code, 0, rerun.err);
+        assert.match(rerun.err, /^Removed \S+\/data\.restoring-[0-9a-f]{12}, which an interrupted restore left\.$/m);
+        assert.deepEqual(stagingLeft(where), [], 'the leftover, a copy of the CA keys, is gone');
+      }
+      const server = await startServerProcess(where);
+      st.after(() => server.stop());
+      assert.equal((await server.cli(['bundle', 'show'])).out, roots);
+      for (const token of tokens) await refusedAsSpent(server, roots, token);
+      assert.equal(await server.stop(), 0);
+    });
+  }
+});
