@@ -20,20 +20,13 @@ import { AgentStore } from '../src/agent/storage/agent-store.js';
 import { silentLogger } from '../src/common/log.js';
 import { AGENT_MAIN, startClusterWithAgent } from '../test/support/cluster.js';
 import { percentile } from './stats.js';
-import { signingSettled } from './signing-settled.js';
+import { createIdleEntries, signingSettled } from './full-agent.js';
 import { untilServed } from './agent-restart.js';
 
 async function prepare(dir: string, entries: number): Promise<void> {
   const { cluster, agent } = await startClusterWithAgent('meshid-bench-restart-', ['spiffe://example.org/bench/envoy']);
   try {
-    for (let i = 0; i < entries; i += 1000) {
-      const batch = Array.from({ length: Math.min(1000, entries - i) }, (_, j) => ({
-        spiffe_id: `spiffe://example.org/bench/w${i + j}`,
-        parent_id: 'spiffe://example.org/node/east',
-        selectors: [{ type: 'unix', value: `uid:${200_000 + i + j}` }],
-      }));
-      await cluster.admin.call('Entries', 'CreateEntries', { entries: batch });
-    }
+    await createIdleEntries(cluster, entries);
     await signingSettled(() => agent.output());
     await agent.stop('SIGTERM');
     await cluster.server.stop();

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { timeToServeFromCache } from './agent-restart.js';
-import { signingSettled } from './signing-settled.js';
+import { createIdleEntries, signingSettled } from './full-agent.js';
 import { percentile } from './stats.js';
 import type { BenchResult } from './report.js';
 
@@ -36,15 +36,7 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     await new Promise((r) => setTimeout(r, 500));
     const idle = rssMb(agent.child.pid!);
 
-    // Entries for other workloads on this host (uids nobody uses): the agent holds and signs them all.
-    for (let i = 0; i < entries; i += 1000) {
-      const batch = Array.from({ length: Math.min(1000, entries - i) }, (_, j) => ({
-        spiffe_id: `spiffe://example.org/bench/w${i + j}`,
-        parent_id: 'spiffe://example.org/node/east',
-        selectors: [{ type: 'unix', value: `uid:${200_000 + i + j}` }],
-      }));
-      await cluster.admin.call('Entries', 'CreateEntries', { entries: batch });
-    }
+    await createIdleEntries(cluster, entries);
 
     const clients = Array.from({ length: CONNECTIONS }, () => connectSidecars(agent.socketPath));
     const streams: SidecarStream[] = [];

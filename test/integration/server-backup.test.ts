@@ -317,11 +317,11 @@ function snapshotUnderWay(dataDir: string): string | undefined {
   return undefined;
 }
 
-test('a server process sent SIGTERM mid-backup stops, answers the backup unavailable, leaves nothing that looks like a backup, and its datastore opens on the next start', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-backup-sigterm-');
-  t.after(cleanup);
-  // A datastore large enough that its snapshot (a hundred pages per event-loop turn) is still under way when the
-  // signal arrives: 256 MiB of rows in a table of its own, added while the server is stopped.
+/**
+ * A server process on a datastore large enough that its backup's snapshot (a hundred pages per event-loop turn) is
+ * still under way when a signal arrives: 256 MiB of rows in a table of its own, added while the server is stopped.
+ */
+async function startWithBallast(dir: string): Promise<ServerProcess> {
   const first = await startServerProcess(dir);
   assert.equal(await first.stop(), 0);
   const db = new Database(path.join(first.dataDir, 'datastore.sqlite3'));
@@ -331,18 +331,27 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
     for (let i = 0; i < 256; i++) insert.run();
   })();
   db.close();
+  return startServerProcess(dir);
+}
 
-  const live = await startServerProcess(dir);
+/** The backup's progress is an external event (another process's writes): polled for, with a generous bound. */
+async function untilSnapshotUnderWay(live: ServerProcess): Promise<void> {
+  for (let attempt = 0; snapshotUnderWay(live.dataDir) === undefined; attempt++) {
+    if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+test('a server process sent SIGTERM mid-backup stops, answers the backup unavailable, leaves nothing that looks like a backup, and its datastore opens on the next start', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-sigterm-');
+  t.after(cleanup);
+  const live = await startWithBallast(dir);
   t.after(() => live.stop());
   const backups = path.join(dir, 'backups');
   fs.mkdirSync(backups);
   const out = path.join(backups, 'backup');
   const backup = backupCli(live, ['--out', out]);
-  // The backup's progress is an external event (another process's writes): poll for it with a generous bound.
-  for (let attempt = 0; snapshotUnderWay(live.dataDir) === undefined; attempt++) {
-    if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await untilSnapshotUnderWay(live);
   const exited = live.stop('SIGTERM');
   const bound = new Promise<'still running'>((resolve) => setTimeout(() => resolve('still running'), 30_000).unref());
   assert.equal(await Promise.race([exited, bound]), 0, 'the server stops without finishing the backup');
@@ -367,25 +376,11 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
 test('a server process killed (SIGKILL) mid-backup into an empty directory restarts without its scratch snapshot, and a backup into what it left is refused naming the leftover until emptied', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-sigkill-');
   t.after(cleanup);
-  // As above: a datastore whose snapshot is still under way when the kill lands.
-  const first = await startServerProcess(dir);
-  assert.equal(await first.stop(), 0);
-  const db = new Database(path.join(first.dataDir, 'datastore.sqlite3'));
-  db.exec('CREATE TABLE ballast (b BLOB)');
-  const insert = db.prepare('INSERT INTO ballast VALUES (randomblob(1048576))');
-  db.transaction(() => {
-    for (let i = 0; i < 256; i++) insert.run();
-  })();
-  db.close();
-
-  const live = await startServerProcess(dir);
+  const live = await startWithBallast(dir);
   const out = path.join(dir, 'backup');
   fs.mkdirSync(out);
   const backup = backupCli(live, ['--out', out]);
-  for (let attempt = 0; snapshotUnderWay(live.dataDir) === undefined; attempt++) {
-    if (attempt > 3000) throw new Error(`the backup never started copying the datastore:\n${live.output()}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
+  await untilSnapshotUnderWay(live);
   await live.stop('SIGKILL');
   assert.equal((await backup).code, 1);
   const [staging, ...others] = fs.readdirSync(out);
