@@ -400,9 +400,12 @@ export class CaManager {
       // would otherwise be told no such authority exists, as if the ID were mistyped.
       const revoked = this.revokedRoots.find((r) => ids.includes(r.id) && !this.authorities.has(r.id));
       if (revoked !== undefined) {
+        const others = ids.filter((id) => id !== revoked.id);
+        // In a group the others may still be tainted and in the bundle: "nothing is left" would make an operator stop.
+        const rest = others.length === 0 ? 'nothing is left to revoke' : `nothing of it is left to revoke; revoke ${others.join(', ')} without it`;
         throw failedPrecondition(
           `root ${revoked.id} was already revoked, at ${new Date(revoked.revokedAt).toISOString()}: it is in neither the CA journal nor ` +
-            'the bundle, and nothing is left to revoke (ca show lists it under the revoked roots)',
+            `the bundle, and ${rest} (ca show lists it under the revoked roots)`,
         );
       }
       const group = ids.map((id) => this.authorities.get(id));

@@ -373,6 +373,15 @@ test('revoke: a tainted root leaves the bundle now, not an intermediate lifetime
 
     const jwt = t.ca.listAuthorities().find((a) => a.kind === 'jwt' && a.state === 'active')!;
     await t.ca.taint(jwt.id);
+    // A group naming the revoked root beside a live tainted key: the refusal says what is still to do, not that nothing is.
+    await assert.rejects(
+      t.ca.revoke([root.id, jwt.id]),
+      (e: unknown) =>
+        e instanceof MeshidError && e.code === 'failed_precondition' &&
+        e.message.includes(`root ${root.id} was already revoked`) && e.message.includes(`revoke ${jwt.id} without it`) &&
+        !e.message.includes('nothing is left to revoke'),
+    );
+    assert.ok(t.ca.listAuthorities().some((a) => a.id === jwt.id), 'the refused group revoked nothing');
     await t.ca.revoke(jwt.id);
     assert.ok(!t.ca.listAuthorities().some((a) => a.id === jwt.id));
 
