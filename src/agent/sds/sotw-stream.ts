@@ -45,8 +45,9 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private namedAnything = false;
   private names = new Set<string>();
   /**
-   * name → version of every secret in the last response (whether it was ACKed or NACKed). Usually the served
-   * state's own map, shared with the other streams in that state, so it is replaced, never changed in place.
+   * name → version of every secret in the last response (whether it was ACKed or NACKed; RESEND for one named since,
+   * which the client still holds). Usually the served state's own map, shared with the other streams in that state,
+   * so it is replaced, never changed in place.
    */
   private sent: ReadonlyMap<string, string> = new Map();
   /** The resource_names of the last request that was applied (already checked). */
@@ -100,7 +101,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     if (!this.wildcard) this.sent = onlyNames(this.sent, (name) => this.names.has(name));
     // A name named now and not before is resent even if a wildcard delivered it: xds_protocol says the server must
     // resend newly requested resources "even if it previously sent those resources without having been asked".
-    this.sent = onlyNames(this.sent, (name) => !this.names.has(name) || before.names.has(name));
+    // Still held, not forgotten: if it stopped resolving before the next response, the client must hear it is gone.
+    this.sent = toResend(this.sent, (name) => this.names.has(name) && !before.names.has(name));
     return before.wildcard !== this.wildcard || before.names.size !== this.names.size || [...this.names].some((n) => !before.names.has(n));
   }
 
@@ -132,6 +134,15 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
 
 function sameList(a: readonly string[], b: readonly string[] | undefined): boolean {
   return b !== undefined && a.length === b.length && a.every((x, i) => x === b[i]);
+}
+
+/** No secret's version is empty: a name `sent` maps to it is one the client holds and must be sent again. */
+const RESEND = '';
+
+/** `map` with the names `pick` chooses set to RESEND: the same object when it chooses none. */
+function toResend(map: ReadonlyMap<string, string>, pick: (name: string) => boolean): ReadonlyMap<string, string> {
+  for (const name of map.keys()) if (pick(name)) return new Map([...map].map(([n, v]) => [n, pick(n) ? RESEND : v]));
+  return map;
 }
 
 /** `map` without the names `keep` rejects: the same object when it keeps them all. */
