@@ -12,7 +12,7 @@ import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResou
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
-import { awaitsSigning } from './signing-wait.js';
+import { awaitsSigning, betweenSvids } from './signing-wait.js';
 
 /**
  * The version of a name the client holds but must be sent again (it subscribed to it again): no resource has it, so
@@ -141,7 +141,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         if (held === version) continue;
         resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
         this.known.set(name, version);
-      } else if (held !== undefined) {
+      } else if (held !== undefined && !betweenSvids(snapshot, name, options)) {
         // Only a name the client holds: see the class comment for why a never-delivered name is not removed.
         removed.push(name);
         this.known.delete(name);

@@ -36,6 +36,16 @@ export function awaitsSigning(snapshot: IdentitySnapshot, names: Iterable<string
 }
 
 /**
+ * Whether `name`, which the client holds and which no longer resolves, is only between two SVIDs: the caller's default
+ * SVID while its entry's new SPIFFE ID is signed, or an SVID whose re-signing is under way. Its withdrawal waits for
+ * that signing (the next cache notification), so a client that takes a response as its full state is not left without
+ * a certificate for that moment; once the signing ends, the new SVID replaces it, or, if it failed, the withdrawal goes.
+ */
+export function betweenSvids(snapshot: IdentitySnapshot, name: string, options: ResolvedSdsOptions): boolean {
+  return awaitsSigning(snapshot, [name], false, options);
+}
+
+/**
  * When a wait that starts now ends: after `waitMs` (the Workload API's first-message window), or earlier with time to
  * answer before the call's `deadline` (on `clock`): a caller told what there is beats one told DEADLINE_EXCEEDED.
  */

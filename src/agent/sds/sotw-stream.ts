@@ -12,7 +12,7 @@ import { checkTypeUrl } from './secret-builder.js';
 import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
 import { SecretStream } from './secret-stream.js';
-import { awaitsSigning } from './signing-wait.js';
+import { awaitsSigning, betweenSvids } from './signing-wait.js';
 
 /**
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
@@ -118,8 +118,9 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     // A secret the client holds that stopped resolving (its entry deleted, its selectors or SPIFFE ID changed away,
     // a federation ended) is a change too: the full state without it, or the client's last response goes on
-    // presenting a withdrawn SVID and key as current. It is sent again if it comes back.
-    for (const name of this.sent.keys()) if (!state.versions.has(name)) changed = true;
+    // presenting a withdrawn SVID and key as current. It is sent again if it comes back. One only between two SVIDs
+    // waits for the second (betweenSvids).
+    for (const name of this.sent.keys()) if (!state.versions.has(name) && !betweenSvids(snapshot, name, this.ctx.options)) changed = true;
     // A client that resumes with a version other than the current one holds secrets withdrawn while it was away; when
     // nothing it asks for resolves any more, only an empty response tells it.
     if (!changed && this.resumedFrom !== undefined && this.resumedFrom !== state.body().version_info) changed = true;
