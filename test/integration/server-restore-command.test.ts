@@ -195,6 +195,34 @@ test('a data dir a crashed server left with its datastore.sqlite3-wal is refused
   assert.match((await fromCrash.cli(['entry', 'show'])).out, /example\.org\/after/, 'the entry only the -wal held');
 });
 
+test('in a directory others may add to (sticky, as /tmp), what another user named like a staging directory is left alone: their directory, a symbolic link to a running server\'s data dir', { timeout: 120_000 }, async (t) => {
+  // chown to another uid stands in for that user making them (needs root).
+  if (process.geteuid?.() !== 0) return t.skip('needs root, to give files to another user');
+  const { dir, cleanup } = tempDir('meshid-restore-shared-');
+  t.after(cleanup);
+  const { live, backup } = await backedUp(dir);
+  t.after(() => live.stop());
+  const shared = path.join(dir, 'shared');
+  fs.mkdirSync(shared);
+  fs.chmodSync(shared, 0o1777);
+  const nobody = 65534;
+  const theirs = path.join(shared, 'data.restoring-000000000000');
+  fs.mkdirSync(theirs);
+  fs.writeFileSync(path.join(theirs, 'notes'), 'theirs');
+  fs.chownSync(theirs, nobody, nobody);
+  fs.chownSync(path.join(theirs, 'notes'), nobody, nobody);
+  const link = path.join(shared, 'data.restoring-00000000000a');
+  fs.symlinkSync(live.dataDir, link);
+  fs.lchownSync(link, nobody, nobody);
+
+  const r = await restoreCli(['--from', backup, '--data-dir', path.join(shared, 'data')]);
+  assert.equal(r.code, 0, r.err);
+  assert.doesNotMatch(r.err, /Removed/);
+  assert.equal(fs.readFileSync(path.join(theirs, 'notes'), 'utf8'), 'theirs', 'another user\'s directory is not a leftover of this restore');
+  assert.equal(fs.readlinkSync(link), live.dataDir, 'nor is a symbolic link, which is never followed');
+  assert.deepEqual(fs.readdirSync(shared).sort(), ['data', 'data.restoring-000000000000', 'data.restoring-00000000000a']);
+});
+
 /** `meshid-server restore` that kills itself (SIGKILL) at `point` of test/support/kill-at-point; resolves with its end. */
 function restoreKilledAt(args: string[], point: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
   const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');

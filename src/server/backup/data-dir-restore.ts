@@ -148,13 +148,21 @@ function renameIntoPlace(staging: string, dir: string): void {
   }
 }
 
-/** Staging directories of this data dir whose restore was killed (no process holds their lock); refuses one in use. */
+/**
+ * Staging directories of this data dir whose restore was killed (no process holds their lock); refuses one in use.
+ * Only a directory of this user's can be one: in a parent others may add to (a sticky /tmp) anyone can make a name
+ * like it, and a restore run as root would delete another user's directory, or probe through a symbolic link to a
+ * running server's data dir and refuse. Those are left alone; a name is all they share with a staging directory.
+ */
 function removeInterruptedRestores(target: RestoreTarget): string[] {
   const leftover = new RegExp(`^${escapeRegExp(path.basename(target.dir))}${escapeRegExp(RESTORE_STAGING_INFIX)}[0-9a-f]{12}$`);
+  const euid = process.geteuid?.();
   const removed: string[] = [];
   for (const name of fs.readdirSync(target.parent)) {
     if (!leftover.test(name)) continue;
     const dir = path.join(target.parent, name);
+    const st = fs.lstatSync(dir, { throwIfNoEntry: false });
+    if (st === undefined || !st.isDirectory() || (euid !== undefined && st.uid !== euid)) continue;
     refuseIfServerRuns(dir, (lock) => failedPrecondition(`another restore into ${target.dir} is running (it holds ${lock}): let it end first`));
     // It holds a copy of the CA keys: not to be left lying about.
     fs.rmSync(dir, { recursive: true, force: true });
