@@ -16,6 +16,7 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { packageRoot } from '../../src/common/paths.js';
 import { tempDir } from '../support/server-kit.js';
+import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
 
@@ -221,6 +222,33 @@ test('in a directory others may add to (sticky, as /tmp), what another user name
   assert.equal(fs.readFileSync(path.join(theirs, 'notes'), 'utf8'), 'theirs', 'another user\'s directory is not a leftover of this restore');
   assert.equal(fs.readlinkSync(link), live.dataDir, 'nor is a symbolic link, which is never followed');
   assert.deepEqual(fs.readdirSync(shared).sort(), ['data', 'data.restoring-000000000000', 'data.restoring-00000000000a']);
+});
+
+test('a restore that cannot write (a full disk, before or midway; a read-only file system) says so, naming the data dir and where it was written, and leaves nothing', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-disk-');
+  t.after(cleanup);
+  const full = mountTmpfs(t, '1m');
+  const small = mountTmpfs(t, '64k');
+  const readOnly = mountTmpfs(t, '1m', { readOnly: true });
+  if (full === undefined || small === undefined || readOnly === undefined) return;
+  const { live, backup } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+  const filler = fillDisk(full);
+
+  for (const [parent, message] of [
+    [full, /the disk is full; nothing of it was kept\. Make room there/],
+    // The datastore does not fit: the copy fails midway, after the lock and the marker.
+    [small, /the disk is full; nothing of it was kept\. Make room there/],
+    [readOnly, /the file system is read-only; nothing of it was kept\. Restore into a directory this user can write/],
+  ] as const) {
+    const d = path.join(parent, 'data');
+    const r = await restoreCli(['--from', backup, '--data-dir', d]);
+    assert.equal(r.code, 1, r.out);
+    assert.equal(r.out, '');
+    assert.match(r.err, new RegExp(`^Error: \\w+: cannot restore into ${d}: writing it in ${parent} failed: `));
+    assert.match(r.err, message);
+    assert.deepEqual(fs.readdirSync(parent), parent === full ? [path.basename(filler)] : [], 'no data dir, no staging directory, no key copy');
+  }
 });
 
 /** `meshid-server restore` that kills itself (SIGKILL) at `point` of test/support/kill-at-point; resolves with its end. */

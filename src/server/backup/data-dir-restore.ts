@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { fsyncDir } from '../../common/atomic-file.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
-import { failedPrecondition, MeshidError } from '../../common/errors.js';
+import { failedPrecondition, MeshidError, resourceExhausted } from '../../common/errors.js';
+import { storageFailureCause } from '../../common/storage-failure.js';
 import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
 import type { CaRecord } from '../datastore/datastore.js';
 import { DATASTORE_FILE } from './data-dir-backup.js';
@@ -43,22 +44,27 @@ export async function restoreDataDir(source: RestoreSource, target: RestoreTarge
   const removedLeftovers = removeInterruptedRestores(target);
   const stagingName = `${path.basename(target.dir)}${RESTORE_STAGING_INFIX}${randomBytes(6).toString('hex')}`;
   const staging = path.join(target.parent, stagingName);
-  fs.mkdirSync(staging, { mode: 0o700 });
   let unlock: (() => void) | undefined;
   let renamed = false;
   try {
-    fs.chmodSync(staging, 0o700);
-    unlock = acquireDataDirLock(path.join(staging, SERVER_LOCK_FILE), 'meshid-server restore');
     const keysDir = path.join(staging, 'ca', 'keys');
-    fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
-    for (const file of source.files) {
-      const from = path.join(source.dir, file);
-      copyPrivateFile(from, path.join(staging, file), () => failedPrecondition(`${from} vanished while it was copied: is a backup being written into ${source.dir}?`));
-    }
     const caKeys = source.files.filter((f) => path.dirname(f) === path.join('ca', 'keys'));
-    const voidedJoinTokens = await prepareDatastore(source, staging, new Set(caKeys.map((f) => path.basename(f, '.pem'))), clock);
-    for (const file of listFiles(staging)) if (file.path !== SERVER_LOCK_FILE) fsyncFile(path.join(staging, file.path));
-    for (const dir of [keysDir, path.dirname(keysDir), staging]) fsyncDir(dir);
+    let voidedJoinTokens: number;
+    try {
+      fs.mkdirSync(staging, { mode: 0o700 });
+      fs.chmodSync(staging, 0o700);
+      unlock = acquireDataDirLock(path.join(staging, SERVER_LOCK_FILE), 'meshid-server restore');
+      fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
+      for (const file of source.files) {
+        const from = path.join(source.dir, file);
+        copyPrivateFile(from, path.join(staging, file), () => failedPrecondition(`${from} vanished while it was copied: is a backup being written into ${source.dir}?`));
+      }
+      voidedJoinTokens = await prepareDatastore(source, staging, new Set(caKeys.map((f) => path.basename(f, '.pem'))), clock);
+      for (const file of listFiles(staging)) if (file.path !== SERVER_LOCK_FILE) fsyncFile(path.join(staging, file.path));
+      for (const dir of [keysDir, path.dirname(keysDir), staging]) fsyncDir(dir);
+    } catch (err) {
+      throw restoreWriteError(err, staging, target);
+    }
     renameIntoPlace(staging, target.dir);
     renamed = true;
     fsyncDir(target.parent);
@@ -128,6 +134,30 @@ function checkJournalKeys(records: readonly CaRecord[], keyIds: ReadonlySet<stri
       );
     }
   }
+}
+
+/**
+ * A write of the staging copy that failed because of where it went (a full disk, a read-only file system, a parent
+ * this user cannot write), worded for the operator: naming the data dir and the directory it is made in, not the
+ * staging directory, which is removed by then. The lock's and the datastore's own wrappers are seen through to the
+ * errno or SQLite error beneath. A full disk is resource_exhausted, the rest failed_precondition; a failed read of the
+ * backup (an error naming a path outside the staging directory), a refusal or anything else passes as it is.
+ */
+function restoreWriteError(err: unknown, staging: string, target: RestoreTarget): unknown {
+  let failure = err;
+  while (failure instanceof MeshidError && failure.cause !== undefined) failure = failure.cause;
+  // The datastore's own word for SQLITE_FULL (sqlite-errors.ts), which keeps no cause.
+  if (failure instanceof MeshidError && failure.code === 'resource_exhausted') failure = { code: 'SQLITE_FULL' };
+  const failedPath = (failure as NodeJS.ErrnoException | null)?.path;
+  if (typeof failedPath === 'string' && failedPath !== staging && !failedPath.startsWith(`${staging}${path.sep}`)) return err;
+  const cause = storageFailureCause(failure, target.parent);
+  if (cause === undefined) return err;
+  // From the cause, not the code: an I/O error (SQLite's, say) is told a full disk by looking at the disk.
+  const full = cause.startsWith('the disk');
+  const message =
+    `cannot restore into ${target.dir}: writing it in ${target.parent} failed: ${cause}; nothing of it was kept. ` +
+    (full ? 'Make room there (the backup\'s size, twice the datastore\'s at most), or restore into another directory' : 'Restore into a directory this user can write');
+  return full ? resourceExhausted(message) : failedPrecondition(message, err);
 }
 
 /** The one rename that makes the data dir appear, complete; onto an empty directory that was there, it replaces it. */
