@@ -51,6 +51,8 @@ const restore: Command = {
     }
     const target = checkRestoreTarget(path.resolve(dataDir));
     const result = await restoreDataDir(source, target);
+    // On stderr, so that --output json's stdout stays one document.
+    for (const leftover of result.removedLeftovers) io.stderr.write(`Removed ${leftover}, which an interrupted restore left.\n`);
     if (outputFormat(args) === 'json') {
       io.stdout.write(
         renderJson({
@@ -65,7 +67,6 @@ const restore: Command = {
       );
       return 0;
     }
-    for (const leftover of result.removedLeftovers) io.stderr.write(`Removed ${leftover}, which an interrupted restore left.\n`);
     io.stdout.write(
       `Restored ${result.from} into ${result.dir}\n` +
         renderFields([
