@@ -315,6 +315,11 @@ export async function startCluster(prefix = 'meshid-cluster-', serverArgs: strin
 export async function restartServerProcess(cluster: Cluster): Promise<void> {
   const address = cluster.server.address();
   await cluster.server.stop();
+  await startServerProcess(cluster, address);
+}
+
+/** Starts the cluster's server process again, after `cluster.server.stop()`, on `address` (the agents' --server-address). */
+export async function startServerProcess(cluster: Cluster, address: string): Promise<void> {
   cluster.server = await spawnServer(path.join(cluster.dir, 'server'), address, cluster.serverArgs, cluster.serverEnv);
 }
 

@@ -3,8 +3,10 @@
  * of the test's choosing: it holds a FetchX509SVID stream, a wildcard StreamSecrets stream and a StreamSecrets
  * stream asking for a fixed list of names, ACKing as Envoy does, and reopens any of them that ends (as go-spiffe's
  * watcher and Envoy do, after a short backoff). Every message is printed as one JSON line on stdout, reduced to what
- * it names (identities, their certificates' URI SANs, trust domains and digests of bundles); a line `fetch <n>` on
- * stdin asks for a fresh FetchX509SVID, answered with `{"s":"fetch","n":<n>,…}`.
+ * it names (identities, digests of their leaf certificates and the URI SANs, trust domains and digests of bundles); a line `fetch <n>` on
+ * stdin asks for a fresh FetchX509SVID, answered with `{"s":"fetch","n":<n>,…}`; `jwt <n> <audience>` for
+ * FetchJWTSVID and `validate <n> <audience> <token>` for ValidateJWTSVID, answered likewise. It also holds
+ * FetchX509Bundles and FetchJWTBundles streams.
  *
  * Usage: node entitlement-workload.js <agent socket> <JSON list of SDS names>
  */
@@ -30,6 +32,8 @@ function summarizeX509(m: X509SvidResponse): Record<string, unknown> {
       const sans = (leaf.subjectAltName ?? '').split(', ');
       return {
         id: s.spiffe_id,
+        ...(s.hint ? { hint: s.hint } : {}),
+        leaf: digest(splitConcatenatedDer(s.x509_svid)[0]!),
         uris: sans.filter((n) => n.startsWith('URI:')).map((n) => n.slice(4)),
         dns: sans.filter((n) => n.startsWith('DNS:')).map((n) => n.slice(4)).sort(),
         lifetime: Math.round((Date.parse(leaf.validTo) - Date.parse(leaf.validFrom)) / 1000),
@@ -49,8 +53,9 @@ function summarizeSds(m: DiscoveryResponse): Record<string, unknown> {
     if (s.tls_certificate !== undefined) {
       const chain = s.tls_certificate.certificate_chain;
       const pem = chain?.inline_bytes?.toString('utf8') ?? chain?.inline_string ?? '';
-      const leaf = new X509Certificate(pemBlocks(pem)[0]!);
-      secrets[s.name!] = { uris: (leaf.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4)) };
+      const der = pemBlocks(pem)[0]!;
+      const leaf = new X509Certificate(der);
+      secrets[s.name!] = { leaf: digest(der), uris: (leaf.subjectAltName ?? '').split(', ').filter((n) => n.startsWith('URI:')).map((n) => n.slice(4)) };
     } else {
       secrets[s.name!] = {
         trustDomains: Object.fromEntries(spiffeTrustDomains(s).map((td) => [td.name, pemBlocks(td.trustBundlePem).map(digest).sort()])),
@@ -72,6 +77,32 @@ function watchX509(): void {
     }
     client.close();
     setTimeout(watchX509, REOPEN_MS);
+  })();
+}
+
+/** FetchX509Bundles and FetchJWTBundles: each trust domain's roots (digests) or JWT key IDs. */
+function watchBundles(stream: 'x509-bundles' | 'jwt-bundles'): void {
+  const client = connectWorkloadApi(socketPath!, { timeoutMs: 60_000 });
+  const watch = stream === 'x509-bundles' ? client.watchX509Bundles() : client.watchJwtBundles();
+  void (async () => {
+    try {
+      for await (const m of watch) {
+        const bundles = Object.fromEntries(
+          Object.entries(m.bundles ?? {}).map(([td, bytes]) => [
+            td,
+            stream === 'x509-bundles'
+              ? splitConcatenatedDer(bytes).map(digest).sort()
+              : ((JSON.parse(bytes.toString('utf8')) as { keys?: Array<{ kid?: string }> }).keys ?? []).map((k) => k.kid ?? '').sort(),
+          ]),
+        );
+        emit({ s: stream, bundles });
+      }
+      emit({ s: `${stream}-end`, code: 0 });
+    } catch (err) {
+      emit({ s: `${stream}-end`, code: grpcCode(err) ?? -1, message: (err as Error).message });
+    }
+    client.close();
+    setTimeout(() => watchBundles(stream), REOPEN_MS);
   })();
 }
 
@@ -97,6 +128,36 @@ function watchSds(stream: 'wildcard' | 'explicit', names: string[]): void {
   })();
 }
 
+/** FetchJWTSVID for one audience: each token's SPIFFE ID, hint, and its `sub` and `aud` claims (the token too, to validate elsewhere). */
+async function fetchJwt(n: number, audience: string): Promise<void> {
+  const client = connectWorkloadApi(socketPath!, { timeoutMs: 20_000 });
+  try {
+    const r = await client.fetchJwtSvid([audience]);
+    const svids = r.svids.map((v) => {
+      const claims = JSON.parse(Buffer.from(v.svid.split('.')[1]!, 'base64url').toString('utf8')) as { sub?: string; aud?: string | string[] };
+      return { id: v.spiffe_id, ...(v.hint ? { hint: v.hint } : {}), sub: claims.sub, aud: claims.aud, token: v.svid };
+    });
+    emit({ s: 'jwt', n, svids });
+  } catch (err) {
+    emit({ s: 'jwt', n, code: grpcCode(err) ?? -1, message: (err as Error).message });
+  } finally {
+    client.close();
+  }
+}
+
+/** ValidateJWTSVID of a token another workload was given. */
+async function validateJwt(n: number, audience: string, token: string): Promise<void> {
+  const client = connectWorkloadApi(socketPath!, { timeoutMs: 20_000 });
+  try {
+    const r = await client.validateJwtSvid(audience, token);
+    emit({ s: 'validate', n, spiffeId: r.spiffeId, sub: r.claims['sub'] });
+  } catch (err) {
+    emit({ s: 'validate', n, code: grpcCode(err) ?? -1, message: (err as Error).message });
+  } finally {
+    client.close();
+  }
+}
+
 async function fetchOnce(n: number): Promise<void> {
   const client = connectWorkloadApi(socketPath!, { timeoutMs: 20_000 });
   try {
@@ -111,8 +172,14 @@ async function fetchOnce(n: number): Promise<void> {
 watchX509();
 watchSds('wildcard', []);
 watchSds('explicit', explicitNames);
+watchBundles('x509-bundles');
+watchBundles('jwt-bundles');
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   const m = /^fetch (\d+)$/.exec(line);
   if (m) void fetchOnce(Number(m[1]));
+  const jwt = /^jwt (\d+) (\S+)$/.exec(line);
+  if (jwt) void fetchJwt(Number(jwt[1]), jwt[2]!);
+  const validate = /^validate (\d+) (\S+) (\S+)$/.exec(line);
+  if (validate) void validateJwt(Number(validate[1]), validate[2]!, validate[3]!);
 });
 process.stdin.on('end', () => process.exit(0));
