@@ -27,6 +27,7 @@ import { parseSelector } from '../../src/common/spiffe/selector.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { Cluster, startCluster, startServerProcess, TRUST_DOMAIN, type AgentProcess } from '../support/cluster.js';
 import { opensslCa } from '../support/openssl.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const WORKLOAD_MAIN = path.join(packageRoot, 'dist/test/support/entitlement-workload.js');
 const OWN = `spiffe://${TRUST_DOMAIN}`;
@@ -60,18 +61,6 @@ const WORKLOADS: readonly Workload[] = [
   { name: 'w3', uid: 41003, gid: 41003 },
 ];
 const SELECTORS = ['unix:uid:41001', 'unix:uid:41002', 'unix:uid:41003', 'unix:gid:41001', 'unix:gid:41003', 'unix:uid:41099'];
-
-/** mulberry32: a small seeded PRNG, so a seed replays the same operations. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 interface ModelEntry {
   id: string;
@@ -349,11 +338,11 @@ interface RunOptions {
 }
 
 async function runModel({ seed, steps }: RunOptions): Promise<void> {
-  const random = prng(seed);
+  const random = seededRandom(seed);
   // Hints draw from a PRNG of their own too, for the same reason.
-  const hintRandom = prng(seed ^ 0x4177);
+  const hintRandom = seededRandom(seed ^ 0x4177);
   // Restarts and outages draw from a PRNG of their own, so a seed's admin operations stay those it made before.
-  const lifecycleRandom = prng(seed ^ 0x5eed);
+  const lifecycleRandom = seededRandom(seed ^ 0x5eed);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const subset = <T>(xs: readonly T[], max = xs.length): T[] => xs.filter(() => random() < max / xs.length / 2 + 0.15).slice(0, max);
   const log: string[] = [];

@@ -17,6 +17,7 @@ import { unpackAny, type AnyMessage } from '../../src/common/grpc/proto.js';
 import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
 import { opensslCa } from '../support/openssl.js';
 import { connectSds, envoyNode, fetchSecrets, SECRET_TYPE_NAME, SECRET_TYPE_URL, type DeltaDiscoveryResponse, type DiscoveryResponse } from '../support/sds-client.js';
+import { seededRandom } from '../support/seeded-random.js';
 
 const A = 'spiffe://example.org/model/a';
 const B = 'spiffe://example.org/model/b';
@@ -50,18 +51,6 @@ before(async () => {
 after(async () => {
   await cluster?.cleanup();
 });
-
-/** mulberry32: small, seedable, good enough to pick steps. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 class Rng {
   constructor(readonly next: () => number) {}
@@ -459,12 +448,12 @@ class DeltaModel extends ModelStream<DeltaDiscoveryResponse> {
 }
 
 async function runSeed(seed: number): Promise<void> {
-  const rng = new Rng(prng(seed));
+  const rng = new Rng(seededRandom(seed));
   const run = new Run();
   const connections = [connectSds(agent.socketPath), connectSds(agent.socketPath)];
   const streams: Array<SotwModel | DeltaModel> = [];
   let serial = 0;
-  const streamRng = (): Rng => new Rng(prng(seed * 1000 + ++serial));
+  const streamRng = (): Rng => new Rng(seededRandom(seed * 1000 + ++serial));
 
   const openSotw = (names = rng.subset(NAME_POOL)): void => {
     const connection = rng.int(connections.length);

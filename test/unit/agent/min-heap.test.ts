@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { MinHeap } from '../../../src/agent/endpoints/min-heap.js';
+import { seededRandom } from '../../support/seeded-random.js';
 
 interface Item {
   readonly id: number;
@@ -18,21 +19,9 @@ function scanLeast(items: readonly Item[]): Item | undefined {
   return best;
 }
 
-/** Deterministic pseudo-random numbers in [0, 1) (mulberry32), so a failure can be replayed from its seed. */
-function random(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 test('random pushes, key changes either way, removals and takes of the least: the heap picks what a scan picks', () => {
   for (let seed = 1; seed <= 50; seed++) {
-    const rand = random(seed);
+    const rand = seededRandom(seed);
     const pick = (n: number): number => Math.floor(rand() * n);
     const heap = new MinHeap<Item>(less);
     const present: Item[] = [];
