@@ -99,7 +99,7 @@ const create: Command = {
   summary: 'Creates a federation relationship, stored by the server and polled at once (no restart).',
   flags: [
     ...RELATIONSHIP_FLAGS,
-    ...bundleFlags("The partner's bundle, stored with the relationship: https_spiffe needs it to authenticate the first fetch"),
+    ...bundleFlags("The trust domain's bundle, stored with the relationship: an https_spiffe endpoint whose SPIFFE ID is in this trust domain is authenticated by its roots from the first fetch"),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
@@ -117,7 +117,7 @@ const update: Command = {
   summary: 'Replaces the endpoint settings of a relationship created with "federation create".',
   flags: [
     ...RELATIONSHIP_FLAGS,
-    ...bundleFlags("The partner's bundle, stored before the settings change (as bundle set would): the roots a new https_spiffe endpoint is authenticated by"),
+    ...bundleFlags("The trust domain's bundle, stored before the settings change (as bundle set would): an https_spiffe endpoint whose SPIFFE ID is in this trust domain is authenticated by its roots"),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
