@@ -11,7 +11,12 @@
  * JWT-SVIDs for a fresh audience (a token per entitled entry, `sub` its SPIFFE ID) and has every workload validate
  * one of them; FetchX509Bundles and FetchJWTBundles streams must hold the own trust domain and the federated ones.
  * Random steps restart the agent (SIGTERM, SIGKILL) and stop and start the server: during an outage the model holds
- * still and every stream, and every restart of the agent, must serve the certificates held when it began.
+ * still and every stream, and every restart of the agent, must serve the certificates held when it began. Others ban
+ * the agent (every stream ends PERMISSION_DENIED, the data dir keeps no workload key) or evict it (it serves what it
+ * holds, as in an outage); a later step lifts the ban (evict) and restarts the agent with a new join token, and the
+ * entries parented to the old agent ID reach nobody any more. Each workload also holds a wildcard and an explicit
+ * DeltaSecrets stream (checked as the StreamSecrets ones, on what Envoy would hold after removed_resources), and
+ * some have supplementary groups that random entries select (unix:supplementary_gid).
  *
  * MESHID_MODEL_SEED=<n> replays one seed; MESHID_MODEL_SEEDS=<count> and MESHID_MODEL_STEPS=<n> run more (locally).
  */
@@ -53,14 +58,18 @@ interface Workload {
   name: string;
   uid: number;
   gid: number;
+  /** Supplementary groups. */
+  groups: number[];
 }
 
 const WORKLOADS: readonly Workload[] = [
-  { name: 'w1', uid: 41001, gid: 41001 },
-  { name: 'w2', uid: 41002, gid: 41001 },
-  { name: 'w3', uid: 41003, gid: 41003 },
+  { name: 'w1', uid: 41001, gid: 41001, groups: [41050] },
+  { name: 'w2', uid: 41002, gid: 41001, groups: [] },
+  { name: 'w3', uid: 41003, gid: 41003, groups: [41050, 41051] },
 ];
 const SELECTORS = ['unix:uid:41001', 'unix:uid:41002', 'unix:uid:41003', 'unix:gid:41001', 'unix:gid:41003', 'unix:uid:41099'];
+/** Drawn from a PRNG of their own (like hints), so a seed's other draws stay those it made before they existed. */
+const GROUP_SELECTORS = ['unix:supplementary_gid:41050', 'unix:supplementary_gid:41051', 'unix:supplementary_gid:41001'];
 
 interface ModelEntry {
   id: string;
@@ -86,12 +95,13 @@ class Model {
   readonly partnerRoots = new Map<string, string[]>();
 
   constructor(
-    readonly servedParents: readonly string[],
+    /** The parents of the entries the agent is served: none once it is banned. */
+    public servedParents: readonly string[],
     readonly ownRoots: string[],
   ) {}
 
   expected(w: Workload): Expected {
-    const mine = new Set([`unix:uid:${w.uid}`, `unix:gid:${w.gid}`]);
+    const mine = new Set([`unix:uid:${w.uid}`, `unix:gid:${w.gid}`, ...w.groups.map((g) => `unix:supplementary_gid:${g}`)]);
     const entries = [...this.entries.values()]
       .filter((e) => this.servedParents.includes(e.parentId) && e.selectors.every((s) => mine.has(s)))
       .sort((a, b) => a.createdAtMs - b.createdAtMs || (a.id < b.id ? -1 : a.id > b.id ? 1 : 0));
@@ -124,9 +134,8 @@ class WorkloadProcess {
     names: string[],
     private readonly counter: { seq: number },
   ) {
-    this.child = spawn(process.execPath, [WORKLOAD_MAIN, socketPath, JSON.stringify(names)], {
-      uid: workload.uid,
-      gid: workload.gid,
+    // The process takes its ids itself: spawn's uid/gid options would drop its supplementary groups.
+    this.child = spawn(process.execPath, [WORKLOAD_MAIN, socketPath, JSON.stringify(names), String(workload.uid), String(workload.gid), workload.groups.join(',')], {
       stdio: ['pipe', 'pipe', 'pipe'],
     });
     this.child.stderr!.on('data', (d: Buffer) => (this.stderr += d.toString()));
@@ -136,7 +145,7 @@ class WorkloadProcess {
     this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
   }
 
-  /** The last event of one stream (`x509`, `wildcard`, `explicit`, or their `-end`). */
+  /** The last event of one stream (`x509`, `wildcard`, `explicit`, `delta-wildcard`, `delta-explicit`, or their `-end`). */
   last(stream: string): Event | undefined {
     for (let i = this.events.length - 1; i >= 0; i--) {
       const e = this.events[i]!;
@@ -343,6 +352,9 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
   const hintRandom = seededRandom(seed ^ 0x4177);
   // Restarts and outages draw from a PRNG of their own, so a seed's admin operations stay those it made before.
   const lifecycleRandom = seededRandom(seed ^ 0x5eed);
+  // Bans, evictions and supplementary groups too.
+  const fateRandom = seededRandom(seed ^ 0xba4);
+  const groupRandom = seededRandom(seed ^ 0x6a1d);
   const pick = <T>(xs: readonly T[]): T => xs[Math.floor(random() * xs.length)]!;
   const subset = <T>(xs: readonly T[], max = xs.length): T[] => xs.filter(() => random() < max / xs.length / 2 + 0.15).slice(0, max);
   const log: string[] = [];
@@ -361,24 +373,29 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
     let agent: AgentProcess = await cluster.startAgent({ joinToken: await cluster.token() });
     agentOutputs.push(() => agent.output());
     const serverAddress = cluster.server.address();
-    const agentId = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+    const storedAgentId = (): string => JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+    let agentId = storedAgentId();
     const own = await cluster.admin.call('Bundles', 'GetBundle', {});
     const model = new Model([Cluster.nodeAlias, agentId], (own.x509_authorities ?? []).map((d: Buffer) => digest(Buffer.from(d))).sort());
     for (const td of PARTNERS) model.partnerRoots.set(td, pemToDerList(fs.readFileSync(path.join(cluster.dir, `${td}-0.pem`), 'utf8')).map(digest));
-    const parents = [Cluster.nodeAlias, agentId, UNSERVED_PARENT];
+    const parents = (): string[] => [Cluster.nodeAlias, agentId, UNSERVED_PARENT];
     const explicitNames = ['default', 'ROOTCA', ...PARTNERS.map((td) => `spiffe://${td}`), ...SPIFFE_IDS.slice(0, 4)];
     const counter = { seq: 0 };
     for (const w of WORKLOADS) workloads.push(new WorkloadProcess(w, agent.socketPath, explicitNames, counter));
 
-    const randomSpec = (): Omit<ModelEntry, 'id' | 'createdAtMs'> => ({
-      spiffeId: pick(SPIFFE_IDS),
-      parentId: random() < 0.85 ? pick(parents.slice(0, 2)) : UNSERVED_PARENT,
-      selectors: random() < 0.7 ? [pick(SELECTORS)] : [...new Set([pick(SELECTORS), pick(SELECTORS)])],
-      dnsNames: subset(DNS_NAMES),
-      ttl: pick(TTLS),
-      federatesWith: subset(PARTNERS),
-      hint: HINTS[Math.floor(hintRandom() * HINTS.length)]!,
-    });
+    const randomSpec = (): Omit<ModelEntry, 'id' | 'createdAtMs'> => {
+      const spec = {
+        spiffeId: pick(SPIFFE_IDS),
+        parentId: random() < 0.85 ? pick(parents().slice(0, 2)) : UNSERVED_PARENT,
+        selectors: random() < 0.7 ? [pick(SELECTORS)] : [...new Set([pick(SELECTORS), pick(SELECTORS)])],
+        dnsNames: subset(DNS_NAMES),
+        ttl: pick(TTLS),
+        federatesWith: subset(PARTNERS),
+        hint: HINTS[Math.floor(hintRandom() * HINTS.length)]!,
+      };
+      if (groupRandom() < 0.3) spec.selectors = [...new Set([GROUP_SELECTORS[Math.floor(groupRandom() * GROUP_SELECTORS.length)]!, ...spec.selectors.slice(1)])];
+      return spec;
+    };
     const wire = (e: Omit<ModelEntry, 'id' | 'createdAtMs'>): Record<string, unknown> => ({
       spiffe_id: e.spiffeId,
       parent_id: e.parentId,
@@ -468,6 +485,45 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
       agent = await cluster.startAgent({ dataDir: agent.dataDir, socketPath: agent.socketPath });
       agentOutputs.push(() => agent.output());
     };
+    /**
+     * A ban withdraws everything the agent holds, whatever its entries say; an eviction leaves it serving its cache,
+     * as an outage does, until it attests again (docs/ARCHITECTURE.md, README "agent ban").
+     */
+    let cutOff: 'banned' | 'evicted' | undefined;
+    const ban = async (): Promise<void> => {
+      log.push(`agent ban ${agentId}`);
+      await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: agentId });
+      cutOff = 'banned';
+      model.servedParents = [];
+    };
+    const evict = async (): Promise<void> => {
+      log.push(`agent evict ${agentId}`);
+      await cluster.admin.call('Agents', 'EvictAgent', { spiffe_id: agentId });
+      cutOff = 'evicted';
+    };
+    /** README: lift a ban by evicting the agent, and restart it with a new join token: it attests as a new agent. */
+    const reattest = async (): Promise<void> => {
+      const old = agentId;
+      log.push(`agent re-attests with a new join token (was ${cutOff})`);
+      if (cutOff === 'banned') await cluster.admin.call('Agents', 'EvictAgent', { spiffe_id: old });
+      const exit = await agent.stop('SIGTERM');
+      assert.equal(exit, 0, `the agent did not stop cleanly on SIGTERM:\n${agent.output()}`);
+      const stopped = agent;
+      agentOutputs[agentOutputs.length - 1] = () => stopped.output();
+      agent = await cluster.startAgent({ dataDir: agent.dataDir, socketPath: agent.socketPath, joinToken: await cluster.token() });
+      agentOutputs.push(() => agent.output());
+      // Attesting again is the agent answering the server's refusal of the old SVID: an event, polled with a bound.
+      for (let i = 0; i < 400 && storedAgentId() === old; i++) await new Promise((r) => setTimeout(r, 50));
+      agentId = storedAgentId();
+      assert.notEqual(agentId, old, `the agent did not attest again with its new join token:\n${agent.output()}`);
+      log.push(`  -> ${agentId}`);
+      model.servedParents = [Cluster.nodeAlias, agentId];
+      cutOff = undefined;
+      outage = undefined;
+      partialRestore = false;
+    };
+    /** Whether the agent holds still: the server is down, or it was evicted and has not attested again. */
+    const frozen = (): boolean => !serverUp || cutOff === 'evicted';
     const stopServer = async (): Promise<void> => {
       log.push('server stop');
       await cluster.server.stop();
@@ -507,6 +563,10 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
           if (wc !== undefined) out.push(`${p.workload.name} wildcard StreamSecrets: ${wc}`);
           const exn = partialRestore ? partialMismatch(p.last('explicit'), held!) : sdsMismatch(model, ex, explicitNames, p.last('explicit'), held?.all);
           if (exn !== undefined) out.push(`${p.workload.name} StreamSecrets ${JSON.stringify(explicitNames)}: ${exn}`);
+          const dwc = partialRestore ? partialMismatch(p.last('delta-wildcard'), held!) : sdsMismatch(model, ex, [], p.last('delta-wildcard'), held?.all);
+          if (dwc !== undefined) out.push(`${p.workload.name} wildcard DeltaSecrets: ${dwc}`);
+          const dex = partialRestore ? partialMismatch(p.last('delta-explicit'), held!) : sdsMismatch(model, ex, explicitNames, p.last('delta-explicit'), held?.all);
+          if (dex !== undefined) out.push(`${p.workload.name} DeltaSecrets ${JSON.stringify(explicitNames)}: ${dex}`);
           // What a SIGKILL during an outage left of the bundles is not known, only that it names nothing new (below).
           if (partialRestore) continue;
           const xb = bundlesMismatch(model, ex, 'x509', p.last('x509-bundles'));
@@ -534,9 +594,15 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
         const sds = Object.values((p.last('wildcard')?.['secrets'] as SdsSecrets | undefined) ?? {}).flatMap((v) => (v.leaf === undefined ? [] : [v.leaf]));
         heldNow.set(p.workload.name, { x509, all: new Set([...x509, ...sds]) });
       }
-      if (!serverUp && outage === undefined) outage = heldNow;
-      // JWT-SVIDs are signed by the server for each audience: only while it is up.
-      if (serverUp) {
+      if (frozen() && outage === undefined) outage = heldNow;
+      if (cutOff === 'banned') {
+        // Withdrawn everywhere, and saved before any workload heard of it: no workload SVID key stays in the data dir.
+        const files = fs.readdirSync(agent.dataDir).filter((n) => n.startsWith('state'));
+        const keyed = files.filter((n) => /"private_key":"[^"]/.test(fs.readFileSync(path.join(agent.dataDir, n), 'utf8')));
+        if (keyed.length > 0) throw failure(`after the ban, ${keyed.join(', ')} in the agent's data dir still hold workload SVID keys`);
+      }
+      // JWT-SVIDs are signed by the server for each audience: only while it is up and takes the agent.
+      if (serverUp && cutOff !== 'evicted') {
         const tokens: Array<{ token: string; sub: string; audience: string }> = [];
         for (const p of workloads) {
           const audience = `spiffe://partner-a.test/aud/${step}-${p.workload.name}`;
@@ -578,9 +644,17 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
       const allowed = allowedNow();
       log.push(`-- step ${step}`);
       const lifecycle = lifecycleRandom();
-      if (!serverUp) {
+      const fate = serverUp ? fateRandom() : 1;
+      if (cutOff !== undefined && serverUp && fate < 0.5) {
+        await reattest();
+      } else if (cutOff === 'evicted') {
+        // No admin operation reaches an evicted agent: the model holds still, as in an outage.
+        log.push('agent stays evicted');
+      } else if (cutOff === undefined && serverUp && fate < 0.04) {
+        await evict();
+      } else if (!serverUp) {
         // No admin operation reaches a stopped server: the model, and what every workload must see, stays.
-        if (lifecycle < 0.45) await startServer();
+        if (lifecycle < 0.45 || cutOff !== undefined) await startServer();
         else await restartAgent(lifecycleRandom() < 0.5 ? 'SIGTERM' : 'SIGKILL');
       } else if (lifecycle < 0.1) {
         await stopServer();
@@ -596,9 +670,10 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
           else await taintIntermediate();
           widen(allowed);
         }
+        if (cutOff === undefined && fate > 0.96) await ban();
         // Right after the changes, while the agent may still be applying them: the restored state must hold no
         // grant it had withdrawn (withdrawals are saved before any workload hears of them).
-        if (lifecycle < 0.22) await restartAgent(lifecycleRandom() < 0.5 ? 'SIGTERM' : 'SIGKILL');
+        else if (lifecycle < 0.22 && cutOff === undefined) await restartAgent(lifecycleRandom() < 0.5 ? 'SIGTERM' : 'SIGKILL');
       }
       await checkConverged(step, from, allowed);
     }

@@ -6,19 +6,27 @@
  * it names (identities, digests of their leaf certificates and the URI SANs, trust domains and digests of bundles); a line `fetch <n>` on
  * stdin asks for a fresh FetchX509SVID, answered with `{"s":"fetch","n":<n>,…}`; `jwt <n> <audience>` for
  * FetchJWTSVID and `validate <n> <audience> <token>` for ValidateJWTSVID, answered likewise. It also holds
- * FetchX509Bundles and FetchJWTBundles streams.
+ * FetchX509Bundles and FetchJWTBundles streams, and a wildcard and an explicit DeltaSecrets stream, each printed as
+ * the secrets it holds after applying the message (Envoy's view) with the names the message removed.
  *
- * Usage: node entitlement-workload.js <agent socket> <JSON list of SDS names>
+ * Started as root, it takes the uid, gid and supplementary groups it is given before connecting: child_process
+ * spawn's uid/gid options drop every supplementary group, and the model needs workloads that have some.
+ *
+ * Usage: node entitlement-workload.js <agent socket> <JSON list of SDS names> <uid> <gid> <comma-separated groups>
  */
 import { createHash, X509Certificate } from 'node:crypto';
 import readline from 'node:readline';
 import { connectWorkloadApi, grpcCode } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
-import { connectSds, decodeSecrets, pemBlocks, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from './sds-client.js';
+import { connectSds, decodeDeltaResources, decodeSecrets, DeltaClient, envoyNode, pemBlocks, SotwClient, spiffeTrustDomains, type DecodedSecret, type DiscoveryResponse } from './sds-client.js';
 
-const [socketPath, namesJson] = process.argv.slice(2);
+const [socketPath, namesJson, uid, gid, groups] = process.argv.slice(2);
 const explicitNames = JSON.parse(namesJson!) as string[];
+// Groups first: only root may set them, and setuid gives root up.
+process.setgroups!(groups === undefined || groups === '' ? [] : groups.split(',').map(Number));
+process.setgid!(Number(gid));
+process.setuid!(Number(uid));
 const REOPEN_MS = 100;
 
 const digest = (der: Buffer): string => createHash('sha256').update(der).digest('hex').slice(0, 16);
@@ -48,8 +56,12 @@ function summarizeX509(m: X509SvidResponse): Record<string, unknown> {
 
 /** What one StreamSecrets response names: each secret's name, its certificate's URI SANs or its trust domains. */
 function summarizeSds(m: DiscoveryResponse): Record<string, unknown> {
+  return summarizeSecrets(decodeSecrets(m.resources));
+}
+
+function summarizeSecrets(decoded: readonly DecodedSecret[]): Record<string, unknown> {
   const secrets: Record<string, unknown> = {};
-  for (const s of decodeSecrets(m.resources)) {
+  for (const s of decoded) {
     if (s.tls_certificate !== undefined) {
       const chain = s.tls_certificate.certificate_chain;
       const pem = chain?.inline_bytes?.toString('utf8') ?? chain?.inline_string ?? '';
@@ -128,6 +140,35 @@ function watchSds(stream: 'wildcard' | 'explicit', names: string[]): void {
   })();
 }
 
+/**
+ * DeltaSecrets as Envoy drives it: subscribe once (no names: wildcard), ACK every response, and keep the secrets
+ * received until a response names them in removed_resources.
+ */
+function watchDelta(stream: 'delta-wildcard' | 'delta-explicit', names: string[]): void {
+  const client = connectSds(socketPath!);
+  const delta = new DeltaClient(client);
+  delta.request({ node: envoyNode(), subscribe: names });
+  const held = new Map<string, DecodedSecret>();
+  void (async () => {
+    for (;;) {
+      let m;
+      try {
+        m = await delta.next(3_600_000);
+      } catch {
+        break;
+      }
+      for (const name of m.removed_resources ?? []) held.delete(name);
+      for (const r of decodeDeltaResources(m)) held.set(r.name, { ...r.secret, name: r.name });
+      emit({ s: stream, secrets: summarizeSecrets([...held.values()]), removed: m.removed_resources ?? [], got: (m.resources ?? []).map((r) => r.name) });
+      delta.ack(m);
+    }
+    const status = await delta.status;
+    emit({ s: `${stream}-end`, code: status.code, message: status.details });
+    client.close();
+    setTimeout(() => watchDelta(stream, names), REOPEN_MS);
+  })();
+}
+
 /** FetchJWTSVID for one audience: each token's SPIFFE ID, hint, and its `sub` and `aud` claims (the token too, to validate elsewhere). */
 async function fetchJwt(n: number, audience: string): Promise<void> {
   const client = connectWorkloadApi(socketPath!, { timeoutMs: 20_000 });
@@ -172,6 +213,8 @@ async function fetchOnce(n: number): Promise<void> {
 watchX509();
 watchSds('wildcard', []);
 watchSds('explicit', explicitNames);
+watchDelta('delta-wildcard', []);
+watchDelta('delta-explicit', explicitNames);
 watchBundles('x509-bundles');
 watchBundles('jwt-bundles');
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
