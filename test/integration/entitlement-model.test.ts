@@ -576,6 +576,16 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
         }
         return out;
       };
+      if (!serverUp && outage === undefined && cutOff === undefined) {
+        // The held certificates are read once the agent has seen the server go: an answer the server sent just
+        // before it exited (an SVID signed after a taint) may still be on its way to the cache and the data dir,
+        // and a snapshot taken before it lands would call the newer SVID, saved and served after a SIGKILL, foreign.
+        let state = '';
+        for (let i = 0; i < 400 && state !== 'disconnected'; i++) {
+          state = (await agent.healthTrailer())['meshid-agent-state'] ?? '';
+          if (state !== 'disconnected') await new Promise((r) => setTimeout(r, 50));
+        }
+      }
       // Convergence is the agent reacting to a server push: an event, polled with a generous bound.
       let last: string[] = [];
       for (let i = 0; i < 800; i++) {
@@ -647,6 +657,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<void> {
       const fate = serverUp ? fateRandom() : 1;
       if (cutOff !== undefined && serverUp && fate < 0.5) {
         await reattest();
+        // The new agent is served again within the step.
+        widen(allowed);
       } else if (cutOff === 'evicted') {
         // No admin operation reaches an evicted agent: the model holds still, as in an outage.
         log.push('agent stays evicted');
