@@ -51,6 +51,11 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   private subscribed = new Set<string>();
   /** What the client holds: name → version (RESEND for a name it subscribed to again). */
   private known = new Map<string, string>();
+  /**
+   * The entry whose SVID this stream last sent as the default (betweenSvids); undefined before, and for a default only
+   * declared in `initial_resource_versions`, whose entry is not known here.
+   */
+  private sentDefaultEntry: string | undefined;
   private nonceCounter = 0;
   /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
   private outstanding = new Set<string>();
@@ -141,7 +146,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         if (held === version) continue;
         resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
         this.known.set(name, version);
-      } else if (held !== undefined && !betweenSvids(snapshot, name, options)) {
+        if (name === options.defaultSvidName && resource.kind === 'tls_certificate') this.sentDefaultEntry = resource.svid.entryId;
+      } else if (held !== undefined && !betweenSvids(snapshot, name, this.sentDefaultEntry, options)) {
         // Only a name the client holds: see the class comment for why a never-delivered name is not removed.
         removed.push(name);
         this.known.delete(name);
