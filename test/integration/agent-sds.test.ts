@@ -5,7 +5,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
-import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
@@ -246,37 +245,6 @@ test('a deleted entry\'s SVID is withdrawn from open StreamSecrets streams: the 
   assert.notEqual(next.explicit.version_info, first.explicit.version_info);
   assert.ok(!secretsByName(next.wildcard).has(withdrawn), 'the wildcard stream no longer holds the withdrawn SVID');
   assert.ok(secretsByName(next.wildcard).has(keep));
-});
-
-test('the default secret of an entry whose SPIFFE ID changes goes straight to the new SVID, on StreamSecrets and DeltaSecrets, with no withdrawal in between', async (t) => {
-  const own = await startClusterWithAgent('meshid-sds-default-moves-', ['spiffe://example.org/sidecar/before']);
-  t.after(() => own.cluster.cleanup());
-  const client = connectSds(own.agent.socketPath);
-  t.after(() => client.close());
-  const sotw = new SotwClient(client);
-  const delta = new DeltaClient(client);
-  t.after(() => {
-    sotw.cancel();
-    delta.cancel();
-  });
-  sotw.subscribe(['default']);
-  delta.request({ node: envoyNode(), subscribe: ['default'] });
-  const first = await sotw.next(10_000);
-  sotw.ack(first, ['default']);
-  const firstDelta = await delta.next(10_000);
-  delta.ack(firstDelta);
-  const uriOf = (secret: DecodedSecret | undefined): string | undefined =>
-    secret === undefined ? undefined : new X509Certificate(dataSourceText(secret.tls_certificate?.certificate_chain)).subjectAltName;
-  assert.equal(uriOf(secretsByName(first).get('default')), 'URI:spiffe://example.org/sidecar/before');
-
-  await own.cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: own.entryIds[0]!, spiffe_id: 'spiffe://example.org/sidecar/after' }, mask: ['spiffe_id'] });
-  // While the new SVID is signed, `default` resolves to nothing: before, that went out at once as a response without
-  // it (and a delta removal), leaving a client that takes responses as its full state without a certificate.
-  const next = await sotw.next(10_000);
-  assert.equal(uriOf(secretsByName(next).get('default')), 'URI:spiffe://example.org/sidecar/after');
-  const nextDelta = await delta.next(10_000);
-  assert.deepEqual(nextDelta.removed_resources ?? [], []);
-  assert.deepEqual(decodeDeltaResources(nextDelta).map((r) => r.name), ['default']);
 });
 
 test('a StreamSecrets client that resumes, after a reconnect, with the version of a secret withdrawn meanwhile gets an empty response', async (t) => {

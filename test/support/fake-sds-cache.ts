@@ -234,8 +234,6 @@ export class FakeSdsCache implements WorkloadCache {
       complete: signing.size === 0,
       signing,
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined && !matching[0].signingFailed,
-      // An entry's ID here is its SVID's (issue() defaults it to the SPIFFE ID, and rotate() keeps it).
-      defaultEntryId: matching[0] === undefined ? undefined : (matching[0].svid?.entryId ?? matching[0].spiffeId),
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {
         const b = this.federated.get(td);

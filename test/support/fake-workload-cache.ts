@@ -142,7 +142,6 @@ export class FakeWorkloadCache implements WorkloadCache {
       complete: matching.every((e) => e.svid !== undefined),
       signing: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined,
-      defaultEntryId: matching[0] === undefined ? undefined : (matching[0].svid?.entryId ?? matching[0].spiffeId),
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {
         const b = this.federated.get(td);

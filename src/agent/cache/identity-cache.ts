@@ -207,7 +207,6 @@ export class IdentityCache implements WorkloadCache {
       complete: signing === undefined,
       signing: signing ?? NOTHING_SIGNING,
       defaultSigning,
-      defaultEntryId: oldest?.id,
       bundle: own,
       federatedBundles,
     };

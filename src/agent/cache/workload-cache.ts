@@ -55,11 +55,6 @@ export interface IdentitySnapshot {
   readonly signing: ReadonlySet<string>;
   /** Whether the default identity's entry is among those being signed: `defaultSvid` is then undefined, shortly. */
   readonly defaultSigning: boolean;
-  /**
-   * The default identity's entry (the oldest matching one), issued or not; undefined without entries. Tells a stream
-   * whether the `default` it served is still this caller's default being re-signed, or another entry's by now.
-   */
-  readonly defaultEntryId: string | undefined;
   /** The own trust domain's bundle. */
   readonly bundle: TrustBundle;
   /** Bundles of the foreign trust domains the matching entries federate with, sorted by trust domain. */

@@ -12,7 +12,7 @@ import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResou
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
-import { awaitsSigning, betweenSvids } from './signing-wait.js';
+import { awaitsSigning } from './signing-wait.js';
 
 /**
  * The version of a name the client holds but must be sent again (it subscribed to it again): no resource has it, so
@@ -51,11 +51,6 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   private subscribed = new Set<string>();
   /** What the client holds: name → version (RESEND for a name it subscribed to again). */
   private known = new Map<string, string>();
-  /**
-   * The entry whose SVID this stream last sent as the default (betweenSvids); undefined before, and for a default only
-   * declared in `initial_resource_versions`, whose entry is not known here.
-   */
-  private sentDefaultEntry: string | undefined;
   private nonceCounter = 0;
   /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
   private outstanding = new Set<string>();
@@ -146,8 +141,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         if (held === version) continue;
         resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
         this.known.set(name, version);
-        if (name === options.defaultSvidName && resource.kind === 'tls_certificate') this.sentDefaultEntry = resource.svid.entryId;
-      } else if (held !== undefined && !betweenSvids(snapshot, name, this.sentDefaultEntry, options)) {
+      } else if (held !== undefined) {
         // Only a name the client holds: see the class comment for why a never-delivered name is not removed.
         removed.push(name);
         this.known.delete(name);

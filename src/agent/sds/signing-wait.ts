@@ -36,27 +36,6 @@ export function awaitsSigning(snapshot: IdentitySnapshot, names: Iterable<string
 }
 
 /**
- * Whether `name`, which the client holds and which no longer resolves, is only between two SVIDs of the same entry:
- * the caller's default SVID while that entry's new SPIFFE ID is signed, or an SVID whose re-signing is under way. Its
- * withdrawal waits for that signing (the next cache notification), so a client that takes a response as its full
- * state is not left without a certificate for that moment; once the signing ends, the new SVID replaces it, or, if it
- * failed, the withdrawal goes. `heldDefaultEntry` is the entry whose SVID the client holds as the default: a `default`
- * whose entry went (deleted, or now another workload's) while the caller's next default is signed is that entry's
- * identity, not the caller's, and goes at once, whatever that other signing takes (up to a call's deadline, a budget
- * refusal's wait). A name by SPIFFE ID is held for any entry of the caller's with that ID being signed: the caller is
- * entitled to that identity either way.
- */
-export function betweenSvids(
-  snapshot: IdentitySnapshot,
-  name: string,
-  heldDefaultEntry: string | undefined,
-  options: ResolvedSdsOptions,
-): boolean {
-  if (name === options.defaultSvidName) return snapshot.defaultSigning && heldDefaultEntry !== undefined && snapshot.defaultEntryId === heldDefaultEntry;
-  return awaitsSigning(snapshot, [name], false, options);
-}
-
-/**
  * When a wait that starts now ends: after `waitMs` (the Workload API's first-message window), or earlier with time to
  * answer before the call's `deadline` (on `clock`): a caller told what there is beats one told DEADLINE_EXCEEDED.
  */

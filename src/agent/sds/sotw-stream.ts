@@ -12,7 +12,7 @@ import { checkTypeUrl } from './secret-builder.js';
 import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
 import { SecretStream } from './secret-stream.js';
-import { awaitsSigning, betweenSvids } from './signing-wait.js';
+import { awaitsSigning } from './signing-wait.js';
 
 /**
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
@@ -50,8 +50,6 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
    * so it is replaced, never changed in place.
    */
   private sent: ReadonlyMap<string, string> = new Map();
-  /** The entry whose SVID the last response carried as the default (betweenSvids); undefined when it carried none. */
-  private sentDefaultEntry: string | undefined;
   /** The resource_names of the last request that was applied (already checked). */
   private requested: readonly string[] | undefined;
   private nonceCounter = 0;
@@ -120,11 +118,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     // A secret the client holds that stopped resolving (its entry deleted, its selectors or SPIFFE ID changed away,
     // a federation ended) is a change too: the full state without it, or the client's last response goes on
-    // presenting a withdrawn SVID and key as current. It is sent again if it comes back. One only between two SVIDs
-    // waits for the second (betweenSvids).
-    for (const name of this.sent.keys()) {
-      if (!state.versions.has(name) && !betweenSvids(snapshot, name, this.sentDefaultEntry, this.ctx.options)) changed = true;
-    }
+    // presenting a withdrawn SVID and key as current. It is sent again if it comes back.
+    for (const name of this.sent.keys()) if (!state.versions.has(name)) changed = true;
     // A client that resumes with a version other than the current one holds secrets withdrawn while it was away; when
     // nothing it asks for resolves any more, only an empty response tells it.
     if (!changed && this.resumedFrom !== undefined && this.resumedFrom !== state.body().version_info) changed = true;
@@ -132,7 +127,6 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     if (!changed) return undefined;
 
     this.sent = state.versions;
-    this.sentDefaultEntry = state.versions.has(this.ctx.options.defaultSvidName) ? snapshot.defaultSvid?.entryId : undefined;
     this.lastNonce = String(++this.nonceCounter);
     return new NoncedResponse(state.body(), this.lastNonce);
   }

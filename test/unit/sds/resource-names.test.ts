@@ -37,7 +37,6 @@ function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
     complete: true,
     signing: new Set(),
     defaultSigning: false,
-    defaultEntryId: svids[0]!.entryId,
     bundle: bundle('example.org'),
     federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],
     ...overrides,

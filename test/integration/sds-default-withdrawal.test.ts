@@ -1,10 +1,10 @@
 /**
- * An SDS `default` secret is held back from withdrawal only while ITS OWN entry's next SVID is signed (betweenSvids):
- * when the default's entry goes to another workload and the caller's next entry, a different one, is still being
- * signed, the client must not go on holding the first entry's SVID, now another workload's identity, for as long as
- * that unrelated signing lasts. The signing is kept under way by the server's signing budget (spent by a client
- * presenting the agent's own SVID), so it lasts until the test's FakeClock moves, which it never does here. In-process
- * server and agent on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
+ * An SDS `default` secret whose entry moves to another workload is withdrawn at once, even while the caller's next
+ * entry, a different one, is still being signed: the client must not go on holding the first entry's SVID, now another
+ * workload's identity, for as long as that unrelated signing lasts. (A first version of a hold on such withdrawals got
+ * this wrong; the hold was then dropped.) The signing is kept under way by the server's signing budget (spent by a
+ * client presenting the agent's own SVID), so it lasts until the test's FakeClock moves, which it never does here.
+ * In-process server and agent on a FakeClock an hour behind real time (OpenSSL judges certificates by real time).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
