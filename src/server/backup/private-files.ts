@@ -7,22 +7,35 @@ import path from 'node:path';
  * never finds a name whose content is not on disk yet.
  */
 
-/** Copies `from` into a new file `to`, 0600 and fsynced; a missing source is `missing()`. */
+const COPY_CHUNK_BYTES = 1 << 20;
+
+/**
+ * Copies `from` into a new file `to`, 0600 and fsynced; a missing source is `missing()`. In chunks: a datastore may be
+ * larger than a Buffer can hold (2 GiB), and one read whole would cost its size in memory.
+ */
 export function copyPrivateFile(from: string, to: string, missing: () => Error): void {
-  let data: Buffer;
+  let source: number;
   try {
-    data = fs.readFileSync(from);
+    source = fs.openSync(from, 'r');
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') throw missing();
     throw err;
   }
-  const fd = fs.openSync(to, 'wx', 0o600);
   try {
-    fs.fchmodSync(fd, 0o600);
-    fs.writeFileSync(fd, data);
-    fs.fsyncSync(fd);
+    const fd = fs.openSync(to, 'wx', 0o600);
+    try {
+      fs.fchmodSync(fd, 0o600);
+      const chunk = Buffer.allocUnsafe(COPY_CHUNK_BYTES);
+      for (let read; (read = fs.readSync(source, chunk, 0, chunk.length, null)) > 0; ) {
+        // writeSync may write less than asked (a signal, a nearly full disk that still takes part of it).
+        for (let written = 0; written < read; ) written += fs.writeSync(fd, chunk, written, read - written);
+      }
+      fs.fsyncSync(fd);
+    } finally {
+      fs.closeSync(fd);
+    }
   } finally {
-    fs.closeSync(fd);
+    fs.closeSync(source);
   }
 }
 
