@@ -303,3 +303,19 @@ test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a co
     });
   }
 });
+
+test('a data dir that is a mount point is refused before anything is copied, naming what to do (real tmpfs; root only)', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-mount-');
+  t.after(cleanup);
+  const mounted = mountTmpfs(t, '1m');
+  if (mounted === undefined) return;
+  const { live, backup } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+
+  // Killed at the first file copied: a refusal made only at the rename, after the copy, never gets to say it.
+  const r = await restoreKilledAt(['--from', backup, '--data-dir', mounted], 'restore-files:0');
+  assert.equal(r.signal, null, 'refused before the first copy');
+  assert.match(r.output, new RegExp(`cannot restore into ${mounted}: it is a mount point, which a rename cannot replace; restore into a new directory under it \\(e\\.g\\. ${mounted}/server\\)`));
+  assert.deepEqual(fs.readdirSync(mounted), []);
+  assert.deepEqual(stagingLeft(path.dirname(mounted)).filter((n) => n.startsWith(`${path.basename(mounted)}.`)), []);
+});

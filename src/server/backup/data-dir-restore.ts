@@ -11,7 +11,7 @@ import type { CaRecord } from '../datastore/datastore.js';
 import { DATASTORE_FILE } from './data-dir-backup.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 import type { RestoreSource } from './restore-source.js';
-import { RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
+import { mountPointRefusal, RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
 import { refuseIfServerRuns, SERVER_LOCK_FILE } from './server-lock-probe.js';
 
 export interface RestoreResult {
@@ -170,9 +170,8 @@ function renameIntoPlace(staging: string, dir: string): void {
       throw failedPrecondition(`${dir} was made or filled while the restore ran (a server started on it?): nothing was restored; move it aside and run the restore again`);
     }
     if (code === 'EBUSY' || code === 'EXDEV') {
-      throw failedPrecondition(
-        `cannot restore into ${dir}: it is a mount point, which a rename cannot replace; restore into a new directory under it (e.g. ${dir}/server) and point data_dir there`,
-      );
+      // A mount point made after the target was checked (one of the same device, a bind mount, is only seen here).
+      throw mountPointRefusal(dir);
     }
     throw err;
   }

@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, type MeshidError } from '../../common/errors.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
 import { refuseIfServerRuns } from './server-lock-probe.js';
 
@@ -19,7 +19,8 @@ export const RESTORE_STAGING_INFIX = '.restoring-';
  * restored directory replaces it by one rename, and anything in it (above all the -wal file of a crashed server's
  * datastore, which SQLite would replay over the restored one) is the operator's to move aside, never this command's to
  * delete or mix with. Its parent must exist, on the file system the staging directory is made on, and neither may be
- * another user's to change (assertSafeDirectory, as for the data dir a server starts on).
+ * another user's to change (assertSafeDirectory, as for the data dir a server starts on). A data dir that is a mount
+ * point is refused too: a rename cannot replace it.
  */
 export function checkRestoreTarget(requested: string): RestoreTarget {
   if (requested === '') throw invalidArgument('the data dir is empty: give the directory to restore into with --data-dir or data_dir');
@@ -58,10 +59,19 @@ export function checkRestoreTarget(requested: string): RestoreTarget {
           `a restore makes a new data dir and never deletes or mixes with what is there: move it aside (mv ${resolved} ${resolved}.before-restore) and run the restore again`,
       );
     }
+    // Refused now, not when the rename into place fails (EBUSY, EXDEV) after the whole copy was made.
+    if (existing.dev !== fs.statSync(parent).dev) throw mountPointRefusal(dir);
   }
   // The CA keys go there: nobody else may be able to swap them, or the directory, meanwhile.
   assertSafeDirectory(dir, 'data dir');
   return { dir, parent };
+}
+
+/** A data dir that is a mount point: the restored directory cannot replace it by a rename. */
+export function mountPointRefusal(dir: string): MeshidError {
+  return failedPrecondition(
+    `cannot restore into ${dir}: it is a mount point, which a rename cannot replace; restore into a new directory under it (e.g. ${dir}/server) and point data_dir there`,
+  );
 }
 
 /** NAME_MAX (255) less the staging suffix (".restoring-" and 12 hex digits). */
