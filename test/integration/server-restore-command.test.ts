@@ -319,3 +319,61 @@ test('a data dir that is a mount point is refused before anything is copied, nam
   assert.deepEqual(fs.readdirSync(mounted), []);
   assert.deepEqual(stagingLeft(path.dirname(mounted)).filter((n) => n.startsWith(`${path.basename(mounted)}.`)), []);
 });
+
+/** `meshid-server restore` that stops at `points` of test/support/kill-at-point (MESHID_TEST_PAUSE_AT) until resumed. */
+function restorePausedAt(args: string[], points: string[]): { paused: (point: string) => Promise<void>; resume: () => void; done: Promise<CliResult> } {
+  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
+  const child = spawn(process.execPath, [SERVER_MAIN, 'restore', ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_PAUSE_AT: points.join(',') },
+  });
+  let out = '';
+  let err = '';
+  const waiting: Array<() => void> = [];
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    for (const wake of waiting.splice(0)) wake();
+  });
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+  const paused = async (point: string): Promise<void> => {
+    while (!err.includes(`paused at ${point}\n`)) {
+      if (child.exitCode !== null) throw new Error(`the restore ended before ${point}: ${err}`);
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+  };
+  return { paused, resume: () => child.stdin.write('x'), done };
+}
+
+test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-race-');
+  t.after(cleanup);
+  const { live, backup, roots, tokens } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+  const where = path.join(dir, 'race');
+  fs.mkdirSync(where);
+  const d = path.join(where, 'data');
+
+  // First made its staging directory and is about to lock it: to the second, it looks like what a kill -9 left.
+  const first = restorePausedAt(['--from', backup, '--data-dir', d], ['restore-lock']);
+  t.after(() => first.resume());
+  await first.paused('restore-lock');
+  const [firstStaging] = stagingLeft(where);
+  const second = await restoreCli(['--from', backup, '--data-dir', d]);
+  assert.equal(second.code, 0, second.err);
+  assert.match(second.err, new RegExp(`^Removed ${path.join(where, firstStaging!)}, which an interrupted restore left\\.$`, 'm'));
+
+  first.resume();
+  const r = await first.done;
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.err, new RegExp(`^Error: \\w+: ${d} was made or filled while the restore ran \\(a server started on it\\?\\): nothing was restored`, 'm'));
+  assert.deepEqual(stagingLeft(where), [], 'neither staging directory is left');
+  const server = await startServerProcess(where);
+  t.after(() => server.stop());
+  assert.equal((await server.cli(['bundle', 'show'])).out, roots);
+  for (const token of tokens) await refusedAsSpent(server, roots, token);
+  assert.equal(await server.stop(), 0);
+});

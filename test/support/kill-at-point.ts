@@ -11,6 +11,10 @@
  *   before-restore-rename    the staging directory, tokens voided and fsynced, is about to be renamed into the data dir
  *   after-restore-rename     it has been renamed into place (its parent not yet fsynced, the lock still held)
  * The kill is a real SIGKILL of the process by itself; nothing about the server is stubbed.
+ *
+ * MESHID_TEST_PAUSE_AT names points (comma-separated) where the process instead stops once, says "paused at <point>"
+ * on stderr and reads one byte from stdin before it goes on, so a test can run another process in between:
+ *   restore-lock             a restore's staging directory is made and its lock file is about to be created
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -29,8 +33,17 @@ const isRootKey = (p: fs.PathLike): boolean => isKey(p) && path.basename(String(
 const isRestoreStaging = (p: fs.PathLike): boolean => /\.restoring-[0-9a-f]{12}$/.test(String(p));
 const inRestoreStaging = (p: fs.PathLike): boolean => /\.restoring-[0-9a-f]{12}\//.test(String(p));
 
-if (point !== undefined) {
-  const keysAt = /^keys:(\d+)$/.exec(point);
+const pauses = new Set((process.env['MESHID_TEST_PAUSE_AT'] ?? '').split(',').filter((p) => p !== ''));
+
+function pauseAt(name: string): void {
+  if (!pauses.delete(name)) return;
+  // Synchronous both ways: the restore's steps are, and the test must see the pause before anything else happens.
+  fs.writeSync(2, `paused at ${name}\n`);
+  fs.readSync(0, Buffer.alloc(1));
+}
+
+if (point !== undefined || pauses.size > 0) {
+  const keysAt = /^keys:(\d+)$/.exec(point ?? '');
   const keysWanted = keysAt ? Number(keysAt[1]) : -1;
   let keysRenamed = 0;
   const rename = fs.renameSync;
@@ -42,14 +55,17 @@ if (point !== undefined) {
     if (isKey(to) && ++keysRenamed === keysWanted) die();
     if (point === 'after-restore-rename' && isRestoreStaging(from)) die();
   };
-  const filesAt = /^restore-files:(\d+)$/.exec(point);
+  const filesAt = /^restore-files:(\d+)$/.exec(point ?? '');
   const filesWanted = filesAt ? Number(filesAt[1]) : -1;
   let filesCopied = 0;
   const open = fs.openSync;
   // A restore copies each file into a new one ('wx'); the lock file, opened otherwise, does not count.
   fs.openSync = (...args: Parameters<typeof fs.openSync>): number => {
     const [p, flags] = args;
-    if (flags === 'wx' && inRestoreStaging(p) && !String(p).endsWith('/server.lock') && filesCopied++ === filesWanted) die();
+    if (flags === 'wx' && inRestoreStaging(p)) {
+      if (String(p).endsWith('/server.lock')) pauseAt('restore-lock');
+      else if (filesCopied++ === filesWanted) die();
+    }
     return open(...args);
   };
   const rm = fs.rmSync;

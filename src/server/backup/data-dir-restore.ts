@@ -12,7 +12,7 @@ import { DATASTORE_FILE } from './data-dir-backup.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 import type { RestoreSource } from './restore-source.js';
 import { mountPointRefusal, RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
-import { refuseIfServerRuns, SERVER_LOCK_FILE } from './server-lock-probe.js';
+import { lockHeld, refuseIfServerRuns, SERVER_LOCK_FILE } from './server-lock-probe.js';
 
 export interface RestoreResult {
   dir: string;
@@ -42,18 +42,27 @@ export interface RestoreResult {
  */
 export async function restoreDataDir(source: RestoreSource, target: RestoreTarget, clock: Clock = systemClock): Promise<RestoreResult> {
   const removedLeftovers = removeInterruptedRestores(target);
-  const stagingName = `${path.basename(target.dir)}${RESTORE_STAGING_INFIX}${randomBytes(6).toString('hex')}`;
-  const staging = path.join(target.parent, stagingName);
+  let staging = newStagingPath(target);
   let unlock: (() => void) | undefined;
   let renamed = false;
   try {
-    const keysDir = path.join(staging, 'ca', 'keys');
     const caKeys = source.files.filter((f) => path.dirname(f) === path.join('ca', 'keys'));
     let voidedJoinTokens: number;
+    let keysDir: string;
     try {
-      fs.mkdirSync(staging, { mode: 0o700 });
-      fs.chmodSync(staging, 0o700);
-      unlock = acquireDataDirLock(path.join(staging, SERVER_LOCK_FILE), 'meshid-server restore');
+      for (let attempt = 1; unlock === undefined; attempt++) {
+        fs.mkdirSync(staging, { mode: 0o700 });
+        try {
+          fs.chmodSync(staging, 0o700);
+          unlock = acquireDataDirLock(path.join(staging, SERVER_LOCK_FILE), 'meshid-server restore');
+        } catch (err) {
+          // Until locked it looks like a killed restore's leftover: another restore into this data dir took it for
+          // one and removes it (or has). Not this restore's any more; it starts again under a new name.
+          if (attempt === MAX_STAGING_ATTEMPTS || (fs.existsSync(staging) && !lockHeld(staging))) throw err;
+          staging = newStagingPath(target);
+        }
+      }
+      keysDir = path.join(staging, 'ca', 'keys');
       fs.mkdirSync(keysDir, { recursive: true, mode: 0o700 });
       for (const file of source.files) {
         const from = path.join(source.dir, file);
@@ -83,6 +92,12 @@ export async function restoreDataDir(source: RestoreSource, target: RestoreTarge
     unlock?.();
     if (!renamed) fs.rmSync(staging, { recursive: true, force: true });
   }
+}
+
+const MAX_STAGING_ATTEMPTS = 3;
+
+function newStagingPath(target: RestoreTarget): string {
+  return path.join(target.parent, `${path.basename(target.dir)}${RESTORE_STAGING_INFIX}${randomBytes(6).toString('hex')}`);
 }
 
 /**
@@ -192,9 +207,22 @@ function removeInterruptedRestores(target: RestoreTarget): string[] {
     const dir = path.join(target.parent, name);
     const st = fs.lstatSync(dir, { throwIfNoEntry: false });
     if (st === undefined || !st.isDirectory() || (euid !== undefined && st.uid !== euid)) continue;
-    refuseIfServerRuns(dir, (lock) => failedPrecondition(`another restore into ${target.dir} is running (it holds ${lock}): let it end first`));
-    // It holds a copy of the CA keys: not to be left lying about.
-    fs.rmSync(dir, { recursive: true, force: true });
+    const inUse = (lock: string): Error => failedPrecondition(`another restore into ${target.dir} is running (it holds ${lock}): let it end first`);
+    refuseIfServerRuns(dir, inUse);
+    // Taken, so that a restore that made it a moment ago and locks it now is refused its lock, not its directory.
+    let release: () => void;
+    try {
+      release = acquireDataDirLock(path.join(dir, SERVER_LOCK_FILE), 'meshid-server restore');
+    } catch (err) {
+      refuseIfServerRuns(dir, inUse);
+      throw err;
+    }
+    try {
+      // It holds a copy of the CA keys: not to be left lying about.
+      fs.rmSync(dir, { recursive: true, force: true });
+    } finally {
+      release();
+    }
     removed.push(dir);
   }
   return removed;
