@@ -321,7 +321,10 @@ test('a data dir that is a mount point is refused before anything is copied, nam
 });
 
 /** `meshid-server restore` that stops at `points` of test/support/kill-at-point (MESHID_TEST_PAUSE_AT) until resumed. */
-function restorePausedAt(args: string[], points: string[]): { paused: (point: string) => Promise<void>; resume: () => void; done: Promise<CliResult> } {
+function restorePausedAt(
+  args: string[],
+  points: string[],
+): { paused: (point: string) => Promise<void>; resume: () => void; kill: (signal: NodeJS.Signals) => void; done: Promise<CliResult> } {
   const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
   const child = spawn(process.execPath, [SERVER_MAIN, 'restore', ...args], {
     stdio: ['pipe', 'pipe', 'pipe'],
@@ -345,7 +348,7 @@ function restorePausedAt(args: string[], points: string[]): { paused: (point: st
       await new Promise<void>((resolve) => waiting.push(resolve));
     }
   };
-  return { paused, resume: () => child.stdin.write('x'), done };
+  return { paused, resume: () => child.stdin.write('x'), kill: (signal) => child.kill(signal), done };
 }
 
 test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
@@ -376,4 +379,36 @@ test('a restore whose new staging directory another restore into the same data d
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
   for (const token of tokens) await refusedAsSpent(server, roots, token);
   assert.equal(await server.stop(), 0);
+});
+
+test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made, removes its staging directory (a copy of the CA keys), exits 1 saying so, and runs again', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-signal-');
+  t.after(cleanup);
+  const { live, backup, roots } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+
+  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
+    await t.test(signal, async () => {
+      const where = path.join(dir, signal);
+      fs.mkdirSync(where);
+      const d = path.join(where, 'data');
+      const restore = restorePausedAt(['--from', backup, '--data-dir', d], ['restore-lock']);
+      await restore.paused('restore-lock');
+      assert.equal(stagingLeft(where).length, 1);
+      restore.kill(signal);
+      restore.resume();
+      const r = await restore.done;
+      assert.equal(r.code, 1, r.err);
+      assert.equal(r.out, '');
+      assert.match(r.err, new RegExp(`^Error: Aborted: interrupted by ${signal}: nothing was restored, ${d} was not made; run the restore again$`, 'm'));
+      assert.deepEqual(fs.readdirSync(where), [], 'no data dir, no staging directory');
+
+      const again = await restoreCli(['--from', backup, '--data-dir', d]);
+      assert.equal(again.code, 0, again.err);
+      assert.doesNotMatch(again.err, /Removed/, 'nothing left to remove');
+    });
+  }
+  const server = await startServerProcess(path.join(dir, 'SIGTERM'));
+  t.after(() => server.stop());
+  assert.equal((await server.cli(['bundle', 'show'])).out, roots);
 });

@@ -4,7 +4,7 @@ import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { fsyncDir } from '../../common/atomic-file.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
-import { failedPrecondition, MeshidError, resourceExhausted } from '../../common/errors.js';
+import { aborted, failedPrecondition, MeshidError, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
 import type { CaRecord } from '../datastore/datastore.js';
@@ -40,7 +40,21 @@ export interface RestoreResult {
  * moment it appears waits for nothing half done, and a second restore can tell a staging directory in use from one a
  * kill left, which it removes.
  */
-export async function restoreDataDir(source: RestoreSource, target: RestoreTarget, clock: Clock = systemClock): Promise<RestoreResult> {
+export async function restoreDataDir(
+  source: RestoreSource,
+  target: RestoreTarget,
+  clock: Clock = systemClock,
+  interrupted?: AbortSignal,
+): Promise<RestoreResult> {
+  // An interrupt (its reason the signal's name) stops it before the rename, the staging directory removed; after the
+  // rename the data dir is complete and the restore ends as it would have.
+  const stopIfInterrupted = async (): Promise<void> => {
+    // The copies are synchronous: a signal's handler runs, and aborts, only in a turn of the event loop.
+    await new Promise((resolve) => setImmediate(resolve));
+    if (interrupted?.aborted === true) {
+      throw aborted(`interrupted by ${String(interrupted.reason)}: nothing was restored, ${target.dir} was not made; run the restore again`);
+    }
+  };
   const removedLeftovers = removeInterruptedRestores(target);
   let staging = newStagingPath(target);
   let unlock: (() => void) | undefined;
@@ -67,6 +81,7 @@ export async function restoreDataDir(source: RestoreSource, target: RestoreTarge
       for (const file of source.files) {
         const from = path.join(source.dir, file);
         copyPrivateFile(from, path.join(staging, file), () => failedPrecondition(`${from} vanished while it was copied: is a backup being written into ${source.dir}?`));
+        await stopIfInterrupted();
       }
       voidedJoinTokens = await prepareDatastore(source, staging, new Set(caKeys.map((f) => path.basename(f, '.pem'))), clock);
       for (const file of listFiles(staging)) if (file.path !== SERVER_LOCK_FILE) fsyncFile(path.join(staging, file.path));
@@ -74,6 +89,7 @@ export async function restoreDataDir(source: RestoreSource, target: RestoreTarge
     } catch (err) {
       throw restoreWriteError(err, staging, target);
     }
+    await stopIfInterrupted();
     renameIntoPlace(staging, target.dir);
     renamed = true;
     fsyncDir(target.parent);

@@ -4,9 +4,10 @@ import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from 
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { readConfigFile } from '../config.js';
-import { restoreDataDir } from '../backup/data-dir-restore.js';
-import { checkRestoreSource } from '../backup/restore-source.js';
-import { checkRestoreTarget } from '../backup/restore-target.js';
+import { systemClock } from '../../common/clock.js';
+import { restoreDataDir, type RestoreResult } from '../backup/data-dir-restore.js';
+import { checkRestoreSource, type RestoreSource } from '../backup/restore-source.js';
+import { checkRestoreTarget, type RestoreTarget } from '../backup/restore-target.js';
 
 const restore: Command = {
   name: 'restore',
@@ -50,7 +51,7 @@ const restore: Command = {
       );
     }
     const target = checkRestoreTarget(path.resolve(dataDir));
-    const result = await restoreDataDir(source, target);
+    const result = await restoreUnlessInterrupted(source, target);
     // On stderr, so that --output json's stdout stays one document.
     for (const leftover of result.removedLeftovers) io.stderr.write(`Removed ${leftover}, which an interrupted restore left.\n`);
     if (outputFormat(args) === 'json') {
@@ -82,6 +83,23 @@ const restore: Command = {
     return 0;
   },
 };
+
+/**
+ * restoreDataDir, stopped by SIGINT or SIGTERM before the data dir is made: Node's default would end the process on
+ * the spot and leave the staging directory, a copy of the CA keys, until the next restore into that path.
+ */
+async function restoreUnlessInterrupted(source: RestoreSource, target: RestoreTarget): Promise<RestoreResult> {
+  const interrupt = new AbortController();
+  const onSignal = (signal: NodeJS.Signals): void => interrupt.abort(signal);
+  for (const signal of INTERRUPT_SIGNALS) process.on(signal, onSignal);
+  try {
+    return await restoreDataDir(source, target, systemClock, interrupt.signal);
+  } finally {
+    for (const signal of INTERRUPT_SIGNALS) process.off(signal, onSignal);
+  }
+}
+
+const INTERRUPT_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /** `meshid-server restore --from DIR --data-dir D`: restores a backup into a new data dir, offline, its join tokens voided. */
 export async function restoreCommand(argv: string[], io: CliIo): Promise<number> {
