@@ -10,6 +10,7 @@
  * prints the step log. Replays repeat the steps; response timing, and so some interleavings, may differ.
  */
 import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
 import { createHash } from 'node:crypto';
 import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
@@ -93,7 +94,6 @@ async function currentTruth(client: grpc.Client): Promise<Map<string, string>> {
   }));
 }
 
-class ModelFailure extends Error {}
 
 /** State shared by every stream of one run: the log, and version ↔ content consistency across streams. */
 class Run {
@@ -600,11 +600,14 @@ async function runSeed(seed: number): Promise<void> {
     }
   }
 
+  let stepsRun = 0;
+  const first: Array<SotwModel | DeltaModel> = [];
   try {
     openSotw(['default', 'ROOTCA']);
     openDelta(['default', 'ROOTCA']);
+    first.push(...streams);
     await converge();
-    for (let i = 0; i < STEPS_PER_SEED && run.violations.length === 0; i++) {
+    for (let i = 0; i < STEPS_PER_SEED && run.violations.length === 0; i++, stepsRun++) {
       let pick = rng.int(total);
       const step = steps.find(([w]) => (pick -= w) < 0)![1];
       run.note(`-- step ${i}`);
@@ -616,9 +619,11 @@ async function runSeed(seed: number): Promise<void> {
     for (const c of connections) c.close();
   }
   if (process.env['MESHID_SDS_MODEL_LOG']) console.log(`seed ${seed}\n${run.log.join('\n')}`);
-  if (run.violations.length > 0) {
-    throw new ModelFailure(`seed ${seed} (replay: MESHID_SDS_MODEL_SEED=${seed}): ${run.violations[0]}\n${run.log.join('\n')}`);
-  }
+  assert.deepEqual(run.violations, [], `seed ${seed} (replay: MESHID_SDS_MODEL_SEED=${seed}): ${run.violations[0]}\n${run.log.join('\n')}`);
+  // A run that checked nothing passes nothing: every step ran, and the streams were answered.
+  assert.equal(stepsRun, STEPS_PER_SEED, `seed ${seed}: only ${stepsRun} of ${STEPS_PER_SEED} steps ran`);
+  // The first two streams ask for `default` and ROOTCA, which always resolve: a server that answers nothing fails here.
+  for (const s of first) assert.ok(s.responses > 0, `seed ${seed}: ${s.id} (default, ROOTCA) was never answered`);
 }
 
 /** Waits until the agent serves a state that satisfies `done` (after an admin change reached it). */
