@@ -145,6 +145,12 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
   });
   await refused(['--from', noRootKey], /CA key file \S+no-root-key\/ca\/keys\/root-[0-9a-f]+\.pem, which the backup's CA journal names \(root root-[0-9a-f]+\), is missing/);
   await refused(['--from', path.join(dir, 'absent')], /the backup directory \S+absent does not exist/);
+  // A path the process cannot follow is the operator's to change, not an internal error: named, as backup --out names it.
+  fs.symlinkSync('loop', path.join(dir, 'loop'));
+  const looped = await restoreCli(['--data-dir', path.join(dir, 'loop', 'data'), '--from', backup]);
+  assert.equal(looped.code, 1);
+  assert.match(looped.err, new RegExp(`cannot restore into ${dir}/loop/data: ${dir}/loop cannot be followed \\(symbolic links in it loop`));
+  assert.deepEqual(stagingLeft(dir), [], 'no staging directory left');
 
   // Writable by others without the sticky bit: they could swap the keys, in the backup or in the data dir.
   const open = path.join(dir, 'open');

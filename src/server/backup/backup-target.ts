@@ -109,7 +109,7 @@ function realDirectory(dir: string, backupDir: string): { real: string; stat: fs
         `cannot write the backup to ${backupDir}: ${dir} does not exist; create it first (the backup directory itself is created, mode 0700)`,
       );
     }
-    throw unreachable(err, backupDir, dir) ?? err;
+    throw unreachable(err, `cannot write the backup to ${backupDir}`, dir) ?? err;
   }
   const stat = fs.statSync(real);
   if (!stat.isDirectory()) throw failedPrecondition(`cannot write the backup to ${backupDir}: ${dir} is not a directory`);
@@ -121,26 +121,23 @@ function unreachableAs<T>(backupDir: string, dir: string, lookup: () => T): T {
   try {
     return lookup();
   } catch (err) {
-    throw unreachable(err, backupDir, dir) ?? err;
+    throw unreachable(err, `cannot write the backup to ${backupDir}`, dir) ?? err;
   }
 }
 
 /**
  * A path the server cannot follow to `dir`, as what the operator changes: the path given, not the server (a bare
- * ELOOP or ENAMETOOLONG would surface as an internal error). Undefined for anything else.
+ * ELOOP or ENAMETOOLONG would surface as an internal error). `failing` says what could not be done, e.g. "cannot
+ * write the backup to DIR" (restore-target.ts words its own). Undefined for anything else.
  */
-function unreachable(err: unknown, backupDir: string, dir: string): Error | undefined {
+export function unreachable(err: unknown, failing: string, dir: string): Error | undefined {
   switch ((err as NodeJS.ErrnoException).code) {
     case 'EACCES':
-      return failedPrecondition(`cannot write the backup to ${backupDir}: the server's user cannot reach ${dir}`);
+      return failedPrecondition(`${failing}: ${dir} cannot be reached (permission denied to this process's user)`);
     case 'ELOOP':
-      return failedPrecondition(
-        `cannot write the backup to ${backupDir}: ${dir} cannot be followed (symbolic links in it loop, or nest too deep); give a path without them`,
-      );
+      return failedPrecondition(`${failing}: ${dir} cannot be followed (symbolic links in it loop, or nest too deep); give a path without them`);
     case 'ENAMETOOLONG':
-      return invalidArgument(
-        `cannot write the backup to ${backupDir}: ${dir}, with its symbolic links followed, is longer than the system's limit on paths; give a shorter one`,
-      );
+      return invalidArgument(`${failing}: ${dir}, with its symbolic links followed, is longer than the system's limit on paths; give a shorter one`);
     default:
       return undefined;
   }

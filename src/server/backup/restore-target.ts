@@ -2,6 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument, type MeshidError } from '../../common/errors.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
+import { unreachable } from './backup-target.js';
 import { refuseIfServerRuns } from './server-lock-probe.js';
 
 /** Where `meshid-server restore` puts a data dir, as checked. */
@@ -35,7 +36,7 @@ export function checkRestoreTarget(requested: string): RestoreTarget {
     if (code === 'ENOENT' || code === 'ENOTDIR') {
       throw failedPrecondition(`cannot restore into ${requested}: ${parentAsGiven} does not exist; create it first (the data dir itself is created, mode 0700)`);
     }
-    throw err;
+    throw unreachable(err, `cannot restore into ${requested}`, parentAsGiven) ?? err;
   }
   if (Buffer.byteLength(path.basename(resolved)) > MAX_NAME_BYTES) {
     throw invalidArgument(`cannot restore into ${requested}: its name is longer than ${MAX_NAME_BYTES} bytes, and the restore is staged under it plus a suffix; give a shorter one`);
