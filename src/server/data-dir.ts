@@ -4,8 +4,25 @@ import { ensurePrivateDir, writeFileAtomic } from '../common/atomic-file.js';
 import { failedPrecondition } from '../common/errors.js';
 import { storageSetupError } from '../common/storage-failure.js';
 
-const MARKER = 'meshid-server.json';
+/** The file naming the trust domain a data dir belongs to; a backup moves it into place last. */
+export const DATA_DIR_MARKER = 'meshid-server.json';
+const MARKER = DATA_DIR_MARKER;
 const FORMAT = 1;
+
+/**
+ * What a data dir's marker file says: the trust domain it names (not yet checked to be one), or why it cannot be
+ * read by this version (corrupt, or another format), worded to follow "<the directory> has ...".
+ */
+export function readDataDirMarker(marker: string): { trustDomain: unknown } | { unreadable: string } {
+  let parsed: { trust_domain?: unknown; format?: unknown };
+  try {
+    parsed = JSON.parse(fs.readFileSync(marker, 'utf8')) as typeof parsed;
+  } catch {
+    return { unreadable: `a corrupt ${MARKER}` };
+  }
+  if (parsed.format !== FORMAT) return { unreadable: `format ${String(parsed.format)}, this meshid-server reads format ${FORMAT}` };
+  return { trustDomain: parsed.trust_domain };
+}
 
 /**
  * Claims a data dir for one trust domain. An empty or new dir is initialised (0700, marker file); a dir that holds
@@ -25,16 +42,13 @@ function claim(dataDir: string, trustDomain: string): void {
     const st = fs.statSync(dataDir);
     if (!st.isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
     if (fs.existsSync(marker)) {
-      let parsed: { trust_domain?: unknown; format?: unknown };
-      try {
-        parsed = JSON.parse(fs.readFileSync(marker, 'utf8')) as typeof parsed;
-      } catch {
-        throw failedPrecondition(`data dir ${dataDir} has a corrupt ${MARKER}: restore it from a backup`);
+      const read = readDataDirMarker(marker);
+      if ('unreadable' in read) {
+        throw failedPrecondition(`data dir ${dataDir} has ${read.unreadable}: restore it from a backup, or run the meshid-server that wrote it`);
       }
-      if (parsed.format !== FORMAT) throw failedPrecondition(`data dir ${dataDir} has format ${String(parsed.format)}, this meshid-server reads format ${FORMAT}`);
-      if (parsed.trust_domain !== trustDomain) {
+      if (read.trustDomain !== trustDomain) {
         throw failedPrecondition(
-          `data dir ${dataDir} belongs to trust domain "${String(parsed.trust_domain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
+          `data dir ${dataDir} belongs to trust domain "${String(read.trustDomain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
         );
       }
       // Only when needed: a data dir that is already private may sit on a file system mounted read-only.

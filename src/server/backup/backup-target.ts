@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
+import { DATA_DIR_MARKER } from '../data-dir.js';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
 import { identityOf, type DirectoryIdentity } from './anchored-directory.js';
@@ -68,7 +69,7 @@ export function checkBackupTarget(requested: string, dataDir: string): BackupTar
     const entries = unreachableAs(requested, dir, () => fs.readdirSync(dir));
     // A kill -9 mid-backup leaves its staging directory inside DIR, maybe with files already moved up beside it.
     const leftover = entries.find((name) => name.startsWith(`${path.basename(dir)}${STAGING_INFIX}`));
-    if (leftover !== undefined && !entries.includes(TRUST_DOMAIN_MARKER)) {
+    if (leftover !== undefined && !entries.includes(DATA_DIR_MARKER)) {
       throw failedPrecondition(
         `the backup directory ${requested} holds what an interrupted backup left (${leftover}, and any files moved up beside it, ` +
           'without meshid-server.json): it is no backup; empty the directory and run the backup again',
@@ -94,8 +95,6 @@ const MAX_NAME_BYTES = 255 - 24;
 /** What data-dir-backup.ts puts between the backup directory's name and a random suffix to name its staging directory. */
 export const STAGING_INFIX = '.incomplete-';
 
-/** A data dir's marker (data-dir.ts), which a backup moves into place last: a directory without it is no backup. */
-export const TRUST_DOMAIN_MARKER = 'meshid-server.json';
 
 /** The real path of a directory the backup depends on, or a refusal naming it and the backup directory asked for. */
 function realDirectory(dir: string, backupDir: string): { real: string; stat: fs.Stats } {

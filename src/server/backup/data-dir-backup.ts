@@ -4,7 +4,8 @@ import { randomBytes } from 'node:crypto';
 import { failedPrecondition, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.js';
-import { STAGING_INFIX, TRUST_DOMAIN_MARKER, type BackupTarget } from './backup-target.js';
+import { DATA_DIR_MARKER } from '../data-dir.js';
+import { STAGING_INFIX, type BackupTarget } from './backup-target.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 
 /** The files of a data dir a restore needs, by their names there (data-dir.ts, server.ts, server-svid.ts). */
@@ -88,8 +89,8 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
         // the one in place is as good as the server's own after a restart, which it lets present the same SVID.
         copyIfPresent(path.join(sources.dataDir, SERVER_SVID_FILE), staging.at(SERVER_SVID_FILE));
       });
-      copyPrivateFile(path.join(sources.dataDir, TRUST_DOMAIN_MARKER), staging.at(TRUST_DOMAIN_MARKER), () =>
-        failedPrecondition(`${path.join(sources.dataDir, TRUST_DOMAIN_MARKER)} is missing from the live data dir`),
+      copyPrivateFile(path.join(sources.dataDir, DATA_DIR_MARKER), staging.at(DATA_DIR_MARKER), () =>
+        failedPrecondition(`${path.join(sources.dataDir, DATA_DIR_MARKER)} is missing from the live data dir`),
       );
       for (const dir of [keys, ca, staging]) dir.fsync();
       signal?.throwIfAborted();
@@ -208,11 +209,11 @@ const notOurs = (dir: string): Error =>
 function moveIntoPlace(staging: AnchoredDirectory, stagingName: string, into: AnchoredDirectory, dir: string): void {
   const others = fs.readdirSync(into.here).filter((name) => name !== stagingName);
   if (others.length > 0) throw changedMeanwhile(dir);
-  const names = fs.readdirSync(staging.here).sort((a, b) => Number(a === TRUST_DOMAIN_MARKER) - Number(b === TRUST_DOMAIN_MARKER));
+  const names = fs.readdirSync(staging.here).sort((a, b) => Number(a === DATA_DIR_MARKER) - Number(b === DATA_DIR_MARKER));
   const moved: string[] = [];
   try {
     for (const name of names) {
-      if (name === TRUST_DOMAIN_MARKER) into.fsync();
+      if (name === DATA_DIR_MARKER) into.fsync();
       fs.renameSync(staging.at(name), into.at(name));
       moved.push(name);
     }

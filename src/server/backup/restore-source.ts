@@ -2,12 +2,11 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
 import { assertSafeDirectory } from '../../common/safe-directory.js';
-import { STAGING_INFIX, TRUST_DOMAIN_MARKER } from './backup-target.js';
+import { DATA_DIR_MARKER, readDataDirMarker } from '../data-dir.js';
+import { STAGING_INFIX } from './backup-target.js';
 import { DATASTORE_FILE, SERVER_SVID_FILE } from './data-dir-backup.js';
 import { refuseIfServerRuns } from './server-lock-probe.js';
 
-/** The data dir's format this meshid-server reads (data-dir.ts). */
-const DATA_DIR_FORMAT = 1;
 const KEYS_DIR = path.join('ca', 'keys');
 
 /** A backup directory as checked for `meshid-server restore --from DIR`. */
@@ -57,15 +56,15 @@ export function checkRestoreSource(requested: string): RestoreSource {
     if ((err as NodeJS.ErrnoException).code === 'EACCES') throw failedPrecondition(`the backup directory ${requested} cannot be read by this user: run the restore as the server's user`);
     throw err;
   }
-  if (!entries.includes(TRUST_DOMAIN_MARKER)) {
+  if (!entries.includes(DATA_DIR_MARKER)) {
     const leftover = entries.find((name) => name.includes(STAGING_INFIX));
     throw failedPrecondition(
       leftover !== undefined
-        ? `the backup directory ${requested} holds what an interrupted backup left (${leftover}) and no ${TRUST_DOMAIN_MARKER}: it is no backup; restore a complete one`
-        : `the backup directory ${requested} has no ${TRUST_DOMAIN_MARKER}, which a backup writes last: it is not a complete backup; restore a complete one`,
+        ? `the backup directory ${requested} holds what an interrupted backup left (${leftover}) and no ${DATA_DIR_MARKER}: it is no backup; restore a complete one`
+        : `the backup directory ${requested} has no ${DATA_DIR_MARKER}, which a backup writes last: it is not a complete backup; restore a complete one`,
     );
   }
-  const trustDomain = readTrustDomain(path.join(dir, TRUST_DOMAIN_MARKER), requested);
+  const trustDomain = readTrustDomain(path.join(dir, DATA_DIR_MARKER), requested);
   if (!isFile(path.join(dir, DATASTORE_FILE))) {
     throw failedPrecondition(`the backup directory ${requested} has no ${DATASTORE_FILE}: it is not a complete backup; restore a complete one`);
   }
@@ -81,7 +80,7 @@ export function checkRestoreSource(requested: string): RestoreSource {
     ? fs.readdirSync(keysDir).filter((n) => n.endsWith('.pem') && !n.startsWith('.') && isFile(path.join(keysDir, n))).sort()
     : [];
   const files = [
-    TRUST_DOMAIN_MARKER,
+    DATA_DIR_MARKER,
     DATASTORE_FILE,
     ...[`${DATASTORE_FILE}-wal`, SERVER_SVID_FILE].filter((name) => isFile(path.join(dir, name))),
     ...keys.map((name) => path.join(KEYS_DIR, name)),
@@ -89,23 +88,14 @@ export function checkRestoreSource(requested: string): RestoreSource {
   return { dir, trustDomain, files };
 }
 
-/** The trust domain a marker names; one that is unreadable, or of another format, is no backup this version restores. */
+/** The trust domain a backup's marker names; one unreadable, or of another format, is no backup this version restores. */
 function readTrustDomain(marker: string, requested: string): string {
-  let parsed: { trust_domain?: unknown; format?: unknown };
-  try {
-    parsed = JSON.parse(fs.readFileSync(marker, 'utf8')) as typeof parsed;
-  } catch {
-    throw failedPrecondition(`the backup directory ${requested} has an unreadable or corrupt ${TRUST_DOMAIN_MARKER}: restore another backup`);
+  const read = readDataDirMarker(marker);
+  if ('unreadable' in read) throw failedPrecondition(`the backup directory ${requested} has ${read.unreadable}: restore another backup, or run the meshid-server that wrote it`);
+  if (typeof read.trustDomain !== 'string' || read.trustDomain === '') {
+    throw failedPrecondition(`the backup directory ${requested} has a ${DATA_DIR_MARKER} naming no trust domain: restore another backup`);
   }
-  if (parsed.format !== DATA_DIR_FORMAT) {
-    throw failedPrecondition(
-      `the backup directory ${requested} has format ${String(parsed.format)}, this meshid-server restores format ${DATA_DIR_FORMAT}: use the meshid-server version that wrote it`,
-    );
-  }
-  if (typeof parsed.trust_domain !== 'string' || parsed.trust_domain === '') {
-    throw failedPrecondition(`the backup directory ${requested} has a ${TRUST_DOMAIN_MARKER} naming no trust domain: restore another backup`);
-  }
-  return parsed.trust_domain;
+  return read.trustDomain;
 }
 
 function isFile(file: string): boolean {
