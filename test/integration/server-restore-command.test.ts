@@ -11,7 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
-import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { exportPkcs8Pem, generateKeyPair } from '../../src/common/x509/keys.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { packageRoot } from '../../src/common/paths.js';
@@ -144,6 +144,18 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
     fs.rmSync(path.join(keys, fs.readdirSync(keys).find((f) => f.startsWith('root-'))!));
   });
   await refused(['--from', noRootKey], /CA key file \S+no-root-key\/ca\/keys\/root-[0-9a-f]+\.pem, which the backup's CA journal names \(root root-[0-9a-f]+\), is missing/);
+  // A key that is there but is not the journal's is refused as a start would refuse it, before anything is put in place.
+  const otherRootKey = variant('other-root-key', (c) => {
+    const keys = path.join(c, 'ca', 'keys');
+    const rootKey = path.join(keys, fs.readdirSync(keys).find((f) => f.startsWith('root-'))!);
+    fs.writeFileSync(rootKey, exportPkcs8Pem(generateKeyPair('ec-p256').privateKey));
+  });
+  await refused(['--from', otherRootKey], /CA key file \S+other-root-key\/ca\/keys\/root-[0-9a-f]+\.pem does not match the root certificate root-[0-9a-f]+: the backup is damaged; restore another one/);
+  const corruptKey = variant('corrupt-key', (c) => {
+    const keys = path.join(c, 'ca', 'keys');
+    fs.writeFileSync(path.join(keys, fs.readdirSync(keys).find((f) => f.startsWith('int-'))!), 'not a key');
+  });
+  await refused(['--from', corruptKey], /CA key file \S+corrupt-key\/ca\/keys\/int-\S+\.pem is corrupt/);
   await refused(['--from', path.join(dir, 'absent')], /the backup directory \S+absent does not exist/);
   // A path the process cannot follow is the operator's to change, not an internal error: named, as backup --out names it.
   fs.symlinkSync('loop', path.join(dir, 'loop'));

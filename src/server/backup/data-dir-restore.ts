@@ -7,6 +7,8 @@ import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { aborted, failedPrecondition, MeshidError, resourceExhausted } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
+import { keysWithoutJournal, loadJournalAuthorities } from '../ca/journal-authorities.js';
+import { KeyStore } from '../ca/key-store.js';
 import type { CaRecord } from '../datastore/datastore.js';
 import { DATASTORE_FILE } from './data-dir-backup.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
@@ -32,7 +34,7 @@ export interface RestoreResult {
  * Makes `target.dir` a data dir holding the backup `source`, offline (no server may run on it meanwhile). Everything
  * happens in a staging directory beside it, on its file system: the files are copied (0600, fsynced), the datastore is
  * opened there (the checks a start makes: a meshid datastore of a schema this version knows), the keys its CA journal
- * names are checked to be there, and every join token is voided, since the backup's tokens include ones used after
+ * names are checked to be there and to match it (as a start checks them), and every join token is voided, since the backup's tokens include ones used after
  * it was taken, which would attest an agent again. Only then is the staging directory renamed into place, in one
  * rename(2): a kill -9 at any moment leaves no data dir (or the empty one that was there) or a complete one with its
  * tokens voided, never a data dir a server could start on with them. The staging directory holds a server's lock
@@ -132,7 +134,7 @@ async function prepareDatastore(source: RestoreSource, staging: string, keyIds: 
     throw asInBackup(err);
   }
   try {
-    checkJournalKeys(await ds.listCaRecords(), keyIds, source.dir, clock.now());
+    checkJournalKeys(await ds.listCaRecords(), keyIds, source, staging, clock.now());
     // Expired ones are deleted too (housekeeping would have), but counted as `token revoke --all` counts: what was at risk.
     const now = clock.now();
     return (await ds.consumeAllJoinTokens()).filter((t) => t.expiresAt > now).length;
@@ -144,18 +146,14 @@ async function prepareDatastore(source: RestoreSource, staging: string, keyIds: 
 }
 
 /**
- * What a start refuses (CaManager's load), refused before anything is put in place: a journal naming a key the backup
- * lacks, or keys beside an empty journal (a datastore copied without its -wal). Retired authorities already expired
- * are skipped, as a start skips them and drops their rows.
+ * What a start refuses, refused before anything is put in place: a journal naming a key the backup lacks (said here
+ * as the backup's fault), keys beside an empty journal (a datastore copied without its -wal), and everything a start
+ * checks of the keys that are there (journal-authorities.ts). Retired authorities already expired are skipped, as a
+ * start skips them and drops their rows.
  */
-function checkJournalKeys(records: readonly CaRecord[], keyIds: ReadonlySet<string>, from: string, now: number): void {
-  const keysDir = path.join(from, 'ca', 'keys');
-  if (records.length === 0 && keyIds.size > 0) {
-    throw failedPrecondition(
-      `the datastore holds no CA journal, but ${keysDir} holds ${keyIds.size} CA key file(s): the datastore is not the one these keys were ` +
-        'made with (copied without its datastore.sqlite3-wal file, or from another data dir?); restore a complete backup',
-    );
-  }
+function checkJournalKeys(records: readonly CaRecord[], keyIds: ReadonlySet<string>, source: RestoreSource, staging: string, now: number): void {
+  const keysDir = path.join(source.dir, 'ca', 'keys');
+  if (records.length === 0 && keyIds.size > 0) throw failedPrecondition(`${keysWithoutJournal(keysDir, [...keyIds])}; restore a complete backup`);
   for (const record of records) {
     if (record.state === 'old' && record.notAfter <= now) continue;
     if (!keyIds.has(record.keyId)) {
@@ -165,6 +163,8 @@ function checkJournalKeys(records: readonly CaRecord[], keyIds: ReadonlySet<stri
       );
     }
   }
+  const damaged = 'the backup is damaged; restore another one';
+  loadJournalAuthorities(records, new KeyStore(staging), source.trustDomain, now, { keyMismatch: damaged, otherTrustDomain: damaged });
 }
 
 /**

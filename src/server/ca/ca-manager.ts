@@ -5,13 +5,13 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, isMeshidError, unavailable, type ErrorCode } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision } from '../../common/rotation.js';
-import { keyMatchesCertificate, type KeyType } from '../../common/x509/keys.js';
+import type { KeyType } from '../../common/x509/keys.js';
 import { parseCertificate, verifyCaChain, type ParsedCertificate } from '../../common/x509/certificate.js';
-import { LeafSigner } from '../../common/x509/leaf-signer.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
 import { FirstSetupMarker } from './first-setup-marker.js';
+import { keysWithoutJournal, loadJournalAuthorities } from './journal-authorities.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
@@ -133,10 +133,8 @@ export class CaManager {
         // datastore lost its content (datastore.sqlite3 copied without its -wal file): sweeping them as orphans would
         // delete its root key and silently re-root it.
         throw failedPrecondition(
-          `the datastore holds no CA journal, but ${this.keys.dir} holds ${keyFiles.length} CA key file(s) (${keyFiles.join(', ')}): ` +
-            'the datastore is not the one these keys were made with (copied without its datastore.sqlite3-wal file, or from another ' +
-            'data dir?). Restore the datastore that goes with these keys (README, "Backup and restore"); only if this data dir ' +
-            `never served remove ${this.keys.dir} to create a new trust domain`,
+          `${keysWithoutJournal(this.keys.dir, keyFiles)}. Restore the datastore that goes with these keys (README, "Backup and restore"); ` +
+            `only if this data dir never served remove ${this.keys.dir} to create a new trust domain`,
         );
       }
       if (keyFiles.length > 0) this.log.warn({ keys: keyFiles.length }, 'a first CA setup was interrupted before its commit; starting it over');
@@ -148,38 +146,11 @@ export class CaManager {
     }
     // Retired authorities that expired while the server was down: nothing can use them, and rotation only ever sees
     // loaded ones, so they go below (journal first; a crash before the key deletion leaves an orphan the sweep takes).
-    const expired = records.filter((r) => r.state === 'old' && r.notAfter <= now);
-    for (const record of records) {
-      if (record.state === 'old' && record.notAfter <= now) continue;
-      const key = this.keys.read(record.keyId);
-      const loaded: LoadedAuthority = { record, key };
-      if (record.kind === 'jwt') {
-        const pub = createPublicKey(key).export({ type: 'spki', format: 'pem' }).toString();
-        if (record.publicKeyPem !== undefined && pub.trim() !== record.publicKeyPem.trim()) {
-          throw failedPrecondition(`JWT key file ${this.keys.fileOf(record.keyId)} does not match the key recorded in the CA journal`);
-        }
-      } else {
-        if (record.certDer === undefined) throw failedPrecondition(`CA journal row ${record.id} has no certificate: the datastore is corrupt`);
-        if (!keyMatchesCertificate(key, record.certDer)) {
-          throw failedPrecondition(
-            `CA key file ${this.keys.fileOf(record.keyId)} does not match the ${record.kind} certificate ${record.id}` +
-              `${record.datacenter ? ` of datacenter ${record.datacenter}` : ''}: restore the matching key from a backup`,
-          );
-        }
-        loaded.cert = parseCertificate(record.certDer);
-        if (record.kind === 'intermediate') loaded.signer = new LeafSigner(record.certDer, key);
-      }
-      this.authorities.set(record.id, loaded);
-    }
-    const roots = [...this.authorities.values()].filter((a) => a.record.kind === 'root');
-    if (roots.length > 0) {
-      const td = roots[0]!.cert?.uriSans[0];
-      if (td !== undefined && td !== `spiffe://${this.settings.trustDomain}`) {
-        throw failedPrecondition(
-          `the data dir belongs to trust domain "${td.slice('spiffe://'.length)}", not "${this.settings.trustDomain}": use another --data-dir`,
-        );
-      }
-    }
+    const { live, expired } = loadJournalAuthorities(records, this.keys, this.settings.trustDomain, now, {
+      keyMismatch: 'restore the matching key from a backup',
+      otherTrustDomain: 'use another --data-dir',
+    });
+    for (const [id, loaded] of live) this.authorities.set(id, loaded);
     // Only once every live authority's key has loaded and matched: a start that is refused (a datastore restored from
     // an older backup beside newer keys, a key missing) deletes nothing, so restoring the right files still works.
     const storedBundle = await this.store.getBundle(this.settings.trustDomain);
