@@ -378,8 +378,12 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
     let agent: AgentProcess = await cluster.startAgent({ joinToken: await cluster.token() });
     agentOutputs.push(() => agent.output());
     const serverAddress = cluster.server.address();
-    const storedAgentId = (): string => JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
-    let agentId = storedAgentId();
+    /** The agent's SPIFFE ID as its data dir holds it; undefined once a ban removed its SVID, until it attests again. */
+    const storedAgentId = (): string | undefined => {
+      const file = path.join(agent.dataDir, 'agent-svid.json');
+      return fs.existsSync(file) ? (JSON.parse(fs.readFileSync(file, 'utf8')).spiffe_id as string) : undefined;
+    };
+    let agentId = storedAgentId()!;
     const own = await cluster.admin.call('Bundles', 'GetBundle', {});
     const model = new Model([Cluster.nodeAlias, agentId], (own.x509_authorities ?? []).map((d: Buffer) => digest(Buffer.from(d))).sort());
     for (const td of PARTNERS) model.partnerRoots.set(td, pemToDerList(fs.readFileSync(path.join(cluster.dir, `${td}-0.pem`), 'utf8')).map(digest));
@@ -523,9 +527,10 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       agent = await cluster.startAgent({ dataDir: agent.dataDir, socketPath: agent.socketPath, joinToken: await cluster.token() });
       agentOutputs.push(() => agent.output());
       // Attesting again is the agent answering the server's refusal of the old SVID: an event, polled with a bound.
-      for (let i = 0; i < 400 && storedAgentId() === old; i++) await new Promise((r) => setTimeout(r, 50));
-      agentId = storedAgentId();
-      assert.notEqual(agentId, old, `the agent did not attest again with its new join token:\n${agent.output()}`);
+      for (let i = 0; i < 400 && [old, undefined].includes(storedAgentId()); i++) await new Promise((r) => setTimeout(r, 50));
+      const attested = storedAgentId();
+      assert.ok(attested !== undefined && attested !== old, `the agent did not attest again with its new join token:\n${agent.output()}`);
+      agentId = attested;
       log.push(`  -> ${agentId}`);
       model.servedParents = [Cluster.nodeAlias, agentId];
       cutOff = undefined;
@@ -621,6 +626,7 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
         const files = fs.readdirSync(agent.dataDir).filter((n) => n.startsWith('state'));
         const keyed = files.filter((n) => /"private_key":"[^"]/.test(fs.readFileSync(path.join(agent.dataDir, n), 'utf8')));
         if (keyed.length > 0) throw failure(`after the ban, ${keyed.join(', ')} in the agent's data dir still hold workload SVID keys`);
+        if (storedAgentId() !== undefined) throw failure('after the ban, the agent\'s data dir still holds its own SVID and key (agent-svid.json)');
       }
       // JWT-SVIDs are signed by the server for each audience: only while it is up and takes the agent.
       if (serverUp && cutOff !== 'evicted') {

@@ -201,6 +201,22 @@ export class AgentIdentity {
     }
   }
 
+  /**
+   * Stops for good and removes the identity from the data dir (a ban): as SPIRE's agent removes its SVID when banned.
+   * Nothing can use it again (the server refuses it, and lifting the ban takes a new join token), and the key should
+   * not stay on disk or in a copy of the data dir. One the data dir never took is dropped, not saved.
+   */
+  discard(): void {
+    this.unsaved = undefined;
+    this.stop();
+    try {
+      this.o.store.removeIdentity();
+      this.o.log.info('the agent SVID and its key are removed from the data dir');
+    } catch (err) {
+      this.o.log.error(`${(err as Error).message}: remove it by hand; the server refuses it`);
+    }
+  }
+
   /** Renews the agent SVID now (its timer calls this; so can tests). */
   async renew(): Promise<void> {
     const current = this.identity;

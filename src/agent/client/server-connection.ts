@@ -166,8 +166,8 @@ export class ServerConnection {
     this.stateValue = state;
     this.lastError = err.message;
     this.o.issuer.stop();
-    this.o.identity.stop();
     if (state === 'banned') {
+      this.o.identity.discard();
       // A ban is an operator revoking this node: nothing it holds is authorized any more. Its entries go (open
       // streams end PERMISSION_DENIED) and the data dir forgets them, so no restart serves them again.
       const ids = this.o.cache.entries().map((e) => e.id);
@@ -177,6 +177,7 @@ export class ServerConnection {
       this.o.log.error({ reason: err.message, withdrawnEntries: ids.length }, `${advice}. Its cached identities are withdrawn: workloads are no longer served`);
       return;
     }
+    this.o.identity.stop();
     this.o.log.error({ reason: err.message, ...this.horizon() }, `${advice}. Cached SVIDs are served until they expire`);
   }
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensurePrivateDir, removeStaleTempFiles, stageFile, writeFileAtomic } from '../../common/atomic-file.js';
+import { ensurePrivateDir, fsyncDir, removeStaleTempFiles, stageFile, writeFileAtomic } from '../../common/atomic-file.js';
 import { failedPrecondition, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
@@ -90,6 +90,20 @@ export class AgentStore {
       writeFileAtomic(path.join(this.dataDir, IDENTITY_FILE), encodeIdentity(identity), 0o600);
     } catch (err) {
       throw this.writeFailure(`cannot save the agent identity to ${this.dataDir}`, err);
+    }
+  }
+
+  /**
+   * Removes the agent identity (a ban: its key is of no use any more, and a copy of the data dir should not carry it).
+   * The removal is made durable; a failure is thrown as failed_precondition naming the file.
+   */
+  removeIdentity(): void {
+    const file = path.join(this.dataDir, IDENTITY_FILE);
+    try {
+      fs.rmSync(file, { force: true });
+      fsyncDir(this.dataDir);
+    } catch (err) {
+      throw this.writeFailure(`cannot remove the agent identity ${file}`, err);
     }
   }
 
