@@ -1,6 +1,6 @@
 import { performance } from 'node:perf_hooks';
 import { invalidArgument } from '../../common/errors.js';
-import { runGroup, type Command } from '../../common/cli/command.js';
+import { HELP_WORDS, runCommand, runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { certificatesToPem, splitConcatenatedDer } from '../../common/x509/pem.js';
 import { SOCKET_PATH_FLAG, TIMEOUT_FLAG, withWorkloadClient } from './flags.js';
@@ -8,7 +8,7 @@ import { describeX509SvidResponse, writeX509SvidFiles } from './svid-output.js';
 
 const fetchX509: Command = {
   name: 'x509',
-  summary: "Fetches the caller's X509-SVIDs and bundles from the Workload API (FetchX509SVID, first message).",
+  summary: "Fetches the caller's X509-SVIDs and bundles from the Workload API (FetchX509SVID, first message); the default of api fetch.",
   flags: [
     SOCKET_PATH_FLAG,
     TIMEOUT_FLAG,
@@ -80,7 +80,12 @@ const fetchBundle: Command = {
   },
 };
 
-/** `meshid-agent api fetch x509|jwt|bundle`. */
+/**
+ * `meshid-agent api fetch x509|jwt|bundle`. Bare `api fetch` (nothing, or flags, after it) is `fetch x509`, as
+ * spire-agent has it, so scripts and probes written for spire-agent (`api fetch -socketPath …`) run unchanged.
+ */
 export async function apiFetchCommand(argv: readonly string[], io: CliIo): Promise<number> {
+  const first = argv[0];
+  if (first === undefined || (first.startsWith('-') && !HELP_WORDS.has(first))) return runCommand('meshid-agent api fetch', fetchX509, argv, io);
   return runGroup('meshid-agent api fetch', 'Fetch identities and bundles from the Workload API.', [fetchX509, fetchJwt, fetchBundle], argv, io);
 }

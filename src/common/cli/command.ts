@@ -18,7 +18,8 @@ export interface Command {
   run(args: ParsedArgs, io: CliIo): Promise<number>;
 }
 
-const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
+/** The words that ask a command group for its help rather than name a subcommand. */
+export const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
 
 /**
  * SPIRE's `healthcheck -shallow`, accepted so probes written for SPIRE run unchanged. meshid's check is always the

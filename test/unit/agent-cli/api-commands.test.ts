@@ -66,6 +66,19 @@ describe('meshid-agent api fetch x509 (attestation stubbed: caller has unix:uid:
     assert.match(r.out, /Writing key #0 to file .*svid\.0\.key\./);
   });
 
+  test("bare api fetch is fetch x509, as spire-agent's is: its flags after it (SPIRE's -socketPath too)", async () => {
+    const r = await api(['fetch', '-socketPath', h.socketPath]);
+    assert.equal(r.code, 0, r.err);
+    assert.match(r.out, /^Received 1 svid after /);
+    assert.match(r.out, new RegExp(`SPIFFE ID\\s+: ${APP_A}`));
+    const bare = await api(['fetch'], { SPIFFE_ENDPOINT_SOCKET: `unix://${h.socketPath}` });
+    assert.equal(bare.code, 0, bare.err);
+    assert.match(bare.out, /^Received 1 svid after /);
+    const help = await api(['fetch', '--help']);
+    assert.equal(help.code, 0);
+    assert.match(help.out, /Commands:\n\s+x509\s+.*the default of api fetch/);
+  });
+
   test('prints the SPIFFE ID and the validity of the SVID, its intermediate and the CA', async () => {
     const r = await api(['fetch', 'x509', '--socket-path', h.socketPath]);
     assert.equal(r.code, 0, r.err);
