@@ -123,6 +123,8 @@ const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
 };
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
+/** The longest a join token may stay usable: a token is a credential lying about until an agent spends it. */
+export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
 const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
@@ -165,6 +167,10 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, '1d', 'jwt_key_ttl');
   const joinTokenTtlMs = ttl(raw.join_token_ttl, '600s', 'join_token_ttl');
   const agentSvidTtlMs = ttl(raw.agent_svid_ttl, String(x509SvidTtlMs / 1000), 'agent_svid_ttl');
+  // token generate refuses a --ttl over the limit; a default over it would hand out such tokens unasked.
+  if (joinTokenTtlMs > MAX_JOIN_TOKEN_TTL_SECONDS * 1000) {
+    throw invalidArgument(`join_token_ttl (${formatDuration(joinTokenTtlMs)}) is longer than a join token may live (7d): lower it to 7d or less`);
+  }
 
   checkCoverage(x509SvidTtlMs, maxX509SvidTtlMs, agentSvidTtlMs, intermediateTtlMs, rootTtlMs, maxJwtSvidTtlMs, jwtKeyTtlMs);
   if (maxJwtSvidTtlMs < jwtSvidTtlMs) {

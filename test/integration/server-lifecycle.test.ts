@@ -195,6 +195,14 @@ test('a bundle endpoint named by a host name for the agent API\'s own address is
   }
 });
 
+test('validate refuses a --join-token-ttl over the 7 days token generate allows, which run would have handed out by default', async () => {
+  const over = await runNode(SERVER_MAIN, ['validate', '--trust-domain', 'example.org', '--join-token-ttl', '8d']);
+  assert.deepEqual([over.code, over.out], [1, '']);
+  assert.match(over.err, /^Error: InvalidArgument: join_token_ttl \(8d\) is longer than a join token may live \(7d\)/);
+  const limit = await runNode(SERVER_MAIN, ['validate', '--trust-domain', 'example.org', '--join-token-ttl', '7d']);
+  assert.equal(limit.code, 0, limit.err);
+});
+
 test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes the bundle and signs the intermediates', async () => {
   const { dir, cleanup } = tempDir('meshid-server-upstream-');
   try {

@@ -3,6 +3,7 @@ import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
+import { MAX_JOIN_TOKEN_TTL_SECONDS } from '../config.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { validateSelectors } from './entry-validation.js';
 import { unary } from './handler.js';
@@ -11,8 +12,6 @@ import type { ProtoSelector } from './proto-types.js';
 
 /** Selectors of this type are the server's own facts about an agent (meshid:datacenter:<dc>). */
 const RESERVED_SELECTOR_TYPE = 'meshid';
-
-const MAX_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 
 /**
  * Unknown, used and revoked tokens look the same in the datastore (their rows are gone), so the answer lists what to
@@ -39,8 +38,8 @@ export function tokenService(
         throw unservedDatacenter(datacenter, opts.datacenters);
       }
       const ttl = Number(req.ttl ?? 0);
-      if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_TOKEN_TTL_SECONDS) {
-        throw invalidArgument(`ttl must be between 1 and ${MAX_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
+      if (!Number.isInteger(ttl) || ttl < 0 || ttl > MAX_JOIN_TOKEN_TTL_SECONDS) {
+        throw invalidArgument(`ttl must be between 1 and ${MAX_JOIN_TOKEN_TTL_SECONDS} seconds (0 = default ${opts.defaultTtlMs / 1000} s)`);
       }
       const selectors = validateSelectors(req.selectors ?? []);
       // The server sets meshid:datacenter:<dc> from the token's datacenter; a token carrying its own meshid selectors

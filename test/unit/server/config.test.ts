@@ -31,6 +31,14 @@ test('a root that cannot cover two intermediates and JWT keys too short for thei
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', jwt_key_ttl: '8m' }), /jwt_key_ttl \(8m\)/);
 });
 
+test('a default join token TTL longer than token generate allows (7d) is refused, naming the limit', () => {
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', join_token_ttl: '8d' }),
+    /^MeshidError: join_token_ttl \(8d\) is longer than a join token may live \(7d\): lower it to 7d or less$/,
+  );
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', join_token_ttl: '7d' }).joinTokenTtlMs, 7 * 24 * 3600e3);
+});
+
 test('invalid trust domains, datacenters and key types are refused', () => {
   assert.throws(() => compileServerConfig({}), /trust domain is required/);
   assert.throws(() => compileServerConfig({ trust_domain: 'Example.org' }), /lowercase/);
