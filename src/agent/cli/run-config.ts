@@ -28,6 +28,13 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   },
 ];
 
+/** spire-agent run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
+const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  serverPort: 'give the port in --server-address (-serverAddress), as host:port, e.g. meshid-server:8081',
+  trustBundleUrl: 'save the bundle first (meshid-server bundle show > bundle.pem on the server) and pass --trust-bundle bundle.pem',
+  expandEnv: 'config files are read as written; put the values in the file or pass them as flags',
+};
+
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
   'server-address': 'server_address',
   'trust-bundle': 'trust_bundle_path',
@@ -40,7 +47,7 @@ const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
 
 /** Builds the raw config from the file (if any) and the flags, flags winning. */
 export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; help: boolean } {
-  const args = parseArgs(argv, RUN_FLAGS);
+  const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
   if (args.help) return { raw: {}, help: true };
   const file = args.string('config');
   const raw: RawAgentConfig = file !== undefined ? readAgentConfigFile(file) : {};

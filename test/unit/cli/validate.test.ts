@@ -117,6 +117,17 @@ test('agent validate: --socket-path (socket_path) takes the unix:///path URI SPI
   assert.equal(relative.err, 'Error: InvalidArgument: --socket-path, socket_path value "unix:api.sock" must name an absolute path (unix:///path); a relative unix: URI is opaque\n');
 });
 
+test("agent validate: spire-agent's -serverPort, -trustBundleUrl and -expandEnv are answered with the meshid way, not as unknown flags", async () => {
+  const port = await run(validateAgentCommand, ['-serverAddress', 'meshid-server', '-serverPort', '8081']);
+  assert.equal(port.code, 1);
+  assert.equal(port.err, 'Error: InvalidArgument: flag -serverPort is not supported by meshid: give the port in --server-address (-serverAddress), as host:port, e.g. meshid-server:8081\n');
+  const url = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-trustBundleUrl', 'https://bundle.example/']);
+  assert.equal(url.code, 1);
+  assert.match(url.err, /^Error: InvalidArgument: flag -trustBundleUrl is not supported by meshid: save the bundle first \(meshid-server bundle show > bundle\.pem/);
+  const expand = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-expandEnv']);
+  assert.match(expand.err, /^Error: InvalidArgument: flag -expandEnv is not supported by meshid: config files are read as written/);
+});
+
 test('a config file saved with a UTF-8 byte order mark (as some Windows editors save) is read like one without', async (t) => {
   const { dir, cleanup } = tempDir('meshid-validate-bom-');
   t.after(cleanup);
