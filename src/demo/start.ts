@@ -5,6 +5,7 @@
  */
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../common/paths.js';
@@ -68,7 +69,20 @@ process.on('SIGTERM', () => {
   shutdown(0);
 });
 
+/** The demo's own check, so that a taken port is answered with the demo's setting, not the server's --bind-address. */
+async function portFree(port: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.createServer();
+    probe.once('error', () => resolve(false));
+    probe.listen(Number(port), '127.0.0.1', () => probe.close(() => resolve(true)));
+  });
+}
+
 fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+if (!(await portFree(serverPort))) {
+  process.stderr.write(`meshid demo: 127.0.0.1:${serverPort} is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start\n`);
+  process.exit(1);
+}
 start(serverMain, ['run', '--trust-domain', td, '--data-dir', path.join(root, 'server'), '--bind-address', `127.0.0.1:${serverPort}`, '--admin-socket', adminSocket, '--datacenter', dc], 'meshid-server');
 await waitFor(() => cli(serverMain, ['healthcheck', '--admin-socket', adminSocket], true).ok, 'meshid-server');
 
@@ -94,13 +108,18 @@ if (!fs.existsSync(agentMain)) {
 fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
 const agentDir = path.join(root, 'agent');
 const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
+// The join token goes in a 0600 config file, not on the command line, where any user's `ps` would show it.
+const tokenConfig = path.join(root, 'agent-join-token.json');
 if (!fs.existsSync(agentDir) || fs.readdirSync(agentDir).length === 0) {
   const token = /Token: (\S+)/.exec(cli(serverMain, ['token', 'generate', '--admin-socket', adminSocket, '--datacenter', dc]).stdout)?.[1];
   if (token === undefined) shutdown(1);
-  agentArgs.push('--join-token', token);
+  fs.writeFileSync(tokenConfig, JSON.stringify({ join_token: token }), { mode: 0o600 });
+  agentArgs.push('--config', tokenConfig);
 }
 start(agentMain, agentArgs, 'meshid-agent');
 await waitFor(() => cli(agentMain, ['healthcheck', '--socket-path', agentSocket], true).ok, 'meshid-agent');
+// Spent once the agent serves: nothing to keep.
+fs.rmSync(tokenConfig, { force: true });
 
 const relative = path.relative(process.cwd(), agentSocket);
 const rel = relative.startsWith('..') ? agentSocket : relative;

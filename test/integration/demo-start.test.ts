@@ -1,0 +1,133 @@
+/**
+ * `npm start` (src/demo/start.ts), the README's first command, on real processes: it brings up a server, an agent and
+ * the demo entry for this user, whose SVID the printed command fetches; the join token never shows on a command line
+ * (any user's `ps` would see it) nor stays on disk; a second start reuses the state; a taken port is answered with the
+ * demo's own setting.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { spawn, type ChildProcess } from 'node:child_process';
+import fs from 'node:fs';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { packageRoot } from '../../src/common/paths.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { pemToDerList } from '../../src/common/x509/pem.js';
+import { tempDir } from '../support/server-kit.js';
+import { runNode } from '../support/server-process.js';
+import { AGENT_MAIN } from '../support/cluster.js';
+
+const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const probe = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = probe.address() as net.AddressInfo;
+      probe.close(() => resolve(port));
+    });
+  });
+}
+
+interface Demo {
+  child: ChildProcess;
+  output(): string;
+  /** Resolves with the exit code. */
+  exited: Promise<number | null>;
+}
+
+function startDemo(dir: string, port: number): Demo {
+  // Its own process group: the demo's server and agent go with it at the end, whatever happens.
+  const child = spawn(process.execPath, [DEMO_MAIN], {
+    cwd: dir,
+    detached: true,
+    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(port) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  return { child, output: () => out, exited };
+}
+
+async function running(demo: Demo): Promise<void> {
+  for (let i = 0; i < 600 && !demo.output().includes('Press Ctrl-C to stop.'); i++) {
+    if (demo.child.exitCode !== null) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  assert.match(demo.output(), /meshid is running/, demo.output());
+}
+
+async function stop(demo: Demo): Promise<void> {
+  if (demo.child.exitCode === null) process.kill(-demo.child.pid!, 'SIGTERM');
+  await demo.exited;
+  // The server and agent got SIGTERM from the demo; any left in the group go now.
+  try {
+    process.kill(-demo.child.pid!, 'SIGKILL');
+  } catch {
+    // The group is empty: everything stopped.
+  }
+}
+
+/** The command lines of the demo's child processes (server and agent). */
+function childCommandLines(pid: number): string[] {
+  const lines: string[] = [];
+  for (const entry of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(entry)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
+      const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
+      if (ppid === pid) lines.push(fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' '));
+    } catch {
+      // Gone meanwhile.
+    }
+  }
+  return lines;
+}
+
+test('npm start serves this user its demo SVID, keeps the join token off every command line and the disk, and starts again on its state', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-');
+  const demos: Demo[] = [];
+  t.after(async () => {
+    for (const d of demos) await stop(d);
+    cleanup();
+  });
+  const port = await freePort();
+  const demo = startDemo(dir, port);
+  demos.push(demo);
+  await running(demo);
+
+  const children = childCommandLines(demo.child.pid!);
+  assert.equal(children.length, 2, `the server and the agent: ${children.join('\n')}`);
+  for (const cmd of children) assert.doesNotMatch(cmd, / --?join-?[tT]oken /, `a join token on a command line: ${cmd}`);
+  assert.ok(!fs.existsSync(path.join(dir, '.meshid', 'agent-join-token.json')), 'the spent token is not left on disk');
+
+  const socket = path.join(dir, '.meshid', 'agent-socket', 'api.sock');
+  assert.match(demo.output(), /api fetch x509 --socket-path \.meshid\/agent-socket\/api\.sock/);
+  const fetched = await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket, '--write', path.join(dir, 'svid')]);
+  assert.equal(fetched.code, 0, fetched.err);
+  const leaf = parseCertificate(pemToDerList(fs.readFileSync(path.join(dir, 'svid', 'svid.0.pem'), 'utf8'))[0]!);
+  assert.equal(leaf.uriSans[0], `spiffe://example.org/demo/${os.userInfo().username.replace(/[^A-Za-z0-9._-]/g, '_')}`);
+
+  await stop(demo);
+  const again = startDemo(dir, port);
+  demos.push(again);
+  await running(again);
+  assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0, 'served again, from the same state');
+});
+
+test('npm start on a taken port says which setting moves it, and starts nothing', { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-port-');
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  const demo = startDemo(dir, (taken.address() as net.AddressInfo).port);
+  t.after(async () => {
+    await stop(demo);
+    taken.close();
+    cleanup();
+  });
+  assert.equal(await demo.exited, 1);
+  assert.match(demo.output(), /is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start/);
+  assert.deepEqual(childCommandLines(demo.child.pid!), []);
+});
