@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
+import { invalidArgument } from '../errors.js';
 import { formatGroupHelp, unknownCommand } from './command.js';
 import { EXIT_FAILURE, reportError, type CliIo } from './output.js';
 
@@ -22,9 +23,17 @@ function version(): string {
 
 /**
  * Dispatches `<binary> <group> …`: help and version, an unknown group as one `Error:` line with a suggestion,
- * otherwise the group's own parser. Returns the exit status.
+ * otherwise the group's own parser. Returns the exit status. `spireInstead` answers the SPIRE binary's commands that
+ * meshid has under another name, or not at all, with what to run instead.
  */
-export async function runBinary(binary: string, summary: string, groups: readonly CommandGroup[], argv: readonly string[], io: CliIo): Promise<number> {
+export async function runBinary(
+  binary: string,
+  summary: string,
+  groups: readonly CommandGroup[],
+  argv: readonly string[],
+  io: CliIo,
+  spireInstead: Readonly<Record<string, string>> = {},
+): Promise<number> {
   const [name, ...rest] = argv;
   const help = formatGroupHelp(binary, summary, groups);
   if (name === undefined) {
@@ -40,6 +49,10 @@ export async function runBinary(binary: string, summary: string, groups: readonl
     return 0;
   }
   const group = groups.find((g) => g.name === name);
-  if (group === undefined) return reportError(io, unknownCommand(binary, name, groups.map((g) => g.name)));
+  if (group === undefined) {
+    const instead = Object.hasOwn(spireInstead, name) ? spireInstead[name] : undefined;
+    if (instead !== undefined) return reportError(io, invalidArgument(`${binary} has no "${name}" command: ${instead}`));
+    return reportError(io, unknownCommand(binary, name, groups.map((g) => g.name)));
+  }
   return group.run(rest, io);
 }

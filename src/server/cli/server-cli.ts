@@ -42,10 +42,17 @@ const GROUPS: readonly CommandGroup[] = [
   },
 ];
 
+/** spire-server commands meshid has under another name, or not at all: answered with what to run instead. */
+const SPIRE_INSTEAD: Readonly<Record<string, string>> = {
+  localauthority: 'spire-server\'s localauthority is meshid-server ca (show, rotate-root, taint, revoke)',
+  upstreamauthority: 'spire-server\'s upstreamauthority is meshid-server ca (show, taint, revoke; the upstream CA is configured with --upstream-ca-cert)',
+  logger: 'the log level is set when the server starts (log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
+};
+
 /**
  * `meshid-server <command> …`: dispatches to the command groups. Returns the exit status; every failure has already
  * been printed as one `Error: …` line on stderr.
  */
 export function serverCli(argv: readonly string[], io: CliIo): Promise<number> {
-  return runBinary('meshid-server', 'meshid-server: the SPIFFE trust domain server (CA, registration, admin API).', GROUPS, argv, io);
+  return runBinary('meshid-server', 'meshid-server: the SPIFFE trust domain server (CA, registration, admin API).', GROUPS, argv, io, SPIRE_INSTEAD);
 }

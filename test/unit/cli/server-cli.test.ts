@@ -233,6 +233,16 @@ test('unknown commands and subcommands suggest the closest name', async () => {
   assert.equal((await run(['bundle', 'lst'])).err, 'Error: InvalidArgument: unknown command "meshid-server bundle lst" (did you mean "list"?)\n');
 });
 
+test('spire-server commands meshid has under another name, or not at all, say what to run instead', async () => {
+  const local = await run(['localauthority', 'x509', 'show']);
+  assert.equal(local.code, 1);
+  assert.equal(local.err, 'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca (show, rotate-root, taint, revoke)\n');
+  assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
+  assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
+  // Not an inherited name: an object's own keys only.
+  assert.match((await run(['constructor'])).err, /^Error: InvalidArgument: unknown command "meshid-server constructor"/);
+});
+
 /** The spellings scripts rely on (GNU long names and spire-server aliases), per command, as --help lists them. */
 const CONTRACT: Record<string, string[]> = {
   'entry create': ['--spiffe-id', '-spiffeID', '--parent-id', '-parentID', '--selector', '--x509-svid-ttl', '-x509SVIDTTL', '-ttl', '--jwt-svid-ttl', '-jwtSVIDTTL', '--dns', '--node', '--hint', '--federates-with', '-federatesWith', '--admin', '--downstream'],
