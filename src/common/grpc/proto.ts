@@ -224,13 +224,22 @@ function toValue(value: unknown): ProtoValue {
 }
 
 /**
+ * Sets `key` as an own, enumerable property. Plain assignment of the key `__proto__` would replace the object's
+ * prototype instead, so a JWT claim or Struct field of that name (JSON allows any member name) would vanish.
+ */
+function setOwn<T>(target: Record<string, T>, key: string, value: T): void {
+  Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+}
+
+/**
  * A JSON-like object as google.protobuf.Struct, e.g. ValidateJWTSVIDResponse.claims (SPEC-NOTES §8: numbers become
- * doubles, arrays lists). Properties that are undefined are left out, as JSON.stringify would.
+ * doubles, arrays lists). Properties that are undefined are left out, as JSON.stringify would. Every member name is
+ * carried as given, `__proto__` included.
  */
 export function toStruct(object: Record<string, unknown>): ProtoStruct {
   const fields: Record<string, ProtoValue> = {};
   for (const [key, value] of Object.entries(object)) {
-    if (value !== undefined) fields[key] = toValue(value);
+    if (value !== undefined) setOwn(fields, key, toValue(value));
   }
   return { fields };
 }
@@ -245,9 +254,12 @@ function fromValue(value: ProtoValue | undefined): unknown {
   return null;
 }
 
-/** google.protobuf.Struct (as decoded by grpc-js) as a plain object, e.g. Envoy's Node.metadata (SPEC-NOTES §9). */
+/**
+ * google.protobuf.Struct (as decoded by grpc-js) as a plain object, e.g. Envoy's Node.metadata (SPEC-NOTES §9) or a
+ * validated JWT-SVID's claims; a `__proto__` field comes back as an own property, like the others.
+ */
 export function fromStruct(struct: ProtoStruct | undefined | null): Record<string, unknown> {
   const out: Record<string, unknown> = {};
-  for (const [key, value] of Object.entries(struct?.fields ?? {})) out[key] = fromValue(value);
+  for (const [key, value] of Object.entries(struct?.fields ?? {})) setOwn(out, key, fromValue(value));
   return out;
 }

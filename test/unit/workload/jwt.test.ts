@@ -228,6 +228,19 @@ describe('ValidateJWTSVID claims of foreign trust domains (attestation stubbed: 
     assert.deepEqual(res.claims['groups'], ['admin']);
   });
 
+  test('a claim named __proto__ is answered as the claim it is, at the top and nested (go-spiffe keeps any name)', async () => {
+    const iat = Math.floor(clock.now() / 1000);
+    // Written as JSON text: an object literal with __proto__ would set a prototype, not a member.
+    const payload = `{"sub":"${APP_B}","aud":"db","exp":${iat + 300},"__proto__":{"role":"admin"},"ctx":{"__proto__":"x"}}`;
+    const input = `${encodeBase64Url(JSON.stringify({ alg: 'ES256', kid: h.cache.jwtKey.kid, typ: 'JWT' }))}.${encodeBase64Url(payload)}`;
+    const token = `${input}.${encodeBase64Url(sign('sha256', Buffer.from(input), { key: h.cache.jwtKey.privateKey, dsaEncoding: 'ieee-p1363' }))}`;
+    const res = await h.client.validateJwtSvid('db', token);
+    assert.deepEqual(Object.keys(res.claims).sort(), ['__proto__', 'aud', 'ctx', 'exp', 'sub']);
+    assert.equal(Object.getPrototypeOf(res.claims), Object.prototype, 'a claim never becomes a prototype');
+    assert.equal(JSON.stringify(res.claims['__proto__']), '{"role":"admin"}');
+    assert.equal(JSON.stringify(res.claims['ctx']), '{"__proto__":"x"}');
+  });
+
   test('allowedForeignJwtClaims adds the claims named, and only those, to foreign tokens\' answers', async () => {
     const allowing = await startWorkloadHarness(ca, (cache) => {
       cache.addEntry(SELECTOR_A, APP_C, { federatesWith: [FOREIGN_TD] });
