@@ -51,6 +51,18 @@ export interface ValidatedJwtSvid {
 /** JWT-SVID §2: the only JOSE header parameters a JWT-SVID may carry. */
 const ALLOWED_HEADERS = new Set(['alg', 'kid', 'typ']);
 const DEFAULT_LEEWAY_SECONDS = 60;
+/** How much of a value from the token (or the request) an error message quotes. */
+const QUOTED_CHARS = 64;
+
+/**
+ * A token-supplied value for an error message, as JSON, cut to QUOTED_CHARS. The message goes back as the gRPC status
+ * (a trailer) and into the agent's log: quoted whole, a header member of a few hundred KB made a trailer larger than
+ * HTTP/2 sends (Node's 64 KB header block), so the caller got no status at all, only its deadline.
+ */
+function quoted(value: unknown): string {
+  const text = JSON.stringify(value ?? null);
+  return text.length <= QUOTED_CHARS ? text : `${text.slice(0, QUOTED_CHARS)}… (${text.length} characters)`;
+}
 
 function encodeJson(value: object): string {
   return encodeBase64Url(JSON.stringify(value));
@@ -124,13 +136,13 @@ export function parseJwtSvid(token: string): ParsedJwt {
 function checkHeader(header: Record<string, unknown>): { alg: (typeof JWT_SVID_ALGS)[number]; kid: string } {
   const alg = header['alg'];
   if (!isJwtSvidAlg(alg)) {
-    throw invalidArgument(`token algorithm ${JSON.stringify(alg ?? null)} is not allowed (allowed: ${JWT_SVID_ALGS.join(', ')})`);
+    throw invalidArgument(`token algorithm ${quoted(alg)} is not allowed (allowed: ${JWT_SVID_ALGS.join(', ')})`);
   }
   for (const name of Object.keys(header)) {
-    if (!ALLOWED_HEADERS.has(name)) throw invalidArgument(`token header parameter "${name}" is not allowed (only alg, kid and typ)`);
+    if (!ALLOWED_HEADERS.has(name)) throw invalidArgument(`token header parameter ${quoted(name)} is not allowed (only alg, kid and typ)`);
   }
   const typ = header['typ'];
-  if (typ !== undefined && typ !== 'JWT' && typ !== 'JOSE') throw invalidArgument(`token typ ${JSON.stringify(typ)} is not JWT or JOSE`);
+  if (typ !== undefined && typ !== 'JWT' && typ !== 'JOSE') throw invalidArgument(`token typ ${quoted(typ)} is not JWT or JOSE`);
   const kid = header['kid'];
   if (kid === undefined) throw invalidArgument('token header is missing the key id (kid)');
   if (typeof kid !== 'string' || kid === '') throw invalidArgument('token key id (kid) must be a non-empty string');
@@ -159,7 +171,7 @@ function checkAudience(aud: unknown, audience: string): void {
   if (!Array.isArray(list) || list.some((a) => typeof a !== 'string')) {
     throw invalidArgument('token aud claim must be a string or an array of strings');
   }
-  if (!list.includes(audience)) throw invalidArgument(`token audience does not include ${JSON.stringify(audience)}`);
+  if (!list.includes(audience)) throw invalidArgument(`token audience does not include ${quoted(audience)}`);
 }
 
 /**
@@ -179,7 +191,7 @@ export function validateJwtSvid(token: string, options: ValidateJwtSvidOptions):
   const sub = workloadSubject(parsed.claims['sub'], 'token');
   const trustDomain = parseSpiffeId(sub).trustDomain;
   const key = findKey(trustDomain, kid);
-  if (key === undefined) throw invalidArgument(`no key with kid ${JSON.stringify(kid)} in the bundle for ${trustDomain}`);
+  if (key === undefined) throw invalidArgument(`no key with kid ${quoted(kid)} in the bundle for ${trustDomain}`);
   if (!jwsVerify(alg, key, parsed.signingInput, parsed.signature)) throw invalidArgument('token signature is invalid');
   checkTimes(parsed.claims, now / 1000, leeway);
   checkAudience(parsed.claims['aud'], audience);

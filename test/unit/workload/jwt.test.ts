@@ -151,6 +151,28 @@ describe('ValidateJWTSVID (attestation stubbed)', () => {
     await expectCode(h.client.validateJwtSvid('db', `${header}.${encodeBase64Url(JSON.stringify(claims))}.${signature}`), INVALID_ARGUMENT, /signature is invalid/);
   });
 
+  test('a huge alg, typ, kid, header name or unmatched audience is INVALID_ARGUMENT with the value cut short, not a status too large to send', async () => {
+    // 200 KB quoted whole made a status trailer larger than HTTP/2 sends (64 KB): the caller got only its deadline.
+    const huge = 'k'.repeat(200_000);
+    const iat = Math.floor(clock.now() / 1000);
+    const payload = encodeBase64Url(JSON.stringify({ sub: APP_B, aud: 'db', exp: iat + 300, iat }));
+    const withHeader = (header: Record<string, unknown>): string => `${encodeBase64Url(JSON.stringify(header))}.${payload}.AAAA`;
+    const kid = h.cache.jwtKey.kid;
+    for (const [token, reason] of [
+      [withHeader({ alg: huge, kid }), /^token algorithm "kkk+… \(200002 characters\) is not allowed/],
+      [withHeader({ alg: 'ES256', kid, typ: huge }), /^token typ "kkk+… \(200002 characters\) is not JWT or JOSE$/],
+      [withHeader({ alg: 'ES256', kid, [huge]: 1 }), /^token header parameter "kkk+… \(200002 characters\) is not allowed/],
+      [withHeader({ alg: 'ES256', kid: huge }), /^no key with kid "kkk+… \(200002 characters\) in the bundle for example\.org$/],
+    ] as const) {
+      const err = await failure(h.client.validateJwtSvid('db', token));
+      assert.equal(grpcCode(err), INVALID_ARGUMENT, err.message.slice(0, 200));
+      assert.match(err.message, reason);
+      assert.ok(err.message.length < 200, `${err.message.length} characters`);
+    }
+    const token = (await h.client.fetchJwtSvid(['db'], APP_A)).svids[0]!.svid;
+    await expectCode(h.client.validateJwtSvid(huge, token), INVALID_ARGUMENT, /^token audience does not include "kkk+… \(200002 characters\)$/);
+  });
+
   test('missing audience or svid is INVALID_ARGUMENT before attestation', async () => {
     const attested = h.attestCalls();
     await expectCode(h.client.validateJwtSvid('', 'a.b.c'), INVALID_ARGUMENT, /audience must be specified/);
