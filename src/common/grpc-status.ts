@@ -30,17 +30,32 @@ const ERROR_CODE_BY_GRPC = new Map<number, ErrorCode>(
 export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
 
 /**
+ * The longest status message sent. It travels as the grpc-message trailer, percent-encoded (up to 9 bytes a
+ * character: a 3-byte UTF-8 sequence as %XX%XX%XX), and Node's HTTP/2 refuses a header block over 64 KB: a longer
+ * message, one quoting a huge value from a request say, would leave the caller with no status at all, only its
+ * deadline, and the connection with it. 4,096 characters stay under 37 KB.
+ */
+export const MAX_STATUS_MESSAGE_CHARS = 4096;
+
+function bounded(message: string): string {
+  if (message.length <= MAX_STATUS_MESSAGE_CHARS) return message;
+  const suffix = `… (cut short: ${message.length} characters)`;
+  return message.slice(0, MAX_STATUS_MESSAGE_CHARS - suffix.length) + suffix;
+}
+
+/**
  * Turns anything thrown into a gRPC ServiceError. A MeshidError keeps its code and message, and its retryAfterMs
  * goes along as retry pushback; anything else becomes INTERNAL with a generic message, because library messages may
- * carry details a caller should not see.
+ * carry details a caller should not see. Messages are cut to MAX_STATUS_MESSAGE_CHARS.
  */
 export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string; metadata: Metadata } {
   if (err instanceof MeshidError) {
     const metadata = new Metadata();
     if (err.retryAfterMs !== undefined) metadata.set(RETRY_PUSHBACK_KEY, String(err.retryAfterMs));
-    return { code: GRPC_CODE[err.code], details: err.message, message: err.message, metadata };
+    const message = bounded(err.message);
+    return { code: GRPC_CODE[err.code], details: message, message, metadata };
   }
-  if (isServiceError(err)) return { code: err.code, details: err.details ?? err.message, metadata: new Metadata() };
+  if (isServiceError(err)) return { code: err.code, details: bounded(err.details ?? err.message), metadata: new Metadata() };
   return { code: status.INTERNAL, details: 'internal error', message: 'internal error', metadata: new Metadata() };
 }
 
