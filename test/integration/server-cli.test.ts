@@ -937,6 +937,10 @@ test('jwt mint prints a JWT-SVID that validates against the JWT keys of bundle s
 
   assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`]), /^Error: InvalidArgument: flag --audience is required/);
   assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'a', '--ttl', '1d']), /^Error: InvalidArgument: ttl 1d exceeds .*: ask for less, or raise max_jwt_svid_ttl in the server config/);
+  // The bounds the Workload API and the agent's SignJwtSvid hold, so that no path mints an unbounded token.
+  const many = Array.from({ length: 65 }, (_, i) => ['--audience', `a${i}`]).flat();
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, ...many]), /^Error: InvalidArgument: too many audiences: 65 \(at most 64\)/);
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'x'.repeat(1025)]), /^Error: InvalidArgument: audience\[0\] is longer than 1024 bytes/);
 });
 
 test('--help works for every command without a server', async () => {

@@ -1,5 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
+import { checkAudiences } from '../../common/jwt/audience-limits.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import type { JwtSvidRequest } from './messages.js';
 
@@ -17,12 +17,7 @@ export interface JwtSvidQuery {
  */
 export function parseJwtSvidRequest(request: JwtSvidRequest): JwtSvidQuery {
   const audience = request.audience ?? [];
-  if (audience.length === 0) throw invalidArgument('audience must be specified');
-  if (audience.length > MAX_AUDIENCES) throw invalidArgument(`too many audiences: ${audience.length} (at most ${MAX_AUDIENCES})`);
-  audience.forEach((a, i) => {
-    if (a === '') throw invalidArgument(`audience[${i}] is empty: every audience must be a non-empty string`);
-    if (Buffer.byteLength(a, 'utf8') > MAX_AUDIENCE_BYTES) throw invalidArgument(`audience[${i}] is longer than ${MAX_AUDIENCE_BYTES} bytes`);
-  });
+  checkAudiences(audience);
   const requested = request.spiffe_id ?? '';
   if (requested === '') return { audience: [...audience], spiffeId: undefined };
   try {

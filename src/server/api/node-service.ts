@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { budgetSpent, invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
-import { MAX_AUDIENCE_BYTES, MAX_AUDIENCES } from '../../common/jwt/audience-limits.js';
+import { checkAudiences } from '../../common/jwt/audience-limits.js';
 import { MAX_X509_SVIDS_PER_CALL } from '../../common/grpc/repeated-limits.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { Selector } from '../../common/spiffe/selector.js';
@@ -247,9 +247,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     SignJwtSvid: unary(log, 'SignJwtSvid', async (req: { entry_id?: string; audience?: string[] }, call) => {
       const agent = await auth(call);
       const audience = req.audience ?? [];
-      if (audience.length === 0 || audience.some((a) => a === '')) throw invalidArgument('audience must hold at least one non-empty value');
-      if (audience.length > MAX_AUDIENCES) throw invalidArgument(`at most ${MAX_AUDIENCES} audiences per token`);
-      if (audience.some((a) => Buffer.byteLength(a, 'utf8') > MAX_AUDIENCE_BYTES)) throw invalidArgument(`an audience is longer than ${MAX_AUDIENCE_BYTES} bytes`);
+      checkAudiences(audience);
       const wait = deps.limiter.admit(agent.spiffeId, 1);
       if (wait > 0) throw signingRefused(wait);
       const entry = authorized(agent).get(req.entry_id ?? '');

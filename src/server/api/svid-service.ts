@@ -3,6 +3,7 @@ import type { Logger } from '../../common/log.js';
 import { invalidArgument } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { parseSpiffeId, parseWorkloadId } from '../../common/spiffe/spiffe-id.js';
+import { checkAudiences } from '../../common/jwt/audience-limits.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { RESERVED_PATH_PREFIX } from './entry-validation.js';
@@ -47,7 +48,7 @@ export function svidService(ca: CaManager, limits: MintLimits, log: Logger): Unt
     MintJwtSvid: unary(log, 'MintJwtSvid', (req: { spiffe_id?: string; audience?: string[]; ttl?: number }) => {
       const spiffeId = idOf(req.spiffe_id);
       const audience = req.audience ?? [];
-      if (audience.length === 0 || audience.some((a) => a === '')) throw invalidArgument('audience must hold at least one non-empty value');
+      checkAudiences(audience);
       const ttlMs = ttlOf(req.ttl, limits.defaultJwtSvidTtlMs, limits.maxJwtSvidTtlMs, 'max_jwt_svid_ttl');
       const jwt = ca.signJwtSvid({ spiffeId, audience, ttlMs });
       log.info({ spiffeId }, 'JWT-SVID minted');
