@@ -1,10 +1,11 @@
 /**
- * `meshid-server agent list` with spire-server's filters (-banned, -expiresBefore, -attestationType), against a real
- * server process with two agents attested over its agent API with join tokens, one of them banned.
+ * `meshid-server agent list` with spire-server's filters (-banned, -expiresBefore, -attestationType, -selector with
+ * -matchSelectorsOn), against a real server process with agents attested over its agent API with join tokens, one of
+ * them banned.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { attestAgent } from '../support/node-api-client.js';
+import { attestAgent, attestWithToken, joinToken } from '../support/node-api-client.js';
 import { startServerProcess } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
 
@@ -67,4 +68,36 @@ test('agent list filters by --banned, --expires-before (strictly before, RFC 333
   const maybe = await server.cli(['agent', 'list', '-banned', 'maybe']);
   assert.equal(maybe.code, 1);
   assert.match(maybe.err, /^Error: InvalidArgument: flag -banned must be one of true, false, got "maybe"\n$/);
+});
+
+test('agent list filters by --selector, matched as --match (superset by default, exact, subset, any) as entry show matches', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-agent-list-selectors-');
+  t.after(cleanup);
+  const server = await startServerProcess(dir);
+  t.after(() => server.stop());
+  const roots = (await server.cli(['bundle', 'show'])).out;
+  // Every agent holds meshid:datacenter:east; the tokens add their own.
+  const plain = await attestAgent(server, roots);
+  const web = await attestWithToken(server, roots, await joinToken(server, ['--selector', 'host:role:web']));
+  const webEu = await attestWithToken(server, roots, await joinToken(server, ['--selector', 'host:role:web', '--selector', 'host:region:eu']));
+  const ids = async (...filters: string[]): Promise<string[]> => {
+    const r = await server.cli(['agent', 'list', ...filters, '--output', 'json']);
+    assert.equal(r.code, 0, r.err);
+    return (JSON.parse(r.out) as { agents: ListedAgent[] }).agents.map((a) => a.spiffe_id).sort();
+  };
+  const sorted = (...a: string[]): string[] => a.sort();
+
+  assert.deepEqual(await ids('--selector', 'host:role:web'), sorted(web.id, webEu.id));
+  assert.deepEqual(await ids('-selector', 'host:role:web', '-selector', 'host:region:eu'), [webEu.id]);
+  assert.deepEqual(await ids('--selector', 'meshid:datacenter:east', '--selector', 'host:role:web', '--match', 'exact'), [web.id]);
+  assert.deepEqual(await ids('--selector', 'meshid:datacenter:east', '--selector', 'host:role:web', '-matchSelectorsOn', 'subset'), sorted(plain.id, web.id));
+  assert.deepEqual(await ids('--selector', 'host:region:eu', '--selector', 'host:role:db', '--match', 'any'), [webEu.id]);
+  assert.deepEqual(await ids('--selector', 'host:role:db'), []);
+
+  const bare = await server.cli(['agent', 'list', '--match', 'any']);
+  assert.equal(bare.code, 1);
+  assert.equal(bare.err, 'Error: InvalidArgument: --match needs at least one --selector\n');
+  const malformed = await server.cli(['agent', 'list', '--selector', 'role']);
+  assert.equal(malformed.code, 1);
+  assert.match(malformed.err, /^Error: InvalidArgument: .*role/);
 });

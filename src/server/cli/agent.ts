@@ -5,7 +5,9 @@ import type { ProtoAgent } from './admin-types.js';
 import { isoTime } from './entry-output.js';
 import { listAll } from './entry.js';
 import { orphanedEntriesNotice } from '../entries/orphaned-entries.js';
-import { checkDate, checkSpiffeId, datacenterFlag, spiffeIdFlag } from './flags.js';
+import { checkDate, checkSelectors, checkSpiffeId, datacenterFlag, selectorFlag, spiffeIdFlag } from './flags.js';
+import { invalidArgument } from '../../common/errors.js';
+import type { SelectorMatch } from '../datastore/datastore.js';
 
 /** An agent with every field present: the --output json shape. */
 function fullAgent(a: ProtoAgent): Record<string, unknown> {
@@ -35,6 +37,29 @@ export function renderAgent(a: ProtoAgent): string {
   ]);
 }
 
+function selectorKey(s: { type?: string; value?: string }): string {
+  return `${s.type ?? ''}:${s.value ?? ''}`;
+}
+
+/**
+ * An agent's selectors against the given ones, as `entry show --match` (and spire-server's -matchSelectorsOn) filters
+ * entries: superset holds every given one, exact the same set, subset at least one and none other, any one in common.
+ */
+function selectorsMatch(held: readonly string[], given: readonly string[], match: SelectorMatch): boolean {
+  const has = new Set(held);
+  const wanted = new Set(given);
+  switch (match) {
+    case 'superset':
+      return [...wanted].every((s) => has.has(s));
+    case 'exact':
+      return has.size === wanted.size && [...wanted].every((s) => has.has(s));
+    case 'subset':
+      return has.size > 0 && [...has].every((s) => wanted.has(s));
+    case 'any':
+      return [...wanted].some((s) => has.has(s));
+  }
+}
+
 /** The only way a meshid agent attests (SPIRE's attestation type names). */
 const ATTESTATION_TYPE = 'join_token';
 
@@ -49,6 +74,8 @@ const list: Command = {
       description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
     },
     { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
+    selectorFlag('Only agents matching these selectors (see --match): meshid:datacenter:<dc>, and those of their join token'),
+    { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = agents holding every given selector' },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
@@ -58,6 +85,9 @@ const list: Command = {
     const expiresBefore = args.string('expires-before');
     const beforeMs = expiresBefore === undefined ? undefined : checkDate(expiresBefore, '--expires-before');
     const attestationType = args.string('attestation-type');
+    const selectors = checkSelectors(args.strings('selector')).map(selectorKey);
+    if (selectors.length === 0 && args.has('match')) throw invalidArgument('--match needs at least one --selector');
+    const match = (args.string('match') ?? 'superset') as SelectorMatch;
     const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
     // Filtered here: ListAgents answers every agent in one message (the datastore filters by datacenter only), so the
     // server would filter the same list in memory; here no API change is needed. As spire-server: strictly before.
@@ -65,7 +95,8 @@ const list: Command = {
       (a) =>
         (banned === undefined || (a.banned === true) === (banned === 'true')) &&
         (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
-        (attestationType === undefined || attestationType === ATTESTATION_TYPE),
+        (attestationType === undefined || attestationType === ATTESTATION_TYPE) &&
+        (selectors.length === 0 || selectorsMatch((a.selectors ?? []).map(selectorKey), selectors, match)),
     );
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(fullAgent) }));
     else {
