@@ -14,17 +14,9 @@ import * as grpc from '@grpc/grpc-js';
 import { UidCallLimit, uidCallLimitInterceptor } from '../../src/agent/endpoints/uid-call-limit.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { silentLogger } from '../../src/common/log.js';
+import { rawMethod } from '../support/raw-method.js';
 
-const raw = (b: Buffer): Buffer => b;
-const STREAM: grpc.MethodDefinition<Buffer, Buffer> = {
-  path: '/stand.in.Service/Stream',
-  requestStream: true,
-  responseStream: true,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-};
+const STREAM = rawMethod('/stand.in.Service/Stream', { requestStream: true, responseStream: true });
 
 /** Two PING round trips: whatever the server sent before answering the second has arrived. */
 async function settled(session: http2.ClientHttp2Session): Promise<void> {

@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import { delimited, message, tag, varint, varintField, type Bytes } from '../support/wire-bytes.js';
+import { raw } from '../support/raw-method.js';
 
 const SPIFFE_ID = 'spiffe://example.org/malformed-test';
 let cluster: Cluster;
@@ -23,7 +24,6 @@ after(async () => {
 });
 
 type Kind = 'unary' | 'server-stream' | 'bidi';
-const raw = (b: Buffer): Buffer => b;
 
 interface Target {
   address: string;

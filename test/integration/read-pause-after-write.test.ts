@@ -19,17 +19,9 @@ import { UidFairQueue } from '../../src/agent/endpoints/uid-fair-queue.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { silentLogger } from '../../src/common/log.js';
 import { until } from '../support/until.js';
+import { rawMethod } from '../support/raw-method.js';
 
-const raw = (b: Buffer): Buffer => b;
-const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => ({
-  path: `/stand.in.Service/${name}`,
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-});
+const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => rawMethod(`/stand.in.Service/${name}`);
 const BIG_RESPONSE = 8 << 20;
 /** An empty message, gRPC-framed. */
 const EMPTY = Buffer.alloc(5);

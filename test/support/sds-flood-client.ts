@@ -6,6 +6,7 @@
  */
 import * as grpc from '@grpc/grpc-js';
 import { protoRoot } from '../../src/common/grpc/proto.js';
+import { raw } from './raw-method.js';
 
 const [socketPath, connections = '2', callsPerConnection = '4'] = process.argv.slice(2);
 const request = protoRoot('envoy/service/secret/v3/sds.proto').lookupType('envoy.service.discovery.v3.DiscoveryRequest');
@@ -14,7 +15,6 @@ for (let i = 0; i < 12_499; i++) fields[`k${String(i).padStart(5, '0')}`] = { bo
 const body = Buffer.from(
   request.encode(request.fromObject({ node: { id: 'flood', metadata: { fields } }, resource_names: ['default'], type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret' })).finish(),
 );
-const raw = (b: Buffer): Buffer => b;
 for (let c = 0; c < Number(connections); c++) {
   // A distinct option value keeps each client on a connection of its own.
   const client = new grpc.Client(`unix://${socketPath}`, grpc.credentials.createInsecure(), { 'meshid.test.flood-connection': c });

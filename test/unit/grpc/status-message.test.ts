@@ -8,20 +8,12 @@ import { invalidArgument } from '../../../src/common/errors.js';
 import { MAX_STATUS_MESSAGE_CHARS } from '../../../src/common/grpc-status.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { unary } from '../../../src/server/api/handler.js';
+import { raw, rawMethod } from '../../support/raw-method.js';
 
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-status-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
-const raw = (b: Buffer): Buffer => b;
-const METHOD: grpc.MethodDefinition<Buffer, Buffer> = {
-  path: '/meshid.test.Status/Refuse',
-  requestStream: false,
-  responseStream: false,
-  requestSerialize: raw,
-  requestDeserialize: raw,
-  responseSerialize: raw,
-  responseDeserialize: raw,
-};
+const METHOD = rawMethod('/meshid.test.Status/Refuse');
 
 test('a refusal whose message is too long for a trailer still reaches the caller as its status, cut short, and the channel keeps working', async (t) => {
   const server = new grpc.Server();
