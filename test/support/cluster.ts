@@ -358,7 +358,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
 
 /**
  * A cluster around an in-process MeshidServer sharing `clock` with in-process agents; `serverConfig` is added to its
- * config; the server logs to `serverLog` (nowhere by default).
+ * config (its `datacenters` serve beside DATACENTER); the server logs to `serverLog` (nowhere by default).
  */
 export async function startInProcessCluster(
   clock: Clock,
@@ -371,7 +371,8 @@ export async function startInProcessCluster(
   const config = compileServerConfig({
     ...serverConfig,
     trust_domain: TRUST_DOMAIN,
-    datacenters: [DATACENTER],
+    // DATACENTER first: token() and createEntry() without a parent use it.
+    datacenters: [DATACENTER, ...(serverConfig.datacenters ?? []).filter((dc) => dc !== DATACENTER)],
     data_dir: path.join(t.dir, 'server', 'data'),
     bind_address: '127.0.0.1:0',
     admin_socket: path.join(t.dir, 'server', 'admin', 'admin.sock'),
