@@ -318,6 +318,9 @@ class Model {
         if (server !== undefined && bundleKey(s.bundle) !== bundleKey(server.x509Authorities)) why.push(`${a.name}'s Workload API stream lags on the bundle`);
         if (tainted !== undefined) {
           for (const cert of s.chain.slice(1)) if (tainted.certs.has(fingerprint(cert))) why.push(`${id} chains to a tainted intermediate`);
+          // An old intermediate under a tainted root is not tainted itself (it signs nothing more): the root tells.
+          const root = s.bundle.find((r) => this.chainsTo(s.chain, [r]));
+          if (root !== undefined && tainted.certs.has(fingerprint(root))) why.push(`${id} chains to a tainted root`);
         }
       }
       for (const sidecar of a.sidecars) {
@@ -336,6 +339,8 @@ class Model {
         if (kids !== server.jwtAuthorities.map((k) => k.kid).sort().join(',')) why.push(`${a.name}'s JWT bundles stream lags`);
       }
       if (this.serverUp && (status.agentSvidExpiresAt ?? 0) <= now) why.push(`${a.name}'s agent SVID expired`);
+      // agent_svid_ttl 4 h, renewed at half-life: while the server is up at least 2 h are left (less a step's slack).
+      else if (this.serverUp && (status.agentSvidExpiresAt ?? 0) - now < 2 * HOUR - STEP_MS) why.push(`${a.name}'s agent SVID is past its renewal time`);
     }
     return why;
   }
@@ -508,7 +513,8 @@ class Model {
   async outage(ms: number): Promise<void> {
     const config = await stopInProcessServer(this.cluster);
     this.serverUp = false;
-    this.note(`server stopped for ${(ms / MINUTE).toFixed(0)} min`);
+    const left = this.agents().map((a) => `${a.name}'s agent SVID ${(((a.agent.status().agentSvidExpiresAt ?? 0) - this.clock.now()) / MINUTE).toFixed(0)} min`);
+    this.note(`server stopped for ${(ms / MINUTE).toFixed(0)} min (left: ${left.join(', ')})`);
     await this.advance(ms);
     this.watchCaDecisions((await startInProcessServer(this.cluster, config, this.clock)).ca);
     this.serverUp = true;
@@ -552,7 +558,9 @@ class Model {
     } else if (r < 0.4) await this.rotateRoot();
     else if (r < 0.6) await this.taint();
     else if (r < 0.75) await this.revoke();
-    else if (r < 0.83) await this.outage(Math.round(5 * MINUTE + this.random() * 115 * MINUTE));
+    // Shorter than the 2 h an agent SVID has left at least (renewed at half-life), less the agents' reconnect backoff:
+    // an outage outliving it needs new join tokens (README), which is not what this model is about.
+    else if (r < 0.83) await this.outage(Math.round(5 * MINUTE + this.random() * 95 * MINUTE));
     else if (r < 0.91) await this.restartAgent(this.pick(this.agents())!);
     else await this.changeTtl();
     await this.settle(`step ${this.steps}`);
