@@ -9,6 +9,9 @@ import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
 import { renewalTime } from '../common/rotation.js';
 import type { CaManager } from './ca/ca-manager.js';
 
+/** The latest point of its life at which a leaf is renewed (rotation.ts renewalTime): time left for a failed try. */
+const LATEST_RENEWAL_FRACTION = 0.9;
+
 export interface ServerIdentity {
   certChainPem: string;
   privateKeyPem: string;
@@ -28,6 +31,7 @@ type Verdict = 'keep' | 'keep-on-tainted-root' | 'root-revoked' | 'tainted';
  */
 export class ServerSvid {
   private current: ServerIdentity | undefined;
+  private currentNotBefore = 0;
   private timer: TimerHandle | undefined;
   private listeners = new Set<(id: ServerIdentity) => void>();
   private unfollow: (() => void) | undefined;
@@ -65,11 +69,31 @@ export class ServerSvid {
 
   private present(id: ServerIdentity, notBefore: number): ServerIdentity {
     this.current = id;
-    this.timer?.cancel();
-    const at = renewalTime({ notBefore, notAfter: id.notAfter }, 0);
-    this.timer = this.clock.setTimer(() => this.renewOrRetry(), Math.max(0, at - this.clock.now()));
+    this.currentNotBefore = notBefore;
+    this.renewAt(renewalTime({ notBefore, notAfter: id.notAfter }, 0));
     for (const l of this.listeners) l(id);
     return id;
+  }
+
+  private renewAt(at: number): void {
+    this.timer?.cancel();
+    this.timer = this.clock.setTimer(() => this.renewOrRetry(), Math.max(0, at - this.clock.now()));
+  }
+
+  /**
+   * At its half-life, an SVID kept on a tainted root (keep-on-tainted-root) waits until 90 % of its life instead of
+   * moving to the new root: an agent that was down across the taint has only the tainted root, and a renewal then
+   * would strand it (it could not authenticate the server, and a new join token alone would not help) while the
+   * README tells operators to wait for it. Staying longer adds nothing for whoever holds the tainted key (followTaints).
+   */
+  private heldOnTaintedRoot(): boolean {
+    const current = this.current;
+    if (current === undefined || this.verdict(pemToDerList(current.certChainPem)) !== 'keep-on-tainted-root') return false;
+    const latest = this.currentNotBefore + (current.notAfter - this.currentNotBefore) * LATEST_RENEWAL_FRACTION;
+    if (this.clock.now() >= latest) return false;
+    this.log.info({ until: new Date(latest).toISOString() }, 'the server SVID chains to a tainted root that is still published; kept on it for agents that have not stored its replacement');
+    this.renewAt(latest);
+    return true;
   }
 
   /**
@@ -132,6 +156,7 @@ export class ServerSvid {
   /** A renewal from a timer: a failure (no active intermediate, say) is retried every 60 s, never thrown. */
   private renewOrRetry(): void {
     try {
+      if (this.heldOnTaintedRoot()) return;
       this.renew();
     } catch (err) {
       this.log.error({ err }, 'server SVID renewal failed; retrying in 60 s');
@@ -149,7 +174,7 @@ export class ServerSvid {
    * Except when the re-issue would move it to another root (the root itself was tainted, and replaced at once): an
    * agent that has not stored the new root yet (one restarting just then) could no longer authenticate the server,
    * and would never hear of the new root. The tainted root stays in the bundle, trusted by every agent, until
-   * `ca revoke`: the SVID stays on it until then (or its own half-life), and moves at once when it leaves the bundle.
+   * `ca revoke`: the SVID stays on it until then (or 90 % of its own life), and moves at once when it leaves the bundle.
    * Staying adds nothing for whoever holds the tainted key: agents trust that root for as long as it is published.
    * Under an upstream PKI a tainted upstream-issued CA is not waited for when its replacement ends at a PKI root the
    * tainted one's chains end at too (rootChainsVerifyUnderAnchorsOf).

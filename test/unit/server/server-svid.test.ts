@@ -38,6 +38,9 @@ test('a server SVID renewal that keeps failing (no active intermediate) is retri
   let failing = false;
   const ca = {
     trustDomain: 'example.org',
+    // Nothing tainted: the renewal at half-life asks (a tainted root may hold it).
+    listAuthorities: () => [],
+    taintedKeyIds: () => [],
     signX509Svid: () => {
       calls++;
       // After a taint whose replacement could not be issued, the datacenter has no active intermediate.
@@ -199,6 +202,22 @@ test('a restarted server presents the server SVID it saved (0600), not a new one
   const again = (await server.start()).svid.identity();
   assert.equal(again.certChainPem, first.certChainPem);
   assert.equal(again.privateKeyPem, first.privateKeyPem);
+});
+
+test('a tainted root still published: the server SVID is not moved off it at its half-life, only at 90 % of its life', async (t) => {
+  const { ca, svid, issued } = await followingSvid(t);
+  const first = svid.identity();
+  const oldRoot = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+  await ca.ca.taint(oldRoot.id);
+
+  // An agent down across the taint holds only the old root: at the half-life a move would strand it.
+  ca.clock.advance(12 * H + 60_000);
+  assert.equal(svid.identity(), first, 'kept on the tainted root past its half-life');
+  assert.equal(issued.length, 1);
+  ca.clock.advance(10 * H);
+  const moved = svid.identity();
+  assert.notEqual(moved, first, 're-issued at 90 % of its life, while it is still valid');
+  assert.equal(rootKeyIdOf(moved.certChainPem), ca.ca.activeIntermediate('east')!.authorityKeyId);
 });
 
 test('a server restarted after a root taint (its bundle push maybe never sent) stays on the tainted root until `ca revoke`', async (t) => {
