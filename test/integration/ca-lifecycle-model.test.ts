@@ -8,7 +8,8 @@
  * A seeded random sequence of operations runs on that: advance the clock (minutes to half a day, in small moves so
  * that every rotation instant is passed with the system running; ten minutes at most per move), `ca rotate-root`, `ca taint` of a random
  * authority (root, intermediate of either datacenter, JWT key), `ca revoke` of a tainted root or JWT key (with or
- * without --force), server outages of random length, agent restarts on the same data dir, and entry TTL changes,
+ * without --force), server outages of random length, agent restarts on the same data dir, an agent down across CA
+ * changes (the revoke guard must name it; after a forced revoke it attests again with a new join token) and entry TTL changes,
  * all through the admin API. After each step, once the agents have had the chance to act (bounded real-time waits,
  * and a minute of simulated time at most, one second at a time, for their retries), the invariants hold at the
  * simulated instant:
@@ -24,14 +25,23 @@
  * - admin refusals are FAILED_PRECONDITION / INVALID_ARGUMENT / NOT_FOUND with a message, never INTERNAL or UNKNOWN;
  *   a revoke without --force is not refused while every agent is synced and off the root.
  *
+ * Model choices worth knowing when it fails: the clock moves ten minutes at a time at most; outages stay under the
+ * 2 h an agent SVID has left (longer ones need new join tokens by design); an X.509 stream whose default identity had
+ * no valid SVID for 30 s ends UNAVAILABLE (identity-stream.ts) and the model reconnects it like a client; an agent down
+ * across a root taint may be stranded once the server SVID left the tainted root (at 90 % of its life, or at once when
+ * no root it knew can sign), and is then given a new join token and the current bundle, as README says.
+ *
  * The seed and the operation log are printed on failure. MESHID_CA_MODEL_SEED=<n> replays one seed,
- * MESHID_CA_MODEL_SEEDS=<n> runs n seeds from it, MESHID_CA_MODEL_STEPS=<n> sets the steps per seed.
+ * MESHID_CA_MODEL_SEEDS=<n> runs n seeds from it, MESHID_CA_MODEL_STEPS=<n> sets the steps per seed, MESHID_CA_MODEL_LOG=1
+ * prints the operation log as it goes.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { KeyObject } from 'node:crypto';
-import * as grpc from '@grpc/grpc-js';
+import type * as grpc from '@grpc/grpc-js';
+import { isMeshidError, type MeshidError } from '../../src/common/errors.js';
 import type { MeshidAgent } from '../../src/agent/agent.js';
 import { connectWorkloadApi, type WorkloadApiClient, type WorkloadWatch } from '../../src/agent/cli/workload-client.js';
 import type { JwtBundlesResponse, X509SvidResponse } from '../../src/agent/workload/messages.js';
@@ -40,7 +50,7 @@ import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { jwkToPublicKey } from '../../src/common/jwt/jwk.js';
 import { renewalTime } from '../../src/common/rotation.js';
 import { parseCertificate, verifyChain, type ParsedCertificate } from '../../src/common/x509/certificate.js';
-import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import type { CaManager } from '../../src/server/ca/ca-manager.js';
 import { Cluster, TRUST_DOMAIN, startInProcessCluster } from '../support/cluster.js';
 import { EnvoySidecar } from '../support/envoy-sidecar.js';
@@ -92,13 +102,25 @@ class AgentUnderTest {
   jwtKeys: Map<string, KeyObject> | undefined;
   readonly faults: string[] = [];
   /**
-   * Whether the X.509 stream ended UNAVAILABLE because the default identity's SVID expired while the server was down
-   * (identity-stream.ts: it ends as one that never had an SVID, so the client reconnects; the model does once the
-   * server is back).
+   * Whether the X.509 stream ended UNAVAILABLE because the default identity had no valid SVID for 30 s (expired while
+   * the server was down, or not yet renewed after it came back; identity-stream.ts: it ends as one that never had an
+   * SVID, so the client reconnects). The model reconnects while the server is up (unsettled).
    */
   x509Ended = false;
-  /** Whether the server is up, as the model knows it: the X.509 stream may end as above only while it is down. */
-  serverDown = (): boolean => false;
+  /** Stopped by the model across CA changes (offlineAcrossCaChanges). */
+  down = false;
+  /** Its agent SVID's SPIFFE ID, as of its last start. */
+  agentId = '';
+  /** A forced revoke of a root ran while it was down: it may need a new join token (README). */
+  mayBeCutOff = false;
+  /**
+   * When a root was first tainted while it was down, if one was, the instant from which it may be stranded: the server
+   * SVID stays on the tainted root until 90 % of its life (README), then moves to the replacement, and an agent that
+   * never stored the replacement cannot authenticate the server any more.
+   */
+  strandableFrom: number | undefined;
+  /** The roots of the bundle when it stopped: all it can know of until it is back. */
+  rootsAtStop = new Set<string>();
   private closing = false;
 
   constructor(
@@ -113,6 +135,7 @@ class AgentUnderTest {
       { ...(joinToken !== undefined ? { join_token: joinToken } : {}), socket_path: this.socketPath, data_dir: this.dataDir },
       { clock, random: () => 0.5 },
     );
+    this.agentId = this.agent.status().agentId ?? '';
   }
 
   /** Opens the streams (once the agent has something to serve: before, they would be refused). */
@@ -163,7 +186,7 @@ class AgentUnderTest {
       for await (const m of watch) receive(m);
       if (!this.closing) this.faults.push(`${this.name}: the ${what} stream ended`);
     } catch (err) {
-      if (what === 'X.509' && this.serverDown() && /no identity could be served/.test((err as Error).message)) {
+      if (what === 'X.509' && /no identity could be served/.test((err as Error).message)) {
         this.x509Ended = true;
         this.served = new Map();
       } else if (!this.closing) this.faults.push(`${this.name}: the ${what} stream failed: ${(err as Error).message}`);
@@ -215,8 +238,9 @@ class Model {
     readonly random: () => number,
   ) {}
 
+  /** The agents running now (one may be down across CA changes). */
   agents(): AgentUnderTest[] {
-    return [this.east, this.west];
+    return [this.east, this.west].filter((a) => !a.down);
   }
 
   at(): string {
@@ -235,7 +259,6 @@ class Model {
     const dir = this.cluster.dir;
     this.east = new AgentUnderTest('east', [A, B], path.join(dir, 'east.sock'), path.join(dir, 'east-data'));
     this.west = new AgentUnderTest('west', [C], path.join(dir, 'west.sock'), path.join(dir, 'west-data'));
-    for (const a of this.agents()) a.serverDown = () => !this.serverUp;
     this.entryIds.set(A, await this.cluster.createEntry({ spiffeId: A, selectors: [`unix:uid:${uid}`], x509SvidTtl: 3600 }));
     this.entryIds.set(B, await this.cluster.createEntry({ spiffeId: B, selectors: [`unix:uid:${uid}`], x509SvidTtl: 3 * 3600 }));
     await this.cluster.createEntry({ spiffeId: WEST_ALIAS, parentId: `spiffe://${TRUST_DOMAIN}/meshid/server`, selectors: ['meshid:datacenter:west'] });
@@ -280,6 +303,30 @@ class Model {
     return true;
   }
 
+  /** The chain of the server SVID presented now (its saved copy). */
+  private serverSvidChain(): Buffer[] {
+    const saved = JSON.parse(fs.readFileSync(path.join(this.cluster.meshidServer.config.dataDir, 'server-svid.json'), 'utf8')) as { chain_pem: string };
+    return pemToDerList(saved.chain_pem);
+  }
+
+  /** 90 % of the life of the server SVID presented now: how long it stays on a tainted root. */
+  private serverSvidHeldUntil(): number {
+    const leaf = parseCertificate(this.serverSvidChain()[0]!);
+    return leaf.notBefore + 0.9 * (leaf.notAfter - leaf.notBefore);
+  }
+
+  /**
+   * After a CA change with an agent down: a server SVID re-issued under a root that agent never saw (a taint of an
+   * authority in its chain that no root it knows can replace) strands it at once.
+   */
+  private noteServerSvidMove(): void {
+    const chain = this.serverSvidChain();
+    const root = this.cluster.meshidServer.ca.bundle().x509Authorities.find((r) => this.chainsTo(chain, [r]));
+    for (const x of [this.east, this.west]) {
+      if (x.down && (root === undefined || !x.rootsAtStop.has(fingerprint(root)))) x.strandableFrom = Math.min(x.strandableFrom ?? Infinity, this.clock.now());
+    }
+  }
+
   private authorities(): ReturnType<CaManager['listAuthorities']> {
     return this.cluster.meshidServer.ca.listAuthorities();
   }
@@ -304,6 +351,7 @@ class Model {
     const server = this.serverUp ? this.cluster.meshidServer.ca.bundle() : undefined;
     const tainted = this.serverUp ? this.tainted() : undefined;
     for (const a of this.agents()) {
+      if (this.serverUp && a.x509Ended) a.openX509();
       const status = a.agent.status();
       if (this.serverUp && status.state !== 'synced') why.push(`${a.name} is ${status.state} (${status.lastError ?? ''})`);
       for (const id of a.ids) {
@@ -415,7 +463,7 @@ class Model {
     const sa = this.east.sidecars.find((s) => s.names[0] === A)!;
     const sc = this.west.sidecars[0]!;
     // Both are served unless one expired during an outage (withdrawn, checked above).
-    const both = this.east.served.has(A) && this.west.served.has(C);
+    const both = !this.east.down && !this.west.down && this.east.served.has(A) && this.west.served.has(C);
     if (both) this.verifies(sa.chain(A), sc.roots('ROOTCA'), "A's chain against C's ROOTCA");
     if (both) this.verifies(sc.chain(C), sa.roots('ROOTCA'), "C's chain against A's ROOTCA");
     if (opts.openssl && both) {
@@ -428,11 +476,13 @@ class Model {
 
   /** A fresh JWT-SVID of A validates on both agents and against the JWT bundle each stream last sent. */
   private async checkJwt(): Promise<void> {
-    const res = await this.east.client.fetchJwtSvid([AUDIENCE], A);
+    const signer = this.east.down ? this.west : this.east;
+    const subject = signer === this.east ? A : C;
+    const res = await signer.client.fetchJwtSvid([AUDIENCE], subject);
     const token = res.svids[0]!.svid;
     for (const a of this.agents()) {
       const validated = await a.client.validateJwtSvid(AUDIENCE, token);
-      assert.equal(validated.spiffeId, A, `ValidateJWTSVID on ${a.name}`);
+      assert.equal(validated.spiffeId, subject, `ValidateJWTSVID on ${a.name}`);
       const keys = a.jwtKeys;
       assert.ok(keys !== undefined, `${a.name}'s JWT bundles stream sent nothing`);
       try {
@@ -460,17 +510,18 @@ class Model {
     }
   }
 
-  private async admin<T>(what: string, call: () => Promise<T>): Promise<T | grpc.ServiceError> {
+  /** An admin call; a refusal is returned (AdminClient turns it into a MeshidError), after checking it is one. */
+  private async admin<T>(what: string, call: () => Promise<T>): Promise<T | MeshidError> {
     try {
       const r = await call();
       this.note(`${what}: ok`);
       return r;
     } catch (err) {
-      const e = err as grpc.ServiceError;
-      this.note(`${what}: refused ${grpc.status[e.code]} ${e.details}`);
+      const e = err as MeshidError;
+      this.note(`${what}: refused ${e.code} ${e.message}`);
       assert.ok(
-        [grpc.status.FAILED_PRECONDITION, grpc.status.INVALID_ARGUMENT, grpc.status.NOT_FOUND].includes(e.code) && (e.details ?? '').length > 10,
-        `${what}: refused with ${grpc.status[e.code]} "${e.details}"`,
+        isMeshidError(e) && ['failed_precondition', 'invalid_argument', 'not_found'].includes(e.code) && e.message.length > 10,
+        `${what}: refused with ${String(e.code)} "${e.message}"`,
       );
       return e;
     }
@@ -488,25 +539,32 @@ class Model {
     const candidates = this.authorities().filter((a) => a.state !== 'tainted');
     const a = this.pick(candidates);
     if (a === undefined) return;
-    await this.admin(`ca taint ${a.kind}${a.datacenter ? ` ${a.datacenter}` : ''} ${a.state} ${a.id}`, () =>
+    const r = await this.admin(`ca taint ${a.kind}${a.datacenter ? ` ${a.datacenter}` : ''} ${a.state} ${a.id}`, () =>
       this.cluster.admin.call('Authorities', 'TaintAuthority', { id: a.id }),
     );
+    if (!(r instanceof Error) && a.kind === 'root') for (const x of [this.east, this.west]) if (x.down) x.strandableFrom ??= this.serverSvidHeldUntil();
   }
 
-  async revoke(): Promise<void> {
-    const candidates = this.authorities().filter((a) => a.state === 'tainted' && a.kind !== 'intermediate');
+  async revoke(id?: string): Promise<void> {
+    const candidates = this.authorities().filter((a) => a.state === 'tainted' && a.kind !== 'intermediate' && (id === undefined || a.id === id));
     const a = this.pick(candidates);
     if (a === undefined) return;
     const force = this.random() < 0.3;
-    const agentsSynced = this.agents().every((x) => x.agent.status().state === 'synced');
+    const offline = [this.east, this.west].find((x) => x.down);
+    const agentsSynced = offline === undefined && this.agents().every((x) => x.agent.status().state === 'synced');
     const r = await this.admin(`ca revoke ${a.kind} ${a.id}${force ? ' --force' : ''}`, () =>
       this.cluster.admin.call('Authorities', 'RevokeAuthority', { id: a.id, ...(force ? { force: true } : {}) }),
     );
     if (r instanceof Error) {
       // Settled: every agent is synced and off every tainted authority, so the guard has nobody to name.
-      assert.ok(!(agentsSynced && /still|cut off|re-attest/i.test(r.details ?? '')), `ca revoke refused while every agent had moved off the root: ${r.details}`);
+      assert.ok(!(agentsSynced && /agent/i.test(r.message)), `ca revoke refused while every agent had moved off the root: ${r.message}`);
+      // The guard names whom it protects: here only the agent that is down can be meant.
+      if (offline !== undefined && r.code === 'failed_precondition' && /agent/.test(r.message)) {
+        assert.ok(r.message.includes(offline.agentId), `the refusal names agent ${offline.agentId}, which is down: ${r.message}`);
+      }
       return;
     }
+    if (offline !== undefined && a.kind === 'root' && force) offline.mayBeCutOff = true;
     if (a.kind === 'root' && a.certDer !== undefined) this.revokedRoots.add(fingerprint(a.certDer));
   }
 
@@ -518,14 +576,12 @@ class Model {
     await this.advance(ms);
     this.watchCaDecisions((await startInProcessServer(this.cluster, config, this.clock)).ca);
     this.serverUp = true;
-    // The agents reconnect on their backoff (on the FakeClock): a simulated minute at a time, up to 10.
-    const resynced = (): boolean => this.agents().every((a) => a.agent.status().state === 'synced' && a.agent.status().svids === a.ids.length);
-    for (let m = 0; m < 10 && !resynced(); m++) {
+    // The agents reconnect, and retry overdue signings, on their backoff (on the FakeClock): a simulated minute at a
+    // time, up to 15.
+    for (let m = 0; m < 15 && this.unsettled().length > 0; m++) {
       this.clock.advance(MINUTE);
-      await this.until('the agents to resync', resynced, 1_000);
+      await this.until('the agents to resync', () => this.unsettled().length === 0, 1_000);
     }
-    // A client whose stream ended reconnects; before the resync it would only wait again.
-    for (const a of this.agents()) if (a.x509Ended) a.openX509();
     this.note('server started again');
   }
 
@@ -535,6 +591,70 @@ class Model {
     this.note(`agent ${a.name} restarted`);
     const ok = await this.until(`${a.name} to serve again`, () => a.agent.status().svids >= a.ids.length, 5_000);
     assert.ok(ok, `${a.name} serves after a restart: ${JSON.stringify(a.agent.status())}`);
+    a.open();
+  }
+
+  /**
+   * One agent down across one to three CA changes and up to an hour (less than its agent SVID has left), then started
+   * again on its data dir. A revoke meanwhile is refused naming it when it is still under the root, unless --force,
+   * which cuts it off: it then attests again with a new join token, as README says to.
+   */
+  async offlineAcrossCaChanges(): Promise<void> {
+    const a = this.pick([this.east, this.west])!;
+    await a.stop();
+    a.down = true;
+    a.mayBeCutOff = false;
+    a.strandableFrom = undefined;
+    a.rootsAtStop = new Set(this.cluster.meshidServer.ca.bundle().x509Authorities.map(fingerprint));
+    this.note(`agent ${a.name} stopped`);
+    if (this.random() < 0.5) {
+      // The case the revoke guard is for: the root the stopped agent is under, tainted and revoked.
+      const root = this.authorities().find((x) => x.kind === 'root' && x.state === 'active');
+      if (root !== undefined) {
+        await this.admin(`ca taint root active ${root.id}`, () => this.cluster.admin.call('Authorities', 'TaintAuthority', { id: root.id }));
+        a.strandableFrom ??= this.serverSvidHeldUntil();
+        await this.settle(`the taint with agent ${a.name} down`);
+        await this.revoke(root.id);
+        this.noteServerSvidMove();
+      }
+    }
+    const changes = Math.floor(this.random() * 3);
+    for (let i = 0; i < changes; i++) {
+      const r = this.random();
+      if (r < 0.3) await this.rotateRoot();
+      else if (r < 0.65) await this.taint();
+      else await this.revoke();
+      await this.settle(`CA change ${i + 1} with agent ${a.name} down`);
+      this.noteServerSvidMove();
+    }
+    const away = Math.round(this.random() * HOUR);
+    this.note(`advance ${(away / MINUTE).toFixed(0)} min with agent ${a.name} down`);
+    await this.advance(away);
+    await a.start(this.cluster, this.clock);
+    a.down = false;
+    this.note(`agent ${a.name} started again`);
+    const usable = (): boolean => a.agent.status().state === 'synced' || a.agent.status().state === 'reattest-required';
+    for (let s = 0; s < 120 && !usable(); s++) {
+      this.clock.advance(1000);
+      await this.until(`${a.name} to resync`, usable, 100);
+    }
+    const status = a.agent.status();
+    if (status.state !== 'synced') {
+      // Stranded (see strandedByRootReplacement): as README says, a new join token, and the current bundle to reach
+      // the server with, as an operator would give it (`bundle show`).
+      const serverSvidMoved = a.strandableFrom !== undefined && this.clock.now() >= a.strandableFrom;
+      assert.ok(
+        a.mayBeCutOff || (serverSvidMoved && /not a trusted root/.test(status.lastError ?? '')),
+        `agent ${a.name} cannot resync after being down ${a.strandableFrom === undefined ? 'with no root tainted' : `across a root taint, ${((a.strandableFrom - this.clock.now()) / MINUTE).toFixed(0)} min before the server SVID's 90 %`}: ${JSON.stringify(status)}`,
+      );
+      this.note(`agent ${a.name} is ${status.state}: ${status.lastError}`);
+      await a.agent.stop();
+      await this.cluster.writeBundle();
+      const token = (await this.cluster.admin.call('Tokens', 'GenerateJoinToken', { datacenter: a.name })).token!;
+      await a.start(this.cluster, this.clock, token);
+      this.note(`agent ${a.name} attested again with a new join token and the current bundle`);
+    }
+    await this.until(`${a.name} to serve`, () => a.agent.status().state === 'synced' && a.agent.status().svids === a.ids.length, 10_000);
     a.open();
   }
 
@@ -561,7 +681,8 @@ class Model {
     // Shorter than the 2 h an agent SVID has left at least (renewed at half-life), less the agents' reconnect backoff:
     // an outage outliving it needs new join tokens (README), which is not what this model is about.
     else if (r < 0.83) await this.outage(Math.round(5 * MINUTE + this.random() * 95 * MINUTE));
-    else if (r < 0.91) await this.restartAgent(this.pick(this.agents())!);
+    else if (r < 0.87) await this.restartAgent(this.pick(this.agents())!);
+    else if (r < 0.93) await this.offlineAcrossCaChanges();
     else await this.changeTtl();
     await this.settle(`step ${this.steps}`);
     await this.check({ openssl: this.random() < 0.2 });
@@ -586,8 +707,15 @@ async function runSeed(seed: number, steps: number): Promise<Model> {
 
 const envSeed = process.env['MESHID_CA_MODEL_SEED'];
 const seedCount = Number(process.env['MESHID_CA_MODEL_SEEDS'] ?? 1);
-const stepCount = Number(process.env['MESHID_CA_MODEL_STEPS'] ?? 25);
-const seeds = envSeed !== undefined ? Array.from({ length: seedCount }, (_, i) => Number(envSeed) + i) : [20260101];
+const stepCount = Number(process.env['MESHID_CA_MODEL_STEPS'] ?? 15);
+/**
+ * The suite's seeds (~25 s together): 104 taints intermediates and roots and revokes them across an outage; 102 has
+ * outages outliving SVIDs, an agent down across a root taint (it comes back on the tainted root the server SVID stays
+ * on) and forced revokes. Locally, seeds 5 and 9 with 40 steps found the two bugs fixed with this model (server SVID
+ * leaving a tainted root at its half-life; an agent cut off by a revoke while down never re-attesting).
+ */
+const FIXED_SEEDS = [104, 102];
+const seeds = envSeed !== undefined ? Array.from({ length: seedCount }, (_, i) => Number(envSeed) + i) : FIXED_SEEDS;
 
 for (const seed of seeds) {
   test(`CA lifecycle model, seed ${seed}, ${stepCount} steps: rotations, taints, revokes, outages, agent restarts and TTL changes keep every stream's SVIDs valid, renewed and verifiable across datacenters`, async (t) => {
