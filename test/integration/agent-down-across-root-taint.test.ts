@@ -62,3 +62,31 @@ test('an agent down while the root was tainted, started again after the server S
   }
   assert.ok(moved, 'the workload SVID was re-signed under the new root');
 });
+
+test('an agent down while its root was tainted and revoked with --force attests again with a new join token and the current bundle on the same data dir', async (t) => {
+  const clock = new FakeClock(Math.floor((Date.now() - HOUR) / 1000) * 1000);
+  t.after(judgeTlsOnClock(clock));
+  const cluster = await startInProcessCluster(clock, 'meshid-down-across-revoke-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: ID, selectors: [`unix:uid:${process.getuid!()}`] });
+  const raw = { socket_path: path.join(cluster.dir, 'agent.sock'), data_dir: path.join(cluster.dir, 'agent-data') };
+  let agent = await cluster.startInProcessAgent({ ...raw, join_token: await cluster.token() }, { clock, random: () => 0.5 });
+  await advanceUntil(clock, () => agent.status().state === 'synced' && agent.status().svids === 1);
+  const cutOffId = agent.status().agentId;
+  await agent.stop();
+
+  const root = cluster.meshidServer.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
+  await cluster.admin.call('Authorities', 'TaintAuthority', { id: root.id });
+  await cluster.admin.call('Authorities', 'RevokeAuthority', { id: root.id, force: true });
+
+  // It holds only the revoked root, which the server's SVID left at the revoke: the current bundle (`bundle show`) and
+  // a new join token, as README says, on the same data dir. Its stored SVID is refused as cut off ("must re-attest"),
+  // so it attests with the token instead of retrying that SVID for ever ("needs the agent SVID").
+  // With a new token and the bundle as it is now (`bundle show`), on the same data dir: a new agent, synced.
+  await cluster.writeBundle();
+  const token = await cluster.token();
+  agent = await cluster.startInProcessAgent({ ...raw, join_token: token }, { clock, random: () => 0.5 });
+  await advanceUntil(clock, () => agent.status().state === 'synced' && agent.status().svids === 1);
+  assert.equal(agent.status().state, 'synced', `attested again: ${agent.status().lastError ?? ''}`);
+  assert.notEqual(agent.status().agentId, cutOffId);
+});

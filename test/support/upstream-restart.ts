@@ -14,7 +14,7 @@ import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { compileServerConfig, type RawServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { NO_AGENT_CERTIFICATE } from '../../src/server/api/agent-auth.js';
+import { NO_AGENT_CERTIFICATE, svidNotAnchoredAtHandshake } from '../../src/server/api/agent-auth.js';
 import { connectNode, nodeCall, type AgentIdentity } from './node-api-client.js';
 
 /** What became of an agent's call on a new connection: the TLS layer refused its certificate, the handler did, or neither. */
@@ -98,6 +98,8 @@ export async function startUpstreamServer(
       } catch (err) {
         const e = err as grpc.ServiceError;
         if (e.code === grpc.status.UNAUTHENTICATED && e.details === NO_AGENT_CERTIFICATE) return 'refused at TLS';
+        // One of the server's own SVIDs under a revoked root: the handshake refused it, and its calls say so.
+        if (e.code === grpc.status.PERMISSION_DENIED && e.details === svidNotAnchoredAtHandshake(agent.id)) return 'refused at TLS';
         assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
         return 'refused per call';
       } finally {

@@ -107,6 +107,17 @@ export function svidNotAnchored(agentId: string): string {
 }
 
 /**
+ * The refusal of an agent SVID whose root had left the bundle before the connection's handshake, which therefore
+ * refused it (an agent down across a `ca revoke --force`). The same remedy; it says where, so the two can be told apart.
+ */
+export function svidNotAnchoredAtHandshake(agentId: string): string {
+  return (
+    `${REATTEST_PREFIX}agent ${agentId}'s SVID was refused at the TLS handshake: it no longer chains to the trust bundle (its root ` +
+    'was revoked); attest again with a new join token'
+  );
+}
+
+/**
  * The refusal of an agent SVID that passed the TLS check under the bundle's roots but that none of the server's
  * intermediates signed: mostly a server whose data dir was restored from a backup taken before that intermediate was
  * made. Not a revoked root, so the message must not send the operator looking for one.

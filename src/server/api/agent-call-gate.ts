@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import { permissionDenied, unauthenticated, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
-import { agentSvidId, bannedRefusal, expiredSvidRefusal, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotSignedByServer, type AgentLookup } from './agent-auth.js';
+import { agentSvidId, bannedRefusal, expiredSvidRefusal, NO_AGENT_CERTIFICATE, NOT_AN_AGENT_SVID, svidNotAnchoredAtHandshake, svidNotSignedByServer, type AgentLookup } from './agent-auth.js';
 import { AttestAttempts } from './attest-attempts.js';
 import type { AgentCallBudgets } from './agent-call-budgets.js';
 import type { AgentSvidAnchor } from './agent-svid-anchor.js';
@@ -23,7 +23,7 @@ export interface AgentCallGateDeps {
   certificates: PresentedCertificates;
   /** The datastore's agents: only to tell a banned agent so when its SVID is one the server did not sign. */
   agents: Pick<AgentLookup, 'getAgent'>;
-  /** The expired agent SVIDs TLS refused, by connection (filled by agent-api-connections.ts): to say why. */
+  /** The expired (or revoked-root) agent SVIDs TLS refused, by connection (filled by agent-api-connections.ts): to say why. */
   refused?: RefusedClientCertificates;
   clock: Clock;
 }
@@ -61,12 +61,14 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
       () => refusal,
     );
   /**
-   * An agent SVID this server signed and TLS refused, expired by the server's clock (judged once, when the connection
-   * was admitted): refused as expired, never authenticated. Anything else TLS refused is as good as no certificate.
+   * An agent SVID this server signed and TLS refused, expired by the server's clock or under a revoked root (judged
+   * once, when the connection was admitted): refused as expired or cut off, never authenticated. Anything else TLS
+   * refused is as good as no certificate.
    */
   const unverified = (ends: ConnectionEnds): MeshidError | Promise<MeshidError> => {
     const svid = deps.refused?.of(ends);
     const now = deps.clock.now();
+    if (svid?.unanchored === true) return unlessBanned(svid.agentId, permissionDenied(svidNotAnchoredAtHandshake(svid.agentId)));
     if (svid === undefined || svid.notAfter > now) return unauthenticated(NO_AGENT_CERTIFICATE);
     return unlessBanned(svid.agentId, permissionDenied(expiredSvidRefusal(svid.agentId, svid.notAfter, now)));
   };

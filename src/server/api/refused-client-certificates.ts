@@ -12,21 +12,26 @@ export interface ConnectionEnds {
   readonly remotePort?: number | undefined;
 }
 
-/** An agent SVID this server signed that TLS refused, expired by the server's clock: what its refusal names. */
+/**
+ * An agent SVID this server signed that TLS refused, expired by the server's clock or no longer chaining to the bundle
+ * (its root revoked): what its refusal names.
+ */
 export interface RefusedAgentSvid {
   readonly agentId: string;
   readonly notAfter: number;
+  /** Valid, but its root left the bundle: the agent is cut off and must attest again (README, `ca revoke`). */
+  readonly unanchored: boolean;
 }
 
 export interface RefusedClientCertificatesDeps {
   /** `spiffe://<trust domain>/meshid/agent/`. */
   agentIdPrefix: string;
-  anchor: Pick<AgentSvidAnchor, 'signedByServer'>;
+  anchor: Pick<AgentSvidAnchor, 'signedByServer' | 'chainsToBundle'>;
   clock: Clock;
 }
 
 /**
- * The agent SVIDs the agent API's TLS check refused as expired, by connection, so the call gate can say why a call
+ * The agent SVIDs the agent API's TLS check refused as expired, or as under a revoked root, by connection, so the call gate can say why a call
  * on such a connection is not authenticated. The agent API requests client certificates without requiring them
  * (Attest comes before an agent has one), so a refused certificate does not fail the handshake: grpc-js then hands
  * the calls no certificate at all, and an agent presenting an SVID the server sees as expired (its host clock behind
@@ -46,7 +51,7 @@ export class RefusedClientCertificates {
 
   constructor(private readonly deps: RefusedClientCertificatesDeps) {}
 
-  /** Notes `socket`'s client certificate when TLS refused an expired agent SVID of this server; forgotten at its close. */
+  /** Notes `socket`'s client certificate when TLS refused an agent SVID of this server as above; forgotten at its close. */
   record(socket: TLSSocket): void {
     if (socket.authorized) return;
     const raw = socket.getPeerCertificate()?.raw;
@@ -80,8 +85,13 @@ export class RefusedClientCertificates {
     }
     const agentId = agentSvidId(cert, this.deps.agentIdPrefix);
     const now = this.deps.clock.now();
-    if (agentId === undefined || cert.notAfter > now || !this.deps.anchor.signedByServer(cert, now)) return undefined;
-    return { agentId, notAfter: cert.notAfter };
+    if (agentId === undefined || !this.deps.anchor.signedByServer(cert, now)) return undefined;
+    if (cert.notAfter <= now) return { agentId, notAfter: cert.notAfter, unanchored: false };
+    // An agent that was down while its root was revoked (--force) comes back with an SVID the TLS trust store no
+    // longer holds the root of: told "needs the agent SVID" it took the refusal for a passing one and retried for
+    // ever, never using the join token it was given. Both checks are memoized per intermediate (AgentSvidAnchor).
+    if (!this.deps.anchor.chainsToBundle(cert, now)) return { agentId, notAfter: cert.notAfter, unanchored: true };
+    return undefined;
   }
 }
 
