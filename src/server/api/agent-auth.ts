@@ -60,7 +60,11 @@ export async function authenticateAgent(
   const id = agentSvidId(cert, agentIdPrefix);
   if (id === undefined) throw permissionDenied(NOT_AN_AGENT_SVID);
   const agent = await agents.getAgent(id);
-  if (agent === undefined) throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
+  if (agent === undefined) {
+    // An expired agent's record is pruned: its SVID's expiry, not "never attested", is what the operator can act on.
+    if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter, now));
+    throw permissionDenied(`${REATTEST_PREFIX}agent ${id} is not attested (evicted or never attested)`);
+  }
   if (agent.banned) throw permissionDenied(bannedRefusal(id));
   if (cert.notAfter <= now) throw permissionDenied(expiredSvidRefusal(id, cert.notAfter, now));
   if (anchor !== undefined && !anchor.signedByServer(cert, now)) throw permissionDenied(svidNotSignedByServer(id));

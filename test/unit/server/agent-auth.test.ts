@@ -45,6 +45,15 @@ test('an agent SVID is checked on every call: current or not-yet-replaced previo
   assert.equal(retired.length, 1, 'retired once');
 });
 
+test('an expired agent SVID whose agent the server already pruned is refused as expired, not as never attested', async () => {
+  const { east } = await makePki('ec-p256');
+  const svid = new LeafSigner(east.der, east.privateKey).sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore: T0, notAfter: T0 + HOUR });
+  const none: AgentLookup = { getAgent: async () => undefined, retirePreviousAgentCert: async () => undefined };
+  const refused = (pattern: RegExp) => (e: unknown) => isMeshidError(e, 'permission_denied') && pattern.test(e.message);
+  await assert.rejects(authenticateAgent(callWith(svid), none, PREFIX, T0 + 2 * HOUR), refused(/^must re-attest: agent \S+'s SVID expired at /));
+  await assert.rejects(authenticateAgent(callWith(svid), none, PREFIX, T0 + 1), refused(/^must re-attest: agent \S+ is not attested \(evicted or never attested\)$/));
+});
+
 test("an agent SVID newer than the one the server recorded is refused as the server's datastore going back, not as a copy", async () => {
   const { east } = await makePki('ec-p256');
   const signer = new LeafSigner(east.der, east.privateKey);
