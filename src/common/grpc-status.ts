@@ -37,16 +37,34 @@ export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
  */
 export const MAX_STATUS_MESSAGE_CHARS = 4096;
 
+/** Half of a UTF-16 surrogate pair without its other half. */
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
+
+/**
+ * The message as sent: cut to MAX_STATUS_MESSAGE_CHARS, never between the two halves of a character outside the BMP,
+ * and any lone surrogate (a value quoted after a cut of its own, or a "\ud800" escape in a token's JSON) replaced by
+ * U+FFFD. grpc-js percent-encodes the message with encodeURI, which throws on a lone surrogate: the throw escapes the
+ * call, the caller gets no status, and the process dies of the unhandled rejection.
+ */
 function bounded(message: string): string {
-  if (message.length <= MAX_STATUS_MESSAGE_CHARS) return message;
-  const suffix = `… (cut short: ${message.length} characters)`;
-  return message.slice(0, MAX_STATUS_MESSAGE_CHARS - suffix.length) + suffix;
+  let text = message;
+  if (text.length > MAX_STATUS_MESSAGE_CHARS) {
+    const suffix = `… (cut short: ${message.length} characters)`;
+    let end = MAX_STATUS_MESSAGE_CHARS - suffix.length;
+    if (isHighSurrogate(text.charCodeAt(end - 1))) end--;
+    text = text.slice(0, end) + suffix;
+  }
+  return text.replace(LONE_SURROGATE, '\uFFFD');
+}
+
+function isHighSurrogate(code: number): boolean {
+  return code >= 0xd800 && code <= 0xdbff;
 }
 
 /**
  * Turns anything thrown into a gRPC ServiceError. A MeshidError keeps its code and message, and its retryAfterMs
  * goes along as retry pushback; anything else becomes INTERNAL with a generic message, because library messages may
- * carry details a caller should not see. Messages are cut to MAX_STATUS_MESSAGE_CHARS.
+ * carry details a caller should not see. Messages are cut to MAX_STATUS_MESSAGE_CHARS, with no lone surrogate (bounded).
  */
 export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string; metadata: Metadata } {
   if (err instanceof MeshidError) {

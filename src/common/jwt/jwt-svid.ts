@@ -61,7 +61,11 @@ const QUOTED_CHARS = 64;
  */
 function quoted(value: unknown): string {
   const text = JSON.stringify(value ?? null);
-  return text.length <= QUOTED_CHARS ? text : `${text.slice(0, QUOTED_CHARS)}… (${text.length} characters)`;
+  if (text.length <= QUOTED_CHARS) return text;
+  // Not between the two halves of a character outside the BMP: half of one is no character at all.
+  const high = text.charCodeAt(QUOTED_CHARS - 1);
+  const end = high >= 0xd800 && high <= 0xdbff ? QUOTED_CHARS - 1 : QUOTED_CHARS;
+  return `${text.slice(0, end)}… (${text.length} characters)`;
 }
 
 function encodeJson(value: object): string {

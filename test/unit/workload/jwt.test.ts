@@ -173,6 +173,21 @@ describe('ValidateJWTSVID (attestation stubbed)', () => {
     await expectCode(h.client.validateJwtSvid(huge, token), INVALID_ARGUMENT, /^token audience does not include "kkk+… \(200002 characters\)$/);
   });
 
+  test('a kid cut short in the middle of an emoji is INVALID_ARGUMENT quoting whole characters, and the agent keeps serving', async () => {
+    // Cut between the halves of a surrogate pair, the message held a lone surrogate: grpc-js's encodeURI threw on it,
+    // the caller got no status and the agent process died of the unhandled rejection.
+    const iat = Math.floor(clock.now() / 1000);
+    const payload = encodeBase64Url(JSON.stringify({ sub: APP_B, aud: 'db', exp: iat + 300, iat }));
+    const kid = `${'k'.repeat(62)}${'😀'.repeat(10)}`;
+    const token = `${encodeBase64Url(JSON.stringify({ alg: 'ES256', kid }))}.${payload}.AAAA`;
+    const err = await failure(h.client.validateJwtSvid('db', token));
+    assert.equal(grpcCode(err), INVALID_ARGUMENT, err.message.slice(0, 200));
+    assert.match(err.message, /^no key with kid "k{62}… \(84 characters\) in the bundle for example\.org$/);
+    asA();
+    const next = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    assert.equal((await h.client.validateJwtSvid('db', next)).spiffeId, APP_A);
+  });
+
   test('missing audience or svid is INVALID_ARGUMENT before attestation', async () => {
     const attested = h.attestCalls();
     await expectCode(h.client.validateJwtSvid('', 'a.b.c'), INVALID_ARGUMENT, /audience must be specified/);
