@@ -9,6 +9,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../common/paths.js';
+import { IDENTITY_FILE } from '../agent/storage/agent-store.js';
 
 const root = path.resolve(process.env['MESHID_DEMO_DIR'] ?? '.meshid');
 const td = 'example.org';
@@ -22,6 +23,8 @@ const uid = process.getuid?.() ?? 0;
 const user = os.userInfo().username;
 
 const children: ChildProcess[] = [];
+/** The agent's join token, on disk until the agent serves. */
+const tokenConfig = path.join(root, 'agent-join-token.json');
 
 function cli(main: string, args: string[], allowFailure = false): { ok: boolean; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8' });
@@ -35,6 +38,9 @@ function cli(main: string, args: string[], allowFailure = false): { ok: boolean;
 
 function shutdown(code: number): never {
   for (const c of children) c.kill('SIGTERM');
+  // However the demo ends (the agent failed to start, Ctrl-C before it served): the token is not left on disk. The next
+  // start makes a new one, as the agent holds no SVID.
+  fs.rmSync(tokenConfig, { force: true });
   process.exit(code);
 }
 
@@ -108,9 +114,10 @@ if (!fs.existsSync(agentMain)) {
 fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
 const agentDir = path.join(root, 'agent');
 const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
-// The join token goes in a 0600 config file, not on the command line, where any user's `ps` would show it.
-const tokenConfig = path.join(root, 'agent-join-token.json');
-if (!fs.existsSync(agentDir) || fs.readdirSync(agentDir).length === 0) {
+// The join token goes in a 0600 config file, not on the command line, where any user's `ps` would show it. Whenever
+// the agent holds no SVID, not only when its data dir is empty: an agent that failed to start left its lock file
+// there, and a ban removes the SVID but keeps the rest; without a token either would refuse every later start.
+if (!fs.existsSync(path.join(agentDir, IDENTITY_FILE))) {
   const token = /Token: (\S+)/.exec(cli(serverMain, ['token', 'generate', '--admin-socket', adminSocket, '--datacenter', dc]).stdout)?.[1];
   if (token === undefined) shutdown(1);
   fs.writeFileSync(tokenConfig, JSON.stringify({ join_token: token }), { mode: 0o600 });

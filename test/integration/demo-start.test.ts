@@ -131,3 +131,28 @@ test('npm start on a taken port says which setting moves it, and starts nothing'
   assert.match(demo.output(), /is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start/);
   assert.deepEqual(childCommandLines(demo.child.pid!), []);
 });
+
+test('npm start whose agent fails to start leaves no join token on disk, and the next start attests the agent with a new one', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-agent-fails-');
+  const demos: Demo[] = [];
+  t.after(async () => {
+    for (const d of demos) await stop(d);
+    cleanup();
+  });
+  // A directory where the agent's socket goes: the agent refuses to replace it and exits, after taking its data dir's
+  // lock. The demo took that non-empty data dir for an attested agent's and passed no token from then on.
+  const socket = path.join(dir, '.meshid', 'agent-socket', 'api.sock');
+  fs.mkdirSync(socket, { recursive: true, mode: 0o700 });
+  const port = await freePort();
+  const failed = startDemo(dir, port);
+  demos.push(failed);
+  assert.equal(await failed.exited, 1, failed.output());
+  assert.match(failed.output(), /exists and is not a Unix socket[\s\S]*meshid-agent exited \(1\); stopping/);
+  assert.ok(!fs.existsSync(path.join(dir, '.meshid', 'agent-join-token.json')), 'the join token is not left on disk');
+
+  fs.rmdirSync(socket);
+  const again = startDemo(dir, port);
+  demos.push(again);
+  await running(again);
+  assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0);
+});

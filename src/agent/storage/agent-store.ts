@@ -10,7 +10,8 @@ import { applyJournalBatch, journalFileName, journalGeneration, readJournal } fr
 import { StatePersister, type WithdrawnState } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
 
-const IDENTITY_FILE = 'agent-svid.json';
+/** The agent's own SVID and key: an agent without it needs a join token to start. */
+export const IDENTITY_FILE = 'agent-svid.json';
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'agent.lock';
 
