@@ -37,24 +37,39 @@ export const RETRY_PUSHBACK_KEY = 'grpc-retry-pushback-ms';
  */
 export const MAX_STATUS_MESSAGE_CHARS = 4096;
 
+/**
+ * Of a message cut short, how much of its end is kept: the end is where a refusal says what to do ("…; give a
+ * shorter one", "; retry in 3 s", which the agent reads), the start what was refused ("banned: …", "must re-attest:
+ * …", which the agent reads too). A value quoted whole, the long part, sits between them.
+ */
+const KEPT_END_CHARS = 1024;
+
 /** Half of a UTF-16 surrogate pair without its other half. */
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/g;
 
 /**
- * The message as sent: cut to MAX_STATUS_MESSAGE_CHARS, never between the two halves of a character outside the BMP,
- * and any lone surrogate (a value quoted after a cut of its own, or a "\ud800" escape in a token's JSON) replaced by
- * U+FFFD. grpc-js percent-encodes the message with encodeURI, which throws on a lone surrogate: the throw escapes the
- * call, the caller gets no status, and the process dies of the unhandled rejection.
+ * The message as sent: at most MAX_STATUS_MESSAGE_CHARS, its middle left out when longer (KEPT_END_CHARS), never
+ * between the two halves of a character outside the BMP, and any lone surrogate (a value quoted after a cut of its
+ * own, or a "\ud800" escape in a token's JSON) replaced by U+FFFD. grpc-js percent-encodes the message with encodeURI,
+ * which throws on a lone surrogate: the throw escapes the call, the caller gets no status, and the process dies of
+ * the unhandled rejection.
  */
 function bounded(message: string): string {
   let text = message;
   if (text.length > MAX_STATUS_MESSAGE_CHARS) {
-    const suffix = `… (cut short: ${message.length} characters)`;
-    let end = MAX_STATUS_MESSAGE_CHARS - suffix.length;
-    if (isHighSurrogate(text.charCodeAt(end - 1))) end--;
-    text = text.slice(0, end) + suffix;
+    let tailStart = text.length - KEPT_END_CHARS;
+    if (isLowSurrogate(text.charCodeAt(tailStart))) tailStart++;
+    // Sized for the longest count it can name, so that the head's length does not depend on it.
+    const markerChars = ` … (${text.length} characters left out) … `.length;
+    let headEnd = MAX_STATUS_MESSAGE_CHARS - KEPT_END_CHARS - markerChars;
+    if (isHighSurrogate(text.charCodeAt(headEnd - 1))) headEnd--;
+    text = `${text.slice(0, headEnd)} … (${tailStart - headEnd} characters left out) … ${text.slice(tailStart)}`;
   }
   return text.replace(LONE_SURROGATE, '\uFFFD');
+}
+
+function isLowSurrogate(code: number): boolean {
+  return code >= 0xdc00 && code <= 0xdfff;
 }
 
 function isHighSurrogate(code: number): boolean {
@@ -64,7 +79,8 @@ function isHighSurrogate(code: number): boolean {
 /**
  * Turns anything thrown into a gRPC ServiceError. A MeshidError keeps its code and message, and its retryAfterMs
  * goes along as retry pushback; anything else becomes INTERNAL with a generic message, because library messages may
- * carry details a caller should not see. Messages are cut to MAX_STATUS_MESSAGE_CHARS, with no lone surrogate (bounded).
+ * carry details a caller should not see. Messages are cut to MAX_STATUS_MESSAGE_CHARS, their start and end kept, with no
+ * lone surrogate (bounded).
  */
 export function toServiceError(err: unknown): Partial<ServiceError> & { code: status; details: string; metadata: Metadata } {
   if (err instanceof MeshidError) {
