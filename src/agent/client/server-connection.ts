@@ -130,7 +130,7 @@ export class ServerConnection {
     if (kind === 'reattest' && this.refusedForClocks(err)) return;
     this.cancelStream();
     this.timer?.cancel();
-    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server. Lift the ban (evict the agent) and restart it with a new --join-token');
+    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (meshid-server agent evict lifts the ban on the old agent ID)');
     if (this.o.identity.canReattest()) {
       this.o.log.warn({ reason: err.message }, 'the server no longer accepts the agent SVID; attesting again with the configured join token');
       void this.attest(false);
