@@ -188,6 +188,22 @@ describe('ValidateJWTSVID (attestation stubbed)', () => {
     assert.equal((await h.client.validateJwtSvid('db', next)).spiffeId, APP_A);
   });
 
+  test('a header member name or sub holding a lone surrogate (a \\ud800 escape in the token\'s JSON) is INVALID_ARGUMENT, and the agent keeps serving', async () => {
+    // Quoted raw, such a value made a status message grpc-js's encodeURI threw on: no status, and the agent died.
+    const iat = Math.floor(clock.now() / 1000);
+    const kid = h.cache.jwtKey.kid;
+    const token = (header: Record<string, unknown>, claims: Record<string, unknown>): string =>
+      `${encodeBase64Url(JSON.stringify(header))}.${encodeBase64Url(JSON.stringify(claims))}.AAAA`;
+    const claims = { sub: APP_B, aud: 'db', exp: iat + 300, iat };
+    for (const bad of [token({ alg: 'ES256', kid, ['x\ud800']: 1 }, claims), token({ alg: 'ES256', kid }, { ...claims, sub: 'spiffe://example.org/\ud800' })]) {
+      const err = await failure(h.client.validateJwtSvid('db', bad));
+      assert.equal(grpcCode(err), INVALID_ARGUMENT, err.message.slice(0, 200));
+    }
+    asA();
+    const next = (await h.client.fetchJwtSvid(['db'])).svids[0]!.svid;
+    assert.equal((await h.client.validateJwtSvid('db', next)).spiffeId, APP_A);
+  });
+
   test('missing audience or svid is INVALID_ARGUMENT before attestation', async () => {
     const attested = h.attestCalls();
     await expectCode(h.client.validateJwtSvid('', 'a.b.c'), INVALID_ARGUMENT, /audience must be specified/);
