@@ -188,6 +188,13 @@ test('health: SERVING, with how long until the oldest SVID expires in its traili
     assert.equal(trailer.get('meshid-agent-state')[0], 'synced');
     const seconds = Number(trailer.get('meshid-oldest-svid-expires-in-seconds')[0]);
     assert.ok(seconds > 23 * 3600 && seconds <= 24 * 3600, `oldest SVID expires in ${seconds} s`);
+    // An unknown service is NOT_FOUND naming it, cut short when huge: quoted whole, 300 KB made a status trailer too
+    // large to send, and the caller got only its deadline.
+    const unknown = await new Promise<grpc.ServiceError>((resolve) => {
+      client['Check']!({ service: 'x'.repeat(300_000) }, { deadline: Date.now() + 10_000 }, (err: grpc.ServiceError) => resolve(err));
+    });
+    assert.equal(grpc.status[unknown.code], 'NOT_FOUND', unknown.details.slice(0, 200));
+    assert.match(unknown.details, /^unknown service "x+ … \(\d+ characters left out\) … x+"$/);
   } finally {
     client.close();
   }

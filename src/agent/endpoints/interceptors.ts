@@ -1,5 +1,6 @@
-import { Metadata, ServerInterceptingCall, status, type ServerInterceptor } from '@grpc/grpc-js';
-import { isMeshidError, unavailable } from '../../common/errors.js';
+import { ServerInterceptingCall, type ServerInterceptor } from '@grpc/grpc-js';
+import { invalidArgument, isMeshidError, unavailable } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { connectionOutlivedCaller } from '../attestor/attestation-failure.js';
 import type { PeerInfo } from '../attestor/peer-credentials.js';
@@ -38,8 +39,8 @@ export const workloadSecurityHeaderInterceptor: ServerInterceptor = (methodDescr
           try {
             checkSecurityHeader(metadata);
           } catch (error) {
-            const details = isMeshidError(error) ? error.message : 'security header check failed';
-            call.sendStatus({ code: status.INVALID_ARGUMENT, details, metadata: new Metadata() });
+            const { code, details, metadata } = toServiceError(isMeshidError(error) ? error : invalidArgument('security header check failed'));
+            call.sendStatus({ code, details, metadata });
             return;
           }
           nextMetadata(metadata);

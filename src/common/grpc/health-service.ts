@@ -1,5 +1,6 @@
 import type { ServerWritableStream, UntypedServiceImplementation, sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { status } from '@grpc/grpc-js';
+import { notFound } from '../errors.js';
+import { toServiceError } from '../grpc-status.js';
 
 type ServingStatus = 'SERVING' | 'NOT_SERVING' | 'SERVICE_UNKNOWN';
 
@@ -15,7 +16,8 @@ export function healthService(services: readonly string[], serving: () => boolea
   return {
     Check: (call: ServerUnaryCall<{ service?: string }, unknown>, callback: sendUnaryData<unknown>) => {
       const s = statusOf(call.request.service ?? '');
-      if (s === 'SERVICE_UNKNOWN') callback({ code: status.NOT_FOUND, details: `unknown service "${call.request.service}"` });
+      // Through the one mapping: it bounds the name quoted, which comes from the caller.
+      if (s === 'SERVICE_UNKNOWN') callback(toServiceError(notFound(`unknown service "${call.request.service}"`)));
       else callback(null, { status: s });
     },
     Watch: (call: ServerWritableStream<{ service?: string }, unknown>) => {
