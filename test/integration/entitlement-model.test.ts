@@ -18,7 +18,8 @@
  * DeltaSecrets stream (checked as the StreamSecrets ones, on what Envoy would hold after removed_resources), and
  * some have supplementary groups that random entries select (unix:supplementary_gid).
  *
- * MESHID_MODEL_SEED=<n> replays one seed; MESHID_MODEL_SEEDS=<count> and MESHID_MODEL_STEPS=<n> run more (locally).
+ * MESHID_MODEL_SEED=<n> replays one seed; MESHID_MODEL_SEEDS=<count> and MESHID_MODEL_STEPS=<n> run more (locally),
+ * from seed 1000 or MESHID_MODEL_FIRST_SEED=<n> (to go past the seeds an earlier hunt ran).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -721,7 +722,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
 
 const replay = process.env['MESHID_MODEL_SEED'];
 const seedCount = Number(process.env['MESHID_MODEL_SEEDS'] ?? 0);
-const seeds = replay !== undefined ? [Number(replay)] : seedCount > 0 ? Array.from({ length: seedCount }, (_, i) => 1000 + i) : FIXED_SEEDS;
+const firstSeed = Number(process.env['MESHID_MODEL_FIRST_SEED'] ?? 1000);
+const seeds = replay !== undefined ? [Number(replay)] : seedCount > 0 ? Array.from({ length: seedCount }, (_, i) => firstSeed + i) : FIXED_SEEDS;
 const stepCount = Number(process.env['MESHID_MODEL_STEPS'] ?? SUITE_STEPS);
 const metBySeeds = new Set<ModelEvent>();
 
