@@ -593,15 +593,25 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
         }
         return out;
       };
+      /** Polls (bounded) until the agent reports `wanted` as its state: the agent reacting to the server is an event. */
+      const awaitAgentState = async (wanted: string): Promise<void> => {
+        let state = '';
+        for (let i = 0; i < 400 && state !== wanted; i++) {
+          state = (await agent.healthTrailer())['meshid-agent-state'] ?? '';
+          if (state !== wanted) await new Promise((r) => setTimeout(r, 50));
+        }
+      };
       if (!serverUp && outage === undefined && cutOff === undefined) {
         // The held certificates are read once the agent has seen the server go: an answer the server sent just
         // before it exited (an SVID signed after a taint) may still be on its way to the cache and the data dir,
         // and a snapshot taken before it lands would call the newer SVID, saved and served after a SIGKILL, foreign.
-        let state = '';
-        for (let i = 0; i < 400 && state !== 'disconnected'; i++) {
-          state = (await agent.healthTrailer())['meshid-agent-state'] ?? '';
-          if (state !== 'disconnected') await new Promise((r) => setTimeout(r, 50));
-        }
+        await awaitAgentState('disconnected');
+      }
+      if (cutOff === 'banned') {
+        // The agent hears of the ban when the server next refuses it, which may be a reconnect away (right after a
+        // server start, say); until then streams that never had an entry already look withdrawn, and the data dir
+        // rightly still holds what the ban will remove (seed 1046, 40 steps).
+        await awaitAgentState('banned');
       }
       // Convergence is the agent reacting to a server push: an event, polled with a generous bound.
       let last: string[] = [];
