@@ -17,8 +17,8 @@ const dc = 'dc1';
 const serverPort = process.env['MESHID_DEMO_PORT'] ?? '8081';
 const adminSocket = path.join(root, 'admin', 'admin.sock');
 const agentSocket = path.join(root, 'agent-socket', 'api.sock');
-const serverMain = path.join(packageRoot, 'dist/src/server/main.js');
-const agentMain = path.join(packageRoot, 'dist/src/agent/main.js');
+const serverMain = path.join(packageRoot, 'dist/bin/meshid-server.mjs');
+const agentMain = path.join(packageRoot, 'dist/bin/meshid-agent.mjs');
 const uid = process.getuid?.() ?? 0;
 const user = os.userInfo().username;
 
@@ -107,7 +107,7 @@ if (!fs.existsSync(agentMain)) {
   process.stdout.write(
     `\nmeshid-server is running (trust domain ${td}, datacenter ${dc}, admin socket ${adminSocket}).\n` +
       `meshid-agent is not in this build yet, so only the server was started. Try:\n\n` +
-      `  node dist/src/server/main.js x509 mint --admin-socket ${adminSocket} --spiffe-id ${workload}\n\nPress Ctrl-C to stop.\n`,
+      `  node dist/bin/meshid-server.mjs x509 mint --admin-socket ${adminSocket} --spiffe-id ${workload}\n\nPress Ctrl-C to stop.\n`,
   );
   await new Promise(() => undefined);
 }
@@ -136,12 +136,12 @@ process.stdout.write(
     `meshid is running: trust domain ${td}, datacenter ${dc}, server on 127.0.0.1:${serverPort}, state in ${root}`,
     `Registered ${workload} for uid ${uid} (${user}). Fetch its X.509-SVID with:`,
     '',
-    `  node dist/src/agent/main.js api fetch x509 --socket-path ${rel}`,
+    `  node dist/bin/meshid-agent.mjs api fetch x509 --socket-path ${rel}`,
     '',
     `The server's admin commands (entry, token, bundle, ca, …) reach it with:`,
     '',
     `  export MESHID_ADMIN_SOCKET=${adminSocket}`,
-    '  node dist/src/server/main.js entry show',
+    '  node dist/bin/meshid-server.mjs entry show',
     '',
     'Press Ctrl-C to stop.',
     '',

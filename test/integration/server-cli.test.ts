@@ -9,15 +9,15 @@ import fs from 'node:fs';
 import Database from 'better-sqlite3';
 import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
-import { packageRoot } from '../../src/common/paths.js';
 import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { opensslSelfSigned, opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { SERVER_MAIN } from '../support/server-process.js';
 
-const MAIN = path.join(packageRoot, 'dist/src/server/main.js');
+const MAIN = SERVER_MAIN;
 const TD = 'example.org';
 
 interface Result {

@@ -24,7 +24,8 @@ import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
 import { runNode, SERVER_MAIN } from './server-process.js';
 
-export const AGENT_MAIN = path.join(packageRoot, 'dist/src/agent/main.js');
+/** The agent executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
+export const AGENT_MAIN = path.join(packageRoot, 'dist/bin/meshid-agent.mjs');
 export const TRUST_DOMAIN = 'example.org';
 export const DATACENTER = 'east';
 
@@ -292,7 +293,7 @@ export async function startClusterWithAgent(
 }
 
 /**
- * A cluster around a meshid-server process (`node dist/src/server/main.js run …`) with the datacenter `east`;
+ * A cluster around a meshid-server process (`meshid-server run …`, dist/bin/meshid-server.mjs) with the datacenter `east`;
  * `serverArgs` are added to the server's command line, `serverEnv` to its environment.
  */
 export async function startCluster(prefix = 'meshid-cluster-', serverArgs: string[] = [], serverEnv: NodeJS.ProcessEnv = {}): Promise<Cluster> {

@@ -3,7 +3,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
 
-export const SERVER_MAIN = path.join(packageRoot, 'dist/src/server/main.js');
+/** The server executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
+export const SERVER_MAIN = path.join(packageRoot, 'dist/bin/meshid-server.mjs');
 
 export interface CliResult {
   code: number | null;
