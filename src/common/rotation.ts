@@ -37,7 +37,12 @@ export function nextAuthorityDecision(now: number, active: Lifetime, childTtlMs:
 export function renewalTime(l: Lifetime, jitter: number): number {
   const span = l.notAfter - l.notBefore;
   const j = Math.max(-0.1, Math.min(0.1, jitter));
-  return Math.min(l.notBefore + span * (0.5 + j), l.notBefore + span * 0.9);
+  return Math.min(l.notBefore + span * (0.5 + j), latestRenewalTime(l));
+}
+
+/** The latest a leaf is renewed: 90 % of its life, leaving the rest for a failed try to be retried. */
+export function latestRenewalTime(l: Lifetime): number {
+  return l.notBefore + (l.notAfter - l.notBefore) * 0.9;
 }
 
 export function shouldRenew(now: number, l: Lifetime, jitter: number): boolean {

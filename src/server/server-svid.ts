@@ -6,11 +6,8 @@ import type { Logger } from '../common/log.js';
 import { generateKeyPair, exportPkcs8Pem, importPrivateKey, keyMatchesCertificate } from '../common/x509/keys.js';
 import { chainNamesKeyId, parseCertificate, verifyChain } from '../common/x509/certificate.js';
 import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
-import { renewalTime } from '../common/rotation.js';
+import { latestRenewalTime, renewalTime } from '../common/rotation.js';
 import type { CaManager } from './ca/ca-manager.js';
-
-/** The latest point of its life at which a leaf is renewed (rotation.ts renewalTime): time left for a failed try. */
-const LATEST_RENEWAL_FRACTION = 0.9;
 
 export interface ServerIdentity {
   certChainPem: string;
@@ -89,7 +86,7 @@ export class ServerSvid {
   private heldOnTaintedRoot(): boolean {
     const current = this.current;
     if (current === undefined || this.verdict(pemToDerList(current.certChainPem)) !== 'keep-on-tainted-root') return false;
-    const latest = this.currentNotBefore + (current.notAfter - this.currentNotBefore) * LATEST_RENEWAL_FRACTION;
+    const latest = latestRenewalTime({ notBefore: this.currentNotBefore, notAfter: current.notAfter });
     if (this.clock.now() >= latest) return false;
     this.log.info({ until: new Date(latest).toISOString() }, 'the server SVID chains to a tainted root that is still published; kept on it for agents that have not stored its replacement');
     this.renewAt(latest);
