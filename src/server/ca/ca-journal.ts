@@ -45,10 +45,12 @@ export interface OwnBundleRecord {
  * whose --upstream-bundle lists that anchor again would publish it without a word.
  */
 export interface RevokedRootRecord {
+  /** Its CA journal ID. */
   id: string;
   subject: string;
   /** SHA-256 of the revoked root's certificate, hex. */
   certFingerprint: string;
+  /** Hex; what agents match tainted authorities by. */
   subjectKeyId?: string | undefined;
   /** The trust anchors its chain ended at: the PKI root(s) of a CA an upstream PKI issued, else the root itself. */
   anchorsDer: Buffer[];

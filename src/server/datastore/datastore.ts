@@ -1,5 +1,6 @@
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { MeshidError } from '../../common/errors.js';
+import type { AuthorityKind, AuthorityState, CaJournalChange, CaRecord, RevokedRootRecord } from '../ca/ca-journal.js';
 
 export type { Selector };
 
@@ -339,59 +340,12 @@ export interface StoredRelationship {
   updatedAt: number;
 }
 
-export type CaKind = 'root' | 'intermediate' | 'jwt';
-export type CaState = 'prepared' | 'active' | 'old' | 'tainted';
-
-/** One authority in the CA journal: a root, a datacenter intermediate or a JWT signing key. */
-export interface CaRecord {
-  id: string;
-  kind: CaKind;
-  /** '' for roots and JWT keys. */
-  datacenter: string;
-  state: CaState;
-  certDer?: Buffer | undefined;
-  publicKeyPem?: string | undefined;
-  /** Name of the key file in the key store (for JWT keys also the published `kid`). */
-  keyId: string;
-  notBefore: number;
-  notAfter: number;
-  createdAt: number;
-  updatedAt: number;
-  /** A root an upstream PKI issued: its issuers, nearest first, up to (not including) the PKI's roots. */
-  upstreamChainDer?: Buffer[] | undefined;
-  /** A root an upstream PKI issued: the PKI's roots it chains to, published while it lives. */
-  upstreamAnchorsDer?: Buffer[] | undefined;
-  /**
-   * A root: whether it is an upstream CA (--upstream-ca-cert) the server copied the key of, rather than one meshid made.
-   * Undefined for other kinds and for roots journaled before schema version 6 (rootFromUpstreamCa classifies those).
-   */
-  fromUpstreamCa?: boolean | undefined;
-}
+export type { CaRecord, CaJournalChange, RevokedRootRecord } from '../ca/ca-journal.js';
+export type CaKind = AuthorityKind;
+export type CaState = AuthorityState;
 
 export interface CaRecordFilter {
   kind?: CaKind;
   datacenter?: string;
   state?: CaState;
-}
-
-/** A root `ca revoke` took out of the CA journal, kept so that a start publishing its trust anchor again can say so. */
-export interface RevokedRootRecord {
-  /** Its CA journal ID. */
-  id: string;
-  subject: string;
-  /** SHA-256 of the revoked root's certificate, hex. */
-  certFingerprint: string;
-  /** Hex; what agents match tainted authorities by. */
-  subjectKeyId?: string | undefined;
-  /** The trust anchors its chain ended at: the PKI root(s) of a CA an upstream PKI issued, else the root itself. */
-  anchorsDer: Buffer[];
-  revokedAt: number;
-}
-
-export interface CaJournalChange {
-  add?: CaRecord[];
-  setState?: Array<{ id: string; state: CaState }>;
-  remove?: string[];
-  /** Records of the roots this change revokes (and removes). */
-  revoked?: RevokedRootRecord[];
 }
