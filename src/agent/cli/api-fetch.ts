@@ -4,7 +4,7 @@ import { HELP_WORDS, runCommand, runGroup, type Command } from '../../common/cli
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { certificatesToPem, splitConcatenatedDer } from '../../common/x509/pem.js';
 import { SOCKET_PATH_FLAG, TIMEOUT_FLAG, withWorkloadClient } from './flags.js';
-import { describeX509SvidResponse, writeX509SvidFiles } from './svid-output.js';
+import { describeX509SvidResponse, writeX509SvidFiles, x509SvidResponseJson } from './svid-output.js';
 
 const fetchX509: Command = {
   name: 'x509',
@@ -14,6 +14,7 @@ const fetchX509: Command = {
     TIMEOUT_FLAG,
     OUTPUT_FLAG,
     { name: 'write', type: 'string', valueName: 'DIR', description: 'Write svid.N.pem, svid.N.key (0600), bundle.N.pem and federated_bundle.N.M.pem to DIR' },
+    { name: 'silent', type: 'bool', description: 'Print no description of the SVIDs (pretty output; with --write, only the files written)' },
   ],
   async run(args, io) {
     const started = performance.now();
@@ -22,13 +23,13 @@ const fetchX509: Command = {
     const dir = args.string('write');
     const written = dir === undefined ? [] : writeX509SvidFiles(dir, res);
     if (outputFormat(args) === 'json') {
-      io.stdout.write(renderJson(res));
+      io.stdout.write(renderJson(x509SvidResponseJson(res)));
       return 0;
     }
     const n = res.svids.length;
-    io.stdout.write(`Received ${n} svid${n === 1 ? '' : 's'} after ${elapsed.toFixed(3)}ms\n\n`);
-    io.stdout.write(describeX509SvidResponse(res));
-    if (written.length > 0) io.stdout.write('\n' + written.join('\n') + '\n');
+    const description = args.bool('silent') === true ? [] : [`Received ${n} svid${n === 1 ? '' : 's'} after ${elapsed.toFixed(3)}ms\n\n${describeX509SvidResponse(res)}`];
+    const sections = [...description, ...(written.length > 0 ? [written.map((line) => line + '\n').join('')] : [])];
+    io.stdout.write(sections.join('\n'));
     return 0;
   },
 };
@@ -42,7 +43,7 @@ function audiences(values: readonly string[]): string[] {
 
 const fetchJwt: Command = {
   name: 'jwt',
-  summary: 'Fetches JWT-SVIDs for the given audience (FetchJWTSVID) and prints the tokens.',
+  summary: 'Fetches JWT-SVIDs for the given audience (FetchJWTSVID) and the JWT bundles (FetchJWTBundles), and prints both as spire-agent does.',
   flags: [
     { name: 'audience', type: 'strings', valueName: 'AUD', description: 'Audience of the token, comma-separated or repeated; required' },
     { name: 'spiffe-id', aliases: ['spiffeID'], type: 'string', valueName: 'ID', description: 'Only this identity (default: every identity of the caller)' },
@@ -52,12 +53,23 @@ const fetchJwt: Command = {
   ],
   async run(args, io) {
     const audience = audiences(args.strings('audience'));
-    const res = await withWorkloadClient(args, io.env, (client) => client.fetchJwtSvid(audience, args.string('spiffe-id')));
+    // Bundles first, then tokens, in two calls, as spire-agent does: scripts written for it read both from one run.
+    const [bundles, res] = await withWorkloadClient(args, io.env, async (client) => [
+      await client.fetchJwtBundles(),
+      await client.fetchJwtSvid(audience, args.string('spiffe-id')),
+    ] as const);
+    const svids = res.svids.map((s) => ({ spiffe_id: s.spiffe_id, svid: s.svid, hint: s.hint ?? '' }));
+    const jwks = Object.entries(bundles.bundles).sort(([a], [b]) => (a < b ? -1 : 1));
     if (outputFormat(args) === 'json') {
-      io.stdout.write(renderJson(res));
+      // spire-agent's -output json: both responses in one array, unset fields included (protojson EmitUnpopulated).
+      io.stdout.write(renderJson([{ svids }, { bundles: Object.fromEntries(jwks) }]));
       return 0;
     }
-    for (const svid of res.svids) io.stdout.write(`token(${svid.spiffe_id}):\n\t${svid.svid}\n`);
+    for (const svid of svids) {
+      io.stdout.write(`token(${svid.spiffe_id}):\n\t${svid.svid}\n`);
+      if (svid.hint !== '') io.stdout.write(`hint(${svid.spiffe_id}):\n\t${svid.hint}\n`);
+    }
+    for (const [td, doc] of jwks) io.stdout.write(`bundle(${td}):\n\t${Buffer.from(doc).toString('utf8')}\n`);
     return 0;
   },
 };

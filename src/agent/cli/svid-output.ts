@@ -47,6 +47,18 @@ export function describeX509SvidResponse(res: X509SvidResponse): string {
 }
 
 /**
+ * The response as spire-agent's `api fetch x509 -output json` prints it (protojson with proto names and unset fields
+ * included), so that scripts reading `.federated_bundles` or `.svids[0].hint` find an empty value, not null.
+ */
+export function x509SvidResponseJson(res: X509SvidResponse): object {
+  return {
+    svids: res.svids.map((s) => ({ spiffe_id: s.spiffe_id, x509_svid: s.x509_svid, x509_svid_key: s.x509_svid_key, bundle: s.bundle, hint: s.hint ?? '' })),
+    crl: res.crl ?? [],
+    federated_bundles: res.federated_bundles ?? {},
+  };
+}
+
+/**
  * Writes the response the way `spire-agent api fetch x509 -write DIR` does: per SVID i, `svid.i.pem` (the chain, leaf
  * first), `svid.i.key` (PKCS#8 PEM, mode 0600), `bundle.i.pem` (the own trust domain's roots) and
  * `federated_bundle.i.j.pem` per federated trust domain (sorted by name); certificates 0644. Each file is written

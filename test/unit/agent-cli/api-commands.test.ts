@@ -93,9 +93,24 @@ describe('meshid-agent api fetch x509 (attestation stubbed: caller has unix:uid:
   test('finds the socket through SPIFFE_ENDPOINT_SOCKET (unix:/path form); --output json is the response with base64 bytes', async () => {
     const r = await api(['fetch', 'x509', '--output', 'json'], { SPIFFE_ENDPOINT_SOCKET: `unix:${h.socketPath}` });
     assert.equal(r.code, 0, r.err);
-    const doc = JSON.parse(r.out) as { svids: Array<{ spiffe_id: string; bundle: string }> };
+    const doc = JSON.parse(r.out) as { svids: Array<{ spiffe_id: string; bundle: string; hint: string }>; crl: unknown; federated_bundles: Record<string, string> };
     assert.equal(doc.svids[0]!.spiffe_id, APP_A);
     assert.deepEqual(Buffer.from(doc.svids[0]!.bundle, 'base64'), ca.rootDer);
+    // As spire-agent prints it (protojson, unset fields included): an empty hint and CRL list are there, not missing.
+    assert.equal(doc.svids[0]!.hint, '');
+    assert.deepEqual(doc.crl, []);
+    assert.deepEqual(Buffer.from(doc.federated_bundles['spiffe://partner.example']!, 'base64'), partner.rootDer);
+  });
+
+  test("--silent (spire-agent's -silent) prints no description; with -write only the files written", async () => {
+    const quiet = await api(['fetch', 'x509', '-silent', '-socketPath', h.socketPath]);
+    assert.equal(quiet.code, 0, quiet.err);
+    assert.equal(quiet.out, '');
+    const dir = path.join(tmp, 'silent');
+    const written = await api(['fetch', 'x509', '-silent', '-write', dir, '-socketPath', h.socketPath]);
+    assert.equal(written.code, 0, written.err);
+    assert.match(written.out, /^Writing SVID #0 to file .*svid\.0\.pem\.\nWriting key #0 .*\n(Writing .*\n)+$/);
+    assert.ok(fs.existsSync(path.join(dir, 'svid.0.key')));
   });
 
   test('an unregistered caller: one "Error: PermissionDenied: …" line on stderr and exit 1', async () => {
@@ -161,7 +176,7 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
   test('fetch jwt prints token(<id>) and a token for the audience; validate jwt accepts it', async () => {
     const r = await api(['fetch', 'jwt', '--audience', 'db,cache', '--socket-path', h.socketPath]);
     assert.equal(r.code, 0, r.err);
-    const m = /^token\((.+)\):\n\t(\S+)\n$/.exec(r.out);
+    const m = /^token\((.+)\):\n\t(\S+)\n/.exec(r.out);
     assert.ok(m, r.out);
     assert.equal(m[1], APP_A);
     assert.deepEqual(parseJwtSvid(m[2]!).claims['aud'], ['db', 'cache']);
@@ -171,6 +186,25 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
     const wrong = await api(['validate', 'jwt', '--audience', 'payments', '--svid', m[2]!, '--socket-path', h.socketPath]);
     assert.equal(wrong.code, 1);
     assert.match(wrong.err, /^Error: InvalidArgument: token audience does not include "payments"\n$/);
+  });
+
+  test("fetch jwt prints the JWT bundles after the tokens, and -output json is spire-agent's [svids, bundles] array", async () => {
+    const r = await api(['fetch', 'jwt', '-audience', 'db', '-socketPath', h.socketPath]);
+    assert.equal(r.code, 0, r.err);
+    const lines = r.out.split('\n');
+    assert.equal(lines[0], `token(${APP_A}):`);
+    assert.equal(lines[2], `bundle(spiffe://${TD}):`);
+    assert.equal(lines[4], 'bundle(spiffe://partner.example):');
+    const ownKeys = JSON.parse(lines[3]!.slice(1)) as { keys: Array<{ kid: string }> };
+    assert.ok(ownKeys.keys.length > 0);
+    const json = await api(['fetch', 'jwt', '-audience', 'db', '-socketPath', h.socketPath, '-output', 'json']);
+    assert.equal(json.code, 0, json.err);
+    // The idiom of spire-agent users: jq '.[0].svids[0].svid' and '.[1].bundles["spiffe://…"]' (base64 of the JWKS).
+    const [svids, bundles] = JSON.parse(json.out) as [{ svids: Array<{ spiffe_id: string; svid: string; hint: string }> }, { bundles: Record<string, string> }];
+    assert.equal(svids.svids[0]!.spiffe_id, APP_A);
+    assert.deepEqual(parseJwtSvid(svids.svids[0]!.svid).claims['aud'], ['db']);
+    assert.equal(svids.svids[0]!.hint, '');
+    assert.deepEqual(JSON.parse(Buffer.from(bundles.bundles[`spiffe://${TD}`]!, 'base64').toString('utf8')), ownKeys);
   });
 
   test('fetch jwt without --audience fails locally; validate jwt without --svid fails locally', async () => {
