@@ -3,7 +3,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
-import { chainNamesKeyId, parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { chainNamesKeyId, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
 import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
@@ -211,6 +211,42 @@ export class SvidIssuer {
     const affected = this.cache.allSvids().filter((s) => this.chainIsTainted(s));
     if (affected.length === 0) return;
     this.log.warn({ count: affected.length }, 'authorities were tainted; re-signing the SVIDs that chain to them');
+    for (const s of affected) {
+      this.dueAt.delete(s.entryId);
+      this.queued.add(s.entryId);
+    }
+    this.scheduleFlush();
+  }
+
+  /**
+   * The own bundle changed: every SVID whose issuers no longer chain to it is re-signed at once, as a tainted one is.
+   * Taints cover the agents that were connected; this covers one that was away while a root was tainted and revoked
+   * (it never heard of the taint, and the revoked root is in no taint list any more), which would otherwise serve
+   * SVIDs no peer can verify until their half-life. Checked once per distinct intermediate: SVIDs share them.
+   */
+  resignUnanchored(roots: readonly Buffer[]): void {
+    if (roots.length === 0) return;
+    const now = this.clock.now();
+    const anchored = new Map<Buffer, boolean>();
+    const affected = this.cache.allSvids().filter((s) => {
+      const issuer = s.chain[1];
+      if (issuer === undefined) return false;
+      let ok = anchored.get(issuer);
+      if (ok === undefined) {
+        try {
+          // Whether the chain leads to the bundle, not whether this host's clock agrees with the server's: checked
+          // within the SVID's own validity (an intermediate a server ahead of this host just made is not yet valid here).
+          verifyCaChain(s.chain.slice(1), roots, Math.max(s.notBefore, Math.min(now, s.notAfter)));
+          ok = true;
+        } catch {
+          ok = false;
+        }
+        anchored.set(issuer, ok);
+      }
+      return !ok;
+    });
+    if (affected.length === 0) return;
+    this.log.warn({ count: affected.length }, 'SVIDs no longer chain to the trust bundle (a root left it while this agent was away); re-signing them');
     for (const s of affected) {
       this.dueAt.delete(s.entryId);
       this.queued.add(s.entryId);

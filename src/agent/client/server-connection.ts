@@ -194,6 +194,7 @@ export class ServerConnection {
         if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
         this.o.client.setTrust(bundle.trustDomain, bundle.x509Authorities);
         this.o.issuer.kick();
+        this.o.issuer.resignUnanchored(bundle.x509Authorities);
         break;
       } catch (err) {
         const e = isMeshidError(err) ? err : fromServiceError(err);

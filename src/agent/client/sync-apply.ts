@@ -70,6 +70,7 @@ export function applySyncUpdate(u: SyncUpdateMessage, deps: SyncApplyDeps): Sync
   issuer.request(applied.needSvid);
   const tainted = new Set((u.tainted_authority_ids ?? []).map((k) => k.toLowerCase()));
   issuer.setTainted([...tainted]);
+  if (own !== undefined) issuer.resignUnanchored(own.x509Authorities);
   return { upserts: upserts.length, removed: applied.removed.length, bundle: own, taintedKeyIds: tainted, withdraws: applied.withdraws, withdrawnEntryIds: applied.withdrawnEntryIds };
 }
 
