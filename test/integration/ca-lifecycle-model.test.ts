@@ -109,7 +109,7 @@ class AgentUnderTest {
   x509Ended = false;
   /** Stopped by the model across CA changes (offlineAcrossCaChanges). */
   down = false;
-  /** Its agent SVID's SPIFFE ID, as of its last start. */
+  /** Its agent SVID's SPIFFE ID, as of its last start or stop (a re-attestation with a new token changes it). */
   agentId = '';
   /** A forced revoke of a root ran while it was down: it may need a new join token (README). */
   mayBeCutOff = false;
@@ -173,6 +173,7 @@ class AgentUnderTest {
   }
 
   async stop(): Promise<void> {
+    this.agentId = this.agent.status().agentId ?? this.agentId;
     this.close();
     await this.agent.stop();
   }
