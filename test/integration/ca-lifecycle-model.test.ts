@@ -400,25 +400,33 @@ class Model {
    */
   async settle(what: string): Promise<void> {
     await this.settleStreams(what);
-    // The revoke guard also counts an agent that renewed its own SVID but has not called with it yet: a connected
-    // agent moves its stream at once, so once the streams settle, that clears in real time (seed 304 revoked sooner).
+    // The revoke guard also counts an agent whose own SVID is still under a tainted root, or that renewed it but has
+    // not called with the new one yet: a connected agent renews on the taint and moves its stream at once, so once
+    // the workload streams settle this clears in real time (seeds 304 and 387 revoked a moment sooner).
     for (let s = 0; s <= 30; s++) {
       for (let i = 0; i < 100; i++) {
-        if ((await this.agentsMidRenewal()).length === 0) return;
+        if ((await this.agentsNotMoved()).length === 0) return;
         await new Promise((r) => setTimeout(r, 10));
       }
       this.clock.advance(1000);
     }
-    throw new Error(`not settled after ${what}: ${(await this.agentsMidRenewal()).join('; ')}`);
+    throw new Error(`not settled after ${what}: ${(await this.agentsNotMoved()).join('; ')}`);
   }
 
-  /** Up agents holding a renewed agent SVID the server has not seen them use (the guard's "renewed SVID not used yet"). */
-  private async agentsMidRenewal(): Promise<string[]> {
+  /** Up agents the revoke guard would name: agent SVID under a tainted authority, or renewed and not used yet. */
+  private async agentsNotMoved(): Promise<string[]> {
     if (!this.serverUp) return [];
+    const authorities = this.authorities();
+    const keyId = (der: Buffer | undefined, which: 'subjectKeyId' | 'authorityKeyId'): string | undefined => (der === undefined ? undefined : parseCertificate(der)[which]);
+    const taintedRoots = new Set(authorities.filter((a) => a.kind === 'root' && a.state === 'tainted').map((a) => keyId(a.certDer, 'subjectKeyId')));
+    const taintedSigners = new Set(
+      authorities.filter((a) => a.kind === 'intermediate' && (a.state === 'tainted' || taintedRoots.has(keyId(a.certDer, 'authorityKeyId')))).map((a) => a.id),
+    );
     const names: string[] = [];
     for (const a of this.agents()) {
       const record = await this.cluster.meshidServer.ds.getAgent(a.agent.status().agentId ?? '');
       if (record?.previousCertSerial !== undefined) names.push(`${a.name}'s renewed agent SVID is not used yet`);
+      else if (record?.certIssuerId !== undefined && taintedSigners.has(record.certIssuerId)) names.push(`${a.name}'s agent SVID is under a tainted authority`);
     }
     return names;
   }
