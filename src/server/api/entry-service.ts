@@ -48,7 +48,7 @@ export function entryService(
           log.info({ entryId: r.entry.id, spiffeId: r.entry.spiffeId, parentId: r.entry.parentId }, 'entry created');
         } else {
           const s = toServiceError(r.error);
-          results[index] = { status: { code: s.code, message: s.details } };
+          results[index] = { status: { code: s.code, message: s.details }, ...(r.existing && { entry: entryToProto(r.existing) }) };
         }
       });
       return { results };
@@ -119,15 +119,18 @@ export function entryService(
     DeleteEntries: unary(log, 'DeleteEntries', async (req: { ids?: string[] }) => {
       const ids = req.ids ?? [];
       if (ids.length === 0) throw invalidArgument('no entry ids given');
-      const results = await ds.deleteEntries(ids);
+      // An empty ID is a malformed request (SPIRE: InvalidArgument), not an entry that could not be found.
+      const deleted = await ds.deleteEntries(ids.filter((id) => id !== ''));
+      let next = 0;
       return {
-        results: results.map((r) => {
-          if (r.error) {
-            const s = toServiceError(r.error);
-            return { id: r.id, status: { code: s.code, message: s.details } };
+        results: ids.map((id) => {
+          const error = id === '' ? invalidArgument('an entry ID is empty: give the ID `entry show` prints') : deleted[next++]!.error;
+          if (error) {
+            const s = toServiceError(error);
+            return { id, status: { code: s.code, message: s.details } };
           }
-          log.info({ entryId: r.id }, 'entry deleted');
-          return { id: r.id, status: { code: status.OK, message: '' } };
+          log.info({ entryId: id }, 'entry deleted');
+          return { id, status: { code: status.OK, message: '' } };
         }),
       };
     }),

@@ -18,6 +18,13 @@ export type { Selector };
  * - after close(), every call fails with `unavailable`.
  */
 /** Rules an entry write is checked against inside its own transaction. */
+/** One entry's outcome in createEntries: the entry created, or why not (with the twin it duplicates, if that was why). */
+export interface CreateEntryResult {
+  entry?: RegistrationEntry;
+  error?: MeshidError;
+  existing?: RegistrationEntry;
+}
+
 export interface EntryWriteOptions {
   /**
    * When given, federates_with may name only trust domains with a stored bundle, a stored federation relationship,
@@ -35,9 +42,10 @@ export interface Datastore {
    * succeed are committed in ONE transaction with ONE revision bump: a batch is atomic against crashes and is pushed
    * to agents as a single change. Per-entry conflicts (same SPIFFE ID + parent + selector set, already present or
    * earlier in the same batch; a reused id) are reported in that entry's result and do not affect the others; an
-   * unexpected storage failure rejects the whole call and commits nothing.
+   * unexpected storage failure rejects the whole call and commits nothing. A twin's result carries the entry it
+   * duplicates (`existing`), as SPIRE's answers carry it: a script re-running its creates learns the IDs.
    */
-  createEntries(entries: NewEntry[], opts?: EntryWriteOptions): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>>;
+  createEntries(entries: NewEntry[], opts?: EntryWriteOptions): Promise<CreateEntryResult[]>;
   /** Throws not_found when no entry has this id. */
   getEntry(id: string): Promise<RegistrationEntry>;
   /** Entries matching every given criterion, ordered by id; pages are keyset-based, so they stay stable under writes. */

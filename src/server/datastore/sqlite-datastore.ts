@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import type {
-  AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, Datastore, EntryChanges,
+  AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
   RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
@@ -71,17 +71,19 @@ export class SqliteDatastore implements Datastore {
 
   // ---- Registration entries ----
 
-  createEntries(entries: NewEntry[], opts: EntryWriteOptions = {}): Promise<Array<{ entry?: RegistrationEntry; error?: MeshidError }>> {
+  createEntries(entries: NewEntry[], opts: EntryWriteOptions = {}): Promise<CreateEntryResult[]> {
     return this.write(() => {
       const now = this.clock.now();
-      return entries.map((input) => {
+      return entries.map((input): CreateEntryResult => {
         try {
           const e = normalizeNewEntry(input);
           this.assertFederable(e.federatesWith, opts);
+          // Before the id: an exported file created again names its entries' own ids, and is answered with the twins.
+          const hash = entryIdentityHash(e);
+          const twin = this.twinOf(hash);
+          if (twin !== undefined) return { error: twinExists(e, twin.id), existing: twin };
           const id = e.id ?? newEntryId();
           if (this.s.entryById.get(id) !== undefined) throw alreadyExists(`registration entry id ${id} is already in use`);
-          const hash = entryIdentityHash(e);
-          this.assertNoTwin(e, hash);
           const entry: RegistrationEntry = { ...e, id, revision: this.bump('entry'), createdAt: now, updatedAt: now };
           this.insertEntry(entry, hash);
           return { entry };
@@ -605,10 +607,14 @@ export class SqliteDatastore implements Datastore {
   }
 
   private assertNoTwin(e: NewEntry, hash: string): void {
+    const twin = this.twinOf(hash);
+    if (twin !== undefined) throw twinExists(e, twin.id);
+  }
+
+  /** The entry with this identity hash (SPIFFE ID, parent, selectors), if any. */
+  private twinOf(hash: string): RegistrationEntry | undefined {
     const twin = this.s.entryByHash.get(hash) as { id: string } | undefined;
-    if (twin !== undefined) {
-      throw alreadyExists(`an entry with SPIFFE ID ${e.spiffeId}, parent ${e.parentId} and the same selectors already exists (${twin.id})`);
-    }
+    return twin === undefined ? undefined : entryFromRow(this.s.entryById.get(twin.id) as EntryRow);
   }
 
   private insertEntry(e: RegistrationEntry, hash: string): void {
@@ -713,4 +719,9 @@ function checkedRelationship(r: StoredRelationship): StoredRelationship {
 /** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
 function hashToken(token: string): string {
   return createHash('sha256').update(token, 'utf8').digest('hex');
+}
+
+/** The refusal of an entry whose SPIFFE ID, parent and selectors another entry has (SPIRE's "similar entry"). */
+function twinExists(e: NewEntry, twinId: string): MeshidError {
+  return alreadyExists(`an entry with SPIFFE ID ${e.spiffeId}, parent ${e.parentId} and the same selectors already exists (${twinId})`);
 }

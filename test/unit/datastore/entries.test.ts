@@ -51,9 +51,11 @@ test('same SPIFFE ID, parent and selector set is already_exists, also within one
     ]);
     assert.ok(isMeshidError(results[0]!.error, 'already_exists'));
     assert.match(results[0]!.error!.message, new RegExp(`already exists \\(${first.id}\\)`));
+    assert.deepEqual(results[0]!.existing, first, 'a twin\'s result carries the entry it duplicates');
     const api = created(results[1]!);
     assert.ok(isMeshidError(results[2]!.error, 'already_exists'));
     assert.match(results[2]!.error!.message, new RegExp(api.id));
+    assert.deepEqual(results[2]!.existing, api);
     created(results[3]!);
     assert.equal(await ds.countEntries(), 3);
   });
