@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
-import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 
 const NODE_ALIAS_PARENT = 'spiffe://example.org/meshid/server';
 
@@ -28,6 +28,10 @@ after(async () => {
   await server?.stop();
   cleanup?.();
 });
+
+function assertOk(r: CliResult): void {
+  assert.equal(r.code, 0, `expected exit 0, got ${r.code}; stderr: ${r.err}`);
+}
 
 /** Entries under a path of the test's own, so tests sharing the server do not see each other's. */
 function entry(test: string, name: string, selectors: string[], extra: Record<string, unknown> = {}) {
@@ -70,4 +74,40 @@ test('DeleteEntries answers an empty ID INVALID_ARGUMENT in its own result, an u
   assert.deepEqual(res.results!.map((x) => [x.id ?? '', x.status?.code ?? 0]), [['', 3], ['e-nosuchentry', 5], [id, 0]]);
   assert.match(res.results![0]!.status!.message!, /entry ID is empty/);
   await assert.rejects(admin.call('Entries', 'GetEntry', { id }), /not found/);
+});
+
+test('entry count and agent count print spire-server\'s lines, with the filters of entry show and agent list', async () => {
+  for (const [i, sels] of [['t:count', 'u:1'], ['t:count'], ['t:count', 'u:2']].entries()) {
+    const [r] = (await admin.call('Entries', 'CreateEntries', { entries: [entry('count', `w${i}`, sels)] })).results!;
+    assert.equal(r!.status?.code ?? 0, 0);
+  }
+  const count = (args: string[]) => server.cli(['entry', 'count', ...args]);
+  let r = await count(['-selector', 't:count']);
+  assertOk(r);
+  assert.equal(r.out, '3 registration entries\n');
+  r = await count(['-selector', 't:count', '-matchSelectorsOn', 'exact']);
+  assert.equal(r.out, '1 registration entry\n');
+  r = await count(['-spiffeID', 'spiffe://example.org/count/w0', '-output', 'json']);
+  assert.deepEqual(JSON.parse(r.out), { count: 1 });
+  r = await server.cli(['agent', 'count']);
+  assertOk(r);
+  assert.equal(r.out, '0 attested agents\n');
+  r = await server.cli(['agent', 'count', '-banned', 'true', '-output', 'json']);
+  assert.deepEqual(JSON.parse(r.out), { count: 0 });
+});
+
+test('entry show -downstream (and entry count -downstream) lists only the entries marked downstream; without it, every entry', async () => {
+  await admin.call('Entries', 'CreateEntries', {
+    entries: [entry('downstream', 'nested', ['t:downstream'], { downstream: true }), entry('downstream', 'plain', ['t:downstream'])],
+  });
+  const ids = (r: CliResult): string[] => [...r.out.matchAll(/^SPIFFE ID +: (.*)$/gm)].map((m) => m[1]!);
+  const only = await server.cli(['entry', 'show', '-selector', 't:downstream', '-downstream']);
+  assertOk(only);
+  assert.deepEqual(ids(only), ['spiffe://example.org/downstream/nested']);
+  const all = await server.cli(['entry', 'show', '-selector', 't:downstream']);
+  assert.deepEqual(ids(all).sort(), ['spiffe://example.org/downstream/nested', 'spiffe://example.org/downstream/plain']);
+  assert.equal((await server.cli(['entry', 'count', '-downstream', '-selector', 't:downstream'])).out, '1 registration entry\n');
+  // The admin API's filter itself.
+  const listed = await admin.call('Entries', 'ListEntries', { selectors: [{ type: 't', value: 'downstream' }], selector_match: 'any', downstream: true });
+  assert.deepEqual(listed.entries!.map((e) => e.spiffe_id), ['spiffe://example.org/downstream/nested']);
 });

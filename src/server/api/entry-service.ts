@@ -56,7 +56,8 @@ export function entryService(
 
     ListEntries: unary(log, 'ListEntries', async (req: {
       spiffe_id?: string; parent_id?: string; selectors?: ProtoSelector[]; selector_match?: string;
-      federates_with?: string; federates_with_list?: string[]; federates_with_match?: string; hint?: string; page_size?: number; page_token?: string;
+      federates_with?: string; federates_with_list?: string[]; federates_with_match?: string; hint?: string; downstream?: boolean;
+      page_size?: number; page_token?: string;
     }) => {
       if (req.spiffe_id) parseSpiffeId(req.spiffe_id);
       if (req.parent_id) parseSpiffeId(req.parent_id);
@@ -71,6 +72,7 @@ export function entryService(
         selectors: selectors.length > 0 ? { match, selectors } : undefined,
         federatesWith: trustDomains.length > 0 ? { match: federatesMatch, trustDomains: trustDomains.map((td) => parseTrustDomain(td)) } : undefined,
         hint: req.hint || undefined,
+        downstream: req.downstream === true || undefined,
         pageSize: req.page_size || undefined,
         pageToken: req.page_token || undefined,
       });

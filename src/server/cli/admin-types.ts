@@ -16,6 +16,7 @@ export interface ListEntriesRequest {
   federates_with_list?: string[];
   federates_with_match?: string;
   hint?: string;
+  downstream?: boolean;
   page_size?: number;
   page_token?: string;
 }

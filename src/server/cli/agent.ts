@@ -1,3 +1,4 @@
+import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
@@ -63,46 +64,64 @@ function selectorsMatch(held: readonly string[], given: readonly string[], match
 /** The only way a meshid agent attests (SPIRE's attestation type names). */
 const ATTESTATION_TYPE = 'join_token';
 
+/** The filters `agent list` and `agent count` share (spire-server's). */
+const FILTER_FLAGS: readonly FlagSpec[] = [
+  datacenterFlag('Only agents of this datacenter: a configured one, or one taken out of the config whose agents are still listed'),
+  { name: 'banned', type: 'string', choices: ['true', 'false'], description: 'true: only banned agents; false: only agents not banned' },
+  {
+    name: 'expires-before', aliases: ['expiresBefore'], type: 'string', valueName: 'DATE',
+    description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
+  },
+  { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
+  selectorFlag('Only agents matching these selectors (see --match): meshid:datacenter:<dc>, and those of their join token'),
+  { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = agents holding every given selector' },
+];
+
+/** The attested agents the filter flags select. */
+async function filteredAgents(args: ParsedArgs, io: CliIo): Promise<ProtoAgent[]> {
+  const datacenter = args.string('datacenter');
+  const banned = args.string('banned');
+  const expiresBefore = args.string('expires-before');
+  const beforeMs = expiresBefore === undefined ? undefined : checkDate(expiresBefore, '--expires-before');
+  const attestationType = args.string('attestation-type');
+  const selectors = checkSelectors(args.strings('selector')).map(selectorKey);
+  if (selectors.length === 0 && args.has('match')) throw invalidArgument('--match needs at least one --selector');
+  const match = (args.string('match') ?? 'superset') as SelectorMatch;
+  const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
+  // Filtered here: ListAgents answers every agent in one message (the datastore filters by datacenter only), so the
+  // server would filter the same list in memory; here no API change is needed. As spire-server: strictly before.
+  return (res.agents ?? []).filter(
+    (a) =>
+      (banned === undefined || (a.banned === true) === (banned === 'true')) &&
+      (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
+      (attestationType === undefined || attestationType === ATTESTATION_TYPE) &&
+      (selectors.length === 0 || selectorsMatch((a.selectors ?? []).map(selectorKey), selectors, match)),
+  );
+}
+
 const list: Command = {
   name: 'list',
   summary: 'Lists attested agents.',
-  flags: [
-    datacenterFlag('Only agents of this datacenter: a configured one, or one taken out of the config whose agents are still listed'),
-    { name: 'banned', type: 'string', choices: ['true', 'false'], description: 'true: only banned agents; false: only agents not banned' },
-    {
-      name: 'expires-before', aliases: ['expiresBefore'], type: 'string', valueName: 'DATE',
-      description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
-    },
-    { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
-    selectorFlag('Only agents matching these selectors (see --match): meshid:datacenter:<dc>, and those of their join token'),
-    { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = agents holding every given selector' },
-    ADMIN_SOCKET_FLAG,
-    OUTPUT_FLAG,
-  ],
+  flags: [...FILTER_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
-    const datacenter = args.string('datacenter');
-    const banned = args.string('banned');
-    const expiresBefore = args.string('expires-before');
-    const beforeMs = expiresBefore === undefined ? undefined : checkDate(expiresBefore, '--expires-before');
-    const attestationType = args.string('attestation-type');
-    const selectors = checkSelectors(args.strings('selector')).map(selectorKey);
-    if (selectors.length === 0 && args.has('match')) throw invalidArgument('--match needs at least one --selector');
-    const match = (args.string('match') ?? 'superset') as SelectorMatch;
-    const res = await withAdminClient(args, io.env, (client) => client.call('Agents', 'ListAgents', datacenter ? { datacenter } : {}));
-    // Filtered here: ListAgents answers every agent in one message (the datastore filters by datacenter only), so the
-    // server would filter the same list in memory; here no API change is needed. As spire-server: strictly before.
-    const agents = (res.agents ?? []).filter(
-      (a) =>
-        (banned === undefined || (a.banned === true) === (banned === 'true')) &&
-        (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
-        (attestationType === undefined || attestationType === ATTESTATION_TYPE) &&
-        (selectors.length === 0 || selectorsMatch((a.selectors ?? []).map(selectorKey), selectors, match)),
-    );
+    const agents = await filteredAgents(args, io);
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(fullAgent) }));
     else {
       const head = `Found ${agents.length} attested ${agents.length === 1 ? 'agent' : 'agents'}\n`;
       io.stdout.write(head + agents.map((a) => `\n${renderAgent(a)}`).join(''));
     }
+    return 0;
+  },
+};
+
+/** `agent count`: how many agents `agent list` with the same filters lists, as spire-server prints it. */
+const count: Command = {
+  name: 'count',
+  summary: 'Counts the attested agents that match the filters.',
+  flags: [...FILTER_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const n = (await filteredAgents(args, io)).length;
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ count: n }) : `${n} attested ${n === 1 ? 'agent' : 'agents'}\n`);
     return 0;
   },
 };
@@ -139,12 +158,13 @@ function byId(name: 'show' | 'evict' | 'ban', method: 'GetAgent' | 'EvictAgent' 
 
 export const AGENT_COMMANDS: readonly Command[] = [
   list,
+  count,
   byId('show', 'GetAgent', 'Shows one attested agent.', ''),
   byId('evict', 'EvictAgent', 'Evicts an agent: it must attest again (with a new join token); until then it serves what it has cached until that expires.', 'Agent evicted successfully'),
   byId('ban', 'BanAgent', 'Bans an agent: its SVID is refused from now on, it stops serving every workload, and it cannot attest again under this ID.', 'Agent banned successfully'),
 ];
 
-/** `meshid-server agent list|show|evict|ban`: attested agents (admin API meshid.admin.v1.Agents). */
+/** `meshid-server agent list|count|show|evict|ban`: attested agents (admin API meshid.admin.v1.Agents). */
 export async function agentCommand(argv: string[], io: CliIo): Promise<number> {
   return runGroup('meshid-server agent', 'Manage attested agents.', AGENT_COMMANDS, argv, io);
 }

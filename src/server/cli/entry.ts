@@ -238,24 +238,26 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
 /** The admin API's CreateEntries limit. */
 const FILE_BATCH = 10_000;
 
+/** The filters `entry show` and `entry count` share (spire-server's). */
+const FILTER_FLAGS: readonly FlagSpec[] = [
+  spiffeIdFlag('Only entries with this SPIFFE ID'),
+  parentIdFlag('Only entries with this parent ID'),
+  selectorFlag('Only entries matching these selectors (see --match)'),
+  { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = entries holding every given selector' },
+  { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Only entries federating with these trust domains (see --match-federates-with)' },
+  {
+    name: 'match-federates-with', aliases: ['matchFederatesWithOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'],
+    description: 'How --federates-with filters; default superset = entries federating with every one given',
+  },
+  { name: 'hint', type: 'string', description: 'Only entries with this hint' },
+  // Without it every entry is listed: spire-server's show and count then leave downstream entries out, which hides them.
+  { name: 'downstream', type: 'bool', description: 'Only entries marked downstream' },
+];
+
 const show: Command = {
   name: 'show',
   summary: 'Shows registration entries: one by --entry-id, or all that match the filters.',
-  flags: [
-    entryIdFlag('ID of the entry to show'),
-    spiffeIdFlag('Only entries with this SPIFFE ID'),
-    parentIdFlag('Only entries with this parent ID'),
-    selectorFlag('Only entries matching these selectors (see --match)'),
-    { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = entries holding every given selector' },
-    { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Only entries federating with these trust domains (see --match-federates-with)' },
-    {
-      name: 'match-federates-with', aliases: ['matchFederatesWithOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'],
-      description: 'How --federates-with filters; default superset = entries federating with every one given',
-    },
-    { name: 'hint', type: 'string', description: 'Only entries with this hint' },
-    ADMIN_SOCKET_FLAG,
-    OUTPUT_FLAG,
-  ],
+  flags: [entryIdFlag('ID of the entry to show'), ...FILTER_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const id = args.string('entry-id');
     const filters = args.given.filter((f) => !['entry-id', 'admin-socket', 'output'].includes(f));
@@ -266,6 +268,19 @@ const show: Command = {
       return listAll(client, request);
     });
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ entries: entries.map(fullEntry) }) : renderEntryList(entries));
+    return 0;
+  },
+};
+
+/** `entry count`: how many entries `entry show` with the same filters lists, as spire-server prints it. */
+const count: Command = {
+  name: 'count',
+  summary: 'Counts the registration entries that match the filters.',
+  flags: [...FILTER_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const request = listRequest(args);
+    const n = (await withAdminClient(args, io.env, (client) => listAll(client, request))).length;
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ count: n }) : `${n} registration ${n === 1 ? 'entry' : 'entries'}\n`);
     return 0;
   },
 };
@@ -292,6 +307,7 @@ function listRequest(args: ParsedArgs): ListEntriesRequest {
   }
   const hint = args.string('hint');
   if (hint !== undefined) req.hint = hint;
+  if (args.bool('downstream') === true) req.downstream = true;
   return req;
 }
 
@@ -370,9 +386,9 @@ const remove: Command = {
   },
 };
 
-export const ENTRY_COMMANDS: readonly Command[] = [create, show, update, remove];
+export const ENTRY_COMMANDS: readonly Command[] = [create, show, count, update, remove];
 
-/** `meshid-server entry create|show|update|delete`: registration entries (admin API meshid.admin.v1.Entries). */
+/** `meshid-server entry create|show|count|update|delete`: registration entries (admin API meshid.admin.v1.Entries). */
 export async function entryCommand(argv: string[], io: CliIo): Promise<number> {
   return runGroup('meshid-server entry', 'Manage registration entries.', ENTRY_COMMANDS, argv, io);
 }

@@ -19,11 +19,11 @@ const GROUPS: readonly CommandGroup[] = [
     // Loaded only for `run`: it pulls in the datastore and CA, which the client commands never need.
     run: async (argv) => (await import('./run.js')).runServerCommand(argv),
   },
-  { name: 'entry', summary: 'Manage registration entries (create, show, update, delete)', run: entryCommand },
+  { name: 'entry', summary: 'Manage registration entries (create, show, count, update, delete)', run: entryCommand },
   { name: 'token', summary: 'Manage join tokens for agents (generate, revoke)', run: tokenCommand },
   { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, set, delete)', run: bundleCommand },
   { name: 'federation', summary: 'Manage federation relationships and their bundle polls (list, show, create, update, delete, refresh)', run: federationCommand },
-  { name: 'agent', summary: 'Manage attested agents (list, show, evict, ban)', run: agentCommand },
+  { name: 'agent', summary: 'Manage attested agents (list, count, show, evict, ban)', run: agentCommand },
   { name: 'ca', summary: 'Show and rotate the certificate authorities (show, rotate-root, taint, revoke)', run: caCommand },
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },
   { name: 'jwt', summary: 'Mint JWT-SVIDs', run: jwtCommand },

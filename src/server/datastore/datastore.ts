@@ -240,6 +240,8 @@ export interface EntryFilter {
   /** Bare trust domain names, matched against the entry's federates_with as selectors are (SelectorMatch). */
   federatesWith?: { match: SelectorMatch; trustDomains: string[] } | undefined;
   hint?: string | undefined;
+  /** true: only entries marked downstream; absent: either. */
+  downstream?: true | undefined;
   /** Maximum entries per page; absent or 0 = no limit. */
   pageSize?: number | undefined;
   /** The nextPageToken of the previous page. */

@@ -28,6 +28,7 @@ export function entryFilterSql(filter: EntryFilter): SqlWhere {
     conds.push('e.hint = ?');
     params.push(filter.hint);
   }
+  if (filter.downstream === true) conds.push('e.downstream = 1');
   const sets: Array<SqlWhere | undefined> = [
     filter.federatesWith && setMatchSql(filter.federatesWith.match, FEDERATES_WITH, [...new Set(filter.federatesWith.trustDomains)].map((td) => [td])),
     filter.selectors && setMatchSql(filter.selectors.match, SELECTORS, normalizeSelectors(filter.selectors.selectors).map((s) => [s.type, s.value])),
