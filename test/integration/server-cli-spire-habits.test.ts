@@ -111,3 +111,21 @@ test('entry show -downstream (and entry count -downstream) lists only the entrie
   const listed = await admin.call('Entries', 'ListEntries', { selectors: [{ type: 't', value: 'downstream' }], selector_match: 'any', downstream: true });
   assert.deepEqual(listed.entries!.map((e) => e.spiffe_id), ['spiffe://example.org/downstream/nested']);
 });
+
+test('entry show lists entries in spire-server\'s order (SPIFFE ID, parent, TTLs, selectors), not by their random IDs', async () => {
+  // IDs chosen against that order: listed by ID, the last would come first.
+  const wanted = [
+    entry('order', 'a', ['t:order', 'u:1'], { id: 'order-5' }),
+    entry('order', 'a', ['t:order', 'u:2'], { id: 'order-4' }),
+    entry('order', 'a', ['t:order', 'u:2', 'v:1'], { id: 'order-3' }),
+    entry('order', 'a', ['t:order'], { id: 'order-2', x509_svid_ttl: 60 }),
+    entry('order', 'b', ['t:order'], { id: 'order-1' }),
+  ];
+  const created = (await admin.call('Entries', 'CreateEntries', { entries: wanted })).results!;
+  assert.ok(created.every((r) => (r.status?.code ?? 0) === 0), JSON.stringify(created.map((r) => r.status)));
+  const r = await server.cli(['entry', 'show', '-selector', 't:order']);
+  assertOk(r);
+  assert.deepEqual([...r.out.matchAll(/^Entry ID +: (.*)$/gm)].map((m) => m[1]), ['order-5', 'order-4', 'order-3', 'order-2', 'order-1']);
+  const json = JSON.parse((await server.cli(['entry', 'show', '-selector', 't:order', '-output', 'json'])).out) as { entries: Array<{ id: string }> };
+  assert.deepEqual(json.entries.map((e) => e.id), ['order-5', 'order-4', 'order-3', 'order-2', 'order-1']);
+});

@@ -67,6 +67,24 @@ export function renderEntry(entry: ProtoEntry): string {
   ]);
 }
 
+/** Code-unit order, as Go compares strings (localeCompare would depend on the ICU locale). */
+const compareText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * The order spire-server's `entry show` prints entries in: SPIFFE ID, parent ID, X.509 then JWT TTL, then the
+ * selectors (fewer first, then each in turn; the server keeps them sorted). Entry IDs are random, so their order
+ * would shuffle the list between servers and runs.
+ */
+export function compareEntries(x: ProtoEntry, y: ProtoEntry): number {
+  const a = fullEntry(x);
+  const b = fullEntry(y);
+  return (
+    compareText(a.spiffe_id, b.spiffe_id) || compareText(a.parent_id, b.parent_id) || a.x509_svid_ttl - b.x509_svid_ttl ||
+    a.jwt_svid_ttl - b.jwt_svid_ttl || a.selectors.length - b.selectors.length ||
+    a.selectors.reduce((c, s, i) => c || compareText(s.type, b.selectors[i]!.type) || compareText(s.value, b.selectors[i]!.value), 0)
+  );
+}
+
 /** `Found N entries`, then each entry followed by a blank line, as `spire-server entry show` prints them. */
 export function renderEntryList(entries: readonly ProtoEntry[]): string {
   const head = `Found ${entries.length} ${entries.length === 1 ? 'entry' : 'entries'}\n`;

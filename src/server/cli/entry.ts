@@ -6,7 +6,7 @@ import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type Cl
 import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
-import { fullEntry, renderEntry, renderEntryList } from './entry-output.js';
+import { compareEntries, fullEntry, renderEntry, renderEntryList } from './entry-output.js';
 import { adoptSpireParents, parseEntryFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import {
@@ -265,7 +265,7 @@ const show: Command = {
     const request = listRequest(args);
     const entries = await withAdminClient(args, io.env, async (client) => {
       if (id !== undefined) return [await client.call('Entries', 'GetEntry', { id })];
-      return listAll(client, request);
+      return (await listAll(client, request)).sort(compareEntries);
     });
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ entries: entries.map(fullEntry) }) : renderEntryList(entries));
     return 0;
