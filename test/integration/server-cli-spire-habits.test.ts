@@ -129,3 +129,25 @@ test('entry show lists entries in spire-server\'s order (SPIFFE ID, parent, TTLs
   const json = JSON.parse((await server.cli(['entry', 'show', '-selector', 't:order', '-output', 'json'])).out) as { entries: Array<{ id: string }> };
   assert.deepEqual(json.entries.map((e) => e.id), ['order-5', 'order-4', 'order-3', 'order-2', 'order-1']);
 });
+
+test('entry create -data takes a SPIRE export of 10,000 entries over 4 MiB, and reads every twin back when it is created again', { timeout: 120_000 }, async () => {
+  // ~530 bytes each, as Kubernetes selectors make them: one 10,000-entry call would exceed the server's 4 MiB.
+  const entries = Array.from({ length: 10_000 }, (_, i) => ({
+    spiffe_id: `spiffe://example.org/big/ns/default/sa/w${i}`,
+    parent_id: NODE_ALIAS_PARENT,
+    selectors: [{ type: 'k8s', value: `pod-label:app:${'x'.repeat(420)}${i}` }],
+  }));
+  const file = path.join(dir, 'big.json');
+  fs.writeFileSync(file, JSON.stringify({ entries }));
+  assert.ok(fs.statSync(file).size > 4 * 1024 * 1024);
+  const first = await server.cli(['entry', 'create', '-data', file]);
+  assertOk(first);
+  assert.match(first.out, /^Created 10000 of 10000 entries:/);
+  assert.equal((await server.cli(['entry', 'count', '-selector', 'k8s:pod-label:app:' + 'x'.repeat(420) + '0'])).out, '1 registration entry\n');
+  // Created again, every result is ALREADY_EXISTS with the stored entry: answers larger than grpc-js's 4 MiB default.
+  const again = await server.cli(['entry', 'create', '-data', file, '-output', 'json']);
+  assert.equal(again.code, 1, again.err);
+  const doc = JSON.parse(again.out) as { results: Array<{ status: { code: number }; entry: { id: string; spiffe_id: string } }> };
+  assert.equal(doc.results.length, 10_000);
+  assert.ok(doc.results.every((r, i) => r.status.code === 6 && r.entry.id.startsWith('e-') && r.entry.spiffe_id === entries[i]!.spiffe_id));
+});

@@ -38,6 +38,13 @@ export const ADMIN_SOCKET_DAEMON: ExpectedDaemon = Object.freeze({
 /** The service `meshid-server healthcheck` asks the health status of: only meshid-server's admin socket knows it. */
 export const ADMIN_HEALTH_SERVICE = 'meshid.admin.v1.Entries';
 
+/**
+ * grpc-js refuses answers over 4 MiB by default, after the server did the work: a CreateEntries batch of 10,000 entries
+ * answers each with its entry, and a ListEntries page of 500 large entries passes 4 MiB too. The admin socket is the
+ * operator's own server, so its answers are taken whatever their size.
+ */
+const RECEIVE_ANY_SIZE = { 'grpc.max_receive_message_length': -1 };
+
 /** Per-call deadline: a wedged server must not hang a script forever. */
 const DEFAULT_DEADLINE_MS = 30_000;
 
@@ -109,7 +116,7 @@ export class AdminClient {
     let c = this.clients.get(service);
     if (c === undefined) {
       const Ctor = serviceClient(loadProto([...ADMIN_CLIENT_PROTOS]), SERVICE_NAMES[service]);
-      c = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), this.channelOptions);
+      c = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), { ...RECEIVE_ANY_SIZE, ...this.channelOptions });
       this.clients.set(service, c);
     }
     return c;
