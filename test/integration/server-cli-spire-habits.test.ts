@@ -151,3 +151,20 @@ test('entry create -data takes a SPIRE export of 10,000 entries over 4 MiB, and 
   assert.equal(doc.results.length, 10_000);
   assert.ok(doc.results.every((r, i) => r.status.code === 6 && r.entry.id.startsWith('e-') && r.entry.spiffe_id === entries[i]!.spiffe_id));
 });
+
+test('entry delete -file deletes the entries of a spire-server delete file ({"ids": [...]}), each refusal on its own line', async () => {
+  const res = await admin.call('Entries', 'CreateEntries', { entries: [entry('delfile', 'a', ['t:delfile']), entry('delfile', 'b', ['t:delfile'])] });
+  const ids = res.results!.map((r) => r.entry!.id!);
+  const file = path.join(dir, 'delete.json');
+  fs.writeFileSync(file, JSON.stringify({ ids: [...ids, 'e-nosuchentry'] }));
+  const r = await server.cli(['entry', 'delete', '-file', file]);
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.out, ids.map((id) => `Deleted entry with ID: ${id}\n`).join(''));
+  assert.equal(r.err, 'Error: NotFound: registration entry e-nosuchentry not found\n');
+  assert.equal((await server.cli(['entry', 'count', '-selector', 't:delfile'])).out, '0 registration entries\n');
+  const notIds = path.join(dir, 'not-ids.json');
+  fs.writeFileSync(notIds, JSON.stringify({ entries: [] }));
+  const bad = await server.cli(['entry', 'delete', '-file', notIds]);
+  assert.equal(bad.code, 1);
+  assert.match(bad.err, /must be a JSON object with an "ids" array of entry IDs/);
+});

@@ -24,6 +24,25 @@ export function parseEntryFile(text: string, source: string): ProtoEntry[] {
   return entries.map((raw, i) => entryOf(raw, `${source}: entry ${i + 1}`));
 }
 
+/**
+ * `entry delete --file FILE`: entry IDs in the JSON of `spire-server entry delete -file` (its BatchDeleteEntryRequest:
+ * `{"ids": ["...", ...]}`), the name matched whatever its case, as Go's encoding/json matches it.
+ */
+export function parseEntryIdFile(text: string, source: string): string[] {
+  let doc: unknown;
+  try {
+    doc = JSON.parse(text);
+  } catch (err) {
+    throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
+  }
+  refuseDuplicateKeys(text, source, { ignoreCase: true });
+  const ids = isObject(doc) ? field(doc, 'ids') : undefined;
+  if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string')) {
+    throw invalidArgument(`${source} must be a JSON object with an "ids" array of entry IDs, as spire-server entry delete -file reads`);
+  }
+  return ids as string[];
+}
+
 /** What adoptSpireParents did to a file's entries, for the CLI to say. */
 export interface SpireParents {
   /** Node aliases SPIRE parents to its server's ID (spiffe://<td>/spire/server), re-parented to meshid's. */

@@ -7,7 +7,7 @@ import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { compareEntries, fullEntry, renderEntry, renderEntryList } from './entry-output.js';
-import { adoptSpireParents, parseEntryFile } from './entry-file.js';
+import { adoptSpireParents, parseEntryFile, parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import {
   checkSelectors, checkSpiffeId, checkTrustDomain, entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag,
@@ -389,10 +389,22 @@ const update: Command = {
 const remove: Command = {
   name: 'delete',
   summary: 'Deletes entries by ID.',
-  flags: [entryIdFlag('ID of an entry to delete; required', true), ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  flags: [
+    entryIdFlag('ID of an entry to delete; required unless --file', true),
+    {
+      name: 'file',
+      type: 'string',
+      valueName: 'FILE',
+      description: 'Delete the entries a JSON file names, {"ids": [...]} as spire-server entry delete -file reads ("-": standard input)',
+    },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
   async run(args, io) {
-    const ids = args.strings('entry-id');
-    if (ids.length === 0) throw invalidArgument('flag --entry-id is required');
+    const file = args.string('file');
+    if (file !== undefined && args.has('entry-id')) throw invalidArgument('--file and --entry-id exclude each other: give the IDs in one or the other');
+    const ids = file === undefined ? args.strings('entry-id') : await entryIdsOf(file, io);
+    if (ids.length === 0) throw invalidArgument(file === undefined ? 'flag --entry-id is required (or --file)' : `${file} names no entry IDs`);
     const res = await withAdminClient(args, io.env, (client) => client.call('Entries', 'DeleteEntries', { ids }));
     const results = (res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } }));
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results }));
@@ -410,6 +422,14 @@ const remove: Command = {
     return failed === 0 ? 0 : EXIT_FAILURE;
   },
 };
+
+/** The IDs of an `entry delete --file` file, or of standard input for "-". */
+async function entryIdsOf(file: string, io: CliIo): Promise<string[]> {
+  const text = file === '-'
+    ? await readAll(io, '--file - reads the entry IDs from standard input, and there is none', 'the entry IDs (JSON, as spire-server entry delete -file takes)')
+    : readTextFile(file, 'entry ID file');
+  return parseEntryIdFile(text, file === '-' ? 'standard input' : file);
+}
 
 export const ENTRY_COMMANDS: readonly Command[] = [create, show, count, update, remove];
 

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMeshidError } from '../../../src/common/errors.js';
-import { parseEntryFile } from '../../../src/server/cli/entry-file.js';
+import { parseEntryFile, parseEntryIdFile } from '../../../src/server/cli/entry-file.js';
 
 const refused = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
 
@@ -52,4 +52,13 @@ test('an entry file meshid cannot honour whole is refused with where and why, be
   assert.throws(() => parseEntryFile('{"entries": [{"selectors": ["unix:uid:1"]}]}', 'e.json'), refused(/selector 1 must be \{"type": "\.\.\.", "value": "\.\.\."\}/));
   assert.throws(() => parseEntryFile('{"entries": [{"x509_svid_ttl": "1h"}]}', 'e.json'), refused(/"x509_svid_ttl" must be a whole number of seconds/));
   assert.throws(() => parseEntryFile('{"entries": [{"x509_svid_ttl": 2147483648}]}', 'e.json'), refused(/"x509_svid_ttl" 2147483648 s is too large \(at most 2147483647\)/));
+});
+
+test('entry ID files in spire-server entry delete -file format: "ids" in any case; anything else is refused naming the file', () => {
+  assert.deepEqual(parseEntryIdFile('{"ids": ["e-1", "e-2"]}', 'd.json'), ['e-1', 'e-2']);
+  assert.deepEqual(parseEntryIdFile('{"IDs": []}', 'd.json'), []);
+  assert.throws(() => parseEntryIdFile('{"ids": ["e-1"], "Ids": ["e-2"]}', 'd.json'), refused(/d\.json/));
+  assert.throws(() => parseEntryIdFile('{"ids": [1]}', 'd.json'), refused(/^d\.json must be a JSON object with an "ids" array of entry IDs/));
+  assert.throws(() => parseEntryIdFile('["e-1"]', 'd.json'), refused(/"ids" array/));
+  assert.throws(() => parseEntryIdFile('{"ids": [', 'd.json'), refused(/^d\.json is not valid JSON/));
 });
