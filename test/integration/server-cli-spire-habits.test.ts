@@ -168,3 +168,32 @@ test('entry delete -file deletes the entries of a spire-server delete file ({"id
   assert.equal(bad.code, 1);
   assert.match(bad.err, /must be a JSON object with an "ids" array of entry IDs/);
 });
+
+test('entry update -data replaces each entry its entry_id names, whole, as spire-server does; a refused one is its own line', async () => {
+  const [r] = (await admin.call('Entries', 'CreateEntries', {
+    entries: [entry('updfile', 'a', ['t:updfile'], { hint: 'blue', dns_names: ['a.example.org'], x509_svid_ttl: 600 })],
+  })).results!;
+  const id = r!.entry!.id!;
+  const file = path.join(dir, 'update.json');
+  // What `entry show -output json` gave, edited: a SPIRE export's field names; no hint, DNS names or TTL any more.
+  fs.writeFileSync(file, JSON.stringify({
+    entries: [
+      { entry_id: id, spiffe_id: 'spiffe://example.org/updfile/renamed', parent_id: NODE_ALIAS_PARENT, selectors: [{ type: 't', value: 'updfile2' }] },
+      { entry_id: 'e-nosuchentry', spiffe_id: 'spiffe://example.org/updfile/x', parent_id: NODE_ALIAS_PARENT, selectors: [{ type: 't', value: 'x' }] },
+    ],
+  }));
+  const u = await server.cli(['entry', 'update', '-data', file]);
+  assert.equal(u.code, 1, u.err);
+  assert.match(u.out, /^Updated 1 of 2 entries:\n/);
+  assert.equal(u.err, 'Failed to update e-nosuchentry: NotFound: registration entry e-nosuchentry not found\n');
+  const got = await admin.call('Entries', 'GetEntry', { id });
+  assert.equal(got.spiffe_id, 'spiffe://example.org/updfile/renamed');
+  assert.deepEqual(got.selectors, [{ type: 't', value: 'updfile2' }]);
+  assert.equal(got.hint ?? '', '', 'fields the file leaves out are reset, as SPIRE resets them');
+  assert.deepEqual(got.dns_names ?? [], []);
+  assert.equal(got.x509_svid_ttl ?? 0, 0);
+  fs.writeFileSync(file, JSON.stringify({ entries: [{ spiffe_id: 'spiffe://example.org/updfile/y', parent_id: NODE_ALIAS_PARENT, selectors: [{ type: 't', value: 'y' }] }] }));
+  const unnamed = await server.cli(['entry', 'update', '-data', file]);
+  assert.equal(unnamed.code, 1);
+  assert.match(unnamed.err, /entry 1 has no entry_id/);
+});

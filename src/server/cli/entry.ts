@@ -194,22 +194,7 @@ const create: Command = {
  * Prints what was created and what was refused and why, as spire-server does; exit 1 when anything was refused.
  */
 async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promise<number> {
-  const other = args.given.find((f) => !['data', 'admin-socket', 'output'].includes(f));
-  if (other !== undefined) throw invalidArgument(`--data creates the entries of its file: it cannot be combined with --${other}`);
-  const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
-  const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
-  if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
-  const spire = adoptSpireParents(entries);
-  if (spire.nodeAliases > 0) {
-    io.stderr.write(`Note: ${spire.nodeAliases} entr${spire.nodeAliases === 1 ? 'y' : 'ies'} parented to SPIRE's server ID (spiffe://<td>/spire/server) ${spire.nodeAliases === 1 ? 'is a node alias' : 'are node aliases'}: created with meshid's (spiffe://<td>/meshid/server)\n`);
-  }
-  if (spire.underSpireAgents > 0) {
-    io.stderr.write(
-      `Note: ${spire.underSpireAgents} entr${spire.underSpireAgents === 1 ? 'y is' : 'ies are'} parented to SPIRE agent IDs (spiffe://<td>/spire/agent/...), which no meshid agent has: ` +
-        'they match no workload until re-parented to a meshid agent or node alias (entry update --entry-id <entry> --parent-id <ID>)\n',
-    );
-  }
-  noteRecordedOnly(io, entries);
+  const entries = await readEntryFile(args, io, file, 'create');
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
   await withAdminClient(args, io.env, async (client) => {
     for (const batch of fileBatches(entries)) {
@@ -232,6 +217,30 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
     }
   }
   return failed.length === 0 ? 0 : 1;
+}
+
+/**
+ * The entries of a `--data` file (spire-server's -data format; "-": standard input) to create or update:
+ * alone on the command line, at least one, SPIRE's parents adopted, and what meshid takes differently noted.
+ */
+async function readEntryFile(args: ParsedArgs, io: CliIo, file: string, verb: 'create' | 'update'): Promise<ProtoEntry[]> {
+  const other = args.given.find((f) => !['data', 'admin-socket', 'output'].includes(f));
+  if (other !== undefined) throw invalidArgument(`--data ${verb}s the entries of its file: it cannot be combined with --${other}`);
+  const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
+  const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
+  if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
+  const spire = adoptSpireParents(entries);
+  if (spire.nodeAliases > 0) {
+    io.stderr.write(`Note: ${spire.nodeAliases} entr${spire.nodeAliases === 1 ? 'y' : 'ies'} parented to SPIRE's server ID (spiffe://<td>/spire/server) ${spire.nodeAliases === 1 ? 'is a node alias' : 'are node aliases'}: ${verb}d with meshid's (spiffe://<td>/meshid/server)\n`);
+  }
+  if (spire.underSpireAgents > 0) {
+    io.stderr.write(
+      `Note: ${spire.underSpireAgents} entr${spire.underSpireAgents === 1 ? 'y is' : 'ies are'} parented to SPIRE agent IDs (spiffe://<td>/spire/agent/...), which no meshid agent has: ` +
+        'they match no workload until re-parented to a meshid agent or node alias (entry update --entry-id <entry> --parent-id <ID>)\n',
+    );
+  }
+  noteRecordedOnly(io, entries);
+  return entries;
 }
 
 /** The admin API's CreateEntries limit. */
@@ -350,17 +359,25 @@ export async function listAll(client: AdminClient, request: ListEntriesRequest):
 
 const update: Command = {
   name: 'update',
-  summary: 'Changes the given fields of an entry; fields whose flags are absent stay as they are.',
+  summary: 'Changes the given fields of an entry; fields whose flags are absent stay as they are (--data: replaces entries whole).',
   flags: [
-    entryIdFlag('ID of the entry to update; required'),
+    entryIdFlag('ID of the entry to update; required unless --data'),
     spiffeIdFlag('New SPIFFE ID'),
     parentIdFlag('New parent ID'),
     selectorFlag('New selectors (replace all current ones)'),
     ...FIELD_FLAGS,
+    {
+      name: 'data',
+      type: 'string',
+      valueName: 'FILE',
+      description: 'Replace every entry of a JSON file in spire-server entry update -data format, each named by its entry_id, whole: fields the file leaves out are reset ("-": standard input)',
+    },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
+    const file = args.string('data');
+    if (file !== undefined) return updateFromFile(args, io, file);
     const id = args.requiredString('entry-id');
     const entry = { ...entryFields(args), id };
     noteRecordedOnly(io, [entry]);
@@ -385,6 +402,42 @@ const update: Command = {
     return 0;
   },
 };
+
+/** Every field UpdateEntry takes: `entry update --data` replaces an entry whole, as spire-server's does. */
+const WHOLE_ENTRY_MASK: readonly string[] = Object.values(MASK_OF_FLAG);
+
+/**
+ * `entry update --data`: each entry of the file replaces the entry its entry_id names, one UpdateEntry call each.
+ * Prints what was updated and what was refused and why, as `entry create --data` does; exit 1 when anything was.
+ */
+async function updateFromFile(args: ParsedArgs, io: CliIo, file: string): Promise<number> {
+  const entries = await readEntryFile(args, io, file, 'update');
+  const unnamed = entries.findIndex((e) => !e.id);
+  if (unnamed !== -1) throw invalidArgument(`${file}: entry ${unnamed + 1} has no entry_id: each entry to update is named by its entry_id`);
+  const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
+  await withAdminClient(args, io.env, async (client) => {
+    for (const sent of entries) {
+      try {
+        results.push({ status: { code: 0, message: '' }, entry: await client.call('Entries', 'UpdateEntry', { entry: sent, mask: [...WHOLE_ENTRY_MASK] }) });
+      } catch (err) {
+        // A refusal of this entry is its result; the server unreachable ends the command.
+        if (!isMeshidError(err) || !ENTRY_REFUSALS.has(err.code)) throw err;
+        results.push({ status: { code: GRPC_CODE[err.code], message: err.message }, entry: sent });
+      }
+    }
+  });
+  const updated = results.filter((r) => r.status.code === 0);
+  noteUnmatchableSelectors(io, updated.map((r) => r.entry));
+  if (outputFormat(args) === 'json') {
+    io.stdout.write(renderJson({ results: results.map((r) => ({ status: r.status, entry: fullEntry(r.entry) })) }));
+  } else {
+    if (updated.length > 0) io.stdout.write(`Updated ${updated.length} of ${results.length} entries:\n\n${updated.map((r) => renderEntry(r.entry)).join('\n')}`);
+    for (const r of results) {
+      if (r.status.code !== 0) io.stderr.write(`Failed to update ${r.entry.id}: ${errorLine(batchStatusError(r.status)).slice('Error: '.length)}\n`);
+    }
+  }
+  return updated.length === results.length ? 0 : 1;
+}
 
 const remove: Command = {
   name: 'delete',
