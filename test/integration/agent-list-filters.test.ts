@@ -1,7 +1,7 @@
 /**
- * `meshid-server agent list` with spire-server's filters (-banned, -expiresBefore, -attestationType, -selector with
- * -matchSelectorsOn), against a real server process with agents attested over its agent API with join tokens, one of
- * them banned.
+ * `meshid-server agent list` (and count) with spire-server's filters (-banned, -expiresBefore, -attestationType,
+ * -canReattest, -selector with -matchSelectorsOn), against a real server process with agents attested over its agent
+ * API with join tokens, one of them banned.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -15,7 +15,7 @@ interface ListedAgent {
   cert_expires_at: number;
 }
 
-test('agent list filters by --banned, --expires-before (strictly before, RFC 3339 or spire-server\'s layout) and --attestation-type', async (t) => {
+test('agent list filters by --banned, --expires-before (strictly before, RFC 3339 or spire-server\'s layout), --attestation-type and --can-reattest', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-list-filters-');
   t.after(cleanup);
   const server = await startServerProcess(dir);
@@ -51,6 +51,11 @@ test('agent list filters by --banned, --expires-before (strictly before, RFC 333
 
   assert.deepEqual(await ids('-attestationType', 'join_token'), both);
   assert.deepEqual(await ids('--attestation-type', 'x509pop'), []);
+  // A join token is spent once: no agent attests again by itself (SPIRE's join_token agents neither).
+  assert.deepEqual(await ids('-canReattest', 'false'), both);
+  assert.deepEqual(await ids('--can-reattest', 'true'), []);
+  const counted = await server.cli(['agent', 'count', '-canReattest', 'false', '-banned', 'true']);
+  assert.equal(counted.out, '1 attested agent\n', counted.err);
 
   const plain = await server.cli(['agent', 'list', '--banned', 'true']);
   assert.equal(plain.code, 0, plain.err);

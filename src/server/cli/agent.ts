@@ -73,6 +73,10 @@ const FILTER_FLAGS: readonly FlagSpec[] = [
     description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
   },
   { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
+  {
+    name: 'can-reattest', aliases: ['canReattest'], type: 'string', choices: ['true', 'false'],
+    description: 'true: only agents that can attest again by themselves (none: a join token is spent once, as SPIRE\'s join_token agents); false: every agent',
+  },
   selectorFlag('Only agents matching these selectors (see --match): meshid:datacenter:<dc>, and those of their join token'),
   { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = agents holding every given selector' },
 ];
@@ -84,6 +88,7 @@ async function filteredAgents(args: ParsedArgs, io: CliIo): Promise<ProtoAgent[]
   const expiresBefore = args.string('expires-before');
   const beforeMs = expiresBefore === undefined ? undefined : checkDate(expiresBefore, '--expires-before');
   const attestationType = args.string('attestation-type');
+  const canReattest = args.string('can-reattest');
   const selectors = checkSelectors(args.strings('selector')).map(selectorKey);
   if (selectors.length === 0 && args.has('match')) throw invalidArgument('--match needs at least one --selector');
   const match = (args.string('match') ?? 'superset') as SelectorMatch;
@@ -95,6 +100,7 @@ async function filteredAgents(args: ParsedArgs, io: CliIo): Promise<ProtoAgent[]
       (banned === undefined || (a.banned === true) === (banned === 'true')) &&
       (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
       (attestationType === undefined || attestationType === ATTESTATION_TYPE) &&
+      canReattest !== 'true' &&
       (selectors.length === 0 || selectorsMatch((a.selectors ?? []).map(selectorKey), selectors, match)),
   );
 }
