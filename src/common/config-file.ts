@@ -4,6 +4,9 @@ import { closestMatch } from './cli/suggest.js';
 import { readProblem, withoutByteOrderMark } from './cli/input.js';
 import { refuseDuplicateKeys } from './json-duplicate-key.js';
 
+/** What `run -expandEnv` (spire-server's and spire-agent's) is told: neither daemon expands variables in its file. */
+export const EXPAND_ENV_NOT_SUPPORTED = 'config files are read as written; put the values in the file or pass them as flags';
+
 /**
  * Reads a JSON config file that must hold an object; `{ "<section>": { … } }` (the section alone) is accepted too,
  * for room to grow. Every failure names the file and what to fix. A key given twice in one object is refused, at any

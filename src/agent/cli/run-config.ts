@@ -8,6 +8,7 @@ import {
   type AgentConfig,
   type RawAgentConfig,
 } from '../config.js';
+import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
 
 /** Flags of `meshid-agent run`, with spire-agent's spellings as aliases. */
 export const RUN_FLAGS: readonly FlagSpec[] = [
@@ -32,7 +33,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   serverPort: 'give the port in --server-address (-serverAddress), as host:port, e.g. meshid-server:8081',
   trustBundleUrl: 'save the bundle first (meshid-server bundle show > bundle.pem on the server) and pass --trust-bundle bundle.pem',
-  expandEnv: 'config files are read as written; put the values in the file or pass them as flags',
+  expandEnv: EXPAND_ENV_NOT_SUPPORTED,
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {

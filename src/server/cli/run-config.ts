@@ -1,6 +1,7 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, type RawServerConfig, type ServerConfig } from '../config.js';
 import { LOG_LEVELS } from '../../common/log.js';
+import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
 
 /** The flags of `meshid-server run` (and `validate`, which checks what `run` would start with). */
 export const RUN_FLAGS: readonly FlagSpec[] = [
@@ -42,6 +43,13 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (info)' },
 ];
 
+/** spire-server run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
+const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  serverPort: 'give the port in --bind-address (-bindAddress), as host:port, e.g. 0.0.0.0:8081',
+  expandEnv: EXPAND_ENV_NOT_SUPPORTED,
+  logFile: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
+};
+
 const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
   'trust-domain': 'trust_domain',
   'data-dir': 'data_dir',
@@ -69,7 +77,7 @@ const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
  * environment as a last resort; compiled and checked (throws MeshidError naming what to change). Undefined for --help.
  */
 export function serverConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv): ServerConfig | undefined {
-  const args = parseArgs(argv, RUN_FLAGS);
+  const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
   if (args.help) return undefined;
   const configFile = args.string('config');
   const raw: RawServerConfig = configFile ? readConfigFile(configFile) : {};

@@ -128,6 +128,16 @@ test("agent validate: spire-agent's -serverPort, -trustBundleUrl and -expandEnv 
   assert.match(expand.err, /^Error: InvalidArgument: flag -expandEnv is not supported by meshid: config files are read as written/);
 });
 
+test("server validate: spire-server's -serverPort, -expandEnv and -logFile are answered with the meshid way, not as unknown flags", async () => {
+  const port = await run(validateServerCommand, ['-trustDomain', 'example.org', '-bindAddress', '0.0.0.0', '-serverPort', '8081']);
+  assert.equal(port.code, 1);
+  assert.equal(port.err, 'Error: InvalidArgument: flag -serverPort is not supported by meshid: give the port in --bind-address (-bindAddress), as host:port, e.g. 0.0.0.0:8081\n');
+  const expand = await run(validateServerCommand, ['-trustDomain', 'example.org', '-expandEnv']);
+  assert.match(expand.err, /^Error: InvalidArgument: flag -expandEnv is not supported by meshid: config files are read as written/);
+  const logFile = await run(validateServerCommand, ['-trustDomain', 'example.org', '-logFile', '/var/log/spire-server.log']);
+  assert.match(logFile.err, /^Error: InvalidArgument: flag -logFile is not supported by meshid: the server logs to stderr/);
+});
+
 test('a config file saved with a UTF-8 byte order mark (as some Windows editors save) is read like one without', async (t) => {
   const { dir, cleanup } = tempDir('meshid-validate-bom-');
   t.after(cleanup);
