@@ -6,17 +6,16 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { generateKeyPairSync } from 'node:crypto';
 import fs from 'node:fs';
-import https from 'node:https';
-import type { AddressInfo } from 'node:net';
 import type { X509BundlesResponse } from '../../src/agent/workload/messages.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
-import { certificatesToPem, pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
+import { partnerEndpoint } from '../support/partner-endpoint.js';
 
 const PARTNER = 'spiffe://partner.example';
 
@@ -94,26 +93,13 @@ test('an agent restarted after its federated bundle was deleted stops serving it
 test('a partner revoking every key at its bundle endpoint reaches the workload: its roots are withdrawn, its JWT key set emptied', async (t) => {
   const cluster = await startCluster('meshid-federation-revoke-');
   t.after(() => cluster.cleanup());
-  // The partner's https_spiffe bundle endpoint, real HTTPS under an SVID of its CA; it serves `body`.
   const partner = new TestCa('partner.example');
   t.after(() => partner.dispose());
-  const endpointSvid = partner.issue(`${PARTNER}/bundle-endpoint`);
+  const endpoint = await partnerEndpoint(t, partner);
   const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
-  let body = seed;
-  const endpoint = https.createServer(
-    { cert: certificatesToPem(endpointSvid.chain), key: createPrivateKey({ key: endpointSvid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' }) },
-    (_req, res) => res.writeHead(200).end(body),
-  );
-  await new Promise<void>((resolve) => endpoint.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    endpoint.closeAllConnections();
-    endpoint.close();
-  });
+  endpoint.body = seed;
   await cluster.admin.call('Federation', 'CreateFederationRelationship', {
-    relationship: {
-      trust_domain: 'partner.example', bundle_endpoint_url: `https://127.0.0.1:${(endpoint.address() as AddressInfo).port}/`,
-      bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: `${PARTNER}/bundle-endpoint`,
-    },
+    relationship: { trust_domain: 'partner.example', bundle_endpoint_url: endpoint.url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: endpoint.endpointId },
     bundle: seed,
     bundle_format: 'spiffe',
   });
@@ -131,7 +117,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
   assert.deepEqual(jwtKids((await client.fetchJwtBundles()).bundles[PARTNER]), ['k1']);
 
   // Bundle §4.1.3: {"keys": []} revokes every key. The poll stores it, and the refresh tells the operator what now.
-  body = '{"keys": []}';
+  endpoint.body = '{"keys": []}';
   await assert.rejects(
     cluster.admin.call('Federation', 'RefreshBundle', { trust_domain: 'partner.example' }),
     (err) => isMeshidError(err, 'failed_precondition') && /partner\.example is trusted for nothing, .*meshid-server bundle set --trust-domain partner\.example/.test(err.message),

@@ -2,7 +2,7 @@
  * What the poller makes of the documents a partner's bundle endpoint may serve, fetched over real HTTPS
  * (https_spiffe, under an SVID of the partner's test CA) into a real SQLite datastore, on a fake clock.
  */
-import { test, type TestContext } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
 import https from 'node:https';
@@ -15,36 +15,11 @@ import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetc
 import { federatedBundleFromText, storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
 import { compileRelationships, type FederationRelationship } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
+import { partnerEndpoint } from '../../support/partner-endpoint.js';
 import { withDatastore } from '../datastore/fixture.js';
 
 const TD = 'partner.org';
 const ENDPOINT_ID = 'spiffe://partner.org/bundle-endpoint';
-
-interface PartnerEndpoint {
-  readonly rel: FederationRelationship;
-  /** What the endpoint answers next. */
-  body: string;
-  requests: number;
-}
-
-/** The partner's bundle endpoint: real HTTPS under an SVID `ca` issued, answering `body` with 200. */
-async function partnerEndpoint(t: TestContext, ca: TestCa): Promise<PartnerEndpoint> {
-  const svid = ca.issue(ENDPOINT_ID);
-  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  const endpoint = { body: '', requests: 0 } as PartnerEndpoint;
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
-    endpoint.requests++;
-    res.writeHead(200, { 'Content-Type': 'application/json' }).end(endpoint.body);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  const [rel] = compileRelationships({ [TD]: { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: ENDPOINT_ID } }, 'example.org');
-  return Object.assign(endpoint, { rel: rel! });
-}
 
 type JsonKey = Record<string, unknown>;
 
