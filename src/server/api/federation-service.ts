@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { alreadyExists, failedPrecondition, invalidArgument, isMeshidError, notFound, unavailable } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
-import type { Datastore, StoredRelationship } from '../datastore/datastore.js';
+import type { Datastore, StoredBundle, StoredRelationship } from '../datastore/datastore.js';
 import type { FederatedBundlePoller, RelationshipStatus } from '../federation/bundle-poller.js';
 import { federatedBundleFromText } from '../federation/federated-bundle.js';
 import { compileRelationship, type FederationRelationship } from '../federation/relationship.js';
@@ -100,19 +100,17 @@ export function federationService(
       const td = rel.trustDomain;
       madeHere(td, 'change');
       const now = clock.now();
-      let seeded = false;
+      let seed: { bundle: StoredBundle; replaces: number | null } | undefined;
       if (req.bundle) {
-        // Not in the relationship's transaction, as create's seed is: stored first, so an update that fails after it
-        // leaves what "bundle set" would have, never new endpoint settings without the roots that authenticate them.
-        // `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the command is retried).
+        // In the relationship's transaction, so a relationship deleted meanwhile (not_found) keeps no bundle of the
+        // failed update. `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the
+        // command is retried).
         const previous = await ds.getBundle(td);
-        const seed = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now);
-        await ds.setBundle(seed, { replaces: previous?.sequence ?? null });
-        seeded = true;
+        seed = { bundle: federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now), replaces: previous?.sequence ?? null };
       }
-      await ds.updateFederationRelationship(stored(rel, now));
+      await ds.updateFederationRelationship(stored(rel, now), seed);
       poller.set(rel, 'api');
-      log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded }, 'federation relationship updated');
+      log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
       return relationshipToProto(poller.status(td)!);
     }),
 
@@ -133,8 +131,8 @@ export function federationService(
     RefreshBundle: unary(log, 'RefreshBundle', async (req: { trust_domain?: string }) => {
       const td = trustDomainOf(req.trust_domain);
       existing(td);
-      await poller.refresh(td);
-      const status = existing(td);
+      // The poll's own outcome: a relationship deleted after its bundle was stored was refreshed all the same.
+      const status = (await poller.refresh(td)) ?? existing(td);
       const error = status.lastError;
       if (error !== undefined) throw isMeshidError(error) ? error : unavailable(`refreshing the bundle of ${td} failed: ${error.message}`);
       return relationshipToProto(status);

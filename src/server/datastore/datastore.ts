@@ -137,9 +137,11 @@ export interface Datastore {
    * Inserts or replaces the bundle. Throws failed_precondition unless `sequence` is greater than the stored one
    * (Bundle §4: spiffe_sequence increases on every content change), and, with `replaces`, aborted unless what is
    * stored is still that sequence (null: still nothing), so a writer that read the bundle before a slow step (a
-   * poll's fetch) cannot undo a change, or a delete, made meanwhile.
+   * poll's fetch) cannot undo a change, or a delete, made meanwhile. With `relationship`, not_found unless a
+   * federation relationship with the bundle's trust domain is stored: a poll of one made over the admin API stores
+   * nothing once the relationship is deleted, however late its store comes.
    */
-  setBundle(bundle: StoredBundle, options?: { replaces: number | null }): Promise<void>;
+  setBundle(bundle: StoredBundle, options?: BundleWriteGuard & { relationship?: boolean }): Promise<void>;
   /** Ordered by trust domain. */
   listBundles(): Promise<StoredBundle[]>;
   /**
@@ -156,8 +158,12 @@ export interface Datastore {
    * in the same transaction (refused as setBundle refuses it).
    */
   createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void>;
-  /** Replaces endpoint URL, profile and endpoint SPIFFE ID (createdAt is kept); throws not_found. */
-  updateFederationRelationship(relationship: StoredRelationship): Promise<StoredRelationship>;
+  /**
+   * Replaces endpoint URL, profile and endpoint SPIFFE ID (createdAt is kept); throws not_found. `seed`, when given,
+   * is stored as the trust domain's bundle in the same transaction (refused as setBundle refuses it, `replaces`
+   * included), so an update refused stores nothing.
+   */
+  updateFederationRelationship(relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): Promise<StoredRelationship>;
   /**
    * Throws not_found; failed_precondition while entries federate with the trust domain and no bundle of it is stored
    * (they would federate with nothing). The trust domain's bundle stays stored. Returns what was deleted.
@@ -336,6 +342,11 @@ export interface StoredBundle {
   /** spiffe_sequence: increases on every content change. */
   sequence: number;
   updatedAt: number;
+}
+
+/** A bundle write over what its writer read: aborted unless the stored bundle is still at `replaces` (null: none stored). */
+export interface BundleWriteGuard {
+  replaces: number | null;
 }
 
 /** Where a federated trust domain's bundle is fetched (Bundle §5), as the admin API made it. Times are ms. */

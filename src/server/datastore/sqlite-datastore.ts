@@ -4,7 +4,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import type {
-  AttestedAgent, BundleDeleteMode, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
+  AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
   RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
@@ -354,16 +354,12 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  setBundle(bundle: StoredBundle, options?: { replaces: number | null }): Promise<void> {
+  setBundle(bundle: StoredBundle, options?: BundleWriteGuard & { relationship?: boolean }): Promise<void> {
     return this.write(() => {
-      if (options !== undefined) {
-        const stored = this.s.bundleContent.get(bundle.trustDomain) as { sequence: number } | undefined;
-        if ((stored?.sequence ?? null) !== options.replaces) {
-          throw aborted(
-            `bundle ${bundle.trustDomain} changed meanwhile (${stored === undefined ? 'deleted' : `now sequence ${stored.sequence}`}, expected ${options.replaces ?? 'none'})`,
-          );
-        }
+      if (options?.relationship === true && this.s.relationshipById.get(bundle.trustDomain) === undefined) {
+        throw notFound(`no federation relationship with ${bundle.trustDomain} (deleted meanwhile)`);
       }
+      if (options !== undefined) this.checkReplaces(bundle.trustDomain, options.replaces);
       this.storeBundle(bundle, false);
     });
   }
@@ -404,11 +400,16 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  updateFederationRelationship(relationship: StoredRelationship): Promise<StoredRelationship> {
+  updateFederationRelationship(relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): Promise<StoredRelationship> {
     return this.write(() => {
       const r = checkedRelationship(relationship);
       const row = this.s.relationshipById.get(r.trustDomain) as RelationshipRow | undefined;
       if (row === undefined) throw notFound(`no federation relationship with ${r.trustDomain}`);
+      if (seed !== undefined) {
+        if (seed.bundle.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.bundle.trustDomain}, not ${r.trustDomain}`);
+        this.checkReplaces(r.trustDomain, seed.replaces);
+        this.storeBundle(seed.bundle, false);
+      }
       const updated = { ...r, createdAt: row.created_at };
       this.s.updateRelationship.run(updated.bundleEndpointUrl, updated.profile, updated.endpointSpiffeId ?? '', updated.updatedAt, updated.trustDomain);
       return updated;
@@ -626,6 +627,14 @@ export class SqliteDatastore implements Datastore {
   }
 
   /** `sameSequenceMeansUnchanged`: the CA manager re-sends the stored bundle when only the journal changed. */
+  /** BundleWriteGuard: a writer that read the bundle before a slow step (a poll's fetch) undoes nothing made meanwhile. */
+  private checkReplaces(trustDomain: string, replaces: number | null): void {
+    const stored = this.s.bundleContent.get(trustDomain) as { sequence: number } | undefined;
+    if ((stored?.sequence ?? null) !== replaces) {
+      throw aborted(`bundle ${trustDomain} changed meanwhile (${stored === undefined ? 'deleted' : `now sequence ${stored.sequence}`}, expected ${replaces ?? 'none'})`);
+    }
+  }
+
   private storeBundle(b: StoredBundle, sameSequenceMeansUnchanged: boolean): void {
     requireText('bundle trustDomain', b.trustDomain);
     requireTime('bundle sequence', b.sequence);

@@ -24,7 +24,8 @@ interface PollState {
   readonly rel: FederationRelationship;
   readonly source: RelationshipSource;
   timer: TimerHandle | undefined;
-  inFlight: Promise<void> | undefined;
+  /** Resolves to whether the poll was through (false: its relationship was removed or replaced first). */
+  inFlight: Promise<boolean> | undefined;
   failures: number;
   lastAttemptAt: number | undefined;
   lastSuccessAt: number | undefined;
@@ -91,16 +92,20 @@ export class FederatedBundlePoller {
   }
 
   /**
-   * Polls `trustDomain` now (or waits for the poll under way); resolves when it is done, whatever its outcome. A
-   * relationship replaced meanwhile is polled again under its new settings, so the outcome is the current one's.
+   * Polls `trustDomain` now (or waits for the poll under way) and returns the relationship's status after it, whatever
+   * its outcome. A relationship replaced meanwhile is polled again under its new settings, so the outcome is the
+   * current one's; one removed before the poll was through stored nothing of it, and undefined is returned, while one
+   * removed after is reported as that poll left it.
    */
-  async refresh(trustDomain: string): Promise<void> {
+  async refresh(trustDomain: string): Promise<RelationshipStatus | undefined> {
     for (let attempt = 0; attempt < 2; attempt++) {
       const state = this.states.get(trustDomain);
-      if (state === undefined) return;
-      await (state.inFlight ?? this.poll(state));
-      if (this.states.get(trustDomain) === state) return;
+      if (state === undefined) return undefined;
+      const through = await (state.inFlight ?? this.poll(state));
+      const current = this.states.get(trustDomain);
+      if (current === state || (current === undefined && through)) return this.statusOf(state);
     }
+    return this.status(trustDomain);
   }
 
   /** Every relationship and its polls: the config's in its order, then the API's in the order they were added. */
@@ -119,7 +124,7 @@ export class FederatedBundlePoller {
   }
 
   /** The poll of `trustDomain` under way, if any. */
-  pending(trustDomain: string): Promise<void> | undefined {
+  pending(trustDomain: string): Promise<unknown> | undefined {
     return this.states.get(trustDomain)?.inFlight;
   }
 
@@ -134,7 +139,7 @@ export class FederatedBundlePoller {
     state.timer = this.clock.setTimer(() => void this.poll(state), ms);
   }
 
-  private poll(state: PollState): Promise<void> {
+  private poll(state: PollState): Promise<boolean> {
     state.timer?.cancel();
     state.timer = undefined;
     state.nextPollAt = undefined;
@@ -145,8 +150,13 @@ export class FederatedBundlePoller {
     return run;
   }
 
-  /** A relationship removed or replaced while its poll ran neither stores what that poll fetched nor polls again. */
-  private async pollOnce(state: PollState): Promise<void> {
+  /**
+   * A relationship removed or replaced while its poll ran neither stores what that poll fetched nor polls again, and
+   * its poll is not through (false). One made over the admin API is checked in the store's own transaction too: a
+   * delete that commits between the check here and the store, which a datastore slower than SQLite's would let
+   * happen, must not leave a bundle fetched for the relationship it deleted.
+   */
+  private async pollOnce(state: PollState): Promise<boolean> {
     const { rel } = state;
     let next: number;
     state.lastAttemptAt = this.clock.now();
@@ -155,7 +165,7 @@ export class FederatedBundlePoller {
       const anchorDomain = endpointTrustDomain(rel);
       const anchors = anchorDomain === rel.trustDomain ? previous : await this.ds.getBundle(anchorDomain);
       const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors?.x509Authorities);
-      if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
+      if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
       if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > unreadableTypes) {
         // Keys were served, and flaws left none usable: a publishing bug (base64url in x5c, say), not the revocation an
@@ -175,7 +185,7 @@ export class FederatedBundlePoller {
       const empty = stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0;
       if (previous === undefined || !sameAuthorities(previous, stored)) {
         // Only over what was read before the fetch: a bundle set or deleted meanwhile is the operator's last word.
-        await this.ds.setBundle(stored, { replaces: previous?.sequence ?? null });
+        await this.ds.setBundle(stored, { replaces: previous?.sequence ?? null, relationship: state.source === 'api' });
         const fields = { ...where, sequence: stored.sequence, endpointSequence: fetched.sequence };
         if (empty && ignored.length > 0) {
           this.log.warn(
@@ -205,7 +215,7 @@ export class FederatedBundlePoller {
         next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
       }
     } catch (err) {
-      if (this.stopped || this.states.get(rel.trustDomain) !== state) return;
+      if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       state.failures++;
       state.lastError = err instanceof Error ? err : new Error(String(err));
       next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
@@ -216,6 +226,7 @@ export class FederatedBundlePoller {
     }
     // Removed or replaced while its bundle was being stored: the current state has its own schedule.
     if (!this.stopped && this.states.get(rel.trustDomain) === state) this.schedule(state, next);
+    return true;
   }
 }
 

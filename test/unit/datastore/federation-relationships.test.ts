@@ -78,3 +78,26 @@ test('a relationship whose bundle was never fetched cannot be deleted while entr
     assert.deepEqual(await ds.listFederationRelationships(), []);
   });
 });
+
+test('an update and its seed bundle are written together or not at all; a relationship-bound bundle write needs the relationship', async () => {
+  await withDatastore(async ({ ds }) => {
+    // Deleted meanwhile: not_found, and the seed is not stored.
+    await assert.rejects(ds.updateFederationRelationship(rel('a.org'), { bundle: seed('a.org', 1), replaces: null }), (err) => isMeshidError(err, 'not_found'));
+    assert.equal(await ds.getBundle('a.org'), undefined);
+    await ds.createFederationRelationship(rel('a.org'), seed('a.org', 1));
+    // A poll stored a bundle after the update read it: aborted, the relationship unchanged.
+    await assert.rejects(
+      ds.updateFederationRelationship(rel('a.org', { bundleEndpointUrl: 'https://new.a.org/' }), { bundle: seed('a.org', 2), replaces: null }),
+      (err) => isMeshidError(err, 'aborted') && /now sequence 1, expected none/.test(err.message),
+    );
+    assert.equal((await ds.listFederationRelationships())[0]!.bundleEndpointUrl, 'https://a.org:8443/');
+    await ds.updateFederationRelationship(rel('a.org', { bundleEndpointUrl: 'https://new.a.org/' }), { bundle: seed('a.org', 2), replaces: 1 });
+    assert.equal((await ds.getBundle('a.org'))!.sequence, 2);
+    assert.equal((await ds.listFederationRelationships())[0]!.bundleEndpointUrl, 'https://new.a.org/');
+
+    await ds.setBundle(seed('a.org', 3), { replaces: 2, relationship: true });
+    await ds.deleteFederationRelationship('a.org');
+    await assert.rejects(ds.setBundle(seed('a.org', 4), { replaces: 3, relationship: true }), (err) => isMeshidError(err, 'not_found'));
+    assert.equal((await ds.getBundle('a.org'))!.sequence, 3);
+  });
+});

@@ -8,7 +8,8 @@ import { generateKeyPairSync } from 'node:crypto';
 import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
-import { compileRelationships, endpointTrustDomain } from '../../../src/server/federation/relationship.js';
+import type { Datastore } from '../../../src/server/datastore/datastore.js';
+import { compileRelationships, endpointTrustDomain, type FederationRelationship } from '../../../src/server/federation/relationship.js';
 import { storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { withDatastore } from '../datastore/fixture.js';
@@ -17,6 +18,11 @@ const [REL] = compileRelationships(
   { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_web' } },
   'example.org',
 );
+
+/** Stores `rel` as the admin API does before it hands a relationship to the poller (source 'api'). */
+async function storeRelationship(ds: Datastore, rel: FederationRelationship): Promise<void> {
+  await ds.createFederationRelationship({ ...rel, createdAt: 0, updatedAt: 0 });
+}
 
 /** A stubbed endpoint: answers (or throws) what `next` says, and counts the calls. */
 function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => Promise<FederatedBundleDocument> } {
@@ -168,6 +174,7 @@ test('relationships added, replaced and removed while running: a removed or repl
     poller.start();
 
     // Added after start: polled at once.
+    await storeRelationship(ds, REL!);
     poller.set(REL!, 'api');
     assert.equal(poller.status('partner.org')?.source, 'api');
     clock.advance(0);
@@ -213,6 +220,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
       return { bundle: ca.bundle(1), ignored: [], unreadableTypes: 0 };
     });
     t.after(() => poller.stop());
+    await storeRelationship(ds, REL!);
     poller.set(REL!, 'api');
     const refreshed = poller.refresh('partner.org');
     const [moved] = compileRelationships(
@@ -235,10 +243,10 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
     let unblock!: () => void;
     const blocked = new Promise<void>((resolve) => (unblock = resolve));
     const slow = Object.create(ds) as typeof ds;
-    slow.setBundle = async (b) => {
+    slow.setBundle = async (b, options) => {
       storing();
       await blocked;
-      return ds.setBundle(b);
+      return ds.setBundle(b, options);
     };
     let fetches = 0;
     const poller = new FederatedBundlePoller([], slow, clock, silentLogger(), async () => {
@@ -247,6 +255,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
     });
     t.after(() => poller.stop());
     poller.start();
+    await storeRelationship(ds, REL!);
     poller.set(REL!, 'api');
     clock.advance(0);
     await stored;
