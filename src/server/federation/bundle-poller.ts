@@ -7,12 +7,16 @@ import { fetchFederatedBundle } from './bundle-fetch.js';
 import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
 import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
-/** When the endpoint gives no spiffe_refresh_hint (SPIRE's default too). */
+/** When the endpoint gives no spiffe_refresh_hint, or 0 (SPIRE's default too; Federation §4.2 recommends five minutes). */
 export const DEFAULT_REFRESH_MS = 5 * 60_000;
 /** A hint is obeyed within these bounds: a partner cannot make us poll it in a loop, nor stop us for days. */
 export const MIN_REFRESH_MS = 30_000;
 export const MAX_REFRESH_MS = 60 * 60_000;
-/** After a failure the next try comes this much later, doubling up to the refresh interval. */
+/**
+ * After a failure the next try comes this much later, doubling up to the polling interval (Federation §6.2: retry at
+ * the next polling interval, not aggressively): a partner polled hourly is not asked every few minutes while it is
+ * down, and one polled every minute is not left for longer after a passing failure.
+ */
 export const FIRST_RETRY_MS = 30_000;
 
 export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<FederatedBundleDocument>;
@@ -27,6 +31,8 @@ interface PollState {
   /** Resolves to whether the poll was through (false: its relationship was removed or replaced first). */
   inFlight: Promise<boolean> | undefined;
   failures: number;
+  /** The polling interval the last successful poll's refresh hint set (DEFAULT_REFRESH_MS before one). */
+  intervalMs: number;
   lastAttemptAt: number | undefined;
   lastSuccessAt: number | undefined;
   /** Why the last poll failed; undefined after a success. */
@@ -211,14 +217,16 @@ export class FederatedBundlePoller {
       } else {
         state.failures = 0;
         state.lastError = undefined;
-        const hint = fetched.refreshHintSeconds === undefined ? DEFAULT_REFRESH_MS : fetched.refreshHintSeconds * 1000;
-        next = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
+        // A hint of 0 asks for nothing meaningful: taken as none, as SPIRE does, not as "as often as allowed".
+        const hint = fetched.refreshHintSeconds ? fetched.refreshHintSeconds * 1000 : DEFAULT_REFRESH_MS;
+        state.intervalMs = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
+        next = state.intervalMs;
       }
     } catch (err) {
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       state.failures++;
       state.lastError = err instanceof Error ? err : new Error(String(err));
-      next = Math.min(DEFAULT_REFRESH_MS, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
+      next = Math.min(state.intervalMs, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
       this.log.warn(
         { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInSeconds: next / 1000, reason: (err as Error).message },
         'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
@@ -232,7 +240,7 @@ export class FederatedBundlePoller {
 
 function newState(rel: FederationRelationship, source: RelationshipSource): PollState {
   return {
-    rel, source, timer: undefined, inFlight: undefined, failures: 0,
+    rel, source, timer: undefined, inFlight: undefined, failures: 0, intervalMs: DEFAULT_REFRESH_MS,
     lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined,
   };
 }

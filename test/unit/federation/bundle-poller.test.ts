@@ -68,7 +68,8 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     assert.equal(endpoint.calls, 2);
     assert.equal((await ds.getBundle('partner.org'))!.sequence, 1);
 
-    // Failures change nothing stored and retry after 30 s, then 60 s.
+    // Failures change nothing stored and retry after 30 s, then again after 30 s: the backoff stops at the partner's
+    // polling interval (its hint, bounded).
     endpoint.next = () => {
       throw new Error('connection refused');
     };
@@ -76,7 +77,7 @@ test('the poller stores changed bundles only, polls at the clamped hint, and bac
     clock.advance(FIRST_RETRY_MS - 1);
     assert.equal(poller.pending('partner.org'), undefined);
     await pollAfter(1);
-    clock.advance(2 * FIRST_RETRY_MS - 1);
+    clock.advance(MIN_REFRESH_MS - 1);
     assert.equal(poller.pending('partner.org'), undefined);
     await pollAfter(1);
     assert.equal(endpoint.calls, 5);
@@ -299,4 +300,39 @@ test('a poll does not write back a bundle deleted or replaced while it was fetch
     await poller.refresh('partner.org');
     assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [other.rootDer]);
   });
+});
+
+test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §5.2.4); a refresh hint of 0 is no hint', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  /** The delays between the polls after a success at `hintSeconds`, while the endpoint keeps failing. */
+  const retryDelays = async (hintSeconds: number | undefined, failures: number): Promise<number[]> => {
+    const delays: number[] = [];
+    await withDatastore(async ({ ds, clock }) => {
+      const endpoint = stubEndpoint();
+      const poller = new FederatedBundlePoller([REL!], ds, clock, silentLogger(), endpoint.fetch);
+      try {
+        endpoint.next = () => ({ ...ca.bundle(1), ...(hintSeconds === undefined ? {} : { refreshHintSeconds: hintSeconds }) });
+        await poller.refresh('partner.org');
+        endpoint.next = () => {
+          throw new Error('connection refused');
+        };
+        for (let i = 0; i <= failures; i++) {
+          const { nextPollAt, lastAttemptAt } = poller.status('partner.org')!;
+          delays.push(nextPollAt! - lastAttemptAt!);
+          clock.advance(nextPollAt! - clock.now());
+          await poller.pending('partner.org');
+        }
+      } finally {
+        poller.stop();
+      }
+    });
+    return delays;
+  };
+  // The first number is the interval itself (after the success), then the retries.
+  assert.deepEqual(await retryDelays(60, 4), [60_000, 30_000, 60_000, 60_000, 60_000], 'a partner polled every minute is retried every minute at most');
+  assert.deepEqual(await retryDelays(undefined, 6), [DEFAULT_REFRESH_MS, 30_000, 60_000, 120_000, 240_000, DEFAULT_REFRESH_MS, DEFAULT_REFRESH_MS]);
+  assert.deepEqual(await retryDelays(0, 1), [DEFAULT_REFRESH_MS, 30_000], 'a hint of 0 s is taken as none (SPIRE too), not as "as often as allowed"');
+  const hourly = await retryDelays(3600, 9);
+  assert.deepEqual(hourly.slice(0, 9), [3_600_000, 30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000], 'an hourly partner is not polled every 5 min while it is down');
 });
