@@ -302,7 +302,7 @@ test('a poll does not write back a bundle deleted or replaced while it was fetch
   });
 });
 
-test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §5.2.4); a refresh hint of 0 is no hint', async (t) => {
+test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §6.2); a refresh hint of 0 is no hint', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   /** The delays between the polls after a success at `hintSeconds`, while the endpoint keeps failing. */
