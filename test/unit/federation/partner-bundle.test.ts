@@ -175,6 +175,11 @@ test('an endpoint serving an empty bundle revokes every key: it is stored and th
       assert.match(poller.status(TD)!.lastError!.message, /served a document that is not a SPIFFE bundle/, body);
       assert.deepEqual(await ds.getBundle(TD), before, body);
     }
+    // Nor is one past 1 MiB, whatever it holds (here a revocation): the server does not hold what an endpoint pads.
+    endpoint.body = JSON.stringify({ keys: [], padding: 'a'.repeat(1 << 20) });
+    await poller.refresh(TD);
+    assert.match(poller.status(TD)!.lastError!.message, /: the document is larger than 1048576 bytes$/);
+    assert.deepEqual(await ds.getBundle(TD), before);
   });
 });
 
