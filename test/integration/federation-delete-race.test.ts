@@ -66,7 +66,7 @@ async function setup(t: TestContext): Promise<Setup> {
  * Holds the server's next call of `method` for TD (before the call when `when` is 'before', after its commit when
  * 'after') until release(); `reached` settles once a call is held.
  */
-function hold(ds: Datastore, method: 'getBundle' | 'setBundle', when: 'before' | 'after'): { reached: Promise<void>; release: () => void } {
+function hold(ds: Datastore, method: 'getBundle' | 'setBundle' | 'updateFederationRelationship', when: 'before' | 'after'): { reached: Promise<void>; release: () => void } {
   let arrive!: () => void;
   let release!: () => void;
   const reached = new Promise<void>((r) => (arrive = r));
@@ -113,6 +113,27 @@ test('federation update --bundle-path that a delete overtakes fails NotFound and
   assert.deepEqual(await storedRoots(server.ds), [oldRoot], 'the bundle the delete left, not the failed update\'s');
   assert.deepEqual((await server.ds.listFederationRelationships()).map((r) => r.trustDomain), []);
   assert.equal(server.federation.status(TD), undefined, 'not polled');
+});
+
+test('federation update --bundle-path that commits before a delete overtakes it is done, and the delete leaves nothing polled', async (t) => {
+  const { server, cli, dir, oldRoot, newRoot } = await setup(t);
+  const newSeed = path.join(dir, 'new-seed.json');
+  fs.writeFileSync(newSeed, bundleToSpiffeJson({ trustDomain: TD, x509Authorities: [oldRoot, newRoot], jwtAuthorities: [], sequence: 2 }));
+  // The update has committed (relationship and bundle); it is held before it hands the new settings to the poller.
+  const gate = hold(server.ds, 'updateFederationRelationship', 'after');
+  const update = cli([
+    'federation', 'update', '--trust-domain', TD, '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web',
+    '--bundle-path', newSeed,
+  ]);
+  await event('the update committing', gate.reached);
+  const deleted = await cli(['federation', 'delete', '--trust-domain', TD]);
+  assert.equal(deleted.code, 0, deleted.err);
+  gate.release();
+  const updated = await update;
+  assert.equal(updated.code, 0, `committed, so done: ${updated.err}`);
+  assert.deepEqual(await storedRoots(server.ds), [oldRoot, newRoot], 'the update\'s bundle, which the delete left as it leaves any');
+  assert.deepEqual(await server.ds.listFederationRelationships(), []);
+  assert.equal(server.federation.status(TD), undefined, 'the deleted relationship is not polled (nor listed) again');
 });
 
 test('a refresh whose poll a delete overtakes before it stores fails NotFound and stores nothing', async (t) => {

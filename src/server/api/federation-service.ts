@@ -33,6 +33,11 @@ function relationshipToProto(s: RelationshipStatus): Record<string, unknown> {
   };
 }
 
+/** A relationship made here as the poller no longer holds it (deleted meanwhile): never polled. */
+function unpolled(relationship: FederationRelationship): RelationshipStatus {
+  return { relationship, source: 'api', lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined };
+}
+
 /**
  * Admin API: federation relationships and their polls (meshid.admin.v1.Federation). Those of the config file are
  * listed and refreshed here but changed only in the config; those made here are stored in the datastore and polled
@@ -109,9 +114,11 @@ export function federationService(
         seed = { bundle: federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now), replaces: previous?.sequence ?? null };
       }
       await ds.updateFederationRelationship(stored(rel, now), seed);
-      poller.set(rel, 'api');
+      // A delete that committed after this update, and took the relationship out of the poller before it got here,
+      // stays a delete: the update was done, then undone.
+      const status = poller.replace(rel, 'api') ?? unpolled(rel);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
-      return relationshipToProto(poller.status(td)!);
+      return relationshipToProto(status);
     }),
 
     DeleteFederationRelationship: unary(log, 'DeleteFederationRelationship', async (req: { trust_domain?: string }) => {

@@ -91,6 +91,16 @@ export class FederatedBundlePoller {
     if (this.started && !this.stopped) this.schedule(state, 0);
   }
 
+  /**
+   * Replaces the relationship of `rel`'s trust domain as set does, if it still has one, and returns its status;
+   * undefined, changing nothing, when it was removed meanwhile (a delete that overtook an update stays a delete).
+   */
+  replace(rel: FederationRelationship, source: RelationshipSource): RelationshipStatus | undefined {
+    if (!this.states.has(rel.trustDomain)) return undefined;
+    this.set(rel, source);
+    return this.status(rel.trustDomain);
+  }
+
   /** Stops polling `trustDomain`; a poll under way finishes but schedules nothing. */
   remove(trustDomain: string): void {
     this.states.get(trustDomain)?.timer?.cancel();
