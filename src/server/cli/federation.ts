@@ -1,10 +1,13 @@
-import { invalidArgument } from '../../common/errors.js';
+import { invalidArgument, MeshidError, type ErrorCode } from '../../common/errors.js';
+import { readAll, readTextFile } from '../../common/cli/input.js';
+import { toServiceError } from '../../common/grpc-status.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { ProtoFederationRelationship } from './admin-types.js';
 import { readBundleFile } from './bundle-file.js';
+import { parseRelationshipFile } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
 
@@ -94,16 +97,81 @@ function bundleFromFlags(args: ParsedArgs, trustDomain: string): { bundle?: stri
   return file === undefined ? {} : { bundle: readBundleFile(file, trustDomain, format), bundle_format: format ?? '' };
 }
 
+/** create's and update's --data, as spire-server federation create|update -data. */
+const dataFlag = (verb: string): FlagSpec => ({
+  name: 'data',
+  type: 'string',
+  valueName: 'FILE',
+  description: `${verb} every relationship of a JSON file in spire-server federation create -data format ("-": standard input), instead of the flags`,
+});
+
+/** Refusals of one relationship of a file; anything else (the server gone, say) ends the command. */
+const REFUSALS = new Set<ErrorCode>(['invalid_argument', 'already_exists', 'not_found', 'failed_precondition', 'aborted']);
+
+/**
+ * create's and update's --data: each relationship of the file in turn. Prints what was done and, on stderr, what was
+ * refused and why, as spire-server does; exit 1 when anything was refused.
+ */
+async function relationshipsFromFile(
+  args: ParsedArgs, io: CliIo, file: string, method: 'CreateFederationRelationship' | 'UpdateFederationRelationship', verb: 'create' | 'update',
+): Promise<number> {
+  const other = args.given.find((f) => !['data', 'admin-socket', 'output'].includes(f));
+  if (other !== undefined) throw invalidArgument(`--data ${verb}s the relationships of its file: it cannot be combined with --${other}`);
+  const text = file === '-'
+    ? await readAll(io, '--data - reads the relationships from standard input, and there is none', 'the federation relationships (JSON, as spire-server federation create -data takes)')
+    : readTextFile(file, 'federation relationship file');
+  const requests = parseRelationshipFile(text, file === '-' ? 'standard input' : file);
+  if (requests.length === 0) throw invalidArgument(`${file === '-' ? 'standard input' : file} holds no federation relationships`);
+  const results: Array<{ relationship: ProtoFederationRelationship; error?: MeshidError }> = [];
+  let fatal: unknown;
+  await withAdminClient(args, io.env, async (client) => {
+    for (const request of requests) {
+      try {
+        results.push({ relationship: await client.call('Federation', method, request) });
+      } catch (err) {
+        if (!(err instanceof MeshidError) || !REFUSALS.has(err.code)) {
+          fatal = err;
+          return;
+        }
+        results.push({ relationship: request.relationship, error: err });
+      }
+    }
+  });
+  const failed = results.filter((r) => r.error !== undefined);
+  if (outputFormat(args) === 'json') {
+    io.stdout.write(renderJson({
+      results: results.map((r) => ({
+        status: { code: r.error === undefined ? 0 : toServiceError(r.error).code, message: r.error?.message ?? '' },
+        relationship: fullRelationship(r.relationship),
+      })),
+    }));
+  } else {
+    const done = results.filter((r) => r.error === undefined);
+    if (done.length > 0) {
+      const noun = requests.length === 1 ? 'relationship' : 'relationships';
+      io.stdout.write(`${verb === 'create' ? 'Created' : 'Updated'} ${done.length} of ${requests.length} federation ${noun}:\n${done.map((r) => `\n${renderRelationship(r.relationship)}`).join('')}`);
+    }
+    for (const r of failed) {
+      io.stderr.write(`Failed to ${verb} the federation relationship with ${r.relationship.trust_domain}: ${errorLine(r.error).slice('Error: '.length)}\n`);
+    }
+  }
+  if (fatal !== undefined) throw fatal;
+  return failed.length === 0 ? 0 : 1;
+}
+
 const create: Command = {
   name: 'create',
   summary: 'Creates a federation relationship, stored by the server and polled at once (no restart).',
   flags: [
     ...RELATIONSHIP_FLAGS,
     ...bundleFlags("The trust domain's bundle, stored with the relationship: an https_spiffe endpoint whose SPIFFE ID is in this trust domain is authenticated by its roots from the first fetch"),
+    dataFlag('Create'),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
+    const file = args.string('data');
+    if (file !== undefined) return relationshipsFromFile(args, io, file, 'CreateFederationRelationship', 'create');
     const relationship = relationshipFromFlags(args);
     const bundle = bundleFromFlags(args, relationship.trust_domain!);
     const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'CreateFederationRelationship', { relationship, ...bundle }));
@@ -117,11 +185,14 @@ const update: Command = {
   summary: 'Replaces the endpoint settings of a relationship created with "federation create".',
   flags: [
     ...RELATIONSHIP_FLAGS,
-    ...bundleFlags("The trust domain's bundle, stored before the settings change (as bundle set would): an https_spiffe endpoint whose SPIFFE ID is in this trust domain is authenticated by its roots"),
+    ...bundleFlags("The trust domain's bundle, stored with the settings (in one step): an https_spiffe endpoint whose SPIFFE ID is in this trust domain is authenticated by its roots"),
+    dataFlag('Update'),
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
+    const file = args.string('data');
+    if (file !== undefined) return relationshipsFromFile(args, io, file, 'UpdateFederationRelationship', 'update');
     const relationship = relationshipFromFlags(args);
     const bundle = bundleFromFlags(args, relationship.trust_domain!);
     const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'UpdateFederationRelationship', { relationship, ...bundle }));
