@@ -626,7 +626,6 @@ export class SqliteDatastore implements Datastore {
     this.s.deleteTombstone.run(e.id);
   }
 
-  /** `sameSequenceMeansUnchanged`: the CA manager re-sends the stored bundle when only the journal changed. */
   /** BundleWriteGuard: a writer that read the bundle before a slow step (a poll's fetch) undoes nothing made meanwhile. */
   private checkReplaces(trustDomain: string, replaces: number | null): void {
     const stored = this.s.bundleContent.get(trustDomain) as { sequence: number } | undefined;
@@ -635,6 +634,7 @@ export class SqliteDatastore implements Datastore {
     }
   }
 
+  /** `sameSequenceMeansUnchanged`: the CA manager re-sends the stored bundle when only the journal changed. */
   private storeBundle(b: StoredBundle, sameSequenceMeansUnchanged: boolean): void {
     requireText('bundle trustDomain', b.trustDomain);
     requireTime('bundle sequence', b.sequence);
