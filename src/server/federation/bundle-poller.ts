@@ -7,7 +7,7 @@ import { fetchFederatedBundle } from './bundle-fetch.js';
 import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
 import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
-/** When the endpoint gives no spiffe_refresh_hint, or 0 (SPIRE's default too; Federation §4.2 recommends five minutes). */
+/** When the endpoint gives no spiffe_refresh_hint, or 0 (SPIRE's default too; Federation §4.1 recommends five minutes). */
 export const DEFAULT_REFRESH_MS = 5 * 60_000;
 /** A hint is obeyed within these bounds: a partner cannot make us poll it in a loop, nor stop us for days. */
 export const MIN_REFRESH_MS = 30_000;
