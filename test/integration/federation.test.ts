@@ -16,6 +16,7 @@ import { startCluster } from '../support/cluster.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
 import { partnerEndpoint } from '../support/partner-endpoint.js';
+import { connectSds, envoyNode, fetchSecrets, secretsByName, spiffeTrustDomains } from '../support/sds-client.js';
 
 const PARTNER = 'spiffe://partner.example';
 
@@ -49,6 +50,52 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
   const next = await watch.next();
   assert.equal(next.done, false, 'the stream goes on: the workload still holds its entry');
   assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org']);
+});
+
+test('a federated bundle reaches every view of a workload whose entry federates with it (FetchX509SVID, both bundle streams, SDS), and leaves them when it stops', async (t) => {
+  const cluster = await startCluster('meshid-federation-views-');
+  t.after(() => cluster.cleanup());
+  const partner = new TestCa('partner.example');
+  t.after(() => partner.dispose());
+  await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: bundleToSpiffeJson(partner.bundle()) });
+  const entryId = await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+  const client = agent.client(20_000);
+  const sds = connectSds(agent.socketPath);
+  t.after(() => {
+    client.close();
+    sds.close();
+  });
+  const node = envoyNode('federated-sidecar');
+  /** Every view the workload has of the trust domains it trusts, as their names (and the partner's roots where given). */
+  const views = async (): Promise<Record<string, unknown>> => {
+    const svid = await client.fetchX509Svid();
+    const secrets = secretsByName(await fetchSecrets(sds, { node, resource_names: ['ALL'] }));
+    const partnerSecret = await fetchSecrets(sds, { node, resource_names: [PARTNER] }).then((r) => secretsByName(r).get(PARTNER), () => undefined);
+    return {
+      svid: Object.keys(svid.federated_bundles ?? {}),
+      x509Bundles: Object.keys((await client.fetchX509Bundles()).bundles).sort(),
+      jwtBundles: Object.keys((await client.fetchJwtBundles()).bundles).sort(),
+      sdsAll: spiffeTrustDomains(secrets.get('ALL')!).map((d) => d.name),
+      sdsPartnerRoots: partnerSecret === undefined ? undefined : spiffeTrustDomains(partnerSecret).map((d) => pemToDerList(d.trustBundlePem)),
+    };
+  };
+  /** The views once they show `expected` (the agent applies the server's change when it arrives), or as they were last. */
+  const settled = async (expected: Record<string, unknown>): Promise<Record<string, unknown>> => {
+    let seen = await views();
+    for (let i = 0; i < 100 && JSON.stringify(seen) !== JSON.stringify(expected); i++) {
+      await new Promise((r) => setTimeout(r, 100));
+      seen = await views();
+    }
+    return seen;
+  };
+  const federated = { svid: [PARTNER], x509Bundles: ['spiffe://example.org', PARTNER], jwtBundles: ['spiffe://example.org', PARTNER], sdsAll: ['example.org', 'partner.example'], sdsPartnerRoots: [[partner.rootDer]] };
+  assert.deepEqual(await settled(federated), federated);
+
+  // The entry stops federating: the partner leaves every view (its roots vouch for nothing of this workload's).
+  await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryId, federates_with: [] }, mask: ['federates_with'] });
+  const alone = { svid: [], x509Bundles: ['spiffe://example.org'], jwtBundles: ['spiffe://example.org'], sdsAll: ['example.org'], sdsPartnerRoots: undefined };
+  assert.deepEqual(await settled(alone), alone);
 });
 
 test('an agent restarted after its federated bundle was deleted stops serving it, though its entry federates again', async (t) => {
