@@ -6,6 +6,7 @@ import type { Logger } from '../../common/log.js';
 import { peerCredentials, type PeerCredentials, type PeerInfo } from '../attestor/peer-credentials.js';
 import { removeStaleSocket } from '../../common/socket-file.js';
 import { createDirectory } from '../../common/create-directory.js';
+import { callerFields } from './refusal-log.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 import { PerUidCap } from './per-uid-cap.js';
 
@@ -214,7 +215,7 @@ export class UdsServer {
         }
       }
     });
-    this.log.debug({ peer: key, pid: record.pid, uid: record.uid, gid: record.gid }, 'workload connected');
+    this.log.debug({ connection: key, ...callerFields(record) }, 'workload connected');
     const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
     if (injector === undefined) {
       socket.destroy();
@@ -233,7 +234,8 @@ export class UdsServer {
     const socket = this.sockets.get(peer);
     if (socket === undefined || this.retiring.has(socket)) return;
     this.retiring.add(socket);
-    this.log.info({ peer, pid: this.peers.get(peer)?.pid }, 'closing a connection that outlived its caller\'s identity; the client will reconnect');
+    const record = this.peers.get(peer);
+    this.log.info({ connection: peer, ...(record !== undefined && callerFields(record)) }, 'closing a connection that outlived its caller\'s identity; the client will reconnect');
     setTimeout(() => {
       socket.end();
       // A client that does not close its side within the grace is cut off.

@@ -21,6 +21,7 @@ import {
   type WorkloadApiService,
 } from '../workload/handler.js';
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
+import { callerFields, type CallerOf } from './refusal-log.js';
 import { UdsServer } from './uds-server.js';
 import { deferDecoding, fairDecodingInterceptor } from './fair-decoding.js';
 import { UidFairQueue } from './uid-fair-queue.js';
@@ -118,14 +119,19 @@ export class WorkloadEndpoint {
     });
     const socket = uds;
     const attest = peerAttestation({ peerOf: (peer) => socket.peerOf(peer), attestor: o.attestor, retire: (peer) => socket.retire(peer) });
+    const callerOf: CallerOf = (call) => {
+      const peer = socket.peerOf(call.getPeer());
+      return peer === undefined ? undefined : callerFields(peer);
+    };
     const workload = workloadApiHandlers({
       cache: o.cache,
       attest,
       log: o.log,
       clock: o.clock,
+      callerOf,
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
-    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, ...(o.sds !== undefined ? { options: o.sds } : {}) });
+    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, ...(o.sds !== undefined ? { options: o.sds } : {}) });
     services.addService(workloadApiServiceDefinition(), workload.implementation);
     services.addService(sdsServiceDefinition(), sds.implementation);
     services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));

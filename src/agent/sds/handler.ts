@@ -7,15 +7,15 @@ import type {
   ServiceDefinition,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { permissionDenied, unavailable } from '../../common/errors.js';
+import { unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { LogThrottle } from '../../common/log-throttle.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
+import { noIdentityFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
@@ -57,6 +57,8 @@ export interface SdsHandlerDeps {
   options?: SdsOptions;
   /** Paces the refusal log and times the wait for SVIDs being signed; the system clock by default. */
   clock?: Clock;
+  /** Who made a call, for the log lines of its refusal and its stream (the socket's peer table in the agent). */
+  callerOf?: CallerOf;
   /**
    * How long a first answer (a stream's first response, a FetchSecrets) waits for the caller's SVIDs still being
    * signed (signing-wait.ts); SDS_SIGNING_WAIT_MS by default.
@@ -92,7 +94,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   /** FetchSecrets calls waiting for SVIDs being signed: each ends its wait and answers now (at shutdown). */
   const waitingFetches = new Set<() => void>();
   const clock = deps.clock ?? systemClock;
-  const refusals = new LogThrottle(clock);
+  const refusals = new RefusalLog(log, clock, 'SDS', deps.callerOf);
   const recheck = callerRecheck(deps.attest);
   const signingWaitMs = deps.signingWaitMs ?? SDS_SIGNING_WAIT_MS;
   if (!Number.isFinite(signingWaitMs) || signingWaitMs < 0) throw new Error(`signingWaitMs must not be negative, got ${signingWaitMs}`);
@@ -101,17 +103,15 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
     if (!deps.cache.ready()) throw unavailable('the agent has no identity state to serve yet');
     const selectors = await deps.attest(call);
     if (!options.allowUnauthenticatedVerifiers && !deps.cache.snapshot(selectors).entitled) {
-      throw permissionDenied('no registration entry matches the caller');
+      throw noIdentityFor(selectors, 'no registration entry matches the caller');
     }
     return selectors;
   }
 
-  function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
+  function refuse(error: unknown, rpc: string, call: SdsCallInfo): ReturnType<typeof toServiceError> {
     stats.deniedCalls++;
-    const serviceError = toServiceError(error);
-    const logged = refusals.admit(`${rpc}\n${serviceError.code}`);
-    if (logged !== undefined) log.info({ rpc, code: serviceError.code, reason: serviceError.details, ...logged }, 'SDS call refused');
-    return serviceError;
+    refusals.refused(rpc, error, call);
+    return toServiceError(error);
   }
 
   function openStream<Req, Res>(
@@ -129,7 +129,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
           selectors,
           recheck: () => recheck(call, selectors),
           options,
-          log: log.child({ rpc }),
+          log: log.child({ rpc, ...deps.callerOf?.(call) }),
+          refused: (error) => refusals.refused(rpc, error, call),
           stats,
           clock,
           signingWaitMs,
@@ -146,7 +147,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         stream.start();
       },
       (error: unknown) => {
-        if (!call.cancelled) call.emit('error', refuse(error, rpc));
+        if (!call.cancelled) call.emit('error', refuse(error, rpc, call));
       },
     );
   }
@@ -162,7 +163,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
     FetchSecrets(call: ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, callback: sendUnaryData<DiscoveryResponse>): void {
       admit(call).then(
         (selectors) => fetchSecrets(call, selectors, callback),
-        (error: unknown) => callback(refuse(error, 'FetchSecrets')),
+        (error: unknown) => callback(refuse(error, 'FetchSecrets', call)),
       );
     },
   };
@@ -174,9 +175,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   function fetchSecrets(call: ServerUnaryCall<DiscoveryRequest, DiscoveryResponse>, selectors: readonly Selector[], callback: sendUnaryData<DiscoveryResponse>): void {
     const reject = (error: unknown): void => {
       stats.rejectedRequests++;
-      const serviceError = toServiceError(error);
-      log.info({ rpc: 'FetchSecrets', code: serviceError.code, reason: serviceError.details }, 'SDS request rejected');
-      callback(serviceError);
+      refusals.refused('FetchSecrets', error, call);
+      callback(toServiceError(error));
     };
     let query: FetchQuery;
     try {
@@ -191,7 +191,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         // The caller was attested before the wait; what answers now must still be that process (callerRecheck).
         if (waited) recheck(call, selectors);
       } catch (error) {
-        callback(refuse(error, 'FetchSecrets'));
+        callback(refuse(error, 'FetchSecrets', call));
         return;
       }
       try {

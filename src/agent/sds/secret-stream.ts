@@ -44,6 +44,8 @@ export interface StreamContext {
   readonly deadline: number;
   /** Called once when the stream is over, however it ended. */
   readonly onClose: () => void;
+  /** Logs the status the stream ends with (the handler's RefusalLog: one line per code and caller uid a minute). */
+  readonly refused: (error: unknown) => void;
 }
 
 /** Pumps of streams notified in this event-loop turn. */
@@ -156,10 +158,9 @@ export abstract class SecretStream<Req, Res> {
     if (isMeshidError(error) && error.code !== 'internal') {
       this.ctx.stats.rejectedRequests += REJECTED_REQUEST_CODES.has(error.code) ? 1 : 0;
       this.ctx.stats.deniedCalls += error.code === 'permission_denied' ? 1 : 0;
-      this.ctx.log.info({ code: error.code, reason: error.message }, 'SDS stream ended');
-    } else {
-      this.ctx.log.error({ err: error }, 'SDS stream failed');
     }
+    // A client opening streams only to have them refused in a loop must not write a line per stream.
+    this.ctx.refused(error);
     const call = this.call!;
     this.close();
     call.emit('error', toServiceError(error));

@@ -7,9 +7,9 @@ import type {
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
-import { LogThrottle } from '../../common/log-throttle.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
-import { isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { noIdentityFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -87,6 +87,8 @@ export interface WorkloadApiDeps {
   log: Logger;
   clock: Clock;
   options?: WorkloadApiOptions;
+  /** Who made a call, for the log line of its refusal (the socket's peer table in the agent). */
+  callerOf?: CallerOf;
 }
 
 export interface WorkloadApiService {
@@ -148,7 +150,7 @@ const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesRespo
  */
 export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const log = deps.log.child({ subsystem: 'workload-api' });
-  const refusals = new LogThrottle(deps.clock);
+  const refusals = new RefusalLog(log, deps.clock, 'Workload API', deps.callerOf);
   const recheck = callerRecheck(deps.attest);
   const pendingTimeoutMs = deps.options?.pendingTimeoutMs ?? DEFAULT_PENDING_TIMEOUT_MS;
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
@@ -185,7 +187,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
 
   function entitle(selectors: readonly Selector[]): Admission {
     const snapshot = deps.cache.snapshot(selectors);
-    if (!snapshot.entitled) throw permissionDenied('no identity issued: no registration entry matches the caller');
+    if (!snapshot.entitled) throw noIdentityFor(selectors, 'no identity issued: no registration entry matches the caller');
     return { selectors, snapshot };
   }
 
@@ -202,19 +204,15 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     return selectors instanceof Promise ? selectors.then(admit) : admit(selectors);
   }
 
-  function refuse(error: unknown, rpc: string): ReturnType<typeof toServiceError> {
-    const serviceError = toServiceError(error);
-    if (isMeshidError(error) && error.code !== 'internal') {
-      const logged = refusals.admit(`${rpc}\n${error.code}`);
-      if (logged !== undefined) log.info({ rpc, code: error.code, reason: error.message, ...logged }, 'Workload API call refused');
-    } else log.error({ rpc, err: error }, 'Workload API call failed');
-    return serviceError;
+  function refuse(error: unknown, rpc: string, call: WorkloadCallInfo): ReturnType<typeof toServiceError> {
+    refusals.refused(rpc, error, call);
+    return toServiceError(error);
   }
 
   function openStream<Res>(rpc: string, call: ServerWritableStream<EmptyRequest, Res>, view: StreamView<Res>, servesVerifiers = false): void {
     const requireEntitlement = !(servesVerifiers && verifiersAllowed);
     const fail = (error: unknown): void => {
-      if (!call.cancelled) call.emit('error', refuse(error, rpc));
+      if (!call.cancelled) call.emit('error', refuse(error, rpc, call));
     };
     try {
       checkSecurityHeader(call.metadata);
@@ -259,7 +257,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
       (response) => callback(null, response),
       (error: unknown) => {
         // A caller that cancelled reads no answer: its call's end is not a refusal to log.
-        if (!call.cancelled) callback(refuse(error, rpc));
+        if (!call.cancelled) callback(refuse(error, rpc, call));
       },
     );
   }
@@ -282,7 +280,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {
-      throw permissionDenied(query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
+      throw noIdentityFor(selectors, query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
     }
     const svids = uniqueHints(wanted).map(({ item, hint }): JwtSvid => {
       const svid: JwtSvid = { spiffe_id: item.spiffeId, svid: item.token };

@@ -62,6 +62,7 @@ describe('SDS streams under backpressure', () => {
       signingWaitMs: 30_000,
       deadline: Infinity,
       onClose: () => {},
+      refused: () => {},
     };
   }
 

@@ -63,6 +63,7 @@ describe('SDS StreamSecrets: a name a wildcard delivered, named explicitly as it
       signingWaitMs: 5_000,
       deadline: Infinity,
       onClose: () => {},
+      refused: () => {},
     };
     new SotwStream(call, ctx).start();
     call.emit('data', { node: { id: 'n' }, resource_names: [] });

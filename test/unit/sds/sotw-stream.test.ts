@@ -515,6 +515,23 @@ describe('SDS logging (stubbed attestation)', () => {
     }
   });
 
+  it('a caller whose streams end refused in a loop (an empty resource name) costs one log line a minute, not one per stream', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const h = await startSdsHarness(suite.ca, registerA, {}, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    try {
+      for (let i = 0; i < 20; i++) {
+        const refused = new SotwClient(h.client, as(SELECTOR_A));
+        refused.subscribe(['']);
+        assert.equal((await refused.status).code, status.INVALID_ARGUMENT);
+      }
+      assert.equal(lines.length, 1, lines.join(''));
+      assert.match(lines[0]!, /"code":"invalid_argument".*empty name/);
+    } finally {
+      await h.close();
+    }
+  });
+
   it('a caller retrying a refused call in a loop costs one log line a minute, not one per call', async () => {
     const lines: string[] = [];
     const destination = new Writable({

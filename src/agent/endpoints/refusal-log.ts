@@ -1,0 +1,69 @@
+import type { Clock } from '../../common/clock.js';
+import { isMeshidError, MeshidError } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
+import type { PeerCred } from '../attestor/peer-credentials.js';
+
+/**
+ * A workload caller as the agent's log lines name it: the ids the kernel reported for the connection. Its pid is
+ * `callerPid`, since pino's `pid` on every line is the agent's own (a second `pid` key would make the line ambiguous
+ * JSON, read differently by different tools).
+ */
+export interface CallerFields {
+  readonly callerPid: number;
+  readonly uid: number;
+  readonly gid: number;
+}
+
+export function callerFields(peer: PeerCred): CallerFields {
+  return { callerPid: peer.pid, uid: peer.uid, gid: peer.gid };
+}
+
+/** The caller of a call on the agent socket, undefined for a connection the socket server did not record. */
+export type CallerOf = (call: { getPeer(): string }) => CallerFields | undefined;
+
+/**
+ * PERMISSION_DENIED for an attested caller no registration entry matches (or not the one it asked for). The selectors
+ * it was attested with go to the refusal's log line (RefusalLog), never to the caller.
+ */
+export function noIdentityFor(selectors: readonly Selector[], message: string): MeshidError {
+  return new MeshidError('permission_denied', message, { data: { selectors: selectors.map(formatSelector) } });
+}
+
+/**
+ * The log of refused Workload API and SDS calls. An operator asking why a workload got PERMISSION_DENIED finds the
+ * caller's pid, uid and gid and the selectors it was attested with, to compare with `meshid-server entry show`
+ * (as SPIRE's "No identity issued" names the caller's pid). A refusal with no identity to hand out is a warning: a
+ * workload wanted one and has none. Each rpc, code and uid gets one line a minute (LogThrottle): the uid is the
+ * kernel's, so a client retrying in a tight loop costs a line a minute, while another workload's refusal is not
+ * hidden behind it.
+ */
+export class RefusalLog {
+  private readonly throttle: LogThrottle;
+
+  /** `service` names the API in the lines: "Workload API", "SDS". */
+  constructor(
+    private readonly log: Logger,
+    clock: Clock,
+    private readonly service: string,
+    private readonly callerOf: CallerOf = () => undefined,
+  ) {
+    this.throttle = new LogThrottle(clock);
+  }
+
+  /** Logs the refusal of `call` with `error` (a MeshidError is the caller's answer; anything else a failure). */
+  refused(rpc: string, error: unknown, call: { getPeer(): string }): void {
+    const caller = this.callerOf(call);
+    if (!isMeshidError(error) || error.code === 'internal') {
+      this.log.error({ rpc, ...caller, err: error }, `${this.service} call failed`);
+      return;
+    }
+    const admitted = this.throttle.admit(`${rpc}\n${error.code}\n${caller?.uid ?? ''}`);
+    if (admitted === undefined) return;
+    const selectors = error.data?.['selectors'];
+    const fields = { rpc, ...caller, code: error.code, reason: error.message, ...(selectors !== undefined && { selectors }), ...admitted };
+    if (error.code === 'permission_denied') this.log.warn(fields, `${this.service} call refused: no identity issued to the caller; compare its selectors with the entries (meshid-server entry show)`);
+    else this.log.info(fields, `${this.service} call refused`);
+  }
+}
