@@ -54,6 +54,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private requested: readonly string[] | undefined;
   private nonceCounter = 0;
   private lastNonce = '';
+  /** The response last NACKed: a client repeating that NACK costs no more log lines. */
+  private nackedNonce = '';
   /** servedState's key for this stream's subscription; undefined after a subscription change. */
   private stateKey: string | undefined;
   /** The version a reconnecting client resumed with (its first request's version_info), until the first response. */
@@ -75,7 +77,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
         return false;
       }
       if (request.error_detail !== undefined) {
-        this.logNack(request.error_detail, nonce, { rpc: 'StreamSecrets', versionInfo: request.version_info ?? '' });
+        if (nonce !== this.nackedNonce) this.logNack(request.error_detail, nonce, { rpc: 'StreamSecrets', versionInfo: request.version_info ?? '' });
+        this.nackedNonce = nonce;
       } else if (nonce !== '') {
         this.ctx.stats.acks++;
       }

@@ -515,6 +515,25 @@ describe('SDS logging (stubbed attestation)', () => {
     }
   });
 
+  it('Envoy sending the NACK of one response again costs no second log line', async () => {
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const h = await startSdsHarness(suite.ca, (c) => c.addEntry(SELECTOR_A, APP_A), {}, createLogger({ name: 'test', level: 'debug', pretty: false, destination }));
+    try {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default', 'ROOTCA']);
+      const r1 = await client.next();
+      for (let i = 0; i < 5; i++) client.nack(r1, ['default', 'ROOTCA'], '', 'Failed to load certificate chain from <inline>');
+      // A request after them that is answered (a name added): the NACKs before it were all read.
+      client.ack(r1, ['default', 'ROOTCA', APP_A]);
+      await client.next();
+      assert.equal(lines.filter((l) => l.includes('NACK')).length, 1);
+      client.cancel();
+    } finally {
+      await h.close();
+    }
+  });
+
   it('a caller whose streams end refused in a loop (an empty resource name) costs one log line a minute, not one per stream', async () => {
     const lines: string[] = [];
     const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
