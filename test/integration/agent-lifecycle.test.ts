@@ -260,19 +260,22 @@ test("--trust-bundle of another trust domain: the first attestation stops at onc
     }
   }));
 
-test('the right --trust-bundle and the server down: an outage, retried at warn level until the server is back', () =>
+test('the right --trust-bundle and the server down: an outage, told at warn level once and retried until the server is back', () =>
   withCluster('meshid-agent-bootstrap-outage-', async (c) => {
     await c.createEntry({ spiffeId: 'spiffe://example.org/late', selectors: [`unix:uid:${uid}`] });
     const token = await c.token();
     await c.server.stop();
     const agent = await c.startAgent({ joinToken: token, wait: false });
-    // Two attempts refused at warn level, the agent still running: not taken for a wrong bundle.
-    const retries = (): number => agent.output().split('\n').filter((l) => /"level":40.*cannot reach meshid-server to attest; will retry/.test(l)).length;
+    // Two attempts refused, the first told at warn level and the retry at debug, the agent still running: not taken
+    // for a wrong bundle.
+    const attempts = (): string[] => agent.output().split('\n').filter((l) => /cannot reach meshid-server to attest; will retry/.test(l));
+    const retries = (): number => attempts().length;
     for (let i = 0; retries() < 2; i++) {
       if (i > 400) assert.fail(`no second attempt:\n${agent.output()}`);
       await new Promise((r) => setTimeout(r, 50));
     }
     assert.equal(agent.child.exitCode, null, agent.output());
+    assert.deepEqual(attempts().slice(0, 2).map((l) => (JSON.parse(l) as { level: number }).level), [40, 20]);
     // The reason is grpc-js's, without the empty "Resolution note: " label it ends with when it has no note.
     const reasons = agent.output().split('\n').filter((l) => /cannot reach meshid-server to attest/.test(l)).map((l) => (JSON.parse(l) as { reason: string }).reason);
     for (const reason of reasons) assert.match(reason, /^meshid-agent cannot reach meshid-server at 127\.0\.0\.1:\d+ \(Attest\): No connection established\. Last error: .*ECONNREFUSED 127\.0\.0\.1:\d+$/);

@@ -63,8 +63,10 @@ test("meshid-server's disk is full (Attest answers RESOURCE_EXHAUSTED): the agen
     const token = await c.token();
     const filler = fillDisk(path.join(mnt, 'data'));
     const agent = await c.startAgent({ joinToken: token, wait: false });
-    // Two attempts refused and the agent still running: retried, not taken for a refusal of the token.
-    await linesMatching(agent, /"level":40.*"reason":"the datastore disk is full".*meshid-server cannot attest this agent now.*will retry/, 2);
+    // Two attempts refused and the agent still running: retried, not taken for a refusal of the token. The first is
+    // told at warn level, the retries at debug.
+    await linesMatching(agent, /"level":40.*"reason":"the datastore disk is full".*meshid-server cannot attest this agent now.*will retry/, 1);
+    await linesMatching(agent, /"level":20.*"reason":"the datastore disk is full".*meshid-server cannot attest this agent now.*will retry/, 1);
     fs.rmSync(filler);
     await agent.waitForLog(/in sync with meshid-server/, 60_000);
     assert.deepEqual(await svidIds(agent), ['spiffe://example.org/patient']);

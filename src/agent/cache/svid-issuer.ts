@@ -7,6 +7,7 @@ import { chainNamesKeyId, parseCertificateLazily, verifyCaChain, verifyParsedCha
 import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
+import { OutageLog } from '../client/outage-log.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
@@ -135,11 +136,14 @@ export class SvidIssuer {
   private timerAt = Infinity;
   private flushScheduled = false;
   private stopped = false;
+  /** Signing calls failing while the server is down, refusing or out of budget: told once, not per retry. */
+  private readonly signingFailures: OutageLog;
 
   constructor(private readonly options: SvidIssuerOptions) {
     this.cache = options.cache;
     this.clock = options.clock;
     this.log = options.log;
+    this.signingFailures = new OutageLog(options.log, options.clock);
     this.sign = options.sign;
     this.random = options.random ?? Math.random;
     this.batchSize = options.batchSize ?? 250;
@@ -445,11 +449,19 @@ export class SvidIssuer {
         this.options.onRejected?.(kind, err as MeshidError);
         return;
       }
-      const level = unreachable || budgetWait !== undefined ? 'warn' : 'error';
-      this.log[level]({ err, entries: batch.length, retryInMs: delay }, 'cannot get X509-SVIDs signed; will retry');
+      // An outage or a budget is no fault of the agent's: its reason says all, a stack trace nothing.
+      const expected = unreachable || budgetWait !== undefined;
+      this.signingFailures.failed(
+        unreachable ? 'unreachable' : budgetWait !== undefined ? 'budget' : 'error',
+        expected ? 'warn' : 'error',
+        { ...(expected ? { reason: (err as Error).message } : { err }), entries: batch.length, retryInMs: delay },
+        'cannot get X509-SVIDs signed; will retry',
+      );
       return;
     }
     this.callBackoff.reset();
+    const recovered = this.signingFailures.recovered();
+    if (recovered !== undefined) this.log.info(recovered, 'X509-SVIDs are signed again');
     const issued: WorkloadSvid[] = [];
     const now = this.clock.now();
     const answered = new Set<string>();

@@ -11,6 +11,7 @@ import { Backoff } from './backoff.js';
 import { budgetRefusalWaitMs, retryPushbackWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import { NodeClient } from './node-client.js';
+import { OutageLog } from './outage-log.js';
 import { expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
 import { serverCertificateTimeProblem, type ServerClock } from './server-clock.js';
 import { applySyncUpdate } from './sync-apply.js';
@@ -90,10 +91,13 @@ export class ServerConnection {
   private stopped = false;
   private unsubscribe: (() => void) | undefined;
   private lastError: string | undefined;
+  /** The Sync stream's failures, and the first attestation's: told once each, not per retry. */
+  private readonly outage: OutageLog;
 
   constructor(private readonly o: ServerConnectionOptions) {
     this.backoff = new Backoff(undefined, o.random);
     this.revisionValue = o.revision;
+    this.outage = new OutageLog(o.log, o.clock);
   }
 
   get state(): ConnectionState {
@@ -221,11 +225,9 @@ export class ServerConnection {
         const wait = Math.max(backoff.next(), retryPushbackWaitMs(e) ?? 0);
         this.lastError = e.message;
         const clockProblem = serverCertificateTimeProblem(e.message, this.o.clock.now());
-        if (clockProblem !== undefined) this.o.log.error({ reason: e.message, retryInMs: wait }, clockProblem);
-        else this.o.log.warn(
-          { reason: e.message, retryInMs: wait },
-          e.code === 'unavailable' ? 'cannot reach meshid-server to attest; will retry' : 'meshid-server cannot attest this agent now (out of resources); will retry',
-        );
+        if (clockProblem !== undefined) this.outage.failed('attest-clock', 'error', { reason: e.message, retryInMs: wait }, clockProblem);
+        else if (e.code === 'unavailable') this.outage.failed('attest-unreachable', 'warn', { reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
+        else this.outage.failed('attest-exhausted', 'warn', { reason: e.message, retryInMs: wait }, 'meshid-server cannot attest this agent now (out of resources); will retry');
         await new Promise<void>((resolve) => (this.timer = this.o.clock.setTimer(resolve, wait)));
       }
     }
@@ -311,7 +313,7 @@ export class ServerConnection {
       this.o.cache.markReady();
       this.o.issuer.reconcile();
       this.o.issuer.kick();
-      const fields = { entries: this.o.cache.entryCount, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon() };
+      const fields = { entries: this.o.cache.entryCount, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon(), ...this.outage.recovered() };
       if (wasSynced) this.o.log.debug(fields, 'Sync stream re-opened');
       else this.o.log.info(fields, 'in sync with meshid-server');
     } else if (applied.upserts > 0 || applied.removed > 0) {
@@ -331,17 +333,20 @@ export class ServerConnection {
     // A refusal of the Sync-open budget says when the server takes the next open: sooner is refused again.
     const wait = Math.max(this.backoff.next(), budgetRefusalWaitMs(err) ?? 0);
     const clockProblem = serverCertificateTimeProblem(err.message, this.o.clock.now());
+    const fields = { reason: err.message, retryInMs: wait, ...this.horizon() };
     if (clockProblem !== undefined) {
-      this.o.log.error({ reason: err.message, retryInMs: wait, ...this.horizon() }, `${clockProblem}; serving from the cache`);
+      this.outage.failed('sync-clock', 'error', fields, `${clockProblem}; serving from the cache`);
     } else if (UNTRUSTED_SERVER.test(err.message)) {
       // Not an outage: no retry fixes it, and the cached SVIDs run out meanwhile.
-      this.o.log.error(
-        { reason: err.message, retryInMs: wait, ...this.horizon() },
+      this.outage.failed(
+        'sync-untrusted',
+        'error',
+        fields,
         "meshid-server presents a certificate this agent's trust bundle does not authenticate; serving from the cache and retrying. " +
           "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it",
       );
     } else {
-      this.o.log.warn({ reason: err.message, retryInMs: wait, ...this.horizon() }, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
+      this.outage.failed('sync-lost', 'warn', fields, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
     }
     this.timer = this.o.clock.setTimer(() => {
       this.timer = undefined;
