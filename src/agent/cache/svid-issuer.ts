@@ -490,6 +490,10 @@ export class SvidIssuer {
           this.failures.delete(current.id);
           this.dueAt.set(current.id, this.renewalOf(svid));
         }
+        this.log.debug(
+          { entryId: svid.entryId, spiffeId: svid.spiffeId, serial: svid.version, notAfter: new Date(svid.notAfter).toISOString(), renewAt: new Date(this.dueAt.get(current.id)!).toISOString() },
+          'X509-SVID issued',
+        );
       } catch (err) {
         this.itemFailed(current, -1, (err as Error).message);
       }
@@ -499,7 +503,10 @@ export class SvidIssuer {
     }
     if (issued.length > 0) {
       this.cache.putSvids(issued);
-      this.log.debug({ count: issued.length }, 'X509-SVIDs issued');
+      // At info, as SPIRE's agent tells its renewals: an operator sees that rotation happens, and when it next does
+      // (each SVID's serial, expiry and renewal are in its own line, at debug).
+      const nextRenewalAt = Math.min(...issued.map((svid) => this.dueAt.get(svid.entryId) ?? Infinity));
+      this.log.info({ count: issued.length, ...(Number.isFinite(nextRenewalAt) && { nextRenewalAt: new Date(nextRenewalAt).toISOString() }) }, 'X509-SVIDs issued');
     }
   }
 

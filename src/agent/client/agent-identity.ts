@@ -244,8 +244,12 @@ export class AgentIdentity {
       else this.persist(next);
       this.renewFailures = 0;
       this.jitter = this.newJitter();
-      this.o.log.info({ agent: next.spiffeId, notAfter: new Date(parseCertificate(chain[0]!).notAfter).toISOString() }, 'agent SVID renewed');
-      this.use(next);
+      const leaf = parseCertificate(chain[0]!);
+      const renewAt = this.use(next);
+      this.o.log.info(
+        { agent: next.spiffeId, serial: leaf.serialHex, notAfter: new Date(leaf.notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() },
+        'agent SVID renewed',
+      );
       if (chainNamesKeyId(chain, this.taintedKeyIds)) {
         // Signed before the taint reached the server: renewed again soon, backing off should that keep happening.
         const wait = backoffDelay(this.taintedRenewals++, RENEW_RETRY, this.random);
@@ -309,18 +313,20 @@ export class AgentIdentity {
     this.timer = this.o.clock.setTimer(() => void this.renew(), ms);
   }
 
-  private use(identity: StoredIdentity): void {
+  /** Returns when the identity is renewed. */
+  private use(identity: StoredIdentity): number {
     this.identity = identity;
     this.stopped = false;
     this.o.client.setIdentity({ chain: identity.chain, privateKey: identity.privateKey });
-    this.scheduleRenewal();
+    return this.scheduleRenewal();
   }
 
-  private scheduleRenewal(): void {
+  private scheduleRenewal(): number {
     this.timer?.cancel();
     const leaf = parseCertificate(this.identity!.chain[0]!);
     const at = renewalTime({ notBefore: leaf.notBefore, notAfter: leaf.notAfter }, this.jitter);
     this.timer = this.o.clock.setTimer(() => void this.renew(), Math.max(0, at - this.o.clock.now()));
+    return at;
   }
 
   /** A chain the server signed for a request sent at `sentAt`: see issuedChainCheckTime for the time it is checked at. */

@@ -196,7 +196,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       const svid = signAgentSvid(agent.spiffeId, agent.datacenter, csr);
       await ds.updateAgentCert(agent.spiffeId, svid.serial, svid.notAfter, agent.presentedSerial, svid.issuerId);
       copiedIdentities.renewed(agent.spiffeId, agent.presentedSerial, call.getPeer());
-      log.debug({ agent: agent.spiffeId }, 'agent SVID renewed');
+      log.debug({ agent: agent.spiffeId, serial: svid.serial, notAfter: new Date(svid.notAfter).toISOString() }, 'agent SVID renewed');
       return { svid_chain: svid.chain };
     }),
 
