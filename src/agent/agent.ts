@@ -248,8 +248,10 @@ export class MeshidAgent {
       const status = agent.status();
       log.info(
         {
+          ...(trustDomain !== undefined && { trustDomain }),
           socket: config.socketPath,
           server: config.serverAddress,
+          dataDir: config.dataDir,
           agent: status.agentId,
           restoredEntries: state?.entries.length ?? 0,
           restoredSvids: state?.svids.length ?? 0,

@@ -178,6 +178,7 @@ export class MeshidServer {
           datacenters: config.datacenters,
           agentApi: `${hostOf(config.bindAddress)}:${port}`,
           adminSocket: config.adminSocket,
+          dataDir: config.dataDir,
           ...(bundleEndpoint && { bundleEndpoint: `${hostOf(config.bundleEndpointAddress!)}:${bundleEndpoint.port}` }),
           ...(health && { healthChecks: health.address }),
         },

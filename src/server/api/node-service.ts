@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import { type ServerWritableStream, type UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { budgetSpent, invalidArgument, isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { parseCsr, readCsr, type ParsedCsr, type UnverifiedCsr } from '../../common/x509/csr.js';
@@ -106,6 +107,25 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const serverId = `spiffe://${deps.trustDomain}/meshid/server`;
   const agentPrefix = agentIdPrefix(deps.trustDomain);
   const copiedIdentities = new CopiedAgentIdentities(clock, log);
+  const attestRefusals = new LogThrottle(clock);
+  /**
+   * An attestation refused for what the host presented (a join token unknown, used, expired or revoked; a bad CSR) is
+   * logged at warn with the host's address: the operator hears which host waits for a token. One line per reason a
+   * minute: a source retrying, or probing tokens, is rate-limited but would still write a line per attempt.
+   */
+  const loggingAttestRefusals = <Req, Res>(attest: (req: Req) => Promise<Res>) =>
+    async (req: Req, call: { getPeer(): string }): Promise<Res> => {
+      try {
+        return await attest(req);
+      } catch (err) {
+        if (isMeshidError(err, 'permission_denied') || isMeshidError(err, 'invalid_argument')) {
+          // A permission_denied's words are the server's own; an invalid request's may quote what the caller sent.
+          const admitted = attestRefusals.admit(err.code === 'permission_denied' ? err.message : err.code);
+          if (admitted !== undefined) log.warn({ peer: call.getPeer(), code: err.code, reason: err.message, ...admitted }, 'refused to attest an agent');
+        }
+        throw err;
+      }
+    };
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
     const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der)).catch((err: unknown) => {
       if (err instanceof MeshidError) throw copiedIdentities.refused(err, call.getPeer());
@@ -129,7 +149,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   return {
     // Its attempts per source address were charged before the request was decoded (agent-call-gate.ts).
-    Attest: unary(log, 'Attest', async (req: { join_token?: string; csr?: Buffer }) => {
+    Attest: unary(log, 'Attest', loggingAttestRefusals(async (req: { join_token?: string; csr?: Buffer }) => {
       const token = req.join_token ?? '';
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
@@ -175,7 +195,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       });
       log.info({ agent: spiffeId, datacenter: record.datacenter }, 'agent attested with a join token');
       return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };
-    }),
+    })),
 
     Renew: unary(log, 'Renew', async (req: { csr?: Buffer }, call) => {
       const agent = await auth(call);

@@ -1,0 +1,59 @@
+/**
+ * What `meshid-server run` and `meshid-agent run` processes log that an operator reads first: the start-up lines
+ * (the configuration in force) and a host refused attestation, which no line may show the token of.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { startCluster } from '../support/cluster.js';
+import { LEVEL, parseLogLines, type LogRecord } from '../support/log-lines.js';
+import { until } from '../support/until.js';
+
+const running = (output: string, msg: string): LogRecord => {
+  const line = parseLogLines(output).find((r) => r.msg === msg);
+  assert.ok(line, `no "${msg}" line in:\n${output}`);
+  return line;
+};
+
+test('the start-up lines state the trust domain, sockets, data dirs and addresses in force', async (t) => {
+  const cluster = await startCluster('meshid-startup-log-');
+  t.after(() => cluster.cleanup());
+  const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+
+  const server = running(cluster.server.output!(), 'meshid-server is running');
+  assert.deepEqual(
+    { trustDomain: server['trustDomain'], datacenters: server['datacenters'], adminSocket: server['adminSocket'], dataDir: server['dataDir'] },
+    { trustDomain: 'example.org', datacenters: ['east'], adminSocket: cluster.server.adminSocket, dataDir: path.join(cluster.dir, 'server', 'data') },
+  );
+  assert.equal(server['agentApi'], cluster.server.address());
+
+  const started = running(agent.output(), 'meshid-agent is running');
+  assert.deepEqual(
+    { trustDomain: started['trustDomain'], socket: started['socket'], server: started['server'], dataDir: started['dataDir'] },
+    { trustDomain: 'example.org', socket: agent.socketPath, server: cluster.server.address(), dataDir: agent.dataDir },
+  );
+});
+
+test('a host refused attestation (its join token unknown, then spent) is logged by the server at warn with its address, never with the token', async (t) => {
+  const cluster = await startCluster('meshid-attest-refused-log-');
+  t.after(() => cluster.cleanup());
+  const unknown = 'ab'.repeat(20);
+  const refused = await cluster.startAgent({ name: 'unknown-token', joinToken: unknown, wait: false });
+  assert.equal(await refused.exitCode(), 1);
+  const spent = await cluster.token();
+  await cluster.startAgent({ name: 'first', joinToken: spent });
+  const second = await cluster.startAgent({ name: 'second', joinToken: spent, wait: false });
+  assert.equal(await second.exitCode(), 1);
+
+  // Written before the server answers, read through the process's pipe.
+  await until('the refusal line', () => (/refused to attest an agent/.test(cluster.server.output!()) ? true : undefined));
+  const refusals = parseLogLines(cluster.server.output!()).filter((r) => r.msg === 'refused to attest an agent');
+  assert.equal(refusals.length, 1, 'two attempts refused for one reason in a minute: one line');
+  assert.equal(refusals[0]!.level, LEVEL.warn);
+  assert.match(String(refusals[0]!['peer']), /127\.0\.0\.1/);
+  assert.match(String(refusals[0]!['reason']), /join token is unknown, already used or revoked; generate a new one/);
+  for (const output of [cluster.server.output!(), refused.output(), second.output()]) {
+    assert.doesNotMatch(output, new RegExp(unknown));
+    assert.doesNotMatch(output, new RegExp(spent));
+  }
+});
