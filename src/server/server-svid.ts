@@ -103,7 +103,7 @@ export class ServerSvid {
     try {
       writeFileAtomic(this.file, JSON.stringify({ chain_pem: id.certChainPem, key_pem: id.privateKeyPem }) + '\n', 0o600);
     } catch (err) {
-      this.log.warn({ file: this.file, cause: (err as Error).message }, 'could not save the server SVID; a restart will issue a new one');
+      this.log.warn({ file: this.file, reason: (err as Error).message }, 'could not save the server SVID; a restart will issue a new one');
     }
   }
 
@@ -120,7 +120,7 @@ export class ServerSvid {
     try {
       saved = JSON.parse(fs.readFileSync(this.file, 'utf8')) as typeof saved;
     } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, cause: (err as Error).message }, 'the saved server SVID cannot be read; issuing a new one');
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, reason: (err as Error).message }, 'the saved server SVID cannot be read; issuing a new one');
       return undefined;
     }
     const unusable = (why: string): undefined => {

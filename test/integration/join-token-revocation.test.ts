@@ -49,7 +49,7 @@ test('an agent presenting a revoked join token is refused as for a spent one, an
 
     const serverLog = c.server.output!();
     assert.match(serverLog, /"msg":"join token revoked"/);
-    assert.match(serverLog, /"method":"Attest".*"msg":"request refused"/, 'the refusal is logged, so the check below covers it');
+    assert.match(serverLog, /"rpc":"Attest".*"msg":"request refused"/, 'the refusal is logged, so the check below covers it');
     for (const token of [revoked, used]) {
       assert.equal(serverLog.includes(token), false, 'the server log holds no token');
       assert.equal(refused.output().includes(token) || second.output().includes(token), false, 'the agent log holds no token');

@@ -84,7 +84,7 @@ export class StateWriter {
     this.dirty = true;
     this.failures++;
     const retryMs = Math.min(60_000, this.delayMs * 2 ** this.failures);
-    this.o.log.error({ err, retryMs }, 'cannot persist the agent state; will retry');
+    this.o.log.error({ err, retryInMs: retryMs }, 'cannot persist the agent state; will retry');
     this.arm(retryMs);
   }
 

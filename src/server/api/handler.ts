@@ -18,8 +18,8 @@ export function unary<Req, Res>(
       .then(
         (res) => callback(null, res),
         (err: unknown) => {
-          if (err instanceof MeshidError) log.debug({ method, code: err.code, reason: err.message }, 'request refused');
-          else log.error({ method, err }, 'request failed');
+          if (err instanceof MeshidError) log.debug({ rpc: method, code: err.code, reason: err.message }, 'request refused');
+          else log.error({ rpc: method, err }, 'request failed');
           callback(toServiceError(err));
         },
       );

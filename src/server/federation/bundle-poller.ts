@@ -238,7 +238,7 @@ export class FederatedBundlePoller {
       state.lastError = err instanceof Error ? err : new Error(String(err));
       next = Math.min(state.intervalMs, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
       this.log.warn(
-        { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInSeconds: next / 1000, reason: (err as Error).message },
+        { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInMs: next, reason: (err as Error).message },
         'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
       );
     }
