@@ -1,5 +1,6 @@
 import fs from 'node:fs';
 import { invalidArgument } from './errors.js';
+import { jsonSyntaxProblem } from './json-object.js';
 import { closestMatch } from './cli/suggest.js';
 import { readProblem, withoutByteOrderMark } from './cli/input.js';
 import { refuseDuplicateKeys } from './json-duplicate-key.js';
@@ -24,7 +25,7 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
   try {
     parsed = JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`config file ${file} is not valid JSON: ${(err as Error).message}`);
+    throw invalidArgument(`config file ${file} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
   }
   refuseDuplicateKeys(text, `config file ${file}`);
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);

@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { jsonSyntaxProblem } from '../../common/json-object.js';
 import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import { serverId } from '../api/entry-validation.js';
 import type { ProtoEntry } from './admin-types.js';
@@ -16,7 +17,7 @@ export function parseEntryFile(text: string, source: string): ProtoEntry[] {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
+    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
   }
   refuseDuplicateKeys(text, source, { ignoreCase: true });
   const entries = isObject(doc) ? field(doc, 'entries') : undefined;
@@ -33,7 +34,7 @@ export function parseEntryIdFile(text: string, source: string): string[] {
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
+    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
   }
   refuseDuplicateKeys(text, source, { ignoreCase: true });
   const ids = isObject(doc) ? field(doc, 'ids') : undefined;

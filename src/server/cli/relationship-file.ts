@@ -1,5 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import { isJsonObject } from '../../common/json-object.js';
+import { isJsonObject, jsonSyntaxProblem } from '../../common/json-object.js';
 import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import type { ProtoFederationRelationship } from './admin-types.js';
 
@@ -28,7 +28,7 @@ export function parseRelationshipFile(text: string, source: string): Relationshi
   try {
     doc = JSON.parse(text);
   } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${(err as Error).message}`);
+    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
   }
   refuseDuplicateKeys(text, source, { ignoreCase: true });
   const list = isJsonObject(doc) ? Object.entries(doc).find(([k]) => k.toLowerCase() === 'federationrelationships')?.[1] : undefined;
