@@ -213,13 +213,7 @@ export class SvidIssuer {
     this.tainted = next;
     if (!added) return;
     const affected = this.cache.allSvids().filter((s) => this.chainIsTainted(s));
-    if (affected.length === 0) return;
-    this.log.warn({ count: affected.length }, 'authorities were tainted; re-signing the SVIDs that chain to them');
-    for (const s of affected) {
-      this.dueAt.delete(s.entryId);
-      this.queued.add(s.entryId);
-    }
-    this.scheduleFlush();
+    this.resignNow(affected, 'authorities were tainted; re-signing the SVIDs that chain to them');
   }
 
   /**
@@ -249,9 +243,13 @@ export class SvidIssuer {
       }
       return !ok;
     });
-    if (affected.length === 0) return;
-    this.log.warn({ count: affected.length }, 'SVIDs no longer chain to the trust bundle (a root left it while this agent was away); re-signing them');
-    for (const s of affected) {
+    this.resignNow(affected, 'SVIDs no longer chain to the trust bundle (a root left it while this agent was away); re-signing them');
+  }
+
+  private resignNow(svids: readonly WorkloadSvid[], why: string): void {
+    if (svids.length === 0) return;
+    this.log.warn({ count: svids.length }, why);
+    for (const s of svids) {
       this.dueAt.delete(s.entryId);
       this.queued.add(s.entryId);
     }

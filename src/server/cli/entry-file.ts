@@ -1,6 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import { jsonSyntaxProblem } from '../../common/json-object.js';
-import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
+import { parseSpireJson } from './spire-json.js';
 import { serverId } from '../api/entry-validation.js';
 import type { ProtoEntry } from './admin-types.js';
 
@@ -13,13 +12,7 @@ import type { ProtoEntry } from './admin-types.js';
  * would be a different entry. So is a field given twice in one object (in any case): one of the two would be lost.
  */
 export function parseEntryFile(text: string, source: string): ProtoEntry[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
-  }
-  refuseDuplicateKeys(text, source, { ignoreCase: true });
+  const doc = parseSpireJson(text, source);
   const entries = isObject(doc) ? field(doc, 'entries') : undefined;
   if (!Array.isArray(entries)) throw invalidArgument(`${source} must be a JSON object with an "entries" array, as spire-server entry create -data reads`);
   return entries.map((raw, i) => entryOf(raw, `${source}: entry ${i + 1}`));
@@ -30,13 +23,7 @@ export function parseEntryFile(text: string, source: string): ProtoEntry[] {
  * `{"ids": ["...", ...]}`), the name matched whatever its case, as Go's encoding/json matches it.
  */
 export function parseEntryIdFile(text: string, source: string): string[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
-  }
-  refuseDuplicateKeys(text, source, { ignoreCase: true });
+  const doc = parseSpireJson(text, source);
   const ids = isObject(doc) ? field(doc, 'ids') : undefined;
   if (!Array.isArray(ids) || ids.some((id) => typeof id !== 'string')) {
     throw invalidArgument(`${source} must be a JSON object with an "ids" array of entry IDs, as spire-server entry delete -file reads`);

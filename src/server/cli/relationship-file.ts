@@ -1,6 +1,6 @@
 import { invalidArgument } from '../../common/errors.js';
-import { isJsonObject, jsonSyntaxProblem } from '../../common/json-object.js';
-import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
+import { isJsonObject } from '../../common/json-object.js';
+import { parseSpireJson } from './spire-json.js';
 import type { ProtoFederationRelationship } from './admin-types.js';
 
 /** One relationship of a file, as CreateFederationRelationship and UpdateFederationRelationship take it. */
@@ -24,13 +24,7 @@ type Field = (typeof FIELDS)[number];
  * be another relationship.
  */
 export function parseRelationshipFile(text: string, source: string): RelationshipRequest[] {
-  let doc: unknown;
-  try {
-    doc = JSON.parse(text);
-  } catch (err) {
-    throw invalidArgument(`${source} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
-  }
-  refuseDuplicateKeys(text, source, { ignoreCase: true });
+  const doc = parseSpireJson(text, source);
   const list = isJsonObject(doc) ? Object.entries(doc).find(([k]) => k.toLowerCase() === 'federationrelationships')?.[1] : undefined;
   if (!Array.isArray(list)) {
     throw invalidArgument(`${source} must be a JSON object with a "federationRelationships" array, as spire-server federation create -data reads`);
