@@ -111,7 +111,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   /**
    * An attestation refused for what the host presented (a join token unknown, used, expired or revoked; a bad CSR) is
    * logged at warn with the host's address: the operator hears which host waits for a token. One line per reason a
-   * minute: a source retrying, or probing tokens, is rate-limited but would still write a line per attempt.
+   * minute: the gate limits a source's attempts, but without this a host retrying, or probing tokens, would still
+   * write a line per attempt.
    */
   const loggingAttestRefusals = <Req, Res>(attest: (req: Req) => Promise<Res>) =>
     async (req: Req, call: { getPeer(): string }): Promise<Res> => {
