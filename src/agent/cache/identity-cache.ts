@@ -87,6 +87,8 @@ const NOTHING_SIGNING: ReadonlySet<string> = new Set();
 
 /** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
 const MAX_MEMOIZED_SNAPSHOTS = 10_000;
+/** How many SPIFFE IDs the one expiry warning names; the rest are counted. */
+const EXPIRED_NAMED = 5;
 
 interface Subscription {
   readonly workload: ReadonlySet<string>;
@@ -455,12 +457,22 @@ export class IdentityCache implements WorkloadCache {
   private dropExpired(): void {
     const now = this.clock.now();
     const touched: AgentEntry[] = [];
+    const expired: string[] = [];
     for (const [id, svid] of this.svids) {
       if (svid.notAfter > now) continue;
       this.svids.delete(id);
-      this.log.warn({ entryId: id, spiffeId: svid.spiffeId }, 'an X509-SVID expired before it could be renewed; no longer served');
+      expired.push(svid.spiffeId);
+      this.log.debug({ entryId: id, spiffeId: svid.spiffeId }, 'X509-SVID expired before it could be renewed');
       const entry = this.index.get(id);
       if (entry !== undefined) touched.push(entry);
+    }
+    // One line per expiry batch: after a long outage every SVID of the cache expires within minutes, and a line per
+    // entry would bury everything else in the log. The debug lines name each one.
+    if (expired.length > 0) {
+      this.log.warn(
+        { count: expired.length, spiffeIds: expired.slice(0, EXPIRED_NAMED), more: Math.max(0, expired.length - EXPIRED_NAMED) },
+        'X509-SVIDs expired before they could be renewed; no longer served',
+      );
     }
     if (touched.length === 0) return;
     this.notifyEntries(touched);

@@ -4,7 +4,7 @@
  */
 import type { KeyObject } from 'node:crypto';
 import { FakeClock } from '../../../src/common/clock.js';
-import { silentLogger } from '../../../src/common/log.js';
+import { silentLogger, type Logger } from '../../../src/common/log.js';
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
@@ -50,7 +50,7 @@ export interface AgentFixture {
   /** A SignX509Svids stand-in backed by the test CA, for the cache's entries; `calls` records every batch. */
   signer(cache: IdentityCache): { sign: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]>; calls: string[][] };
   /** A cache with the fixture's bundle, ready. */
-  cache(signJwt?: ConstructorParameters<typeof IdentityCache>[0]['signJwtSvid']): IdentityCache;
+  cache(signJwt?: ConstructorParameters<typeof IdentityCache>[0]['signJwtSvid'], log?: Logger): IdentityCache;
   close(): Promise<void>;
 }
 
@@ -93,10 +93,10 @@ export async function openAgentFixture(start = Date.UTC(2026, 0, 1)): Promise<Ag
         },
       };
     },
-    cache(signJwt) {
+    cache(signJwt, log) {
       const c = new IdentityCache({
         clock,
-        log: silentLogger(),
+        log: log ?? silentLogger(),
         signJwtSvid: signJwt ?? (async () => Promise.reject(new Error('no JWT signer in this test'))),
       });
       c.apply({ bundle: t.ca.bundle() });

@@ -5,6 +5,7 @@ import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import type { Selector } from '../../../src/common/spiffe/selector.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { DAY, entry, HOUR, openAgentFixture, unsignedJwt, type AgentFixture } from './agent-fixture.js';
 
 let fx: AgentFixture;
@@ -69,6 +70,23 @@ test('an SVID is never served past its NotAfter: the expiry timer drops it and t
   assert.equal(s.entitled, true);
   assert.equal(s.complete, false);
   assert.equal(c.svid(e.id), undefined);
+});
+
+test('SVIDs expiring together are one warning naming a few of them, not a line per entry (a long outage expires the whole cache)', () => {
+  const { log, records } = capturingLogger('agent');
+  const c = fx.cache(undefined, log);
+  const entries = Array.from({ length: 12 }, (_, i) => entry(`batch-${i}`, ['unix:uid:21']));
+  c.apply({ upserts: entries });
+  c.putSvids(entries.map((e) => fx.issue(e, HOUR)));
+  fx.clock.advance(HOUR + 1000);
+  const warnings = records().filter((r) => r.level === LEVEL.warn);
+  assert.equal(warnings.length, 1, JSON.stringify(warnings));
+  assert.equal(warnings[0]!['count'], 12);
+  assert.equal((warnings[0]!['spiffeIds'] as string[]).length, 5);
+  assert.equal(warnings[0]!['more'], 7);
+  assert.ok((warnings[0]!['spiffeIds'] as string[]).every((id) => entries.some((e) => e.spiffeId === id)));
+  assert.equal(records().filter((r) => r.level === LEVEL.debug && r.msg.includes('expired')).length, 12, 'each one is named at debug');
+  c.close();
 });
 
 test('snapshots are shared between callers with the same selectors until the next change, and never outlive an SVID', () => {
