@@ -8,6 +8,7 @@ import path from 'node:path';
 import { startCluster } from '../support/cluster.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../support/log-lines.js';
 import { until } from '../support/until.js';
+import { joinTokenFingerprint } from '../../src/common/join-token-fingerprint.js';
 
 const running = (output: string, msg: string): LogRecord => {
   const line = parseLogLines(output).find((r) => r.msg === msg);
@@ -52,8 +53,25 @@ test('a host refused attestation (its join token unknown, then spent) is logged 
   assert.equal(refusals[0]!.level, LEVEL.warn);
   assert.match(String(refusals[0]!['peer']), /127\.0\.0\.1/);
   assert.match(String(refusals[0]!['reason']), /join token is unknown, already used or revoked; generate a new one/);
+  assert.equal(refusals[0]!['tokenFingerprint'], joinTokenFingerprint(unknown), 'names which token, without it');
   for (const output of [cluster.server.output!(), refused.output(), second.output()]) {
     assert.doesNotMatch(output, new RegExp(unknown));
     assert.doesNotMatch(output, new RegExp(spent));
   }
+});
+
+test('one join token is followed from "join token generated" to the agent that spent it by its fingerprint, in both daemons\' logs', async (t) => {
+  const cluster = await startCluster('meshid-token-fingerprint-log-');
+  t.after(() => cluster.cleanup());
+  const token = await cluster.token();
+  const other = await cluster.token();
+  const agent = await cluster.startAgent({ joinToken: token });
+
+  const generated = parseLogLines(cluster.server.output!()).filter((r) => r.msg === 'join token generated');
+  assert.deepEqual(generated.map((r) => r['tokenFingerprint']), [joinTokenFingerprint(token), joinTokenFingerprint(other)]);
+  const attested = running(cluster.server.output!(), 'agent attested with a join token');
+  assert.equal(attested['tokenFingerprint'], joinTokenFingerprint(token));
+  const onHost = running(agent.output(), 'attested to meshid-server with a join token');
+  assert.deepEqual([onHost['tokenFingerprint'], onHost['agent']], [joinTokenFingerprint(token), attested['agent']]);
+  for (const output of [cluster.server.output!(), agent.output()]) assert.doesNotMatch(output, new RegExp(token));
 });

@@ -16,6 +16,7 @@ import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
 import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
+import { joinTokenFingerprint } from '../../common/join-token-fingerprint.js';
 
 export interface AgentIdentityOptions {
   client: NodeClient;
@@ -159,7 +160,7 @@ export class AgentIdentity {
       trustRoots: bundle.x509Authorities,
     };
     this.trustDomain = identity.trustDomain;
-    this.o.log.info({ agent: identity.spiffeId, datacenter: identity.datacenter }, 'attested to meshid-server with a join token');
+    this.o.log.info({ agent: identity.spiffeId, datacenter: identity.datacenter, tokenFingerprint: joinTokenFingerprint(token) }, 'attested to meshid-server with a join token');
     // The token is spent and the server knows this agent by this key: kept whether or not the data dir takes it.
     this.persist(identity);
     this.use(identity);

@@ -24,6 +24,7 @@ import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
+import { joinTokenFingerprint } from '../../common/join-token-fingerprint.js';
 
 /**
  * A join token works once: the agent needs a new one, not a retry. Unknown, used and revoked tokens get this one
@@ -114,7 +115,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
    * minute: the gate limits a source's attempts, but without this a host retrying, or probing tokens, would still
    * write a line per attempt.
    */
-  const loggingAttestRefusals = <Req, Res>(attest: (req: Req) => Promise<Res>) =>
+  const loggingAttestRefusals = <Req extends { join_token?: string }, Res>(attest: (req: Req) => Promise<Res>) =>
     async (req: Req, call: { getPeer(): string }): Promise<Res> => {
       try {
         return await attest(req);
@@ -122,7 +123,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         if (isMeshidError(err, 'permission_denied') || isMeshidError(err, 'invalid_argument')) {
           // A permission_denied's words are the server's own; an invalid request's may quote what the caller sent.
           const admitted = attestRefusals.admit(err.code === 'permission_denied' ? err.message : err.code);
-          if (admitted !== undefined) log.warn({ peer: call.getPeer(), code: err.code, reason: err.message, ...admitted }, 'refused to attest an agent');
+          if (admitted !== undefined) {
+            const token = req.join_token ? { tokenFingerprint: joinTokenFingerprint(req.join_token) } : {};
+            log.warn({ peer: call.getPeer(), code: err.code, reason: err.message, ...token, ...admitted }, 'refused to attest an agent');
+          }
         }
         throw err;
       }
@@ -194,7 +198,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
       await ds.createAgent(agent, { joinToken: token }).catch((err: unknown) => {
         throw isMeshidError(err, 'not_found') ? permissionDenied(UNKNOWN_TOKEN) : err;
       });
-      log.info({ agent: spiffeId, datacenter: record.datacenter }, 'agent attested with a join token');
+      log.info({ agent: spiffeId, datacenter: record.datacenter, tokenFingerprint: joinTokenFingerprint(token) }, 'agent attested with a join token');
       return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };
     })),
 

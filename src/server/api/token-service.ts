@@ -9,6 +9,7 @@ import { validateSelectors } from './entry-validation.js';
 import { unary } from './handler.js';
 import { unservedDatacenter } from './unserved-datacenter.js';
 import type { ProtoSelector } from './proto-types.js';
+import { joinTokenFingerprint } from '../../common/join-token-fingerprint.js';
 
 /** Selectors of this type are the server's own facts about an agent (meshid:datacenter:<dc>). */
 const RESERVED_SELECTOR_TYPE = 'meshid';
@@ -53,7 +54,7 @@ export function tokenService(
       const now = clock.now();
       const expiresAt = now + (ttl > 0 ? ttl * 1000 : opts.defaultTtlMs);
       await ds.createJoinToken({ token, datacenter, selectors, expiresAt, createdAt: now });
-      log.info({ datacenter, expiresAt: new Date(expiresAt).toISOString() }, 'join token generated');
+      log.info({ datacenter, expiresAt: new Date(expiresAt).toISOString(), tokenFingerprint: joinTokenFingerprint(token) }, 'join token generated');
       return { token, expires_at: Math.floor(expiresAt / 1000), datacenter };
     }),
 
