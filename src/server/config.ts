@@ -49,6 +49,8 @@ export interface ServerConfig {
   readonly bundleEndpointAddress: string | undefined;
   /** The web PKI certificate files the endpoint presents (profile https_web); undefined: the server SVID (https_spiffe). */
   readonly bundleEndpointWebCert: ServingCertFiles | undefined;
+  /** The spiffe_refresh_hint the own bundle carries: how often partners should poll it (SPIRE's `refresh_hint`). */
+  readonly bundleRefreshHintSeconds: number;
   /** Trust domains whose bundles are fetched from their bundle endpoints (config file only). */
   readonly federatesWith: readonly FederationRelationship[];
   /** The HTTP health check listener (SPIRE's `health_checks`); undefined when off, the default. */
@@ -85,6 +87,7 @@ export interface RawServerConfig {
   bundle_endpoint_cert_file?: string;
   bundle_endpoint_key_file?: string;
   bundle_endpoint_cert_sync_interval?: string | number;
+  bundle_endpoint_refresh_hint?: string | number;
   federates_with?: Record<string, RawRelationship>;
   health_checks?: RawHealthChecksConfig;
 }
@@ -118,6 +121,7 @@ const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
   bundle_endpoint_cert_file: 'string',
   bundle_endpoint_key_file: 'string',
   bundle_endpoint_cert_sync_interval: 'string|number',
+  bundle_endpoint_refresh_hint: 'string|number',
   federates_with: 'object',
   health_checks: 'object',
 };
@@ -232,6 +236,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     globalSignBurst: globalBurst,
     bundleEndpointAddress: raw.bundle_endpoint_address,
     bundleEndpointWebCert,
+    bundleRefreshHintSeconds: bundleRefreshHint(raw.bundle_endpoint_refresh_hint, rootActivationDelayMs, jwtKeyTtlMs),
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
     healthChecks,
   });
@@ -260,6 +265,27 @@ export function tcpListeners(raw: Pick<RawServerConfig, 'bind_address' | 'bundle
 function hostPort(address: string, setting: string): string {
   const { host, port } = parseHostPort(address, setting);
   return host.includes(':') ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
+/**
+ * The refresh hint partners poll the own bundle at. A new root is published root_activation_delay before it signs, and
+ * a new JWT key half its TTL before; a partner polling less often than twice in that lead could see SVIDs under a
+ * key it has not fetched yet, so a longer hint is refused instead of published.
+ */
+function bundleRefreshHint(raw: string | number | undefined, rootActivationDelayMs: number, jwtKeyTtlMs: number): number {
+  const leadMs = Math.min(rootActivationDelayMs, jwtKeyTtlMs / 2);
+  // Unset: five minutes (SPIRE's default too), or less where the CA publishes its new keys sooner than that.
+  if (raw === undefined) return Math.max(1, Math.min(300, Math.floor(leadMs / 2000)));
+  const hintMs = parseDuration(raw, 'bundle_endpoint_refresh_hint');
+  const f = formatDuration;
+  if (hintMs < 1000 || hintMs % 1000 !== 0) throw invalidArgument(`bundle_endpoint_refresh_hint (${f(hintMs)}) must be a whole number of seconds, at least 1s`);
+  if (hintMs > leadMs / 2) {
+    throw invalidArgument(
+      `bundle_endpoint_refresh_hint (${f(hintMs)}) is longer than half the time a new root or JWT key is published before it is used (${f(leadMs)}: ` +
+        `root_activation_delay, or half of jwt_key_ttl): partners polling that seldom could miss it; lower the hint to ${f(leadMs / 2)} or less`,
+    );
+  }
+  return hintMs / 1000;
 }
 
 /** https_web serving: both files or neither, and only for an endpoint that is served. */

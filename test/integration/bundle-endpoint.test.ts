@@ -54,7 +54,7 @@ function endpointPort(output: string): number {
 
 test('the bundle endpoint serves the SPIFFE bundle under the server SVID, and a rotation bumps its sequence', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-bundle-endpoint-'));
-  const server = await startServerProcess(dir, ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0']);
+  const server = await startServerProcess(dir, ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0', '--bundle-endpoint-refresh-hint', '90s']);
   t.after(async () => {
     await server.stop();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -67,7 +67,7 @@ test('the bundle endpoint serves the SPIFFE bundle under the server SVID, and a 
   assert.equal(first.headers['content-type'], 'application/json');
   assert.equal(first.peerId, `URI:${SERVER_ID}`, 'the endpoint presents the server SVID');
   const doc = JSON.parse(first.body) as { spiffe_sequence: number; spiffe_refresh_hint: number };
-  assert.equal(doc.spiffe_refresh_hint, 300);
+  assert.equal(doc.spiffe_refresh_hint, 90, 'the configured hint, which partners poll at');
   const bundle = bundleFromSpiffeJson('example.org', first.body);
   assert.deepEqual(bundle.x509Authorities, pemToDerList(rootsPem), 'the roots `bundle show` prints');
   assert.ok(bundle.jwtAuthorities.length >= 1, 'JWT keys too');

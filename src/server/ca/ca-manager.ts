@@ -35,6 +35,8 @@ export interface CaSettings {
   longestX509SvidTtlMs: number;
   /** How long a prepared root is published before it signs intermediates. */
   rootActivationDelayMs: number;
+  /** The own bundle's spiffe_refresh_hint, in seconds. */
+  refreshHintSeconds: number;
   upstreamCa?: UpstreamCa | undefined;
 }
 
@@ -58,6 +60,7 @@ export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['up
     jwtKeyTtlMs: config.jwtKeyTtlMs,
     jwtSvidTtlMs: config.maxJwtSvidTtlMs,
     longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
+    refreshHintSeconds: config.bundleRefreshHintSeconds,
     upstreamCa,
   };
 }
@@ -458,7 +461,7 @@ export class CaManager {
       x509Authorities: b.x509Authorities,
       jwtAuthorities: b.jwtAuthorities.map((k) => ({ kid: k.kid, publicKey: createPublicKey(k.publicKeyPem) })),
       sequence: b.sequence,
-      refreshHintSeconds: 300,
+      refreshHintSeconds: this.settings.refreshHintSeconds,
     };
   }
 

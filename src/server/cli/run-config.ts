@@ -40,6 +40,12 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     description: 'https_web: the web PKI certificate chain (PEM, leaf first) the bundle endpoint presents; reloaded when it changes',
   },
   { name: 'bundle-endpoint-key-file', type: 'string', valueName: 'FILE', description: 'https_web: the private key of --bundle-endpoint-cert-file (PEM)' },
+  {
+    name: 'bundle-endpoint-refresh-hint',
+    type: 'string',
+    valueName: 'DURATION',
+    description: "How often partners should poll this trust domain's bundle (its spiffe_refresh_hint; 5m)",
+  },
   { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (info)' },
 ];
 
@@ -69,6 +75,7 @@ const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
   'bundle-endpoint-address': 'bundle_endpoint_address',
   'bundle-endpoint-cert-file': 'bundle_endpoint_cert_file',
   'bundle-endpoint-key-file': 'bundle_endpoint_key_file',
+  'bundle-endpoint-refresh-hint': 'bundle_endpoint_refresh_hint',
   'log-level': 'log_level',
 };
 

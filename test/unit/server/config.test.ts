@@ -152,3 +152,17 @@ test('a config key named like an Object.prototype member is an unknown key, not 
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('the own bundle\'s refresh hint: 5m by default (less when new keys are published sooner), set whole seconds, and never so long that partners could miss a new root or JWT key', () => {
+  assert.equal(compileServerConfig({ trust_domain: 'example.org' }).bundleRefreshHintSeconds, 300);
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '10m' }).bundleRefreshHintSeconds, 600);
+  // jwt_key_ttl 1d publishes a new key 12h ahead: partners must poll at least twice in that.
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '6h' }).bundleRefreshHintSeconds, 6 * 3600);
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '7h' }),
+    /bundle_endpoint_refresh_hint \(7h\) is longer than half the time a new root or JWT key is published before it is used \(12h.*lower the hint to 6h or less/,
+  );
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', root_activation_delay: '4m' }).bundleRefreshHintSeconds, 120, 'unset follows a short activation delay');
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '1500ms' }), /whole number of seconds, at least 1s/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '0s' }), /bundle_endpoint_refresh_hint "0s" is not a valid duration/);
+});
