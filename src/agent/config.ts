@@ -93,6 +93,28 @@ const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
   disable_spiffe_cert_validation: 'boolean',
 };
 
+/**
+ * spire-agent settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
+ * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
+ */
+const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  server_port: 'put the port in server_address, as host:port (e.g. "meshid-server:8081")',
+  trust_bundle_url: 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path',
+  trust_bundle_format: 'trust_bundle_path takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
+  log_file: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
+  log_format: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
+  admin_socket_path: 'meshid-agent has no admin API (no Delegated Identity API): remove it',
+  authorized_delegates: 'meshid-agent has no Delegated Identity API: remove it',
+  workload_x509_svid_key_type: 'workload X509-SVID keys are always EC P-256 (SPIRE\'s default): remove it',
+  experimental: 'meshid has no experimental settings: remove the block',
+  profiling_enabled: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_port: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_freq: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_names: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  plugins: "meshid-agent's plugins are built in (join_token node attestation, its key in data_dir, the unix workload attestor): remove the block",
+  telemetry: 'meshid exports no metrics yet: remove the block',
+};
+
 export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
 export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
 export { LOG_LEVELS };
@@ -100,7 +122,7 @@ export { LOG_LEVELS };
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
-  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
   if (obj['sds'] !== undefined) checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   return obj as RawAgentConfig;

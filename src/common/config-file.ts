@@ -31,19 +31,38 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
   if (!isObject(parsed)) throw invalidArgument(`config file ${file} must hold a JSON object`);
   const inner = parsed[section];
-  if (inner === undefined || Object.keys(parsed).length !== 1) return parsed;
+  if (inner === undefined) return parsed;
   if (!isObject(inner)) throw invalidArgument(`config file ${file}: "${section}" must be an object`);
-  return inner;
+  // SPIRE's layout (its JSON form): the section beside top-level blocks such as health_checks and plugins. They are
+  // read as keys of the section, so health_checks works where SPIRE puts it and the others are refused by name.
+  const merged: Record<string, unknown> = { ...inner };
+  for (const [key, value] of Object.entries(parsed)) {
+    if (key === section) continue;
+    if (Object.hasOwn(inner, key)) throw invalidArgument(`config file ${file}: "${key}" is given both at the top level and in "${section}": keep one`);
+    merged[key] = value;
+  }
+  return merged;
 }
 
 /** The JSON types a config key may hold: one, or several as "string|number" (durations: "90s" or seconds). */
 export type ConfigKeyType = 'string' | 'number' | 'boolean' | 'array' | 'object' | 'string|number';
 
-/** Refuses unknown keys and values of the wrong JSON type, naming `where` (the file, and the section). */
-export function checkConfigKeys(obj: Record<string, unknown>, known: Readonly<Record<string, ConfigKeyType>>, where: string): void {
+/**
+ * Refuses unknown keys and values of the wrong JSON type, naming `where` (the file, and the section). A key of
+ * SPIRE's config that meshid has no counterpart for (`spireKeys`: key → what to do instead) is refused saying so.
+ */
+export function checkConfigKeys(
+  obj: Record<string, unknown>,
+  known: Readonly<Record<string, ConfigKeyType>>,
+  where: string,
+  spireKeys: Readonly<Record<string, string>> = {},
+): void {
   for (const [key, value] of Object.entries(obj)) {
     // Own keys only: known['constructor'] is Object's, and would fail below as a TypeError instead of an unknown key.
     const type = Object.hasOwn(known, key) ? known[key] : undefined;
+    if (type === undefined && Object.hasOwn(spireKeys, key)) {
+      throw invalidArgument(`${where}: "${key}" is a SPIRE setting meshid has no counterpart for: ${spireKeys[key]}`);
+    }
     if (type === undefined) {
       const close = closestConfigKey(key, Object.keys(known), obj);
       throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${Object.keys(known).join(', ')}`})`);

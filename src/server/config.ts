@@ -92,6 +92,40 @@ export interface RawServerConfig {
   health_checks?: RawHealthChecksConfig;
 }
 
+/**
+ * spire-server settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
+ * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
+ */
+const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  bind_port: 'put the port in bind_address, as host:port (e.g. "0.0.0.0:8081")',
+  socket_path: 'the admin API socket is admin_socket',
+  registration_uds_path: 'the admin API socket is admin_socket',
+  ca_ttl: 'meshid has a root (root_ttl, 3650d) above one intermediate per datacenter (intermediate_ttl, 7d); intermediate_ttl is the closest',
+  agent_ttl: 'set agent_svid_ttl',
+  default_svid_ttl: 'set default_x509_svid_ttl',
+  ca_subject: 'meshid names its CAs by the trust domain and datacenter: remove it',
+  jwt_issuer: 'JWT-SVIDs carry no iss claim (the JWT-SVID spec does not ask for one): remove it',
+  jwt_key_type: 'JWT keys are EC P-256 (ES256): remove it',
+  admin_ids: 'the admin API is the admin_socket, guarded by file permissions: remove it',
+  audit_log_enabled: 'meshid has no audit log: remove it',
+  ratelimit: 'set agent_sign_rate and agent_sign_burst (per agent), global_sign_rate and global_sign_burst',
+  federation:
+    'the settings are flat: bundle_endpoint_address (host:port), bundle_endpoint_refresh_hint, bundle_endpoint_cert_file and ' +
+    'bundle_endpoint_key_file (https_web), and federates_with at the top level',
+  log_file: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
+  log_format: 'the server writes JSON lines, or readable lines when stderr is a terminal',
+  log_source_location: 'remove it',
+  experimental: 'meshid has no experimental settings: remove the block',
+  profiling_enabled: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_port: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_freq: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  profiling_names: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
+  plugins:
+    "meshid-server's plugins are built in (SQLite in data_dir, join_token node attestation, keys in data_dir; an upstream CA " +
+    'with upstream_ca_cert, upstream_ca_key and upstream_bundle): remove the block',
+  telemetry: 'meshid exports no metrics yet: remove the block',
+};
+
 const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
   trust_domain: 'string',
   data_dir: 'string',
@@ -135,7 +169,7 @@ const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 /** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
 export function readConfigFile(file: string): RawServerConfig {
   const obj = readJsonConfigObject(file, 'server');
-  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`);
+  checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);

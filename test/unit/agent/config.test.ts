@@ -123,3 +123,22 @@ test('allow_unauthenticated_verifiers: off by default; the config key or the fla
   assert.equal(flagged.allowUnauthenticatedVerifiers, true);
   assert.equal(flagged.sds.allowUnauthenticatedVerifiers, true);
 });
+
+test("a spire-agent config in SPIRE's JSON layout: health_checks beside the agent block works, and SPIRE settings meshid lacks are refused saying what to do", () => {
+  const spire = { agent: { server_address: 'spire-server:8081', trust_domain: 'example.org' }, health_checks: { listener_enabled: true, bind_port: '8080' } };
+  withConfig(spire, (file) => {
+    const raw = readAgentConfigFile(file);
+    assert.equal(raw.server_address, 'spire-server:8081');
+    assert.deepEqual(raw.health_checks, { listener_enabled: true, bind_port: '8080' });
+  });
+  withConfig({ ...spire, plugins: { NodeAttestor: { join_token: {} } } }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /"plugins" is a SPIRE setting meshid has no counterpart for: meshid-agent's plugins are built in .*remove the block$/),
+  );
+  withConfig({ agent: { server_address: 'spire-server', server_port: '8081' } }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /"server_port" is a SPIRE setting meshid has no counterpart for: put the port in server_address, as host:port/),
+  );
+  withConfig({ agent: { server_address: 'a:1', trust_bundle_url: 'https://x/b.pem' } }, (file) => assert.throws(() => readAgentConfigFile(file), /set trust_bundle_path$/));
+  withConfig({ agent: { health_checks: {} }, health_checks: {} }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /"health_checks" is given both at the top level and in "agent": keep one/),
+  );
+});

@@ -166,3 +166,23 @@ test('the own bundle\'s refresh hint: 5m by default (less when new keys are publ
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '1500ms' }), /whole number of seconds, at least 1s/);
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '0s' }), /bundle_endpoint_refresh_hint "0s" is not a valid duration/);
 });
+
+test("a spire-server config in SPIRE's JSON layout is read, and SPIRE settings meshid lacks are refused saying what to do instead", () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    const write = (doc: unknown): void => fs.writeFileSync(file, JSON.stringify(doc));
+    write({ server: { trust_domain: 'example.org' }, health_checks: { listener_enabled: true } });
+    assert.equal(compileServerConfig(readConfigFile(file)).healthChecks?.bindPort, 80, "SPIRE's health_checks block, beside the server block");
+    write({ server: { trust_domain: 'example.org', bind_address: '0.0.0.0', bind_port: '8081' } });
+    assert.throws(() => readConfigFile(file), /"bind_port" is a SPIRE setting meshid has no counterpart for: put the port in bind_address, as host:port/);
+    write({ server: { trust_domain: 'example.org', ca_ttl: '24h' } });
+    assert.throws(() => readConfigFile(file), /"ca_ttl" is a SPIRE setting .*intermediate_ttl is the closest$/);
+    write({ server: { trust_domain: 'example.org' }, plugins: { DataStore: { sql: {} } } });
+    assert.throws(() => readConfigFile(file), /"plugins" is a SPIRE setting .*remove the block$/);
+    write({ server: { trust_domain: 'example.org', federation: { bundle_endpoint: { address: '0.0.0.0', port: 8443 } } } });
+    assert.throws(() => readConfigFile(file), /"federation" is a SPIRE setting .*bundle_endpoint_address \(host:port\)/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
