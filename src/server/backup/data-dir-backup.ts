@@ -152,10 +152,13 @@ function scratchWriteError(err: unknown, dataDir: string): unknown {
 /** A datastore snapshot in the making (snapshotInto): never part of the data dir's state. */
 const SCRATCH_PREFIX = 'backup-snapshot.';
 
-/** Removes the scratch files of backups a kill -9 interrupted; at the start, with the data dir locked. */
+/**
+ * Removes the scratch files of backups a kill -9 interrupted; at the start, with the data dir locked. Only files: a
+ * backup never makes a directory there, so one by that name is someone's, and not a reason to refuse to start.
+ */
 export function removeBackupScratch(dataDir: string): void {
-  for (const name of fs.readdirSync(dataDir)) {
-    if (name.startsWith(SCRATCH_PREFIX)) fs.rmSync(path.join(dataDir, name), { force: true });
+  for (const entry of fs.readdirSync(dataDir, { withFileTypes: true })) {
+    if (entry.name.startsWith(SCRATCH_PREFIX) && !entry.isDirectory()) fs.rmSync(path.join(dataDir, entry.name), { force: true });
   }
 }
 
