@@ -28,6 +28,11 @@ export interface RestoreResult {
   voidedJoinTokens: number;
   /** Staging directories of restores a kill -9 interrupted, removed first. */
   removedLeftovers: string[];
+  /**
+   * Directories named like one but owned by another user, left alone: what a restore run as that user left (then a
+   * copy of the CA keys), or a directory of theirs that only shares the name. Their owner is to look.
+   */
+  othersLeftovers: Array<{ dir: string; uid: number }>;
 }
 
 /**
@@ -57,7 +62,7 @@ export async function restoreDataDir(
       throw aborted(`interrupted by ${String(interrupted.reason)}: nothing was restored, ${target.dir} was not made; run the restore again`);
     }
   };
-  const removedLeftovers = removeInterruptedRestores(target);
+  const { removed: removedLeftovers, others: othersLeftovers } = removeInterruptedRestores(target);
   let staging = newStagingPath(target);
   let unlock: (() => void) | undefined;
   let renamed = false;
@@ -105,6 +110,7 @@ export async function restoreDataDir(
       caKeys: caKeys.length,
       voidedJoinTokens,
       removedLeftovers,
+      othersLeftovers,
     };
   } finally {
     unlock?.();
@@ -214,15 +220,20 @@ function renameIntoPlace(staging: string, dir: string): void {
  * like it, and a restore run as root would delete another user's directory, or probe through a symbolic link to a
  * running server's data dir and refuse. Those are left alone; a name is all they share with a staging directory.
  */
-function removeInterruptedRestores(target: RestoreTarget): string[] {
+function removeInterruptedRestores(target: RestoreTarget): { removed: string[]; others: Array<{ dir: string; uid: number }> } {
   const leftover = new RegExp(`^${escapeRegExp(path.basename(target.dir))}${escapeRegExp(RESTORE_STAGING_INFIX)}[0-9a-f]{12}$`);
   const euid = process.geteuid?.();
   const removed: string[] = [];
+  const others: Array<{ dir: string; uid: number }> = [];
   for (const name of fs.readdirSync(target.parent)) {
     if (!leftover.test(name)) continue;
     const dir = path.join(target.parent, name);
     const st = fs.lstatSync(dir, { throwIfNoEntry: false });
-    if (st === undefined || !st.isDirectory() || (euid !== undefined && st.uid !== euid)) continue;
+    if (st === undefined || !st.isDirectory()) continue;
+    if (euid !== undefined && st.uid !== euid) {
+      others.push({ dir, uid: st.uid });
+      continue;
+    }
     const inUse = (lock: string): Error => failedPrecondition(`another restore into ${target.dir} is running (it holds ${lock}): let it end first`);
     refuseIfServerRuns(dir, inUse);
     // Taken, so that a restore that made it a moment ago and locks it now is refused its lock, not its directory.
@@ -241,7 +252,7 @@ function removeInterruptedRestores(target: RestoreTarget): string[] {
     }
     removed.push(dir);
   }
-  return removed;
+  return { removed, others };
 }
 
 function escapeRegExp(s: string): string {

@@ -54,6 +54,12 @@ const restore: Command = {
     const result = await restoreUnlessInterrupted(source, target);
     // On stderr, so that --output json's stdout stays one document.
     for (const leftover of result.removedLeftovers) io.stderr.write(`Removed ${leftover}, which an interrupted restore left.\n`);
+    for (const { dir, uid } of result.othersLeftovers) {
+      io.stderr.write(
+        `Left ${dir} alone: it is named like what an interrupted restore leaves, but owned by uid ${uid}, not this user. ` +
+          `If a restore run as that user left it, it holds a copy of the CA keys: have that user remove it.\n`,
+      );
+    }
     if (outputFormat(args) === 'json') {
       io.stdout.write(
         renderJson({
