@@ -13,6 +13,7 @@ import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 import { awaitsSigning } from './signing-wait.js';
+import { NO_NAMES } from './waiting-names.js';
 
 /**
  * The version of a name the client holds but must be sent again (it subscribed to it again): no resource has it, so
@@ -54,6 +55,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   private nonceCounter = 0;
   /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
   private outstanding = new Set<string>();
+  /** The subscribed names that resolved to nothing in the last look at the state. */
+  private unresolved: readonly string[] = NO_NAMES;
 
   protected handleRequest(request: DeltaDiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
@@ -72,7 +75,9 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       this.wildcard = subscribe.length === 0;
       // No resource of ours has an empty version: a name declared with one is not held from this agent.
       for (const [name, version] of initial) if (version !== '') this.known.set(name, version);
-      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
+      const node = nodeLabel(request.node);
+      this.ctx.waiting.setNode(node);
+      this.ctx.log.debug({ ...node, mode: this.validation.mode, names: subscribe.length }, 'SDS DeltaSecrets opened');
     } else {
       this.acknowledge(request);
     }
@@ -119,6 +124,14 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     return awaitsSigning(snapshot, this.subscribed, this.wildcard, this.ctx.options);
   }
 
+  protected unresolvedNames(): readonly string[] {
+    return this.unresolved;
+  }
+
+  protected subscribes(name: string): boolean {
+    return this.subscribed.has(name);
+  }
+
   protected nextResponse(snapshot: IdentitySnapshot): DeltaDiscoveryResponse | undefined {
     const options = this.ctx.options;
     const mode = this.validation.mode;
@@ -133,9 +146,11 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
 
     const resources: DeltaResource[] = [];
     const removed: string[] = [];
+    let unresolved: string[] | undefined;
     for (const name of watched) {
       const resource = resolveResourceName(snapshot, name, options, mode);
       const held = this.known.get(name);
+      if (resource === undefined && this.subscribed.has(name)) (unresolved ??= []).push(name);
       if (resource !== undefined) {
         const version = sharedResourceVersion(name, resource, mode);
         if (held === version) continue;
@@ -147,6 +162,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
         this.known.delete(name);
       }
     }
+    this.unresolved = unresolved ?? NO_NAMES;
     if (resources.length === 0 && removed.length === 0) return undefined;
 
     const nonce = String(++this.nonceCounter);

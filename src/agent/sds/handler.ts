@@ -27,6 +27,7 @@ import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
 import { SDS_SIGNING_WAIT_MS, signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
+import { WaitingNamesLog } from './waiting-names.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
 export const SDS_PROTO = 'envoy/service/secret/v3/sds.proto';
@@ -95,6 +96,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const waitingFetches = new Set<() => void>();
   const clock = deps.clock ?? systemClock;
   const refusals = new RefusalLog(log, clock, 'SDS', deps.callerOf);
+  const waitingNames = new WaitingNamesLog(clock);
   const recheck = callerRecheck(deps.attest);
   const signingWaitMs = deps.signingWaitMs ?? SDS_SIGNING_WAIT_MS;
   if (!Number.isFinite(signingWaitMs) || signingWaitMs < 0) throw new Error(`signingWaitMs must not be negative, got ${signingWaitMs}`);
@@ -124,12 +126,15 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         if (call.cancelled) return;
         const gauge = rpc === 'StreamSecrets' ? 'sotwStreams' : 'deltaStreams';
         let stream: SecretStream<Req, Res> | undefined;
+        const caller = deps.callerOf?.(call);
+        const streamLog = log.child({ rpc, ...caller });
         const ctx: StreamContext = {
           cache: deps.cache,
           selectors,
           recheck: () => recheck(call, selectors),
           options,
-          log: log.child({ rpc, ...deps.callerOf?.(call) }),
+          log: streamLog,
+          waiting: waitingNames.forStream(streamLog, { uid: caller?.uid, selectors }),
           refused: (error) => refusals.refused(rpc, error, call),
           stats,
           clock,

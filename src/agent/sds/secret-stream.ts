@@ -5,9 +5,10 @@ import { toServiceError } from '../../common/grpc-status.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
-import { signingWaitEnd } from './signing-wait.js';
+import { awaitsSigning, signingWaitEnd } from './signing-wait.js';
 import type { SdsStats } from './stats.js';
 import type { RpcStatus } from './messages.js';
+import type { StreamWaitingNames } from './waiting-names.js';
 
 /** The part of the agent's cache SDS uses (the consumer owns the interface it needs). */
 export type SdsCache = Pick<WorkloadCache, 'ready' | 'snapshot' | 'subscribe'>;
@@ -46,6 +47,8 @@ export interface StreamContext {
   readonly onClose: () => void;
   /** Logs the status the stream ends with (the handler's RefusalLog: one line per code and caller uid a minute). */
   readonly refused: (error: unknown) => void;
+  /** Logs the names the stream waits for that resolve to nothing, and when they are served (waiting-names.ts). */
+  readonly waiting: StreamWaitingNames;
 }
 
 /** Pumps of streams notified in this event-loop turn. */
@@ -152,6 +155,15 @@ export abstract class SecretStream<Req, Res> {
    */
   protected abstract awaitsSigning(snapshot: IdentitySnapshot): boolean;
 
+  /**
+   * The names subscribed by name that resolved to nothing when nextResponse last ran: an array shared with other
+   * streams (or a constant empty one), so that a stream whose names resolve spends nothing on it.
+   */
+  protected abstract unresolvedNames(): readonly string[];
+
+  /** Whether the stream's subscription names `name` now. */
+  protected abstract subscribes(name: string): boolean;
+
   /** Ends the stream with the status for `error` (a MeshidError keeps its code; anything else is INTERNAL). */
   fail(error: unknown): void {
     if (this.closed) return;
@@ -221,6 +233,7 @@ export abstract class SecretStream<Req, Res> {
       }
       if (this.holdsFirstResponse(snapshot)) return;
       response = this.nextResponse(snapshot);
+      this.noteWaiting(snapshot);
     } catch (error) {
       this.fail(isMeshidError(error) && error.code !== 'invalid_argument' ? error : internal('cannot build SDS secrets', error));
       return;
@@ -239,6 +252,19 @@ export abstract class SecretStream<Req, Res> {
         this.pump();
       }
     });
+  }
+
+  /** Tells the log of waiting names what the stream waits for now: nothing to do when every name resolves. */
+  private noteWaiting(snapshot: IdentitySnapshot): void {
+    const unresolved = this.unresolvedNames();
+    // The path of every stream on every rotation: no closure, no set, when nothing waits.
+    if (unresolved.length === 0 && !this.ctx.waiting.active) return;
+    const options = this.ctx.options;
+    this.ctx.waiting.update(
+      unresolved,
+      (name) => awaitsSigning(snapshot, [name], false, options),
+      (name) => this.subscribes(name),
+    );
   }
 
   /**

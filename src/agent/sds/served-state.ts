@@ -4,6 +4,7 @@ import { entitledResourceNames, resolveResourceName, type SdsResource } from './
 import { SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
+import { NO_NAMES } from './waiting-names.js';
 
 interface Served {
   readonly resource: SdsResource;
@@ -15,6 +16,8 @@ export interface ServedState {
   readonly options: ResolvedSdsOptions;
   /** name → resource version, in subscription order. */
   readonly versions: ReadonlyMap<string, string>;
+  /** The names subscribed by name that resolve to nothing (in subscription order): what the stream waits for. */
+  readonly unresolved: readonly string[];
   /** The DiscoveryResponse without its nonce, built on first use. */
   body(): Omit<DiscoveryResponse, 'nonce'>;
 }
@@ -51,15 +54,18 @@ export function servedState(
   }
   const wanted = wildcard ? new Set([...names, ...entitledResourceNames(snapshot, options, mode)]) : names;
   const current = new Map<string, Served>();
+  let unresolved: string[] | undefined;
   for (const name of wanted) {
     const resource = resolveResourceName(snapshot, name, options, mode);
     if (resource !== undefined) current.set(name, { resource, version: sharedResourceVersion(name, resource, mode) });
+    else if (names.has(name)) (unresolved ??= []).push(name);
   }
   const versions = new Map([...current].map(([name, { version }]) => [name, version]));
   let body: Omit<DiscoveryResponse, 'nonce'> | undefined;
   const state: ServedState = {
     options,
     versions,
+    unresolved: unresolved ?? NO_NAMES,
     body: () =>
       (body ??= {
         version_info: stateVersion(versions),

@@ -13,6 +13,7 @@ import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
 import { SecretStream } from './secret-stream.js';
 import { awaitsSigning } from './signing-wait.js';
+import { NO_NAMES } from './waiting-names.js';
 
 /**
  * One StreamSecrets (state-of-the-world) stream (SPEC-NOTES §10). Choices where the sources leave room:
@@ -60,6 +61,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
   private stateKey: string | undefined;
   /** The version a reconnecting client resumed with (its first request's version_info), until the first response. */
   private resumedFrom: string | undefined;
+  /** The subscribed names that resolved to nothing in the last look at the state (ServedState.unresolved). */
+  private unresolved: readonly string[] = NO_NAMES;
 
   protected handleRequest(request: DiscoveryRequest): boolean {
     checkTypeUrl(request.type_url);
@@ -68,7 +71,9 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     if (first) {
       this.resumedFrom = request.version_info || undefined;
       this.validation = validationChoiceFor(request.node, this.ctx.options);
-      this.ctx.log.debug({ ...nodeLabel(request.node), mode: this.validation.mode, names: requested.length }, 'SDS StreamSecrets opened');
+      const node = nodeLabel(request.node);
+      this.ctx.waiting.setNode(node);
+      this.ctx.log.debug({ ...node, mode: this.validation.mode, names: requested.length }, 'SDS StreamSecrets opened');
     } else {
       const nonce = request.response_nonce ?? '';
       // Only a request answering the latest response counts; an older one was overtaken by what we sent since.
@@ -113,10 +118,19 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     return awaitsSigning(snapshot, this.names, this.wildcard, this.ctx.options);
   }
 
+  protected unresolvedNames(): readonly string[] {
+    return this.unresolved;
+  }
+
+  protected subscribes(name: string): boolean {
+    return this.names.has(name);
+  }
+
   protected nextResponse(snapshot: IdentitySnapshot): NoncedResponse | undefined {
     // JSON, not a separator: a resource name may contain any character, and two subscriptions must never share a key.
     this.stateKey ??= JSON.stringify([this.validation.mode, this.wildcard, ...this.names]);
     const state = servedState(snapshot, this.stateKey, this.names, this.wildcard, this.validation.mode, this.ctx.options);
+    this.unresolved = state.unresolved;
     let changed = false;
     for (const [name, version] of state.versions) if (this.sent.get(name) !== version) changed = true;
     // A secret the client holds that stopped resolving (its entry deleted, its selectors or SPIFFE ID changed away,

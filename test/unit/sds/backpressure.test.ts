@@ -11,6 +11,7 @@ import type { NoncedResponse } from '../../../src/agent/sds/nonced-response.js';
 import { DeltaStream } from '../../../src/agent/sds/delta-stream.js';
 import { emptyStats } from '../../../src/agent/sds/stats.js';
 import type { StreamContext } from '../../../src/agent/sds/secret-stream.js';
+import { WaitingNamesLog } from '../../../src/agent/sds/waiting-names.js';
 import { FakeSdsCache, TestCa } from '../../support/fake-sds-cache.js';
 import { dataSourceText, decodeDeltaResources, secretsByName, type DiscoveryResponse } from '../../support/sds-client.js';
 
@@ -63,6 +64,7 @@ describe('SDS streams under backpressure', () => {
       deadline: Infinity,
       onClose: () => {},
       refused: () => {},
+      waiting: new WaitingNamesLog(new FakeClock()).forStream(silentLogger(), { uid: 1, selectors: [] }),
     };
   }
 

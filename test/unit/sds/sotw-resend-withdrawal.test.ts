@@ -8,6 +8,7 @@ import { SotwStream } from '../../../src/agent/sds/sotw-stream.js';
 import type { NoncedResponse } from '../../../src/agent/sds/nonced-response.js';
 import { emptyStats } from '../../../src/agent/sds/stats.js';
 import type { StreamContext } from '../../../src/agent/sds/secret-stream.js';
+import { WaitingNamesLog } from '../../../src/agent/sds/waiting-names.js';
 import { FakeSdsCache, TestCa } from '../../support/fake-sds-cache.js';
 import { secretsByName, type DiscoveryResponse } from '../../support/sds-client.js';
 
@@ -64,6 +65,7 @@ describe('SDS StreamSecrets: a name a wildcard delivered, named explicitly as it
       deadline: Infinity,
       onClose: () => {},
       refused: () => {},
+      waiting: new WaitingNamesLog(new FakeClock()).forStream(silentLogger(), { uid: 1, selectors: [] }),
     };
     new SotwStream(call, ctx).start();
     call.emit('data', { node: { id: 'n' }, resource_names: [] });
