@@ -18,9 +18,9 @@ import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
 
 /** The throttle's window: a line per name set and uid per minute, as the refusal log's. */
 const WINDOW_MS = 60_000;
-/** Distinct name sets one uid may have logged per window; the rest are counted into the uid's next line. */
+/** Distinct name sets one uid may have logged per window and kind; the rest are counted into the uid's next line. */
 const MAX_SETS_PER_UID = 5;
-/** Uids tracked for MAX_SETS_PER_UID before the oldest are forgotten. */
+/** Uids (per kind) tracked for MAX_SETS_PER_UID before the oldest are forgotten. */
 const MAX_UIDS = 256;
 /** How many names a line lists, and how much of each: enough to recognise, bounded against a hostile client. */
 const MAX_LISTED_NAMES = 10;
@@ -57,8 +57,9 @@ export class WaitingNamesLog {
 
   /** undefined: leave this line out. Otherwise the fields to log it with, saying what was left out before it. */
   admit(kind: string, uid: number | undefined, names: readonly string[]): Record<string, number> | undefined {
-    const uidKey = String(uid ?? '');
-    const admitted = this.perSet.admit(`${kind}\n${uidKey}\n${JSON.stringify(names)}`);
+    // Each kind has its own budget: lines saying names were served never crowd out the warnings.
+    const uidKey = `${kind}\n${uid ?? ''}`;
+    const admitted = this.perSet.admit(`${uidKey}\n${JSON.stringify(names)}`);
     if (admitted === undefined) return undefined;
     const now = this.clock.now();
     let budget = this.perUid.get(uidKey);
