@@ -11,7 +11,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
-import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { Cluster, startClusterServing, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
   connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, SECRET_TYPE_URL, decodeDeltaResources, fetchSecrets, secretsByName,
   spiffeTrustDomains, type DecodedSecret,
@@ -27,15 +27,7 @@ let sds: grpc.Client;
 let entryA = '';
 
 before(async () => {
-  ({ cluster, agent, entryIds: [entryA] } = await startClusterWithAgent('meshid-sds-e2e-', [A, B]));
-  // Healthy means synced, not every SVID signed yet, and an SDS response carries the secrets there are: the first
-  // X.509 message waits for all of this caller's SVIDs, so the tests below start with both in the cache.
-  const workload = agent.client(10_000);
-  try {
-    assert.equal((await workload.fetchX509Svid()).svids.length, 2);
-  } finally {
-    workload.close();
-  }
+  ({ cluster, agent, entryIds: [entryA] } = await startClusterServing('meshid-sds-e2e-', [A, B]));
   sds = connectSds(agent.socketPath);
 });
 

@@ -293,6 +293,29 @@ export async function startClusterWithAgent(
 }
 
 /**
+ * startClusterWithAgent, returning once the agent serves this process every one of its SVIDs: healthy means synced,
+ * not every SVID signed, and an SDS response carries the secrets there are, while the first X.509 message waits for
+ * all of the caller's SVIDs. Tests that look at secrets start from a full cache.
+ */
+export async function startClusterServing(
+  prefix: string,
+  spiffeIds: readonly string[],
+): Promise<{ cluster: Cluster; agent: AgentProcess; entryIds: string[] }> {
+  const started = await startClusterWithAgent(prefix, spiffeIds);
+  const workload = started.agent.client(10_000);
+  try {
+    const served = (await workload.fetchX509Svid()).svids.length;
+    if (served !== spiffeIds.length) throw new Error(`the agent serves ${served} SVIDs, not ${spiffeIds.length}`);
+  } catch (err) {
+    await started.cluster.cleanup();
+    throw err;
+  } finally {
+    workload.close();
+  }
+  return started;
+}
+
+/**
  * A cluster around a meshid-server process (`meshid-server run …`, dist/bin/meshid-server.mjs) with the datacenter `east`;
  * `serverArgs` are added to the server's command line, `serverEnv` to its environment.
  */
