@@ -740,6 +740,23 @@ test('bundle show prints the root CAs as PEM by default and as a SPIFFE bundle w
   assert.equal(bundleFromSpiffeJson(TD, spiffe.out).x509Authorities.length, roots.length);
 });
 
+test("the own bundle's JWT keys carry their expiry over the admin API (GetBundle), as the CA journal holds it", async () => {
+  const admin = new AdminClient(socket);
+  try {
+    const bundle = await admin.call('Bundles', 'GetBundle', {});
+    const journal = await admin.call('Authorities', 'ListAuthorities', {});
+    const keys = bundle.jwt_authorities ?? [];
+    assert.ok(keys.length > 0);
+    for (const k of keys) {
+      const authority = journal.authorities?.find((a) => a.kind === 'jwt' && a.fingerprint === k.kid);
+      assert.ok(authority, `JWT key ${k.kid} is in the journal`);
+      assert.equal(k.expires_at, authority.not_after, `JWT key ${k.kid} expires with its journal record, not at 0`);
+    }
+  } finally {
+    admin.close();
+  }
+});
+
 test('bundle set, list and delete manage a federated bundle', async () => {
   const partnerPem = (await cli(['bundle', 'show'])).out;
   const pemFile = path.join(dir, 'partner.pem');

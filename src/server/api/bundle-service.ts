@@ -18,7 +18,12 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
     return td;
   };
   return {
-    GetBundle: unary(log, 'GetBundle', () => trustBundleToProto(ca.bundle())),
+    GetBundle: unary(log, 'GetBundle', () => {
+      const bundle = trustBundleToProto(ca.bundle());
+      // The bundle model agents are sent has no key expiry; the CA journal has it (a JWT key's keyId is its kid).
+      const expiry = new Map(ca.listAuthorities().filter((r) => r.kind === 'jwt').map((r) => [r.keyId, Math.floor(r.notAfter / 1000)]));
+      return { ...bundle, jwt_authorities: bundle.jwt_authorities?.map((k) => ({ ...k, expires_at: expiry.get(k.kid ?? '') ?? 0 })) };
+    }),
 
     ListFederatedBundles: unary(log, 'ListFederatedBundles', async () => ({
       bundles: (await ds.listBundles()).filter((b) => b.trustDomain !== ca.trustDomain).map(storedBundleToProto),
