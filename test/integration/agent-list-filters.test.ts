@@ -9,11 +9,14 @@ import { attestAgent, attestWithToken, joinToken } from '../support/node-api-cli
 import { startServerProcess } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
 
+/** An agent as `agent list --output json` prints it: spire-server's Agent. */
 interface ListedAgent {
-  spiffe_id: string;
+  id: { trust_domain: string; path: string };
   banned: boolean;
-  cert_expires_at: number;
+  x509svid_expires_at: string;
 }
+
+const idOf = (a: ListedAgent): string => `spiffe://${a.id.trust_domain}${a.id.path}`;
 
 test('agent list filters by --banned, --expires-before (strictly before, RFC 3339 or spire-server\'s layout), --attestation-type and --can-reattest', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-list-filters-');
@@ -31,14 +34,14 @@ test('agent list filters by --banned, --expires-before (strictly before, RFC 333
     assert.equal(r.code, 0, r.err);
     return (JSON.parse(r.out) as { agents: ListedAgent[] }).agents;
   };
-  const ids = async (...filters: string[]): Promise<string[]> => (await listed(...filters)).map((a) => a.spiffe_id).sort();
+  const ids = async (...filters: string[]): Promise<string[]> => (await listed(...filters)).map(idOf).sort();
   const both = [kept.id, banned.id].sort();
 
   assert.deepEqual(await ids(), both);
   assert.deepEqual(await ids('--banned', 'true'), [banned.id]);
   assert.deepEqual(await ids('-banned', 'false'), [kept.id]);
 
-  const expiries = (await listed()).map((a) => a.cert_expires_at);
+  const expiries = (await listed()).map((a) => Number(a.x509svid_expires_at));
   const first = Math.min(...expiries);
   const last = Math.max(...expiries);
   const iso = (seconds: number): string => new Date(seconds * 1000).toISOString().replace('.000Z', 'Z');
@@ -88,7 +91,7 @@ test('agent list filters by --selector, matched as --match (superset by default,
   const ids = async (...filters: string[]): Promise<string[]> => {
     const r = await server.cli(['agent', 'list', ...filters, '--output', 'json']);
     assert.equal(r.code, 0, r.err);
-    return (JSON.parse(r.out) as { agents: ListedAgent[] }).agents.map((a) => a.spiffe_id).sort();
+    return (JSON.parse(r.out) as { agents: ListedAgent[] }).agents.map(idOf).sort();
   };
   const sorted = (...a: string[]): string[] => a.sort();
 

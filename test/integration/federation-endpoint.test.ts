@@ -66,10 +66,11 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   assert.equal((await origin.cli(['ca', 'rotate-root'])).code, 0);
   const refreshed = await partnerCli(['federation', 'refresh', '--trust-domain', 'example.org', '--output', 'json']);
   assert.equal(refreshed.code, 0, refreshed.err);
-  const status = JSON.parse(refreshed.out) as { last_error: string; last_success_at: number; next_poll_at: number; bundle_endpoint_profile: string };
-  assert.equal(status.last_error, '');
-  assert.equal(status.bundle_endpoint_profile, 'https_spiffe');
-  assert.equal(status.next_poll_at - status.last_success_at, 300, 'the next poll at the refresh hint');
+  assert.deepEqual(JSON.parse(refreshed.out), { code: 0, message: 'OK' }, "spire-server's Status of a refresh");
+  const status = partner.federation.status('example.org')!;
+  assert.equal(status.lastError, undefined);
+  assert.equal(status.relationship.profile, 'https_spiffe');
+  assert.equal(status.nextPollAt! - status.lastSuccessAt!, 300_000, 'the next poll at the refresh hint');
   const rotated = (await partner.ds.getBundle('example.org'))!;
   assert.deepEqual(new Set(rotated.x509Authorities.map((d) => d.toString('hex'))), new Set((await originRoots()).map((d) => d.toString('hex'))));
   assert.equal(rotated.x509Authorities.length, 2, 'the new root arrives before it signs anything');
@@ -152,7 +153,7 @@ test('https_web both ways: a meshid server serves its bundle endpoint under web 
   assert.match(web.output(), /bundle endpoint certificate reloaded/);
   const refreshed = await server.cli(['federation', 'refresh', '--trust-domain', 'web.example', '--output', 'json']);
   assert.equal(refreshed.code, 0, refreshed.err);
-  assert.equal((JSON.parse(refreshed.out) as { last_error: string }).last_error, '');
+  assert.deepEqual(JSON.parse(refreshed.out), { code: 0, message: 'OK' });
 });
 
 test('federation create/update/delete over the admin API: polled at once, kept across restarts, config relationships left to the config', async (t) => {
@@ -185,10 +186,10 @@ test('federation create/update/delete over the admin API: polled at once, kept a
   // Polled from the moment it exists (the timer at 0 ms runs when the fake clock moves).
   clock.advance(0);
   await partner.federation.pending('example.org');
-  let shown = JSON.parse((await cli(['federation', 'show', '--trust-domain', 'example.org', '--output', 'json'])).out) as Record<string, unknown>;
-  assert.equal(shown['last_error'], '');
-  assert.ok((shown['last_success_at'] as number) > 0, 'the first poll ran');
-  assert.equal(shown['source'], 'api');
+  const polled = partner.federation.status('example.org')!;
+  assert.equal(polled.lastError, undefined);
+  assert.ok((polled.lastSuccessAt ?? 0) > 0, 'the first poll ran');
+  assert.equal(polled.source, 'api');
 
   // Entries may federate with it; a root rotation at the origin arrives through it.
   assert.equal((await cli(['entry', 'create', '--spiffe-id', 'spiffe://partner.org/w', '--parent-id', 'spiffe://partner.org/a', '--selector', 'unix:uid:7', '--federates-with', 'example.org'])).code, 0);
@@ -209,8 +210,11 @@ test('federation create/update/delete over the admin API: polled at once, kept a
   // Kept across a restart, and polled again after it.
   await partner.stop();
   partner = await partnerServer(dir, clock, configured);
-  const listed = JSON.parse((await cli(['federation', 'list', '--output', 'json'])).out) as { relationships: Array<Record<string, unknown>> };
-  assert.deepEqual(listed.relationships.map((r) => [r['trust_domain'], r['source']]), [['web.example', 'config'], ['example.org', 'api']]);
+  const listed = await cli(['federation', 'list']);
+  assert.deepEqual([...listed.out.matchAll(/^Trust domain +: (.*)\n[^]*?^Defined in +: (.*)$/gm)].map((m) => [m[1], m[2]]), [
+    ['web.example', 'config file (federates_with)'],
+    ['example.org', 'admin API'],
+  ]);
   assert.equal((await cli(['federation', 'refresh', '--trust-domain', 'example.org'])).code, 0);
 
   // An update takes effect at once: a wrong endpoint SPIFFE ID makes the next poll fail.
@@ -226,8 +230,8 @@ test('federation create/update/delete over the admin API: polled at once, kept a
   const deleted = await cli(['federation', 'delete', '-id', 'example.org']);
   assert.equal(deleted.code, 0, deleted.err);
   assert.match(deleted.out, /its bundle stays stored/);
-  shown = JSON.parse((await cli(['federation', 'list', '--output', 'json'])).out) as Record<string, unknown>;
-  assert.deepEqual((shown['relationships'] as Array<Record<string, unknown>>).map((r) => r['trust_domain']), ['web.example']);
+  const left = JSON.parse((await cli(['federation', 'list', '--output', 'json'])).out) as { federation_relationships: Array<{ trust_domain: string }> };
+  assert.deepEqual(left.federation_relationships.map((r) => r.trust_domain), ['web.example']);
   assert.equal(partner.federation.status('example.org'), undefined);
   assert.equal((await partner.ds.getBundle('example.org'))!.x509Authorities.length, 2);
   await partner.stop();

@@ -41,13 +41,14 @@ function modes(dir: string): Record<string, string> {
 
 /** What a restored server must serve as the live one did when the backup was taken. */
 async function servedState(server: ServerProcess): Promise<{ bundle: string; entries: string; authorities: string; federation: unknown }> {
-  const federation = JSON.parse((await server.cli(['federation', 'list', '--output', 'json'])).out) as { relationships: Array<Record<string, unknown>> };
+  const federation = JSON.parse((await server.cli(['federation', 'list', '--output', 'json'])).out) as { federation_relationships: unknown[] };
   return {
     bundle: (await server.cli(['bundle', 'show'])).out,
     entries: (await server.cli(['entry', 'show'])).out,
     authorities: (await server.cli(['ca', 'show'])).out,
-    // The poll's progress is not what a backup keeps: the relationship is.
-    federation: federation.relationships.map((r) => [r['trust_domain'], r['bundle_endpoint_url'], r['bundle_endpoint_profile'], r['source']]),
+    // The relationships and their bundles, as spire-server prints them (without the poll's progress, which a backup
+    // does not keep).
+    federation: federation.federation_relationships,
   };
 }
 

@@ -61,10 +61,10 @@ test('a duplicate create is ALREADY_EXISTS carrying the entry it duplicates, as 
   fs.writeFileSync(file, JSON.stringify({ entries: [{ ...first, entry_id: id }] }));
   const cli = await server.cli(['entry', 'create', '-data', file, '-output', 'json']);
   assert.equal(cli.code, 1);
-  const doc = JSON.parse(cli.out) as { results: Array<{ status: { code: number }; entry: { id: string; revision: number } }> };
+  const doc = JSON.parse(cli.out) as { results: Array<{ status: { code: number }; entry: { id: string; revision_number: string } }> };
   assert.equal(doc.results[0]!.status.code, 6);
   assert.equal(doc.results[0]!.entry.id, id);
-  assert.equal(doc.results[0]!.entry.revision, created!.entry!.revision, 'the stored entry, not the one sent');
+  assert.equal(doc.results[0]!.entry.revision_number, String(created!.entry!.revision ?? 0), 'the stored entry, not the one sent');
 });
 
 test('DeleteEntries answers an empty ID INVALID_ARGUMENT in its own result, an unknown one NOT_FOUND, and deletes the rest', async () => {
@@ -147,9 +147,9 @@ test('entry create -data takes a SPIRE export of 10,000 entries over 4 MiB, and 
   // Created again, every result is ALREADY_EXISTS with the stored entry: answers larger than grpc-js's 4 MiB default.
   const again = await server.cli(['entry', 'create', '-data', file, '-output', 'json']);
   assert.equal(again.code, 1, again.err);
-  const doc = JSON.parse(again.out) as { results: Array<{ status: { code: number }; entry: { id: string; spiffe_id: string } }> };
+  const doc = JSON.parse(again.out) as { results: Array<{ status: { code: number }; entry: { id: string; spiffe_id: { trust_domain: string; path: string } } }> };
   assert.equal(doc.results.length, 10_000);
-  assert.ok(doc.results.every((r, i) => r.status.code === 6 && r.entry.id.startsWith('e-') && r.entry.spiffe_id === entries[i]!.spiffe_id));
+  assert.ok(doc.results.every((r, i) => r.status.code === 6 && r.entry.id.startsWith('e-') && `spiffe://${r.entry.spiffe_id.trust_domain}${r.entry.spiffe_id.path}` === entries[i]!.spiffe_id));
 });
 
 test('entry delete -file deletes the entries of a spire-server delete file ({"ids": [...]}), each refusal on its own line', async () => {
@@ -175,7 +175,7 @@ test('entry update -data replaces each entry its entry_id names, whole, as spire
   })).results!;
   const id = r!.entry!.id!;
   const file = path.join(dir, 'update.json');
-  // What `entry show -output json` gave, edited: a SPIRE export's field names; no hint, DNS names or TTL any more.
+  // A spire-server -data file (IDs as strings, as its RegistrationEntries take them), edited: no hint, DNS names or TTL any more.
   fs.writeFileSync(file, JSON.stringify({
     entries: [
       { entry_id: id, spiffe_id: 'spiffe://example.org/updfile/renamed', parent_id: NODE_ALIAS_PARENT, selectors: [{ type: 't', value: 'updfile2' }] },

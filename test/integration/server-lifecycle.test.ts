@@ -88,7 +88,8 @@ test('agents of a datacenter taken out of the config are still listed by its nam
       assert.deepEqual((JSON.parse(warning) as { agentsByDatacenter: unknown }).agentsByDatacenter, { west: 1 });
       const west = await s2.cli(['agent', 'list', '--datacenter', 'west', '--output', 'json']);
       assert.equal(west.code, 0, west.err);
-      assert.deepEqual((JSON.parse(west.out) as { agents: Array<{ spiffe_id: string }> }).agents.map((a) => a.spiffe_id), [agentId]);
+      const listed = (JSON.parse(west.out) as { agents: Array<{ id: { trust_domain: string; path: string } }> }).agents;
+      assert.deepEqual(listed.map((a) => `spiffe://${a.id.trust_domain}${a.id.path}`), [agentId]);
       const north = await s2.cli(['agent', 'list', '--datacenter', 'north']);
       assert.equal(north.code, 1);
       assert.equal(north.err, 'Error: InvalidArgument: datacenter "north" is not served by this server (configured: east)\n');

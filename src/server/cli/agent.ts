@@ -9,20 +9,7 @@ import { orphanedEntriesNotice } from '../entries/orphaned-entries.js';
 import { checkDate, checkSelectors, checkSpiffeId, datacenterFlag, selectorFlag, spiffeIdFlag } from './flags.js';
 import { invalidArgument } from '../../common/errors.js';
 import type { SelectorMatch } from '../datastore/datastore.js';
-
-/** An agent with every field present: the --output json shape. */
-function fullAgent(a: ProtoAgent): Record<string, unknown> {
-  return {
-    spiffe_id: a.spiffe_id ?? '',
-    datacenter: a.datacenter ?? '',
-    selectors: (a.selectors ?? []).map((s) => ({ type: s.type ?? '', value: s.value ?? '' })),
-    cert_serial: a.cert_serial ?? '',
-    cert_expires_at: a.cert_expires_at ?? 0,
-    banned: a.banned ?? false,
-    attested_at: a.attested_at ?? 0,
-    cert_issuer_id: a.cert_issuer_id ?? '',
-  };
-}
+import { JOIN_TOKEN_ATTESTATION, spireAgent } from './spire-output.js';
 
 /** One attested agent as a `Label : value` block. */
 export function renderAgent(a: ProtoAgent): string {
@@ -62,7 +49,7 @@ function selectorsMatch(held: readonly string[], given: readonly string[], match
 }
 
 /** The only way a meshid agent attests (SPIRE's attestation type names). */
-const ATTESTATION_TYPE = 'join_token';
+const ATTESTATION_TYPE = JOIN_TOKEN_ATTESTATION;
 
 /** The filters `agent list` and `agent count` share (spire-server's). */
 const FILTER_FLAGS: readonly FlagSpec[] = [
@@ -111,7 +98,8 @@ const list: Command = {
   flags: [...FILTER_FLAGS, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const agents = await filteredAgents(args, io);
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(fullAgent) }));
+    // spire-server's ListAgentsResponse, every page in one.
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ agents: agents.map(spireAgent), next_page_token: '' }));
     else {
       const head = `Found ${agents.length} attested ${agents.length === 1 ? 'agent' : 'agents'}\n`;
       io.stdout.write(head + agents.map((a) => `\n${renderAgent(a)}`).join(''));
@@ -151,7 +139,8 @@ function byId(name: 'show' | 'evict' | 'ban', method: 'GetAgent' | 'EvictAgent' 
           return { agent, parented: 0 };
         }
       });
-      if (outputFormat(args) === 'json') io.stdout.write(renderJson(fullAgent(agent)));
+      // spire-server prints GetAgent's Agent for show, and DeleteAgent's and BanAgent's google.protobuf.Empty: {}.
+      if (outputFormat(args) === 'json') io.stdout.write(renderJson(name === 'show' ? spireAgent(agent) : {}));
       else io.stdout.write(done === '' ? renderAgent(agent) : `${done}\n`);
       // On stderr, so --output json stays one document; the command still succeeded.
       if (name !== 'show' && parented > 0) {

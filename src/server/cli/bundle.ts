@@ -1,4 +1,4 @@
-import { createPublicKey } from 'node:crypto';
+import { createHash, createPublicKey } from 'node:crypto';
 import { readAll } from '../../common/cli/input.js';
 import { readBundleFile } from './bundle-file.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
@@ -7,7 +7,8 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { bundleToSpiffeJson, writableBundle, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
-import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
+import { spireBundle, spireStatus } from './spire-output.js';
 import type { ProtoBundle } from './admin-types.js';
 import { checkTrustDomain, trustDomainFlag } from './flags.js';
 
@@ -41,15 +42,14 @@ export function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe', io: Pick<
   return bundleToSpiffeJson(writable, { indent: 2 }) + '\n';
 }
 
-/** A bundle with every field present and bytes as base64: the --output json shape. */
-function fullBundle(b: ProtoBundle): Record<string, unknown> {
-  return {
-    trust_domain: b.trust_domain ?? '',
-    x509_authorities: b.x509_authorities ?? [],
-    jwt_authorities: (b.jwt_authorities ?? []).map((k) => ({ kid: k.kid ?? '', public_key: k.public_key ?? Buffer.alloc(0), expires_at: k.expires_at ?? 0 })),
-    sequence: b.sequence ?? 0,
-    refresh_hint: b.refresh_hint ?? 0,
-  };
+/**
+ * Whether a root of the own bundle was tainted (`ca taint`), for spire-server's `tainted` flag: the CA journal names
+ * tainted roots by their certificate's SHA-256 fingerprint.
+ */
+async function taintedRoots(client: AdminClient): Promise<(der: Buffer) => boolean> {
+  const journal = await client.call('Authorities', 'ListAuthorities', {});
+  const tainted = new Set((journal.authorities ?? []).filter((a) => a.kind === 'root' && a.state === 'tainted').map((a) => a.fingerprint));
+  return (der) => tainted.has(createHash('sha256').update(der).digest('hex'));
 }
 
 /**
@@ -71,8 +71,13 @@ const show: Command = {
   flags: [FORMAT_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const format = formatOf(args, io);
-    const b = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'GetBundle', {}));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : renderBundle(b, format, io));
+    const json = outputFormat(args) === 'json';
+    const { b, isTainted } = await withAdminClient(args, io.env, async (client) => ({
+      b: await client.call('Bundles', 'GetBundle', {}),
+      isTainted: json ? await taintedRoots(client) : undefined,
+    }));
+    // spire-server prints GetBundle's spire.api.types.Bundle.
+    io.stdout.write(json ? renderJson(spireBundle(b, isTainted)) : renderBundle(b, format, io));
     return 0;
   },
 };
@@ -89,7 +94,8 @@ const list: Command = {
     const bundles = (res.bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
     if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
     if (outputFormat(args) === 'json') {
-      io.stdout.write(renderJson({ bundles: bundles.map(fullBundle) }));
+      // spire-server prints GetFederatedBundle's Bundle for -id, ListFederatedBundlesResponse without.
+      io.stdout.write(renderJson(td !== undefined ? spireBundle(bundles[0]!) : { bundles: bundles.map((b) => spireBundle(b)), next_page_token: '' }));
       return 0;
     }
     // One trust domain's bundle alone, as `bundle show` prints the own one (and spire-server's `bundle list -id`):
@@ -128,7 +134,8 @@ const set: Command = {
     const b = await withAdminClient(args, io.env, (client) =>
       client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
     );
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullBundle(b)) : `Bundle set for ${td} (sequence ${b.sequence ?? 0}).\n`);
+    // spire-server's BatchSetFederatedBundleResponse.
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ results: [{ status: spireStatus(0, ''), bundle: spireBundle(b) }] }) : `Bundle set for ${td} (sequence ${b.sequence ?? 0}).\n`);
     return 0;
   },
 };
@@ -154,9 +161,13 @@ const remove: Command = {
       client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td, ...(mode !== undefined ? { mode } : {}) }),
     );
     const dissociated = r.dissociated_entries ?? 0;
+    // SPIRE's document has no place for it: said on stderr, so stdout stays one document.
+    if (dissociated > 0 && outputFormat(args) === 'json') {
+      io.stderr.write(`Note: ${dissociated} ${dissociated === 1 ? 'entry no longer federates' : 'entries no longer federate'} with ${td}\n`);
+    }
     io.stdout.write(
       outputFormat(args) === 'json'
-        ? renderJson({ trust_domain: td, deleted: true, dissociated_entries: dissociated })
+        ? renderJson({ results: [{ status: spireStatus(0, ''), trust_domain: td }] }) // spire-server's BatchDeleteFederatedBundleResponse
         : `Bundle deleted for ${td}.${dissociated > 0 ? ` ${dissociated} ${dissociated === 1 ? 'entry no longer federates' : 'entries no longer federate'} with it.` : ''}\n`,
     );
     return 0;

@@ -1,8 +1,8 @@
 import { renderFields } from '../../common/cli/output.js';
 import type { ProtoEntry } from './admin-types.js';
 
-/** A registration entry with every field present: proto3 decoding leaves zero values out, scripts want them all. */
-export interface FullEntry {
+/** A registration entry with every field present: proto3 decoding leaves zero values out. */
+interface FullEntry {
   id: string;
   spiffe_id: string;
   parent_id: string;
@@ -18,8 +18,8 @@ export interface FullEntry {
   created_at: number;
 }
 
-/** Fills the fields proto3 left out with their zero values, in proto field order (the --output json shape). */
-export function fullEntry(e: ProtoEntry): FullEntry {
+/** Fills the fields proto3 left out with their zero values (--output json prints spire-output.ts's spireEntry). */
+function fullEntry(e: ProtoEntry): FullEntry {
   return {
     id: e.id ?? '',
     spiffe_id: e.spiffe_id ?? '',

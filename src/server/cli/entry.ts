@@ -6,7 +6,8 @@ import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type Cl
 import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
-import { compareEntries, fullEntry, renderEntry, renderEntryList } from './entry-output.js';
+import { compareEntries, renderEntry, renderEntryList } from './entry-output.js';
+import { spireEntry, spireStatus } from './spire-output.js';
 import { adoptSpireParents, parseEntryFile, parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import {
@@ -179,7 +180,8 @@ const create: Command = {
       const result = res.results?.[0];
       const failure = result === undefined ? invalidArgument('the server returned no result') : batchStatusError(result.status);
       if (outputFormat(args) === 'json') {
-        io.stdout.write(renderJson({ results: (res.results ?? []).map((r) => ({ status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' }, entry: r.entry && fullEntry(r.entry) })) }));
+        // spire-server's BatchCreateEntryResponse; a refused entry is shown as sent, as spire-server fills it in.
+        io.stdout.write(renderJson({ results: (res.results ?? []).map((r) => ({ status: spireStatus(r.status?.code, r.status?.message), entry: spireEntry(r.entry ?? entry) })) }));
       }
       if (failure !== undefined) throw failure;
       if (outputFormat(args) === 'pretty') io.stdout.write(renderEntry(result!.entry ?? {}));
@@ -208,7 +210,7 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
   const failed = results.filter((r) => r.status.code !== 0);
   noteUnmatchableSelectors(io, results.filter((r) => r.status.code === 0).map((r) => r.entry));
   if (outputFormat(args) === 'json') {
-    io.stdout.write(renderJson({ results: results.map((r) => ({ status: r.status, entry: fullEntry(r.entry) })) }));
+    io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {
     const created = results.filter((r) => r.status.code === 0);
     if (created.length > 0) io.stdout.write(`Created ${created.length} of ${results.length} entries:\n\n${created.map((r) => renderEntry(r.entry)).join('\n')}`);
@@ -301,7 +303,8 @@ const show: Command = {
       if (id !== undefined) return [await client.call('Entries', 'GetEntry', { id })];
       return (await listAll(client, request)).sort(compareEntries);
     });
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ entries: entries.map(fullEntry) }) : renderEntryList(entries));
+    // spire-server's ListEntriesResponse, every page in one, as spire-server prints it.
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ entries: entries.map(spireEntry), next_page_token: '' }) : renderEntryList(entries));
     return 0;
   },
 };
@@ -390,14 +393,14 @@ const update: Command = {
     try {
       updated = await withAdminClient(args, io.env, (client) => client.call('Entries', 'UpdateEntry', { entry, mask }));
     } catch (err) {
-      // The shape of `entry create --output json` (and spire-server's update): a script reads every outcome as a
-      // result with its status, whether the entry was changed or refused.
+      // spire-server's BatchUpdateEntryResponse: a script reads every outcome as a result with its status, whether
+      // the entry was changed or refused (then with the entry as sent, as spire-server fills it in).
       if (json && isMeshidError(err) && ENTRY_REFUSALS.has(err.code)) {
-        io.stdout.write(renderJson({ results: [{ status: { code: GRPC_CODE[err.code], message: err.message } }] }));
+        io.stdout.write(renderJson({ results: [{ status: spireStatus(GRPC_CODE[err.code], err.message), entry: spireEntry(entry) }] }));
       }
       throw err;
     }
-    io.stdout.write(json ? renderJson({ results: [{ status: { code: 0, message: '' }, entry: fullEntry(updated) }] }) : renderEntry(updated));
+    io.stdout.write(json ? renderJson({ results: [{ status: spireStatus(0, ''), entry: spireEntry(updated) }] }) : renderEntry(updated));
     if (mask.includes('selectors') || mask.includes('parent_id')) noteUnmatchableSelectors(io, [updated]);
     return 0;
   },
@@ -429,7 +432,7 @@ async function updateFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
   const updated = results.filter((r) => r.status.code === 0);
   noteUnmatchableSelectors(io, updated.map((r) => r.entry));
   if (outputFormat(args) === 'json') {
-    io.stdout.write(renderJson({ results: results.map((r) => ({ status: r.status, entry: fullEntry(r.entry) })) }));
+    io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {
     if (updated.length > 0) io.stdout.write(`Updated ${updated.length} of ${results.length} entries:\n\n${updated.map((r) => renderEntry(r.entry)).join('\n')}`);
     for (const r of results) {
@@ -460,7 +463,8 @@ const remove: Command = {
     if (ids.length === 0) throw invalidArgument(file === undefined ? 'flag --entry-id is required (or --file)' : `${file} names no entry IDs`);
     const res = await withAdminClient(args, io.env, (client) => client.call('Entries', 'DeleteEntries', { ids }));
     const results = (res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } }));
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results }));
+    // spire-server's BatchDeleteEntryResponse: status first, then the ID.
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), id: r.id })) }));
     // Every refused ID gets its own line: an operator deleting several must learn about each one that is left.
     let failed = 0;
     for (const r of results) {

@@ -4,26 +4,28 @@ import { toServiceError } from '../../common/grpc-status.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
-import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
-import type { ProtoFederationRelationship } from './admin-types.js';
+import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
+import type { ProtoBundle, ProtoFederationRelationship } from './admin-types.js';
+import { spireRelationship, spireStatus } from './spire-output.js';
 import { readBundleFile } from './bundle-file.js';
 import { parseRelationshipFile } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
 
-/** A relationship with every field present: the --output json shape. */
-function fullRelationship(r: ProtoFederationRelationship): Record<string, unknown> {
-  return {
-    trust_domain: r.trust_domain ?? '',
-    bundle_endpoint_url: r.bundle_endpoint_url ?? '',
-    bundle_endpoint_profile: r.bundle_endpoint_profile ?? '',
-    endpoint_spiffe_id: r.endpoint_spiffe_id ?? '',
-    last_attempt_at: r.last_attempt_at ?? 0,
-    last_success_at: r.last_success_at ?? 0,
-    last_error: r.last_error ?? '',
-    next_poll_at: r.next_poll_at ?? 0,
-    source: r.source ?? '',
-  };
+/**
+ * The stored federated bundles by trust domain: spire-server's relationships carry their trust domain's bundle
+ * (trust_domain_bundle), which meshid's admin API keeps apart.
+ */
+async function storedBundles(client: AdminClient): Promise<Map<string, ProtoBundle>> {
+  const res = await client.call('Bundles', 'ListFederatedBundles', {});
+  return new Map((res.bundles ?? []).map((b) => [b.trust_domain ?? '', b]));
+}
+
+/** Relationships in spire-server's shape, each with its stored bundle; the bundles are looked up only for JSON. */
+async function spireRelationships(client: AdminClient, args: ParsedArgs, relationships: readonly ProtoFederationRelationship[]): Promise<Array<Record<string, unknown>>> {
+  if (outputFormat(args) !== 'json' || relationships.length === 0) return [];
+  const bundles = await storedBundles(client);
+  return relationships.map((r) => spireRelationship(r, bundles.get(r.trust_domain ?? '')));
 }
 
 function renderRelationship(r: ProtoFederationRelationship): string {
@@ -58,9 +60,12 @@ const list: Command = {
   summary: "Lists the federation relationships (the config's and those created here) and how their bundle polls go.",
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
-    const res = await withAdminClient(args, io.env, (client) => client.call('Federation', 'ListFederationRelationships', {}));
-    const relationships = res.relationships ?? [];
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ relationships: relationships.map(fullRelationship) }));
+    const { relationships, json } = await withAdminClient(args, io.env, async (client) => {
+      const listed = (await client.call('Federation', 'ListFederationRelationships', {})).relationships ?? [];
+      return { relationships: listed, json: await spireRelationships(client, args, listed) };
+    });
+    // spire-server's ListFederationRelationshipsResponse.
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ federation_relationships: json, next_page_token: '' }));
     else {
       const head = `Found ${relationships.length} federation ${relationships.length === 1 ? 'relationship' : 'relationships'}\n`;
       io.stdout.write(head + relationships.map((r) => `\n${renderRelationship(r)}`).join(''));
@@ -79,8 +84,31 @@ function relationshipFromFlags(args: ParsedArgs): ProtoFederationRelationship {
   };
 }
 
-function writeRelationship(args: ParsedArgs, io: CliIo, r: ProtoFederationRelationship, what: string): void {
-  io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : `${what}\n\n${renderRelationship(r)}`);
+/**
+ * create's and update's one relationship from flags: the call, then what it did, or why not. With --output json that
+ * is spire-server's BatchCreate/UpdateFederationRelationshipResponse, a refusal included (its status only, as
+ * spire-server prints it), and the refusal is the error line too.
+ */
+async function relationshipFromFlagsCall(
+  args: ParsedArgs, io: CliIo, method: 'CreateFederationRelationship' | 'UpdateFederationRelationship', what: string,
+): Promise<number> {
+  const relationship = relationshipFromFlags(args);
+  const bundle = bundleFromFlags(args, relationship.trust_domain!);
+  const json = outputFormat(args) === 'json';
+  await withAdminClient(args, io.env, async (client) => {
+    let r: ProtoFederationRelationship;
+    try {
+      r = await client.call('Federation', method, { relationship, ...bundle });
+    } catch (err) {
+      if (json && err instanceof MeshidError && REFUSALS.has(err.code)) {
+        io.stdout.write(renderJson({ results: [{ status: spireStatus(toServiceError(err).code, err.message) }] }));
+      }
+      throw err;
+    }
+    if (json) io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), federation_relationship: (await spireRelationships(client, args, [r]))[0] }] }));
+    else io.stdout.write(`Federation relationship with ${r.trust_domain} ${what}.\n\n${renderRelationship(r)}`);
+  });
+  return 0;
 }
 
 /** create's and update's --bundle-path: the partner's bundle, stored by the same call. */
@@ -124,6 +152,7 @@ async function relationshipsFromFile(
   if (requests.length === 0) throw invalidArgument(`${file === '-' ? 'standard input' : file} holds no federation relationships`);
   const results: Array<{ relationship: ProtoFederationRelationship; error?: MeshidError }> = [];
   let fatal: unknown;
+  let json: Array<Record<string, unknown>> = [];
   await withAdminClient(args, io.env, async (client) => {
     for (const request of requests) {
       try {
@@ -131,19 +160,24 @@ async function relationshipsFromFile(
       } catch (err) {
         if (!(err instanceof MeshidError) || !REFUSALS.has(err.code)) {
           fatal = err;
-          return;
+          break;
         }
         results.push({ relationship: request.relationship, error: err });
       }
     }
+    // After a failure that ended the run, with no bundles: that call would fail as well.
+    if (fatal === undefined) json = await spireRelationships(client, args, results.map((r) => r.relationship));
+    else json = results.map((r) => spireRelationship(r.relationship));
   });
   const failed = results.filter((r) => r.error !== undefined);
   if (outputFormat(args) === 'json') {
+    // spire-server's BatchCreate/UpdateFederationRelationshipResponse: a refused relationship has its status only.
     io.stdout.write(renderJson({
-      results: results.map((r) => ({
-        status: { code: r.error === undefined ? 0 : toServiceError(r.error).code, message: r.error?.message ?? '' },
-        relationship: fullRelationship(r.relationship),
-      })),
+      results: results.map((r, i) =>
+        r.error === undefined
+          ? { status: spireStatus(0, ''), federation_relationship: json[i] }
+          : { status: spireStatus(toServiceError(r.error).code, r.error.message) },
+      ),
     }));
   } else {
     const done = results.filter((r) => r.error === undefined);
@@ -172,11 +206,7 @@ const create: Command = {
   async run(args, io) {
     const file = args.string('data');
     if (file !== undefined) return relationshipsFromFile(args, io, file, 'CreateFederationRelationship', 'create');
-    const relationship = relationshipFromFlags(args);
-    const bundle = bundleFromFlags(args, relationship.trust_domain!);
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'CreateFederationRelationship', { relationship, ...bundle }));
-    writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} created.`);
-    return 0;
+    return relationshipFromFlagsCall(args, io, 'CreateFederationRelationship', 'created');
   },
 };
 
@@ -193,37 +223,25 @@ const update: Command = {
   async run(args, io) {
     const file = args.string('data');
     if (file !== undefined) return relationshipsFromFile(args, io, file, 'UpdateFederationRelationship', 'update');
-    const relationship = relationshipFromFlags(args);
-    const bundle = bundleFromFlags(args, relationship.trust_domain!);
-    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'UpdateFederationRelationship', { relationship, ...bundle }));
-    writeRelationship(args, io, r, `Federation relationship with ${r.trust_domain} updated.`);
-    return 0;
+    return relationshipFromFlagsCall(args, io, 'UpdateFederationRelationship', 'updated');
   },
 };
 
-/** A command on one relationship, named by its trust domain: `method` answers with it, `text` says what happened. */
-function onRelationship(
-  name: string,
-  summary: string,
-  method: 'GetFederationRelationship' | 'DeleteFederationRelationship' | 'RefreshBundle',
-  text: (td: string, r: ProtoFederationRelationship) => string,
-): Command {
-  return {
-    name,
-    summary,
-    flags: [NAMED_RELATIONSHIP_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
-    async run(args, io) {
-      const td = checkTrustDomain(args.requiredString('trust-domain'));
-      const r = await withAdminClient(args, io.env, (client) => client.call('Federation', method, { trust_domain: td }));
-      io.stdout.write(outputFormat(args) === 'json' ? renderJson(fullRelationship(r)) : text(td, r));
-      return 0;
-    },
-  };
-}
-
-const show = onRelationship('show', 'Shows one federation relationship and how its bundle polls go.', 'GetFederationRelationship', (_td, r) =>
-  renderRelationship(r),
-);
+const show: Command = {
+  name: 'show',
+  summary: 'Shows one federation relationship and how its bundle polls go.',
+  flags: [NAMED_RELATIONSHIP_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const { r, json } = await withAdminClient(args, io.env, async (client) => {
+      const got = await client.call('Federation', 'GetFederationRelationship', { trust_domain: td });
+      return { r: got, json: await spireRelationships(client, args, [got]) };
+    });
+    // spire-server prints GetFederationRelationship's spire.api.types.FederationRelationship.
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(json[0]) : renderRelationship(r));
+    return 0;
+  },
+};
 
 const del: Command = {
   name: 'delete',
@@ -249,21 +267,27 @@ const del: Command = {
           ? 'no bundle of it is stored'
           : `whether a bundle of it is stored could not be checked (${bundleStored}): ${remove} one`;
     if (outputFormat(args) === 'json') {
-      // "deleted": true as bundle delete says it: the relationship printed is the one that is gone. "bundle_stored" is
-      // what the plain line says, null when it could not be checked; why not goes to stderr, so stdout stays one document.
-      io.stdout.write(renderJson({ ...fullRelationship(r), deleted: true, bundle_stored: typeof bundleStored === 'boolean' ? bundleStored : null }));
+      // spire-server's BatchDeleteFederationRelationshipResponse. A look-up that failed is said on stderr, so stdout
+      // stays one document.
+      io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), trust_domain: r.trust_domain ?? td }] }));
       if (typeof bundleStored !== 'boolean') io.stderr.write(`Warning: ${after}.\n`);
     } else io.stdout.write(`Federation relationship with ${td} deleted; ${after}.\n`);
     return 0;
   },
 };
 
-const refresh = onRelationship(
-  'refresh',
-  "Fetches a federated trust domain's bundle from its endpoint now; fails with the reason if it cannot.",
-  'RefreshBundle',
-  (td, r) => `Bundle of ${td} refreshed.\n\n${renderRelationship(r)}`,
-);
+const refresh: Command = {
+  name: 'refresh',
+  summary: "Fetches a federated trust domain's bundle from its endpoint now; fails with the reason if it cannot.",
+  flags: [NAMED_RELATIONSHIP_FLAG, ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const td = checkTrustDomain(args.requiredString('trust-domain'));
+    const r = await withAdminClient(args, io.env, (client) => client.call('Federation', 'RefreshBundle', { trust_domain: td }));
+    // spire-server prints the spire.api.types.Status of a refresh that succeeded.
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson(spireStatus(0, '')) : `Bundle of ${td} refreshed.\n\n${renderRelationship(r)}`);
+    return 0;
+  },
+};
 
 /** `meshid-server federation list|show|create|update|delete|refresh` (admin API meshid.admin.v1.Federation), as spire-server's. */
 export async function federationCommand(argv: string[], io: CliIo): Promise<number> {

@@ -3,6 +3,17 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { checkSpiffeId, spiffeIdFlag, ttlFlag } from './flags.js';
+import { int64, spireSpiffeId } from './spire-output.js';
+
+/** The iat claim of a JWT the server just signed (its payload is the middle base64url segment); 0 without one. */
+function issuedAt(token: string): number {
+  try {
+    const iat: unknown = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: unknown }).iat;
+    return typeof iat === 'number' ? iat : 0;
+  } catch {
+    return 0;
+  }
+}
 
 const mint: Command = {
   name: 'mint',
@@ -22,7 +33,12 @@ const mint: Command = {
     const res = await withAdminClient(args, io.env, (client) =>
       client.call('Svids', 'MintJwtSvid', { spiffe_id: spiffeId, audience, ...(ttl !== undefined ? { ttl } : {}) }),
     );
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ token: res.token ?? '', expires_at: res.expires_at ?? 0 }));
+    // spire-server's MintJWTSVIDResponse.
+    if (outputFormat(args) === 'json') {
+      const token = res.token ?? '';
+      const svid = { token, id: spireSpiffeId(spiffeId), expires_at: int64(res.expires_at), issued_at: int64(issuedAt(token)), hint: '' };
+      io.stdout.write(renderJson({ svid }));
+    }
     else io.stdout.write(`${res.token ?? ''}\n`);
     return 0;
   },

@@ -5,6 +5,7 @@ import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
 import { checkSelectors, datacenterFlag, selectorFlag, ttlFlag } from './flags.js';
+import { int64 } from './spire-output.js';
 
 const generate: Command = {
   name: 'generate',
@@ -28,9 +29,9 @@ const generate: Command = {
       selectors: checkSelectors(args.strings('selector')),
     };
     const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'GenerateJoinToken', request));
-    const out = { token: res.token ?? '', expires_at: res.expires_at ?? 0, datacenter: res.datacenter ?? '' };
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson(out));
-    else io.stdout.write(`Token: ${out.token}\nExpires at: ${isoTime(out.expires_at) ?? 'never'}\nDatacenter: ${out.datacenter}\n`);
+    // spire-server prints CreateJoinToken's spire.api.types.JoinToken; the datacenter is in the pretty output.
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ value: res.token ?? '', expires_at: int64(res.expires_at) }));
+    else io.stdout.write(`Token: ${res.token ?? ''}\nExpires at: ${isoTime(res.expires_at) ?? 'never'}\nDatacenter: ${res.datacenter ?? ''}\n`);
     return 0;
   },
 };

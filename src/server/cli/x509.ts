@@ -66,7 +66,8 @@ const mint: Command = {
       else io.stdout.write(`X509-SVID written to ${files.svid}\nPrivate key written to ${files.key}\nRoot CAs written to ${files.bundle}\n`);
       return 0;
     }
-    if (json) io.stdout.write(renderJson({ spiffe_id: spiffeId, expires_at: expiresAt, svid_pem: pems.svid, key_pem: pems.key, bundle_pem: pems.bundle }));
+    // spire-server's mint result: the chain, the PKCS#8 key and the roots, each DER in base64.
+    if (json) io.stdout.write(renderJson({ x509_svid: chain, private_key: privateKey.export({ type: 'pkcs8', format: 'der' }), root_cas: res.root_cas ?? [] }));
     else io.stdout.write(`X509-SVID (expires ${isoTime(expiresAt) ?? 'unknown'}):\n${pems.svid}\nPrivate key:\n${pems.key}\nRoot CAs:\n${pems.bundle}`);
     return 0;
   },

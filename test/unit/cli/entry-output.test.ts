@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { fullEntry, renderEntry, renderEntryList } from '../../../src/server/cli/entry-output.js';
+import { renderEntry, renderEntryList } from '../../../src/server/cli/entry-output.js';
 
 const ENTRY = {
   id: 'e-0123',
@@ -46,24 +46,6 @@ test('a TTL of 0 prints as "default" and a missing revision as 0 (proto3 omits z
   assert.match(text, /^Revision         : 0$/m);
   assert.match(text, /^X509-SVID TTL    : default$/m);
   assert.doesNotMatch(text, /Created at/);
-});
-
-test('the JSON shape of an entry has every field, zero values included', () => {
-  assert.deepEqual(fullEntry({ id: 'e-1', selectors: [{ type: 'unix', value: 'uid:0' }] }), {
-    id: 'e-1',
-    spiffe_id: '',
-    parent_id: '',
-    selectors: [{ type: 'unix', value: 'uid:0' }],
-    x509_svid_ttl: 0,
-    jwt_svid_ttl: 0,
-    dns_names: [],
-    hint: '',
-    federates_with: [],
-    admin: false,
-    downstream: false,
-    revision: 0,
-    created_at: 0,
-  });
 });
 
 test('entry lists are headed by their count, with a blank line before each entry', () => {
