@@ -117,7 +117,7 @@ test('agent list, show, count, evict and ban print spire-server\'s ListAgentsRes
   assert.deepEqual(await json(['agent', 'evict', '-spiffeID', agent.id]), {});
 });
 
-test('bundle show, list, set and delete print spire-server\'s Bundle, ListFederatedBundlesResponse and Batch*FederatedBundleResponse', async () => {
+test('bundle show, list, count, set and delete print spire-server\'s Bundle, ListFederatedBundlesResponse, CountBundlesResponse and Batch*FederatedBundleResponse', async () => {
   const pem = (await server.cli(['bundle', 'show'])).out;
   const own = await json(['bundle', 'show']);
   assert.deepEqual(keys(own), BUNDLE_FIELDS);
@@ -142,7 +142,9 @@ test('bundle show, list, set and delete print spire-server\'s Bundle, ListFedera
   assert.deepEqual(keys(listed), ['bundles', 'next_page_token']);
   assert.deepEqual(listed['bundles'].map((b: { trust_domain: string }) => b.trust_domain), ['json-partner.org']);
   assert.deepEqual(await json(['bundle', 'list', '-id', 'spiffe://json-partner.org']), listed['bundles'][0], '-id prints the one Bundle');
+  assert.deepEqual(await json(['bundle', 'count']), { count: 2 }, 'every bundle, the own one included, as spire-server counts them');
   assert.deepEqual(await json(['bundle', 'delete', '-id', 'spiffe://json-partner.org']), { results: [{ status: OK, trust_domain: 'json-partner.org' }] });
+  assert.equal((await server.cli(['bundle', 'count'])).out, '1 bundle\n');
 });
 
 test('a tainted root is marked tainted in bundle show, as spire-server marks it', async () => {

@@ -174,9 +174,22 @@ const remove: Command = {
   },
 };
 
-export const BUNDLE_COMMANDS: readonly Command[] = [show, list, set, remove];
+/** `bundle count`, as spire-server's: every bundle the server holds, its own included. */
+const count: Command = {
+  name: 'count',
+  summary: 'Counts the bundles the server holds: its own and the federated ones.',
+  flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
+  async run(args, io) {
+    const res = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'ListFederatedBundles', {}));
+    const n = (res.bundles ?? []).length + 1;
+    io.stdout.write(outputFormat(args) === 'json' ? renderJson({ count: n }) : `${n} ${n === 1 ? 'bundle' : 'bundles'}\n`);
+    return 0;
+  },
+};
 
-/** `meshid-server bundle show|list|set|delete`: own and federated bundles (admin API meshid.admin.v1.Bundles). */
+export const BUNDLE_COMMANDS: readonly Command[] = [show, list, count, set, remove];
+
+/** `meshid-server bundle show|list|count|set|delete`: own and federated bundles (admin API meshid.admin.v1.Bundles). */
 export async function bundleCommand(argv: string[], io: CliIo): Promise<number> {
   return runGroup('meshid-server bundle', 'Manage the own and federated trust bundles.', BUNDLE_COMMANDS, argv, io);
 }

@@ -21,7 +21,7 @@ const GROUPS: readonly CommandGroup[] = [
   },
   { name: 'entry', summary: 'Manage registration entries (create, show, count, update, delete)', run: entryCommand },
   { name: 'token', summary: 'Manage join tokens for agents (generate, revoke)', run: tokenCommand },
-  { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, set, delete)', run: bundleCommand },
+  { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, count, set, delete)', run: bundleCommand },
   { name: 'federation', summary: 'Manage federation relationships and their bundle polls (list, show, create, update, delete, refresh)', run: federationCommand },
   { name: 'agent', summary: 'Manage attested agents (list, count, show, evict, ban)', run: agentCommand },
   { name: 'ca', summary: 'Show and rotate the certificate authorities (show, rotate-root, taint, revoke)', run: caCommand },
