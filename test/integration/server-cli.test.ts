@@ -784,7 +784,12 @@ test('bundle set, list and delete manage a federated bundle', async () => {
   assert.deepEqual(bundle.x509_authorities.map((a) => a.asn1), pemToDerList(partnerPem).map((d) => d.toString('base64')));
 
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']));
-  assertError(await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: /);
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: no federated bundle for listed-partner\.org$/);
+  // The own trust domain is no federated one, as spire-server's bundle list -id answers it.
+  assertError(
+    await cli(['bundle', 'list', '-id', `spiffe://${TD}`]),
+    /^Error: InvalidArgument: example\.org is this server's own trust domain, not a federated one: "meshid-server bundle show" prints its bundle$/,
+  );
   assertError(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: /);
   assertError(await cli(['bundle', 'set', '--trust-domain', TD, '--path', pemFile]), /^Error: InvalidArgument: .*own trust domain/);
   assertError(await cli(['bundle', 'set', '--trust-domain', 'x.org', '--data', 'not a bundle']), /^Error: InvalidArgument: /);

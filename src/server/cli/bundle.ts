@@ -90,8 +90,14 @@ const list: Command = {
     const only = args.string('trust-domain');
     const td = only === undefined ? undefined : checkTrustDomain(only);
     const format = formatOf(args, io);
-    const res = await withAdminClient(args, io.env, (client) => client.call('Bundles', 'ListFederatedBundles', {}));
-    const bundles = (res.bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
+    const bundles = await withAdminClient(args, io.env, async (client) => {
+      const listed = ((await client.call('Bundles', 'ListFederatedBundles', {})).bundles ?? []).filter((b) => td === undefined || b.trust_domain === td);
+      // As spire-server's GetFederatedBundle: the own trust domain is a mistake of the request, not a bundle missing.
+      if (td !== undefined && listed.length === 0 && (await client.call('Bundles', 'GetBundle', {})).trust_domain === td) {
+        throw invalidArgument(`${td} is this server's own trust domain, not a federated one: "meshid-server bundle show" prints its bundle`);
+      }
+      return listed;
+    });
     if (td !== undefined && bundles.length === 0) throw notFound(`no federated bundle for ${td}`);
     if (outputFormat(args) === 'json') {
       // spire-server prints GetFederatedBundle's Bundle for -id, ListFederatedBundlesResponse without.
