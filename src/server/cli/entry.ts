@@ -170,6 +170,10 @@ const create: Command = {
     const node = args.bool('node') === true;
     if (node && entry.parent_id !== undefined) throw invalidArgument('--node and --parent-id exclude each other: a node alias is parented by the server');
     if (!node && entry.parent_id === undefined) throw invalidArgument('flag --parent-id is required (or --node for a node-alias entry)');
+    // As spire-server refuses it ("node entries can not federate"): a node alias issues no SVID to carry the bundles.
+    if (node && (entry.federates_with ?? []).length > 0) {
+      throw invalidArgument('--federates-with does not go with --node: a node alias issues no SVID, so no workload would get the federated bundles; give it to the workload entries parented to the alias');
+    }
     if ((entry.selectors ?? []).length === 0) throw invalidArgument('at least one selector is required (e.g. --selector unix:uid:1000)');
     const id = args.string('entry-id');
     if (id !== undefined) entry.id = id;

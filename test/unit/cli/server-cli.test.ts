@@ -60,6 +60,16 @@ test('entry create needs a parent or --node, not both, and at least one selector
   assert.match((await run([...base, '--parent-id', 'spiffe://example.org/a'])).err, /at least one selector is required/);
 });
 
+test('entry create --node --federates-with is refused before the server is asked, as spire-server refuses it', async () => {
+  const r = await run(['entry', 'create', '-node', '-spiffeID', 'spiffe://example.org/node/a', '-selector', 'meshid:datacenter:east', '-federatesWith', 'partner.org']);
+  assert.equal(r.code, 1);
+  assert.equal(
+    r.err,
+    'Error: InvalidArgument: --federates-with does not go with --node: a node alias issues no SVID, so no workload would get the federated bundles; give it to the workload entries parented to the alias\n',
+  );
+  assert.equal(r.out, '');
+});
+
 test('a bad TTL is an InvalidArgument naming the flag', async () => {
   const r = await run(['entry', 'update', '--entry-id', 'e-1', '--x509-svid-ttl', '10 minutes']);
   assert.equal(r.code, 1);
