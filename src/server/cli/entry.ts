@@ -202,9 +202,17 @@ const create: Command = {
 async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promise<number> {
   const entries = await readEntryFile(args, io, file, 'create');
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
+  let stopped: { err: unknown; inFlight: number } | undefined;
   await withAdminClient(args, io.env, async (client) => {
     for (const batch of fileBatches(entries)) {
-      const res = await client.call('Entries', 'CreateEntries', { entries: batch });
+      let res;
+      try {
+        res = await client.call('Entries', 'CreateEntries', { entries: batch });
+      } catch (err) {
+        // The server gone or failing part-way: what the earlier batches created is reported below, then the error.
+        stopped = { err, inFlight: batch.length };
+        return;
+      }
       batch.forEach((sent, j) => {
         const r = res.results?.[j];
         results.push({ status: { code: r?.status?.code ?? 0, message: r?.status?.message ?? '' }, entry: r?.entry ?? sent });
@@ -217,13 +225,26 @@ async function createFromFile(args: ParsedArgs, io: CliIo, file: string): Promis
     io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {
     const created = results.filter((r) => r.status.code === 0);
-    if (created.length > 0) io.stdout.write(`Created ${created.length} of ${results.length} entries:\n\n${created.map((r) => renderEntry(r.entry)).join('\n')}`);
+    if (created.length > 0) io.stdout.write(`Created ${created.length} of ${entries.length} entries:\n\n${created.map((r) => renderEntry(r.entry)).join('\n')}`);
     for (const r of failed) {
       io.stderr.write(`Failed to create ${r.entry.spiffe_id ?? '(no SPIFFE ID)'} (parent ${r.entry.parent_id ?? 'none'}): ${errorLine(batchStatusError(r.status)).slice('Error: '.length)}\n`);
     }
   }
+  if (stopped !== undefined) {
+    const answered = results.length;
+    const unsent = entries.length - answered - stopped.inFlight;
+    io.stderr.write(
+      `Stopped after ${answered} of ${entries.length} entries of the file (${answered - failed.length} created): ${range(answered + 1, answered + stopped.inFlight)} ` +
+        `got no answer (the server creates such a batch all or none)${unsent > 0 ? `, and the ${unsent} after them were not sent` : ''}; ` +
+        'run the file again: what exists is refused AlreadyExists and the rest is created\n',
+    );
+    throw stopped.err;
+  }
   return failed.length === 0 ? 0 : 1;
 }
+
+/** Entries `from` to `to` of a file, counted from 1, as an operator reads them. */
+const range = (from: number, to: number): string => (from === to ? `entry ${from}` : `entries ${from}-${to}`);
 
 /**
  * The entries of a `--data` file (spire-server's -data format; "-": standard input) to create or update:
