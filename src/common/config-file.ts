@@ -25,6 +25,14 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
   try {
     parsed = JSON.parse(text);
   } catch (err) {
+    // A SPIRE .conf brought along: where the JSON went wrong says nothing useful about a file in another language.
+    if (looksLikeHcl(text)) {
+      throw invalidArgument(
+        `config file ${file} is HCL, as spire-${section}'s config files are: meshid-${section} reads JSON only; write the settings as a JSON ` +
+          `object with snake_case keys, e.g. ${section === 'agent' ? '{"server_address": "server:8081"}' : '{"trust_domain": "example.org"}'} ` +
+          `(meshid-${section} validate --config checks it)`,
+      );
+    }
     throw invalidArgument(`config file ${file} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
   }
   refuseDuplicateKeys(text, `config file ${file}`);
@@ -42,6 +50,15 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
     merged[key] = value;
   }
   return merged;
+}
+
+/**
+ * Whether text JSON.parse refused reads as HCL: after comment lines, an identifier followed by `=`, `{` or a quoted
+ * label (`server {`, `trust_domain = "example.org"`, `DataStore "sql" {`), where JSON has `{` or `[`.
+ */
+function looksLikeHcl(text: string): boolean {
+  const first = text.split('\n').map((l) => l.trim()).find((l) => l !== '' && !/^(#|\/\/|\/\*|\*)/.test(l));
+  return first !== undefined && /^[A-Za-z_][\w-]*\s*(=|\{|")/.test(first);
 }
 
 /** The JSON types a config key may hold: one, or several as "string|number" (durations: "90s" or seconds). */

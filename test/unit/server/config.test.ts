@@ -64,6 +64,32 @@ test('config files reject unknown keys by name', () => {
   }
 });
 
+test('a spire-server HCL config file is refused as HCL, saying meshid reads JSON and how to write it', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.conf');
+    for (const text of [
+      'server {\n  bind_address = "0.0.0.0"\n  trust_domain = "example.org"\n}\n',
+      '# SPIRE server\n\ntrust_domain = "example.org"\n',
+      '// plugins\nplugins {\n  DataStore "sql" {\n  }\n}\n',
+    ]) {
+      fs.writeFileSync(file, text);
+      assert.throws(
+        () => readConfigFile(file),
+        (err: Error) =>
+          err.message === `config file ${file} is HCL, as spire-server's config files are: meshid-server reads JSON only; write the settings as a JSON ` +
+            'object with snake_case keys, e.g. {"trust_domain": "example.org"} (meshid-server validate --config checks it)',
+        text,
+      );
+    }
+    // Broken JSON is still broken JSON, with where it broke.
+    fs.writeFileSync(file, '{\n  "trust_domain" = "example.org"\n}\n');
+    assert.throws(() => readConfigFile(file), /is not valid JSON: .* at line 2/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('a key given twice in a config file is refused with its name and both lines, at any depth', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
   try {
