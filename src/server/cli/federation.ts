@@ -21,10 +21,20 @@ async function storedBundles(client: AdminClient): Promise<Map<string, ProtoBund
   return new Map((res.bundles ?? []).map((b) => [b.trust_domain ?? '', b]));
 }
 
-/** Relationships in spire-server's shape, each with its stored bundle; the bundles are looked up only for JSON. */
-async function spireRelationships(client: AdminClient, args: ParsedArgs, relationships: readonly ProtoFederationRelationship[]): Promise<Array<Record<string, unknown>>> {
+/**
+ * Relationships in spire-server's shape, each with its stored bundle; the bundles are looked up only for JSON. After a
+ * create or update (`changed`), a look-up that fails leaves the bundles out, said on stderr: the change is done, and
+ * reporting it as failed would have the operator repeat it (AlreadyExists).
+ */
+async function spireRelationships(
+  client: AdminClient, args: ParsedArgs, relationships: readonly ProtoFederationRelationship[], changed?: CliIo,
+): Promise<Array<Record<string, unknown>>> {
   if (outputFormat(args) !== 'json' || relationships.length === 0) return [];
-  const bundles = await storedBundles(client);
+  const bundles = await storedBundles(client).catch((err: unknown) => {
+    if (changed === undefined) throw err;
+    changed.stderr.write(`Warning: the stored bundles could not be read (${errorLine(err).replace(/^Error: /, '')}): trust_domain_bundle is left out\n`);
+    return new Map<string, ProtoBundle>();
+  });
   return relationships.map((r) => spireRelationship(r, bundles.get(r.trust_domain ?? '')));
 }
 
@@ -105,7 +115,7 @@ async function relationshipFromFlagsCall(
       }
       throw err;
     }
-    if (json) io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), federation_relationship: (await spireRelationships(client, args, [r]))[0] }] }));
+    if (json) io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), federation_relationship: (await spireRelationships(client, args, [r], io))[0] }] }));
     else io.stdout.write(`Federation relationship with ${r.trust_domain} ${what}.\n\n${renderRelationship(r)}`);
   });
   return 0;
@@ -166,7 +176,7 @@ async function relationshipsFromFile(
       }
     }
     // After a failure that ended the run, with no bundles: that call would fail as well.
-    if (fatal === undefined) json = await spireRelationships(client, args, results.map((r) => r.relationship));
+    if (fatal === undefined) json = await spireRelationships(client, args, results.map((r) => r.relationship), io);
     else json = results.map((r) => spireRelationship(r.relationship));
   });
   const failed = results.filter((r) => r.error !== undefined);

@@ -208,6 +208,32 @@ test('federation delete --output json prints spire-server\'s result when the loo
   );
 });
 
+test('federation create --output json whose bundle look-up fails after the create prints the result without the bundle, and why on stderr (stand-in admin socket)', async (t) => {
+  // A look-up that fails right after a committed create cannot be made to happen on demand against a real server.
+  const socket = path.join(DEAD_DIR, 'standin-fed-create.sock');
+  const proto = loadProto(['meshid/v1/admin.proto']);
+  const server = new grpc.Server();
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
+    CreateFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' }),
+  });
+  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), {
+    ListFederatedBundles: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
+      callback({ code: grpc.status.UNAVAILABLE, details: 'the datastore is locked by another process; retry shortly' }),
+  });
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  t.after(() => server.forceShutdown());
+  const r = await run([
+    'federation', 'create', '--trust-domain', 'partner.org', '--bundle-endpoint-url', 'https://partner.org/b', '--bundle-endpoint-profile', 'https_web',
+    '--admin-socket', socket, '--output', 'json',
+  ]);
+  assert.equal(r.code, 0, 'the relationship was created: a retry would only be told AlreadyExists');
+  assert.deepEqual(JSON.parse(r.out), {
+    results: [{ status: { code: 0, message: 'OK' }, federation_relationship: { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', https_web: {} } }],
+  });
+  assert.equal(r.err, 'Warning: the stored bundles could not be read (Unavailable: the datastore is locked by another process; retry shortly): trust_domain_bundle is left out\n');
+});
+
 test('x509 mint --write that the server does not answer leaves no directory it created behind', async () => {
   const parent = path.join(DEAD_DIR, 'mint-unanswered');
   const target = path.join(parent, 'nested');
