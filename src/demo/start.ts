@@ -96,7 +96,8 @@ await waitFor(() => cli(serverMain, ['healthcheck', '--admin-socket', adminSocke
 const alias = `spiffe://${td}/node/${dc}`;
 const workload = `spiffe://${td}/demo/${user.replace(/[^A-Za-z0-9._-]/g, '_')}`;
 const existing = cli(serverMain, ['entry', 'show', '--admin-socket', adminSocket, '--spiffe-id', workload, '--output', 'json']).stdout;
-if (!existing.includes(workload)) {
+// spire-server's ListEntriesResponse: the entries --spiffe-id found.
+if ((JSON.parse(existing) as { entries: unknown[] }).entries.length === 0) {
   cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--node', '--spiffe-id', alias, '--selector', `meshid:datacenter:${dc}`], true);
   cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--parent-id', alias, '--spiffe-id', workload, '--selector', `unix:uid:${uid}`]);
 }
