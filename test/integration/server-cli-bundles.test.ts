@@ -1,0 +1,409 @@
+/**
+ * meshid-server's CLI against a real server process, for join tokens, bundles, agents, the CA, minted SVIDs and
+ * federation (server-cli.test.ts has the entries): every admin command runs as a child process, and its stdout,
+ * stderr and exit status are checked.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
+import { pemToDerList } from '../../src/common/x509/pem.js';
+import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
+import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
+import { opensslVerify } from '../support/openssl.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { assertError, assertOk, cli, createEntry, dir, field, serverOutput, socket, startServerCliFixture, TD } from '../support/server-cli-fixture.js';
+
+startServerCliFixture('meshid-server-cli-bundles-');
+
+test('token generate prints the token, then its expiry', async () => {
+  const r = await cli(['token', 'generate', '--datacenter', 'west', '--ttl', '5m']);
+  assertOk(r);
+  const lines = r.out.split('\n');
+  assert.match(lines[0]!, /^Token: [A-Za-z0-9_-]{20,}$/);
+  assert.match(lines[1]!, /^Expires at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.match(r.out, /^Datacenter: west$/m);
+
+  const json = await cli(['token', 'generate', '--output', 'json']);
+  assertOk(json);
+  const doc = JSON.parse(json.out) as { value: string; expires_at: string };
+  assert.deepEqual(Object.keys(doc), ['value', 'expires_at'], "spire-server's JoinToken");
+  assert.ok(doc.value.length >= 20 && Number(doc.expires_at) > 0);
+  assert.notEqual(doc.value, lines[0]!.slice('Token: '.length), 'every token is new');
+  assert.match((await cli(['token', 'generate'])).out, /^Datacenter: east$/m, 'the first datacenter is the default');
+});
+
+test('token generate refuses an unknown datacenter and a bad TTL', async () => {
+  assertError(await cli(['token', 'generate', '--datacenter', 'north']), /^Error: InvalidArgument: datacenter "north" is not served/);
+  assertError(await cli(['token', 'generate', '--datacenter', 'east', '--selector', 'meshid:datacenter:west']), /^Error: InvalidArgument: selector type "meshid" is reserved/);
+  assertError(await cli(['token', 'generate', '--ttl', '-5']), /^Error: InvalidArgument: flag --ttl needs a value/);
+  assertError(await cli(['token', 'generate', '--ttl', '30d']), /^Error: InvalidArgument: ttl must be between/);
+});
+
+test('--ttl 0 means the server default, as the admin API and the help say, for token generate, jwt mint and x509 mint', async () => {
+  for (const command of [['token', 'generate'], ['jwt', 'mint'], ['x509', 'mint']]) {
+    assert.match((await cli([...command, '--help'])).out, /--ttl DURATION +.*; 0 or absent: the server default/, command.join(' '));
+  }
+  // The server's default is 600 s: the token expires 600 s after a moment between these two readings of the clock.
+  const before = Math.floor(Date.now() / 1000);
+  const zero = await cli(['token', 'generate', '--ttl', '0', '--output', 'json']);
+  const after = Math.ceil(Date.now() / 1000);
+  assertOk(zero);
+  const expiresAt = Number((JSON.parse(zero.out) as { expires_at: string }).expires_at);
+  assert.ok(expiresAt >= before + 600 && expiresAt <= after + 600, `expires at ${expiresAt}, made between ${before} and ${after}`);
+  const jwt = await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'db', '--ttl', '0s']);
+  assertOk(jwt);
+  const claims = JSON.parse(Buffer.from(jwt.out.trim().split('.')[1]!, 'base64url').toString()) as { exp: number; iat: number };
+  assert.equal(claims.exp - claims.iat, 300, 'the default JWT-SVID TTL, 5m');
+  assertOk(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--ttl', '0']));
+});
+
+test('token revoke takes an unused token out, from the flag or standard input; a second revoke is NotFound', async () => {
+  const generated = await cli(['token', 'generate', '--datacenter', 'west', '--output', 'json']);
+  const { value: token, expires_at } = JSON.parse(generated.out) as { value: string; expires_at: string };
+  const r = await cli(['token', 'revoke', '-token', token]);
+  assertOk(r);
+  assert.equal(r.out, `Join token revoked.\nDatacenter: west\nWould have expired at: ${new Date(Number(expires_at) * 1000).toISOString()}\n`);
+  assertError(
+    await cli(['token', 'revoke', '--token', token]),
+    /^Error: NotFound: no unused join token has this value: it is mistyped, was revoked already, expired, or was used by an agent \(see `meshid-server agent list`/,
+  );
+
+  const piped = (await cli(['token', 'generate'])).out.split('\n')[0]!.slice('Token: '.length);
+  const json = await cli(['token', 'revoke', '--token', '-', '--output', 'json'], { stdin: `${piped}\n` });
+  assertOk(json);
+  assert.equal((JSON.parse(json.out) as { datacenter: string }).datacenter, 'east');
+
+  assert.equal(serverOutput.includes(token) || serverOutput.includes(piped), false, 'the server logs no token');
+});
+
+test('token revoke refuses a missing, empty or never-issued token', async () => {
+  assertError(await cli(['token', 'revoke']), /^Error: InvalidArgument: flag --token is required \(the join token to revoke, or - to read it from standard input; --all revokes every unused one\)$/);
+  assertError(await cli(['token', 'revoke', '--token', '-'], { stdin: '\n' }), /^Error: InvalidArgument: --token - found no token on standard input$/);
+  assertError(await cli(['token', 'revoke', '--token', 'deadbeef']), /^Error: NotFound: no unused join token has this value/);
+  const help = await cli(['token', 'revoke', '--help']);
+  assertOk(help);
+  assert.match(help.out, /--token TOKEN/);
+  assert.match(help.out, /- reads it from standard input/);
+});
+
+test('bundle show prints the root CAs as PEM by default and as a SPIFFE bundle with --format spiffe', async () => {
+  const pem = await cli(['bundle', 'show']);
+  assertOk(pem);
+  const roots = pemToDerList(pem.out);
+  assert.ok(roots.length >= 1);
+  for (const der of roots) {
+    const cert = new X509Certificate(der);
+    assert.equal(cert.ca, true);
+    assert.equal(cert.subject, cert.issuer, 'bundles hold self-signed roots only');
+  }
+
+  const spiffe = await cli(['bundle', 'show', '--format', 'spiffe']);
+  assertOk(spiffe);
+  const doc = JSON.parse(spiffe.out) as { keys: Array<Record<string, unknown>>; spiffe_sequence: unknown };
+  assert.ok(Number.isInteger(doc.spiffe_sequence));
+  const x509Keys = doc.keys.filter((k) => k['use'] === 'x509-svid');
+  const jwtKeys = doc.keys.filter((k) => k['use'] === 'jwt-svid');
+  assert.equal(x509Keys.length, roots.length);
+  for (const k of x509Keys) {
+    assert.equal(k['kid'], undefined, 'x509-svid keys carry no kid');
+    assert.equal((k['x5c'] as string[]).length, 1);
+    assert.ok(roots.some((r) => r.toString('base64') === (k['x5c'] as string[])[0]));
+  }
+  assert.ok(jwtKeys.length >= 1 && jwtKeys.every((k) => typeof k['kid'] === 'string' && k['kid'] !== ''));
+  // The document parses strictly as a SPIFFE bundle.
+  assert.equal(bundleFromSpiffeJson(TD, spiffe.out).x509Authorities.length, roots.length);
+});
+
+test("the own bundle's JWT keys carry their expiry over the admin API (GetBundle), as the CA journal holds it", async () => {
+  const admin = new AdminClient(socket);
+  try {
+    const bundle = await admin.call('Bundles', 'GetBundle', {});
+    const journal = await admin.call('Authorities', 'ListAuthorities', {});
+    const keys = bundle.jwt_authorities ?? [];
+    assert.ok(keys.length > 0);
+    for (const k of keys) {
+      const authority = journal.authorities?.find((a) => a.kind === 'jwt' && a.fingerprint === k.kid);
+      assert.ok(authority, `JWT key ${k.kid} is in the journal`);
+      assert.equal(k.expires_at, authority.not_after, `JWT key ${k.kid} expires with its journal record, not at 0`);
+    }
+  } finally {
+    admin.close();
+  }
+});
+
+test('bundle set, list and delete manage a federated bundle', async () => {
+  const partnerPem = (await cli(['bundle', 'show'])).out;
+  const pemFile = path.join(dir, 'partner.pem');
+  fs.writeFileSync(pemFile, partnerPem);
+
+  const set = await cli(['bundle', 'set', '--trust-domain', 'listed-partner.org', '--path', pemFile]);
+  assertOk(set);
+  assert.match(set.out, /^Bundle set for listed-partner\.org/);
+  const viaStdin = await cli(['bundle', 'set', '-id', 'spiffe://third.org'], { stdin: partnerPem });
+  assertOk(viaStdin);
+
+  const list = await cli(['bundle', 'list']);
+  assertOk(list);
+  assert.match(list.out, /^Found \d+ federated bundles\n\n\*{40}\n/);
+  assert.match(list.out, /^\* listed-partner\.org$/m);
+  assert.match(list.out, /^\* third\.org$/m);
+  const one = await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org', '--output', 'json']);
+  assertOk(one);
+  // spire-server's GetFederatedBundle answer: the one Bundle, not a list.
+  const bundle = JSON.parse(one.out) as { trust_domain: string; x509_authorities: Array<{ asn1: string }> };
+  assert.equal(bundle.trust_domain, 'listed-partner.org');
+  assert.deepEqual(bundle.x509_authorities.map((a) => a.asn1), pemToDerList(partnerPem).map((d) => d.toString('base64')));
+
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']));
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: no federated bundle for listed-partner\.org$/);
+  // The own trust domain is no federated one, as spire-server's bundle list -id answers it.
+  assertError(
+    await cli(['bundle', 'list', '-id', `spiffe://${TD}`]),
+    /^Error: InvalidArgument: example\.org is this server's own trust domain, not a federated one: "meshid-server bundle show" prints its bundle$/,
+  );
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'listed-partner.org']), /^Error: NotFound: /);
+  assertError(await cli(['bundle', 'set', '--trust-domain', TD, '--path', pemFile]), /^Error: InvalidArgument: .*own trust domain/);
+  assertError(await cli(['bundle', 'set', '--trust-domain', 'x.org', '--data', 'not a bundle']), /^Error: InvalidArgument: /);
+});
+
+test('a bundle file that holds no bundle is refused naming the file, for bundle set and federation create', async () => {
+  const notPem = path.join(dir, 'notes.txt');
+  fs.writeFileSync(notPem, 'these are not certificates\n');
+  const escaped = notPem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'typo-partner.org', '--path', notPem]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`),
+  );
+  const badJson = path.join(dir, 'bundle.json');
+  fs.writeFileSync(badJson, '{"keys": 3}');
+  assertError(
+    await cli(['bundle', 'set', '--trust-domain', 'typo-partner.org', '--path', badJson]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${badJson.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}: `),
+  );
+  assertError(
+    await cli(['federation', 'create', '--trust-domain', 'typo-partner.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web', '--bundle-path', notPem]),
+    new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`),
+  );
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'typo-partner.org']), /^Error: NotFound: /);
+  const relationships = await cli(['federation', 'list', '--output', 'json']);
+  assertOk(relationships);
+  assert.doesNotMatch(relationships.out, /typo-partner\.org/, 'nothing was created');
+});
+
+test('bundle delete refuses while entries federate with the trust domain; --mode dissociate takes it out of them', async () => {
+  fs.writeFileSync(path.join(dir, 'ally.pem'), (await cli(['bundle', 'show'])).out);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ally.org', '--path', path.join(dir, 'ally.pem')]));
+  const id = await createEntry([
+    '--spiffe-id', `spiffe://${TD}/allied`, '--parent-id', `spiffe://${TD}/agent-3`, '--selector', 'unix:uid:4343', '--federates-with', 'ally.org',
+  ]);
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'ally.org']), new RegExp(`^Error: FailedPrecondition: 1 registration entry federates with ally\\.org \\(${id}\\)`));
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'ally.org', '--mode', 'everything']), /^Error: InvalidArgument: .*restrict, dissociate/);
+  assertOk(await cli(['bundle', 'list', '--trust-domain', 'ally.org']));
+
+  const deleted = await cli(['bundle', 'delete', '--trust-domain', 'ally.org', '--mode', 'dissociate']);
+  assertOk(deleted);
+  assert.equal(deleted.out, 'Bundle deleted for ally.org. 1 entry no longer federates with it.\n');
+  const entry = await cli(['entry', 'show', '--entry-id', id, '--output', 'json']);
+  assert.deepEqual((JSON.parse(entry.out) as { entries: Array<{ federates_with?: string[] }> }).entries[0]!.federates_with ?? [], []);
+});
+
+test('bundle list --trust-domain prints that bundle alone, as bundle show does: redirected, it is a bundle file again', async () => {
+  const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-partner.org', '--data', spiffe]));
+
+  const pem = await cli(['bundle', 'list', '--trust-domain', 'export-partner.org']);
+  assertOk(pem);
+  assert.match(pem.out, /^-----BEGIN CERTIFICATE-----\n/, 'no count or banner before the certificates');
+  assert.deepEqual(pemToDerList(pem.out), bundleFromSpiffeJson(TD, spiffe).x509Authorities);
+
+  const doc = await cli(['bundle', 'list', '-id', 'spiffe://export-partner.org', '-format', 'spiffe']);
+  assertOk(doc);
+  const exported = bundleFromSpiffeJson('export-partner.org', doc.out);
+  assert.equal(exported.jwtAuthorities.length, bundleFromSpiffeJson(TD, spiffe).jwtAuthorities.length);
+  const file = path.join(dir, 'export-partner.json');
+  fs.writeFileSync(file, doc.out);
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-copy.org', '--path', file]));
+  assert.deepEqual(pemToDerList((await cli(['bundle', 'list', '--trust-domain', 'export-copy.org'])).out), pemToDerList(pem.out));
+});
+
+test('bundle set accepts a SPIFFE bundle with JWT keys', async () => {
+  const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'jwt-partner.org', '--format', 'spiffe', '--data', spiffe]));
+  const shown = await cli(['bundle', 'list', '--trust-domain', 'jwt-partner.org', '--format', 'spiffe']);
+  assertOk(shown);
+  assert.match(shown.out, /"use": "jwt-svid"/);
+});
+
+test('agent commands list agents and report unknown or malformed agent IDs', async () => {
+  const list = await cli(['agent', 'list']);
+  assertOk(list);
+  assert.equal(list.out, 'Found 0 attested agents\n');
+  const json = await cli(['agent', 'list', '--datacenter', 'east', '--output', 'json']);
+  assertOk(json);
+  assert.deepEqual(JSON.parse(json.out), { agents: [], next_page_token: '' });
+  // A misspelt datacenter is refused as token generate refuses it, not answered with an empty list.
+  const unserved = /^Error: InvalidArgument: datacenter "esat" is not served by this server \(configured: east, west\)$/;
+  assertError(await cli(['agent', 'list', '--datacenter', 'esat']), unserved);
+  assertError(await cli(['token', 'generate', '--datacenter', 'esat']), unserved);
+  assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/t`, '--datacenter', 'esat']), unserved);
+  for (const sub of ['show', 'evict', 'ban']) {
+    assertError(await cli(['agent', sub, '--spiffe-id', `spiffe://${TD}/meshid/agent/ghost`]), /^Error: NotFound: agent .* not found$/);
+    assertError(await cli(['agent', sub, '-spiffeID', 'ghost']), /^Error: InvalidArgument: SPIFFE ID "ghost" is not a SPIFFE ID/);
+  }
+});
+
+test('ca show lists the root, one intermediate per datacenter and the JWT key, with state, expiry and fingerprint', async () => {
+  const r = await cli(['ca', 'show']);
+  assertOk(r);
+  assert.equal(field(r.out, 'Trust domain'), TD);
+  const blocks = r.out.split('\n\n').slice(1);
+  const kinds = blocks.map((b) => `${field(b, 'Kind')}/${field(b, 'Datacenter')}`).sort();
+  assert.deepEqual(kinds, ['intermediate/east', 'intermediate/west', 'jwt/-', 'root/-']);
+  for (const b of blocks) {
+    assert.equal(field(b, 'State'), 'active');
+    assert.match(field(b, 'Not after'), /^\d{4}-\d\d-\d\dT/);
+    assert.notEqual(field(b, 'Fingerprint'), '');
+  }
+  const json = await cli(['ca', 'show', '--output', 'json']);
+  assertOk(json);
+  const doc = JSON.parse(json.out) as { trust_domain: string; authorities: Array<{ kind: string; fingerprint: string; upstream_ca: boolean }> };
+  assert.equal(doc.trust_domain, TD);
+  const root = doc.authorities.find((a) => a.kind === 'root')!;
+  assert.equal(root.upstream_ca, false, 'a root meshid made is not marked as an upstream CA');
+  const rootDer = pemToDerList((await cli(['bundle', 'show'])).out)[0]!;
+  assert.equal(root.fingerprint.replace(/:/g, '').toLowerCase(), new X509Certificate(rootDer).fingerprint256.replace(/:/g, '').toLowerCase());
+});
+
+test('x509 mint --write leaves an SVID that openssl verifies strictly, its private key (0600) and the bundle', async () => {
+  const out = path.join(dir, 'minted');
+  const r = await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--ttl', '1h', '--dns', 'tool.local', '--datacenter', 'west', '--write', out]);
+  assertOk(r);
+  assert.match(r.out, /svid\.pem/);
+  const chain = pemToDerList(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'));
+  const roots = pemToDerList(fs.readFileSync(path.join(out, 'bundle.pem'), 'utf8'));
+  assert.equal(chain.length, 2, 'leaf and the DC intermediate');
+  const verdict = opensslVerify({ roots, intermediates: chain.slice(1), leaf: chain[0]! });
+  assert.ok(verdict.ok, verdict.output);
+
+  const leaf = new X509Certificate(chain[0]!);
+  assert.match(leaf.subjectAltName ?? '', new RegExp(`URI:spiffe://${TD}/tool`));
+  assert.match(leaf.subjectAltName ?? '', /DNS:tool\.local/);
+  assert.match(new X509Certificate(chain[1]!).subject, /OU=west/);
+  const lifetime = Date.parse(leaf.validTo) - Date.parse(leaf.validFrom);
+  assert.ok(lifetime <= 3600_000 + 60_000 && lifetime >= 3600_000 - 60_000, `lifetime ${lifetime} ms`);
+
+  const keyFile = path.join(out, 'key.pem');
+  assert.equal(fs.statSync(keyFile).mode & 0o777, 0o600);
+  const keyPem = fs.readFileSync(keyFile, 'utf8');
+  assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/, 'PKCS#8');
+  assert.ok(leaf.checkPrivateKey(createPrivateKey(keyPem)), 'the key matches the certificate');
+});
+
+test('x509 mint --write: a file where the directory should be is refused before signing; a new directory is 0700', async () => {
+  const file = path.join(dir, 'mint-target-file');
+  fs.writeFileSync(file, 'keep');
+  assertError(
+    await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', file]),
+    /^Error: FailedPrecondition: --write .*mint-target-file is a file, not a directory: name the directory the PEM files go to$/,
+  );
+  assert.equal(fs.readFileSync(file, 'utf8'), 'keep');
+  const fresh = path.join(dir, 'mint-new', 'nested');
+  assertOk(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', fresh]));
+  assert.equal(fs.statSync(fresh).mode & 0o777, 0o700, 'it receives a private key, as api fetch --write');
+});
+
+test('x509 mint without --write prints the SVID, key and bundle', async () => {
+  const r = await cli(['x509', 'mint', '-spiffeID', `spiffe://${TD}/tool2`]);
+  assertOk(r);
+  assert.match(r.out, /^X509-SVID .*:\n-----BEGIN CERTIFICATE-----/);
+  assert.match(r.out, /\nPrivate key:\n-----BEGIN PRIVATE KEY-----/);
+  assert.match(r.out, /\nRoot CAs:\n-----BEGIN CERTIFICATE-----/);
+  assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/meshid/agent/x`]), /^Error: InvalidArgument: .*reserved/);
+  assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/t`, '--datacenter', 'north']), /^Error: InvalidArgument: datacenter "north"/);
+});
+
+test('jwt mint prints a JWT-SVID that validates against the JWT keys of bundle show', async () => {
+  const r = await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'db', '--audience', 'cache', '--ttl', '60']);
+  assertOk(r);
+  const token = r.out.trim();
+  assert.match(token, /^[\w-]+\.[\w-]+\.[\w-]+$/);
+  const bundle = bundleFromSpiffeJson(TD, (await cli(['bundle', 'show', '--format', 'spiffe'])).out);
+  const valid = validateJwtSvid(token, {
+    audience: 'cache',
+    now: Date.now(),
+    findKey: (td, kid) => (td === TD ? bundle.jwtAuthorities.find((k) => k.kid === kid)?.publicKey : undefined),
+  });
+  assert.equal(valid.spiffeId, `spiffe://${TD}/tool`);
+  assert.deepEqual(valid.claims['aud'], ['db', 'cache']);
+  assert.equal(Number(valid.claims['exp']) - Number(valid.claims['iat']), 60);
+
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`]), /^Error: InvalidArgument: flag --audience is required/);
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'a', '--ttl', '1d']), /^Error: InvalidArgument: ttl 1d exceeds .*: ask for less, or raise max_jwt_svid_ttl in the server config/);
+  // The bounds the Workload API and the agent's SignJwtSvid hold, so that no path mints an unbounded token.
+  const many = Array.from({ length: 65 }, (_, i) => ['--audience', `a${i}`]).flat();
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, ...many]), /^Error: InvalidArgument: too many audiences: 65 \(at most 64\)/);
+  assertError(await cli(['jwt', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--audience', 'x'.repeat(1025)]), /^Error: InvalidArgument: audience\[0\] is longer than 1024 bytes/);
+});
+
+test('--help works for every command without a server', async () => {
+  for (const command of [['entry', 'create'], ['bundle', 'show'], ['x509', 'mint'], ['healthcheck']]) {
+    const r = await cli([...command, '--help'], { env: { MESHID_ADMIN_SOCKET: path.join(dir, 'none.sock') } });
+    assertOk(r);
+    assert.match(r.out, new RegExp(`^Usage: meshid-server ${command.join(' ')} `));
+  }
+});
+
+test('federation delete of a relationship whose endpoint never answered does not promise a bundle to delete', async () => {
+  // Port 1 on loopback: nothing answers, so no bundle of never-polled.example is ever stored.
+  const created = await cli(['federation', 'create', '--trust-domain', 'never-polled.example', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web']);
+  assert.equal(created.code, 0, created.err);
+  const deleted = await cli(['federation', 'delete', '--trust-domain', 'never-polled.example']);
+  assertOk(deleted);
+  assert.equal(deleted.out, 'Federation relationship with never-polled.example deleted; no bundle of it is stored.\n');
+  // The server's log says the same, not that a bundle stays stored.
+  const logged = serverOutput.split('\n').filter((l) => l.includes('"trustDomain":"never-polled.example"') && l.includes('federation relationship deleted'));
+  assert.equal(logged.length, 1, serverOutput);
+  assert.match(logged[0]!, /"bundleStored":false.*"msg":"federation relationship deleted; no bundle of it is stored"/);
+  assertError(await cli(['bundle', 'delete', '--trust-domain', 'never-polled.example']), /^Error: NotFound: /);
+
+  // --output json is spire-server's BatchDeleteFederationRelationshipResponse.
+  assertOk(await cli(['federation', 'create', '--trust-domain', 'never-polled.example', '--bundle-endpoint-url', 'https://127.0.0.1:1/', '--bundle-endpoint-profile', 'https_web']));
+  const deletedJson = await cli(['federation', 'delete', '--trust-domain', 'never-polled.example', '--output', 'json']);
+  assertOk(deletedJson);
+  assert.deepEqual(JSON.parse(deletedJson.out), { results: [{ status: { code: 0, message: 'OK' }, trust_domain: 'never-polled.example' }] });
+});
+
+test('federation update --bundle-path stores the bundle as create\'s does, and a file that holds none is refused naming it', async () => {
+  const url = 'https://127.0.0.1:1/';
+  const relationship = [
+    '--trust-domain', 'moved-partner.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_spiffe',
+    '--endpoint-spiffe-id', 'spiffe://moved-partner.org/spire/server',
+  ];
+  assertOk(await cli(['federation', 'create', ...relationship]));
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']), /^Error: NotFound: /);
+
+  const notPem = path.join(dir, 'moved-notes.txt');
+  fs.writeFileSync(notPem, 'these are not certificates\n');
+  const escaped = notPem.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+  assertError(await cli(['federation', 'update', ...relationship, '--bundle-path', notPem]), new RegExp(`^Error: InvalidArgument: bundle file ${escaped}: no PEM "CERTIFICATE" block found$`));
+  assertError(await cli(['federation', 'update', ...relationship, '--bundle-format', 'pem']), /^Error: InvalidArgument: --bundle-format goes with --bundle-path$/);
+  assertError(await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']), /^Error: NotFound: /);
+
+  // SPIRE's spelling; the bundle is the one later fetches of the https_spiffe endpoint are authenticated by.
+  const seedPem = (await cli(['bundle', 'show'])).out;
+  const seedFile = path.join(dir, 'moved-partner.pem');
+  fs.writeFileSync(seedFile, seedPem);
+  const updated = await cli(['federation', 'update', ...relationship, '-trustDomainBundlePath', seedFile, '-trustDomainBundleFormat', 'pem']);
+  assertOk(updated);
+  assert.match(updated.out, /^Federation relationship with moved-partner\.org updated\.\n/);
+  const stored = await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']);
+  assertOk(stored);
+  assert.deepEqual(pemToDerList(stored.out), pemToDerList(seedPem));
+  const logged = serverOutput.split('\n').filter((l) => l.includes('"trustDomain":"moved-partner.org"') && l.includes('federation relationship updated'));
+  assert.match(logged.at(-1) ?? '', /"seeded":true/, serverOutput);
+
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'moved-partner.org']));
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'moved-partner.org']));
+});
