@@ -9,16 +9,13 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { tempDir } from './server-kit.js';
-import { SERVER_MAIN } from './server-process.js';
+import { SERVER_MAIN, type CliResult } from './server-process.js';
 
 const MAIN = SERVER_MAIN;
 export const TD = 'example.org';
 
-export interface Result {
-  code: number | null;
-  out: string;
-  err: string;
-}
+/** A finished command's exit status, stdout and stderr. */
+export type Result = CliResult;
 
 export let dir: string;
 let cleanup: () => void;
