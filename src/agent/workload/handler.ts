@@ -1,3 +1,4 @@
+import { setMaxListeners } from 'node:events';
 import type {
   Metadata,
   sendUnaryData,
@@ -268,6 +269,10 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     // A wait for the server's signing budget ends with the call: a client that gave up without a deadline would
     // otherwise hold it for up to 20 s, and have a token signed for nobody at its end.
     const cancelled = new AbortController();
+    // The cache listens on it once per identity it signs for, so a caller of more than ten identities passed Node's
+    // default of ten listeners: every such call printed a "possible memory leak" warning, a raw line among the JSON
+    // logs. The listeners are as many as the caller's entries and go when their signings end.
+    setMaxListeners(0, cancelled.signal);
     const abort = (): void => cancelled.abort();
     call.on('cancelled', abort);
     if (call.cancelled) abort();
