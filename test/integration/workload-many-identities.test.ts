@@ -4,8 +4,12 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { startClusterWithAgent, type AgentProcess, type Cluster } from '../support/cluster.js';
+import * as grpc from '@grpc/grpc-js';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
+import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 
+const uid = process.getuid!();
 const IDS = Array.from({ length: 12 }, (_, i) => `spiffe://example.org/many/id-${i}`);
 let cluster: Cluster;
 let agent: AgentProcess;
@@ -44,4 +48,53 @@ test('FetchJWTSVID for a caller of twelve identities signs them all and the agen
     client.close();
   }
   assert.deepEqual(outputLines().other, [], 'every line on the agent\'s stderr is a JSON log line');
+});
+
+test('an X509SVIDResponse over the 4 MiB clients take by default: a default client fails RESOURCE_EXHAUSTED, and the agent logs why', async () => {
+  // ~1.7 KB per SVID (P-256 chain, PKCS#8 key, the bundle): 2,600 make ~4.4 MB.
+  const entries = Array.from({ length: 2600 }, (_, i) => ({
+    spiffe_id: `spiffe://example.org/bulk/w${i}`,
+    parent_id: Cluster.nodeAlias,
+    selectors: [{ type: 'unix', value: `uid:${uid}` }],
+  }));
+  for (let i = 0; i < entries.length; i += 500) {
+    const r = await cluster.admin.call('Entries', 'CreateEntries', { entries: entries.slice(i, i + 500) });
+    assert.ok(r.results!.every((x) => (x.status?.code ?? 0) === 0), JSON.stringify(r.results?.find((x) => (x.status?.code ?? 0) !== 0)));
+  }
+  const Client = serviceClient(loadProto('workload/workload.proto'), 'SpiffeWorkloadAPI');
+  const first = (client: grpc.Client): Promise<{ svids?: unknown[] } | grpc.ServiceError> =>
+    new Promise((resolve) => {
+      const md = new grpc.Metadata();
+      md.set('workload.spiffe.io', 'true');
+      const call = (client as unknown as Record<string, (req: unknown, md: grpc.Metadata) => grpc.ClientReadableStream<{ svids?: unknown[] }>>)['FetchX509SVID']!({}, md);
+      call.on('data', (d: { svids?: unknown[] }) => {
+        resolve(d);
+        call.cancel();
+      });
+      call.on('error', (e: grpc.ServiceError) => resolve(e));
+    });
+  const unlimited = new Client(`unix://${agent.socketPath}`, grpc.credentials.createInsecure(), { 'grpc.max_receive_message_length': -1 });
+  const byDefault = new Client(`unix://${agent.socketPath}`, grpc.credentials.createInsecure());
+  try {
+    // The SVIDs are signed in batches: an external process's progress, so poll it.
+    for (let attempt = 0; ; attempt++) {
+      const res = await first(unlimited);
+      assert.ok(!(res instanceof Error), String(res));
+      if ((res.svids ?? []).length === IDS.length + entries.length) break;
+      assert.ok(attempt < 120, `only ${(res.svids ?? []).length} SVIDs after ${attempt} attempts`);
+      await new Promise((r) => setTimeout(r, 500));
+    }
+    const refused = await first(byDefault);
+    assert.ok(refused instanceof Error, 'a default client cannot take the message');
+    assert.equal(refused.code, grpc.status.RESOURCE_EXHAUSTED);
+  } finally {
+    unlimited.close();
+    byDefault.close();
+  }
+  const line = outputLines().json.find((l) => typeof l['msg'] === 'string' && (l['msg'] as string).includes('larger than the 4 MiB'));
+  assert.ok(line, `a warning names the oversized response:\n${agent.output().slice(-3000)}`);
+  assert.equal(line['rpc'], 'FetchX509SVID');
+  assert.equal(line['spiffeId'], IDS[0], 'the default identity names the workload');
+  assert.ok((line['bytes'] as number) > 4 * 1024 * 1024, JSON.stringify(line));
+  assert.equal(line['level'], 40, 'a warning');
 });

@@ -132,7 +132,7 @@ export class WorkloadEndpoint {
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
     const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, ...(o.sds !== undefined ? { options: o.sds } : {}) });
-    services.addService(workloadApiServiceDefinition(), workload.implementation);
+    services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
     services.addService(sdsServiceDefinition(), sds.implementation);
     services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
     addReflection(services, [WORKLOAD_PROTO, SDS_PROTO]);

@@ -21,6 +21,7 @@ import type { IdentitySnapshot, JwtSvidResult, WorkloadCache } from '../cache/wo
 import { jwtBundlesResponse, sameBundlesResponse, x509BundlesResponse } from './bundles-response.js';
 import { encodeOnce } from './encode-once.js';
 import { uniqueHints } from './hints.js';
+import { warnOversizedResponses } from './oversized-response.js';
 import { IdentityStream, type StreamCall, type StreamView } from './identity-stream.js';
 import { parseJwtSvidRequest } from './jwt-request.js';
 import type {
@@ -45,9 +46,13 @@ export const WORKLOAD_SERVICE_NAME = 'SpiffeWorkloadAPI';
 /**
  * The service definition to pass to grpc-js Server.addService with `workloadApiHandlers(...).implementation`. The
  * streams' responses are encoded once per response object (encodeOnce): streams with the same content share one.
+ * With `oversized`, a response larger than gRPC clients take by default is logged there (warnOversizedResponses).
  */
-export function workloadApiServiceDefinition(): ServiceDefinition {
-  return encodeOnce(serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME), ['FetchX509SVID']);
+export function workloadApiServiceDefinition(oversized?: { log: Logger; clock: Clock }): ServiceDefinition {
+  const definition = encodeOnce(serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME), ['FetchX509SVID']);
+  if (oversized === undefined) return definition;
+  const log = oversized.log.child({ subsystem: 'workload-api' });
+  return warnOversizedResponses(definition, ['FetchX509SVID', 'FetchX509Bundles', 'FetchJWTSVID', 'FetchJWTBundles'], log, oversized.clock);
 }
 
 /** What attestation may read from a call: the connection (`getPeer()`, see UdsServer) and the request metadata. */
