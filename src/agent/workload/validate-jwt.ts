@@ -45,6 +45,14 @@ export function requireValidateFields(request: ValidateJwtSvidRequest): { audien
   return { audience, token };
 }
 
+/**
+ * The key `kid` in the bundle of `trustDomain`. No bundle at all is said apart from a missing key: the remedy is
+ * federation (an entry of the caller's federating with that trust domain), not a key rotation to wait out.
+ */
 function findKey(bundles: readonly TrustBundle[], trustDomain: string, kid: string): KeyObject | undefined {
-  return bundles.find((b) => b.trustDomain === trustDomain)?.jwtAuthorities.find((k) => k.kid === kid)?.publicKey;
+  const bundle = bundles.find((b) => b.trustDomain === trustDomain);
+  if (bundle === undefined) {
+    throw invalidArgument(`no bundle for trust domain ${trustDomain}: its tokens are trusted only by callers with an entry federating with it`);
+  }
+  return bundle.jwtAuthorities.find((k) => k.kid === kid)?.publicKey;
 }
