@@ -50,6 +50,35 @@ test('FetchJWTSVID for a caller of twelve identities signs them all and the agen
   assert.deepEqual(outputLines().other, [], 'every line on the agent\'s stderr is a JSON log line');
 });
 
+test('an identity whose hint repeats an older entry\'s is left out of FetchX509SVID and FetchJWTSVID, and the agent says which', async () => {
+  const older = await cluster.createEntry({ spiffeId: 'spiffe://example.org/twin/older', selectors: [`unix:uid:${uid}`], hint: 'edge' });
+  const newer = await cluster.createEntry({ spiffeId: 'spiffe://example.org/twin/newer', selectors: [`unix:uid:${uid}`], hint: 'edge' });
+  const client = agent.client();
+  try {
+    // The agent hears of both entries over its Sync stream: asked for by name, the newer one's token comes once it has.
+    for (let attempt = 0; ; attempt++) {
+      const asked = await client.fetchJwtSvid(['aud-twin'], 'spiffe://example.org/twin/newer').catch(() => undefined);
+      if (asked !== undefined) break;
+      assert.ok(attempt < 100, 'the agent never heard of the newer entry');
+      await new Promise((r) => setTimeout(r, 100));
+    }
+    const jwt = await client.fetchJwtSvid(['aud-twin']);
+    // A new stream's first message waits until every entry of the caller has its SVID.
+    const x509 = await client.fetchX509Svid();
+    for (const served of [jwt.svids, x509.svids] as Array<Array<{ spiffe_id: string; hint?: string }>>) {
+      const twins = served.filter((s) => s.spiffe_id.startsWith('spiffe://example.org/twin/'));
+      assert.deepEqual(twins.map((s) => [s.spiffe_id, s.hint]), [['spiffe://example.org/twin/older', 'edge']]);
+    }
+  } finally {
+    client.close();
+    await cluster.deleteEntry(newer);
+    await cluster.deleteEntry(older);
+  }
+  const warned = outputLines().json.filter((l) => l['level'] === 40 && l['spiffeId'] === 'spiffe://example.org/twin/newer' && l['hint'] === 'edge');
+  assert.deepEqual(warned.map((l) => l['rpc']).sort(), ['FetchJWTSVID', 'FetchX509SVID'], agent.output().slice(-2000));
+  assert.match(String(warned[0]!['msg']), /already that of spiffe:\/\/example\.org\/twin\/older/);
+});
+
 test('an X509SVIDResponse over the 4 MiB clients take by default: a default client fails RESOURCE_EXHAUSTED, and the agent logs why', async () => {
   // ~1.7 KB per SVID (P-256 chain, PKCS#8 key, the bundle): 2,600 make ~4.4 MB.
   const entries = Array.from({ length: 2600 }, (_, i) => ({

@@ -16,6 +16,7 @@ import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { serviceOf } from '../../common/grpc/service.js';
 import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache } from '../cache/workload-cache.js';
 import { jwtBundlesResponse, sameBundlesResponse, x509BundlesResponse } from './bundles-response.js';
@@ -37,7 +38,7 @@ import type {
 } from './messages.js';
 import { checkSecurityHeader } from './security-header.js';
 import { requireValidateFields, validateJwtSvidRequest } from './validate-jwt.js';
-import { sameX509SvidResponse, x509SvidResponse } from './x509-response.js';
+import { sameX509SvidResponse, x509SvidResponse, type DuplicateHint } from './x509-response.js';
 
 /** The .proto file and service name of the SPIFFE Workload API: no package (SPEC-NOTES §1, §13, §14.1). */
 export const WORKLOAD_PROTO = 'workload/workload.proto';
@@ -126,10 +127,13 @@ function attestationFailure(error: unknown): unknown {
  * while the default's SVID is missing (say, not yet signed, or expired while the server is unreachable), which would
  * otherwise make a sibling the default.
  */
-const x509SvidView: StreamView<X509SvidResponse> = {
-  render: (snapshot, first) => ((!first || snapshot.complete) && snapshot.defaultSvid !== undefined ? x509SvidResponse(snapshot) : undefined),
-  same: sameX509SvidResponse,
-};
+function x509SvidView(onDuplicateHint: DuplicateHint): StreamView<X509SvidResponse> {
+  return {
+    render: (snapshot, first) =>
+      (!first || snapshot.complete) && snapshot.defaultSvid !== undefined ? x509SvidResponse(snapshot, onDuplicateHint) : undefined,
+    same: sameX509SvidResponse,
+  };
+}
 const x509BundlesView: StreamView<X509BundlesResponse> = { render: x509BundlesResponse, same: sameBundlesResponse };
 const jwtBundlesView: StreamView<JwtBundlesResponse> = { render: jwtBundlesResponse, same: sameBundlesResponse };
 
@@ -162,6 +166,21 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   if (!Number.isFinite(pendingTimeoutMs) || pendingTimeoutMs <= 0) throw new Error(`pendingTimeoutMs must be positive, got ${pendingTimeoutMs}`);
   const allowedForeignClaims: ReadonlySet<string> = new Set(deps.options?.allowedForeignJwtClaims ?? []);
   const verifiersAllowed = deps.options?.allowUnauthenticatedVerifiers === true;
+  // SPIRE logs each identity a duplicate hint leaves out; here once a minute per RPC, identity and hint.
+  const duplicateHints = new LogThrottle(deps.clock);
+  const duplicateHint =
+    (rpc: string) =>
+    (dropped: { spiffeId: string; hint: string }, kept: { spiffeId: string }): void => {
+      const admitted = duplicateHints.admit(`${rpc}\n${dropped.spiffeId}\n${dropped.hint}`);
+      if (admitted === undefined) return;
+      log.warn(
+        { rpc, spiffeId: dropped.spiffeId, hint: dropped.hint, ...admitted },
+        `identity ${dropped.spiffeId} left out: its hint is already that of ${kept.spiffeId}, an older entry matching the same workload; ` +
+          'a hint must be unique among a workload\'s entries (give one of them another hint)',
+      );
+    };
+  const x509View = x509SvidView(duplicateHint('FetchX509SVID'));
+  const jwtDuplicateHint = duplicateHint('FetchJWTSVID');
   const open = new Set<IdentityStream<unknown>>();
   // One child logger per RPC, not per stream: pino's child() costs more than the rest of a stream's bookkeeping.
   const streamLogs = new Map<string, Logger>();
@@ -292,7 +311,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     if (wanted.length === 0) {
       throw noIdentityFor(selectors, query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
     }
-    const svids = uniqueHints(wanted).map(({ item, hint }): JwtSvid => {
+    const svids = uniqueHints(wanted, jwtDuplicateHint).map(({ item, hint }): JwtSvid => {
       const svid: JwtSvid = { spiffe_id: item.spiffeId, svid: item.token };
       if (hint !== '') svid.hint = hint;
       return svid;
@@ -313,7 +332,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
 
   const implementation: UntypedServiceImplementation = {
     FetchX509SVID(call: ServerWritableStream<EmptyRequest, X509SvidResponse>): void {
-      openStream('FetchX509SVID', call, x509SvidView);
+      openStream('FetchX509SVID', call, x509View);
     },
     FetchX509Bundles(call: ServerWritableStream<EmptyRequest, X509BundlesResponse>): void {
       openStream('FetchX509Bundles', call, x509BundlesView, true);

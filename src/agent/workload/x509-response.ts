@@ -12,14 +12,14 @@ import type { X509Svid, X509SvidResponse } from './messages.js';
  * bundles keyed `spiffe://<td>`, the own domain never among them. Undefined when there is no SVID to send: a
  * response without svids is default-valued and clients would discard it (§4.5), so none is ever built.
  */
-export function x509SvidResponse(snapshot: IdentitySnapshot): X509SvidResponse | undefined {
+export function x509SvidResponse(snapshot: IdentitySnapshot, onDuplicateHint?: DuplicateHint): X509SvidResponse | undefined {
   const first = snapshot.svids[0];
   if (first === undefined) return undefined;
   const key = contentKey(snapshot);
   const list = shared.get(first) ?? [];
   const hit = list.find((e) => e.key === key && sameSources(e, snapshot));
   if (hit !== undefined) return hit.response;
-  const response = buildResponse(snapshot);
+  const response = buildResponse(snapshot, onDuplicateHint);
   list.unshift({ key, svids: [...snapshot.svids], bundle: snapshot.bundle, federatedBundles: [...snapshot.federatedBundles], response });
   if (list.length > MAX_SHARED_PER_DEFAULT) list.pop();
   shared.set(first, list);
@@ -59,9 +59,12 @@ function sameSources(e: SharedResponse, s: IdentitySnapshot): boolean {
   return true;
 }
 
-function buildResponse(snapshot: IdentitySnapshot): X509SvidResponse {
+/** Told of an SVID left out for a hint an older one holds; once per response built, not per stream sent it. */
+export type DuplicateHint = (dropped: WorkloadSvid, kept: WorkloadSvid) => void;
+
+function buildResponse(snapshot: IdentitySnapshot, onDuplicateHint: DuplicateHint | undefined): X509SvidResponse {
   const bundle = bundleDer(snapshot.bundle);
-  const svids: X509Svid[] = uniqueHints(snapshot.svids).map(({ item, hint }) => {
+  const svids: X509Svid[] = uniqueHints(snapshot.svids, onDuplicateHint).map(({ item, hint }) => {
     const svid: X509Svid = { spiffe_id: item.spiffeId, x509_svid: chainDer(item), x509_svid_key: item.privateKey, bundle };
     if (hint !== '') svid.hint = hint;
     return svid;
