@@ -1,4 +1,4 @@
-import { after, test } from 'node:test';
+import { after, test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -156,15 +156,19 @@ test("the server's own UNAVAILABLE that quotes a connect error (a partner refusi
   assert.equal(r.err, 'Error: Unavailable: bundle endpoint https://127.0.0.1:1/ of partner.org: connect ECONNREFUSED 127.0.0.1:1\n');
 });
 
-test('federation delete that succeeded is reported as done even when the bundle look-up after it fails', async (t) => {
-  // A stand-in admin socket: the delete commits, the look-up of what is left answers UNAVAILABLE (a locked datastore).
-  const socket = path.join(DEAD_DIR, 'standin-fed.sock');
+/**
+ * A stand-in admin socket whose Federation `rpc` commits (answering a partner.org relationship) and whose bundle
+ * look-up after it answers UNAVAILABLE (a locked datastore): that failure cannot be made to happen on demand against
+ * a real server. Returns the socket and how many times the rpc was called.
+ */
+async function lockedAfterFederationChange(t: TestContext, name: string, rpc: string): Promise<{ socket: string; calls: () => number }> {
+  const socket = path.join(DEAD_DIR, name);
   const proto = loadProto(['meshid/v1/admin.proto']);
   const server = new grpc.Server();
-  let deletes = 0;
+  let calls = 0;
   server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
-    DeleteFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
-      deletes++;
+    [rpc]: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => {
+      calls++;
       callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' });
     },
   });
@@ -174,8 +178,13 @@ test('federation delete that succeeded is reported as done even when the bundle 
   });
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
   t.after(() => server.forceShutdown());
+  return { socket, calls: () => calls };
+}
+
+test('federation delete that succeeded is reported as done even when the bundle look-up after it fails', async (t) => {
+  const { socket, calls } = await lockedAfterFederationChange(t, 'standin-fed.sock', 'DeleteFederationRelationship');
   const r = await run(['federation', 'delete', '--trust-domain', 'partner.org', '--admin-socket', socket]);
-  assert.equal(deletes, 1);
+  assert.equal(calls(), 1);
   assert.equal(r.err, '');
   assert.equal(r.code, 0, 'the relationship is gone: a retry would only be told NotFound');
   assert.equal(
@@ -185,20 +194,7 @@ test('federation delete that succeeded is reported as done even when the bundle 
 });
 
 test('federation delete --output json prints spire-server\'s result when the look-up after it fails (stand-in admin socket), and why on stderr', async (t) => {
-  // A stand-in admin socket, as above: a look-up that fails after a committed delete cannot be made to happen on demand.
-  const socket = path.join(DEAD_DIR, 'standin-fed-json.sock');
-  const proto = loadProto(['meshid/v1/admin.proto']);
-  const server = new grpc.Server();
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
-    DeleteFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' }),
-  });
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), {
-    ListFederatedBundles: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback({ code: grpc.status.UNAVAILABLE, details: 'the datastore is locked by another process; retry shortly' }),
-  });
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
-  t.after(() => server.forceShutdown());
+  const { socket } = await lockedAfterFederationChange(t, 'standin-fed-json.sock', 'DeleteFederationRelationship');
   const r = await run(['federation', 'delete', '--trust-domain', 'partner.org', '--admin-socket', socket, '--output', 'json']);
   assert.equal(r.code, 0);
   assert.deepEqual(JSON.parse(r.out), { results: [{ status: { code: 0, message: 'OK' }, trust_domain: 'partner.org' }] });
@@ -209,20 +205,7 @@ test('federation delete --output json prints spire-server\'s result when the loo
 });
 
 test('federation create --output json whose bundle look-up fails after the create prints the result without the bundle, and why on stderr (stand-in admin socket)', async (t) => {
-  // A look-up that fails right after a committed create cannot be made to happen on demand against a real server.
-  const socket = path.join(DEAD_DIR, 'standin-fed-create.sock');
-  const proto = loadProto(['meshid/v1/admin.proto']);
-  const server = new grpc.Server();
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Federation'), {
-    CreateFederationRelationship: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback(null, { trust_domain: 'partner.org', bundle_endpoint_url: 'https://partner.org/b', bundle_endpoint_profile: 'https_web' }),
-  });
-  server.addService(serviceOf(proto, 'meshid.admin.v1.Bundles'), {
-    ListFederatedBundles: (_call: unknown, callback: grpc.sendUnaryData<unknown>) =>
-      callback({ code: grpc.status.UNAVAILABLE, details: 'the datastore is locked by another process; retry shortly' }),
-  });
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
-  t.after(() => server.forceShutdown());
+  const { socket } = await lockedAfterFederationChange(t, 'standin-fed-create.sock', 'CreateFederationRelationship');
   const r = await run([
     'federation', 'create', '--trust-domain', 'partner.org', '--bundle-endpoint-url', 'https://partner.org/b', '--bundle-endpoint-profile', 'https_web',
     '--admin-socket', socket, '--output', 'json',
