@@ -7,12 +7,14 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { AGENT_MAIN, startClusterWithAgent, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { LEVEL, parseLogLines } from '../support/log-lines.js';
+import { isMeshidError } from '../../src/common/errors.js';
 
 let cluster: Cluster;
 let agent: AgentProcess;
+let entryId: string;
 
 before(async () => {
-  ({ cluster, agent } = await startClusterWithAgent('meshid-refusal-log-', ['spiffe://example.org/test-runner']));
+  ({ cluster, agent, entryIds: [entryId] } = await startClusterWithAgent('meshid-refusal-log-', ['spiffe://example.org/test-runner']));
 });
 
 after(async () => {
@@ -51,4 +53,26 @@ test('a refused workload is logged at warn with its pid, uid, gid and selectors,
   // The connection lines name the caller apart from the agent's own pid too.
   const connected = records.filter((r) => r.msg === 'workload connected' && r['uid'] === 65533);
   assert.equal(connected[0]?.['callerPid'], second.pid);
+});
+
+test('a stream ended by a lost entitlement is logged as the refusal it is: at warn with the caller and its selectors, not at info without them', async () => {
+  const client = agent.client(30_000);
+  try {
+    const watch = client.watchX509Svids();
+    const iterator = watch[Symbol.asyncIterator]();
+    assert.equal((await iterator.next()).value?.svids.length, 1);
+    await cluster.deleteEntry(entryId);
+    await assert.rejects(iterator.next(), (err: unknown) => isMeshidError(err, 'permission_denied'));
+  } finally {
+    client.close();
+  }
+  await agent.waitForLog(/no longer entitled/);
+  const ended = parseLogLines(agent.output()).filter((r) => /no longer entitled/.test(String(r['reason'])));
+  assert.equal(ended.length, 1);
+  const uid = process.getuid!();
+  assert.deepEqual(
+    { level: ended[0]!.level, rpc: ended[0]!['rpc'], code: ended[0]!['code'], callerPid: ended[0]!['callerPid'], uid: ended[0]!['uid'] },
+    { level: LEVEL.warn, rpc: 'FetchX509SVID', code: 'permission_denied', callerPid: process.pid, uid },
+  );
+  assert.ok((ended[0]!['selectors'] as string[]).includes(`unix:uid:${uid}`), 'the selectors to compare with the entries');
 });

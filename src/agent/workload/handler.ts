@@ -182,13 +182,6 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
   const x509View = x509SvidView(duplicateHint('FetchX509SVID'));
   const jwtDuplicateHint = duplicateHint('FetchJWTSVID');
   const open = new Set<IdentityStream<unknown>>();
-  // One child logger per RPC, not per stream: pino's child() costs more than the rest of a stream's bookkeeping.
-  const streamLogs = new Map<string, Logger>();
-  const streamLog = (rpc: string): Logger => {
-    let child = streamLogs.get(rpc);
-    if (child === undefined) streamLogs.set(rpc, (child = log.child({ rpc })));
-    return child;
-  };
 
   /**
    * The caller's selectors, or a failure as MeshidError (UNAVAILABLE unless the attestor said otherwise). Synchronous
@@ -256,7 +249,7 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
         requireEntitlement,
         clock: deps.clock,
         pendingTimeoutMs,
-        log: streamLog(rpc),
+        refused: (error) => refusals.refused(rpc, error, call),
         onClose: () => open.delete(stream as IdentityStream<unknown>),
       });
       open.add(stream as IdentityStream<unknown>);

@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { internal, isMeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { internal, isMeshidError, unavailable } from '../../common/errors.js';
+import { noIdentityFor } from '../endpoints/refusal-log.js';
 import { toServiceError } from '../../common/grpc-status.js';
-import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot, WorkloadCache } from '../cache/workload-cache.js';
 
@@ -46,7 +46,12 @@ export interface IdentityStreamOptions<Res> {
   readonly clock: Clock;
   /** How long the caller may be entitled with nothing to send before the stream ends UNAVAILABLE. */
   readonly pendingTimeoutMs: number;
-  readonly log: Logger;
+  /**
+   * Logs the status the stream ends with (the handler's RefusalLog: the caller's pid, uid and gid, its selectors for
+   * a lost entitlement, one line per code and caller uid a minute), so that a client reopening streams that end in a
+   * loop, or a thousand streams ended at shutdown, write a line a minute, not one each.
+   */
+  readonly refused: (error: unknown) => void;
   /** Called exactly once, however the stream ends. */
   readonly onClose: () => void;
 }
@@ -118,8 +123,7 @@ export class IdentityStream<Res> {
   /** Ends the stream with the status for `error`: a MeshidError keeps its code; anything else is INTERNAL. */
   fail(error: unknown): void {
     if (this.closed) return;
-    if (isMeshidError(error) && error.code !== 'internal') this.o.log.info({ code: error.code, reason: error.message }, 'Workload API stream ended');
-    else this.o.log.error({ err: error }, 'Workload API stream failed');
+    this.o.refused(error);
     const call = this.call!;
     this.close();
     call.emit('error', toServiceError(error));
@@ -147,7 +151,7 @@ export class IdentityStream<Res> {
       const snapshot = this.o.cache.snapshot(this.o.selectors);
       // The last entitlement is gone: redacted identities must not linger in clients (SPEC-NOTES §8).
       if (!snapshot.entitled && this.o.requireEntitlement !== false) {
-        throw permissionDenied('the caller is no longer entitled to any identity');
+        throw noIdentityFor(this.o.selectors, 'the caller is no longer entitled to any identity');
       }
       message = this.o.view.render(snapshot, this.last === undefined && !this.pendingOver);
     } catch (error) {

@@ -4,7 +4,6 @@ import { EventEmitter } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FakeClock } from '../../../src/common/clock.js';
-import { silentLogger } from '../../../src/common/log.js';
 import { IdentityStream, type StreamCall } from '../../../src/agent/workload/identity-stream.js';
 import type { IdentitySnapshot, WorkloadCache } from '../../../src/agent/cache/workload-cache.js';
 
@@ -70,7 +69,7 @@ function open(
     selectors: [],
     clock,
     pendingTimeoutMs: 30_000,
-    log: silentLogger(),
+    refused: () => undefined,
     onClose: () => closed++,
   });
   stream.start();
