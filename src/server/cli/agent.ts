@@ -48,8 +48,6 @@ function selectorsMatch(held: readonly string[], given: readonly string[], match
   }
 }
 
-/** The only way a meshid agent attests (SPIRE's attestation type names). */
-const ATTESTATION_TYPE = JOIN_TOKEN_ATTESTATION;
 
 /** The filters `agent list` and `agent count` share (spire-server's). */
 const FILTER_FLAGS: readonly FlagSpec[] = [
@@ -59,7 +57,7 @@ const FILTER_FLAGS: readonly FlagSpec[] = [
     name: 'expires-before', aliases: ['expiresBefore'], type: 'string', valueName: 'DATE',
     description: 'Only agents whose SVID expires before DATE: 2026-05-01T12:00:00Z, or spire-server\'s "2026-05-01 12:00:00 +0000 +00"',
   },
-  { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${ATTESTATION_TYPE}` },
+  { name: 'attestation-type', aliases: ['attestationType'], type: 'string', valueName: 'TYPE', description: `Only agents attested this way; every meshid agent attests with ${JOIN_TOKEN_ATTESTATION}` },
   {
     name: 'can-reattest', aliases: ['canReattest'], type: 'string', choices: ['true', 'false'],
     description: 'true: only agents that can attest again by themselves (none: a join token is spent once, as SPIRE\'s join_token agents); false: every agent',
@@ -86,7 +84,7 @@ async function filteredAgents(args: ParsedArgs, io: CliIo): Promise<ProtoAgent[]
     (a) =>
       (banned === undefined || (a.banned === true) === (banned === 'true')) &&
       (beforeMs === undefined || (a.cert_expires_at ?? 0) * 1000 < beforeMs) &&
-      (attestationType === undefined || attestationType === ATTESTATION_TYPE) &&
+      (attestationType === undefined || attestationType === JOIN_TOKEN_ATTESTATION) &&
       canReattest !== 'true' &&
       (selectors.length === 0 || selectorsMatch((a.selectors ?? []).map(selectorKey), selectors, match)),
   );

@@ -4,11 +4,12 @@ import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { checkSpiffeId, spiffeIdFlag, ttlFlag } from './flags.js';
 import { int64, spireSpiffeId } from './spire-output.js';
+import { parseJwtSvid } from '../../common/jwt/jwt-svid.js';
 
-/** The iat claim of a JWT the server just signed (its payload is the middle base64url segment); 0 without one. */
+/** The iat claim of a JWT-SVID the server just signed; 0 without one. */
 function issuedAt(token: string): number {
   try {
-    const iat: unknown = (JSON.parse(Buffer.from(token.split('.')[1] ?? '', 'base64url').toString('utf8')) as { iat?: unknown }).iat;
+    const iat = parseJwtSvid(token).claims['iat'];
     return typeof iat === 'number' ? iat : 0;
   } catch {
     return 0;

@@ -6,7 +6,7 @@ import { createDirectory } from '../../common/create-directory.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Pem, generateKeyPair } from '../../common/x509/keys.js';
+import { exportPkcs8Der, exportPkcs8Pem, generateKeyPair } from '../../common/x509/keys.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
@@ -67,7 +67,7 @@ const mint: Command = {
       return 0;
     }
     // spire-server's mint result: the chain, the PKCS#8 key and the roots, each DER in base64.
-    if (json) io.stdout.write(renderJson({ x509_svid: chain, private_key: privateKey.export({ type: 'pkcs8', format: 'der' }), root_cas: res.root_cas ?? [] }));
+    if (json) io.stdout.write(renderJson({ x509_svid: chain, private_key: exportPkcs8Der(privateKey), root_cas: res.root_cas ?? [] }));
     else io.stdout.write(`X509-SVID (expires ${isoTime(expiresAt) ?? 'unknown'}):\n${pems.svid}\nPrivate key:\n${pems.key}\nRoot CAs:\n${pems.bundle}`);
     return 0;
   },
