@@ -1,6 +1,7 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, type RawServerConfig, type ServerConfig } from '../config.js';
 import { LOG_LEVELS } from '../../common/log.js';
+import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
 
 /** The flags of `meshid-server run` (and `validate`, which checks what `run` would start with). */
@@ -88,12 +89,18 @@ export function serverConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv
   if (args.help) return undefined;
   const configFile = args.string('config');
   const raw: RawServerConfig = configFile ? readConfigFile(configFile) : {};
+  const fromFlags = new Map<string, string>();
   for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
     const v = args.string(flag);
-    if (v !== undefined) (raw as Record<string, unknown>)[key] = v;
+    if (v === undefined) continue;
+    (raw as Record<string, unknown>)[key] = v;
+    fromFlags.set(key, flag);
   }
   const dcs = args.strings('datacenter');
-  if (dcs.length > 0) raw.datacenters = dcs;
+  if (dcs.length > 0) {
+    raw.datacenters = dcs;
+    fromFlags.set('datacenters', 'datacenter');
+  }
   raw.log_level ??= env['MESHID_LOG_LEVEL'];
-  return compileServerConfig(raw);
+  return namingFlags(fromFlags, () => compileServerConfig(raw));
 }

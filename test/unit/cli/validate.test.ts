@@ -13,6 +13,8 @@ import { agentConfigFrom } from '../../../src/agent/cli/run-config.js';
 import { opensslCa, opensslWebLeaf } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { captureIo } from './capture-io.js';
+import { namingFlags } from '../../../src/common/cli/flag-origin.js';
+import { invalidArgument } from '../../../src/common/errors.js';
 
 async function run(command: typeof validateServerCommand, argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   const io = captureIo(env);
@@ -168,4 +170,27 @@ test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from 
   assert.deepEqual([unknown.code, unknown.err], [1, 'Error: InvalidArgument: log_level "VERBOSE" is not one of trace, debug, info, warn, error\n']);
   const unknownFlag = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--log-level', 'LOUD']);
   assert.deepEqual([unknownFlag.code, unknownFlag.err], [1, 'Error: InvalidArgument: flag --log-level must be one of trace, debug, info, warn, error, got "LOUD"\n']);
+});
+
+test('a config error about a value given as a flag names the flag too, so an operator without a config file knows what to change; one from the file does not', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-flag-origin-');
+  t.after(cleanup);
+  const fromFlag = await run(validateServerCommand, ['--trust-domain', 'example.org', '--join-token-ttl', '8d']);
+  assert.deepEqual([fromFlag.code, fromFlag.err], [
+    1,
+    'Error: InvalidArgument: join_token_ttl (8d) is longer than a join token may live (7d): lower it to 7d or less (join_token_ttl was given as --join-token-ttl)\n',
+  ]);
+  const twoFlags = await run(validateServerCommand, ['--trust-domain', 'example.org', '--default-jwt-svid-ttl', '10m', '--max-jwt-svid-ttl', '5m']);
+  assert.equal(twoFlags.code, 1);
+  assert.match(twoFlags.err, /\(max_jwt_svid_ttl was given as --max-jwt-svid-ttl, default_jwt_svid_ttl was given as --default-jwt-svid-ttl\)\n$/);
+  const address = await run(validateServerCommand, ['--trust-domain', 'example.org', '--bind-address', 'nowhere']);
+  assert.match(address.err, /^Error: InvalidArgument: bind_address "nowhere" is not HOST:PORT \(e\.g\. 0\.0\.0\.0:8443\) \(bind_address was given as --bind-address\)\n$/);
+  // A message that names the flag itself gets nothing added.
+  const fromFlags = new Map([['socket_path', 'socket-path']]);
+  assert.throws(() => namingFlags(fromFlags, () => { throw invalidArgument('--socket-path, socket_path value "x" is bad'); }), /^MeshidError: --socket-path, socket_path value "x" is bad$/);
+
+  const serverFile = path.join(dir, 'server.json');
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', join_token_ttl: '8d' }));
+  const fromFile = await run(validateServerCommand, ['--config', serverFile]);
+  assert.deepEqual([fromFile.code, fromFile.err], [1, 'Error: InvalidArgument: join_token_ttl (8d) is longer than a join token may live (7d): lower it to 7d or less\n']);
 });
