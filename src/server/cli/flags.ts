@@ -59,8 +59,11 @@ export function checkTrustDomain(value: string): string {
   return parseTrustDomain(value);
 }
 
-/** spire-server's -expiresBefore layout, Go's "2006-01-02 15:04:05 -0700 -07": date, time, offset, zone abbreviation. */
-const SPIRE_DATE = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d) ([+-]\d\d)(\d\d)(?: [+-]\d\d)?$/;
+/**
+ * spire-server's -expiresBefore layout, Go's "2006-01-02 15:04:05 -0700 -07": date, time, offset, zone abbreviation.
+ * Go's parser takes a fractional second after the seconds even where the layout has none, "." or ",", so SPIRE does.
+ */
+const SPIRE_DATE = /^(\d{4}-\d\d-\d\d) (\d\d:\d\d:\d\d)(?:[.,](\d+))? ([+-]\d\d)(\d\d)(?: [+-]\d\d)?$/;
 /** An RFC 3339 instant, as meshid prints times (2026-05-01T12:00:00Z): a zone is required, so no local-time guessing. */
 const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/i;
 
@@ -70,7 +73,8 @@ const RFC3339 = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?(?:Z|[+-]\d\d:\d\d)$/i
  */
 export function checkDate(value: string, flag: string): number {
   const spire = SPIRE_DATE.exec(value);
-  const iso = spire ? `${spire[1]}T${spire[2]}${spire[3]}:${spire[4]}` : RFC3339.test(value) ? value : undefined;
+  const fraction = spire?.[3] === undefined ? '' : `.${spire[3]}`;
+  const iso = spire ? `${spire[1]}T${spire[2]}${fraction}${spire[4]}:${spire[5]}` : RFC3339.test(value) ? value : undefined;
   const ms = iso === undefined ? NaN : Date.parse(iso);
   // Date.parse rolls 2026-02-30 over to March; a date that does not round-trip its day was not a real one.
   if (Number.isNaN(ms) || new Date(ms + offsetMs(iso!)).toISOString().slice(0, 10) !== iso!.slice(0, 10)) {
