@@ -26,36 +26,46 @@ const children: ChildProcess[] = [];
 /** The agent's join token, on disk until the agent serves. */
 const tokenConfig = path.join(root, 'agent-join-token.json');
 
+/** A start that cannot go on: said on stderr, then everything started so far is stopped. */
+class DemoFailure extends Error {}
+
 function cli(main: string, args: string[], allowFailure = false): { ok: boolean; stdout: string; stderr: string } {
   const r = spawnSync(process.execPath, [main, ...args], { encoding: 'utf8' });
   const ok = r.status === 0;
-  if (!ok && !allowFailure) {
-    process.stderr.write(r.stderr || r.stdout);
-    shutdown(1);
-  }
+  if (!ok && !allowFailure) throw new DemoFailure(r.stderr || r.stdout);
   return { ok, stdout: r.stdout, stderr: r.stderr };
 }
 
-function shutdown(code: number): never {
-  for (const c of children) c.kill('SIGTERM');
+let stopping = false;
+
+/**
+ * Stops the server and agent with one SIGTERM each and exits with `code` once both have gone, so that the shell's
+ * prompt comes back with their sockets removed and the agent's state saved. Called again, it does nothing more.
+ */
+function shutdown(code: number): void {
   // However the demo ends (the agent failed to start, Ctrl-C before it served): the token is not left on disk. The next
   // start makes a new one, as the agent holds no SVID.
   fs.rmSync(tokenConfig, { force: true });
-  process.exit(code);
+  if (stopping) return;
+  stopping = true;
+  const running = children.filter((c) => c.exitCode === null && c.signalCode === null);
+  for (const c of running) c.kill('SIGTERM');
+  void Promise.all(running.map((c) => new Promise((resolve) => c.once('exit', resolve)))).then(() => process.exit(code));
 }
 
 async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
   const until = Date.now() + ms;
-  while (Date.now() < until) {
+  while (Date.now() < until && !stopping) {
     if (check()) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-  process.stderr.write(`meshid demo: ${what} did not come up within ${ms / 1000} s; see the logs above\n`);
-  shutdown(1);
+  throw new DemoFailure(stopping ? '' : `meshid demo: ${what} did not come up within ${ms / 1000} s; see the logs above\n`);
 }
 
 function start(main: string, args: string[], name: string): void {
-  const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHID_LOG_LEVEL: process.env['MESHID_LOG_LEVEL'] ?? 'warn' } });
+  // A process group of its own, so that a terminal's Ctrl-C reaches the demo alone and each daemon gets one stop
+  // signal, the demo's: a second one while a daemon stops ends it at once, its socket left behind.
+  const child = spawn(process.execPath, [main, ...args], { detached: true, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHID_LOG_LEVEL: process.env['MESHID_LOG_LEVEL'] ?? 'warn' } });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`meshid demo: ${name} exited (${signal ?? code}); stopping\n`);
@@ -65,14 +75,16 @@ function start(main: string, args: string[], name: string): void {
   children.push(child);
 }
 
-let stopping = false;
-process.on('SIGINT', () => {
-  stopping = true;
-  shutdown(0);
-});
-process.on('SIGTERM', () => {
-  stopping = true;
-  shutdown(0);
+for (const name of ['SIGINT', 'SIGTERM'] as const) {
+  process.on(name, () => {
+    // A second Ctrl-C while they stop is passed on: it ends them at once, the daemons' own way out of a hung stop.
+    if (stopping) for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    shutdown(0);
+  });
+}
+// Not in the demo's process group, they would outlive a demo that died of an error: one SIGTERM stops them cleanly.
+process.on('exit', () => {
+  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
 });
 
 /** The demo's own check, so that a taken port is answered with the demo's setting, not the server's --bind-address. */
@@ -84,67 +96,75 @@ async function portFree(port: string): Promise<boolean> {
   });
 }
 
-fs.mkdirSync(root, { recursive: true, mode: 0o700 });
-if (!(await portFree(serverPort))) {
-  process.stderr.write(`meshid demo: 127.0.0.1:${serverPort} is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start\n`);
-  process.exit(1);
-}
-start(serverMain, ['run', '--trust-domain', td, '--data-dir', path.join(root, 'server'), '--bind-address', `127.0.0.1:${serverPort}`, '--admin-socket', adminSocket, '--datacenter', dc], 'meshid-server');
-await waitFor(() => cli(serverMain, ['healthcheck', '--admin-socket', adminSocket], true).ok, 'meshid-server');
+async function main(): Promise<void> {
+  fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  if (!(await portFree(serverPort))) {
+    process.stderr.write(`meshid demo: 127.0.0.1:${serverPort} is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start\n`);
+    process.exit(1);
+  }
+  start(serverMain, ['run', '--trust-domain', td, '--data-dir', path.join(root, 'server'), '--bind-address', `127.0.0.1:${serverPort}`, '--admin-socket', adminSocket, '--datacenter', dc], 'meshid-server');
+  await waitFor(() => cli(serverMain, ['healthcheck', '--admin-socket', adminSocket], true).ok, 'meshid-server');
 
-// A node alias for every agent of the datacenter, and the demo workload under it: no agent ID needed up front.
-const alias = `spiffe://${td}/node/${dc}`;
-const workload = `spiffe://${td}/demo/${user.replace(/[^A-Za-z0-9._-]/g, '_')}`;
-const existing = cli(serverMain, ['entry', 'show', '--admin-socket', adminSocket, '--spiffe-id', workload, '--output', 'json']).stdout;
-// spire-server's ListEntriesResponse: the entries --spiffe-id found.
-if ((JSON.parse(existing) as { entries: unknown[] }).entries.length === 0) {
-  cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--node', '--spiffe-id', alias, '--selector', `meshid:datacenter:${dc}`], true);
-  cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--parent-id', alias, '--spiffe-id', workload, '--selector', `unix:uid:${uid}`]);
-}
+  // A node alias for every agent of the datacenter, and the demo workload under it: no agent ID needed up front.
+  const alias = `spiffe://${td}/node/${dc}`;
+  const workload = `spiffe://${td}/demo/${user.replace(/[^A-Za-z0-9._-]/g, '_')}`;
+  const existing = cli(serverMain, ['entry', 'show', '--admin-socket', adminSocket, '--spiffe-id', workload, '--output', 'json']).stdout;
+  // spire-server's ListEntriesResponse: the entries --spiffe-id found.
+  if ((JSON.parse(existing) as { entries: unknown[] }).entries.length === 0) {
+    cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--node', '--spiffe-id', alias, '--selector', `meshid:datacenter:${dc}`], true);
+    cli(serverMain, ['entry', 'create', '--admin-socket', adminSocket, '--parent-id', alias, '--spiffe-id', workload, '--selector', `unix:uid:${uid}`]);
+  }
 
-const bundleFile = path.join(root, 'bundle.pem');
-if (!fs.existsSync(agentMain)) {
-  // The agent half is not part of this build yet: the server alone is still useful (admin CLI, x509/jwt mint).
+  const bundleFile = path.join(root, 'bundle.pem');
+  if (!fs.existsSync(agentMain)) {
+    // The agent half is not part of this build yet: the server alone is still useful (admin CLI, x509/jwt mint).
+    process.stdout.write(
+      `\nmeshid-server is running (trust domain ${td}, datacenter ${dc}, admin socket ${adminSocket}).\n` +
+        `meshid-agent is not in this build yet, so only the server was started. Try:\n\n` +
+        `  node dist/bin/meshid-server.mjs x509 mint --admin-socket ${adminSocket} --spiffe-id ${workload}\n\nPress Ctrl-C to stop.\n`,
+    );
+    await new Promise(() => undefined);
+  }
+  fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
+  const agentDir = path.join(root, 'agent');
+  const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
+  // The join token goes in a 0600 config file, not on the command line, where any user's `ps` would show it. Whenever
+  // the agent holds no SVID, not only when its data dir is empty: an agent that failed to start left its lock file
+  // there, and a ban removes the SVID but keeps the rest; without a token either would refuse every later start.
+  if (!fs.existsSync(path.join(agentDir, IDENTITY_FILE))) {
+    const token = /Token: (\S+)/.exec(cli(serverMain, ['token', 'generate', '--admin-socket', adminSocket, '--datacenter', dc]).stdout)?.[1];
+    if (token === undefined) throw new DemoFailure(`meshid demo: token generate printed no token\n`);
+    fs.writeFileSync(tokenConfig, JSON.stringify({ join_token: token }), { mode: 0o600 });
+    agentArgs.push('--config', tokenConfig);
+  }
+  start(agentMain, agentArgs, 'meshid-agent');
+  await waitFor(() => cli(agentMain, ['healthcheck', '--socket-path', agentSocket], true).ok, 'meshid-agent');
+  // Spent once the agent serves: nothing to keep.
+  fs.rmSync(tokenConfig, { force: true });
+
+  const relative = path.relative(process.cwd(), agentSocket);
+  const rel = relative.startsWith('..') ? agentSocket : relative;
   process.stdout.write(
-    `\nmeshid-server is running (trust domain ${td}, datacenter ${dc}, admin socket ${adminSocket}).\n` +
-      `meshid-agent is not in this build yet, so only the server was started. Try:\n\n` +
-      `  node dist/bin/meshid-server.mjs x509 mint --admin-socket ${adminSocket} --spiffe-id ${workload}\n\nPress Ctrl-C to stop.\n`,
+    [
+      '',
+      `meshid is running: trust domain ${td}, datacenter ${dc}, server on 127.0.0.1:${serverPort}, state in ${root}`,
+      `Registered ${workload} for uid ${uid} (${user}). Fetch its X.509-SVID with:`,
+      '',
+      `  node dist/bin/meshid-agent.mjs api fetch x509 --socket-path ${rel}`,
+      '',
+      `The server's admin commands (entry, token, bundle, ca, …) reach it with:`,
+      '',
+      `  export MESHID_ADMIN_SOCKET=${adminSocket}`,
+      '  node dist/bin/meshid-server.mjs entry show',
+      '',
+      'Press Ctrl-C to stop.',
+      '',
+    ].join('\n'),
   );
-  await new Promise(() => undefined);
 }
-fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
-const agentDir = path.join(root, 'agent');
-const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
-// The join token goes in a 0600 config file, not on the command line, where any user's `ps` would show it. Whenever
-// the agent holds no SVID, not only when its data dir is empty: an agent that failed to start left its lock file
-// there, and a ban removes the SVID but keeps the rest; without a token either would refuse every later start.
-if (!fs.existsSync(path.join(agentDir, IDENTITY_FILE))) {
-  const token = /Token: (\S+)/.exec(cli(serverMain, ['token', 'generate', '--admin-socket', adminSocket, '--datacenter', dc]).stdout)?.[1];
-  if (token === undefined) shutdown(1);
-  fs.writeFileSync(tokenConfig, JSON.stringify({ join_token: token }), { mode: 0o600 });
-  agentArgs.push('--config', tokenConfig);
-}
-start(agentMain, agentArgs, 'meshid-agent');
-await waitFor(() => cli(agentMain, ['healthcheck', '--socket-path', agentSocket], true).ok, 'meshid-agent');
-// Spent once the agent serves: nothing to keep.
-fs.rmSync(tokenConfig, { force: true });
 
-const relative = path.relative(process.cwd(), agentSocket);
-const rel = relative.startsWith('..') ? agentSocket : relative;
-process.stdout.write(
-  [
-    '',
-    `meshid is running: trust domain ${td}, datacenter ${dc}, server on 127.0.0.1:${serverPort}, state in ${root}`,
-    `Registered ${workload} for uid ${uid} (${user}). Fetch its X.509-SVID with:`,
-    '',
-    `  node dist/bin/meshid-agent.mjs api fetch x509 --socket-path ${rel}`,
-    '',
-    `The server's admin commands (entry, token, bundle, ca, …) reach it with:`,
-    '',
-    `  export MESHID_ADMIN_SOCKET=${adminSocket}`,
-    '  node dist/bin/meshid-server.mjs entry show',
-    '',
-    'Press Ctrl-C to stop.',
-    '',
-  ].join('\n'),
-);
+await main().catch((e: unknown) => {
+  if (!(e instanceof DemoFailure)) throw e;
+  process.stderr.write(e.message);
+  shutdown(1);
+});

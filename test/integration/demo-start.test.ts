@@ -2,7 +2,7 @@
  * `npm start` (src/demo/start.ts), the README's first command, on real processes: it brings up a server, an agent and
  * the demo entry for this user, whose SVID the printed command fetches; the join token never shows on a command line
  * (any user's `ps` would see it) nor stays on disk; a second start reuses the state; a taken port is answered with the
- * demo's own setting.
+ * demo's own setting; Ctrl-C stops the server and agent cleanly before the demo exits.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -34,10 +34,12 @@ interface Demo {
   output(): string;
   /** Resolves with the exit code. */
   exited: Promise<number | null>;
+  /** The server's and agent's pids, once running: process groups of their own, so stop() ends them by pid. */
+  daemons: number[];
 }
 
 function startDemo(dir: string, port: number): Demo {
-  // Its own process group: the demo's server and agent go with it at the end, whatever happens.
+  // Its own process group, as a shell's foreground job: Ctrl-C is a SIGINT to the group.
   const child = spawn(process.execPath, [DEMO_MAIN], {
     cwd: dir,
     detached: true,
@@ -48,7 +50,7 @@ function startDemo(dir: string, port: number): Demo {
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited };
+  return { child, output: () => out, exited, daemons: [] };
 }
 
 async function running(demo: Demo): Promise<void> {
@@ -57,33 +59,48 @@ async function running(demo: Demo): Promise<void> {
     await new Promise((r) => setTimeout(r, 100));
   }
   assert.match(demo.output(), /meshid is running/, demo.output());
+  demo.daemons.push(...childPids(demo.child.pid!));
 }
 
 async function stop(demo: Demo): Promise<void> {
   if (demo.child.exitCode === null) process.kill(-demo.child.pid!, 'SIGTERM');
   await demo.exited;
-  // The server and agent got SIGTERM from the demo; any left in the group go now.
+  // The server and agent got SIGTERM from the demo; any left go now.
+  for (const pid of demo.daemons.filter(alive)) process.kill(pid, 'SIGKILL');
+}
+
+function alive(pid: number): boolean {
   try {
-    process.kill(-demo.child.pid!, 'SIGKILL');
+    process.kill(pid, 0);
+    return true;
   } catch {
-    // The group is empty: everything stopped.
+    return false;
   }
 }
 
-/** The command lines of the demo's child processes (server and agent). */
-function childCommandLines(pid: number): string[] {
-  const lines: string[] = [];
+function childPids(pid: number): number[] {
+  return childProcesses(pid).map((c) => c.pid);
+}
+
+/** The demo's child processes (server and agent). */
+function childProcesses(pid: number): { pid: number; commandLine: string }[] {
+  const found: { pid: number; commandLine: string }[] = [];
   for (const entry of fs.readdirSync('/proc')) {
     if (!/^\d+$/.test(entry)) continue;
     try {
       const stat = fs.readFileSync(`/proc/${entry}/stat`, 'utf8');
       const ppid = Number(stat.slice(stat.lastIndexOf(')') + 2).split(' ')[1]);
-      if (ppid === pid) lines.push(fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' '));
+      if (ppid === pid) found.push({ pid: Number(entry), commandLine: fs.readFileSync(`/proc/${entry}/cmdline`, 'utf8').split('\0').join(' ') });
     } catch {
       // Gone meanwhile.
     }
   }
-  return lines;
+  return found;
+}
+
+/** The command lines of the demo's child processes (server and agent). */
+function childCommandLines(pid: number): string[] {
+  return childProcesses(pid).map((c) => c.commandLine);
 }
 
 test('npm start serves this user its demo SVID, keeps the join token off every command line and the disk, and starts again on its state', { timeout: 120_000 }, async (t) => {
@@ -155,4 +172,24 @@ test('npm start whose agent fails to start leaves no join token on disk, and the
   demos.push(again);
   await running(again);
   assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0);
+});
+
+test('Ctrl-C stops the server and agent of the demo cleanly before the demo exits: exit 0, sockets removed, nothing left running', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-ctrl-c-');
+  const demo = startDemo(dir, await freePort());
+  t.after(async () => {
+    await stop(demo);
+    cleanup();
+  });
+  await running(demo);
+  assert.equal(demo.daemons.length, 2, demo.output());
+
+  // A terminal's Ctrl-C: SIGINT to every process of the foreground group. Each daemon is to get one stop signal; a
+  // second one while it stops ends it at once.
+  process.kill(-demo.child.pid!, 'SIGINT');
+  assert.equal(await demo.exited, 0, demo.output());
+  assert.deepEqual(demo.daemons.filter(alive), [], 'the server and agent have exited when the demo has');
+  for (const socket of [path.join('agent-socket', 'api.sock'), path.join('admin', 'admin.sock')]) {
+    assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} is removed by a clean stop`);
+  }
 });
