@@ -14,6 +14,12 @@ const files = [];
   }
 })('dist/test');
 files.sort();
+// Given no file, node --test would look for tests itself, all over the checkout: a mistyped path (or --help) would run
+// the whole suite instead of the file meant.
+if (filter.length > 0 && files.length === 0) {
+  process.stderr.write(`run-tests: no test file under dist/test has a path holding ${filter.join(' or ')}: give parts of test file paths, e.g. demo-start\n`);
+  process.exit(2);
+}
 // The tests run the executables as shipped (dist/bin); after a bare `tsc` they would be older than dist/src.
 const bundled = spawnSync(process.execPath, ['scripts/bundle.mjs'], { stdio: 'inherit' });
 if (bundled.status !== 0) process.exit(bundled.status ?? 1);
