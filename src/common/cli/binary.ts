@@ -35,7 +35,7 @@ export async function runBinary(
   spireInstead: Readonly<Record<string, string>> = {},
 ): Promise<number> {
   const [name, ...rest] = argv;
-  const help = formatGroupHelp(binary, summary, groups);
+  const help = `${formatGroupHelp(binary, summary, groups)}Run "${binary} --version" for its version.\n`;
   if (name === undefined) {
     io.stderr.write(help);
     return EXIT_FAILURE;

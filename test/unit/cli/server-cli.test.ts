@@ -301,6 +301,13 @@ test('the top-level help lists every command group', async () => {
   for (const g of ['run', 'entry', 'token', 'bundle', 'agent', 'ca', 'x509', 'jwt', 'backup', 'healthcheck']) assert.match(r.out, new RegExp(`^  ${g} `, 'm'));
 });
 
+test('the top-level help names --version, which prints the version', async () => {
+  assert.match((await run(['--help'])).out, /"meshid-server --version"/);
+  const r = await run(['--version']);
+  assert.equal(r.code, 0);
+  assert.match(r.out, /^meshid-server \d+\.\d+\.\d+\n$/);
+});
+
 test('a flag a command refuses to run without is marked required in its --help', async () => {
   const groups = (await run(['--help'])).out.match(/^ {2}(\S+) /gm)!.map((l) => l.trim()).filter((g) => !['run', 'validate', 'healthcheck', 'backup'].includes(g));
   let checked = 0;
