@@ -47,7 +47,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     valueName: 'DURATION',
     description: "How often partners should poll this trust domain's bundle (its spiffe_refresh_hint; 5m)",
   },
-  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (info)' },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (default $MESHID_LOG_LEVEL or info)' },
 ];
 
 /** spire-server run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
