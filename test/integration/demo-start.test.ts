@@ -63,7 +63,7 @@ async function running(demo: Demo): Promise<void> {
 }
 
 async function stop(demo: Demo): Promise<void> {
-  if (demo.child.exitCode === null) process.kill(-demo.child.pid!, 'SIGTERM');
+  if (demo.child.exitCode === null && demo.child.signalCode === null) process.kill(-demo.child.pid!, 'SIGTERM');
   await demo.exited;
   // The server and agent got SIGTERM from the demo; any left go now.
   for (const pid of demo.daemons.filter(alive)) process.kill(pid, 'SIGKILL');
@@ -174,22 +174,24 @@ test('npm start whose agent fails to start leaves no join token on disk, and the
   assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0);
 });
 
-test('Ctrl-C stops the server and agent of the demo cleanly before the demo exits: exit 0, sockets removed, nothing left running', { timeout: 120_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-demo-ctrl-c-');
-  const demo = startDemo(dir, await freePort());
-  t.after(async () => {
-    await stop(demo);
-    cleanup();
-  });
-  await running(demo);
-  assert.equal(demo.daemons.length, 2, demo.output());
+for (const [signal, what] of [['SIGINT', 'Ctrl-C'], ['SIGHUP', 'closing the terminal']] as const) {
+  test(`${what} stops the server and agent of the demo cleanly before the demo exits: exit 0, sockets removed, nothing left running`, { timeout: 120_000 }, async (t) => {
+    const { dir, cleanup } = tempDir('meshid-demo-stop-');
+    const demo = startDemo(dir, await freePort());
+    t.after(async () => {
+      await stop(demo);
+      cleanup();
+    });
+    await running(demo);
+    assert.equal(demo.daemons.length, 2, demo.output());
 
-  // A terminal's Ctrl-C: SIGINT to every process of the foreground group. Each daemon is to get one stop signal; a
-  // second one while it stops ends it at once.
-  process.kill(-demo.child.pid!, 'SIGINT');
-  assert.equal(await demo.exited, 0, demo.output());
-  assert.deepEqual(demo.daemons.filter(alive), [], 'the server and agent have exited when the demo has');
-  for (const socket of [path.join('agent-socket', 'api.sock'), path.join('admin', 'admin.sock')]) {
-    assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} is removed by a clean stop`);
-  }
-});
+    // As a terminal sends them: to every process of the foreground group. Each daemon is to get one stop signal (a
+    // second one while it stops ends it at once), and SIGHUP is none: the daemons log it and keep running.
+    process.kill(-demo.child.pid!, signal);
+    assert.equal(await demo.exited, 0, demo.output());
+    assert.deepEqual(demo.daemons.filter(alive), [], 'the server and agent have exited when the demo has');
+    for (const socket of [path.join('agent-socket', 'api.sock'), path.join('admin', 'admin.sock')]) {
+      assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} is removed by a clean stop`);
+    }
+  });
+}
