@@ -76,10 +76,11 @@ function start(main: string, args: string[], name: string): void {
 }
 
 // SIGHUP too: the terminal closed. The daemons ignore it, and would go on serving (and holding the port) without the demo.
+let signals = 0;
 for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(name, () => {
-    // A second Ctrl-C while they stop is passed on: it ends them at once, the daemons' own way out of a hung stop.
-    if (stopping) for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    // A second Ctrl-C is passed on: it ends them at once, the daemons' own way out of a hung stop.
+    if (++signals > 1) for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
     shutdown(0);
   });
 }
