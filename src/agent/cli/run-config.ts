@@ -33,7 +33,10 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   serverPort: 'give the port in --server-address (-serverAddress), as host:port, e.g. meshid-server:8081',
   trustBundleUrl: 'save the bundle first (meshid-server bundle show > bundle.pem on the server) and pass --trust-bundle bundle.pem',
+  trustBundleFormat: '--trust-bundle takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
+  logFile: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
+  logFormat: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {

@@ -55,6 +55,7 @@ const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   serverPort: 'give the port in --bind-address (-bindAddress), as host:port, e.g. 0.0.0.0:8081',
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
   logFile: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
+  logFormat: 'the server writes JSON lines, or readable lines when stderr is a terminal',
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {

@@ -130,6 +130,22 @@ test("agent validate: spire-agent's -serverPort, -trustBundleUrl and -expandEnv 
   assert.match(expand.err, /^Error: InvalidArgument: flag -expandEnv is not supported by meshid: config files are read as written/);
 });
 
+test("agent validate: spire-agent's -trustBundleFormat, -logFile and -logFormat are answered with what to do, as their config keys are", async () => {
+  const format = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-trustBundle', 'bundle.pem', '-trustBundleFormat', 'pem']);
+  assert.equal(format.code, 1);
+  assert.match(format.err, /^Error: InvalidArgument: flag -trustBundleFormat is not supported by meshid: --trust-bundle takes PEM certificates/);
+  const file = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-logFile', '/var/log/agent.log']);
+  assert.match(file.err, /^Error: InvalidArgument: flag -logFile is not supported by meshid: the agent logs to stderr/);
+  const logFormat = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-logFormat', 'json']);
+  assert.match(logFormat.err, /^Error: InvalidArgument: flag -logFormat is not supported by meshid: the agent writes JSON lines/);
+});
+
+test("server validate: spire-server's -logFormat is answered with what to do, as its config key is", async () => {
+  const r = await run(validateServerCommand, ['-trustDomain', 'example.org', '-logFormat', 'text']);
+  assert.equal(r.code, 1);
+  assert.match(r.err, /^Error: InvalidArgument: flag -logFormat is not supported by meshid: the server writes JSON lines/);
+});
+
 test("server validate: spire-server's -serverPort, -expandEnv and -logFile are answered with the meshid way, not as unknown flags", async () => {
   const port = await run(validateServerCommand, ['-trustDomain', 'example.org', '-bindAddress', '0.0.0.0', '-serverPort', '8081']);
   assert.equal(port.code, 1);
