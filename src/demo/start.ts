@@ -100,6 +100,10 @@ async function portFree(port: string): Promise<boolean> {
 
 async function main(): Promise<void> {
   fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  // 0 would give the server a free port the agent could not be told.
+  if (!/^[0-9]{1,5}$/.test(serverPort) || Number(serverPort) < 1 || Number(serverPort) > 65_535) {
+    throw new DemoFailure(`meshid demo: MESHID_DEMO_PORT=${serverPort} is not a port: give a number from 1 to 65535\n`);
+  }
   if (!(await portFree(serverPort))) {
     process.stderr.write(`meshid demo: 127.0.0.1:${serverPort} is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start\n`);
     process.exit(1);

@@ -38,7 +38,7 @@ interface Demo {
   daemons: number[];
 }
 
-function startDemo(dir: string, port: number): Demo {
+function startDemo(dir: string, port: number | string): Demo {
   // Its own process group, as a shell's foreground job: Ctrl-C is a SIGINT to the group.
   const child = spawn(process.execPath, [DEMO_MAIN], {
     cwd: dir,
@@ -147,6 +147,17 @@ test('npm start on a taken port says which setting moves it, and starts nothing'
   assert.equal(await demo.exited, 1);
   assert.match(demo.output(), /is in use: run it on another port with MESHID_DEMO_PORT=<port> npm start/);
   assert.deepEqual(childCommandLines(demo.child.pid!), []);
+});
+
+test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-bad-port-');
+  t.after(cleanup);
+  for (const port of ['abc', '0']) {
+    const demo = startDemo(dir, port);
+    assert.equal(await demo.exited, 1, demo.output());
+    assert.match(demo.output(), new RegExp(`^meshid demo: MESHID_DEMO_PORT=${port} is not a port: give a number from 1 to 65535\n$`));
+    await stop(demo);
+  }
 });
 
 test('npm start whose agent fails to start leaves no join token on disk, and the next start attests the agent with a new one', { timeout: 120_000 }, async (t) => {
