@@ -103,6 +103,8 @@ const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   trust_bundle_format: 'trust_bundle_path takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
   log_file: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
   log_format: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
+  log_source_location: 'log lines name their subsystem, not a source line: remove it',
+  retry_bootstrap: "the agent retries its first attestation while the server cannot be reached and stops when the server refuses it, as SPIRE's does since retry_bootstrap went: remove it",
   admin_socket_path: 'meshid-agent has no admin API (no Delegated Identity API): remove it',
   authorized_delegates: 'meshid-agent has no Delegated Identity API: remove it',
   workload_x509_svid_key_type: 'workload X509-SVID keys are always EC P-256 (SPIRE\'s default): remove it',

@@ -114,7 +114,7 @@ const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
     'bundle_endpoint_key_file (https_web), and federates_with at the top level',
   log_file: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
   log_format: 'the server writes JSON lines, or readable lines when stderr is a terminal',
-  log_source_location: 'remove it',
+  log_source_location: 'log lines name their subsystem, not a source line: remove it',
   experimental: 'meshid has no experimental settings: remove the block',
   profiling_enabled: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
   profiling_port: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',

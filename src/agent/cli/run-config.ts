@@ -37,6 +37,8 @@ const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
   logFile: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
   logFormat: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
+  logSourceLocation: 'log lines name their subsystem, not a source line: remove it',
+  retryBootstrap: "the agent retries its first attestation while the server cannot be reached and stops when the server refuses it, as SPIRE's does since retry_bootstrap went: remove it",
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {

@@ -56,6 +56,7 @@ const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
   logFile: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
   logFormat: 'the server writes JSON lines, or readable lines when stderr is a terminal',
+  logSourceLocation: 'log lines name their subsystem, not a source line: remove it',
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {

@@ -138,6 +138,9 @@ test("a spire-agent config in SPIRE's JSON layout: health_checks beside the agen
     assert.throws(() => readAgentConfigFile(file), /"server_port" is a SPIRE setting meshid has no counterpart for: put the port in server_address, as host:port/),
   );
   withConfig({ agent: { server_address: 'a:1', trust_bundle_url: 'https://x/b.pem' } }, (file) => assert.throws(() => readAgentConfigFile(file), /set trust_bundle_path$/));
+  withConfig({ agent: { server_address: 'a:1', retry_bootstrap: true } }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /"retry_bootstrap" is a SPIRE setting .*: the agent retries its first attestation while the server cannot be reached/),
+  );
   withConfig({ agent: { health_checks: {} }, health_checks: {} }, (file) =>
     assert.throws(() => readAgentConfigFile(file), /"health_checks" is given both at the top level and in "agent": keep one/),
   );

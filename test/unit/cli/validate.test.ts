@@ -138,12 +138,18 @@ test("agent validate: spire-agent's -trustBundleFormat, -logFile and -logFormat 
   assert.match(file.err, /^Error: InvalidArgument: flag -logFile is not supported by meshid: the agent logs to stderr/);
   const logFormat = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-logFormat', 'json']);
   assert.match(logFormat.err, /^Error: InvalidArgument: flag -logFormat is not supported by meshid: the agent writes JSON lines/);
+  const retry = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-retryBootstrap']);
+  assert.match(retry.err, /^Error: InvalidArgument: flag -retryBootstrap is not supported by meshid: the agent retries its first attestation/);
+  const source = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-logSourceLocation']);
+  assert.match(source.err, /^Error: InvalidArgument: flag -logSourceLocation is not supported by meshid: log lines name their subsystem/);
 });
 
 test("server validate: spire-server's -logFormat is answered with what to do, as its config key is", async () => {
   const r = await run(validateServerCommand, ['-trustDomain', 'example.org', '-logFormat', 'text']);
   assert.equal(r.code, 1);
   assert.match(r.err, /^Error: InvalidArgument: flag -logFormat is not supported by meshid: the server writes JSON lines/);
+  const source = await run(validateServerCommand, ['-trustDomain', 'example.org', '-logSourceLocation']);
+  assert.match(source.err, /^Error: InvalidArgument: flag -logSourceLocation is not supported by meshid: log lines name their subsystem/);
 });
 
 test("server validate: spire-server's -serverPort, -expandEnv and -logFile are answered with the meshid way, not as unknown flags", async () => {
