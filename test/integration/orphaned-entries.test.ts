@@ -71,7 +71,7 @@ test('agent evict and agent ban say on stderr how many entries are parented dire
   const ban = await cli(['agent', 'ban', '--spiffe-id', banned, '--output', 'json']);
   assert.equal(ban.code, 0, ban.err);
   assert.deepEqual(JSON.parse(ban.out), {}, "stdout stays one JSON document: spire-server's, BanAgent's empty answer");
-  assert.match(ban.err, new RegExp(`^Warning: 1 registration entry is parented directly to ${banned}, and no agent gets them while it is banned`));
+  assert.match(ban.err, new RegExp(`^Warning: 1 registration entry is parented directly to ${banned}, and no agent gets it while the agent is banned`));
 
   const quiet = await cli(['agent', 'evict', '--spiffe-id', bare]);
   assert.equal(quiet.code, 0, quiet.err);
@@ -88,7 +88,7 @@ test('the housekeeping prune of an agent whose SVID expired logs how many entrie
   const aboutLost = warnings.find((l) => l.agent === lost);
   assert.ok(aboutLost, `a warning names the pruned agent: ${JSON.stringify(warnings.map((w) => w.msg))}`);
   assert.equal(aboutLost.entries, 3);
-  assert.match(aboutLost.msg, new RegExp(`^3 registration entries are parented directly to ${lost}, and match no agent now that it was removed \\(its SVID expired`));
+  assert.match(aboutLost.msg, new RegExp(`^3 registration entries are parented directly to ${lost}, and match no agent now that the agent was removed \\(its SVID expired`));
   assert.match(aboutLost.msg, /entry update --entry-id <entry ID> --parent-id <new agent ID>/);
   assert.ok(!warnings.some((l) => l.agent === bare), 'no warning for a pruned agent no entry is parented to');
   assert.ok(logged.some((l) => l.msg === 'housekeeping removed expired records'), 'the agents were pruned');

@@ -10,12 +10,14 @@ import type { Logger } from '../../common/log.js';
 export type AgentDeparture = 'evicted' | 'banned' | 'pruned';
 
 export function orphanedEntriesNotice(agentId: string, count: number, departure: AgentDeparture): string {
-  const entries = `${count} registration ${count === 1 ? 'entry is' : 'entries are'} parented directly to ${agentId}`;
+  const one = count === 1;
+  const entries = `${count} registration ${one ? 'entry is' : 'entries are'} parented directly to ${agentId}`;
+  const match = one ? 'matches' : 'match';
   const why: Record<AgentDeparture, string> = {
-    evicted: 'and match no agent from now on: the host attests again with a new join token, under a new agent ID',
-    banned: 'and no agent gets them while it is banned: a host that attests again does so under a new agent ID',
+    evicted: `and ${match} no agent from now on: the host attests again with a new join token, under a new agent ID`,
+    banned: `and no agent gets ${one ? 'it' : 'them'} while the agent is banned: a host that attests again does so under a new agent ID`,
     pruned:
-      'and match no agent now that it was removed (its SVID expired: a host whose agent lost its data dir attests again under a new agent ID)',
+      `and ${match} no agent now that the agent was removed (its SVID expired: a host whose agent lost its data dir attests again under a new agent ID)`,
   };
   return (
     `${entries}, ${why[departure]}. Move them to the new agent with meshid-server entry update --entry-id <entry ID> --parent-id <new agent ID> ` +
