@@ -122,15 +122,6 @@ async function main(): Promise<void> {
   }
 
   const bundleFile = path.join(root, 'bundle.pem');
-  if (!fs.existsSync(agentMain)) {
-    // The agent half is not part of this build yet: the server alone is still useful (admin CLI, x509/jwt mint).
-    process.stdout.write(
-      `\nmeshid-server is running (trust domain ${td}, datacenter ${dc}, admin socket ${adminSocket}).\n` +
-        `meshid-agent is not in this build yet, so only the server was started. Try:\n\n` +
-        `  node dist/bin/meshid-server.mjs x509 mint --admin-socket ${adminSocket} --spiffe-id ${workload}\n\nPress Ctrl-C to stop.\n`,
-    );
-    await new Promise(() => undefined);
-  }
   fs.writeFileSync(bundleFile, cli(serverMain, ['bundle', 'show', '--admin-socket', adminSocket]).stdout);
   const agentDir = path.join(root, 'agent');
   const agentArgs = ['run', '--server-address', `127.0.0.1:${serverPort}`, '--trust-bundle', bundleFile, '--socket-path', agentSocket, '--data-dir', agentDir];
