@@ -28,7 +28,9 @@ export async function validateAgentCommand(argv: readonly string[], io: CliIo): 
       trustDomain ??= named;
     }
     io.stdout.write(
-      `Configuration is valid: server ${config.serverAddress}, trust domain ${trustDomain ?? '(from the data dir)'}, ` +
+      `Configuration is valid: server ${config.serverAddress}, ` +
+        // Not looked at, so not promised: only an agent that attested before has the trust domain there.
+        `trust domain ${trustDomain ?? '(from the data dir, if the agent attested before; a first start needs --trust-bundle)'}, ` +
         `socket ${config.socketPath}, data dir ${config.dataDir}.\n`,
     );
     return 0;

@@ -94,6 +94,11 @@ test('agent validate: the trust bundle must be readable CA certificates of the t
   assert.equal(named.code, 0, named.err);
   assert.equal(named.out, `Configuration is valid: server meshid:8081, trust domain example.org, socket ${path.join(dir, 'api.sock')}, data dir ${path.resolve('.meshid/agent')}.\n`);
 
+  // Neither a bundle nor --trust-domain: valid for an agent that attested before, which validate does not look for.
+  const bare = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--data-dir', dir]);
+  assert.equal(bare.code, 0, bare.err);
+  assert.match(bare.out, /, trust domain \(from the data dir, if the agent attested before; a first start needs --trust-bundle\), /);
+
   fs.writeFileSync(path.join(dir, 'garbage.pem'), 'not a certificate');
   const garbage = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--trust-bundle', path.join(dir, 'garbage.pem')]);
   assert.equal(garbage.code, 1);
