@@ -14,6 +14,7 @@ import type { ServingCert } from './serving-cert-file.js';
  */
 const MAX_CONNECTIONS = 256;
 const MAX_CONNECTIONS_PER_SOURCE = 16;
+const CONNECTIONS_CHECKING_INTERVAL_MS = 1_000;
 
 /**
  * TLS as Mozilla's "intermediate" configuration has it, which SPIFFE Federation §5.1 requires of bundle endpoint
@@ -69,7 +70,7 @@ export interface BundleEndpointOptions {
   log: Logger;
   /** Called once the endpoint has closed: releases what feeds its sources. */
   onClose?: () => void;
-  /** How long a connection may take to complete TLS, and then its request (default 10 s). */
+  /** How long a connection may take to complete TLS, then its request, and stay silent either way (default 10 s). */
   timeoutMs?: number;
 }
 
@@ -99,10 +100,19 @@ export class BundleEndpoint {
     const serving = options.sources.servingCert();
     const timeoutMs = options.timeoutMs ?? 10_000;
     // A peer that connects and sends nothing, before TLS or after, must not hold a socket for long: the endpoint faces
-    // the internet from the process that serves the agent API and the admin socket, and shares their descriptors.
-    const server = https.createServer({ cert: serving.certChainPem, key: serving.privateKeyPem, ...TLS_OPTIONS, handshakeTimeout: timeoutMs });
+    // the internet from the process that serves the agent API and the admin socket, and shares their descriptors, and
+    // MAX_CONNECTIONS silent peers would keep partners from polling. handshakeTimeout covers the time before TLS is up;
+    // Node's headersTimeout only starts with a request's first byte, so `timeout` (no byte either way for that long)
+    // covers a peer silent after TLS, and one that stops reading its answer.
+    const server = https.createServer({
+      cert: serving.certChainPem, key: serving.privateKeyPem, ...TLS_OPTIONS, handshakeTimeout: timeoutMs,
+      // headersTimeout and requestTimeout are enforced at this interval (Node's default 30 s would let a peer trickling
+      // its headers hold a connection up to 30 s past them).
+      connectionsCheckingInterval: CONNECTIONS_CHECKING_INTERVAL_MS,
+    });
     const endpoint = new BundleEndpoint(server, options.sources, options.log, options.onClose);
     server.on('request', (req, res) => endpoint.serve(req, res));
+    server.timeout = timeoutMs;
     server.headersTimeout = timeoutMs;
     server.requestTimeout = timeoutMs;
     server.maxConnections = MAX_CONNECTIONS;

@@ -127,3 +127,46 @@ test('the bundle endpoint closes a connection that never starts TLS, and caps th
   const served = await get(endpoint.port, certificatesToPem([ca.rootDer]));
   assert.equal(bundleFromSpiffeJson('example.org', served.body).sequence, 1);
 });
+
+test('the bundle endpoint closes a connection that completes TLS and then sends no request, or trickles one', async (t) => {
+  const ca = new TestCa('example.org');
+  t.after(() => ca.dispose());
+  const identity = identityFrom(ca);
+  const endpoint = await BundleEndpoint.start({
+    address: '127.0.0.1:0',
+    log: silentLogger(),
+    timeoutMs: 300,
+    sources: {
+      profile: 'https_spiffe',
+      bundle: () => ca.bundle(1),
+      onBundleChange: () => () => undefined,
+      servingCert: () => identity,
+      onServingCertChange: () => () => undefined,
+    },
+  });
+  t.after(() => endpoint.close());
+  /**
+   * A TLS connection that, once up, does `then` with its socket; resolves when the endpoint closes it (a write the
+   * endpoint cut off, EPIPE or ECONNRESET, is that close too).
+   */
+  const connect = (then: (socket: tls.TLSSocket) => void): Promise<void> =>
+    new Promise((resolve) => {
+      const socket = tls.connect({ host: '127.0.0.1', port: endpoint.port, rejectUnauthorized: false }, () => then(socket));
+      socket.once('close', () => resolve());
+      socket.on('error', () => undefined);
+    });
+  const drips = new Set<NodeJS.Timeout>();
+  t.after(() => drips.forEach((d) => clearInterval(d)));
+  // Both would otherwise hold one of the endpoint's few connections for good (silent) or for Node's 30 s check
+  // interval (trickling), so a handful of sources could keep partners from polling.
+  const silent = connect(() => undefined);
+  const trickling = connect((socket) => {
+    socket.write('GET / HTTP/1.1\r\n');
+    const drip = setInterval(() => socket.write('X-Slow: 1\r\n'), 100);
+    drips.add(drip);
+    socket.once('close', () => clearInterval(drip));
+  });
+  const late = new Promise<string>((r) => setTimeout(() => r('still open after 5 s'), 5_000).unref());
+  assert.equal(await Promise.race([silent.then(() => 'closed'), late]), 'closed', 'silent after TLS');
+  assert.equal(await Promise.race([trickling.then(() => 'closed'), late]), 'closed', 'trickling its headers');
+});
