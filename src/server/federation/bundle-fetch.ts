@@ -25,6 +25,7 @@ export function fetchFederatedBundle(
 ): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
+  let unanchored: string | undefined;
   if (rel.profile === 'https_spiffe') {
     const anchorDomain = endpointTrustDomain(rel);
     const reseed = `"meshid-server bundle set --trust-domain ${anchorDomain}"`;
@@ -39,8 +40,31 @@ export function fetchFederatedBundle(
       );
     }
     tls = { ca: certificatesToPem([...anchors]), checkServerIdentity: (_host, cert) => checkEndpointId(cert, rel.endpointSpiffeId!) };
+    // Federation §5.2.2.4: the latest stored bundle authenticates the endpoint. A partner that replaced its roots while
+    // this server was not polling (down, or given an old seed) presents a chain nothing stored vouches for, which only
+    // an operator can remedy; OpenSSL's own words ("unable to get local issuer certificate") do not say so.
+    const roots = anchors.length === 1 ? 'the X.509 root' : `the ${anchors.length} X.509 roots`;
+    unanchored =
+      `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
+      `since they were stored, seed its current bundle with ${reseed}`;
   }
-  return get(rel, rel.bundleEndpointUrl, tls, where, timeoutMs, MAX_REDIRECTS);
+  return get(rel, rel.bundleEndpointUrl, { tls, unanchored }, where, timeoutMs, MAX_REDIRECTS);
+}
+
+/**
+ * OpenSSL's verification results (as Node's error codes) for a chain that does not end at a trusted root, or whose
+ * signatures do not verify against it. An expired or not yet valid certificate is not among them: that is for the
+ * endpoint's operator to fix, not a sign of roots missing here.
+ */
+const UNANCHORED_CODES = new Set([
+  'UNABLE_TO_GET_ISSUER_CERT', 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY', 'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE',
+]);
+
+/** How to reach the endpoint: the TLS options, and what to say when its chain does not verify (https_spiffe). */
+interface Trust {
+  readonly tls: https.RequestOptions;
+  readonly unanchored: string | undefined;
 }
 
 /**
@@ -51,11 +75,11 @@ const MAX_REDIRECTS = 3;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
 function get(
-  rel: FederationRelationship, url: string, tls: https.RequestOptions, where: string, timeoutMs: number, redirectsLeft: number,
+  rel: FederationRelationship, url: string, trust: Trust, where: string, timeoutMs: number, redirectsLeft: number,
 ): Promise<FederatedBundleDocument> {
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
-    const req = https.get(url, { ...tls, agent: false, timeout: timeoutMs }, (res) => {
+    const req = https.get(url, { ...trust.tls, agent: false, timeout: timeoutMs }, (res) => {
       const location = res.headers.location;
       if (res.statusCode !== undefined && REDIRECTS.has(res.statusCode) && location !== undefined) {
         res.resume();
@@ -72,7 +96,7 @@ function get(
         else if (next.username !== '' || next.password !== '') fail(`answered HTTP ${res.statusCode} to a URL with userinfo, which no bundle endpoint URL may carry`);
         else if (redirectsLeft === 0) fail(`redirected more than ${MAX_REDIRECTS} times`);
         // The same trust (https_spiffe's anchors and endpoint ID, or the web PKI and the new host name) at the new URL.
-        else get(rel, next.href, tls, where, timeoutMs, redirectsLeft - 1).then(resolve, reject);
+        else get(rel, next.href, trust, where, timeoutMs, redirectsLeft - 1).then(resolve, reject);
         return;
       }
       if (res.statusCode !== 200) {
@@ -103,7 +127,10 @@ function get(
     // `timeout` above only bounds silence; this bounds the whole exchange, so a trickling endpoint cannot hold a poll.
     const deadline = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
-    req.on('error', (err) => fail(err.message, err));
+    req.on('error', (err: NodeJS.ErrnoException) => {
+      const unanchored = trust.unanchored !== undefined && UNANCHORED_CODES.has(err.code ?? '');
+      fail(unanchored ? `${trust.unanchored} (${err.message})` : err.message, err);
+    });
     req.on('close', () => clearTimeout(deadline));
   });
 }

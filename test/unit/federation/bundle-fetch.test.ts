@@ -3,10 +3,13 @@ import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { isMeshidError } from '../../../src/common/errors.js';
+import { bundleToSpiffeJson } from '../../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
 import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetch.js';
 import { compileRelationships } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
+import { partnerEndpoint } from '../../support/partner-endpoint.js';
 
 test('a bundle endpoint that trickles its answer is cut off at the deadline, not only when it falls silent', async (t) => {
   const ca = new TestCa('partner.org');
@@ -33,4 +36,26 @@ test('a bundle endpoint that trickles its answer is cut off at the deadline, not
     'example.org',
   );
   await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 1000), /no complete answer within 1 s/);
+});
+
+test('an https_spiffe endpoint whose chain the stored roots do not vouch for (the partner replaced them unseen) is refused, saying to re-seed', async (t) => {
+  const stored = new TestCa('partner.org');
+  const replaced = new TestCa('partner.org');
+  t.after(() => [stored, replaced].forEach((c) => c.dispose()));
+  // The partner's endpoint already serves under its new root, which this server never fetched.
+  const endpoint = await partnerEndpoint(t, replaced);
+  endpoint.body = bundleToSpiffeJson(replaced.bundle());
+  await assert.rejects(
+    fetchFederatedBundle(endpoint.rel, [stored.rootDer]),
+    (err) =>
+      isMeshidError(err, 'unavailable') &&
+      err.message ===
+        `bundle endpoint ${endpoint.url} of partner.org: the endpoint's certificate does not chain to the X.509 root stored for partner.org: ` +
+          'if partner.org replaced its roots since they were stored, seed its current bundle with "meshid-server bundle set --trust-domain partner.org" ' +
+          '(unable to get local issuer certificate)',
+  );
+  assert.equal(endpoint.requests, 0, 'no request went to an endpoint that was not authenticated');
+  // Seeded with the current roots (the old one beside them), it is fetched again.
+  const fetched = await fetchFederatedBundle(endpoint.rel, [stored.rootDer, replaced.rootDer]);
+  assert.deepEqual(fetched.bundle.x509Authorities, [replaced.rootDer]);
 });
