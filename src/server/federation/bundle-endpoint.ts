@@ -80,7 +80,9 @@ export interface BundleEndpointOptions {
  * https_spiffe it presents the server's own SVID (spiffe://<td>/meshid/server), which a federating peer
  * authenticates with the bundle it fetched last; under https_web, a web PKI certificate the peer checks against its
  * system roots, so a peer needs no seed bundle. These are what SPIRE's `federates_with ... bundle_endpoint_profile`
- * polls. Every path serves the document, as SPIRE's endpoint does; methods other than GET and HEAD get 405.
+ * polls. Every path serves the document (the spec leaves the path to the operator; SPIRE's endpoint serves "/" only
+ * and answers 404 elsewhere, so a URL that works here may not against SPIRE); methods other than GET and HEAD get 405
+ * (SPIRE answers 405 to HEAD too).
  */
 export class BundleEndpoint {
   private document: string;
