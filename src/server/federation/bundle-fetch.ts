@@ -25,7 +25,12 @@ export function fetchFederatedBundle(
 ): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
-  let unanchored: string | undefined;
+  // Node trusts its own copy of Mozilla's roots, not the system's store that SPIRE (Go) reads, so an operator's CA
+  // installed there is not trusted unless told.
+  let unanchored =
+    "the endpoint's certificate is not issued by a CA this server trusts for https_web (Node's web PKI roots): add a CA " +
+    'of your own with NODE_EXTRA_CA_CERTS=ca.pem, or trust the system store with NODE_OPTIONS=--use-openssl-ca; an ' +
+    'endpoint serving an X509-SVID is https_spiffe';
   if (rel.profile === 'https_spiffe') {
     const anchorDomain = endpointTrustDomain(rel);
     const reseed = `"meshid-server bundle set --trust-domain ${anchorDomain}"`;
@@ -61,10 +66,10 @@ const UNANCHORED_CODES = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE',
 ]);
 
-/** How to reach the endpoint: the TLS options, and what to say when its chain does not verify (https_spiffe). */
+/** How to reach the endpoint: the TLS options, and what to say when its chain does not verify. */
 interface Trust {
   readonly tls: https.RequestOptions;
-  readonly unanchored: string | undefined;
+  readonly unanchored: string;
 }
 
 /**
@@ -128,8 +133,7 @@ function get(
     const deadline = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
-      const unanchored = trust.unanchored !== undefined && UNANCHORED_CODES.has(err.code ?? '');
-      fail(unanchored ? `${trust.unanchored} (${err.message})` : err.message, err);
+      fail(UNANCHORED_CODES.has(err.code ?? '') ? `${trust.unanchored} (${err.message})` : err.message, err);
     });
     req.on('close', () => clearTimeout(deadline));
   });

@@ -59,3 +59,21 @@ test('an https_spiffe endpoint whose chain the stored roots do not vouch for (th
   const fetched = await fetchFederatedBundle(endpoint.rel, [stored.rootDer, replaced.rootDer]);
   assert.deepEqual(fetched.bundle.x509Authorities, [replaced.rootDer]);
 });
+
+test('an https_web endpoint under a CA this server does not trust is refused, saying how to trust one', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  // Say an operator gave the https_spiffe endpoint of the partner as https_web: no web PKI root vouches for its SVID.
+  const endpoint = await partnerEndpoint(t, ca);
+  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: endpoint.url, bundle_endpoint_profile: 'https_web' } }, 'example.org');
+  await assert.rejects(
+    fetchFederatedBundle(rel!, undefined),
+    (err) =>
+      isMeshidError(err, 'unavailable') &&
+      err.message.startsWith(
+        `bundle endpoint ${endpoint.url} of partner.org: the endpoint's certificate is not issued by a CA this server trusts for https_web ` +
+          "(Node's web PKI roots): add a CA of your own with NODE_EXTRA_CA_CERTS=ca.pem, or trust the system store with " +
+          'NODE_OPTIONS=--use-openssl-ca; an endpoint serving an X509-SVID is https_spiffe (',
+      ),
+  );
+});
