@@ -28,9 +28,9 @@ export function fetchFederatedBundle(
   // Node trusts its own copy of Mozilla's roots, not the system's store that SPIRE (Go) reads, so an operator's CA
   // installed there is not trusted unless told.
   let unanchored =
-    "the endpoint's certificate is not issued by a CA this server trusts for https_web (Node's web PKI roots): add a CA " +
-    'of your own with NODE_EXTRA_CA_CERTS=ca.pem, or trust the system store with NODE_OPTIONS=--use-openssl-ca; an ' +
-    'endpoint serving an X509-SVID is https_spiffe';
+    "the endpoint's certificate does not chain to a CA this server trusts for https_web (Node's web PKI roots): add a CA " +
+    'of your own with NODE_EXTRA_CA_CERTS=ca.pem, or trust the system store with NODE_OPTIONS=--use-openssl-ca; if the ' +
+    'endpoint presents an X509-SVID, its profile is https_spiffe; or it leaves out the intermediates its chain needs';
   if (rel.profile === 'https_spiffe') {
     const anchorDomain = endpointTrustDomain(rel);
     const reseed = `"meshid-server bundle set --trust-domain ${anchorDomain}"`;
@@ -51,7 +51,7 @@ export function fetchFederatedBundle(
     const roots = anchors.length === 1 ? 'the X.509 root' : `the ${anchors.length} X.509 roots`;
     unanchored =
       `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
-      `since they were stored, seed its current bundle with ${reseed}`;
+      `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
   }
   return get(rel, rel.bundleEndpointUrl, { tls, unanchored }, where, timeoutMs, MAX_REDIRECTS);
 }

@@ -51,8 +51,8 @@ test('an https_spiffe endpoint whose chain the stored roots do not vouch for (th
       isMeshidError(err, 'unavailable') &&
       err.message ===
         `bundle endpoint ${endpoint.url} of partner.org: the endpoint's certificate does not chain to the X.509 root stored for partner.org: ` +
-          'if partner.org replaced its roots since they were stored, seed its current bundle with "meshid-server bundle set --trust-domain partner.org" ' +
-          '(unable to get local issuer certificate)',
+          'if partner.org replaced its roots since they were stored, seed its current bundle with "meshid-server bundle set --trust-domain partner.org"; ' +
+          'or the endpoint leaves out the intermediates its chain needs (unable to get local issuer certificate)',
   );
   assert.equal(endpoint.requests, 0, 'no request went to an endpoint that was not authenticated');
   // Seeded with the current roots (the old one beside them), it is fetched again.
@@ -71,9 +71,10 @@ test('an https_web endpoint under a CA this server does not trust is refused, sa
     (err) =>
       isMeshidError(err, 'unavailable') &&
       err.message.startsWith(
-        `bundle endpoint ${endpoint.url} of partner.org: the endpoint's certificate is not issued by a CA this server trusts for https_web ` +
+        `bundle endpoint ${endpoint.url} of partner.org: the endpoint's certificate does not chain to a CA this server trusts for https_web ` +
           "(Node's web PKI roots): add a CA of your own with NODE_EXTRA_CA_CERTS=ca.pem, or trust the system store with " +
-          'NODE_OPTIONS=--use-openssl-ca; an endpoint serving an X509-SVID is https_spiffe (',
+          'NODE_OPTIONS=--use-openssl-ca; if the endpoint presents an X509-SVID, its profile is https_spiffe; or it leaves out the ' +
+          'intermediates its chain needs (',
       ),
   );
 });
