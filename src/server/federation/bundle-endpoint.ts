@@ -105,7 +105,7 @@ export class BundleEndpoint {
     // the internet from the process that serves the agent API and the admin socket, and shares their descriptors, and
     // MAX_CONNECTIONS silent peers would keep partners from polling. handshakeTimeout covers the time before TLS is up;
     // Node's headersTimeout only starts with a request's first byte, so `timeout` (no byte either way for that long)
-    // covers a peer silent after TLS, and one that stops reading its answer.
+    // covers a peer silent after TLS.
     const server = https.createServer({
       cert: serving.certChainPem, key: serving.privateKeyPem, ...TLS_OPTIONS, handshakeTimeout: timeoutMs,
       // headersTimeout and requestTimeout are enforced at this interval (Node's default 30 s would let a peer trickling
