@@ -127,7 +127,8 @@ function get(
           fail(`served a document that is not a SPIFFE bundle (${(err as Error).message})`, err);
         }
       });
-      res.on('error', (err) => fail(err.message, err));
+      // Node's word for a body cut short (ECONNRESET "aborted") says nothing of where.
+      res.on('error', (err) => fail(err.message === 'aborted' ? 'closed the connection before the document was complete' : err.message, err));
     });
     // `timeout` above only bounds silence; this bounds the whole exchange, so a trickling endpoint cannot hold a poll.
     const deadline = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);

@@ -78,3 +78,24 @@ test('an https_web endpoint under a CA this server does not trust is refused, sa
       ),
   );
 });
+
+test('a bundle endpoint that closes the connection halfway through the document is reported as such', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  const svid = ca.issue('spiffe://partner.org/server');
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 1000 });
+    res.write('{"keys": [', () => res.socket?.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
+  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer]), {
+    message: `bundle endpoint ${url} of partner.org: closed the connection before the document was complete`,
+  });
+});
