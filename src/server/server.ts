@@ -29,7 +29,9 @@ import { ServerSvid } from './server-svid.js';
 import { BundleEndpoint } from './federation/bundle-endpoint.js';
 import { listenFailure } from '../common/listen-failure.js';
 import { ServingCertFile } from './federation/serving-cert-file.js';
-import { FederatedBundlePoller } from './federation/bundle-poller.js';
+import { FederatedBundlePoller, type BundleFetcher } from './federation/bundle-poller.js';
+import { fetchFederatedBundle } from './federation/bundle-fetch.js';
+import { egressProxyFromEnv, type EgressProxy } from './federation/egress-proxy.js';
 import { SyncHub } from './api/sync-hub.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 import { SigningLimits } from './api/signing-limits.js';
@@ -71,6 +73,8 @@ export interface ServerOptions {
   clock?: Clock;
   /** Tests only: bounds of the agent API's connections other than DEFAULT_CONNECTION_LIMITS, to reach them cheaply. */
   agentApiConnectionLimits?: Partial<ConnectionLimits>;
+  /** Where HTTPS_PROXY and NO_PROXY are read for bundle endpoint fetches; process.env by default. */
+  env?: NodeJS.ProcessEnv;
 }
 
 /**
@@ -146,7 +150,7 @@ export class MeshidServer {
       await warnAboutAgentsOfUnservedDatacenters(ds, config, clock.now(), log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
-      const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }));
+      const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }), egressProxyFromEnv(opts.env ?? process.env));
       started.push(() => federation.stop());
 
       const svid = new ServerSvid(
@@ -264,8 +268,13 @@ export class MeshidServer {
  * Polls the bundle endpoints of every relationship: the config's, then those made through the admin API. A trust
  * domain in both follows the config, as the operator last wrote it there.
  */
-async function startFederation(config: ServerConfig, ds: Datastore, clock: Clock, log: Logger): Promise<FederatedBundlePoller> {
-  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log);
+async function startFederation(
+  config: ServerConfig, ds: Datastore, clock: Clock, log: Logger, egress: EgressProxy | undefined,
+): Promise<FederatedBundlePoller> {
+  if (egress?.proxy instanceof Error) log.warn({ reason: egress.proxy.message }, 'HTTPS_PROXY names no proxy meshid-server can use: bundle endpoints it does not exempt (NO_PROXY) cannot be fetched');
+  else if (egress !== undefined) log.info({ proxy: egress.shown }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
+  const fetch: BundleFetcher = (rel, anchors) => fetchFederatedBundle(rel, anchors, undefined, egress);
+  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch);
   for (const rel of await ds.listFederationRelationships()) {
     if (poller.status(rel.trustDomain) !== undefined) {
       log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");

@@ -5,6 +5,8 @@ import { federatedBundleFromSpiffeJson, type FederatedBundleDocument } from '../
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
+import { proxyFor, type EgressProxy } from './egress-proxy.js';
+import { ProxyTunnelAgent } from './proxy-tunnel.js';
 
 /** A bundle document is a few KB per key; this bounds what a misbehaving endpoint can make the server hold. */
 const MAX_BODY_BYTES = 1 << 20;
@@ -16,12 +18,13 @@ const TIMEOUT_MS = 10_000;
  * may be nothing). https_spiffe trusts only `anchors` (the X.509 roots stored for
  * the endpoint SPIFFE ID's trust domain, endpointTrustDomain) and requires the endpoint's SVID to carry exactly the relationship's endpoint SPIFFE ID as its
  * URI SAN and to be an X509-SVID leaf (checkEndpointId); no host name is checked. https_web is ordinary HTTPS: the process's web PKI roots (NODE_EXTRA_CA_CERTS
- * adds some) and the URL's host name. Throws MeshidError: unavailable for anything the endpoint or the network did,
+ * adds some) and the URL's host name. Through `egress` (HTTPS_PROXY) unless NO_PROXY or loopback exempts the host: TLS runs
+ * inside the proxy's CONNECT tunnel, authenticated as above. Throws MeshidError: unavailable for anything the endpoint or the network did,
  * including a document that is not a SPIFFE bundle at all; failed_precondition when https_spiffe has no root to
  * trust (no bundle stored yet, or a stored one without X.509 roots, as a partner's revocation leaves it).
  */
 export function fetchFederatedBundle(
-  rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS,
+  rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS, egress?: EgressProxy,
 ): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
@@ -53,7 +56,7 @@ export function fetchFederatedBundle(
       `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
       `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
   }
-  return get(rel, rel.bundleEndpointUrl, { tls, unanchored }, where, timeoutMs, MAX_REDIRECTS);
+  return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, timeoutMs, MAX_REDIRECTS);
 }
 
 /**
@@ -66,10 +69,11 @@ const UNANCHORED_CODES = new Set([
   'SELF_SIGNED_CERT_IN_CHAIN', 'DEPTH_ZERO_SELF_SIGNED_CERT', 'CERT_SIGNATURE_FAILURE',
 ]);
 
-/** How to reach the endpoint: the TLS options, and what to say when its chain does not verify. */
+/** How to reach the endpoint: the TLS options, what to say when its chain does not verify, and the proxy, if any. */
 interface Trust {
   readonly tls: https.RequestOptions;
   readonly unanchored: string;
+  readonly egress: EgressProxy | undefined;
 }
 
 /**
@@ -84,7 +88,15 @@ function get(
 ): Promise<FederatedBundleDocument> {
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
-    const req = https.get(url, { ...trust.tls, agent: false, timeout: timeoutMs }, (res) => {
+    const target = new URL(url);
+    // Each hop of a redirect is judged anew: NO_PROXY may exempt one host and not another.
+    const proxy = proxyFor(trust.egress, target.hostname, target.port === '' ? 443 : Number(target.port));
+    if (proxy instanceof Error) {
+      fail(proxy.message);
+      return;
+    }
+    const agent = proxy === undefined ? false : new ProxyTunnelAgent(proxy, timeoutMs);
+    const req = https.get(url, { ...trust.tls, agent, timeout: timeoutMs }, (res) => {
       const location = res.headers.location;
       if (res.statusCode !== undefined && REDIRECTS.has(res.statusCode) && location !== undefined) {
         res.resume();
