@@ -157,7 +157,16 @@ export interface OpensslCaFiles {
 export function opensslCa(
   dir: string,
   name: string,
-  opts: { issuer?: OpensslCaFiles; pathLen?: number; days?: number; subject?: string; reuseKey?: string; keyAlgorithm?: OpensslKeyAlgorithm } = {},
+  opts: {
+    issuer?: OpensslCaFiles;
+    pathLen?: number;
+    days?: number;
+    subject?: string;
+    reuseKey?: string;
+    keyAlgorithm?: OpensslKeyAlgorithm;
+    /** Replace the CA extensions (basicConstraints, keyUsage, SKI and, when issued, AKI), e.g. to leave one out with "…=none". */
+    extensions?: string[];
+  } = {},
 ): OpensslCaFiles {
   const cert = join(dir, `${name}.pem`);
   const key = opts.reuseKey ?? join(dir, `${name}.key`);
@@ -166,13 +175,13 @@ export function opensslCa(
   const days = String(opts.days ?? 3650);
   const subject = opts.subject ?? `/O=Example Corp/CN=${name}`;
   const steps: string[][] = [];
+  const extensions = opts.extensions ?? [basic, 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash', ...(opts.issuer ? ['authorityKeyIdentifier=keyid'] : [])];
   if (opts.issuer === undefined) {
-    steps.push(['req', '-x509', ...newKey, '-out', cert, '-subj', subject, '-days', days,
-      '-addext', basic, '-addext', 'keyUsage=critical,keyCertSign,cRLSign', '-addext', 'subjectKeyIdentifier=hash']);
+    steps.push(['req', '-x509', ...newKey, '-out', cert, '-subj', subject, '-days', days, ...extensions.flatMap((e) => ['-addext', e])]);
   } else {
     const csr = join(dir, `${name}.csr`);
     const ext = join(dir, `${name}.ext`);
-    writeFileSync(ext, `${basic}\nkeyUsage=critical,keyCertSign,cRLSign\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n`);
+    writeFileSync(ext, extensions.map((e) => `${e}\n`).join(''));
     steps.push(['req', '-new', ...newKey, '-out', csr, '-subj', subject]);
     steps.push(['x509', '-req', '-in', csr, '-CA', opts.issuer.cert, '-CAkey', opts.issuer.key, '-set_serial', String(Date.now()), '-days', days, '-extfile', ext, '-out', cert]);
   }

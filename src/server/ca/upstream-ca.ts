@@ -5,6 +5,7 @@ import { formatDuration } from '../../common/duration.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { pemToDerList } from '../../common/x509/pem.js';
 import { checkWritableX509Authority } from '../../common/spiffe/bundle.js';
+import { caProfileProblems } from '../../common/x509/ca-profile.js';
 import { checkTrustAnchor, parseCertificate, verifyCaChain } from '../../common/x509/certificate.js';
 
 /**
@@ -59,8 +60,8 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
  * Everything that would otherwise surface later as SVIDs nobody accepts: the key matches, the certificate is a CA
  * that may sign one more CA level (meshid's intermediates), its chain verifies against the bundle (or, without a
  * bundle, it is a usable trust anchor itself), and every bundle root is one, with a key the SPIFFE bundle documents
- * can carry (checkWritableX509Authority). Checked at every start: the files may
- * have changed. Throws invalid_argument naming the file's role and the failed check.
+ * can carry (checkWritableX509Authority); every CA of the PKI a verifier meets has what strict verifiers require of
+ * a CA (checkVerifiable). Checked at every start: the files may have changed. Throws invalid_argument naming the file's role and the failed check.
  */
 export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
   const cert = parseCertificate(upstream.certDer);
@@ -95,6 +96,33 @@ export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
       throw invalidArgument(`the upstream CA certificate does not chain to the upstream bundle: ${(err as Error).message}`, err);
     }
   }
+  checkVerifiable(upstream.certDer, 'the upstream CA certificate');
+  upstream.chainDer.forEach((der, i) => checkVerifiable(der, `upstream CA chain certificate ${i + 1}`));
+  upstream.bundleDer?.forEach((der, i) => {
+    // Only the roots these chains end at: another root the bundle publishes anchors none of meshid's SVIDs.
+    if (parseCertificate(der).structure.subjectName.equals(lastIssuerName(upstream))) checkVerifiable(der, `upstream bundle certificate ${i}`);
+  });
+}
+
+/** The issuer Name of the last certificate of the upstream CA's chain: that of the bundle root it chains to. */
+function lastIssuerName(upstream: UpstreamCa): Buffer {
+  return parseCertificate(upstream.chainDer[upstream.chainDer.length - 1] ?? upstream.certDer).structure.issuerName;
+}
+
+/**
+ * Every CA of the upstream PKI that verifiers meet, in the chains meshid serves or as their trust anchor, must have
+ * what strict verifiers require of a CA (caProfileProblems): RFC 5280 lets a CA leave some of it out, but then every
+ * SVID under it fails for some of the trust domain's workloads, and would only be found out there.
+ */
+function checkVerifiable(der: Buffer, what: string): void {
+  const cert = parseCertificate(der);
+  const problems = caProfileProblems(cert);
+  if (problems.length === 0) return;
+  throw invalidArgument(
+    `${what} ("${cert.subject}") ${problems.join(', ')}: OpenSSL in strict mode (Python 3.13's default), pyca/cryptography, go-spiffe or Envoy ` +
+      'would refuse every SVID whose chain goes through it; reissue it with basicConstraints=critical,CA:TRUE, keyUsage=critical,keyCertSign,cRLSign, ' +
+      'a subjectKeyIdentifier, an authorityKeyIdentifier (unless self-signed), and no extKeyUsage or one with both serverAuth and clientAuth',
+  );
 }
 
 /**

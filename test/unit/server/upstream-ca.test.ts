@@ -251,6 +251,48 @@ test('an upstream PKI that leaves no room below it for the datacenter intermedia
   );
 });
 
+test('an upstream PKI CA that strict verifiers refuse is refused at start, naming it and the flaw; a flawed root no chain ends at is not', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-profile-');
+  t.after(cleanup);
+  const KU = 'keyUsage=critical,keyCertSign,cRLSign';
+  const BC = 'basicConstraints=critical,CA:TRUE';
+  const SKI = 'subjectKeyIdentifier=hash';
+  const AKI = 'authorityKeyIdentifier=keyid';
+  const root = opensslCa(dir, 'Corporate Root');
+  const flawed = (name: string, extensions: string[], issuer = root) => ({ ...opensslCa(dir, name, { issuer, extensions }), subject: `O=Example Corp, CN=${name}` });
+  const cases = [
+    // Each upstream CA as issued, what OpenSSL -x509_strict says of it, and meshid's phrase for the flaw.
+    { ca: flawed('No KU', [BC, SKI, AKI]), purpose: undefined, openssl: /error 92 .*CA cert does not include key usage/, flaw: /has no keyUsage extension/ },
+    { ca: flawed('BC not critical', ['basicConstraints=CA:TRUE', KU, SKI, AKI]), purpose: undefined, openssl: /error 89 /, flaw: /has basicConstraints not marked critical/ },
+    { ca: flawed('No AKI', [BC, KU, SKI, 'authorityKeyIdentifier=none']), purpose: undefined, openssl: /error 85 /, flaw: /has no authorityKeyIdentifier/ },
+    { ca: flawed('Server only', [BC, KU, SKI, AKI, 'extendedKeyUsage=serverAuth']), purpose: 'sslclient' as const, openssl: /error 26 .*unsuitable certificate purpose/, flaw: /has an extKeyUsage without both serverAuth and clientAuth/ },
+  ];
+  const noKuIssuing = flawed('Issuing without KU', [BC, SKI, AKI]);
+  const mesh = opensslCa(dir, 'Mesh CA', { issuer: noKuIssuing });
+  const noKuRoot = opensslCa(dir, 'Root without KU', { extensions: [BC, SKI] });
+  const underIt = opensslCa(dir, 'Mesh CA 2', { issuer: noKuRoot });
+  const good = opensslCa(dir, 'Good Mesh CA', { issuer: root });
+  // After the certificates: the fake clock must not stand before their notBefore.
+  const clock = new FakeClock(Date.now());
+  let n = 0;
+  const open = (raw: RawServerConfig): Promise<void> => openTestCa(path.join(dir, `data-${n++}`), raw, clock).then((c) => c.close());
+  const reissue = /: OpenSSL in strict mode .* would refuse every SVID whose chain goes through it; reissue it with basicConstraints=critical,CA:TRUE, keyUsage=critical,keyCertSign,cRLSign/;
+  for (const c of cases) {
+    const judged = opensslVerify({ roots: [der(root.cert)], leaf: der(c.ca.cert), ...(c.purpose ? { purpose: c.purpose } : {}) });
+    assert.match(judged.output, c.openssl, 'the flaw is one OpenSSL refuses');
+    await assert.rejects(open({ upstream_ca_cert: c.ca.cert, upstream_ca_key: c.ca.key, upstream_bundle: root.cert }), refusedWith(new RegExp(`^the upstream CA certificate \\("${c.ca.subject}"\\) ${c.flaw.source}${reissue.source}`)));
+  }
+  // An issuer above the upstream CA travels in every chain too; a root is every chain's anchor.
+  await assert.rejects(
+    open({ upstream_ca_cert: concat(dir, 'chain.pem', [mesh.cert, noKuIssuing.cert]), upstream_ca_key: mesh.key, upstream_bundle: root.cert }),
+    refusedWith(/^upstream CA chain certificate 1 \("O=Example Corp, CN=Issuing without KU"\) has no keyUsage extension/),
+  );
+  await assert.rejects(open({ upstream_ca_cert: underIt.cert, upstream_ca_key: underIt.key, upstream_bundle: noKuRoot.cert }), refusedWith(/^upstream bundle certificate 0 .* has no keyUsage extension/));
+  await assert.rejects(open({ upstream_ca_cert: noKuRoot.cert, upstream_ca_key: noKuRoot.key }), refusedWith(/^the upstream CA certificate .* has no keyUsage extension/));
+  // A root published beside the one the chains end at anchors none of them.
+  await open({ upstream_ca_cert: good.cert, upstream_ca_key: good.key, upstream_bundle: concat(dir, 'bundle.pem', [root.cert, noKuRoot.cert]) });
+});
+
 test('a root renewed with the same key cannot be tainted: the taint would cover its successor and never clear', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-samekey-');
   t.after(cleanup);
