@@ -8,7 +8,7 @@ import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
-import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import { parseIssuingTrustDomain, parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
 import { compileHealthChecks, HEALTH_CHECKS_KEYS, healthListenerAddress, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 
@@ -182,7 +182,7 @@ export function readConfigFile(file: string): RawServerConfig {
 /** Validates raw settings and compiles them into a frozen ServerConfig; throws a MeshidError naming what to change. */
 export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
-  const trustDomain = parseTrustDomain(raw.trust_domain);
+  const trustDomain = parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain));
   if (raw.datacenters?.length === 0) throw invalidArgument('datacenters is empty: name at least one, or leave it out for the default dc1');
   const datacenters = [...new Set(raw.datacenters ?? ['dc1'])];
   for (const dc of datacenters) {

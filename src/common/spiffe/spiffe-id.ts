@@ -29,6 +29,25 @@ export function parseTrustDomainName(name: string): string {
   return name;
 }
 
+/**
+ * Validates the bare name of the trust domain a meshid server issues SVIDs in: a valid name (SPIFFE-ID §2.1) whose
+ * dot-separated labels are all non-empty. SPIFFE-ID allows "example.org.", ".example" and "a..b", but Go's
+ * crypto/x509 refuses to parse any certificate whose URI SAN has such a host ("cannot parse URI: invalid domain"), so
+ * go-spiffe, SPIRE and grpc-go could not read one SVID, CA certificate or bundle of it. Returns the name; throws
+ * invalid_argument.
+ */
+export function parseIssuingTrustDomain(name: string): string {
+  const td = parseTrustDomainName(name);
+  if (td.split('.').includes('')) {
+    const dotted = td.replace(/^\.+|\.+$/g, '').replace(/\.{2,}/g, '.');
+    throw invalidArgument(
+      `trust domain "${td}" has an empty label (a leading, trailing or doubled "."): Go's crypto/x509, and with it go-spiffe, SPIRE and grpc-go, ` +
+        `cannot parse a certificate naming it${dotted === '' ? '' : `; use "${dotted}"`}`,
+    );
+  }
+  return td;
+}
+
 /** Accepts a trust domain as "example.org" or "spiffe://example.org" and returns the bare name. */
 export function parseTrustDomain(input: string): string {
   if (input.startsWith(SCHEME)) {

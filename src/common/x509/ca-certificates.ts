@@ -1,6 +1,6 @@
 import { createPublicKey, type KeyObject } from 'node:crypto';
 import { failedPrecondition, invalidArgument } from '../errors.js';
-import { parseTrustDomainName, trustDomainId } from '../spiffe/spiffe-id.js';
+import { parseIssuingTrustDomain, trustDomainId } from '../spiffe/spiffe-id.js';
 import { Oid, signatureAlgorithmFor } from './algorithms.js';
 import { buildCertificate } from './certificate-builder.js';
 import { parseCertificate } from './certificate.js';
@@ -54,7 +54,7 @@ export interface IntermediateCertificateParams {
 
 /** Creates the self-signed root CA certificate of a trust domain (SPEC-NOTES §4). Returns DER. */
 export async function createRootCertificate(p: RootCertificateParams): Promise<Buffer> {
-  const td = parseTrustDomainName(p.trustDomain);
+  const td = parseIssuingTrustDomain(p.trustDomain);
   checkValidity(p.notBefore, p.notAfter);
   const spki = spkiDer(p.publicKey);
   if (!spkiDer(createPublicKey(p.privateKey)).equals(spki)) throw invalidArgument('the root private key does not match its public key');
@@ -85,7 +85,7 @@ export async function createRootCertificate(p: RootCertificateParams): Promise<B
  * domain. Returns DER.
  */
 export async function createIntermediateCertificate(p: IntermediateCertificateParams): Promise<Buffer> {
-  const td = parseTrustDomainName(p.trustDomain);
+  const td = parseIssuingTrustDomain(p.trustDomain);
   if (!/^[A-Za-z0-9._-]{1,63}$/.test(p.datacenter)) {
     throw invalidArgument(`datacenter "${p.datacenter}" must be 1-63 letters, digits, ".", "-" or "_"`);
   }

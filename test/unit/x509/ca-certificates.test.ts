@@ -6,6 +6,7 @@ import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { createIntermediateCertificate, createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
 import { generateKeyPair, type KeyType } from '../../../src/common/x509/keys.js';
 import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
+import { compileServerConfig } from '../../../src/server/config.js';
 import { opensslText, opensslVerify } from '../../support/openssl.js';
 import { DAY, makeAuthority, makePki, makeRoot, T0, TD } from './pki-fixture.js';
 
@@ -144,4 +145,20 @@ test('a long trust domain keeps the root common name within 64 characters', asyn
   const parsed = parseCertificate(der);
   assert.equal(parsed.subject, 'O=meshid, CN=meshid root CA');
   assert.deepEqual(parsed.uriSans, [`spiffe://${td}`]);
+});
+
+test('a trust domain with an empty label, which Go cannot parse in a URI SAN, gets no CA certificate; the server config refuses it too', async () => {
+  const keys = generateKeyPair('ec-p256');
+  for (const [td, hint] of [['example.org.', /; use "example\.org"$/], ['.example', /; use "example"$/], ['a..b', /; use "a\.b"$/]] as const) {
+    const refused = (err: unknown): boolean =>
+      isMeshidError(err, 'invalid_argument') && new RegExp(`^trust domain "${td.replace(/\./g, '\\.')}" has an empty label .*Go's crypto/x509`).test(err.message) && hint.test(err.message);
+    await assert.rejects(createRootCertificate({ trustDomain: td, ...keys, notBefore: T0, notAfter: T0 + DAY }), refused);
+    assert.throws(() => compileServerConfig({ trust_domain: td }), refused);
+    assert.throws(() => compileServerConfig({ trust_domain: `spiffe://${td}` }), refused);
+  }
+  const root = await makeRoot('ec-p256');
+  await assert.rejects(
+    createIntermediateCertificate({ trustDomain: 'example.org.', datacenter: 'east', ...generateKeyPair('ec-p256'), issuerCertDer: root.der, issuerPrivateKey: root.privateKey, notBefore: T0, notAfter: T0 + DAY }),
+    (err: unknown) => isMeshidError(err, 'invalid_argument') && /has an empty label/.test(err.message),
+  );
 });
