@@ -166,6 +166,8 @@ export function opensslCa(
     keyAlgorithm?: OpensslKeyAlgorithm;
     /** Replace the CA extensions (basicConstraints, keyUsage, SKI and, when issued, AKI), e.g. to leave one out with "…=none". */
     extensions?: string[];
+    /** The serial of an issued CA (default: the current time in ms), e.g. "-12345". */
+    serial?: string;
   } = {},
 ): OpensslCaFiles {
   const cert = join(dir, `${name}.pem`);
@@ -183,7 +185,7 @@ export function opensslCa(
     const ext = join(dir, `${name}.ext`);
     writeFileSync(ext, extensions.map((e) => `${e}\n`).join(''));
     steps.push(['req', '-new', ...newKey, '-out', csr, '-subj', subject]);
-    steps.push(['x509', '-req', '-in', csr, '-CA', opts.issuer.cert, '-CAkey', opts.issuer.key, '-set_serial', String(Date.now()), '-days', days, '-extfile', ext, '-out', cert]);
+    steps.push(['x509', '-req', '-in', csr, '-CA', opts.issuer.cert, '-CAkey', opts.issuer.key, '-set_serial', opts.serial ?? String(Date.now()), '-days', days, '-extfile', ext, '-out', cert]);
   }
   for (const args of steps) {
     const r = run(args);

@@ -15,11 +15,15 @@ const ANY_EXTENDED_KEY_USAGE = '2.5.29.37.0';
  *   Workload API response whose chain carries a CA without keyCertSign (RFC 5280 reads an absent keyUsage as "any");
  * - subjectKeyIdentifier present, authorityKeyIdentifier present unless self-issued: OpenSSL -x509_strict (86, 85);
  * - extKeyUsage, if present, allowing serverAuth and clientAuth (or any purpose): OpenSSL and BoringSSL (Envoy) apply
- *   a TLS peer's purpose to the CAs above it (error 26), so a serverAuth-only CA fails every SVID used as a client.
+ *   a TLS peer's purpose to the CAs above it (error 26), so a serverAuth-only CA fails every SVID used as a client;
+ * - a positive serial number (RFC 5280 §4.1.2.2): Go ≥ 1.23's parser (go-spiffe, SPIRE) and pyca/cryptography refuse
+ *   a negative one, the latter zero too.
  * Returns one phrase per problem, e.g. "has no keyUsage extension"; empty when there is none.
  */
 export function caProfileProblems(cert: ParsedCertificate): string[] {
   const problems: string[] = [];
+  const serial = Buffer.from(cert.serialHex, 'hex');
+  if (serial.length === 0 || (serial[0]! & 0x80) !== 0 || serial.every((b) => b === 0)) problems.push('has a serial number that is not positive');
   const ext = (oid: string) => cert.extensions.find((e) => e.oid === oid);
   const basic = ext(Oid.basicConstraints);
   if (basic === undefined || !cert.isCa) problems.push('is not a CA (basicConstraints cA is not true)');

@@ -267,6 +267,8 @@ test('an upstream PKI CA that strict verifiers refuse is refused at start, namin
     { ca: flawed('No AKI', [BC, KU, SKI, 'authorityKeyIdentifier=none']), purpose: undefined, openssl: /error 85 /, flaw: /has no authorityKeyIdentifier/ },
     { ca: flawed('Server only', [BC, KU, SKI, AKI, 'extendedKeyUsage=serverAuth']), purpose: 'sslclient' as const, openssl: /error 26 .*unsuitable certificate purpose/, flaw: /has an extKeyUsage without both serverAuth and clientAuth/ },
   ];
+  // OpenSSL takes a negative serial; Go >= 1.23 (go-spiffe, SPIRE) and pyca/cryptography refuse to parse or verify it.
+  const negative = opensslCa(dir, 'Negative serial', { issuer: root, serial: '-12345' });
   const noKuIssuing = flawed('Issuing without KU', [BC, SKI, AKI]);
   const mesh = opensslCa(dir, 'Mesh CA', { issuer: noKuIssuing });
   const noKuRoot = opensslCa(dir, 'Root without KU', { extensions: [BC, SKI] });
@@ -286,6 +288,10 @@ test('an upstream PKI CA that strict verifiers refuse is refused at start, namin
   await assert.rejects(
     open({ upstream_ca_cert: concat(dir, 'chain.pem', [mesh.cert, noKuIssuing.cert]), upstream_ca_key: mesh.key, upstream_bundle: root.cert }),
     refusedWith(/^upstream CA chain certificate 1 \("O=Example Corp, CN=Issuing without KU"\) has no keyUsage extension/),
+  );
+  await assert.rejects(
+    open({ upstream_ca_cert: negative.cert, upstream_ca_key: negative.key, upstream_bundle: root.cert }),
+    refusedWith(/^the upstream CA certificate \("O=Example Corp, CN=Negative serial"\) has a serial number that is not positive: /),
   );
   await assert.rejects(open({ upstream_ca_cert: underIt.cert, upstream_ca_key: underIt.key, upstream_bundle: noKuRoot.cert }), refusedWith(/^upstream bundle certificate 0 .* has no keyUsage extension/));
   await assert.rejects(open({ upstream_ca_cert: noKuRoot.cert, upstream_ca_key: noKuRoot.key }), refusedWith(/^the upstream CA certificate .* has no keyUsage extension/));
