@@ -323,9 +323,22 @@ function checkTime(c: ParsedCertificate, now: number, label: string): void {
   if (now > c.notAfter) throw invalidArgument(`${label} expired at ${new Date(c.notAfter).toISOString()}`);
 }
 
+/** Critical extensions an operator's PKI may carry, by name: the OID alone tells an operator nothing. */
+const NAMED_EXTENSIONS: ReadonlyMap<string, string> = new Map([
+  [Oid.nameConstraints, 'nameConstraints'],
+  ['2.5.29.32', 'certificatePolicies'],
+  ['2.5.29.36', 'policyConstraints'],
+  ['2.5.29.54', 'inhibitAnyPolicy'],
+]);
+
 function checkCriticalExtensions(c: ParsedCertificate, label: string): void {
   for (const e of c.extensions) {
-    if (e.critical && !UNDERSTOOD_CRITICAL.has(e.oid)) throw invalidArgument(`${label} has an unsupported critical extension ${e.oid}`);
+    if (e.critical && !UNDERSTOOD_CRITICAL.has(e.oid)) {
+      const name = NAMED_EXTENSIONS.get(e.oid);
+      throw invalidArgument(
+        `${label} has an unsupported critical extension ${name === undefined ? e.oid : `${e.oid} (${name}), which meshid's chain verification does not evaluate, so its agents would refuse every chain through it`}`,
+      );
+    }
   }
 }
 
