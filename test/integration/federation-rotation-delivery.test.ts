@@ -11,7 +11,7 @@ import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
 import { TestCa } from '../support/fake-sds-cache.js';
-import { partnerEndpoint } from '../support/partner-endpoint.js';
+import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, pemBlocks, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../support/sds-client.js';
 
 const PARTNER = 'spiffe://partner.example';
@@ -25,12 +25,7 @@ test("a partner's root rotation reaches FetchX509SVID and an open SDS stream wit
   const endpoint = await partnerEndpoint(t, partner);
   const serve = (roots: Buffer[]): string => (endpoint.body = bundleToSpiffeJson({ ...partner.bundle(), x509Authorities: roots }));
   const seed = serve([partner.rootDer]);
-  await cluster.admin.call('Federation', 'CreateFederationRelationship', {
-    relationship: { trust_domain: 'partner.example', bundle_endpoint_url: endpoint.url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: endpoint.endpointId },
-    bundle: seed,
-    bundle_format: 'spiffe',
-  });
-  await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  await federateThroughEndpoint(cluster, endpoint, seed);
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   const client = agent.client(20_000);
   const svids = client.watchX509Svids();

@@ -15,7 +15,7 @@ import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js
 import { startCluster } from '../support/cluster.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
-import { partnerEndpoint } from '../support/partner-endpoint.js';
+import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, fetchSecrets, secretsByName, spiffeTrustDomains } from '../support/sds-client.js';
 
 const PARTNER = 'spiffe://partner.example';
@@ -145,12 +145,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
   const endpoint = await partnerEndpoint(t, partner);
   const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
   endpoint.body = seed;
-  await cluster.admin.call('Federation', 'CreateFederationRelationship', {
-    relationship: { trust_domain: 'partner.example', bundle_endpoint_url: endpoint.url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: endpoint.endpointId },
-    bundle: seed,
-    bundle_format: 'spiffe',
-  });
-  await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
+  await federateThroughEndpoint(cluster, endpoint, seed);
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   const client = agent.client(20_000);
   const watch = client.watchX509Bundles();

@@ -9,6 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { compileRelationships, type FederationRelationship } from '../../src/server/federation/relationship.js';
 import type { TestCa } from './fake-sds-cache.js';
+import type { Cluster } from './cluster.js';
 
 export interface PartnerEndpoint {
   readonly url: string;
@@ -41,4 +42,17 @@ export async function partnerEndpoint(t: TestContext, ca: TestCa, endpointId = `
     'example.org',
   );
   return Object.assign(state, { url, endpointId, rel: rel! });
+}
+
+/**
+ * Makes `cluster` (example.org) federate with partner.example through `endpoint`, seeded with `seed` (a SPIFFE bundle
+ * document), and registers spiffe://example.org/federated for this process's uid, federating with it.
+ */
+export async function federateThroughEndpoint(cluster: Cluster, endpoint: PartnerEndpoint, seed: string): Promise<void> {
+  await cluster.admin.call('Federation', 'CreateFederationRelationship', {
+    relationship: { trust_domain: 'partner.example', bundle_endpoint_url: endpoint.url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: endpoint.endpointId },
+    bundle: seed,
+    bundle_format: 'spiffe',
+  });
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
 }

@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import https from 'node:https';
@@ -88,7 +88,8 @@ test('the bundle endpoint follows bundle changes and server SVID renewals withou
   assert.equal(closed, 1, 'and releases what feeds the sources');
 });
 
-test('the bundle endpoint closes a connection that never starts TLS, and caps the connections of one source', async (t) => {
+/** An https_spiffe endpoint serving `ca`'s bundle with a 300 ms timeout, closed when the test ends. */
+async function shortTimeoutEndpoint(t: TestContext): Promise<{ ca: TestCa; endpoint: BundleEndpoint }> {
   const ca = new TestCa('example.org');
   t.after(() => ca.dispose());
   const identity = identityFrom(ca);
@@ -105,6 +106,11 @@ test('the bundle endpoint closes a connection that never starts TLS, and caps th
     },
   });
   t.after(() => endpoint.close());
+  return { ca, endpoint };
+}
+
+test('the bundle endpoint closes a connection that never starts TLS, and caps the connections of one source', async (t) => {
+  const { ca, endpoint } = await shortTimeoutEndpoint(t);
   const open = (): Promise<{ closed: Promise<void>; isClosed: () => boolean }> =>
     new Promise((resolve, reject) => {
       let closed = false;
@@ -129,22 +135,7 @@ test('the bundle endpoint closes a connection that never starts TLS, and caps th
 });
 
 test('the bundle endpoint closes a connection that completes TLS and then sends no request, or trickles one', async (t) => {
-  const ca = new TestCa('example.org');
-  t.after(() => ca.dispose());
-  const identity = identityFrom(ca);
-  const endpoint = await BundleEndpoint.start({
-    address: '127.0.0.1:0',
-    log: silentLogger(),
-    timeoutMs: 300,
-    sources: {
-      profile: 'https_spiffe',
-      bundle: () => ca.bundle(1),
-      onBundleChange: () => () => undefined,
-      servingCert: () => identity,
-      onServingCertChange: () => () => undefined,
-    },
-  });
-  t.after(() => endpoint.close());
+  const { endpoint } = await shortTimeoutEndpoint(t);
   /**
    * A TLS connection that, once up, does `then` with its socket; resolves when the endpoint closes it (a write the
    * endpoint cut off, EPIPE or ECONNRESET, is that close too).
