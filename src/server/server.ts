@@ -302,7 +302,7 @@ async function startAdminServer(
   const services: Array<[string, grpc.UntypedServiceImplementation]> = [
     ['meshid.admin.v1.Entries', entryService(ds, limits, log, new Set(config.federatesWith.map((r) => r.trustDomain)))],
     ['meshid.admin.v1.Tokens', tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log)],
-    ['meshid.admin.v1.Bundles', bundleService(ds, ca, clock, log)],
+    ['meshid.admin.v1.Bundles', bundleService(ds, ca, federation, clock, log)],
     ['meshid.admin.v1.Agents', agentAdminService(ds, { datacenters: config.datacenters }, log)],
     ['meshid.admin.v1.Authorities', authorityService(ca, ds, clock, log)],
     ['meshid.admin.v1.Svids', svidService(ca, limits, log)],

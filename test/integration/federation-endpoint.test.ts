@@ -60,6 +60,12 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   const set = await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', partner.config.adminSocket]);
   assert.equal(set.code, 0, set.err);
   const seeded = (await partner.ds.getBundle('example.org'))!;
+  // The relationship's last poll failed for want of this bundle: setting it polls at once, not at the next retry.
+  clock.advance(0);
+  const repoll = partner.federation.pending('example.org');
+  assert.ok(repoll, 'bundle set polled the failing relationship');
+  await repoll;
+  assert.equal(partner.federation.status('example.org')!.lastError, undefined);
   await partner.federation.refresh('example.org');
   assert.equal((await partner.ds.getBundle('example.org'))!.sequence, seeded.sequence, 'an unchanged bundle is not stored again');
 

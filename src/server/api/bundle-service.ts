@@ -6,11 +6,14 @@ import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore } from '../datastore/datastore.js';
 import { federatedBundleFromText } from '../federation/federated-bundle.js';
+import type { FederatedBundlePoller } from '../federation/bundle-poller.js';
 import { storedBundleToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
 
 /** Admin API: the own bundle and federated bundles (meshid.admin.v1.Bundles). */
-export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: Logger): UntypedServiceImplementation {
+export function bundleService(
+  ds: Datastore, ca: CaManager, federation: Pick<FederatedBundlePoller, 'anchorsReplaced'>, clock: Clock, log: Logger,
+): UntypedServiceImplementation {
   const foreign = (input: string | undefined): string => {
     if (!input) throw invalidArgument('trust_domain is required');
     const td = parseTrustDomain(input);
@@ -35,6 +38,7 @@ export function bundleService(ds: Datastore, ca: CaManager, clock: Clock, log: L
       const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now());
       await ds.setBundle(stored);
       log.info({ trustDomain: td, sequence: stored.sequence }, 'federated bundle set');
+      federation.anchorsReplaced(td);
       return storedBundleToProto(stored);
     }),
 

@@ -124,6 +124,20 @@ export class FederatedBundlePoller {
     return this.status(trustDomain);
   }
 
+  /**
+   * An operator set the stored bundle of `trustDomain` (`bundle set`): every https_spiffe relationship that
+   * authenticates its endpoint with that bundle and whose last poll failed is polled now, so a re-seed is answered at
+   * once, not at the next retry (up to the refresh interval). One polling, or not failing, keeps its schedule.
+   */
+  anchorsReplaced(trustDomain: string): void {
+    if (this.stopped || !this.started) return;
+    for (const state of this.states.values()) {
+      const { rel } = state;
+      if (rel.profile !== 'https_spiffe' || endpointTrustDomain(rel) !== trustDomain) continue;
+      if (state.lastError !== undefined && state.inFlight === undefined) this.schedule(state, 0);
+    }
+  }
+
   /** Every relationship and its polls: the config's in its order, then the API's in the order they were added. */
   statuses(): RelationshipStatus[] {
     return [...this.states.values()].map((s) => this.statusOf(s));

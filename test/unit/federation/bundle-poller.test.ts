@@ -336,3 +336,45 @@ test('a failed poll is retried after 30 s, doubling, never later than the partne
   const hourly = await retryDelays(3600, 9);
   assert.deepEqual(hourly.slice(0, 9), [3_600_000, 30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000], 'an hourly partner is not polled every 5 min while it is down');
 });
+
+test('a bundle set for the trust domain an https_spiffe relationship is anchored on polls a failing one at once, not at its next retry', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  const [spiffeRel] = compileRelationships(
+    { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/s' } },
+    'example.org',
+  );
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const poller = new FederatedBundlePoller([spiffeRel!], ds, clock, silentLogger(), endpoint.fetch);
+    t.after(() => poller.stop());
+    endpoint.next = () => {
+      throw new Error('does not chain to the X.509 root stored for partner.org');
+    };
+    poller.start();
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.ok(poller.status('partner.org')!.lastError);
+    const retryAt = poller.status('partner.org')!.nextPollAt!;
+    assert.ok(retryAt > clock.now());
+
+    // Another trust domain's bundle changes nothing here.
+    poller.anchorsReplaced('other.org');
+    assert.equal(poller.pending('partner.org'), undefined);
+    assert.equal(poller.status('partner.org')!.nextPollAt, retryAt);
+
+    endpoint.next = () => ca.bundle(1);
+    poller.anchorsReplaced('partner.org');
+    clock.advance(0);
+    const poll = poller.pending('partner.org');
+    assert.ok(poll, 'polled without waiting for the retry');
+    await poll;
+    assert.equal(poller.status('partner.org')!.lastError, undefined);
+    assert.equal(endpoint.calls, 2);
+
+    // Not failing: the schedule stays.
+    const next = poller.status('partner.org')!.nextPollAt;
+    poller.anchorsReplaced('partner.org');
+    assert.equal(poller.status('partner.org')!.nextPollAt, next);
+  });
+});
