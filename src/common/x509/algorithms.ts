@@ -120,11 +120,11 @@ export function checkSubjectPublicKey(key: KeyObject): { isRsa: boolean } {
   if (type === 'ec') {
     const curve = key.asymmetricKeyDetails?.namedCurve;
     if (curve === 'prime256v1' || curve === 'secp384r1' || curve === 'secp521r1') return { isRsa: false };
-    throw invalidArgument(`EC curve ${curve ?? '(explicit parameters)'} is not accepted; use P-256 or P-384`);
+    throw invalidArgument(`EC curve ${curve ?? '(explicit parameters)'} is not accepted; use P-256, P-384 or P-521`);
   }
   if (type === 'rsa') {
     if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw invalidArgument('RSA keys shorter than 2048 bits are not accepted');
     return { isRsa: true };
   }
-  throw invalidArgument(`${type ?? 'unknown'} public keys are not accepted in X.509-SVIDs; use EC P-256, P-384 or RSA >= 2048`);
+  throw invalidArgument(`${type ?? 'unknown'} public keys are not accepted in X.509-SVIDs; use EC P-256, P-384, P-521 or RSA >= 2048`);
 }

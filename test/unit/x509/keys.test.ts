@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
+import { checkSubjectPublicKey } from '../../../src/common/x509/algorithms.js';
 import {
   exportPkcs8Der,
   exportPkcs8Pem,
@@ -108,4 +109,14 @@ test('generating and exporting 30,000 keys in a row does not deadlock (Node 20 k
   const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
   clearTimeout(timer);
   assert.equal(out, 'done', `the key generation loop did not finish (exit ${code}): deadlocked`);
+});
+
+test('a subject key on a curve SVIDs do not take is refused naming the three curves they do, P-521 among them', () => {
+  assert.deepEqual(checkSubjectPublicKey(generateKeyPairSync('ec', { namedCurve: 'P-521' }).publicKey), { isRsa: false });
+  assert.throws(() => checkSubjectPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey), {
+    message: 'EC curve secp256k1 is not accepted; use P-256, P-384 or P-521',
+  });
+  assert.throws(() => checkSubjectPublicKey(generateKeyPairSync('ed25519').publicKey), {
+    message: 'ed25519 public keys are not accepted in X.509-SVIDs; use EC P-256, P-384, P-521 or RSA >= 2048',
+  });
 });
