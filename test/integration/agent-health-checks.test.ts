@@ -62,7 +62,11 @@ test('live and ready answer 200 with a JSON body once the agent has synced, and 
   assert.equal(live.status, 200);
   assert.equal(live.headers['content-type'], 'application/json');
   assert.deepEqual(healthBody(live, 'agent'), { workload_socket: agent.socketPath });
-  await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
+  // Ready comes with the sync; the entry's SVID may be signed a moment after it.
+  await until('the agent is ready and serves its SVID', async () => {
+    const r = await probe(address, '/ready');
+    return r.status === 200 && healthBody(r, 'agent')['svids'] === 1;
+  });
   const ready = healthBody(await probe(address, '/ready'), 'agent');
   assert.equal(ready['state'], 'synced');
   assert.equal(ready['svids'], 1);
