@@ -19,6 +19,12 @@ const [REL] = compileRelationships(
   'example.org',
 );
 
+/** An https_spiffe relationship: its endpoint is authenticated with the stored bundle of partner.org. */
+const [SPIFFE_REL] = compileRelationships(
+  { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/s' } },
+  'example.org',
+);
+
 /** Stores `rel` as the admin API does before it hands a relationship to the poller (source 'api'). */
 async function storeRelationship(ds: Datastore, rel: FederationRelationship): Promise<void> {
   await ds.createFederationRelationship({ ...rel, createdAt: 0, updatedAt: 0 });
@@ -136,13 +142,9 @@ test('federates_with in the config is checked: profile, https URL, an endpoint S
 test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
-  const [spiffeRel] = compileRelationships(
-    { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/s' } },
-    'example.org',
-  );
   await withDatastore(async ({ ds, clock }) => {
     const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([spiffeRel!], ds, clock, silentLogger(), endpoint.fetch);
+    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
     t.after(() => poller.stop());
     endpoint.next = () => ca.bundle(1);
     await poller.refresh('partner.org');
@@ -340,13 +342,9 @@ test('a failed poll is retried after 30 s, doubling, never later than the partne
 test('a bundle set for the trust domain an https_spiffe relationship is anchored on polls a failing one at once, not at its next retry', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
-  const [spiffeRel] = compileRelationships(
-    { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/s' } },
-    'example.org',
-  );
   await withDatastore(async ({ ds, clock }) => {
     const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([spiffeRel!], ds, clock, silentLogger(), endpoint.fetch);
+    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
     t.after(() => poller.stop());
     endpoint.next = () => {
       throw new Error('does not chain to the X.509 root stored for partner.org');
