@@ -97,7 +97,7 @@ const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
  * spire-agent settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
  * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
  */
-const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+export const SPIRE_KEYS_NOT_SUPPORTED = {
   server_port: 'put the port in server_address, as host:port (e.g. "meshid-server:8081")',
   trust_bundle_url: 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path',
   trust_bundle_format: 'trust_bundle_path takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
@@ -115,7 +115,7 @@ const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   profiling_names: 'profile with node --cpu-prof or --heap-prof in NODE_OPTIONS instead',
   plugins: "meshid-agent's plugins are built in (join_token node attestation, its key in data_dir, the unix workload attestor): remove the block",
   telemetry: 'meshid exports no metrics yet: remove the block',
-};
+} as const satisfies Readonly<Record<string, string>>;
 
 export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
 export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';

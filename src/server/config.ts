@@ -96,7 +96,7 @@ export interface RawServerConfig {
  * spire-server settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
  * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
  */
-const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+export const SPIRE_KEYS_NOT_SUPPORTED = {
   bind_port: 'put the port in bind_address, as host:port (e.g. "0.0.0.0:8081")',
   socket_path: 'the admin API socket is admin_socket',
   registration_uds_path: 'the admin API socket is admin_socket',
@@ -124,7 +124,7 @@ const SPIRE_KEYS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
     "meshid-server's plugins are built in (SQLite in data_dir, join_token node attestation, keys in data_dir; an upstream CA " +
     'with upstream_ca_cert, upstream_ca_key and upstream_bundle): remove the block',
   telemetry: 'meshid exports no metrics yet: remove the block',
-};
+} as const satisfies Readonly<Record<string, string>>;
 
 const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
   trust_domain: 'string',

@@ -5,6 +5,7 @@ import {
   DEFAULT_AGENT_SOCKET_PATH,
   LOG_LEVELS,
   readAgentConfigFile,
+  SPIRE_KEYS_NOT_SUPPORTED,
   type AgentConfig,
   type RawAgentConfig,
 } from '../config.js';
@@ -35,10 +36,11 @@ const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   trustBundleUrl: 'save the bundle first (meshid-server bundle show > bundle.pem on the server) and pass --trust-bundle bundle.pem',
   trustBundleFormat: '--trust-bundle takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
-  logFile: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
-  logFormat: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
-  logSourceLocation: 'log lines name their subsystem, not a source line: remove it',
-  retryBootstrap: "the agent retries its first attestation while the server cannot be reached and stops when the server refuses it, as SPIRE's does since retry_bootstrap went: remove it",
+  // Said as for the config keys they set.
+  logFile: SPIRE_KEYS_NOT_SUPPORTED.log_file,
+  logFormat: SPIRE_KEYS_NOT_SUPPORTED.log_format,
+  logSourceLocation: SPIRE_KEYS_NOT_SUPPORTED.log_source_location,
+  retryBootstrap: SPIRE_KEYS_NOT_SUPPORTED.retry_bootstrap,
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {

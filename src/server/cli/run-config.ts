@@ -1,5 +1,5 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
-import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, type RawServerConfig, type ServerConfig } from '../config.js';
+import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SPIRE_KEYS_NOT_SUPPORTED, type RawServerConfig, type ServerConfig } from '../config.js';
 import { LOG_LEVELS } from '../../common/log.js';
 import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
@@ -54,9 +54,10 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
 const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   serverPort: 'give the port in --bind-address (-bindAddress), as host:port, e.g. 0.0.0.0:8081',
   expandEnv: EXPAND_ENV_NOT_SUPPORTED,
-  logFile: 'the server logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
-  logFormat: 'the server writes JSON lines, or readable lines when stderr is a terminal',
-  logSourceLocation: 'log lines name their subsystem, not a source line: remove it',
+  // Said as for the config keys they set.
+  logFile: SPIRE_KEYS_NOT_SUPPORTED.log_file,
+  logFormat: SPIRE_KEYS_NOT_SUPPORTED.log_format,
+  logSourceLocation: SPIRE_KEYS_NOT_SUPPORTED.log_source_location,
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawServerConfig> = {
