@@ -31,7 +31,7 @@ import { listenFailure } from '../common/listen-failure.js';
 import { ServingCertFile } from './federation/serving-cert-file.js';
 import { FederatedBundlePoller, type BundleFetcher } from './federation/bundle-poller.js';
 import { fetchFederatedBundle } from './federation/bundle-fetch.js';
-import { egressProxyFromEnv, type EgressProxy } from './federation/egress-proxy.js';
+import { egressProxyFromEnv, withoutPassword, type EgressProxy } from './federation/egress-proxy.js';
 import { SyncHub } from './api/sync-hub.js';
 import { RateLimiter } from '../common/rate-limiter.js';
 import { SigningLimits } from './api/signing-limits.js';
@@ -272,7 +272,7 @@ async function startFederation(
   config: ServerConfig, ds: Datastore, clock: Clock, log: Logger, egress: EgressProxy | undefined,
 ): Promise<FederatedBundlePoller> {
   if (egress?.proxy instanceof Error) log.warn({ reason: egress.proxy.message }, 'HTTPS_PROXY names no proxy meshid-server can use: bundle endpoints it does not exempt (NO_PROXY) cannot be fetched');
-  else if (egress !== undefined) log.info({ proxy: egress.shown }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
+  else if (egress !== undefined) log.info({ proxy: withoutPassword(egress.proxy) }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
   const fetch: BundleFetcher = (rel, anchors) => fetchFederatedBundle(rel, anchors, undefined, egress);
   const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch);
   for (const rel of await ds.listFederationRelationships()) {

@@ -10,8 +10,6 @@ import net from 'node:net';
 export interface EgressProxy {
   /** The proxy, or why HTTPS_PROXY names none meshid can use: every proxied fetch then fails with that reason. */
   readonly proxy: URL | Error;
-  /** HTTPS_PROXY as an operator may see it in a log: without the password. */
-  readonly shown: string;
   readonly bypass: NoProxy;
 }
 
@@ -19,12 +17,7 @@ export interface EgressProxy {
 export function egressProxyFromEnv(env: NodeJS.ProcessEnv): EgressProxy | undefined {
   const value = firstSet(env, 'HTTPS_PROXY', 'https_proxy');
   if (value === undefined) return undefined;
-  const proxy = parseProxyUrl(value);
-  return {
-    proxy,
-    shown: proxy instanceof URL ? withoutPassword(proxy) : '(unusable)',
-    bypass: parseNoProxy(firstSet(env, 'NO_PROXY', 'no_proxy') ?? ''),
-  };
+  return { proxy: parseProxyUrl(value), bypass: parseNoProxy(firstSet(env, 'NO_PROXY', 'no_proxy') ?? '') };
 }
 
 /** The proxy to reach host:port through, or undefined for a direct connection. */

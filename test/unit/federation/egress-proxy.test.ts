@@ -7,18 +7,21 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bundleToSpiffeJson } from '../../../src/common/spiffe/bundle.js';
 import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetch.js';
-import { egressProxyFromEnv, proxyFor } from '../../../src/server/federation/egress-proxy.js';
+import { egressProxyFromEnv, proxyFor, withoutPassword, type EgressProxy } from '../../../src/server/federation/egress-proxy.js';
 import { compileRelationships } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { partnerEndpoint } from '../../support/partner-endpoint.js';
 import { connectProxy } from '../../support/connect-proxy.js';
+
+/** The proxy as the start-up log names it. */
+const shown = (egress: EgressProxy | undefined): string => withoutPassword(egress!.proxy as URL);
 
 test("NO_PROXY is read as Go's net/http reads it; localhost and loopback never go through the proxy", () => {
   const egress = egressProxyFromEnv({
     https_proxy: 'proxy.internal:3128',
     NO_PROXY: 'corp.example, .sub.example:8443, 10.0.0.0/8, 192.168.1.7, [fd00::1]:443, *.wild.example',
   })!;
-  assert.equal(egress.shown, 'http://proxy.internal:3128', 'a bare host:port is an http:// proxy');
+  assert.equal(shown(egress), 'http://proxy.internal:3128', 'a bare host:port is an http:// proxy');
   const via = (host: string, port = 443): string => (proxyFor(egress, host, port) === undefined ? 'direct' : 'proxy');
   assert.equal(via('corp.example'), 'direct');
   assert.equal(via('a.corp.example'), 'direct', 'a domain covers its subdomains');
@@ -39,8 +42,8 @@ test("NO_PROXY is read as Go's net/http reads it; localhost and loopback never g
 
   assert.equal(proxyFor(egressProxyFromEnv({ HTTPS_PROXY: 'http://p:1', NO_PROXY: '*' }), 'anything.example', 443), undefined);
   assert.equal(egressProxyFromEnv({ HTTP_PROXY: 'http://p:1' }), undefined, 'bundle endpoints are https: HTTP_PROXY plays no part');
-  assert.equal(egressProxyFromEnv({ HTTPS_PROXY: 'http://u:secret@p:1' })!.shown, 'http://u:***@p:1');
-  assert.equal(egressProxyFromEnv({ HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:1' })!.shown, 'http://upper:1');
+  assert.equal(shown(egressProxyFromEnv({ HTTPS_PROXY: 'http://u:secret@p:1' })), 'http://u:***@p:1');
+  assert.equal(shown(egressProxyFromEnv({ HTTPS_PROXY: 'http://upper:1', https_proxy: 'http://lower:1' })), 'http://upper:1');
 });
 
 test('an https_spiffe endpoint is fetched through the HTTPS_PROXY CONNECT tunnel, authenticated as on a direct connection', async (t) => {
