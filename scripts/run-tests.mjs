@@ -23,5 +23,11 @@ if (filter.length > 0 && files.length === 0) {
 // The tests run the executables as shipped (dist/bin); after a bare `tsc` they would be older than dist/src.
 const bundled = spawnSync(process.execPath, ['scripts/bundle.mjs'], { stdio: 'inherit' });
 if (bundled.status !== 0) process.exit(bundled.status ?? 1);
-const r = spawnSync(process.execPath, ['--test', '--test-concurrency=2', '--test-timeout=240000', ...files], { stdio: 'inherit' });
+// The spec reporter repeats every failure, with its error, after the totals: a CI log cut to its last lines still
+// names what failed.
+const r = spawnSync(
+  process.execPath,
+  ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-concurrency=2', '--test-timeout=240000', ...files],
+  { stdio: 'inherit' },
+);
 process.exit(r.status ?? 1);

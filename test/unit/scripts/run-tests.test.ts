@@ -55,3 +55,21 @@ test('a path substring no test file holds (a typo, --help) is refused on stderr,
     assert.deepEqual(ran(dir), [], `${arg}: nothing runs`);
   }
 });
+
+test('a failing test is named again, with its error, after the totals, where a CI log cut to its last lines shows it', (t) => {
+  const { dir, cleanup } = tempDir('meshid-run-tests-');
+  t.after(cleanup);
+  standInTree(dir);
+  fs.writeFileSync(
+    path.join(dir, 'dist', 'test', 'gamma.test.js'),
+    "require('node:test').test('gamma checks its answer', () => { throw new Error('the answer was 41'); });\n",
+  );
+  const r = runTests(dir, []);
+  assert.equal(r.status, 1, r.stdout + r.stderr);
+  const totals = r.stdout.lastIndexOf('fail 1');
+  assert.ok(totals >= 0, r.stdout);
+  const after = r.stdout.slice(totals);
+  assert.match(after, /failing tests/);
+  assert.match(after, /gamma checks its answer/);
+  assert.match(after, /the answer was 41/);
+});
