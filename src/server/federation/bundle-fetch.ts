@@ -56,7 +56,7 @@ export function fetchFederatedBundle(
       `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
       `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
   }
-  return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, timeoutMs, MAX_REDIRECTS);
+  return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, { timeoutMs, endsAt: Date.now() + timeoutMs }, MAX_REDIRECTS);
 }
 
 /**
@@ -83,11 +83,26 @@ interface Trust {
 const MAX_REDIRECTS = 3;
 const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 
+/**
+ * One fetch's time, redirects included: a chain of slow hops would otherwise take MAX_REDIRECTS + 1 timeouts, and hold
+ * its poll that long.
+ */
+interface Deadline {
+  readonly timeoutMs: number;
+  readonly endsAt: number;
+}
+
 function get(
-  rel: FederationRelationship, url: string, trust: Trust, where: string, timeoutMs: number, redirectsLeft: number,
+  rel: FederationRelationship, url: string, trust: Trust, where: string, deadline: Deadline, redirectsLeft: number,
 ): Promise<FederatedBundleDocument> {
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
+    const late = `no complete answer within ${deadline.timeoutMs / 1000} s`;
+    const leftMs = deadline.endsAt - Date.now();
+    if (leftMs <= 0) {
+      fail(`${late}, redirects included`);
+      return;
+    }
     const target = new URL(url);
     // Each hop of a redirect is judged anew: NO_PROXY may exempt one host and not another.
     const proxy = proxyFor(trust.egress, target.hostname, target.port === '' ? 443 : Number(target.port));
@@ -95,8 +110,8 @@ function get(
       fail(proxy.message);
       return;
     }
-    const agent = proxy === undefined ? false : new ProxyTunnelAgent(proxy, timeoutMs);
-    const req = https.get(url, { ...trust.tls, agent, timeout: timeoutMs }, (res) => {
+    const agent = proxy === undefined ? false : new ProxyTunnelAgent(proxy, deadline.timeoutMs);
+    const req = https.get(url, { ...trust.tls, agent, timeout: deadline.timeoutMs }, (res) => {
       const location = res.headers.location;
       if (res.statusCode !== undefined && REDIRECTS.has(res.statusCode) && location !== undefined) {
         res.resume();
@@ -113,7 +128,7 @@ function get(
         else if (next.username !== '' || next.password !== '') fail(`answered HTTP ${res.statusCode} to a URL with userinfo, which no bundle endpoint URL may carry`);
         else if (redirectsLeft === 0) fail(`redirected more than ${MAX_REDIRECTS} times`);
         // The same trust (https_spiffe's anchors and endpoint ID, or the web PKI and the new host name) at the new URL.
-        else get(rel, next.href, trust, where, timeoutMs, redirectsLeft - 1).then(resolve, reject);
+        else get(rel, next.href, trust, where, deadline, redirectsLeft - 1).then(resolve, reject);
         return;
       }
       if (res.statusCode !== 200) {
@@ -142,13 +157,14 @@ function get(
       // Node's word for a body cut short (ECONNRESET "aborted") says nothing of where.
       res.on('error', (err) => fail(err.message === 'aborted' ? 'closed the connection before the document was complete' : err.message, err));
     });
-    // `timeout` above only bounds silence; this bounds the whole exchange, so a trickling endpoint cannot hold a poll.
-    const deadline = setTimeout(() => req.destroy(new Error(`no complete answer within ${timeoutMs / 1000} s`)), timeoutMs);
-    req.on('timeout', () => req.destroy(new Error(`no answer within ${timeoutMs / 1000} s`)));
+    // `timeout` above only bounds silence; this bounds the whole fetch, redirects included, so a trickling endpoint
+    // cannot hold a poll.
+    const timer = setTimeout(() => req.destroy(new Error(redirectsLeft === MAX_REDIRECTS ? late : `${late}, redirects included`)), leftMs);
+    req.on('timeout', () => req.destroy(new Error(`no answer within ${deadline.timeoutMs / 1000} s`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       fail(UNANCHORED_CODES.has(err.code ?? '') ? `${trust.unanchored} (${err.message})` : err.message, err);
     });
-    req.on('close', () => clearTimeout(deadline));
+    req.on('close', () => clearTimeout(timer));
   });
 }
 

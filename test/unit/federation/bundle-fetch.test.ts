@@ -99,3 +99,31 @@ test('a bundle endpoint that closes the connection halfway through the document 
     message: `bundle endpoint ${url} of partner.org: closed the connection before the document was complete`,
   });
 });
+
+test('redirects share the fetch deadline: hops each quicker than it, but slower together, are cut off', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  const svid = ca.issue('spiffe://partner.org/server');
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const timers = new Set<NodeJS.Timeout>();
+  let requests = 0;
+  // Every hop answers after 400 ms: under the 1 s deadline alone, over it by the third.
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (req, res) => {
+    requests++;
+    const hop = Number(req.url!.slice(1)) || 0;
+    timers.add(setTimeout(() => res.writeHead(307, { Location: `/${hop + 1}` }).end(), 400));
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const timer of timers) clearTimeout(timer);
+    server.closeAllConnections();
+    server.close();
+  });
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
+  // (Only a machine too loaded to answer the first hop within 1 s would see it without "redirects included".)
+  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 1000), {
+    message: new RegExp(`^bundle endpoint ${url} of partner\\.org: no complete answer within 1 s(, redirects included)?$`),
+  });
+  assert.ok(requests <= 3, `${requests} requests: the fourth hop would start after the deadline`);
+});
