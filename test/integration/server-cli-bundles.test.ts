@@ -13,7 +13,7 @@ import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { opensslVerify } from '../support/openssl.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { assertError, assertOk, cli, createEntry, dir, field, serverOutput, socket, startServerCliFixture, TD } from '../support/server-cli-fixture.js';
+import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, serverOutput, socket, startServerCliFixture, TD } from '../support/server-cli-fixture.js';
 
 startServerCliFixture('meshid-server-cli-bundles-');
 
@@ -134,7 +134,7 @@ test("the own bundle's JWT keys carry their expiry over the admin API (GetBundle
 });
 
 test('bundle set, list and delete manage a federated bundle', async () => {
-  const partnerPem = (await cli(['bundle', 'show'])).out;
+  const partnerPem = partnerBundle('listed-partner.org');
   const pemFile = path.join(dir, 'partner.pem');
   fs.writeFileSync(pemFile, partnerPem);
 
@@ -193,7 +193,7 @@ test('a bundle file that holds no bundle is refused naming the file, for bundle 
 });
 
 test('bundle delete refuses while entries federate with the trust domain; --mode dissociate takes it out of them', async () => {
-  fs.writeFileSync(path.join(dir, 'ally.pem'), (await cli(['bundle', 'show'])).out);
+  fs.writeFileSync(path.join(dir, 'ally.pem'), partnerBundle('ally.org'));
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'ally.org', '--path', path.join(dir, 'ally.pem')]));
   const id = await createEntry([
     '--spiffe-id', `spiffe://${TD}/allied`, '--parent-id', `spiffe://${TD}/agent-3`, '--selector', 'unix:uid:4343', '--federates-with', 'ally.org',
@@ -210,18 +210,18 @@ test('bundle delete refuses while entries federate with the trust domain; --mode
 });
 
 test('bundle list --trust-domain prints that bundle alone, as bundle show does: redirected, it is a bundle file again', async () => {
-  const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  const spiffe = partnerBundle('export-partner.org', 'spiffe');
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-partner.org', '--data', spiffe]));
 
   const pem = await cli(['bundle', 'list', '--trust-domain', 'export-partner.org']);
   assertOk(pem);
   assert.match(pem.out, /^-----BEGIN CERTIFICATE-----\n/, 'no count or banner before the certificates');
-  assert.deepEqual(pemToDerList(pem.out), bundleFromSpiffeJson(TD, spiffe).x509Authorities);
+  assert.deepEqual(pemToDerList(pem.out), bundleFromSpiffeJson('export-partner.org', spiffe).x509Authorities);
 
   const doc = await cli(['bundle', 'list', '-id', 'spiffe://export-partner.org', '-format', 'spiffe']);
   assertOk(doc);
   const exported = bundleFromSpiffeJson('export-partner.org', doc.out);
-  assert.equal(exported.jwtAuthorities.length, bundleFromSpiffeJson(TD, spiffe).jwtAuthorities.length);
+  assert.equal(exported.jwtAuthorities.length, bundleFromSpiffeJson('export-partner.org', spiffe).jwtAuthorities.length);
   const file = path.join(dir, 'export-partner.json');
   fs.writeFileSync(file, doc.out);
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'export-copy.org', '--path', file]));
@@ -229,7 +229,7 @@ test('bundle list --trust-domain prints that bundle alone, as bundle show does: 
 });
 
 test('bundle set accepts a SPIFFE bundle with JWT keys', async () => {
-  const spiffe = (await cli(['bundle', 'show', '--format', 'spiffe'])).out;
+  const spiffe = partnerBundle('jwt-partner.org', 'spiffe');
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'jwt-partner.org', '--format', 'spiffe', '--data', spiffe]));
   const shown = await cli(['bundle', 'list', '--trust-domain', 'jwt-partner.org', '--format', 'spiffe']);
   assertOk(shown);
@@ -392,7 +392,7 @@ test('federation update --bundle-path stores the bundle as create\'s does, and a
   assertError(await cli(['bundle', 'list', '--trust-domain', 'moved-partner.org']), /^Error: NotFound: /);
 
   // SPIRE's spelling; the bundle is the one later fetches of the https_spiffe endpoint are authenticated by.
-  const seedPem = (await cli(['bundle', 'show'])).out;
+  const seedPem = partnerBundle('moved-partner.org');
   const seedFile = path.join(dir, 'moved-partner.pem');
   fs.writeFileSync(seedFile, seedPem);
   const updated = await cli(['federation', 'update', ...relationship, '-trustDomainBundlePath', seedFile, '-trustDomainBundleFormat', 'pem']);
@@ -406,4 +406,30 @@ test('federation update --bundle-path stores the bundle as create\'s does, and a
 
   assertOk(await cli(['federation', 'delete', '--trust-domain', 'moved-partner.org']));
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'moved-partner.org']));
+});
+
+test("a bundle set for one trust domain holding another's CA (this server's own bundle, say) is stored, with a warning naming the root and the way back", async () => {
+  const own = (await cli(['bundle', 'show'])).out;
+  const ownFile = path.join(dir, 'own-as-partner.pem');
+  fs.writeFileSync(ownFile, own);
+  const warning =
+    `Warning: the bundle of mixed-up.org holds a CA of another trust domain (root 1 carries spiffe://${TD}), trusted for ` +
+    `mixed-up.org all the same: if it is ${TD}'s bundle, it was set for the wrong trust domain, and ` +
+    '"meshid-server bundle delete --trust-domain mixed-up.org" takes it out\n';
+  const set = await cli(['bundle', 'set', '--trust-domain', 'mixed-up.org', '--path', ownFile]);
+  assert.equal(set.code, 0, set.err);
+  assert.match(set.out, /^Bundle set for mixed-up\.org/);
+  assert.equal(set.err, warning);
+  assert.match(serverOutput, /"trustDomain":"mixed-up\.org".*"the federated bundle set holds a CA of another trust domain"/);
+  // The same through federation create's --bundle-path, which stores it as the relationship's seed.
+  const seeded = await cli([
+    'federation', 'create', '--trust-domain', 'mixed-up.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/',
+    '--bundle-endpoint-profile', 'https_web', '--bundle-path', ownFile,
+  ]);
+  assert.equal(seeded.code, 0, seeded.err);
+  assert.equal(seeded.err, warning);
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'mixed-up.org']));
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'mixed-up.org']));
+  // A partner's own root carries no other domain's ID: no warning.
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'mixed-up.org'], { stdin: partnerBundle('mixed-up.org') }));
 });

@@ -12,7 +12,7 @@ import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { opensslSelfSigned } from '../support/openssl.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { assertError, assertOk, cli, createEntry, dir, field, socket, startServerCliFixture, TD, type Result } from '../support/server-cli-fixture.js';
+import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, socket, startServerCliFixture, TD, type Result } from '../support/server-cli-fixture.js';
 
 startServerCliFixture('meshid-server-cli-');
 
@@ -391,7 +391,7 @@ test('entry create takes an entry ID of the operator\'s choosing (SPIRE\'s -entr
 });
 
 test('entry show finds entries by ID and by every filter', async () => {
-  fs.writeFileSync(path.join(dir, 'partner-for-filter.pem'), (await cli(['bundle', 'show'])).out);
+  fs.writeFileSync(path.join(dir, 'partner-for-filter.pem'), partnerBundle('partner.org'));
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'partner.org', '--path', path.join(dir, 'partner-for-filter.pem')]));
   const id = await createEntry([
     '--spiffe-id', `spiffe://${TD}/filtered`, '--parent-id', `spiffe://${TD}/agent-2`, '--selector', 'unix:uid:4242',

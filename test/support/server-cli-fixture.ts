@@ -8,6 +8,10 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
+import { generateKeyPairSync } from 'node:crypto';
+import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
+import { certificatesToPem } from '../../src/common/x509/pem.js';
+import { TestCa } from './fake-sds-cache.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN, type CliResult } from './server-process.js';
 
@@ -101,4 +105,20 @@ export function startServerCliFixture(prefix: string): void {
     }
     cleanup?.();
   });
+}
+
+/**
+ * A partner's bundle for `bundle set` or `federation create|update`: a root of the partner's own (not this server's,
+ * whose SPIFFE ID would make the CLI warn that it is another trust domain's CA) as PEM, or as a SPIFFE bundle document
+ * that also holds a JWT key.
+ */
+export function partnerBundle(trustDomain: string, format: 'pem' | 'spiffe' = 'pem'): string {
+  const ca = new TestCa(trustDomain);
+  try {
+    if (format === 'pem') return certificatesToPem([ca.rootDer]);
+    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    return bundleToSpiffeJson({ ...ca.bundle(), jwtAuthorities: [{ kid: `${trustDomain}-jwt`, publicKey }] });
+  } finally {
+    ca.dispose();
+  }
 }

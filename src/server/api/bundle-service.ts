@@ -5,7 +5,7 @@ import { invalidArgument } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore } from '../datastore/datastore.js';
-import { federatedBundleFromText } from '../federation/federated-bundle.js';
+import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federation/federated-bundle.js';
 import type { FederatedBundlePoller } from '../federation/bundle-poller.js';
 import { storedBundleToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
@@ -38,6 +38,8 @@ export function bundleService(
       const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now());
       await ds.setBundle(stored);
       log.info({ trustDomain: td, sequence: stored.sequence }, 'federated bundle set');
+      const otherDomains = rootsOfAnotherTrustDomain(td, stored.x509Authorities);
+      if (otherDomains !== undefined) log.warn({ trustDomain: td, reason: otherDomains.message }, 'the federated bundle set holds a CA of another trust domain');
       federation.anchorsReplaced(td);
       return storedBundleToProto(stored);
     }),

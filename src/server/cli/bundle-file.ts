@@ -1,7 +1,8 @@
 import { invalidArgument, isMeshidError } from '../../common/errors.js';
 import { readTextFile } from '../../common/cli/input.js';
 import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
-import { federatedBundleFromText } from '../federation/federated-bundle.js';
+import type { CliIo } from '../../common/cli/output.js';
+import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federation/federated-bundle.js';
 
 /**
  * A federated bundle file an operator pointed a command at (`bundle set --path`, `federation create|update --bundle-path`),
@@ -20,6 +21,25 @@ export function readBundleFile(file: string, trustDomain: string, format: string
   // A SPIFFE bundle document (a JWK set) holding a key twice ("keys", say): the server would trust the last silently.
   if (isJson(text)) refuseDuplicateKeys(text, `bundle file ${file}`);
   return text;
+}
+
+/**
+ * After a federated bundle was stored for `trustDomain`: a warning on stderr if one of its roots is another trust
+ * domain's CA (rootsOfAnotherTrustDomain), as when partner B's bundle is set for partner A.
+ */
+export function warnOfAnotherTrustDomain(trustDomain: string, text: string, format: string | undefined, io: Pick<CliIo, 'stderr'>): void {
+  let x509Authorities: readonly Buffer[];
+  try {
+    x509Authorities = federatedBundleFromText(trustDomain, text, format, undefined, 0).x509Authorities;
+  } catch {
+    return; // the server took it; what it stored is its business, not this warning's
+  }
+  const other = rootsOfAnotherTrustDomain(trustDomain, x509Authorities);
+  if (other === undefined) return;
+  io.stderr.write(
+    `Warning: ${other.message}: if it is ${other.trustDomains.join(' or ')}'s bundle, it was set for the wrong trust domain, ` +
+      `and "meshid-server bundle delete --trust-domain ${trustDomain}" takes it out\n`,
+  );
 }
 
 /** Whether the text is JSON (a SPIFFE bundle document) rather than PEM. */

@@ -4,7 +4,7 @@ import type { Logger } from '../../common/log.js';
 import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { fetchFederatedBundle } from './bundle-fetch.js';
-import { sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
+import { rootsOfAnotherTrustDomain, sameAuthorities, storedFederatedBundle } from './federated-bundle.js';
 import { endpointTrustDomain, type FederationRelationship } from './relationship.js';
 
 /** When the endpoint gives no spiffe_refresh_hint, or 0 (SPIRE's default too; Federation §4.1 recommends five minutes). */
@@ -225,6 +225,13 @@ export class FederatedBundlePoller {
           );
         } else if (empty) this.log.warn(fields, 'the endpoint revoked every key of its trust domain (an empty bundle): nothing of it is trusted any more');
         else this.log.info(fields, 'federated bundle updated from its endpoint');
+        const otherDomains = rootsOfAnotherTrustDomain(rel.trustDomain, stored.x509Authorities);
+        if (otherDomains !== undefined) {
+          this.log.warn(
+            { ...where, reason: otherDomains.message },
+            `the bundle endpoint serves a CA of another trust domain: if its URL is ${otherDomains.trustDomains.join(' or ')}'s endpoint, correct the relationship`,
+          );
+        }
       }
       state.lastSuccessAt = this.clock.now();
       if (rel.profile === 'https_spiffe' && anchorDomain === rel.trustDomain && stored.x509Authorities.length === 0) {

@@ -1,5 +1,6 @@
 import { invalidArgument } from '../../common/errors.js';
 import { checkWritableX509Authority, federatedBundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import { pemToDerList } from '../../common/x509/pem.js';
 import type { StoredBundle } from '../datastore/datastore.js';
@@ -65,4 +66,40 @@ export function federatedBundleFromText(
     throw invalidArgument(`the bundle for ${trustDomain} holds no usable X.509 authorities and no JWT keys${why}`);
   }
   return stored;
+}
+
+/**
+ * Whether `trustDomain`'s bundle holds a root whose CA certificate carries the SPIFFE ID of another trust domain, which
+ * it SHOULD NOT (X509-SVID §3.2: a signing certificate is an SVID of its own trust domain): most likely the bundle, or
+ * the bundle endpoint URL, is the other domain's, and trusted as `trustDomain`'s, that CA could vouch for any SPIFFE ID
+ * of `trustDomain`. A sentence for a warning (a SHOULD allows the root; SPIRE accepts it silently), and the domains
+ * named, for the advice, which depends on where the bundle came from.
+ */
+export function rootsOfAnotherTrustDomain(trustDomain: string, x509Authorities: readonly Buffer[]): { message: string; trustDomains: string[] } | undefined {
+  const found: string[] = [];
+  const domains = new Set<string>();
+  x509Authorities.forEach((der, i) => {
+    let uris: readonly string[];
+    try {
+      uris = parseCertificate(der).uriSans;
+    } catch {
+      return; // refused where the bundle is read
+    }
+    for (const uri of uris) {
+      let td: string;
+      try {
+        td = parseSpiffeId(uri).trustDomain;
+      } catch {
+        continue; // a URI that is no SPIFFE ID names no trust domain
+      }
+      if (td === trustDomain) continue;
+      found.push(`root ${i + 1} carries ${uri}`);
+      domains.add(td);
+    }
+  });
+  if (found.length === 0) return undefined;
+  return {
+    message: `the bundle of ${trustDomain} holds a CA of another trust domain (${found.join(', ')}), trusted for ${trustDomain} all the same`,
+    trustDomains: [...domains],
+  };
 }

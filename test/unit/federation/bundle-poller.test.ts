@@ -11,7 +11,10 @@ import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_
 import type { Datastore } from '../../../src/server/datastore/datastore.js';
 import { compileRelationships, endpointTrustDomain, type FederationRelationship } from '../../../src/server/federation/relationship.js';
 import { storedFederatedBundle } from '../../../src/server/federation/federated-bundle.js';
+import { createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
+import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { withDatastore } from '../datastore/fixture.js';
 
 const [REL] = compileRelationships(
@@ -374,5 +377,36 @@ test('a bundle set for the trust domain an https_spiffe relationship is anchored
     const next = poller.status('partner.org')!.nextPollAt;
     poller.anchorsReplaced('partner.org');
     assert.equal(poller.status('partner.org')!.nextPollAt, next);
+  });
+});
+
+test("an endpoint serving another trust domain's CA (its URL another partner's) is applied with a warning naming the root and the relationship", async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  // A meshid or SPIRE root carries its trust domain's SPIFFE ID; TestCa's roots carry none.
+  const other = await createRootCertificate({ trustDomain: 'other.org', ...generateKeyPair('ec-p256'), notBefore: Date.now(), notAfter: Date.now() + 86_400_000 });
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const { log, records } = capturingLogger('server');
+    const poller = new FederatedBundlePoller([REL!], ds, clock, log, endpoint.fetch);
+    t.after(() => poller.stop());
+    endpoint.next = () => ({ ...ca.bundle(1), x509Authorities: [ca.rootDer, other] });
+    poller.start();
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [ca.rootDer, other], 'applied: X509-SVID §3.2 says SHOULD');
+    const warned = records().filter((r) => r.level === LEVEL.warn);
+    assert.deepEqual(
+      warned.map((r) => [r.msg, r['reason']]),
+      [[
+        "the bundle endpoint serves a CA of another trust domain: if its URL is other.org's endpoint, correct the relationship",
+        'the bundle of partner.org holds a CA of another trust domain (root 2 carries spiffe://other.org), trusted for partner.org all the same',
+      ]],
+    );
+    // The same bundle again is no change, and no second warning.
+    clock.advance(DEFAULT_REFRESH_MS);
+    await poller.pending('partner.org');
+    assert.equal(endpoint.calls, 2);
+    assert.equal(records().filter((r) => r.level === LEVEL.warn).length, 1);
   });
 });
