@@ -304,7 +304,13 @@ async function startAdminServer(
     ['meshid.admin.v1.Tokens', tokenService(ds, { datacenters: config.datacenters, defaultTtlMs: config.joinTokenTtlMs }, clock, log)],
     ['meshid.admin.v1.Bundles', bundleService(ds, ca, federation, clock, log)],
     ['meshid.admin.v1.Agents', agentAdminService(ds, { datacenters: config.datacenters }, log)],
-    ['meshid.admin.v1.Authorities', authorityService(ca, ds, clock, log)],
+    [
+      'meshid.admin.v1.Authorities',
+      authorityService(
+        ca, ds, clock, log,
+        config.bundleEndpointAddress !== undefined && config.bundleEndpointWebCert === undefined ? config.bundleRefreshHintSeconds * 1000 : undefined,
+      ),
+    ],
     ['meshid.admin.v1.Svids', svidService(ca, limits, log)],
     ['meshid.admin.v1.Federation', federationService(federation, ds, config.trustDomain, clock, log)],
     ['meshid.admin.v1.Backups', backups],

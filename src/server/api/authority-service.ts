@@ -4,13 +4,18 @@ import type { Logger } from '../../common/log.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { CaRecord, RevokedRootRecord } from '../ca/ca-journal.js';
-import { agentsCutOffByRevoking, revokeWouldCutOff } from '../ca/root-revoke-guard.js';
+import { agentsCutOffByRevoking, revokeBeforePartnersPolled, revokeWouldCutOff } from '../ca/root-revoke-guard.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { invalidArgument } from '../../common/errors.js';
 import { unary } from './handler.js';
 
-/** Admin API: the CA journal as operators see it (meshid.admin.v1.Authorities). */
-export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'>, clock: Clock, log: Logger): UntypedServiceImplementation {
+/**
+ * Admin API: the CA journal as operators see it (meshid.admin.v1.Authorities). `partnersPollEveryMs`: the bundle
+ * endpoint's refresh hint when federation partners authenticate it by the server's SVID (revokeBeforePartnersPolled).
+ */
+export function authorityService(
+  ca: CaManager, ds: Pick<Datastore, 'listAgents'>, clock: Clock, log: Logger, partnersPollEveryMs?: number,
+): UntypedServiceImplementation {
   const toProto = (r: CaRecord) => ({
     id: r.id,
     kind: r.kind,
@@ -59,7 +64,16 @@ export function authorityService(ca: CaManager, ds: Pick<Datastore, 'listAgents'
       await ca.revoke(ids, async (intermediatesUnder, rootIds) => {
         const cutOff = agentsCutOffByRevoking(await ds.listAgents(), intermediatesUnder, clock.now());
         if (cutOff.length > 0 && req.force !== true) throw revokeWouldCutOff(rootIds, cutOff);
+        const activeRoot = ca.listAuthorities().find((r) => r.kind === 'root' && r.state === 'active' && !rootIds.includes(r.id));
+        const partners = revokeBeforePartnersPolled(rootIds, activeRoot, partnersPollEveryMs, clock.now());
+        if (partners !== undefined && req.force !== true) throw partners;
         if (cutOff.length > 0) log.warn({ authorities: ids, agents: cutOff.length }, 'revoking with --force: the agents still on these roots are cut off');
+        if (partners !== undefined) {
+          log.warn(
+            { authorities: ids, activeRoot: activeRoot!.id },
+            "revoking with --force within one refresh hint of the active root's publication: federation partners that have not polled since must be re-seeded",
+          );
+        }
       });
       log.warn({ authorities: ids }, ids.length === 1 ? 'authority revoked' : 'authorities revoked together');
       return list();

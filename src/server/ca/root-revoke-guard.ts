@@ -1,3 +1,4 @@
+import { formatDuration } from '../../common/duration.js';
 import { failedPrecondition, type MeshidError } from '../../common/errors.js';
 import type { AttestedAgent } from '../datastore/datastore.js';
 
@@ -48,5 +49,31 @@ export function revokeWouldCutOff(rootIds: readonly string[], cutOff: readonly C
       'the others are offline or cannot reach the server (see meshid-server agent show). Wait for them, evict agents ' +
       'that are gone for good (meshid-server agent evict), or revoke anyway with --force: the agents cut off then need ' +
       'a new join token',
+  );
+}
+
+/**
+ * The refusal of `ca revoke` while federation partners may not have this server's new root yet, or undefined. They
+ * authenticate its https_spiffe bundle endpoint with the bundle they last fetched from it (Federation §5.2.2.4), and
+ * the revoke moves the server's SVID, which the endpoint presents, onto the active root at once: a partner that has
+ * not polled since that root was published cannot authenticate the endpoint again until its operator re-seeds this
+ * trust domain's bundle by hand. Partners poll at least once per refresh hint, so one hint after the root was
+ * published (its journal record's creation: a new root is published at once) every partner polling as asked has it.
+ * `refreshHintMs` is undefined when no partner authenticates the endpoint by this server's SVID (no endpoint, or
+ * one serving a web PKI certificate), and then nothing is refused.
+ */
+export function revokeBeforePartnersPolled(
+  rootIds: readonly string[], activeRoot: { id: string; createdAt: number } | undefined, refreshHintMs: number | undefined, now: number,
+): MeshidError | undefined {
+  if (refreshHintMs === undefined || activeRoot === undefined) return undefined;
+  const safeAt = activeRoot.createdAt + refreshHintMs;
+  if (now >= safeAt) return undefined;
+  const roots = rootIds.length === 1 ? `root ${rootIds[0]}` : `roots ${rootIds.join(', ')}`;
+  return failedPrecondition(
+    `revoking ${roots} now would move the bundle endpoint's SVID onto root ${activeRoot.id}, published ` +
+      `${formatDuration(Math.max(0, now - activeRoot.createdAt))} ago, less than one refresh hint (${formatDuration(refreshHintMs)}): ` +
+      'federation partners that have not polled since could not authenticate the endpoint any more, and their operators ' +
+      `would have to seed this trust domain's bundle again by hand. Wait until ${new Date(safeAt).toISOString()}, or revoke ` +
+      'anyway with --force',
   );
 }

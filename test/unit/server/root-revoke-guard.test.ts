@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMeshidError } from '../../../src/common/errors.js';
 import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
-import { agentsCutOffByRevoking, revokeWouldCutOff } from '../../../src/server/ca/root-revoke-guard.js';
+import { agentsCutOffByRevoking, revokeBeforePartnersPolled, revokeWouldCutOff } from '../../../src/server/ca/root-revoke-guard.js';
 
 const NOW = 1_000_000;
 const agent = (n: string, overrides: Partial<AttestedAgent> = {}): AttestedAgent => ({
@@ -54,4 +54,23 @@ test('the refusal is FAILED_PRECONDITION naming five agents, the count of the re
 test('the refusal of a group names its roots as roots, and the agents as on one of them', () => {
   const err = revokeWouldCutOff(['root-1', 'root-2'], [{ spiffeId: 'spiffe://example.org/meshid/agent/east/a0', reason: 'still on this root' }]);
   assert.match(err.message, /^revoking roots root-1, root-2 now would cut off 1 agent\(s\) whose SVID still chains to one of them or is not known to have moved off them:/);
+});
+
+test('revoking a root within one refresh hint of the active root\'s publication is refused only when partners authenticate the endpoint by the server SVID', () => {
+  const HINT = 300_000;
+  const active = { id: 'root-new', createdAt: NOW - 60_000 };
+  const refusal = revokeBeforePartnersPolled(['root-old'], active, HINT, NOW);
+  assert.ok(refusal !== undefined && isMeshidError(refusal, 'failed_precondition'));
+  assert.equal(
+    refusal.message,
+    "revoking root root-old now would move the bundle endpoint's SVID onto root root-new, published 1m ago, less than one refresh hint (5m): " +
+      'federation partners that have not polled since could not authenticate the endpoint any more, and their operators would have to seed ' +
+      `this trust domain's bundle again by hand. Wait until ${new Date(NOW + 240_000).toISOString()}, or revoke anyway with --force`,
+  );
+  assert.match(revokeBeforePartnersPolled(['a', 'b'], active, HINT, NOW)!.message, /^revoking roots a, b now/);
+  // One hint after the publication, every partner polling as asked has the root.
+  assert.equal(revokeBeforePartnersPolled(['root-old'], active, HINT, active.createdAt + HINT), undefined);
+  // No bundle endpoint, or one under a web PKI certificate: no partner relies on the server SVID.
+  assert.equal(revokeBeforePartnersPolled(['root-old'], active, undefined, NOW), undefined);
+  assert.equal(revokeBeforePartnersPolled(['root-old'], undefined, HINT, NOW), undefined);
 });
