@@ -428,6 +428,7 @@ test("a bundle set for one trust domain holding another's CA (this server's own 
   ]);
   assert.equal(seeded.code, 0, seeded.err);
   assert.equal(seeded.err, warning);
+  assert.match(serverOutput, /"trustDomain":"mixed-up\.org".*"the relationship's bundle holds a CA of another trust domain"/);
   assertOk(await cli(['federation', 'delete', '--trust-domain', 'mixed-up.org']));
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'mixed-up.org']));
   // A partner's own root carries no other domain's ID: no warning.

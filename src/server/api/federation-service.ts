@@ -5,7 +5,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, isMeshidError, notF
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, StoredBundle, StoredRelationship } from '../datastore/datastore.js';
 import type { FederatedBundlePoller, RelationshipStatus } from '../federation/bundle-poller.js';
-import { federatedBundleFromText } from '../federation/federated-bundle.js';
+import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federation/federated-bundle.js';
 import { compileRelationship, type FederationRelationship } from '../federation/relationship.js';
 import { unary } from './handler.js';
 
@@ -49,6 +49,11 @@ export function federationService(
   const trustDomainOf = (input: string | undefined): string => {
     if (!input) throw invalidArgument('trust_domain is required');
     return parseTrustDomain(input);
+  };
+  /** A seed holding another trust domain's CA is stored, as `bundle set` stores it, and logged as it logs it. */
+  const warnOfAnotherTrustDomainsCa = (td: string, seed: StoredBundle | undefined): void => {
+    const other = seed === undefined ? undefined : rootsOfAnotherTrustDomain(td, seed.x509Authorities);
+    if (other !== undefined) log.warn({ trustDomain: td, reason: other.message }, "the relationship's bundle holds a CA of another trust domain");
   };
   const existing = (td: string): RelationshipStatus => {
     const status = poller.status(td);
@@ -95,6 +100,7 @@ export function federationService(
       await ds.createFederationRelationship(stored(rel, now), seed);
       poller.set(rel, 'api');
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
+      warnOfAnotherTrustDomainsCa(td, seed);
       return relationshipToProto(poller.status(td)!);
     }),
 
@@ -118,6 +124,7 @@ export function federationService(
       // stays a delete: the update was done, then undone.
       const status = poller.replace(rel, 'api') ?? unpolled(rel);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
+      warnOfAnotherTrustDomainsCa(td, seed?.bundle);
       return relationshipToProto(status);
     }),
 
