@@ -343,7 +343,8 @@ export class ServerConnection {
         'error',
         fields,
         "meshid-server presents a certificate this agent's trust bundle does not authenticate; serving from the cache and retrying. " +
-          "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it",
+          "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it " +
+          "(with a new --join-token too if the server's data dir was replaced: its new root never signed this agent's SVID)",
       );
     } else {
       this.outage.failed('sync-lost', 'warn', fields, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
