@@ -296,6 +296,12 @@ export class MeshidAgent {
     this.connection?.stop();
     this.issuer.stop();
     this.identity.stop();
+    const attesting = this.identity.attestationInFlight();
+    if (attesting !== undefined) {
+      // Its answer spends the join token: the identity it brings is saved while the data dir is still this agent's.
+      this.log.info('waiting for the answer to the attestation under way, which spends the join token, to save the identity it brings');
+      await attesting;
+    }
     await this.endpoint?.close();
     this.writer.stop();
     this.cache.close();

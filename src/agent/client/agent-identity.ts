@@ -1,6 +1,6 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, isMeshidError, unavailable, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { renewalTime } from '../../common/rotation.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
@@ -73,6 +73,8 @@ export class AgentIdentity {
   private unsaved: StoredIdentity | undefined;
   private saveTimer: TimerHandle | undefined;
   private saveFailures = 0;
+  /** The attestation whose Attest call is out: its answer spends the join token (attestationSettled). */
+  private attesting: Promise<unknown> | undefined;
   private readonly random: () => number;
 
   constructor(private readonly o: AgentIdentityOptions) {
@@ -119,6 +121,28 @@ export class AgentIdentity {
    * answered, a data dir that refuses the identity does not make it throw (see the class comment).
    */
   async attest(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
+    const attesting = this.attestOnce(trustRoots);
+    this.attesting = attesting;
+    try {
+      return await attesting;
+    } finally {
+      if (this.attesting === attesting) this.attesting = undefined;
+    }
+  }
+
+  /**
+   * Undefined, or a promise settled once the attestation under way has ended. A stop waits for it before the data dir
+   * is let go: the server's answer spends the join token, so the identity it brings must be saved where the next
+   * start finds it, while the data dir is still this agent's (not after its lock is released, nor never).
+   */
+  attestationInFlight(): Promise<void> | undefined {
+    return this.attesting?.then(
+      () => undefined,
+      () => undefined,
+    );
+  }
+
+  private async attestOnce(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
     const token = this.o.joinToken;
     if (token === undefined || token === '') {
       throw failedPrecondition('the agent has no SVID in its data dir and no join token: pass --join-token (meshid-server token generate)');
@@ -139,6 +163,8 @@ export class AgentIdentity {
     if (insecure) this.o.log.warn('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const csr = await createCsr(privateKey, publicKey);
+    // Stopped meanwhile: the token is not spent on an agent that will not use it.
+    if (this.stopped) throw unavailable('the agent is stopping; the join token was not used');
     const sentAt = this.o.clock.now();
     const res = await this.o.client.attest(token, csr, { insecure });
     const spiffeId = parseSpiffeId(res.spiffe_id ?? '');
@@ -161,6 +187,13 @@ export class AgentIdentity {
     };
     this.trustDomain = identity.trustDomain;
     this.o.log.info({ agent: identity.spiffeId, datacenter: identity.datacenter, tokenFingerprint: joinTokenFingerprint(token) }, 'attested to meshid-server with a join token');
+    if (this.stopped) {
+      // Answered while the agent stops (which waits for this): the token is spent all the same, so the identity is
+      // saved for the next start, but not put to use.
+      this.unsaved = identity;
+      this.saveLast();
+      return bundle;
+    }
     // The token is spent and the server knows this agent by this key: kept whether or not the data dir takes it.
     this.persist(identity);
     this.use(identity);
@@ -188,6 +221,11 @@ export class AgentIdentity {
     this.timer = undefined;
     this.saveTimer?.cancel();
     this.saveTimer = undefined;
+    this.saveLast();
+  }
+
+  /** The last try to save an identity the data dir refused so far; failing it, says what the next start needs. */
+  private saveLast(): void {
     const unsaved = this.unsaved;
     if (unsaved === undefined) return;
     try {

@@ -201,6 +201,8 @@ export class ServerConnection {
         this.o.issuer.resignUnanchored(bundle.x509Authorities);
         break;
       } catch (err) {
+        // Stopped meanwhile: no retry, and no word of one (nor a refusal taken for a fatal one).
+        if (this.stopped) return;
         const e = isMeshidError(err) ? err : fromServiceError(err);
         if (!ATTEST_RETRYABLE.has(e.code)) {
           this.lastError = e.message;
