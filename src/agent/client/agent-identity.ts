@@ -73,7 +73,7 @@ export class AgentIdentity {
   private unsaved: StoredIdentity | undefined;
   private saveTimer: TimerHandle | undefined;
   private saveFailures = 0;
-  /** The attestation whose Attest call is out: its answer spends the join token (attestationSettled). */
+  /** The attestation whose Attest call is out: its answer spends the join token (attestationInFlight). */
   private attesting: Promise<unknown> | undefined;
   private readonly random: () => number;
 
