@@ -51,6 +51,16 @@ test('a server rebuilt with a new root: the agent says it needs a new join token
     assert.deepEqual(await svidIds(stuck), ['spiffe://example.org/before-rebuild'], 'cached SVIDs are still served');
     await stuck.stop();
 
+    // A token another host has spent: the re-attestation is refused, and the agent says what to do.
+    const spent = await c.token();
+    await (await c.startAgent({ name: 'other', joinToken: spent })).stop();
+    const refused = await c.startAgent({ name: 'refused', dataDir: first.dataDir, joinToken: spent, wait: false });
+    const failed = await refused.waitForLog(/attesting again with the configured join token failed/);
+    assert.match(failed, /"level":50/);
+    assert.match(failed, /restart the agent with a new --join-token \(meshid-server token generate\)/);
+    assert.match(failed, /already used/, 'the reason is the server\'s');
+    await refused.stop();
+
     // A new token: the stored SVID is tried first, refused, and the token attests the host to the new server.
     const again = await c.startAgent({ name: 'again', dataDir: first.dataDir, joinToken: await c.token(), wait: false });
     await again.waitForLog(/"msg":"attested to meshid-server with a join token"/);
@@ -69,8 +79,9 @@ test('a server rebuilt with a new root: the agent says it needs a new join token
     } finally {
       client.close();
     }
+    const stored = JSON.parse(fs.readFileSync(path.join(first.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
     const listed = await c.admin.call('Agents', 'ListAgents', {});
-    assert.equal(listed.agents?.length, 1, 'the new server knows the agent');
+    assert.ok(listed.agents?.some((a) => a.spiffe_id === stored), 'the new server knows the agent by the identity it saved');
   } finally {
     await c.cleanup();
   }

@@ -210,7 +210,11 @@ export class ServerConnection {
             this.stateValue = 'stopped';
             this.o.onFatal(e);
           } else {
-            this.giveUp('reattest-required', e, 'attesting again with the configured join token failed');
+            this.giveUp(
+              'reattest-required',
+              e,
+              'attesting again with the configured join token failed (the reason says why): restart the agent with a new --join-token (meshid-server token generate)',
+            );
           }
           return;
         }
