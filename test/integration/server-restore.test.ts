@@ -98,7 +98,7 @@ test('an agent whose SVID is from an intermediate the restored server never held
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   await assert.rejects(nodeCall(client, 'Renew', { csr: await createCsr(privateKey, publicKey) }), (e: grpc.ServiceError) => {
     assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
-    assert.match(e.details, /^must re-attest: agent \S+'s SVID was signed by an intermediate CA this server does not hold \(the server's data dir was restored from a backup older than that CA/);
+    assert.match(e.details, /^must re-attest: agent \S+'s SVID was signed by an intermediate CA this server does not hold \(the server's data dir was replaced, or restored from a backup older than that CA/);
     return true;
   });
 });

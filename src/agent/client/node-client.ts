@@ -1,6 +1,6 @@
 import type { KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
-import { failedPrecondition, MeshidError, unavailable } from '../../common/errors.js';
+import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError, isServiceError } from '../../common/grpc-status.js';
 import { closedToCalmDown, connectionFailure, withoutEmptyResolutionNote } from '../../common/grpc/call-failure.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -18,7 +18,7 @@ import type {
   SyncUpdateMessage,
 } from './messages.js';
 import { serverIdentityCheck } from './server-identity.js';
-import { REATTEST_PREFIX, supersededSerial } from './rejection.js';
+import { supersededSerial } from './rejection.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 
 export const AGENT_API_PROTO = 'meshid/v1/agent.proto';
@@ -201,18 +201,6 @@ export class NodeClient {
       );
     }
     const translated = fromServiceError(err);
-    if (translated.code === 'unauthenticated' && this.identity !== undefined) {
-      // The server answers UNAUTHENTICATED only to a call without a client certificate it verified, and this one
-      // presented the agent SVID: its TLS layer did not take it. Retrying cannot change that (the agent SVID chains to
-      // roots the server does not hold: its data dir was replaced, or restored from before them), so it is a refusal
-      // of the identity, acted on like the others: attest again with an unused --join-token, or say that one is needed.
-      return new MeshidError(
-        'permission_denied',
-        `${REATTEST_PREFIX}meshid-server at ${this.options.serverAddress} did not accept the agent SVID as client certificate (${method}): ` +
-          "it does not chain to the server's roots, as when the server's data dir was replaced or restored from a backup older than them",
-        { cause: translated },
-      );
-    }
     const superseded = supersededSerial(translated);
     if (superseded !== undefined && this.identity !== undefined && superseded !== parseCertificate(this.identity.chain[0]!).serialHex) {
       // Made with an SVID this agent has renewed away from (a call sent before it moved, handled after its first call

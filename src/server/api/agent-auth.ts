@@ -122,14 +122,14 @@ export function svidNotAnchoredAtHandshake(agentId: string): string {
 }
 
 /**
- * The refusal of an agent SVID that passed the TLS check under the bundle's roots but that none of the server's
- * intermediates signed: mostly a server whose data dir was restored from a backup taken before that intermediate was
- * made. Not a revoked root, so the message must not send the operator looking for one.
+ * The refusal of an agent SVID that none of the server's intermediates signed, whether it passed the TLS check under
+ * the bundle's roots or not: mostly a server whose data dir was replaced, or restored from a backup taken before that
+ * intermediate was made. Not a revoked root, so the message must not send the operator looking for one.
  */
 export function svidNotSignedByServer(agentId: string): string {
   return (
     `${REATTEST_PREFIX}agent ${agentId}'s SVID was signed by an intermediate CA this server does not hold ` +
-    "(the server's data dir was restored from a backup older than that CA, or the SVID is another server's); attest again with a new join token"
+    "(the server's data dir was replaced, or restored from a backup older than that CA, or the SVID is another server's); attest again with a new join token"
   );
 }
 

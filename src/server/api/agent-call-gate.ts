@@ -61,16 +61,18 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
       () => refusal,
     );
   /**
-   * An agent SVID this server signed and TLS refused, expired by the server's clock or under a revoked root (judged
-   * once, when the connection was admitted): refused as expired or cut off, never authenticated. Anything else TLS
-   * refused is as good as no certificate.
+   * An agent SVID TLS refused, expired by the server's clock, under a revoked root or signed by no CA this server
+   * holds (judged once, when the connection was admitted): refused as expired or cut off, never authenticated.
+   * Anything else TLS refused (a certificate not yet valid by this clock, say) is as good as no certificate.
    */
   const unverified = (ends: ConnectionEnds): MeshidError | Promise<MeshidError> => {
     const svid = deps.refused?.of(ends);
     const now = deps.clock.now();
-    if (svid?.unanchored === true) return unlessBanned(svid.agentId, permissionDenied(svidNotAnchoredAtHandshake(svid.agentId)));
-    if (svid === undefined || svid.notAfter > now) return unauthenticated(NO_AGENT_CERTIFICATE);
-    return unlessBanned(svid.agentId, permissionDenied(expiredSvidRefusal(svid.agentId, svid.notAfter, now)));
+    if (svid === undefined) return unauthenticated(NO_AGENT_CERTIFICATE);
+    if (svid.notAfter <= now) return unlessBanned(svid.agentId, permissionDenied(expiredSvidRefusal(svid.agentId, svid.notAfter, now)));
+    if (svid.reason === 'unanchored') return unlessBanned(svid.agentId, permissionDenied(svidNotAnchoredAtHandshake(svid.agentId)));
+    if (svid.reason === 'not-signed-by-server') return unlessBanned(svid.agentId, permissionDenied(svidNotSignedByServer(svid.agentId)));
+    return unauthenticated(NO_AGENT_CERTIFICATE);
   };
   const refusal = (path: string, raw: Buffer | undefined, ends: ConnectionEnds): MeshidError | Promise<MeshidError> | undefined => {
     if (raw === undefined) return unverified(ends);

@@ -83,8 +83,9 @@ export class AgentSvidAnchor {
     const known = this.signedBy.get(key);
     if (known !== undefined) return this.issuers.issuerChains(aki).find((c) => c[0]!.equals(known));
     // Whether the leaf has expired is authenticateAgent's question (with its own message); a leaf seen again after
-    // the memo was cleared must not read as unanchored for it.
-    const at = Math.min(now, cert.notAfter - 1);
+    // the memo was cleared must not read as unanchored for it. Nor is one not yet valid by this clock (stepped back
+    // after signing it) another CA's: that passes, where another CA's calls for a new join token.
+    const at = Math.max(cert.notBefore, Math.min(now, cert.notAfter - 1));
     const chain = this.issuers.issuerChains(aki).find((c) => {
       try {
         // The intermediate as the only anchor: checks the leaf's signature and names against it alone.

@@ -13,14 +13,18 @@ export interface ConnectionEnds {
 }
 
 /**
- * An agent SVID this server signed that TLS refused, expired by the server's clock or no longer chaining to the bundle
- * (its root revoked): what its refusal names.
+ * An agent SVID TLS refused that the agent cannot outwait: expired by the server's clock, no longer chaining to the
+ * bundle (its root revoked), or signed by no CA this server holds (its data dir replaced, or restored from before
+ * that CA): what its refusal names.
  */
 export interface RefusedAgentSvid {
   readonly agentId: string;
   readonly notAfter: number;
-  /** Valid, but its root left the bundle: the agent is cut off and must attest again (README, `ca revoke`). */
-  readonly unanchored: boolean;
+  /**
+   * unanchored: valid, but its root left the bundle: the agent is cut off and must attest again (README, `ca revoke`).
+   * not-signed-by-server: an agent ID of this trust domain under a CA the server does not hold.
+   */
+  readonly reason: 'expired' | 'unanchored' | 'not-signed-by-server';
 }
 
 export interface RefusedClientCertificatesDeps {
@@ -31,7 +35,8 @@ export interface RefusedClientCertificatesDeps {
 }
 
 /**
- * The agent SVIDs the agent API's TLS check refused as expired, or as under a revoked root, by connection, so the call gate can say why a call
+ * The agent SVIDs the agent API's TLS check refused as expired, under a revoked root or signed by no CA of this server,
+ * by connection, so the call gate can say why a call
  * on such a connection is not authenticated. The agent API requests client certificates without requiring them
  * (Attest comes before an agent has one), so a refused certificate does not fail the handshake: grpc-js then hands
  * the calls no certificate at all, and an agent presenting an SVID the server sees as expired (its host clock behind
@@ -39,10 +44,11 @@ export interface RefusedClientCertificatesDeps {
  * the agent SVID", and retried for ever. Nothing here authenticates anything: it only words the refusal.
  *
  * Anyone who reaches the port can present a certificate, so it is judged once, when the connection is admitted, and
- * only the agent ID and notAfter of one the server signed are kept: checked on every call instead, a forged one
+ * only the agent ID and notAfter of one naming an agent are kept: checked on every call instead, a forged one
  * naming an agent and the server's CA would cost a signature check per call (the calls of an unauthenticated
- * connection are otherwise refused for nothing), and its DER would be held for the connection's life. A certificate
- * not yet expired at the handshake (TLS refused it for something else) is answered as none: such a connection lives
+ * connection are otherwise refused for nothing), and its DER would be held for the connection's life. One the server
+ * signed that TLS refused for something else (not yet valid by a clock stepped back) is answered as none, which the
+ * agent retries, and which passes once the clock has caught up: such a connection lives
  * 40 s at most. Held for the connection's life: such connections count as without an agent SVID
  * (agent-api-connections.ts), whose bounds also bound this.
  */
@@ -84,13 +90,19 @@ export class RefusedClientCertificates {
       return undefined;
     }
     const agentId = agentSvidId(cert, this.deps.agentIdPrefix);
+    if (agentId === undefined) return undefined;
     const now = this.deps.clock.now();
-    if (agentId === undefined || !this.deps.anchor.signedByServer(cert, now)) return undefined;
-    if (cert.notAfter <= now) return { agentId, notAfter: cert.notAfter, unanchored: false };
+    const signed = this.deps.anchor.signedByServer(cert, now);
+    // Expired, it is the agent's own to notice, unless the server signed it: then the agent may not (its clock behind).
+    if (cert.notAfter <= now) return signed ? { agentId, notAfter: cert.notAfter, reason: 'expired' } : undefined;
+    // An agent whose server was rebuilt on a new data dir (or restored from before the CA that signed its SVID) and
+    // that was given the new bundle: told "needs the agent SVID" it retried for ever, never using a join token given.
+    // Anyone may present such a certificate, and learns only that it must attest.
+    if (!signed) return { agentId, notAfter: cert.notAfter, reason: 'not-signed-by-server' };
     // An agent that was down while its root was revoked (--force) comes back with an SVID the TLS trust store no
     // longer holds the root of: told "needs the agent SVID" it took the refusal for a passing one and retried for
     // ever, never using the join token it was given. Both checks are memoized per intermediate (AgentSvidAnchor).
-    if (!this.deps.anchor.chainsToBundle(cert, now)) return { agentId, notAfter: cert.notAfter, unanchored: true };
+    if (!this.deps.anchor.chainsToBundle(cert, now)) return { agentId, notAfter: cert.notAfter, reason: 'unanchored' };
     return undefined;
   }
 }

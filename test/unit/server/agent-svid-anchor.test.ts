@@ -17,6 +17,9 @@ test('an agent SVID anchors while its root is in the bundle, not once the root i
     assert.equal(new AgentSvidAnchor(t.ca).chainsToBundle(leaf, t.clock.now()), true);
     // Seen for the first time after it expired (the memo cleared): still anchored; authenticateAgent refuses expiry.
     assert.equal(new AgentSvidAnchor(t.ca).chainsToBundle(leaf, leaf.notAfter + H), true);
+    // Seen by a clock stepped back to before it was signed: still the server's, not another CA's (which would call for
+    // a new join token).
+    assert.equal(new AgentSvidAnchor(t.ca).signedByServer(leaf, leaf.notBefore - H), true);
 
     // A leaf of the same names and key ID that no intermediate of this server signed does not anchor.
     const otherDir = tempDir();
@@ -24,6 +27,7 @@ test('an agent SVID anchors while its root is in the bundle, not once the root i
     try {
       const foreign = parseCertificate(other.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/meshid/agent/east/a', ttlMs: H }).chain[0]!);
       assert.equal(new AgentSvidAnchor(t.ca).chainsToBundle(foreign, t.clock.now()), false);
+      assert.equal(new AgentSvidAnchor(t.ca).signedByServer(foreign, t.clock.now()), false);
     } finally {
       await other.close();
       otherDir.cleanup();
