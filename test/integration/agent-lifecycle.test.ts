@@ -26,15 +26,6 @@ async function withCluster(prefix: string, fn: (c: Cluster) => Promise<void>): P
   }
 }
 
-async function svidIds(agent: AgentProcess): Promise<string[]> {
-  const client = agent.client();
-  try {
-    return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!);
-  } finally {
-    client.close();
-  }
-}
-
 /**
  * Waits until the agent has persisted an SVID for `spiffeId` (polling files a process writes): in the snapshot
  * (state.json) or in a change set of its journal (state.<n>.journal, one checksummed JSON batch per line).
@@ -78,7 +69,7 @@ test('the agent keeps its SVID in the data dir: it restarts without a token, and
   withCluster('meshid-agent-restart-', async (c) => {
     await c.createEntry({ spiffeId: 'spiffe://example.org/survivor', selectors: [`unix:uid:${uid}`] });
     let agent = await c.startAgent({ joinToken: await c.token() });
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/survivor']);
     await persisted(agent, 'spiffe://example.org/survivor');
     for (const name of ['agent-svid.json', 'state.json']) {
       assert.equal(fs.statSync(path.join(agent.dataDir, name)).mode & 0o777, 0o600, name);
@@ -89,12 +80,12 @@ test('the agent keeps its SVID in the data dir: it restarts without a token, and
     await agent.stop();
     agent = await c.startAgent();
     await agent.waitForLog(/in sync with meshid-server/);
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor'], 'no token needed after a restart');
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/survivor'], 'no token needed after a restart');
 
     await agent.stop();
     await c.server.stop();
     agent = await c.startAgent();
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/survivor'], 'served from the data dir with the server down');
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/survivor'], 'served from the data dir with the server down');
     await agent.waitForLog(/"oldestSvidExpiresIn":"23h.*lost the Sync stream/);
     // A new JWT-SVID needs the server: the workload is told that, not something that reads like a broken socket.
     const jwt = await runNode(AGENT_MAIN, ['api', 'fetch', 'jwt', '--audience', 'db', '--socket-path', agent.socketPath]);
@@ -116,11 +107,11 @@ test('after kill -9 the agent restarts from a consistent state, and catches up o
     // It may serve its stored state first; the sync brings the difference.
     await agent.waitForLog(/in sync with meshid-server/);
     for (let i = 0; i < 100; i++) {
-      const ids = (await svidIds(agent)).sort();
+      const ids = (await agent.svidIds()).sort();
       if (ids.join() === ['spiffe://example.org/added-while-down', 'spiffe://example.org/keep'].join()) return;
       await new Promise((r) => setTimeout(r, 50));
     }
-    assert.fail(`the agent did not catch up: ${(await svidIds(agent)).join(', ')}`);
+    assert.fail(`the agent did not catch up: ${(await agent.svidIds()).join(', ')}`);
   }));
 
 test('when the server comes back the agent reconnects on its own and an open stream gets new entries', () =>
@@ -160,12 +151,12 @@ test('evicted: the agent re-attests with a configured unused token; evicted agai
     // The agent logs the attestation just before it saves the new identity: the file may lag the line by an fsync.
     const storedId = (): string => JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
     const secondId = await until('the new agent identity on disk', () => (storedId() !== firstId ? storedId() : undefined));
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/evictee'], 'workloads are served throughout');
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/evictee'], 'workloads are served throughout');
 
     await c.admin.call('Agents', 'EvictAgent', { spiffe_id: secondId });
     await agent.waitForLog(/no unused join token is configured/);
     assert.equal((await agent.healthTrailer())['meshid-agent-state'], 'reattest-required');
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/evictee'], 'cached SVIDs are still served');
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/evictee'], 'cached SVIDs are still served');
   }));
 
 test('banned: the agent stops talking to the server, logs why, and withdraws what it served', () =>
@@ -177,7 +168,7 @@ test('banned: the agent stops talking to the server, logs why, and withdraws wha
     const line = await agent.waitForLog(/an operator banned this agent/);
     assert.match(line, /"level":50/, 'logged as an error');
     assert.equal((await agent.healthTrailer())['meshid-agent-state'], 'banned');
-    await assert.rejects(svidIds(agent), (err) => isMeshidError(err, 'permission_denied'), 'nothing is served any more');
+    await assert.rejects(agent.svidIds(), (err) => isMeshidError(err, 'permission_denied'), 'nothing is served any more');
     assert.doesNotMatch(agent.output(), /lost the Sync stream/, 'a ban is not a connection problem to retry');
   }));
 
@@ -187,7 +178,7 @@ test('--insecure-bootstrap attests without a trust bundle, warns, and from then 
     const agent = await c.startAgent({ joinToken: await c.token(), trustBundle: false, extraArgs: ['--insecure-bootstrap'] });
     assert.match(agent.output(), /WARNING: --insecure-bootstrap/);
     assert.match(agent.output(), /attesting WITHOUT authenticating the server/);
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/dev']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/dev']);
   }));
 
 test('an agent whose state is lost finds the server again with the roots kept beside its SVID; without them it says what to do', () =>
@@ -201,7 +192,7 @@ test('an agent whose state is lost finds the server again with the roots kept be
     const again = await c.startAgent({ name: 'again', dataDir: first.dataDir, trustBundle: false, wait: false });
     await again.waitForLog(/in sync with meshid-server/);
     await again.waitHealthy();
-    assert.deepEqual(await svidIds(again), ['spiffe://example.org/dev']);
+    assert.deepEqual(await again.svidIds(), ['spiffe://example.org/dev']);
     await again.stop();
 
     // An identity file of an earlier agent (no roots in it): refused at start, naming the fix, not retried forever.
@@ -281,7 +272,7 @@ test('the right --trust-bundle and the server down: an outage, told at warn leve
     for (const reason of reasons) assert.match(reason, /^meshid-agent cannot reach meshid-server at 127\.0\.0\.1:\d+ \(Attest\): No connection established\. Last error: .*ECONNREFUSED 127\.0\.0\.1:\d+$/);
     await restartServerProcess(c);
     await agent.waitForLog(/in sync with meshid-server/, 60_000);
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/late']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/late']);
   }));
 
 test('start-up refuses what cannot work, with the fix in the message', () =>
@@ -397,5 +388,5 @@ test('a server restarted after a root taint still reaches agents that missed the
     fs.utimesSync(c.bundleFile, new Date(), new Date());
     agent = await c.startAgent();
     await agent.waitForLog(/in sync with meshid-server/);
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/kept']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/kept']);
   }));

@@ -9,18 +9,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Cluster, startCluster, startServerProcess, type AgentProcess } from '../support/cluster.js';
+import { Cluster, startCluster, startServerProcess } from '../support/cluster.js';
 
 const uid = process.getuid!();
-
-async function svidIds(agent: AgentProcess): Promise<string[]> {
-  const client = agent.client();
-  try {
-    return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!);
-  } finally {
-    client.close();
-  }
-}
 
 /** Replaces the cluster's server by one on a new data dir (a new root) at the same address, and writes its bundle. */
 async function rebuildServer(c: Cluster): Promise<void> {
@@ -36,7 +27,7 @@ test('a server rebuilt with a new root: the agent says it needs a new join token
   try {
     await c.createEntry({ spiffeId: 'spiffe://example.org/before-rebuild', selectors: [`unix:uid:${uid}`] });
     const first = await c.startAgent({ joinToken: await c.token() });
-    assert.deepEqual(await svidIds(first), ['spiffe://example.org/before-rebuild']);
+    assert.deepEqual(await first.svidIds(), ['spiffe://example.org/before-rebuild']);
     await first.stop();
 
     await rebuildServer(c);
@@ -49,7 +40,7 @@ test('a server rebuilt with a new root: the agent says it needs a new join token
     assert.match(line, /"level":50/, 'logged as an error');
     assert.match(line, /SVID was signed by an intermediate CA this server does not hold \(the server's data dir was replaced/, 'the reason names what the server refused');
     assert.equal((await stuck.healthTrailer())['meshid-agent-state'], 'reattest-required');
-    assert.deepEqual(await svidIds(stuck), ['spiffe://example.org/before-rebuild'], 'cached SVIDs are still served');
+    assert.deepEqual(await stuck.svidIds(), ['spiffe://example.org/before-rebuild'], 'cached SVIDs are still served');
     await stuck.stop();
 
     // A token another host has spent: the re-attestation is refused, and the agent says what to do.

@@ -45,15 +45,6 @@ async function linesMatching(agent: AgentProcess, pattern: RegExp, count: number
   }
 }
 
-async function svidIds(agent: AgentProcess): Promise<string[]> {
-  const client = agent.client();
-  try {
-    return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!);
-  } finally {
-    client.close();
-  }
-}
-
 test("meshid-server's disk is full (Attest answers RESOURCE_EXHAUSTED): the agent retries its first attestation until the server has room", async (t) => {
   const mnt = mountTmpfs(t, '2m');
   if (mnt === undefined) return;
@@ -69,7 +60,7 @@ test("meshid-server's disk is full (Attest answers RESOURCE_EXHAUSTED): the agen
     await linesMatching(agent, /"level":20.*"reason":"the datastore disk is full".*meshid-server cannot attest this agent now.*will retry/, 1);
     fs.rmSync(filler);
     await agent.waitForLog(/in sync with meshid-server/, 60_000);
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/patient']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/patient']);
   } finally {
     await c.cleanup();
   }
@@ -110,7 +101,7 @@ test('a data dir with no room for the agent identity: the agent exits 1 naming i
 
     fs.rmSync(filler);
     const agent = await c.startAgent({ name: 'again', joinToken: token, dataDir: mnt });
-    assert.deepEqual(await svidIds(agent), ['spiffe://example.org/spared']);
+    assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/spared']);
   } finally {
     await c.cleanup();
   }

@@ -214,6 +214,16 @@ export class AgentProcess {
     return connectWorkloadApi(this.socketPath, { timeoutMs });
   }
 
+  /** The SPIFFE IDs of the SVIDs the agent serves this process now (one FetchX509SVID). */
+  async svidIds(): Promise<string[]> {
+    const client = this.client();
+    try {
+      return ((await client.fetchX509Svid()).svids ?? []).map((s) => s.spiffe_id!);
+    } finally {
+      client.close();
+    }
+  }
+
   /** The trailing metadata of a Health/Check answer (the agent puts its state and SVID horizon there). */
   async healthTrailer(): Promise<Record<string, string>> {
     const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');

@@ -2,19 +2,36 @@ import net from 'node:net';
 import { once } from 'node:events';
 
 /**
- * A stub transport: a TCP listener on loopback whose every connection is piped to a Unix socket, for clients whose
- * Unix socket transport cannot run here (grpc-java's needs Netty's epoll JNI library, which Debian does not ship).
- * The agent attests the relay, i.e. this test process, not the client; bytes pass through unchanged.
+ * What a relay does with one connection's bytes: `onClient` sees what the client sends; `onUpstream` is given what
+ * the upstream sends and a function that sends it on to the client, which it may call later (HoldingRelay).
+ */
+export interface ConnectionHooks {
+  onClient?(chunk: Buffer): void;
+  onUpstream?(chunk: Buffer, send: () => void): void;
+}
+
+/**
+ * A TCP listener on loopback whose every connection is piped to an upstream: a Unix socket, for clients whose Unix
+ * socket transport cannot run here (grpc-java's needs Netty's epoll JNI library, which Debian does not ship; the agent
+ * then attests the relay, i.e. this test process, not the client), or a TCP address. Bytes pass through unchanged,
+ * unless the hooks a connection is given hold some back.
  */
 export class TcpRelay {
   private readonly sockets = new Set<net.Socket>();
 
-  private constructor(private readonly server: net.Server) {}
+  private constructor(
+    private readonly server: net.Server,
+    private readonly connect: () => net.Socket,
+    private readonly hooks: () => ConnectionHooks,
+  ) {}
 
-  static async start(socketPath: string): Promise<TcpRelay> {
+  /** `upstream`: a Unix socket path, or host:port; `hooks`: called for each connection. */
+  static async start(upstream: string, hooks: () => ConnectionHooks = () => ({})): Promise<TcpRelay> {
+    const colon = upstream.lastIndexOf(':');
+    const connect = upstream.startsWith('/') ? () => net.connect(upstream) : () => net.connect(Number(upstream.slice(colon + 1)), upstream.slice(0, colon));
     const server = net.createServer();
-    const relay = new TcpRelay(server);
-    server.on('connection', (client) => relay.pipe(client, socketPath));
+    const relay = new TcpRelay(server, connect, hooks);
+    server.on('connection', (client) => relay.pipe(client));
     server.listen(0, '127.0.0.1');
     await once(server, 'listening');
     return relay;
@@ -26,8 +43,8 @@ export class TcpRelay {
     return `${a.address}:${a.port}`;
   }
 
-  private pipe(client: net.Socket, socketPath: string): void {
-    const upstream = net.connect(socketPath);
+  private pipe(client: net.Socket): void {
+    const upstream = this.connect();
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       // A failure is followed by 'close', and either side closing closes the other: a reset reaches the client.
@@ -37,8 +54,16 @@ export class TcpRelay {
         (s === client ? upstream : client).destroy();
       });
     }
-    client.pipe(upstream);
-    upstream.pipe(client);
+    const hooks = this.hooks();
+    client.on('data', (chunk: Buffer) => {
+      hooks.onClient?.(chunk);
+      upstream.write(chunk);
+    });
+    upstream.on('data', (chunk: Buffer) => {
+      const send = (): void => void client.write(chunk);
+      if (hooks.onUpstream === undefined) send();
+      else hooks.onUpstream(chunk, send);
+    });
   }
 
   async close(): Promise<void> {
