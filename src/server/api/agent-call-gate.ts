@@ -69,10 +69,10 @@ export function agentCallGate(deps: AgentCallGateDeps): ServerInterceptor {
     const svid = deps.refused?.of(ends);
     const now = deps.clock.now();
     if (svid === undefined) return unauthenticated(NO_AGENT_CERTIFICATE);
+    // Expired by now, whatever else TLS held against it at the handshake: the expiry is what the operator acts on.
     if (svid.notAfter <= now) return unlessBanned(svid.agentId, permissionDenied(expiredSvidRefusal(svid.agentId, svid.notAfter, now)));
-    if (svid.reason === 'unanchored') return unlessBanned(svid.agentId, permissionDenied(svidNotAnchoredAtHandshake(svid.agentId)));
-    if (svid.reason === 'not-signed-by-server') return unlessBanned(svid.agentId, permissionDenied(svidNotSignedByServer(svid.agentId)));
-    return unauthenticated(NO_AGENT_CERTIFICATE);
+    const why = svid.reason === 'unanchored' ? svidNotAnchoredAtHandshake(svid.agentId) : svidNotSignedByServer(svid.agentId);
+    return unlessBanned(svid.agentId, permissionDenied(why));
   };
   const refusal = (path: string, raw: Buffer | undefined, ends: ConnectionEnds): MeshidError | Promise<MeshidError> | undefined => {
     if (raw === undefined) return unverified(ends);
