@@ -216,19 +216,7 @@ export interface RegistrationEntry {
 }
 
 /** An entry to create; `id` may be given (restore, import), otherwise the datastore picks one. */
-export interface NewEntry {
-  id?: string;
-  spiffeId: string;
-  parentId: string;
-  selectors: Selector[];
-  x509SvidTtlSeconds: number;
-  jwtSvidTtlSeconds: number;
-  dnsNames: string[];
-  hint: string;
-  federatesWith: string[];
-  admin: boolean;
-  downstream: boolean;
-}
+export type NewEntry = Omit<RegistrationEntry, 'id' | 'revision' | 'createdAt' | 'updatedAt'> & { id?: string };
 
 export type EntryPatch = Partial<Omit<NewEntry, 'id'>>;
 
