@@ -232,6 +232,7 @@ export class MeshidAgent {
         },
         maxConnectionsPerUid: config.maxConnectionsPerUid,
         maxCallsPerUid: config.maxCallsPerUid,
+        apis: { workload: config.servesWorkloadApi, sds: config.servesSds },
         healthDetail: () => self.healthDetail(),
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),
       });
@@ -250,6 +251,7 @@ export class MeshidAgent {
         {
           ...(trustDomain !== undefined && { trustDomain }),
           socket: config.socketPath,
+          ...(!(config.servesWorkloadApi && config.servesSds) && { serves: config.servesWorkloadApi ? 'Workload API only' : 'SDS only' }),
           server: config.serverAddress,
           dataDir: config.dataDir,
           agent: status.agentId,

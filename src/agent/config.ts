@@ -1,3 +1,4 @@
+import fs from 'node:fs';
 import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
@@ -22,6 +23,9 @@ export interface AgentConfig {
   /** Set explicitly, or undefined: then read from the bundle roots' URI SAN or the stored state. */
   readonly trustDomain: string | undefined;
   readonly joinToken: string | undefined;
+  /** Which of the two APIs the workload socket serves (SPIRE's disable_workload_api and disable_sds_api); at least one. */
+  readonly servesWorkloadApi: boolean;
+  readonly servesSds: boolean;
   /** Attest without authenticating the server when there is no trust bundle. Development only. */
   readonly insecureBootstrap: boolean;
   readonly socketPath: string;
@@ -55,15 +59,21 @@ export interface RawAgentConfig {
   trust_bundle_path?: string;
   trust_domain?: string;
   join_token?: string;
+  /** A file holding the join token (SPIRE's join_token_file), so that the token is on no command line. */
+  join_token_file?: string;
   insecure_bootstrap?: boolean;
   socket_path?: string;
   data_dir?: string;
   log_level?: string;
   jwt_svid_cache_size?: number;
+  /** SPIRE's name for jwt_svid_cache_size. */
+  jwt_svid_cache_max_size?: number;
   max_connections_per_uid?: number;
   max_calls_per_uid?: number;
   allowed_foreign_jwt_claims?: string[];
   allow_unauthenticated_verifiers?: boolean;
+  disable_workload_api?: boolean;
+  disable_sds_api?: boolean;
   sds?: RawSdsConfig;
   health_checks?: RawHealthChecksConfig;
 }
@@ -73,15 +83,19 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   trust_bundle_path: 'string',
   trust_domain: 'string',
   join_token: 'string',
+  join_token_file: 'string',
   insecure_bootstrap: 'boolean',
   socket_path: 'string',
   data_dir: 'string',
   log_level: 'string',
   jwt_svid_cache_size: 'number',
+  jwt_svid_cache_max_size: 'number',
   max_connections_per_uid: 'number',
   max_calls_per_uid: 'number',
   allowed_foreign_jwt_claims: 'array',
   allow_unauthenticated_verifiers: 'boolean',
+  disable_workload_api: 'boolean',
+  disable_sds_api: 'boolean',
   sds: 'object',
   health_checks: 'object',
 };
@@ -93,14 +107,26 @@ const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
   disable_spiffe_cert_validation: 'boolean',
 };
 
+const SAVE_THE_BUNDLE = 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path';
+const ATTESTS_AGAIN_WITH_A_TOKEN =
+  'an agent whose SVID the server no longer accepts attests again only with a new join token given at its start (join_token, ' +
+  'join_token_file or --join-token), and keeps serving its cached SVIDs meanwhile: remove it';
+
 /**
  * spire-agent settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
  * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
  */
 export const SPIRE_KEYS_NOT_SUPPORTED = {
   server_port: 'put the port in server_address, as host:port (e.g. "meshid-server:8081")',
-  trust_bundle_url: 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path',
+  trust_bundle_url: SAVE_THE_BUNDLE,
   trust_bundle_format: 'trust_bundle_path takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
+  trust_bundle_unix_socket: SAVE_THE_BUNDLE,
+  trust_bundle_spiffe_workload_api: SAVE_THE_BUNDLE,
+  rebootstrap_mode: ATTESTS_AGAIN_WITH_A_TOKEN,
+  rebootstrap_delay: ATTESTS_AGAIN_WITH_A_TOKEN,
+  availability_target: "SVIDs are renewed at about half their lifetime (12 h of a 24 h SVID are left to ride out an outage); set the entries' TTLs instead: remove it",
+  x509_svid_cache_max_size: 'the agent signs and keeps an X509-SVID for every entry it may serve (no LRU cache): remove it',
+  log_selectors: "a refused caller's selectors are logged in full (unix selectors: ids, user and group names, executable path and digest), with no filter: remove it",
   log_file: 'the agent logs to stderr: redirect it to a file, or let systemd or the container runtime collect it',
   log_format: 'the agent writes JSON lines, or readable lines when stderr is a terminal',
   log_source_location: 'log lines name their subsystem, not a source line: remove it',
@@ -150,13 +176,23 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     throw invalidArgument('--trust-bundle and --insecure-bootstrap exclude each other: with a trust bundle the server is always authenticated');
   }
   const logLevel = configuredLogLevel(raw.log_level, 'log level');
-  const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? DEFAULT_JWT_CACHE_SIZE;
-  if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) throw invalidArgument('jwt_svid_cache_size must be a positive integer');
+  if (raw.jwt_svid_cache_size !== undefined && raw.jwt_svid_cache_max_size !== undefined) {
+    throw invalidArgument('jwt_svid_cache_size and jwt_svid_cache_max_size (SPIRE\'s name) are one setting: keep one of them');
+  }
+  const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? raw.jwt_svid_cache_max_size ?? DEFAULT_JWT_CACHE_SIZE;
+  if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) {
+    throw invalidArgument(`${raw.jwt_svid_cache_max_size !== undefined ? 'jwt_svid_cache_max_size' : 'jwt_svid_cache_size'} must be a positive integer`);
+  }
   const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
   if (!Number.isSafeInteger(maxConnectionsPerUid) || maxConnectionsPerUid < 1) throw invalidArgument('max_connections_per_uid must be a positive integer');
   const maxCallsPerUid = raw.max_calls_per_uid ?? DEFAULT_MAX_CALLS_PER_UID;
   if (!Number.isSafeInteger(maxCallsPerUid) || maxCallsPerUid < 1) throw invalidArgument('max_calls_per_uid must be a positive integer');
-  if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
+  const joinToken = joinTokenSetting(raw);
+  const servesWorkloadApi = raw.disable_workload_api !== true;
+  const servesSds = raw.disable_sds_api !== true;
+  if (!servesWorkloadApi && !servesSds) {
+    throw invalidArgument('disable_workload_api and disable_sds_api are both set, so the workload socket would serve nothing: leave one of them off');
+  }
   const allowedForeignJwtClaims = raw.allowed_foreign_jwt_claims ?? [];
   if (!allowedForeignJwtClaims.every((c) => typeof c === 'string' && c !== '')) {
     throw invalidArgument('allowed_foreign_jwt_claims must be a list of claim names, e.g. ["iss", "iat"]');
@@ -172,7 +208,9 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     serverAddress,
     trustBundlePath: raw.trust_bundle_path === undefined ? undefined : path.resolve(raw.trust_bundle_path),
     trustDomain: raw.trust_domain === undefined ? undefined : parseTrustDomain(raw.trust_domain),
-    joinToken: raw.join_token?.trim(),
+    joinToken,
+    servesWorkloadApi,
+    servesSds,
     insecureBootstrap: raw.insecure_bootstrap ?? false,
     socketPath: socketPathSetting(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH, '--socket-path, socket_path'),
     dataDir: path.resolve(raw.data_dir ?? DEFAULT_AGENT_DATA_DIR),
@@ -185,4 +223,29 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     sds,
     healthChecks: compileHealthChecks(raw.health_checks),
   });
+}
+
+/**
+ * The join token, from join_token or from the file join_token_file names (read now, as spire-agent does: a token file
+ * removed after the first attestation is an error at the next start, so drop the setting with the file). Never both:
+ * which one would win is a guess the operator should not have to make.
+ */
+function joinTokenSetting(raw: RawAgentConfig): string | undefined {
+  if (raw.join_token !== undefined && raw.join_token_file !== undefined) {
+    throw invalidArgument('a join token and a join token file are both given (join_token or --join-token, join_token_file or --join-token-file): keep one of them');
+  }
+  if (raw.join_token_file === undefined) {
+    if (raw.join_token !== undefined && raw.join_token.trim() === '') throw invalidArgument('the join token is empty');
+    return raw.join_token?.trim();
+  }
+  const file = path.resolve(raw.join_token_file);
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (err) {
+    throw invalidArgument(`cannot read the join token file ${file} (${(err as NodeJS.ErrnoException).code ?? (err as Error).message}): check join_token_file or --join-token-file`, err);
+  }
+  const token = text.trim();
+  if (token === '') throw invalidArgument(`the join token file ${file} is empty: put the token \`meshid-server token generate\` printed in it`);
+  return token;
 }

@@ -92,6 +92,10 @@ export interface RawServerConfig {
   health_checks?: RawHealthChecksConfig;
 }
 
+const PRUNED_AT_EXPIRY =
+  'meshid-server removes an agent once its agent SVID has expired (housekeeping, about once a minute), and the host attests ' +
+  'again with a new join token: remove it';
+
 /**
  * spire-server settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is
  * refused with the meshid way, not "unknown key". The blocks of SPIRE's layout (plugins, telemetry) count as keys.
@@ -108,6 +112,14 @@ export const SPIRE_KEYS_NOT_SUPPORTED = {
   jwt_key_type: 'JWT keys are EC P-256 (ES256): remove it',
   admin_ids: 'the admin API is the admin_socket, guarded by file permissions: remove it',
   audit_log_enabled: 'meshid has no audit log: remove it',
+  disable_jwt_svids:
+    'meshid-server always keeps a JWT signing key and signs the JWT-SVIDs a workload asks for (FetchJWTSVID), only for an identity ' +
+    'it already holds; there is no switch: remove it',
+  max_attested_node_info_staleness: "meshid-server checks an agent's record (banned, evicted, current SVID) on every call, so a ban or an eviction takes effect at once: remove it",
+  proxy_protocol_trusted_cidrs: 'meshid-server does not read PROXY protocol headers (its per-address limits see the address that connects): remove it',
+  prune_attested_nodes_expired_for: PRUNED_AT_EXPIRY,
+  prune_attested_nodes_batch_size: PRUNED_AT_EXPIRY,
+  prune_tofu_nodes: PRUNED_AT_EXPIRY,
   ratelimit: 'set agent_sign_rate and agent_sign_burst (per agent), global_sign_rate and global_sign_burst',
   federation:
     'the settings are flat: bundle_endpoint_address (host:port), bundle_endpoint_refresh_hint, bundle_endpoint_cert_file and ' +

@@ -18,6 +18,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation, and after a restart until the server sends its bundle' },
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
   { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
+  { name: 'join-token-file', aliases: ['joinTokenFile'], type: 'string', valueName: 'FILE', description: 'A file holding the join token, read at start (keeps it off the command line)' },
   { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
   { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket, a path or unix:///path URI (default ${DEFAULT_AGENT_SOCKET_PATH})` },
   { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
@@ -28,6 +29,8 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     type: 'bool',
     description: 'Serve the trust bundle to callers no entry matches (Workload API bundle RPCs, SDS validation contexts)',
   },
+  { name: 'disable-workload-api', aliases: ['disableWorkloadAPI'], type: 'bool', description: 'Serve only Envoy SDS on the socket, not the SPIFFE Workload API' },
+  { name: 'disable-sds-api', aliases: ['disableSDSAPI'], type: 'bool', description: 'Serve only the SPIFFE Workload API on the socket, not Envoy SDS' },
 ];
 
 /** spire-agent run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
@@ -48,6 +51,7 @@ const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
   'trust-bundle': 'trust_bundle_path',
   'trust-domain': 'trust_domain',
   'join-token': 'join_token',
+  'join-token-file': 'join_token_file',
   'socket-path': 'socket_path',
   'data-dir': 'data_dir',
   'log-level': 'log_level',
@@ -67,6 +71,10 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
   if (insecure !== undefined) raw.insecure_bootstrap = insecure;
   const verifiers = args.bool('allow-unauthenticated-verifiers');
   if (verifiers !== undefined) raw.allow_unauthenticated_verifiers = verifiers;
+  const noWorkloadApi = args.bool('disable-workload-api');
+  if (noWorkloadApi !== undefined) raw.disable_workload_api = noWorkloadApi;
+  const noSds = args.bool('disable-sds-api');
+  if (noSds !== undefined) raw.disable_sds_api = noSds;
   return { raw, help: false };
 }
 

@@ -8,7 +8,7 @@ import {
   type ClientUnaryCall,
   type ServiceError,
 } from '@grpc/grpc-js';
-import { unavailable, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
 import { fromStruct, loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
@@ -20,6 +20,7 @@ import type {
   X509SvidResponse,
 } from '../workload/messages.js';
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
+import { SDS_SERVICE_NAME } from '../sds/handler.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { methodNotServed } from '../../common/grpc/call-failure.js';
@@ -140,18 +141,27 @@ export class WorkloadApiClient {
   /**
    * grpc.health.v1.Health/Check on the same socket (no security header: not a Workload API call). Ask for
    * WORKLOAD_SERVICE_NAME to be sure the socket is an agent's: any gRPC server answers "", and one without that
-   * service (meshid-server's admin socket) answers NOT_FOUND, reported as served by something else.
+   * service (meshid-server's admin socket) answers NOT_FOUND, reported as served by something else. Given several
+   * names, the status of the first one the socket knows: an agent serving only SDS (disable_workload_api) knows only
+   * SDS_SERVICE_NAME.
    */
-  async health(service = ''): Promise<string> {
+  async health(...services: string[]): Promise<string> {
     if (this.health_ === undefined) {
       const Ctor = serviceClient(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health');
       this.health_ = new Ctor(`unix://${this.socketPath}`, credentials.createInsecure(), this.channelOptions);
     }
-    const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false).catch((err: unknown) => {
-      throw service !== '' && grpcCode(err) === status.NOT_FOUND ? servedBySomethingElse(this.socketPath, AGENT_SOCKET_DAEMON, err) : err;
-    });
-    // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
-    return res.status ?? 'UNKNOWN';
+    let notFound: unknown;
+    for (const service of services.length === 0 ? [''] : services) {
+      try {
+        const res = await this.unary<{ status?: string }>(this.health_, 'Check', { service }, false);
+        // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
+        return res.status ?? 'UNKNOWN';
+      } catch (err) {
+        if (service === '' || grpcCode(err) !== status.NOT_FOUND) throw err;
+        notFound = err;
+      }
+    }
+    throw servedBySomethingElse(this.socketPath, AGENT_SOCKET_DAEMON, notFound);
   }
 
   close(): void {
@@ -216,8 +226,13 @@ export class WorkloadApiClient {
         down: `is meshid-agent running? Pass --socket-path or set ${ENDPOINT_SOCKET_ENV}`,
       }, err);
     }
-    // meshid-server's admin socket (or any other gRPC server) answers, but has no Workload API.
-    if (methodNotServed(err)) return notTheExpectedApi(this.socketPath, AGENT_SOCKET_DAEMON, err);
+    if (methodNotServed(err)) {
+      // An agent started with disable_workload_api knows SDS alone; anything else (meshid-server's admin socket, any
+      // other gRPC server) answers but is no agent.
+      const sdsOnly = await this.health(SDS_SERVICE_NAME).then(() => true, () => false);
+      if (sdsOnly) return failedPrecondition(`the meshid-agent on ${this.socketPath} serves Envoy SDS only, not the Workload API: it runs with disable_workload_api (--disable-workload-api)`, err);
+      return notTheExpectedApi(this.socketPath, AGENT_SOCKET_DAEMON, err);
+    }
     return fromServiceError(err);
   }
 }

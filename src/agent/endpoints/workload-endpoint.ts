@@ -55,6 +55,11 @@ export interface WorkloadEndpointOptions {
   sds?: SdsOptions;
   workload?: WorkloadApiOptions;
   /**
+   * Which APIs the socket serves (the agent's disable_workload_api and disable_sds_api; default both). A turned-off
+   * API is not registered: its calls get grpc-js's UNIMPLEMENTED, and neither health nor reflection names it.
+   */
+  apis?: { workload: boolean; sds: boolean };
+  /**
    * Facts sent as trailing metadata of every Health/Check answer (keys prefixed `meshid-`), e.g. how long until the
    * oldest SVID expires: health probes see why an agent is or is not healthy without a separate API.
    */
@@ -132,10 +137,12 @@ export class WorkloadEndpoint {
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
     const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, ...(o.sds !== undefined ? { options: o.sds } : {}) });
-    services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
-    services.addService(sdsServiceDefinition(), sds.implementation);
-    services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o));
-    addReflection(services, [WORKLOAD_PROTO, SDS_PROTO]);
+    const apis = o.apis ?? { workload: true, sds: true };
+    if (apis.workload) services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
+    if (apis.sds) services.addService(sdsServiceDefinition(), sds.implementation);
+    const served = [...(apis.workload ? [WORKLOAD_SERVICE_NAME] : []), ...(apis.sds ? [SDS_SERVICE_NAME] : [])];
+    services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o, served));
+    addReflection(services, [...(apis.workload ? [WORKLOAD_PROTO] : []), ...(apis.sds ? [SDS_PROTO] : [])]);
     prepareSocketDir(path.dirname(o.socketPath), log);
     await socket.start();
     return new WorkloadEndpoint(server, socket, workload, sds, fairQueue, log);
@@ -167,8 +174,8 @@ export class WorkloadEndpoint {
   }
 }
 
-function healthWithDetail(o: WorkloadEndpointOptions): grpc.UntypedServiceImplementation {
-  const base = healthService([WORKLOAD_SERVICE_NAME, SDS_SERVICE_NAME], () => o.cache.ready());
+function healthWithDetail(o: WorkloadEndpointOptions, served: readonly string[]): grpc.UntypedServiceImplementation {
+  const base = healthService(served, () => o.cache.ready());
   const check = base['Check'] as grpc.handleUnaryCall<unknown, unknown>;
   return {
     ...base,

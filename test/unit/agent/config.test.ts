@@ -145,3 +145,63 @@ test("a spire-agent config in SPIRE's JSON layout: health_checks beside the agen
     assert.throws(() => readAgentConfigFile(file), /"health_checks" is given both at the top level and in "agent": keep one/),
   );
 });
+
+test("every key of spire-agent 1.15's agent block is either read or refused saying what to do, never an unknown key", () => {
+  // cmd/spire-agent/cli/run/run.go, agentConfig, SPIRE 1.15.3 (keys of the agent block; plugins and telemetry are
+  // blocks beside it, checked above).
+  const spireKeys = [
+    'admin_socket_path', 'allow_unauthenticated_verifiers', 'allowed_foreign_jwt_claims', 'authorized_delegates', 'availability_target',
+    'data_dir', 'disable_sds_api', 'disable_workload_api', 'experimental', 'insecure_bootstrap', 'join_token', 'join_token_file',
+    'jwt_svid_cache_max_size', 'log_file', 'log_format', 'log_level', 'log_selectors', 'log_source_location', 'profiling_enabled',
+    'profiling_freq', 'profiling_names', 'profiling_port', 'rebootstrap_delay', 'rebootstrap_mode', 'sds', 'server_address', 'server_port',
+    'socket_path', 'trust_bundle_format', 'trust_bundle_path', 'trust_bundle_spiffe_workload_api', 'trust_bundle_unix_socket',
+    'trust_bundle_url', 'trust_domain', 'workload_x509_svid_key_type', 'x509_svid_cache_max_size',
+  ];
+  for (const key of spireKeys) {
+    withConfig({ agent: { [key]: 'x' } }, (file) => {
+      try {
+        readAgentConfigFile(file);
+      } catch (err) {
+        assert.doesNotMatch((err as Error).message, /unknown key/, key);
+      }
+    });
+  }
+  for (const key of ['availability_target', 'rebootstrap_mode', 'log_selectors', 'x509_svid_cache_max_size', 'trust_bundle_unix_socket']) {
+    withConfig({ agent: { [key]: 'x' } }, (file) => assert.throws(() => readAgentConfigFile(file), new RegExp(`"${key}" is a SPIRE setting meshid has no counterpart for: .+`)));
+  }
+});
+
+test('join_token_file: the token is read from the file at start and trimmed; with join_token too, or empty, or unreadable, it is refused', () => {
+  const t = tempDir('meshid-agent-token-file-');
+  try {
+    const file = path.join(t.dir, 'token');
+    fs.writeFileSync(file, ' tok-123\n', { mode: 0o600 });
+    assert.equal(compileAgentConfig({ server_address: 'a:1', join_token_file: file }).joinToken, 'tok-123');
+    const { raw } = rawConfigFrom(['--server-address', 'a:1', '-joinTokenFile', file]);
+    assert.equal(compileAgentConfig(raw).joinToken, 'tok-123');
+    assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token: 'x', join_token_file: file }), /a join token and a join token file are both given .*keep one of them/);
+    fs.writeFileSync(file, '\n');
+    assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token_file: file }), /the join token file .* is empty/);
+    assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token_file: path.join(t.dir, 'gone') }), /cannot read the join token file .*gone \(ENOENT\)/);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test("jwt_svid_cache_max_size is SPIRE's name for jwt_svid_cache_size; both at once are refused", () => {
+  assert.equal(compileAgentConfig({ server_address: 'a:1', jwt_svid_cache_max_size: 7 }).jwtSvidCacheSize, 7);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', jwt_svid_cache_max_size: 0 }), /jwt_svid_cache_max_size must be a positive integer/);
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', jwt_svid_cache_size: 5, jwt_svid_cache_max_size: 7 }), /one setting: keep one of them/);
+});
+
+test('disable_workload_api and disable_sds_api (config keys, flags, spire-agent spellings) turn one API off; both off is refused', () => {
+  const both = compileAgentConfig({ server_address: 'a:1' });
+  assert.deepEqual([both.servesWorkloadApi, both.servesSds], [true, true]);
+  const sdsOnly = compileAgentConfig(rawConfigFrom(['--server-address', 'a:1', '-disableWorkloadAPI']).raw);
+  assert.deepEqual([sdsOnly.servesWorkloadApi, sdsOnly.servesSds], [false, true]);
+  withConfig({ server_address: 'a:1', disable_sds_api: true }, (file) => {
+    const c = compileAgentConfig(readAgentConfigFile(file));
+    assert.deepEqual([c.servesWorkloadApi, c.servesSds], [true, false]);
+  });
+  assert.throws(() => compileAgentConfig(rawConfigFrom(['--server-address', 'a:1', '--disable-workload-api', '--disable-sds-api']).raw), /would serve nothing: leave one of them off/);
+});

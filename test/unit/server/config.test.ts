@@ -212,3 +212,30 @@ test("a spire-server config in SPIRE's JSON layout is read, and SPIRE settings m
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test("every key of spire-server 1.15's server block is either read or refused saying what to do, never an unknown key", () => {
+  // cmd/spire-server/cli/run/run.go, serverConfig, SPIRE 1.15.3.
+  const spireKeys = [
+    'admin_ids', 'agent_ttl', 'audit_log_enabled', 'bind_address', 'bind_port', 'ca_key_type', 'ca_subject', 'ca_ttl', 'data_dir',
+    'default_jwt_svid_ttl', 'default_x509_svid_ttl', 'disable_jwt_svids', 'experimental', 'federation', 'jwt_issuer', 'jwt_key_type',
+    'log_file', 'log_format', 'log_level', 'log_source_location', 'max_attested_node_info_staleness', 'profiling_enabled', 'profiling_freq',
+    'profiling_names', 'profiling_port', 'proxy_protocol_trusted_cidrs', 'prune_attested_nodes_batch_size', 'prune_attested_nodes_expired_for',
+    'prune_tofu_nodes', 'ratelimit', 'socket_path', 'trust_domain',
+  ];
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    for (const key of spireKeys) {
+      fs.writeFileSync(file, JSON.stringify({ server: { [key]: true } }));
+      try {
+        readConfigFile(file);
+      } catch (err) {
+        assert.doesNotMatch((err as Error).message, /unknown key/, key);
+      }
+    }
+    fs.writeFileSync(file, JSON.stringify({ server: { trust_domain: 'example.org', prune_attested_nodes_expired_for: '1d' } }));
+    assert.throws(() => readConfigFile(file), /"prune_attested_nodes_expired_for" is a SPIRE setting .*removes an agent once its agent SVID has expired/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
