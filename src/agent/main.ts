@@ -21,6 +21,12 @@ const GROUPS: readonly CommandGroup[] = [
   },
 ];
 
+/** spire-agent commands meshid has not: answered with what to run instead. */
+const SPIRE_INSTEAD: Readonly<Record<string, string>> = {
+  logger: 'the log level is set when the agent starts (--log-level, log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
+  debug: "meshid-agent has no debug API: `healthcheck`, the health_checks listener's /ready (state, entries, SVIDs, agent SVID expiry) and `api fetch` report its state",
+};
+
 // `meshid-agent api watch | head -1`: the reader leaving ends the command quietly, not with a stack trace.
 exitOnBrokenPipe(process.stdout);
 // One `Error: …` line per failure, not grpc-js's own lines around it; `run` routes them into its log instead.
@@ -33,4 +39,5 @@ process.exitCode = await runBinary(
   GROUPS,
   process.argv.slice(2),
   { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  SPIRE_INSTEAD,
 );

@@ -63,7 +63,8 @@ export function formatGroupHelp(path: string, summary: string, commands: readonl
 
 /**
  * Dispatches `argv[0]` to one of `commands` (`entry create|show|…`). Without a subcommand the group's help goes to
- * stderr with exit 1; an unknown one is an error that suggests the closest name.
+ * stderr with exit 1; an unknown one is an error that suggests the closest name. `spireInstead` answers the SPIRE
+ * group's subcommands that meshid has not, with what to do instead (as runBinary does for whole groups).
  */
 export async function runGroup(
   path: string,
@@ -71,6 +72,7 @@ export async function runGroup(
   commands: readonly Command[],
   argv: readonly string[],
   io: CliIo,
+  spireInstead: Readonly<Record<string, string>> = {},
 ): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined) {
@@ -82,7 +84,11 @@ export async function runGroup(
     return 0;
   }
   const cmd = commands.find((c) => c.name === name);
-  if (cmd === undefined) return reportError(io, unknownCommand(path, name, commands.map((c) => c.name)));
+  if (cmd === undefined) {
+    const instead = Object.hasOwn(spireInstead, name) ? spireInstead[name] : undefined;
+    if (instead !== undefined) return reportError(io, invalidArgument(`${path} has no "${name}" command: ${instead}`));
+    return reportError(io, unknownCommand(path, name, commands.map((c) => c.name)));
+  }
   return runCommand(`${path} ${name}`, cmd, rest, io);
 }
 

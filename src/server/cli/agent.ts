@@ -159,5 +159,7 @@ export const AGENT_COMMANDS: readonly Command[] = [
 
 /** `meshid-server agent list|count|show|evict|ban`: attested agents (admin API meshid.admin.v1.Agents). */
 export async function agentCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server agent', 'Manage attested agents.', AGENT_COMMANDS, argv, io);
+  return runGroup('meshid-server agent', 'Manage attested agents.', AGENT_COMMANDS, argv, io, {
+    purge: 'meshid-server removes an agent once its agent SVID has expired (housekeeping, about once a minute): `agent list` shows those left',
+  });
 }

@@ -257,6 +257,10 @@ test('spire-server commands meshid has under another name, or not at all, say wh
   assert.equal(local.err, 'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca (show, rotate-root, taint, revoke)\n');
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
   assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
+  assert.match((await run(['debug', 'getinfo'])).err, /^Error: InvalidArgument: meshid-server has no "debug" command: meshid-server has no debug API: `ca show`/);
+  const purge = await run(['agent', 'purge', '-expiredFor', '24h']);
+  assert.equal(purge.code, 1);
+  assert.match(purge.err, /^Error: InvalidArgument: meshid-server agent has no "purge" command: meshid-server removes an agent once its agent SVID has expired/);
   // Not an inherited name: an object's own keys only.
   assert.match((await run(['constructor'])).err, /^Error: InvalidArgument: unknown command "meshid-server constructor"/);
 });
