@@ -79,12 +79,29 @@ const FIELDS: Readonly<Record<string, keyof ProtoEntry>> = {
 /** SPIRE fields without a meshid meaning that are harmless at their zero value (what SPIRE's own exports carry). */
 const IGNORED_AT_ZERO = new Set(['revision_number', 'entryexpiry', 'store_svid', 'created_at']);
 
+/**
+ * SPIRE 1.15's additional_attributes (disable_x509_svid_prefetch, jwt_svid_include_jti): harmless when absent, null or
+ * all false; a tunable set to true asks for behaviour meshid has not, so it is refused by name.
+ */
+function checkAdditionalAttributes(key: string, value: unknown, where: string): void {
+  if (value === null) return;
+  if (!isObject(value)) throw invalidArgument(`${where}: "${key}" must be an object of SPIRE's entry tunables`);
+  for (const [name, v] of Object.entries(value)) {
+    if (v === false || v === null || v === 0) continue;
+    throw invalidArgument(`${where}: "${key}.${name}" has no meshid equivalent unless false (the agent signs an X509-SVID for every entry it may serve, and JWT-SVIDs carry no jti); remove it`);
+  }
+}
+
 function entryOf(raw: unknown, where: string): ProtoEntry {
   if (!isObject(raw)) throw invalidArgument(`${where} is not a JSON object`);
   const e: ProtoEntry = {};
   for (const [key, value] of Object.entries(raw)) {
     const name = key.toLowerCase();
     const target = FIELDS[name];
+    if (name === 'additional_attributes') {
+      checkAdditionalAttributes(key, value, where);
+      continue;
+    }
     if (target === undefined) {
       if (IGNORED_AT_ZERO.has(name) && (value === 0 || value === false || value === null || value === '')) continue;
       throw invalidArgument(`${where}: "${key}" has no meshid equivalent${IGNORED_AT_ZERO.has(name) ? ' unless 0 or false' : ''}; remove it`);

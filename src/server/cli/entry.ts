@@ -142,6 +142,14 @@ async function trustDomainOf(client: AdminClient): Promise<string> {
   return res.trust_domain;
 }
 
+/** spire-server entry create/update flags with no meshid counterpart, answered with what meshid does instead. */
+const SPIRE_ENTRY_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  entryExpiry: 'meshid entries do not expire: delete the entry when it is no longer needed (`entry delete --entry-id`)',
+  storeSVID: 'meshid has no SVIDStore plugins: the agent serves the SVID to the workloads the entry matches',
+  jwtSVIDIncludeJTI: "meshid's JWT-SVIDs carry no jti, and the agent reuses a workload's unexpired JWT-SVID for the same audience",
+  disableX509SVIDPrefetch: 'the agent signs an X509-SVID for every entry it may serve as soon as it learns of it',
+};
+
 const create: Command = {
   name: 'create',
   summary: 'Creates a registration entry and prints it with its ID.',
@@ -161,6 +169,7 @@ const create: Command = {
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
+  notSupported: SPIRE_ENTRY_FLAGS_NOT_SUPPORTED,
   async run(args, io) {
     const file = args.string('data');
     if (file !== undefined) return createFromFile(args, io, file);
@@ -403,6 +412,7 @@ const update: Command = {
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
+  notSupported: SPIRE_ENTRY_FLAGS_NOT_SUPPORTED,
   async run(args, io) {
     const file = args.string('data');
     if (file !== undefined) return updateFromFile(args, io, file);

@@ -5,7 +5,7 @@ import { parseEntryFile, parseEntryIdFile } from '../../../src/server/cli/entry-
 
 const refused = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
 
-test('entry files in spire-server entry create -data format load as admin API entries', () => {
+test('entry files in spire-server entry create -data format load as admin API entries (SPIRE 1.15 additional_attributes all false too)', () => {
   const text = JSON.stringify({
     entries: [
       {
@@ -22,8 +22,9 @@ test('entry files in spire-server entry create -data format load as admin API en
         entry_id: 'blog-1',
         revision_number: 0,
         store_svid: false,
+        additional_attributes: { disable_x509_svid_prefetch: false, jwt_svid_include_jti: false },
       },
-      { spiffe_id: 'spiffe://example.org/db', parent_id: 'spiffe://example.org/node/east', selectors: [{ type: 'unix', value: 'uid:502' }], ttl: 600 },
+      { spiffe_id: 'spiffe://example.org/db', parent_id: 'spiffe://example.org/node/east', selectors: [{ type: 'unix', value: 'uid:502' }], ttl: 600, additional_attributes: null },
     ],
   });
   assert.deepEqual(parseEntryFile(text, 'entries.json'), [
@@ -48,6 +49,8 @@ test('an entry file meshid cannot honour whole is refused with where and why, be
   assert.throws(() => parseEntryFile('[]', 'e.json'), refused(/must be a JSON object with an "entries" array/));
   assert.throws(() => parseEntryFile('{"entries": [{"store_svid": true}]}', 'e.json'), refused(/^e\.json: entry 1: "store_svid" has no meshid equivalent unless 0 or false; remove it/));
   assert.throws(() => parseEntryFile('{"entries": [{}, {"node_alias": 1}]}', 'e.json'), refused(/^e\.json: entry 2: "node_alias" has no meshid equivalent; remove it/));
+  assert.throws(() => parseEntryFile('{"entries": [{"additional_attributes": {"jwt_svid_include_jti": true}}]}', 'e.json'),
+    refused(/^e\.json: entry 1: "additional_attributes\.jwt_svid_include_jti" has no meshid equivalent unless false/));
   assert.throws(() => parseEntryFile('{"entries": [{"ttl": 60, "x509_svid_ttl": 120}]}', 'e.json'), refused(/"x509_svid_ttl" sets x509_svid_ttl a second time, to another value/));
   assert.throws(() => parseEntryFile('{"entries": [{"selectors": ["unix:uid:1"]}]}', 'e.json'), refused(/selector 1 must be \{"type": "\.\.\.", "value": "\.\.\."\}/));
   assert.throws(() => parseEntryFile('{"entries": [{"x509_svid_ttl": "1h"}]}', 'e.json'), refused(/"x509_svid_ttl" must be a whole number of seconds/));

@@ -258,6 +258,11 @@ test('spire-server commands meshid has under another name, or not at all, say wh
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
   assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
   assert.match((await run(['debug', 'getinfo'])).err, /^Error: InvalidArgument: meshid-server has no "debug" command: meshid-server has no debug API: `ca show`/);
+  const jti = await run(['entry', 'create', '-spiffeID', 'spiffe://example.org/a', '-jwtSVIDIncludeJTI']);
+  assert.equal(jti.code, 1);
+  assert.match(jti.err, /^Error: InvalidArgument: flag -jwtSVIDIncludeJTI is not supported by meshid: meshid's JWT-SVIDs carry no jti/);
+  assert.match((await run(['entry', 'update', '-entryID', 'x', '-entryExpiry', '5'])).err, /flag -entryExpiry is not supported by meshid: meshid entries do not expire/);
+  assert.match((await run(['entry', 'create', '-disableX509SVIDPrefetch'])).err, /flag -disableX509SVIDPrefetch is not supported by meshid/);
   const purge = await run(['agent', 'purge', '-expiredFor', '24h']);
   assert.equal(purge.code, 1);
   assert.match(purge.err, /^Error: InvalidArgument: meshid-server agent has no "purge" command: meshid-server removes an agent once its agent SVID has expired/);
