@@ -44,6 +44,8 @@ const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
   logFormat: SPIRE_KEYS_NOT_SUPPORTED.log_format,
   logSourceLocation: SPIRE_KEYS_NOT_SUPPORTED.log_source_location,
   retryBootstrap: SPIRE_KEYS_NOT_SUPPORTED.retry_bootstrap,
+  rebootstrapMode: SPIRE_KEYS_NOT_SUPPORTED.rebootstrap_mode,
+  rebootstrapDelay: SPIRE_KEYS_NOT_SUPPORTED.rebootstrap_delay,
 };
 
 const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
