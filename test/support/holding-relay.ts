@@ -32,6 +32,8 @@ export class HoldingRelay {
           if (self.holding && clientChunks >= 2 && (chunk.length >= ANSWER_BYTES || self.held.length > 0)) self.held.push(send);
           else send();
         },
+        // A server that closed the connection after answers still held: they reach the client first.
+        onUpstreamClose: (close) => (self.held.length > 0 ? self.held.push(close) : close()),
       };
     });
     return self;
@@ -42,10 +44,20 @@ export class HoldingRelay {
     return this.relay!.address;
   }
 
+  /** How many chunks are held now. */
+  get heldCount(): number {
+    return this.held.length;
+  }
+
   /** Sends on what was held, and holds nothing from now on. */
   release(): void {
     this.holding = false;
     for (const send of this.held.splice(0)) send();
+  }
+
+  /** Sends on the `count` chunks held first, and goes on holding the rest and what comes after. */
+  releaseFirst(count: number): void {
+    for (const send of this.held.splice(0, count)) send();
   }
 
   close(): Promise<void> {

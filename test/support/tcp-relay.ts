@@ -3,11 +3,14 @@ import { once } from 'node:events';
 
 /**
  * What a relay does with one connection's bytes: `onClient` sees what the client sends; `onUpstream` is given what
- * the upstream sends and a function that sends it on to the client, which it may call later (HoldingRelay).
+ * the upstream sends and a function that sends it on to the client, which it may call later (HoldingRelay);
+ * `onUpstreamClose`, the upstream's close and a function that closes the client's side, which it may call later too
+ * (after what it holds: TCP delivers a peer's bytes before its close).
  */
 export interface ConnectionHooks {
   onClient?(chunk: Buffer): void;
   onUpstream?(chunk: Buffer, send: () => void): void;
+  onUpstreamClose?(close: () => void): void;
 }
 
 /**
@@ -45,16 +48,18 @@ export class TcpRelay {
 
   private pipe(client: net.Socket): void {
     const upstream = this.connect();
+    const hooks = this.hooks();
     for (const s of [client, upstream]) {
       this.sockets.add(s);
       // A failure is followed by 'close', and either side closing closes the other: a reset reaches the client.
       s.on('error', () => undefined);
       s.on('close', () => {
         this.sockets.delete(s);
-        (s === client ? upstream : client).destroy();
+        const close = (): void => void (s === client ? upstream : client).destroy();
+        if (s === upstream && hooks.onUpstreamClose !== undefined) hooks.onUpstreamClose(close);
+        else close();
       });
     }
-    const hooks = this.hooks();
     client.on('data', (chunk: Buffer) => {
       hooks.onClient?.(chunk);
       upstream.write(chunk);

@@ -18,8 +18,12 @@ import type {
   SyncUpdateMessage,
 } from './messages.js';
 import { serverIdentityCheck } from './server-identity.js';
-import { supersededSerial } from './rejection.js';
+import { rejectionOf, supersededSerial } from './rejection.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
+
+/** The agent SPIFFE ID an agent SVID names (its one URI SAN). */
+const agentIdOf = (identity: AgentCredentials | undefined): string | undefined =>
+  identity === undefined ? undefined : parseCertificate(identity.chain[0]!).uriSans[0];
 
 export const AGENT_API_PROTO = 'meshid/v1/agent.proto';
 const NODE_SERVICE = 'meshid.agent.v1.Node';
@@ -187,7 +191,7 @@ export class NodeClient {
    * call whose connection the server closed for one of its connection bounds, which grpc-js words as if this agent
    * had run out of memory; that is a connection lost, retried as any other.
    */
-  translate(err: unknown, method: string): MeshidError {
+  translate(err: unknown, method: string, sentWith?: AgentCredentials): MeshidError {
     if (!isServiceError(err)) return fromServiceError(err);
     // Not a dropped connection: that call may have reached the server before the connection went.
     if (connectionFailure(err) === 'not-connected') {
@@ -201,6 +205,12 @@ export class NodeClient {
       );
     }
     const translated = fromServiceError(err);
+    const sentAs = sentWith === undefined || sentWith === this.identity ? undefined : agentIdOf(sentWith);
+    if (sentAs !== undefined && rejectionOf(translated) !== undefined && sentAs !== agentIdOf(this.identity)) {
+      // Made as an agent this one has since stopped being (it attested again while the call was out): the refusal is
+      // that identity's, and taken for the one held now it would make the agent give up an identity just attested.
+      return unavailable(`meshid-server refused ${method}, sent as ${sentAs}, which this agent no longer is (it attested again); retrying`, translated);
+    }
     const superseded = supersededSerial(translated);
     if (superseded !== undefined && this.identity !== undefined && superseded !== parseCertificate(this.identity.chain[0]!).serialHex) {
       // Made with an SVID this agent has renewed away from (a call sent before it moved, handled after its first call
@@ -221,10 +231,12 @@ export class NodeClient {
 
   private unary<T>(client: grpc.Client, method: string, request: unknown): Promise<T> {
     const fn = (client as unknown as Record<string, Unary>)[method]!;
+    // The channel presents the identity held when it was made, which is the one held now.
+    const sentWith = this.identity;
     // A transport deadline on the wall clock: it bounds a wedged call, it decides nothing about identities.
     const deadline = new Date(Date.now() + this.deadlineMs);
     return new Promise((resolve, reject) => {
-      fn.call(client, request, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(this.translate(err, method)) : resolve(res as T)));
+      fn.call(client, request, new grpc.Metadata(), { deadline }, (err, res) => (err ? reject(this.translate(err, method, sentWith)) : resolve(res as T)));
     });
   }
 }

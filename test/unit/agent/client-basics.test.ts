@@ -78,6 +78,34 @@ test("a refusal of an SVID the agent has renewed away from is retried, not taken
   }
 });
 
+test('a refusal of a call sent as an agent ID this agent has since attested away from is retried; one of its own ID stays a refusal', () => {
+  const evicted = fx.issue(entry('meshid/agent/east/1', ['unix:uid:1']));
+  const renewed = fx.issue(entry('meshid/agent/east/1', ['unix:uid:1']));
+  const attested = fx.issue(entry('meshid/agent/east/2', ['unix:uid:1']));
+  const refusal = (message: string): grpc.ServiceError =>
+    Object.assign(new Error(message), { code: grpc.status.PERMISSION_DENIED, details: message, metadata: new grpc.Metadata() });
+  const notAttested = refusal(`${server.REATTEST_PREFIX}agent spiffe://example.org/meshid/agent/east/1 is not attested (evicted or never attested)`);
+  const banned = refusal(server.bannedRefusal('spiffe://example.org/meshid/agent/east/1'));
+  const client = new NodeClient({ serverAddress: '127.0.0.1:1', log: silentLogger() });
+  try {
+    const sentWith = { chain: evicted.chain, privateKey: evicted.key };
+    client.setIdentity({ chain: attested.chain, privateKey: attested.key });
+    for (const err of [notAttested, banned]) {
+      const late = client.translate(err, 'SignJwtSvid', sentWith);
+      assert.equal(late.code, 'unavailable', late.message);
+      assert.equal(rejectionOf(late), undefined);
+      assert.match(late.message, /sent as spiffe:\/\/example\.org\/meshid\/agent\/east\/1, which this agent no longer is/);
+    }
+    // Renewed under the same ID: an eviction or a ban is the agent's, whichever of its SVIDs the call went with.
+    client.setIdentity({ chain: renewed.chain, privateKey: renewed.key });
+    assert.equal(rejectionOf(client.translate(notAttested, 'SignJwtSvid', sentWith)), 'reattest');
+    assert.equal(rejectionOf(client.translate(banned, 'SignJwtSvid', sentWith)), 'banned');
+    assert.equal(rejectionOf(client.translate(banned, 'Sync')), 'banned');
+  } finally {
+    client.close();
+  }
+});
+
 test('the server is authenticated by its SPIFFE ID alone: exactly spiffe://<td>/meshid/server', () => {
   const check = serverIdentityCheck(() => 'example.org');
   const certFor = (path: string): PeerCertificate => ({ raw: fx.issue(entry(path, ['unix:uid:1'])).chain[0]! }) as unknown as PeerCertificate;
