@@ -9,6 +9,8 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
 import { startCluster } from '../support/cluster.js';
+import { HoldingRelay } from '../support/holding-relay.js';
+import { until } from '../support/until.js';
 
 const CLIENT = path.join(packageRoot, 'dist/src/agent/cli/workload-client.js');
 
@@ -56,8 +58,8 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
  * Runs `script` (an ES module) in a child that prints "dropped" once it has changed its uid: `dropped` resolves then,
  * `output` with everything it printed once it exited 0.
  */
-function droppingChild(script: string, args: string[]): { dropped: Promise<void>; output: Promise<string> } {
-  const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+function droppingChild(script: string, args: string[]): { dropped: Promise<void>; output: Promise<string>; go: () => void } {
+  const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let out = '';
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
@@ -72,7 +74,9 @@ function droppingChild(script: string, args: string[]): { dropped: Promise<void>
   );
   // A child that ends before it dropped its uid fails the test at once instead of leaving it waiting.
   const ended = output.then(() => Promise.reject(new Error(`the child exited without dropping its uid: ${out}`)));
-  return { dropped: Promise.race([dropped, ended]), output };
+  // For a script that waits for a line on stdin before it drops its uid.
+  const go = (): void => void child.stdin.write('go\n');
+  return { dropped: Promise.race([dropped, ended]), output, go };
 }
 
 /** Runs in the child: a FetchX509SVID stream opened as root, then setuid with the stream left open; reports what it gets. */
@@ -162,3 +166,41 @@ for (const mode of ['late', 'unresolved']) {
     assert.match(result, /^err .*changed its uid\/gid since it connected/, result);
   });
 }
+
+/**
+ * Runs in the child: a FetchJWTSVID sent as root, then, on a line on stdin (its token being signed meanwhile), setuid.
+ * The audience is long enough for the answer to be one the holding relay holds. Prints what the call got.
+ */
+const JWT_SCRIPT = `
+  const { WorkloadApiClient } = await import(process.argv[1]);
+  const client = new WorkloadApiClient(process.argv[2], { timeoutMs: 20000 });
+  const result = client.fetchJwtSvid(['${'a'.repeat(1000)}']).then((r) => 'ok ' + r.svids.map((s) => s.spiffe_id).join(','), (e) => 'err ' + e.code + ': ' + e.message);
+  await new Promise((r) => process.stdin.once('data', r));
+  process.setgroups([]);
+  process.setgid(65534);
+  process.setuid(65534);
+  process.stdout.write('dropped\\n');
+  process.stdout.write((await result) + '\\n');
+  process.exit(0);
+`;
+
+test('a FetchJWTSVID whose process changed uid while its token was signed gets no token', async (t) => {
+  const cluster = await startCluster('meshid-setuid-jwt-');
+  const relay = await HoldingRelay.start(cluster.server.address());
+  t.after(async () => {
+    relay.release();
+    await relay.close();
+    await cluster.cleanup();
+  });
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [`unix:uid:${process.getuid!()}`] });
+  const agent = await cluster.startAgent({ joinToken: await cluster.token(), serverAddress: relay.address });
+  relay.holding = true;
+  const child = droppingChild(JWT_SCRIPT, [CLIENT, agent.socketPath]);
+  // Signed by the server, the answer held on its way back to the agent: the caller was attested as root.
+  await until('the SignJwtSvid answer held', () => (relay.heldCount > 0 ? true : undefined));
+  child.go();
+  await child.dropped;
+  relay.release();
+  const result = (await child.output).split('\n')[1] ?? '';
+  assert.match(result, /^err unavailable: .*changed its uid\/gid since it connected/, result);
+});

@@ -299,6 +299,9 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
     } finally {
       call.removeListener('cancelled', abort);
     }
+    // Attested before the signing, which can take up to the call's deadline: the token goes to the process that holds
+    // the connection now, which must still be the one attested (callerRecheck), as a FetchSecrets that waited does.
+    recheck(call, selectors);
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {
