@@ -42,6 +42,13 @@ interface InflightCall extends CallMark {
   readonly promise: Promise<SignedJwtSvid>;
 }
 
+/**
+ * How long a caller waits for the refresh of a token it could be handed still valid: a server that hangs (not one
+ * that refuses, which fails fast) would otherwise hold every caller for its call's whole deadline. SPIRE waits 1 s too.
+ * The refresh goes on and stores its token when it comes.
+ */
+export const REFRESH_WAIT_WITH_VALID_TOKEN_MS = 1000;
+
 /** Default bound on cached tokens: (entry, audience list) pairs, least recently used evicted first. */
 export const DEFAULT_JWT_CACHE_SIZE = 1000;
 
@@ -191,8 +198,9 @@ export class JwtSvidCache {
     // A refresh that waits for its turn behind another signing (one at a time after a budget refusal) is not waited
     // for while the token held is valid, as a refusal is not: it goes on and refreshes the cache when its turn comes.
     if (slot !== undefined && !joined.sent && this.now() < slot.usableUntil) return slot.jwt;
+    const waitUntil = slot !== undefined && this.now() < slot.usableUntil ? Math.min(deadline, this.now() + REFRESH_WAIT_WITH_VALID_TOKEN_MS) : deadline;
     try {
-      return await this.untilCallEnds(joined.promise, deadline, signal, () => joined.wanted--);
+      return await this.untilCallEnds(joined.promise, waitUntil, signal, () => joined.wanted--);
     } catch (err) {
       const stale = this.slots.get(key);
       // The server unreachable, or its signing budget spent for a few seconds (a reconnect storm): the token held is

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JwtSvidCache, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
+import { JwtSvidCache, REFRESH_WAIT_WITH_VALID_TOKEN_MS, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
 import { permissionDenied, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 
@@ -95,6 +95,42 @@ test('when the server\'s signing budget is spent (RESOURCE_EXHAUSTED with a retr
   clock.advance(4000);
   setFail(resourceExhausted('the datastore disk is full'));
   await assert.rejects(cache.fetch('e1', ['a']), /disk is full/);
+});
+
+test('a server that hangs holds a caller with a valid cached token one second, not its deadline; the refresh is stored when it comes', async () => {
+  const clock = new FakeClock();
+  let n = 0;
+  let hung: ((jwt: SignedJwtSvid) => void) | undefined;
+  const sign = (): Promise<SignedJwtSvid> => {
+    const iat = clock.now();
+    const jwt = { token: `t${++n}`, issuedAt: iat, expiresAt: iat + TTL };
+    if (n === 1) return Promise.resolve(jwt);
+    return new Promise((resolve) => (hung = () => resolve(jwt)));
+  };
+  const cache = new JwtSvidCache(sign, clock);
+  const a = await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.6);
+  let answered = false;
+  const pending = cache.fetch('e1', ['a'], clock.now() + 30_000).finally(() => (answered = true));
+  await new Promise((r) => setImmediate(r));
+  clock.advance(REFRESH_WAIT_WITH_VALID_TOKEN_MS - 1);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(answered, false, 'still waiting for the refresh');
+  clock.advance(1);
+  assert.equal((await pending).token, a.token, 'the cached token, one second after the refresh went out');
+  hung!({ token: 'unused', issuedAt: 0, expiresAt: 0 });
+  await new Promise((r) => setImmediate(r));
+  assert.equal((await cache.fetch('e1', ['a'])).token, 't2', 'the late refresh is stored and served');
+  // With no valid token to fall back on, a caller waits for the signing up to its deadline.
+  clock.advance(TTL);
+  const late = cache.fetch('e1', ['a'], clock.now() + 30_000);
+  let settled = false;
+  void late.then(() => (settled = true), () => (settled = true));
+  clock.advance(REFRESH_WAIT_WITH_VALID_TOKEN_MS * 5);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(settled, false);
+  hung!({ token: 'unused', issuedAt: 0, expiresAt: 0 });
+  assert.equal((await late).token, 't3');
 });
 
 test('a refusal from the server is passed on even when a cached token exists', async () => {
