@@ -269,8 +269,9 @@ export class AgentIdentity {
       const sentAt = this.o.clock.now();
       const chain = await this.o.client.renew(csr);
       // Stopped while the server answered (shutdown, a ban): the data dir may already be another process's, and the
-      // SVID in use stays valid with the server as the previous one.
-      if (this.stopped) return;
+      // SVID in use stays valid with the server as the previous one. Attested again meanwhile (evicted, with an unused
+      // token): the answer renews an identity this agent no longer is, and must not replace the new one.
+      if (this.stopped || this.identity !== current) return;
       const roots = this.o.trustRoots();
       this.checkChain(chain, current.spiffeId, privateKey, roots, sentAt);
       // The roots it was checked with are kept with it: the way back to the server should the state be lost.

@@ -328,3 +328,36 @@ test('a renewal answered after stop() is dropped: nothing is saved, used or sche
     assert.equal(renewals, 1, 'no renewal scheduled after stop');
   });
 });
+
+test('a renewal of the old agent SVID answered after the agent attested again is dropped: the new identity stays (stubbed server)', async () => {
+  await withStore(async (store) => {
+    const NEW_ID = 'spiffe://example.org/meshid/agent/east/after-reattest';
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        await held;
+        return signedChain(csr);
+      },
+      async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
+        const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: NEW_ID, ttlMs: 3_600_000 }).chain;
+        return { spiffe_id: NEW_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
+      },
+    } as unknown as NodeClient;
+    const identity = attestingIdentity(client, store);
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const old = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: old, privateKey, joinTokenSha256: '' });
+    const renewal = identity.renew();
+    await settle();
+    // Evicted meanwhile: the server asked for a new attestation, which the unused token makes.
+    await identity.attest(fx.bundle().x509Authorities);
+    assert.equal(identity.current()!.spiffeId, NEW_ID);
+    release();
+    await renewal;
+    assert.equal(identity.current()!.spiffeId, NEW_ID, 'the identity in use is still the one attested');
+    assert.equal(parseCertificate(identity.current()!.chain[0]!).uriSans[0], NEW_ID);
+    assert.equal(store.loadIdentity()!.spiffeId, NEW_ID, 'and so is the one saved');
+  });
+});
