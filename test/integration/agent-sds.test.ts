@@ -137,7 +137,12 @@ test('DeltaSecrets reconnect with initial_resource_versions resends only what ch
   // While "disconnected", B's SVID is renewed.
   const entryB = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: B })).entries![0]!.id!;
   await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryB, dns_names: ['b.mesh.internal'] }, mask: ['dns_names'] });
-  await new Promise((r) => setTimeout(r, 1500));
+  // The agent re-signs B when its Sync update arrives, an event: polled for (up to 10 s), not slept for.
+  const oldB = dataSourceText(decodeDeltaResources(r1).find((r) => r.name === B)!.secret.tls_certificate?.certificate_chain);
+  const servedB = async (): Promise<string> =>
+    dataSourceText(secretsByName(await fetchSecrets(sds, { node: envoyNode('delta'), resource_names: [B], type_url: SECRET_TYPE_URL })).get(B)?.tls_certificate?.certificate_chain);
+  for (let i = 0; i < 400 && (await servedB()) === oldB; i++) await new Promise((r) => setTimeout(r, 25));
+  assert.notEqual(await servedB(), oldB, 'the agent renewed B\'s SVID');
 
   const again = new DeltaClient(sds);
   try {
