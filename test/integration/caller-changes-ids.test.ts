@@ -132,8 +132,12 @@ const SDS_CLIENT = path.join(packageRoot, 'dist/test/support/sds-client.js');
 const SDS_SCRIPT = `
   const sds = await import(process.argv[1]);
   const mode = process.argv[3];
-  const stream = new sds.SotwClient(sds.connectSds(process.argv[2]));
+  const client = sds.connectSds(process.argv[2]);
+  const stream = new sds.SotwClient(client);
   if (mode === 'unresolved') stream.subscribe(['spiffe://example.org/root-later']);
+  // Connected as root before the drop, whatever the machine's load (the agent reads the peer's credentials of the
+  // connection); then time for a request sent to reach the agent.
+  await new Promise((resolve, reject) => client.waitForReady(Date.now() + 20000, (e) => (e ? reject(e) : resolve())));
   await new Promise((r) => setTimeout(r, 500));
   process.setgroups([]);
   process.setgid(65534);
