@@ -12,13 +12,7 @@ import path from 'node:path';
 import Database from 'better-sqlite3';
 import { startCluster } from '../support/cluster.js';
 import { startServerProcess } from '../support/server-process.js';
-
-const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1'].find((f) => fs.existsSync(f));
-
-/** The environment that puts a process's wall clock at the offset written in `offsetFile` ("+20h"), re-read on every call. */
-function fakeWallClock(offsetFile: string): NodeJS.ProcessEnv {
-  return { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' };
-}
+import { fakeWallClock, LIBFAKETIME } from '../support/fake-wall-clock.js';
 
 test('wall clock 20 h ahead at once (a resume from suspend; the clock moved by libfaketime): the agent renews its SVIDs past half-life at once, not 12 h later', { skip: LIBFAKETIME === undefined && 'libfaketime is not installed' }, async (t) => {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-clock-'));

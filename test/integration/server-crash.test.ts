@@ -9,11 +9,10 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
-import { spawn } from 'node:child_process';
-import { packageRoot } from '../../src/common/paths.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
-import { SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { startServerProcess } from '../support/server-process.js';
+import { KILL_AT_POINT_PRELOAD, runServerKilledAt } from '../support/killed-server.js';
 
 interface Authority {
   id: string;
@@ -69,29 +68,6 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
   }
 });
 
-/** `meshid-server run` on `dir` that kills itself at `point` (test/support/kill-at-point); resolves with its end. */
-function runKilledAt(dir: string, point: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
-  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
-  return new Promise((resolve, reject) => {
-    const child = spawn(
-      process.execPath,
-      [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0',
-        '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west'],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: point } },
-    );
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    // A bound on a server that did not reach the point and serves instead, not a timing under test.
-    const bound = setTimeout(() => child.kill('SIGTERM'), 20_000);
-    child.on('error', reject);
-    child.on('close', (_code, signal) => {
-      clearTimeout(bound);
-      resolve({ signal, output });
-    });
-  });
-}
-
 // What each point leaves: the marker, and how many key files beside the datastore's empty CA journal.
 const FIRST_SETUP_POINTS: Array<{ point: string; marker: boolean; keys: number }> = [
   { point: 'before-marker', marker: false, keys: 0 },
@@ -106,7 +82,7 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
   test(`a first start killed (SIGKILL) at ${point} of its CA setup is followed by a start that just works`, { timeout: 60_000 }, async (t) => {
     const { dir, cleanup } = tempDir('meshid-first-start-crash-');
     t.after(cleanup);
-    const killed = await runKilledAt(dir, point);
+    const killed = await runServerKilledAt(dir, point);
     assert.equal(killed.signal, 'SIGKILL', `killed at ${point}:\n${killed.output}`);
     const caDir = path.join(dir, 'data', 'ca');
     // Checked last, so that what the restart does is what fails first.
@@ -131,8 +107,7 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
 test('a root revoke killed (SIGKILL) after its commit is kept by the restart: journal, bundle and revoked roots agree, its key is swept, and sending it again says it was revoked', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-revoke-crash-');
   t.after(cleanup);
-  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
-  const doomed = await startServerProcess(dir, undefined, { NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: 'before-root-key-removal' });
+  const doomed = await startServerProcess(dir, undefined, { NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_KILL_AT: 'before-root-key-removal' });
   const exited = new Promise<NodeJS.Signals | null>((resolve) => {
     if (doomed.child.exitCode !== null || doomed.child.signalCode !== null) resolve(doomed.child.signalCode);
     else doomed.child.once('exit', (_code, signal) => resolve(signal));

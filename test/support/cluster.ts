@@ -327,14 +327,22 @@ export async function startClusterServing(
 
 /**
  * A cluster around a meshid-server process (`meshid-server run …`, dist/bin/meshid-server.mjs) with the datacenter `east`;
- * `serverArgs` are added to the server's command line, `serverEnv` to its environment.
+ * `serverArgs` are added to the server's command line, `serverEnv` to its environment. `prepare` lays out files in the
+ * cluster's dir before the server starts there (data dirs an older version wrote: the server's in `server/data`, an
+ * agent's in `<name>-data`).
  */
-export async function startCluster(prefix = 'meshid-cluster-', serverArgs: string[] = [], serverEnv: NodeJS.ProcessEnv = {}): Promise<Cluster> {
+export async function startCluster(
+  prefix = 'meshid-cluster-',
+  serverArgs: string[] = [],
+  serverEnv: NodeJS.ProcessEnv = {},
+  prepare?: (dir: string) => Promise<void> | void,
+): Promise<Cluster> {
   const t = tempDir(prefix);
   // Workloads of other users must reach the agent socket inside this dir.
   fs.chmodSync(t.dir, 0o755);
   let server: ServerHandle;
   try {
+    await prepare?.(t.dir);
     server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0', serverArgs, serverEnv);
   } catch (err) {
     t.cleanup();

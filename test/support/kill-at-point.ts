@@ -6,6 +6,8 @@
  *   keys:<n>                 <n> CA key files have been renamed into ca/keys (keys:0: the first is about to be)
  *   before-marker-removal    the first commit is done and the marker is about to be removed
  *   before-root-key-removal  a root's key file is about to be removed (a revoke's, once its commit is done)
+ *   migration:<n>            the first statement of datastore schema migration <n> has run, inside the one transaction
+ *                            of a start's pending migrations (those before it applied there too, none committed)
  * and of a `meshid-server restore`:
  *   restore-files:<n>        <n> files have been copied into the restore's staging directory (the next is about to be)
  *   before-restore-rename    the staging directory, tokens voided and fsynced, is about to be renamed into the data dir
@@ -18,6 +20,8 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
+import { MIGRATIONS } from '../../src/server/datastore/migrations.js';
 
 const point = process.env['MESHID_TEST_KILL_AT'];
 
@@ -55,6 +59,17 @@ if (point !== undefined || pauses.size > 0) {
     if (isKey(to) && ++keysRenamed === keysWanted) die();
     if (point === 'after-restore-rename' && isRestoreStaging(from)) die();
   };
+  const migrationAt = /^migration:(\d+)$/.exec(point ?? '');
+  const migrationStatement = migrationAt ? MIGRATIONS.find((m) => m.version === Number(migrationAt[1]))?.statements[0] : undefined;
+  if (migrationStatement !== undefined) {
+    // better-sqlite3 stays outside the server's bundle: the server runs its migrations through this very prototype.
+    const exec = Database.prototype.exec;
+    Database.prototype.exec = function (this: Database.Database, source: string): Database.Database {
+      const result = exec.call(this, source);
+      if (source === migrationStatement) die();
+      return result;
+    };
+  }
   const filesAt = /^restore-files:(\d+)$/.exec(point ?? '');
   const filesWanted = filesAt ? Number(filesAt[1]) : -1;
   let filesCopied = 0;

@@ -1,0 +1,142 @@
+/**
+ * Upgrading in place: the current meshid-server and meshid-agent started on the data dirs an older version left
+ * (test/fixtures/upgrade/<commit>/, made by scripts/make-upgrade-fixture.sh), as an operator upgrading servers first
+ * does. The certificates in a fixture expire a day after it was made, so the daemons run under libfaketime at the
+ * fixture's time (skipped where libfaketime is not installed, as clock-jump.test.ts is). The fixture's entries select
+ * the uid it was made as (root, as .ci/run runs the tests); under another uid the test is skipped.
+ *
+ * Each fixture's first start is killed (SIGKILL) inside its schema migrations when it has any to run, so the start
+ * that follows must finish an upgrade interrupted at its most delicate point.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { packageRoot } from '../../src/common/paths.js';
+import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
+import { LATEST_SCHEMA_VERSION } from '../../src/server/datastore/migrations.js';
+import { Cluster, startCluster, startServerProcess } from '../support/cluster.js';
+import { fakeWallClock, LIBFAKETIME } from '../support/fake-wall-clock.js';
+import { runServerKilledAt } from '../support/killed-server.js';
+import { opensslVerify } from '../support/openssl.js';
+import { tempDir } from '../support/server-kit.js';
+
+interface Fixture {
+  commit: string;
+  madeAt: string;
+  uid: number;
+  schemaVersion: number;
+  agentId: string;
+  spiffeIds: string[];
+  entries: number;
+  jwtAudience: string;
+  unusedJoinToken: string;
+}
+
+const FIXTURES = path.join(packageRoot, 'test/fixtures/upgrade');
+
+/** Copies `from` into `to` as the daemons keep their data dirs: directories 0700, files 0600 (git keeps neither). */
+function copyDataDir(from: string, to: string, mtime: Date): void {
+  fs.mkdirSync(to, { recursive: true, mode: 0o700 });
+  for (const e of fs.readdirSync(from, { withFileTypes: true })) {
+    const target = path.join(to, e.name);
+    if (e.isDirectory()) copyDataDir(path.join(from, e.name), target, mtime);
+    else fs.copyFileSync(path.join(from, e.name), target);
+    fs.chmodSync(target, e.isDirectory() ? 0o700 : 0o600);
+    // As the old version left them: the agent compares its state's age with its trust bundle's.
+    fs.utimesSync(target, mtime, mtime);
+  }
+  fs.chmodSync(to, 0o700);
+}
+
+function schemaVersion(dataDir: string): number {
+  const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true, fileMustExist: true });
+  try {
+    return (db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v;
+  } finally {
+    db.close();
+  }
+}
+
+const fixtureNames = fs.existsSync(FIXTURES) ? fs.readdirSync(FIXTURES).filter((n) => fs.existsSync(path.join(FIXTURES, n, 'fixture.json'))).sort() : [];
+
+test('upgrade fixtures are present', () => {
+  assert.ok(fixtureNames.length > 0, `no fixture under ${FIXTURES}`);
+});
+
+for (const name of fixtureNames) {
+  const dir = path.join(FIXTURES, name);
+  const fixture = JSON.parse(fs.readFileSync(path.join(dir, 'fixture.json'), 'utf8')) as Fixture;
+  const skip = LIBFAKETIME === undefined ? 'libfaketime is not installed' : process.getuid!() !== fixture.uid ? `the fixture's entries select uid ${fixture.uid}` : false;
+
+  test(`upgrade in place from ${name}: the current server keeps CA, entries, agents and tokens (after a kill -9 in its migrations), and the current agent serves its cache, then syncs`, { skip, timeout: 180_000 }, async (t) => {
+    // 20 s after the fixture was made: the 5-minute JWT-SVID it served still has minutes to live.
+    const madeAt = new Date(fixture.madeAt);
+    const clock = tempDir('meshid-upgrade-clock-');
+    t.after(clock.cleanup);
+    const offsetFile = path.join(clock.dir, 'offset');
+    const offsetSeconds = Math.round((madeAt.getTime() + 20_000 - Date.now()) / 1000);
+    fs.writeFileSync(offsetFile, `${offsetSeconds >= 0 ? '+' : ''}${offsetSeconds}\n`);
+    const env = fakeWallClock(offsetFile);
+    const cluster = await startCluster(`meshid-upgrade-${name}-`, [], env, async (clusterDir) => {
+      copyDataDir(path.join(dir, 'server-data'), path.join(clusterDir, 'server', 'data'), madeAt);
+      copyDataDir(path.join(dir, 'agent-data'), path.join(clusterDir, 'agent-data'), madeAt);
+      if (fixture.schemaVersion < LATEST_SCHEMA_VERSION) {
+        const killed = await runServerKilledAt(path.join(clusterDir, 'server'), `migration:${LATEST_SCHEMA_VERSION}`, ['east'], env);
+        assert.equal(killed.signal, 'SIGKILL', killed.output);
+        assert.equal(schemaVersion(path.join(clusterDir, 'server', 'data')), fixture.schemaVersion, 'a migration killed before its commit leaves the old schema');
+      }
+    });
+    t.after(() => cluster.cleanup());
+    assert.equal(schemaVersion(path.join(cluster.dir, 'server', 'data')), LATEST_SCHEMA_VERSION, 'the start after the kill finished the upgrade');
+
+    // The CA: the same roots, and what the old agent served still verifies under them.
+    assert.equal(cluster.bundlePem, fs.readFileSync(path.join(dir, 'bundle.pem'), 'utf8'), 'the bundle is the one the old server published');
+    const roots = pemToDerList(cluster.bundlePem);
+    // What the old agent served, by SPIFFE ID: its order among identities created in one second was not kept then.
+    const served = new Map(
+      fixture.spiffeIds.map((_, i) => {
+        const chain = pemToDerList(fs.readFileSync(path.join(dir, 'served', `svid.${i}.pem`), 'utf8'));
+        return [parseCertificate(chain[0]!).uriSans[0]!, chain] as const;
+      }),
+    );
+    assert.deepEqual([...served.keys()].sort(), [...fixture.spiffeIds].sort());
+    for (const [leaf, ...intermediates] of served.values()) {
+      const verified = opensslVerify({ roots, intermediates, leaf: leaf!, atTime: madeAt.getTime() });
+      assert.ok(verified.ok, verified.output);
+    }
+    const entries = (await cluster.admin.call('Entries', 'ListEntries', {})).entries ?? [];
+    assert.equal(entries.length, fixture.entries, 'every entry is kept');
+    const agents = (await cluster.admin.call('Agents', 'ListAgents', {})).agents ?? [];
+    assert.deepEqual(agents.map((a) => a.spiffe_id), [fixture.agentId], 'the attested agent is kept');
+
+    // The agent, upgraded with the server down: its stored identity and cached SVIDs, no join token.
+    const address = cluster.server.address();
+    await cluster.server.stop();
+    const agent = await cluster.startAgent({ serverAddress: address, env: env });
+    const client = agent.client();
+    t.after(() => client.close());
+    const cached = (await client.fetchX509Svid()).svids;
+    assert.deepEqual(cached.map((s) => s.spiffe_id).sort(), [...fixture.spiffeIds].sort(), 'the cached identities, at once');
+    for (const svid of cached) {
+      assert.ok(splitConcatenatedDer(Buffer.from(svid.x509_svid!))[0]!.equals(served.get(svid.spiffe_id!)![0]!), `${svid.spiffe_id}: the SVID served before the upgrade`);
+    }
+    const jwt = fs.readFileSync(path.join(dir, 'served', 'jwt-svid.txt'), 'utf8').trim();
+    const validated = await client.validateJwtSvid(fixture.jwtAudience, jwt);
+    assert.equal(validated.spiffeId, 'spiffe://example.org/web', 'a JWT-SVID issued before the upgrade validates');
+
+    // The server back: a new entry reaches the upgraded agent.
+    await startServerProcess(cluster, address);
+    await cluster.createEntry({ spiffeId: 'spiffe://example.org/after-upgrade', selectors: [`unix:uid:${fixture.uid}`], parentId: Cluster.nodeAlias });
+    for (let attempt = 0; !(await agent.svidIds()).includes('spiffe://example.org/after-upgrade'); attempt++) {
+      if (attempt > 200) assert.fail(`the entry created after the upgrade never reached the agent:\n${agent.output()}`);
+      await new Promise((r) => setTimeout(r, 100));
+    }
+
+    // A join token generated before the upgrade and not yet used attests a new agent.
+    const second = await cluster.startAgent({ name: 'second', serverAddress: address, joinToken: fixture.unusedJoinToken, env: env });
+    assert.ok((await second.svidIds()).includes('spiffe://example.org/after-upgrade'));
+  });
+}
