@@ -123,7 +123,17 @@ export class MeshidServer {
       // A backup a kill -9 interrupted left its datastore snapshot; with the lock held, no backup runs now.
       removeBackupScratch(config.dataDir);
       health = config.healthChecks && (await HttpHealthListener.start(config.healthChecks, starting, log.child({ subsystem: 'health' })));
-      ds = await openSqliteDatastore({ file: path.join(config.dataDir, 'datastore.sqlite3'), clock });
+      ds = await openSqliteDatastore({
+        file: path.join(config.dataDir, 'datastore.sqlite3'),
+        clock,
+        // The one moment a rollback stops being a matter of running the older binary again: the operator hears of it.
+        onSchemaUpgrade: ({ from, to }) =>
+          log.child({ subsystem: 'datastore' }).info(
+            { previousSchemaVersion: from, schemaVersion: to },
+            `datastore schema upgraded from version ${from} to ${to}: a meshid-server that knows only version ${from} refuses this data dir from now on; ` +
+              'to go back to it, restore a backup of the data dir taken before this start',
+          ),
+      });
     } catch (err) {
       await health?.close();
       unlock();

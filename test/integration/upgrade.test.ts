@@ -91,6 +91,18 @@ for (const name of fixtureNames) {
     });
     t.after(() => cluster.cleanup());
     assert.equal(schemaVersion(path.join(cluster.dir, 'server', 'data')), LATEST_SCHEMA_VERSION, 'the start after the kill finished the upgrade');
+    // The operator hears that the older version cannot take this data dir back (and nothing when nothing changed).
+    const upgradeLines = cluster.server.output!().split('\n').filter((l) => l.includes('"datastore schema upgraded'));
+    if (fixture.schemaVersion < LATEST_SCHEMA_VERSION) {
+      assert.equal(upgradeLines.length, 1, cluster.server.output!());
+      assert.deepEqual(
+        (({ level, previousSchemaVersion, schemaVersion: to }) => ({ level, previousSchemaVersion, to }))(JSON.parse(upgradeLines[0]!) as Record<string, unknown>),
+        { level: 30, previousSchemaVersion: fixture.schemaVersion, to: LATEST_SCHEMA_VERSION },
+      );
+      assert.match(upgradeLines[0]!, /restore a backup of the data dir taken before this start/);
+    } else {
+      assert.deepEqual(upgradeLines, [], 'no schema upgrade to report');
+    }
 
     // The CA: the same roots, and what the old agent served still verifies under them.
     assert.equal(cluster.bundlePem, fs.readFileSync(path.join(dir, 'bundle.pem'), 'utf8'), 'the bundle is the one the old server published');

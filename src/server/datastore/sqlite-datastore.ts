@@ -11,7 +11,7 @@ import type {
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
 import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
 import { storageError } from './sqlite-errors.js';
-import { openSqliteFile } from './sqlite-open.js';
+import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
   agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow, relationshipColumns,
@@ -26,6 +26,8 @@ export interface SqliteDatastoreOptions {
   clock: Clock;
   /** Where failures of change listeners are reported. */
   log?: Logger;
+  /** Told when the file held an older schema and was migrated to this version's. */
+  onSchemaUpgrade?: (upgrade: SchemaUpgrade) => void;
 }
 
 /**
@@ -33,7 +35,7 @@ export interface SqliteDatastoreOptions {
  * for a file that is not a meshid datastore or whose schema is newer than this code, leaving that file unchanged.
  */
 export async function openSqliteDatastore(options: SqliteDatastoreOptions): Promise<SqliteDatastore> {
-  return new SqliteDatastore(openSqliteFile(options.file, options.clock), options.clock, options.log);
+  return new SqliteDatastore(openSqliteFile(options.file, options.clock, options.onSchemaUpgrade), options.clock, options.log);
 }
 
 const ENTRY_FIELDS = [

@@ -16,14 +16,21 @@ const BUSY_TIMEOUT_MS = 5000;
  */
 export const WAL_SIZE_LIMIT_BYTES = 8 * 1024 * 1024;
 
+/** The schema versions an existing datastore was migrated between when it was opened. */
+export interface SchemaUpgrade {
+  readonly from: number;
+  readonly to: number;
+}
+
 /**
- * Opens (creating if absent) the SQLite file of a meshid datastore and brings its schema up to date.
+ * Opens (creating if absent) the SQLite file of a meshid datastore and brings its schema up to date; `onUpgrade` hears
+ * of a datastore an older version wrote that was migrated (not of a new one).
  *
  * Nothing is written until the file is known to be empty or meshid's own: a garbage file, someone else's SQLite
  * database, or a meshid database with a newer schema is refused with a MeshidError(failed_precondition) and left
  * byte-for-byte as it was.
  */
-export function openSqliteFile(file: string, clock: Clock): Database.Database {
+export function openSqliteFile(file: string, clock: Clock, onUpgrade?: (upgrade: SchemaUpgrade) => void): Database.Database {
   checkFile(file);
   let db: Database.Database;
   try {
@@ -45,7 +52,8 @@ export function openSqliteFile(file: string, clock: Clock): Database.Database {
     db.pragma('synchronous = FULL');
     db.pragma(`journal_size_limit = ${WAL_SIZE_LIMIT_BYTES}`);
     restrictMode(file);
-    migrate(db, file, fresh, clock);
+    const upgrade = migrate(db, file, fresh, clock);
+    if (upgrade !== undefined) onUpgrade?.(upgrade);
     return db;
   } catch (err) {
     db.close();
@@ -132,9 +140,12 @@ function checkVersion(file: string, version: number): void {
   }
 }
 
-/** Applies every pending migration in ONE immediate transaction: the schema ends up fully upgraded or untouched. */
-function migrate(db: Database.Database, file: string, fresh: boolean, clock: Clock): void {
-  db.transaction(() => {
+/**
+ * Applies every pending migration in ONE immediate transaction: the schema ends up fully upgraded or untouched.
+ * Returns the versions an existing schema moved between; undefined for a new datastore or one already up to date.
+ */
+function migrate(db: Database.Database, file: string, fresh: boolean, clock: Clock): SchemaUpgrade | undefined {
+  return db.transaction((): SchemaUpgrade | undefined => {
     // Re-read under the write lock: another process may have created or migrated the file since identify().
     const hasTable = db.prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'").get() !== undefined;
     if (!hasTable) {
@@ -149,6 +160,7 @@ function migrate(db: Database.Database, file: string, fresh: boolean, clock: Clo
       for (const statement of m.statements) db.exec(statement);
       insert.run(m.version, m.name, clock.now());
     }
+    return current === 0 || current === LATEST_SCHEMA_VERSION ? undefined : { from: current, to: LATEST_SCHEMA_VERSION };
   }).immediate();
 }
 
