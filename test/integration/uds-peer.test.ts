@@ -69,9 +69,15 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
   };
   const server = new grpc.Server({ interceptors: [recordPeer] });
   server.addService(
-    { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true) },
+    { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true), retired: method('Retired', false) },
     {
       who: (call: grpc.ServerUnaryCall<unknown, Reply>, cb: grpc.sendUnaryData<Reply>) => cb(null, describe(call.getPeer())),
+      // As a call whose caller no longer attests: the connection is retired, and the status follows `delayMs` later
+      // (a loaded machine, where grpc-js writes it behind other work).
+      retired: (call: grpc.ServerUnaryCall<{ delayMs: number }, Reply>, cb: grpc.sendUnaryData<Reply>) => {
+        uds().retire(call.getPeer());
+        setTimeout(() => cb({ code: grpc.status.UNAVAILABLE, details: 'the caller changed its uid' }), call.request.delayMs);
+      },
       stream: (call: grpc.ServerWritableStream<{ count: number }, Reply>) => {
         for (let n = 0; n < call.request.count; n++) call.write({ ...describe(call.getPeer()), n });
         call.end();
@@ -310,6 +316,26 @@ test('start refuses a socket another process is serving, and a path that is not 
   const probe = net.connect(livePath);
   await once(probe, 'connect');
   probe.destroy();
+});
+
+test('a retired connection still delivers its failed call\'s status, however late, and the next call goes on a new connection', async (t) => {
+  const { socketPath, uds } = await startUds(t);
+  const client = newClient(socketPath);
+  t.after(() => client.close());
+  const first = await who(client);
+  const refused = await new Promise<grpc.ServiceError>((resolve, reject) =>
+    client.makeUnaryRequest(`${SERVICE}/Retired`, json.serialize, json.deserialize, { delayMs: 400 }, (err) =>
+      err ? resolve(err) : reject(new Error('the retired call succeeded')),
+    ),
+  );
+  assert.equal(refused.code, grpc.status.UNAVAILABLE, refused.message);
+  assert.equal(refused.details, 'the caller changed its uid', 'the status sent, not a dropped connection');
+  const next = await who(client);
+  assert.notEqual(next.peer, first.peer, 'a new connection');
+  // The retired connection closed once its call had ended, well before the grace that cuts off calls still open.
+  const deadline = Date.now() + 3000;
+  while (uds.peerOf(first.peer) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(uds.peerOf(first.peer), undefined);
 });
 
 test('close() cuts connections still open and resolves', async (t) => {

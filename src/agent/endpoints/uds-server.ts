@@ -1,4 +1,5 @@
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -42,9 +43,17 @@ interface PeerRecord {
 }
 
 const PEER_PREFIX = 'uds-peer#';
-/** From a failed call to closing its connection (UdsServer.retire): enough for grpc-js to write the call's status. */
+/**
+ * From a failed call to closing its connection when grpc-js's session for it cannot be found (UdsServer.retire): time
+ * for grpc-js to write the call's status on an idle machine, not a guarantee.
+ */
 const RETIRE_DELAY_MS = 50;
-const RETIRE_GRACE_MS = 1000;
+/**
+ * From a retirement to cutting the connection off, with calls still open on it. They are of the same caller that no
+ * longer attests: each fails its recheck before it would send anything, so a few seconds cost nothing, and the failed
+ * call's status, sent once its messages are flushed, has them to go out on a loaded machine.
+ */
+const RETIRE_GRACE_MS = 5000;
 const PEER_PATTERN = /^uds-peer#\d+$/;
 
 /**
@@ -225,10 +234,11 @@ export class UdsServer {
   }
 
   /**
-   * Closes the connection behind `peer` (a `call.getPeer()` string) shortly, so that its holder reconnects with
-   * credentials of its own; for a connection whose recorded process exited or changed ids, where every call would
-   * fail again. The delay lets the failed call's status reach the client first; the client sees the connection end
-   * and its next call opens a new one. Its other calls on the connection end with it.
+   * Closes the connection behind `peer` (a `call.getPeer()` string), so that its holder reconnects with credentials of
+   * its own; for a connection whose recorded process exited or changed ids, where every call would fail again. A
+   * graceful GOAWAY: the client sends its next call on a new connection, while the failed call's status, which
+   * grpc-js may still be writing behind the call's messages, goes out on this one; the connection closes once its
+   * calls have ended, and its other calls are cut off after RETIRE_GRACE_MS.
    */
   retire(peer: string): void {
     const socket = this.sockets.get(peer);
@@ -236,12 +246,28 @@ export class UdsServer {
     this.retiring.add(socket);
     const record = this.peers.get(peer);
     this.log.info({ connection: peer, ...(record !== undefined && callerFields(record)) }, 'closing a connection that outlived its caller\'s identity; the client will reconnect');
-    setTimeout(() => {
-      socket.end();
-      // A client that does not close its side within the grace is cut off.
-      setTimeout(() => socket.destroy(), RETIRE_GRACE_MS).unref();
-    }, RETIRE_DELAY_MS).unref();
-    socket.once('close', () => this.retiring.delete(socket));
+    const session = this.sessionOf(peer);
+    if (session !== undefined) session.close();
+    else setTimeout(() => socket.end(), RETIRE_DELAY_MS).unref();
+    const cutOff = setTimeout(() => socket.destroy(), RETIRE_GRACE_MS).unref();
+    socket.once('close', () => {
+      clearTimeout(cutOff);
+      this.retiring.delete(socket);
+    });
+  }
+
+  /**
+   * grpc-js's HTTP/2 session on the connection behind `peer`. grpc-js has no public accessor: its `sessions` map is
+   * read, matched by the remoteAddress each accepted socket is given. Undefined when grpc-js changes; retire then
+   * falls back to ending the socket after RETIRE_DELAY_MS, and the caller-changes-ids tests fail on a loaded machine.
+   */
+  private sessionOf(peer: string): http2.ServerHttp2Session | undefined {
+    const sessions = (this.grpcServer as unknown as { sessions?: Map<http2.ServerHttp2Session, unknown> }).sessions;
+    if (!(sessions instanceof Map)) return undefined;
+    for (const session of sessions.keys()) {
+      if (!session.closed && !session.destroyed && session.socket?.remoteAddress === peer) return session;
+    }
+    return undefined;
   }
 
   /**
