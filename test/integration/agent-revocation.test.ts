@@ -71,7 +71,7 @@ async function crashAndRestartWithoutServer(r: Running): Promise<AgentProcess> {
   fs.chmodSync(crashed, 0o700);
   await r.cluster.server.stop();
   const restarted = await r.cluster.startAgent({ name: 'restarted', dataDir: crashed });
-  await restarted.waitForLog(/lost the Sync stream/);
+  await restarted.waitForLog(/cannot open the Sync stream/);
   return restarted;
 }
 

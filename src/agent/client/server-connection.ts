@@ -91,6 +91,8 @@ export class ServerConnection {
   private stopped = false;
   private unsubscribe: (() => void) | undefined;
   private lastError: string | undefined;
+  /** The Sync stream was open at least once since this agent started: a failure after it is a lost stream. */
+  private syncedSinceStart = false;
   /** The Sync stream's failures, and the first attestation's: told once each, not per retry. */
   private readonly outage: OutageLog;
 
@@ -314,6 +316,7 @@ export class ServerConnection {
       this.o.serverClock?.serverAccepted();
       const wasSynced = this.stateValue === 'synced';
       this.stateValue = 'synced';
+      this.syncedSinceStart = true;
       this.lastError = undefined;
       this.backoff.reset();
       this.o.cache.markReady();
@@ -352,8 +355,12 @@ export class ServerConnection {
           "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it " +
           "(with a new --join-token too if the server's data dir was replaced: its new root never signed this agent's SVID)",
       );
-    } else {
+    } else if (this.syncedSinceStart) {
       this.outage.failed('sync-lost', 'warn', fields, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
+    } else {
+      // An agent started while its server is down never had the stream: "lost" would send the operator looking for
+      // what broke it.
+      this.outage.failed('sync-unreachable', 'warn', fields, 'cannot open the Sync stream to meshid-server; serving from the cache and retrying');
     }
     this.timer = this.o.clock.setTimer(() => {
       this.timer = undefined;
