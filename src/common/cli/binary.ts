@@ -1,8 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../paths.js';
-import { invalidArgument } from '../errors.js';
-import { formatGroupHelp, unknownCommand } from './command.js';
+import { formatGroupHelp, noSuchCommand } from './command.js';
 import { EXIT_FAILURE, reportError, type CliIo } from './output.js';
 
 /** A top-level command of a binary (`meshid-server entry …`, `meshid-agent api …`). */
@@ -49,10 +48,6 @@ export async function runBinary(
     return 0;
   }
   const group = groups.find((g) => g.name === name);
-  if (group === undefined) {
-    const instead = Object.hasOwn(spireInstead, name) ? spireInstead[name] : undefined;
-    if (instead !== undefined) return reportError(io, invalidArgument(`${binary} has no "${name}" command: ${instead}`));
-    return reportError(io, unknownCommand(binary, name, groups.map((g) => g.name)));
-  }
+  if (group === undefined) return reportError(io, noSuchCommand(binary, name, groups.map((g) => g.name), spireInstead));
   return group.run(rest, io);
 }

@@ -84,12 +84,18 @@ export async function runGroup(
     return 0;
   }
   const cmd = commands.find((c) => c.name === name);
-  if (cmd === undefined) {
-    const instead = Object.hasOwn(spireInstead, name) ? spireInstead[name] : undefined;
-    if (instead !== undefined) return reportError(io, invalidArgument(`${path} has no "${name}" command: ${instead}`));
-    return reportError(io, unknownCommand(path, name, commands.map((c) => c.name)));
-  }
+  if (cmd === undefined) return reportError(io, noSuchCommand(path, name, commands.map((c) => c.name), spireInstead));
   return runCommand(`${path} ${name}`, cmd, rest, io);
+}
+
+/**
+ * The answer to a command `path` does not have: what to run instead when it is a SPIRE command meshid has under
+ * another name or not at all (`spireInstead`), else unknownCommand's suggestion.
+ */
+export function noSuchCommand(path: string, name: string, known: readonly string[], spireInstead: Readonly<Record<string, string>>): Error {
+  const instead = Object.hasOwn(spireInstead, name) ? spireInstead[name] : undefined;
+  if (instead !== undefined) return invalidArgument(`${path} has no "${name}" command: ${instead}`);
+  return unknownCommand(path, name, known);
 }
 
 /** `unknown command "meshid-server entry crate" (did you mean "create"?)`. */
