@@ -38,7 +38,7 @@ export class JwtSigningHold {
   /** Runs `sign` (one SignJwtSvid) when the budget allows; a budget refusal it meets holds every other signing. */
   async run<T>(sign: () => Promise<T>): Promise<T> {
     this.throwIfHeld();
-    if (!this.recovering) return this.observe(sign);
+    if (!this.recovering) return this.observe(sign, false);
     // The turn is handed from one signing to the next (busy stays set), not released and re-taken: a waiter resumes
     // a microtask after it is woken, and a newcomer arriving in between would otherwise find the turn free and run
     // alongside it.
@@ -47,7 +47,7 @@ export class JwtSigningHold {
     try {
       // Refused again while this one waited for its turn: it goes back to its caller's wait without a call.
       this.throwIfHeld();
-      return await this.observe(sign);
+      return await this.observe(sign, true);
     } finally {
       const next = this.queue.shift();
       if (next) next();
@@ -55,10 +55,13 @@ export class JwtSigningHold {
     }
   }
 
-  private async observe<T>(sign: () => Promise<T>): Promise<T> {
+  /** `inTurn`: sent one at a time while recovering; only such a success shows the budget has room again. */
+  private async observe<T>(sign: () => Promise<T>, inTurn: boolean): Promise<T> {
     try {
       const result = await sign();
-      if (this.queue.length === 0) this.recovering = false;
+      // A signing sent before a refusal that came meanwhile was admitted before the budget ran out: its success says
+      // nothing of the budget now, and ending the recovery on it would let every waiter go at once.
+      if (inTurn && this.queue.length === 0) this.recovering = false;
       return result;
     } catch (err) {
       const wait = budgetRefusalWaitMs(err);

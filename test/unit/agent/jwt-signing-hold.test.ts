@@ -42,3 +42,33 @@ for (let hops = 0; hops <= 12; hops++) {
     assert.equal(most, 1, 'never more than one signing at a time while recovering');
   });
 }
+
+test('a signing sent before a refusal and answered after it does not end the one-at-a-time recovery', async () => {
+  const clock = new FakeClock(Date.now() - 3600_000);
+  const hold = new JwtSigningHold(clock, () => 0.5);
+  // Sent while signing was free; its answer comes after another signing's refusal.
+  let answerEarly!: () => void;
+  const early = hold.run(() => new Promise<string>((resolve) => (answerEarly = () => resolve('jwt'))));
+  await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+  answerEarly();
+  await early;
+  clock.advance(4000);
+
+  let running = 0;
+  let most = 0;
+  const answers: Array<() => void> = [];
+  const sign = (): Promise<string> => {
+    running++;
+    most = Math.max(most, running);
+    return new Promise<string>((resolve) => answers.push(() => (running--, resolve('jwt'))));
+  };
+  const calls = [hold.run(sign), hold.run(sign), hold.run(sign)];
+  await new Promise((r) => setImmediate(r));
+  assert.equal(answers.length, 1, 'after the retry time, one signing goes and the others wait for its answer');
+  while (answers.length > 0) {
+    answers.shift()!();
+    for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+  }
+  await Promise.all(calls);
+  assert.equal(most, 1);
+});
