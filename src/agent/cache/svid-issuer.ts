@@ -405,6 +405,9 @@ export class SvidIssuer {
     let sentAt: number;
     try {
       const built = await this.buildInTurn(batch);
+      // Stopped while its keys were made (a shutdown, a ban, a must-re-attest): the answer would be of no use, and the
+      // call would spend the server's signing budget.
+      if (this.stopped) return;
       keys = built.keys;
       sentAt = this.clock.now();
       results = await this.sign(built.items);

@@ -715,3 +715,18 @@ test('a throw in onSigned (the clock-skew reading) is logged, and the SVID is ch
   assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 }, 'no failure counted for the entry');
   issuer.stop();
 });
+
+test('a batch whose keys were being made when the issuer stopped is not sent', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  issuer.request(cache.apply({ upserts: [entry('s1', ['unix:uid:1']), entry('s2', ['unix:uid:1'])] }).needSvid);
+  // The batch is taken from the queue, its keys and CSRs are made in a turn of their own.
+  for (let i = 0; i < 20 && issuer.pending().inflight === 0; i++) await new Promise((r) => setImmediate(r));
+  assert.equal(issuer.pending().inflight, 2, 'the batch is on its way');
+  assert.equal(signer.calls.length, 0, 'and not sent yet');
+  issuer.stop();
+  await settle();
+  assert.equal(signer.calls.length, 0, 'a stopped issuer sends nothing');
+  assert.equal(issuer.pending().inflight, 0);
+});
