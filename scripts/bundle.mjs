@@ -6,6 +6,7 @@ import { build } from 'esbuild';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { buildVersion } from './build-version.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
@@ -48,6 +49,8 @@ await build({
   external: ['better-sqlite3'],
   plugins: [ownDirname],
   banner: { js: banner },
+  // src/common/meshid-version.ts.
+  define: { MESHID_BUILD_VERSION: JSON.stringify(buildVersion(root)) },
   sourcemap: 'linked',
   logLevel: 'warning',
 });

@@ -23,6 +23,7 @@ import { AgentStore } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
 import type { WithdrawnState } from './storage/state-persister.js';
 import type { StoredIdentity, StoredState } from './storage/stored-state.js';
+import { meshidVersion } from '../common/meshid-version.js';
 
 export interface AgentOptions {
   config: AgentConfig;
@@ -249,6 +250,7 @@ export class MeshidAgent {
       const status = agent.status();
       log.info(
         {
+          version: meshidVersion(),
           ...(trustDomain !== undefined && { trustDomain }),
           socket: config.socketPath,
           ...(!(config.servesWorkloadApi && config.servesSds) && { serves: config.servesWorkloadApi ? 'Workload API only' : 'SDS only' }),

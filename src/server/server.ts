@@ -56,6 +56,7 @@ import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.j
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { serverHealthProbe, StartingServerProbe } from './server-health.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
+import { meshidVersion } from '../common/meshid-version.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
@@ -188,6 +189,7 @@ export class MeshidServer {
       server.housekeepingSchedule.start();
       log.info(
         {
+          version: meshidVersion(),
           trustDomain: config.trustDomain,
           datacenters: config.datacenters,
           agentApi: `${hostOf(config.bindAddress)}:${port}`,

@@ -6,6 +6,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { startCluster } from '../support/cluster.js';
+import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../support/log-lines.js';
 import { until } from '../support/until.js';
 import { joinTokenFingerprint } from '../../src/common/join-token-fingerprint.js';
@@ -27,12 +28,16 @@ test('the start-up lines state the trust domain, sockets, data dirs and addresse
     { trustDomain: 'example.org', datacenters: ['east'], adminSocket: cluster.server.adminSocket, dataDir: path.join(cluster.dir, 'server', 'data') },
   );
   assert.equal(server['agentApi'], cluster.server.address());
+  // The build's version, as --version prints it: which build a server's log came from.
+  const version = /^meshid-server (\S+)\n$/.exec((await runNode(SERVER_MAIN, ['--version'])).out)![1];
+  assert.equal(server['version'], version);
 
   const started = running(agent.output(), 'meshid-agent is running');
   assert.deepEqual(
     { trustDomain: started['trustDomain'], socket: started['socket'], server: started['server'], dataDir: started['dataDir'] },
     { trustDomain: 'example.org', socket: agent.socketPath, server: cluster.server.address(), dataDir: agent.dataDir },
   );
+  assert.equal(started['version'], version);
 });
 
 test('a host refused attestation (its join token unknown, then spent) is logged by the server at warn with its address, never with the token', async (t) => {

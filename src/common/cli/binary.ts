@@ -1,6 +1,4 @@
-import fs from 'node:fs';
-import path from 'node:path';
-import { packageRoot } from '../paths.js';
+import { meshidVersion } from '../meshid-version.js';
 import { formatGroupHelp, noSuchCommand } from './command.js';
 import { EXIT_FAILURE, reportError, type CliIo } from './output.js';
 
@@ -9,15 +7,6 @@ export interface CommandGroup {
   name: string;
   summary: string;
   run: (argv: string[], io: CliIo) => Promise<number>;
-}
-
-function version(): string {
-  try {
-    const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { version?: string };
-    return pkg.version ?? 'unknown';
-  } catch {
-    return 'unknown';
-  }
 }
 
 /**
@@ -44,7 +33,7 @@ export async function runBinary(
     return 0;
   }
   if (['-v', '-version', '--version', 'version'].includes(name)) {
-    io.stdout.write(`${binary} ${version()}\n`);
+    io.stdout.write(`${binary} ${meshidVersion()}\n`);
     return 0;
   }
   const group = groups.find((g) => g.name === name);
