@@ -122,6 +122,11 @@ export interface Datastore {
    * certificate is refused. `issuerId`: the CA journal ID of the intermediate that signed it.
    */
   updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent>;
+  /**
+   * Records the version the agent reports (non-empty: an agent that reports none keeps the one stored). Changes
+   * neither updatedAt nor the change feed: nothing an agent is authorized for depends on it. Throws not_found.
+   */
+  setAgentVersion(spiffeId: string, version: string): Promise<void>;
   /** Forgets the previous serial once the agent has used `currentSerial`; nothing if that is no longer current. */
   retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void>;
   /** Deletes the agent (it must attest again). Throws not_found. */
@@ -317,6 +322,8 @@ export interface AttestedAgent {
   attestedAt: number;
   updatedAt: number;
   banned: boolean;
+  /** The meshid version the agent last reported (meshid-version.ts); absent until it reports one. */
+  agentVersion?: string;
 }
 
 export type NewAgent = AttestedAgent;

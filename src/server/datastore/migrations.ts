@@ -208,6 +208,15 @@ export const MIGRATIONS: readonly Migration[] = [
       )`,
     ],
   },
+  {
+    version: 8,
+    name: 'agent version',
+    statements: [
+      // The version the agent last reported (its Attest and every Sync it opens), for `agent list` during an upgrade
+      // in waves. NULL until it reports one: agents of earlier versions send none.
+      `ALTER TABLE attested_agents ADD COLUMN agent_version TEXT`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

@@ -285,6 +285,7 @@ export class SqliteDatastore implements Datastore {
       this.s.insertAgent.run(
         stored.spiffeId, stored.datacenter, JSON.stringify(stored.selectors), stored.certSerial, stored.certNotAfter,
         stored.previousCertSerial ?? null, stored.attestedAt, stored.updatedAt, stored.banned ? 1 : 0, stored.certIssuerId ?? null,
+        stored.agentVersion || null,
       );
       return stored;
     });
@@ -315,6 +316,13 @@ export class SqliteDatastore implements Datastore {
       const previous = certSerial === row.cert_serial ? row.previous_cert_serial : renewedFrom;
       this.s.updateAgentCert.run(certSerial, certNotAfter, previous, issuerId ?? null, this.clock.now(), spiffeId);
       return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
+    });
+  }
+
+  setAgentVersion(spiffeId: string, version: string): Promise<void> {
+    return this.write(() => {
+      requireText('agent version', version);
+      if (this.s.setAgentVersion.run(version, spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
     });
   }
 

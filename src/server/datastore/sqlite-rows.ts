@@ -51,7 +51,8 @@ export function entryFromRow(r: EntryRow): RegistrationEntry {
 }
 
 export const AGENT_COLUMNS =
-  'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned, cert_issuer_id';
+  'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned, cert_issuer_id, ' +
+  'agent_version';
 
 export interface AgentRow {
   spiffe_id: string;
@@ -64,6 +65,7 @@ export interface AgentRow {
   updated_at: number;
   banned: number;
   cert_issuer_id: string | null;
+  agent_version: string | null;
 }
 
 export function agentFromRow(r: AgentRow): AttestedAgent {
@@ -79,6 +81,7 @@ export function agentFromRow(r: AgentRow): AttestedAgent {
   };
   if (r.previous_cert_serial !== null) agent.previousCertSerial = r.previous_cert_serial;
   if (r.cert_issuer_id !== null) agent.certIssuerId = r.cert_issuer_id;
+  if (r.agent_version !== null) agent.agentVersion = r.agent_version;
   return agent;
 }
 

@@ -57,7 +57,9 @@ export function prepareStatements(db: Database.Database) {
     agentById: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE spiffe_id = ?`),
     allAgents: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`),
     agentsByDatacenter: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE datacenter = ? ORDER BY spiffe_id`),
-    insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
+    // Not updated_at: that dates the SVID record, which agent-auth.ts compares certificates with.
+    setAgentVersion: p('UPDATE attested_agents SET agent_version = ? WHERE spiffe_id = ?'),
     retirePreviousAgentCert: p('UPDATE attested_agents SET previous_cert_serial = NULL WHERE spiffe_id = ? AND cert_serial = ?'),
     updateAgentCert: p(
       'UPDATE attested_agents SET cert_serial = ?, cert_not_after = ?, previous_cert_serial = ?, cert_issuer_id = ?, updated_at = ? WHERE spiffe_id = ?',

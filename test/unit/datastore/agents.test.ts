@@ -63,6 +63,28 @@ test('the intermediate that signed the current agent SVID is recorded at creatio
   });
 });
 
+test('the version an agent reports is recorded at creation and by setAgentVersion, and kept by renewals; it dates nothing and changes no revision', async () => {
+  await withDatastore(async ({ ds, clock }) => {
+    const a = await ds.createAgent(agent('a', { agentVersion: '0.1.0+6ebd53b' }));
+    assert.equal((await ds.getAgent(a.spiffeId))!.agentVersion, '0.1.0+6ebd53b');
+    const revision = await ds.currentRevision();
+    clock.advance(10);
+    await ds.setAgentVersion(a.spiffeId, '0.2.0+1234567');
+    const updated = (await ds.getAgent(a.spiffeId))!;
+    assert.equal(updated.agentVersion, '0.2.0+1234567');
+    // updatedAt dates the SVID record (agent-auth.ts tells a restored datastore by it): a report must not move it.
+    assert.equal(updated.updatedAt, a.updatedAt);
+    assert.equal(await ds.currentRevision(), revision);
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s2', 2000, 'a-s1')).agentVersion, '0.2.0+1234567', 'a renewal keeps it');
+    assert.equal((await ds.listAgents())[0]!.agentVersion, '0.2.0+1234567');
+    // As an agent of an earlier version: none reported.
+    const b = await ds.createAgent(agent('b'));
+    assert.equal((await ds.getAgent(b.spiffeId))!.agentVersion, undefined);
+    await assert.rejects(ds.setAgentVersion(a.spiffeId, ''), (err) => isMeshidError(err, 'invalid_argument'));
+    await assert.rejects(ds.setAgentVersion('spiffe://example.org/meshid/agent/dc1/none', '0.1.0'), (err) => isMeshidError(err, 'not_found'));
+  });
+});
+
 test('evict deletes the agent; ban keeps it listed with the flag; unknown agents are not_found', async () => {
   await withDatastore(async ({ ds }) => {
     await ds.createAgent(agent('a'));

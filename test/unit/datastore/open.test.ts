@@ -118,6 +118,8 @@ test('a schema version 1 datastore with entries and tombstones is upgraded in pl
       const agent = await ds.getAgent('spiffe://example.org/meshid/agent/east/a');
       assert.equal(agent?.certSerial, '0a');
       assert.equal(agent?.certIssuerId, undefined);
+      // Nor has it reported its version yet.
+      assert.equal(agent?.agentVersion, undefined);
       assert.deepEqual((await ds.listAllEntries()).map((e) => [e.id, e.spiffeId, e.revision]), [['e-00000000000000aa', live.spiffeId, 1]]);
       // Nothing pruned yet: a reader at revision 1 still gets the deletions as a delta.
       assert.deepEqual(await ds.listEntryChangesSince(1), { upserts: [], deletedIds: ['e-00000000000000bb', 'e-00000000000000cc'], revision: 3 });
