@@ -69,5 +69,6 @@ export function agentToProto(a: AttestedAgent): ProtoAgent {
     banned: a.banned,
     attested_at: seconds(a.attestedAt),
     cert_issuer_id: a.certIssuerId ?? '',
+    agent_version: a.agentVersion ?? '',
   };
 }

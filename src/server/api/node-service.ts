@@ -20,6 +20,7 @@ import { CopiedAgentIdentities } from './copied-agent-identities.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
+import { reportedAgentVersion } from './agent-version.js';
 import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
@@ -75,6 +76,7 @@ interface AgentSvid {
 interface SyncRequest extends KnownEntries {
   since_revision?: number;
   bundle_sequence?: number;
+  agent_version?: string;
 }
 
 interface SyncUpdate {
@@ -154,10 +156,12 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
   return {
     // Its attempts per source address were charged before the request was decoded (agent-call-gate.ts).
-    Attest: unary(log, 'Attest', loggingAttestRefusals(async (req: { join_token?: string; csr?: Buffer }) => {
+    Attest: unary(log, 'Attest', loggingAttestRefusals(async (req: { join_token?: string; csr?: Buffer; agent_version?: string }) => {
       const token = req.join_token ?? '';
       if (token === '') throw invalidArgument('join_token is required');
       if (!req.csr || req.csr.length === 0) throw invalidArgument('csr is required');
+      // Checked before the token is looked up: a refused version does not spend it.
+      const agentVersion = reportedAgentVersion(req.agent_version);
       const record = await ds.findJoinToken(token);
       if (record === undefined) throw permissionDenied(UNKNOWN_TOKEN);
       let spiffeId: string;
@@ -193,12 +197,16 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
         attestedAt: now,
         updatedAt: now,
         banned: false,
+        ...(agentVersion !== undefined && { agentVersion }),
       };
       // The token is consumed in the agent's own transaction: a write that fails (a full disk) leaves it usable.
       await ds.createAgent(agent, { joinToken: token }).catch((err: unknown) => {
         throw isMeshidError(err, 'not_found') ? permissionDenied(UNKNOWN_TOKEN) : err;
       });
-      log.info({ agent: spiffeId, datacenter: record.datacenter, tokenFingerprint: joinTokenFingerprint(token) }, 'agent attested with a join token');
+      log.info(
+        { agent: spiffeId, datacenter: record.datacenter, tokenFingerprint: joinTokenFingerprint(token), ...(agentVersion !== undefined && { agentVersion }) },
+        'agent attested with a join token',
+      );
       return { spiffe_id: spiffeId, svid_chain: svid.chain, bundle: trustBundleToProto(ca.bundle()), datacenter: record.datacenter };
     })),
 
@@ -289,9 +297,26 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     },
   };
 
+  /**
+   * Stores the version an agent reports as it opens Sync (every start, every reconnect), when it differs from the one
+   * stored; none reported (an agent of an earlier version) keeps the stored one. A version refused is the stream's
+   * refusal; a write that fails is not: the stream matters more than the report, which the next open repeats.
+   */
+  async function recordAgentVersion(agent: AttestedAgent, reported: string | undefined): Promise<void> {
+    const version = reportedAgentVersion(reported);
+    if (version === undefined || version === agent.agentVersion) return;
+    try {
+      await ds.setAgentVersion(agent.spiffeId, version);
+      log.info({ agent: agent.spiffeId, agentVersion: version, ...(agent.agentVersion !== undefined && { previousVersion: agent.agentVersion }) }, 'agent reports its version');
+    } catch (err) {
+      log.warn({ err, agent: agent.spiffeId }, 'cannot record the version the agent reports');
+    }
+  }
+
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
     // Its Sync-open budget was charged before the request was decoded (agent-call-gate.ts).
     let agent = await auth(call);
+    await recordAgentVersion(agent, call.request.agent_version);
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;

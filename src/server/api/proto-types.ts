@@ -30,6 +30,7 @@ export interface ProtoAgent {
   banned?: boolean;
   attested_at?: number;
   cert_issuer_id?: string;
+  agent_version?: string;
 }
 
 export interface ProtoBatchStatus {
