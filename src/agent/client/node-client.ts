@@ -20,6 +20,7 @@ import type {
 import { serverIdentityCheck } from './server-identity.js';
 import { rejectionOf, supersededSerial } from './rejection.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
+import { meshidVersion } from '../../common/meshid-version.js';
 
 /** The agent SPIFFE ID an agent SVID names (its one URI SAN). */
 const agentIdOf = (identity: AgentCredentials | undefined): string | undefined =>
@@ -117,11 +118,12 @@ export class NodeClient {
    * trust bundle yet); the caller must treat the answer as trust on first use.
    */
   async attest(joinToken: string, csr: Buffer, options: { insecure?: boolean } = {}): Promise<AttestResponseMessage> {
-    if (!options.insecure) return this.unary<AttestResponseMessage>(this.channel(), 'Attest', { join_token: joinToken, csr });
+    const request = { join_token: joinToken, csr, agent_version: meshidVersion() };
+    if (!options.insecure) return this.unary<AttestResponseMessage>(this.channel(), 'Attest', request);
     const creds = grpc.credentials.createSsl(null, null, null, { rejectUnauthorized: false });
     const client = new this.Ctor(this.options.serverAddress, creds, CHANNEL_OPTIONS);
     try {
-      return await this.unary<AttestResponseMessage>(client, 'Attest', { join_token: joinToken, csr });
+      return await this.unary<AttestResponseMessage>(client, 'Attest', request);
     } finally {
       client.close();
     }
@@ -132,11 +134,14 @@ export class NodeClient {
     return res.svid_chain ?? [];
   }
 
-  /** Opens the Sync push stream (no deadline: it lives as long as the connection). */
+  /**
+   * Opens the Sync push stream (no deadline: it lives as long as the connection). Each open reports this agent's
+   * version, as Attest does: an agent restarted on its stored identity (a new build, during an upgrade) attests no more.
+   */
   openSync(request: SyncRequestMessage): grpc.ClientReadableStream<SyncUpdateMessage> {
     const client = this.channel();
     const fn = (client as unknown as Record<string, ServerStream>)['Sync']!;
-    return fn.call(client, request, new grpc.Metadata()) as grpc.ClientReadableStream<SyncUpdateMessage>;
+    return fn.call(client, { ...request, agent_version: meshidVersion() }, new grpc.Metadata()) as grpc.ClientReadableStream<SyncUpdateMessage>;
   }
 
   async signX509Svids(items: ReadonlyArray<{ entryId: string; csr: Buffer }>): Promise<SignedItem[]> {
