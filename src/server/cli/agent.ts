@@ -21,6 +21,8 @@ export function renderAgent(a: ProtoAgent): string {
     ['Serial number', a.cert_serial || undefined],
     ['Signed by', a.cert_issuer_id || undefined],
     ['Banned', a.banned === true],
+    // As spire-server: only once the agent has reported one (agents of earlier versions do not).
+    ['Agent version', a.agent_version || undefined],
     ['Selector', (a.selectors ?? []).map((s) => `${s.type}:${s.value}`)],
   ]);
 }

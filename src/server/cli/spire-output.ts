@@ -68,7 +68,7 @@ export const JOIN_TOKEN_ATTESTATION = 'join_token';
 /**
  * spire.api.types.Agent. The serial is decimal, as SPIRE prints a certificate's (Go's big.Int String); meshid stores
  * it in hex. A join token is spent once, so no meshid agent can re-attest by itself (can_reattest false, as SPIRE's
- * join_token agents); meshid agents report no version.
+ * join_token agents). agent_version is empty for an agent that has not reported one, as SPIRE's is.
  */
 export function spireAgent(a: ProtoAgent): Record<string, unknown> {
   const serial = a.cert_serial ?? '';
@@ -80,7 +80,7 @@ export function spireAgent(a: ProtoAgent): Record<string, unknown> {
     selectors: selectors(a.selectors),
     banned: a.banned ?? false,
     can_reattest: false,
-    agent_version: '',
+    agent_version: a.agent_version ?? '',
   };
 }
 

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spireAgent, spireBundle, spireEntry, spireRelationship, spireSpiffeId, spireStatus } from '../../../src/server/cli/spire-output.js';
+import { renderAgent } from '../../../src/server/cli/agent.js';
 
 test('an entry is spire-api-sdk\'s Entry: IDs split into trust_domain and path, every field present, int64 as strings', () => {
   assert.deepEqual(spireEntry({ id: 'e-1', spiffe_id: 'spiffe://example.org/web', selectors: [{ type: 'unix', value: 'uid:0' }], revision: 3, created_at: 1700000000 }), {
@@ -45,6 +46,14 @@ test('an agent is spire-api-sdk\'s Agent: the serial in decimal, as SPIRE prints
     can_reattest: false,
     agent_version: '',
   });
+});
+
+test('an agent\'s reported version is spire-api-sdk\'s agent_version; `agent show` prints it as spire-server does, only when reported', () => {
+  const agent = { spiffe_id: 'spiffe://example.org/meshid/agent/east/x', cert_serial: '0100', cert_expires_at: 5, datacenter: 'east' };
+  assert.equal(spireAgent({ ...agent, agent_version: '0.1.0+6ebd53b' })['agent_version'], '0.1.0+6ebd53b');
+  assert.match(renderAgent({ ...agent, agent_version: '0.1.0+6ebd53b' }), /^Agent version {4}: 0\.1\.0\+6ebd53b$/m);
+  assert.doesNotMatch(renderAgent({ ...agent, agent_version: '' }), /Agent version/);
+  assert.doesNotMatch(renderAgent(agent), /Agent version/);
 });
 
 test('a bundle is spire-api-sdk\'s Bundle: authorities as objects, tainted roots marked', () => {
