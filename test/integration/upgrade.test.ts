@@ -17,11 +17,12 @@ import { packageRoot } from '../../src/common/paths.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { LATEST_SCHEMA_VERSION } from '../../src/server/datastore/migrations.js';
-import { Cluster, startCluster, startServerProcess } from '../support/cluster.js';
+import { AGENT_MAIN, Cluster, startCluster, startServerProcess } from '../support/cluster.js';
 import { fakeWallClock, LIBFAKETIME } from '../support/fake-wall-clock.js';
 import { runServerKilledAt } from '../support/killed-server.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
+import { runNode } from '../support/server-process.js';
 
 interface Fixture {
   commit: string;
@@ -123,6 +124,7 @@ for (const name of fixtureNames) {
     assert.equal(entries.length, fixture.entries, 'every entry is kept');
     const agents = (await cluster.admin.call('Agents', 'ListAgents', {})).agents ?? [];
     assert.deepEqual(agents.map((a) => a.spiffe_id), [fixture.agentId], 'the attested agent is kept');
+    assert.equal(agents[0]!.agent_version || undefined, undefined, 'an agent of the older version has reported no version');
 
     // The agent, upgraded with the server down: its stored identity and cached SVIDs, no join token.
     const address = cluster.server.address();
@@ -146,6 +148,9 @@ for (const name of fixtureNames) {
       if (attempt > 200) assert.fail(`the entry created after the upgrade never reached the agent:\n${agent.output()}`);
       await new Promise((r) => setTimeout(r, 100));
     }
+    // Upgraded on its stored identity, it attested no more; its Sync told the server which version it runs now.
+    const agentVersion = /^meshid-agent (\S+)\n$/.exec((await runNode(AGENT_MAIN, ['--version'])).out)![1];
+    assert.equal((await cluster.admin.call('Agents', 'GetAgent', { spiffe_id: fixture.agentId })).agent_version, agentVersion);
 
     // A join token generated before the upgrade and not yet used attests a new agent.
     const second = await cluster.startAgent({ name: 'second', serverAddress: address, joinToken: fixture.unusedJoinToken, env: env });
