@@ -3,6 +3,7 @@ import path from 'node:path';
 import { removeStaleTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import type { Clock, TimerHandle } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
+import { jsonSyntaxProblem } from '../common/json-object.js';
 import { generateKeyPair, exportPkcs8Pem, importPrivateKey, keyMatchesCertificate } from '../common/x509/keys.js';
 import { chainNamesKeyId, parseCertificate, verifyChain } from '../common/x509/certificate.js';
 import { certificatesToPem, pemToDerList } from '../common/x509/pem.js';
@@ -117,10 +118,18 @@ export class ServerSvid {
     if (this.file === undefined) return undefined;
     removeStaleTempFiles(path.dirname(this.file), this.file);
     let saved: { chain_pem?: unknown; key_pem?: unknown };
+    let text: string;
     try {
-      saved = JSON.parse(fs.readFileSync(this.file, 'utf8')) as typeof saved;
+      text = fs.readFileSync(this.file, 'utf8');
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code !== 'ENOENT') this.log.warn({ file: this.file, reason: (err as Error).message }, 'the saved server SVID cannot be read; issuing a new one');
+      return undefined;
+    }
+    try {
+      saved = JSON.parse(text) as typeof saved;
+    } catch (err) {
+      // Not V8's message: it quotes the text around the fault, and this file holds the server's private key.
+      this.log.warn({ file: this.file, reason: `not valid JSON: ${jsonSyntaxProblem(err, text)}` }, 'the saved server SVID cannot be read; issuing a new one');
       return undefined;
     }
     const unusable = (why: string): undefined => {
