@@ -21,6 +21,7 @@ import { Cluster, AGENT_MAIN, DATACENTER, restartServerProcess, startCluster, ty
 import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.js';
 import { connectSds, dataSourceText, decodeSecrets, envoyNode, SotwClient } from '../support/sds-client.js';
 import { until } from '../support/until.js';
+import { parseLogLines } from '../support/log-lines.js';
 
 const WEB = 'spiffe://example.org/web';
 const uid = process.getuid!();
@@ -98,10 +99,23 @@ async function serverCli(args: string[], printsSecrets = false): Promise<CliResu
   return result;
 }
 
-async function agentCli(args: string[], printsSecrets = false): Promise<CliResult> {
-  const result = await runNode(AGENT_MAIN, args);
+async function agentCli(args: string[], printsSecrets = false, asUid?: number): Promise<CliResult> {
+  const result = asUid === undefined ? await runNode(AGENT_MAIN, args) : await runAs(asUid, args);
   cliRuns.push({ args: ['meshid-agent', ...args], result, printsSecrets });
   return result;
+}
+
+/** The agent CLI as another uid (the caller is root). */
+function runAs(asUid: number, args: string[]): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [AGENT_MAIN, ...args], { uid: asUid, gid: asUid, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
 }
 
 /** `meshid-agent run` to its end (an agent that gives up, refused or misconfigured); its output is a daemon's. */
@@ -233,6 +247,17 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
     for (const bad of [expired, unknownKey, unknownKid, tampered, ...malformed]) {
       await assert.rejects(workload.validateJwtSvid('relying-party', bad), (err: unknown) => isMeshidError(err, 'invalid_argument'));
     }
+    // The agent logs one refusal per rpc, code and uid a minute: as root, each refused token comes from a uid of its
+    // own (`api validate jwt`, as a workload would run it), so every reason reaches the log.
+    if (uid === 0) {
+      const bads = [expired, unknownKey, unknownKid, tampered, ...malformed];
+      for (const [i, bad] of bads.entries()) {
+        const r = await agentCli(['api', 'validate', 'jwt', '--audience', 'relying-party', `--svid=${bad}`, '--socket-path', agent.socketPath], false, 61_000 + i);
+        assert.equal(r.code, 1, r.err);
+      }
+      const reasons = new Set(parseLogLines(agent.output()).filter((l) => l.msg === 'Workload API call refused' && l['rpc'] === 'ValidateJWTSVID').map((l) => l['reason']));
+      assert.ok(reasons.size >= 5, `the refusals' reasons are logged: ${[...reasons].join(' | ')}`);
+    }
     await assert.rejects(workload.validateJwtSvid('another-audience', jwt));
   } finally {
     workload.close();
@@ -293,7 +318,9 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
   await agent.waitForLog(/"msg":"agent SVID renewed"/, 60_000);
 
   // A second agent, banned: it withdraws its identities and removes its key.
-  const doomed = await cluster.startAgent({ name: 'doomed', joinToken: await cluster.token(), env: TRACE });
+  const doomedToken = await cluster.token();
+  addToken("the banned agent's join token", doomedToken);
+  const doomed = await cluster.startAgent({ name: 'doomed', joinToken: doomedToken, env: TRACE });
   daemonOutputs.set('meshid-agent (banned)', () => doomed.output());
   const doomedKeys = addKeysUnder(doomed.dataDir);
   assert.ok(doomedKeys > 0, "the banned agent's key is known before it removes it");
