@@ -310,8 +310,12 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
   const backup = await serverCli(['backup', '--out', backupDir]);
   assert.equal(backup.code, 0, backup.err);
   assert.equal((await serverCli(['backup', '--out', backupDir])).code, 1, 'a backup is not written over another');
-  assert.equal((await serverCli(['bundle', 'show'])).code, 0);
-  assert.equal((await serverCli(['ca', 'show'])).code, 0);
+  for (const args of [['bundle', 'show'], ['bundle', 'show', '--format', 'spiffe'], ['ca', 'show'], ['ca', 'show', '--output', 'json'],
+    ['agent', 'list'], ['agent', 'list', '--output', 'json'], ['entry', 'show', '--output', 'json'], ['bundle', 'list']]) {
+    const r = await serverCli(args);
+    assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
+    assert.doesNotMatch(r.out, /"d"\s*:/, `${args.join(' ')} prints no private JWK member`);
+  }
   assert.equal((await serverCli(['validate', '--config', path.join(configDir, 'server.json'), '--trust-domain', 'example.org', '--data-dir', path.join(cluster.dir, 'x')])).code, 0);
 
   // The agent renews its SVID (a new key) at least once.
