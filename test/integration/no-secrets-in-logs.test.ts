@@ -290,6 +290,7 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
       if (keyPem !== '') addKey(`the SDS secret ${secret.name}`, crypto.createPrivateKey(keyPem));
     }
     stream.nack(first, [WEB, 'ROOTCA'], '', 'Failed to load private key from <inline>');
+    await agent.waitForLog(/Envoy rejected SDS secrets/);
   } finally {
     stream.cancel();
     sds.close();
