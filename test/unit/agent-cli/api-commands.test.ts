@@ -36,8 +36,8 @@ after(async () => {
 });
 
 /** Runs `meshid-agent api …` in-process against the harness socket. */
-async function api(args: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
-  const io = captureIo(env);
+async function api(args: string[], env: NodeJS.ProcessEnv = {}, stdin?: string): Promise<{ code: number; out: string; err: string }> {
+  const io = captureIo(env, stdin);
   const code = await apiCommand(args, io);
   return { code, out: io.out(), err: io.err() };
 }
@@ -205,6 +205,17 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
     assert.deepEqual(parseJwtSvid(svids.svids[0]!.svid).claims['aud'], ['db']);
     assert.equal(svids.svids[0]!.hint, '');
     assert.deepEqual(JSON.parse(Buffer.from(bundles.bundles[`spiffe://${TD}`]!, 'base64').toString('utf8')), ownKeys);
+  });
+
+  test('validate jwt --svid - reads the token from standard input, keeping it off the process list', async () => {
+    const r = await api(['fetch', 'jwt', '--audience', 'cache', '--socket-path', h.socketPath]);
+    const token = /^token\(.+\):\n\t(\S+)\n/.exec(r.out)![1]!;
+    const v = await api(['validate', 'jwt', '--audience', 'cache', '--svid', '-', '--socket-path', h.socketPath], {}, `${token}\n`);
+    assert.equal(v.code, 0, v.err);
+    assert.match(v.out, /^SVID is valid\.\nSPIFFE ID : spiffe:\/\/example\.org\/ns\/default\/sa\/frontend\n/);
+    const none = await api(['validate', 'jwt', '--audience', 'cache', '--svid', '-', '--socket-path', h.socketPath], {}, '\n');
+    assert.equal(none.code, 1);
+    assert.equal(none.err, 'Error: InvalidArgument: --svid - found no token on standard input\n');
   });
 
   test('fetch jwt without --audience fails locally; validate jwt without --svid fails locally', async () => {
