@@ -132,7 +132,7 @@ function agentRunToExit(name: string, args: string[]): Promise<number | null> {
 }
 
 /** The most the daemons say: their own trace level, and grpc-js's diagnostics routed into their log. */
-const TRACE = { MESHID_LOG_LEVEL: 'trace', GRPC_VERBOSITY: 'DEBUG', GRPC_TRACE: 'server,server_call,channel,subchannel,transport' };
+const TRACE = { MESHID_LOG_LEVEL: 'trace', GRPC_VERBOSITY: 'DEBUG', GRPC_TRACE: 'all' };
 
 /** A JWT-SVID for WEB, signed by `key` under `kid`, with times relative to now (seconds). */
 function craftJwt(key: crypto.KeyObject, kid: string, iatOffset: number, expOffset: number): string {
