@@ -42,13 +42,23 @@ let cluster: Cluster;
 let configDir: string;
 let agent: AgentProcess;
 
+/**
+ * Every 12-character run of `text`, 2 apart: a message quoting part of a secret (V8's JSON.parse quotes ten characters
+ * around a fault) still holds one. 12 random characters match nothing else in a log by chance.
+ */
+function windows(text: string): string[] {
+  const runs: string[] = [];
+  for (let i = 0; i + 12 <= text.length; i += 2) runs.push(text.slice(i, i + 12));
+  return runs;
+}
+
 function addToken(what: string, value: string): void {
-  secrets.push({ what, needles: [value] });
+  secrets.push({ what, needles: [value, ...windows(value)] });
 }
 
 function addJwt(what: string, token: string): void {
-  // The whole token, and its signature alone (a log quoting a token cut short still holds it).
-  secrets.push({ what, needles: [token, token.split('.')[2]!.slice(0, 40)] });
+  // The whole token, and runs of its signature (the part that makes it a credential; header and claims are not secret).
+  secrets.push({ what, needles: [token, ...windows(token.split('.')[2]!)] });
 }
 
 /** A private key: its PKCS#8 DER (base64, base64url, hex), its SEC1 form, and its scalar (a JWK's `d`). */
@@ -56,7 +66,10 @@ function addKey(what: string, key: crypto.KeyObject): void {
   const pkcs8 = key.export({ type: 'pkcs8', format: 'der' });
   const needles = [pkcs8.toString('base64').slice(48, 100), pkcs8.toString('base64url').slice(48, 100), pkcs8.toString('hex').slice(72, 140)];
   const jwk = key.export({ format: 'jwk' });
-  if (typeof jwk.d === 'string') needles.push(jwk.d, Buffer.from(jwk.d, 'base64url').toString('base64'), Buffer.from(jwk.d, 'base64url').toString('hex'));
+  if (typeof jwk.d === 'string') {
+    const d = Buffer.from(jwk.d, 'base64url');
+    needles.push(...windows(jwk.d), ...windows(d.toString('base64')), ...windows(d.toString('hex')));
+  }
   if (key.asymmetricKeyType === 'ec') needles.push(key.export({ type: 'sec1', format: 'der' }).toString('base64').slice(12, 60));
   secrets.push({ what, needles });
 }
