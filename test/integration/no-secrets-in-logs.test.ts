@@ -407,7 +407,10 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
   for (const f of [...filesUnder(written), ...filesUnder(mintDir)]) {
     if (/PRIVATE KEY/.test(fs.readFileSync(f, 'utf8')) && (fs.statSync(f).mode & 0o077) !== 0) exposed.push(`${f} ${(fs.statSync(f).mode & 0o777).toString(8)}`);
   }
-  for (const d of [written, mintDir]) if ((fs.statSync(d).mode & 0o077) !== 0) exposed.push(`${d} ${(fs.statSync(d).mode & 0o777).toString(8)}`);
+  // And the admin socket, through which JWT-SVIDs are minted and join tokens generated: the server's user's alone.
+  for (const d of [written, mintDir, path.dirname(adminSocket), adminSocket]) {
+    if ((fs.statSync(d).mode & 0o077) !== 0) exposed.push(`${d} ${(fs.statSync(d).mode & 0o777).toString(8)}`);
+  }
   assert.deepEqual(exposed, [], 'group or world access to secrets');
 });
 
