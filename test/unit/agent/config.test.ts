@@ -184,6 +184,12 @@ test('join_token_file: the token is read from the file at start and trimmed; wit
     fs.writeFileSync(file, '\n');
     assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token_file: file }), /the join token file .* is empty/);
     assert.throws(() => compileAgentConfig({ server_address: 'a:1', join_token_file: path.join(t.dir, 'gone') }), /cannot read the join token file .*gone \(ENOENT\)/);
+    // The token itself where its file's path goes: the answer says so without repeating it.
+    const token = '0123456789abcdef0123456789abcdef01234567';
+    assert.throws(
+      () => compileAgentConfig({ server_address: 'a:1', join_token_file: token }),
+      (err: Error) => /takes the path of a file holding the join token.*looks like a token itself/.test(err.message) && !err.message.includes(token.slice(0, 12)),
+    );
   } finally {
     t.cleanup();
   }
