@@ -303,7 +303,10 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
       if (keyPem !== '') addKey(`the SDS secret ${secret.name}`, crypto.createPrivateKey(keyPem));
     }
     stream.nack(first, [WEB, 'ROOTCA'], '', 'Failed to load private key from <inline>');
-    await agent.waitForLog(/Envoy rejected SDS secrets/);
+    const nackLine = await agent.waitForLog(/Envoy rejected SDS secrets/);
+    // One line an operator's tools read alike: parseLogLines refuses a key given twice.
+    const [nack] = parseLogLines(nackLine);
+    assert.equal(nack?.rpc, 'StreamSecrets');
   } finally {
     stream.cancel();
     sds.close();

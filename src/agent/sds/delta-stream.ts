@@ -116,7 +116,7 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       this.ctx.stats.staleRequests++;
       return;
     }
-    if (request.error_detail !== undefined) this.logNack(request.error_detail, nonce, { rpc: 'DeltaSecrets' });
+    if (request.error_detail !== undefined) this.logNack(request.error_detail, nonce, {});
     else this.ctx.stats.acks++;
   }
 

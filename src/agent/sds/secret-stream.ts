@@ -186,6 +186,7 @@ export abstract class SecretStream<Req, Res> {
     call.end();
   }
 
+  /** The stream's logger already names its rpc and caller: `extra` adds only what the request says. */
   protected logNack(detail: RpcStatus, nonce: string, extra: Record<string, unknown>): void {
     this.ctx.stats.nacks++;
     this.ctx.log.warn(

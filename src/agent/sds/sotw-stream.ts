@@ -82,7 +82,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
         return false;
       }
       if (request.error_detail !== undefined) {
-        if (nonce !== this.nackedNonce) this.logNack(request.error_detail, nonce, { rpc: 'StreamSecrets', versionInfo: request.version_info ?? '' });
+        if (nonce !== this.nackedNonce) this.logNack(request.error_detail, nonce, { versionInfo: request.version_info ?? '' });
         this.nackedNonce = nonce;
       } else if (nonce !== '') {
         this.ctx.stats.acks++;
