@@ -1,4 +1,5 @@
 import * as grpc from '@grpc/grpc-js';
+import { serverSessions } from '../common/grpc/server-sessions.js';
 
 /** How long calls in progress get to finish when a server stops, before their connections are cut. */
 export const SHUTDOWN_GRACE_MS = 2000;
@@ -28,32 +29,5 @@ export function shutdownGrpcServer(server: grpc.Server, graceMs = SHUTDOWN_GRACE
  */
 export function forceShutdownGrpcServer(server: grpc.Server): void {
   server.forceShutdown();
-  for (const session of openSessions(server)) if (!session.destroyed) session.destroy();
-}
-
-interface Destroyable {
-  readonly destroyed: boolean;
-  destroy(): void;
-}
-
-/**
- * The HTTP/2 connections open on `server`'s listeners, which grpc-js keeps until their last connection has ended.
- * An internal (`http2Servers`: listener → { sessions }): whatever does not have that shape is passed over, so a
- * grpc-js that changed it leaves those connections to forceShutdown alone instead of throwing out of a timer.
- */
-function openSessions(server: grpc.Server): Destroyable[] {
-  const listeners: unknown = (server as unknown as { http2Servers?: unknown }).http2Servers;
-  if (!(listeners instanceof Map)) return [];
-  const sessions: Destroyable[] = [];
-  for (const listener of listeners.values() as Iterable<unknown>) {
-    const held: unknown = (listener as { sessions?: unknown } | null | undefined)?.sessions;
-    if (!(held instanceof Set)) continue;
-    for (const s of held as Set<unknown>) if (isDestroyable(s)) sessions.push(s);
-  }
-  return sessions;
-}
-
-function isDestroyable(value: unknown): value is Destroyable {
-  const v = value as Partial<Destroyable> | null | undefined;
-  return typeof v?.destroy === 'function' && typeof v.destroyed === 'boolean';
+  for (const session of serverSessions(server)) if (!session.destroyed) session.destroy();
 }

@@ -20,6 +20,7 @@ import { MeshidError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/log.js';
 import { formatSelector } from '../../src/common/spiffe/selector.js';
 import { packageRoot } from '../../src/common/paths.js';
+import { BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { publicTempDir } from '../support/peer-process.js';
 
 const SERVICE = '/meshid.test.PeerEcho';
@@ -67,7 +68,8 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
     interceptorPeers.push(call.getConnectionInfo().remoteAddress ?? 'none');
     return new grpc.ServerInterceptingCall(call);
   };
-  const server = new grpc.Server({ interceptors: [recordPeer] });
+  // The agent's options (channelz off, which changes what grpc-js records of its connections).
+  const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [recordPeer] });
   server.addService(
     { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true), retired: method('Retired', false) },
     {

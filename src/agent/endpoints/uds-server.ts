@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import http2 from 'node:http2';
+import type http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -10,6 +10,7 @@ import { createDirectory } from '../../common/create-directory.js';
 import { callerFields } from './refusal-log.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 import { PerUidCap } from './per-uid-cap.js';
+import { serverSessions } from '../../common/grpc/server-sessions.js';
 
 export interface UdsServerOptions {
   /** Absolute path of the socket file. Its directory is created (0755) when missing. */
@@ -256,18 +257,9 @@ export class UdsServer {
     });
   }
 
-  /**
-   * grpc-js's HTTP/2 session on the connection behind `peer`. grpc-js has no public accessor: its `sessions` map is
-   * read, matched by the remoteAddress each accepted socket is given. Undefined when grpc-js changes; retire then
-   * falls back to ending the socket after RETIRE_DELAY_MS, and the caller-changes-ids tests fail on a loaded machine.
-   */
+  /** grpc-js's HTTP/2 session on the connection behind `peer`, matched by the remoteAddress its socket was given. */
   private sessionOf(peer: string): http2.ServerHttp2Session | undefined {
-    const sessions = (this.grpcServer as unknown as { sessions?: Map<http2.ServerHttp2Session, unknown> }).sessions;
-    if (!(sessions instanceof Map)) return undefined;
-    for (const session of sessions.keys()) {
-      if (!session.closed && !session.destroyed && session.socket?.remoteAddress === peer) return session;
-    }
-    return undefined;
+    return serverSessions(this.grpcServer).find((s) => !s.closed && !s.destroyed && s.socket?.remoteAddress === peer);
   }
 
   /**
