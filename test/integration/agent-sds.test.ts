@@ -5,6 +5,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import tls from 'node:tls';
+import { X509Certificate } from 'node:crypto';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
 import path from 'node:path';
@@ -114,9 +115,16 @@ test('a renewed SVID is pushed on the open stream; a stream for the other identi
     const chain = dataSourceText(secretsByName(pushed).get(A)!.tls_certificate?.certificate_chain);
     assert.notEqual(chain, dataSourceText(secretsByName(firstA).get(A)!.tls_certificate?.certificate_chain));
     watchA.ack(pushed, [A]);
-    // B's identity did not change: by the time A's push arrived, B's stream has nothing queued.
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(watchB.pending, 0, 'no push for an unchanged identity');
+    // B's identity did not change, so B's stream gets nothing for A's change. Shown with a sentinel: B's entry changes
+    // next. The agent receives entry changes in order on its one Sync stream and writes each stream's responses in
+    // order, so a push to B caused by A's change would reach B before the push for B's own change; the first thing B
+    // receives must therefore be the SVID carrying B's new DNS name (a re-push or a re-signing for A's change would not).
+    const entryB = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: B })).entries![0]!.id!;
+    await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryB, dns_names: ['b-sentinel.mesh.internal'] }, mask: ['dns_names'] });
+    const sentinel = await watchB.next(10_000);
+    const sentinelCert = new X509Certificate(dataSourceText(secretsByName(sentinel).get(B)!.tls_certificate?.certificate_chain));
+    assert.match(sentinelCert.subjectAltName ?? '', /DNS:b-sentinel\.mesh\.internal/, 'no push for an unchanged identity: B\'s first push is for its own change');
+    assert.equal(watchB.received.length, 2, 'no push for an unchanged identity');
   } finally {
     watchA.cancel();
     watchB.cancel();
