@@ -28,6 +28,16 @@ const serialOf = (m: X509SvidResponse, spiffeId: string): string | undefined => 
   return svid ? parseCertificate(splitConcatenatedDer(svid.x509_svid!)[0]!).serialHex : undefined;
 };
 
+/**
+ * The renewals the agent has started and not finished: its own SVID's (AgentIdentity.renewing) and the workload SVIDs'
+ * SignX509Svids calls (SvidIssuer.calls). Private state, read by the test: the agent exposes no other sign of a renewal
+ * before its answer arrives.
+ */
+function renewalsUnderWay(): { agentSvid: boolean; signingCalls: number } {
+  const internals = agent as unknown as { identity: { renewing: boolean }; issuer: { calls: number } };
+  return { agentSvid: internals.identity.renewing, signingCalls: internals.issuer.calls };
+}
+
 before(async () => {
   cluster = await startInProcessCluster(clock, 'meshid-agent-rotation-');
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/rotating', selectors: [`unix:uid:${uid}`] });
@@ -53,11 +63,18 @@ test('at half-life the workload SVID and the agent SVID are renewed; the open wo
     const firstSerial = serialOf(first, 'spiffe://example.org/rotating')!;
     const agentSvidBefore = agent.status().agentSvidExpiresAt!;
 
+    // A renewal starts on the agent's clock: the FakeClock runs every timer that falls due inside advance(), and a due
+    // renewal is under way when the timer returns (the agent SVID's renew() marks itself renewing before its first
+    // await; the issuer counts its SignX509Svids call before sending it). So what is under way right after advance()
+    // returns is every renewal that clock time made due: no real time to wait for, nothing left to happen later.
+    assert.deepEqual(renewalsUnderWay(), { agentSvid: false, signingCalls: 0 }, 'nothing renewing before the advance');
     clock.advance(12 * HOUR - 60_000);
-    await new Promise((r) => setTimeout(r, 200));
+    assert.deepEqual(renewalsUnderWay(), { agentSvid: false, signingCalls: 0 }, 'nothing is renewed before half-life');
     assert.equal(agent.status().agentSvidExpiresAt, agentSvidBefore, 'nothing is renewed before half-life');
 
     clock.advance(2 * HOUR);
+    // The same look sees both renewals start once half-life has passed: it would have seen an early one.
+    assert.deepEqual(renewalsUnderWay(), { agentSvid: true, signingCalls: 1 }, 'both renewals under way after half-life');
     let next: X509SvidResponse;
     do {
       const r = await watch.next();
