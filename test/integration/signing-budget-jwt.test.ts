@@ -94,11 +94,19 @@ test('a FetchJWTSVID the budget refusal is not waited out for is told UNAVAILABL
 
 test('a FetchJWTSVID without a deadline cancelled while it waits for the budget ends its wait, and nothing is signed for it', async () => {
   const { agent, fetchJwt, close } = await agentWithSpentBudget('agent-cancel');
-  const tokens = (): number => (agent as unknown as { cache: { jwt: { size: number } } }).cache.jwt.size;
+  // The agent's JWT-SVID cache (private): its tokens, and its hold on signing after a budget refusal.
+  const jwtCache = (agent as unknown as { cache: { jwt: { size: number; hold: { heldUntil(): number | undefined } } } }).cache.jwt;
+  const tokens = (): number => jwtCache.size;
   try {
     let ended: grpc.ServiceError | null | undefined;
     const call = fetchJwt('cancelled', {}, (err) => (ended = err));
-    await new Promise((r) => setTimeout(r, 200));
+    // The call's signing was refused (this agent signs nothing else meanwhile), which sets the hold. The call decides
+    // between waiting and answering in the microtasks after that, before this poll's timer runs, so an answer would
+    // already be written when the hold is seen. A hurried call sent now is answered at once (its deadline comes before
+    // the retry time) after it, on the same connection: once that answer is here, the first call's would be too.
+    await until('the budget refusal of the call', () => (jwtCache.hold.heldUntil() !== undefined ? true : undefined));
+    const hurried = await new Promise<grpc.ServiceError | null>((resolve) => fetchJwt('hurried', { deadline: Date.now() + 500 }, resolve));
+    assert.equal(hurried?.code, grpc.status.UNAVAILABLE, hurried?.details);
     assert.equal(ended, undefined, 'waiting for the budget');
     call.cancel();
     await until('the cancelled call to end', () => (ended !== undefined ? true : undefined));
@@ -107,7 +115,12 @@ test('a FetchJWTSVID without a deadline cancelled while it waits for the budget 
       clock.advance(1000);
       await new Promise((r) => setTimeout(r, 20));
     }
-    assert.equal(tokens(), 0, 'no token was signed and cached for the cancelled call');
+    // A sentinel signed after those retries: after a refusal the agent signs one at a time, in order (JwtSigningHold),
+    // and a retry of the old wait fired inside the advances above, so its signing would have been done and cached
+    // before this one is answered. Then the sentinel's is the only token.
+    const sentinel = await new Promise<grpc.ServiceError | null>((resolve) => fetchJwt('sentinel', { deadline: Date.now() + 20_000 }, resolve));
+    assert.equal(sentinel, null, 'the sentinel is signed');
+    assert.equal(tokens(), 1, 'no token was signed and cached for the cancelled call');
   } finally {
     close();
   }
