@@ -78,6 +78,10 @@ test('a paused uid is not read after Node restarts reading its connection at the
       stream.end(EMPTY);
     });
 
+  // The server's HTTP/2 session (grpc-js keeps it; no public accessor): its view of the client's flow-control window
+  // drops as DATA frames are handed to the socket.
+  const serverSession = (): http2.ServerHttp2Session =>
+    [...(server as unknown as { http2Servers: Map<unknown, { sessions: Set<http2.ServerHttp2Session> }> }).http2Servers.values()].flatMap((e) => [...e.sessions])[0]!;
   // Six requests: past the high water of 4 jobs, the uid is paused.
   const big = call('Big');
   for (let i = 0; i < 5; i++) void call('Small');
@@ -91,9 +95,12 @@ test('a paused uid is not read after Node restarts reading its connection at the
   turn();
   turn();
   assert.equal(queue.waitingJobs(uid), 3);
-  // Time for the agent to start writing the 8 MB (a write not yet started when the client reads again leaves nothing
-  // to undo the pause, and the test passes without showing anything).
-  await new Promise((resolve) => setTimeout(resolve, 100));
+  // The agent must be writing the 8 MB when the client reads again (a write not yet started leaves nothing to undo the
+  // pause, and the test passes without showing anything): wait until the server's session has sent all of Big's DATA
+  // into the connection, by the window the client gave it. A client that does not read cannot take 8 MB: the write is
+  // under way, and stays so until the client reads.
+  const window = serverSession().state.remoteWindowSize!;
+  await until('the agent writing the 8 MB', () => (window - serverSession().state.remoteWindowSize! >= BIG_RESPONSE ? true : undefined));
   // The client reads again: the agent's write completes, and Node starts reading the paused connection again.
   handleOf(socket).readStart();
   assert.ok((await big) >= BIG_RESPONSE);
@@ -102,8 +109,16 @@ test('a paused uid is not read after Node restarts reading its connection at the
   await until('the request sent after the write queued', () => (queue.waitingJobs(uid) === 4 ? true : undefined));
   let pingAnswered = false;
   const ping = new Promise<void>((resolve) => session.ping(() => ((pingAnswered = true), events.push('ping answered'), resolve())));
-  // What a connection being read answers within a few loop turns, on one machine.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // A sentinel PING on a new connection, which the agent reads (a uid's connection opened after the pause is read until
+  // its first request). It goes out after the first PING is in the kernel (the connection takes loop turns to set up),
+  // and the agent, client and server in this one process, would have read a connection it reads no later than this
+  // one: once the sentinel's answer is here, and its loop turn over, so would the first PING's be.
+  const sentinel = http2.connect('http://localhost', { createConnection: () => net.connect(path.join(dir, 'api.sock')) });
+  t.after(() => sentinel.destroy());
+  sentinel.on('error', () => undefined);
+  await new Promise((resolve) => sentinel.once('remoteSettings', resolve));
+  await new Promise<void>((resolve) => sentinel.ping(() => resolve()));
+  await new Promise((resolve) => setImmediate(resolve));
   assert.equal(pingAnswered, false, 'the paused connection was read: its PING was answered');
   while (turns.length > 0) turn();
   await ping;
