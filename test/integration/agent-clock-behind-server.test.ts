@@ -18,6 +18,7 @@ import { startInProcessCluster } from '../support/cluster.js';
 import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
 import { healthBody, probe } from '../support/http-probe.js';
 import { until } from '../support/until.js';
+import { advanceUntil } from '../support/advance-until.js';
 
 const HOUR = 3_600_000;
 
@@ -61,17 +62,22 @@ test("an agent 2 h behind the server presents an SVID the server sees as expired
   assert.equal(ready.status, 500, ready.body);
   assert.match(String(healthBody(ready, 'agent')['reason']), /behind meshid-server's/);
 
-  // Retries stay quiet in between (throttled), and the agent does not give up while the clocks disagree.
-  agentClock.advance(60_000);
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(agent.status().state, 'disconnected');
-  assert.equal(lines().filter((l) => l.includes('"level":50') && l.includes('behind meshid-server')).length, 1);
+  // Retries stay quiet in between (throttled), and the agent does not give up while the clocks disagree. Shown on
+  // retries that did happen: each refusal names the server's clock reading, so with the server's clock a second on
+  // before each, a new lastError is a new refusal handled. The agent logs (or not) before it records lastError
+  // (refusedForClocks), so the lines read then are all that refusal wrote.
+  const clockErrors = (): number => lines().filter((l) => l.includes('"level":50') && l.includes('behind meshid-server')).length;
+  for (let retry = 1; retry <= 3; retry++) {
+    serverClock.advance(1000);
+    const previous = agent.status().lastError;
+    await advanceUntil(agentClock, () => agent.status().lastError !== previous);
+    assert.match(agent.status().lastError ?? '', new RegExp(`which reads ${new Date(serverClock.now()).toISOString()}`), `retry ${retry} refused`);
+    assert.equal(agent.status().state, 'disconnected', `still retrying after retry ${retry}`);
+    assert.equal(clockErrors(), 1, `retry ${retry} logged nothing more`);
+  }
 
   // The clock put right: the agent's next retry finds its SVID expired by its own clock, and asks for a join token.
   agentClock.set(serverClock.now());
-  for (let i = 0; i < 40 && agent.status().state !== 'reattest-required'; i++) {
-    agentClock.advance(5_000);
-    await new Promise((r) => setTimeout(r, 50));
-  }
+  await advanceUntil(agentClock, () => agent.status().state === 'reattest-required');
   assert.equal(agent.status().state, 'reattest-required');
 });
