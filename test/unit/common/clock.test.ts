@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock, wallClock } from '../../../src/common/clock.js';
 
@@ -33,7 +33,7 @@ test('FakeClock runs timers scheduled by timers within the same advance and skip
  * to wait for the next check. A test clock over a wall-clock reading the test sets, and the monotonic clock
  * (performance.now) mocked: time passes on either only when the test says, and every read of either is counted.
  */
-function testClocks(t: { mock: { method: (o: object, m: string, f: () => number) => unknown } }): {
+function testClocks(t: TestContext): {
   wall: { ms: number };
   mono: { ms: number };
   reads: () => number;
