@@ -120,15 +120,7 @@ async function agentCli(args: string[], printsSecrets = false, asUid?: number): 
 
 /** The agent CLI as another uid (the caller is root). */
 function runAs(asUid: number, args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, ...args], { uid: asUid, gid: asUid, stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
+  return runNode(AGENT_MAIN, args, {}, process.cwd(), { uid: asUid, gid: asUid });
 }
 
 /** `meshid-agent run` to its end (an agent that gives up, refused or misconfigured); its output is a daemon's. */

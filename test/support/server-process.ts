@@ -12,10 +12,10 @@ export interface CliResult {
   err: string;
 }
 
-/** Runs a node entry point to completion and collects its output. */
-export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = process.cwd()): Promise<CliResult> {
+/** Runs a node entry point to completion and collects its output; as another uid and gid with `ids`. */
+export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {}, cwd = process.cwd(), ids?: { uid: number; gid: number }): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main, ...args], { cwd, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'], ...ids });
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));

@@ -4,6 +4,19 @@ import { JwtSigningHold } from '../../../src/agent/cache/jwt-signing-hold.js';
 import { resourceExhausted } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 
+/** A signing that waits for its answer (`answers`, in call order), counting how many ran at once at most. */
+function countingSigner(): { sign: () => Promise<string>; answers: Array<() => void>; most: () => number } {
+  let running = 0;
+  let most = 0;
+  const answers: Array<() => void> = [];
+  const sign = (): Promise<string> => {
+    running++;
+    most = Math.max(most, running);
+    return new Promise<string>((resolve) => answers.push(() => (running--, resolve('jwt'))));
+  };
+  return { sign, answers, most: () => most };
+}
+
 /**
  * After a budget refusal signings go one at a time. A signing that ends wakes the next in line, which resumes a
  * microtask later; a newcomer whose own promise chain reaches the hold in that gap must queue, not run alongside it.
@@ -17,14 +30,7 @@ for (let hops = 0; hops <= 12; hops++) {
     await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
     clock.advance(4000);
 
-    let running = 0;
-    let most = 0;
-    const answers: Array<() => void> = [];
-    const sign = (): Promise<string> => {
-      running++;
-      most = Math.max(most, running);
-      return new Promise<string>((resolve) => answers.push(() => (running--, resolve('jwt'))));
-    };
+    const { sign, answers, most } = countingSigner();
     const first = hold.run(sign);
     const second = hold.run(sign);
     await new Promise((r) => setImmediate(r));
@@ -39,7 +45,7 @@ for (let hops = 0; hops <= 12; hops++) {
       answers.shift()?.();
     }
     await Promise.all([first, second, newcomer]);
-    assert.equal(most, 1, 'never more than one signing at a time while recovering');
+    assert.equal(most(), 1, 'never more than one signing at a time while recovering');
   });
 }
 
@@ -54,14 +60,7 @@ test('a signing sent before a refusal and answered after it does not end the one
   await early;
   clock.advance(4000);
 
-  let running = 0;
-  let most = 0;
-  const answers: Array<() => void> = [];
-  const sign = (): Promise<string> => {
-    running++;
-    most = Math.max(most, running);
-    return new Promise<string>((resolve) => answers.push(() => (running--, resolve('jwt'))));
-  };
+  const { sign, answers, most } = countingSigner();
   const calls = [hold.run(sign), hold.run(sign), hold.run(sign)];
   await new Promise((r) => setImmediate(r));
   assert.equal(answers.length, 1, 'after the retry time, one signing goes and the others wait for its answer');
@@ -70,5 +69,5 @@ test('a signing sent before a refusal and answered after it does not end the one
     for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
   }
   await Promise.all(calls);
-  assert.equal(most, 1);
+  assert.equal(most(), 1);
 });
