@@ -1,4 +1,8 @@
+import type { Clock } from '../../common/clock.js';
 import { invalidArgument } from '../../common/errors.js';
+import type { Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
+import type { AttestedAgent } from '../datastore/datastore.js';
 
 /** As SPIRE's server bounds the version its agents report. */
 export const MAX_AGENT_VERSION_LENGTH = 255;
@@ -19,4 +23,33 @@ export function reportedAgentVersion(value: string | undefined): string | undefi
     throw invalidArgument(`agent_version must be printable ASCII; it holds U+${code} at index ${bad.index}`);
   }
   return value;
+}
+
+/**
+ * Stores the version an agent reports as it opens Sync (every start, every reconnect), when it differs from the one
+ * stored; none reported (an agent of an earlier version) keeps the stored one. A version refused is the stream's
+ * refusal; a write that fails is not: the stream matters more than the report, which the next open repeats. A
+ * failing datastore (a full disk) is told once a minute, not at each of thousands of agents' opens.
+ */
+export class AgentVersionRecorder {
+  private readonly writeFailures: LogThrottle;
+
+  constructor(
+    private readonly deps: { ds: { setAgentVersion(spiffeId: string, version: string): Promise<void> }; clock: Clock; log: Logger },
+  ) {
+    this.writeFailures = new LogThrottle(deps.clock);
+  }
+
+  async record(agent: AttestedAgent, reported: string | undefined): Promise<void> {
+    const version = reportedAgentVersion(reported);
+    if (version === undefined || version === agent.agentVersion) return;
+    const { ds, log } = this.deps;
+    try {
+      await ds.setAgentVersion(agent.spiffeId, version);
+      log.info({ agent: agent.spiffeId, agentVersion: version, ...(agent.agentVersion !== undefined && { previousVersion: agent.agentVersion }) }, 'agent reports its version');
+    } catch (err) {
+      const admitted = this.writeFailures.admit('write');
+      if (admitted !== undefined) log.warn({ err, agent: agent.spiffeId, ...admitted }, 'cannot record the version the agent reports');
+    }
+  }
 }

@@ -20,7 +20,7 @@ import { CopiedAgentIdentities } from './copied-agent-identities.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
 import { unary } from './handler.js';
-import { reportedAgentVersion } from './agent-version.js';
+import { AgentVersionRecorder, reportedAgentVersion } from './agent-version.js';
 import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
@@ -111,6 +111,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
   const agentPrefix = agentIdPrefix(deps.trustDomain);
   const copiedIdentities = new CopiedAgentIdentities(clock, log);
   const attestRefusals = new LogThrottle(clock);
+  const agentVersions = new AgentVersionRecorder({ ds, clock, log });
   /**
    * An attestation refused for what the host presented (a join token unknown, used, expired or revoked; a bad CSR) is
    * logged at warn with the host's address: the operator hears which host waits for a token. One line per reason a
@@ -297,26 +298,10 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
     },
   };
 
-  /**
-   * Stores the version an agent reports as it opens Sync (every start, every reconnect), when it differs from the one
-   * stored; none reported (an agent of an earlier version) keeps the stored one. A version refused is the stream's
-   * refusal; a write that fails is not: the stream matters more than the report, which the next open repeats.
-   */
-  async function recordAgentVersion(agent: AttestedAgent, reported: string | undefined): Promise<void> {
-    const version = reportedAgentVersion(reported);
-    if (version === undefined || version === agent.agentVersion) return;
-    try {
-      await ds.setAgentVersion(agent.spiffeId, version);
-      log.info({ agent: agent.spiffeId, agentVersion: version, ...(agent.agentVersion !== undefined && { previousVersion: agent.agentVersion }) }, 'agent reports its version');
-    } catch (err) {
-      log.warn({ err, agent: agent.spiffeId }, 'cannot record the version the agent reports');
-    }
-  }
-
   async function runSync(call: ServerWritableStream<SyncRequest, SyncUpdate>): Promise<void> {
     // Its Sync-open budget was charged before the request was decoded (agent-call-gate.ts).
     let agent = await auth(call);
-    await recordAgentVersion(agent, call.request.agent_version);
+    await agentVersions.record(agent, call.request.agent_version);
     // Gone while it was authenticated: no end handler would ever run for what is set up below.
     if (call.cancelled || call.destroyed) return;
     const agentId = agent.spiffeId;
