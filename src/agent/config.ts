@@ -10,6 +10,7 @@ import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
 import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
+import { looksLikeCredential } from '../common/cli/credential-like.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -225,11 +226,6 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   });
 }
 
-/** No path separator or extension, and as long as a token: `meshid-server token generate` prints 40 hex digits. */
-function looksLikeToken(value: string): boolean {
-  return value.length >= 16 && !/[/.\s]/.test(value);
-}
-
 /**
  * The join token, from join_token or from the file join_token_file names (read now, as spire-agent does: a token file
  * removed after the first attestation is an error at the next start, so drop the setting with the file). Never both:
@@ -250,7 +246,7 @@ function joinTokenSetting(raw: RawAgentConfig): string | undefined {
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code;
     // The token itself given in place of its file's path: quoting the path would put the token in the log.
-    if (code === 'ENOENT' && looksLikeToken(raw.join_token_file)) {
+    if (code === 'ENOENT' && looksLikeCredential(raw.join_token_file)) {
       throw invalidArgument('join_token_file (--join-token-file) takes the path of a file holding the join token; what it was given names no file and looks like a token itself: put the token in a file, or pass it as join_token (--join-token)');
     }
     throw invalidArgument(`cannot read the join token file ${file} (${code ?? (err as Error).message}): check join_token_file or --join-token-file`, err);

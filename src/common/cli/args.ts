@@ -1,6 +1,7 @@
 import { invalidArgument } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { closestMatch } from './suggest.js';
+import { looksLikeCredential } from './credential-like.js';
 
 /**
  * How a flag takes its value:
@@ -220,7 +221,8 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
   const max = options.maxPositionals ?? 0;
   if (positionals.length > max && !help) {
     const extra = positionals[max]!;
-    throw invalidArgument(`unexpected argument "${extra}"${max === 0 ? ': this command takes only flags' : ''}`);
+    const shown = looksLikeCredential(extra) ? '(a token or JWT-SVID, not repeated here: give it to the flag that takes it)' : `"${extra}"`;
+    throw invalidArgument(`unexpected argument ${shown}${max === 0 ? ': this command takes only flags' : ''}`);
   }
   return new ParsedArgs(byName, values, positionals, help);
 }

@@ -134,6 +134,13 @@ test('a duration that is not whole seconds is refused, not rounded', () => {
 
 test('positionals are refused unless the command takes them; "--" ends flags', () => {
   assert.equal(failure(['stray']), 'unexpected argument "stray": this command takes only flags');
+  // A token or JWT-SVID typed without its flag is not echoed to stderr (scrollback, CI logs); a near miss is.
+  const secrets = ['0123456789abcdef0123456789abcdef01234567', '3f1c2b4a-9d8e-4f70-a1b2-c3d4e5f60718', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln'];
+  for (const secret of secrets) {
+    assert.equal(failure([secret]), 'unexpected argument (a token or JWT-SVID, not repeated here: give it to the flag that takes it): this command takes only flags');
+  }
+  assert.equal(failure(['0123456789abcdef']), 'unexpected argument "0123456789abcdef": this command takes only flags');
+  assert.equal(failure(['spiffe://example.org/web']), 'unexpected argument "spiffe://example.org/web": this command takes only flags');
   const a = parseArgs(['--admin', '--', '--selector', 'x'], SPECS, { maxPositionals: 2 });
   assert.deepEqual(a.positionals, ['--selector', 'x']);
   assert.deepEqual(a.strings('selector'), []);

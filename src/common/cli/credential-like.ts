@@ -1,0 +1,8 @@
+/**
+ * Whether a value an operator typed where it does not belong looks like a credential: a join token (meshid's 40 hex
+ * digits, SPIRE's UUIDs) or a JWT-SVID. Error messages then say what is wrong without repeating it, since stderr ends
+ * up in terminals' scrollback and CI logs. Narrow on purpose: a mistyped name or path is still quoted back.
+ */
+export function looksLikeCredential(value: string): boolean {
+  return /^[0-9a-f]{32,}$/i.test(value) || /^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(value) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(value);
+}
