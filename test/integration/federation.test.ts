@@ -6,7 +6,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+
 import fs from 'node:fs';
 import type { X509BundlesResponse } from '../../src/agent/workload/messages.js';
 import { isMeshidError } from '../../src/common/errors.js';
@@ -17,6 +17,7 @@ import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
 import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, fetchSecrets, secretsByName, spiffeTrustDomains } from '../support/sds-client.js';
+import { jobFreeKeyPair } from '../support/job-free-key-pair.js';
 
 const PARTNER = 'spiffe://partner.example';
 
@@ -143,7 +144,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
   const partner = new TestCa('partner.example');
   t.after(() => partner.dispose());
   const endpoint = await partnerEndpoint(t, partner);
-  const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
+  const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: jobFreeKeyPair('ec', { namedCurve: 'P-256' }).publicKey }] });
   endpoint.body = seed;
   await federateThroughEndpoint(cluster, endpoint, seed);
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });

@@ -22,6 +22,7 @@ import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.
 import { connectSds, dataSourceText, decodeSecrets, envoyNode, SotwClient } from '../support/sds-client.js';
 import { until } from '../support/until.js';
 import { parseLogLines } from '../support/log-lines.js';
+import { jobFreeKeyPair } from '../support/job-free-key-pair.js';
 
 const WEB = 'spiffe://example.org/web';
 const uid = process.getuid!();
@@ -239,7 +240,7 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
     const jwtKey = crypto.createPrivateKey(fs.readFileSync(path.join(cluster.dir, 'server', 'data', 'ca', 'keys', jwtKeyFile)));
     const kid = path.basename(jwtKeyFile, '.pem');
     const expired = craftJwt(jwtKey, kid, -600, -300);
-    const stranger = crypto.generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey;
+    const stranger = jobFreeKeyPair('ec', { namedCurve: 'P-256' }).privateKey;
     const unknownKey = craftJwt(stranger, kid, -10, 300);
     const unknownKid = craftJwt(stranger, 'jwt-0000000000000000', -10, 300);
     const tampered = `${jwt.slice(0, -4)}${jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;

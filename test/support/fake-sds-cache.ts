@@ -3,7 +3,7 @@
  * meshid did not build) and an in-memory WorkloadCache whose identities, rotations and federations tests drive.
  */
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync, randomBytes } from 'node:crypto';
+import { randomBytes } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -11,6 +11,7 @@ import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
 import type { Selector } from '../../src/common/spiffe/selector.js';
 import { formatSelector } from '../../src/common/spiffe/selector.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
+import { jobFreeKeyPair } from './job-free-key-pair.js';
 
 const OPENSSL_CONFIG = `
 [req]
@@ -97,7 +98,7 @@ export class TestCa {
   }
 
   private writeKey(name: string): string {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+    const { privateKey } = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
     const pem = privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     writeFileSync(join(this.dir, `${name}.key`), pem, { mode: 0o600 });
     return pem;

@@ -4,13 +4,14 @@
  * JWT-SVIDs signed for real with an EC key published in the own bundle, and counters for what the handler did
  * (subscribers, JWT requests). Tests drive issuance, rotation, federation and removal.
  */
-import { generateKeyPairSync, type KeyObject } from 'node:crypto';
+import { type KeyObject } from 'node:crypto';
 import { permissionDenied } from '../../src/common/errors.js';
 import { signJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
 import { formatSelector, type Selector } from '../../src/common/spiffe/selector.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
 import { TestCa } from './fake-sds-cache.js';
+import { jobFreeKeyPair } from './job-free-key-pair.js';
 
 export { TestCa };
 
@@ -22,7 +23,7 @@ export interface TestJwtKey {
 }
 
 export function makeJwtKey(kid: string): TestJwtKey {
-  const { privateKey, publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { privateKey, publicKey } = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
   return { kid, privateKey, publicKey };
 }
 

@@ -8,12 +8,13 @@ import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { generateKeyPairSync } from 'node:crypto';
+
 import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { TestCa } from './fake-sds-cache.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN, type CliResult } from './server-process.js';
+import { jobFreeKeyPair } from './job-free-key-pair.js';
 
 const MAIN = SERVER_MAIN;
 export const TD = 'example.org';
@@ -116,7 +117,7 @@ export function partnerBundle(trustDomain: string, format: 'pem' | 'spiffe' = 'p
   const ca = new TestCa(trustDomain);
   try {
     if (format === 'pem') return certificatesToPem([ca.rootDer]);
-    const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'P-256' });
+    const { publicKey } = jobFreeKeyPair('ec', { namedCurve: 'P-256' });
     return bundleToSpiffeJson({ ...ca.bundle(), jwtAuthorities: [{ kid: `${trustDomain}-jwt`, publicKey }] });
   } finally {
     ca.dispose();

@@ -3,8 +3,9 @@ import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/common/clock.js';
 import { RateLimiter } from '../../../src/common/rate-limiter.js';
 import { csrCost, SigningLimits } from '../../../src/server/api/signing-limits.js';
-import { generateKeyPairSync } from 'node:crypto';
+
 import { isMeshidError } from '../../../src/common/errors.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 test('a token bucket admits its burst, then refills at its rate, and says how long to wait', () => {
   const clock = new FakeClock(0);
@@ -41,9 +42,9 @@ test('a bucket says how long until a cost is there without taking it', () => {
 test('signing limits: keys are charged their cost beyond the tokens admit took; a refusal gives all back and says when the whole fits', () => {
   const clock = new FakeClock(0);
   const limits = new SigningLimits(new RateLimiter(1, 13, clock), new RateLimiter(1, 1000, clock));
-  const p256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).publicKey;
-  const p384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' }).publicKey;
-  const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 }).publicKey;
+  const p256 = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' }).publicKey;
+  const p384 = jobFreeKeyPair('ec', { namedCurve: 'secp384r1' }).publicKey;
+  const rsa = jobFreeKeyPair('rsa', { modulusLength: 2048 }).publicKey;
   assert.deepEqual([csrCost(p256), csrCost(p384), csrCost(rsa)], [1, 5, 1]);
   assert.equal(limits.admit('a', 2), 0);
   assert.equal(limits.admitKeys('a', [p256, rsa], 2), 0, 'nothing beyond one token each');

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
-import { generateKeyPairSync } from 'node:crypto';
+
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetch.js';
 import { compileRelationships } from '../../../src/server/federation/relationship.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const ENDPOINT_ID = 'spiffe://partner.org/server';
 const BUNDLE = JSON.stringify({ keys: [], spiffe_sequence: 1 });
@@ -73,7 +74,7 @@ class EndpointPki {
   }
 
   private writeKey(name: string): string {
-    const pem = generateKeyPairSync('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+    const pem = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' }).privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
     writeFileSync(join(this.dir, `${name}.key`), pem, { mode: 0o600 });
     return pem;
   }

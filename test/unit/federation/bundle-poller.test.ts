@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync } from 'node:crypto';
+
 import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
@@ -16,6 +16,7 @@ import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { withDatastore } from '../datastore/fixture.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const [REL] = compileRelationships(
   { 'partner.org': { bundle_endpoint_url: 'https://partner.example:8443', bundle_endpoint_profile: 'https_web' } },
@@ -151,7 +152,7 @@ test('an https_spiffe partner serving JWT keys alone is applied, and the relatio
     t.after(() => poller.stop());
     endpoint.next = () => ca.bundle(1);
     await poller.refresh('partner.org');
-    endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [], jwtAuthorities: [{ kid: 'k1', publicKey: generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey }] });
+    endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [], jwtAuthorities: [{ kid: 'k1', publicKey: jobFreeKeyPair('ec', { namedCurve: 'P-256' }).publicKey }] });
     await poller.refresh('partner.org');
     const stored = (await ds.getBundle('partner.org'))!;
     assert.deepEqual([stored.x509Authorities, stored.jwtAuthorities.map((k) => k.kid)], [[], ['k1']], 'the revoked root is not kept');

@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPrivateKey, generateKeyPairSync } from 'node:crypto';
+import { createPrivateKey } from 'node:crypto';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { pino, type Logger } from 'pino';
@@ -17,6 +17,7 @@ import { compileRelationships, type FederationRelationship } from '../../../src/
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { partnerEndpoint } from '../../support/partner-endpoint.js';
 import { withDatastore } from '../datastore/fixture.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const TD = 'partner.org';
 const ENDPOINT_ID = 'spiffe://partner.org/bundle-endpoint';
@@ -36,8 +37,7 @@ function recordingLogger(): { log: Logger; lines: Array<Record<string, unknown>>
   return { log: pino({ level: 'info' }, { write: (line: string) => void lines.push(JSON.parse(line) as Record<string, unknown>) }), lines };
 }
 
-const jwtKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).publicKey;
-
+const jwtKey = jobFreeKeyPair('ec', { namedCurve: 'P-256' }).publicKey;
 
 
 test("keys a consumer must ignore are left out and logged once per poll; the partner's root rotation still arrives", async (t) => {
@@ -256,7 +256,7 @@ test('a partner dropping its last root beside an EdDSA jwt-svid key (a type mesh
   const endpoint = await partnerEndpoint(t, ca);
   await withDatastore(async ({ ds, clock }) => {
     // The partner publishes an EdDSA JWT key for its own consumers next to its X.509 root; meshid ignores that key.
-    const eddsa = { kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: generateKeyPairSync('ed25519').publicKey.export({ format: 'jwk' }).x };
+    const eddsa = { kty: 'OKP', use: 'jwt-svid', kid: 'ed', crv: 'Ed25519', x: jobFreeKeyPair('ed25519').publicKey.export({ format: 'jwk' }).x };
     const withRoot = document(ca.bundle(), (k) => k.push(eddsa));
     await ds.setBundle(federatedBundleFromText(TD, withRoot, 'spiffe', undefined, clock.now()));
     const { log, lines } = recordingLogger();

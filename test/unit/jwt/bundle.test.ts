@@ -5,7 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { execFileSync } from 'node:child_process';
-import { generateKeyPairSync, X509Certificate, type KeyObject } from 'node:crypto';
+import { X509Certificate, type KeyObject } from 'node:crypto';
 import {
   bundleFromSpiffeJson,
   bundleToSpiffeJson,
@@ -16,6 +16,7 @@ import {
 } from '../../../src/common/spiffe/bundle.js';
 import { signJwtSvid, validateJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
 import { MeshidError } from '../../../src/common/errors.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-bundle-'));
 after(() => fs.rmSync(tmp, { recursive: true, force: true }));
@@ -34,8 +35,8 @@ function makeRoot(name: string, keyArgs: string[]): Buffer {
 const ecRoot = makeRoot('ec-root', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256']);
 const rsaRoot = makeRoot('rsa-root', ['-newkey', 'rsa:2048']);
 const otherRoot = makeRoot('other-root', ['-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-384']);
-const jwtA = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-const jwtB = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const jwtA = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
+const jwtB = jobFreeKeyPair('rsa', { modulusLength: 2048 });
 
 const bundle: TrustBundle = {
   trustDomain: 'example.org',

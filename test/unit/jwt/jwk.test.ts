@@ -1,8 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync } from 'node:crypto';
+import { createPublicKey } from 'node:crypto';
 import { jwkToPublicKey, publicJwk } from '../../../src/common/jwt/jwk.js';
 import { MeshidError } from '../../../src/common/errors.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const PRIVATE_MEMBERS = ['d', 'p', 'q', 'dp', 'dq', 'qi', 'oth', 'k'];
 
@@ -16,7 +17,7 @@ function invalid(pattern: RegExp): (err: unknown) => boolean {
 
 for (const [crv, namedCurve, size] of [['P-256', 'prime256v1', 32], ['P-384', 'secp384r1', 48], ['P-521', 'secp521r1', 66]] as const) {
   test(`EC ${crv} JWK carries kty, kid, crv and full-length x/y, and nothing private even from a private key`, () => {
-    const { privateKey } = generateKeyPairSync('ec', { namedCurve });
+    const { privateKey } = jobFreeKeyPair('ec', { namedCurve });
     const jwk = publicJwk(privateKey, 'key-1');
     assert.deepEqual(Object.keys(jwk).sort(), ['crv', 'kid', 'kty', 'x', 'y']);
     assert.equal(jwk.kty, 'EC');
@@ -30,7 +31,7 @@ for (const [crv, namedCurve, size] of [['P-256', 'prime256v1', 32], ['P-384', 's
 }
 
 test('RSA JWK carries kty, kid, n and e only', () => {
-  const { privateKey } = generateKeyPairSync('rsa', { modulusLength: 2048 });
+  const { privateKey } = jobFreeKeyPair('rsa', { modulusLength: 2048 });
   const jwk = publicJwk(privateKey, 'rsa-1');
   assert.deepEqual(Object.keys(jwk).sort(), ['e', 'kid', 'kty', 'n']);
   assert.equal(jwk.kty, 'RSA');
@@ -39,12 +40,12 @@ test('RSA JWK carries kty, kid, n and e only', () => {
 });
 
 test('an empty kid leaves kid out (X.509 bundle entries must not carry one)', () => {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { publicKey } = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
   assert.equal('kid' in publicJwk(publicKey, ''), false);
 });
 
 test('Ed25519 JWK is kty OKP with crv and x only (RFC 8037), read back only where OKP keys are asked for', () => {
-  const { privateKey } = generateKeyPairSync('ed25519');
+  const { privateKey } = jobFreeKeyPair('ed25519');
   const jwk = publicJwk(privateKey, '');
   assert.deepEqual(jwk, { kty: 'OKP', crv: 'Ed25519', x: jwk.x });
   assert.equal(Buffer.from(jwk.x!, 'base64url').length, 32);
@@ -54,23 +55,23 @@ test('Ed25519 JWK is kty OKP with crv and x only (RFC 8037), read back only wher
 });
 
 test('Ed448 keys are neither written nor read as JWKs: go-jose (SPIRE, go-spiffe) refuses a whole JWK Set holding one', () => {
-  const { publicKey } = generateKeyPairSync('ed448');
+  const { publicKey } = jobFreeKeyPair('ed448');
   assert.throws(() => publicJwk(publicKey, ''), invalid(/unsupported key for a JWK: ed448/));
   const jwk = { kty: 'OKP', crv: 'Ed448', x: publicKey.export({ format: 'jwk' }).x };
   assert.throws(() => jwkToPublicKey(jwk, 'JWK', { okp: true }), invalid(/unsupported OKP curve "Ed448" \(expected Ed25519\)/));
 });
 
 test('publicJwk refuses keys no JWK of meshid carries: EC off the NIST curves, DSA, X25519', () => {
-  const { publicKey: k1 } = generateKeyPairSync('ec', { namedCurve: 'secp256k1' });
+  const { publicKey: k1 } = jobFreeKeyPair('ec', { namedCurve: 'secp256k1' });
   assert.throws(() => publicJwk(k1, 'k'), invalid(/unsupported key for a JWK: ec secp256k1/));
-  const { publicKey: dsa } = generateKeyPairSync('dsa', { modulusLength: 2048, divisorLength: 256 });
+  const { publicKey: dsa } = jobFreeKeyPair('dsa', { modulusLength: 2048, divisorLength: 256 });
   assert.throws(() => publicJwk(dsa, 'k'), invalid(/unsupported key for a JWK: dsa/));
-  const { publicKey: x25519 } = generateKeyPairSync('x25519');
+  const { publicKey: x25519 } = jobFreeKeyPair('x25519');
   assert.throws(() => publicJwk(x25519, 'k'), invalid(/unsupported key for a JWK: x25519/));
 });
 
 test('jwkToPublicKey with OKP keys refuses other curves and an x of the wrong length', () => {
-  const { publicKey } = generateKeyPairSync('ed25519');
+  const { publicKey } = jobFreeKeyPair('ed25519');
   const good = publicJwk(publicKey, '');
   const cases: Array<[string, unknown, RegExp]> = [
     ['X25519 (cannot sign)', { ...good, crv: 'X25519' }, /unsupported OKP curve "X25519" \(expected Ed25519\)/],
@@ -85,7 +86,7 @@ test('jwkToPublicKey with OKP keys refuses other curves and an x of the wrong le
 });
 
 test('jwkToPublicKey rejects malformed or unsupported JWKs with a reason', () => {
-  const { publicKey } = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
+  const { publicKey } = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
   const good = publicJwk(publicKey, 'k');
   const cases: Array<[string, unknown, RegExp]> = [
     ['not an object', 'EC', /not a JSON object/],

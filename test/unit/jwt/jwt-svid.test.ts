@@ -1,14 +1,15 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { constants, createHmac, createPublicKey, generateKeyPairSync, sign, verify, type KeyObject } from 'node:crypto';
+import { constants, createHmac, createPublicKey, sign, verify, type KeyObject } from 'node:crypto';
 import { parseJwtSvid, signJwtSvid, validateJwtSvid, type ValidateJwtSvidOptions } from '../../../src/common/jwt/jwt-svid.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
-const ec256 = generateKeyPairSync('ec', { namedCurve: 'prime256v1' });
-const ec384 = generateKeyPairSync('ec', { namedCurve: 'secp384r1' });
-const ec521 = generateKeyPairSync('ec', { namedCurve: 'secp521r1' });
-const rsa = generateKeyPairSync('rsa', { modulusLength: 2048 });
+const ec256 = jobFreeKeyPair('ec', { namedCurve: 'prime256v1' });
+const ec384 = jobFreeKeyPair('ec', { namedCurve: 'secp384r1' });
+const ec521 = jobFreeKeyPair('ec', { namedCurve: 'secp521r1' });
+const rsa = jobFreeKeyPair('rsa', { modulusLength: 2048 });
 
 const SUB = 'spiffe://example.org/ns/web';
 const clock = new FakeClock(Date.UTC(2026, 0, 1));
@@ -177,7 +178,7 @@ test('the key is looked up only in the bundle of the sub trust domain', () => {
 
 test('signJwtSvid refuses what a validator would reject', () => {
   const base = { privateKey: ec256.privateKey, kid: 'ec256', sub: SUB, aud: ['db'], iat: IAT, exp: EXP };
-  const small = generateKeyPairSync('rsa', { modulusLength: 1024 });
+  const small = jobFreeKeyPair('rsa', { modulusLength: 1024 });
   const cases: Array<[string, object, RegExp]> = [
     ['root sub', { sub: 'spiffe://example.org' }, /must have a path/],
     ['bad sub', { sub: 'spiffe://example.org/a//b' }, /not a valid SPIFFE ID/],
@@ -188,7 +189,7 @@ test('signJwtSvid refuses what a validator would reject', () => {
     ['fractional times', { iat: IAT + 0.5 }, /integer seconds/],
     ['public key', { privateKey: ec256.publicKey }, /private key/],
     ['1024-bit RSA', { privateKey: small.privateKey }, /1024-bit RSA key/],
-    ['Ed25519', { privateKey: generateKeyPairSync('ed25519').privateKey }, /unsupported JWT signing key/],
+    ['Ed25519', { privateKey: jobFreeKeyPair('ed25519').privateKey }, /unsupported JWT signing key/],
   ];
   for (const [name, override, pattern] of cases) {
     assert.throws(() => signJwtSvid({ ...base, ...override }), invalid(pattern), name);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { createPublicKey, generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { createPublicKey, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { createCsr, parseCsr } from '../../../src/common/x509/csr.js';
 import { encodeLength, sequence } from '../../../src/common/x509/der.js';
@@ -9,6 +9,7 @@ import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509
 import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
 import { opensslMakeCsr, opensslReqVerify } from '../../support/openssl.js';
 import { DAY, makePki, T0, TD } from './pki-fixture.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const isInvalid = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
 
@@ -67,7 +68,7 @@ test('garbage, truncated and unsupported CSRs are refused with invalid_argument'
 
 test('a CSR key outside EC P-256/P-384 and RSA 2048-4096 with exponent 65537 is refused before its signature is verified', async () => {
   const csrOf = async (modulusLength: number, publicExponent = 65537) => {
-    const k = generateKeyPairSync('rsa', { modulusLength, publicExponent });
+    const k = jobFreeKeyPair('rsa', { modulusLength, publicExponent });
     return createCsr(k.privateKey, k.publicKey);
   };
   assert.equal(parseCsr(await csrOf(4096)).publicKey.asymmetricKeyDetails?.modulusLength, 4096);

@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { createHash, createPublicKey, generateKeyPairSync, sign, verify } from 'node:crypto';
+import { createHash, createPublicKey, sign, verify } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { checkSubjectPublicKey } from '../../../src/common/x509/algorithms.js';
 import {
@@ -17,6 +17,7 @@ import {
 } from '../../../src/common/x509/keys.js';
 import { decodeSpki } from '../../../src/common/x509/spki.js';
 import { makeRoot } from './pki-fixture.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const KEY_TYPES: KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
 
@@ -45,10 +46,10 @@ for (const type of KEY_TYPES) {
 }
 
 test('SPKI encoding covers P-521 and falls back to OpenSSL for other key types', () => {
-  const p521 = generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).publicKey;
+  const p521 = jobFreeKeyPair('ec', { namedCurve: 'secp521r1' }).publicKey;
   assert.deepEqual(spkiDer(p521), p521.export({ type: 'spki', format: 'der' }));
   assert.ok(decodeSpki(spkiDer(p521)).equals(p521));
-  const ed = generateKeyPairSync('ed25519').publicKey;
+  const ed = jobFreeKeyPair('ed25519').publicKey;
   assert.deepEqual(spkiDer(ed), ed.export({ type: 'spki', format: 'der' }));
   assert.ok(decodeSpki(spkiDer(ed)).equals(ed));
 });
@@ -72,10 +73,10 @@ test('garbage, encrypted and unsupported keys are refused with a clear invalid_a
   assert.throws(() => importPrivateKey('-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n'), isInvalid(/cannot be parsed \(PEM\)/));
   const encrypted = generateKeyPair('ec-p256').privateKey.export({ type: 'pkcs8', format: 'pem', cipher: 'aes-256-cbc', passphrase: 'x' }).toString();
   assert.throws(() => importPrivateKey(encrypted), isInvalid(/encrypted private keys are not supported/));
-  const ed = generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  const ed = jobFreeKeyPair('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
   assert.throws(() => importPrivateKey(ed), isInvalid(/ed25519 private keys are not supported/));
-  assert.throws(() => keyTypeOf(generateKeyPairSync('rsa', { modulusLength: 3072 }).publicKey), isInvalid(/RSA-3072/));
-  assert.throws(() => keyTypeOf(generateKeyPairSync('ec', { namedCurve: 'secp521r1' }).publicKey), isInvalid(/secp521r1/));
+  assert.throws(() => keyTypeOf(jobFreeKeyPair('rsa', { modulusLength: 3072 }).publicKey), isInvalid(/RSA-3072/));
+  assert.throws(() => keyTypeOf(jobFreeKeyPair('ec', { namedCurve: 'secp521r1' }).publicKey), isInvalid(/secp521r1/));
 });
 
 test('keyMatchesCertificate tells the certified key from any other', async () => {
@@ -112,11 +113,11 @@ test('generating and exporting 30,000 keys in a row does not deadlock (Node 20 k
 });
 
 test('a subject key on a curve SVIDs do not take is refused naming the three curves they do, P-521 among them', () => {
-  assert.deepEqual(checkSubjectPublicKey(generateKeyPairSync('ec', { namedCurve: 'P-521' }).publicKey), { isRsa: false });
-  assert.throws(() => checkSubjectPublicKey(generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey), {
+  assert.deepEqual(checkSubjectPublicKey(jobFreeKeyPair('ec', { namedCurve: 'P-521' }).publicKey), { isRsa: false });
+  assert.throws(() => checkSubjectPublicKey(jobFreeKeyPair('ec', { namedCurve: 'secp256k1' }).publicKey), {
     message: 'EC curve secp256k1 is not accepted; use P-256, P-384 or P-521',
   });
-  assert.throws(() => checkSubjectPublicKey(generateKeyPairSync('ed25519').publicKey), {
+  assert.throws(() => checkSubjectPublicKey(jobFreeKeyPair('ed25519').publicKey), {
     message: 'ed25519 public keys are not accepted in X.509-SVIDs; use EC P-256, P-384, P-521 or RSA >= 2048',
   });
 });

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { generateKeyPairSync, X509Certificate } from 'node:crypto';
+import { X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { createIntermediateCertificate } from '../../../src/common/x509/ca-certificates.js';
@@ -8,6 +8,7 @@ import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509
 import { LeafSigner, type LeafRequest } from '../../../src/common/x509/leaf-signer.js';
 import { opensslAsn1parse, opensslText, opensslVerify } from '../../support/openssl.js';
 import { DAY, makePki, makeRoot, T0, TD } from './pki-fixture.js';
+import { jobFreeKeyPair } from '../../support/job-free-key-pair.js';
 
 const ID = `spiffe://${TD}/ns/default/sa/web`;
 const ISSUER_TYPES: KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
@@ -177,9 +178,9 @@ test('bad identities, names, keys and validity are refused with invalid_argument
     [{ notAfter: T0 }, /at least a second after notBefore/],
     [{ notAfter: T0 + 999 }, /at least a second after notBefore/],
     [{ notBefore: Number.NaN }, /finite/],
-    [{ publicKey: generateKeyPairSync('ed25519').publicKey }, /ed25519 public keys are not accepted/],
-    [{ publicKey: generateKeyPairSync('rsa', { modulusLength: 1024 }).publicKey }, /shorter than 2048/],
-    [{ publicKey: generateKeyPairSync('ec', { namedCurve: 'secp256k1' }).publicKey }, /secp256k1 is not accepted/],
+    [{ publicKey: jobFreeKeyPair('ed25519').publicKey }, /ed25519 public keys are not accepted/],
+    [{ publicKey: jobFreeKeyPair('rsa', { modulusLength: 1024 }).publicKey }, /shorter than 2048/],
+    [{ publicKey: jobFreeKeyPair('ec', { namedCurve: 'secp256k1' }).publicKey }, /secp256k1 is not accepted/],
     [{ publicKey: Buffer.from('3003020100', 'hex') }, /not a valid SubjectPublicKeyInfo/],
   ];
   for (const [override, pattern] of cases) {
