@@ -28,13 +28,15 @@ test('a FetchJWTSVID made while the signing budget refuses the agent waits for t
   const spiffeId = 'spiffe://example.org/budget/jwt';
   await suite.cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] });
   const { socketPath, impostor } = await agentWithSvidCopy(suite.cluster, clock);
-  const hurried = connectWorkloadApi(socketPath, { timeoutMs: 500 });
+  // 0.9 s: under the retry time (the FakeClock stands still, so the budget's one second stays whole), with room for a
+  // loaded machine to deliver the call.
+  const hurried = connectWorkloadApi(socketPath, { timeoutMs: 900 });
   const workload = connectWorkloadApi(socketPath, { timeoutMs: 60_000 });
   try {
     const refusal = await spendSigningBudget(impostor);
     assert.equal(refusal.code, grpc.status.RESOURCE_EXHAUSTED, refusal.details);
 
-    // Half a second is less than the retry time (a second at least): no wait, the refusal as it is.
+    // 0.9 s is less than the retry time (a second at least): no wait, the refusal as it is.
     await assert.rejects(hurried.fetchJwtSvid(['db']), (err: unknown) => isMeshidError(err, 'unavailable') && /retry in \d+ s/.test(err.message));
 
     let answer: JwtSvidResponse | Error | undefined;
@@ -81,8 +83,8 @@ async function agentWithSpentBudget(name: string): Promise<{
 test('a FetchJWTSVID the budget refusal is not waited out for is told UNAVAILABLE in the agent\'s words, with the agent\'s retry pushback', async () => {
   const { fetchJwt, close } = await agentWithSpentBudget('agent-wording');
   try {
-    // Half a second is less than the retry time: the agent answers at once, as itself, with when to come back.
-    const hurried = await new Promise<grpc.ServiceError>((resolve) => fetchJwt('hurried', { deadline: Date.now() + 500 }, (err) => resolve(err!)));
+    // 0.9 s is less than the retry time: the agent answers at once, as itself, with when to come back.
+    const hurried = await new Promise<grpc.ServiceError>((resolve) => fetchJwt('hurried', { deadline: Date.now() + 900 }, (err) => resolve(err!)));
     assert.equal(hurried.code, grpc.status.UNAVAILABLE, hurried.details);
     assert.match(hurried.details, /^cannot get a JWT-SVID for spiffe:\/\/example\.org\/budget\/jwt: meshid-server is refusing to sign for now; retry in \d+ s$/);
     assert.doesNotMatch(hurried.details, /signing rate limit/, 'not the server\'s wording');
