@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
@@ -71,7 +72,7 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
   // The agent's options (channelz off, which changes what grpc-js records of its connections).
   const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [recordPeer] });
   server.addService(
-    { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true), retired: method('Retired', false) },
+    { who: method('Who', false), stream: method('Stream', true), chat: method('Chat', true, true), retired: method('Retired', false), retiredOnMessage: method('RetiredOnMessage', true, true) },
     {
       who: (call: grpc.ServerUnaryCall<unknown, Reply>, cb: grpc.sendUnaryData<Reply>) => cb(null, describe(call.getPeer())),
       // As a call whose caller no longer attests: the connection is retired, and the status follows `delayMs` later
@@ -79,6 +80,18 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
       retired: (call: grpc.ServerUnaryCall<{ delayMs: number }, Reply>, cb: grpc.sendUnaryData<Reply>) => {
         uds().retire(call.getPeer());
         setTimeout(() => cb({ code: grpc.status.UNAVAILABLE, details: 'the caller changed its uid' }), call.request.delayMs);
+      },
+      // The same on a stream: a message without delayMs is answered (the stream is open), one with it retires the
+      // connection, as a recheck that fails would.
+      retiredOnMessage: (call: grpc.ServerDuplexStream<{ delayMs?: number }, Reply>) => {
+        call.on('data', (req: { delayMs?: number }) => {
+          if (req.delayMs === undefined) {
+            call.write(describe(call.getPeer()));
+            return;
+          }
+          uds().retire(call.getPeer());
+          setTimeout(() => call.emit('error', { code: grpc.status.UNAVAILABLE, details: 'the caller changed its uid' }), req.delayMs);
+        });
       },
       stream: (call: grpc.ServerWritableStream<{ count: number }, Reply>) => {
         for (let n = 0; n < call.request.count; n++) call.write({ ...describe(call.getPeer()), n });
@@ -338,6 +351,40 @@ test('a retired connection still delivers its failed call\'s status, however lat
   const deadline = Date.now() + 3000;
   while (uds.peerOf(first.peer) !== undefined && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
   assert.equal(uds.peerOf(first.peer), undefined);
+});
+
+test('a connection retired while its session is already closing (the client sent a GOAWAY) still delivers the failed call\'s status', async (t) => {
+  const { socketPath, uds } = await startUds(t);
+  const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
+  t.after(() => session.destroy());
+  const call = session.request({ ':method': 'POST', ':path': `${SERVICE}/RetiredOnMessage`, 'content-type': 'application/grpc', te: 'trailers' });
+  const message = (value: unknown): Buffer => {
+    const body = Buffer.from(JSON.stringify(value));
+    const frame = Buffer.alloc(5 + body.length);
+    frame.writeUInt32BE(body.length, 1);
+    body.copy(frame, 5);
+    return frame;
+  };
+  // Answered: the server has the stream.
+  call.write(message({}));
+  await once(call, 'data');
+  // The client's GOAWAY reaches the server before the next message: its session is closed (gracefully, the stream
+  // goes on) when the handler retires the connection.
+  session.close();
+  call.end(message({ delayMs: 400 }));
+  call.resume();
+  const trailers = await new Promise<http2.IncomingHttpHeaders | undefined>((resolve) => {
+    call.once('trailers', (headers: http2.IncomingHttpHeaders) => resolve(headers));
+    call.once('close', () => resolve(undefined));
+  });
+  assert.deepEqual(
+    trailers && { status: trailers['grpc-status'], message: decodeURIComponent(String(trailers['grpc-message'])) },
+    { status: String(grpc.status.UNAVAILABLE), message: 'the caller changed its uid' },
+    'the status sent, not a dropped connection',
+  );
+  const deadline = Date.now() + 3000;
+  while (uds.openConnections() > 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+  assert.equal(uds.openConnections(), 0, 'the connection closed once its call had ended');
 });
 
 test('close() cuts connections still open and resolves', async (t) => {

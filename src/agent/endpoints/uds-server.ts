@@ -248,6 +248,8 @@ export class UdsServer {
     const record = this.peers.get(peer);
     this.log.info({ connection: peer, ...(record !== undefined && callerFields(record)) }, 'closing a connection that outlived its caller\'s identity; the client will reconnect');
     const session = this.sessionOf(peer);
+    // A session already closing (the client's GOAWAY, which http2 answers with its own) ends once its calls have:
+    // ending its socket now would cut the failed call's status off all the same.
     if (session !== undefined) session.close();
     else setTimeout(() => socket.end(), RETIRE_DELAY_MS).unref();
     const cutOff = setTimeout(() => socket.destroy(), RETIRE_GRACE_MS).unref();
@@ -257,9 +259,12 @@ export class UdsServer {
     });
   }
 
-  /** grpc-js's HTTP/2 session on the connection behind `peer`, matched by the remoteAddress its socket was given. */
+  /**
+   * grpc-js's HTTP/2 session on the connection behind `peer`, matched by the remoteAddress its socket was given; also
+   * one already closing (close() is then a no-op).
+   */
   private sessionOf(peer: string): http2.ServerHttp2Session | undefined {
-    return serverSessions(this.grpcServer).find((s) => !s.closed && !s.destroyed && s.socket?.remoteAddress === peer);
+    return serverSessions(this.grpcServer).find((s) => !s.destroyed && s.socket?.remoteAddress === peer);
   }
 
   /**
