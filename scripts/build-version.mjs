@@ -6,9 +6,14 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 
-/** git's answer in `root`, trimmed; undefined when git is missing or fails (no checkout: a tarball, an npm install). */
+/**
+ * git's answer in `root`, trimmed; undefined when git is missing or fails (no checkout: a tarball, an npm install).
+ * `root` is declared safe: git refuses a checkout another user owns (root building a bind-mounted one, say), and the
+ * version would lose its commit without a word. That trusts the checkout no further than building it does.
+ */
 function git(root, args) {
-  const r = spawnSync('git', args, { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const safe = ['-c', `safe.directory=${fs.realpathSync(root)}`];
+  const r = spawnSync('git', [...safe, ...args], { cwd: root, encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
   return r.status === 0 ? r.stdout.trim() : undefined;
 }
 

@@ -59,3 +59,14 @@ test('unpacked inside another project\'s git checkout (its node_modules): the pa
   packageTree(nested);
   assert.equal(buildVersion(nested), '1.2.3');
 });
+
+test('a checkout owned by another user (built as root from a bind mount, say): still the commit, not the package version alone', (t) => {
+  if (process.geteuid?.() !== 0) return t.skip('needs root, to give the checkout to another uid');
+  const { dir, cleanup } = tempDir('meshid-build-version-');
+  t.after(cleanup);
+  packageTree(dir);
+  const short = commit(dir);
+  // git refuses a repository another user owns ("dubious ownership") unless told it is safe.
+  execFileSync('chown', ['-R', '65534:65534', dir]);
+  assert.equal(buildVersion(dir), `1.2.3+${short}`);
+});
