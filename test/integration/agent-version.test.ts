@@ -64,7 +64,7 @@ async function shownVersion(server: ServerProcess, agentId: string): Promise<{ t
   return { text: AGENT_VERSION_LINE.exec(text.out)?.[1], json: (JSON.parse(json.out) as { agent_version: string }).agent_version };
 }
 
-test('the server keeps what an agent reports in Attest and at each Sync open; none reported, or a renewal, leaves it; a version too long or not printable is refused', async (t) => {
+test('the server keeps what an agent reports in Attest and at each Sync open; a renewal leaves it, a Sync open reporting none (a rolled-back build) forgets it; a version too long or not printable is refused', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-version-');
   t.after(cleanup);
   const server = await startServerProcess(dir);
@@ -79,12 +79,14 @@ test('the server keeps what an agent reports in Attest and at each Sync open; no
   // Restarted as a new build on its stored identity: it makes no Attest, its Sync tells.
   assert.equal(await syncOnce(client, { agent_version: '1.2.4+def5678' }), undefined);
   assert.deepEqual(await shownVersion(server, agent.id), { text: '1.2.4+def5678', json: '1.2.4+def5678' });
-  // Rolled back to a build that reports nothing: the last version reported stays, not an empty one.
-  assert.equal(await syncOnce(client, {}), undefined);
-  assert.equal((await shownVersion(server, agent.id)).text, '1.2.4+def5678');
   // A renewal carries no version and must not blank it.
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   await nodeCall(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
+  assert.equal((await shownVersion(server, agent.id)).text, '1.2.4+def5678');
+  // Rolled back to a build that reports nothing: its Sync opens say so, and the version it no longer runs goes.
+  assert.equal(await syncOnce(client, {}), undefined);
+  assert.deepEqual(await shownVersion(server, agent.id), { text: undefined, json: '' });
+  assert.equal(await syncOnce(client, { agent_version: '1.2.4+def5678' }), undefined);
   assert.equal((await shownVersion(server, agent.id)).text, '1.2.4+def5678');
 
   const longest = `1.0.0+${'a'.repeat(249)}`;

@@ -27,26 +27,30 @@ export function reportedAgentVersion(value: string | undefined): string | undefi
 
 /**
  * Stores the version an agent reports as it opens Sync (every start, every reconnect), when it differs from the one
- * stored; none reported (an agent of an earlier version) keeps the stored one. A version refused is the stream's
- * refusal; a write that fails is not: the stream matters more than the report, which the next open repeats. A
- * failing datastore (a full disk) is told once a minute, not at each of thousands of agents' opens.
+ * stored. Every Sync open of a build that reports versions carries one, so none reported means the agent now runs an
+ * earlier build (rolled back): the stored version is forgotten, not shown for a build the host no longer runs.
+ * Renewals carry none and are not seen here. A version refused is the stream's refusal; a write that fails is not:
+ * the stream matters more than the report, which the next open repeats. A failing datastore (a full disk) is told
+ * once a minute, not at each of thousands of agents' opens.
  */
 export class AgentVersionRecorder {
   private readonly writeFailures: LogThrottle;
 
   constructor(
-    private readonly deps: { ds: { setAgentVersion(spiffeId: string, version: string): Promise<void> }; clock: Clock; log: Logger },
+    private readonly deps: { ds: { setAgentVersion(spiffeId: string, version: string | undefined): Promise<void> }; clock: Clock; log: Logger },
   ) {
     this.writeFailures = new LogThrottle(deps.clock);
   }
 
   async record(agent: AttestedAgent, reported: string | undefined): Promise<void> {
     const version = reportedAgentVersion(reported);
-    if (version === undefined || version === agent.agentVersion) return;
+    if (version === agent.agentVersion) return;
     const { ds, log } = this.deps;
+    const previous = agent.agentVersion !== undefined && { previousVersion: agent.agentVersion };
     try {
       await ds.setAgentVersion(agent.spiffeId, version);
-      log.info({ agent: agent.spiffeId, agentVersion: version, ...(agent.agentVersion !== undefined && { previousVersion: agent.agentVersion }) }, 'agent reports its version');
+      if (version === undefined) log.info({ agent: agent.spiffeId, ...previous }, 'agent reports no version (a build older than version reporting): the one stored is forgotten');
+      else log.info({ agent: agent.spiffeId, agentVersion: version, ...previous }, 'agent reports its version');
     } catch (err) {
       const admitted = this.writeFailures.admit('write');
       if (admitted !== undefined) log.warn({ err, agent: agent.spiffeId, ...admitted }, 'cannot record the version the agent reports');

@@ -123,10 +123,11 @@ export interface Datastore {
    */
   updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent>;
   /**
-   * Records the version the agent reports (non-empty: an agent that reports none keeps the one stored). Changes
-   * neither updatedAt nor the change feed: nothing an agent is authorized for depends on it. Throws not_found.
+   * Records the version the agent reports; undefined forgets the one stored (the agent now runs a build that reports
+   * none). Changes neither updatedAt nor the change feed: nothing an agent is authorized for depends on it. Throws
+   * not_found.
    */
-  setAgentVersion(spiffeId: string, version: string): Promise<void>;
+  setAgentVersion(spiffeId: string, version: string | undefined): Promise<void>;
   /** Forgets the previous serial once the agent has used `currentSerial`; nothing if that is no longer current. */
   retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void>;
   /** Deletes the agent (it must attest again). Throws not_found. */

@@ -319,10 +319,10 @@ export class SqliteDatastore implements Datastore {
     });
   }
 
-  setAgentVersion(spiffeId: string, version: string): Promise<void> {
+  setAgentVersion(spiffeId: string, version: string | undefined): Promise<void> {
     return this.write(() => {
-      requireText('agent version', version);
-      if (this.s.setAgentVersion.run(version, spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
+      if (version !== undefined) requireText('agent version', version);
+      if (this.s.setAgentVersion.run(version ?? null, spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
     });
   }
 

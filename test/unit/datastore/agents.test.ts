@@ -63,7 +63,7 @@ test('the intermediate that signed the current agent SVID is recorded at creatio
   });
 });
 
-test('the version an agent reports is recorded at creation and by setAgentVersion, and kept by renewals; it dates nothing and changes no revision', async () => {
+test('the version an agent reports is recorded at creation and by setAgentVersion, kept by renewals and forgotten by setAgentVersion(undefined); it dates nothing and changes no revision', async () => {
   await withDatastore(async ({ ds, clock }) => {
     const a = await ds.createAgent(agent('a', { agentVersion: '0.1.0+6ebd53b' }));
     assert.equal((await ds.getAgent(a.spiffeId))!.agentVersion, '0.1.0+6ebd53b');
@@ -81,6 +81,9 @@ test('the version an agent reports is recorded at creation and by setAgentVersio
     const b = await ds.createAgent(agent('b'));
     assert.equal((await ds.getAgent(b.spiffeId))!.agentVersion, undefined);
     await assert.rejects(ds.setAgentVersion(a.spiffeId, ''), (err) => isMeshidError(err, 'invalid_argument'));
+    await ds.setAgentVersion(a.spiffeId, undefined);
+    assert.equal((await ds.getAgent(a.spiffeId))!.agentVersion, undefined);
+    assert.equal(await ds.currentRevision(), revision);
     await assert.rejects(ds.setAgentVersion('spiffe://example.org/meshid/agent/dc1/none', '0.1.0'), (err) => isMeshidError(err, 'not_found'));
   });
 });

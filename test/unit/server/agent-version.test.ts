@@ -24,15 +24,15 @@ test('a version longer than 255 characters or with anything but printable ASCII 
   refused('1.0\u2028', /U\+2028/);
 });
 
-test('the recorder writes a version only when it changed, and a datastore that cannot write it is told once a minute, not at every Sync open', async () => {
+test('the recorder writes a version only when it changed, forgets it when a Sync reports none, and a datastore that cannot write it is told once a minute, not at every Sync open', async () => {
   const clock = new FakeClock(Date.parse('2026-12-01T00:00:00Z'));
   const { log, records } = capturingLogger('meshid-server');
   const written: string[] = [];
   let failing = false;
   const ds = {
-    setAgentVersion: async (id: string, version: string): Promise<void> => {
+    setAgentVersion: async (id: string, version: string | undefined): Promise<void> => {
       if (failing) throw storageError(new Error('SQLITE_FULL: database or disk is full'));
-      written.push(`${id}=${version}`);
+      written.push(`${id}=${version ?? '(none)'}`);
     },
   };
   const recorder = new AgentVersionRecorder({ ds, clock, log });
@@ -41,14 +41,21 @@ test('the recorder writes a version only when it changed, and a datastore that c
     attestedAt: 0, updatedAt: 0, banned: false, ...(agentVersion !== undefined && { agentVersion }),
   });
   await recorder.record(agent('0.1.0'), '0.1.0');
-  await recorder.record(agent('0.1.0'), undefined);
-  await recorder.record(agent('0.1.0'), '');
-  assert.deepEqual(written, [], 'the same version, or none, writes nothing');
+  await recorder.record(agent(), undefined);
+  await recorder.record(agent(), '');
+  assert.deepEqual(written, [], 'the same version, or none where none is stored, writes nothing');
   await recorder.record(agent('0.1.0'), '0.2.0');
   assert.deepEqual(written, ['spiffe://example.org/meshid/agent/dc1/a=0.2.0']);
+  // Rolled back to a build that reports none (absent or empty on the wire): the stored version goes.
+  await recorder.record(agent('0.2.0'), '');
+  await recorder.record(agent('0.2.0'), undefined);
+  assert.deepEqual(written.slice(1), ['spiffe://example.org/meshid/agent/dc1/a=(none)', 'spiffe://example.org/meshid/agent/dc1/a=(none)']);
+  assert.ok(records().some((r) => r.msg === 'agent reports no version (a build older than version reporting): the one stored is forgotten' && r.previousVersion === '0.2.0'));
+  written.length = 0;
 
   failing = true;
   for (let i = 0; i < 5; i++) await recorder.record(agent('0.1.0'), '0.2.0');
+  assert.deepEqual(written, []);
   const warnings = () => records().filter((r) => r.level === LEVEL.warn && r.msg === 'cannot record the version the agent reports');
   assert.equal(warnings().length, 1, 'five failed writes in a minute: one line');
   clock.advance(60_000);
