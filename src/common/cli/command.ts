@@ -2,6 +2,7 @@ import { invalidArgument } from '../errors.js';
 import { formatHelp, parseArgs, type FlagSpec, type ParsedArgs } from './args.js';
 import { reportError, EXIT_FAILURE, type CliIo } from './output.js';
 import { closestMatch } from './suggest.js';
+import { looksLikeCredential } from './credential-like.js';
 
 /** One leaf command (`entry create`): its flags, its --help text and what it does with parsed flags. */
 export interface Command {
@@ -101,7 +102,16 @@ export function noSuchCommand(path: string, name: string, known: readonly string
 /** `unknown command "meshid-server entry crate" (did you mean "create"?)`. */
 export function unknownCommand(path: string, name: string, known: readonly string[]): Error {
   // `meshid-agent api fetch --socket-path X` (the command forgotten, or put last): a flag is no misspelt command.
-  if (name.startsWith('-')) return invalidArgument(`${path} needs a command before its flags, got ${name}: one of ${known.join(', ')} (e.g. ${path} ${known[0]} ${name} …)`);
+  if (name.startsWith('-')) {
+    // `api validate --svid=<jwt>`: the word is quoted twice below, and stderr ends up in scrollback and CI logs.
+    const eq = name.indexOf('=');
+    const shown = eq !== -1 && looksLikeCredential(name.slice(eq + 1)) ? `${name.slice(0, eq)}=…` : name;
+    return invalidArgument(`${path} needs a command before its flags, got ${shown}: one of ${known.join(', ')} (e.g. ${path} ${known[0]} ${shown} …)`);
+  }
+  // `token <token>` (revoke forgotten) or `api validate <jwt>` (jwt forgotten): not repeated, as parseArgs does not.
+  if (looksLikeCredential(name)) {
+    return invalidArgument(`unknown command (a token or JWT-SVID, not repeated here: give it to the flag that takes it, after the command) for ${path}: one of ${known.join(', ')}`);
+  }
   const close = name === '' ? undefined : closestMatch(name, known);
   const hint = close === undefined ? ` (known: ${known.join(', ')})` : ` (did you mean "${close}"?)`;
   return invalidArgument(`unknown command "${path} ${name}"${hint}`);

@@ -72,3 +72,23 @@ test('a group without a subcommand prints its help to stderr and fails; with --h
   assert.equal(await runGroup('tool', 'Tools.', [echo], ['--help'], help), 0);
   assert.match(help.out(), /^Usage: tool <command> \[flags\]/);
 });
+
+test('a token or JWT-SVID where the subcommand goes is not echoed, as a flag with its value there is not either', async () => {
+  // `meshid-server token <token>` (revoke forgotten), `meshid-agent api validate <jwt>` (jwt forgotten), and the
+  // same with the token as a flag's value: stderr ends up in scrollback and CI logs.
+  const secrets = ['0123456789abcdef0123456789abcdef01234567', '3f1c2b4a-9d8e-4f70-a1b2-c3d4e5f60718', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln'];
+  for (const secret of secrets) {
+    for (const argv of [[secret], [`--word=${secret}`], [`-word=${secret}`, 'x']]) {
+      const io = captureIo();
+      assert.equal(await runGroup('tool', 'Tools.', [echo], argv, io), 1);
+      assert.ok(!io.err().includes(secret.slice(0, 12)), `${argv[0]!.slice(0, 8)}…: ${io.err().length} characters of error, none of the secret`);
+      assert.match(io.err(), /^Error: InvalidArgument: /);
+    }
+  }
+  const bare = captureIo();
+  assert.equal(await runGroup('tool', 'Tools.', [echo], [secrets[0]!], bare), 1);
+  assert.equal(bare.err(), 'Error: InvalidArgument: unknown command (a token or JWT-SVID, not repeated here: give it to the flag that takes it, after the command) for tool: one of echo\n');
+  const flag = captureIo();
+  assert.equal(await runGroup('tool', 'Tools.', [echo], [`--word=${secrets[2]}`], flag), 1);
+  assert.equal(flag.err(), 'Error: InvalidArgument: tool needs a command before its flags, got --word=…: one of echo (e.g. tool echo --word=… …)\n');
+});
