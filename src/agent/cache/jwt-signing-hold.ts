@@ -57,11 +57,13 @@ export class JwtSigningHold {
 
   /** `inTurn`: sent one at a time while recovering; only such a success shows the budget has room again. */
   private async observe<T>(sign: () => Promise<T>, inTurn: boolean): Promise<T> {
+    const refusalsBefore = this.budget.refusals;
     try {
       const result = await sign();
       // A signing sent before a refusal that came meanwhile was admitted before the budget ran out: its success says
-      // nothing of the budget now, and ending the recovery on it would let every waiter go at once.
-      if (inTurn && this.queue.length === 0) this.recovering = false;
+      // nothing of the budget now, and ending the recovery on it would let every waiter go at once. That holds for one
+      // sent in turn too, when another signing (a late JWT one, an X.509 one) was refused while it was out.
+      if (inTurn && this.queue.length === 0 && this.budget.refusals === refusalsBefore) this.recovering = false;
       return result;
     } catch (err) {
       const wait = budgetRefusalWaitMs(err);

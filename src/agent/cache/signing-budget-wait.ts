@@ -9,8 +9,14 @@ import type { Clock } from '../../common/clock.js';
  */
 export class SigningBudgetWait {
   private until = 0;
+  private refused = 0;
 
   constructor(private readonly clock: Clock) {}
+
+  /** How many refusals have held signing so far: a signing that saw this change while out was sent before one. */
+  get refusals(): number {
+    return this.refused;
+  }
 
   /** When signing may go again, or undefined when it may go now. */
   heldUntil(): number | undefined {
@@ -19,6 +25,7 @@ export class SigningBudgetWait {
 
   /** No signing before `at` (epoch ms on the clock); an earlier time than one already held changes nothing. */
   holdUntil(at: number): void {
+    this.refused++;
     this.until = Math.max(this.until, at);
   }
 }

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { JwtSigningHold } from '../../../src/agent/cache/jwt-signing-hold.js';
 import { resourceExhausted } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
+import { SigningBudgetWait } from '../../../src/agent/cache/signing-budget-wait.js';
 
 /** A signing that waits for its answer (`answers`, in call order), counting how many ran at once at most. */
 function countingSigner(): { sign: () => Promise<string>; answers: Array<() => void>; most: () => number } {
@@ -71,3 +72,46 @@ test('a signing sent before a refusal and answered after it does not end the one
   await Promise.all(calls);
   assert.equal(most(), 1);
 });
+
+/**
+ * The signing sent in turn while recovering, answered after a refusal that came while it was out: it was admitted
+ * before that refusal, so its success says nothing of the budget now. Refused meanwhile: a JWT signing sent before the
+ * recovery began and answered late, or an X.509 signing (one budget for both).
+ */
+for (const refusedBy of ['a late JWT signing', 'an X.509 signing'] as const) {
+  test(`a signing sent in turn and answered after ${refusedBy} was refused does not end the one-at-a-time recovery`, async () => {
+    const clock = new FakeClock(Date.now() - 3600_000);
+    const budget = new SigningBudgetWait(clock);
+    const hold = new JwtSigningHold(clock, () => 0.5, budget);
+    let refuseLate!: () => void;
+    const late =
+      refusedBy === 'a late JWT signing'
+        ? hold.run(() => new Promise<string>((_, reject) => (refuseLate = () => reject(resourceExhausted('signing rate limit reached; retry in 3 s')))))
+        : undefined;
+    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+    clock.advance(4000);
+
+    let answerInTurn!: () => void;
+    const inTurn = hold.run(() => new Promise<string>((resolve) => (answerInTurn = () => resolve('jwt'))));
+    await new Promise((r) => setImmediate(r));
+    if (late !== undefined) {
+      refuseLate();
+      await assert.rejects(late);
+    } else budget.holdUntil(clock.now() + 3500);
+    assert.notEqual(hold.heldUntil(), undefined, 'signing is held again');
+    answerInTurn();
+    await inTurn;
+    clock.advance(4000);
+
+    const { sign, answers, most } = countingSigner();
+    const calls = [hold.run(sign), hold.run(sign), hold.run(sign)];
+    await new Promise((r) => setImmediate(r));
+    assert.equal(answers.length, 1, 'after the new retry time, one signing goes and the others wait for its answer');
+    while (answers.length > 0) {
+      answers.shift()!();
+      for (let i = 0; i < 3; i++) await new Promise((r) => setImmediate(r));
+    }
+    await Promise.all(calls);
+    assert.equal(most(), 1);
+  });
+}
