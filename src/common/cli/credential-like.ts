@@ -4,5 +4,7 @@
  * up in terminals' scrollback and CI logs. Narrow on purpose: a mistyped name or path is still quoted back.
  */
 export function looksLikeCredential(value: string): boolean {
-  return /^[0-9a-f]{32,}$/i.test(value) || /^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(value) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(value);
+  // Trimmed as join_token is: a token read by $(cat …) from a CRLF file keeps its CR, and is still the token.
+  const v = value.trim();
+  return /^[0-9a-f]{32,}$/i.test(v) || /^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(v) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(v);
 }

@@ -190,6 +190,10 @@ test('join_token_file: the token is read from the file at start and trimmed; wit
       () => compileAgentConfig({ server_address: 'a:1', join_token_file: token }),
       (err: Error) => /takes the path of a file holding the join token.*looks like a token itself/.test(err.message) && !err.message.includes(token.slice(0, 12)),
     );
+    assert.throws(
+      () => compileAgentConfig({ server_address: 'a:1', join_token_file: `${token}\r\n` }),
+      (err: Error) => /looks like a token itself/.test(err.message) && !err.message.includes(token.slice(0, 12)),
+    );
   } finally {
     t.cleanup();
   }

@@ -139,6 +139,10 @@ test('positionals are refused unless the command takes them; "--" ends flags', (
   for (const secret of secrets) {
     assert.equal(failure([secret]), 'unexpected argument (a token or JWT-SVID, not repeated here: give it to the flag that takes it): this command takes only flags');
   }
+  // With the CR or spaces a token keeps when read from a CRLF file by $(cat …): still a token (join_token is trimmed).
+  for (const secret of secrets) {
+    for (const padded of [`${secret}\r`, ` ${secret}`, `${secret}\r\n`]) assert.ok(!failure([padded]).includes(secret.slice(0, 12)), JSON.stringify(padded.slice(-2)));
+  }
   assert.equal(failure(['0123456789abcdef']), 'unexpected argument "0123456789abcdef": this command takes only flags');
   assert.equal(failure(['spiffe://example.org/web']), 'unexpected argument "spiffe://example.org/web": this command takes only flags');
   const a = parseArgs(['--admin', '--', '--selector', 'x'], SPECS, { maxPositionals: 2 });
