@@ -38,6 +38,15 @@ process.exitCode = await runBinary(
   'meshid-agent: SPIFFE Workload API and Envoy SDS for the workloads of this host.',
   GROUPS,
   process.argv.slice(2),
-  { stdout: process.stdout, stderr: process.stderr, env: process.env },
+  {
+    stdout: process.stdout,
+    stderr: process.stderr,
+    env: process.env,
+    // `api validate jwt --svid -` reads the token here; without it the command always answered "there is none".
+    // A getter, as the server's: only a command that reads input creates the stdin handle.
+    get stdin() {
+      return process.stdin;
+    },
+  },
   SPIRE_INSTEAD,
 );

@@ -12,6 +12,7 @@ import { apiCommand, healthcheckCommand } from '../../../src/agent/cli/index.js'
 import { foreignBundle, TestCa } from '../../support/fake-workload-cache.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { captureIo } from '../cli/capture-io.js';
+import { AGENT_MAIN } from '../../support/cluster.js';
 import { APP_A, eventually, FOREIGN_TD, SELECTOR_A, startWorkloadHarness, TD, within, type WorkloadHarness } from '../workload/workload-harness.js';
 
 let ca: TestCa;
@@ -216,6 +217,23 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
     const none = await api(['validate', 'jwt', '--audience', 'cache', '--svid', '-', '--socket-path', h.socketPath], {}, '\n');
     assert.equal(none.code, 1);
     assert.equal(none.err, 'Error: InvalidArgument: --svid - found no token on standard input\n');
+  });
+
+  test('the meshid-agent executable reads --svid - from its standard input too', async () => {
+    const r = await api(['fetch', 'jwt', '--audience', 'cache', '--socket-path', h.socketPath]);
+    const token = /^token\(.+\):\n\t(\S+)\n/.exec(r.out)![1]!;
+    // As an operator runs it (`… --svid - < token`), not with a CliIo a test made: the binary must hand over its stdin.
+    const child = spawn(process.execPath, [AGENT_MAIN, 'api', 'validate', 'jwt', '--audience', 'cache', '--svid', '-', '--socket-path', h.socketPath], {
+      stdio: ['pipe', 'pipe', 'pipe'],
+    });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    child.stdin.end(`${token}\n`);
+    const code = await within(new Promise((resolve) => child.once('close', resolve)), 'the command to end');
+    assert.equal(code, 0, err);
+    assert.match(out, /^SVID is valid\.\nSPIFFE ID : spiffe:\/\/example\.org\/ns\/default\/sa\/frontend\n/);
   });
 
   test('fetch jwt without --audience fails locally; validate jwt without --svid fails locally', async () => {
