@@ -26,6 +26,10 @@ const mint: Command = {
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
+  // The README promises spire-server's -write an answer saying what to do, not "unknown flag".
+  notSupported: {
+    write: 'the token goes to standard output: redirect it (`meshid-server jwt mint ... > token.jwt`) into a directory only its user can read',
+  },
   async run(args, io) {
     const spiffeId = checkSpiffeId(args.requiredString('spiffe-id'), 'SPIFFE ID');
     const audience = args.strings('audience');

@@ -46,7 +46,7 @@ const GROUPS: readonly CommandGroup[] = [
 const SPIRE_INSTEAD: Readonly<Record<string, string>> = {
   localauthority: 'spire-server\'s localauthority is meshid-server ca (show, rotate-root, taint, revoke)',
   upstreamauthority: 'spire-server\'s upstreamauthority is meshid-server ca (show, taint, revoke; the upstream CA is configured with --upstream-ca-cert)',
-  logger: 'the log level is set when the server starts (log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
+  logger: 'the log level is set when the server starts (--log-level, log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
   debug: 'meshid-server has no debug API: `ca show`, `agent count`, `entry count` and `healthcheck` report its state',
 };
 
