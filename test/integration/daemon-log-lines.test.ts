@@ -5,10 +5,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
-import { startCluster } from '../support/cluster.js';
+import { AGENT_MAIN, startCluster } from '../support/cluster.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../support/log-lines.js';
 import { until } from '../support/until.js';
+import { tempDir } from '../support/server-kit.js';
 import { joinTokenFingerprint } from '../../src/common/join-token-fingerprint.js';
 
 const running = (output: string, msg: string): LogRecord => {
@@ -79,4 +80,22 @@ test('one join token is followed from "join token generated" to the agent that s
   const onHost = running(agent.output(), 'attested to meshid-server with a join token');
   assert.deepEqual([onHost['tokenFingerprint'], onHost['agent']], [joinTokenFingerprint(token), attested['agent']]);
   for (const output of [cluster.server.output!(), agent.output()]) assert.doesNotMatch(output, new RegExp(token));
+});
+
+test('MESHID_LOG_LEVEL naming no level is refused naming MESHID_LOG_LEVEL, not a log_level the config does not hold', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-env-log-level-');
+  t.after(cleanup);
+  const env = { MESHID_LOG_LEVEL: 'verbose' };
+  const want = 'Error: InvalidArgument: MESHID_LOG_LEVEL "verbose" is not one of trace, debug, info, warn, error\n';
+  const serverArgs = ['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'server'), '--admin-socket', path.join(dir, 'admin', 'a.sock'), '--bind-address', '127.0.0.1:0'];
+  const agentArgs = ['--server-address', '127.0.0.1:1', '--trust-domain', 'example.org', '--insecure-bootstrap', '--join-token', 'x', '--data-dir', path.join(dir, 'agent'), '--socket-path', path.join(dir, 'sock', 'api.sock')];
+  for (const [main, args] of [[SERVER_MAIN, serverArgs], [AGENT_MAIN, agentArgs]] as const) {
+    for (const command of ['validate', 'run']) {
+      const r = await runNode(main, [command, ...args], env);
+      assert.equal(r.code, 1, `${path.basename(main)} ${command}: ${r.err}`);
+      assert.equal(r.err.split('\n').filter((l) => !l.startsWith('WARNING: --insecure-bootstrap')).join('\n'), want, `${path.basename(main)} ${command}`);
+    }
+    // A level given by flag or config wins, as before: the environment is not read then.
+    assert.equal((await runNode(main, ['validate', ...args, '--log-level', 'DEBUG'], env)).code, 0);
+  }
 });

@@ -10,6 +10,7 @@ import {
   type RawAgentConfig,
 } from '../config.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
+import { configuredLogLevel } from '../../common/log.js';
 
 /** Flags of `meshid-agent run`, with spire-agent's spellings as aliases. */
 export const RUN_FLAGS: readonly FlagSpec[] = [
@@ -87,6 +88,8 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
 export function agentConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig | undefined {
   const { raw, help } = rawConfigFrom(argv);
   if (help) return undefined;
-  raw.log_level ??= env['MESHID_LOG_LEVEL'];
+  // Checked here, where its origin is known: compiled as log_level, a bad value would send the operator to the config.
+  const envLevel = env['MESHID_LOG_LEVEL'];
+  if (raw.log_level === undefined && envLevel !== undefined) raw.log_level = configuredLogLevel(envLevel, 'MESHID_LOG_LEVEL');
   return compileAgentConfig(raw);
 }

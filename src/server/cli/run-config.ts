@@ -1,6 +1,6 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SPIRE_KEYS_NOT_SUPPORTED, type RawServerConfig, type ServerConfig } from '../config.js';
-import { LOG_LEVELS } from '../../common/log.js';
+import { configuredLogLevel, LOG_LEVELS } from '../../common/log.js';
 import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
 
@@ -104,6 +104,8 @@ export function serverConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv
     raw.datacenters = dcs;
     fromFlags.set('datacenters', 'datacenter');
   }
-  raw.log_level ??= env['MESHID_LOG_LEVEL'];
+  // Checked here, where its origin is known: compiled as log_level, a bad value would send the operator to the config.
+  const envLevel = env['MESHID_LOG_LEVEL'];
+  if (raw.log_level === undefined && envLevel !== undefined) raw.log_level = configuredLogLevel(envLevel, 'MESHID_LOG_LEVEL');
   return namingFlags(fromFlags, () => compileServerConfig(raw));
 }

@@ -83,7 +83,7 @@ test('agent validate: the trust bundle must be readable CA certificates of the t
   assert.match(noServer.err, /--server-address host:port/);
   const badLevel = await run(validateAgentCommand, ['--server-address', 'meshid:8081'], { MESHID_LOG_LEVEL: 'bogus' });
   assert.equal(badLevel.code, 1, 'run refuses it from the environment, so validate does');
-  assert.match(badLevel.err, /log level "bogus"/);
+  assert.match(badLevel.err, /MESHID_LOG_LEVEL "bogus"/);
 
   const corporate = opensslCa(dir, 'Corporate Root');
   const base = ['--server-address', 'meshid:8081', '--trust-bundle', corporate.cert];
