@@ -2,6 +2,9 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { failedPrecondition } from './errors.js';
 
+/** Linux's sun_path is 108 bytes, its terminating NUL included. */
+const MAX_SOCKET_PATH_BYTES = 107;
+
 /**
  * Makes `socketPath` free to bind: a socket file left by a previous run that nobody listens on any more is removed
  * (WL-Endpoint practice, SPEC-NOTES §7: SPIRE removes a stale socket at start). Anything else is refused rather
@@ -9,6 +12,14 @@ import { failedPrecondition } from './errors.js';
  * a live process (another agent) that we must not silently take the path from.
  */
 export async function removeStaleSocket(socketPath: string): Promise<void> {
+  // Node binds a longer path cut to this length, elsewhere (in a parent directory, beside the private one), and the
+  // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes > MAX_SOCKET_PATH_BYTES) {
+    throw failedPrecondition(
+      `${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path): choose a shorter path`,
+    );
+  }
   let stat: fs.Stats;
   try {
     stat = fs.lstatSync(socketPath);

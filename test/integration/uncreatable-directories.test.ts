@@ -6,6 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
 import path from 'node:path';
 import { AGENT_MAIN } from '../support/cluster.js';
 import { SERVER_MAIN } from '../support/server-process.js';
@@ -77,4 +78,19 @@ test('meshid-server run --admin-socket or --data-dir under /proc exits 1 at once
   const data = await serverRun(dir, { dataDir: '/proc/nope/data' });
   assert.equal(data.code, 1, data.err);
   assert.match(data.err, /cannot create the data directory \/proc\/nope\/data \(--data-dir, data_dir\): \/proc does not let directories be created in it/);
+});
+
+test('a socket path longer than a Unix socket takes is refused by either daemon, with no socket left at a cut-short path', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-uncreatable-');
+  t.after(cleanup);
+  // 120 bytes of directory name: Node would bind the path cut to 107 bytes, a socket file in `dir` itself.
+  const deep = path.join(dir, 'd'.repeat(120));
+  fs.mkdirSync(deep, { mode: 0o700 });
+  const agent = await agentRun(dir, { socketPath: path.join(deep, 'api.sock') });
+  assert.equal(agent.code, 1, agent.err);
+  assert.match(agent.err, /api\.sock is \d+ bytes long, more than the 107 a Unix socket path may have/);
+  const server = await serverRun(dir, { adminSocket: path.join(deep, 'admin.sock'), dataDir: path.join(dir, 'server-data') });
+  assert.equal(server.code, 1, server.err);
+  assert.match(server.err, /admin\.sock is \d+ bytes long, more than the 107 a Unix socket path may have/);
+  assert.deepEqual(fs.readdirSync(dir).filter((name) => fs.lstatSync(path.join(dir, name)).isSocket()), []);
 });
