@@ -221,3 +221,21 @@ test('token generate, jwt mint and x509 mint print spire-server\'s JoinToken, Mi
   assert.deepEqual(x509['root_cas'], pemToDerList((await server.cli(['bundle', 'show'])).out).map((d) => d.toString('base64')));
   assert.ok(leaf.checkPrivateKey(createPrivateKey({ key: Buffer.from(x509['private_key'], 'base64'), format: 'der', type: 'pkcs8' })));
 });
+
+test('bundle set, bundle delete and federation delete refused print their Batch… result with the refusal\'s code, as entry and federation create do', async () => {
+  for (const [args, fields] of [
+    [['bundle', 'delete', '-id', 'spiffe://never-stored.org'], { trust_domain: 'never-stored.org' }],
+    [['federation', 'delete', '-id', 'never-related.org'], { trust_domain: 'never-related.org' }],
+    [['bundle', 'set', '-id', 'spiffe://bad-bundle.org', '-data', 'not a bundle'], {}],
+  ] as const) {
+    const r = await server.cli([...args, '-output', 'json']);
+    assert.equal(r.code, 1, `${args.join(' ')}: ${r.err}`);
+    const results = (JSON.parse(r.out) as { results: Array<{ status: { code: number; message: string } }> }).results;
+    assert.equal(results.length, 1, r.out);
+    const { status, ...rest } = results[0]!;
+    assert.equal(status.code, args[0] === 'bundle' && args[1] === 'set' ? 3 : 5, r.out);
+    assert.deepEqual(rest, fields);
+    assert.match(r.err, /^Error: /);
+    assert.ok(r.err.includes(status.message), 'the error line says what the result says');
+  }
+});

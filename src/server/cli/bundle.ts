@@ -8,7 +8,7 @@ import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/
 import { bundleToSpiffeJson, writableBundle, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
-import { spireBundle, spireStatus } from './spire-output.js';
+import { refusalAsBatchResult, spireBundle, spireStatus } from './spire-output.js';
 import type { ProtoBundle } from './admin-types.js';
 import { checkTrustDomain, trustDomainFlag } from './flags.js';
 
@@ -138,7 +138,9 @@ const set: Command = {
     const format = args.string('format');
     const bundle = data ?? (file !== undefined ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
     const b = await withAdminClient(args, io.env, (client) =>
-      client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
+      refusalAsBatchResult(outputFormat(args) === 'json', io, {}, () =>
+        client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
+      ),
     );
     // spire-server's BatchSetFederatedBundleResponse.
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ results: [{ status: spireStatus(0, ''), bundle: spireBundle(b) }] }) : `Bundle set for ${td} (sequence ${b.sequence ?? 0}).\n`);
@@ -165,7 +167,9 @@ const remove: Command = {
     const td = checkTrustDomain(args.requiredString('trust-domain'));
     const mode = args.string('mode');
     const r = await withAdminClient(args, io.env, (client) =>
-      client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td, ...(mode !== undefined ? { mode } : {}) }),
+      refusalAsBatchResult(outputFormat(args) === 'json', io, { trust_domain: td }, () =>
+        client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td, ...(mode !== undefined ? { mode } : {}) }),
+      ),
     );
     const dissociated = r.dissociated_entries ?? 0;
     // SPIRE's document has no place for it: said on stderr, so stdout stays one document.

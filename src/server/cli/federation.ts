@@ -6,7 +6,7 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ProtoBundle, ProtoFederationRelationship } from './admin-types.js';
-import { spireRelationship, spireStatus } from './spire-output.js';
+import { refusalAsBatchResult, spireRelationship, spireStatus } from './spire-output.js';
 import { readBundleFile, warnOfAnotherTrustDomain } from './bundle-file.js';
 import { parseRelationshipFile } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
@@ -261,7 +261,9 @@ const del: Command = {
   async run(args, io) {
     const td = checkTrustDomain(args.requiredString('trust-domain'));
     const { r, bundleStored } = await withAdminClient(args, io.env, async (client) => {
-      const deleted = await client.call('Federation', 'DeleteFederationRelationship', { trust_domain: td });
+      const deleted = await refusalAsBatchResult(outputFormat(args) === 'json', io, { trust_domain: td }, () =>
+        client.call('Federation', 'DeleteFederationRelationship', { trust_domain: td }),
+      );
       // Whether there is a bundle left to delete: a relationship whose endpoint never answered leaves none. Only a
       // remark: the delete is done, and a look-up that fails must not report it as failed (a retry is NotFound).
       const stored = await client.call('Bundles', 'ListFederatedBundles', {}).then(

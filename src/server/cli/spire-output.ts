@@ -7,6 +7,9 @@
  * one no SPIRE script knows to read.
  */
 import type { ProtoAgent, ProtoBundle, ProtoEntry, ProtoFederationRelationship } from './admin-types.js';
+import { MeshidError, type ErrorCode } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
+import { renderJson, type CliIo } from '../../common/cli/output.js';
 
 /** protojson writes int64 and uint64 as decimal strings (a JSON number loses precision past 2^53). */
 export const int64 = (n: number | undefined): string => String(n ?? 0);
@@ -33,6 +36,25 @@ export function spireSpiffeId(id: string | undefined): SpireSpiffeId {
 export function spireStatus(code: number | undefined, message: string | undefined): { code: number; message: string } {
   const c = code ?? 0;
   return { code: c, message: c === 0 && !message ? 'OK' : (message ?? '') };
+}
+
+/** Refusals of the one item a Batch… command sends, which spire-server reports in the item's result. */
+const ITEM_REFUSALS: ReadonlySet<ErrorCode> = new Set(['invalid_argument', 'already_exists', 'not_found', 'failed_precondition', 'aborted']);
+
+/**
+ * The admin call of a command that prints a Batch…Response for one item (bundle set|delete, federation delete): with
+ * --output json a refusal of the item is printed as its result, `{status, ...fields}`, as entry and federation create
+ * print theirs and spire-server prints every result, before the error line; a script reads the code either way.
+ */
+export async function refusalAsBatchResult<T>(json: boolean, io: CliIo, fields: Record<string, unknown>, call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (err) {
+    if (json && err instanceof MeshidError && ITEM_REFUSALS.has(err.code)) {
+      io.stdout.write(renderJson({ results: [{ status: spireStatus(toServiceError(err).code, err.message), ...fields }] }));
+    }
+    throw err;
+  }
 }
 
 const selectors = (list: ProtoEntry['selectors']): Array<{ type: string; value: string }> =>
