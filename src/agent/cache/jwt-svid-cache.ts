@@ -141,7 +141,13 @@ export class JwtSvidCache {
    * deadline) would otherwise keep every caller queued behind it long after their own calls ended. `onGiveUp` runs
    * when the caller stops waiting.
    */
-  private untilCallEnds<T>(pending: Promise<T>, deadline: number, signal: AbortSignal | undefined, onGiveUp: () => void): Promise<T> {
+  private untilCallEnds<T>(
+    pending: Promise<T>,
+    deadline: number,
+    signal: AbortSignal | undefined,
+    onGiveUp: () => void,
+    timedOut: () => Error = deadlinePassed,
+  ): Promise<T> {
     if (signal === undefined && deadline === Infinity) return pending;
     return new Promise<T>((resolve, reject) => {
       let timer: TimerHandle | undefined;
@@ -160,7 +166,7 @@ export class JwtSvidCache {
         return;
       }
       signal?.addEventListener('abort', onAbort, { once: true });
-      if (deadline !== Infinity) timer = this.clock.setTimer(() => giveUp(deadlinePassed()), Math.max(0, deadline - this.now()));
+      if (deadline !== Infinity) timer = this.clock.setTimer(() => giveUp(timedOut()), Math.max(0, deadline - this.now()));
       pending.then(
         (value) => {
           settle();
@@ -198,16 +204,22 @@ export class JwtSvidCache {
     // A refresh that waits for its turn behind another signing (one at a time after a budget refusal) is not waited
     // for while the token held is valid, as a refusal is not: it goes on and refreshes the cache when its turn comes.
     if (slot !== undefined && !joined.sent && this.now() < slot.usableUntil) return slot.jwt;
-    const waitUntil = slot !== undefined && this.now() < slot.usableUntil ? Math.min(deadline, this.now() + REFRESH_WAIT_WITH_VALID_TOKEN_MS) : deadline;
+    const shortWait = slot !== undefined && this.now() < slot.usableUntil && this.now() + REFRESH_WAIT_WITH_VALID_TOKEN_MS < deadline;
+    const shortWaitOver = unavailable('the refresh of a cached JWT-SVID takes longer than the wait for it');
     try {
-      return await this.untilCallEnds(joined.promise, waitUntil, signal, () => joined.wanted--);
+      if (!shortWait) return await this.untilCallEnds(joined.promise, deadline, signal, () => joined.wanted--);
+      return await this.untilCallEnds(joined.promise, this.now() + REFRESH_WAIT_WITH_VALID_TOKEN_MS, signal, () => joined.wanted--, () => shortWaitOver);
     } catch (err) {
       const stale = this.slots.get(key);
       // The server unreachable, or its signing budget spent for a few seconds (a reconnect storm): the token held is
       // still valid, and better than no token.
       const passing = isMeshidError(err, 'unavailable') || budgetRefusalWaitMs(err) !== undefined;
       if (stale !== undefined && this.now() < stale.usableUntil && passing) return stale.jwt;
-      throw err;
+      // The token held expired during the short wait: nothing to fall back on, and the caller's own deadline has not
+      // come, so it waits for the refresh as a caller without a cached token does (not failed as past its deadline).
+      if (err !== shortWaitOver) throw err;
+      joined.wanted++;
+      return await this.untilCallEnds(joined.promise, deadline, signal, () => joined.wanted--);
     }
   }
 

@@ -133,6 +133,34 @@ test('a server that hangs holds a caller with a valid cached token one second, n
   assert.equal((await late).token, 't3');
 });
 
+test('a cached token that expires during the short wait for its refresh: the caller goes on waiting up to its own deadline, not failed as past it', async () => {
+  const clock = new FakeClock();
+  let n = 0;
+  let answer: (() => void) | undefined;
+  const sign = (): Promise<SignedJwtSvid> => {
+    const iat = clock.now();
+    const jwt = { token: `t${++n}`, issuedAt: iat, expiresAt: iat + TTL };
+    if (n === 1) return Promise.resolve(jwt);
+    return new Promise((resolve) => (answer = () => resolve(jwt)));
+  };
+  const cache = new JwtSvidCache(sign, clock);
+  await cache.fetch('e1', ['a']);
+  // Half a second of the cached token's life left: less than the short wait.
+  clock.advance(TTL - REFRESH_WAIT_WITH_VALID_TOKEN_MS / 2);
+  let outcome: string | undefined;
+  const pending = cache.fetch('e1', ['a'], clock.now() + 30_000).then(
+    (jwt) => (outcome = jwt.token),
+    (err: Error) => (outcome = `refused: ${err.message}`),
+  );
+  await new Promise((r) => setImmediate(r));
+  clock.advance(REFRESH_WAIT_WITH_VALID_TOKEN_MS);
+  await new Promise((r) => setImmediate(r));
+  assert.equal(outcome, undefined, 'the cached token is gone, the deadline 29 s away: still waiting for the refresh');
+  answer!();
+  await pending;
+  assert.equal(outcome, 't2');
+});
+
 test('a refusal from the server is passed on even when a cached token exists', async () => {
   const { clock, cache, setFail } = setup();
   await cache.fetch('e1', ['a']);
