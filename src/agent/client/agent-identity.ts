@@ -299,6 +299,9 @@ export class AgentIdentity {
         this.taintedRenewals = 0;
       }
     } catch (err) {
+      // Attested again meanwhile: the failure is the old identity's, and a retry scheduled for it would replace the
+      // new identity's renewal time with a renewal of an SVID just signed.
+      if (this.identity !== current) return;
       const kind = rejectionOf(err);
       if (kind !== undefined) {
         this.o.onRejected(kind, err as MeshidError);

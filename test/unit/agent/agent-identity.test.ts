@@ -14,7 +14,7 @@ import type { AttestResponseMessage } from '../../../src/agent/client/messages.j
 import type { NodeClient } from '../../../src/agent/client/node-client.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { decodeIdentity, encodeIdentity } from '../../../src/agent/storage/stored-state.js';
-import { isMeshidError, resourceExhausted } from '../../../src/common/errors.js';
+import { isMeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { createLogger, silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
@@ -359,5 +359,42 @@ test('a renewal of the old agent SVID answered after the agent attested again is
     assert.equal(identity.current()!.spiffeId, NEW_ID, 'the identity in use is still the one attested');
     assert.equal(parseCertificate(identity.current()!.chain[0]!).uriSans[0], NEW_ID);
     assert.equal(store.loadIdentity()!.spiffeId, NEW_ID, 'and so is the one saved');
+  });
+});
+
+test('a renewal of the old agent SVID that fails after the agent attested again leaves the new identity its own renewal time (stubbed server)', async () => {
+  await withStore(async (store) => {
+    const NEW_ID = 'spiffe://example.org/meshid/agent/east/after-reattest-failed-renewal';
+    let refuse!: () => void;
+    const held = new Promise<void>((resolve) => (refuse = resolve));
+    let renewals = 0;
+    const client = {
+      setIdentity: () => undefined,
+      async renew(): Promise<Buffer[]> {
+        renewals++;
+        await held;
+        // What NodeClient makes of a refusal of the identity the agent gave up (or of a connection lost meanwhile).
+        throw unavailable('meshid-server refused Renew, sent as an agent this one no longer is (it attested again); retrying');
+      },
+      async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
+        const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: NEW_ID, ttlMs: 3_600_000 }).chain;
+        return { spiffe_id: NEW_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
+      },
+    } as unknown as NodeClient;
+    const identity = attestingIdentity(client, store);
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const old = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: old, privateKey, joinTokenSha256: '' });
+    const renewal = identity.renew();
+    await settle();
+    await identity.attest(fx.bundle().x509Authorities);
+    assert.equal(identity.current()!.spiffeId, NEW_ID);
+    refuse();
+    await renewal;
+    assert.equal(renewals, 1);
+    // The new SVID (1 h) is renewed at half-life; a retry of the old one's renewal would renew it within seconds.
+    await advanceSeconds(120);
+    assert.equal(renewals, 1, 'the new agent SVID, a minute old, is not renewed');
+    identity.stop();
   });
 });
