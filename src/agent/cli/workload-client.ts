@@ -21,6 +21,7 @@ import type {
 } from '../workload/messages.js';
 import { SECURITY_HEADER, SECURITY_HEADER_VALUE } from '../workload/security-header.js';
 import { SDS_SERVICE_NAME } from '../sds/handler.js';
+import { WORKLOAD_SERVICE_NAME } from '../workload/handler.js';
 import { unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, servedBySomethingElse, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { methodNotServed } from '../../common/grpc/call-failure.js';
@@ -228,8 +229,10 @@ export class WorkloadApiClient {
     }
     if (methodNotServed(err)) {
       // An agent started with disable_workload_api knows SDS alone; anything else (meshid-server's admin socket, any
-      // other gRPC server) answers but is no agent.
-      const sdsOnly = await this.health(SDS_SERVICE_NAME).then(() => true, () => false);
+      // other gRPC server) answers but is no agent. Asked only for a Workload API call: the health check that asks is
+      // translated here too, and on a server without a health service it would ask again, for ever.
+      const workloadCall = (err.details ?? '').includes(`/${WORKLOAD_SERVICE_NAME}/`);
+      const sdsOnly = workloadCall && (await this.health(SDS_SERVICE_NAME).then(() => true, () => false));
       if (sdsOnly) return failedPrecondition(`the meshid-agent on ${this.socketPath} serves Envoy SDS only, not the Workload API: it runs with disable_workload_api (--disable-workload-api)`, err);
       return notTheExpectedApi(this.socketPath, AGENT_SOCKET_DAEMON, err);
     }
