@@ -126,8 +126,12 @@ export class MeshidAgent {
             return await client.signJwtSvid(entryId, audience);
           } catch (err) {
             const kind = rejectionOf(err);
-            if (kind !== undefined) connection?.handleRejection(kind, err as MeshidError);
-            throw err;
+            if (kind === undefined) throw err;
+            connection?.handleRejection(kind, err as MeshidError);
+            // A refusal of the agent's own SVID, not of the workload: as once the agent has given up (above), a token it
+            // holds that is still valid is served (the JWT cache falls back on it for UNAVAILABLE). A ban withdrew the
+            // entries, and their tokens, in handleRejection.
+            throw unavailable(`the agent cannot get new JWT-SVIDs now: ${(err as MeshidError).message}`, err);
           }
         },
       });
