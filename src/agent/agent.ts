@@ -128,9 +128,10 @@ export class MeshidAgent {
             const kind = rejectionOf(err);
             if (kind === undefined) throw err;
             connection?.handleRejection(kind, err as MeshidError);
+            // A ban is refused as it is: whatever state the connection was in, nothing is served on it.
+            if (kind === 'banned') throw err;
             // A refusal of the agent's own SVID, not of the workload: as once the agent has given up (above), a token it
-            // holds that is still valid is served (the JWT cache falls back on it for UNAVAILABLE). A ban withdrew the
-            // entries, and their tokens, in handleRejection.
+            // holds that is still valid is served (the JWT cache falls back on it for UNAVAILABLE).
             throw unavailable(`the agent cannot get new JWT-SVIDs now: ${(err as MeshidError).message}`, err);
           }
         },
