@@ -329,26 +329,35 @@ test('a renewal answered after stop() is dropped: nothing is saved, used or sche
   });
 });
 
+/**
+ * An identity restored as AGENT_ID (1 h SVID) whose stubbed server renews with `renew` and answers an Attest (the
+ * unused token) with `newId`: for the renewals that cross a re-attestation.
+ */
+function identityAbleToReattest(store: AgentStore, newId: string, renew: (csr: Buffer) => Promise<Buffer[]>): AgentIdentity {
+  const client = {
+    setIdentity: () => undefined,
+    renew,
+    async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
+      const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: newId, ttlMs: 3_600_000 }).chain;
+      return { spiffe_id: newId, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
+    },
+  } as unknown as NodeClient;
+  const identity = attestingIdentity(client, store);
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const old = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+  identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: old, privateKey, joinTokenSha256: '' });
+  return identity;
+}
+
 test('a renewal of the old agent SVID answered after the agent attested again is dropped: the new identity stays (stubbed server)', async () => {
   await withStore(async (store) => {
     const NEW_ID = 'spiffe://example.org/meshid/agent/east/after-reattest';
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        await held;
-        return signedChain(csr);
-      },
-      async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
-        const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: NEW_ID, ttlMs: 3_600_000 }).chain;
-        return { spiffe_id: NEW_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
-      },
-    } as unknown as NodeClient;
-    const identity = attestingIdentity(client, store);
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const old = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
-    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: old, privateKey, joinTokenSha256: '' });
+    const identity = identityAbleToReattest(store, NEW_ID, async (csr) => {
+      await held;
+      return signedChain(csr);
+    });
     const renewal = identity.renew();
     await settle();
     // Evicted meanwhile: the server asked for a new attestation, which the unused token makes.
@@ -368,23 +377,12 @@ test('a renewal of the old agent SVID that fails after the agent attested again 
     let refuse!: () => void;
     const held = new Promise<void>((resolve) => (refuse = resolve));
     let renewals = 0;
-    const client = {
-      setIdentity: () => undefined,
-      async renew(): Promise<Buffer[]> {
-        renewals++;
-        await held;
-        // What NodeClient makes of a refusal of the identity the agent gave up (or of a connection lost meanwhile).
-        throw unavailable('meshid-server refused Renew, sent as an agent this one no longer is (it attested again); retrying');
-      },
-      async attest(_token: string, csr: Buffer): Promise<AttestResponseMessage> {
-        const chain = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: NEW_ID, ttlMs: 3_600_000 }).chain;
-        return { spiffe_id: NEW_ID, svid_chain: chain, bundle: trustBundleToProto(fx.bundle()), datacenter: 'east' } as AttestResponseMessage;
-      },
-    } as unknown as NodeClient;
-    const identity = attestingIdentity(client, store);
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const old = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
-    identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: old, privateKey, joinTokenSha256: '' });
+    const identity = identityAbleToReattest(store, NEW_ID, async () => {
+      renewals++;
+      await held;
+      // What NodeClient makes of a refusal of the identity the agent gave up (or of a connection lost meanwhile).
+      throw unavailable('meshid-server refused Renew, sent as an agent this one no longer is (it attested again); retrying');
+    });
     const renewal = identity.renew();
     await settle();
     await identity.attest(fx.bundle().x509Authorities);
