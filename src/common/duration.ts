@@ -20,6 +20,8 @@ export function parseDuration(input: string | number, what = 'duration'): number
     total += Number(m[1]) * (UNITS[m[2]!] ?? 0);
     matched = re.lastIndex;
   }
+  // "0s" is well formed, and refused for its value as 0 is.
+  if (text !== '' && matched === text.length && total === 0) throw invalidArgument(`${what} must be positive, got "${input}"`);
   if (text === '' || matched !== text.length || total <= 0) {
     throw invalidArgument(`${what} "${input}" is not a valid duration: use seconds (3600) or units like 90s, 15m, 24h, 7d`);
   }

@@ -125,6 +125,9 @@ test('durations accept plain seconds and units, and read back as whole seconds',
 test('a malformed duration is an InvalidArgument naming the flag', () => {
   assert.match(failure(['--x509-svid-ttl', 'abc']), /^flag --x509-svid-ttl "abc" is not a valid duration/);
   assert.match(failure(['--x509-svid-ttl', '0']), /flag --x509-svid-ttl must be a positive number of seconds/);
+  // Well formed with a unit, refused for its value, not its form.
+  assert.match(failure(['--x509-svid-ttl', '0s']), /flag --x509-svid-ttl must be positive, got "0s"/);
+  assert.match(failure(['--x509-svid-ttl', '0h0m']), /flag --x509-svid-ttl must be positive, got "0h0m"/);
 });
 
 test('a duration that is not whole seconds is refused, not rounded', () => {
