@@ -143,12 +143,15 @@ test('bundle set, list and delete manage a federated bundle', async () => {
   assert.match(set.out, /^Bundle set for listed-partner\.org/);
   const viaStdin = await cli(['bundle', 'set', '-id', 'spiffe://third.org'], { stdin: partnerPem });
   assertOk(viaStdin);
+  // `--path -` too, as the other commands' file flags take it (not a file named "-").
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'fourth.org', '--path', '-'], { stdin: partnerPem }));
 
   const list = await cli(['bundle', 'list']);
   assertOk(list);
   assert.match(list.out, /^Found \d+ federated bundles\n\n\*{40}\n/);
   assert.match(list.out, /^\* listed-partner\.org$/m);
   assert.match(list.out, /^\* third\.org$/m);
+  assert.match(list.out, /^\* fourth\.org$/m);
   const one = await cli(['bundle', 'list', '--trust-domain', 'listed-partner.org', '--output', 'json']);
   assertOk(one);
   // spire-server's GetFederatedBundle answer: the one Bundle, not a list.

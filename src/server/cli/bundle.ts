@@ -124,7 +124,7 @@ const set: Command = {
   summary: "Sets (creates or replaces) a federated trust domain's bundle, from --path, --data or standard input.",
   flags: [
     trustDomainFlag('Trust domain the bundle belongs to, e.g. partner.org; required'),
-    { name: 'path', aliases: ['bundle-file'], type: 'string', valueName: 'FILE', description: 'File holding the bundle (default: read standard input)' },
+    { name: 'path', aliases: ['bundle-file'], type: 'string', valueName: 'FILE', description: 'File holding the bundle (- or none: read standard input)' },
     { name: 'data', type: 'string', valueName: 'TEXT', description: 'The bundle itself, instead of --path' },
     { ...FORMAT_FLAG, description: 'Format of the input: pem (CA certificates) or spiffe (JWK set); default: detected' },
     ADMIN_SOCKET_FLAG,
@@ -136,7 +136,8 @@ const set: Command = {
     const data = args.string('data');
     if (file !== undefined && data !== undefined) throw invalidArgument('--path and --data exclude each other');
     const format = args.string('format');
-    const bundle = data ?? (file !== undefined ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
+    // `--path -` is standard input, as `entry create --data -` and `entry delete --file -` take it.
+    const bundle = data ?? (file !== undefined && file !== '-' ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
     const b = await withAdminClient(args, io.env, (client) =>
       refusalAsBatchResult(outputFormat(args) === 'json', io, {}, () =>
         client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
