@@ -82,7 +82,7 @@ const restore: Command = {
           ['CA keys', `${result.caKeys}`],
           ['File', result.files.map((f) => `${f.path} (${f.size} bytes)`)],
         ]) +
-        `Voided ${result.voidedJoinTokens} unused join tokens: generate new ones with \`meshid-server token generate\` for hosts still waiting.\n` +
+        `Voided ${result.voidedJoinTokens} unused join token${result.voidedJoinTokens === 1 ? '' : 's'}: generate new ones with \`meshid-server token generate\` for hosts still waiting.\n` +
         'Agents that attested or renewed since the backup must re-attest with a new join token; a root revoked since the backup is ' +
         'trusted again: taint it at once (README, "Backup and restore").\n',
     );
