@@ -214,7 +214,7 @@ export class NodeClient {
     if (sentAs !== undefined && rejectionOf(translated) !== undefined && sentAs !== agentIdOf(this.identity)) {
       // Made as an agent this one has since stopped being (it attested again while the call was out): the refusal is
       // that identity's, and taken for the one held now it would make the agent give up an identity just attested.
-      return unavailable(`meshid-server refused ${method}, sent as ${sentAs}, which this agent no longer is (it attested again); retrying`, translated);
+      return unavailable(`meshid-server refused ${method}, sent as ${sentAs}, which this agent no longer is (it attested again); a call made now goes as the agent it is`, translated);
     }
     const superseded = supersededSerial(translated);
     if (superseded !== undefined && this.identity !== undefined && superseded !== parseCertificate(this.identity.chain[0]!).serialHex) {

@@ -381,7 +381,7 @@ test('a renewal of the old agent SVID that fails after the agent attested again 
       renewals++;
       await held;
       // What NodeClient makes of a refusal of the identity the agent gave up (or of a connection lost meanwhile).
-      throw unavailable('meshid-server refused Renew, sent as an agent this one no longer is (it attested again); retrying');
+      throw unavailable('meshid-server refused Renew, sent as an agent this one no longer is (it attested again); a call made now goes as the agent it is');
     });
     const renewal = identity.renew();
     await settle();
