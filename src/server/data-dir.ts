@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { ensurePrivateDir, writeFileAtomic } from '../common/atomic-file.js';
+import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../common/atomic-file.js';
 import { failedPrecondition } from '../common/errors.js';
 import { storageSetupError } from '../common/storage-failure.js';
 
@@ -55,6 +55,8 @@ function claim(dataDir: string, trustDomain: string): void {
       if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dataDir, 0o700);
       return;
     }
+    // A first start killed before its marker's rename leaves only the marker's temp file: the dir never served.
+    removeStaleTempFiles(dataDir, marker);
     const entries = fs.readdirSync(dataDir);
     if (entries.length > 0) {
       throw failedPrecondition(

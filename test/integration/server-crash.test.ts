@@ -104,6 +104,20 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
   });
 }
 
+test('a first start killed (SIGKILL) before its data dir marker is in place is followed by a start that just works', { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-data-dir-marker-crash-');
+  t.after(cleanup);
+  const killed = await runServerKilledAt(dir, 'before-data-dir-marker');
+  assert.equal(killed.signal, 'SIGKILL', killed.output);
+  const dataDir = path.join(dir, 'data');
+  assert.equal(fs.existsSync(path.join(dataDir, 'meshid-server.json')), false, 'killed before the marker was renamed into place');
+  // Nothing but the marker's temp file is in the data dir: it never served, so the next start must claim it.
+  const server = await startServerProcess(dir);
+  t.after(() => server.stop());
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.org');
+  assert.deepEqual(fs.readdirSync(dataDir).filter((f) => f.endsWith('.tmp')), [], 'no temp file of the marker left');
+});
+
 test('a root revoke killed (SIGKILL) after its commit is kept by the restart: journal, bundle and revoked roots agree, its key is swept, and sending it again says it was revoked', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-revoke-crash-');
   t.after(cleanup);

@@ -2,6 +2,7 @@
  * Preloaded into a meshid-server process (NODE_OPTIONS=--import) by crash tests: SIGKILLs the process at one exact
  * point of a first CA setup or of a root revoke, named by MESHID_TEST_KILL_AT, so a test can examine the files each point leaves and
  * restart on them. Points:
+ *   before-data-dir-marker   a new data dir's meshid-server.json is about to be renamed into place
  *   before-marker            the first-setup marker is about to be renamed into place
  *   keys:<n>                 <n> CA key files have been renamed into ca/keys (keys:0: the first is about to be)
  *   before-marker-removal    the first commit is done and the marker is about to be removed
@@ -31,6 +32,7 @@ function die(): never {
   for (;;) Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, 1000);
 }
 
+const isDataDirMarker = (p: fs.PathLike): boolean => path.basename(String(p)) === 'meshid-server.json';
 const isMarker = (p: fs.PathLike): boolean => String(p).endsWith(`${path.sep}ca${path.sep}first-setup`);
 const isKey = (p: fs.PathLike): boolean => path.basename(path.dirname(String(p))) === 'keys' && String(p).endsWith('.pem');
 const isRootKey = (p: fs.PathLike): boolean => isKey(p) && path.basename(String(p)).startsWith('root-');
@@ -53,6 +55,7 @@ if (point !== undefined || pauses.size > 0) {
   const rename = fs.renameSync;
   fs.renameSync = (from: fs.PathLike, to: fs.PathLike): void => {
     if (point === 'before-marker' && isMarker(to)) die();
+    if (point === 'before-data-dir-marker' && isDataDirMarker(to)) die();
     if (isKey(to) && keysRenamed === keysWanted) die();
     if (point === 'before-restore-rename' && isRestoreStaging(from)) die();
     rename(from, to);
