@@ -77,12 +77,23 @@ export function ensurePrivateDir(dir: string, options: { purpose?: string; adopt
       );
     }
   }
+  let created: string | undefined;
   try {
-    createDirectory(dir, 0o700);
+    created = createDirectory(dir, 0o700);
   } catch (err) {
     throw directoryCreationError(err, dir, purpose, options.setting);
   }
   fs.chmodSync(dir, 0o700);
+  // A new directory's name is in its parent: unsynced, a power cut can lose it with every fsynced file inside.
+  for (let d = dir; created !== undefined && path.dirname(d) !== d; d = path.dirname(d)) {
+    try {
+      fsyncDir(path.dirname(d));
+    } catch (err) {
+      // A parent we may create in but not read (mode 0333) cannot be opened to sync: as durable as the system makes it.
+      if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err;
+    }
+    if (d === created) break;
+  }
   assertSafeDirectory(dir, purpose);
 }
 

@@ -2,7 +2,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { writeFileAtomic, writeFilesAtomic } from '../../../src/common/atomic-file.js';
+import { ensurePrivateDir, writeFileAtomic, writeFilesAtomic } from '../../../src/common/atomic-file.js';
+import { tempDir } from '../../support/server-kit.js';
 import { mountTmpfs } from '../../support/tmpfs.js';
 
 const fullDisk = (t: Parameters<typeof mountTmpfs>[0]): string | undefined => mountTmpfs(t, '64k');
@@ -33,4 +34,44 @@ test('a set of files the disk has no room for: none replaced, no temp file left,
   );
   assert.deepEqual(entries(dir), ['a', 'b']);
   assert.deepEqual([fs.readFileSync(a, 'utf8'), fs.readFileSync(b, 'utf8')], ['a0', 'b0']);
+});
+
+test('a private directory it creates is made durable in its parent, as is each parent it creates on the way (fsync calls recorded)', (t) => {
+  const { dir: root, cleanup } = tempDir('meshid-durable-dir-');
+  t.after(cleanup);
+  const dataDir = path.join(root, 'var', 'lib', 'meshid');
+  // Which directories got an fsync: a power cut can only be judged by the calls made before it.
+  const openSync = fs.openSync;
+  const fsyncSync = fs.fsyncSync;
+  const opened = new Map<number, string>();
+  const synced: string[] = [];
+  fs.openSync = ((p: fs.PathLike, ...rest: unknown[]) => {
+    const fd = (openSync as (...a: unknown[]) => number)(p, ...rest);
+    opened.set(fd, path.resolve(String(p)));
+    return fd;
+  }) as typeof fs.openSync;
+  fs.fsyncSync = ((fd: number) => {
+    synced.push(opened.get(fd) ?? `fd ${fd}`);
+    fsyncSync(fd);
+  }) as typeof fs.fsyncSync;
+  try {
+    ensurePrivateDir(dataDir);
+  } finally {
+    fs.openSync = openSync;
+    fs.fsyncSync = fsyncSync;
+  }
+  // Files fsynced inside a directory whose own name never reached the disk are lost with it at a power cut (with the
+  // agent's identity, a spent join token; with a server's CA keys, the trust domain).
+  for (const parent of [root, path.join(root, 'var'), path.join(root, 'var', 'lib')]) assert.ok(synced.includes(parent), `${parent} fsynced: ${synced.join(', ')}`);
+  synced.length = 0;
+  fs.fsyncSync = ((fd: number) => {
+    synced.push(String(fd));
+    fsyncSync(fd);
+  }) as typeof fs.fsyncSync;
+  try {
+    ensurePrivateDir(dataDir);
+  } finally {
+    fs.fsyncSync = fsyncSync;
+  }
+  assert.deepEqual(synced, [], 'nothing to make durable when the directory was there');
 });
