@@ -140,8 +140,9 @@ export class AgentStore {
   }
 
   /**
-   * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file is
-   * moved aside (kept for inspection) and the agent starts empty: the server has everything it held.
+   * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file (one
+   * that cannot be parsed, or whose seal no longer matches) is moved aside (kept for inspection) and the agent starts
+   * empty: the server has everything it held.
    */
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
@@ -152,7 +153,8 @@ export class AgentStore {
     }
     try {
       const raw = parseStateDocument(bytes);
-      if (raw.seal === 'broken') this.log.warn({ file }, 'the state snapshot does not match its checksum; every stored X509-SVID is checked in full');
+      // Damaged: re-checking the SVIDs cannot tell a changed selector, which would hand an SVID to another workload.
+      if (raw.seal === 'broken') throw failedPrecondition(`${file} does not match its checksum (damaged or edited)`);
       const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
       const journal = readJournal(journalFile);
       for (const batch of journal.batches) applyJournalBatch(raw, batch);

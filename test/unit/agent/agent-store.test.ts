@@ -92,7 +92,7 @@ test('the snapshot is sealed: one changed byte breaks the seal and every stored 
   assert.match(r.dropped[0]!.reason, /signature on certificate 0 .* does not verify/);
 });
 
-test('an agent store that finds its snapshot changed says so, and serves only what passes every check', () => {
+test('an agent store that finds its snapshot changed says so and serves none of it: no check can tell a damaged selector, which would hand an SVID to another workload', () => {
   const t = tempDir('meshid-store-');
   try {
     const lines: string[] = [];
@@ -103,14 +103,17 @@ test('an agent store that finds its snapshot changed says so, and serves only wh
     store.saveState(state);
     store.close();
     const file = path.join(dir, 'state.json');
-    const leaf = Buffer.from(state.svids[1]!.chain[0]!);
-    leaf[leaf.length - 8]! ^= 0x01;
-    fs.writeFileSync(file, fs.readFileSync(file, 'utf8').replace(state.svids[1]!.chain[0]!.toString('base64'), leaf.toString('base64')));
+    // One byte of the second entry's selector: uid 2 becomes uid 7. Valid JSON; every SVID still verifies.
+    const text = fs.readFileSync(file, 'utf8');
+    const damaged = text.replace('"value":"uid:2"', '"value":"uid:7"');
+    assert.notEqual(damaged, text);
+    fs.writeFileSync(file, damaged);
     store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
-    assert.deepEqual(store.loadState(fx.clock.now())?.svids.map((s) => s.entryId), [state.svids[0]!.entryId]);
+    const back = store.loadState(fx.clock.now());
     store.close();
-    assert.ok(lines.some((l) => l.includes('does not match its checksum')), lines.join(''));
-    assert.ok(lines.some((l) => l.includes('is not restored') && l.includes('does not verify')), lines.join(''));
+    assert.equal(back, undefined, `nothing of the damaged snapshot is served: ${JSON.stringify(back?.entries.map((e) => e.selectors))}`);
+    assert.equal(fs.readFileSync(`${file}.unreadable`, 'utf8'), damaged, 'kept aside for inspection');
+    assert.ok(lines.some((l) => l.includes('does not match its checksum') && l.includes(file) && l.includes('starting without it')), lines.join(''));
   } finally {
     t.cleanup();
   }
