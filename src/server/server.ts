@@ -161,7 +161,7 @@ export class MeshidServer {
       await warnAboutAgentsOfUnservedDatacenters(ds, config, clock.now(), log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
-      const federation = await startFederation(config, ds, clock, log.child({ subsystem: 'federation' }), egressProxyFromEnv(opts.env ?? process.env));
+      const federation = await startFederation(config, ds, ca, clock, log.child({ subsystem: 'federation' }), egressProxyFromEnv(opts.env ?? process.env));
       started.push(() => federation.stop());
 
       const svid = new ServerSvid(
@@ -281,12 +281,12 @@ export class MeshidServer {
  * domain in both follows the config, as the operator last wrote it there.
  */
 async function startFederation(
-  config: ServerConfig, ds: Datastore, clock: Clock, log: Logger, egress: EgressProxy | undefined,
+  config: ServerConfig, ds: Datastore, ca: CaManager, clock: Clock, log: Logger, egress: EgressProxy | undefined,
 ): Promise<FederatedBundlePoller> {
   if (egress?.proxy instanceof Error) log.warn({ reason: egress.proxy.message }, 'HTTPS_PROXY names no proxy meshid-server can use: bundle endpoints it does not exempt (NO_PROXY) cannot be fetched');
   else if (egress !== undefined) log.info({ proxy: withoutPassword(egress.proxy) }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
   const fetch: BundleFetcher = (rel, anchors) => fetchFederatedBundle(rel, anchors, undefined, egress);
-  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch);
+  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch, { trustDomain: config.trustDomain, roots: () => ca.bundle().x509Authorities });
   for (const rel of await ds.listFederationRelationships()) {
     if (poller.status(rel.trustDomain) !== undefined) {
       log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");

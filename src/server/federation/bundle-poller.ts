@@ -24,6 +24,12 @@ export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buff
 /** Where a relationship is defined: the config file's federates_with, or the admin API (stored in the datastore). */
 export type RelationshipSource = 'config' | 'api';
 
+/** This server's own trust domain and its current X.509 roots (the CA's bundle, which the datastore does not hold). */
+export interface OwnRoots {
+  readonly trustDomain: string;
+  roots(): readonly Buffer[];
+}
+
 interface PollState {
   readonly rel: FederationRelationship;
   readonly source: RelationshipSource;
@@ -70,6 +76,7 @@ export class FederatedBundlePoller {
     private readonly clock: Clock,
     private readonly log: Logger,
     private readonly fetch: BundleFetcher = fetchFederatedBundle,
+    private readonly own?: OwnRoots,
   ) {
     for (const rel of relationships) this.states.set(rel.trustDomain, newState(rel, 'config'));
   }
@@ -193,8 +200,13 @@ export class FederatedBundlePoller {
     try {
       const previous = await this.ds.getBundle(rel.trustDomain);
       const anchorDomain = endpointTrustDomain(rel);
-      const anchors = anchorDomain === rel.trustDomain ? previous : await this.ds.getBundle(anchorDomain);
-      const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors?.x509Authorities);
+      // An endpoint with an SVID of this server's own trust domain (a mirror it runs) is authenticated with the CA's
+      // bundle: the datastore holds federated bundles only, and "bundle set" refuses the own trust domain, so the
+      // stored one would be missing for ever and the poll's advice to seed it impossible to follow.
+      const anchors = anchorDomain === rel.trustDomain
+        ? previous?.x509Authorities
+        : anchorDomain === this.own?.trustDomain ? this.own.roots() : (await this.ds.getBundle(anchorDomain))?.x509Authorities;
+      const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
       if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > unreadableTypes) {

@@ -280,3 +280,30 @@ test('a partner dropping its last root beside an EdDSA jwt-svid key (a type mesh
     assert.match(String((revocation['ignored'] as string[])[0]), /a jwt-svid key of type "OKP", which meshid cannot use/);
   });
 });
+
+test("an endpoint hosted in this server's own trust domain is authenticated with the own bundle, which no bundle set can store", async (t) => {
+  const own = new TestCa('example.org');
+  const partner = new TestCa(TD);
+  t.after(() => [own, partner].forEach((c) => c.dispose()));
+  // A mirror run in this server's own trust domain, serving partner.org's bundle under an SVID of example.org.
+  const svid = own.issue('spiffe://example.org/bundle-mirror');
+  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => res.writeHead(200).end(bundleToSpiffeJson(partner.bundle(3))));
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    server.closeAllConnections();
+    server.close();
+  });
+  const [rel] = compileRelationships(
+    { [TD]: { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/bundle-mirror' } },
+    'example.org',
+  );
+  await withDatastore(async ({ ds, clock }) => {
+    // The own bundle is the CA's, never stored as a federated one ("bundle set --trust-domain example.org" is refused).
+    const poller = new FederatedBundlePoller([rel!], ds, clock, recordingLogger().log, undefined, { trustDomain: 'example.org', roots: () => [own.rootDer] });
+    t.after(() => poller.stop());
+    await poller.refresh(TD);
+    assert.equal(poller.status(TD)!.lastError, undefined);
+    assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [partner.rootDer], "partner.org's bundle, fetched through the own domain's mirror");
+  });
+});
