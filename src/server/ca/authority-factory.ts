@@ -72,7 +72,17 @@ export class AuthorityFactory {
       );
     }
     // Under an upstream PKI every served chain also needs the CAs above the root: the first of them to expire ends it.
-    const above = [...(root.record.upstreamChainDer ?? []), ...(root.record.upstreamAnchorsDer ?? [])].map((der) => parseCertificate(der));
+    // Of the bundle's roots, only those the chain ends at count (the one living longest, if the PKI renewed it under
+    // the same name and key): another root published beside them, say the PKI's old one during its root rotation,
+    // anchors none of these chains and must not hold back the intermediates.
+    const chain = (root.record.upstreamChainDer ?? []).map((der) => parseCertificate(der));
+    const last = chain[chain.length - 1] ?? root.cert;
+    const anchor = (root.record.upstreamAnchorsDer ?? [])
+      .map((der) => parseCertificate(der))
+      .filter((a) => a.structure.subjectName.equals(last.structure.issuerName))
+      .filter((a) => a.subjectKeyId === undefined || last.authorityKeyId === undefined || a.subjectKeyId === last.authorityKeyId)
+      .reduce<ParsedCertificate | undefined>((latest, c) => (latest === undefined || c.notAfter > latest.notAfter ? c : latest), undefined);
+    const above = anchor === undefined ? chain : [...chain, anchor];
     const first = above.reduce<ParsedCertificate | undefined>((soonest, c) => (soonest === undefined || c.notAfter < soonest.notAfter ? c : soonest), undefined);
     if (first !== undefined && notAfter > first.notAfter) {
       throw failedPrecondition(

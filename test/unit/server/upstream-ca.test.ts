@@ -445,3 +445,22 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
   assert.equal(new AgentSvidAnchor(third.ca).chainsToBundle(svid, clock.now()), false);
   assert.deepEqual(third.ca.bundle().x509Authorities, [der(other.cert)], 'the first corporate root has left the bundle');
 });
+test('a PKI root the upstream CA does not chain to, published beside its own (a PKI root rotation), does not bound the intermediates', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-');
+  t.after(cleanup);
+  // The PKI's old root, still published while the last certificates under it live out, and its new one.
+  const oldRoot = opensslCa(dir, 'Old Root', { days: 3 });
+  const newRoot = opensslCa(dir, 'New Root');
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: newRoot, days: 365 });
+  const bundle = concat(dir, 'roots.pem', [oldRoot.cert, newRoot.cert]);
+  const clock = new FakeClock(Date.now());
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: meshCa.cert, upstream_ca_key: meshCa.key, upstream_bundle: bundle }, clock);
+  t.after(() => ca.close());
+  await ca.ca.recheck();
+  const oldEnd = new Date(new X509Certificate(fs.readFileSync(oldRoot.cert)).validTo).getTime();
+  const intermediates = ca.ca.listAuthorities().filter((r) => r.kind === 'intermediate');
+  assert.ok(intermediates.length > 0, 'an intermediate is made under the mesh CA');
+  for (const a of intermediates) assert.ok(a.notAfter > oldEnd, `${a.id} ends ${new Date(a.notAfter).toISOString()}, bounded by a root its chains do not end at`);
+  // Its chains end at the new root, which outlives them.
+  assert.deepEqual(ca.ca.bundle().x509Authorities.length, 2);
+});
