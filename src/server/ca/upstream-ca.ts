@@ -6,7 +6,7 @@ import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.
 import { pemToDerList } from '../../common/x509/pem.js';
 import { checkWritableX509Authority } from '../../common/spiffe/bundle.js';
 import { caProfileProblems } from '../../common/x509/ca-profile.js';
-import { checkTrustAnchor, parseCertificate, verifyCaChain } from '../../common/x509/certificate.js';
+import { checkTrustAnchor, parseCertificate, verifyCaChain, type ParsedCertificate } from '../../common/x509/certificate.js';
 
 /**
  * An operator-supplied CA that signs meshid's datacenter intermediates (SPIRE: an UpstreamAuthority). Either a
@@ -143,12 +143,22 @@ function checkRoomForIntermediates(upstream: UpstreamCa): void {
   });
 }
 
-/** Before the CA is taken on as a root: it and its chain must live long enough for two intermediates. */
+/**
+ * Before the CA is taken on as a root: it, its chain and the PKI root that chain ends at must live long enough for two
+ * intermediates (newIntermediate bounds each by all of them; a PKI may issue a CA that outlives its root).
+ */
 export function checkUpstreamLifetime(upstream: UpstreamCa, now: number, intermediateTtlMs: number): void {
-  const expiring = [upstream.certDer, ...upstream.chainDer].map(parseCertificate).reduce((a, b) => (b.notAfter < a.notAfter ? b : a));
+  const anchors = (upstream.bundleDer ?? []).map(parseCertificate).filter((r) => r.structure.subjectName.equals(lastIssuerName(upstream)));
+  // Of several roots under the chain's issuer name (one renewed), the chain verifies against the one living longest.
+  const anchor = anchors.reduce<ParsedCertificate | undefined>((a, b) => (a === undefined || b.notAfter > a.notAfter ? b : a), undefined);
+  const expiring = [...[upstream.certDer, ...upstream.chainDer].map(parseCertificate), ...(anchor === undefined ? [] : [anchor])]
+    .reduce((a, b) => (b.notAfter < a.notAfter ? b : a));
   if (expiring.notAfter < now + 2 * intermediateTtlMs) {
+    const what = expiring.der.equals(upstream.certDer)
+      ? 'CA certificate'
+      : expiring === anchor ? `PKI's root "${expiring.subject}"` : `CA chain's certificate "${expiring.subject}"`;
     throw invalidArgument(
-      `the upstream CA ${expiring.der.equals(upstream.certDer) ? 'certificate' : `chain's certificate "${expiring.subject}"`} expires ${new Date(expiring.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(intermediateTtlMs)} each): renew it or lower intermediate_ttl`,
+      `the upstream ${what} expires ${new Date(expiring.notAfter).toISOString()}, too soon to cover two intermediate lifetimes (${formatDuration(intermediateTtlMs)} each): renew it or lower intermediate_ttl`,
     );
   }
 }

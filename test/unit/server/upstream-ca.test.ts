@@ -14,6 +14,7 @@ import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
 import { AgentSvidAnchor } from '../../../src/server/api/agent-svid-anchor.js';
 import { opensslCa, opensslVerify } from '../../support/openssl.js';
+import { checkUpstreamLifetime, loadUpstreamCa } from '../../../src/server/ca/upstream-ca.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import type { RawServerConfig } from '../../../src/server/config.js';
 
@@ -463,4 +464,19 @@ test('a PKI root the upstream CA does not chain to, published beside its own (a 
   for (const a of intermediates) assert.ok(a.notAfter > oldEnd, `${a.id} ends ${new Date(a.notAfter).toISOString()}, bounded by a root its chains do not end at`);
   // Its chains end at the new root, which outlives them.
   assert.deepEqual(ca.ca.bundle().x509Authorities.length, 2);
+});
+
+test('the PKI root the upstream CA chains to counts in its lifetime check, as the intermediates are bounded by it', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Short Root', { days: 3 });
+  // openssl lets a CA outlive the root it chains to.
+  const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root, days: 365 });
+  const upstream = loadUpstreamCa({ certFile: meshCa.cert, keyFile: meshCa.key, bundleFile: root.cert });
+  assert.throws(() => checkUpstreamLifetime(upstream, Date.now(), 7 * D), refusedWith(/the upstream PKI's root "O=Example Corp, CN=Short Root" expires .*, too soon to cover two intermediate lifetimes/));
+  // Another published root, which the CA does not chain to, is not its lifetime.
+  const other = opensslCa(dir, 'Other Root', { days: 2 });
+  const longRoot = opensslCa(dir, 'Long Root');
+  const underLong = opensslCa(dir, 'Mesh CA 2', { issuer: longRoot, days: 365 });
+  checkUpstreamLifetime(loadUpstreamCa({ certFile: underLong.cert, keyFile: underLong.key, bundleFile: concat(dir, 'two.pem', [other.cert, longRoot.cert]) }), Date.now(), 7 * D);
 });
