@@ -119,16 +119,8 @@ export class BundleEndpoint {
     server.requestTimeout = timeoutMs;
     server.maxConnections = MAX_CONNECTIONS;
     limitPerSource(server, options.log);
-    await new Promise<void>((resolve, reject) => {
-      const failed = (err: Error): void => reject(listenFailure(err, options.address, '--bundle-endpoint-address, bundle_endpoint_address'));
-      server.once('error', failed);
-      server.listen(port, host, () => {
-        server.off('error', failed);
-        resolve();
-      });
-    });
-    server.on('error', (err) => options.log.error({ err }, 'bundle endpoint failed'));
-    server.on('tlsClientError', (err) => options.log.debug({ err }, 'bundle endpoint: a TLS handshake failed'));
+    // Subscribed before listening: a change while the port is bound (the CA's timers run on) would otherwise be
+    // missed, and the bundle read above served until the next change, a root activation delay later, say.
     endpoint.unsubscribe.push(
       options.sources.onBundleChange((bundle) => {
         endpoint.document = bundleToSpiffeJson(bundle);
@@ -142,6 +134,19 @@ export class BundleEndpoint {
         }
       }),
     );
+    await new Promise<void>((resolve, reject) => {
+      const failed = (err: Error): void => {
+        for (const off of endpoint.unsubscribe) off();
+        reject(listenFailure(err, options.address, '--bundle-endpoint-address, bundle_endpoint_address'));
+      };
+      server.once('error', failed);
+      server.listen(port, host, () => {
+        server.off('error', failed);
+        resolve();
+      });
+    });
+    server.on('error', (err) => options.log.error({ err }, 'bundle endpoint failed'));
+    server.on('tlsClientError', (err) => options.log.debug({ err }, 'bundle endpoint: a TLS handshake failed'));
     options.log.info({ address: `${host}:${endpoint.port}`, profile: options.sources.profile }, 'bundle endpoint listening');
     return endpoint;
   }

@@ -161,3 +161,36 @@ test('the bundle endpoint closes a connection that completes TLS and then sends 
   assert.equal(await Promise.race([silent.then(() => 'closed'), late]), 'closed', 'silent after TLS');
   assert.equal(await Promise.race([trickling.then(() => 'closed'), late]), 'closed', 'trickling its headers');
 });
+
+test('a bundle change while the endpoint is starting to listen is served, not the bundle read before it', async (t) => {
+  const ca = new TestCa('example.org');
+  t.after(() => ca.dispose());
+  let bundle: TrustBundle = ca.bundle(1);
+  const bundleListeners = new Set<(b: TrustBundle) => void>();
+  let changeScheduled = false;
+  const endpoint = await BundleEndpoint.start({
+    address: '127.0.0.1:0',
+    log: silentLogger(),
+    sources: {
+      profile: 'https_spiffe',
+      bundle: () => {
+        // The CA publishes a new root while the endpoint binds its port (its timers run on meanwhile).
+        if (!changeScheduled) {
+          changeScheduled = true;
+          process.nextTick(() => {
+            bundle = ca.bundle(2);
+            for (const l of bundleListeners) l(bundle);
+          });
+        }
+        return bundle;
+      },
+      onBundleChange: (l) => (bundleListeners.add(l), () => bundleListeners.delete(l)),
+      servingCert: () => identityFrom(ca),
+      onServingCertChange: () => () => undefined,
+    },
+  });
+  t.after(() => endpoint.close());
+  assert.equal(bundle.sequence, 2, 'the change happened during start');
+  const served = await get(endpoint.port, certificatesToPem([ca.rootDer]));
+  assert.equal(bundleFromSpiffeJson('example.org', served.body).sequence, 2);
+});
