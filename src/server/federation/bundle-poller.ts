@@ -44,6 +44,8 @@ interface PollState {
   /** Why the last poll failed; undefined after a success. */
   lastError: Error | undefined;
   nextPollAt: number | undefined;
+  /** The anchors' bundle was set while the poll under way ran, which may have read the ones it replaced. */
+  anchorsReplacedMeanwhile: boolean;
 }
 
 /** A relationship and how its polls go, for operators (admin API Federation). */
@@ -134,14 +136,16 @@ export class FederatedBundlePoller {
   /**
    * An operator set the stored bundle of `trustDomain` (`bundle set`): every https_spiffe relationship that
    * authenticates its endpoint with that bundle and whose last poll failed is polled now, so a re-seed is answered at
-   * once, not at the next retry (up to the refresh interval). One polling, or not failing, keeps its schedule.
+   * once, not at the next retry (up to the refresh interval). One not failing keeps its schedule; one polling is polled
+   * again right after, if that poll fails: it may have read the roots the re-seed replaced.
    */
   anchorsReplaced(trustDomain: string): void {
     if (this.stopped || !this.started) return;
     for (const state of this.states.values()) {
       const { rel } = state;
       if (rel.profile !== 'https_spiffe' || endpointTrustDomain(rel) !== trustDomain) continue;
-      if (state.lastError !== undefined && state.inFlight === undefined) this.schedule(state, 0);
+      if (state.inFlight !== undefined) state.anchorsReplacedMeanwhile = true;
+      else if (state.lastError !== undefined) this.schedule(state, 0);
     }
   }
 
@@ -180,6 +184,7 @@ export class FederatedBundlePoller {
     state.timer?.cancel();
     state.timer = undefined;
     state.nextPollAt = undefined;
+    state.anchorsReplacedMeanwhile = false;
     const run = this.pollOnce(state).finally(() => {
       state.inFlight = undefined;
     });
@@ -275,6 +280,8 @@ export class FederatedBundlePoller {
         'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
       );
     }
+    // A poll that failed with the anchors a re-seed replaced meanwhile is no answer to it: the seed is tried at once.
+    if (state.anchorsReplacedMeanwhile && state.lastError !== undefined) next = 0;
     // Removed or replaced while its bundle was being stored: the current state has its own schedule.
     if (!this.stopped && this.states.get(rel.trustDomain) === state) this.schedule(state, next);
     return true;
@@ -284,6 +291,6 @@ export class FederatedBundlePoller {
 function newState(rel: FederationRelationship, source: RelationshipSource): PollState {
   return {
     rel, source, timer: undefined, inFlight: undefined, failures: 0, intervalMs: DEFAULT_REFRESH_MS,
-    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined,
+    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined, anchorsReplacedMeanwhile: false,
   };
 }

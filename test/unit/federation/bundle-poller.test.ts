@@ -411,3 +411,45 @@ test("an endpoint serving another trust domain's CA (its URL another partner's) 
     assert.equal(records().filter((r) => r.level === LEVEL.warn).length, 1);
   });
 });
+
+test('a re-seed while a failing https_spiffe poll is under way with the old roots is answered by a poll right after it', async (t) => {
+  const old = new TestCa('partner.org');
+  const rotated = new TestCa('partner.org');
+  t.after(() => [old, rotated].forEach((c) => c.dispose()));
+  await withDatastore(async ({ ds, clock }) => {
+    await ds.setBundle(storedFederatedBundle('partner.org', old.bundle(1), undefined, clock.now()));
+    let release: () => void = () => undefined;
+    let gate = Promise.resolve();
+    const seen: boolean[] = [];
+    // The partner replaced its roots unseen: only the rotated root authenticates its endpoint.
+    const fetch = async (_rel: FederationRelationship, anchors: readonly Buffer[] | undefined): Promise<FederatedBundleDocument> => {
+      const trusted = anchors?.some((a) => a.equals(rotated.rootDer)) ?? false;
+      seen.push(trusted);
+      await gate;
+      if (!trusted) throw new Error('does not chain to the X.509 root stored for partner.org');
+      return { bundle: rotated.bundle(2), ignored: [], unreadableTypes: 0 };
+    };
+    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), fetch);
+    t.after(() => poller.stop());
+    poller.start();
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.ok(poller.status('partner.org')!.lastError);
+
+    // The retry starts, reads the old roots, and is held; meanwhile the operator seeds the rotated root.
+    gate = new Promise((resolve) => (release = resolve));
+    clock.advance(FIRST_RETRY_MS);
+    const retry = poller.pending('partner.org');
+    assert.ok(retry);
+    await ds.setBundle(storedFederatedBundle('partner.org', rotated.bundle(1), await ds.getBundle('partner.org'), clock.now()));
+    poller.anchorsReplaced('partner.org');
+    release();
+    await retry;
+    assert.deepEqual(seen, [false, false]);
+    assert.equal(poller.status('partner.org')!.nextPollAt, clock.now(), 'the re-seed is tried at once, not at the next retry');
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.deepEqual(seen, [false, false, true]);
+    assert.equal(poller.status('partner.org')!.lastError, undefined);
+  });
+});
