@@ -148,8 +148,13 @@ function checkRoomForIntermediates(upstream: UpstreamCa): void {
  * intermediates (newIntermediate bounds each by all of them; a PKI may issue a CA that outlives its root).
  */
 export function checkUpstreamLifetime(upstream: UpstreamCa, now: number, intermediateTtlMs: number): void {
-  const anchors = (upstream.bundleDer ?? []).map(parseCertificate).filter((r) => r.structure.subjectName.equals(lastIssuerName(upstream)));
-  // Of several roots under the chain's issuer name (one renewed), the chain verifies against the one living longest.
+  const last = parseCertificate(upstream.chainDer[upstream.chainDer.length - 1] ?? upstream.certDer);
+  // The roots the chain can end at: its issuer's name and, when both say, its key (a PKI rotating its root often keeps
+  // the name); of several (one renewed), the chain verifies against the one living longest.
+  const anchors = (upstream.bundleDer ?? [])
+    .map(parseCertificate)
+    .filter((r) => r.structure.subjectName.equals(last.structure.issuerName))
+    .filter((r) => r.subjectKeyId === undefined || last.authorityKeyId === undefined || r.subjectKeyId === last.authorityKeyId);
   const anchor = anchors.reduce<ParsedCertificate | undefined>((a, b) => (a === undefined || b.notAfter > a.notAfter ? b : a), undefined);
   const expiring = [...[upstream.certDer, ...upstream.chainDer].map(parseCertificate), ...(anchor === undefined ? [] : [anchor])]
     .reduce((a, b) => (b.notAfter < a.notAfter ? b : a));

@@ -479,4 +479,10 @@ test('the PKI root the upstream CA chains to counts in its lifetime check, as th
   const longRoot = opensslCa(dir, 'Long Root');
   const underLong = opensslCa(dir, 'Mesh CA 2', { issuer: longRoot, days: 365 });
   checkUpstreamLifetime(loadUpstreamCa({ certFile: underLong.cert, keyFile: underLong.key, bundleFile: concat(dir, 'two.pem', [other.cert, longRoot.cert]) }), Date.now(), 7 * D);
+  // Nor is the root the PKI rotated to under the same name (another key, long-lived): the CA still chains to the old one.
+  const twinDir = tempDir('meshid-upstream-');
+  t.after(twinDir.cleanup);
+  const rotatedTo = opensslCa(twinDir.dir, 'Short Root');
+  const rotating = loadUpstreamCa({ certFile: meshCa.cert, keyFile: meshCa.key, bundleFile: concat(dir, 'rotating.pem', [rotatedTo.cert, root.cert]) });
+  assert.throws(() => checkUpstreamLifetime(rotating, Date.now(), 7 * D), refusedWith(/the upstream PKI's root "O=Example Corp, CN=Short Root" expires .*, too soon/));
 });
