@@ -2,7 +2,7 @@
  * What the poller makes of the documents a partner's bundle endpoint may serve, fetched over real HTTPS
  * (https_spiffe, under an SVID of the partner's test CA) into a real SQLite datastore, on a fake clock.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
 import https from 'node:https';
@@ -183,12 +183,12 @@ test('an endpoint serving an empty bundle revokes every key: it is stored and th
   });
 });
 
-test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authenticated with that domain's stored bundle", async (t) => {
-  const host = new TestCa('host.example');
-  const partner = new TestCa(TD);
-  t.after(() => [host, partner].forEach((c) => c.dispose()));
-  // The hosting provider's server, under an SVID of its own trust domain, serving partner.org's bundle.
-  const svid = host.issue('spiffe://host.example/bundles');
+/**
+ * An https_spiffe relationship for partner.org whose endpoint serves `partner`'s bundle under an SVID `host` issues
+ * for `endpointId` (a hosting provider, or a mirror in this server's own trust domain).
+ */
+async function partnerEndpointUnder(t: TestContext, host: TestCa, endpointId: string, partner: TestCa): Promise<FederationRelationship> {
+  const svid = host.issue(endpointId);
   const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
   const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => res.writeHead(200).end(bundleToSpiffeJson(partner.bundle(3))));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -197,11 +197,20 @@ test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authentic
     server.close();
   });
   const [rel] = compileRelationships(
-    { [TD]: { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://host.example/bundles' } },
+    { [TD]: { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: endpointId } },
     'example.org',
   );
+  return rel!;
+}
+
+test("an endpoint hosted by another trust domain (Bundle §5.2.2.2) is authenticated with that domain's stored bundle", async (t) => {
+  const host = new TestCa('host.example');
+  const partner = new TestCa(TD);
+  t.after(() => [host, partner].forEach((c) => c.dispose()));
+  // The hosting provider's server, under an SVID of its own trust domain, serving partner.org's bundle.
+  const rel = await partnerEndpointUnder(t, host, 'spiffe://host.example/bundles', partner);
   await withDatastore(async ({ ds, clock }) => {
-    const poller = new FederatedBundlePoller([rel!], ds, clock, recordingLogger().log);
+    const poller = new FederatedBundlePoller([rel], ds, clock, recordingLogger().log);
     t.after(() => poller.stop());
     await poller.refresh(TD);
     assert.match(poller.status(TD)!.lastError!.message, /no bundle of host\.example is stored to authenticate the bundle endpoint .* of partner\.org: seed it once with "meshid-server bundle set --trust-domain host\.example"/);
@@ -286,21 +295,10 @@ test("an endpoint hosted in this server's own trust domain is authenticated with
   const partner = new TestCa(TD);
   t.after(() => [own, partner].forEach((c) => c.dispose()));
   // A mirror run in this server's own trust domain, serving partner.org's bundle under an SVID of example.org.
-  const svid = own.issue('spiffe://example.org/bundle-mirror');
-  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => res.writeHead(200).end(bundleToSpiffeJson(partner.bundle(3))));
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const [rel] = compileRelationships(
-    { [TD]: { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/bundle-mirror' } },
-    'example.org',
-  );
+  const rel = await partnerEndpointUnder(t, own, 'spiffe://example.org/bundle-mirror', partner);
   await withDatastore(async ({ ds, clock }) => {
     // The own bundle is the CA's, never stored as a federated one ("bundle set --trust-domain example.org" is refused).
-    const poller = new FederatedBundlePoller([rel!], ds, clock, recordingLogger().log, undefined, { trustDomain: 'example.org', roots: () => [own.rootDer] });
+    const poller = new FederatedBundlePoller([rel], ds, clock, recordingLogger().log, undefined, { trustDomain: 'example.org', roots: () => [own.rootDer] });
     t.after(() => poller.stop());
     await poller.refresh(TD);
     assert.equal(poller.status(TD)!.lastError, undefined);
