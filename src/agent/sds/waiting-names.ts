@@ -1,3 +1,4 @@
+import { createHash } from 'node:crypto';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
@@ -59,7 +60,10 @@ export class WaitingNamesLog {
   admit(kind: string, uid: number | undefined, names: readonly string[]): Record<string, number> | undefined {
     // Each kind has its own budget: lines saying names were served never crowd out the warnings.
     const uidKey = `${kind}\n${uid ?? ''}`;
-    const admitted = this.perSet.admit(`${uidKey}\n${JSON.stringify(names)}`);
+    // A digest, not the names: the throttle keeps its keys, and a set of a thousand 2 KB names the caller chose
+    // would stay resident, 2 MB a key, up to its 256 keys.
+    const set = createHash('sha256').update(JSON.stringify(names)).digest('base64');
+    const admitted = this.perSet.admit(`${uidKey}\n${set}`);
     if (admitted === undefined) return undefined;
     const now = this.clock.now();
     let budget = this.perUid.get(uidKey);

@@ -7,6 +7,8 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { EventEmitter } from 'node:events';
+import { setFlagsFromString } from 'node:v8';
+import { runInNewContext } from 'node:vm';
 import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DeltaStream } from '../../../src/agent/sds/delta-stream.js';
@@ -198,5 +200,35 @@ describe('SDS names a stream waits for are logged (stubbed attestation)', () => 
     }
     assert.equal(writes.length, 8, 'each stream: a first response and three rotations');
     assert.deepEqual(waiting.map((w) => w.updates), [0, 0]);
+  });
+});
+
+describe('SDS waiting-names log memory', () => {
+  it('the throttle keeps no copy of the names a caller sends: long name sets cost the agent a few bytes each', async () => {
+    setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc') as () => void;
+    const clock = new FakeClock();
+    const log = new WaitingNamesLog(clock);
+    // What one request may carry: 1,000 names of up to 2,048 bytes that resolve to nothing (about 2 MB).
+    const nameSet = (set: number): string[] =>
+      Array.from({ length: 1000 }, (_, i) => `spiffe://example.org/${'p'.repeat(1990)}/${set}-${i}`);
+    const report = (set: number): void => {
+      const names = nameSet(set);
+      const stream = log.forStream(silentLogger(), { uid: 1001, selectors: [] });
+      stream.update(names, () => false, () => true);
+      // Served: the other kind of line has its own throttle keys.
+      stream.update([], () => false, () => true);
+    };
+    report(-1);
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const before = process.memoryUsage().heapUsed;
+    // Fewer sets than the throttle tracks, so none is forgotten: a caller keeps what it sent resident for good.
+    for (let set = 0; set < 40; set++) report(set);
+    await new Promise((resolve) => setImmediate(resolve));
+    gc();
+    const grown = process.memoryUsage().heapUsed - before;
+    assert.ok(grown < 8_000_000, `40 name sets of ~2 MB left ${Math.round(grown / 1e6)} MB resident in the waiting-names log`);
+    assert.ok(log, 'the log stays referenced until the measurement');
   });
 });
