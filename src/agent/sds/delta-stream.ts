@@ -132,6 +132,11 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     return this.subscribed.has(name);
   }
 
+  /** Declared in initial_resource_versions or sent, and (nothing to send) at the current version. */
+  protected override holdsSecrets(): boolean {
+    return this.known.size > 0;
+  }
+
   protected nextResponse(snapshot: IdentitySnapshot): DeltaDiscoveryResponse | undefined {
     const options = this.ctx.options;
     const mode = this.validation.mode;

@@ -164,6 +164,11 @@ export abstract class SecretStream<Req, Res> {
   /** Whether the stream's subscription names `name` now. */
   protected abstract subscribes(name: string): boolean;
 
+  /** Whether the client holds secrets of this stream; asked after a nextResponse that had nothing to send. */
+  protected holdsSecrets(): boolean {
+    return false;
+  }
+
   /** Ends the stream with the status for `error` (a MeshidError keeps its code; anything else is INTERNAL). */
   fail(error: unknown): void {
     if (this.closed) return;
@@ -239,7 +244,15 @@ export abstract class SecretStream<Req, Res> {
       this.fail(isMeshidError(error) && error.code !== 'invalid_argument' ? error : internal('cannot build SDS secrets', error));
       return;
     }
-    if (response === undefined) return;
+    if (response === undefined) {
+      // A client that resumed holding its secrets at their current versions is not warming: its first answer is
+      // over, so a later push (a rotation) never waits for a sibling SVID being signed.
+      if (!this.responded && this.holdsSecrets()) {
+        this.responded = true;
+        this.endSigningWait();
+      }
+      return;
+    }
     if (!this.responded) {
       this.responded = true;
       this.endSigningWait();

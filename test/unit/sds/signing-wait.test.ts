@@ -216,4 +216,26 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
       await eventually(() => h.cache.listenerCount() === 0, 'the cancelled fetch to stop waiting');
     }, {}, { clock, signingWaitMs: 120_000 });
   });
+
+  it('DeltaSecrets resumed with every version current: a rotation is not held for a sibling SVID being signed', async () => {
+    const clock = newClock();
+    await withHarness(registerA, async (h) => {
+      const first = new DeltaClient(h.client, as(SELECTOR_A));
+      first.request({ node: envoyNode(), subscribe: [] });
+      const held = Object.fromEntries(decodeDeltaResources(await first.next()).map((r) => [r.name, r.version]));
+      first.cancel();
+      // A reconnect (Envoy's): the legacy wildcard, declaring what it holds; all current, so nothing to send.
+      const resumed = new DeltaClient(h.client, as(SELECTOR_A));
+      const before = h.cache.snapshotCalls;
+      resumed.request({ node: envoyNode(), subscribe: [], initialVersions: held });
+      await handled(h, before);
+      assert.equal(h.service.stats().responses, 1);
+      // The Envoy holds its secrets: its first answer is over. A rotation must not wait for a new sibling's signing.
+      h.cache.addEntry(SELECTOR_A, APP_A2, { issued: false });
+      h.cache.rotate('spiffe://example.org/ns/default/sa/frontend');
+      const r = await resumed.next();
+      assert.ok(decodeDeltaResources(r).some((x) => x.name === 'default'), 'the rotated default SVID is pushed');
+      resumed.cancel();
+    }, {}, { clock });
+  });
 });
