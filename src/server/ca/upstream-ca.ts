@@ -98,15 +98,24 @@ export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
   }
   checkVerifiable(upstream.certDer, 'the upstream CA certificate');
   upstream.chainDer.forEach((der, i) => checkVerifiable(der, `upstream CA chain certificate ${i + 1}`));
+  const anchors = chainAnchors(upstream);
   upstream.bundleDer?.forEach((der, i) => {
     // Only the roots these chains end at: another root the bundle publishes anchors none of meshid's SVIDs.
-    if (parseCertificate(der).structure.subjectName.equals(lastIssuerName(upstream))) checkVerifiable(der, `upstream bundle certificate ${i}`);
+    if (anchors.some((a) => a.der.equals(der))) checkVerifiable(der, `upstream bundle certificate ${i}`);
   });
 }
 
-/** The issuer Name of the last certificate of the upstream CA's chain: that of the bundle root it chains to. */
-function lastIssuerName(upstream: UpstreamCa): Buffer {
-  return parseCertificate(upstream.chainDer[upstream.chainDer.length - 1] ?? upstream.certDer).structure.issuerName;
+/**
+ * The bundle roots the upstream CA's chain can end at: those named as its last certificate's issuer and, when both
+ * say, with its key (a PKI rotating its root often keeps the name: the root it rotated from or to, published beside
+ * the other, anchors none of meshid's chains and must not have its limits or flaws held against them).
+ */
+function chainAnchors(upstream: UpstreamCa): ParsedCertificate[] {
+  const last = parseCertificate(upstream.chainDer[upstream.chainDer.length - 1] ?? upstream.certDer);
+  return (upstream.bundleDer ?? [])
+    .map(parseCertificate)
+    .filter((r) => r.structure.subjectName.equals(last.structure.issuerName))
+    .filter((r) => r.subjectKeyId === undefined || last.authorityKeyId === undefined || r.subjectKeyId === last.authorityKeyId);
 }
 
 /**
@@ -131,9 +140,7 @@ function checkVerifiable(der: Buffer, what: string): void {
  */
 function checkRoomForIntermediates(upstream: UpstreamCa): void {
   const path = [upstream.certDer, ...upstream.chainDer].map(parseCertificate);
-  const last = path[path.length - 1]!;
-  const anchors = upstream.bundleDer!.map(parseCertificate).filter((r) => r.structure.subjectName.equals(last.structure.issuerName));
-  [...path, ...anchors].forEach((c, i) => {
+  [...path, ...chainAnchors(upstream)].forEach((c, i) => {
     const below = Math.min(i, path.length) + 1;
     if (c.pathLenConstraint !== undefined && c.pathLenConstraint < below) {
       throw invalidArgument(
@@ -148,14 +155,8 @@ function checkRoomForIntermediates(upstream: UpstreamCa): void {
  * intermediates (newIntermediate bounds each by all of them; a PKI may issue a CA that outlives its root).
  */
 export function checkUpstreamLifetime(upstream: UpstreamCa, now: number, intermediateTtlMs: number): void {
-  const last = parseCertificate(upstream.chainDer[upstream.chainDer.length - 1] ?? upstream.certDer);
-  // The roots the chain can end at: its issuer's name and, when both say, its key (a PKI rotating its root often keeps
-  // the name); of several (one renewed), the chain verifies against the one living longest.
-  const anchors = (upstream.bundleDer ?? [])
-    .map(parseCertificate)
-    .filter((r) => r.structure.subjectName.equals(last.structure.issuerName))
-    .filter((r) => r.subjectKeyId === undefined || last.authorityKeyId === undefined || r.subjectKeyId === last.authorityKeyId);
-  const anchor = anchors.reduce<ParsedCertificate | undefined>((a, b) => (a === undefined || b.notAfter > a.notAfter ? b : a), undefined);
+  // Of several roots the chain can end at (one renewed), it verifies against the one living longest.
+  const anchor = chainAnchors(upstream).reduce<ParsedCertificate | undefined>((a, b) => (a === undefined || b.notAfter > a.notAfter ? b : a), undefined);
   const expiring = [...[upstream.certDer, ...upstream.chainDer].map(parseCertificate), ...(anchor === undefined ? [] : [anchor])]
     .reduce((a, b) => (b.notAfter < a.notAfter ? b : a));
   if (expiring.notAfter < now + 2 * intermediateTtlMs) {

@@ -486,3 +486,34 @@ test('the PKI root the upstream CA chains to counts in its lifetime check, as th
   const rotating = loadUpstreamCa({ certFile: meshCa.cert, keyFile: meshCa.key, bundleFile: concat(dir, 'rotating.pem', [rotatedTo.cert, root.cert]) });
   assert.throws(() => checkUpstreamLifetime(rotating, Date.now(), 7 * D), refusedWith(/the upstream PKI's root "O=Example Corp, CN=Short Root" expires .*, too soon/));
 });
+
+test('a PKI root of the same name as the one the chain ends at, but another key (a root rotation), is not held to the chain: neither its pathLenConstraint nor its profile refuses the start', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-twin-');
+  t.after(cleanup);
+  const subject = '/O=Example Corp/CN=Corporate Root';
+  // The PKI's new root, an issuing CA under it (a level the old PKI did not have) and the mesh CA.
+  const newRoot = opensslCa(dir, 'New Root', { subject });
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: newRoot });
+  const mesh = opensslCa(dir, 'Mesh CA', { issuer: issuing });
+  const direct = opensslCa(dir, 'Direct Mesh CA', { issuer: newRoot });
+  // The old root, published while what it issued lives out: no room for two CAs below it, and without keyUsage.
+  const narrowOld = opensslCa(dir, 'Narrow Old Root', { subject, pathLen: 1 });
+  const noKuOld = opensslCa(dir, 'No KU Old Root', { subject, extensions: ['basicConstraints=critical,CA:TRUE', 'subjectKeyIdentifier=hash'] });
+  const clock = new FakeClock(Date.now());
+  const chain = concat(dir, 'chain.pem', [mesh.cert, issuing.cert]);
+  const first = await openTestCa(path.join(dir, 'data-1'), { upstream_ca_cert: chain, upstream_ca_key: mesh.key, upstream_bundle: concat(dir, 'narrow.pem', [narrowOld.cert, newRoot.cert]) }, clock);
+  await first.close();
+  const second = await openTestCa(path.join(dir, 'data-2'), { upstream_ca_cert: direct.cert, upstream_ca_key: direct.key, upstream_bundle: concat(dir, 'noku.pem', [noKuOld.cert, newRoot.cert]) }, clock);
+  await second.close();
+  // The root a chain does end at is still held to it, whatever twin is published beside it.
+  const issuingUnderNarrow = opensslCa(dir, 'Issuing CA 2', { issuer: narrowOld });
+  const meshUnderNarrow = opensslCa(dir, 'Mesh CA 2', { issuer: issuingUnderNarrow });
+  await assert.rejects(
+    openTestCa(
+      path.join(dir, 'data-3'),
+      { upstream_ca_cert: concat(dir, 'chain-2.pem', [meshUnderNarrow.cert, issuingUnderNarrow.cert]), upstream_ca_key: meshUnderNarrow.key, upstream_bundle: concat(dir, 'twins.pem', [newRoot.cert, narrowOld.cert]) },
+      clock,
+    ),
+    refusedWith(/"O=Example Corp, CN=Corporate Root" has pathLenConstraint 1, but chains under the upstream CA put 3 CA certificate\(s\) below it/),
+  );
+});
