@@ -2,7 +2,10 @@ import fs from 'node:fs';
 import net from 'node:net';
 import { failedPrecondition } from './errors.js';
 
-/** Linux's sun_path is 108 bytes, its terminating NUL included. */
+/**
+ * Linux's sun_path is 108 bytes. Node binds a path of all 108 (no NUL), but Envoy and gRPC C-core clients refuse a
+ * path that leaves no room for the terminating NUL, so the workloads' side could not connect to it: 107.
+ */
 const MAX_SOCKET_PATH_BYTES = 107;
 
 /**
@@ -12,7 +15,7 @@ const MAX_SOCKET_PATH_BYTES = 107;
  * a live process (another agent) that we must not silently take the path from.
  */
 export async function removeStaleSocket(socketPath: string): Promise<void> {
-  // Node binds a longer path cut to this length, elsewhere (in a parent directory, beside the private one), and the
+  // Node binds a path over 108 bytes cut short, elsewhere (in a parent directory, beside the private one), and the
   // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
   const bytes = Buffer.byteLength(socketPath);
   if (bytes > MAX_SOCKET_PATH_BYTES) {
