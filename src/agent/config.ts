@@ -11,6 +11,7 @@ import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
 import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 import { looksLikeCredential } from '../common/cli/credential-like.js';
+import { checkSocketPathLength } from '../common/socket-file.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -213,7 +214,7 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     servesWorkloadApi,
     servesSds,
     insecureBootstrap: raw.insecure_bootstrap ?? false,
-    socketPath: socketPathSetting(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH, '--socket-path, socket_path'),
+    socketPath: checkSocketPathLength(socketPathSetting(raw.socket_path ?? DEFAULT_AGENT_SOCKET_PATH, '--socket-path, socket_path'), '--socket-path, socket_path'),
     dataDir: path.resolve(raw.data_dir ?? DEFAULT_AGENT_DATA_DIR),
     logLevel,
     jwtSvidCacheSize,

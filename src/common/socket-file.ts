@@ -1,12 +1,29 @@
 import fs from 'node:fs';
 import net from 'node:net';
-import { failedPrecondition } from './errors.js';
+import { failedPrecondition, invalidArgument } from './errors.js';
 
 /**
  * Linux's sun_path is 108 bytes. Node binds a path of all 108 (no NUL), but Envoy and gRPC C-core clients refuse a
  * path that leaves no room for the terminating NUL, so the workloads' side could not connect to it: 107.
  */
 const MAX_SOCKET_PATH_BYTES = 107;
+
+/** Why `socketPath` cannot be bound, for its length, or undefined when it can. */
+function socketPathLengthProblem(socketPath: string): string | undefined {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes <= MAX_SOCKET_PATH_BYTES) return undefined;
+  return `${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path): choose a shorter path`;
+}
+
+/**
+ * A daemon's socket path setting checked when the config is compiled: `validate` then refuses what `run` would, and
+ * names the setting (`setting`, "--socket-path, socket_path"). Returns the path.
+ */
+export function checkSocketPathLength(socketPath: string, setting: string): string {
+  const problem = socketPathLengthProblem(socketPath);
+  if (problem !== undefined) throw invalidArgument(`${setting}: ${problem}`);
+  return socketPath;
+}
 
 /**
  * Makes `socketPath` free to bind: a socket file left by a previous run that nobody listens on any more is removed
@@ -17,12 +34,8 @@ const MAX_SOCKET_PATH_BYTES = 107;
 export async function removeStaleSocket(socketPath: string): Promise<void> {
   // Node binds a path over 108 bytes cut short, elsewhere (in a parent directory, beside the private one), and the
   // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
-  const bytes = Buffer.byteLength(socketPath);
-  if (bytes > MAX_SOCKET_PATH_BYTES) {
-    throw failedPrecondition(
-      `${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path): choose a shorter path`,
-    );
-  }
+  const tooLong = socketPathLengthProblem(socketPath);
+  if (tooLong !== undefined) throw failedPrecondition(tooLong);
   let stat: fs.Stats;
   try {
     stat = fs.lstatSync(socketPath);

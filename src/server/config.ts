@@ -4,6 +4,7 @@ import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../co
 import { configuredLogLevel } from '../common/log.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
+import { checkSocketPathLength } from '../common/socket-file.js';
 import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import type { ServingCertFiles } from './federation/serving-cert-file.js';
@@ -254,7 +255,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     trustDomain,
     dataDir,
     bindAddress: hostPort(raw.bind_address ?? DEFAULT_BIND_ADDRESS, 'bind_address'),
-    adminSocket: path.resolve(raw.admin_socket ?? DEFAULT_ADMIN_SOCKET),
+    adminSocket: checkSocketPathLength(path.resolve(raw.admin_socket ?? DEFAULT_ADMIN_SOCKET), '--admin-socket, admin_socket'),
     datacenters: Object.freeze(datacenters),
     caKeyType,
     x509SvidTtlMs,

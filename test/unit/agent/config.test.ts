@@ -216,3 +216,14 @@ test('disable_workload_api and disable_sds_api (config keys, flags, spire-agent 
   });
   assert.throws(() => compileAgentConfig(rawConfigFrom(['--server-address', 'a:1', '--disable-workload-api', '--disable-sds-api']).raw), /would serve nothing: leave one of them off/);
 });
+
+test('a socket path longer than a Unix socket takes is refused when the config is compiled, naming the setting: validate refuses what run would', () => {
+  // 107 bytes is the most a path may have (Envoy and gRPC C-core clients need sun_path's NUL).
+  const at = (bytes: number): string => `/${'s'.repeat(bytes - 1)}`;
+  assert.equal(compileAgentConfig({ server_address: 'a:1', socket_path: at(107) }).socketPath, at(107));
+  assert.throws(
+    () => compileAgentConfig({ server_address: 'a:1', socket_path: at(108) }),
+    /^MeshidError: --socket-path, socket_path: \/s+ is 108 bytes long, more than the 107 a Unix socket path may have/,
+  );
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', socket_path: `unix://${at(120)}` }), /--socket-path, socket_path: .* is 120 bytes long/);
+});

@@ -239,3 +239,12 @@ test("every key of spire-server 1.15's server block is either read or refused sa
     fs.rmSync(dir, { recursive: true, force: true });
   }
 });
+
+test('an admin socket path longer than a Unix socket takes is refused when the config is compiled, naming the setting: validate refuses what run would', () => {
+  const at = (bytes: number): string => `/${'s'.repeat(bytes - 1)}`;
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', admin_socket: at(107) }).adminSocket, at(107));
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', admin_socket: at(108) }),
+    /--admin-socket, admin_socket: \/s+ is 108 bytes long, more than the 107 a Unix socket path may have/,
+  );
+});
