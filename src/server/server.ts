@@ -285,7 +285,7 @@ async function startFederation(
 ): Promise<FederatedBundlePoller> {
   if (egress?.proxy instanceof Error) log.warn({ reason: egress.proxy.message }, 'HTTPS_PROXY names no proxy meshid-server can use: bundle endpoints it does not exempt (NO_PROXY) cannot be fetched');
   else if (egress !== undefined) log.info({ proxy: withoutPassword(egress.proxy) }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
-  const fetch: BundleFetcher = (rel, anchors) => fetchFederatedBundle(rel, anchors, undefined, egress);
+  const fetch: BundleFetcher = (rel, anchors, ownAnchors) => fetchFederatedBundle(rel, anchors, undefined, egress, ownAnchors);
   const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch, { trustDomain: config.trustDomain, roots: () => ca.bundle().x509Authorities });
   for (const rel of await ds.listFederationRelationships()) {
     if (poller.status(rel.trustDomain) !== undefined) {

@@ -22,9 +22,11 @@ const TIMEOUT_MS = 10_000;
  * inside the proxy's CONNECT tunnel, authenticated as above. Throws MeshidError: unavailable for anything the endpoint or the network did,
  * including a document that is not a SPIFFE bundle at all; failed_precondition when https_spiffe has no root to
  * trust (no bundle stored yet, or a stored one without X.509 roots, as a partner's revocation leaves it).
+ * `ownAnchors`: `anchors` are this server's own roots (an endpoint of its own trust domain), which no `bundle set`
+ * seeds, so a chain they do not anchor is not told to be re-seeded.
  */
 export function fetchFederatedBundle(
-  rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS, egress?: EgressProxy,
+  rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS, egress?: EgressProxy, ownAnchors = false,
 ): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
@@ -52,9 +54,11 @@ export function fetchFederatedBundle(
     // this server was not polling (down, or given an old seed) presents a chain nothing stored vouches for, which only
     // an operator can remedy; OpenSSL's own words ("unable to get local issuer certificate") do not say so.
     const roots = anchors.length === 1 ? 'the X.509 root' : `the ${anchors.length} X.509 roots`;
-    unanchored =
-      `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
-      `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
+    unanchored = ownAnchors
+      ? `the endpoint's certificate does not chain to this server's own X.509 roots (${anchorDomain} is its trust domain, so its CA's ` +
+        `bundle authenticates the endpoint): the endpoint must present an SVID of this server's CA (${rel.endpointSpiffeId!}); or it leaves out the intermediates its chain needs`
+      : `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
+        `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
   }
   return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, { timeoutMs, endsAt: Date.now() + timeoutMs }, MAX_REDIRECTS);
 }

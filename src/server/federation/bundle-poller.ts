@@ -19,7 +19,8 @@ export const MAX_REFRESH_MS = 60 * 60_000;
  */
 export const FIRST_RETRY_MS = 30_000;
 
-export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined) => Promise<FederatedBundleDocument>;
+/** `ownAnchors`: `anchors` are this server's own roots, not a stored bundle (fetchFederatedBundle). */
+export type BundleFetcher = (rel: FederationRelationship, anchors: readonly Buffer[] | undefined, ownAnchors?: boolean) => Promise<FederatedBundleDocument>;
 
 /** Where a relationship is defined: the config file's federates_with, or the admin API (stored in the datastore). */
 export type RelationshipSource = 'config' | 'api';
@@ -77,7 +78,7 @@ export class FederatedBundlePoller {
     private readonly ds: Datastore,
     private readonly clock: Clock,
     private readonly log: Logger,
-    private readonly fetch: BundleFetcher = fetchFederatedBundle,
+    private readonly fetch: BundleFetcher = (rel, anchors, ownAnchors) => fetchFederatedBundle(rel, anchors, undefined, undefined, ownAnchors),
     private readonly own?: OwnRoots,
   ) {
     for (const rel of relationships) this.states.set(rel.trustDomain, newState(rel, 'config'));
@@ -208,10 +209,11 @@ export class FederatedBundlePoller {
       // An endpoint with an SVID of this server's own trust domain (a mirror it runs) is authenticated with the CA's
       // bundle: the datastore holds federated bundles only, and "bundle set" refuses the own trust domain, so the
       // stored one would be missing for ever and the poll's advice to seed it impossible to follow.
+      const ownAnchors = anchorDomain !== rel.trustDomain && anchorDomain === this.own?.trustDomain;
       const anchors = anchorDomain === rel.trustDomain
         ? previous?.x509Authorities
-        : anchorDomain === this.own?.trustDomain ? this.own.roots() : (await this.ds.getBundle(anchorDomain))?.x509Authorities;
-      const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors);
+        : ownAnchors ? this.own!.roots() : (await this.ds.getBundle(anchorDomain))?.x509Authorities;
+      const { bundle: fetched, ignored, unreadableTypes } = await this.fetch(rel, anchors, ownAnchors);
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       const where = { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl };
       if (fetched.x509Authorities.length === 0 && fetched.jwtAuthorities.length === 0 && ignored.length > unreadableTypes) {

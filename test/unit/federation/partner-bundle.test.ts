@@ -305,3 +305,21 @@ test("an endpoint hosted in this server's own trust domain is authenticated with
     assert.deepEqual((await ds.getBundle(TD))!.x509Authorities, [partner.rootDer], "partner.org's bundle, fetched through the own domain's mirror");
   });
 });
+
+test("an endpoint of this server's own trust domain whose chain the own roots do not anchor is not told to be seeded with bundle set, which refuses the own trust domain", async (t) => {
+  const own = new TestCa('example.org');
+  const stranger = new TestCa('example.org');
+  const partner = new TestCa(TD);
+  t.after(() => [own, stranger, partner].forEach((c) => c.dispose()));
+  // A mirror under an SVID of example.org signed by another CA (a second server started with its own data dir, say).
+  const rel = await partnerEndpointUnder(t, stranger, 'spiffe://example.org/bundle-mirror', partner);
+  await withDatastore(async ({ ds, clock }) => {
+    const poller = new FederatedBundlePoller([rel], ds, clock, recordingLogger().log, undefined, { trustDomain: 'example.org', roots: () => [own.rootDer] });
+    t.after(() => poller.stop());
+    await poller.refresh(TD);
+    const error = poller.status(TD)!.lastError!.message;
+    assert.match(error, /does not chain to this server's own X\.509 roots \(example\.org is its trust domain, so its CA's bundle authenticates the endpoint\): the endpoint must present an SVID of this server's CA \(spiffe:\/\/example\.org\/bundle-mirror\)/);
+    assert.doesNotMatch(error, /bundle set/);
+    assert.equal(await ds.getBundle(TD), undefined);
+  });
+});
