@@ -118,16 +118,3 @@ export function parseWorkloadId(input: string, trustDomain: string, what = 'SPIF
 export function trustDomainId(trustDomain: string): string {
   return `${SCHEME}${trustDomain}`;
 }
-
-export function makeId(trustDomain: string, ...segments: string[]): string {
-  return `${SCHEME}${trustDomain}/${segments.join('/')}`;
-}
-
-export function isSpiffeId(input: string): boolean {
-  try {
-    parseSpiffeId(input);
-    return true;
-  } catch {
-    return false;
-  }
-}

@@ -32,8 +32,3 @@ export function authorizedEntries(index: EntryIndex, agent: AgentIdentity, serve
   }
   return result;
 }
-
-/** Whether the agent may act for this entry (sign its SVIDs). */
-export function isAuthorized(index: EntryIndex, agent: AgentIdentity, serverId: string, entryId: string): boolean {
-  return authorizedEntries(index, agent, serverId).has(entryId);
-}
