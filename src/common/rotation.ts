@@ -44,7 +44,3 @@ export function renewalTime(l: Lifetime, jitter: number): number {
 export function latestRenewalTime(l: Lifetime): number {
   return l.notBefore + (l.notAfter - l.notBefore) * 0.9;
 }
-
-export function shouldRenew(now: number, l: Lifetime, jitter: number): boolean {
-  return now >= renewalTime(l, jitter);
-}

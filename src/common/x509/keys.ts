@@ -1,4 +1,4 @@
-import { createECDH, createHash, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type ECDH, type JsonWebKey, type KeyObject } from 'node:crypto';
+import { createECDH, createPrivateKey, createPublicKey, generateKeyPairSync, X509Certificate, type ECDH, type JsonWebKey, type KeyObject } from 'node:crypto';
 import { invalidArgument } from '../errors.js';
 import { EC_CURVES, type EcCurve } from './algorithms.js';
 import { encodeSpki } from './spki.js';
@@ -114,11 +114,6 @@ export function importPrivateKey(pemOrDer: string | Buffer): KeyObject {
 /** The DER SubjectPublicKeyInfo of a public key (or of the public half of a private key). */
 export function spkiDer(key: KeyObject): Buffer {
   return encodeSpki(key);
-}
-
-/** Lowercase hex SHA-256 of the SubjectPublicKeyInfo DER: a stable name for a key in logs and records. */
-export function publicKeyFingerprint(key: KeyObject): string {
-  return createHash('sha256').update(spkiDer(key)).digest('hex');
 }
 
 /** Whether `privateKey` is the key certified by the DER certificate. Throws invalid_argument if the DER is not one. */

@@ -54,11 +54,6 @@ export function pemToDerList(pem: string, label = 'CERTIFICATE'): Buffer[] {
   return out;
 }
 
-/** Concatenated DER: the Workload API's encoding of chains and bundles. */
-export function concatDer(ders: readonly Buffer[]): Buffer {
-  return Buffer.concat(ders);
-}
-
 /**
  * Splits concatenated DER into its elements by walking each top-level SEQUENCE's length. An empty buffer is an empty
  * list; anything that is not a run of complete SEQUENCEs throws MeshidError(invalid_argument). The elements are

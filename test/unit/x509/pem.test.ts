@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
-import { certificatesToPem, concatDer, pemToDerList, splitConcatenatedDer, toPem } from '../../../src/common/x509/pem.js';
+import { certificatesToPem, pemToDerList, splitConcatenatedDer, toPem } from '../../../src/common/x509/pem.js';
 import { makePki } from './pki-fixture.js';
 
 const isInvalid = (pattern: RegExp) => (err: unknown) => isMeshidError(err, 'invalid_argument') && pattern.test(err.message);
@@ -41,14 +41,14 @@ test('malformed PEM is refused with a message saying what is wrong', async () =>
 
 test('concatenated DER splits back into its certificates', async () => {
   const { root, east, west } = await makePki('ec-p384');
-  const bundle = concatDer([east.der, west.der, root.der]);
+  const bundle = Buffer.concat([east.der, west.der, root.der]);
   assert.deepEqual(splitConcatenatedDer(bundle), [east.der, west.der, root.der]);
   assert.deepEqual(splitConcatenatedDer(Buffer.alloc(0)), []);
 });
 
 test('concatenated DER with truncation, trailing bytes or a non-SEQUENCE is refused', async () => {
   const { root, east } = await makePki('ec-p256');
-  const bundle = concatDer([east.der, root.der]);
+  const bundle = Buffer.concat([east.der, root.der]);
   assert.throws(() => splitConcatenatedDer(bundle.subarray(0, bundle.length - 1)), isInvalid(/element 2/));
   assert.throws(() => splitConcatenatedDer(Buffer.concat([bundle, Buffer.from([0x30])])), isInvalid(/element 3/));
   assert.throws(() => splitConcatenatedDer(Buffer.from('0401ff', 'hex')), isInvalid(/expected a SEQUENCE/));
