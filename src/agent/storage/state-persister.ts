@@ -175,8 +175,8 @@ export class StatePersister {
     );
   };
 
-  private journalFile(generation = this.generation): string {
-    return path.join(this.dir, journalFileName(generation));
+  private journalFile(): string {
+    return path.join(this.dir, journalFileName(this.generation));
   }
 
   private append(line: string): void {
