@@ -138,10 +138,10 @@ function assertKnownFields(type: protobuf.Type, value: unknown, where: string): 
 /**
  * Encodes `message` (keepCase object) as `typeName` and wraps it in google.protobuf.Any, e.g. an SDS Secret as
  * `{ type_url: 'type.googleapis.com/envoy.extensions.transport_sockets.tls.v3.Secret', value }`. Unknown properties
- * are an error. `root` defaults to the files in ANY_PAYLOAD_PROTOS.
+ * are an error. The type is looked up in the files of ANY_PAYLOAD_PROTOS.
  */
-export function packAny(typeName: string, message: object, root: protobuf.Root = protoRoot([...ANY_PAYLOAD_PROTOS])): AnyMessage {
-  const type = lookupMessage(root, typeName);
+export function packAny(typeName: string, message: object): AnyMessage {
+  const type = lookupMessage(protoRoot([...ANY_PAYLOAD_PROTOS]), typeName);
   assertKnownFields(type, message, typeName);
   let bytes: Uint8Array;
   try {
@@ -155,13 +155,9 @@ export function packAny(typeName: string, message: object, root: protobuf.Root =
 
 /**
  * Decodes an Any into a keepCase object (PROTO_CONVERSION). With `expectedTypeName`, a different type URL is an
- * error, so a caller never misreads one message type as another. `root` defaults to ANY_PAYLOAD_PROTOS.
+ * error, so a caller never misreads one message type as another. The type is looked up in ANY_PAYLOAD_PROTOS.
  */
-export function unpackAny(
-  any: { type_url?: string; value?: Uint8Array },
-  expectedTypeName?: string,
-  root: protobuf.Root = protoRoot([...ANY_PAYLOAD_PROTOS]),
-): Record<string, unknown> {
+export function unpackAny(any: { type_url?: string; value?: Uint8Array }, expectedTypeName?: string): Record<string, unknown> {
   const url = any.type_url ?? '';
   const slash = url.lastIndexOf('/');
   if (slash === -1) throw invalidArgument(`Any type URL "${url}" has no "/"`);
@@ -169,7 +165,7 @@ export function unpackAny(
   if (expectedTypeName !== undefined && typeName !== expectedTypeName.replace(/^\./, '')) {
     throw invalidArgument(`Any holds ${typeName}, expected ${expectedTypeName}`);
   }
-  const type = lookupMessage(root, typeName);
+  const type = lookupMessage(protoRoot([...ANY_PAYLOAD_PROTOS]), typeName);
   const value = any.value ?? Buffer.alloc(0);
   // A Buffer input makes protobufjs return bytes fields as Buffers too.
   const buffer = Buffer.isBuffer(value) ? value : Buffer.from(value.buffer, value.byteOffset, value.byteLength);
