@@ -27,7 +27,7 @@ const PROBE_WAIT_MS = 1000;
  * Connects to `socketPath` once, sends the HTTP/2 preface and classifies the answer. Only ever run after a call
  * failed without reaching a gRPC server, never on the way to a call.
  */
-export function probeSocket(socketPath: string, waitMs = PROBE_WAIT_MS): Promise<SocketAnswer> {
+export function probeSocket(socketPath: string): Promise<SocketAnswer> {
   return new Promise((resolve) => {
     let received = Buffer.alloc(0);
     let connected = false;
@@ -43,7 +43,7 @@ export function probeSocket(socketPath: string, waitMs = PROBE_WAIT_MS): Promise
       if (received.subarray(0, 7).toString('latin1') === 'HTTP/1.') return { kind: 'http1' };
       return { kind: 'other', said: printable(received) };
     };
-    const timer = setTimeout(() => finish(received.length === 0 ? { kind: 'silent' } : judge()), waitMs);
+    const timer = setTimeout(() => finish(received.length === 0 ? { kind: 'silent' } : judge()), PROBE_WAIT_MS);
     socket.on('connect', () => {
       connected = true;
       socket.write(CLIENT_PREFACE);

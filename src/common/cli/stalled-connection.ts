@@ -26,7 +26,7 @@ export interface StalledConnectionWatch {
  * Watches a CLI call's channel while it waits for a connection. grpc-js takes a connection as ready only once the
  * server's SETTINGS frame arrives: a listener that sends a few bytes that are not HTTP/2 (fewer than a frame header,
  * so no protocol error is raised) and keeps the connection open stalls the call until its deadline (30 s for the
- * admin CLI), to end as "not a gRPC server" only then. A channel still not ready after `graceMs` is probed
+ * admin CLI), to end as "not a gRPC server" only then. A channel still not ready after CONNECT_GRACE_MS is probed
  * (probeSocket, one connection of its own), and a listener proven foreign ends the call at once with the same error
  * it would end with at its deadline. Silence or a hang-up may be the daemon itself (hung, overloaded, stopping):
  * those keep waiting, as before.
@@ -35,7 +35,6 @@ export function watchForStalledConnection(
   channel: WatchedChannel,
   socketPath: string,
   expected: ExpectedDaemon,
-  graceMs = CONNECT_GRACE_MS,
 ): StalledConnectionWatch {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -46,7 +45,7 @@ export function watchForStalledConnection(
         const err: MeshidError | undefined = foreignListener(socketPath, expected, answer);
         if (!stopped && err !== undefined) reject(err);
       });
-    }, graceMs);
+    }, CONNECT_GRACE_MS);
     // The call's own deadline keeps the process alive; this timer must not outlive it.
     timer.unref();
   });
