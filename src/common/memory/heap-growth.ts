@@ -15,6 +15,6 @@ import v8 from 'node:v8';
  */
 export const OLD_GENERATION_GROWTH_PERCENT = 50;
 
-export function setOldGenerationGrowth(percent = OLD_GENERATION_GROWTH_PERCENT): void {
-  v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+export function setOldGenerationGrowth(): void {
+  v8.setFlagsFromString(`--heap-growing-percent=${OLD_GENERATION_GROWTH_PERCENT}`);
 }
