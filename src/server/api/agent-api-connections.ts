@@ -317,11 +317,8 @@ function transportTimer(fn: () => void, ms: number): NodeJS.Timeout {
   return timer;
 }
 
-/**
- * A GOAWAY naming why (ENHANCE_YOUR_CALM: the peer is over a limit), then the connection is cut; with its socket
- * when given, as one already closing gracefully (idle, old) does not go with the session alone (cutOff).
- */
-function refuse(session: Session, why: string, socket?: TLSSocket): void {
+/** A GOAWAY naming why (ENHANCE_YOUR_CALM: the peer is over a limit), then the connection is cut. */
+function refuse(session: Session, why: string): void {
   if (session.destroyed) return;
   try {
     session.goaway(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM, 0, Buffer.from(why));
@@ -329,10 +326,7 @@ function refuse(session: Session, why: string, socket?: TLSSocket): void {
     // Already closing: cut it all the same.
   }
   // After the GOAWAY has gone out: destroy() at once would drop it with the socket.
-  setImmediate(() => {
-    session.destroy();
-    socket?.destroy();
-  });
+  setImmediate(() => session.destroy());
 }
 
 /** Takes no new calls; those open finish, then the connection closes (once the peer has closed its side too). */
