@@ -53,13 +53,16 @@ function shutdown(code: number): void {
   void Promise.all(running.map((c) => new Promise((resolve) => c.once('exit', resolve)))).then(() => process.exit(code));
 }
 
-async function waitFor(check: () => boolean, what: string, ms = 20_000): Promise<void> {
-  const until = Date.now() + ms;
+/** How long each daemon has to answer its health check after the demo starts it. */
+const START_WAIT_MS = 20_000;
+
+async function waitFor(check: () => boolean, what: string): Promise<void> {
+  const until = Date.now() + START_WAIT_MS;
   while (Date.now() < until && !stopping) {
     if (check()) return;
     await new Promise((r) => setTimeout(r, 200));
   }
-  throw new DemoFailure(stopping ? '' : `meshid demo: ${what} did not come up within ${ms / 1000} s; see the logs above\n`);
+  throw new DemoFailure(stopping ? '' : `meshid demo: ${what} did not come up within ${START_WAIT_MS / 1000} s; see the logs above\n`);
 }
 
 function start(main: string, args: string[], name: string): void {
