@@ -1,4 +1,4 @@
-import { createHash, type KeyObject } from 'node:crypto';
+import type { KeyObject } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, invalidArgument, isMeshidError, unavailable, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
@@ -16,7 +16,7 @@ import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
 import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
-import { joinTokenFingerprint } from '../../common/join-token-fingerprint.js';
+import { joinTokenFingerprint, joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 
 export interface AgentIdentityOptions {
   client: NodeClient;
@@ -41,8 +41,6 @@ export interface AgentIdentityOptions {
 const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
 /** Saving an identity the data dir refused (a full disk) again: 1 s, 2 s, 4 s … 60 s. */
 const SAVE_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
-
-export const sha256Hex = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 /**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
@@ -111,7 +109,7 @@ export class AgentIdentity {
    */
   canReattest(): boolean {
     const token = this.o.joinToken;
-    return token !== undefined && token !== '' && sha256Hex(token) !== this.identity?.joinTokenSha256;
+    return token !== undefined && token !== '' && joinTokenSha256(token) !== this.identity?.joinTokenSha256;
   }
 
   /**
@@ -182,7 +180,7 @@ export class AgentIdentity {
       datacenter: res.datacenter ?? '',
       chain,
       privateKey,
-      joinTokenSha256: sha256Hex(token),
+      joinTokenSha256: joinTokenSha256(token),
       trustRoots: bundle.x509Authorities,
     };
     this.trustDomain = identity.trustDomain;

@@ -1,8 +1,8 @@
-import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import { joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
@@ -233,7 +233,7 @@ export class SqliteDatastore implements Datastore {
       requireTime('join token expiresAt', input.expiresAt);
       requireTime('join token createdAt', input.createdAt);
       const token: JoinToken = {
-        tokenHash: hashToken(input.token),
+        tokenHash: joinTokenSha256(input.token),
         datacenter: input.datacenter,
         selectors: normalizeSelectors(input.selectors),
         expiresAt: input.expiresAt,
@@ -248,7 +248,7 @@ export class SqliteDatastore implements Datastore {
   consumeJoinToken(token: string): Promise<JoinToken | undefined> {
     return this.write(() => {
       if (typeof token !== 'string' || token === '') return undefined;
-      const row = this.s.consumeJoinToken.get(hashToken(token)) as JoinTokenRow | undefined;
+      const row = this.s.consumeJoinToken.get(joinTokenSha256(token)) as JoinTokenRow | undefined;
       return row === undefined ? undefined : joinTokenFromRow(row);
     });
   }
@@ -260,7 +260,7 @@ export class SqliteDatastore implements Datastore {
   findJoinToken(token: string): Promise<JoinToken | undefined> {
     return this.read(() => {
       if (typeof token !== 'string' || token === '') return undefined;
-      const row = this.s.joinTokenByHash.get(hashToken(token)) as JoinTokenRow | undefined;
+      const row = this.s.joinTokenByHash.get(joinTokenSha256(token)) as JoinTokenRow | undefined;
       return row === undefined ? undefined : joinTokenFromRow(row);
     });
   }
@@ -278,7 +278,7 @@ export class SqliteDatastore implements Datastore {
       requireText('agent certSerial', agent.certSerial);
       for (const t of ['certNotAfter', 'attestedAt', 'updatedAt'] as const) requireTime(`agent ${t}`, agent[t]);
       if (this.s.agentById.get(agent.spiffeId) !== undefined) throw alreadyExists(`agent ${agent.spiffeId} already exists`);
-      if (options.joinToken !== undefined && this.s.consumeJoinToken.get(hashToken(options.joinToken)) === undefined) {
+      if (options.joinToken !== undefined && this.s.consumeJoinToken.get(joinTokenSha256(options.joinToken)) === undefined) {
         throw notFound('the join token is unknown, already used or revoked');
       }
       const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
@@ -733,11 +733,6 @@ function checkedRelationship(r: StoredRelationship): StoredRelationship {
     throw invalidArgument(`relationship ${r.trustDomain}: an endpoint SPIFFE ID goes with https_spiffe, and only with it`);
   }
   return r;
-}
-
-/** Join tokens are stored as sha256(token): a copy of the database does not let anyone attest. */
-function hashToken(token: string): string {
-  return createHash('sha256').update(token, 'utf8').digest('hex');
 }
 
 /** The refusal of an entry whose SPIFFE ID, parent and selectors another entry has (SPIRE's "similar entry"). */
