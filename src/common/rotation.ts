@@ -8,7 +8,7 @@ export interface Lifetime {
   readonly notAfter: number;
 }
 
-export function halfLife(l: Lifetime): number {
+function halfLife(l: Lifetime): number {
   return l.notBefore + (l.notAfter - l.notBefore) / 2;
 }
 

@@ -7,7 +7,7 @@ import { certificatesToPem, splitConcatenatedDer, toPem } from '../../common/x50
 import type { X509SvidResponse } from '../workload/messages.js';
 
 /** "2026-01-01 00:00:00 +0000 UTC": how spire-agent prints certificate times, so output reads the same. */
-export function formatCertTime(ms: number): string {
+function formatCertTime(ms: number): string {
   return `${new Date(ms).toISOString().slice(0, 19).replace('T', ' ')} +0000 UTC`;
 }
 

@@ -2,7 +2,7 @@ import type { PeerCertificate } from 'node:tls';
 import { parseCertificate } from '../../common/x509/certificate.js';
 
 /** The SPIFFE ID meshid-server presents on the agent API (agent.proto). */
-export function serverSpiffeId(trustDomain: string): string {
+function serverSpiffeId(trustDomain: string): string {
   return `spiffe://${trustDomain}/meshid/server`;
 }
 

@@ -37,7 +37,7 @@ export function socketProblem(socketPath: string, connectDetails: string): Socke
 }
 
 /** The words for a problem in a "cannot reach … on <path> (<words>)" line. */
-export function socketProblemWords(problem: SocketProblem): string {
+function socketProblemWords(problem: SocketProblem): string {
   switch (problem.kind) {
     case 'absent':
       return 'no socket there';

@@ -55,7 +55,7 @@ function x509AuthorityJwk(der: Buffer, label: string): Jwk {
  * undefined when it can. `label` names the certificate in the reason. Throws invalid_argument for a DER that is not
  * a certificate.
  */
-export function unwritableX509Authority(der: Buffer, label: string): string | undefined {
+function unwritableX509Authority(der: Buffer, label: string): string | undefined {
   const cert = parseCertificate(der, label);
   try {
     publicJwk(cert.publicKey, '');

@@ -18,7 +18,7 @@ export interface SpiffeId {
 }
 
 /** Validates a bare trust domain name (SPIFFE-ID §2.1) and returns it. */
-export function parseTrustDomainName(name: string): string {
+function parseTrustDomainName(name: string): string {
   if (name === '') throw invalidArgument('trust domain is empty');
   if (Buffer.byteLength(name) > MAX_TD_BYTES) throw invalidArgument(`trust domain "${name.slice(0, 64)}…" is longer than 255 bytes`);
   if (!TRUST_DOMAIN_RE.test(name)) {

@@ -26,7 +26,7 @@ export interface CertificateSigner {
 }
 
 /** The DER TBSCertificate for a template, always v3 with the issuer's signature AlgorithmIdentifier. */
-export function encodeTbsCertificate(t: CertificateTemplate, algorithm: SignatureAlgorithm): Buffer {
+function encodeTbsCertificate(t: CertificateTemplate, algorithm: SignatureAlgorithm): Buffer {
   return sequence(
     VERSION_V3,
     t.serial ?? randomSerial(),

@@ -30,7 +30,7 @@ export function encodeLength(n: number): Buffer {
 }
 
 /** One TLV with a single-octet tag. */
-export function tlv(tag: number, ...value: Buffer[]): Buffer {
+function tlv(tag: number, ...value: Buffer[]): Buffer {
   const body = value.length === 1 ? value[0]! : Buffer.concat(value);
   return Buffer.concat([Buffer.from([tag]), encodeLength(body.length), body]);
 }

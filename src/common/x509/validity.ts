@@ -5,7 +5,7 @@ import { failedPrecondition, invalidArgument } from '../errors.js';
  * instant that will actually be encoded (milliseconds truncated).
  */
 
-export const toEncodedInstant = (ms: number): number => Math.floor(ms / 1000) * 1000;
+const toEncodedInstant = (ms: number): number => Math.floor(ms / 1000) * 1000;
 const iso = (ms: number): string => new Date(ms).toISOString();
 
 /** notBefore and notAfter are finite and at least one encoded second apart. Throws invalid_argument. */

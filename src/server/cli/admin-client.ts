@@ -143,7 +143,7 @@ export class AdminClient {
 
 
 /** Opens an AdminClient for the socket the flags and environment name; `deadlineMs` per call (default 30 s). */
-export function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv, deadlineMs?: number): AdminClient {
+function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv, deadlineMs?: number): AdminClient {
   return new AdminClient(adminSocketPath(args, env), deadlineMs);
 }
 

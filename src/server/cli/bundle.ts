@@ -17,7 +17,7 @@ const FORMAT_FLAG: FlagSpec = {
 };
 
 /** The proto Bundle as the SPIFFE bundle model (SPIFFE Trust Domain and Bundle §3). */
-export function protoToTrustBundle(b: ProtoBundle): TrustBundle {
+function protoToTrustBundle(b: ProtoBundle): TrustBundle {
   return {
     trustDomain: b.trust_domain ?? '',
     x509Authorities: b.x509_authorities ?? [],
@@ -34,7 +34,7 @@ export function protoToTrustBundle(b: ProtoBundle): TrustBundle {
  * A bundle as `bundle show` prints it: PEM CERTIFICATE blocks of the X.509 roots, or the SPIFFE bundle document
  * (Bundle §4: x509-svid keys with one x5c, jwt-svid keys with kid, spiffe_sequence).
  */
-export function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe', io: Pick<CliIo, 'stderr'>): string {
+function renderBundle(b: ProtoBundle, format: 'pem' | 'spiffe', io: Pick<CliIo, 'stderr'>): string {
   if (format === 'pem') return certificatesToPem(b.x509_authorities ?? []);
   // A root stored before meshid refused keys no bundle JWK carries (DSA, Ed448, EC off the NIST curves) costs that
   // root in the document, said on stderr, not the whole document.

@@ -22,7 +22,7 @@ function fullAuthority(a: ProtoAuthority): Required<ProtoAuthority> {
 }
 
 /** One authority (root, DC intermediate or JWT key) as a block: kind, datacenter, state, validity, fingerprint. */
-export function renderAuthority(a: ProtoAuthority): string {
+function renderAuthority(a: ProtoAuthority): string {
   return renderFields([
     ['Authority ID', a.id ?? ''],
     // An upstream CA's root leaves the journal differently (README, "Switching the upstream CA off").

@@ -13,7 +13,7 @@ function compare(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
 }
 
-export function compareSelectors(a: Selector, b: Selector): number {
+function compareSelectors(a: Selector, b: Selector): number {
   return compare(a.type, b.type) || compare(a.value, b.value);
 }
 

@@ -72,7 +72,7 @@ export interface NoProxy {
  * matches itself and its subdomains, and with a leading "." (or "*.") its subdomains only; any of them may carry
  * a :port, which must then match too.
  */
-export function parseNoProxy(value: string): NoProxy {
+function parseNoProxy(value: string): NoProxy {
   const rules: Array<(host: string, port: number) => boolean> = [];
   for (const raw of value.split(',')) {
     const entry = raw.trim().toLowerCase();
