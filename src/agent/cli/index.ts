@@ -1,4 +1,4 @@
-import { formatGroupHelp, unknownCommand } from '../../common/cli/command.js';
+import { formatGroupHelp, HELP_WORDS, unknownCommand } from '../../common/cli/command.js';
 import { EXIT_FAILURE, reportError, type CliIo } from '../../common/cli/output.js';
 import { apiFetchCommand } from './api-fetch.js';
 import { apiValidateCommand } from './api-validate.js';
@@ -11,8 +11,6 @@ const API_GROUPS: ReadonlyArray<{ name: string; summary: string; run: (argv: rea
   { name: 'validate', summary: 'Validate a JWT-SVID (jwt)', run: apiValidateCommand },
   { name: 'watch', summary: 'Print every X509-SVID update as it arrives', run: apiWatchCommand },
 ];
-
-const HELP_WORDS = new Set(['-h', '-help', '--help', 'help']);
 
 /**
  * `meshid-agent api <fetch|validate|watch> …`: the Workload API client commands, shaped like spire-agent's. Each is

@@ -1,5 +1,5 @@
 import { meshidVersion } from '../meshid-version.js';
-import { formatGroupHelp, noSuchCommand } from './command.js';
+import { formatGroupHelp, HELP_WORDS, noSuchCommand } from './command.js';
 import { EXIT_FAILURE, reportError, type CliIo } from './output.js';
 
 /** A top-level command of a binary (`meshid-server entry …`, `meshid-agent api …`). */
@@ -28,7 +28,7 @@ export async function runBinary(
     io.stderr.write(help);
     return EXIT_FAILURE;
   }
-  if (['-h', '-help', '--help', 'help'].includes(name)) {
+  if (HELP_WORDS.has(name)) {
     io.stdout.write(help);
     return 0;
   }
