@@ -12,7 +12,8 @@ export interface StateWriterOptions {
 
 /**
  * Coalesces state writes: a burst of changes (a sync update of a thousand entries, their SVIDs arriving in batches)
- * becomes one write of the whole state a moment later, instead of one fsync per change. A failed write is logged
+ * becomes one save of the state a moment later (state-persister.ts: one journal batch of what changed, or a new
+ * snapshot), instead of one fsync per change. A failed write is logged
  * and retried. `flush()` writes now if anything is pending (shutdown); `saveNow()` writes one part now (a withdrawal)
  * and leaves the rest to the coalesced write.
  */
