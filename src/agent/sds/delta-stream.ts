@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { MAX_SDS_RESOURCE_NAMES } from '../../common/grpc/repeated-limits.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DeltaDiscoveryRequest, DeltaDiscoveryResponse, DeltaResource } from './messages.js';
 import {
@@ -63,11 +64,11 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     const subscribe = request.resource_names_subscribe ?? [];
     const unsubscribe = request.resource_names_unsubscribe ?? [];
     const options = this.ctx.options;
-    checkResourceNames(subscribe, options, 'resource_names_subscribe');
-    checkResourceNames(unsubscribe, options, 'resource_names_unsubscribe');
+    checkResourceNames(subscribe, 'resource_names_subscribe');
+    checkResourceNames(unsubscribe, 'resource_names_unsubscribe');
     const first = !this.started;
     const initial = first ? Object.entries(request.initial_resource_versions ?? {}) : [];
-    checkResourceNames(initial.map(([name]) => name), options, 'initial_resource_versions');
+    checkResourceNames(initial.map(([name]) => name), 'initial_resource_versions');
 
     if (first) {
       this.validation = validationChoiceFor(request.node, options);
@@ -103,8 +104,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       // Under a wildcard the name is still wanted: forgetting it makes it resent, as the client dropped it.
       this.known.delete(name);
     }
-    if (this.subscribed.size > options.maxResourceNames) {
-      throw invalidArgument(`the stream subscribes ${this.subscribed.size} names; at most ${options.maxResourceNames} are accepted`);
+    if (this.subscribed.size > MAX_SDS_RESOURCE_NAMES) {
+      throw invalidArgument(`the stream subscribes ${this.subscribed.size} names; at most ${MAX_SDS_RESOURCE_NAMES} are accepted`);
     }
     return first || subscribe.length > 0 || unsubscribe.length > 0;
   }

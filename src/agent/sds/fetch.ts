@@ -28,7 +28,7 @@ export interface FetchQuery {
 export function fetchQuery(request: DiscoveryRequest, options: ResolvedSdsOptions): FetchQuery {
   checkTypeUrl(request.type_url);
   const requested = request.resource_names ?? [];
-  checkResourceNames(requested, options);
+  checkResourceNames(requested);
   const validation = validationChoiceFor(request.node, options);
   checkAllBundlesName(requested, validation, options);
   return {

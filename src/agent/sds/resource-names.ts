@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { MAX_SDS_RESOURCE_NAMES } from '../../common/grpc/repeated-limits.js';
 import { parseSpiffeId, trustDomainId } from '../../common/spiffe/spiffe-id.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { IdentitySnapshot, WorkloadSvid } from '../cache/workload-cache.js';
@@ -17,13 +18,13 @@ export type SdsResource =
   | { readonly kind: 'validation_context'; readonly bundles: readonly TrustBundle[] };
 
 /**
- * Rejects what can never name a secret, before any stream state changes: more than `maxResourceNames` names, an
+ * Rejects what can never name a secret, before any stream state changes: more than MAX_SDS_RESOURCE_NAMES names, an
  * empty name, a name over 2048 bytes, or a `spiffe://` name that is not a valid SPIFFE ID (SPEC-NOTES §2, §7: a
  * malformed SPIFFE ID is INVALID_ARGUMENT). Throws MeshidError(invalid_argument).
  */
-export function checkResourceNames(names: readonly string[], options: ResolvedSdsOptions, field = 'resource_names'): void {
-  if (names.length > options.maxResourceNames) {
-    throw invalidArgument(`${field} has ${names.length} names; at most ${options.maxResourceNames} are accepted`);
+export function checkResourceNames(names: readonly string[], field = 'resource_names'): void {
+  if (names.length > MAX_SDS_RESOURCE_NAMES) {
+    throw invalidArgument(`${field} has ${names.length} names; at most ${MAX_SDS_RESOURCE_NAMES} are accepted`);
   }
   for (const name of names) checkResourceName(name, field);
 }

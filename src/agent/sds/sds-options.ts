@@ -1,5 +1,4 @@
 import { invalidArgument } from '../../common/errors.js';
-import { MAX_SDS_RESOURCE_NAMES } from '../../common/grpc/repeated-limits.js';
 
 /**
  * How the agent's SDS service names and shapes secrets (SPEC-NOTES §9). Defaults are SPIRE's, so Envoy bootstraps
@@ -15,11 +14,6 @@ export interface SdsOptions {
   /** Send plain `trusted_ca` instead of the SPIFFE cert validator to every Envoy (SPEC-NOTES §9). */
   disableSpiffeCertValidation?: boolean;
   /**
-   * Most resource names one request (or one delta stream's subscription) may carry; more is INVALID_ARGUMENT. At most
-   * MAX_SDS_RESOURCE_NAMES, which the request's bytes are held to before they are decoded.
-   */
-  maxResourceNames?: number;
-  /**
    * Callers no entry matches get the own trust domain's validation contexts instead of PERMISSION_DENIED: Envoys that
    * only verify peers. The agent's `allow_unauthenticated_verifiers`, which opens the Workload API's bundle RPCs too.
    */
@@ -32,12 +26,8 @@ export interface ResolvedSdsOptions {
   readonly defaultBundleName: string;
   readonly defaultAllBundlesName: string;
   readonly disableSpiffeCertValidation: boolean;
-  readonly maxResourceNames: number;
   readonly allowUnauthenticatedVerifiers: boolean;
 }
-
-/** The documented cap on names per request, also counted before decoding (repeated-limits.ts). */
-export const DEFAULT_MAX_RESOURCE_NAMES = MAX_SDS_RESOURCE_NAMES;
 
 /** The longest resource name accepted: SPIFFE IDs go up to 2048 bytes (SPEC-NOTES §2), aliases are short. */
 export const MAX_RESOURCE_NAME_BYTES = 2048;
@@ -55,7 +45,6 @@ export function resolveSdsOptions(raw: SdsOptions = {}): ResolvedSdsOptions {
     defaultBundleName: raw.defaultBundleName ?? 'ROOTCA',
     defaultAllBundlesName: raw.defaultAllBundlesName ?? 'ALL',
     disableSpiffeCertValidation: raw.disableSpiffeCertValidation ?? false,
-    maxResourceNames: raw.maxResourceNames ?? DEFAULT_MAX_RESOURCE_NAMES,
     allowUnauthenticatedVerifiers: raw.allowUnauthenticatedVerifiers ?? false,
   };
   const aliases = {
@@ -71,12 +60,6 @@ export function resolveSdsOptions(raw: SdsOptions = {}): ResolvedSdsOptions {
   }
   if (new Set(Object.values(aliases)).size !== 3) {
     throw invalidArgument('sds.defaultSvidName, sds.defaultBundleName and sds.defaultAllBundlesName must be distinct');
-  }
-  if (!Number.isSafeInteger(resolved.maxResourceNames) || resolved.maxResourceNames < 1) {
-    throw invalidArgument('sds.maxResourceNames must be a positive integer');
-  }
-  if (resolved.maxResourceNames > MAX_SDS_RESOURCE_NAMES) {
-    throw invalidArgument(`sds.maxResourceNames must be at most ${MAX_SDS_RESOURCE_NAMES}: requests with more are refused before they are decoded`);
   }
   return Object.freeze(resolved);
 }

@@ -90,7 +90,7 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     }
     // An ACK repeats the subscription it answers: nothing to check or change, a thousand times per rotation.
     if (!first && sameList(requested, this.requested)) return false;
-    checkResourceNames(requested, this.ctx.options);
+    checkResourceNames(requested);
     checkAllBundlesName(requested, this.validation, this.ctx.options);
     this.requested = requested;
     return this.subscribe(requested) || first;

@@ -6,8 +6,9 @@ export const MAX_X509_SVIDS_PER_CALL = 1000;
 /**
  * The most resource names one SDS request may carry, in each of its name lists (and a delta stream's subscription):
  * far above any real Envoy, which opens one stream per secret (a SotW request names one secret, a delta stream
- * subscribes the secrets its listeners and clusters use), far below abuse. The agent's SDS option `maxResourceNames`
- * can only lower it.
+ * subscribes the secrets its listeners and clusters use), far below abuse. The agent's SDS handler refuses more with
+ * INVALID_ARGUMENT naming the list (resource-names.ts, delta-stream.ts); this limit holds the bytes to it before they
+ * are decoded.
  */
 export const MAX_SDS_RESOURCE_NAMES = 1000;
 
