@@ -131,18 +131,3 @@ export function keyMatchesCertificate(privateKey: KeyObject, certDer: Buffer): b
     return false;
   }
 }
-
-/** The KeyType of a key, or MeshidError(invalid_argument) when it is none of the three meshid generates. */
-export function keyTypeOf(key: KeyObject): KeyType {
-  const details = key.asymmetricKeyDetails;
-  if (key.asymmetricKeyType === 'ec') {
-    if (details?.namedCurve === 'prime256v1') return 'ec-p256';
-    if (details?.namedCurve === 'secp384r1') return 'ec-p384';
-    throw invalidArgument(`EC curve ${details?.namedCurve ?? '(unknown)'} is not one of meshid's key types (ec-p256, ec-p384)`);
-  }
-  if (key.asymmetricKeyType === 'rsa') {
-    if (details?.modulusLength === 2048) return 'rsa-2048';
-    throw invalidArgument(`RSA-${details?.modulusLength ?? '?'} is not one of meshid's key types (rsa-2048)`);
-  }
-  throw invalidArgument(`${key.asymmetricKeyType ?? 'unknown'} keys are not one of meshid's key types`);
-}
