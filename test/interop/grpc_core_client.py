@@ -103,6 +103,13 @@ def x509_svid(metadata=SECURITY_HEADER):
     emit({'svids': [describe_svid(s) for s in response.svids], 'federated': sorted(response.federated_bundles)})
 
 
+def x509_svid_with_path_authority():
+    """As grpc-java (java-spiffe) calls over a Unix socket: its :authority is the socket's path (DomainSocketAddress)."""
+    global channel
+    channel = grpc.insecure_channel('unix://' + SOCKET, options=(('grpc.default_authority', SOCKET),))
+    x509_svid()
+
+
 def x509_bundles():
     fetch = method('unary_stream', WORKLOAD + 'FetchX509Bundles', workload_pb2.X509BundlesResponse)
     response = first(fetch(workload_pb2.X509BundlesRequest(), metadata=SECURITY_HEADER, timeout=10))
@@ -171,6 +178,7 @@ def fetch_secrets():
 SCENARIOS = {
     'x509': x509_svid,
     'x509-without-header': lambda: x509_svid(metadata=()),
+    'x509-path-authority': x509_svid_with_path_authority,
     'x509-bundles': x509_bundles,
     'jwt': jwt,
     'sds-stream': sds_stream,
