@@ -124,6 +124,12 @@ test('a client whose :authority is the socket path, as grpc-java sends over a Un
   assert.equal((out!['svids'] as unknown[]).length, 1);
 });
 
+test('a client whose :authority is the percent-encoded socket path, as C-core since 1.57 (py-spiffe) sends, is served', { skip }, async () => {
+  const { lines: [out] } = await runClient('x509-encoded-path-authority');
+  assert.equal(out!['error'], undefined, JSON.stringify(out));
+  assert.equal((out!['svids'] as unknown[]).length, 1);
+});
+
 test('a call without the security header is InvalidArgument over C-core too', { skip }, async () => {
   const { lines: [out] } = await runClient('x509-without-header');
   assert.equal(out!['error'], 'INVALID_ARGUMENT');

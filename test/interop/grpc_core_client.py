@@ -103,10 +103,10 @@ def x509_svid(metadata=SECURITY_HEADER):
     emit({'svids': [describe_svid(s) for s in response.svids], 'federated': sorted(response.federated_bundles)})
 
 
-def x509_svid_with_path_authority():
-    """As grpc-java (java-spiffe) calls over a Unix socket: its :authority is the socket's path (DomainSocketAddress)."""
+def x509_svid_with_authority(authority):
+    """FetchX509SVID on a channel sending `authority` as :authority, as other gRPC stacks do over a Unix socket."""
     global channel
-    channel = grpc.insecure_channel('unix://' + SOCKET, options=(('grpc.default_authority', SOCKET),))
+    channel = grpc.insecure_channel('unix://' + SOCKET, options=(('grpc.default_authority', authority),))
     x509_svid()
 
 
@@ -178,7 +178,10 @@ def fetch_secrets():
 SCENARIOS = {
     'x509': x509_svid,
     'x509-without-header': lambda: x509_svid(metadata=()),
-    'x509-path-authority': x509_svid_with_path_authority,
+    # grpc-java (DomainSocketAddress, so java-spiffe): the socket's path; C-core since 1.57 (py-spiffe): its
+    # percent-encoding. Debian's grpcio sends "localhost".
+    'x509-path-authority': lambda: x509_svid_with_authority(SOCKET),
+    'x509-encoded-path-authority': lambda: x509_svid_with_authority(SOCKET.replace('/', '%2F')),
     'x509-bundles': x509_bundles,
     'jwt': jwt,
     'sds-stream': sds_stream,
