@@ -7,7 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AGENT_MAIN, Cluster, restartServerProcess, startCluster, type AgentProcess } from '../support/cluster.js';
+import { AGENT_MAIN, Cluster, restartServerProcess, startCluster, startServerProcess as startClusterServer, type AgentProcess } from '../support/cluster.js';
 import { runNode, startServerProcess } from '../support/server-process.js';
 import { AgentStore } from '../../src/agent/storage/agent-store.js';
 import { entryFromMessage, entryToMessage } from '../../src/agent/cache/agent-entry.js';
@@ -91,6 +91,33 @@ test('the agent keeps its SVID in the data dir: it restarts without a token, and
     const jwt = await runNode(AGENT_MAIN, ['api', 'fetch', 'jwt', '--audience', 'db', '--socket-path', agent.socketPath]);
     assert.equal(jwt.code, 1);
     assert.match(jwt.err, /^Error: Unavailable: meshid-agent cannot reach meshid-server at 127\.0\.0\.1:\d+ \(SignJwtSvid\): No connection established/);
+  }));
+
+test('restarted with the server down, a workload whose entry came while the agent was down is told to retry, then served', () =>
+  withCluster('meshid-agent-unsynced-', async (c) => {
+    await c.createEntry({ spiffeId: 'spiffe://example.org/elsewhere', selectors: ['unix:uid:12345'] });
+    let agent = await c.startAgent({ joinToken: await c.token() });
+    await agent.stop();
+    await c.createEntry({ spiffeId: 'spiffe://example.org/new-while-down', selectors: [`unix:uid:${uid}`] });
+    const address = c.server.address();
+    await c.server.stop();
+    agent = await c.startAgent();
+    // Served from the data dir, which predates the entry: PERMISSION_DENIED would be final to java-spiffe's watchers.
+    const client = agent.client();
+    try {
+      const refused = await client.fetchX509Svid().then(() => undefined, (e: unknown) => e);
+      assert.ok(isMeshidError(refused, 'unavailable'), `expected UNAVAILABLE, got ${String(refused)}`);
+      assert.match((refused as Error).message, /not synced with meshid-server/);
+      await startClusterServer(c, address);
+      await agent.waitForLog(/in sync with meshid-server/);
+      for (let i = 0; ; i++) {
+        if ((await agent.svidIds()).includes('spiffe://example.org/new-while-down')) break;
+        if (i === 200) assert.fail('the SVID was never served after the sync');
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    } finally {
+      client.close();
+    }
   }));
 
 test('after kill -9 the agent restarts from a consistent state, and catches up on what changed meanwhile', () =>

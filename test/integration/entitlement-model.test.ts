@@ -197,10 +197,23 @@ interface X509Summary {
 
 type SdsSecrets = Record<string, { leaf?: string; uris?: string[]; trustDomains?: Record<string, string[]> }>;
 
+/**
+ * The status of a Workload API call by a workload no entry matches: PERMISSION_DENIED, but UNAVAILABLE from an agent
+ * that has not synced since it started (restarted while the server is down, or evicted): its data dir may predate
+ * the entry (handler.ts).
+ */
+function noEntryStatus(agentSynced: boolean): number {
+  return agentSynced ? PERMISSION_DENIED : UNAVAILABLE;
+}
+
+function refusalMismatch(got: Event, code: number): string | undefined {
+  return got['code'] === code ? undefined : `expected ${code === PERMISSION_DENIED ? 'PERMISSION_DENIED' : 'UNAVAILABLE'}, got ${JSON.stringify(got)}`;
+}
+
 /** Why an X.509 answer (a stream message or a fetch) differs from what `ex` says, or undefined when it agrees. */
-function x509Mismatch(model: Model, ex: Expected, got: (Event & X509Summary) | undefined, leaves?: readonly string[]): string | undefined {
+function x509Mismatch(model: Model, ex: Expected, got: (Event & X509Summary) | undefined, leaves?: readonly string[], refusal = PERMISSION_DENIED): string | undefined {
   if (got === undefined) return 'nothing received yet';
-  if (ex.entries.length === 0) return got.code === PERMISSION_DENIED ? undefined : `expected PERMISSION_DENIED, got ${JSON.stringify(got)}`;
+  if (ex.entries.length === 0) return refusalMismatch(got, refusal);
   if (got.svids === undefined) return `expected SVIDs, got ${JSON.stringify(got)}`;
   const want = withUniqueHints(ex.entries).map((e) => ({ id: e.spiffeId, hint: e.hint, uris: [e.spiffeId], dns: [...e.dnsNames].sort(), ttl: e.ttl || DEFAULT_TTL, bundle: model.ownRoots }));
   if (got.svids.length !== want.length) return `expected ${want.map((w) => w.id).join(',')}, got ${got.svids.map((s) => s.id).join(',')}`;
@@ -226,10 +239,10 @@ function x509Mismatch(model: Model, ex: Expected, got: (Event & X509Summary) | u
  * last moments before (saves are coalesced ~200 ms, docs/ARCHITECTURE.md "Agent state"): then each answer must be
  * the held certificates or some of them, in the same order, and name nothing else.
  */
-function partialMismatch(got: Event | undefined, held: HeldCertificates): string | undefined {
+function partialMismatch(got: Event | undefined, held: HeldCertificates, refusal = PERMISSION_DENIED): string | undefined {
   const leaves = held.x509;
   if (got === undefined) return 'nothing received yet';
-  if (leaves.length === 0) return got['code'] === PERMISSION_DENIED ? undefined : `expected PERMISSION_DENIED, got ${JSON.stringify(got)}`;
+  if (leaves.length === 0) return refusalMismatch(got, refusal);
   const svids = (got['svids'] as X509Summary['svids']) ?? [];
   const secrets = (got['secrets'] as SdsSecrets | undefined) ?? {};
   if (svids.length === 0 && Object.keys(secrets).length === 0) return `expected what the agent saved, got ${JSON.stringify(got)}`;
@@ -249,9 +262,9 @@ interface HeldCertificates {
 }
 
 /** FetchX509Bundles (roots) or FetchJWTBundles (key IDs): the own trust domain and those its entries federate with. */
-function bundlesMismatch(model: Model, ex: Expected, kind: 'x509' | 'jwt', got: Event | undefined): string | undefined {
+function bundlesMismatch(model: Model, ex: Expected, kind: 'x509' | 'jwt', got: Event | undefined, refusal = PERMISSION_DENIED): string | undefined {
   if (got === undefined) return 'nothing received yet';
-  if (ex.entries.length === 0) return got['code'] === PERMISSION_DENIED ? undefined : `expected PERMISSION_DENIED, got ${JSON.stringify(got)}`;
+  if (ex.entries.length === 0) return refusalMismatch(got, refusal);
   const bundles = got['bundles'] as Record<string, string[]> | undefined;
   if (bundles === undefined) return `expected bundles, got ${JSON.stringify(got)}`;
   const want = [OWN, ...ex.federated.map((td) => `spiffe://${td}`)].sort();
@@ -484,6 +497,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
      */
     let outage: Map<string, HeldCertificates> | undefined;
     let serverUp = true;
+    /** Whether the agent has synced since it last started, or will once it reconnects (noEntryStatus). */
+    let agentSynced = true;
     /** A SIGKILL during the outage: the agent serves what it had saved (partialMismatch). */
     let partialRestore = false;
     const restartAgent = async (signal: 'SIGTERM' | 'SIGKILL'): Promise<void> => {
@@ -496,6 +511,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       agentOutputs[agentOutputs.length - 1] = () => stopped.output();
       agent = await cluster.startAgent({ dataDir: agent.dataDir, socketPath: agent.socketPath });
       agentOutputs.push(() => agent.output());
+      // A banned agent is told so when it reconnects, which counts as synced; an evicted one never syncs again.
+      agentSynced = serverUp && cutOff !== 'evicted';
     };
     /**
      * A ban withdraws everything the agent holds, whatever its entries say; an eviction leaves it serving its cache,
@@ -507,6 +524,7 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       met.add('ban');
       await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: agentId });
       cutOff = 'banned';
+      agentSynced = true;
       model.servedParents = [];
     };
     const evict = async (): Promise<void> => {
@@ -535,6 +553,7 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       log.push(`  -> ${agentId}`);
       model.servedParents = [Cluster.nodeAlias, agentId];
       cutOff = undefined;
+      agentSynced = true;
       outage = undefined;
       partialRestore = false;
     };
@@ -550,6 +569,7 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       log.push('server start');
       await startServerProcess(cluster, serverAddress);
       serverUp = true;
+      if (cutOff !== 'evicted') agentSynced = true;
       outage = undefined;
       partialRestore = false;
     };
@@ -574,7 +594,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
         for (const p of workloads) {
           const ex = model.expected(p.workload);
           const held = outage?.get(p.workload.name);
-          const x = partialRestore ? partialMismatch(p.last('x509'), held!) : x509Mismatch(model, ex, p.last('x509') as Event & X509Summary, held?.x509);
+          const refusal = noEntryStatus(agentSynced);
+          const x = partialRestore ? partialMismatch(p.last('x509'), held!, refusal) : x509Mismatch(model, ex, p.last('x509') as Event & X509Summary, held?.x509, refusal);
           if (x !== undefined) out.push(`${p.workload.name} FetchX509SVID stream: ${x}`);
           const wc = partialRestore ? partialMismatch(p.last('wildcard'), held!) : sdsMismatch(model, ex, [], p.last('wildcard'), held?.all);
           if (wc !== undefined) out.push(`${p.workload.name} wildcard StreamSecrets: ${wc}`);
@@ -586,9 +607,9 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
           if (dex !== undefined) out.push(`${p.workload.name} DeltaSecrets ${JSON.stringify(explicitNames)}: ${dex}`);
           // What a SIGKILL during an outage left of the bundles is not known, only that it names nothing new (below).
           if (partialRestore) continue;
-          const xb = bundlesMismatch(model, ex, 'x509', p.last('x509-bundles'));
+          const xb = bundlesMismatch(model, ex, 'x509', p.last('x509-bundles'), refusal);
           if (xb !== undefined) out.push(`${p.workload.name} FetchX509Bundles stream: ${xb}`);
-          const jb = bundlesMismatch(model, ex, 'jwt', p.last('jwt-bundles'));
+          const jb = bundlesMismatch(model, ex, 'jwt', p.last('jwt-bundles'), refusal);
           if (jb !== undefined) out.push(`${p.workload.name} FetchJWTBundles stream: ${jb}`);
         }
         return out;
@@ -625,7 +646,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       for (const p of workloads) {
         const fetched = await p.fetch();
         const held = outage?.get(p.workload.name);
-        const x = partialRestore ? partialMismatch(fetched, held!) : x509Mismatch(model, model.expected(p.workload), fetched as Event & X509Summary, held?.x509);
+        const refusal = noEntryStatus(agentSynced);
+        const x = partialRestore ? partialMismatch(fetched, held!, refusal) : x509Mismatch(model, model.expected(p.workload), fetched as Event & X509Summary, held?.x509, refusal);
         if (x !== undefined) throw failure(`${p.workload.name} fresh FetchX509SVID: ${x}`);
         const x509 = ((fetched['svids'] as X509Summary['svids']) ?? []).map((v) => v.leaf);
         const sds = Object.values((p.last('wildcard')?.['secrets'] as SdsSecrets | undefined) ?? {}).flatMap((v) => (v.leaf === undefined ? [] : [v.leaf]));

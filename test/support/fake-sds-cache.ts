@@ -128,6 +128,8 @@ interface FakeEntry {
  */
 export class FakeSdsCache implements WorkloadCache {
   isReady = true;
+  /** False: the entries are only state restored from disk (WorkloadCache.synced). */
+  isSynced = true;
   private readonly entries: FakeEntry[] = [];
   private readonly federated = new Map<string, TrustBundle>();
   private readonly listeners = new Set<() => void>();
@@ -210,6 +212,10 @@ export class FakeSdsCache implements WorkloadCache {
 
   ready(): boolean {
     return this.isReady;
+  }
+
+  synced(): boolean {
+    return this.isSynced;
   }
 
   /** How often a stream asked for its state: what the handler spends per request or notification. */

@@ -47,6 +47,8 @@ export interface FetchJwtCall {
  */
 export class FakeWorkloadCache implements WorkloadCache {
   isReady = true;
+  /** False: the entries are only state restored from disk (WorkloadCache.synced). */
+  isSynced = true;
   readonly jwtKey: TestJwtKey = makeJwtKey('own-key-1');
   /** JWT-SVID lifetime in seconds. */
   jwtTtlSeconds = 300;
@@ -131,6 +133,10 @@ export class FakeWorkloadCache implements WorkloadCache {
 
   ready(): boolean {
     return this.isReady;
+  }
+
+  synced(): boolean {
+    return this.isSynced;
   }
 
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {

@@ -120,6 +120,7 @@ export class IdentityCache implements WorkloadCache {
   private readonly clock: Clock;
   private readonly log: Logger;
   private isReady = false;
+  private isSynced = false;
   /** Bumped on every change that notifies subscribers; memoized snapshots are valid for one generation. */
   private generation = 0;
   private readonly snapshots = new Map<string, { generation: number; validUntil: number; snapshot: IdentitySnapshot }>();
@@ -165,6 +166,10 @@ export class IdentityCache implements WorkloadCache {
 
   ready(): boolean {
     return this.isReady && this.own !== undefined;
+  }
+
+  synced(): boolean {
+    return this.isSynced;
   }
 
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {
@@ -268,6 +273,11 @@ export class IdentityCache implements WorkloadCache {
     if (this.isReady) return;
     this.isReady = true;
     this.notifyAll();
+  }
+
+  /** The entries are the server's since this start (synced()): a sync was applied, or a ban withdrew them all. */
+  markSynced(): void {
+    this.isSynced = true;
   }
 
   entry(id: string): AgentEntry | undefined {

@@ -71,6 +71,12 @@ export interface JwtSvidResult {
 export interface WorkloadCache {
   /** False until the agent has state to serve (first sync, or state restored from disk). */
   ready(): boolean;
+  /**
+   * Whether the entries are meshid-server's word since the agent started (a sync applied, or a ban that withdrew
+   * them all), not only state restored from disk: until then a caller no entry matches may hold one created while
+   * the agent was down, which only the server can say.
+   */
+  synced(): boolean;
   snapshot(selectors: readonly Selector[]): IdentitySnapshot;
   /**
    * Calls `listener` after any change that may alter the snapshot for these selectors (SVID issued or rotated,

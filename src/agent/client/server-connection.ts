@@ -178,6 +178,7 @@ export class ServerConnection {
       // streams end PERMISSION_DENIED) and the data dir forgets them, so no restart serves them again.
       const ids = this.o.cache.entries().map((e) => e.id);
       this.o.cache.apply({ removed: ids });
+      this.o.cache.markSynced();
       this.o.issuer.forget(ids);
       this.o.onWithdrawn?.(ids);
       this.o.log.error({ reason: err.message, withdrawnEntries: ids.length }, `${advice}. Its cached identities are withdrawn: workloads are no longer served`);
@@ -319,6 +320,7 @@ export class ServerConnection {
       this.syncedSinceStart = true;
       this.lastError = undefined;
       this.backoff.reset();
+      this.o.cache.markSynced();
       this.o.cache.markReady();
       this.o.issuer.reconcile();
       this.o.issuer.kick();

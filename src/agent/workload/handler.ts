@@ -205,7 +205,14 @@ export function workloadApiHandlers(deps: WorkloadApiDeps): WorkloadApiService {
 
   function entitle(selectors: readonly Selector[]): Admission {
     const snapshot = deps.cache.snapshot(selectors);
-    if (!snapshot.entitled) throw noIdentityFor(selectors, 'no identity issued: no registration entry matches the caller');
+    if (!snapshot.entitled) {
+      // Served from the data dir before the first sync (the server unreachable, say), the agent cannot tell a caller
+      // without an entry from one whose entry was made while it was down. PERMISSION_DENIED would say the former, and
+      // java-spiffe's watchers take it as final (SPIRE's agent serves nothing before its first sync, so its clients
+      // retry): "not yet synced" is UNAVAILABLE (SPEC-NOTES §7).
+      if (!deps.cache.synced()) throw unavailable('the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry');
+      throw noIdentityFor(selectors, 'no identity issued: no registration entry matches the caller');
+    }
     return { selectors, snapshot };
   }
 

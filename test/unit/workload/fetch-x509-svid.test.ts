@@ -114,6 +114,24 @@ for (const asyncAttest of [false, true]) {
       h.caller = [{ type: 'unix', value: 'uid:1001' }];
     });
 
+    test('before its first sync since start, a caller no entry held matches is UNAVAILABLE (retry), not PERMISSION_DENIED', async () => {
+      // Served from the data dir (the server unreachable, say): its entry may have been made while the agent was down.
+      h.cache.isSynced = false;
+      h.caller = [{ type: 'unix', value: 'uid:4242' }];
+      try {
+        const err = await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'unregistered caller, not synced');
+        assert.match(err.message, /not synced with meshid-server/);
+        await expectStatus(h.client.fetchX509Bundles(), UNAVAILABLE, 'FetchX509Bundles, not synced');
+        await expectStatus(h.client.fetchJwtSvid(['db']), UNAVAILABLE, 'FetchJWTSVID, not synced');
+        h.caller = [{ type: 'unix', value: 'uid:1001' }];
+        const res = await h.client.fetchX509Svid();
+        assert.deepEqual(res.svids?.map((s) => s.spiffe_id), [APP_A], 'a caller the restored state names is served meanwhile');
+      } finally {
+        h.caller = [{ type: 'unix', value: 'uid:1001' }];
+        h.cache.isSynced = true;
+      }
+    });
+
     test('failed attestation is UNAVAILABLE, whether the attestor throws a MeshidError or anything else', async () => {
       h.attestError = unavailable('workload attestation failed: process exited');
       await expectStatus(h.client.fetchX509Svid(), UNAVAILABLE, 'MeshidError');
