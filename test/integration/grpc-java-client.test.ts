@@ -31,7 +31,7 @@ const JARS_DIR = '/usr/share/java';
 const JARS = [
   'grpc-api', 'grpc-core', 'grpc-netty', 'grpc-stub', 'grpc-protobuf', 'grpc-protobuf-lite', 'grpc-context', 'protobuf',
   'guava', 'perfmark-api', 'gson', 'geronimo-annotation-1.3-spec', 'netty-buffer', 'netty-codec', 'netty-codec-http',
-  'netty-codec-http2', 'netty-common', 'netty-handler', 'netty-resolver', 'netty-transport',
+  'netty-codec-http2', 'netty-common', 'netty-handler', 'netty-resolver', 'netty-transport', 'netty-transport-native-unix-common',
 ].map((j) => path.join(JARS_DIR, `${j}.jar`));
 const PLUGIN = '/usr/bin/grpc_java_plugin';
 
@@ -83,8 +83,9 @@ after(async () => {
  * Runs one scenario of the client to its end (its calls have 20 s deadlines) and returns its JSON lines. The relay
  * runs on this event loop, so the client must run asynchronously.
  */
-async function run(scenario: string, onLine?: (line: Record<string, unknown>) => Promise<void>): Promise<Array<Record<string, unknown>>> {
-  const child = spawn('java', ['-cp', classpath, 'GrpcJavaClient', relay.address, scenario], { stdio: ['ignore', 'pipe', 'pipe'] });
+async function run(scenario: string, onLine?: (line: Record<string, unknown>) => Promise<void>, socketPath?: string): Promise<Array<Record<string, unknown>>> {
+  const args = ['-cp', classpath, 'GrpcJavaClient', relay.address, scenario, ...(socketPath === undefined ? [] : [socketPath])];
+  const child = spawn('java', args, { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
   const lines: Array<Record<string, unknown>> = [];
@@ -122,6 +123,19 @@ test('FetchX509SVID over grpc-java (TCP relay stub): the JDK parses chain and PK
   const svids = svidsOf(out);
   assert.equal(svids.length, 1);
   assertSvid(svids[0]!);
+});
+
+// java-spiffe's channel: NettyChannelBuilder.forAddress(new DomainSocketAddress(path)), whose calls carry the path as
+// :authority (grpc-java's authority for a non-IP address is its toString()). Node's HTTP/2 (nghttp2) refuses a "/" in
+// :authority and resets every such stream (PROTOCOL_ERROR) before grpc-js sees the call, so java-spiffe gets INTERNAL
+// on every call against meshid, where SPIRE's grpc-go server takes it. See grpc-core-client.test.ts for the same over C-core.
+test('FetchX509SVID over grpc-java dialled as java-spiffe dials (DomainSocketAddress, relayed): served', {
+  skip,
+  todo: 'Node http2 resets the stream: needs a fix before requests reach nghttp2',
+}, async () => {
+  const [out] = await run('x509', undefined, agent.socketPath);
+  assert.equal(out?.['error'], undefined, JSON.stringify(out));
+  assertSvid(svidsOf(out)[0]!);
 });
 
 test('grpc-java (TCP relay stub): a call without the security header is InvalidArgument', { skip }, async () => {

@@ -9,7 +9,12 @@
 // java-spiffe dials the agent's Unix socket with Netty's epoll transport, whose JNI library Debian does not ship; this
 // client therefore dials a TCP loopback address the test relays to the agent's socket.
 //
-// Usage: GrpcJavaClient <host:port> <x509|x509-bundles|jwt|without-header|rotation>. Prints one JSON object a line.
+// With a third argument, the agent socket's path, the channel is built as java-spiffe builds it
+// (NettyChannelBuilder.forAddress(new DomainSocketAddress(path))), so its calls carry what java-spiffe's do, the
+// path as :authority included; only the connection still goes to the TCP relay (RelayedChannel).
+//
+// Usage: GrpcJavaClient <host:port> <x509|x509-bundles|jwt|without-header|rotation> [socket path]. Prints one JSON
+// object a line.
 
 import com.google.gson.Gson;
 import com.google.gson.JsonElement;
@@ -25,6 +30,10 @@ import io.grpc.Metadata;
 import io.grpc.MethodDescriptor;
 import io.grpc.StatusRuntimeException;
 import io.grpc.netty.NettyChannelBuilder;
+import io.netty.channel.nio.NioEventLoopGroup;
+import io.netty.channel.socket.nio.NioSocketChannel;
+import io.netty.channel.unix.DomainSocketAddress;
+import java.net.SocketAddress;
 import java.io.ByteArrayInputStream;
 import java.math.BigInteger;
 import java.net.InetSocketAddress;
@@ -67,9 +76,20 @@ public final class GrpcJavaClient {
   public static void main(String[] args) throws Exception {
     String[] hostPort = args[0].split(":");
     String scenario = args[1];
-    ManagedChannel channel = NettyChannelBuilder.forAddress(new InetSocketAddress(hostPort[0], Integer.parseInt(hostPort[1])))
-        .usePlaintext()
-        .build();
+    InetSocketAddress tcp = new InetSocketAddress(hostPort[0], Integer.parseInt(hostPort[1]));
+    NioEventLoopGroup relayGroup = null;
+    ManagedChannel channel;
+    if (args.length > 2) {
+      RelayedChannel.relay = tcp;
+      relayGroup = new NioEventLoopGroup(1);
+      channel = NettyChannelBuilder.forAddress(new DomainSocketAddress(args[2]))
+          .channelType(RelayedChannel.class)
+          .eventLoopGroup(relayGroup)
+          .usePlaintext()
+          .build();
+    } else {
+      channel = NettyChannelBuilder.forAddress(tcp).usePlaintext().build();
+    }
     try {
       SpiffeWorkloadAPIGrpc.SpiffeWorkloadAPIBlockingStub plain = SpiffeWorkloadAPIGrpc.newBlockingStub(channel);
       SpiffeWorkloadAPIGrpc.SpiffeWorkloadAPIBlockingStub secured = plain.withInterceptors(new SecurityHeader());
@@ -87,6 +107,17 @@ public final class GrpcJavaClient {
       }
     } finally {
       channel.shutdownNow().awaitTermination(5, TimeUnit.SECONDS);
+      if (relayGroup != null) relayGroup.shutdownGracefully();
+    }
+  }
+
+  /** A socket channel that connects to the TCP relay whatever address grpc-java hands it (a DomainSocketAddress). */
+  public static final class RelayedChannel extends NioSocketChannel {
+    static volatile InetSocketAddress relay;
+
+    @Override
+    protected boolean doConnect(SocketAddress remote, SocketAddress local) throws Exception {
+      return super.doConnect(relay, local);
     }
   }
 
