@@ -4,8 +4,18 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { MeshidError } from '../../common/errors.js';
 
 /**
+ * Whether a failure is the server's own rather than a refusal of what the caller asked: anything that is not a
+ * MeshidError (a bug), and a MeshidError coded internal (a damaged datastore, a record it cannot read). The caller
+ * gets INTERNAL and can do nothing about it; the operator can, so it is logged at error level with its cause,
+ * not at debug with the refusals a client can repeat at will.
+ */
+export function isServerFault(err: unknown): boolean {
+  return !(err instanceof MeshidError) || err.code === 'internal';
+}
+
+/**
  * Adapts an async function to a grpc-js unary handler: its result is the response, anything it throws goes through
- * the one error mapping. Unexpected errors are logged with their cause; expected ones at debug level.
+ * the one error mapping. Server faults (isServerFault) are logged with their cause; refusals at debug level.
  */
 export function unary<Req, Res>(
   log: Logger,
@@ -18,8 +28,8 @@ export function unary<Req, Res>(
       .then(
         (res) => callback(null, res),
         (err: unknown) => {
-          if (err instanceof MeshidError) log.debug({ rpc: method, code: err.code, reason: err.message }, 'request refused');
-          else log.error({ rpc: method, err }, 'request failed');
+          if (isServerFault(err)) log.error({ rpc: method, err }, 'request failed');
+          else if (err instanceof MeshidError) log.debug({ rpc: method, code: err.code, reason: err.message }, 'request refused');
           callback(toServiceError(err));
         },
       );
