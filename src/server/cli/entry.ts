@@ -263,8 +263,9 @@ async function readEntryFile(args: ParsedArgs, io: CliIo, file: string, verb: 'c
   const other = args.given.find((f) => !['data', 'admin-socket', 'output'].includes(f));
   if (other !== undefined) throw invalidArgument(`--data ${verb}s the entries of its file: it cannot be combined with --${other}`);
   const text = file === '-' ? await readAll(io, '--data - reads the entries from standard input, and there is none', 'the entries (JSON, as spire-server entry create -data takes)') : readTextFile(file, 'entry file');
-  const entries = parseEntryFile(text, file === '-' ? 'standard input' : file);
-  if (entries.length === 0) throw invalidArgument(`${file} holds no entries`);
+  const source = file === '-' ? 'standard input' : file;
+  const entries = parseEntryFile(text, source);
+  if (entries.length === 0) throw invalidArgument(`${source} holds no entries: give at least one in its "entries" array`);
   const spire = adoptSpireParents(entries);
   if (spire.nodeAliases > 0) {
     io.stderr.write(`Note: ${spire.nodeAliases} entr${spire.nodeAliases === 1 ? 'y' : 'ies'} parented to SPIRE's server ID (spiffe://<td>/spire/server) ${spire.nodeAliases === 1 ? 'is a node alias' : 'are node aliases'}: ${verb}d with meshid's (spiffe://<td>/meshid/server)\n`);

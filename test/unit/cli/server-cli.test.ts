@@ -134,6 +134,14 @@ test('bundle set and entry create --data - from a terminal say on stderr what th
   assert.doesNotMatch(piped.err(), /Reading/);
 });
 
+test('entry create --data - with no entries names standard input, not "-", and says what to give', async () => {
+  const io = captureIo({ MESHID_ADMIN_SOCKET: DEAD_SOCKET });
+  io.stdin = Readable.from([Buffer.from('{"entries": []}')]);
+  assert.equal(await serverCli(['entry', 'create', '--data', '-'], io), 1);
+  assert.equal(io.err(), 'Error: InvalidArgument: standard input holds no entries: give at least one in its "entries" array\n');
+  assert.equal(io.out(), '');
+});
+
 test('a file flag naming a directory or nothing says so in words', async () => {
   const dir = await run(['bundle', 'set', '--trust-domain', 'partner.org', '--path', DEAD_DIR]);
   assert.equal(dir.err, `Error: InvalidArgument: cannot read bundle file ${DEAD_DIR}: it is a directory, not a file (EISDIR)\n`);
