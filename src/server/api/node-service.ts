@@ -19,7 +19,7 @@ import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { CopiedAgentIdentities } from './copied-agent-identities.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
-import { unary } from './handler.js';
+import { isServerFault, unary } from './handler.js';
 import { AgentVersionRecorder, reportedAgentVersion } from './agent-version.js';
 import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
@@ -271,6 +271,8 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
             });
             return { entry_id: entryId, code: 0, message: '', svid_chain: signed.chain, expires_at: Math.floor(signed.notAfter / 1000) };
           } catch (err) {
+            // The call answers OK with this item failed, so unary() never sees a fault of the server's: logged here.
+            if (isServerFault(err)) log.error({ rpc: 'SignX509Svids', agent: agent.spiffeId, entryId, err }, 'signing an X509-SVID failed');
             const e = toServiceError(err);
             return { entry_id: entryId, code: e.code, message: e.details, svid_chain: [], expires_at: 0 };
           }
@@ -292,7 +294,7 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
 
     Sync: (call: ServerWritableStream<SyncRequest, SyncUpdate>) => {
       void runSync(call).catch((err: unknown) => {
-        if (!isMeshidError(err)) log.error({ err }, 'sync stream failed');
+        if (isServerFault(err)) log.error({ err }, 'sync stream failed');
         if (!call.cancelled && !call.destroyed) call.emit('error', toServiceError(err));
       });
     },

@@ -1,0 +1,98 @@
+/**
+ * A fault of the server's own on the agent API (a bug, a damaged datastore) is INTERNAL to the agent, which can do
+ * nothing about it, and an error line in the server's log at its default level, with the cause, for the operator who
+ * can. Against a real in-process server whose CA or datastore object is wrapped to fail, as a stand-in for the fault.
+ */
+import { test, type TestContext } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import * as grpc from '@grpc/grpc-js';
+import { FakeClock } from '../../src/common/clock.js';
+import { internal } from '../../src/common/errors.js';
+import { createLogger } from '../../src/common/log.js';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
+import { certificatesToPem } from '../../src/common/x509/pem.js';
+import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import { MeshidServer } from '../../src/server/server.js';
+import { LEVEL, parseLogLines } from '../support/log-lines.js';
+import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
+import { tempDir } from '../support/server-kit.js';
+import { until } from '../support/until.js';
+
+interface Started {
+  server: MeshidServer;
+  agent: AgentIdentity;
+  client: NodeClient;
+  entryId: string;
+  errorLines: () => ReturnType<typeof parseLogLines>;
+}
+
+/** An in-process server logging at info, an attested agent connected with its SVID, and one entry parented to it. */
+async function started(t: TestContext): Promise<Started> {
+  const tmp = tempDir('meshid-server-faults-');
+  t.after(tmp.cleanup);
+  const config = compileServerConfig({
+    trust_domain: 'example.org', data_dir: path.join(tmp.dir, 'data'), bind_address: '127.0.0.1:0', admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
+  });
+  const raw: string[] = [];
+  const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  const server = await MeshidServer.start({ config, log, clock: new FakeClock(Date.now()) });
+  t.after(() => server.stop());
+  const admin = new AdminClient(config.adminSocket);
+  t.after(() => admin.close());
+  const roots = certificatesToPem(server.ca.bundle().x509Authorities);
+  const { token } = await admin.call('Tokens', 'GenerateJoinToken', {});
+  const agent = await attestWithToken({ port: () => server.agentPort }, roots, token!);
+  const created = await admin.call('Entries', 'CreateEntries', {
+    entries: [{ spiffe_id: 'spiffe://example.org/w', parent_id: agent.id, selectors: [{ type: 'unix', value: 'uid:1' }] }],
+  });
+  const entryId = created.results![0]!.entry!.id!;
+  const client = connectNode({ port: () => server.agentPort }, roots, { chain: agent.chain, key: agent.key });
+  t.after(() => client.close());
+  return { server, agent, client, entryId, errorLines: () => parseLogLines(raw.join('')).filter((l) => l.level >= LEVEL.error) };
+}
+
+test('a signing fault in one item of SignX509Svids is INTERNAL in that item and an error line in the server log', async (t) => {
+  const { server, client, entryId, errorLines } = await started(t);
+  Object.assign(server.ca, {
+    signX509Svid: () => {
+      throw new TypeError('a bug in the signer');
+    },
+  });
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  type Item = { entry_id: string; code?: number; message?: string };
+  // The entry reaches the agent's authorized set with the change feed: until then the item is PERMISSION_DENIED.
+  let item: Item | undefined;
+  for (let attempt = 0; item === undefined; attempt++) {
+    assert.ok(attempt < 400, 'the entry never became authorized for the agent');
+    const res = await nodeCall<{ results: Item[] }>(client, 'SignX509Svids', { items: [{ entry_id: entryId, csr }] });
+    if (res.results[0]!.code !== grpc.status.PERMISSION_DENIED) item = res.results[0]!;
+    else await new Promise((r) => setTimeout(r, 25));
+  }
+  assert.equal(item.code, grpc.status.INTERNAL);
+  assert.equal(item.message, 'internal error', 'no library message reaches the agent');
+  const line = errorLines().find((l) => l['rpc'] === 'SignX509Svids');
+  assert.ok(line !== undefined, `no error line for the failed item: ${JSON.stringify(errorLines())}`);
+  assert.equal(line['entryId'], entryId);
+  assert.match(JSON.stringify(line['err']), /a bug in the signer/);
+});
+
+test('a Sync stream the datastore fails (damaged) ends INTERNAL and is an error line in the server log, with the cause', async (t) => {
+  const { server, client, errorLines } = await started(t);
+  const cause = Object.assign(new Error('database disk image is malformed'), { code: 'SQLITE_CORRUPT' });
+  Object.assign(server.ds, {
+    getAgent: () => Promise.reject(internal('the datastore file is damaged: stop the server and restore it from a backup', cause)),
+  });
+  const ended = await new Promise<grpc.ServiceError>((resolve) => {
+    const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
+    stream.on('data', () => undefined);
+    stream.on('error', resolve);
+  });
+  assert.equal(ended.code, grpc.status.INTERNAL, ended.details);
+  const line = await until('the error line', () => errorLines().find((l) => l.msg === 'sync stream failed'));
+  assert.match(JSON.stringify(line['err']), /database disk image is malformed/);
+});
