@@ -46,12 +46,16 @@ export function parseEndpointSocket(value: string, source: string = ENDPOINT_SOC
   return socketPath;
 }
 
+/** The schemes of a SPIFFE_ENDPOINT_SOCKET value (WL-Endpoint §4): unix:, and tcp:, which meshid refuses. */
+const ENDPOINT_SCHEME = /^(?:unix|tcp):/i;
+
 /**
  * A socket path setting (`--socket-path`, `socket_path`): a plain path, resolved against the working directory, or
- * the unix: URI a SPIFFE_ENDPOINT_SOCKET holds, which would otherwise become a relative path named "unix:".
+ * the URI a SPIFFE_ENDPOINT_SOCKET holds, which would otherwise become a relative path named "unix:" or "tcp:": a
+ * tcp:// one is refused as parseEndpointSocket refuses it, not looked for (or served) at ./tcp:/host:port.
  */
 export function socketPathSetting(value: string, source: string): string {
-  return UNIX_SCHEME.test(value) ? parseEndpointSocket(value, source) : path.resolve(value);
+  return ENDPOINT_SCHEME.test(value) ? parseEndpointSocket(value, source) : path.resolve(value);
 }
 
 /**

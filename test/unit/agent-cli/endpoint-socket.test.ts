@@ -2,7 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { isMeshidError } from '../../../src/common/errors.js';
-import { DEFAULT_SOCKET_PATH, parseEndpointSocket, resolveSocketPath } from '../../../src/agent/cli/endpoint-socket.js';
+import { DEFAULT_SOCKET_PATH, parseEndpointSocket, resolveSocketPath, socketPathSetting } from '../../../src/agent/cli/endpoint-socket.js';
 
 test('SPIFFE_ENDPOINT_SOCKET: unix:///abs and unix:/abs name the same absolute path (percent-decoded)', () => {
   assert.equal(parseEndpointSocket('unix:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
@@ -39,4 +39,12 @@ test('resolveSocketPath: the flag (path or URI) wins over the environment, which
   assert.equal(resolveSocketPath(undefined, {}), DEFAULT_SOCKET_PATH);
   assert.equal(resolveSocketPath(undefined, { SPIFFE_ENDPOINT_SOCKET: '' }), DEFAULT_SOCKET_PATH);
   assert.throws(() => resolveSocketPath(undefined, { SPIFFE_ENDPOINT_SOCKET: 'unix:rel' }), (e) => isMeshidError(e, 'invalid_argument'));
+});
+
+test('a tcp:// endpoint given as --socket-path or socket_path is refused as in SPIFFE_ENDPOINT_SOCKET, not taken for a relative path', () => {
+  const unixOnly = (e: unknown): boolean => isMeshidError(e, 'invalid_argument') && /--socket-path value "tcp:\/\/127\.0\.0\.1:8081": meshid-agent serves the Workload API on a Unix socket only/.test(e.message);
+  assert.throws(() => resolveSocketPath('tcp://127.0.0.1:8081', {}), unixOnly);
+  assert.throws(() => socketPathSetting('TCP://127.0.0.1:8081', '--socket-path, socket_path'), (e) => isMeshidError(e, 'invalid_argument') && /Unix socket only/.test(e.message));
+  // A relative path that merely contains a colon is still a path.
+  assert.equal(socketPathSetting('run/tcp:8081.sock', '--socket-path'), path.resolve('run/tcp:8081.sock'));
 });
