@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import type { KeyObject } from 'node:crypto';
-import { failedPrecondition, invalidArgument } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, isMeshidError, MeshidError } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { pemToDerList } from '../../common/x509/pem.js';
@@ -29,18 +29,35 @@ export interface UpstreamCaFiles {
   readonly bundleFile?: string | undefined;
 }
 
+/** The setting that names each upstream CA file, for messages: the three files are easily swapped. */
+const UPSTREAM_SETTINGS = {
+  certificate: 'upstream_ca_cert, --upstream-ca-cert',
+  key: 'upstream_ca_key, --upstream-ca-key',
+  bundle: 'upstream_bundle, --upstream-bundle',
+} as const;
+
 /** Reads the upstream CA's files: the certificate (then its issuers, if any), its key, and the PKI's roots. */
 export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
-  const read = (file: string, what: string): string => {
+  const read = (file: string, what: keyof typeof UPSTREAM_SETTINGS): string => {
     try {
       return fs.readFileSync(file, 'utf8');
     } catch (err) {
       throw failedPrecondition(`cannot read the upstream CA ${what}: ${(err as Error).message}`);
     }
   };
-  const certs = pemToDerList(read(files.certFile, 'certificate'));
+  // A parse error says what is wrong with the text ("no PEM CERTIFICATE block found"), not which of the files it is.
+  const parsed = <T>(file: string, what: keyof typeof UPSTREAM_SETTINGS, parse: (text: string) => T): T => {
+    const text = read(file, what);
+    try {
+      return parse(text);
+    } catch (err) {
+      if (!isMeshidError(err)) throw err;
+      throw new MeshidError(err.code, `the upstream CA ${what} ${file} (${UPSTREAM_SETTINGS[what]}): ${err.message}`, { cause: err });
+    }
+  };
+  const certs = parsed(files.certFile, 'certificate', (text) => pemToDerList(text));
   if (certs.length === 0) throw failedPrecondition(`${files.certFile} holds no certificate`);
-  const privateKey = importPrivateKey(read(files.keyFile, 'key'));
+  const privateKey = parsed(files.keyFile, 'key', importPrivateKey);
   if (files.bundleFile === undefined) {
     if (certs.length > 1) {
       throw failedPrecondition(
@@ -49,7 +66,7 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
     }
     return { certDer: certs[0]!, privateKey, chainDer: [], bundleDer: undefined };
   }
-  const bundleDer = pemToDerList(read(files.bundleFile, 'bundle'));
+  const bundleDer = parsed(files.bundleFile, 'bundle', (text) => pemToDerList(text));
   if (bundleDer.length === 0) throw failedPrecondition(`${files.bundleFile} holds no certificate`);
   // A chain file that ends with the root: served chains need not carry the anchor.
   const chainDer = certs.slice(1).filter((c) => !bundleDer.some((r) => r.equals(c)));

@@ -8,7 +8,7 @@ import fs from 'node:fs';
 import { X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { FakeClock } from '../../../src/common/clock.js';
-import { MeshidError } from '../../../src/common/errors.js';
+import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
 import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { parseCertificate, verifyChain } from '../../../src/common/x509/certificate.js';
@@ -113,6 +113,26 @@ test('upstream CA files that cannot work are refused at start, each with what to
   );
   // Control: the same issuing CA with its root works.
   await open({ upstream_ca_cert: issuing.cert, upstream_ca_key: issuing.key, upstream_bundle: root.cert });
+});
+
+test('an upstream CA file that does not parse is named with the setting that gave it: the three are easily swapped', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-swapped-');
+  t.after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
+  const named = (what: string, file: string, setting: string, problem: RegExp) => (err: unknown): boolean => {
+    assert.ok(isMeshidError(err, 'invalid_argument'), String(err));
+    assert.ok(err.message.startsWith(`the upstream CA ${what} ${file} (${setting}): `), err.message);
+    assert.match(err.message, problem);
+    return true;
+  };
+  // The key given as the certificate, the certificate as the key, the key as the bundle.
+  assert.throws(() => loadUpstreamCa({ certFile: issuing.key, keyFile: issuing.key }), named('certificate', issuing.key, 'upstream_ca_cert, --upstream-ca-cert', /PRIVATE KEY", expected "CERTIFICATE"$/));
+  assert.throws(() => loadUpstreamCa({ certFile: issuing.cert, keyFile: issuing.cert }), named('key', issuing.cert, 'upstream_ca_key, --upstream-ca-key', /no private key found/));
+  assert.throws(
+    () => loadUpstreamCa({ certFile: issuing.cert, keyFile: issuing.key, bundleFile: root.key }),
+    named('bundle', root.key, 'upstream_bundle, --upstream-bundle', /PRIVATE KEY", expected "CERTIFICATE"$/),
+  );
 });
 
 test('an upstream PKI root meshid cannot verify (Ed25519, Ed448) or publish (EC on secp256k1) is refused at start, naming it and why', async (t) => {
