@@ -1,7 +1,7 @@
 import { invalidArgument } from '../errors.js';
 import { parseDuration } from '../duration.js';
 import { closestMatch } from './suggest.js';
-import { looksLikeCredential } from './credential-like.js';
+import { looksLikeCredential, quotedUnlessCredential } from './credential-like.js';
 
 /**
  * How a flag takes its value:
@@ -206,7 +206,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
     if (spec.choices !== undefined) {
       const given = raw;
       const choice = spec.choices.find((c) => c === given || (spec.choicesAnyCase === true && c.toLowerCase() === given.toLowerCase()));
-      if (choice === undefined) throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got "${raw}"`);
+      if (choice === undefined) throw invalidArgument(`flag ${typed} must be one of ${spec.choices.join(', ')}, got ${quotedUnlessCredential(raw)}`);
       raw = choice;
     }
     if (spec.type === 'strings') {
@@ -215,14 +215,13 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       continue;
     }
     if (values.has(spec.name)) throw givenTwice();
-    values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : parseDuration(raw, `flag ${typed}`));
+    values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : durationValue(typed, raw));
   }
 
   const max = options.maxPositionals ?? 0;
   if (positionals.length > max && !help) {
     const extra = positionals[max]!;
-    const shown = looksLikeCredential(extra) ? '(a token or JWT-SVID, not repeated here: give it to the flag that takes it)' : `"${extra}"`;
-    throw invalidArgument(`unexpected argument ${shown}${max === 0 ? ': this command takes only flags' : ''}`);
+    throw invalidArgument(`unexpected argument ${quotedUnlessCredential(extra)}${max === 0 ? ': this command takes only flags' : ''}`);
   }
   return new ParsedArgs(byName, values, positionals, help);
 }
@@ -241,7 +240,13 @@ function parseBool(typed: string, raw: string | undefined): boolean {
   const v = raw.toLowerCase();
   if (TRUE_WORDS.has(v)) return true;
   if (FALSE_WORDS.has(v)) return false;
-  throw invalidArgument(`flag ${typed} takes true or false, got "${raw}"`);
+  throw invalidArgument(`flag ${typed} takes true or false, got ${quotedUnlessCredential(raw)}`);
+}
+
+/** A duration flag's value; parseDuration quotes what it refuses, which a token given to the wrong flag must not be. */
+function durationValue(typed: string, raw: string): number {
+  if (looksLikeCredential(raw)) throw invalidArgument(`flag ${typed} takes a duration (3600, 90s, 15m, 24h, 7d), got ${quotedUnlessCredential(raw)}`);
+  return parseDuration(raw, `flag ${typed}`);
 }
 
 function unknownFlag(typed: string, key: string, lookup: ReadonlyMap<string, { spelling: string }>): Error {

@@ -8,3 +8,11 @@ export function looksLikeCredential(value: string): boolean {
   const v = value.trim();
   return /^[0-9a-f]{32,}$/i.test(v) || /^[0-9a-f]{8}(?:-[0-9a-f]{4}){3}-[0-9a-f]{12}$/i.test(v) || /^eyJ[\w-]*\.[\w-]+\.[\w-]*$/.test(v);
 }
+
+/**
+ * A value as an error message quotes it: `"value"`, or in place of a value that looks like a credential a note saying
+ * it is not repeated (looksLikeCredential).
+ */
+export function quotedUnlessCredential(value: string): string {
+  return looksLikeCredential(value) ? '(a token or JWT-SVID, not repeated here: give it to the flag that takes it)' : `"${value}"`;
+}

@@ -122,6 +122,19 @@ test('durations accept plain seconds and units, and read back as whole seconds',
   assert.equal(parseArgs([], SPECS).seconds('x509-svid-ttl'), undefined);
 });
 
+test('a token or JWT-SVID given as the value of the wrong flag is not repeated in the refusal; other values are', () => {
+  const secrets = ['0123456789abcdef0123456789abcdef01234567', '3f1c2b4a-9d8e-4f70-a1b2-c3d4e5f60718', 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2ln'];
+  const notRepeated = '(a token or JWT-SVID, not repeated here: give it to the flag that takes it)';
+  for (const secret of secrets) {
+    assert.equal(failure(['--output', secret]), `flag --output must be one of json, pretty, got ${notRepeated}`);
+    assert.equal(failure([`--admin=${secret}`]), `flag --admin takes true or false, got ${notRepeated}`);
+    assert.equal(failure(['--ttl', secret]), `flag --ttl takes a duration (3600, 90s, 15m, 24h, 7d), got ${notRepeated}`);
+  }
+  assert.equal(failure(['--output', 'yaml']), 'flag --output must be one of json, pretty, got "yaml"');
+  assert.equal(failure(['--admin=maybe']), 'flag --admin takes true or false, got "maybe"');
+  assert.match(failure(['--ttl', '5 minutes']), /^flag --ttl "5 minutes" is not a valid duration/);
+});
+
 test('a malformed duration is an InvalidArgument naming the flag', () => {
   assert.match(failure(['--x509-svid-ttl', 'abc']), /^flag --x509-svid-ttl "abc" is not a valid duration/);
   assert.match(failure(['--x509-svid-ttl', '0']), /flag --x509-svid-ttl must be a positive number of seconds/);
