@@ -114,7 +114,17 @@ export function checkAllBundlesName(
 /** What identifies an Envoy in logs: its node id and cluster, never anything secret. */
 export function nodeLabel(node: EnvoyNode | undefined): { nodeId?: string; nodeCluster?: string } {
   const label: { nodeId?: string; nodeCluster?: string } = {};
-  if (node?.id) label.nodeId = node.id.slice(0, 256);
-  if (node?.cluster) label.nodeCluster = node.cluster.slice(0, 256);
+  if (node?.id) label.nodeId = detachedPrefix(node.id, 256);
+  if (node?.cluster) label.nodeCluster = detachedPrefix(node.cluster, 256);
   return label;
+}
+
+/**
+ * The first `chars` characters of `text` in a string of their own. V8 makes a slice of a long string a view that
+ * keeps the whole of it alive: the label of a stream whose Envoy sent a node id of 3 MB held those 3 MB for the
+ * stream's life, and one uid's streams (up to max_calls_per_uid) could hold gigabytes. Rebuilding the prefix from
+ * bytes lets the request's string go (a surrogate pair cut at the end becomes U+FFFD, harmless in a log label).
+ */
+function detachedPrefix(text: string, chars: number): string {
+  return text.length <= chars ? text : Buffer.from(text.slice(0, chars), 'utf8').toString('utf8');
 }
