@@ -14,6 +14,7 @@ import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { SecretStream } from './secret-stream.js';
 import { awaitsSigning } from './signing-wait.js';
+import { nameChars } from './subscription-budget.js';
 import { NO_NAMES } from './waiting-names.js';
 
 /**
@@ -107,6 +108,8 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     if (this.subscribed.size > MAX_SDS_RESOURCE_NAMES) {
       throw invalidArgument(`the stream subscribes ${this.subscribed.size} names; at most ${MAX_SDS_RESOURCE_NAMES} are accepted`);
     }
+    // The stream keeps its subscription for its life: counted against its uid (a refusal ends the stream).
+    if (subscribe.length > 0 || unsubscribe.length > 0) this.ctx.names?.resize(nameChars(this.subscribed));
     return first || subscribe.length > 0 || unsubscribe.length > 0;
   }
 

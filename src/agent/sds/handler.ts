@@ -27,6 +27,7 @@ import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
 import { SDS_SIGNING_WAIT_MS, signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
+import { SubscriptionBudget } from './subscription-budget.js';
 import { WaitingNamesLog } from './waiting-names.js';
 
 /** The .proto file and full service name of Envoy SDS v3 (SPEC-NOTES §1, §14.2). */
@@ -65,6 +66,8 @@ export interface SdsHandlerDeps {
    * signed (signing-wait.ts); SDS_SIGNING_WAIT_MS by default.
    */
   signingWaitMs?: number;
+  /** Characters of resource names one uid's open streams may hold in all; DEFAULT_NAME_CHARS_PER_UID by default. */
+  nameCharsPerUid?: number;
 }
 
 export interface SdsService {
@@ -97,6 +100,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const clock = deps.clock ?? systemClock;
   const refusals = new RefusalLog(log, clock, 'SDS', deps.callerOf);
   const waitingNames = new WaitingNamesLog(clock);
+  const nameBudget = new SubscriptionBudget(deps.nameCharsPerUid);
   const recheck = callerRecheck(deps.attest);
   const signingWaitMs = deps.signingWaitMs ?? SDS_SIGNING_WAIT_MS;
   if (!Number.isFinite(signingWaitMs) || signingWaitMs < 0) throw new Error(`signingWaitMs must not be negative, got ${signingWaitMs}`);
@@ -128,6 +132,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         let stream: SecretStream<Req, Res> | undefined;
         const caller = deps.callerOf?.(call);
         const streamLog = log.child({ rpc, ...caller });
+        const names = nameBudget.forStream(caller?.uid);
         const ctx: StreamContext = {
           cache: deps.cache,
           selectors,
@@ -140,7 +145,9 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
           clock,
           signingWaitMs,
           deadline: callDeadlineOnClock(call, clock),
+          names,
           onClose: () => {
+            names.release();
             stats[gauge]--;
             if (stream !== undefined) open.delete(stream as SecretStream<unknown, unknown>);
           },

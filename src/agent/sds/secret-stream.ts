@@ -8,6 +8,7 @@ import type { ResolvedSdsOptions } from './sds-options.js';
 import { awaitsSigning, signingWaitEnd } from './signing-wait.js';
 import type { SdsStats } from './stats.js';
 import type { RpcStatus } from './messages.js';
+import type { StreamNameShare } from './subscription-budget.js';
 import type { StreamWaitingNames } from './waiting-names.js';
 
 /** The part of the agent's cache SDS uses (the consumer owns the interface it needs). */
@@ -49,6 +50,11 @@ export interface StreamContext {
   readonly refused: (error: unknown) => void;
   /** Logs the names the stream waits for that resolve to nothing, and when they are served (waiting-names.ts). */
   readonly waiting: StreamWaitingNames;
+  /**
+   * The stream's share of its uid's budget of subscribed names (subscription-budget.ts), resized on every change of
+   * its subscription; the handler releases it when the stream closes. Absent, the stream's names are not counted.
+   */
+  readonly names?: StreamNameShare;
 }
 
 /** Pumps of streams notified in this event-loop turn. */

@@ -13,6 +13,7 @@ import { servedState } from './served-state.js';
 import { NoncedResponse } from './nonced-response.js';
 import { SecretStream } from './secret-stream.js';
 import { awaitsSigning } from './signing-wait.js';
+import { nameChars } from './subscription-budget.js';
 import { NO_NAMES } from './waiting-names.js';
 
 /**
@@ -92,6 +93,8 @@ export class SotwStream extends SecretStream<DiscoveryRequest, NoncedResponse> {
     if (!first && sameList(requested, this.requested)) return false;
     checkResourceNames(requested);
     checkAllBundlesName(requested, this.validation, this.ctx.options);
+    // The stream keeps these names for its life: counted against its uid before it takes them.
+    this.ctx.names?.resize(nameChars(requested));
     this.requested = requested;
     return this.subscribe(requested) || first;
   }

@@ -51,7 +51,7 @@ export async function startSdsHarness(
   setup: (cache: FakeSdsCache) => void = () => {},
   options: SdsOptions = {},
   log: Logger = silentLogger(),
-  deps: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs'> = {},
+  deps: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs' | 'nameCharsPerUid'> = {},
 ): Promise<SdsHarness> {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-sds-'));
   const socketPath = path.join(dir, 'agent.sock');
@@ -110,7 +110,7 @@ export interface SuiteTrustDomains {
     setup: (cache: FakeSdsCache) => void,
     body: (h: SdsHarness) => Promise<void>,
     options?: SdsOptions,
-    deps?: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs'>,
+    deps?: Pick<SdsHandlerDeps, 'clock' | 'signingWaitMs' | 'nameCharsPerUid'>,
   ): Promise<void>;
 }
 
