@@ -24,6 +24,8 @@ interface Slot {
    */
   readonly refreshAt: number;
   readonly usableUntil: number;
+  /** Characters it holds (its key and token), counted against JWT_CACHE_CHARS_PER_TOKEN × the cache's size. */
+  readonly chars: number;
 }
 
 interface CallMark {
@@ -53,6 +55,14 @@ export const REFRESH_WAIT_WITH_VALID_TOKEN_MS = 1000;
 export const DEFAULT_JWT_CACHE_SIZE = 1000;
 
 /**
+ * Characters a cached token may hold on average, key included: the cache holds at most this times its size in all.
+ * A token's audiences are in it twice (its key, its claims in base64), and a workload may ask for 64 audiences of
+ * 1 KB: ~155 KB a token, so 1,000 such tokens, one local workload's choice, grew the agent by ~330 MB (measured).
+ * Real tokens (a SPIFFE ID, an audience or two, a signature) are under 1 KB, 3 KB with the longest SPIFFE ID.
+ */
+export const JWT_CACHE_CHARS_PER_TOKEN = 8 * 1024;
+
+/**
  * JWT-SVIDs per (entry, audience list), re-minted once half their lifetime has passed as SPIRE does (SPEC-NOTES §8),
  * so every token handed out is valid at return time with room to spare. Bounded in size (LRU); concurrent requests
  * for the same key share one signing call. When signing fails, a cached token that has not expired is still
@@ -68,6 +78,10 @@ export const DEFAULT_JWT_CACHE_SIZE = 1000;
  */
 export class JwtSvidCache {
   private readonly slots = new Map<string, Slot>();
+  /** The characters the slots hold in all (Slot.chars). */
+  private slotChars = 0;
+  /** The most characters the slots may hold: JWT_CACHE_CHARS_PER_TOKEN × maxSize. */
+  private readonly maxChars: number;
   /**
    * Signing calls under way by key. A call whose entry changed or went meanwhile is `discarded`: its result goes to
    * those who asked before the change, is not stored, and no later request joins it.
@@ -85,11 +99,24 @@ export class JwtSvidCache {
     budget: SigningBudgetWait = new SigningBudgetWait(clock),
   ) {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
+    this.maxChars = maxSize * JWT_CACHE_CHARS_PER_TOKEN;
     this.hold = new JwtSigningHold(clock, random, budget);
   }
 
   get size(): number {
     return this.slots.size;
+  }
+
+  /** The characters the cached tokens and their keys hold in all; at most JWT_CACHE_CHARS_PER_TOKEN × maxSize. */
+  get chars(): number {
+    return this.slotChars;
+  }
+
+  private removeSlot(key: string): void {
+    const slot = this.slots.get(key);
+    if (slot === undefined) return;
+    this.slots.delete(key);
+    this.slotChars -= slot.chars;
   }
 
   /**
@@ -225,13 +252,13 @@ export class JwtSvidCache {
 
   /** Forgets the cached tokens `unusable` picks, so neither a request nor the outage fallback hands them out. */
   dropTokens(unusable: (jwt: SignedJwtSvid) => boolean): void {
-    for (const [key, slot] of this.slots) if (unusable(slot.jwt)) this.slots.delete(key);
+    for (const [key, slot] of this.slots) if (unusable(slot.jwt)) this.removeSlot(key);
   }
 
   /** Forgets every token of an entry (removed, or changed so that its tokens would be wrong). */
   dropEntry(entryId: string): void {
     for (const call of this.inflight.values()) if (call.entryId === entryId) call.discarded = true;
-    for (const [key, slot] of this.slots) if (slot.entryId === entryId) this.slots.delete(key);
+    for (const [key, slot] of this.slots) if (slot.entryId === entryId) this.removeSlot(key);
   }
 
   private async signAndStore(key: string, call: CallMark, audience: readonly string[]): Promise<SignedJwtSvid> {
@@ -242,11 +269,17 @@ export class JwtSvidCache {
       return this.sign(entryId, audience);
     });
     if (!call.discarded) {
-      this.slots.delete(key);
+      this.removeSlot(key);
       const receivedAt = this.now();
       const lifetime = Math.max(0, jwt.expiresAt - jwt.issuedAt);
-      this.slots.set(key, { entryId, jwt, refreshAt: receivedAt + lifetime / 2, usableUntil: receivedAt + lifetime });
-      while (this.slots.size > this.maxSize) this.slots.delete(this.slots.keys().next().value!);
+      const chars = key.length + jwt.token.length;
+      // A token larger than the whole bound (a tiny jwt_svid_cache_size) is handed out but not kept: keeping it would
+      // evict every other.
+      if (chars <= this.maxChars) {
+        this.slots.set(key, { entryId, jwt, refreshAt: receivedAt + lifetime / 2, usableUntil: receivedAt + lifetime, chars });
+        this.slotChars += chars;
+        while (this.slots.size > this.maxSize || this.slotChars > this.maxChars) this.removeSlot(this.slots.keys().next().value!);
+      }
     }
     return jwt;
   }

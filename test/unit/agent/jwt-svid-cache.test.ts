@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { JwtSvidCache, REFRESH_WAIT_WITH_VALID_TOKEN_MS, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
+import { JWT_CACHE_CHARS_PER_TOKEN, JwtSvidCache, REFRESH_WAIT_WITH_VALID_TOKEN_MS, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
 import { permissionDenied, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 
@@ -181,6 +181,40 @@ test('the cache is bounded: the least recently used token goes first', async () 
   assert.equal(calls.length, before, 'e1 still cached');
   await cache.fetch('e2', ['a']);
   assert.equal(calls.length, before + 1, 'e2 was evicted');
+});
+
+/** A signer whose tokens carry their audiences in base64, as real JWT-SVIDs do. */
+function audienceCarryingCache(maxSize: number) {
+  const clock = new FakeClock();
+  let n = 0;
+  const sign = async (_entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> => ({
+    token: `h.${Buffer.from(JSON.stringify({ aud: audience, n: ++n })).toString('base64url')}.sig`,
+    issuedAt: clock.now(),
+    expiresAt: clock.now() + TTL,
+  });
+  return new JwtSvidCache(sign, clock, maxSize);
+}
+
+test('the cache is bounded in characters too: one workload\'s lists of 64 audiences of 1 KB cannot fill it', async () => {
+  const cache = audienceCarryingCache(100);
+  const bound = 100 * JWT_CACHE_CHARS_PER_TOKEN;
+  for (let i = 0; i < 50; i++) await cache.fetch('e1', Array.from({ length: 64 }, (_, j) => `${i}-${j}-${'x'.repeat(1000)}`));
+  // Each token and its key hold ~150,000 characters: 50 of them were 7.5 M characters, here at most 800 K.
+  assert.ok(cache.size <= Math.floor(bound / 150_000), `${cache.size} large tokens kept`);
+  assert.ok(cache.chars <= bound, `${cache.chars} characters cached, over ${bound}`);
+  assert.ok(cache.size > 0, 'the most recent still are');
+  // Ordinary tokens still fill the cache up to its size.
+  for (let i = 0; i < 100; i++) await cache.fetch(`e${i}`, ['api']);
+  assert.equal(cache.size, 100);
+});
+
+test('a token larger than the whole character bound is handed out but evicts nothing', async () => {
+  const cache = audienceCarryingCache(1);
+  const small = await cache.fetch('e1', ['api']);
+  const large = await cache.fetch('e1', Array.from({ length: 64 }, (_, j) => `${j}-${'x'.repeat(1000)}`));
+  assert.match(large.token, /^h\./);
+  assert.equal(cache.size, 1);
+  assert.equal((await cache.fetch('e1', ['api'])).token, small.token, 'the small token is still cached');
 });
 
 test('dropping an entry forgets its tokens, and a signing call in flight for it is not stored', async () => {
