@@ -40,6 +40,17 @@ export function renewalTime(l: Lifetime, jitter: number): number {
   return Math.min(l.notBefore + span * (0.5 + j), latestRenewalTime(l));
 }
 
+/**
+ * The part of a leaf's life its holder has it for: from when it asked for it (`since`, on the holder's clock) to its
+ * notAfter. The signer backdates notBefore (meshid's server by 10 s, as SPIRE's) for clocks running behind its own, so
+ * half of notBefore..notAfter falls before the leaf even arrives once the TTL is 10 s or less: renewed "at half-life",
+ * it would be renewed again the moment it arrived, for ever. A notBefore after `since` (a signer whose clock runs
+ * ahead) is kept: the leaf is no use before it.
+ */
+export function heldLifetime(l: Lifetime, since: number): Lifetime {
+  return { notBefore: Math.min(Math.max(l.notBefore, since), l.notAfter), notAfter: l.notAfter };
+}
+
 /** The latest a leaf is renewed: 90 % of its life, leaving the rest for a failed try to be retried. */
 export function latestRenewalTime(l: Lifetime): number {
   return l.notBefore + (l.notAfter - l.notBefore) * 0.9;

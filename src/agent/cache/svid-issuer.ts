@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { renewalTime } from '../../common/rotation.js';
+import { heldLifetime, renewalTime } from '../../common/rotation.js';
 import { chainNamesKeyId, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
 import { sharedCaCertificate } from './shared-ca-certificates.js';
 import { createCsr } from '../../common/x509/csr.js';
@@ -89,8 +89,8 @@ const FAILURES_WAITED_FOR = 1;
  * verifies against the own bundle) before it is published to the cache.
  *
  * Scheduling is one timer on the injected clock for the earliest "due" instant over all entries: an SVID's renewal
- * time (half-life ± jitter chosen once per SVID, at once past 90 %, `renewalTime`), or the retry time of a failed
- * item. Due entries are queued; the queue is flushed in batches with a bounded number of calls in flight.
+ * time (half the life it is held for, from its request, ± jitter chosen once per SVID, at once past 90 %,
+ * `renewalTime` of `heldLifetime`), or the retry time of a failed item. Due entries are queued; the queue is flushed in batches with a bounded number of calls in flight.
  */
 export class SvidIssuer {
   private readonly cache: IdentityCache;
@@ -269,13 +269,18 @@ export class SvidIssuer {
     this.holdTimer = undefined;
   }
 
-  private renewalOf(svid: WorkloadSvid): number {
+  /**
+   * `askedAt`: when the request for this SVID went out, for one signed now (heldLifetime: its backdated notBefore would
+   * put the renewal of a TTL of 10 s or less before its arrival). A restored SVID has none: its notBefore is used.
+   */
+  private renewalOf(svid: WorkloadSvid, askedAt?: number): number {
     let j = this.jitter.get(svid.entryId);
     if (j?.version !== svid.version) {
       j = { version: svid.version, value: (this.random() * 2 - 1) * 0.1 };
       this.jitter.set(svid.entryId, j);
     }
-    return renewalTime({ notBefore: svid.notBefore, notAfter: svid.notAfter }, j.value);
+    const lifetime = { notBefore: svid.notBefore, notAfter: svid.notAfter };
+    return renewalTime(askedAt === undefined ? lifetime : heldLifetime(lifetime, askedAt), j.value);
   }
 
   private chainIsTainted(svid: WorkloadSvid): boolean {
@@ -489,7 +494,7 @@ export class SvidIssuer {
           this.dueAt.set(current.id, n === 1 ? now : now + backoffDelay(n - 2, this.retryPolicy, this.random));
         } else {
           this.failures.delete(current.id);
-          this.dueAt.set(current.id, this.renewalOf(svid));
+          this.dueAt.set(current.id, this.renewalOf(svid, sentAt));
         }
         this.log.debug(
           { entryId: svid.entryId, spiffeId: svid.spiffeId, serial: svid.version, notAfter: new Date(svid.notAfter).toISOString(), renewAt: new Date(this.dueAt.get(current.id)!).toISOString() },

@@ -2,7 +2,7 @@ import type { KeyObject } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, invalidArgument, isMeshidError, unavailable, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import { renewalTime } from '../../common/rotation.js';
+import { heldLifetime, renewalTime } from '../../common/rotation.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import { chainNamesKeyId, parseCertificate, verifyChain } from '../../common/x509/certificate.js';
@@ -44,8 +44,8 @@ const SAVE_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000
 
 /**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
- * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half-life ± jitter
- * (`renewalTime`), persisted before it is used. Every new identity is handed to the NodeClient, which moves new calls
+ * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half the life it
+ * is held for ± jitter (`renewalTime` of `heldLifetime`), persisted before it is used. Every new identity is handed to the NodeClient, which moves new calls
  * to a channel presenting it.
  *
  * A join token is spent by the server's answer, so attestation first proves that the data dir can hold the identity
@@ -194,7 +194,7 @@ export class AgentIdentity {
     }
     // The token is spent and the server knows this agent by this key: kept whether or not the data dir takes it.
     this.persist(identity);
-    this.use(identity);
+    this.use(identity, sentAt);
     return bundle;
   }
 
@@ -283,7 +283,7 @@ export class AgentIdentity {
       this.renewFailures = 0;
       this.jitter = this.newJitter();
       const leaf = parseCertificate(chain[0]!);
-      const renewAt = this.use(next);
+      const renewAt = this.use(next, sentAt);
       this.o.log.info(
         { agent: next.spiffeId, serial: leaf.serialHex, notAfter: new Date(leaf.notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() },
         'agent SVID renewed',
@@ -354,18 +354,23 @@ export class AgentIdentity {
     this.timer = this.o.clock.setTimer(() => void this.renew(), ms);
   }
 
-  /** Returns when the identity is renewed. */
-  private use(identity: StoredIdentity): number {
+  /**
+   * Returns when the identity is renewed. `askedAt`: when the Attest or Renew that brought it went out (heldLifetime: a
+   * backdated notBefore would put the renewal of an agent_svid_ttl of 10 s or less before its arrival); none for one
+   * restored from the data dir.
+   */
+  private use(identity: StoredIdentity, askedAt?: number): number {
     this.identity = identity;
     this.stopped = false;
     this.o.client.setIdentity({ chain: identity.chain, privateKey: identity.privateKey });
-    return this.scheduleRenewal();
+    return this.scheduleRenewal(askedAt);
   }
 
-  private scheduleRenewal(): number {
+  private scheduleRenewal(askedAt: number | undefined): number {
     this.timer?.cancel();
     const leaf = parseCertificate(this.identity!.chain[0]!);
-    const at = renewalTime({ notBefore: leaf.notBefore, notAfter: leaf.notAfter }, this.jitter);
+    const lifetime = { notBefore: leaf.notBefore, notAfter: leaf.notAfter };
+    const at = renewalTime(askedAt === undefined ? lifetime : heldLifetime(lifetime, askedAt), this.jitter);
     this.timer = this.o.clock.setTimer(() => void this.renew(), Math.max(0, at - this.o.clock.now()));
     return at;
   }

@@ -151,6 +151,33 @@ test('a renewal the server refuses over a budget is retried no sooner than the r
   });
 });
 
+test('an agent SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives', async () => {
+  await withStore(async (store) => {
+    let renewals = 0;
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        renewals++;
+        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 5_000 }).chain;
+      },
+    } as unknown as NodeClient;
+    const { identity } = restoredIdentity(client, store);
+    await identity.renew();
+    const leaf = parseCertificate(identity.current()!.chain[0]!);
+    assert.equal(leaf.notAfter - leaf.notBefore, 15_000, 'the server backdated the 5 s SVID by 10 s');
+    // Past the half of notBefore..notAfter already: renewing by that, it would be renewed again on arrival.
+    fx.clock.advance(0);
+    await settle();
+    fx.clock.advance(2_499);
+    await settle();
+    assert.equal(renewals, 1, 'not renewed before half of the 5 s it is held for');
+    fx.clock.advance(1);
+    await settle();
+    identity.stop();
+    assert.equal(renewals, 2, 'renewed 2.5 s after it was asked for');
+  });
+});
+
 // --- A data dir that cannot take the agent identity ---
 
 const TOKEN = 'tok-3c1f9a0b7e5d42c8a6f1e2d3c4b5a697';

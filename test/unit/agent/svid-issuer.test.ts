@@ -11,7 +11,7 @@ import { MeshidError, resourceExhausted, unavailable } from '../../../src/common
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
-import { renewalTime } from '../../../src/common/rotation.js';
+import { heldLifetime, renewalTime } from '../../../src/common/rotation.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
@@ -63,7 +63,8 @@ test('each SVID is renewed with a new key at its renewal time on the injected cl
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
   const first = cache.svid(e.id)!;
-  const due = renewalTime(first, 0); // random 0.5 → jitter 0 → half-life
+  // random 0.5 → jitter 0 → half the life it is held for, from the request (sent at the clock's time: it stood still)
+  const due = renewalTime(heldLifetime(first, fx.clock.now()), 0);
   let notified = 0;
   cache.subscribe([{ type: 'unix', value: 'uid:3' }], () => notified++);
   fx.clock.advance(due - fx.clock.now() - 1);
@@ -76,6 +77,29 @@ test('each SVID is renewed with a new key at its renewal time on the injected cl
   assert.notDeepEqual(second.privateKey, first.privateKey, 'a new key');
   assert.ok(second.notAfter > first.notAfter);
   assert.equal(notified, 1, 'streams hear about the rotation once');
+  issuer.stop();
+});
+
+test('an SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const e = entry('short-ttl', ['unix:uid:5'], { x509_svid_ttl: 5 });
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const first = cache.svid(e.id)!;
+  assert.equal(first.notAfter - first.notBefore, 15_000, 'the server backdated the 5 s SVID by 10 s');
+  // Past the half of notBefore..notAfter already: renewing by that, every SVID would be renewed again on arrival.
+  fx.clock.advance(0);
+  await settle();
+  fx.clock.advance(2_499);
+  await settle();
+  assert.equal(signer.calls.length, 1, 'not renewed before half of the 5 s it is held for');
+  assert.equal(cache.svid(e.id)!.version, first.version);
+  fx.clock.advance(1);
+  await settle();
+  assert.equal(signer.calls.length, 2, 'renewed 2.5 s after it was asked for');
+  assert.notEqual(cache.svid(e.id)!.version, first.version);
   issuer.stop();
 });
 

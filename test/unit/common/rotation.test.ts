@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nextAuthorityDecision, renewalTime, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../../src/common/rotation.js';
+import { heldLifetime, nextAuthorityDecision, renewalTime, shouldActivateSuccessor, shouldPrepareSuccessor } from '../../../src/common/rotation.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -30,4 +30,15 @@ test('leaf renewal happens at half-life shifted by jitter, clamped to ±10% and 
   assert.equal(renewalTime(l, 0.1), 14.4 * H);
   assert.equal(renewalTime(l, -0.1), 9.6 * H);
   assert.equal(renewalTime(l, 5), 14.4 * H, 'jitter beyond 10% is clamped');
+});
+
+test('a leaf is held from when it was asked for: a backdated notBefore does not count, a notBefore ahead of the request does', () => {
+  const S = 1000;
+  // A 5 s SVID backdated 10 s, asked for at 100 s: renewed 2.5 s after, not 2.5 s before it was asked for.
+  assert.deepEqual(heldLifetime({ notBefore: 90 * S, notAfter: 105 * S }, 100 * S), { notBefore: 100 * S, notAfter: 105 * S });
+  assert.equal(renewalTime(heldLifetime({ notBefore: 90 * S, notAfter: 105 * S }, 100 * S), 0), 102.5 * S);
+  // The signer's clock ahead of the holder's: the leaf is of no use before its notBefore.
+  assert.deepEqual(heldLifetime({ notBefore: 130 * S, notAfter: 150 * S }, 100 * S), { notBefore: 130 * S, notAfter: 150 * S });
+  // Asked for after it expired (cannot happen for a leaf just signed, but stays a lifetime): empty, not negative.
+  assert.deepEqual(heldLifetime({ notBefore: 90 * S, notAfter: 105 * S }, 200 * S), { notBefore: 105 * S, notAfter: 105 * S });
 });
