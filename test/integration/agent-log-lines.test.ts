@@ -17,7 +17,7 @@ import { until } from '../support/until.js';
 
 const HOUR = 3_600_000;
 
-test('a server down for 13 h, across a renewal, costs one warning for the Sync stream and one for signing; the retries go to debug; the reconnect says how long it failed', async (t) => {
+test('a server down for 13 h, across a renewal, costs one warning for the Sync stream, one for signing and one for the agent SVID renewal; the retries go to debug; the reconnect says how long it failed', async (t) => {
   const clock = new FakeClock(Date.now() - 20 * HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-outage-log-');
   t.after(() => cluster.cleanup());
@@ -46,6 +46,12 @@ test('a server down for 13 h, across a renewal, costs one warning for the Sync s
   const signingWarning = during.find((r) => /^cannot get X509-SVIDs signed/.test(r.msg) && r.level === LEVEL.warn)!;
   assert.equal(signingWarning['err'], undefined, 'an outage is told by its reason, not a stack trace');
   assert.match(String(signingWarning['reason']), /cannot reach meshid-server/);
+  // The agent SVID's renewal fell due at its half-life too, and is retried about every minute since.
+  assert.equal(lines(/^cannot renew the agent SVID/, LEVEL.warn), 1, 'one warning when the agent SVID renewal fails');
+  assert.ok(lines(/^cannot renew the agent SVID/, LEVEL.debug) >= 10, 'each retry at debug');
+  const renewWarning = during.find((r) => /^cannot renew the agent SVID/.test(r.msg) && r.level === LEVEL.warn)!;
+  assert.equal(renewWarning['err'], undefined, 'an outage is told by its reason, not a stack trace');
+  assert.match(String(renewWarning['reason']), /cannot reach meshid-server/);
 
   await startInProcessServer(cluster, config, clock);
   const synced = await until('the reconnect', () => {
@@ -55,6 +61,12 @@ test('a server down for 13 h, across a renewal, costs one warning for the Sync s
   assert.equal(synced.level, LEVEL.info);
   assert.match(String(synced['failingFor']), /^13h/);
   assert.ok(Number(synced['failedAttempts']) > 10);
+  const renewed = await until('the agent SVID renewal', () => {
+    clock.advance(30_000);
+    return records().find((r) => r.msg === 'agent SVID renewed');
+  });
+  assert.equal(renewed.level, LEVEL.info);
+  assert.match(String(renewed['failingFor']), /^1h/, 'the renewal says how long it failed');
 });
 
 test('a rotation is logged at info with when the next one is due, and each SVID at debug with its serial, expiry and renewal; the agent SVID renewal with its serial', async (t) => {

@@ -12,6 +12,7 @@ import type { AgentStore } from '../storage/agent-store.js';
 import type { StoredIdentity } from '../storage/stored-state.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { budgetRefusalWaitMs } from './budget-refusal.js';
+import { OutageLog } from './outage-log.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
@@ -74,10 +75,13 @@ export class AgentIdentity {
   /** The attestation whose Attest call is out: its answer spends the join token (attestationInFlight). */
   private attesting: Promise<unknown> | undefined;
   private readonly random: () => number;
+  /** Renewals failing while the server is down, refusing or out of budget: told once, not per retry. */
+  private readonly renewFailuresLog: OutageLog;
 
   constructor(private readonly o: AgentIdentityOptions) {
     this.trustDomain = o.trustDomain;
     this.random = o.random ?? Math.random;
+    this.renewFailuresLog = new OutageLog(o.log, o.clock);
     this.jitter = this.newJitter();
   }
 
@@ -285,7 +289,13 @@ export class AgentIdentity {
       const leaf = parseCertificate(chain[0]!);
       const renewAt = this.use(next, sentAt);
       this.o.log.info(
-        { agent: next.spiffeId, serial: leaf.serialHex, notAfter: new Date(leaf.notAfter).toISOString(), renewAt: new Date(renewAt).toISOString() },
+        {
+          agent: next.spiffeId,
+          serial: leaf.serialHex,
+          notAfter: new Date(leaf.notAfter).toISOString(),
+          renewAt: new Date(renewAt).toISOString(),
+          ...this.renewFailuresLog.recovered(),
+        },
         'agent SVID renewed',
       );
       if (chainNamesKeyId(chain, this.taintedKeyIds)) {
@@ -313,8 +323,18 @@ export class AgentIdentity {
         return;
       }
       // A budget refusal (signing or renewals) says when the server will take the next one: no sooner than that.
-      const wait = Math.max(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random), budgetRefusalWaitMs(err) ?? 0);
-      this.o.log.warn({ err, retryInMs: wait }, 'cannot renew the agent SVID; will retry');
+      const budgetWait = budgetRefusalWaitMs(err);
+      const wait = Math.max(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random), budgetWait ?? 0);
+      // Retried about every minute while the server is down: one warning, then debug lines (as the Sync stream's and
+      // the workload SVIDs' retries), and an outage or a budget is no fault of the agent's: its reason, no stack trace.
+      const unreachable = isMeshidError(err, 'unavailable');
+      const expected = unreachable || budgetWait !== undefined;
+      this.renewFailuresLog.failed(
+        unreachable ? 'unreachable' : budgetWait !== undefined ? 'budget' : 'error',
+        'warn',
+        { ...(expected ? { reason: (err as Error).message } : { err }), retryInMs: wait },
+        'cannot renew the agent SVID; will retry',
+      );
       if (!this.stopped) this.renewAfter(wait);
     } finally {
       this.renewing = false;
