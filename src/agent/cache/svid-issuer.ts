@@ -124,6 +124,13 @@ export class SvidIssuer {
    * at most BUDGET_REFUSALS_WAITED_FOR_MS, would be refused at once without a call.
    */
   private ownBackoffUntil = 0;
+  /**
+   * When the entries held back by failed calls (the server unreachable, or failing the whole call) are retried, all
+   * together. Each renewal falls due at its own jittered instant, so during an outage each entry failed alone and was
+   * retried alone on its own backoff: one call per entry per round (10,000 entries, ~40 calls a second), every one
+   * making its key, where a round of batches does the same. A call failing while a round is ahead joins it.
+   */
+  private callRetryAt = 0;
   private holdTimer: TimerHandle | undefined;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
@@ -196,6 +203,7 @@ export class SvidIssuer {
   /** After the connection to the server came back: retry failed entries now instead of at their backoff time. */
   kick(): void {
     this.callBackoff.reset();
+    this.callRetryAt = 0;
     for (const id of this.failures.keys()) {
       this.dueAt.delete(id);
       this.queued.add(id);
@@ -422,8 +430,11 @@ export class SvidIssuer {
       // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
       // same wait do not all come back at once.
       const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
-      const delay = asked === undefined ? backoff : Math.max(backoff, asked);
       const now = this.clock.now();
+      // Any other failure joins the retry round ahead, if there is one (callRetryAt). A budget refusal's wait is the
+      // server's, and holds the whole queue until then anyway (heldByBudget).
+      if (asked === undefined && this.callRetryAt <= now) this.callRetryAt = now + backoff;
+      const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
       if (asked !== undefined) {
         this.budget.holdUntil(now + asked);
         this.ownBackoffUntil = Math.max(this.ownBackoffUntil, now + delay);
@@ -466,6 +477,7 @@ export class SvidIssuer {
       return;
     }
     this.callBackoff.reset();
+    this.callRetryAt = 0;
     const recovered = this.signingFailures.recovered();
     if (recovered !== undefined) this.log.info(recovered, 'X509-SVIDs are signed again');
     const issued: WorkloadSvid[] = [];

@@ -156,6 +156,48 @@ test('a failed call is retried after a backoff, and at once when kicked after a 
   issuer.stop();
 });
 
+test('renewals falling due one by one while the server is down are retried together: one call a round for them all, not one each', async () => {
+  let down = false;
+  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
+  const calls: Array<{ at: number; size: number }> = [];
+  const { cache, issuer } = issuerWith(async (items) => {
+    calls.push({ at: fx.clock.now(), size: items.length });
+    if (down) throw unavailable('connection refused');
+    return cacheRef.sign(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  // Five SVIDs of 10 min signed a minute apart: their renewals fall due a minute apart, each at its own instant.
+  const entries = [1, 2, 3, 4, 5].map((i) => entry(`round-${i}`, ['unix:uid:6'], { x509_svid_ttl: 600 }));
+  const start = fx.clock.now();
+  for (const e of entries) {
+    issuer.request(cache.apply({ upserts: [e] }).needSvid);
+    await settle();
+    fx.clock.advance(60_000);
+  }
+  assert.equal(cache.svidCount, 5);
+  down = true;
+  calls.length = 0;
+  // A second at a time, as a real clock fires each renewal alone, up to 30 min after the first was signed.
+  while (fx.clock.now() < start + 30 * 60_000) {
+    fx.clock.advance(1000);
+    await settle();
+  }
+  const afterAllFailed = calls.filter((c) => c.at >= start + 10 * 60_000);
+  assert.ok(afterAllFailed.length > 0, 'retried meanwhile');
+  assert.deepEqual(
+    afterAllFailed.map((c) => c.size),
+    afterAllFailed.map(() => 5),
+    'once every renewal has failed, each retry carries all five: one round, not five entries on five backoffs',
+  );
+  assert.ok(calls.length < 30, `${calls.length} calls in 25 min for five entries`);
+  down = false;
+  issuer.kick();
+  await settle();
+  assert.equal(calls.at(-1)!.size, 5, 'kicked after the reconnect, all five go at once');
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
+  issuer.stop();
+});
+
 test('an item the server refuses is not published and is retried later; the others of the batch are', async () => {
   const cache = fx.cache();
   const real = fx.signer(cache);
