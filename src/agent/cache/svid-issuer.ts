@@ -90,7 +90,8 @@ const FAILURES_WAITED_FOR = 1;
  *
  * Scheduling is one timer on the injected clock for the earliest "due" instant over all entries: an SVID's renewal
  * time (half the life it is held for, from its request, ± jitter chosen once per SVID, at once past 90 %,
- * `renewalTime` of `heldLifetime`), or the retry time of a failed item. Due entries are queued; the queue is flushed in batches with a bounded number of calls in flight.
+ * `renewalTime` of `heldLifetime`), or the retry time of a failed item. Due entries are queued; the queue is flushed
+ * in batches with a bounded number of calls in flight.
  */
 export class SvidIssuer {
   private readonly cache: IdentityCache;

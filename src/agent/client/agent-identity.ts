@@ -46,8 +46,8 @@ const SAVE_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000
 /**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
  * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half the life it
- * is held for ± jitter (`renewalTime` of `heldLifetime`), persisted before it is used. Every new identity is handed to the NodeClient, which moves new calls
- * to a channel presenting it.
+ * is held for ± jitter (`renewalTime` of `heldLifetime`), persisted before it is used. Every new identity is handed
+ * to the NodeClient, which moves new calls to a channel presenting it.
  *
  * A join token is spent by the server's answer, so attestation first proves that the data dir can hold the identity
  * (AgentStore.checkRoomForIdentity): a full or read-only data dir stops the agent with the token unspent. Should the
