@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type http2 from 'node:http2';
 import net from 'node:net';
+import type { Duplex } from 'node:stream';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Logger } from '../../common/log.js';
@@ -11,6 +12,7 @@ import { callerFields } from './refusal-log.js';
 import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 import { PerUidCap } from './per-uid-cap.js';
 import { serverSessions } from '../../common/grpc/server-sessions.js';
+import { handOverAfterFirstRequest } from './authority-relay.js';
 
 export interface UdsServerOptions {
   /** Absolute path of the socket file. Its directory is created (0755) when missing. */
@@ -226,12 +228,31 @@ export class UdsServer {
       }
     });
     this.log.debug({ connection: key, ...callerFields(record) }, 'workload connected');
-    const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
-    if (injector === undefined) {
-      socket.destroy();
+    handOverAfterFirstRequest(socket, (connection) => {
+      const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
+      if (injector === undefined) {
+        socket.destroy();
+        return;
+      }
+      injector.injectConnection(connection);
+      if (connection !== socket) this.labelRelayedSession(connection, key, record);
+    });
+  }
+
+  /**
+   * Gives a relayed connection's session the peer key grpc-js reads through `session.socket`: Node wraps a stream
+   * without a native handle in a socket of its own, whose remoteAddress comes from its `_peername` (an internal, as
+   * the `_handle` above). A session left without it has no peer, so its calls fail closed.
+   */
+  private labelRelayedSession(connection: Duplex, key: string, record: PeerRecord): void {
+    const session = serverSessions(this.grpcServer).find((s) => (s.socket as unknown as { stream?: unknown } | undefined)?.stream === connection);
+    if (session === undefined) {
+      this.log.error({ connection: key, ...callerFields(record) }, 'cannot find the HTTP/2 session of a relayed connection; closing it');
+      connection.destroy();
       return;
     }
-    injector.injectConnection(socket);
+    (session.socket as unknown as { _peername: { address: string } })._peername = { address: key };
+    this.log.debug({ connection: key }, "relaying a connection whose :authority Node's HTTP/2 server refuses (the socket's path, as grpc-java sends)");
   }
 
   /**

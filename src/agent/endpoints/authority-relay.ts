@@ -1,0 +1,225 @@
+import type net from 'node:net';
+import { Duplex } from 'node:stream';
+import { AuthorityRepair } from './hpack-authority.js';
+
+/**
+ * Hands an accepted connection to Node's HTTP/2 server either as it is or, for a client whose `:authority` nghttp2
+ * would refuse (grpc-java, so java-spiffe, sends the socket's path; hpack-authority.ts), through a relay that repairs
+ * its header blocks. The first request decides, so every other client keeps the native socket (no JavaScript per
+ * frame, and UidFairQueue's handle-level pausing). gRPC clients send no request before the server's SETTINGS, so the
+ * agent sends an empty SETTINGS frame itself (a valid server preface; Node's own follows as a second one) and drops
+ * the client's ACK of it, which nghttp2 never asked for.
+ */
+
+const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const FRAME_HEADER_LENGTH = 9;
+const HEADERS = 0x1;
+const SETTINGS = 0x4;
+const WINDOW_UPDATE = 0x8;
+const CONTINUATION = 0x9;
+const ACK = 0x1;
+const END_HEADERS = 0x4;
+const PADDED = 0x8;
+const PRIORITY = 0x20;
+/** SETTINGS_MAX_FRAME_SIZE's initial value, which Node's server keeps: a longer frame is nghttp2's to refuse. */
+const MAX_FRAME_LENGTH = 16_384;
+/** A header block held for repair; Node's server refuses header lists far below this. */
+const MAX_BLOCK_BYTES = 256 * 1024;
+const EMPTY_SETTINGS = Buffer.from([0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
+/** After the client's ACK, how long its first request may take before the connection goes to Node as it is. */
+export const FIRST_REQUEST_WAIT_MS = 1000;
+/** A client that has not even acknowledged the SETTINGS by then gets Node's server as it is. */
+export const ACK_WAIT_MS = 10_000;
+/** Bytes read before deciding; a client sending this much without a request gets Node's server as it is. */
+const MAX_PEEK_BYTES = 1024 * 1024;
+
+/** The client-to-server byte stream, frame by frame: header blocks repaired, the ACK of the agent's SETTINGS dropped. */
+export class ClientFrames {
+  readonly repair = new AuthorityRepair();
+  private pending: Buffer = Buffer.alloc(0);
+  private prefaceRead = false;
+  private block: Buffer[] = [];
+  private blockBytes = 0;
+  /** Once set, bytes pass through untouched: nghttp2 fails the connection for whatever this could not follow. */
+  passThrough = false;
+  ackDropped = false;
+  sawRequest = false;
+  /** A frame other than SETTINGS and WINDOW_UPDATE, such as a PING, which someone must answer now. */
+  sawOtherFrame = false;
+
+  /** Takes bytes read from the client; returns those ready for the server, in order. */
+  take(chunk: Buffer): Buffer[] {
+    this.pending = this.pending.length === 0 ? chunk : Buffer.concat([this.pending, chunk]);
+    const out: Buffer[] = [];
+    if (!this.prefaceRead && !this.passThrough) {
+      const head = this.pending.subarray(0, PREFACE.length);
+      if (!PREFACE.subarray(0, head.length).equals(head)) {
+        this.passThrough = true;
+      } else if (head.length === PREFACE.length) {
+        out.push(head);
+        this.pending = this.pending.subarray(PREFACE.length);
+        this.prefaceRead = true;
+      }
+    }
+    while (!this.passThrough && this.prefaceRead && this.pending.length >= FRAME_HEADER_LENGTH) {
+      const length = this.pending.readUIntBE(0, 3);
+      if (length > MAX_FRAME_LENGTH) {
+        this.passThrough = true;
+        break;
+      }
+      if (this.pending.length < FRAME_HEADER_LENGTH + length) break;
+      const frame = this.pending.subarray(0, FRAME_HEADER_LENGTH + length);
+      this.pending = this.pending.subarray(frame.length);
+      out.push(...this.frame(frame));
+    }
+    if (this.passThrough) out.push(...this.release());
+    return out;
+  }
+
+  /** Everything held, as it came: for handing the connection over unrepaired. */
+  release(): Buffer[] {
+    const held = [...this.block, this.pending].filter((b) => b.length > 0);
+    this.block = [];
+    this.blockBytes = 0;
+    this.pending = Buffer.alloc(0);
+    return held;
+  }
+
+  private frame(frame: Buffer): Buffer[] {
+    const type = frame[3]!;
+    const flags = frame[4]!;
+    if (type === SETTINGS && (flags & ACK) !== 0 && !this.ackDropped) {
+      this.ackDropped = true;
+      return [];
+    }
+    if (type !== HEADERS && type !== CONTINUATION) {
+      if (type !== SETTINGS && type !== WINDOW_UPDATE) this.sawOtherFrame = true;
+      // A frame inside a header block is nghttp2's protocol error to report; the block goes on as it came.
+      return [...this.abandonBlock(), frame];
+    }
+    this.block.push(frame);
+    this.blockBytes += frame.length;
+    if (this.blockBytes > MAX_BLOCK_BYTES) return this.abandonBlock();
+    if ((flags & END_HEADERS) === 0) return [];
+    this.sawRequest = true;
+    const frames = this.block;
+    this.block = [];
+    this.blockBytes = 0;
+    this.repairBlock(frames);
+    return frames;
+  }
+
+  /** A block this cannot follow leaves the HPACK state unknown from here on. */
+  private abandonBlock(): Buffer[] {
+    if (this.block.length === 0) return [];
+    this.passThrough = true;
+    const frames = this.block;
+    this.block = [];
+    this.blockBytes = 0;
+    return frames;
+  }
+
+  private repairBlock(frames: Buffer[]): void {
+    const fragments: Buffer[] = [];
+    for (const frame of frames) {
+      let start = FRAME_HEADER_LENGTH;
+      let end = frame.length;
+      if (frame[3] === HEADERS) {
+        const flags = frame[4]!;
+        if ((flags & PADDED) !== 0) {
+          end -= frame[start] ?? 0;
+          start += 1;
+        }
+        if ((flags & PRIORITY) !== 0) start += 5;
+      }
+      if (start > end) {
+        this.passThrough = true;
+        return;
+      }
+      fragments.push(frame.subarray(start, end));
+    }
+    const block = Buffer.concat(fragments);
+    this.repair.repairBlock(block);
+    let offset = 0;
+    for (const fragment of fragments) {
+      block.copy(fragment, 0, offset, offset + fragment.length);
+      offset += fragment.length;
+    }
+  }
+}
+
+/**
+ * Reads `socket`'s first request, then calls `handOver` with the socket itself (its bytes pushed back) or with a
+ * relay that repairs every later header block. `socket` needs its close handling set up already.
+ */
+export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connection: net.Socket | Duplex) => void): void {
+  const frames = new ClientFrames();
+  let read: Buffer[] = [];
+  let readBytes = 0;
+  let decided = false;
+  let firstRequestTimer: NodeJS.Timeout | undefined;
+  const ackTimer = setTimeout(() => decide(), ACK_WAIT_MS);
+  const ignoreError = (): void => {};
+  const decide = (): void => {
+    if (decided) return;
+    decided = true;
+    clearTimeout(ackTimer);
+    clearTimeout(firstRequestTimer);
+    socket.off('data', onData);
+    socket.pause();
+    socket.off('error', ignoreError);
+    if (socket.destroyed) return;
+    if (!frames.repair.repaired) {
+      const bytes = [...read, ...frames.release()];
+      if (bytes.length > 0) socket.unshift(Buffer.concat(bytes));
+      handOver(socket);
+      return;
+    }
+    handOver(relay(socket, frames, read));
+  };
+  const onData = (chunk: Buffer): void => {
+    const ready = frames.take(chunk);
+    read.push(...ready);
+    readBytes += chunk.length;
+    if (frames.passThrough || readBytes > MAX_PEEK_BYTES) return decide();
+    if (!frames.ackDropped) return;
+    if (frames.sawRequest || frames.sawOtherFrame) return decide();
+    firstRequestTimer ??= setTimeout(() => decide(), FIRST_REQUEST_WAIT_MS);
+  };
+  // Until Node's server has the socket, an error (a reset by the client) would be thrown with no one listening.
+  socket.on('error', ignoreError);
+  socket.once('close', () => {
+    clearTimeout(ackTimer);
+    clearTimeout(firstRequestTimer);
+    read = [];
+  });
+  socket.on('data', onData);
+  socket.write(EMPTY_SETTINGS);
+}
+
+function relay(socket: net.Socket, frames: ClientFrames, read: Buffer[]): Duplex {
+  const relay = new Duplex({
+    read() {
+      socket.resume();
+    },
+    write(chunk: Buffer, _encoding, callback) {
+      socket.write(chunk, callback);
+    },
+    final(callback) {
+      socket.end(callback);
+    },
+    destroy(err, callback) {
+      socket.destroy();
+      callback(err);
+    },
+  });
+  for (const bytes of read) relay.push(bytes);
+  socket.on('data', (chunk: Buffer) => {
+    for (const bytes of frames.take(chunk)) if (!relay.push(bytes)) socket.pause();
+  });
+  socket.on('end', () => relay.push(null));
+  socket.on('error', (err) => relay.destroy(err));
+  socket.on('close', () => relay.destroy());
+  socket.resume();
+  return relay;
+}
