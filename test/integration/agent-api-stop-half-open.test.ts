@@ -75,10 +75,12 @@ test("a stopping server cuts agent API connections whose peers never close their
   t.after(() => [certless, withSvid].forEach((s) => s.destroy()));
   assert.equal(server.agentApiConnections.unauthenticatedConnections, 1);
 
-  const started = Date.now();
+  assert.deepEqual([certless.closed, withSvid.closed], [false, false], 'both open until the stop');
   await server.stop();
   stopped = true;
+  // No bound on how long the stop took (a loaded machine decides that): left to themselves these connections stay
+  // open for their 600 s timers (cert-less) or for good (with an agent SVID), so being cut at all, within event()'s
+  // bound, is the behaviour.
   await event('the cert-less connection to be cut', cutByServer(certless));
   await event("the agent SVID's connection to be cut", cutByServer(withSvid));
-  assert.ok(Date.now() - started < 8_000, `cut ${Date.now() - started} ms after the stop began`);
 });
