@@ -70,7 +70,7 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
-test('a renewal answered after a taint reached the agent (signed just before it) is renewed again, off the tainted authority', async () => {
+test('a renewal answered after a taint reached the agent (signed just before it) is renewed again, off the tainted authority (stubbed server)', async () => {
   await withStore(async (store) => {
     const renewals: Array<Buffer[]> = [];
     let holdNext: Promise<void> | undefined;
@@ -107,7 +107,7 @@ test('a renewal answered after a taint reached the agent (signed just before it)
   });
 });
 
-test('renewals that keep coming back from a tainted authority back off instead of renewing every second', async () => {
+test('renewals that keep coming back from a tainted authority back off instead of renewing every second (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
     // A server that goes on signing with the tainted intermediate (it should not; the agent must not hammer it).
@@ -129,7 +129,7 @@ test('renewals that keep coming back from a tainted authority back off instead o
   });
 });
 
-test('a renewal the server refuses over a budget is retried no sooner than the retry time it names', async () => {
+test('a renewal the server refuses over a budget is retried no sooner than the retry time it names (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
     const client = {
@@ -222,7 +222,7 @@ function attestingIdentity(client: NodeClient, store: AgentStore, log = silentLo
 
 const identityFile = (dir: string): string => path.join(dir, 'agent-svid.json');
 
-test('a data dir with no room for the agent identity: attestation is refused before Attest, naming the dir, the token unspent', async (t) => {
+test('a data dir with no room for the agent identity: attestation is refused before Attest, naming the dir, the token unspent (stubbed server)', async (t) => {
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
@@ -239,7 +239,7 @@ test('a data dir with no room for the agent identity: attestation is refused bef
   assert.deepEqual(fs.readdirSync(dir).sort(), before, 'no placeholder left behind');
 });
 
-test('the data dir fills up while Attest is out: the identity is used from memory and saved once there is room, retried on the clock', async (t) => {
+test('the data dir fills up while Attest is out: the identity is used from memory and saved once there is room, retried on the clock (stubbed server)', async (t) => {
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
@@ -279,7 +279,7 @@ test('the data dir fills up while Attest is out: the identity is used from memor
   assert.ok(!text().includes(encodeIdentity(attested!).slice(0, 40)));
 });
 
-test('stopped with the identity still unsaved: one last try, else an error saying the next start needs a new join token', async (t) => {
+test('stopped with the identity still unsaved: one last try, else an error saying the next start needs a new join token (stubbed server)', async (t) => {
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
@@ -294,7 +294,7 @@ test('stopped with the identity still unsaved: one last try, else an error sayin
   assert.equal(fs.existsSync(identityFile(dir)), false);
 });
 
-test('renewals on a full data dir: a renewed SVID is used only once saved, unless the one in use was never saved either', async (t) => {
+test('renewals on a full data dir: a renewed SVID is used only once saved, unless the one in use was never saved either (stubbed server)', async (t) => {
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());

@@ -49,7 +49,7 @@ function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => 
   return stub;
 }
 
-test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle', async (t) => {
+test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
@@ -143,7 +143,7 @@ test('federates_with in the config is checked: profile, https URL, an endpoint S
   assert.equal(endpointTrustDomain(hosted!), 'host.example');
 });
 
-test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch', async (t) => {
+test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
@@ -163,7 +163,7 @@ test('an https_spiffe partner serving JWT keys alone is applied, and the relatio
   });
 });
 
-test('relationships added, replaced and removed while running: a removed or replaced one stores nothing more and polls no more', async (t) => {
+test('relationships added, replaced and removed while running: a removed or replaced one stores nothing more and polls no more (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
@@ -211,7 +211,7 @@ test('relationships added, replaced and removed while running: a removed or repl
   });
 });
 
-test('a refresh whose poll was overtaken by an update polls the new settings; a poll storing when removed re-arms nothing', async (t) => {
+test('a refresh whose poll was overtaken by an update polls the new settings; a poll storing when removed re-arms nothing (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
@@ -275,7 +275,7 @@ test('a refresh whose poll was overtaken by an update polls the new settings; a 
   });
 });
 
-test('a poll does not write back a bundle deleted or replaced while it was fetching', async (t) => {
+test('a poll does not write back a bundle deleted or replaced while it was fetching (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   const other = new TestCa('partner.org');
   t.after(() => [ca, other].forEach((c) => c.dispose()));
@@ -308,7 +308,7 @@ test('a poll does not write back a bundle deleted or replaced while it was fetch
   });
 });
 
-test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §6.2); a refresh hint of 0 is no hint', async (t) => {
+test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §6.2); a refresh hint of 0 is no hint (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   /** The delays between the polls after a success at `hintSeconds`, while the endpoint keeps failing. */
@@ -343,7 +343,7 @@ test('a failed poll is retried after 30 s, doubling, never later than the partne
   assert.deepEqual(hourly.slice(0, 9), [3_600_000, 30_000, 60_000, 120_000, 240_000, 480_000, 960_000, 1_920_000, 3_600_000], 'an hourly partner is not polled every 5 min while it is down');
 });
 
-test('a bundle set for the trust domain an https_spiffe relationship is anchored on polls a failing one at once, not at its next retry', async (t) => {
+test('a bundle set for the trust domain an https_spiffe relationship is anchored on polls a failing one at once, not at its next retry (stubbed endpoint)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
@@ -381,7 +381,7 @@ test('a bundle set for the trust domain an https_spiffe relationship is anchored
   });
 });
 
-test("an endpoint serving another trust domain's CA (its URL another partner's) is applied with a warning naming the root and the relationship", async (t) => {
+test("an endpoint serving another trust domain's CA (its URL another partner's) is applied with a warning naming the root and the relationship (stubbed endpoint)", async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   // A meshid or SPIRE root carries its trust domain's SPIFFE ID; TestCa's roots carry none.
@@ -412,7 +412,7 @@ test("an endpoint serving another trust domain's CA (its URL another partner's) 
   });
 });
 
-test('a re-seed while a failing https_spiffe poll is under way with the old roots is answered by a poll right after it', async (t) => {
+test('a re-seed while a failing https_spiffe poll is under way with the old roots is answered by a poll right after it (stubbed endpoint)', async (t) => {
   const old = new TestCa('partner.org');
   const rotated = new TestCa('partner.org');
   t.after(() => [old, rotated].forEach((c) => c.dispose()));
