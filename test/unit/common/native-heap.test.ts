@@ -41,16 +41,36 @@ test('trim() returns freed heap pages that sit below live allocations to the ker
 test('startNativeHeapTrimming trims once shortly after a major GC, and not after stop()', async () => {
   setFlagsFromString('--expose-gc');
   const gc = runInNewContext('gc') as () => void;
-  const calls: string[] = [];
-  const fake = { trim: () => (calls.push('trim'), true), setMmapThreshold: (b: number) => (calls.push(`mmap ${b}`), true) };
-  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20 });
-  assert.deepEqual(calls, ['mmap 131072']);
+  // The trim delay is a system timer (V8's weak callbacks run in later ticks), not time logic on a clock: no fixed
+  // sleep decides here. A second trimmer with the same delay, started later, is the yardstick: once it has trimmed
+  // for a GC, the one under test has seen that GC and its delay too.
+  const trimmer = (): { calls: string[]; trims: () => number; stop: () => void } => {
+    const calls: string[] = [];
+    const fake = { trim: () => (calls.push('trim'), true), setMmapThreshold: (b: number) => (calls.push(`mmap ${b}`), true) };
+    const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20 });
+    return { calls, trims: () => calls.filter((c) => c === 'trim').length, stop };
+  };
+  const trimmed = async (t: { trims: () => number }, n: number): Promise<void> => {
+    for (let i = 0; t.trims() < n; i++) {
+      assert.ok(i < 400, `no trim ${n} within 10 s`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  const a = trimmer();
+  assert.deepEqual(a.calls, ['mmap 131072']);
   gc();
   gc();
-  await new Promise((r) => setTimeout(r, 200));
-  assert.deepEqual(calls, ['mmap 131072', 'trim'], 'two major GCs in a row make one trim');
-  stop();
+  await trimmed(a, 1);
+
+  const yardstick = trimmer();
   gc();
-  await new Promise((r) => setTimeout(r, 200));
-  assert.deepEqual(calls, ['mmap 131072', 'trim']);
+  await trimmed(yardstick, 1);
+  await trimmed(a, 2);
+  assert.deepEqual(a.calls, ['mmap 131072', 'trim', 'trim'], 'two major GCs in a row made one trim, the next GC another');
+
+  a.stop();
+  gc();
+  await trimmed(yardstick, 2);
+  yardstick.stop();
+  assert.deepEqual(a.calls, ['mmap 131072', 'trim', 'trim'], 'nothing after stop()');
 });
