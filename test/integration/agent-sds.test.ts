@@ -12,7 +12,7 @@ import path from 'node:path';
 import { spawnSync } from 'node:child_process';
 import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../src/common/paths.js';
-import { Cluster, startClusterServing, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { AGENT_MAIN, Cluster, startClusterServing, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 import {
   connectSds, DeltaClient, SotwClient, dataSourceText, envoyNode, SECRET_TYPE_URL, decodeDeltaResources, fetchSecrets, secretsByName,
   spiffeTrustDomains, type DecodedSecret,
@@ -162,10 +162,26 @@ test('DeltaSecrets reconnect with initial_resource_versions resends only what ch
   }
 });
 
-test('a name the caller is not entitled to is never served', async () => {
+test("a name the caller is not entitled to is never served: another uid's identity, which the agent holds and serves to that uid", async (t) => {
+  const other = 'spiffe://example.org/someone-else';
+  // Not 65534: a test below needs that uid to match no entry.
+  const otherEntry = await cluster.createEntry({ spiffeId: other, selectors: ['unix:uid:65533'] });
+  t.after(() => cluster.deleteEntry(otherEntry));
+  // Not just a name nobody registered: a process of uid 65533 is served it, so the agent has it to give.
+  const servedTo65533 = (): string => {
+    const r = spawnSync(process.execPath, [AGENT_MAIN, 'api', 'fetch', 'x509', '--socket-path', agent.socketPath], { uid: 65533, gid: 65533, encoding: 'utf8', timeout: 20_000 });
+    return r.stdout + r.stderr;
+  };
+  let seen = servedTo65533();
+  for (let i = 0; i < 100 && !seen.includes(other); i++) {
+    await new Promise((r) => setTimeout(r, 100));
+    seen = servedTo65533();
+  }
+  assert.ok(seen.includes(other), `uid 65533 was never served ${other}:\n${seen}`);
+
   const stream = new SotwClient(sds);
   try {
-    stream.subscribe(['spiffe://example.org/someone-else', 'ROOTCA']);
+    stream.subscribe([other, 'ROOTCA']);
     const r = await stream.next(10_000);
     assert.deepEqual([...secretsByName(r).keys()], ['ROOTCA']);
   } finally {
