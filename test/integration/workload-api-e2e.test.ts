@@ -7,10 +7,12 @@ import assert from 'node:assert/strict';
 import tls from 'node:tls';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { spawnSync } from 'node:child_process';
+import { isMeshidError } from '../../src/common/errors.js';
 import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { certificatesToPem, splitConcatenatedDer, toPem } from '../../src/common/x509/pem.js';
-import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { AGENT_MAIN, Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
 
 const A = 'spiffe://example.org/web';
 const B = 'spiffe://example.org/api';
@@ -93,7 +95,19 @@ test('a Workload API call without the workload.spiffe.io header, or with a wrong
   }
 });
 
-test('JWT-SVID round trip: fetch then validate; another audience and a forged signature are refused', async () => {
+test("JWT-SVID round trip: fetch then validate; another audience, a forged signature and another uid's identity are refused", async (t) => {
+  // Another uid's entry, which the agent holds (served to uid 65533): not just a name nobody registered.
+  const NOT_MINE = 'spiffe://example.org/not-mine';
+  const notMine = await cluster.createEntry({ spiffeId: NOT_MINE, selectors: ['unix:uid:65533'] });
+  t.after(() => cluster.deleteEntry(notMine));
+  const servedTo65533 = (): string => {
+    const r = spawnSync(process.execPath, [AGENT_MAIN, 'api', 'fetch', 'x509', '--socket-path', agent.socketPath], { uid: 65533, gid: 65533, encoding: 'utf8', timeout: 20_000 });
+    return r.stdout + r.stderr;
+  };
+  for (let i = 0; !servedTo65533().includes(NOT_MINE); i++) {
+    assert.ok(i < 100, `uid 65533 was never served ${NOT_MINE}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
   const client = agent.client(10_000);
   try {
     const res = await client.fetchJwtSvid(['payments'], A);
@@ -108,7 +122,7 @@ test('JWT-SVID round trip: fetch then validate; another audience and a forged si
     flipped[0] = flipped[0]! ^ 1;
     const forged = `${h}.${p}.${flipped.toString('base64url')}`;
     await assert.rejects(client.validateJwtSvid('payments', forged), /signature/);
-    await assert.rejects(client.fetchJwtSvid(['payments'], 'spiffe://example.org/not-mine'), /PermissionDenied|not entitled|permission/i);
+    await assert.rejects(client.fetchJwtSvid(['payments'], NOT_MINE), (e) => isMeshidError(e, 'permission_denied') && e.message.includes(`the caller is not entitled to ${NOT_MINE}`));
     await assert.rejects(client.fetchJwtSvid([]), /audience/);
   } finally {
     client.close();
