@@ -73,20 +73,37 @@ test('a certificate outside its validity is a clock (or a failing server) to ret
   t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const ca = opensslCa(dir, 'probe-ca');
   const key = path.join(dir, 'leaf.key');
-  const cert = path.join(dir, 'leaf.pem');
-  // -days 0: valid until the second it was signed.
-  for (const args of [
-    ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', '/CN=server', '-out', `${key}.csr`],
-    ['x509', '-req', '-in', `${key}.csr`, '-CA', ca.cert, '-CAkey', ca.key, '-set_serial', '5', '-days', '0', '-out', cert],
-  ]) {
-    const r = spawnSync('openssl', args, { encoding: 'utf8' });
-    assert.equal(r.status, 0, r.stderr);
-  }
-  await new Promise((r) => setTimeout(r, 1100));
-  const server = tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), ALPNProtocols: ['h2'] });
-  server.on('tlsClientError', () => undefined);
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => server.close());
-  const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
-  assert.equal(await probeServerTrust(pemToDerList(fs.readFileSync(ca.cert, 'utf8')), { serverAddress: address, trustDomain: TRUST_DOMAIN }), undefined);
+  const csr = path.join(dir, 'leaf.csr');
+  const r = spawnSync('openssl', ['req', '-new', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-keyout', key, '-subj', '/CN=server', '-out', csr], { encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  // `openssl ca` takes the validity as dates: past and future ones, with no waiting for a certificate to run out.
+  fs.writeFileSync(path.join(dir, 'index.txt'), '');
+  fs.writeFileSync(path.join(dir, 'serial'), '01\n');
+  const config = path.join(dir, 'ca.cnf');
+  fs.writeFileSync(config, `[ca]\ndefault_ca = probe\n[probe]\ndatabase = ${dir}/index.txt\nnew_certs_dir = ${dir}\nserial = ${dir}/serial\nunique_subject = no\ndefault_md = sha256\npolicy = any\n[any]\ncommonName = supplied\n`);
+  const leaf = (name: string, start: string, end: string): string => {
+    const cert = path.join(dir, `${name}.pem`);
+    const signed = spawnSync('openssl', ['ca', '-batch', '-notext', '-config', config, '-cert', ca.cert, '-keyfile', ca.key, '-in', csr, '-out', cert, '-startdate', start, '-enddate', end], { encoding: 'utf8' });
+    assert.equal(signed.status, 0, signed.stderr);
+    return cert;
+  };
+  const probe = async (cert: string) => {
+    const server = tls.createServer({ key: fs.readFileSync(key), cert: fs.readFileSync(cert), ALPNProtocols: ['h2'] });
+    server.on('tlsClientError', () => undefined);
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    try {
+      const address = `127.0.0.1:${(server.address() as net.AddressInfo).port}`;
+      return await probeServerTrust(pemToDerList(fs.readFileSync(ca.cert, 'utf8')), { serverAddress: address, trustDomain: TRUST_DOMAIN });
+    } finally {
+      server.close();
+    }
+  };
+  // The same key and CA valid now: a problem is reported (no SPIFFE ID), so undefined below is the validity's doing,
+  // not a handshake that failed (which is undefined too).
+  assert.deepEqual(await probe(leaf('current', '20200101000000Z', '21000101000000Z')), {
+    presented: 'no SPIFFE ID',
+    reason: `the server presented no SPIFFE ID, expected spiffe://${TRUST_DOMAIN}/meshid/server`,
+  });
+  assert.equal(await probe(leaf('expired', '20200101000000Z', '20200102000000Z')), undefined, 'expired');
+  assert.equal(await probe(leaf('not-yet-valid', '21000101000000Z', '21000102000000Z')), undefined, 'not yet valid');
 });
