@@ -136,9 +136,9 @@ const SDS_SCRIPT = `
   const stream = new sds.SotwClient(client);
   if (mode === 'unresolved') stream.subscribe(['spiffe://example.org/root-later']);
   // Connected as root before the drop, whatever the machine's load (the agent reads the peer's credentials of the
-  // connection); then time for a request sent to reach the agent.
+  // connection); then a line on stdin, once the test has seen the agent take the request sent before the drop.
   await new Promise((resolve, reject) => client.waitForReady(Date.now() + 20000, (e) => (e ? reject(e) : resolve())));
-  await new Promise((r) => setTimeout(r, 500));
+  await new Promise((r) => process.stdin.once('data', r));
   process.setgroups([]);
   process.setgid(65534);
   process.setuid(65534);
@@ -161,8 +161,12 @@ for (const mode of ['late', 'unresolved']) {
     t.after(() => cluster.cleanup());
     const root = `unix:uid:${process.getuid!()}`;
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
-    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+    // At debug, the agent logs each StreamSecrets stream's first request.
+    const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--log-level', 'debug'] });
     const child = droppingChild(SDS_SCRIPT, [SDS_CLIENT, agent.socketPath, mode]);
+    // 'unresolved': the request is the agent's before the uid changes (an event, not a guess at how long it takes).
+    if (mode === 'unresolved') await agent.waitForLog(/"msg":"SDS StreamSecrets opened"/);
+    child.go();
     await child.dropped;
     // Root gets the identity the stream asked for while the process is now uid 65534.
     if (mode === 'unresolved') await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-later', selectors: [root] });
