@@ -163,14 +163,18 @@ test('JWT-SVIDs over C-core: fetched, validated for their audience only, and ver
   assert.ok(ok, 'ES256 signature verifies');
 });
 
-test('StreamSecrets over C-core: secrets, an ACK that ends the exchange, and a rotation pushed on the open stream', { skip }, async () => {
+for (const [label, scenario, dnsName] of [
+  ['', 'sds-stream', 'grpc-core.interop'],
+  [' (the socket path as :authority, relayed)', 'sds-stream-path-authority', 'relayed.grpc-core.interop'],
+] as const) {
+test(`StreamSecrets over C-core${label}: secrets, an ACK that ends the exchange, and a rotation pushed on the open stream`, { skip }, async () => {
   let firstChain = '';
-  const { lines } = await runClient('sds-stream', {
+  const { lines } = await runClient(scenario, {
     onLine: async (line, stdin) => {
       if (line['round'] !== 0) return;
       firstChain = ((line['secrets'] as Array<Record<string, string>>).find((s) => s['name'] === ID) ?? {})['certificate_chain'] ?? '';
       // A DNS name only the next certificate can carry: the agent renews the SVID and pushes it.
-      await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryId, dns_names: ['grpc-core.interop'] }, mask: ['dns_names'] });
+      await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: entryId, dns_names: [dnsName] }, mask: ['dns_names'] });
       stdin.write('go\n');
     },
   });
@@ -185,8 +189,17 @@ test('StreamSecrets over C-core: secrets, an ACK that ends the exchange, and a r
   const pushed = (lines[1]!['secrets'] as Array<Record<string, string>>).find((s) => s['name'] === ID)!;
   assert.notEqual(pushed['certificate_chain'], firstChain, 'a new certificate was pushed');
   const leaf = new X509Certificate(pushed['certificate_chain']!);
-  assert.match(leaf.subjectAltName ?? '', /DNS:grpc-core\.interop/);
+  assert.ok((leaf.subjectAltName ?? '').split(', ').includes(`DNS:${dnsName}`), leaf.subjectAltName);
   assert.ok(leaf.checkPrivateKey(createPrivateKey(pushed['private_key']!)), 'the pushed key matches');
+});
+}
+
+test('several calls on one connection whose :authority is the socket path (later ones by HPACK index) are all served', { skip }, async () => {
+  const { lines: [out] } = await runClient('jwt-path-authority');
+  assert.equal(out!['error'], undefined, JSON.stringify(out));
+  assert.equal(out!['validated_spiffe_id'], ID);
+  assert.equal(out!['wrong_audience'], 'INVALID_ARGUMENT');
+  assert.ok(Object.keys(out!['jwks'] as object).length > 0);
 });
 
 test('DeltaSecrets and FetchSecrets over C-core', { skip }, async () => {

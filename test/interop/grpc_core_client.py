@@ -103,11 +103,11 @@ def x509_svid(metadata=SECURITY_HEADER):
     emit({'svids': [describe_svid(s) for s in response.svids], 'federated': sorted(response.federated_bundles)})
 
 
-def x509_svid_with_authority(authority):
-    """FetchX509SVID on a channel sending `authority` as :authority, as other gRPC stacks do over a Unix socket."""
+def with_authority(authority, scenario):
+    """`scenario` on a channel sending `authority` as :authority, as other gRPC stacks do over a Unix socket."""
     global channel
     channel = grpc.insecure_channel('unix://' + SOCKET, options=(('grpc.default_authority', authority),))
-    x509_svid()
+    scenario()
 
 
 def x509_bundles():
@@ -180,8 +180,11 @@ SCENARIOS = {
     'x509-without-header': lambda: x509_svid(metadata=()),
     # grpc-java (DomainSocketAddress, so java-spiffe): the socket's path; C-core since 1.57 (py-spiffe): its
     # percent-encoding. Debian's grpcio sends "localhost".
-    'x509-path-authority': lambda: x509_svid_with_authority(SOCKET),
-    'x509-encoded-path-authority': lambda: x509_svid_with_authority(SOCKET.replace('/', '%2F')),
+    'x509-path-authority': lambda: with_authority(SOCKET, x509_svid),
+    'x509-encoded-path-authority': lambda: with_authority(SOCKET.replace('/', '%2F'), x509_svid),
+    # Several calls on one connection: the later ones name :authority by its HPACK dynamic-table index.
+    'jwt-path-authority': lambda: with_authority(SOCKET, jwt),
+    'sds-stream-path-authority': lambda: with_authority(SOCKET, sds_stream),
     'x509-bundles': x509_bundles,
     'jwt': jwt,
     'sds-stream': sds_stream,

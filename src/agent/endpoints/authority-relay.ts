@@ -27,7 +27,7 @@ const MAX_FRAME_LENGTH = 16_384;
 const MAX_BLOCK_BYTES = 256 * 1024;
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
 /** After the client's ACK, how long its first request may take before the connection goes to Node as it is. */
-export const FIRST_REQUEST_WAIT_MS = 1000;
+export const FIRST_REQUEST_WAIT_MS = 5000;
 /** A client that has not even acknowledged the SETTINGS by then gets Node's server as it is. */
 export const ACK_WAIT_MS = 10_000;
 /** Bytes read before deciding; a client sending this much without a request gets Node's server as it is. */
