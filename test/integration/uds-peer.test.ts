@@ -23,6 +23,7 @@ import { formatSelector } from '../../src/common/spiffe/selector.js';
 import { packageRoot } from '../../src/common/paths.js';
 import { BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { publicTempDir } from '../support/peer-process.js';
+import { until } from '../support/until.js';
 
 const SERVICE = '/meshid.test.PeerEcho';
 const json = {
@@ -150,6 +151,30 @@ test('call.getPeer() returns the injected remoteAddress with this grpc-js, and p
   assert.equal(uds.peerOf('unknown'), undefined);
   assert.equal(uds.peerOf('uds-peer#999999'), undefined);
   assert.equal(uds.peerOf(''), undefined);
+});
+
+test('a client sending the socket path as :authority (as grpc-java does) goes through the relay and keeps its own peer key and credentials', async (t) => {
+  const { socketPath, uds, seenPeers, interceptorPeers } = await startUds(t);
+  const plain = newClient(socketPath);
+  const relayed = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': socketPath });
+  t.after(() => {
+    plain.close();
+    relayed.close();
+  });
+  const first = await who(plain);
+  const reply = await who(relayed);
+  assert.match(reply.peer, /^uds-peer#\d+$/);
+  assert.notEqual(reply.peer, first.peer, 'each connection has its own key');
+  assert.deepEqual(interceptorPeers, seenPeers);
+  assert.deepEqual({ pid: reply.pid, uid: reply.uid, gid: reply.gid }, { pid: process.pid, uid: process.getuid!(), gid: process.getgid!() });
+  // Later calls on the relayed connection (:authority now by HPACK index) keep the key.
+  assert.equal((await who(relayed)).peer, reply.peer);
+  // Retiring finds the relayed connection's session by its key: the client's next call comes on a new connection.
+  uds.retire(reply.peer);
+  let next = reply.peer;
+  for (let i = 0; i < 50 && next === reply.peer; i++) next = (await who(relayed)).peer;
+  assert.notEqual(next, reply.peer);
+  await until('the retired connection closes', () => (uds.peerOf(reply.peer) === undefined ? true : undefined));
 });
 
 const CLIENT_SCRIPT = `
