@@ -14,24 +14,28 @@ import { AuthorityRepair } from './hpack-authority.js';
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 const FRAME_HEADER_LENGTH = 9;
 const HEADERS = 0x1;
+const PRIORITY_FRAME = 0x2;
 const SETTINGS = 0x4;
 const WINDOW_UPDATE = 0x8;
 const CONTINUATION = 0x9;
 const ACK = 0x1;
 const END_HEADERS = 0x4;
 const PADDED = 0x8;
-const PRIORITY = 0x20;
+const PRIORITY_FLAG = 0x20;
 /** SETTINGS_MAX_FRAME_SIZE's initial value, which Node's server keeps: a longer frame is nghttp2's to refuse. */
 const MAX_FRAME_LENGTH = 16_384;
-/** A header block held for repair; Node's server refuses header lists far below this. */
-const MAX_BLOCK_BYTES = 256 * 1024;
+/** A header block held for repair; grpc-js refuses metadata far below this. */
+const MAX_BLOCK_BYTES = 64 * 1024;
 const EMPTY_SETTINGS = Buffer.from([0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
 /** After the client's ACK, how long its first request may take before the connection goes to Node as it is. */
 export const FIRST_REQUEST_WAIT_MS = 5000;
 /** A client that has not even acknowledged the SETTINGS by then gets Node's server as it is. */
 export const ACK_WAIT_MS = 10_000;
-/** Bytes read before deciding; a client sending this much without a request gets Node's server as it is. */
-const MAX_PEEK_BYTES = 1024 * 1024;
+/**
+ * Bytes read before deciding; a client sending this much without a request gets Node's server as it is. Small,
+ * because a uid may hold max_connections_per_uid connections in this state.
+ */
+const MAX_PEEK_BYTES = 64 * 1024;
 
 /** The client-to-server byte stream, frame by frame: header blocks repaired, the ACK of the agent's SETTINGS dropped. */
 export class ClientFrames {
@@ -44,7 +48,7 @@ export class ClientFrames {
   passThrough = false;
   ackDropped = false;
   sawRequest = false;
-  /** A frame other than SETTINGS and WINDOW_UPDATE, such as a PING, which someone must answer now. */
+  /** A frame other than SETTINGS, WINDOW_UPDATE and PRIORITY, such as a PING, which someone must answer now. */
   sawOtherFrame = false;
 
   /** Takes bytes read from the client; returns those ready for the server, in order. */
@@ -93,7 +97,7 @@ export class ClientFrames {
       return [];
     }
     if (type !== HEADERS && type !== CONTINUATION) {
-      if (type !== SETTINGS && type !== WINDOW_UPDATE) this.sawOtherFrame = true;
+      if (type !== SETTINGS && type !== WINDOW_UPDATE && type !== PRIORITY_FRAME) this.sawOtherFrame = true;
       // A frame inside a header block is nghttp2's protocol error to report; the block goes on as it came.
       return [...this.abandonBlock(), frame];
     }
@@ -130,7 +134,7 @@ export class ClientFrames {
           end -= frame[start] ?? 0;
           start += 1;
         }
-        if ((flags & PRIORITY) !== 0) start += 5;
+        if ((flags & PRIORITY_FLAG) !== 0) start += 5;
       }
       if (start > end) {
         this.passThrough = true;

@@ -127,3 +127,24 @@ test('client frames: the ACK of the agent\'s SETTINGS is dropped once, a padded 
   assert.ok(text.includes('-api.sock'), 'the rest of the value stays');
   assert.deepEqual(forwarded.subarray(forwarded.length - ping.length), ping);
 });
+
+test('client frames: a PING before the first request asks for an answer now, a PRIORITY or WINDOW_UPDATE does not', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const frame = (type: number, length: number): Buffer => {
+    const bytes = Buffer.alloc(9 + length);
+    bytes.writeUIntBE(length, 0, 3);
+    bytes[3] = type;
+    return bytes;
+  };
+  const quiet = new ClientFrames();
+  quiet.take(Buffer.concat([preface, frame(0x4, 0), frame(0x8, 4), frame(0x2, 5)]));
+  assert.equal(quiet.sawOtherFrame, false);
+  assert.equal(quiet.sawRequest, false);
+  const pinging = new ClientFrames();
+  pinging.take(Buffer.concat([preface, frame(0x4, 0), frame(0x6, 8)]));
+  assert.equal(pinging.sawOtherFrame, true);
+  const notHttp2 = new ClientFrames();
+  const out = notHttp2.take(Buffer.from('GET / HTTP/1.1\r\n\r\n'));
+  assert.equal(notHttp2.passThrough, true);
+  assert.equal(Buffer.concat(out).toString(), 'GET / HTTP/1.1\r\n\r\n', 'bytes that are not HTTP/2 go to Node as they came');
+});
