@@ -151,7 +151,7 @@ test('a renewal the server refuses over a budget is retried no sooner than the r
   });
 });
 
-test('an agent SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives', async () => {
+test('an agent SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
     const client = {
