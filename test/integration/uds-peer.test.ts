@@ -177,6 +177,71 @@ test('a client sending the socket path as :authority (as grpc-java does) goes th
   await until('the retired connection closes', () => (uds.peerOf(reply.peer) === undefined ? true : undefined));
 });
 
+/** A raw HTTP/2 frame (RFC 7540 §4.1). */
+function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
+  const header = Buffer.alloc(9);
+  header.writeUIntBE(payload.length, 0, 3);
+  header[3] = type;
+  header[4] = flags;
+  header.writeUInt32BE(stream, 5);
+  return Buffer.concat([header, payload]);
+}
+
+test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS keeps its connection, its later calls answered under its own key', async (t) => {
+  // RFC 7540 §3.5 lets a client send frames before it has read the server's preface: a large first message goes out
+  // before the ACK of the agent's own SETTINGS, so the agent must decide before that ACK arrives, and the ACK must
+  // still never reach nghttp2 (which, having sent one SETTINGS, fails the connection on a second ACK).
+  const { socketPath } = await startUds(t);
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const raw = (s: string): Buffer => Buffer.concat([Buffer.from([s.length]), Buffer.from(s, 'latin1')]);
+  // :method POST, :scheme http, :path, :authority localhost, content-type, te: all literals without indexing.
+  const headers = Buffer.concat([Buffer.from([0x83, 0x86, 0x04]), raw(`${SERVICE}/Who`), Buffer.from([0x01]), raw('localhost'), Buffer.from([0x0f, 0x10]), raw('application/grpc'), Buffer.from([0x00]), raw('te'), raw('trailers')]);
+  const request = (stream: number, pad: number): Buffer[] => {
+    const message = Buffer.from(JSON.stringify({ pad: 'x'.repeat(pad) }));
+    const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+    body.writeUInt32BE(message.length, 1);
+    const frames = [h2Frame(0x1, 0x4, stream, headers)];
+    for (let offset = 0; offset < body.length; offset += 16_384) {
+      frames.push(h2Frame(0x0, offset + 16_384 >= body.length ? 0x1 : 0, stream, body.subarray(offset, offset + 16_384)));
+    }
+    return frames;
+  };
+  const socket = net.connect(socketPath);
+  t.after(() => socket.destroy());
+  socket.on('error', () => {});
+  const replies = new Map<number, Buffer>();
+  const ended = new Set<number>();
+  let settingsSeen = 0;
+  let goaway: number | undefined;
+  let buffered = Buffer.alloc(0);
+  socket.on('data', (chunk: Buffer) => {
+    buffered = Buffer.concat([buffered, chunk]);
+    while (buffered.length >= 9 && buffered.length >= 9 + buffered.readUIntBE(0, 3)) {
+      const length = buffered.readUIntBE(0, 3);
+      const [type, flags, stream] = [buffered[3]!, buffered[4]!, buffered.readUInt32BE(5) & 0x7fffffff];
+      const payload = buffered.subarray(9, 9 + length);
+      buffered = buffered.subarray(9 + length);
+      if (type === 0x4 && (flags & 0x1) === 0) settingsSeen += 1;
+      if (type === 0x7) goaway = payload.readUInt32BE(4);
+      if (type === 0x0) replies.set(stream, Buffer.concat([replies.get(stream) ?? Buffer.alloc(0), payload]));
+      if ((type === 0x1 || type === 0x0) && (flags & 0x1) !== 0) ended.add(stream);
+    }
+  });
+  await once(socket, 'connect');
+  // Within the 65,535-octet flow-control windows a client may use at once, past the agent's 64 KiB peek.
+  socket.write(Buffer.concat([preface, h2Frame(0x4, 0, 0, Buffer.alloc(0)), ...request(1, 65_500)]));
+  await until('the first call is answered', () => (ended.has(1) ? true : undefined));
+  assert.equal(settingsSeen, 2, 'the agent\'s SETTINGS and Node\'s');
+  // Only now the ACKs of both, then a second call on the same connection.
+  socket.write(Buffer.concat([h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), ...request(3, 10)]));
+  await until('the second call is answered or the connection fails', () => (ended.has(3) || goaway !== undefined || socket.destroyed ? true : undefined));
+  assert.equal(goaway, undefined, 'no GOAWAY');
+  const reply = (stream: number): Reply => JSON.parse(replies.get(stream)!.subarray(5).toString('utf8')) as Reply;
+  assert.match(reply(1).peer, /^uds-peer#\d+$/);
+  assert.equal(reply(3).peer, reply(1).peer);
+  assert.equal(reply(3).pid, process.pid);
+});
+
 const CLIENT_SCRIPT = `
 import { createRequire } from 'node:module';
 const [packageRoot, socketPath, calls] = process.argv.slice(2);

@@ -8,7 +8,8 @@ import { AuthorityRepair } from './hpack-authority.js';
  * its header blocks. The first request decides, so every other client keeps the native socket (no JavaScript per
  * frame, and UidFairQueue's handle-level pausing). gRPC clients send no request before the server's SETTINGS, so the
  * agent sends an empty SETTINGS frame itself (a valid server preface; Node's own follows as a second one) and drops
- * the client's ACK of it, which nghttp2 never asked for.
+ * the client's ACK of it, which nghttp2 never asked for. A connection whose ACK has not come by the decision goes
+ * through the relay too, since only the relay can still drop it.
  */
 
 const PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
@@ -46,6 +47,14 @@ export class ClientFrames {
   private blockBytes = 0;
   /** Once set, bytes pass through untouched: nghttp2 fails the connection for whatever this could not follow. */
   passThrough = false;
+  /** Not HTTP/2 (no client preface): no ACK will come, and nothing is to be repaired. */
+  notHttp2 = false;
+  /**
+   * Set after a header block this could not follow: blocks pass as they came from then on, but frames are still
+   * followed until the ACK is dropped, which nghttp2 would otherwise take for the ACK of its own SETTINGS and then fail
+   * the connection on the real one.
+   */
+  hpackLost = false;
   ackDropped = false;
   sawRequest = false;
   /** A frame other than SETTINGS, WINDOW_UPDATE and PRIORITY, such as a PING, which someone must answer now. */
@@ -59,6 +68,7 @@ export class ClientFrames {
       const head = this.pending.subarray(0, PREFACE.length);
       if (!PREFACE.subarray(0, head.length).equals(head)) {
         this.passThrough = true;
+        this.notHttp2 = true;
       } else if (head.length === PREFACE.length) {
         out.push(head);
         this.pending = this.pending.subarray(PREFACE.length);
@@ -75,6 +85,7 @@ export class ClientFrames {
       const frame = this.pending.subarray(0, FRAME_HEADER_LENGTH + length);
       this.pending = this.pending.subarray(frame.length);
       out.push(...this.frame(frame));
+      if (this.hpackLost && this.ackDropped) this.passThrough = true;
     }
     if (this.passThrough) out.push(...this.release());
     return out;
@@ -101,6 +112,7 @@ export class ClientFrames {
       // A frame inside a header block is nghttp2's protocol error to report; the block goes on as it came.
       return [...this.abandonBlock(), frame];
     }
+    if (this.hpackLost) return [frame];
     this.block.push(frame);
     this.blockBytes += frame.length;
     if (this.blockBytes > MAX_BLOCK_BYTES) return this.abandonBlock();
@@ -116,7 +128,7 @@ export class ClientFrames {
   /** A block this cannot follow leaves the HPACK state unknown from here on. */
   private abandonBlock(): Buffer[] {
     if (this.block.length === 0) return [];
-    this.passThrough = true;
+    this.hpackLost = true;
     const frames = this.block;
     this.block = [];
     this.blockBytes = 0;
@@ -137,7 +149,7 @@ export class ClientFrames {
         if ((flags & PRIORITY_FLAG) !== 0) start += 5;
       }
       if (start > end) {
-        this.passThrough = true;
+        this.hpackLost = true;
         return;
       }
       fragments.push(frame.subarray(start, end));
@@ -173,7 +185,9 @@ export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connect
     socket.pause();
     socket.off('error', ignoreError);
     if (socket.destroyed) return;
-    if (!frames.repair.repaired) {
+    // Before the client's ACK of the agent's SETTINGS (a client may send a whole first request before reading the
+    // server's preface, RFC 7540 §3.5, or stay silent), only the relay can still drop it.
+    if (!frames.repair.repaired && (frames.ackDropped || frames.notHttp2)) {
       const bytes = [...read, ...frames.release()];
       if (bytes.length > 0) socket.unshift(Buffer.concat(bytes));
       handOver(socket);
@@ -185,7 +199,7 @@ export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connect
     const ready = frames.take(chunk);
     read.push(...ready);
     readBytes += chunk.length;
-    if (frames.passThrough || readBytes > MAX_PEEK_BYTES) return decide();
+    if (frames.passThrough || frames.hpackLost || readBytes > MAX_PEEK_BYTES) return decide();
     if (!frames.ackDropped) return;
     if (frames.sawRequest || frames.sawOtherFrame) return decide();
     firstRequestTimer ??= setTimeout(() => decide(), FIRST_REQUEST_WAIT_MS);

@@ -252,7 +252,7 @@ export class UdsServer {
       return;
     }
     (session.socket as unknown as { _peername: { address: string } })._peername = { address: key };
-    this.log.debug({ connection: key }, "relaying a connection whose :authority Node's HTTP/2 server refuses (the socket's path, as grpc-java sends)");
+    this.log.debug({ connection: key }, "relaying a connection whose :authority Node's HTTP/2 server refuses (the socket's path, as grpc-java sends), or whose ACK of the agent's SETTINGS had not come");
   }
 
   /**

@@ -148,3 +148,26 @@ test('client frames: a PING before the first request asks for an answer now, a P
   assert.equal(notHttp2.passThrough, true);
   assert.equal(Buffer.concat(out).toString(), 'GET / HTTP/1.1\r\n\r\n', 'bytes that are not HTTP/2 go to Node as they came');
 });
+
+test('client frames: after a header block it cannot follow, the ACK of the agent\'s SETTINGS is still dropped, and then bytes pass untouched', () => {
+  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
+    const header = Buffer.alloc(9);
+    header.writeUIntBE(payload.length, 0, 3);
+    header[3] = type;
+    header[4] = flags;
+    header.writeUInt32BE(stream, 5);
+    return Buffer.concat([header, payload]);
+  };
+  const ack = frame(0x4, 0x1, 0, Buffer.alloc(0));
+  // A HEADERS without END_HEADERS interrupted by a PING: nghttp2's protocol error to report, not the relay's.
+  const broken = Buffer.concat([preface, frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0, 1, Buffer.from([0x82])), frame(0x6, 0, 0, Buffer.alloc(8))]);
+  const later = Buffer.concat([frame(0x1, 0x4, 3, Buffer.concat([Buffer.from([0x41]), rawString('/run/api.sock')])), ack]);
+  const frames = new ClientFrames();
+  const out = [...frames.take(broken)];
+  assert.equal(frames.ackDropped, false);
+  out.push(...frames.take(Buffer.concat([ack, later])));
+  assert.equal(frames.ackDropped, true);
+  assert.deepEqual(Buffer.concat(out), Buffer.concat([broken, later]), 'only the first ACK dropped, the rest as it came');
+  assert.equal(frames.passThrough, true);
+});
