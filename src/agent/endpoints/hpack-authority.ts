@@ -221,8 +221,9 @@ export class AuthorityRepair {
       let nameLength: number;
       if (nameIndex === 0) {
         const literal = string();
+        // Not String.fromCharCode(...symbols): a name may be some 100,000 symbols, too many arguments for the stack.
         name = literal.huffman
-          ? String.fromCharCode(...(huffmanDecode(block.subarray(literal.start, literal.end)) ?? this.malformed()))
+          ? Buffer.from(huffmanDecode(block.subarray(literal.start, literal.end)) ?? this.malformed()).toString('latin1')
           : block.toString('latin1', literal.start, literal.end);
         nameLength = name.length;
       } else {

@@ -171,3 +171,21 @@ test('client frames: after a header block it cannot follow, the ACK of the agent
   assert.deepEqual(Buffer.concat(out), Buffer.concat([broken, later]), 'only the first ACK dropped, the rest as it came');
   assert.equal(frames.passThrough, true);
 });
+
+test('a literal name of the longest Huffman string a held block allows is read without spreading its symbols into a call', () => {
+  // 65,450 octets of zero bits are 104,720 five-bit '0's, within the relay's 64 KiB block; spread into
+  // String.fromCharCode they overflowed the stack whenever the socket's 'data' handler ran a few hundred frames deep,
+  // an uncaught RangeError that ended the agent.
+  const length = 65_450;
+  const lengthBytes: number[] = [0x80 | 0x7f];
+  for (let rest = length - 0x7f; ; rest >>= 7) {
+    if (rest < 0x80) {
+      lengthBytes.push(rest);
+      break;
+    }
+    lengthBytes.push((rest & 0x7f) | 0x80);
+  }
+  const block = Buffer.concat([Buffer.from([0x00]), Buffer.from(lengthBytes), Buffer.alloc(length), rawString('/x')]);
+  const deep = (depth: number): void => (depth === 0 ? new AuthorityRepair().repairBlock(block) : deep(depth - 1));
+  assert.doesNotThrow(() => deep(2_000));
+});
