@@ -185,15 +185,18 @@ export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connect
     socket.pause();
     socket.off('error', ignoreError);
     if (socket.destroyed) return;
+    // The 'close' listener keeps this scope for the connection's life: the bytes read must not stay in it.
+    const held = read;
+    read = [];
     // Before the client's ACK of the agent's SETTINGS (a client may send a whole first request before reading the
     // server's preface, RFC 7540 §3.5, or stay silent), only the relay can still drop it.
     if (!frames.repair.repaired && (frames.ackDropped || frames.notHttp2)) {
-      const bytes = [...read, ...frames.release()];
+      const bytes = [...held, ...frames.release()];
       if (bytes.length > 0) socket.unshift(Buffer.concat(bytes));
       handOver(socket);
       return;
     }
-    handOver(relay(socket, frames, read));
+    handOver(relay(socket, frames, held));
   };
   const onData = (chunk: Buffer): void => {
     const ready = frames.take(chunk);
