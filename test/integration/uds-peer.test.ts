@@ -14,6 +14,7 @@ import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import { BaseServerInterceptingCall, type ConnectionInfo } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
+import { FIRST_REQUEST_WAIT_MS } from '../../src/agent/endpoints/authority-relay.js';
 import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
 import { UnixWorkloadAttestor } from '../../src/agent/attestor/unix-workload-attestor.js';
 import { peerCredentials, type PeerInfo } from '../../src/agent/attestor/peer-credentials.js';
@@ -187,32 +188,29 @@ function h2Frame(type: number, flags: number, stream: number, payload: Buffer): 
   return Buffer.concat([header, payload]);
 }
 
-test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS keeps its connection, its later calls answered under its own key', async (t) => {
-  // RFC 7540 §3.5 lets a client send frames before it has read the server's preface: a large first message goes out
-  // before the ACK of the agent's own SETTINGS, so the agent must decide before that ACK arrives, and the ACK must
-  // still never reach nghttp2 (which, having sent one SETTINGS, fails the connection on a second ACK).
-  const { socketPath } = await startUds(t);
-  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+
+/** A Who call's frames: literals without indexing, raw strings, `authority` as :authority. */
+function whoRequest(stream: number, authority: string, pad: number): Buffer[] {
   const raw = (s: string): Buffer => Buffer.concat([Buffer.from([s.length]), Buffer.from(s, 'latin1')]);
-  // :method POST, :scheme http, :path, :authority localhost, content-type, te: all literals without indexing.
-  const headers = Buffer.concat([Buffer.from([0x83, 0x86, 0x04]), raw(`${SERVICE}/Who`), Buffer.from([0x01]), raw('localhost'), Buffer.from([0x0f, 0x10]), raw('application/grpc'), Buffer.from([0x00]), raw('te'), raw('trailers')]);
-  const request = (stream: number, pad: number): Buffer[] => {
-    const message = Buffer.from(JSON.stringify({ pad: 'x'.repeat(pad) }));
-    const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
-    body.writeUInt32BE(message.length, 1);
-    const frames = [h2Frame(0x1, 0x4, stream, headers)];
-    for (let offset = 0; offset < body.length; offset += 16_384) {
-      frames.push(h2Frame(0x0, offset + 16_384 >= body.length ? 0x1 : 0, stream, body.subarray(offset, offset + 16_384)));
-    }
-    return frames;
-  };
+  // :method POST, :scheme http, :path, :authority, content-type, te.
+  const headers = Buffer.concat([Buffer.from([0x83, 0x86, 0x04]), raw(`${SERVICE}/Who`), Buffer.from([0x01]), raw(authority), Buffer.from([0x0f, 0x10]), raw('application/grpc'), Buffer.from([0x00]), raw('te'), raw('trailers')]);
+  const message = Buffer.from(JSON.stringify({ pad: 'x'.repeat(pad) }));
+  const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
+  body.writeUInt32BE(message.length, 1);
+  const frames = [h2Frame(0x1, 0x4, stream, headers)];
+  for (let offset = 0; offset < body.length; offset += 16_384) {
+    frames.push(h2Frame(0x0, offset + 16_384 >= body.length ? 0x1 : 0, stream, body.subarray(offset, offset + 16_384)));
+  }
+  return frames;
+}
+
+/** A client writing raw HTTP/2 and recording what the agent answers; it acknowledges SETTINGS as they come if `ack`. */
+async function rawH2Client(t: { after(fn: () => void): void }, socketPath: string, ack: boolean) {
   const socket = net.connect(socketPath);
   t.after(() => socket.destroy());
   socket.on('error', () => {});
-  const replies = new Map<number, Buffer>();
-  const ended = new Set<number>();
-  let settingsSeen = 0;
-  let goaway: number | undefined;
+  const state = { settingsSeen: 0, goaway: undefined as number | undefined, resets: [] as number[], ended: new Set<number>(), data: new Map<number, Buffer>() };
   let buffered = Buffer.alloc(0);
   socket.on('data', (chunk: Buffer) => {
     buffered = Buffer.concat([buffered, chunk]);
@@ -221,25 +219,56 @@ test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS
       const [type, flags, stream] = [buffered[3]!, buffered[4]!, buffered.readUInt32BE(5) & 0x7fffffff];
       const payload = buffered.subarray(9, 9 + length);
       buffered = buffered.subarray(9 + length);
-      if (type === 0x4 && (flags & 0x1) === 0) settingsSeen += 1;
-      if (type === 0x7) goaway = payload.readUInt32BE(4);
-      if (type === 0x0) replies.set(stream, Buffer.concat([replies.get(stream) ?? Buffer.alloc(0), payload]));
-      if ((type === 0x1 || type === 0x0) && (flags & 0x1) !== 0) ended.add(stream);
+      if (type === 0x4 && (flags & 0x1) === 0) {
+        state.settingsSeen += 1;
+        if (ack) socket.write(h2Frame(0x4, 0x1, 0, Buffer.alloc(0)));
+      }
+      if (type === 0x7) state.goaway = payload.readUInt32BE(4);
+      if (type === 0x3) state.resets.push(stream);
+      if (type === 0x0) state.data.set(stream, Buffer.concat([state.data.get(stream) ?? Buffer.alloc(0), payload]));
+      if ((type === 0x1 || type === 0x0) && (flags & 0x1) !== 0) state.ended.add(stream);
     }
   });
   await once(socket, 'connect');
+  const reply = (stream: number): Reply => JSON.parse(state.data.get(stream)!.subarray(5).toString('utf8')) as Reply;
+  const done = (stream: number): Promise<boolean> =>
+    until(`stream ${stream} answered, reset, or the connection failed`, () => (state.ended.has(stream) || state.resets.includes(stream) || state.goaway !== undefined || socket.destroyed ? true : undefined));
+  return { socket, state, reply, done };
+}
+
+test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS keeps its connection, its later calls answered under its own key', async (t) => {
+  // RFC 7540 §3.5 lets a client send frames before it has read the server's preface: a large first message goes out
+  // before the ACK of the agent's own SETTINGS, so the agent must decide before that ACK arrives, and the ACK must
+  // still never reach nghttp2 (which, having sent one SETTINGS, fails the connection on a second ACK).
+  const { socketPath } = await startUds(t);
+  const { socket, state, reply, done } = await rawH2Client(t, socketPath, false);
   // Within the 65,535-octet flow-control windows a client may use at once, past the agent's 64 KiB peek.
-  socket.write(Buffer.concat([preface, h2Frame(0x4, 0, 0, Buffer.alloc(0)), ...request(1, 65_500)]));
-  await until('the first call is answered', () => (ended.has(1) ? true : undefined));
-  assert.equal(settingsSeen, 2, 'the agent\'s SETTINGS and Node\'s');
+  socket.write(Buffer.concat([H2_PREFACE, h2Frame(0x4, 0, 0, Buffer.alloc(0)), ...whoRequest(1, 'localhost', 65_500)]));
+  await done(1);
+  assert.equal(state.settingsSeen, 2, 'the agent\'s SETTINGS and Node\'s');
   // Only now the ACKs of both, then a second call on the same connection.
-  socket.write(Buffer.concat([h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), ...request(3, 10)]));
-  await until('the second call is answered or the connection fails', () => (ended.has(3) || goaway !== undefined || socket.destroyed ? true : undefined));
-  assert.equal(goaway, undefined, 'no GOAWAY');
-  const reply = (stream: number): Reply => JSON.parse(replies.get(stream)!.subarray(5).toString('utf8')) as Reply;
+  socket.write(Buffer.concat([h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), ...whoRequest(3, 'localhost', 10)]));
+  await done(3);
+  assert.equal(state.goaway, undefined, 'no GOAWAY');
   assert.match(reply(1).peer, /^uds-peer#\d+$/);
   assert.equal(reply(3).peer, reply(1).peer);
   assert.equal(reply(3).pid, process.pid);
+});
+
+test('a first request left unread while UidFairQueue holds its uid\'s reading is still repaired, however long the hold', async (t) => {
+  const { socketPath, uds } = await startUds(t);
+  const { socket, state, reply, done } = await rawH2Client(t, socketPath, true);
+  socket.write(Buffer.concat([H2_PREFACE, h2Frame(0x4, 0, 0, Buffer.alloc(0))]));
+  await until('the agent\'s SETTINGS', () => (state.settingsSeen === 1 ? true : undefined));
+  // Let the agent read the ACK (and start waiting for the request), then hold the uid's reading past that wait.
+  await new Promise((resolve) => setTimeout(resolve, 200));
+  uds.pauseReading(process.getuid!());
+  socket.write(Buffer.concat(whoRequest(1, socketPath, 10)));
+  await new Promise((resolve) => setTimeout(resolve, FIRST_REQUEST_WAIT_MS + 1000));
+  uds.resumeReading(process.getuid!());
+  await done(1);
+  assert.deepEqual(state.resets, [], 'not reset for its :authority');
+  assert.equal(reply(1).pid, process.pid);
 });
 
 const CLIENT_SCRIPT = `

@@ -166,21 +166,31 @@ export class ClientFrames {
 
 /**
  * Reads `socket`'s first request, then calls `handOver` with the socket itself (its bytes pushed back) or with a
- * relay that repairs every later header block. `socket` needs its close handling set up already.
+ * relay that repairs every later header block. `socket` needs its close handling set up already. `readingPaused`
+ * says whether the socket's reading is stopped at its handle (UidFairQueue): the waits then start over, because the
+ * client's bytes may be waiting in the kernel, unread.
  */
-export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connection: net.Socket | Duplex) => void): void {
+export function handOverAfterFirstRequest(
+  socket: net.Socket,
+  handOver: (connection: net.Socket | Duplex) => void,
+  readingPaused: () => boolean = () => false,
+): void {
   const frames = new ClientFrames();
   let read: Buffer[] = [];
   let readBytes = 0;
   let decided = false;
-  let firstRequestTimer: NodeJS.Timeout | undefined;
-  const ackTimer = setTimeout(() => decide(), ACK_WAIT_MS);
+  let waitingForRequest = false;
+  let timer: NodeJS.Timeout | undefined;
+  const wait = (ms: number): void => {
+    clearTimeout(timer);
+    timer = setTimeout(() => (readingPaused() ? wait(ms) : decide()), ms);
+  };
+  wait(ACK_WAIT_MS);
   const ignoreError = (): void => {};
   const decide = (): void => {
     if (decided) return;
     decided = true;
-    clearTimeout(ackTimer);
-    clearTimeout(firstRequestTimer);
+    clearTimeout(timer);
     socket.off('data', onData);
     socket.pause();
     socket.off('error', ignoreError);
@@ -205,13 +215,15 @@ export function handOverAfterFirstRequest(socket: net.Socket, handOver: (connect
     if (frames.passThrough || frames.hpackLost || readBytes > MAX_PEEK_BYTES) return decide();
     if (!frames.ackDropped) return;
     if (frames.sawRequest || frames.sawOtherFrame) return decide();
-    firstRequestTimer ??= setTimeout(() => decide(), FIRST_REQUEST_WAIT_MS);
+    if (!waitingForRequest) {
+      waitingForRequest = true;
+      wait(FIRST_REQUEST_WAIT_MS);
+    }
   };
   // Until Node's server has the socket, an error (a reset by the client) would be thrown with no one listening.
   socket.on('error', ignoreError);
   socket.once('close', () => {
-    clearTimeout(ackTimer);
-    clearTimeout(firstRequestTimer);
+    clearTimeout(timer);
     read = [];
   });
   socket.on('data', onData);

@@ -81,6 +81,8 @@ export class UdsServer {
   private readonly sockets = new Map<string, net.Socket>();
   private readonly socketsByUid = new Map<number, Set<net.Socket>>();
   private readonly retiring = new WeakSet<net.Socket>();
+  /** Uids whose connections pauseReading stopped; a connection still waiting for its first request waits on. */
+  private readonly readingPaused = new Set<number>();
   private listener: net.Server | undefined;
   private injector: grpc.ConnectionInjector | undefined;
   /** Set only while start() runs its self-test: where our own pid's connection goes. */
@@ -228,15 +230,19 @@ export class UdsServer {
       }
     });
     this.log.debug({ connection: key, ...callerFields(record) }, 'workload connected');
-    handOverAfterFirstRequest(socket, (connection) => {
-      const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
-      if (injector === undefined) {
-        socket.destroy();
-        return;
-      }
-      injector.injectConnection(connection);
-      if (connection !== socket) this.labelRelayedSession(connection, key, record);
-    });
+    handOverAfterFirstRequest(
+      socket,
+      (connection) => {
+        const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
+        if (injector === undefined) {
+          socket.destroy();
+          return;
+        }
+        injector.injectConnection(connection);
+        if (connection !== socket) this.labelRelayedSession(connection, key, record);
+      },
+      () => this.readingPaused.has(record.uid),
+    );
   }
 
   /**
@@ -295,11 +301,13 @@ export class UdsServer {
    * afterwards is read until its first request makes the queue ask again.
    */
   pauseReading(uid: number): void {
+    this.readingPaused.add(uid);
     for (const socket of this.socketsByUid.get(uid) ?? []) streamHandleOf(socket)?.readStop();
   }
 
   /** Reads every connection of `uid` again after pauseReading. */
   resumeReading(uid: number): void {
+    this.readingPaused.delete(uid);
     for (const socket of this.socketsByUid.get(uid) ?? []) {
       if (!socket.destroyed) streamHandleOf(socket)?.readStart();
     }
