@@ -25,6 +25,7 @@ import { packageRoot } from '../../src/common/paths.js';
 import { BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { publicTempDir } from '../support/peer-process.js';
 import { until } from '../support/until.js';
+import { CLIENT_PREFACE, http2Frame } from '../support/http2-frames.js';
 
 const SERVICE = '/meshid.test.PeerEcho';
 const json = {
@@ -178,17 +179,6 @@ test('a client sending the socket path as :authority (as grpc-java does) goes th
   await until('the retired connection closes', () => (uds.peerOf(reply.peer) === undefined ? true : undefined));
 });
 
-/** A raw HTTP/2 frame (RFC 7540 §4.1). */
-function h2Frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
-
-const H2_PREFACE = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
 
 /** A Who call's frames: literals without indexing, raw strings, `authority` as :authority. */
 function whoRequest(stream: number, authority: string, pad: number): Buffer[] {
@@ -198,9 +188,9 @@ function whoRequest(stream: number, authority: string, pad: number): Buffer[] {
   const message = Buffer.from(JSON.stringify({ pad: 'x'.repeat(pad) }));
   const body = Buffer.concat([Buffer.from([0, 0, 0, 0, 0]), message]);
   body.writeUInt32BE(message.length, 1);
-  const frames = [h2Frame(0x1, 0x4, stream, headers)];
+  const frames = [http2Frame(0x1, 0x4, stream, headers)];
   for (let offset = 0; offset < body.length; offset += 16_384) {
-    frames.push(h2Frame(0x0, offset + 16_384 >= body.length ? 0x1 : 0, stream, body.subarray(offset, offset + 16_384)));
+    frames.push(http2Frame(0x0, offset + 16_384 >= body.length ? 0x1 : 0, stream, body.subarray(offset, offset + 16_384)));
   }
   return frames;
 }
@@ -221,7 +211,7 @@ async function rawH2Client(t: { after(fn: () => void): void }, socketPath: strin
       buffered = buffered.subarray(9 + length);
       if (type === 0x4 && (flags & 0x1) === 0) {
         state.settingsSeen += 1;
-        if (ack) socket.write(h2Frame(0x4, 0x1, 0, Buffer.alloc(0)));
+        if (ack) socket.write(http2Frame(0x4, 0x1, 0, Buffer.alloc(0)));
       }
       if (type === 0x7) state.goaway = payload.readUInt32BE(4);
       if (type === 0x3) state.resets.push(stream);
@@ -243,11 +233,11 @@ test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS
   const { socketPath } = await startUds(t);
   const { socket, state, reply, done } = await rawH2Client(t, socketPath, false);
   // Within the 65,535-octet flow-control windows a client may use at once, past the agent's 64 KiB peek.
-  socket.write(Buffer.concat([H2_PREFACE, h2Frame(0x4, 0, 0, Buffer.alloc(0)), ...whoRequest(1, 'localhost', 65_500)]));
+  socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0, Buffer.alloc(0)), ...whoRequest(1, 'localhost', 65_500)]));
   await done(1);
   assert.equal(state.settingsSeen, 2, 'the agent\'s SETTINGS and Node\'s');
   // Only now the ACKs of both, then a second call on the same connection.
-  socket.write(Buffer.concat([h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), h2Frame(0x4, 0x1, 0, Buffer.alloc(0)), ...whoRequest(3, 'localhost', 10)]));
+  socket.write(Buffer.concat([http2Frame(0x4, 0x1, 0, Buffer.alloc(0)), http2Frame(0x4, 0x1, 0, Buffer.alloc(0)), ...whoRequest(3, 'localhost', 10)]));
   await done(3);
   assert.equal(state.goaway, undefined, 'no GOAWAY');
   assert.match(reply(1).peer, /^uds-peer#\d+$/);
@@ -258,7 +248,7 @@ test('a client that sends over 64 KiB before acknowledging the agent\'s SETTINGS
 test('a first request left unread while UidFairQueue holds its uid\'s reading is still repaired, however long the hold', async (t) => {
   const { socketPath, uds } = await startUds(t);
   const { socket, state, reply, done } = await rawH2Client(t, socketPath, true);
-  socket.write(Buffer.concat([H2_PREFACE, h2Frame(0x4, 0, 0, Buffer.alloc(0))]));
+  socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0, Buffer.alloc(0))]));
   await until('the agent\'s SETTINGS', () => (state.settingsSeen === 1 ? true : undefined));
   // Let the agent read the ACK (and start waiting for the request), then hold the uid's reading past that wait.
   await new Promise((resolve) => setTimeout(resolve, 200));

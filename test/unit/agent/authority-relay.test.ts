@@ -9,15 +9,8 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import type { Duplex } from 'node:stream';
 import { handOverAfterFirstRequest } from '../../../src/agent/endpoints/authority-relay.js';
+import { CLIENT_PREFACE, http2Frame } from '../../support/http2-frames.js';
 
-function frame(type: number, flags: number, stream: number, payload: Buffer): Buffer {
-  const header = Buffer.alloc(9);
-  header.writeUIntBE(payload.length, 0, 3);
-  header[3] = type;
-  header[4] = flags;
-  header.writeUInt32BE(stream, 5);
-  return Buffer.concat([header, payload]);
-}
 
 test('the bytes read before the decision are not held for the rest of the connection', async (t) => {
   setFlagsFromString('--expose-gc');
@@ -44,12 +37,12 @@ test('the bytes read before the decision are not held for the rest of the connec
   // The client's preface, SETTINGS, ACK and a first request with a valid :authority, as one read of 32 KiB (a
   // large first message), in memory of its own so that its collection can be seen.
   const request = Buffer.concat([
-    Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1'),
-    frame(0x4, 0, 0, Buffer.alloc(0)),
-    frame(0x4, 0x1, 0, Buffer.alloc(0)),
-    frame(0x1, 0x4, 1, Buffer.from([0x82, 0x86, 0x84, 0x41, 0x09, ...Buffer.from('localhost')])),
-    frame(0x0, 0, 1, Buffer.alloc(16_000)),
-    frame(0x0, 0x1, 1, Buffer.alloc(16_000)),
+    CLIENT_PREFACE,
+    http2Frame(0x4, 0, 0, Buffer.alloc(0)),
+    http2Frame(0x4, 0x1, 0, Buffer.alloc(0)),
+    http2Frame(0x1, 0x4, 1, Buffer.from([0x82, 0x86, 0x84, 0x41, 0x09, ...Buffer.from('localhost')])),
+    http2Frame(0x0, 0, 1, Buffer.alloc(16_000)),
+    http2Frame(0x0, 0x1, 1, Buffer.alloc(16_000)),
   ]);
   let memory: ArrayBuffer | undefined = new ArrayBuffer(request.length);
   const collected = new WeakRef(memory);

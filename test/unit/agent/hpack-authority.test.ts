@@ -2,6 +2,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { AuthorityRepair, huffmanDecode, huffmanEncodeInto } from '../../../src/agent/endpoints/hpack-authority.js';
 import { ClientFrames } from '../../../src/agent/endpoints/authority-relay.js';
+import { CLIENT_PREFACE, http2Frame } from '../../support/http2-frames.js';
 
 // RFC 7541 C.4.1: "www.example.com", Huffman-coded.
 const EXAMPLE = Buffer.from('f1e3c2e5f23a6ba0ab90f4ff', 'hex');
@@ -96,15 +97,8 @@ test('a literal naming :authority by its dynamic-table index is repaired too; ot
 });
 
 test('client frames: the ACK of the agent\'s SETTINGS is dropped once, a padded HEADERS block split over a CONTINUATION is repaired', () => {
-  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-  const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-    const header = Buffer.alloc(9);
-    header.writeUIntBE(payload.length, 0, 3);
-    header[3] = type;
-    header[4] = flags;
-    header.writeUInt32BE(stream, 5);
-    return Buffer.concat([header, payload]);
-  };
+  const preface = CLIENT_PREFACE;
+  const frame = http2Frame;
   const settings = frame(0x4, 0, 0, Buffer.alloc(0));
   const ack = frame(0x4, 0x1, 0, Buffer.alloc(0));
   const block = Buffer.concat([Buffer.from([0x83, 0x41]), rawString('/run/api.sock')]);
@@ -129,7 +123,7 @@ test('client frames: the ACK of the agent\'s SETTINGS is dropped once, a padded 
 });
 
 test('client frames: a PING before the first request asks for an answer now, a PRIORITY or WINDOW_UPDATE does not', () => {
-  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
+  const preface = CLIENT_PREFACE;
   const frame = (type: number, length: number): Buffer => {
     const bytes = Buffer.alloc(9 + length);
     bytes.writeUIntBE(length, 0, 3);
@@ -150,15 +144,8 @@ test('client frames: a PING before the first request asks for an answer now, a P
 });
 
 test('client frames: after a header block it cannot follow, the ACK of the agent\'s SETTINGS is still dropped, and then bytes pass untouched', () => {
-  const preface = Buffer.from('PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n', 'latin1');
-  const frame = (type: number, flags: number, stream: number, payload: Buffer): Buffer => {
-    const header = Buffer.alloc(9);
-    header.writeUIntBE(payload.length, 0, 3);
-    header[3] = type;
-    header[4] = flags;
-    header.writeUInt32BE(stream, 5);
-    return Buffer.concat([header, payload]);
-  };
+  const preface = CLIENT_PREFACE;
+  const frame = http2Frame;
   const ack = frame(0x4, 0x1, 0, Buffer.alloc(0));
   // A HEADERS without END_HEADERS interrupted by a PING: nghttp2's protocol error to report, not the relay's.
   const broken = Buffer.concat([preface, frame(0x4, 0, 0, Buffer.alloc(0)), frame(0x1, 0, 1, Buffer.from([0x82])), frame(0x6, 0, 0, Buffer.alloc(8))]);
