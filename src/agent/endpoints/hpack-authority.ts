@@ -132,15 +132,21 @@ export function huffmanEncodeInto(symbols: number[], out: Uint8Array): void {
   for (; bitPosition < out.length * 8; bitPosition++) out[bitPosition >> 3]! |= 0x80 >> (bitPosition & 7);
 }
 
-/** An authority's characters with every disallowed one replaced by an allowed one of the same code length. */
-function repairedSymbols(symbols: number[]): number[] | undefined {
+/** Replaces a disallowed octet of a raw (not Huffman-coded) string, where any allowed one keeps every length. */
+const RAW_REPLACEMENT = 0x2d; // '-'
+
+/**
+ * An authority's characters with every disallowed one replaced by an allowed one: of the same code length when the
+ * string is Huffman-coded, any when it is raw.
+ */
+function repairedSymbols(symbols: number[], huffman: boolean): number[] | undefined {
   const repaired: number[] = [];
   for (const symbol of symbols) {
     if (AUTHORITY_CHARACTERS.has(symbol)) {
       repaired.push(symbol);
       continue;
     }
-    const replacement = REPLACEMENT_BY_LENGTH.get(CODES[symbol]!.length);
+    const replacement = huffman ? REPLACEMENT_BY_LENGTH.get(CODES[symbol]!.length) : RAW_REPLACEMENT;
     if (replacement === undefined) return undefined;
     repaired.push(replacement);
   }
@@ -250,7 +256,7 @@ export class AuthorityRepair {
   private repairValue(block: Buffer, value: { start: number; end: number; huffman: boolean }): void {
     const bytes = block.subarray(value.start, value.end);
     if (!value.huffman) {
-      const repaired = repairedSymbols([...bytes]);
+      const repaired = repairedSymbols([...bytes], false);
       if (repaired === undefined || repaired.every((symbol, i) => symbol === bytes[i])) return;
       bytes.set(repaired);
       this.repaired = true;
@@ -258,7 +264,7 @@ export class AuthorityRepair {
     }
     const symbols = huffmanDecode(bytes);
     if (symbols === undefined) throw new MalformedBlock();
-    const repaired = repairedSymbols(symbols);
+    const repaired = repairedSymbols(symbols, true);
     if (repaired === undefined || repaired.every((symbol, i) => symbol === symbols[i])) return;
     huffmanEncodeInto(repaired, bytes);
     this.repaired = true;

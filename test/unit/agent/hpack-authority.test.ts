@@ -176,3 +176,21 @@ test('a literal name of the longest Huffman string a held block allows is read w
   const deep = (depth: number): void => (depth === 0 ? new AuthorityRepair().repairBlock(block) : deep(depth - 1));
   assert.doesNotThrow(() => deep(2_000));
 });
+
+test('a raw :authority has every disallowed octet repaired; a Huffman-coded one only those an allowed character of the same code length can stand for', () => {
+  const odd = 'C:\\run\\caf\u00e9 api.sock';
+  const raw = Buffer.concat([Buffer.from([0x41]), rawString(odd)]);
+  const rawRepair = new AuthorityRepair();
+  rawRepair.repairBlock(raw);
+  assert.equal(rawRepair.repaired, true);
+  const value = authorityOf(raw);
+  assert.equal(value.length, odd.length);
+  assert.match(value, AUTHORITY_CHARACTERS);
+  // '\' has a 19-bit code and no allowed character has one: the Huffman-coded value is left for nghttp2 to refuse.
+  const coded = Buffer.concat([Buffer.from([0x41]), huffmanString(odd)]);
+  const before = Buffer.from(coded);
+  const codedRepair = new AuthorityRepair();
+  codedRepair.repairBlock(coded);
+  assert.equal(codedRepair.repaired, false);
+  assert.deepEqual(coded, before);
+});
