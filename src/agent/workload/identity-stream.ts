@@ -187,7 +187,7 @@ export class IdentityStream<Res> {
       // whose default SVID expired or left while the server is unreachable ends as one that never had one, so that
       // its client hears of it and reconnects instead of holding an identity the agent no longer serves.
       if (this.pump() !== 'nothing' || this.closed) return;
-      this.fail(unavailable(`no identity could be served within ${Math.round(this.o.pendingTimeoutMs / 1000)} s (SVIDs are still being issued); retry`));
+      this.fail(unavailable(`no identity could be served within ${Math.round(this.o.pendingTimeoutMs / 1000)} s (no valid SVID is held for it: still being signed, or meshid-server is unreachable); retry`));
     }, this.o.pendingTimeoutMs);
   }
 

@@ -283,7 +283,7 @@ describe('FetchX509SVID while SVIDs are being issued (attestation stubbed, fake 
     assert.equal(h.service.openStreams(), 1, 'still waiting before the bound');
     clock.advance(1);
     const err = await expectStatus(watch.next(), UNAVAILABLE, 'after the bound');
-    assert.ok(err instanceof MeshidError && /still being issued/.test(err.message), err.message);
+    assert.ok(err instanceof MeshidError && /still being signed, or meshid-server is unreachable/.test(err.message), err.message);
     assert.equal(h.cache.subscriberCount(), 0);
   });
 });
