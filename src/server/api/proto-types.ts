@@ -1,6 +1,7 @@
 /**
  * The shapes of meshid's own proto messages as @grpc/proto-loader delivers them (keepCase, longs as Number,
  * bytes as Buffer). Hand-written to match proto/meshid/v1/*.proto; only what the code reads or writes.
+ * test/unit/proto/hand-written-types.test.ts checks them, and the other hand-written message shapes, against proto/.
  */
 import type { EntryMessage, SelectorMessage } from '../../common/entry-message.js';
 
