@@ -283,7 +283,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
     globalSignBurst: globalBurst,
     bundleEndpointAddress: raw.bundle_endpoint_address,
     bundleEndpointWebCert,
-    bundleRefreshHintSeconds: bundleRefreshHint(raw.bundle_endpoint_refresh_hint, rootActivationDelayMs, jwtKeyTtlMs),
+    bundleRefreshHintSeconds: bundleRefreshHint(raw.bundle_endpoint_refresh_hint, { rootActivationDelayMs, rootTtlMs, intermediateTtlMs, jwtKeyTtlMs, maxJwtSvidTtlMs }),
     federatesWith: compileRelationships(raw.federates_with, trustDomain),
     healthChecks,
   });
@@ -315,12 +315,24 @@ function hostPort(address: string, setting: string): string {
 }
 
 /**
- * The refresh hint partners poll the own bundle at. A new root is published root_activation_delay before it signs, and
- * a new JWT key half its TTL before; a partner polling less often than twice in that lead could see SVIDs under a
- * key it has not fetched yet, so a longer hint is refused instead of published.
+ * How long a new root or JWT key is published before it first signs, at the least (ca/rotation-plan.ts). A successor
+ * is prepared at half its predecessor's life and takes over once the predecessor can no longer cover a full child: a
+ * JWT key is thus published half of jwt_key_ttl less max_jwt_svid_ttl ahead, not half of jwt_key_ttl; a root
+ * root_activation_delay ahead, or half of root_ttl less intermediate_ttl when that comes first.
  */
-function bundleRefreshHint(raw: string | number | undefined, rootActivationDelayMs: number, jwtKeyTtlMs: number): number {
-  const leadMs = Math.min(rootActivationDelayMs, jwtKeyTtlMs / 2);
+export function publicationLeadMs(ttls: {
+  rootActivationDelayMs: number; rootTtlMs: number; intermediateTtlMs: number; jwtKeyTtlMs: number; maxJwtSvidTtlMs: number;
+}): number {
+  return Math.min(ttls.rootActivationDelayMs, ttls.rootTtlMs / 2 - ttls.intermediateTtlMs, ttls.jwtKeyTtlMs / 2 - ttls.maxJwtSvidTtlMs);
+}
+
+/**
+ * The refresh hint partners poll the own bundle at. A partner polling less often than twice in the publication lead
+ * (publicationLeadMs) could see SVIDs under a key it has not fetched yet, so a longer hint is refused instead of
+ * published.
+ */
+function bundleRefreshHint(raw: string | number | undefined, ttls: Parameters<typeof publicationLeadMs>[0]): number {
+  const leadMs = publicationLeadMs(ttls);
   // Unset: five minutes (SPIRE's default too), or less where the CA publishes its new keys sooner than that.
   if (raw === undefined) return Math.max(1, Math.min(300, Math.floor(leadMs / 2000)));
   const hintMs = parseDuration(raw, 'bundle_endpoint_refresh_hint');
@@ -329,7 +341,8 @@ function bundleRefreshHint(raw: string | number | undefined, rootActivationDelay
   if (hintMs > leadMs / 2) {
     throw invalidArgument(
       `bundle_endpoint_refresh_hint (${f(hintMs)}) is longer than half the time a new root or JWT key is published before it is used (${f(leadMs)}: ` +
-        `root_activation_delay, or half of jwt_key_ttl): partners polling that seldom could miss it; lower the hint to ${f(leadMs / 2)} or less`,
+        'the least of root_activation_delay, half of root_ttl less intermediate_ttl, and half of jwt_key_ttl less max_jwt_svid_ttl): ' +
+        `partners polling that seldom could miss it; lower the hint to ${f(Math.floor(leadMs / 2000) * 1000)} or less`,
     );
   }
   return hintMs / 1000;

@@ -182,15 +182,31 @@ test('a config key named like an Object.prototype member is an unknown key, not 
 test('the own bundle\'s refresh hint: 5m by default (less when new keys are published sooner), set whole seconds, and never so long that partners could miss a new root or JWT key', () => {
   assert.equal(compileServerConfig({ trust_domain: 'example.org' }).bundleRefreshHintSeconds, 300);
   assert.equal(compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '10m' }).bundleRefreshHintSeconds, 600);
-  // jwt_key_ttl 1d publishes a new key 12h ahead: partners must poll at least twice in that.
-  assert.equal(compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '6h' }).bundleRefreshHintSeconds, 6 * 3600);
+  // jwt_key_ttl 1d publishes a new key at its predecessor's half-life, 12h, and it signs once the predecessor cannot
+  // cover a 5m JWT-SVID: 11h55m ahead. Partners must poll at least twice in that.
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '5h57m30s' }).bundleRefreshHintSeconds, 21450);
   assert.throws(
     () => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '7h' }),
-    /bundle_endpoint_refresh_hint \(7h\) is longer than half the time a new root or JWT key is published before it is used \(12h.*lower the hint to 6h or less/,
+    /bundle_endpoint_refresh_hint \(7h\) is longer than half the time a new root or JWT key is published before it is used \(11h55m.*lower the hint to 5h57m30s or less/,
   );
   assert.equal(compileServerConfig({ trust_domain: 'example.org', root_activation_delay: '4m' }).bundleRefreshHintSeconds, 120, 'unset follows a short activation delay');
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '1500ms' }), /whole number of seconds, at least 1s/);
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_refresh_hint: '0s' }), /bundle_endpoint_refresh_hint must be positive, got "0s"/);
+});
+
+test('the refresh hint follows the JWT key\'s real publication lead: half of jwt_key_ttl less max_jwt_svid_ttl', () => {
+  // A JWT key of 20m is succeeded at 10m, and the successor signs from 20m - 9m = 11m on: published 1m ahead. A 5m
+  // hint (the default, or set) would let partners poll after the new kid's first tokens and refuse them.
+  const short = { trust_domain: 'example.org', jwt_key_ttl: '20m', default_jwt_svid_ttl: '9m' };
+  assert.equal(compileServerConfig(short).bundleRefreshHintSeconds, 30);
+  assert.throws(
+    () => compileServerConfig({ ...short, bundle_endpoint_refresh_hint: '5m' }),
+    /bundle_endpoint_refresh_hint \(5m\) is longer than half the time a new root or JWT key is published before it is used \(1m:.*lower the hint to 30s or less/,
+  );
+  // A root of 15d is succeeded at 7d12h and must take over by 15d - 7d: published 12h ahead, not root_activation_delay's 24h.
+  const shortRoot = { trust_domain: 'example.org', root_ttl: '15d', jwt_key_ttl: '2d' };
+  assert.equal(compileServerConfig({ ...shortRoot, bundle_endpoint_refresh_hint: '6h' }).bundleRefreshHintSeconds, 6 * 3600);
+  assert.throws(() => compileServerConfig({ ...shortRoot, bundle_endpoint_refresh_hint: '7h' }), /\(12h:/);
 });
 
 test("a spire-server config in SPIRE's JSON layout is read, and SPIRE settings meshid lacks are refused saying what to do instead", () => {
