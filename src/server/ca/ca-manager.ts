@@ -301,10 +301,7 @@ export class CaManager {
   /** A committed plan reaches memory; removed authorities' keys leave the disk. */
   private applyCommitted(plan: RotationPlan, setState: ReadonlyArray<{ id: string; state: AuthorityState }>): void {
     const removed = plan.removedAuthorities();
-    for (const a of removed) {
-      this.authorities.delete(a.record.id);
-      this.keys.delete(a.record.keyId);
-    }
+    for (const a of removed) this.authorities.delete(a.record.id);
     // Chains above intermediates are rebuilt from the journal, as a restart would: one cached while its root was
     // still listed must not outlive the root (a revoked root's intermediates stay listed, tainted).
     if (removed.some((a) => a.record.kind === 'root')) for (const a of this.authorities.values()) delete a.issuersAbove;
@@ -323,6 +320,16 @@ export class CaManager {
       );
     }
     for (const { id, state: st } of setState) this.log.info({ authority: id, state: st }, 'authority state changed');
+    // Last, and never thrown: the commit has landed, so a key the disk will not let go of (EIO, EBUSY) must not leave
+    // memory half way to the journal, signing with what it retired and making a second successor at the next turn.
+    // No row names the key any more, so the next start's sweep removes it.
+    for (const a of removed) {
+      try {
+        this.keys.delete(a.record.keyId);
+      } catch (err) {
+        this.log.warn({ err, keyId: a.record.keyId }, 'cannot remove the key of an authority that left the CA journal; the next start removes it');
+      }
+    }
     for (const a of plan.droppedForSource) {
       this.log.warn(
         { authority: a.record.id },

@@ -633,3 +633,42 @@ test('a taint whose replacement key the disk cannot take changes nothing: the da
   const { publicKey } = generateKeyPair('ec-p256');
   assert.ok(ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H }).chain.length > 0);
 });
+
+test('a key file the disk will not delete after a commit leaves memory as the journal says: one active key each, and it signs (stubbed key store)', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  let closed = false;
+  try {
+    t.clock.advance(3.5 * D + 1);
+    await t.ca.rotateNow(); // successors prepared; the first JWT key, expired, is retired and leaves at the next turn
+    const realDelete = t.keys.delete.bind(t.keys);
+    const undeletable: string[] = [];
+    t.keys.delete = (keyId) => {
+      undeletable.push(keyId);
+      throw new Error(`EIO: i/o error, unlink '${keyId}.pem' (stubbed)`);
+    };
+    // One turn that removes (the retired JWT key), adds (a new JWT key) and changes states (intermediates take over).
+    t.clock.advance(3.5 * D);
+    await t.ca.rotateNow();
+    assert.ok(undeletable.length > 0, 'the turn removed an authority');
+    const journal = new Map((await t.ds.listCaRecords()).map((r) => [r.id, r.state]));
+    assert.deepEqual(new Map(t.ca.listAuthorities().map((r) => [r.id, r.state])), journal, 'memory is what the journal committed');
+    const jwt = t.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60_000 });
+    const kid = JSON.parse(Buffer.from(jwt.token.split('.')[0]!, 'base64url').toString()).kid as string;
+    assert.ok(t.ca.bundle().jwtAuthorities.some((k) => k.kid === kid), 'signed with a key of the published bundle');
+    // The next turn makes no second successor beside the one committed.
+    t.keys.delete = realDelete;
+    await t.ca.rotateNow();
+    const active = (await t.ds.listCaRecords()).filter((r) => r.state === 'active').map((r) => `${r.kind}/${r.datacenter}`).sort();
+    assert.deepEqual(active, ['intermediate/east', 'intermediate/west', 'jwt/', 'root/']);
+    await t.close();
+    closed = true;
+    // No row names the key any more: the next start sweeps it.
+    const again = await openTestCa(dir, {}, t.clock);
+    for (const keyId of undeletable) assert.equal(fs.existsSync(again.keys.fileOf(keyId)), false, `${keyId} swept`);
+    await again.close();
+  } finally {
+    if (!closed) await t.close();
+    cleanup();
+  }
+});
