@@ -228,9 +228,24 @@ export class RotationPlan {
     }
     if (active === undefined || active.record.notAfter <= this.now) {
       // None can sign (a taint, an empty journal, a server down past its end): its successor takes over at once.
+      if (prepared) {
+        if (active) this.set(active, 'old');
+        this.set(prepared, 'active');
+        return prepared;
+      }
+      let root: LoadedAuthority;
+      try {
+        root = await this.make.newRoot(this.now);
+      } catch (err) {
+        // An upstream CA that expired while the server ran: its files cannot make a root until an operator renews
+        // them, but the JWT key needs no root and must not stop rotating with it (JWT-SVIDs would end within a
+        // jwt_key_ttl). The expired root stays as it is: its intermediates fail each datacenter on their own.
+        if (active === undefined || !isMeshidError(err) || (err.code !== 'invalid_argument' && err.code !== 'failed_precondition')) throw err;
+        this.failures.push(`root: ${err.message} (the server takes renewed upstream CA files at its next start)`);
+        return active;
+      }
       if (active) this.set(active, 'old');
-      if (prepared) this.set(prepared, 'active');
-      return prepared ?? this.add(await this.make.newRoot(this.now), 'active');
+      return this.add(root, 'active');
     }
     const successor = await this.prepareRoot(active, prepared, rotateRoot);
     if (

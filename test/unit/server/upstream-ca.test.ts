@@ -387,6 +387,37 @@ test('an intermediate the upstream CA can no longer cover fails alone: the JWT k
   assert.ok(ca.ca.listAuthorities().filter((a) => a.kind === 'jwt').every((a) => a.notAfter > clock.now()), 'expired JWT keys were cleaned up');
 });
 
+test('an upstream CA that expires while the server runs stops X.509 signing only: the JWT key still rotates and signs', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const pki = opensslCa(dir, 'short-lived', { days: 20 });
+  const clock = new FakeClock(Date.now());
+  const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key }, clock);
+  t.after(() => ca.close());
+  const upstreamEnd = parseCertificate(der(pki.cert)).notAfter;
+  let failure: unknown;
+  // Day by day, as the housekeeping would, to three days past the upstream CA's end (the JWT key lives one day).
+  while (clock.now() < upstreamEnd + 3 * D) {
+    clock.advance(D);
+    failure = undefined;
+    try {
+      await ca.ca.recheck();
+    } catch (err) {
+      failure = err;
+    }
+  }
+  // The reason names the files to renew, and still says the rest was committed.
+  assert.ok(failure instanceof MeshidError, String(failure));
+  assert.equal(failure.code, 'failed_precondition');
+  assert.match(failure.message, /could not renew every intermediate \(everything else was committed\): root: the upstream CA certificate expires .*renew it/);
+  const jwt = ca.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 5 * 60_000 });
+  assert.ok(jwt.expiresAt > clock.now());
+  const kid = JSON.parse(Buffer.from(jwt.token.split('.')[0]!, 'base64url').toString()).kid as string;
+  assert.ok(ca.ca.bundle().jwtAuthorities.some((k) => k.kid === kid), 'signed with a published key');
+  const { publicKey } = generateKeyPair('ec-p256');
+  assert.throws(() => ca.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H }));
+});
+
 test('no intermediate outlives a CA of the upstream PKI above it: its chains would end with that CA', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-');
   t.after(cleanup);
