@@ -320,7 +320,7 @@ function hostPort(address: string, setting: string): string {
  * JWT key is thus published half of jwt_key_ttl less max_jwt_svid_ttl ahead, not half of jwt_key_ttl; a root
  * root_activation_delay ahead, or half of root_ttl less intermediate_ttl when that comes first.
  */
-export function publicationLeadMs(ttls: {
+function publicationLeadMs(ttls: {
   rootActivationDelayMs: number; rootTtlMs: number; intermediateTtlMs: number; jwtKeyTtlMs: number; maxJwtSvidTtlMs: number;
 }): number {
   return Math.min(ttls.rootActivationDelayMs, ttls.rootTtlMs / 2 - ttls.intermediateTtlMs, ttls.jwtKeyTtlMs / 2 - ttls.maxJwtSvidTtlMs);
