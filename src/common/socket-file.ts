@@ -6,7 +6,7 @@ import { failedPrecondition, invalidArgument } from './errors.js';
  * Linux's sun_path is 108 bytes. Node binds a path of all 108 (no NUL), but Envoy and gRPC C-core clients refuse a
  * path that leaves no room for the terminating NUL, so the workloads' side could not connect to it: 107.
  */
-const MAX_SOCKET_PATH_BYTES = 107;
+export const MAX_SOCKET_PATH_BYTES = 107;
 
 /** Why `socketPath` cannot be bound, for its length, or undefined when it can. */
 function socketPathLengthProblem(socketPath: string): string | undefined {

@@ -1,5 +1,6 @@
 import fs from 'node:fs';
-import { unavailable, type MeshidError } from '../errors.js';
+import { invalidArgument, unavailable, type MeshidError } from '../errors.js';
+import { MAX_SOCKET_PATH_BYTES } from '../socket-file.js';
 import { withoutEmptyResolutionNote } from '../grpc/call-failure.js';
 
 /**
@@ -65,4 +66,18 @@ export function unreachableSocket(
   const problem = socketProblem(socketPath, connectDetails);
   const hint = problem.kind === 'not-a-socket' ? advice.wrongPath : problem.kind === 'permission' ? advice.permission : advice.down;
   return unavailable(`cannot reach ${what} on ${socketPath} (${socketProblemWords(problem)}): ${hint}`, cause);
+}
+
+/**
+ * The socket path a CLI command is to connect to, refused when no daemon can listen there: Node connects to a path
+ * longer than sun_path cut to its first 108 bytes, so the command would talk to (or report on) whatever is at that
+ * shorter path, another program's socket included. `source` names where the path came from ("--admin-socket").
+ */
+export function checkClientSocketPath(socketPath: string, source: string): string {
+  const bytes = Buffer.byteLength(socketPath);
+  if (bytes <= MAX_SOCKET_PATH_BYTES) return socketPath;
+  throw invalidArgument(
+    `${source}: ${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path), ` +
+      'so no daemon listens there: give the path the daemon was started with',
+  );
 }

@@ -5,7 +5,7 @@ import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
 import { watchedUnaryCall, watchForStalledConnection } from '../../common/cli/stalled-connection.js';
-import { unreachableSocket } from '../../common/cli/socket-problem.js';
+import { checkClientSocketPath, unreachableSocket } from '../../common/cli/socket-problem.js';
 import { notTheExpectedApi, type ExpectedDaemon } from '../../common/cli/wrong-daemon.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
@@ -60,10 +60,14 @@ const SERVICE_NAMES: Record<AdminService, string> = {
   Health: 'grpc.health.v1.Health',
 };
 
-/** The admin socket to use: --admin-socket, else $MESHID_ADMIN_SOCKET, else the server's default path. */
+/**
+ * The admin socket to use: --admin-socket, else $MESHID_ADMIN_SOCKET, else the server's default path. One too long to
+ * bind is refused here, before grpc-js connects to it cut short.
+ */
 export function adminSocketPath(args: ParsedArgs, env: NodeJS.ProcessEnv): string {
-  const chosen = args.string(ADMIN_SOCKET_FLAG.name) ?? (env[ADMIN_SOCKET_ENV] || DEFAULT_ADMIN_SOCKET);
-  return path.resolve(chosen);
+  const flag = args.string(ADMIN_SOCKET_FLAG.name);
+  const chosen = flag ?? (env[ADMIN_SOCKET_ENV] || DEFAULT_ADMIN_SOCKET);
+  return checkClientSocketPath(path.resolve(chosen), flag !== undefined ? '--admin-socket' : env[ADMIN_SOCKET_ENV] ? ADMIN_SOCKET_ENV : 'the default admin socket');
 }
 
 type Request<S extends AdminService, M extends keyof AdminMethods[S]> = AdminMethods[S][M] extends [infer Req, unknown] ? Req : never;
