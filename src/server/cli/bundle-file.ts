@@ -1,5 +1,5 @@
 import { invalidArgument, isMeshidError } from '../../common/errors.js';
-import { readTextFile } from '../../common/cli/input.js';
+import { readAll, readTextFile } from '../../common/cli/input.js';
 import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import type { CliIo } from '../../common/cli/output.js';
 import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federation/federated-bundle.js';
@@ -10,16 +10,34 @@ import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federatio
  * server only sees the text, and its 'no PEM "CERTIFICATE" block found' does not say which file held it.
  */
 export function readBundleFile(file: string, trustDomain: string, format: string | undefined): string {
-  const text = readTextFile(file, 'bundle file');
+  return checkedBundle(readTextFile(file, 'bundle file'), `bundle file ${file}`, trustDomain, format);
+}
+
+/**
+ * `federation create|update --bundle-path -`: the bundle from standard input, as `entry create --data -` reads its
+ * entries, checked as a file is. Empty input is refused as such: the parser's 'no PEM "CERTIFICATE" block found'
+ * would not tell that nothing was piped in.
+ */
+export async function readBundleInput(
+  file: string, flag: string, trustDomain: string, format: string | undefined, io: Pick<CliIo, 'stdin' | 'stderr'>,
+): Promise<string> {
+  if (file !== '-') return readBundleFile(file, trustDomain, format);
+  const text = await readAll(io, `${flag} - reads the bundle from standard input, and there is none`, 'the bundle (PEM or a SPIFFE bundle document)');
+  if (text.trim() === '') throw invalidArgument(`${flag} - reads the bundle from standard input, which is empty: pipe the PEM CA certificates or the SPIFFE bundle document into it`);
+  return checkedBundle(text, 'the bundle on standard input', trustDomain, format);
+}
+
+/** `text` when it is a bundle the server will take, else an InvalidArgument naming where it came from (`source`). */
+function checkedBundle(text: string, source: string, trustDomain: string, format: string | undefined): string {
   try {
     // The sequence and time of a stored bundle do not matter to whether the text is one.
     federatedBundleFromText(trustDomain, text, format, undefined, 0);
   } catch (err) {
-    if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`bundle file ${file}: ${err.message}`, err);
+    if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`${source}: ${err.message}`, err);
     throw err;
   }
   // A SPIFFE bundle document (a JWK set) holding a key twice ("keys", say): the server would trust the last silently.
-  if (isJson(text)) refuseDuplicateKeys(text, `bundle file ${file}`);
+  if (isJson(text)) refuseDuplicateKeys(text, source);
   return text;
 }
 

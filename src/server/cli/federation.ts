@@ -7,7 +7,7 @@ import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type Cl
 import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ProtoBundle, ProtoFederationRelationship } from './admin-types.js';
 import { refusalAsBatchResult, spireRelationship, spireStatus } from './spire-output.js';
-import { readBundleFile, warnOfAnotherTrustDomain } from './bundle-file.js';
+import { readBundleInput, warnOfAnotherTrustDomain } from './bundle-file.js';
 import { parseRelationshipFile } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
@@ -103,7 +103,7 @@ async function relationshipFromFlagsCall(
   args: ParsedArgs, io: CliIo, method: 'CreateFederationRelationship' | 'UpdateFederationRelationship', what: string,
 ): Promise<number> {
   const relationship = relationshipFromFlags(args);
-  const bundle = bundleFromFlags(args, relationship.trust_domain!);
+  const bundle = await bundleFromFlags(args, relationship.trust_domain!, io);
   const json = outputFormat(args) === 'json';
   await withAdminClient(args, io.env, async (client) => {
     let r: ProtoFederationRelationship;
@@ -124,16 +124,19 @@ async function relationshipFromFlagsCall(
 
 /** create's and update's --bundle-path: the partner's bundle, stored by the same call. */
 const bundleFlags = (description: string): FlagSpec[] => [
-  { name: 'bundle-path', aliases: ['trustDomainBundlePath'], type: 'string', valueName: 'FILE', description },
+  { name: 'bundle-path', aliases: ['trustDomainBundlePath'], type: 'string', valueName: 'FILE', description: `${description} ("-": standard input)` },
   { name: 'bundle-format', aliases: ['trustDomainBundleFormat'], type: 'string', choices: ['pem', 'spiffe'], description: 'Format of --bundle-path; default: detected' },
 ];
 
-/** The request fields for --bundle-path, read and checked here so a bad file is refused naming it; none without it. */
-function bundleFromFlags(args: ParsedArgs, trustDomain: string): { bundle?: string; bundle_format?: string } {
+/**
+ * The request fields for --bundle-path ("-": standard input), read and checked here so a bad file is refused naming
+ * it; none without it.
+ */
+async function bundleFromFlags(args: ParsedArgs, trustDomain: string, io: CliIo): Promise<{ bundle?: string; bundle_format?: string }> {
   const file = args.string('bundle-path');
   const format = args.string('bundle-format');
   if (format !== undefined && file === undefined) throw invalidArgument('--bundle-format goes with --bundle-path');
-  return file === undefined ? {} : { bundle: readBundleFile(file, trustDomain, format), bundle_format: format ?? '' };
+  return file === undefined ? {} : { bundle: await readBundleInput(file, '--bundle-path', trustDomain, format, io), bundle_format: format ?? '' };
 }
 
 /** create's and update's --data, as spire-server federation create|update -data. */
