@@ -36,9 +36,16 @@ function checkedBundle(text: string, source: string, trustDomain: string, format
     if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`${source}: ${err.message}`, err);
     throw err;
   }
-  // A SPIFFE bundle document (a JWK set) holding a key twice ("keys", say): the server would trust the last silently.
-  if (isJson(text)) refuseDuplicateKeys(text, source);
+  refuseRepeatedKeys(text, source);
   return text;
+}
+
+/**
+ * A SPIFFE bundle document (a JWK set) holding a key twice ("keys", say) is refused, naming `source`: the server would
+ * trust the last silently. Text that is not JSON is left to the server's own checks.
+ */
+export function refuseRepeatedKeys(text: string, source: string): void {
+  if (isJson(text)) refuseDuplicateKeys(text, source);
 }
 
 /**

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import { readAll } from '../../common/cli/input.js';
-import { readBundleFile, warnOfAnotherTrustDomain } from './bundle-file.js';
+import { readBundleFile, refuseRepeatedKeys, warnOfAnotherTrustDomain } from './bundle-file.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
@@ -138,6 +138,8 @@ const set: Command = {
     const format = args.string('format');
     // `--path -` is standard input, as `entry create --data -` and `entry delete --file -` take it.
     const bundle = data ?? (file !== undefined && file !== '-' ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
+    // A repeated key is refused here for every input, as for a --path file: the server cannot see it once parsed.
+    if (file === undefined || file === '-') refuseRepeatedKeys(bundle, data !== undefined ? 'the bundle in --data' : 'the bundle on standard input');
     const b = await withAdminClient(args, io.env, (client) =>
       refusalAsBatchResult(outputFormat(args) === 'json', io, {}, () =>
         client.call('Bundles', 'SetFederatedBundle', { trust_domain: td, bundle, ...(format ? { format } : {}) }),
