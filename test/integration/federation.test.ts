@@ -99,6 +99,36 @@ test('a federated bundle reaches every view of a workload whose entry federates 
   assert.deepEqual(await settled(alone), alone);
 });
 
+test('a SPIFFE bundle document holding "keys" twice is refused by the admin API itself (bundle set, federation create), and nothing is stored', async (t) => {
+  const cluster = await startCluster('meshid-federation-dup-');
+  t.after(() => cluster.cleanup());
+  const one = new TestCa('partner.example');
+  const two = new TestCa('partner.example');
+  t.after(() => {
+    one.dispose();
+    two.dispose();
+  });
+  // Two documents spliced into one object: a direct API client (not the CLI, which checks too) sends both key lists.
+  const keysOf = (json: string): string => JSON.stringify((JSON.parse(json) as { keys: unknown }).keys);
+  const doubled = `{\n"keys": ${keysOf(bundleToSpiffeJson(one.bundle()))},\n"keys": ${keysOf(bundleToSpiffeJson(two.bundle()))}\n}`;
+  const refused = (err: unknown): boolean =>
+    isMeshidError(err, 'invalid_argument') && /the SPIFFE bundle for partner\.example, line 3: duplicate key "keys" \(first on line 2\)/.test(err.message);
+  await assert.rejects(cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: doubled }), refused);
+  await assert.rejects(
+    cluster.admin.call('Federation', 'CreateFederationRelationship', {
+      relationship: { trust_domain: 'partner.example', bundle_endpoint_url: 'https://127.0.0.1:1/bundle', bundle_endpoint_profile: 'https_web' },
+      bundle: doubled,
+    }),
+    refused,
+  );
+  const stored = (await cluster.admin.call('Bundles', 'ListFederatedBundles', {})) as { bundles?: unknown[] };
+  assert.deepEqual(stored.bundles ?? [], []);
+  const relationships = (await cluster.admin.call('Federation', 'ListFederationRelationships', {})) as { relationships?: unknown[] };
+  assert.deepEqual(relationships.relationships ?? [], []);
+  // Control: either half alone is a bundle the server takes.
+  await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: `{\n"keys": ${keysOf(bundleToSpiffeJson(two.bundle()))}\n}` });
+});
+
 test('an agent restarted after its federated bundle was deleted stops serving it, though its entry federates again', async (t) => {
   const cluster = await startCluster('meshid-federation-stale-');
   t.after(() => cluster.cleanup());

@@ -1,4 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
+import { refuseDuplicateKeys } from '../../common/json-duplicate-key.js';
 import { checkWritableX509Authority, federatedBundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseSpiffeId } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
@@ -36,7 +37,8 @@ export function sameAuthorities(a: StoredBundle, b: StoredBundle): boolean {
  * A federated bundle an operator hands over (`bundle set`, `federation create|update --bundle-path`): a SPIFFE bundle
  * document or PEM CA certificates; `format` "spiffe" or "pem", or empty to tell them apart by the first character.
  * A SPIFFE document is read as a partner's (federatedBundleFromSpiffeJson: unusable keys left out, a 64-bit sequence
- * accepted), but one that leaves nothing to trust is refused, with the reasons its keys were ignored.
+ * accepted), but one that holds a key twice, or leaves nothing to trust, is refused (the latter with the reasons its
+ * keys were ignored).
  */
 export function federatedBundleFromText(
   trustDomain: string, text: string, format: string | undefined, previous: StoredBundle | undefined, now: number,
@@ -48,6 +50,8 @@ export function federatedBundleFromText(
   let ignored: readonly string[] = [];
   if (kind === 'spiffe') {
     const doc = federatedBundleFromSpiffeJson(trustDomain, body);
+    // JSON.parse keeps the last of a repeated key ("keys" twice): the document would say two things and mean one.
+    refuseDuplicateKeys(text, `the SPIFFE bundle for ${trustDomain}`);
     ignored = doc.ignored;
     stored = storedFederatedBundle(trustDomain, doc.bundle, previous, now);
   } else if (kind === 'pem') {
