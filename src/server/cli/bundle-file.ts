@@ -29,6 +29,8 @@ export async function readBundleInput(
 
 /** `text` when it is a bundle the server will take, else an InvalidArgument naming where it came from (`source`). */
 function checkedBundle(text: string, source: string, trustDomain: string, format: string | undefined): string {
+  // First, so the refusal names `source` alone: the server-side parse below refuses a repeated key too.
+  refuseRepeatedKeys(text, source);
   try {
     // The sequence and time of a stored bundle do not matter to whether the text is one.
     federatedBundleFromText(trustDomain, text, format, undefined, 0);
@@ -36,7 +38,6 @@ function checkedBundle(text: string, source: string, trustDomain: string, format
     if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`${source}: ${err.message}`, err);
     throw err;
   }
-  refuseRepeatedKeys(text, source);
   return text;
 }
 
