@@ -24,13 +24,25 @@ export class MeshidError extends Error {
    * now), and sent along as gRPC retry pushback (grpc-status.ts).
    */
   readonly retryAfterMs: number | undefined;
+  /**
+   * Whether the server itself failed, whatever code the caller gets: its disk is full, its datastore read-only or
+   * damaged. The code tells the caller whether to retry; this tells the server to log the failure at error level with
+   * its cause, which the operator must act on, rather than at debug with the refusals a client can repeat at will.
+   * Always true for internal.
+   */
+  readonly serverFault: boolean;
 
-  constructor(code: ErrorCode, message: string, options: { cause?: unknown; data?: Record<string, unknown>; retryAfterMs?: number } = {}) {
+  constructor(
+    code: ErrorCode,
+    message: string,
+    options: { cause?: unknown; data?: Record<string, unknown>; retryAfterMs?: number; serverFault?: boolean } = {},
+  ) {
     super(message, options.cause === undefined ? undefined : { cause: options.cause });
     this.name = 'MeshidError';
     this.code = code;
     this.data = options.data;
     this.retryAfterMs = options.retryAfterMs;
+    this.serverFault = code === 'internal' || options.serverFault === true;
   }
 }
 

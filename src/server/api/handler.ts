@@ -5,12 +5,13 @@ import { MeshidError } from '../../common/errors.js';
 
 /**
  * Whether a failure is the server's own rather than a refusal of what the caller asked: anything that is not a
- * MeshidError (a bug), and a MeshidError coded internal (a damaged datastore, a record it cannot read). The caller
- * gets INTERNAL and can do nothing about it; the operator can, so it is logged at error level with its cause,
- * not at debug with the refusals a client can repeat at will.
+ * MeshidError (a bug), and a MeshidError marked serverFault (coded internal, or a datastore whose disk is full or
+ * that cannot write, whose callers get RESOURCE_EXHAUSTED or UNAVAILABLE so that they retry). The caller can do
+ * nothing about it; the operator can, so it is logged at error level with its cause, not at debug with the refusals a
+ * client can repeat at will.
  */
 export function isServerFault(err: unknown): boolean {
-  return !(err instanceof MeshidError) || err.code === 'internal';
+  return !(err instanceof MeshidError) || err.serverFault;
 }
 
 /**

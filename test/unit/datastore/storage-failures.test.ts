@@ -1,0 +1,128 @@
+/**
+ * A datastore that really fails (its size capped, its file opened read-only, a table gone), called through the one
+ * unary handler: what the caller is told, and what the operator finds in the server log at its default level.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import Database from 'better-sqlite3';
+import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { createLogger } from '../../../src/common/log.js';
+import { unary } from '../../../src/server/api/handler.js';
+import { openSqliteDatastore, SqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
+import { openSqliteFile } from '../../../src/server/datastore/sqlite-open.js';
+import { storageError } from '../../../src/server/datastore/sqlite-errors.js';
+import { LEVEL, parseLogLines, type LogRecord } from '../../support/log-lines.js';
+import { tempDir } from './fixture.js';
+
+const TOKEN = 'f3c1d2a4b5e6f7a8b9c0d1e2f3a4b5c6';
+
+/** One call of a unary handler running `fn`, logged at the daemons' default level (info). */
+async function call(fn: () => Promise<unknown>): Promise<{ error: ServiceError; lines: LogRecord[] }> {
+  const raw: string[] = [];
+  const log = createLogger({ name: 'test', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  const handler = unary(log, 'CreateJoinToken', fn);
+  const error = await new Promise<ServiceError>((resolve) => {
+    const callback: sendUnaryData<unknown> = (err) => resolve(err as ServiceError);
+    handler({ request: {} } as ServerUnaryCall<unknown, unknown>, callback);
+  });
+  assert.ok(error !== null, 'the call failed');
+  return { error, lines: parseLogLines(raw.join('')) };
+}
+
+const newToken = (n: number) => ({ token: `${TOKEN}-${n}`, datacenter: 'east', selectors: [], expiresAt: 2_000_000_000_000, createdAt: 1 });
+
+/** The error line of a server fault, holding SQLite's own words (`cause`) and never the join token. */
+function assertLoggedWithCause(lines: LogRecord[], cause: RegExp): void {
+  const line = lines.find((l) => l.level === LEVEL.error);
+  assert.ok(line !== undefined, `no error line at the default level: ${JSON.stringify(lines)}`);
+  assert.equal(line['rpc'], 'CreateJoinToken');
+  assert.match(JSON.stringify(line['err']), cause, 'the cause is in the line');
+  assert.doesNotMatch(JSON.stringify(lines), new RegExp(TOKEN), 'no join token in the log');
+}
+
+/** What no caller is told: SQLite's words, its table names, the datastore's path. */
+function assertNoInternals(details: string, file: string): void {
+  assert.doesNotMatch(details, /SQLITE|sqlite3|no such|constraint|readonly database|disk image|join_tokens/i);
+  assert.ok(!details.includes(path.dirname(file)), details);
+}
+
+test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the caller, the cause at error level in the log', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const file = path.join(dir, 'datastore.sqlite3');
+  const clock = new FakeClock();
+  const db = openSqliteFile(file, clock);
+  const ds = new SqliteDatastore(db, clock);
+  t.after(() => ds.close());
+  // The database may not grow by one page: the first write that needs one fails as on a full disk (SQLITE_FULL).
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+  let n = 0;
+  const { error, lines } = await call(async () => {
+    for (; n < 10_000; n++) await ds.createJoinToken(newToken(n));
+    assert.fail('the capped datastore took 10,000 join tokens');
+  });
+  assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.details);
+  assert.equal(error.details, 'the datastore disk is full');
+  assertLoggedWithCause(lines, /database or disk is full/);
+});
+
+test('a datastore file opened read-only: UNAVAILABLE saying so, the cause at error level in the log', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const file = path.join(dir, 'datastore.sqlite3');
+  const clock = new FakeClock();
+  await (await openSqliteDatastore({ file, clock })).close();
+  const ds = new SqliteDatastore(new Database(file, { readonly: true }), clock);
+  t.after(() => ds.close());
+  const { error, lines } = await call(() => ds.createJoinToken(newToken(0)));
+  assert.equal(error.code, status.UNAVAILABLE, error.details);
+  assert.match(error.details, /^the datastore cannot be written: its file or file system is read-only/);
+  assertNoInternals(error.details, file);
+  assertLoggedWithCause(lines, /readonly database/);
+});
+
+test('an unexpected datastore failure (a table gone): INTERNAL without SQLite words or table names, the cause at error level', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const file = path.join(dir, 'datastore.sqlite3');
+  const clock = new FakeClock();
+  const db = openSqliteFile(file, clock);
+  const ds = new SqliteDatastore(db, clock);
+  t.after(() => ds.close());
+  // A file edited by hand, or a schema this code does not expect: SQLite answers "no such table: join_tokens".
+  db.exec('ALTER TABLE join_tokens RENAME TO join_tokens_moved');
+  const { error, lines } = await call(() => ds.findJoinToken(TOKEN));
+  assert.equal(error.code, status.INTERNAL, error.details);
+  assert.match(error.details, /the server log has the cause/);
+  assertNoInternals(error.details, file);
+  assertLoggedWithCause(lines, /no such table: join_tokens/);
+});
+
+test("a constraint SQLite enforces that the server's checks missed: the refusal names no table or column", () => {
+  const db = new Database(':memory:');
+  try {
+    db.exec('CREATE TABLE registration_entries (id TEXT PRIMARY KEY, hint TEXT CHECK (length(hint) < 4))');
+    db.exec("INSERT INTO registration_entries VALUES ('a', '')");
+    const raised = (sql: string): unknown => {
+      try {
+        db.exec(sql);
+      } catch (err) {
+        return err;
+      }
+      return assert.fail(`${sql} went through`);
+    };
+    const duplicate = storageError(raised("INSERT INTO registration_entries VALUES ('a', '')"));
+    assert.equal(duplicate.code, 'already_exists');
+    assertNoInternals(duplicate.message, '/nowhere/datastore.sqlite3');
+    assert.doesNotMatch(duplicate.message, /registration_entries|\bid\b/);
+    assert.match(String((duplicate.cause as Error).message), /UNIQUE constraint failed: registration_entries\.id/, 'the cause is kept');
+    const check = storageError(raised("INSERT INTO registration_entries VALUES ('b', 'longer')"));
+    assert.equal(check.code, 'failed_precondition');
+    assert.doesNotMatch(check.message, /length|hint|registration_entries|CHECK/);
+  } finally {
+    db.close();
+  }
+});
