@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { FakeClock } from '../../../src/common/clock.js';
-import { RateLimiter } from '../../../src/common/rate-limiter.js';
+import { PRUNE_AT_BUCKETS, RateLimiter } from '../../../src/common/rate-limiter.js';
 import { csrCost, SigningLimits } from '../../../src/server/api/signing-limits.js';
 
 import { isMeshidError } from '../../../src/common/errors.js';
@@ -64,4 +64,49 @@ test('signing limits: keys are charged their cost beyond the tokens admit took; 
   assert.equal(limits.admit('a', 3), 0);
   assert.throws(() => limits.admitKeys('a', [p384, p384, p384], 3), /costs 15 signing tokens/);
   assert.equal(limits.admit('a', 13), 0, 'the 3 taken before the refusal came back');
+});
+
+/** The limiter's map, counting full scans of it (a prune walks it; a take looks up one key). */
+function countScans(l: RateLimiter): { scans: number } {
+  const counter = { scans: 0 };
+  const buckets = (l as unknown as { buckets: Map<string, unknown> }).buckets;
+  const iterate = buckets[Symbol.iterator].bind(buckets);
+  buckets[Symbol.iterator] = () => {
+    counter.scans++;
+    return iterate();
+  };
+  return counter;
+}
+
+test('over PRUNE_AT_BUCKETS buckets all in use, takes do not scan the map each time: a scan of n comes after n/2 new keys', () => {
+  const clock = new FakeClock(0);
+  const l = new RateLimiter(1, 10, clock);
+  for (let i = 0; i <= PRUNE_AT_BUCKETS; i++) l.take(`live-${i}`);
+  const counter = countScans(l);
+  for (let i = 0; i < 1000; i++) {
+    clock.advance(1);
+    l.take(`new-${i}`);
+    l.take('live-0');
+  }
+  assert.ok(counter.scans <= 1, `${counter.scans} scans of ${PRUNE_AT_BUCKETS} buckets for 2,000 takes`);
+  assert.equal(l.size, PRUNE_AT_BUCKETS + 1001, 'no bucket in use is forgotten');
+  assert.ok(l.take('live-0', 10) > 0, 'a kept bucket still holds what was taken from it');
+});
+
+test('with many keys coming and going, idle buckets are forgotten and the count stays bounded', () => {
+  const clock = new FakeClock(0);
+  // Full again 2 s after a take: a key unused for 2 s is idle.
+  const l = new RateLimiter(1, 2, clock);
+  let most = 0;
+  for (let i = 0; i < 5 * PRUNE_AT_BUCKETS; i++) {
+    if (i % 10_000 === 0) clock.advance(1000);
+    assert.equal(l.take(`k-${i}`), 0);
+    most = Math.max(most, l.size);
+  }
+  assert.ok(most <= PRUNE_AT_BUCKETS + 1, `${most} buckets held at once`);
+  // Everything idle now: the next prune, due within PRUNE_AT_BUCKETS + 1 new keys, keeps only the keys still in use.
+  clock.advance(10_000);
+  for (let i = 0; i <= PRUNE_AT_BUCKETS; i++) l.take(`late-${i}`);
+  assert.equal(l.size, PRUNE_AT_BUCKETS + 1, 'only the late keys, all in use, are held: every idle one is gone');
+  assert.ok(l.take('late-0', 2) > 0, 'the bucket just taken from was kept, with its take');
 });
