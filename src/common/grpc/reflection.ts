@@ -7,6 +7,7 @@ import { ReflectionService } from '@grpc/reflection';
 import protobuf from 'protobufjs';
 import { internal, invalidArgument, isMeshidError } from '../errors.js';
 import { toServiceError } from '../grpc-status.js';
+import type { Logger } from '../log.js';
 import { protoDir } from '../paths.js';
 import { PROTO_CONVERSION, protoRoot } from './proto.js';
 import { wireProblem } from './wire-check.js';
@@ -42,8 +43,14 @@ const raw = (bytes: Buffer): Buffer => bytes;
  * two methods are registered with pass-through codecs, and each call is handed to @grpc/reflection's own handler
  * through an adapter that decodes and encodes with the codecs that handler registered.
  */
-export function addReflection(server: Pick<Server, 'addService'>, protoFiles: readonly string[]): void {
+/**
+ * `log` hears why the index cannot be built (the caller gets only INTERNAL): at error level the first time, since
+ * the protos shipped with the binary are broken and only the operator can act on it, then at debug, since every
+ * later reflection call fails the same way and a client retrying in a loop would otherwise write a line each time.
+ */
+export function addReflection(server: Pick<Server, 'addService'>, protoFiles: readonly string[], log?: Logger): void {
   let methods: Map<string, RegisteredMethod> | undefined;
+  let failureLogged = false;
   for (const methodPath of REFLECTION_METHODS) {
     const definition: ServiceDefinition = {
       ServerReflectionInfo: {
@@ -61,7 +68,11 @@ export function addReflection(server: Pick<Server, 'addService'>, protoFiles: re
         try {
           methods ??= reflectionMethods(protoFiles);
         } catch (error) {
-          call.emit('error', toServiceError(internal('cannot build the server reflection index', error)));
+          const fields = { rpc: methodPath, protoFiles, err: error };
+          if (failureLogged) log?.debug(fields, 'cannot build the server reflection index');
+          else log?.error(fields, 'cannot build the server reflection index: reflection calls fail with INTERNAL (the proto files shipped with meshid are missing or broken; reinstall it)');
+          failureLogged = true;
+          call.emit('error', toServiceError(internal('cannot build the server reflection index; the log has the cause', error)));
           return;
         }
         const method = methods.get(methodPath)!;

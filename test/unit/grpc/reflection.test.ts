@@ -4,16 +4,18 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { addReflection } from '../../../src/common/grpc/reflection.js';
 import { tempDir } from '../../support/server-kit.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
+import type { Logger } from '../../../src/common/log.js';
 import { ask, reflectionClient } from '../../support/reflection-client.js';
 
-async function serve(t: { after(fn: () => void): void }, protoFiles: string[]): Promise<string> {
+async function serve(t: { after(fn: () => void): void }, protoFiles: string[], log?: Logger): Promise<string> {
   const { dir, cleanup } = tempDir('meshid-reflection-');
   const server = new grpc.Server();
   t.after(() => {
     server.forceShutdown();
     cleanup();
   });
-  addReflection(server, protoFiles);
+  addReflection(server, protoFiles, log);
   const socket = path.join(dir, 'r.sock');
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
   return socket;
@@ -36,14 +38,24 @@ test('reflection (v1 and v1alpha) lists the Workload API and SDS services on a U
 
 test('the index is built at the first reflection call: registering reads no proto, and a broken one fails that call with INTERNAL', async (t) => {
   // Registration with a proto file that does not exist succeeds: nothing is parsed at start-up.
-  const socket = await serve(t, ['no/such/file.proto']);
+  const { log, records } = capturingLogger('agent');
+  const socket = await serve(t, ['no/such/file.proto'], log);
   const client = reflectionClient('v1', socket);
   t.after(() => client.close());
-  await assert.rejects(ask(client, [{ list_services: '' }]), (err: grpc.ServiceError) => {
-    assert.equal(err.code, grpc.status.INTERNAL);
-    assert.match(err.details, /cannot build the server reflection index/);
-    return true;
-  });
+  for (let i = 0; i < 3; i++) {
+    await assert.rejects(ask(client, [{ list_services: '' }]), (err: grpc.ServiceError) => {
+      assert.equal(err.code, grpc.status.INTERNAL);
+      assert.match(err.details, /cannot build the server reflection index/);
+      assert.doesNotMatch(err.details, /no[/\\]such/, 'no path for the caller');
+      return true;
+    });
+  }
+  // The operator hears why, with the cause, once at error level: the later calls fail the same way.
+  const errors = records().filter((r) => r.level === LEVEL.error);
+  assert.equal(errors.length, 1, JSON.stringify(records()));
+  assert.match(errors[0]!.msg, /cannot build the server reflection index/);
+  assert.match(JSON.stringify(errors[0]!['err']), /no[/\\]such[/\\]file\.proto/, 'the cause names the file');
+  assert.equal(records().filter((r) => r.level === LEVEL.debug).length, 2);
 });
 
 test('a reflection request that is not a ServerReflectionRequest is INVALID_ARGUMENT', async (t) => {
