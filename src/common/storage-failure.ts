@@ -1,5 +1,5 @@
 import fs from 'node:fs';
-import { failedPrecondition, isMeshidError, resourceExhausted, unavailable } from './errors.js';
+import { failedPrecondition, isMeshidError, MeshidError } from './errors.js';
 
 /** Errno and SQLite codes of a write that failed because of where it wrote, not of what it wrote. */
 const STORAGE_CODES = /^(ENOSPC|EDQUOT|EROFS|EACCES|EPERM|EIO|SQLITE_FULL|SQLITE_PERM|SQLITE_READONLY\w*|SQLITE_CANTOPEN\w*|SQLITE_IOERR\w*)$/;
@@ -51,15 +51,17 @@ function describeSpace(dir: string): string | undefined {
 
 /**
  * A failed write of `what` into `dir` as an error the caller can act on: a full disk (or quota) is
- * resource_exhausted, a file system that refuses writes unavailable, both naming the directory and the cause.
- * Anything else is returned as it is.
+ * resource_exhausted, a file system that refuses writes unavailable, both naming the directory and the cause, and
+ * marked serverFault. Anything else is returned as it is.
  */
 export function storageWriteError(err: unknown, what: string, dir: string): unknown {
   const cause = storageFailureCause(err, dir);
   if (cause === undefined) return err;
   const code = (err as { code?: unknown }).code;
   const message = `cannot write ${what} to ${dir}: ${cause}`;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? resourceExhausted(message) : unavailable(message, err);
+  // The server's own disk, whatever the caller is told: logged at error with the cause (api/handler.ts).
+  const full = code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL';
+  return new MeshidError(full ? 'resource_exhausted' : 'unavailable', message, { cause: err, serverFault: true });
 }
 
 /**
