@@ -2,7 +2,11 @@
 export function percentile(sample: number[], p: number): number {
   if (sample.length === 0) return Number.NaN;
   sample.sort((a, b) => a - b);
-  return sample[Math.min(sample.length - 1, Math.max(0, Math.ceil((p / 100) * sample.length) - 1))]!;
+  // The rank is ceil(p·n/100); p/100 is inexact in binary (99.9/100·1000 = 999.0000000000001), which ceil would
+  // push one rank too high, so a product within rounding error of an integer counts as that integer.
+  const exact = (p * sample.length) / 100;
+  const rank = Math.abs(exact - Math.round(exact)) < 1e-9 ? Math.round(exact) : Math.ceil(exact);
+  return sample[Math.min(sample.length - 1, Math.max(0, rank - 1))]!;
 }
 
 /** Runs `op` from `concurrency` workers until `ms` passes (or `maxOps` ops); returns each op's latency in ms. */
