@@ -7,11 +7,18 @@ export interface BenchResult {
   target?: string;
 }
 
-/** One line per result: `name: value unit (ratio X vs baseline)`. */
+/**
+ * `name: value unit (ratio X vs baseline)`, the ratio part only where there is a baseline. A target goes in the name,
+ * in brackets: inside the parentheses it broke the issue's line format, and a target with no ratio was not printed.
+ */
+export function formatResult(r: BenchResult): string {
+  const value = r.value >= 100 ? Math.round(r.value).toString() : r.value.toFixed(2);
+  const name = r.target === undefined ? r.name : `${r.name} [target ${r.target}]`;
+  const ratio = r.ratio === undefined ? '' : ` (ratio ${r.ratio.toFixed(2)} vs baseline)`;
+  return `${name}: ${value} ${r.unit}${ratio}`;
+}
+
+/** One line per result. */
 export function report(results: BenchResult[]): void {
-  for (const r of results) {
-    const value = r.value >= 100 ? Math.round(r.value).toString() : r.value.toFixed(2);
-    const ratio = r.ratio === undefined ? '' : ` (ratio ${r.ratio.toFixed(2)} vs baseline${r.target ? `; target ${r.target}` : ''})`;
-    process.stdout.write(`${r.name}: ${value} ${r.unit}${ratio}\n`);
-  }
+  for (const r of results) process.stdout.write(`${formatResult(r)}\n`);
 }
