@@ -66,7 +66,8 @@ export const JWT_CACHE_CHARS_PER_TOKEN = 8 * 1024;
  * JWT-SVIDs per (entry, audience list), re-minted once half their lifetime has passed as SPIRE does (SPEC-NOTES §8),
  * so every token handed out is valid at return time with room to spare. Bounded in size (LRU); concurrent requests
  * for the same key share one signing call. When signing fails, a cached token that has not expired is still
- * returned: a workload keeps working through a short server outage. Without one, a refusal of the server's signing
+ * returned: a workload keeps working through a short server outage or fault, unless the server refused it the entry
+ * (refusesEntitlement), which drops the token. Without one, a refusal of the server's signing
  * budget is waited out as a first X.509 message waits for its SVIDs (BUDGET_REFUSALS_WAITED_FOR_MS), so a one-shot
  * FetchJWTSVID in a reconnect storm gets its token rather than an error; that wait is one for all signing
  * (JwtSigningHold), not one per caller.
@@ -238,10 +239,15 @@ export class JwtSvidCache {
       return await this.untilCallEnds(joined.promise, this.now() + REFRESH_WAIT_WITH_VALID_TOKEN_MS, signal, () => joined.wanted--, () => shortWaitOver);
     } catch (err) {
       const stale = this.slots.get(key);
-      // The server unreachable, or its signing budget spent for a few seconds (a reconnect storm): the token held is
-      // still valid, and better than no token.
-      const passing = isMeshidError(err, 'unavailable') || budgetRefusalWaitMs(err) !== undefined;
-      if (stale !== undefined && this.now() < stale.usableUntil && passing) return stale.jwt;
+      if (refusesEntitlement(err)) {
+        // The server says the workload may no longer have this identity: the token it holds was signed under what the
+        // server has just withdrawn, so no later path (the short wait, a refresh queued behind the budget) hands it out.
+        if (stale !== undefined) this.removeSlot(key);
+        throw err;
+      }
+      // Any other failure (the server unreachable, its signing budget spent, a fault of its own) says nothing about
+      // the workload's right to the identity: the token held is still valid, and better than no token.
+      if (stale !== undefined && this.now() < stale.usableUntil) return stale.jwt;
       // The token held expired during the short wait: nothing to fall back on, and the caller's own deadline has not
       // come, so it waits for the refresh as a caller without a cached token does (not failed as past its deadline).
       if (err !== shortWaitOver) throw err;
@@ -283,6 +289,17 @@ export class JwtSvidCache {
     }
     return jwt;
   }
+}
+
+/**
+ * Whether a failed signing says that the workload is no longer entitled to the identity: the server refuses the entry
+ * to this agent (PERMISSION_DENIED, as for a banned agent) or no longer has it (NOT_FOUND). SPIRE's agent serves its
+ * cached token through any failure; these two are the server's word that the token should not be handed out again.
+ * The agent's own rejections that the workload is not concerned by ('must re-attest') reach the cache as UNAVAILABLE
+ * (agent.ts).
+ */
+function refusesEntitlement(err: unknown): boolean {
+  return isMeshidError(err, 'permission_denied') || isMeshidError(err, 'not_found');
 }
 
 /** What a wait for the budget ends with when its caller is gone: nobody reads it, the log does. */

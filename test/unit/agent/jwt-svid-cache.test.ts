@@ -1,7 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JWT_CACHE_CHARS_PER_TOKEN, JwtSvidCache, REFRESH_WAIT_WITH_VALID_TOKEN_MS, type SignedJwtSvid } from '../../../src/agent/cache/jwt-svid-cache.js';
-import { permissionDenied, resourceExhausted, unavailable } from '../../../src/common/errors.js';
+import { internal, notFound, permissionDenied, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 
 const TTL = 300_000;
@@ -90,11 +90,28 @@ test('when the server\'s signing budget is spent (RESOURCE_EXHAUSTED with a retr
   clock.advance(TTL * 0.75);
   setFail(resourceExhausted('signing rate limit reached; retry in 3 s'));
   assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
-  // Without the hint it is not a budget refusal (a full datastore disk, say): passed on like any other answer, once
-  // the refusal's wait (3 s and up to 1 s of jitter), in which nothing is asked of the server, is over.
+  // Without the hint it is not a budget refusal (a full datastore disk, say): with no token to fall back on it is
+  // passed on at once, not waited out, once the refusal's wait (3 s and up to 1 s of jitter), in which nothing is
+  // asked of the server, is over.
   clock.advance(4000);
   setFail(resourceExhausted('the datastore disk is full'));
+  assert.equal((await cache.fetch('e1', ['a'])).token, a.token, 'a fault of the server\'s says nothing against the token held');
+  clock.advance(TTL);
   await assert.rejects(cache.fetch('e1', ['a']), /disk is full/);
+});
+
+test('when the server fails signing with INTERNAL (or any fault of its own) a cached token that has not expired is still served, as SPIRE does', async () => {
+  const { clock, calls, cache, setFail } = setup();
+  const a = await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.75);
+  setFail(internal('signing failed'));
+  assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
+  setFail(new Error('a bug of the agent\'s own'));
+  assert.equal((await cache.fetch('e1', ['a'])).token, a.token);
+  assert.equal(calls.length, 3, 'each call still asked the server for a fresh token');
+  clock.advance(TTL * 0.25);
+  setFail(internal('signing failed'));
+  await assert.rejects(cache.fetch('e1', ['a']), /signing failed/, 'an expired token is never served');
 });
 
 test('a server that hangs holds a caller with a valid cached token one second, not its deadline; the refresh is stored when it comes', async () => {
@@ -168,6 +185,22 @@ test('a refusal from the server is passed on even when a cached token exists', a
   setFail(permissionDenied('entry not authorized'));
   await assert.rejects(cache.fetch('e1', ['a']), /not authorized/);
 });
+
+for (const [name, refusal] of [
+  ['PERMISSION_DENIED', permissionDenied('entry e1 is not authorized for this agent')],
+  ['NOT_FOUND', notFound('entry e1 not found')],
+] as const) {
+  test(`a ${name} refusal forgets the cached token: an outage after it does not serve it either`, async () => {
+    const { clock, cache, setFail } = setup();
+    await cache.fetch('e1', ['a']);
+    clock.advance(TTL * 0.6);
+    setFail(refusal);
+    await assert.rejects(cache.fetch('e1', ['a']), refusal);
+    assert.equal(cache.size, 0);
+    setFail(unavailable('server down'));
+    await assert.rejects(cache.fetch('e1', ['a']), /server down/);
+  });
+}
 
 test('the cache is bounded: the least recently used token goes first', async () => {
   const { calls, cache } = setup(2);
