@@ -10,6 +10,49 @@ import { applyJournalBatch, journalFileName, journalGeneration, readJournal } fr
 import { StatePersister, type WithdrawnState } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
 
+/**
+ * How many damaged copies of one file (state.json, a journal) are kept aside at most. Each holds workload keys (a
+ * state.json is ~20 MB at 10,000 SVIDs), and a fault that damages the state at every start (a failing disk under a
+ * crash loop) would otherwise fill the disk with them.
+ */
+export const DAMAGED_COPIES_KEPT = 4;
+
+/**
+ * Puts `name` (in `dir`) aside, moved or copied, for inspection, and returns the aside file's name: `<name>.<suffix>`
+ * for the first, `<name>.<suffix>.<n>` for later ones, n one more than the last. The first is never replaced: the
+ * first damage is the one whose cause matters, later ones may be its consequences. At most DAMAGED_COPIES_KEPT in
+ * all: the oldest numbered ones go, so the first and the latest stay.
+ */
+function setAside(dir: string, name: string, suffix: string, how: 'move' | 'copy'): string {
+  const base = `${name}.${suffix}`;
+  let first = false;
+  const numbered: number[] = [];
+  for (const n of fs.readdirSync(dir)) {
+    if (n === base) first = true;
+    else if (n.startsWith(`${base}.`) && /^[1-9]\d{0,8}$/.test(n.slice(base.length + 1))) numbered.push(Number(n.slice(base.length + 1)));
+  }
+  numbered.sort((a, b) => a - b);
+  const target = !first && numbered.length === 0 ? base : `${base}.${Math.max(1, numbered.at(-1) ?? 1) + 1}`;
+  let excess = (first ? 1 : 0) + numbered.length + 1 - DAMAGED_COPIES_KEPT;
+  for (const n of numbered) {
+    if (excess-- <= 0) break;
+    fs.rmSync(path.join(dir, `${base}.${n}`), { force: true });
+  }
+  const from = path.join(dir, name);
+  const to = path.join(dir, target);
+  if (how === 'move') fs.renameSync(from, to);
+  else {
+    try {
+      fs.copyFileSync(from, to);
+      fs.chmodSync(to, 0o600);
+    } catch (err) {
+      fs.rmSync(to, { force: true });
+      throw err;
+    }
+  }
+  return target;
+}
+
 /** The agent's own SVID and key: an agent without it needs a join token to start. */
 export const IDENTITY_FILE = 'agent-svid.json';
 const STATE_FILE = 'state.json';
@@ -160,7 +203,27 @@ export class AgentStore {
       for (const batch of journal.batches) applyJournalBatch(raw, batch);
       const { state, dropped } = restoreState(raw, now);
       for (const d of dropped) this.log.info({ entryId: d.entryId, reason: d.reason }, 'a stored X509-SVID is not restored');
-      if (journal.validBytes < journal.totalBytes) {
+      if (journal.midwayDamage !== undefined) {
+        // Kept before the cut below: the bytes past the damage are the only record of what was lost. A copy the disk
+        // refuses (full) does not stop the agent: the state before the damage is still good.
+        let copiedTo: string;
+        try {
+          copiedTo = path.join(this.dataDir, setAside(this.dataDir, journalFileName(raw.journal), 'damaged', 'copy'));
+        } catch (err) {
+          copiedTo = `(none: ${storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err))})`;
+        }
+        this.log.error(
+          {
+            file: journalFile,
+            damagedAtByte: journal.validBytes,
+            lostChangeSets: journal.midwayDamage.laterBatches,
+            copiedTo,
+          },
+          `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
+            'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit; the state is restored as saved ' +
+            'before the damage and the change sets after it are dropped (the server sends what is missing)',
+        );
+      } else if (journal.validBytes < journal.totalBytes) {
         this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
       }
       this.removeJournals(raw.journal);
@@ -168,8 +231,7 @@ export class AgentStore {
       return state;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
-      const aside = `${file}.unreadable`;
-      fs.renameSync(file, aside);
+      const aside = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, 'unreadable', 'move'));
       this.removeJournals(undefined);
       this.log.error({ err, movedTo: aside }, 'the stored state cannot be read; starting without it');
       return undefined;

@@ -35,11 +35,22 @@ export function encodeJournalBatch(batch: JournalBatch): string {
   return `${crc32(json).toString(16).padStart(8, '0')} ${json}\n`;
 }
 
-/**
- * The valid batches of a journal and the byte length they span; anything after is a torn or damaged tail (the
- * caller truncates it). A journal that does not exist is empty.
- */
-export function readJournal(file: string): { batches: JournalBatch[]; validBytes: number; totalBytes: number } {
+/** What a journal holds: its valid batches, the bytes they span, and what follows them (the caller truncates it). */
+export interface JournalContents {
+  batches: JournalBatch[];
+  validBytes: number;
+  totalBytes: number;
+  /**
+   * Set when what follows the valid batches is more than one line: not a torn last batch, which is all a stop while
+   * saving can leave (an append is one line, and the JSON holds no raw newline), but damage before the end (a disk
+   * fault, an edit). `laterBatches` counts the lines after the damaged one that still pass their checksum: batches
+   * the agent did save, lost because replay cannot skip one without serving a state that never was.
+   */
+  midwayDamage?: { laterBatches: number };
+}
+
+/** The contents of a journal (JournalContents). A journal that does not exist is empty. */
+export function readJournal(file: string): JournalContents {
   let buf: Buffer;
   try {
     buf = fs.readFileSync(file);
@@ -57,7 +68,16 @@ export function readJournal(file: string): { batches: JournalBatch[]; validBytes
     batches.push(batch);
     pos = end + 1;
   }
-  return { batches, validBytes: pos, totalBytes: buf.length };
+  const badEnd = buf.indexOf(NEWLINE, pos);
+  if (badEnd === -1 || badEnd === buf.length - 1) return { batches, validBytes: pos, totalBytes: buf.length };
+  let laterBatches = 0;
+  for (let from = badEnd + 1; ; ) {
+    const end = buf.indexOf(NEWLINE, from);
+    if (end === -1) break;
+    if (decodeLine(buf.subarray(from, end)) !== undefined) laterBatches++;
+    from = end + 1;
+  }
+  return { batches, validBytes: pos, totalBytes: buf.length, midwayDamage: { laterBatches } };
 }
 
 function decodeLine(line: Buffer): JournalBatch | undefined {

@@ -4,7 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
-import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { AgentStore, DAMAGED_COPIES_KEPT } from '../../../src/agent/storage/agent-store.js';
 import { decodeState, encodeState, snapshotSeal, type StoredState } from '../../../src/agent/storage/stored-state.js';
 import { acquireDataDirLock } from '../../../src/common/data-dir-lock.js';
 import { createLogger, silentLogger } from '../../../src/common/log.js';
@@ -114,6 +114,30 @@ test('an agent store that finds its snapshot changed says so and serves none of 
     assert.equal(back, undefined, `nothing of the damaged snapshot is served: ${JSON.stringify(back?.entries.map((e) => e.selectors))}`);
     assert.equal(fs.readFileSync(`${file}.unreadable`, 'utf8'), damaged, 'kept aside for inspection');
     assert.ok(lines.some((l) => l.includes('does not match its checksum') && l.includes(file) && l.includes('starting without it')), lines.join(''));
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a state file damaged again at a later start is kept aside beside the first, which is never replaced; the copies are bounded in count', () => {
+  const t = tempDir('meshid-store-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const damagedAt = (start: number): string => `{"format":1,"trust_domain":"example.org","damaged at start ${start}":`;
+    // One start more than the copies kept: a crash loop on a failing disk.
+    for (let start = 1; start <= DAMAGED_COPIES_KEPT + 2; start++) {
+      const store = AgentStore.open(dir, silentLogger());
+      store.saveState(sampleState());
+      fs.writeFileSync(path.join(dir, 'state.json'), damagedAt(start));
+      assert.equal(store.loadState(fx.clock.now()), undefined);
+      store.close();
+    }
+    const aside = fs.readdirSync(dir).filter((n) => n.startsWith('state.json.unreadable')).sort();
+    assert.equal(aside.length, DAMAGED_COPIES_KEPT, aside.join(' '));
+    assert.equal(fs.readFileSync(path.join(dir, 'state.json.unreadable'), 'utf8'), damagedAt(1), 'the first evidence is kept');
+    const latest = fs.readFileSync(path.join(dir, `state.json.unreadable.${DAMAGED_COPIES_KEPT + 2}`), 'utf8');
+    assert.equal(latest, damagedAt(DAMAGED_COPIES_KEPT + 2), 'and the latest');
+    for (const n of aside) assert.equal(fs.statSync(path.join(dir, n)).mode & 0o777, 0o600);
   } finally {
     t.cleanup();
   }

@@ -6,7 +6,8 @@ import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
 import { FakeClock } from '../../../src/common/clock.js';
-import { silentLogger } from '../../../src/common/log.js';
+import { createLogger, silentLogger } from '../../../src/common/log.js';
+import { Writable } from 'node:stream';
 import { tempDir } from '../../support/server-kit.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
@@ -151,6 +152,59 @@ test('a torn last batch is dropped and cut off, so the batches saved after the r
     store = AgentStore.open(dir, silentLogger());
     assert.equal(store.loadState(fx.clock.now())?.revision, 1);
     store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('damage before the journal\'s end is logged as damage, not as a stop while saving, and the journal is copied aside before it is cut', () => {
+  const t = tempDir('meshid-journal-midway-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const a = entry('m-a', ['unix:uid:1']);
+    const s1: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a], svids: [fx.issue(a)] };
+    store.saveState(s1);
+    for (let revision = 2; revision <= 4; revision++) store.saveState({ ...s1, revision, svids: [fx.issue(a)] });
+    store.close();
+    const file = path.join(dir, journals(dir)[0]!);
+    const lines = fs.readFileSync(file, 'utf8').split('\n');
+    assert.equal(lines.length, 4, 'three batches, each a line');
+    lines[0] = lines[0]!.replace('"revision":2', '"revision":7');
+    const damaged = lines.join('\n');
+    fs.writeFileSync(file, damaged);
+
+    const logged: Array<Record<string, unknown>> = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+    store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    assert.equal(store.loadState(fx.clock.now())?.revision, 1, 'restored as saved before the damage');
+    store.close();
+    const msgs = logged.map((l) => String(l['msg']));
+    assert.ok(!msgs.some((m) => /stopped while saving/.test(m)), msgs.join('\n'));
+    const line = logged.find((l) => /damaged before its end/.test(String(l['msg'])));
+    assert.ok(line !== undefined, msgs.join('\n'));
+    assert.equal(line['level'], 50);
+    assert.equal(line['lostChangeSets'], 2);
+    assert.equal(line['damagedAtByte'], 0);
+    assert.equal(line['copiedTo'], `${file}.damaged`);
+    assert.equal(fs.readFileSync(`${file}.damaged`, 'utf8'), damaged, 'the evidence, as it was before the cut');
+    assert.equal(fs.statSync(`${file}.damaged`).mode & 0o777, 0o600);
+    assert.equal(fs.statSync(file).size, 0, 'the journal is cut at the damage');
+
+    // A torn last batch is what a stop while saving leaves, and is still called so.
+    store = AgentStore.open(dir, silentLogger());
+    store.loadState(fx.clock.now());
+    store.saveState({ ...s1, revision: 5, svids: [fx.issue(a)] });
+    store.close();
+    const good = fs.readFileSync(file);
+    fs.appendFileSync(file, good.subarray(0, Math.floor(good.length / 2)));
+    logged.length = 0;
+    store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    assert.equal(store.loadState(fx.clock.now())?.revision, 5);
+    store.close();
+    assert.deepEqual(logged.map((l) => [l['level'], String(l['msg'])]).filter(([, m]) => /journal/.test(m as string)), [
+      [40, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped'],
+    ]);
   } finally {
     t.cleanup();
   }
