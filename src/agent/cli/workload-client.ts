@@ -10,6 +10,7 @@ import {
 } from '@grpc/grpc-js';
 import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError } from '../../common/grpc-status.js';
+import { formatDuration } from '../../common/duration.js';
 import { fromStruct, loadProto } from '../../common/grpc/proto.js';
 import { serviceClient } from '../../common/grpc/service.js';
 import type {
@@ -226,6 +227,15 @@ export class WorkloadApiClient {
         permission: 'the socket or its directory does not admit this user',
         down: `is meshid-agent running? Pass --socket-path or set ${ENDPOINT_SOCKET_ENV}`,
       }, err);
+    }
+    if (err.code === status.DEADLINE_EXCEEDED) {
+      // grpc-js's text says where its own machinery stood when time ran out ("waiting for name resolution", "waiting
+      // for LB pick"), which reads as a DNS problem on a Unix socket; what the user set was a timeout for the agent.
+      return unavailable(
+        `the agent on ${this.socketPath} did not answer within the timeout (${formatDuration(this.timeoutMs)}): ` +
+          'is meshid-agent running and not overloaded? A longer --timeout gives it more time',
+        err,
+      );
     }
     if (methodNotServed(err)) {
       // An agent started with disable_workload_api knows SDS alone; anything else (meshid-server's admin socket, any

@@ -329,6 +329,28 @@ describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled
   });
 });
 
+describe('meshid-agent api --timeout that runs out (attestation stubbed: caller entitled, SVID never issued)', () => {
+  const timedOut = (socket: string, timeout: string): string =>
+    `Error: Unavailable: the agent on ${socket} did not answer within the timeout (${timeout}): is meshid-agent running and not overloaded? A longer --timeout gives it more time\n`;
+
+  test('an agent whose answer does not come within --timeout: one line naming the socket and the timeout, not grpc-js\'s "waiting for name resolution"', async () => {
+    // The SVID is never issued, so no answer comes whatever the machine's load: the timeout always runs out first,
+    // at 1 ms before the connection is even made (grpc-js said "waiting for name resolution"), at 300 ms after.
+    h.cache.addEntry('unix:uid:1004', 'spiffe://example.org/pending-fetch', { issued: false });
+    h.caller = [{ type: 'unix', value: 'uid:1004' }];
+    try {
+      for (const timeout of ['1ms', '300ms']) {
+        const r = await within(api(['fetch', 'x509', '--timeout', timeout, '--socket-path', h.socketPath]), 'fetch to give up', 5000);
+        assert.equal(r.code, 1);
+        assert.equal(r.err, timedOut(h.socketPath, timeout));
+      }
+    } finally {
+      h.caller = [{ type: 'unix', value: 'uid:1001' }];
+      h.cache.removeEntry('spiffe://example.org/pending-fetch');
+    }
+  });
+});
+
 test('a flag an api command refuses to run without is marked required in its --help', async () => {
   let checked = 0;
   for (const command of [['fetch', 'x509'], ['fetch', 'jwt'], ['fetch', 'bundle'], ['validate', 'jwt'], ['watch']]) {
