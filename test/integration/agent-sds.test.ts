@@ -285,8 +285,16 @@ test('a StreamSecrets client that resumes, after a reconnect, with the version o
   await own.cluster.deleteEntry(own.entryIds[1]!);
   // The server has committed the delete; the agent applies it when its Sync update arrives, an event polled for
   // (a stream opened before that is rightly answered the secret it still resolves).
-  const stillServed = async (): Promise<boolean> =>
-    ((await fetchSecrets(client, { node: envoyNode(), resource_names: [withdrawn], type_url: SECRET_TYPE_URL }).catch(() => ({ resources: [] }))).resources ?? []).length > 0;
+  // Withdrawn is NOT_FOUND (FetchSecrets is all or nothing); any other failure (the agent gone, the caller refused) is
+  // no proof of a withdrawal and fails the test as itself.
+  const stillServed = async (): Promise<boolean> => {
+    try {
+      return ((await fetchSecrets(client, { node: envoyNode(), resource_names: [withdrawn], type_url: SECRET_TYPE_URL })).resources ?? []).length > 0;
+    } catch (err) {
+      if ((err as grpc.ServiceError).code === grpc.status.NOT_FOUND) return false;
+      throw err;
+    }
+  };
   for (let i = 0; i < 400 && (await stillServed()); i++) await new Promise((r) => setTimeout(r, 25));
   assert.equal(await stillServed(), false, 'the agent withdrew the deleted entry\'s secret');
   // Envoy resumes a new stream with the version it holds (xds_protocol). Nothing it asks for resolves now: before, no

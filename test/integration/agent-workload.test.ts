@@ -36,6 +36,26 @@ async function next(watch: WorkloadWatch<X509SvidResponse>): Promise<X509SvidRes
   return r.value;
 }
 
+/**
+ * Waits until the agent serves this process an X509-SVID for `spiffeId`. PERMISSION_DENIED (the agent has not yet
+ * heard of the entry) is waited out; any other failure is thrown as itself, and one still there after 10 s is named.
+ */
+async function untilServed(spiffeId: string): Promise<void> {
+  let last = 'no answer yet';
+  for (let i = 0; i < 400; i++) {
+    try {
+      const ids = await agent.svidIds();
+      if (ids.includes(spiffeId)) return;
+      last = `served ${JSON.stringify(ids)}`;
+    } catch (err) {
+      if (grpcCode(err) !== grpc.status.PERMISSION_DENIED) throw err;
+      last = String(err);
+    }
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  throw new Error(`the agent never served ${spiffeId} (last: ${last})`);
+}
+
 test('a process registered by unix:uid:<its uid> receives its X509-SVID, which openssl -x509_strict verifies against the bundle', async () => {
   const client = agent.client();
   try {
@@ -130,7 +150,7 @@ test('a process running as uid 65534 that no entry matches gets PERMISSION_DENIE
 });
 
 test('JWT-SVIDs come from the server through the agent, are cached, and validate against the agent', async () => {
-  await agent.client().fetchX509Svid().catch(() => undefined); // the re-created entry is issued
+  await untilServed('spiffe://example.org/test-runner'); // the entry the test before re-created
   const client = agent.client();
   try {
     const a = await client.fetchJwtSvid(['db']);

@@ -38,7 +38,7 @@ function runWithClosedStdout(args: string[], main = AGENT_MAIN): Promise<{ code:
   });
 }
 
-describe('meshid-agent with a reader that goes away (EPIPE on stdout)', () => {
+describe('meshid-agent with a reader that goes away (EPIPE on stdout; attestation and cache stubbed: workload harness)', () => {
   test('api fetch x509 | head -1: exits 0 with nothing on stderr, no stack trace', async () => {
     const r = await runWithClosedStdout(['api', 'fetch', 'x509', '--socket-path', h.socketPath]);
     assert.deepEqual(r, { code: 0, signal: null, err: '' });

@@ -45,7 +45,7 @@ const sotwMessage = (w: unknown): DiscoveryResponse => {
 
 const turn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
-describe('SDS streams under backpressure', () => {
+describe('SDS streams under backpressure (stubbed: FakeSdsCache for the identity cache, StalledCall for the grpc-js call)', () => {
   let ca: TestCa;
   before(() => {
     ca = new TestCa('example.org');

@@ -28,7 +28,7 @@ before(() => {
 });
 after(() => ca.dispose());
 
-test('snapshots of the same cache objects give the same response object', () => {
+test('snapshots of the same cache objects give the same response object (stubbed cache: FakeWorkloadCache)', () => {
   const first = x509SvidResponse(cache.snapshot(A));
   assert.ok(first !== undefined);
   assert.equal(x509SvidResponse(cache.snapshot(A)), first);
@@ -36,7 +36,7 @@ test('snapshots of the same cache objects give the same response object', () => 
   assert.ok(sameX509SvidResponse(first, first));
 });
 
-test('another entitlement set, a re-issued SVID or a new bundle gives a new response with the new content', () => {
+test('another entitlement set, a re-issued SVID or a new bundle gives a new response with the new content (stubbed cache: FakeWorkloadCache)', () => {
   const a = x509SvidResponse(cache.snapshot(A))!;
   const ab = x509SvidResponse(cache.snapshot(AB))!;
   assert.notEqual(ab, a);
@@ -54,7 +54,7 @@ test('another entitlement set, a re-issued SVID or a new bundle gives a new resp
   assert.notEqual(rebundled, rotated);
 });
 
-test('an equal version in a different object is not trusted to be the same content', () => {
+test('an equal version in a different object is not trusted to be the same content (stubbed cache: FakeWorkloadCache)', () => {
   const snapshot = cache.snapshot(A);
   const first = x509SvidResponse(snapshot)!;
   const svid = snapshot.svids[0]!;
@@ -64,7 +64,7 @@ test('an equal version in a different object is not trusted to be the same conte
   assert.deepEqual(other.svids[0]!.x509_svid_key, Buffer.from('another key'));
 });
 
-test('the Workload API encodes a response object once and gives the same bytes as plain encoding', () => {
+test('the Workload API encodes a response object once and gives the same bytes as plain encoding (stubbed cache: FakeWorkloadCache)', () => {
   const plain = serviceOf(loadProto(WORKLOAD_PROTO), WORKLOAD_SERVICE_NAME);
   const definition = workloadApiServiceDefinition();
   const response = x509SvidResponse(cache.snapshot(AB))!;
