@@ -18,13 +18,12 @@ import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type 
 export const DAMAGED_COPIES_KEPT = 4;
 
 /**
- * Puts `name` (in `dir`) aside, moved or copied, for inspection, and returns the aside file's name: `<name>.<suffix>`
- * for the first, `<name>.<suffix>.<n>` for later ones, n one more than the last. The first is never replaced: the
- * first damage is the one whose cause matters, later ones may be its consequences. At most DAMAGED_COPIES_KEPT in
- * all: the oldest numbered ones go, so the first and the latest stay.
+ * Puts `name` (in `dir`) aside, moved or copied, for inspection, and returns the aside file's name: `base` for the
+ * first, `<base>.<n>` for later ones, n one more than the last. The first is never replaced: the first damage is the
+ * one whose cause matters, later ones may be its consequences. At most DAMAGED_COPIES_KEPT in all: the oldest
+ * numbered ones go, so the first and the latest stay.
  */
-function setAside(dir: string, name: string, suffix: string, how: 'move' | 'copy'): string {
-  const base = `${name}.${suffix}`;
+function setAside(dir: string, name: string, base: string, how: 'move' | 'copy'): string {
   let first = false;
   const numbered: number[] = [];
   for (const n of fs.readdirSync(dir)) {
@@ -208,7 +207,8 @@ export class AgentStore {
         // refuses (full) does not stop the agent: the state before the damage is still good.
         let copiedTo: string;
         try {
-          copiedTo = path.join(this.dataDir, setAside(this.dataDir, journalFileName(raw.journal), 'damaged', 'copy'));
+          // One name for every generation's journal, so that the bound holds across compactions too.
+          copiedTo = path.join(this.dataDir, setAside(this.dataDir, journalFileName(raw.journal), 'state.journal.damaged', 'copy'));
         } catch (err) {
           copiedTo = `(none: ${storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err))})`;
         }
@@ -231,7 +231,7 @@ export class AgentStore {
       return state;
     } catch (err) {
       if (!isMeshidError(err)) throw err;
-      const aside = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, 'unreadable', 'move'));
+      const aside = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, `${STATE_FILE}.unreadable`, 'move'));
       this.removeJournals(undefined);
       this.log.error({ err, movedTo: aside }, 'the stored state cannot be read; starting without it');
       return undefined;

@@ -186,9 +186,10 @@ test('damage before the journal\'s end is logged as damage, not as a stop while 
     assert.equal(line['level'], 50);
     assert.equal(line['lostChangeSets'], 2);
     assert.equal(line['damagedAtByte'], 0);
-    assert.equal(line['copiedTo'], `${file}.damaged`);
-    assert.equal(fs.readFileSync(`${file}.damaged`, 'utf8'), damaged, 'the evidence, as it was before the cut');
-    assert.equal(fs.statSync(`${file}.damaged`).mode & 0o777, 0o600);
+    const copy = path.join(dir, 'state.journal.damaged');
+    assert.equal(line['copiedTo'], copy);
+    assert.equal(fs.readFileSync(copy, 'utf8'), damaged, 'the evidence, as it was before the cut');
+    assert.equal(fs.statSync(copy).mode & 0o777, 0o600);
     assert.equal(fs.statSync(file).size, 0, 'the journal is cut at the damage');
 
     // A torn last batch is what a stop while saving leaves, and is still called so.
