@@ -1,5 +1,6 @@
 import path from 'node:path';
 import { invalidArgument } from '../../common/errors.js';
+import { checkClientSocketPath } from '../../common/cli/socket-problem.js';
 
 /** Where meshid-agent serves the Workload API unless configured otherwise (SPIRE's is /tmp/spire-agent/public/api.sock). */
 export const DEFAULT_SOCKET_PATH = '/tmp/meshid-agent/public/api.sock';
@@ -63,8 +64,9 @@ export function socketPathSetting(value: string, source: string): string {
  * unix: URI), else $SPIFFE_ENDPOINT_SOCKET (a URI), else DEFAULT_SOCKET_PATH.
  */
 export function resolveSocketPath(flag: string | undefined, env: NodeJS.ProcessEnv): string {
-  if (flag !== undefined) return socketPathSetting(flag, '--socket-path');
+  // Refused before connecting: Node would connect to the path cut to 108 bytes, which may be another program's socket.
+  if (flag !== undefined) return checkClientSocketPath(socketPathSetting(flag, '--socket-path'), '--socket-path');
   const fromEnv = env[ENDPOINT_SOCKET_ENV];
-  if (fromEnv !== undefined && fromEnv !== '') return parseEndpointSocket(fromEnv);
+  if (fromEnv !== undefined && fromEnv !== '') return checkClientSocketPath(parseEndpointSocket(fromEnv), ENDPOINT_SOCKET_ENV);
   return DEFAULT_SOCKET_PATH;
 }

@@ -1,5 +1,5 @@
 /**
- * meshid-server's CLI given an admin socket path longer than a Unix socket path may be: Node would connect to the path
+ * meshid-server's and meshid-agent's CLIs given a socket path longer than a Unix socket path may be: Node would connect to the path
  * cut to its first 108 bytes, which may be another program's socket. A listener sits at that shorter path here, so a
  * CLI that connected there is caught even when it then fails: nothing may reach it, and the error names the length.
  */
@@ -9,6 +9,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.js';
+import { AGENT_MAIN } from '../support/cluster.js';
 
 let dir: string;
 let cleanup: () => void;
@@ -63,5 +64,12 @@ test('a relative path is measured as resolved, the way it is connected to', asyn
   const resolved = path.join(dir, relative);
   assert.equal(r.code, 1);
   assert.match(r.err, new RegExp(`^Error: InvalidArgument: --admin-socket: ${resolved.replace(/[.]/g, '\\.')} is ${Buffer.byteLength(resolved)} bytes long`));
+  assert.equal(accepted, 0, 'the CLI connected to the path cut short');
+});
+
+test("meshid-agent's CLI given a --socket-path over 107 bytes, or SPIFFE_ENDPOINT_SOCKET naming one, refuses it and connects nowhere", async () => {
+  assertTooLong(await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', longPath]), '--socket-path');
+  assertTooLong(await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', longPath]), '--socket-path');
+  assertTooLong(await runNode(AGENT_MAIN, ['api', 'fetch', 'jwt', '--audience', 'a'], { SPIFFE_ENDPOINT_SOCKET: `unix://${longPath}` }), 'SPIFFE_ENDPOINT_SOCKET');
   assert.equal(accepted, 0, 'the CLI connected to the path cut short');
 });
