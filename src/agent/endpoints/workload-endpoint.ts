@@ -142,7 +142,7 @@ export class WorkloadEndpoint {
     if (apis.sds) services.addService(sdsServiceDefinition(), sds.implementation);
     const served = [...(apis.workload ? [WORKLOAD_SERVICE_NAME] : []), ...(apis.sds ? [SDS_SERVICE_NAME] : [])];
     services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o, served));
-    addReflection(services, [...(apis.workload ? [WORKLOAD_PROTO] : []), ...(apis.sds ? [SDS_PROTO] : [])]);
+    addReflection(services, [...(apis.workload ? [WORKLOAD_PROTO] : []), ...(apis.sds ? [SDS_PROTO] : [])], log);
     prepareSocketDir(path.dirname(o.socketPath), log);
     await socket.start();
     return new WorkloadEndpoint(server, socket, workload, sds, fairQueue, log);
