@@ -269,11 +269,20 @@ export class JwtSvidCache {
 
   private async signAndStore(key: string, call: CallMark, audience: readonly string[]): Promise<SignedJwtSvid> {
     const { entryId } = call;
-    const jwt = await this.hold.run(() => {
-      if (call.wanted === 0) return Promise.reject(callGone());
-      call.sent = true;
-      return this.sign(entryId, audience);
-    });
+    let jwt: SignedJwtSvid;
+    try {
+      jwt = await this.hold.run(() => {
+        if (call.wanted === 0) return Promise.reject(callGone());
+        call.sent = true;
+        return this.sign(entryId, audience);
+      });
+    } catch (err) {
+      // Dropped here, not only by the callers waiting for this call: a refusal that comes after every caller stopped
+      // waiting (the short wait over, or a refresh queued behind the budget) must not leave the token to the next
+      // failure's fallback. A discarded call's slot is no longer its own.
+      if (refusesEntitlement(err) && !call.discarded) this.removeSlot(key);
+      throw err;
+    }
     if (!call.discarded) {
       this.removeSlot(key);
       const receivedAt = this.now();

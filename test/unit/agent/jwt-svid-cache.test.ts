@@ -202,6 +202,31 @@ for (const [name, refusal] of [
   });
 }
 
+test('a refusal that arrives after the caller stopped waiting (the short wait over) still forgets the cached token', async () => {
+  const clock = new FakeClock();
+  let n = 0;
+  let refuse: (() => void) | undefined;
+  let down = false;
+  const sign = (): Promise<SignedJwtSvid> => {
+    if (down) return Promise.reject(unavailable('server down'));
+    const iat = clock.now();
+    if (++n === 1) return Promise.resolve({ token: 't1', issuedAt: iat, expiresAt: iat + TTL });
+    return new Promise((_, reject) => (refuse = () => reject(permissionDenied('entry e1 is not authorized for this agent'))));
+  };
+  const cache = new JwtSvidCache(sign, clock);
+  const a = await cache.fetch('e1', ['a']);
+  clock.advance(TTL * 0.6);
+  const pending = cache.fetch('e1', ['a'], clock.now() + 30_000);
+  await new Promise((r) => setImmediate(r));
+  clock.advance(REFRESH_WAIT_WITH_VALID_TOKEN_MS);
+  assert.equal((await pending).token, a.token, 'a slow server: the cached token after the short wait');
+  refuse!();
+  await new Promise((r) => setImmediate(r));
+  assert.equal(cache.size, 0, 'the late refusal drops the token');
+  down = true;
+  await assert.rejects(cache.fetch('e1', ['a'], clock.now() + 30_000), /server down/, 'an outage after the refusal does not serve the withdrawn token');
+});
+
 test('the cache is bounded: the least recently used token goes first', async () => {
   const { calls, cache } = setup(2);
   await cache.fetch('e1', ['a']);
