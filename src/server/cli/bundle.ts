@@ -138,7 +138,8 @@ const set: Command = {
     const format = args.string('format');
     // `--path -` is standard input, as `entry create --data -` and `entry delete --file -` take it.
     const bundle = data ?? (file !== undefined && file !== '-' ? readBundleFile(file, td, format) : await readAll(io, 'no bundle given: pass --path FILE or --data TEXT', 'the bundle (PEM or a SPIFFE bundle document; or pass --path FILE)'));
-    // A repeated key is refused here for every input, as for a --path file: the server cannot see it once parsed.
+    // A repeated key is refused here for every input, as for a --path file, so the refusal names where the text came
+    // from; the server refuses it too (federatedBundleFromText), but can only say "the SPIFFE bundle".
     if (file === undefined || file === '-') refuseRepeatedKeys(bundle, data !== undefined ? 'the bundle in --data' : 'the bundle on standard input');
     const b = await withAdminClient(args, io.env, (client) =>
       refusalAsBatchResult(outputFormat(args) === 'json', io, {}, () =>
