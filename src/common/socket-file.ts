@@ -6,13 +6,13 @@ import { failedPrecondition, invalidArgument } from './errors.js';
  * Linux's sun_path is 108 bytes. Node binds a path of all 108 (no NUL), but Envoy and gRPC C-core clients refuse a
  * path that leaves no room for the terminating NUL, so the workloads' side could not connect to it: 107.
  */
-export const MAX_SOCKET_PATH_BYTES = 107;
+const MAX_SOCKET_PATH_BYTES = 107;
 
-/** Why `socketPath` cannot be bound, for its length, or undefined when it can. */
-function socketPathLengthProblem(socketPath: string): string | undefined {
+/** Why no socket can be bound or connected to at `socketPath`, for its length, or undefined when one can. */
+export function socketPathLengthProblem(socketPath: string): string | undefined {
   const bytes = Buffer.byteLength(socketPath);
   if (bytes <= MAX_SOCKET_PATH_BYTES) return undefined;
-  return `${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path): choose a shorter path`;
+  return `${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path)`;
 }
 
 /**
@@ -21,7 +21,7 @@ function socketPathLengthProblem(socketPath: string): string | undefined {
  */
 export function checkSocketPathLength(socketPath: string, setting: string): string {
   const problem = socketPathLengthProblem(socketPath);
-  if (problem !== undefined) throw invalidArgument(`${setting}: ${problem}`);
+  if (problem !== undefined) throw invalidArgument(`${setting}: ${problem}: choose a shorter path`);
   return socketPath;
 }
 
@@ -35,7 +35,7 @@ export async function removeStaleSocket(socketPath: string): Promise<void> {
   // Node binds a path over 108 bytes cut short, elsewhere (in a parent directory, beside the private one), and the
   // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
   const tooLong = socketPathLengthProblem(socketPath);
-  if (tooLong !== undefined) throw failedPrecondition(tooLong);
+  if (tooLong !== undefined) throw failedPrecondition(`${tooLong}: choose a shorter path`);
   let stat: fs.Stats;
   try {
     stat = fs.lstatSync(socketPath);

@@ -333,15 +333,22 @@ function publicationLeadMs(ttls: {
  */
 function bundleRefreshHint(raw: string | number | undefined, ttls: Parameters<typeof publicationLeadMs>[0]): number {
   const leadMs = publicationLeadMs(ttls);
+  const f = formatDuration;
+  const leadWhy = 'the least of root_activation_delay, half of root_ttl less intermediate_ttl, and half of jwt_key_ttl less max_jwt_svid_ttl';
+  // The shortest hint is 1s, which needs twice that: a shorter lead leaves no hint partners could keep up with.
+  if (leadMs < 2000) {
+    throw invalidArgument(
+      `a new root or JWT key would be published only ${f(leadMs)} before it is used (${leadWhy}), so federation partners could not fetch it in time ` +
+        'at any refresh hint (1s at least): raise root_activation_delay, root_ttl or jwt_key_ttl',
+    );
+  }
   // Unset: five minutes (SPIRE's default too), or less where the CA publishes its new keys sooner than that.
   if (raw === undefined) return Math.max(1, Math.min(300, Math.floor(leadMs / 2000)));
   const hintMs = parseDuration(raw, 'bundle_endpoint_refresh_hint');
-  const f = formatDuration;
   if (hintMs < 1000 || hintMs % 1000 !== 0) throw invalidArgument(`bundle_endpoint_refresh_hint (${f(hintMs)}) must be a whole number of seconds, at least 1s`);
   if (hintMs > leadMs / 2) {
     throw invalidArgument(
-      `bundle_endpoint_refresh_hint (${f(hintMs)}) is longer than half the time a new root or JWT key is published before it is used (${f(leadMs)}: ` +
-        'the least of root_activation_delay, half of root_ttl less intermediate_ttl, and half of jwt_key_ttl less max_jwt_svid_ttl): ' +
+      `bundle_endpoint_refresh_hint (${f(hintMs)}) is longer than half the time a new root or JWT key is published before it is used (${f(leadMs)}: ${leadWhy}): ` +
         `partners polling that seldom could miss it; lower the hint to ${f(Math.floor(leadMs / 2000) * 1000)} or less`,
     );
   }

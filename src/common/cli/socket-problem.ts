@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import { invalidArgument, unavailable, type MeshidError } from '../errors.js';
-import { MAX_SOCKET_PATH_BYTES } from '../socket-file.js';
+import { socketPathLengthProblem } from '../socket-file.js';
 import { withoutEmptyResolutionNote } from '../grpc/call-failure.js';
 
 /**
@@ -74,10 +74,7 @@ export function unreachableSocket(
  * shorter path, another program's socket included. `source` names where the path came from ("--admin-socket").
  */
 export function checkClientSocketPath(socketPath: string, source: string): string {
-  const bytes = Buffer.byteLength(socketPath);
-  if (bytes <= MAX_SOCKET_PATH_BYTES) return socketPath;
-  throw invalidArgument(
-    `${source}: ${socketPath} is ${bytes} bytes long, more than the ${MAX_SOCKET_PATH_BYTES} a Unix socket path may have (the kernel's sun_path), ` +
-      'so no daemon listens there: give the path the daemon was started with',
-  );
+  const problem = socketPathLengthProblem(socketPath);
+  if (problem === undefined) return socketPath;
+  throw invalidArgument(`${source}: ${problem}, so no daemon listens there: give the path the daemon was started with`);
 }

@@ -209,6 +209,19 @@ test('the refresh hint follows the JWT key\'s real publication lead: half of jwt
   assert.throws(() => compileServerConfig({ ...shortRoot, bundle_endpoint_refresh_hint: '7h' }), /\(12h:/);
 });
 
+test('TTLs that publish a new JWT key or root less than 2s ahead are refused: no refresh hint (1s at least) lets partners keep up', () => {
+  // jwt_key_ttl 2m2s against a 1m JWT-SVID: the successor, made at 1m1s, signs from 1m2s, 1s after publication.
+  const tight = { trust_domain: 'example.org', jwt_key_ttl: '122s', default_jwt_svid_ttl: '1m' };
+  for (const hint of [{}, { bundle_endpoint_refresh_hint: '1s' }]) {
+    assert.throws(
+      () => compileServerConfig({ ...tight, ...hint }),
+      /a new root or JWT key would be published only 1s before it is used \(the least of .*\), so federation partners .*raise root_activation_delay, root_ttl or jwt_key_ttl/,
+    );
+  }
+  // Control: 2s ahead leaves a 1s hint.
+  assert.equal(compileServerConfig({ ...tight, jwt_key_ttl: '124s' }).bundleRefreshHintSeconds, 1);
+});
+
 test("a spire-server config in SPIRE's JSON layout is read, and SPIRE settings meshid lacks are refused saying what to do instead", () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
   try {
