@@ -2,13 +2,13 @@ import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, fsyncDir, removeStaleTempFiles, stageFile, writeFileAtomic } from '../../common/atomic-file.js';
-import { failedPrecondition, isMeshidError, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister, type WithdrawnState } from './state-persister.js';
-import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type StoredIdentity, type StoredState } from './stored-state.js';
+import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
 
 /**
  * How many damaged copies of one file (state.json, a journal) are kept aside at most. Each holds workload keys (a
@@ -50,6 +50,26 @@ function setAside(dir: string, name: string, base: string, how: 'move' | 'copy')
     }
   }
   return target;
+}
+
+/**
+ * What a state document that cannot be restored is reported as. Parsing and restoring read only the document, so
+ * every error they throw is the document's: a TypeError is a field of the wrong type (`"entries": [null]`), in a
+ * file without the seal that would have vouched for its shape.
+ */
+function asDamage(err: unknown): MeshidError {
+  if (isMeshidError(err)) return err;
+  return invalidArgument(`it holds a value of the wrong type (${err instanceof Error ? err.message : String(err)})`, err);
+}
+
+/** Whether the snapshot restores by itself, without its journal. */
+function snapshotRestores(bytes: Buffer, now: number): boolean {
+  try {
+    restoreState(parseStateDocument(bytes), now);
+    return true;
+  } catch {
+    return false;
+  }
 }
 
 /** The agent's own SVID and key: an agent without it needs a join token to start. */
@@ -193,48 +213,85 @@ export class AgentStore {
       this.removeJournals(undefined);
       return undefined;
     }
+    let raw: RawState;
     try {
-      const raw = parseStateDocument(bytes);
+      raw = parseStateDocument(bytes);
       // Damaged: re-checking the SVIDs cannot tell a changed selector, which would hand an SVID to another workload.
       if (raw.seal === 'broken') throw failedPrecondition(`${file} does not match its checksum (damaged or edited)`);
-      const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
-      const journal = readJournal(journalFile);
-      for (const batch of journal.batches) applyJournalBatch(raw, batch);
-      const { state, dropped } = restoreState(raw, now);
-      for (const d of dropped) this.log.info({ entryId: d.entryId, reason: d.reason }, 'a stored X509-SVID is not restored');
-      if (journal.midwayDamage !== undefined) {
-        // Kept before the cut below: the bytes past the damage are the only record of what was lost. A copy the disk
-        // refuses (full) does not stop the agent: the state before the damage is still good.
-        let copiedTo: string;
-        try {
-          // One name for every generation's journal, so that the bound holds across compactions too.
-          copiedTo = path.join(this.dataDir, setAside(this.dataDir, journalFileName(raw.journal), 'state.journal.damaged', 'copy'));
-        } catch (err) {
-          copiedTo = `(none: ${storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err))})`;
-        }
-        this.log.error(
-          {
-            file: journalFile,
-            damagedAtByte: journal.validBytes,
-            lostChangeSets: journal.midwayDamage.laterBatches,
-            copiedTo,
-          },
-          `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
-            'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit; the state is restored as saved ' +
-            'before the damage and the change sets after it are dropped (the server sends what is missing)',
-        );
-      } else if (journal.validBytes < journal.totalBytes) {
-        this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
-      }
-      this.removeJournals(raw.journal);
-      this.persister.resume(raw, state, bytes.length, journal.validBytes);
-      return state;
     } catch (err) {
-      if (!isMeshidError(err)) throw err;
-      const aside = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, `${STATE_FILE}.unreadable`, 'move'));
-      this.removeJournals(undefined);
-      this.log.error({ err, movedTo: aside }, 'the stored state cannot be read; starting without it');
-      return undefined;
+      return this.setStateAside(err);
+    }
+    const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
+    const journal = readJournal(journalFile);
+    let restored: ReturnType<typeof restoreState>;
+    try {
+      for (const batch of journal.batches) applyJournalBatch(raw, batch);
+      restored = restoreState(raw, now);
+    } catch (err) {
+      // The journal is to blame when the snapshot restores without it: a batch that passes its checksum but cannot
+      // be applied (written by hand, or damaged before its checksum was computed).
+      if (journal.batches.length > 0 && snapshotRestores(bytes, now)) return this.setJournalAside(journalFile, raw.journal, err);
+      return this.setStateAside(err);
+    }
+    const { state, dropped } = restored;
+    for (const d of dropped) this.log.info({ entryId: d.entryId, reason: d.reason }, 'a stored X509-SVID is not restored');
+    if (journal.midwayDamage !== undefined) {
+      // Kept before the cut below: the bytes past the damage are the only record of what was lost.
+      const copiedTo = this.copyJournalAside(raw.journal);
+      this.log.error(
+        {
+          file: journalFile,
+          damagedAtByte: journal.validBytes,
+          lostChangeSets: journal.midwayDamage.laterBatches,
+          copiedTo,
+        },
+        `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
+          'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit; the state is restored as saved ' +
+          'before the damage and the change sets after it are dropped (the server sends what is missing)',
+      );
+    } else if (journal.validBytes < journal.totalBytes) {
+      this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
+    }
+    this.removeJournals(raw.journal);
+    this.persister.resume(raw, state, bytes.length, journal.validBytes);
+    return state;
+  }
+
+  /** A state.json that cannot be used: moved aside, journals removed, and the agent starts without stored state. */
+  private setStateAside(err: unknown): undefined {
+    const aside = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, `${STATE_FILE}.unreadable`, 'move'));
+    this.removeJournals(undefined);
+    this.log.error({ err: asDamage(err), movedTo: aside }, 'the stored state cannot be read; starting without it');
+    return undefined;
+  }
+
+  /**
+   * A journal with a change set that cannot be applied: copied aside as evidence, and the agent starts without stored
+   * state. Not from the snapshot alone: the journal's change sets may withdraw entries and SVIDs the snapshot still
+   * grants, so the snapshot is moved aside too, lest a later start read it without its journal.
+   */
+  private setJournalAside(journalFile: string, generation: number, err: unknown): undefined {
+    const copiedTo = this.copyJournalAside(generation);
+    const snapshotMovedTo = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, `${STATE_FILE}.unreadable`, 'move'));
+    this.removeJournals(undefined);
+    this.log.error(
+      { err: asDamage(err), file: journalFile, copiedTo, snapshotMovedTo },
+      'the state journal holds a change set that passes its checksum but cannot be applied (written by hand, or damaged before it was saved); ' +
+        `${STATE_FILE} reads, but without the journal it may still grant what the journal withdrew, so the agent starts without stored state (the server sends everything)`,
+    );
+    return undefined;
+  }
+
+  /**
+   * Copies the journal of `generation` aside for inspection, and returns where to, or "(none: <cause>)": a copy the
+   * disk refuses (full) does not stop the agent.
+   */
+  private copyJournalAside(generation: number): string {
+    try {
+      // One name for every generation's journal, so that the bound holds across compactions too.
+      return path.join(this.dataDir, setAside(this.dataDir, journalFileName(generation), 'state.journal.damaged', 'copy'));
+    } catch (err) {
+      return `(none: ${storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err))})`;
     }
   }
 

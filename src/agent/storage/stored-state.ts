@@ -251,13 +251,24 @@ export interface RawState {
   readonly seal: SnapshotSeal;
 }
 
+/**
+ * A list in the state document; absent is empty. Anything else (`"entries": null`) is not a document the agent wrote,
+ * and read as empty it would pass for a state that holds nothing.
+ */
+function listField(doc: Record<string, unknown>, field: string): unknown[] {
+  const value = doc[field];
+  if (value === undefined) return [];
+  if (!Array.isArray(value)) throw invalidArgument(`the agent state file's "${field}" is ${value === null ? 'null' : `a ${typeof value}`}, not a list`);
+  return value;
+}
+
 /** Parses the snapshot document without checking entries or SVIDs (restoreState does). */
 export function parseStateDocument(bytes: Buffer): RawState {
   const doc = parseDocument(bytes.toString('utf8'), 'the agent state file');
   const entries = new Map<string, EntryMessage>();
-  for (const m of Array.isArray(doc['entries']) ? (doc['entries'] as EntryMessage[]) : []) entries.set(String(m?.id ?? ''), m);
+  for (const m of listField(doc, 'entries') as EntryMessage[]) entries.set(String(m?.id ?? ''), m);
   const svids = new Map<string, SvidDocument>();
-  for (const v of Array.isArray(doc['svids']) ? (doc['svids'] as SvidDocument[]) : []) svids.set(String(v?.entry_id ?? ''), v);
+  for (const v of listField(doc, 'svids') as SvidDocument[]) svids.set(String(v?.entry_id ?? ''), v);
   const journal = doc['journal'];
   return {
     trustDomain: String(doc['trust_domain'] ?? ''),

@@ -241,6 +241,39 @@ test('the data dir is 0700, its files 0600, and a damaged state file is moved as
   }
 });
 
+test('a state file without a seal whose fields have the wrong type is moved aside like any other damage, not a TypeError that stops the agent', () => {
+  const t = tempDir('meshid-store-types-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const logged: Array<Record<string, unknown>> = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    const damages: Array<[string, (doc: Record<string, any>) => void, RegExp]> = [
+      ['entries null', (doc) => (doc['entries'] = null), /"entries" is null, not a list/],
+      ['svids a string', (doc) => (doc['svids'] = 'x'), /"svids" is a string, not a list/],
+      ['an entry null', (doc) => (doc['entries'] = [null]), /wrong type/],
+      ['selectors a number', (doc) => (doc['entries'][0].selectors = 5), /wrong type/],
+      ['dns_names a number', (doc) => (doc['entries'][0].dns_names = 5), /wrong type/],
+    ];
+    for (const [what, damage, reason] of damages) {
+      const doc = JSON.parse(encodeState(sampleState()));
+      delete doc.sha256;
+      damage(doc);
+      fs.writeFileSync(path.join(dir, 'state.json'), JSON.stringify(doc));
+      logged.length = 0;
+      assert.equal(store.loadState(fx.clock.now()), undefined, what);
+      assert.ok(!fs.existsSync(path.join(dir, 'state.json')), what);
+      const line = logged.find((l) => l['msg'] === 'the stored state cannot be read; starting without it');
+      assert.ok(line !== undefined, `${what}: ${JSON.stringify(logged)}`);
+      assert.match(String((line['err'] as Record<string, unknown>)['message']), reason, what);
+      assert.match(String(line['movedTo']), /state\.json\.unreadable/, what);
+    }
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old agent\'s pid file is respected', async () => {
   const t = tempDir('meshid-lock-');
   try {

@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { encodeJournalBatch } from '../../../src/agent/storage/state-journal.js';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
 import { FakeClock } from '../../../src/common/clock.js';
@@ -210,6 +211,53 @@ test('damage before the journal\'s end is logged as damage, not as a stop while 
     t.cleanup();
   }
 });
+
+for (const [shape, record, reason] of [
+  ['a field of the wrong type', { id: 'u-b', spiffe_id: 'spiffe://example.org/b', selectors: 5 }, /wrong type/],
+  ['an entry without selectors', { id: 'u-b', spiffe_id: 'spiffe://example.org/b', selectors: [] }, /entry u-b has no selectors/],
+] as const) {
+  test(`a journal change set that passes its checksum but cannot be applied (${shape}) is blamed on the journal, which is copied aside; the agent starts without stored state`, () => {
+    const t = tempDir('meshid-journal-unappliable-');
+    try {
+      const dir = path.join(t.dir, 'agent');
+      let store = AgentStore.open(dir, silentLogger());
+      const a = entry('u-a', ['unix:uid:1']);
+      const s1: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a], svids: [fx.issue(a)] };
+      store.saveState(s1);
+      store.saveState({ ...s1, revision: 2, svids: [fx.issue(a)] });
+      store.close();
+      const file = path.join(dir, journals(dir)[0]!);
+      // An entry record of the wrong shape, under a checksum that matches it.
+      fs.appendFileSync(file, encodeJournalBatch({ revision: 3, entries: [record as never] }));
+      const evidence = fs.readFileSync(file, 'utf8');
+      const snapshot = fs.readFileSync(path.join(dir, 'state.json'), 'utf8');
+
+      const logged: Array<Record<string, unknown>> = [];
+      const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+      store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+      assert.equal(store.loadState(fx.clock.now()), undefined);
+      store.close();
+      const msgs = logged.map((l) => String(l['msg']));
+      assert.ok(!msgs.some((m) => /stored state cannot be read/.test(m)), msgs.join('\n'));
+      const line = logged.find((l) => /journal holds a change set that passes its checksum but cannot be applied/.test(String(l['msg'])));
+      assert.ok(line !== undefined, msgs.join('\n'));
+      assert.equal(line['level'], 50);
+      assert.equal(line['file'], file);
+      assert.match(String((line['err'] as Record<string, unknown>)['message']), reason);
+      const copy = path.join(dir, 'state.journal.damaged');
+      assert.equal(line['copiedTo'], copy);
+      assert.equal(fs.readFileSync(copy, 'utf8'), evidence, 'the evidence, as it was');
+      assert.equal(fs.statSync(copy).mode & 0o777, 0o600);
+      // Without its journal the snapshot may grant what the journal withdrew: it must not be read alone later.
+      assert.equal(line['snapshotMovedTo'], path.join(dir, 'state.json.unreadable'));
+      assert.equal(fs.readFileSync(path.join(dir, 'state.json.unreadable'), 'utf8'), snapshot);
+      assert.ok(!fs.existsSync(path.join(dir, 'state.json')));
+      assert.deepEqual(journals(dir), []);
+    } finally {
+      t.cleanup();
+    }
+  });
+}
 
 test('a journal that outgrows the snapshot is folded into a new snapshot with a new journal; old journals go', () => {
   const t = tempDir('meshid-journal-compact-');
