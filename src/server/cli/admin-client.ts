@@ -1,6 +1,8 @@
 import path from 'node:path';
-import { credentials, Metadata, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
+import { credentials, Metadata, status, type Client, type ClientUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { fromServiceError } from '../../common/grpc-status.js';
+import { unavailable } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { connectionFailure, methodNotServed } from '../../common/grpc/call-failure.js';
 import { notSpeakingGrpc } from '../../common/cli/non-grpc-socket.js';
@@ -138,6 +140,14 @@ export class AdminClient {
         permission: 'run this as the user meshid-server runs as (or root)',
         down: `is it running? Pass --admin-socket or set ${ADMIN_SOCKET_ENV}`,
       }, err);
+    }
+    if (err.code === status.DEADLINE_EXCEEDED) {
+      // grpc-js's text says where its own machinery stood when time ran out ("waiting for name resolution", "waiting
+      // for LB pick"), which reads as a DNS problem on a Unix socket and names neither the socket nor the deadline.
+      return unavailable(
+        `meshid-server on ${this.socketPath} did not answer within the timeout (${formatDuration(this.deadlineMs)}): is it running and not overloaded?`,
+        err,
+      );
     }
     // An agent's socket (or any other gRPC server) answers, but has none of the admin services.
     if (methodNotServed(err)) return notTheExpectedApi(this.socketPath, ADMIN_SOCKET_DAEMON, err);
