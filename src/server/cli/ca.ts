@@ -91,11 +91,26 @@ const show: Command = {
 
 const rotateRoot: Command = {
   name: 'rotate-root',
-  summary: 'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay.',
+  summary: 'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay. With a root already prepared, none is made and that one is shown.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
-    const root = fullAuthority(await withAdminClient(args, io.env, (client) => client.call('Authorities', 'RotateRoot', {})));
-    io.stdout.write(outputFormat(args) === 'json' ? renderJson(root) : renderAuthority(root));
+    const { root, known } = await withAdminClient(args, io.env, async (client) => {
+      // The server answers with the root already prepared when there is one, rather than make another, and its answer
+      // looks the same either way: the roots it had before tell the two apart.
+      const before = await client.call('Authorities', 'ListAuthorities', {});
+      const known = new Set((before.authorities ?? []).filter((a) => a.kind === 'root').map((a) => a.id));
+      return { root: fullAuthority(await client.call('Authorities', 'RotateRoot', {})), known };
+    });
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson(root));
+    else {
+      // One root is prepared at a time: the next rotate-root makes one once this one is active.
+      const already = !known.has(root.id)
+        ? ''
+        : root.state === 'prepared'
+          ? `No new root was made: root ${root.id} was already prepared, and one is prepared at a time. It is shown below; a rotate-root once it is active prepares the next.\n\n`
+          : `No new root was made: root ${root.id} (${root.state}) is shown below.\n\n`;
+      io.stdout.write(already + renderAuthority(root));
+    }
     return 0;
   },
 };
