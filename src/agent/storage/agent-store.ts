@@ -203,8 +203,9 @@ export class AgentStore {
 
   /**
    * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file (one
-   * that cannot be parsed, or whose seal no longer matches) is moved aside (kept for inspection) and the agent starts
-   * empty: the server has everything it held.
+   * that cannot be parsed, whose seal no longer matches, or, unsealed, with a field of the wrong type) is moved aside
+   * (kept for inspection) and the agent starts empty: the server has everything it held. So it does when a journal
+   * change set passes its checksum but cannot be applied; the journal is then copied aside as the culprit.
    */
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
