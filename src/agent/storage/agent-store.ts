@@ -204,8 +204,9 @@ export class AgentStore {
   /**
    * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file (one
    * that cannot be parsed, whose seal no longer matches, or, unsealed, with a field of the wrong type) is moved aside
-   * (kept for inspection) and the agent starts empty: the server has everything it held. So it does when a journal
-   * change set passes its checksum but cannot be applied; the journal is then copied aside as the culprit.
+   * (kept for inspection) and the agent starts empty: the server has everything it held. So it does when the journal
+   * cannot be replayed whole (damaged before its end, or a change set that passes its checksum but cannot be applied);
+   * the journal is then copied aside as the culprit. A torn last change set (a stop while saving) is only dropped.
    */
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
@@ -224,6 +225,17 @@ export class AgentStore {
     }
     const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
     const journal = readJournal(journalFile);
+    if (journal.midwayDamage !== undefined) {
+      // A stop while saving only tears the last change set. Damage with bytes after it hit change sets the agent saved
+      // and acted on, withdrawals among them: the state before the damage could grant what they took back.
+      return this.setJournalAside(
+        journalFile,
+        raw.journal,
+        `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
+          'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit',
+        { damagedAtByte: journal.validBytes, lostChangeSets: journal.midwayDamage.laterBatches },
+      );
+    }
     let restored: ReturnType<typeof restoreState>;
     try {
       for (const batch of journal.batches) applyJournalBatch(raw, batch);
@@ -231,26 +243,19 @@ export class AgentStore {
     } catch (err) {
       // The journal is to blame when the snapshot restores without it: a batch that passes its checksum but cannot
       // be applied (written by hand, or damaged before its checksum was computed).
-      if (journal.batches.length > 0 && snapshotRestores(bytes, now)) return this.setJournalAside(journalFile, raw.journal, err);
+      if (journal.batches.length > 0 && snapshotRestores(bytes, now)) {
+        return this.setJournalAside(
+          journalFile,
+          raw.journal,
+          'the state journal holds a change set that passes its checksum but cannot be applied (written by hand, or damaged before it was saved)',
+          { err: asDamage(err) },
+        );
+      }
       return this.setStateAside(err);
     }
     const { state, dropped } = restored;
     for (const d of dropped) this.log.info({ entryId: d.entryId, reason: d.reason }, 'a stored X509-SVID is not restored');
-    if (journal.midwayDamage !== undefined) {
-      // Kept before the cut below: the bytes past the damage are the only record of what was lost.
-      const copiedTo = this.copyJournalAside(raw.journal);
-      this.log.error(
-        {
-          file: journalFile,
-          damagedAtByte: journal.validBytes,
-          lostChangeSets: journal.midwayDamage.laterBatches,
-          copiedTo,
-        },
-        `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
-          'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit; the state is restored as saved ' +
-          'before the damage and the change sets after it are dropped (the server sends what is missing)',
-      );
-    } else if (journal.validBytes < journal.totalBytes) {
+    if (journal.validBytes < journal.totalBytes) {
       this.log.warn({ file: journalFile, keptBytes: journal.validBytes, droppedBytes: journal.totalBytes - journal.validBytes }, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped');
     }
     this.removeJournals(raw.journal);
@@ -267,18 +272,18 @@ export class AgentStore {
   }
 
   /**
-   * A journal with a change set that cannot be applied: copied aside as evidence, and the agent starts without stored
-   * state. Not from the snapshot alone: the journal's change sets may withdraw entries and SVIDs the snapshot still
-   * grants, so the snapshot is moved aside too, lest a later start read it without its journal.
+   * A journal that cannot be replayed whole (`why`): copied aside as evidence, and the agent starts without stored
+   * state. Not from the snapshot alone, nor from the change sets before the damage: the ones lost may withdraw entries
+   * and SVIDs that what is left still grants, so the snapshot is moved aside too, lest a later start read it without
+   * its journal.
    */
-  private setJournalAside(journalFile: string, generation: number, err: unknown): undefined {
+  private setJournalAside(journalFile: string, generation: number, why: string, details: Record<string, unknown>): undefined {
     const copiedTo = this.copyJournalAside(generation);
     const snapshotMovedTo = path.join(this.dataDir, setAside(this.dataDir, STATE_FILE, `${STATE_FILE}.unreadable`, 'move'));
     this.removeJournals(undefined);
     this.log.error(
-      { err: asDamage(err), file: journalFile, copiedTo, snapshotMovedTo },
-      'the state journal holds a change set that passes its checksum but cannot be applied (written by hand, or damaged before it was saved); ' +
-        `${STATE_FILE} reads, but without the journal it may still grant what the journal withdrew, so the agent starts without stored state (the server sends everything)`,
+      { ...details, file: journalFile, copiedTo, snapshotMovedTo },
+      `${why}; ${STATE_FILE} reads, but without the whole journal it may still grant what the journal withdrew, so the agent starts without stored state (the server sends everything)`,
     );
     return undefined;
   }

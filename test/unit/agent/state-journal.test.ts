@@ -146,19 +146,20 @@ test('a torn last batch is dropped and cut off, so the batches saved after the r
     assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(s3));
     store.close();
 
-    // A damaged line in the middle ends replay there: the state is the one saved before it, never a mix.
+    // A damaged line in the middle: neither the state before it nor a mix is served (the lines after it were acted
+    // on, and may have withdrawn what came before), but nothing stored.
     const text = fs.readFileSync(file, 'utf8').split('\n');
     text[0] = text[0]!.replace('"revision":2', '"revision":7');
     fs.writeFileSync(file, text.join('\n'));
     store = AgentStore.open(dir, silentLogger());
-    assert.equal(store.loadState(fx.clock.now())?.revision, 1);
+    assert.equal(store.loadState(fx.clock.now()), undefined);
     store.close();
   } finally {
     t.cleanup();
   }
 });
 
-test('damage before the journal\'s end is logged as damage, not as a stop while saving, and the journal is copied aside before it is cut', () => {
+test('damage before the journal\'s end is logged as damage, not as a stop while saving; the journal is copied aside and the agent starts without stored state, since the change sets after the damage may have withdrawn what the state before it grants', () => {
   const t = tempDir('meshid-journal-midway-');
   try {
     const dir = path.join(t.dir, 'agent');
@@ -178,7 +179,8 @@ test('damage before the journal\'s end is logged as damage, not as a stop while 
     const logged: Array<Record<string, unknown>> = [];
     const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
     store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
-    assert.equal(store.loadState(fx.clock.now())?.revision, 1, 'restored as saved before the damage');
+    // Revision 1 grants entry m-a; a withdrawal of it among the lost change sets would be undone by serving it.
+    assert.equal(store.loadState(fx.clock.now()), undefined, 'not restored as saved before the damage');
     store.close();
     const msgs = logged.map((l) => String(l['msg']));
     assert.ok(!msgs.some((m) => /stopped while saving/.test(m)), msgs.join('\n'));
@@ -191,18 +193,23 @@ test('damage before the journal\'s end is logged as damage, not as a stop while 
     assert.equal(line['copiedTo'], copy);
     assert.equal(fs.readFileSync(copy, 'utf8'), damaged, 'the evidence, as it was before the cut');
     assert.equal(fs.statSync(copy).mode & 0o777, 0o600);
-    assert.equal(fs.statSync(file).size, 0, 'the journal is cut at the damage');
+    assert.equal(line['snapshotMovedTo'], path.join(dir, 'state.json.unreadable'));
+    assert.ok(!fs.existsSync(path.join(dir, 'state.json')), 'a later start cannot read the snapshot without its journal');
+    assert.deepEqual(journals(dir), [], 'the journal is removed once copied');
 
     // A torn last batch is what a stop while saving leaves, and is still called so.
     store = AgentStore.open(dir, silentLogger());
     store.loadState(fx.clock.now());
     store.saveState({ ...s1, revision: 5, svids: [fx.issue(a)] });
+    store.saveState({ ...s1, revision: 6, svids: [fx.issue(a)] });
     store.close();
-    const good = fs.readFileSync(file);
-    fs.appendFileSync(file, good.subarray(0, Math.floor(good.length / 2)));
+    const journal = path.join(dir, journals(dir)[0]!);
+    const good = fs.readFileSync(journal);
+    assert.ok(good.length > 0, 'the second save went to the journal');
+    fs.appendFileSync(journal, good.subarray(0, Math.floor(good.length / 2)));
     logged.length = 0;
     store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
-    assert.equal(store.loadState(fx.clock.now())?.revision, 5);
+    assert.equal(store.loadState(fx.clock.now())?.revision, 6);
     store.close();
     assert.deepEqual(logged.map((l) => [l['level'], String(l['msg'])]).filter(([, m]) => /journal/.test(m as string)), [
       [40, 'the state journal ends in an incomplete change set (the agent stopped while saving); it is dropped'],
