@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import type { KeyObject } from 'node:crypto';
 import type { PeerCertificate } from 'node:tls';
+import { TLS_NAME } from '../../src/agent/client/node-client.js';
 import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { generateKeyPair, exportPkcs8Pem } from '../../src/common/x509/keys.js';
@@ -36,7 +37,8 @@ export function connectNode(server: Pick<ServerProcess, 'port'>, rootsPem: strin
     identity ? Buffer.from(certificatesToPem(identity.chain)) : null,
     { checkServerIdentity: checkServer },
   );
-  return new Node(`127.0.0.1:${server.port()}`, creds) as unknown as NodeClient;
+  // The agent's TLS name, as the agent sends it: without it grpc-js sends the IP as SNI, which Node warns about (DEP0123).
+  return new Node(`127.0.0.1:${server.port()}`, creds, { 'grpc.ssl_target_name_override': TLS_NAME }) as unknown as NodeClient;
 }
 
 export function nodeCall<Res>(client: NodeClient, method: string, req: unknown): Promise<Res> {
