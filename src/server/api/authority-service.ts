@@ -47,8 +47,9 @@ export function authorityService(
   return {
     ListAuthorities: unary(log, 'ListAuthorities', list),
     RotateRoot: unary(log, 'RotateRoot', async () => {
-      const root = await ca.rotateRoot();
-      log.info({ authority: root.id }, 'root rotation requested');
+      const { root, newlyPrepared } = await ca.requestRootRotation();
+      if (newlyPrepared) log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a new root was prepared');
+      else log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a root was already prepared, so no new one was made; it is returned');
       return toProto(root);
     }),
     TaintAuthority: unary(log, 'TaintAuthority', async (req: { id?: string }) => {

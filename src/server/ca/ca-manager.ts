@@ -347,9 +347,19 @@ export class CaManager {
 
   /** `ca rotate-root`: prepares a new root now (published at once, active after rootActivationDelayMs). */
   async rotateRoot(): Promise<CaRecord> {
-    await this.serialized({ rotateRoot: true });
+    return (await this.requestRootRotation()).root;
+  }
+
+  /**
+   * rotateRoot, also saying whether the root returned was made by this call: a root already prepared is returned
+   * instead of making another, and the operator's log must tell the two apart (a rotate-root that rotated nothing).
+   */
+  async requestRootRotation(): Promise<{ root: CaRecord; newlyPrepared: boolean }> {
+    let before = new Set<string>();
+    // Taken in turn, so a rotation queued ahead of this one (a half-life preparation) counts as already prepared.
+    await this.serialized({ rotateRoot: true }, async () => void (before = new Set(this.authorities.keys())));
     const prepared = this.findState('root', '', 'prepared') ?? this.findState('root', '', 'active');
-    return prepared!.record;
+    return { root: prepared!.record, newlyPrepared: !before.has(prepared!.record.id) };
   }
 
   /**
