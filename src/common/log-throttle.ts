@@ -3,33 +3,59 @@ import type { Clock } from './clock.js';
 /** How many distinct keys are tracked before the oldest are forgotten: keys are reasons, not callers. */
 const MAX_KEYS = 256;
 
+interface Window {
+  until: number;
+  suppressed: number;
+  timerArmed: boolean;
+}
+
 /**
- * Lets one log line per key through per window and counts the rest, so a client retrying a refused call in a tight
+ * Lets one log line per key per window and counts the rest, so a client retrying a refused call in a tight
  * loop costs one line a minute (saying how many were left out), not one per call: about 1 GB of logs an hour. Keys
  * must not hold what a caller chooses (a requested SPIFFE ID): a caller varying it would never be throttled.
+ *
+ * With `onWindowEnd`, the lines left out are also reported when their window ends, not only at the key's next line:
+ * a fault that stops (a disk freed) would otherwise never say how often it happened in its last minute.
  */
 export class LogThrottle {
-  private readonly windows = new Map<string, { until: number; suppressed: number }>();
+  private readonly windows = new Map<string, Window>();
 
   constructor(
     private readonly clock: Clock,
     private readonly windowMs = 60_000,
+    private readonly onWindowEnd?: (key: string, suppressed: number) => void,
   ) {}
 
   /**
    * undefined: leave this one out. Otherwise the fields to log it with: how many lines of its key were left out
-   * since the last one logged, when any were.
+   * since the last one logged, when any were (and onWindowEnd has not reported them yet).
    */
   admit(key: string): { suppressedSinceLast?: number } | undefined {
     const now = this.clock.now();
     const w = this.windows.get(key);
     if (w !== undefined && now < w.until) {
       w.suppressed++;
+      if (this.onWindowEnd !== undefined && !w.timerArmed) {
+        w.timerArmed = true;
+        // Holds the window itself, not its key's slot: one forgotten to make room for other keys still reports.
+        this.clock.setTimer(() => this.report(key, w), w.until - now);
+      }
       return undefined;
     }
     this.windows.delete(key);
     if (this.windows.size >= MAX_KEYS) this.windows.delete(this.windows.keys().next().value!);
-    this.windows.set(key, { until: now + this.windowMs, suppressed: 0 });
-    return w !== undefined && w.suppressed > 0 ? { suppressedSinceLast: w.suppressed } : {};
+    this.windows.set(key, { until: now + this.windowMs, suppressed: 0, timerArmed: false });
+    const suppressed = w?.suppressed ?? 0;
+    // Its timer, late on a busy host, must not report these a second time.
+    if (w !== undefined) w.suppressed = 0;
+    return suppressed > 0 ? { suppressedSinceLast: suppressed } : {};
+  }
+
+  private report(key: string, w: Window): void {
+    const suppressed = w.suppressed;
+    w.suppressed = 0;
+    // The window is over: the key's next line is logged in full, as the first of a new window.
+    if (this.windows.get(key) === w) this.windows.delete(key);
+    if (suppressed > 0) this.onWindowEnd!(key, suppressed);
   }
 }

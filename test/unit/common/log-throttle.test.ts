@@ -24,3 +24,19 @@ test('many distinct keys are forgotten oldest first rather than kept', () => {
   for (let i = 0; i < 1000; i++) throttle.admit(`key-${i}`);
   assert.deepEqual(throttle.admit('first'), {}, 'forgotten, so logged again');
 });
+
+test('with onWindowEnd, the lines left out are reported when their window ends, once, even for a key forgotten meanwhile', () => {
+  const clock = new FakeClock();
+  const reports: [string, number][] = [];
+  const throttle = new LogThrottle(clock, 60_000, (key, n) => reports.push([key, n]));
+  assert.deepEqual(throttle.admit('full'), {});
+  for (let i = 0; i < 3; i++) assert.equal(throttle.admit('full'), undefined);
+  assert.deepEqual(throttle.admit('quiet'), {});
+  for (let i = 0; i < 1000; i++) throttle.admit(`key-${i}`);
+  clock.advance(60_000);
+  assert.deepEqual(reports, [['full', 3]], 'reported though its key was forgotten; a key with nothing left out is not');
+  assert.deepEqual(throttle.admit('full'), {}, 'not counted again at the next line');
+  assert.equal(throttle.admit('full'), undefined);
+  clock.advance(60_000);
+  assert.deepEqual(reports, [['full', 3], ['full', 1]]);
+});
