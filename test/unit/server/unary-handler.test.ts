@@ -4,8 +4,10 @@ import { Writable } from 'node:stream';
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { createLogger } from '../../../src/common/log.js';
 import { internal, invalidArgument } from '../../../src/common/errors.js';
-import { unary } from '../../../src/server/api/handler.js';
-import { parseLogLines, LEVEL } from '../../support/log-lines.js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { storageWriteError } from '../../../src/common/storage-failure.js';
+import { setServerFaultLogClock, unary } from '../../../src/server/api/handler.js';
+import { parseLogLines, LEVEL, capturingLogger } from '../../support/log-lines.js';
 
 /** Runs one call of a unary handler that throws `thrown`, logged at the daemons' default level (info). */
 async function failedCall(thrown: unknown): Promise<{ error: ServiceError; lines: ReturnType<typeof parseLogLines> }> {
@@ -43,4 +45,69 @@ test("a refusal of the caller's request writes nothing at the default level: a c
   assert.equal(error.code, status.INVALID_ARGUMENT);
   assert.equal(error.details, 'entry id is required');
   assert.deepEqual(lines, []);
+});
+
+/** Calls `handler` once and waits for its answer. */
+function callOnce(handler: ReturnType<typeof unary<unknown, unknown>>): Promise<void> {
+  return new Promise((resolve) => handler({ request: {} } as ServerUnaryCall<unknown, unknown>, () => resolve()));
+}
+
+test('a server fault repeated by many retrying callers is logged once a minute with its cause, the repeats counted in one line', async () => {
+  const clock = new FakeClock();
+  const restore = setServerFaultLogClock(clock);
+  try {
+    const { log, records } = capturingLogger('test');
+    const enospc = Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    const full = unary(log, 'FetchX509SVID', () => {
+      throw storageWriteError(enospc, 'the datastore', '/var/lib/meshid/datastore.sqlite3');
+    });
+    const broken = unary(log, 'FetchX509SVID', () => {
+      throw internal('the datastore file is damaged');
+    });
+    const otherRpc = unary(log, 'Sync', () => {
+      throw storageWriteError(enospc, 'the datastore', '/var/lib/meshid/datastore.sqlite3');
+    });
+    const errors = () => records().filter((l) => l.level === LEVEL.error);
+    for (let i = 0; i < 1000; i++) await callOnce(full);
+    await callOnce(broken);
+    await callOnce(otherRpc);
+    assert.equal(errors().length, 3, `one line per RPC and reason: ${JSON.stringify(errors())}`);
+    assert.match(JSON.stringify(errors()[0]!['err']), /ENOSPC/, 'the first is logged with its cause');
+    assert.equal(errors()[0]!['rpc'], 'FetchX509SVID');
+
+    clock.advance(59_999);
+    assert.equal(errors().length, 3, 'nothing more within the minute');
+    clock.advance(1);
+    const summary = errors()[3];
+    assert.ok(summary !== undefined && errors().length === 4, `the repeats reported when the window ends: ${JSON.stringify(errors())}`);
+    assert.equal(summary['rpc'], 'FetchX509SVID');
+    assert.equal(summary['repeats'], 999);
+    assert.match(String(summary['reason']), /^cannot write the datastore/);
+    assert.match(summary.msg, /999 more like it in the last minute/);
+
+    await callOnce(full);
+    assert.equal(errors().length, 5, 'the next one after the window is logged in full again');
+    assert.match(JSON.stringify(errors()[4]!['err']), /ENOSPC/);
+    assert.equal(errors()[4]!['repeats'], undefined, 'its repeats were reported already');
+    clock.advance(60_000);
+    assert.equal(errors().length, 5, 'a window without repeats adds no line');
+  } finally {
+    restore();
+  }
+});
+
+test('server faults whose messages differ only past their first 200 characters are throttled as one', async () => {
+  const clock = new FakeClock();
+  const restore = setServerFaultLogClock(clock);
+  try {
+    const { log, records } = capturingLogger('test');
+    let n = 0;
+    const handler = unary(log, 'GetEntry', () => {
+      throw internal(`${'x'.repeat(200)} request ${n++}`);
+    });
+    for (let i = 0; i < 50; i++) await callOnce(handler);
+    assert.equal(records().filter((l) => l.level === LEVEL.error).length, 1);
+  } finally {
+    restore();
+  }
 });
