@@ -62,7 +62,18 @@ export class RefusalLog {
     const admitted = this.throttle.admit(`${rpc}\n${error.code}\n${caller?.uid ?? ''}`);
     if (admitted === undefined) return;
     const selectors = error.data?.['selectors'];
-    const fields = { rpc, ...caller, code: error.code, reason: error.message, ...(selectors !== undefined && { selectors }), ...admitted };
+    // The cause is what an operator acts on ("could not read /proc/<pid>/status": EACCES, or ENOENT as the caller
+    // exited); under `err` so pino's error serializer writes its message, code and stack, which JSON would drop.
+    const cause = error.cause;
+    const fields = {
+      rpc,
+      ...caller,
+      code: error.code,
+      reason: error.message,
+      ...(selectors !== undefined && { selectors }),
+      ...(cause !== undefined && { err: cause }),
+      ...admitted,
+    };
     if (error.code === 'permission_denied') this.log.warn(fields, `${this.service} call refused: no identity issued to the caller; compare its selectors with the entries (meshid-server entry show)`);
     else this.log.info(fields, `${this.service} call refused`);
   }
