@@ -155,6 +155,7 @@ export class IdentityCache implements WorkloadCache {
       options.jwtCacheSize,
       options.random,
       this.signingBudget,
+      this.log,
     );
   }
 

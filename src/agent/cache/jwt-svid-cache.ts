@@ -1,5 +1,8 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { isMeshidError, unavailable } from '../../common/errors.js';
+import { parseJwtSvid } from '../../common/jwt/jwt-svid.js';
+import { silentLogger, type Logger } from '../../common/log.js';
+import { LogThrottle } from '../../common/log-throttle.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { JwtSigningHold } from './jwt-signing-hold.js';
 import { SigningBudgetWait } from './signing-budget-wait.js';
@@ -89,6 +92,8 @@ export class JwtSvidCache {
    */
   private readonly inflight = new Map<string, InflightCall>();
   private readonly hold: JwtSigningHold;
+  /** The fallback's warnings, one per entry a minute: during an outage every workload asks again and again. */
+  private readonly fallbackLines: LogThrottle;
 
   constructor(
     private readonly sign: JwtSigner,
@@ -98,10 +103,12 @@ export class JwtSvidCache {
     random: () => number = Math.random,
     /** The wait after a budget refusal, shared with X.509 signing (IdentityCache.signingBudget). */
     budget: SigningBudgetWait = new SigningBudgetWait(clock),
+    private readonly log: Logger = silentLogger(),
   ) {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
     this.maxChars = maxSize * JWT_CACHE_CHARS_PER_TOKEN;
     this.hold = new JwtSigningHold(clock, random, budget);
+    this.fallbackLines = new LogThrottle(clock);
   }
 
   get size(): number {
@@ -247,13 +254,38 @@ export class JwtSvidCache {
       }
       // Any other failure (the server unreachable, its signing budget spent, a fault of its own) says nothing about
       // the workload's right to the identity: the token held is still valid, and better than no token.
-      if (stale !== undefined && this.now() < stale.usableUntil) return stale.jwt;
+      if (stale !== undefined && this.now() < stale.usableUntil) {
+        if (signal?.aborted !== true) this.warnFallback(stale, err);
+        return stale.jwt;
+      }
       // The token held expired during the short wait: nothing to fall back on, and the caller's own deadline has not
       // come, so it waits for the refresh as a caller without a cached token does (not failed as past its deadline).
       if (err !== shortWaitOver) throw err;
       joined.wanted++;
       return await this.untilCallEnds(joined.promise, deadline, signal, () => joined.wanted--);
     }
+  }
+
+  /**
+   * Says that a cached token was handed out because its refresh failed, as SPIRE's agent does ("returning cached
+   * copy"): the workload is served, so without this line an outage shows only when the tokens expire. Keyed by entry,
+   * which the server names: audiences are the caller's choice and would defeat the throttle. Never the token itself.
+   */
+  private warnFallback(slot: Slot, err: unknown): void {
+    const admitted = this.fallbackLines.admit(slot.entryId);
+    if (admitted === undefined) return;
+    const spiffeId = tokenSubject(slot.jwt.token);
+    this.log.warn(
+      {
+        entryId: slot.entryId,
+        ...(spiffeId !== undefined && { spiffeId }),
+        reason: err instanceof Error ? err.message : String(err),
+        ...(isMeshidError(err) && { code: err.code }),
+        cachedUsableUntil: new Date(slot.usableUntil).toISOString(),
+        ...admitted,
+      },
+      `the refresh of a JWT-SVID failed: returning the cached copy, valid on this agent's clock until cachedUsableUntil`,
+    );
   }
 
   /** Forgets the cached tokens `unusable` picks, so neither a request nor the outage fallback hands them out. */
@@ -309,6 +341,16 @@ export class JwtSvidCache {
  */
 function refusesEntitlement(err: unknown): boolean {
   return isMeshidError(err, 'permission_denied') || isMeshidError(err, 'not_found');
+}
+
+/** The token's `sub`, for the log; undefined when it cannot be read. */
+function tokenSubject(token: string): string | undefined {
+  try {
+    const sub = parseJwtSvid(token).claims['sub'];
+    return typeof sub === 'string' ? sub : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 /** What a wait for the budget ends with when its caller is gone: nobody reads it, the log does. */

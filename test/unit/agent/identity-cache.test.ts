@@ -353,3 +353,23 @@ test('an SVID that could not be signed is not waited for: the snapshot is comple
   assert.equal(s.complete, true);
   assert.equal(s.defaultSvid, undefined);
 });
+
+test('a cached JWT-SVID served because its refresh failed is logged on the agent log, naming the SPIFFE ID', async () => {
+  const { log, records, text } = capturingLogger('agent');
+  let down = false;
+  const c = fx.cache(async (entryId) => {
+    if (down) throw new MeshidError('unavailable', 'meshid-server unreachable');
+    return { token: unsignedJwt({ sub: c.entry(entryId)!.spiffeId }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+  }, log);
+  const e = entry('jwt-fallback-logged', ['unix:uid:84']);
+  c.apply({ upserts: [e] });
+  const first = (await c.fetchJwtSvids(sel('unix:uid:84'), ['aud']))[0]!.token;
+  fx.clock.advance(150_000);
+  down = true;
+  assert.equal((await c.fetchJwtSvids(sel('unix:uid:84'), ['aud']))[0]!.token, first);
+  const warned = records().filter((r) => r.level === LEVEL.warn && r['entryId'] === e.id);
+  assert.equal(warned.length, 1);
+  assert.equal(warned[0]!['spiffeId'], e.spiffeId);
+  assert.equal(warned[0]!['reason'], 'meshid-server unreachable');
+  assert.ok(!text().includes(first));
+});
