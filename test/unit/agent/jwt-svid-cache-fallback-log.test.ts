@@ -87,3 +87,24 @@ test('a refusal of the entry (PERMISSION_DENIED) drops the token and is not logg
   await assert.rejects(cache.fetch('e1', ['db']), /not authorized/);
   assert.equal(warnings().length, 0);
 });
+
+test('a caller that cancelled while the refresh was under way is handed the cached token without a fallback warning', async () => {
+  const clock = new FakeClock();
+  const { log, records } = capturingLogger('agent');
+  let hang = false;
+  const sign = async (entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> => {
+    if (hang) return new Promise<SignedJwtSvid>(() => undefined);
+    const iat = clock.now();
+    return { token: `${b64({ alg: 'ES256', kid: 'k1' })}.${b64({ sub: SPIFFE_IDS[entryId], aud: audience })}.c2ln`, issuedAt: iat, expiresAt: iat + TTL };
+  };
+  const cache = new JwtSvidCache(sign, clock, 10, Math.random, undefined, log);
+  const first = await cache.fetch('e1', ['db']);
+  clock.advance(TTL / 2);
+  hang = true;
+  const controller = new AbortController();
+  const pending = cache.fetch('e1', ['db'], Infinity, controller.signal);
+  await new Promise((r) => setImmediate(r));
+  controller.abort();
+  assert.equal((await pending).token, first.token);
+  assert.equal(records().filter((r) => r.level === LEVEL.warn).length, 0, 'nobody is served: no outage to report');
+});
