@@ -1,7 +1,17 @@
 import type { Clock } from './clock.js';
 
-/** How many distinct keys are tracked before the oldest are forgotten: keys are reasons, not callers. */
+/** How many distinct keys are tracked before the oldest are forgotten, by default: keys are reasons, not callers. */
 const MAX_KEYS = 256;
+
+export interface LogThrottleOptions {
+  /** Reports the lines left out when their window ends (see the class). */
+  onWindowEnd?: (key: string, suppressed: number) => void;
+  /**
+   * Keys tracked at most (default 256). A user whose keys are many but bounded (one per cached entry) passes that
+   * bound: keys cycled past it are forgotten before they come round, and every line would be logged.
+   */
+  maxKeys?: number;
+}
 
 interface Window {
   until: number;
@@ -20,11 +30,17 @@ interface Window {
 export class LogThrottle {
   private readonly windows = new Map<string, Window>();
 
+  private readonly onWindowEnd: ((key: string, suppressed: number) => void) | undefined;
+  private readonly maxKeys: number;
+
   constructor(
     private readonly clock: Clock,
     private readonly windowMs = 60_000,
-    private readonly onWindowEnd?: (key: string, suppressed: number) => void,
-  ) {}
+    options: LogThrottleOptions = {},
+  ) {
+    this.onWindowEnd = options.onWindowEnd;
+    this.maxKeys = options.maxKeys ?? MAX_KEYS;
+  }
 
   /**
    * undefined: leave this one out. Otherwise the fields to log it with: how many lines of its key were left out
@@ -43,7 +59,7 @@ export class LogThrottle {
       return undefined;
     }
     this.windows.delete(key);
-    if (this.windows.size >= MAX_KEYS) this.windows.delete(this.windows.keys().next().value!);
+    if (this.windows.size >= this.maxKeys) this.windows.delete(this.windows.keys().next().value!);
     this.windows.set(key, { until: now + this.windowMs, suppressed: 0, timerArmed: false });
     const suppressed = w?.suppressed ?? 0;
     // Its timer, late on a busy host, must not report these a second time.

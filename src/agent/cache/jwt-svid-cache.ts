@@ -108,7 +108,8 @@ export class JwtSvidCache {
     if (!Number.isSafeInteger(maxSize) || maxSize < 1) throw new Error(`JWT-SVID cache size must be a positive integer, got ${maxSize}`);
     this.maxChars = maxSize * JWT_CACHE_CHARS_PER_TOKEN;
     this.hold = new JwtSigningHold(clock, random, budget);
-    this.fallbackLines = new LogThrottle(clock);
+    // One key per entry with a cached token, at most maxSize of them: a smaller bound would forget them in a cycle.
+    this.fallbackLines = new LogThrottle(clock, 60_000, { maxKeys: maxSize });
   }
 
   get size(): number {

@@ -43,9 +43,11 @@ const faultThrottles = new WeakMap<Logger, LogThrottle>();
 function faultThrottle(log: Logger): LogThrottle {
   let t = faultThrottles.get(log);
   if (t === undefined) {
-    t = new LogThrottle(currentClock, SERVER_FAULT_LOG_WINDOW_MS, (key, repeats) => {
-      const cut = key.indexOf('\n');
-      log.error({ rpc: key.slice(0, cut), reason: key.slice(cut + 1), repeats }, `request failed, and ${repeats} more like it in the last minute`);
+    t = new LogThrottle(currentClock, SERVER_FAULT_LOG_WINDOW_MS, {
+      onWindowEnd: (key, repeats) => {
+        const cut = key.indexOf('\n');
+        log.error({ rpc: key.slice(0, cut), reason: key.slice(cut + 1), repeats }, `request failed, and ${repeats} more like it in the last minute`);
+      },
     });
     faultThrottles.set(log, t);
   }

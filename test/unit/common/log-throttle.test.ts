@@ -28,7 +28,7 @@ test('many distinct keys are forgotten oldest first rather than kept', () => {
 test('with onWindowEnd, the lines left out are reported when their window ends, once, even for a key forgotten meanwhile', () => {
   const clock = new FakeClock();
   const reports: [string, number][] = [];
-  const throttle = new LogThrottle(clock, 60_000, (key, n) => reports.push([key, n]));
+  const throttle = new LogThrottle(clock, 60_000, { onWindowEnd: (key, n) => reports.push([key, n]) });
   assert.deepEqual(throttle.admit('full'), {});
   for (let i = 0; i < 3; i++) assert.equal(throttle.admit('full'), undefined);
   assert.deepEqual(throttle.admit('quiet'), {});
@@ -39,4 +39,16 @@ test('with onWindowEnd, the lines left out are reported when their window ends, 
   assert.equal(throttle.admit('full'), undefined);
   clock.advance(60_000);
   assert.deepEqual(reports, [['full', 3], ['full', 1]]);
+});
+
+test('keys cycled past the bound are forgotten and logged again; a user with more keys passes its own bound (maxKeys)', () => {
+  const clock = new FakeClock(0);
+  const logged = (throttle: LogThrottle): number => {
+    let n = 0;
+    for (let round = 0; round < 2; round++) for (let k = 0; k < 300; k++) if (throttle.admit(`entry-${k}`) !== undefined) n++;
+    return n;
+  };
+  // 300 keys in turn within one window: the default 256 forgets each before it comes round again.
+  assert.equal(logged(new LogThrottle(clock)), 600);
+  assert.equal(logged(new LogThrottle(clock, 60_000, { maxKeys: 300 })), 300);
 });
