@@ -9,7 +9,7 @@ const TTL = 300_000;
 const b64 = (o: unknown): string => Buffer.from(JSON.stringify(o)).toString('base64url');
 const SPIFFE_IDS: Record<string, string> = { e1: 'spiffe://example.org/web', e2: 'spiffe://example.org/api' };
 
-function setup() {
+function setup(size = 10) {
   const clock = new FakeClock();
   const { log, records, text } = capturingLogger('agent');
   let fail: Error | undefined;
@@ -18,11 +18,11 @@ function setup() {
   const sign = async (entryId: string, audience: readonly string[]): Promise<SignedJwtSvid> => {
     if (fail) throw fail;
     const iat = clock.now();
-    const token = `${b64({ alg: 'ES256', kid: 'k1', typ: 'JWT' })}.${b64({ sub: SPIFFE_IDS[entryId], aud: audience, exp: (iat + TTL) / 1000, n: ++n })}.c2lnbmF0dXJl`;
+    const token = `${b64({ alg: 'ES256', kid: 'k1', typ: 'JWT' })}.${b64({ sub: SPIFFE_IDS[entryId] ?? `spiffe://example.org/${entryId}`, aud: audience, exp: (iat + TTL) / 1000, n: ++n })}.c2lnbmF0dXJl`;
     tokens.push(token);
     return { token, issuedAt: iat, expiresAt: iat + TTL };
   };
-  const cache = new JwtSvidCache(sign, clock, 10, Math.random, undefined, log);
+  const cache = new JwtSvidCache(sign, clock, size, Math.random, undefined, log);
   const warnings = () => records().filter((r) => r.level === LEVEL.warn);
   return { clock, cache, warnings, text, tokens, setFail: (e: Error | undefined) => (fail = e) };
 }
@@ -107,4 +107,15 @@ test('a caller that cancelled while the refresh was under way is handed the cach
   controller.abort();
   assert.equal((await pending).token, first.token);
   assert.equal(records().filter((r) => r.level === LEVEL.warn).length, 0, 'nobody is served: no outage to report');
+});
+
+test('the throttle keeps one key per cached token: 300 entries failing in turn get one line each a minute, not one per fallback', async () => {
+  const entries = Array.from({ length: 300 }, (_, i) => `e${i}`);
+  const { clock, cache, warnings, setFail } = setup(entries.length);
+  for (const e of entries) await cache.fetch(e, ['db']);
+  clock.advance(TTL / 2);
+  setFail(unavailable('meshid-server unreachable'));
+  // Twice round within the minute: a throttle that forgot the oldest keys past 256 would log the second round too.
+  for (let round = 0; round < 2; round++) for (const e of entries) await cache.fetch(e, ['db']);
+  assert.equal(warnings().length, entries.length);
 });
