@@ -57,15 +57,17 @@ function faultThrottle(log: Logger): LogThrottle {
 /**
  * A server fault at error level with its cause, once per RPC and reason a minute: during a full disk thousands of
  * agents retry, and each would otherwise add the same line. Repeats are counted and reported when the window ends.
+ * `context` (the agent and entry of a failed batch item, say) goes into the lines logged, never into the key: a fault
+ * hitting every entry of a batch is still one line a minute.
  */
-function logServerFault(log: Logger, method: string, err: unknown): void {
+export function logServerFault(log: Logger, method: string, err: unknown, context: Record<string, unknown> = {}): void {
   const reason = (err instanceof Error ? err.message : String(err)).slice(0, FAULT_KEY_REASON_CHARS);
   const admitted = faultThrottle(log).admit(`${method}\n${reason}`);
   if (admitted === undefined) return;
   if (admitted.suppressedSinceLast !== undefined) {
-    log.error({ rpc: method, err, repeats: admitted.suppressedSinceLast }, `request failed, after ${admitted.suppressedSinceLast} more like it in the last minute`);
+    log.error({ rpc: method, ...context, err, repeats: admitted.suppressedSinceLast }, `request failed, after ${admitted.suppressedSinceLast} more like it in the last minute`);
   } else {
-    log.error({ rpc: method, err }, 'request failed');
+    log.error({ rpc: method, ...context, err }, 'request failed');
   }
 }
 

@@ -19,7 +19,7 @@ import type { AgentSvidAnchor } from './agent-svid-anchor.js';
 import { CopiedAgentIdentities } from './copied-agent-identities.js';
 import type { PresentedCertificates } from './presented-certificates.js';
 import { entryToProto, trustBundleToProto } from './convert.js';
-import { isServerFault, unary } from './handler.js';
+import { isServerFault, logServerFault, unary } from './handler.js';
 import { AgentVersionRecorder, reportedAgentVersion } from './agent-version.js';
 import type { SigningLimits } from './signing-limits.js';
 import type { HubEvent, SyncHub } from './sync-hub.js';
@@ -271,8 +271,9 @@ export function nodeService(deps: NodeServiceDeps): UntypedServiceImplementation
             });
             return { entry_id: entryId, code: 0, message: '', svid_chain: signed.chain, expires_at: Math.floor(signed.notAfter / 1000) };
           } catch (err) {
-            // The call answers OK with this item failed, so unary() never sees a fault of the server's: logged here.
-            if (isServerFault(err)) log.error({ rpc: 'SignX509Svids', agent: agent.spiffeId, entryId, err }, 'signing an X509-SVID failed');
+            // The call answers OK with this item failed, so unary() never sees a fault of the server's: logged here,
+            // throttled as unary() throttles, since a fault that fails one item of a batch usually fails them all.
+            if (isServerFault(err)) logServerFault(log, 'SignX509Svids', err, { agent: agent.spiffeId, entryId });
             const e = toServiceError(err);
             return { entry_id: entryId, code: e.code, message: e.details, svid_chain: [], expires_at: 0 };
           }

@@ -6,7 +6,7 @@ import { createLogger } from '../../../src/common/log.js';
 import { internal, invalidArgument } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { storageWriteError } from '../../../src/common/storage-failure.js';
-import { setServerFaultLogClock, unary } from '../../../src/server/api/handler.js';
+import { logServerFault, setServerFaultLogClock, unary } from '../../../src/server/api/handler.js';
 import { parseLogLines, LEVEL, capturingLogger } from '../../support/log-lines.js';
 
 /** Runs one call of a unary handler that throws `thrown`, logged at the daemons' default level (info). */
@@ -107,6 +107,26 @@ test('server faults whose messages differ only past their first 200 characters a
     });
     for (let i = 0; i < 50; i++) await callOnce(handler);
     assert.equal(records().filter((l) => l.level === LEVEL.error).length, 1);
+  } finally {
+    restore();
+  }
+});
+
+test("a server fault failing every item of a SignX509Svids batch is one line a minute, naming the first item's agent and entry", () => {
+  const clock = new FakeClock();
+  const restore = setServerFaultLogClock(clock);
+  try {
+    const { log, records } = capturingLogger('test');
+    const bug = new TypeError("Cannot read properties of undefined (reading 'notAfter')");
+    for (let i = 0; i < 100; i++) logServerFault(log, 'SignX509Svids', bug, { agent: 'spiffe://example.org/agent/a', entryId: `entry-${i}` });
+    const errors = () => records().filter((l) => l.level === LEVEL.error);
+    assert.equal(errors().length, 1, `one line for the batch: ${JSON.stringify(errors())}`);
+    assert.equal(errors()[0]!['rpc'], 'SignX509Svids');
+    assert.equal(errors()[0]!['entryId'], 'entry-0');
+    assert.equal(errors()[0]!['agent'], 'spiffe://example.org/agent/a');
+    assert.match(JSON.stringify(errors()[0]!['err']), /reading 'notAfter'/);
+    clock.advance(60_000);
+    assert.equal(errors()[1]?.['repeats'], 99, 'the other items are counted when the minute ends');
   } finally {
     restore();
   }
