@@ -1,21 +1,17 @@
-import type { KeyObject } from 'node:crypto';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { invalidArgument, isMeshidError, type MeshidError } from '../../common/errors.js';
+import { isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { heldLifetime, renewalTime } from '../../common/rotation.js';
-import { chainNamesKeyId, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
-import { sharedCaCertificate } from './shared-ca-certificates.js';
-import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
+import { chainNamesKeyId, verifyCaChain } from '../../common/x509/certificate.js';
 import { OutageLog } from '../client/outage-log.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
-import { issuedChainCheckTime } from '../client/server-clock.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
 import type { SigningBudgetWait } from './signing-budget-wait.js';
+import { BatchBuilder, checkedSvid, type BuiltBatch } from './x509-svid-request.js';
 
 /** One item of a SignX509Svids answer. `code` 0 = signed; otherwise a gRPC status code for this item. */
 export interface SignedItem {
@@ -52,25 +48,6 @@ export interface SvidIssuerOptions {
 }
 
 const GRPC_PERMISSION_DENIED = 7;
-
-interface BuiltBatch {
-  readonly keys: Map<string, { entry: AgentEntry; privateKey: KeyObject; spki: Buffer; inputs: string }>;
-  readonly items: Array<{ entryId: string; csr: Buffer }>;
-}
-
-/** A new key and a CSR for it per entry. */
-async function buildBatch(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
-  const keys: BuiltBatch['keys'] = new Map();
-  const items: BuiltBatch['items'] = [];
-  for (const entry of batch) {
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
-    items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
-  }
-  return { keys, items };
-}
-
-const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
@@ -138,7 +115,7 @@ export class SvidIssuer {
   private readonly retryPolicy: BackoffPolicy;
   private readonly callBackoff: Backoff;
   private tainted: ReadonlySet<string> = new Set();
-  private lastBuild: Promise<unknown> = Promise.resolve();
+  private readonly builder = new BatchBuilder();
   private calls = 0;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
@@ -390,18 +367,6 @@ export class SvidIssuer {
   }
 
   /**
-   * Builds a batch's keys and CSRs in an event-loop turn of its own, after the previous batch's. Built together, the
-   * batches in flight interleaved item by item and no request left before all of them were built; one after another,
-   * each request is on the wire while the next batch is built, the server signs one batch while the agent builds the
-   * next, and the first SVIDs of a mass rotation come back after one batch's work.
-   */
-  private buildInTurn(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
-    const built = this.lastBuild.then(nextTurn).then(() => buildBatch(batch));
-    this.lastBuild = built.catch(() => undefined);
-    return built;
-  }
-
-  /**
    * When more than a batch is waiting (a mass rotation, a taint, a restart after a long outage), the SVIDs open
    * streams are watching go first: the workloads in use get their new identity after one batch, not after all.
    */
@@ -418,7 +383,7 @@ export class SvidIssuer {
     let results: SignedItem[];
     let sentAt: number;
     try {
-      const built = await this.buildInTurn(batch);
+      const built = await this.builder.buildInTurn(batch);
       // Stopped while its keys were made (a shutdown, a ban, a must-re-attest): the answer would be of no use, and the
       // call would spend the server's signing budget.
       if (this.stopped) return;
@@ -496,7 +461,7 @@ export class SvidIssuer {
         continue;
       }
       try {
-        const svid = this.checkedSvid(current, r.chain, k, now, sentAt);
+        const svid = checkedSvid(current, r.chain, k, now, (leaf) => this.observeSigned(leaf, sentAt, current), this.cache);
         issued.push(svid);
         this.budgetRefusedSince.delete(current.id);
         if (this.chainIsTainted(svid)) {
@@ -545,46 +510,12 @@ export class SvidIssuer {
     }
   }
 
-  /** The chain must name the entry, certify our key and verify against the bundle it will be served with. */
-  private checkedSvid(
-    entry: AgentEntry,
-    chain: readonly Buffer[],
-    sent: { privateKey: KeyObject; spki: Buffer; inputs: string },
-    now: number,
-    sentAt: number,
-  ): WorkloadSvid {
-    if (chain.length === 0) throw invalidArgument('empty certificate chain');
-    const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
+  private observeSigned(leaf: { notBefore: number; notAfter: number }, sentAt: number, entry: AgentEntry): void {
     try {
       this.options.onSigned?.(leaf, sentAt);
     } catch (err) {
       // Only a reading of the clocks' skew: a fault in it must not cost the workload an SVID that passes its checks.
       this.log.error({ err, entryId: entry.id }, 'reading the clock skew from a signed SVID failed; the SVID is checked and served as usual');
     }
-    if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
-      throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
-    }
-    // Byte equality is the common case (the server copies the key as sent); another encoding of the same key is
-    // left to OpenSSL to judge.
-    if (!leaf.structure.spki.equals(sent.spki) && !keyMatchesCertificate(sent.privateKey, leaf.der)) {
-      throw invalidArgument('the signed certificate does not certify the key sent');
-    }
-    const bundle = this.cache.ownBundle();
-    if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
-    // Signed just now by the server: checked at its notBefore when that is ahead of this host's clock (a server
-    // whose clock runs ahead), or no SVID would ever be accepted (issuedChainCheckTime).
-    verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, issuedChainCheckTime(leaf.notBefore, now, 'the X509-SVID'), { requireEndEntity: true });
-    return {
-      entryId: entry.id,
-      spiffeId: entry.spiffeId,
-      hint: entry.hint,
-      chain: [leaf.der, ...chain.slice(1).map(sharedCaCertificate)],
-      // Copied into Node's pooled slabs: OpenSSL's own 138-byte allocation would pin a malloc page per SVID.
-      privateKey: Buffer.from(exportPkcs8Der(sent.privateKey)),
-      notBefore: leaf.notBefore,
-      notAfter: leaf.notAfter,
-      version: leaf.serialHex,
-      inputs: sent.inputs,
-    };
   }
 }

@@ -1,0 +1,101 @@
+import type { KeyObject } from 'node:crypto';
+import { invalidArgument } from '../../common/errors.js';
+import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import { parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { createCsr } from '../../common/x509/csr.js';
+import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
+import { issuedChainCheckTime } from '../client/server-clock.js';
+import { certificateInputs, type AgentEntry } from './agent-entry.js';
+import { sharedCaCertificate } from './shared-ca-certificates.js';
+import type { WorkloadSvid } from './workload-cache.js';
+
+/**
+ * One X.509-SVID request as the issuer (svid-issuer.ts) sees it: a new P-256 key made here and never sent anywhere, a
+ * CSR for it, and the check of the chain the server answers with before it is served. Kept apart from the issuer's
+ * scheduling: nothing here knows about queues, retries or the signing budget.
+ */
+
+/** What a CSR was made with: what the chain signed for it is checked against. */
+export interface SentKey {
+  readonly privateKey: KeyObject;
+  readonly spki: Buffer;
+  /** The entry's certificate inputs when the CSR was made (certificateInputs). */
+  readonly inputs: string;
+}
+
+export interface BuiltBatch {
+  readonly keys: Map<string, SentKey & { entry: AgentEntry }>;
+  readonly items: Array<{ entryId: string; csr: Buffer }>;
+}
+
+/** A new key and a CSR for it per entry. */
+async function buildBatch(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
+  const keys: BuiltBatch['keys'] = new Map();
+  const items: BuiltBatch['items'] = [];
+  for (const entry of batch) {
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
+    items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
+  }
+  return { keys, items };
+}
+
+const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
+
+/**
+ * Builds each batch's keys and CSRs in an event-loop turn of its own, after the previous batch's. Built together, the
+ * batches in flight interleaved item by item and no request left before all of them were built; one after another,
+ * each request is on the wire while the next batch is built, the server signs one batch while the agent builds the
+ * next, and the first SVIDs of a mass rotation come back after one batch's work.
+ */
+export class BatchBuilder {
+  private lastBuild: Promise<unknown> = Promise.resolve();
+
+  buildInTurn(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
+    const built = this.lastBuild.then(nextTurn).then(() => buildBatch(batch));
+    this.lastBuild = built.catch(() => undefined);
+    return built;
+  }
+}
+
+/**
+ * The chain must name the entry, certify our key and verify against the bundle it will be served with. `onLeaf` sees
+ * the leaf before it is checked (SvidIssuerOptions.onSigned: the clocks' skew is read from every answer).
+ */
+export function checkedSvid(
+  entry: AgentEntry,
+  chain: readonly Buffer[],
+  sent: SentKey,
+  now: number,
+  onLeaf: (leaf: { notBefore: number; notAfter: number }) => void,
+  cache: { ownBundle(): TrustBundle | undefined },
+): WorkloadSvid {
+  if (chain.length === 0) throw invalidArgument('empty certificate chain');
+  const leaf = parseCertificateLazily(Buffer.from(chain[0]!));
+  onLeaf(leaf);
+  if (leaf.uriSans.length !== 1 || leaf.uriSans[0] !== entry.spiffeId) {
+    throw invalidArgument(`the signed certificate names ${leaf.uriSans.join(', ') || 'no URI'} instead of ${entry.spiffeId}`);
+  }
+  // Byte equality is the common case (the server copies the key as sent); another encoding of the same key is
+  // left to OpenSSL to judge.
+  if (!leaf.structure.spki.equals(sent.spki) && !keyMatchesCertificate(sent.privateKey, leaf.der)) {
+    throw invalidArgument('the signed certificate does not certify the key sent');
+  }
+  const bundle = cache.ownBundle();
+  if (bundle === undefined) throw invalidArgument('no trust bundle to verify the chain against');
+  // Signed just now by the server: checked at its notBefore when that is ahead of this host's clock (a server
+  // whose clock runs ahead), or no SVID would ever be accepted (issuedChainCheckTime).
+  verifyParsedChain(leaf, chain.slice(1), bundle.x509Authorities, issuedChainCheckTime(leaf.notBefore, now, 'the X509-SVID'), { requireEndEntity: true });
+  return {
+    entryId: entry.id,
+    spiffeId: entry.spiffeId,
+    hint: entry.hint,
+    chain: [leaf.der, ...chain.slice(1).map(sharedCaCertificate)],
+    // Copied into Node's pooled slabs: OpenSSL's own 138-byte allocation would pin a malloc page per SVID.
+    privateKey: Buffer.from(exportPkcs8Der(sent.privateKey)),
+    notBefore: leaf.notBefore,
+    notAfter: leaf.notAfter,
+    version: leaf.serialHex,
+    inputs: sent.inputs,
+  };
+}
