@@ -1,37 +1,15 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { isMeshidError, MeshidError, permissionDenied, unavailable } from '../../common/errors.js';
+import { permissionDenied, unavailable } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Selector } from '../../common/spiffe/selector.js';
-import { parseJwtSvid } from '../../common/jwt/jwt-svid.js';
-import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
-import { EntryIndex, entryMatches, selectorSet, workloadKey } from './entry-index.js';
+import { EntryIndex, selectorSet, workloadKey } from './entry-index.js';
+import { checkedJwtSigner, jwtSvidFailure, tokenKeyId } from './jwt-svid-checks.js';
 import { JwtSvidCache, type JwtSigner } from './jwt-svid-cache.js';
 import { SigningBudgetWait } from './signing-budget-wait.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from './workload-cache.js';
-
-/**
- * What a workload gets when its JWT-SVID cannot be signed. The request's own mistakes stay INVALID_ARGUMENT; anything
- * else (server unreachable, or refusing the agent itself) is the agent's trouble, UNAVAILABLE, not a verdict on the
- * workload: PERMISSION_DENIED would tell it that it has no identity. A refusal of the server's signing budget that
- * was not waited out (too long, or past the call's deadline) is told in the agent's words, with when to come back as
- * the agent's own retry pushback: RESOURCE_EXHAUSTED and the server's wording are about the agent's budget with the
- * server, not anything the workload asked too much of.
- */
-function jwtSvidFailure(entry: AgentEntry, reason: unknown): MeshidError {
-  if (isMeshidError(reason, 'invalid_argument') || isMeshidError(reason, 'unavailable')) return reason;
-  const budgetWait = budgetRefusalWaitMs(reason);
-  if (budgetWait !== undefined) {
-    const seconds = Math.max(1, Math.ceil(budgetWait / 1000));
-    return new MeshidError('unavailable', `cannot get a JWT-SVID for ${entry.spiffeId}: meshid-server is refusing to sign for now; retry in ${seconds} s`, {
-      cause: reason,
-      retryAfterMs: Math.ceil(budgetWait),
-    });
-  }
-  const detail = reason instanceof Error ? reason.message : String(reason);
-  return unavailable(`cannot get a JWT-SVID for ${entry.spiffeId} from the server: ${detail}`, reason);
-}
+import { callListener, WorkloadSubscriptions } from './workload-subscriptions.js';
 
 export interface IdentityCacheOptions {
   clock: Clock;
@@ -90,13 +68,6 @@ const MAX_MEMOIZED_SNAPSHOTS = 10_000;
 /** How many SPIFFE IDs the one expiry warning names; the rest are counted. */
 const EXPIRED_NAMED = 5;
 
-interface Subscription {
-  readonly workload: ReadonlySet<string>;
-  /** The workload's selectors as one string: subscriptions with equal keys match the same entries. */
-  readonly key: string;
-  readonly listener: () => void;
-}
-
 /**
  * The agent's identity cache: the entries it is authorized for, the own and federated bundles, and the X.509-SVID
  * issued for each entry. Implements the WorkloadCache seam the Workload API and SDS are built against; the agent
@@ -112,7 +83,7 @@ export class IdentityCache implements WorkloadCache {
   private readonly unsigned = new Set<string>();
   private own: TrustBundle | undefined;
   private federated = new Map<string, TrustBundle>();
-  private readonly subscriptions = new Set<Subscription>();
+  private readonly subscriptions: WorkloadSubscriptions;
   private readonly changeListeners = new Set<() => void>();
   private readonly jwt: JwtSvidCache;
   /** The server's signing budget's wait, one for X.509 (svid-issuer.ts) and JWT signing, as the budget is one. */
@@ -121,8 +92,7 @@ export class IdentityCache implements WorkloadCache {
   private readonly log: Logger;
   private isReady = false;
   private isSynced = false;
-  /** Bumped on every change that notifies subscribers; memoized snapshots are valid for one generation. */
-  private generation = 0;
+  /** Memoized per selector set, each valid for one generation of the subscriptions (a change notified) at most. */
   private readonly snapshots = new Map<string, { generation: number; validUntil: number; snapshot: IdentitySnapshot }>();
   private expiryTimer: TimerHandle | undefined;
   private expiryAt = Infinity;
@@ -130,27 +100,13 @@ export class IdentityCache implements WorkloadCache {
   constructor(options: IdentityCacheOptions) {
     this.clock = options.clock;
     this.log = options.log;
+    this.subscriptions = new WorkloadSubscriptions(options.log);
     this.signingBudget = new SigningBudgetWait(options.clock);
-    // A token whose `sub` is not the entry's SPIFFE ID (this agent's view lags the server's) is refused as it
-    // arrives, so it is neither cached nor handed out, and cached tokens cost no check per call.
     this.jwt = new JwtSvidCache(
-      async (entryId, audience) => {
-        const jwt = await options.signJwtSvid(entryId, audience);
-        const expected = this.index.get(entryId)?.spiffeId;
-        const sub = tokenSubject(jwt.token);
-        if (expected !== undefined && sub !== expected) {
-          throw unavailable(
-            `the server signed a JWT-SVID for ${sub ?? 'another identity'}, not ${expected}: this agent has not yet heard of a change to entry ${entryId}; retry`,
-          );
-        }
-        // Valid at return time (SPEC-NOTES §8) means validatable with the bundle this agent serves: a key the server
-        // made at once (a taint with no prepared successor) may sign before its bundle update has arrived here.
-        const kid = tokenKeyId(jwt.token);
-        if (!this.holdsJwtKey(kid)) {
-          throw unavailable(`the server signed a JWT-SVID with key ${kid ?? '(no kid)'}, which this agent's trust bundle does not hold yet; retry`);
-        }
-        return jwt;
-      },
+      checkedJwtSigner(options.signJwtSvid, {
+        spiffeIdOf: (entryId) => this.index.get(entryId)?.spiffeId,
+        holdsJwtKey: (kid) => this.holdsJwtKey(kid),
+      }),
       this.clock,
       options.jwtCacheSize,
       options.random,
@@ -180,12 +136,12 @@ export class IdentityCache implements WorkloadCache {
     const key = workloadKey(selectors);
     const now = this.clock.now();
     const hit = this.snapshots.get(key);
-    if (hit !== undefined && hit.generation === this.generation && now < hit.validUntil) return hit.snapshot;
+    if (hit !== undefined && hit.generation === this.subscriptions.generation && now < hit.validUntil) return hit.snapshot;
     const snapshot = this.computeSnapshot(selectors, now);
     if (this.snapshots.size >= MAX_MEMOIZED_SNAPSHOTS) this.snapshots.clear();
     let validUntil = Infinity;
     for (const svid of snapshot.svids) validUntil = Math.min(validUntil, svid.notAfter);
-    this.snapshots.set(key, { generation: this.generation, validUntil, snapshot });
+    this.snapshots.set(key, { generation: this.subscriptions.generation, validUntil, snapshot });
     return snapshot;
   }
 
@@ -221,9 +177,7 @@ export class IdentityCache implements WorkloadCache {
   }
 
   subscribe(selectors: readonly Selector[], listener: () => void): () => void {
-    const sub: Subscription = { workload: selectorSet(selectors), key: workloadKey(selectors), listener };
-    this.subscriptions.add(sub);
-    return () => void this.subscriptions.delete(sub);
+    return this.subscriptions.subscribe(selectors, listener);
   }
 
   /**
@@ -273,7 +227,7 @@ export class IdentityCache implements WorkloadCache {
   markReady(): void {
     if (this.isReady) return;
     this.isReady = true;
-    this.notifyAll();
+    this.subscriptions.notifyAll();
   }
 
   /** The entries are the server's since this start (synced()): a sync was applied, or a ban withdrew them all. */
@@ -310,12 +264,7 @@ export class IdentityCache implements WorkloadCache {
   /** IDs of the entries some open stream's workload matches: whose SVIDs are being watched right now. */
   entriesInUse(): Set<string> {
     const ids = new Set<string>();
-    const seen = new Set<string>();
-    for (const sub of this.subscriptions) {
-      if (seen.has(sub.key)) continue;
-      seen.add(sub.key);
-      for (const e of this.index.matching(sub.workload)) ids.add(e.id);
-    }
+    for (const workload of this.subscriptions.workloads()) for (const e of this.index.matching(workload)) ids.add(e.id);
     return ids;
   }
 
@@ -401,8 +350,8 @@ export class IdentityCache implements WorkloadCache {
       everyone = true;
       withdraws = true;
     }
-    if (everyone) this.notifyAll();
-    else this.notifyEntries(touched);
+    if (everyone) this.subscriptions.notifyAll();
+    else this.subscriptions.notifyEntries(touched);
     if (touched.length > 0 || stored || everyone) this.changed();
     return { needSvid, removed, withdraws, withdrawnEntryIds };
   }
@@ -420,7 +369,7 @@ export class IdentityCache implements WorkloadCache {
       this.unsigned.add(id);
       touched.push(entry);
     }
-    this.notifyEntries(touched);
+    this.subscriptions.notifyEntries(touched);
   }
 
   /** Publishes newly issued SVIDs. An SVID whose entry is gone, or now has another SPIFFE ID, is dropped. */
@@ -435,7 +384,7 @@ export class IdentityCache implements WorkloadCache {
     }
     if (touched.length === 0) return;
     this.armExpiryTimer();
-    this.notifyEntries(touched);
+    this.subscriptions.notifyEntries(touched);
     this.changed();
   }
 
@@ -486,53 +435,11 @@ export class IdentityCache implements WorkloadCache {
       );
     }
     if (touched.length === 0) return;
-    this.notifyEntries(touched);
+    this.subscriptions.notifyEntries(touched);
     this.changed();
   }
 
-  private notifyEntries(entries: readonly AgentEntry[]): void {
-    if (entries.length === 0) return;
-    // Before any listener runs: one may ask for a snapshot synchronously.
-    this.generation++;
-    // Decided once per distinct workload, not per stream: a mass rotation touches thousands of entries while a
-    // thousand streams of one workload are subscribed.
-    const concerned = new Map<string, boolean>();
-    for (const sub of this.subscriptions) {
-      let yes = concerned.get(sub.key);
-      if (yes === undefined) concerned.set(sub.key, (yes = entries.some((e) => entryMatches(e, sub.workload))));
-      if (yes) this.call(sub.listener);
-    }
-  }
-
-  private notifyAll(): void {
-    this.generation++;
-    for (const sub of this.subscriptions) this.call(sub.listener);
-  }
-
   private changed(): void {
-    for (const l of this.changeListeners) this.call(l);
-  }
-
-  private call(listener: () => void): void {
-    try {
-      listener();
-    } catch (err) {
-      this.log.error({ err }, 'a cache listener failed');
-    }
-  }
-}
-
-/** The token's `kid`, or undefined when it cannot be read (the server's tokens always carry one). */
-const tokenKeyId = (token: string): string | undefined => tokenText(token, 'header', 'kid');
-
-/** The token's `sub`, or undefined when it cannot be read (the server's tokens always carry one). */
-const tokenSubject = (token: string): string | undefined => tokenText(token, 'claims', 'sub');
-
-function tokenText(token: string, part: 'header' | 'claims', name: string): string | undefined {
-  try {
-    const value = parseJwtSvid(token)[part][name];
-    return typeof value === 'string' ? value : undefined;
-  } catch {
-    return undefined;
+    for (const l of this.changeListeners) callListener(this.log, l);
   }
 }
