@@ -2,7 +2,7 @@ import { createPublicKey, type KeyObject } from 'node:crypto';
 import path from 'node:path';
 import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
-import { failedPrecondition, isMeshidError, unavailable, type ErrorCode } from '../../common/errors.js';
+import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
 import { nextAuthorityDecision } from '../../common/rotation.js';
 import type { KeyType } from '../../common/x509/keys.js';
@@ -11,15 +11,17 @@ import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
 import { FirstSetupMarker } from './first-setup-marker.js';
-import { keysWithoutJournal, loadJournalAuthorities } from './journal-authorities.js';
+import { recoverAtStart } from './start-recovery.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
 import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
-import { isSelfIssued, rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
+import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
+import { UncommittedKeys } from './uncommitted-keys.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
 import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle.js';
+import { issuersAbove } from './issuers-above.js';
 import { anchorsForRevokedRootsOnly, republishedAnchors, republishedAnchorWarning, rootChainsTo } from './revoked-roots.js';
 
 /** Settings the CA needs; a slice of ServerConfig. */
@@ -68,9 +70,6 @@ export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['up
 /** A failed rotation is retried this much later, not at once: its cause (an upstream CA near its end) stays for a while. */
 const ROTATION_RETRY_MS = 60_000;
 
-/** Errors of a journal commit that certainly wrote nothing. */
-const ROLLED_BACK: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['resource_exhausted', 'failed_precondition', 'not_found', 'already_exists', 'aborted', 'invalid_argument']);
-
 /**
  * The trust domain's certificate authorities: one root, one intermediate per datacenter and the JWT signing keys,
  * each with at most one prepared successor. State lives in the datastore's CA journal and the key store; this class
@@ -85,8 +84,8 @@ export class CaManager {
   private changeListeners = new Set<(bundle: TrustBundle, bundleChanged: boolean) => void>();
   private busy: Promise<void> = Promise.resolve();
   /** Keys written by the rotation in progress that its journal commit does not name yet. */
-  private readonly uncommittedKeys = new Set<string>();
-  /** Makes the authorities a rotation plans; their keys are written through writeKey, so a failed commit takes them back. */
+  private readonly uncommittedKeys: UncommittedKeys;
+  /** Makes the authorities a rotation plans; their keys go through uncommittedKeys: a failed commit takes them back. */
   private readonly factory: AuthorityFactory;
   private readonly firstSetup: FirstSetupMarker;
   /** Roots `ca revoke` took out of the journal, as the journal keeps them. */
@@ -101,7 +100,8 @@ export class CaManager {
     private readonly clock: Clock,
     private readonly log: Logger,
   ) {
-    this.factory = new AuthorityFactory(settings, (keyId, key) => this.writeKey(keyId, key));
+    this.uncommittedKeys = new UncommittedKeys(keys, log);
+    this.factory = new AuthorityFactory(settings, (keyId, key) => this.uncommittedKeys.write(keyId, key));
     this.firstSetup = new FirstSetupMarker(path.dirname(keys.dir));
   }
 
@@ -127,53 +127,11 @@ export class CaManager {
 
   /** Returns whether this is a data dir's first CA setup (an empty journal), the marker of which is now on disk. */
   private async load(): Promise<boolean> {
-    const now = this.clock.now();
-    const records = await this.store.listCaRecords();
-    const keyFiles = this.keys.list();
-    if (records.length === 0) {
-      if (keyFiles.length > 0 && !this.firstSetup.exists()) {
-        // An interrupted first start leaves its marker beside its keys; without one, the keys are a trust domain's whose
-        // datastore lost its content (datastore.sqlite3 copied without its -wal file): sweeping them as orphans would
-        // delete its root key and silently re-root it.
-        throw failedPrecondition(
-          `${keysWithoutJournal(this.keys.dir, keyFiles)}. Restore the datastore that goes with these keys (README, "Backup and restore"); ` +
-            `only if this data dir never served remove ${this.keys.dir} to create a new trust domain`,
-        );
-      }
-      if (keyFiles.length > 0) this.log.warn({ keys: keyFiles.length }, 'a first CA setup was interrupted before its commit; starting it over');
-      // Durable before the first key: from here until the first commit, key files beside an empty journal are ours.
-      this.firstSetup.create();
-    } else if (this.firstSetup.exists()) {
-      // The first commit landed but the process died before removing the marker.
-      this.firstSetup.remove();
-    }
-    // Retired authorities that expired while the server was down: nothing can use them, and rotation only ever sees
-    // loaded ones, so they go below (journal first; a crash before the key deletion leaves an orphan the sweep takes).
-    const { live, expired } = loadJournalAuthorities(records, this.keys, this.settings.trustDomain, now, {
-      keyMismatch: 'restore the matching key from a backup',
-      otherTrustDomain: 'use another --data-dir',
-    });
-    for (const [id, loaded] of live) this.authorities.set(id, loaded);
-    // Only once every live authority's key has loaded and matched: a start that is refused (a datastore restored from
-    // an older backup beside newer keys, a key missing) deletes nothing, so restoring the right files still works.
-    const storedBundle = await this.store.getBundle(this.settings.trustDomain);
-    if (expired.length > 0 && storedBundle !== undefined) {
-      // The bundle is passed unchanged (same sequence); the next rotation rebuilds it from the live authorities.
-      await this.store.commitCaChange({ remove: expired.map((r) => r.id) }, storedBundle);
-      for (const r of expired) this.keys.delete(r.keyId);
-      this.log.info({ authorities: expired.map((r) => r.id) }, 'removed authorities that expired while the server was down');
-    }
-    const referenced = new Set(records.map((r) => r.keyId));
-    for (const keyId of keyFiles) {
-      if (!referenced.has(keyId)) {
-        // Written before a crash that prevented its journal row from committing: never used, safe to drop.
-        this.log.warn({ keyId }, 'removing CA key file not referenced by the CA journal (left by an interrupted write)');
-        this.keys.delete(keyId);
-      }
-    }
-    this.bundleRecord = storedBundle;
-    this.revokedRoots = await this.store.listRevokedRoots();
-    return records.length === 0;
+    const recovered = await recoverAtStart(this.store, this.keys, this.firstSetup, this.settings.trustDomain, this.log, this.clock.now());
+    for (const [id, loaded] of recovered.live) this.authorities.set(id, loaded);
+    this.bundleRecord = recovered.bundle;
+    this.revokedRoots = recovered.revokedRoots;
+    return recovered.firstSetup;
   }
 
   /** Serializes rotations: signing never sees a half-applied change. */
@@ -254,14 +212,7 @@ export class CaManager {
     } finally {
       // A rotation that failed before its commit (a full disk) takes back the keys it wrote: no journal row will name
       // them, and the retry every minute would otherwise add more to the disk that is already full.
-      for (const keyId of this.uncommittedKeys) {
-        try {
-          this.keys.delete(keyId);
-        } catch (err) {
-          this.log.warn({ err, keyId }, 'cannot remove the key of an uncommitted CA change; the next start removes it');
-        }
-      }
-      this.uncommittedKeys.clear();
+      this.uncommittedKeys.takeBack();
     }
   }
 
@@ -279,16 +230,7 @@ export class CaManager {
     }
     bundle.sequence = (previous?.sequence ?? 0) + (bundleChanged ? 1 : 0);
 
-    try {
-      await this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord));
-    } catch (err) {
-      // Only a commit known not to have happened (refused before writing, or the disk full) gives its keys back.
-      // After an I/O error the commit may still be recovered at the next start, which then needs them; if it is
-      // not, the start's sweep removes them.
-      if (!isMeshidError(err) || !ROLLED_BACK.has(err.code)) this.uncommittedKeys.clear();
-      throw err;
-    }
-    this.uncommittedKeys.clear();
+    await this.uncommittedKeys.commit(() => this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord)));
     this.applyCommitted(plan, change.setState);
     this.revokedRoots.push(...change.revoked);
     if (bundleChanged) this.bundleRecord = bundle;
@@ -464,11 +406,6 @@ export class CaManager {
       .sort();
   }
 
-  private writeKey(keyId: string, key: KeyObject): void {
-    this.uncommittedKeys.add(keyId);
-    this.keys.write(keyId, key);
-  }
-
   /** The own trust bundle as currently published. */
   bundle(): TrustBundle {
     const b = this.bundleRecord;
@@ -568,20 +505,7 @@ export class CaManager {
       notBefore: now - BACKDATE_MS,
       notAfter,
     });
-    return { chain: [leaf, a.cert.der, ...this.issuersAbove(a)], notAfter, authorityId: a.record.id };
-  }
-
-  /**
-   * What a chain must carry above an intermediate: nothing under a self-signed root (the bundle has it); under a CA
-   * an upstream PKI issued, that CA and the issuers above it recorded with it.
-   */
-  private issuersAbove(intermediate: LoadedAuthority): Buffer[] {
-    if (intermediate.issuersAbove !== undefined) return intermediate.issuersAbove;
-    const root = issuingRoot(intermediate, [...this.authorities.values()]);
-    let above: Buffer[] = [];
-    if (root?.cert !== undefined && !isSelfIssued(root.cert)) above = [root.cert.der, ...(root.record.upstreamChainDer ?? [])];
-    intermediate.issuersAbove = above;
-    return above;
+    return { chain: [leaf, a.cert.der, ...issuersAbove(a, this.authorities)], notAfter, authorityId: a.record.id };
   }
 
   /**
@@ -592,7 +516,7 @@ export class CaManager {
   issuerChains(authorityKeyId: string): Buffer[][] {
     return [...this.authorities.values()]
       .filter((a) => a.record.kind === 'intermediate' && a.cert !== undefined && a.cert.subjectKeyId === authorityKeyId)
-      .map((a) => [a.cert!.der, ...this.issuersAbove(a)]);
+      .map((a) => [a.cert!.der, ...issuersAbove(a, this.authorities)]);
   }
 
   /** Signs a JWT-SVID with the active JWT key (ES256, kid always set). Times in the result are milliseconds. */
@@ -654,20 +578,4 @@ export class CaManager {
   get trustDomain(): string {
     return this.settings.trustDomain;
   }
-}
-
-/**
- * The root certificate an intermediate's chain goes up through. An upstream CA renewed with the same key is two
- * roots with one key identifier, and either signature verifies; the chain needs the one still valid for the whole
- * life of the intermediate, or the chain breaks when the older certificate expires.
- */
-function issuingRoot(intermediate: LoadedAuthority, authorities: LoadedAuthority[]): LoadedAuthority | undefined {
-  const cert = intermediate.cert;
-  if (cert?.authorityKeyId === undefined) return undefined;
-  const candidates = authorities.filter(
-    (r) => r.record.kind === 'root' && r.cert?.subjectKeyId === cert.authorityKeyId && r.cert?.subject === cert.issuer,
-  );
-  const covering = candidates.filter((r) => r.cert!.notBefore <= cert.notBefore && r.cert!.notAfter >= cert.notAfter);
-  const pool = covering.length > 0 ? covering : candidates;
-  return pool.reduce<LoadedAuthority | undefined>((best, r) => (best === undefined || r.cert!.notAfter > best.cert!.notAfter ? r : best), undefined);
 }
