@@ -10,7 +10,7 @@ interface Subscription {
   readonly listener: () => void;
 }
 
-/** Runs a listener of the cache; a throw is logged, so one failing stream or store cannot stop the others being told. */
+/** Runs a listener of the cache; a throw is logged, so one failing listener cannot keep the others from being told. */
 export function callListener(log: Logger, listener: () => void): void {
   try {
     listener();
