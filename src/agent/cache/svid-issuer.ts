@@ -5,12 +5,12 @@ import { heldLifetime, renewalTime } from '../../common/rotation.js';
 import { chainNamesKeyId, verifyCaChain } from '../../common/x509/certificate.js';
 import { OutageLog } from '../client/outage-log.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
-import { BUDGET_REFUSALS_WAITED_FOR_MS, budgetRefusalWaitMs } from '../client/budget-refusal.js';
+import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
-import type { SigningBudgetWait } from './signing-budget-wait.js';
+import { X509BudgetHold } from './x509-budget-hold.js';
 import { BatchBuilder, checkedSvid, type BuiltBatch } from './x509-svid-request.js';
 
 /** One item of a SignX509Svids answer. `code` 0 = signed; otherwise a gRPC status code for this item. */
@@ -86,22 +86,8 @@ export class SvidIssuer {
   private readonly dueAt = new Map<string, number>();
   /** Consecutive failures per entry, for its retry delay. */
   private readonly failures = new Map<string, number>();
-  /** When the signing budget first refused each entry since it was last signed or requested. */
-  private readonly budgetRefusedSince = new Map<string, number>();
-  /**
-   * Until when the server's last budget refusal, of X.509 or JWT signing, asked this agent to wait (its hint, with
-   * jitter): no call goes before then, queued, kicked and newly requested entries included. The budget refuses every
-   * call until then, so sending the other queued batches would only be refused too, each growing the call backoff far
-   * past the hint.
-   */
-  private readonly budget: SigningBudgetWait;
-  /**
-   * Until when this queue's own call backoff holds it after a budget refusal, when that runs past the server's wait:
-   * X.509 signing's alone. The shared wait (`budget`) gets only what the server asked, or a run of X.509 refusals,
-   * each doubling the backoff, would hold JWT signing far past the budget's return, and FetchJWTSVID, which waits out
-   * at most BUDGET_REFUSALS_WAITED_FOR_MS, would be refused at once without a call.
-   */
-  private ownBackoffUntil = 0;
+  /** The wait for the server's signing budget after a refusal (X509BudgetHold). */
+  private readonly budget: X509BudgetHold;
   /**
    * When the entries held back by failed calls (the server unreachable, or failing the whole call) are retried, all
    * together. Each renewal falls due at its own jittered instant, so during an outage each entry failed alone and was
@@ -109,7 +95,6 @@ export class SvidIssuer {
    * making its key, where a round of batches does the same. A call failing while a round is ahead joins it.
    */
   private callRetryAt = 0;
-  private holdTimer: TimerHandle | undefined;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
   private readonly retryPolicy: BackoffPolicy;
@@ -135,7 +120,7 @@ export class SvidIssuer {
     this.maxInflight = options.maxInflight ?? 4;
     this.retryPolicy = options.retryBackoff ?? RETRY_BACKOFF;
     this.callBackoff = new Backoff(this.retryPolicy, this.random);
-    this.budget = options.cache.signingBudget;
+    this.budget = new X509BudgetHold(options.cache.signingBudget, options.clock);
   }
 
   /** Entries that need an SVID now (new, or their certificate inputs changed). */
@@ -143,7 +128,7 @@ export class SvidIssuer {
     for (const e of entries) {
       this.dueAt.delete(e.id);
       this.failures.delete(e.id);
-      this.budgetRefusedSince.delete(e.id);
+      this.budget.forget(e.id);
       this.queued.add(e.id);
     }
     this.scheduleFlush();
@@ -155,7 +140,7 @@ export class SvidIssuer {
       this.queued.delete(id);
       this.dueAt.delete(id);
       this.failures.delete(id);
-      this.budgetRefusedSince.delete(id);
+      this.budget.forget(id);
       this.jitter.delete(id);
     }
   }
@@ -251,8 +236,7 @@ export class SvidIssuer {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
-    this.holdTimer?.cancel();
-    this.holdTimer = undefined;
+    this.budget.stop();
   }
 
   /**
@@ -338,32 +322,17 @@ export class SvidIssuer {
 
   /**
    * Whether the queue waits for the signing budget the server said was spent; then it is flushed when the wait is
-   * over. Entries queued meanwhile count as refused from now for a first message's wait (budgetWaitedFor), as they
-   * would have been had they gone out.
+   * over. Entries queued meanwhile count as refused from now for a first message's wait (X509BudgetHold.waitedFor), as
+   * they would have been had they gone out.
    */
   private heldByBudget(): boolean {
     const now = this.clock.now();
-    const until = Math.max(this.budget.heldUntil() ?? 0, this.ownBackoffUntil);
+    const until = this.budget.until();
     if (this.stopped || this.queued.size === 0 || now >= until) return false;
     const held = [...this.queued].flatMap((id) => this.cache.entry(id) ?? []);
-    this.cache.markUnsigned(held.filter((e) => !this.budgetWaitedFor(e, now, until)).map((e) => e.id));
-    if (this.holdTimer === undefined) {
-      this.holdTimer = this.clock.setTimer(() => {
-        this.holdTimer = undefined;
-        this.flush();
-      }, until - now);
-    }
+    this.cache.markUnsigned(held.filter((e) => !this.budget.waitedFor(e.id, now, until)).map((e) => e.id));
+    this.budget.wakeAfter(until - now, () => this.flush());
     return true;
-  }
-
-  /**
-   * Whether a first Workload API message still waits for an entry the signing budget refused (or holds back), to be
-   * tried at `retryAt`: while that falls within BUDGET_REFUSALS_WAITED_FOR_MS of the entry's first refusal.
-   */
-  private budgetWaitedFor(entry: AgentEntry, now: number, retryAt: number): boolean {
-    const since = this.budgetRefusedSince.get(entry.id) ?? now;
-    this.budgetRefusedSince.set(entry.id, since);
-    return retryAt - since <= BUDGET_REFUSALS_WAITED_FOR_MS;
   }
 
   /**
@@ -401,10 +370,7 @@ export class SvidIssuer {
       // server's, and holds the whole queue until then anyway (heldByBudget).
       if (asked === undefined && this.callRetryAt <= now) this.callRetryAt = now + backoff;
       const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
-      if (asked !== undefined) {
-        this.budget.holdUntil(now + asked);
-        this.ownBackoffUntil = Math.max(this.ownBackoffUntil, now + delay);
-      }
+      if (asked !== undefined) this.budget.refused(now, asked, delay);
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
       // it would stop a first message waiting for the new certificate at its first failure.
@@ -424,7 +390,7 @@ export class SvidIssuer {
       const waitedFor = (e: AgentEntry): boolean => {
         if (unreachable) return false;
         if (budgetWait === undefined) return (this.failures.get(e.id) ?? 0) <= FAILURES_WAITED_FOR;
-        return this.budgetWaitedFor(e, now, now + delay);
+        return this.budget.waitedFor(e.id, now, now + delay);
       };
       this.cache.markUnsigned(same.filter((e) => !waitedFor(e)).map((e) => e.id));
       if (kind !== undefined) {
@@ -463,7 +429,7 @@ export class SvidIssuer {
       try {
         const svid = checkedSvid(current, r.chain, k, now, (leaf) => this.observeSigned(leaf, sentAt, current), this.cache);
         issued.push(svid);
-        this.budgetRefusedSince.delete(current.id);
+        this.budget.forget(current.id);
         if (this.chainIsTainted(svid)) {
           // Signed before the taint reached the server, answered after it reached this agent: valid, so served, but
           // replaced at once (and with backoff, should the server go on answering from that authority).
