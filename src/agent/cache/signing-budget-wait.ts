@@ -1,11 +1,11 @@
 import type { Clock } from '../../common/clock.js';
 
 /**
- * How long the server's signing budget has told this agent to wait, shared by X.509-SVID signing (svid-issuer.ts) and
- * JWT-SVID signing (jwt-signing-hold.ts). The server charges SignX509Svids and SignJwtSvid to one budget per agent
+ * How long the server's signing budget has told this agent to wait, shared by X.509-SVID signing (x509-budget-hold.ts)
+ * and JWT-SVID signing (jwt-signing-hold.ts). The server charges SignX509Svids and SignJwtSvid to one budget per agent
  * (its SigningLimits), so a refusal of either means the other is refused too until the retry time: each kind waiting
  * on its own only sent one more call per wait to be refused. It holds what the server asked (with jitter), never a
- * kind's own backoff beyond it: that holds its own kind alone (svid-issuer.ts).
+ * kind's own backoff beyond it: that holds its own kind alone (x509-budget-hold.ts).
  */
 export class SigningBudgetWait {
   private until = 0;
