@@ -4,7 +4,6 @@ import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
-import { nextAuthorityDecision } from '../../common/rotation.js';
 import type { KeyType } from '../../common/x509/keys.js';
 import { parseCertificate, verifyCaChain, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
@@ -20,6 +19,7 @@ import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { UncommittedKeys } from './uncommitted-keys.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
+import { nextRotationDecisionAt } from './rotation-schedule.js';
 import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle.js';
 import { issuersAbove } from './issuers-above.js';
 import { anchorsForRevokedRootsOnly, republishedAnchors, republishedAnchorWarning, rootChainsTo } from './revoked-roots.js';
@@ -162,16 +162,7 @@ export class CaManager {
     this.timer?.cancel();
     if (this.stopped) return;
     const now = this.clock.now();
-    let next = Number.POSITIVE_INFINITY;
-    for (const a of this.authorities.values()) {
-      if (a.record.state === 'active') {
-        const prepared = this.findState(a.record.kind, a.record.datacenter, 'prepared') !== undefined;
-        next = Math.min(next, nextAuthorityDecision(now, a.record, this.childTtl(a.record.kind), prepared));
-      }
-      if (a.record.state === 'old' || a.record.state === 'tainted') next = Math.min(next, a.record.notAfter + 1);
-      // A prepared root activates once published for rootActivationDelayMs: a decision of its own, not the active root's.
-      if (a.record.kind === 'root' && a.record.state === 'prepared') next = Math.min(next, a.record.createdAt + this.settings.rootActivationDelayMs);
-    }
+    const next = nextRotationDecisionAt(this.authorities, this.settings, now);
     if (!Number.isFinite(next)) return;
     this.timer = this.clock.setTimer(() => {
       this.rotate().then(
@@ -182,17 +173,6 @@ export class CaManager {
         },
       );
     }, Math.max(minDelayMs, next - now));
-  }
-
-  private childTtl(kind: CaRecord['kind']): number {
-    switch (kind) {
-      case 'root':
-        return this.settings.intermediateTtlMs;
-      case 'intermediate':
-        return this.settings.longestX509SvidTtlMs;
-      case 'jwt':
-        return this.settings.jwtSvidTtlMs;
-    }
   }
 
   private findState(kind: CaRecord['kind'], datacenter: string, state: AuthorityState): LoadedAuthority | undefined {
