@@ -6,7 +6,8 @@ import fs from 'node:fs';
 import * as grpc from '@grpc/grpc-js';
 import { loadProto } from '../src/common/grpc/proto.js';
 import { serviceOf } from '../src/common/grpc/service.js';
-import { healthService } from '../src/common/grpc/health-service.js';
+import { GrpcHealthService } from '../src/common/grpc/health-service.js';
+import { systemClock } from '../src/common/clock.js';
 import { BASE_SERVER_OPTIONS } from '../src/common/grpc/server-options.js';
 
 const socket = process.argv[2]!;
@@ -15,7 +16,7 @@ fs.rmSync(socket, { force: true });
 // meshid's interceptors. Its requests still pass the wire check loadProto installs (well under a microsecond for a
 // health request); the interceptor that answers a malformed one is left to the agent's side of P2.
 const server = new grpc.Server({ ...BASE_SERVER_OPTIONS, interceptors: [] });
-server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), healthService([], () => true));
+server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), new GrpcHealthService({ services: [], serving: () => true, clock: systemClock, daemon: 'echo server' }).implementation);
 server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (err) => {
   if (err) throw err;
   process.stdout.write('ready\n');

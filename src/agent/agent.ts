@@ -240,6 +240,9 @@ export class MeshidAgent {
         maxCallsPerUid: config.maxCallsPerUid,
         apis: { workload: config.servesWorkloadApi, sds: config.servesSds },
         healthDetail: () => self.healthDetail(),
+        // A banned agent withdrew everything and never serves again: SPIRE's agent exits then, and no probe may take
+        // an agent left with nothing for one that serves.
+        serving: () => cache.ready() && connection?.state !== 'banned' && !self.stopped,
         ...(opts.credentials !== undefined ? { credentials: opts.credentials } : {}),
       });
       if (config.healthChecks !== undefined) {
@@ -300,7 +303,9 @@ export class MeshidAgent {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    // First: a probe during the stop is refused rather than told a half-closed agent is ready.
+    // First: a probe during the stop is refused rather than told a half-closed agent is ready, and gRPC health
+    // watchers hear NOT_SERVING while workloads are still served.
+    this.endpoint?.stopServing();
     await this.health?.close();
     this.connection?.stop();
     this.issuer.stop();

@@ -17,28 +17,35 @@ export interface ServerHealthSources {
  *
  * Live: the server answers (its event loop turns) and its datastore can be read; nothing else the server does
  * depends on less. Ready: it can do its job for every agent it is configured for: the agent API listens (the probe is
- * handed to the listener once it does: StartingServerProbe), every configured datacenter has an intermediate CA valid now to sign with, and a JWT key is
- * active. An upstream CA too close to its end to renew the intermediates, or a taint whose replacement could not be
+ * handed to the listener once it does: StartingServerProbe), the datastore can be read (every agent call reads it),
+ * every configured datacenter has an intermediate CA valid now to sign with, and a JWT key is active. An upstream CA too close to its end to renew the intermediates, or a taint whose replacement could not be
  * made, makes it unready, naming the datacenter, before agents start failing to renew.
  */
 export function serverHealthProbe(sources: ServerHealthSources): HealthProbe {
   return {
     name: 'server',
     live: async (): Promise<HealthVerdict> => {
-      try {
-        await sources.datastore.currentRevision();
-        return { ok: true, details: {} };
-      } catch (err) {
-        return { ok: false, details: { reason: `the datastore cannot be read: ${err instanceof Error ? err.message : String(err)}` } };
-      }
+      const problem = await datastoreProblem(sources);
+      return problem === undefined ? { ok: true, details: {} } : { ok: false, details: { reason: problem } };
     },
     ready: () => readyVerdict(sources),
   };
 }
 
-function readyVerdict(sources: ServerHealthSources): HealthVerdict {
+async function datastoreProblem(sources: ServerHealthSources): Promise<string | undefined> {
+  try {
+    await sources.datastore.currentRevision();
+    return undefined;
+  } catch (err) {
+    return `the datastore cannot be read: ${err instanceof Error ? err.message : String(err)}`;
+  }
+}
+
+async function readyVerdict(sources: ServerHealthSources): Promise<HealthVerdict> {
   const now = sources.now();
   const problems: string[] = [];
+  const datastore = await datastoreProblem(sources);
+  if (datastore !== undefined) problems.push(datastore);
   const intermediates: Record<string, string> = {};
   for (const dc of sources.datacenters) {
     const cert = sources.ca.activeIntermediate(dc);

@@ -7,7 +7,7 @@ import { ensurePrivateDir } from '../common/atomic-file.js';
 import { formatDuration } from '../common/duration.js';
 import { loadProto } from '../common/grpc/proto.js';
 import { serviceOf } from '../common/grpc/service.js';
-import { healthService } from '../common/grpc/health-service.js';
+import { GrpcHealthService } from '../common/grpc/health-service.js';
 import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.js';
 import { certificatesToPem } from '../common/x509/pem.js';
 import { tcpListeners, type ServerConfig } from './config.js';
@@ -85,6 +85,8 @@ export interface ServerOptions {
 export class MeshidServer {
   private housekeepingSchedule: HousekeepingSchedule | undefined;
   private health: HttpHealthListener | undefined;
+  /** grpc.health.v1 of the admin socket and the agent API, told NOT_SERVING first when the server stops. */
+  private grpcHealth: GrpcHealthService[] = [];
   private constructor(
     readonly config: ServerConfig,
     readonly ds: Datastore,
@@ -171,9 +173,19 @@ export class MeshidServer {
       started.push(() => svid.stop());
       const stopping = new AbortController();
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
-      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }));
+      // What `meshid-server healthcheck` asks on the admin socket is SPIRE's question: can the datastore be read. A
+      // load balancer's gRPC check of the agent API asks readiness (datastore and CA; NOT_SERVING until it listens).
+      const grpcHealth = {
+        admin: async (): Promise<boolean> => {
+          await ds.currentRevision();
+          return true;
+        },
+        agentApi: async (): Promise<boolean> => (await starting.ready()).ok,
+        services: [] as GrpcHealthService[],
+      };
+      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }), grpcHealth);
       started.push(() => forceShutdownGrpcServer(admin));
-      const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), opts.agentApiConnectionLimits);
+      const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), grpcHealth, opts.agentApiConnectionLimits);
       started.push(() => {
         forceShutdownGrpcServer(agentApi);
         connections.stop();
@@ -185,6 +197,7 @@ export class MeshidServer {
       starting.serving(serverHealthProbe({ datastore: ds, ca, datacenters: config.datacenters, agentApi: `${hostOf(config.bindAddress)}:${port}`, now: () => clock.now() }));
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, connections, bundleEndpoint, federation, stopping, unlock, log);
       server.health = health;
+      server.grpcHealth = grpcHealth.services;
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
       server.housekeepingSchedule.start();
       log.info(
@@ -248,6 +261,7 @@ export class MeshidServer {
 
   async stop(): Promise<void> {
     // First: a probe during the stop is refused rather than told a server whose agent API is closing is ready.
+    for (const h of this.grpcHealth) h.shutdown();
     await this.health?.close();
     const housekeepingStopped = this.housekeepingSchedule?.stop();
     this.federation.stop();
@@ -298,8 +312,16 @@ async function startFederation(
   return poller;
 }
 
+/** What grpc.health.v1 answers on the admin socket and the agent API, and the services made, for stop(). */
+interface GrpcHealthServing {
+  readonly admin: () => Promise<boolean>;
+  readonly agentApi: () => Promise<boolean>;
+  readonly services: GrpcHealthService[];
+}
+
 async function startAdminServer(
   config: ServerConfig, ds: Datastore, ca: CaManager, federation: FederatedBundlePoller, backups: grpc.UntypedServiceImplementation, clock: Clock, log: Logger,
+  grpcHealth: GrpcHealthServing,
 ): Promise<grpc.Server> {
   const proto = loadProto(ADMIN_PROTO);
   const limits = {
@@ -330,7 +352,9 @@ async function startAdminServer(
   for (const [name, implementation] of services) server.addService(serviceOf(proto, name), implementation);
   // Each admin service has a health status of its own, so `meshid-server healthcheck` can tell this socket from any
   // other gRPC server's (an agent's answers "" as SERVING too); "" stays for generic probes.
-  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(services.map(([name]) => name), () => true));
+  const health = new GrpcHealthService({ services: services.map(([name]) => name), serving: grpcHealth.admin, clock, daemon: 'meshid-server' });
+  grpcHealth.services.push(health);
+  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), health.implementation);
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
   ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting: '--admin-socket, admin_socket' });
   await removeStaleSocket(config.adminSocket);
@@ -342,7 +366,8 @@ async function startAdminServer(
 }
 
 async function startAgentApi(
-  config: ServerConfig, ds: Datastore, ca: CaManager, hub: SyncHub, svid: ServerSvid, clock: Clock, log: Logger, connectionLimits?: Partial<ConnectionLimits>,
+  config: ServerConfig, ds: Datastore, ca: CaManager, hub: SyncHub, svid: ServerSvid, clock: Clock, log: Logger, grpcHealth: GrpcHealthServing,
+  connectionLimits?: Partial<ConnectionLimits>,
 ): Promise<{ server: grpc.Server; port: number; connections: AgentApiConnections }> {
   const proto = loadProto(AGENT_PROTO);
   const provider = new MemoryCertificateProvider();
@@ -390,7 +415,9 @@ async function startAgentApi(
       log,
     }),
   );
-  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), healthService(['meshid.agent.v1.Node'], () => true));
+  const health = new GrpcHealthService({ services: ['meshid.agent.v1.Node'], serving: grpcHealth.agentApi, clock, daemon: 'meshid-server' });
+  grpcHealth.services.push(health);
+  server.addService(serviceOf(proto, 'grpc.health.v1.Health'), health.implementation);
   const port = await new Promise<number>((resolve, reject) =>
     server.bindAsync(config.bindAddress, credentials, (err, p) => (err ? reject(listenFailure(err, config.bindAddress, '--bind-address, bind_address')) : resolve(p))),
   );

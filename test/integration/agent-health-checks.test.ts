@@ -11,6 +11,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { AGENT_MAIN, startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { healthAddressFromLog, healthBody, probe } from '../support/http-probe.js';
+import { watchHealth } from '../support/health-watch.js';
 import { runNode } from '../support/server-process.js';
 
 const uid = process.getuid!();
@@ -110,7 +111,7 @@ test('a uid holding all its workload-socket connections: `meshid-agent healthche
   assert.equal(held.length, cap, 'the probes took none of the uid\'s connections');
 });
 
-test('ready is 500 with the reason before the first attestation (server unreachable) while live is 200; and 500 once the agent is banned', async (t) => {
+test('ready is 500 with the reason before the first attestation (server unreachable) while live is 200; and once the agent is banned, ready is 500 and grpc.health.v1 turns NOT_SERVING (Watch pushed, `meshid-agent healthcheck` fails)', { timeout: 60_000 }, async (t) => {
   const cluster = await startCluster('meshid-agent-health-unready-');
   t.after(() => cluster.cleanup());
   // A port nothing listens on: the agent retries its first attestation and serves nothing meanwhile.
@@ -131,12 +132,36 @@ test('ready is 500 with the reason before the first attestation (server unreacha
   const address = await healthAddressOf(agent);
   await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
   const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
+  const watch = watchHealth(`unix://${agent.socketPath}`, 'SpiffeWorkloadAPI');
+  t.after(() => watch.close());
+  assert.deepEqual(await watch.received(1), ['SERVING']);
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
   await agent.waitForLog(/an operator banned this agent/);
   const banned = await probe(address, '/ready');
   assert.equal(banned.status, 500);
   assert.match(String(healthBody(banned, 'agent')['reason']), /^meshid-server banned this agent/);
   assert.equal((await probe(address, '/live')).status, 200);
+  // The gRPC health on the socket agrees: an agent that withdrew everything for good does not serve (SPIRE's exits).
+  assert.deepEqual(await watch.received(2), ['SERVING', 'NOT_SERVING'], 'the Watch stream is told of the change');
+  const cli = await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', agent.socketPath, '--timeout', '5s']);
+  assert.equal(cli.code, 1, cli.out);
+  assert.match(cli.err, /agent is not healthy: status NOT_SERVING/);
+});
+
+test('on stop, grpc.health.v1 Watch streams on the workload socket are told NOT_SERVING, then end UNAVAILABLE', { timeout: 60_000 }, async (t) => {
+  const cluster = await startCluster('meshid-agent-health-watch-stop-');
+  t.after(() => cluster.cleanup());
+  const agent = await agentWithHealthListener(cluster, 'watched');
+  const socketPath = path.join(cluster.dir, 'watched.sock');
+  await until('the agent is ready', async () => (await probe(agent.healthAddress()!, '/ready')).status === 200);
+  const watch = watchHealth(`unix://${socketPath}`);
+  t.after(() => watch.close());
+  assert.deepEqual(await watch.received(1), ['SERVING']);
+  await agent.stop();
+  assert.deepEqual(await watch.received(2), ['SERVING', 'NOT_SERVING']);
+  const end = await watch.ended;
+  assert.equal(end.code, 14, end.details);
+  assert.match(end.details, /meshid-agent is shutting down/);
 });
 
 test('HEAD answers like GET without a body; other paths are 404, other methods 405, a request with a body 413', async (t) => {

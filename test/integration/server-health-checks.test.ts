@@ -13,6 +13,7 @@ import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { healthBody, probe } from '../support/http-probe.js';
+import { watchHealth } from '../support/health-watch.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
@@ -117,7 +118,7 @@ test('a health port in use fails the start before the datastore and the CA are m
   assert.equal(fs.existsSync(config.adminSocket), false);
 });
 
-test('live turns 500 with the reason once the datastore cannot be read (closed under the running server, standing in for a failed disk)', async (t) => {
+test('live and ready turn 500 with the reason, and `meshid-server healthcheck` fails, once the datastore cannot be read (closed under the running server, standing in for a failed disk)', { timeout: 60_000 }, async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH });
   t.after(() => cluster.cleanup());
@@ -128,4 +129,28 @@ test('live turns 500 with the reason once the datastore cannot be read (closed u
   const live = await probe(address, '/live');
   assert.equal(live.status, 500, live.body);
   assert.match(String(healthBody(live, 'server')['reason']), /^the datastore cannot be read: /);
+  // Nor can it serve agents: every agent call reads the datastore.
+  const ready = await probe(address, '/ready');
+  assert.equal(ready.status, 500, ready.body);
+  assert.match(String(healthBody(ready, 'server')['reason']), /^the datastore cannot be read: /);
+  // `meshid-server healthcheck` asks SPIRE's question of the admin socket: can the datastore be read.
+  const cli = await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', cluster.meshidServer.config.adminSocket]);
+  assert.equal(cli.code, 1, cli.out);
+  assert.match(cli.err, /server is not healthy: status NOT_SERVING/);
+});
+
+test('on stop, grpc.health.v1 Watch streams on the admin socket are told NOT_SERVING, then end UNAVAILABLE', { timeout: 60_000 }, async (t) => {
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-watch-');
+  let cleaned = false;
+  t.after(() => (cleaned ? undefined : cluster.cleanup()));
+  const watch = watchHealth(`unix://${cluster.meshidServer.config.adminSocket}`, 'meshid.admin.v1.Entries');
+  t.after(() => watch.close());
+  assert.deepEqual(await watch.received(1), ['SERVING']);
+  cleaned = true;
+  await cluster.cleanup();
+  assert.deepEqual(await watch.received(2), ['SERVING', 'NOT_SERVING']);
+  const end = await watch.ended;
+  assert.equal(end.code, 14, end.details);
+  assert.match(end.details, /meshid-server is shutting down/);
 });

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
-import { healthService } from '../../common/grpc/health-service.js';
+import { GrpcHealthService } from '../../common/grpc/health-service.js';
 import { loadProto } from '../../common/grpc/proto.js';
 import { addReflection } from '../../common/grpc/reflection.js';
 import { serviceOf } from '../../common/grpc/service.js';
@@ -64,6 +64,11 @@ export interface WorkloadEndpointOptions {
    * oldest SVID expires: health probes see why an agent is or is not healthy without a separate API.
    */
   healthDetail?: () => Record<string, string>;
+  /**
+   * Whether the socket serves workloads, as grpc.health.v1 answers it (SERVING / NOT_SERVING); default: the cache
+   * has state to serve.
+   */
+  serving?: () => boolean;
   /** Peer-credential addon replacement, for tests. */
   credentials?: PeerCredentials;
   /** See UdsServerOptions.maxConnectionsPerUid. */
@@ -86,6 +91,7 @@ export class WorkloadEndpoint {
     private readonly workload: WorkloadApiService,
     private readonly sds: SdsService,
     private readonly fairQueue: UidFairQueue,
+    private readonly health: GrpcHealthService,
     private readonly log: Logger,
   ) {}
 
@@ -141,11 +147,20 @@ export class WorkloadEndpoint {
     if (apis.workload) services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
     if (apis.sds) services.addService(sdsServiceDefinition(), sds.implementation);
     const served = [...(apis.workload ? [WORKLOAD_SERVICE_NAME] : []), ...(apis.sds ? [SDS_SERVICE_NAME] : [])];
-    services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o, served));
+    const health = new GrpcHealthService({ services: served, serving: o.serving ?? (() => o.cache.ready()), clock: o.clock, daemon: 'meshid-agent' });
+    services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o, health));
     addReflection(services, [...(apis.workload ? [WORKLOAD_PROTO] : []), ...(apis.sds ? [SDS_PROTO] : [])], log);
     prepareSocketDir(path.dirname(o.socketPath), log);
     await socket.start();
-    return new WorkloadEndpoint(server, socket, workload, sds, fairQueue, log);
+    return new WorkloadEndpoint(server, socket, workload, sds, fairQueue, health, log);
+  }
+
+  /**
+   * The first step of the agent's stop: grpc.health.v1 answers NOT_SERVING from now on and its Watch streams end,
+   * while workloads are still served until close().
+   */
+  stopServing(): void {
+    this.health.shutdown();
   }
 
   /**
@@ -155,6 +170,7 @@ export class WorkloadEndpoint {
   async close(): Promise<void> {
     // Before the handlers close: a request still waiting for its turn is answered UNAVAILABLE, not started after.
     this.fairQueue.close();
+    this.health.shutdown();
     this.workload.close();
     this.sds.close();
     await new Promise<void>((resolve) => {
@@ -174,8 +190,8 @@ export class WorkloadEndpoint {
   }
 }
 
-function healthWithDetail(o: WorkloadEndpointOptions, served: readonly string[]): grpc.UntypedServiceImplementation {
-  const base = healthService(served, () => o.cache.ready());
+function healthWithDetail(o: WorkloadEndpointOptions, health: GrpcHealthService): grpc.UntypedServiceImplementation {
+  const base = health.implementation;
   const check = base['Check'] as grpc.handleUnaryCall<unknown, unknown>;
   return {
     ...base,

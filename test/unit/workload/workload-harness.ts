@@ -9,7 +9,7 @@ import os from 'node:os';
 import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from '../../../src/common/clock.js';
-import { healthService } from '../../../src/common/grpc/health-service.js';
+import { GrpcHealthService } from '../../../src/common/grpc/health-service.js';
 import { loadProto } from '../../../src/common/grpc/proto.js';
 import { serviceOf } from '../../../src/common/grpc/service.js';
 import { silentLogger } from '../../../src/common/log.js';
@@ -91,7 +91,7 @@ export async function startWorkloadHarness(ca: TestCa, setup: (cache: FakeWorklo
     o.interceptor === false ? BASE_SERVER_OPTIONS : { ...BASE_SERVER_OPTIONS, interceptors: [...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor] },
   );
   server.addService(workloadApiServiceDefinition(), service.implementation);
-  server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), healthService(['SpiffeWorkloadAPI'], () => cache.ready()));
+  server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), new GrpcHealthService({ services: ['SpiffeWorkloadAPI'], serving: () => cache.ready(), clock, daemon: 'meshid-agent' }).implementation);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
   );
