@@ -35,8 +35,8 @@ export interface AgentHealthSources {
  * the data dir or synced), an agent SVID valid now, the server has neither banned it nor asked it to re-attest, and
  * no skew between the clocks keeps it from renewing (its SVID refused as expired by the server's clock while this
  * host's takes it for valid, or every SVID the server signs expired by this host's clock).
- * A server that cannot be reached does not make it unready while its agent SVID lasts (it serves from cache and
- * reconnects by itself). Not ready before the first attestation and sync, nor once it needs an operator (a ban, a
+ * A server that cannot be reached does not make it unready while its agent SVID lasts and it holds an SVID to serve
+ * (it serves from cache and reconnects by itself); once every cached SVID has expired, it has nothing left to serve. Not ready before the first attestation and sync, nor once it needs an operator (a ban, a
  * new join token).
  */
 export function agentHealthProbe(sources: AgentHealthSources): HealthProbe {
@@ -73,6 +73,11 @@ function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
   if (!s.ready) return 'the agent has no SVIDs to serve yet: it has not attested and synced with meshid-server (see state and last_error)';
   if (s.agentSvidExpiresAt === undefined || s.agentSvidExpiresAt <= now) {
     return 'the agent SVID has expired: meshid-server no longer accepts this agent; restart it with a new --join-token';
+  }
+  // Expired SVIDs leave the cache, so a long outage ends with entries and nothing to serve for them. Not while synced:
+  // then the SVIDs of entries just received are being signed.
+  if (s.entries > 0 && s.svids === 0 && s.state !== 'synced') {
+    return 'every SVID the agent held has expired and meshid-server could not be reached to renew them: workloads get none until it is back (see state and last_error)';
   }
   // The agent SVID refused as expired by the server's clock, or every SVID signed expired by this one: nothing is
   // renewed until the clocks agree, and what is served runs out.

@@ -9,7 +9,9 @@ import fs from 'node:fs';
 import http2 from 'node:http2';
 import net from 'node:net';
 import path from 'node:path';
-import { AGENT_MAIN, startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
+import { FakeClock } from '../../src/common/clock.js';
+import { advanceUntil } from '../support/advance-until.js';
+import { AGENT_MAIN, startCluster, startInProcessCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { healthAddressFromLog, healthBody, probe } from '../support/http-probe.js';
 import { watchHealth } from '../support/health-watch.js';
 import { runNode } from '../support/server-process.js';
@@ -295,4 +297,36 @@ test('a request with a body, on any path, is answered 413 and its connection clo
   assert.match(expecting, /\r\nConnection: close\r\n/i);
   const posting = await answer('POST /live HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000000\r\n\r\n');
   assert.match(posting, /^HTTP\/1\.1 413 /, 'not 405 with a gigabyte drained');
+});
+
+test('ready turns 500 once every cached SVID has expired with the server unreachable, while the agent SVID is still valid; live stays 200', { timeout: 120_000 }, async (t) => {
+  // In-process server and agent on one FakeClock, an hour behind real time: TLS judges the certificates by real time.
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  const cluster = await startInProcessCluster(clock, 'meshid-agent-health-expired-svids-');
+  t.after(() => cluster.cleanup());
+  // SVIDs of ten minutes; the agent SVID lasts the default hour.
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`], x509SvidTtl: 600 });
+  const agent = await cluster.startInProcessAgent(
+    {
+      join_token: await cluster.token(),
+      socket_path: path.join(cluster.dir, 'agent.sock'),
+      data_dir: path.join(cluster.dir, 'agent-data'),
+      health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+    },
+    { clock },
+  );
+  const address = agent.healthAddress()!;
+  await until('the agent serves its SVID', async () => agent.status().svids === 1 && (await probe(address, '/ready')).status === 200);
+
+  const stopServer = cluster.server.stop.bind(cluster.server);
+  await stopServer();
+  (cluster.server as { stop(): Promise<void> }).stop = async () => undefined;
+  await advanceUntil(clock, () => agent.status().state === 'disconnected');
+  clock.advance(11 * 60_000);
+  await until('the expired SVID has left the cache', async () => agent.status().svids === 0);
+  assert.ok(agent.status().agentSvidExpiresAt! > clock.now(), 'the agent SVID is still valid');
+  const ready = await probe(address, '/ready');
+  assert.equal(ready.status, 500, ready.body);
+  assert.match(String(healthBody(ready, 'agent')['reason']), /^every SVID the agent held has expired and meshid-server could not be reached to renew them/);
+  assert.equal((await probe(address, '/live')).status, 200, 'a restart would only retry the same server');
 });
