@@ -14,6 +14,11 @@ import { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { healthBody, probe } from '../support/http-probe.js';
 import { watchHealth } from '../support/health-watch.js';
+import * as grpc from '@grpc/grpc-js';
+import type { PeerCertificate } from 'node:tls';
+import { TLS_NAME } from '../../src/agent/client/node-client.js';
+import { loadProto } from '../../src/common/grpc/proto.js';
+import { serviceClient } from '../../src/common/grpc/service.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
@@ -118,12 +123,15 @@ test('a health port in use fails the start before the datastore and the CA are m
   assert.equal(fs.existsSync(config.adminSocket), false);
 });
 
-test('live and ready turn 500 with the reason, and `meshid-server healthcheck` fails, once the datastore cannot be read (closed under the running server, standing in for a failed disk)', { timeout: 60_000 }, async (t) => {
+test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails and the agent API\'s gRPC health is NOT_SERVING, once the datastore cannot be read (closed under the running server, standing in for a failed disk)', { timeout: 60_000 }, async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH });
   t.after(() => cluster.cleanup());
   const address = cluster.meshidServer.healthAddress()!;
   assert.equal((await probe(address, '/live')).status, 200);
+  const agentApiHealth = agentApiHealthCheck(cluster.meshidServer.agentPort, cluster.bundlePem);
+  t.after(() => agentApiHealth.close());
+  assert.equal(await agentApiHealth.check('meshid.agent.v1.Node'), 'SERVING');
 
   await (cluster.meshidServer as unknown as { ds: { close(): Promise<void> } }).ds.close();
   const live = await probe(address, '/live');
@@ -137,7 +145,28 @@ test('live and ready turn 500 with the reason, and `meshid-server healthcheck` f
   const cli = await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', cluster.meshidServer.config.adminSocket]);
   assert.equal(cli.code, 1, cli.out);
   assert.match(cli.err, /server is not healthy: status NOT_SERVING/);
+  // A load balancer's gRPC check of the agent API: the server cannot serve agents.
+  assert.equal(await agentApiHealth.check('meshid.agent.v1.Node'), 'NOT_SERVING');
+  assert.equal(await agentApiHealth.check(''), 'NOT_SERVING');
 });
+
+/** grpc.health.v1 Check of the agent API over TLS, as a load balancer makes it: the server's SVID checked, no client certificate. */
+function agentApiHealthCheck(port: number, rootsPem: string): { check(service: string): Promise<string>; close(): void } {
+  const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
+  const creds = grpc.credentials.createSsl(Buffer.from(rootsPem), null, null, {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(cert.subjectaltname)),
+  });
+  const client = new Health(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': TLS_NAME });
+  return {
+    check: (service) =>
+      new Promise((resolve, reject) =>
+        (client as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: { status?: string }) => void) => void>)['Check']!({ service }, (err, res) =>
+          err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'),
+        ),
+      ),
+    close: () => client.close(),
+  };
+}
 
 test('on stop, grpc.health.v1 Watch streams on the admin socket are told NOT_SERVING, then end UNAVAILABLE', { timeout: 60_000 }, async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
