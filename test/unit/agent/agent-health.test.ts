@@ -1,0 +1,62 @@
+/**
+ * meshid-agent's live and ready verdicts (agent-health.ts) as a table over the agent's status, and live against a
+ * real Unix socket that is removed or replaced.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import net from 'node:net';
+import path from 'node:path';
+import { agentHealthProbe, type AgentHealthStatus } from '../../../src/agent/agent-health.js';
+import { tempDir } from '../../support/server-kit.js';
+
+const NOW = Date.parse('2026-06-01T00:00:00Z');
+const HOUR = 3_600_000;
+const SERVING: AgentHealthStatus = { state: 'synced', ready: true, agentSvidExpiresAt: NOW + HOUR, entries: 2, svids: 2, lastError: undefined };
+
+const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: RegExp | undefined }> = [
+  { name: 'synced, SVIDs held', status: {}, reason: undefined },
+  { name: 'server unreachable, SVIDs still held', status: { state: 'disconnected', lastError: 'connect ECONNREFUSED' }, reason: undefined },
+  { name: 'synced, entries just received and not signed yet', status: { svids: 0 }, reason: undefined },
+  { name: 'no entries at all (nothing registered for this node)', status: { entries: 0, svids: 0, state: 'disconnected' }, reason: undefined },
+  { name: 'before the first attestation and sync', status: { state: 'attesting', ready: false, entries: 0, svids: 0, agentSvidExpiresAt: undefined }, reason: /^the agent has no SVIDs to serve yet/ },
+  { name: 'banned', status: { state: 'banned', entries: 0, svids: 0 }, reason: /^meshid-server banned this agent/ },
+  { name: 'asked to re-attest', status: { state: 'reattest-required' }, reason: /^meshid-server refuses this agent SVID/ },
+  { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired/ },
+  { name: 'every cached SVID expired while disconnected', status: { state: 'disconnected', svids: 0 }, reason: /^every SVID the agent held has expired/ },
+  { name: 'every cached SVID expired while reconnecting', status: { state: 'connecting', svids: 0 }, reason: /^every SVID the agent held has expired/ },
+  { name: 'a clock skew stops renewals', status: { clockProblem: 'this host\'s clock is 2h ahead of meshid-server\'s' }, reason: /^this host's clock/ },
+];
+
+for (const c of cases) {
+  test(`ready: ${c.name} → ${c.reason === undefined ? '200' : '500 with the reason'}`, async () => {
+    const status: AgentHealthStatus = { ...SERVING, ...c.status };
+    const probe = agentHealthProbe({ socketPath: '/nonexistent', socketIno: 0, status: () => status, now: () => NOW });
+    const verdict = await probe.ready();
+    assert.equal(verdict.ok, c.reason === undefined, JSON.stringify(verdict.details));
+    if (c.reason !== undefined) assert.match(String(verdict.details['reason']), c.reason);
+    else assert.equal(verdict.details['reason'], undefined);
+    assert.equal(verdict.details['state'], status.state);
+  });
+}
+
+test('live: 200 while the socket is the one listened on; 500 once it is removed or another file takes its place', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-agent-health-');
+  const socketPath = path.join(dir, 'agent.sock');
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  t.after(() => {
+    server.close();
+    cleanup();
+  });
+  const probe = agentHealthProbe({ socketPath, socketIno: fs.statSync(socketPath).ino, status: () => SERVING, now: () => NOW });
+  assert.equal((await probe.live()).ok, true);
+  fs.rmSync(socketPath);
+  const gone = await probe.live();
+  assert.equal(gone.ok, false);
+  assert.match(String(gone.details['reason']), /is gone \(removed by another process\)/);
+  fs.writeFileSync(socketPath, 'not a socket');
+  const replaced = await probe.live();
+  assert.equal(replaced.ok, false);
+  assert.match(String(replaced.details['reason']), /is no longer the socket this agent listens on/);
+});
