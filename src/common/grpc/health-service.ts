@@ -86,6 +86,8 @@ export class GrpcHealthService {
   }
 
   private watch(call: ServerWritableStream<{ service?: string }, unknown>): void {
+    // Cancelled before it got here (its 'cancelled' event is past): kept, it would be looked at every second for ever.
+    if (call.cancelled) return;
     const watcher: Watcher = { call, service: call.request.service ?? '', last: 'SERVICE_UNKNOWN' };
     if (this.stopped) {
       this.end(watcher);
