@@ -175,10 +175,19 @@ export class MeshidServer {
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
       // What `meshid-server healthcheck` asks on the admin socket is SPIRE's question: can the datastore be read. A
       // load balancer's gRPC check of the agent API asks readiness (datastore and CA; NOT_SERVING until it listens).
+      // The gRPC answer carries no reason: the log has it, once per failure rather than per probe.
+      let datastoreUnreadable = false;
       const grpcHealth = {
         admin: async (): Promise<boolean> => {
-          await ds.currentRevision();
-          return true;
+          try {
+            await ds.currentRevision();
+            datastoreUnreadable = false;
+            return true;
+          } catch (err) {
+            if (!datastoreUnreadable) log.warn({ err }, 'the datastore cannot be read: grpc.health.v1 on the admin socket (meshid-server healthcheck) answers NOT_SERVING');
+            datastoreUnreadable = true;
+            return false;
+          }
         },
         agentApi: async (): Promise<boolean> => (await starting.ready()).ok,
         services: [] as GrpcHealthService[],

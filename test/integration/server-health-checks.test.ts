@@ -14,6 +14,7 @@ import { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { healthBody, probe } from '../support/http-probe.js';
 import { watchHealth } from '../support/health-watch.js';
+import { capturingLogger } from '../support/log-lines.js';
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
 import { TLS_NAME } from '../../src/agent/client/node-client.js';
@@ -125,7 +126,8 @@ test('a health port in use fails the start before the datastore and the CA are m
 
 test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails and the agent API\'s gRPC health is NOT_SERVING, once the datastore cannot be read (closed under the running server, standing in for a failed disk)', { timeout: 60_000 }, async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
-  const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH });
+  const serverLog = capturingLogger('meshid-server');
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH }, serverLog.log);
   t.after(() => cluster.cleanup());
   const address = cluster.meshidServer.healthAddress()!;
   assert.equal((await probe(address, '/live')).status, 200);
@@ -144,7 +146,9 @@ test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails
   // `meshid-server healthcheck` asks SPIRE's question of the admin socket: can the datastore be read.
   const cli = await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', cluster.meshidServer.config.adminSocket]);
   assert.equal(cli.code, 1, cli.out);
-  assert.match(cli.err, /server is not healthy: status NOT_SERVING/);
+  assert.match(cli.err, /server is not healthy: status NOT_SERVING \(it is stopping, or its datastore cannot be read: the server log says which\)/);
+  const said = serverLog.records().filter((r) => /^the datastore cannot be read: grpc\.health\.v1 on the admin socket/.test(String(r['msg'])));
+  assert.equal(said.length, 1, 'the log says why, once');
   // A load balancer's gRPC check of the agent API: the server cannot serve agents.
   assert.equal(await agentApiHealth.check('meshid.agent.v1.Node'), 'NOT_SERVING');
   assert.equal(await agentApiHealth.check(''), 'NOT_SERVING');

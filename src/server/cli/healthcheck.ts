@@ -18,7 +18,7 @@ const healthcheck: Command = {
     });
     // proto3 leaves the zero enum value (UNKNOWN) out of the decoded message.
     const status = res.status ?? 'UNKNOWN';
-    if (status !== 'SERVING') throw unavailable(`server is not healthy: status ${status}`);
+    if (status !== 'SERVING') throw unavailable(`server is not healthy: status ${status} (it is stopping, or its datastore cannot be read: the server log says which)`);
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ status }) : 'Server is healthy.\n');
     return 0;
   },
