@@ -21,7 +21,9 @@ const healthcheck: Command = {
       }
       throw err;
     });
-    if (status !== 'SERVING') throw unavailable(`agent is not healthy: status ${status}`);
+    if (status !== 'SERVING') {
+      throw unavailable(`agent is not healthy: status ${status} (it has nothing to serve yet, was banned, or is stopping: its log, or the health_checks listener's ready path, says which)`);
+    }
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ status }) : 'Agent is healthy.\n');
     return 0;
   },

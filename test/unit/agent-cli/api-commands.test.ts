@@ -298,7 +298,10 @@ describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
     try {
       const bad = captureIo();
       assert.equal(await healthcheckCommand(['--socket-path', h.socketPath], bad), 1);
-      assert.equal(bad.err(), 'Error: Unavailable: agent is not healthy: status NOT_SERVING\n');
+      assert.equal(
+        bad.err(),
+        "Error: Unavailable: agent is not healthy: status NOT_SERVING (it has nothing to serve yet, was banned, or is stopping: its log, or the health_checks listener's ready path, says which)\n",
+      );
     } finally {
       h.cache.isReady = true;
     }
