@@ -12,6 +12,7 @@ import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
 import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 import { looksLikeCredential } from '../common/cli/credential-like.js';
 import { checkSocketPathLength } from '../common/socket-file.js';
+import { parseHostPort } from '../common/host-port.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -158,22 +159,13 @@ export function readAgentConfigFile(file: string): RawAgentConfig {
   return obj as RawAgentConfig;
 }
 
-/** host:port, [v6]:port; the port 1-65535. */
-function checkServerAddress(address: string): string {
-  const m = /^(\[[0-9a-fA-F:.]+\]|[^\s:/[\]]+):(\d{1,5})$/.exec(address);
-  const port = m ? Number(m[2]) : 0;
-  if (!m || port < 1 || port > 65535) {
-    throw invalidArgument(`server address "${address}" must be host:port (e.g. meshid-server.internal:8081 or [::1]:8081)`);
-  }
-  return address;
-}
-
 /** Validates raw settings and compiles them into a frozen AgentConfig; throws a MeshidError naming what to change. */
 export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   if (raw.server_address === undefined || raw.server_address === '') {
     throw invalidArgument('server address is required: pass --server-address host:port or set server_address');
   }
-  const serverAddress = checkServerAddress(raw.server_address);
+  parseHostPort(raw.server_address, 'server_address (--server-address)', 'dial');
+  const serverAddress = raw.server_address;
   if (raw.trust_bundle_path !== undefined && raw.insecure_bootstrap === true) {
     throw invalidArgument('--trust-bundle and --insecure-bootstrap exclude each other: with a trust bundle the server is always authenticated');
   }

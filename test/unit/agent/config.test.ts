@@ -83,7 +83,7 @@ test('an unknown key is not told to be a key the file already sets', () => {
 test('cross-field and value checks say what to change', () => {
   assert.throws(() => compileAgentConfig({}), /--server-address host:port/);
   for (const bad of ['server', 'server:0', 'server:70000', 'http://server:80', ':8081']) {
-    assert.throws(() => compileAgentConfig({ server_address: bad }), /must be host:port/, bad);
+    assert.throws(() => compileAgentConfig({ server_address: bad }), /is not HOST:PORT/, bad);
   }
   assert.equal(compileAgentConfig({ server_address: '[::1]:8081' }).serverAddress, '[::1]:8081');
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', trust_bundle_path: 'b.pem', insecure_bootstrap: true }), /exclude each other/);

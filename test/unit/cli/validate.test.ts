@@ -211,7 +211,7 @@ test('a config error about a value given as a flag names the flag too, so an ope
   assert.equal(twoFlags.code, 1);
   assert.match(twoFlags.err, /\(max_jwt_svid_ttl was given as --max-jwt-svid-ttl, default_jwt_svid_ttl was given as --default-jwt-svid-ttl\)\n$/);
   const address = await run(validateServerCommand, ['--trust-domain', 'example.org', '--bind-address', 'nowhere']);
-  assert.match(address.err, /^Error: InvalidArgument: bind_address "nowhere" is not HOST:PORT \(e\.g\. 0\.0\.0\.0:8443\) \(bind_address was given as --bind-address\)\n$/);
+  assert.match(address.err, /^Error: InvalidArgument: bind_address "nowhere" is not HOST:PORT: there is no port \(e\.g\. 0\.0\.0\.0:8081 or \[::\]:8081\) \(bind_address was given as --bind-address\)\n$/);
   // A message that names the flag itself gets nothing added.
   const fromFlags = new Map([['socket_path', 'socket-path']]);
   assert.throws(() => namingFlags(fromFlags, () => { throw invalidArgument('--socket-path, socket_path value "x" is bad'); }), /^MeshidError: --socket-path, socket_path value "x" is bad$/);
