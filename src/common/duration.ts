@@ -9,11 +9,12 @@ const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000,
 export function parseDuration(input: string | number, what = 'duration'): number {
   if (typeof input === 'number') {
     if (!Number.isFinite(input) || input <= 0) throw invalidArgument(`${what} must be a positive number of seconds, got ${input}`);
-    return Math.round(input * 1000);
+    return atLeastOneMs(input * 1000, String(input), what);
   }
   const text = input.trim();
   if (/^\d+$/.test(text)) return parseDuration(Number(text), what);
-  const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+  // Go's spellings of a fraction too (".5s", "1.s"), as SPIRE's durations are written.
+  const re = /(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)/gy;
   let total = 0;
   let matched = 0;
   for (let m = re.exec(text); m !== null; m = re.exec(text)) {
@@ -22,10 +23,17 @@ export function parseDuration(input: string | number, what = 'duration'): number
   }
   // "0s" is well formed, and refused for its value as 0 is.
   if (text !== '' && matched === text.length && total === 0) throw invalidArgument(`${what} must be positive, got "${input}"`);
-  if (text === '' || matched !== text.length || total <= 0) {
+  // A run of digits long enough makes Infinity, which would pass for a valid (and endless) duration.
+  if (text === '' || matched !== text.length || !(total > 0) || !Number.isFinite(total)) {
     throw invalidArgument(`${what} "${input}" is not a valid duration: use seconds (3600) or units like 90s, 15m, 24h, 7d`);
   }
-  return Math.round(total);
+  return atLeastOneMs(total, `"${input}"`, what);
+}
+
+/** Milliseconds, whole: a positive duration below half a millisecond would round to zero, which was refused above. */
+function atLeastOneMs(ms: number, shown: string, what: string): number {
+  if (Math.round(ms) === 0) throw invalidArgument(`${what} must be at least 1ms, got ${shown}`);
+  return Math.round(ms);
 }
 
 /** Formats milliseconds compactly for messages: 86400000 → "24h", 5400000 → "1h30m". */

@@ -206,18 +206,17 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   const caKeyType = (raw.ca_key_type ?? 'ec-p256') as KeyType;
   if (!KEY_TYPES.includes(caKeyType)) throw invalidArgument(`ca_key_type "${raw.ca_key_type}" is not one of ${KEY_TYPES.join(', ')}`);
 
-  const ttl = (value: string | number | undefined, fallback: string, name: string): number =>
-    parseDuration(value ?? fallback, name);
+  const ttl = (value: string | number | undefined, fallback: string | number, name: string): number => configDuration(value ?? fallback, name);
   const x509SvidTtlMs = ttl(raw.default_x509_svid_ttl, '24h', 'default_x509_svid_ttl');
-  const maxX509SvidTtlMs = ttl(raw.max_x509_svid_ttl, String(x509SvidTtlMs / 1000), 'max_x509_svid_ttl');
+  const maxX509SvidTtlMs = ttl(raw.max_x509_svid_ttl, x509SvidTtlMs / 1000, 'max_x509_svid_ttl');
   const jwtSvidTtlMs = ttl(raw.default_jwt_svid_ttl, '5m', 'default_jwt_svid_ttl');
-  const maxJwtSvidTtlMs = ttl(raw.max_jwt_svid_ttl, String(jwtSvidTtlMs / 1000), 'max_jwt_svid_ttl');
+  const maxJwtSvidTtlMs = ttl(raw.max_jwt_svid_ttl, jwtSvidTtlMs / 1000, 'max_jwt_svid_ttl');
   const intermediateTtlMs = ttl(raw.intermediate_ttl, '7d', 'intermediate_ttl');
   const rootTtlMs = ttl(raw.root_ttl, '3650d', 'root_ttl');
   const rootActivationDelayMs = ttl(raw.root_activation_delay, '24h', 'root_activation_delay');
   const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, '1d', 'jwt_key_ttl');
   const joinTokenTtlMs = ttl(raw.join_token_ttl, '600s', 'join_token_ttl');
-  const agentSvidTtlMs = ttl(raw.agent_svid_ttl, String(x509SvidTtlMs / 1000), 'agent_svid_ttl');
+  const agentSvidTtlMs = ttl(raw.agent_svid_ttl, x509SvidTtlMs / 1000, 'agent_svid_ttl');
   // token generate refuses a --ttl over the limit; a default over it would hand out such tokens unasked.
   if (joinTokenTtlMs > MAX_JOIN_TOKEN_TTL_SECONDS * 1000) {
     throw invalidArgument(`join_token_ttl (${formatDuration(joinTokenTtlMs)}) is longer than a join token may live (7d): lower it to 7d or less`);
@@ -292,6 +291,21 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
 const DEFAULT_BIND_ADDRESS = '0.0.0.0:8081';
 
 /**
+ * The longest duration a setting may hold. A certificate's notAfter ends at the year 9999 and a JavaScript Date
+ * sooner than Infinity: a root_ttl past them passed `validate` and failed at start on a "malformed GeneralizedTime".
+ */
+const MAX_CONFIG_DURATION_MS = 36_500 * 86_400_000;
+
+/** A duration setting (parseDuration's syntax), at most MAX_CONFIG_DURATION_MS. */
+function configDuration(value: string | number, name: string): number {
+  const ms = parseDuration(value, name);
+  if (ms > MAX_CONFIG_DURATION_MS) {
+    throw invalidArgument(`${name} (${typeof value === 'number' ? value : `"${value}"`}) is longer than any setting may be (36500d, 100 years): lower it`);
+  }
+  return ms;
+}
+
+/**
  * The server's TCP listeners, the agent API first (it binds first): two on one port that cannot both bind are refused
  * by checkLiteralListeners here and, with host names resolved, by checkListenersResolved at start and in `validate`.
  */
@@ -344,7 +358,7 @@ function bundleRefreshHint(raw: string | number | undefined, ttls: Parameters<ty
   }
   // Unset: five minutes (SPIRE's default too), or less where the CA publishes its new keys sooner than that.
   if (raw === undefined) return Math.max(1, Math.min(300, Math.floor(leadMs / 2000)));
-  const hintMs = parseDuration(raw, 'bundle_endpoint_refresh_hint');
+  const hintMs = configDuration(raw, 'bundle_endpoint_refresh_hint');
   if (hintMs < 1000 || hintMs % 1000 !== 0) throw invalidArgument(`bundle_endpoint_refresh_hint (${f(hintMs)}) must be a whole number of seconds, at least 1s`);
   if (hintMs > leadMs / 2) {
     throw invalidArgument(
@@ -371,7 +385,7 @@ function compileWebCert(raw: RawServerConfig): ServingCertFiles | undefined {
   return Object.freeze({
     certFile: path.resolve(certFile),
     keyFile: path.resolve(keyFile),
-    syncIntervalMs: parseDuration(raw.bundle_endpoint_cert_sync_interval ?? '1m', 'bundle_endpoint_cert_sync_interval'),
+    syncIntervalMs: configDuration(raw.bundle_endpoint_cert_sync_interval ?? '1m', 'bundle_endpoint_cert_sync_interval'),
   });
 }
 

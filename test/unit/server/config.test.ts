@@ -31,6 +31,23 @@ test('a root that cannot cover two intermediates and JWT keys too short for thei
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', jwt_key_ttl: '8m' }), /jwt_key_ttl \(8m\)/);
 });
 
+test('a TTL too long for a certificate (or a Date) is refused when compiled, so validate refuses what run could not start with', () => {
+  // 1000000000d passed validate, then run failed on 'malformed GeneralizedTime "0NaNNaN..."'.
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', root_ttl: '1000000000d' }),
+    /^MeshidError: root_ttl \("1000000000d"\) is longer than any setting may be \(36500d, 100 years\): lower it$/,
+  );
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', root_ttl: 1e300 }), /^MeshidError: root_ttl \(1e\+300\) is longer than any setting may be/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', bundle_endpoint_cert_sync_interval: '40000d', bundle_endpoint_address: '127.0.0.1:8443', bundle_endpoint_cert_file: 'c', bundle_endpoint_key_file: 'k' }), /bundle_endpoint_cert_sync_interval \("40000d"\) is longer than/);
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', root_ttl: '36500d' }).rootTtlMs, 36_500 * 86_400_000);
+});
+
+test('a maximum TTL left unset is the default TTL, even one of a fraction of a second', () => {
+  // The default was handed on as text ("1.5"), which is no duration: the operator was told of a setting never written.
+  const c = compileServerConfig({ trust_domain: 'example.org', default_x509_svid_ttl: '1500ms', default_jwt_svid_ttl: '2500ms' });
+  assert.deepEqual([c.maxX509SvidTtlMs, c.agentSvidTtlMs, c.maxJwtSvidTtlMs], [1500, 1500, 2500]);
+});
+
 test('a default join token TTL longer than token generate allows (7d) is refused, naming the limit', () => {
   assert.throws(
     () => compileServerConfig({ trust_domain: 'example.org', join_token_ttl: '8d' }),

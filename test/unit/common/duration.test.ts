@@ -1,0 +1,32 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { parseDuration } from '../../../src/common/duration.js';
+
+test('durations: seconds, units, combined units and Go-style fractions', () => {
+  assert.equal(parseDuration('3600'), 3_600_000);
+  assert.equal(parseDuration(90), 90_000);
+  assert.equal(parseDuration('1h30m'), 5_400_000);
+  assert.equal(parseDuration('24h0m0s'), 86_400_000);
+  assert.equal(parseDuration('1.5h'), 5_400_000);
+  assert.equal(parseDuration('.5s'), 500);
+  assert.equal(parseDuration('1.s'), 1000);
+  assert.equal(parseDuration('1500ms'), 1500);
+});
+
+test('a duration that rounds to zero milliseconds is refused, not taken as 0', () => {
+  assert.throws(() => parseDuration(0.0001, 'root_ttl'), /^MeshidError: root_ttl must be at least 1ms, got 0\.0001$/);
+  assert.throws(() => parseDuration('0.0001s', 'root_ttl'), /^MeshidError: root_ttl must be at least 1ms, got "0\.0001s"$/);
+});
+
+test('digits enough to make Infinity are not a valid duration', () => {
+  assert.throws(() => parseDuration(`${'9'.repeat(400)}d`, 'root_ttl'), /root_ttl ".*" is not a valid duration/);
+  assert.throws(() => parseDuration('9'.repeat(400), 'root_ttl'), /root_ttl must be a positive number of seconds, got Infinity/);
+});
+
+test('zero, negatives, words and spaces inside are refused with the syntax to use', () => {
+  assert.throws(() => parseDuration('0s', 'x'), /x must be positive, got "0s"/);
+  assert.throws(() => parseDuration(0, 'x'), /x must be a positive number of seconds, got 0/);
+  for (const bad of ['-5', '-5s', '1h 30m', '90S', 'PT1H', '1e3', '', 's', '.s']) {
+    assert.throws(() => parseDuration(bad, 'x'), /is not a valid duration: use seconds \(3600\) or units like 90s, 15m, 24h, 7d/, bad);
+  }
+});
