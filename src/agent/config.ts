@@ -4,7 +4,7 @@ import { invalidArgument } from '../common/errors.js';
 import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
-import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
+import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
 import { configuredLogLevel, LOG_LEVELS } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
@@ -154,7 +154,11 @@ export { LOG_LEVELS };
 export function readAgentConfigFile(file: string): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
-  if (obj['sds'] !== undefined) checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
+  refuseEmptyStrings(obj, `config file ${file}`);
+  if (obj['sds'] !== undefined) {
+    checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
+    refuseEmptyStrings(obj['sds'] as Record<string, unknown>, `config file ${file}: sds`);
+  }
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   return obj as RawAgentConfig;
 }

@@ -93,6 +93,19 @@ export function checkConfigKeys(
 }
 
 /**
+ * Refuses a key set to "" (or only spaces): read as a path it would be the working directory (a data_dir of "" put the
+ * state beside whatever was there), and elsewhere it reads as "not set" to one check and as a value to another. Flags
+ * refuse empty values the same way.
+ */
+export function refuseEmptyStrings(obj: Readonly<Record<string, unknown>>, where: string): void {
+  for (const [key, value] of Object.entries(obj)) {
+    if (typeof value === 'string' && value.trim() === '') {
+      throw invalidArgument(`${where}: "${key}" is empty: give it a value, or leave the key out for its default`);
+    }
+  }
+}
+
+/**
  * The key an operator most likely meant: the snake_case spelling of a flag or camelCase name (`trustDomain`,
  * `bind-address`), a key it is the start of (`trust_bundle` for the agent's `trust_bundle_path`, which its
  * `--trust-bundle` flag sets), or a near typo. Never a key `present` already holds: renamed as told, the key would be

@@ -1,6 +1,6 @@
 import path from 'node:path';
 import { invalidArgument, MeshidError } from '../common/errors.js';
-import { checkConfigKeys, readJsonConfigObject, type ConfigKeyType } from '../common/config-file.js';
+import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
 import { configuredLogLevel } from '../common/log.js';
 import { formatDuration, parseDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
@@ -183,6 +183,7 @@ const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export function readConfigFile(file: string): RawServerConfig {
   const obj = readJsonConfigObject(file, 'server');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
+  refuseEmptyStrings(obj, `config file ${file}`);
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);

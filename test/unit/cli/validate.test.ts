@@ -221,3 +221,26 @@ test('a config error about a value given as a flag names the flag too, so an ope
   const fromFile = await run(validateServerCommand, ['--config', serverFile]);
   assert.deepEqual([fromFile.code, fromFile.err], [1, 'Error: InvalidArgument: join_token_ttl (8d) is longer than a join token may live (7d): lower it to 7d or less\n']);
 });
+
+test('validate refuses a config file key set to "" as a flag given "" is refused: a data_dir or socket_path of "" was the working directory', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-empty-');
+  t.after(cleanup);
+  const serverFile = path.join(dir, 'server.json');
+  for (const key of ['data_dir', 'admin_socket', 'bundle_endpoint_cert_file']) {
+    fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', bundle_endpoint_address: '127.0.0.1:8443', bundle_endpoint_key_file: 'k.pem', [key]: '' }));
+    const r = await run(validateServerCommand, ['--config', serverFile]);
+    assert.deepEqual([r.code, r.out], [1, ''], key);
+    assert.equal(r.err, `Error: InvalidArgument: config file ${serverFile}: "${key}" is empty: give it a value, or leave the key out for its default\n`);
+  }
+  const agentFile = path.join(dir, 'agent.json');
+  for (const [key, value] of [['data_dir', ''], ['socket_path', ' '], ['trust_bundle_path', '']] as const) {
+    fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid-server:8081', [key]: value }));
+    const r = await run(validateAgentCommand, ['--config', agentFile]);
+    assert.deepEqual([r.code, r.out], [1, ''], key);
+    assert.equal(r.err, `Error: InvalidArgument: config file ${agentFile}: "${key}" is empty: give it a value, or leave the key out for its default\n`);
+  }
+  // In the sds block the setting was named by its TypeScript name (sds.defaultSvidName), which no file holds.
+  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid-server:8081', sds: { default_svid_name: '' } }));
+  const sds = await run(validateAgentCommand, ['--config', agentFile]);
+  assert.equal(sds.err, `Error: InvalidArgument: config file ${agentFile}: sds: "default_svid_name" is empty: give it a value, or leave the key out for its default\n`);
+});
