@@ -23,13 +23,15 @@ export interface LogOptions {
 
 /** The levels operators may choose (pino's, without fatal and silent). */
 export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+/** The level when neither --log-level, log_level nor MESHID_LOG_LEVEL names one. */
+export const DEFAULT_LOG_LEVEL = 'info';
 
 /**
  * A configured log level, `info` when unset, in any case as SPIRE takes it (its configs write "DEBUG"); one that is
  * none of LOG_LEVELS is invalid_argument naming `what` (the setting) and the value as written.
  */
 export function configuredLogLevel(raw: string | undefined, what: string): string {
-  const level = (raw ?? 'info').toLowerCase();
+  const level = (raw ?? DEFAULT_LOG_LEVEL).toLowerCase();
   if (!(LOG_LEVELS as readonly string[]).includes(level)) throw invalidArgument(`${what} "${raw}" is not one of ${LOG_LEVELS.join(', ')}`);
   return level;
 }
@@ -37,7 +39,7 @@ export function configuredLogLevel(raw: string | undefined, what: string): strin
 export function createLogger(options: LogOptions): Logger {
   const base: LoggerOptions = {
     name: options.name,
-    level: options.level ?? process.env['MESHID_LOG_LEVEL'] ?? 'info',
+    level: options.level ?? process.env['MESHID_LOG_LEVEL'] ?? DEFAULT_LOG_LEVEL,
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
   if (options.destination !== undefined) return pino(base, options.destination as pino.DestinationStream);

@@ -174,6 +174,27 @@ const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
 };
 
 export const DEFAULT_ADMIN_SOCKET = '/tmp/meshid-server/private/admin.sock';
+
+/**
+ * What a setting left out is, in one place: compileServerConfig reads these, and `run --help` prints them, so the
+ * help cannot drift from what the server does. TTLs as an operator writes them.
+ */
+export const SERVER_DEFAULTS = {
+  data_dir: '.meshid/server',
+  bind_address: '0.0.0.0:8081',
+  datacenter: 'dc1',
+  ca_key_type: 'ec-p256',
+  default_x509_svid_ttl: '24h',
+  default_jwt_svid_ttl: '5m',
+  intermediate_ttl: '7d',
+  root_ttl: '3650d',
+  root_activation_delay: '24h',
+  jwt_key_ttl: '1d',
+  join_token_ttl: '600s',
+  /** Seconds; less where the CA publishes new keys sooner than twice that (bundleRefreshHint). */
+  bundle_endpoint_refresh_hint: 300,
+  bundle_endpoint_cert_sync_interval: '1m',
+} as const satisfies Readonly<Record<string, string | number>>;
 /** The longest a join token may stay usable: a token is a credential lying about until an agent spends it. */
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
@@ -198,25 +219,25 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
   const trustDomain = parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain));
   if (raw.datacenters?.length === 0) throw invalidArgument('datacenters is empty: name at least one, or leave it out for the default dc1');
-  const datacenters = [...new Set(raw.datacenters ?? ['dc1'])];
+  const datacenters = [...new Set(raw.datacenters ?? [SERVER_DEFAULTS.datacenter])];
   for (const dc of datacenters) {
     if (!DATACENTER_RE.test(dc)) {
       throw invalidArgument(`datacenter "${dc}" is invalid: use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit`);
     }
   }
-  const caKeyType = (raw.ca_key_type ?? 'ec-p256') as KeyType;
+  const caKeyType = (raw.ca_key_type ?? SERVER_DEFAULTS.ca_key_type) as KeyType;
   if (!KEY_TYPES.includes(caKeyType)) throw invalidArgument(`ca_key_type "${raw.ca_key_type}" is not one of ${KEY_TYPES.join(', ')}`);
 
   const ttl = (value: string | number | undefined, fallback: string | number, name: string): number => configDuration(value ?? fallback, name);
-  const x509SvidTtlMs = ttl(raw.default_x509_svid_ttl, '24h', 'default_x509_svid_ttl');
+  const x509SvidTtlMs = ttl(raw.default_x509_svid_ttl, SERVER_DEFAULTS.default_x509_svid_ttl, 'default_x509_svid_ttl');
   const maxX509SvidTtlMs = ttl(raw.max_x509_svid_ttl, x509SvidTtlMs / 1000, 'max_x509_svid_ttl');
-  const jwtSvidTtlMs = ttl(raw.default_jwt_svid_ttl, '5m', 'default_jwt_svid_ttl');
+  const jwtSvidTtlMs = ttl(raw.default_jwt_svid_ttl, SERVER_DEFAULTS.default_jwt_svid_ttl, 'default_jwt_svid_ttl');
   const maxJwtSvidTtlMs = ttl(raw.max_jwt_svid_ttl, jwtSvidTtlMs / 1000, 'max_jwt_svid_ttl');
-  const intermediateTtlMs = ttl(raw.intermediate_ttl, '7d', 'intermediate_ttl');
-  const rootTtlMs = ttl(raw.root_ttl, '3650d', 'root_ttl');
-  const rootActivationDelayMs = ttl(raw.root_activation_delay, '24h', 'root_activation_delay');
-  const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, '1d', 'jwt_key_ttl');
-  const joinTokenTtlMs = ttl(raw.join_token_ttl, '600s', 'join_token_ttl');
+  const intermediateTtlMs = ttl(raw.intermediate_ttl, SERVER_DEFAULTS.intermediate_ttl, 'intermediate_ttl');
+  const rootTtlMs = ttl(raw.root_ttl, SERVER_DEFAULTS.root_ttl, 'root_ttl');
+  const rootActivationDelayMs = ttl(raw.root_activation_delay, SERVER_DEFAULTS.root_activation_delay, 'root_activation_delay');
+  const jwtKeyTtlMs = ttl(raw.jwt_key_ttl, SERVER_DEFAULTS.jwt_key_ttl, 'jwt_key_ttl');
+  const joinTokenTtlMs = ttl(raw.join_token_ttl, SERVER_DEFAULTS.join_token_ttl, 'join_token_ttl');
   const agentSvidTtlMs = ttl(raw.agent_svid_ttl, x509SvidTtlMs / 1000, 'agent_svid_ttl');
   // token generate refuses a --ttl over the limit; a default over it would hand out such tokens unasked.
   if (joinTokenTtlMs > MAX_JOIN_TOKEN_TTL_SECONDS * 1000) {
@@ -238,7 +259,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   checkLiteralListeners(tcpListeners(raw, healthChecks));
   const logLevel = configuredLogLevel(raw.log_level, 'log_level');
   const bundleEndpointWebCert = compileWebCert(raw);
-  const dataDir = path.resolve(raw.data_dir ?? '.meshid/server');
+  const dataDir = path.resolve(raw.data_dir ?? SERVER_DEFAULTS.data_dir);
   // Generous enough that an agent with 10,000 entries signs them all at start-up in one burst; what it protects
   // against is a host that keeps asking, not a big one.
   const rate = raw.agent_sign_rate ?? 1000;
@@ -289,7 +310,7 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   });
 }
 
-const DEFAULT_BIND_ADDRESS = '0.0.0.0:8081';
+const DEFAULT_BIND_ADDRESS = SERVER_DEFAULTS.bind_address;
 
 /**
  * The longest duration a setting may hold. A certificate's notAfter ends at the year 9999 and a JavaScript Date
@@ -358,7 +379,7 @@ function bundleRefreshHint(raw: string | number | undefined, ttls: Parameters<ty
     );
   }
   // Unset: five minutes (SPIRE's default too), or less where the CA publishes its new keys sooner than that.
-  if (raw === undefined) return Math.max(1, Math.min(300, Math.floor(leadMs / 2000)));
+  if (raw === undefined) return Math.max(1, Math.min(SERVER_DEFAULTS.bundle_endpoint_refresh_hint, Math.floor(leadMs / 2000)));
   const hintMs = configDuration(raw, 'bundle_endpoint_refresh_hint');
   if (hintMs < 1000 || hintMs % 1000 !== 0) throw invalidArgument(`bundle_endpoint_refresh_hint (${f(hintMs)}) must be a whole number of seconds, at least 1s`);
   if (hintMs > leadMs / 2) {
@@ -386,7 +407,7 @@ function compileWebCert(raw: RawServerConfig): ServingCertFiles | undefined {
   return Object.freeze({
     certFile: path.resolve(certFile),
     keyFile: path.resolve(keyFile),
-    syncIntervalMs: configDuration(raw.bundle_endpoint_cert_sync_interval ?? '1m', 'bundle_endpoint_cert_sync_interval'),
+    syncIntervalMs: configDuration(raw.bundle_endpoint_cert_sync_interval ?? SERVER_DEFAULTS.bundle_endpoint_cert_sync_interval, 'bundle_endpoint_cert_sync_interval'),
   });
 }
 

@@ -1,25 +1,26 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
-import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SPIRE_KEYS_NOT_SUPPORTED, type RawServerConfig, type ServerConfig } from '../config.js';
-import { configuredLogLevel, LOG_LEVELS } from '../../common/log.js';
+import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SERVER_DEFAULTS, SPIRE_KEYS_NOT_SUPPORTED, type RawServerConfig, type ServerConfig } from '../config.js';
+import { configuredLogLevel, DEFAULT_LOG_LEVEL, LOG_LEVELS } from '../../common/log.js';
 import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
+import { formatDuration } from '../../common/duration.js';
 
 /** The flags of `meshid-server run` (and `validate`, which checks what `run` would start with). */
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (flags override it)' },
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: 'Trust domain, e.g. example.org' },
-  { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: 'Data directory (default .meshid/server)' },
-  { name: 'bind-address', aliases: ['bindAddress'], type: 'string', valueName: 'HOST:PORT', description: 'Agent API address, mTLS (default 0.0.0.0:8081)' },
+  { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory (default ${SERVER_DEFAULTS.data_dir})` },
+  { name: 'bind-address', aliases: ['bindAddress'], type: 'string', valueName: 'HOST:PORT', description: `Agent API address, mTLS (default ${SERVER_DEFAULTS.bind_address})` },
   { name: 'admin-socket', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Admin API Unix socket (default ${DEFAULT_ADMIN_SOCKET})` },
-  { name: 'datacenter', type: 'strings', valueName: 'NAME', description: 'A datacenter with its own intermediate CA (default dc1)' },
-  { name: 'ca-key-type', type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: 'CA key type (default ec-p256)' },
-  { name: 'default-x509-svid-ttl', aliases: ['x509SVIDTTL'], type: 'string', valueName: 'DURATION', description: 'Default X.509-SVID TTL (24h)' },
-  { name: 'max-x509-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest X.509-SVID TTL an entry may ask for (= default)' },
-  { name: 'default-jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'string', valueName: 'DURATION', description: 'Default JWT-SVID TTL (5m)' },
-  { name: 'max-jwt-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest JWT-SVID TTL an entry may ask for (= default)' },
-  { name: 'intermediate-ttl', type: 'string', valueName: 'DURATION', description: 'Datacenter intermediate CA TTL (7d)' },
-  { name: 'root-ttl', type: 'string', valueName: 'DURATION', description: 'Root CA TTL (3650d)' },
-  { name: 'join-token-ttl', type: 'string', valueName: 'DURATION', description: 'Default join token TTL (600s)' },
+  { name: 'datacenter', type: 'strings', valueName: 'NAME', description: `A datacenter with its own intermediate CA (default ${SERVER_DEFAULTS.datacenter})` },
+  { name: 'ca-key-type', type: 'string', choices: ['ec-p256', 'ec-p384', 'rsa-2048'], description: `CA key type (default ${SERVER_DEFAULTS.ca_key_type})` },
+  { name: 'default-x509-svid-ttl', aliases: ['x509SVIDTTL'], type: 'string', valueName: 'DURATION', description: `Default X.509-SVID TTL (default ${SERVER_DEFAULTS.default_x509_svid_ttl})` },
+  { name: 'max-x509-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest X.509-SVID TTL an entry may ask for (default: --default-x509-svid-ttl)' },
+  { name: 'default-jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'string', valueName: 'DURATION', description: `Default JWT-SVID TTL (default ${SERVER_DEFAULTS.default_jwt_svid_ttl})` },
+  { name: 'max-jwt-svid-ttl', type: 'string', valueName: 'DURATION', description: 'Longest JWT-SVID TTL an entry may ask for (default: --default-jwt-svid-ttl)' },
+  { name: 'intermediate-ttl', type: 'string', valueName: 'DURATION', description: `Datacenter intermediate CA TTL (default ${SERVER_DEFAULTS.intermediate_ttl})` },
+  { name: 'root-ttl', type: 'string', valueName: 'DURATION', description: `Root CA TTL (default ${SERVER_DEFAULTS.root_ttl})` },
+  { name: 'join-token-ttl', type: 'string', valueName: 'DURATION', description: `Default join token TTL (default ${SERVER_DEFAULTS.join_token_ttl})` },
   { name: 'upstream-ca-cert', type: 'string', valueName: 'FILE', description: 'Operator-supplied CA certificate (PEM) that signs the intermediates instead of a root meshid makes' },
   { name: 'upstream-ca-key', type: 'string', valueName: 'FILE', description: 'Private key of --upstream-ca-cert (PEM)' },
   {
@@ -45,9 +46,9 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     name: 'bundle-endpoint-refresh-hint',
     type: 'string',
     valueName: 'DURATION',
-    description: "How often partners should poll this trust domain's bundle (its spiffe_refresh_hint; 5m)",
+    description: `How often partners should poll this trust domain's bundle (its spiffe_refresh_hint; default ${formatDuration(SERVER_DEFAULTS.bundle_endpoint_refresh_hint * 1000)}, less when the CA publishes new keys sooner)`,
   },
-  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: 'Log level (default $MESHID_LOG_LEVEL or info)' },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: `Log level (default: log_level in --config, else $MESHID_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL})` },
 ];
 
 /** spire-server run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
