@@ -265,12 +265,15 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   const rate = raw.agent_sign_rate ?? 1000;
   const burst = raw.agent_sign_burst ?? 20_000;
   // A burst below one full SignX509Svids call (1,000 CSRs) would refuse an agent's batch for ever, not for a while.
-  if (!(rate > 0) || !(burst >= 1000)) throw invalidArgument('agent_sign_rate must be > 0 and agent_sign_burst at least 1000 (the CSRs one call may carry)');
+  // Finite: a JSON number too large for a double (1e400) reads as Infinity, which would switch the limit off unasked.
+  if (!(Number.isFinite(rate) && rate > 0)) throw invalidArgument(`agent_sign_rate (${rate}) must be a number of CSRs per second above 0, e.g. 1000`);
+  if (!(Number.isSafeInteger(burst) && burst >= 1000)) throw invalidArgument(`agent_sign_burst (${burst}) must be a whole number, at least 1000 (the CSRs one call may carry)`);
   // The CA signs ~6,000 CSRs/s per core (bench P1); the global budget keeps a storm below what it can absorb.
   const globalRate = raw.global_sign_rate ?? 5000;
   const globalBurst = raw.global_sign_burst ?? 50_000;
-  if (!(globalRate > 0) || !(globalBurst >= burst)) {
-    throw invalidArgument('global_sign_rate must be > 0 and global_sign_burst at least agent_sign_burst');
+  if (!(Number.isFinite(globalRate) && globalRate > 0)) throw invalidArgument(`global_sign_rate (${globalRate}) must be a number of CSRs per second above 0, e.g. 5000`);
+  if (!(Number.isSafeInteger(globalBurst) && globalBurst >= burst)) {
+    throw invalidArgument(`global_sign_burst (${globalBurst}) must be a whole number, at least agent_sign_burst (${burst})`);
   }
   return Object.freeze({
     trustDomain,

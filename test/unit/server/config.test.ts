@@ -48,6 +48,24 @@ test('a maximum TTL left unset is the default TTL, even one of a fraction of a s
   assert.deepEqual([c.maxX509SvidTtlMs, c.agentSvidTtlMs, c.maxJwtSvidTtlMs], [1500, 1500, 2500]);
 });
 
+test('signing limits: a rate too large for a double (Infinity) or a fractional burst is refused, each naming its value and setting', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-limits-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    // JSON.parse reads 1e400 as Infinity: the limit was off, and validate said nothing.
+    fs.writeFileSync(file, '{"trust_domain": "example.org", "agent_sign_rate": 1e400}');
+    assert.throws(() => compileServerConfig(readConfigFile(file)), /^MeshidError: agent_sign_rate \(Infinity\) must be a number of CSRs per second above 0, e\.g\. 1000$/);
+    fs.writeFileSync(file, '{"trust_domain": "example.org", "global_sign_rate": 1e400}');
+    assert.throws(() => compileServerConfig(readConfigFile(file)), /^MeshidError: global_sign_rate \(Infinity\) must be a number of CSRs per second above 0/);
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', agent_sign_burst: 1000.5 }), /^MeshidError: agent_sign_burst \(1000\.5\) must be a whole number, at least 1000/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', agent_sign_burst: 60_000 }), /^MeshidError: global_sign_burst \(50000\) must be a whole number, at least agent_sign_burst \(60000\)$/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', agent_sign_rate: 0 }), /agent_sign_rate \(0\) must be/);
+  assert.equal(compileServerConfig({ trust_domain: 'example.org', agent_sign_rate: 0.5 }).agentSignRate, 0.5);
+});
+
 test('a default join token TTL longer than token generate allows (7d) is refused, naming the limit', () => {
   assert.throws(
     () => compileServerConfig({ trust_domain: 'example.org', join_token_ttl: '8d' }),
