@@ -15,12 +15,13 @@ export const EXPAND_ENV_NOT_SUPPORTED = 'config files are read as written; put t
  * say (checkConfigKeys).
  */
 export function readJsonConfigObject(file: string, section: string): Record<string, unknown> {
-  let text: string;
+  let bytes: Buffer;
   try {
-    text = withoutByteOrderMark(fs.readFileSync(file, 'utf8'));
+    bytes = fs.readFileSync(file);
   } catch (err) {
     throw invalidArgument(`cannot read config file ${file}: ${readProblem(err)}`);
   }
+  const text = withoutByteOrderMark(utf8Text(bytes, file));
   let parsed: unknown;
   try {
     parsed = JSON.parse(text);
@@ -50,6 +51,24 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
     merged[key] = value;
   }
   return merged;
+}
+
+/**
+ * The file's text, which must be UTF-8 (RFC 8259 §8.1). Read leniently, a byte of another encoding became U+FFFD
+ * unnoticed: a data_dir of "/srv/café" in Latin-1 named another directory, and a UTF-16 file (as some Windows editors
+ * save) was reported as JSON syntax.
+ */
+function utf8Text(bytes: Buffer, file: string): string {
+  if ((bytes[0] === 0xff && bytes[1] === 0xfe) || (bytes[0] === 0xfe && bytes[1] === 0xff)) {
+    throw invalidArgument(`config file ${file} is UTF-16: save it as UTF-8`);
+  }
+  try {
+    return new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+  } catch {
+    const lenient = bytes.toString('utf8');
+    const line = lenient.slice(0, lenient.indexOf('\uFFFD')).split('\n').length;
+    throw invalidArgument(`config file ${file}, line ${line}: not UTF-8 (a byte of another encoding, such as Latin-1): save the file as UTF-8`);
+  }
 }
 
 /**

@@ -244,3 +244,24 @@ test('validate refuses a config file key set to "" as a flag given "" is refused
   const sds = await run(validateAgentCommand, ['--config', agentFile]);
   assert.equal(sds.err, `Error: InvalidArgument: config file ${agentFile}: sds: "default_svid_name" is empty: give it a value, or leave the key out for its default\n`);
 });
+
+test('validate refuses a config file that is not UTF-8, naming the line, instead of reading a Latin-1 path as another path', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-encoding-');
+  t.after(cleanup);
+  const latin1 = path.join(dir, 'latin1.json');
+  // "café" in Latin-1: read leniently, the é became U+FFFD and data_dir named a directory nobody wrote.
+  fs.writeFileSync(latin1, Buffer.concat([Buffer.from('{"trust_domain": "example.org",\n "data_dir": "/srv/caf'), Buffer.from([0xe9]), Buffer.from('"}')]));
+  const server = await run(validateServerCommand, ['--config', latin1]);
+  assert.deepEqual([server.code, server.out], [1, '']);
+  assert.equal(server.err, `Error: InvalidArgument: config file ${latin1}, line 2: not UTF-8 (a byte of another encoding, such as Latin-1): save the file as UTF-8\n`);
+  const utf16 = path.join(dir, 'utf16.json');
+  fs.writeFileSync(utf16, Buffer.concat([Buffer.from([0xff, 0xfe]), Buffer.from('{"server_address": "meshid-server:8081"}', 'utf16le')]));
+  const agent = await run(validateAgentCommand, ['--config', utf16]);
+  assert.deepEqual([agent.code, agent.err], [1, `Error: InvalidArgument: config file ${utf16} is UTF-16: save it as UTF-8\n`]);
+  // UTF-8 with its byte order mark is UTF-8.
+  const bom = path.join(dir, 'bom.json');
+  fs.writeFileSync(bom, Buffer.concat([Buffer.from([0xef, 0xbb, 0xbf]), Buffer.from('{"server_address": "meshid-server:8081", "data_dir": "/srv/café"}')]));
+  const ok = await run(validateAgentCommand, ['--config', bom]);
+  assert.deepEqual([ok.code, ok.err], [0, '']);
+  assert.match(ok.out, /data dir \/srv\/café\.\n$/);
+});
