@@ -1,5 +1,6 @@
 import net from 'node:net';
 import { invalidArgument } from './errors.js';
+import { quotedUnlessCredential } from './cli/credential-like.js';
 
 /**
  * What an address is for: a listener (port 0 is a free port the kernel picks, an empty host every IPv4 address, an
@@ -19,7 +20,8 @@ const HOST_NAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
  */
 export function parseHostPort(address: string, setting: string, use: HostPortUse = 'listen'): { host: string; port: number } {
   const example = use === 'listen' ? '0.0.0.0:8081 or [::]:8081' : 'meshid-server.internal:8081 or [::1]:8081';
-  const refuse = (why: string): Error => invalidArgument(`${setting} "${address}" is not HOST:PORT: ${why} (e.g. ${example})`);
+  // A join token passed to the wrong flag is not echoed into scrollback and CI logs.
+  const refuse = (why: string): Error => invalidArgument(`${setting} ${quotedUnlessCredential(address)} is not HOST:PORT: ${why} (e.g. ${example})`);
   const colon = address.lastIndexOf(':');
   if (colon === -1) throw refuse('there is no port');
   const hostPart = address.slice(0, colon);

@@ -54,3 +54,11 @@ test("the server's listeners and the agent's server address go through the one p
   }
   assert.equal(compileAgentConfig({ server_address: 'meshid-server:8081' }).serverAddress, 'meshid-server:8081');
 });
+
+test('a join token given as the address is not repeated in the error', () => {
+  const token = 'c0ffee'.repeat(7).slice(0, 40);
+  assert.throws(
+    () => compileAgentConfig({ server_address: token }),
+    (err: Error) => !err.message.includes(token) && /^server_address \(--server-address\) \(a token or JWT-SVID, not repeated here: .*\) is not HOST:PORT: there is no port/.test(err.message),
+  );
+});
