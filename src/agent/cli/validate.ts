@@ -20,7 +20,8 @@ export async function validateAgentCommand(argv: readonly string[], io: CliIo): 
     if (config.trustBundlePath !== undefined) {
       const named = trustDomainOfRoots(readTrustBundleFile(config.trustBundlePath));
       if (named !== undefined && trustDomain !== undefined && named !== trustDomain) {
-        throw failedPrecondition(`--trust-domain is "${trustDomain}" but the trust bundle's roots name "${named}"`);
+        // Word for word what run says (resolveTrustDomain in agent.ts), so CI shows the line the daemon would print.
+        throw failedPrecondition(`--trust-domain names trust domain "${trustDomain}" but the trust bundle names "${named}": use a data dir and trust bundle of one trust domain`);
       }
       if (named === undefined && trustDomain === undefined) {
         throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');

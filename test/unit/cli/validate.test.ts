@@ -14,7 +14,10 @@ import { opensslCa, opensslWebLeaf } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { captureIo } from './capture-io.js';
 import { namingFlags } from '../../../src/common/cli/flag-origin.js';
-import { invalidArgument } from '../../../src/common/errors.js';
+import { invalidArgument, MeshidError } from '../../../src/common/errors.js';
+import { MeshidAgent } from '../../../src/agent/agent.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { errorLine } from '../../../src/common/cli/output.js';
 
 async function run(command: typeof validateServerCommand, argv: string[], env: NodeJS.ProcessEnv = {}): Promise<{ code: number; out: string; err: string }> {
   const io = captureIo(env);
@@ -264,4 +267,21 @@ test('validate refuses a config file that is not UTF-8, naming the line, instead
   const ok = await run(validateAgentCommand, ['--config', bom]);
   assert.deepEqual([ok.code, ok.err], [0, '']);
   assert.match(ok.out, /data dir \/srv\/café\.\n$/);
+});
+
+test('agent validate: a trust bundle of another trust domain than --trust-domain is refused with the line a real start prints', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-agent-td-');
+  t.after(cleanup);
+  const other = opensslCa(dir, 'Other TD', { extensions: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectAltName=URI:spiffe://other.org'] });
+  const argv = ['--server-address', 'meshid:8081', '--trust-bundle', other.cert, '--trust-domain', 'example.org', '--join-token', 'x', '--data-dir', path.join(dir, 'data'), '--socket-path', path.join(dir, 'api.sock')];
+  const validated = await run(validateAgentCommand, argv);
+  assert.deepEqual([validated.code, validated.out], [1, '']);
+  // The same configuration, started for real: it stops before dialling anything.
+  const started = await MeshidAgent.start({ config: agentConfigFrom(argv, {})!, log: silentLogger() }).then(
+    async (agent) => { await agent.stop(); return undefined; },
+    (err: unknown) => err,
+  );
+  assert.ok(started instanceof MeshidError, String(started));
+  assert.equal(validated.err, `${errorLine(started)}\n`);
+  assert.match(validated.err, /^Error: FailedPrecondition: --trust-domain names trust domain "example\.org" but the trust bundle names "other\.org": /);
 });
