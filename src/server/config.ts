@@ -219,7 +219,10 @@ export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
   const trustDomain = parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain));
   if (raw.datacenters?.length === 0) throw invalidArgument('datacenters is empty: name at least one, or leave it out for the default dc1');
-  const datacenters = [...new Set(raw.datacenters ?? [SERVER_DEFAULTS.datacenter])];
+  const datacenters = [...(raw.datacenters ?? [SERVER_DEFAULTS.datacenter])];
+  // Dropped without a word, a name given twice hid the datacenter meant in its place (a copied line left unedited).
+  const twice = datacenters.find((dc, i) => datacenters.indexOf(dc) !== i);
+  if (twice !== undefined) throw invalidArgument(`datacenter "${twice}" is named twice in datacenters: remove one, or name the datacenter you meant`);
   for (const dc of datacenters) {
     if (!DATACENTER_RE.test(dc)) {
       throw invalidArgument(`datacenter "${dc}" is invalid: use 1-63 lowercase letters, digits, "-" or "_", starting with a letter or digit`);

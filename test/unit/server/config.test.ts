@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { compileServerConfig, readConfigFile } from '../../../src/server/config.js';
+import { serverConfigFrom } from '../../../src/server/cli/run-config.js';
 
 test('defaults follow the issue: 24h X.509, 5m JWT, 7d intermediate, 10y root, 600s join tokens', () => {
   const c = compileServerConfig({ trust_domain: 'example.org' });
@@ -64,6 +65,15 @@ test('signing limits: a rate too large for a double (Infinity) or a fractional b
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', agent_sign_burst: 60_000 }), /^MeshidError: global_sign_burst \(50000\) must be a whole number, at least agent_sign_burst \(60000\)$/);
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', agent_sign_rate: 0 }), /agent_sign_rate \(0\) must be/);
   assert.equal(compileServerConfig({ trust_domain: 'example.org', agent_sign_rate: 0.5 }).agentSignRate, 0.5);
+});
+
+test('a datacenter named twice is refused, in the file and as --datacenter, not merged into one', () => {
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', datacenters: ['east', 'west', 'east'] }),
+    /^MeshidError: datacenter "east" is named twice in datacenters: remove one, or name the datacenter you meant$/,
+  );
+  assert.throws(() => serverConfigFrom(['--trust-domain', 'example.org', '--datacenter', 'east', '--datacenter', 'east'], {}), /datacenter "east" is named twice .*\(datacenters was given as --datacenter\)$/);
+  assert.deepEqual(compileServerConfig({ trust_domain: 'example.org', datacenters: ['east', 'west'] }).datacenters, ['east', 'west']);
 });
 
 test('a default join token TTL longer than token generate allows (7d) is refused, naming the limit', () => {
