@@ -34,7 +34,9 @@ export function readJsonConfigObject(file: string, section: string): Record<stri
           `(meshid-${section} validate --config checks it)`,
       );
     }
-    throw invalidArgument(`config file ${file} is not valid JSON: ${jsonSyntaxProblem(err, text)}`);
+    const problem = jsonSyntaxProblem(err, text);
+    const at = / at line \d+/.test(problem) ? undefined : faultLocation(text);
+    throw invalidArgument(`config file ${file} is not valid JSON: ${problem}${at === undefined ? '' : ` (line ${at.line}, column ${at.column})`}`);
   }
   refuseDuplicateKeys(text, `config file ${file}`);
   const isObject = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
@@ -69,6 +71,35 @@ function utf8Text(bytes: Buffer, file: string): string {
     const line = lenient.slice(0, lenient.indexOf('\uFFFD')).split('\n').length;
     throw invalidArgument(`config file ${file}, line ${line}: not UTF-8 (a byte of another encoding, such as Latin-1): save the file as UTF-8`);
   }
+}
+
+/**
+ * Where JSON.parse's fault is when its message gives no position (V8 says "Unexpected token" for an unquoted value, a
+ * YAML line, a comment): the shortest prefix that fails for a reason other than ending early ends at the fault. JSON
+ * is read left to right, so every longer prefix fails there too, and a binary search finds it.
+ */
+function faultLocation(text: string): { line: number; column: number } | undefined {
+  const failsWithin = (length: number): boolean => {
+    try {
+      JSON.parse(text.slice(0, length));
+      return false;
+    } catch (err) {
+      const message = (err as Error).message;
+      if (/end of JSON input/.test(message)) return false;
+      const at = / at position (\d+)/.exec(message);
+      return at === null || Number(at[1]) < length;
+    }
+  };
+  if (!failsWithin(text.length)) return undefined;
+  let low = 1;
+  let high = text.length;
+  while (low < high) {
+    const mid = Math.floor((low + high) / 2);
+    if (failsWithin(mid)) high = mid;
+    else low = mid + 1;
+  }
+  const before = text.slice(0, low - 1);
+  return { line: before.split('\n').length, column: before.length - before.lastIndexOf('\n') };
 }
 
 /**

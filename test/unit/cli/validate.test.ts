@@ -285,3 +285,21 @@ test('agent validate: a trust bundle of another trust domain than --trust-domain
   assert.equal(validated.err, `${errorLine(started)}\n`);
   assert.match(validated.err, /^Error: FailedPrecondition: --trust-domain names trust domain "example\.org" but the trust bundle names "other\.org": /);
 });
+
+test('validate names the line and column of a JSON fault V8 gives no position for (an unquoted value, a YAML file)', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-json-');
+  t.after(cleanup);
+  const unquoted = path.join(dir, 'server.json');
+  fs.writeFileSync(unquoted, '{\n  "trust_domain": "example.org",\n  "x": tru}\n');
+  const server = await run(validateServerCommand, ['--config', unquoted]);
+  assert.deepEqual([server.code, server.out], [1, '']);
+  assert.equal(server.err, `Error: InvalidArgument: config file ${unquoted} is not valid JSON: it holds a value JSON does not allow there (a string without quotes, a trailing comma, a comment?) (line 3, column 11)\n`);
+  const yaml = path.join(dir, 'agent.yaml');
+  fs.writeFileSync(yaml, 'server_address: meshid-server:8081\n');
+  const agent = await run(validateAgentCommand, ['--config', yaml]);
+  assert.match(agent.err, /^Error: InvalidArgument: config file .*agent\.yaml is not valid JSON: .* \(line 1, column 1\)\n$/);
+  // A fault V8 places itself keeps its own position, once.
+  fs.writeFileSync(unquoted, '{\n  "trust_domain": "example.org",\n}\n');
+  const trailing = await run(validateServerCommand, ['--config', unquoted]);
+  assert.equal(trailing.err, `Error: InvalidArgument: config file ${unquoted} is not valid JSON: Expected double-quoted property name at line 3, column 1\n`);
+});
