@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
-import { parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import { parseIssuingTrustDomain, parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
 import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
@@ -205,7 +205,9 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
   return Object.freeze({
     serverAddress,
     trustBundlePath: raw.trust_bundle_path === undefined ? undefined : path.resolve(raw.trust_bundle_path),
-    trustDomain: raw.trust_domain === undefined ? undefined : parseTrustDomain(raw.trust_domain),
+    // The agent's own trust domain is one a meshid server issues in, so held to the server's rule: "example.org." passed
+    // validate here and could never attest.
+    trustDomain: raw.trust_domain === undefined ? undefined : parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain)),
     joinToken,
     servesWorkloadApi,
     servesSds,

@@ -4,6 +4,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { compileAgentConfig, readAgentConfigFile } from '../../../src/agent/config.js';
 import { rawConfigFrom } from '../../../src/agent/cli/run-config.js';
+import { compileServerConfig } from '../../../src/server/config.js';
 import { tempDir } from '../../support/server-kit.js';
 
 function withConfig(content: unknown, fn: (file: string) => void): void {
@@ -226,4 +227,12 @@ test('a socket path longer than a Unix socket takes is refused when the config i
     /^MeshidError: --socket-path, socket_path: \/s+ is 108 bytes long, more than the 107 a Unix socket path may have/,
   );
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', socket_path: `unix://${at(120)}` }), /--socket-path, socket_path: .* is 120 bytes long/);
+});
+
+test('the trust domain is held to the rule the server issues under: one the server refuses is refused here too', () => {
+  for (const td of ['example.org.', '.example.org', 'a..b']) {
+    assert.throws(() => compileAgentConfig({ server_address: 'a:1', trust_domain: td }), /has an empty label .*cannot parse a certificate naming it/, td);
+    assert.throws(() => compileServerConfig({ trust_domain: td }), /has an empty label/, td);
+  }
+  assert.equal(compileAgentConfig({ server_address: 'a:1', trust_domain: 'spiffe://example.org' }).trustDomain, 'example.org');
 });
