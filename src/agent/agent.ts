@@ -14,7 +14,8 @@ import { rejectionOf } from './client/rejection.js';
 import { ServerClock } from './client/server-clock.js';
 import { ServerConnection, type ConnectionState } from './client/server-connection.js';
 import { probeServerTrust } from './client/server-trust-probe.js';
-import { readTrustBundleFile, trustDomainOfRoots } from './client/trust-bundle-file.js';
+import { readTrustBundleFile } from './client/trust-bundle-file.js';
+import { resolveTrustDomain } from './resolve-trust-domain.js';
 import type { AgentConfig } from './config.js';
 import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
@@ -22,7 +23,7 @@ import { agentHealthProbe } from './agent-health.js';
 import { AgentStore } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
 import type { WithdrawnState } from './storage/state-persister.js';
-import type { StoredIdentity, StoredState } from './storage/stored-state.js';
+import type { StoredState } from './storage/stored-state.js';
 import { meshidVersion } from '../common/meshid-version.js';
 
 export interface AgentOptions {
@@ -373,33 +374,4 @@ function unionOf(a: readonly Buffer[] | undefined, b: readonly Buffer[] | undefi
   if (a === undefined) return b;
   if (b === undefined) return a;
   return [...a, ...b.filter((r) => !a.some((x) => x.equals(r)))];
-}
-
-/**
- * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
- * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
- */
-function resolveTrustDomain(
-  config: AgentConfig,
-  stored: StoredIdentity | undefined,
-  state: StoredState | undefined,
-  fileRoots: readonly Buffer[] | undefined,
-): string | undefined {
-  const sources: Array<[string, string | undefined]> = [
-    ['--trust-domain', config.trustDomain],
-    [`the agent SVID in ${config.dataDir}`, stored?.trustDomain],
-    [`the state in ${config.dataDir}`, state?.trustDomain],
-    ['the trust bundle', fileRoots === undefined ? undefined : trustDomainOfRoots(fileRoots)],
-  ];
-  const named = sources.filter((s): s is [string, string] => s[1] !== undefined);
-  const first = named[0];
-  for (const [source, td] of named) {
-    if (td !== first![1]) {
-      throw failedPrecondition(`${first![0]} names trust domain "${first![1]}" but ${source} names "${td}": use a data dir and trust bundle of one trust domain`);
-    }
-  }
-  if (first === undefined && fileRoots !== undefined) {
-    throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');
-  }
-  return first?.[1];
 }

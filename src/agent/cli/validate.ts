@@ -1,7 +1,7 @@
 import { formatHelp } from '../../common/cli/args.js';
 import { reportError, type CliIo } from '../../common/cli/output.js';
-import { failedPrecondition } from '../../common/errors.js';
-import { readTrustBundleFile, trustDomainOfRoots } from '../client/trust-bundle-file.js';
+import { readTrustBundleFile } from '../client/trust-bundle-file.js';
+import { resolveTrustDomain } from '../resolve-trust-domain.js';
 import { agentConfigFrom, RUN_FLAGS } from './run-config.js';
 
 /**
@@ -16,18 +16,9 @@ export async function validateAgentCommand(argv: readonly string[], io: CliIo): 
       io.stdout.write(formatHelp('meshid-agent validate [flags]', 'Checks the configuration `meshid-agent run` would start with, without starting.', RUN_FLAGS));
       return 0;
     }
-    let trustDomain = config.trustDomain;
-    if (config.trustBundlePath !== undefined) {
-      const named = trustDomainOfRoots(readTrustBundleFile(config.trustBundlePath));
-      if (named !== undefined && trustDomain !== undefined && named !== trustDomain) {
-        // Word for word what run says (resolveTrustDomain in agent.ts), so CI shows the line the daemon would print.
-        throw failedPrecondition(`--trust-domain names trust domain "${trustDomain}" but the trust bundle names "${named}": use a data dir and trust bundle of one trust domain`);
-      }
-      if (named === undefined && trustDomain === undefined) {
-        throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');
-      }
-      trustDomain ??= named;
-    }
+    // The check run makes (resolveTrustDomain), without the data dir, which is not looked at: the same line as run's.
+    const fileRoots = config.trustBundlePath === undefined ? undefined : readTrustBundleFile(config.trustBundlePath);
+    const trustDomain = resolveTrustDomain(config, undefined, undefined, fileRoots);
     io.stdout.write(
       `Configuration is valid: server ${config.serverAddress}, ` +
         // Not looked at, so not promised: only an agent that attested before has the trust domain there.

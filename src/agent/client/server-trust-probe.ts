@@ -3,6 +3,7 @@ import { parseCertificate } from '../../common/x509/certificate.js';
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { serverIdentityCheck } from './server-identity.js';
 import { TLS_NAME } from './node-client.js';
+import { parseHostPort } from '../../common/host-port.js';
 
 const TIME_ERRORS = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);
 
@@ -43,12 +44,17 @@ export interface ServerTrustProblem {
 export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOptions): Promise<ServerTrustProblem | undefined> {
   const env = o.env ?? process.env;
   if (GRPC_PROXY_VARIABLES.some((name) => (env[name] ?? '') !== '')) return Promise.resolve(undefined);
-  const m = /^\[?(.*?)\]?:(\d+)$/.exec(o.serverAddress);
-  if (m === null) return Promise.resolve(undefined);
+  let address: { host: string; port: number };
+  try {
+    // The one HOST:PORT parser, as the agent's config checked it: the probe dials what the channel dials.
+    address = parseHostPort(o.serverAddress, 'server_address', 'dial');
+  } catch {
+    return Promise.resolve(undefined);
+  }
   return new Promise((resolve) => {
     const socket = tls.connect({
-      host: m[1]!,
-      port: Number(m[2]),
+      host: address.host,
+      port: address.port,
       servername: TLS_NAME,
       ca: certificatesToPem(roots),
       ALPNProtocols: ['h2'],
