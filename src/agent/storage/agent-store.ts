@@ -8,7 +8,7 @@ import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister, type WithdrawnState } from './state-persister.js';
-import { decodeIdentity, encodeIdentity, parseStateDocument, restoreState, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
+import { decodeIdentity, encodeIdentity, isNewerStateFormat, parseStateDocument, restoreState, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
 
 /**
  * How many damaged copies of one file (state.json, a journal) are kept aside at most. Each holds workload keys (a
@@ -130,13 +130,17 @@ export class AgentStore {
     return new AgentStore(dataDir, log, unlock);
   }
 
-  /** The stored agent identity, or undefined when the agent never attested. A damaged file stops start-up. */
+  /**
+   * The stored agent identity, or undefined when the agent never attested. A damaged file, or one a newer agent wrote,
+   * stops start-up.
+   */
   loadIdentity(): StoredIdentity | undefined {
     const bytes = this.read(IDENTITY_FILE);
     if (bytes === undefined) return undefined;
     try {
       return decodeIdentity(bytes.toString('utf8'));
     } catch (err) {
+      if (isNewerStateFormat(err)) throw this.newerFormat(IDENTITY_FILE, err);
       throw failedPrecondition(
         `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): move it away and attest again with a new --join-token`,
         err,
@@ -207,6 +211,7 @@ export class AgentStore {
    * (kept for inspection) and the agent starts empty: the server has everything it held. So it does when the journal
    * cannot be replayed whole (damaged before its end, or a change set that passes its checksum but cannot be applied);
    * the journal is then copied aside as the culprit. A torn last change set (a stop while saving) is only dropped.
+   * A state a newer agent wrote (a format above this one's) is refused with failed_precondition, and nothing is moved.
    */
   loadState(now: number): StoredState | undefined {
     const file = path.join(this.dataDir, STATE_FILE);
@@ -218,11 +223,14 @@ export class AgentStore {
     let raw: RawState;
     try {
       raw = parseStateDocument(bytes);
-      // Damaged: re-checking the SVIDs cannot tell a changed selector, which would hand an SVID to another workload.
-      if (raw.seal === 'broken') throw failedPrecondition(`${file} does not match its checksum (damaged or edited)`);
     } catch (err) {
+      // Not damage: the state of the newer agent this one replaced (a rollback). Set aside, it would be lost to that
+      // agent too when it is started again; and no journal is touched, for the same reason.
+      if (isNewerStateFormat(err)) throw this.newerFormat(STATE_FILE, err);
       return this.setStateAside(err);
     }
+    // Damaged: re-checking the SVIDs cannot tell a changed selector, which would hand an SVID to another workload.
+    if (raw.seal === 'broken') return this.setStateAside(failedPrecondition(`${file} does not match its checksum (damaged or edited)`));
     const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
     const journal = readJournal(journalFile);
     if (journal.midwayDamage !== undefined) {
@@ -261,6 +269,18 @@ export class AgentStore {
     this.removeJournals(raw.journal);
     this.persister.resume(raw, state, bytes.length, journal.validBytes);
     return state;
+  }
+
+  /**
+   * The refusal of a file (`name`) a newer agent wrote: one line naming the formats and both ways on, and the data
+   * dir left as it is.
+   */
+  private newerFormat(name: string, err: MeshidError): MeshidError {
+    return failedPrecondition(
+      `${path.join(this.dataDir, name)} cannot be read: ${err.message}. Run that newer meshid-agent (or a later one) on ${this.dataDir}; ` +
+        'to go back to this version, restore a copy of the data dir taken before the upgrade, or move the data dir away and attest again with a new --join-token',
+      err,
+    );
   }
 
   /** A state.json that cannot be used: moved aside, journals removed, and the agent starts without stored state. */

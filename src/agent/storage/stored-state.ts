@@ -1,6 +1,7 @@
 import { createHash, type KeyObject } from 'node:crypto';
 import { parseJsonObject } from '../../common/json-object.js';
-import { invalidArgument } from '../../common/errors.js';
+import { invalidArgument, isMeshidError, MeshidError } from '../../common/errors.js';
+import { meshidVersion } from '../../common/meshid-version.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson, writableBundle, type LeftOutKey, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
@@ -14,9 +15,23 @@ import type { WorkloadSvid } from '../cache/workload-cache.js';
 /**
  * The agent's persisted state, as two JSON documents in its data dir (see agent-store.ts): its own identity, and
  * what it serves (entries, bundles, workload SVIDs with their keys). Certificates are base64 DER, keys base64
- * PKCS#8 DER, bundles SPIFFE bundle documents (Bundle §4). `format` lets a future agent refuse what it cannot read.
+ * PKCS#8 DER, bundles SPIFFE bundle documents (Bundle §4).
+ *
+ * `format` is what lets an older agent (a rollback) refuse what it would misread: bump it whenever an agent of this
+ * format would read the documents or the journal (state-journal.ts) wrongly, e.g. a new journal record kind or a field
+ * whose absence it would take for "none". A field an older agent may safely ignore (as `inputs` and `trust_roots`
+ * were added) needs no bump: older agents keep reading the data dir. An agent refuses to start on a format above its
+ * own (isNewerStateFormat) and leaves the files as they are.
  */
 export const STATE_FORMAT = 1;
+
+/** Set in a MeshidError's data when a document is of a newer format than STATE_FORMAT (isNewerStateFormat). */
+const NEWER_FORMAT = 'newerStateFormat';
+
+/** Whether `err` says a document was written by a newer agent: not damage, to be refused rather than set aside. */
+export function isNewerStateFormat(err: unknown): err is MeshidError {
+  return isMeshidError(err, 'failed_precondition') && typeof err.data?.[NEWER_FORMAT] === 'number';
+}
 
 /** The agent SVID and what the agent learnt when it attested. */
 export interface StoredIdentity {
@@ -92,7 +107,13 @@ const unb64 = (s: unknown, what: string): Buffer => {
 
 function parseDocument(text: string, what: string): Record<string, unknown> {
   const doc = parseJsonObject(text, what);
-  if (doc['format'] !== STATE_FORMAT) throw invalidArgument(`${what} has format ${String(doc['format'])}; this agent reads format ${STATE_FORMAT}`);
+  const format = doc['format'];
+  if (typeof format === 'number' && Number.isSafeInteger(format) && format > STATE_FORMAT) {
+    throw new MeshidError('failed_precondition', `${what} has format ${format}, written by a newer meshid-agent; this one (${meshidVersion()}) reads format ${STATE_FORMAT}`, {
+      data: { [NEWER_FORMAT]: format },
+    });
+  }
+  if (format !== STATE_FORMAT) throw invalidArgument(`${what} has format ${String(format)}; this agent reads format ${STATE_FORMAT}`);
   return doc;
 }
 

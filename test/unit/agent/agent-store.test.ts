@@ -241,6 +241,34 @@ test('the data dir is 0700, its files 0600, and a damaged state file is moved as
   }
 });
 
+test('a data dir a newer agent wrote (a rollback) is refused in one line naming both formats and what to do, and every file is left as it was', () => {
+  const t = tempDir('meshid-store-newer-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const store = AgentStore.open(dir, silentLogger());
+    // What a future agent of state format 2 leaves: a snapshot naming its journal, the journal, and its identity.
+    const state = JSON.parse(encodeState(sampleState(), 3)) as Record<string, unknown>;
+    fs.writeFileSync(path.join(dir, 'state.json'), JSON.stringify({ ...state, format: 2 }));
+    fs.writeFileSync(path.join(dir, 'state.3.journal'), 'a change set of a kind this agent does not know\n');
+    fs.writeFileSync(path.join(dir, 'agent-svid.json'), JSON.stringify({ format: 2, spiffe_id: 'spiffe://example.org/meshid/agent/east/x' }));
+    const files = (): Record<string, string> => Object.fromEntries(fs.readdirSync(dir).sort().map((n) => [n, fs.readFileSync(path.join(dir, n), 'latin1')]));
+    const before = files();
+    const refusal = (file: string) => (err: unknown): boolean => {
+      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+      assert.doesNotMatch(err.message, /\n/);
+      assert.match(err.message, new RegExp(`^${path.join(dir, file).replace(/[.]/g, '\\.')} cannot be read: .* has format 2, written by a newer meshid-agent; this one \\(.+\\) reads format 1\\. `));
+      assert.match(err.message, /Run that newer meshid-agent \(or a later one\) on .*restore a copy of the data dir taken before the upgrade/);
+      return true;
+    };
+    assert.throws(() => store.loadIdentity(), refusal('agent-svid.json'));
+    assert.throws(() => store.loadState(fx.clock.now()), refusal('state.json'));
+    assert.deepEqual(files(), before, 'nothing moved aside, removed or rewritten');
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a state file without a seal whose fields have the wrong type is moved aside like any other damage, not a TypeError that stops the agent', () => {
   const t = tempDir('meshid-store-types-');
   try {
