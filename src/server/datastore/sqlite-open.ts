@@ -157,7 +157,19 @@ function migrate(db: Database.Database, file: string, fresh: boolean, clock: Clo
     const insert = db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)');
     for (const m of MIGRATIONS) {
       if (m.version <= current) continue;
-      for (const statement of m.statements) db.exec(statement);
+      try {
+        for (const statement of m.statements) db.exec(statement);
+      } catch (err) {
+        // Thrown out of the transaction, which rolls every migration of this start back: say so, as the operator's
+        // next question is whether the data dir is still the older version's.
+        const cause = storageFailureCause(err, path.dirname(file)) ?? (err as Error).message;
+        const what = current === 0 ? `create the schema of the datastore ${file}` : `upgrade the datastore ${file} from schema version ${current} to ${LATEST_SCHEMA_VERSION}`;
+        throw failedPrecondition(
+          `cannot ${what}: migration ${m.version} (${m.name}) failed: ${cause}. ` +
+            `Nothing was changed${current === 0 ? '' : `: it is still at version ${current}`}, and the next start tries again`,
+          err,
+        );
+      }
       insert.run(m.version, m.name, clock.now());
     }
     return current === 0 || current === LATEST_SCHEMA_VERSION ? undefined : { from: current, to: LATEST_SCHEMA_VERSION };

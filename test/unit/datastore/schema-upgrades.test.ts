@@ -197,3 +197,61 @@ test('a datastore of every earlier schema version is upgraded with everything it
     cleanup();
   }
 });
+
+test('a migration that throws halfway (test hook on its statement) leaves the datastore at its old version with its data, and the next open upgrades it', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    const latestFile = path.join(dir, 'latest.sqlite3');
+    const latestDs = await openSqliteDatastore({ file: latestFile, clock: new FakeClock(T0) });
+    let latest: Contents;
+    try {
+      await fillLatest(latestDs);
+      latest = await contents(latestDs);
+    } finally {
+      await latestDs.close();
+    }
+    const file = path.join(dir, 'v4.sqlite3');
+    buildOldDatastore(file, 4, latestFile);
+    const schema = (): { version: number; agentColumns: string[]; revokedRootsTable: boolean } => {
+      const db = new Database(file, { readonly: true });
+      try {
+        return {
+          version: (db.prepare('SELECT MAX(version) AS v FROM schema_migrations').get() as { v: number }).v,
+          agentColumns: (db.prepare("SELECT name FROM pragma_table_info('attested_agents')").all() as Array<{ name: string }>).map((r) => r.name),
+          revokedRootsTable: db.prepare("SELECT 1 FROM sqlite_master WHERE name = 'revoked_roots'").get() !== undefined,
+        };
+      } finally {
+        db.close();
+      }
+    };
+    const before = schema();
+    // Migrations 5 and 6 have run in this start when 7 fails: the throw comes from inside the one transaction.
+    const failing = MIGRATIONS.find((m) => m.version === 7)!.statements[0]!;
+    const exec = Database.prototype.exec;
+    Database.prototype.exec = function (this: Database.Database, source: string): Database.Database {
+      if (source === failing) throw new Error('injected failure');
+      return exec.call(this, source);
+    };
+    try {
+      await assert.rejects(openSqliteDatastore({ file, clock: new FakeClock(T0) }), (err: Error) => {
+        assert.equal(err.message, `cannot upgrade the datastore ${file} from schema version 4 to ${LATEST_SCHEMA_VERSION}: migration 7 (revoked roots) failed: ` +
+          'injected failure. Nothing was changed: it is still at version 4, and the next start tries again');
+        return true;
+      });
+    } finally {
+      Database.prototype.exec = exec;
+    }
+    assert.deepEqual(schema(), before, 'neither migration 5 nor 6 was kept');
+    assert.equal(before.version, 4);
+    const upgrades: Array<{ from: number; to: number }> = [];
+    const ds = await openSqliteDatastore({ file, clock: new FakeClock(T0), onSchemaUpgrade: (u) => upgrades.push(u) });
+    try {
+      assert.deepEqual(upgrades, [{ from: 4, to: LATEST_SCHEMA_VERSION }]);
+      assert.deepEqual(await contents(ds), expectedAfterUpgrade(latest, 4));
+    } finally {
+      await ds.close();
+    }
+  } finally {
+    cleanup();
+  }
+});
