@@ -52,6 +52,38 @@ function copyDataDir(from: string, to: string, mtime: Date): void {
   fs.chmodSync(to, 0o700);
 }
 
+/** What the fixture's datastore held, read from a copy (opening the fixture's own file would leave -wal and -shm files). */
+function oldDatastore(fixtureDir: string, scratch: string): { entries: Array<ReturnType<typeof comparableEntry>>; federatedBundles: Map<string, Buffer[]> } {
+  const copy = path.join(scratch, 'old-datastore.sqlite3');
+  fs.copyFileSync(path.join(fixtureDir, 'server-data', 'datastore.sqlite3'), copy);
+  const db = new Database(copy, { readonly: true, fileMustExist: true });
+  try {
+    const entries = (db.prepare('SELECT id, spiffe_id, parent_id, selectors, dns_names, federates_with FROM registration_entries').all() as Array<Record<string, string>>).map((r) =>
+      comparableEntry({
+        id: r['id'], spiffe_id: r['spiffe_id'], parent_id: r['parent_id'], selectors: JSON.parse(r['selectors']!), dns_names: JSON.parse(r['dns_names']!), federates_with: JSON.parse(r['federates_with']!),
+      }),
+    );
+    const bundles = db.prepare("SELECT trust_domain, x509_authorities FROM bundles WHERE trust_domain != 'example.org'").all() as Array<{ trust_domain: string; x509_authorities: string }>;
+    return { entries, federatedBundles: new Map(bundles.map((b) => [b.trust_domain, (JSON.parse(b.x509_authorities) as string[]).map((d) => Buffer.from(d, 'base64'))])) };
+  } finally {
+    db.close();
+  }
+}
+
+/** An entry by what decides who gets which SVID, in one order. */
+function comparableEntry(e: { id?: string; spiffe_id?: string; parent_id?: string; selectors?: Array<{ type?: string; value?: string }>; dns_names?: string[]; federates_with?: string[] }) {
+  return {
+    id: e.id,
+    spiffeId: e.spiffe_id,
+    parentId: e.parent_id,
+    selectors: (e.selectors ?? []).map((s) => `${s.type}:${s.value}`).sort(),
+    dnsNames: e.dns_names ?? [],
+    federatesWith: [...(e.federates_with ?? [])].sort(),
+  };
+}
+
+const byId = (a: { id?: string | undefined }, b: { id?: string | undefined }): number => String(a.id).localeCompare(String(b.id));
+
 function schemaVersion(dataDir: string): number {
   const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true, fileMustExist: true });
   try {
@@ -122,6 +154,15 @@ for (const name of fixtureNames) {
     }
     const entries = (await cluster.admin.call('Entries', 'ListEntries', {})).entries ?? [];
     assert.equal(entries.length, fixture.entries, 'every entry is kept');
+    const old = oldDatastore(dir, clock.dir);
+    assert.deepEqual(entries.map(comparableEntry).sort(byId), old.entries.sort(byId), 'each entry as it was: selectors, DNS names, federation');
+    // Federation: the federated bundles the old server held are served by the new one, byte for byte.
+    assert.ok(old.federatedBundles.size > 0, 'the fixture holds a federated bundle');
+    const federated = (await cluster.admin.call('Bundles', 'ListFederatedBundles', {})).bundles ?? [];
+    assert.deepEqual(
+      new Map(federated.map((b) => [b.trust_domain!, (b.x509_authorities ?? []).map((d) => Buffer.from(d))])),
+      old.federatedBundles,
+    );
     const agents = (await cluster.admin.call('Agents', 'ListAgents', {})).agents ?? [];
     assert.deepEqual(agents.map((a) => a.spiffe_id), [fixture.agentId], 'the attested agent is kept');
     assert.equal(agents[0]!.agent_version || undefined, undefined, 'an agent of the older version has reported no version');
@@ -136,6 +177,13 @@ for (const name of fixtureNames) {
     assert.deepEqual(cached.map((s) => s.spiffe_id).sort(), [...fixture.spiffeIds].sort(), 'the cached identities, at once');
     for (const svid of cached) {
       assert.ok(splitConcatenatedDer(Buffer.from(svid.x509_svid!))[0]!.equals(served.get(svid.spiffe_id!)![0]!), `${svid.spiffe_id}: the SVID served before the upgrade`);
+    }
+    // With the federated bundles the old agent served beside them (the db entry federates with partner.org).
+    const cachedResponse = await client.fetchX509Svid();
+    for (const [td, roots] of old.federatedBundles) {
+      const servedFederated = cachedResponse.federated_bundles?.[`spiffe://${td}`];
+      assert.ok(servedFederated !== undefined, `the cached federated bundle of ${td}`);
+      assert.deepEqual(splitConcatenatedDer(Buffer.from(servedFederated)), roots);
     }
     const jwt = fs.readFileSync(path.join(dir, 'served', 'jwt-svid.txt'), 'utf8').trim();
     const validated = await client.validateJwtSvid(fixture.jwtAudience, jwt);
