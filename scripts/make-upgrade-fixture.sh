@@ -8,8 +8,9 @@
 # <checkout> is a built checkout of the older commit (git clone, git checkout <commit>, npm ci; it builds as that
 # commit's package.json says). Run it as the user the tests run as (root under .ci/run): the entries select that uid.
 # It starts that version's server and agent on loopback and temporary dirs, makes a node alias and three workload
-# entries (one with DNS names, one federated with partner.org, whose bundle is set), attests the agent, fetches its
-# X509-SVIDs and a JWT-SVID, keeps one join token unused, stops both with SIGTERM and copies what they left.
+# entries (one with DNS names, one federated with partner.org, whose bundle is set) and, where that version has them, a
+# federation relationship with other.org, attests the agent, fetches its X509-SVIDs and a JWT-SVID, keeps one join
+# token unused, stops both with SIGTERM and copies what they left.
 set -euo pipefail
 
 checkout=$(cd "$1" && pwd)
@@ -56,6 +57,13 @@ openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout "$w
   -days 3650 -subj /CN=partner -addext subjectAltName=URI:spiffe://partner.org -addext basicConstraints=critical,CA:true \
   -addext keyUsage=critical,keyCertSign,cRLSign 2>/dev/null
 srv bundle set --trust-domain partner.org --path "$work/partner.pem" >/dev/null
+# Versions with federation relationships (schema 4 on) get one; its endpoint answers nothing, so it is only polled.
+relationships=''
+if srv federation list >/dev/null 2>&1; then
+  srv federation create --trust-domain other.org --bundle-endpoint-url https://127.0.0.1:9/bundle \
+    --bundle-endpoint-profile https_web >/dev/null
+  relationships='{"trustDomain": "other.org", "bundleEndpointUrl": "https://127.0.0.1:9/bundle", "profile": "https_web"}'
+fi
 srv entry create --node --spiffe-id spiffe://example.org/node/east --selector meshid:datacenter:east >/dev/null
 srv entry create --parent-id spiffe://example.org/node/east --spiffe-id spiffe://example.org/web --selector "unix:uid:$uid" \
   --dns web.example.org --dns web >/dev/null
@@ -109,7 +117,8 @@ cat >"$out/fixture.json" <<EOF
   "spiffeIds": ["spiffe://example.org/web", "spiffe://example.org/db", "spiffe://example.org/api"],
   "entries": 4,
   "jwtAudience": "upgrade-test",
-  "unusedJoinToken": "$unused"
+  "unusedJoinToken": "$unused",
+  "federationRelationships": [$relationships]
 }
 EOF
 echo "fixture of $commit in $out (made at $made_at)"

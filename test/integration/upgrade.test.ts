@@ -34,6 +34,8 @@ interface Fixture {
   entries: number;
   jwtAudience: string;
   unusedJoinToken: string;
+  /** Made by the old server (federation create); absent in fixtures of versions, or of the script, before them. */
+  federationRelationships?: Array<{ trustDomain: string; bundleEndpointUrl: string; profile: string }>;
 }
 
 const FIXTURES = path.join(packageRoot, 'test/fixtures/upgrade');
@@ -156,6 +158,12 @@ for (const name of fixtureNames) {
     assert.equal(entries.length, fixture.entries, 'every entry is kept');
     const old = oldDatastore(dir, clock.dir);
     assert.deepEqual(entries.map(comparableEntry).sort(byId), old.entries.sort(byId), 'each entry as it was: selectors, DNS names, federation');
+    const relationships = (await cluster.admin.call('Federation', 'ListFederationRelationships', {})).relationships ?? [];
+    assert.deepEqual(
+      relationships.map((r) => ({ trustDomain: r.trust_domain, bundleEndpointUrl: r.bundle_endpoint_url, profile: r.bundle_endpoint_profile })),
+      fixture.federationRelationships ?? [],
+      'the federation relationships are kept',
+    );
     // Federation: the federated bundles the old server held are served by the new one, byte for byte.
     assert.ok(old.federatedBundles.size > 0, 'the fixture holds a federated bundle');
     const federated = (await cluster.admin.call('Bundles', 'ListFederatedBundles', {})).bundles ?? [];
