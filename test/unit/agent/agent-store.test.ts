@@ -53,6 +53,35 @@ test('the state round-trips: entries, bundles, SVIDs and their keys come back as
   assert.deepEqual(back.federatedBundles.map((b) => b.trustDomain), ['other.org']);
 });
 
+test('a state.json of the first agents (no seal, no journal, SVIDs without their recorded validity, serial or inputs) is read: every SVID serves, checked in full', () => {
+  const t = tempDir('meshid-store-first-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const state = sampleState();
+    const { sha256: _seal, journal: _journal, ...doc } = JSON.parse(encodeState(state, 1)) as Record<string, unknown>;
+    // As 5cf8651 wrote an SVID: entry_id, spiffe_id, svid_chain and private_key only.
+    doc['svids'] = (doc['svids'] as Array<Record<string, unknown>>).map(({ entry_id, spiffe_id, svid_chain, private_key }) => ({ entry_id, spiffe_id, svid_chain, private_key }));
+    // And an entry with its creation time in seconds only.
+    doc['entries'] = (doc['entries'] as Array<Record<string, unknown>>).map(({ created_at_ms: _ms, ...e }) => e);
+    fs.mkdirSync(dir, { mode: 0o700 });
+    fs.writeFileSync(path.join(dir, 'state.json'), JSON.stringify(doc));
+    const store = AgentStore.open(dir, silentLogger());
+    const back = store.loadState(fx.clock.now());
+    store.close();
+    assert.ok(back !== undefined, 'read, not set aside');
+    assert.ok(!fs.existsSync(path.join(dir, 'state.json.unreadable')));
+    // Validity and serial come from the certificates themselves; inputs were not recorded, so there are none.
+    assert.deepEqual(back.svids, state.svids.map(({ inputs: _inputs, ...v }) => stripKey(v as typeof v & { key?: unknown })));
+    assert.deepEqual(
+      back.entries.map((e) => ({ ...e, createdAt: 0, createdAtExact: false })),
+      state.entries.map((e) => ({ ...e, createdAt: 0, createdAtExact: false })),
+    );
+    assert.deepEqual(back.entries.map((e) => e.createdAt), state.entries.map((e) => Math.floor(e.createdAt / 1000) * 1000));
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('on restore, SVIDs that can no longer be served are left out with the reason; the rest still serves', () => {
   const state = sampleState();
   const [a, b] = state.entries;
