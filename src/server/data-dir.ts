@@ -20,7 +20,10 @@ export function readDataDirMarker(marker: string): { trustDomain: unknown } | { 
   } catch {
     return { unreadable: `a corrupt ${MARKER}` };
   }
-  if (parsed.format !== FORMAT) return { unreadable: `format ${String(parsed.format)}, this meshid-server reads format ${FORMAT}` };
+  const format = parsed.format;
+  // A higher number is a newer version's (a rollback), not damage: the operator needs to hear which it is.
+  if (typeof format === 'number' && format > FORMAT) return { unreadable: `format ${format}, written by a newer meshid-server (this one reads format ${FORMAT})` };
+  if (format !== FORMAT) return { unreadable: `format ${String(format)}, this meshid-server reads format ${FORMAT}` };
   return { trustDomain: parsed.trust_domain };
 }
 
