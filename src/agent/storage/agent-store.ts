@@ -224,8 +224,8 @@ export class AgentStore {
     try {
       raw = parseStateDocument(bytes);
     } catch (err) {
-      // Not damage: the state of the newer agent this one replaced (a rollback). Set aside, it would be lost to that
-      // agent too when it is started again; and no journal is touched, for the same reason.
+      // Not damage but a newer agent's state (a rollback): set aside, it would be lost to that agent when it runs again,
+      // so it stays where it is, and so do its journals.
       if (isNewerStateFormat(err)) throw this.newerFormat(STATE_FILE, err);
       return this.setStateAside(err);
     }
