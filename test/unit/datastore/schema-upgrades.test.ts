@@ -5,7 +5,7 @@
  * hold — copied, column by column, from a datastore the current code wrote — and opened by the current code, which
  * must serve all of it: entries (and the deletions in the change feed), join tokens (the unused one consumable once,
  * the used one not), agents, bundles, federation relationships, the CA journal and revoked roots.
- * integration/upgrade.test.ts does the same with real data dirs of older builds (schema versions 3 and 7).
+ * integration/upgrade.test.ts starts real daemons on data dirs older builds left, one per schema version.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
