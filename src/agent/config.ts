@@ -151,10 +151,10 @@ export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
 export { LOG_LEVELS };
 
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
-export function readAgentConfigFile(file: string): RawAgentConfig {
+export function readAgentConfigFile(file: string, setByFlags?: ReadonlySet<string>): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
-  refuseEmptyStrings(obj, `config file ${file}`);
+  refuseEmptyStrings(obj, `config file ${file}`, setByFlags);
   if (obj['sds'] !== undefined) {
     checkConfigKeys(obj['sds'] as Record<string, unknown>, SDS_KEYS, `config file ${file}: sds`);
     refuseEmptyStrings(obj['sds'] as Record<string, unknown>, `config file ${file}: sds`);

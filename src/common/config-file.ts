@@ -145,11 +145,13 @@ export function checkConfigKeys(
 /**
  * Refuses a key set to "" (or only spaces): read as a path it would be the working directory (a data_dir of "" put the
  * state beside whatever was there), and elsewhere it reads as "not set" to one check and as a value to another. Flags
- * refuse empty values the same way.
+ * refuse empty values the same way. Keys in `setByFlags` are left alone: the flag wins over the file, so the "" never
+ * reaches the config, and a file that leaves a value for the command line to give (`"join_token": ""` beside
+ * --join-token) started before this check and still does.
  */
-export function refuseEmptyStrings(obj: Readonly<Record<string, unknown>>, where: string): void {
+export function refuseEmptyStrings(obj: Readonly<Record<string, unknown>>, where: string, setByFlags: ReadonlySet<string> = new Set()): void {
   for (const [key, value] of Object.entries(obj)) {
-    if (typeof value === 'string' && value.trim() === '') {
+    if (typeof value === 'string' && value.trim() === '' && !setByFlags.has(key)) {
       throw invalidArgument(`${where}: "${key}" is empty: give it a value, or leave the key out for its default`);
     }
   }

@@ -201,10 +201,10 @@ const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
 const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
-export function readConfigFile(file: string): RawServerConfig {
+export function readConfigFile(file: string, setByFlags?: ReadonlySet<string>): RawServerConfig {
   const obj = readJsonConfigObject(file, 'server');
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
-  refuseEmptyStrings(obj, `config file ${file}`);
+  refuseEmptyStrings(obj, `config file ${file}`, setByFlags);
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);

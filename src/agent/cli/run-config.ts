@@ -65,7 +65,8 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
   const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
   if (args.help) return { raw: {}, help: true };
   const file = args.string('config');
-  const raw: RawAgentConfig = file !== undefined ? readAgentConfigFile(file) : {};
+  const setByFlags = new Set(Object.entries(FLAG_TO_KEY).flatMap(([flag, key]) => (args.string(flag) === undefined ? [] : [key])));
+  const raw: RawAgentConfig = file !== undefined ? readAgentConfigFile(file, setByFlags) : {};
   for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
     const v = args.string(flag);
     if (v !== undefined) (raw as Record<string, unknown>)[key] = v;

@@ -36,7 +36,8 @@ const restore: Command = {
     const from = args.requiredString('from', '(the backup directory to restore, e.g. /var/backups/meshid-2026-05-01)');
     // Read as `run` reads them, so the data dir restored is the one the server starts on: relative to here.
     const configFile = args.string('config');
-    const raw = configFile !== undefined ? readConfigFile(configFile) : {};
+    const setByFlags = new Set([...(args.string('data-dir') === undefined ? [] : ['data_dir']), ...(args.string('trust-domain') === undefined ? [] : ['trust_domain'])]);
+    const raw = configFile !== undefined ? readConfigFile(configFile, setByFlags) : {};
     const dataDir = args.string('data-dir') ?? raw.data_dir;
     if (dataDir === undefined) {
       throw invalidArgument(`flag --data-dir is required${configFile !== undefined ? ` (${configFile} sets no data_dir)` : ''}: give the data dir the server runs with, or --config`);

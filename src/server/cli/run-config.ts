@@ -92,7 +92,8 @@ export function serverConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv
   const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
   if (args.help) return undefined;
   const configFile = args.string('config');
-  const raw: RawServerConfig = configFile ? readConfigFile(configFile) : {};
+  const setByFlags = new Set(Object.entries(FLAG_TO_KEY).flatMap(([flag, key]) => (args.string(flag) === undefined ? [] : [key])));
+  const raw: RawServerConfig = configFile ? readConfigFile(configFile, setByFlags) : {};
   const fromFlags = new Map<string, string>();
   for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
     const v = args.string(flag);

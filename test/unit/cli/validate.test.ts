@@ -248,6 +248,23 @@ test('validate refuses a config file key set to "" as a flag given "" is refused
   assert.equal(sds.err, `Error: InvalidArgument: config file ${agentFile}: sds: "default_svid_name" is empty: give it a value, or leave the key out for its default\n`);
 });
 
+test('validate accepts a config file key set to "" that a flag gives a value, as run did before empty keys were refused: the flag wins over the file', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-empty-flag-');
+  t.after(cleanup);
+  const serverFile = path.join(dir, 'server.json');
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: '', data_dir: '' }));
+  const server = await run(validateServerCommand, ['--config', serverFile, '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'server')]);
+  assert.deepEqual([server.code, server.err], [0, '']);
+  // A template that leaves the address and the token to the command line (a join token is better kept out of files).
+  const agentFile = path.join(dir, 'agent.json');
+  fs.writeFileSync(agentFile, JSON.stringify({ server_address: '', join_token: '', data_dir: path.join(dir, 'agent') }));
+  const agent = await run(validateAgentCommand, ['--config', agentFile, '--server-address', 'meshid-server:8081', '--join-token', 'a'.repeat(40)]);
+  assert.deepEqual([agent.code, agent.err], [0, '']);
+  // Not given by a flag, the "" is still refused, naming the key.
+  const alone = await run(validateAgentCommand, ['--config', agentFile, '--server-address', 'meshid-server:8081']);
+  assert.equal(alone.err, `Error: InvalidArgument: config file ${agentFile}: "join_token" is empty: give it a value, or leave the key out for its default\n`);
+});
+
 test('validate refuses a config file that is not UTF-8, naming the line, instead of reading a Latin-1 path as another path', async (t) => {
   const { dir, cleanup } = tempDir('meshid-validate-encoding-');
   t.after(cleanup);
