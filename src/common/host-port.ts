@@ -44,10 +44,17 @@ export function parseHostPort(address: string, setting: string, use: HostPortUse
     if (use === 'dial') throw refuse('the host is missing');
     return { host: '0.0.0.0', port };
   }
-  // All digits and dots, yet no IPv4 address ("10.1.2", "300.1.1.1"): the resolver would read it as some other address.
-  const numeric = /^[\d.]+$/.test(hostPart);
-  if (numeric ? !net.isIPv4(hostPart) : !HOST_NAME.test(hostPart) || hostPart.length > 253) {
-    throw refuse(`"${hostPart}" is neither a host name nor an IP address`);
-  }
+  if (!isHostNameOrIpv4(hostPart)) throw refuse(`"${hostPart}" is neither a host name nor an IP address`);
   return { host: hostPart, port };
+}
+
+/**
+ * Whether a host outside brackets is one every HOST:PORT setting takes: a host name or an IPv4 address. Shared with
+ * settings that take the host alone (health_checks.bind_address), so that they accept what their listener's address
+ * does and refuse it under their own name.
+ */
+export function isHostNameOrIpv4(host: string): boolean {
+  // All digits and dots, yet no IPv4 address ("10.1.2", "300.1.1.1"): the resolver would read it as some other address.
+  if (/^[\d.]+$/.test(host)) return net.isIPv4(host);
+  return HOST_NAME.test(host) && host.length <= 253;
 }

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import { invalidArgument } from '../errors.js';
 import type { ConfigKeyType } from '../config-file.js';
+import { isHostNameOrIpv4 } from '../host-port.js';
 
 /**
  * The `health_checks` block of meshid-agent's and meshid-server's config files, with SPIRE's names and defaults
@@ -35,7 +36,6 @@ export interface HealthChecksConfig {
 }
 
 const DEFAULTS = { bindAddress: 'localhost', bindPort: 80, livePath: '/live', readyPath: '/ready' } as const;
-const HOST_NAME = /^[A-Za-z0-9]([A-Za-z0-9-]{0,62})(\.[A-Za-z0-9]([A-Za-z0-9-]{0,62}))*\.?$/;
 /** A path a probe can name: no query, fragment or spaces, which an HTTP client would cut off or encode. */
 const PATH = /^\/[A-Za-z0-9._~!$&'()*+,;=:@/%-]{0,255}$/;
 
@@ -68,7 +68,8 @@ function checkBindAddress(value: string): string {
   if (/^[^:]+:\d+$/.test(host)) {
     throw invalidArgument(`health_checks.bind_address "${value}" holds a port: give the address alone and the port in health_checks.bind_port`);
   }
-  if (!HOST_NAME.test(host) || host.length > 253) {
+  // The rule of the listener's HOST:PORT (host-port.ts): what it would refuse is refused here, under this setting's name.
+  if (!isHostNameOrIpv4(host)) {
     throw invalidArgument(`health_checks.bind_address "${value}" is not an IP address or host name: use e.g. "127.0.0.1", "0.0.0.0" (every IPv4 address) or "localhost"`);
   }
   return host;

@@ -57,6 +57,8 @@ test('bind_port is taken as SPIRE writes it (a string) or as a number; addresses
   assert.deepEqual(bothDaemons({ ...block, bind_port: '8080' }), { agent: expected, server: expected });
   assert.deepEqual(bothDaemons({ ...block, bind_port: 8080 }), { agent: expected, server: expected });
   assert.equal((bothDaemons({ listener_enabled: true, bind_address: '[::1]', bind_port: 0 }).agent as { bindAddress: string }).bindAddress, '::1');
+  // A host name bind_address takes (an "_" as in SRV-style names) is taken here too: one rule for the one listener.
+  assert.equal((bothDaemons({ listener_enabled: true, bind_address: 'health_probe.internal', bind_port: 0 }).server as { bindAddress: string }).bindAddress, 'health_probe.internal');
 });
 
 test('a bad port, a path without its leading slash, or an address with a port are refused naming the key and the fix', () => {
@@ -69,6 +71,11 @@ test('a bad port, a path without its leading slash, or an address with a port ar
   refusedByBoth({ listener_enabled: true, live_path: '/h', ready_path: '/h' }, /both "\/h": give each a path of its own/);
   refusedByBoth({ listener_enabled: true, bind_address: '127.0.0.1:8080' }, /^health_checks\.bind_address "127\.0\.0\.1:8080" holds a port: give the address alone and the port in health_checks\.bind_port$/);
   refusedByBoth({ listener_enabled: true, bind_address: 'http://localhost' }, /is not an IP address or host name/);
+  // All digits and dots but no IPv4 address: the listener's HOST:PORT rule refuses it, and the error was its, naming
+  // health_checks.bind_port and a "HOST:PORT" nobody wrote (server) or nothing at all until the bind (agent).
+  for (const numeric of ['0', '10.1.2']) {
+    refusedByBoth({ listener_enabled: true, bind_address: numeric }, /^health_checks\.bind_address ".*" is not an IP address or host name/);
+  }
   // Checked when off too: the mistake shows before the day the listener is switched on.
   refusedByBoth({ bind_port: 'eighty' }, /health_checks\.bind_port "eighty" is not a port number/);
 });
