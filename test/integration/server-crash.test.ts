@@ -7,6 +7,8 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { createCsr } from '../../src/common/x509/csr.js';
+import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
@@ -24,6 +26,8 @@ interface Authority {
 
 test('kill -9 during signing, taints and root rotations never leaves keys, journal and bundle out of step', { timeout: 180_000 }, async () => {
   const { dir, cleanup } = tempDir('meshid-server-crash-');
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
   try {
     for (let round = 0; round < 6; round++) {
       const server = await startServerProcess(dir);
@@ -46,22 +50,40 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
       assert.equal(keyFiles.length, authorities.length, `round ${round}: one key file per authority, no orphans`);
       assert.equal(pemToDerList((await server.cli(['bundle', 'show'])).out).length, bundleRoots.size);
 
-      // Work in flight when the kill lands: mints, taints of an intermediate, root rotations.
+      // Work in flight when the kill lands: mints, taints of an intermediate, root rotations, over the admin API (a
+      // CLI process per mint outlasted the whole window: the kill found the server idle between calls). What the kill
+      // cuts off fails, as it should; a failure before it is a fault of the running server, and fails the test.
+      let killing = false;
+      let fault: unknown;
+      let batches = 0;
+      let firstBatch!: () => void;
+      const underWay = new Promise<void>((resolve) => (firstBatch = resolve));
       const busy = (async () => {
         for (let i = 0; ; i++) {
           const list = ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []) as Authority[];
-          const east = list.find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
-          await Promise.all([
+          const east = list.find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active');
+          assert.ok(east !== undefined, `round ${round}, batch ${i}: an active east intermediate to taint`);
+          const [, , minted] = await Promise.all([
             admin.call('Authorities', 'TaintAuthority', { id: east.id }),
             i % 3 === 0 ? admin.call('Authorities', 'RotateRoot', {}) : Promise.resolve(),
-            server.cli(['x509', 'mint', '--spiffe-id', `spiffe://example.org/crash/${round}/${i}`]),
+            admin.call('Svids', 'MintX509Svid', { csr, spiffe_id: `spiffe://example.org/crash/${round}/${i}` }),
           ]);
+          assert.ok((minted.svid_chain ?? []).length >= 2, `round ${round}, batch ${i}: a minted SVID with its chain`);
+          batches++;
+          firstBatch();
         }
-      })().catch(() => undefined);
-      await new Promise((r) => setTimeout(r, 150 + Math.floor(Math.random() * 600)));
+      })().catch((err: unknown) => {
+        if (!killing) fault = err;
+        firstBatch();
+      });
+      await underWay;
+      await new Promise((r) => setTimeout(r, Math.floor(Math.random() * 600)));
+      killing = true;
       await server.stop('SIGKILL');
       admin.close();
       await busy;
+      if (fault !== undefined) throw fault;
+      assert.ok(batches > 0, `round ${round}: the server was busy when killed`);
     }
   } finally {
     cleanup();
