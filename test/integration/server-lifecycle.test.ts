@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import net from 'node:net';
 import { spawnSync } from 'node:child_process';
+import { createHash } from 'node:crypto';
 import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { opensslVerify } from '../support/openssl.js';
@@ -29,10 +30,12 @@ async function authorities(cli: (a: string[]) => Promise<{ code: number | null; 
   return (JSON.parse(r.out) as { authorities: Authority[] }).authorities;
 }
 
-test('an empty data dir gets a root and one intermediate per datacenter that openssl verifies against bundle show; a restart reuses them', async () => {
+test('an empty data dir gets a root and one intermediate per datacenter that openssl verifies against bundle show; a restart reuses them', async (t) => {
   const { dir, cleanup } = tempDir('meshid-server-life-');
   try {
     const s1 = await startServerProcess(dir);
+    // A failed assertion would otherwise leave the server running, and the test file waiting on it.
+    t.after(() => s1.stop());
     const before = await authorities(s1.cli);
     const intermediates = before.filter((a) => a.kind === 'intermediate');
     assert.deepEqual(intermediates.map((a) => a.datacenter).sort(), ['east', 'west']);
@@ -45,6 +48,8 @@ test('an empty data dir gets a root and one intermediate per datacenter that ope
       const r = await s1.cli(['x509', 'mint', '--spiffe-id', 'spiffe://example.org/check', '--datacenter', dc, '--write', out]);
       assert.equal(r.code, 0, r.err);
       const chain = pemToDerList(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'));
+      const listed = intermediates.find((a) => a.datacenter === dc)!;
+      assert.equal(createHash('sha256').update(chain[1]!).digest('hex'), listed.fingerprint, `the ${dc} SVID is signed by the ${dc} intermediate`);
       const inter = opensslVerify({ roots, leaf: chain[1]! });
       assert.ok(inter.ok, `intermediate of ${dc}: ${inter.output}`);
       for (const purpose of ['sslclient', 'sslserver'] as const) {
@@ -57,6 +62,7 @@ test('an empty data dir gets a root and one intermediate per datacenter that ope
     assert.equal(await s1.stop(), 0);
 
     const s2 = await startServerProcess(dir);
+    t.after(() => s2.stop());
     const after = await authorities(s2.cli);
     assert.deepEqual(after.map((a) => a.fingerprint).sort(), before.map((a) => a.fingerprint).sort(), 'same root and intermediates after restart');
     assert.equal((await s2.cli(['bundle', 'show'])).out, bundle.out, 'same bundle after restart');
