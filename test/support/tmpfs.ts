@@ -25,7 +25,7 @@ export function mountTmpfs(t: TestContext, size: string, options: { readOnly?: b
     if (mounted) spawnSync('umount', ['-l', dir]);
     fs.rmSync(dir, { recursive: true, force: true });
   });
-  if (!mounted) t.skip('needs root, to mount a small tmpfs');
+  if (!mounted) t.skip(process.geteuid?.() === 0 ? 'mount -t tmpfs failed (no CAP_SYS_ADMIN here?)' : 'needs root, to mount a small tmpfs');
   return mounted ? dir : undefined;
 }
 

@@ -475,6 +475,13 @@ export class CaManager {
       throw failedPrecondition(`no active intermediate CA for datacenter "${req.datacenter}" (configured: ${this.settings.datacenters.join(', ')})`);
     }
     const notAfter = now + req.ttlMs;
+    if (now >= a.cert.notAfter) {
+      // Its successor could not be made (the housekeeping logged why): "retry shortly" would send agents and the
+      // operator to wait for a rotation that is not coming. Still UNAVAILABLE, so agents retry once it is fixed.
+      throw unavailable(
+        `the ${req.datacenter} intermediate CA expired at ${new Date(a.cert.notAfter).toISOString()} and no successor could be made: the server log says why (an expired upstream CA, say)`,
+      );
+    }
     if (notAfter > a.cert.notAfter) {
       throw unavailable(`the ${req.datacenter} intermediate CA cannot cover a ${formatDuration(req.ttlMs)} SVID until its successor activates; retry shortly`);
     }
