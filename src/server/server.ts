@@ -7,7 +7,7 @@ import { ensurePrivateDir } from '../common/atomic-file.js';
 import { formatDuration } from '../common/duration.js';
 import { loadProto } from '../common/grpc/proto.js';
 import { serviceOf } from '../common/grpc/service.js';
-import { GrpcHealthService } from '../common/grpc/health-service.js';
+import { GrpcHealthService, WATCH_RECHECK_MS } from '../common/grpc/health-service.js';
 import { MemoryCertificateProvider } from '../common/grpc/certificate-provider.js';
 import { certificatesToPem } from '../common/x509/pem.js';
 import { tcpListeners, type ServerConfig } from './config.js';
@@ -424,7 +424,9 @@ async function startAgentApi(
       log,
     }),
   );
-  const health = new GrpcHealthService({ services: ['meshid.agent.v1.Node'], serving: grpcHealth.agentApi, clock, daemon: 'meshid-server' });
+  // Anyone who reaches the port may ask, without a certificate: its answer (a datastore read) is made once a second at
+  // most, however many Checks and Watches come.
+  const health = new GrpcHealthService({ services: ['meshid.agent.v1.Node'], serving: grpcHealth.agentApi, clock, daemon: 'meshid-server', reuseMs: WATCH_RECHECK_MS });
   grpcHealth.services.push(health);
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), health.implementation);
   const port = await new Promise<number>((resolve, reject) =>

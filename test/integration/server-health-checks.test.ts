@@ -14,6 +14,7 @@ import { MeshidServer } from '../../src/server/server.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { healthBody, probe } from '../support/http-probe.js';
 import { watchHealth } from '../support/health-watch.js';
+import { WATCH_RECHECK_MS } from '../../src/common/grpc/health-service.js';
 import { capturingLogger } from '../support/log-lines.js';
 import * as grpc from '@grpc/grpc-js';
 import type { PeerCertificate } from 'node:tls';
@@ -149,18 +150,71 @@ test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails
   assert.match(cli.err, /server is not healthy: status NOT_SERVING \(it is stopping, or its datastore cannot be read: the server log says which\)/);
   const said = serverLog.records().filter((r) => /^the datastore cannot be read: grpc\.health\.v1 on the admin socket/.test(String(r['msg'])));
   assert.equal(said.length, 1, 'the log says why, once');
-  // A load balancer's gRPC check of the agent API: the server cannot serve agents.
+  // A load balancer's gRPC check of the agent API: the server cannot serve agents (told once the answer before the
+  // failure is no longer reused).
+  clock.advance(WATCH_RECHECK_MS);
   assert.equal(await agentApiHealth.check('meshid.agent.v1.Node'), 'NOT_SERVING');
   assert.equal(await agentApiHealth.check(''), 'NOT_SERVING');
 });
 
+test('grpc.health.v1 Checks on the agent API, which anyone who reaches the port may make without a certificate, read the datastore once a second at most, however many come', { timeout: 60_000 }, async (t) => {
+  const clock = new FakeClock(Date.now() - 3_600_000);
+  const cluster = await startInProcessCluster(clock, 'meshid-server-health-reuse-');
+  t.after(() => cluster.cleanup());
+  // A spy on the real datastore: counts the reads, each still made.
+  const ds = (cluster.meshidServer as unknown as { ds: { currentRevision(): Promise<number> } }).ds;
+  const read = ds.currentRevision.bind(ds);
+  let reads = 0;
+  ds.currentRevision = () => {
+    reads++;
+    return read();
+  };
+  const agentApiHealth = agentApiHealthCheck(cluster.meshidServer.agentPort, cluster.bundlePem);
+  t.after(() => agentApiHealth.close());
+  const watch = watchAgentApiHealth(cluster.meshidServer.agentPort, cluster.bundlePem);
+  t.after(() => watch.close());
+  assert.deepEqual(await watch.received(1), ['SERVING']);
+  for (let i = 0; i < 20; i++) assert.equal(await agentApiHealth.check(i % 2 === 0 ? '' : 'meshid.agent.v1.Node'), 'SERVING');
+  assert.equal(reads, 1, 'one read for the Watch and twenty Checks within a second');
+  clock.advance(WATCH_RECHECK_MS);
+  assert.equal(await agentApiHealth.check(''), 'SERVING');
+  assert.equal(reads, 2, 'the Watch\'s recheck and the Check after a second share one read');
+});
+
+/** grpc.health.v1 Watch of the agent API over TLS without a client certificate: the statuses received. */
+function watchAgentApiHealth(port: number, rootsPem: string): { received(count: number): Promise<string[]>; close(): void } {
+  const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
+  const client = new Health(`127.0.0.1:${port}`, agentApiCredentials(rootsPem), { 'grpc.ssl_target_name_override': TLS_NAME });
+  const statuses: string[] = [];
+  const waiting: Array<() => void> = [];
+  const call = (client as unknown as Record<string, (req: unknown) => grpc.ClientReadableStream<{ status?: string }>>)['Watch']!({ service: '' });
+  call.on('data', (m: { status?: string }) => {
+    statuses.push(m.status ?? 'UNKNOWN');
+    waiting.splice(0).forEach((wake) => wake());
+  });
+  call.on('error', () => undefined);
+  return {
+    received: async (count) => {
+      while (statuses.length < count) await new Promise<void>((resolve) => waiting.push(resolve));
+      return [...statuses];
+    },
+    close: () => {
+      call.cancel();
+      client.close();
+    },
+  };
+}
+
+function agentApiCredentials(rootsPem: string): grpc.ChannelCredentials {
+  return grpc.credentials.createSsl(Buffer.from(rootsPem), null, null, {
+    checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(cert.subjectaltname)),
+  });
+}
+
 /** grpc.health.v1 Check of the agent API over TLS, as a load balancer makes it: the server's SVID checked, no client certificate. */
 function agentApiHealthCheck(port: number, rootsPem: string): { check(service: string): Promise<string>; close(): void } {
   const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
-  const creds = grpc.credentials.createSsl(Buffer.from(rootsPem), null, null, {
-    checkServerIdentity: (_host: string, cert: PeerCertificate) => (cert.subjectaltname === 'URI:spiffe://example.org/meshid/server' ? undefined : new Error(cert.subjectaltname)),
-  });
-  const client = new Health(`127.0.0.1:${port}`, creds, { 'grpc.ssl_target_name_override': TLS_NAME });
+  const client = new Health(`127.0.0.1:${port}`, agentApiCredentials(rootsPem), { 'grpc.ssl_target_name_override': TLS_NAME });
   return {
     check: (service) =>
       new Promise((resolve, reject) =>

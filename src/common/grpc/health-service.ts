@@ -20,6 +20,12 @@ export interface HealthServiceOptions {
   readonly clock: Clock;
   /** The daemon, as the message that ends Watch streams at shutdown names it ("meshid-agent"). */
   readonly daemon: string;
+  /**
+   * How long one answer of `serving` is reused by every Check and Watch, in ms; 0 (the default): each asks again. For a
+   * port anyone can reach, where `serving` does real work (a datastore read): however many calls are made, it runs
+   * once per period at most.
+   */
+  readonly reuseMs?: number;
 }
 
 interface Watcher {
@@ -40,6 +46,8 @@ export class GrpcHealthService {
   private readonly watchers = new Set<Watcher>();
   private timer: TimerHandle | undefined;
   private stopped = false;
+  /** The last answer of `serving` and when it was asked for (reuseMs). */
+  private reused: { at: number; status: Promise<ServingStatus> } | undefined;
 
   constructor(private readonly o: HealthServiceOptions) {
     this.implementation = {
@@ -77,6 +85,16 @@ export class GrpcHealthService {
 
   private async serving(): Promise<ServingStatus> {
     if (this.stopped) return 'NOT_SERVING';
+    const reuseMs = this.o.reuseMs ?? 0;
+    if (reuseMs <= 0) return this.evaluate();
+    const now = this.o.clock.now();
+    // A clock set back is not a reason to keep an answer longer.
+    if (this.reused !== undefined && now >= this.reused.at && now - this.reused.at < reuseMs) return this.reused.status;
+    this.reused = { at: now, status: this.evaluate() };
+    return this.reused.status;
+  }
+
+  private async evaluate(): Promise<ServingStatus> {
     try {
       return (await this.o.serving()) ? 'SERVING' : 'NOT_SERVING';
     } catch {

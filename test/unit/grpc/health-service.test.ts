@@ -98,3 +98,60 @@ test('after shutdown: Check answers NOT_SERVING, open watchers are told NOT_SERV
   assert.deepEqual(await late.received(1), ['NOT_SERVING']);
   assert.equal((await late.ended).code, grpc.status.UNAVAILABLE);
 });
+
+test('reuseMs: every Check and Watch within the period shares one answer of the status source; after it, the source is asked again', { timeout: 30_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-health-service-');
+  const clock = new FakeClock(Date.now());
+  let asked = 0;
+  let serving = true;
+  const health = new GrpcHealthService({ services: ['test.Service'], serving: () => (asked++, serving), clock, daemon: 'the test daemon', reuseMs: WATCH_RECHECK_MS });
+  const server = new grpc.Server();
+  server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), health.implementation);
+  const socket = path.join(dir, 'h.sock');
+  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+  const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
+  const client = new Health(`unix://${socket}`, grpc.credentials.createInsecure());
+  t.after(() => {
+    client.close();
+    server.forceShutdown();
+    cleanup();
+  });
+  const check = (): Promise<string> =>
+    new Promise((resolve, reject) =>
+      (client as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: { status?: string }) => void) => void>)['Check']!({ service: '' }, (err, res) =>
+        err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'),
+      ),
+    );
+  for (let i = 0; i < 10; i++) assert.equal(await check(), 'SERVING');
+  assert.equal(asked, 1);
+  serving = false;
+  clock.advance(WATCH_RECHECK_MS - 1);
+  assert.equal(await check(), 'SERVING', 'the answer of the period');
+  clock.advance(1);
+  assert.equal(await check(), 'NOT_SERVING');
+  assert.equal(asked, 2);
+  // Shutdown is not held back by a reused SERVING.
+  serving = true;
+  clock.advance(WATCH_RECHECK_MS);
+  assert.equal(await check(), 'SERVING');
+  health.shutdown();
+  assert.equal(await check(), 'NOT_SERVING');
+});
+
+test('a Watch the client cancels is dropped: the recheck timer stops once no watcher is left', { timeout: 30_000 }, async (t) => {
+  let asked = 0;
+  const s = await serve(t, () => (asked++, true));
+  const watch = watchHealth(s.target);
+  assert.deepEqual(await watch.received(1), ['SERVING']);
+  assert.equal(s.clock.pendingTimers(), 1);
+  watch.close();
+  await watch.ended;
+  // The server hears of the cancel shortly after the client ends its side.
+  while (s.clock.pendingTimers() > 0) {
+    s.clock.advance(WATCH_RECHECK_MS);
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const before = asked;
+  s.clock.advance(10 * WATCH_RECHECK_MS);
+  assert.equal(asked, before, 'nothing looks at the status with no watcher');
+});
