@@ -86,6 +86,29 @@ test('live and ready answer 200 with a JSON body once the agent has synced, and 
   assert.notEqual(healthBody(readyWithoutServer, 'agent')['state'], 'synced');
 });
 
+test('an agent restarted while meshid-server is down serves its restored cache: grpc.health.v1 SERVING (`meshid-agent healthcheck` exits 0) and ready 200, not synced', { timeout: 60_000 }, async (t) => {
+  const cluster = await startCluster('meshid-agent-health-restart-');
+  t.after(() => cluster.cleanup());
+  await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
+  const first = await cluster.startAgent({ joinToken: await cluster.token() });
+  // Saved with its SVID at the stop: the next start has it to serve.
+  assert.deepEqual(await first.svidIds(), ['spiffe://example.org/web']);
+  await cluster.server.stop();
+  assert.equal(await first.stop(), 0);
+
+  // As SPIRE's agent: healthy while it serves from its cache, the server unreachable.
+  const again = await cluster.startAgent({ name: 'again', dataDir: first.dataDir, extraArgs: ['--config', configFile(cluster, 'again')] });
+  const cli = await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', again.socketPath, '--timeout', '5s']);
+  assert.equal(cli.code, 0, cli.err);
+  const watch = watchHealth(`unix://${again.socketPath}`);
+  t.after(() => watch.close());
+  assert.deepEqual(await watch.received(1), ['SERVING']);
+  const ready = await probe(await healthAddressOf(again), '/ready');
+  assert.equal(ready.status, 200, ready.body);
+  assert.notEqual(healthBody(ready, 'agent')['state'], 'synced');
+  assert.equal(healthBody(ready, 'agent')['svids'], 1);
+});
+
 test('a uid holding all its workload-socket connections: `meshid-agent healthcheck` over the socket is refused, the HTTP probes still answer 200', async (t) => {
   const cluster = await startCluster('meshid-agent-health-cap-');
   t.after(() => cluster.cleanup());
