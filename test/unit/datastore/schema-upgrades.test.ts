@@ -144,18 +144,22 @@ function buildOldDatastore(file: string, version: number, from: string): void {
   }
 }
 
+/** A datastore of the current schema at `file`, filled by fillLatest, and what it serves. */
+async function filledLatest(file: string): Promise<Contents> {
+  const ds = await openSqliteDatastore({ file, clock: new FakeClock(T0) });
+  try {
+    await fillLatest(ds);
+    return await contents(ds);
+  } finally {
+    await ds.close();
+  }
+}
+
 test('a datastore of every earlier schema version is upgraded with everything it held still served', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const latestFile = path.join(dir, 'latest.sqlite3');
-    const latestDs = await openSqliteDatastore({ file: latestFile, clock: new FakeClock(T0) });
-    let latest: Contents;
-    try {
-      await fillLatest(latestDs);
-      latest = await contents(latestDs);
-    } finally {
-      await latestDs.close();
-    }
+    const latest = await filledLatest(latestFile);
     // The fill covers what each table can hold, so a column or table lost in an upgrade shows.
     assert.equal(latest.entries.length, 3);
     assert.deepEqual('deletedIds' in latest.changes ? latest.changes.deletedIds.length : 'reset', 1);
@@ -202,14 +206,7 @@ test('a migration that throws halfway (test hook on its statement) leaves the da
   const { dir, cleanup } = tempDir();
   try {
     const latestFile = path.join(dir, 'latest.sqlite3');
-    const latestDs = await openSqliteDatastore({ file: latestFile, clock: new FakeClock(T0) });
-    let latest: Contents;
-    try {
-      await fillLatest(latestDs);
-      latest = await contents(latestDs);
-    } finally {
-      await latestDs.close();
-    }
+    const latest = await filledLatest(latestFile);
     const file = path.join(dir, 'v4.sqlite3');
     buildOldDatastore(file, 4, latestFile);
     const schema = (): { version: number; agentColumns: string[]; revokedRootsTable: boolean } => {

@@ -20,10 +20,10 @@ interface Served {
   check(service: string): Promise<string>;
 }
 
-async function serve(t: { after(fn: () => void): void }, serving: () => boolean | Promise<boolean>): Promise<Served> {
+async function serve(t: { after(fn: () => void): void }, serving: () => boolean | Promise<boolean>, options: { reuseMs?: number } = {}): Promise<Served> {
   const { dir, cleanup } = tempDir('meshid-health-service-');
   const clock = new FakeClock(Date.now());
-  const health = new GrpcHealthService({ services: ['test.Service'], serving, clock, daemon: 'the test daemon' });
+  const health = new GrpcHealthService({ services: ['test.Service'], serving, clock, daemon: 'the test daemon', ...options });
   const server = new grpc.Server();
   server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), health.implementation);
   const socket = path.join(dir, 'h.sock');
@@ -100,28 +100,10 @@ test('after shutdown: Check answers NOT_SERVING, open watchers are told NOT_SERV
 });
 
 test('reuseMs: every Check and Watch within the period shares one answer of the status source; after it, the source is asked again', { timeout: 30_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-health-service-');
-  const clock = new FakeClock(Date.now());
   let asked = 0;
   let serving = true;
-  const health = new GrpcHealthService({ services: ['test.Service'], serving: () => (asked++, serving), clock, daemon: 'the test daemon', reuseMs: WATCH_RECHECK_MS });
-  const server = new grpc.Server();
-  server.addService(serviceOf(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health'), health.implementation);
-  const socket = path.join(dir, 'h.sock');
-  await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
-  const Health = serviceClient(loadProto('grpc/health/v1/health.proto'), 'grpc.health.v1.Health');
-  const client = new Health(`unix://${socket}`, grpc.credentials.createInsecure());
-  t.after(() => {
-    client.close();
-    server.forceShutdown();
-    cleanup();
-  });
-  const check = (): Promise<string> =>
-    new Promise((resolve, reject) =>
-      (client as unknown as Record<string, (req: unknown, cb: (err: grpc.ServiceError | null, res?: { status?: string }) => void) => void>)['Check']!({ service: '' }, (err, res) =>
-        err ? reject(err) : resolve(res?.status ?? 'UNKNOWN'),
-      ),
-    );
+  const { health, clock, check: checkService } = await serve(t, () => (asked++, serving), { reuseMs: WATCH_RECHECK_MS });
+  const check = (): Promise<string> => checkService('');
   for (let i = 0; i < 10; i++) assert.equal(await check(), 'SERVING');
   assert.equal(asked, 1);
   serving = false;
