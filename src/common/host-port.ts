@@ -1,6 +1,6 @@
 import net from 'node:net';
 import { invalidArgument } from './errors.js';
-import { quotedUnlessCredential } from './cli/credential-like.js';
+import { looksLikeCredential, quotedUnlessCredential } from './cli/credential-like.js';
 
 /**
  * What an address is for: a listener (port 0 is a free port the kernel picks, an empty host every IPv4 address, an
@@ -20,11 +20,14 @@ const HOST_NAME = new RegExp(`^${LABEL}(?:\\.${LABEL})*\\.?$`);
  */
 export function parseHostPort(address: string, setting: string, use: HostPortUse = 'listen'): { host: string; port: number } {
   const example = use === 'listen' ? '0.0.0.0:8081 or [::]:8081' : 'meshid-server.internal:8081 or [::1]:8081';
-  // A join token passed to the wrong flag is not echoed into scrollback and CI logs.
-  const refuse = (why: string): Error => invalidArgument(`${setting} ${quotedUnlessCredential(address)} is not HOST:PORT: ${why} (e.g. ${example})`);
   const colon = address.lastIndexOf(':');
+  const hostPart = colon === -1 ? address : address.slice(0, colon);
+  // A join token or JWT-SVID passed to the wrong flag, with a port after it or not, is not echoed into scrollback and
+  // CI logs.
+  const shown = quotedUnlessCredential(looksLikeCredential(hostPart) ? hostPart : address);
+  const refuse = (why: string): Error => invalidArgument(`${setting} ${shown} is not HOST:PORT: ${why} (e.g. ${example})`);
   if (colon === -1) throw refuse('there is no port');
-  const hostPart = address.slice(0, colon);
+  if (looksLikeCredential(hostPart)) throw refuse('the host must be a host name or an IP address');
   const portText = address.slice(colon + 1);
   const lowest = use === 'listen' ? 0 : 1;
   if (!/^\d{1,5}$/.test(portText) || Number(portText) < lowest || Number(portText) > 65_535) {

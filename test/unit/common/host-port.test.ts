@@ -62,3 +62,19 @@ test('a join token given as the address is not repeated in the error', () => {
     (err: Error) => !err.message.includes(token) && /^server_address \(--server-address\) \(a token or JWT-SVID, not repeated here: .*\) is not HOST:PORT: there is no port/.test(err.message),
   );
 });
+
+test('a JWT-SVID given as the host of an address is not repeated in the error either', () => {
+  const jwt = `eyJhbGciOiJFUzI1NiJ9.${'eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy93In0'.repeat(2)}.${'c2lnbmF0dXJl'.repeat(4)}`;
+  assert.throws(
+    () => compileAgentConfig({ server_address: `${jwt}:8081` }),
+    (err: Error) => !err.message.includes(jwt) && /^server_address \(--server-address\) \(a token or JWT-SVID, not repeated here: .*\) is not HOST:PORT: the host must be a host name or an IP address/.test(err.message),
+  );
+});
+
+test('a join token with a port after it is not repeated in the error', () => {
+  const token = 'c0ffee'.repeat(7).slice(0, 40);
+  assert.throws(
+    () => compileAgentConfig({ server_address: `${token}:8081` }),
+    (err: Error) => !err.message.includes(token) && /is not HOST:PORT: the host must be a host name or an IP address/.test(err.message),
+  );
+});
