@@ -2,7 +2,7 @@
  * A datastore that really fails (its size capped, its file opened read-only, a table gone), called through the one
  * unary handler: what the caller is told, and what the operator finds in the server log at its default level.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -49,7 +49,8 @@ function assertNoInternals(details: string, file: string): void {
   assert.ok(!details.includes(path.dirname(file)), details);
 }
 
-test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the caller, the cause at error level in the log', async (t) => {
+/** A fresh datastore in a temp dir, with the raw database under it for the test to break; closed and removed after. */
+function openedDatastore(t: TestContext): { file: string; db: Database.Database; ds: SqliteDatastore } {
   const { dir, cleanup } = tempDir();
   t.after(cleanup);
   const file = path.join(dir, 'datastore.sqlite3');
@@ -57,6 +58,11 @@ test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the cal
   const db = openSqliteFile(file, clock);
   const ds = new SqliteDatastore(db, clock);
   t.after(() => ds.close());
+  return { file, db, ds };
+}
+
+test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the caller, the cause at error level in the log', async (t) => {
+  const { db, ds } = openedDatastore(t);
   // The database may not grow by one page: the first write that needs one fails as on a full disk (SQLITE_FULL).
   db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
   let n = 0;
@@ -85,13 +91,7 @@ test('a datastore file opened read-only: UNAVAILABLE saying so, the cause at err
 });
 
 test('an unexpected datastore failure (a table gone): INTERNAL without SQLite words or table names, the cause at error level', async (t) => {
-  const { dir, cleanup } = tempDir();
-  t.after(cleanup);
-  const file = path.join(dir, 'datastore.sqlite3');
-  const clock = new FakeClock();
-  const db = openSqliteFile(file, clock);
-  const ds = new SqliteDatastore(db, clock);
-  t.after(() => ds.close());
+  const { file, db, ds } = openedDatastore(t);
   // A file edited by hand, or a schema this code does not expect: SQLite answers "no such table: join_tokens".
   db.exec('ALTER TABLE join_tokens RENAME TO join_tokens_moved');
   const { error, lines } = await call(() => ds.findJoinToken(TOKEN));
