@@ -84,8 +84,15 @@ function clashError(first: Resolved, second: Resolved, a: string, b: string): Me
   return invalidArgument(
     `${named(second.listener)} and ${named(first.listener)} are the same port: the ${first.listener.setting === 'bind_address' ? 'agent API' : first.listener.setting} listens there` +
       (why.length > 0 ? ` (${why.join('; ')})` : '') +
-      `; give ${second.listener.setting === 'bundle_endpoint_address' ? 'the bundle endpoint' : second.listener.setting} a port of its own (e.g. 8443)`,
+      `; give ${second.listener.setting === 'bundle_endpoint_address' ? 'the bundle endpoint' : second.listener.setting} a port of its own (e.g. ${examplePort(second)})`,
   );
+}
+
+/** The port SPIRE operators know for the setting (8443 bundle endpoint, 8080 health), unless that is the clashing one. */
+function examplePort(r: Resolved): number {
+  // 8081 is skipped: it is the agent API's default.
+  const [usual, other] = r.listener.setting === 'health_checks.bind_port' ? [8080, 8082] : [8443, 8444];
+  return r.port === usual ? other : usual;
 }
 
 function check(resolved: readonly Resolved[]): void {

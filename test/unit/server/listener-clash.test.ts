@@ -53,7 +53,7 @@ test('the compile step refuses literal addresses that clash, naming both setting
     () => checkLiteralListeners([{ ...agentApi('0.0.0.0:8081'), defaulted: true }, endpoint('[::ffff:10.1.2.3]:8081')]),
     /bundle_endpoint_address "\[::ffff:10\.1\.2\.3\]:8081" and bind_address \(default "0\.0\.0\.0:8081"\) are the same port: the agent API listens there; give the bundle endpoint a port of its own \(e\.g\. 8443\)$/,
   );
-  assert.throws(() => checkLiteralListeners([agentApi('127.0.0.1:8443'), endpoint('[::]:8443')]), /the agent API listens there \(\[::\] takes IPv4 as well\)/);
+  assert.throws(() => checkLiteralListeners([agentApi('127.0.0.1:8443'), endpoint('[::]:8443')]), /the agent API listens there \(\[::\] takes IPv4 as well\); give the bundle endpoint a port of its own \(e\.g\. 8444\)$/);
   assert.doesNotThrow(() => checkLiteralListeners([agentApi('127.0.0.1:8081'), endpoint('localhost:8081')]), 'names wait for resolution');
 });
 
@@ -109,6 +109,6 @@ test('resolved (a stand-in resolver answering ::1 first, as Debian\'s /etc/hosts
     return all ? ['::1', '127.0.0.1'] : ['::1'];
   };
   const health = (address: string): ListenerSetting => ({ setting: 'health_checks.bind_port', address, bindsEveryAddress: false, prefersIpv4: true });
-  await assert.rejects(checkListenersResolved([endpoint('127.0.0.1:8080'), health('dual.example:8080')], lookup), /health_checks\.bind_port "dual\.example:8080" and bundle_endpoint_address "127\.0\.0\.1:8080" are the same port: the bundle_endpoint_address listens there \(dual\.example is 127\.0\.0\.1\)/);
+  await assert.rejects(checkListenersResolved([endpoint('127.0.0.1:8080'), health('dual.example:8080')], lookup), /health_checks\.bind_port "dual\.example:8080" and bundle_endpoint_address "127\.0\.0\.1:8080" are the same port: the bundle_endpoint_address listens there \(dual\.example is 127\.0\.0\.1\); give health_checks\.bind_port a port of its own \(e\.g\. 8082\)$/);
   await checkListenersResolved([endpoint('[::1]:8080'), health('dual.example:8080')], lookup);
 });
