@@ -93,19 +93,28 @@ describe('security header on every Workload API RPC (attestation stubbed)', () =
     assert.equal(h.attestCalls(), before + 1);
   });
 
-  test('FetchWITSVID (optional WIT profile, not offered) is UNIMPLEMENTED', async () => {
-    const raw = h.rawClient();
-    const code = await within(
-      new Promise<number>((resolve) => {
-        const call = raw.makeServerStreamRequest('/SpiffeWorkloadAPI/FetchWITSVID', () => Buffer.alloc(0), (b: Buffer) => b, {}, metadata([['workload.spiffe.io', 'true']]));
-        call.on('error', (err: grpc.ServiceError) => resolve(err.code));
-        call.on('end', () => resolve(grpc.status.OK));
-        call.on('data', () => {});
-      }),
-      'FetchWITSVID',
-    );
-    assert.equal(code, grpc.status.UNIMPLEMENTED);
-  });
+  // WL-API §7 (WIT-SVID profile, 2026): a server without the profile MUST answer UNIMPLEMENTED on all its RPCs, and
+  // clients (go-spiffe 2.7+) stop their WIT watch on that code alone; whatever the header says, nobody is attested.
+  for (const method of ['FetchWITSVID', 'FetchWITBundles']) {
+    test(`${method} (optional WIT profile, not offered) is UNIMPLEMENTED with or without the header, never attested`, async () => {
+      h.caller = [{ type: 'unix', value: SELECTOR_A.slice('unix:'.length) }];
+      const raw = h.rawClient();
+      for (const [name, values] of [['the header', [['workload.spiffe.io', 'true']]], ...BAD_HEADERS] as Array<[string, Array<[string, string]>]>) {
+        const before = h.attestCalls();
+        const code = await within(
+          new Promise<number>((resolve) => {
+            const call = raw.makeServerStreamRequest(`/SpiffeWorkloadAPI/${method}`, () => Buffer.alloc(0), (b: Buffer) => b, {}, metadata(values));
+            call.on('error', (err: grpc.ServiceError) => resolve(err.code));
+            call.on('end', () => resolve(grpc.status.OK));
+            call.on('data', () => {});
+          }),
+          `${method} ${name}`,
+        );
+        assert.equal(code, grpc.status.UNIMPLEMENTED, `${method} with ${name}`);
+        assert.equal(h.attestCalls(), before, `${method} with ${name} must not reach attestation`);
+      }
+    });
+  }
 
   test('the health service on the same socket needs no header', async () => {
     assert.equal(await h.client.health(), 'SERVING');
