@@ -11,7 +11,7 @@ import { spawnSync } from 'node:child_process';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
-import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
+import { runRefused, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
 import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 
@@ -135,8 +135,8 @@ test('a data dir on a file system remounted read-only: the server does not start
   assert.equal(spawnSync('mount', ['-o', 'remount,ro', disk]).status, 0, 'remount read-only');
   const admin = tempDir('meshid-disk-ro-admin-');
   t.after(admin.cleanup);
-  const r = await runNode(SERVER_MAIN, [
-    'run', '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
+  const r = await runRefused([
+    '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
     '--admin-socket', path.join(admin.dir, 'admin', 'admin.sock'), '--datacenter', 'east',
   ]);
   assert.equal(r.code, 1, r.err);
@@ -153,8 +153,8 @@ test('a stale first-setup marker beside the journal, with ca/ read-only or the m
   // What a first start killed after its first commit but before removing the marker leaves (server-crash covers it).
   fs.writeFileSync(marker, 'a first CA setup is under way; removed by its first CA journal commit\n', { mode: 0o600 });
   const run = (): Promise<CliResult> =>
-    runNode(SERVER_MAIN, [
-      'run', '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
+    runRefused([
+      '--trust-domain', 'example.org', '--data-dir', first.dataDir, '--bind-address', '127.0.0.1:0',
       '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east', '--datacenter', 'west',
     ]);
   let bound = false;

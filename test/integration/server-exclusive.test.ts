@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { runRefused, startServerProcess } from '../support/server-process.js';
 
 test('a second server on the same data dir or admin socket is refused, and the first keeps serving', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-exclusive-'));
@@ -15,7 +15,7 @@ test('a second server on the same data dir or admin socket is refused, and the f
   const first = await startServerProcess(dir, ['--datacenter', 'east']);
   t.after(() => first.stop());
   const run = (dataDir: string, adminSocket: string) =>
-    runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
+    runRefused(['--trust-domain', 'example.org', '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
 
   const sameDir = await run(first.dataDir, path.join(dir, 'other-admin', 'admin.sock'));
   assert.notEqual(sameDir.code, 0);
@@ -31,6 +31,6 @@ test('a second server on the same data dir or admin socket is refused, and the f
   // Once the first server is gone, even killed with no chance to clean up, its data dir is free again.
   await first.stop('SIGKILL');
   const again = await startServerProcess(dir, ['--datacenter', 'east']);
+  t.after(() => again.stop());
   assert.equal((await again.cli(['healthcheck'])).code, 0);
-  await again.stop();
 });

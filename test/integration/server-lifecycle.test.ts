@@ -12,7 +12,7 @@ import path from 'node:path';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
-import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { runNode, runRefused, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
 import { connectNode, nodeCall } from '../support/node-api-client.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
@@ -72,10 +72,12 @@ test('an empty data dir gets a root and one intermediate per datacenter that ope
   }
 });
 
-test('agents of a datacenter taken out of the config are still listed by its name and counted in a warning at start; a name never served is refused', async () => {
+test('agents of a datacenter taken out of the config are still listed by its name and counted in a warning at start; a name never served is refused', async (t) => {
   const { dir, cleanup } = tempDir('meshid-server-dc-gone-');
   try {
     const s1 = await startServerProcess(dir);
+    // An attestation that fails would otherwise leave it running, and the test file waiting on it.
+    t.after(() => s1.stop());
     const token = /Token: (\S+)/.exec((await s1.cli(['token', 'generate', '--datacenter', 'west'])).out)![1]!;
     const client = connectNode(s1, (await s1.cli(['bundle', 'show'])).out);
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
@@ -114,7 +116,7 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
     await s.stop();
     const snapshot = (): string[] => fs.readdirSync(s.dataDir).sort();
     const files = snapshot();
-    const other = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'other.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a2', 's.sock')]);
+    const other = await runRefused(['--trust-domain', 'other.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a2', 's.sock')]);
     assert.equal(other.code, 1);
     assert.match(other.err, /^Error: FailedPrecondition: data dir .* belongs to trust domain "example.org", not "other.org"/m);
     assert.deepEqual(snapshot(), files);
@@ -122,12 +124,12 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
     const foreign = path.join(dir, 'foreign');
     fs.mkdirSync(foreign);
     fs.writeFileSync(path.join(foreign, 'precious.txt'), 'keep me');
-    const r = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', foreign, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a3', 's.sock')]);
+    const r = await runRefused(['--trust-domain', 'example.org', '--data-dir', foreign, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a3', 's.sock')]);
     assert.equal(r.code, 1);
     assert.match(r.err, /is not empty and is not a meshid-server data dir/);
     assert.deepEqual(fs.readdirSync(foreign), ['precious.txt']);
 
-    const ttl = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'new'), '--intermediate-ttl', '36h', '--admin-socket', path.join(dir, 'a4', 's.sock')]);
+    const ttl = await runRefused(['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'new'), '--intermediate-ttl', '36h', '--admin-socket', path.join(dir, 'a4', 's.sock')]);
     assert.equal(ttl.code, 1);
     assert.match(ttl.err, /intermediate_ttl \(1d12h\) cannot cover a full X.509-SVID lifetime \(1d\).*Raise intermediate_ttl above 2d/);
     assert.equal(fs.existsSync(path.join(dir, 'new')), false, 'a refused config creates nothing');
@@ -136,7 +138,7 @@ test('startup refuses a data dir of another trust domain, a foreign directory an
     const keysDir = path.join(s.dataDir, 'ca', 'keys');
     const key = fs.readdirSync(keysDir).find((f) => f.startsWith('int-'))!;
     fs.renameSync(path.join(keysDir, key), path.join(dir, key));
-    const missing = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a5', 's.sock')]);
+    const missing = await runRefused(['--trust-domain', 'example.org', '--data-dir', s.dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'a5', 's.sock')]);
     assert.equal(missing.code, 1);
     assert.match(missing.err, /CA key file .* is missing: restore it from a backup/);
   } finally {
@@ -151,20 +153,20 @@ test('a port another process holds stops startup with the setting that named it 
   try {
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
     const address = `127.0.0.1:${(taken.address() as net.AddressInfo).port}`;
-    const agentApi = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd1'), '--bind-address', address, '--admin-socket', path.join(dir, 'a1', 's.sock')]);
+    const agentApi = await runRefused(['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd1'), '--bind-address', address, '--admin-socket', path.join(dir, 'a1', 's.sock')]);
     assert.equal(agentApi.code, 1);
     assert.match(agentApi.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bind-address, bind_address\\): another process is listening on that port; stop it or choose another port$`, 'm'));
     assert.doesNotMatch(agentApi.err, grpcJsLine, 'grpc-js does not say it first in its own words');
     assert.equal(agentApi.err.split('\n').filter((l) => l !== '' && !l.startsWith('{"level":')).length, 1, `one line besides the JSON log:\n${agentApi.err}`);
     // grpc-js's sentence went to the log, as a debug line of its own subsystem.
-    const debug = await runNode(SERVER_MAIN, [
-      'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', address, '--admin-socket', path.join(dir, 'a3', 's.sock'), '--log-level', 'debug',
+    const debug = await runRefused([
+      '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', address, '--admin-socket', path.join(dir, 'a3', 's.sock'), '--log-level', 'debug',
     ]);
     assert.equal(debug.code, 1);
     assert.match(debug.err, /^\{"level":20,.*"subsystem":"grpc-js".*"msg":"No address added out of total 1 resolved"\}$/m);
     assert.doesNotMatch(debug.err, /^E /m);
-    const endpoint = await runNode(SERVER_MAIN, [
-      'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0', '--bundle-endpoint-address', address,
+    const endpoint = await runRefused([
+      '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0', '--bundle-endpoint-address', address,
       '--admin-socket', path.join(dir, 'a2', 's.sock'),
     ]);
     assert.equal(endpoint.code, 1);
@@ -189,7 +191,7 @@ test('a bundle endpoint named by a host name for the agent API\'s own address is
       'm',
     );
     const flags = ['--trust-domain', 'example.org', '--bind-address', `127.0.0.1:${port}`, '--bundle-endpoint-address', `localhost:${port}`];
-    const run = await runNode(SERVER_MAIN, ['run', ...flags, '--data-dir', path.join(dir, 'd'), '--admin-socket', path.join(dir, 'a', 's.sock')]);
+    const run = await runRefused([...flags, '--data-dir', path.join(dir, 'd'), '--admin-socket', path.join(dir, 'a', 's.sock')]);
     assert.equal(run.code, 1, run.err);
     assert.match(run.err, clash);
     assert.doesNotMatch(run.err, /another process/);
@@ -237,7 +239,7 @@ test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes t
     // A key that does not belong to the certificate is refused.
     const otherKey = path.join(dir, 'other.key');
     spawnSync('openssl', ['genpkey', '-algorithm', 'EC', '-pkeyopt', 'ec_paramgen_curve:P-256', '-out', otherKey]);
-    const bad = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0',
+    const bad = await runRefused(['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd2'), '--bind-address', '127.0.0.1:0',
       '--admin-socket', path.join(dir, 'a2', 's.sock'), '--upstream-ca-cert', certFile, '--upstream-ca-key', otherKey]);
     assert.equal(bad.code, 1);
     assert.match(bad.err, /upstream CA key does not match its certificate/);
@@ -256,7 +258,7 @@ test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes t
       const r = spawnSync('openssl', args, { encoding: 'utf8' });
       assert.equal(r.status, 0, r.stderr);
     }
-    const sub = await runNode(SERVER_MAIN, ['run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', '127.0.0.1:0',
+    const sub = await runRefused(['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', '127.0.0.1:0',
       '--admin-socket', path.join(dir, 'a3', 's.sock'), '--upstream-ca-cert', subCert, '--upstream-ca-key', subKey]);
     assert.equal(sub.code, 1);
     assert.match(sub.err, /upstream CA certificate \(.*Issuing CA\) is not self-signed: it was issued by ".*Corporate Root"/);

@@ -16,29 +16,10 @@ import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
-import { spawn } from 'node:child_process';
-import { SERVER_MAIN, startServerProcess, type CliResult } from '../support/server-process.js';
+import { runRefused, startServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
 
 const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
-
-/** `meshid-server run` expected to refuse; one that serves instead is stopped (code null) rather than left running. */
-function runRefused(args: string[]): Promise<CliResult> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
-    let out = '';
-    let err = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    // A bound on a server that wrongly started, not a timing under test.
-    const bound = setTimeout(() => child.kill('SIGKILL'), 20_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(bound);
-      resolve({ code, out, err });
-    });
-  });
-}
 
 const keyFiles = (dataDir: string): Record<string, string> =>
   Object.fromEntries(fs.readdirSync(path.join(dataDir, 'ca', 'keys')).map((f) => [f, fs.readFileSync(path.join(dataDir, 'ca', 'keys', f), 'utf8')]));
@@ -84,6 +65,7 @@ test('an agent whose SVID is from an intermediate the restored server never held
 
   // After the backup: the east intermediate is replaced and an agent attests under its successor.
   const live = await startServerProcess(dir);
+  t.after(() => live.stop());
   const east = /Authority ID\s+: (int-east-\S+)/.exec((await live.cli(['ca', 'show'])).out)![1]!;
   assert.equal((await live.cli(['ca', 'taint', '--id', east])).code, 0);
   const agent = await attestAgent(live, roots);

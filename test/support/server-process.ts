@@ -25,6 +25,28 @@ export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {
   });
 }
 
+/**
+ * `meshid-server run` (or `main`'s `run`) expected to refuse to start. A daemon that serves instead is killed after a
+ * bound and answers code null, so the test fails on its exit code, naming what it printed, rather than waiting on a
+ * process that never ends until the runner's timeout hides why.
+ */
+export function runRefused(args: string[], env: NodeJS.ProcessEnv = {}, main = SERVER_MAIN): Promise<CliResult> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [main, 'run', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    let err = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    // A bound on a daemon that wrongly started, not a timing under test.
+    const bound = setTimeout(() => child.kill('SIGKILL'), 30_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(bound);
+      resolve({ code, out, err });
+    });
+  });
+}
+
 export interface ServerProcess {
   child: ChildProcess;
   adminSocket: string;
