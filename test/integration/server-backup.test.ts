@@ -382,6 +382,8 @@ test('a server process killed (SIGKILL) mid-backup into an empty directory resta
   const { dir, cleanup } = tempDir('meshid-backup-sigkill-');
   t.after(cleanup);
   const live = await startWithBallast(dir);
+  // The kill below comes after a wait that may fail.
+  t.after(() => live.stop('SIGKILL'));
   const out = path.join(dir, 'backup');
   fs.mkdirSync(out);
   const backup = backupCli(live, ['--out', out]);

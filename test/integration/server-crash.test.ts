@@ -13,7 +13,7 @@ import { pemToDerList } from '../../src/common/x509/pem.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
-import { startServerProcess } from '../support/server-process.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { KILL_AT_POINT_PRELOAD, runServerKilledAt } from '../support/killed-server.js';
 
 interface Authority {
@@ -28,11 +28,14 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
   const { dir, cleanup } = tempDir('meshid-server-crash-');
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const csr = await createCsr(privateKey, publicKey);
+  // The round's server and connection, until the kill: a failed check before it must not leave the server running.
+  let running: { server: ServerProcess; admin: AdminClient } | undefined;
   try {
     for (let round = 0; round < 6; round++) {
       const server = await startServerProcess(dir);
       // A connection of its own: the shared one to the same path may still be backing off from the killed server.
       const admin = new AdminClient(server.adminSocket, 10_000, { 'grpc.use_local_subchannel_pool': 1 });
+      running = { server, admin };
       // Consistency of what the previous crash left.
       const authorities = ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []) as Authority[];
       const active = (kind: string, dc = ''): number => authorities.filter((a) => a.kind === kind && a.datacenter === dc && a.state === 'active').length;
@@ -81,11 +84,14 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
       killing = true;
       await server.stop('SIGKILL');
       admin.close();
+      running = undefined;
       await busy;
       if (fault !== undefined) throw fault;
       assert.ok(batches > 0, `round ${round}: the server was busy when killed`);
     }
   } finally {
+    running?.admin.close();
+    await running?.server.stop('SIGKILL');
     cleanup();
   }
 });
@@ -144,6 +150,8 @@ test('a root revoke killed (SIGKILL) after its commit is kept by the restart: jo
   const { dir, cleanup } = tempDir('meshid-revoke-crash-');
   t.after(cleanup);
   const doomed = await startServerProcess(dir, undefined, { NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_KILL_AT: 'before-root-key-removal' });
+  // Should the revoke not reach the point, it would keep serving.
+  t.after(() => doomed.stop('SIGKILL'));
   const exited = new Promise<NodeJS.Signals | null>((resolve) => {
     if (doomed.child.exitCode !== null || doomed.child.signalCode !== null) resolve(doomed.child.signalCode);
     else doomed.child.once('exit', (_code, signal) => resolve(signal));

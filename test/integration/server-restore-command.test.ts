@@ -25,13 +25,19 @@ const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, 
 /** A running server in `dir`, a backup of it in `dir`/backup, and what the backup holds. */
 async function backedUp(dir: string): Promise<{ live: ServerProcess; backup: string; roots: string; agent: AgentIdentity; tokens: string[] }> {
   const live = await startServerProcess(dir);
-  const roots = (await live.cli(['bundle', 'show'])).out;
-  const agent = await attestAgent(live, roots);
-  const tokens = [await joinToken(live), await joinToken(live)];
-  const backup = path.join(dir, 'backup');
-  const written = await live.cli(['backup', '--out', backup]);
-  assert.equal(written.code, 0, written.err);
-  return { live, backup, roots, agent, tokens };
+  try {
+    const roots = (await live.cli(['bundle', 'show'])).out;
+    const agent = await attestAgent(live, roots);
+    const tokens = [await joinToken(live), await joinToken(live)];
+    const backup = path.join(dir, 'backup');
+    const written = await live.cli(['backup', '--out', backup]);
+    assert.equal(written.code, 0, written.err);
+    return { live, backup, roots, agent, tokens };
+  } catch (err) {
+    // Not yet the caller's to stop: a failure here would leave it running, and the test file waiting on it.
+    await live.stop('SIGKILL');
+    throw err;
+  }
 }
 
 async function refusedAsSpent(server: ServerProcess, roots: string, token: string): Promise<void> {
@@ -409,11 +415,13 @@ test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made,
   assert.equal(await live.stop(), 0);
 
   for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    await t.test(signal, async () => {
+    await t.test(signal, async (st) => {
       const where = path.join(dir, signal);
       fs.mkdirSync(where);
       const d = path.join(where, 'data');
       const restore = restorePausedAt(['--from', backup, '--data-dir', d], ['restore-lock']);
+      // Paused, it waits for the test forever: a failed check before the signal must not leave it so.
+      st.after(() => restore.kill('SIGKILL'));
       await restore.paused('restore-lock');
       assert.equal(stagingLeft(where).length, 1);
       restore.kill(signal);
