@@ -76,6 +76,10 @@ after(async () => {
 
 test("Node's tls: two workloads' SVIDs as served complete mutual TLS with their bundle as the only CA, and each side sees the other's SPIFFE ID", async () => {
   const pem = (name: string, part: keyof SvidFiles): string => fs.readFileSync(files[name]![part], 'utf8');
+  // What the client saw, checked below with what the server saw: an assertion in its event handler would not fail
+  // this test if the handler ran after the test had ended, or never.
+  let seenByClient: ((seen: { authorized: boolean; error: string; peer: string | undefined }) => void) | undefined;
+  const clientView = new Promise<{ authorized: boolean; error: string; peer: string | undefined }>((resolve) => (seenByClient = resolve));
   const seenByServer = new Promise<string | undefined>((resolve, reject) => {
     const server = tls.createServer(
       { cert: pem('server', 'chain'), key: pem('server', 'key'), ca: pem('server', 'bundle'), requestCert: true, rejectUnauthorized: true },
@@ -90,15 +94,17 @@ test("Node's tls: two workloads' SVIDs as served complete mutual TLS with their 
       const { port } = server.address() as { port: number };
       // SPIFFE peers authenticate the URI SAN, not a host name: checkServerIdentity is replaced, the chain still checked.
       const socket = tls.connect({ host: '127.0.0.1', port, cert: pem('client', 'chain'), key: pem('client', 'key'), ca: pem('client', 'bundle'), checkServerIdentity: () => undefined });
-      socket.on('secureConnect', () => {
-        assert.equal(socket.authorized, true, String(socket.authorizationError));
-        assert.equal(socket.getPeerCertificate().subjectaltname, `URI:${SERVER_ID}, DNS:${SERVER_DNS}`);
-      });
+      socket.on('secureConnect', () =>
+        seenByClient!({ authorized: socket.authorized, error: String(socket.authorizationError), peer: socket.getPeerCertificate().subjectaltname }),
+      );
       socket.on('error', reject);
       socket.resume();
     });
   });
   assert.equal(await seenByServer, `URI:${CLIENT_ID}`);
+  const client = await clientView;
+  assert.equal(client.authorized, true, client.error);
+  assert.equal(client.peer, `URI:${SERVER_ID}, DNS:${SERVER_DNS}`);
 });
 
 test('openssl s_server and s_client -x509_strict -verify_return_error: mutual TLS with the chains as served, the server also by its DNS name', async () => {
