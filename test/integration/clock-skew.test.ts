@@ -1,21 +1,17 @@
 /**
  * The agent's host clock behind meshid-server's by more than the server's 10 s back-dating. A machine shared with other
  * tests cannot have its clock moved, so libfaketime moves the wall clock of one process alone; the tests are skipped
- * where libfaketime is not installed (Debian's faketime package; .ci/run installs it).
+ * where libfaketime is not installed (Debian's faketime package; .ci/run installs it, and MESHID_REQUIRE_INTEROP=1
+ * makes its absence an error there).
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { startCluster } from '../support/cluster.js';
+import { fakeWallClock, libfaketimeSkip } from '../support/fake-wall-clock.js';
 
-const LIBFAKETIME = ['/usr/lib/x86_64-linux-gnu/faketime/libfaketimeMT.so.1', '/usr/lib/aarch64-linux-gnu/faketime/libfaketimeMT.so.1'].find((f) => fs.existsSync(f));
-const skip = LIBFAKETIME === undefined && 'libfaketime is not installed';
-
-/** The environment that puts a process's wall clock at the offset written in `offsetFile` ("+2m"), re-read on every call. */
-function fakeWallClock(offsetFile: string): NodeJS.ProcessEnv {
-  return { LD_PRELOAD: LIBFAKETIME!, FAKETIME_TIMESTAMP_FILE: offsetFile, FAKETIME_NO_CACHE: '1', DONT_FAKE_MONOTONIC: '1' };
-}
+const skip = libfaketimeSkip('clock-skew');
 
 /** A file holding a libfaketime offset (`initial`, e.g. "+0"), in a temporary dir removed after the test. */
 function clockOffsetFile(t: TestContext, initial: string): string {
