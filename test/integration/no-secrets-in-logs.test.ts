@@ -264,7 +264,10 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
       const reasons = new Set(parseLogLines(agent.output()).filter((l) => l.msg === 'Workload API call refused' && l['rpc'] === 'ValidateJWTSVID').map((l) => l['reason']));
       assert.ok(reasons.size >= 5, `the refusals' reasons are logged: ${[...reasons].join(' | ')}`);
     }
-    await assert.rejects(workload.validateJwtSvid('another-audience', jwt));
+    await assert.rejects(
+      workload.validateJwtSvid('another-audience', jwt),
+      (err: unknown) => isMeshidError(err, 'invalid_argument') && /token audience does not include "another-audience"/.test(err.message),
+    );
   } finally {
     workload.close();
   }
