@@ -163,6 +163,8 @@ test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and sta
   t.after(cleanup);
   for (const port of ['abc', '0']) {
     const demo = startDemo(dir, port);
+    // A demo that started anyway would keep its server and agent running past the test's timeout.
+    t.after(() => stop(demo));
     assert.equal(await demo.exited, 1, demo.output());
     assert.match(demo.output(), new RegExp(`^meshid demo: MESHID_DEMO_PORT=${port} is not a port: give a number from 1 to 65535\n$`));
     assertStartedNothing(dir);
