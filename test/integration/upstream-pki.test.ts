@@ -63,6 +63,7 @@ test('ca revoke of one of two tainted upstream CAs under one corporate root is r
   // A compromised CA replaced by its renewal under the same root, which is then replaced by a CA under another root.
   await (await startServerProcess(dir, mesh1)).stop();
   const renewed = await startServerProcess(dir, mesh2);
+  t.after(() => renewed.stop());
   const first = rootOf((await renewed.cli(['ca', 'show', '--output', 'json'])).out, mesh1[3]!);
   assert.equal((await renewed.cli(['ca', 'taint', '--id', first])).code, 0);
   await renewed.stop();
