@@ -23,7 +23,7 @@ import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
-import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { runNode, runRefused, SERVER_MAIN } from '../support/server-process.js';
 
 const D = 24 * 3_600_000;
 const HEALTH = { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 };
@@ -91,7 +91,7 @@ test('meshid-server run with the health port in use exits 1 with one line naming
   const config = path.join(dir, 'server.json');
   fs.writeFileSync(config, JSON.stringify({ health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: String(port) } }));
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
-  const r = await runNode(SERVER_MAIN, ['run', '--config', config, '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
+  const r = await runRefused(['--config', config, '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
   assert.equal(r.code, 1, r.err);
   assert.match(
     r.err,

@@ -18,7 +18,7 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { LATEST_SCHEMA_VERSION } from '../../src/server/datastore/migrations.js';
 import { AGENT_MAIN, Cluster, startCluster, startServerProcess } from '../support/cluster.js';
-import { fakeWallClock, LIBFAKETIME } from '../support/fake-wall-clock.js';
+import { fakeWallClock, libfaketimeSkip } from '../support/fake-wall-clock.js';
 import { runServerKilledAt } from '../support/killed-server.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
@@ -104,7 +104,7 @@ test('upgrade fixtures are present', () => {
 for (const name of fixtureNames) {
   const dir = path.join(FIXTURES, name);
   const fixture = JSON.parse(fs.readFileSync(path.join(dir, 'fixture.json'), 'utf8')) as Fixture;
-  const skip = LIBFAKETIME === undefined ? 'libfaketime is not installed' : process.getuid!() !== fixture.uid ? `the fixture's entries select uid ${fixture.uid}` : false;
+  const skip = libfaketimeSkip('upgrade') || (process.getuid!() !== fixture.uid ? `the fixture's entries select uid ${fixture.uid}` : false);
 
   test(`upgrade in place from ${name}: the current server keeps CA, entries, agents and tokens (after a kill -9 in its migrations), and the current agent serves its cache, then syncs`, { skip, timeout: 180_000 }, async (t) => {
     // 20 s after the fixture was made: the 5-minute JWT-SVID it served still has minutes to live.
