@@ -48,7 +48,7 @@ export const ADMIN_HEALTH_SERVICE = 'meshid.admin.v1.Entries';
 const RECEIVE_ANY_SIZE = { 'grpc.max_receive_message_length': -1 };
 
 /** Per-call deadline: a wedged server must not hang a script forever. */
-const DEFAULT_DEADLINE_MS = 30_000;
+export const DEFAULT_DEADLINE_MS = 30_000;
 
 const SERVICE_NAMES: Record<AdminService, string> = {
   Entries: 'meshid.admin.v1.Entries',
@@ -94,6 +94,8 @@ export class AdminClient {
     private readonly deadlineMs = DEFAULT_DEADLINE_MS,
     /** grpc-js channel options, e.g. `{ 'grpc.use_local_subchannel_pool': 1 }` for a connection of its own. */
     private readonly channelOptions: Record<string, number | string> = {},
+    /** The flag that set `deadlineMs` (healthcheck's --timeout), named as the way to wait longer when it runs out. */
+    private readonly timeoutFlag?: string,
   ) {}
 
   async call<S extends AdminService, M extends keyof AdminMethods[S] & string>(
@@ -145,7 +147,8 @@ export class AdminClient {
       // grpc-js's text says where its own machinery stood when time ran out ("waiting for name resolution", "waiting
       // for LB pick"), which reads as a DNS problem on a Unix socket and names neither the socket nor the deadline.
       return unavailable(
-        `meshid-server on ${this.socketPath} did not answer within the timeout (${formatDuration(this.deadlineMs)}): is it running and not overloaded?`,
+        `meshid-server on ${this.socketPath} did not answer within the timeout (${formatDuration(this.deadlineMs)}): is it running and not overloaded?` +
+          (this.timeoutFlag !== undefined ? ` A longer ${this.timeoutFlag} gives it more time` : ''),
         err,
       );
     }
@@ -156,14 +159,18 @@ export class AdminClient {
 }
 
 
-/** Opens an AdminClient for the socket the flags and environment name; `deadlineMs` per call (default 30 s). */
-function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv, deadlineMs?: number): AdminClient {
-  return new AdminClient(adminSocketPath(args, env), deadlineMs);
+/** Per-call deadline of an admin command: fixed by the command, or set by a flag the timeout message then names. */
+export type AdminDeadline = number | { ms: number | undefined; flag: string };
+
+/** Opens an AdminClient for the socket the flags and environment name; `deadline` per call (default 30 s). */
+function openAdminClient(args: ParsedArgs, env: NodeJS.ProcessEnv, deadline?: AdminDeadline): AdminClient {
+  const socketPath = adminSocketPath(args, env);
+  return typeof deadline === 'object' ? new AdminClient(socketPath, deadline.ms, {}, deadline.flag) : new AdminClient(socketPath, deadline);
 }
 
 /** Runs `fn` with a client and always closes it, so open channels never keep the CLI process alive. */
-export async function withAdminClient<T>(args: ParsedArgs, env: NodeJS.ProcessEnv, fn: (client: AdminClient) => Promise<T>, deadlineMs?: number): Promise<T> {
-  const client = openAdminClient(args, env, deadlineMs);
+export async function withAdminClient<T>(args: ParsedArgs, env: NodeJS.ProcessEnv, fn: (client: AdminClient) => Promise<T>, deadline?: AdminDeadline): Promise<T> {
+  const client = openAdminClient(args, env, deadline);
   try {
     return await fn(client);
   } finally {

@@ -10,6 +10,8 @@ import path from 'node:path';
 import { status } from '@grpc/grpc-js';
 import { errorLine } from '../../../src/common/cli/output.js';
 import { AdminClient } from '../../../src/server/cli/admin-client.js';
+import { serverCli } from '../../../src/server/cli/server-cli.js';
+import { captureIo } from './capture-io.js';
 import { tempDir } from '../../support/server-kit.js';
 
 let cleanup: () => void;
@@ -46,4 +48,19 @@ test('an admin call past its deadline (stand-in socket that never answers): one 
       client.close();
     }
   }
+});
+
+test('meshid-server healthcheck --timeout (stand-in socket that never answers): gives up after it, naming it and the flag that gives more time, as meshid-agent healthcheck does', async () => {
+  for (const timeout of ['1ms', '300ms']) {
+    const io = captureIo({});
+    const code = await serverCli(['healthcheck', '--admin-socket', socket, '--timeout', timeout], io);
+    assert.equal(code, 1);
+    assert.equal(
+      io.err(),
+      `Error: Unavailable: meshid-server on ${socket} did not answer within the timeout (${timeout}): is it running and not overloaded? A longer --timeout gives it more time\n`,
+    );
+  }
+  const help = captureIo({});
+  assert.equal(await serverCli(['healthcheck', '--help'], help), 0);
+  assert.match(help.out(), /--timeout DURATION +How long to wait for the server \(default 30s\)/);
 });

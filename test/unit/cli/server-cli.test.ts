@@ -297,7 +297,7 @@ const CONTRACT: Record<string, string[]> = {
   'ca show': [],
   'x509 mint': ['--spiffe-id', '--ttl', '--dns', '--datacenter', '--write DIR'],
   'jwt mint': ['--spiffe-id', '--audience', '--ttl'],
-  healthcheck: [],
+  healthcheck: ['--timeout DURATION'],
   backup: ['--out DIR'],
 };
 
