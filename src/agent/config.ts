@@ -1,6 +1,6 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { invalidArgument } from '../common/errors.js';
+import { invalidArgument, isMeshidError } from '../common/errors.js';
 import { parseIssuingTrustDomain, parseTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
@@ -25,6 +25,8 @@ export interface AgentConfig {
   readonly trustBundlePath: string | undefined;
   /** Set explicitly, or undefined: then read from the bundle roots' URI SAN or the stored state. */
   readonly trustDomain: string | undefined;
+  /** Where trustDomain was set, as messages name it (`--trust-domain`, `trust_domain in FILE`): an operator edits that. */
+  readonly trustDomainSetting: string;
   readonly joinToken: string | undefined;
   /** Which of the two APIs the workload socket serves (SPIRE's disable_workload_api and disable_sds_api); at least one. */
   readonly servesWorkloadApi: boolean;
@@ -163,8 +165,11 @@ export function readAgentConfigFile(file: string, setByFlags?: ReadonlySet<strin
   return obj as RawAgentConfig;
 }
 
-/** Validates raw settings and compiles them into a frozen AgentConfig; throws a MeshidError naming what to change. */
-export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
+/**
+ * Validates raw settings and compiles them into a frozen AgentConfig; throws a MeshidError naming what to change.
+ * `trustDomainSetting` names where raw.trust_domain came from (`--trust-domain`, `trust_domain in FILE`).
+ */
+export function compileAgentConfig(raw: RawAgentConfig, trustDomainSetting = 'trust_domain'): AgentConfig {
   if (raw.server_address === undefined || raw.server_address === '') {
     throw invalidArgument('server address is required: pass --server-address host:port or set server_address');
   }
@@ -207,7 +212,8 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     trustBundlePath: raw.trust_bundle_path === undefined ? undefined : path.resolve(raw.trust_bundle_path),
     // The agent's own trust domain is one a meshid server issues in, so held to the server's rule: "example.org." passed
     // validate here and could never attest.
-    trustDomain: raw.trust_domain === undefined ? undefined : parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain)),
+    trustDomain: raw.trust_domain === undefined ? undefined : trustDomainOf(raw.trust_domain, trustDomainSetting),
+    trustDomainSetting,
     joinToken,
     servesWorkloadApi,
     servesSds,
@@ -223,6 +229,16 @@ export function compileAgentConfig(raw: RawAgentConfig): AgentConfig {
     sds,
     healthChecks: compileHealthChecks(raw.health_checks),
   });
+}
+
+/** The trust domain setting's bare name; a refused one is named by the setting it came from, as other settings are. */
+function trustDomainOf(value: string, setting: string): string {
+  try {
+    return parseIssuingTrustDomain(parseTrustDomain(value));
+  } catch (err) {
+    if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`${setting}: ${err.message}`, err);
+    throw err;
+  }
 }
 
 /**

@@ -4,18 +4,18 @@ import type { AgentConfig } from './config.js';
 import type { StoredIdentity, StoredState } from './storage/stored-state.js';
 
 /**
- * The trust domain from everything that names one: the flag, the stored identity and state, the trust bundle's root
+ * The trust domain from everything that names one: the setting (flag or config file), the stored identity and state, the trust bundle's root
  * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
  * `meshid-agent validate` asks it too, without the data dir's sources, so that it prints the line run would.
  */
 export function resolveTrustDomain(
-  config: Pick<AgentConfig, 'trustDomain' | 'dataDir'>,
+  config: Pick<AgentConfig, 'trustDomain' | 'trustDomainSetting' | 'dataDir'>,
   stored: StoredIdentity | undefined,
   state: StoredState | undefined,
   fileRoots: readonly Buffer[] | undefined,
 ): string | undefined {
   const sources: Array<[string, string | undefined]> = [
-    ['--trust-domain', config.trustDomain],
+    [config.trustDomainSetting, config.trustDomain],
     [`the agent SVID in ${config.dataDir}`, stored?.trustDomain],
     [`the state in ${config.dataDir}`, state?.trustDomain],
     ['the trust bundle', fileRoots === undefined ? undefined : trustDomainOfRoots(fileRoots)],

@@ -61,10 +61,11 @@ const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
 };
 
 /** Builds the raw config from the file (if any) and the flags, flags winning. */
-export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; help: boolean } {
+export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; help: boolean; trustDomainSetting: string } {
   const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
-  if (args.help) return { raw: {}, help: true };
+  if (args.help) return { raw: {}, help: true, trustDomainSetting: '--trust-domain' };
   const file = args.string('config');
+  const trustDomainSetting = args.string('trust-domain') !== undefined || file === undefined ? '--trust-domain' : `trust_domain in ${file}`;
   const setByFlags = new Set(Object.entries(FLAG_TO_KEY).flatMap(([flag, key]) => (args.string(flag) === undefined ? [] : [key])));
   const raw: RawAgentConfig = file !== undefined ? readAgentConfigFile(file, setByFlags) : {};
   for (const [flag, key] of Object.entries(FLAG_TO_KEY)) {
@@ -79,7 +80,7 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
   if (noWorkloadApi !== undefined) raw.disable_workload_api = noWorkloadApi;
   const noSds = args.bool('disable-sds-api');
   if (noSds !== undefined) raw.disable_sds_api = noSds;
-  return { raw, help: false };
+  return { raw, help: false, trustDomainSetting };
 }
 
 /**
@@ -87,10 +88,10 @@ export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; h
  * as a last resort, compiled (throws MeshidError naming what to change). Undefined for --help.
  */
 export function agentConfigFrom(argv: readonly string[], env: NodeJS.ProcessEnv): AgentConfig | undefined {
-  const { raw, help } = rawConfigFrom(argv);
+  const { raw, help, trustDomainSetting } = rawConfigFrom(argv);
   if (help) return undefined;
   // Checked here, where its origin is known: compiled as log_level, a bad value would send the operator to the config.
   const envLevel = env['MESHID_LOG_LEVEL'];
   if (raw.log_level === undefined && envLevel !== undefined) raw.log_level = configuredLogLevel(envLevel, 'MESHID_LOG_LEVEL');
-  return compileAgentConfig(raw);
+  return compileAgentConfig(raw, trustDomainSetting);
 }

@@ -303,6 +303,27 @@ test('agent validate: a trust bundle of another trust domain than --trust-domain
   assert.match(validated.err, /^Error: FailedPrecondition: --trust-domain names trust domain "example\.org" but the trust bundle names "other\.org": /);
 });
 
+test('agent validate: a trust domain set in the config file is named as the file\'s trust_domain, not as --trust-domain, when the trust bundle disagrees or when it is refused', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-agent-td-file-');
+  t.after(cleanup);
+  const other = opensslCa(dir, 'Other TD', { extensions: ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectAltName=URI:spiffe://other.org'] });
+  const file = path.join(dir, 'agent.json');
+  const write = (td: string): void =>
+    fs.writeFileSync(file, JSON.stringify({ server_address: 'meshid:8081', trust_bundle_path: other.cert, trust_domain: td, data_dir: path.join(dir, 'data'), socket_path: path.join(dir, 'api.sock') }));
+  write('example.org');
+  const mismatch = await run(validateAgentCommand, ['--config', file]);
+  assert.deepEqual([mismatch.code, mismatch.out], [1, '']);
+  assert.match(mismatch.err, new RegExp(`^Error: FailedPrecondition: trust_domain in ${file.replace(/[.]/g, '\\.')} names trust domain "example\\.org" but the trust bundle names "other\\.org": `));
+  // The flag still wins over the file, and is named when it is the one that disagrees.
+  const flagged = await run(validateAgentCommand, ['--config', file, '--trust-domain', 'third.org']);
+  assert.match(flagged.err, /^Error: FailedPrecondition: --trust-domain names trust domain "third\.org" but the trust bundle names "other\.org": /);
+  write('example..org');
+  const emptyLabel = await run(validateAgentCommand, ['--config', file]);
+  assert.match(emptyLabel.err, new RegExp(`^Error: InvalidArgument: trust_domain in ${file.replace(/[.]/g, '\\.')}: trust domain "example\\.\\.org" has an empty label `));
+  const emptyLabelFlag = await run(validateAgentCommand, ['--config', file, '--trust-domain', '.example.org']);
+  assert.match(emptyLabelFlag.err, /^Error: InvalidArgument: --trust-domain: trust domain "\.example\.org" has an empty label /);
+});
+
 test('validate names the line and column of a JSON fault V8 gives no position for (an unquoted value, a YAML file)', async (t) => {
   const { dir, cleanup } = tempDir('meshid-validate-json-');
   t.after(cleanup);
