@@ -182,14 +182,13 @@ export function compileAgentConfig(raw: RawAgentConfig, trustDomainSetting = 'tr
   if (raw.jwt_svid_cache_size !== undefined && raw.jwt_svid_cache_max_size !== undefined) {
     throw invalidArgument('jwt_svid_cache_size and jwt_svid_cache_max_size (SPIRE\'s name) are one setting: keep one of them');
   }
-  const jwtSvidCacheSize = raw.jwt_svid_cache_size ?? raw.jwt_svid_cache_max_size ?? DEFAULT_JWT_CACHE_SIZE;
-  if (!Number.isSafeInteger(jwtSvidCacheSize) || jwtSvidCacheSize < 1) {
-    throw invalidArgument(`${raw.jwt_svid_cache_max_size !== undefined ? 'jwt_svid_cache_max_size' : 'jwt_svid_cache_size'} must be a positive integer`);
-  }
-  const maxConnectionsPerUid = raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
-  if (!Number.isSafeInteger(maxConnectionsPerUid) || maxConnectionsPerUid < 1) throw invalidArgument('max_connections_per_uid must be a positive integer');
-  const maxCallsPerUid = raw.max_calls_per_uid ?? DEFAULT_MAX_CALLS_PER_UID;
-  if (!Number.isSafeInteger(maxCallsPerUid) || maxCallsPerUid < 1) throw invalidArgument('max_calls_per_uid must be a positive integer');
+  const jwtSvidCacheSize = countSetting(
+    raw.jwt_svid_cache_size ?? raw.jwt_svid_cache_max_size ?? DEFAULT_JWT_CACHE_SIZE,
+    raw.jwt_svid_cache_max_size !== undefined ? 'jwt_svid_cache_max_size' : 'jwt_svid_cache_size',
+    MAX_JWT_SVID_CACHE_SIZE,
+  );
+  const maxConnectionsPerUid = countSetting(raw.max_connections_per_uid ?? DEFAULT_MAX_CONNECTIONS_PER_UID, 'max_connections_per_uid', MAX_CONNECTIONS_PER_UID_SETTING);
+  const maxCallsPerUid = countSetting(raw.max_calls_per_uid ?? DEFAULT_MAX_CALLS_PER_UID, 'max_calls_per_uid', MAX_CALLS_PER_UID_SETTING);
   const joinToken = joinTokenSetting(raw);
   const servesWorkloadApi = raw.disable_workload_api !== true;
   const servesSds = raw.disable_sds_api !== true;
@@ -229,6 +228,23 @@ export function compileAgentConfig(raw: RawAgentConfig, trustDomainSetting = 'tr
     sds,
     healthChecks: compileHealthChecks(raw.health_checks),
   });
+}
+
+/**
+ * Upper bounds of the agent's count settings, hundreds of times their defaults or more, so no deployment meets them:
+ * past them a setting bounds nothing. 1,000,000 cached JWT-SVIDs budget 8 GB (JWT_CACHE_CHARS_PER_TOKEN each); a
+ * process cannot hold more than 1,048,576 descriptors (Linux's fs.nr_open default), so neither can a uid's
+ * connections; 1,000,000 open calls of a uid hold ~7 GB (4,096 hold ~30 MB).
+ */
+export const MAX_JWT_SVID_CACHE_SIZE = 1_000_000;
+export const MAX_CONNECTIONS_PER_UID_SETTING = 1_048_576;
+export const MAX_CALLS_PER_UID_SETTING = 1_000_000;
+
+/** A count setting: a whole number from 1 to `max`, refused naming the setting and its maximum. */
+function countSetting(value: number, name: string, max: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw invalidArgument(`${name} must be a positive integer`);
+  if (value > max) throw invalidArgument(`${name} (${value}) is more than it may be (at most ${max}): lower it`);
+  return value;
 }
 
 /** The trust domain setting's bare name; a refused one is named by the setting it came from, as other settings are. */

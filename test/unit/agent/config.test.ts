@@ -5,6 +5,7 @@ import path from 'node:path';
 import { compileAgentConfig, readAgentConfigFile } from '../../../src/agent/config.js';
 import { rawConfigFrom } from '../../../src/agent/cli/run-config.js';
 import { compileServerConfig } from '../../../src/server/config.js';
+import { isMeshidError } from '../../../src/common/errors.js';
 import { tempDir } from '../../support/server-kit.js';
 
 function withConfig(content: unknown, fn: (file: string) => void): void {
@@ -235,4 +236,23 @@ test('the trust domain is held to the rule the server issues under: one the serv
     assert.throws(() => compileServerConfig({ trust_domain: td }), /has an empty label/, td);
   }
   assert.equal(compileAgentConfig({ server_address: 'a:1', trust_domain: 'spiffe://example.org' }).trustDomain, 'example.org');
+});
+
+test('the count settings have a maximum, refused naming the setting and the maximum (jwt_svid_cache_size: 1e15 passed before), and the maximum itself is taken', () => {
+  const cases = [
+    ['jwt_svid_cache_size', 1_000_000, 'jwtSvidCacheSize'],
+    ['jwt_svid_cache_max_size', 1_000_000, 'jwtSvidCacheSize'],
+    ['max_connections_per_uid', 1_048_576, 'maxConnectionsPerUid'],
+    ['max_calls_per_uid', 1_000_000, 'maxCallsPerUid'],
+  ] as const;
+  for (const [key, max, field] of cases) {
+    for (const over of [max + 1, 1e15]) {
+      assert.throws(
+        () => compileAgentConfig({ server_address: 'a:1', [key]: over }),
+        (err: unknown) => isMeshidError(err, 'invalid_argument') && err.message === `${key} (${over}) is more than it may be (at most ${max}): lower it`,
+        `${key}: ${over}`,
+      );
+    }
+    assert.equal(compileAgentConfig({ server_address: 'a:1', [key]: max })[field], max);
+  }
 });
