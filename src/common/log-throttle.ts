@@ -1,4 +1,4 @@
-import type { Clock } from './clock.js';
+import type { Clock, TimerHandle } from './clock.js';
 
 /** How many distinct keys are tracked before the oldest are forgotten, by default: keys are reasons, not callers. */
 const MAX_KEYS = 256;
@@ -14,9 +14,11 @@ export interface LogThrottleOptions {
 }
 
 interface Window {
+  readonly key: string;
   until: number;
   suppressed: number;
-  timerArmed: boolean;
+  /** The timer that reports this window's suppressed lines at its end, once one was left out (onWindowEnd only). */
+  timer: TimerHandle | undefined;
 }
 
 /**
@@ -29,6 +31,9 @@ interface Window {
  */
 export class LogThrottle {
   private readonly windows = new Map<string, Window>();
+  /** Windows whose end-of-window report is pending, including those whose key was forgotten to make room. */
+  private readonly armed = new Set<Window>();
+  private stopped = false;
 
   private readonly onWindowEnd: ((key: string, suppressed: number) => void) | undefined;
   private readonly maxKeys: number;
@@ -51,27 +56,42 @@ export class LogThrottle {
     const w = this.windows.get(key);
     if (w !== undefined && now < w.until) {
       w.suppressed++;
-      if (this.onWindowEnd !== undefined && !w.timerArmed) {
-        w.timerArmed = true;
+      if (this.onWindowEnd !== undefined && w.timer === undefined && !this.stopped) {
         // Holds the window itself, not its key's slot: one forgotten to make room for other keys still reports.
-        this.clock.setTimer(() => this.report(key, w), w.until - now);
+        w.timer = this.clock.setTimer(() => this.report(w), w.until - now);
+        this.armed.add(w);
       }
       return undefined;
     }
     this.windows.delete(key);
     if (this.windows.size >= this.maxKeys) this.windows.delete(this.windows.keys().next().value!);
-    this.windows.set(key, { until: now + this.windowMs, suppressed: 0, timerArmed: false });
+    this.windows.set(key, { key, until: now + this.windowMs, suppressed: 0, timer: undefined });
     const suppressed = w?.suppressed ?? 0;
     // Its timer, late on a busy host, must not report these a second time.
     if (w !== undefined) w.suppressed = 0;
     return suppressed > 0 ? { suppressedSinceLast: suppressed } : {};
   }
 
-  private report(key: string, w: Window): void {
+  /**
+   * For the owner's shutdown: reports now what each pending window left out (the last minute of a fault is what an
+   * operator looks for when a daemon stopped) and cancels those windows' timers, so no summary is written after the
+   * owner said it stopped, and no timer of a stopped daemon stays in an embedding process. Lines admitted later are
+   * still throttled, their count carried by the key's next line as without onWindowEnd.
+   */
+  stop(): void {
+    this.stopped = true;
+    for (const w of [...this.armed]) {
+      w.timer!.cancel();
+      this.report(w);
+    }
+  }
+
+  private report(w: Window): void {
+    this.armed.delete(w);
     const suppressed = w.suppressed;
     w.suppressed = 0;
     // The window is over: the key's next line is logged in full, as the first of a new window.
-    if (this.windows.get(key) === w) this.windows.delete(key);
-    if (suppressed > 0) this.onWindowEnd!(key, suppressed);
+    if (this.windows.get(w.key) === w) this.windows.delete(w.key);
+    if (suppressed > 0) this.onWindowEnd!(w.key, suppressed);
   }
 }

@@ -55,6 +55,14 @@ function faultThrottle(log: Logger): LogThrottle {
 }
 
 /**
+ * For the owner of `log` (the server, at its stop): the repeats of the minute under way are reported now, and no
+ * summary comes after the server said it stopped.
+ */
+export function stopServerFaultLog(log: Logger): void {
+  faultThrottles.get(log)?.stop();
+}
+
+/**
  * A server fault at error level with its cause, once per RPC and reason a minute: during a full disk thousands of
  * agents retry, and each would otherwise add the same line. Repeats are counted and reported when the window ends.
  * `context` (the agent and entry of a failed batch item, say) goes into the lines logged, never into the key: a fault

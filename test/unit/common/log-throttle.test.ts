@@ -52,3 +52,23 @@ test('keys cycled past the bound are forgotten and logged again; a user with mor
   assert.equal(logged(new LogThrottle(clock)), 600);
   assert.equal(logged(new LogThrottle(clock, 60_000, { maxKeys: 300 })), 300);
 });
+
+test('stop() reports what the pending windows left out at once, a forgotten key too, and cancels their timers: no summary after the owner stopped', () => {
+  const clock = new FakeClock();
+  const reports: [string, number][] = [];
+  const throttle = new LogThrottle(clock, 60_000, { onWindowEnd: (key, n) => reports.push([key, n]), maxKeys: 2 });
+  throttle.admit('full');
+  for (let i = 0; i < 3; i++) throttle.admit('full');
+  throttle.admit('quiet');
+  throttle.admit('forces-full-out');
+  assert.equal(clock.pendingTimers(), 1);
+  throttle.stop();
+  assert.deepEqual(reports, [['full', 3]], 'flushed once at stop, though its key was forgotten');
+  assert.equal(clock.pendingTimers(), 0, 'no timer left to write after the stop');
+  // A line after the stop is still throttled, but arms no timer.
+  throttle.admit('late');
+  assert.equal(throttle.admit('late'), undefined);
+  assert.equal(clock.pendingTimers(), 0);
+  clock.advance(120_000);
+  assert.deepEqual(reports, [['full', 3]]);
+});

@@ -6,7 +6,7 @@ import { createLogger } from '../../../src/common/log.js';
 import { internal, invalidArgument } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { storageWriteError } from '../../../src/common/storage-failure.js';
-import { logServerFault, setServerFaultLogClock, unary } from '../../../src/server/api/handler.js';
+import { logServerFault, setServerFaultLogClock, stopServerFaultLog, unary } from '../../../src/server/api/handler.js';
 import { parseLogLines, LEVEL, capturingLogger } from '../../support/log-lines.js';
 
 /** Runs one call of a unary handler that throws `thrown`, logged at the daemons' default level (info). */
@@ -91,6 +91,28 @@ test('a server fault repeated by many retrying callers is logged once a minute w
     assert.equal(errors()[4]!['repeats'], undefined, 'its repeats were reported already');
     clock.advance(60_000);
     assert.equal(errors().length, 5, 'a window without repeats adds no line');
+  } finally {
+    restore();
+  }
+});
+
+test('stopServerFaultLog (the server stopping): the minute\'s repeats are reported at once, and nothing is written after it', async () => {
+  const clock = new FakeClock();
+  const restore = setServerFaultLogClock(clock);
+  try {
+    const { log, records } = capturingLogger('test');
+    const broken = unary(log, 'Sync', () => {
+      throw internal('the datastore file is damaged');
+    });
+    for (let i = 0; i < 5; i++) await callOnce(broken);
+    const errors = () => records().filter((l) => l.level === LEVEL.error);
+    assert.equal(errors().length, 1);
+    stopServerFaultLog(log);
+    assert.equal(errors().length, 2, 'the repeats reported at the stop');
+    assert.equal(errors()[1]!['repeats'], 4);
+    assert.equal(clock.pendingTimers(), 0, 'no summary timer outlives the stop');
+    clock.advance(120_000);
+    assert.equal(errors().length, 2, 'nothing written after the stop');
   } finally {
     restore();
   }
