@@ -317,7 +317,7 @@ export function restoreState(raw: RawState, now: number): { state: StoredState; 
   const trustDomain = parseTrustDomain(raw.trustDomain);
   const bundle = bundleFromSpiffeJson(trustDomain, JSON.stringify(raw.bundle ?? null));
   const federatedBundles = Object.entries(raw.federatedBundles ?? {}).map(([td, b]) => bundleFromSpiffeJson(td, JSON.stringify(b)));
-  const entries = [...raw.entries.values()].map(entryFromMessage);
+  const entries = [...raw.entries.values()].map(storedEntry);
   const byId = new Map(entries.map((e) => [e.id, e]));
   const svids: WorkloadSvid[] = [];
   const dropped: DroppedSvid[] = [];
@@ -330,6 +330,17 @@ export function restoreState(raw: RawState, now: number): { state: StoredState; 
     }
   }
   return { state: { trustDomain, revision: raw.revision, bundle, federatedBundles, entries, svids }, dropped };
+}
+
+/**
+ * A stored entry, as entryFromMessage checks the server's. Its id is held to its type here: protobuf gives the
+ * server's entries a string, a hand-edited file can give a number, which entryFromMessage took as the id (keyed apart
+ * from its SVID's "5", and compared as a number). A TypeError, as every field of the wrong type is (asDamage).
+ */
+function storedEntry(m: EntryMessage): AgentEntry {
+  const id: unknown = m?.id;
+  if (id !== undefined && typeof id !== 'string') throw new TypeError(`an entry's id is ${id === null ? 'null' : `a ${typeof id}`} (${String(id)}), not a string`);
+  return entryFromMessage(m);
 }
 
 /**

@@ -311,6 +311,8 @@ test('a state file without a seal whose fields have the wrong type is moved asid
       ['an entry null', (doc) => (doc['entries'] = [null]), /wrong type/],
       ['selectors a number', (doc) => (doc['entries'][0].selectors = 5), /wrong type/],
       ['dns_names a number', (doc) => (doc['entries'][0].dns_names = 5), /wrong type/],
+      // Read before as the number 5: an entry whose id was no string, apart from its SVID (keyed "5").
+      ['an entry id a number', (doc) => (doc['entries'][0].id = 5), /wrong type \(an entry's id is a number \(5\), not a string\)/],
     ];
     for (const [what, damage, reason] of damages) {
       const doc = JSON.parse(encodeState(sampleState()));
