@@ -252,6 +252,16 @@ test('a backup into a file system the server cannot write to is refused naming i
   assert.equal(noRoom.code, 1);
   assert.match(noRoom.err, /^Error: ResourceExhausted: cannot write the backup into \S+: the disk is full; nothing of it was kept/);
   assert.deepEqual(fs.readdirSync(full), [], 'the partial backup was removed');
+  // The server's operator is told at warn, with the errno and the path written; never what was being written.
+  const warned = live.output().split('\n').filter((l) => l.includes('backup refused: no room to write it')).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(warned.length, 1, live.output());
+  assert.equal(warned[0]!['level'], 40);
+  assert.equal(warned[0]!['dir'], path.join(full, 'backup'));
+  assert.equal(warned[0]!['errno'], 'ENOSPC');
+  // Written through the staging directory's descriptor: named as the file of the backup, not as /proc/self/fd/N/….
+  assert.equal(warned[0]!['file'], 'datastore.sqlite3', JSON.stringify(warned[0]));
+  assert.equal(warned[0]!['path'], undefined);
+  assert.match(String(warned[0]!['reason']), /the disk is full/);
 });
 
 test('a backup into an empty mount point is written on the mounted file system, made private (real tmpfs; root only)', async (t) => {

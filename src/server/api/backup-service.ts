@@ -5,6 +5,7 @@ import type { Logger } from '../../common/log.js';
 import { aborted } from '../../common/errors.js';
 import { checkBackupTarget } from '../backup/backup-target.js';
 import { writeBackup, type BackupSources } from '../backup/data-dir-backup.js';
+import { fullDiskCause } from '../backup/full-disk.js';
 import { unary } from './handler.js';
 
 /**
@@ -21,7 +22,12 @@ export function backupService(sources: BackupSources, stopping: AbortSignal, clo
       const gone = new AbortController();
       call.on('cancelled', () => gone.abort(aborted('the backup was cancelled by its caller (gone, or past its deadline); nothing of it was kept')));
       const started = performance.now();
-      const result = await writeBackup(sources, target, AbortSignal.any([gone.signal, stopping]));
+      const result = await writeBackup(sources, target, AbortSignal.any([gone.signal, stopping])).catch((err: unknown) => {
+        // The caller is told the disk is full; the operator, who may not be the caller, reads where and which errno.
+        const full = fullDiskCause(err);
+        if (full !== undefined) log.warn({ dir: target.dir, ...full, reason: (err as Error).message }, 'backup refused: no room to write it');
+        throw err;
+      });
       const tookMs = Math.round(performance.now() - started);
       log.info(
         { dir: result.dir, files: result.files.length, caKeys: result.caKeys, datastoreBytes: result.datastoreSize, tookMs },

@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { randomBytes } from 'node:crypto';
-import { failedPrecondition, resourceExhausted } from '../../common/errors.js';
+import { failedPrecondition } from '../../common/errors.js';
+import { fullDisk } from './full-disk.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.js';
 import { DATA_DIR_MARKER } from '../data-dir.js';
@@ -146,7 +147,7 @@ function scratchWriteError(err: unknown, dataDir: string): unknown {
   const message =
     `cannot snapshot the datastore into the data dir ${dataDir}, where a backup takes the datastore's size again while it runs: ` +
     `${cause}; nothing of the backup was kept`;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? resourceExhausted(message) : failedPrecondition(message, err);
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? fullDisk(message, err) : failedPrecondition(message, err);
 }
 
 /** A datastore snapshot in the making (snapshotInto): never part of the data dir's state. */
@@ -239,5 +240,5 @@ function backupWriteError(err: unknown, dir: string): unknown {
   if (cause === undefined) return err;
   const code = (err as { code?: unknown }).code;
   const message = `cannot write the backup into ${dir}: ${cause}; nothing of it was kept`;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? resourceExhausted(message) : failedPrecondition(message, err);
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? fullDisk(message, err) : failedPrecondition(message, err);
 }

@@ -4,13 +4,14 @@ import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { fsyncDir } from '../../common/atomic-file.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
-import { aborted, failedPrecondition, MeshidError, resourceExhausted } from '../../common/errors.js';
+import { aborted, failedPrecondition, MeshidError } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
 import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
 import { keysWithoutJournal, loadJournalAuthorities } from '../ca/journal-authorities.js';
 import { KeyStore } from '../ca/key-store.js';
 import type { CaRecord } from '../datastore/datastore.js';
 import { DATASTORE_FILE } from './data-dir-backup.js';
+import { fullDisk } from './full-disk.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 import type { RestoreSource } from './restore-source.js';
 import { mountPointRefusal, RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
@@ -194,7 +195,7 @@ function restoreWriteError(err: unknown, staging: string, target: RestoreTarget)
   const message =
     `cannot restore into ${target.dir}: writing it in ${target.parent} failed: ${cause}; nothing of it was kept. ` +
     (full ? 'Make room there (the backup\'s size, twice the datastore\'s at most), or restore into another directory' : 'Restore into a directory this user can write');
-  return full ? resourceExhausted(message) : failedPrecondition(message, err);
+  return full ? fullDisk(message, err) : failedPrecondition(message, err);
 }
 
 /** The one rename that makes the data dir appear, complete; onto an empty directory that was there, it replaces it. */
