@@ -1,5 +1,6 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
-import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SERVER_DEFAULTS, SPIRE_KEYS_NOT_SUPPORTED, type RawServerConfig, type ServerConfig } from '../config.js';
+import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SERVER_DEFAULTS, type RawServerConfig, type ServerConfig } from '../config.js';
+import { SPIRE_KEYS_NOT_SUPPORTED } from '../spire-keys-not-supported.js';
 import { configuredLogLevel, DEFAULT_LOG_LEVEL, LOG_LEVELS } from '../../common/log.js';
 import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
