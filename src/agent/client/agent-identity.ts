@@ -13,6 +13,7 @@ import type { StoredIdentity } from '../storage/stored-state.js';
 import { backoffDelay, type BackoffPolicy } from './backoff.js';
 import { budgetRefusalWaitMs } from './budget-refusal.js';
 import { OutageLog } from './outage-log.js';
+import { IdentitySaveRetry } from './identity-save-retry.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';
 import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
@@ -40,8 +41,6 @@ export interface AgentIdentityOptions {
 }
 
 const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
-/** Saving an identity the data dir refused (a full disk) again: 1 s, 2 s, 4 s … 60 s. */
-const SAVE_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
 
 /**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
@@ -68,10 +67,8 @@ export class AgentIdentity {
   private taintedKeyIds: ReadonlySet<string> = new Set();
   /** Renewals in a row that came back chained to a tainted authority: their backoff. */
   private taintedRenewals = 0;
-  /** The identity in use when the data dir refused it: saved again by `saveTimer`, and at stop(). */
-  private unsaved: StoredIdentity | undefined;
-  private saveTimer: TimerHandle | undefined;
-  private saveFailures = 0;
+  /** Saves of the identity in use that the data dir refused (a full disk), retried until it takes one. */
+  private readonly saves: IdentitySaveRetry;
   /** The attestation whose Attest call is out: its answer spends the join token (attestationInFlight). */
   private attesting: Promise<unknown> | undefined;
   private readonly random: () => number;
@@ -82,6 +79,7 @@ export class AgentIdentity {
     this.trustDomain = o.trustDomain;
     this.random = o.random ?? Math.random;
     this.renewFailuresLog = new OutageLog(o.log, o.clock);
+    this.saves = new IdentitySaveRetry(o, this.random, () => this.stopped);
     this.jitter = this.newJitter();
   }
 
@@ -192,12 +190,12 @@ export class AgentIdentity {
     if (this.stopped) {
       // Answered while the agent stops (which waits for this): the token is spent all the same, so the identity is
       // saved for the next start, but not put to use.
-      this.unsaved = identity;
-      this.saveLast();
+      this.saves.unsaved = identity;
+      this.saves.saveLast();
       return bundle;
     }
     // The token is spent and the server knows this agent by this key: kept whether or not the data dir takes it.
-    this.persist(identity);
+    this.saves.persist(identity);
     this.use(identity, sentAt);
     return bundle;
   }
@@ -221,25 +219,7 @@ export class AgentIdentity {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
-    this.saveTimer?.cancel();
-    this.saveTimer = undefined;
-    this.saveLast();
-  }
-
-  /** The last try to save an identity the data dir refused so far; failing it, says what the next start needs. */
-  private saveLast(): void {
-    const unsaved = this.unsaved;
-    if (unsaved === undefined) return;
-    try {
-      this.o.store.saveIdentity(unsaved);
-      this.unsaved = undefined;
-      this.o.log.info({ agent: unsaved.spiffeId }, 'the agent identity is saved');
-    } catch (err) {
-      this.o.log.error(
-        { agent: unsaved.spiffeId },
-        `${(err as Error).message}. It was never saved: the agent's next start needs a new join token (meshid-server token generate), and ${unsaved.spiffeId} can be evicted`,
-      );
-    }
+    this.saves.stop();
   }
 
   /**
@@ -248,7 +228,7 @@ export class AgentIdentity {
    * not stay on disk or in a copy of the data dir. One the data dir never took is dropped, not saved.
    */
   discard(): void {
-    this.unsaved = undefined;
+    this.saves.unsaved = undefined;
     this.stop();
     try {
       this.o.store.removeIdentity();
@@ -282,8 +262,8 @@ export class AgentIdentity {
       // server still accepts as the previous SVID). A save that fails leaves the old one in use, and is retried with
       // the renewal. Unless the data dir never took the one in use: there is nothing to fall back to, so the newest
       // is used and saved when the data dir takes it.
-      if (this.unsaved === undefined) this.o.store.saveIdentity(next);
-      else this.persist(next);
+      if (this.saves.unsaved === undefined) this.o.store.saveIdentity(next);
+      else this.saves.persist(next);
       this.renewFailures = 0;
       this.jitter = this.newJitter();
       const leaf = parseCertificate(chain[0]!);
@@ -339,34 +319,6 @@ export class AgentIdentity {
     } finally {
       this.renewing = false;
     }
-  }
-
-  /**
-   * Saves `identity`; when the data dir refuses it (a full disk), keeps it as `unsaved` and tries again with backoff
-   * (SAVE_RETRY), logging each failure at error level. Never throws. The message names the data dir and the cause;
-   * never the key or the token.
-   */
-  private persist(identity: StoredIdentity): void {
-    this.saveTimer?.cancel();
-    this.saveTimer = undefined;
-    try {
-      this.o.store.saveIdentity(identity);
-    } catch (err) {
-      this.unsaved = identity;
-      const wait = backoffDelay(this.saveFailures++, SAVE_RETRY, this.random);
-      this.o.log.error(
-        { agent: identity.spiffeId, retryInMs: wait },
-        `${(err as Error).message}; will retry. The join token is spent: should the agent stop before its identity is saved, it needs a new one`,
-      );
-      this.saveTimer = this.o.clock.setTimer(() => {
-        this.saveTimer = undefined;
-        if (this.unsaved !== undefined && !this.stopped) this.persist(this.unsaved);
-      }, wait);
-      return;
-    }
-    if (this.unsaved !== undefined) this.o.log.info({ agent: identity.spiffeId, failures: this.saveFailures }, 'the agent identity is saved');
-    this.unsaved = undefined;
-    this.saveFailures = 0;
   }
 
   private renewAfter(ms: number): void {
