@@ -63,15 +63,15 @@ export interface ServerConnectionOptions {
   random?: () => number;
 }
 
+/** OpenSSL's words, as grpc-js passes them on, for a server certificate that does not chain to the trusted roots. */
+const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|unable to verify the first certificate/i;
+
 /**
  * What the server may answer Attest with and still attest the agent later, so it is retried with backoff: it is
  * unreachable (UNAVAILABLE: down, restarting, rate-limiting attempts), or reached but out of resources for now
  * (RESOURCE_EXHAUSTED: its datastore's disk is full). Every other answer stays as it is on a retry (the token is
  * unknown or used, the request or the answer is wrong) and ends the first attestation.
  */
-/** OpenSSL's words, as grpc-js passes them on, for a server certificate that does not chain to the trusted roots. */
-const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|unable to verify the first certificate/i;
-
 const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailable', 'resource_exhausted']);
 
 /**
