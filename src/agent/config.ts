@@ -1,7 +1,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
-import { invalidArgument, isMeshidError } from '../common/errors.js';
-import { parseIssuingTrustDomain, parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import { invalidArgument } from '../common/errors.js';
+import { configuredTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
 import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
@@ -211,7 +211,7 @@ export function compileAgentConfig(raw: RawAgentConfig, trustDomainSetting = 'tr
     trustBundlePath: raw.trust_bundle_path === undefined ? undefined : path.resolve(raw.trust_bundle_path),
     // The agent's own trust domain is one a meshid server issues in, so held to the server's rule: "example.org." passed
     // validate here and could never attest.
-    trustDomain: raw.trust_domain === undefined ? undefined : trustDomainOf(raw.trust_domain, trustDomainSetting),
+    trustDomain: raw.trust_domain === undefined ? undefined : configuredTrustDomain(raw.trust_domain, trustDomainSetting),
     trustDomainSetting,
     joinToken,
     servesWorkloadApi,
@@ -248,15 +248,6 @@ function countSetting(value: number, name: string, max: number): number {
 }
 
 /** The trust domain setting's bare name; a refused one is named by the setting it came from, as other settings are. */
-function trustDomainOf(value: string, setting: string): string {
-  try {
-    return parseIssuingTrustDomain(parseTrustDomain(value));
-  } catch (err) {
-    if (isMeshidError(err, 'invalid_argument')) throw invalidArgument(`${setting}: ${err.message}`, err);
-    throw err;
-  }
-}
-
 /**
  * The join token, from join_token or from the file join_token_file names (read now, as spire-agent does: a token file
  * removed after the first attestation is an error at the next start, so drop the setting with the file). Never both:

@@ -9,7 +9,7 @@ import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import type { ServingCertFiles } from './federation/serving-cert-file.js';
 import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
-import { parseIssuingTrustDomain, parseTrustDomain } from '../common/spiffe/spiffe-id.js';
+import { configuredTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
 import { SPIRE_KEYS_NOT_SUPPORTED } from './spire-keys-not-supported.js';
 import { checkCoverage, configDuration, publicationLeadMs } from './ttl-limits.js';
@@ -173,7 +173,7 @@ export function readConfigFile(file: string, setByFlags?: ReadonlySet<string>): 
 /** Validates raw settings and compiles them into a frozen ServerConfig; throws a MeshidError naming what to change. */
 export function compileServerConfig(raw: RawServerConfig): ServerConfig {
   if (raw.trust_domain === undefined) throw invalidArgument('trust domain is required: pass --trust-domain example.org or set trust_domain');
-  const trustDomain = parseIssuingTrustDomain(parseTrustDomain(raw.trust_domain));
+  const trustDomain = configuredTrustDomain(raw.trust_domain, 'trust_domain');
   if (raw.datacenters?.length === 0) throw invalidArgument('datacenters is empty: name at least one, or leave it out for the default dc1');
   const datacenters = [...(raw.datacenters ?? [SERVER_DEFAULTS.datacenter])];
   // Dropped without a word, a name given twice hid the datacenter meant in its place (a copied line left unedited).

@@ -48,6 +48,19 @@ export function parseIssuingTrustDomain(name: string): string {
   return td;
 }
 
+/**
+ * The trust domain a daemon's setting names (bare or spiffe://), refused naming the setting (`--trust-domain`,
+ * `trust_domain in FILE`) so the operator knows which value to change.
+ */
+export function configuredTrustDomain(value: string, setting: string): string {
+  try {
+    return parseIssuingTrustDomain(parseTrustDomain(value));
+  } catch (err) {
+    if (err instanceof MeshidError && err.code === 'invalid_argument') throw invalidArgument(`${setting}: ${err.message}`, err);
+    throw err;
+  }
+}
+
 /** Accepts a trust domain as "example.org" or "spiffe://example.org" and returns the bare name. */
 export function parseTrustDomain(input: string): string {
   if (input.startsWith(SCHEME)) {

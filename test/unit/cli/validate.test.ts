@@ -324,6 +324,18 @@ test('agent validate: a trust domain set in the config file is named as the file
   assert.match(emptyLabelFlag.err, /^Error: InvalidArgument: --trust-domain: trust domain "\.example\.org" has an empty label /);
 });
 
+test('server validate: a refused trust domain names trust_domain, and --trust-domain when the flag gave it', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-server-td-');
+  t.after(cleanup);
+  const file = path.join(dir, 'server.json');
+  fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example..org', data_dir: path.join(dir, 'data') }));
+  const fromFile = await run(validateServerCommand, ['--config', file]);
+  assert.equal(fromFile.code, 1);
+  assert.match(fromFile.err, /^Error: InvalidArgument: trust_domain: trust domain "example\.\.org" has an empty label [^\n]*; use "example\.org"\n$/);
+  const fromFlag = await run(validateServerCommand, ['--trust-domain', 'spiffe://a/b']);
+  assert.match(fromFlag.err, /^Error: InvalidArgument: trust_domain: "spiffe:\/\/a\/b" is a SPIFFE ID with a path, not a trust domain \(trust_domain was given as --trust-domain\)\n$/);
+});
+
 test('validate names the line and column of a JSON fault V8 gives no position for (an unquoted value, a YAML file)', async (t) => {
   const { dir, cleanup } = tempDir('meshid-validate-json-');
   t.after(cleanup);
