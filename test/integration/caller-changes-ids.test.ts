@@ -3,7 +3,7 @@
  * connections before dropping privileges do). The agent refuses the call made over the connection root opened, closes
  * that connection, and the client's next call, over a new connection, is attested as the user it now is.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import path from 'node:path';
@@ -40,6 +40,7 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
 
   const child = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT, CLIENT, agent.socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
+  t.after(() => void child.kill('SIGKILL'));
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -56,10 +57,16 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
 
 /**
  * Runs `script` (an ES module) in a child that prints "dropped" once it has changed its uid: `dropped` resolves then,
- * `output` with everything it printed once it exited 0.
+ * `output` with everything it printed once it exited 0. The child is killed when the test ends: one left waiting for
+ * its "go" line by a failed assertion would keep the file running until the runner's timeout, hiding the failure.
  */
-function droppingChild(script: string, args: string[]): { dropped: Promise<void>; output: Promise<string>; go: () => void } {
+function droppingChild(t: TestContext, script: string, args: string[]): { dropped: Promise<void>; output: Promise<string>; go: () => void } {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
+  let testEnded = false;
+  t.after(() => {
+    testEnded = true;
+    child.kill('SIGKILL');
+  });
   let out = '';
   let err = '';
   child.stderr.on('data', (d: Buffer) => (err += d.toString()));
@@ -70,7 +77,12 @@ function droppingChild(script: string, args: string[]): { dropped: Promise<void>
     }),
   );
   const output = new Promise<string>((resolve, reject) =>
-    child.on('close', (code) => (code === 0 ? resolve(out) : reject(new Error(`the child exited ${code}: ${err}`)))),
+    child.on('close', (code) => {
+      // Killed because the test already ended (failed): nothing awaits the outcome any more.
+      if (testEnded) return;
+      if (code === 0) resolve(out);
+      else reject(new Error(`the child exited ${code}: ${err}`));
+    }),
   );
   // A child that ends before it dropped its uid fails the test at once instead of leaving it waiting.
   const ended = output.then(() => Promise.reject(new Error(`the child exited without dropping its uid: ${out}`)));
@@ -113,7 +125,7 @@ test('a stream opened before its process changed uid gets nothing more: a new id
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
 
-  const child = droppingChild(STREAM_SCRIPT, [CLIENT, agent.socketPath]);
+  const child = droppingChild(t, STREAM_SCRIPT, [CLIENT, agent.socketPath]);
   await child.dropped;
   // Root gets another identity while the stream the process opened as root is still open.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side-2', selectors: [root] });
@@ -163,7 +175,7 @@ for (const mode of ['late', 'unresolved']) {
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
     // At debug, the agent logs each StreamSecrets stream's first request.
     const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--log-level', 'debug'] });
-    const child = droppingChild(SDS_SCRIPT, [SDS_CLIENT, agent.socketPath, mode]);
+    const child = droppingChild(t, SDS_SCRIPT, [SDS_CLIENT, agent.socketPath, mode]);
     // 'unresolved': the request is the agent's before the uid changes (an event, not a guess at how long it takes).
     if (mode === 'unresolved') await agent.waitForLog(/"msg":"SDS StreamSecrets opened"/);
     child.go();
@@ -203,7 +215,7 @@ test('a FetchJWTSVID whose process changed uid while its token was signed gets n
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [`unix:uid:${process.getuid!()}`] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), serverAddress: relay.address });
   relay.holding = true;
-  const child = droppingChild(JWT_SCRIPT, [CLIENT, agent.socketPath]);
+  const child = droppingChild(t, JWT_SCRIPT, [CLIENT, agent.socketPath]);
   // Signed by the server, the answer held on its way back to the agent: the caller was attested as root.
   await until('the SignJwtSvid answer held', () => (relay.heldCount > 0 ? true : undefined));
   child.go();
