@@ -56,8 +56,19 @@ for (const [hidepid, code] of [['invisible', 'ENOENT'], ['noaccess', 'EPERM']] a
     const attestor = spawn(
       'unshare',
       ['-m', 'sh', '-c', `${mount(hidepid)} && exec setpriv --reuid=65534 --regid=65534 --clear-groups sh -c '${node}' "$0" "$@"`, ATTESTOR, ...modules, socketPath, '2'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      // A process group of its own, to be killed whole: the node under the sh/setpriv chain is not the pid spawned.
+      { stdio: ['ignore', 'pipe', 'pipe'], detached: true },
     );
+    // It waits for two connections: a failure before both are made would leave it running, holding this file's pipes
+    // open until the runner's timeout.
+    t.after(() => {
+      try {
+        process.kill(-attestor.pid!, 'SIGKILL');
+      } catch (err) {
+        // ESRCH: the whole group has exited already, as when the test passed.
+        if ((err as NodeJS.ErrnoException).code !== 'ESRCH') throw err;
+      }
+    });
     let out = '';
     let err = '';
     attestor.stderr.on('data', (d: Buffer) => (err += d.toString()));
