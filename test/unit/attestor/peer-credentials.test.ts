@@ -22,6 +22,7 @@ test('peerCred reports the pid, uid and gid of the process that connected', asyn
   });
   for (const ids of [{ uid: 0, gid: 0 }, { uid: 65534, gid: 65534 }, { uid: 65534, gid: 0 }]) {
     const client = new ClientProcess(listener.socketPath, ids);
+    t.after(() => client.stop());
     const { peer } = await listener.next();
     assert.deepEqual({ pid: peer.pid, uid: peer.uid, gid: peer.gid }, { pid: client.pid, ...ids });
     await client.stop();
@@ -36,6 +37,7 @@ test('peerPidfd pins the peer: alive while it runs, not alive once it has exited
     fs.rmSync(dir, { recursive: true, force: true });
   });
   const client = new ClientProcess(listener.socketPath);
+  t.after(() => client.stop());
   const entry = await listener.next();
   assert.ok(entry.peer.pidfd >= 0, 'this kernel offers SO_PEERPIDFD or pidfd_open');
   // The pidfd is a real pidfd for the child: /proc shows its Pid line.
