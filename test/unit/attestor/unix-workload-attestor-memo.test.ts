@@ -142,6 +142,7 @@ test('an unchanged caller is re-read but not re-attested: no /proc handle, hash 
 test('after the caller exits, a remembered caller fails closed', async (t) => {
   const listener = await setup(t);
   const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
   const { peer } = await listener.next();
   const attestor = new UnixWorkloadAttestor({ sha256: false });
   attestor.attest(peer);
