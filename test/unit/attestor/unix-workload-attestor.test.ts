@@ -151,6 +151,7 @@ test('repeated attestation uses the caches: the executable is hashed once, passw
 test('a process that exits before attestation fails closed, with or without a pidfd', async (t) => {
   const listener = await setup(t);
   const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => client.stop());
   const { peer } = await listener.next();
   const attestor = new UnixWorkloadAttestor({ sha256: false });
   assert.ok(attestor.attest(peer).length > 0, 'attests while the process runs');
