@@ -333,7 +333,7 @@ test('a state file without a seal whose fields have the wrong type is moved asid
   }
 });
 
-test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old agent\'s pid file is respected', async () => {
+test('one agent per data dir: a live owner keeps the lock, a killed one loses it, an old agent\'s pid file is respected', async (ctx) => {
   const t = tempDir('meshid-lock-');
   try {
     const file = path.join(t.dir, 'agent.lock');
@@ -343,6 +343,8 @@ test('one agent per data dir: a live owner keeps the lock, a killed one loses it
       ['--input-type=module', '-e', `const m = await import(${JSON.stringify(lockModule)}); m.acquireDataDirLock(${JSON.stringify(file)}, 'meshid-agent'); console.log('held'); setTimeout(() => {}, 60000);`],
       { stdio: ['ignore', 'pipe', 'inherit'] },
     );
+    // Killed however the test ends: a failed assertion would otherwise leave it, and this file, running for a minute.
+    ctx.after(() => void holder.kill('SIGKILL'));
     await once(holder.stdout!, 'data');
     assert.throws(() => acquireDataDirLock(file, 'meshid-agent'), /in use by another meshid-agent \(it holds .*agent\.lock\)/);
     assert.throws(() => AgentStore.open(t.dir, silentLogger()), /in use by another meshid-agent/);
@@ -356,6 +358,7 @@ test('one agent per data dir: a live owner keeps the lock, a killed one loses it
     AgentStore.open(t.dir, silentLogger()).close();
     // Earlier agents kept a pid file under the same name: it is replaced once its agent is gone, never under it.
     const old = spawn(process.execPath, ['-e', 'setTimeout(() => {}, 60000)'], { stdio: 'ignore' });
+    ctx.after(() => void old.kill('SIGKILL'));
     await once(old, 'spawn');
     fs.writeFileSync(file, `${old.pid}\n`);
     assert.throws(() => AgentStore.open(t.dir, silentLogger()), new RegExp(`in use by another meshid-agent \\(pid ${old.pid}, lock `));
