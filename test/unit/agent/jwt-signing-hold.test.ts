@@ -1,9 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { JwtSigningHold } from '../../../src/agent/cache/jwt-signing-hold.js';
-import { resourceExhausted } from '../../../src/common/errors.js';
+import { isMeshidError, resourceExhausted } from '../../../src/common/errors.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { SigningBudgetWait } from '../../../src/agent/cache/signing-budget-wait.js';
+
+/** The budget refusal reaches the caller of the refused signing as the server gave it. */
+const budgetRefusal = (err: unknown): boolean => isMeshidError(err, 'resource_exhausted') && /^signing rate limit reached; retry in 3 s$/.test(err.message);
 
 /** A signing that waits for its answer (`answers`, in call order), counting how many ran at once at most. */
 function countingSigner(): { sign: () => Promise<string>; answers: Array<() => void>; most: () => number } {
@@ -28,7 +31,7 @@ for (let hops = 0; hops <= 12; hops++) {
   test(`after a budget refusal, a signing arriving ${hops} microtask(s) after one ends does not run alongside the woken next one`, async () => {
     const clock = new FakeClock(Date.now() - 3600_000);
     const hold = new JwtSigningHold(clock, () => 0.5);
-    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))), budgetRefusal);
     clock.advance(4000);
 
     const { sign, answers, most } = countingSigner();
@@ -56,7 +59,7 @@ test('a signing sent before a refusal and answered after it does not end the one
   // Sent while signing was free; its answer comes after another signing's refusal.
   let answerEarly!: () => void;
   const early = hold.run(() => new Promise<string>((resolve) => (answerEarly = () => resolve('jwt'))));
-  await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+  await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))), budgetRefusal);
   answerEarly();
   await early;
   clock.advance(4000);
@@ -88,7 +91,7 @@ for (const refusedBy of ['a late JWT signing', 'an X.509 signing'] as const) {
       refusedBy === 'a late JWT signing'
         ? hold.run(() => new Promise<string>((_, reject) => (refuseLate = () => reject(resourceExhausted('signing rate limit reached; retry in 3 s')))))
         : undefined;
-    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))));
+    await assert.rejects(hold.run(() => Promise.reject(resourceExhausted('signing rate limit reached; retry in 3 s'))), budgetRefusal);
     clock.advance(4000);
 
     let answerInTurn!: () => void;
@@ -96,7 +99,7 @@ for (const refusedBy of ['a late JWT signing', 'an X.509 signing'] as const) {
     await new Promise((r) => setImmediate(r));
     if (late !== undefined) {
       refuseLate();
-      await assert.rejects(late);
+      await assert.rejects(late, budgetRefusal);
     } else budget.holdUntil(clock.now() + 3500);
     assert.notEqual(hold.heldUntil(), undefined, 'signing is held again');
     answerInTurn();
