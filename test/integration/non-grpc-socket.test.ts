@@ -137,7 +137,6 @@ test('an agent closing the connections of a uid at max_connections_per_uid (a re
   const holder = net.createConnection(socketPath);
   holder.on('error', () => undefined);
   t.after(async () => {
-  for (const c of lingering) c.destroy();
     holder.destroy();
     grpcServer.forceShutdown();
     await uds.close();
