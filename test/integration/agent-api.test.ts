@@ -64,7 +64,18 @@ test('Attest with a join token returns an agent SVID from the datacenter interme
 test('calls other than Attest need the agent SVID', async () => {
   const client = connect();
   try {
-    await assert.rejects(call(client, 'SignX509Svids', { items: [] }), (e: grpc.ServiceError) => e.code === grpc.status.UNAUTHENTICATED);
+    const unary: Array<[string, unknown]> = [
+      ['SignX509Svids', { items: [] }],
+      ['SignJwtSvid', { entry_id: 'e', audience: ['db'] }],
+      ['Renew', { csr: Buffer.alloc(0) }],
+    ];
+    for (const [method, request] of unary) {
+      await assert.rejects(call(client, method, request), (e: grpc.ServiceError) => (assert.equal(e.code, grpc.status.UNAUTHENTICATED, `${method}: ${e.details}`), true));
+    }
+    const sync = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
+    sync.on('data', () => assert.fail('Sync sent an update to a caller without an agent SVID'));
+    const refused = await new Promise<grpc.ServiceError>((resolve) => sync.once('error', resolve));
+    assert.equal(refused.code, grpc.status.UNAUTHENTICATED, `Sync: ${refused.details}`);
   } finally {
     client.close();
   }
