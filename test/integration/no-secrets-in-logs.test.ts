@@ -133,7 +133,15 @@ function agentRunToExit(name: string, args: string[]): Promise<number | null> {
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     daemonOutputs.set(name, () => out);
     child.on('error', reject);
-    child.on('close', (code) => resolve(code));
+    // Bounded: an agent that serves instead of giving up (a regression) fails here, not at the runner's limit.
+    const bound = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${name} did not exit within 60 s (killed):\n${out}`));
+    }, 60_000);
+    child.on('close', (code) => {
+      clearTimeout(bound);
+      resolve(code);
+    });
   });
 }
 

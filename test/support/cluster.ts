@@ -272,8 +272,19 @@ export class AgentProcess {
     }
   }
 
-  exitCode(): Promise<number | null> {
-    return this.exited;
+  /**
+   * The exit code of an agent expected to exit by itself. Bounded: an agent that serves instead (a regression) is
+   * killed and fails the test here with its output, instead of holding the file until the runner's limit.
+   */
+  exitCode(boundMs = 60_000): Promise<number | null> {
+    let timer: NodeJS.Timeout | undefined;
+    const bound = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => {
+        this.child.kill('SIGKILL');
+        reject(new Error(`meshid-agent did not exit within ${boundMs / 1000} s (killed):\n${this.out}`));
+      }, boundMs);
+    });
+    return Promise.race([this.exited, bound]).finally(() => clearTimeout(timer));
   }
 
   async stop(signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
