@@ -8,17 +8,18 @@ import type {
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
   RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
-import { encodePageToken, entryFilterSql } from './entry-filter.js';
-import { entryIdentityHash, newEntryId, normalizeNewEntry, normalizeSelectors } from './entry-identity.js';
+import { normalizeSelectors } from './entry-identity.js';
 import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, ENTRY_COLUMNS, entryFromRow, joinTokenFromRow, relationshipColumns,
+  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, relationshipColumns,
   relationshipFromRow, revokedRootFromRow, type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
   type RevokedRootRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
+import type { SqliteScope } from './sqlite-scope.js';
+import * as registrationEntries from './sqlite-entries.js';
 
 export interface SqliteDatastoreOptions {
   /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
@@ -38,13 +39,8 @@ export async function openSqliteDatastore(options: SqliteDatastoreOptions): Prom
   return new SqliteDatastore(openSqliteFile(options.file, options.clock, options.onSchemaUpgrade), options.clock, options.log);
 }
 
-const ENTRY_FIELDS = [
-  'spiffeId', 'parentId', 'selectors', 'x509SvidTtlSeconds', 'jwtSvidTtlSeconds', 'dnsNames', 'hint', 'federatesWith', 'admin', 'downstream',
-] as const;
 const CA_KINDS = new Set(['root', 'intermediate', 'jwt']);
 const CA_STATES = new Set(['prepared', 'active', 'old', 'tainted']);
-/** Parameters per IN (…) list: far below SQLite's and PostgreSQL's limits, large enough to keep round trips few. */
-const IN_CHUNK = 500;
 /** Pages a snapshot copies per event-loop turn (~400 KiB at SQLite's default 4 KiB page): well under a millisecond. */
 const SNAPSHOT_PAGES_PER_STEP = 100;
 
@@ -62,6 +58,8 @@ export class SqliteDatastore implements Datastore {
   /** The agents the transaction in progress changed (Change.agentIds). */
   private readonly txAgentIds: string[] = [];
   private readonly s: Statements;
+  /** What the table families' operations (sqlite-entries, …) use of this datastore. */
+  private readonly scope: SqliteScope;
 
   constructor(
     private readonly db: Database.Database,
@@ -69,119 +67,41 @@ export class SqliteDatastore implements Datastore {
     private readonly log?: Logger,
   ) {
     this.s = prepareStatements(db);
+    this.scope = { db, s: this.s, clock, bump: (kind) => this.bump(kind), bumpAgents: (spiffeIds) => this.bumpAgents(spiffeIds) };
   }
 
   // ---- Registration entries ----
 
   createEntries(entries: NewEntry[], opts: EntryWriteOptions = {}): Promise<CreateEntryResult[]> {
-    return this.write(() => {
-      const now = this.clock.now();
-      return entries.map((input): CreateEntryResult => {
-        try {
-          const e = normalizeNewEntry(input);
-          this.assertFederable(e.federatesWith, opts);
-          // Before the id: an exported file created again names its entries' own ids, and is answered with the twins.
-          const hash = entryIdentityHash(e);
-          const twin = this.twinOf(hash);
-          if (twin !== undefined) return { error: twinExists(e, twin.id), existing: twin };
-          const id = e.id ?? newEntryId();
-          if (this.s.entryById.get(id) !== undefined) throw alreadyExists(`registration entry id ${id} is already in use`);
-          const entry: RegistrationEntry = { ...e, id, revision: this.bump('entry'), createdAt: now, updatedAt: now };
-          this.insertEntry(entry, hash);
-          return { entry };
-        } catch (err) {
-          // Expected per-entry refusals; anything else aborts (and rolls back) the whole batch.
-          if (err instanceof MeshidError) return { error: err };
-          throw err;
-        }
-      });
-    });
+    return this.write(() => registrationEntries.createEntries(this.scope, entries, opts));
   }
 
   getEntry(id: string): Promise<RegistrationEntry> {
-    return this.read(() => {
-      const row = this.s.entryById.get(id) as EntryRow | undefined;
-      if (row === undefined) throw notFound(`registration entry ${id} not found`);
-      return entryFromRow(row);
-    });
+    return this.read(() => registrationEntries.getEntry(this.scope, id));
   }
 
   listEntries(filter: EntryFilter = {}): Promise<EntryPage> {
-    return this.read(() => {
-      const pageSize = filter.pageSize ?? 0;
-      if (!Number.isSafeInteger(pageSize) || pageSize < 0) throw invalidArgument(`page size must be a whole number ≥ 0, got ${pageSize}`);
-      const { where, params } = entryFilterSql(filter);
-      const limit = pageSize > 0 ? ' LIMIT ?' : '';
-      const sql = `SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE ${where} ORDER BY e.id${limit}`;
-      const rows = this.db.prepare(sql).all(...params, ...(pageSize > 0 ? [pageSize + 1] : [])) as EntryRow[];
-      if (pageSize > 0 && rows.length > pageSize) {
-        const page = rows.slice(0, pageSize);
-        return { entries: page.map(entryFromRow), nextPageToken: encodePageToken(page[page.length - 1]!.id) };
-      }
-      return { entries: rows.map(entryFromRow) };
-    });
+    return this.read(() => registrationEntries.listEntries(this.scope, filter));
   }
 
   listAllEntries(): Promise<RegistrationEntry[]> {
-    return this.read(() => (this.s.allEntries.all() as EntryRow[]).map(entryFromRow));
+    return this.read(() => registrationEntries.listAllEntries(this.scope));
   }
 
   listEntriesByParentIds(parentIds: readonly string[]): Promise<RegistrationEntry[]> {
-    return this.read(() => {
-      const unique = [...new Set(parentIds)];
-      const rows: EntryRow[] = [];
-      for (let i = 0; i < unique.length; i += IN_CHUNK) {
-        const chunk = unique.slice(i, i + IN_CHUNK);
-        const sql = `SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.parent_id IN (${chunk.map(() => '?').join(', ')})`;
-        rows.push(...(this.db.prepare(sql).all(...chunk) as EntryRow[]));
-      }
-      return rows.sort((a, b) => (a.id < b.id ? -1 : a.id > b.id ? 1 : 0)).map(entryFromRow);
-    });
+    return this.read(() => registrationEntries.listEntriesByParentIds(this.scope, parentIds));
   }
 
   updateEntry(id: string, patch: EntryPatch, opts: EntryWriteOptions = {}): Promise<RegistrationEntry> {
-    return this.write(() => {
-      const row = this.s.entryById.get(id) as EntryRow | undefined;
-      if (row === undefined) throw notFound(`registration entry ${id} not found`);
-      const current = entryFromRow(row);
-      const merged: NewEntry = { ...pickEntryFields(current) };
-      for (const field of ENTRY_FIELDS) {
-        if (patch[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = patch[field];
-      }
-      const next = normalizeNewEntry(merged);
-      if (sameContent(pickEntryFields(current), next)) return current;
-      if (patch.federatesWith !== undefined) this.assertFederable(next.federatesWith, opts);
-      const hash = entryIdentityHash(next);
-      if (hash !== row.identity_hash) this.assertNoTwin(next, hash);
-      const now = this.clock.now();
-      const updated: RegistrationEntry = { ...next, id, revision: this.bump('entry'), createdAt: current.createdAt, updatedAt: now };
-      this.s.updateEntry.run(...entryColumns(updated, hash).slice(1), id);
-      if (!sameContent(current.selectors, updated.selectors)) {
-        this.s.deleteSelectors.run(id);
-        for (const s of updated.selectors) this.s.insertSelector.run(id, s.type, s.value);
-      }
-      if (!sameContent(current.federatesWith, updated.federatesWith)) {
-        this.s.deleteFederatesWith.run(id);
-        for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
-      }
-      return updated;
-    });
+    return this.write(() => registrationEntries.updateEntry(this.scope, id, patch, opts));
   }
 
   deleteEntries(ids: readonly string[]): Promise<Array<{ id: string; error?: MeshidError }>> {
-    return this.write(() => {
-      const now = this.clock.now();
-      return ids.map((id) => {
-        // entry_selectors and entry_federates_with rows go with it (ON DELETE CASCADE).
-        if (this.s.deleteEntry.run(id).changes === 0) return { id, error: notFound(`registration entry ${id} not found`) };
-        this.s.upsertTombstone.run(id, this.bump('entry'), now);
-        return { id };
-      });
-    });
+    return this.write(() => registrationEntries.deleteEntries(this.scope, ids));
   }
 
   countEntries(): Promise<number> {
-    return this.read(() => (this.s.countEntries.get() as { n: number }).n);
+    return this.read(() => registrationEntries.countEntries(this.scope));
   }
 
   // ---- Change feed ----
@@ -382,14 +302,14 @@ export class SqliteDatastore implements Datastore {
     return this.write(() => {
       if (mode !== 'restrict' && mode !== 'dissociate') throw invalidArgument(`bundle delete mode "${String(mode)}" must be restrict or dissociate`);
       if (this.s.bundleById.get(trustDomain) === undefined) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
-      const federating = this.entriesFederatingWith(trustDomain);
+      const federating = registrationEntries.entriesFederatingWith(this.scope, trustDomain);
       if (federating.length > 0 && mode === 'restrict') {
         throw failedPrecondition(
-          `${federatingSummary(federating, trustDomain)}: take it out of their federates_with first, or delete in dissociate mode ` +
+          `${registrationEntries.federatingSummary(federating, trustDomain)}: take it out of their federates_with first, or delete in dissociate mode ` +
             '(bundle delete --mode dissociate), which does that',
         );
       }
-      for (const id of federating) this.dissociate(id, trustDomain);
+      for (const id of federating) registrationEntries.dissociate(this.scope, id, trustDomain);
       this.s.deleteBundle.run(trustDomain);
       this.bump('bundle');
       return federating.length;
@@ -433,10 +353,10 @@ export class SqliteDatastore implements Datastore {
       // Entries may name a trust domain whose first poll has not stored a bundle yet; without the relationship
       // they would federate with nothing (as deleteBundle refuses for the bundle).
       if (this.s.bundleById.get(trustDomain) === undefined) {
-        const federating = this.entriesFederatingWith(trustDomain);
+        const federating = registrationEntries.entriesFederatingWith(this.scope, trustDomain);
         if (federating.length > 0) {
           throw failedPrecondition(
-            `${federatingSummary(federating, trustDomain)}, whose bundle was never fetched: take it out of their federates_with first, ` +
+            `${registrationEntries.federatingSummary(federating, trustDomain)}, whose bundle was never fetched: take it out of their federates_with first, ` +
               'or set its bundle (bundle set)',
           );
         }
@@ -585,57 +505,6 @@ export class SqliteDatastore implements Datastore {
     return this.txRevision;
   }
 
-  /** Takes `trustDomain` out of an entry's federates_with as a new revision (its identity hash does not cover it). */
-  private dissociate(id: string, trustDomain: string): void {
-    const current = entryFromRow(this.s.entryById.get(id) as EntryRow);
-    const updated: RegistrationEntry = {
-      ...current,
-      federatesWith: current.federatesWith.filter((td) => td !== trustDomain),
-      revision: this.bump('entry'),
-      updatedAt: this.clock.now(),
-    };
-    this.s.updateEntry.run(...entryColumns(updated, entryIdentityHash(updated)).slice(1), id);
-    this.s.deleteFederatesWith.run(id);
-    for (const td of updated.federatesWith) this.s.insertFederatesWith.run(id, td);
-  }
-
-  private entriesFederatingWith(trustDomain: string): string[] {
-    return (this.s.entryIdsFederatingWith.all(trustDomain) as Array<{ entry_id: string }>).map((r) => r.entry_id);
-  }
-
-  private assertFederable(trustDomains: readonly string[], opts: EntryWriteOptions): void {
-    const allowed = opts.federableWithoutBundle;
-    if (allowed === undefined) return;
-    const missing = trustDomains.filter(
-      (td) => !allowed.has(td) && this.s.bundleById.get(td) === undefined && this.s.relationshipById.get(td) === undefined,
-    );
-    if (missing.length > 0) {
-      throw failedPrecondition(
-        `federates_with names ${missing.join(', ')}, whose bundle this server does not have: set it first with ` +
-          `"meshid-server bundle set --trust-domain ${missing[0]}", or list it in the config's federates_with`,
-      );
-    }
-  }
-
-  private assertNoTwin(e: NewEntry, hash: string): void {
-    const twin = this.twinOf(hash);
-    if (twin !== undefined) throw twinExists(e, twin.id);
-  }
-
-  /** The entry with this identity hash (SPIFFE ID, parent, selectors), if any. */
-  private twinOf(hash: string): RegistrationEntry | undefined {
-    const twin = this.s.entryByHash.get(hash) as { id: string } | undefined;
-    return twin === undefined ? undefined : entryFromRow(this.s.entryById.get(twin.id) as EntryRow);
-  }
-
-  private insertEntry(e: RegistrationEntry, hash: string): void {
-    this.s.insertEntry.run(...entryColumns(e, hash));
-    for (const s of e.selectors) this.s.insertSelector.run(e.id, s.type, s.value);
-    for (const td of e.federatesWith) this.s.insertFederatesWith.run(e.id, td);
-    // A restored entry reusing a deleted id is alive again.
-    this.s.deleteTombstone.run(e.id);
-  }
-
   /** BundleWriteGuard: a writer that read the bundle before a slow step (a poll's fetch) undoes nothing made meanwhile. */
   private checkReplaces(trustDomain: string, replaces: number | null): void {
     const stored = this.s.bundleContent.get(trustDomain) as { sequence: number } | undefined;
@@ -695,33 +564,6 @@ export class SqliteDatastore implements Datastore {
   }
 }
 
-/** The column values of an entry, in the order of insertEntry's column list (id first). */
-function entryColumns(e: RegistrationEntry, hash: string): Array<string | number> {
-  return [
-    e.id, e.spiffeId, e.parentId, hash, JSON.stringify(e.selectors), e.x509SvidTtlSeconds, e.jwtSvidTtlSeconds,
-    JSON.stringify(e.dnsNames), e.hint, JSON.stringify(e.federatesWith), e.admin ? 1 : 0, e.downstream ? 1 : 0,
-    e.revision, e.createdAt, e.updatedAt,
-  ];
-}
-
-function pickEntryFields(e: NewEntry): NewEntry {
-  return {
-    spiffeId: e.spiffeId, parentId: e.parentId, selectors: e.selectors, x509SvidTtlSeconds: e.x509SvidTtlSeconds,
-    jwtSvidTtlSeconds: e.jwtSvidTtlSeconds, dnsNames: e.dnsNames, hint: e.hint, federatesWith: e.federatesWith,
-    admin: e.admin, downstream: e.downstream,
-  };
-}
-
-function sameContent(a: unknown, b: unknown): boolean {
-  return JSON.stringify(a) === JSON.stringify(b);
-}
-
-/** "2 registration entries federate with partner.org (e-1, e-2)": the first few IDs, for a refusal's message. */
-function federatingSummary(ids: readonly string[], trustDomain: string): string {
-  const n = ids.length;
-  return `${n} registration ${n === 1 ? 'entry federates' : 'entries federate'} with ${trustDomain} (${ids.slice(0, 3).join(', ')}${n > 3 ? ', ...' : ''})`;
-}
-
 /** The API validated it (relationship.ts); this guards the storage contract only. */
 function checkedRelationship(r: StoredRelationship): StoredRelationship {
   requireText('relationship trustDomain', r.trustDomain);
@@ -735,7 +577,3 @@ function checkedRelationship(r: StoredRelationship): StoredRelationship {
   return r;
 }
 
-/** The refusal of an entry whose SPIFFE ID, parent and selectors another entry has (SPIRE's "similar entry"). */
-function twinExists(e: NewEntry, twinId: string): MeshidError {
-  return alreadyExists(`an entry with SPIFFE ID ${e.spiffeId}, parent ${e.parentId} and the same selectors already exists (${twinId})`);
-}
