@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { aborted, alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import { joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
@@ -13,13 +13,14 @@ import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, bundleContentColumns, bundleFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, relationshipColumns,
-  relationshipFromRow, revokedRootFromRow, type AgentRow, type BundleRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
+  agentFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, relationshipColumns,
+  relationshipFromRow, revokedRootFromRow, type AgentRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
   type RevokedRootRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
+import * as bundles from './sqlite-bundles.js';
 
 export interface SqliteDatastoreOptions {
   /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
@@ -278,42 +279,19 @@ export class SqliteDatastore implements Datastore {
   // ---- Bundles ----
 
   getBundle(trustDomain: string): Promise<StoredBundle | undefined> {
-    return this.read(() => {
-      const row = this.s.bundleById.get(trustDomain) as BundleRow | undefined;
-      return row === undefined ? undefined : bundleFromRow(row);
-    });
+    return this.read(() => bundles.getBundle(this.scope, trustDomain));
   }
 
   setBundle(bundle: StoredBundle, options?: BundleWriteGuard & { relationship?: boolean }): Promise<void> {
-    return this.write(() => {
-      if (options?.relationship === true && this.s.relationshipById.get(bundle.trustDomain) === undefined) {
-        throw notFound(`no federation relationship with ${bundle.trustDomain} (deleted meanwhile)`);
-      }
-      if (options !== undefined) this.checkReplaces(bundle.trustDomain, options.replaces);
-      this.storeBundle(bundle, false);
-    });
+    return this.write(() => bundles.setBundle(this.scope, bundle, options));
   }
 
   listBundles(): Promise<StoredBundle[]> {
-    return this.read(() => (this.s.allBundles.all() as BundleRow[]).map(bundleFromRow));
+    return this.read(() => bundles.listBundles(this.scope));
   }
 
   deleteBundle(trustDomain: string, mode: BundleDeleteMode = 'restrict'): Promise<number> {
-    return this.write(() => {
-      if (mode !== 'restrict' && mode !== 'dissociate') throw invalidArgument(`bundle delete mode "${String(mode)}" must be restrict or dissociate`);
-      if (this.s.bundleById.get(trustDomain) === undefined) throw notFound(`no bundle stored for trust domain ${trustDomain}`);
-      const federating = registrationEntries.entriesFederatingWith(this.scope, trustDomain);
-      if (federating.length > 0 && mode === 'restrict') {
-        throw failedPrecondition(
-          `${registrationEntries.federatingSummary(federating, trustDomain)}: take it out of their federates_with first, or delete in dissociate mode ` +
-            '(bundle delete --mode dissociate), which does that',
-        );
-      }
-      for (const id of federating) registrationEntries.dissociate(this.scope, id, trustDomain);
-      this.s.deleteBundle.run(trustDomain);
-      this.bump('bundle');
-      return federating.length;
-    });
+    return this.write(() => bundles.deleteBundle(this.scope, trustDomain, mode));
   }
 
   // ---- Federation relationships ----
@@ -324,7 +302,7 @@ export class SqliteDatastore implements Datastore {
       if (this.s.relationshipById.get(r.trustDomain) !== undefined) throw alreadyExists(`a federation relationship with ${r.trustDomain} already exists`);
       if (seed !== undefined) {
         if (seed.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.trustDomain}, not ${r.trustDomain}`);
-        this.storeBundle(seed, false);
+        bundles.storeBundle(this.scope, seed, false);
       }
       this.s.insertRelationship.run(...relationshipColumns(r));
     });
@@ -337,8 +315,8 @@ export class SqliteDatastore implements Datastore {
       if (row === undefined) throw notFound(`no federation relationship with ${r.trustDomain}`);
       if (seed !== undefined) {
         if (seed.bundle.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.bundle.trustDomain}, not ${r.trustDomain}`);
-        this.checkReplaces(r.trustDomain, seed.replaces);
-        this.storeBundle(seed.bundle, false);
+        bundles.checkReplaces(this.scope, r.trustDomain, seed.replaces);
+        bundles.storeBundle(this.scope, seed.bundle, false);
       }
       const updated = { ...r, createdAt: row.created_at };
       this.s.updateRelationship.run(updated.bundleEndpointUrl, updated.profile, updated.endpointSpiffeId ?? '', updated.updatedAt, updated.trustDomain);
@@ -394,7 +372,7 @@ export class SqliteDatastore implements Datastore {
       for (const { id, state } of change.setState ?? []) this.changeCaState(id, state);
       for (const id of change.remove ?? []) this.s.deleteCaRecord.run(id);
       for (const r of change.revoked ?? []) this.insertRevokedRoot(r);
-      if (bundle !== undefined) this.storeBundle(bundle, true);
+      if (bundle !== undefined) bundles.storeBundle(this.scope, bundle, true);
     });
   }
 
@@ -503,34 +481,6 @@ export class SqliteDatastore implements Datastore {
     }
     this.txKinds.add(kind);
     return this.txRevision;
-  }
-
-  /** BundleWriteGuard: a writer that read the bundle before a slow step (a poll's fetch) undoes nothing made meanwhile. */
-  private checkReplaces(trustDomain: string, replaces: number | null): void {
-    const stored = this.s.bundleContent.get(trustDomain) as { sequence: number } | undefined;
-    if ((stored?.sequence ?? null) !== replaces) {
-      throw aborted(`bundle ${trustDomain} changed meanwhile (${stored === undefined ? 'deleted' : `now sequence ${stored.sequence}`}, expected ${replaces ?? 'none'})`);
-    }
-  }
-
-  /** `sameSequenceMeansUnchanged`: the CA manager re-sends the stored bundle when only the journal changed. */
-  private storeBundle(b: StoredBundle, sameSequenceMeansUnchanged: boolean): void {
-    requireText('bundle trustDomain', b.trustDomain);
-    requireTime('bundle sequence', b.sequence);
-    requireTime('bundle updatedAt', b.updatedAt);
-    if (!Array.isArray(b.x509Authorities) || !b.x509Authorities.every((d: unknown) => d instanceof Uint8Array)) {
-      throw invalidArgument(`bundle ${b.trustDomain}: X.509 authorities must be DER buffers`);
-    }
-    const content = bundleContentColumns(b);
-    const stored = this.s.bundleContent.get(b.trustDomain) as { x509_authorities: string; jwt_authorities: string; sequence: number } | undefined;
-    if (stored !== undefined && b.sequence <= stored.sequence) {
-      const unchanged = stored.x509_authorities === content.x509 && stored.jwt_authorities === content.jwt;
-      if (sameSequenceMeansUnchanged && b.sequence === stored.sequence && unchanged) return;
-      throw failedPrecondition(
-        `bundle ${b.trustDomain}: sequence ${b.sequence} must be greater than the stored sequence ${stored.sequence} (Bundle §4)`,
-      );
-    }
-    this.s.upsertBundle.run(b.trustDomain, content.x509, content.jwt, b.sequence, this.bump('bundle'), b.updatedAt);
   }
 
   private insertCaRecord(r: CaRecord): void {
