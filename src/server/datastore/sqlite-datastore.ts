@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import { alreadyExists, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
 import { joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
@@ -13,14 +13,14 @@ import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, relationshipColumns,
-  relationshipFromRow, revokedRootFromRow, type AgentRow, type CaRow, type EntryRow, type JoinTokenRow, type RelationshipRow,
+  agentFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, revokedRootFromRow, type AgentRow, type CaRow, type EntryRow, type JoinTokenRow,
   type RevokedRootRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
 import * as bundles from './sqlite-bundles.js';
+import * as relationships from './sqlite-relationships.js';
 
 export interface SqliteDatastoreOptions {
   /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
@@ -297,55 +297,19 @@ export class SqliteDatastore implements Datastore {
   // ---- Federation relationships ----
 
   createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void> {
-    return this.write(() => {
-      const r = checkedRelationship(relationship);
-      if (this.s.relationshipById.get(r.trustDomain) !== undefined) throw alreadyExists(`a federation relationship with ${r.trustDomain} already exists`);
-      if (seed !== undefined) {
-        if (seed.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.trustDomain}, not ${r.trustDomain}`);
-        bundles.storeBundle(this.scope, seed, false);
-      }
-      this.s.insertRelationship.run(...relationshipColumns(r));
-    });
+    return this.write(() => relationships.createFederationRelationship(this.scope, relationship, seed));
   }
 
   updateFederationRelationship(relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): Promise<StoredRelationship> {
-    return this.write(() => {
-      const r = checkedRelationship(relationship);
-      const row = this.s.relationshipById.get(r.trustDomain) as RelationshipRow | undefined;
-      if (row === undefined) throw notFound(`no federation relationship with ${r.trustDomain}`);
-      if (seed !== undefined) {
-        if (seed.bundle.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.bundle.trustDomain}, not ${r.trustDomain}`);
-        bundles.checkReplaces(this.scope, r.trustDomain, seed.replaces);
-        bundles.storeBundle(this.scope, seed.bundle, false);
-      }
-      const updated = { ...r, createdAt: row.created_at };
-      this.s.updateRelationship.run(updated.bundleEndpointUrl, updated.profile, updated.endpointSpiffeId ?? '', updated.updatedAt, updated.trustDomain);
-      return updated;
-    });
+    return this.write(() => relationships.updateFederationRelationship(this.scope, relationship, seed));
   }
 
   deleteFederationRelationship(trustDomain: string): Promise<StoredRelationship> {
-    return this.write(() => {
-      const row = this.s.relationshipById.get(trustDomain) as RelationshipRow | undefined;
-      if (row === undefined) throw notFound(`no federation relationship with ${trustDomain}`);
-      // Entries may name a trust domain whose first poll has not stored a bundle yet; without the relationship
-      // they would federate with nothing (as deleteBundle refuses for the bundle).
-      if (this.s.bundleById.get(trustDomain) === undefined) {
-        const federating = registrationEntries.entriesFederatingWith(this.scope, trustDomain);
-        if (federating.length > 0) {
-          throw failedPrecondition(
-            `${registrationEntries.federatingSummary(federating, trustDomain)}, whose bundle was never fetched: take it out of their federates_with first, ` +
-              'or set its bundle (bundle set)',
-          );
-        }
-      }
-      this.s.deleteRelationship.run(trustDomain);
-      return relationshipFromRow(row);
-    });
+    return this.write(() => relationships.deleteFederationRelationship(this.scope, trustDomain));
   }
 
   listFederationRelationships(): Promise<StoredRelationship[]> {
-    return this.read(() => (this.s.allRelationships.all() as RelationshipRow[]).map(relationshipFromRow));
+    return this.read(() => relationships.listFederationRelationships(this.scope));
   }
 
   // ---- CA journal ----
@@ -513,17 +477,3 @@ export class SqliteDatastore implements Datastore {
     if (this.s.setCaState.run(state, this.clock.now(), id).changes === 0) throw notFound(`CA journal record ${id} not found`);
   }
 }
-
-/** The API validated it (relationship.ts); this guards the storage contract only. */
-function checkedRelationship(r: StoredRelationship): StoredRelationship {
-  requireText('relationship trustDomain', r.trustDomain);
-  requireText('relationship bundleEndpointUrl', r.bundleEndpointUrl);
-  requireTime('relationship createdAt', r.createdAt);
-  requireTime('relationship updatedAt', r.updatedAt);
-  if (r.profile !== 'https_spiffe' && r.profile !== 'https_web') throw invalidArgument(`relationship ${r.trustDomain}: profile "${String(r.profile)}" is unknown`);
-  if ((r.profile === 'https_spiffe') !== (r.endpointSpiffeId !== undefined)) {
-    throw invalidArgument(`relationship ${r.trustDomain}: an endpoint SPIFFE ID goes with https_spiffe, and only with it`);
-  }
-  return r;
-}
-

@@ -198,4 +198,3 @@ export function federatingSummary(ids: readonly string[], trustDomain: string): 
 function twinExists(e: NewEntry, twinId: string): MeshidError {
   return alreadyExists(`an entry with SPIFFE ID ${e.spiffeId}, parent ${e.parentId} and the same selectors already exists (${twinId})`);
 }
-
