@@ -13,14 +13,14 @@ import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, caRecordFromRow, entryFromRow, joinTokenFromRow, revokedRootFromRow, type AgentRow, type CaRow, type EntryRow, type JoinTokenRow,
-  type RevokedRootRow,
+  agentFromRow, entryFromRow, joinTokenFromRow, type AgentRow, type EntryRow, type JoinTokenRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
 import * as bundles from './sqlite-bundles.js';
 import * as relationships from './sqlite-relationships.js';
+import * as caJournal from './sqlite-ca-journal.js';
 
 export interface SqliteDatastoreOptions {
   /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
@@ -40,8 +40,6 @@ export async function openSqliteDatastore(options: SqliteDatastoreOptions): Prom
   return new SqliteDatastore(openSqliteFile(options.file, options.clock, options.onSchemaUpgrade), options.clock, options.log);
 }
 
-const CA_KINDS = new Set(['root', 'intermediate', 'jwt']);
-const CA_STATES = new Set(['prepared', 'active', 'old', 'tainted']);
 /** Pages a snapshot copies per event-loop turn (~400 KiB at SQLite's default 4 KiB page): well under a millisecond. */
 const SNAPSHOT_PAGES_PER_STEP = 100;
 
@@ -315,33 +313,23 @@ export class SqliteDatastore implements Datastore {
   // ---- CA journal ----
 
   addCaRecord(record: CaRecord): Promise<void> {
-    return this.write(() => this.insertCaRecord(record));
+    return this.write(() => caJournal.insertCaRecord(this.scope, record));
   }
 
   listCaRecords(filter: CaRecordFilter = {}): Promise<CaRecord[]> {
-    return this.read(() =>
-      (this.s.allCaRecords.all() as CaRow[])
-        .map(caRecordFromRow)
-        .filter((r) => (filter.kind ?? r.kind) === r.kind && (filter.datacenter ?? r.datacenter) === r.datacenter && (filter.state ?? r.state) === r.state),
-    );
+    return this.read(() => caJournal.listCaRecords(this.scope, filter));
   }
 
   setCaRecordState(id: string, state: CaState): Promise<void> {
-    return this.write(() => this.changeCaState(id, state));
+    return this.write(() => caJournal.changeCaState(this.scope, id, state));
   }
 
   commitCaChange(change: CaJournalChange, bundle?: StoredBundle): Promise<void> {
-    return this.write(() => {
-      for (const record of change.add ?? []) this.insertCaRecord(record);
-      for (const { id, state } of change.setState ?? []) this.changeCaState(id, state);
-      for (const id of change.remove ?? []) this.s.deleteCaRecord.run(id);
-      for (const r of change.revoked ?? []) this.insertRevokedRoot(r);
-      if (bundle !== undefined) bundles.storeBundle(this.scope, bundle, true);
-    });
+    return this.write(() => caJournal.commitCaChange(this.scope, change, bundle));
   }
 
   listRevokedRoots(): Promise<RevokedRootRecord[]> {
-    return this.read(() => (this.s.allRevokedRoots.all() as RevokedRootRow[]).map(revokedRootFromRow));
+    return this.read(() => caJournal.listRevokedRoots(this.scope));
   }
 
   // ---- Backup ----
@@ -447,33 +435,4 @@ export class SqliteDatastore implements Datastore {
     return this.txRevision;
   }
 
-  private insertCaRecord(r: CaRecord): void {
-    requireText('CA record id', r.id);
-    requireText('CA record keyId', r.keyId);
-    if (!CA_KINDS.has(r.kind)) throw invalidArgument(`CA record ${r.id}: kind "${r.kind}" must be root, intermediate or jwt`);
-    if (!CA_STATES.has(r.state)) throw invalidArgument(`CA record ${r.id}: state "${r.state}" must be prepared, active, old or tainted`);
-    for (const t of ['notBefore', 'notAfter', 'createdAt', 'updatedAt'] as const) requireTime(`CA record ${t}`, r[t]);
-    if (this.s.caRecordExists.get(r.id) !== undefined) throw alreadyExists(`CA journal record ${r.id} already exists`);
-    this.s.insertCaRecord.run(
-      r.id, r.kind, r.datacenter ?? '', r.state, r.certDer ?? null, r.publicKeyPem ?? null, r.keyId,
-      r.notBefore, r.notAfter, r.createdAt, r.updatedAt,
-      r.upstreamChainDer === undefined ? null : Buffer.concat(r.upstreamChainDer),
-      r.upstreamAnchorsDer === undefined ? null : Buffer.concat(r.upstreamAnchorsDer),
-      r.fromUpstreamCa === undefined ? null : r.fromUpstreamCa ? 1 : 0,
-    );
-  }
-
-  private insertRevokedRoot(r: RevokedRootRecord): void {
-    requireText('revoked root id', r.id);
-    requireText('revoked root certFingerprint', r.certFingerprint);
-    requireTime('revoked root revokedAt', r.revokedAt);
-    if (r.anchorsDer.length === 0) throw invalidArgument(`revoked root ${r.id}: no trust anchor recorded`);
-    // A root ID is never reused, so a second record for one is a bug; the primary key refuses it in the transaction.
-    this.s.insertRevokedRoot.run(r.id, r.subject, r.certFingerprint, r.subjectKeyId ?? null, Buffer.concat(r.anchorsDer), r.revokedAt);
-  }
-
-  private changeCaState(id: string, state: CaState): void {
-    if (!CA_STATES.has(state)) throw invalidArgument(`CA record ${id}: state "${state}" must be prepared, active, old or tainted`);
-    if (this.s.setCaState.run(state, this.clock.now(), id).changes === 0) throw notFound(`CA journal record ${id} not found`);
-  }
 }
