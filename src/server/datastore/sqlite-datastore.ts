@@ -1,7 +1,7 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { alreadyExists, invalidArgument, MeshidError, notFound, unavailable } from '../../common/errors.js';
+import { alreadyExists, invalidArgument, MeshidError, unavailable } from '../../common/errors.js';
 import { joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
@@ -13,13 +13,14 @@ import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireText, requireTime } from './record-guards.js';
 import {
-  agentFromRow, entryFromRow, joinTokenFromRow, type AgentRow, type EntryRow, type JoinTokenRow,
+  entryFromRow, joinTokenFromRow, type EntryRow, type JoinTokenRow,
 } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
 import * as bundles from './sqlite-bundles.js';
 import * as relationships from './sqlite-relationships.js';
+import * as agents from './sqlite-agents.js';
 import * as caJournal from './sqlite-ca-journal.js';
 
 export interface SqliteDatastoreOptions {
@@ -62,7 +63,7 @@ export class SqliteDatastore implements Datastore {
 
   constructor(
     private readonly db: Database.Database,
-    private readonly clock: Clock,
+    clock: Clock,
     private readonly log?: Logger,
   ) {
     this.s = prepareStatements(db);
@@ -191,87 +192,39 @@ export class SqliteDatastore implements Datastore {
   // ---- Attested agents ----
 
   createAgent(agent: NewAgent, options: { joinToken?: string } = {}): Promise<AttestedAgent> {
-    return this.write(() => {
-      requireText('agent spiffeId', agent.spiffeId);
-      requireText('agent datacenter', agent.datacenter);
-      requireText('agent certSerial', agent.certSerial);
-      for (const t of ['certNotAfter', 'attestedAt', 'updatedAt'] as const) requireTime(`agent ${t}`, agent[t]);
-      if (this.s.agentById.get(agent.spiffeId) !== undefined) throw alreadyExists(`agent ${agent.spiffeId} already exists`);
-      if (options.joinToken !== undefined && this.s.consumeJoinToken.get(joinTokenSha256(options.joinToken)) === undefined) {
-        throw notFound('the join token is unknown, already used or revoked');
-      }
-      const stored: AttestedAgent = { ...agent, selectors: normalizeSelectors(agent.selectors), banned: agent.banned === true };
-      this.s.insertAgent.run(
-        stored.spiffeId, stored.datacenter, JSON.stringify(stored.selectors), stored.certSerial, stored.certNotAfter,
-        stored.previousCertSerial ?? null, stored.attestedAt, stored.updatedAt, stored.banned ? 1 : 0, stored.certIssuerId ?? null,
-        stored.agentVersion || null,
-      );
-      return stored;
-    });
+    return this.write(() => agents.createAgent(this.scope, agent, options));
   }
 
   getAgent(spiffeId: string): Promise<AttestedAgent | undefined> {
-    return this.read(() => {
-      const row = this.s.agentById.get(spiffeId) as AgentRow | undefined;
-      return row === undefined ? undefined : agentFromRow(row);
-    });
+    return this.read(() => agents.getAgent(this.scope, spiffeId));
   }
 
   listAgents(filter: { datacenter?: string } = {}): Promise<AttestedAgent[]> {
-    return this.read(() => {
-      const rows = (filter.datacenter === undefined ? this.s.allAgents.all() : this.s.agentsByDatacenter.all(filter.datacenter)) as AgentRow[];
-      return rows.map(agentFromRow);
-    });
+    return this.read(() => agents.listAgents(this.scope, filter));
   }
 
   updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent> {
-    return this.write(() => {
-      requireText('agent certSerial', certSerial);
-      requireText('agent renewedFrom', renewedFrom);
-      requireTime('agent certNotAfter', certNotAfter);
-      const row = this.s.agentById.get(spiffeId) as AgentRow | undefined;
-      if (row === undefined) throw notFound(`agent ${spiffeId} not found`);
-      // A retried renewal with the same serial must not push the real previous serial out.
-      const previous = certSerial === row.cert_serial ? row.previous_cert_serial : renewedFrom;
-      this.s.updateAgentCert.run(certSerial, certNotAfter, previous, issuerId ?? null, this.clock.now(), spiffeId);
-      return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
-    });
+    return this.write(() => agents.updateAgentCert(this.scope, spiffeId, certSerial, certNotAfter, renewedFrom, issuerId));
   }
 
   setAgentVersion(spiffeId: string, version: string | undefined): Promise<void> {
-    return this.write(() => {
-      if (version !== undefined) requireText('agent version', version);
-      if (this.s.setAgentVersion.run(version ?? null, spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
-    });
+    return this.write(() => agents.setAgentVersion(this.scope, spiffeId, version));
   }
 
   retirePreviousAgentCert(spiffeId: string, currentSerial: string): Promise<void> {
-    return this.write(() => {
-      this.s.retirePreviousAgentCert.run(spiffeId, currentSerial);
-    });
+    return this.write(() => agents.retirePreviousAgentCert(this.scope, spiffeId, currentSerial));
   }
 
   evictAgent(spiffeId: string): Promise<void> {
-    return this.write(() => {
-      if (this.s.deleteAgent.run(spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
-      this.bumpAgents([spiffeId]);
-    });
+    return this.write(() => agents.evictAgent(this.scope, spiffeId));
   }
 
   banAgent(spiffeId: string): Promise<AttestedAgent> {
-    return this.write(() => {
-      if (this.s.banAgent.run(this.clock.now(), spiffeId).changes === 0) throw notFound(`agent ${spiffeId} not found`);
-      this.bumpAgents([spiffeId]);
-      return agentFromRow(this.s.agentById.get(spiffeId) as AgentRow);
-    });
+    return this.write(() => agents.banAgent(this.scope, spiffeId));
   }
 
   pruneAgents(now: number): Promise<string[]> {
-    return this.write(() => {
-      const pruned = (this.s.pruneAgents.all(now) as Array<{ spiffe_id: string }>).map((r) => r.spiffe_id);
-      if (pruned.length > 0) this.bumpAgents(pruned);
-      return pruned;
-    });
+    return this.write(() => agents.pruneAgents(this.scope, now));
   }
 
   // ---- Bundles ----
