@@ -1,25 +1,22 @@
 import type Database from 'better-sqlite3';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { alreadyExists, invalidArgument, MeshidError, unavailable } from '../../common/errors.js';
-import { joinTokenSha256 } from '../../common/join-token-fingerprint.js';
+import { invalidArgument, MeshidError, unavailable } from '../../common/errors.js';
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
   RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
-import { normalizeSelectors } from './entry-identity.js';
 import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
-import { requireText, requireTime } from './record-guards.js';
-import {
-  entryFromRow, joinTokenFromRow, type EntryRow, type JoinTokenRow,
-} from './sqlite-rows.js';
+import { requireTime } from './record-guards.js';
+import { entryFromRow, type EntryRow } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
 import * as bundles from './sqlite-bundles.js';
 import * as relationships from './sqlite-relationships.js';
+import * as joinTokens from './sqlite-join-tokens.js';
 import * as agents from './sqlite-agents.js';
 import * as caJournal from './sqlite-ca-journal.js';
 
@@ -147,46 +144,23 @@ export class SqliteDatastore implements Datastore {
   // ---- Join tokens ----
 
   createJoinToken(input: NewJoinToken): Promise<JoinToken> {
-    return this.write(() => {
-      if (typeof input.token !== 'string' || input.token === '') throw invalidArgument('join token value is empty');
-      requireText('join token datacenter', input.datacenter);
-      requireTime('join token expiresAt', input.expiresAt);
-      requireTime('join token createdAt', input.createdAt);
-      const token: JoinToken = {
-        tokenHash: joinTokenSha256(input.token),
-        datacenter: input.datacenter,
-        selectors: normalizeSelectors(input.selectors),
-        expiresAt: input.expiresAt,
-        createdAt: input.createdAt,
-      };
-      if (this.s.joinTokenExists.get(token.tokenHash) !== undefined) throw alreadyExists('a join token with this value already exists');
-      this.s.insertJoinToken.run(token.tokenHash, token.datacenter, JSON.stringify(token.selectors), token.expiresAt, token.createdAt);
-      return token;
-    });
+    return this.write(() => joinTokens.createJoinToken(this.scope, input));
   }
 
   consumeJoinToken(token: string): Promise<JoinToken | undefined> {
-    return this.write(() => {
-      if (typeof token !== 'string' || token === '') return undefined;
-      const row = this.s.consumeJoinToken.get(joinTokenSha256(token)) as JoinTokenRow | undefined;
-      return row === undefined ? undefined : joinTokenFromRow(row);
-    });
+    return this.write(() => joinTokens.consumeJoinToken(this.scope, token));
   }
 
   consumeAllJoinTokens(): Promise<JoinToken[]> {
-    return this.write(() => (this.s.consumeAllJoinTokens.all() as JoinTokenRow[]).map(joinTokenFromRow));
+    return this.write(() => joinTokens.consumeAllJoinTokens(this.scope));
   }
 
   findJoinToken(token: string): Promise<JoinToken | undefined> {
-    return this.read(() => {
-      if (typeof token !== 'string' || token === '') return undefined;
-      const row = this.s.joinTokenByHash.get(joinTokenSha256(token)) as JoinTokenRow | undefined;
-      return row === undefined ? undefined : joinTokenFromRow(row);
-    });
+    return this.read(() => joinTokens.findJoinToken(this.scope, token));
   }
 
   pruneJoinTokens(now: number): Promise<number> {
-    return this.write(() => this.s.pruneJoinTokens.run(now).changes);
+    return this.write(() => joinTokens.pruneJoinTokens(this.scope, now));
   }
 
   // ---- Attested agents ----
