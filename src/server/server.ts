@@ -55,6 +55,7 @@ import { AgentApiConnections, type ConnectionLimits } from './api/agent-api-conn
 import { AGENT_API_SERVER_OPTIONS, AGENT_PROTO } from './api/agent-api-options.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { serverHealthProbe, StartingServerProbe } from './server-health.js';
+import { grpcHealthServing, type GrpcHealthServing } from './grpc-health-serving.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
 import { meshidVersion } from '../common/meshid-version.js';
 
@@ -173,25 +174,7 @@ export class MeshidServer {
       started.push(() => svid.stop());
       const stopping = new AbortController();
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
-      // What `meshid-server healthcheck` asks on the admin socket is SPIRE's question: can the datastore be read. A
-      // load balancer's gRPC check of the agent API asks readiness (datastore and CA; NOT_SERVING until it listens).
-      // The gRPC answer carries no reason: the log has it, once per failure rather than per probe.
-      let datastoreUnreadable = false;
-      const grpcHealth = {
-        admin: async (): Promise<boolean> => {
-          try {
-            await ds.currentRevision();
-            datastoreUnreadable = false;
-            return true;
-          } catch (err) {
-            if (!datastoreUnreadable) log.warn({ err }, 'the datastore cannot be read: grpc.health.v1 on the admin socket (meshid-server healthcheck) answers NOT_SERVING');
-            datastoreUnreadable = true;
-            return false;
-          }
-        },
-        agentApi: async (): Promise<boolean> => (await starting.ready()).ok,
-        services: [] as GrpcHealthService[],
-      };
+      const grpcHealth = grpcHealthServing(ds, starting, log);
       const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }), grpcHealth);
       started.push(() => forceShutdownGrpcServer(admin));
       const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), grpcHealth, opts.agentApiConnectionLimits);
@@ -319,13 +302,6 @@ async function startFederation(
   }
   poller.start();
   return poller;
-}
-
-/** What grpc.health.v1 answers on the admin socket and the agent API, and the services made, for stop(). */
-interface GrpcHealthServing {
-  readonly admin: () => Promise<boolean>;
-  readonly agentApi: () => Promise<boolean>;
-  readonly services: GrpcHealthService[];
 }
 
 async function startAdminServer(
