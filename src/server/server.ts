@@ -3,7 +3,6 @@ import path from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import { systemClock, type Clock } from '../common/clock.js';
 import type { Logger } from '../common/log.js';
-import { formatDuration } from '../common/duration.js';
 import type { GrpcHealthService } from '../common/grpc/health-service.js';
 import { tcpListeners, type ServerConfig } from './config.js';
 import { checkListenersResolved } from './listener-clash.js';
@@ -27,13 +26,13 @@ import { fetchFederatedBundle } from './federation/bundle-fetch.js';
 import { egressProxyFromEnv, withoutPassword, type EgressProxy } from './federation/egress-proxy.js';
 import { SyncHub } from './api/sync-hub.js';
 import { backupService } from './api/backup-service.js';
-import { serverId } from './api/entry-validation.js';
 import type { AgentApiConnections, ConnectionLimits } from './api/agent-api-connections.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { serverHealthProbe, StartingServerProbe } from './server-health.js';
 import { grpcHealthServing } from './grpc-health-serving.js';
 import { startAdminServer } from './admin-server.js';
 import { startAgentApi } from './agent-api-server.js';
+import { warnAboutAgentsOfUnservedDatacenters, warnAboutCappedEntries } from './start-warnings.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
 import { meshidVersion } from '../common/meshid-version.js';
 
@@ -279,44 +278,6 @@ async function startFederation(
   }
   poller.start();
   return poller;
-}
-
-/** Entries created under higher limits than today's are signed with today's (node-service); say so once at start. */
-function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger): void {
-  let x509 = 0;
-  let jwt = 0;
-  const nodeAliasParent = serverId(config.trustDomain);
-  for (const e of hub.index.entries()) {
-    // Node aliases group agents; nothing is signed for them.
-    if (e.parentId === nodeAliasParent) continue;
-    if (e.x509SvidTtlSeconds * 1000 > config.maxX509SvidTtlMs) x509++;
-    if (e.jwtSvidTtlSeconds * 1000 > config.maxJwtSvidTtlMs) jwt++;
-  }
-  if (x509 > 0) {
-    log.warn({ entries: x509, maxX509SvidTtl: formatDuration(config.maxX509SvidTtlMs) }, 'entries ask for X.509-SVIDs longer than max_x509_svid_ttl; they are signed for max_x509_svid_ttl');
-  }
-  if (jwt > 0) {
-    log.warn({ entries: jwt, maxJwtSvidTtl: formatDuration(config.maxJwtSvidTtlMs) }, 'entries ask for JWT-SVIDs longer than max_jwt_svid_ttl; they are signed for max_jwt_svid_ttl');
-  }
-}
-
-/**
- * A datacenter taken out of the config has its intermediate retired, but its agents stay attested: nothing is signed
- * for them any more (each refusal is logged on the agent's host only) and they are cut off when their own SVID
- * expires. Say so once at start, on the server, where the config was changed.
- */
-async function warnAboutAgentsOfUnservedDatacenters(ds: Datastore, config: ServerConfig, now: number, log: Logger): Promise<void> {
-  const stranded: Record<string, number> = {};
-  for (const agent of await ds.listAgents()) {
-    if (agent.banned || agent.certNotAfter <= now || config.datacenters.includes(agent.datacenter)) continue;
-    stranded[agent.datacenter] = (stranded[agent.datacenter] ?? 0) + 1;
-  }
-  if (Object.keys(stranded).length === 0) return;
-  log.warn(
-    { agentsByDatacenter: stranded, datacenters: config.datacenters },
-    'attested agents belong to datacenters not in the config: nothing is signed for them, and each is cut off when its ' +
-      'agent SVID expires; add the datacenter back, or attest those hosts again with join tokens of a configured datacenter',
-  );
 }
 
 /** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */
