@@ -19,11 +19,9 @@ import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
 import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';
-import { BundleEndpoint } from './federation/bundle-endpoint.js';
-import { ServingCertFile } from './federation/serving-cert-file.js';
-import { FederatedBundlePoller, type BundleFetcher } from './federation/bundle-poller.js';
-import { fetchFederatedBundle } from './federation/bundle-fetch.js';
-import { egressProxyFromEnv, withoutPassword, type EgressProxy } from './federation/egress-proxy.js';
+import type { BundleEndpoint } from './federation/bundle-endpoint.js';
+import type { FederatedBundlePoller } from './federation/bundle-poller.js';
+import { egressProxyFromEnv } from './federation/egress-proxy.js';
 import { SyncHub } from './api/sync-hub.js';
 import { backupService } from './api/backup-service.js';
 import type { AgentApiConnections, ConnectionLimits } from './api/agent-api-connections.js';
@@ -33,6 +31,7 @@ import { grpcHealthServing } from './grpc-health-serving.js';
 import { startAdminServer } from './admin-server.js';
 import { startAgentApi } from './agent-api-server.js';
 import { warnAboutAgentsOfUnservedDatacenters, warnAboutCappedEntries } from './start-warnings.js';
+import { startBundleEndpoint, startFederation } from './start-federation.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
 import { meshidVersion } from '../common/meshid-version.js';
 
@@ -255,50 +254,5 @@ export class MeshidServer {
     this.unlock();
     // The agent ends the same way: a log that stops without this line stopped otherwise (killed, crashed).
     this.log.info('meshid-server stopped');
-  }
-}
-
-/**
- * Polls the bundle endpoints of every relationship: the config's, then those made through the admin API. A trust
- * domain in both follows the config, as the operator last wrote it there.
- */
-async function startFederation(
-  config: ServerConfig, ds: Datastore, ca: CaManager, clock: Clock, log: Logger, egress: EgressProxy | undefined,
-): Promise<FederatedBundlePoller> {
-  if (egress?.proxy instanceof Error) log.warn({ reason: egress.proxy.message }, 'HTTPS_PROXY names no proxy meshid-server can use: bundle endpoints it does not exempt (NO_PROXY) cannot be fetched');
-  else if (egress !== undefined) log.info({ proxy: withoutPassword(egress.proxy) }, 'bundle endpoints are fetched through the HTTPS_PROXY proxy, except NO_PROXY hosts and loopback');
-  const fetch: BundleFetcher = (rel, anchors, ownAnchors) => fetchFederatedBundle(rel, anchors, undefined, egress, ownAnchors);
-  const poller = new FederatedBundlePoller(config.federatesWith, ds, clock, log, fetch, { trustDomain: config.trustDomain, roots: () => ca.bundle().x509Authorities });
-  for (const rel of await ds.listFederationRelationships()) {
-    if (poller.status(rel.trustDomain) !== undefined) {
-      log.warn({ trustDomain: rel.trustDomain }, "a relationship made through the admin API is shadowed by federates_with in the config file; the config's is used");
-      continue;
-    }
-    poller.set(rel, 'api');
-  }
-  poller.start();
-  return poller;
-}
-
-/** The bundle endpoint, if configured: the CA's bundle under the server's SVID, or under the operator's web certificate. */
-async function startBundleEndpoint(config: ServerConfig, ca: CaManager, svid: ServerSvid, clock: Clock, log: Logger): Promise<BundleEndpoint | undefined> {
-  if (config.bundleEndpointAddress === undefined) return undefined;
-  const web = config.bundleEndpointWebCert && ServingCertFile.start(config.bundleEndpointWebCert, clock, log);
-  try {
-    return await BundleEndpoint.start({
-      address: config.bundleEndpointAddress,
-      sources: {
-        profile: web ? 'https_web' : 'https_spiffe',
-        bundle: () => ca.bundle(),
-        onBundleChange: (listener) => ca.onBundleChange(listener),
-        servingCert: () => web?.cert() ?? svid.identity(),
-        onServingCertChange: (listener) => (web ? web.onChange(listener) : svid.onChange(listener)),
-      },
-      log,
-      onClose: () => web?.stop(),
-    });
-  } catch (err) {
-    web?.stop();
-    throw err;
   }
 }
