@@ -3,13 +3,14 @@ import { GRPC_CODE } from '../../common/grpc-status.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import { serverId, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
+import { serverId } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { compareEntries, renderEntry, renderEntryList } from './entry-output.js';
 import { spireEntry, spireStatus } from './spire-output.js';
 import { adoptSpireParents, parseEntryFile, parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
+import { noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
 import {
   checkSelectors, checkSpiffeId, checkTrustDomain, entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag,
 } from './flags.js';
@@ -30,69 +31,6 @@ const FIELD_FLAGS: readonly FlagSpec[] = [
   { name: 'admin', type: 'bool', description: "Recorded as SPIRE's -admin; meshid does not act on it (its admin API is the local socket only)" },
   { name: 'downstream', type: 'bool', description: "Recorded as SPIRE's -downstream; meshid does not act on it (no nested servers)" },
 ];
-
-/**
- * The admin and downstream flags are stored and shown, so that entries and scripts carry over from SPIRE, but
- * meshid grants nothing for them: an operator setting one is told so rather than left to believe it took effect.
- */
-function noteRecordedOnly(io: CliIo, entries: ReadonlyArray<{ admin?: boolean; downstream?: boolean }>): void {
-  if (entries.some((e) => e.admin === true)) {
-    io.stderr.write("Note: admin is recorded, as SPIRE's -admin, but grants nothing: meshid's admin API is only on the server's local socket\n");
-  }
-  if (entries.some((e) => e.downstream === true)) {
-    io.stderr.write("Note: downstream is recorded, as SPIRE's -downstream, but grants nothing: meshid has no nested servers\n");
-  }
-}
-
-/**
- * A workload entry with a selector of another type than unix (`uid:1000` for `unix:uid:1000`) matches no process:
- * meshid-agent gives workloads unix selectors only (the server refuses a malformed unix one). It is stored all the
- * same, as spire-server stores it (selectors of other attestors may be meant for other agents), but the operator hears
- * now what would otherwise show as a workload refused. Node aliases (parented by the server) match agents' node
- * selectors, which take any form; see workloadSelectorsOnNodeAlias for unix ones there.
- */
-function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry[]): void {
-  const notes: string[] = [];
-  for (const e of entries) {
-    if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) {
-      const note = workloadSelectorsOnNodeAlias(e);
-      if (note !== undefined) notes.push(note);
-      continue;
-    }
-    for (const s of e.selectors ?? []) {
-      if (s.type === 'unix') continue;
-      const meant = UNIX_SELECTOR_KEYS.includes(s.type ?? '') ? `; did you mean unix:${s.type}:${s.value}?` : '';
-      notes.push(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}`);
-    }
-  }
-  // An `entry create -data` file exported from a SPIRE of other attestors (k8s:, docker:) holds thousands of such
-  // entries: the first few say what is wrong, a count says how far it goes.
-  for (const note of notes.slice(0, MAX_SELECTOR_NOTES)) io.stderr.write(`${note}\n`);
-  if (notes.length > MAX_SELECTOR_NOTES) {
-    io.stderr.write(`Note: ${notes.length - MAX_SELECTOR_NOTES} more notes like these left out (entry show --selector <type>:<value> finds the entries)\n`);
-  }
-}
-
-/** Selector notes printed one by one per command; the rest are counted. */
-const MAX_SELECTOR_NOTES = 20;
-
-/**
- * A node alias with unix selectors: an agent attests with meshid:datacenter:<dc> and the selectors its join token was
- * generated with, never with its host's or workloads' unix ones, so such an alias groups no agent unless a token
- * carried exactly those (and the workload the selectors were meant for gets nothing from it: a node alias issues no
- * SVID). Usually a workload entry given the server as parent (`entry update --parent-id spiffe://<td>/meshid/server`).
- * Stored all the same, as spire-server stores any node selector; the operator hears what will happen.
- */
-function workloadSelectorsOnNodeAlias(e: ProtoEntry): string | undefined {
-  const unix = (e.selectors ?? []).filter((s) => s.type === 'unix').map((s) => `unix:${s.value}`);
-  if (unix.length === 0) return undefined;
-  return (
-    `Warning: entry ${e.id ?? ''} is a node alias (parent ${e.parent_id}) with the workload selector${unix.length === 1 ? '' : 's'} ${unix.join(', ')}: ` +
-      'it issues no SVID to a workload, and matches only agents that attested with a join token generated with ' +
-      `${unix.map((u) => `--selector ${u}`).join(' ')} (agents carry meshid:datacenter:<dc> and their token's selectors, no unix: ones of their own); ` +
-      'for a workload entry, give an agent or node alias as --parent-id'
-  );
-}
 
 const MASK_OF_FLAG: Readonly<Record<string, string>> = {
   'spiffe-id': 'spiffe_id',
