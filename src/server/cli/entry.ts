@@ -1,6 +1,6 @@
 import { invalidArgument, isMeshidError, type ErrorCode } from '../../common/errors.js';
 import { GRPC_CODE } from '../../common/grpc-status.js';
-import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
+import type { ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
 import { serverId } from '../api/entry-validation.js';
@@ -11,62 +11,8 @@ import { spireEntry, spireStatus } from './spire-output.js';
 import { adoptSpireParents, parseEntryFile, parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import { noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
-import {
-  checkSelectors, checkSpiffeId, checkTrustDomain, entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag,
-} from './flags.js';
-
-/** The entry fields a flag sets, and the name of that field in UpdateEntry's mask (meshid.v1.Entry field names). */
-const FIELD_FLAGS: readonly FlagSpec[] = [
-  {
-    name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', zeroAllowed: true,
-    description: 'TTL of the X509-SVIDs issued for this entry, in seconds or like 1h, 24h; 0 or absent: the server default',
-  },
-  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', zeroAllowed: true, description: 'TTL of the JWT-SVIDs issued for this entry; 0 or absent: the server default' },
-  { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', emptyClears: true, description: 'DNS name for the X509-SVID (--dns "" alone: none)' },
-  { name: 'hint', type: 'string', emptyClears: true, description: 'Hint that tells a workload which of its identities to use (--hint "": none)' },
-  {
-    name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', emptyClears: true,
-    description: 'Trust domain whose bundle the workload also receives (--federates-with "" alone: none)',
-  },
-  { name: 'admin', type: 'bool', description: "Recorded as SPIRE's -admin; meshid does not act on it (its admin API is the local socket only)" },
-  { name: 'downstream', type: 'bool', description: "Recorded as SPIRE's -downstream; meshid does not act on it (no nested servers)" },
-];
-
-const MASK_OF_FLAG: Readonly<Record<string, string>> = {
-  'spiffe-id': 'spiffe_id',
-  'parent-id': 'parent_id',
-  selector: 'selectors',
-  'x509-svid-ttl': 'x509_svid_ttl',
-  'jwt-svid-ttl': 'jwt_svid_ttl',
-  dns: 'dns_names',
-  hint: 'hint',
-  'federates-with': 'federates_with',
-  admin: 'admin',
-  downstream: 'downstream',
-};
-
-/** Reads the entry fields given on the command line, checked locally; flags not given stay undefined. */
-function entryFields(args: ParsedArgs): ProtoEntry {
-  const e: ProtoEntry = {};
-  const spiffeId = args.string('spiffe-id');
-  if (spiffeId !== undefined) e.spiffe_id = checkSpiffeId(spiffeId, 'SPIFFE ID');
-  const parentId = args.string('parent-id');
-  if (parentId !== undefined) e.parent_id = checkSpiffeId(parentId, 'Parent ID');
-  if (args.has('selector')) e.selectors = checkSelectors(args.strings('selector'));
-  const x509 = args.seconds('x509-svid-ttl');
-  if (x509 !== undefined) e.x509_svid_ttl = x509;
-  const jwt = args.seconds('jwt-svid-ttl');
-  if (jwt !== undefined) e.jwt_svid_ttl = jwt;
-  if (args.has('dns')) e.dns_names = args.strings('dns');
-  const hint = args.string('hint');
-  if (hint !== undefined) e.hint = hint;
-  if (args.has('federates-with')) e.federates_with = args.strings('federates-with').map(checkTrustDomain);
-  const admin = args.bool('admin');
-  if (admin !== undefined) e.admin = admin;
-  const downstream = args.bool('downstream');
-  if (downstream !== undefined) e.downstream = downstream;
-  return e;
-}
+import { entryFields, FIELD_FLAGS, FILTER_FLAGS, listRequest, MASK_OF_FLAG } from './entry-flags.js';
+import { entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag } from './flags.js';
 
 /**
  * Refusals of the entry itself, which `--output json` reports as the entry's result; anything else (the server
@@ -247,22 +193,6 @@ function fileBatches(entries: readonly ProtoEntry[]): ProtoEntry[][] {
   return batches;
 }
 
-/** The filters `entry show` and `entry count` share (spire-server's). */
-const FILTER_FLAGS: readonly FlagSpec[] = [
-  spiffeIdFlag('Only entries with this SPIFFE ID'),
-  parentIdFlag('Only entries with this parent ID'),
-  selectorFlag('Only entries matching these selectors (see --match)'),
-  { name: 'match', aliases: ['matchSelectorsOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'], description: 'How --selector filters: exact, subset, superset or any; default superset = entries holding every given selector' },
-  { name: 'federates-with', aliases: ['federatesWith'], type: 'strings', valueName: 'TD', description: 'Only entries federating with these trust domains (see --match-federates-with)' },
-  {
-    name: 'match-federates-with', aliases: ['matchFederatesWithOn'], type: 'string', choices: ['exact', 'subset', 'superset', 'any'],
-    description: 'How --federates-with filters; default superset = entries federating with every one given',
-  },
-  { name: 'hint', type: 'string', description: 'Only entries with this hint' },
-  // Without it every entry is listed: spire-server's show and count then leave downstream entries out, which hides them.
-  { name: 'downstream', type: 'bool', description: 'Only entries marked downstream' },
-];
-
 const show: Command = {
   name: 'show',
   summary: 'Shows registration entries: one by --entry-id, or all that match the filters.',
@@ -294,32 +224,6 @@ const count: Command = {
     return 0;
   },
 };
-
-function listRequest(args: ParsedArgs): ListEntriesRequest {
-  const req: ListEntriesRequest = {};
-  const spiffeId = args.string('spiffe-id');
-  if (spiffeId !== undefined) req.spiffe_id = checkSpiffeId(spiffeId, 'SPIFFE ID');
-  const parentId = args.string('parent-id');
-  if (parentId !== undefined) req.parent_id = checkSpiffeId(parentId, 'Parent ID');
-  const selectors = checkSelectors(args.strings('selector'));
-  if (selectors.length > 0) {
-    req.selectors = selectors;
-    req.selector_match = args.string('match') ?? 'superset';
-  } else if (args.has('match')) {
-    throw invalidArgument('--match needs at least one --selector');
-  }
-  const tds = args.strings('federates-with').map(checkTrustDomain);
-  if (tds.length > 0) {
-    req.federates_with_list = tds;
-    req.federates_with_match = args.string('match-federates-with') ?? 'superset';
-  } else if (args.has('match-federates-with')) {
-    throw invalidArgument('--match-federates-with needs at least one --federates-with');
-  }
-  const hint = args.string('hint');
-  if (hint !== undefined) req.hint = hint;
-  if (args.bool('downstream') === true) req.downstream = true;
-  return req;
-}
 
 /** Follows next_page_token until the server has returned every matching entry. */
 export async function listAll(client: AdminClient, request: ListEntriesRequest): Promise<ProtoEntry[]> {
