@@ -34,6 +34,7 @@ import { warnAboutAgentsOfUnservedDatacenters, warnAboutCappedEntries } from './
 import { startBundleEndpoint, startFederation } from './start-federation.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
 import { meshidVersion } from '../common/meshid-version.js';
+import { stopServerFaultLog } from './api/handler.js';
 
 /** Locked while a server uses the data dir (see acquireDataDirLock). */
 const LOCK_FILE = 'server.lock';
@@ -63,6 +64,8 @@ export class MeshidServer {
   private health: HttpHealthListener | undefined;
   /** grpc.health.v1 of the admin socket and the agent API, told NOT_SERVING first when the server stops. */
   private grpcHealth: GrpcHealthService[] = [];
+  /** The loggers of the API listeners, whose fault throttles (handler.ts) stop with the server. */
+  private apiLogs: Logger[] = [];
   private constructor(
     readonly config: ServerConfig,
     readonly ds: Datastore,
@@ -150,9 +153,12 @@ export class MeshidServer {
       const stopping = new AbortController();
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
       const grpcHealth = grpcHealthServing(ds, starting, log);
-      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, log.child({ subsystem: 'backup' })), clock, log.child({ subsystem: 'admin-api' }), grpcHealth);
+      // Kept: their fault throttles (handler.ts) are stopped with the server, so no summary line follows its last.
+      const apiLogs = { admin: log.child({ subsystem: 'admin-api' }), backup: log.child({ subsystem: 'backup' }), agentApi: log.child({ subsystem: 'agent-api' }) };
+      started.push(() => Object.values(apiLogs).forEach(stopServerFaultLog));
+      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, apiLogs.backup), clock, apiLogs.admin, grpcHealth);
       started.push(() => forceShutdownGrpcServer(admin));
-      const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, log.child({ subsystem: 'agent-api' }), grpcHealth, opts.agentApiConnectionLimits);
+      const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, apiLogs.agentApi, grpcHealth, opts.agentApiConnectionLimits);
       started.push(() => {
         forceShutdownGrpcServer(agentApi);
         connections.stop();
@@ -165,6 +171,7 @@ export class MeshidServer {
       const server = new MeshidServer(config, ds, ca, hub, svid, admin, agentApi, port, connections, bundleEndpoint, federation, stopping, unlock, log);
       server.health = health;
       server.grpcHealth = grpcHealth.services;
+      server.apiLogs = Object.values(apiLogs);
       server.housekeepingSchedule = new HousekeepingSchedule(clock, () => server.housekeeping(clock), log.child({ subsystem: 'housekeeping' }));
       server.housekeepingSchedule.start();
       log.info(
@@ -249,6 +256,8 @@ export class MeshidServer {
     // A housekeeping run or CA rotation in progress still uses the datastore.
     await housekeepingStopped;
     await caStopped;
+    // The minute under way's repeated faults are reported now, before the last line, not a minute after it.
+    this.apiLogs.forEach(stopServerFaultLog);
     fs.rmSync(this.config.adminSocket, { force: true });
     await this.ds.close();
     this.unlock();

@@ -28,6 +28,9 @@ interface Started {
   client: NodeClient;
   entryId: string;
   errorLines: () => ReturnType<typeof parseLogLines>;
+  allLines: () => ReturnType<typeof parseLogLines>;
+  /** Stops the server now (the test's own cleanup then leaves it alone). */
+  stop: () => Promise<void>;
 }
 
 /** An in-process server logging at info, an attested agent connected with its SVID, and one entry parented to it. */
@@ -40,7 +43,9 @@ async function started(t: TestContext): Promise<Started> {
   const raw: string[] = [];
   const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
   const server = await MeshidServer.start({ config, log, clock: new FakeClock(Date.now()) });
-  t.after(() => server.stop());
+  let stopped: Promise<void> | undefined;
+  const stop = (): Promise<void> => (stopped ??= server.stop());
+  t.after(stop);
   const admin = new AdminClient(config.adminSocket);
   t.after(() => admin.close());
   const roots = certificatesToPem(server.ca.bundle().x509Authorities);
@@ -52,7 +57,8 @@ async function started(t: TestContext): Promise<Started> {
   const entryId = created.results![0]!.entry!.id!;
   const client = connectNode({ port: () => server.agentPort }, roots, { chain: agent.chain, key: agent.key });
   t.after(() => client.close());
-  return { server, agent, client, entryId, errorLines: () => parseLogLines(raw.join('')).filter((l) => l.level >= LEVEL.error) };
+  const allLines = (): ReturnType<typeof parseLogLines> => parseLogLines(raw.join(''));
+  return { server, agent, client, entryId, errorLines: () => allLines().filter((l) => l.level >= LEVEL.error), allLines, stop };
 }
 
 test('a signing fault in one item of SignX509Svids is INTERNAL in that item and an error line in the server log', async (t) => {
@@ -95,4 +101,32 @@ test('a Sync stream the datastore fails (damaged) ends INTERNAL and is an error 
   assert.equal(ended.code, grpc.status.INTERNAL, ended.details);
   const line = await until('the error line', () => errorLines().find((l) => l.msg === 'sync stream failed'));
   assert.match(JSON.stringify(line['err']), /database disk image is malformed/);
+});
+
+test('a fault repeated within the minute is reported with its count when the server stops, before its last line, and nothing comes after', async (t) => {
+  const { server, client, entryId, allLines, stop } = await started(t);
+  Object.assign(server.ca, {
+    signX509Svid: () => {
+      throw new TypeError('a bug in the signer');
+    },
+  });
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = await createCsr(privateKey, publicKey);
+  const sign = async (): Promise<number | undefined> =>
+    (await nodeCall<{ results: { code?: number }[] }>(client, 'SignX509Svids', { items: [{ entry_id: entryId, csr }] })).results[0]!.code;
+  // Authorized once the change feed has carried the entry to the agent's set; the first INTERNAL is the logged one.
+  for (let attempt = 0; (await sign()) !== grpc.status.INTERNAL; attempt++) {
+    assert.ok(attempt < 400, 'the entry never became authorized for the agent');
+    await new Promise((r) => setTimeout(r, 25));
+  }
+  for (let i = 0; i < 3; i++) assert.equal(await sign(), grpc.status.INTERNAL);
+  client.close();
+  await stop();
+  const lines = allLines();
+  const summary = lines.findIndex((l) => l['rpc'] === 'SignX509Svids' && l['repeats'] === 3);
+  const last = lines.findIndex((l) => l.msg === 'meshid-server stopped');
+  assert.ok(summary >= 0, `no summary of the 3 repeats: ${JSON.stringify(lines.filter((l) => l['rpc'] !== undefined))}`);
+  assert.match(String(lines[summary]!.msg), /^request failed, and 3 more like it in the last minute$/);
+  assert.ok(last > summary, 'the summary comes before the server says it stopped');
+  assert.equal(last, lines.length - 1, `nothing is logged after 'meshid-server stopped': ${JSON.stringify(lines.slice(last + 1))}`);
 });
