@@ -15,7 +15,7 @@ export const AGENT_API_MAX_CONCURRENT_STREAMS = 100;
 /**
  * The agent API's gRPC server options beyond BASE_SERVER_OPTIONS: the stream limit above, and keepalive (the server
  * pings every connection each minute and drops one that does not answer in 20 s; agents may ping an idle one every
- * 10 s). Apart from server.ts so that the S benchmark's bare baseline server runs with the same ones.
+ * 10 s). Apart from agent-api-server.ts so that the S benchmark's bare baseline server runs with the same ones.
  */
 export const AGENT_API_SERVER_OPTIONS: Readonly<ServerOptions> = Object.freeze({
   'grpc.max_concurrent_streams': AGENT_API_MAX_CONCURRENT_STREAMS,
