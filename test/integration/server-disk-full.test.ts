@@ -127,6 +127,30 @@ test('a CA change on a full disk: RESOURCE_EXHAUSTED naming the key directory, n
   }
 });
 
+test('a backup whose datastore snapshot finds the data disk full: RESOURCE_EXHAUSTED naming the data dir, and the warn line names the scratch file there, not only the backup dir (which has room)', async (t) => {
+  if (!mounted) return t.skip(NO_MOUNT);
+  const { dir: roomy, cleanup: removeRoomy } = tempDir('meshid-disk-full-backup-');
+  t.after(removeRoomy);
+  const out = path.join(roomy, 'backup');
+  const scratchFiles = (): string[] => fs.readdirSync(server.dataDir).filter((n) => n.startsWith('backup-snapshot.'));
+  const warnedBefore = server.output().split('\n').filter((l) => l.includes('backup refused: no room to write it')).length;
+  fill(0);
+  let r: CliResult;
+  try {
+    r = await server.cli(['backup', '--out', out]);
+  } finally {
+    unfill();
+  }
+  assert.equal(r.code, 1, r.out);
+  assert.match(r.err, new RegExp(`^Error: ResourceExhausted: cannot snapshot the datastore into the data dir ${server.dataDir}, [^\\n]*: the disk is full; nothing of the backup was kept`));
+  const warned = server.output().split('\n').filter((l) => l.includes('backup refused: no room to write it')).slice(warnedBefore).map((l) => JSON.parse(l) as Record<string, unknown>);
+  assert.equal(warned.length, 1, server.output());
+  assert.equal(warned[0]!['dir'], out);
+  // The disk that is full is the data dir's: the line says which file there could not be written.
+  assert.match(String(warned[0]!['path']), new RegExp(`^${server.dataDir}/backup-snapshot\\.[0-9a-f]+$`), JSON.stringify(warned[0]));
+  assert.deepEqual(scratchFiles(), [], 'the scratch snapshot is removed');
+});
+
 test('a data dir on a file system remounted read-only: the server does not start, and says so naming the file', async (t) => {
   const disk = mountTmpfs(t, '16m');
   if (disk === undefined) return;

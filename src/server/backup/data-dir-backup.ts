@@ -130,7 +130,7 @@ async function snapshotInto(sources: BackupSources, to: string, signal?: AbortSi
       await sources.snapshot.snapshotTo(scratch, signal);
     } catch (err) {
       // Written on the data dir's file system, not the backup's: a full disk there must not be reported as the backup's.
-      throw scratchWriteError(err, sources.dataDir);
+      throw scratchWriteError(err, sources.dataDir, scratch);
     }
     fs.copyFileSync(scratch, to, fs.constants.COPYFILE_EXCL);
     fsyncFile(to);
@@ -140,14 +140,14 @@ async function snapshotInto(sources: BackupSources, to: string, signal?: AbortSi
 }
 
 /** A failed write of the scratch snapshot, naming the data dir it was written in (the backup's own dir may have room). */
-function scratchWriteError(err: unknown, dataDir: string): unknown {
+function scratchWriteError(err: unknown, dataDir: string, scratch: string): unknown {
   const cause = storageFailureCause(err, dataDir);
   if (cause === undefined) return err;
   const code = (err as { code?: unknown }).code;
   const message =
     `cannot snapshot the datastore into the data dir ${dataDir}, where a backup takes the datastore's size again while it runs: ` +
     `${cause}; nothing of the backup was kept`;
-  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? fullDisk(message, err) : failedPrecondition(message, err);
+  return code === 'ENOSPC' || code === 'EDQUOT' || code === 'SQLITE_FULL' ? fullDisk(message, err, scratch) : failedPrecondition(message, err);
 }
 
 /** A datastore snapshot in the making (snapshotInto): never part of the data dir's state. */
