@@ -16,6 +16,8 @@ import { mountTmpfs } from '../../support/tmpfs.js';
 import { opensslSelfSigned } from '../../support/openssl.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { encodeJournalBatch, type JournalBatch } from '../../../src/agent/storage/state-journal.js';
+import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 
 let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
@@ -327,6 +329,37 @@ test('a state file without a seal whose fields have the wrong type is moved asid
       assert.match(String((line['err'] as Record<string, unknown>)['message']), reason, what);
       assert.match(String(line['movedTo']), /state\.json\.unreadable/, what);
     }
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a journal change set whose entry id is not a string is moved aside with the snapshot it continues, as the same fault in state.json is', () => {
+  const t = tempDir('meshid-store-journal-types-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const logged: Array<Record<string, unknown>> = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    const state = sampleState();
+    store.saveState(state); // a snapshot
+    const changed = entryFromMessage({ ...entryToMessage(state.entries[0]!), revision: 2 });
+    store.saveState({ ...state, revision: 43, entries: [changed, state.entries[1]!] }); // a journal batch
+    const journal = fs.readdirSync(dir).find((n) => /^state\.\d+\.journal$/.test(n));
+    assert.ok(journal !== undefined, fs.readdirSync(dir).join());
+    // The batch as a hand edit leaves it: its id a number, its checksum made to match (a CRC is no seal).
+    const [line] = fs.readFileSync(path.join(dir, journal), 'utf8').split('\n');
+    const batch = JSON.parse(line!.slice(9)) as { entries: Array<Record<string, unknown>> };
+    assert.equal(batch.entries.length, 1, 'the batch holds the changed entry');
+    batch.entries[0]!['id'] = 5;
+    fs.writeFileSync(path.join(dir, journal), encodeJournalBatch(batch as JournalBatch));
+    assert.equal(store.loadState(fx.clock.now()), undefined, 'not loaded with a numeric entry id');
+    const moved = logged.find((l) => String(l['msg']).startsWith('the state journal holds a change set that passes its checksum but cannot be applied'));
+    assert.ok(moved !== undefined, JSON.stringify(logged));
+    assert.match(String((moved['err'] as Record<string, unknown>)['message']), /wrong type \(an entry's id is a number \(5\), not a string\)/);
+    assert.match(String(moved['snapshotMovedTo']), /state\.json\.unreadable$/);
+    assert.ok(!fs.existsSync(path.join(dir, 'state.json')), 'moved aside');
     store.close();
   } finally {
     t.cleanup();
