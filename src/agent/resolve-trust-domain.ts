@@ -4,8 +4,8 @@ import type { AgentConfig } from './config.js';
 import type { StoredIdentity, StoredState } from './storage/stored-state.js';
 
 /**
- * The trust domain from everything that names one: the setting (flag or config file), the stored identity and state, the trust bundle's root
- * URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
+ * The trust domain from everything that names one: the setting (flag or config file), the stored identity and state,
+ * the trust bundle's root URI SAN. They must agree (a data dir never changes trust domain). Undefined only before an insecure bootstrap.
  * `meshid-agent validate` asks it too, without the data dir's sources, so that it prints the line run would.
  */
 export function resolveTrustDomain(
@@ -28,7 +28,9 @@ export function resolveTrustDomain(
     }
   }
   if (first === undefined && fileRoots !== undefined) {
-    throw failedPrecondition('the trust bundle roots carry no spiffe:// URI SAN: pass --trust-domain');
+    // An operator with a config file keeps the agent's settings there: sent to a flag only, the file would not say it.
+    const fix = config.trustDomainSetting === '--trust-domain' ? 'pass --trust-domain' : `set ${config.trustDomainSetting} (or pass --trust-domain)`;
+    throw failedPrecondition(`the trust bundle roots carry no spiffe:// URI SAN: ${fix}`);
   }
   return first?.[1];
 }

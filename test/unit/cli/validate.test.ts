@@ -322,6 +322,12 @@ test('agent validate: a trust domain set in the config file is named as the file
   assert.match(emptyLabel.err, new RegExp(`^Error: InvalidArgument: trust_domain in ${file.replace(/[.]/g, '\\.')}: trust domain "example\\.\\.org" has an empty label `));
   const emptyLabelFlag = await run(validateAgentCommand, ['--config', file, '--trust-domain', '.example.org']);
   assert.match(emptyLabelFlag.err, /^Error: InvalidArgument: --trust-domain: trust domain "\.example\.org" has an empty label /);
+  // A bundle of roots without a URI SAN, and no trust domain set: the file's user is sent to the file first.
+  const corporate = opensslCa(dir, 'Corporate Root');
+  fs.writeFileSync(file, JSON.stringify({ server_address: 'meshid:8081', trust_bundle_path: corporate.cert, data_dir: path.join(dir, 'data'), socket_path: path.join(dir, 'api.sock') }));
+  const nameless = await run(validateAgentCommand, ['--config', file]);
+  assert.equal(nameless.code, 1);
+  assert.match(nameless.err, new RegExp(`carry no spiffe:// URI SAN: set trust_domain in ${file.replace(/[.]/g, '\\.')} \\(or pass --trust-domain\\)\n$`));
 });
 
 test('server validate: a refused trust domain names trust_domain, and --trust-domain when the flag gave it', async (t) => {
