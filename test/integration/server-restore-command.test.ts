@@ -127,6 +127,10 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
   const config = path.join(dir, 'other.json');
   fs.writeFileSync(config, JSON.stringify({ trust_domain: 'other.org' }));
   await refused(['--from', backup, '--config', config], /is of trust domain "example\.org", not "other\.org" \(\S+other\.json\)/);
+  // A trust domain no server could run with is refused as run refuses it, naming where it was set.
+  await refused(['--from', backup, '--trust-domain', 'example..org'], /^Error: InvalidArgument: --trust-domain: trust domain "example\.\.org" has an empty label /);
+  fs.writeFileSync(config, JSON.stringify({ trust_domain: 'spiffe://example.org/path' }));
+  await refused(['--from', backup, '--config', config], /^Error: InvalidArgument: trust_domain in \S+other\.json: "spiffe:\/\/example\.org\/path" is a SPIFFE ID with a path/);
 
   const variant = (name: string, change: (copy: string) => void): string => {
     const copy = path.join(dir, name);

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { runCommand, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { failedPrecondition, invalidArgument } from '../../common/errors.js';
-import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
+import { configuredTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { readConfigFile } from '../config.js';
 import { systemClock } from '../../common/clock.js';
 import { restoreDataDir, type RestoreResult } from '../backup/data-dir-restore.js';
@@ -42,8 +42,9 @@ const restore: Command = {
     if (dataDir === undefined) {
       throw invalidArgument(`flag --data-dir is required${configFile !== undefined ? ` (${configFile} sets no data_dir)` : ''}: give the data dir the server runs with, or --config`);
     }
-    const trustDomainSetting = args.string('trust-domain') ?? raw.trust_domain;
-    const expectedTrustDomain = trustDomainSetting === undefined ? undefined : parseTrustDomain(trustDomainSetting);
+    const trustDomainValue = args.string('trust-domain') ?? raw.trust_domain;
+    const trustDomainSetting = args.string('trust-domain') !== undefined ? '--trust-domain' : `trust_domain in ${configFile}`;
+    const expectedTrustDomain = trustDomainValue === undefined ? undefined : configuredTrustDomain(trustDomainValue, trustDomainSetting);
     const source = checkRestoreSource(from);
     if (expectedTrustDomain !== undefined && source.trustDomain !== expectedTrustDomain) {
       throw failedPrecondition(
