@@ -39,6 +39,8 @@ function atLeastOneMs(ms: number, shown: string, what: string): number {
 /** Formats milliseconds compactly for messages: 86400000 → "24h", 5400000 → "1h30m". */
 export function formatDuration(ms: number): string {
   if (ms <= 0) return '0s';
+  // Exact below a minute: a `--timeout 500ms` or `1500ms` must not be echoed back as "1s" or "2s".
+  if (ms < 60_000 && ms % 1000 !== 0) return `${ms}ms`;
   const parts: string[] = [];
   let rest = Math.round(ms / 1000);
   for (const [unit, size] of [['d', 86400], ['h', 3600], ['m', 60], ['s', 1]] as const) {

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { parseDuration } from '../../../src/common/duration.js';
+import { formatDuration, parseDuration } from '../../../src/common/duration.js';
 
 test('durations: seconds, units, combined units and Go-style fractions', () => {
   assert.equal(parseDuration('3600'), 3_600_000);
@@ -29,4 +29,14 @@ test('zero, negatives, words and spaces inside are refused with the syntax to us
   for (const bad of ['-5', '-5s', '1h 30m', '90S', 'PT1H', '1e3', '', 's', '.s']) {
     assert.throws(() => parseDuration(bad, 'x'), /is not a valid duration: use seconds \(3600\) or units like 90s, 15m, 24h, 7d/, bad);
   }
+});
+
+test('formatDuration: whole units as the config takes them, exact below a minute, and what it prints parses back', () => {
+  assert.equal(formatDuration(86_400_000), '1d');
+  assert.equal(formatDuration(5_400_000), '1h30m');
+  assert.equal(formatDuration(30_000), '30s');
+  // A `--timeout 500ms` or `1500ms` was echoed back as "1s" and "2s".
+  assert.equal(formatDuration(500), '500ms');
+  assert.equal(formatDuration(1500), '1500ms');
+  for (const ms of [1, 500, 1500, 30_000, 59_999, 60_000, 5_400_000]) assert.equal(parseDuration(formatDuration(ms), 'x'), ms, `${ms}`);
 });
