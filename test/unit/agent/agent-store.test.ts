@@ -300,13 +300,18 @@ test('a data dir a newer agent wrote (a rollback) is refused in one line naming 
   }
 });
 
+/** A store in `dir` whose log lines are kept, parsed, in `logged`. */
+function openLogging(dir: string): { store: AgentStore; logged: Array<Record<string, unknown>> } {
+  const logged: Array<Record<string, unknown>> = [];
+  const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+  return { store: AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination })), logged };
+}
+
 test('a state file without a seal whose fields have the wrong type is moved aside like any other damage, not a TypeError that stops the agent', () => {
   const t = tempDir('meshid-store-types-');
   try {
     const dir = path.join(t.dir, 'agent');
-    const logged: Array<Record<string, unknown>> = [];
-    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
-    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    const { store, logged } = openLogging(dir);
     const damages: Array<[string, (doc: Record<string, any>) => void, RegExp]> = [
       ['entries null', (doc) => (doc['entries'] = null), /"entries" is null, not a list/],
       ['svids a string', (doc) => (doc['svids'] = 'x'), /"svids" is a string, not a list/],
@@ -339,9 +344,7 @@ test('a journal change set whose entry id is not a string is moved aside with th
   const t = tempDir('meshid-store-journal-types-');
   try {
     const dir = path.join(t.dir, 'agent');
-    const logged: Array<Record<string, unknown>> = [];
-    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
-    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    const { store, logged } = openLogging(dir);
     const state = sampleState();
     store.saveState(state); // a snapshot
     const changed = entryFromMessage({ ...entryToMessage(state.entries[0]!), revision: 2 });
