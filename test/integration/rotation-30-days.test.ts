@@ -26,7 +26,8 @@ import { connectWorkloadApi, type WorkloadApiClient, type WorkloadWatch } from '
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { FakeClock } from '../../src/common/clock.js';
 import { renewalTime } from '../../src/common/rotation.js';
-import { parseCertificate, verifyChain, type ParsedCertificate } from '../../src/common/x509/certificate.js';
+import { parseCertificate, type ParsedCertificate } from '../../src/common/x509/certificate.js';
+import { verifyChain } from '../../src/common/x509/chain-verification.js';
 import { keyMatchesCertificate } from '../../src/common/x509/keys.js';
 import { certificatesToPem, pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startInProcessCluster } from '../support/cluster.js';

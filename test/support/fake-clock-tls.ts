@@ -19,7 +19,7 @@
 import http2 from 'node:http2';
 import tls from 'node:tls';
 import type { Clock } from '../../src/common/clock.js';
-import { verifyChain } from '../../src/common/x509/certificate.js';
+import { verifyChain } from '../../src/common/x509/chain-verification.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 
 const TIME_ERRORS = new Set(['CERT_NOT_YET_VALID', 'CERT_HAS_EXPIRED']);

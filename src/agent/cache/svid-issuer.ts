@@ -2,7 +2,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { heldLifetime, renewalTime } from '../../common/rotation.js';
-import { chainNamesKeyId, verifyCaChain } from '../../common/x509/certificate.js';
+import { chainNamesKeyId, verifyCaChain } from '../../common/x509/chain-verification.js';
 import { OutageLog } from '../client/outage-log.js';
 import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
 import { budgetRefusalWaitMs } from '../client/budget-refusal.js';

@@ -1,7 +1,8 @@
 import type { KeyObject } from 'node:crypto';
 import { invalidArgument } from '../../common/errors.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
-import { parseCertificateLazily, verifyParsedChain } from '../../common/x509/certificate.js';
+import { parseCertificateLazily } from '../../common/x509/certificate.js';
+import { verifyParsedChain } from '../../common/x509/chain-verification.js';
 import { createCsr } from '../../common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
 import { issuedChainCheckTime } from '../client/server-clock.js';

@@ -4,7 +4,8 @@ import { invalidArgument, isMeshidError, MeshidError } from '../../common/errors
 import { meshidVersion } from '../../common/meshid-version.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson, writableBundle, type LeftOutKey, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
-import { parseCertificate, parseCertificateLazily, verifyCaChain, verifyParsedChain } from '../../common/x509/certificate.js';
+import { parseCertificate, parseCertificateLazily } from '../../common/x509/certificate.js';
+import { verifyCaChain, verifyParsedChain } from '../../common/x509/chain-verification.js';
 import { privateKeyMatchesSpki } from '../../common/x509/key-match.js';
 import { sharedCaCertificate } from '../cache/shared-ca-certificates.js';
 import { exportPkcs8Der, importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';

@@ -3,7 +3,7 @@ import { invalidArgument } from '../errors.js';
 import { Oid, verificationAlgorithm } from './algorithms.js';
 import type { ParsedCertificate } from './certificate.js';
 
-// What chain verification (verifyParsedChain and checkTrustAnchor, certificate.ts) requires of each certificate and
+// What chain verification (verifyParsedChain and checkTrustAnchor, chain-verification.ts) requires of each certificate and
 // of each link to its issuer (RFC 5280 §6.1), with the messages an operator reads when a chain is refused; the walk
 // along the chain and the choice of a trusted root stay with the callers.
 

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
-import { parseCertificate, verifyParsedChain, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { verifyParsedChain } from '../../common/x509/chain-verification.js';
 
 /** What the check needs of the CA manager: the bundle as published now, and the CA certificates above an SVID. */
 export interface SvidIssuers {

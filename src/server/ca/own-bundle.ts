@@ -1,4 +1,4 @@
-import { verifyCaChain } from '../../common/x509/certificate.js';
+import { verifyCaChain } from '../../common/x509/chain-verification.js';
 import type { AuthorityState, OwnBundleRecord } from './ca-journal.js';
 import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
 

@@ -1,4 +1,5 @@
-import { verifyCaChain, parseCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate } from '../../common/x509/certificate.js';
+import { verifyCaChain } from '../../common/x509/chain-verification.js';
 import type { RevokedRootRecord } from './ca-journal.js';
 import { isSelfIssued, type LoadedAuthority } from './loaded-authority.js';
 

@@ -6,7 +6,8 @@ import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.
 import { pemToDerList } from '../../common/x509/pem.js';
 import { checkWritableX509Authority } from '../../common/spiffe/bundle.js';
 import { caProfileProblems } from '../../common/x509/ca-profile.js';
-import { checkTrustAnchor, parseCertificate, verifyCaChain, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
+import { checkTrustAnchor, verifyCaChain } from '../../common/x509/chain-verification.js';
 
 /**
  * An operator-supplied CA that signs meshid's datacenter intermediates (SPIRE: an UpstreamAuthority). Either a

@@ -10,7 +10,8 @@ import { ServerSvid } from '../../../src/server/server-svid.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import { opensslCa, opensslVerify, type OpensslCaFiles } from '../../support/openssl.js';
-import { chainNamesKeyId, parseCaCertificate, parseCertificate } from '../../../src/common/x509/certificate.js';
+import { parseCertificate } from '../../../src/common/x509/certificate.js';
+import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/chain-verification.js';
 import { certificatesToPem, pemToDerList, toPem } from '../../../src/common/x509/pem.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
 

@@ -4,7 +4,8 @@ import { createHash, X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
-import { certificateKeyIds, checkTrustAnchor, parseCertificate, parseCertificateLazily, verifyCaChain, verifyChain, verifyParsedChain } from '../../../src/common/x509/certificate.js';
+import { certificateKeyIds, parseCertificate, parseCertificateLazily } from '../../../src/common/x509/certificate.js';
+import { checkTrustAnchor, verifyCaChain, verifyChain, verifyParsedChain } from '../../../src/common/x509/chain-verification.js';
 import {
   authorityKeyIdentifierValue,
   basicConstraintsValue,
