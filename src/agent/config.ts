@@ -247,7 +247,6 @@ function countSetting(value: number, name: string, max: number): number {
   return value;
 }
 
-/** The trust domain setting's bare name; a refused one is named by the setting it came from, as other settings are. */
 /**
  * The join token, from join_token or from the file join_token_file names (read now, as spire-agent does: a token file
  * removed after the first attestation is an error at the next start, so drop the setting with the file). Never both:
