@@ -5,7 +5,7 @@ import type { Datastore } from './datastore/datastore.js';
 import type { SyncHub } from './api/sync-hub.js';
 import { serverId } from './api/entry-validation.js';
 
-/** Entries created under higher limits than today's are signed with today's (node-service); say so once at start. */
+/** Entries created under higher limits than today's are signed with today's (node-signing); say so once at start. */
 export function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: Logger): void {
   let x509 = 0;
   let jwt = 0;

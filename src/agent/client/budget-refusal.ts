@@ -20,7 +20,7 @@ export const BUDGET_REFUSALS_WAITED_FOR_MS = 20_000;
  */
 export const MAX_BUDGET_REFUSAL_WAIT_MS = 5 * 60_000;
 
-/** The end of the server's budget refusals (src/server/api/node-service.ts): "…; retry in 3 s". */
+/** The end of the server's budget refusals (budgetSpent, src/common/errors.ts): "…; retry in 3 s". */
 const RETRY_HINT = /; retry in (\d+) s$/;
 
 /**

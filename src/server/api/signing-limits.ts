@@ -5,7 +5,7 @@ import type { RateLimiter } from '../../common/rate-limiter.js';
 /**
  * Signing admission: a budget per agent (a misbehaving host cannot starve the others) and one for the whole server
  * (a reconnect storm after a CA rotation cannot monopolise the CA). Refusals are RESOURCE_EXHAUSTED with a retry
- * hint (node-service.ts), so agents wait that long, with jitter, and try again.
+ * hint (node-signing.ts), so agents wait that long, with jitter, and try again.
  *
  * The budgets count P-256 CSRs, what meshid agents send. A CSR is charged one token before it is parsed (so a flood
  * is refused for nothing), and what its key type costs beyond that once the key is known, before the signature check.
