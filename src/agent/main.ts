@@ -3,7 +3,8 @@
 import { runBinary, type CommandGroup } from '../common/cli/binary.js';
 import { exitOnBrokenPipe } from '../common/cli/output.js';
 import { quietGrpcJsLogForCli } from '../common/grpc/grpc-js-log.js';
-import { apiCommand, healthcheckCommand } from './cli/index.js';
+import { apiCommand } from './cli/api.js';
+import { healthcheckCommand } from './cli/healthcheck.js';
 
 const GROUPS: readonly CommandGroup[] = [
   {

@@ -4,8 +4,6 @@ import { apiFetchCommand } from './api-fetch.js';
 import { apiValidateCommand } from './api-validate.js';
 import { apiWatchCommand } from './api-watch.js';
 
-export { healthcheckCommand } from './healthcheck.js';
-
 const API_GROUPS: ReadonlyArray<{ name: string; summary: string; run: (argv: readonly string[], io: CliIo) => Promise<number> }> = [
   { name: 'fetch', summary: 'Fetch X509-SVIDs (x509), JWT-SVIDs (jwt) or X.509 bundles (bundle)', run: apiFetchCommand },
   { name: 'validate', summary: 'Validate a JWT-SVID (jwt)', run: apiValidateCommand },
