@@ -1,8 +1,10 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ensurePrivateDir, removeStaleTempFiles, writeFileAtomic } from '../common/atomic-file.js';
+import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { failedPrecondition } from '../common/errors.js';
 import { storageSetupError } from '../common/storage-failure.js';
+import { SERVER_LOCK_FILE } from './backup/server-lock-probe.js';
 
 /** The file naming the trust domain a data dir belongs to; a backup moves it into place last. */
 export const DATA_DIR_MARKER = 'meshid-server.json';
@@ -28,45 +30,67 @@ export function readDataDirMarker(marker: string): { trustDomain: unknown } | { 
 }
 
 /**
- * Claims a data dir for one trust domain. An empty or new dir is initialised (0700, marker file); a dir that holds
- * something else, or another trust domain's state, stops startup with a clear error and is left untouched.
+ * Claims a data dir for one trust domain and locks it for this process (acquireDataDirLock); returns the release
+ * function. An empty or new dir is initialised (0700, marker file); a dir that holds something else, or another trust
+ * domain's state, stops startup with a clear error and is left untouched (no lock file either). The marker is written
+ * only under the lock: two first starts racing on one new dir would otherwise both find it empty and both write
+ * theirs, and the one the lock then refuses could leave its trust domain's name under the one that serves.
  */
-export function openDataDir(dataDir: string, trustDomain: string): void {
+export function openDataDir(dataDir: string, trustDomain: string): () => void {
+  const inDataDir = (cause: string) => `cannot use the data dir ${dataDir}: ${cause}`;
   try {
-    claim(dataDir, trustDomain);
+    if (check(dataDir, trustDomain) === 'ours') {
+      // Only when needed: a data dir that is already private may sit on a file system mounted read-only.
+      if ((fs.statSync(dataDir).mode & 0o777) !== 0o700) fs.chmodSync(dataDir, 0o700);
+    } else {
+      ensurePrivateDir(dataDir, { purpose: 'data directory', setting: '--data-dir, data_dir' });
+    }
   } catch (err) {
-    throw storageSetupError(err, dataDir, (cause) => `cannot use the data dir ${dataDir}: ${cause}`);
+    throw storageSetupError(err, dataDir, inDataDir);
   }
+  const unlock = acquireDataDirLock(path.join(dataDir, SERVER_LOCK_FILE), 'meshid-server');
+  try {
+    // Again under the lock: a start that held it before this one may have claimed the dir since.
+    if (check(dataDir, trustDomain) === 'unclaimed') {
+      // A first start killed before its marker's rename leaves only the marker's temp file: the dir never served.
+      removeStaleTempFiles(dataDir, path.join(dataDir, MARKER));
+      writeFileAtomic(path.join(dataDir, MARKER), JSON.stringify({ trust_domain: trustDomain, format: FORMAT }) + '\n', 0o600);
+    }
+  } catch (err) {
+    unlock();
+    throw storageSetupError(err, dataDir, inDataDir);
+  }
+  return unlock;
 }
 
-function claim(dataDir: string, trustDomain: string): void {
+/**
+ * Reads, never writes: 'ours' when the marker names `trustDomain`, 'unclaimed' when the dir is absent or holds
+ * nothing but what a first start killed before its marker left (its lock file, the marker's temp file); throws the
+ * refusal otherwise.
+ */
+function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
   const marker = path.join(dataDir, MARKER);
-  if (fs.existsSync(dataDir)) {
-    const st = fs.statSync(dataDir);
-    if (!st.isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
-    if (fs.existsSync(marker)) {
-      const read = readDataDirMarker(marker);
-      if ('unreadable' in read) {
-        throw failedPrecondition(`data dir ${dataDir} has ${read.unreadable}: restore it from a backup, or run the meshid-server that wrote it`);
-      }
-      if (read.trustDomain !== trustDomain) {
-        throw failedPrecondition(
-          `data dir ${dataDir} belongs to trust domain "${String(read.trustDomain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
-        );
-      }
-      // Only when needed: a data dir that is already private may sit on a file system mounted read-only.
-      if ((st.mode & 0o777) !== 0o700) fs.chmodSync(dataDir, 0o700);
-      return;
+  const st = fs.statSync(dataDir, { throwIfNoEntry: false });
+  if (st === undefined) return 'unclaimed';
+  if (!st.isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
+  if (fs.existsSync(marker)) {
+    const read = readDataDirMarker(marker);
+    if ('unreadable' in read) {
+      throw failedPrecondition(`data dir ${dataDir} has ${read.unreadable}: restore it from a backup, or run the meshid-server that wrote it`);
     }
-    // A first start killed before its marker's rename leaves only the marker's temp file: the dir never served.
-    removeStaleTempFiles(dataDir, marker);
-    const entries = fs.readdirSync(dataDir);
-    if (entries.length > 0) {
+    if (read.trustDomain !== trustDomain) {
       throw failedPrecondition(
-        `data dir ${dataDir} is not empty and is not a meshid-server data dir (no ${MARKER}): point --data-dir at an empty or new directory`,
+        `data dir ${dataDir} belongs to trust domain "${String(read.trustDomain)}", not "${trustDomain}": use another --data-dir or the matching --trust-domain`,
       );
     }
+    return 'ours';
   }
-  ensurePrivateDir(dataDir, { purpose: 'data directory', setting: '--data-dir, data_dir' });
-  writeFileAtomic(marker, JSON.stringify({ trust_domain: trustDomain, format: FORMAT }) + '\n', 0o600);
+  const markerTemp = `.${MARKER}.`;
+  const others = fs.readdirSync(dataDir).filter((n) => n !== SERVER_LOCK_FILE && !(n.startsWith(markerTemp) && n.endsWith('.tmp')));
+  if (others.length > 0) {
+    throw failedPrecondition(
+      `data dir ${dataDir} is not empty and is not a meshid-server data dir (no ${MARKER}): point --data-dir at an empty or new directory`,
+    );
+  }
+  return 'unclaimed';
 }

@@ -7,7 +7,6 @@ import type { GrpcHealthService } from '../common/grpc/health-service.js';
 import { tcpListeners, type ServerConfig } from './config.js';
 import { checkListenersResolved } from './listener-clash.js';
 import { openDataDir } from './data-dir.js';
-import { acquireDataDirLock } from '../common/data-dir-lock.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { warnOfEntriesOrphanedByPrune } from './entries/orphaned-entries.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
@@ -35,9 +34,6 @@ import { startBundleEndpoint, startFederation } from './start-federation.js';
 import { removeBackupScratch } from './backup/data-dir-backup.js';
 import { meshidVersion } from '../common/meshid-version.js';
 import { stopServerFaultLog } from './api/handler.js';
-
-/** Locked while a server uses the data dir (see acquireDataDirLock). */
-const LOCK_FILE = 'server.lock';
 
 /**
  * How long a deleted entry's tombstone stays in the change feed. Only the sync hub reads the feed, and it catches up
@@ -93,9 +89,8 @@ export class MeshidServer {
     const clock = opts.clock ?? systemClock;
     // Before anything starts: a bundle endpoint on the agent API's own address would fail as "another process".
     await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks));
-    openDataDir(config.dataDir, config.trustDomain);
-    // Before anything is read: a second server on these files would fork the CA and the change feed.
-    const unlock = acquireDataDirLock(path.join(config.dataDir, LOCK_FILE), 'meshid-server');
+    // Locked before anything is read: a second server on these files would fork the CA and the change feed.
+    const unlock = openDataDir(config.dataDir, config.trustDomain);
     // Next, before the datastore and the CA (a first start makes its keys): a health port in use fails the start
     // before anything is made. Not ready until the agent API listens (serving, below).
     const starting = new StartingServerProbe();

@@ -7,7 +7,8 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { runRefused, startServerProcess } from '../support/server-process.js';
+import { serverPausedAt } from '../support/paused-process.js';
+import { runNode, runRefused, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
 
 test('a second server on the same data dir or admin socket is refused, and the first keeps serving', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-exclusive-'));
@@ -33,4 +34,33 @@ test('a second server on the same data dir or admin socket is refused, and the f
   const again = await startServerProcess(dir, ['--datacenter', 'east']);
   t.after(() => again.stop());
   assert.equal((await again.cli(['healthcheck'])).code, 0);
+});
+
+test('two first starts racing on one new data dir with different trust domains: the one refused (data dir in use) leaves no marker, and the marker names the trust domain of the one that serves', { timeout: 120_000 }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-first-start-race-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const dataDir = path.join(dir, 'data');
+  const run = (trustDomain: string, admin: string) =>
+    ['run', '--trust-domain', trustDomain, '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, admin, 'admin.sock')];
+
+  // The first found the dir new and is about to put its marker in place; the second starts in between.
+  const first = serverPausedAt(run('example.org', 'first'), ['data-dir-marker']);
+  t.after(async () => {
+    first.kill('SIGKILL');
+    await first.done;
+  });
+  await first.paused('data-dir-marker');
+  const second = await runRefused(run('example.com', 'second').slice(1));
+  assert.notEqual(second.code, 0, `the second start must be refused: ${second.err}`);
+  assert.match(second.err, /the data dir is in use by another meshid-server \(it holds /);
+
+  first.resume();
+  let health = await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', path.join(dir, 'first', 'admin.sock')]);
+  // Polls a starting server (an event, not a timing): bounded so that a first start that failed says why.
+  for (let i = 0; i < 200 && health.code !== 0; i++) {
+    await new Promise((r) => setTimeout(r, 50));
+    health = await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', path.join(dir, 'first', 'admin.sock')]);
+  }
+  assert.equal(health.code, 0, `the first start serves: ${health.err}`);
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.org');
 });

@@ -17,6 +17,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { packageRoot } from '../../src/common/paths.js';
 import { tempDir } from '../support/server-kit.js';
 import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
+import { serverPausedAt } from '../support/paused-process.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
 
@@ -351,37 +352,6 @@ test('a data dir that is a mount point is refused before anything is copied, nam
   assert.deepEqual(stagingLeft(path.dirname(mounted)).filter((n) => n.startsWith(`${path.basename(mounted)}.`)), []);
 });
 
-/** `meshid-server restore` that stops at `points` of test/support/kill-at-point (MESHID_TEST_PAUSE_AT) until resumed. */
-function restorePausedAt(
-  args: string[],
-  points: string[],
-): { paused: (point: string) => Promise<void>; resume: () => void; kill: (signal: NodeJS.Signals) => void; done: Promise<CliResult> } {
-  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
-  const child = spawn(process.execPath, [SERVER_MAIN, 'restore', ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_PAUSE_AT: points.join(',') },
-  });
-  let out = '';
-  let err = '';
-  const waiting: Array<() => void> = [];
-  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  child.stderr.on('data', (d: Buffer) => {
-    err += d.toString();
-    for (const wake of waiting.splice(0)) wake();
-  });
-  const done = new Promise<CliResult>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', (code) => resolve({ code, out, err }));
-  });
-  const paused = async (point: string): Promise<void> => {
-    while (!err.includes(`paused at ${point}\n`)) {
-      if (child.exitCode !== null) throw new Error(`the restore ended before ${point}: ${err}`);
-      await new Promise<void>((resolve) => waiting.push(resolve));
-    }
-  };
-  return { paused, resume: () => child.stdin.write('x'), kill: (signal) => child.kill(signal), done };
-}
-
 test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-race-');
   t.after(cleanup);
@@ -392,7 +362,7 @@ test('a restore whose new staging directory another restore into the same data d
   const d = path.join(where, 'data');
 
   // First made its staging directory and is about to lock it: to the second, it looks like what a kill -9 left.
-  const first = restorePausedAt(['--from', backup, '--data-dir', d], ['restore-lock']);
+  const first = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
   t.after(() => first.resume());
   await first.paused('restore-lock');
   const [firstStaging] = stagingLeft(where);
@@ -423,7 +393,7 @@ test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made,
       const where = path.join(dir, signal);
       fs.mkdirSync(where);
       const d = path.join(where, 'data');
-      const restore = restorePausedAt(['--from', backup, '--data-dir', d], ['restore-lock']);
+      const restore = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
       // Paused, it waits for the test forever: a failed check before the signal must not leave it so.
       st.after(() => restore.kill('SIGKILL'));
       await restore.paused('restore-lock');

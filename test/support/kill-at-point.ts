@@ -18,6 +18,7 @@
  * MESHID_TEST_PAUSE_AT names points (comma-separated) where the process instead stops once, says "paused at <point>"
  * on stderr and reads one byte from stdin before it goes on, so a test can run another process in between:
  *   restore-lock             a restore's staging directory is made and its lock file is about to be created
+ *   data-dir-marker          a new data dir's meshid-server.json is about to be renamed into place
  */
 import fs from 'node:fs';
 import path from 'node:path';
@@ -56,6 +57,7 @@ if (point !== undefined || pauses.size > 0) {
   fs.renameSync = (from: fs.PathLike, to: fs.PathLike): void => {
     if (point === 'before-marker' && isMarker(to)) die();
     if (point === 'before-data-dir-marker' && isDataDirMarker(to)) die();
+    if (isDataDirMarker(to)) pauseAt('data-dir-marker');
     if (isKey(to) && keysRenamed === keysWanted) die();
     if (point === 'before-restore-rename' && isRestoreStaging(from)) die();
     rename(from, to);

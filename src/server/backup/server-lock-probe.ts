@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import Database from 'better-sqlite3';
 
-/** The lock a server holds in its data dir (server.ts), and a restore in its staging directory. */
+/** The lock a server holds in its data dir (data-dir.ts), and a restore in its staging directory. */
 export const SERVER_LOCK_FILE = 'server.lock';
 
 /** Throws `refusal(lockFile)` when a process holds the lock in `dir` (lockHeld). */

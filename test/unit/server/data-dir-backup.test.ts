@@ -37,7 +37,7 @@ test('a new root and a revoke sent while a backup runs (from inside its snapshot
   const { dir, cleanup } = tempDir('meshid-backup-turn-');
   t.after(cleanup);
   const dataDir = path.join(dir, 'data');
-  openDataDir(dataDir, 'example.org');
+  t.after(openDataDir(dataDir, 'example.org'));
   // Behind real time: OpenSSL judges the CA certificates by the real clock.
   const clock = new FakeClock(Date.now() - 3_600_000);
   const live = await openTestCa(dataDir, {}, clock);
@@ -164,7 +164,7 @@ test('a backup directory another user could change (an empty one they own, a par
 
 /** A live data dir with its CA, and the sources a backup of it reads (FakeClock behind real time). */
 async function liveSources(t: { after(fn: () => unknown): void }, dataDir: string, snapshotHook?: () => void) {
-  openDataDir(dataDir, 'example.org');
+  t.after(openDataDir(dataDir, 'example.org'));
   const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
   t.after(() => live.close());
   const snapshot = {
@@ -294,7 +294,7 @@ test("a backup that finds no room for its scratch snapshot in the data dir is re
   const { dir, cleanup } = tempDir('meshid-backup-scratch-full-');
   t.after(cleanup);
   const dataDir = path.join(dataDisk, 'data');
-  openDataDir(dataDir, 'example.org');
+  t.after(openDataDir(dataDir, 'example.org'));
   const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
   t.after(() => live.close());
   await live.ds.createEntries(Array.from({ length: 500 }, (_, i) => entry(i)));

@@ -20,7 +20,7 @@ test('a data dir a newer meshid-server marked (a rollback) is refused in one lin
   const t = tempDir('meshid-data-dir-');
   try {
     const dataDir = path.join(t.dir, 'data');
-    openDataDir(dataDir, 'example.org');
+    openDataDir(dataDir, 'example.org')();
     fs.writeFileSync(path.join(dataDir, 'meshid-server.json'), JSON.stringify({ trust_domain: 'example.org', format: 2, more: 'of a newer version' }) + '\n');
     fs.writeFileSync(path.join(dataDir, 'datastore.sqlite3'), 'a newer version\'s datastore');
     const before = contents(dataDir);
@@ -42,7 +42,7 @@ test('a data dir marker of an unknown format that is no newer one is refused as 
   const t = tempDir('meshid-data-dir-');
   try {
     const dataDir = path.join(t.dir, 'data');
-    openDataDir(dataDir, 'example.org');
+    openDataDir(dataDir, 'example.org')();
     fs.writeFileSync(path.join(dataDir, 'meshid-server.json'), JSON.stringify({ trust_domain: 'example.org', format: 'one' }));
     assert.throws(() => openDataDir(dataDir, 'example.org'), /has format one, this meshid-server reads format 1: restore it from a backup/);
   } finally {

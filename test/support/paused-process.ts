@@ -1,0 +1,53 @@
+import { spawn } from 'node:child_process';
+import { KILL_AT_POINT_PRELOAD } from './killed-server.js';
+import { SERVER_MAIN, type CliResult } from './server-process.js';
+
+export interface PausedProcess {
+  /** Resolves once the process says it stopped at `point`; rejects if it ended first. */
+  paused: (point: string) => Promise<void>;
+  resume: () => void;
+  kill: (signal: NodeJS.Signals) => void;
+  done: Promise<CliResult>;
+}
+
+/**
+ * `meshid-server <args>` (a subcommand first) that stops at `points` of test/support/kill-at-point
+ * (MESHID_TEST_PAUSE_AT) until resumed, so a test can run another process in between.
+ */
+export function serverPausedAt(args: string[], points: string[], env: NodeJS.ProcessEnv = {}): PausedProcess {
+  const child = spawn(process.execPath, [SERVER_MAIN, ...args], {
+    stdio: ['pipe', 'pipe', 'pipe'],
+    env: { ...process.env, ...env, NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_PAUSE_AT: points.join(',') },
+  });
+  let out = '';
+  let err = '';
+  const waiting: Array<() => void> = [];
+  const wakeAll = () => {
+    for (const wake of waiting.splice(0)) wake();
+  };
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  child.stderr.on('data', (d: Buffer) => {
+    err += d.toString();
+    wakeAll();
+  });
+  child.on('exit', wakeAll);
+  const done = new Promise<CliResult>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', (code) => resolve({ code, out, err }));
+  });
+  const paused = async (point: string): Promise<void> => {
+    while (!err.includes(`paused at ${point}\n`)) {
+      if (child.exitCode !== null || child.signalCode !== null) throw new Error(`meshid-server ${args[0]} ended before ${point}: ${err}`);
+      await new Promise<void>((resolve) => waiting.push(resolve));
+    }
+  };
+  return {
+    paused,
+    // Once it ended, there is nobody to resume (a write to its closed stdin would fail with EPIPE).
+    resume: () => {
+      if (child.exitCode === null && child.signalCode === null) child.stdin.write('x');
+    },
+    kill: (signal) => child.kill(signal),
+    done,
+  };
+}
