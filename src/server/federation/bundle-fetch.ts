@@ -114,7 +114,9 @@ function get(
       fail(proxy.message);
       return;
     }
-    const agent = proxy === undefined ? false : new ProxyTunnelAgent(proxy, deadline.timeoutMs);
+    // Ended with the request, however it ends: a CONNECT still unanswered then is for nothing.
+    const ended = new AbortController();
+    const agent = proxy === undefined ? false : new ProxyTunnelAgent(proxy, deadline.timeoutMs, ended.signal);
     const req = https.get(url, { ...trust.tls, agent, timeout: deadline.timeoutMs }, (res) => {
       const location = res.headers.location;
       if (res.statusCode !== undefined && REDIRECTS.has(res.statusCode) && location !== undefined) {
@@ -163,12 +165,21 @@ function get(
     });
     // `timeout` above only bounds silence; this bounds the whole fetch, redirects included, so a trickling endpoint
     // cannot hold a poll.
-    const timer = setTimeout(() => req.destroy(new Error(redirectsLeft === MAX_REDIRECTS ? late : `${late}, redirects included`)), leftMs);
+    const timer = setTimeout(() => {
+      const err = new Error(redirectsLeft === MAX_REDIRECTS ? late : `${late}, redirects included`);
+      // First the tunnel: a request still waiting for its socket (a CONNECT the proxy has not answered) is not ended
+      // by destroy() until that socket comes, which a proxy that trickles its answer puts off as long as it likes.
+      ended.abort(err);
+      req.destroy(err);
+    }, leftMs);
     req.on('timeout', () => req.destroy(new Error(`no answer within ${deadline.timeoutMs / 1000} s`)));
     req.on('error', (err: NodeJS.ErrnoException) => {
       fail(UNANCHORED_CODES.has(err.code ?? '') ? `${trust.unanchored} (${err.message})` : err.message, err);
     });
-    req.on('close', () => clearTimeout(timer));
+    req.on('close', () => {
+      clearTimeout(timer);
+      ended.abort();
+    });
   });
 }
 
