@@ -200,7 +200,7 @@ type SdsSecrets = Record<string, { leaf?: string; uris?: string[]; trustDomains?
 /**
  * The status of a Workload API call by a workload no entry matches: PERMISSION_DENIED, but UNAVAILABLE from an agent
  * that has not synced since it started (restarted while the server is down, or evicted): its data dir may predate
- * the entry (handler.ts).
+ * the entry (workload/workload-context.ts).
  */
 function noEntryStatus(agentSynced: boolean): number {
   return agentSynced ? PERMISSION_DENIED : UNAVAILABLE;

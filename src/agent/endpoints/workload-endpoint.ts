@@ -17,9 +17,9 @@ import {
   WORKLOAD_SERVICE_NAME,
   workloadApiHandlers,
   workloadApiServiceDefinition,
-  type WorkloadApiOptions,
   type WorkloadApiService,
 } from '../workload/handler.js';
+import type { WorkloadApiOptions } from '../workload/workload-context.js';
 import { peerAttestation, workloadSecurityHeaderInterceptor } from './interceptors.js';
 import { callerFields, type CallerOf } from './refusal-log.js';
 import { UdsServer } from './uds-server.js';

@@ -6,7 +6,7 @@ import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issue
 import type { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { BUDGET_REFUSALS_WAITED_FOR_MS } from '../../../src/agent/client/budget-refusal.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
-import { DEFAULT_PENDING_TIMEOUT_MS } from '../../../src/agent/workload/handler.js';
+import { DEFAULT_PENDING_TIMEOUT_MS } from '../../../src/agent/workload/workload-context.js';
 import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';

@@ -16,12 +16,8 @@ import { silentLogger } from '../../../src/common/log.js';
 import { parseSelector, type Selector } from '../../../src/common/spiffe/selector.js';
 import { workloadSecurityHeaderInterceptor } from '../../../src/agent/endpoints/interceptors.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
-import {
-  workloadApiHandlers,
-  workloadApiServiceDefinition,
-  type WorkloadApiOptions,
-  type WorkloadApiService,
-} from '../../../src/agent/workload/handler.js';
+import { workloadApiHandlers, workloadApiServiceDefinition, type WorkloadApiService } from '../../../src/agent/workload/handler.js';
+import type { WorkloadApiOptions } from '../../../src/agent/workload/workload-context.js';
 import { connectWorkloadApi, type WorkloadApiClient } from '../../../src/agent/cli/workload-client.js';
 import { FakeWorkloadCache, TestCa } from '../../support/fake-workload-cache.js';
 

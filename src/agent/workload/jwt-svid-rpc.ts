@@ -1,0 +1,55 @@
+import { setMaxListeners } from 'node:events';
+import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
+import { noIdentityFor } from '../endpoints/refusal-log.js';
+import type { JwtSvidResult } from '../cache/workload-cache.js';
+import { uniqueHints } from './hints.js';
+import { parseJwtSvidRequest } from './jwt-request.js';
+import type { JwtSvid, JwtSvidRequest, JwtSvidResponse } from './messages.js';
+import { unary } from './unary-rpc.js';
+import type { WorkloadContext } from './workload-context.js';
+
+/** The Workload API's FetchJWTSVID (WL-API §6.2.1): JWT-SVIDs for the requested audience, signed by the server on demand. */
+export function fetchJwtSvidRpc(ctx: WorkloadContext) {
+  const { deps, recheck, duplicateHint, admitEntitled } = ctx;
+  const jwtDuplicateHint = duplicateHint('FetchJWTSVID');
+
+  async function fetchJwtSvid(call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>): Promise<JwtSvidResponse> {
+    const query = parseJwtSvidRequest(call.request);
+    const { selectors } = await admitEntitled(call);
+    // A wait for the server's signing budget ends with the call: a client that gave up without a deadline would
+    // otherwise hold it for up to 20 s, and have a token signed for nobody at its end.
+    const cancelled = new AbortController();
+    // The cache listens on it once per identity it signs for, so a caller of more than ten identities passed Node's
+    // default of ten listeners: every such call printed a "possible memory leak" warning, a raw line among the JSON
+    // logs. The listeners are as many as the caller's entries and go when their signings end.
+    setMaxListeners(0, cancelled.signal);
+    const abort = (): void => cancelled.abort();
+    call.on('cancelled', abort);
+    if (call.cancelled) abort();
+    let results: JwtSvidResult[];
+    try {
+      results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, callDeadlineOnClock(call, deps.clock), cancelled.signal);
+    } finally {
+      call.removeListener('cancelled', abort);
+    }
+    // Attested before the signing, which can take up to the call's deadline: the token goes to the process that holds
+    // the connection now, which must still be the one attested (callerRecheck), as a FetchSecrets that waited does.
+    recheck(call, selectors);
+    // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
+    const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
+    if (wanted.length === 0) {
+      throw noIdentityFor(selectors, query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
+    }
+    const svids = uniqueHints(wanted, jwtDuplicateHint).map(({ item, hint }): JwtSvid => {
+      const svid: JwtSvid = { spiffe_id: item.spiffeId, svid: item.token };
+      if (hint !== '') svid.hint = hint;
+      return svid;
+    });
+    return { svids };
+  }
+
+  return (call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void => {
+    unary(ctx, 'FetchJWTSVID', call, callback, () => fetchJwtSvid(call));
+  };
+}
