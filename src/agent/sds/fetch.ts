@@ -1,9 +1,9 @@
 import { notFound } from '../../common/errors.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
-import { checkAllBundlesName, validationChoiceFor } from './node-validation-mode.js';
+import { checkAllBundlesName, validationChoiceFor, type ValidationMode } from './node-validation-mode.js';
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName, type SdsResource } from './resource-names.js';
-import { checkTypeUrl, SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import { awaitsSigning } from './signing-wait.js';

@@ -1,7 +1,6 @@
 import { failedPrecondition } from '../../common/errors.js';
 import { fromStruct } from '../../common/grpc/proto.js';
 import type { EnvoyNode } from './messages.js';
-import type { ValidationMode } from './secret-builder.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 
 /** The node metadata key SPIRE reads to switch an Envoy to `trusted_ca` (SPEC-NOTES §9, §14.5). */
@@ -26,6 +25,12 @@ function hasSpiffeValidator(major: number, minor: number): boolean {
   const since = SPIFFE_VALIDATOR_SINCE;
   return major > since.major || (major === since.major && minor >= since.minor);
 }
+
+/**
+ * How trust is expressed in a validation context: Envoy's SPIFFE certificate validator (one trust bundle per trust
+ * domain, so a federated root authenticates only its own domain), or plain `trusted_ca` for Envoys without it.
+ */
+export type ValidationMode = 'spiffe' | 'trusted_ca';
 
 /**
  * The validation-context form of one stream (or one FetchSecrets call) and, for `trusted_ca`, why: the reasons are

@@ -3,7 +3,7 @@ import { MAX_SDS_RESOURCE_NAMES } from '../../common/grpc/repeated-limits.js';
 import { parseSpiffeId, trustDomainId } from '../../common/spiffe/spiffe-id.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { IdentitySnapshot, WorkloadSvid } from '../cache/workload-cache.js';
-import type { ValidationMode } from './secret-builder.js';
+import type { ValidationMode } from './node-validation-mode.js';
 import { MAX_RESOURCE_NAME_BYTES, WILDCARD_NAME, type ResolvedSdsOptions } from './sds-options.js';
 
 /**

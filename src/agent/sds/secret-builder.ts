@@ -3,6 +3,7 @@ import { internal, invalidArgument } from '../../common/errors.js';
 import { packAny, typeUrl, type AnyMessage } from '../../common/grpc/proto.js';
 import { certificatesToPem, toPem } from '../../common/x509/pem.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
+import type { ValidationMode } from './node-validation-mode.js';
 import type { SdsResource } from './resource-names.js';
 
 /**
@@ -16,12 +17,6 @@ export const SECRET_TYPE_URL = typeUrl(SECRET_TYPE_NAME);
 /** Envoy selects its certificate validator by this name (SPEC-NOTES §9, §13). */
 export const SPIFFE_VALIDATOR_NAME = 'envoy.tls.cert_validator.spiffe';
 export const SPIFFE_VALIDATOR_CONFIG_TYPE_NAME = 'envoy.extensions.transport_sockets.tls.v3.SPIFFECertValidatorConfig';
-
-/**
- * How trust is expressed in a validation context: Envoy's SPIFFE certificate validator (one trust bundle per trust
- * domain, so a federated root authenticates only its own domain), or plain `trusted_ca` for Envoys without it.
- */
-export type ValidationMode = 'spiffe' | 'trusted_ca';
 
 /** The PEM bytes Envoy reads from an inline DataSource: SDS carries PEM, never DER (SPEC-NOTES §1). */
 function inlinePem(pem: string): { inline_bytes: Buffer } {

@@ -1,7 +1,8 @@
 import type { AnyMessage } from '../../common/grpc/proto.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { SdsResource } from './resource-names.js';
-import { buildSecret, resourceVersion, type ValidationMode } from './secret-builder.js';
+import type { ValidationMode } from './node-validation-mode.js';
+import { buildSecret, resourceVersion } from './secret-builder.js';
 
 /**
  * Secrets and resource versions computed once per content, shared by every stream. One renewal reaches every Envoy

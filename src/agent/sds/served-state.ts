@@ -1,7 +1,8 @@
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryResponse } from './messages.js';
 import { entitledResourceNames, resolveResourceName, type SdsResource } from './resource-names.js';
-import { SECRET_TYPE_URL, stateVersion, type ValidationMode } from './secret-builder.js';
+import type { ValidationMode } from './node-validation-mode.js';
+import { SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
 import type { ResolvedSdsOptions } from './sds-options.js';
 import { NO_NAMES } from './waiting-names.js';
