@@ -47,9 +47,9 @@ export interface IdentityStreamOptions<Res> {
   /** How long the caller may be entitled with nothing to send before the stream ends UNAVAILABLE. */
   readonly pendingTimeoutMs: number;
   /**
-   * Logs the status the stream ends with (the handler's RefusalLog: the caller's pid, uid and gid, its selectors for
-   * a lost entitlement, one line per code and caller uid a minute), so that a client reopening streams that end in a
-   * loop, or a thousand streams ended at shutdown, write a line a minute, not one each.
+   * Logs the status the stream ends with (the RefusalLog in workload-context.ts: the caller's pid, uid and gid, its
+   * selectors for a lost entitlement, one line per code and caller uid a minute), so that a client reopening streams
+   * that end in a loop, or a thousand streams ended at shutdown, write a line a minute, not one each.
    */
   readonly refused: (error: unknown) => void;
   /** Called exactly once, however the stream ends. */
