@@ -219,7 +219,7 @@ export class WorkloadApiClient {
    */
   private async translate(err: ServiceError): Promise<MeshidError> {
     // A call that never got a connection: the socket may belong to a program that does not speak gRPC at all.
-    const foreign = await notSpeakingGrpc(this.socketPath, AGENT_SOCKET_DAEMON, err);
+    const foreign = await notSpeakingGrpc(this.socketPath, AGENT_SOCKET_DAEMON, err, { ms: this.timeoutMs, flag: '--timeout' });
     if (foreign !== undefined) return foreign;
     if (err.code === status.UNAVAILABLE && connectFailedOn(err.details ?? '', this.socketPath)) {
       return unreachableSocket('the Workload API', this.socketPath, err.details ?? '', {

@@ -1,6 +1,7 @@
 import net from 'node:net';
 import type { ServiceError } from '@grpc/grpc-js';
 import { failedPrecondition, unavailable, type MeshidError } from '../errors.js';
+import { formatDuration } from '../duration.js';
 import { connectionFailure, deadlineBeforeConnection } from '../grpc/call-failure.js';
 import type { ExpectedDaemon } from './wrong-daemon.js';
 
@@ -24,16 +25,26 @@ const QUOTED_BYTES = 24;
 const PROBE_WAIT_MS = 1000;
 
 /**
- * Connects to `socketPath` once, sends the HTTP/2 preface and classifies the answer. Only ever run after a call
- * failed without reaching a gRPC server, never on the way to a call.
+ * The same wait for a call whose deadline has passed: the command is out of the time the operator gave it, so it may
+ * only take a moment more; a gRPC server still answers the preface within it, a busy one might not, and is then
+ * named for what it is (hung or overloaded) with the flag that gives it longer.
  */
-export function probeSocket(socketPath: string): Promise<SocketAnswer> {
+const PROBE_WAIT_PAST_DEADLINE_MS = 200;
+
+/**
+ * Connects to `socketPath` once, sends the HTTP/2 preface and classifies the answer. Only ever run after a call
+ * failed without reaching a gRPC server, never on the way to a call. `signal` ends it at once (answered `silent`,
+ * for nobody to read), so a probe whose call has ended does not keep the process alive.
+ */
+export function probeSocket(socketPath: string, signal?: AbortSignal, waitMs = PROBE_WAIT_MS): Promise<SocketAnswer> {
   return new Promise((resolve) => {
     let received = Buffer.alloc(0);
     let connected = false;
     const socket = net.createConnection(socketPath);
+    const onAbort = (): void => finish({ kind: 'silent' });
     const finish = (answer: SocketAnswer): void => {
       clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
       socket.destroy();
       resolve(answer);
     };
@@ -43,7 +54,7 @@ export function probeSocket(socketPath: string): Promise<SocketAnswer> {
       if (received.subarray(0, 7).toString('latin1') === 'HTTP/1.') return { kind: 'http1' };
       return { kind: 'other', said: printable(received) };
     };
-    const timer = setTimeout(() => finish(received.length === 0 ? { kind: 'silent' } : judge()), PROBE_WAIT_MS);
+    const timer = setTimeout(() => finish(received.length === 0 ? { kind: 'silent' } : judge()), waitMs);
     socket.on('connect', () => {
       connected = true;
       socket.write(CLIENT_PREFACE);
@@ -54,7 +65,15 @@ export function probeSocket(socketPath: string): Promise<SocketAnswer> {
     });
     socket.on('end', () => finish(judge()));
     socket.on('error', () => finish(connected ? judge() : { kind: 'unreachable' }));
+    if (signal?.aborted === true) onAbort();
+    else signal?.addEventListener('abort', onAbort);
   });
+}
+
+/** A call's deadline as the operator set it: `flag` (e.g. "--timeout") when one did, to be named as the way to wait longer. */
+export interface CallDeadline {
+  readonly ms: number;
+  readonly flag?: string;
 }
 
 /**
@@ -69,14 +88,19 @@ export function probeSocket(socketPath: string): Promise<SocketAnswer> {
  * may be the daemon itself (shutting down, closing a connection it will not serve, hung or overloaded past the
  * call's deadline: the kernel accepts connections for a process that does not run): those are UNAVAILABLE naming
  * either, not FAILED_PRECONDITION naming a wrong socket.
+ *
+ * A call out of time gets a short probe (PROBE_WAIT_PAST_DEADLINE_MS), not one that would run the command a second
+ * past the `deadline` the operator set, and a listener silent in it is named with that deadline and its flag.
  */
 export async function notSpeakingGrpc(
   socketPath: string,
   expected: ExpectedDaemon,
   err: Pick<ServiceError, 'code' | 'details'>,
+  deadline: CallDeadline,
 ): Promise<MeshidError | undefined> {
-  if (connectionFailure(err) !== 'not-connected' && !deadlineBeforeConnection(err)) return undefined;
-  const answer = await probeSocket(socketPath);
+  const outOfTime = deadlineBeforeConnection(err);
+  if (connectionFailure(err) !== 'not-connected' && !outOfTime) return undefined;
+  const answer = await probeSocket(socketPath, undefined, outOfTime ? PROBE_WAIT_PAST_DEADLINE_MS : PROBE_WAIT_MS);
   const fix = `check ${expected.flags}`;
   switch (answer.kind) {
     case 'http1':
@@ -90,6 +114,14 @@ export async function notSpeakingGrpc(
       );
     }
     case 'silent':
+      if (outOfTime) {
+        return unavailable(
+          `what listens on ${socketPath} accepts the connection but did not answer within the timeout (${formatDuration(deadline.ms)}): ` +
+            `a ${expected.daemon} that is hung or overloaded, or a program that does not speak gRPC (${fix})` +
+            (deadline.flag !== undefined ? `. A longer ${deadline.flag} gives it more time` : ''),
+          err,
+        );
+      }
       return unavailable(
         `what listens on ${socketPath} accepts the connection but never answers: a ${expected.daemon} that is hung or overloaded, or a program that does not speak gRPC (${fix})`,
         err,

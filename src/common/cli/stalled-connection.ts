@@ -18,7 +18,7 @@ export interface WatchedChannel {
 export interface StalledConnectionWatch {
   /** Rejects with the error to report once the listener is found to be another program; never settles otherwise. */
   readonly foreign: Promise<never>;
-  /** Stops watching (the call ended); a probe under way is let finish and ignored. */
+  /** Stops watching (the call ended); a probe under way is ended, so it does not hold the process past the call. */
   stop(): void;
 }
 
@@ -38,10 +38,11 @@ export function watchForStalledConnection(
 ): StalledConnectionWatch {
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
+  const probing = new AbortController();
   const foreign = new Promise<never>((_, reject) => {
     timer = setTimeout(() => {
       if (channel.getConnectivityState(false) === connectivityState.READY) return;
-      void probeSocket(socketPath).then((answer) => {
+      void probeSocket(socketPath, probing.signal).then((answer) => {
         const err: MeshidError | undefined = foreignListener(socketPath, expected, answer);
         if (!stopped && err !== undefined) reject(err);
       });
@@ -56,6 +57,7 @@ export function watchForStalledConnection(
     stop: () => {
       stopped = true;
       clearTimeout(timer);
+      probing.abort();
     },
   };
 }

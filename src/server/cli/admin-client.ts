@@ -132,7 +132,7 @@ export class AdminClient {
 
   private async translate(err: ServiceError): Promise<Error> {
     // A call that never got a connection: the socket may belong to a program that does not speak gRPC at all.
-    const foreign = await notSpeakingGrpc(this.socketPath, ADMIN_SOCKET_DAEMON, err);
+    const foreign = await notSpeakingGrpc(this.socketPath, ADMIN_SOCKET_DAEMON, err, { ms: this.deadlineMs, flag: this.timeoutFlag });
     if (foreign !== undefined) return foreign;
     // The server answers UNAVAILABLE itself too (a locked datastore, a rate limit): those keep their own message.
     // Lost mid-call counts too: for an operator, the server went away.
