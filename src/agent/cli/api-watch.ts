@@ -2,6 +2,7 @@ import { performance } from 'node:perf_hooks';
 import { formatDuration } from '../../common/duration.js';
 import { invalidArgument, unavailable } from '../../common/errors.js';
 import { runCommand, type Command } from '../../common/cli/command.js';
+import { MAX_TIMEOUT_FLAG_MS } from '../../common/cli/args.js';
 import { OUTPUT_FLAG, outputFormat, toJsonValue, type CliIo } from '../../common/cli/output.js';
 import { SOCKET_PATH_FLAG, withWorkloadClient } from './flags.js';
 import { describeX509SvidResponse } from './svid-output.js';
@@ -21,6 +22,7 @@ const watch: Command = {
     {
       name: 'timeout',
       type: 'duration',
+      maxMs: MAX_TIMEOUT_FLAG_MS,
       description: 'Give up if the first message has not arrived after this long (default: wait; updates are never timed out)',
     },
     OUTPUT_FLAG,

@@ -1,4 +1,4 @@
-import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
+import { MAX_TIMEOUT_FLAG_MS, type FlagSpec, type ParsedArgs } from '../../common/cli/args.js';
 import { DEFAULT_SOCKET_PATH, ENDPOINT_SOCKET_ENV, resolveSocketPath } from './endpoint-socket.js';
 import { connectWorkloadApi, DEFAULT_TIMEOUT_MS, type WorkloadApiClient } from './workload-client.js';
 
@@ -15,6 +15,7 @@ export const SOCKET_PATH_FLAG: FlagSpec = Object.freeze({
 export const TIMEOUT_FLAG: FlagSpec = Object.freeze({
   name: 'timeout',
   type: 'duration',
+  maxMs: MAX_TIMEOUT_FLAG_MS,
   description: `How long to wait for the agent (default ${DEFAULT_TIMEOUT_MS / 1000}s)`,
 });
 

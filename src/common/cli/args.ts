@@ -1,5 +1,5 @@
 import { invalidArgument } from '../errors.js';
-import { parseDuration } from '../duration.js';
+import { formatDuration, parseDuration } from '../duration.js';
 import { closestMatch } from './suggest.js';
 import { looksLikeCredential, quotedUnlessCredential } from './credential-like.js';
 
@@ -36,7 +36,21 @@ export interface FlagSpec {
   readonly emptyClears?: boolean;
   /** duration: 0 is accepted (where 0 means "the server default"); otherwise a duration must be positive. */
   readonly zeroAllowed?: boolean;
+  /** duration: the longest accepted, in milliseconds (default MAX_DURATION_FLAG_MS). */
+  readonly maxMs?: number;
 }
+
+/**
+ * The longest any duration flag takes, as the longest duration setting (100 years): past about 99 million days a
+ * deadline is no JavaScript Date at all, and a command given one failed at once with an unrelated error.
+ */
+export const MAX_DURATION_FLAG_MS = 36_500 * 86_400_000;
+
+/**
+ * The longest a `--timeout` waits: a day, more than any command needs to reach a local daemon. Node's timers cannot
+ * count past 24.8 days (a longer one fires at once), so this also keeps `api watch --timeout` from giving up at once.
+ */
+export const MAX_TIMEOUT_FLAG_MS = 86_400_000;
 
 type FlagValue = string | string[] | boolean | number;
 
@@ -215,7 +229,7 @@ export function parseArgs(argv: readonly string[], specs: readonly FlagSpec[], o
       continue;
     }
     if (values.has(spec.name)) throw givenTwice();
-    values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : durationValue(typed, raw));
+    values.set(spec.name, spec.type !== 'duration' ? raw : spec.zeroAllowed === true && /^0+(?:ms|s|m|h|d)?$/.test(raw) ? 0 : durationValue(typed, raw, spec.maxMs ?? MAX_DURATION_FLAG_MS));
   }
 
   const max = options.maxPositionals ?? 0;
@@ -244,9 +258,11 @@ function parseBool(typed: string, raw: string | undefined): boolean {
 }
 
 /** A duration flag's value; parseDuration quotes what it refuses, which a token given to the wrong flag must not be. */
-function durationValue(typed: string, raw: string): number {
+function durationValue(typed: string, raw: string, maxMs: number): number {
   if (looksLikeCredential(raw)) throw invalidArgument(`flag ${typed} takes a duration (3600, 90s, 15m, 24h, 7d), got ${quotedUnlessCredential(raw)}`);
-  return parseDuration(raw, `flag ${typed}`);
+  const ms = parseDuration(raw, `flag ${typed}`);
+  if (ms > maxMs) throw invalidArgument(`flag ${typed} "${raw}" is too long: at most ${formatDuration(maxMs)}`);
+  return ms;
 }
 
 function unknownFlag(typed: string, key: string, lookup: ReadonlyMap<string, { spelling: string }>): Error {

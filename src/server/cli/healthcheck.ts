@@ -2,13 +2,14 @@ import { isMeshidError, unavailable } from '../../common/errors.js';
 import { servedBySomethingElse } from '../../common/cli/wrong-daemon.js';
 import { runCommand, SHALLOW_FLAG, VERBOSE_FLAG, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import type { FlagSpec } from '../../common/cli/args.js';
+import { MAX_TIMEOUT_FLAG_MS, type FlagSpec } from '../../common/cli/args.js';
 import { ADMIN_HEALTH_SERVICE, ADMIN_SOCKET_DAEMON, ADMIN_SOCKET_FLAG, adminSocketPath, DEFAULT_DEADLINE_MS, withAdminClient } from './admin-client.js';
 
 /** `--timeout 5s`, as meshid-agent healthcheck's: a probe sets its own budget instead of the fixed 30 s of other admin commands. */
 const TIMEOUT_FLAG: FlagSpec = Object.freeze({
   name: 'timeout',
   type: 'duration',
+  maxMs: MAX_TIMEOUT_FLAG_MS,
   description: `How long to wait for the server (default ${DEFAULT_DEADLINE_MS / 1000}s)`,
 });
 
