@@ -73,8 +73,8 @@ function named(l: ListenerSetting): string {
   return l.defaulted === true ? `${l.setting} (default "${l.address}")` : `${l.setting} "${l.address}"`;
 }
 
-/** Why two settings clash, naming both and what the second should do. */
-function clashError(first: Resolved, second: Resolved, a: string, b: string): MeshidError {
+/** Why two settings clash, naming both and what the second should do; `taken`: every configured port. */
+function clashError(first: Resolved, second: Resolved, a: string, b: string, taken: ReadonlySet<number>): MeshidError {
   const why: string[] = [];
   for (const r of [first, second]) {
     const address = r === first ? a : b;
@@ -84,18 +84,24 @@ function clashError(first: Resolved, second: Resolved, a: string, b: string): Me
   return invalidArgument(
     `${named(second.listener)} and ${named(first.listener)} are the same port: the ${first.listener.setting === 'bind_address' ? 'agent API' : first.listener.setting} listens there` +
       (why.length > 0 ? ` (${why.join('; ')})` : '') +
-      `; give ${second.listener.setting === 'bundle_endpoint_address' ? 'the bundle endpoint' : second.listener.setting} a port of its own (e.g. ${examplePort(second)})`,
+      `; give ${second.listener.setting === 'bundle_endpoint_address' ? 'the bundle endpoint' : second.listener.setting} a port of its own (e.g. ${examplePort(second, taken)})`,
   );
 }
 
-/** The port SPIRE operators know for the setting (8443 bundle endpoint, 8080 health), unless that is the clashing one. */
-function examplePort(r: Resolved): number {
-  // 8081 is skipped: it is the agent API's default.
-  const [usual, other] = r.listener.setting === 'health_checks.bind_port' ? [8080, 8082] : [8443, 8444];
-  return r.port === usual ? other : usual;
+/**
+ * The port SPIRE operators know for the setting (8443 bundle endpoint, 8080 health), else the next one up that no
+ * listener is configured on: an example that is another listener's port would only move the clash.
+ */
+function examplePort(r: Resolved, taken: ReadonlySet<number>): number {
+  const usual = r.listener.setting === 'health_checks.bind_port' ? 8080 : 8443;
+  let port = usual;
+  // 8081 is skipped too: it is the agent API's default.
+  while (taken.has(port) || port === 8081) port++;
+  return port;
 }
 
 function check(resolved: readonly Resolved[]): void {
+  const taken = new Set(resolved.map((r) => r.port));
   for (let i = 0; i < resolved.length; i++) {
     for (let j = i + 1; j < resolved.length; j++) {
       const first = resolved[i]!;
@@ -104,7 +110,7 @@ function check(resolved: readonly Resolved[]): void {
       if (first.port === 0 || first.port !== second.port) continue;
       for (const a of first.addresses) {
         const b = second.addresses.find((x) => addressesClash(a, x));
-        if (b !== undefined) throw clashError(first, second, a, b);
+        if (b !== undefined) throw clashError(first, second, a, b, taken);
       }
     }
   }

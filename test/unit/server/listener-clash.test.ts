@@ -57,6 +57,18 @@ test('the compile step refuses literal addresses that clash, naming both setting
   assert.doesNotThrow(() => checkLiteralListeners([agentApi('127.0.0.1:8081'), endpoint('localhost:8081')]), 'names wait for resolution');
 });
 
+test('the example port skips every configured port, a third listener\'s included, not only the clashing one and 8081', () => {
+  const health = (address: string): ListenerSetting => ({ setting: 'health_checks.bind_port', address, bindsEveryAddress: false, prefersIpv4: true });
+  assert.throws(
+    () => checkLiteralListeners([agentApi('127.0.0.1:8443'), endpoint('0.0.0.0:8443'), health('127.0.0.1:8444')]),
+    /give the bundle endpoint a port of its own \(e\.g\. 8445\)$/,
+  );
+  assert.throws(
+    () => checkLiteralListeners([agentApi('127.0.0.1:8082'), endpoint('127.0.0.1:8080'), health('127.0.0.1:8080')]),
+    /give health_checks\.bind_port a port of its own \(e\.g\. 8083\)$/,
+  );
+});
+
 test('resolved: localhost beside 127.0.0.1 on one port is refused naming both settings and what the name is; another port is not', async () => {
   await assert.rejects(
     checkListenersResolved([agentApi('127.0.0.1:8081'), endpoint('localhost:8081')]),
