@@ -11,7 +11,7 @@ import { parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import { noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
 import { entryFields, FIELD_FLAGS, FILTER_FLAGS, listRequest, MASK_OF_FLAG } from './entry-flags.js';
-import { createFromFile, ENTRY_REFUSALS, updateFromFile } from './entry-data-file.js';
+import { createFromFile, ENTRY_REFUSALS, updateFromFile } from './entry-batches.js';
 import { entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag } from './flags.js';
 
 async function trustDomainOf(client: AdminClient): Promise<string> {
