@@ -92,6 +92,26 @@ test('every flag of meshid-server run and meshid-agent run is named in the READM
   assert.deepEqual(missing, []);
 });
 
+test('the filter and wait flags once in --help only are named in the README where their command is described', async () => {
+  // A paragraph (or sh block) of the README, split at blank lines, that names the command and the flag both.
+  const paragraphs = README.split(/\n\s*\n/);
+  // [binary, the command words --help is asked of, the flag, the command as the README names it (default: the words)]
+  const flags: Array<[CommandLine['binary'], string[], string, string?]> = [
+    ['meshid-server', ['agent', 'list'], '--attestation-type'],
+    ['meshid-server', ['entry', 'show'], '--match-federates-with'],
+    ['meshid-server', ['federation', 'create'], '--bundle-format'],
+    ['meshid-agent', ['api', 'watch'], '--timeout'],
+    ['meshid-agent', ['api', 'fetch', 'x509'], '--timeout', 'api fetch'],
+  ];
+  const missing: string[] = [];
+  for (const [binary, words, flag, named] of flags) {
+    assert.match(await help(binary, words), new RegExp(`^  ${flag} `, 'm'), `${binary} ${words.join(' ')} --help lists ${flag}`);
+    const command = named ?? words.join(' ');
+    if (!paragraphs.some((p) => p.includes(command) && p.includes(flag))) missing.push(`${command} ${flag}`);
+  }
+  assert.deepEqual(missing, []);
+});
+
 test('the README\'s example agent config (health_checks) is accepted as written', () => {
   const json = fenced('json').find((b) => b.includes('"server_address"'));
   assert.ok(json !== undefined, 'no agent config example in README.md');
