@@ -9,7 +9,8 @@ import assert from 'node:assert/strict';
 import { parseArgs, type FlagSpec } from '../../../src/common/cli/args.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { serverCli } from '../../../src/server/cli/server-cli.js';
-import { apiCommand, healthcheckCommand } from '../../../src/agent/cli/index.js';
+import { apiCommand } from '../../../src/agent/cli/api.js';
+import { healthcheckCommand } from '../../../src/agent/cli/healthcheck.js';
 import { captureIo } from './capture-io.js';
 
 const TTL: FlagSpec[] = [{ name: 'ttl', type: 'duration', description: 'TTL' }];
