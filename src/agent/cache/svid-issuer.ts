@@ -10,6 +10,7 @@ import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
+import { UnsignedKeys } from './unsigned-keys.js';
 import { X509BudgetHold } from './x509-budget-hold.js';
 import { BatchBuilder, checkedSvid, type BuiltBatch } from './x509-svid-request.js';
 
@@ -61,7 +62,8 @@ const FAILURES_WAITED_FOR = 1;
 
 /**
  * Gets an X.509-SVID signed for every entry that needs one and keeps them fresh (SPEC-NOTES §8 rotation):
- * a new P-256 key per SVID, generated here and never sent anywhere; CSRs go to the server in batches
+ * a new P-256 key per SVID, generated here and never sent anywhere (kept across the failed attempts to get that SVID
+ * signed: unsigned-keys.ts); CSRs go to the server in batches
  * (SignX509Svids); each returned chain is checked (one URI SAN equal to the entry's ID, the key matches, the chain
  * verifies against the own bundle) before it is published to the cache.
  *
@@ -91,8 +93,8 @@ export class SvidIssuer {
   /**
    * When the entries held back by failed calls (the server unreachable, or failing the whole call) are retried, all
    * together. Each renewal falls due at its own jittered instant, so during an outage each entry failed alone and was
-   * retried alone on its own backoff: one call per entry per round (10,000 entries, ~40 calls a second), every one
-   * making its key, where a round of batches does the same. A call failing while a round is ahead joins it.
+   * retried alone on its own backoff: one call per entry per round (10,000 entries, ~40 calls a second), where a round
+   * of batches does the same. A call failing while a round is ahead joins it.
    */
   private callRetryAt = 0;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
@@ -100,7 +102,8 @@ export class SvidIssuer {
   private readonly retryPolicy: BackoffPolicy;
   private readonly callBackoff: Backoff;
   private tainted: ReadonlySet<string> = new Set();
-  private readonly builder = new BatchBuilder();
+  private readonly unsignedKeys = new UnsignedKeys();
+  private readonly builder = new BatchBuilder(this.unsignedKeys);
   private calls = 0;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
@@ -142,6 +145,7 @@ export class SvidIssuer {
       this.failures.delete(id);
       this.budget.forget(id);
       this.jitter.delete(id);
+      this.unsignedKeys.forget(id);
     }
   }
 
@@ -237,6 +241,7 @@ export class SvidIssuer {
     this.timer?.cancel();
     this.timer = undefined;
     this.budget.stop();
+    this.unsignedKeys.clear();
   }
 
   /**
@@ -419,6 +424,8 @@ export class SvidIssuer {
       const k = keys.get(r.entryId);
       if (k === undefined || answered.has(r.entryId)) continue;
       answered.add(r.entryId);
+      // Certified, whatever becomes of the answer: a key is not sent twice once a certificate for it came back.
+      if (r.code === 0) this.unsignedKeys.certified(r.entryId, k);
       const current = this.cache.entry(r.entryId);
       // The entry went away or changed while the call was in flight: its new state is already queued.
       if (current === undefined || certificateInputs(current) !== k.inputs) continue;

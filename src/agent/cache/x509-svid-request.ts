@@ -1,24 +1,24 @@
-import type { KeyObject } from 'node:crypto';
 import { invalidArgument } from '../../common/errors.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseCertificateLazily } from '../../common/x509/certificate.js';
 import { verifyParsedChain } from '../../common/x509/chain-verification.js';
-import { createCsr } from '../../common/x509/csr.js';
-import { exportPkcs8Der, generateKeyPair, keyMatchesCertificate, spkiDer } from '../../common/x509/keys.js';
+import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.js';
 import { issuedChainCheckTime } from '../client/server-clock.js';
-import { certificateInputs, type AgentEntry } from './agent-entry.js';
+import type { AgentEntry } from './agent-entry.js';
 import { sharedCaCertificate } from './shared-ca-certificates.js';
+import type { UnsignedKeys } from './unsigned-keys.js';
 import type { WorkloadSvid } from './workload-cache.js';
 
 /**
- * One X.509-SVID request as the issuer (svid-issuer.ts) sees it: a new P-256 key made here and never sent anywhere, a
- * CSR for it, and the check of the chain the server answers with before it is served. Kept apart from the issuer's
- * scheduling: nothing here knows about queues, retries or the signing budget.
+ * One X.509-SVID request as the issuer (svid-issuer.ts) sees it: a P-256 key never sent anywhere (new, or kept from a
+ * failed attempt: unsigned-keys.ts), a CSR for it, and the check of the chain the server answers with before it is
+ * served. Kept apart from the issuer's scheduling: nothing here knows about queues, retries or the signing budget.
  */
 
 /** What a CSR was made with: what the chain signed for it is checked against. */
 export interface SentKey {
-  readonly privateKey: KeyObject;
+  /** PKCS#8 DER. */
+  readonly pkcs8: Buffer;
   readonly spki: Buffer;
   /** The entry's certificate inputs when the CSR was made (certificateInputs). */
   readonly inputs: string;
@@ -29,14 +29,14 @@ export interface BuiltBatch {
   readonly items: Array<{ entryId: string; csr: Buffer }>;
 }
 
-/** A new key and a CSR for it per entry. */
-async function buildBatch(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
+/** A key not yet certified and its CSR per entry. */
+async function buildBatch(batch: readonly AgentEntry[], unsigned: UnsignedKeys): Promise<BuiltBatch> {
   const keys: BuiltBatch['keys'] = new Map();
   const items: BuiltBatch['items'] = [];
   for (const entry of batch) {
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    keys.set(entry.id, { entry, privateKey, spki: spkiDer(publicKey), inputs: certificateInputs(entry) });
-    items.push({ entryId: entry.id, csr: await createCsr(privateKey, publicKey) });
+    const { pkcs8, spki, inputs, csr } = await unsigned.keyFor(entry);
+    keys.set(entry.id, { entry, pkcs8, spki, inputs });
+    items.push({ entryId: entry.id, csr });
   }
   return { keys, items };
 }
@@ -52,8 +52,10 @@ const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(reso
 export class BatchBuilder {
   private lastBuild: Promise<unknown> = Promise.resolve();
 
+  constructor(private readonly unsigned: UnsignedKeys) {}
+
   buildInTurn(batch: readonly AgentEntry[]): Promise<BuiltBatch> {
-    const built = this.lastBuild.then(nextTurn).then(() => buildBatch(batch));
+    const built = this.lastBuild.then(nextTurn).then(() => buildBatch(batch, this.unsigned));
     this.lastBuild = built.catch(() => undefined);
     return built;
   }
@@ -79,7 +81,7 @@ export function checkedSvid(
   }
   // Byte equality is the common case (the server copies the key as sent); another encoding of the same key is
   // left to OpenSSL to judge.
-  if (!leaf.structure.spki.equals(sent.spki) && !keyMatchesCertificate(sent.privateKey, leaf.der)) {
+  if (!leaf.structure.spki.equals(sent.spki) && !keyMatchesCertificate(importPrivateKey(sent.pkcs8), leaf.der)) {
     throw invalidArgument('the signed certificate does not certify the key sent');
   }
   const bundle = cache.ownBundle();
@@ -92,8 +94,8 @@ export function checkedSvid(
     spiffeId: entry.spiffeId,
     hint: entry.hint,
     chain: [leaf.der, ...chain.slice(1).map(sharedCaCertificate)],
-    // Copied into Node's pooled slabs: OpenSSL's own 138-byte allocation would pin a malloc page per SVID.
-    privateKey: Buffer.from(exportPkcs8Der(sent.privateKey)),
+    // Copied into Node's pooled slabs: the key's own buffer (unsigned-keys.ts) also holds its CSR, of no use from now.
+    privateKey: Buffer.from(sent.pkcs8),
     notBefore: leaf.notBefore,
     notAfter: leaf.notAfter,
     version: leaf.serialHex,
