@@ -301,7 +301,7 @@ export class SvidIssuer {
 
   private flush(): void {
     if (this.heldByBudget()) return;
-    if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putWatchedFirst();
+    if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putInCatchUpOrder();
     while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
       const batch: AgentEntry[] = [];
       for (const id of this.queued) {
@@ -342,14 +342,19 @@ export class SvidIssuer {
 
   /**
    * When more than a batch is waiting (a mass rotation, a taint, a restart after a long outage), the SVIDs open
-   * streams are watching go first: the workloads in use get their new identity after one batch, not after all.
+   * streams are watching go first: the workloads in use get their new identity after one batch, not after all. Within
+   * each of the two, the SVID that expires soonest goes first (an entry with none first: nothing is served for it). The
+   * entries an outage failed come back in the order their renewals fell due, which is not the order they expire in
+   * when TTLs differ: a 24 h SVID renewed at its half-life has 12 h left, a 10 min one that fell due after it 5 min.
    */
-  private putWatchedFirst(): void {
+  private putInCatchUpOrder(): void {
     const watched = this.cache.entriesInUse();
     const order = [...this.queued];
-    const first = order.filter((id) => watched.has(id));
-    if (first.every((id, i) => order[i] === id)) return;
-    this.queued = new Set([...first, ...order.filter((id) => !watched.has(id))]);
+    const keyed = order.map((id) => ({ id, rank: watched.has(id) ? 0 : 1, expiry: this.cache.svid(id)?.notAfter ?? -Infinity }));
+    const before = (a: (typeof keyed)[number], b: (typeof keyed)[number]): number => a.rank - b.rank || (a.expiry === b.expiry ? 0 : a.expiry < b.expiry ? -1 : 1);
+    if (keyed.every((k, i) => i === 0 || before(keyed[i - 1]!, k) <= 0)) return;
+    // Stable: entries of the same rank and expiry (a burst of new ones) keep the order they were asked for in.
+    this.queued = new Set(keyed.sort(before).map((k) => k.id));
   }
 
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {

@@ -155,3 +155,42 @@ test('an item the server refuses is retried with its key; one answered with a ce
   assert.equal(cache.svid(misissued.id), undefined, 'none served');
   issuer.stop();
 });
+
+test('after an outage the watched SVIDs go first, then the rest by expiry (none held first), not in the order their renewals fell due', async () => {
+  const { cache, issuer, server, calls } = outageIssuer({ batchSize: 1, maxInflight: 1 });
+  const t0 = fx.clock.now();
+  const long = entry('catch-up-2h', ['unix:uid:44'], { x509_svid_ttl: 7200 });
+  const watched = entry('catch-up-watched', ['unix:uid:45'], { x509_svid_ttl: 7200 });
+  const short = entry('catch-up-20min', ['unix:uid:44'], { x509_svid_ttl: 1200 });
+  const expiring = entry('catch-up-10min', ['unix:uid:44'], { x509_svid_ttl: 600 });
+  cache.apply({ upserts: [long, watched, short, expiring] });
+  const unsubscribe = cache.subscribe([{ type: 'unix', value: 'uid:45' }], () => undefined);
+  // Held SVIDs whose renewals fall due in the order long (t0+60 min), watched (+61), expiring (+63), short (+65),
+  // while they expire in the order expiring (+68), short (+75), long (+120), watched (+121).
+  const holdAt = (at: number, e: typeof long, ttlMs: number): void => {
+    fx.clock.advance(t0 + at * MINUTE - fx.clock.now());
+    cache.putSvids([fx.issue(e, ttlMs)]);
+  };
+  holdAt(0, long, 120 * MINUTE);
+  holdAt(1, watched, 120 * MINUTE);
+  holdAt(55, short, 20 * MINUTE);
+  holdAt(58, expiring, 10 * MINUTE);
+  issuer.reconcile();
+  await settle();
+  assert.deepEqual(calls, [], 'nothing due yet');
+  while (fx.clock.now() < t0 + 70 * MINUTE) {
+    fx.clock.advance(MINUTE);
+    await settle();
+  }
+  assert.deepEqual(new Set(calls.flat()), new Set([long.id, watched.id, short.id, expiring.id]), 'every renewal failed during the outage');
+  assert.equal(cache.svid(expiring.id), undefined, 'the 10 min SVID expired meanwhile');
+  calls.length = 0;
+  server.down = false;
+  // What the connection does when the server is back.
+  issuer.reconcile();
+  issuer.kick();
+  await settle();
+  assert.deepEqual(calls, [[watched.id], [expiring.id], [short.id], [long.id]]);
+  unsubscribe();
+  issuer.stop();
+});
