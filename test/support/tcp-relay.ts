@@ -2,13 +2,14 @@ import net from 'node:net';
 import { once } from 'node:events';
 
 /**
- * What a relay does with one connection's bytes: `onClient` sees what the client sends; `onUpstream` is given what
- * the upstream sends and a function that sends it on to the client, which it may call later (HoldingRelay);
+ * What a relay does with one connection's bytes: `onClient` is given what the client sends and a function that sends
+ * it on to the upstream; `onUpstream`, what the upstream sends and a function that sends it on to the client; either
+ * may call its function later (HoldingRelay);
  * `onUpstreamClose`, the upstream's close and a function that closes the client's side, which it may call later too
  * (after what it holds: TCP delivers a peer's bytes before its close).
  */
 export interface ConnectionHooks {
-  onClient?(chunk: Buffer): void;
+  onClient?(chunk: Buffer, send: () => void): void;
   onUpstream?(chunk: Buffer, send: () => void): void;
   onUpstreamClose?(close: () => void): void;
 }
@@ -61,8 +62,9 @@ export class TcpRelay {
       });
     }
     client.on('data', (chunk: Buffer) => {
-      hooks.onClient?.(chunk);
-      upstream.write(chunk);
+      const send = (): void => void upstream.write(chunk);
+      if (hooks.onClient === undefined) send();
+      else hooks.onClient(chunk, send);
     });
     upstream.on('data', (chunk: Buffer) => {
       const send = (): void => void client.write(chunk);
