@@ -5,6 +5,8 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -15,6 +17,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { logServerFault, SERVER_FAULT_LOG_WINDOW_MS, setServerFaultLogClock } from '../../src/server/api/handler.js';
 import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { LEVEL, parseLogLines } from '../support/log-lines.js';
@@ -129,4 +132,40 @@ test('a fault repeated within the minute is reported with its count when the ser
   assert.match(String(lines[summary]!.msg), /^request failed, and 3 more like it in the last minute$/);
   assert.ok(last > summary, 'the summary comes before the server says it stopped');
   assert.equal(last, lines.length - 1, `nothing is logged after 'meshid-server stopped': ${JSON.stringify(lines.slice(last + 1))}`);
+});
+
+test("a start that fails after its API listeners' fault logs exist (the agent API's port taken) stops them too: a repeat is reported before the start's error, and nothing is logged a minute later (the faults logged through the admin API's logger by the test: no request can be timed into a start)", async (t) => {
+  const tmp = tempDir('meshid-server-faults-start-');
+  t.after(tmp.cleanup);
+  const taken = net.createServer().listen(0, '127.0.0.1');
+  await once(taken, 'listening');
+  t.after(() => void taken.close());
+  const config = compileServerConfig({
+    trust_domain: 'example.org',
+    data_dir: path.join(tmp.dir, 'data'),
+    bind_address: `127.0.0.1:${(taken.address() as net.AddressInfo).port}`,
+    admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
+  });
+  const clock = new FakeClock(Date.now());
+  t.after(setServerFaultLogClock(clock));
+  const raw: string[] = [];
+  const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  // The admin API's logger, as the start makes it: a fault and its repeat within the minute leave its throttle with a
+  // window whose summary is pending on the clock.
+  const child = log.child.bind(log);
+  log.child = ((bindings: Record<string, unknown>, options?: object) => {
+    const made = child(bindings, options);
+    if (bindings['subsystem'] === 'admin-api') {
+      for (let i = 0; i < 2; i++) logServerFault(made, 'ListEntries', new TypeError('a bug in the entry lister'));
+    }
+    return made;
+  }) as unknown as typeof log.child;
+
+  // The agent API listens after the admin API, whose fault log is then made (server.ts).
+  await assert.rejects(MeshidServer.start({ config, log, clock }), /cannot listen on 127\.0\.0\.1:\d+ \(--bind-address, bind_address\): another process is listening/);
+  const atFailure = parseLogLines(raw.join('')).filter((l) => l['rpc'] === 'ListEntries');
+  assert.deepEqual(atFailure.map((l) => l.msg), ['request failed', 'request failed, and 1 more like it in the last minute'], 'the repeat is reported as the start fails');
+  clock.advance(2 * SERVER_FAULT_LOG_WINDOW_MS);
+  const after = parseLogLines(raw.join('')).filter((l) => l['rpc'] === 'ListEntries');
+  assert.equal(after.length, atFailure.length, `nothing logged after the failed start: ${JSON.stringify(after.slice(atFailure.length))}`);
 });
