@@ -1,5 +1,6 @@
 import https from 'node:https';
 import type { PeerCertificate } from 'node:tls';
+import { systemClock, type Clock } from '../../common/clock.js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { federatedBundleFromSpiffeJson, type FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
@@ -24,9 +25,11 @@ const TIMEOUT_MS = 10_000;
  * trust (no bundle stored yet, or a stored one without X.509 roots, as a partner's revocation leaves it).
  * `ownAnchors`: `anchors` are this server's own roots (an endpoint of its own trust domain), which no `bundle set`
  * seeds, so a chain they do not anchor is not told to be re-seeded.
+ * `clock` times the whole fetch (timeoutMs, redirects included); the silence of one answer is on the system's timers.
  */
 export function fetchFederatedBundle(
   rel: FederationRelationship, anchors: readonly Buffer[] | undefined, timeoutMs = TIMEOUT_MS, egress?: EgressProxy, ownAnchors = false,
+  clock: Clock = systemClock,
 ): Promise<FederatedBundleDocument> {
   const where = `bundle endpoint ${rel.bundleEndpointUrl} of ${rel.trustDomain}`;
   let tls: https.RequestOptions = {};
@@ -60,7 +63,7 @@ export function fetchFederatedBundle(
       : `the endpoint's certificate does not chain to ${roots} stored for ${anchorDomain}: if ${anchorDomain} replaced its roots ` +
         `since they were stored, seed its current bundle with ${reseed}; or the endpoint leaves out the intermediates its chain needs`;
   }
-  return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, { timeoutMs, endsAt: Date.now() + timeoutMs }, MAX_REDIRECTS);
+  return get(rel, rel.bundleEndpointUrl, { tls, unanchored, egress }, where, { timeoutMs, endsAt: clock.now() + timeoutMs, clock }, MAX_REDIRECTS);
 }
 
 /**
@@ -94,6 +97,7 @@ const REDIRECTS = new Set([301, 302, 303, 307, 308]);
 interface Deadline {
   readonly timeoutMs: number;
   readonly endsAt: number;
+  readonly clock: Clock;
 }
 
 function get(
@@ -102,7 +106,7 @@ function get(
   return new Promise((resolve, reject) => {
     const fail = (reason: string, cause?: unknown): void => reject(unavailable(`${where}: ${reason}`, cause));
     const late = `no complete answer within ${deadline.timeoutMs / 1000} s`;
-    const leftMs = deadline.endsAt - Date.now();
+    const leftMs = deadline.endsAt - deadline.clock.now();
     if (leftMs <= 0) {
       fail(`${late}, redirects included`);
       return;
@@ -165,7 +169,7 @@ function get(
     });
     // `timeout` above only bounds silence; this bounds the whole fetch, redirects included, so a trickling endpoint
     // cannot hold a poll.
-    const timer = setTimeout(() => {
+    const timer = deadline.clock.setTimer(() => {
       const err = new Error(redirectsLeft === MAX_REDIRECTS ? late : `${late}, redirects included`);
       // First the tunnel: a request still waiting for its socket (a CONNECT the proxy has not answered) is not ended
       // by destroy() until that socket comes, which a proxy that trickles its answer puts off as long as it likes.
@@ -177,7 +181,7 @@ function get(
       fail(UNANCHORED_CODES.has(err.code ?? '') ? `${trust.unanchored} (${err.message})` : err.message, err);
     });
     req.on('close', () => {
-      clearTimeout(timer);
+      timer.cancel();
       ended.abort();
     });
   });

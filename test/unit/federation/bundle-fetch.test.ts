@@ -1,8 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
+import type { ServerResponse } from 'node:http';
 import https from 'node:https';
 import type { AddressInfo } from 'node:net';
+import { FakeClock } from '../../../src/common/clock.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { bundleToSpiffeJson } from '../../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
@@ -105,25 +107,39 @@ test('redirects share the fetch deadline: hops each quicker than it, but slower 
   t.after(() => ca.dispose());
   const svid = ca.issue('spiffe://partner.org/server');
   const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  const timers = new Set<NodeJS.Timeout>();
-  let requests = 0;
-  // Every hop answers after 400 ms: under the 1 s deadline alone, over it by the third.
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (req, res) => {
-    requests++;
-    const hop = Number(req.url!.slice(1)) || 0;
-    timers.add(setTimeout(() => res.writeHead(307, { Location: `/${hop + 1}` }).end(), 400));
+  // Each request waits here for the test to pass 400 ms of the fetch's clock and then answer it with a redirect.
+  const requests: ServerResponse[] = [];
+  let arrived: (() => void) | undefined;
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
+    requests.push(res);
+    arrived?.();
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => {
-    for (const timer of timers) clearTimeout(timer);
     server.closeAllConnections();
     server.close();
   });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
-  // (Only a machine too loaded to answer the first hop within 1 s would see it without "redirects included".)
-  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 1000), {
-    message: new RegExp(`^bundle endpoint ${url} of partner\\.org: no complete answer within 1 s(, redirects included)?$`),
-  });
-  assert.ok(requests <= 3, `${requests} requests: the fourth hop would start after the deadline`);
+  const clock = new FakeClock();
+  const fetching = fetchFederatedBundle(rel!, [ca.rootDer], 1000, undefined, false, clock).then(
+    () => assert.fail('the fetch succeeded'),
+    (err: unknown) => err,
+  );
+  let ended: unknown;
+  for (let answered = 0; ended === undefined; ) {
+    if (requests.length === answered) {
+      const next = new Promise<void>((resolve) => (arrived = resolve));
+      const outcome = await Promise.race([fetching.then((err) => ({ err })), next.then(() => undefined)]);
+      if (outcome !== undefined) ended = outcome.err;
+      continue;
+    }
+    const hop = answered++;
+    clock.advance(400);
+    requests[hop]!.writeHead(307, { Location: `/${hop + 1}` }).end();
+  }
+  // Under the 1 s deadline alone, each hop is; the third ends at 1.2 s. A deadline of each hop's own would have
+  // followed a fourth (and ended "redirected more than 3 times") or failed it without "redirects included".
+  assert.equal((ended as Error).message, `bundle endpoint ${url} of partner.org: no complete answer within 1 s, redirects included`);
+  assert.equal(requests.length, 3, 'the fourth hop would start after the deadline');
 });
