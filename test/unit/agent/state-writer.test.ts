@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 
 test('a burst of changes becomes one write after the delay; flush writes pending changes at once', () => {
   const clock = new FakeClock();
@@ -90,5 +91,33 @@ test('saveNow writes its part at once and leaves the coalesced write pending; wh
   assert.deepEqual(writes, ['part', 'all'], 'the retry waits for its backoff');
   clock.advance(200);
   assert.deepEqual(writes, ['part', 'all', 'all'], 'then writes the whole state, the failed part with it');
+  w.stop();
+});
+
+test("a failed write is an error line with the fields README's logging paragraph names: err (its words) and retryInMs (in ms, when the next attempt comes)", () => {
+  const clock = new FakeClock();
+  const { log, records } = capturingLogger('meshid-agent');
+  const attempts: number[] = [];
+  const w = new StateWriter({
+    clock,
+    log,
+    delayMs: 100,
+    write: () => {
+      attempts.push(clock.now());
+      throw new Error('ENOSPC: no space left on device');
+    },
+  });
+  w.markDirty();
+  clock.advance(100);
+  const [line, ...more] = records().filter((r) => r.msg === 'cannot persist the agent state; will retry');
+  assert.equal(more.length, 0);
+  assert.equal(line?.level, LEVEL.error);
+  assert.equal((line?.['err'] as { message?: string } | undefined)?.message, 'ENOSPC: no space left on device');
+  assert.equal(line?.['retryInMs'], 200);
+  assert.equal(line?.['retryMs'], undefined, 'the old name is gone');
+  clock.advance(199);
+  assert.equal(attempts.length, 1);
+  clock.advance(1);
+  assert.equal(attempts.length, 2, 'the next attempt comes retryInMs later');
   w.stop();
 });

@@ -453,3 +453,32 @@ test('a re-seed while a failing https_spiffe poll is under way with the old root
     assert.equal(poller.status('partner.org')!.lastError, undefined);
   });
 });
+
+test("a failed poll is a warning with the fields README's logging paragraph names: trustDomain, url, failures, retryInMs (in ms, when the next poll comes) and reason (stubbed endpoint)", async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const { log, records } = capturingLogger('meshid-server');
+    const poller = new FederatedBundlePoller([REL!], ds, clock, log, endpoint.fetch);
+    t.after(() => poller.stop());
+    endpoint.next = () => {
+      throw new Error('connect ECONNREFUSED 192.0.2.7:8443');
+    };
+    await poller.refresh('partner.org');
+    const warned = records().filter((r) => r.msg === 'cannot refresh a federated bundle from its endpoint; the stored one stays as it is');
+    assert.equal(warned.length, 1);
+    assert.equal(warned[0]!.level, LEVEL.warn);
+    // Every field but pino's own (level, time, pid, hostname, name, msg).
+    const fields = Object.fromEntries(Object.entries(warned[0]!).filter(([k]) => !['level', 'time', 'pid', 'hostname', 'name', 'msg'].includes(k)));
+    assert.deepEqual(fields, {
+      trustDomain: 'partner.org',
+      url: REL!.bundleEndpointUrl,
+      failures: 1,
+      retryInMs: FIRST_RETRY_MS,
+      reason: 'connect ECONNREFUSED 192.0.2.7:8443',
+    });
+    const { nextPollAt, lastAttemptAt } = poller.status('partner.org')!;
+    assert.equal(nextPollAt! - lastAttemptAt!, fields['retryInMs'], 'retryInMs is the delay until the next poll');
+  });
+});
