@@ -18,26 +18,36 @@ test('a bundle endpoint that trickles its answer is cut off at the deadline, not
   t.after(() => ca.dispose());
   const svid = ca.issue('spiffe://partner.org/server');
   const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  const timers = new Set<NodeJS.Timeout>();
+  let answering: (res: ServerResponse) => void = () => undefined;
+  const answer = new Promise<ServerResponse>((resolve) => (answering = resolve));
   const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
     res.writeHead(200, { 'Content-Type': 'application/json' });
     res.write('{');
-    // One byte every 100 ms: never silent for long, never done.
-    const drip = setInterval(() => res.write(' '), 100);
-    timers.add(drip);
-    res.on('close', () => clearInterval(drip));
+    answering(res);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => {
-    for (const timer of timers) clearInterval(timer);
     server.closeAllConnections();
     server.close();
   });
-  const [rel] = compileRelationships(
-    { 'partner.org': { bundle_endpoint_url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/`, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } },
-    'example.org',
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
+  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
+  const clock = new FakeClock();
+  const fetching = fetchFederatedBundle(rel!, [ca.rootDer], 1000, undefined, false, clock).then(
+    () => assert.fail('the fetch succeeded'),
+    (err: unknown) => err,
   );
-  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 1000), /no complete answer within 1 s/);
+  const res = await answer;
+  // A byte every 250 ms of the fetch's clock: never silent (for the real-time silence bound, milliseconds pass), never
+  // done. Bounded: an endpoint cut off only when silent would be fetched from for ever.
+  let ended: unknown;
+  for (let step = 0; ended === undefined; step++) {
+    assert.ok(step < 40, `still fetching at ${step * 250} ms of a 1 s deadline`);
+    res.write(' ');
+    clock.advance(250);
+    ended = await Promise.race([fetching, new Promise((r) => setTimeout(r, 10)).then(() => undefined)]);
+  }
+  assert.equal((ended as Error).message, `bundle endpoint ${url} of partner.org: no complete answer within 1 s`);
 });
 
 test('an https_spiffe endpoint whose chain the stored roots do not vouch for (the partner replaced them unseen) is refused, saying to re-seed', async (t) => {
