@@ -52,9 +52,11 @@ function openTunnel(proxy: URL, host: string, port: number, timeoutMs: number, c
       timeout: timeoutMs,
     });
     // Only until the proxy answers: from then on the socket is the fetch's, which ends it itself. The fetch's reason
-    // (its deadline) is the answer, not the hang-up that destroying the request causes.
+    // (its deadline) is the answer, not the hang-up that destroying the request causes; it names the proxy, since the
+    // proxy, not the endpoint, is what kept the fetch waiting, as the CONNECT's own timeout says it.
     const onCancel = () => {
-      reject(cancel.reason);
+      const why = cancel.reason instanceof Error ? cancel.reason.message : 'the fetch ended';
+      reject(new Error(`cannot tunnel through the proxy ${shown}: no answer to CONNECT ${target} (${why})`));
       request.destroy();
     };
     cancel.addEventListener('abort', onCancel, { once: true });

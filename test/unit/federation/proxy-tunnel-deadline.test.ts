@@ -54,6 +54,38 @@ test('a fetch through an HTTPS_PROXY that trickles its CONNECT answer fails at t
     'example.org',
   );
   const egress = egressProxyFromEnv({ HTTPS_PROXY: `http://127.0.0.1:${proxy.port}` });
-  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 1000, egress), /no complete answer within 1 s/);
+  await assert.rejects(
+    fetchFederatedBundle(rel!, [ca.rootDer], 1000, egress),
+    new RegExp(`cannot tunnel through the proxy http://127\\.0\\.0\\.1:${proxy.port} \\(HTTPS_PROXY\\): no answer to CONNECT bundles\\.partner\\.test:8443 \\(no complete answer within 1 s\\)$`),
+  );
   assert.equal(await proxy.closed, true, 'the proxy saw the connection closed while it was still answering, not kept until it finished');
+});
+
+test('a fetch through an HTTPS_PROXY that never answers CONNECT fails at the deadline naming the proxy and the CONNECT, not the endpoint alone', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  // Accepts and reads, never answers: a proxy stuck on its own way out, as a firewall dropping its packets leaves it.
+  const sockets = new Set<net.Socket>();
+  const silent = net.createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => {});
+  });
+  await new Promise<void>((resolve) => silent.listen(0, '127.0.0.1', resolve));
+  t.after(() => {
+    for (const s of sockets) s.destroy();
+    silent.close();
+  });
+  const port = (silent.address() as AddressInfo).port;
+  const [rel] = compileRelationships(
+    { 'partner.org': { bundle_endpoint_url: 'https://bundles.partner.test:8443/', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } },
+    'example.org',
+  );
+  const egress = egressProxyFromEnv({ HTTPS_PROXY: `http://127.0.0.1:${port}` });
+  await assert.rejects(
+    fetchFederatedBundle(rel!, [ca.rootDer], 1000, egress),
+    (err: Error) => {
+      assert.match(err.message, new RegExp(`^bundle endpoint https://bundles\\.partner\\.test:8443/ of partner\\.org: cannot tunnel through the proxy http://127\\.0\\.0\\.1:${port} \\(HTTPS_PROXY\\): no answer to CONNECT bundles\\.partner\\.test:8443`));
+      return true;
+    },
+  );
 });
