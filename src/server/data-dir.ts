@@ -70,8 +70,10 @@ export function openDataDir(dataDir: string, trustDomain: string): () => void {
  */
 function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
   const marker = path.join(dataDir, MARKER);
-  const st = fs.statSync(dataDir, { throwIfNoEntry: false });
-  if (st === undefined) return 'unclaimed';
+  // Not only absent: a path through a file (ENOTDIR) or a directory this user cannot search is ensurePrivateDir's to
+  // explain, naming the part of the path at fault, where a stat here would throw errno's bare words.
+  if (!fs.existsSync(dataDir)) return 'unclaimed';
+  const st = fs.statSync(dataDir);
   if (!st.isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
   if (fs.existsSync(marker)) {
     const read = readDataDirMarker(marker);

@@ -49,3 +49,19 @@ test('a data dir marker of an unknown format that is no newer one is refused as 
     t.cleanup();
   }
 });
+
+test('a data dir whose path runs through a file is refused naming that file, not with a bare ENOTDIR, and nothing is made', () => {
+  const t = tempDir('meshid-data-dir-');
+  try {
+    const file = path.join(t.dir, 'a-file');
+    fs.writeFileSync(file, 'not a directory');
+    assert.throws(() => openDataDir(path.join(file, 'data'), 'example.org'), (err) => {
+      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+      assert.match(err.message, new RegExp(`${file} is not a directory`));
+      return true;
+    });
+    assert.deepEqual(fs.readdirSync(t.dir), ['a-file']);
+  } finally {
+    t.cleanup();
+  }
+});
