@@ -139,7 +139,8 @@ test('a first start killed (SIGKILL) before its data dir marker is in place is f
   assert.equal(killed.signal, 'SIGKILL', killed.output);
   const dataDir = path.join(dir, 'data');
   assert.equal(fs.existsSync(path.join(dataDir, 'meshid-server.json')), false, 'killed before the marker was renamed into place');
-  // Nothing but the marker's temp file is in the data dir: it never served, so the next start must claim it.
+  // Nothing but its lock file and the marker's temp file is in the data dir: it never served, so the next start must
+  // claim it.
   const server = await startServerProcess(dir);
   t.after(() => server.stop());
   assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.org');
