@@ -184,8 +184,15 @@ export class MeshidServer {
       );
       return server;
     } catch (err) {
-      for (const stop of started.reverse()) await stop();
-      await ds.close();
+      // Every step is undone and the lock released even when one of them fails, and the start's own error is the one
+      // reported: a rollback step's failure is only logged.
+      for (const stop of [...started.reverse(), () => ds.close()]) {
+        try {
+          await stop();
+        } catch (undoErr) {
+          log.error({ err: undoErr }, 'undoing a failed start: a step failed; the remaining steps go on');
+        }
+      }
       unlock();
       throw err;
     }

@@ -1,0 +1,58 @@
+/**
+ * A start that fails part-way is undone in reverse; here one undo step itself fails (stubbed: a health listener whose
+ * close throws cannot be made to happen for real on one machine). The start must still report its own cause, undo the
+ * other steps and release the data dir's lock, so the next start on the same dir works.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { once } from 'node:events';
+import path from 'node:path';
+import { Writable } from 'node:stream';
+import { createLogger } from '../../src/common/log.js';
+import { HttpHealthListener } from '../../src/common/health/http-health-listener.js';
+import { compileServerConfig } from '../../src/server/config.js';
+import { MeshidServer } from '../../src/server/server.js';
+import { LEVEL, parseLogLines } from '../support/log-lines.js';
+import { tempDir } from '../support/server-kit.js';
+
+test('a failed start whose undo step fails (stubbed health listener close) still reports its own cause, undoes the rest and releases the data dir lock', async (t) => {
+  const tmp = tempDir('meshid-server-rollback-');
+  t.after(tmp.cleanup);
+  const taken = net.createServer().listen(0, '127.0.0.1');
+  await once(taken, 'listening');
+  t.after(() => void taken.close());
+  const settings = (bindAddress: string) =>
+    compileServerConfig({
+      trust_domain: 'example.org',
+      data_dir: path.join(tmp.dir, 'data'),
+      bind_address: bindAddress,
+      admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
+      health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+    });
+  const raw: string[] = [];
+  const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+
+  const close = HttpHealthListener.prototype.close;
+  HttpHealthListener.prototype.close = async function (this: HttpHealthListener) {
+    await close.call(this);
+    throw new Error('stubbed: the health listener failed to close');
+  };
+  try {
+    // The agent API's port is taken: the start fails after the health listener, the CA and the admin API are up.
+    await assert.rejects(
+      MeshidServer.start({ config: settings(`127.0.0.1:${(taken.address() as net.AddressInfo).port}`), log }),
+      /cannot listen on 127\.0\.0\.1:\d+ \(--bind-address, bind_address\): another process is listening/,
+    );
+  } finally {
+    HttpHealthListener.prototype.close = close;
+  }
+  const undo = parseLogLines(raw.join('')).filter((l) => l.msg === 'undoing a failed start: a step failed; the remaining steps go on');
+  assert.equal(undo.length, 1, 'the failed undo step is logged');
+  assert.equal(undo[0]!.level, LEVEL.error);
+
+  // The lock was released and the datastore closed: the same data dir starts again in this process.
+  const server = await MeshidServer.start({ config: settings('127.0.0.1:0'), log });
+  t.after(() => server.stop());
+  assert.ok(server.healthAddress() !== undefined, 'the second start serves');
+});
