@@ -11,10 +11,11 @@ export const RECONNECT_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 500, 
 /**
  * The delay before retry number `attempt` (0-based): initial × multiplier^attempt capped at max, then a uniformly
  * random point in its upper half ("equal jitter"), so a fleet of agents that lost the server together does not come
- * back in lockstep, yet no retry comes sooner than half the nominal delay. `random` returns [0, 1).
+ * back in lockstep, yet no retry comes sooner than half the nominal delay. `random` returns [0, 1). `maxMs`, below the
+ * policy's, caps this one delay (a deadline the retry must not outwait) and is jittered the same way.
  */
-export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random): number {
-  const nominal = Math.min(policy.maxMs, policy.initialMs * policy.multiplier ** Math.max(0, attempt));
+export function backoffDelay(attempt: number, policy: BackoffPolicy, random: () => number = Math.random, maxMs = policy.maxMs): number {
+  const nominal = Math.min(policy.maxMs, maxMs, policy.initialMs * policy.multiplier ** Math.max(0, attempt));
   return Math.round(nominal / 2 + (nominal / 2) * random());
 }
 
@@ -27,8 +28,9 @@ export class Backoff {
     private readonly random: () => number = Math.random,
   ) {}
 
-  next(): number {
-    return backoffDelay(this.attempt++, this.policy, this.random);
+  /** The next delay, capped at `maxMs` if given (the attempt still counts: the growth goes on past the cap). */
+  next(maxMs?: number): number {
+    return backoffDelay(this.attempt++, this.policy, this.random, maxMs);
   }
 
   reset(): void {
