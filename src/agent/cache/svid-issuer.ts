@@ -54,6 +54,18 @@ const GRPC_PERMISSION_DENIED = 7;
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
 /**
+ * A retry of an entry whose SVID is still served comes within this share of the time that SVID has left (never under
+ * the backoff's first delay). The doubling alone outwaits a short SVID: a 10 min one whose renewal fails from its
+ * half-life has its last try 45-170 s before expiry and its next 15-210 s after it, so a server that recovers in
+ * between still lets it lapse. With a quarter (jittered to an eighth..a quarter), signing that recovers is picked up
+ * while at least three quarters of what was left remain, which leaves room for a call that fails only at its
+ * deadline; it costs 25-45 tries over a failing 10 min SVID's last 5 min (about 10 today), the last few in its last
+ * seconds, a second apart. An entry with no SVID served, or an expired one, keeps the plain backoff: nothing to
+ * protect, and the server must not be hammered for it.
+ */
+const RETRY_WITHIN_LEFT = 0.25;
+
+/**
  * A first Workload API message waits for an SVID through one failed signing (a transient refusal is retried in about
  * a second), not through a second: a refusal that persists would otherwise hold the workload's other identities back
  * until the stream's pending timeout, then refuse the stream, and do so again on every retry.
@@ -69,8 +81,9 @@ const FAILURES_WAITED_FOR = 1;
  *
  * Scheduling is one timer on the injected clock for the earliest "due" instant over all entries: an SVID's renewal
  * time (half the life it is held for, from its request, ± jitter chosen once per SVID, at once past 90 %,
- * `renewalTime` of `heldLifetime`), or the retry time of a failed item. Due entries are queued; the queue is flushed
- * in batches with a bounded number of calls in flight.
+ * `renewalTime` of `heldLifetime`), or the retry time of a failed item (within a quarter of the time its served SVID
+ * has left: RETRY_WITHIN_LEFT). Due entries are queued; the queue is flushed in batches with a bounded number of calls
+ * in flight.
  */
 export class SvidIssuer {
   private readonly cache: IdentityCache;
@@ -258,6 +271,12 @@ export class SvidIssuer {
     return renewalTime(askedAt === undefined ? lifetime : heldLifetime(lifetime, askedAt), j.value);
   }
 
+  /** The longest retry delay for an entry whose served SVID ends at `notAfter` (RETRY_WITHIN_LEFT); Infinity if none. */
+  private retryCapMs(notAfter: number | undefined, now: number): number {
+    const left = notAfter === undefined ? 0 : notAfter - now;
+    return left > 0 ? Math.max(this.retryPolicy.initialMs, left * RETRY_WITHIN_LEFT) : Infinity;
+  }
+
   private chainIsTainted(svid: WorkloadSvid): boolean {
     return chainNamesKeyId(svid.chain, this.tainted);
   }
@@ -371,16 +390,8 @@ export class SvidIssuer {
       results = await this.sign(built.items);
     } catch (err) {
       const budgetWait = budgetRefusalWaitMs(err);
-      const backoff = this.callBackoff.next();
-      // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
-      // same wait do not all come back at once.
-      const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
       const now = this.clock.now();
-      // Any other failure joins the retry round ahead, if there is one (callRetryAt). A budget refusal's wait is the
-      // server's, and holds the whole queue until then anyway (heldByBudget).
-      if (asked === undefined && this.callRetryAt <= now) this.callRetryAt = now + backoff;
-      const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
-      if (asked !== undefined) this.budget.refused(now, asked, delay);
+      const kind = rejectionOf(err);
       // An entry removed while the call was out needs nothing more (forget() already dropped its state); one changed
       // meanwhile was requested again (queued, its failures reset): this call's failure is not its own, and counting
       // it would stop a first message waiting for the new certificate at its first failure.
@@ -388,11 +399,23 @@ export class SvidIssuer {
         const current = this.cache.entry(e.id);
         return current !== undefined && certificateInputs(current) === certificateInputs(e);
       });
+      // The batch's soonest-expiring served SVID bounds its retry (RETRY_WITHIN_LEFT). Not for a refusal of the agent
+      // itself: it waits for kick() after a new attestation, and trying sooner changes nothing.
+      const cap = kind !== undefined ? Infinity : Math.min(Infinity, ...same.map((e) => this.retryCapMs(this.cache.svid(e.id)?.notAfter, now)));
+      const backoff = this.callBackoff.next(cap);
+      // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
+      // same wait do not all come back at once.
+      const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
+      // Any other failure joins the retry round ahead, if there is one (callRetryAt) and it is not past this batch's
+      // bound; else this batch's retry becomes the round. A budget refusal's wait is the server's, and holds the whole
+      // queue until then anyway (heldByBudget).
+      if (asked === undefined && (this.callRetryAt <= now || this.callRetryAt > now + cap)) this.callRetryAt = now + backoff;
+      const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
+      if (asked !== undefined) this.budget.refused(now, asked, delay);
       for (const e of same) {
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
         this.dueAt.set(e.id, now + delay);
       }
-      const kind = rejectionOf(err);
       // The server unreachable (or refusing this agent), a failure that came back, or a budget refusal that has lasted
       // too long: the cached SVIDs are served without waiting for these. Entries changed meanwhile are being signed
       // again, and are waited for.
@@ -447,7 +470,7 @@ export class SvidIssuer {
           // replaced at once (and with backoff, should the server go on answering from that authority).
           const n = (this.failures.get(current.id) ?? 0) + 1;
           this.failures.set(current.id, n);
-          this.dueAt.set(current.id, n === 1 ? now : now + backoffDelay(n - 2, this.retryPolicy, this.random));
+          this.dueAt.set(current.id, n === 1 ? now : now + backoffDelay(n - 2, this.retryPolicy, this.random, this.retryCapMs(svid.notAfter, now)));
         } else {
           this.failures.delete(current.id);
           this.dueAt.set(current.id, this.renewalOf(svid, sentAt));
@@ -479,8 +502,11 @@ export class SvidIssuer {
     }
     const n = (this.failures.get(entry.id) ?? 0) + 1;
     this.failures.set(entry.id, n);
-    const wait = backoffDelay(n - 1, this.retryPolicy, this.random);
-    this.dueAt.set(entry.id, this.clock.now() + wait);
+    const now = this.clock.now();
+    // A refusal to sign for this entry at all is not retried sooner for the SVID it still has: that would not change it.
+    const cap = code === GRPC_PERMISSION_DENIED ? Infinity : this.retryCapMs(this.cache.svid(entry.id)?.notAfter, now);
+    const wait = backoffDelay(n - 1, this.retryPolicy, this.random, cap);
+    this.dueAt.set(entry.id, now + wait);
     const current = this.cache.entry(entry.id);
     if (n > FAILURES_WAITED_FOR && current !== undefined && certificateInputs(current) === certificateInputs(entry)) this.cache.markUnsigned([entry.id]);
     if (code !== GRPC_PERMISSION_DENIED) {

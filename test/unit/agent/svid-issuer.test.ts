@@ -189,7 +189,10 @@ test('renewals falling due one by one while the server is down are retried toget
     afterAllFailed.map(() => 5),
     'once every renewal has failed, each retry carries all five: one round, not five entries on five backoffs',
   );
-  assert.ok(calls.length < 30, `${calls.length} calls in 25 min for five entries`);
+  // Near each SVID's expiry the round comes within a quarter of the time it has left (the soonest-expiring of the five
+  // bounds it); once all five have expired there is nothing left to protect, and the round keeps the plain backoff.
+  const afterAllExpired = calls.filter((c) => c.at >= start + 15 * 60_000);
+  assert.ok(afterAllExpired.length < 8, `${afterAllExpired.length} calls in the 15 min after every SVID expired`);
   down = false;
   issuer.kick();
   await settle();
@@ -795,4 +798,67 @@ test('a batch whose keys were being made when the issuer stopped is not sent', a
   await settle();
   assert.equal(signer.calls.length, 0, 'a stopped issuer sends nothing');
   assert.equal(issuer.pending().inflight, 0);
+});
+
+/**
+ * A 10 min SVID whose renewal keeps failing from its renewal time, the Sync stream up (no kick()), until `recoverLeftMs`
+ * before it expires. Steps the clock a second at a time, as a real clock fires each retry; returns the attempts' clock
+ * times, the SVID first held, and whether that SVID was replaced before it expired.
+ */
+async function failingRenewal(name: string, uid: number, fail: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => SignedItem[], recoverLeftMs: number) {
+  let failing = false;
+  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+  const attempts: number[] = [];
+  const { cache, issuer } = issuerWith(async (items) => {
+    if (!failing) return cacheRef.sign!(items);
+    attempts.push(fx.clock.now());
+    return fail(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const e = entry(name, [`unix:uid:${uid}`], { x509_svid_ttl: 600 });
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const held = cache.svid(e.id)!;
+  failing = true;
+  while (fx.clock.now() < held.notAfter - 1000 && cache.svid(e.id)?.version === held.version) {
+    if (fx.clock.now() >= held.notAfter - recoverLeftMs) failing = false;
+    fx.clock.advance(1000);
+    await settle();
+  }
+  const replaced = cache.svid(e.id) !== undefined && cache.svid(e.id)!.version !== held.version;
+  issuer.stop();
+  return { attempts, held, replaced };
+}
+
+test('a short SVID whose renewal keeps failing (per item or per call) is retried within a quarter of the time it has left, and renewed before it expires once signing recovers', async () => {
+  const internalItems = (items: ReadonlyArray<{ entryId: string }>): SignedItem[] => items.map((i) => ({ entryId: i.entryId, code: 13, message: 'internal error', chain: [] }));
+  for (const mode of ['item', 'call'] as const) {
+    const fail = mode === 'item' ? internalItems : (): never => {
+      throw new MeshidError('internal', 'a bug');
+    };
+    // Recovers with 60 s left: the doubling alone (0.75, 1.5, … 192 s with this jitter) has its next try after expiry.
+    const { attempts, held, replaced } = await failingRenewal(`expiry-bound-${mode}`, 150, fail, 60_000);
+    assert.ok(attempts.length > 0 && attempts[0]! < held.notAfter - 4 * 60_000, `${mode}: renewal failed from its renewal time`);
+    for (let i = 1; i < attempts.length; i++) {
+      const left = held.notAfter - attempts[i - 1]!;
+      // Within a quarter of what was left at the try before (the clock steps a second at a time).
+      assert.ok(attempts[i]! - attempts[i - 1]! <= Math.max(1000, left / 4) + 1000, `${mode}: try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after the one before, with ${left} ms left`);
+    }
+    assert.ok(attempts.some((t) => held.notAfter - t <= 60_000 + 15_000 && held.notAfter - t > 60_000), `${mode}: a try in the quarter of a minute before recovery`);
+    assert.ok(replaced, `${mode}: renewed before the SVID expired, not after`);
+  }
+});
+
+test('a short SVID\'s retries near expiry still wait out each signing budget refusal, however little time it has left', async () => {
+  const refuse = (): never => {
+    throw resourceExhausted('signing rate limit reached; retry in 5 s');
+  };
+  // Refused until 8 s before expiry: for the last 20 s a quarter of what is left is under the server's 5 s.
+  const { attempts, held, replaced } = await failingRenewal('expiry-bound-budget', 151, refuse, 8000);
+  assert.ok(attempts.length > 2);
+  for (let i = 1; i < attempts.length; i++) {
+    assert.ok(attempts[i]! - attempts[i - 1]! >= 5000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after a refusal that asked for 5 s`);
+  }
+  assert.ok(attempts.some((t) => held.notAfter - t < 20_000), 'refused again where a quarter of what was left is under the server\'s wait');
+  assert.ok(replaced, 'renewed before the SVID expired, once the server signs again');
 });
