@@ -862,3 +862,36 @@ test('a short SVID\'s retries near expiry still wait out each signing budget ref
   assert.ok(attempts.some((t) => held.notAfter - t < 20_000), 'refused again where a quarter of what was left is under the server\'s wait');
   assert.ok(replaced, 'renewed before the SVID expired, once the server signs again');
 });
+
+test('a failing call carrying a 24 h and a 10 min SVID is retried, both together, within a quarter of the time the 10 min one has left', async () => {
+  let failing = true;
+  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
+  const calls: Array<{ at: number; ids: string[] }> = [];
+  const { cache, issuer } = issuerWith(async (items) => {
+    if (!failing) return cacheRef.sign!(items);
+    calls.push({ at: fx.clock.now(), ids: items.map((i) => i.entryId).sort() });
+    throw new MeshidError('internal', 'a bug');
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const long = entry('batch-bound-24h', ['unix:uid:152']);
+  const short = entry('batch-bound-10min', ['unix:uid:152'], { x509_svid_ttl: 600 });
+  cache.apply({ upserts: [long, short] });
+  cache.putSvids([fx.issue(long, DAY), fx.issue(short, 10 * 60_000)]);
+  const held = cache.svid(short.id)!;
+  // Both re-signed at once (as after a taint), in one call that keeps failing until 60 s before the short one expires.
+  issuer.request([long, short]);
+  await settle();
+  while (fx.clock.now() < held.notAfter - 1000 && cache.svid(short.id)?.version === held.version) {
+    if (fx.clock.now() >= held.notAfter - 60_000) failing = false;
+    fx.clock.advance(1000);
+    await settle();
+  }
+  assert.ok(calls.length > 2);
+  assert.ok(calls.every((c) => c.ids.join() === [long.id, short.id].sort().join()), 'one round for both');
+  for (let i = 1; i < calls.length; i++) {
+    const left = held.notAfter - calls[i - 1]!.at;
+    assert.ok(calls[i]!.at - calls[i - 1]!.at <= Math.max(1000, left / 4) + 1000, `call ${i} came ${calls[i]!.at - calls[i - 1]!.at} ms after the one before, with ${left} ms left on the 10 min SVID`);
+  }
+  assert.notEqual(cache.svid(short.id)?.version, held.version, 'the 10 min SVID renewed before it expired');
+  issuer.stop();
+});
