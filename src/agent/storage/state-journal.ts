@@ -1,7 +1,8 @@
 import fs from 'node:fs';
 import { crc32 } from 'node:zlib';
 import type { EntryMessage } from '../../common/entry-message.js';
-import type { RawState, SvidDocument } from './stored-state.js';
+import type { RawState } from './stored-state.js';
+import type { SvidDocument } from './state-documents.js';
 
 /**
  * The journal that continues a state snapshot: one line per saved change set, appended and fsynced, so a state change

@@ -6,7 +6,8 @@ import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import { entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
 import type { WorkloadSvid } from '../cache/workload-cache.js';
 import { encodeJournalBatch, journalFileName, journalGeneration, type JournalBatch } from './state-journal.js';
-import { bundleDocument, encodeStateChunks, federatedBundleDocs, svidDocument, type RawState, type OnUnstorableKey, type StoredState, type UnstorableKey } from './stored-state.js';
+import { encodeStateChunks, type RawState, type StoredState } from './stored-state.js';
+import { bundleDocument, federatedBundleDocs, svidDocument, type OnUnstorableKey, type UnstorableKey } from './state-documents.js';
 
 /** The journal may grow to the snapshot's size (at least this) before the snapshot is rewritten. */
 const MIN_COMPACTION_BYTES = 4 * 1024 * 1024;

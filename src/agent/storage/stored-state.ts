@@ -2,7 +2,7 @@ import { createHash, type KeyObject } from 'node:crypto';
 import { parseJsonObject } from '../../common/json-object.js';
 import { invalidArgument, isMeshidError, MeshidError } from '../../common/errors.js';
 import { meshidVersion } from '../../common/meshid-version.js';
-import { bundleFromSpiffeJson, bundleToSpiffeJson, writableBundle, type LeftOutKey, type TrustBundle } from '../../common/spiffe/bundle.js';
+import { bundleFromSpiffeJson, type TrustBundle } from '../../common/spiffe/bundle.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { parseCertificate, parseCertificateLazily } from '../../common/x509/certificate.js';
 import { verifyCaChain, verifyParsedChain } from '../../common/x509/chain-verification.js';
@@ -12,6 +12,7 @@ import { exportPkcs8Der, importPrivateKey, keyMatchesCertificate } from '../../c
 import type { EntryMessage } from '../../common/entry-message.js';
 import { entryFromMessage, entryToMessage, type AgentEntry } from '../cache/agent-entry.js';
 import type { WorkloadSvid } from '../cache/workload-cache.js';
+import { b64, bundleDocument, federatedBundleDocs, svidDocument, type OnUnstorableKey, type SvidDocument } from './state-documents.js';
 
 /**
  * The agent's persisted state, as two JSON documents in its data dir (see agent-store.ts): its own identity, and
@@ -75,19 +76,6 @@ interface IdentityDocument {
   trust_roots?: string[];
 }
 
-export interface SvidDocument {
-  entry_id: string;
-  spiffe_id: string;
-  svid_chain: string[];
-  private_key: string;
-  /** The leaf's validity (epoch ms) and serial (hex), as read when the SVID was received; absent in older states. */
-  not_before?: number;
-  not_after?: number;
-  serial?: string;
-  /** The entry's certificate inputs the SVID was signed for (WorkloadSvid.inputs); absent in older states. */
-  inputs?: string;
-}
-
 interface StateDocument {
   format: number;
   trust_domain: string;
@@ -100,7 +88,6 @@ interface StateDocument {
   svids: SvidDocument[];
 }
 
-const b64 = (b: Buffer): string => b.toString('base64');
 const unb64 = (s: unknown, what: string): Buffer => {
   if (typeof s !== 'string' || s === '') throw invalidArgument(`${what} is missing`);
   return Buffer.from(s, 'base64');
@@ -216,35 +203,6 @@ function* unsealedChunks(s: StoredState, journal: number | undefined, onUnstorab
     yield (i > 0 ? ',' : '') + s.svids.slice(i, i + CHUNK_ITEMS).map((v) => JSON.stringify(svidDocument(v))).join(',');
   }
   yield ']';
-}
-
-/** The stored form of one SVID (its hint comes from the entry when restored). */
-export function svidDocument(v: WorkloadSvid): SvidDocument {
-  return {
-    entry_id: v.entryId,
-    spiffe_id: v.spiffeId,
-    svid_chain: v.chain.map(b64),
-    private_key: b64(v.privateKey),
-    not_before: v.notBefore,
-    not_after: v.notAfter,
-    serial: v.version,
-    ...(v.inputs !== undefined ? { inputs: v.inputs } : {}),
-  };
-}
-
-/** A bundle key left out of the stored state, because no JWK of meshid's can carry it (writableBundle). */
-export type UnstorableKey = LeftOutKey;
-
-export type OnUnstorableKey = (key: UnstorableKey) => void;
-
-/** The stored form of the federated bundles: trust domain → SPIFFE bundle document (writableBundle). */
-export function federatedBundleDocs(bundles: readonly TrustBundle[], onUnstorable: OnUnstorableKey): Record<string, unknown> {
-  return Object.fromEntries(bundles.map((b) => [b.trustDomain, bundleDocument(b, onUnstorable)]));
-}
-
-/** The stored form of a bundle: its SPIFFE bundle document (writableBundle). */
-export function bundleDocument(bundle: TrustBundle, onUnstorable: OnUnstorableKey): unknown {
-  return JSON.parse(bundleToSpiffeJson(writableBundle(bundle, onUnstorable)));
 }
 
 /** An SVID that was in the file but is not restored, and why. */
