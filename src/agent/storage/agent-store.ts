@@ -8,7 +8,8 @@ import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
 import { StatePersister, type WithdrawnState } from './state-persister.js';
-import { decodeIdentity, encodeIdentity, isNewerStateFormat, parseStateDocument, restoreState, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
+import { decodeIdentity, encodeIdentity, isNewerStateFormat, parseStateDocument, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
+import { restoreState } from './state-restore.js';
 
 /**
  * How many damaged copies of one file (state.json, a journal) are kept aside at most. Each holds workload keys (a
