@@ -1,4 +1,5 @@
 import { createCsr } from '../../common/x509/csr.js';
+import { ecKeyDer } from '../../common/x509/ec-key-der.js';
 import { exportPkcs8Der, generateKeyPair, spkiDer } from '../../common/x509/keys.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
 
@@ -57,8 +58,8 @@ export class UnsignedKeys {
 
 async function newKey(): Promise<Omit<UnsignedKey, 'inputs'>> {
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
-  const pkcs8 = exportPkcs8Der(privateKey);
-  const spki = spkiDer(publicKey);
+  // Not OpenSSL's encoders: this export is paid for every key the agent makes (ec-key-der.ts).
+  const { pkcs8, spki } = ecKeyDer(privateKey) ?? { pkcs8: exportPkcs8Der(privateKey), spki: spkiDer(publicKey) };
   const csr = await createCsr(privateKey, publicKey);
   // Unpooled: a small slice of a pooled slab kept for long pins the whole 8 KB slab.
   const bytes = Buffer.allocUnsafeSlow(pkcs8.length + spki.length + csr.length);
