@@ -48,6 +48,7 @@ export interface SvidIssuerOptions {
   onSigned?: (leaf: { notBefore: number; notAfter: number }, sentAt: number) => void;
 }
 
+const GRPC_INVALID_ARGUMENT = 3;
 const GRPC_PERMISSION_DENIED = 7;
 
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
@@ -452,8 +453,9 @@ export class SvidIssuer {
       const k = keys.get(r.entryId);
       if (k === undefined || answered.has(r.entryId)) continue;
       answered.add(r.entryId);
-      // Certified, whatever becomes of the answer: a key is not sent twice once a certificate for it came back.
-      if (r.code === 0) this.unsignedKeys.certified(r.entryId, k);
+      // Certified, whatever becomes of the answer: a key is not sent twice once a certificate for it came back. Nor a
+      // CSR the server called invalid (a corrupted one would otherwise be refused on every retry until a restart).
+      if (r.code === 0 || r.code === GRPC_INVALID_ARGUMENT) this.unsignedKeys.retire(r.entryId, k);
       const current = this.cache.entry(r.entryId);
       // The entry went away or changed while the call was in flight: its new state is already queued.
       if (current === undefined || certificateInputs(current) !== k.inputs) continue;

@@ -18,7 +18,7 @@ export interface UnsignedKey {
  * During an outage every retry round used to make a new P-256 key and CSR for every failing entry (~3.5 s of CPU a
  * round at 10,000 entries, most of the first minute's rounds being shorter than that) for requests that never reached
  * the server. A key no certificate came back for was never served to a workload, so a retry sends it again; rotation
- * still gets a new key, as a key goes once an answer certifies it.
+ * still gets a new key, as a key goes once an answer certifies it (or refuses its CSR as invalid).
  *
  * A call that failed as a whole may have had its certificates signed and the answer lost: those never reached this
  * agent, name the same SPIFFE ID and key, and the key is served only with a certificate a later answer brings.
@@ -41,8 +41,11 @@ export class UnsignedKeys {
     return key;
   }
 
-  /** The server answered `key`'s request with a certificate (whether or not it then passes the checks): never sent again. */
-  certified(entryId: string, key: { readonly pkcs8: Buffer }): void {
+  /**
+   * Never sent again: the server answered `key`'s request with a certificate (whether or not it then passes the
+   * checks), or refused its CSR as invalid, which sending the same bytes again cannot change and a new key may.
+   */
+  retire(entryId: string, key: { readonly pkcs8: Buffer }): void {
     if (this.byEntry.get(entryId)?.pkcs8 === key.pkcs8) this.byEntry.delete(entryId);
   }
 

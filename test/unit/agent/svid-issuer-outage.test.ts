@@ -156,6 +156,25 @@ test('an item the server refuses is retried with its key; one answered with a ce
   issuer.stop();
 });
 
+test('an item whose CSR the server refuses as invalid is retried with a new key and CSR, not the bytes refused', async () => {
+  const e = entry('outage-invalid-csr', ['unix:uid:46']);
+  let refusals = 1;
+  const { cache, issuer, server, keysSent } = outageIssuer({}, (_cache, real) => async (items) =>
+    (await real(items)).map((r) =>
+      r.entryId === e.id && refusals-- > 0 ? { entryId: r.entryId, code: 3, message: 'malformed CSR: CertificationRequest has extra fields', chain: [] } : r,
+    ),
+  );
+  server.down = false;
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  await retryRounds(1);
+  const [refused, retried, ...more] = keysSent.get(e.id)!;
+  assert.equal(more.length, 0, 'signed at the second attempt');
+  assert.notEqual(retried, refused, 'the retry sends a new key, not the CSR the server refused');
+  assert.equal(spkiOf(cache.svid(e.id)!.chain), retried, 'and the SVID certifies it');
+  issuer.stop();
+});
+
 test('after an outage the watched SVIDs go first, then the rest by expiry (none held first), not in the order their renewals fell due', async () => {
   const { cache, issuer, server, calls } = outageIssuer({ batchSize: 1, maxInflight: 1 });
   const t0 = fx.clock.now();
