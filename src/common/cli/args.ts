@@ -52,13 +52,20 @@ export const MAX_DURATION_FLAG_MS = 36_500 * 86_400_000;
  */
 export const MAX_TIMEOUT_FLAG_MS = 86_400_000;
 
+/** Entry and SVID TTLs travel as int32 seconds. */
+const MAX_SECONDS = 2_147_483_647;
+
+/**
+ * The longest a flag read with `seconds()` takes (the admin API's TTLs, int32 seconds: about 68 years), so that one
+ * past it is refused at parse time as any other duration flag's maximum is, naming the flag as typed and the true limit.
+ */
+export const MAX_SECONDS_FLAG_MS = MAX_SECONDS * 1000;
+
 type FlagValue = string | string[] | boolean | number;
 
 const HELP_WORDS = new Set(['h', 'help']);
 const TRUE_WORDS = new Set(['true', '1', 't', 'yes']);
 const FALSE_WORDS = new Set(['false', '0', 'f', 'no']);
-/** Entry and SVID TTLs travel as int32 seconds. */
-const MAX_SECONDS = 2_147_483_647;
 
 /** The result of parsing: typed accessors by canonical flag name, positionals, and whether help was asked for. */
 export class ParsedArgs {

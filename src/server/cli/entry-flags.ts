@@ -1,5 +1,5 @@
 import { invalidArgument } from '../../common/errors.js';
-import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
+import { MAX_SECONDS_FLAG_MS, type FlagSpec, type ParsedArgs } from '../../common/cli/args.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { checkSelectors, checkSpiffeId, checkTrustDomain, parentIdFlag, selectorFlag, spiffeIdFlag } from './flags.js';
 
@@ -11,10 +11,10 @@ import { checkSelectors, checkSpiffeId, checkTrustDomain, parentIdFlag, selector
 /** The entry fields a flag sets, and the name of that field in UpdateEntry's mask (meshid.v1.Entry field names). */
 export const FIELD_FLAGS: readonly FlagSpec[] = [
   {
-    name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', zeroAllowed: true,
+    name: 'x509-svid-ttl', aliases: ['x509SVIDTTL', 'ttl'], type: 'duration', zeroAllowed: true, maxMs: MAX_SECONDS_FLAG_MS,
     description: 'TTL of the X509-SVIDs issued for this entry, in seconds or like 1h, 24h; 0 or absent: the server default',
   },
-  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', zeroAllowed: true, description: 'TTL of the JWT-SVIDs issued for this entry; 0 or absent: the server default' },
+  { name: 'jwt-svid-ttl', aliases: ['jwtSVIDTTL'], type: 'duration', zeroAllowed: true, maxMs: MAX_SECONDS_FLAG_MS, description: 'TTL of the JWT-SVIDs issued for this entry; 0 or absent: the server default' },
   { name: 'dns', aliases: ['dnsName'], type: 'strings', valueName: 'NAME', emptyClears: true, description: 'DNS name for the X509-SVID (--dns "" alone: none)' },
   { name: 'hint', type: 'string', emptyClears: true, description: 'Hint that tells a workload which of its identities to use (--hint "": none)' },
   {

@@ -3,7 +3,7 @@
  * their values. Local checks only give earlier, clearer errors; the server validates everything again.
  */
 import { invalidArgument, MeshidError } from '../../common/errors.js';
-import type { FlagSpec } from '../../common/cli/args.js';
+import { MAX_SECONDS_FLAG_MS, type FlagSpec } from '../../common/cli/args.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import { parseSelector } from '../../common/spiffe/selector.js';
 import type { ProtoSelector } from './admin-types.js';
@@ -28,7 +28,7 @@ export const trustDomainFlag = (description: string): FlagSpec => ({
   name: 'trust-domain', aliases: ['id'], type: 'string', valueName: 'TD', description,
 });
 /** `--ttl` of token generate, x509 mint and jwt mint: the admin API reads 0 as "the server default", and so does the flag (SPIRE's -ttl 0 too). */
-export const ttlFlag = (description: string): FlagSpec => ({ name: 'ttl', type: 'duration', zeroAllowed: true, description });
+export const ttlFlag = (description: string): FlagSpec => ({ name: 'ttl', type: 'duration', zeroAllowed: true, maxMs: MAX_SECONDS_FLAG_MS, description });
 
 /**
  * Checks a SPIFFE ID flag locally (SPIFFE-ID §2) and names it in the error the way an operator reads it:
