@@ -24,6 +24,7 @@ import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 interface Started {
   server: MeshidServer;
@@ -39,7 +40,7 @@ interface Started {
 /** An in-process server logging at info, an attested agent connected with its SVID, and one entry parented to it. */
 async function started(t: TestContext): Promise<Started> {
   const tmp = tempDir('meshid-server-faults-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const config = compileServerConfig({
     trust_domain: 'example.org', data_dir: path.join(tmp.dir, 'data'), bind_address: '127.0.0.1:0', admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
@@ -48,9 +49,9 @@ async function started(t: TestContext): Promise<Started> {
   const server = await MeshidServer.start({ config, log, clock: new FakeClock(Date.now()) });
   let stopped: Promise<void> | undefined;
   const stop = (): Promise<void> => (stopped ??= server.stop());
-  t.after(stop);
+  teardown(t).after(stop);
   const admin = new AdminClient(config.adminSocket);
-  t.after(() => admin.close());
+  teardown(t).after(() => admin.close());
   const roots = certificatesToPem(server.ca.bundle().x509Authorities);
   const { token } = await admin.call('Tokens', 'GenerateJoinToken', {});
   const agent = await attestWithToken({ port: () => server.agentPort }, roots, token!);
@@ -59,7 +60,7 @@ async function started(t: TestContext): Promise<Started> {
   });
   const entryId = created.results![0]!.entry!.id!;
   const client = connectNode({ port: () => server.agentPort }, roots, { chain: agent.chain, key: agent.key });
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const allLines = (): ReturnType<typeof parseLogLines> => parseLogLines(raw.join(''));
   return { server, agent, client, entryId, errorLines: () => allLines().filter((l) => l.level >= LEVEL.error), allLines, stop };
 }
@@ -136,10 +137,10 @@ test('a fault repeated within the minute is reported with its count when the ser
 
 test("a start that fails after its API listeners' fault logs exist (the agent API's port taken) stops them too: a repeat is reported before the start's error, and nothing is logged a minute later (the faults logged through the admin API's logger by the test: no request can be timed into a start)", async (t) => {
   const tmp = tempDir('meshid-server-faults-start-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const taken = net.createServer().listen(0, '127.0.0.1');
   await once(taken, 'listening');
-  t.after(() => void taken.close());
+  teardown(t).after(() => void taken.close());
   const config = compileServerConfig({
     trust_domain: 'example.org',
     data_dir: path.join(tmp.dir, 'data'),
@@ -147,7 +148,7 @@ test("a start that fails after its API listeners' fault logs exist (the agent AP
     admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
   const clock = new FakeClock(Date.now());
-  t.after(setServerFaultLogClock(clock));
+  teardown(t).after(setServerFaultLogClock(clock));
   const raw: string[] = [];
   const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
   // The admin API's logger, as the start makes it: a fault and its repeat within the minute leave its throttle with a

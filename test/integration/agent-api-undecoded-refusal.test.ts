@@ -11,18 +11,19 @@ import path from 'node:path';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, rawNodeCall as rawCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 /** Field 2 (known) as length-delimited with a length running past the end: no valid SyncRequest or RenewRequest. */
 const UNDECODABLE = Buffer.from([0x12, 0x7f, 0x01]);
 
 test('without a client certificate, Sync and Renew are refused UNAUTHENTICATED before decoding; Attest still is decoded and works', async (t) => {
   const { dir, cleanup } = tempDir('meshid-undecoded-refusal-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const server = await startServerProcess(path.join(dir, 'server'), ['--datacenter', 'east']);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const rootsPem = (await server.cli(['bundle', 'show'])).out;
   const anonymous = connectNode(server, rootsPem);
-  t.after(() => anonymous.close());
+  teardown(t).after(() => anonymous.close());
 
   for (const [method, stream] of [['Sync', true], ['Renew', false], ['SignX509Svids', false]] as const) {
     const err = await rawCall(anonymous, method, UNDECODABLE, stream);
@@ -36,7 +37,7 @@ test('without a client certificate, Sync and Renew are refused UNAUTHENTICATED b
   assert.match(agent.id, /^spiffe:\/\/example\.org\/meshid\/agent\/east\//);
   // With its certificate, the same bytes reach the decoder.
   const client = connectNode(server, rootsPem, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const decoded = await rawCall(client, 'Sync', UNDECODABLE, true);
   assert.equal(decoded.code, grpc.status.INVALID_ARGUMENT, decoded.details);
 });

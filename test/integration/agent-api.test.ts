@@ -17,6 +17,7 @@ import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, joinToken, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 type Client = NodeClient;
 
@@ -360,13 +361,13 @@ test('attestation attempts are rate limited per source address, before the datas
 test('a server shutting down ends every Sync stream at once with UNAVAILABLE, so agents reconnect instead of waiting', async (t) => {
   // A server of its own: this one is stopped.
   const dir = tempDir('meshid-agent-api-stop-');
-  t.after(dir.cleanup);
+  teardown(t).after(dir.cleanup);
   const own = await startServerProcess(dir.dir);
-  t.after(() => own.stop());
+  teardown(t).after(() => own.stop());
   const roots = (await own.cli(['bundle', 'show'])).out;
   const agent = await attestAgent(own, roots);
   const client = connectNode(own, roots, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
   stream.on('data', () => undefined);
   await new Promise((resolve) => stream.once('data', resolve));

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { attestAgent, attestWithToken, joinToken } from '../support/node-api-client.js';
 import { startServerProcess } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
+import { teardown } from '../support/teardown.js';
 
 /** An agent as `agent list --output json` prints it: spire-server's Agent. */
 interface ListedAgent {
@@ -20,9 +21,9 @@ const idOf = (a: ListedAgent): string => `spiffe://${a.id.trust_domain}${a.id.pa
 
 test('agent list filters by --banned, --expires-before (strictly before, RFC 3339 or spire-server\'s layout), --attestation-type and --can-reattest', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-list-filters-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const roots = (await server.cli(['bundle', 'show'])).out;
   const kept = await attestAgent(server, roots);
   const banned = await attestAgent(server, roots);
@@ -80,9 +81,9 @@ test('agent list filters by --banned, --expires-before (strictly before, RFC 333
 
 test('agent list filters by --selector, matched as --match (superset by default, exact, subset, any) as entry show matches', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-list-selectors-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const roots = (await server.cli(['bundle', 'show'])).out;
   // Every agent holds meshid:datacenter:east; the tokens add their own.
   const plain = await attestAgent(server, roots);

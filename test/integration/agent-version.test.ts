@@ -16,6 +16,7 @@ import { connectNode, joinToken, nodeCall, type AgentIdentity, type NodeClient }
 import { tempDir } from '../support/server-kit.js';
 import { runNode, startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 
@@ -66,16 +67,16 @@ async function shownVersion(server: ServerProcess, agentId: string): Promise<{ t
 
 test('the server keeps what an agent reports in Attest and at each Sync open; a renewal leaves it, a Sync open reporting none (a rolled-back build) forgets it; a version too long or not printable is refused', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-version-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const rootsPem = (await server.cli(['bundle', 'show'])).out;
 
   const agent = await attestReporting(server, rootsPem, await joinToken(server), '1.2.3+abc1234');
   assert.deepEqual(await shownVersion(server, agent.id), { text: '1.2.3+abc1234', json: '1.2.3+abc1234' });
 
   const client = connectNode(server, rootsPem, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   // Restarted as a new build on its stored identity: it makes no Attest, its Sync tells.
   assert.equal(await syncOnce(client, { agent_version: '1.2.4+def5678' }), undefined);
   assert.deepEqual(await shownVersion(server, agent.id), { text: '1.2.4+def5678', json: '1.2.4+def5678' });
@@ -108,7 +109,7 @@ test('the server keeps what an agent reports in Attest and at each Sync open; a 
   // Refused before the token is looked up: the token is not spent, and works with a version the server takes.
   const token = await joinToken(server);
   const attestClient = connectNode(server, rootsPem);
-  t.after(() => attestClient.close());
+  teardown(t).after(() => attestClient.close());
   const { privateKey: k, publicKey: p } = generateKeyPair('ec-p256');
   await assert.rejects(
     nodeCall(attestClient, 'Attest', { join_token: token, csr: await createCsr(k, p), agent_version: '1.0.0\n' }),
@@ -130,7 +131,7 @@ test('the server keeps what an agent reports in Attest and at each Sync open; a 
 
 test('a meshid-agent process reports its --version: agent show and list print it after attestation, and again after a restart on its stored identity', async (t) => {
   const cluster = await startCluster('meshid-agent-version-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const printed = await runNode(AGENT_MAIN, ['--version']);
   const version = /^meshid-agent (\S+)\n$/.exec(printed.out)![1]!;
   const cli = (args: string[]) => runNode(AGENT_MAIN.replace('meshid-agent', 'meshid-server'), [...args, '--admin-socket', cluster.server.adminSocket]);
@@ -159,7 +160,7 @@ test('an agent SVID renewal keeps the version the agent reported', async (t) => 
   // 20 hours back: every certificate lies inside the real-time window the TLS layer checks (agent-log-lines.test.ts).
   const clock = new FakeClock(Date.now() - 20 * HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-agent-version-renewal-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   // random 0.5: no jitter, the renewal falls at half-life.
   const agent = await cluster.startInProcessAgent(
     { join_token: await cluster.token(), socket_path: path.join(cluster.dir, 'agent-socket', 'api.sock'), data_dir: path.join(cluster.dir, 'agent-data') },

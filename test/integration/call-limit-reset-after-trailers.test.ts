@@ -15,6 +15,7 @@ import { UidCallLimit, uidCallLimitInterceptor } from '../../src/agent/endpoints
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { silentLogger } from '../../src/common/log.js';
 import { rawMethod } from '../support/raw-method.js';
+import { teardown } from '../support/teardown.js';
 
 const STREAM = rawMethod('/stand.in.Service/Stream', { requestStream: true, responseStream: true });
 
@@ -26,7 +27,7 @@ async function settled(session: http2.ClientHttp2Session): Promise<void> {
 
 test('a stream ended by the service and then by its deadline while its response waits on flow control gets its first status, then is reset and counted out', { timeout: 30_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-reset-order-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const limit = new UidCallLimit(10, silentLogger());
   const UID = 4242;
   let ended: Promise<void> | undefined;
@@ -46,11 +47,11 @@ test('a stream ended by the service and then by its deadline while its response 
   });
   const socketPath = path.join(dir, 'api.sock');
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
-  t.after(() => server.forceShutdown());
+  teardown(t).after(() => server.forceShutdown());
 
   // Window 0: not a byte of the response's message goes until the client raises it.
   const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath), settings: { initialWindowSize: 0 } });
-  t.after(() => session.destroy());
+  teardown(t).after(() => session.destroy());
   session.on('error', () => undefined);
   const stream = session.request(
     { ':method': 'POST', ':path': STREAM.path, 'content-type': 'application/grpc', te: 'trailers', 'grpc-timeout': '300m' },

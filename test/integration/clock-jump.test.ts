@@ -14,21 +14,22 @@ import Database from 'better-sqlite3';
 import { startCluster } from '../support/cluster.js';
 import { startServerProcess } from '../support/server-process.js';
 import { fakeWallClock, libfaketimeSkip } from '../support/fake-wall-clock.js';
+import { teardown } from '../support/teardown.js';
 
 const skip = libfaketimeSkip('clock-jump');
 
 test('wall clock 20 h ahead at once (a resume from suspend; the clock moved by libfaketime): the agent renews its SVIDs past half-life at once, not 12 h later', { skip }, async (t) => {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-clock-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const offsetFile = path.join(dir, 'offset');
   fs.writeFileSync(offsetFile, '+0\n');
   const env = fakeWallClock(offsetFile);
   const cluster = await startCluster('meshid-clock-jump-', [], env);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), env });
   const client = agent.client();
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const served = async (): Promise<string> => ((await client.fetchX509Svid()).svids ?? [])[0]?.x509_svid?.toString('base64') ?? '';
   const before = await served();
   assert.notEqual(before, '');
@@ -44,11 +45,11 @@ test('wall clock 20 h ahead at once (a resume from suspend; the clock moved by l
 
 test('wall clock stepped back 1 h under meshid-server run (libfaketime): housekeeping still runs about a minute after start and prunes an expired join token', { skip }, async (t) => {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-clock-back-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const offsetFile = path.join(dir, 'offset');
   fs.writeFileSync(offsetFile, '+0\n');
   const server = await startServerProcess(dir, ['--datacenter', 'east'], fakeWallClock(offsetFile));
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   fs.writeFileSync(offsetFile, '-1h\n');
   const generated = await server.cli(['token', 'generate', '--datacenter', 'east', '--ttl', '1']);
   assert.equal(generated.code, 0, generated.err);

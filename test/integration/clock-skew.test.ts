@@ -13,13 +13,14 @@ import { startCluster } from '../support/cluster.js';
 import { fakeWallClock, libfaketimeSkip } from '../support/fake-wall-clock.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import type { X509Svid } from '../../src/agent/workload/messages.js';
+import { teardown } from '../support/teardown.js';
 
 const skip = libfaketimeSkip('clock-skew');
 
 /** A file holding a libfaketime offset (`initial`, e.g. "+0"), in a temporary dir removed after the test. */
 function clockOffsetFile(t: TestContext, initial: string): string {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-skew-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const offsetFile = path.join(dir, 'offset');
   fs.writeFileSync(offsetFile, `${initial}\n`);
   return offsetFile;
@@ -28,7 +29,7 @@ function clockOffsetFile(t: TestContext, initial: string): string {
 test("the server's clock 2 min ahead of the agent's (libfaketime on the server process): the agent attests, is served its workload SVID, and a warning names the skew; the join token is not thrown away", { skip }, async (t) => {
   const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const token = await cluster.token();
   // The server's own SVID and CAs were made on the true time, so the TLS handshake passes; what it signs from now on
@@ -37,7 +38,7 @@ test("the server's clock 2 min ahead of the agent's (libfaketime on the server p
 
   const agent = await cluster.startAgent({ joinToken: token });
   const client = agent.client();
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const svids = (await client.fetchX509Svid()).svids ?? [];
   assert.equal(svids[0]?.spiffe_id, 'spiffe://example.org/app', agent.output());
   const warning = await agent.waitForLog(/"subsystem":"clock"/);
@@ -49,7 +50,7 @@ test("the server's clock 2 min ahead of the agent's (libfaketime on the server p
 test("the agent's clock 2 min behind a server that has just started (libfaketime on the agent process): the refused TLS handshake is logged as a clock problem, not as a server it cannot reach", { skip }, async (t) => {
   const offsetFile = clockOffsetFile(t, '-2m');
   const cluster = await startCluster('meshid-clock-skew-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   // The server's SVID, made just now, is not valid for another 2 min - 10 s by the agent's clock.
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), env: fakeWallClock(offsetFile), wait: false });
   const line = await agent.waitForLog(/meshid-server's certificate is not valid yet by this host's clock/);
@@ -61,7 +62,7 @@ test("the agent's clock 2 min behind a server that has just started (libfaketime
 test("the server's clock 2 h ahead (libfaketime on the server process): the agent refuses the agent SVID it signs, naming the clock, rather than persisting one that starts 2 h from now", { skip }, async (t) => {
   const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   fs.writeFileSync(offsetFile, '+2h\n');
 
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), wait: false });
@@ -74,7 +75,7 @@ test("the server's clock 2 h ahead (libfaketime on the server process): the agen
 test("the server's clock jumps 2 h ahead under a running agent: a workload SVID it then signs is refused naming the clock, not served to start 2 h from now; the workload goes on getting the SVID it had", { skip }, async (t) => {
   const offsetFile = clockOffsetFile(t, '+0');
   const cluster = await startCluster('meshid-clock-skew-', [], fakeWallClock(offsetFile));
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/app'], agent.output());
@@ -83,7 +84,7 @@ test("the server's clock jumps 2 h ahead under a running agent: a workload SVID 
 
   // The new entry's signing ends one way or the other: refused (a log line), or served over the agent's socket.
   const client = agent.client();
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const fetch = async (): Promise<X509Svid[]> => (await client.fetchX509Svid()).svids ?? [];
   let svids = await fetch();
   for (let i = 0; !/X509-SVID not issued/.test(agent.output()) && !svids.some((s) => s.spiffe_id === 'spiffe://example.org/later'); i++) {

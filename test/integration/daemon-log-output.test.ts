@@ -12,6 +12,7 @@ import { AGENT_MAIN, startCluster } from '../support/cluster.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
+import { teardown } from '../support/teardown.js';
 
 /** Starts a daemon whose stderr (and stdout) is /dev/full, at log level debug, so that it logs a lot. */
 function spawnOnFullDisk(main: string, args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
@@ -36,7 +37,7 @@ async function waitUntil(what: string, child: ChildProcess, check: () => Promise
 
 test('meshid-agent whose stderr refuses every write (a full disk) keeps serving workloads and stops cleanly', async (t) => {
   const cluster = await startCluster('meshid-log-full-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const socketDir = path.join(cluster.dir, 'full-socket');
   fs.mkdirSync(socketDir, { mode: 0o755 });
@@ -45,7 +46,7 @@ test('meshid-agent whose stderr refuses every write (a full disk) keeps serving 
     'run', '--server-address', cluster.server.address(), '--trust-bundle', cluster.bundleFile,
     '--socket-path', socketPath, '--data-dir', path.join(cluster.dir, 'full-data'), `--join-token=${await cluster.token()}`,
   ]);
-  t.after(() => void child.kill('SIGKILL'));
+  teardown(t).after(() => void child.kill('SIGKILL'));
 
   const fetchIds = async (): Promise<string[]> => {
     const client = connectWorkloadApi(socketPath, { timeoutMs: 2000 });
@@ -66,13 +67,13 @@ test('meshid-agent whose stderr refuses every write (a full disk) keeps serving 
 
 test('meshid-server whose stderr refuses every write (a full disk) keeps serving the admin API and stops cleanly', async (t) => {
   const { dir, cleanup } = tempDir('meshid-log-full-server-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const { child, exited } = spawnOnFullDisk(SERVER_MAIN, [
     'run', '--trust-domain', 'example.org', '--datacenter', 'east', '--data-dir', path.join(dir, 'data'),
     '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket,
   ]);
-  t.after(() => void child.kill('SIGKILL'));
+  teardown(t).after(() => void child.kill('SIGKILL'));
   const cli = (args: string[]) => runNode(SERVER_MAIN, [...args, '--admin-socket', adminSocket]);
 
   // Creating the CA at start logs, and so does every admin call.

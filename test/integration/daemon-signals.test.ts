@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import { startClusterWithAgent } from '../support/cluster.js';
 import { startServerProcess } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
+import { teardown } from '../support/teardown.js';
 
 /**
  * Resolves when the captured output has `times` lines matching `pattern` (a process event), or rejects if the process
@@ -29,9 +30,9 @@ function lastLogLine(output: string): string {
 
 test('SIGHUP leaves meshid-agent serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly, logging "stopped" last', async (t) => {
   const { cluster, agent } = await startClusterWithAgent('meshid-sighup-agent-', ['spiffe://example.org/app']);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const client = agent.client();
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   await agent.waitForLog(/"X509-SVIDs issued"/);
 
   const exited = (): boolean => agent.child.exitCode !== null || agent.child.signalCode !== null;
@@ -49,9 +50,9 @@ test('SIGHUP leaves meshid-agent serving, with a warning that there is nothing t
 
 test('SIGHUP leaves meshid-server serving, with a warning that there is nothing to reload; SIGTERM then stops it cleanly, logging "stopped" last', async (t) => {
   const { dir, cleanup } = tempDir('meshid-sighup-server-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const server = await startServerProcess(dir, ['--datacenter', 'east']);
-  t.after(() => server.stop('SIGKILL'));
+  teardown(t).after(() => server.stop('SIGKILL'));
 
   server.child.kill('SIGHUP');
   const exited = (): boolean => server.child.exitCode !== null || server.child.signalCode !== null;

@@ -17,6 +17,7 @@ import { pemToDerList } from '../../src/common/x509/pem.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode } from '../support/server-process.js';
 import { AGENT_MAIN } from '../support/cluster.js';
+import { teardown } from '../support/teardown.js';
 
 const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
 
@@ -114,7 +115,7 @@ function childCommandLines(pid: number): string[] {
 test('npm start serves this user its demo SVID, keeps the join token off every command line and the disk, and starts again on its state', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-');
   const demos: Demo[] = [];
-  t.after(async () => {
+  teardown(t).after(async () => {
     for (const d of demos) await stop(d);
     cleanup();
   });
@@ -148,7 +149,7 @@ test('npm start on a taken port says which setting moves it, and starts nothing'
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
   const demo = startDemo(dir, (taken.address() as net.AddressInfo).port);
-  t.after(async () => {
+  teardown(t).after(async () => {
     await stop(demo);
     taken.close();
     cleanup();
@@ -160,11 +161,11 @@ test('npm start on a taken port says which setting moves it, and starts nothing'
 
 test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-bad-port-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   for (const port of ['abc', '0']) {
     const demo = startDemo(dir, port);
     // A demo that started anyway would keep its server and agent running past the test's timeout.
-    t.after(() => stop(demo));
+    teardown(t).after(() => stop(demo));
     assert.equal(await demo.exited, 1, demo.output());
     assert.match(demo.output(), new RegExp(`^meshid demo: MESHID_DEMO_PORT=${port} is not a port: give a number from 1 to 65535\n$`));
     assertStartedNothing(dir);
@@ -175,7 +176,7 @@ test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and sta
 test('npm start whose agent fails to start leaves no join token on disk, and the next start attests the agent with a new one', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-agent-fails-');
   const demos: Demo[] = [];
-  t.after(async () => {
+  teardown(t).after(async () => {
     for (const d of demos) await stop(d);
     cleanup();
   });
@@ -201,7 +202,7 @@ for (const [signal, what] of [['SIGINT', 'Ctrl-C'], ['SIGHUP', 'closing the term
   test(`${what} stops the server and agent of the demo cleanly before the demo exits: exit 0, sockets removed, nothing left running`, { timeout: 120_000 }, async (t) => {
     const { dir, cleanup } = tempDir('meshid-demo-stop-');
     const demo = startDemo(dir, await freePort());
-    t.after(async () => {
+    teardown(t).after(async () => {
       await stop(demo);
       cleanup();
     });

@@ -14,10 +14,11 @@ import { UidFairQueue } from '../../src/agent/endpoints/uid-fair-queue.js';
 import { workloadApiServiceDefinition } from '../../src/agent/workload/handler.js';
 import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 test('a streaming request still queued when the endpoint closes is answered UNAVAILABLE, and its handler never starts', { timeout: 10_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-fair-shutdown-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const turns: Array<() => void> = [];
   const queue = new UidFairQueue({
     pauser: { pauseReading: () => undefined, resumeReading: () => undefined },
@@ -33,9 +34,9 @@ test('a streaming request still queued when the endpoint closes is answered UNAV
   });
   const socketPath = path.join(dir, 'agent.sock');
   await new Promise<void>((resolve, reject) => server.bindAsync(`unix:${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())));
-  t.after(() => server.forceShutdown());
+  teardown(t).after(() => server.forceShutdown());
   const client = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure());
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
 
   const call = client.makeServerStreamRequest('/SpiffeWorkloadAPI/FetchX509SVID', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), new grpc.Metadata({}));
   call.on('data', () => assert.fail('no answer was expected'));

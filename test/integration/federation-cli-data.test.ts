@@ -11,14 +11,15 @@ import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 test('federation create --data creates every relationship of a SPIRE file with its bundle, reports each refusal, and exits 1 for them', async (t) => {
   const tmp = tempDir('meshid-federation-data-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const server = await startServerProcess(path.join(tmp.dir, 'server'), ['--datacenter', 'east']);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const spiffePartner = new TestCa('spiffe.example');
-  t.after(() => spiffePartner.dispose());
+  teardown(t).after(() => spiffePartner.dispose());
   const pemRoot = opensslCa(tmp.dir, 'PEM Partner Root');
   const file = path.join(tmp.dir, 'relationships.json');
   fs.writeFileSync(file, JSON.stringify({

@@ -21,6 +21,7 @@ import { TestCa } from '../support/fake-sds-cache.js';
 import { partnerEndpoint, type PartnerEndpoint } from '../support/partner-endpoint.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN, type CliResult } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 const TD = 'partner.example';
 
@@ -37,10 +38,10 @@ interface Setup {
 /** example.org's server (fake clock: no poll runs unless the test asks), a relationship with TD seeded with its old root. */
 async function setup(t: TestContext): Promise<Setup> {
   const tmp = tempDir('meshid-federation-race-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const partner = new TestCa(TD);
   const rotated = new TestCa(TD);
-  t.after(() => {
+  teardown(t).after(() => {
     partner.dispose();
     rotated.dispose();
   });
@@ -50,7 +51,7 @@ async function setup(t: TestContext): Promise<Setup> {
     trust_domain: 'example.org', data_dir: path.join(tmp.dir, 'data'), bind_address: '127.0.0.1:0', admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
   const server = await MeshidServer.start({ config, log: silentLogger(), clock: new FakeClock(Date.now()) });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const cli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, [...args, '--admin-socket', config.adminSocket]);
   const seedFile = path.join(tmp.dir, 'seed.json');
   fs.writeFileSync(seedFile, bundleToSpiffeJson(partner.bundle(1)));

@@ -19,6 +19,7 @@ import type { RawRelationship } from '../../src/server/federation/relationship.j
 import { MeshidServer } from '../../src/server/server.js';
 import { opensslCa, opensslWebLeaf } from '../support/openssl.js';
 import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 async function partnerServer(dir: string, clock: FakeClock, federatesWith: Record<string, RawRelationship>): Promise<MeshidServer> {
   const config = compileServerConfig({
@@ -33,9 +34,9 @@ async function partnerServer(dir: string, clock: FakeClock, federatesWith: Recor
 
 test('a server federating over https_spiffe follows the partner\'s root rotation, and trusts nothing it cannot authenticate', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-endpoint-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const origin = await startServerProcess(path.join(dir, 'origin'), ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0']);
-  t.after(() => origin.stop());
+  teardown(t).after(() => origin.stop());
   const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(origin.output())![1]);
   const url = `https://127.0.0.1:${port}/`;
   const originRoots = (): Promise<Buffer[]> => origin.cli(['bundle', 'show']).then((r) => pemToDerList(r.out));
@@ -44,7 +45,7 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   const partner = await partnerServer(dir, clock, {
     'example.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/meshid/server' },
   });
-  t.after(() => partner.stop());
+  teardown(t).after(() => partner.stop());
 
   const partnerCli = (args: string[]) => runNode(SERVER_MAIN, [...args, '--admin-socket', partner.config.adminSocket]);
   // Nothing to authenticate the endpoint with yet: nothing is stored, and the operator is told what to do.
@@ -87,7 +88,7 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
   const wrongId = await partnerServer(path.join(dir, 'wrong'), clock, {
     'example.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://example.org/someone-else' },
   });
-  t.after(() => wrongId.stop());
+  teardown(t).after(() => wrongId.stop());
   assert.equal((await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'example.org', '--data', seed, '--admin-socket', wrongId.config.adminSocket])).code, 0);
   await wrongId.federation.refresh('example.org');
   assert.equal((await wrongId.ds.getBundle('example.org'))!.x509Authorities.length, 1, 'still only the seeded root');
@@ -97,7 +98,7 @@ test('a server federating over https_spiffe follows the partner\'s root rotation
 
 test('https_web both ways: a meshid server serves its bundle endpoint under web PKI files, renewed live; another fetches it', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-web-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   // A web PKI of our own: a CA the fetching server process is told to trust, and certificates for localhost, put in
   // place the way certbot renews them (new files renamed over the live ones).
   const webCa = opensslCa(dir, 'web-ca');
@@ -116,7 +117,7 @@ test('https_web both ways: a meshid server serves its bundle endpoint under web 
     '--trust-domain', 'web.example', '--datacenter', 'east', '--config', webConfig,
     '--bundle-endpoint-address', '127.0.0.1:0', '--bundle-endpoint-cert-file', live.cert, '--bundle-endpoint-key-file', live.key,
   ]);
-  t.after(() => web.stop());
+  teardown(t).after(() => web.stop());
   assert.match(web.output(), /"profile":"https_web".*"bundle endpoint listening"/);
   const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(web.output())![1]);
   const presented = (): Promise<{ serial: string; body: string }> =>
@@ -137,7 +138,7 @@ test('https_web both ways: a meshid server serves its bundle endpoint under web 
     federates_with: { 'web.example': { bundle_endpoint_url: `https://localhost:${port}/bundle`, bundle_endpoint_profile: 'https_web' } },
   }));
   const server = await startServerProcess(path.join(dir, 'server'), ['--config', configFile, '--datacenter', 'east'], { NODE_EXTRA_CA_CERTS: webCa.cert });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   // The first poll runs at start; wait for the server to have stored what it fetched.
   let listed = '';
   for (let i = 0; i < 100 && listed === ''; i++) {
@@ -164,9 +165,9 @@ test('https_web both ways: a meshid server serves its bundle endpoint under web 
 
 test('federation create/update/delete over the admin API: polled at once, kept across restarts, config relationships left to the config', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-api-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const origin = await startServerProcess(path.join(dir, 'origin'), ['--datacenter', 'east', '--bundle-endpoint-address', '127.0.0.1:0']);
-  t.after(() => origin.stop());
+  teardown(t).after(() => origin.stop());
   const port = Number(/"bundleEndpoint":"[^"]*:(\d+)"/.exec(origin.output())![1]);
   const url = `https://127.0.0.1:${port}/`;
   const seedFile = path.join(dir, 'example.org.bundle.json');
@@ -176,7 +177,7 @@ test('federation create/update/delete over the admin API: polled at once, kept a
   // web.example comes from the config file; example.org will be created over the API.
   const configured = { 'web.example': { bundle_endpoint_url: 'https://localhost:1/bundle', bundle_endpoint_profile: 'https_web' } };
   let partner = await partnerServer(dir, clock, configured);
-  t.after(() => partner.stop());
+  teardown(t).after(() => partner.stop());
   const cli = (args: string[]) => runNode(SERVER_MAIN, [...args, '--admin-socket', partner.config.adminSocket]);
 
   // SPIRE's spellings; the seed bundle authenticates the first https_spiffe fetch.

@@ -17,12 +17,13 @@ import { connectProxy } from '../support/connect-proxy.js';
 import { capturingLogger } from '../support/log-lines.js';
 import { partnerEndpoint } from '../support/partner-endpoint.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 test('the server fetches a federated bundle through HTTPS_PROXY, and logs the proxy without its password', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-federation-proxy-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const partner = new TestCa('partner.org');
-  t.after(() => partner.dispose());
+  teardown(t).after(() => partner.dispose());
   const endpoint = await partnerEndpoint(t, partner);
   endpoint.body = bundleToSpiffeJson(partner.bundle());
   const proxy = await connectProxy(t);
@@ -38,7 +39,7 @@ test('the server fetches a federated bundle through HTTPS_PROXY, and logs the pr
   const { log, records } = capturingLogger('meshid-server');
   const env = { HTTPS_PROXY: `http://ops:s3cret@127.0.0.1:${proxy.port}` };
   const server = await MeshidServer.start({ config, log, clock: new FakeClock(Date.now()), env });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const seeded = await runNode(SERVER_MAIN, ['bundle', 'set', '--trust-domain', 'partner.org', '--data', bundleToSpiffeJson(partner.bundle()), '--admin-socket', config.adminSocket]);
   assert.equal(seeded.code, 0, seeded.err);
 

@@ -12,6 +12,7 @@ import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall, type NodeClient } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 const isStatus = (code: grpc.status, details: RegExp) => (e: grpc.ServiceError): boolean => {
   assert.equal(grpc.status[e.code], grpc.status[code], e.details);
@@ -22,9 +23,9 @@ const isStatus = (code: grpc.status, details: RegExp) => (e: grpc.ServiceError):
 test('an agent that keeps its connection open past a forced revoke of its root is cut off on it too: no signing, no renewal onto the new root', async (t) => {
   // A server of its own: its root is revoked.
   const { dir, cleanup: removeDir } = tempDir('meshid-hostile-revoke-');
-  t.after(removeDir);
+  teardown(t).after(removeDir);
   const own = await startServerProcess(dir);
-  t.after(() => own.stop());
+  teardown(t).after(() => own.stop());
   const oldRoots = (await own.cli(['bundle', 'show'])).out;
   const agent = await attestAgent(own, oldRoots);
   const entry = await (async () => {
@@ -38,11 +39,11 @@ test('an agent that keeps its connection open past a forced revoke of its root i
   })();
   // The agent ignores the taint it is told of and keeps one connection (and its Sync stream) open throughout.
   const client = connectNode(own, oldRoots, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const stream = openSync(client);
   await stream.until((s) => s.holds(entry));
   const ownAdmin = new AdminClient(own.adminSocket);
-  t.after(() => ownAdmin.close());
+  teardown(t).after(() => ownAdmin.close());
   const root = ((await ownAdmin.call('Authorities', 'ListAuthorities', {})).authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
   await ownAdmin.call('Authorities', 'TaintAuthority', { id: root.id! });
   await ownAdmin.call('Authorities', 'RevokeAuthority', { id: root.id!, force: true });

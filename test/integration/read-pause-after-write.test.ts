@@ -20,6 +20,7 @@ import { BASE_INTERCEPTORS, BASE_SERVER_OPTIONS } from '../../src/common/grpc/se
 import { silentLogger } from '../../src/common/log.js';
 import { until } from '../support/until.js';
 import { rawMethod } from '../support/raw-method.js';
+import { teardown } from '../support/teardown.js';
 
 const method = (name: string): grpc.MethodDefinition<Buffer, Buffer> => rawMethod(`/stand.in.Service/${name}`);
 const BIG_RESPONSE = 8 << 20;
@@ -33,7 +34,7 @@ function handleOf(socket: net.Socket): { readStop(): number; readStart(): number
 
 test('a paused uid is not read after Node restarts reading its connection at the end of a write (stand-in service, 8 MB response)', { timeout: 30_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-read-pause-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const uid = process.getuid!();
   const events: string[] = [];
   const turns: Array<() => void> = [];
@@ -58,13 +59,13 @@ test('a paused uid is not read after Node restarts reading its connection at the
   });
   uds = new UdsServer({ socketPath: path.join(dir, 'api.sock'), grpcServer: server, log: silentLogger() });
   await uds.start();
-  t.after(() => uds?.close());
+  teardown(t).after(() => uds?.close());
 
   const socket = net.connect(path.join(dir, 'api.sock'));
   await new Promise((resolve) => socket.once('connect', resolve));
   // Windows far above the response: what holds the agent's write back is this client not reading, not flow control.
   const session = http2.connect('http://localhost', { createConnection: () => socket, settings: { initialWindowSize: 2 * BIG_RESPONSE } });
-  t.after(() => session.destroy());
+  teardown(t).after(() => session.destroy());
   session.on('error', () => undefined);
   await new Promise((resolve) => session.once('remoteSettings', resolve));
   session.setLocalWindowSize(4 * BIG_RESPONSE);
@@ -114,7 +115,7 @@ test('a paused uid is not read after Node restarts reading its connection at the
   // and the agent, client and server in this one process, would have read a connection it reads no later than this
   // one: once the sentinel's answer is here, and its loop turn over, so would the first PING's be.
   const sentinel = http2.connect('http://localhost', { createConnection: () => net.connect(path.join(dir, 'api.sock')) });
-  t.after(() => sentinel.destroy());
+  teardown(t).after(() => sentinel.destroy());
   sentinel.on('error', () => undefined);
   await new Promise((resolve) => sentinel.once('remoteSettings', resolve));
   await new Promise<void>((resolve) => sentinel.ping(() => resolve()));

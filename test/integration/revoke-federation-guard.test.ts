@@ -16,6 +16,7 @@ import { silentLogger } from '../../src/common/log.js';
 import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { teardown } from '../support/teardown.js';
 
 const HINT_MS = 300_000;
 
@@ -34,7 +35,7 @@ async function endpointChainTop(port: number): Promise<X509Certificate> {
 
 test("ca revoke waits one refresh hint after the active root's publication while partners authenticate the bundle endpoint by the server SVID; --force goes on", async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-revoke-federation-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const config = compileServerConfig({
     trust_domain: 'example.org',
     data_dir: path.join(dir, 'data'),
@@ -45,9 +46,9 @@ test("ca revoke waits one refresh hint after the active root's publication while
   });
   const clock = new FakeClock(Date.now());
   const server = await MeshidServer.start({ config, log: silentLogger(), clock });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const admin = new AdminClient(config.adminSocket);
-  t.after(() => admin.close());
+  teardown(t).after(() => admin.close());
   const roots = async () => ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []).filter((a) => a.kind === 'root');
   const revoke = (id: string, force = false) => admin.call('Authorities', 'RevokeAuthority', { id, force });
 

@@ -19,6 +19,7 @@ import { tempDir } from '../support/server-kit.js';
 import { mountTmpfs } from '../support/tmpfs.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 /** `meshid-server backup` run in `cwd`. */
 function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
@@ -65,9 +66,9 @@ async function renews(server: ServerProcess, roots: string, agent: AgentIdentity
 
 test('a backup of a running server with entries, tokens, federation and a rotated, tainted CA restores, copied or run in place', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const ok = async (args: string[]): Promise<string> => {
     const r = await live.cli(args);
     assert.equal(r.code, 0, `${args.join(' ')}: ${r.err}`);
@@ -120,7 +121,7 @@ test('a backup of a running server with entries, tokens, federation and a rotate
   fs.mkdirSync(path.join(copyDir, 'data'), { recursive: true, mode: 0o700 });
   for (const f of fs.readdirSync(out)) fs.cpSync(path.join(out, f), path.join(copyDir, 'data', f), { recursive: true });
   const copied = await startServerProcess(copyDir);
-  t.after(() => copied.stop());
+  teardown(t).after(() => copied.stop());
   assert.deepEqual(await servedState(copied), before, 'the same bundle, entries, CA journal and federation');
   await renews(copied, roots, agent);
   assert.equal((await copied.cli(['token', 'revoke', '--all'])).out, 'Revoked 1 unused join token.\n', 'the unused token came back with it');
@@ -128,16 +129,16 @@ test('a backup of a running server with entries, tokens, federation and a rotate
 
   // And run on the backup directory itself (`run --data-dir DIR`).
   const inPlace = await startServerProcess(restoreDir);
-  t.after(() => inPlace.stop());
+  teardown(t).after(() => inPlace.stop());
   assert.deepEqual(await servedState(inPlace), before);
   await renews(inPlace, roots, agent);
 });
 
 test('a backup directory that is not empty, inside the data dir, relative, or under a missing parent is refused naming what to do', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-refused-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
 
   const full = path.join(dir, 'full');
   fs.mkdirSync(full);
@@ -164,7 +165,7 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
 
   // The server takes only absolute paths: its working directory is not the caller's.
   const client = new AdminClient(live.adminSocket);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   await assert.rejects(client.call('Backups', 'WriteBackup', { dir: 'relative/backup' }), (e: unknown) => {
     assert.ok(isMeshidError(e, 'invalid_argument'), String(e));
     assert.match(e.message, /^the backup directory "relative\/backup" is not an absolute path: the server writes the backup, and its working directory is not the caller's/);
@@ -198,9 +199,9 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
 
 test('a backup directory under a loop of symbolic links, or whose real path is longer than the system allows, is refused naming it, not as an internal error', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-unreachable-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
 
   fs.symlinkSync(path.join(dir, 'loop'), path.join(dir, 'loop'));
   const looped = await backupCli(live, ['--out', path.join(dir, 'loop', 'backup')]);
@@ -241,9 +242,9 @@ test('a backup into a file system the server cannot write to is refused naming i
   const full = mountTmpfs(t, '64k');
   if (readOnly === undefined || full === undefined) return;
   const { dir, cleanup } = tempDir('meshid-backup-storage-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const refused = await backupCli(live, ['--out', path.join(readOnly, 'backup')]);
   assert.equal(refused.code, 1);
   assert.match(refused.err, /^Error: FailedPrecondition: cannot write the backup into \S+: the file system is read-only; nothing of it was kept/);
@@ -269,9 +270,9 @@ test('a backup into an empty mount point is written on the mounted file system, 
   if (mounted === undefined) return;
   fs.chmodSync(mounted, 0o755);
   const { dir, cleanup } = tempDir('meshid-backup-mount-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const backup = await backupCli(live, ['--out', mounted]);
   assert.equal(backup.code, 0, backup.err);
   const device = fs.statSync(mounted).dev;
@@ -284,9 +285,9 @@ test('a backup into an empty mount point is written on the mounted file system, 
 
 test('backups taken while CA rotations, taints and revokes race them each hold every key their journal names, and restore', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-race-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const activeRoot = async (): Promise<string> => {
     const shown = JSON.parse((await live.cli(['ca', 'show', '--output', 'json'])).out) as { authorities: Array<{ id: string; kind: string; state: string }> };
     return shown.authorities.find((a) => a.kind === 'root' && a.state === 'active')!.id;
@@ -359,9 +360,9 @@ async function untilSnapshotUnderWay(live: ServerProcess): Promise<void> {
 
 test('a server process sent SIGTERM mid-backup stops, answers the backup unavailable, leaves nothing that looks like a backup, and its datastore opens on the next start', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-sigterm-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startWithBallast(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const backups = path.join(dir, 'backups');
   fs.mkdirSync(backups);
   const out = path.join(backups, 'backup');
@@ -380,9 +381,9 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
   assert.deepEqual(fs.readdirSync(live.dataDir).filter((name) => name.startsWith('backup-snapshot.')), [], 'nor its snapshot in the data dir');
 
   const again = await startServerProcess(dir);
-  t.after(() => again.stop());
+  teardown(t).after(() => again.stop());
   const check = new Database(path.join(again.dataDir, 'datastore.sqlite3'), { readonly: true });
-  t.after(() => check.close());
+  teardown(t).after(() => check.close());
   assert.equal(check.pragma('quick_check', { simple: true }), 'ok');
   assert.equal((check.prepare('SELECT count(*) AS n FROM ballast').get() as { n: number }).n, 256);
   assert.equal((await again.cli(['bundle', 'show'])).code, 0);
@@ -390,10 +391,10 @@ test('a server process sent SIGTERM mid-backup stops, answers the backup unavail
 
 test('a server process killed (SIGKILL) mid-backup into an empty directory restarts without its scratch snapshot, and a backup into what it left is refused naming the leftover until emptied', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-sigkill-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startWithBallast(dir);
   // The kill below comes after a wait that may fail.
-  t.after(() => live.stop('SIGKILL'));
+  teardown(t).after(() => live.stop('SIGKILL'));
   const out = path.join(dir, 'backup');
   fs.mkdirSync(out);
   const backup = backupCli(live, ['--out', out]);
@@ -405,7 +406,7 @@ test('a server process killed (SIGKILL) mid-backup into an empty directory resta
   assert.deepEqual(others, []);
 
   const again = await startServerProcess(dir);
-  t.after(() => again.stop());
+  teardown(t).after(() => again.stop());
   assert.deepEqual(fs.readdirSync(again.dataDir).filter((name) => name.startsWith('backup-snapshot.')), [], 'the scratch snapshot is removed at the start');
   const refused = await backupCli(again, ['--out', out]);
   assert.equal(refused.code, 1);

@@ -14,15 +14,16 @@ import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 test('entry create --data stopped by a failing server says how many entries of the file were created before the error', async (t) => {
   const tmp = tempDir('meshid-interrupted-create-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const config = compileServerConfig({
     trust_domain: 'example.org', data_dir: path.join(tmp.dir, 'data'), bind_address: '127.0.0.1:0', admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
   const server = await MeshidServer.start({ config, log: silentLogger(), clock: new FakeClock(Date.now()) });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const original = server.ds.createEntries.bind(server.ds);
   let calls = 0;
   Object.assign(server.ds, {

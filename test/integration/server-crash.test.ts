@@ -15,6 +15,7 @@ import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { KILL_AT_POINT_PRELOAD, runServerKilledAt } from '../support/killed-server.js';
+import { teardown } from '../support/teardown.js';
 
 interface Authority {
   id: string;
@@ -109,7 +110,7 @@ const FIRST_SETUP_POINTS: Array<{ point: string; marker: boolean; keys: number }
 for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
   test(`a first start killed (SIGKILL) at ${point} of its CA setup is followed by a start that just works`, { timeout: 60_000 }, async (t) => {
     const { dir, cleanup } = tempDir('meshid-first-start-crash-');
-    t.after(cleanup);
+    teardown(t).after(cleanup);
     const killed = await runServerKilledAt(dir, point);
     assert.equal(killed.signal, 'SIGKILL', `killed at ${point}:\n${killed.output}`);
     const caDir = path.join(dir, 'data', 'ca');
@@ -118,9 +119,9 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
     assert.equal(fs.readdirSync(path.join(caDir, 'keys')).filter((f) => f.endsWith('.pem') && !f.startsWith('.')).length, keys, 'key files as the point leaves them');
 
     const server = await startServerProcess(dir);
-    t.after(() => server.stop());
+    teardown(t).after(() => server.stop());
     const admin = new AdminClient(server.adminSocket, 10_000);
-    t.after(() => admin.close());
+    teardown(t).after(() => admin.close());
     const authorities = ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []) as Authority[];
     assert.deepEqual(authorities.map((a) => `${a.kind}/${a.datacenter}/${a.state}`).sort(), ['intermediate/east/active', 'intermediate/west/active', 'jwt//active', 'root//active']);
     const keyFiles = fs.readdirSync(path.join(caDir, 'keys')).filter((f) => !f.startsWith('.'));
@@ -134,7 +135,7 @@ for (const { point, marker, keys } of FIRST_SETUP_POINTS) {
 
 test('a first start killed (SIGKILL) before its data dir marker is in place is followed by a start that just works', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-data-dir-marker-crash-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const killed = await runServerKilledAt(dir, 'before-data-dir-marker');
   assert.equal(killed.signal, 'SIGKILL', killed.output);
   const dataDir = path.join(dir, 'data');
@@ -142,17 +143,17 @@ test('a first start killed (SIGKILL) before its data dir marker is in place is f
   // Nothing but its lock file and the marker's temp file is in the data dir: it never served, so the next start must
   // claim it.
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.org');
   assert.deepEqual(fs.readdirSync(dataDir).filter((f) => f.endsWith('.tmp')), [], 'no temp file of the marker left');
 });
 
 test('a root revoke killed (SIGKILL) after its commit is kept by the restart: journal, bundle and revoked roots agree, its key is swept, and sending it again says it was revoked', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-revoke-crash-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const doomed = await startServerProcess(dir, undefined, { NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_KILL_AT: 'before-root-key-removal' });
   // Should the revoke not reach the point, it would keep serving.
-  t.after(() => doomed.stop('SIGKILL'));
+  teardown(t).after(() => doomed.stop('SIGKILL'));
   const exited = new Promise<NodeJS.Signals | null>((resolve) => {
     if (doomed.child.exitCode !== null || doomed.child.signalCode !== null) resolve(doomed.child.signalCode);
     else doomed.child.once('exit', (_code, signal) => resolve(signal));
@@ -166,9 +167,9 @@ test('a root revoke killed (SIGKILL) after its commit is kept by the restart: jo
   assert.ok(fs.existsSync(path.join(doomed.dataDir, 'ca', 'keys', `${rootId}.pem`)), 'killed before the revoked key left the disk');
 
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const admin = new AdminClient(server.adminSocket, 10_000);
-  t.after(() => admin.close());
+  teardown(t).after(() => admin.close());
   const listed = await admin.call('Authorities', 'ListAuthorities', {});
   const authorities = (listed.authorities ?? []) as Authority[];
   assert.deepEqual(authorities.filter((a) => a.id === rootId), [], 'the revoke committed: the root left the journal');

@@ -9,12 +9,13 @@ import os from 'node:os';
 import path from 'node:path';
 import { serverPausedAt } from '../support/paused-process.js';
 import { runNode, runRefused, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 test('a second server on the same data dir or admin socket is refused, and the first keeps serving', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-exclusive-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const first = await startServerProcess(dir, ['--datacenter', 'east']);
-  t.after(() => first.stop());
+  teardown(t).after(() => first.stop());
   const run = (dataDir: string, adminSocket: string) =>
     runRefused(['--trust-domain', 'example.org', '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket]);
 
@@ -32,7 +33,7 @@ test('a second server on the same data dir or admin socket is refused, and the f
   // Once the first server is gone, even killed with no chance to clean up, its data dir is free again.
   await first.stop('SIGKILL');
   const again = await startServerProcess(dir, ['--datacenter', 'east']);
-  t.after(() => again.stop());
+  teardown(t).after(() => again.stop());
   assert.equal((await again.cli(['healthcheck'])).code, 0);
 });
 
@@ -46,7 +47,7 @@ test('two first starts racing on one new data dir with different trust domains: 
   const first = serverPausedAt(run('example.org', 'first'), ['data-dir-marker'], { MESHID_LOG_LEVEL: 'info' });
   // One hook, the server ended before its directory goes: after hooks run in the order they were added, and a server
   // still running could write into the directory while it is removed.
-  t.after(async () => {
+  teardown(t).after(async () => {
     first.kill('SIGKILL');
     await first.done;
     fs.rmSync(dir, { recursive: true, force: true });

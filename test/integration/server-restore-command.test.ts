@@ -20,6 +20,7 @@ import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 import { serverPausedAt } from '../support/paused-process.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, ['restore', ...args]);
 
@@ -73,9 +74,9 @@ const stagingLeft = (parent: string): string[] => fs.readdirSync(parent).filter(
 
 test('backup, restore with --config, start: the restored server serves the backup, and no join token of the backup attests, used since or not', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-cmd-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup, roots, agent, tokens } = await backedUp(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   // Used after the backup: the restore brings it back unused.
   await attestWithToken(live, roots, tokens[0]!);
   assert.equal(await live.stop(), 0);
@@ -95,7 +96,7 @@ test('backup, restore with --config, start: the restored server serves the backu
   assert.equal(fs.statSync(path.join(elsewhere, 'data')).mode & 0o777, 0o700);
 
   const server = await startServerProcess(elsewhere);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots, 'the backup\'s trust domain, same root');
   for (const token of tokens) await refusedAsSpent(server, roots, token);
   await renews(server, roots, agent);
@@ -104,9 +105,9 @@ test('backup, restore with --config, start: the restored server serves the backu
 
 test('restore refuses, naming the path and what to do, and changes nothing: a running server\'s data dir, a non-empty one, an incomplete backup, another trust domain, directories others can change', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-refused-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup } = await backedUp(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const newDataDir = path.join(dir, 'new', 'data');
   fs.mkdirSync(path.dirname(newDataDir));
   const refused = async (args: string[], message: RegExp, dataDir = newDataDir): Promise<void> => {
@@ -187,9 +188,9 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
 
 test('a data dir a crashed server left with its datastore.sqlite3-wal is refused, naming the -wal; moved aside as told, the restore restores the backup', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-wal-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup, roots, tokens } = await backedUp(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   // After the backup, in the live datastore's WAL only: the server is killed before any checkpoint moves it.
   const after = await live.cli(['entry', 'create', '--spiffe-id', 'spiffe://example.org/after', '--parent-id', 'spiffe://example.org/host', '--selector', 'unix:uid:1']);
   assert.equal(after.code, 0, after.err);
@@ -207,7 +208,7 @@ test('a data dir a crashed server left with its datastore.sqlite3-wal is refused
   const again = await restoreCli(['--from', backup, '--data-dir', d]);
   assert.equal(again.code, 0, again.err);
   const server = await startServerProcess(dir);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
   assert.doesNotMatch((await server.cli(['entry', 'show'])).out, /example\.org\/after/, 'the backup\'s state, not the crashed one\'s');
   for (const token of tokens) await refusedAsSpent(server, roots, token);
@@ -221,7 +222,7 @@ test('a data dir a crashed server left with its datastore.sqlite3-wal is refused
   assert.match(fromCrashed.out, /^File +: datastore\.sqlite3 /m);
   assert.doesNotMatch(fromCrashed.out, /^File +: \S*(-wal|-shm|server\.lock) /m, 'checkpointed into the one file; no lock listed');
   const fromCrash = await startServerProcess(copy);
-  t.after(() => fromCrash.stop());
+  teardown(t).after(() => fromCrash.stop());
   assert.match((await fromCrash.cli(['entry', 'show'])).out, /example\.org\/after/, 'the entry only the -wal held');
 });
 
@@ -229,9 +230,9 @@ test('in a directory others may add to (sticky, as /tmp), what another user name
   // chown to another uid stands in for that user making them (needs root).
   if (process.geteuid?.() !== 0) return t.skip('needs root, to give files to another user');
   const { dir, cleanup } = tempDir('meshid-restore-shared-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup } = await backedUp(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const shared = path.join(dir, 'shared');
   fs.mkdirSync(shared);
   fs.chmodSync(shared, 0o1777);
@@ -258,7 +259,7 @@ test('in a directory others may add to (sticky, as /tmp), what another user name
 
 test('a restore that cannot write (a full disk, before or midway; a read-only file system) says so, naming the data dir and where it was written, and leaves nothing', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-disk-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const full = mountTmpfs(t, '1m');
   const small = mountTmpfs(t, '64k');
   const readOnly = mountTmpfs(t, '1m', { readOnly: true });
@@ -301,7 +302,7 @@ function restoreKilledAt(args: string[], point: string): Promise<{ signal: NodeJ
 
 test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a complete one with its tokens voided, and runs again', { timeout: 180_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-crash-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup, roots, tokens } = await backedUp(dir);
   assert.equal(await live.stop(), 0);
 
@@ -328,7 +329,7 @@ test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a co
         assert.deepEqual(stagingLeft(where), [], 'the leftover, a copy of the CA keys, is gone');
       }
       const server = await startServerProcess(where);
-      st.after(() => server.stop());
+      teardown(st).after(() => server.stop());
       assert.equal((await server.cli(['bundle', 'show'])).out, roots);
       for (const token of tokens) await refusedAsSpent(server, roots, token);
       assert.equal(await server.stop(), 0);
@@ -338,7 +339,7 @@ test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a co
 
 test('a data dir that is a mount point is refused before anything is copied, naming what to do (real tmpfs; root only)', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-mount-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const mounted = mountTmpfs(t, '1m');
   if (mounted === undefined) return;
   const { live, backup } = await backedUp(dir);
@@ -354,7 +355,7 @@ test('a data dir that is a mount point is refused before anything is copied, nam
 
 test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-race-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup, roots, tokens } = await backedUp(dir);
   assert.equal(await live.stop(), 0);
   const where = path.join(dir, 'race');
@@ -363,7 +364,7 @@ test('a restore whose new staging directory another restore into the same data d
 
   // First made its staging directory and is about to lock it: to the second, it looks like what a kill -9 left.
   const first = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
-  t.after(() => first.resume());
+  teardown(t).after(() => first.resume());
   await first.paused('restore-lock');
   const [firstStaging] = stagingLeft(where);
   const second = await restoreCli(['--from', backup, '--data-dir', d]);
@@ -376,7 +377,7 @@ test('a restore whose new staging directory another restore into the same data d
   assert.match(r.err, new RegExp(`^Error: \\w+: ${d} was made or filled while the restore ran \\(a server started on it\\?\\): nothing was restored`, 'm'));
   assert.deepEqual(stagingLeft(where), [], 'neither staging directory is left');
   const server = await startServerProcess(where);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
   for (const token of tokens) await refusedAsSpent(server, roots, token);
   assert.equal(await server.stop(), 0);
@@ -384,7 +385,7 @@ test('a restore whose new staging directory another restore into the same data d
 
 test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made, removes its staging directory (a copy of the CA keys), exits 1 saying so, and runs again', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-signal-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { live, backup, roots } = await backedUp(dir);
   assert.equal(await live.stop(), 0);
 
@@ -395,7 +396,7 @@ test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made,
       const d = path.join(where, 'data');
       const restore = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
       // Paused, it waits for the test forever: a failed check before the signal must not leave it so.
-      st.after(() => restore.kill('SIGKILL'));
+      teardown(st).after(() => restore.kill('SIGKILL'));
       await restore.paused('restore-lock');
       assert.equal(stagingLeft(where).length, 1);
       restore.kill(signal);
@@ -412,6 +413,6 @@ test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made,
     });
   }
   const server = await startServerProcess(path.join(dir, 'SIGTERM'));
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
 });

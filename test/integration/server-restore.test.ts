@@ -18,6 +18,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { runRefused, startServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
 
@@ -26,7 +27,7 @@ const keyFiles = (dataDir: string): Record<string, string> =>
 
 test('a data dir whose datastore lost its content (copied without its -wal file) is refused at start, and its CA keys are kept', async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const first = await startServerProcess(dir);
   const bundle = (await first.cli(['bundle', 'show'])).out;
   assert.equal(await first.stop(), 0);
@@ -49,13 +50,13 @@ test('a data dir whose datastore lost its content (copied without its -wal file)
   for (const f of DATASTORE_FILES) fs.rmSync(path.join(dataDir, f), { force: true });
   for (const f of fs.readdirSync(saved)) fs.renameSync(path.join(saved, f), path.join(dataDir, f));
   const again = await startServerProcess(dir);
-  t.after(() => again.stop());
+  teardown(t).after(() => again.stop());
   assert.equal((await again.cli(['bundle', 'show'])).out, bundle, 'the same root is published');
 });
 
 test('an agent whose SVID is from an intermediate the restored server never held is told to re-attest, naming the restore, not a revoked root', async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-agent-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const before = await startServerProcess(dir);
   const roots = (await before.cli(['bundle', 'show'])).out;
   assert.equal(await before.stop(), 0);
@@ -65,7 +66,7 @@ test('an agent whose SVID is from an intermediate the restored server never held
 
   // After the backup: the east intermediate is replaced and an agent attests under its successor.
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const east = /Authority ID\s+: (int-east-\S+)/.exec((await live.cli(['ca', 'show'])).out)![1]!;
   assert.equal((await live.cli(['ca', 'taint', '--id', east])).code, 0);
   const agent = await attestAgent(live, roots);
@@ -74,9 +75,9 @@ test('an agent whose SVID is from an intermediate the restored server never held
   fs.rmSync(dataDir, { recursive: true });
   fs.cpSync(backup, dataDir, { recursive: true });
   const restored = await startServerProcess(dir);
-  t.after(() => restored.stop());
+  teardown(t).after(() => restored.stop());
   const client = connectNode(restored, roots, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   await assert.rejects(nodeCall(client, 'Renew', { csr: await createCsr(privateKey, publicKey) }), (e: grpc.ServiceError) => {
     assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
@@ -87,9 +88,9 @@ test('an agent whose SVID is from an intermediate the restored server never held
 
 test('a join token used after the backup is usable again on the restored server until `token revoke --all`, as the README restores', async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-tokens-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const before = await startServerProcess(dir);
-  t.after(() => before.stop());
+  teardown(t).after(() => before.stop());
   const roots = (await before.cli(['bundle', 'show'])).out;
   const spent = await joinToken(before);
   const unused = await joinToken(before);
@@ -99,7 +100,7 @@ test('a join token used after the backup is usable again on the restored server 
   fs.cpSync(dataDir, backup, { recursive: true });
 
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   await attestWithToken(live, roots, spent);
   assert.equal(await live.stop(), 0);
 
@@ -107,14 +108,14 @@ test('a join token used after the backup is usable again on the restored server 
   fs.cpSync(backup, dataDir, { recursive: true });
   // The README's first start: the agent API on a loopback port no agent knows (startServerProcess binds 127.0.0.1:0).
   const voiding = await startServerProcess(dir);
-  t.after(() => voiding.stop());
+  teardown(t).after(() => voiding.stop());
   const revoked = await voiding.cli(['token', 'revoke', '--all']);
   assert.equal(revoked.code, 0, revoked.err);
   assert.equal(revoked.out, 'Revoked 2 unused join tokens.\n', 'the spent token came back with the backup, and is voided with the other');
   assert.equal(await voiding.stop(), 0);
 
   const restored = await startServerProcess(dir);
-  t.after(() => restored.stop());
+  teardown(t).after(() => restored.stop());
   for (const token of [spent, unused]) {
     await assert.rejects(attestWithToken(restored, roots, token), (e: grpc.ServiceError) => {
       assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
@@ -127,9 +128,9 @@ test('a join token used after the backup is usable again on the restored server 
 
 test('the README\'s backup of a running server (keys, .backup snapshot, keys again) restores even when a key the snapshot names is deleted meanwhile', async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-live-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const live = await startServerProcess(dir);
-  t.after(() => live.stop());
+  teardown(t).after(() => live.stop());
   const roots = (await live.cli(['bundle', 'show'])).out;
   const root = /Authority ID\s+: (root-\S+)/.exec((await live.cli(['ca', 'show'])).out)![1]!;
   const agent = await attestAgent(live, roots);
@@ -182,10 +183,10 @@ test('the README\'s backup of a running server (keys, .backup snapshot, keys aga
   fs.mkdirSync(restoreDir);
   fs.cpSync(backup, path.join(restoreDir, 'data'), { recursive: true });
   const restored = await startServerProcess(restoreDir);
-  t.after(() => restored.stop());
+  teardown(t).after(() => restored.stop());
   assert.equal((await restored.cli(['bundle', 'show'])).out, roots, 'the bundle of the snapshot, the revoked root back in it');
   const client = connectNode(restored, roots, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
   assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id, 'the agent renews on the restored server');

@@ -15,13 +15,14 @@ import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { tempDir } from '../support/server-kit.js';
+import { teardown } from '../support/teardown.js';
 
 test('a failed start whose undo step fails (stubbed health listener close) still reports its own cause, undoes the rest and releases the data dir lock', async (t) => {
   const tmp = tempDir('meshid-server-rollback-');
-  t.after(tmp.cleanup);
+  teardown(t).after(tmp.cleanup);
   const taken = net.createServer().listen(0, '127.0.0.1');
   await once(taken, 'listening');
-  t.after(() => void taken.close());
+  teardown(t).after(() => void taken.close());
   const settings = (bindAddress: string) =>
     compileServerConfig({
       trust_domain: 'example.org',
@@ -53,6 +54,6 @@ test('a failed start whose undo step fails (stubbed health listener close) still
 
   // The lock was released and the datastore closed: the same data dir starts again in this process.
   const server = await MeshidServer.start({ config: settings('127.0.0.1:0'), log });
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   assert.ok(server.healthAddress() !== undefined, 'the second start serves');
 });

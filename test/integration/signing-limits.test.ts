@@ -13,6 +13,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 interface SignResults {
   results: Array<{ code?: number; message?: string; svid_chain?: Buffer[] }>;
@@ -20,12 +21,12 @@ interface SignResults {
 
 test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it took; one no budget holds is refused outright', async (t) => {
   const { dir, cleanup } = tempDir('meshid-signing-limits-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const configFile = path.join(dir, 'server.json');
   // The smallest budget allowed (one full call of P-256 CSRs), refilling too slowly to matter within the test.
   fs.writeFileSync(configFile, JSON.stringify({ agent_sign_rate: 0.0001, agent_sign_burst: 1000 }));
   const server = await startServerProcess(path.join(dir, 'server'), ['--config', configFile, '--datacenter', 'east']);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const alias = await server.cli(['entry', 'create', '--node', '--spiffe-id', 'spiffe://example.org/node/east', '--selector', 'meshid:datacenter:east']);
   assert.equal(alias.code, 0, alias.err);
   const created = await server.cli(['entry', 'create', '--parent-id', 'spiffe://example.org/node/east', '--spiffe-id', 'spiffe://example.org/web', '--selector', 'unix:uid:1000']);
@@ -34,7 +35,7 @@ test('a P-384 CSR is charged five P-256 ones; a refused batch gives back all it 
   const rootsPem = (await server.cli(['bundle', 'show'])).out;
   const agent = await attestAgent(server, rootsPem);
   const client = connectNode(server, rootsPem, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
 
   const csr = async (type: KeyType): Promise<Buffer> => {
     const { privateKey, publicKey } = generateKeyPair(type);

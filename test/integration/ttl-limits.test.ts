@@ -11,14 +11,15 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3600;
 
 test('a server restarted with other TTL settings signs default entries with the new default, longer ones with the new maximum', async (t) => {
   const { dir, cleanup } = tempDir('meshid-ttl-limits-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   let server = await startServerProcess(dir, ['--datacenter', 'east', '--max-jwt-svid-ttl', '2h']);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const alias = await server.cli(['entry', 'create', '--node', '--spiffe-id', 'spiffe://example.org/node/east', '--selector', 'meshid:datacenter:east']);
   assert.equal(alias.code, 0, alias.err);
   const created = await server.cli([

@@ -26,6 +26,7 @@ import { BASE_SERVER_OPTIONS } from '../../src/common/grpc/server-options.js';
 import { publicTempDir } from '../support/peer-process.js';
 import { until } from '../support/until.js';
 import { CLIENT_PREFACE, http2Frame } from '../support/http2-frames.js';
+import { teardown } from '../support/teardown.js';
 
 const SERVICE = '/meshid.test.PeerEcho';
 const json = {
@@ -116,7 +117,7 @@ async function startUds(t: { after(fn: () => Promise<void> | void): void }, sock
   const { server, seenPeers, interceptorPeers } = echoServer(() => uds!);
   uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), ...(maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid } : {}) });
   await uds.start();
-  t.after(async () => {
+  teardown(t).after(async () => {
     server.forceShutdown();
     await uds!.close();
     fs.rmSync(dir, { recursive: true, force: true });
@@ -141,7 +142,7 @@ test('call.getPeer() returns the injected remoteAddress with this grpc-js, and p
   const version = JSON.parse(fs.readFileSync(path.join(packageRoot, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')).version as string;
   assert.match(version, /^1\.14\./);
   const client = newClient(socketPath);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const reply = await who(client);
   assert.match(reply.peer, /^uds-peer#\d+$/);
   assert.deepEqual(seenPeers, [reply.peer]);
@@ -159,7 +160,7 @@ test('a client sending the socket path as :authority (as grpc-java does) goes th
   const { socketPath, uds, seenPeers, interceptorPeers } = await startUds(t);
   const plain = newClient(socketPath);
   const relayed = new grpc.Client(`unix:${socketPath}`, grpc.credentials.createInsecure(), { 'grpc.default_authority': socketPath });
-  t.after(() => {
+  teardown(t).after(() => {
     plain.close();
     relayed.close();
   });
@@ -198,7 +199,7 @@ function whoRequest(stream: number, authority: string, pad: number): Buffer[] {
 /** A client writing raw HTTP/2 and recording what the agent answers; it acknowledges SETTINGS as they come if `ack`. */
 async function rawH2Client(t: { after(fn: () => void): void }, socketPath: string, ack: boolean) {
   const socket = net.connect(socketPath);
-  t.after(() => socket.destroy());
+  teardown(t).after(() => socket.destroy());
   socket.on('error', () => {});
   const state = { settingsSeen: 0, goaway: undefined as number | undefined, resets: [] as number[], ended: new Set<number>(), data: new Map<number, Buffer>() };
   let buffered = Buffer.alloc(0);
@@ -400,7 +401,7 @@ test('a stale socket file is replaced at start; close() removes the socket file'
   const server = new grpc.Server();
   const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
   const client = newClient(socketPath);
-  t.after(async () => {
+  teardown(t).after(async () => {
     client.close();
     server.forceShutdown();
     await uds.close();
@@ -419,7 +420,7 @@ test('a stale socket file is replaced at start; close() removes the socket file'
 test('start refuses a socket another process is serving, and a path that is not a socket, leaving both alone', async (t) => {
   const dir = publicTempDir('meshid-uds-');
   const live = net.createServer();
-  t.after(async () => {
+  teardown(t).after(async () => {
     await new Promise((r) => live.close(r));
     fs.rmSync(dir, { recursive: true, force: true });
   });
@@ -445,7 +446,7 @@ test('start refuses a socket another process is serving, and a path that is not 
 test('a retired connection still delivers its failed call\'s status, however late, and the next call goes on a new connection', async (t) => {
   const { socketPath, uds } = await startUds(t);
   const client = newClient(socketPath);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const first = await who(client);
   const refused = await new Promise<grpc.ServiceError>((resolve, reject) =>
     client.makeUnaryRequest(`${SERVICE}/Retired`, json.serialize, json.deserialize, { delayMs: 400 }, (err) =>
@@ -465,7 +466,7 @@ test('a retired connection still delivers its failed call\'s status, however lat
 test('a connection retired while its session is already closing (the client sent a GOAWAY) still delivers the failed call\'s status', async (t) => {
   const { socketPath, uds } = await startUds(t);
   const session = http2.connect('http://localhost', { createConnection: () => net.connect(socketPath) });
-  t.after(() => session.destroy());
+  teardown(t).after(() => session.destroy());
   const call = session.request({ ':method': 'POST', ':path': `${SERVICE}/RetiredOnMessage`, 'content-type': 'application/grpc', te: 'trailers' });
   const message = (value: unknown): Buffer => {
     const body = Buffer.from(JSON.stringify(value));
@@ -511,7 +512,7 @@ test('close() cuts connections still open and resolves', async (t) => {
 
 test('start fails loudly when the self-test does not see our own pid, and leaves no socket behind', async (t) => {
   const dir = publicTempDir('meshid-uds-');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const socketPath = path.join(dir, 'agent.sock');
   const real = peerCredentials();
   // Credentials that name another process: what a broken peer lookup would produce.
@@ -525,7 +526,7 @@ test('start fails loudly when the self-test does not see our own pid, and leaves
 
 test('start fails loudly when grpc-js\'s connection info names another connection than getPeer() (grpc-js patched to differ)', async (t) => {
   const dir = publicTempDir('meshid-uds-');
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const socketPath = path.join(dir, 'agent.sock');
   // What a changed grpc-js could do: the interceptors' source of the connection key (peerOfCall) and the handlers'
   // disagree, and the call limit and fair queue would take every uid for one unknown uid.
@@ -534,13 +535,13 @@ test('start fails loudly when grpc-js\'s connection info names another connectio
   prototype.getConnectionInfo = function (this: unknown) {
     return { ...real.call(this), remoteAddress: undefined };
   };
-  t.after(() => {
+  teardown(t).after(() => {
     prototype.getConnectionInfo = real;
   });
   const server = new grpc.Server();
   const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
   // Also when start() succeeds (a self-test that misses the difference): nothing may be left listening.
-  t.after(async () => {
+  teardown(t).after(async () => {
     server.forceShutdown();
     await uds.close();
   });
@@ -561,7 +562,7 @@ test('the self-test rejects a grpc-js that does not report the socket remoteAddr
   const listener = net.createServer((socket) => injector.injectConnection(socket));
   listener.listen(socketPath);
   await once(listener, 'listening');
-  t.after(async () => {
+  teardown(t).after(async () => {
     selfTest.forceShutdown();
     await new Promise((r) => listener.close(r));
     fs.rmSync(dir, { recursive: true, force: true });

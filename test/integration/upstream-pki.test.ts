@@ -13,17 +13,18 @@ import { startCluster } from '../support/cluster.js';
 import { opensslCa, opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { startServerProcess } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 test('an agent under an upstream PKI serves SVIDs that carry the corporate CAs and verify against the corporate root', async (t) => {
   const pki = tempDir('meshid-pki-');
-  t.after(pki.cleanup);
+  teardown(t).after(pki.cleanup);
   const root = opensslCa(pki.dir, 'Corporate Root');
   const issuing = opensslCa(pki.dir, 'Issuing CA', { issuer: root });
   const meshCa = opensslCa(pki.dir, 'Mesh CA', { issuer: issuing });
   const chainFile = path.join(pki.dir, 'mesh-chain.pem');
   fs.writeFileSync(chainFile, fs.readFileSync(meshCa.cert, 'utf8') + fs.readFileSync(issuing.cert, 'utf8'));
   const cluster = await startCluster('meshid-upstream-pki-', ['--upstream-ca-cert', chainFile, '--upstream-ca-key', meshCa.key, '--upstream-bundle', root.cert]);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const rootDer = pemToDerList(fs.readFileSync(root.cert, 'utf8'));
   assert.deepEqual(pemToDerList(cluster.bundlePem), rootDer, 'the bundle is the corporate root');
 
@@ -31,7 +32,7 @@ test('an agent under an upstream PKI serves SVIDs that carry the corporate CAs a
   // The corporate root names no trust domain (no spiffe:// URI SAN), so the agent is told it.
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--trust-domain', 'example.org'] });
   const client = agent.client(10_000);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const res = await client.fetchX509Svid();
   const svid = res.svids[0]!;
   const chain = splitConcatenatedDer(svid.x509_svid);
@@ -45,7 +46,7 @@ test('an agent under an upstream PKI serves SVIDs that carry the corporate CAs a
 
 test('ca revoke of one of two tainted upstream CAs under one corporate root is refused naming the other; revoked together, the root leaves the bundle', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-cli-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const other = opensslCa(dir, 'Other Root');
   const upstream = (name: string, issuer: typeof root, bundle: string): string[] => {
@@ -63,12 +64,12 @@ test('ca revoke of one of two tainted upstream CAs under one corporate root is r
   // A compromised CA replaced by its renewal under the same root, which is then replaced by a CA under another root.
   await (await startServerProcess(dir, mesh1)).stop();
   const renewed = await startServerProcess(dir, mesh2);
-  t.after(() => renewed.stop());
+  teardown(t).after(() => renewed.stop());
   const first = rootOf((await renewed.cli(['ca', 'show', '--output', 'json'])).out, mesh1[3]!);
   assert.equal((await renewed.cli(['ca', 'taint', '--id', first])).code, 0);
   await renewed.stop();
   const server = await startServerProcess(dir, mesh3);
-  t.after(() => server.stop());
+  teardown(t).after(() => server.stop());
   const second = rootOf((await server.cli(['ca', 'show', '--output', 'json'])).out, mesh2[3]!);
   assert.equal((await server.cli(['ca', 'taint', '--id', second])).code, 0);
   // Every root here is an upstream CA's, and ca show says so (an operator switching the upstream CA off looks for them).

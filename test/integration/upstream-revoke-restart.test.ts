@@ -14,10 +14,11 @@ import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { concat, startUpstreamServer } from '../support/upstream-restart.js';
+import { teardown } from '../support/teardown.js';
 
 test('an upstream CA under a PKI root that stays published cannot be revoked; its agents pass the TLS handshake and every call, before and after a restart', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-restart-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const corporateRoot = opensslCa(dir, 'Corporate Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: corporateRoot });
   const meshFiles = (name: string): RawServerConfig => {

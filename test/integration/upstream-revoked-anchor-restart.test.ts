@@ -17,6 +17,7 @@ import { tempDir } from '../support/server-kit.js';
 import { concat, startUpstreamServer } from '../support/upstream-restart.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
+import { teardown } from '../support/teardown.js';
 
 /**
  * The scenario both tests share: Mesh CA 1 under PKI root A, then Mesh CA 2 under root B, Mesh CA 1 tainted and
@@ -25,7 +26,7 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
  */
 async function republishAfterRevoke(t: { after(fn: () => unknown): void }, listedAgain: (dir: string, rootA: { cert: string; key: string }) => string): Promise<void> {
   const { dir, cleanup } = tempDir('meshid-upstream-revoked-anchor-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const rootA = opensslCa(dir, 'Corporate Root A');
   const rootB = opensslCa(dir, 'Corporate Root B');
   const mesh1 = opensslCa(dir, 'Mesh CA 1', { issuer: rootA });

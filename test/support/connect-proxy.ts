@@ -2,6 +2,7 @@
 import type { TestContext } from 'node:test';
 import http from 'node:http';
 import net, { type AddressInfo } from 'node:net';
+import { teardown } from './teardown.js';
 
 export interface TestProxy {
   readonly port: number;
@@ -30,7 +31,7 @@ export async function connectProxy(t: TestContext): Promise<TestProxy> {
     client.on('error', () => upstream.destroy());
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
+  teardown(t).after(() => {
     server.closeAllConnections();
     server.close();
   });

@@ -14,6 +14,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
 import type { ServerProcess } from './server-process.js';
 import { until } from './until.js';
+import { teardown } from './teardown.js';
 
 export type NodeClient = grpc.Client & Record<string, (...args: unknown[]) => unknown>;
 
@@ -113,7 +114,7 @@ export function rawNodeCall(client: grpc.Client, method: string, bytes: Buffer, 
 /** Opens a Sync stream on `client`; resolves once its first update is in, with the error it ends with. */
 export async function openSync(client: NodeClient, t: { after: (fn: () => void) => void }): Promise<{ ended: () => grpc.ServiceError | undefined }> {
   const stream = (client['Sync'] as (req: unknown) => grpc.ClientReadableStream<unknown>)({});
-  t.after(() => stream.cancel());
+  teardown(t).after(() => stream.cancel());
   let first = false;
   let ended: grpc.ServiceError | undefined;
   stream.on('data', () => (first = true));

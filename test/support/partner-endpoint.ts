@@ -10,6 +10,7 @@ import { certificatesToPem } from '../../src/common/x509/pem.js';
 import { compileRelationships, type FederationRelationship } from '../../src/server/federation/relationship.js';
 import type { TestCa } from './fake-sds-cache.js';
 import type { Cluster } from './cluster.js';
+import { teardown } from './teardown.js';
 
 export interface PartnerEndpoint {
   readonly url: string;
@@ -32,7 +33,7 @@ export async function partnerEndpoint(t: TestContext, ca: TestCa, endpointId = `
     res.writeHead(200, { 'Content-Type': 'application/json' }).end(state.body);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
+  teardown(t).after(() => {
     server.closeAllConnections();
     server.close();
   });

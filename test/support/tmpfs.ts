@@ -6,6 +6,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { teardown } from './teardown.js';
 
 interface TestContext {
   after(fn: () => void | Promise<void>): void;
@@ -21,7 +22,7 @@ export function mountTmpfs(t: TestContext, size: string, options: { readOnly?: b
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-tmpfs-'));
   const opts = `size=${size},mode=0700${options.readOnly === true ? ',ro' : ''}${options.inodes !== undefined ? `,nr_inodes=${options.inodes}` : ''}`;
   const mounted = process.geteuid?.() === 0 && spawnSync('mount', ['-t', 'tmpfs', '-o', opts, 'tmpfs', dir]).status === 0;
-  t.after(() => {
+  teardown(t).after(() => {
     if (mounted) spawnSync('umount', ['-l', dir]);
     fs.rmSync(dir, { recursive: true, force: true });
   });

@@ -16,6 +16,7 @@ import { MeshidServer } from '../../src/server/server.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { NO_AGENT_CERTIFICATE, svidNotAnchoredAtHandshake } from '../../src/server/api/agent-auth.js';
 import { connectNode, nodeCall, type AgentIdentity } from './node-api-client.js';
+import { teardown } from './teardown.js';
 
 /** What became of an agent's call on a new connection: the TLS layer refused its certificate, the handler did, or neither. */
 export type Verdict = 'passes' | 'refused at TLS' | 'refused per call';
@@ -69,9 +70,9 @@ export async function startUpstreamServer(
     return server;
   };
   await restart(upstream);
-  t.after(() => server?.stop());
+  teardown(t).after(() => server?.stop());
   const admin = new AdminClient(adminSocket);
-  t.after(() => admin.close());
+  teardown(t).after(() => admin.close());
   const bundle = async (): Promise<Buffer[]> => (await admin.call('Bundles', 'GetBundle', {})).x509_authorities ?? [];
   const roots = async (rootsPem?: string): Promise<string> => rootsPem ?? certificatesToPem(await bundle());
   return {

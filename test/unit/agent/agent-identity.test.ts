@@ -23,6 +23,7 @@ import { trustBundleToProto } from '../../../src/server/api/convert.js';
 import { tempDir } from '../../support/server-kit.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 import { openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { teardown } from '../../support/teardown.js';
 
 let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
@@ -226,7 +227,7 @@ test('a data dir with no room for the agent identity: attestation is refused bef
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
-  t.after(() => store.close());
+  teardown(t).after(() => store.close());
   const server = stubServer();
   fillDisk(dir);
   const before = fs.readdirSync(dir).sort();
@@ -243,12 +244,12 @@ test('the data dir fills up while Attest is out: the identity is used from memor
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
-  t.after(() => store.close());
+  teardown(t).after(() => store.close());
   let filler = '';
   const server = stubServer(() => (filler = fillDisk(dir)));
   const { log, text } = capturingLogger();
   const identity = attestingIdentity(server.client, store, log);
-  t.after(() => identity.stop());
+  teardown(t).after(() => identity.stop());
 
   const bundle = await identity.attest(fx.bundle().x509Authorities);
   assert.equal(bundle.trustDomain, 'example.org');
@@ -283,7 +284,7 @@ test('stopped with the identity still unsaved: one last try, else an error sayin
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
-  t.after(() => store.close());
+  teardown(t).after(() => store.close());
   const server = stubServer(() => fillDisk(dir));
   const { log, text } = capturingLogger();
   const identity = attestingIdentity(server.client, store, log);
@@ -298,7 +299,7 @@ test('renewals on a full data dir: a renewed SVID is used only once saved, unles
   const dir = mountTmpfs(t, '256k');
   if (dir === undefined) return;
   const store = AgentStore.open(dir, silentLogger());
-  t.after(() => store.close());
+  teardown(t).after(() => store.close());
 
   // Saved identity, then the disk fills: the renewal is not used (the saved one still works), and is retried.
   const saved = stubServer();
@@ -317,7 +318,7 @@ test('renewals on a full data dir: a renewed SVID is used only once saved, unles
   let fill = '';
   const unsaved = stubServer(() => (fill = fillDisk(dir)));
   const second = attestingIdentity(unsaved.client, store);
-  t.after(() => second.stop());
+  teardown(t).after(() => second.stop());
   await second.attest(fx.bundle().x509Authorities);
   const attestedChain = second.current()!.chain;
   await second.renew();

@@ -12,6 +12,7 @@ import { Writable } from 'node:stream';
 import { tempDir } from '../../support/server-kit.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
 import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { teardown } from '../../support/teardown.js';
 
 let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
@@ -325,6 +326,6 @@ test('a withdrawal the full disk refused is saved with the next one: a restart t
   store.close();
 
   const restarted = AgentStore.open(path.join(dir, 'agent'), silentLogger());
-  t.after(() => restarted.close());
+  teardown(t).after(() => restarted.close());
   assert.deepEqual(restarted.loadState(fx.clock.now())?.entries.map((e) => e.id), [c.id], 'neither withdrawn entry comes back');
 });

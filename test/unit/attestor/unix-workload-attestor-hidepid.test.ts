@@ -10,6 +10,7 @@ import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
 import { packageRoot } from '../../../src/common/paths.js';
 import { ClientProcess, publicTempDir } from '../../support/peer-process.js';
+import { teardown } from '../../support/teardown.js';
 
 const mount = (hidepid: string): string => `mount -t proc -o hidepid=${hidepid} proc /proc`;
 const skip =
@@ -43,7 +44,7 @@ const ATTESTOR = `
 for (const [hidepid, code] of [['invisible', 'ENOENT'], ['noaccess', 'EPERM']] as const) {
   test(`a running caller hidden by hidepid=${hidepid} is refused as hidden, its connection kept; one of the same uid attests`, { skip }, async (t) => {
     const dir = publicTempDir('meshid-hidepid-');
-    t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+    teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
     // The attestor, as 65534, makes its socket here.
     fs.chownSync(dir, 65534, 65534);
     const socketPath = path.join(dir, 'agent.sock');
@@ -61,7 +62,7 @@ for (const [hidepid, code] of [['invisible', 'ENOENT'], ['noaccess', 'EPERM']] a
     );
     // It waits for two connections: a failure before both are made would leave it running, holding this file's pipes
     // open until the runner's timeout.
-    t.after(() => {
+    teardown(t).after(() => {
       try {
         process.kill(-attestor.pid!, 'SIGKILL');
       } catch (err) {
@@ -84,10 +85,10 @@ for (const [hidepid, code] of [['invisible', 'ENOENT'], ['noaccess', 'EPERM']] a
 
     // Root's process: hidden from 65534. Then 65534's own: visible.
     const hidden = new ClientProcess(socketPath);
-    t.after(() => hidden.stop());
+    teardown(t).after(() => hidden.stop());
     await new Promise<void>((resolve) => hidden.child.stdout!.once('data', () => resolve()));
     const own = new ClientProcess(socketPath, { uid: 65534, gid: 65534 });
-    t.after(() => own.stop());
+    teardown(t).after(() => own.stop());
     assert.equal(await exited, 0, err);
     const [first, second] = out.split('\n').slice(1).filter((l) => l !== '').map((l) => JSON.parse(l) as { uid: number; error?: string; outlived?: boolean; selectors?: string[] });
     assert.equal(first?.uid, 0);

@@ -5,6 +5,7 @@ import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { socketProblem, unreachableSocket } from '../../../src/common/cli/socket-problem.js';
+import { teardown } from '../../support/teardown.js';
 
 const ADVICE = { wrongPath: 'check the path', permission: 'run as its user', down: 'start it' };
 
@@ -15,11 +16,11 @@ const ADVICE = { wrongPath: 'check the path', permission: 'run as its user', dow
  */
 test('a CLI\'s "cannot reach" line quoting an unrecognised connect error does not end with an empty "Resolution note: "', async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-socket-problem-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const socketPath = path.join(dir, 'api.sock');
   const server = net.createServer();
   await new Promise<void>((resolve) => server.listen(socketPath, resolve));
-  t.after(() => server.close());
+  teardown(t).after(() => server.close());
 
   const details = 'No connection established. Last error: Error: connect EPROTO /x/api.sock. Resolution note: ';
   assert.deepEqual(socketProblem(socketPath, details), { kind: 'other', detail: 'No connection established. Last error: Error: connect EPROTO /x/api.sock' });

@@ -5,10 +5,11 @@ import path from 'node:path';
 import { createDirectory, directoryCreationError } from '../../../src/common/create-directory.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { tempDir } from '../../support/server-kit.js';
+import { teardown } from '../../support/teardown.js';
 
 test('createDirectory makes the missing parents and returns the first it made, as mkdir -p; nothing when all exist', (t) => {
   const { dir, cleanup } = tempDir('meshid-create-dir-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const deep = path.join(dir, 'a', 'b', 'c');
   assert.equal(createDirectory(deep, 0o700), path.join(dir, 'a'));
   assert.ok(fs.statSync(deep).isDirectory());
@@ -22,7 +23,7 @@ test('createDirectory under /proc throws ENOENT at once (Node\'s recursive mkdir
 
 test('a path through a file: ENOTDIR, explained as which component is no directory', (t) => {
   const { dir, cleanup } = tempDir('meshid-create-dir-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const file = path.join(dir, 'file');
   fs.writeFileSync(file, '');
   let thrown: unknown;
@@ -39,7 +40,7 @@ test('a path through a file: ENOTDIR, explained as which component is no directo
 
 test('a path through a symlink and `..` is created where the kernel resolves it, as mkdir -p does, and the relative form works too', (t) => {
   const { dir, cleanup } = tempDir('meshid-create-dir-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   fs.mkdirSync(path.join(dir, 'real', 'inner'), { recursive: true });
   fs.mkdirSync(path.join(dir, 'top'));
   fs.symlinkSync(path.join(dir, 'real', 'inner'), path.join(dir, 'top', 'link'));
@@ -52,7 +53,7 @@ test('a path through a symlink and `..` is created where the kernel resolves it,
 
   const cwd = process.cwd();
   process.chdir(dir);
-  t.after(() => process.chdir(cwd));
+  teardown(t).after(() => process.chdir(cwd));
   assert.equal(createDirectory('rel/a/', 0o700), 'rel');
   assert.ok(fs.statSync(path.join(dir, 'rel', 'a')).isDirectory());
 });

@@ -9,6 +9,7 @@ import path from 'node:path';
 import { acquireDataDirLock } from '../../../src/common/data-dir-lock.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
+import { teardown } from '../../support/teardown.js';
 
 const refusedFor = (dir: string, cause: RegExp) => (err: unknown): boolean => {
   assert.ok(isMeshidError(err, 'failed_precondition'), `a failed_precondition, not ${String(err)}`);
@@ -64,16 +65,16 @@ test('once the disk has room again the lock is taken, and held', (t) => {
 
 test('the lock file is owner-only (0600) whatever the umask lets through, also one an earlier version left 0644', (t) => {
   const dir = fs.mkdtempSync(path.join('/tmp', 'meshid-lock-mode-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const fresh = path.join(dir, 'agent.lock');
   const unlock = acquireDataDirLock(fresh, 'meshid-agent');
-  t.after(unlock);
+  teardown(t).after(unlock);
   assert.equal(fs.statSync(fresh).mode & 0o777, 0o600);
 
   const left = path.join(dir, 'server.lock');
   fs.writeFileSync(left, '', { mode: 0o644 });
   fs.chmodSync(left, 0o644);
   const unlockLeft = acquireDataDirLock(left, 'meshid-server');
-  t.after(unlockLeft);
+  teardown(t).after(unlockLeft);
   assert.equal(fs.statSync(left).mode & 0o777, 0o600);
 });

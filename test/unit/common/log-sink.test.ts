@@ -4,13 +4,14 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { HELD_BYTES_LIMIT, stderrSink, type LostLogLines } from '../../../src/common/log-sink.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
+import { teardown } from '../../support/teardown.js';
 
 test('a log file on a full disk: lines are held without throwing, written once there is room, and what was lost is reported', async (t) => {
   const dir = mountTmpfs(t, '4m');
   if (dir === undefined) return;
   const file = path.join(dir, 'meshid.log');
   const fd = fs.openSync(file, 'a');
-  t.after(() => fs.closeSync(fd));
+  teardown(t).after(() => fs.closeSync(fd));
   const reports: LostLogLines[] = [];
   const sink = stderrSink((lost) => reports.push(lost), fd);
   // A whole page (tmpfs allocates pages): with the disk filled, not one byte more fits into this file.

@@ -16,6 +16,7 @@ import { openSqliteFile } from '../../../src/server/datastore/sqlite-open.js';
 import { storageError } from '../../../src/server/datastore/sqlite-errors.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../../support/log-lines.js';
 import { tempDir } from './fixture.js';
+import { teardown } from '../../support/teardown.js';
 
 const TOKEN = 'f3c1d2a4b5e6f7a8b9c0d1e2f3a4b5c6';
 
@@ -52,12 +53,12 @@ function assertNoInternals(details: string, file: string): void {
 /** A fresh datastore in a temp dir, with the raw database under it for the test to break; closed and removed after. */
 function openedDatastore(t: TestContext): { file: string; db: Database.Database; ds: SqliteDatastore } {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const file = path.join(dir, 'datastore.sqlite3');
   const clock = new FakeClock();
   const db = openSqliteFile(file, clock);
   const ds = new SqliteDatastore(db, clock);
-  t.after(() => ds.close());
+  teardown(t).after(() => ds.close());
   return { file, db, ds };
 }
 
@@ -77,12 +78,12 @@ test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the cal
 
 test('a datastore file opened read-only: UNAVAILABLE saying so, the cause at error level in the log', async (t) => {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const file = path.join(dir, 'datastore.sqlite3');
   const clock = new FakeClock();
   await (await openSqliteDatastore({ file, clock })).close();
   const ds = new SqliteDatastore(new Database(file, { readonly: true }), clock);
-  t.after(() => ds.close());
+  teardown(t).after(() => ds.close());
   const { error, lines } = await call(() => ds.createJoinToken(newToken(0)));
   assert.equal(error.code, status.UNAVAILABLE, error.details);
   assert.match(error.details, /^the datastore cannot be written: its file or file system is read-only/);

@@ -11,10 +11,11 @@ import { MeshidError } from '../../../src/common/errors.js';
 import { createLogger } from '../../../src/common/log.js';
 import { ServingCertFile, type ServingCert } from '../../../src/server/federation/serving-cert-file.js';
 import { opensslCa, opensslWebLeaf } from '../../support/openssl.js';
+import { teardown } from '../../support/teardown.js';
 
 function setup(t: { after(fn: () => void): void }) {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-serving-cert-'));
-  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
   const ca = opensslCa(dir, 'web-ca');
   const files = { certFile: path.join(dir, 'live.pem'), keyFile: path.join(dir, 'live.key'), syncIntervalMs: 60_000 };
   /** Puts a renewal in place the way certbot does: new files renamed over the live ones. */
@@ -39,7 +40,7 @@ test('the https_web certificate files are reloaded when renewed; a pair that doe
   install(first);
   const clock = new FakeClock(Date.now());
   const watched = ServingCertFile.start(files, clock, log);
-  t.after(() => watched.stop());
+  teardown(t).after(() => watched.stop());
   const seen: string[] = [];
   watched.onChange((cert) => seen.push(serial(cert)));
   const firstSerial = serial(watched.cert());
@@ -92,7 +93,7 @@ test('a pair that TLS itself refuses (an RSA-512 key) is refused at start and ne
   install(good);
   const clock = new FakeClock(Date.now());
   const watched = ServingCertFile.start(files, clock, log);
-  t.after(() => watched.stop());
+  teardown(t).after(() => watched.stop());
   const seen: string[] = [];
   watched.onChange((cert) => seen.push(serial(cert)));
   // A pair whose key matches its certificate, which OpenSSL's default security level will not serve.

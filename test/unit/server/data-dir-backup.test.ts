@@ -16,6 +16,7 @@ import { checkBackupTarget } from '../../../src/server/backup/backup-target.js';
 import { removeBackupScratch, writeBackup } from '../../../src/server/backup/data-dir-backup.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import { fillDisk, mountTmpfs } from '../../support/tmpfs.js';
+import { teardown } from '../../support/teardown.js';
 
 /** One turn of the event loop: what a CA change not made to wait would have finished in (it does no I/O of its own). */
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
@@ -35,13 +36,13 @@ const entry = (i: number): NewEntry => ({
 
 test('a new root and a revoke sent while a backup runs (from inside its snapshot, at its start and end) wait for it: the backup holds every key its journal names and restores', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-turn-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const dataDir = path.join(dir, 'data');
-  t.after(openDataDir(dataDir, 'example.org'));
+  teardown(t).after(openDataDir(dataDir, 'example.org'));
   // Behind real time: OpenSSL judges the CA certificates by the real clock.
   const clock = new FakeClock(Date.now() - 3_600_000);
   const live = await openTestCa(dataDir, {}, clock);
-  t.after(() => live.close());
+  teardown(t).after(() => live.close());
   const { id: oldRoot, keyId: oldRootKey } = live.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
   await live.ca.taint(oldRoot);
 
@@ -66,7 +67,7 @@ test('a new root and a revoke sent while a backup runs (from inside its snapshot
   assert.ok(!fs.existsSync(live.keys.fileOf(oldRootKey)), 'and deleted its key');
 
   const restored = await openTestCa(result.dir, {}, clock);
-  t.after(() => restored.close());
+  teardown(t).after(() => restored.close());
   const held = restored.ca.listAuthorities();
   assert.ok(held.some((a) => a.id === oldRoot && a.state === 'tainted'), 'the backup is from before the revoke');
   assert.ok(!held.some((a) => a.kind === 'root' && a.state === 'prepared'), 'and from before the new root');
@@ -76,10 +77,10 @@ test('a new root and a revoke sent while a backup runs (from inside its snapshot
 
 test('a snapshot of a large datastore lets the event loop run between its steps, and takes in a commit made meanwhile', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-steps-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const clock = new FakeClock(Date.now() - 3_600_000);
   const ds = await openSqliteDatastore({ file: path.join(dir, 'datastore.sqlite3'), clock });
-  t.after(() => ds.close());
+  teardown(t).after(() => ds.close());
   await ds.createEntries(Array.from({ length: 5000 }, (_, i) => entry(i)));
   const file = path.join(dir, 'snapshot.sqlite3');
   fs.closeSync(fs.openSync(file, 'wx', 0o600));
@@ -100,16 +101,16 @@ test('a snapshot of a large datastore lets the event loop run between its steps,
   assert.ok(turns >= 5, `the event loop ran ${turns} times during the snapshot`);
 
   const copy = await openSqliteDatastore({ file, clock });
-  t.after(() => copy.close());
+  teardown(t).after(() => copy.close());
   assert.equal(await copy.countEntries(), 5001);
   assert.equal((fs.statSync(file).mode & 0o777).toString(8), '600');
 });
 
 test('a snapshot stops between steps when its signal is aborted, with the abort reason', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-abort-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const ds = await openSqliteDatastore({ file: path.join(dir, 'datastore.sqlite3'), clock: new FakeClock(Date.now() - 3_600_000) });
-  t.after(() => ds.close());
+  teardown(t).after(() => ds.close());
   await ds.createEntries(Array.from({ length: 2000 }, (_, i) => entry(i)));
   const file = path.join(dir, 'snapshot.sqlite3');
   fs.closeSync(fs.openSync(file, 'wx', 0o600));
@@ -120,7 +121,7 @@ test('a snapshot stops between steps when its signal is aborted, with the abort 
 
 test('a backup directory name too long to stage beside is refused naming the limit, before anything is written', (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-name-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
   // 231 bytes is the longest name whose staging name ("<name>.incomplete-<12 hex>") fits in 255.
@@ -137,7 +138,7 @@ const asRoot = { skip: process.geteuid?.() !== 0 ? 'needs root, to give a direct
 
 test('a backup directory another user could change (an empty one they own, a parent they may write) is refused naming it, before anything is written', asRoot, (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-owner-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const dataDir = path.join(dir, 'data');
   fs.mkdirSync(dataDir);
   // Made ahead of the operator by another user, in a directory both may write (as /tmp): the server would fill it
@@ -164,9 +165,9 @@ test('a backup directory another user could change (an empty one they own, a par
 
 /** A live data dir with its CA, and the sources a backup of it reads (FakeClock behind real time). */
 async function liveSources(t: { after(fn: () => unknown): void }, dataDir: string, snapshotHook?: () => void) {
-  t.after(openDataDir(dataDir, 'example.org'));
+  teardown(t).after(openDataDir(dataDir, 'example.org'));
   const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
-  t.after(() => live.close());
+  teardown(t).after(() => live.close());
   const snapshot = {
     async snapshotTo(file: string, signal?: AbortSignal): Promise<void> {
       snapshotHook?.();
@@ -184,7 +185,7 @@ function swapForLink(dir: string, to: string): void {
 
 test('an empty backup directory swapped for a symbolic link between the check and the write is refused, and nothing is written or chmodded through the link (the swap stubs the other user)', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-swap-dir-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const sources = await liveSources(t, path.join(dir, 'data'));
   const backupDir = path.join(dir, 'backup');
   fs.mkdirSync(backupDir, { mode: 0o700 });
@@ -205,7 +206,7 @@ test('an empty backup directory swapped for a symbolic link between the check an
 
 test("a new backup directory's parent swapped for a symbolic link between the check and the write is refused, and nothing is written through the link (the swap stubs the other user)", async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-swap-parent-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const sources = await liveSources(t, path.join(dir, 'data'));
   const parent = path.join(dir, 'backups');
   fs.mkdirSync(parent);
@@ -224,7 +225,7 @@ test("a new backup directory's parent swapped for a symbolic link between the ch
 
 test('an empty backup directory swapped for a symbolic link while the snapshot runs gets none of the backup through the link, and the backup is refused and removed (the swap stubs the other user)', async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-swap-mid-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const backupDir = path.join(dir, 'backup');
   const elsewhere = path.join(dir, 'elsewhere');
   const sources = await liveSources(t, path.join(dir, 'data'), () => swapForLink(backupDir, elsewhere));
@@ -242,7 +243,7 @@ test('an empty backup directory swapped for a symbolic link while the snapshot r
 
 test("a new backup's staging directory swapped for another directory while the snapshot runs is not what the backup reports at DIR: the backup is refused (the swap stubs another user of a group-writable parent)", async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-swap-staging-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const parent = path.join(dir, 'backups');
   const backupDir = path.join(parent, 'backup');
   const sources = await liveSources(t, path.join(dir, 'data'), () => {
@@ -262,7 +263,7 @@ test("a new backup's staging directory swapped for another directory while the s
 
 test("SQLite is never handed a path in the backup's directory (it reopens by a name others may redirect): it snapshots into the data dir, and the scratch file is gone afterwards", async (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-snapshot-scratch-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const real = await liveSources(t, path.join(dir, 'data'));
   const given: string[] = [];
   const sources = { ...real, snapshot: { snapshotTo: async (file: string, signal?: AbortSignal): Promise<void> => (given.push(file), real.snapshot.snapshotTo(file, signal)) } };
@@ -278,7 +279,7 @@ test("SQLite is never handed a path in the backup's directory (it reopens by a n
 
 test('a scratch snapshot a kill -9 left in the data dir is removed at the next start, and nothing else', (t) => {
   const { dir, cleanup } = tempDir('meshid-backup-scratch-left-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   fs.writeFileSync(path.join(dir, 'backup-snapshot.0123456789ab'), 'half a snapshot');
   fs.writeFileSync(path.join(dir, 'backup-snapshot.0123456789ab-journal'), 'its journal');
   fs.writeFileSync(path.join(dir, 'datastore.sqlite3'), 'kept');
@@ -292,11 +293,11 @@ test("a backup that finds no room for its scratch snapshot in the data dir is re
   const dataDisk = mountTmpfs(t, '8m');
   if (dataDisk === undefined) return;
   const { dir, cleanup } = tempDir('meshid-backup-scratch-full-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const dataDir = path.join(dataDisk, 'data');
-  t.after(openDataDir(dataDir, 'example.org'));
+  teardown(t).after(openDataDir(dataDir, 'example.org'));
   const live = await openTestCa(dataDir, {}, new FakeClock(Date.now() - 3_600_000));
-  t.after(() => live.close());
+  teardown(t).after(() => live.close());
   await live.ds.createEntries(Array.from({ length: 500 }, (_, i) => entry(i)));
   // The live datastore is intact and readable; only a second copy of it does not fit.
   fillDisk(dataDisk);

@@ -9,6 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
 import { shutdownGrpcServer } from '../../../src/server/grpc-shutdown.js';
 import { tempDir } from '../../support/server-kit.js';
+import { teardown } from '../../support/teardown.js';
 
 const identity = (b: Buffer): Buffer => b;
 /** A server-streaming method whose handler never ends its stream: a call that outlasts any grace period. */
@@ -43,9 +44,9 @@ async function serverWithOpenCall(dir: string): Promise<{ server: grpc.Server; e
 
 test('a call still open when the grace period ends is cut (channelz off, where grpc-js forceShutdown alone leaves it)', async (t) => {
   const { dir, cleanup } = tempDir('meshid-grpc-shutdown-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { server, ended, close } = await serverWithOpenCall(dir);
-  t.after(close);
+  teardown(t).after(close);
   await shutdownGrpcServer(server, 0);
   // A call the shutdown left open would otherwise hold the test until the runner's limit, saying only that it timed out.
   const stillOpen = new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the call was still open 10 s after the shutdown: it was not cut')), 10_000).unref());
@@ -57,15 +58,15 @@ test('a call still open when the grace period ends is cut (channelz off, where g
 
 test('a grpc-js whose listener records hold their sessions otherwise (stubbed: a Map reshaped in place) stops without throwing out of the grace timer', async (t) => {
   const { dir, cleanup } = tempDir('meshid-grpc-shutdown-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { server, close } = await serverWithOpenCall(dir);
-  t.after(close);
+  teardown(t).after(close);
   const listeners = (server as unknown as { http2Servers: Map<unknown, { sessions: unknown }> }).http2Servers;
   for (const listener of listeners.values()) listener.sessions = new Map([...(listener.sessions as Set<unknown>)].map((s) => [s, { opened: 0 }]));
   const uncaught: unknown[] = [];
   const onUncaught = (err: unknown): void => void uncaught.push(err);
   process.on('uncaughtException', onUncaught);
-  t.after(() => process.off('uncaughtException', onUncaught));
+  teardown(t).after(() => process.off('uncaughtException', onUncaught));
   await shutdownGrpcServer(server, 0);
   await new Promise((resolve) => setImmediate(resolve));
   assert.deepEqual(uncaught, []);

@@ -14,18 +14,19 @@ import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { chainNamesKeyId, parseCaCertificate } from '../../../src/common/x509/chain-verification.js';
 import { certificatesToPem, pemToDerList, toPem } from '../../../src/common/x509/pem.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
+import { teardown } from '../../support/teardown.js';
 
 const H = 3_600_000;
 
 /** A ServerSvid for east following taints, over a real test CA in a temp dir; all disposed after the test. */
 async function followingSvid(t: TestContext, dataDir?: string, raw: Parameters<typeof openTestCa>[1] = {}, clock?: FakeClock) {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const ca = await openTestCa(dataDir ?? dir, raw, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   const svid = new ServerSvid(ca.ca, 'east', 24 * H, ca.clock, silentLogger());
   svid.followTaints();
-  t.after(() => svid.stop());
+  teardown(t).after(() => svid.stop());
   const issued: string[] = [];
   svid.onChange((id) => issued.push(id.certChainPem));
   return { ca, svid, issued };
@@ -33,7 +34,7 @@ async function followingSvid(t: TestContext, dataDir?: string, raw: Parameters<t
 
 test('a server SVID renewal that keeps failing (no active intermediate) is retried every 60 s and never thrown from its timer', (t) => {
   const testCa = new TestCa('example.org');
-  t.after(() => testCa.dispose());
+  teardown(t).after(() => testCa.dispose());
   const clock = new FakeClock(Date.now());
   let calls = 0;
   let failing = false;
@@ -50,7 +51,7 @@ test('a server SVID renewal that keeps failing (no active intermediate) is retri
     },
   } as unknown as CaManager;
   const svid = new ServerSvid(ca, 'east', 2 * H, clock, silentLogger());
-  t.after(() => svid.stop());
+  teardown(t).after(() => svid.stop());
   svid.identity();
   failing = true;
   clock.advance(H); // the renewal at half-life fails
@@ -86,7 +87,7 @@ test('the server SVID is re-issued at once when an authority in its chain is tai
 
 test('taints arriving while renewals fail keep one retry chain, and stop() ends it and the taint following', (t) => {
   const testCa = new TestCa('example.org');
-  t.after(() => testCa.dispose());
+  teardown(t).after(() => testCa.dispose());
   const clock = new FakeClock(Date.now());
   let calls = 0;
   let failing = false;
@@ -151,7 +152,7 @@ test('after a normal root switch, a taint of the intermediate the server SVID ch
 /** A corporate root and a mesh CA it issued, in a temp dir, as the server's upstream_ca settings. */
 function upstreamPki(t: TestContext) {
   const { dir, cleanup } = tempDir('meshid-svid-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root });
   const chainFile = path.join(dir, 'mesh-chain.pem');
@@ -171,7 +172,7 @@ test('under an upstream PKI, a change elsewhere (the other datacenter) leaves th
 /** A data dir and clock kept across "restarts": each start() opens the CA on it and a ServerSvid saving to it. */
 function restartableServer(t: TestContext, raw: Parameters<typeof openTestCa>[1] = {}, clock = new FakeClock(Date.UTC(2026, 0, 1))) {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const file = path.join(dir, 'server-svid.json');
   let stopPrevious: (() => Promise<void>) | undefined;
   const start = async () => {
@@ -189,7 +190,7 @@ function restartableServer(t: TestContext, raw: Parameters<typeof openTestCa>[1]
     await stopPrevious?.();
     stopPrevious = undefined;
   };
-  t.after(stop);
+  teardown(t).after(stop);
   return { start, stop, clock, file };
 }
 
@@ -278,7 +279,7 @@ test('a saved server SVID that is expired, on a tainted intermediate, corrupt or
 test('a server SVID saved under another trust domain is not presented', async (t) => {
   const server = restartableServer(t);
   const foreign = new TestCa('other.example');
-  t.after(() => foreign.dispose());
+  teardown(t).after(() => foreign.dispose());
   const { svid } = await server.start();
   const own = svid.identity();
   const leaf = foreign.issue('spiffe://other.example/meshid/server');
@@ -321,17 +322,17 @@ async function restartedOnNewUpstream(t: TestContext, dir: string, first: Return
   const oldAgentBundle = before.ca.bundle().x509Authorities;
   await before.close();
   const after = await openTestCa(data, second, clock);
-  t.after(() => after.close());
+  teardown(t).after(() => after.close());
   const svid = new ServerSvid(after.ca, 'east', 24 * H, clock, silentLogger(), file);
   svid.followTaints();
-  t.after(() => svid.stop());
+  teardown(t).after(() => svid.stop());
   assert.equal(svid.identity().certChainPem, oldSvid.certChainPem, 'the saved SVID, on the old upstream CA, is presented after the restart');
   return { ca: after.ca, svid, oldSvid, oldRoot, oldAgentBundle, clock, file };
 }
 
 test('under an upstream PKI, a taint of the upstream-issued CA moves the server SVID at once: its replacement hangs from the same PKI root', async (t) => {
   const { dir, cleanup } = tempDir('meshid-svid-upstream-switch-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const corporate = opensslCa(dir, 'Corporate Root');
   const { ca, svid, oldRoot } = await restartedOnNewUpstream(t, dir, upstreamUnder(dir, 'Mesh CA 1', corporate), upstreamUnder(dir, 'Mesh CA 2', corporate));
   const issued: string[] = [];
@@ -347,7 +348,7 @@ test('under an upstream PKI, a taint of the upstream-issued CA moves the server 
 
 test('under an upstream PKI, a taint of the upstream-issued CA keeps the server SVID on it when the replacement ends at a PKI root the old chains did not', async (t) => {
   const { dir, cleanup } = tempDir('meshid-svid-upstream-newroot-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   // The corporate PKI rotates its own root: the second mesh CA is issued under the new one, and the upstream bundle
   // lists both roots while they overlap. Agents that never stored the bundle with the new root trust the old one only.
   const [oldCorporate, newCorporate] = [opensslCa(dir, 'Corporate Root 2019'), opensslCa(dir, 'Corporate Root 2025')];
@@ -368,6 +369,6 @@ test('under an upstream PKI, a taint of the upstream-issued CA keeps the server 
 
   // A restart while the taint stands presents the saved SVID too, rather than minting one on the new PKI root.
   const restarted = new ServerSvid(ca, 'east', 24 * H, clock, silentLogger(), file);
-  t.after(() => restarted.stop());
+  teardown(t).after(() => restarted.stop());
   assert.equal(restarted.identity().certChainPem, oldSvid.certChainPem);
 });

@@ -18,6 +18,7 @@ import { opensslCa, opensslVerify } from '../../support/openssl.js';
 import { checkUpstreamLifetime, loadUpstreamCa } from '../../../src/server/ca/upstream-ca.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import type { RawServerConfig } from '../../../src/server/config.js';
+import { teardown } from '../../support/teardown.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -53,14 +54,14 @@ function refusedWith(pattern: RegExp): (err: unknown) => boolean {
 
 test('an upstream CA two levels under a corporate root: the root is the bundle, and every chain carries the CAs between', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
   const meshCa = opensslCa(dir, 'Mesh CA', { issuer: issuing });
   // The cert file as a PKI hands it out: the CA, its issuers, the root last (which chains do not need).
   const certFile = concat(dir, 'mesh-chain.pem', [meshCa.cert, issuing.cert, root.cert]);
   const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: certFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, new FakeClock(Date.now()));
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
 
   assert.deepEqual(ca.ca.bundle().x509Authorities, [der(root.cert)], 'the bundle is the corporate root alone');
   const { publicKey } = generateKeyPair('ec-p256');
@@ -79,7 +80,7 @@ test('an upstream CA two levels under a corporate root: the root is the bundle, 
 
 test('upstream CA files that cannot work are refused at start, each with what to fix', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-bad-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const otherRoot = opensslCa(dir, 'Other Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
@@ -118,7 +119,7 @@ test('upstream CA files that cannot work are refused at start, each with what to
 
 test('an upstream CA file that does not parse is named with the setting that gave it: the three are easily swapped', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-swapped-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root });
   const named = (what: string, file: string, setting: string, problem: RegExp) => (err: unknown): boolean => {
@@ -138,7 +139,7 @@ test('an upstream CA file that does not parse is named with the setting that gav
 
 test('an upstream PKI root meshid cannot verify (Ed25519, Ed448) or publish (EC on secp256k1) is refused at start, naming it and why', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-keys-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const roots = {
     ed25519: opensslCa(dir, 'Ed25519 Root', { keyAlgorithm: 'ed25519' }),
     ed448: opensslCa(dir, 'Ed448 Root', { keyAlgorithm: 'ed448' }),
@@ -172,7 +173,7 @@ test('an upstream PKI root meshid cannot verify (Ed25519, Ed448) or publish (EC 
 
 test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-renew-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const oldRoot = opensslCa(dir, 'Root 2026');
   const newRoot = opensslCa(dir, 'Root 2027');
   const data = path.join(dir, 'data');
@@ -182,7 +183,7 @@ test('a restart with a renewed upstream CA publishes it at once and moves chains
   await first.close();
 
   const ca = await openTestCa(data, { upstream_ca_cert: newRoot.cert, upstream_ca_key: newRoot.key }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   const published = ca.ca.bundle().x509Authorities;
   assert.equal(published.length, 2);
   assert.ok(published.some((r) => r.equals(der(oldRoot.cert))) && published.some((r) => r.equals(der(newRoot.cert))), 'the renewed CA is published before it signs');
@@ -206,7 +207,7 @@ test('a restart with a renewed upstream CA publishes it at once and moves chains
 
 test('a restart with a changed upstream bundle publishes it; a bundle the CA no longer chains to is refused', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-bundle-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const rootA = opensslCa(dir, 'Root A');
   const rootB = opensslCa(dir, 'Root B');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: rootA });
@@ -232,7 +233,7 @@ test('a restart with a changed upstream bundle publishes it; a bundle the CA no 
 
 test('chains under an upstream CA the files no longer name still carry its issuers, and its roots stay published', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-old-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
   const first = await openTestCa(data, mesh1.upstream, clock);
   await first.close();
@@ -255,7 +256,7 @@ test('chains under an upstream CA the files no longer name still carry its issue
   // Started without any upstream flags: the corporate root stays in the bundle while roots it anchors live, beside the
   // root of meshid's own prepared to take over (upstream-switch-off.test.ts).
   const plain = await openTestCa(data, {}, clock);
-  t.after(() => plain.close());
+  teardown(t).after(() => plain.close());
   const own = plain.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'prepared')!;
   assert.deepEqual(plain.ca.bundle().x509Authorities, [der(root.cert), own.certDer]);
   checkChains(plain, 'without upstream flags');
@@ -263,7 +264,7 @@ test('chains under an upstream CA the files no longer name still carry its issue
 
 test('an upstream PKI that leaves no room below it for the datacenter intermediates is refused at start', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-pathlen-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root, pathLen: 1 });
   const mesh = opensslCa(dir, 'Mesh CA', { issuer: issuing });
@@ -275,7 +276,7 @@ test('an upstream PKI that leaves no room below it for the datacenter intermedia
 
 test('an upstream PKI CA that strict verifiers refuse is refused at start, naming it and the flaw; a flawed root no chain ends at is not', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-profile-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const KU = 'keyUsage=critical,keyCertSign,cRLSign';
   const BC = 'basicConstraints=critical,CA:TRUE';
   const SKI = 'subjectKeyIdentifier=hash';
@@ -323,14 +324,14 @@ test('an upstream PKI CA that strict verifiers refuse is refused at start, namin
 
 test('a root renewed with the same key cannot be tainted: the taint would cover its successor and never clear', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-samekey-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const first = opensslCa(dir, 'Root', { days: 3650 });
   const renewed = opensslCa(dir, 'Root renewed', { reuseKey: first.key, subject: '/O=Example Corp/CN=Root', days: 3660 });
   const data = path.join(dir, 'data');
   const clock = new FakeClock(Date.now());
   await (await openTestCa(data, { upstream_ca_cert: first.cert, upstream_ca_key: first.key }, clock)).close();
   const ca = await openTestCa(data, { upstream_ca_cert: renewed.cert, upstream_ca_key: renewed.key }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   const old = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.state === 'active')!;
   await assert.rejects(ca.ca.taint(old.id), refusedWith(/has the key of the upstream CA this server was started with/));
   assert.equal(ca.ca.taintedKeyIds().length, 0);
@@ -338,7 +339,7 @@ test('a root renewed with the same key cannot be tainted: the taint would cover 
 
 test('an upstream CA the PKI renewed with the same key: chains carry the renewed certificate, and stay valid after the first one expires', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-rekeyless-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const pki = opensslCa(dir, 'Corporate Root', { days: 3650 });
   const first = opensslCa(dir, 'Mesh CA', { issuer: pki, days: 60 });
   const renewed = opensslCa(dir, 'Mesh CA renewed', { issuer: pki, reuseKey: first.key, subject: '/O=Example Corp/CN=Mesh CA', days: 365 });
@@ -346,7 +347,7 @@ test('an upstream CA the PKI renewed with the same key: chains carry the renewed
   const clock = new FakeClock(Date.now());
   await (await openTestCa(data, { upstream_ca_cert: first.cert, upstream_ca_key: first.key, upstream_bundle: pki.cert }, clock)).close();
   const ca = await openTestCa(data, { upstream_ca_cert: renewed.cert, upstream_ca_key: renewed.key, upstream_bundle: pki.cert }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
 
   const firstExpires = ca.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(first.cert)))!.notAfter;
   // Day by day, as the minutely housekeeping would, to half a day before the first certificate expires.
@@ -365,11 +366,11 @@ test('an upstream CA the PKI renewed with the same key: chains carry the renewed
 
 test('an intermediate the upstream CA can no longer cover fails alone: the JWT key and the other work still rotate', async (t) => {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const pki = opensslCa(dir, 'short-lived', { days: 20 });
   const clock = new FakeClock(Date.now());
   const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   let failure: unknown;
   for (let day = 0; day < 18; day++) {
     clock.advance(D);
@@ -390,11 +391,11 @@ test('an intermediate the upstream CA can no longer cover fails alone: the JWT k
 
 test('an upstream CA that expires while the server runs stops X.509 signing only: the JWT key still rotates and signs', async (t) => {
   const { dir, cleanup } = tempDir();
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const pki = opensslCa(dir, 'short-lived', { days: 20 });
   const clock = new FakeClock(Date.now());
   const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   const upstreamEnd = parseCertificate(der(pki.cert)).notAfter;
   let failure: unknown;
   // Day by day, as the housekeeping would, to three days past the upstream CA's end (the JWT key lives one day).
@@ -425,7 +426,7 @@ test('an upstream CA that expires while the server runs stops X.509 signing only
 
 test('no intermediate outlives a CA of the upstream PKI above it: its chains would end with that CA', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Corporate Root');
   const issuing = opensslCa(dir, 'Issuing CA', { issuer: root, days: 20 });
   // openssl lets a CA outlive its issuer; a PKI that renews them on separate schedules ends up here.
@@ -433,7 +434,7 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
   const certFile = concat(dir, 'mesh-chain.pem', [meshCa.cert, issuing.cert]);
   const clock = new FakeClock(Date.now());
   const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: certFile, upstream_ca_key: meshCa.key, upstream_bundle: root.cert }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   const issuingEnd = new Date(new X509Certificate(fs.readFileSync(issuing.cert)).validTo).getTime();
   let failure: unknown;
   for (let i = 0; i < 30; i++) {
@@ -452,7 +453,7 @@ test('no intermediate outlives a CA of the upstream PKI above it: its chains wou
 
 test('revoking a tainted upstream CA whose PKI root stays published is refused, naming that root; a tainted CA under the same root keeps it too, and the two are revoked together, taking the root out', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-revoke-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { root, data, clock, mesh1, mesh2 } = renewedUpstreamPki(dir);
   const first = await openTestCa(data, mesh1.upstream, clock);
   const { publicKey } = generateKeyPair('ec-p256');
@@ -481,7 +482,7 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
   // openssl dates them from the second it runs, which may be past the clock's by now.
   clock.set(Math.max(clock.now(), Date.now()));
   const third = await openTestCa(data, { upstream_ca_cert: mesh3.cert, upstream_ca_key: mesh3.key, upstream_bundle: other.cert }, clock);
-  t.after(() => third.close());
+  teardown(t).after(() => third.close());
   const second = third.ca.listAuthorities().find((a) => a.kind === 'root' && a.certDer?.equals(der(mesh2.cert)))!;
   await assert.rejects(third.ca.revoke(old.id), refusedWith(new RegExp(`\\(it anchors root ${second.id} \\(active\\) too\\): .*--force does not change this`)));
   await third.ca.taint(second.id);
@@ -504,7 +505,7 @@ test('revoking a tainted upstream CA whose PKI root stays published is refused, 
 });
 test('a PKI root the upstream CA does not chain to, published beside its own (a PKI root rotation), does not bound the intermediates', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   // The PKI's old root, still published while the last certificates under it live out, and its new one.
   const oldRoot = opensslCa(dir, 'Old Root', { days: 3 });
   const newRoot = opensslCa(dir, 'New Root');
@@ -512,7 +513,7 @@ test('a PKI root the upstream CA does not chain to, published beside its own (a 
   const bundle = concat(dir, 'roots.pem', [oldRoot.cert, newRoot.cert]);
   const clock = new FakeClock(Date.now());
   const ca = await openTestCa(path.join(dir, 'data'), { upstream_ca_cert: meshCa.cert, upstream_ca_key: meshCa.key, upstream_bundle: bundle }, clock);
-  t.after(() => ca.close());
+  teardown(t).after(() => ca.close());
   await ca.ca.recheck();
   const oldEnd = new Date(new X509Certificate(fs.readFileSync(oldRoot.cert)).validTo).getTime();
   const intermediates = ca.ca.listAuthorities().filter((r) => r.kind === 'intermediate');
@@ -524,7 +525,7 @@ test('a PKI root the upstream CA does not chain to, published beside its own (a 
 
 test('the PKI root the upstream CA chains to counts in its lifetime check, as the intermediates are bounded by it', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const root = opensslCa(dir, 'Short Root', { days: 3 });
   // openssl lets a CA outlive the root it chains to.
   const meshCa = opensslCa(dir, 'Mesh CA', { issuer: root, days: 365 });
@@ -537,7 +538,7 @@ test('the PKI root the upstream CA chains to counts in its lifetime check, as th
   checkUpstreamLifetime(loadUpstreamCa({ certFile: underLong.cert, keyFile: underLong.key, bundleFile: concat(dir, 'two.pem', [other.cert, longRoot.cert]) }), Date.now(), 7 * D);
   // Nor is the root the PKI rotated to under the same name (another key, long-lived): the CA still chains to the old one.
   const twinDir = tempDir('meshid-upstream-');
-  t.after(twinDir.cleanup);
+  teardown(t).after(twinDir.cleanup);
   const rotatedTo = opensslCa(twinDir.dir, 'Short Root');
   const rotating = loadUpstreamCa({ certFile: meshCa.cert, keyFile: meshCa.key, bundleFile: concat(dir, 'rotating.pem', [rotatedTo.cert, root.cert]) });
   assert.throws(() => checkUpstreamLifetime(rotating, Date.now(), 7 * D), refusedWith(/the upstream PKI's root "O=Example Corp, CN=Short Root" expires .*, too soon/));
@@ -545,7 +546,7 @@ test('the PKI root the upstream CA chains to counts in its lifetime check, as th
 
 test('a PKI root of the same name as the one the chain ends at, but another key (a root rotation), is not held to the chain: neither its pathLenConstraint nor its profile refuses the start', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-twin-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const subject = '/O=Example Corp/CN=Corporate Root';
   // The PKI's new root, an issuing CA under it (a level the old PKI did not have) and the mesh CA.
   const newRoot = opensslCa(dir, 'New Root', { subject });

@@ -20,6 +20,7 @@ import type { CaManager } from '../../../src/server/ca/ca-manager.js';
 import type { CaRecord } from '../../../src/server/ca/ca-journal.js';
 import { opensslCa } from '../../support/openssl.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
+import { teardown } from '../../support/teardown.js';
 
 const H = 3_600_000;
 const D = 24 * H;
@@ -72,7 +73,7 @@ function selfSignedUpstream(dir: string) {
 /** A data dir (removed after the test) whose CA has run under a self-signed upstream CA, and the root it made active. */
 async function startedUnderUpstream(t: TestContext, prefix: string) {
   const { dir, cleanup } = tempDir(prefix);
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { upstream, flags, data, clock } = selfSignedUpstream(dir);
   const first = await openTestCa(data, flags, clock);
   const upstreamRoot = rootIn(first.ca, 'active')!;
@@ -87,7 +88,7 @@ test('a restart without the upstream flags publishes a meshid root at once, move
   clock.advance(H);
   const { log, warnings } = recordingLogger();
   const off = await openTestCa(data, {}, clock, log);
-  t.after(() => off.close());
+  teardown(t).after(() => off.close());
   const own = rootIn(off.ca, 'prepared');
   assert.ok(own, 'a root of meshid is prepared at start');
   assert.equal(own.createdAt, clock.now());
@@ -125,7 +126,7 @@ test('a restart without the upstream flags publishes a meshid root at once, move
 
 test('an upstream root that was only prepared is dropped by a restart without the flags and never takes over', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-off-prepared-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { upstream, flags, data, clock } = selfSignedUpstream(dir);
   const plain = await openTestCa(data, {}, clock);
   const own = rootIn(plain.ca, 'active')!;
@@ -139,7 +140,7 @@ test('an upstream root that was only prepared is dropped by a restart without th
   clock.advance(H);
   const { log, warnings } = recordingLogger();
   const off = await openTestCa(data, {}, clock, log);
-  t.after(() => off.close());
+  teardown(t).after(() => off.close());
   assert.deepEqual(roots(off.ca).map((r) => `${r.id} ${r.state}`), [`${own.id} active`]);
   assert.deepEqual(off.ca.bundle().x509Authorities, [own.certDer], 'the upstream CA leaves the bundle');
   assert.equal(fs.existsSync(off.keys.fileOf(prepared.keyId)), false, 'and its key copy the disk');
@@ -161,7 +162,7 @@ test('switched back on before the meshid root took over: that root is dropped an
   clock.advance(H);
   const { log, warnings } = recordingLogger();
   const on = await openTestCa(data, flags, clock, log);
-  t.after(() => on.close());
+  teardown(t).after(() => on.close());
   assert.deepEqual(roots(on.ca).map((r) => `${r.id} ${r.state}`), [`${upstreamRoot.id} active`]);
   assert.deepEqual(on.ca.bundle().x509Authorities, [der(upstream.cert)]);
   assert.ok(warnings.some((w) => w.includes(`dropped prepared root ${own.id}, made by meshid`)), JSON.stringify(warnings));
@@ -172,7 +173,7 @@ test('switched back on before the meshid root took over: that root is dropped an
 
 test('roots journaled before the root source was recorded are classified by their certificate', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-off-legacy-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const { flags, data, clock } = selfSignedUpstream(dir);
   const plainData = path.join(dir, 'plain');
   const forgetSource = (dataDir: string): void => {
@@ -187,13 +188,13 @@ test('roots journaled before the root source was recorded are classified by thei
 
   const { log, warnings } = recordingLogger();
   const off = await openTestCa(data, {}, clock, log);
-  t.after(() => off.close());
+  teardown(t).after(() => off.close());
   assert.ok(rootIn(off.ca, 'prepared'), 'a self-signed CA without meshid root subject came from upstream files');
   assert.ok(warnings.some((w) => w.startsWith('started without')));
 
   const quiet = recordingLogger();
   const plain = await openTestCa(plainData, {}, clock, quiet.log);
-  t.after(() => plain.close());
+  teardown(t).after(() => plain.close());
   assert.deepEqual(roots(plain.ca).map((r) => r.state), ['active'], 'a root meshid made is left alone');
   assert.deepEqual(quiet.warnings, []);
 });
@@ -201,7 +202,7 @@ test('roots journaled before the root source was recorded are classified by thei
 test('the warning\'s way out works: after the takeover, ca taint then ca revoke of the upstream CA deletes the key copy at once', async (t) => {
   const { upstream, data, clock, upstreamRoot } = await startedUnderUpstream(t, 'meshid-upstream-off-revoke-');
   const off = await openTestCa(data, {}, clock);
-  t.after(() => off.close());
+  teardown(t).after(() => off.close());
   const own = rootIn(off.ca, 'prepared')!;
   clock.advance(D);
   await off.ca.rotateNow();
