@@ -44,6 +44,15 @@ export interface AgentIdentityOptions {
 const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
 
 /**
+ * A failed renewal is retried within this share of the time the agent SVID has left (never under RENEW_RETRY's first
+ * delay), as SvidIssuer retries workload SVIDs. The doubling alone outwaits a short SVID: a 5 min one whose renewal
+ * fails from its half-life has its tries 30-60 s apart in its last minute, so a server that recovers in between lets
+ * it lapse, and a lapsed agent SVID takes a join token (single use) to replace. An expired one keeps the plain
+ * backoff: nothing is left to protect. A budget refusal's wait still holds, however little time is left.
+ */
+const RETRY_WITHIN_LEFT = 0.25;
+
+/**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
  * dir so a restart needs no token), and rotation of the agent SVID onto a new key through Renew at half the life it
  * is held for ± jitter (`renewalTime` of `heldLifetime`), persisted before it is used. Every new identity is handed
@@ -305,9 +314,10 @@ export class AgentIdentity {
       }
       // A budget refusal (signing or renewals) says when the server will take the next one: no sooner than that.
       const budgetWait = budgetRefusalWaitMs(err);
-      const wait = Math.max(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random), budgetWait ?? 0);
-      // Retried about every minute while the server is down: one warning, then debug lines (as the Sync stream's and
-      // the workload SVIDs' retries), and an outage or a budget is no fault of the agent's: its reason, no stack trace.
+      const wait = Math.max(backoffDelay(this.renewFailures++, RENEW_RETRY, this.random, this.retryCapMs()), budgetWait ?? 0);
+      // Retried about every minute while the server is down (more often near expiry): one warning, then debug lines (as
+      // the Sync stream's and the workload SVIDs' retries), and an outage or a budget is no fault of the agent's: its
+      // reason, no stack trace.
       const unreachable = isMeshidError(err, 'unavailable');
       const expected = unreachable || budgetWait !== undefined;
       this.renewFailuresLog.failed(
@@ -320,6 +330,12 @@ export class AgentIdentity {
     } finally {
       this.renewing = false;
     }
+  }
+
+  /** The longest wait before retrying a failed renewal (RETRY_WITHIN_LEFT); Infinity once the agent SVID has expired. */
+  private retryCapMs(): number {
+    const left = (this.notAfter() ?? 0) - this.o.clock.now();
+    return left > 0 ? Math.max(RENEW_RETRY.initialMs, left * RETRY_WITHIN_LEFT) : Infinity;
   }
 
   private renewAfter(ms: number): void {

@@ -32,14 +32,14 @@ after(async () => fx.close());
 const AGENT_ID = 'spiffe://example.org/meshid/agent/east/test';
 const intermediateOf = (chain: readonly Buffer[]): string => parseCertificate(chain[1]!).subjectKeyId!;
 
-/** An AgentIdentity over `client`, restored with an agent SVID the test CA signs now (`first`). */
-function restoredIdentity(client: NodeClient, store: AgentStore): { identity: AgentIdentity; first: Buffer[] } {
+/** An AgentIdentity over `client`, restored with an agent SVID of `ttlMs` the test CA signs now (`first`). */
+function restoredIdentity(client: NodeClient, store: AgentStore, ttlMs = 3_600_000): { identity: AgentIdentity; first: Buffer[] } {
   const identity = new AgentIdentity({
     client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
     trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
   });
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
-  const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
+  const first = fx.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: AGENT_ID, ttlMs }).chain;
   identity.restore({ trustDomain: 'example.org', spiffeId: AGENT_ID, datacenter: 'east', chain: first, privateKey, joinTokenSha256: '' });
   return { identity, first };
 }
@@ -177,6 +177,66 @@ test('an agent SVID of a TTL shorter than the server\'s 10 s backdating is renew
     identity.stop();
     assert.equal(renewals, 2, 'renewed 2.5 s after it was asked for');
   });
+});
+
+/**
+ * A restored 5 min agent SVID whose renewals keep failing with `fail` from its renewal time until `recoverLeftMs`
+ * before it expires. Steps the clock a second at a time, as a real clock fires each retry; returns the failed tries'
+ * clock times, the SVID's notAfter, and whether it was replaced before it expired.
+ */
+async function failingAgentRenewal(fail: () => never, recoverLeftMs: number): Promise<{ attempts: number[]; notAfter: number; renewed: boolean }> {
+  let result: { attempts: number[]; notAfter: number; renewed: boolean } | undefined;
+  await withStore(async (store) => {
+    let failing = true;
+    const attempts: number[] = [];
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        if (!failing) return signedChain(csr);
+        attempts.push(fx.clock.now());
+        return fail();
+      },
+    } as unknown as NodeClient;
+    const { identity, first } = restoredIdentity(client, store, 5 * 60_000);
+    const notAfter = parseCertificate(first[0]!).notAfter;
+    while (fx.clock.now() < notAfter - 1000 && identity.current()!.chain === first) {
+      if (fx.clock.now() >= notAfter - recoverLeftMs) failing = false;
+      fx.clock.advance(1000);
+      await settle();
+    }
+    result = { attempts, notAfter, renewed: identity.current()!.chain !== first };
+    identity.stop();
+  });
+  return result!;
+}
+
+test('a short agent SVID whose renewal keeps failing is retried within a quarter of the time it has left, and renewed before it expires once the server is back (stubbed server)', async () => {
+  const down = (): never => {
+    throw unavailable('connect ECONNREFUSED (stubbed: the server is down)');
+  };
+  // Back with 15 s left: the doubling alone (0.75, 1.5, … 45 s with this jitter) has its next try after expiry.
+  const { attempts, notAfter, renewed } = await failingAgentRenewal(down, 15_000);
+  assert.ok(attempts.length > 0 && attempts[0]! < notAfter - 2 * 60_000, 'the renewal failed from its renewal time');
+  for (let i = 1; i < attempts.length; i++) {
+    const left = notAfter - attempts[i - 1]!;
+    // Within a quarter of what was left at the try before (the clock steps a second at a time).
+    assert.ok(attempts[i]! - attempts[i - 1]! <= Math.max(1000, left / 4) + 1000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after the one before, with ${left} ms left`);
+  }
+  assert.ok(renewed, 'renewed before the agent SVID expired, not after');
+});
+
+test('a short agent SVID\'s renewal retries still wait out each budget refusal, however little time it has left (stubbed server)', async () => {
+  const refuse = (): never => {
+    throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 5 s`);
+  };
+  // Refused until 6 s before expiry: for its last 20 s a quarter of what is left is under the server's 5 s.
+  const { attempts, notAfter, renewed } = await failingAgentRenewal(refuse, 6000);
+  assert.ok(attempts.length > 2);
+  for (let i = 1; i < attempts.length; i++) {
+    assert.ok(attempts[i]! - attempts[i - 1]! >= 5000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after a refusal that asked for 5 s`);
+  }
+  assert.ok(attempts.some((t) => notAfter - t < 20_000), 'refused again where a quarter of what was left is under the server\'s wait');
+  assert.ok(renewed, 'renewed before the agent SVID expired, once the server takes the renewal');
 });
 
 // --- A data dir that cannot take the agent identity ---
