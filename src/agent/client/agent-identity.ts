@@ -289,8 +289,9 @@ export class AgentIdentity {
         'agent SVID renewed',
       );
       if (chainNamesKeyId(chain, this.taintedKeyIds)) {
-        // Signed before the taint reached the server: renewed again soon, backing off should that keep happening.
-        const wait = backoffDelay(this.taintedRenewals++, RENEW_RETRY, this.random);
+        // Signed before the taint reached the server: renewed again soon, backing off should that keep happening, yet
+        // never after its own renewal time, which this replaces: grown to a minute, the backoff outlives a short SVID.
+        const wait = Math.min(backoffDelay(this.taintedRenewals++, RENEW_RETRY, this.random), Math.max(0, renewAt - this.o.clock.now()));
         this.o.log.warn({ retryInMs: wait }, 'the renewed agent SVID chains to a tainted authority; renewing it again');
         this.renewAfter(wait);
       } else {

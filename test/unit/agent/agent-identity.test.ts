@@ -130,6 +130,30 @@ test('renewals that keep coming back from a tainted authority back off instead o
   });
 });
 
+test('renewals that keep coming back from a tainted authority never wait past the renewal time of the SVID just renewed, so a short one does not lapse (stubbed server)', async () => {
+  await withStore(async (store) => {
+    const renewedAt: number[] = [];
+    // A server that goes on signing 20 s agent SVIDs with the tainted intermediate (say its rotation cannot replace it).
+    const client = {
+      setIdentity: () => undefined,
+      async renew(csr: Buffer): Promise<Buffer[]> {
+        renewedAt.push(fx.clock.now());
+        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 20_000 }).chain;
+      },
+    } as unknown as NodeClient;
+    const { identity, first } = restoredIdentity(client, store);
+    identity.renewIfTainted(new Set([intermediateOf(first)]));
+    await settle();
+    for (let i = 0; i < 90; i++) {
+      await advanceSeconds(1);
+      assert.ok(!identity.expired(fx.clock.now()), `the agent SVID lapsed ${fx.clock.now() - renewedAt[0]!} ms after the first renewal`);
+    }
+    identity.stop();
+    // Half of the 20 s each is held for: the backoff (1 s, 2 s, … 60 s) stops growing past that.
+    for (let i = 1; i < renewedAt.length; i++) assert.ok(renewedAt[i]! - renewedAt[i - 1]! <= 10_000, `renewal ${i} came ${renewedAt[i]! - renewedAt[i - 1]!} ms after the one before`);
+  });
+});
+
 test('a renewal the server refuses over a budget is retried no sooner than the retry time it names (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
