@@ -193,6 +193,10 @@ test('renewals falling due one by one while the server is down are retried toget
   // bounds it); once all five have expired there is nothing left to protect, and the round keeps the plain backoff.
   const afterAllExpired = calls.filter((c) => c.at >= start + 15 * 60_000);
   assert.ok(afterAllExpired.length < 8, `${afterAllExpired.length} calls in the 15 min after every SVID expired`);
+  // One round at a time, however near an expiry: never closer than the bound's 5 s floor, jittered (2.5 s).
+  for (let i = 1; i < afterAllFailed.length; i++) {
+    assert.ok(afterAllFailed[i]!.at - afterAllFailed[i - 1]!.at >= 2500, `a round ${afterAllFailed[i]!.at - afterAllFailed[i - 1]!.at} ms after the one before`);
+  }
   down = false;
   issuer.kick();
   await settle();
