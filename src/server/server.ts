@@ -55,6 +55,20 @@ export interface ServerOptions {
  * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
  * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
  */
+/**
+ * Undoes a failed start's steps in the order given, going on past one that fails, so that the lock released after it
+ * is not left held and the start's own error is the one reported: a step's failure is only logged.
+ */
+async function undoFailedStart(steps: ReadonlyArray<() => unknown>, log: Logger): Promise<void> {
+  for (const stop of steps) {
+    try {
+      await stop();
+    } catch (undoErr) {
+      log.error({ err: undoErr }, 'undoing a failed start: a step failed; the remaining steps go on');
+    }
+  }
+}
+
 export class MeshidServer {
   private housekeepingSchedule: HousekeepingSchedule | undefined;
   private health: HttpHealthListener | undefined;
@@ -112,7 +126,7 @@ export class MeshidServer {
           ),
       });
     } catch (err) {
-      await health?.close();
+      await undoFailedStart([() => health?.close()], log);
       unlock();
       throw err;
     }
@@ -184,15 +198,7 @@ export class MeshidServer {
       );
       return server;
     } catch (err) {
-      // Every step is undone and the lock released even when one of them fails, and the start's own error is the one
-      // reported: a rollback step's failure is only logged.
-      for (const stop of [...started.reverse(), () => ds.close()]) {
-        try {
-          await stop();
-        } catch (undoErr) {
-          log.error({ err: undoErr }, 'undoing a failed start: a step failed; the remaining steps go on');
-        }
-      }
+      await undoFailedStart([...started.reverse(), () => ds.close()], log);
       unlock();
       throw err;
     }

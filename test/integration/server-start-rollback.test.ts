@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import net from 'node:net';
 import { once } from 'node:events';
+import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import { createLogger } from '../../src/common/log.js';
@@ -56,4 +57,49 @@ test('a failed start whose undo step fails (stubbed health listener close) still
   const server = await MeshidServer.start({ config: settings('127.0.0.1:0'), log });
   teardown(t).after(() => server.stop());
   assert.ok(server.healthAddress() !== undefined, 'the second start serves');
+});
+
+test('a start whose datastore cannot be opened, with a health listener whose close fails (stubbed), still reports the datastore\'s error and releases the data dir lock', async (t) => {
+  const tmp = tempDir('meshid-server-rollback-ds-');
+  t.after(tmp.cleanup);
+  const dataDir = path.join(tmp.dir, 'data');
+  const config = compileServerConfig({
+    trust_domain: 'example.org',
+    data_dir: dataDir,
+    bind_address: '127.0.0.1:0',
+    admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
+    health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 },
+  });
+  const raw: string[] = [];
+  const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  // A first start claims the dir; then its datastore file is replaced by a directory, which SQLite cannot open.
+  await (await MeshidServer.start({ config, log })).stop();
+  const dbFile = path.join(dataDir, 'datastore.sqlite3');
+  const aside = path.join(tmp.dir, 'aside');
+  fs.mkdirSync(aside);
+  const files = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'].filter((f) => fs.existsSync(path.join(dataDir, f)));
+  for (const f of files) fs.renameSync(path.join(dataDir, f), path.join(aside, f));
+  fs.mkdirSync(dbFile);
+
+  const close = HttpHealthListener.prototype.close;
+  HttpHealthListener.prototype.close = async function (this: HttpHealthListener) {
+    await close.call(this);
+    throw new Error('stubbed: the health listener failed to close');
+  };
+  let failure: unknown;
+  try {
+    await MeshidServer.start({ config, log }).catch((err: unknown) => (failure = err));
+  } finally {
+    HttpHealthListener.prototype.close = close;
+  }
+  assert.ok(failure instanceof Error, 'the start failed');
+  assert.match(failure.message, /datastore\.sqlite3 is not a meshid datastore: it is not a regular file/, 'the datastore\'s error is reported, not the undo step\'s');
+  const undo = parseLogLines(raw.join('')).filter((l) => l.msg === 'undoing a failed start: a step failed; the remaining steps go on');
+  assert.equal(undo.length, 1, 'the failed undo step is logged');
+
+  // The lock was released: with the datastore file back, the same data dir starts again in this process.
+  fs.rmdirSync(dbFile);
+  for (const f of files) fs.renameSync(path.join(aside, f), path.join(dataDir, f));
+  const server = await MeshidServer.start({ config, log });
+  await server.stop();
 });
