@@ -32,6 +32,15 @@ test('backoff grows exponentially to its cap and every delay lies in the upper h
   assert.equal(b.next(), 250);
 });
 
+test('a backoff delay capped for a deadline is jittered over the upper half of the cap, and the capped attempts still count', () => {
+  assert.deepEqual([backoffDelay(10, RECONNECT_BACKOFF, () => 0, 4000), backoffDelay(10, RECONNECT_BACKOFF, () => 0.999999, 4000)], [2000, 4000]);
+  // A cap above the step's delay changes nothing; Infinity is no cap.
+  assert.equal(backoffDelay(1, RECONNECT_BACKOFF, () => 0.999999, 4000), 1000);
+  assert.equal(backoffDelay(50, RECONNECT_BACKOFF, () => 0.999999, Infinity), 30_000);
+  const b = new Backoff(RECONNECT_BACKOFF, () => 0.999999);
+  assert.deepEqual([b.next(100), b.next(100), b.next(100), b.next()], [100, 100, 100, 4000]);
+});
+
 test('the agent reads the server refusals with the prefixes the server writes', () => {
   assert.equal(REATTEST_PREFIX, server.REATTEST_PREFIX);
   assert.equal(BANNED_PREFIX, server.BANNED_PREFIX);
