@@ -282,7 +282,10 @@ export class SvidIssuer {
     return renewalTime(askedAt === undefined ? lifetime : heldLifetime(lifetime, askedAt), j.value);
   }
 
-  /** The longest retry delay for an entry whose served SVID ends at `notAfter` (RETRY_WITHIN_LEFT, at least its floor); Infinity if none. */
+  /**
+   * The longest retry delay for an entry whose served SVID ends at `notAfter` (RETRY_WITHIN_LEFT, at least
+   * RETRY_WITHIN_LEFT_FLOOR_MS); Infinity if none.
+   */
   private retryCapMs(notAfter: number | undefined, now: number): number {
     const left = notAfter === undefined ? 0 : notAfter - now;
     return left > 0 ? Math.max(this.retryPolicy.initialMs, RETRY_WITHIN_LEFT_FLOOR_MS, left * RETRY_WITHIN_LEFT) : Infinity;
