@@ -4,7 +4,7 @@ import type { Logger } from '../../common/log.js';
 import { heldLifetime, renewalTime } from '../../common/rotation.js';
 import { chainNamesKeyId, verifyCaChain } from '../../common/x509/chain-verification.js';
 import { OutageLog } from '../client/outage-log.js';
-import { Backoff, backoffDelay, type BackoffPolicy } from '../client/backoff.js';
+import { Backoff, backoffDelay, retryCapWithin, type BackoffPolicy } from '../client/backoff.js';
 import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';
 import { certificateInputs, type AgentEntry } from './agent-entry.js';
@@ -54,27 +54,6 @@ const GRPC_PERMISSION_DENIED = 7;
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
-/**
- * A retry of an entry whose SVID is still served comes within this share of the time that SVID has left (never under
- * RETRY_WITHIN_LEFT_FLOOR_MS). The doubling alone outwaits a short SVID: a 10 min one whose renewal fails from its
- * half-life has its last try 45-170 s before expiry and its next 15-210 s after it, so a server that recovers in
- * between still lets it lapse. With a quarter (jittered to an eighth..a quarter), signing that recovers is picked up
- * while at least three quarters of what was left remain, which leaves room for a call that fails only at its
- * deadline; it costs about 15-30 tries over a failing 10 min SVID's last 5 min (about 10 without it), the last few
- * 2.5-5 s apart. An entry with no SVID served, or an expired one, keeps the plain backoff: nothing to protect, and the
- * server must not be hammered for it.
- */
-const RETRY_WITHIN_LEFT = 0.25;
-
-/**
- * The shortest such bound: SPIRE's agent syncs every 5 s, and a server is sized for a fleet asking that often. A
- * bound of 1 s would let 10,000 agents whose SVIDs near expiry together (all renewed in the same recovery) come back
- * every 0.5-1 s over their SVIDs' last 4 s, some 13,000 calls a second at a server that is failing already (a fast
- * UNAVAILABLE: restarting, shedding connections); with 5 s it is at most about 2,700, 2.5-5 s apart, over the last
- * 20 s. Lost: only signing that recovers in an SVID's last 2.5-5 s, whose renewal would reach the workloads and their
- * peers too late to matter.
- */
-const RETRY_WITHIN_LEFT_FLOOR_MS = 5000;
 
 /**
  * A first Workload API message waits for an SVID through one failed signing (a transient refusal is retried in about
@@ -283,12 +262,11 @@ export class SvidIssuer {
   }
 
   /**
-   * The longest retry delay for an entry whose served SVID ends at `notAfter` (RETRY_WITHIN_LEFT, at least
-   * RETRY_WITHIN_LEFT_FLOOR_MS); Infinity if none.
+   * The longest retry delay for an entry whose served SVID ends at `notAfter` (backoff.ts retryCapWithin); Infinity if
+   * none.
    */
   private retryCapMs(notAfter: number | undefined, now: number): number {
-    const left = notAfter === undefined ? 0 : notAfter - now;
-    return left > 0 ? Math.max(this.retryPolicy.initialMs, RETRY_WITHIN_LEFT_FLOOR_MS, left * RETRY_WITHIN_LEFT) : Infinity;
+    return retryCapWithin(notAfter, now, this.retryPolicy);
   }
 
   private chainIsTainted(svid: WorkloadSvid): boolean {
@@ -413,7 +391,7 @@ export class SvidIssuer {
         const current = this.cache.entry(e.id);
         return current !== undefined && certificateInputs(current) === certificateInputs(e);
       });
-      // The batch's soonest-expiring served SVID bounds its retry (RETRY_WITHIN_LEFT). Not for a refusal of the agent
+      // The batch's soonest-expiring served SVID bounds its retry (retryCapWithin). Not for a refusal of the agent
       // itself: it waits for kick() after a new attestation, and trying sooner changes nothing.
       const cap = kind !== undefined ? Infinity : Math.min(Infinity, ...same.map((e) => this.retryCapMs(this.cache.svid(e.id)?.notAfter, now)));
       const backoff = this.callBackoff.next(cap);

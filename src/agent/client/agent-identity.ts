@@ -11,7 +11,7 @@ import { createCsr } from '../../common/x509/csr.js';
 import { generateKeyPair, keyMatchesCertificate } from '../../common/x509/keys.js';
 import type { AgentStore } from '../storage/agent-store.js';
 import type { StoredIdentity } from '../storage/stored-state.js';
-import { backoffDelay, type BackoffPolicy } from './backoff.js';
+import { backoffDelay, retryCapWithin, type BackoffPolicy } from './backoff.js';
 import { budgetRefusalWaitMs } from './budget-refusal.js';
 import { OutageLog } from './outage-log.js';
 import { IdentitySaveRetry } from './identity-save-retry.js';
@@ -43,14 +43,12 @@ export interface AgentIdentityOptions {
 
 const RENEW_RETRY: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 60_000, multiplier: 2 });
 
-/**
- * A failed renewal is retried within this share of the time the agent SVID has left (never under RENEW_RETRY's first
- * delay), as SvidIssuer retries workload SVIDs. The doubling alone outwaits a short SVID: a 5 min one whose renewal
- * fails from its half-life has its tries 30-60 s apart in its last minute, so a server that recovers in between lets
- * it lapse, and a lapsed agent SVID takes a join token (single use) to replace. An expired one keeps the plain
- * backoff: nothing is left to protect. A budget refusal's wait still holds, however little time is left.
+/*
+ * A failed renewal is retried within a quarter of the time the agent SVID has left, as SvidIssuer retries workload
+ * SVIDs (backoff.ts retryCapWithin, which says why). For the agent SVID it matters more: a lapsed one takes a join
+ * token (single use) to replace. An expired one keeps the plain backoff: nothing is left to protect. A budget refusal's
+ * wait still holds, however little time is left.
  */
-const RETRY_WITHIN_LEFT = 0.25;
 
 /**
  * The agent's own identity: node attestation with a join token (once; the SVID and key are then kept in the data
@@ -333,10 +331,9 @@ export class AgentIdentity {
     }
   }
 
-  /** The longest wait before retrying a failed renewal (RETRY_WITHIN_LEFT); Infinity once the agent SVID has expired. */
+  /** The longest wait before retrying a failed renewal (retryCapWithin); Infinity once the agent SVID has expired. */
   private retryCapMs(): number {
-    const left = (this.notAfter() ?? 0) - this.o.clock.now();
-    return left > 0 ? Math.max(RENEW_RETRY.initialMs, left * RETRY_WITHIN_LEFT) : Infinity;
+    return retryCapWithin(this.notAfter(), this.o.clock.now(), RENEW_RETRY);
   }
 
   private renewAfter(ms: number): void {

@@ -234,7 +234,7 @@ async function failingAgentRenewal(fail: () => never, recoverLeftMs: number): Pr
   return result!;
 }
 
-test('a short agent SVID whose renewal keeps failing is retried within a quarter of the time it has left, and renewed before it expires once the server is back (stubbed server)', async () => {
+test('a short agent SVID whose renewal keeps failing is retried within a quarter of the time it has left and renewed before it expires once the server is back (stubbed server)', async () => {
   const down = (): never => {
     throw unavailable('connect ECONNREFUSED (stubbed: the server is down)');
   };
@@ -243,23 +243,37 @@ test('a short agent SVID whose renewal keeps failing is retried within a quarter
   assert.ok(attempts.length > 0 && attempts[0]! < notAfter - 2 * 60_000, 'the renewal failed from its renewal time');
   for (let i = 1; i < attempts.length; i++) {
     const left = notAfter - attempts[i - 1]!;
-    // Within a quarter of what was left at the try before (the clock steps a second at a time).
-    assert.ok(attempts[i]! - attempts[i - 1]! <= Math.max(1000, left / 4) + 1000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after the one before, with ${left} ms left`);
+    // Within a quarter of what was left at the try before, or the 5 s floor (the clock steps a second at a time).
+    assert.ok(attempts[i]! - attempts[i - 1]! <= Math.max(5000, left / 4) + 1000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after the one before, with ${left} ms left`);
   }
   assert.ok(renewed, 'renewed before the agent SVID expired, not after');
 });
 
+test('near its expiry a failing agent SVID renewal is retried no closer than 5 s apart, so a fleet whose agent SVIDs run out together does not hammer a failing server (stubbed server)', async () => {
+  const down = (): never => {
+    throw unavailable('connect ECONNREFUSED (stubbed: the server is down)');
+  };
+  const { attempts, notAfter } = await failingAgentRenewal(down, 0);
+  assert.ok(attempts.some((t) => notAfter - t < 4000), 'tried in the last 4 s, where a bound of 1 s would have them a second apart');
+  for (let i = 1; i < attempts.length; i++) {
+    const left = notAfter - attempts[i - 1]!;
+    // The floor jittered over its upper half: 2.5-5 s (the clock steps a second at a time).
+    if (left < 20_000) assert.ok(attempts[i]! - attempts[i - 1]! >= 2000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after the one before, ${left} ms before expiry`);
+  }
+});
+
 test('a short agent SVID\'s renewal retries still wait out each budget refusal, however little time it has left (stubbed server)', async () => {
   const refuse = (): never => {
-    throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 5 s`);
+    throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 8 s`);
   };
-  // Refused until 6 s before expiry: for its last 20 s a quarter of what is left is under the server's 5 s.
-  const { attempts, notAfter, renewed } = await failingAgentRenewal(refuse, 6000);
+  // Refused until 12 s before expiry: for its last 32 s the bound (a quarter of what is left, at least 5 s) is under
+  // the server's 8 s.
+  const { attempts, notAfter, renewed } = await failingAgentRenewal(refuse, 12_000);
   assert.ok(attempts.length > 2);
   for (let i = 1; i < attempts.length; i++) {
-    assert.ok(attempts[i]! - attempts[i - 1]! >= 5000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after a refusal that asked for 5 s`);
+    assert.ok(attempts[i]! - attempts[i - 1]! >= 8000, `try ${i} came ${attempts[i]! - attempts[i - 1]!} ms after a refusal that asked for 8 s`);
   }
-  assert.ok(attempts.some((t) => notAfter - t < 20_000), 'refused again where a quarter of what was left is under the server\'s wait');
+  assert.ok(attempts.some((t) => notAfter - t < 32_000), 'refused again where the bound is under the server\'s wait');
   assert.ok(renewed, 'renewed before the agent SVID expired, once the server takes the renewal');
 });
 
