@@ -52,6 +52,13 @@ const GRPC_INVALID_ARGUMENT = 3;
 const GRPC_PERMISSION_DENIED = 7;
 
 /** Retrying a failed item or call: 1 s doubling to 5 min. */
+/** An item of a signing answer that brought no SVID: refused by the server (its code), or failing the agent's checks (-1). */
+interface FailedItem {
+  readonly entry: AgentEntry;
+  readonly code: number;
+  readonly message: string;
+}
+
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
 
 
@@ -440,6 +447,7 @@ export class SvidIssuer {
     const issued: WorkloadSvid[] = [];
     const now = this.clock.now();
     const answered = new Set<string>();
+    const failed: FailedItem[] = [];
     for (const r of results) {
       const k = keys.get(r.entryId);
       if (k === undefined || answered.has(r.entryId)) continue;
@@ -451,7 +459,7 @@ export class SvidIssuer {
       // The entry went away or changed while the call was in flight: its new state is already queued.
       if (current === undefined || certificateInputs(current) !== k.inputs) continue;
       if (r.code !== 0) {
-        this.itemFailed(current, r.code, r.message);
+        failed.push({ entry: current, code: r.code, message: r.message });
         continue;
       }
       try {
@@ -473,12 +481,13 @@ export class SvidIssuer {
           'X509-SVID issued',
         );
       } catch (err) {
-        this.itemFailed(current, -1, (err as Error).message);
+        failed.push({ entry: current, code: -1, message: (err as Error).message });
       }
     }
     for (const e of batch) {
-      if (!answered.has(e.id) && this.cache.entry(e.id) !== undefined) this.itemFailed(e, -1, 'the server did not answer for this entry');
+      if (!answered.has(e.id) && this.cache.entry(e.id) !== undefined) failed.push({ entry: e, code: -1, message: 'the server did not answer for this entry' });
     }
+    this.itemsFailed(failed);
     if (issued.length > 0) {
       this.cache.putSvids(issued);
       // At info, as SPIRE's agent tells its renewals: an operator sees that rotation happens, and when it next does
@@ -488,17 +497,30 @@ export class SvidIssuer {
     }
   }
 
-  private itemFailed(entry: AgentEntry, code: number, message: string): void {
+  /**
+   * The failed items of one answer come back together, at the soonest retry any of them needs, as the entries of a
+   * failed call share callRetryAt: on their own jitter each would come back as a call of its own (a CA that refuses
+   * every item, 250 calls where one would do). Sooner than an item's own backoff at most, never later than its bound.
+   * A refusal to sign for an entry at all keeps its own backoff: retrying it sooner would not change the answer.
+   */
+  private itemsFailed(failed: readonly FailedItem[]): void {
+    const now = this.clock.now();
+    const planned = failed.map((f) => {
+      const n = (this.failures.get(f.entry.id) ?? 0) + 1;
+      // Nor is a refusal to sign for this entry at all retried sooner for the SVID it still has.
+      const cap = f.code === GRPC_PERMISSION_DENIED ? Infinity : this.retryCapMs(this.cache.svid(f.entry.id)?.notAfter, now);
+      return { ...f, n, wait: backoffDelay(n - 1, this.retryPolicy, this.random, cap) };
+    });
+    const shared = Math.min(...planned.filter((p) => p.code !== GRPC_PERMISSION_DENIED).map((p) => p.wait));
+    for (const p of planned) this.itemFailed(p.entry, p.code, p.message, p.n, p.code === GRPC_PERMISSION_DENIED ? p.wait : shared, now);
+  }
+
+  private itemFailed(entry: AgentEntry, code: number, message: string, n: number, wait: number, now: number): void {
     if (code === GRPC_PERMISSION_DENIED) {
       // Not authorized for this agent (any more): the Sync stream will remove the entry; do not hammer the server.
       this.log.info({ entryId: entry.id, spiffeId: entry.spiffeId, reason: message }, 'the server refused to sign an SVID for this entry');
     }
-    const n = (this.failures.get(entry.id) ?? 0) + 1;
     this.failures.set(entry.id, n);
-    const now = this.clock.now();
-    // A refusal to sign for this entry at all is not retried sooner for the SVID it still has: that would not change it.
-    const cap = code === GRPC_PERMISSION_DENIED ? Infinity : this.retryCapMs(this.cache.svid(entry.id)?.notAfter, now);
-    const wait = backoffDelay(n - 1, this.retryPolicy, this.random, cap);
     this.dueAt.set(entry.id, now + wait);
     const current = this.cache.entry(entry.id);
     if (n > FAILURES_WAITED_FOR && current !== undefined && certificateInputs(current) === certificateInputs(entry)) this.cache.markUnsigned([entry.id]);

@@ -156,6 +156,41 @@ test('a failed call is retried after a backoff, and at once when kicked after a 
   issuer.stop();
 });
 
+test('the items of one answer that the server refuses one by one come back together: one call a round, not one each', async () => {
+  let refuse = false;
+  let random = (): number => 0.5;
+  const calls: number[] = [];
+  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
+  const { cache, issuer } = issuerWith(
+    async (items) => {
+      calls.push(items.length);
+      if (refuse) return items.map((i) => ({ entryId: i.entryId, code: 14, message: 'stubbed: the CA refuses every item', chain: [] }));
+      return cacheRef.sign(items);
+    },
+    { random: () => random() },
+  );
+  cacheRef.sign = fx.signer(cache).sign;
+  // Ten 1 h SVIDs signed in one call: their renewals fall due at one instant, and go in one call.
+  const entries = Array.from({ length: 10 }, (_, i) => entry(`item-${i}`, ['unix:uid:6'], { x509_svid_ttl: 3600 }));
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settle();
+  assert.equal(cache.svidCount, 10);
+  assert.deepEqual(calls, [10]);
+  // From now on every item is refused on its own, and each draw of the jitter differs.
+  refuse = true;
+  let draw = 0;
+  random = () => (draw++ % 10) / 10;
+  calls.length = 0;
+  const start = fx.clock.now();
+  while (fx.clock.now() < start + 45 * 60_000) {
+    fx.clock.advance(1000);
+    await settle();
+  }
+  assert.ok(calls.length > 1, 'retried meanwhile');
+  assert.deepEqual(calls, calls.map(() => 10), 'every retry carries all ten items the one answer refused');
+  issuer.stop();
+});
+
 test('renewals falling due one by one while the server is down are retried together: one call a round for them all, not one each', async () => {
   let down = false;
   const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
