@@ -74,7 +74,8 @@ export async function watchedUnaryCall<T>(
   let call: ClientUnaryCall | undefined;
   const answered = new Promise<T>((resolve, reject) => {
     call = start((err, res) => {
-      if (err) void translate(err).then(reject);
+      // A translation that fails itself still ends the call, with its own error, rather than leaving it waiting.
+      if (err) translate(err).then(reject, reject);
       else resolve(res as T);
     });
   });
