@@ -1,4 +1,4 @@
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import { createPrivateKey } from 'node:crypto';
 import type { ServerResponse } from 'node:http';
@@ -9,22 +9,21 @@ import { isMeshidError } from '../../../src/common/errors.js';
 import { bundleToSpiffeJson } from '../../../src/common/spiffe/bundle.js';
 import { certificatesToPem } from '../../../src/common/x509/pem.js';
 import { fetchFederatedBundle } from '../../../src/server/federation/bundle-fetch.js';
-import { compileRelationships } from '../../../src/server/federation/relationship.js';
+import { compileRelationships, type FederationRelationship } from '../../../src/server/federation/relationship.js';
 import { TestCa } from '../../support/fake-sds-cache.js';
 import { partnerEndpoint } from '../../support/partner-endpoint.js';
 
-test('a bundle endpoint that trickles its answer is cut off at the deadline, not only when it falls silent', async (t) => {
+
+/**
+ * A partner's https_spiffe bundle endpoint on loopback, its certificate from a test CA, answering with `handle`; the
+ * relationship to it, and the CA whose root anchors it.
+ */
+async function spiffePartner(t: TestContext, handle: (res: ServerResponse) => void): Promise<{ ca: TestCa; url: string; rel: FederationRelationship }> {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   const svid = ca.issue('spiffe://partner.org/server');
   const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  let answering: (res: ServerResponse) => void = () => undefined;
-  const answer = new Promise<ServerResponse>((resolve) => (answering = resolve));
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
-    res.writeHead(200, { 'Content-Type': 'application/json' });
-    res.write('{');
-    answering(res);
-  });
+  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => handle(res));
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   t.after(() => {
     server.closeAllConnections();
@@ -32,11 +31,28 @@ test('a bundle endpoint that trickles its answer is cut off at the deadline, not
   });
   const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
   const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
+  return { ca, url, rel: rel! };
+}
+
+/** A fetch from `rel` with a 1 s deadline on a fake clock; `fetching` settles with the error it failed with. */
+function fetchOnFakeClock(rel: FederationRelationship, ca: TestCa): { clock: FakeClock; fetching: Promise<unknown> } {
   const clock = new FakeClock();
-  const fetching = fetchFederatedBundle(rel!, [ca.rootDer], 1000, undefined, false, clock).then(
+  const fetching = fetchFederatedBundle(rel, [ca.rootDer], 1000, undefined, false, clock).then(
     () => assert.fail('the fetch succeeded'),
     (err: unknown) => err,
   );
+  return { clock, fetching };
+}
+
+test('a bundle endpoint that trickles its answer is cut off at the deadline, not only when it falls silent', async (t) => {
+  let answering: (res: ServerResponse) => void = () => undefined;
+  const answer = new Promise<ServerResponse>((resolve) => (answering = resolve));
+  const { ca, url, rel } = await spiffePartner(t, (res) => {
+    res.writeHead(200, { 'Content-Type': 'application/json' });
+    res.write('{');
+    answering(res);
+  });
+  const { clock, fetching } = fetchOnFakeClock(rel, ca);
   const res = await answer;
   // A byte every 250 ms of the fetch's clock: never silent (for the real-time silence bound, milliseconds pass), never
   // done. Bounded: an endpoint cut off only when silent would be fetched from for ever.
@@ -92,50 +108,24 @@ test('an https_web endpoint under a CA this server does not trust is refused, sa
 });
 
 test('a bundle endpoint that closes the connection halfway through the document is reported as such', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
-  const svid = ca.issue('spiffe://partner.org/server');
-  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
+  const { ca, url, rel } = await spiffePartner(t, (res) => {
     res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': 1000 });
     res.write('{"keys": [', () => res.socket?.destroy());
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
-  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer]), {
+  await assert.rejects(fetchFederatedBundle(rel, [ca.rootDer]), {
     message: `bundle endpoint ${url} of partner.org: closed the connection before the document was complete`,
   });
 });
 
 test('redirects share the fetch deadline: hops each quicker than it, but slower together, are cut off', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
-  const svid = ca.issue('spiffe://partner.org/server');
-  const key = createPrivateKey({ key: svid.privateKey, format: 'der', type: 'pkcs8' }).export({ type: 'pkcs8', format: 'pem' });
   // Each request waits here for the test to pass 400 ms of the fetch's clock and then answer it with a redirect.
   const requests: ServerResponse[] = [];
   let arrived: (() => void) | undefined;
-  const server = https.createServer({ cert: certificatesToPem(svid.chain), key }, (_req, res) => {
+  const { ca, url, rel } = await spiffePartner(t, (res) => {
     requests.push(res);
     arrived?.();
   });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  t.after(() => {
-    server.closeAllConnections();
-    server.close();
-  });
-  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`;
-  const [rel] = compileRelationships({ 'partner.org': { bundle_endpoint_url: url, bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://partner.org/server' } }, 'example.org');
-  const clock = new FakeClock();
-  const fetching = fetchFederatedBundle(rel!, [ca.rootDer], 1000, undefined, false, clock).then(
-    () => assert.fail('the fetch succeeded'),
-    (err: unknown) => err,
-  );
+  const { clock, fetching } = fetchOnFakeClock(rel, ca);
   let ended: unknown;
   for (let answered = 0; ended === undefined; ) {
     if (requests.length === answered) {
