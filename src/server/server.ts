@@ -51,24 +51,27 @@ export interface ServerOptions {
   env?: NodeJS.ProcessEnv;
 }
 
-/**
- * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
- * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
- */
+/** A started part of a server and how to stop it; the name tells the operator what a failed undo left half-closed. */
+type UndoStep = readonly [name: string, stop: () => unknown];
+
 /**
  * Undoes a failed start's steps in the order given, going on past one that fails, so that the lock released after it
- * is not left held and the start's own error is the one reported: a step's failure is only logged.
+ * is not left held and the start's own error is the one reported: a step's failure is only logged, with its name.
  */
-async function undoFailedStart(steps: ReadonlyArray<() => unknown>, log: Logger): Promise<void> {
-  for (const stop of steps) {
+async function undoFailedStart(steps: ReadonlyArray<UndoStep>, log: Logger): Promise<void> {
+  for (const [step, stop] of steps) {
     try {
       await stop();
     } catch (undoErr) {
-      log.error({ err: undoErr }, 'undoing a failed start: a step failed; the remaining steps go on');
+      log.error({ err: undoErr, step }, `undoing a failed start: stopping the ${step} failed; the remaining steps go on`);
     }
   }
 }
 
+/**
+ * meshid-server's composition root: builds every subsystem from the config and hands each its dependencies.
+ * Startup refuses to touch an inconsistent data dir; stop() closes everything it opened.
+ */
 export class MeshidServer {
   private housekeepingSchedule: HousekeepingSchedule | undefined;
   private health: HttpHealthListener | undefined;
@@ -126,13 +129,13 @@ export class MeshidServer {
           ),
       });
     } catch (err) {
-      await undoFailedStart([() => health?.close()], log);
+      await undoFailedStart([['health listener', () => health?.close()]], log);
       unlock();
       throw err;
     }
     // What has started so far, stopped in reverse if a later step fails (a port in use, say).
-    const started: Array<() => unknown> = [];
-    if (health) started.push(() => health.close());
+    const started: UndoStep[] = [];
+    if (health) started.push(['health listener', () => health.close()]);
     try {
       const keys = new KeyStore(config.dataDir);
       const ca = await CaManager.open(
@@ -143,37 +146,40 @@ export class MeshidServer {
         log.child({ subsystem: 'ca' }),
       );
       ca.start();
-      started.push(() => ca.stop());
+      started.push(['CA', () => ca.stop()]);
       const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
       await hub.start();
-      started.push(() => hub.stop());
+      started.push(['sync hub', () => hub.stop()]);
       warnAboutCappedEntries(hub, config, log);
       await warnAboutAgentsOfUnservedDatacenters(ds, config, clock.now(), log);
       // Any journal change may matter to agents: a new bundle, or a tainted authority to re-sign away from.
       ca.onChange(() => hub.ownBundleChanged());
       const federation = await startFederation(config, ds, ca, clock, log.child({ subsystem: 'federation' }), egressProxyFromEnv(opts.env ?? process.env));
-      started.push(() => federation.stop());
+      started.push(['federation', () => federation.stop()]);
 
       const svid = new ServerSvid(
         ca, config.datacenters[0]!, config.x509SvidTtlMs, clock, log.child({ subsystem: 'server-svid' }), path.join(config.dataDir, 'server-svid.json'),
       );
       svid.followTaints();
-      started.push(() => svid.stop());
+      started.push(['server SVID', () => svid.stop()]);
       const stopping = new AbortController();
       const backups = { dataDir: config.dataDir, snapshot: ds, ca, keyFile: (keyId: string) => keys.fileOf(keyId) };
       const grpcHealth = grpcHealthServing(ds, starting, log);
       // Kept: their fault throttles (handler.ts) are stopped with the server, so no summary line follows its last.
       const apiLogs = { admin: log.child({ subsystem: 'admin-api' }), backup: log.child({ subsystem: 'backup' }), agentApi: log.child({ subsystem: 'agent-api' }) };
-      started.push(() => Object.values(apiLogs).forEach(stopServerFaultLog));
+      started.push(['API fault logs', () => Object.values(apiLogs).forEach(stopServerFaultLog)]);
       const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, apiLogs.backup), clock, apiLogs.admin, grpcHealth);
-      started.push(() => forceShutdownGrpcServer(admin));
+      started.push(['admin API', () => forceShutdownGrpcServer(admin)]);
       const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, apiLogs.agentApi, grpcHealth, opts.agentApiConnectionLimits);
-      started.push(() => {
-        forceShutdownGrpcServer(agentApi);
-        connections.stop();
-      });
+      started.push([
+        'agent API',
+        () => {
+          forceShutdownGrpcServer(agentApi);
+          connections.stop();
+        },
+      ]);
       const bundleEndpoint = await startBundleEndpoint(config, ca, svid, clock, log.child({ subsystem: 'bundle-endpoint' }));
-      started.push(() => bundleEndpoint?.close());
+      started.push(['bundle endpoint', () => bundleEndpoint?.close()]);
       const hostOf = (address: string): string => address.replace(/:\d+$/, '');
       // Last: ready means the agent API already listens.
       starting.serving(serverHealthProbe({ datastore: ds, ca, datacenters: config.datacenters, agentApi: `${hostOf(config.bindAddress)}:${port}`, now: () => clock.now() }));
@@ -198,7 +204,7 @@ export class MeshidServer {
       );
       return server;
     } catch (err) {
-      await undoFailedStart([...started.reverse(), () => ds.close()], log);
+      await undoFailedStart([...started.reverse(), ['datastore', () => ds.close()]], log);
       unlock();
       throw err;
     }

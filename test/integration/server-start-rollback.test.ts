@@ -18,7 +18,7 @@ import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { tempDir } from '../support/server-kit.js';
 import { teardown } from '../support/teardown.js';
 
-test('a failed start whose undo step fails (stubbed health listener close) still reports its own cause, undoes the rest and releases the data dir lock', async (t) => {
+test('a failed start whose undo step fails (stubbed health listener close) still reports its own cause, logs which step failed, undoes the rest and releases the data dir lock', async (t) => {
   const tmp = tempDir('meshid-server-rollback-');
   teardown(t).after(tmp.cleanup);
   const taken = net.createServer().listen(0, '127.0.0.1');
@@ -49,9 +49,12 @@ test('a failed start whose undo step fails (stubbed health listener close) still
   } finally {
     HttpHealthListener.prototype.close = close;
   }
-  const undo = parseLogLines(raw.join('')).filter((l) => l.msg === 'undoing a failed start: a step failed; the remaining steps go on');
+  const undo = parseLogLines(raw.join('')).filter((l) => l.msg.startsWith('undoing a failed start'));
   assert.equal(undo.length, 1, 'the failed undo step is logged');
   assert.equal(undo[0]!.level, LEVEL.error);
+  // Named, so the operator knows what was left half-closed.
+  assert.equal(undo[0]!['step'], 'health listener');
+  assert.equal(undo[0]!.msg, 'undoing a failed start: stopping the health listener failed; the remaining steps go on');
 
   // The lock was released and the datastore closed: the same data dir starts again in this process.
   const server = await MeshidServer.start({ config: settings('127.0.0.1:0'), log });
@@ -94,8 +97,9 @@ test('a start whose datastore cannot be opened, with a health listener whose clo
   }
   assert.ok(failure instanceof Error, 'the start failed');
   assert.match(failure.message, /datastore\.sqlite3 is not a meshid datastore: it is not a regular file/, 'the datastore\'s error is reported, not the undo step\'s');
-  const undo = parseLogLines(raw.join('')).filter((l) => l.msg === 'undoing a failed start: a step failed; the remaining steps go on');
+  const undo = parseLogLines(raw.join('')).filter((l) => l.msg.startsWith('undoing a failed start'));
   assert.equal(undo.length, 1, 'the failed undo step is logged');
+  assert.equal(undo[0]!['step'], 'health listener', 'the failed undo step is named');
 
   // The lock was released: with the datastore file back, the same data dir starts again in this process.
   fs.rmdirSync(dbFile);
