@@ -30,6 +30,14 @@ export function readDataDirMarker(marker: string): { trustDomain: unknown } | { 
 }
 
 /**
+ * Whether `name` in a data dir without a marker is what a first start killed before its marker's rename leaves: its
+ * lock file, the marker's temp file. A dir holding nothing else never served: run claims it, restore restores into it.
+ */
+export function leftByKilledFirstStart(name: string): boolean {
+  return name === SERVER_LOCK_FILE || (name.startsWith(`.${MARKER}.`) && name.endsWith('.tmp'));
+}
+
+/**
  * Claims a data dir for one trust domain and locks it for this process (acquireDataDirLock); returns the release
  * function. An empty or new dir is initialised (0700, marker file); a dir that holds something else, or another trust
  * domain's state, stops startup with a clear error and is left untouched (no lock file either). The marker is written
@@ -87,8 +95,7 @@ function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
     }
     return 'ours';
   }
-  const markerTemp = `.${MARKER}.`;
-  const others = fs.readdirSync(dataDir).filter((n) => n !== SERVER_LOCK_FILE && !(n.startsWith(markerTemp) && n.endsWith('.tmp')));
+  const others = fs.readdirSync(dataDir).filter((n) => !leftByKilledFirstStart(n));
   if (others.length > 0) {
     throw failedPrecondition(
       `data dir ${dataDir} is not empty and is not a meshid-server data dir (no ${MARKER}): point --data-dir at an empty or new directory`,

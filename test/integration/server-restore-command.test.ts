@@ -226,6 +226,48 @@ test('a data dir a crashed server left with its datastore.sqlite3-wal is refused
   assert.match((await fromCrash.cli(['entry', 'show'])).out, /example\.org\/after/, 'the entry only the -wal held');
 });
 
+test('a data dir a first start left before its marker (its server.lock, the marker\'s temp file) is refused while that start holds the lock, and restored into once it is killed, as run would take it', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-first-start-');
+  teardown(t).after(cleanup);
+  const { live, backup, roots, tokens } = await backedUp(dir);
+  assert.equal(await live.stop(), 0);
+  const where = path.join(dir, 'first');
+  fs.mkdirSync(where);
+  const d = path.join(where, 'data');
+
+  // A real first start, stopped with the lock taken and the marker's temp file written, about to rename it into place.
+  const first = serverPausedAt(
+    ['run', '--trust-domain', 'example.org', '--data-dir', d, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(where, 'admin', 'admin.sock')],
+    ['data-dir-marker'],
+  );
+  teardown(t).after(() => first.kill('SIGKILL'));
+  await first.paused('data-dir-marker');
+  const left = fs.readdirSync(d).sort();
+  assert.equal(left.length, 2, left.join(', '));
+  assert.match(left[0]!, /^\.meshid-server\.json\.[0-9a-f]+\.tmp$/);
+  assert.equal(left[1], 'server.lock');
+  const before = contents(d);
+  const held = await restoreCli(['--from', backup, '--data-dir', d]);
+  assert.equal(held.code, 1, held.out);
+  assert.match(held.err, new RegExp(`cannot restore into ${d}: a meshid-server is running on it \\(it holds ${d}/server\\.lock\\); stop it first`));
+  assert.deepEqual(contents(d), before, 'the starting server\'s dir is left as it was');
+  assert.deepEqual(stagingLeft(where), [], 'no staging directory left');
+
+  // Killed there: what it left is no server's any more, and run would take the dir as empty; so does restore.
+  first.kill('SIGKILL');
+  await first.done;
+  assert.deepEqual(fs.readdirSync(d).sort(), left);
+  const restored = await restoreCli(['--from', backup, '--data-dir', d]);
+  assert.equal(restored.code, 0, restored.err);
+  assert.deepEqual(stagingLeft(where), [], 'no staging directory left');
+  assert.ok(!fs.readdirSync(d).some((n) => n.endsWith('.tmp')), 'the killed start\'s temp file went with its dir');
+  const server = await startServerProcess(where);
+  teardown(t).after(() => server.stop());
+  assert.equal((await server.cli(['bundle', 'show'])).out, roots, 'the backup\'s CA serves');
+  for (const token of tokens) await refusedAsSpent(server, roots, token);
+  assert.equal(await server.stop(), 0);
+});
+
 test('in a directory others may add to (sticky, as /tmp), what another user named like a staging directory is left alone: their directory, a symbolic link to a running server\'s data dir', { timeout: 120_000 }, async (t) => {
   // chown to another uid stands in for that user making them (needs root).
   if (process.geteuid?.() !== 0) return t.skip('needs root, to give files to another user');

@@ -14,7 +14,7 @@ import { DATASTORE_FILE } from './data-dir-backup.js';
 import { fullDisk } from './full-disk.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
 import type { RestoreSource } from './restore-source.js';
-import { mountPointRefusal, RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
+import { mountPointRefusal, removeKilledFirstStart, RESTORE_STAGING_INFIX, type RestoreTarget } from './restore-target.js';
 import { lockHeld, refuseIfServerRuns, SERVER_LOCK_FILE } from './server-lock-probe.js';
 
 export interface RestoreResult {
@@ -98,6 +98,7 @@ export async function restoreDataDir(
       throw restoreWriteError(err, staging, target);
     }
     await stopIfInterrupted();
+    removeKilledFirstStart(target.dir);
     renameIntoPlace(staging, target.dir);
     renamed = true;
     fsyncDir(target.parent);
