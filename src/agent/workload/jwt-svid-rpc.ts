@@ -1,5 +1,6 @@
 import { setMaxListeners } from 'node:events';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
 import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { noIdentityFor } from '../endpoints/refusal-log.js';
 import type { JwtSvidResult } from '../cache/workload-cache.js';
@@ -30,6 +31,8 @@ export function fetchJwtSvidRpc(ctx: WorkloadContext) {
     let results: JwtSvidResult[];
     try {
       results = await deps.cache.fetchJwtSvids(selectors, query.audience, query.spiffeId, callDeadlineOnClock(call, deps.clock), cancelled.signal);
+    } catch (error) {
+      throw isMeshidError(error, 'permission_denied') ? notYetSynced(error, query.spiffeId) : error;
     } finally {
       call.removeListener('cancelled', abort);
     }
@@ -39,7 +42,7 @@ export function fetchJwtSvidRpc(ctx: WorkloadContext) {
     // Never hand out an identity that was not asked for, even if a cache implementation got the filter wrong.
     const wanted = query.spiffeId === undefined ? results : results.filter((r) => r.spiffeId === query.spiffeId);
     if (wanted.length === 0) {
-      throw noIdentityFor(selectors, query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`);
+      throw notYetSynced(noIdentityFor(selectors, query.spiffeId === undefined ? 'no identity issued' : `the caller is not entitled to ${query.spiffeId}`), query.spiffeId);
     }
     const svids = uniqueHints(wanted, jwtDuplicateHint).map(({ item, hint }): JwtSvid => {
       const svid: JwtSvid = { spiffe_id: item.spiffeId, svid: item.token };
@@ -47,6 +50,17 @@ export function fetchJwtSvidRpc(ctx: WorkloadContext) {
       return svid;
     });
     return { svids };
+  }
+
+  /**
+   * A refusal of the one identity asked for, as the caller gets it. Admission already told a caller with no entry at
+   * all apart before the first sync (workload-context.ts); a caller holding other entries reaches here, and the entry
+   * for the identity it names may have been made while the agent was down: until the agent has synced that is
+   * UNAVAILABLE (retry), not PERMISSION_DENIED, which clients take as final (SPEC-NOTES §7).
+   */
+  function notYetSynced(refusal: unknown, spiffeId: string | undefined): unknown {
+    if (spiffeId === undefined || deps.cache.synced()) return refusal;
+    return unavailable(`the agent has not synced with meshid-server since it started, and no entry it holds gives the caller ${spiffeId}; retry`, refusal);
   }
 
   return (call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void => {

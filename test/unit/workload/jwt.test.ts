@@ -108,6 +108,19 @@ describe('FetchJWTSVID (attestation stubbed: caller has unix:uid:1001)', () => {
     assert.deepEqual(h.cache.jwtCalls.at(-1)?.audience, ['db', 'cache']);
   });
 
+  test('before its first sync since start, a spiffe_id no entry held names is UNAVAILABLE (retry), not PERMISSION_DENIED', async () => {
+    // Served from the data dir (the server unreachable, say): the entry may have been made while the agent was down.
+    h.cache.isSynced = false;
+    try {
+      await expectCode(h.client.fetchJwtSvid(['db'], APP_B), UNAVAILABLE, /not synced with meshid-server/);
+      const res = await h.client.fetchJwtSvid(['db'], APP_A);
+      assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_A], 'an identity the restored state names is served meanwhile');
+    } finally {
+      h.cache.isSynced = true;
+    }
+    await expectCode(h.client.fetchJwtSvid(['db'], APP_B), PERMISSION_DENIED);
+  });
+
   test('with spiffe_id: only that identity', async () => {
     const res = await h.client.fetchJwtSvid(['db'], APP_C);
     assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_C]);
