@@ -57,17 +57,22 @@ function checkKeyFits(alg: JwtSvidAlg, key: KeyObject): void {
   checkRsaSize(key, 'the key with this kid');
 }
 
-function rsaPadding(alg: JwtSvidAlg): { padding: number; saltLength?: number } {
-  // RFC 7518 §3.5: PSS with MGF1 over the same hash and a salt as long as the hash output.
-  if (alg.startsWith('PS')) return { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: Number(alg.slice(2)) / 8 };
-  return { padding: constants.RSA_PKCS1_PADDING };
+/**
+ * RFC 7518 §3.5: PSS with MGF1 over the same hash; signed with a salt as long as the hash output. Verified with the
+ * salt length read from the signature, as go-jose (SPIRE, go-spiffe) and golang-jwt verify: a PS* token that the
+ * validators of SPIRE and go-spiffe accept (from an issuer signing with Go's PSSSaltLengthAuto, the longest salt) is
+ * not refused here alone; the salt length adds nothing to what a verified signature proves.
+ */
+function rsaPadding(alg: JwtSvidAlg, use: 'sign' | 'verify'): { padding: number; saltLength?: number } {
+  if (!alg.startsWith('PS')) return { padding: constants.RSA_PKCS1_PADDING };
+  return { padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: use === 'sign' ? Number(alg.slice(2)) / 8 : constants.RSA_PSS_SALTLEN_AUTO };
 }
 
 /** Signs a JWS signing input; ES* signatures come out as raw R‖S (`ieee-p1363`), never DER. */
 export function jwsSign(alg: JwtSvidAlg, privateKey: KeyObject, signingInput: string): Buffer {
   const data = Buffer.from(signingInput, 'ascii');
   if (alg.startsWith('ES')) return sign(hashOf(alg), data, { key: privateKey, dsaEncoding: 'ieee-p1363' });
-  return sign(hashOf(alg), data, { key: privateKey, ...rsaPadding(alg) });
+  return sign(hashOf(alg), data, { key: privateKey, ...rsaPadding(alg, 'sign') });
 }
 
 /**
@@ -82,7 +87,7 @@ export function jwsVerify(alg: JwtSvidAlg, publicKey: KeyObject, signingInput: s
       if (signature.length !== EC_ALGS[alg as keyof typeof EC_ALGS].signatureBytes) return false;
       return verify(hashOf(alg), data, { key: publicKey, dsaEncoding: 'ieee-p1363' }, signature);
     }
-    return verify(hashOf(alg), data, { key: publicKey, ...rsaPadding(alg) }, signature);
+    return verify(hashOf(alg), data, { key: publicKey, ...rsaPadding(alg, 'verify') }, signature);
   } catch {
     // OpenSSL throws on some malformed signatures (e.g. longer than the modulus); to the caller that is just invalid.
     return false;

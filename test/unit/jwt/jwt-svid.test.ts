@@ -96,6 +96,17 @@ test('PS256 tokens from other issuers validate (RSA-PSS, salt = hash length)', (
   assert.equal(validateJwtSvid(token, options()).spiffeId, SUB);
 });
 
+test('PS256 tokens signed with another salt length validate, as go-jose (SPIRE, go-spiffe) verifies them', () => {
+  for (const saltLength of [constants.RSA_PSS_SALTLEN_MAX_SIGN, 0, 20]) {
+    const token = craft({ alg: 'PS256', kid: 'rsa', typ: 'JWT' }, CLAIMS, (input) =>
+      sign('sha256', Buffer.from(input), { key: rsa.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength }));
+    assert.equal(validateJwtSvid(token, options()).spiffeId, SUB, `salt length ${saltLength}`);
+  }
+  const forged = craft({ alg: 'PS256', kid: 'rsa', typ: 'JWT' }, CLAIMS, (input) =>
+    sign('sha256', Buffer.from(`${input}x`), { key: rsa.privateKey, padding: constants.RSA_PKCS1_PSS_PADDING, saltLength: constants.RSA_PSS_SALTLEN_MAX_SIGN }));
+  assert.throws(() => validateJwtSvid(forged, options()), invalid(/signature is invalid/));
+});
+
 test('typ JOSE or no typ is accepted; aud as a single string is accepted', () => {
   assert.equal(validateJwtSvid(craft({ alg: 'ES256', kid: 'ec256', typ: 'JOSE' }, CLAIMS), options()).spiffeId, SUB);
   assert.equal(validateJwtSvid(craft({ alg: 'ES256', kid: 'ec256' }, { ...CLAIMS, aud: 'db' }), options()).spiffeId, SUB);
