@@ -198,9 +198,9 @@ interface X509Summary {
 type SdsSecrets = Record<string, { leaf?: string; uris?: string[]; trustDomains?: Record<string, string[]> }>;
 
 /**
- * The status of a Workload API call by a workload no entry matches: PERMISSION_DENIED, but UNAVAILABLE from an agent
- * that has not synced since it started (restarted while the server is down, or evicted): its data dir may predate
- * the entry (workload/workload-context.ts).
+ * The status of a Workload API or SDS call by a workload no entry matches: PERMISSION_DENIED, but UNAVAILABLE from an
+ * agent that has not synced since it started (restarted while the server is down, or evicted): its data dir may
+ * predate the entry (workload/workload-context.ts, sds/handler.ts).
  */
 function noEntryStatus(agentSynced: boolean): number {
   return agentSynced ? PERMISSION_DENIED : UNAVAILABLE;
@@ -316,9 +316,9 @@ function expectedSecrets(model: Model, ex: Expected, names: readonly string[]): 
   return sortKeys(Object.fromEntries(Object.entries(all).filter(([n]) => names.includes(n))));
 }
 
-function sdsMismatch(model: Model, ex: Expected, names: readonly string[], got: Event | undefined, leaves?: ReadonlySet<string>): string | undefined {
+function sdsMismatch(model: Model, ex: Expected, names: readonly string[], got: Event | undefined, leaves?: ReadonlySet<string>, refusal = PERMISSION_DENIED): string | undefined {
   if (got === undefined) return 'nothing received yet';
-  if (ex.entries.length === 0) return got['code'] === PERMISSION_DENIED ? undefined : `expected PERMISSION_DENIED, got ${JSON.stringify(got)}`;
+  if (ex.entries.length === 0) return refusalMismatch(got, refusal);
   if (got['secrets'] === undefined) return `expected secrets, got ${JSON.stringify(got)}`;
   const want = JSON.stringify(expectedSecrets(model, ex, names));
   const held = got['secrets'] as SdsSecrets;
@@ -597,13 +597,13 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
           const refusal = noEntryStatus(agentSynced);
           const x = partialRestore ? partialMismatch(p.last('x509'), held!, refusal) : x509Mismatch(model, ex, p.last('x509') as Event & X509Summary, held?.x509, refusal);
           if (x !== undefined) out.push(`${p.workload.name} FetchX509SVID stream: ${x}`);
-          const wc = partialRestore ? partialMismatch(p.last('wildcard'), held!) : sdsMismatch(model, ex, [], p.last('wildcard'), held?.all);
+          const wc = partialRestore ? partialMismatch(p.last('wildcard'), held!, refusal) : sdsMismatch(model, ex, [], p.last('wildcard'), held?.all, refusal);
           if (wc !== undefined) out.push(`${p.workload.name} wildcard StreamSecrets: ${wc}`);
-          const exn = partialRestore ? partialMismatch(p.last('explicit'), held!) : sdsMismatch(model, ex, explicitNames, p.last('explicit'), held?.all);
+          const exn = partialRestore ? partialMismatch(p.last('explicit'), held!, refusal) : sdsMismatch(model, ex, explicitNames, p.last('explicit'), held?.all, refusal);
           if (exn !== undefined) out.push(`${p.workload.name} StreamSecrets ${JSON.stringify(explicitNames)}: ${exn}`);
-          const dwc = partialRestore ? partialMismatch(p.last('delta-wildcard'), held!) : sdsMismatch(model, ex, [], p.last('delta-wildcard'), held?.all);
+          const dwc = partialRestore ? partialMismatch(p.last('delta-wildcard'), held!, refusal) : sdsMismatch(model, ex, [], p.last('delta-wildcard'), held?.all, refusal);
           if (dwc !== undefined) out.push(`${p.workload.name} wildcard DeltaSecrets: ${dwc}`);
-          const dex = partialRestore ? partialMismatch(p.last('delta-explicit'), held!) : sdsMismatch(model, ex, explicitNames, p.last('delta-explicit'), held?.all);
+          const dex = partialRestore ? partialMismatch(p.last('delta-explicit'), held!, refusal) : sdsMismatch(model, ex, explicitNames, p.last('delta-explicit'), held?.all, refusal);
           if (dex !== undefined) out.push(`${p.workload.name} DeltaSecrets ${JSON.stringify(explicitNames)}: ${dex}`);
           // What a SIGKILL during an outage left of the bundles is not known, only that it names nothing new (below).
           if (partialRestore) continue;

@@ -12,7 +12,7 @@ import type { StreamNameShare } from './subscription-budget.js';
 import type { StreamWaitingNames } from './waiting-names.js';
 
 /** The part of the agent's cache SDS uses (the consumer owns the interface it needs). */
-export type SdsCache = Pick<WorkloadCache, 'ready' | 'snapshot' | 'subscribe'>;
+export type SdsCache = Pick<WorkloadCache, 'ready' | 'synced' | 'snapshot' | 'subscribe'>;
 
 /** The bidi call as grpc-js hands it to a handler, reduced to what a secret stream touches. */
 export interface SecretStreamCall<Req, Res> {

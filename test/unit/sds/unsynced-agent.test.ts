@@ -1,0 +1,49 @@
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { status, type ServiceError } from '@grpc/grpc-js';
+import { DeltaClient, envoyNode, fetchSecrets, SotwClient, type CallStatus } from '../../support/sds-client.js';
+import { APP_A, as, SELECTOR_A, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
+
+async function fetchStatus(promise: Promise<unknown>): Promise<CallStatus> {
+  try {
+    await promise;
+  } catch (err) {
+    return { code: (err as ServiceError).code, details: (err as ServiceError).details };
+  }
+  assert.fail('expected FetchSecrets to fail');
+}
+
+/** The status of each SDS RPC for a caller asking for `default`. */
+async function statuses(client: Parameters<typeof fetchSecrets>[0], selector: string): Promise<CallStatus[]> {
+  const sotw = new SotwClient(client, as(selector));
+  sotw.subscribe(['default']);
+  const delta = new DeltaClient(client, as(selector));
+  delta.request({ node: envoyNode(), subscribe: ['default'] });
+  const fetched = await fetchStatus(fetchSecrets(client, { node: envoyNode(), resource_names: ['default'] }, as(selector)));
+  return [await sotw.status, await delta.status, fetched];
+}
+
+describe('SDS on an agent serving restored state before its first sync (stubbed attestation)', () => {
+  const { withHarness } = trustDomainsForSuite();
+
+  it('a caller no restored entry matches gets UNAVAILABLE on all three RPCs, not PERMISSION_DENIED: its entry may be newer than that state', async () => {
+    await withHarness(
+      (c) => {
+        registerA(c);
+        c.isSynced = false;
+      },
+      async (h) => {
+        for (const s of await statuses(h.client, UNREGISTERED)) {
+          assert.equal(s.code, status.UNAVAILABLE, s.details);
+          assert.match(s.details, /not synced with meshid-server/);
+        }
+        // A caller the restored state knows is served meanwhile.
+        const served = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', APP_A] }, as(SELECTOR_A));
+        assert.equal(served.resources?.length, 2);
+        // Once synced, the server's word is final: no entry is PERMISSION_DENIED.
+        h.cache.isSynced = true;
+        for (const s of await statuses(h.client, UNREGISTERED)) assert.equal(s.code, status.PERMISSION_DENIED, s.details);
+      },
+    );
+  });
+});
