@@ -87,8 +87,9 @@ export interface SdsService {
  * Builds the Envoy SDS v3 service of the agent socket (SPEC-NOTES §9–§12). Every call is admitted the same way as a
  * Workload API call: the agent must have state (else UNAVAILABLE), the caller is attested (`attest`), and a caller
  * no registration entry matches gets PERMISSION_DENIED, or UNAVAILABLE while the agent has not synced since it started
- * (unless `allowUnauthenticatedVerifiers`: then the own trust domain's validation contexts are all that resolves for it). Streams are SotwStream / DeltaStream; FetchSecrets is
- * fetchResponse. Throws invalid_argument for invalid options.
+ * (unless `allowUnauthenticatedVerifiers`: then the own trust domain's validation contexts are all that resolves for
+ * it). Streams are SotwStream / DeltaStream; FetchSecrets is fetchResponse. Throws invalid_argument for invalid
+ * options.
  */
 export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
   const options = resolveSdsOptions(deps.options);
@@ -112,7 +113,11 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       // State restored from the data dir may predate the caller's entry (made while the agent was down): only a sync
       // can say it has none. PERMISSION_DENIED would tell the operator to look at entries that are fine, and a client
       // that takes it as final would stop; "not yet synced" is UNAVAILABLE (SPEC-NOTES §7), as on the Workload API.
-      if (!deps.cache.synced()) throw unavailable('the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry');
+      if (!deps.cache.synced()) {
+        throw unavailable(
+          'the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry',
+        );
+      }
       throw noIdentityFor(selectors, 'no registration entry matches the caller');
     }
     return selectors;
