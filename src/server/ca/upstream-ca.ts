@@ -6,6 +6,7 @@ import { importPrivateKey, keyMatchesCertificate } from '../../common/x509/keys.
 import { pemToDerList } from '../../common/x509/pem.js';
 import { checkWritableX509Authority } from '../../common/spiffe/bundle.js';
 import { caProfileProblems } from '../../common/x509/ca-profile.js';
+import { signatureAlgorithmFor } from '../../common/x509/algorithms.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { checkTrustAnchor, verifyCaChain } from '../../common/x509/chain-verification.js';
 
@@ -75,11 +76,12 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
 }
 
 /**
- * Everything that would otherwise surface later as SVIDs nobody accepts: the key matches, the certificate is a CA
- * that may sign one more CA level (meshid's intermediates), its chain verifies against the bundle (or, without a
- * bundle, it is a usable trust anchor itself), and every bundle root is one, with a key the SPIFFE bundle documents
- * can carry (checkWritableX509Authority); every CA of the PKI a verifier meets has what strict verifiers require of
- * a CA (checkVerifiable). Checked at every start: the files may have changed. Throws invalid_argument naming the file's role and the failed check.
+ * Everything that would otherwise surface later as SVIDs nobody accepts: the key matches and meshid can sign with it
+ * (checkSigningKey), the certificate is a CA that may sign one more CA level (meshid's intermediates), its chain
+ * verifies against the bundle (or, without a bundle, it is a usable trust anchor itself), and every bundle root is
+ * one, with a key the SPIFFE bundle documents can carry (checkWritableX509Authority); every CA of the PKI a verifier
+ * meets has what strict verifiers require of a CA (checkVerifiable). Checked at every start: the files may have
+ * changed. Throws invalid_argument naming the file's role and the failed check.
  */
 export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
   const cert = parseCertificate(upstream.certDer);
@@ -121,6 +123,26 @@ export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
     // Only the roots these chains end at: another root the bundle publishes anchors none of meshid's SVIDs.
     if (anchors.some((a) => a.der.equals(der))) checkVerifiable(der, `upstream bundle certificate ${i}`);
   });
+  // Last: a self-signed CA of such a key fails above already, as a root the bundle documents cannot carry.
+  checkSigningKey(upstream.privateKey);
+}
+
+/**
+ * The upstream CA's key signs every datacenter intermediate, so meshid must be able to sign certificates with it (EC on
+ * P-256, P-384 or P-521, RSA of 2048 bits or more). Another key (EC on secp256k1 or a Brainpool curve, RSA-1024) may
+ * head a chain that verifies, and files renewed with one were taken at a restart: the server ran on until the
+ * intermediates' half-life, when every rotation failed, the JWT key's with them.
+ */
+function checkSigningKey(privateKey: KeyObject): void {
+  try {
+    signatureAlgorithmFor(privateKey);
+  } catch (err) {
+    if (!isMeshidError(err)) throw err;
+    throw invalidArgument(
+      `the upstream CA key cannot sign meshid's datacenter intermediates: ${err.message}; issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more`,
+      err,
+    );
+  }
 }
 
 /**

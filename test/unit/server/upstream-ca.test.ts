@@ -171,6 +171,32 @@ test('an upstream PKI root meshid cannot verify (Ed25519, Ed448) or publish (EC 
   await assert.rejects(open({ upstream_ca_cert: roots.k1.cert, upstream_ca_key: roots.k1.key }), refusedWith(/^the upstream CA certificate \("O=Example Corp, CN=K1 Root"\) has an EC secp256k1 key: /));
 });
 
+test('an upstream CA whose own key meshid cannot sign with (EC on secp256k1) is refused at start, a restart onto it too, naming the key', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-signing-key-');
+  teardown(t).after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  const usable = opensslCa(dir, 'Mesh CA', { issuer: root });
+  // A sound chain: a P-256 root signed it; only its own key, which would sign the intermediates, is of a curve meshid does not sign with.
+  const k1 = opensslCa(dir, 'K1 Mesh CA', { issuer: root, keyAlgorithm: 'secp256k1' });
+  const r = opensslVerify({ roots: [der(root.cert)], intermediates: [], leaf: der(k1.cert) });
+  assert.ok(r.ok, r.output);
+  const clock = new FakeClock(Date.now());
+  const refused = refusedWith(/^the upstream CA key cannot sign meshid's datacenter intermediates: EC curve secp256k1 is not supported for signing certificates; issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more$/);
+  const k1Files = { upstream_ca_cert: k1.cert, upstream_ca_key: k1.key, upstream_bundle: root.cert };
+  // Renewed files taken at a restart were the trap: published and activated, the CA failed every rotation from the
+  // intermediates' half-life on (the JWT key's too), and JWT-SVIDs, then X.509-SVIDs, could no longer be signed.
+  const data = path.join(dir, 'data');
+  const first = await openTestCa(data, { upstream_ca_cert: usable.cert, upstream_ca_key: usable.key, upstream_bundle: root.cert }, clock);
+  await first.close();
+  await assert.rejects(openTestCa(data, k1Files, clock), refused);
+  // A first start was refused before too, but by a message that did not say which key.
+  await assert.rejects(openTestCa(path.join(dir, 'fresh'), k1Files, clock), refused);
+  // Nothing of it was kept: the server starts again on the usable files.
+  const again = await openTestCa(data, { upstream_ca_cert: usable.cert, upstream_ca_key: usable.key, upstream_bundle: root.cert }, clock);
+  teardown(t).after(() => again.close());
+  assert.equal(again.ca.listAuthorities().filter((a) => a.kind === 'root').length, 1);
+});
+
 test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-renew-');
   teardown(t).after(cleanup);
