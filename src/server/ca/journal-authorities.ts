@@ -62,10 +62,14 @@ export function loadJournalAuthorities(
     }
     live.set(record.id, loaded);
   }
-  const root = [...live.values()].find((a) => a.record.kind === 'root');
-  const td = root?.cert?.uriSans[0];
-  if (td !== undefined && td !== `spiffe://${trustDomain}`) {
-    throw failedPrecondition(`the data dir belongs to trust domain "${td.slice('spiffe://'.length)}", not "${trustDomain}": ${remedies.otherTrustDomain}`);
+  // Only SPIFFE IDs name a trust domain: an upstream CA may carry no URI SAN, or another kind first (an https URI of
+  // its PKI), and meshid signs under it all the same; read as a trust domain, that URI refused every restart.
+  const named = [...live.values()]
+    .filter((a) => a.record.kind === 'root')
+    .map((a) => a.cert?.uriSans.find((u) => u.startsWith('spiffe://')))
+    .filter((u): u is string => u !== undefined);
+  if (named.length > 0 && !named.includes(`spiffe://${trustDomain}`)) {
+    throw failedPrecondition(`the data dir belongs to trust domain "${named[0]!.slice('spiffe://'.length)}", not "${trustDomain}": ${remedies.otherTrustDomain}`);
   }
   return { live, expired };
 }

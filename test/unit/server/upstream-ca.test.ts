@@ -197,6 +197,26 @@ test('an upstream CA whose own key meshid cannot sign with (EC on secp256k1) is 
   assert.equal(again.ca.listAuthorities().filter((a) => a.kind === 'root').length, 1);
 });
 
+test('an upstream CA whose URI SAN is no SPIFFE ID (its PKI\'s https URI) signs, and the server starts again on its data dir', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-uri-san-');
+  teardown(t).after(cleanup);
+  const extensions = ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash'];
+  const ca = opensslCa(dir, 'URI CA', { extensions: [...extensions, 'subjectAltName=URI:https://pki.example.com/ca'] });
+  const clock = new FakeClock(Date.now());
+  const data = path.join(dir, 'data');
+  const files = { upstream_ca_cert: ca.cert, upstream_ca_key: ca.key };
+  const first = await openTestCa(data, files, clock);
+  const { publicKey } = generateKeyPair('ec-p256');
+  const chain = first.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H }).chain;
+  const r = opensslVerify({ roots: [der(ca.cert)], intermediates: chain.slice(1), leaf: chain[0]!, atTime: clock.now() });
+  assert.ok(r.ok, r.output);
+  await first.close();
+  // Before: the URI was read as the data dir's trust domain, "ki.example.com/ca", and every restart was refused.
+  const again = await openTestCa(data, files, clock);
+  teardown(t).after(() => again.close());
+  assert.deepEqual(again.ca.bundle().x509Authorities, [der(ca.cert)]);
+});
+
 test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-renew-');
   teardown(t).after(cleanup);
