@@ -112,7 +112,7 @@ export class CaManager {
    */
   static async open(settings: CaSettings, store: CaJournalStore, keys: KeyStore, clock: Clock, log: Logger): Promise<CaManager> {
     const ca = new CaManager(settings, store, keys, clock, log);
-    if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now());
+    if (settings.upstreamCa !== undefined) checkUpstreamCa(settings.upstreamCa, clock.now(), settings.trustDomain);
     const firstSetup = await ca.load();
     await ca.rotate();
     // At every start, not only when the bundle changed: the anchor may have been published again by the start before.

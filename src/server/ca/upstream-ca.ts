@@ -9,6 +9,7 @@ import { caProfileProblems } from '../../common/x509/ca-profile.js';
 import { signatureAlgorithmFor } from '../../common/x509/algorithms.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { checkTrustAnchor, verifyCaChain } from '../../common/x509/chain-verification.js';
+import { trustDomainId } from '../../common/spiffe/spiffe-id.js';
 
 /**
  * An operator-supplied CA that signs meshid's datacenter intermediates (SPIRE: an UpstreamAuthority). Either a
@@ -83,9 +84,10 @@ export function loadUpstreamCa(files: UpstreamCaFiles): UpstreamCa {
  * meets has what strict verifiers require of a CA (checkVerifiable). Checked at every start: the files may have
  * changed. Throws invalid_argument naming the file's role and the failed check.
  */
-export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
+export function checkUpstreamCa(upstream: UpstreamCa, now: number, trustDomain: string): void {
   const cert = parseCertificate(upstream.certDer);
   if (!cert.isCa) throw invalidArgument('the upstream CA certificate is not a CA (basicConstraints cA=false)');
+  checkSpiffeId(cert, trustDomain);
   // Intermediates name their issuer by it (authorityKeyIdentifier), and taints and chains follow that link.
   if (cert.subjectKeyId === undefined) throw invalidArgument('the upstream CA certificate has no subjectKeyIdentifier extension, which RFC 5280 requires of CA certificates');
   if (cert.pathLenConstraint === 0) {
@@ -125,6 +127,23 @@ export function checkUpstreamCa(upstream: UpstreamCa, now: number): void {
   });
   // Last: a self-signed CA of such a key fails above already, as a root the bundle documents cannot carry.
   checkSigningKey(upstream.privateKey);
+}
+
+/**
+ * A SPIFFE ID in the upstream CA's URI SAN must be the trust domain's own, with no path (X509-SVID §3.2; SPEC-NOTES
+ * §4): meshid refuses to sign intermediates under one of another trust domain. Caught only there, the start had
+ * committed it first: a first start left the data dir claimed by that other trust domain, and a restart onto renewed
+ * files published it and, after root_activation_delay, could no longer renew an intermediate. Other URIs (an https
+ * URI of the PKI) name no trust domain and are left alone.
+ */
+function checkSpiffeId(cert: ParsedCertificate, trustDomain: string): void {
+  const own = trustDomainId(trustDomain);
+  const other = cert.uriSans.find((u) => u.startsWith('spiffe://') && u !== own);
+  if (other === undefined) return;
+  throw invalidArgument(
+    `the upstream CA certificate ("${cert.subject}") has the SPIFFE ID ${other} in its URI SAN, but it would sign the intermediates of ${own}: ` +
+      `issue it with URI SAN ${own} (a signing certificate's SPIFFE ID has no path) or with no SPIFFE ID`,
+  );
 }
 
 /**

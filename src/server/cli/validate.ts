@@ -24,7 +24,7 @@ export async function validateServerCommand(argv: readonly string[], io: CliIo):
     if (config.upstreamCa !== undefined) {
       const upstream = loadUpstreamCa(config.upstreamCa);
       const now = Date.now();
-      checkUpstreamCa(upstream, now);
+      checkUpstreamCa(upstream, now, config.trustDomain);
       // run applies this only when it makes a new root from the files: a running server may restart on a CA with
       // less left, so it is a warning here, not a refusal.
       try {

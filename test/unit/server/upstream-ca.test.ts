@@ -217,6 +217,30 @@ test('an upstream CA whose URI SAN is no SPIFFE ID (its PKI\'s https URI) signs,
   assert.deepEqual(again.ca.bundle().x509Authorities, [der(ca.cert)]);
 });
 
+test('an upstream CA with the SPIFFE ID of another trust domain, or one with a path, is refused at start before anything is kept', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-spiffe-id-');
+  teardown(t).after(cleanup);
+  const extensions = ['basicConstraints=critical,CA:TRUE', 'keyUsage=critical,keyCertSign,cRLSign', 'subjectKeyIdentifier=hash'];
+  const withUri = (name: string, uri: string) => opensslCa(dir, name, { extensions: [...extensions, `subjectAltName=URI:${uri}`] });
+  const other = withUri('Other CA', 'spiffe://other.org');
+  const withPath = withUri('Path CA', 'spiffe://example.org/ca');
+  const own = withUri('Own CA', 'spiffe://example.org');
+  const clock = new FakeClock(Date.now());
+  const data = path.join(dir, 'data');
+  const refused = (uri: string) =>
+    refusedWith(new RegExp(`^the upstream CA certificate \\("O=Example Corp, CN=\\w+ CA"\\) has the SPIFFE ID ${uri} in its URI SAN, but it would sign the intermediates of spiffe://example\\.org: issue it with URI SAN spiffe://example\\.org`));
+  // Before: a first start committed the CA, then failed on every intermediate and left the data dir claimed by other.org.
+  await assert.rejects(openTestCa(data, { upstream_ca_cert: other.cert, upstream_ca_key: other.key }, clock), refused('spiffe://other\\.org'));
+  await assert.rejects(openTestCa(data, { upstream_ca_cert: withPath.cert, upstream_ca_key: withPath.key }, clock), refused('spiffe://example\\.org/ca'));
+  const first = await openTestCa(data, { upstream_ca_cert: own.cert, upstream_ca_key: own.key }, clock);
+  await first.close();
+  // A restart onto renewed files of another trust domain: before, published at once and signing nothing after the activation delay.
+  await assert.rejects(openTestCa(data, { upstream_ca_cert: other.cert, upstream_ca_key: other.key }, clock), refused('spiffe://other\\.org'));
+  const again = await openTestCa(data, { upstream_ca_cert: own.cert, upstream_ca_key: own.key }, clock);
+  teardown(t).after(() => again.close());
+  assert.deepEqual(again.ca.bundle().x509Authorities, [der(own.cert)]);
+});
+
 test('a restart with a renewed upstream CA publishes it at once and moves chains to it after the activation delay', async (t) => {
   const { dir, cleanup } = tempDir('meshid-upstream-renew-');
   teardown(t).after(cleanup);
