@@ -1,9 +1,18 @@
+import { systemClock, type Clock, type TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { Change, Datastore, RegistrationEntry, StoredBundle } from '../datastore/datastore.js';
 import { EntryIndex } from '../entries/entry-index.js';
 import { sameAuthorities } from '../federation/federated-bundle.js';
 import { storedBundleToTrustBundle } from './convert.js';
+
+/**
+ * After a refresh that could not read the datastore, how long until it is tried again, doubling up to the maximum.
+ * Without a retry the view would stay behind until the next change of the same kind, which may never come: an entry
+ * deleted to cut a workload off would stay signable.
+ */
+export const REFRESH_RETRY_FIRST_MS = 1_000;
+export const REFRESH_RETRY_MAX_MS = 30_000;
 
 export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeIds?: ReadonlySet<string> } | { kind: 'stopping' };
 
@@ -25,11 +34,16 @@ export class SyncHub {
   private chain: Promise<void> = Promise.resolve();
   private unsubscribe: (() => void) | undefined;
   private stopped = false;
+  /** The changes whose refresh failed, by kind (a later refresh of a kind reads everything since, so one each). */
+  private readonly failed = new Map<Change['kind'], Change>();
+  private retryTimer: TimerHandle | undefined;
+  private retryDelayMs = REFRESH_RETRY_FIRST_MS;
 
   constructor(
     private readonly ds: Datastore,
     private readonly ownTrustDomain: string,
     private readonly log: Logger,
+    private readonly clock: Clock = systemClock,
   ) {}
 
   async start(): Promise<void> {
@@ -37,11 +51,37 @@ export class SyncHub {
     const entries: RegistrationEntry[] = await this.ds.listAllEntries();
     this.index.load(entries, revision);
     await this.reloadFederated();
-    this.unsubscribe = this.ds.onChange((change) => {
-      this.chain = this.chain
-        .then(() => this.refresh(change))
-        .catch((err: unknown) => this.log.error({ err }, 'failed to refresh the server view after a datastore change'));
-    });
+    this.unsubscribe = this.ds.onChange((change) => this.enqueue(change));
+  }
+
+  private enqueue(change: Change): void {
+    this.chain = this.chain.then(() => this.refresh(change)).then(
+      () => this.refreshed(change),
+      (err: unknown) => this.refreshFailed(change, err),
+    );
+  }
+
+  private refreshed(change: Change): void {
+    if (!this.failed.delete(change.kind) || this.failed.size > 0) return;
+    this.retryDelayMs = REFRESH_RETRY_FIRST_MS;
+    this.log.info({ kind: change.kind }, 'the server view caught up with the datastore after a failed refresh');
+  }
+
+  /** The view stays as it was; the refresh is tried again later (and by any change of its kind meanwhile). */
+  private refreshFailed(change: Change, err: unknown): void {
+    const retrying = !this.stopped && this.retryTimer === undefined;
+    this.log.error(
+      { err, kind: change.kind, ...(retrying && { retryInMs: this.retryDelayMs }) },
+      'failed to refresh the server view after a datastore change: it stays as it was until a refresh succeeds',
+    );
+    this.failed.set(change.kind, change);
+    if (!retrying) return;
+    this.retryTimer = this.clock.setTimer(() => {
+      this.retryTimer = undefined;
+      if (this.stopped || this.failed.size === 0) return;
+      this.retryDelayMs = Math.min(this.retryDelayMs * 2, REFRESH_RETRY_MAX_MS);
+      for (const retry of this.failed.values()) this.enqueue(retry);
+    }, this.retryDelayMs);
   }
 
   /**
@@ -52,6 +92,8 @@ export class SyncHub {
   stop(): void {
     this.stopped = true;
     this.unsubscribe?.();
+    this.retryTimer?.cancel();
+    this.retryTimer = undefined;
     this.emit({ kind: 'stopping' });
   }
 

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { silentLogger } from '../../../src/common/log.js';
 import type { RegistrationEntry } from '../../../src/server/datastore/datastore.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
-import { SyncHub, type HubEvent } from '../../../src/server/api/sync-hub.js';
+import { REFRESH_RETRY_FIRST_MS, SyncHub, type HubEvent } from '../../../src/server/api/sync-hub.js';
 import type { EntryIndex } from '../../../src/server/entries/entry-index.js';
 import { entry, withDatastore } from '../datastore/fixture.js';
 
@@ -100,5 +101,59 @@ test('a federated bundle deleted and set again (its sequence back at 1) before o
     await hub.settled();
     assert.equal(hub.federatedStamp(['partner.org']), settled.split(',')[0], 'an unchanged bundle keeps its stamp');
     hub.stop();
+  });
+});
+
+test('a refresh that cannot read the datastore (a damaged row) is tried again: an entry deleted meanwhile stops being served once the row reads', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const [a, b] = (await ds.createEntries(['a', 'b'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    const hub = new SyncHub(ds, 'example.org', silentLogger(), clock);
+    await hub.start();
+    const events: HubEvent[] = [];
+    hub.subscribe((e) => events.push(e));
+    // Another program on the file damages b's row, as a newer change than the hub has seen: its next read fails.
+    const raw = new Database(file);
+    try {
+      raw.prepare("UPDATE registration_entries SET selectors = 'damaged', revision = 100 WHERE id = ?").run(b!.id);
+      await ds.deleteEntries([a!.id]);
+      await hub.settled();
+      assert.ok(hub.index.get(a!.id), 'the failed refresh left the view as it was');
+      assert.deepEqual(events, []);
+
+      clock.advance(REFRESH_RETRY_FIRST_MS);
+      await hub.settled();
+      assert.ok(hub.index.get(a!.id), 'still damaged: the retry failed too, and is tried again later');
+
+      raw.prepare('UPDATE registration_entries SET selectors = ? WHERE id = ?').run(JSON.stringify(b!.selectors), b!.id);
+      // No further change is made: only the retry can bring the view up to date.
+      clock.advance(2 * REFRESH_RETRY_FIRST_MS);
+      await hub.settled();
+      assert.equal(hub.index.get(a!.id), undefined, 'the deleted entry is no longer in the view that signing is authorized from');
+      assertIndexHolds(hub.index, await ds.listAllEntries());
+      assert.deepEqual(events, [{ kind: 'entries' }]);
+      assert.equal(clock.pendingTimers(), 0, 'no retry is left once the view caught up');
+    } finally {
+      raw.close();
+      hub.stop();
+    }
+  });
+});
+
+test('a hub stopped while a refresh waits to be tried again leaves no timer behind', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const [a] = (await ds.createEntries([entry()])).map(ok);
+    const hub = new SyncHub(ds, 'example.org', silentLogger(), clock);
+    await hub.start();
+    const raw = new Database(file);
+    try {
+      raw.prepare("UPDATE registration_entries SET selectors = 'damaged', revision = 100 WHERE id = ?").run(a!.id);
+      await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/other' })]);
+      await hub.settled();
+      assert.equal(clock.pendingTimers(), 1);
+      hub.stop();
+      assert.equal(clock.pendingTimers(), 0);
+    } finally {
+      raw.close();
+    }
   });
 });
