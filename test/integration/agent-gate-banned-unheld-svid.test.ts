@@ -47,6 +47,6 @@ test('a banned agent presenting an SVID from an intermediate the restored server
       }
     });
     assert.equal(grpc.status[refused.code], 'PERMISSION_DENIED', refused.details);
-    assert.equal(refused.details, `banned: agent ${attested.id} is banned; an operator must remove the ban and evict it`, method);
+    assert.equal(refused.details, `banned: agent ${attested.id} is banned: restart the host's agent with a new join token to let it back (it attests as a new agent); "meshid-server agent evict --spiffe-id ${attested.id}" lifts the ban on this ID`, method);
   }
 });

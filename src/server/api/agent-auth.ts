@@ -83,7 +83,7 @@ export async function authenticateAgent(
 
 /** The refusal of a call of a banned agent (agent-call-gate.ts's too, for an SVID the server did not sign). */
 export function bannedRefusal(agentId: string): string {
-  return `${BANNED_PREFIX}agent ${agentId} is banned; an operator must remove the ban and evict it`;
+  return `${BANNED_PREFIX}agent ${agentId} is banned: restart the host's agent with a new join token to let it back (it attests as a new agent); "meshid-server agent evict --spiffe-id ${agentId}" lifts the ban on this ID`;
 }
 
 /** What is wrong with an agent SVID past its notAfter: the handlers' refusal, and the end of a Sync stream opened with it. */
