@@ -85,6 +85,11 @@ const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailabl
 export class ServerConnection {
   private current: ClientReadableStream<SyncUpdateMessage> | undefined;
   private timer: TimerHandle | undefined;
+  /**
+   * Due at the agent SVID's notAfter. An SVID expiring while the agent waits to reconnect was otherwise noticed only
+   * when the reconnect came due (up to 30 s on), the agent meanwhile calling itself disconnected and saying nothing.
+   */
+  private expiryTimer: TimerHandle | undefined;
   private readonly backoff: Backoff;
   private stateValue: ConnectionState = 'connecting';
   private revisionValue: number;
@@ -117,6 +122,7 @@ export class ServerConnection {
 
   start(): void {
     this.unsubscribe = this.o.client.onCredentialsChange(() => this.credentialsChanged());
+    this.watchExpiry();
     if (this.o.identity.current() === undefined) void this.attest(true);
     else this.openStream();
   }
@@ -126,6 +132,8 @@ export class ServerConnection {
     this.stateValue = 'stopped';
     this.timer?.cancel();
     this.timer = undefined;
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
     this.unsubscribe?.();
     this.cancelStream();
   }
@@ -376,9 +384,26 @@ export class ServerConnection {
 
   /** A renewed agent SVID or a new trust bundle: move the stream to the new channel now. */
   private credentialsChanged(): void {
+    this.watchExpiry();
     if (this.current === undefined || this.stopped) return;
     this.cancelStream();
     this.openStream();
+  }
+
+  /**
+   * Takes the expired-SVID path (as openStream does) at the notAfter of the agent SVID held now. A timer that fires
+   * early (a wall clock stepped back) waits again for the rest.
+   */
+  private watchExpiry(): void {
+    this.expiryTimer?.cancel();
+    this.expiryTimer = undefined;
+    const notAfter = this.o.identity.notAfter();
+    if (this.stopped || notAfter === undefined) return;
+    this.expiryTimer = this.o.clock.setTimer(() => {
+      this.expiryTimer = undefined;
+      if (this.o.identity.expired(this.o.clock.now())) this.handleExpiredSvid();
+      else this.watchExpiry();
+    }, notAfter - this.o.clock.now());
   }
 
   private cancelStream(): void {
