@@ -72,6 +72,11 @@ function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
   if (s.state === 'reattest-required') return 'meshid-server refuses this agent SVID and asks for a new attestation: restart the agent with a new --join-token (it serves its cached SVIDs until they expire)';
   if (!s.ready) return 'the agent has no SVIDs to serve yet: it has not attested and synced with meshid-server (see state and last_error)';
   if (s.agentSvidExpiresAt === undefined || s.agentSvidExpiresAt <= now) {
+    // Holding a join token it has not used, the agent attests again by itself: a new token would only be wasted, and
+    // should the attestation be refused the state becomes reattest-required, which says so.
+    if (s.state === 'attesting') {
+      return 'the agent SVID has expired and the agent is attesting again with its configured join token: it is ready once meshid-server has attested it (see last_error)';
+    }
     return 'the agent SVID has expired: meshid-server no longer accepts this agent; restart it with a new --join-token';
   }
   // Expired SVIDs leave the cache, so a long outage ends with entries and nothing to serve for them. Not while synced:

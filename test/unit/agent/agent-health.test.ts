@@ -22,7 +22,12 @@ const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: R
   { name: 'before the first attestation and sync', status: { state: 'attesting', ready: false, entries: 0, svids: 0, agentSvidExpiresAt: undefined }, reason: /^the agent has no SVIDs to serve yet/ },
   { name: 'banned', status: { state: 'banned', entries: 0, svids: 0 }, reason: /^meshid-server banned this agent/ },
   { name: 'asked to re-attest', status: { state: 'reattest-required' }, reason: /^meshid-server refuses this agent SVID/ },
-  { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired/ },
+  { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired: .* restart it with a new --join-token$/ },
+  {
+    name: 'agent SVID expired, attesting again with its configured join token',
+    status: { state: 'attesting', agentSvidExpiresAt: NOW },
+    reason: /^the agent SVID has expired and the agent is attesting again with its configured join token/,
+  },
   { name: 'every cached SVID expired while disconnected', status: { state: 'disconnected', svids: 0 }, reason: /^every SVID the agent held has expired/ },
   { name: 'every cached SVID expired while reconnecting', status: { state: 'connecting', svids: 0 }, reason: /^every SVID the agent held has expired/ },
   { name: 'a clock skew stops renewals', status: { clockProblem: 'this host\'s clock is 2h ahead of meshid-server\'s' }, reason: /^this host's clock/ },
