@@ -1,6 +1,6 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
+import { certificateInputs, entryFromMessage, entryToMessage } from '../../../src/agent/cache/agent-entry.js';
 import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
 import type { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { unavailable } from '../../../src/common/errors.js';
@@ -127,6 +127,42 @@ test('a kept key is not sent for another SPIFFE ID, nor for an entry removed and
   await settle();
   const k3 = keysSent.get(e.id)![4];
   assert.ok(k3 !== undefined && k3 !== k1 && k3 !== k2, 'the key of a removed entry is gone with it');
+  issuer.stop();
+});
+
+test('a kept key is not sent for other DNS names or another TTL: each change gets a new key, and the SVID that comes carries the last', async () => {
+  // The fixture's stand-in leaves DNS names out; this one signs what the cache's entry asks for now, as the server does.
+  const { cache, issuer, server, keysSent } = outageIssuer({}, (c) => async (items) =>
+    items.map((i) => {
+      const e = c.entry(i.entryId)!;
+      const signed = fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(i.csr).publicKey, spiffeId: e.spiffeId, dnsNames: [...e.dnsNames], ttlMs: e.x509SvidTtlSeconds * 1000 });
+      return { entryId: i.entryId, code: 0, message: '', chain: signed.chain };
+    }),
+  );
+  const e1 = entry('outage-inputs', ['unix:uid:44'], { dns_names: ['a.example'], x509_svid_ttl: 3600 });
+  const e2 = entryFromMessage({ ...entryToMessage(e1), dns_names: ['b.example'], revision: e1.revision + 1 });
+  const e3 = entryFromMessage({ ...entryToMessage(e2), x509_svid_ttl: 600, revision: e1.revision + 2 });
+  for (const e of [e1, e2, e3]) {
+    issuer.request(cache.apply({ upserts: [e] }).needSvid);
+    await settle();
+    await retryRounds(1);
+  }
+  const [k1, k1again, k2, k2again, k3, k3again, ...more] = keysSent.get(e1.id)!;
+  assert.equal(more.length, 0);
+  assert.equal(k1again, k1, 'retried with its key');
+  assert.notEqual(k2, k1, 'other DNS names, another key');
+  assert.equal(k2again, k2, 'kept for the new DNS names\' retries');
+  assert.notEqual(k3, k2, 'another TTL, another key');
+  assert.equal(k3again, k3, 'kept for the new TTL\'s retries');
+  server.down = false;
+  issuer.kick();
+  await settle();
+  const svid = cache.svid(e1.id)!;
+  const leaf = parseCertificate(svid.chain[0]!);
+  assert.equal(spkiOf(svid.chain), k3, 'the SVID certifies the last key');
+  assert.deepEqual(leaf.dnsNames, ['b.example'], 'and names the new DNS name');
+  assert.equal(leaf.notAfter - fx.clock.now(), 600_000, 'for the new TTL');
+  assert.equal(svid.inputs, certificateInputs(e3));
   issuer.stop();
 });
 
