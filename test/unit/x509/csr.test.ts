@@ -23,6 +23,7 @@ for (const type of ['ec-p256', 'ec-p384', 'rsa-2048'] as KeyType[]) {
     const parsed = parseCsr(csr);
     assert.ok(parsed.publicKey.equals(publicKey));
     assert.deepEqual(parsed.spkiDer, spkiDer(publicKey));
+    assert.deepEqual(parsed.spkiDer, publicKey.export({ type: 'spki', format: 'der' }), 'the key as OpenSSL encodes it');
   });
 
   test(`${type}: a CSR with a flipped signature byte is rejected`, async () => {
@@ -79,10 +80,19 @@ test('a CSR key outside EC P-256/P-384 and RSA 2048-4096 with exponent 65537 is 
 });
 
 test('createCsr refuses a public key that is not the private key\'s', async () => {
-  await assert.rejects(
-    createCsr(generateKeyPair('ec-p256').privateKey, generateKeyPair('ec-p256').publicKey),
-    isInvalid(/does not match its public key/),
-  );
+  const ec = generateKeyPair('ec-p256');
+  const rsa = generateKeyPair('rsa-2048');
+  for (const [privateKey, publicKey, what] of [
+    [ec.privateKey, generateKeyPair('ec-p256').publicKey, 'another P-256 key'],
+    [ec.privateKey, generateKeyPair('ec-p384').publicKey, 'a P-384 key'],
+    [ec.privateKey, rsa.publicKey, 'an RSA key'],
+    [rsa.privateKey, ec.publicKey, 'an EC key for an RSA one'],
+    [ec.publicKey, ec.publicKey, 'a public key as the private one'],
+  ] as const) {
+    await assert.rejects(createCsr(privateKey, publicKey), isInvalid(/does not match its public key/), what);
+  }
+  const csr = await createCsr(ec.privateKey, ec.privateKey);
+  assert.ok(opensslReqVerify(csr).ok, 'the private key standing for its public half is its match');
 });
 
 test('a CSR with an OBJECT IDENTIFIER too long to be real is refused as malformed', async () => {
