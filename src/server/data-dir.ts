@@ -56,7 +56,7 @@ export function openDataDir(dataDir: string, trustDomain: string): () => void {
   } catch (err) {
     throw storageSetupError(err, dataDir, inDataDir);
   }
-  const unlock = acquireDataDirLock(path.join(dataDir, SERVER_LOCK_FILE), 'meshid-server');
+  const unlock = lockServerFile(path.join(dataDir, SERVER_LOCK_FILE));
   try {
     // Again under the lock: a start that held it before this one may have claimed the dir since.
     if (check(dataDir, trustDomain) === 'unclaimed') {
@@ -103,3 +103,26 @@ function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
   }
   return 'unclaimed';
 }
+
+/**
+ * acquireDataDirLock, and then the lock file still is the one locked. A restore empties a dir a first start's kill
+ * left (removeKilledFirstStart) by removing its lock file while it holds it: a start that opened the file before and
+ * takes the lock after the restore let go holds a file no longer in the dir, and the next start, making a new one,
+ * would run beside it. Such a lock is let go and taken again, on the file the path names now.
+ */
+function lockServerFile(lockFile: string): () => void {
+  for (let attempt = 1; ; attempt++) {
+    const before = fs.statSync(lockFile, { throwIfNoEntry: false });
+    const unlock = acquireDataDirLock(lockFile, 'meshid-server');
+    const after = fs.statSync(lockFile, { throwIfNoEntry: false });
+    // The same file before the open and after the lock: the one opened, locked (its number is not reused while open).
+    if (before !== undefined && after !== undefined && before.ino === after.ino && before.dev === after.dev) return unlock;
+    unlock();
+    if (attempt === MAX_LOCK_ATTEMPTS) {
+      throw failedPrecondition(`the data dir's lock ${lockFile} was removed or replaced each time it was taken: is a restore into the data dir running? Let it end, then start again`);
+    }
+  }
+}
+
+/** A first start makes the lock file on its first attempt, so checks it on its second. */
+const MAX_LOCK_ATTEMPTS = 4;

@@ -91,7 +91,8 @@ export function removeKilledFirstStart(dir: string): void {
     const left = killedFirstStartLeft(dir);
     if (left === undefined) return;
     for (const name of left) if (name !== SERVER_LOCK_FILE) fs.rmSync(path.join(dir, name), { force: true });
-    // The last entry, removed while held: a start that opened it meanwhile is refused, one after makes a new file.
+    // The last entry, removed while held: a start that opened it meanwhile is refused it while held, and once it is let
+    // go finds the file gone and locks the path anew (data-dir.ts lockServerFile); one after makes a new file.
     fs.rmSync(lockFile, { force: true });
   } finally {
     release();

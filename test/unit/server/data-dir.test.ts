@@ -2,7 +2,10 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import Database from 'better-sqlite3';
+import { acquireDataDirLock } from '../../../src/common/data-dir-lock.js';
 import { isMeshidError } from '../../../src/common/errors.js';
+import { removeKilledFirstStart } from '../../../src/server/backup/restore-target.js';
 import { openDataDir } from '../../../src/server/data-dir.js';
 import { tempDir } from '../../support/server-kit.js';
 
@@ -61,6 +64,47 @@ test('a data dir whose path runs through a file is refused naming that file, not
       return true;
     });
     assert.deepEqual(fs.readdirSync(t.dir), ['a-file']);
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a start that opened a killed first start\'s lock before a restore emptied the dir, and locks it after, is not left holding a removed file: a second start is refused (the restore run between the two by a patched better-sqlite3 pragma)', () => {
+  const t = tempDir('meshid-data-dir-');
+  try {
+    const dataDir = path.join(t.dir, 'data');
+    fs.mkdirSync(dataDir, { mode: 0o700 });
+    const lockFile = path.join(dataDir, 'server.lock');
+    // What a first start killed before its marker leaves: its lock, no process holding it, and the marker's temp file.
+    acquireDataDirLock(lockFile, 'meshid-server')();
+    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+    const pragma = Database.prototype.pragma;
+    let restored = false;
+    // Between the start's open of the lock file and its lock: the restore's lock, removal and release all fit there.
+    Database.prototype.pragma = function (this: Database.Database, source: string, options?: Database.PragmaOptions) {
+      if (!restored && source === 'locking_mode = EXCLUSIVE' && this.name === lockFile) {
+        restored = true;
+        removeKilledFirstStart(dataDir);
+        assert.equal(fs.existsSync(lockFile), false);
+      }
+      return pragma.call(this, source, options);
+    } as typeof pragma;
+    let unlock: () => void;
+    try {
+      unlock = openDataDir(dataDir, 'example.org');
+    } finally {
+      Database.prototype.pragma = pragma;
+    }
+    try {
+      assert.ok(restored);
+      assert.throws(() => openDataDir(dataDir, 'example.org'), (err) => {
+        assert.ok(isMeshidError(err, 'failed_precondition'));
+        assert.match(err.message, /in use by another meshid-server/);
+        return true;
+      });
+    } finally {
+      unlock();
+    }
   } finally {
     t.cleanup();
   }
