@@ -147,7 +147,7 @@ export class MeshidServer {
       );
       ca.start();
       started.push(['CA', () => ca.stop()]);
-      const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }));
+      const hub = new SyncHub(ds, config.trustDomain, log.child({ subsystem: 'sync' }), clock);
       await hub.start();
       started.push(['sync hub', () => hub.stop()]);
       warnAboutCappedEntries(hub, config, log);
