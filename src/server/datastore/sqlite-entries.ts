@@ -84,6 +84,11 @@ export function updateEntry(tx: SqliteScope, id: string, patch: EntryPatch, opts
     if (patch[field] !== undefined) (merged as unknown as Record<string, unknown>)[field] = patch[field];
   }
   const next = normalizeNewEntry(merged);
+  // Checked again here, in the write's transaction: the API validates against the entry it read before, and a
+  // concurrent update of the other field (spiffe_id vs parent_id) could otherwise combine into a self-parent.
+  if (next.parentId === next.spiffeId) {
+    throw invalidArgument(`registration entry ${id} would become its own parent (${next.spiffeId}): another update changed it meanwhile; read it again and retry`);
+  }
   if (sameContent(pickEntryFields(current), next)) return current;
   if (patch.federatesWith !== undefined) assertFederable(tx, next.federatesWith, opts);
   const hash = entryIdentityHash(next);

@@ -138,6 +138,19 @@ test('an update colliding with another entry is already_exists and changes nothi
   });
 });
 
+test('two updates each valid against the entry they read (one moves spiffe_id to X, the other parent_id to X) cannot together make it its own parent: the second is invalid_argument and changes nothing', async () => {
+  await withDatastore(async ({ ds }) => {
+    const e = created((await ds.createEntries([entry()]))[0]!);
+    const x = 'spiffe://example.org/x';
+    const moved = await ds.updateEntry(e.id, { spiffeId: x });
+    await assert.rejects(
+      ds.updateEntry(e.id, { parentId: x }),
+      (err) => isMeshidError(err, 'invalid_argument') && err.message.includes('its own parent') && err.message.includes('read it again'),
+    );
+    assert.deepEqual(await ds.getEntry(e.id), moved);
+  });
+});
+
 test('deleteEntries deletes known ids, reports unknown ones, and removes the selector index rows', async () => {
   await withDatastore(async ({ ds }) => {
     const [a, b] = (await ds.createEntries([entry(), entry({ spiffeId: 'spiffe://example.org/api', selectors: sels('unix:uid:5') })])).map(created);
