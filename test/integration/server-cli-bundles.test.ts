@@ -437,3 +437,23 @@ test("a bundle set for one trust domain holding another's CA (this server's own 
   // A partner's own root carries no other domain's ID: no warning.
   assertOk(await cli(['bundle', 'set', '--trust-domain', 'mixed-up.org'], { stdin: partnerBundle('mixed-up.org') }));
 });
+
+test('a relationship whose https_spiffe endpoint is of a third trust domain with no stored bundle is made, with a warning naming the bundle to set; none once it is stored', async () => {
+  const create = [
+    'federation', 'create', '--trust-domain', 'hosted.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/',
+    '--bundle-endpoint-profile', 'https_spiffe', '--endpoint-spiffe-id', 'spiffe://host.org/bundle-endpoint',
+  ];
+  const warned = (): string[] =>
+    serverOutput.split('\n').filter((l) => l.includes('"trustDomain":"hosted.org"') && l.includes('"endpointTrustDomain":"host.org"'));
+  assertOk(await cli(create));
+  assert.equal(warned().length, 1, serverOutput);
+  assert.match(warned()[0]!, /"level":"?(40|warn)"?/);
+  assert.match(warned()[0]!, /none is stored: every fetch fails until \\"meshid-server bundle set --trust-domain host\.org\\" stores it/);
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'hosted.org']));
+
+  assertOk(await cli(['bundle', 'set', '--trust-domain', 'host.org'], { stdin: partnerBundle('host.org') }));
+  assertOk(await cli(create));
+  assert.equal(warned().length, 1, 'no second warning once host.org has a bundle');
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'hosted.org']));
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'host.org']));
+});

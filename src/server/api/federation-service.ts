@@ -6,7 +6,7 @@ import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, StoredBundle, StoredRelationship } from '../datastore/datastore.js';
 import type { FederatedBundlePoller, RelationshipStatus } from '../federation/bundle-poller.js';
 import { federatedBundleFromText, rootsOfAnotherTrustDomain } from '../federation/federated-bundle.js';
-import { compileRelationship, type FederationRelationship } from '../federation/relationship.js';
+import { compileRelationship, endpointTrustDomain, type FederationRelationship } from '../federation/relationship.js';
 import { unary } from './handler.js';
 
 const seconds = (ms: number | undefined): number => (ms === undefined ? 0 : Math.floor(ms / 1000));
@@ -55,6 +55,21 @@ export function federationService(
     const other = seed === undefined ? undefined : rootsOfAnotherTrustDomain(td, seed.x509Authorities);
     if (other !== undefined) log.warn({ trustDomain: td, reason: other.message }, "the relationship's bundle holds a CA of another trust domain");
   };
+  /**
+   * An https_spiffe endpoint of a third trust domain is authenticated by that domain's stored bundle (Federation
+   * §5.2.2.4), which nothing here fetches: without one every poll fails, which the relationship's status shows only
+   * after the first poll. Said at once, as SPIRE warns at create.
+   */
+  const warnOfUnauthenticatedEndpoint = async (rel: FederationRelationship): Promise<void> => {
+    if (rel.profile !== 'https_spiffe') return;
+    const authority = endpointTrustDomain(rel);
+    if (authority === rel.trustDomain || authority === ownTrustDomain || (await ds.getBundle(authority)) !== undefined) return;
+    log.warn(
+      { trustDomain: rel.trustDomain, endpointTrustDomain: authority },
+      `the relationship's endpoint ${rel.endpointSpiffeId} is authenticated by the bundle of ${authority}, and none is stored: ` +
+        `every fetch fails until "meshid-server bundle set --trust-domain ${authority}" stores it (or a relationship with ${authority} does)`,
+    );
+  };
   const existing = (td: string): RelationshipStatus => {
     const status = poller.status(td);
     if (status === undefined) {
@@ -101,6 +116,7 @@ export function federationService(
       poller.set(rel, 'api');
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
       warnOfAnotherTrustDomainsCa(td, seed);
+      await warnOfUnauthenticatedEndpoint(rel);
       return relationshipToProto(poller.status(td)!);
     }),
 
@@ -125,6 +141,7 @@ export function federationService(
       const status = poller.replace(rel, 'api') ?? unpolled(rel);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
       warnOfAnotherTrustDomainsCa(td, seed?.bundle);
+      await warnOfUnauthenticatedEndpoint(rel);
       return relationshipToProto(status);
     }),
 
