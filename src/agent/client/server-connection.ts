@@ -391,8 +391,8 @@ export class ServerConnection {
   }
 
   /**
-   * Takes the expired-SVID path (as openStream does) at the notAfter of the agent SVID held now. A timer that fires
-   * early (a wall clock stepped back) waits again for the rest.
+   * Takes the expired-SVID path (as openStream does) at the notAfter of the agent SVID held now, unless the Sync stream
+   * is open. A timer that fires early (a wall clock stepped back) waits again for the rest.
    */
   private watchExpiry(): void {
     this.expiryTimer?.cancel();
@@ -401,8 +401,11 @@ export class ServerConnection {
     if (this.stopped || notAfter === undefined) return;
     this.expiryTimer = this.o.clock.setTimer(() => {
       this.expiryTimer = undefined;
-      if (this.o.identity.expired(this.o.clock.now())) this.handleExpiredSvid();
-      else this.watchExpiry();
+      if (!this.o.identity.expired(this.o.clock.now())) this.watchExpiry();
+      // The server judges the SVID by its own clock and ends the stream at its notAfter (node-sync.ts); the reconnect
+      // then finds it expired (openStream). Acting on this host's clock alone, stepped forward, would give up (or spend
+      // a join token on) an identity the server still takes, and the renewal it would sign.
+      else if (this.stateValue !== 'synced') this.handleExpiredSvid();
     }, notAfter - this.o.clock.now());
   }
 

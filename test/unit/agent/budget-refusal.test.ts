@@ -5,21 +5,15 @@
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
 import { budgetRefusalWaitMs, MAX_BUDGET_REFUSAL_WAIT_MS, retryPushbackWaitMs } from '../../../src/agent/client/budget-refusal.js';
 import { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
 import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
-import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
-import { ServerConnection, type ServerConnectionOptions } from '../../../src/agent/client/server-connection.js';
 import { MeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
 import { fromServiceError, RETRY_PUSHBACK_KEY } from '../../../src/common/grpc-status.js';
-import { loadProto } from '../../../src/common/grpc/proto.js';
-import { serviceOf } from '../../../src/common/grpc/service.js';
 import { silentLogger } from '../../../src/common/log.js';
-import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
-import { certificatesToPem } from '../../../src/common/x509/pem.js';
 import { until } from '../../support/until.js';
-import { DAY, entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+import { startConnection, stubServer } from './stub-node-server.js';
 
 /** A refusal as grpc-js hands it to the agent's client: code, details and trailers. */
 function received(code: grpc.status, details: string, pushback?: string): MeshidError {
@@ -33,28 +27,6 @@ function pushback(value: string): grpc.Metadata {
   const metadata = new grpc.Metadata();
   metadata.set(RETRY_PUSHBACK_KEY, value);
   return metadata;
-}
-
-/**
- * A stub meshid-server on loopback: the agent API's methods in `methods` only, under a server SVID from the fixture's
- * CA. Returns the agent's real client of it, trusting that CA.
- */
-async function stubServer(t: TestContext, fx: AgentFixture, methods: grpc.UntypedServiceImplementation): Promise<NodeClient> {
-  const server = new grpc.Server();
-  server.addService(serviceOf(loadProto(AGENT_API_PROTO), 'meshid.agent.v1.Node'), methods);
-  const serverKey = generateKeyPair('ec-p256');
-  const serverSvid = fx.ca.signX509Svid({ datacenter: 'east', publicKey: serverKey.publicKey, spiffeId: 'spiffe://example.org/meshid/server', ttlMs: DAY });
-  const credentials = grpc.ServerCredentials.createSsl(
-    null,
-    [{ private_key: Buffer.from(exportPkcs8Pem(serverKey.privateKey)), cert_chain: Buffer.from(certificatesToPem(serverSvid.chain)) }],
-    false,
-  );
-  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
-  t.after(() => server.forceShutdown());
-  const client = new NodeClient({ serverAddress: `127.0.0.1:${port}`, log: silentLogger() });
-  t.after(() => client.close());
-  client.setTrust('example.org', fx.bundle().x509Authorities);
-  return client;
 }
 
 /** Lets the agent's promises and microtasks run (no time passes on its clock). */
@@ -123,10 +95,6 @@ test("the agent holds its signing queue for the pushback of a stub server's refu
   assert.equal(calls, 2);
 });
 
-/**
- * A ServerConnection whose stub server refuses every Sync open over its budget with `pushbackMs` as the trailer;
- * resolves once the first open was refused, with the clock readings of the opens.
- */
 /** Steps the clock to `ms` after a refusal, 100 ms at a time, checking no second `what` was made on the way; lands on `ms`. */
 async function nothingNewBefore(fx: AgentFixture, ms: number, count: () => number, what: string): Promise<void> {
   for (let waited = 100; waited < ms; waited += 100) {
@@ -138,37 +106,9 @@ async function nothingNewBefore(fx: AgentFixture, ms: number, count: () => numbe
 }
 
 /**
- * The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs
- * of it, `options` what else differs (a cache holding no bundle yet, bootstrap roots and their probe).
+ * A ServerConnection whose stub server refuses every Sync open over its budget with `pushbackMs` as the trailer;
+ * resolves once the first open was refused, with the clock readings of the opens.
  */
-function startConnection(
-  t: TestContext,
-  fx: AgentFixture,
-  client: NodeClient,
-  identity: object,
-  options: { cache?: IdentityCache } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
-): ServerConnection {
-  const { cache = fx.cache(), ...rest } = options;
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
-  t.after(() => issuer.stop());
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
-    ...rest,
-  });
-  connection.start();
-  t.after(() => connection.stop());
-  return connection;
-}
-
 async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Promise<{ fx: AgentFixture; opens: number[] }> {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
   t.after(() => fx.close());

@@ -1,0 +1,73 @@
+/**
+ * The agent's ServerConnection against a stub meshid-server on loopback (a real gRPC server over TLS answering only
+ * the agent API methods a test gives it): for tests of how the connection acts on what the server answers.
+ */
+import type { TestContext } from 'node:test';
+import * as grpc from '@grpc/grpc-js';
+import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
+import type { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
+import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
+import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
+import { ServerConnection, type ServerConnectionOptions } from '../../../src/agent/client/server-connection.js';
+import { unavailable } from '../../../src/common/errors.js';
+import { loadProto } from '../../../src/common/grpc/proto.js';
+import { serviceOf } from '../../../src/common/grpc/service.js';
+import { silentLogger } from '../../../src/common/log.js';
+import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
+import { certificatesToPem } from '../../../src/common/x509/pem.js';
+import { DAY, type AgentFixture } from './agent-fixture.js';
+
+/**
+ * A stub meshid-server on loopback: the agent API's methods in `methods` only, under a server SVID from the fixture's
+ * CA. Returns the agent's real client of it, trusting that CA.
+ */
+export async function stubServer(t: TestContext, fx: AgentFixture, methods: grpc.UntypedServiceImplementation): Promise<NodeClient> {
+  const server = new grpc.Server();
+  server.addService(serviceOf(loadProto(AGENT_API_PROTO), 'meshid.agent.v1.Node'), methods);
+  const serverKey = generateKeyPair('ec-p256');
+  const serverSvid = fx.ca.signX509Svid({ datacenter: 'east', publicKey: serverKey.publicKey, spiffeId: 'spiffe://example.org/meshid/server', ttlMs: DAY });
+  const credentials = grpc.ServerCredentials.createSsl(
+    null,
+    [{ private_key: Buffer.from(exportPkcs8Pem(serverKey.privateKey)), cert_chain: Buffer.from(certificatesToPem(serverSvid.chain)) }],
+    false,
+  );
+  const port = await new Promise<number>((resolve, reject) => server.bindAsync('127.0.0.1:0', credentials, (err, p) => (err ? reject(err) : resolve(p))));
+  t.after(() => server.forceShutdown());
+  const client = new NodeClient({ serverAddress: `127.0.0.1:${port}`, log: silentLogger() });
+  t.after(() => client.close());
+  client.setTrust('example.org', fx.bundle().x509Authorities);
+  return client;
+}
+
+/**
+ * The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs
+ * of it, `options` what else differs (a cache holding no bundle yet, bootstrap roots and their probe).
+ */
+export function startConnection(
+  t: TestContext,
+  fx: AgentFixture,
+  client: NodeClient,
+  identity: object,
+  options: { cache?: IdentityCache } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
+): ServerConnection {
+  const { cache = fx.cache(), ...rest } = options;
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  t.after(() => issuer.stop());
+  const connection = new ServerConnection({
+    client,
+    identity: identity as unknown as AgentIdentity,
+    cache,
+    issuer,
+    clock: fx.clock,
+    log: silentLogger(),
+    bootstrapRoots: undefined,
+    revision: 0,
+    onFatal: () => undefined,
+    random: () => 0.5,
+    ...rest,
+  });
+  connection.start();
+  t.after(() => connection.stop());
+  return connection;
+}
+
