@@ -75,7 +75,9 @@ function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
     // Holding a join token it has not used, the agent attests again by itself: a new token would only be wasted, and
     // should the attestation be refused the state becomes reattest-required, which says so.
     if (s.state === 'attesting') {
-      return 'the agent SVID has expired and the agent is attesting again with its configured join token: it is ready once meshid-server has attested it (see last_error)';
+      // No SVID at all: state restored from a data dir whose agent SVID was lost; nothing expired.
+      const what = s.agentSvidExpiresAt === undefined ? 'the agent holds no agent SVID (its data dir had none) and is attesting' : 'the agent SVID has expired and the agent is attesting again';
+      return `${what} with its configured join token: it is ready once meshid-server has attested it (see last_error)`;
     }
     return 'the agent SVID has expired: meshid-server no longer accepts this agent; restart it with a new --join-token';
   }

@@ -28,6 +28,11 @@ const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: R
     status: { state: 'attesting', agentSvidExpiresAt: NOW },
     reason: /^the agent SVID has expired and the agent is attesting again with its configured join token/,
   },
+  {
+    name: 'state restored, no agent SVID in the data dir, attesting with the join token',
+    status: { state: 'attesting', agentSvidExpiresAt: undefined },
+    reason: /^the agent holds no agent SVID \(its data dir had none\) and is attesting with its configured join token/,
+  },
   { name: 'every cached SVID expired while disconnected', status: { state: 'disconnected', svids: 0 }, reason: /^every SVID the agent held has expired/ },
   { name: 'every cached SVID expired while reconnecting', status: { state: 'connecting', svids: 0 }, reason: /^every SVID the agent held has expired/ },
   { name: 'a clock skew stops renewals', status: { clockProblem: 'this host\'s clock is 2h ahead of meshid-server\'s' }, reason: /^this host's clock/ },
