@@ -7,7 +7,7 @@ import type {
   ServiceDefinition,
   UntypedServiceImplementation,
 } from '@grpc/grpc-js';
-import { unavailable } from '../../common/errors.js';
+import { isMeshidError, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -218,6 +218,12 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       try {
         response = fetchResponse(query, deps.cache.snapshot(selectors), options);
       } catch (error) {
+        // A name the restored state does not resolve may be an entry made while the agent was down (as in admit(), and
+        // a FetchJWTSVID's spiffe_id): until a sync can say it is not there, that is UNAVAILABLE (retry), not NOT_FOUND.
+        if (isMeshidError(error, 'not_found') && !deps.cache.synced()) {
+          callback(refuse(unavailable(`the agent has not synced with meshid-server since it started: ${error.message}; retry`, error), 'FetchSecrets', call));
+          return;
+        }
         reject(error);
         return;
       }

@@ -2,7 +2,7 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { DeltaClient, envoyNode, fetchSecrets, SotwClient, type CallStatus } from '../../support/sds-client.js';
-import { APP_A, as, SELECTOR_A, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
+import { APP_A, APP_B, as, SELECTOR_A, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
 
 async function fetchStatus(promise: Promise<unknown>): Promise<CallStatus> {
   try {
@@ -43,6 +43,23 @@ describe('SDS on an agent serving restored state before its first sync (stubbed 
         // Once synced, the server's word is final: no entry is PERMISSION_DENIED.
         h.cache.isSynced = true;
         for (const s of await statuses(h.client, UNREGISTERED)) assert.equal(s.code, status.PERMISSION_DENIED, s.details);
+      },
+    );
+  });
+
+  it('a FetchSecrets naming an identity no restored entry gives the caller is UNAVAILABLE, not NOT_FOUND: that entry may be newer than the state', async () => {
+    await withHarness(
+      (c) => {
+        registerA(c);
+        c.isSynced = false;
+      },
+      async (h) => {
+        const unsynced = await fetchStatus(fetchSecrets(h.client, { node: envoyNode(), resource_names: [APP_B] }, as(SELECTOR_A)));
+        assert.equal(unsynced.code, status.UNAVAILABLE, unsynced.details);
+        assert.match(unsynced.details, /not synced with meshid-server.*no secret for "spiffe:\/\/example\.org\/ns\/default\/sa\/backend"/);
+        h.cache.isSynced = true;
+        const synced = await fetchStatus(fetchSecrets(h.client, { node: envoyNode(), resource_names: [APP_B] }, as(SELECTOR_A)));
+        assert.equal(synced.code, status.NOT_FOUND, synced.details);
       },
     );
   });
