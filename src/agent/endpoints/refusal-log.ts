@@ -32,6 +32,14 @@ export function noIdentityFor(selectors: readonly Selector[], message: string): 
 }
 
 /**
+ * UNAVAILABLE for a caller no entry the agent holds matches, while it has not synced since its start (its state may
+ * predate the caller's entry): with the selectors, as noIdentityFor, so the log line can be compared with the entries.
+ */
+export function notSyncedFor(selectors: readonly Selector[], message: string): MeshidError {
+  return new MeshidError('unavailable', message, { data: { selectors: selectors.map(formatSelector) } });
+}
+
+/**
  * The log of refused Workload API and SDS calls. An operator asking why a workload got PERMISSION_DENIED finds the
  * caller's pid, uid and gid and the selectors it was attested with, to compare with `meshid-server entry show`
  * (as SPIRE's "No identity issued" names the caller's pid). A refusal with no identity to hand out is a warning: a

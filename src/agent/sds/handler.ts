@@ -15,7 +15,7 @@ import { serviceOf } from '../../common/grpc/service.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
-import { noIdentityFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
+import { noIdentityFor, notSyncedFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
@@ -114,7 +114,8 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       // can say it has none. PERMISSION_DENIED would tell the operator to look at entries that are fine, and a client
       // that takes it as final would stop; "not yet synced" is UNAVAILABLE (SPEC-NOTES §7), as on the Workload API.
       if (!deps.cache.synced()) {
-        throw unavailable(
+        throw notSyncedFor(
+          selectors,
           'the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry',
         );
       }

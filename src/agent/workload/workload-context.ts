@@ -1,7 +1,7 @@
 import type { Metadata } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
-import { noIdentityFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
+import { noIdentityFor, notSyncedFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
 import { isMeshidError, unavailable } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { Logger } from '../../common/log.js';
@@ -135,7 +135,9 @@ export function workloadContext(deps: WorkloadApiDeps): WorkloadContext {
       // without an entry from one whose entry was made while it was down. PERMISSION_DENIED would say the former, and
       // java-spiffe's watchers take it as final (SPIRE's agent serves nothing before its first sync, so its clients
       // retry): "not yet synced" is UNAVAILABLE (SPEC-NOTES §7).
-      if (!deps.cache.synced()) throw unavailable('the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry');
+      if (!deps.cache.synced()) {
+        throw notSyncedFor(selectors, 'the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry');
+      }
       throw noIdentityFor(selectors, 'no identity issued: no registration entry matches the caller');
     }
     return { selectors, snapshot };

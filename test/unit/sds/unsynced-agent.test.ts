@@ -2,7 +2,8 @@ import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { DeltaClient, envoyNode, fetchSecrets, SotwClient, type CallStatus } from '../../support/sds-client.js';
-import { APP_A, APP_B, as, SELECTOR_A, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
+import { APP_A, APP_B, as, SELECTOR_A, startSdsHarness, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
 
 async function fetchStatus(promise: Promise<unknown>): Promise<CallStatus> {
   try {
@@ -24,7 +25,23 @@ async function statuses(client: Parameters<typeof fetchSecrets>[0], selector: st
 }
 
 describe('SDS on an agent serving restored state before its first sync (stubbed attestation)', () => {
-  const { withHarness } = trustDomainsForSuite();
+  const suite = trustDomainsForSuite();
+  const { withHarness } = suite;
+
+  it("the not-synced refusal's log line carries the caller's selectors, as the PERMISSION_DENIED one does, to compare with the entries", async () => {
+    const { log, records } = capturingLogger('agent');
+    const h = await startSdsHarness(suite.ca, (c) => { registerA(c); c.isSynced = false; }, {}, log);
+    try {
+      const refused = await fetchStatus(fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default'] }, as(UNREGISTERED)));
+      assert.equal(refused.code, status.UNAVAILABLE, refused.details);
+      const lines = records().filter((r) => r.msg === 'SDS call refused');
+      assert.equal(lines.length, 1, JSON.stringify(records()));
+      assert.equal(lines[0]!.level, LEVEL.info);
+      assert.deepEqual(lines[0]!['selectors'], [UNREGISTERED]);
+    } finally {
+      await h.close();
+    }
+  });
 
   it('a caller no restored entry matches gets UNAVAILABLE on all three RPCs, not PERMISSION_DENIED: its entry may be newer than that state', async () => {
     await withHarness(
