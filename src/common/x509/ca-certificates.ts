@@ -14,7 +14,7 @@ import {
   subjectKeyIdentifierValue,
 } from './extensions.js';
 import { keyMatchesCertificate, spkiDer } from './keys.js';
-import { encodeName } from './name.js';
+import { encodeName, MAX_COMMON_NAME } from './name.js';
 import { checkValidity, checkWithinIssuer } from './validity.js';
 
 /**
@@ -28,9 +28,6 @@ import { checkValidity, checkWithinIssuer } from './validity.js';
  *   P-384 → ecdsa-with-SHA384, RSA → sha256WithRSAEncryption).
  * The functions are async only so that callers need not change if a slower backend (an HSM, a KMS) signs instead.
  */
-
-/** X.520 ub-common-name: 64 characters. */
-const MAX_CN = 64;
 
 export interface RootCertificateParams {
   trustDomain: string;
@@ -59,7 +56,7 @@ export async function createRootCertificate(p: RootCertificateParams): Promise<B
   const spki = spkiDer(p.publicKey);
   if (!spkiDer(createPublicKey(p.privateKey)).equals(spki)) throw invalidArgument('the root private key does not match its public key');
   const cn = p.commonName ?? fitCommonName(`meshid root CA ${td}`, 'meshid root CA');
-  if (cn === '' || cn.length > MAX_CN) throw invalidArgument(`root common name must be 1-${MAX_CN} characters`);
+  if (cn === '' || cn.length > MAX_COMMON_NAME) throw invalidArgument(`root common name must be 1-${MAX_COMMON_NAME} characters`);
   const subject = encodeName([
     ['O', 'meshid'],
     ['CN', cn],
@@ -139,5 +136,5 @@ function caExtensions(td: string, ski: Buffer, aki: Buffer, pathLen: number | un
 }
 
 function fitCommonName(preferred: string, fallback: string): string {
-  return preferred.length <= MAX_CN ? preferred : fallback;
+  return preferred.length <= MAX_COMMON_NAME ? preferred : fallback;
 }

@@ -15,7 +15,7 @@ import {
   subjectKeyIdentifierValue,
 } from './extensions.js';
 import { keyMatchesCertificate } from './keys.js';
-import { encodeName } from './name.js';
+import { encodeName, MAX_COMMON_NAME } from './name.js';
 import { decodeSpki, encodeSpki } from './spki.js';
 import { checkValidity, checkWithinIssuer } from './validity.js';
 
@@ -37,6 +37,19 @@ export interface LeafRequest {
  * identity itself is only ever the URI SAN.
  */
 const LEAF_SUBJECT = encodeName([['O', 'meshid']]);
+
+/**
+ * The leaf's subject: "O=meshid", plus CN = the first DNS name as SPIRE's server sets it (credtemplate), because
+ * tools that map a certificate's CN to a user (PostgreSQL cert login, Kafka principals, nginx $ssl_client_s_dn)
+ * read it. A first DNS name longer than ub-common-name gets no CN rather than one RFC 5280 does not allow (SPIRE
+ * copies it unchecked; OpenSSL refuses to write such a CN); the name stays in the SAN either way, and identity is
+ * only ever the URI SAN. No x509UniqueIdentifier: SPIRE added one in 1.4.2 and dropped it in 1.9.0 (now an opt-in
+ * plugin), so SPIRE's default subject has none.
+ */
+function leafSubject(dnsNames: readonly string[]): Buffer {
+  const first = dnsNames[0];
+  return first === undefined || first.length > MAX_COMMON_NAME ? LEAF_SUBJECT : encodeName([['O', 'meshid'], ['CN', first]]);
+}
 const BASIC_CONSTRAINTS = extension(Oid.basicConstraints, true, basicConstraintsValue(false));
 const KEY_USAGE_EC = extension(Oid.keyUsage, true, keyUsageValue(['digitalSignature']));
 /** RSA keys may also encipher (TLS 1.2 RSA key exchange); X509-SVID §4.3 allows keyEncipherment. */
@@ -51,10 +64,10 @@ const DNS_NAME_RE = /^(\*\.)?([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-
  * (its subject Name bytes, its key identifier as our AKI, the signature algorithm, the parsed KeyObject) is computed
  * once here; each sign() encodes the remaining fields into a TBSCertificate and makes one crypto.sign call.
  *
- * Leaf profile (SPEC-NOTES §3, X509-SVID §4): v3; random positive 16-octet serial; subject O=meshid; SAN exactly one
- * URI (the SPIFFE ID) then the DNS names, non-critical; basicConstraints cA=false critical; keyUsage critical
- * digitalSignature (+ keyEncipherment for RSA keys); extKeyUsage serverAuth + clientAuth; SKI of the leaf key; AKI =
- * the issuer's SKI.
+ * Leaf profile (SPEC-NOTES §3, X509-SVID §4): v3; random positive 16-octet serial; subject O=meshid, plus CN = the
+ * first DNS name when it has at most 64 characters (as SPIRE does); SAN exactly one URI (the SPIFFE ID) then the DNS
+ * names, non-critical; basicConstraints cA=false critical; keyUsage critical digitalSignature (+ keyEncipherment for
+ * RSA keys); extKeyUsage serverAuth + clientAuth; SKI of the leaf key; AKI = the issuer's SKI.
  */
 export class LeafSigner {
   /** The issuing intermediate, parsed. */
@@ -116,7 +129,7 @@ export class LeafSigner {
     return buildCertificate(
       {
         issuerName: this.issuer.structure.subjectName,
-        subjectName: LEAF_SUBJECT,
+        subjectName: leafSubject(dnsNames),
         notBefore: req.notBefore,
         notAfter: req.notAfter,
         spki,

@@ -4,6 +4,9 @@ import { Oid } from './algorithms.js';
 /** The attribute types meshid puts in the Names it writes. */
 export type NameAttributeType = 'O' | 'OU' | 'CN';
 
+/** X.520 ub-common-name (RFC 5280 Appendix A): the most characters a CN may have. */
+export const MAX_COMMON_NAME = 64;
+
 const TYPE_OID: Record<NameAttributeType, string> = { O: Oid.organization, OU: Oid.organizationalUnit, CN: Oid.commonName };
 
 /**

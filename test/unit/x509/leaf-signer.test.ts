@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
@@ -50,7 +51,7 @@ for (const issuerType of ISSUER_TYPES) {
     assert.equal(x.subjectAltName, `URI:${ID}, DNS:web.default.svc, DNS:*.web.local`);
     assert.equal(x.ca, false);
     assert.deepEqual(x.keyUsage, ['1.3.6.1.5.5.7.3.1', '1.3.6.1.5.5.7.3.2']); // node names the EKU list keyUsage
-    assert.equal(x.subject, 'O=meshid');
+    assert.equal(x.subject, 'O=meshid\nCN=web.default.svc');
     assert.equal(x.issuer, issuer.subject);
     assert.equal(new Date(x.validFrom).getTime(), notBefore);
     assert.equal(new Date(x.validTo).getTime(), notAfter);
@@ -194,4 +195,49 @@ test('a signer cannot be built from a leaf certificate or with a key that does n
   const leaf = new LeafSigner(east.der, east.privateKey).sign({ publicKey: leafKeys.publicKey, spiffeId: ID, notBefore: T0, notAfter: T0 + DAY });
   assert.throws(() => new LeafSigner(leaf, leafKeys.privateKey), failsWith('failed_precondition', /not a CA certificate/));
   assert.throws(() => new LeafSigner(east.der, west.privateKey), failsWith('invalid_argument', /does not match CA certificate/));
+});
+
+/** `openssl x509 -noout -subject -nameopt RFC2253` of a DER certificate: an independent reading of the subject. */
+function opensslSubject(der: Buffer): string {
+  const r = spawnSync('openssl', ['x509', '-inform', 'DER', '-noout', '-subject', '-nameopt', 'RFC2253'], { input: der, encoding: 'utf8' });
+  assert.equal(r.status, 0, r.stderr);
+  return r.stdout.trim();
+}
+
+test('the first DNS name becomes the subject CN (as SPIRE sets it); without DNS names the subject stays O=meshid', async () => {
+  const { root, east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const cases: [readonly string[] | undefined, string][] = [
+    [['db.default.svc', 'db.local'], 'subject=CN=db.default.svc,O=meshid'],
+    [['*.web.local', 'web.local'], 'subject=CN=*.web.local,O=meshid'],
+    [[], 'subject=O=meshid'],
+    [undefined, 'subject=O=meshid'],
+  ];
+  for (const [dnsNames, subject] of cases) {
+    const der = signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, ...(dnsNames ? { dnsNames } : {}), notBefore: T0, notAfter: T0 + DAY });
+    assert.equal(opensslSubject(der), subject, JSON.stringify(dnsNames));
+    const leaf = parseCertificate(der);
+    assert.deepEqual(leaf.uriSans, [ID], 'the SPIFFE ID is only ever the one URI SAN');
+    assert.deepEqual(leaf.dnsNames, dnsNames ?? []);
+    const r = opensslVerify({ roots: [root.der], intermediates: [east.der], leaf: der, atTime: T0 + 1000 });
+    assert.ok(r.ok, `${JSON.stringify(dnsNames)}: ${r.output}`);
+  }
+});
+
+test('a first DNS name longer than the 64 characters RFC 5280 allows a CN gets no CN; it stays in the SAN and the leaf verifies strictly', async () => {
+  const { root, east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const at64 = `${'a'.repeat(55)}.svc.test`; // 64 characters: the longest CN allowed
+  const at65 = `${'a'.repeat(56)}.svc.test`;
+  assert.equal(at64.length, 64);
+  for (const [dnsNames, subject] of [
+    [[at64], `subject=CN=${at64},O=meshid`],
+    [[at65, 'short.local'], 'subject=O=meshid'],
+  ] as const) {
+    const der = signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, dnsNames, notBefore: T0, notAfter: T0 + DAY });
+    assert.equal(opensslSubject(der), subject, `first DNS name of ${dnsNames[0].length} characters`);
+    assert.deepEqual(parseCertificate(der).dnsNames, dnsNames);
+    const r = opensslVerify({ roots: [root.der], intermediates: [east.der], leaf: der, atTime: T0 + 1000 });
+    assert.ok(r.ok, r.output);
+  }
 });

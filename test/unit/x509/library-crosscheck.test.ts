@@ -71,7 +71,7 @@ test('@peculiar/x509 reads back every field of a hand-built leaf', async () => {
   const der = new LeafSigner(east.der, east.privateKey).sign({ publicKey: leafKeys.publicKey, spiffeId: ID, dnsNames: DNS, notBefore: T0, notAfter: T0 + DAY });
   const cert = new x509.X509Certificate(der);
   const issuer = new x509.X509Certificate(east.der);
-  assert.equal(cert.subject, 'O=meshid');
+  assert.equal(cert.subject, `O=meshid, CN=${DNS[0]}`);
   assert.equal(cert.issuer, issuer.subject);
   assert.equal(cert.notBefore.getTime(), T0);
   assert.equal(cert.notAfter.getTime(), T0 + DAY);
