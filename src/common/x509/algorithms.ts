@@ -107,7 +107,7 @@ export function signatureAlgorithmFor(key: KeyObject): SignatureAlgorithm {
     if ((key.asymmetricKeyDetails?.modulusLength ?? 0) < 2048) throw invalidArgument('RSA keys shorter than 2048 bits are not supported');
     return RSA_SHA256;
   }
-  throw invalidArgument(`${type ?? 'unknown'} keys are not supported for signing certificates (use EC P-256, P-384 or RSA)`);
+  throw invalidArgument(`${type ?? 'unknown'} keys are not supported for signing certificates (use EC P-256, P-384, P-521 or RSA of 2048 bits or more)`);
 }
 
 /**

@@ -25,7 +25,7 @@ import { checkValidity, checkWithinIssuer } from './validity.js';
  *   pathLenConstraint 0); keyUsage critical keyCertSign + cRLSign only; SKI (non-critical, RFC 5280 method 1);
  *   AKI = the issuer's SKI (the root's own for the root); one URI SAN `spiffe://<td>` with no path (non-critical,
  *   the subject is never empty); signature algorithm following the issuer key (P-256 → ecdsa-with-SHA256,
- *   P-384 → ecdsa-with-SHA384, RSA → sha256WithRSAEncryption).
+ *   P-384 → ecdsa-with-SHA384, P-521 → ecdsa-with-SHA512, RSA → sha256WithRSAEncryption).
  * The functions are async only so that callers need not change if a slower backend (an HSM, a KMS) signs instead.
  */
 

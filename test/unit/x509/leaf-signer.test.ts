@@ -4,7 +4,8 @@ import { spawnSync } from 'node:child_process';
 import { X509Certificate } from 'node:crypto';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
-import { createIntermediateCertificate } from '../../../src/common/x509/ca-certificates.js';
+import { createIntermediateCertificate, createRootCertificate } from '../../../src/common/x509/ca-certificates.js';
+import { signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
 import { generateKeyPair, spkiDer, type KeyType } from '../../../src/common/x509/keys.js';
 import { LeafSigner, type LeafRequest } from '../../../src/common/x509/leaf-signer.js';
 import { opensslAsn1parse, opensslText, opensslVerify } from '../../support/openssl.js';
@@ -240,4 +241,22 @@ test('a first DNS name longer than the 64 characters RFC 5280 allows a CN gets n
     const r = opensslVerify({ roots: [root.der], intermediates: [east.der], leaf: der, atTime: T0 + 1000 });
     assert.ok(r.ok, r.output);
   }
+});
+
+test('a P-521 CA signs leaves with ecdsa-with-SHA512 that openssl verifies strictly, and a key that cannot sign names P-521 among the choices', async () => {
+  const rootKeys = jobFreeKeyPair('ec', { namedCurve: 'P-521' });
+  const root = { ...rootKeys, der: await createRootCertificate({ trustDomain: TD, ...rootKeys, notBefore: T0 - 10_000, notAfter: T0 + 30 * DAY }) };
+  const keys = jobFreeKeyPair('ec', { namedCurve: 'P-521' });
+  const der = await createIntermediateCertificate({
+    trustDomain: TD, datacenter: 'dc-east', publicKey: keys.publicKey, issuerCertDer: root.der, issuerPrivateKey: root.privateKey, notBefore: T0, notAfter: T0 + 10 * DAY,
+  });
+  const leaf = new LeafSigner(der, keys.privateKey).sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: ID, notBefore: T0, notAfter: T0 + DAY });
+  assert.match(opensslText(leaf), /Signature Algorithm: ecdsa-with-SHA512/);
+  const r = opensslVerify({ roots: [root.der], intermediates: [der], leaf, atTime: T0 + 1000 });
+  assert.ok(r.ok, r.output);
+  const ed = jobFreeKeyPair('ed25519');
+  assert.throws(
+    () => signatureAlgorithmFor(ed.privateKey),
+    (err: unknown) => isMeshidError(err, 'invalid_argument') && err.message === 'ed25519 keys are not supported for signing certificates (use EC P-256, P-384, P-521 or RSA of 2048 bits or more)',
+  );
 });
