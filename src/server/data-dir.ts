@@ -30,11 +30,13 @@ export function readDataDirMarker(marker: string): { trustDomain: unknown } | { 
 }
 
 /**
- * Whether `name` in a data dir without a marker is what a first start killed before its marker's rename leaves: its
- * lock file, the marker's temp file. A dir holding nothing else never served: run claims it, restore restores into it.
+ * Whether `name` in data dir `dataDir` without a marker is what a first start killed before its marker's rename
+ * leaves: its lock file, the marker's temp file, both regular files (a directory so named is someone else's, and a
+ * restore could not remove it). A dir holding nothing else never served: run claims it, restore restores into it.
  */
-export function leftByKilledFirstStart(name: string): boolean {
-  return name === SERVER_LOCK_FILE || (name.startsWith(`.${MARKER}.`) && name.endsWith('.tmp'));
+export function leftByKilledFirstStart(dataDir: string, name: string): boolean {
+  if (name !== SERVER_LOCK_FILE && !(name.startsWith(`.${MARKER}.`) && name.endsWith('.tmp'))) return false;
+  return fs.lstatSync(path.join(dataDir, name), { throwIfNoEntry: false })?.isFile() ?? true;
 }
 
 /**
@@ -95,7 +97,7 @@ function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
     }
     return 'ours';
   }
-  const others = fs.readdirSync(dataDir).filter((n) => !leftByKilledFirstStart(n));
+  const others = fs.readdirSync(dataDir).filter((n) => !leftByKilledFirstStart(dataDir, n));
   if (others.length > 0) {
     throw failedPrecondition(
       `data dir ${dataDir} is not empty and is not a meshid-server data dir (no ${MARKER}): point --data-dir at an empty or new directory`,

@@ -124,6 +124,11 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
   assert.equal(await live.stop(), 0);
   const d = live.dataDir;
   await refused(['--from', backup], new RegExp(`cannot restore into ${d}: it is not empty \\(\\d+ entries\\); .*move it aside \\(mv ${d} ${d}\\.before-restore\\)`), d);
+  // A directory named as the marker's temp file is someone's, not a killed first start's: not empty (before, taken as
+  // empty, and the restore failed after the whole copy, unable to remove it).
+  const namedLikeTemp = path.join(dir, 'named-like-temp');
+  fs.mkdirSync(path.join(namedLikeTemp, '.meshid-server.json.0123abcd.tmp'), { recursive: true });
+  await refused(['--from', backup], /cannot restore into \S+\/named-like-temp: it is not empty \(1 entry\)/, namedLikeTemp);
 
   await refused(['--from', backup, '--trust-domain', 'other.org'], /the backup \S+ is of trust domain "example\.org", not "other\.org"/);
   const config = path.join(dir, 'other.json');

@@ -53,7 +53,7 @@ export function checkRestoreTarget(requested: string): RestoreTarget {
     if (!existing.isDirectory()) throw failedPrecondition(`cannot restore into ${requested}: it exists and is not a directory; move it aside, or give a new one`);
     refuseIfServerRuns(dir, (lock) => runningServer(requested, lock));
     // The lock no process holds (checked just above) and the marker's temp file, as `run` takes them.
-    const entries = fs.readdirSync(dir).filter((name) => !leftByKilledFirstStart(name));
+    const entries = fs.readdirSync(dir).filter((name) => !leftByKilledFirstStart(dir, name));
     if (entries.length > 0) {
       const wal = entries.find((name) => name.endsWith('-wal'));
       throw failedPrecondition(
@@ -108,7 +108,7 @@ function killedFirstStartLeft(dir: string): string[] | undefined {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
     throw err;
   }
-  return entries.length > 0 && entries.every(leftByKilledFirstStart) ? entries : undefined;
+  return entries.length > 0 && entries.every((name) => leftByKilledFirstStart(dir, name)) ? entries : undefined;
 }
 
 function runningServer(dataDir: string, lock: string): MeshidError {
