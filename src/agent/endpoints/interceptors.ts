@@ -11,9 +11,15 @@ import { checkSecurityHeader, WORKLOAD_API_PATH_PREFIX } from '../workload/secur
  *
  * The `workload.spiffe.io` header check is a grpc-js ServerInterceptor: it needs nothing but the method path and the
  * request metadata, and an interceptor is the one place that runs before the request message is decoded and before
- * any handler — so "INVALID_ARGUMENT before anything else, before attestation" (SPEC-NOTES §7) holds by
- * construction, for every Workload API method at once. It only looks at `/SpiffeWorkloadAPI/` methods: SDS must work
- * without the header (Envoy never sends it, SPEC-NOTES §13), and so must the health service.
+ * any handler — so "INVALID_ARGUMENT before any message, before attestation" (SPEC-NOTES §7) holds by construction,
+ * for every Workload API method at once. It only looks at `/SpiffeWorkloadAPI/` methods: SDS must work without the
+ * header (Envoy never sends it, SPEC-NOTES §13), and so must the health service.
+ *
+ * Only the per-uid call limit (uid-call-limit.ts) runs earlier, so a header-less call from a uid at its limit hears
+ * RESOURCE_EXHAUSTED, and INVALID_ARGUMENT once the uid is below it. That order is deliberate: the limit must be the
+ * first interceptor, as it counts and resets grpc-js's own call (HTTP/2 stream), which a later interceptor does not
+ * get, so any check put before it switches the limit off; and the call is refused either way, before its message is
+ * decoded or its caller attested, which is all the header (an SSRF guard) asks.
  *
  * The peer lookup and attestation are NOT an interceptor but a plain function (`peerAttestation`) that the composition
  * root passes to the Workload API and SDS handlers as their `attest` dependency. Reasons: the handlers need the

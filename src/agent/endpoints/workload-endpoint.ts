@@ -82,7 +82,8 @@ export interface WorkloadEndpointOptions {
  * Envoy SDS v3, grpc.health.v1.Health and server reflection, fed only by connections the UdsServer accepted on the
  * socket (it is never bound itself). Every Workload API and SDS call is attested from the connection's peer
  * credentials (`peerAttestation`: an unknown peer fails closed); the `workload.spiffe.io` header is checked by the
- * interceptor before anything else. Health is SERVING once the cache has state to serve.
+ * interceptor before the request is decoded or attested, after only the per-uid call limit (see interceptors.ts).
+ * Health is SERVING once the cache has state to serve.
  */
 export class WorkloadEndpoint {
   private constructor(
@@ -116,7 +117,8 @@ export class WorkloadEndpoint {
       ...BASE_SERVER_OPTIONS,
       'grpc.max_concurrent_streams': MAX_STREAMS_PER_CONNECTION,
       // The call limit first: it holds grpc-js's own call (the HTTP/2 stream), and a call it refuses must not reach the
-      // fair queue. Fair decoding next, before every interceptor that looks at a request.
+      // fair queue. Fair decoding next, before every interceptor that looks at a request. The header check last: it
+      // looks only at metadata, and no message is read until the metadata has passed every interceptor.
       interceptors: [uidCallLimitInterceptor(callLimit, uidOf), fairDecodingInterceptor(fairQueue, uidOf, reportMalformed), ...BASE_INTERCEPTORS, workloadSecurityHeaderInterceptor],
     });
     // Every service here is reachable by any local process: each request is decoded in its uid's turn.
