@@ -80,6 +80,11 @@ test('idle streams of a uid beyond max_calls_per_uid are refused RESOURCE_EXHAUS
   const warnings = agent.output().split('\n').filter((l) => l.includes('the most calls open allowed'));
   assert.equal(warnings.length, 1, warnings.join('\n'));
   assert.match(warnings[0]!, new RegExp(`"uid":${NOBODY}`));
+  // At its limit, a call without the Workload API header is refused by the limit, which must be the first check
+  // (interceptors.ts): refused either way, before its message is decoded or its caller attested.
+  const headerless = (await send('open 1 no-header')) as Batch;
+  assert.deepEqual(headerless.refused.map((r) => r.code), [8], JSON.stringify(headerless));
+  assert.equal(headerless.closedByAgent, 1);
   // The next test starts with the uid's count at zero.
   assert.deepEqual(await send('cancel'), { cancelled: LIMIT });
 });
