@@ -235,6 +235,15 @@ export class IdentityCache implements WorkloadCache {
     this.isSynced = true;
   }
 
+  /**
+   * The agent attested again under another agent ID: the entries held were the old identity's, not the server's word
+   * for this one, until its first Sync answer (markSynced). Meanwhile a caller none of them matches may be the new
+   * agent's, and is told to retry (UNAVAILABLE), not refused for good.
+   */
+  markUnsynced(): void {
+    this.isSynced = false;
+  }
+
   entry(id: string): AgentEntry | undefined {
     return this.index.get(id);
   }

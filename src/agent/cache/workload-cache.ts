@@ -73,7 +73,8 @@ export interface WorkloadCache {
   ready(): boolean;
   /**
    * Whether the entries are meshid-server's word since the agent started (a sync applied, or a ban that withdrew
-   * them all), not only state restored from disk: until then a caller no entry matches may hold one created while
+   * them all), not only state restored from disk, and for the agent ID it holds now (false again from a re-attestation
+   * under a new one to its first sync): until then a caller no entry matches may hold one created while
    * the agent was down, which only the server can say.
    */
   synced(): boolean;

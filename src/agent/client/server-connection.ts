@@ -198,12 +198,15 @@ export class ServerConnection {
 
   private async attest(initial: boolean): Promise<void> {
     this.stateValue = 'attesting';
+    const agentBefore = this.o.identity.current()?.spiffeId;
     const backoff = new Backoff(undefined, this.o.random);
     for (;;) {
       if (this.stopped) return;
       try {
         const bundle = await this.o.identity.attest(this.o.cache.ownBundle()?.x509Authorities ?? this.o.bootstrapRoots);
         if (this.stopped) return;
+        // Under a new agent ID the entries held are the old agent's until the new one's first Sync answer (synced()).
+        if (agentBefore !== undefined && this.o.identity.current()?.spiffeId !== agentBefore) this.o.cache.markUnsynced();
         // A bundle that lost roots since the one held (re-attestation after a root was revoked) is a withdrawal too.
         const applied = this.o.cache.apply({ bundle });
         if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
