@@ -72,6 +72,8 @@ export class AgentIdentity {
   private jitter: number;
   private stopped = false;
   private renewing = false;
+  /** Settled once the renewal under way has ended (renewalInFlight). */
+  private renewal: Promise<void> | undefined;
   private taintedKeyIds: ReadonlySet<string> = new Set();
   /** Renewals in a row that came back chained to a tainted authority: their backoff. */
   private taintedRenewals = 0;
@@ -253,6 +255,8 @@ export class AgentIdentity {
     this.timer?.cancel();
     this.timer = undefined;
     this.renewing = true;
+    let settle!: () => void;
+    this.renewal = new Promise<void>((resolve) => (settle = resolve));
     try {
       const { privateKey, publicKey } = generateKeyPair('ec-p256');
       const csr = await createCsr(privateKey, publicKey);
@@ -328,7 +332,18 @@ export class AgentIdentity {
       if (!this.stopped) this.renewAfter(wait);
     } finally {
       this.renewing = false;
+      this.renewal = undefined;
+      settle();
     }
+  }
+
+  /**
+   * Undefined, or a promise settled once the renewal under way has ended (its Renew bounded by the client's deadline).
+   * The expiry of the agent SVID waits for it: a Renew sent before notAfter may still bring a renewed SVID, which an
+   * agent that gave up its identity meanwhile (or attested again) would drop.
+   */
+  renewalInFlight(): Promise<void> | undefined {
+    return this.renewal;
   }
 
   /** The longest wait before retrying a failed renewal (retryCapWithin); Infinity once the agent SVID has expired. */

@@ -276,7 +276,7 @@ export class ServerConnection {
     this.timer?.cancel();
     this.timer = undefined;
     if (this.o.identity.expired(this.o.clock.now())) {
-      this.handleExpiredSvid();
+      this.handleExpiredSvid(() => this.openStream());
       return;
     }
     this.stateValue = this.stateValue === 'synced' ? 'synced' : 'connecting';
@@ -381,7 +381,20 @@ export class ServerConnection {
     }, wait);
   }
 
-  private handleExpiredSvid(): void {
+  /**
+   * `renewed`: what to do should a renewal under way bring a valid SVID after all (AgentIdentity.renewalInFlight: a
+   * Renew sent before notAfter); giving up or attesting again before its answer would drop that SVID.
+   */
+  private handleExpiredSvid(renewed: () => void = () => undefined): void {
+    const renewal = this.o.identity.renewalInFlight();
+    if (renewal !== undefined) {
+      void renewal.then(() => {
+        if (this.stopped) return;
+        if (this.o.identity.expired(this.o.clock.now())) this.handleExpiredSvid(renewed);
+        else renewed();
+      });
+      return;
+    }
     this.handleRejection('reattest', new MeshidError('permission_denied', `${REATTEST_PREFIX}the agent SVID has expired`));
   }
 

@@ -35,6 +35,7 @@ test("an agent SVID past its notAfter by this host's clock while a stub server k
     canReattest: () => false,
     stop: () => void stops++,
     renewIfTainted: () => undefined,
+    renewalInFlight: () => undefined,
   };
   const connection = startConnection(t, fx, client, identity);
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));
