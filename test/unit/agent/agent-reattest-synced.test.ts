@@ -9,19 +9,14 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
 
 test('an agent evicted by a stub server and attested again under a new agent ID is not synced until the new identity\'s first Sync answer', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
   t.after(() => fx.close());
-  const streams: Array<grpc.ServerWritableStream<unknown, unknown>> = [];
-  const client = await stubServer(t, fx, {
-    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      streams.push(call);
-      // The old agent's stream answers at once; the new agent's waits for the test.
-      if (streams.length === 1) call.write({ revision: 1, initial: true });
-    },
-  });
+  // The old agent's stream answers at once; the new agent's waits for the test.
+  const { streams, Sync } = recordedSync((i) => i === 0);
+  const client = await stubServer(t, fx, { Sync });
   let agentId = 'spiffe://example.org/meshid/agent/old';
   // Only what the connection asks of the agent identity; attest() stands for a join token the server takes, under a
   // new agent ID (as a join token always gives).

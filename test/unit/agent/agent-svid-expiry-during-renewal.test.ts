@@ -20,7 +20,7 @@ import { generateKeyPair } from '../../../src/common/x509/keys.js';
 import { tempDir } from '../../support/server-kit.js';
 import { until } from '../../support/until.js';
 import { openAgentFixture, type AgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
 
 const AGENT_ID = 'spiffe://example.org/meshid/agent/east/test';
 const TTL_MS = 60_000;
@@ -88,13 +88,8 @@ test("the expiry timer of an agent SVID whose Renew (stub server down for Sync) 
 test("a reconnect that finds the agent SVID expired while its Renew (sent before notAfter) is still out waits for that renewal's answer, then opens the Sync stream with the renewed SVID", async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
   t.after(() => fx.close());
-  const streams: Array<grpc.ServerWritableStream<unknown, unknown>> = [];
-  const client = await stubServer(t, fx, {
-    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      streams.push(call);
-      if (streams.length === 1) call.write({ revision: 1, initial: true });
-    },
-  });
+  const { streams, Sync } = recordedSync((i) => i === 0);
+  const client = await stubServer(t, fx, { Sync });
   const { identity, release, notAfter } = heldRenewalIdentity(t, fx, client);
   const connection = startConnection(t, fx, client, identity);
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));

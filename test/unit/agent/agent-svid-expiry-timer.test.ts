@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
 
 /** Lets the agent's promises and microtasks run (no time passes on its clock). */
 async function idle(): Promise<void> {
@@ -18,13 +18,8 @@ async function idle(): Promise<void> {
 test("an agent SVID past its notAfter by this host's clock while a stub server keeps the Sync stream open: the agent keeps its identity, and gives it up once the server ends the stream", async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
   t.after(() => fx.close());
-  const streams: Array<grpc.ServerWritableStream<unknown, unknown>> = [];
-  const client = await stubServer(t, fx, {
-    Sync: (call: grpc.ServerWritableStream<unknown, unknown>) => {
-      streams.push(call);
-      call.write({ revision: 1, initial: true });
-    },
-  });
+  const { streams, Sync } = recordedSync();
+  const client = await stubServer(t, fx, { Sync });
   const notAfter = fx.clock.now() + 60_000;
   let stops = 0;
   // Only what the connection asks of the agent identity; no join token to attest again with.

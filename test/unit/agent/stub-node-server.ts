@@ -39,6 +39,24 @@ export async function stubServer(t: TestContext, fx: AgentFixture, methods: grpc
   return client;
 }
 
+/** A Sync stream of the stub server. */
+export type SyncCall = grpc.ServerWritableStream<unknown, unknown>;
+
+/**
+ * A stub server's Sync method that keeps the streams the agent opens, in order, and answers those `answered` picks
+ * (by index) at once with a first, empty change set; the others wait for the test to write or end them.
+ */
+export function recordedSync(answered: (index: number) => boolean = () => true): { streams: SyncCall[]; Sync: (call: SyncCall) => void } {
+  const streams: SyncCall[] = [];
+  return {
+    streams,
+    Sync: (call) => {
+      streams.push(call);
+      if (answered(streams.length - 1)) call.write({ revision: 1, initial: true });
+    },
+  };
+}
+
 /**
  * The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs
  * of it, `options` what else differs (a cache holding no bundle yet, bootstrap roots and their probe).
