@@ -69,7 +69,11 @@ function readyVerdict(s: AgentHealthStatus, now: number): HealthVerdict {
 
 function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
   if (s.state === 'banned') return 'meshid-server banned this agent: it serves nothing; attest the host again with a new join token';
-  if (s.state === 'reattest-required') return 'meshid-server refuses this agent SVID and asks for a new attestation: restart the agent with a new --join-token (it serves its cached SVIDs until they expire)';
+  if (s.state === 'reattest-required') {
+    // Reached by the server's refusal or by the agent SVID's expiry (noticed here, the server perhaps down); last_error
+    // says which.
+    return 'the agent SVID has expired or meshid-server refuses it, and the agent has no unused join token to attest again with: restart it with a new --join-token (it serves its cached SVIDs until they expire; see last_error)';
+  }
   if (!s.ready) return 'the agent has no SVIDs to serve yet: it has not attested and synced with meshid-server (see state and last_error)';
   if (s.agentSvidExpiresAt === undefined || s.agentSvidExpiresAt <= now) {
     // Holding a join token it has not used, the agent attests again by itself: a new token would only be wasted, and

@@ -69,6 +69,7 @@ test('an agent SVID expiring while the server is down, with no unused join token
   assert.equal(agent.status().state, 'reattest-required', 'noticed at the expiry, not at the next reconnect');
   assert.equal(agent.status().lastError, 'must re-attest: the agent SVID has expired');
   const told = records().filter((r) => r.level === LEVEL.error && /no unused join token is configured/.test(r.msg));
+  assert.match(told[0]?.msg ?? '', /^the agent SVID has expired and no unused join token/, 'the line says what happened, not that the server refused it');
   assert.equal(told.length, 1, 'one error tells the operator to generate a join token');
   assert.equal(told[0]!['reason'], 'must re-attest: the agent SVID has expired');
 });
@@ -89,6 +90,7 @@ test('an agent SVID expiring while the server is down, with an unused join token
   assert.equal(s.clock.now(), notAfter, 'no reconnect came due: the clock stands at the expiry');
   assert.equal(agent.status().state, 'attesting', 'noticed at the expiry, not at the next reconnect');
   const told = records().filter((r) => r.level === LEVEL.warn && /attesting again with the configured join token/.test(r.msg));
+  assert.match(told[0]?.msg ?? '', /^the agent SVID has expired; attesting again/);
   assert.equal(told.length, 1);
   assert.equal(told[0]!['reason'], 'must re-attest: the agent SVID has expired');
 

@@ -22,7 +22,8 @@ import { applySyncUpdate } from './sync-apply.js';
  * - `connecting`: the Sync stream is being opened;
  * - `synced`: the stream delivered its first update and is open;
  * - `disconnected`: waiting (backoff) to reconnect; cached SVIDs are served meanwhile;
- * - `reattest-required`: the server no longer accepts the agent SVID and no unused join token is configured;
+ * - `reattest-required`: the agent SVID has expired or the server no longer accepts it, and no unused join token
+ *   is configured;
  * - `banned`: an operator banned the agent;
  * - `stopped`: shut down.
  * In the last three the agent no longer talks to the server; it serves what it holds until it expires, except when
@@ -73,6 +74,9 @@ const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed 
  * unknown or used, the request or the answer is wrong) and ends the first attestation.
  */
 const ATTEST_RETRYABLE: ReadonlySet<ErrorCode> = new Set<ErrorCode>(['unavailable', 'resource_exhausted']);
+
+/** The refusal the agent makes itself when it finds its agent SVID expired (at its notAfter, or when reconnecting). */
+const EXPIRED_HERE = `${REATTEST_PREFIX}the agent SVID has expired`;
 
 /**
  * The agent's link to meshid-server: attests when it has no SVID, then holds the Sync push stream (agent.proto),
@@ -145,12 +149,14 @@ export class ServerConnection {
     this.cancelStream();
     this.timer?.cancel();
     if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (meshid-server agent evict lifts the ban on the old agent ID)');
+    // Noticed here (the server may be down) or refused by the server: the line says which.
+    const what = err.message === EXPIRED_HERE ? 'the agent SVID has expired' : 'the server no longer accepts the agent SVID';
     if (this.o.identity.canReattest()) {
-      this.o.log.warn({ reason: err.message }, 'the server no longer accepts the agent SVID; attesting again with the configured join token');
+      this.o.log.warn({ reason: err.message }, `${what}; attesting again with the configured join token`);
       void this.attest(false);
       return;
     }
-    this.giveUp('reattest-required', err, 'the server no longer accepts the agent SVID and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token');
+    this.giveUp('reattest-required', err, `${what} and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token`);
   }
 
   /**
@@ -395,7 +401,7 @@ export class ServerConnection {
       });
       return;
     }
-    this.handleRejection('reattest', new MeshidError('permission_denied', `${REATTEST_PREFIX}the agent SVID has expired`));
+    this.handleRejection('reattest', new MeshidError('permission_denied', EXPIRED_HERE));
   }
 
   /** A renewed agent SVID or a new trust bundle: move the stream to the new channel now. */

@@ -21,7 +21,7 @@ const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: R
   { name: 'no entries at all (nothing registered for this node)', status: { entries: 0, svids: 0, state: 'disconnected' }, reason: undefined },
   { name: 'before the first attestation and sync', status: { state: 'attesting', ready: false, entries: 0, svids: 0, agentSvidExpiresAt: undefined }, reason: /^the agent has no SVIDs to serve yet/ },
   { name: 'banned', status: { state: 'banned', entries: 0, svids: 0 }, reason: /^meshid-server banned this agent/ },
-  { name: 'asked to re-attest', status: { state: 'reattest-required' }, reason: /^meshid-server refuses this agent SVID/ },
+  { name: 'asked to re-attest, or its SVID expired', status: { state: 'reattest-required' }, reason: /^the agent SVID has expired or meshid-server refuses it, and the agent has no unused join token/ },
   { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired: .* restart it with a new --join-token$/ },
   {
     name: 'agent SVID expired, attesting again with its configured join token',
