@@ -5,8 +5,6 @@
  */
 import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
 import path from 'node:path';
 import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
@@ -24,6 +22,7 @@ import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { attestWithToken, connectNode, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { tempDir } from '../support/server-kit.js';
 import { until } from '../support/until.js';
+import { takenLoopbackPort } from '../support/taken-port.js';
 import { teardown } from '../support/teardown.js';
 
 interface Started {
@@ -138,13 +137,11 @@ test('a fault repeated within the minute is reported with its count when the ser
 test("a start that fails after its API listeners' fault logs exist (the agent API's port taken) stops them too: a repeat is reported before the start's error, and nothing is logged a minute later (the faults logged through the admin API's logger by the test: no request can be timed into a start)", async (t) => {
   const tmp = tempDir('meshid-server-faults-start-');
   teardown(t).after(tmp.cleanup);
-  const taken = net.createServer().listen(0, '127.0.0.1');
-  await once(taken, 'listening');
-  teardown(t).after(() => void taken.close());
+  const takenPort = await takenLoopbackPort(t);
   const config = compileServerConfig({
     trust_domain: 'example.org',
     data_dir: path.join(tmp.dir, 'data'),
-    bind_address: `127.0.0.1:${(taken.address() as net.AddressInfo).port}`,
+    bind_address: `127.0.0.1:${takenPort}`,
     admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
   const clock = new FakeClock(Date.now());

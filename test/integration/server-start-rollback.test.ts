@@ -5,8 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import net from 'node:net';
-import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { Writable } from 'node:stream';
@@ -16,14 +14,13 @@ import { compileServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { tempDir } from '../support/server-kit.js';
+import { takenLoopbackPort } from '../support/taken-port.js';
 import { teardown } from '../support/teardown.js';
 
 test('a failed start whose undo step fails (stubbed health listener close) still reports its own cause, logs which step failed, undoes the rest and releases the data dir lock', async (t) => {
   const tmp = tempDir('meshid-server-rollback-');
   teardown(t).after(tmp.cleanup);
-  const taken = net.createServer().listen(0, '127.0.0.1');
-  await once(taken, 'listening');
-  teardown(t).after(() => void taken.close());
+  const takenPort = await takenLoopbackPort(t);
   const settings = (bindAddress: string) =>
     compileServerConfig({
       trust_domain: 'example.org',
@@ -43,7 +40,7 @@ test('a failed start whose undo step fails (stubbed health listener close) still
   try {
     // The agent API's port is taken: the start fails after the health listener, the CA and the admin API are up.
     await assert.rejects(
-      MeshidServer.start({ config: settings(`127.0.0.1:${(taken.address() as net.AddressInfo).port}`), log }),
+      MeshidServer.start({ config: settings(`127.0.0.1:${takenPort}`), log }),
       /cannot listen on 127\.0\.0\.1:\d+ \(--bind-address, bind_address\): another process is listening/,
     );
   } finally {
