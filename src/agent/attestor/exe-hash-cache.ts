@@ -2,6 +2,13 @@ import { MeshidError } from '../../common/errors.js';
 import type { RateLimiter } from '../../common/rate-limiter.js';
 import { fileKey, sameFile, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 
+/** A file version and its digest; undefined when it was not hashed: larger than the limit, or not readable. */
+export interface HashedFile {
+  readonly file: FileIdentity;
+  readonly sha256: string | undefined;
+  readonly unhashed?: 'too-large' | 'unreadable';
+}
+
 /** Digests kept per uid, and uids kept: one uid cycling through files evicts only its own digests. */
 const ENTRIES_PER_UID = 64;
 const MAX_UIDS = 512;
@@ -27,22 +34,33 @@ export class ExeHashCache {
 
   /**
    * Hashes the file at `path` (for a workload: /proc/.../exe, which opens the very inode the process runs even if
-   * the path was replaced). Returns undefined when the file is larger than the limit; throws when it cannot be read
-   * or changes while it is hashed.
+   * the path was replaced). Returns undefined when the file is larger than the limit or its mode lets the agent not
+   * read it; throws when it cannot be read otherwise or changes while it is hashed.
    */
   hash(path: string, uid = 0): string | undefined {
     return this.hashFile(path, uid).sha256;
   }
 
   /**
-   * Like hash(), also naming the file version the digest belongs to (or that was too large to hash). A digest not
+   * Like hash(), also naming the file version the digest belongs to (or that was not hashed, and why). A digest not
    * yet cached is charged to `uid`, the caller's.
    */
-  hashFile(path: string, uid: number): { file: FileIdentity; sha256: string | undefined } {
-    const fd = this.hooks.openFile(path);
+  hashFile(path: string, uid: number): HashedFile {
+    let fd: number;
+    try {
+      fd = this.hooks.openFile(path);
+    } catch (err) {
+      // EACCES: the file's mode denies the agent reading it (an agent that is not root but has CAP_SYS_PTRACE, which
+      // README allows, and an executable of mode 0711 or 0700); EPERM: an LSM says no. The process itself is readable
+      // (its exe link was), so it gets no digest, as over the size limit: leaving a selector out can only make fewer
+      // entries match, while failing the attestation refused the workload even the entries that name no sha256.
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code === 'EACCES' || code === 'EPERM') return { file: this.hooks.stat(path), sha256: undefined, unhashed: 'unreadable' };
+      throw err;
+    }
     try {
       const before = this.hooks.fstat(fd);
-      if (before.size > BigInt(this.maxBytes)) return { file: before, sha256: undefined };
+      if (before.size > BigInt(this.maxBytes)) return { file: before, sha256: undefined, unhashed: 'too-large' };
       const key = fileKey(before);
       const entries = this.entriesOf(uid);
       const hit = entries.get(key);

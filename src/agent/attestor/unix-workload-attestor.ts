@@ -5,7 +5,7 @@ import type { Logger } from '../../common/log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import { failed, outlived } from './attestation-failure.js';
 import { AttestationMemo, DEFAULT_MEMO_ENTRIES } from './attestation-memo.js';
-import { ExeHashCache } from './exe-hash-cache.js';
+import { ExeHashCache, type HashedFile } from './exe-hash-cache.js';
 import type { PeerInfo } from './peer-credentials.js';
 import { systemProcHooks, type FileIdentity, type ProcHooks } from './proc-hooks.js';
 import { checkProcPidNamespace } from './proc-namespace.js';
@@ -83,7 +83,7 @@ interface ProcessFacts {
  * What no scheme can stop: a process that connects and then exec()s a trusted binary, or hands its connection to a
  * child; nor a process that runs a trusted binary with code of its own (LD_PRELOAD, ptrace by its uid) or re-points
  * its own /proc/<pid>/exe at one (prctl PR_SET_MM_MAP from a user namespace of its own): `path:` and `sha256:` name
- * the file a process was started from, and only the ids are a boundary (README). The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe, and must share the host pid
+ * the file a process was started from, and only the ids are a boundary (README). The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe (an executable whose mode it may not read gets no `sha256:`, see ExeHashCache), and must share the host pid
  * namespace with its workloads.
  */
 export class UnixWorkloadAttestor {
@@ -91,7 +91,7 @@ export class UnixWorkloadAttestor {
   private readonly accounts: UnixAccounts;
   private readonly hashes: ExeHashCache | undefined;
   private readonly log: Logger | undefined;
-  private readonly warnedTooLarge = new Set<string>();
+  private readonly warnedUnhashed = new Set<string>();
   private readonly memo: AttestationMemo | undefined;
 
   /** Throws MeshidError('failed_precondition') when /proc is not of the agent's pid namespace (checkProcPidNamespace). */
@@ -198,12 +198,12 @@ export class UnixWorkloadAttestor {
         throw outlived(`process ${pid} changed its uid/gid since it connected`);
       }
       const exe = this.read(pid, `${task}exe`, () => this.hooks.readLink(`${dir}/${task}exe`));
-      const { file: exeFile, sha256 } = this.read(pid, `${task}exe`, () =>
+      const { file: exeFile, sha256, unhashed } = this.read(pid, `${task}exe`, (): HashedFile =>
         this.hashes === undefined
           ? { file: this.hooks.stat(`${dir}/${task}exe`), sha256: undefined }
           : this.hashes.hashFile(`${dir}/${task}exe`, status.effectiveUid),
       );
-      if (sha256 === undefined && this.hashes !== undefined) this.warnTooLarge(exe);
+      if (unhashed !== undefined) this.warnUnhashed(exe, unhashed);
       // Still the same process after the reads: otherwise some of what we read may be another process's.
       if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw outlived(`process ${pid} has exited`);
       return { status, exe, exeFile, sha256 };
@@ -244,11 +244,17 @@ export class UnixWorkloadAttestor {
     throw outlived(`process ${pid} has exited`);
   }
 
-  /** Once per executable path (bounded): a per-RPC warning would flood the log. */
-  private warnTooLarge(exe = '(a path that is not UTF-8)'): void {
-    if (this.warnedTooLarge.has(exe) || this.warnedTooLarge.size >= MAX_WARNED) return;
-    this.warnedTooLarge.add(exe);
-    this.log?.warn({ exe }, 'workload executable is over the hashing size limit: it gets no sha256 selector');
+  /** Once per executable path and reason (bounded): a per-RPC warning would flood the log. */
+  private warnUnhashed(exe = '(a path that is not UTF-8)', why: 'too-large' | 'unreadable'): void {
+    const key = `${why}\0${exe}`;
+    if (this.warnedUnhashed.has(key) || this.warnedUnhashed.size >= MAX_WARNED) return;
+    this.warnedUnhashed.add(key);
+    this.log?.warn(
+      { exe },
+      why === 'too-large'
+        ? 'workload executable is over the hashing size limit: it gets no sha256 selector'
+        : 'workload executable cannot be read by the agent (its mode): it gets no sha256 selector; run the agent as root, or give it CAP_DAC_READ_SEARCH',
+    );
   }
 
   private alive(pidfd: number): boolean {
