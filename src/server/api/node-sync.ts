@@ -7,6 +7,7 @@ import { isServerFault } from './handler.js';
 import { AgentVersionRecorder } from './agent-version.js';
 import type { HubEvent } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
+import { splitSyncPush } from './sync-update-parts.js';
 import type { ProtoBundle, ProtoEntry } from './proto-types.js';
 import type { NodeContext } from './node-context.js';
 
@@ -84,18 +85,29 @@ export function syncCall(ctx: NodeContext) {
       taintedKey = tainted.join(',');
       bundleSequence = own.sequence;
       federatedKey = fedKey;
-      const update: SyncUpdate = {
-        revision: hub.index.revision,
-        initial,
-        entries: upserts.map(entryToProto),
-        removed_entry_ids: removed,
-        federated_bundles: federatedChanged ? federated.map(trustBundleToProto) : [],
-        federated_bundles_changed: federatedChanged,
-        tainted_authority_ids: tainted,
-      };
-      if (bundleChanged || initial) update.bundle = trustBundleToProto(own);
+      // A push too large for one message goes as several (sync-update-parts.ts). The bundles ride on the first, so
+      // the agent verifies the SVIDs of the entries that follow against them; `initial` only on the last, as the agent
+      // is in sync once it has them all (an agent of any version applies the others as changes). The tainted set,
+      // which the agent takes from every message, is in each.
+      const parts = splitSyncPush(upserts.map(entryToProto), removed);
+      let writable = true;
+      parts.forEach((part, i) => {
+        const first = i === 0;
+        const update: SyncUpdate = {
+          revision: hub.index.revision,
+          initial: initial && i === parts.length - 1,
+          entries: part.entries,
+          removed_entry_ids: part.removed,
+          federated_bundles: first && federatedChanged ? federated.map(trustBundleToProto) : [],
+          federated_bundles_changed: first && federatedChanged,
+          tainted_authority_ids: tainted,
+        };
+        if (first && (bundleChanged || initial)) update.bundle = trustBundleToProto(own);
+        // Every part is written: `sent` already counts them as held.
+        writable = call.write(update) && writable;
+      });
       initial = false;
-      if (!call.write(update)) {
+      if (!writable) {
         blocked = true;
         call.once('drain', () => {
           blocked = false;
