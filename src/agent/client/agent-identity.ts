@@ -81,6 +81,12 @@ export class AgentIdentity {
   private readonly saves: IdentitySaveRetry;
   /** The attestation whose Attest call is out: its answer spends the join token (attestationInFlight). */
   private attesting: Promise<unknown> | undefined;
+  /**
+   * The identity an attestation replaces (attest): not renewed any more. Its SVID has expired or the server refused
+   * it, so each Renew only has the server refuse it again, about once a minute while the server is down, for as long
+   * as the new attestation takes.
+   */
+  private givenUp: StoredIdentity | undefined;
   private readonly random: () => number;
   /** Renewals failing while the server is down, refusing or out of budget: told once, not per retry. */
   private readonly renewFailuresLog: OutageLog;
@@ -131,6 +137,7 @@ export class AgentIdentity {
    * answered, a data dir that refuses the identity does not make it throw (see the class comment).
    */
   async attest(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
+    this.giveUpCurrent();
     const attesting = this.attestOnce(trustRoots);
     this.attesting = attesting;
     try {
@@ -248,10 +255,18 @@ export class AgentIdentity {
     }
   }
 
+  /** Stops renewing the identity held (if any) until one replaces it: see `givenUp`. */
+  private giveUpCurrent(): void {
+    if (this.identity === undefined) return;
+    this.givenUp = this.identity;
+    this.timer?.cancel();
+    this.timer = undefined;
+  }
+
   /** Renews the agent SVID now (its timer calls this; so can tests). */
   async renew(): Promise<void> {
     const current = this.identity;
-    if (current === undefined || this.stopped || this.renewing) return;
+    if (current === undefined || current === this.givenUp || this.stopped || this.renewing) return;
     this.timer?.cancel();
     this.timer = undefined;
     this.renewing = true;
@@ -264,8 +279,8 @@ export class AgentIdentity {
       const chain = await this.o.client.renew(csr);
       // Stopped while the server answered (shutdown, a ban): the data dir may already be another process's, and the
       // SVID in use stays valid with the server as the previous one. Attested again meanwhile (evicted, with an unused
-      // token): the answer renews an identity this agent no longer is, and must not replace the new one.
-      if (this.stopped || this.identity !== current) return;
+      // token), or attesting: the answer renews an identity this agent no longer is, and must not replace the new one.
+      if (this.stopped || this.identity !== current || current === this.givenUp) return;
       const roots = this.o.trustRoots();
       this.checkChain(chain, current.spiffeId, privateKey, roots, sentAt);
       // The roots it was checked with are kept with it: the way back to the server should the state be lost.
@@ -301,8 +316,9 @@ export class AgentIdentity {
       }
     } catch (err) {
       // Attested again meanwhile: the failure is the old identity's, and a retry scheduled for it would replace the
-      // new identity's renewal time with a renewal of an SVID just signed.
-      if (this.identity !== current) return;
+      // new identity's renewal time with a renewal of an SVID just signed. Given up for an attestation still under
+      // way: nothing to retry either.
+      if (this.identity !== current || current === this.givenUp) return;
       const kind = rejectionOf(err);
       if (kind !== undefined) {
         this.o.onRejected(kind, err as MeshidError);
@@ -363,6 +379,7 @@ export class AgentIdentity {
    */
   private use(identity: StoredIdentity, askedAt?: number): number {
     this.identity = identity;
+    this.givenUp = undefined;
     this.stopped = false;
     this.o.client.setIdentity({ chain: identity.chain, privateKey: identity.privateKey });
     return this.scheduleRenewal(askedAt);
