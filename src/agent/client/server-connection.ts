@@ -89,6 +89,10 @@ const EXPIRED_HERE = `${REATTEST_PREFIX}the agent SVID has expired`;
 export class ServerConnection {
   private current: ClientReadableStream<SyncUpdateMessage> | undefined;
   private timer: TimerHandle | undefined;
+  /** The attestation under way (attest), settled once it has returned: what stop() waits for. */
+  private attestation: Promise<void> | undefined;
+  /** Ends the wait of an attestation for its next try, at once (stop). */
+  private endRetryWait: (() => void) | undefined;
   /**
    * Due at the agent SVID's notAfter. An SVID expiring while the agent waits to reconnect was otherwise noticed only
    * when the reconnect came due (up to 30 s on), the agent meanwhile calling itself disconnected and saying nothing.
@@ -127,19 +131,26 @@ export class ServerConnection {
   start(): void {
     this.unsubscribe = this.o.client.onCredentialsChange(() => this.credentialsChanged());
     this.watchExpiry();
-    if (this.o.identity.current() === undefined) void this.attest(true);
+    if (this.o.identity.current() === undefined) this.startAttesting(true);
     else this.openStream();
   }
 
-  stop(): void {
+  /**
+   * Stops talking to the server. Settles once nothing of the connection's is pending: at once, or, with an attestation
+   * under way, once it has returned: at once from its wait for the next try, else when the Attest call or trust probe
+   * that is out ends (bounded by its deadline; the agent waits for an Attest's answer anyway: attestationInFlight).
+   */
+  stop(): Promise<void> {
     this.stopped = true;
     this.stateValue = 'stopped';
     this.timer?.cancel();
     this.timer = undefined;
+    this.endRetryWait?.();
     this.expiryTimer?.cancel();
     this.expiryTimer = undefined;
     this.unsubscribe?.();
     this.cancelStream();
+    return this.attestation ?? Promise.resolve();
   }
 
   /** A refusal seen on any call (Sync, Renew, SignX509Svids). */
@@ -148,12 +159,13 @@ export class ServerConnection {
     if (kind === 'reattest' && this.refusedForClocks(err)) return;
     this.cancelStream();
     this.timer?.cancel();
+    this.timer = undefined;
     if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (meshid-server agent evict lifts the ban on the old agent ID)');
     // Noticed here (the server may be down) or refused by the server: the line says which.
     const what = err.message === EXPIRED_HERE ? 'the agent SVID has expired' : 'the server no longer accepts the agent SVID';
     if (this.o.identity.canReattest()) {
       this.o.log.warn({ reason: err.message }, `${what}; attesting again with the configured join token`);
-      void this.attest(false);
+      this.startAttesting(false);
       return;
     }
     this.giveUp('reattest-required', err, `${what} and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token`);
@@ -200,6 +212,13 @@ export class ServerConnection {
     }
     this.o.identity.stop();
     this.o.log.error({ reason: err.message, ...this.horizon() }, `${advice}. Cached SVIDs are served until they expire`);
+  }
+
+  private startAttesting(initial: boolean): void {
+    const attestation = this.attest(initial).finally(() => {
+      if (this.attestation === attestation) this.attestation = undefined;
+    });
+    this.attestation = attestation;
   }
 
   private async attest(initial: boolean): Promise<void> {
@@ -254,10 +273,21 @@ export class ServerConnection {
         if (clockProblem !== undefined) this.outage.failed('attest-clock', 'error', { reason: e.message, retryInMs: wait }, clockProblem);
         else if (e.code === 'unavailable') this.outage.failed('attest-unreachable', 'warn', { reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
         else this.outage.failed('attest-exhausted', 'warn', { reason: e.message, retryInMs: wait }, 'meshid-server cannot attest this agent now (out of resources); will retry');
-        await new Promise<void>((resolve) => (this.timer = this.o.clock.setTimer(resolve, wait)));
+        await this.retryWait(wait);
       }
     }
     this.openStream();
+  }
+
+  /** An attestation's wait for its next try: `ms` on the clock, or until stop(). */
+  private async retryWait(ms: number): Promise<void> {
+    let timer: TimerHandle | undefined;
+    await new Promise<void>((resolve) => {
+      this.endRetryWait = resolve;
+      timer = this.timer = this.o.clock.setTimer(resolve, ms);
+    });
+    this.endRetryWait = undefined;
+    if (this.timer === timer) this.timer = undefined;
   }
 
   /**
