@@ -32,11 +32,25 @@ export function noIdentityFor(selectors: readonly Selector[], message: string): 
 }
 
 /**
- * UNAVAILABLE for a caller no entry the agent holds matches, while it has not synced since its start (its state may
- * predate the caller's entry): with the selectors, as noIdentityFor, so the log line can be compared with the entries.
+ * The one wording of "not synced" (IdentityCache.synced() false): after a start on state restored from the data dir,
+ * and after an attestation under a new agent ID, whose entries held are the old identity's until the new one's first
+ * Sync answer (ServerConnection). The agent may well have synced since it started, as the identity it gave up.
  */
-export function notSyncedFor(selectors: readonly Selector[], message: string): MeshidError {
-  return new MeshidError('unavailable', message, { data: { selectors: selectors.map(formatSelector) } });
+const NOT_SYNCED = 'the agent has not synced with meshid-server since it started or attested again';
+
+/**
+ * UNAVAILABLE for a refusal the agent cannot make final while it has not synced (its state may predate the caller's
+ * entry): `reason` says what its state lacks. With the caller's selectors, as noIdentityFor, so the log line can be
+ * compared with the entries; with `cause`, the refusal a synced agent would have made.
+ */
+export function notSynced(reason: string, options: { selectors?: readonly Selector[]; cause?: unknown } = {}): MeshidError {
+  const { selectors, cause } = options;
+  return new MeshidError('unavailable', `${NOT_SYNCED}: ${reason}; retry`, { cause, data: selectors && { selectors: selectors.map(formatSelector) } });
+}
+
+/** notSynced for a caller no entry the agent holds matches. */
+export function notSyncedFor(selectors: readonly Selector[]): MeshidError {
+  return notSynced('no entry it holds matches the caller', { selectors });
 }
 
 /**

@@ -15,7 +15,7 @@ import { serviceOf } from '../../common/grpc/service.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { callerRecheck } from '../endpoints/caller-recheck.js';
-import { noIdentityFor, notSyncedFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
+import { noIdentityFor, notSynced, notSyncedFor, RefusalLog, type CallerOf } from '../endpoints/refusal-log.js';
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import { DeltaStream } from './delta-stream.js';
@@ -114,10 +114,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
       // can say it has none. PERMISSION_DENIED would tell the operator to look at entries that are fine, and a client
       // that takes it as final would stop; "not yet synced" is UNAVAILABLE (SPEC-NOTES §7), as on the Workload API.
       if (!deps.cache.synced()) {
-        throw notSyncedFor(
-          selectors,
-          'the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry',
-        );
+        throw notSyncedFor(selectors);
       }
       throw noIdentityFor(selectors, 'no registration entry matches the caller');
     }
@@ -222,7 +219,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         // A name the restored state does not resolve may be an entry made while the agent was down (as in admit(), and
         // a FetchJWTSVID's spiffe_id): until a sync can say it is not there, that is UNAVAILABLE (retry), not NOT_FOUND.
         if (isMeshidError(error, 'not_found') && !deps.cache.synced()) {
-          callback(refuse(unavailable(`the agent has not synced with meshid-server since it started: ${error.message}; retry`, error), 'FetchSecrets', call));
+          callback(refuse(notSynced(error.message, { cause: error }), 'FetchSecrets', call));
           return;
         }
         reject(error);

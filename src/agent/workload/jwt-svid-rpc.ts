@@ -1,8 +1,8 @@
 import { setMaxListeners } from 'node:events';
 import type { sendUnaryData, ServerUnaryCall } from '@grpc/grpc-js';
-import { isMeshidError, unavailable } from '../../common/errors.js';
+import { isMeshidError } from '../../common/errors.js';
 import { callDeadlineOnClock } from '../../common/grpc/call-deadline.js';
-import { noIdentityFor } from '../endpoints/refusal-log.js';
+import { noIdentityFor, notSynced } from '../endpoints/refusal-log.js';
 import type { JwtSvidResult } from '../cache/workload-cache.js';
 import { uniqueHints } from './hints.js';
 import { parseJwtSvidRequest } from './jwt-request.js';
@@ -60,7 +60,7 @@ export function fetchJwtSvidRpc(ctx: WorkloadContext) {
    */
   function notYetSynced(refusal: unknown, spiffeId: string | undefined): unknown {
     if (spiffeId === undefined || deps.cache.synced()) return refusal;
-    return unavailable(`the agent has not synced with meshid-server since it started, and no entry it holds gives the caller ${spiffeId}; retry`, refusal);
+    return notSynced(`no entry it holds gives the caller ${spiffeId}`, { cause: refusal });
   }
 
   return (call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void => {

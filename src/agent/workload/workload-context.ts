@@ -136,7 +136,7 @@ export function workloadContext(deps: WorkloadApiDeps): WorkloadContext {
       // java-spiffe's watchers take it as final (SPIRE's agent serves nothing before its first sync, so its clients
       // retry): "not yet synced" is UNAVAILABLE (SPEC-NOTES §7).
       if (!deps.cache.synced()) {
-        throw notSyncedFor(selectors, 'the agent has not synced with meshid-server since it started, and no entry it holds matches the caller; retry');
+        throw notSyncedFor(selectors);
       }
       throw noIdentityFor(selectors, 'no identity issued: no registration entry matches the caller');
     }

@@ -52,7 +52,8 @@ describe('SDS on an agent serving restored state before its first sync (stubbed 
       async (h) => {
         for (const s of await statuses(h.client, UNREGISTERED)) {
           assert.equal(s.code, status.UNAVAILABLE, s.details);
-          assert.match(s.details, /not synced with meshid-server/);
+          // True after a start on restored state and after a re-attestation under a new agent ID alike.
+          assert.equal(s.details, 'the agent has not synced with meshid-server since it started or attested again: no entry it holds matches the caller; retry');
         }
         // A caller the restored state knows is served meanwhile.
         const served = await fetchSecrets(h.client, { node: envoyNode(), resource_names: ['default', APP_A] }, as(SELECTOR_A));
@@ -73,7 +74,7 @@ describe('SDS on an agent serving restored state before its first sync (stubbed 
       async (h) => {
         const unsynced = await fetchStatus(fetchSecrets(h.client, { node: envoyNode(), resource_names: [APP_B] }, as(SELECTOR_A)));
         assert.equal(unsynced.code, status.UNAVAILABLE, unsynced.details);
-        assert.match(unsynced.details, /not synced with meshid-server.*no secret for "spiffe:\/\/example\.org\/ns\/default\/sa\/backend"/);
+        assert.match(unsynced.details, /^the agent has not synced with meshid-server since it started or attested again: no secret for "spiffe:\/\/example\.org\/ns\/default\/sa\/backend".*; retry$/);
         h.cache.isSynced = true;
         const synced = await fetchStatus(fetchSecrets(h.client, { node: envoyNode(), resource_names: [APP_B] }, as(SELECTOR_A)));
         assert.equal(synced.code, status.NOT_FOUND, synced.details);

@@ -112,7 +112,7 @@ describe('FetchJWTSVID (attestation stubbed: caller has unix:uid:1001)', () => {
     // Served from the data dir (the server unreachable, say): the entry may have been made while the agent was down.
     h.cache.isSynced = false;
     try {
-      await expectCode(h.client.fetchJwtSvid(['db'], APP_B), UNAVAILABLE, /not synced with meshid-server/);
+      await expectCode(h.client.fetchJwtSvid(['db'], APP_B), UNAVAILABLE, new RegExp(`the agent has not synced with meshid-server since it started or attested again: no entry it holds gives the caller ${APP_B}; retry$`));
       const res = await h.client.fetchJwtSvid(['db'], APP_A);
       assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_A], 'an identity the restored state names is served meanwhile');
     } finally {
