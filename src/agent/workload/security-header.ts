@@ -1,5 +1,5 @@
 import type { Metadata } from '@grpc/grpc-js';
-import { invalidArgument } from '../../common/errors.js';
+import { invalidArgument, type MeshidError } from '../../common/errors.js';
 
 /** The Workload API's security metadata key and its only accepted value (SPEC-NOTES §1, §7). */
 export const SECURITY_HEADER = 'workload.spiffe.io';
@@ -18,7 +18,17 @@ export const WORKLOAD_API_PATH_PREFIX = '/SpiffeWorkloadAPI/';
 export function checkSecurityHeader(metadata: Metadata): void {
   const values = metadata.get(SECURITY_HEADER);
   if (values.length === 0) throw invalidArgument(`security header missing from request: metadata "${SECURITY_HEADER}: ${SECURITY_HEADER_VALUE}" is required`);
-  if (values.length > 1) throw invalidArgument(`security header "${SECURITY_HEADER}" must have exactly one value, got ${values.length}`);
+  if (values.length > 1) throw sentMoreThanOnce(values.length);
   // grpc-js decodes text metadata as strings; a Buffer could only come from a -bin key, which this is not.
-  if (values[0] !== SECURITY_HEADER_VALUE) throw invalidArgument(`security header "${SECURITY_HEADER}" must be exactly "${SECURITY_HEADER_VALUE}"`);
+  const value = values[0];
+  if (value === SECURITY_HEADER_VALUE) return;
+  // Node's HTTP/2 server joins the values of a header sent twice into one, comma-separated (RFC 9110 §5.3), so a
+  // client that added it twice reaches here with one value, "true, true": "must be exactly" would send it looking at
+  // a value it never wrote.
+  if (typeof value === 'string' && value.includes(',')) throw sentMoreThanOnce(value.split(',').length);
+  throw invalidArgument(`security header "${SECURITY_HEADER}" must be exactly "${SECURITY_HEADER_VALUE}"`);
+}
+
+function sentMoreThanOnce(count: number): MeshidError {
+  return invalidArgument(`security header "${SECURITY_HEADER}" must be sent exactly once, with the value "${SECURITY_HEADER_VALUE}"; it arrived with ${count} values`);
 }

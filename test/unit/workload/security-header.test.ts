@@ -59,6 +59,18 @@ test('checkSecurityHeader accepts exactly one "true" and refuses everything else
   assert.throws(() => checkSecurityHeader(bin), (e) => isMeshidError(e, 'invalid_argument'), '-bin key');
 });
 
+test('a security header value that is a comma-joined list (the header sent more than once) is refused saying it must be sent exactly once', () => {
+  // How Node's HTTP/2 server hands grpc-js a header a client sent twice: one value, joined.
+  for (const [value, count] of [['true, true', 2], ['true,true', 2], ['true, True, 1', 3]] as const) {
+    assert.throws(() => checkSecurityHeader(metadata([['workload.spiffe.io', value]])), (e) => {
+      assert.ok(isMeshidError(e, 'invalid_argument'), String(e));
+      assert.equal(e.message, `security header "workload.spiffe.io" must be sent exactly once, with the value "true"; it arrived with ${count} values`);
+      return true;
+    }, value);
+  }
+  assert.throws(() => checkSecurityHeader(metadata([['workload.spiffe.io', 'yes']])), /must be exactly "true"$/, 'a single wrong value is told as before');
+});
+
 describe('security header on every Workload API RPC (attestation stubbed)', () => {
   let ca: TestCa;
   let h: WorkloadHarness;
@@ -83,6 +95,17 @@ describe('security header on every Workload API RPC (attestation stubbed)', () =
       }
     });
   }
+
+  test('a client that adds the header twice hears INVALID_ARGUMENT saying to send it exactly once, not that its value is wrong', async () => {
+    h.caller = [{ type: 'unix', value: SELECTOR_A.slice('unix:'.length) }];
+    const raw = h.rawClient() as unknown as Record<string, RawUnary>;
+    const err = await within(
+      new Promise<grpc.ServiceError | null>((resolve) => raw['FetchJWTSVID']!.call(raw, { audience: ['db'] }, metadata([['workload.spiffe.io', 'true'], ['workload.spiffe.io', 'true']]), resolve)),
+      'FetchJWTSVID with the header twice',
+    );
+    assert.equal(err?.code, grpc.status.INVALID_ARGUMENT);
+    assert.equal(err?.details, 'security header "workload.spiffe.io" must be sent exactly once, with the value "true"; it arrived with 2 values');
+  });
 
   test('the correct header lets an unregistered caller through to attestation: PERMISSION_DENIED, not INVALID_ARGUMENT', async () => {
     h.caller = [{ type: 'unix', value: 'uid:4242' }];
