@@ -1,5 +1,7 @@
-import { Metadata, ServerInterceptingCall, status, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
+import { ServerInterceptingCall, type ServerInterceptor, type ServiceDefinition } from '@grpc/grpc-js';
+import { internal, unavailable } from '../../common/errors.js';
 import { MalformedRequest } from '../../common/grpc/strict-requests.js';
+import { toServiceError } from '../../common/grpc-status.js';
 import { peerOfCall } from './call-peer.js';
 import type { UidFairQueue } from './uid-fair-queue.js';
 
@@ -67,7 +69,7 @@ export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer, o
               if (cancelled) return;
               // The agent is stopping: the handlers have ended their streams already, and would not end this one.
               if (queue.closing) {
-                call.sendStatus({ code: status.UNAVAILABLE, details: 'meshid-agent is shutting down; retry', metadata: new Metadata() });
+                call.sendStatus(toServiceError(unavailable('meshid-agent is shutting down; retry')));
                 return;
               }
               let decoded: unknown;
@@ -75,7 +77,7 @@ export function fairDecodingInterceptor(queue: UidFairQueue, uidOf: UidOfPeer, o
                 decoded = message.decode(message.bytes);
               } catch {
                 // What grpc-js answers for a deserializer that throws; the strict deserializer never does.
-                call.sendStatus({ code: status.INTERNAL, details: 'Error deserializing request', metadata: new Metadata() });
+                call.sendStatus(toServiceError(internal('Error deserializing request')));
                 return;
               }
               if (decoded instanceof MalformedRequest) onMalformed?.(uid, decoded.error.message);

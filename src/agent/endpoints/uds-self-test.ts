@@ -1,5 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
-import { internal } from '../../common/errors.js';
+import { failedPrecondition, internal } from '../../common/errors.js';
+import { toServiceError } from '../../common/grpc-status.js';
 import type { PeerInfo } from '../attestor/peer-credentials.js';
 import { peerOfCall } from './call-peer.js';
 
@@ -34,7 +35,7 @@ const peerOfCallAgrees: grpc.ServerInterceptor = (_method, call) =>
             return;
           }
           const details = `grpc-js reported call.getConnectionInfo().remoteAddress = ${JSON.stringify(fromInfo)} but call.getPeer() = ${JSON.stringify(fromPeer)}`;
-          call.sendStatus({ code: grpc.status.FAILED_PRECONDITION, details, metadata: new grpc.Metadata() });
+          call.sendStatus(toServiceError(failedPrecondition(details)));
         },
       }),
   });
