@@ -12,7 +12,7 @@ import path from 'node:path';
 import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
-import { BaseServerInterceptingCall, type ConnectionInfo } from '@grpc/grpc-js/build/src/server-interceptors.js';
+import serverInterceptorsModule, { BaseServerInterceptingCall, type ConnectionInfo } from '@grpc/grpc-js/build/src/server-interceptors.js';
 import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
 import { FIRST_REQUEST_WAIT_MS } from '../../src/agent/endpoints/authority-relay.js';
 import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
@@ -548,6 +548,41 @@ test('start fails loudly when grpc-js\'s connection info names another connectio
   await assert.rejects(uds.start(), (err) => {
     assert.ok(err instanceof MeshidError && err.code === 'internal', String(err));
     assert.match(err.message, /^Unix socket self-test failed: grpc-js reported call\.getConnectionInfo\(\)\.remoteAddress = "unknown" but call\.getPeer\(\) = "uds-peer#\d+"; this grpc-js version breaks the per-uid call limit and fair queue$/);
+    return true;
+  });
+  assert.equal(fs.existsSync(socketPath), false);
+});
+
+test('start fails loudly, naming the grpc-js version, when the first interceptor gets no call with an HTTP/2 stream, which the per-uid call limit needs (grpc-js stubbed: an interceptor wrapped ahead of the first, as a renamed "stream" field would look)', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const socketPath = path.join(dir, 'agent.sock');
+  // grpc-js builds every call's interceptor chain here (server.js reads the export at each call): a pass-through
+  // interceptor put first hands the real first one a wrapper, which has no `stream` field, as a grpc-js that renamed
+  // the field would hand it its own call.
+  const interceptors = serverInterceptorsModule as unknown as { getServerInterceptingCall: (list: grpc.ServerInterceptor[], ...rest: unknown[]) => unknown };
+  const real = interceptors.getServerInterceptingCall;
+  const wrapped: grpc.ServerInterceptor = (_method, call) => new grpc.ServerInterceptingCall(call);
+  interceptors.getServerInterceptingCall = (list, ...rest) => real([wrapped, ...list], ...rest);
+  teardown(t).after(() => {
+    interceptors.getServerInterceptingCall = real;
+  });
+  const server = new grpc.Server();
+  const uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger() });
+  teardown(t).after(async () => {
+    server.forceShutdown();
+    await uds.close();
+  });
+  const version = (JSON.parse(fs.readFileSync(path.join(packageRoot, 'node_modules/@grpc/grpc-js/package.json'), 'utf8')) as { version: string }).version;
+  await assert.rejects(uds.start(), (err) => {
+    assert.ok(err instanceof MeshidError && err.code === 'internal', String(err));
+    assert.equal(
+      err.message,
+      `Unix socket self-test failed: the installed @grpc/grpc-js (version ${version}) no longer gives a server interceptor its call's HTTP/2 stream ` +
+        '(the private field "stream"), by which the agent counts and resets each uid\'s calls (max_calls_per_uid): without it one local process ' +
+        "could hold the agent's memory with open calls. Install the dependency versions meshid was released with: npm ci (it follows " +
+        'package-lock.json), not npm install or npm update',
+    );
     return true;
   });
   assert.equal(fs.existsSync(socketPath), false);

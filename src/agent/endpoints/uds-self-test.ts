@@ -1,8 +1,10 @@
 import * as grpc from '@grpc/grpc-js';
 import { failedPrecondition, internal } from '../../common/errors.js';
+import { installedGrpcJsVersion } from '../../common/grpc/grpc-js-version.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import type { PeerInfo } from '../attestor/peer-credentials.js';
 import { peerOfCall } from './call-peer.js';
+import { http2StreamOf } from './uid-call-limit.js';
 
 /**
  * The start-up self-test of the peer-credential wiring: a private gRPC server with one method answers the caller's
@@ -10,7 +12,9 @@ import { peerOfCall } from './call-peer.js';
  * pid back. If a grpc-js release stops passing the socket's remoteAddress through getPeer(), every workload would be
  * an "unknown peer": better to refuse to start with a message that says why. The socket's interceptors read the same
  * key from the call's connection info instead (peerOfCall); a grpc-js where the two differ would count every uid's
- * calls and turns as one unknown uid's, so the private server checks that they agree before its handler runs.
+ * calls and turns as one unknown uid's, so the private server checks that they agree before its handler runs. It also
+ * checks that its first interceptor gets grpc-js's own call with its HTTP/2 stream (http2StreamOf), which the per-uid
+ * call limit counts and resets calls by: a grpc-js that renamed that private field would switch the limit off.
  */
 
 const METHOD = '/meshid.agent.internal.UdsSelfTest/WhoAmI';
@@ -21,6 +25,29 @@ interface Answer {
   peer: string;
   pid: number | null;
 }
+
+/**
+ * Refuses the call (FAILED_PRECONDITION) when the call grpc-js hands its first interceptor has no HTTP/2 stream that
+ * http2StreamOf finds. Must be the server's first interceptor, as uidCallLimitInterceptor is the workload server's.
+ */
+const callStreamReachable: grpc.ServerInterceptor = (_method, call) =>
+  new grpc.ServerInterceptingCall(call, {
+    start: (next) =>
+      next({
+        onReceiveMetadata: (metadata, nextMetadata) => {
+          if (http2StreamOf(call) !== undefined) {
+            nextMetadata(metadata);
+            return;
+          }
+          const details =
+            `the installed @grpc/grpc-js (${installedGrpcJsVersion()}) no longer gives a server interceptor its call's HTTP/2 stream ` +
+            '(the private field "stream"), by which the agent counts and resets each uid\'s calls (max_calls_per_uid): without it ' +
+            'one local process could hold the agent\'s memory with open calls. Install the dependency versions meshid was released ' +
+            'with: npm ci (it follows package-lock.json), not npm install or npm update';
+          call.sendStatus(toServiceError(failedPrecondition(details)));
+        },
+      }),
+  });
 
 /** Refuses the call (FAILED_PRECONDITION) when peerOfCall does not name the connection getPeer() names. */
 const peerOfCallAgrees: grpc.ServerInterceptor = (_method, call) =>
@@ -34,7 +61,9 @@ const peerOfCallAgrees: grpc.ServerInterceptor = (_method, call) =>
             nextMetadata(metadata);
             return;
           }
-          const details = `grpc-js reported call.getConnectionInfo().remoteAddress = ${JSON.stringify(fromInfo)} but call.getPeer() = ${JSON.stringify(fromPeer)}`;
+          const details =
+            `grpc-js reported call.getConnectionInfo().remoteAddress = ${JSON.stringify(fromInfo)} but call.getPeer() = ${JSON.stringify(fromPeer)}; ` +
+            'this grpc-js version breaks the per-uid call limit and fair queue';
           call.sendStatus(toServiceError(failedPrecondition(details)));
         },
       }),
@@ -42,7 +71,7 @@ const peerOfCallAgrees: grpc.ServerInterceptor = (_method, call) =>
 
 /** The private server whose injector the UdsServer uses for its own self-test connection. */
 export function createSelfTestServer(peerOf: (peer: string) => PeerInfo | undefined): grpc.Server {
-  const server = new grpc.Server({ interceptors: [peerOfCallAgrees] });
+  const server = new grpc.Server({ interceptors: [callStreamReachable, peerOfCallAgrees] });
   const method = {
     path: METHOD,
     requestStream: false,
@@ -81,7 +110,7 @@ export async function runSelfTest(socketPath: string, peerPattern: RegExp): Prom
       throw internal(`Unix socket self-test failed: our own connection was not recognised by its peer credentials (expected pid ${process.pid})`, err);
     }
     if ((err as { code?: unknown }).code === grpc.status.FAILED_PRECONDITION) {
-      throw internal(`Unix socket self-test failed: ${(err as { details?: string }).details}; this grpc-js version breaks the per-uid call limit and fair queue`, err);
+      throw internal(`Unix socket self-test failed: ${(err as { details?: string }).details}`, err);
     }
     throw internal(`Unix socket self-test failed: cannot call our own socket ${socketPath}: ${(err as Error).message}`, err);
   } finally {

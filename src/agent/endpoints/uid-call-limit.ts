@@ -132,9 +132,10 @@ export function uidCallLimitInterceptor(limit: UidCallLimit, uidOf: UidOfPeer): 
 /**
  * The HTTP/2 stream of grpc-js's own call (its `stream` field: grpc-js has no public accessor), or undefined when an
  * interceptor runs before this one or grpc-js changed; then calls are neither counted nor reset, and the tests of
- * the limit fail.
+ * the limit fail. The agent's start-up self-test checks it on its own connection (uds-self-test.ts): a grpc-js that
+ * renamed the field would otherwise switch the limit off without a word.
  */
-function http2StreamOf(call: ServerInterceptingCallInterface): http2.ServerHttp2Stream | undefined {
+export function http2StreamOf(call: ServerInterceptingCallInterface): http2.ServerHttp2Stream | undefined {
   const stream = (call as unknown as { stream?: Partial<http2.ServerHttp2Stream> }).stream;
   return typeof stream?.close === 'function' && typeof stream.once === 'function' && 'headersSent' in stream ? (stream as http2.ServerHttp2Stream) : undefined;
 }
