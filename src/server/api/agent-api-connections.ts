@@ -1,8 +1,8 @@
 import http2 from 'node:http2';
-import { createRequire } from 'node:module';
 import tls, { type TLSSocket } from 'node:tls';
 import type * as grpc from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
+import { installedGrpcJsVersion } from '../../common/grpc/grpc-js-version.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import type { ParsedCertificate } from '../../common/x509/certificate.js';
@@ -361,12 +361,4 @@ function http2Listeners(server: grpc.Server): http2.Http2SecureServer[] {
     );
   }
   return servers as http2.Http2SecureServer[];
-}
-
-function installedGrpcJsVersion(): string {
-  try {
-    return `version ${(createRequire(import.meta.url)('@grpc/grpc-js/package.json') as { version: string }).version}`;
-  } catch {
-    return 'version unknown';
-  }
 }
