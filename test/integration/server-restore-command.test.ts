@@ -11,6 +11,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { spawn } from 'node:child_process';
 import * as grpc from '@grpc/grpc-js';
+import Database from 'better-sqlite3';
 import { exportPkcs8Pem, generateKeyPair } from '../../src/common/x509/keys.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { createCsr } from '../../src/common/x509/csr.js';
@@ -189,6 +190,33 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
   await refused(['--from', path.join(open, 'backup')], new RegExp(`backup directory: ${open} is writable by other users \\(mode 777\\)`));
   await refused(['--from', backup], new RegExp(`data dir: ${open} is writable by other users \\(mode 777\\)`), path.join(open, 'data'));
   assert.equal(fs.existsSync(newDataDir), false, 'no data dir was made by any refusal');
+});
+
+test('a backup whose datastore SQLite finds damaged where a restore does not read (the entries table) is refused naming it, not restored for the start to refuse', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-damaged-');
+  teardown(t).after(cleanup);
+  const { live, backup } = await backedUp(dir);
+  teardown(t).after(() => live.stop());
+  assert.equal(await live.stop(), 0);
+  const damaged = path.join(dir, 'damaged');
+  fs.cpSync(backup, damaged, { recursive: true });
+  const file = path.join(damaged, 'datastore.sqlite3');
+  const db = new Database(file, { readonly: true });
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'registration_entries'").get() as { rootpage: number };
+  db.close();
+  // Bit rot on the backup's medium, or a copy whose middle never reached it: the page opening, the CA journal and the
+  // join tokens never touch, which a start's entry load then fails on.
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(pageSize, 0xff), 0, pageSize, (rootpage - 1) * pageSize);
+  fs.closeSync(fd);
+  const dataDir = path.join(dir, 'restored');
+  const r = await restoreCli(['--from', damaged, '--data-dir', dataDir]);
+  assert.equal(r.code, 1, r.out);
+  assert.equal(r.out, '');
+  assert.match(r.err, new RegExp(`^Error: FailedPrecondition: cannot restore ${damaged}: the datastore ${file} is damaged \\(SQLite's integrity check: .+\\): restore another backup\\n$`));
+  assert.equal(fs.existsSync(dataDir), false, 'no data dir was made');
+  assert.deepEqual(stagingLeft(dir), [], 'no staging directory left');
 });
 
 test('a data dir a crashed server left with its datastore.sqlite3-wal is refused, naming the -wal; moved aside as told, the restore restores the backup', { timeout: 120_000 }, async (t) => {

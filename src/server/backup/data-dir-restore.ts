@@ -4,9 +4,9 @@ import { randomBytes } from 'node:crypto';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { fsyncDir } from '../../common/atomic-file.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
-import { aborted, failedPrecondition, MeshidError } from '../../common/errors.js';
+import { aborted, failedPrecondition, isMeshidError, MeshidError } from '../../common/errors.js';
 import { storageFailureCause } from '../../common/storage-failure.js';
-import { openSqliteDatastore } from '../datastore/sqlite-datastore.js';
+import { openSqliteDatastore, type SqliteDatastore } from '../datastore/sqlite-datastore.js';
 import { keysWithoutJournal, loadJournalAuthorities } from '../ca/journal-authorities.js';
 import { KeyStore } from '../ca/key-store.js';
 import type { CaRecord } from '../datastore/datastore.js';
@@ -142,6 +142,7 @@ async function prepareDatastore(source: RestoreSource, staging: string, keyIds: 
     throw asInBackup(err);
   }
   try {
+    await checkIntact(ds, path.join(staging, DATASTORE_FILE));
     checkJournalKeys(await ds.listCaRecords(), keyIds, source, staging, clock.now());
     // Expired ones are deleted too (housekeeping would have), but counted as `token revoke --all` counts: what was at risk.
     const now = clock.now();
@@ -151,6 +152,23 @@ async function prepareDatastore(source: RestoreSource, staging: string, keyIds: 
   } finally {
     await ds.close();
   }
+}
+
+/**
+ * Refuses a datastore SQLite's integrity check finds damaged (bit rot on the backup's medium, a copy cut short in its
+ * middle). Opening it, its CA journal and its join tokens read a few pages; the rest would be put in place and
+ * reported restored, for the server's start (its entry load) to refuse, or a later read to fail while serving.
+ */
+async function checkIntact(ds: SqliteDatastore, file: string): Promise<void> {
+  let problems: string[];
+  try {
+    problems = await ds.integrityProblems();
+  } catch (err) {
+    // Too damaged for the check to go on: SQLite's own words are the cause (storageError keeps it).
+    if (!isMeshidError(err, 'internal')) throw err;
+    problems = [err.cause instanceof Error ? err.cause.message : err.message];
+  }
+  if (problems.length > 0) throw failedPrecondition(`the datastore ${file} is damaged (SQLite's integrity check: ${problems.join('; ')}): restore another backup`);
 }
 
 /**
