@@ -210,7 +210,8 @@ export class AgentStore {
    * The stored state with what is still servable at `now`, or undefined when there is none. A damaged state file (one
    * that cannot be parsed, whose seal no longer matches, or, unsealed, with a field of the wrong type) is moved aside
    * (kept for inspection) and the agent starts empty: the server has everything it held. So it does when the journal
-   * cannot be replayed whole (damaged before its end, or a change set that passes its checksum but cannot be applied);
+   * cannot be replayed whole (damaged before its end, a complete last change set failing its checksum, or a change set
+   * that passes its checksum but cannot be applied);
    * the journal is then copied aside as the culprit. A torn last change set (a stop while saving) is only dropped.
    * A state a newer agent wrote (a format above this one's) is refused with failed_precondition, and nothing is moved.
    */
@@ -234,15 +235,19 @@ export class AgentStore {
     if (raw.seal === 'broken') return this.setStateAside(failedPrecondition(`${file} does not match its checksum (damaged or edited)`));
     const journalFile = path.join(this.dataDir, journalFileName(raw.journal));
     const journal = readJournal(journalFile);
-    if (journal.midwayDamage !== undefined) {
-      // A stop while saving only tears the last change set. Damage with bytes after it hit change sets the agent saved
-      // and acted on, withdrawals among them: the state before the damage could grant what they took back.
+    if (journal.damage !== undefined) {
+      // A stop while saving only cuts the last change set short. Damage hit change sets the agent saved and acted on,
+      // withdrawals among them: the state before the damage could grant what they took back.
+      const { laterBatches, lastLine } = journal.damage;
       return this.setJournalAside(
         journalFile,
         raw.journal,
-        `the state journal is damaged before its end (a change set in it fails its checksum, with ${journal.midwayDamage.laterBatches} valid ones after it): ` +
-          'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit',
-        { damagedAtByte: journal.validBytes, lostChangeSets: journal.midwayDamage.laterBatches },
+        lastLine
+          ? 'the state journal\'s last change set fails its checksum though it is complete (it ends in its newline): ' +
+              'not the mark of a stop while saving, which cuts the last one short, but of a disk fault or an edit'
+          : `the state journal is damaged before its end (a change set in it fails its checksum, with ${laterBatches} valid ones after it): ` +
+              'not the mark of a stop while saving, which only tears the last one, but of a disk fault or an edit',
+        { damagedAtByte: journal.validBytes, lostChangeSets: laterBatches },
       );
     }
     let restored: ReturnType<typeof restoreState>;

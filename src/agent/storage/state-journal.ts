@@ -10,8 +10,9 @@ import type { SvidDocument } from './state-documents.js';
  *
  * Line format: `<crc32 of the JSON, 8 hex digits> <JSON JournalBatch>\n` (JSON never holds a raw newline). A batch is
  * the unit of atomicity: replay applies whole batches in order and stops at the first line that is incomplete or
- * fails its checksum — a kill -9 during an append leaves exactly such a torn last line, and what comes before it is
- * a state the agent did save. Replay is then cut there (truncate), so later appends follow valid lines.
+ * fails its checksum — a kill -9 during an append leaves exactly such a torn last line (cut short: without its
+ * newline), and what comes before it is a state the agent did save. Replay is then cut there (truncate), so later
+ * appends follow valid lines. A line that fails its checksum anywhere else, or whole, is damage (JournalContents).
  */
 export interface JournalBatch {
   revision?: number;
@@ -42,12 +43,14 @@ export interface JournalContents {
   validBytes: number;
   totalBytes: number;
   /**
-   * Set when what follows the valid batches is more than one line: not a torn last batch, which is all a stop while
-   * saving can leave (an append is one line, and the JSON holds no raw newline), but damage before the end (a disk
-   * fault, an edit). `laterBatches` counts the lines after the damaged one that still pass their checksum: batches
-   * the agent did save, lost because replay cannot skip one without serving a state that never was.
+   * Set when what follows the valid batches is not a torn last batch, which is all a stop while saving can leave (an
+   * append is one line written front to back, its newline last, and the JSON holds no raw newline): it is damage (a
+   * disk fault, an edit), either before the end (more than one line follows; `lastLine` false) or of a last line that
+   * is complete, newline and all, yet fails its checksum (`lastLine` true). `laterBatches` counts the lines after the
+   * damaged one that still pass their checksum: batches the agent did save, lost because replay cannot skip one
+   * without serving a state that never was.
    */
-  midwayDamage?: { laterBatches: number };
+  damage?: { laterBatches: number; lastLine: boolean };
 }
 
 /** The contents of a journal (JournalContents). A journal that does not exist is empty. */
@@ -70,7 +73,9 @@ export function readJournal(file: string): JournalContents {
     pos = end + 1;
   }
   const badEnd = buf.indexOf(NEWLINE, pos);
-  if (badEnd === -1 || badEnd === buf.length - 1) return { batches, validBytes: pos, totalBytes: buf.length };
+  if (badEnd === -1) return { batches, validBytes: pos, totalBytes: buf.length };
+  // Saved whole, then changed: the batch it held may be a withdrawal, which dropping it as torn would undo.
+  if (badEnd === buf.length - 1) return { batches, validBytes: pos, totalBytes: buf.length, damage: { laterBatches: 0, lastLine: true } };
   let laterBatches = 0;
   for (let from = badEnd + 1; ; ) {
     const end = buf.indexOf(NEWLINE, from);
@@ -78,7 +83,7 @@ export function readJournal(file: string): JournalContents {
     if (decodeLine(buf.subarray(from, end)) !== undefined) laterBatches++;
     from = end + 1;
   }
-  return { batches, validBytes: pos, totalBytes: buf.length, midwayDamage: { laterBatches } };
+  return { batches, validBytes: pos, totalBytes: buf.length, damage: { laterBatches, lastLine: false } };
 }
 
 function decodeLine(line: Buffer): JournalBatch | undefined {

@@ -220,6 +220,47 @@ test('damage before the journal\'s end is logged as damage, not as a stop while 
   }
 });
 
+test('a last change set that fails its checksum though complete (its newline there) is damage, not a stop while saving: the withdrawal it held is not undone; the journal is copied aside and the agent starts without stored state', () => {
+  const t = tempDir('meshid-journal-last-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const a = entry('l-a', ['unix:uid:1']);
+    const b = entry('l-b', ['unix:uid:2']);
+    const s1: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: [a, b], svids: [fx.issue(a), fx.issue(b)] };
+    store.saveState(s1);
+    // The server withdrew l-b: one batch, the journal's last line.
+    store.saveState({ ...s1, revision: 2, entries: [a], svids: [s1.svids[0]!] });
+    store.close();
+    const file = path.join(dir, journals(dir)[0]!);
+    const saved = fs.readFileSync(file, 'utf8');
+    assert.equal(saved.split('\n').length, 2, 'one batch, a whole line');
+    // A disk fault in it: one byte changed, the length and the newline kept. A kill can only cut a line short.
+    const damaged = saved.replace('"removed_entries"', '"removed_entriez"');
+    assert.notEqual(damaged, saved);
+    fs.writeFileSync(file, damaged);
+
+    const logged: Array<Record<string, unknown>> = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (logged.push(JSON.parse(String(chunk)) as Record<string, unknown>), done()) });
+    store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    const loaded = store.loadState(fx.clock.now());
+    store.close();
+    assert.equal(loaded, undefined, `l-b, withdrawn, is not served again: ${JSON.stringify(summary(loaded))}`);
+    const msgs = logged.map((l) => String(l['msg']));
+    assert.ok(!msgs.some((m) => /stopped while saving/.test(m)), msgs.join('\n'));
+    const line = logged.find((l) => /last change set fails its checksum though it is complete/.test(String(l['msg'])));
+    assert.ok(line !== undefined, msgs.join('\n'));
+    assert.equal(line['level'], 50);
+    assert.equal(line['damagedAtByte'], 0);
+    assert.equal(line['lostChangeSets'], 0);
+    assert.equal(fs.readFileSync(path.join(dir, 'state.journal.damaged'), 'utf8'), damaged, 'the evidence, not cut off');
+    assert.equal(line['snapshotMovedTo'], path.join(dir, 'state.json.unreadable'));
+    assert.deepEqual(journals(dir), []);
+  } finally {
+    t.cleanup();
+  }
+});
+
 for (const [shape, record, reason] of [
   ['a field of the wrong type', { id: 'u-b', spiffe_id: 'spiffe://example.org/b', selectors: 5 }, /wrong type/],
   ['an entry without selectors', { id: 'u-b', spiffe_id: 'spiffe://example.org/b', selectors: [] }, /entry u-b has no selectors/],
