@@ -218,7 +218,15 @@ export class StatePersister {
       fs.rmSync(tmp, { force: true });
       throw err;
     }
-    fsyncDir(this.dir);
+    try {
+      fsyncDir(this.dir);
+    } catch (err) {
+      // The new snapshot is in place and names generation `next`, while this persister still appends to the old
+      // generation's journal, which that snapshot no longer reads: without a base, the next save writes a whole
+      // snapshot again instead of appending where a restart would not look.
+      this.base = undefined;
+      throw err;
+    }
     this.closeJournal();
     this.generation = next;
     this.journalBytes = 0;
