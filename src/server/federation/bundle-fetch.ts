@@ -52,7 +52,13 @@ export function fetchFederatedBundle(
         ),
       );
     }
-    tls = { ca: certificatesToPem([...anchors]), checkServerIdentity: (_host, cert) => checkEndpointId(cert, rel.endpointSpiffeId!) };
+    // allowPartialTrustChain: every certificate of a bundle is a trust anchor, as go-spiffe and SPIRE (Go's verifier)
+    // take it, self-signed or not (X509-SVID §6.1 asks for self-signed roots with a SHOULD only); OpenSSL would otherwise
+    // insist on reaching a self-signed one, and a partner anchored on its PKI's intermediate could never be fetched.
+    tls = {
+      ca: certificatesToPem([...anchors]), allowPartialTrustChain: true,
+      checkServerIdentity: (_host, cert) => checkEndpointId(cert, rel.endpointSpiffeId!),
+    };
     // Federation §5.2.2.4: the latest stored bundle authenticates the endpoint. A partner that replaced its roots while
     // this server was not polling (down, or given an old seed) presents a chain nothing stored vouches for, which only
     // an operator can remedy; OpenSSL's own words ("unable to get local issuer certificate") do not say so.

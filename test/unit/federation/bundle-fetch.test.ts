@@ -143,3 +143,19 @@ test('redirects share the fetch deadline: hops each quicker than it, but slower 
   assert.equal((ended as Error).message, `bundle endpoint ${url} of partner.org: no complete answer within 1 s, redirects included`);
   assert.equal(requests.length, 3, 'the fourth hop would start after the deadline');
 });
+
+test("an https_spiffe endpoint is authenticated by a stored CA that is not self-signed (a partner anchored on its PKI's intermediate), as go-spiffe does", async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  // The partner's bundle holds its intermediate alone: X509-SVID §6.1 asks for self-signed roots with a SHOULD, and
+  // SPIRE (Go's verifier) takes every bundle certificate as a trust anchor, so such a partner federates with SPIRE.
+  const endpoint = await partnerEndpoint(t, ca);
+  endpoint.body = JSON.stringify({ keys: [] });
+  const fetched = await fetchFederatedBundle(endpoint.rel, [ca.intermediateDer]);
+  assert.deepEqual(fetched.bundle.x509Authorities, []);
+  assert.equal(endpoint.requests, 1);
+  // Still anchored: a chain the stored CA did not issue is refused.
+  const other = new TestCa('partner.org');
+  t.after(() => other.dispose());
+  await assert.rejects(fetchFederatedBundle(endpoint.rel, [other.intermediateDer]), (err) => isMeshidError(err, 'unavailable') && /does not chain to the X\.509 root stored/.test(err.message));
+});
