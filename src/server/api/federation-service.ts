@@ -114,6 +114,8 @@ export function federationService(
       const seed = req.bundle ? federatedBundleFromText(td, req.bundle, req.bundle_format, await ds.getBundle(td), now) : undefined;
       await ds.createFederationRelationship(stored(rel, now), seed);
       poller.set(rel, 'api');
+      // The seed may be what a failing relationship hosted by td's endpoint waits for, as after `bundle set`.
+      if (seed !== undefined) poller.anchorsReplaced(td);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
       warnOfAnotherTrustDomainsCa(td, seed);
       await warnOfUnauthenticatedEndpoint(rel);
@@ -139,6 +141,7 @@ export function federationService(
       // A delete that committed after this update, and took the relationship out of the poller before it got here,
       // stays a delete: the update was done, then undone.
       const status = poller.replace(rel, 'api') ?? unpolled(rel);
+      if (seed !== undefined) poller.anchorsReplaced(td);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
       warnOfAnotherTrustDomainsCa(td, seed?.bundle);
       await warnOfUnauthenticatedEndpoint(rel);

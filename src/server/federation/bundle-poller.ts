@@ -141,8 +141,14 @@ export class FederatedBundlePoller {
    * again right after, if that poll fails: it may have read the roots the re-seed replaced.
    */
   anchorsReplaced(trustDomain: string): void {
+    this.anchorsChanged(trustDomain, undefined);
+  }
+
+  /** anchorsReplaced, for every relationship but `storedBy`, whose own poll just stored the bundle. */
+  private anchorsChanged(trustDomain: string, storedBy: PollState | undefined): void {
     if (this.stopped || !this.started) return;
     for (const state of this.states.values()) {
+      if (state === storedBy) continue;
       const { rel } = state;
       if (rel.profile !== 'https_spiffe' || endpointTrustDomain(rel) !== trustDomain) continue;
       if (state.inFlight !== undefined) state.anchorsReplacedMeanwhile = true;
@@ -235,6 +241,9 @@ export class FederatedBundlePoller {
       if (previous === undefined || !sameAuthorities(previous, stored)) {
         // Only over what was read before the fetch: a bundle set or deleted meanwhile is the operator's last word.
         await this.ds.setBundle(stored, { replaces: previous?.sequence ?? null, relationship: state.source === 'api' });
+        // A relationship whose endpoint another trust domain hosts is authenticated with this bundle (Federation
+        // §5.2.2.4 allows it to come "through another federation relationship"): if it is failing, it tries the new roots now.
+        this.anchorsChanged(rel.trustDomain, state);
         const fields = { ...where, sequence: stored.sequence, endpointSequence: fetched.sequence };
         if (empty && ignored.length > 0) {
           this.log.warn(

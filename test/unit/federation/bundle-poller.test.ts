@@ -482,3 +482,59 @@ test("a failed poll is a warning with the fields README's logging paragraph name
     assert.equal(nextPollAt! - lastAttemptAt!, fields['retryInMs'], 'retryInMs is the delay until the next poll');
   });
 });
+
+test("a poll storing new roots of a trust domain that hosts another relationship's https_spiffe endpoint polls that one at once if it is failing (stubbed endpoints)", async (t) => {
+  const host = new TestCa('host.example');
+  const partner = new TestCa('partner.org');
+  t.after(() => [host, partner].forEach((c) => c.dispose()));
+  const [hostRel, hostedRel] = compileRelationships(
+    {
+      'host.example': { bundle_endpoint_url: 'https://host.example/', bundle_endpoint_profile: 'https_web' },
+      'partner.org': { bundle_endpoint_url: 'https://host.example/partner', bundle_endpoint_profile: 'https_spiffe', endpoint_spiffe_id: 'spiffe://host.example/bundles' },
+    },
+    'example.org',
+  );
+  await withDatastore(async ({ ds, clock }) => {
+    // Each endpoint as a fetch needs it: host.example's answers while `hostUp`; partner.org's only with host.example's
+    // roots to authenticate it.
+    let hostUp = false;
+    const calls = { host: 0, hosted: 0 };
+    const fetch = async (rel: FederationRelationship, anchors: readonly Buffer[] | undefined): Promise<FederatedBundleDocument> => {
+      if (rel.trustDomain === 'host.example') {
+        calls.host++;
+        if (!hostUp) throw new Error('connection refused');
+        return { bundle: host.bundle(1), ignored: [], unreadableTypes: 0 };
+      }
+      calls.hosted++;
+      if (anchors === undefined) throw new Error('no bundle of host.example is stored');
+      return { bundle: partner.bundle(1), ignored: [], unreadableTypes: 0 };
+    };
+    const poller = new FederatedBundlePoller([hostRel!, hostedRel!], ds, clock, silentLogger(), fetch);
+    t.after(() => poller.stop());
+    poller.start();
+    clock.advance(0);
+    await Promise.all([poller.pending('host.example'), poller.pending('partner.org')]);
+    assert.ok(poller.status('partner.org')!.lastError, 'nothing authenticates the hosted endpoint yet');
+    const retryAt = poller.status('partner.org')!.nextPollAt!;
+
+    hostUp = true;
+    await poller.refresh('host.example');
+    assert.ok(await ds.getBundle('host.example'));
+    // Before its retry is due: the hosted relationship's poll comes now.
+    assert.ok(clock.now() < retryAt);
+    clock.advance(0);
+    const poll = poller.pending('partner.org');
+    assert.ok(poll, 'the hosted relationship is polled at once, not at its retry');
+    await poll;
+    assert.equal(poller.status('partner.org')!.lastError, undefined);
+    assert.deepEqual((await ds.getBundle('partner.org'))!.x509Authorities, [partner.rootDer]);
+    assert.equal(calls.hosted, 2);
+
+    // host.example's next poll changes nothing: no bundle stored, nothing polled out of turn.
+    const next = poller.status('partner.org')!.nextPollAt;
+    await poller.refresh('host.example');
+    clock.advance(0);
+    assert.equal(poller.pending('partner.org'), undefined);
+    assert.equal(poller.status('partner.org')!.nextPollAt, next);
+  });
+});
