@@ -457,3 +457,30 @@ test('a relationship whose https_spiffe endpoint is of a third trust domain with
   assertOk(await cli(['federation', 'delete', '--trust-domain', 'hosted.org']));
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'host.org']));
 });
+
+test('a SPIFFE bundle document one of whose keys is left out is stored with a warning naming that key and why, from bundle set and federation create --bundle-path, and in the server log', async () => {
+  const doc = JSON.parse(partnerBundle('half-read.org', 'spiffe')) as { keys: Array<Record<string, unknown>> };
+  // A second root whose x5c is no standard base64 (a publisher's base64url, say): ignored, the rest stored.
+  doc.keys.push({ ...doc.keys[0]!, x5c: ['not-base64_url!'] });
+  const file = path.join(dir, 'half-read.json');
+  fs.writeFileSync(file, JSON.stringify(doc));
+  const warning = `Warning: SPIFFE bundle for half-read.org: keys[${doc.keys.length - 1}]: x5c[0] is not standard base64; the key is ignored\n`;
+
+  const set = await cli(['bundle', 'set', '--trust-domain', 'half-read.org', '--path', file]);
+  assert.equal(set.code, 0, set.err);
+  assert.match(set.out, /^Bundle set for half-read\.org/);
+  assert.equal(set.err, warning);
+  assert.match(serverOutput, /"trustDomain":"half-read\.org","ignored":\["SPIFFE bundle for half-read\.org: keys\[\d\]: x5c\[0\] is not standard base64; the key is ignored"\].*"the federated bundle set holds keys meshid cannot use/);
+  const listed = await cli(['bundle', 'list', '--trust-domain', 'half-read.org']);
+  assert.equal(pemToDerList(listed.out).length, 1, 'the other root is stored');
+
+  const created = await cli([
+    'federation', 'create', '--trust-domain', 'half-read.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/',
+    '--bundle-endpoint-profile', 'https_web', '--bundle-path', file,
+  ]);
+  assert.equal(created.code, 0, created.err);
+  assert.equal(created.err, warning);
+  assert.match(serverOutput, /"trustDomain":"half-read\.org","ignored":\[.*"the relationship's bundle holds keys meshid cannot use/);
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'half-read.org']));
+  assertOk(await cli(['bundle', 'delete', '--trust-domain', 'half-read.org']));
+});

@@ -35,7 +35,9 @@ export function bundleService(
     SetFederatedBundle: unary(log, 'SetFederatedBundle', async (req: { trust_domain?: string; bundle?: string; format?: string }) => {
       const td = foreign(req.trust_domain);
       const previous = await ds.getBundle(td);
-      const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now());
+      const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now(), (ignored) =>
+        log.warn({ trustDomain: td, ignored }, 'the federated bundle set holds keys meshid cannot use; they are left out and the rest is stored'),
+      );
       await ds.setBundle(stored);
       log.info({ trustDomain: td, sequence: stored.sequence }, 'federated bundle set');
       const otherDomains = rootsOfAnotherTrustDomain(td, stored.x509Authorities);

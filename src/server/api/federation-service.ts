@@ -92,6 +92,10 @@ export function federationService(
     return compileRelationship(td, raw, ownTrustDomain, `relationship with ${td}`);
   };
   const stored = (rel: FederationRelationship, now: number): StoredRelationship => ({ ...rel, createdAt: now, updatedAt: now });
+  /** A seed's keys left out, logged as `bundle set` logs them, once the seed is stored. */
+  const warnOfIgnoredKeys = (td: string, ignored: readonly string[]): void => {
+    if (ignored.length > 0) log.warn({ trustDomain: td, ignored }, "the relationship's bundle holds keys meshid cannot use; they are left out and the rest is stored");
+  };
 
   return {
     ListFederationRelationships: unary(log, 'ListFederationRelationships', () => ({
@@ -111,13 +115,17 @@ export function federationService(
         throw alreadyExists(`a federation relationship with ${td} already exists in federates_with of the server's config file`);
       }
       const now = clock.now();
-      const seed = req.bundle ? federatedBundleFromText(td, req.bundle, req.bundle_format, await ds.getBundle(td), now) : undefined;
+      let ignored: readonly string[] = [];
+      const seed = req.bundle
+        ? federatedBundleFromText(td, req.bundle, req.bundle_format, await ds.getBundle(td), now, (reasons) => (ignored = reasons))
+        : undefined;
       await ds.createFederationRelationship(stored(rel, now), seed);
       poller.set(rel, 'api');
       // The seed may be what a failing relationship hosted by td's endpoint waits for, as after `bundle set`.
       if (seed !== undefined) poller.anchorsReplaced(td);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
       warnOfAnotherTrustDomainsCa(td, seed);
+      warnOfIgnoredKeys(td, ignored);
       await warnOfUnauthenticatedEndpoint(rel);
       return relationshipToProto(poller.status(td)!);
     }),
@@ -130,12 +138,14 @@ export function federationService(
       madeHere(td, 'change');
       const now = clock.now();
       let seed: { bundle: StoredBundle; replaces: number | null } | undefined;
+      let ignored: readonly string[] = [];
       if (req.bundle) {
         // In the relationship's transaction, so a relationship deleted meanwhile (not_found) keeps no bundle of the
         // failed update. `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the
         // command is retried).
         const previous = await ds.getBundle(td);
-        seed = { bundle: federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now), replaces: previous?.sequence ?? null };
+        const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
+        seed = { bundle, replaces: previous?.sequence ?? null };
       }
       await ds.updateFederationRelationship(stored(rel, now), seed);
       // A delete that committed after this update, and took the relationship out of the poller before it got here,
@@ -144,6 +154,7 @@ export function federationService(
       if (seed !== undefined) poller.anchorsReplaced(td);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship updated');
       warnOfAnotherTrustDomainsCa(td, seed?.bundle);
+      warnOfIgnoredKeys(td, ignored);
       await warnOfUnauthenticatedEndpoint(rel);
       return relationshipToProto(status);
     }),

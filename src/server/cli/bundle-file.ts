@@ -68,6 +68,20 @@ export function warnOfAnotherTrustDomain(trustDomain: string, text: string, form
   );
 }
 
+/**
+ * After a federated bundle was stored for `trustDomain`: a warning on stderr for each key of the document that was left
+ * out (or read with a flaw), saying why, since "Bundle set" alone would have the operator trust a root that is not.
+ */
+export function warnOfLeftOutKeys(trustDomain: string, text: string, format: string | undefined, io: Pick<CliIo, 'stderr'>): void {
+  try {
+    federatedBundleFromText(trustDomain, text, format, undefined, 0, (reasons) => {
+      for (const reason of reasons) io.stderr.write(`Warning: ${reason}\n`);
+    });
+  } catch {
+    // the server took it; what it stored is its business, not this warning's
+  }
+}
+
 /** Whether the text is JSON (a SPIFFE bundle document) rather than PEM. */
 function isJson(text: string): boolean {
   try {

@@ -1,6 +1,6 @@
 import { createHash, createPublicKey } from 'node:crypto';
 import { readAll } from '../../common/cli/input.js';
-import { readBundleFile, refuseRepeatedKeys, warnOfAnotherTrustDomain } from './bundle-file.js';
+import { readBundleFile, refuseRepeatedKeys, warnOfAnotherTrustDomain, warnOfLeftOutKeys } from './bundle-file.js';
 import { invalidArgument, notFound } from '../../common/errors.js';
 import type { FlagSpec, ParsedArgs } from '../../common/cli/args.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
@@ -148,6 +148,7 @@ const set: Command = {
     );
     // spire-server's BatchSetFederatedBundleResponse.
     io.stdout.write(outputFormat(args) === 'json' ? renderJson({ results: [{ status: spireStatus(0, ''), bundle: spireBundle(b) }] }) : `Bundle set for ${td} (sequence ${b.sequence ?? 0}).\n`);
+    warnOfLeftOutKeys(td, bundle, format, io);
     warnOfAnotherTrustDomain(td, bundle, format, io);
     return 0;
   },

@@ -7,7 +7,7 @@ import { errorLine, OUTPUT_FLAG, outputFormat, renderFields, renderJson, type Cl
 import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ProtoBundle, ProtoFederationRelationship } from './admin-types.js';
 import { refusalAsBatchResult, spireRelationship, spireStatus } from './spire-output.js';
-import { readBundleInput, warnOfAnotherTrustDomain } from './bundle-file.js';
+import { readBundleInput, warnOfAnotherTrustDomain, warnOfLeftOutKeys } from './bundle-file.js';
 import { parseRelationshipFile } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
@@ -118,7 +118,10 @@ async function relationshipFromFlagsCall(
     if (json) io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), federation_relationship: (await spireRelationships(client, args, [r], io))[0] }] }));
     else io.stdout.write(`Federation relationship with ${r.trust_domain} ${what}.\n\n${renderRelationship(r)}`);
   });
-  if (bundle.bundle !== undefined) warnOfAnotherTrustDomain(relationship.trust_domain!, bundle.bundle, bundle.bundle_format || undefined, io);
+  if (bundle.bundle !== undefined) {
+    warnOfLeftOutKeys(relationship.trust_domain!, bundle.bundle, bundle.bundle_format || undefined, io);
+    warnOfAnotherTrustDomain(relationship.trust_domain!, bundle.bundle, bundle.bundle_format || undefined, io);
+  }
   return 0;
 }
 

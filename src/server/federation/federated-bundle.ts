@@ -38,10 +38,12 @@ export function sameAuthorities(a: StoredBundle, b: StoredBundle): boolean {
  * document or PEM CA certificates; `format` "spiffe" or "pem", or empty to tell them apart by the first character.
  * A SPIFFE document is read as a partner's (federatedBundleFromSpiffeJson: unusable keys left out, a 64-bit sequence
  * accepted), but one that holds a key twice, or leaves nothing to trust, is refused (the latter with the reasons its
- * keys were ignored).
+ * keys were ignored). `onIgnored` hears why keys were left out (or read with a flaw) of a bundle that is taken: the
+ * operator must hear of a root of the partner's that will not be trusted, not only the poller's log.
  */
 export function federatedBundleFromText(
   trustDomain: string, text: string, format: string | undefined, previous: StoredBundle | undefined, now: number,
+  onIgnored?: (reasons: readonly string[]) => void,
 ): StoredBundle {
   const body = text.trim();
   if (body === '') throw invalidArgument('bundle is empty: pass a SPIFFE bundle (JSON) or PEM CA certificates');
@@ -69,6 +71,7 @@ export function federatedBundleFromText(
     const why = ignored.length === 0 ? '' : ` (${ignored.join('; ')})`;
     throw invalidArgument(`the bundle for ${trustDomain} holds no usable X.509 authorities and no JWT keys${why}`);
   }
+  if (ignored.length > 0) onIgnored?.(ignored);
   return stored;
 }
 
