@@ -53,6 +53,13 @@ function parseProxyUrl(value: string): URL | Error {
   if (url.protocol !== 'http:' && url.protocol !== 'https:') {
     return new Error(`HTTPS_PROXY names a ${url.protocol.slice(0, -1)} proxy; meshid-server reaches bundle endpoints through http:// or https:// proxies only`);
   }
+  try {
+    // Decoded for Proxy-Authorization at every CONNECT; checked once here, where the message can say what is wrong.
+    decodeURIComponent(url.username);
+    decodeURIComponent(url.password);
+  } catch {
+    return new Error('HTTPS_PROXY has a user name or password with a malformed %-escape: encode "%" as %25');
+  }
   return url;
 }
 

@@ -98,4 +98,10 @@ test('an HTTPS_PROXY meshid cannot use fails each proxied fetch saying why, and 
     message: 'bundle endpoint https://partner.test:8443/ of partner.org: HTTPS_PROXY names a socks5 proxy; meshid-server reaches bundle endpoints through http:// or https:// proxies only',
   });
   assert.equal((await fetchFederatedBundle(endpoint.rel, [ca.rootDer], 5000, egress)).bundle.x509Authorities.length, 1);
+
+  // Credentials with a broken %-escape (Go's url.Parse refuses them too): said as such, not as "URI malformed".
+  const broken = egressProxyFromEnv({ HTTPS_PROXY: 'http://ops%zz:secret@127.0.0.1:3128' });
+  await assert.rejects(fetchFederatedBundle(rel!, [ca.rootDer], 5000, broken), {
+    message: 'bundle endpoint https://partner.test:8443/ of partner.org: HTTPS_PROXY has a user name or password with a malformed %-escape: encode "%" as %25',
+  });
 });
