@@ -101,8 +101,35 @@ async function portFree(port: string): Promise<boolean> {
   });
 }
 
+/**
+ * Whether something accepts connections on the Unix socket `file`: a demo already running on this state dir. A stale
+ * socket file (its daemon gone) refuses, and a missing one fails, so neither counts.
+ */
+async function socketAnswers(file: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    const probe = net.connect(file);
+    probe.once('connect', () => {
+      probe.destroy();
+      resolve(true);
+    });
+    probe.once('error', () => resolve(false));
+  });
+}
+
 async function main(): Promise<void> {
   fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  // Before the port: a second demo on this dir would take the first one's daemons, healthy on these sockets, for its
+  // own, print that it runs, and then stop when its own server is refused the data dir the first one holds. The exit
+  // leaves the first one's join token file alone (shutdown would remove it).
+  for (const socket of [adminSocket, agentSocket]) {
+    if (await socketAnswers(socket)) {
+      process.stderr.write(
+        `meshid demo: a meshid demo already runs on ${root} (something answers on ${socket}): use it, stop it first (Ctrl-C where it runs), ` +
+          `or start another one with MESHID_DEMO_DIR=<another dir> MESHID_DEMO_PORT=<another port> npm start\n`,
+      );
+      process.exit(1);
+    }
+  }
   // 0 would give the server a free port the agent could not be told.
   if (!/^[0-9]{1,5}$/.test(serverPort) || Number(serverPort) < 1 || Number(serverPort) > 65_535) {
     throw new DemoFailure(`meshid demo: MESHID_DEMO_PORT=${serverPort} is not a port: give a number from 1 to 65535\n`);

@@ -159,6 +159,29 @@ test('npm start on a taken port says which setting moves it, and starts nothing'
   assertStartedNothing(dir);
 });
 
+test('npm start while a demo runs on the same state dir says so and starts nothing, on another port too', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-twice-');
+  const demos: Demo[] = [];
+  teardown(t).after(async () => {
+    for (const d of demos) await stop(d);
+    cleanup();
+  });
+  const first = startDemo(dir, await freePort());
+  demos.push(first);
+  await running(first);
+
+  // On another port, as the taken-port answer tells: the first demo's daemons answer on the sockets of this dir, so
+  // the second took them for its own and printed that it ran before its own server was refused the locked data dir.
+  const second = startDemo(dir, await freePort());
+  demos.push(second);
+  assert.equal(await second.exited, 1, second.output());
+  assert.doesNotMatch(second.output(), /meshid is running/);
+  assert.match(second.output(), /^meshid demo: a meshid demo already runs on \S+ \(something answers on \S+admin\.sock\): use it, stop it first/);
+  assert.doesNotMatch(second.output(), /exited/, 'it started no server or agent of its own');
+  const socket = path.join(dir, '.meshid', 'agent-socket', 'api.sock');
+  assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0, 'the first demo still serves');
+});
+
 test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-bad-port-');
   teardown(t).after(cleanup);
