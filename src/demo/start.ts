@@ -10,6 +10,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { packageRoot } from '../common/paths.js';
 import { IDENTITY_FILE } from '../agent/storage/agent-store.js';
+import { socketPathLengthProblem } from '../common/socket-file.js';
 
 const root = path.resolve(process.env['MESHID_DEMO_DIR'] ?? '.meshid');
 const td = 'example.org';
@@ -118,6 +119,14 @@ async function socketAnswers(file: string): Promise<boolean> {
 
 async function main(): Promise<void> {
   fs.mkdirSync(root, { recursive: true, mode: 0o700 });
+  // A checkout deep in the tree makes socket paths the kernel cannot take; the daemons would refuse them naming
+  // --admin-socket and --socket-path, flags the demo's user never gave.
+  for (const socket of [adminSocket, agentSocket]) {
+    const problem = socketPathLengthProblem(socket);
+    if (problem !== undefined) {
+      throw new DemoFailure(`meshid demo: ${problem}: keep the demo's state in a shorter dir, e.g. MESHID_DEMO_DIR=/tmp/meshid-demo npm start\n`);
+    }
+  }
   // Before the port: a second demo on this dir would take the first one's daemons, healthy on these sockets, for its
   // own, print that it runs, and then stop when its own server is refused the data dir the first one holds. The exit
   // leaves the first one's join token file alone (shutdown would remove it).

@@ -196,6 +196,19 @@ test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and sta
   }
 });
 
+test('npm start in a dir too deep for its Unix sockets says to set MESHID_DEMO_DIR and starts nothing', { timeout: 60_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-deep-');
+  teardown(t).after(cleanup);
+  // The agent socket, .meshid/agent-socket/api.sock under it, passes the kernel's 107 bytes.
+  const deep = path.join(dir, 'd'.repeat(Math.max(1, 100 - dir.length)));
+  fs.mkdirSync(deep);
+  const demo = startDemo(deep, await freePort());
+  teardown(t).after(() => stop(demo));
+  assert.equal(await demo.exited, 1, demo.output());
+  assert.match(demo.output(), /^meshid demo: \S+admin\.sock is \d+ bytes long, more than the 107 a Unix socket path may have .*: keep the demo's state in a shorter dir, e\.g\. MESHID_DEMO_DIR=\/tmp\/meshid-demo npm start\n$/);
+  assertStartedNothing(deep);
+});
+
 test('npm start whose agent fails to start leaves no join token on disk, and the next start attests the agent with a new one', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-agent-fails-');
   const demos: Demo[] = [];
