@@ -154,7 +154,7 @@ export const SERVER_DEFAULTS = {
 /** The longest a join token may stay usable: a token is a credential lying about until an agent spends it. */
 export const MAX_JOIN_TOKEN_TTL_SECONDS = 7 * 24 * 3600;
 const KEY_TYPES: readonly KeyType[] = ['ec-p256', 'ec-p384', 'rsa-2048'];
-const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
+export const DATACENTER_RE = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 
 /** Reads a JSON config file; a "server" top-level object is accepted too, for room to grow. */
 export function readConfigFile(file: string, setByFlags?: ReadonlySet<string>): RawServerConfig {

@@ -147,6 +147,19 @@ test('a node alias given unix selectors (a workload entry re-parented to the ser
   assertOk(await cli(['entry', 'update', '--entry-id', createdId, '--hint', 'quiet']));
 });
 
+test('a node alias given a meshid: selector no agent carries (meshid:dc:east, meshid:datacenter:East) is stored with a warning naming the one agents carry', async () => {
+  const warning = (id: string, value: string, meant: string): string =>
+    `Warning: entry ${id} is a node alias with the selector meshid:${value}, which no agent carries: ` +
+    `agents carry meshid:datacenter:<dc> (a lowercase datacenter name) and their join token's selectors, none of type meshid; did you mean meshid:datacenter:${meant}?\n`;
+  for (const [value, meant] of [['dc:east', 'east'], ['datacenter:East', 'east']] as const) {
+    const created = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/typo-${meant}-${value.length}`, '--selector', `meshid:${value}`]);
+    assert.equal(created.code, 0, created.err);
+    assert.equal(created.err, warning(field(created.out, 'Entry ID'), value, meant));
+  }
+  const fine = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/carried`, '--selector', 'meshid:datacenter:west']);
+  assertOk(fine);
+});
+
 test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
   const file = path.join(path.dirname(socket), '..', 'entries.json');
   fs.writeFileSync(file, JSON.stringify({

@@ -1,6 +1,7 @@
 import type { CliIo } from '../../common/cli/output.js';
 import { UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
 import type { ProtoEntry } from './admin-types.js';
+import { DATACENTER_RE } from '../config.js';
 
 /**
  * What the entry commands tell the operator on stderr about entries the server stores but that will not act as one
@@ -33,6 +34,7 @@ export function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry
     if (/^spiffe:\/\/[^/]+\/meshid\/server$/.test(e.parent_id ?? '')) {
       const note = workloadSelectorsOnNodeAlias(e);
       if (note !== undefined) notes.push(note);
+      notes.push(...meshidSelectorsNoAgentCarries(e));
       continue;
     }
     for (const s of e.selectors ?? []) {
@@ -68,4 +70,23 @@ function workloadSelectorsOnNodeAlias(e: ProtoEntry): string | undefined {
       `${unix.map((u) => `--selector ${u}`).join(' ')} (agents carry meshid:datacenter:<dc> and their token's selectors, no unix: ones of their own); ` +
       'for a workload entry, give an agent or node alias as --parent-id'
   );
+}
+
+/**
+ * A node alias with a meshid: selector other than `meshid:datacenter:<dc>` (`meshid:dc:east`, `meshid:datacenter:East`):
+ * the server gives agents that one meshid: selector and refuses meshid: ones on join tokens, so the alias groups no
+ * agent, and the workloads under it get nothing, without a word until one is refused. Stored all the same.
+ */
+function meshidSelectorsNoAgentCarries(e: ProtoEntry): string[] {
+  const carried = (value: string): boolean => value.startsWith('datacenter:') && DATACENTER_RE.test(value.slice('datacenter:'.length));
+  return (e.selectors ?? [])
+    .filter((s) => s.type === 'meshid' && !carried(s.value ?? ''))
+    .map((s) => {
+      const dc = (s.value ?? '').split(':').pop()!.toLowerCase();
+      const meant = DATACENTER_RE.test(dc) ? `; did you mean meshid:datacenter:${dc}?` : '';
+      return (
+        `Warning: entry ${e.id ?? ''} is a node alias with the selector meshid:${s.value}, which no agent carries: ` +
+        `agents carry meshid:datacenter:<dc> (a lowercase datacenter name) and their join token's selectors, none of type meshid${meant}`
+      );
+    });
 }
