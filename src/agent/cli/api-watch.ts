@@ -5,7 +5,7 @@ import { runCommand, type Command } from '../../common/cli/command.js';
 import { MAX_TIMEOUT_FLAG_MS } from '../../common/cli/args.js';
 import { OUTPUT_FLAG, outputFormat, toJsonValue, type CliIo } from '../../common/cli/output.js';
 import { SOCKET_PATH_FLAG, withWorkloadClient } from './flags.js';
-import { describeX509SvidResponse } from './svid-output.js';
+import { describeX509SvidResponse, x509SvidResponseJson } from './svid-output.js';
 
 function parseCount(value: string | undefined): number | undefined {
   if (value === undefined) return undefined;
@@ -57,8 +57,9 @@ const watch: Command = {
           stalled.stop();
           received++;
           if (json) {
-            // One compact document per line, so a reader can parse the stream line by line.
-            io.stdout.write(JSON.stringify(toJsonValue(res)) + '\n');
+            // One compact document per line, so a reader can parse the stream line by line; each in fetch x509's
+            // shape, so that `.svids[0].hint` or `.crl` read the same from either command.
+            io.stdout.write(JSON.stringify(toJsonValue(x509SvidResponseJson(res))) + '\n');
           } else {
             const n = res.svids.length;
             io.stdout.write(`Received ${n} svid${n === 1 ? '' : 's'} after ${(performance.now() - since).toFixed(3)}ms\n\n`);

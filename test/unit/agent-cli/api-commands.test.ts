@@ -279,6 +279,22 @@ describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
     assert.equal((JSON.parse(lines[0]!) as { svids: Array<{ spiffe_id: string }> }).svids[0]!.spiffe_id, APP_A);
   });
 
+  test("watch --output json prints each message in fetch x509 --output json's shape, unset fields present (hint \"\", crl [])", async () => {
+    const io = captureIo();
+    const code = await within(apiCommand(['watch', '--count', '1', '--output', 'json', '--socket-path', h.socketPath], io), 'watch');
+    assert.equal(code, 0, io.err());
+    const fetched = await api(['fetch', 'x509', '--output', 'json', '--socket-path', h.socketPath]);
+    assert.equal(fetched.code, 0, fetched.err);
+    const shape = (doc: Record<string, unknown>): unknown => ({
+      top: Object.keys(doc).sort(),
+      svid: Object.keys((doc['svids'] as Array<Record<string, unknown>>)[0]!).sort(),
+    });
+    const watched = JSON.parse(io.out().trimEnd().split('\n')[0]!) as Record<string, unknown>;
+    assert.deepEqual(shape(watched), shape(JSON.parse(fetched.out) as Record<string, unknown>));
+    assert.deepEqual(watched['crl'], []);
+    assert.equal((watched['svids'] as Array<{ hint: string }>)[0]!.hint, '');
+  });
+
   test('watch --count must be a positive number', async () => {
     const r = await api(['watch', '--count', '0', '--socket-path', h.socketPath]);
     assert.equal(r.code, 1);
