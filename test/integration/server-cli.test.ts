@@ -160,6 +160,17 @@ test('a node alias given a meshid: selector no agent carries (meshid:dc:east, me
   assertOk(fine);
 });
 
+test('a workload entry given two values of a one-valued unix selector (unix:uid:1000 and unix:uid:1001) is stored with a note that no process matches both', async () => {
+  const created = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/either-uid`, '--parent-id', `spiffe://${TD}/agent-1`,
+    '--selector', 'unix:uid:3001', '--selector', 'unix:uid:3002', '--selector', 'unix:supplementary_gid:1', '--selector', 'unix:supplementary_gid:2']);
+  assert.equal(created.code, 0, created.err);
+  assert.equal(
+    created.err,
+    `Note: entry ${field(created.out, 'Entry ID')} selectors unix:uid:3001 and unix:uid:3002 can match no workload together: a process has one uid, and ` +
+      'a workload must match every selector of an entry; to serve each, create an entry per selector\n',
+  );
+});
+
 test("entry create --data creates a spire-server -data file's entries; what is refused goes to stderr with why, and exit 1", async () => {
   const file = path.join(path.dirname(socket), '..', 'entries.json');
   fs.writeFileSync(file, JSON.stringify({

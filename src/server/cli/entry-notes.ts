@@ -37,6 +37,7 @@ export function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry
       notes.push(...meshidSelectorsNoAgentCarries(e));
       continue;
     }
+    notes.push(...conflictingUnixSelectors(e));
     for (const s of e.selectors ?? []) {
       if (s.type === 'unix') continue;
       const meant = UNIX_SELECTOR_KEYS.includes(s.type ?? '') ? `; did you mean unix:${s.type}:${s.value}?` : '';
@@ -89,4 +90,30 @@ function meshidSelectorsNoAgentCarries(e: ProtoEntry): string[] {
         `agents carry meshid:datacenter:<dc> (a lowercase datacenter name) and their join token's selectors, none of type meshid${meant}`
       );
     });
+}
+
+/** The unix selectors of which the attestor gives a process one value at most (supplementary groups may be many). */
+const SINGLE_VALUED_UNIX_KEYS: readonly string[] = ['uid', 'user', 'gid', 'group', 'path', 'sha256'];
+
+/**
+ * A workload entry with two values of one single-valued unix selector (`unix:uid:1000` and `unix:uid:1001`): an
+ * entry's selectors must all be among the workload's, so it matches no process. Written by an operator who reads
+ * selectors as alternatives; stored all the same, as spire-server stores it.
+ */
+function conflictingUnixSelectors(e: ProtoEntry): string[] {
+  const byKey = new Map<string, string[]>();
+  for (const s of e.selectors ?? []) {
+    if (s.type !== 'unix') continue;
+    const value = s.value ?? '';
+    const key = value.slice(0, value.indexOf(':'));
+    if (!SINGLE_VALUED_UNIX_KEYS.includes(key)) continue;
+    byKey.set(key, [...(byKey.get(key) ?? []), `unix:${value}`]);
+  }
+  return [...byKey.entries()]
+    .filter(([, values]) => values.length > 1)
+    .map(
+      ([key, values]) =>
+        `Note: entry ${e.id ?? ''} selectors ${values.join(' and ')} can match no workload together: a process has one ${key}, and ` +
+        'a workload must match every selector of an entry; to serve each, create an entry per selector',
+    );
 }
