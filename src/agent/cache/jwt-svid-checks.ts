@@ -44,6 +44,8 @@ export function checkedJwtSigner(
     const jwt = await sign(entryId, audience);
     const expected = view.spiffeIdOf(entryId);
     const sub = tokenSubject(jwt.token);
+    // An entry deleted while its token was signed has no ID to compare with: its call was discarded (dropEntry: the
+    // token is not cached) and IdentityCache.fetchJwtSvids, seeing the entry gone, starts over without it.
     if (expected !== undefined && sub !== expected) {
       throw unavailable(
         `the server signed a JWT-SVID for ${sub ?? 'another identity'}, not ${expected}: this agent has not yet heard of a change to entry ${entryId}; retry`,

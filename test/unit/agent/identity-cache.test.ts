@@ -273,6 +273,40 @@ test('a JWT-SVID is never handed to a caller its entry stopped matching while th
   assert.equal(signed.n, 1, 'the moved entry was not signed again for a caller it no longer matches');
 });
 
+test('a JWT-SVID whose entry is deleted while it is signed is never handed out (the sub check cannot name the entry then)', async () => {
+  const gates: Array<() => void> = [];
+  const signedFor: string[] = [];
+  const c = fx.cache(async (entryId) => {
+    // The server signs for the entry as it was when the call arrived: before the deletion.
+    const sub = c.entry(entryId)!.spiffeId;
+    signedFor.push(sub);
+    await new Promise<void>((resolve) => gates.push(resolve));
+    return { token: unsignedJwt({ sub }, jwtKid()), issuedAt: fx.clock.now(), expiresAt: fx.clock.now() + 300_000 };
+  });
+  const doomed = entry('jwt-deleted', ['unix:uid:84']);
+  const kept = entry('jwt-kept', ['unix:uid:84']);
+  const alone = entry('jwt-deleted-alone', ['unix:uid:85']);
+  c.apply({ upserts: [doomed, kept, alone] });
+  const both = c.fetchJwtSvids(sel('unix:uid:84'), ['aud']);
+  const single = assert.rejects(c.fetchJwtSvids(sel('unix:uid:85'), ['aud']), (err: unknown) => isMeshidError(err, 'permission_denied'));
+  await new Promise((r) => setImmediate(r));
+  assert.equal(gates.length, 3);
+  // The operator deletes the entries; the Sync update arrives while their tokens are out.
+  c.apply({ removed: [doomed.id, alone.id] });
+  for (;;) {
+    const open = gates.splice(0);
+    if (open.length === 0) break;
+    for (const g of open) g();
+    await new Promise((r) => setImmediate(r));
+  }
+  assert.deepEqual((await both).map((r) => r.spiffeId), [kept.spiffeId], 'started over without the deleted entry');
+  await single;
+  // Nor kept for a later call: the caller's next fetch gets the kept entry's cached token and nothing else.
+  const again = await c.fetchJwtSvids(sel('unix:uid:84'), ['aud']);
+  assert.deepEqual(again.map((r) => r.spiffeId), [kept.spiffeId]);
+  assert.ok(!signedFor.slice(3).includes(doomed.spiffeId), 'the deleted entry is not signed again');
+});
+
 test('a JWT-SVID request that starts after its entry changed does not join the signing call made before the change', async () => {
   const gates: Array<() => void> = [];
   let calls = 0;
