@@ -232,6 +232,10 @@ export class SvidIssuer {
   }
 
   private resignNow(svids: readonly WorkloadSvid[], why: string): void {
+    // An entry whose signing is out is not queued again: its answer is checked against the taints and the bundle as
+    // they are when it comes (chainIsTainted, checkedSvid) and re-signed then if it must be. Queued, it was signed
+    // twice, and every bundle update during a mass re-sign (a root revoked) added a call per entry in flight.
+    svids = svids.filter((s) => !this.inflight.has(s.entryId));
     if (svids.length === 0) return;
     this.log.warn({ count: svids.length }, why);
     for (const s of svids) {

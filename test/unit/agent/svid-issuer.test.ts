@@ -11,6 +11,7 @@ import { MeshidError, resourceExhausted, unavailable } from '../../../src/common
 import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
+import { parseCsr } from '../../../src/common/x509/csr.js';
 import { heldLifetime, renewalTime } from '../../../src/common/rotation.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
@@ -333,6 +334,47 @@ test('tainted authorities: every SVID chaining through one (intermediate or root
   await settle();
   assert.equal(signer.calls.length, 3);
   assert.notEqual(cache.svid(e.id)!.version, second.version);
+  issuer.stop();
+});
+
+test('a taint reaching the agent while an SVID\'s renewal is out is not signed twice: the answer is checked for the taint when it comes', async () => {
+  const cache = fx.cache();
+  const calls: string[] = [];
+  let datacenter = 'east';
+  let gate: (() => void) | undefined;
+  const issuer = new SvidIssuer({
+    cache,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    sign: async (items) => {
+      const dc = datacenter;
+      calls.push(dc);
+      if (dc === 'west') await new Promise<void>((r) => (gate = r));
+      return items.map((i) => {
+        const signed = fx.ca.signX509Svid({ datacenter: dc, publicKey: parseCsr(i.csr).publicKey, spiffeId: cache.entry(i.entryId)!.spiffeId, ttlMs: DAY });
+        return { entryId: i.entryId, code: 0, message: '', chain: signed.chain };
+      });
+    },
+  });
+  const e = entry('taint-in-flight', ['unix:uid:10']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const eastSvid = cache.svid(e.id)!;
+  // Its renewal goes out (the server now answering from another intermediate) and is held there.
+  datacenter = 'west';
+  fx.clock.advance(renewalTime(heldLifetime(eastSvid, fx.clock.now()), 0) - fx.clock.now());
+  await settle();
+  assert.deepEqual(calls, ['east', 'west']);
+  issuer.setTainted([parseCertificate(eastSvid.chain[1]!).subjectKeyId!]);
+  await settle();
+  gate!();
+  await settle();
+  const renewed = cache.svid(e.id)!;
+  assert.notEqual(renewed.version, eastSvid.version);
+  assert.notDeepEqual(renewed.chain[1], eastSvid.chain[1], 'issued by the other intermediate');
+  assert.deepEqual(calls, ['east', 'west'], 'the renewal out when the taint came brought an untainted SVID: no second signing');
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
   issuer.stop();
 });
 
