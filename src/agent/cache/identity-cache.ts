@@ -92,6 +92,8 @@ export class IdentityCache implements WorkloadCache {
   private readonly log: Logger;
   private isReady = false;
   private isSynced = false;
+  /** No SVID is signed any more (signingEnded): an entry without one is waited for by nobody. */
+  private signingOver = false;
   /** Memoized per selector set, each valid for one generation of the subscriptions (a change notified) at most. */
   private readonly snapshots = new Map<string, { generation: number; validUntil: number; snapshot: IdentitySnapshot }>();
   private expiryTimer: TimerHandle | undefined;
@@ -153,7 +155,7 @@ export class IdentityCache implements WorkloadCache {
     for (const e of matching) {
       const svid = this.svids.get(e.id);
       if (svid !== undefined && svid.notAfter > now) svids.push(svid);
-      else if (!this.unsigned.has(e.id)) (signing ??= new Set()).add(e.spiffeId);
+      else if (!this.signingOver && !this.unsigned.has(e.id)) (signing ??= new Set()).add(e.spiffeId);
     }
     const domains = [...new Set(matching.flatMap((e) => e.federatesWith))].filter((td) => td !== own.trustDomain).sort();
     const federatedBundles: TrustBundle[] = [];
@@ -163,7 +165,7 @@ export class IdentityCache implements WorkloadCache {
     }
     const oldest = matching[0];
     const defaultSvid = oldest !== undefined && svids[0]?.entryId === oldest.id ? svids[0] : undefined;
-    const defaultSigning = oldest !== undefined && defaultSvid === undefined && !this.unsigned.has(oldest.id);
+    const defaultSigning = oldest !== undefined && defaultSvid === undefined && !this.signingOver && !this.unsigned.has(oldest.id);
     return {
       entitled: matching.length > 0,
       svids,
@@ -379,6 +381,19 @@ export class IdentityCache implements WorkloadCache {
       touched.push(entry);
     }
     this.subscriptions.notifyEntries(touched);
+  }
+
+  /**
+   * The issuer stopped for good (the agent stops, is banned, or must re-attest): nothing more is signed, so no entry
+   * is waited for. markUnsigned covers only the entries whose signing had failed: one whose SVID expires from now on
+   * (a 1 h SVID while the agent waits for a new join token) would otherwise hold every new stream's first message for
+   * the whole pending timeout, for as long as the agent runs.
+   */
+  signingEnded(): void {
+    if (this.signingOver) return;
+    this.signingOver = true;
+    const now = this.clock.now();
+    this.subscriptions.notifyEntries(this.entries().filter((e) => !this.unsigned.has(e.id) && !((this.svids.get(e.id)?.notAfter ?? 0) > now)));
   }
 
   /** Publishes newly issued SVIDs. An SVID whose entry is gone, or now has another SPIFFE ID, is dropped. */

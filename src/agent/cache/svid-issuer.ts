@@ -251,11 +251,13 @@ export class SvidIssuer {
   }
 
   stop(): void {
+    if (this.stopped) return;
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
     this.budget.stop();
     this.unsignedKeys.clear();
+    this.cache.signingEnded();
   }
 
   /**

@@ -21,6 +21,8 @@ let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
 after(async () => fx.close());
 
+const sel12 = [{ type: 'unix', value: 'uid:12' }];
+
 /** Lets queued microtasks and the signing promises run. */
 const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
@@ -376,6 +378,31 @@ test('a taint reaching the agent while an SVID\'s renewal is out is not signed t
   assert.deepEqual(calls, ['east', 'west'], 'the renewal out when the taint came brought an untainted SVID: no second signing');
   assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
   issuer.stop();
+});
+
+test('once the issuer stops for good (the agent must re-attest), an SVID that expires is no longer waited for: a first message goes with the rest', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const long = entry('stopped-long', ['unix:uid:12']);
+  const short = entry('stopped-short', ['unix:uid:12']);
+  cache.apply({ upserts: [long, short] });
+  cache.putSvids([fx.issue(long, DAY), fx.issue(short, HOUR)]);
+  issuer.reconcile();
+  await settle();
+  assert.equal(signer.calls.length, 0, 'both SVIDs are fresh');
+  let notified = 0;
+  cache.subscribe(sel12, () => notified++);
+  // The server no longer accepts the agent and no join token is left: ServerConnection.giveUp stops the issuer.
+  issuer.stop();
+  fx.clock.advance(HOUR + 1);
+  await settle();
+  assert.equal(signer.calls.length, 0);
+  const snap = cache.snapshot(sel12);
+  assert.deepEqual(snap.svids.map((s) => s.spiffeId), [long.spiffeId], 'the expired SVID is not served');
+  assert.equal(snap.complete, true, 'nothing is being signed: the first message does not wait for the expired one');
+  assert.deepEqual([...snap.signing], []);
+  assert.ok(notified > 0, 'its streams were told');
 });
 
 test('when more than a batch waits, the SVIDs open streams are watching are signed first', async () => {
