@@ -394,6 +394,9 @@ export class SvidIssuer {
       sentAt = this.clock.now();
       results = await this.sign(built.items);
     } catch (err) {
+      // Stopped while the call was out (the agent shutting down closes its channel): nothing is retried any more, and
+      // the cache waits for nothing (signingEnded). A 'will retry' line would follow 'meshid-agent stopped'.
+      if (this.stopped) return;
       const budgetWait = budgetRefusalWaitMs(err);
       const now = this.clock.now();
       const kind = rejectionOf(err);

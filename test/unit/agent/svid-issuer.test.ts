@@ -13,6 +13,7 @@ import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../../src/common/x509/keys.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
 import { heldLifetime, renewalTime } from '../../../src/common/rotation.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { opensslVerify } from '../../support/openssl.js';
 import { tempDir } from '../../support/server-kit.js';
 import { DAY, entry, HOUR, openAgentFixture, type AgentFixture } from './agent-fixture.js';
@@ -403,6 +404,20 @@ test('once the issuer stops for good (the agent must re-attest), an SVID that ex
   assert.equal(snap.complete, true, 'nothing is being signed: the first message does not wait for the expired one');
   assert.deepEqual([...snap.signing], []);
   assert.ok(notified > 0, 'its streams were told');
+});
+
+test('a signing call that fails after the issuer stopped (the agent shutting down) is not logged as one to retry', async () => {
+  const cache = fx.cache();
+  let fail!: (err: Error) => void;
+  const captured = capturingLogger('svid-issuer');
+  const issuer = new SvidIssuer({ cache, clock: fx.clock, log: captured.log, random: () => 0.5, sign: () => new Promise((_, reject) => (fail = reject)) });
+  issuer.request(cache.apply({ upserts: [entry('stopped-mid-call', ['unix:uid:13'])] }).needSvid);
+  await settle();
+  issuer.stop();
+  // The agent closes its channel to the server: the call out fails.
+  fail(unavailable('the channel to meshid-server was closed'));
+  await settle();
+  assert.deepEqual(captured.records().filter((r) => r.level >= LEVEL.warn).map((r) => r.msg), []);
 });
 
 test('when more than a batch waits, the SVIDs open streams are watching are signed first', async () => {
