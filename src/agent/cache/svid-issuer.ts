@@ -92,8 +92,8 @@ export class SvidIssuer {
   private readonly sign: X509Signer;
   /** Entries waiting for the next batch, in the order they go. */
   private queued = new Set<string>();
-  /** Entries in a call right now. */
-  private readonly inflight = new Set<string>();
+  /** Entries in a call right now, with the certificate inputs that call asks for. */
+  private readonly inflight = new Map<string, string>();
   /** When each entry with an SVID (or a failed attempt) next needs signing. */
   private readonly dueAt = new Map<string, number>();
   /** Consecutive failures per entry, for its retry delay. */
@@ -139,6 +139,9 @@ export class SvidIssuer {
   /** Entries that need an SVID now (new, or their certificate inputs changed). */
   request(entries: readonly AgentEntry[]): void {
     for (const e of entries) {
+      // Already being signed for these inputs (a selector or hint change of an entry still waiting for its SVID): the
+      // answer is for its current state and is taken; queued again, the entry was signed twice.
+      if (this.inflight.get(e.id) === certificateInputs(e)) continue;
       this.dueAt.delete(e.id);
       this.failures.delete(e.id);
       this.budget.forget(e.id);
@@ -339,7 +342,7 @@ export class SvidIssuer {
       }
       if (batch.length === 0) return;
       this.calls++;
-      for (const e of batch) this.inflight.add(e.id);
+      for (const e of batch) this.inflight.set(e.id, certificateInputs(e));
       void this.signBatch(batch).finally(() => {
         this.calls--;
         for (const e of batch) this.inflight.delete(e.id);

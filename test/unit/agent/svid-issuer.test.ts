@@ -315,6 +315,36 @@ test('an entry that changed while its CSR was in flight is signed again for its 
   issuer.stop();
 });
 
+test('an entry changed in who gets it (selectors) while its first SVID is being signed is not signed twice', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  let gate: () => void = () => undefined;
+  let sent = 0;
+  const issuer = new SvidIssuer({
+    cache,
+    clock: fx.clock,
+    log: silentLogger(),
+    random: () => 0.5,
+    sign: async (items) => {
+      sent++;
+      if (sent === 1) await new Promise<void>((r) => (gate = r));
+      return real.sign(items);
+    },
+  });
+  const e = entry('reselected', ['unix:uid:14']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const moved = entryFromMessage({ ...entryToMessage(e), selectors: [{ type: 'unix', value: 'uid:15' }], revision: e.revision + 1 });
+  issuer.request(cache.apply({ upserts: [moved] }).needSvid);
+  gate();
+  await settle();
+  assert.equal(cache.svid(e.id)?.spiffeId, e.spiffeId);
+  assert.deepEqual(cache.snapshot([{ type: 'unix', value: 'uid:15' }]).svids.map((s) => s.entryId), [e.id], 'served under the new selectors');
+  assert.equal(sent, 1, 'one signing: the answer was for the SVID the entry still needs');
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
+  issuer.stop();
+});
+
 test('tainted authorities: every SVID chaining through one (intermediate or root) is re-signed at once', async () => {
   const cache = fx.cache();
   const signer = fx.signer(cache);
