@@ -157,10 +157,28 @@ function checkSigningKey(privateKey: KeyObject): void {
     signatureAlgorithmFor(privateKey);
   } catch (err) {
     if (!isMeshidError(err)) throw err;
+    // The signer's reason lists the usable keys itself for some keys (Ed25519): name the key here and list them once.
     throw invalidArgument(
-      `the upstream CA key cannot sign meshid's datacenter intermediates: ${err.message}; issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more`,
+      `the upstream CA key (${keyDescription(privateKey)}) cannot sign meshid's datacenter intermediates: issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more`,
       err,
     );
+  }
+}
+
+function keyDescription(key: KeyObject): string {
+  const details = key.asymmetricKeyDetails;
+  switch (key.asymmetricKeyType) {
+    case 'ec':
+      return `EC on ${details?.namedCurve ?? 'a curve given by explicit parameters'}`;
+    case 'rsa':
+    case 'rsa-pss':
+      return `${key.asymmetricKeyType === 'rsa' ? 'RSA' : 'RSA-PSS'} of ${details?.modulusLength ?? '?'} bits`;
+    case 'ed25519':
+      return 'Ed25519';
+    case 'ed448':
+      return 'Ed448';
+    default:
+      return key.asymmetricKeyType ?? 'unknown type';
   }
 }
 

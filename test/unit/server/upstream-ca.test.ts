@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, X509Certificate } from 'node:crypto';
 import path from 'node:path';
 import { FakeClock } from '../../../src/common/clock.js';
 import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
@@ -15,7 +15,7 @@ import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { verifyChain } from '../../../src/common/x509/chain-verification.js';
 import { AgentSvidAnchor } from '../../../src/server/api/agent-svid-anchor.js';
 import { opensslCa, opensslVerify } from '../../support/openssl.js';
-import { checkUpstreamLifetime, loadUpstreamCa } from '../../../src/server/ca/upstream-ca.js';
+import { checkUpstreamCa, checkUpstreamLifetime, loadUpstreamCa } from '../../../src/server/ca/upstream-ca.js';
 import { openTestCa, tempDir } from '../../support/server-kit.js';
 import type { RawServerConfig } from '../../../src/server/config.js';
 import { teardown } from '../../support/teardown.js';
@@ -181,7 +181,7 @@ test('an upstream CA whose own key meshid cannot sign with (EC on secp256k1) is 
   const r = opensslVerify({ roots: [der(root.cert)], intermediates: [], leaf: der(k1.cert) });
   assert.ok(r.ok, r.output);
   const clock = new FakeClock(Date.now());
-  const refused = refusedWith(/^the upstream CA key cannot sign meshid's datacenter intermediates: EC curve secp256k1 is not supported for signing certificates; issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more$/);
+  const refused = refusedWith(/^the upstream CA key \(EC on secp256k1\) cannot sign meshid's datacenter intermediates: issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more$/);
   const k1Files = { upstream_ca_cert: k1.cert, upstream_ca_key: k1.key, upstream_bundle: root.cert };
   // Renewed files taken at a restart were the trap: published and activated, the CA failed every rotation from the
   // intermediates' half-life on (the JWT key's too), and JWT-SVIDs, then X.509-SVIDs, could no longer be signed.
@@ -195,6 +195,28 @@ test('an upstream CA whose own key meshid cannot sign with (EC on secp256k1) is 
   const again = await openTestCa(data, { upstream_ca_cert: usable.cert, upstream_ca_key: usable.key, upstream_bundle: root.cert }, clock);
   teardown(t).after(() => again.close());
   assert.equal(again.ca.listAuthorities().filter((a) => a.kind === 'root').length, 1);
+});
+
+test('an upstream CA key meshid cannot sign with (Ed25519) is refused by a message that names the key and lists the usable keys once', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-ed25519-key-');
+  teardown(t).after(cleanup);
+  const root = opensslCa(dir, 'Corporate Root');
+  // A sound chain (a P-256 root signed it): only its own key, which would sign the intermediates, is one meshid does not sign with.
+  const ed = opensslCa(dir, 'Ed25519 Mesh CA', { issuer: root, keyAlgorithm: 'ed25519' });
+  const r = opensslVerify({ roots: [der(root.cert)], intermediates: [], leaf: der(ed.cert) });
+  assert.ok(r.ok, r.output);
+  // From the files, reading the key refuses it already (it takes EC and RSA keys only)...
+  assert.throws(
+    () => loadUpstreamCa({ certFile: ed.cert, keyFile: ed.key, bundleFile: root.cert }),
+    refusedWith(/^the upstream CA key .*Ed25519 Mesh CA\.key \(upstream_ca_key, --upstream-ca-key\): ed25519 private keys are not supported \(use EC or RSA\)$/),
+  );
+  // ...and the start check, which does not rely on that, said "...not supported for signing certificates (use EC P-256,
+  // P-384, P-521 or RSA of 2048 bits or more); issue the upstream CA with an EC P-256, P-384 or P-521 key, or ...".
+  const upstream = { certDer: der(ed.cert), privateKey: createPrivateKey(fs.readFileSync(ed.key)), chainDer: [], bundleDer: [der(root.cert)] };
+  assert.throws(
+    () => checkUpstreamCa(upstream, Date.now(), 'example.org'),
+    refusedWith(/^the upstream CA key \(Ed25519\) cannot sign meshid's datacenter intermediates: issue the upstream CA with an EC P-256, P-384 or P-521 key, or an RSA key of 2048 bits or more$/),
+  );
 });
 
 test('an upstream CA whose URI SAN is no SPIFFE ID (its PKI\'s https URI) signs, and the server starts again on its data dir', async (t) => {
