@@ -12,7 +12,7 @@ import { certificatesToPem, pemToDerList } from '../../src/common/x509/pem.js';
 import { bundleFromSpiffeJson, bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { opensslSelfSigned } from '../support/openssl.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
-import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, socket, startServerCliFixture, TD, type Result } from '../support/server-cli-fixture.js';
+import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, serverOutput, socket, startServerCliFixture, TD, type Result } from '../support/server-cli-fixture.js';
 
 startServerCliFixture('meshid-server-cli-');
 
@@ -123,6 +123,32 @@ test('a workload selector of another type than unix is stored, with a note on st
   const alias = await cli(['entry', 'create', '--node', '--spiffe-id', `spiffe://${TD}/node/any`, '--selector', 'k8s_psat:cluster:east']);
   assert.equal(alias.code, 0, alias.err);
   assert.equal(alias.err, '');
+});
+
+test('an entry whose first DNS name is over 64 characters is stored, with a note on stderr and a server warning that its SVIDs get no subject CN', async () => {
+  const long = `${'a'.repeat(56)}.svc.test`;
+  const note = (id: string): string =>
+    `Note: entry ${id} has a first DNS name of 65 characters (${long}): its X509-SVIDs get no subject CN, which holds at most 64; ` +
+    'the name stays a DNS SAN. If a tool reads the CN (PostgreSQL, Kafka, nginx), put a name of at most 64 characters first\n';
+  const warned = (id: string): number =>
+    serverOutput.split('\n').filter((l) => l.includes(`"entryId":"${id}"`) && l.includes('its X509-SVIDs get no CN')).length;
+  const created = await cli(['entry', 'create', '--spiffe-id', `spiffe://${TD}/long-cn`, '--parent-id', `spiffe://${TD}/agent-1`, '--selector', 'unix:uid:1010', '--dns', long, '--dns', 'short.local']);
+  assert.equal(created.code, 0, created.err);
+  const id = field(created.out, 'Entry ID');
+  assert.equal(created.err, note(id));
+  assert.equal(warned(id), 1, serverOutput);
+  // A short name first: a CN again, and nothing to say; a change of other fields says nothing either.
+  assertOk(await cli(['entry', 'update', '--entry-id', id, '--dns', 'short.local', '--dns', long]));
+  assertOk(await cli(['entry', 'update', '--entry-id', id, '--hint', 'long-cn']));
+  const back = await cli(['entry', 'update', '--entry-id', id, '--dns', long]);
+  assert.equal(back.code, 0, back.err);
+  assert.equal(back.err, note(id));
+  assert.equal(warned(id), 2, serverOutput);
+  const file = path.join(dir, 'long-cn.json');
+  fs.writeFileSync(file, JSON.stringify({ entries: [{ spiffe_id: `spiffe://${TD}/long-cn-file`, parent_id: `spiffe://${TD}/agent-1`, selectors: [{ type: 'unix', value: 'uid:1011' }], dns_names: [long] }] }));
+  const fromFile = await cli(['entry', 'create', '--data', file]);
+  assert.equal(fromFile.code, 0, fromFile.err);
+  assert.equal(fromFile.err, note(field(fromFile.out, 'Entry ID')));
 });
 
 test('a node alias given unix selectors (a workload entry re-parented to the server, or created so) is stored with a warning saying it matches no agent without such a token', async () => {

@@ -5,7 +5,8 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
 import { entryToProto } from './convert.js';
-import { MAX_SELECTORS, validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
+import { firstDnsNameBeyondCn, MAX_SELECTORS, validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
+import { MAX_COMMON_NAME } from '../../common/x509/name.js';
 import type { SelectorMatch } from '../datastore/datastore.js';
 import { unary } from './handler.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
@@ -46,6 +47,7 @@ export function entryService(
         if (r.entry) {
           results[index] = { status: { code: status.OK, message: '' }, entry: entryToProto(r.entry) };
           log.info({ entryId: r.entry.id, spiffeId: r.entry.spiffeId, parentId: r.entry.parentId }, 'entry created');
+          warnNoCommonName(log, r.entry.id, r.entry.dnsNames);
         } else {
           const s = toServiceError(r.error);
           results[index] = { status: { code: s.code, message: s.details }, ...(r.existing && { entry: entryToProto(r.existing) }) };
@@ -115,6 +117,7 @@ export function entryService(
       }
       const updated = await ds.updateEntry(id, patch, writeOptions);
       log.info({ entryId: id, fields: mask }, 'entry updated');
+      if (mask.includes('dns_names')) warnNoCommonName(log, id, updated.dnsNames);
       return entryToProto(updated);
     }),
 
@@ -137,6 +140,16 @@ export function entryService(
       };
     }),
   };
+}
+
+/** Logged for API clients other than the CLI, which prints a note of its own (entry-notes). */
+function warnNoCommonName(log: Logger, entryId: string, dnsNames: readonly string[]): void {
+  const first = firstDnsNameBeyondCn(dnsNames);
+  if (first === undefined) return;
+  log.warn(
+    { entryId, dnsName: first, characters: first.length, maxCommonName: MAX_COMMON_NAME },
+    "the entry's first DNS name is longer than a subject CN may be: its X509-SVIDs get no CN (the name stays a DNS SAN); put a shorter name first if a tool reads the CN",
+  );
 }
 
 /** Entry IDs as SPIRE allows them to be chosen (printable, at most 255 bytes); empty: the datastore makes one. */

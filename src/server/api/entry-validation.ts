@@ -4,6 +4,7 @@ import { parseSpiffeId, parseTrustDomain, parseWorkloadId } from '../../common/s
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { NewEntry } from '../datastore/datastore.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
+import { MAX_COMMON_NAME } from '../../common/x509/name.js';
 
 /** An entry as the API accepted it: validated, normalised, TTLs in seconds (0: the server's default) — what the datastore creates. */
 export type ValidEntry = Omit<NewEntry, 'id'>;
@@ -125,6 +126,16 @@ function validateDnsName(name: string): string {
     if (!DNS_LABEL_RE.test(label)) throw invalidArgument(`DNS name "${name}" is invalid: label "${label}" must be 1-63 letters, digits or "-"`);
   });
   return n;
+}
+
+/**
+ * The entry's first DNS name when it is longer than a subject CN may be (ub-common-name): its X509-SVIDs then get no
+ * CN, where the leaf's CN is otherwise the first DNS name (as SPIRE's). Accepted as SPIRE accepts it (the name stays a
+ * DNS SAN), but the operator is told: a tool that maps the CN to a user (PostgreSQL, Kafka, nginx) finds none.
+ */
+export function firstDnsNameBeyondCn(dnsNames: readonly string[] | undefined): string | undefined {
+  const first = dnsNames?.[0];
+  return first !== undefined && first.length > MAX_COMMON_NAME ? first : undefined;
 }
 
 /** Validates an entry from the admin API against the SPIFFE-ID rules and the server's TTL limits. */

@@ -8,7 +8,7 @@ import type { ProtoEntry } from './admin-types.js';
 import { renderEntry } from './entry-output.js';
 import { spireEntry, spireStatus } from './spire-output.js';
 import { adoptSpireParents, parseEntryFile } from './entry-file.js';
-import { noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
+import { noteNoCommonName, noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
 import { MASK_OF_FLAG } from './entry-flags.js';
 
 /**
@@ -49,6 +49,7 @@ export async function createFromFile(args: ParsedArgs, io: CliIo, file: string):
   });
   const failed = results.filter((r) => r.status.code !== 0);
   noteUnmatchableSelectors(io, results.filter((r) => r.status.code === 0).map((r) => r.entry));
+  noteNoCommonName(io, results.filter((r) => r.status.code === 0).map((r) => r.entry));
   if (outputFormat(args) === 'json') {
     io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {
@@ -153,6 +154,7 @@ export async function updateFromFile(args: ParsedArgs, io: CliIo, file: string):
   });
   const updated = results.filter((r) => r.status.code === 0);
   noteUnmatchableSelectors(io, updated.map((r) => r.entry));
+  noteNoCommonName(io, updated.map((r) => r.entry));
   if (outputFormat(args) === 'json') {
     io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {

@@ -1,5 +1,6 @@
 import type { CliIo } from '../../common/cli/output.js';
-import { UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
+import { firstDnsNameBeyondCn, UNIX_SELECTOR_KEYS } from '../api/entry-validation.js';
+import { MAX_COMMON_NAME } from '../../common/x509/name.js';
 import type { ProtoEntry } from './admin-types.js';
 import { DATACENTER_RE } from '../config.js';
 
@@ -44,16 +45,37 @@ export function noteUnmatchableSelectors(io: CliIo, entries: readonly ProtoEntry
       notes.push(`Note: entry ${e.id ?? ''} selector ${s.type}:${s.value} can match no workload: meshid-agent gives workloads unix: selectors only${meant}`);
     }
   }
-  // An `entry create -data` file exported from a SPIRE of other attestors (k8s:, docker:) holds thousands of such
-  // entries: the first few say what is wrong, a count says how far it goes.
-  for (const note of notes.slice(0, MAX_SELECTOR_NOTES)) io.stderr.write(`${note}\n`);
-  if (notes.length > MAX_SELECTOR_NOTES) {
-    io.stderr.write(`Note: ${notes.length - MAX_SELECTOR_NOTES} more notes like these left out (entry show --selector <type>:<value> finds the entries)\n`);
-  }
+  writeCapped(io, notes, 'entry show --selector <type>:<value> finds the entries');
 }
 
-/** Selector notes printed one by one per command; the rest are counted. */
-const MAX_SELECTOR_NOTES = 20;
+/**
+ * An entry whose first DNS name is longer than a subject CN may be: its X509-SVIDs get no CN, where they otherwise
+ * carry the first DNS name as CN, as SPIRE's do (firstDnsNameBeyondCn). Stored all the same, as spire-server stores it.
+ */
+export function noteNoCommonName(io: CliIo, entries: readonly ProtoEntry[]): void {
+  const notes: string[] = [];
+  for (const e of entries) {
+    const first = firstDnsNameBeyondCn(e.dns_names);
+    if (first === undefined) continue;
+    notes.push(
+      `Note: entry ${e.id ?? ''} has a first DNS name of ${first.length} characters (${first}): its X509-SVIDs get no subject CN, which holds at most ${MAX_COMMON_NAME}; ` +
+        `the name stays a DNS SAN. If a tool reads the CN (PostgreSQL, Kafka, nginx), put a name of at most ${MAX_COMMON_NAME} characters first`,
+    );
+  }
+  writeCapped(io, notes, "entry show prints each entry's DNS names");
+}
+
+/**
+ * An `entry create -data` file (one exported from a SPIRE of other attestors, k8s:, docker:) holds thousands of entries
+ * a note is about: the first few say what is wrong, a count says how far it goes.
+ */
+function writeCapped(io: CliIo, notes: readonly string[], findThem: string): void {
+  for (const note of notes.slice(0, MAX_NOTES)) io.stderr.write(`${note}\n`);
+  if (notes.length > MAX_NOTES) io.stderr.write(`Note: ${notes.length - MAX_NOTES} more notes like these left out (${findThem})\n`);
+}
+
+/** Notes of one kind printed one by one per command; the rest are counted. */
+const MAX_NOTES = 20;
 
 /**
  * A node alias with unix selectors: an agent attests with meshid:datacenter:<dc> and the selectors its join token was

@@ -9,7 +9,7 @@ import { compareEntries, renderEntry, renderEntryList } from './entry-output.js'
 import { spireEntry, spireStatus } from './spire-output.js';
 import { parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
-import { noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
+import { noteNoCommonName, noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
 import { entryFields, FIELD_FLAGS, FILTER_FLAGS, listRequest, MASK_OF_FLAG } from './entry-flags.js';
 import { createFromFile, ENTRY_REFUSALS, updateFromFile } from './entry-batches.js';
 import { entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag } from './flags.js';
@@ -77,6 +77,7 @@ const create: Command = {
       if (failure !== undefined) throw failure;
       if (outputFormat(args) === 'pretty') io.stdout.write(renderEntry(result!.entry ?? {}));
       noteUnmatchableSelectors(io, [result!.entry ?? entry]);
+      noteNoCommonName(io, [result!.entry ?? entry]);
       return 0;
     });
   },
@@ -169,6 +170,7 @@ const update: Command = {
     }
     io.stdout.write(json ? renderJson({ results: [{ status: spireStatus(0, ''), entry: spireEntry(updated) }] }) : renderEntry(updated));
     if (mask.includes('selectors') || mask.includes('parent_id')) noteUnmatchableSelectors(io, [updated]);
+    if (mask.includes('dns_names')) noteNoCommonName(io, [updated]);
     return 0;
   },
 };
