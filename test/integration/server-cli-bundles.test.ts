@@ -324,6 +324,8 @@ test('x509 mint without --write prints the SVID, key and bundle', async () => {
   assert.match(r.out, /\nPrivate key:\n-----BEGIN PRIVATE KEY-----/);
   assert.match(r.out, /\nRoot CAs:\n-----BEGIN CERTIFICATE-----/);
   assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/meshid/agent/x`]), /^Error: InvalidArgument: .*reserved/);
+  // The namespace's root too, which no identity of meshid's uses yet.
+  assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/meshid`]), /^Error: InvalidArgument: spiffe:\/\/example\.org\/meshid is in the reserved \/meshid namespace \(server and agent identities\) and cannot be minted$/);
   assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/t`, '--datacenter', 'north']), /^Error: InvalidArgument: datacenter "north"/);
 });
 

@@ -404,7 +404,7 @@ test('invalid input is InvalidArgument, whether caught locally or by the server'
   assertError(await cli(base(good, parent, 'unix:uid:1', '--x509-svid-ttl', 'soon')), /^Error: InvalidArgument: flag --x509-svid-ttl "soon" is not a valid duration/);
   assertError(await cli(base(good, parent, 'unix:uid:1', '--x509-svid-ttl', '30d')), /^Error: InvalidArgument: x509_svid_ttl 30d exceeds the server's max_x509_svid_ttl/);
   assertError(await cli(base(good, parent, 'unix:uid:1', '--federates-with', 'Bad Domain')), /^Error: InvalidArgument: trust domain "Bad Domain" is invalid/);
-  assertError(await cli(base(`spiffe://${TD}/meshid/server2`, parent, 'unix:uid:1')), /^Error: InvalidArgument: .*reserved \/meshid\/ namespace/);
+  assertError(await cli(base(`spiffe://${TD}/meshid/server2`, parent, 'unix:uid:1')), /^Error: InvalidArgument: .*reserved \/meshid namespace \(server and agent identities\)$/);
 });
 
 test('unknown flags fail with a suggestion and exit 1', async () => {

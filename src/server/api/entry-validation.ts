@@ -26,8 +26,13 @@ const MAX_HINT_BYTES = 1024;
 export const MAX_SELECTORS = 128;
 const MAX_SELECTOR_VALUE_BYTES = 1024;
 
-/** The namespace meshid keeps for its own identities (server, agents); entries may not claim it. */
-export const RESERVED_PATH_PREFIX = '/meshid/';
+/** The namespace meshid keeps for its own identities (server, agents); entries and minted SVIDs may not claim it. */
+export const RESERVED_NAMESPACE = '/meshid';
+
+/** Whether a SPIFFE ID path is in RESERVED_NAMESPACE: its root, which no identity uses yet, as well as every path under it. */
+export function isReservedPath(path: string): boolean {
+  return path === RESERVED_NAMESPACE || path.startsWith(`${RESERVED_NAMESPACE}/`);
+}
 
 export function serverId(trustDomain: string): string {
   return `spiffe://${trustDomain}/meshid/server`;
@@ -143,8 +148,8 @@ export function validateEntry(e: ProtoEntry | undefined, limits: EntryLimits): V
   if (e === undefined || e === null) throw invalidArgument('entry is missing');
   const td = limits.trustDomain;
   const spiffeId = parseWorkloadId(e.spiffe_id ?? '', td, 'spiffe_id').id;
-  if (parseSpiffeId(spiffeId).path.startsWith(RESERVED_PATH_PREFIX)) {
-    throw invalidArgument(`spiffe_id "${spiffeId}" is in the reserved ${RESERVED_PATH_PREFIX} namespace (server and agent identities)`);
+  if (isReservedPath(parseSpiffeId(spiffeId).path)) {
+    throw invalidArgument(`spiffe_id "${spiffeId}" is in the reserved ${RESERVED_NAMESPACE} namespace (server and agent identities)`);
   }
   const parentId = parseWorkloadId(e.parent_id ?? '', td, 'parent_id').id;
   if (parentId === spiffeId) throw invalidArgument(`an entry cannot be its own parent (${spiffeId})`);

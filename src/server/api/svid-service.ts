@@ -6,7 +6,7 @@ import { parseSpiffeId, parseWorkloadId } from '../../common/spiffe/spiffe-id.js
 import { checkAudiences } from '../../common/jwt/audience-limits.js';
 import { parseCsr } from '../../common/x509/csr.js';
 import type { CaManager } from '../ca/ca-manager.js';
-import { RESERVED_PATH_PREFIX } from './entry-validation.js';
+import { isReservedPath, RESERVED_NAMESPACE } from './entry-validation.js';
 import { unary } from './handler.js';
 import { unservedDatacenter } from './unserved-datacenter.js';
 
@@ -22,8 +22,8 @@ export interface MintLimits {
 export function svidService(ca: CaManager, limits: MintLimits, log: Logger): UntypedServiceImplementation {
   const idOf = (input: string | undefined): string => {
     const id = parseWorkloadId(input ?? '', ca.trustDomain, 'spiffe_id').id;
-    if (parseSpiffeId(id).path.startsWith(RESERVED_PATH_PREFIX)) {
-      throw invalidArgument(`${id} is in the reserved ${RESERVED_PATH_PREFIX} namespace and cannot be minted`);
+    if (isReservedPath(parseSpiffeId(id).path)) {
+      throw invalidArgument(`${id} is in the reserved ${RESERVED_NAMESPACE} namespace (server and agent identities) and cannot be minted`);
     }
     return id;
   };

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { validateSelector } from '../../../src/server/api/entry-validation.js';
+import { validateEntry, validateSelector } from '../../../src/server/api/entry-validation.js';
 
 const unix = (value: string) => ({ type: 'unix', value });
 
@@ -27,4 +27,18 @@ test('a unix selector key named like an Object.prototype member is refused as un
       (err: Error & { code?: string }) => (err.code === 'invalid_argument' && /is not a selector the unix attestor makes/.test(err.message)) || assert.fail(`${v}: ${err.message}`),
     );
   }
+});
+
+test("meshid's namespace is refused as an entry's SPIFFE ID, its root (spiffe://<td>/meshid) as well as the paths under it; look-alike paths are not", () => {
+  const limits = { trustDomain: 'example.org', maxX509SvidTtlMs: 86_400_000, maxJwtSvidTtlMs: 86_400_000 };
+  const entry = (path: string) => ({ spiffe_id: `spiffe://example.org${path}`, parent_id: 'spiffe://example.org/meshid/server', selectors: [unix('uid:1')] });
+  for (const path of ['/meshid', '/meshid/server', '/meshid/agent/east/x', '/meshid/other']) {
+    assert.throws(
+      () => validateEntry(entry(path), limits),
+      (err: Error & { code?: string }) =>
+        (err.code === 'invalid_argument' && err.message === `spiffe_id "spiffe://example.org${path}" is in the reserved /meshid namespace (server and agent identities)`) ||
+        assert.fail(`${path}: ${err.message}`),
+    );
+  }
+  for (const path of ['/meshid2', '/meshidx/a', '/Meshid', '/a/meshid', '/meshid.d/x']) assert.equal(validateEntry(entry(path), limits).spiffeId, `spiffe://example.org${path}`);
 });
