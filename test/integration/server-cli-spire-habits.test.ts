@@ -76,6 +76,24 @@ test('DeleteEntries answers an empty ID INVALID_ARGUMENT in its own result, an u
   await assert.rejects(admin.call('Entries', 'GetEntry', { id }), /not found/);
 });
 
+test('DeleteEntries refuses more than 10,000 IDs in one call, naming the limit, and deletes none; entry delete --file splits a larger file into calls the server takes', async () => {
+  const ids = await Promise.all(['first', 'last'].map(async (name) => (await admin.call('Entries', 'CreateEntries', { entries: [entry('bulk-del', name, ['t:bulk-del'])] })).results![0]!.entry!.id!));
+  const named = [ids[0]!, ...Array.from({ length: 9_999 }, (_, i) => `e-gone-${i}`), ids[1]!];
+  // Before: taken whole, one datastore transaction however many IDs a client sent.
+  await assert.rejects(
+    admin.call('Entries', 'DeleteEntries', { ids: named }),
+    (err: Error) => /^10001 entry IDs in one call: at most 10000 are accepted; split them into calls of 10000 or fewer$/.test(err.message) || assert.fail(err.message),
+  );
+  for (const id of ids) assert.equal((await admin.call('Entries', 'GetEntry', { id })).id, id, 'nothing was deleted');
+  const file = path.join(dir, 'bulk-delete.json');
+  fs.writeFileSync(file, JSON.stringify({ ids: named }));
+  const r = await server.cli(['entry', 'delete', '--file', file]);
+  assert.equal(r.code, 1, r.err);
+  assert.equal(r.out, `Deleted entry with ID: ${ids[0]}\nDeleted entry with ID: ${ids[1]}\n`);
+  assert.equal(r.err.split('\n').filter((l) => /^Error: NotFound: registration entry e-gone-\d+ not found$/.test(l)).length, 9_999);
+  for (const id of ids) await assert.rejects(admin.call('Entries', 'GetEntry', { id }), /not found/);
+});
+
 test('entry count and agent count print spire-server\'s lines, with the filters of entry show and agent list', async () => {
   for (const [i, sels] of [['t:count', 'u:1'], ['t:count'], ['t:count', 'u:2']].entries()) {
     const [r] = (await admin.call('Entries', 'CreateEntries', { entries: [entry('count', `w${i}`, sels)] })).results!;

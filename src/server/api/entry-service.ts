@@ -5,13 +5,12 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, EntryPatch, NewEntry } from '../datastore/datastore.js';
 import { entryToProto } from './convert.js';
-import { firstDnsNameBeyondCn, MAX_SELECTORS, validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
+import { firstDnsNameBeyondCn, MAX_ENTRY_BATCH, MAX_SELECTORS, validateEntry, validateSelectors, type EntryLimits } from './entry-validation.js';
 import { MAX_COMMON_NAME } from '../../common/x509/name.js';
 import type { SelectorMatch } from '../datastore/datastore.js';
 import { unary } from './handler.js';
 import type { ProtoEntry, ProtoSelector } from './proto-types.js';
 
-const MAX_BATCH = 10_000;
 const MASKABLE = new Set([
   'spiffe_id', 'parent_id', 'selectors', 'x509_svid_ttl', 'jwt_svid_ttl', 'dns_names', 'hint', 'federates_with', 'admin', 'downstream',
 ]);
@@ -29,7 +28,7 @@ export function entryService(
     CreateEntries: unary(log, 'CreateEntries', async (req: { entries?: ProtoEntry[] }) => {
       const input = req.entries ?? [];
       if (input.length === 0) throw invalidArgument('no entries given');
-      if (input.length > MAX_BATCH) throw invalidArgument(`at most ${MAX_BATCH} entries per call`);
+      if (input.length > MAX_ENTRY_BATCH) throw invalidArgument(`at most ${MAX_ENTRY_BATCH} entries per call`);
       const results: Array<{ status: { code: number; message: string }; entry?: ProtoEntry }> = new Array(input.length);
       const valid: Array<{ index: number; entry: NewEntry }> = [];
       input.forEach((e, index) => {
@@ -124,6 +123,9 @@ export function entryService(
     DeleteEntries: unary(log, 'DeleteEntries', async (req: { ids?: string[] }) => {
       const ids = req.ids ?? [];
       if (ids.length === 0) throw invalidArgument('no entry ids given');
+      if (ids.length > MAX_ENTRY_BATCH) {
+        throw invalidArgument(`${ids.length} entry IDs in one call: at most ${MAX_ENTRY_BATCH} are accepted; split them into calls of ${MAX_ENTRY_BATCH} or fewer`);
+      }
       // An empty ID is a malformed request (SPIRE: InvalidArgument), not an entry that could not be found.
       const deleted = await ds.deleteEntries(ids.filter((id) => id !== ''));
       let next = 0;

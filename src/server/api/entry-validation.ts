@@ -26,6 +26,13 @@ const MAX_HINT_BYTES = 1024;
 export const MAX_SELECTORS = 128;
 const MAX_SELECTOR_VALUE_BYTES = 1024;
 
+/**
+ * Entries (CreateEntries) or entry IDs (DeleteEntries) per admin call: each call is one datastore transaction, held
+ * while every item is written, and its answer carries one result per item. Larger sets are split by the caller (the
+ * CLI's `entry create --data` and `entry delete --file` do).
+ */
+export const MAX_ENTRY_BATCH = 10_000;
+
 /** The namespace meshid keeps for its own identities (server, agents); entries and minted SVIDs may not claim it. */
 export const RESERVED_NAMESPACE = '/meshid';
 

@@ -2,7 +2,7 @@ import { invalidArgument, isMeshidError } from '../../common/errors.js';
 import { GRPC_CODE } from '../../common/grpc-status.js';
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { errorLine, EXIT_FAILURE, OUTPUT_FLAG, outputFormat, renderJson, type CliIo } from '../../common/cli/output.js';
-import { serverId } from '../api/entry-validation.js';
+import { MAX_ENTRY_BATCH, serverId } from '../api/entry-validation.js';
 import { ADMIN_SOCKET_FLAG, batchStatusError, withAdminClient, type AdminClient } from './admin-client.js';
 import type { ListEntriesRequest, ProtoEntry } from './admin-types.js';
 import { compareEntries, renderEntry, renderEntryList } from './entry-output.js';
@@ -194,8 +194,24 @@ const remove: Command = {
     if (file !== undefined && args.has('entry-id')) throw invalidArgument('--file and --entry-id exclude each other: give the IDs in one or the other');
     const ids = file === undefined ? args.strings('entry-id') : await entryIdsOf(file, io);
     if (ids.length === 0) throw invalidArgument(file === undefined ? 'flag --entry-id is required (or --file)' : `${file} names no entry IDs`);
-    const res = await withAdminClient(args, io.env, (client) => client.call('Entries', 'DeleteEntries', { ids }));
-    const results = (res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } }));
+    const results: Array<{ id: string; status: { code: number; message: string } }> = [];
+    let stopped: { err: unknown; inFlight: number } | undefined;
+    await withAdminClient(args, io.env, async (client) => {
+      // The server takes at most MAX_ENTRY_BATCH IDs per call; a spire-server delete file may name more.
+      for (let i = 0; i < ids.length; i += MAX_ENTRY_BATCH) {
+        const batch = ids.slice(i, i + MAX_ENTRY_BATCH);
+        let res;
+        try {
+          res = await client.call('Entries', 'DeleteEntries', { ids: batch });
+        } catch (err) {
+          // Failing part-way: what the earlier calls deleted is reported below, then the error.
+          if (i === 0) throw err;
+          stopped = { err, inFlight: batch.length };
+          return;
+        }
+        results.push(...(res.results ?? []).map((r) => ({ id: r.id ?? '', status: { code: r.status?.code ?? 0, message: r.status?.message ?? '' } })));
+      }
+    });
     // spire-server's BatchDeleteEntryResponse: status first, then the ID.
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), id: r.id })) }));
     // Every refused ID gets its own line: an operator deleting several must learn about each one that is left.
@@ -208,6 +224,14 @@ const remove: Command = {
       }
       failed++;
       io.stderr.write(errorLine(err) + '\n');
+    }
+    if (stopped !== undefined) {
+      const unsent = ids.length - results.length - stopped.inFlight;
+      io.stderr.write(
+        `Stopped after ${results.length} of ${ids.length} entry IDs: the next ${stopped.inFlight} got no answer (the server deletes such a call's entries all or none)` +
+          `${unsent > 0 ? `, and the ${unsent} after them were not sent` : ''}; run the command again: what is gone is refused NotFound\n`,
+      );
+      throw stopped.err;
     }
     return failed === 0 ? 0 : EXIT_FAILURE;
   },
