@@ -10,11 +10,16 @@ import { storageSetupError } from './storage-failure.js';
  * own exclusive lock (POSIX record locks) on a small file in the data dir, held for the process's life: the kernel
  * drops it when the process dies, however it dies, and it holds between containers that share the volume on one
  * host, where pids say nothing (two agents can both be pid 1). `program` names the owner in the refusal
- * (meshid-agent, meshid-server). Returns the release function. A data dir that cannot take the lock file (a full
+ * (meshid-agent, meshid-server), or `heldBy` names who may hold it and `remedy` what to do when that can be another
+ * kind of process (a meshid-server data dir is also locked by a restore into it). Returns the release function. A data dir that cannot take the lock file (a full
  * disk, a read-only file system) is refused with failed_precondition naming the directory and the cause. The lock
  * file is 0600, as everything else in the data dir.
  */
-export function acquireDataDirLock(file: string, program: string): () => void {
+export function acquireDataDirLock(
+  file: string,
+  program: string,
+  { heldBy = `another ${program}`, remedy = 'stop it' }: { heldBy?: string; remedy?: string } = {},
+): () => void {
   for (let attempt = 0; ; attempt++) {
     let db: Database.Database | undefined;
     try {
@@ -32,7 +37,7 @@ export function acquireDataDirLock(file: string, program: string): () => void {
       db?.close();
       const code = (err as { code?: string }).code;
       if (code === 'SQLITE_BUSY') {
-        throw failedPrecondition(`the data dir is in use by another ${program} (it holds ${file}); stop it or use another --data-dir`);
+        throw failedPrecondition(`the data dir is in use by ${heldBy} (it holds ${file}); ${remedy} or use another --data-dir`);
       }
       // Earlier meshid-agents kept a pid file under this name: replaced once that agent is gone, never under it.
       if (code === 'SQLITE_NOTADB' && attempt === 0) {

@@ -115,7 +115,11 @@ function check(dataDir: string, trustDomain: string): 'ours' | 'unclaimed' {
 function lockServerFile(lockFile: string): () => void {
   for (let attempt = 1; ; attempt++) {
     const before = fs.statSync(lockFile, { throwIfNoEntry: false });
-    const unlock = acquireDataDirLock(lockFile, 'meshid-server');
+    // Its lock is a restore's too (meshid-server restore): which of the two holds it, the refusal cannot tell.
+    const unlock = acquireDataDirLock(lockFile, 'meshid-server', {
+      heldBy: 'a running meshid-server or a meshid-server restore in progress',
+      remedy: 'stop that server or let the restore finish,',
+    });
     const after = fs.statSync(lockFile, { throwIfNoEntry: false });
     // The same file before the open and after the lock: the one opened, locked (its number is not reused while open).
     if (before !== undefined && after !== undefined && before.ino === after.ino && before.dev === after.dev) return unlock;

@@ -21,7 +21,7 @@ test('a second server on the same data dir or admin socket is refused, and the f
 
   const sameDir = await run(first.dataDir, path.join(dir, 'other-admin', 'admin.sock'));
   assert.notEqual(sameDir.code, 0);
-  assert.match(sameDir.err, new RegExp(`the data dir is in use by another meshid-server \\(it holds `));
+  assert.match(sameDir.err, /the data dir is in use by a running meshid-server or a meshid-server restore in progress \(it holds /);
 
   const sameSocket = await run(path.join(dir, 'other-data'), first.adminSocket);
   assert.notEqual(sameSocket.code, 0);
@@ -55,7 +55,7 @@ test('two first starts racing on one new data dir with different trust domains: 
   await first.paused('data-dir-marker');
   const second = await runRefused(run('example.com', 'second').slice(1));
   assert.notEqual(second.code, 0, `the second start must be refused: ${second.err}`);
-  assert.match(second.err, /the data dir is in use by another meshid-server \(it holds /);
+  assert.match(second.err, /the data dir is in use by a running meshid-server or a meshid-server restore in progress \(it holds /);
 
   first.resume();
   // Its last start-up line, logged once every listener is up; should it fail instead, this says why.

@@ -7,6 +7,7 @@ import { acquireDataDirLock } from '../../../src/common/data-dir-lock.js';
 import { isMeshidError } from '../../../src/common/errors.js';
 import { removeKilledFirstStart } from '../../../src/server/backup/restore-target.js';
 import { openDataDir } from '../../../src/server/data-dir.js';
+import { SERVER_LOCK_FILE } from '../../../src/server/backup/server-lock-probe.js';
 import { tempDir } from '../../support/server-kit.js';
 
 /** Every file under `dir` with its bytes, to prove a refusal changed nothing. */
@@ -99,12 +100,38 @@ test('a start that opened a killed first start\'s lock before a restore emptied 
       assert.ok(restored);
       assert.throws(() => openDataDir(dataDir, 'example.org'), (err) => {
         assert.ok(isMeshidError(err, 'failed_precondition'));
-        assert.match(err.message, /in use by another meshid-server/);
+        assert.match(err.message, /in use by a running meshid-server or a meshid-server restore in progress/);
         return true;
       });
     } finally {
       unlock();
     }
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a start on a data dir a restore holds locked is told a running server or a restore in progress may hold it, not that another server does', () => {
+  const t = tempDir('meshid-data-dir-restore-lock-');
+  try {
+    const dataDir = path.join(t.dir, 'data');
+    openDataDir(dataDir, 'example.org')();
+    const lockFile = path.join(dataDir, SERVER_LOCK_FILE);
+    // As `meshid-server restore` takes it (backup/data-dir-restore.ts, restore-target.ts).
+    const release = acquireDataDirLock(lockFile, 'meshid-server restore');
+    try {
+      assert.throws(() => openDataDir(dataDir, 'example.org'), (err) => {
+        assert.ok(isMeshidError(err, 'failed_precondition'));
+        assert.equal(
+          err.message,
+          `the data dir is in use by a running meshid-server or a meshid-server restore in progress (it holds ${lockFile}); stop that server or let the restore finish, or use another --data-dir`,
+        );
+        return true;
+      });
+    } finally {
+      release();
+    }
+    openDataDir(dataDir, 'example.org')();
   } finally {
     t.cleanup();
   }
