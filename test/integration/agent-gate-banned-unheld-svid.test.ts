@@ -47,6 +47,6 @@ test('a banned agent presenting an SVID from an intermediate the restored server
       }
     });
     assert.equal(grpc.status[refused.code], 'PERMISSION_DENIED', refused.details);
-    assert.equal(refused.details, `banned: agent ${attested.id} is banned: restart the host's agent with a new join token to let it back (it attests as a new agent); "meshid-server agent evict --spiffe-id ${attested.id}" lifts the ban on this ID`, method);
+    assert.equal(refused.details, `banned: agent ${attested.id} is banned: a new join token is what lets the host back (restart its agent with one; it attests as a new agent, under a new ID). Evicting this ID ("meshid-server agent evict --spiffe-id ${attested.id}") only removes its record: no agent attests under it again`, method);
   }
 });

@@ -37,5 +37,5 @@ test("a ban outranks a forced revoke of the agent's root on its Sync stream, eve
 
   const status = await until('the Sync stream ends', ended);
   assert.equal(grpc.status[status.code], 'PERMISSION_DENIED', status.details);
-  assert.equal(status.details, `banned: agent ${agent.id} is banned: restart the host's agent with a new join token to let it back (it attests as a new agent); "meshid-server agent evict --spiffe-id ${agent.id}" lifts the ban on this ID`);
+  assert.equal(status.details, `banned: agent ${agent.id} is banned: a new join token is what lets the host back (restart its agent with one; it attests as a new agent, under a new ID). Evicting this ID ("meshid-server agent evict --spiffe-id ${agent.id}") only removes its record: no agent attests under it again`);
 });

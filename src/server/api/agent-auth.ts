@@ -83,7 +83,8 @@ export async function authenticateAgent(
 
 /** The refusal of a call of a banned agent (agent-call-gate.ts's too, for an SVID the server did not sign). */
 export function bannedRefusal(agentId: string): string {
-  return `${BANNED_PREFIX}agent ${agentId} is banned: restart the host's agent with a new join token to let it back (it attests as a new agent); "meshid-server agent evict --spiffe-id ${agentId}" lifts the ban on this ID`;
+  // Each attestation makes a new agent ID, so lifting this one's ban (evict) would let nothing back: say what does.
+  return `${BANNED_PREFIX}agent ${agentId} is banned: a new join token is what lets the host back (restart its agent with one; it attests as a new agent, under a new ID). Evicting this ID ("meshid-server agent evict --spiffe-id ${agentId}") only removes its record: no agent attests under it again`;
 }
 
 /** What is wrong with an agent SVID past its notAfter: the handlers' refusal, and the end of a Sync stream opened with it. */
