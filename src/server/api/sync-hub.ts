@@ -13,6 +13,11 @@ import { storedBundleToTrustBundle } from './convert.js';
  */
 export const REFRESH_RETRY_FIRST_MS = 1_000;
 export const REFRESH_RETRY_MAX_MS = 30_000;
+/**
+ * While refreshes keep failing, at most one line per this interval after the first (with how many failed since the
+ * last line): the retries alone would log about two lines a minute through a long datastore outage.
+ */
+export const REFRESH_FAILURE_LOG_EVERY_MS = 10 * 60_000;
 
 export type HubEvent = { kind: 'entries' } | { kind: 'bundle' } | { kind: 'federated' } | { kind: 'agent'; spiffeIds?: ReadonlySet<string> } | { kind: 'stopping' };
 
@@ -38,6 +43,9 @@ export class SyncHub {
   private readonly failed = new Map<Change['kind'], Change>();
   private retryTimer: TimerHandle | undefined;
   private retryDelayMs = REFRESH_RETRY_FIRST_MS;
+  /** When the last failed-refresh line was logged (undefined while refreshes succeed), and failures since. */
+  private failureLoggedAt: number | undefined;
+  private failuresSinceLogged = 0;
 
   constructor(
     private readonly ds: Datastore,
@@ -64,16 +72,32 @@ export class SyncHub {
   private refreshed(change: Change): void {
     if (!this.failed.delete(change.kind) || this.failed.size > 0) return;
     this.retryDelayMs = REFRESH_RETRY_FIRST_MS;
-    this.log.info({ kind: change.kind }, 'the server view caught up with the datastore after a failed refresh');
+    this.log.info({ kind: change.kind, failuresSinceLastLine: this.failuresSinceLogged }, 'the server view caught up with the datastore after a failed refresh');
+    this.failureLoggedAt = undefined;
+    this.failuresSinceLogged = 0;
   }
 
   /** The view stays as it was; the refresh is tried again later (and by any change of its kind meanwhile). */
   private refreshFailed(change: Change, err: unknown): void {
     const retrying = !this.stopped && this.retryTimer === undefined;
-    this.log.error(
-      { err, kind: change.kind, ...(retrying && { retryInMs: this.retryDelayMs }) },
-      'failed to refresh the server view after a datastore change: it stays as it was until a refresh succeeds',
-    );
+    const now = this.clock.now();
+    if (this.failureLoggedAt === undefined) {
+      this.log.error(
+        { err, kind: change.kind, ...(retrying && { retryInMs: this.retryDelayMs }) },
+        'failed to refresh the server view after a datastore change: it stays as it was until a refresh succeeds',
+      );
+      this.failureLoggedAt = now;
+    } else {
+      this.failuresSinceLogged++;
+      if (now - this.failureLoggedAt >= REFRESH_FAILURE_LOG_EVERY_MS) {
+        this.log.error(
+          { err, kind: change.kind, failuresSinceLastLine: this.failuresSinceLogged },
+          'the server view still cannot refresh from the datastore: it stays as it was until a refresh succeeds',
+        );
+        this.failureLoggedAt = now;
+        this.failuresSinceLogged = 0;
+      }
+    }
     this.failed.set(change.kind, change);
     if (!retrying) return;
     this.retryTimer = this.clock.setTimer(() => {

@@ -4,7 +4,8 @@ import Database from 'better-sqlite3';
 import { silentLogger } from '../../../src/common/log.js';
 import type { RegistrationEntry } from '../../../src/server/datastore/datastore.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
-import { REFRESH_RETRY_FIRST_MS, SyncHub, type HubEvent } from '../../../src/server/api/sync-hub.js';
+import { REFRESH_FAILURE_LOG_EVERY_MS, REFRESH_RETRY_FIRST_MS, REFRESH_RETRY_MAX_MS, SyncHub, type HubEvent } from '../../../src/server/api/sync-hub.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import type { EntryIndex } from '../../../src/server/entries/entry-index.js';
 import { entry, withDatastore } from '../datastore/fixture.js';
 
@@ -132,6 +133,42 @@ test('a refresh that cannot read the datastore (a damaged row) is tried again: a
       assertIndexHolds(hub.index, await ds.listAllEntries());
       assert.deepEqual(events, [{ kind: 'entries' }]);
       assert.equal(clock.pendingTimers(), 0, 'no retry is left once the view caught up');
+    } finally {
+      raw.close();
+      hub.stop();
+    }
+  });
+});
+
+test('refreshes failing through a long datastore outage log the first failure, then one line per 10 minutes with the count since, and one info line once one succeeds', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const [a, b] = (await ds.createEntries(['a', 'b'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    const { log, records } = capturingLogger('meshid-server');
+    const hub = new SyncHub(ds, 'example.org', log, clock);
+    await hub.start();
+    const lines = () => records().filter((r) => /refresh/.test(r.msg)).map((r) => ({ level: r.level, failures: r['failuresSinceLastLine'] }));
+    const raw = new Database(file);
+    try {
+      raw.prepare("UPDATE registration_entries SET selectors = 'damaged', revision = 100 WHERE id = ?").run(b!.id);
+      await ds.deleteEntries([a!.id]);
+      await hub.settled();
+      assert.deepEqual(lines(), [{ level: LEVEL.error, failures: undefined }]);
+      // Each retry fails: 1 s, 2 s, ... up to 30 s apart. Before, every one was an error line (~2 a minute).
+      for (let elapsed = 0; elapsed < 2 * REFRESH_FAILURE_LOG_EVERY_MS - REFRESH_RETRY_MAX_MS; elapsed += REFRESH_RETRY_MAX_MS / 2) {
+        clock.advance(REFRESH_RETRY_MAX_MS / 2);
+        await hub.settled();
+      }
+      const failing = lines();
+      assert.equal(failing.length, 2, JSON.stringify(failing));
+      assert.equal(failing[1]!.level, LEVEL.error);
+      assert.ok(typeof failing[1]!.failures === 'number' && failing[1]!.failures > 10, JSON.stringify(failing));
+      raw.prepare('UPDATE registration_entries SET selectors = ? WHERE id = ?').run(JSON.stringify(b!.selectors), b!.id);
+      clock.advance(REFRESH_RETRY_MAX_MS);
+      await hub.settled();
+      assert.equal(hub.index.get(a!.id), undefined);
+      const after = lines();
+      assert.equal(after.length, 3, JSON.stringify(after));
+      assert.equal(after[2]!.level, LEVEL.info);
     } finally {
       raw.close();
       hub.stop();
