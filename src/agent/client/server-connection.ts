@@ -160,7 +160,7 @@ export class ServerConnection {
     this.cancelStream();
     this.timer?.cancel();
     this.timer = undefined;
-    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (meshid-server agent evict lifts the ban on the old agent ID)');
+    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (it attests as a new agent, under a new ID; evicting the old agent ID only removes its record)');
     // Noticed here (the server may be down) or refused by the server: the line says which.
     const what = err.message === EXPIRED_HERE ? 'the agent SVID has expired' : 'the server no longer accepts the agent SVID';
     if (this.o.identity.canReattest()) {
