@@ -12,7 +12,7 @@ import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
 import { UnsignedKeys } from './unsigned-keys.js';
 import { X509BudgetHold } from './x509-budget-hold.js';
-import { BatchBuilder, checkedSvid, type BuiltBatch } from './x509-svid-request.js';
+import { BatchBuilder, CaChainBytes, checkedSvid, expectedAnswerBytes, SIGN_ANSWER_BYTES, type BuiltBatch } from './x509-svid-request.js';
 
 /** One item of a SignX509Svids answer. `code` 0 = signed; otherwise a gRPC status code for this item. */
 export interface SignedItem {
@@ -114,6 +114,7 @@ export class SvidIssuer {
   private tainted: ReadonlySet<string> = new Set();
   private readonly unsignedKeys = new UnsignedKeys();
   private readonly builder = new BatchBuilder(this.unsignedKeys);
+  private readonly caChainBytes = new CaChainBytes();
   private calls = 0;
   private timer: TimerHandle | undefined;
   private timerAt = Infinity;
@@ -331,13 +332,23 @@ export class SvidIssuer {
     if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putInCatchUpOrder();
     while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
       const batch: AgentEntry[] = [];
+      const caChainBytes = this.caChainBytes.estimate(this.cache.ownBundle());
+      let answerBytes = 0;
       for (const id of this.queued) {
         // An entry already in a call stays queued: that call's answer is for its previous state.
         if (this.inflight.has(id)) continue;
-        this.queued.delete(id);
         const entry = this.cache.entry(id);
-        if (entry === undefined) continue;
+        if (entry === undefined) {
+          this.queued.delete(id);
+          continue;
+        }
+        // Bounded by the answer's expected size too (SIGN_ANSWER_BYTES): an entry that would take it past goes in the
+        // next call, and one larger on its own goes alone.
+        const bytes = expectedAnswerBytes(entry, caChainBytes);
+        if (batch.length > 0 && answerBytes + bytes > SIGN_ANSWER_BYTES) break;
+        this.queued.delete(id);
         batch.push(entry);
+        answerBytes += bytes;
         if (batch.length >= this.batchSize) break;
       }
       if (batch.length === 0) return;
@@ -467,6 +478,7 @@ export class SvidIssuer {
       // Certified, whatever becomes of the answer: a key is not sent twice once a certificate for it came back. Nor a
       // CSR the server called invalid (a corrupted one would otherwise be refused on every retry until a restart).
       if (r.code === 0 || r.code === GRPC_INVALID_ARGUMENT) this.unsignedKeys.retire(r.entryId, k);
+      if (r.code === 0) this.caChainBytes.observe(r.chain);
       const current = this.cache.entry(r.entryId);
       // The entry went away or changed while the call was in flight: its new state is already queued.
       if (current === undefined || certificateInputs(current) !== k.inputs) continue;

@@ -41,6 +41,56 @@ async function buildBatch(batch: readonly AgentEntry[], unsigned: UnsignedKeys):
   return { keys, items };
 }
 
+/**
+ * The most answer bytes one SignX509Svids call is expected to bring back. The agent's channel keeps gRPC's default
+ * receive limit of 4 MiB, and an answer over it fails the whole call (RESOURCE_EXHAUSTED, "Received message larger
+ * than max"): the batch is retried as it was, for ever. DNS names have no count limit (as in SPIRE), so 250 entries of
+ * some 300 long names each pass it. A quarter of the limit is left for the estimate's slack; entries of ordinary size
+ * (a few KB of chain each) still go 250 to a call.
+ */
+export const SIGN_ANSWER_BYTES = 3 * 1024 * 1024;
+
+/** Bytes of a string on the wire or in a certificate, with its tag and length prefix (at most 4 bytes below 2 MiB). */
+const field = (s: string): number => Buffer.byteLength(s) + 4;
+
+/**
+ * The leaf's bytes beside its names: its key (P-256, 91 bytes), the issuer's name, validity, serial, extensions and an
+ * intermediate's signature (512 bytes for RSA-4096), and the answer item's entry ID, code and expiry: under 1.5 KB.
+ */
+const LEAF_AND_ITEM_BYTES = 2048;
+
+/**
+ * An upper estimate of one entry's item in a SignX509Svids answer: the leaf, whose size grows with its SPIFFE ID and
+ * DNS names (the SAN, and the first name again as CN), and the CA certificates above it (`caChainBytes`).
+ */
+export function expectedAnswerBytes(entry: AgentEntry, caChainBytes: number): number {
+  let n = LEAF_AND_ITEM_BYTES + field(entry.spiffeId) + caChainBytes;
+  for (const d of entry.dnsNames) n += field(d);
+  if (entry.dnsNames[0] !== undefined) n += field(entry.dnsNames[0]);
+  return n;
+}
+
+/**
+ * The CA certificates' bytes an answer's chains carry, for expectedAnswerBytes: the most a signed chain carried so
+ * far, or before any, a guess from the bundle (an intermediate and the CAs above it, each about a root's size, and
+ * room for an upstream chain) that errs high.
+ */
+export class CaChainBytes {
+  private seen = 0;
+
+  observe(chain: readonly Buffer[]): void {
+    let n = 0;
+    for (let i = 1; i < chain.length; i++) n += chain[i]!.length + 4;
+    if (n > this.seen) this.seen = n;
+  }
+
+  estimate(bundle: TrustBundle | undefined): number {
+    if (this.seen > 0) return this.seen;
+    const roots = (bundle?.x509Authorities ?? []).reduce((sum, der) => sum + der.length, 0);
+    return 2 * roots + 4096;
+  }
+}
+
 const nextTurn = (): Promise<void> => new Promise((resolve) => setImmediate(resolve));
 
 /**
