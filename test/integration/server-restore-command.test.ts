@@ -491,3 +491,43 @@ test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made,
   teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
 });
+
+test('revisions taken after a restore differ from every one the old server took after the backup, which agents offline across the restore may hold', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-restore-revisions-');
+  teardown(t).after(cleanup);
+  const { live, backup } = await backedUp(dir);
+  teardown(t).after(() => live.stop());
+  const createEntries = async (server: ServerProcess, prefix: string): Promise<void> => {
+    for (let i = 0; i < 3; i++) {
+      const r = await server.cli(['entry', 'create', '--spiffe-id', `spiffe://example.org/${prefix}-${i}`, '--parent-id', 'spiffe://example.org/host', '--selector', `unix:uid:${1000 + i}`]);
+      assert.equal(r.code, 0, r.err);
+    }
+  };
+  const revisions = (dataDir: string, prefix: string): number[] => {
+    const db = new Database(path.join(dataDir, 'datastore.sqlite3'), { readonly: true });
+    try {
+      const rows = db.prepare('SELECT revision FROM registration_entries WHERE spiffe_id LIKE ?').all(`spiffe://example.org/${prefix}-%`) as Array<{ revision: number }>;
+      return rows.map((r) => r.revision);
+    } finally {
+      db.close();
+    }
+  };
+  // Taken by the old server after the backup: an agent synced then holds its entries at these revisions.
+  await createEntries(live, 'after-backup');
+  assert.equal(await live.stop(), 0);
+  const takenBefore = revisions(live.dataDir, 'after-backup');
+  assert.equal(takenBefore.length, 3);
+
+  const elsewhere = path.join(dir, 'elsewhere');
+  fs.mkdirSync(elsewhere);
+  const restored = await restoreCli(['--from', backup, '--data-dir', path.join(elsewhere, 'data')]);
+  assert.equal(restored.code, 0, restored.err);
+  const server = await startServerProcess(elsewhere);
+  teardown(t).after(() => server.stop());
+  await createEntries(server, 'after-restore');
+  assert.equal(await server.stop(), 0);
+  const takenAfter = revisions(server.dataDir, 'after-restore');
+  assert.equal(takenAfter.length, 3);
+  for (const r of takenAfter) assert.ok(!takenBefore.includes(r), `revision ${r}, taken after the restore, was taken before it too (${takenBefore.join(', ')})`);
+  assert.ok(Math.min(...takenAfter) > Math.max(...takenBefore), 'revisions still only grow');
+});

@@ -107,6 +107,17 @@ export class SqliteDatastore implements Datastore {
     return this.read(() => this.revision());
   }
 
+  /**
+   * Moves the change counter `by` ahead, offline (no change, no listener told): a restore does it so that no revision
+   * taken after it equals one the old server took after the backup (data-dir-restore.ts). Returns the new revision.
+   */
+  advanceRevision(by: number): Promise<number> {
+    return this.write(() => {
+      this.s.advanceRevision.run(by);
+      return this.revision();
+    });
+  }
+
   listEntryChangesSince(revision: number): Promise<EntryChanges> {
     return this.read(() => {
       if (!Number.isSafeInteger(revision) || revision < 0) throw invalidArgument(`revision must be a whole number ≥ 0, got ${revision}`);

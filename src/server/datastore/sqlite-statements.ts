@@ -13,6 +13,7 @@ export function prepareStatements(db: Database.Database) {
   return {
     getRevision: p("SELECT value FROM revisions WHERE name = 'changes'"),
     bumpRevision: p("UPDATE revisions SET value = value + 1 WHERE name = 'changes'"),
+    advanceRevision: p("UPDATE revisions SET value = value + ? WHERE name = 'changes'"),
 
     entryById: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id = ?`),
     entryByHash: p('SELECT id FROM registration_entries WHERE identity_hash = ?'),
