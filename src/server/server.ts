@@ -11,6 +11,7 @@ import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { warnOfEntriesOrphanedByPrune } from './entries/orphaned-entries.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
 import { openSqliteDatastore, type SqliteDatastore } from './datastore/sqlite-datastore.js';
+import { damagedAtStart, isDamagedDatastore } from './datastore/sqlite-errors.js';
 import type { Datastore } from './datastore/datastore.js';
 import { unavailable } from '../common/errors.js';
 import { KeyStore } from './ca/key-store.js';
@@ -113,12 +114,13 @@ export class MeshidServer {
     const starting = new StartingServerProbe();
     let health: HttpHealthListener | undefined;
     let ds: SqliteDatastore;
+    const datastoreFile = path.join(config.dataDir, 'datastore.sqlite3');
     try {
       // A backup a kill -9 interrupted left its datastore snapshot; with the lock held, no backup runs now.
       removeBackupScratch(config.dataDir);
       health = config.healthChecks && (await HttpHealthListener.start(config.healthChecks, starting, log.child({ subsystem: 'health' })));
       ds = await openSqliteDatastore({
-        file: path.join(config.dataDir, 'datastore.sqlite3'),
+        file: datastoreFile,
         clock,
         // The one moment a rollback stops being a matter of running the older binary again: the operator hears of it.
         onSchemaUpgrade: ({ from, to }) =>
@@ -206,7 +208,7 @@ export class MeshidServer {
     } catch (err) {
       await undoFailedStart([...started.reverse(), ['datastore', () => ds.close()]], log);
       unlock();
-      throw err;
+      throw isDamagedDatastore(err) ? damagedAtStart(err, datastoreFile, config.dataDir) : err;
     }
   }
 

@@ -191,3 +191,32 @@ test('the README\'s backup of a running server (keys, .backup snapshot, keys aga
   const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
   assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id, 'the agent renews on the restored server');
 });
+
+test('a datastore found damaged while a start loads its entries is refused naming the file and how to restore it, not as a running server\'s fault', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-damaged-start-');
+  teardown(t).after(cleanup);
+  const first = await startServerProcess(dir);
+  const created = await first.cli(['entry', 'create', '--spiffe-id', 'spiffe://example.org/web', '--parent-id', 'spiffe://example.org/host', '--selector', 'unix:uid:1000']);
+  assert.equal(created.code, 0, created.err);
+  assert.equal(await first.stop(), 0);
+  const dataDir = path.join(dir, 'data');
+  const file = path.join(dataDir, 'datastore.sqlite3');
+  const db = new Database(file);
+  // Into the file, which is what the damage below is written to: a page still in the -wal would be read from there.
+  db.pragma('wal_checkpoint(TRUNCATE)');
+  const pageSize = db.pragma('page_size', { simple: true }) as number;
+  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'registration_entries'").get() as { rootpage: number };
+  db.close();
+  // Bit rot where opening, the CA journal and the join tokens never read: the start's entry load is the first to.
+  const fd = fs.openSync(file, 'r+');
+  fs.writeSync(fd, Buffer.alloc(pageSize, 0xff), 0, pageSize, (rootpage - 1) * pageSize);
+  fs.closeSync(fd);
+
+  const refused = await runRefused([
+    '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0',
+    '--admin-socket', path.join(dir, 'admin', 'admin.sock'), '--datacenter', 'east',
+  ]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(refused.err, new RegExp(`the datastore ${file} is damaged \\(.+\\): move ${dataDir} aside and restore a backup into it with \`meshid-server restore --from <backup dir> --data-dir ${dataDir}\``));
+  assert.doesNotMatch(refused.err, /stop the server/);
+});

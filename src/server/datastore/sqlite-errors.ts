@@ -1,5 +1,5 @@
 import Database from 'better-sqlite3';
-import { MeshidError } from '../../common/errors.js';
+import { failedPrecondition, MeshidError } from '../../common/errors.js';
 
 /**
  * The one place where SQLite's errors become MeshidErrors. Expected conflicts are checked before writing, with
@@ -38,9 +38,30 @@ export function storageError(err: unknown): MeshidError {
     if (code.startsWith('SQLITE_IOERR') || code.startsWith('SQLITE_CANTOPEN')) {
       return fault('unavailable', 'the datastore cannot read or write its file (an I/O error); the server log has the cause');
     }
-    if (code.startsWith('SQLITE_CORRUPT') || code === 'SQLITE_NOTADB') {
+    if (isDamage(err)) {
       return fault('internal', 'the datastore file is damaged: stop the server and restore it from a backup');
     }
   }
   return new MeshidError('internal', 'the datastore operation failed unexpectedly; the server log has the cause', { cause: err });
+}
+
+const isDamage = (err: { code: string }): boolean => err.code.startsWith('SQLITE_CORRUPT') || err.code === 'SQLITE_NOTADB';
+
+/** Whether `err` (from storageError, or SQLite's own) is the datastore file found damaged. */
+export function isDamagedDatastore(err: unknown): boolean {
+  const sqlite = err instanceof MeshidError ? err.cause : err;
+  return sqlite instanceof Database.SqliteError && isDamage(sqlite);
+}
+
+/**
+ * The datastore found damaged during a start, past the checks of opening it (the entry load reads pages those do not):
+ * named, as the open-time check names it, with the way out. Nothing runs to be stopped, and a restore refuses a data
+ * dir that is not empty, so the damaged one goes aside first (it holds the CA keys).
+ */
+export function damagedAtStart(err: unknown, file: string, dataDir: string): MeshidError {
+  const sqlite = (err instanceof MeshidError ? err.cause : err) as Error;
+  return failedPrecondition(
+    `the datastore ${file} is damaged (${sqlite.message}): move ${dataDir} aside and restore a backup into it with \`meshid-server restore --from <backup dir> --data-dir ${dataDir}\``,
+    err,
+  );
 }
