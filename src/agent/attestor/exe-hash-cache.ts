@@ -7,6 +7,8 @@ export interface HashedFile {
   readonly file: FileIdentity;
   readonly sha256: string | undefined;
   readonly unhashed?: 'too-large' | 'unreadable';
+  /** For 'unreadable': the open's error code (EACCES, EPERM). */
+  readonly openError?: string;
 }
 
 /** Digests kept per uid, and uids kept: one uid cycling through files evicts only its own digests. */
@@ -55,7 +57,7 @@ export class ExeHashCache {
       // (its exe link was), so it gets no digest, as over the size limit: leaving a selector out can only make fewer
       // entries match, while failing the attestation refused the workload even the entries that name no sha256.
       const code = (err as NodeJS.ErrnoException).code;
-      if (code === 'EACCES' || code === 'EPERM') return { file: this.hooks.stat(path), sha256: undefined, unhashed: 'unreadable' };
+      if (code === 'EACCES' || code === 'EPERM') return { file: this.hooks.stat(path), sha256: undefined, unhashed: 'unreadable', openError: code };
       throw err;
     }
     try {

@@ -198,12 +198,12 @@ export class UnixWorkloadAttestor {
         throw outlived(`process ${pid} changed its uid/gid since it connected`);
       }
       const exe = this.read(pid, `${task}exe`, () => this.hooks.readLink(`${dir}/${task}exe`));
-      const { file: exeFile, sha256, unhashed } = this.read(pid, `${task}exe`, (): HashedFile =>
+      const { file: exeFile, sha256, unhashed, openError } = this.read(pid, `${task}exe`, (): HashedFile =>
         this.hashes === undefined
           ? { file: this.hooks.stat(`${dir}/${task}exe`), sha256: undefined }
           : this.hashes.hashFile(`${dir}/${task}exe`, status.effectiveUid),
       );
-      if (unhashed !== undefined) this.warnUnhashed(exe, unhashed);
+      if (unhashed !== undefined) this.warnUnhashed(exe, unhashed, openError);
       // Still the same process after the reads: otherwise some of what we read may be another process's.
       if (pinned ? !this.alive(pidfd) : this.startTime(dir, pid) !== startBefore) throw outlived(`process ${pid} has exited`);
       return { status, exe, exeFile, sha256 };
@@ -245,16 +245,21 @@ export class UnixWorkloadAttestor {
   }
 
   /** Once per executable path and reason (bounded): a per-RPC warning would flood the log. */
-  private warnUnhashed(exe = '(a path that is not UTF-8)', why: 'too-large' | 'unreadable'): void {
+  private warnUnhashed(exe = '(a path that is not UTF-8)', why: 'too-large' | 'unreadable', openError?: string): void {
     const key = `${why}\0${exe}`;
     if (this.warnedUnhashed.has(key) || this.warnedUnhashed.size >= MAX_WARNED) return;
     this.warnedUnhashed.add(key);
-    this.log?.warn(
-      { exe },
-      why === 'too-large'
-        ? 'workload executable is over the hashing size limit: it gets no sha256 selector'
-        : 'workload executable cannot be read by the agent (its mode): it gets no sha256 selector; run the agent as root, or give it CAP_DAC_READ_SEARCH',
-    );
+    if (why === 'too-large') {
+      this.log?.warn({ exe }, 'workload executable is over the hashing size limit: it gets no sha256 selector');
+      return;
+    }
+    // Root reads any file by its mode, so a refusal to root comes from a security module: "run as root" would send
+    // the operator nowhere.
+    const advice =
+      process.geteuid?.() === 0
+        ? 'a security module (AppArmor, SELinux) denies the agent reading it: allow the agent to read it there'
+        : 'its mode or a security module denies the agent (not root) reading it: give the agent CAP_DAC_READ_SEARCH, or run it as root';
+    this.log?.warn({ exe, error: openError }, `workload executable cannot be read by the agent: it gets no sha256 selector; ${advice}`);
   }
 
   private alive(pidfd: number): boolean {

@@ -9,8 +9,11 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawn, spawnSync } from 'node:child_process';
+import { systemProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
+import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
+import type { Logger } from '../../../src/common/log.js';
 import { packageRoot } from '../../../src/common/paths.js';
-import { ClientProcess, publicTempDir } from '../../support/peer-process.js';
+import { ClientProcess, PeerListener, publicTempDir } from '../../support/peer-process.js';
 import { teardown } from '../../support/teardown.js';
 
 const AS_PTRACER = ['--reuid=65534', '--regid=65534', '--clear-groups', '--inh-caps=+sys_ptrace', '--ambient-caps=+sys_ptrace'];
@@ -88,4 +91,29 @@ test('an agent with CAP_SYS_PTRACE, not root, attests a caller whose executable 
   assert.match(first?.warnings?.join('\n') ?? '', /cannot be read by the agent.*no sha256 selector/);
   const digest = spawnSync('sha256sum', [fs.realpathSync(process.execPath)], { encoding: 'utf8' }).stdout.split(' ')[0];
   assert.deepEqual(second?.selectors, ['uid:1001', 'gid:1001', `path:${fs.realpathSync(process.execPath)}`, `sha256:${digest}`]);
+});
+
+test('a root agent refused an executable (stubbed open: EACCES, as AppArmor or SELinux answers) names a security module, not root or a capability it has', { skip: process.geteuid?.() === 0 ? false : 'needs root' }, async (t) => {
+  const dir = publicTempDir('meshid-lsm-exe-');
+  const listener = await PeerListener.listen(path.join(dir, 'p.sock'));
+  teardown(t).after(async () => {
+    await listener.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  const warnings: Array<{ fields: Record<string, unknown>; message: string }> = [];
+  const log = { warn: (fields: Record<string, unknown>, message: string) => warnings.push({ fields, message }) } as unknown as Logger;
+  const denied = (): never => {
+    throw Object.assign(new Error('EACCES: permission denied'), { code: 'EACCES' });
+  };
+  const attestor = new UnixWorkloadAttestor({ hooks: { ...systemProcHooks, openFile: denied }, log, memoEntries: 0 });
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  teardown(t).after(() => client.stop());
+  const { peer } = await listener.next();
+
+  const selectors = attestor.attest(peer).map((s) => s.value);
+  assert.ok(!selectors.some((s) => s.startsWith('sha256:')), selectors.join(' '));
+  assert.equal(warnings.length, 1);
+  assert.match(warnings[0]!.message, /cannot be read by the agent: it gets no sha256 selector; a security module \(AppArmor, SELinux\) denies/);
+  assert.doesNotMatch(warnings[0]!.message, /run (the agent|it) as root|CAP_DAC_READ_SEARCH/);
+  assert.equal(warnings[0]!.fields['error'], 'EACCES');
 });
