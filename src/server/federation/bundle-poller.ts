@@ -47,6 +47,8 @@ interface PollState {
   nextPollAt: number | undefined;
   /** The anchors' bundle was set while the poll under way ran, which may have read the ones it replaced. */
   anchorsReplacedMeanwhile: boolean;
+  /** The keys the last successful poll left out (leftOutKey); undefined before one. */
+  leftOut: string | undefined;
 }
 
 /** A relationship and how its polls go, for operators (admin API Federation). */
@@ -63,7 +65,8 @@ export interface RelationshipStatus {
  * Keeps every federated trust domain with a relationship (the config's `federates_with` and those made through the
  * admin API) up to date from its bundle endpoint: polls at the endpoint's refresh hint, stores a bundle whose
  * authorities changed (so agents hear of it through the change feed, like `bundle set`), and retries failures with
- * backoff. Keys the partner serves that meshid cannot use are left out and logged once per poll; the rest applies,
+ * backoff. Keys the partner serves that meshid cannot use are left out and logged as a warning when they change (at the
+ * first poll, or a different set), at debug otherwise; the rest applies,
  * and if none is left the poll fails (a publishing bug). A bundle with no keys is the partner revoking every key
  * (Bundle §4.1.3): it is stored, empty, and the trust domain is trusted for nothing. A failed poll (no answer, not a SPIFFE bundle) changes nothing: the stored
  * bundle stays, and with it what the workloads trust, until a fetch succeeds or an operator acts.
@@ -233,8 +236,12 @@ export class FederatedBundlePoller {
             `so the stored bundle is kept: ${ignored.join('; ')}`,
         );
       }
+      // A partner may publish keys for other consumers (an EdDSA JWT key) for good: warned of every poll, that is a
+      // warning every few minutes for ever, which teaches operators to ignore the log. A different set is news.
+      const leftOut = leftOutKey(ignored);
       if (ignored.length > 0) {
-        this.log.warn({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
+        const level = leftOut === state.leftOut ? 'debug' : 'warn';
+        this.log[level]({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
       }
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
       const empty = stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0;
@@ -262,6 +269,7 @@ export class FederatedBundlePoller {
         }
       }
       state.lastSuccessAt = this.clock.now();
+      state.leftOut = leftOut;
       if (rel.profile === 'https_spiffe' && anchorDomain === rel.trustDomain && stored.x509Authorities.length === 0) {
         // Stored all the same: keeping roots the partner revoked would trust what it no longer vouches for. But the
         // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
@@ -303,5 +311,11 @@ function newState(rel: FederationRelationship, source: RelationshipSource): Poll
   return {
     rel, source, timer: undefined, inFlight: undefined, failures: 0, intervalMs: DEFAULT_REFRESH_MS,
     lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined, anchorsReplacedMeanwhile: false,
+    leftOut: undefined,
   };
+}
+
+/** The set of left-out keys as one comparable value: the same keys in another order are the same set. */
+function leftOutKey(ignored: readonly string[]): string {
+  return JSON.stringify([...ignored].sort());
 }

@@ -538,3 +538,35 @@ test("a poll storing new roots of a trust domain that hosts another relationship
     assert.equal(poller.status('partner.org')!.nextPollAt, next);
   });
 });
+
+test('keys left out of a partner\'s bundle are a warning when the set changes (first poll, another set, back after none), at debug on the polls that serve the same ones (stubbed endpoint, fake clock)', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const eddsa = 'bundle of partner.org: keys[1]: a jwt-svid key of type "OKP", which meshid cannot use; the key is ignored';
+    const noX5c = 'bundle of partner.org: keys[2]: an x509-svid key must have an x5c; the key is ignored';
+    const served: string[][] = [[eddsa], [eddsa], [eddsa], [noX5c, eddsa], [eddsa, noX5c], [], [eddsa]];
+    let poll = 0;
+    const fetch = async (): Promise<FederatedBundleDocument> => ({ bundle: ca.bundle(1), ignored: served[poll++]!, unreadableTypes: 1 });
+    const { log, records } = capturingLogger('server');
+    const poller = new FederatedBundlePoller([REL!], ds, clock, log, fetch);
+    t.after(() => poller.stop());
+    poller.start();
+    for (let i = 0; i < served.length; i++) {
+      clock.advance(i === 0 ? 0 : DEFAULT_REFRESH_MS);
+      await poller.pending('partner.org');
+    }
+    assert.equal(poll, served.length);
+    const leftOut = records()
+      .filter((r) => r.msg === "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied")
+      .map((r) => [r.level, r['ignored']]);
+    assert.deepEqual(leftOut, [
+      [LEVEL.warn, [eddsa]],
+      [LEVEL.debug, [eddsa]],
+      [LEVEL.debug, [eddsa]],
+      [LEVEL.warn, [noX5c, eddsa]],
+      [LEVEL.debug, [eddsa, noX5c]],
+      [LEVEL.warn, [eddsa]],
+    ]);
+  });
+});
