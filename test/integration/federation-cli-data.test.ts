@@ -62,3 +62,43 @@ test('federation create --data creates every relationship of a SPIRE file with i
   assert.match(results[1]!.status.message, /nowhere\.example has no federation relationship/);
   assert.match((await server.cli(['federation', 'create', '--data', file, '--trust-domain', 'x.org'])).err, /^Error: InvalidArgument: --data creates the relationships of its file: it cannot be combined with --trust-domain\n$/);
 });
+
+test('federation create|update --data warns on stderr, as the flags do, of left-out keys of a SPIFFE bundle document and of a CA of another trust domain, naming each relationship', async (t) => {
+  const tmp = tempDir('meshid-federation-data-warn-');
+  teardown(t).after(tmp.cleanup);
+  const server = await startServerProcess(path.join(tmp.dir, 'server'), ['--datacenter', 'east']);
+  teardown(t).after(() => server.stop());
+  const partner = new TestCa('half-read.example');
+  teardown(t).after(() => partner.dispose());
+  // A second root whose x5c is no standard base64 (a publisher's base64url, say): left out, the rest stored.
+  const doc = JSON.parse(bundleToSpiffeJson(partner.bundle(1))) as { keys: Array<Record<string, unknown>> };
+  doc.keys.push({ ...doc.keys[0]!, x5c: ['not-base64_url!'] });
+  // This server's own bundle set for a partner: its root carries spiffe://example.org.
+  const own = await server.cli(['bundle', 'show']);
+  assert.equal(own.code, 0, own.err);
+  const relationships = (verb: string): string => {
+    const file = path.join(tmp.dir, `${verb}.json`);
+    fs.writeFileSync(file, JSON.stringify({
+      federationRelationships: [
+        { trustDomain: 'half-read.example', bundleEndpointURL: 'https://127.0.0.1:1/', bundleEndpointProfile: 'https_web', trustDomainBundle: doc, trustDomainBundleFormat: 'spiffe' },
+        { trustDomain: 'mixed-up.example', bundleEndpointURL: 'https://127.0.0.1:1/', bundleEndpointProfile: 'https_web', trustDomainBundle: own.out },
+        { trustDomain: 'plain.example', bundleEndpointURL: 'https://127.0.0.1:1/', bundleEndpointProfile: 'https_web' },
+      ],
+    }));
+    return file;
+  };
+  const warnings =
+    `Warning: SPIFFE bundle for half-read.example: keys[${doc.keys.length - 1}]: x5c[0] is not standard base64; the key is ignored\n` +
+    'Warning: the bundle of mixed-up.example holds a CA of another trust domain (root 1 carries spiffe://example.org), trusted for ' +
+    "mixed-up.example all the same: if it is example.org's bundle, it was set for the wrong trust domain, and " +
+    '"meshid-server bundle delete --trust-domain mixed-up.example" takes it out\n';
+
+  const created = await server.cli(['federation', 'create', '--data', relationships('create')]);
+  assert.equal(created.code, 0, created.err);
+  assert.match(created.out, /^Created 3 of 3 federation relationships:/);
+  assert.equal(created.err, warnings);
+  const updated = await server.cli(['federation', 'update', '--data', relationships('update'), '--output', 'json']);
+  assert.equal(updated.code, 0, updated.err);
+  assert.equal((JSON.parse(updated.out) as { results: unknown[] }).results.length, 3, 'stdout stays one JSON document');
+  assert.equal(updated.err, warnings);
+});

@@ -8,7 +8,7 @@ import { ADMIN_SOCKET_FLAG, withAdminClient, type AdminClient } from './admin-cl
 import type { ProtoBundle, ProtoFederationRelationship } from './admin-types.js';
 import { refusalAsBatchResult, spireRelationship, spireStatus } from './spire-output.js';
 import { readBundleInput, warnOfAnotherTrustDomain, warnOfLeftOutKeys } from './bundle-file.js';
-import { parseRelationshipFile } from './relationship-file.js';
+import { parseRelationshipFile, type RelationshipRequest } from './relationship-file.js';
 import { isoTime } from './entry-output.js';
 import { checkSpiffeId, checkTrustDomain, trustDomainFlag } from './flags.js';
 
@@ -118,11 +118,20 @@ async function relationshipFromFlagsCall(
     if (json) io.stdout.write(renderJson({ results: [{ status: spireStatus(0, ''), federation_relationship: (await spireRelationships(client, args, [r], io))[0] }] }));
     else io.stdout.write(`Federation relationship with ${r.trust_domain} ${what}.\n\n${renderRelationship(r)}`);
   });
-  if (bundle.bundle !== undefined) {
-    warnOfLeftOutKeys(relationship.trust_domain!, bundle.bundle, bundle.bundle_format || undefined, io);
-    warnOfAnotherTrustDomain(relationship.trust_domain!, bundle.bundle, bundle.bundle_format || undefined, io);
-  }
+  warnOfStoredBundle({ relationship, ...bundle }, io);
   return 0;
+}
+
+/**
+ * After a relationship was stored with its bundle: on stderr, the keys of a SPIFFE bundle document that were left out
+ * and a CA of another trust domain, each with why, as bundle set warns. The flags and --data say the same of the same
+ * bundle, or a SPIRE file would have the operator trust roots that are not trusted, or trusted for the wrong domain.
+ */
+function warnOfStoredBundle(request: RelationshipRequest, io: CliIo): void {
+  const { relationship, bundle, bundle_format: format } = request;
+  if (bundle === undefined) return;
+  warnOfLeftOutKeys(relationship.trust_domain!, bundle, format || undefined, io);
+  warnOfAnotherTrustDomain(relationship.trust_domain!, bundle, format || undefined, io);
 }
 
 /** create's and update's --bundle-path: the partner's bundle, stored by the same call. */
@@ -167,19 +176,19 @@ async function relationshipsFromFile(
     : readTextFile(file, 'federation relationship file');
   const requests = parseRelationshipFile(text, file === '-' ? 'standard input' : file);
   if (requests.length === 0) throw invalidArgument(`${file === '-' ? 'standard input' : file} holds no federation relationships`);
-  const results: Array<{ relationship: ProtoFederationRelationship; error?: MeshidError }> = [];
+  const results: Array<{ request: RelationshipRequest; relationship: ProtoFederationRelationship; error?: MeshidError }> = [];
   let fatal: unknown;
   let json: Array<Record<string, unknown>> = [];
   await withAdminClient(args, io.env, async (client) => {
     for (const request of requests) {
       try {
-        results.push({ relationship: await client.call('Federation', method, request) });
+        results.push({ request, relationship: await client.call('Federation', method, request) });
       } catch (err) {
         if (!(err instanceof MeshidError) || !REFUSALS.has(err.code)) {
           fatal = err;
           break;
         }
-        results.push({ relationship: request.relationship, error: err });
+        results.push({ request, relationship: request.relationship, error: err });
       }
     }
     // After a failure that ended the run, with no bundles: that call would fail as well.
@@ -206,6 +215,7 @@ async function relationshipsFromFile(
       io.stderr.write(`Failed to ${verb} the federation relationship with ${r.relationship.trust_domain}: ${errorLine(r.error).slice('Error: '.length)}\n`);
     }
   }
+  for (const r of results) if (r.error === undefined) warnOfStoredBundle(r.request, io);
   if (fatal !== undefined) throw fatal;
   return failed.length === 0 ? 0 : 1;
 }
