@@ -83,7 +83,8 @@ interface ProcessFacts {
  * What no scheme can stop: a process that connects and then exec()s a trusted binary, or hands its connection to a
  * child; nor a process that runs a trusted binary with code of its own (LD_PRELOAD, ptrace by its uid) or re-points
  * its own /proc/<pid>/exe at one (prctl PR_SET_MM_MAP from a user namespace of its own): `path:` and `sha256:` name
- * the file a process was started from, and only the ids are a boundary (README). The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe (an executable whose mode it may not read gets no `sha256:`, see ExeHashCache), and must share the host pid
+ * the file a process was started from, and only the ids are a boundary (README). The agent needs root (or CAP_SYS_PTRACE) to read another user's /proc/<pid>/exe (without, such callers fail naming
+ * that remedy; an executable whose mode it may not read gets no `sha256:`, see ExeHashCache), and must share the host pid
  * namespace with its workloads.
  */
 export class UnixWorkloadAttestor {
@@ -92,6 +93,7 @@ export class UnixWorkloadAttestor {
   private readonly hashes: ExeHashCache | undefined;
   private readonly log: Logger | undefined;
   private readonly warnedUnhashed = new Set<string>();
+  private warnedNoPtrace = false;
   private readonly memo: AttestationMemo | undefined;
 
   /** Throws MeshidError('failed_precondition') when /proc is not of the agent's pid namespace (checkProcPidNamespace). */
@@ -197,7 +199,7 @@ export class UnixWorkloadAttestor {
       if (status.effectiveUid !== peer.uid || status.effectiveGid !== peer.gid) {
         throw outlived(`process ${pid} changed its uid/gid since it connected`);
       }
-      const exe = this.read(pid, `${task}exe`, () => this.hooks.readLink(`${dir}/${task}exe`));
+      const exe = this.readExeLink(dir, task, pid, status.effectiveUid);
       const { file: exeFile, sha256, unhashed, openError } = this.read(pid, `${task}exe`, (): HashedFile =>
         this.hashes === undefined
           ? { file: this.hooks.stat(`${dir}/${task}exe`), sha256: undefined }
@@ -242,6 +244,28 @@ export class UnixWorkloadAttestor {
       if (status.state !== 'Z' && status.state !== 'X') return { status, task: `task/${tid}/` };
     }
     throw outlived(`process ${pid} has exited`);
+  }
+
+  /**
+   * The target of /proc/<pid>/exe. The kernel shows it only to a process that may ptrace the caller (one of another
+   * uid, or one that is not dumpable, needs CAP_SYS_PTRACE): an agent run as a plain user fails such callers with
+   * EACCES, and the failure names the remedy, as the hidepid one does, in the caller's error and once in the log.
+   */
+  private readExeLink(dir: string, task: string, pid: number, uid: number): string | undefined {
+    try {
+      return this.hooks.readLink(`${dir}/${task}exe`);
+    } catch (err) {
+      if (err instanceof MeshidError) throw err;
+      if (errorCode(err) !== 'EACCES') throw failed(`cannot read /proc/${pid}/${task}exe (${errorCode(err)})`, err);
+      const agentUid = process.geteuid?.();
+      const whose = uid === agentUid ? `process ${pid}, which is not dumpable (a setuid or file-capability program, say)` : `the processes of uid ${uid}`;
+      const reason = `cannot read /proc/${pid}/${task}exe (EACCES): the agent (uid ${agentUid}) may not inspect ${whose}; run meshid-agent as root or with CAP_SYS_PTRACE`;
+      if (!this.warnedNoPtrace) {
+        this.warnedNoPtrace = true;
+        this.log?.warn({ pid, uid }, `workload attestation ${reason} (logged once; every such caller is refused)`);
+      }
+      throw failed(reason, err);
+    }
   }
 
   /** Once per executable path and reason (bounded): a per-RPC warning would flood the log. */
