@@ -21,7 +21,15 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
   fsyncDir(path.dirname(file));
 }
 
-/** Writes several files so that all of them are replaced or none: each goes to a temp name first, then all renames. */
+/**
+ * Writes several files, each as writeFileAtomic does (a file is its old content or its new, never a mix), the set as
+ * nearly together as renames allow. Every file is staged under a temp name before any is replaced, so a failure while
+ * staging (a full disk) replaces none. The renames then run one after another in the order given, as POSIX has no
+ * rename of several names at once: a rename that fails leaves the files before it new and the rest old, and removes
+ * the temp files of the rest; a kill between two renames leaves the same mix, and the temp files of the rest behind
+ * (removeStaleTempFiles names them). A caller whose readers must notice a mix lists last the file that says the set is
+ * new, and one they can check the others against.
+ */
 export function writeFilesAtomic(files: Array<{ file: string; data: string | Uint8Array; mode?: number }>): void {
   const staged: Array<{ tmp: string; file: string }> = [];
   try {
@@ -30,7 +38,17 @@ export function writeFilesAtomic(files: Array<{ file: string; data: string | Uin
     for (const s of staged) fs.rmSync(s.tmp, { force: true });
     throw err;
   }
-  for (const s of staged) fs.renameSync(s.tmp, s.file);
+  let renamed = 0;
+  try {
+    for (const s of staged) {
+      fs.renameSync(s.tmp, s.file);
+      renamed++;
+    }
+  } catch (err) {
+    // A caller that retries must not leave one more set of temp files behind each time, one perhaps holding a key.
+    for (const s of staged.slice(renamed)) fs.rmSync(s.tmp, { force: true });
+    throw err;
+  }
   for (const dir of new Set(staged.map((s) => path.dirname(s.file)))) fsyncDir(dir);
 }
 

@@ -36,6 +36,24 @@ test('a set of files the disk has no room for: none replaced, no temp file left,
   assert.deepEqual([fs.readFileSync(a, 'utf8'), fs.readFileSync(b, 'utf8')], ['a0', 'b0']);
 });
 
+test('a set of files one of whose renames fails (a directory in its place): the files before it are new, the rest as they were, and no temp file is left', () => {
+  const { dir, cleanup } = tempDir('meshid-atomic-set-');
+  try {
+    const [a, b, c] = ['a', 'b', 'c'].map((n) => path.join(dir, n)) as [string, string, string];
+    writeFilesAtomic([{ file: a, data: 'a0' }, { file: c, data: 'c0' }]);
+    // rename(2) of a file over a directory fails (EISDIR) for real, whoever runs the test.
+    fs.mkdirSync(b);
+    assert.throws(
+      () => writeFilesAtomic([{ file: a, data: 'a1' }, { file: b, data: 'b1' }, { file: c, data: 'c1' }]),
+      (err: NodeJS.ErrnoException) => err.code === 'EISDIR',
+    );
+    assert.deepEqual(entries(dir), ['a', 'b', 'c']);
+    assert.deepEqual([fs.readFileSync(a, 'utf8'), fs.statSync(b).isDirectory(), fs.readFileSync(c, 'utf8')], ['a1', true, 'c0']);
+  } finally {
+    cleanup();
+  }
+});
+
 test('a private directory it creates is made durable in its parent, as is each parent it creates on the way (fsync calls recorded)', (t) => {
   const { dir: root, cleanup } = tempDir('meshid-durable-dir-');
   t.after(cleanup);
