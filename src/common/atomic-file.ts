@@ -28,7 +28,7 @@ export function writeFileAtomic(file: string, data: string | Uint8Array, mode = 
  * rename of several names at once: a rename that fails leaves the files before it new and the rest old, and removes
  * the temp files of the rest; a kill between two renames leaves the same mix, and the temp files of the rest behind
  * (removeStaleTempFiles names them). A caller whose readers must notice a mix lists last the file that says the set is
- * new, and one they can check the others against.
+ * new, and one they can check the others against (x509 mint: the certificate, after its key).
  */
 export function writeFilesAtomic(files: Array<{ file: string; data: string | Uint8Array; mode?: number }>): void {
   const staged: Array<{ tmp: string; file: string }> = [];

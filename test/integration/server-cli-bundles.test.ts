@@ -317,6 +317,21 @@ test('x509 mint --write: a file where the directory should be is refused before 
   assert.equal(fs.statSync(fresh).mode & 0o777, 0o700, 'it receives a private key, as api fetch --write');
 });
 
+test('x509 mint --write cut short leaves no new svid.pem beside a key or bundle it did not write, and no temp file: the SVID is written last', async () => {
+  const out = path.join(dir, 'mint-cut-short');
+  for (const blocked of ['key.pem', 'bundle.pem']) {
+    assertOk(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', out]));
+    const before = fs.readFileSync(path.join(out, 'svid.pem'), 'utf8');
+    // A directory where the file goes makes its rename fail (EISDIR), for real, as a kill between renames would stop.
+    fs.rmSync(path.join(out, blocked));
+    fs.mkdirSync(path.join(out, blocked));
+    assertError(await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', out]), /^Error: FailedPrecondition: cannot write to .*: EISDIR$/);
+    assert.equal(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'), before, `svid.pem replaced though ${blocked} was not`);
+    assert.deepEqual(fs.readdirSync(out).filter((n) => n.endsWith('.tmp')), []);
+    fs.rmdirSync(path.join(out, blocked));
+  }
+});
+
 test('x509 mint without --write prints the SVID, key and bundle', async () => {
   const r = await cli(['x509', 'mint', '-spiffeID', `spiffe://${TD}/tool2`]);
   assertOk(r);

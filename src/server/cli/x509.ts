@@ -111,7 +111,13 @@ function removeEmptyDirs(dir: string, top: string): void {
   }
 }
 
-/** Writes the three PEM files all-or-nothing; returns their paths. */
+/**
+ * Writes the three PEM files; returns their paths. Each file is whole, old or new, but the set is replaced a rename at
+ * a time (writeFilesAtomic), so the order is what a reader can tell from a mint cut short: the bundle first (an older
+ * SVID still verifies against a newer bundle, which keeps a root while anything chains to it; a newer SVID may not
+ * verify against an older one), then the key, then the SVID, last, so a new svid.pem means the set is whole and a
+ * new key beside an old svid.pem is a mismatch every TLS library refuses to load rather than a silent mix.
+ */
 function writeMintFiles(dir: string, pems: { svid: string; key: string; bundle: string }): { svid: string; key: string; bundle: string } {
   const paths = {
     svid: path.join(dir, MINT_FILES.svid.name),
@@ -120,9 +126,9 @@ function writeMintFiles(dir: string, pems: { svid: string; key: string; bundle: 
   };
   try {
     writeFilesAtomic([
-      { file: paths.svid, data: pems.svid, mode: MINT_FILES.svid.mode },
-      { file: paths.key, data: pems.key, mode: MINT_FILES.key.mode },
       { file: paths.bundle, data: pems.bundle, mode: MINT_FILES.bundle.mode },
+      { file: paths.key, data: pems.key, mode: MINT_FILES.key.mode },
+      { file: paths.svid, data: pems.svid, mode: MINT_FILES.svid.mode },
     ]);
   } catch (err) {
     throw failedPrecondition(`cannot write to ${dir}: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`);
