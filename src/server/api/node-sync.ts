@@ -7,25 +7,13 @@ import { isServerFault } from './handler.js';
 import { AgentVersionRecorder } from './agent-version.js';
 import type { HubEvent } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
-import { splitSyncPush } from './sync-update-parts.js';
-import type { ProtoBundle, ProtoEntry } from './proto-types.js';
+import { syncUpdateMessages, type SyncUpdate } from './sync-update-parts.js';
 import type { NodeContext } from './node-context.js';
 
 interface SyncRequest extends KnownEntries {
   since_revision?: number;
   bundle_sequence?: number;
   agent_version?: string;
-}
-
-interface SyncUpdate {
-  revision: number;
-  initial: boolean;
-  entries: ProtoEntry[];
-  removed_entry_ids: string[];
-  bundle?: ProtoBundle;
-  federated_bundles: ProtoBundle[];
-  federated_bundles_changed: boolean;
-  tainted_authority_ids: string[];
 }
 
 /**
@@ -85,27 +73,19 @@ export function syncCall(ctx: NodeContext) {
       taintedKey = tainted.join(',');
       bundleSequence = own.sequence;
       federatedKey = fedKey;
-      // A push too large for one message goes as several (sync-update-parts.ts). The bundles ride on the first, so
-      // the agent verifies the SVIDs of the entries that follow against them; `initial` only on the last, as the agent
-      // is in sync once it has them all (an agent of any version applies the others as changes). The tainted set,
-      // which the agent takes from every message, is in each.
-      const parts = splitSyncPush(upserts.map(entryToProto), removed);
-      let writable = true;
-      parts.forEach((part, i) => {
-        const first = i === 0;
-        const update: SyncUpdate = {
-          revision: hub.index.revision,
-          initial: initial && i === parts.length - 1,
-          entries: part.entries,
-          removed_entry_ids: part.removed,
-          federated_bundles: first && federatedChanged ? federated.map(trustBundleToProto) : [],
-          federated_bundles_changed: first && federatedChanged,
-          tainted_authority_ids: tainted,
-        };
-        if (first && (bundleChanged || initial)) update.bundle = trustBundleToProto(own);
-        // Every part is written: `sent` already counts them as held.
-        writable = call.write(update) && writable;
+      // A push too large for one message goes as several (sync-update-parts.ts).
+      const messages = syncUpdateMessages({
+        revision: hub.index.revision,
+        initial,
+        entries: upserts.map(entryToProto),
+        removed,
+        bundle: bundleChanged || initial ? trustBundleToProto(own) : undefined,
+        federatedBundles: federatedChanged ? federated.map(trustBundleToProto) : undefined,
+        tainted,
       });
+      let writable = true;
+      // Every message is written: `sent` already counts them as held.
+      for (const update of messages) writable = call.write(update) && writable;
       initial = false;
       if (!writable) {
         blocked = true;

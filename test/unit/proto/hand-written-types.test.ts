@@ -46,7 +46,7 @@ const DECLARED: Array<[string, string, string]> = [
   ['src/agent/workload/messages.ts', 'ValidateJwtSvidRequest', 'ValidateJWTSVIDRequest'],
   ['src/agent/workload/messages.ts', 'ValidateJwtSvidResponse', 'ValidateJWTSVIDResponse'],
   ['src/server/api/node-sync.ts', 'SyncRequest', 'meshid.agent.v1.SyncRequest'],
-  ['src/server/api/node-sync.ts', 'SyncUpdate', 'meshid.agent.v1.SyncUpdate'],
+  ['src/server/api/sync-update-parts.ts', 'SyncUpdate', 'meshid.agent.v1.SyncUpdate'],
   ['src/server/api/federation-service.ts', 'ProtoRelationship', 'meshid.admin.v1.FederationRelationship'],
   ['src/agent/sds/messages.ts', 'EnvoyNode', 'envoy.config.core.v3.Node'],
   ['src/agent/sds/messages.ts', 'RpcStatus', 'google.rpc.Status'],
