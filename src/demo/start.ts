@@ -134,7 +134,10 @@ async function main(): Promise<void> {
     if (await socketAnswers(socket)) {
       process.stderr.write(
         `meshid demo: a meshid demo already runs on ${root} (something answers on ${socket}): use it, stop it first (Ctrl-C where it runs), ` +
-          `or start another one with MESHID_DEMO_DIR=<another dir> MESHID_DEMO_PORT=<another port> npm start\n`,
+          `or start another one with MESHID_DEMO_DIR=<another dir> MESHID_DEMO_PORT=<another port> npm start. ` +
+          // A demo killed with SIGKILL cannot stop its daemons: they run on with no demo to Ctrl-C.
+          `If no demo runs there any more (it was killed), the meshid-server and meshid-agent it started still do: ` +
+          `stop them with kill <pid> (pgrep -af 'meshid-(server|agent).mjs run' lists them)\n`,
       );
       process.exit(1);
     }

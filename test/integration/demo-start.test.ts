@@ -182,6 +182,28 @@ test('npm start while a demo runs on the same state dir says so and starts nothi
   assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0, 'the first demo still serves');
 });
 
+test('npm start on the state dir of a killed demo whose daemons run on says how to stop them, and starts nothing', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-killed-');
+  const demos: Demo[] = [];
+  teardown(t).after(async () => {
+    for (const d of demos) await stop(d);
+    cleanup();
+  });
+  const first = startDemo(dir, await freePort());
+  demos.push(first);
+  await running(first);
+  // SIGKILL, the demo alone: its daemons, in process groups of their own, are left serving with no demo to Ctrl-C.
+  first.child.kill('SIGKILL');
+  await first.exited;
+  assert.ok(first.daemons.length === 2 && first.daemons.every(alive), 'the daemons outlived their demo');
+
+  const second = startDemo(dir, await freePort());
+  demos.push(second);
+  assert.equal(await second.exited, 1, second.output());
+  assert.match(second.output(), /a meshid demo already runs on/);
+  assert.match(second.output(), /If no demo runs there any more \(it was killed\), the meshid-server and meshid-agent it started still do: stop them with kill <pid>/);
+});
+
 test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-bad-port-');
   teardown(t).after(cleanup);
