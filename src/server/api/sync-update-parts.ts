@@ -98,7 +98,9 @@ export function bundleWireBytes(b: ProtoBundle): number {
 
 /**
  * An upper estimate of an entry's encoded size: its strings with their framing, and 48 bytes for the numbers, flags and
- * the entry's own framing (seven varints of up to 10 bytes, with tags, come to less).
+ * the entry's own framing. Those come to 45 at most: the TTLs are validated non-negative int32s (5 bytes), the revision
+ * and created_at_ms safe integers (8), created_at seconds (5), the flags 1 each, with a tag each, and the entry's tag
+ * and length (5). A negative number would take 10 bytes and break the bound: the server stores none.
  */
 export function entryWireBytes(e: ProtoEntry): number {
   let n = 48 + field(e.id) + field(e.spiffe_id) + field(e.parent_id) + field(e.hint);
