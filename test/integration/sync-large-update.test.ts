@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import path from 'node:path';
 import { systemClock } from '../../src/common/clock.js';
 import { startInProcessCluster } from '../support/cluster.js';
+import { capturingLogger } from '../support/log-lines.js';
 import { until } from '../support/until.js';
 
 const ENTRIES = 320;
@@ -34,17 +35,24 @@ test('an agent whose entries exceed 4 MiB gets them all and syncs; a delete then
       ids.push(r.entry!.id!);
     }
   }
-  const agent = await cluster.startInProcessAgent({
-    join_token: await cluster.token(),
-    socket_path: path.join(cluster.dir, 'agent.sock'),
-    data_dir: path.join(cluster.dir, 'agent-data'),
-  });
+  const logs = capturingLogger('meshid-agent');
+  const agent = await cluster.startInProcessAgent(
+    {
+      join_token: await cluster.token(),
+      socket_path: path.join(cluster.dir, 'agent.sock'),
+      data_dir: path.join(cluster.dir, 'agent-data'),
+    },
+    { log: logs.log },
+  );
   const outcome = await until('the first sync, or the stream refused', () => {
     const s = agent.status();
     return s.state === 'synced' || s.lastError !== undefined ? s : undefined;
   });
   assert.equal(outcome.state, 'synced', `the agent did not sync: ${outcome.lastError}`);
   assert.equal(outcome.entries, ENTRIES);
+  // The first sync's log line counts what all its messages brought, not the last message's share.
+  const inSync = logs.records().find((r) => r.msg === 'in sync with meshid-server');
+  assert.equal(inSync?.['received'], ENTRIES, JSON.stringify(inSync));
 
   await cluster.deleteEntry(ids[ENTRIES - 1]!);
   await until('the delete reaches the agent', () => (agent.status().entries === ENTRIES - 1 ? true : undefined));

@@ -98,6 +98,8 @@ export class ServerConnection {
    * when the reconnect came due (up to 30 s on), the agent meanwhile calling itself disconnected and saying nothing.
    */
   private expiryTimer: TimerHandle | undefined;
+  /** What the stream's messages up to its first `initial` brought: a large first push comes as several (sync-update-parts.ts). */
+  private untilInitial = { received: 0, removed: 0 };
   private readonly backoff: Backoff;
   private stateValue: ConnectionState = 'connecting';
   private revisionValue: number;
@@ -331,6 +333,7 @@ export class ServerConnection {
       return;
     }
     this.current = stream;
+    this.untilInitial = { received: 0, removed: 0 };
     let done = false;
     const finish = (err: MeshidError): void => {
       if (done) return;
@@ -359,6 +362,8 @@ export class ServerConnection {
     }
     // Streams are told of the change in a later turn (they are scheduled, not called): this save comes first.
     if (applied.withdraws) this.o.onWithdrawn?.(applied.withdrawnEntryIds);
+    this.untilInitial.received += applied.upserts;
+    this.untilInitial.removed += applied.removed;
     if (u.initial) {
       // The server took the agent SVID: whatever refused it as expired before is over.
       this.o.serverClock?.serverAccepted();
@@ -371,7 +376,7 @@ export class ServerConnection {
       this.o.cache.markReady();
       this.o.issuer.reconcile();
       this.o.issuer.kick();
-      const fields = { entries: this.o.cache.entryCount, received: applied.upserts, removed: applied.removed, revision: this.revisionValue, ...this.horizon(), ...this.outage.recovered() };
+      const fields = { entries: this.o.cache.entryCount, ...this.untilInitial, revision: this.revisionValue, ...this.horizon(), ...this.outage.recovered() };
       if (wasSynced) this.o.log.debug(fields, 'Sync stream re-opened');
       else this.o.log.info(fields, 'in sync with meshid-server');
     } else if (applied.upserts > 0 || applied.removed > 0) {
