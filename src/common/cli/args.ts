@@ -272,9 +272,15 @@ function durationValue(typed: string, raw: string, maxMs: number): number {
   return ms;
 }
 
-function unknownFlag(typed: string, key: string, lookup: ReadonlyMap<string, { spelling: string }>): Error {
+/**
+ * The suggestion comes in the style typed: `--parentid` is someone writing GNU long flags, so the answer is
+ * `--parent-id` even when the nearest spelling is SPIRE's `-parentID`; a single dash keeps the spelling found.
+ */
+function unknownFlag(typed: string, key: string, lookup: ReadonlyMap<string, { spec: FlagSpec; spelling: string }>): Error {
   const close = closestMatch(key, lookup.keys());
-  const hint = close === undefined ? ' (see --help for the flags this command takes)' : ` (did you mean ${lookup.get(close)!.spelling}?)`;
+  const found = close === undefined ? undefined : lookup.get(close)!;
+  const spelling = found === undefined ? undefined : typed.startsWith('--') ? `--${found.spec.name}` : found.spelling;
+  const hint = spelling === undefined ? ' (see --help for the flags this command takes)' : ` (did you mean ${spelling}?)`;
   return invalidArgument(`unknown flag ${typed}${hint}`);
 }
 

@@ -86,6 +86,13 @@ test('unknown flags are an error that names the flag and suggests the closest kn
   assert.equal(failure(['--sleector=x']), 'unknown flag --sleector (did you mean --selector?)');
 });
 
+test('a typo typed with two dashes is answered with the long name, even when a SPIRE alias is closer', () => {
+  assert.equal(failure(['--parentid', 'x']), 'unknown flag --parentid (did you mean --parent-id?)');
+  assert.equal(failure(['--spiffeId=x']), 'unknown flag --spiffeId (did you mean --spiffe-id?)');
+  assert.equal(failure(['--x509svidttl', '1h']), 'unknown flag --x509svidttl (did you mean --x509-svid-ttl?)');
+  assert.equal(failure(['-parentid', 'x']), 'unknown flag -parentid (did you mean -parentID?)');
+});
+
 test('an unknown flag with nothing close points at --help instead of guessing', () => {
   assert.equal(failure(['--frobnicate']), 'unknown flag --frobnicate (see --help for the flags this command takes)');
 });
