@@ -66,15 +66,15 @@ export function validateSelector(s: ProtoSelector | undefined, index: number, us
  * misspelt key, a uid that is not a number) is refused when written rather than found out when nothing gets its SVID.
  */
 const NUMERIC_ID = /^\d{1,10}$/;
-const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string }>> = {
-  uid: { re: NUMERIC_ID, expect: 'a numeric uid' },
-  user: { re: /^.+$/, expect: 'a user name' },
-  gid: { re: NUMERIC_ID, expect: 'a numeric gid' },
-  group: { re: /^.+$/, expect: 'a group name' },
-  supplementary_gid: { re: NUMERIC_ID, expect: 'a numeric gid' },
-  supplementary_group: { re: /^.+$/, expect: 'a group name' },
-  path: { re: /^\//, expect: 'an absolute path' },
-  sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits' },
+const UNIX_SELECTORS: Readonly<Record<string, { re: RegExp; expect: string; placeholder: string }>> = {
+  uid: { re: NUMERIC_ID, expect: 'a numeric uid', placeholder: '<uid>' },
+  user: { re: /^.+$/, expect: 'a user name', placeholder: '<user>' },
+  gid: { re: NUMERIC_ID, expect: 'a numeric gid', placeholder: '<gid>' },
+  group: { re: /^.+$/, expect: 'a group name', placeholder: '<group>' },
+  supplementary_gid: { re: NUMERIC_ID, expect: 'a numeric gid', placeholder: '<gid>' },
+  supplementary_group: { re: /^.+$/, expect: 'a group name', placeholder: '<group>' },
+  path: { re: /^\//, expect: 'an absolute path', placeholder: '<path>' },
+  sha256: { re: /^[0-9a-f]{64}$/, expect: '64 lowercase hex digits', placeholder: '<sha256>' },
 };
 
 /** The keys of the unix selectors the attestor makes (uid, user, ...). */
@@ -90,7 +90,11 @@ function checkUnixSelector(value: string, index: number, use: SelectorUse): void
       `selector ${index + 1}: unix:${value} is not a selector the unix attestor makes: use ${Object.keys(UNIX_SELECTORS).map((k) => `${k}:`).join(', ')} (e.g. unix:uid:1000)`,
     );
   }
-  if (colon === -1 || !rule.re.test(value.slice(colon + 1))) throw invalidArgument(`selector ${index + 1}: unix:${key}: needs ${rule.expect}, got "${value.slice(colon + 1)}"`);
+  // `unix:uid` alone has no value to quote: saying `got "uid"` read as if the key had been taken for the value.
+  if (colon === -1 || colon === value.length - 1) {
+    throw invalidArgument(`selector ${index + 1}: unix:${key} has no value: write unix:${key}:${rule.placeholder} (${rule.expect})`);
+  }
+  if (!rule.re.test(value.slice(colon + 1))) throw invalidArgument(`selector ${index + 1}: unix:${key}: needs ${rule.expect}, got "${value.slice(colon + 1)}"`);
   if (rule.re === NUMERIC_ID && use === 'write') checkNumericId(key, value.slice(colon + 1), index);
 }
 

@@ -20,6 +20,23 @@ test('a unix id no process can have is refused, saying why and what to write', (
   }
 });
 
+test('a unix selector without a value (unix:uid, unix:path:) says the value is missing, for every key', () => {
+  const cases: Array<[string, string]> = [
+    ['uid', 'selector 1: unix:uid has no value: write unix:uid:<uid> (a numeric uid)'],
+    ['uid:', 'selector 1: unix:uid has no value: write unix:uid:<uid> (a numeric uid)'],
+    ['user', 'selector 1: unix:user has no value: write unix:user:<user> (a user name)'],
+    ['gid', 'selector 1: unix:gid has no value: write unix:gid:<gid> (a numeric gid)'],
+    ['group', 'selector 1: unix:group has no value: write unix:group:<group> (a group name)'],
+    ['supplementary_gid', 'selector 1: unix:supplementary_gid has no value: write unix:supplementary_gid:<gid> (a numeric gid)'],
+    ['supplementary_group', 'selector 1: unix:supplementary_group has no value: write unix:supplementary_group:<group> (a group name)'],
+    ['path:', 'selector 1: unix:path has no value: write unix:path:<path> (an absolute path)'],
+    ['sha256', 'selector 1: unix:sha256 has no value: write unix:sha256:<sha256> (64 lowercase hex digits)'],
+  ];
+  for (const [value, message] of cases) {
+    assert.throws(() => validateSelector(unix(value), 0), (err: Error & { code?: string }) => (err.code === 'invalid_argument' && err.message === message) || assert.fail(`${value}: ${err.message}`));
+  }
+});
+
 test('a unix selector key named like an Object.prototype member is refused as unknown, not a TypeError', () => {
   for (const v of ['constructor:1', 'toString:x', '__proto__:1', 'hasOwnProperty']) {
     assert.throws(
