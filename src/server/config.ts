@@ -8,7 +8,8 @@ import { checkSocketPathLength } from '../common/socket-file.js';
 import { checkLiteralListeners, type ListenerSetting } from './listener-clash.js';
 import type { UpstreamCaFiles } from './ca/upstream-ca.js';
 import type { ServingCertFiles } from './federation/serving-cert-file.js';
-import { compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
+import { checkRelationshipKeys, compileRelationships, type FederationRelationship, type RawRelationship } from './federation/relationship.js';
+import { isJsonObject } from '../common/json-object.js';
 import { configuredTrustDomain } from '../common/spiffe/spiffe-id.js';
 import type { KeyType } from '../common/x509/keys.js';
 import { SPIRE_KEYS_NOT_SUPPORTED } from './spire-keys-not-supported.js';
@@ -162,6 +163,11 @@ export function readConfigFile(file: string, setByFlags?: ReadonlySet<string>): 
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
   refuseEmptyStrings(obj, `config file ${file}`, setByFlags);
   if (obj['health_checks'] !== undefined) checkConfigKeys(obj['health_checks'] as Record<string, unknown>, HEALTH_CHECKS_KEYS, `config file ${file}: health_checks`);
+  // Checked here, where the file is known, so a misspelt relationship key is reported as the other key errors are.
+  const federatesWith = obj['federates_with'];
+  if (isJsonObject(federatesWith)) {
+    for (const [name, rel] of Object.entries(federatesWith)) if (isJsonObject(rel)) checkRelationshipKeys(rel, `config file ${file}: federates_with "${name}"`);
+  }
   const dcs = obj['datacenters'];
   if (Array.isArray(dcs) && dcs.some((dc) => typeof dc !== 'string')) throw invalidArgument(`config file ${file}: "datacenters" must be an array of strings`);
   // An empty list reads as "no datacenters", which a server cannot run with; taking it for the default (dc1) would

@@ -50,6 +50,16 @@ export function compileRelationships(raw: unknown, ownTrustDomain: string): read
   return Object.freeze(Object.entries(raw).map(([name, value]) => compileRelationship(name, value, ownTrustDomain)));
 }
 
+/** Refuses a key a relationship does not have, naming it with `where` and the closest known key. */
+export function checkRelationshipKeys(value: Readonly<Record<string, unknown>>, where: string): void {
+  for (const key of Object.keys(value)) {
+    if (!KNOWN_KEYS.has(key)) {
+      const close = closestConfigKey(key, [...KNOWN_KEYS], value);
+      throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${[...KNOWN_KEYS].join(', ')}`})`);
+    }
+  }
+}
+
 /**
  * One relationship: `name` its trust domain, `value` its settings as in the config file; `where` names it in errors
  * (the config's `federates_with "partner.org"`, or the admin API's relationship).
@@ -58,12 +68,7 @@ export function compileRelationship(name: string, value: unknown, ownTrustDomain
   const trustDomain = parseTrustDomain(name);
   if (trustDomain === ownTrustDomain) throw invalidArgument(`${where}: that is this server's own trust domain`);
   if (!isJsonObject(value)) throw invalidArgument(`${where} must be an object with bundle_endpoint_url and bundle_endpoint_profile`);
-  for (const key of Object.keys(value)) {
-    if (!KNOWN_KEYS.has(key)) {
-      const close = closestConfigKey(key, [...KNOWN_KEYS], value);
-      throw invalidArgument(`${where}: unknown key "${key}" (${close !== undefined ? `did you mean "${close}"?` : `known: ${[...KNOWN_KEYS].join(', ')}`})`);
-    }
-  }
+  checkRelationshipKeys(value, where);
   const r = value as RawRelationship;
   if (typeof r.bundle_endpoint_url !== 'string') throw invalidArgument(`${where}: bundle_endpoint_url is required`);
   let url: URL;

@@ -92,6 +92,21 @@ test('invalid trust domains, datacenters and key types are refused', () => {
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', default_x509_svid_ttl: 'soon' }), /not a valid duration/);
 });
 
+test('an unknown key under federates_with names the config file, as other key errors do', () => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
+  try {
+    const file = path.join(dir, 'server.json');
+    const partner = { bundle_endpoint_url: 'https://partner.org/bundle', bundle_profile: 'https_web' };
+    fs.writeFileSync(file, JSON.stringify({ trust_domain: 'example.org', federates_with: { 'partner.org': partner } }));
+    assert.throws(
+      () => compileServerConfig(readConfigFile(file)),
+      (err: Error) => err.message.startsWith(`config file ${file}: federates_with "partner.org": unknown key "bundle_profile" (`) || assert.fail(err.message),
+    );
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
+
 test('config files reject unknown keys by name', () => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-config-'));
   try {
