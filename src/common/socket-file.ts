@@ -29,13 +29,15 @@ export function checkSocketPathLength(socketPath: string, setting: string): stri
  * Makes `socketPath` free to bind: a socket file left by a previous run that nobody listens on any more is removed
  * (WL-Endpoint practice, SPEC-NOTES §7: SPIRE removes a stale socket at start). Anything else is refused rather
  * than deleted: a regular file or directory may be someone's data, and a socket that accepts connections belongs to
- * a live process (another agent) that we must not silently take the path from.
+ * a live process (another agent) that we must not silently take the path from. `setting` names the option that chose
+ * the path ("--admin-socket, admin_socket"), so a refusal says what to change.
  */
-export async function removeStaleSocket(socketPath: string): Promise<void> {
+export async function removeStaleSocket(socketPath: string, setting?: string): Promise<void> {
   // Node binds a path over 108 bytes cut short, elsewhere (in a parent directory, beside the private one), and the
   // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
   const tooLong = socketPathLengthProblem(socketPath);
-  if (tooLong !== undefined) throw failedPrecondition(`${tooLong}: choose a shorter path`);
+  if (tooLong !== undefined) throw failedPrecondition(`${setting === undefined ? '' : `${setting}: `}${tooLong}: choose a shorter path`);
+  const named = setting === undefined ? socketPath : `${socketPath} (${setting})`;
   let stat: fs.Stats;
   try {
     stat = fs.lstatSync(socketPath);
@@ -44,10 +46,10 @@ export async function removeStaleSocket(socketPath: string): Promise<void> {
     throw err;
   }
   if (!stat.isSocket()) {
-    throw failedPrecondition(`${socketPath} exists and is not a Unix socket; refusing to replace it (move it away or pick another socket path)`);
+    throw failedPrecondition(`${named} exists and is not a Unix socket; refusing to replace it (move it away or pick another socket path)`);
   }
   if (await socketAcceptsConnections(socketPath)) {
-    throw failedPrecondition(`${socketPath} is in use: another process accepts connections on it (stop it or pick another socket path)`);
+    throw failedPrecondition(`${named} is in use: another process accepts connections on it (stop it or pick another socket path)`);
   }
   fs.unlinkSync(socketPath);
 }

@@ -65,8 +65,9 @@ export async function startAdminServer(
   grpcHealth.services.push(health);
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), health.implementation);
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
-  ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting: '--admin-socket, admin_socket' });
-  await removeStaleSocket(config.adminSocket);
+  const setting = '--admin-socket, admin_socket';
+  ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting });
+  await removeStaleSocket(config.adminSocket, setting);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${config.adminSocket}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
   );

@@ -25,7 +25,7 @@ test('a second server on the same data dir or admin socket is refused, and the f
 
   const sameSocket = await run(path.join(dir, 'other-data'), first.adminSocket);
   assert.notEqual(sameSocket.code, 0);
-  assert.match(sameSocket.err, /admin\.sock is in use: another process accepts connections on it/);
+  assert.match(sameSocket.err, /admin\.sock \(--admin-socket, admin_socket\) is in use: another process accepts connections on it/);
 
   const health = await first.cli(['healthcheck']);
   assert.equal(health.code, 0, `the first server still answers on its socket: ${health.err}`);
