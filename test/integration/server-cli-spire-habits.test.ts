@@ -94,6 +94,16 @@ test('DeleteEntries refuses more than 10,000 IDs in one call, naming the limit, 
   for (const id of ids) await assert.rejects(admin.call('Entries', 'GetEntry', { id }), /not found/);
 });
 
+test('CreateEntries refuses more than 10,000 entries in one call as DeleteEntries does, saying to split them, and creates none', async () => {
+  const entries = Array.from({ length: 10_001 }, (_, i) => entry('bulk-create', `w${i}`, ['t:bulk-create']));
+  await assert.rejects(
+    admin.call('Entries', 'CreateEntries', { entries }),
+    (err: Error) => /^10001 entries in one call: at most 10000 are accepted; split them into calls of 10000 or fewer$/.test(err.message) || assert.fail(err.message),
+  );
+  const listed = await admin.call('Entries', 'ListEntries', { selectors: [{ type: 't', value: 'bulk-create' }] });
+  assert.equal((listed.entries ?? []).length, 0, 'nothing was created');
+});
+
 test('entry count and agent count print spire-server\'s lines, with the filters of entry show and agent list', async () => {
   for (const [i, sels] of [['t:count', 'u:1'], ['t:count'], ['t:count', 'u:2']].entries()) {
     const [r] = (await admin.call('Entries', 'CreateEntries', { entries: [entry('count', `w${i}`, sels)] })).results!;

@@ -28,7 +28,9 @@ export function entryService(
     CreateEntries: unary(log, 'CreateEntries', async (req: { entries?: ProtoEntry[] }) => {
       const input = req.entries ?? [];
       if (input.length === 0) throw invalidArgument('no entries given');
-      if (input.length > MAX_ENTRY_BATCH) throw invalidArgument(`at most ${MAX_ENTRY_BATCH} entries per call`);
+      if (input.length > MAX_ENTRY_BATCH) {
+        throw invalidArgument(`${input.length} entries in one call: at most ${MAX_ENTRY_BATCH} are accepted; split them into calls of ${MAX_ENTRY_BATCH} or fewer`);
+      }
       const results: Array<{ status: { code: number; message: string }; entry?: ProtoEntry }> = new Array(input.length);
       const valid: Array<{ index: number; entry: NewEntry }> = [];
       input.forEach((e, index) => {
