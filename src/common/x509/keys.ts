@@ -84,6 +84,9 @@ export function exportPkcs8Pem(key: KeyObject): string {
   return key.export({ type: 'pkcs8', format: 'pem' }).toString();
 }
 
+/** The keys meshid signs with, as the remedy for a key it refuses. */
+const USABLE_KEYS = 'use an EC key on P-256, P-384 or P-521, or an RSA key of 2048 bits or more';
+
 /**
  * Parses an unencrypted private key: PEM (PKCS#8 "PRIVATE KEY", SEC1 "EC PRIVATE KEY" or PKCS#1 "RSA PRIVATE KEY")
  * or PKCS#8 DER. Throws MeshidError(invalid_argument) saying what is wrong, never echoing key bytes.
@@ -106,7 +109,9 @@ export function importPrivateKey(pemOrDer: string | Buffer): KeyObject {
     throw invalidArgument(`private key cannot be parsed (${text !== undefined ? 'PEM' : 'expected PKCS#8 DER'})`, err);
   }
   if (key.asymmetricKeyType !== 'ec' && key.asymmetricKeyType !== 'rsa') {
-    throw invalidArgument(`${key.asymmetricKeyType ?? 'unknown'} private keys are not supported (use EC or RSA)`);
+    // The exact list the signer takes (upstream-ca's signing-key check): "use EC or RSA" sent an operator on to
+    // secp256k1 or RSA-1024, only to be refused again with a different message.
+    throw invalidArgument(`${key.asymmetricKeyType ?? 'unknown'} private keys are not supported: ${USABLE_KEYS}`);
   }
   return key;
 }

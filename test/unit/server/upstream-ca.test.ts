@@ -205,10 +205,10 @@ test('an upstream CA key meshid cannot sign with (Ed25519) is refused by a messa
   const ed = opensslCa(dir, 'Ed25519 Mesh CA', { issuer: root, keyAlgorithm: 'ed25519' });
   const r = opensslVerify({ roots: [der(root.cert)], intermediates: [], leaf: der(ed.cert) });
   assert.ok(r.ok, r.output);
-  // From the files, reading the key refuses it already (it takes EC and RSA keys only)...
+  // From the files, reading the key refuses it already, listing exactly the keys the start check takes...
   assert.throws(
     () => loadUpstreamCa({ certFile: ed.cert, keyFile: ed.key, bundleFile: root.cert }),
-    refusedWith(/^the upstream CA key .*Ed25519 Mesh CA\.key \(upstream_ca_key, --upstream-ca-key\): ed25519 private keys are not supported \(use EC or RSA\)$/),
+    refusedWith(/^the upstream CA key .*Ed25519 Mesh CA\.key \(upstream_ca_key, --upstream-ca-key\): ed25519 private keys are not supported: use an EC key on P-256, P-384 or P-521, or an RSA key of 2048 bits or more$/),
   );
   // ...and the start check, which does not rely on that, said "...not supported for signing certificates (use EC P-256,
   // P-384, P-521 or RSA of 2048 bits or more); issue the upstream CA with an EC P-256, P-384 or P-521 key, or ...".

@@ -84,6 +84,14 @@ test('garbage, encrypted and unsupported keys are refused with a clear invalid_a
   assert.throws(() => importPrivateKey(ed), isInvalid(/ed25519 private keys are not supported/));
 });
 
+test('a key of a type meshid does not sign with is refused naming exactly the usable keys, curves and sizes included', () => {
+  const ed = jobFreeKeyPair('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString();
+  assert.throws(
+    () => importPrivateKey(ed),
+    isInvalid(/^ed25519 private keys are not supported: use an EC key on P-256, P-384 or P-521, or an RSA key of 2048 bits or more$/),
+  );
+});
+
 test('keyMatchesCertificate tells the certified key from any other', async () => {
   const root = await makeRoot('ec-p256');
   assert.equal(keyMatchesCertificate(root.privateKey, root.der), true);
