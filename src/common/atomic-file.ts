@@ -78,9 +78,10 @@ export function stageFile(file: string, mode: number, write: (fd: number) => voi
  * directory is made private only when it is meshid's to change: never a shared one (world-writable or sticky, as
  * /tmp), and with `adoptExisting: false` (a directory the operator named only to hold a socket: a home, /run) none;
  * those must be private already, or are refused with what to do. A directory that cannot be created is refused
- * naming `setting`, the flag and config key that gave the path ("--data-dir, data_dir").
+ * naming `setting`, the flag and config key that gave the path ("--data-dir, data_dir"). Missing parents are 0700 too
+ * unless `parentsMode` says otherwise (forced, whatever the umask).
  */
-export function ensurePrivateDir(dir: string, options: { purpose?: string; adoptExisting?: boolean; setting?: string } = {}): void {
+export function ensurePrivateDir(dir: string, options: { purpose?: string; adoptExisting?: boolean; setting?: string; parentsMode?: number } = {}): void {
   const purpose = options.purpose ?? 'private directory';
   assertSafeDirectory(dir, purpose);
   const existing = fs.statSync(dir, { throwIfNoEntry: false });
@@ -102,6 +103,12 @@ export function ensurePrivateDir(dir: string, options: { purpose?: string; adopt
     throw directoryCreationError(err, dir, purpose, options.setting);
   }
   fs.chmodSync(dir, 0o700);
+  if (options.parentsMode !== undefined && created !== undefined && created !== dir) {
+    for (let d = path.dirname(dir); ; d = path.dirname(d)) {
+      fs.chmodSync(d, options.parentsMode);
+      if (d === created || path.dirname(d) === d) break;
+    }
+  }
   // A new directory's name is in its parent: unsynced, a power cut can lose it with every fsynced file inside.
   for (let d = dir; created !== undefined && path.dirname(d) !== d; d = path.dirname(d)) {
     try {

@@ -112,13 +112,16 @@ export class AgentStore {
   }
 
   /**
-   * Creates the data dir if needed (0700), takes its lock and removes temp files an earlier crash left. A data dir
+   * Creates the data dir if needed (0700; missing parents 0755), takes its lock and removes temp files an earlier crash left. A data dir
    * that cannot be written (read-only, full) is refused with failed_precondition naming it and the cause.
    */
   static open(dataDir: string, log: Logger): AgentStore {
     if (fs.existsSync(dataDir) && !fs.statSync(dataDir).isDirectory()) throw failedPrecondition(`data dir ${dataDir} is not a directory`);
     try {
-      ensurePrivateDir(dataDir, { purpose: 'agent data directory', setting: '--data-dir, data_dir' });
+      // Parents as `mkdir -p` makes them (0755), as the workload socket's are: the socket often sits beside the data
+      // dir (/x/api.sock, /x/data), and a parent made 0700 here locked other users' workloads out of it, then had the
+      // agent warn about a directory it had made itself. Only the data dir holds secrets; it stays 0700.
+      ensurePrivateDir(dataDir, { purpose: 'agent data directory', setting: '--data-dir, data_dir', parentsMode: 0o755 });
     } catch (err) {
       throw storageSetupError(
         err,

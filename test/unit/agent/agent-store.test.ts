@@ -43,6 +43,23 @@ function stripKey<T extends { key?: unknown }>(s: T): Omit<T, 'key'> {
   return rest;
 }
 
+test('a data dir in a missing parent is made 0700 and the parents 0755, so a socket beside it (/x/api.sock) stays reachable', () => {
+  const { dir: root, cleanup } = tempDir('meshid-agent-parents-');
+  const oldMask = process.umask(0o077);
+  try {
+    const parent = path.join(root, 'x', 'y');
+    const dataDir = path.join(parent, 'data');
+    const store = AgentStore.open(dataDir, silentLogger());
+    store.close();
+    assert.equal(fs.statSync(dataDir).mode & 0o777, 0o700);
+    assert.equal(fs.statSync(parent).mode & 0o777, 0o755);
+    assert.equal(fs.statSync(path.dirname(parent)).mode & 0o777, 0o755);
+  } finally {
+    process.umask(oldMask);
+    cleanup();
+  }
+});
+
 test('the state round-trips: entries, bundles, SVIDs and their keys come back as they were', () => {
   const state = sampleState();
   const { state: back, dropped } = decodeState(encodeState(state), fx.clock.now());
