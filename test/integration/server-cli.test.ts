@@ -331,10 +331,13 @@ test('an Ed448 root never reaches "bundle list --format spiffe", which SPIRE and
     /^Error: InvalidArgument: certificate 2 of the bundle \("CN=partner Ed448 root"\) has an ed448 key: .*Ed25519 keys only \(not Ed448: SPIRE and go-spiffe refuse a whole bundle document holding an Ed448 key\)/,
   );
   assertError(await cli(['bundle', 'list', '--trust-domain', 'ed448-partner.org']), /^Error: NotFound: /);
-  // A partner's SPIFFE document may list one for other consumers: it is ignored (Bundle §4.2.1), the rest taken.
+  // A partner's SPIFFE document may list one for other consumers: it is ignored (Bundle §4.2.1), the rest taken, and
+  // the operator is told which key was left out (stderr), not left to believe it trusted.
   const okp = { kty: 'OKP', use: 'x509-svid', crv: 'Ed448', x: new X509Certificate(ed448).publicKey.export({ format: 'jwk' }).x, x5c: [ed448.toString('base64')] };
   const ecKey = JSON.parse(bundleToSpiffeJson({ trustDomain: 'ed448-partner.org', x509Authorities: [ec], jwtAuthorities: [], sequence: 1 })).keys[0];
-  assertOk(await cli(['bundle', 'set', '--trust-domain', 'ed448-partner.org', '--format', 'spiffe'], { stdin: JSON.stringify({ keys: [okp, ecKey] }) }));
+  const set = await cli(['bundle', 'set', '--trust-domain', 'ed448-partner.org', '--format', 'spiffe'], { stdin: JSON.stringify({ keys: [okp, ecKey] }) });
+  assert.equal(set.code, 0, set.err);
+  assert.match(set.err, /^Warning: SPIFFE bundle for ed448-partner\.org: keys\[0\]: an x509-svid key of type "OKP" on curve "Ed448", which meshid cannot use .*; the key is ignored\n$/);
   const listed = await cli(['bundle', 'list', '--trust-domain', 'ed448-partner.org', '--format', 'spiffe']);
   assertOk(listed);
   assert.deepEqual((JSON.parse(listed.out) as { keys: Array<Record<string, unknown>> }).keys.map((k) => [k['kty'], k['crv']]), [['EC', 'P-256']]);
