@@ -26,6 +26,8 @@ export interface UdsServerOptions {
   credentials?: PeerCredentials;
   /** Open connections one uid may hold; more are closed at accept. Default DEFAULT_MAX_CONNECTIONS_PER_UID. */
   maxConnectionsPerUid?: number;
+  /** The flag and config key that set socketPath, named when the path is refused (in use, not a socket). */
+  setting?: string;
 }
 
 /**
@@ -72,6 +74,7 @@ const PEER_PATTERN = /^uds-peer#\d+$/;
  */
 export class UdsServer {
   private readonly socketPath: string;
+  private readonly setting: string | undefined;
   private readonly grpcServer: grpc.Server;
   private readonly log: Logger;
   private readonly mode: number;
@@ -94,6 +97,7 @@ export class UdsServer {
   constructor(options: UdsServerOptions) {
     if (!path.isAbsolute(options.socketPath)) throw new Error(`socket path must be absolute, got "${options.socketPath}"`);
     this.socketPath = options.socketPath;
+    this.setting = options.setting;
     this.grpcServer = options.grpcServer;
     this.log = options.log;
     this.mode = options.mode ?? 0o777;
@@ -114,7 +118,7 @@ export class UdsServer {
     // Loading the addon first: a missing build must stop start-up before anything is created.
     this.credentials = this.credentialsOverride ?? peerCredentials();
     createDirectory(path.dirname(this.socketPath), 0o755);
-    await removeStaleSocket(this.socketPath);
+    await removeStaleSocket(this.socketPath, this.setting);
 
     this.injector = this.grpcServer.createConnectionInjector(grpc.ServerCredentials.createInsecure());
     const listener = net.createServer((socket) => this.onConnection(socket));

@@ -125,6 +125,7 @@ export class WorkloadEndpoint {
     const services = { addService: (definition: grpc.ServiceDefinition, implementation: grpc.UntypedServiceImplementation) => server.addService(deferDecoding(definition), implementation) };
     uds = new UdsServer({
       socketPath: o.socketPath,
+      setting: '--socket-path, socket_path',
       grpcServer: server,
       log,
       ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
