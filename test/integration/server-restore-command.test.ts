@@ -21,6 +21,7 @@ import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
 import { serverPausedAt } from '../support/paused-process.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+import { damageRootPage } from '../support/damaged-page.js';
 import { teardown } from '../support/teardown.js';
 
 const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, ['restore', ...args]);
@@ -200,16 +201,9 @@ test('a backup whose datastore SQLite finds damaged where a restore does not rea
   assert.equal(await live.stop(), 0);
   const damaged = path.join(dir, 'damaged');
   fs.cpSync(backup, damaged, { recursive: true });
+  // Bit rot on the backup's medium, or a copy whose middle never reached it.
   const file = path.join(damaged, 'datastore.sqlite3');
-  const db = new Database(file, { readonly: true });
-  const pageSize = db.pragma('page_size', { simple: true }) as number;
-  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'registration_entries'").get() as { rootpage: number };
-  db.close();
-  // Bit rot on the backup's medium, or a copy whose middle never reached it: the page opening, the CA journal and the
-  // join tokens never touch, which a start's entry load then fails on.
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, Buffer.alloc(pageSize, 0xff), 0, pageSize, (rootpage - 1) * pageSize);
-  fs.closeSync(fd);
+  damageRootPage(file, 'registration_entries');
   const dataDir = path.join(dir, 'restored');
   const r = await restoreCli(['--from', damaged, '--data-dir', dataDir]);
   assert.equal(r.code, 1, r.out);

@@ -18,6 +18,7 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { tempDir } from '../support/server-kit.js';
 import { runRefused, startServerProcess } from '../support/server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall } from '../support/node-api-client.js';
+import { damageRootPage } from '../support/damaged-page.js';
 import { teardown } from '../support/teardown.js';
 
 const DATASTORE_FILES = ['datastore.sqlite3', 'datastore.sqlite3-wal', 'datastore.sqlite3-shm'];
@@ -201,16 +202,8 @@ test('a datastore found damaged while a start loads its entries is refused namin
   assert.equal(await first.stop(), 0);
   const dataDir = path.join(dir, 'data');
   const file = path.join(dataDir, 'datastore.sqlite3');
-  const db = new Database(file);
-  // Into the file, which is what the damage below is written to: a page still in the -wal would be read from there.
-  db.pragma('wal_checkpoint(TRUNCATE)');
-  const pageSize = db.pragma('page_size', { simple: true }) as number;
-  const { rootpage } = db.prepare("SELECT rootpage FROM sqlite_master WHERE name = 'registration_entries'").get() as { rootpage: number };
-  db.close();
-  // Bit rot where opening, the CA journal and the join tokens never read: the start's entry load is the first to.
-  const fd = fs.openSync(file, 'r+');
-  fs.writeSync(fd, Buffer.alloc(pageSize, 0xff), 0, pageSize, (rootpage - 1) * pageSize);
-  fs.closeSync(fd);
+  // The start's entry load is the first to read the damaged page.
+  damageRootPage(file, 'registration_entries', { checkpoint: true });
 
   const refused = await runRefused([
     '--trust-domain', 'example.org', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0',
