@@ -134,20 +134,28 @@ const WHOLE_ENTRY_MASK: readonly string[] = Object.values(MASK_OF_FLAG);
 
 /**
  * `entry update --data`: each entry of the file replaces the entry its entry_id names, one UpdateEntry call each.
- * Prints what was updated and what was refused and why, as `entry create --data` does; exit 1 when anything was.
+ * Prints what was updated and what was refused and why, as `entry create --data` does; exit 1 when anything was. A
+ * server lost or failing part-way ends the command, saying how far the file got: nothing else tells which entries of
+ * the file are in their new form.
  */
 export async function updateFromFile(args: ParsedArgs, io: CliIo, file: string): Promise<number> {
   const entries = await readEntryFile(args, io, file, 'update');
   const unnamed = entries.findIndex((e) => !e.id);
   if (unnamed !== -1) throw invalidArgument(`${file}: entry ${unnamed + 1} has no entry_id: each entry to update is named by its entry_id`);
   const results: Array<{ status: { code: number; message: string }; entry: ProtoEntry }> = [];
+  let stopped: unknown;
   await withAdminClient(args, io.env, async (client) => {
     for (const sent of entries) {
       try {
         results.push({ status: { code: 0, message: '' }, entry: await client.call('Entries', 'UpdateEntry', { entry: sent, mask: [...WHOLE_ENTRY_MASK] }) });
       } catch (err) {
-        // A refusal of this entry is its result; the server unreachable ends the command.
-        if (!isMeshidError(err) || !ENTRY_REFUSALS.has(err.code)) throw err;
+        // A refusal of this entry is its result; the server unreachable or failing ends the command, after what the
+        // earlier calls updated is reported below.
+        if (!isMeshidError(err) || !ENTRY_REFUSALS.has(err.code)) {
+          if (results.length === 0) throw err;
+          stopped = err;
+          return;
+        }
         results.push({ status: { code: GRPC_CODE[err.code], message: err.message }, entry: sent });
       }
     }
@@ -158,10 +166,20 @@ export async function updateFromFile(args: ParsedArgs, io: CliIo, file: string):
   if (outputFormat(args) === 'json') {
     io.stdout.write(renderJson({ results: results.map((r) => ({ status: spireStatus(r.status.code, r.status.message), entry: spireEntry(r.entry) })) }));
   } else {
-    if (updated.length > 0) io.stdout.write(`Updated ${updated.length} of ${results.length} entries:\n\n${updated.map((r) => renderEntry(r.entry)).join('\n')}`);
+    if (updated.length > 0) io.stdout.write(`Updated ${updated.length} of ${entries.length} entries:\n\n${updated.map((r) => renderEntry(r.entry)).join('\n')}`);
     for (const r of results) {
       if (r.status.code !== 0) io.stderr.write(`Failed to update ${r.entry.id}: ${errorLine(batchStatusError(r.status)).slice('Error: '.length)}\n`);
     }
+  }
+  if (stopped !== undefined) {
+    const answered = results.length;
+    const unsent = entries.length - answered - 1;
+    io.stderr.write(
+      `Stopped after ${answered} of ${entries.length} entries of the file (${updated.length} updated): entry ${answered + 1} (${entries[answered]!.id}) got no answer ` +
+        `(the server updates an entry all or none)${unsent > 0 ? `, and the ${unsent} after it ${unsent === 1 ? 'was' : 'were'} not sent` : ''}; ` +
+        'run the file again: each entry is replaced whole, so those updated already stay as they are\n',
+    );
+    throw stopped;
   }
   return updated.length === results.length ? 0 : 1;
 }
