@@ -1,7 +1,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { invalidArgument } from '../../common/errors.js';
+import { aborted, invalidArgument, isMeshidError } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { BUNDLE_DELETE_MODES, type BundleDeleteMode, type Datastore } from '../datastore/datastore.js';
@@ -38,7 +38,12 @@ export function bundleService(
       const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now(), (ignored) =>
         log.warn({ trustDomain: td, ignored }, 'the federated bundle set holds keys meshid cannot use; they are left out and the rest is stored'),
       );
-      await ds.setBundle(stored);
+      // Stored only over the bundle it was numbered after: a poll or another `bundle set` that wrote meanwhile would
+      // otherwise make this one a refusal naming a sequence the operator never gave.
+      await ds.setBundle(stored, { replaces: previous?.sequence ?? null }).catch((err: unknown) => {
+        if (!isMeshidError(err, 'aborted')) throw err;
+        throw aborted(`the bundle of ${td} was changed by another writer (a bundle poll or another bundle set) while this one was being stored: run the command again`);
+      });
       log.info({ trustDomain: td, sequence: stored.sequence }, 'federated bundle set');
       const otherDomains = rootsOfAnotherTrustDomain(td, stored.x509Authorities);
       if (otherDomains !== undefined) log.warn({ trustDomain: td, reason: otherDomains.message }, 'the federated bundle set holds a CA of another trust domain');
