@@ -19,7 +19,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation, and after a restart until the server sends its bundle' },
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
   { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
-  { name: 'join-token-file', aliases: ['joinTokenFile'], type: 'string', valueName: 'FILE', description: 'A file holding the join token, read at start (keeps it off the command line)' },
+  { name: 'join-token-file', aliases: ['joinTokenFile'], type: 'string', valueName: 'FILE', description: 'A file holding the join token alone (the value token generate prints after "Token: "), read at start; keeps it off the command line' },
   { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
   { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket, a path or unix:///path URI (default ${DEFAULT_AGENT_SOCKET_PATH})` },
   { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
