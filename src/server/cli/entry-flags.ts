@@ -25,6 +25,16 @@ export const FIELD_FLAGS: readonly FlagSpec[] = [
   { name: 'downstream', type: 'bool', description: "Recorded as SPIRE's -downstream; meshid does not act on it (no nested servers)" },
 ];
 
+/**
+ * update's field flags: the same, but a TTL flag left out keeps the entry's TTL (update changes only what is given),
+ * so its help cannot say that absent means the server default, as create's does.
+ */
+export const UPDATE_FIELD_FLAGS: readonly FlagSpec[] = FIELD_FLAGS.map((flag) =>
+  flag.name === 'x509-svid-ttl' || flag.name === 'jwt-svid-ttl'
+    ? { ...flag, description: flag.description.replace('0 or absent: the server default', '0: the server default; absent: unchanged') }
+    : flag,
+);
+
 export const MASK_OF_FLAG: Readonly<Record<string, string>> = {
   'spiffe-id': 'spiffe_id',
   'parent-id': 'parent_id',

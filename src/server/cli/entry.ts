@@ -10,7 +10,7 @@ import { spireEntry, spireStatus } from './spire-output.js';
 import { parseEntryIdFile } from './entry-file.js';
 import { readAll, readTextFile } from '../../common/cli/input.js';
 import { noteNoCommonName, noteRecordedOnly, noteUnmatchableSelectors } from './entry-notes.js';
-import { entryFields, FIELD_FLAGS, FILTER_FLAGS, listRequest, MASK_OF_FLAG } from './entry-flags.js';
+import { entryFields, FIELD_FLAGS, FILTER_FLAGS, listRequest, MASK_OF_FLAG, UPDATE_FIELD_FLAGS } from './entry-flags.js';
 import { createFromFile, ENTRY_REFUSALS, updateFromFile } from './entry-batches.js';
 import { entryIdFlag, parentIdFlag, selectorFlag, spiffeIdFlag } from './flags.js';
 
@@ -135,7 +135,7 @@ const update: Command = {
     spiffeIdFlag('New SPIFFE ID'),
     parentIdFlag('New parent ID'),
     selectorFlag('New selectors (replace all current ones)'),
-    ...FIELD_FLAGS,
+    ...UPDATE_FIELD_FLAGS,
     {
       name: 'data',
       type: 'string',

@@ -367,3 +367,14 @@ test("SPIRE's token generate -spiffeID is refused with the meshid way to name an
   assert.match(r.err, /flag -spiffeID is not supported by meshid: an agent gets its SPIFFE ID .* when it attests/);
   assert.match(r.err, /entry create --node --spiffe-id <ID> --selector <the same selector>/);
 });
+
+test('entry update --help says a TTL flag left out keeps the entry TTL, where entry create --help says the server default', async () => {
+  const ttlLines = (help: string): string[] => help.split('\n').filter((l) => /^ {2}--(x509|jwt)-svid-ttl /.test(l));
+  const update = ttlLines((await run(['entry', 'update', '--help'])).out);
+  assert.equal(update.length, 2);
+  for (const line of update) {
+    assert.match(line, /absent: unchanged/);
+    assert.doesNotMatch(line, /absent: the server default/);
+  }
+  for (const line of ttlLines((await run(['entry', 'create', '--help'])).out)) assert.match(line, /0 or absent: the server default/);
+});
