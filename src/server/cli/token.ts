@@ -44,7 +44,7 @@ const revoke: Command = {
       name: 'token',
       type: 'string',
       valueName: 'TOKEN',
-      description: 'The token as `token generate` printed it; - reads it from standard input, out of the shell history and the process list; required unless --all',
+      description: 'The token value, as `token generate` printed it after "Token: "; - reads it from standard input, out of the shell history and the process list; required unless --all',
     },
     {
       name: 'all',
