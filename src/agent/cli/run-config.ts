@@ -16,7 +16,7 @@ import { configuredLogLevel, DEFAULT_LOG_LEVEL } from '../../common/log.js';
 export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'config', type: 'string', valueName: 'FILE', description: 'JSON config file (flags override it; unknown keys are errors)' },
   { name: 'server-address', aliases: ['serverAddress'], type: 'string', valueName: 'HOST:PORT', description: "meshid-server's agent API address" },
-  { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation, and after a restart until the server sends its bundle' },
+  { name: 'trust-bundle', aliases: ['trustBundle'], type: 'string', valueName: 'FILE', description: 'PEM roots of the trust domain (meshid-server bundle show), to authenticate the server on first attestation; after a restart, when newer than the agent state in the data dir (a root change it missed) or that state is lost, until the server sends its bundle' },
   { name: 'trust-domain', aliases: ['trustDomain'], type: 'string', valueName: 'TD', description: "Trust domain (default: read from the trust bundle's roots)" },
   { name: 'join-token', aliases: ['joinToken'], type: 'string', valueName: 'TOKEN', description: 'Single-use join token (meshid-server token generate); needed only until the agent has attested' },
   { name: 'join-token-file', aliases: ['joinTokenFile'], type: 'string', valueName: 'FILE', description: 'A file holding the join token alone (the value token generate prints after "Token: "), read at start; keeps it off the command line' },
