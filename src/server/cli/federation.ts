@@ -62,7 +62,7 @@ const RELATIONSHIP_FLAGS: FlagSpec[] = [
     name: 'bundle-endpoint-profile', aliases: ['bundleEndpointProfile'], type: 'string', choices: ['https_spiffe', 'https_web'],
     description: 'https_spiffe: the endpoint presents an SVID of the trust domain; https_web: a web PKI certificate; required',
   },
-  { name: 'endpoint-spiffe-id', aliases: ['endpointSpiffeID'], type: 'string', valueName: 'ID', description: "https_spiffe: the SPIFFE ID of the endpoint's SVID" },
+  { name: 'endpoint-spiffe-id', aliases: ['endpointSpiffeID'], type: 'string', valueName: 'ID', description: "https_spiffe: the SPIFFE ID of the endpoint's SVID; required with that profile" },
 ];
 
 const list: Command = {
