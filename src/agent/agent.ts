@@ -6,6 +6,7 @@ import type { Logger } from '../common/log.js';
 import type { Selector } from '../common/spiffe/selector.js';
 import type { PeerCredentials, PeerInfo } from './attestor/peer-credentials.js';
 import { UnixWorkloadAttestor } from './attestor/unix-workload-attestor.js';
+import { SubordinateIds } from './attestor/subordinate-ids.js';
 import { IdentityCache } from './cache/identity-cache.js';
 import { SvidIssuer } from './cache/svid-issuer.js';
 import { AgentIdentity } from './client/agent-identity.js';
@@ -36,6 +37,11 @@ export interface AgentOptions {
   attestor?: { attest(peer: PeerInfo): Selector[] };
   /** Replaces the peer-credential addon (tests). */
   credentials?: PeerCredentials;
+  /**
+   * Whose per-uid budgets on the socket a uid spends (connections, calls, hashing, SDS names); default
+   * SubordinateIds over the host's /etc/subuid (tests give their own files).
+   */
+  accountOf?: (uid: number) => number;
 }
 
 /** What the agent reports about itself (logs, health detail, tests). Times are epoch ms. */
@@ -92,7 +98,9 @@ export class MeshidAgent {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
     // Built first: it refuses a /proc it cannot attest from (checkProcPidNamespace) before a join token is spent.
-    const attestor = opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }) });
+    // One reading of /etc/subuid for the socket's budgets and the attestor's hashing budget.
+    const accountOf = opts.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
+    const attestor = opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }), accountOf });
     const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
     let agent: MeshidAgent | undefined;
     try {
@@ -239,6 +247,7 @@ export class MeshidAgent {
         },
         maxConnectionsPerUid: config.maxConnectionsPerUid,
         maxCallsPerUid: config.maxCallsPerUid,
+        accountOf,
         apis: { workload: config.servesWorkloadApi, sds: config.servesSds },
         healthDetail: () => self.healthDetail(),
         // A banned agent withdrew everything and never serves again: SPIRE's agent exits then, and no probe may take

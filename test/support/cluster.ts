@@ -142,13 +142,14 @@ export class Cluster {
   }
 
   /** Starts a MeshidAgent in this process (for tests that drive its clock). */
-  async startInProcessAgent(raw: RawAgentConfig, opts: { clock?: Clock; log?: Logger; random?: () => number } = {}): Promise<MeshidAgent> {
+  async startInProcessAgent(raw: RawAgentConfig, opts: { clock?: Clock; log?: Logger; random?: () => number; accountOf?: (uid: number) => number } = {}): Promise<MeshidAgent> {
     const config = compileAgentConfig({ server_address: this.server.address(), trust_bundle_path: this.bundleFile, ...raw });
     const agent = await MeshidAgent.start({
       config,
       log: opts.log ?? (process.env['MESHID_TEST_LOG'] ? createLogger({ name: 'meshid-agent', level: 'debug', pretty: false }) : silentLogger()),
       ...(opts.clock !== undefined ? { clock: opts.clock } : {}),
       ...(opts.random !== undefined ? { random: opts.random } : {}),
+      ...(opts.accountOf !== undefined ? { accountOf: opts.accountOf } : {}),
     });
     this.inProcessAgents.add(agent);
     return agent;

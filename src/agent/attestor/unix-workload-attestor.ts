@@ -11,6 +11,7 @@ import { systemProcHooks, type FileIdentity, type ProcHooks } from './proc-hooks
 import { checkProcPidNamespace } from './proc-namespace.js';
 import { parseProcStatus, parseStartTime, type ProcStatus } from './proc-status.js';
 import { UnixAccounts, type AccountNames } from './unix-accounts.js';
+import { SubordinateIds } from './subordinate-ids.js';
 
 export interface UnixWorkloadAttestorOptions {
   /** OS access; default the real /proc, /etc and peercred addon. */
@@ -28,6 +29,11 @@ export interface UnixWorkloadAttestorOptions {
   clock?: Clock;
   /** Where /etc/passwd and /etc/group are; for tests. */
   accountFiles?: { passwd?: string; group?: string };
+  /**
+   * Whose hash budget a caller's uid spends; default its owner's for a subordinate uid (SubordinateIds, /etc/subuid),
+   * else its own.
+   */
+  accountOf?: (uid: number) => number;
   /** How many distinct selector sets to remember (see AttestationMemo); 0 turns the memo off. Default 1,024. */
   memoEntries?: number;
   log?: Logger;
@@ -95,6 +101,7 @@ export class UnixWorkloadAttestor {
   private readonly warnedUnhashed = new Set<string>();
   private warnedNoPtrace = false;
   private readonly memo: AttestationMemo | undefined;
+  private readonly accountOf: (uid: number) => number;
 
   /** Throws MeshidError('failed_precondition') when /proc is not of the agent's pid namespace (checkProcPidNamespace). */
   constructor(options: UnixWorkloadAttestorOptions = {}) {
@@ -108,6 +115,7 @@ export class UnixWorkloadAttestor {
     const limiter = new RateLimiter(budget.rate, budget.burst, options.clock ?? systemClock);
     this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes, limiter);
     this.log = options.log;
+    this.accountOf = options.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
     const memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES;
     this.memo = memoEntries === 0 ? undefined : new AttestationMemo(memoEntries);
   }
@@ -203,7 +211,7 @@ export class UnixWorkloadAttestor {
       const { file: exeFile, sha256, unhashed, openError } = this.read(pid, `${task}exe`, (): HashedFile =>
         this.hashes === undefined
           ? { file: this.hooks.stat(`${dir}/${task}exe`), sha256: undefined }
-          : this.hashes.hashFile(`${dir}/${task}exe`, status.effectiveUid),
+          : this.hashes.hashFile(`${dir}/${task}exe`, this.accountOf(status.effectiveUid)),
       );
       if (unhashed !== undefined) this.warnUnhashed(exe, unhashed, openError);
       // Still the same process after the reads: otherwise some of what we read may be another process's.

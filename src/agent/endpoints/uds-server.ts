@@ -13,6 +13,7 @@ import { createSelfTestServer, runSelfTest } from './uds-self-test.js';
 import { PerUidCap } from './per-uid-cap.js';
 import { serverSessions } from '../../common/grpc/server-sessions.js';
 import { handOverAfterFirstRequest } from './authority-relay.js';
+import { SubordinateIds } from '../attestor/subordinate-ids.js';
 
 export interface UdsServerOptions {
   /** Absolute path of the socket file. Its directory is created (0755) when missing. */
@@ -28,6 +29,11 @@ export interface UdsServerOptions {
   maxConnectionsPerUid?: number;
   /** The flag and config key that set socketPath, named when the path is refused (in use, not a socket). */
   setting?: string;
+  /**
+   * Whose budget a connecting uid spends (connections, reading pauses, and what accountOf() tells the interceptors);
+   * default: a subordinate uid's owner's (SubordinateIds, from /etc/subuid), any other uid its own.
+   */
+  accountOf?: (uid: number) => number;
 }
 
 /**
@@ -45,6 +51,8 @@ interface PeerRecord {
   gid: number;
   pidfd: number;
   closed: boolean;
+  /** The uid whose per-uid budgets the connection spends (UdsServerOptions.accountOf), fixed at accept. */
+  account: number;
 }
 
 const PEER_PREFIX = 'uds-peer#';
@@ -93,6 +101,7 @@ export class UdsServer {
   private socketIno: number | undefined;
   private counter = 0;
   private readonly connectionsPerUid: PerUidCap;
+  private readonly accountOfUid: (uid: number) => number;
 
   constructor(options: UdsServerOptions) {
     if (!path.isAbsolute(options.socketPath)) throw new Error(`socket path must be absolute, got "${options.socketPath}"`);
@@ -102,9 +111,13 @@ export class UdsServer {
     this.log = options.log;
     this.mode = options.mode ?? 0o777;
     this.credentialsOverride = options.credentials;
+    this.accountOfUid = options.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
     const limit = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
     this.connectionsPerUid = new PerUidCap(limit, 'maxConnectionsPerUid', (uid) =>
-      this.log.warn({ uid, limit }, 'a uid holds the most connections allowed; closing its new ones (agent config max_connections_per_uid)'),
+      this.log.warn(
+        { uid, limit },
+        'a uid (its subordinate uids in /etc/subuid counted with it) holds the most connections allowed; closing its new ones (agent config max_connections_per_uid)',
+      ),
     );
   }
 
@@ -160,6 +173,14 @@ export class UdsServer {
   }
 
   /**
+   * The uid whose per-uid budgets the connection behind `peer` spends: its caller's uid, or that uid's owner's when it
+   * is a subordinate uid (UdsServerOptions.accountOf). Undefined for anything this server did not accept.
+   */
+  accountOf(peer: string): number | undefined {
+    return this.peers.get(peer)?.account;
+  }
+
+  /**
    * Stops accepting, closes this listener's gRPC sessions, cuts connections still open, releases their pidfds and
    * unlinks the socket file (only if it is still ours). Shut the gRPC server down first for a graceful drain.
    */
@@ -186,10 +207,12 @@ export class UdsServer {
     // net.Socket exposes no public fd; the Pipe handle of an accepted Unix socket carries it.
     const fd = (socket as unknown as { _handle?: { fd?: number } })._handle?.fd;
     let record: PeerRecord;
+    let account: number;
     try {
       if (typeof fd !== 'number' || fd < 0) throw new Error('accepted socket has no file descriptor');
       const cred = credentials.peerCred(fd);
-      if (!this.connectionsPerUid.admit(cred.uid)) {
+      account = this.accountOfUid(cred.uid);
+      if (!this.connectionsPerUid.admit(account)) {
         socket.destroy();
         return;
       }
@@ -199,10 +222,10 @@ export class UdsServer {
       try {
         if (cred.pid > 0) pidfd = credentials.peerPidfd(fd);
       } catch (err) {
-        this.connectionsPerUid.release(cred.uid);
+        this.connectionsPerUid.release(account);
         throw err;
       }
-      record = { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd, closed: false };
+      record = { pid: cred.pid, uid: cred.uid, gid: cred.gid, pidfd, closed: false, account };
     } catch (err) {
       this.log.warn({ err }, 'dropping a connection whose peer credentials cannot be read');
       socket.destroy();
@@ -213,15 +236,15 @@ export class UdsServer {
     Object.defineProperty(socket, 'remoteAddress', { value: key, enumerable: true, writable: false, configurable: false });
     this.peers.set(key, record);
     this.sockets.set(key, socket);
-    const ofUid = this.socketsByUid.get(record.uid) ?? new Set<net.Socket>();
-    this.socketsByUid.set(record.uid, ofUid);
+    const ofUid = this.socketsByUid.get(record.account) ?? new Set<net.Socket>();
+    this.socketsByUid.set(record.account, ofUid);
     ofUid.add(socket);
     socket.once('close', () => {
       this.peers.delete(key);
       this.sockets.delete(key);
       ofUid.delete(socket);
-      if (ofUid.size === 0 && this.socketsByUid.get(record.uid) === ofUid) this.socketsByUid.delete(record.uid);
-      this.connectionsPerUid.release(record.uid);
+      if (ofUid.size === 0 && this.socketsByUid.get(record.account) === ofUid) this.socketsByUid.delete(record.account);
+      this.connectionsPerUid.release(record.account);
       record.closed = true;
       if (record.pidfd >= 0) {
         const pidfd = record.pidfd;
@@ -245,7 +268,7 @@ export class UdsServer {
         injector.injectConnection(connection);
         if (connection !== socket) this.labelRelayedSession(connection, key, record);
       },
-      () => this.readingPaused.has(record.uid),
+      () => this.readingPaused.has(record.account),
     );
   }
 

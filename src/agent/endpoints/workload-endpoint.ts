@@ -75,6 +75,8 @@ export interface WorkloadEndpointOptions {
   maxConnectionsPerUid?: number;
   /** Calls one uid may have open at once; default DEFAULT_MAX_CALLS_PER_UID (uid-call-limit.ts). */
   maxCallsPerUid?: number;
+  /** See UdsServerOptions.accountOf: whose per-uid budgets a uid spends. */
+  accountOf?: (uid: number) => number;
 }
 
 /**
@@ -111,7 +113,8 @@ export class WorkloadEndpoint {
       const admitted = malformed.admit(String(uid));
       if (admitted !== undefined) log.warn({ uid, reason: problem, ...admitted }, 'refused a request that is not a valid encoding of its type (INVALID_ARGUMENT)');
     };
-    const uidOf = (peer: string): number | undefined => uds?.peerOf(peer)?.uid;
+    // A subordinate uid's calls spend its owner's budgets (SubordinateIds), as its connections do.
+    const uidOf = (peer: string): number | undefined => uds?.accountOf(peer);
     const callLimit = new UidCallLimit(o.maxCallsPerUid ?? DEFAULT_MAX_CALLS_PER_UID, log);
     const server = new grpc.Server({
       ...BASE_SERVER_OPTIONS,
@@ -130,6 +133,7 @@ export class WorkloadEndpoint {
       log,
       ...(o.credentials !== undefined ? { credentials: o.credentials } : {}),
       ...(o.maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid: o.maxConnectionsPerUid } : {}),
+      ...(o.accountOf !== undefined ? { accountOf: o.accountOf } : {}),
     });
     const socket = uds;
     const attest = peerAttestation({ peerOf: (peer) => socket.peerOf(peer), attestor: o.attestor, retire: (peer) => socket.retire(peer) });
@@ -145,7 +149,7 @@ export class WorkloadEndpoint {
       callerOf,
       ...(o.workload !== undefined ? { options: o.workload } : {}),
     });
-    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, ...(o.sds !== undefined ? { options: o.sds } : {}) });
+    const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, accountOf: (call) => socket.accountOf(call.getPeer()), ...(o.sds !== undefined ? { options: o.sds } : {}) });
     const apis = o.apis ?? { workload: true, sds: true };
     if (apis.workload) services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
     if (apis.sds) services.addService(sdsServiceDefinition(), sds.implementation);

@@ -66,6 +66,11 @@ export interface SdsHandlerDeps {
    * signed (signing-wait.ts); SDS_SIGNING_WAIT_MS by default.
    */
   signingWaitMs?: number;
+  /**
+   * The uid whose name budget a call's streams spend (the socket's: a subordinate uid's owner's, see SubordinateIds);
+   * by default the caller's own uid (callerOf).
+   */
+  accountOf?: (call: { getPeer(): string }) => number | undefined;
   /** Characters of resource names one uid's open streams may hold in all; DEFAULT_NAME_CHARS_PER_UID by default. */
   nameCharsPerUid?: number;
 }
@@ -139,7 +144,7 @@ export function sdsHandlers(deps: SdsHandlerDeps): SdsService {
         let stream: SecretStream<Req, Res> | undefined;
         const caller = deps.callerOf?.(call);
         const streamLog = log.child({ rpc, ...caller });
-        const names = nameBudget.forStream(caller?.uid);
+        const names = nameBudget.forStream(deps.accountOf !== undefined ? deps.accountOf(call) : caller?.uid);
         const ctx: StreamContext = {
           cache: deps.cache,
           selectors,

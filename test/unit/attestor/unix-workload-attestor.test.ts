@@ -6,6 +6,7 @@ import { once } from 'node:events';
 import { createHash } from 'node:crypto';
 import { UnixWorkloadAttestor } from '../../../src/agent/attestor/unix-workload-attestor.js';
 import { connectionOutlivedCaller } from '../../../src/agent/attestor/attestation-failure.js';
+import { SubordinateIds } from '../../../src/agent/attestor/subordinate-ids.js';
 import { systemProcHooks, type ProcHooks } from '../../../src/agent/attestor/proc-hooks.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
@@ -320,4 +321,33 @@ test('a zombie is refused, and unreadable /proc files fail closed', async (t) =>
   });
   assert.throws(() => new UnixWorkloadAttestor({ hooks: noExe.hooks }).attest(peer), isAttestationFailure(/\/exe \(EACCES\)/, false));
   assert.equal(noExe.openDirs.size, 0);
+});
+
+test("subordinate uids of one user (/etc/subuid) hash out of that user's budget; another uid has its own", async (t) => {
+  const listener = await setup(t);
+  const dir = publicTempDir('meshid-attest-subuid-');
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  fs.writeFileSync(path.join(dir, 'passwd'), 'alice:x:1000:1000::/home/alice:/bin/sh\n');
+  fs.writeFileSync(path.join(dir, 'subuid'), 'alice:200000:65536\n');
+  const ids = new SubordinateIds(undefined, { subuid: path.join(dir, 'subuid'), passwd: path.join(dir, 'passwd') });
+  // A copy of the binary per caller: each is a file version of its own, hashed at its caller's cost.
+  const callers = [200_000, 200_001, 300_000].map((uid) => {
+    const exe = path.join(dir, `node-${uid}`);
+    fs.copyFileSync(NODE_PATH, exe);
+    fs.chmodSync(exe, 0o755);
+    const client = new ClientProcess(listener.socketPath, { exe: Buffer.from(exe), uid, gid: uid });
+    t.after(() => client.stop());
+    return uid;
+  });
+  const peers = new Map<number, TestPeer>();
+  for (let i = 0; i < callers.length; i++) {
+    const { peer } = await listener.next();
+    peers.set(peer.uid, peer);
+  }
+  const size = fs.statSync(NODE_PATH).size;
+  // Room for one binary per budget, and none more for 100 s.
+  const attestor = new UnixWorkloadAttestor({ maxHashBytes: BIG, hashBudget: { rate: size / 100, burst: size }, clock: new FakeClock(), accountOf: (uid) => ids.accountOf(uid) });
+  assert.ok(strings(attestor.attest(peers.get(200_000)!)).includes(`unix:sha256:${NODE_HASH}`));
+  assert.throws(() => attestor.attest(peers.get(200_001)!), isAttestationFailure(/uid 1000 has had more executable bytes hashed than the agent allows/, false));
+  assert.ok(strings(attestor.attest(peers.get(300_000)!)).includes(`unix:sha256:${NODE_HASH}`));
 });
