@@ -1,7 +1,9 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
+import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
+import { fullGc } from './full-gc.js';
 import { packageRoot } from '../paths.js';
 
 /** The glibc controls of native/malloc (see malloc.c). */
@@ -16,6 +18,20 @@ export const NATIVE_HEAP_ADDON = path.join(packageRoot, 'native', 'malloc', 'bui
 const MMAP_THRESHOLD = 128 * 1024;
 /** After a major GC, wait this long for V8 to finish freeing (weak callbacks run in later ticks), then trim. */
 const TRIM_DELAY_MS = 1000;
+/**
+ * After V8's last major GC, how long the agent may go without another before it collects once itself (see
+ * startNativeHeapTrimming). V8's memory reducer looks every 8 s.
+ */
+export const QUIET_COLLECT_MS = 10_000;
+
+/** Taken when the quiet wait starts; tells when it ends whether the process was mostly idle meanwhile. */
+export type IdleSince = () => boolean;
+
+/** The event loop idle at least half of the time since this was called. */
+function eventLoopIdleSince(): IdleSince {
+  const start = performance.eventLoopUtilization();
+  return () => performance.eventLoopUtilization(start).utilization < 0.5;
+}
 
 /** The addon, or undefined off Linux/glibc or when it was not built (memory is then simply not returned early). */
 export function loadNativeHeap(): NativeHeap | undefined {
@@ -33,19 +49,64 @@ export function loadNativeHeap(): NativeHeap | undefined {
  * keeps those freed pages mapped because live allocations made later sit above them (measured: 60-100 MB kept
  * after a 10,000-SVID sync). So large buffers go to their own mappings, and after every major GC the heap's free
  * pages are handed back (malloc_trim costs ~1 ms on such a heap; at most once per TRIM_DELAY_MS). Returns stop().
+ *
+ * The wrappers of a burst's last minutes are collected only by a later major GC, and V8 does not promise one: its
+ * memory reducer, which should run one once the process is quiet, ran none in the 45 s after a 10,000-SVID burst in
+ * every run of bench P5 on the slow VM (2026-12-02, this code and the thirty-first session's alike: RSS stayed at
+ * its peak, 169-176 MB). So when QUIET_COLLECT_MS pass after one of V8's major GCs without another, the process runs
+ * one full GC itself (`collect`, default fullGc), which the trim follows: 176 -> 158 MB in that run (the memory
+ * reducer's GCs also shrink the young generation, which this one cannot ask for). Not while the event loop was busy
+ * half of that time (the wait starts again), and its own GCs arm nothing: an idle process is collected once after
+ * each burst, not every QUIET_COLLECT_MS, and a busy one gets V8's major GCs and never this one.
  */
-export function startNativeHeapTrimming(log: Logger, options: { heap?: NativeHeap | undefined; delayMs?: number } = {}): () => void {
+export function startNativeHeapTrimming(
+  log: Logger,
+  options: {
+    heap?: NativeHeap | undefined;
+    delayMs?: number;
+    clock?: Clock;
+    collect?: () => void;
+    idle?: () => IdleSince;
+  } = {},
+): () => void {
   const heap = 'heap' in options ? options.heap : loadNativeHeap();
   if (heap === undefined) {
     log.debug('native heap addon not available; freed native memory is returned only as glibc sees fit');
     return () => undefined;
   }
   heap.setMmapThreshold(MMAP_THRESHOLD);
+  const clock = options.clock ?? systemClock;
+  let collect = options.collect;
   let pending: NodeJS.Timeout | undefined;
+  let quiet: TimerHandle | undefined;
+  let idleSince: IdleSince | undefined;
+  /** performance.now() span of the full GC this process ran itself, if any: its GC entry re-arms nothing. */
+  let own: { from: number; to: number } | undefined;
+  const arm = (): void => {
+    quiet?.cancel();
+    idleSince = (options.idle ?? eventLoopIdleSince)();
+    quiet = clock.setTimer(collectOnce, QUIET_COLLECT_MS);
+  };
+  const collectOnce = (): void => {
+    quiet = undefined;
+    // A GC entry is delivered a few ticks after the GC, later still on a busy event loop: a process still at work
+    // (its major GCs not yet seen) waits again rather than pay a full GC in the middle of it.
+    if (idleSince?.() === false) {
+      arm();
+      return;
+    }
+    collect ??= fullGc() ?? (() => undefined);
+    const from = performance.now();
+    collect();
+    own = { from, to: performance.now() };
+  };
   const observer = new PerformanceObserver((list) => {
+    const majors = list
+      .getEntries()
+      .filter((e) => (e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR);
+    if (majors.length === 0) return;
+    if (majors.some((e) => own === undefined || e.startTime < own.from || e.startTime > own.to)) arm();
     if (pending !== undefined) return;
-    const major = list.getEntries().some((e) => (e as { detail?: { kind?: number } }).detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR);
-    if (!major) return;
     pending = setTimeout(() => {
       pending = undefined;
       heap.trim();
@@ -56,5 +117,6 @@ export function startNativeHeapTrimming(log: Logger, options: { heap?: NativeHea
   return () => {
     observer.disconnect();
     if (pending !== undefined) clearTimeout(pending);
+    quiet?.cancel();
   };
 }

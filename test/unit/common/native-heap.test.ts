@@ -3,8 +3,10 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { loadNativeHeap, NATIVE_HEAP_ADDON, startNativeHeapTrimming } from '../../../src/common/memory/native-heap.js';
+import { loadNativeHeap, NATIVE_HEAP_ADDON, QUIET_COLLECT_MS, startNativeHeapTrimming } from '../../../src/common/memory/native-heap.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { FakeClock } from '../../../src/common/clock.js';
+import { fullGc } from '../../../src/common/memory/full-gc.js';
 
 test('the native heap addon is built and refuses a nonsense mmap threshold', () => {
   const heap = loadNativeHeap();
@@ -73,4 +75,61 @@ test('startNativeHeapTrimming trims once shortly after a major GC, and not after
   await trimmed(yardstick, 2);
   yardstick.stop();
   assert.deepEqual(a.calls, ['mmap 131072', 'trim', 'trim'], 'nothing after stop()');
+});
+
+test('a major GC followed by QUIET_COLLECT_MS without another gets one full GC of the process\'s own, which arms nothing', async () => {
+  // bench P5: after a signing burst V8's memory reducer ran no major GC in 45 s, so the burst's native memory was
+  // neither collected nor trimmed. Real GCs (the observer sees V8's own entries); the quiet wait is on a fake clock.
+  const gc = fullGc();
+  assert.ok(gc, 'fullGc() hands out a GC');
+  const clock = new FakeClock(0);
+  let collects = 0;
+  let trims = 0;
+  const fake = { trim: () => (trims++, true), setMmapThreshold: () => true };
+  // Whether the event loop was idle over the wait: decided by the test (this process is busy collecting).
+  let idle = true;
+  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20, clock, collect: () => (collects++, gc()), idle: () => () => idle });
+  const until = async (what: string, done: () => boolean): Promise<void> => {
+    for (let i = 0; !done(); i++) {
+      assert.ok(i < 400, `${what} within 10 s`);
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  };
+  try {
+    assert.equal(clock.pendingTimers(), 0, 'nothing is armed before a major GC');
+    gc();
+    // Each wait below ends on a trim of that very GC (none is pending from an earlier one), so the observer saw it.
+    await until('the trim and the quiet wait after a major GC', () => trims === 1 && clock.pendingTimers() === 1);
+    clock.advance(QUIET_COLLECT_MS - 1);
+    assert.equal(collects, 0);
+    clock.advance(1);
+    assert.equal(collects, 1, 'one full GC once the process went QUIET_COLLECT_MS without a major GC');
+    const trimsBefore = trims;
+    await until('the trim after the process\'s own GC', () => trims > trimsBefore);
+    assert.equal(clock.pendingTimers(), 0, 'its own GC arms no further wait');
+    clock.advance(10 * QUIET_COLLECT_MS);
+    assert.equal(collects, 1, 'an idle process is collected once, not every QUIET_COLLECT_MS');
+
+    // A busy process (V8's major GCs less than QUIET_COLLECT_MS apart) gets none.
+    gc();
+    await until('the trim and the quiet wait after the next major GC', () => trims === trimsBefore + 2 && clock.pendingTimers() === 1);
+    clock.advance(QUIET_COLLECT_MS / 2);
+    const trimsAt = trims;
+    gc();
+    await until('the second major GC seen', () => trims > trimsAt);
+    clock.advance(QUIET_COLLECT_MS / 2);
+    assert.equal(collects, 1, 'the wait starts again at each major GC');
+    idle = false;
+    clock.advance(QUIET_COLLECT_MS / 2);
+    assert.equal(collects, 1, 'not while the event loop was busy');
+    assert.equal(clock.pendingTimers(), 1, 'it waits again instead');
+    idle = true;
+    clock.advance(QUIET_COLLECT_MS);
+    assert.equal(collects, 2);
+  } finally {
+    stop();
+  }
+  gc();
+  await new Promise((r) => setTimeout(r, 100));
+  assert.equal(clock.pendingTimers(), 0, 'nothing armed after stop()');
 });
