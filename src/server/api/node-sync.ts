@@ -9,6 +9,7 @@ import type { HubEvent } from './sync-hub.js';
 import { SentEntries, type KnownEntries } from './sent-entries.js';
 import { syncUpdateMessages, type SyncUpdate } from './sync-update-parts.js';
 import type { NodeContext } from './node-context.js';
+import type { RegistrationEntry } from '../datastore/datastore.js';
 
 interface SyncRequest extends KnownEntries {
   since_revision?: number;
@@ -63,7 +64,7 @@ export function syncCall(ctx: NodeContext) {
       const { upserts, removed } = sent.update(entries);
       const own = ca.bundle();
       const bundleChanged = own.sequence !== bundleSequence;
-      const federatedTds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();
+      const federatedTds = federatedTrustDomains(entries);
       const federated = federatedTds.map((td) => hub.federatedBundle(td)).filter((b) => b !== undefined);
       const fedKey = hub.federatedStamp(federatedTds);
       const federatedChanged = fedKey !== federatedKey;
@@ -182,4 +183,18 @@ export function syncCall(ctx: NodeContext) {
     push();
     log.debug({ agent: agent.spiffeId }, 'sync stream opened');
   }
+}
+
+/**
+ * The trust domains an authorized set federates with, sorted; kept per set, which AuthorizedSets keeps (the same map)
+ * through changes that cannot alter it, so a push to an agent such a change missed does not read its every entry.
+ */
+const federatedOfSet = new WeakMap<ReadonlyMap<string, RegistrationEntry>, string[]>();
+function federatedTrustDomains(entries: ReadonlyMap<string, RegistrationEntry>): string[] {
+  let tds = federatedOfSet.get(entries);
+  if (tds === undefined) {
+    tds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();
+    federatedOfSet.set(entries, tds);
+  }
+  return tds;
 }

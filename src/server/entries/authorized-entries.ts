@@ -13,11 +13,22 @@ export interface AgentIdentity {
  * Node alias entries themselves are not served: they name groups of agents, not workloads.
  */
 export function authorizedEntries(index: EntryIndex, agent: AgentIdentity, serverId: string): Map<string, RegistrationEntry> {
+  return entriesUnder(index, authorizationRoots(index, agent, serverId));
+}
+
+/** The IDs an agent's authorized entries hang from: its own SPIFFE ID and those of the node aliases it matches. */
+export function authorizationRoots(index: EntryIndex, agent: AgentIdentity, serverId: string): string[] {
   const have = new Set(agent.selectors.map((s) => `${s.type}:${s.value}`));
-  const parents: string[] = [agent.spiffeId];
+  const roots: string[] = [agent.spiffeId];
   for (const alias of index.childrenOf(serverId)) {
-    if (alias.selectors.every((s) => have.has(`${s.type}:${s.value}`))) parents.push(alias.spiffeId);
+    if (alias.selectors.every((s) => have.has(`${s.type}:${s.value}`))) roots.push(alias.spiffeId);
   }
+  return roots;
+}
+
+/** The entries parented on one of `roots`, then their children, transitively. */
+export function entriesUnder(index: EntryIndex, roots: readonly string[]): Map<string, RegistrationEntry> {
+  const parents = [...roots];
   const result = new Map<string, RegistrationEntry>();
   const visited = new Set<string>();
   while (parents.length > 0) {

@@ -1,29 +1,72 @@
 import type { RegistrationEntry } from '../datastore/datastore.js';
 
 /**
- * All registration entries in memory, indexed by ID and parent, kept current from the datastore's change feed.
- * Authorization walks and push fan-out read this instead of the database: one query per change, not per agent.
+ * How many applied changes the index remembers the touched parents of (touchedSince). An agent's authorized set is
+ * brought up to date at every change while its Sync stream reads, so it rarely lags by more than one or two.
+ */
+const TOUCHED_LOG_LENGTH = 64;
+
+/**
+ * All registration entries in memory, indexed by ID, parent and SPIFFE ID, kept current from the datastore's change
+ * feed. Authorization walks and push fan-out read this instead of the database: one query per change, not per agent.
  */
 export class EntryIndex {
   private byId = new Map<string, RegistrationEntry>();
   private byParent = new Map<string, Set<string>>();
+  private bySpiffeId = new Map<string, Set<string>>();
   revision = 0;
+  /** Counts every load and apply: a set computed at one generation is current while the generation is unchanged. */
+  generation = 0;
+  /** The parent IDs each apply touched (before and after), by the generation it produced; a load clears it. */
+  private touched: Array<{ generation: number; parents: ReadonlySet<string> }> = [];
 
   load(entries: RegistrationEntry[], revision: number): void {
     this.byId.clear();
     this.byParent.clear();
+    this.bySpiffeId.clear();
     for (const e of entries) this.put(e);
     this.revision = revision;
+    this.generation++;
+    this.touched = [];
   }
 
   apply(upserts: RegistrationEntry[], deletedIds: string[], revision: number): void {
-    for (const id of deletedIds) this.remove(id);
-    for (const e of upserts) this.put(e);
+    const parents = new Set<string>();
+    for (const id of deletedIds) {
+      const old = this.byId.get(id);
+      if (old !== undefined) parents.add(old.parentId);
+      this.remove(id);
+    }
+    for (const e of upserts) {
+      const old = this.byId.get(e.id);
+      if (old !== undefined) parents.add(old.parentId);
+      parents.add(e.parentId);
+      this.put(e);
+    }
     this.revision = Math.max(this.revision, revision);
+    this.generation++;
+    this.touched.push({ generation: this.generation, parents });
+    if (this.touched.length > TOUCHED_LOG_LENGTH) this.touched.shift();
+  }
+
+  /**
+   * Every parent ID an entry had or got in the changes after `generation`: an authorized set that reached none of
+   * them is unchanged by those changes. Undefined when that is no longer known (a load since, or too long ago).
+   */
+  touchedSince(generation: number): ReadonlySet<string>[] | undefined {
+    if (generation === this.generation) return [];
+    const first = this.touched.findIndex((t) => t.generation === generation + 1);
+    if (first === -1) return undefined;
+    return this.touched.slice(first).map((t) => t.parents);
   }
 
   get(id: string): RegistrationEntry | undefined {
     return this.byId.get(id);
+  }
+
+  /** IDs of the entries whose SPIFFE ID is `spiffeId` (usually one). */
+  idsWithSpiffeId(spiffeId: string): ReadonlySet<string> | undefined {
+    return this.bySpiffeId.get(spiffeId);
   }
 
   childrenOf(parentId: string): RegistrationEntry[] {
@@ -43,17 +86,27 @@ export class EntryIndex {
   private put(e: RegistrationEntry): void {
     this.remove(e.id);
     this.byId.set(e.id, e);
-    let set = this.byParent.get(e.parentId);
-    if (set === undefined) this.byParent.set(e.parentId, (set = new Set()));
-    set.add(e.id);
+    add(this.byParent, e.parentId, e.id);
+    add(this.bySpiffeId, e.spiffeId, e.id);
   }
 
   private remove(id: string): void {
     const old = this.byId.get(id);
     if (old === undefined) return;
     this.byId.delete(id);
-    const set = this.byParent.get(old.parentId);
-    set?.delete(id);
-    if (set && set.size === 0) this.byParent.delete(old.parentId);
+    drop(this.byParent, old.parentId, id);
+    drop(this.bySpiffeId, old.spiffeId, id);
   }
+}
+
+function add(map: Map<string, Set<string>>, key: string, id: string): void {
+  let set = map.get(key);
+  if (set === undefined) map.set(key, (set = new Set()));
+  set.add(id);
+}
+
+function drop(map: Map<string, Set<string>>, key: string, id: string): void {
+  const set = map.get(key);
+  set?.delete(id);
+  if (set && set.size === 0) map.delete(key);
 }
