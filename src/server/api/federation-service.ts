@@ -1,7 +1,7 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
-import { alreadyExists, failedPrecondition, invalidArgument, isMeshidError, notFound, unavailable } from '../../common/errors.js';
+import { aborted, alreadyExists, failedPrecondition, invalidArgument, isMeshidError, notFound, unavailable } from '../../common/errors.js';
 import { parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
 import type { Datastore, StoredBundle, StoredRelationship } from '../datastore/datastore.js';
 import type { FederatedBundlePoller, RelationshipStatus } from '../federation/bundle-poller.js';
@@ -92,6 +92,14 @@ export function federationService(
     return compileRelationship(td, raw, ownTrustDomain, `relationship with ${td}`);
   };
   const stored = (rel: FederationRelationship, now: number): StoredRelationship => ({ ...rel, createdAt: now, updatedAt: now });
+  /**
+   * A seed is numbered after the bundle read before it, and stored only over that one: a poll or `bundle set` that
+   * wrote meanwhile makes it ABORTED saying so, as `bundle set` says it, not a refusal naming a sequence nobody gave.
+   */
+  const seedRaced = (td: string) => (err: unknown): never => {
+    if (!isMeshidError(err, 'aborted')) throw err;
+    throw aborted(`the bundle of ${td} was changed by another writer (a bundle poll or a bundle set) while the relationship's bundle was being stored: run the command again`);
+  };
   /** A seed's keys left out, logged as `bundle set` logs them, once the seed is stored. */
   const warnOfIgnoredKeys = (td: string, ignored: readonly string[]): void => {
     if (ignored.length > 0) log.warn({ trustDomain: td, ignored }, "the relationship's bundle holds keys meshid cannot use; they are left out and the rest is stored");
@@ -115,16 +123,19 @@ export function federationService(
         throw alreadyExists(`a federation relationship with ${td} already exists in federates_with of the server's config file`);
       }
       const now = clock.now();
+      let seed: { bundle: StoredBundle; replaces: number | null } | undefined;
       let ignored: readonly string[] = [];
-      const seed = req.bundle
-        ? federatedBundleFromText(td, req.bundle, req.bundle_format, await ds.getBundle(td), now, (reasons) => (ignored = reasons))
-        : undefined;
-      await ds.createFederationRelationship(stored(rel, now), seed);
+      if (req.bundle) {
+        const previous = await ds.getBundle(td);
+        const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
+        seed = { bundle, replaces: previous?.sequence ?? null };
+      }
+      await ds.createFederationRelationship(stored(rel, now), seed).catch(seedRaced(td));
       poller.set(rel, 'api');
       // The seed may be what a failing relationship hosted by td's endpoint waits for, as after `bundle set`.
       if (seed !== undefined) poller.anchorsReplaced(td);
       log.info({ trustDomain: td, url: rel.bundleEndpointUrl, profile: rel.profile, seeded: seed !== undefined }, 'federation relationship created');
-      warnOfAnotherTrustDomainsCa(td, seed);
+      warnOfAnotherTrustDomainsCa(td, seed?.bundle);
       warnOfIgnoredKeys(td, ignored);
       await warnOfUnauthenticatedEndpoint(rel);
       return relationshipToProto(poller.status(td)!);
@@ -147,7 +158,7 @@ export function federationService(
         const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
         seed = { bundle, replaces: previous?.sequence ?? null };
       }
-      await ds.updateFederationRelationship(stored(rel, now), seed);
+      await ds.updateFederationRelationship(stored(rel, now), seed).catch(seedRaced(td));
       // A delete that committed after this update, and took the relationship out of the poller before it got here,
       // stays a delete: the update was done, then undone.
       const status = poller.replace(rel, 'api') ?? unpolled(rel);

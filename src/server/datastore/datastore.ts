@@ -161,9 +161,9 @@ export interface Datastore {
   // Federation relationships made through the admin API (the config file's federates_with is not stored).
   /**
    * Throws already_exists when the trust domain has one. `seed`, when given, is stored as the trust domain's bundle
-   * in the same transaction (refused as setBundle refuses it).
+   * in the same transaction (refused as setBundle refuses it, `replaces` included).
    */
-  createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void>;
+  createFederationRelationship(relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): Promise<void>;
   /**
    * Replaces endpoint URL, profile and endpoint SPIFFE ID (createdAt is kept); throws not_found. `seed`, when given,
    * is stored as the trust domain's bundle in the same transaction (refused as setBundle refuses it, `replaces`

@@ -232,7 +232,7 @@ export class SqliteDatastore implements Datastore {
 
   // ---- Federation relationships ----
 
-  createFederationRelationship(relationship: StoredRelationship, seed?: StoredBundle): Promise<void> {
+  createFederationRelationship(relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): Promise<void> {
     return this.write(() => relationships.createFederationRelationship(this.scope, relationship, seed));
   }
 

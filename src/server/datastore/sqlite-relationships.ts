@@ -12,12 +12,13 @@ import type { SqliteScope } from './sqlite-scope.js';
  * its trust domain. Each function runs inside the datastore's read or write.
  */
 
-export function createFederationRelationship(tx: SqliteScope, relationship: StoredRelationship, seed?: StoredBundle): void {
+export function createFederationRelationship(tx: SqliteScope, relationship: StoredRelationship, seed?: { bundle: StoredBundle } & BundleWriteGuard): void {
   const r = checkedRelationship(relationship);
   if (tx.s.relationshipById.get(r.trustDomain) !== undefined) throw alreadyExists(`a federation relationship with ${r.trustDomain} already exists`);
   if (seed !== undefined) {
-    if (seed.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.trustDomain}, not ${r.trustDomain}`);
-    storeBundle(tx, seed, false);
+    if (seed.bundle.trustDomain !== r.trustDomain) throw invalidArgument(`the seed bundle is for ${seed.bundle.trustDomain}, not ${r.trustDomain}`);
+    checkReplaces(tx, r.trustDomain, seed.replaces);
+    storeBundle(tx, seed.bundle, false);
   }
   tx.s.insertRelationship.run(...relationshipColumns(r));
 }

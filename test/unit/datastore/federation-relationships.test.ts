@@ -21,7 +21,7 @@ const seed = (td: string, sequence: number): StoredBundle => ({
 test('federation relationships: created once, listed in order, updated keeping createdAt, deleted keeping the bundle', async () => {
   await withDatastore(async ({ ds }) => {
     await ds.createFederationRelationship(rel('b.org'));
-    await ds.createFederationRelationship(rel('a.org', { profile: 'https_web', endpointSpiffeId: undefined }), seed('a.org', 1));
+    await ds.createFederationRelationship(rel('a.org', { profile: 'https_web', endpointSpiffeId: undefined }), { bundle: seed('a.org', 1), replaces: null });
     await assert.rejects(ds.createFederationRelationship(rel('b.org')), (err) => isMeshidError(err, 'already_exists') && err.message.includes('b.org'));
     assert.deepEqual(await ds.listFederationRelationships(), [rel('a.org', { profile: 'https_web', endpointSpiffeId: undefined }), rel('b.org')]);
     assert.deepEqual((await ds.getBundle('a.org'))?.x509Authorities, [Buffer.from([0x30, 1, 1])]);
@@ -42,9 +42,9 @@ test('a relationship and its seed bundle are written together or not at all', as
   await withDatastore(async ({ ds }) => {
     await ds.setBundle(seed('a.org', 5));
     // A seed the stored bundle refuses (sequence not above 5) leaves no relationship behind.
-    await assert.rejects(ds.createFederationRelationship(rel('a.org'), seed('a.org', 5)), (err) => isMeshidError(err, 'failed_precondition'));
+    await assert.rejects(ds.createFederationRelationship(rel('a.org'), { bundle: seed('a.org', 5), replaces: 5 }), (err) => isMeshidError(err, 'failed_precondition'));
     assert.deepEqual(await ds.listFederationRelationships(), []);
-    await assert.rejects(ds.createFederationRelationship(rel('a.org'), seed('b.org', 1)), (err) => isMeshidError(err, 'invalid_argument'));
+    await assert.rejects(ds.createFederationRelationship(rel('a.org'), { bundle: seed('b.org', 1), replaces: null }), (err) => isMeshidError(err, 'invalid_argument'));
     assert.deepEqual(await ds.listFederationRelationships(), []);
     // The storage contract: an endpoint SPIFFE ID with https_spiffe only.
     await assert.rejects(ds.createFederationRelationship(rel('a.org', { endpointSpiffeId: undefined })), (err) => isMeshidError(err, 'invalid_argument'));
@@ -84,7 +84,7 @@ test('an update and its seed bundle are written together or not at all; a relati
     // Deleted meanwhile: not_found, and the seed is not stored.
     await assert.rejects(ds.updateFederationRelationship(rel('a.org'), { bundle: seed('a.org', 1), replaces: null }), (err) => isMeshidError(err, 'not_found'));
     assert.equal(await ds.getBundle('a.org'), undefined);
-    await ds.createFederationRelationship(rel('a.org'), seed('a.org', 1));
+    await ds.createFederationRelationship(rel('a.org'), { bundle: seed('a.org', 1), replaces: null });
     // A poll stored a bundle after the update read it: aborted, the relationship unchanged.
     await assert.rejects(
       ds.updateFederationRelationship(rel('a.org', { bundleEndpointUrl: 'https://new.a.org/' }), { bundle: seed('a.org', 2), replaces: null }),
