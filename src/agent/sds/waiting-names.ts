@@ -67,7 +67,9 @@ export class WaitingNamesLog {
     if (admitted === undefined) return undefined;
     const now = this.clock.now();
     let budget = this.perUid.get(uidKey);
-    if (budget === undefined || now >= budget.until) {
+    // A window that starts in the future is over too: the wall clock was stepped back (NTP), and waiting for it to
+    // come round again would leave this uid's lines out for as long as the step.
+    if (budget === undefined || now >= budget.until || now < budget.until - WINDOW_MS) {
       const leftOut = budget?.leftOut ?? 0;
       this.perUid.delete(uidKey);
       if (this.perUid.size >= MAX_UIDS) this.perUid.delete(this.perUid.keys().next().value!);
