@@ -89,7 +89,9 @@ export class SyncHub {
       this.failureLoggedAt = now;
     } else {
       this.failuresSinceLogged++;
-      if (now - this.failureLoggedAt >= REFRESH_FAILURE_LOG_EVERY_MS) {
+      // A line "logged" after now was logged before the wall clock was stepped back (NTP): waiting for the clock to
+      // pass it again would keep a datastore outage quiet for as long as the step.
+      if (now - this.failureLoggedAt >= REFRESH_FAILURE_LOG_EVERY_MS || now < this.failureLoggedAt) {
         this.log.error(
           { err, kind: change.kind, failuresSinceLastLine: this.failuresSinceLogged },
           'the server view still cannot refresh from the datastore: it stays as it was until a refresh succeeds',

@@ -176,6 +176,38 @@ test('refreshes failing through a long datastore outage log the first failure, t
   });
 });
 
+/**
+ * FakeClock cannot go backwards: the hub is given a Clock reading the FakeClock an hour behind once the outage has
+ * begun (the host's wall clock stepped back by NTP), while the FakeClock still drives its retry timers.
+ */
+test('refreshes failing on after the wall clock is stepped back an hour still log a line within 10 minutes, not once the clock has caught up', async () => {
+  await withDatastore(async ({ ds, file, clock }) => {
+    const [a, b] = (await ds.createEntries(['a', 'b'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    const { log, records } = capturingLogger('meshid-server');
+    let stepBack = 0;
+    const stepped = { now: () => clock.now() - stepBack, setTimer: (fn: () => void, ms: number) => clock.setTimer(fn, ms) };
+    const hub = new SyncHub(ds, 'example.org', log, stepped);
+    await hub.start();
+    const errors = () => records().filter((r) => /refresh/.test(r.msg) && r.level === LEVEL.error);
+    const raw = new Database(file);
+    try {
+      raw.prepare("UPDATE registration_entries SET selectors = 'damaged', revision = 100 WHERE id = ?").run(b!.id);
+      await ds.deleteEntries([a!.id]);
+      await hub.settled();
+      assert.equal(errors().length, 1);
+      stepBack = 60 * 60_000;
+      for (let elapsed = 0; elapsed < REFRESH_FAILURE_LOG_EVERY_MS + REFRESH_RETRY_MAX_MS; elapsed += REFRESH_RETRY_MAX_MS / 2) {
+        clock.advance(REFRESH_RETRY_MAX_MS / 2);
+        await hub.settled();
+      }
+      assert.ok(errors().length >= 2, `the outage is still reported after the step: ${JSON.stringify(errors().map((r) => r.msg))}`);
+    } finally {
+      raw.close();
+      hub.stop();
+    }
+  });
+});
+
 test('a hub stopped while a refresh waits to be tried again leaves no timer behind', async () => {
   await withDatastore(async ({ ds, file, clock }) => {
     const [a] = (await ds.createEntries([entry()])).map(ok);
