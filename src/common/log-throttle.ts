@@ -54,7 +54,9 @@ export class LogThrottle {
   admit(key: string): { suppressedSinceLast?: number } | undefined {
     const now = this.clock.now();
     const w = this.windows.get(key);
-    if (w !== undefined && now < w.until) {
+    // A window that starts after now (the wall clock stepped back) is over: kept, it would silence its key for as
+    // long as the step, hiding the very faults (clock skew among them) that a step comes with.
+    if (w !== undefined && now < w.until && now >= w.until - this.windowMs) {
       w.suppressed++;
       if (this.onWindowEnd !== undefined && w.timer === undefined && !this.stopped) {
         // Holds the window itself, not its key's slot: one forgotten to make room for other keys still reports.

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { FakeClock } from '../../../src/common/clock.js';
+import { FakeClock, type Clock } from '../../../src/common/clock.js';
 import { LogThrottle } from '../../../src/common/log-throttle.js';
 
 test('one line per key per window; the next one says how many were left out', () => {
@@ -71,4 +71,18 @@ test('stop() reports what the pending windows left out at once, a forgotten key 
   assert.equal(clock.pendingTimers(), 0);
   clock.advance(120_000);
   assert.deepEqual(reports, [['full', 3]]);
+});
+
+test('after the wall clock is stepped back three hours, a key logged just before is logged again within a window, not three hours later', () => {
+  // FakeClock refuses to go backwards: a Clock whose time the test sets (no timer is armed without onWindowEnd).
+  let now = Date.UTC(2026, 0, 1, 12);
+  const clock: Clock = { now: () => now, setTimer: () => ({ cancel: () => {} }) };
+  const throttle = new LogThrottle(clock, 60_000);
+  assert.deepEqual(throttle.admit('clock skew'), {});
+  assert.equal(throttle.admit('clock skew'), undefined);
+  now -= 3 * 3_600_000;
+  assert.deepEqual(throttle.admit('clock skew'), { suppressedSinceLast: 1 }, 'the window from before the step is over');
+  assert.equal(throttle.admit('clock skew'), undefined, 'and a new one paces the key again');
+  now += 60_000;
+  assert.deepEqual(throttle.admit('clock skew'), { suppressedSinceLast: 1 });
 });
