@@ -36,7 +36,7 @@ export function bundleService(
       const td = foreign(req.trust_domain);
       const previous = await ds.getBundle(td);
       const stored = federatedBundleFromText(td, req.bundle ?? '', req.format, previous, clock.now(), (ignored) =>
-        log.warn({ trustDomain: td, ignored }, 'the federated bundle set holds keys meshid cannot use; they are left out and the rest is stored'),
+        log.warn({ trustDomain: td, ignored }, 'the federated bundle set holds keys meshid leaves out or reads with a flaw, as each line of ignored says; the rest is stored'),
       );
       // Stored only over the bundle it was numbered after: a poll or another `bundle set` that wrote meanwhile would
       // otherwise make this one a refusal naming a sequence the operator never gave.

@@ -102,7 +102,7 @@ export function federationService(
   };
   /** A seed's keys left out, logged as `bundle set` logs them, once the seed is stored. */
   const warnOfIgnoredKeys = (td: string, ignored: readonly string[]): void => {
-    if (ignored.length > 0) log.warn({ trustDomain: td, ignored }, "the relationship's bundle holds keys meshid cannot use; they are left out and the rest is stored");
+    if (ignored.length > 0) log.warn({ trustDomain: td, ignored }, "the relationship's bundle holds keys meshid leaves out or reads with a flaw, as each line of ignored says; the rest is stored");
   };
 
   return {

@@ -241,7 +241,7 @@ export class FederatedBundlePoller {
       const leftOut = leftOutKey(ignored);
       if (ignored.length > 0) {
         const level = leftOut === state.leftOut ? 'debug' : 'warn';
-        this.log[level]({ ...where, ignored }, "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied");
+        this.log[level]({ ...where, ignored }, "the partner's bundle holds keys meshid leaves out or reads with a flaw, as each line of ignored says; the rest is applied");
       }
       const stored = storedFederatedBundle(rel.trustDomain, fetched, previous, this.clock.now());
       const empty = stored.x509Authorities.length === 0 && stored.jwtAuthorities.length === 0;

@@ -5,7 +5,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 
-import type { FederatedBundleDocument, TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import { bundleToSpiffeJson, federatedBundleFromSpiffeJson, type FederatedBundleDocument, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import type { Datastore } from '../../../src/server/datastore/datastore.js';
@@ -539,6 +539,28 @@ test("a poll storing new roots of a trust domain that hosts another relationship
   });
 });
 
+test('a partner\'s x509-svid key read with a flaw (a kid) is used, and its warning does not say it was left out (real SPIFFE document, stubbed endpoint, fake clock)', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const doc = JSON.parse(bundleToSpiffeJson(ca.bundle(1))) as { keys: Array<Record<string, unknown>> };
+    doc.keys[0]!['kid'] = 'root-1';
+    const read = federatedBundleFromSpiffeJson('partner.org', JSON.stringify(doc));
+    assert.deepEqual(read.ignored, ['SPIFFE bundle for partner.org: keys[0]: an x509-svid key must not have a kid; the kid is ignored']);
+    const { log, records } = capturingLogger('server');
+    const poller = new FederatedBundlePoller([REL!], ds, clock, log, async () => read);
+    t.after(() => poller.stop());
+    poller.start();
+    clock.advance(0);
+    await poller.pending('partner.org');
+    assert.deepEqual((await ds.getBundle('partner.org'))?.x509Authorities, ca.bundle(1).x509Authorities, 'the key is used');
+    const warned = records().filter((r) => r.level === LEVEL.warn && r['ignored'] !== undefined);
+    assert.equal(warned.length, 1);
+    assert.doesNotMatch(warned[0]!.msg, /they are left out/);
+    assert.match(warned[0]!.msg, /leaves out or reads with a flaw, as each line of ignored says/);
+  });
+});
+
 test('keys left out of a partner\'s bundle are a warning when the set changes (first poll, another set, back after none), at debug on the polls that serve the same ones (stubbed endpoint, fake clock)', async (t) => {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
@@ -558,7 +580,7 @@ test('keys left out of a partner\'s bundle are a warning when the set changes (f
     }
     assert.equal(poll, served.length);
     const leftOut = records()
-      .filter((r) => r.msg === "the partner's bundle holds keys meshid cannot use; they are left out and the rest is applied")
+      .filter((r) => r.msg === "the partner's bundle holds keys meshid leaves out or reads with a flaw, as each line of ignored says; the rest is applied")
       .map((r) => [r.level, r['ignored']]);
     assert.deepEqual(leftOut, [
       [LEVEL.warn, [eddsa]],
