@@ -1,4 +1,4 @@
-import { notFound } from '../../common/errors.js';
+import { notFound, unavailable } from '../../common/errors.js';
 import type { IdentitySnapshot } from '../cache/workload-cache.js';
 import type { DiscoveryRequest, DiscoveryResponse } from './messages.js';
 import { checkAllBundlesName, validationChoiceFor, type ValidationMode } from './node-validation-mode.js';
@@ -57,7 +57,8 @@ export function fetchAwaitsSigning(query: FetchQuery, snapshot: IdentitySnapshot
  * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
  * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
  * workloads. `nonce` is empty (non-stream xDS). The handler asks only once no name waits for an SVID being signed
- * (signing-wait.ts), or that wait is over.
+ * (signing-wait.ts), or that wait is over: if every name missing then is one whose SVID is still being signed, the
+ * call fails UNAVAILABLE (retry) instead.
  */
 export function fetchResponse(query: FetchQuery, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
   const { mode } = query;
@@ -74,6 +75,12 @@ export function fetchResponse(query: FetchQuery, snapshot: IdentitySnapshot, opt
   if (missing.length > 0) {
     const listed = missing.slice(0, MAX_NAMES_IN_ERROR).map((n) => JSON.stringify(n.slice(0, 256))).join(', ');
     const more = missing.length > MAX_NAMES_IN_ERROR ? ` and ${missing.length - MAX_NAMES_IN_ERROR} more` : '';
+    // Names of the caller's own entries whose SVIDs are still being signed once the wait is over (a slow server): the
+    // secret is moments away, and NOT_FOUND would tell the caller its name is wrong, which clients do not retry. With
+    // any other name among the missing the answer is NOT_FOUND however long it waits, so that is what it gets.
+    if (missing.every((name) => awaitsSigning(snapshot, [name], false, options))) {
+      throw unavailable(`the ${missing.length === 1 ? 'SVID' : 'SVIDs'} for ${listed}${more} ${missing.length === 1 ? 'is' : 'are'} still being signed; retry`);
+    }
     throw notFound(`no secret for ${listed}${more} is available to this caller`);
   }
   const versions = new Map([...found].map(([name, resource]) => [name, sharedResourceVersion(name, resource, mode)]));

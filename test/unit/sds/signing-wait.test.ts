@@ -179,6 +179,27 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
     }, {}, { clock });
   });
 
+  it('FetchSecrets whose wait ends with a named SVID of the caller\'s still being signed is UNAVAILABLE (retry) naming it, not NOT_FOUND (a wrong name)', async () => {
+    const clock = newClock();
+    await withHarness(aSigningA2, async (h) => {
+      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
+      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
+        (r) => (got.answer = r),
+        (err: grpc.ServiceError) => (got.answer = err),
+      );
+      await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
+      clock.advance(WAIT_MS);
+      await eventually(() => got.answer !== undefined, 'the answer');
+      const refused = got.answer as grpc.ServiceError;
+      assert.equal(refused.code, grpc.status.UNAVAILABLE, refused.details);
+      assert.equal(refused.details, `the SVID for ${JSON.stringify(APP_A2)} is still being signed; retry`);
+
+      // Another workload's identity, being signed or not, is still NOT_FOUND, as an unknown name: nothing revealed.
+      const other = await fetchSecrets(h.client, { resource_names: [APP_A2] }, as(SELECTOR_B)).then(() => undefined, (err: grpc.ServiceError) => err);
+      assert.equal(other?.code, grpc.status.NOT_FOUND);
+    }, {}, { clock });
+  });
+
   it('a FetchSecrets waiting for an SVID being signed is answered with what there is when the agent shuts down, not left to the transport\'s grace', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
@@ -191,7 +212,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
       h.service.close();
       assert.equal(h.cache.listenerCount(), 0, 'the wait let go of its subscription');
       await eventually(() => got.answer !== undefined, 'the answer');
-      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.NOT_FOUND, 'APP_A2 is still being signed');
+      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.UNAVAILABLE, 'APP_A2 is still being signed: retry');
     }, {}, { clock });
   });
 
@@ -207,7 +228,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
       await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
       clock.advance(55_000);
       await eventually(() => got.answer !== undefined, 'the answer before the deadline');
-      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.NOT_FOUND, 'still being signed: not there');
+      assert.equal((got.answer as grpc.ServiceError).code, grpc.status.UNAVAILABLE, 'still being signed: retry');
 
       const fn = (h.client as unknown as Record<string, Function>)['FetchSecrets']!;
       const call = fn.call(h.client, { resource_names: [APP_A2] }, as(SELECTOR_A), () => {}) as grpc.ClientUnaryCall;
