@@ -20,6 +20,7 @@ import { mountTmpfs } from '../support/tmpfs.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
 import { teardown } from '../support/teardown.js';
+import { damageRootPage } from '../support/damaged-page.js';
 
 /** `meshid-server backup` run in `cwd`. */
 function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
@@ -195,6 +196,37 @@ test('a backup directory that is not empty, inside the data dir, relative, or un
   assert.ok(fs.existsSync(path.join(cwd, 'empty', 'datastore.sqlite3')));
   assert.equal((fs.statSync(path.join(cwd, 'empty')).mode & 0o777).toString(8), '700', 'the directory given is made private');
   assert.deepEqual(fs.readdirSync(cwd), ['empty'], 'nothing staged is left beside it');
+});
+
+test('a backup of a live datastore SQLite finds damaged where serving has not read is refused naming the first problems, and leaves no backup, staging or scratch file behind', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-backup-damaged-');
+  teardown(t).after(cleanup);
+  const first = await startServerProcess(dir);
+  teardown(t).after(() => first.stop());
+  assert.equal(await first.stop(), 0);
+  // Bit rot where a start does not read: the entries table's root page (no entries, so its entry load does not reach it).
+  damageRootPage(path.join(first.dataDir, 'datastore.sqlite3'), 'registration_entries', { checkpoint: true });
+  const live = await startServerProcess(dir);
+  teardown(t).after(() => live.stop());
+  const dataDirBefore = fs.readdirSync(live.dataDir).sort();
+
+  const out = path.join(dir, 'backup');
+  const r = await backupCli(live, ['--out', out]);
+  assert.equal(r.code, 1, r.out);
+  assert.equal(r.out, '');
+  assert.match(
+    r.err,
+    new RegExp(`^Error: FailedPrecondition: the live datastore ${live.dataDir}/datastore\\.sqlite3 is damaged \\(SQLite's integrity check of its snapshot: .+\\), so no backup was written: .*meshid-server restore\\)\\n$`),
+  );
+  assert.equal(fs.existsSync(out), false, 'no backup directory');
+  assert.deepEqual(fs.readdirSync(dir).filter((n) => n.startsWith('backup')), [], 'no staging directory left');
+  assert.deepEqual(fs.readdirSync(live.dataDir).sort(), dataDirBefore, 'no scratch snapshot left in the data dir');
+  // An empty directory given is left empty.
+  const empty = path.join(dir, 'empty');
+  fs.mkdirSync(empty);
+  assert.equal((await backupCli(live, ['--out', empty])).code, 1);
+  assert.deepEqual(fs.readdirSync(empty), []);
+  assert.equal((await live.cli(['healthcheck'])).code, 0, 'the server still serves');
 });
 
 test('a backup directory under a loop of symbolic links, or whose real path is longer than the system allows, is refused naming it, not as an internal error', async (t) => {

@@ -8,6 +8,7 @@ import { AnchoredDirectory, type DirectoryIdentity } from './anchored-directory.
 import { DATA_DIR_MARKER } from '../data-dir.js';
 import { STAGING_INFIX, type BackupTarget } from './backup-target.js';
 import { copyPrivateFile, fsyncFile, listFiles } from './private-files.js';
+import { datastoreFileProblems } from './integrity-check.js';
 
 /** The files of a data dir a restore needs, by their names there (data-dir.ts, server.ts, server-svid.ts). */
 export const DATASTORE_FILE = 'datastore.sqlite3';
@@ -58,6 +59,7 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
     throw backupWriteError(err, where);
   }
   const opened: AnchoredDirectory[] = [];
+  const scratch = path.join(sources.dataDir, `${SCRATCH_PREFIX}${randomBytes(6).toString('hex')}`);
   try {
     let staging: AnchoredDirectory;
     try {
@@ -75,7 +77,7 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
       opened.push(keys);
       let caKeys = 0;
       await sources.ca.withJournalSettled(async (keyIds) => {
-        await snapshotInto(sources, staging.at(DATASTORE_FILE), signal);
+        await snapshotInto(sources, scratch, signal);
         for (const keyId of new Set(keyIds)) {
           const from = sources.keyFile(keyId);
           copyPrivateFile(from, keys.at(path.basename(from)), () =>
@@ -90,6 +92,10 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
         // the one in place is as good as the server's own after a restart, which it lets present the same SVID.
         copyIfPresent(path.join(sources.dataDir, SERVER_SVID_FILE), staging.at(SERVER_SVID_FILE));
       });
+      // After the CA's turn, which the check would hold up for as long as it reads.
+      await checkSnapshot(scratch, path.join(sources.dataDir, DATASTORE_FILE), signal);
+      fs.copyFileSync(scratch, staging.at(DATASTORE_FILE), fs.constants.COPYFILE_EXCL);
+      fsyncFile(staging.at(DATASTORE_FILE));
       copyPrivateFile(path.join(sources.dataDir, DATA_DIR_MARKER), staging.at(DATA_DIR_MARKER), () =>
         failedPrecondition(`${path.join(sources.dataDir, DATA_DIR_MARKER)} is missing from the live data dir`),
       );
@@ -108,34 +114,44 @@ export async function writeBackup(sources: BackupSources, target: BackupTarget, 
       throw backupWriteError(err, where);
     }
   } finally {
+    // The check's read-only open of the WAL-mode snapshot leaves its -wal and -shm.
+    for (const file of [scratch, `${scratch}-journal`, `${scratch}-wal`, `${scratch}-shm`]) fs.rmSync(file, { force: true });
     for (const dir of opened) dir.close();
     anchor.close();
   }
 }
 
 /**
+ * Refuses a snapshot SQLite's integrity check finds damaged: the backup API copies pages as they are, so damage in the
+ * live datastore where serving has not read yet (bit rot, a disk's bad sector) would be reported "Backup written",
+ * and found only by the restore that needs it (which checks too). Run off the server's thread (integrity-check.ts).
+ */
+async function checkSnapshot(scratch: string, live: string, signal?: AbortSignal): Promise<void> {
+  const problems = await datastoreFileProblems(scratch, signal);
+  if (problems.length === 0) return;
+  throw failedPrecondition(
+    `the live datastore ${live} is damaged (SQLite's integrity check of its snapshot: ${problems.join('; ')}), so no backup was written: ` +
+      'keep the backups you have; the server fails where it reads the damage, so plan to stop it and restore the last good backup ' +
+      'into a new data dir (meshid-server restore)',
+  );
+}
+
+/**
  * SQLite does not open the file it is given as given: it resolves a /proc/self/fd link to the path it reads as and
  * opens by that name, a lookup anyone who can rename in the backup's parent could redirect into a directory of
- * theirs (with the datastore's copy). So it snapshots into the data dir, which only the server's user can change, and
- * the copy goes into the backup through the directory held open. That takes the datastore's size again on the data
- * dir's file system while the backup runs; a kill -9 meanwhile leaves the scratch file, removed at the next start
- * (removeBackupScratch).
+ * theirs (with the datastore's copy). So it snapshots into `scratch` in the data dir, which only the server's user can
+ * change; it is checked there and copied into the backup through the directory held open (writeBackup), which removes
+ * it. That takes the datastore's size again on the data dir's file system while the backup runs; a kill -9 meanwhile
+ * leaves the scratch file, removed at the next start (removeBackupScratch).
  */
-async function snapshotInto(sources: BackupSources, to: string, signal?: AbortSignal): Promise<void> {
-  const scratch = path.join(sources.dataDir, `${SCRATCH_PREFIX}${randomBytes(6).toString('hex')}`);
+async function snapshotInto(sources: BackupSources, scratch: string, signal?: AbortSignal): Promise<void> {
   try {
-    try {
-      // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
-      fs.closeSync(fs.openSync(scratch, 'wx', 0o600));
-      await sources.snapshot.snapshotTo(scratch, signal);
-    } catch (err) {
-      // Written on the data dir's file system, not the backup's: a full disk there must not be reported as the backup's.
-      throw scratchWriteError(err, sources.dataDir, scratch);
-    }
-    fs.copyFileSync(scratch, to, fs.constants.COPYFILE_EXCL);
-    fsyncFile(to);
-  } finally {
-    for (const file of [scratch, `${scratch}-journal`]) fs.rmSync(file, { force: true });
+    // Created here, so it is 0600 from its first byte (SQLite would create it with the umask's mode).
+    fs.closeSync(fs.openSync(scratch, 'wx', 0o600));
+    await sources.snapshot.snapshotTo(scratch, signal);
+  } catch (err) {
+    // Written on the data dir's file system, not the backup's: a full disk there must not be reported as the backup's.
+    throw scratchWriteError(err, sources.dataDir, scratch);
   }
 }
 

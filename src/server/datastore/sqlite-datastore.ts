@@ -300,14 +300,7 @@ export class SqliteDatastore implements Datastore {
    * thrown, as any read of a damaged file is.
    */
   integrityProblems(limit = 3): Promise<string[]> {
-    return this.read(() => {
-      const found = (this.db.pragma(`integrity_check(${limit})`) as Array<{ integrity_check: string }>).map((r) => r.integrity_check);
-      if (found.length === 1 && found[0] === 'ok') return [];
-      // A row may hold several problems, a line each, under a line naming the database.
-      const lines = found.flatMap((row) => row.split('\n')).map((line) => line.trim());
-      const problems = lines.filter((line) => line !== '' && !/^\*\*\* in database \S+ \*\*\*$/.test(line)).slice(0, limit);
-      return problems.length > 0 ? problems : found;
-    });
+    return this.read(() => integrityCheckProblems((this.db.pragma(`integrity_check(${limit})`) as Array<{ integrity_check: string }>).map((r) => r.integrity_check), limit));
   }
 
   // ---- Lifecycle ----
@@ -390,4 +383,16 @@ export class SqliteDatastore implements Datastore {
     return this.txRevision;
   }
 
+}
+
+/**
+ * The problems in the rows of `PRAGMA integrity_check(limit)`, at most `limit`; empty for a sound file. Shared with
+ * the backup's check, which runs off the server's thread (backup/integrity-check.ts).
+ */
+export function integrityCheckProblems(found: readonly string[], limit: number): string[] {
+  if (found.length === 1 && found[0] === 'ok') return [];
+  // A row may hold several problems, a line each, under a line naming the database.
+  const lines = found.flatMap((row) => row.split('\n')).map((line) => line.trim());
+  const problems = lines.filter((line) => line !== '' && !/^\*\*\* in database \S+ \*\*\*$/.test(line)).slice(0, limit);
+  return problems.length > 0 ? problems : [...found];
 }
