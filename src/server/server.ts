@@ -6,7 +6,8 @@ import type { Logger } from '../common/log.js';
 import type { GrpcHealthService } from '../common/grpc/health-service.js';
 import { tcpListeners, type ServerConfig } from './config.js';
 import { checkListenersResolved } from './listener-clash.js';
-import { openDataDir } from './data-dir.js';
+import { DATA_DIR_MARKER, openDataDir } from './data-dir.js';
+import { probeListeners } from './listen-probe.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { warnOfEntriesOrphanedByPrune } from './entries/orphaned-entries.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
@@ -106,7 +107,11 @@ export class MeshidServer {
     const { config, log } = opts;
     const clock = opts.clock ?? systemClock;
     // Before anything starts: a bundle endpoint on the agent API's own address would fail as "another process".
-    await checkListenersResolved(tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks));
+    const listeners = tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks);
+    await checkListenersResolved(listeners);
+    // A first start binds its ports only once it has made its CA: a port taken is found before the new data dir is
+    // claimed for this trust domain, so a retry may still name another (listen-probe.ts).
+    if (!fs.existsSync(path.join(config.dataDir, DATA_DIR_MARKER))) await probeListeners(listeners);
     // Locked before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = openDataDir(config.dataDir, config.trustDomain);
     // Next, before the datastore and the CA (a first start makes its keys): a health port in use fails the start

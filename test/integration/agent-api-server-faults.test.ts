@@ -10,7 +10,7 @@ import { Writable } from 'node:stream';
 import * as grpc from '@grpc/grpc-js';
 import { FakeClock } from '../../src/common/clock.js';
 import { internal } from '../../src/common/errors.js';
-import { createLogger } from '../../src/common/log.js';
+import { createLogger, silentLogger } from '../../src/common/log.js';
 import { createCsr } from '../../src/common/x509/csr.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { certificatesToPem } from '../../src/common/x509/pem.js';
@@ -144,6 +144,9 @@ test("a start that fails after its API listeners' fault logs exist (the agent AP
     bind_address: `127.0.0.1:${takenPort}`,
     admin_socket: path.join(tmp.dir, 'admin', 'admin.sock'),
   });
+  // A data dir a start has claimed: a first start's ports are probed before anything (listen-probe.ts).
+  const claiming = compileServerConfig({ trust_domain: 'example.org', data_dir: config.dataDir, bind_address: '127.0.0.1:0', admin_socket: config.adminSocket });
+  await (await MeshidServer.start({ config: claiming, log: silentLogger() })).stop();
   const clock = new FakeClock(Date.now());
   teardown(t).after(setServerFaultLogClock(clock));
   const raw: string[] = [];

@@ -120,8 +120,9 @@ test('a health port in use fails the start before the datastore and the CA are m
     MeshidServer.start({ config, log: silentLogger(), clock: new FakeClock(Date.now() - 3_600_000) }),
     /cannot listen on 127\.0\.0\.1:\d+ \(health_checks\.bind_address, health_checks\.bind_port\): another process is listening on that port/,
   );
-  // The datastore is opened and the CA made before the agent API listens: neither was.
-  assert.deepEqual(fs.readdirSync(dataDir).filter((f) => f.startsWith('datastore') || f === 'ca').sort(), [], 'no datastore, no CA keys: nothing was made');
+  // The datastore is opened and the CA made before the agent API listens: neither was. A first start probes its
+  // ports before it claims the data dir (listen-probe.ts), so not even that was made.
+  assert.equal(fs.existsSync(dataDir), false, 'no data dir, no datastore, no CA keys: nothing was made');
   assert.equal(fs.existsSync(config.adminSocket), false);
 });
 

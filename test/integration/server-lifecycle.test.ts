@@ -13,6 +13,8 @@ import { pemToDerList } from '../../src/common/x509/pem.js';
 import { opensslVerify } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, runRefused, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { takenLoopbackPort } from '../support/taken-port.js';
+import { teardown } from '../support/teardown.js';
 import { connectNode, nodeCall } from '../support/node-api-client.js';
 import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { createCsr } from '../../src/common/x509/csr.js';
@@ -158,9 +160,12 @@ test('a port another process holds stops startup with the setting that named it 
     assert.match(agentApi.err, new RegExp(`^Error: FailedPrecondition: cannot listen on ${address} \\(--bind-address, bind_address\\): another process is listening on that port; stop it or choose another port$`, 'm'));
     assert.doesNotMatch(agentApi.err, grpcJsLine, 'grpc-js does not say it first in its own words');
     assert.equal(agentApi.err.split('\n').filter((l) => l !== '' && !l.startsWith('{"level":')).length, 1, `one line besides the JSON log:\n${agentApi.err}`);
-    // grpc-js's sentence went to the log, as a debug line of its own subsystem.
+    // grpc-js's sentence went to the log, as a debug line of its own subsystem: from a data dir a start has claimed,
+    // whose ports are not probed before it (listen-probe.ts), so grpc-js is the one that fails to bind.
+    const claimed = await startServerProcess(path.join(dir, 'claimed'));
+    assert.equal(await claimed.stop(), 0);
     const debug = await runRefused([
-      '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'd3'), '--bind-address', address, '--admin-socket', path.join(dir, 'a3', 's.sock'), '--log-level', 'debug',
+      '--trust-domain', 'example.org', '--data-dir', claimed.dataDir, '--bind-address', address, '--admin-socket', path.join(dir, 'a3', 's.sock'), '--log-level', 'debug',
     ]);
     assert.equal(debug.code, 1);
     assert.match(debug.err, /^\{"level":20,.*"subsystem":"grpc-js".*"msg":"No address added out of total 1 resolved"\}$/m);
@@ -176,6 +181,21 @@ test('a port another process holds stops startup with the setting that named it 
     taken.close();
     cleanup();
   }
+});
+
+test('a first start whose agent API port is taken is refused before its new data dir is claimed: a retry with another trust domain and a free port starts', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-server-first-port-');
+  teardown(t).after(cleanup);
+  const port = await takenLoopbackPort(t);
+  const dataDir = path.join(dir, 'data');
+  const refused = await runRefused(['--trust-domain', 'first.org', '--data-dir', dataDir, '--bind-address', `127.0.0.1:${port}`, '--admin-socket', path.join(dir, 'admin', 'admin.sock')]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(refused.err, new RegExp(`^Error: FailedPrecondition: cannot listen on 127\\.0\\.0\\.1:${port} \\(--bind-address, bind_address\\): another process is listening on that port; stop it or choose another port$`, 'm'));
+  assert.equal(fs.existsSync(dataDir), false, 'nothing was written: no data dir, no CA');
+  // The operator fixes the trust domain as well as the port: the data dir is still free for it.
+  const server = await startServerProcess(dir, ['--trust-domain', 'example.org', '--datacenter', 'east']);
+  teardown(t).after(() => server.stop());
+  assert.match((await server.cli(['bundle', 'show'])).out, /BEGIN CERTIFICATE/);
 });
 
 test('a bundle endpoint named by a host name for the agent API\'s own address is refused naming both settings, by run and validate, not blamed on "another process"', async () => {

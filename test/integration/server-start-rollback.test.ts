@@ -32,6 +32,8 @@ test('a failed start whose undo step fails (stubbed health listener close) still
   const raw: string[] = [];
   const log = createLogger({ name: 'meshid-server', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
 
+  // A data dir a start has claimed: a first start's ports are probed before anything (listen-probe.ts).
+  await (await MeshidServer.start({ config: settings('127.0.0.1:0'), log })).stop();
   const close = HttpHealthListener.prototype.close;
   HttpHealthListener.prototype.close = async function (this: HttpHealthListener) {
     await close.call(this);
