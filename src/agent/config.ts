@@ -11,6 +11,7 @@ import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
 import { compileHealthChecks, HEALTH_CHECKS_KEYS, type HealthChecksConfig, type RawHealthChecksConfig } from '../common/health/health-checks-config.js';
 import { looksLikeCredential } from '../common/cli/credential-like.js';
+import { joinTokenInText, ONE_TOKEN_EXPECTED } from '../common/join-token-text.js';
 import { checkSocketPathLength } from '../common/socket-file.js';
 import { parseHostPort } from '../common/host-port.js';
 
@@ -272,7 +273,8 @@ function joinTokenSetting(raw: RawAgentConfig): string | undefined {
     }
     throw invalidArgument(`cannot read the join token file ${file} (${code ?? (err as Error).message}): check join_token_file or --join-token-file`, err);
   }
-  const token = text.trim();
-  if (token === '') throw invalidArgument(`the join token file ${file} is empty: put the token \`meshid-server token generate\` printed in it`);
-  return token;
+  const found = joinTokenInText(text);
+  if ('token' in found) return found.token;
+  if (found.problem === 'empty') throw invalidArgument(`the join token file ${file} is empty: put the token \`meshid-server token generate\` printed in it`);
+  throw invalidArgument(`the join token file ${file} holds more than a join token (what it holds is not shown, as it may hold one): it ${ONE_TOKEN_EXPECTED}`);
 }

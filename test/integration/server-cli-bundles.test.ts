@@ -75,7 +75,22 @@ test('token revoke takes an unused token out, from the flag or standard input; a
   assertOk(json);
   assert.equal((JSON.parse(json.out) as { datacenter: string }).datacenter, 'east');
 
+  // `token generate | token revoke --token -`: the whole output piped, the token read from its Token: line.
+  const whole = (await cli(['token', 'generate', '--datacenter', 'west'])).out;
+  const wholeRevoked = await cli(['token', 'revoke', '--token', '-'], { stdin: whole });
+  assertOk(wholeRevoked);
+  assert.match(wholeRevoked.out, /^Join token revoked\.\nDatacenter: west\n/);
+
   assert.equal(serverOutput.includes(token) || serverOutput.includes(piped), false, 'the server logs no token');
+});
+
+test('token revoke --token - refuses standard input holding more than one token, without showing it', async () => {
+  const tokens = [(await cli(['token', 'generate'])).out, (await cli(['token', 'generate'])).out].map((out) => /^Token: (\S+)$/m.exec(out)![1]!);
+  const r = await cli(['token', 'revoke', '--token', '-'], { stdin: `${tokens.join('\n')}\n` });
+  assertError(r, /^Error: InvalidArgument: --token - found more than a join token on standard input \(not shown, as it may hold one\): standard input must hold the join token alone, as `meshid-server token generate` prints it after "Token: ", or that command's whole output$/);
+  for (const token of tokens) assert.equal(r.err.includes(token.slice(0, 12)), false, 'no token is shown');
+  // Neither was revoked: each still revokes on its own.
+  for (const token of tokens) assertOk(await cli(['token', 'revoke', '--token', token]));
 });
 
 test('token revoke refuses a missing, empty or never-issued token', async () => {

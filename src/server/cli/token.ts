@@ -6,6 +6,7 @@ import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
 import { checkSelectors, datacenterFlag, selectorFlag, ttlFlag } from './flags.js';
 import { int64 } from './spire-output.js';
+import { JOIN_TOKEN_LABEL, joinTokenInText, ONE_TOKEN_EXPECTED } from '../../common/join-token-text.js';
 
 const generate: Command = {
   name: 'generate',
@@ -31,7 +32,7 @@ const generate: Command = {
     const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'GenerateJoinToken', request));
     // spire-server prints CreateJoinToken's spire.api.types.JoinToken; the datacenter is in the pretty output.
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ value: res.token ?? '', expires_at: int64(res.expires_at) }));
-    else io.stdout.write(`Token: ${res.token ?? ''}\nExpires at: ${isoTime(res.expires_at) ?? 'never'}\nDatacenter: ${res.datacenter ?? ''}\n`);
+    else io.stdout.write(`${JOIN_TOKEN_LABEL} ${res.token ?? ''}\nExpires at: ${isoTime(res.expires_at) ?? 'never'}\nDatacenter: ${res.datacenter ?? ''}\n`);
     return 0;
   },
 };
@@ -44,7 +45,7 @@ const revoke: Command = {
       name: 'token',
       type: 'string',
       valueName: 'TOKEN',
-      description: 'The token value, as `token generate` printed it after "Token: "; - reads it from standard input, out of the shell history and the process list; required unless --all',
+      description: 'The token value, as `token generate` printed it after "Token: "; - reads it from standard input (alone, or all `token generate` printed), out of the shell history and the process list; required unless --all',
     },
     {
       name: 'all',
@@ -65,10 +66,7 @@ const revoke: Command = {
       return 0;
     }
     const given = args.requiredString('token', '(the join token to revoke, or - to read it from standard input; --all revokes every unused one)');
-    const token = given === '-'
-      ? (await readAll(io, '--token - reads the token from standard input, and there is none', 'the join token')).trim()
-      : given;
-    if (token === '') throw invalidArgument('--token - found no token on standard input');
+    const token = given === '-' ? await tokenFromStdin(io) : given;
     const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'RevokeJoinToken', { token }));
     const out = { datacenter: res.datacenter ?? '', expires_at: res.expires_at ?? 0 };
     if (outputFormat(args) === 'json') io.stdout.write(renderJson(out));
@@ -76,6 +74,17 @@ const revoke: Command = {
     return 0;
   },
 };
+
+/**
+ * The token `--token -` reads: standard input holds it alone, or all `token generate` printed (`token generate |
+ * token revoke --token -`), never quoted back, as it may hold a token.
+ */
+async function tokenFromStdin(io: CliIo): Promise<string> {
+  const found = joinTokenInText(await readAll(io, '--token - reads the token from standard input, and there is none', 'the join token'));
+  if ('token' in found) return found.token;
+  if (found.problem === 'empty') throw invalidArgument('--token - found no token on standard input');
+  throw invalidArgument(`--token - found more than a join token on standard input (not shown, as it may hold one): standard input ${ONE_TOKEN_EXPECTED}`);
+}
 
 /** `meshid-server token generate|revoke`: join tokens for agent attestation (admin API meshid.admin.v1.Tokens). */
 export async function tokenCommand(argv: string[], io: CliIo): Promise<number> {

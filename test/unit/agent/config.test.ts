@@ -201,6 +201,30 @@ test('join_token_file: the token is read from the file at start and trimmed; wit
   }
 });
 
+test("join_token_file holding all token generate printed gives its Token: line's value; a file of anything else but one token is refused without showing it", () => {
+  const t = tempDir('meshid-agent-token-file-output-');
+  try {
+    const file = path.join(t.dir, 'token');
+    const token = '0123456789abcdef0123456789abcdef01234567';
+    fs.writeFileSync(file, `Token: ${token}\nExpires at: 2026-12-02T05:00:00.000Z\nDatacenter: east\n`, { mode: 0o600 });
+    assert.equal(compileAgentConfig({ server_address: 'a:1', join_token_file: file }).joinToken, token);
+    const other = 'fedcba9876543210fedcba9876543210fedcba98';
+    for (const text of [`${token}\n${other}\n`, `Token: ${token}\nToken: ${other}\n`, `export JOIN_TOKEN=${token}\n`, `${token} ${other}`]) {
+      fs.writeFileSync(file, text);
+      assert.throws(
+        () => compileAgentConfig({ server_address: 'a:1', join_token_file: file }),
+        (err: Error) =>
+          isMeshidError(err, 'invalid_argument') &&
+          err.message === `the join token file ${file} holds more than a join token (what it holds is not shown, as it may hold one): it must hold the join token alone, as \`meshid-server token generate\` prints it after "Token: ", or that command's whole output` &&
+          !err.message.includes(token.slice(0, 12)) && !err.message.includes(other.slice(0, 12)),
+        JSON.stringify(text),
+      );
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test("jwt_svid_cache_max_size is SPIRE's name for jwt_svid_cache_size; both at once are refused", () => {
   assert.equal(compileAgentConfig({ server_address: 'a:1', jwt_svid_cache_max_size: 7 }).jwtSvidCacheSize, 7);
   assert.throws(() => compileAgentConfig({ server_address: 'a:1', jwt_svid_cache_max_size: 0 }), /jwt_svid_cache_max_size must be a positive integer/);
