@@ -9,7 +9,7 @@ import { UnixWorkloadAttestor } from './attestor/unix-workload-attestor.js';
 import { SubordinateIds } from './attestor/subordinate-ids.js';
 import { IdentityCache } from './cache/identity-cache.js';
 import { SvidIssuer } from './cache/svid-issuer.js';
-import { AgentIdentity } from './client/agent-identity.js';
+import { AgentIdentity, noJoinToken } from './client/agent-identity.js';
 import { NodeClient } from './client/node-client.js';
 import { rejectionOf } from './client/rejection.js';
 import { ServerClock } from './client/server-clock.js';
@@ -112,7 +112,7 @@ export class MeshidAgent {
       const trustDomain = resolveTrustDomain(config, stored, state, fileRoots);
       if (stored === undefined) {
         if (config.joinToken === undefined) {
-          throw failedPrecondition(`the agent has no SVID in ${config.dataDir} and no join token: pass --join-token (meshid-server token generate)`);
+          throw noJoinToken(config.dataDir);
         }
         if (fileRoots === undefined && state === undefined && !config.insecureBootstrap) {
           throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap');

@@ -310,7 +310,13 @@ test('start-up refuses what cannot work, with the fix in the message', () =>
   withCluster('meshid-agent-refusals-', async (c) => {
     const noToken = await c.startAgent({ name: 'no-token', wait: false });
     assert.equal(await noToken.exitCode(), 1);
-    assert.match(noToken.output(), /no join token: pass --join-token/);
+    // Both ways of giving the token, the file's first: the flag alone reads as the only way.
+    assert.ok(
+      noToken.output().includes(
+        `the agent has no SVID in ${noToken.dataDir} and no join token: pass --join-token-file FILE or --join-token (join_token_file or join_token in the config), with a token from meshid-server token generate`,
+      ),
+      noToken.output(),
+    );
     const noBundle = await c.startAgent({ name: 'no-bundle', joinToken: 'x', trustBundle: false, wait: false });
     assert.equal(await noBundle.exitCode(), 1);
     assert.match(noBundle.output(), /pass --trust-bundle FILE .* or --insecure-bootstrap/);

@@ -21,6 +21,17 @@ import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js'
 import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
 import { joinTokenFingerprint, joinTokenSha256 } from '../../common/join-token-fingerprint.js';
 
+/**
+ * The refusal of an agent with nothing to attest or authenticate with. It names both ways of giving a token, the file
+ * first: an operator who keeps tokens off command lines would otherwise read --join-token as the only way.
+ */
+export function noJoinToken(dataDir: string): MeshidError {
+  return failedPrecondition(
+    `the agent has no SVID in ${dataDir} and no join token: pass --join-token-file FILE or --join-token ` +
+      '(join_token_file or join_token in the config), with a token from meshid-server token generate',
+  );
+}
+
 export interface AgentIdentityOptions {
   client: NodeClient;
   store: AgentStore;
@@ -162,7 +173,7 @@ export class AgentIdentity {
   private async attestOnce(trustRoots: readonly Buffer[] | undefined): Promise<TrustBundle> {
     const token = this.o.joinToken;
     if (token === undefined || token === '') {
-      throw failedPrecondition('the agent has no SVID in its data dir and no join token: pass --join-token (meshid-server token generate)');
+      throw noJoinToken('its data dir');
     }
     const insecure = trustRoots === undefined || trustRoots.length === 0;
     if (insecure && !this.o.insecureBootstrap) {

@@ -71,6 +71,23 @@ const settle = async (): Promise<void> => {
   for (let i = 0; i < 20; i++) await new Promise((r) => setImmediate(r));
 };
 
+test('attesting with no join token is refused naming both ways of giving one, the file and the flag (and their config keys)', async () => {
+  await withStore(async (store) => {
+    const client = { setIdentity: () => undefined } as unknown as NodeClient;
+    const identity = new AgentIdentity({
+      client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
+      trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
+    });
+    await assert.rejects(
+      identity.attest(fx.bundle().x509Authorities),
+      (err) =>
+        isMeshidError(err, 'failed_precondition') &&
+        err.message === 'the agent has no SVID in its data dir and no join token: pass --join-token-file FILE or --join-token ' +
+          '(join_token_file or join_token in the config), with a token from meshid-server token generate',
+    );
+  });
+});
+
 test('a renewal answered after a taint reached the agent (signed just before it) is renewed again, off the tainted authority (stubbed server)', async () => {
   await withStore(async (store) => {
     const renewals: Array<Buffer[]> = [];
