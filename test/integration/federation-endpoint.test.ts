@@ -210,7 +210,7 @@ test('federation create/update/delete over the admin API: polled at once, kept a
   const shadow = await cli(['federation', 'create', '--trust-domain', 'web.example', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_web']);
   assert.match(shadow.err, /^Error: AlreadyExists: .*web\.example already exists in federates_with of the server's config file/);
   const noId = await cli(['federation', 'create', '--trust-domain', 'other.org', '--bundle-endpoint-url', url, '--bundle-endpoint-profile', 'https_spiffe']);
-  assert.match(noId.err, /^Error: InvalidArgument: relationship with other\.org: https_spiffe needs endpoint_spiffe_id/);
+  assert.match(noId.err, /^Error: InvalidArgument: --bundle-endpoint-profile https_spiffe needs --endpoint-spiffe-id: /);
   assert.match((await cli(['federation', 'delete', '--trust-domain', 'web.example'])).err, /^Error: FailedPrecondition: the relationship with web\.example comes from federates_with in the server's config file: remove it there/);
   assert.match((await cli(['federation', 'delete', '--trust-domain', 'nowhere.org'])).err, /^Error: NotFound: nowhere\.org has no federation relationship/);
 

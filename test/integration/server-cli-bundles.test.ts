@@ -13,6 +13,7 @@ import { bundleFromSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { validateJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import { opensslVerify } from '../support/openssl.js';
 import { AdminClient } from '../../src/server/cli/admin-client.js';
+import { isMeshidError } from '../../src/common/errors.js';
 import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, serverOutput, socket, startServerCliFixture, TD } from '../support/server-cli-fixture.js';
 
 startServerCliFixture('meshid-server-cli-bundles-');
@@ -441,6 +442,37 @@ test('federation update --bundle-path stores the bundle as create\'s does, and a
 
   assertOk(await cli(['federation', 'delete', '--trust-domain', 'moved-partner.org']));
   assertOk(await cli(['bundle', 'delete', '--trust-domain', 'moved-partner.org']));
+});
+
+test('federation create|update from flags: https_spiffe without --endpoint-spiffe-id, or https_web with it, is refused naming the flags, not the config keys', async () => {
+  const base = ['--trust-domain', 'flags-partner.org', '--bundle-endpoint-url', 'https://127.0.0.1:1/'];
+  const needsId =
+    /^Error: InvalidArgument: --bundle-endpoint-profile https_spiffe needs --endpoint-spiffe-id: the SPIFFE ID of the SVID flags-partner\.org's bundle endpoint presents \(spiffe:\/\/flags-partner\.org\/spire\/server for a SPIRE server, spiffe:\/\/flags-partner\.org\/meshid\/server for a meshid-server\)$/;
+  assertError(await cli(['federation', 'create', ...base, '--bundle-endpoint-profile', 'https_spiffe']), needsId);
+  // SPIRE's spellings are answered alike: the long flag is the one --help lists.
+  assertError(await cli(['federation', 'create', ...base, '-bundleEndpointProfile', 'https_spiffe']), needsId);
+  const webWithId = /^Error: InvalidArgument: --endpoint-spiffe-id is for --bundle-endpoint-profile https_spiffe; https_web authenticates the URL's host name with the web PKI: leave it out$/;
+  assertError(await cli(['federation', 'create', ...base, '--bundle-endpoint-profile', 'https_web', '--endpoint-spiffe-id', 'spiffe://flags-partner.org/spire/server']), webWithId);
+  assertError(await cli(['federation', 'show', '--trust-domain', 'flags-partner.org']), /^Error: NotFound: /);
+
+  assertOk(await cli(['federation', 'create', ...base, '--bundle-endpoint-profile', 'https_web']));
+  assertError(await cli(['federation', 'update', ...base, '--bundle-endpoint-profile', 'https_spiffe']), needsId);
+  assertError(await cli(['federation', 'update', ...base, '--bundle-endpoint-profile', 'https_web', '--endpoint-spiffe-id', 'spiffe://flags-partner.org/spire/server']), webWithId);
+  assert.match((await cli(['federation', 'show', '--trust-domain', 'flags-partner.org'])).out, /^Bundle endpoint profile +: https_web$/m, 'left as it was');
+  assertOk(await cli(['federation', 'delete', '--trust-domain', 'flags-partner.org']));
+
+  // The admin API's own answer still names its field, which is what an API caller sets.
+  const admin = new AdminClient(socket);
+  try {
+    await assert.rejects(
+      admin.call('Federation', 'CreateFederationRelationship', {
+        relationship: { trust_domain: 'flags-partner.org', bundle_endpoint_url: 'https://127.0.0.1:1/', bundle_endpoint_profile: 'https_spiffe' },
+      }),
+      (err: Error) => isMeshidError(err, 'invalid_argument') && /: https_spiffe needs endpoint_spiffe_id, the SPIFFE ID of the endpoint's server$/.test(err.message),
+    );
+  } finally {
+    admin.close();
+  }
 });
 
 test("a bundle set for one trust domain holding another's CA (this server's own bundle, say) is stored, with a warning naming the root and the way back", async () => {

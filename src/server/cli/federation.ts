@@ -84,12 +84,29 @@ const list: Command = {
   },
 };
 
+/**
+ * The relationship the flags describe. The profile's need of an endpoint SPIFFE ID is checked here, naming the flags:
+ * the server's refusal names endpoint_spiffe_id, its key in config files and the admin API, which someone who typed
+ * flags has never seen.
+ */
 function relationshipFromFlags(args: ParsedArgs): ProtoFederationRelationship {
   const endpointId = args.string('endpoint-spiffe-id');
+  const trustDomain = checkTrustDomain(args.requiredString('trust-domain'));
+  const url = args.requiredString('bundle-endpoint-url');
+  const profile = args.requiredString('bundle-endpoint-profile');
+  if (profile === 'https_spiffe' && endpointId === undefined) {
+    throw invalidArgument(
+      `--bundle-endpoint-profile https_spiffe needs --endpoint-spiffe-id: the SPIFFE ID of the SVID ${trustDomain}'s bundle endpoint ` +
+        `presents (spiffe://${trustDomain}/spire/server for a SPIRE server, spiffe://${trustDomain}/meshid/server for a meshid-server)`,
+    );
+  }
+  if (profile === 'https_web' && endpointId !== undefined) {
+    throw invalidArgument("--endpoint-spiffe-id is for --bundle-endpoint-profile https_spiffe; https_web authenticates the URL's host name with the web PKI: leave it out");
+  }
   return {
-    trust_domain: checkTrustDomain(args.requiredString('trust-domain')),
-    bundle_endpoint_url: args.requiredString('bundle-endpoint-url'),
-    bundle_endpoint_profile: args.requiredString('bundle-endpoint-profile'),
+    trust_domain: trustDomain,
+    bundle_endpoint_url: url,
+    bundle_endpoint_profile: profile,
     ...(endpointId !== undefined ? { endpoint_spiffe_id: checkSpiffeId(endpointId, 'Endpoint SPIFFE ID') } : {}),
   };
 }
