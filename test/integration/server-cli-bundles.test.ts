@@ -318,6 +318,16 @@ test('x509 mint --write leaves an SVID that openssl verifies strictly, its priva
   const keyPem = fs.readFileSync(keyFile, 'utf8');
   assert.match(keyPem, /^-----BEGIN PRIVATE KEY-----\n/, 'PKCS#8');
   assert.ok(leaf.checkPrivateKey(createPrivateKey(keyPem)), 'the key matches the certificate');
+
+  // --output json: the paths written, and the expiry as an int64 is in every --output json document, a string.
+  const json = await cli(['x509', 'mint', '--spiffe-id', `spiffe://${TD}/tool`, '--write', out, '--output', 'json']);
+  assertOk(json);
+  const doc = JSON.parse(json.out) as Record<string, unknown>;
+  assert.deepEqual(Object.keys(doc), ['spiffe_id', 'expires_at', 'svid_path', 'key_path', 'bundle_path']);
+  assert.equal(typeof doc['expires_at'], 'string');
+  const minted = new X509Certificate(pemToDerList(fs.readFileSync(path.join(out, 'svid.pem'), 'utf8'))[0]!);
+  assert.equal(doc['expires_at'], String(Date.parse(minted.validTo) / 1000), "the leaf's notAfter, in Unix seconds");
+  assert.deepEqual([doc['svid_path'], doc['key_path'], doc['bundle_path']], ['svid.pem', 'key.pem', 'bundle.pem'].map((f) => path.join(out, f)));
 });
 
 test('x509 mint --write: a file where the directory should be is refused before signing; a new directory is 0700', async () => {
