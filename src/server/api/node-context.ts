@@ -60,7 +60,7 @@ export interface NodeContext {
   copiedIdentities: CopiedAgentIdentities;
   authorizedSets: AuthorizedSets;
   auth: (call: Parameters<typeof authenticateAgent>[0]) => Promise<AuthenticatedAgent>;
-  authorized: (agent: AttestedAgent) => Map<string, RegistrationEntry>;
+  authorized: (agent: AttestedAgent) => ReadonlyMap<string, RegistrationEntry>;
   signAgentSvid: (agentId: string, datacenter: string, csr: ParsedCsr) => AgentSvid;
 }
 
@@ -80,7 +80,7 @@ export function nodeContext(deps: NodeServiceDeps): NodeContext {
   };
 
   const authorizedSets = new AuthorizedSets(hub.index, serverId);
-  const authorized = (agent: AttestedAgent): Map<string, RegistrationEntry> => authorizedSets.of(agent);
+  const authorized = (agent: AttestedAgent): ReadonlyMap<string, RegistrationEntry> => authorizedSets.of(agent);
 
   const signAgentSvid = (agentId: string, datacenter: string, csr: ParsedCsr): AgentSvid => {
     const signed = ca.signX509Svid({ datacenter, publicKey: csr.publicKey, spiffeId: agentId, ttlMs: deps.agentSvidTtlMs });

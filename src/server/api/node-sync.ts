@@ -10,6 +10,7 @@ import { SentEntries, type KnownEntries } from './sent-entries.js';
 import { syncUpdateMessages, type SyncUpdate } from './sync-update-parts.js';
 import type { NodeContext } from './node-context.js';
 import type { RegistrationEntry } from '../datastore/datastore.js';
+import { AuthorizedSet } from '../entries/authorized-set.js';
 
 interface SyncRequest extends KnownEntries {
   since_revision?: number;
@@ -187,11 +188,23 @@ export function syncCall(ctx: NodeContext) {
 }
 
 /**
- * The trust domains an authorized set federates with, sorted; kept per set, which AuthorizedSets keeps (the same map)
- * through changes that cannot alter it, so a push to an agent such a change missed does not read its every entry.
+ * The trust domains an authorized set federates with, sorted. Kept per subtree, which a change that did not reach it
+ * leaves the same object and which agents matching one node alias share, so a push after an entry change reads the
+ * changed subtree's entries once, not every agent's every entry.
  */
-const federatedOfSet = new WeakMap<ReadonlyMap<string, RegistrationEntry>, string[]>();
+const federatedOfSet = new WeakMap<object, string[]>();
 function federatedTrustDomains(entries: ReadonlyMap<string, RegistrationEntry>): string[] {
+  let tds = federatedOfSet.get(entries);
+  if (tds === undefined) {
+    tds =
+      entries instanceof AuthorizedSet
+        ? [...new Set(entries.parts.flatMap((p) => federatedOf(p.entries)))].sort()
+        : federatedOf(entries);
+    federatedOfSet.set(entries, tds);
+  }
+  return tds;
+}
+function federatedOf(entries: ReadonlyMap<string, RegistrationEntry>): string[] {
   let tds = federatedOfSet.get(entries);
   if (tds === undefined) {
     tds = [...new Set([...entries.values()].flatMap((e) => e.federatesWith))].sort();

@@ -1,4 +1,5 @@
 import type { RegistrationEntry } from '../datastore/datastore.js';
+import { AuthorizedSet } from '../entries/authorized-set.js';
 
 /** The part of a Sync request that says what the agent already holds. */
 export interface KnownEntries {
@@ -27,10 +28,27 @@ export class SentEntries {
   update(entries: ReadonlyMap<string, RegistrationEntry>): { upserts: RegistrationEntry[]; removed: string[] } {
     // AuthorizedSets keeps an agent's map through changes that cannot alter it: nothing to compare, entry by entry.
     if (entries === this.held) return { upserts: [], removed: [] };
+    // A set that follows the one held names the IDs that may differ: the rest are the same in both.
+    const changed = entries instanceof AuthorizedSet ? entries.changedSince(this.held) : undefined;
+    if (changed !== undefined) return this.updateOnly(entries, changed);
     const upserts: RegistrationEntry[] = [];
     for (const [id, e] of entries) if (this.held.get(id)?.revision !== e.revision) upserts.push(e);
     const removed: string[] = [];
     for (const id of this.held.keys()) if (!entries.has(id)) removed.push(id);
+    this.held = entries;
+    return { upserts, removed };
+  }
+
+  /** update(), comparing only the IDs `changed`: the same answer when the sets agree on every other ID. */
+  private updateOnly(entries: ReadonlyMap<string, RegistrationEntry>, changed: readonly string[]): { upserts: RegistrationEntry[]; removed: string[] } {
+    const upserts: RegistrationEntry[] = [];
+    const removed: string[] = [];
+    for (const id of changed) {
+      const e = entries.get(id);
+      const had = this.held.get(id);
+      if (e !== undefined && had?.revision !== e.revision) upserts.push(e);
+      else if (e === undefined && had !== undefined) removed.push(id);
+    }
     this.held = entries;
     return { upserts, removed };
   }
