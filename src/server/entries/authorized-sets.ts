@@ -6,6 +6,14 @@ import { Subtrees } from './subtrees.js';
 /** Far above the agents one server holds streams for; a bound only against agents that sign without ever syncing. */
 const MAX_AGENTS = 50_000;
 
+interface HeldSet {
+  generation: number;
+  selectorsKey: string;
+  /** The agent's own SPIFFE ID and the node aliases it matched. */
+  roots: readonly string[];
+  set: AuthorizedSet;
+}
+
 /**
  * Each agent's authorized entries, kept while the entry index stays as it was: a signing check is then a lookup, not
  * a walk of the entry tree. An agent's set is dropped when it has no Sync stream left (forget), so agents that come and
@@ -19,7 +27,7 @@ const MAX_AGENTS = 50_000;
  * per change).
  */
 export class AuthorizedSets {
-  private readonly sets = new Map<string, AuthorizedSet>();
+  private readonly sets = new Map<string, HeldSet>();
   private readonly subtrees: Subtrees;
 
   constructor(
@@ -34,16 +42,27 @@ export class AuthorizedSets {
   }
 
   of(agent: AgentIdentity): AuthorizedSet {
+    const selectorsKey = agent.selectors.map((s) => `${s.type}:${s.value}`).join('\n');
     const hit = this.sets.get(agent.spiffeId);
-    // Selectors are read at every call (an agent's may have changed without a change of entries): only roots and
-    // subtrees decide whether the set held is current.
-    const roots = authorizationRoots(this.index, agent, this.serverId);
+    const same = hit !== undefined && hit.selectorsKey === selectorsKey;
+    // A signing call between changes: nothing to look at.
+    if (same && hit.generation === this.index.generation) return hit.set;
+    // The roots are the node aliases the agent matches: only a change of the server's children can change them.
+    const roots = same && !this.serverTouchedSince(hit.generation) ? hit.roots : authorizationRoots(this.index, agent, this.serverId);
     const parts = roots.map((root) => this.subtrees.of(root));
-    if (hit !== undefined && sameParts(hit.parts, parts)) return hit;
-    const set = new AuthorizedSet(parts, hit);
+    if (hit !== undefined && sameParts(hit.set.parts, parts)) {
+      this.sets.set(agent.spiffeId, { generation: this.index.generation, selectorsKey, roots, set: hit.set });
+      return hit.set;
+    }
+    const set = new AuthorizedSet(parts, hit?.set);
     if (this.sets.size >= MAX_AGENTS && hit === undefined) this.sets.clear();
-    this.sets.set(agent.spiffeId, set);
+    this.sets.set(agent.spiffeId, { generation: this.index.generation, selectorsKey, roots, set });
     return set;
+  }
+
+  private serverTouchedSince(generation: number): boolean {
+    const changes = this.index.touchedSince(generation);
+    return changes === undefined || changes.some((parents) => parents.has(this.serverId));
   }
 
   forget(agentId: string): void {
