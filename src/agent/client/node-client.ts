@@ -1,4 +1,5 @@
 import type { KeyObject } from 'node:crypto';
+import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
 import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError, isServiceError } from '../../common/grpc-status.js';
@@ -180,12 +181,16 @@ export class NodeClient {
     if (this.trustDomain === undefined || this.rootsPem === undefined) {
       throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle (or --insecure-bootstrap)');
     }
-    const creds = grpc.credentials.createSsl(
-      Buffer.from(this.rootsPem),
-      this.identity ? Buffer.from(exportPkcs8Pem(this.identity.privateKey)) : null,
-      this.identity ? Buffer.from(certificatesToPem(this.identity.chain)) : null,
-      { checkServerIdentity: this.checkServer },
-    );
+    // allowPartialTrustChain: every certificate of a SPIFFE bundle is a trust anchor, as go-spiffe and SPIRE take it,
+    // self-signed or not; OpenSSL would otherwise insist on reaching a self-signed root, and an agent whose
+    // --trust-bundle holds the intermediate an operator's PKI anchors the mesh on could never reach its server.
+    const context = tls.createSecureContext({
+      ca: this.rootsPem,
+      key: this.identity ? exportPkcs8Pem(this.identity.privateKey) : undefined,
+      cert: this.identity ? certificatesToPem(this.identity.chain) : undefined,
+      allowPartialTrustChain: true,
+    });
+    const creds = grpc.credentials.createFromSecureContext(context, { checkServerIdentity: this.checkServer });
     this.client = new this.Ctor(this.options.serverAddress, creds, CHANNEL_OPTIONS);
     return this.client;
   }

@@ -57,6 +57,8 @@ export function probeServerTrust(roots: readonly Buffer[], o: ServerTrustProbeOp
       port: address.port,
       servername: TLS_NAME,
       ca: certificatesToPem(roots),
+      // As the channel verifies (node-client.ts): every certificate of the bundle is a trust anchor.
+      allowPartialTrustChain: true,
       ALPNProtocols: ['h2'],
       // Verified below, so that a failure is a result to report rather than a connection error; the host name plays
       // no part in the server's identity (serverIdentityCheck), so Node's own host-name check is left out.
