@@ -99,7 +99,7 @@ export class MeshidAgent {
     const clock = opts.clock ?? systemClock;
     // Built first: it refuses a /proc it cannot attest from (checkProcPidNamespace) before a join token is spent.
     // One reading of /etc/subuid for the socket's budgets and the attestor's hashing budget.
-    const accountOf = opts.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
+    const accountOf = opts.accountOf ?? new SubordinateIds().accountOf;
     const attestor = opts.attestor ?? new UnixWorkloadAttestor({ clock, log: log.child({ subsystem: 'attestor' }), accountOf });
     const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
     let agent: MeshidAgent | undefined;

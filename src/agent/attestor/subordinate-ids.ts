@@ -30,8 +30,8 @@ export class SubordinateIds {
     private readonly files: { subuid?: string; passwd?: string } = {},
   ) {}
 
-  /** The uid whose budget `uid` spends: its owner's for a subordinate uid, else `uid` itself. */
-  accountOf(uid: number): number {
+  /** The uid whose budget `uid` spends: its owner's for a subordinate uid, else `uid` itself. Bound, to be passed on. */
+  readonly accountOf = (uid: number): number => {
     try {
       this.refresh();
     } catch {
@@ -43,7 +43,7 @@ export class SubordinateIds {
       return this.owners.get(range.owner) ?? range.start;
     }
     return uid;
-  }
+  };
 
   private refresh(): void {
     const subuidPath = this.files.subuid ?? '/etc/subuid';

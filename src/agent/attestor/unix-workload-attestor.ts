@@ -115,7 +115,7 @@ export class UnixWorkloadAttestor {
     const limiter = new RateLimiter(budget.rate, budget.burst, options.clock ?? systemClock);
     this.hashes = options.sha256 === false ? undefined : new ExeHashCache(this.hooks, maxHashBytes, limiter);
     this.log = options.log;
-    this.accountOf = options.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
+    this.accountOf = options.accountOf ?? new SubordinateIds().accountOf;
     const memoEntries = options.memoEntries ?? DEFAULT_MEMO_ENTRIES;
     this.memo = memoEntries === 0 ? undefined : new AttestationMemo(memoEntries);
   }

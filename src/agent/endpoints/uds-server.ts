@@ -111,7 +111,7 @@ export class UdsServer {
     this.log = options.log;
     this.mode = options.mode ?? 0o777;
     this.credentialsOverride = options.credentials;
-    this.accountOfUid = options.accountOf ?? ((ids) => (uid: number) => ids.accountOf(uid))(new SubordinateIds());
+    this.accountOfUid = options.accountOf ?? new SubordinateIds().accountOf;
     const limit = options.maxConnectionsPerUid ?? DEFAULT_MAX_CONNECTIONS_PER_UID;
     this.connectionsPerUid = new PerUidCap(limit, 'maxConnectionsPerUid', (uid) =>
       this.log.warn(
