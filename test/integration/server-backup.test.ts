@@ -103,6 +103,8 @@ test('a backup of a running server with entries, tokens, federation and a rotate
   assert.match(backup.out, /^Datastore +: \d+ bytes$/m);
   assert.match(backup.out, /^File +: datastore\.sqlite3 \(\d+ bytes\)$/m);
   assert.match(backup.out, /It holds the trust domain's CA private keys: keep it as private as the data dir/);
+  // The restore it points to must also fit a server started with flags alone, which has no config file to name.
+  assert.match(backup.out, new RegExp(`meshid-server restore --from ${out} --config <the server's config file>\` \\(or \`--data-dir <its data dir>\``));
   const written = modes(out);
   assert.deepEqual(
     Object.keys(written).filter((f) => !f.startsWith('ca/keys/')),

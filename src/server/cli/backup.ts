@@ -70,7 +70,9 @@ const backup: Command = {
           ['File', files.map((f) => `${f.path} (${f.size} bytes)`)],
         ]) +
         'It holds the trust domain\'s CA private keys: keep it as private as the data dir. To restore it, stop the server, move ' +
-        `its data dir aside and run \`meshid-server restore --from ${result.dir} --config <the server's config>\`, which voids the join tokens it brings back.\n`,
+        `its data dir aside and run \`meshid-server restore --from ${result.dir} --config <the server's config file>\` ` +
+        // A server started with flags alone has no config file to name; restore takes its data dir the same way.
+        `(or \`--data-dir <its data dir>\`, for a server run without one), which voids the join tokens it brings back.\n`,
     );
     return 0;
   },
