@@ -22,7 +22,11 @@ export function parseEndpointSocket(value: string, source: string = ENDPOINT_SOC
   // A URI's scheme is case-insensitive (RFC 3986 §3.1; go-spiffe's url.Parse lowercases it): UNIX:///x is unix:///x.
   const uri = UNIX_SCHEME.test(value) ? `unix:${value.slice('unix:'.length)}` : value;
   if (/^tcp:/i.test(uri)) throw invalidArgument(`${what}: meshid-agent serves the Workload API on a Unix socket only; use unix:///path`);
-  if (!uri.startsWith('unix:')) throw invalidArgument(`${what} must be a unix:///absolute/path URI`);
+  if (!uri.startsWith('unix:')) {
+    // A bare path is what --socket-path takes, so it is the likeliest slip here: say the URI that names it.
+    const hint = uri.startsWith('/') ? `: write unix://${uri.split('/').map(encodeURIComponent).join('/')}` : '';
+    throw invalidArgument(`${what} must be a unix:///absolute/path URI${hint}`);
+  }
   if (/[?#]/.test(uri)) throw invalidArgument(`${what} must not have a query or fragment`);
   const rest = uri.slice('unix:'.length);
   const authority = rest.startsWith('//') ? rest.slice(2).split('/')[0]! : '';

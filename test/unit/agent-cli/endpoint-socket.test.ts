@@ -8,6 +8,7 @@ test('SPIFFE_ENDPOINT_SOCKET: unix:///abs and unix:/abs name the same absolute p
   assert.equal(parseEndpointSocket('unix:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
   assert.equal(parseEndpointSocket('unix:/run/meshid/agent.sock'), '/run/meshid/agent.sock');
   assert.equal(parseEndpointSocket('unix:///tmp/a%20b.sock'), '/tmp/a b.sock');
+  assert.equal(parseEndpointSocket('unix:///run/a%20b%25%3F.sock'), '/run/a b%?.sock');
   // The scheme is case-insensitive, as go-spiffe reads it.
   assert.equal(parseEndpointSocket('UNIX:///run/meshid/agent.sock'), '/run/meshid/agent.sock');
   assert.equal(resolveSocketPath('Unix:///run/flag.sock', {}), '/run/flag.sock');
@@ -21,7 +22,9 @@ test('SPIFFE_ENDPOINT_SOCKET: relative, authority, userinfo, query, fragment, tc
     ['unix:///agent.sock?x=1', /query or fragment/],
     ['unix:///agent.sock#frag', /query or fragment/],
     ['tcp://127.0.0.1:8000', /Unix socket only/],
-    ['/run/agent.sock', /unix:\/\/\/absolute\/path URI/],
+    ['/run/agent.sock', /unix:\/\/\/absolute\/path URI: write unix:\/\/\/run\/agent\.sock$/],
+    // The URI it suggests is one this parser reads back as the same path.
+    ['/run/a b%?.sock', /: write unix:\/\/\/run\/a%20b%25%3F\.sock$/],
     ['http:///run/agent.sock', /unix:\/\/\/absolute\/path URI/],
     ['unix:///', /names no socket/],
   ];
