@@ -80,7 +80,9 @@ function renderJournal(res: ListAuthoritiesResponse, format: 'json' | 'pretty', 
 
 const show: Command = {
   name: 'show',
-  summary: 'Lists the certificate authorities: roots, per-datacenter intermediates and JWT keys, with their state.',
+  summary:
+    'Lists the certificate authorities: roots, per-datacenter intermediates and JWT keys, with their state: prepared (published, ' +
+    'not signing yet), active, old (replaced; published while something chains to it) or tainted.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'ListAuthorities', {}));
@@ -91,7 +93,9 @@ const show: Command = {
 
 const rotateRoot: Command = {
   name: 'rotate-root',
-  summary: 'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay. With a root already prepared, none is made and that one is shown.',
+  summary:
+    'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay (root_activation_delay, 24h by default; ' +
+    'there is no activate command: ca taint of the active root switches at once, as for a compromise). With a root already prepared, none is made and that one is shown.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const { root, known } = await withAdminClient(args, io.env, async (client) => {

@@ -262,7 +262,12 @@ test('unknown commands and subcommands suggest the closest name', async () => {
 test('spire-server commands meshid has under another name, or not at all, say what to run instead', async () => {
   const local = await run(['localauthority', 'x509', 'show']);
   assert.equal(local.code, 1);
-  assert.equal(local.err, 'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca (show, rotate-root, taint, revoke)\n');
+  assert.equal(
+    local.err,
+    'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, ' +
+      'x509 prepare is ca rotate-root, taint and revoke are ca taint and ca revoke; there is no activate: a prepared root activates root_activation_delay (24h by default) ' +
+      'after it was made, and ca taint of the active root switches at once, as for a compromise\n',
+  );
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
   assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
   assert.match((await run(['debug', 'getinfo'])).err, /^Error: InvalidArgument: meshid-server has no "debug" command: meshid-server has no debug API: `ca show`/);
@@ -340,6 +345,12 @@ test('a flag a command refuses to run without is marked required in its --help',
     }
   }
   assert.ok(checked >= 10, `only ${checked} commands with a required flag were found`);
+});
+
+test('ca show --help names the states it prints, and ca rotate-root --help says how a prepared root activates, as SPIRE operators look for activate', async () => {
+  assert.match((await run(['ca', 'show', '--help'])).out, /prepared \(published, not signing yet\), active, old \(replaced; published while something chains to it\) or tainted/);
+  const rotate = (await run(['ca', 'rotate-root', '--help'])).out;
+  assert.match(rotate, /root_activation_delay, 24h by default; there is no activate command: ca taint of the active root switches at once/);
 });
 
 test('backup needs --out, marked required in its --help, and says its backup holds the CA keys', async () => {
