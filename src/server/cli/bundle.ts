@@ -162,7 +162,8 @@ const remove: Command = {
     {
       name: 'mode',
       type: 'string',
-      choices: ['restrict', 'dissociate'],
+      // Checked in run rather than as choices, so that spire-server's third mode gets its own answer.
+      valueName: 'restrict|dissociate',
       description: 'While entries federate with it: restrict (default) refuses; dissociate takes it out of those entries',
     },
     ADMIN_SOCKET_FLAG,
@@ -171,6 +172,15 @@ const remove: Command = {
   async run(args, io) {
     const td = checkTrustDomain(args.requiredString('trust-domain'));
     const mode = args.string('mode');
+    if (mode === 'delete') {
+      throw invalidArgument(
+        'flag --mode delete (spire-server\'s, which deletes the entries that federate with the trust domain) is not offered: ' +
+          'delete those entries with "meshid-server entry delete" first, or take the trust domain out of them with --mode dissociate',
+      );
+    }
+    if (mode !== undefined && mode !== 'restrict' && mode !== 'dissociate') {
+      throw invalidArgument(`flag --mode must be one of restrict, dissociate, got "${mode}"`);
+    }
     const r = await withAdminClient(args, io.env, (client) =>
       refusalAsBatchResult(outputFormat(args) === 'json', io, { trust_domain: td }, () =>
         client.call('Bundles', 'DeleteFederatedBundle', { trust_domain: td, ...(mode !== undefined ? { mode } : {}) }),

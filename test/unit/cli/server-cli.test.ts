@@ -347,6 +347,13 @@ test('a flag a command refuses to run without is marked required in its --help',
   assert.ok(checked >= 10, `only ${checked} commands with a required flag were found`);
 });
 
+test('bundle delete --mode delete, spire-server\'s third mode, is refused saying what to do instead; another mode names the two there are', async () => {
+  const del = await run(['bundle', 'delete', '-id', 'partner.org', '-mode', 'delete']);
+  assert.equal(del.code, 1);
+  assert.match(del.err, /^Error: InvalidArgument: flag --mode delete \(spire-server's, which deletes the entries that federate with the trust domain\) is not offered: delete those entries with "meshid-server entry delete" first, or .* --mode dissociate\n$/);
+  assert.equal((await run(['bundle', 'delete', '--trust-domain', 'partner.org', '--mode', 'everything'])).err, 'Error: InvalidArgument: flag --mode must be one of restrict, dissociate, got "everything"\n');
+});
+
 test('ca show --help names the states it prints, and ca rotate-root --help says how a prepared root activates, as SPIRE operators look for activate', async () => {
   assert.match((await run(['ca', 'show', '--help'])).out, /prepared \(published, not signing yet\), active, old \(replaced; published while something chains to it\) or tainted/);
   const rotate = (await run(['ca', 'rotate-root', '--help'])).out;
