@@ -265,7 +265,7 @@ test('spire-server commands meshid has under another name, or not at all, say wh
   assert.equal(
     local.err,
     'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, ' +
-      'x509 prepare is ca rotate-root, taint and revoke are ca taint and ca revoke; there is no activate: a prepared root activates root_activation_delay (24h by default) ' +
+      'x509 prepare is ca rotate-root (JWT keys are prepared on their own), taint and revoke are ca taint and ca revoke; there is no activate: a prepared root activates root_activation_delay (24h by default) ' +
       'after it was made, and ca taint of the active root switches at once, as for a compromise\n',
   );
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
