@@ -12,6 +12,7 @@ import {
 import { checkResourceNames, entitledResourceNames, isWildcardName, resolveResourceName } from './resource-names.js';
 import { checkTypeUrl, SECRET_TYPE_URL, stateVersion } from './secret-builder.js';
 import { sharedResourceVersion, sharedSecret } from './secret-memo.js';
+import { deltaResourceBytes, DELTA_RESPONSE_BYTES, removedNameBytes } from './response-size.js';
 import { SecretStream } from './secret-stream.js';
 import { awaitsSigning } from './signing-wait.js';
 import { nameChars } from './subscription-budget.js';
@@ -44,6 +45,8 @@ const RESEND = '';
  * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes.
  *   Subscription changes are honoured whatever nonce the request carries.
  * - A name never appears twice in a response, nor in both `resources` and `removed_resources`.
+ * - What is due goes in responses of at most DELTA_RESPONSE_BYTES (but one secret larger than that alone), written one
+ *   after another without waiting for ACKs, so no client refuses one as larger than the 4 MiB it takes by default.
  * - The node of the first request chooses the validation-context form for the stream's life. With `trusted_ca`,
  *   subscribing `ALL` ends the stream with FAILED_PRECONDITION (checkAllBundlesName), and a wildcard never holds it.
  */
@@ -156,6 +159,15 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
     const resources: DeltaResource[] = [];
     const removed: string[] = [];
     let unresolved: string[] | undefined;
+    // What goes in this response, in bytes: past DELTA_RESPONSE_BYTES the rest waits for the next one (left as the
+    // client holds it, so that response finds it due again), sent as soon as this one is written.
+    let bytes = 0;
+    let deferred = false;
+    const fits = (more: number): boolean => {
+      if (deferred || (bytes > 0 && bytes + more > DELTA_RESPONSE_BYTES)) return !(deferred = true);
+      bytes += more;
+      return true;
+    };
     for (const name of watched) {
       const resource = resolveResourceName(snapshot, name, options, mode);
       const held = this.known.get(name);
@@ -163,22 +175,28 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       if (resource !== undefined) {
         const version = sharedResourceVersion(name, resource, mode);
         if (held === version) continue;
-        resources.push({ name, version, resource: sharedSecret(name, resource, mode) });
+        // Once one is left for the next response, so is the rest: no secret is built for nothing.
+        const secret = deferred ? undefined : sharedSecret(name, resource, mode);
+        if (secret === undefined || !fits(deltaResourceBytes(name, version, secret))) continue;
+        resources.push({ name, version, resource: secret });
         this.known.set(name, version);
       } else if (held !== undefined) {
         // Only a name the client holds: see the class comment for why a never-delivered name is not removed.
+        if (!fits(removedNameBytes(name))) continue;
         removed.push(name);
         this.known.delete(name);
       }
     }
     this.unresolved = unresolved ?? NO_NAMES;
     if (resources.length === 0 && removed.length === 0) return undefined;
+    if (deferred) this.continueAfterWrite();
 
     const nonce = String(++this.nonceCounter);
     this.outstanding.add(nonce);
     // A client that never answers must not grow this set: the oldest unanswered nonces are dropped.
     if (this.outstanding.size > 16) this.outstanding.delete(this.outstanding.values().next().value as string);
-    // Every watched name was sent or removed above, so `known` holds no RESEND now: it is what the client holds.
+    // Every watched name was sent or removed above, or waits for the next response, which `known` holds as the client
+    // does (a RESEND among them is one it holds): it is what the client holds.
     return { system_version_info: stateVersion(this.known), resources, type_url: SECRET_TYPE_URL, nonce, removed_resources: removed };
   }
 }

@@ -170,6 +170,14 @@ export abstract class SecretStream<Req, Res> {
   /** Whether the stream's subscription names `name` now. */
   protected abstract subscribes(name: string): boolean;
 
+  /**
+   * Called by nextResponse when it left part of what is due for a later response (response-size.ts): that response
+   * is computed as soon as this one is written, as after a change that arrived during the write.
+   */
+  protected continueAfterWrite(): void {
+    this.dirty = true;
+  }
+
   /** Whether the client holds secrets of this stream; asked after a nextResponse that had nothing to send. */
   protected holdsSecrets(): boolean {
     return false;

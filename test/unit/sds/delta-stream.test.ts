@@ -328,6 +328,42 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     });
   });
 
+  it('secrets of more than the 4 MiB a gRPC client takes go in several responses, each secret once', async () => {
+    // Eight federated trust domains of ~0.7 MB of roots each (copies of one root; size is what counts here): one
+    // answer of all nine secrets is ~5.6 MB, which this client (grpc-js's default 4 MiB, as grpc-go's and Envoy's
+    // google_grpc) refuses as RESOURCE_EXHAUSTED, for ever on every reconnect.
+    const domains = Array.from({ length: 8 }, (_, i) => `fed${i}.example`);
+    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
+        for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
+      },
+      async (h) => {
+        const names = ['default', ...domains.map((td) => `spiffe://${td}`)];
+        const client = new DeltaClient(h.client, as(SELECTOR_A));
+        client.request({ node: NODE, subscribe: names });
+        const got = new Map<string, string>();
+        let responses = 0;
+        while (got.size < names.length) {
+          const r = await client.next();
+          responses++;
+          for (const [name, version] of shape(r).versions) {
+            assert.ok(!got.has(name), `${name} is sent once`);
+            got.set(name, version);
+          }
+          client.ack(r);
+        }
+        assert.ok(responses >= 2, `${responses} response(s)`);
+        assert.deepEqual([...got.keys()].sort(), [...names].sort());
+        // Nothing more is due: a barrier request is answered with its own name alone.
+        client.request({ subscribe: ['ROOTCA'] });
+        assert.deepEqual([...shape(await client.next()).versions.keys()], ['ROOTCA']);
+        client.cancel();
+      },
+    );
+  });
+
   it('duplicate names in one request yield one resource', async () => {
     await withHarness(registerA, async (h) => {
       const client = new DeltaClient(h.client, as(SELECTOR_A));
