@@ -152,7 +152,7 @@ export class WorkloadEndpoint {
     const sds = sdsHandlers({ cache: o.cache, attest, log: o.log, clock: o.clock, callerOf, accountOf: (call) => socket.accountOf(call.getPeer()), ...(o.sds !== undefined ? { options: o.sds } : {}) });
     const apis = o.apis ?? { workload: true, sds: true };
     if (apis.workload) services.addService(workloadApiServiceDefinition({ log: o.log, clock: o.clock }), workload.implementation);
-    if (apis.sds) services.addService(sdsServiceDefinition(), sds.implementation);
+    if (apis.sds) services.addService(sdsServiceDefinition({ log: o.log, clock: o.clock }), sds.implementation);
     const served = [...(apis.workload ? [WORKLOAD_SERVICE_NAME] : []), ...(apis.sds ? [SDS_SERVICE_NAME] : [])];
     const health = new GrpcHealthService({ services: served, serving: o.serving ?? (() => o.cache.ready()), clock: o.clock, daemon: 'meshid-agent' });
     services.addService(serviceOf(loadProto(HEALTH_PROTO), 'grpc.health.v1.Health'), healthWithDetail(o, health));

@@ -25,6 +25,7 @@ import { resolveSdsOptions, type ResolvedSdsOptions, type SdsOptions } from './s
 import type { SdsCache, SecretStream, SecretStreamCall, StreamContext } from './secret-stream.js';
 import { SotwStream } from './sotw-stream.js';
 import { encodeSharedBodies, type NoncedResponse } from './nonced-response.js';
+import { warnOversizedSecrets } from './oversized-secrets.js';
 import { SDS_SIGNING_WAIT_MS, signingWaitEnd, waitForSigning } from './signing-wait.js';
 import { emptyStats, type SdsStats } from './stats.js';
 import { SubscriptionBudget } from './subscription-budget.js';
@@ -34,9 +35,14 @@ import { WaitingNamesLog } from './waiting-names.js';
 export const SDS_PROTO = 'envoy/service/secret/v3/sds.proto';
 export const SDS_SERVICE_NAME = 'envoy.service.secret.v3.SecretDiscoveryService';
 
-/** The service definition to pass to grpc-js Server.addService with `sdsHandlers(...).implementation`. */
-export function sdsServiceDefinition(): ServiceDefinition {
-  return encodeSharedBodies(serviceOf(loadProto(SDS_PROTO), SDS_SERVICE_NAME), ['StreamSecrets']);
+/**
+ * The service definition to pass to grpc-js Server.addService with `sdsHandlers(...).implementation`. With
+ * `oversized`, a response larger than gRPC clients take by default is logged there (warnOversizedSecrets).
+ */
+export function sdsServiceDefinition(oversized?: { log: Logger; clock: Clock }): ServiceDefinition {
+  const definition = encodeSharedBodies(serviceOf(loadProto(SDS_PROTO), SDS_SERVICE_NAME), ['StreamSecrets']);
+  if (oversized === undefined) return definition;
+  return warnOversizedSecrets(definition, ['StreamSecrets', 'DeltaSecrets', 'FetchSecrets'], oversized.log.child({ subsystem: 'sds' }), oversized.clock);
 }
 
 /**

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { after, before } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { BASE_SERVER_OPTIONS } from '../../../src/common/grpc/server-options.js';
+import { systemClock } from '../../../src/common/clock.js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
 import { parseSelector } from '../../../src/common/spiffe/selector.js';
 import { sdsHandlers, sdsServiceDefinition, type SdsHandlerDeps, type SdsService } from '../../../src/agent/sds/handler.js';
@@ -70,7 +71,7 @@ export async function startSdsHarness(
   });
   // As the agent's endpoint: requests malformed or past their limits end before the handlers (strict-requests.ts).
   const server = new grpc.Server(BASE_SERVER_OPTIONS);
-  server.addService(sdsServiceDefinition(), service.implementation);
+  server.addService(sdsServiceDefinition({ log, clock: deps.clock ?? systemClock }), service.implementation);
   await new Promise<void>((resolve, reject) =>
     server.bindAsync(`unix://${socketPath}`, grpc.ServerCredentials.createInsecure(), (err) => (err ? reject(err) : resolve())),
   );
