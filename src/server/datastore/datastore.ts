@@ -50,7 +50,11 @@ export interface Datastore {
   getEntry(id: string): Promise<RegistrationEntry>;
   /** Entries matching every given criterion, ordered by id; pages are keyset-based, so they stay stable under writes. */
   listEntries(filter?: EntryFilter): Promise<EntryPage>;
-  /** Every entry, ordered by id (loads the server's in-memory index at startup). */
+  /**
+   * Every entry, ordered by id (loads the server's in-memory index at startup). Read in pages, the event loop let go
+   * between them, so not one snapshot: a write meanwhile may show in some pages only. The caller reads
+   * currentRevision first and catches up from there with the change feed.
+   */
   listAllEntries(): Promise<RegistrationEntry[]>;
   /** Entries whose parentId is one of the given IDs (the authorized-entries walk; parent_id is indexed). */
   listEntriesByParentIds(parentIds: readonly string[]): Promise<RegistrationEntry[]>;

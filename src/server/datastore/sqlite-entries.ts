@@ -60,8 +60,9 @@ export function listEntries(tx: SqliteScope, filter: EntryFilter = {}): EntryPag
   return { entries: rows.map(entryFromRow) };
 }
 
-export function listAllEntries(tx: SqliteScope): RegistrationEntry[] {
-  return (tx.s.allEntries.all() as EntryRow[]).map(entryFromRow);
+/** Up to `limit` entries whose id sorts after `afterId` ('' for the first), ordered by id: a page of listAllEntries. */
+export function entriesAfter(tx: SqliteScope, afterId: string, limit: number): RegistrationEntry[] {
+  return (tx.s.entriesAfter.all(afterId, limit) as EntryRow[]).map(entryFromRow);
 }
 
 export function listEntriesByParentIds(tx: SqliteScope, parentIds: readonly string[]): RegistrationEntry[] {

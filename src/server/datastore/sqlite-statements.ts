@@ -18,6 +18,7 @@ export function prepareStatements(db: Database.Database) {
     entryById: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id = ?`),
     entryByHash: p('SELECT id FROM registration_entries WHERE identity_hash = ?'),
     allEntries: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e ORDER BY e.id`),
+    entriesAfter: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id > ? ORDER BY e.id LIMIT ?`),
     countEntries: p('SELECT COUNT(*) AS n FROM registration_entries'),
     entriesSince: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.revision > ? ORDER BY e.revision, e.id`),
     insertEntry: p(

@@ -260,3 +260,25 @@ test('the parent lookup uses the parent_id index', async () => {
     }
   });
 });
+
+test('listAllEntries reads every entry in id order, letting the event loop run between pages of a large table', async () => {
+  await withDatastore(async ({ ds }) => {
+    // More than two pages: one read of them all held the event loop (health probes, the process's other work) for
+    // as long as every row took to build, seconds at 100,000 entries.
+    const many = Array.from({ length: 12_001 }, (_, i) => entry({ spiffeId: `spiffe://example.org/w${i}`, selectors: sels(`unix:uid:${10_000 + i}`) }));
+    const ids = (await ds.createEntries(many)).map(created).map((e) => e.id).sort();
+    let turns = 0;
+    let done = false;
+    const tick = (): void => {
+      if (done) return;
+      turns++;
+      setImmediate(tick);
+    };
+    setImmediate(tick);
+    const listed = await ds.listAllEntries();
+    done = true;
+    assert.deepEqual(listed.map((e) => e.id), ids);
+    assert.deepEqual(listed[0], await ds.getEntry(ids[0]!));
+    assert.ok(turns >= 2, `the event loop ran ${turns} time(s) while the entries were read`);
+  });
+});
