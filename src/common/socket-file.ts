@@ -33,6 +33,15 @@ export function checkSocketPathLength(socketPath: string, setting: string): stri
  * the path ("--admin-socket, admin_socket"), so a refusal says what to change.
  */
 export async function removeStaleSocket(socketPath: string, setting?: string): Promise<void> {
+  if (await staleSocketAt(socketPath, setting)) fs.unlinkSync(socketPath);
+}
+
+/**
+ * Whether a stale socket file is at `socketPath` (false: nothing is there), refusing what removeStaleSocket refuses
+ * (a file that is not a socket, a live socket); it removes nothing. A server's first start asks it before claiming
+ * its data dir (server/listen-probe.ts).
+ */
+export async function staleSocketAt(socketPath: string, setting?: string): Promise<boolean> {
   // Node binds a path over 108 bytes cut short, elsewhere (in a parent directory, beside the private one), and the
   // chmod that follows fails with an ENOENT naming the whole path: refused here, with what to do.
   const tooLong = socketPathLengthProblem(socketPath);
@@ -42,7 +51,7 @@ export async function removeStaleSocket(socketPath: string, setting?: string): P
   try {
     stat = fs.lstatSync(socketPath);
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return;
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
     throw err;
   }
   if (!stat.isSocket()) {
@@ -51,7 +60,7 @@ export async function removeStaleSocket(socketPath: string, setting?: string): P
   if (await socketAcceptsConnections(socketPath)) {
     throw failedPrecondition(`${named} is in use: another process accepts connections on it (stop it or pick another socket path)`);
   }
-  fs.unlinkSync(socketPath);
+  return true;
 }
 
 /**

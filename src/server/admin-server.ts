@@ -24,6 +24,9 @@ import type { GrpcHealthServing } from './grpc-health-serving.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
 
+/** The settings that name the admin socket, as its refusals name them. */
+export const ADMIN_SOCKET_SETTING = '--admin-socket, admin_socket';
+
 /**
  * The admin API on its Unix socket (0600, in a directory only the server's user can enter): every meshid.admin.v1
  * service over the datastore, the CA and the federation poller, and grpc.health.v1 with a status per service.
@@ -65,7 +68,7 @@ export async function startAdminServer(
   grpcHealth.services.push(health);
   server.addService(serviceOf(proto, 'grpc.health.v1.Health'), health.implementation);
   // The admin socket is the operator's door: keep it in a directory only the server's user can enter.
-  const setting = '--admin-socket, admin_socket';
+  const setting = ADMIN_SOCKET_SETTING;
   ensurePrivateDir(path.dirname(config.adminSocket), { purpose: 'admin socket directory', adoptExisting: false, setting });
   await removeStaleSocket(config.adminSocket, setting);
   await new Promise<void>((resolve, reject) =>

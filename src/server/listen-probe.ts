@@ -4,12 +4,15 @@
  * failed the start after the data dir was claimed for `--trust-domain` and its CA made, and a retry with another trust
  * domain in that dir was refused. Each address is bound and released at once. A port taken between this probe and the
  * real bind still fails the start later, as before; a claimed data dir is not probed, so a second server on it is
- * told of the data dir's lock, not of the first one's ports.
+ * told of the data dir's lock, not of the first one's ports. The admin socket is bound after the CA is made too, so
+ * its path is tried the same way (probeAdminSocket).
  */
 import dns from 'node:dns/promises';
 import net from 'node:net';
 import { parseHostPort } from '../common/host-port.js';
 import { listenFailure } from '../common/listen-failure.js';
+import { MeshidError } from '../common/errors.js';
+import { staleSocketAt } from '../common/socket-file.js';
 import type { ListenerSetting } from './listener-clash.js';
 
 /** How each listener's own failure names its settings (agent-api-server.ts, bundle-endpoint.ts, http-health-listener.ts). */
@@ -54,4 +57,18 @@ function bindAndRelease(host: string, port: number): Promise<void> {
     server.once('error', reject);
     server.listen({ host, port, exclusive: true }, () => server.close(() => resolve()));
   });
+}
+
+/**
+ * Refuses the admin socket's path as the admin API's own start would (admin-server.ts): another live process
+ * listening there (another server), or a file that is not a socket. A stale socket file is left for that start to
+ * remove, since nothing may be written before the data dir is claimed; what this cannot tell (a directory it may not
+ * search) is left for that start to name, in its own words.
+ */
+export async function probeAdminSocket(socketPath: string, setting: string): Promise<void> {
+  try {
+    await staleSocketAt(socketPath, setting);
+  } catch (err) {
+    if (err instanceof MeshidError) throw err;
+  }
 }

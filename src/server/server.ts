@@ -7,7 +7,7 @@ import type { GrpcHealthService } from '../common/grpc/health-service.js';
 import { tcpListeners, type ServerConfig } from './config.js';
 import { checkListenersResolved } from './listener-clash.js';
 import { DATA_DIR_MARKER, openDataDir } from './data-dir.js';
-import { probeListeners } from './listen-probe.js';
+import { probeAdminSocket, probeListeners } from './listen-probe.js';
 import { HousekeepingSchedule } from './housekeeping-schedule.js';
 import { warnOfEntriesOrphanedByPrune } from './entries/orphaned-entries.js';
 import { forceShutdownGrpcServer, shutdownGrpcServer } from './grpc-shutdown.js';
@@ -29,7 +29,7 @@ import type { AgentApiConnections, ConnectionLimits } from './api/agent-api-conn
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { serverHealthProbe, StartingServerProbe } from './server-health.js';
 import { grpcHealthServing } from './grpc-health-serving.js';
-import { startAdminServer } from './admin-server.js';
+import { ADMIN_SOCKET_SETTING, startAdminServer } from './admin-server.js';
 import { startAgentApi } from './agent-api-server.js';
 import { warnAboutAgentsOfUnservedDatacenters, warnAboutCappedEntries } from './start-warnings.js';
 import { startBundleEndpoint, startFederation } from './start-federation.js';
@@ -109,9 +109,12 @@ export class MeshidServer {
     // Before anything starts: a bundle endpoint on the agent API's own address would fail as "another process".
     const listeners = tcpListeners({ bind_address: config.bindAddress, bundle_endpoint_address: config.bundleEndpointAddress }, config.healthChecks);
     await checkListenersResolved(listeners);
-    // A first start binds its ports only once it has made its CA: a port taken is found before the new data dir is
-    // claimed for this trust domain, so a retry may still name another (listen-probe.ts).
-    if (!fs.existsSync(path.join(config.dataDir, DATA_DIR_MARKER))) await probeListeners(listeners);
+    // A first start binds its ports and its admin socket only once it has made its CA: one taken is found before the
+    // new data dir is claimed for this trust domain, so a retry may still name another (listen-probe.ts).
+    if (!fs.existsSync(path.join(config.dataDir, DATA_DIR_MARKER))) {
+      await probeListeners(listeners);
+      await probeAdminSocket(config.adminSocket, ADMIN_SOCKET_SETTING);
+    }
     // Locked before anything is read: a second server on these files would fork the CA and the change feed.
     const unlock = openDataDir(config.dataDir, config.trustDomain);
     // Next, before the datastore and the CA (a first start makes its keys): a health port in use fails the start

@@ -37,6 +37,25 @@ test('a second server on the same data dir or admin socket is refused, and the f
   assert.equal((await again.cli(['healthcheck'])).code, 0);
 });
 
+test('a first start whose admin socket another server listens on is refused before its new data dir is claimed: a retry with another trust domain and socket starts', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-exclusive-socket-'));
+  teardown(t).after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const first = await startServerProcess(path.join(dir, 'first'), ['--datacenter', 'east']);
+  teardown(t).after(() => first.stop());
+  const retryDir = path.join(dir, 'retry');
+  const dataDir = path.join(retryDir, 'data');
+  const refused = await runRefused(['--trust-domain', 'first.org', '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', first.adminSocket]);
+  assert.equal(refused.code, 1, refused.err);
+  assert.match(refused.err, /^Error: FailedPrecondition: \S+admin\.sock \(--admin-socket, admin_socket\) is in use: another process accepts connections on it/m);
+  assert.equal(fs.existsSync(dataDir), false, 'nothing was written: no data dir, no CA');
+  assert.equal((await first.cli(['healthcheck'])).code, 0, 'the first server keeps its socket');
+
+  // The operator fixes the trust domain as well as the socket: the data dir is still free for it.
+  const retry = await startServerProcess(retryDir, ['--trust-domain', 'example.com', '--datacenter', 'east']);
+  teardown(t).after(() => retry.stop());
+  assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.com');
+});
+
 test('two first starts racing on one new data dir with different trust domains: the one refused (data dir in use) leaves no marker, and the marker names the trust domain of the one that serves', { timeout: 120_000 }, async (t) => {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-first-start-race-'));
   const dataDir = path.join(dir, 'data');
