@@ -57,12 +57,26 @@ export interface RevokedRootRecord {
   revokedAt: number;
 }
 
+/**
+ * A JWT key `ca revoke` took out of the journal, recorded in the revoke's own commit: a revoke sent again because its
+ * answer was lost is told the key was revoked, and when, rather than that no such authority exists.
+ */
+export interface RevokedJwtKeyRecord {
+  /** Its CA journal ID. */
+  id: string;
+  /** The `kid` it was published under. */
+  keyId: string;
+  revokedAt: number;
+}
+
 export interface CaJournalChange {
   add?: CaRecord[];
   setState?: Array<{ id: string; state: AuthorityState }>;
   remove?: string[];
   /** The roots this change revokes (they are in `remove` too). */
   revoked?: RevokedRootRecord[];
+  /** The JWT keys this change revokes (they are in `remove` too). */
+  revokedJwtKeys?: RevokedJwtKeyRecord[];
 }
 
 export interface CaJournalStore {
@@ -72,4 +86,6 @@ export interface CaJournalStore {
   commitCaChange(change: CaJournalChange, bundle: OwnBundleRecord): Promise<void>;
   /** Every root revoked since the journal began recording them (schema version 7), oldest first. */
   listRevokedRoots(): Promise<RevokedRootRecord[]>;
+  /** Every JWT key revoked since the journal began recording them (schema version 9), oldest first. */
+  listRevokedJwtKeys(): Promise<RevokedJwtKeyRecord[]>;
 }

@@ -14,7 +14,7 @@ import { FirstSetupMarker } from './first-setup-marker.js';
 import { recoverAtStart } from './start-recovery.js';
 import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
 import type { ServerConfig } from '../config.js';
-import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
+import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedJwtKeyRecord, RevokedRootRecord } from './ca-journal.js';
 import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { UncommittedKeys } from './uncommitted-keys.js';
@@ -91,6 +91,8 @@ export class CaManager {
   private readonly firstSetup: FirstSetupMarker;
   /** Roots `ca revoke` took out of the journal, as the journal keeps them. */
   private revokedRoots: RevokedRootRecord[] = [];
+  /** JWT keys `ca revoke` took out of the journal, as the journal keeps them. */
+  private revokedJwtKeys: RevokedJwtKeyRecord[] = [];
   /** Revoked root ID and anchor fingerprint of each republished anchor warned of in this process: once each. */
   private readonly warnedRepublished = new Set<string>();
 
@@ -132,6 +134,7 @@ export class CaManager {
     for (const [id, loaded] of recovered.live) this.authorities.set(id, loaded);
     this.bundleRecord = recovered.bundle;
     this.revokedRoots = recovered.revokedRoots;
+    this.revokedJwtKeys = recovered.revokedJwtKeys;
     return recovered.firstSetup;
   }
 
@@ -214,6 +217,7 @@ export class CaManager {
     await this.uncommittedKeys.commit(() => this.store.commitCaChange(change, bundleChanged ? bundle : (previous as OwnBundleRecord)));
     this.applyCommitted(plan, change.setState);
     this.revokedRoots.push(...change.revoked);
+    this.revokedJwtKeys.push(...change.revokedJwtKeys);
     if (bundleChanged) this.bundleRecord = bundle;
     if (bundleChanged) this.warnOfRepublishedAnchors();
     const tb = this.bundle();
@@ -312,14 +316,17 @@ export class CaManager {
     await this.serialized({ revoke: ids }, async () => {
       // A revoke sent again because its answer was lost (the server killed after the commit, the connection dropped)
       // would otherwise be told no such authority exists, as if the ID were mistyped.
-      const revoked = this.revokedRoots.find((r) => ids.includes(r.id) && !this.authorities.has(r.id));
+      const revoked =
+        this.revokedRoots.find((r) => ids.includes(r.id) && !this.authorities.has(r.id)) ??
+        this.revokedJwtKeys.find((k) => ids.includes(k.id) && !this.authorities.has(k.id));
       if (revoked !== undefined) {
         const others = ids.filter((id) => id !== revoked.id);
         // In a group the others may still be tainted and in the bundle: "nothing is left" would make an operator stop.
         const rest = others.length === 0 ? 'nothing is left to revoke' : `nothing of it is left to revoke; revoke ${others.join(', ')} without it`;
+        const root = 'subject' in revoked;
         throw failedPrecondition(
-          `root ${revoked.id} was already revoked, at ${new Date(revoked.revokedAt).toISOString()}: it is in neither the CA journal nor ` +
-            `the bundle, and ${rest} (ca show lists it under the revoked roots)`,
+          `${root ? 'root' : 'JWT key'} ${revoked.id} was already revoked, at ${new Date(revoked.revokedAt).toISOString()}: it is in neither the CA journal nor ` +
+            `the bundle, and ${rest}${root ? ' (ca show lists it under the revoked roots)' : ''}`,
         );
       }
       const group = ids.map((id) => this.authorities.get(id));

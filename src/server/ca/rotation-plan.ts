@@ -2,7 +2,7 @@ import { failedPrecondition, isMeshidError, notFound, type MeshidError } from '.
 import { shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { UpstreamCa } from './upstream-ca.js';
-import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
+import type { AuthorityKind, AuthorityState, CaJournalChange, OwnBundleRecord, RevokedJwtKeyRecord, RevokedRootRecord } from './ca-journal.js';
 import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { ownBundleRecord } from './own-bundle.js';
 import { revokedRootRecord } from './revoked-roots.js';
@@ -88,6 +88,8 @@ export class RotationPlan {
   private readonly removed = new Set<string>();
   /** Roots `ca revoke` takes out, as the journal keeps them once they have left. */
   private readonly revoked: RevokedRootRecord[] = [];
+  /** JWT keys `ca revoke` takes out, as the journal keeps them once they have left. */
+  private readonly revokedJwtKeys: RevokedJwtKeyRecord[] = [];
   /** Datacenters whose intermediate could not be renewed: reported once the rest is committed. */
   private readonly failures: string[] = [];
   /** Prepared roots dropped because they came from the other source (upstream CA or meshid) than the config's. */
@@ -158,6 +160,7 @@ export class RotationPlan {
     for (const r of group) this.removed.add(r.record.id);
     for (const r of group) if (r.record.kind === 'root') this.refuseRevokeThatKeepsTrust(r, group);
     for (const r of group) if (r.record.kind === 'root') this.revoked.push(revokedRootRecord(r, this.now));
+    for (const r of group) if (r.record.kind === 'jwt') this.revokedJwtKeys.push({ id: r.record.id, keyId: r.record.keyId, revokedAt: this.now });
   }
 
   /** refuseRevokeThatKeepsTrust (upstream-revoke-guard.ts) over the authorities this plan keeps. */
@@ -338,6 +341,7 @@ export class RotationPlan {
         .map(([id, st]) => ({ id, state: st })),
       remove: [...this.removed].filter((id) => !stagedIds.has(id)),
       revoked: [...this.revoked],
+      revokedJwtKeys: [...this.revokedJwtKeys],
     };
   }
 

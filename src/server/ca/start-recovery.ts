@@ -1,6 +1,6 @@
 import { failedPrecondition } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
-import type { CaJournalStore, OwnBundleRecord, RevokedRootRecord } from './ca-journal.js';
+import type { CaJournalStore, OwnBundleRecord, RevokedJwtKeyRecord, RevokedRootRecord } from './ca-journal.js';
 import type { FirstSetupMarker } from './first-setup-marker.js';
 import { keysWithoutJournal, loadJournalAuthorities } from './journal-authorities.js';
 import type { KeyStore } from './key-store.js';
@@ -12,6 +12,7 @@ export interface RecoveredCa {
   readonly live: Map<string, LoadedAuthority>;
   readonly bundle: OwnBundleRecord | undefined;
   readonly revokedRoots: RevokedRootRecord[];
+  readonly revokedJwtKeys: RevokedJwtKeyRecord[];
   /** Whether this is a data dir's first CA setup (an empty journal), the marker of which is now on disk. */
   readonly firstSetup: boolean;
 }
@@ -72,5 +73,5 @@ export async function recoverAtStart(
       keys.delete(keyId);
     }
   }
-  return { live, bundle: storedBundle, revokedRoots: await store.listRevokedRoots(), firstSetup: records.length === 0 };
+  return { live, bundle: storedBundle, revokedRoots: await store.listRevokedRoots(), revokedJwtKeys: await store.listRevokedJwtKeys(), firstSetup: records.length === 0 };
 }

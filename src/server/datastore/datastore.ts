@@ -1,6 +1,6 @@
 import type { Selector } from '../../common/spiffe/selector.js';
 import type { MeshidError } from '../../common/errors.js';
-import type { AuthorityKind, AuthorityState, CaJournalChange, CaRecord, RevokedRootRecord } from '../ca/ca-journal.js';
+import type { AuthorityKind, AuthorityState, CaJournalChange, CaRecord, RevokedJwtKeyRecord, RevokedRootRecord } from '../ca/ca-journal.js';
 
 export type { Selector };
 
@@ -198,6 +198,8 @@ export interface Datastore {
   commitCaChange(change: CaJournalChange, bundle?: StoredBundle): Promise<void>;
   /** Every root ever revoked (since schema version 7), ordered by revocation time, then id. */
   listRevokedRoots(): Promise<RevokedRootRecord[]>;
+  /** Every JWT key ever revoked (since schema version 9), ordered by revocation time, then id. */
+  listRevokedJwtKeys(): Promise<RevokedJwtKeyRecord[]>;
 
   /** Closes the database. Idempotent. */
   close(): Promise<void>;
@@ -361,7 +363,7 @@ export interface StoredRelationship {
   updatedAt: number;
 }
 
-export type { CaRecord, CaJournalChange, RevokedRootRecord } from '../ca/ca-journal.js';
+export type { CaRecord, CaJournalChange, RevokedJwtKeyRecord, RevokedRootRecord } from '../ca/ca-journal.js';
 export type CaKind = AuthorityKind;
 export type CaState = AuthorityState;
 

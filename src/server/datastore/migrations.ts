@@ -217,6 +217,20 @@ export const MIGRATIONS: readonly Migration[] = [
       `ALTER TABLE attested_agents ADD COLUMN agent_version TEXT`,
     ],
   },
+  {
+    version: 9,
+    name: 'revoked JWT keys',
+    statements: [
+      // A JWT key `ca revoke` took out of the CA journal, written in the revoke's own transaction, so that the same
+      // revoke sent again (its answer lost) is told it was done rather than that no such key exists. Empty in data
+      // dirs of earlier versions: revokes made before it are not known.
+      `CREATE TABLE revoked_jwt_keys (
+        id TEXT PRIMARY KEY,
+        key_id TEXT NOT NULL,
+        revoked_at BIGINT NOT NULL
+      )`,
+    ],
+  },
 ];
 
 /** The schema version this code writes and understands. */

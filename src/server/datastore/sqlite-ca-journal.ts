@@ -1,12 +1,12 @@
 import { alreadyExists, invalidArgument, notFound } from '../../common/errors.js';
-import type { CaJournalChange, CaRecord, CaRecordFilter, CaState, RevokedRootRecord, StoredBundle } from './datastore.js';
+import type { CaJournalChange, CaRecord, CaRecordFilter, CaState, RevokedJwtKeyRecord, RevokedRootRecord, StoredBundle } from './datastore.js';
 import { requireText, requireTime } from './record-guards.js';
 import { storeBundle } from './sqlite-bundles.js';
-import { caRecordFromRow, revokedRootFromRow, type CaRow, type RevokedRootRow } from './sqlite-rows.js';
+import { caRecordFromRow, revokedJwtKeyFromRow, revokedRootFromRow, type CaRow, type RevokedJwtKeyRow, type RevokedRootRow } from './sqlite-rows.js';
 import type { SqliteScope } from './sqlite-scope.js';
 
 /**
- * The CA journal in the SQLite datastore (ca/ca-journal.ts): the authorities' records, the roots `ca revoke` took out,
+ * The CA journal in the SQLite datastore (ca/ca-journal.ts): the authorities' records, the roots and JWT keys `ca revoke` took out,
  * and a CA change committed with the trust domain's bundle in one transaction, so that a crash leaves the journal and
  * the bundle as they were or as the change left them. Each function runs inside the datastore's read or write.
  */
@@ -25,11 +25,16 @@ export function commitCaChange(tx: SqliteScope, change: CaJournalChange, bundle?
   for (const { id, state } of change.setState ?? []) changeCaState(tx, id, state);
   for (const id of change.remove ?? []) tx.s.deleteCaRecord.run(id);
   for (const r of change.revoked ?? []) insertRevokedRoot(tx, r);
+  for (const k of change.revokedJwtKeys ?? []) insertRevokedJwtKey(tx, k);
   if (bundle !== undefined) storeBundle(tx, bundle, true);
 }
 
 export function listRevokedRoots(tx: SqliteScope): RevokedRootRecord[] {
   return (tx.s.allRevokedRoots.all() as RevokedRootRow[]).map(revokedRootFromRow);
+}
+
+export function listRevokedJwtKeys(tx: SqliteScope): RevokedJwtKeyRecord[] {
+  return (tx.s.allRevokedJwtKeys.all() as RevokedJwtKeyRow[]).map(revokedJwtKeyFromRow);
 }
 
 export function insertCaRecord(tx: SqliteScope, r: CaRecord): void {
@@ -55,6 +60,13 @@ function insertRevokedRoot(tx: SqliteScope, r: RevokedRootRecord): void {
   if (r.anchorsDer.length === 0) throw invalidArgument(`revoked root ${r.id}: no trust anchor recorded`);
   // A root ID is never reused, so a second record for one is a bug; the primary key refuses it in the transaction.
   tx.s.insertRevokedRoot.run(r.id, r.subject, r.certFingerprint, r.subjectKeyId ?? null, Buffer.concat(r.anchorsDer), r.revokedAt);
+}
+
+function insertRevokedJwtKey(tx: SqliteScope, k: RevokedJwtKeyRecord): void {
+  requireText('revoked JWT key id', k.id);
+  requireText('revoked JWT key keyId', k.keyId);
+  requireTime('revoked JWT key revokedAt', k.revokedAt);
+  tx.s.insertRevokedJwtKey.run(k.id, k.keyId, k.revokedAt);
 }
 
 export function changeCaState(tx: SqliteScope, id: string, state: CaState): void {

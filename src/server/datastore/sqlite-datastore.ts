@@ -5,7 +5,7 @@ import { invalidArgument, MeshidError, unavailable } from '../../common/errors.j
 import type {
   AttestedAgent, BundleDeleteMode, BundleWriteGuard, CaJournalChange, CaRecord, CaRecordFilter, CaState, Change, ChangeListener, CreateEntryResult, Datastore, EntryChanges,
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
-  RevokedRootRecord, StoredRelationship,
+  RevokedJwtKeyRecord, RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
 import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
@@ -283,6 +283,10 @@ export class SqliteDatastore implements Datastore {
 
   listRevokedRoots(): Promise<RevokedRootRecord[]> {
     return this.read(() => caJournal.listRevokedRoots(this.scope));
+  }
+
+  listRevokedJwtKeys(): Promise<RevokedJwtKeyRecord[]> {
+    return this.read(() => caJournal.listRevokedJwtKeys(this.scope));
   }
 
   // ---- Backup ----

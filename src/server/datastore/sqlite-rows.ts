@@ -1,5 +1,5 @@
 import type {
-  AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, RevokedRootRecord, Selector, StoredBundle, StoredRelationship,
+  AttestedAgent, CaKind, CaRecord, CaState, JoinToken, RegistrationEntry, RevokedJwtKeyRecord, RevokedRootRecord, Selector, StoredBundle, StoredRelationship,
 } from './datastore.js';
 import { internal } from '../../common/errors.js';
 import { splitConcatenatedDer } from '../../common/x509/pem.js';
@@ -192,6 +192,18 @@ export function revokedRootFromRow(r: RevokedRootRow): RevokedRootRecord {
   };
   if (r.subject_key_id !== null) record.subjectKeyId = r.subject_key_id;
   return record;
+}
+
+export const REVOKED_JWT_KEY_COLUMNS = 'id, key_id, revoked_at';
+
+export interface RevokedJwtKeyRow {
+  id: string;
+  key_id: string;
+  revoked_at: number;
+}
+
+export function revokedJwtKeyFromRow(r: RevokedJwtKeyRow): RevokedJwtKeyRecord {
+  return { id: r.id, keyId: r.key_id, revokedAt: r.revoked_at };
 }
 
 export const RELATIONSHIP_COLUMNS = 'trust_domain, bundle_endpoint_url, bundle_endpoint_profile, endpoint_spiffe_id, created_at, updated_at';

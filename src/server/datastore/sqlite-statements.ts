@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS, REVOKED_ROOT_COLUMNS } from './sqlite-rows.js';
+import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS, REVOKED_JWT_KEY_COLUMNS, REVOKED_ROOT_COLUMNS } from './sqlite-rows.js';
 
 /**
  * Every fixed SQL statement of the SQLite datastore, prepared once per connection. Plain SQL that PostgreSQL also
@@ -95,5 +95,7 @@ export function prepareStatements(db: Database.Database) {
     deleteCaRecord: p('DELETE FROM ca_records WHERE id = ?'),
     allRevokedRoots: p(`SELECT ${REVOKED_ROOT_COLUMNS} FROM revoked_roots ORDER BY revoked_at, id`),
     insertRevokedRoot: p(`INSERT INTO revoked_roots (${REVOKED_ROOT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?)`),
+    allRevokedJwtKeys: p(`SELECT ${REVOKED_JWT_KEY_COLUMNS} FROM revoked_jwt_keys ORDER BY revoked_at, id`),
+    insertRevokedJwtKey: p(`INSERT INTO revoked_jwt_keys (${REVOKED_JWT_KEY_COLUMNS}) VALUES (?, ?, ?)`),
   };
 }

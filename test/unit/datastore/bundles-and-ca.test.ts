@@ -214,3 +214,20 @@ test('commitCaChange keeps revoked roots in the revoke transaction: listed after
     await assert.rejects(ds.commitCaChange({ revoked: [{ ...revoked, id: 'root-2', anchorsDer: [] }] }, bundle('example.org', 2)), (err) => isMeshidError(err, 'invalid_argument'));
   });
 });
+
+test('commitCaChange keeps revoked JWT keys in the revoke transaction: listed after it, and not at all when it fails', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.addCaRecord(record('jwt-1', { kind: 'jwt', datacenter: '', state: 'tainted' }));
+    await ds.setBundle(bundle('example.org', 1));
+    const revoked = { id: 'jwt-1', keyId: 'kid-1', revokedAt: 78 };
+    await assert.rejects(
+      ds.commitCaChange({ remove: ['jwt-1'], setState: [{ id: 'missing', state: 'old' }], revokedJwtKeys: [revoked] }, bundle('example.org', 2)),
+      (err) => isMeshidError(err, 'not_found'),
+    );
+    assert.deepEqual(await ds.listRevokedJwtKeys(), []);
+    await ds.commitCaChange({ remove: ['jwt-1'], revokedJwtKeys: [revoked] }, bundle('example.org', 2));
+    assert.deepEqual(await ds.listCaRecords(), []);
+    assert.deepEqual(await ds.listRevokedJwtKeys(), [revoked]);
+    await assert.rejects(ds.commitCaChange({ revokedJwtKeys: [{ ...revoked, id: 'jwt-2', keyId: '' }] }, bundle('example.org', 2)), (err) => isMeshidError(err, 'invalid_argument'));
+  });
+});

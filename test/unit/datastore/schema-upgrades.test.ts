@@ -4,7 +4,7 @@
  * first v of them builds exactly the schema that version's server left. Each is filled with what that version could
  * hold — copied, column by column, from a datastore the current code wrote — and opened by the current code, which
  * must serve all of it: entries (and the deletions in the change feed), join tokens (the unused one consumable once,
- * the used one not), agents, bundles, federation relationships, the CA journal and revoked roots.
+ * the used one not), agents, bundles, federation relationships, the CA journal, revoked roots and revoked JWT keys.
  * integration/upgrade.test.ts starts real daemons on data dirs older builds left, one per schema version.
  */
 import { test } from 'node:test';
@@ -67,6 +67,8 @@ async function fillLatest(ds: SqliteDatastore): Promise<void> {
   );
   await ds.commitCaChange({ add: [caRecord('root-old', 'root', { state: 'old' })] }, ownBundle);
   await ds.commitCaChange({ remove: ['root-old'], revoked: [revoked] }, ownBundle);
+  await ds.commitCaChange({ add: [caRecord('jwt-old', 'jwt', { state: 'tainted', certDer: undefined, publicKeyPem: 'PEM' })] }, ownBundle);
+  await ds.commitCaChange({ remove: ['jwt-old'], revokedJwtKeys: [{ id: 'jwt-old', keyId: 'jwt-old-key', revokedAt: T0 }] }, ownBundle);
   await ds.createEntries([
     entry({ spiffeId: 'spiffe://example.org/node/east', parentId: 'spiffe://example.org/meshid/server', selectors: sels('meshid:datacenter:east') }),
     entry({ spiffeId: 'spiffe://example.org/web', parentId: 'spiffe://example.org/node/east', dnsNames: ['web.example.org'], hint: 'web' }),
@@ -101,6 +103,7 @@ async function contents(ds: SqliteDatastore) {
     relationships: await ds.listFederationRelationships(),
     ca: await ds.listCaRecords(),
     revokedRoots: await ds.listRevokedRoots(),
+    revokedJwtKeys: await ds.listRevokedJwtKeys(),
   };
 }
 type Contents = Awaited<ReturnType<typeof contents>>;
@@ -118,6 +121,7 @@ function expectedAfterUpgrade(latest: Contents, version: number): Contents {
     relationships: version >= 4 ? latest.relationships : [],
     ca: latest.ca.map((r) => strip(r, 'fromUpstreamCa', 6)),
     revokedRoots: version >= 7 ? latest.revokedRoots : [],
+    revokedJwtKeys: version >= 9 ? latest.revokedJwtKeys : [],
   };
 }
 
@@ -168,6 +172,7 @@ test('a datastore of every earlier schema version is upgraded with everything it
     assert.ok(latest.ca.some((r) => r.fromUpstreamCa === false));
     assert.equal(latest.relationships.length, 1);
     assert.equal(latest.revokedRoots.length, 1);
+    assert.equal(latest.revokedJwtKeys.length, 1);
 
     for (let version = 1; version < LATEST_SCHEMA_VERSION; version++) {
       const file = path.join(dir, `v${version}.sqlite3`);

@@ -398,6 +398,30 @@ test('revoke: a tainted root leaves the bundle now, not an intermediate lifetime
   }
 });
 
+test('revoke of a JWT key sent again (its answer lost) says it was already revoked, and when, also after a restart; not that no such authority exists', async () => {
+  const { dir, cleanup } = tempDir();
+  let t = await openTestCa(dir);
+  try {
+    const jwt = t.ca.listAuthorities().find((a) => a.kind === 'jwt' && a.state === 'active')!;
+    await t.ca.taint(jwt.id);
+    const revokedAt = new Date(t.clock.now()).toISOString();
+    await t.ca.revoke(jwt.id);
+    const already = (e: unknown) =>
+      e instanceof MeshidError && e.code === 'failed_precondition' &&
+      e.message === `JWT key ${jwt.id} was already revoked, at ${revokedAt}: it is in neither the CA journal nor the bundle, and nothing is left to revoke`;
+    await assert.rejects(t.ca.revoke(jwt.id), already);
+    await assert.rejects(t.ca.revoke('jwt-nope'), /no authority with id "jwt-nope"/, 'an ID never seen is still not found');
+
+    const clock = t.clock;
+    await t.close();
+    t = await openTestCa(dir, {}, clock);
+    await assert.rejects(t.ca.revoke(jwt.id), already, 'the journal kept it');
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test("revoke's root check runs in turn after a taint still being committed, with the intermediates under the root, and its refusal revokes nothing", async () => {
   const { dir, cleanup } = tempDir();
   const t = await openTestCa(dir);
