@@ -27,12 +27,34 @@ test('ca rotate-root with a root already prepared says that no new root was made
       );
       assert.ok(again.out.endsWith(first.out), 'the prepared root, shown as the first rotate-root showed it');
 
-      // JSON keeps the Authority shape scripts read.
+      // JSON keeps the Authority shape scripts read, and says that this call made no root.
       const json = await s.cli(['ca', 'rotate-root', '--output', 'json']);
       assert.equal(json.code, 0, json.err);
-      assert.equal((JSON.parse(json.out) as { id: string }).id, id);
+      const doc = JSON.parse(json.out) as { id: string; state: string; newly_prepared: unknown };
+      assert.equal(doc.id, id);
+      assert.equal(doc.state, 'prepared');
+      assert.equal(doc.newly_prepared, false);
       const roots = (JSON.parse((await s.cli(['ca', 'show', '--output', 'json'])).out) as { authorities: Array<{ kind: string }> }).authorities.filter((a) => a.kind === 'root');
       assert.equal(roots.length, 2, 'still the first root and the one prepared');
+    } finally {
+      await s.stop();
+    }
+  } finally {
+    cleanup();
+  }
+});
+
+test('ca rotate-root --output json says newly_prepared: true for the root it made', async () => {
+  const { dir, cleanup } = tempDir('meshid-server-rotate-json-');
+  try {
+    const s = await startServerProcess(dir, ['--datacenter', 'east']);
+    try {
+      const json = await s.cli(['ca', 'rotate-root', '--output', 'json']);
+      assert.equal(json.code, 0, json.err);
+      const doc = JSON.parse(json.out) as Record<string, unknown>;
+      assert.deepEqual(Object.keys(doc), ['id', 'kind', 'datacenter', 'state', 'not_before', 'not_after', 'fingerprint', 'subject', 'upstream_ca', 'newly_prepared']);
+      assert.equal(doc['state'], 'prepared');
+      assert.equal(doc['newly_prepared'], true);
     } finally {
       await s.stop();
     }

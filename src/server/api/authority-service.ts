@@ -50,7 +50,7 @@ export function authorityService(
       const { root, newlyPrepared } = await ca.requestRootRotation();
       if (newlyPrepared) log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a new root was prepared');
       else log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a root was already prepared, so no new one was made; it is returned');
-      return toProto(root);
+      return { ...toProto(root), newly_prepared: newlyPrepared };
     }),
     TaintAuthority: unary(log, 'TaintAuthority', async (req: { id?: string }) => {
       if (!req.id) throw invalidArgument('id of the authority to taint is required (see ca show)');

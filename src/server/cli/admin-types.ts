@@ -47,6 +47,11 @@ export interface ProtoAuthority {
   upstream_ca?: boolean;
 }
 
+/** RotateRoot's answer: the root, and whether this call prepared it (unset from servers that predate the field). */
+export interface ProtoRotatedRoot extends ProtoAuthority {
+  newly_prepared?: boolean;
+}
+
 export interface ProtoRevokedRoot {
   id?: string;
   subject?: string;
@@ -117,7 +122,7 @@ export interface AdminMethods {
   };
   Authorities: {
     ListAuthorities: [Record<string, never>, ListAuthoritiesResponse];
-    RotateRoot: [Record<string, never>, ProtoAuthority];
+    RotateRoot: [Record<string, never>, ProtoRotatedRoot];
     TaintAuthority: [{ id: string }, ListAuthoritiesResponse];
     RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, ListAuthoritiesResponse];
   };

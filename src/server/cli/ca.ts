@@ -98,17 +98,19 @@ const rotateRoot: Command = {
     'there is no activate command: ca taint of the active root switches at once, as for a compromise). With a root already prepared, none is made and that one is shown.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
-    const { root, known } = await withAdminClient(args, io.env, async (client) => {
-      // The server answers with the root already prepared when there is one, rather than make another, and its answer
-      // looks the same either way: the roots it had before tell the two apart.
+    const { root, newlyPrepared } = await withAdminClient(args, io.env, async (client) => {
+      // The server answers with the root already prepared when there is one, rather than make another, and says which
+      // (newly_prepared); from a server that predates that field, the roots it had before tell the two apart.
       const before = await client.call('Authorities', 'ListAuthorities', {});
       const known = new Set((before.authorities ?? []).filter((a) => a.kind === 'root').map((a) => a.id));
-      return { root: fullAuthority(await client.call('Authorities', 'RotateRoot', {})), known };
+      const rotated = await client.call('Authorities', 'RotateRoot', {});
+      return { root: fullAuthority(rotated), newlyPrepared: rotated.newly_prepared ?? !known.has(rotated.id) };
     });
-    if (outputFormat(args) === 'json') io.stdout.write(renderJson(root));
+    // The Authority shape scripts read, and whether a root was made: a rotate-root that rotated nothing looks the same.
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson({ ...root, newly_prepared: newlyPrepared }));
     else {
       // One root is prepared at a time: the next rotate-root makes one once this one is active.
-      const already = !known.has(root.id)
+      const already = newlyPrepared
         ? ''
         : root.state === 'prepared'
           ? `No new root was made: root ${root.id} was already prepared, and one is prepared at a time. It is shown below; a rotate-root once it is active prepares the next.\n\n`

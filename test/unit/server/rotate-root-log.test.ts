@@ -7,15 +7,15 @@ import { openTestCa, tempDir } from '../../support/server-kit.js';
 
 type Handler = (call: ServerUnaryCall<unknown, unknown>, callback: sendUnaryData<unknown>) => void;
 
-function call(handler: Handler): Promise<{ id: string }> {
+function call(handler: Handler): Promise<{ id: string; newly_prepared?: boolean }> {
   return new Promise((resolve, reject) => {
     handler({ request: {} } as ServerUnaryCall<unknown, unknown>, (err, res) =>
-      err ? reject(err) : resolve(res as { id: string }),
+      err ? reject(err) : resolve(res as { id: string; newly_prepared?: boolean }),
     );
   });
 }
 
-test('rotate-root logs whether it prepared a new root or returned the one already prepared', async () => {
+test('rotate-root logs and answers whether it prepared a new root or returned the one already prepared', async () => {
   const { dir, cleanup } = tempDir();
   const t = await openTestCa(dir);
   try {
@@ -24,6 +24,9 @@ test('rotate-root logs whether it prepared a new root or returned the one alread
     const first = await call(rotateRoot);
     const second = await call(rotateRoot);
     assert.equal(second.id, first.id, 'the root already prepared is returned, not another');
+    // The answer says so too (`ca rotate-root --output json`), not only the log.
+    assert.equal(first.newly_prepared, true);
+    assert.equal(second.newly_prepared, false);
     const lines = records().filter((l) => l.level === LEVEL.info && l.msg.startsWith('root rotation requested'));
     assert.equal(lines.length, 2, JSON.stringify(records()));
     assert.equal(lines[0]!['authority'], first.id);
