@@ -10,7 +10,6 @@ import { exportPkcs8Der, exportPkcs8Pem, generateKeyPair } from '../../common/x5
 import { certificatesToPem } from '../../common/x509/pem.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import { isoTime } from './entry-output.js';
-import { int64 } from './spire-output.js';
 import { readProblem } from '../../common/cli/input.js';
 import { checkSpiffeId, datacenterFlag, spiffeIdFlag, ttlFlag } from './flags.js';
 
@@ -63,8 +62,9 @@ const mint: Command = {
 
     if (dir !== undefined) {
       const files = writeMintFiles(dir, pems);
-      // expires_at as the int64 of every other --output json document here: a decimal string (protojson).
-      if (json) io.stdout.write(renderJson({ spiffe_id: spiffeId, expires_at: int64(expiresAt), svid_path: files.svid, key_path: files.key, bundle_path: files.bundle }));
+      // meshid's own document (spire-server prints lines here), so its int64 is a JSON number, as in every document of
+      // meshid's own; only those in spire-server's shapes write protojson's decimal strings (README, --output json).
+      if (json) io.stdout.write(renderJson({ spiffe_id: spiffeId, expires_at: expiresAt, svid_path: files.svid, key_path: files.key, bundle_path: files.bundle }));
       else io.stdout.write(`X509-SVID written to ${files.svid}\nPrivate key written to ${files.key}\nRoot CAs written to ${files.bundle}\n`);
       return 0;
     }
