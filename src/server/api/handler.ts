@@ -4,6 +4,7 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { MeshidError } from '../../common/errors.js';
 import { systemClock, type Clock } from '../../common/clock.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { refusalDetail } from './refusal-detail.js';
 
 /**
  * Whether a failure is the server's own rather than a refusal of what the caller asked: anything that is not a
@@ -82,7 +83,7 @@ export function logServerFault(log: Logger, method: string, err: unknown, contex
 /**
  * Adapts an async function to a grpc-js unary handler: its result is the response, anything it throws goes through
  * the one error mapping. Server faults (isServerFault) are logged with their cause, throttled (logServerFault);
- * refusals at debug level.
+ * refusals at debug level, with their cause's words masked (refusal-detail.ts).
  */
 export function unary<Req, Res>(
   log: Logger,
@@ -96,7 +97,10 @@ export function unary<Req, Res>(
         (res) => callback(null, res),
         (err: unknown) => {
           if (isServerFault(err)) logServerFault(log, method, err);
-          else if (err instanceof MeshidError) log.debug({ rpc: method, code: err.code, reason: err.message }, 'request refused');
+          else if (err instanceof MeshidError) {
+            const detail = refusalDetail(err);
+            log.debug({ rpc: method, code: err.code, reason: err.message, ...(detail !== undefined && { detail }) }, 'request refused');
+          }
           callback(toServiceError(err));
         },
       );

@@ -8,6 +8,8 @@ import { FakeClock } from '../../../src/common/clock.js';
 import { storageWriteError } from '../../../src/common/storage-failure.js';
 import { logServerFault, setServerFaultLogClock, stopServerFaultLog, unary } from '../../../src/server/api/handler.js';
 import { parseLogLines, LEVEL, capturingLogger } from '../../support/log-lines.js';
+import Database from 'better-sqlite3';
+import { storageError } from '../../../src/server/datastore/sqlite-errors.js';
 
 /** Runs one call of a unary handler that throws `thrown`, logged at the daemons' default level (info). */
 async function failedCall(thrown: unknown): Promise<{ error: ServiceError; lines: ReturnType<typeof parseLogLines> }> {
@@ -45,6 +47,47 @@ test("a refusal of the caller's request writes nothing at the default level: a c
   assert.equal(error.code, status.INVALID_ARGUMENT);
   assert.equal(error.details, 'entry id is required');
   assert.deepEqual(lines, []);
+});
+
+/** Runs one call of a unary handler that throws `thrown`, logged at debug; the refusal's debug line. */
+async function refusedAtDebug(thrown: unknown): Promise<{ error: ServiceError; line: ReturnType<typeof parseLogLines>[number] | undefined }> {
+  const { log, records } = capturingLogger('test');
+  const handler = unary(log, 'CreateEntries', () => {
+    throw thrown;
+  });
+  const error = await new Promise<ServiceError>((resolve) => handler({ request: {} } as ServerUnaryCall<unknown, unknown>, (err) => resolve(err as ServiceError)));
+  return { error, line: records().find((l) => l.level === LEVEL.debug && l.msg === 'request refused') };
+}
+
+test("a datastore constraint refusal's debug line has SQLite's own words (which constraint), the caller only what to do", async () => {
+  // A real SQLite refusal, as the datastore's writes get one when a record slips past the checks made before writing.
+  const db = new Database(':memory:');
+  let sqlite: unknown;
+  try {
+    db.exec('CREATE TABLE join_tokens (token_hash TEXT NOT NULL UNIQUE)');
+    db.prepare('INSERT INTO join_tokens VALUES (?)').run('ab'.repeat(32));
+    db.prepare('INSERT INTO join_tokens VALUES (?)').run('ab'.repeat(32));
+  } catch (err) {
+    sqlite = err;
+  } finally {
+    db.close();
+  }
+  const { error, line } = await refusedAtDebug(storageError(sqlite));
+  assert.equal(error.code, status.ALREADY_EXISTS);
+  assert.doesNotMatch(error.details, /UNIQUE|join_tokens/, "SQLite's text names tables and columns: not the caller's business");
+  assert.ok(line !== undefined);
+  assert.equal(line['reason'], error.details);
+  assert.equal(line['detail'], 'UNIQUE constraint failed: join_tokens.token_hash');
+});
+
+test("a refusal's cause that quotes a join token or a JWT-SVID has it masked in the debug line; the rest of its words stay", async () => {
+  const token = '0123456789abcdef0123456789abcdef01234567';
+  const jwt = 'eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJzcGlmZmU6Ly9leGFtcGxlLm9yZy93In0.c2lnbmF0dXJl';
+  const cause = new SyntaxError(`Unexpected token 'x', "${token} ${jwt}." is not valid JSON`);
+  const { line } = await refusedAtDebug(invalidArgument('the document is not JSON', cause));
+  assert.ok(line !== undefined);
+  assert.equal(line['detail'], `Unexpected token 'x', "[redacted] [redacted]." is not valid JSON`);
+  assert.ok(!JSON.stringify(line).includes(token) && !JSON.stringify(line).includes(jwt));
 });
 
 /** Calls `handler` once and waits for its answer. */
