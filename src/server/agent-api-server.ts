@@ -17,6 +17,7 @@ import { forceShutdownGrpcServer } from './grpc-shutdown.js';
 import type { SyncHub } from './api/sync-hub.js';
 import { SigningLimits } from './api/signing-limits.js';
 import { nodeService } from './api/node-service.js';
+import { withSyncEntryEncoding } from './api/sync-entry-encoding.js';
 import { agentIdPrefix } from './api/node-context.js';
 import { agentCallGate } from './api/agent-call-gate.js';
 import { AgentCallBudgets } from './api/agent-call-budgets.js';
@@ -60,7 +61,7 @@ export async function startAgentApi(
     new RateLimiter(config.globalSignRate, config.globalSignBurst, clock),
   );
   server.addService(
-    serviceOf(proto, 'meshid.agent.v1.Node'),
+    withSyncEntryEncoding(serviceOf(proto, 'meshid.agent.v1.Node')),
     nodeService({
       trustDomain: config.trustDomain,
       datacenters: config.datacenters,

@@ -2,7 +2,8 @@ import type { ServerWritableStream } from '@grpc/grpc-js';
 import { permissionDenied, unavailable, type MeshidError } from '../../common/errors.js';
 import { toServiceError } from '../../common/grpc-status.js';
 import { bannedRefusal, notCurrentSvid, REATTEST_PREFIX, svidExpired, svidNotAnchored } from './agent-auth.js';
-import { entryToProto, trustBundleToProto } from './convert.js';
+import { trustBundleToProto } from './convert.js';
+import { syncEntryProto } from './sync-entry-encoding.js';
 import { isServerFault } from './handler.js';
 import { AgentVersionRecorder } from './agent-version.js';
 import type { HubEvent } from './sync-hub.js';
@@ -80,7 +81,8 @@ export function syncCall(ctx: NodeContext) {
       const messages = syncUpdateMessages({
         revision: hub.index.revision,
         initial,
-        entries: upserts.map(entryToProto),
+        // Encoded once per entry version for every stream (sync-entry-encoding.ts).
+        entries: upserts.map(syncEntryProto),
         removed,
         bundle: bundleChanged || initial ? trustBundleToProto(ca.bundle()) : undefined,
         federatedBundles: federatedChanged ? federated.map(trustBundleToProto) : undefined,
