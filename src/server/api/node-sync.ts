@@ -4,6 +4,7 @@ import { toServiceError } from '../../common/grpc-status.js';
 import { bannedRefusal, notCurrentSvid, REATTEST_PREFIX, svidExpired, svidNotAnchored } from './agent-auth.js';
 import { trustBundleToProto } from './convert.js';
 import { syncEntryProto } from './sync-entry-encoding.js';
+import { OwnBundleProto } from './own-bundle-proto.js';
 import { isServerFault } from './handler.js';
 import { AgentVersionRecorder } from './agent-version.js';
 import type { HubEvent } from './sync-hub.js';
@@ -27,6 +28,7 @@ export function syncCall(ctx: NodeContext) {
   const { deps, copiedIdentities, auth, authorized, authorizedSets } = ctx;
   const { ds, ca, hub, anchor, clock, log } = deps;
   const agentVersions = new AgentVersionRecorder({ ds, clock, log });
+  const ownBundle = new OwnBundleProto(ca);
 
   /** The open Sync stream of each agent, by SPIFFE ID: its end(). */
   const syncStreams = new Map<string, (err: MeshidError) => void>();
@@ -84,7 +86,7 @@ export function syncCall(ctx: NodeContext) {
         // Encoded once per entry version for every stream (sync-entry-encoding.ts).
         entries: upserts.map(syncEntryProto),
         removed,
-        bundle: bundleChanged || initial ? trustBundleToProto(ca.bundle()) : undefined,
+        bundle: bundleChanged || initial ? ownBundle.get() : undefined,
         federatedBundles: federatedChanged ? federated.map(trustBundleToProto) : undefined,
         tainted,
       });
