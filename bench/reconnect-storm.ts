@@ -20,7 +20,8 @@ import type { BenchResult } from './report.js';
 import { SimulatedAgent } from './simulated-agent.js';
 
 const OWN_ENTRIES = 4;
-const SHARED_ENTRIES = 20;
+/** BENCH_STORM_SHARED sets it: with thousands, each agent's first update is mostly entries every agent shares. */
+const SHARED_ENTRIES = Number(process.env['BENCH_STORM_SHARED'] ?? 20);
 const REAL_AGENTS = 3;
 /** Attestations per source address: below the server's per-address burst (100), so none waits for its refill. */
 const AGENTS_PER_ADDRESS = 80;
@@ -72,13 +73,16 @@ function statusMb(pid: number, field: 'VmRSS' | 'VmHWM'): number {
   return Number(m![1]) / 1024;
 }
 
-/** The longest event-loop delay the probe recorded at or after `since` (epoch ms). */
-function longestStall(file: string, since: number): number {
+/**
+ * The longest event-loop delay the probe recorded at or after `since` (epoch ms), of process `pid` when given. A line
+ * comes at the end of the 100 ms it covers, so a stall is counted in the line written just after it.
+ */
+function longestStall(file: string, since: number, pid?: number): number {
   if (!fs.existsSync(file)) return Number.NaN;
   let max = 0;
   for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
-    const [at, delay] = line.split(' ').map(Number);
-    if (at !== undefined && delay !== undefined && at >= since) max = Math.max(max, delay);
+    const [at, delay, by] = line.split(' ').map(Number);
+    if (at !== undefined && delay !== undefined && at >= since && (pid === undefined || by === pid)) max = Math.max(max, delay);
   }
   return max;
 }
@@ -117,10 +121,14 @@ function reopened(agent: AgentProcess): number {
 }
 
 export async function benchReconnectStorm(agentCount = Number(process.env['BENCH_STORM_AGENTS'] ?? 2000)): Promise<BenchResult[]> {
-  const probeFile = path.join(fs.mkdtempSync('/tmp/meshid-bench-eld-'), 'server-event-loop');
+  const profileDir = process.env['BENCH_STORM_CPU_PROF'];
+  const probeFile = path.join(profileDir ?? fs.mkdtempSync('/tmp/meshid-bench-eld-'), 'server-event-loop');
   const cluster: Cluster = await startCluster('meshid-bench-storm-', [], {
     NODE_OPTIONS: `--import=${pathToFileURL(path.join(packageRoot, 'bench', 'event-loop-probe.mjs')).href}`,
     MESHID_BENCH_EVENT_LOOP_FILE: probeFile,
+    // BENCH_STORM_CPU_PROF=<dir>: each server process writes a V8 CPU profile there as it exits (the old one at the
+    // restart, the new one at cleanup), with the event-loop probe's lines kept beside them.
+    ...(profileDir !== undefined && { MESHID_BENCH_CPU_PROF: profileDir }),
   });
   const agents: SimulatedAgent[] = [];
   const real: AgentProcess[] = [];
@@ -151,9 +159,11 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
 
     // Cold: every simulated agent opens its first stream at once (nothing held: each gets all its entries).
     const coldStarted = performance.now();
+    const coldCpuAtStart = cpuSeconds(cluster.server.pid!);
     for (const a of agents) a.start();
     await Promise.all(agents.map((a) => a.synced()));
     const coldMs = performance.now() - coldStarted;
+    const coldCpu = cpuSeconds(cluster.server.pid!) - coldCpuAtStart;
     const held = agents.reduce((n, a) => n + a.entries, 0) / agents.length;
     for (const a of real) await a.waitForLog(/in sync with meshid-server/);
     await sleep(2000);
@@ -171,6 +181,7 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
     const stoppedMs = performance.now() - restartStarted;
     await restartServerProcess(cluster);
     const restartMs = performance.now() - restartStarted;
+    const servingEpoch = Date.now();
     const pid = cluster.server.pid!;
     const cpuAtStart = cpuSeconds(pid);
     let rssPeak = 0;
@@ -186,6 +197,9 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
     const cpu = cpuSeconds(pid) - cpuAtStart;
     rssPeak = Math.max(rssPeak, statusMb(pid, 'VmHWM'));
     const stall = longestStall(probeFile, restartEpoch);
+    // Its own start (module loading, the protos, the datastore's entries and agents read) is in `stall` too, but no
+    // agent waits on it: the port is not bound yet. Once healthy, a stall delays keepalives, signing, every answer.
+    const servingStall = longestStall(probeFile, servingEpoch + 100, pid);
     const unsynced = agents.filter((a) => a.syncedAt === undefined || a.syncedAt < restartStarted).length;
     const perAgent = agents.filter((a) => a.syncedAt !== undefined && a.syncedAt >= restartStarted).map((a) => a.syncedAt! - restartStarted);
     const perWindow = new Map<number, number>();
@@ -194,6 +208,8 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
       process.stderr.write(`old process exited after ${stoppedMs.toFixed(0)} ms; opens per ${WINDOW_MS} ms: ${[...perWindow].sort((x, y) => x[0] - y[0]).map(([w, n]) => `${w}:${n}`).join(' ')}\n`);
       const synced = new Map<number, number>();
       for (const t of perAgent) synced.set(Math.floor(t / 500), (synced.get(Math.floor(t / 500)) ?? 0) + 1);
+      const stalls = fs.readFileSync(probeFile, 'utf8').split('\n').map((l) => l.split(' ').map(Number)).filter(([at, d]) => at! >= restartEpoch && d! >= 200);
+      process.stderr.write(`server stalls ≥ 200 ms (ms after the restart began: delay, pid): ${stalls.map(([at, d, p]) => `${at! - restartEpoch}: ${d} (${p})`).join('; ')}\n`);
       process.stderr.write(`synced per 500 ms: ${[...synced].sort((x, y) => x[0] - y[0]).map(([w, n]) => `${w}:${n}`).join(' ')}\n`);
     }
     // The memory held per connected agent, against a bare grpc-js server holding the same agents' streams.
@@ -218,6 +234,7 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
     return [
       { name: `S attestation of ${agentCount} simulated agents (16 at a time)`, value: agentCount / (attestMs / 1000), unit: 'agents/s' },
       { name: `S cold: ${agentCount} simulated agents open their first Sync stream at once → all hold their entries`, value: coldMs, unit: 'ms' },
+      { name: `S cold: server CPU until all ${agentCount} hold their entries`, value: coldCpu, unit: 's' },
       { name: 'S baseline: server restart (SIGTERM → new process healthy)', value: restartMs, unit: 'ms' },
       {
         name: `S restart → ${who} all back in sync${outcome === 'timeout' ? ` (TIMED OUT, ${unsynced} not synced)` : ''}`,
@@ -243,6 +260,7 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
         ratio: meshidPerAgent / barePerAgent,
       },
       { name: 'S server longest event-loop stall (start + storm)', value: stall, unit: 'ms' },
+      { name: 'S server longest event-loop stall once the new process is healthy (the storm alone)', value: servingStall, unit: 'ms' },
       // The simulated agents share this process's event loop: a long stall here batches their reconnect timers.
       { name: "S the benchmark's own longest event-loop stall (its agents' TLS handshakes)", value: ownLoop.max / 1e6, unit: 'ms' },
     ];
@@ -251,6 +269,6 @@ export async function benchReconnectStorm(agentCount = Number(process.env['BENCH
     bare?.kill('SIGTERM');
     relay.close();
     await cluster.cleanup();
-    fs.rmSync(path.dirname(probeFile), { recursive: true, force: true });
+    if (profileDir === undefined) fs.rmSync(path.dirname(probeFile), { recursive: true, force: true });
   }
 }
