@@ -180,3 +180,20 @@ test("an agent's kept set always equals a fresh walk, and its stream sends what 
   }
   assert.ok(incremental > 500, `the streams compared only the changed IDs ${incremental} times: too few to test that`);
 });
+
+test('a node alias needs every one of its selectors among the agent\'s: one of two is not enough', () => {
+  const alias = 'spiffe://example.org/node/east-db';
+  const index = new EntryIndex();
+  index.load([
+    entry('alias', alias, SERVER, ['meshid:datacenter:east', 'token:role:db'], 1),
+    entry('db', 'spiffe://example.org/db', alias, ['unix:uid:1'], 1),
+    entry('own', 'spiffe://example.org/own', AGENT, ['unix:uid:2'], 1),
+  ], 1);
+  for (const partial of [['meshid:datacenter:east'], ['token:role:db'], ['meshid:datacenter:east', 'token:role:web']]) {
+    assert.deepEqual([...authorizedEntries(index, agent(partial), SERVER).keys()], ['own'], `fresh walk, agent with ${partial.join(', ')}`);
+    assert.deepEqual([...new AuthorizedSets(index, SERVER).of(agent(partial)).keys()], ['own'], `kept set, agent with ${partial.join(', ')}`);
+  }
+  const both = agent(['meshid:datacenter:east', 'token:role:db', 'token:zone:a']);
+  assert.deepEqual([...authorizedEntries(index, both, SERVER).keys()].sort(), ['db', 'own'], 'every selector of the alias, and more');
+  assert.deepEqual([...new AuthorizedSets(index, SERVER).of(both).keys()].sort(), ['db', 'own']);
+});
