@@ -229,6 +229,24 @@ test('setuid() on an open connection fails closed even when the old ids were rem
   assert.throws(() => attestor.attest(peer), isAttestationFailure(/changed its uid\/gid/));
 });
 
+test('setuid() on an open connection fails closed even when another caller with the new ids was remembered', async (t) => {
+  const listener = await setup(t);
+  // Same executable, same ids, no supplementary groups: the memo holds exactly what the shape-shifter will look like.
+  const other = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
+  t.after(() => other.stop());
+  const { peer: otherPeer } = await listener.next();
+  const attestor = new UnixWorkloadAttestor({ sha256: false });
+  assert.ok(strings(attestor.attest(otherPeer)).includes('unix:uid:65534'));
+  const client = new ShapeShifter(listener.socketPath);
+  t.after(() => client.stop());
+  assert.equal(await client.next(), 'connected');
+  const { peer } = await listener.next();
+  assert.ok(strings(attestor.attest(peer)).includes('unix:uid:0'));
+  await client.command('groups ');
+  await client.command('ids 65534');
+  assert.throws(() => attestor.attest(peer), isAttestationFailure(/changed its uid\/gid/));
+});
+
 test('a different executable (path or file version) is attested afresh, and hashed again', async (t) => {
   const listener = await setup(t);
   const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });

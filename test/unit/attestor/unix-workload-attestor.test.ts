@@ -89,6 +89,25 @@ test('a process running as nobody attests as uid 65534 with its names, executabl
   assert.ok(strings(selectors).includes('unix:user:nobody'));
 });
 
+test('a process whose uid and gid differ attests with each id, and each name, in its own selector', async (t) => {
+  const listener = await setup(t);
+  const users = namesFrom('/etc/passwd');
+  const groups = namesFrom('/etc/group');
+  // Every other test runs its caller with uid = gid, where a swapped id or a name looked up in the wrong file reads the same.
+  const gid = [...groups.keys()].find((g) => g !== 0 && g !== 65534 && groups.get(g) !== groups.get(65534) && users.get(g) !== users.get(65534));
+  assert.ok(gid !== undefined && users.has(65534), 'this host names uid 65534 and some group other than 0 and 65534');
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid });
+  t.after(() => client.stop());
+  const { peer } = await listener.next();
+  assert.deepEqual(strings(new UnixWorkloadAttestor({ sha256: false }).attest(peer)), [
+    'unix:uid:65534',
+    `unix:user:${users.get(65534)}`,
+    `unix:gid:${gid}`,
+    `unix:group:${groups.get(gid)}`,
+    `unix:path:${NODE_PATH}`,
+  ]);
+});
+
 test('uid and gid selectors are the effective ids, as SPIRE takes them (a setuid program attests as whom it runs as)', async (t) => {
   const listener = await setup(t);
   const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534 });
