@@ -136,6 +136,7 @@ test('ValidateJWTSVID rejections name the reason', () => {
     createHmac('sha256', createPublicKey(ec256.privateKey).export({ type: 'spki', format: 'der' })).update(input).digest());
   const cases: Array<[string, string, RegExp, Partial<ValidateJwtSvidOptions>?]> = [
     ['tampered signature', `${h}.${p}.${b64(flipped)}`, /^token signature is invalid$/],
+    ['signature stripped (alg kept)', `${h}.${p}.`, /^token signature is invalid$/],
     ['tampered payload', `${h}.${b64({ ...CLAIMS, sub: 'spiffe://example.org/ns/admin' })}.${s}`, /^token signature is invalid$/],
     ['alg none', `${b64({ alg: 'none', kid: 'ec256' })}.${p}.`, /algorithm "none" is not allowed/],
     ['HS256 keyed with the public key', hmacToken, /algorithm "HS256" is not allowed/],
