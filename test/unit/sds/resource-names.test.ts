@@ -78,6 +78,12 @@ describe('SDS resource names', () => {
     });
   }
 
+  it('an SVID resolves only by its exact SPIFFE ID, never by a name it begins with', () => {
+    const snap = snapshot({ svids: [svid('spiffe://example.org/web-admin', 'leaf-admin'), svid('spiffe://example.org/web/x', 'leaf-x')] });
+    assert.equal(describeResource('spiffe://example.org/web', snap), undefined);
+    assert.equal(describeResource('spiffe://example.org/web-admin', snap), 'svid spiffe://example.org/web-admin');
+  });
+
   it('nothing resolves for a caller that is not entitled', () => {
     const snap = snapshot({ entitled: false });
     for (const [name] of cases) assert.equal(describeResource(name, snap), undefined);
