@@ -54,4 +54,8 @@ test('trust domains are accepted bare or as spiffe:// IDs without a path', () =>
   assert.throws(() => parseTrustDomain('spiffe://example.org/x'), /with a path/);
   assert.throws(() => parseTrustDomain('Example.org'), /lowercase/);
   assert.throws(() => parseTrustDomain('https://example.org'), /spiffe scheme/);
+  // A bare name is checked by itself, not by the SPIFFE ID parser's port and userinfo checks.
+  for (const bare of ['example.org:8443', 'user@example.org', 'exa%6dple.org', 'example.org/x', '[::1]']) {
+    assert.throws(() => parseTrustDomain(bare), /only lowercase letters, digits/, bare);
+  }
 });
