@@ -193,6 +193,60 @@ test('a non-CA issuer, a pathLenConstraint violation and an unknown critical ext
   assert.throws(() => verifyChain([odd.der, east.der], [root.der], NOW), isInvalid(/unsupported critical extension 1\.2\.3\.4/));
 });
 
+test('a CA whose keyUsage lacks keyCertSign issues nothing: chains through it fail, and no leaf signer is built on it', async () => {
+  const { root } = await makePki('ec-p256');
+  const keys = generateKeyPair('ec-p256');
+  const spki = spkiDer(keys.publicKey);
+  const der = buildCertificate(
+    {
+      issuerName: parseCertificate(root.der).structure.subjectName,
+      subjectName: encodeName([['O', 'test'], ['CN', 'signing-only CA']]),
+      notBefore: T0,
+      notAfter: T0 + DAY,
+      spki,
+      // cA true, but its key may only sign data (RFC 5280 §4.2.1.3: keyCertSign is what lets it sign certificates).
+      extensions: [
+        extension(Oid.basicConstraints, true, basicConstraintsValue(true)),
+        extension(Oid.keyUsage, true, keyUsageValue(['digitalSignature'])),
+        extension(Oid.subjectKeyIdentifier, false, subjectKeyIdentifierValue(keyIdentifierOfSpki(spki))),
+        extension(Oid.authorityKeyIdentifier, false, authorityKeyIdentifierValue(Buffer.from(parseCertificate(root.der).subjectKeyId!, 'hex'))),
+      ],
+    },
+    { key: root.privateKey, algorithm: signatureAlgorithmFor(root.privateKey) },
+  );
+  const signingOnly: Authority = { der, ...keys };
+  const leaf = issueRaw(signingOnly, []);
+  assert.throws(() => verifyChain([leaf.der, signingOnly.der], [root.der], NOW), isInvalid(/certificate 1 .* keyUsage lacks keyCertSign/));
+  assert.throws(() => new LeafSigner(signingOnly.der, signingOnly.privateKey), (err: unknown) => isMeshidError(err, 'failed_precondition') && /lacks the keyCertSign key usage/.test(err.message));
+});
+
+test('a trusted root past its notAfter anchors nothing, though the certificates below it are still valid', () => {
+  const keys = generateKeyPair('ec-p256');
+  const spki = spkiDer(keys.publicKey);
+  const name = encodeName([['O', 'test'], ['CN', 'expired root']]);
+  const ski = keyIdentifierOfSpki(spki);
+  const der = buildCertificate(
+    {
+      issuerName: name,
+      subjectName: name,
+      notBefore: T0 - 10 * DAY,
+      notAfter: T0 - DAY,
+      spki,
+      extensions: [
+        extension(Oid.basicConstraints, true, basicConstraintsValue(true)),
+        extension(Oid.keyUsage, true, keyUsageValue(['keyCertSign'])),
+        extension(Oid.subjectKeyIdentifier, false, subjectKeyIdentifierValue(ski)),
+        extension(Oid.authorityKeyIdentifier, false, authorityKeyIdentifierValue(ski)),
+      ],
+    },
+    { key: keys.privateKey, algorithm: signatureAlgorithmFor(keys.privateKey) },
+  );
+  const expiredRoot: Authority = { der, ...keys };
+  // Issued by hand with a validity the root does not cover, as a foreign CA may do; meshid's own signer refuses that.
+  const leaf = issueRaw(expiredRoot, [extension(Oid.authorityKeyIdentifier, false, authorityKeyIdentifierValue(ski))]);
+  assert.throws(() => verifyChain([leaf.der], [expiredRoot.der], NOW), isInvalid(/trusted root \(O=test, CN=expired root\) expired at/));
+});
+
 test('checkTrustAnchor accepts a root and refuses what verifiers cannot anchor on: an intermediate, name constraints, a bad self-signature', async () => {
   const { root, east } = await makePki('ec-p256');
   checkTrustAnchor(root.der, NOW, 'upstream');
