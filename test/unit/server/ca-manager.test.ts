@@ -184,6 +184,8 @@ test('an SVID TTL the intermediate cannot cover is refused, never truncated', as
     const { publicKey } = generateKeyPair('ec-p256');
     assert.throws(() => t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: 30 * D }), /cannot cover/);
     assert.throws(() => t.ca.signX509Svid({ datacenter: 'north', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: D }), /no active intermediate CA for datacenter "north"/);
+    // The JWT signing key likewise: a token must not outlive the key validators find it by.
+    assert.throws(() => t.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 3650 * D }), (err: unknown) => err instanceof MeshidError && err.code === 'unavailable' && /JWT signing key cannot cover/.test(err.message));
   } finally {
     await t.close();
     cleanup();
