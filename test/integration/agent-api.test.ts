@@ -180,6 +180,32 @@ test('Renew rotates the agent SVID; an evicted agent must re-attest and a banned
   }
 });
 
+test('SignX509Svids and Renew refuse a CSR whose signature its key did not make: no SVID for a key the agent does not hold', async () => {
+  const agent = await attest();
+  const client = connect(agent);
+  try {
+    const created = await server.cli(['entry', 'create', '--parent-id', agent.id, '--spiffe-id', 'spiffe://example.org/possession', '--selector', 'unix:uid:1000']);
+    assert.equal(created.code, 0, created.err);
+    const entryId = /^Entry ID *: (\S+)/m.exec(created.out)![1]!;
+    const { privateKey, publicKey } = generateKeyPair('ec-p256');
+    const forged = Buffer.from(await createCsr(privateKey, publicKey));
+    // A byte inside the signature, the CSR's last field: the request still parses, its signature no longer verifies.
+    forged[forged.length - 6]! ^= 0x01;
+    const signed = await call<{ results: Array<{ code?: number; message?: string; svid_chain?: Buffer[] }> }>(client, 'SignX509Svids', {
+      items: [{ entry_id: entryId, csr: forged }],
+    });
+    assert.equal(signed.results[0]!.code, grpc.status.INVALID_ARGUMENT, signed.results[0]!.message);
+    assert.match(signed.results[0]!.message ?? '', /CSR signature does not verify/);
+    assert.equal(signed.results[0]!.svid_chain?.length ?? 0, 0);
+    await assert.rejects(
+      call(client, 'Renew', { csr: forged }),
+      (e: grpc.ServiceError) => e.code === grpc.status.INVALID_ARGUMENT && /CSR signature does not verify/.test(e.details),
+    );
+  } finally {
+    client.close();
+  }
+});
+
 test('an agent SVID two renewals old is neither current nor previous and is refused', async () => {
   const agent = await attest();
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
