@@ -1,10 +1,21 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { isMeshidError } from '../../../src/common/errors.js';
-import { generateKeyPair } from '../../../src/common/x509/keys.js';
+import { generateKeyPair, spkiDer } from '../../../src/common/x509/keys.js';
 import { LeafSigner } from '../../../src/common/x509/leaf-signer.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
-import { authenticateAgent, type AgentLookup } from '../../../src/server/api/agent-auth.js';
+import { agentSvidId, authenticateAgent, type AgentLookup } from '../../../src/server/api/agent-auth.js';
+import { Oid, signatureAlgorithmFor } from '../../../src/common/x509/algorithms.js';
+import { buildCertificate } from '../../../src/common/x509/certificate-builder.js';
+import {
+  authorityKeyIdentifierValue,
+  basicConstraintsValue,
+  extension,
+  keyIdentifierOfSpki,
+  subjectAltNameValue,
+  subjectKeyIdentifierValue,
+} from '../../../src/common/x509/extensions.js';
+import { encodeName } from '../../../src/common/x509/name.js';
 import type { AttestedAgent } from '../../../src/server/datastore/datastore.js';
 import { makePki, T0 } from '../x509/pki-fixture.js';
 
@@ -83,4 +94,33 @@ test('an older agent SVID that ends later than the current one (agent_svid_ttl l
   const agents: AgentLookup = { getAgent: async () => ({ ...record }), retirePreviousAgentCert: async () => undefined };
   await assert.rejects(authenticateAgent(callWith(copied), agents, PREFIX, T0 + 12 * HOUR + 60_000), (e: unknown) =>
     isMeshidError(e, 'permission_denied') && /another holder of this identity renewed it since/.test(e.message) && e.data?.['supersededBy'] === record.certSerial);
+});
+
+test('a certificate with more than one URI SAN is no agent SVID, even when the first names an agent', async () => {
+  const { east } = await makePki('ec-p256');
+  const issuer = parseCertificate(east.der);
+  const keys = generateKeyPair('ec-p256');
+  const spki = spkiDer(keys.publicKey);
+  // meshid never signs such a certificate; another CA the bundle trusts (an upstream one) could.
+  const der = buildCertificate(
+    {
+      issuerName: issuer.structure.subjectName,
+      subjectName: encodeName([['O', 'meshid']]),
+      notBefore: T0,
+      notAfter: T0 + HOUR,
+      spki,
+      extensions: [
+        extension(Oid.basicConstraints, true, basicConstraintsValue(false)),
+        extension(Oid.subjectKeyIdentifier, false, subjectKeyIdentifierValue(keyIdentifierOfSpki(spki))),
+        extension(Oid.authorityKeyIdentifier, false, authorityKeyIdentifierValue(Buffer.from(issuer.subjectKeyId!, 'hex'))),
+        extension(Oid.subjectAltName, false, subjectAltNameValue([ID, 'spiffe://example.org/web'], [])),
+      ],
+    },
+    { key: east.privateKey, algorithm: signatureAlgorithmFor(east.privateKey) },
+  );
+  assert.equal(agentSvidId(parseCertificate(der), PREFIX), undefined);
+  const looked: string[] = [];
+  const agents: AgentLookup = { getAgent: async (id) => (looked.push(id), undefined), retirePreviousAgentCert: async () => undefined };
+  await assert.rejects(authenticateAgent(callWith(der), agents, PREFIX, T0 + 1000), (err: unknown) => isMeshidError(err, 'permission_denied') && /not an agent SVID/.test(err.message));
+  assert.deepEqual(looked, [], 'refused before any agent record is read');
 });
