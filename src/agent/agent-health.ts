@@ -1,6 +1,7 @@
 import fs from 'node:fs';
 import type { HealthProbe, HealthVerdict } from '../common/health/http-health-listener.js';
 import type { ConnectionState } from './client/server-connection.js';
+import { NEW_JOIN_TOKEN } from './join-token-ways.js';
 
 /** What the probe reads of the agent (MeshidAgent.status()'s fields it needs). */
 export interface AgentHealthStatus {
@@ -68,11 +69,11 @@ function readyVerdict(s: AgentHealthStatus, now: number): HealthVerdict {
 }
 
 function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
-  if (s.state === 'banned') return 'meshid-server banned this agent: it serves nothing; attest the host again with a new join token';
+  if (s.state === 'banned') return `meshid-server banned this agent: it serves nothing; attest the host again by restarting the agent with ${NEW_JOIN_TOKEN}`;
   if (s.state === 'reattest-required') {
     // Reached by the server's refusal or by the agent SVID's expiry (noticed here, the server perhaps down); last_error
     // says which.
-    return 'the agent SVID has expired or meshid-server refuses it, and the agent has no unused join token to attest again with: restart it with a new --join-token (it serves its cached SVIDs until they expire; see last_error)';
+    return `the agent SVID has expired or meshid-server refuses it, and the agent has no unused join token to attest again with: restart it with ${NEW_JOIN_TOKEN}; it serves its cached SVIDs until they expire (see last_error)`;
   }
   if (!s.ready) return 'the agent has no SVIDs to serve yet: it has not attested and synced with meshid-server (see state and last_error)';
   if (s.agentSvidExpiresAt === undefined || s.agentSvidExpiresAt <= now) {
@@ -83,7 +84,7 @@ function notReadyReason(s: AgentHealthStatus, now: number): string | undefined {
       const what = s.agentSvidExpiresAt === undefined ? 'the agent holds no agent SVID (its data dir had none) and is attesting' : 'the agent SVID has expired and the agent is attesting again';
       return `${what} with its configured join token: it is ready once meshid-server has attested it (see last_error)`;
     }
-    return 'the agent SVID has expired: meshid-server no longer accepts this agent; restart it with a new --join-token';
+    return `the agent SVID has expired: meshid-server no longer accepts this agent; restart it with ${NEW_JOIN_TOKEN}`;
   }
   // Expired SVIDs leave the cache, so a long outage ends with entries and nothing to serve for them. Not while synced:
   // then the SVIDs of entries just received are being signed.

@@ -14,6 +14,7 @@ import { looksLikeCredential } from '../common/cli/credential-like.js';
 import { joinTokenInText, ONE_TOKEN_EXPECTED } from '../common/join-token-text.js';
 import { checkSocketPathLength } from '../common/socket-file.js';
 import { parseHostPort } from '../common/host-port.js';
+import { NEW_JOIN_TOKEN } from './join-token-ways.js';
 
 /**
  * meshid-agent configuration: a JSON file and flags (flags override the file) are validated and compiled into a
@@ -115,8 +116,8 @@ const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
 
 const SAVE_THE_BUNDLE = 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path';
 const ATTESTS_AGAIN_WITH_A_TOKEN =
-  'an agent whose SVID the server no longer accepts attests again only with a new join token given at its start (join_token, ' +
-  'join_token_file or --join-token), and keeps serving its cached SVIDs meanwhile: remove it';
+  `an agent whose SVID the server no longer accepts attests again only when restarted with ${NEW_JOIN_TOKEN}, and keeps serving its ` +
+  'cached SVIDs meanwhile: remove it';
 
 /**
  * spire-agent settings meshid has no counterpart for, with what to do instead: a SPIRE config translated to JSON is

@@ -313,7 +313,7 @@ test('start-up refuses what cannot work, with the fix in the message', () =>
     // Both ways of giving the token, the file's first: the flag alone reads as the only way.
     assert.ok(
       noToken.output().includes(
-        `the agent has no SVID in ${noToken.dataDir} and no join token: pass --join-token-file FILE or --join-token (join_token_file or join_token in the config), with a token from meshid-server token generate`,
+        `the agent has no SVID in ${noToken.dataDir} and no join token: start it with a new join token (meshid-server token generate), given as --join-token-file FILE or --join-token (join_token_file or join_token in the config)`,
       ),
       noToken.output(),
     );

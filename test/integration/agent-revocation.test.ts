@@ -135,7 +135,7 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   await cluster.server.stop();
   const restarted = await cluster.startAgent({ name: 'restarted', dataDir: agent.dataDir, wait: false });
   assert.equal(await restarted.exitCode(), 1, 'nothing comes back from the data dir');
-  assert.match(restarted.output(), /the agent has no SVID in \S+ and no join token: pass --join-token/);
+  assert.match(restarted.output(), /the agent has no SVID in \S+ and no join token: start it with a new join token \(meshid-server token generate\), given as --join-token-file FILE/);
 });
 
 /** The workload SVID keys (PKCS#8 DER, base64 as stored) in the data dir's state: the snapshot and its journals. */

@@ -49,7 +49,7 @@ test('a server rebuilt with a new root: the agent says it needs a new join token
     const refused = await c.startAgent({ name: 'refused', dataDir: first.dataDir, joinToken: spent, wait: false });
     const failed = await refused.waitForLog(/attesting again with the configured join token failed/);
     assert.match(failed, /"level":50/);
-    assert.match(failed, /restart the agent with a new --join-token \(meshid-server token generate\)/);
+    assert.match(failed, /restart the agent with a new join token \(meshid-server token generate\), given as --join-token-file FILE or --join-token \(join_token_file or join_token in the config\)/);
     assert.match(failed, /already used/, 'the reason is the server\'s');
     await refused.stop();
 

@@ -20,16 +20,11 @@ import type { NodeClient } from './node-client.js';
 import { expiredSvidRefusal, rejectionOf, type Rejection } from './rejection.js';
 import { issuedChainCheckTime, type ServerClock } from './server-clock.js';
 import { joinTokenFingerprint, joinTokenSha256 } from '../../common/join-token-fingerprint.js';
+import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
 
-/**
- * The refusal of an agent with nothing to attest or authenticate with. It names both ways of giving a token, the file
- * first: an operator who keeps tokens off command lines would otherwise read --join-token as the only way.
- */
+/** The refusal of an agent with nothing to attest or authenticate with. */
 export function noJoinToken(dataDir: string): MeshidError {
-  return failedPrecondition(
-    `the agent has no SVID in ${dataDir} and no join token: pass --join-token-file FILE or --join-token ` +
-      '(join_token_file or join_token in the config), with a token from meshid-server token generate',
-  );
+  return failedPrecondition(`the agent has no SVID in ${dataDir} and no join token: start it with ${NEW_JOIN_TOKEN}`);
 }
 
 export interface AgentIdentityOptions {

@@ -3,6 +3,7 @@ import { formatDuration } from '../../common/duration.js';
 import { invalidArgument } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
+import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
 
 /**
  * How far meshid-server back-dates the notBefore of what it signs (server/ca/authority-factory.ts BACKDATE_MS; SPIRE
@@ -108,7 +109,7 @@ export class ServerClock {
       `(${new Date(serverAt).toISOString()}${serverTime === undefined ? ' or later' : ''}): the server refuses the agent SVID as expired at ` +
       `${new Date(notAfter).toISOString()}, which this clock still takes for valid, so nothing is renewed or signed. Synchronise the ` +
       "clocks (chrony or ntpd; timedatectl status); the agent keeps its SVID and retries meanwhile. Once this host's clock is right " +
-      'the SVID is expired here too, and the agent needs a new join token (meshid-server token generate)';
+      `the SVID is expired here too, and the agent needs to be restarted with ${NEW_JOIN_TOKEN}`;
     const admitted = this.errors.admit('refused-as-expired');
     if (admitted === undefined) return;
     this.log.error({ skewMs: behind, serverTime: new Date(serverAt).toISOString(), hostTime: new Date(now).toISOString(), ...admitted }, this.behindProblem);

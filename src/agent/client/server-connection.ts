@@ -15,6 +15,7 @@ import { OutageLog } from './outage-log.js';
 import { expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
 import { serverCertificateTimeProblem, type ServerClock } from './server-clock.js';
 import { applySyncUpdate } from './sync-apply.js';
+import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
 
 /**
  * Where the agent stands with the server:
@@ -162,7 +163,7 @@ export class ServerConnection {
     this.cancelStream();
     this.timer?.cancel();
     this.timer = undefined;
-    if (kind === 'banned') return this.giveUp('banned', err, 'an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with a new --join-token to attest the host again (it attests as a new agent, under a new ID; evicting the old agent ID only removes its record)');
+    if (kind === 'banned') return this.giveUp('banned', err, `an operator banned this agent; it no longer talks to the server and removes its own SVID. Restart it with ${NEW_JOIN_TOKEN} to attest the host again (it attests as a new agent, under a new ID; evicting the old agent ID only removes its record)`);
     // Noticed here (the server may be down) or refused by the server: the line says which.
     const what = err.message === EXPIRED_HERE ? 'the agent SVID has expired' : 'the server no longer accepts the agent SVID';
     if (this.o.identity.canReattest()) {
@@ -170,7 +171,7 @@ export class ServerConnection {
       this.startAttesting(false);
       return;
     }
-    this.giveUp('reattest-required', err, `${what} and no unused join token is configured: generate one (meshid-server token generate) and restart the agent with --join-token`);
+    this.giveUp('reattest-required', err, `${what} and no unused join token is configured: restart the agent with ${NEW_JOIN_TOKEN}`);
   }
 
   /**
@@ -254,7 +255,7 @@ export class ServerConnection {
             this.giveUp(
               'reattest-required',
               e,
-              'attesting again with the configured join token failed (the reason says why): restart the agent with a new --join-token (meshid-server token generate)',
+              `attesting again with the configured join token failed (the reason says why): restart the agent with ${NEW_JOIN_TOKEN}`,
             );
           }
           return;
@@ -407,7 +408,7 @@ export class ServerConnection {
         fields,
         "meshid-server presents a certificate this agent's trust bundle does not authenticate; serving from the cache and retrying. " +
           "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it " +
-          "(with a new --join-token too if the server's data dir was replaced: its new root never signed this agent's SVID)",
+          `(with ${NEW_JOIN_TOKEN} too if the server's data dir was replaced: its new root never signed this agent's SVID)`,
       );
     } else if (this.syncedSinceStart) {
       this.outage.failed('sync-lost', 'warn', fields, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');

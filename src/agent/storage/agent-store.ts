@@ -10,6 +10,7 @@ import { applyJournalBatch, journalFileName, journalGeneration, readJournal } fr
 import { StatePersister, type WithdrawnState } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, isNewerStateFormat, parseStateDocument, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
 import { restoreState } from './state-restore.js';
+import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
 
 /**
  * How many damaged copies of one file (state.json, a journal) are kept aside at most. Each holds workload keys (a
@@ -146,7 +147,7 @@ export class AgentStore {
     } catch (err) {
       if (isNewerStateFormat(err)) throw this.newerFormat(IDENTITY_FILE, err);
       throw failedPrecondition(
-        `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): move it away and attest again with a new --join-token`,
+        `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): move it away and attest again with ${NEW_JOIN_TOKEN}`,
         err,
       );
     }
@@ -287,7 +288,7 @@ export class AgentStore {
   private newerFormat(name: string, err: MeshidError): MeshidError {
     return failedPrecondition(
       `${path.join(this.dataDir, name)} cannot be read: ${err.message}. Run that newer meshid-agent (or a later one) on ${this.dataDir}; ` +
-        'to go back to this version, restore a copy of the data dir taken before the upgrade, or move the data dir away and attest again with a new --join-token',
+        `to go back to this version, restore a copy of the data dir taken before the upgrade, or move the data dir away and attest again with ${NEW_JOIN_TOKEN}`,
       err,
     );
   }

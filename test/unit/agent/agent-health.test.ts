@@ -22,7 +22,7 @@ const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: R
   { name: 'before the first attestation and sync', status: { state: 'attesting', ready: false, entries: 0, svids: 0, agentSvidExpiresAt: undefined }, reason: /^the agent has no SVIDs to serve yet/ },
   { name: 'banned', status: { state: 'banned', entries: 0, svids: 0 }, reason: /^meshid-server banned this agent/ },
   { name: 'asked to re-attest, or its SVID expired', status: { state: 'reattest-required' }, reason: /^the agent SVID has expired or meshid-server refuses it, and the agent has no unused join token/ },
-  { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired: .* restart it with a new --join-token$/ },
+  { name: 'agent SVID expired', status: { state: 'disconnected', agentSvidExpiresAt: NOW }, reason: /^the agent SVID has expired: .* restart it with a new join token \(meshid-server token generate\), given as --join-token-file FILE or --join-token \(join_token_file or join_token in the config\)$/ },
   {
     name: 'agent SVID expired, attesting again with its configured join token',
     status: { state: 'attesting', agentSvidExpiresAt: NOW },
@@ -49,6 +49,20 @@ for (const c of cases) {
     assert.equal(verdict.details['state'], status.state);
   });
 }
+
+test('every ready reason that asks for a new join token names each way to give one, the file first, not --join-token alone', async () => {
+  const needsToken: Array<Partial<AgentHealthStatus>> = [
+    { state: 'banned', entries: 0, svids: 0 },
+    { state: 'reattest-required' },
+    { state: 'disconnected', agentSvidExpiresAt: NOW },
+  ];
+  for (const s of needsToken) {
+    const status: AgentHealthStatus = { ...SERVING, ...s };
+    const verdict = await agentHealthProbe({ socketPath: '/nonexistent', socketIno: 0, status: () => status, now: () => NOW }).ready();
+    const reason = String(verdict.details['reason']);
+    assert.match(reason, /a new join token \(meshid-server token generate\), given as --join-token-file FILE or --join-token \(join_token_file or join_token in the config\)/, `${status.state}: ${reason}`);
+  }
+});
 
 test('live: 200 while the socket is the one listened on; 500 once it is removed or another file takes its place', async (t) => {
   const { dir, cleanup } = tempDir('meshid-agent-health-');

@@ -82,8 +82,8 @@ test('attesting with no join token is refused naming both ways of giving one, th
       identity.attest(fx.bundle().x509Authorities),
       (err) =>
         isMeshidError(err, 'failed_precondition') &&
-        err.message === 'the agent has no SVID in its data dir and no join token: pass --join-token-file FILE or --join-token ' +
-          '(join_token_file or join_token in the config), with a token from meshid-server token generate',
+        err.message === 'the agent has no SVID in its data dir and no join token: start it with a new join token (meshid-server token generate), ' +
+          'given as --join-token-file FILE or --join-token (join_token_file or join_token in the config)',
     );
   });
 });

@@ -168,7 +168,7 @@ test("every key of spire-agent 1.15's agent block is either read or refused sayi
       }
     });
   }
-  assert.throws(() => rawConfigFrom(['-rebootstrapMode', 'auto']), /flag -rebootstrapMode is not supported by meshid: an agent whose SVID the server no longer accepts attests again only with a new join token/);
+  assert.throws(() => rawConfigFrom(['-rebootstrapMode', 'auto']), /flag -rebootstrapMode is not supported by meshid: an agent whose SVID the server no longer accepts attests again only when restarted with a new join token/);
   for (const key of ['availability_target', 'rebootstrap_mode', 'log_selectors', 'x509_svid_cache_max_size', 'trust_bundle_unix_socket']) {
     withConfig({ agent: { [key]: 'x' } }, (file) => assert.throws(() => readAgentConfigFile(file), new RegExp(`"${key}" is a SPIRE setting meshid has no counterpart for: .+`)));
   }
