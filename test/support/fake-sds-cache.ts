@@ -240,6 +240,7 @@ export class FakeSdsCache implements WorkloadCache {
       defaultSvid: matching[0]?.svid,
       complete: signing.size === 0,
       signing,
+      withoutSvid: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined && !matching[0].signingFailed,
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {

@@ -148,6 +148,7 @@ export class FakeWorkloadCache implements WorkloadCache {
       defaultSvid: matching[0]?.svid,
       complete: matching.every((e) => e.svid !== undefined),
       signing: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
+      withoutSvid: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined,
       bundle: this.ownBundle,
       federatedBundles: federatedDomains.flatMap((td) => {

@@ -60,8 +60,8 @@ function sameWorkloadView(a: AgentEntry, b: AgentEntry): boolean {
   );
 }
 
-/** The `signing` of every snapshot with nothing being signed: one object, not one per snapshot. */
-const NOTHING_SIGNING: ReadonlySet<string> = new Set();
+/** The `signing` (and `withoutSvid`) of every snapshot with nothing missing: one object, not one per snapshot. */
+const NO_SPIFFE_IDS: ReadonlySet<string> = new Set();
 
 /** Distinct selector sets memoized per generation; more means a host with very many workloads: start over. */
 const MAX_MEMOIZED_SNAPSHOTS = 10_000;
@@ -152,10 +152,15 @@ export class IdentityCache implements WorkloadCache {
     const matching = this.index.matching(selectorSet(selectors));
     const svids: WorkloadSvid[] = [];
     let signing: Set<string> | undefined;
+    let withoutSvid: Set<string> | undefined;
     for (const e of matching) {
       const svid = this.svids.get(e.id);
-      if (svid !== undefined && svid.notAfter > now) svids.push(svid);
-      else if (!this.signingOver && !this.unsigned.has(e.id)) (signing ??= new Set()).add(e.spiffeId);
+      if (svid !== undefined && svid.notAfter > now) {
+        svids.push(svid);
+        continue;
+      }
+      (withoutSvid ??= new Set()).add(e.spiffeId);
+      if (!this.signingOver && !this.unsigned.has(e.id)) (signing ??= new Set()).add(e.spiffeId);
     }
     const domains = [...new Set(matching.flatMap((e) => e.federatesWith))].filter((td) => td !== own.trustDomain).sort();
     const federatedBundles: TrustBundle[] = [];
@@ -171,7 +176,8 @@ export class IdentityCache implements WorkloadCache {
       svids,
       defaultSvid,
       complete: signing === undefined,
-      signing: signing ?? NOTHING_SIGNING,
+      signing: signing ?? NO_SPIFFE_IDS,
+      withoutSvid: withoutSvid ?? NO_SPIFFE_IDS,
       defaultSigning,
       bundle: own,
       federatedBundles,

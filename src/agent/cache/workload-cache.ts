@@ -53,6 +53,13 @@ export interface IdentitySnapshot {
    * these is missing for a moment, where any other name that does not resolve may never come.
    */
   readonly signing: ReadonlySet<string>;
+  /**
+   * The SPIFFE IDs of the matching entries with no valid SVID held, for whatever reason: those in `signing`, those
+   * whose signing failed and is retried, those nothing signs any more (the agent banned or awaiting a new join token).
+   * A name among these is the caller's own and missing for now, not unknown: a unary answer says "retry"
+   * (UNAVAILABLE), as the Workload API does for a caller with no SVID yet, never "no such name" (NOT_FOUND).
+   */
+  readonly withoutSvid: ReadonlySet<string>;
   /** Whether the default identity's entry is among those being signed: `defaultSvid` is then undefined, shortly. */
   readonly defaultSigning: boolean;
   /** The own trust domain's bundle. */

@@ -41,7 +41,8 @@ export function fetchQuery(request: DiscoveryRequest, options: ResolvedSdsOption
 /**
  * Whether a FetchSecrets waits for the caller's SVIDs being signed before it answers (awaitsSigning): only while that
  * wait can make it succeed. The answer is all or nothing, so a named secret missing for any other reason (unknown,
- * another workload's, a failed signing) makes it NOT_FOUND however long it waits: that answer goes at once.
+ * another workload's: NOT_FOUND; a failed signing being retried: UNAVAILABLE) fails it however long it waits: that
+ * answer goes at once.
  */
 export function fetchAwaitsSigning(query: FetchQuery, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): boolean {
   if (!awaitsSigning(snapshot, query.names, query.wildcard, options)) return false;
@@ -57,9 +58,16 @@ export function fetchAwaitsSigning(query: FetchQuery, snapshot: IdentitySnapshot
  * caller. If any requested name does not resolve — unknown, or an identity the caller is not entitled to — the call
  * fails with NOT_FOUND and serves nothing; both cases get the same answer, so it reveals nothing about other
  * workloads. `nonce` is empty (non-stream xDS). The handler asks only once no name waits for an SVID being signed
- * (signing-wait.ts), or that wait is over: if every name missing then is one whose SVID is still being signed, the
- * call fails UNAVAILABLE (retry) instead.
+ * (signing-wait.ts), or that wait is over: if every name missing then is an SVID of the caller's own entries that the
+ * agent holds no valid SVID for (still being signed, or its signing failed and is retried), the call fails
+ * UNAVAILABLE (retry) instead, as the Workload API does for a caller whose SVID is not there yet: the name is right.
  */
+/** Whether `name` stands for an SVID of the caller's own entries that the agent holds no valid SVID for. */
+function ownNameWithoutSvid(snapshot: IdentitySnapshot, name: string, options: ResolvedSdsOptions): boolean {
+  if (name === options.defaultSvidName) return snapshot.entitled && snapshot.defaultSvid === undefined;
+  return snapshot.withoutSvid.has(name);
+}
+
 export function fetchResponse(query: FetchQuery, snapshot: IdentitySnapshot, options: ResolvedSdsOptions): DiscoveryResponse {
   const { mode } = query;
   const names = new Set(query.names);
@@ -78,8 +86,14 @@ export function fetchResponse(query: FetchQuery, snapshot: IdentitySnapshot, opt
     // Names of the caller's own entries whose SVIDs are still being signed once the wait is over (a slow server): the
     // secret is moments away, and NOT_FOUND would tell the caller its name is wrong, which clients do not retry. With
     // any other name among the missing the answer is NOT_FOUND however long it waits, so that is what it gets.
+    const svids = missing.length === 1 ? 'SVID' : 'SVIDs';
     if (missing.every((name) => awaitsSigning(snapshot, [name], false, options))) {
-      throw unavailable(`the ${missing.length === 1 ? 'SVID' : 'SVIDs'} for ${listed}${more} ${missing.length === 1 ? 'is' : 'are'} still being signed; retry`);
+      throw unavailable(`the ${svids} for ${listed}${more} ${missing.length === 1 ? 'is' : 'are'} still being signed; retry`);
+    }
+    // A signing that failed (meshid-server unreachable, or refusing) is retried by the agent: NOT_FOUND would tell the
+    // caller to stop asking for a name it will get.
+    if (missing.every((name) => ownNameWithoutSvid(snapshot, name, options))) {
+      throw unavailable(`the agent holds no valid ${svids} for ${listed}${more} yet (its signing failed and is retried; the agent's log says why); retry`);
     }
     throw notFound(`no secret for ${listed}${more} is available to this caller`);
   }

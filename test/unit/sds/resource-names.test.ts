@@ -36,6 +36,7 @@ function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
     defaultSvid: svids[0],
     complete: true,
     signing: new Set(),
+    withoutSvid: new Set(),
     defaultSigning: false,
     bundle: bundle('example.org'),
     federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],

@@ -19,7 +19,7 @@ function snapshot(): IdentitySnapshot {
     version: 'leaf',
   };
   const bundle: TrustBundle = { trustDomain: 'example.org', x509Authorities: [Buffer.from('root')], jwtAuthorities: [], sequence: 1 };
-  return { entitled: true, svids: [svid], defaultSvid: svid, complete: true, signing: new Set(), defaultSigning: false, bundle, federatedBundles: [] };
+  return { entitled: true, svids: [svid], defaultSvid: svid, complete: true, signing: new Set(), withoutSvid: new Set(), defaultSigning: false, bundle, federatedBundles: [] };
 }
 
 const stateOf = (snap: IdentitySnapshot, names: string[]) =>

@@ -179,6 +179,34 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
     }, {}, { clock });
   });
 
+  it('FetchSecrets naming the caller\'s own SVID whose signing failed and is retried is UNAVAILABLE at once (retry), not NOT_FOUND (a wrong name)', async () => {
+    const clock = newClock();
+    const failing = 'spiffe://example.org/failing';
+    await withHarness(
+      (c) => {
+        c.addEntry(SELECTOR_A, failing, { issued: false, signingFailed: true });
+        c.addEntry(SELECTOR_A, APP_A2);
+        c.addEntry(SELECTOR_B, APP_B);
+      },
+      async (h) => {
+        // The default (the oldest entry's) and the name itself: both the caller's, both retried.
+        for (const names of [[failing], ['default'], [failing, 'default', APP_A2]]) {
+          const refused = await fetchSecrets(h.client, { resource_names: names }, as(SELECTOR_A)).then(() => undefined, (err: grpc.ServiceError) => err);
+          assert.equal(refused?.code, grpc.status.UNAVAILABLE, `${names.join(', ')}: ${refused?.details}`);
+          assert.match(refused.details, /its signing failed and is retried; the agent's log says why\); retry$/);
+        }
+        assert.equal(h.cache.listenerCount(), 0, 'nothing waited: a failed signing is not waited for');
+        // Mixed with a name that does not resolve, or asked by another workload: NOT_FOUND, nothing revealed.
+        const mixed = await fetchSecrets(h.client, { resource_names: [failing, 'spiffe://example.org/nobody'] }, as(SELECTOR_A)).then(() => undefined, (err: grpc.ServiceError) => err);
+        assert.equal(mixed?.code, grpc.status.NOT_FOUND);
+        const other = await fetchSecrets(h.client, { resource_names: [failing] }, as(SELECTOR_B)).then(() => undefined, (err: grpc.ServiceError) => err);
+        assert.equal(other?.code, grpc.status.NOT_FOUND);
+      },
+      {},
+      { clock },
+    );
+  });
+
   it('FetchSecrets whose wait ends with a named SVID of the caller\'s still being signed is UNAVAILABLE (retry) naming it, not NOT_FOUND (a wrong name)', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
