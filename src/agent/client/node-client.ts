@@ -1,7 +1,7 @@
 import type { KeyObject } from 'node:crypto';
 import tls from 'node:tls';
 import * as grpc from '@grpc/grpc-js';
-import { failedPrecondition, unavailable, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, unavailable, type MeshidError } from '../../common/errors.js';
 import { fromServiceError, isServiceError } from '../../common/grpc-status.js';
 import { closedToCalmDown, connectionFailure, withoutEmptyResolutionNote } from '../../common/grpc/call-failure.js';
 import { loadProto } from '../../common/grpc/proto.js';
@@ -42,6 +42,33 @@ export interface NodeClientOptions {
   log: Logger;
   /** Deadline of unary calls; default 30 s. */
   deadlineMs?: number;
+  /**
+   * The OpenSSL cipher list offered to the server (TLS 1.3 suites by their TLS_ names too); default the environment's
+   * GRPC_SSL_CIPHER_SUITES, which grpc-js's own TLS credentials honour and this client's secure context
+   * (allowPartialTrustChain) would otherwise drop; unset: Node's default list.
+   */
+  cipherSuites?: string | undefined;
+}
+
+/** The variable grpc-js reads its TLS cipher list from (tls-helpers): one setting for every gRPC client in a process. */
+export const CIPHER_SUITES_VARIABLE = 'GRPC_SSL_CIPHER_SUITES';
+
+/**
+ * The cipher list, checked now: grpc-js throws on one OpenSSL matches nothing when a channel is made, which here would
+ * be the first call to the server, long after the start, with OpenSSL's "No cipher match" for a message.
+ */
+function checkedCipherSuites(ciphers: string | undefined): string | undefined {
+  if (ciphers === undefined || ciphers === '') return undefined;
+  try {
+    tls.createSecureContext({ ciphers });
+  } catch (err) {
+    throw invalidArgument(
+      `${CIPHER_SUITES_VARIABLE} (${JSON.stringify(ciphers)}) names no cipher suite this OpenSSL supports (${(err as Error).message}): ` +
+        'fix it (an OpenSSL cipher list, e.g. "ECDHE-ECDSA-AES256-GCM-SHA384:TLS_AES_256_GCM_SHA384") or unset it',
+      err,
+    );
+  }
+  return ciphers;
 }
 
 type Unary = (req: unknown, md: grpc.Metadata, options: grpc.CallOptions, cb: (err: grpc.ServiceError | null, res?: unknown) => void) => void;
@@ -80,6 +107,7 @@ export class NodeClient {
   private readonly Ctor: grpc.ServiceClientConstructor;
   private readonly log: Logger;
   private readonly deadlineMs: number;
+  private readonly ciphers: string | undefined;
   private trustDomain: string | undefined;
   private rootsPem: string | undefined;
   private identity: AgentCredentials | undefined;
@@ -91,6 +119,7 @@ export class NodeClient {
     this.Ctor = serviceClient(loadProto(AGENT_API_PROTO), NODE_SERVICE);
     this.log = options.log;
     this.deadlineMs = options.deadlineMs ?? 30_000;
+    this.ciphers = checkedCipherSuites('cipherSuites' in options ? options.cipherSuites : process.env[CIPHER_SUITES_VARIABLE]);
   }
 
   /** The trust domain whose server identity is expected, and the roots its certificate must chain to. */
@@ -189,6 +218,7 @@ export class NodeClient {
       key: this.identity ? exportPkcs8Pem(this.identity.privateKey) : undefined,
       cert: this.identity ? certificatesToPem(this.identity.chain) : undefined,
       allowPartialTrustChain: true,
+      ...(this.ciphers !== undefined ? { ciphers: this.ciphers } : {}),
     });
     const creds = grpc.credentials.createFromSecureContext(context, { checkServerIdentity: this.checkServer });
     this.client = new this.Ctor(this.options.serverAddress, creds, CHANNEL_OPTIONS);
