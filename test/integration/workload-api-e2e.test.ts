@@ -129,6 +129,22 @@ test("JWT-SVID round trip: fetch then validate; another audience, a forged signa
   }
 });
 
+test('ValidateJWTSVID takes a token with whitespace at its ends (a trailing newline from a file, a CRLF), as SPIRE\'s agent does; whitespace inside is refused', async () => {
+  const client = agent.client(10_000);
+  try {
+    const token = (await client.fetchJwtSvid(['payments'], A)).svids![0]!.svid!;
+    for (const sent of [`${token}\n`, `${token}\r\n`, `\n ${token}\t `]) {
+      const ok = await client.validateJwtSvid('payments', sent);
+      assert.equal(ok.spiffeId, A, JSON.stringify(sent));
+    }
+    const [h, p, sig] = token.split('.') as [string, string, string];
+    await assert.rejects(client.validateJwtSvid('payments', `${h}.${p}\n.${sig}`), (e) => isMeshidError(e, 'invalid_argument'));
+    await assert.rejects(client.validateJwtSvid('payments', ' \n'), (e) => isMeshidError(e, 'invalid_argument') && /svid must be specified/.test(e.message));
+  } finally {
+    client.close();
+  }
+});
+
 test('ca taint of the datacenter intermediate: the open stream promptly receives SVIDs from the new intermediate', async () => {
   const client = agent.client(20_000);
   const watch = client.watchX509Svids();

@@ -36,10 +36,17 @@ export function validateJwtSvidRequest(
 /** The claims a validated JWT-SVID's answer carries whatever its trust domain: what the JWT-SVID spec defines. */
 const ALWAYS_RETURNED_CLAIMS: ReadonlySet<string> = new Set(['sub', 'aud', 'exp']);
 
+/**
+ * ASCII whitespace around a token: what a token read from a file or a shell variable brings (a trailing newline, a
+ * CRLF). SPIRE's agent accepts CR and LF in a token (go-jose hands each part to Go's base64, which skips them), so a
+ * client moving from it may send one; whitespace inside the token is left for the parser to refuse.
+ */
+const SURROUNDING_WHITESPACE = /^[\t\n\v\f\r ]+|[\t\n\v\f\r ]+$/g;
+
 /** The two mandatory fields of ValidateJWTSVIDRequest; either empty is INVALID_ARGUMENT (SPEC-NOTES §8). */
 export function requireValidateFields(request: ValidateJwtSvidRequest): { audience: string; token: string } {
   const audience = request.audience ?? '';
-  const token = request.svid ?? '';
+  const token = (request.svid ?? '').replace(SURROUNDING_WHITESPACE, '');
   if (audience === '') throw invalidArgument('audience must be specified');
   if (token === '') throw invalidArgument('svid must be specified');
   return { audience, token };
