@@ -49,6 +49,11 @@ export class StatePersister {
   private fd: number | undefined;
   private journalBytes = 0;
   private snapshotBytes = 0;
+  /**
+   * A journal file was created and the directory fsync that makes its name durable has not succeeded yet: every
+   * append tries it again before writing, so a batch is never reported saved in a file a power cut could unname.
+   */
+  private journalNameUnsynced = false;
   /** Bundle keys already logged as left out of the state (writableBundle), by trust domain and key: once each, not at every save. */
   private readonly unstorableLogged = new Set<string>();
   private unstorableOverflowLogged = false;
@@ -183,10 +188,14 @@ export class StatePersister {
   private append(line: string): void {
     if (this.fd === undefined) {
       const file = this.journalFile();
-      const created = !fs.existsSync(file);
+      if (!fs.existsSync(file)) this.journalNameUnsynced = true;
       this.fd = fs.openSync(file, 'a', 0o600);
-      // The new name must be durable too, or a power cut could lose the journal with the batches it holds.
-      if (created) fsyncDir(this.dir);
+    }
+    // The new name must be durable too, or a power cut could lose the journal with the batches it holds. A failure
+    // fails this save, and the next one tries again (the file is open by then, so nothing else would).
+    if (this.journalNameUnsynced) {
+      fsyncDir(this.dir);
+      this.journalNameUnsynced = false;
     }
     try {
       writeFully(this.fd, line);
@@ -220,6 +229,8 @@ export class StatePersister {
     }
     try {
       fsyncDir(this.dir);
+      // Every name in the directory is durable now, a journal created earlier whose own fsync failed among them.
+      this.journalNameUnsynced = false;
     } catch (err) {
       // The new snapshot is in place and names generation `next`, while this persister still appends to the old
       // generation's journal, which that snapshot no longer reads: without a base, the next save writes a whole
