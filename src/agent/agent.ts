@@ -104,7 +104,9 @@ export class MeshidAgent {
     const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
     let agent: MeshidAgent | undefined;
     try {
-      const stored = store.loadIdentity();
+      // A damaged identity file with a join token to replace it is set aside: the agent then starts as one whose file is
+      // missing, serving its stored state while it attests again.
+      const stored = store.loadIdentity({ setAsideDamaged: config.joinToken !== undefined });
       // Read before loading: cutting a torn journal batch back (a crash during a save) makes the journal new again.
       const stateWrittenAt = store.stateWrittenAt();
       const state = store.loadState(clock.now());

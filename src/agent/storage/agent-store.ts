@@ -136,18 +136,30 @@ export class AgentStore {
   }
 
   /**
-   * The stored agent identity, or undefined when the agent never attested. A damaged file, or one a newer agent wrote,
-   * stops start-up.
+   * The stored agent identity, or undefined when the agent never attested. One a newer agent wrote stops start-up. A
+   * damaged one (a disk fault or an edit: the file is written atomically) stops it too, unless `setAsideDamaged`
+   * (the agent holds a join token to attest again with): then it is moved aside for inspection and the agent starts
+   * as one whose identity file is missing, serving its stored state while it attests, as SPIRE's agent attests again
+   * when its SVID file cannot be read. Nothing is granted that the state did not hold.
    */
-  loadIdentity(): StoredIdentity | undefined {
+  loadIdentity(options: { setAsideDamaged?: boolean } = {}): StoredIdentity | undefined {
     const bytes = this.read(IDENTITY_FILE);
     if (bytes === undefined) return undefined;
     try {
       return decodeIdentity(bytes.toString('utf8'));
     } catch (err) {
       if (isNewerStateFormat(err)) throw this.newerFormat(IDENTITY_FILE, err);
+      if (options.setAsideDamaged === true) {
+        const movedTo = path.join(this.dataDir, setAside(this.dataDir, IDENTITY_FILE, `${IDENTITY_FILE}.damaged`, 'move'));
+        fsyncDir(this.dataDir);
+        this.log.error(
+          { reason: (err as Error).message, movedTo },
+          'the stored agent identity cannot be used; the agent attests again with its configured join token, serving its stored state meanwhile',
+        );
+        return undefined;
+      }
       throw failedPrecondition(
-        `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): move it away and attest again with ${NEW_JOIN_TOKEN}`,
+        `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): start the agent with ${NEW_JOIN_TOKEN}, and it sets the file aside and attests again`,
         err,
       );
     }
