@@ -20,7 +20,7 @@ import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
 import { UncommittedKeys } from './uncommitted-keys.js';
 import { AuthorityFactory, BACKDATE_MS } from './authority-factory.js';
 import { planRotation, type CaAction, type RotationPlan } from './rotation-plan.js';
-import { nextRotationDecisionAt } from './rotation-schedule.js';
+import { nextRotationDecisionAt, preparedRootActivatesAt } from './rotation-schedule.js';
 import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle.js';
 import { issuersAbove } from './issuers-above.js';
 import { anchorsForRevokedRootsOnly, republishedAnchors, republishedAnchorWarning, rootChainsTo } from './revoked-roots.js';
@@ -287,6 +287,34 @@ export class CaManager {
     await this.serialized({ rotateRoot: true }, async () => void (before = new Set(this.authorities.keys())));
     const prepared = this.findState('root', '', 'prepared') ?? this.findState('root', '', 'active');
     return { root: prepared!.record, newlyPrepared: !before.has(prepared!.record.id) };
+  }
+
+  /**
+   * `ca activate` (SPIRE's `localauthority x509 activate`): the prepared root takes over now, in the rotation a passed
+   * activation delay would run (one journal commit), and every datacenter gets an intermediate under it at once; the
+   * replaced root stays published while its intermediates live. `alreadyActive`: `id` was the active root when this
+   * call's turn came (a retry, or the planned activation got there first), and nothing changed.
+   */
+  async activateRoot(id: string): Promise<{ root: CaRecord; alreadyActive: boolean }> {
+    let alreadyActive = false;
+    await this.serialized({ activateRoot: id }, async () => {
+      const revoked = this.revokedRoots.find((r) => r.id === id && !this.authorities.has(id));
+      if (revoked !== undefined) {
+        throw failedPrecondition(`root ${id} was revoked at ${new Date(revoked.revokedAt).toISOString()} and cannot be activated: ca activate takes the ID of the prepared root (ca show, State prepared)`);
+      }
+      alreadyActive = this.authorities.get(id)?.record.state === 'active' && this.authorities.get(id)?.record.kind === 'root';
+    });
+    return { root: this.authorities.get(id)!.record, alreadyActive };
+  }
+
+  /**
+   * When the prepared root `id` takes over unless `ca activate` comes first; undefined for any other authority. The
+   * rotation timer fires then (rotation-schedule.ts).
+   */
+  rootActivatesAt(id: string): number | undefined {
+    const a = this.authorities.get(id);
+    if (a?.record.kind !== 'root' || a.record.state !== 'prepared') return undefined;
+    return preparedRootActivatesAt(a.record, this.findState('root', '', 'active')?.record, this.settings, this.clock.now());
   }
 
   /**

@@ -1,4 +1,4 @@
-import { failedPrecondition, isMeshidError, notFound, type MeshidError } from '../../common/errors.js';
+import { failedPrecondition, invalidArgument, isMeshidError, notFound, type MeshidError } from '../../common/errors.js';
 import { shouldActivateSuccessor, shouldPrepareSuccessor } from '../../common/rotation.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
 import type { UpstreamCa } from './upstream-ca.js';
@@ -11,6 +11,12 @@ import { refuseRevokeThatKeepsTrust } from './upstream-revoke-guard.js';
 /** Operator actions applied together with the rotation decisions. */
 export interface CaAction {
   rotateRoot?: boolean;
+  /**
+   * `ca activate`: the prepared root with this ID takes over now, as if its activation delay had passed, and signs a
+   * new intermediate for every datacenter at once. The ID of the root already active is no change (a retry, or a
+   * planned activation that came first).
+   */
+  activateRoot?: string;
   taint?: string;
   /** Revoked together, in one commit: roots under one upstream PKI root leave it only as a group. */
   revoke?: readonly string[];
@@ -54,9 +60,10 @@ export async function planRotation(
   if (action.taint !== undefined) plan.applyTaint(action.taint);
   if (action.revoke !== undefined) plan.applyRevoke(action.revoke);
   plan.dropExpired();
-  const activeRoot = await plan.planRoot(action.rotateRoot === true);
+  const activating = action.activateRoot !== undefined && plan.checkActivation(action.activateRoot);
+  const activeRoot = await plan.planRoot(action.rotateRoot === true, activating ? action.activateRoot : undefined);
   plan.retireUnservedDatacenters();
-  await plan.planIntermediates(activeRoot);
+  await plan.planIntermediates(activeRoot, activating);
   plan.planJwtKey();
   plan.dropUnusedRoots();
   return plan;
@@ -170,6 +177,26 @@ export class RotationPlan {
     refuseRevokeThatKeepsTrust(root, group, live, this.state, upstreamBundle, this.now);
   }
 
+  /**
+   * `ca activate`'s refusals, against the states as they stand in this turn (a planned activation committed just
+   * before is seen). Returns whether the root is still to be activated: false when it already is the active one.
+   */
+  checkActivation(id: string): boolean {
+    const r = this.pool.get(id);
+    if (r === undefined) throw notFound(`no authority with id "${id}": ca activate takes the ID of the prepared root (ca show, State prepared)`);
+    if (r.record.kind !== 'root') {
+      throw invalidArgument(`authority ${id} is ${r.record.kind === 'jwt' ? 'a JWT key' : `the ${r.record.datacenter} intermediate`}, not a root: ca activate takes the ID of the prepared root (ca show, State prepared)`);
+    }
+    const st = this.state.get(id);
+    if (st === 'active') return false;
+    if (st !== 'prepared') {
+      const prepared = this.find('root', '', 'prepared');
+      const next = prepared !== undefined ? `the prepared root is ${prepared.record.id}` : 'no root is prepared (ca rotate-root prepares one)';
+      throw failedPrecondition(`root ${id} is ${st}, not prepared: only the prepared root can be activated, and ${next}`);
+    }
+    return true;
+  }
+
   /** Expired authorities leave the journal, the bundle and the disk (an active one is replaced first, below). */
   dropExpired(): void {
     for (const a of this.pool.values()) {
@@ -181,7 +208,7 @@ export class RotationPlan {
    * Root: prepared at half-life (or on demand), active once it has been published for rootActivationDelayMs or the
    * active one can no longer cover a full intermediate. Returns the root new intermediates are signed by.
    */
-  async planRoot(rotateRoot: boolean): Promise<LoadedAuthority> {
+  async planRoot(rotateRoot: boolean, activate?: string): Promise<LoadedAuthority> {
     const active = this.find('root', '', 'active');
     let prepared = this.find('root', '', 'prepared');
     if (rotateRoot && this.settings.upstreamCa !== undefined) {
@@ -195,6 +222,9 @@ export class RotationPlan {
       this.droppedForSource.push(prepared);
       prepared = undefined;
     }
+    const refuseDropped = (): MeshidError =>
+      failedPrecondition(`root ${activate} cannot be activated: it was dropped, since it does not come from the root source (upstream CA or meshid) the server now runs with (ca show)`);
+    if (activate !== undefined && prepared?.record.id !== activate) throw refuseDropped();
     if (active === undefined || active.record.notAfter <= this.now) {
       // None can sign (a taint, an empty journal, a server down past its end): its successor takes over at once.
       if (prepared) {
@@ -217,9 +247,11 @@ export class RotationPlan {
       return this.add(root, 'active');
     }
     const successor = await this.prepareRoot(active, prepared, rotateRoot);
+    if (activate !== undefined && successor?.record.id !== activate) throw refuseDropped();
     if (
       successor !== undefined &&
-      (this.now >= successor.record.createdAt + this.settings.rootActivationDelayMs ||
+      (successor.record.id === activate ||
+        this.now >= successor.record.createdAt + this.settings.rootActivationDelayMs ||
         shouldActivateSuccessor(this.now, active.record, this.settings.intermediateTtlMs))
     ) {
       this.set(active, 'old');
@@ -262,10 +294,10 @@ export class RotationPlan {
    * intermediate cannot be made (an upstream CA near its end) must not hold back the others, the JWT key or the
    * clean-up: its failure is reported after the rest is committed (renewalFailure).
    */
-  async planIntermediates(activeRoot: LoadedAuthority): Promise<void> {
+  async planIntermediates(activeRoot: LoadedAuthority, switchNow = false): Promise<void> {
     for (const dc of this.settings.datacenters) {
       try {
-        await this.planIntermediate(dc, activeRoot);
+        await this.planIntermediate(dc, activeRoot, switchNow);
       } catch (err) {
         if (!datacenterFailure(err)) throw err;
         this.failures.push(`datacenter ${dc}: ${err.message}`);
@@ -273,7 +305,8 @@ export class RotationPlan {
     }
   }
 
-  private async planIntermediate(dc: string, activeRoot: LoadedAuthority): Promise<void> {
+  /** `switchNow` (ca activate): an active intermediate under another root is replaced now, not when it runs out. */
+  private async planIntermediate(dc: string, activeRoot: LoadedAuthority, switchNow: boolean): Promise<void> {
     const active = this.find('intermediate', dc, 'active');
     let prepared = this.find('intermediate', dc, 'prepared');
     // A successor prepared under a root that is no longer the active one is replaced, so chains move to the new
@@ -284,6 +317,16 @@ export class RotationPlan {
       prepared = undefined;
     }
     const ttl = this.settings.longestX509SvidTtlMs;
+    if (switchNow && active !== undefined && active.cert?.authorityKeyId !== activeRoot.cert?.subjectKeyId && active.record.notAfter > this.now + ttl) {
+      // An operator activating a root wants what is signed next to chain to it. Should the new intermediate not be
+      // made, the datacenter failure is reported and the one under the previous root signs on (still published).
+      const next = prepared ?? (await this.make.newIntermediate(dc, activeRoot, this.now));
+      if (next === prepared) this.set(next, 'active');
+      else this.add(next, 'active');
+      this.set(active, 'old');
+      if (superseded !== undefined) this.removed.add(superseded.record.id);
+      return;
+    }
     if (active === undefined || active.record.notAfter <= this.now + ttl) {
       if (prepared === undefined || prepared.record.notAfter <= this.now + ttl) {
         try {

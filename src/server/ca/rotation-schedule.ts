@@ -1,4 +1,4 @@
-import { nextAuthorityDecision } from '../../common/rotation.js';
+import { nextAuthorityDecision, type Lifetime } from '../../common/rotation.js';
 import type { AuthorityKind } from './ca-journal.js';
 import type { LoadedAuthority } from './loaded-authority.js';
 import type { RotationSettings } from './rotation-plan.js';
@@ -21,6 +21,21 @@ export function nextRotationDecisionAt(authorities: ReadonlyMap<string, LoadedAu
     if (a.record.kind === 'root' && a.record.state === 'prepared') next = Math.min(next, a.record.createdAt + settings.rootActivationDelayMs);
   }
   return next;
+}
+
+/**
+ * When a prepared root takes over from `active` (rotation-plan.ts, planRoot), short of `ca activate`: once published
+ * for rootActivationDelayMs, or sooner at the first instant `active` could no longer cover a whole intermediate
+ * (shouldActivateSuccessor). Without an active root it takes over at the next rotation: `now`.
+ */
+export function preparedRootActivatesAt(
+  prepared: { createdAt: number },
+  active: Lifetime | undefined,
+  settings: Pick<ScheduleSettings, 'intermediateTtlMs' | 'rootActivationDelayMs'>,
+  now: number,
+): number {
+  if (active === undefined) return now;
+  return Math.min(prepared.createdAt + settings.rootActivationDelayMs, Math.floor(active.notAfter - settings.intermediateTtlMs) + 1);
 }
 
 /** The longest life an authority of `kind` must be able to cover for what it signs. */
