@@ -26,6 +26,8 @@ export function authorityService(
     fingerprint: ca.fingerprintOf(r.id) ?? '',
     subject: ca.subjectOf(r.id) ?? '',
     upstream_ca: ca.isUpstreamCa(r.id),
+    // Rounded up: the root is not active before the second printed.
+    activates_at: Math.ceil((ca.rootActivatesAt(r.id) ?? 0) / 1000),
   });
   const revokedToProto = (r: RevokedRootRecord) => ({
     id: r.id,
@@ -51,6 +53,13 @@ export function authorityService(
       if (newlyPrepared) log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a new root was prepared');
       else log.info({ authority: root.id, newlyPrepared }, 'root rotation requested: a root was already prepared, so no new one was made; it is returned');
       return { ...toProto(root), newly_prepared: newlyPrepared };
+    }),
+    ActivateRoot: unary(log, 'ActivateRoot', async (req: { id?: string }) => {
+      if (!req.id) throw invalidArgument('id of the prepared root to activate is required (ca show, State prepared)');
+      const { root, alreadyActive } = await ca.activateRoot(req.id);
+      if (alreadyActive) log.info({ authority: root.id }, 'root activation requested: the root was already active, nothing changed');
+      else log.info({ authority: root.id }, 'root activated: it signs a new intermediate for every datacenter now');
+      return toProto(root);
     }),
     TaintAuthority: unary(log, 'TaintAuthority', async (req: { id?: string }) => {
       if (!req.id) throw invalidArgument('id of the authority to taint is required (see ca show)');

@@ -45,6 +45,7 @@ export interface ProtoAuthority {
   fingerprint?: string;
   subject?: string;
   upstream_ca?: boolean;
+  activates_at?: number;
 }
 
 /** RotateRoot's answer: the root, and whether this call prepared it (unset from servers that predate the field). */
@@ -123,6 +124,7 @@ export interface AdminMethods {
   Authorities: {
     ListAuthorities: [Record<string, never>, ListAuthoritiesResponse];
     RotateRoot: [Record<string, never>, ProtoRotatedRoot];
+    ActivateRoot: [{ id: string }, ProtoAuthority];
     TaintAuthority: [{ id: string }, ListAuthoritiesResponse];
     RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, ListAuthoritiesResponse];
   };

@@ -18,6 +18,7 @@ function fullAuthority(a: ProtoAuthority): Required<ProtoAuthority> {
     fingerprint: a.fingerprint ?? '',
     subject: a.subject ?? '',
     upstream_ca: a.upstream_ca ?? false,
+    activates_at: a.activates_at ?? 0,
   };
 }
 
@@ -30,6 +31,8 @@ function renderAuthority(a: ProtoAuthority): string {
     // Roots belong to the whole trust domain, not to one datacenter.
     ['Datacenter', a.datacenter || '-'],
     ['State', a.state ?? ''],
+    // A prepared root only: when it takes over unless `ca activate` comes first.
+    ['Activates at', a.activates_at ? isoTime(a.activates_at) : undefined],
     ['Subject', a.subject || undefined],
     ['Not before', isoTime(a.not_before)],
     ['Not after', isoTime(a.not_after)],
@@ -95,7 +98,7 @@ const rotateRoot: Command = {
   name: 'rotate-root',
   summary:
     'Prepares a new root now: published in the bundle at once, signing intermediates after the activation delay (root_activation_delay, 24h by default; ' +
-    'there is no activate command: ca taint of the active root switches at once, as for a compromise). With a root already prepared, none is made and that one is shown.',
+    'ca show says when, ca activate switches sooner). With a root already prepared, none is made and that one is shown.',
   flags: [ADMIN_SOCKET_FLAG, OUTPUT_FLAG],
   async run(args, io) {
     const { root, newlyPrepared } = await withAdminClient(args, io.env, async (client) => {
@@ -116,6 +119,34 @@ const rotateRoot: Command = {
           ? `No new root was made: root ${root.id} was already prepared, and one is prepared at a time. It is shown below; a rotate-root once it is active prepares the next.\n\n`
           : `No new root was made: root ${root.id} (${root.state}) is shown below.\n\n`;
       io.stdout.write(already + renderAuthority(root));
+    }
+    return 0;
+  },
+};
+
+const activate: Command = {
+  name: 'activate',
+  summary:
+    'Activates the prepared root now (SPIRE\'s localauthority x509 activate), as its activation delay\'s end would: every datacenter gets an ' +
+    'intermediate under it at once, and the replaced root stays in the bundle while anything chains to it. Agents re-sign on their usual schedule.',
+  flags: [
+    { name: 'id', aliases: ['authorityID'], type: 'string', valueName: 'ID', description: 'ID of the prepared root (ca show, State prepared); required' },
+    ADMIN_SOCKET_FLAG,
+    OUTPUT_FLAG,
+  ],
+  async run(args, io) {
+    const id = args.requiredString('id', '(the prepared root, see ca show)');
+    const { root, wasActive } = await withAdminClient(args, io.env, async (client) => {
+      // The server answers alike when the root was already active (a retry, or its delay ran out first): the state it
+      // had tells the two apart.
+      const before = await client.call('Authorities', 'ListAuthorities', {});
+      const wasActive = (before.authorities ?? []).some((a) => a.id === id && a.kind === 'root' && a.state === 'active');
+      return { root: fullAuthority(await client.call('Authorities', 'ActivateRoot', { id })), wasActive };
+    });
+    if (outputFormat(args) === 'json') io.stdout.write(renderJson(root));
+    else {
+      const head = wasActive ? `Root ${root.id} was already active; nothing changed.` : `Root ${root.id} is active: it signs the intermediates now.`;
+      io.stdout.write(`${head}\n\n${renderAuthority(root)}`);
     }
     return 0;
   },
@@ -169,7 +200,7 @@ const revoke = authorityAction(
   [{ name: 'force', type: 'bool', description: 'Revoke a root even though attested agents still chain to it: they are cut off' }],
 );
 
-/** `meshid-server ca show|rotate-root|taint|revoke`: the CA journal (admin API meshid.admin.v1.Authorities). */
+/** `meshid-server ca show|rotate-root|activate|taint|revoke`: the CA journal (admin API meshid.admin.v1.Authorities). */
 export async function caCommand(argv: string[], io: CliIo): Promise<number> {
-  return runGroup('meshid-server ca', 'Inspect and rotate the certificate authorities.', [show, rotateRoot, taint, revoke], argv, io);
+  return runGroup('meshid-server ca', 'Inspect and rotate the certificate authorities.', [show, rotateRoot, activate, taint, revoke], argv, io);
 }

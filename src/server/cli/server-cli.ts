@@ -45,8 +45,8 @@ const GROUPS: readonly CommandGroup[] = [
 /** spire-server commands meshid has under another name, or not at all: answered with what to run instead. */
 const SPIRE_INSTEAD: Readonly<Record<string, string>> = {
   localauthority:
-    'spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, x509 prepare is ca rotate-root (JWT keys are prepared on their own), taint and revoke are ca taint and ca revoke; ' +
-    'there is no activate: a prepared root activates root_activation_delay (24h by default) after it was made, and ca taint of the active root switches at once, as for a compromise',
+    'spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, x509 prepare is ca rotate-root and x509 activate is ca activate --id <prepared root> ' +
+    '(JWT keys are prepared and activated on their own), taint and revoke are ca taint and ca revoke',
   upstreamauthority: 'spire-server\'s upstreamauthority is meshid-server ca (show, taint, revoke; the upstream CA is configured with --upstream-ca-cert)',
   logger: 'the log level is set when the server starts (--log-level, log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
   debug: 'meshid-server has no debug API: `ca show`, `agent count`, `entry count` and `healthcheck` report its state',

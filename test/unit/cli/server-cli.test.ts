@@ -265,8 +265,7 @@ test('spire-server commands meshid has under another name, or not at all, say wh
   assert.equal(
     local.err,
     'Error: InvalidArgument: meshid-server has no "localauthority" command: spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, ' +
-      'x509 prepare is ca rotate-root (JWT keys are prepared on their own), taint and revoke are ca taint and ca revoke; there is no activate: a prepared root activates root_activation_delay (24h by default) ' +
-      'after it was made, and ca taint of the active root switches at once, as for a compromise\n',
+      'x509 prepare is ca rotate-root and x509 activate is ca activate --id <prepared root> (JWT keys are prepared and activated on their own), taint and revoke are ca taint and ca revoke\n',
   );
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
   assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
@@ -354,10 +353,13 @@ test('bundle delete --mode delete, spire-server\'s third mode, is refused saying
   assert.equal((await run(['bundle', 'delete', '--trust-domain', 'partner.org', '--mode', 'everything'])).err, 'Error: InvalidArgument: flag --mode must be one of restrict, dissociate, got "everything"\n');
 });
 
-test('ca show --help names the states it prints, and ca rotate-root --help says how a prepared root activates, as SPIRE operators look for activate', async () => {
+test('ca show --help names the states it prints, ca rotate-root --help says how a prepared root activates, and ca --help lists activate, as SPIRE operators look for it', async () => {
   assert.match((await run(['ca', 'show', '--help'])).out, /prepared \(published, not signing yet\), active, old \(replaced; published while something chains to it\) or tainted/);
   const rotate = (await run(['ca', 'rotate-root', '--help'])).out;
-  assert.match(rotate, /root_activation_delay, 24h by default; there is no activate command: ca taint of the active root switches at once/);
+  assert.match(rotate, /root_activation_delay, 24h by default; ca show says when, ca activate switches sooner/);
+  assert.match((await run(['ca', '--help'])).out, /\bactivate\b.*Activates the prepared root now \(SPIRE's localauthority x509 activate\)/);
+  const activate = await run(['ca', 'activate', '--help']);
+  assert.match(activate.out.split('\n').find((l) => l.trimStart().startsWith('--id '))!, /\brequired\b/);
 });
 
 test('backup needs --out, marked required in its --help, and says its backup holds the CA keys', async () => {
