@@ -25,7 +25,7 @@ interface Authority {
   fingerprint: string;
 }
 
-test('kill -9 during signing, taints and root rotations never leaves keys, journal and bundle out of step', { timeout: 180_000 }, async () => {
+test('kill -9 during signing, taints, root rotations and activations never leaves keys, journal and bundle out of step', { timeout: 180_000 }, async () => {
   const { dir, cleanup } = tempDir('meshid-server-crash-');
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
   const csr = await createCsr(privateKey, publicKey);
@@ -67,9 +67,15 @@ test('kill -9 during signing, taints and root rotations never leaves keys, journ
           const list = ((await admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []) as Authority[];
           const east = list.find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active');
           assert.ok(east !== undefined, `round ${round}, batch ${i}: an active east intermediate to taint`);
+          // `ca activate` of the root the last rotate-root prepared: a new intermediate for each datacenter, one commit.
+          const prepared = list.find((a) => a.kind === 'root' && a.state === 'prepared');
           const [, , minted] = await Promise.all([
             admin.call('Authorities', 'TaintAuthority', { id: east.id }),
-            i % 3 === 0 ? admin.call('Authorities', 'RotateRoot', {}) : Promise.resolve(),
+            i % 3 === 0
+              ? admin.call('Authorities', 'RotateRoot', {})
+              : i % 3 === 1 && prepared !== undefined
+                ? admin.call('Authorities', 'ActivateRoot', { id: prepared.id })
+                : Promise.resolve(),
             admin.call('Svids', 'MintX509Svid', { csr, spiffe_id: `spiffe://example.org/crash/${round}/${i}` }),
           ]);
           assert.ok((minted.svid_chain ?? []).length >= 2, `round ${round}, batch ${i}: a minted SVID with its chain`);
