@@ -89,7 +89,8 @@ test('ca activate switches signing to the prepared root now, and ca show (pretty
   assert.equal(activated.err, '');
   assert.ok(activated.out.startsWith(`Root ${prepared.id} is active: it signs the intermediates now.\n\n`), activated.out);
   assert.match(activated.out, /^State\s*: active$/m);
-  const again = await cli(['ca', 'activate', '--id', prepared.id]);
+  // Sent again, in SPIRE's spelling: answered as done.
+  const again = await cli(['ca', 'activate', '-authorityID', prepared.id]);
   assert.equal(again.code, 0, again.err);
   assert.ok(again.out.startsWith(`Root ${prepared.id} was already active; nothing changed.\n\n`), again.out);
   const old = await cli(['ca', 'activate', '--id', firstRoot.id]);
