@@ -59,7 +59,7 @@ export function authorityService(
       const { root, alreadyActive } = await ca.activateRoot(req.id);
       if (alreadyActive) log.info({ authority: root.id }, 'root activation requested: the root was already active, nothing changed');
       else log.info({ authority: root.id }, 'root activated: it signs a new intermediate for every datacenter now');
-      return toProto(root);
+      return { root: toProto(root), already_active: alreadyActive };
     }),
     TaintAuthority: unary(log, 'TaintAuthority', async (req: { id?: string }) => {
       if (!req.id) throw invalidArgument('id of the authority to taint is required (see ca show)');

@@ -124,7 +124,7 @@ export interface AdminMethods {
   Authorities: {
     ListAuthorities: [Record<string, never>, ListAuthoritiesResponse];
     RotateRoot: [Record<string, never>, ProtoRotatedRoot];
-    ActivateRoot: [{ id: string }, ProtoAuthority];
+    ActivateRoot: [{ id: string }, { root?: ProtoAuthority; already_active?: boolean }];
     TaintAuthority: [{ id: string }, ListAuthoritiesResponse];
     RevokeAuthority: [{ id: string; ids?: string[]; force?: boolean }, ListAuthoritiesResponse];
   };

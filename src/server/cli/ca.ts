@@ -136,16 +136,13 @@ const activate: Command = {
   ],
   async run(args, io) {
     const id = args.requiredString('id', '(the prepared root, see ca show)');
-    const { root, wasActive } = await withAdminClient(args, io.env, async (client) => {
-      // The server answers alike when the root was already active (a retry, or its delay ran out first): the state it
-      // had tells the two apart.
-      const before = await client.call('Authorities', 'ListAuthorities', {});
-      const wasActive = (before.authorities ?? []).some((a) => a.id === id && a.kind === 'root' && a.state === 'active');
-      return { root: fullAuthority(await client.call('Authorities', 'ActivateRoot', { id })), wasActive };
-    });
+    const res = await withAdminClient(args, io.env, (client) => client.call('Authorities', 'ActivateRoot', { id }));
+    const root = fullAuthority(res.root ?? {});
+    // The Authority shape rotate-root prints, so a script reads either alike.
     if (outputFormat(args) === 'json') io.stdout.write(renderJson(root));
     else {
-      const head = wasActive ? `Root ${root.id} was already active; nothing changed.` : `Root ${root.id} is active: it signs the intermediates now.`;
+      // A retry, or the activation delay ran out first.
+      const head = res.already_active === true ? `Root ${root.id} was already active; nothing changed.` : `Root ${root.id} is active: it signs the intermediates now.`;
       io.stdout.write(`${head}\n\n${renderAuthority(root)}`);
     }
     return 0;
