@@ -253,7 +253,7 @@ test('a session at trace level writes no join token, JWT-SVID or private key to 
     const unknownKid = craftJwt(stranger, 'jwt-0000000000000000', -10, 300);
     const tampered = `${jwt.slice(0, -4)}${jwt.endsWith('AAAA') ? 'BBBB' : 'AAAA'}`;
     const [h, p] = jwt.split('.');
-    const malformed = [`${h}.${p}`, `${h}.${p}.!!!`, `${h}x.${p}.${jwt.split('.')[2]}`, `${jwt}.${jwt}`, `${jwt} `];
+    const malformed = [`${h}.${p}`, `${h}.${p}.!!!`, `${h}x.${p}.${jwt.split('.')[2]}`, `${jwt}.${jwt}`, `${jwt.slice(0, 12)} ${jwt.slice(12)}`];
     addJwt('an expired JWT-SVID', expired);
     addJwt('a JWT-SVID signed by an unknown key', unknownKey);
     addJwt('a JWT-SVID with an unknown kid', unknownKid);
