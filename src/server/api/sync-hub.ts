@@ -60,6 +60,9 @@ export class SyncHub {
     this.index.load(entries, revision);
     await this.reloadFederated();
     this.unsubscribe = this.ds.onChange((change) => this.enqueue(change));
+    // The entries were read in pages over several turns (listAllEntries), and a change committed meanwhile was heard by
+    // nobody: the index catches up from `revision` now rather than at the next change, which may never come.
+    if ((await this.ds.currentRevision()) !== revision) this.enqueue({ kind: 'entry', revision });
   }
 
   private enqueue(change: Change): void {

@@ -61,6 +61,29 @@ test('a hub whose index fell behind the tombstone watermark reloads every entry:
   });
 });
 
+test('an entry deleted while the hub reads its pages at start is gone from the index once the start settles, with no later change', async () => {
+  await withDatastore(async ({ ds }) => {
+    const [a, b] = (await ds.createEntries(['a', 'b'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
+    // listAllEntries lets the event loop run between its pages: here an in-process delete lands after the page that
+    // held a was read (stubbed interleaving; the read and the delete are the real datastore's).
+    const paged = Object.create(ds) as typeof ds;
+    paged.listAllEntries = async () => {
+      const all = await ds.listAllEntries();
+      await ds.deleteEntries([a!.id]);
+      return all;
+    };
+    const hub = new SyncHub(paged, 'example.org', silentLogger());
+    await hub.start();
+    try {
+      await hub.settled();
+      assert.equal(hub.index.get(a!.id), undefined, 'a, deleted during the read, is not served');
+      assertIndexHolds(hub.index, [b!]);
+    } finally {
+      hub.stop();
+    }
+  });
+});
+
 test('stopping the hub tells every subscriber, and one subscribing after the stop hears it at once', async () => {
   await withDatastore(async ({ ds }) => {
     const hub = new SyncHub(ds, 'example.org', silentLogger());
