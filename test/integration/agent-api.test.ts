@@ -138,6 +138,13 @@ test('Sync pushes authorized entries (own, node alias, transitive) as they are c
     assert.equal(signed.results[1]!.code, grpc.status.PERMISSION_DENIED);
     const jwt = await call<{ token: string }>(client, 'SignJwtSvid', { entry_id: viaAlias, audience: ['db'] });
     assert.equal(JSON.parse(Buffer.from(jwt.token.split('.')[1]!, 'base64url').toString()).sub, 'spiffe://example.org/via-alias');
+    // As for X.509: an entry of another datacenter's agents, or one that does not exist, is refused, naming the entry.
+    for (const entryId of [westOnly, 'no-such-entry']) {
+      await assert.rejects(
+        call(client, 'SignJwtSvid', { entry_id: entryId, audience: ['db'] }),
+        (e: grpc.ServiceError) => e.code === grpc.status.PERMISSION_DENIED && e.details === `entry ${entryId} is not authorized for this agent`,
+      );
+    }
     // The server bounds audiences itself, whatever the agent checked: a 1 MB audience is not signed into a token.
     await assert.rejects(
       call(client, 'SignJwtSvid', { entry_id: viaAlias, audience: ['x'.repeat(1 << 20)] }),
