@@ -10,9 +10,14 @@
  * authority (root, intermediate of either datacenter, JWT key), `ca revoke` of a tainted root or JWT key (with or
  * without --force), server outages of random length, agent restarts on the same data dir, an agent down across CA
  * changes (the revoke guard must name it; after a forced revoke it attests again with a new join token) and entry TTL changes,
- * all through the admin API. After each step, once the agents have had the chance to act (bounded real-time waits,
- * and a minute of simulated time at most, one second at a time, for their retries), the invariants hold at the
- * simulated instant:
+ * all through the admin API. Seeds with `ca activate` enabled (ACTIVATE_SEEDS, or MESHID_CA_MODEL_ACTIVATE=1) also
+ * activate the prepared root (preparing one first when there is none), send a wrong ID (unknown, an intermediate, a
+ * JWT key, an old, tainted or revoked root: refused with NOT_FOUND / INVALID_ARGUMENT / FAILED_PRECONDITION naming it)
+ * or the active root's ID (answered already_active, nothing changed), also while an agent is down; these choices come
+ * from a second random stream, so the other seeds' sequences are what they were before activate existed.
+ *
+ * After each step, once the agents have had the chance to act (bounded real-time waits, and a minute of simulated
+ * time at most, one second at a time, for their retries), the invariants hold at the simulated instant:
  *
  * - every stream's latest SVID is valid now and chains (verifyChain; `openssl verify -x509_strict -attime` at a
  *   sample of steps) to a root of the bundle that came with it; while the server is up it is not past its renewal time
@@ -33,7 +38,7 @@
  *
  * The seed and the operation log are printed on failure. MESHID_CA_MODEL_SEED=<n> replays one seed,
  * MESHID_CA_MODEL_SEEDS=<n> runs n seeds from it, MESHID_CA_MODEL_STEPS=<n> sets the steps per seed, MESHID_CA_MODEL_LOG=1
- * prints the operation log as it goes.
+ * prints the operation log as it goes, MESHID_CA_MODEL_ACTIVATE=1 adds `ca activate` to the replayed seeds.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -230,6 +235,8 @@ class Model {
   caDecisions = 0;
   /** Fingerprints (roots, intermediates) and kids (JWT keys) the model tainted or saw tainted; roots it revoked. */
   readonly revokedRoots = new Set<string>();
+  /** IDs of the roots it revoked: `ca activate` of one is refused. */
+  readonly revokedRootIds: string[] = [];
   entryIds = new Map<string, string>();
   opensslChecks = 0;
   steps = 0;
@@ -238,6 +245,8 @@ class Model {
   constructor(
     readonly seed: number,
     readonly random: () => number,
+    /** `ca activate`'s own stream: undefined leaves the seed's sequence of operations as it was before activate. */
+    readonly activateRandom?: () => number,
   ) {}
 
   /** The agents running now (one may be down across CA changes). */
@@ -311,10 +320,17 @@ class Model {
     return pemToDerList(saved.chain_pem);
   }
 
-  /** 90 % of the life of the server SVID presented now: how long it stays on a tainted root. */
+  /**
+   * Until when the server SVID presented now stays where it is: 90 % of its life on a tainted root (server-svid.ts);
+   * otherwise its half-life, when it renews under the active root, which may be one an agent that is down never saw
+   * (its root was old when the active one was tainted and replaced at once, or `ca activate` ran while it was down).
+   */
   private serverSvidHeldUntil(): number {
-    const leaf = parseCertificate(this.serverSvidChain()[0]!);
-    return leaf.notBefore + 0.9 * (leaf.notAfter - leaf.notBefore);
+    const chain = this.serverSvidChain();
+    const leaf = parseCertificate(chain[0]!);
+    const root = this.cluster.meshidServer.ca.bundle().x509Authorities.find((r) => this.chainsTo(chain, [r]));
+    const onTaintedRoot = root !== undefined && this.tainted().certs.has(fingerprint(root));
+    return leaf.notBefore + (onTaintedRoot ? 0.9 : 0.5) * (leaf.notAfter - leaf.notBefore);
   }
 
   /**
@@ -601,6 +617,7 @@ class Model {
     }
     if (offline !== undefined && a.kind === 'root' && force) offline.mayBeCutOff = true;
     if (a.kind === 'root' && a.certDer !== undefined) this.revokedRoots.add(fingerprint(a.certDer));
+    if (a.kind === 'root') this.revokedRootIds.push(a.id);
   }
 
   async outage(ms: number): Promise<void> {
@@ -662,6 +679,15 @@ class Model {
       await this.settle(`CA change ${i + 1} with agent ${a.name} down`);
       this.noteServerSvidMove();
     }
+    if (this.activateRandom !== undefined && this.activateRandom() < 0.4) {
+      await this.activate();
+      await this.settle(`ca activate with agent ${a.name} down`);
+      this.noteServerSvidMove();
+      // README: an agent down since before rotate-root holds only the old root, and needs the current bundle once the
+      // server SVID has moved to the activated one (at its next renewal).
+      const active = this.authorities().find((x) => x.kind === 'root' && x.state === 'active');
+      if (active?.certDer !== undefined && !a.rootsAtStop.has(fingerprint(active.certDer))) a.strandableFrom = Math.min(a.strandableFrom ?? Infinity, this.serverSvidHeldUntil());
+    }
     const away = Math.round(this.random() * HOUR);
     this.note(`advance ${(away / MINUTE).toFixed(0)} min with agent ${a.name} down`);
     await this.advance(away);
@@ -680,7 +706,7 @@ class Model {
       const serverSvidMoved = a.strandableFrom !== undefined && this.clock.now() >= a.strandableFrom;
       assert.ok(
         a.mayBeCutOff || (serverSvidMoved && /not a trusted root/.test(status.lastError ?? '')),
-        `agent ${a.name} cannot resync after being down ${a.strandableFrom === undefined ? 'with no root tainted' : `across a root taint, ${((a.strandableFrom - this.clock.now()) / MINUTE).toFixed(0)} min before the server SVID's 90 %`}: ${JSON.stringify(status)}`,
+        `agent ${a.name} cannot resync after being down ${a.strandableFrom === undefined ? 'with no root tainted or activated unseen' : `across a root taint or activation, ${((a.strandableFrom - this.clock.now()) / MINUTE).toFixed(0)} min before the server SVID was to move (serverSvidHeldUntil)`}: ${JSON.stringify(status)}`,
       );
       this.note(`agent ${a.name} is ${status.state}: ${status.lastError}`);
       await a.agent.stop();
@@ -701,9 +727,84 @@ class Model {
     );
   }
 
+  /**
+   * `ca activate`, drawn from its own stream: the prepared root (made first with `ca rotate-root` when there is none),
+   * a wrong ID, or the active root's ID. What activate promises is checked at once: the root is active, every
+   * datacenter's active intermediate is signed by it, and the root it replaced stays in the bundle while an
+   * intermediate it signed lives; the streams
+   * then move on their usual renewals (the invariants after the step).
+   */
+  async activate(): Promise<void> {
+    const random = this.activateRandom!;
+    const pick = <T,>(items: readonly T[]): T | undefined => (items.length === 0 ? undefined : items[Math.floor(random() * items.length)]);
+    const r = random();
+    const roots = this.authorities().filter((a) => a.kind === 'root');
+    if (r < 0.6) {
+      if (!roots.some((a) => a.state === 'prepared')) await this.rotateRoot();
+      const prepared = this.authorities().find((a) => a.kind === 'root' && a.state === 'prepared');
+      if (prepared === undefined) return;
+      const before = this.authorities().find((a) => a.kind === 'root' && a.state === 'active');
+      const res = await this.admin(`ca activate ${prepared.id} (prepared)`, () => this.cluster.admin.call('Authorities', 'ActivateRoot', { id: prepared.id }));
+      assert.ok(!(res instanceof Error), `ca activate of the prepared root ${prepared.id} refused: ${(res as Error).message}`);
+      assert.equal(res.root?.id, prepared.id);
+      assert.equal(res.root?.state, 'active');
+      assert.equal(res.already_active ?? false, false, 'ca activate of the prepared root answered already_active');
+      const now = this.authorities();
+      assert.equal(now.find((a) => a.id === prepared.id)?.state, 'active', 'the activated root is the active one');
+      const rootKey = parseCertificate(prepared.certDer!).subjectKeyId;
+      for (const dc of ['east', 'west']) {
+        const im = now.find((a) => a.kind === 'intermediate' && a.datacenter === dc && a.state === 'active');
+        assert.ok(im?.certDer !== undefined && parseCertificate(im.certDer).authorityKeyId === rootKey, `after ca activate, ${dc}'s active intermediate (${im?.id}) is signed by ${prepared.id}`);
+      }
+      // The replaced root stays published while an intermediate it signed lives (one activated on its delay's end
+      // may have signed none yet: each datacenter moves when its intermediate is next renewed).
+      const beforeKey = before?.certDer === undefined ? undefined : parseCertificate(before.certDer).subjectKeyId;
+      const signed = now.filter((a) => a.kind === 'intermediate' && a.certDer !== undefined && parseCertificate(a.certDer).authorityKeyId === beforeKey);
+      if (before?.certDer !== undefined && signed.length > 0) {
+        const bundle = this.cluster.meshidServer.ca.bundle().x509Authorities.map(fingerprint);
+        assert.ok(bundle.includes(fingerprint(before.certDer)), `the root ${before.id} that ca activate replaced stays in the bundle while its intermediates (${signed.map((a) => a.id).join(', ')}) live`);
+      }
+      return;
+    }
+    if (r < 0.8) {
+      const intermediate = pick(this.authorities().filter((a) => a.kind === 'intermediate'));
+      const jwt = pick(this.authorities().filter((a) => a.kind === 'jwt'));
+      const notPrepared = pick(roots.filter((a) => a.state !== 'prepared' && a.state !== 'active'));
+      const wrong: Array<{ id: string; what: string; code: string }> = [
+        { id: 'root-0000', what: 'unknown', code: 'not_found' },
+        ...(intermediate ? [{ id: intermediate.id, what: `${intermediate.datacenter} intermediate`, code: 'invalid_argument' }] : []),
+        ...(jwt ? [{ id: jwt.id, what: 'JWT key', code: 'invalid_argument' }] : []),
+        ...(notPrepared ? [{ id: notPrepared.id, what: `${notPrepared.state} root`, code: 'failed_precondition' }] : []),
+        ...this.revokedRootIds.slice(-1).map((id) => ({ id, what: 'revoked root', code: 'failed_precondition' })),
+      ];
+      const w = pick(wrong)!;
+      const before = JSON.stringify(this.authorities().map((a) => [a.id, a.state]));
+      const res = await this.admin(`ca activate ${w.id} (${w.what})`, () => this.cluster.admin.call('Authorities', 'ActivateRoot', { id: w.id }));
+      assert.ok(res instanceof Error, `ca activate of the ${w.what} ${w.id} was not refused`);
+      assert.equal(res.code, w.code, `ca activate of the ${w.what} ${w.id}: ${res.message}`);
+      assert.ok(res.message.includes(w.id), `the refusal names ${w.id}: ${res.message}`);
+      assert.equal(JSON.stringify(this.authorities().map((a) => [a.id, a.state])), before, 'a refused ca activate changed nothing');
+      return;
+    }
+    const active = roots.find((a) => a.state === 'active');
+    if (active === undefined) return;
+    const before = JSON.stringify(this.authorities().map((a) => [a.id, a.state]));
+    const res = await this.admin(`ca activate ${active.id} (already active)`, () => this.cluster.admin.call('Authorities', 'ActivateRoot', { id: active.id }));
+    assert.ok(!(res instanceof Error), `ca activate of the active root refused: ${(res as Error).message}`);
+    assert.equal(res.already_active, true, 'ca activate of the active root answers already_active');
+    assert.equal(JSON.stringify(this.authorities().map((a) => [a.id, a.state])), before, 'ca activate of the active root changed nothing');
+  }
+
   /** One random operation, then the invariants. */
   async step(): Promise<void> {
     this.steps++;
+    if (this.activateRandom !== undefined && this.activateRandom() < 0.3) await this.activate();
+    else await this.randomOperation();
+    await this.settle(`step ${this.steps}`);
+    await this.check({ openssl: this.random() < 0.2 });
+  }
+
+  private async randomOperation(): Promise<void> {
     const r = this.random();
     if (r < 0.3) {
       // Minutes to half a day, skewed short.
@@ -719,13 +820,11 @@ class Model {
     else if (r < 0.87) await this.restartAgent(this.pick(this.agents())!);
     else if (r < 0.93) await this.offlineAcrossCaChanges();
     else await this.changeTtl();
-    await this.settle(`step ${this.steps}`);
-    await this.check({ openssl: this.random() < 0.2 });
   }
 }
 
-async function runSeed(seed: number, steps: number): Promise<Model> {
-  const model = new Model(seed, seededRandom(seed));
+async function runSeed(seed: number, steps: number, activate: boolean): Promise<Model> {
+  const model = new Model(seed, seededRandom(seed), activate ? seededRandom(seed ^ 0x5ac7) : undefined);
   try {
     await model.setUp();
     await model.check({ openssl: true });
@@ -733,7 +832,7 @@ async function runSeed(seed: number, steps: number): Promise<Model> {
     return model;
   } catch (err) {
     const e = err as Error;
-    e.message = `seed ${seed} (MESHID_CA_MODEL_SEED=${seed} MESHID_CA_MODEL_STEPS=${steps}), step ${model.steps}: ${e.message}\noperation log:\n  ${model.log.join('\n  ')}`;
+    e.message = `seed ${seed} (MESHID_CA_MODEL_SEED=${seed} MESHID_CA_MODEL_STEPS=${steps}${activate ? ' MESHID_CA_MODEL_ACTIVATE=1' : ''}), step ${model.steps}: ${e.message}\noperation log:\n  ${model.log.join('\n  ')}`;
     throw e;
   } finally {
     await model.tearDown();
@@ -750,12 +849,22 @@ const stepCount = Number(process.env['MESHID_CA_MODEL_STEPS'] ?? 15);
  * leaving a tainted root at its half-life; an agent cut off by a revoke while down never re-attesting).
  */
 const FIXED_SEEDS = [104, 102];
-const seeds = envSeed !== undefined ? Array.from({ length: seedCount }, (_, i) => Number(envSeed) + i) : FIXED_SEEDS;
+/**
+ * Seeds run with `ca activate` (see the file's comment; ~20 s together): 209 activates four times, once with an agent
+ * down, and sends an old root's, an intermediate's and the active root's ID; 213 activates three times and sends an
+ * unknown ID, an intermediate's and an old root's.
+ */
+const ACTIVATE_SEEDS = [209, 213];
+const seeds: Array<{ seed: number; activate: boolean }> =
+  envSeed !== undefined
+    ? Array.from({ length: seedCount }, (_, i) => ({ seed: Number(envSeed) + i, activate: process.env['MESHID_CA_MODEL_ACTIVATE'] === '1' }))
+    : [...FIXED_SEEDS.map((seed) => ({ seed, activate: false })), ...ACTIVATE_SEEDS.map((seed) => ({ seed, activate: true }))];
 
-for (const seed of seeds) {
-  test(`CA lifecycle model, seed ${seed}, ${stepCount} steps: rotations, taints, revokes, outages, agent restarts and TTL changes keep every stream's SVIDs valid, renewed and verifiable across datacenters`, async (t) => {
-    const model = await runSeed(seed, stepCount);
-    t.diagnostic(`seed ${seed}: ${model.steps} steps over ${model.at()}, ${model.opensslChecks} openssl samples; ${model.log.filter((l) => / ok$| refused /.test(l)).length} admin calls`);
+for (const { seed, activate } of seeds) {
+  test(`CA lifecycle model, seed ${seed}, ${stepCount} steps: rotations, taints, revokes, outages, agent restarts${activate ? ', TTL changes and ca activate (prepared, wrong and active IDs)' : ' and TTL changes'} keep every stream's SVIDs valid, renewed and verifiable across datacenters`, async (t) => {
+    const model = await runSeed(seed, stepCount, activate);
+    const activations = model.log.filter((l) => /ca activate \S+ \(prepared\): ok$/.test(l)).length;
+    t.diagnostic(`seed ${seed}: ${model.steps} steps over ${model.at()}, ${model.opensslChecks} openssl samples; ${model.log.filter((l) => / ok$| refused /.test(l)).length} admin calls${activate ? `, ${activations} activations` : ''}`);
     assert.equal(model.steps, stepCount);
   });
 }
