@@ -34,7 +34,9 @@
  * 2 h an agent SVID has left (longer ones need new join tokens by design); an X.509 stream whose default identity had
  * no valid SVID for 30 s ends UNAVAILABLE (identity-stream.ts) and the model reconnects it like a client; an agent down
  * across a root taint may be stranded once the server SVID left the tainted root (at 90 % of its life, or at once when
- * no root it knew can sign), and is then given a new join token and the current bundle, as README says.
+ * no root it knew can sign; at its half-life when it was on an old root, not the tainted one), and one down across
+ * `ca activate` of a root it never saw once the server SVID renews under it; it is then given a new join token and the
+ * current bundle, as README says.
  *
  * The seed and the operation log are printed on failure. MESHID_CA_MODEL_SEED=<n> replays one seed,
  * MESHID_CA_MODEL_SEEDS=<n> runs n seeds from it, MESHID_CA_MODEL_STEPS=<n> sets the steps per seed, MESHID_CA_MODEL_LOG=1
