@@ -52,8 +52,11 @@ test('ca rotate-root --output json says newly_prepared: true for the root it mad
       const json = await s.cli(['ca', 'rotate-root', '--output', 'json']);
       assert.equal(json.code, 0, json.err);
       const doc = JSON.parse(json.out) as Record<string, unknown>;
-      assert.deepEqual(Object.keys(doc), ['id', 'kind', 'datacenter', 'state', 'not_before', 'not_after', 'fingerprint', 'subject', 'upstream_ca', 'newly_prepared']);
+      assert.deepEqual(Object.keys(doc), ['id', 'kind', 'datacenter', 'state', 'not_before', 'not_after', 'fingerprint', 'subject', 'upstream_ca', 'activates_at', 'newly_prepared']);
       assert.equal(doc['state'], 'prepared');
+      // A prepared root says when it takes over unless ca activate comes first (after now, within the activation delay).
+      assert.equal(typeof doc['activates_at'], 'number');
+      assert.ok((doc['activates_at'] as number) * 1000 > Date.now(), 'a prepared root activates later');
       assert.equal(doc['newly_prepared'], true);
     } finally {
       await s.stop();
