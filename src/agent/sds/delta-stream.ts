@@ -25,6 +25,16 @@ import { NO_NAMES } from './waiting-names.js';
 const RESEND = '';
 
 /**
+ * How many unanswered responses beyond the parts of the stream's largest split keep their nonce: a NACK of one is
+ * logged and counted, an answer to an older one is stale. Pushes are written one at a time, each computed from the
+ * state when the last write completed, so 16 is far more than a client that answers lags behind. The parts of a
+ * split come on top: a part ends when the next secret does not fit, so two parts in a row carry more than
+ * DELTA_RESPONSE_BYTES, and the nonces a stream keeps for a client that never answers are bounded by what its
+ * largest answer weighed (about two a MiB, plus 16), never by how long the stream lasts.
+ */
+const UNANSWERED_PUSHES = 16;
+
+/**
  * One DeltaSecrets (incremental) stream (SPEC-NOTES §11):
  * - Per-resource versions are content-derived (resourceVersion, shared via secret-memo), equal across streams and reconnects.
  * - `initial_resource_versions` (first request only) seeds what the client holds: a listed name whose version still
@@ -42,7 +52,8 @@ const RESEND = '';
  * - An empty subscribe list on the first request (the legacy wildcard, whatever it unsubscribes) or subscribing `*`
  *   is a wildcard: every name that resolves for the caller; a name leaving that set is removed. Unsubscribing `*`
  *   ends it, and it never comes back but by subscribing `*`.
- * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes.
+ * - ACK/NACK are per nonce; a NACK is logged and counted and nothing is resent until something changes. Every part
+ *   of a split keeps its nonce until answered (UNANSWERED_PUSHES).
  *   Subscription changes are honoured whatever nonce the request carries.
  * - A name never appears twice in a response, nor in both `resources` and `removed_resources`.
  * - What is due goes in responses of at most DELTA_RESPONSE_BYTES (but one secret larger than that alone), written one
@@ -58,8 +69,12 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
   /** What the client holds: name → version (RESEND for a name it subscribed to again). */
   private known = new Map<string, string>();
   private nonceCounter = 0;
-  /** Nonces sent and not yet answered; bounded, since responses are written one at a time. */
+  /** Nonces sent and not yet answered, oldest first; at most UNANSWERED_PUSHES + largestSplit of them. */
   private outstanding = new Set<string>();
+  /** The parts of the split being sent: the responses written back to back since the last one that left nothing due. */
+  private splitParts = 0;
+  /** The most parts one split of this stream had (1 until a response is cut at DELTA_RESPONSE_BYTES). */
+  private largestSplit = 1;
   /** The subscribed names that resolved to nothing in the last look at the state. */
   private unresolved: readonly string[] = NO_NAMES;
 
@@ -188,13 +203,21 @@ export class DeltaStream extends SecretStream<DeltaDiscoveryRequest, DeltaDiscov
       }
     }
     this.unresolved = unresolved ?? NO_NAMES;
+    // A response after one that left something due is the next part of that split, whatever else it carries.
+    const part = this.splitParts + 1;
+    this.splitParts = deferred ? part : 0;
     if (resources.length === 0 && removed.length === 0) return undefined;
     if (deferred) this.continueAfterWrite();
+    if (part > this.largestSplit) this.largestSplit = part;
 
     const nonce = String(++this.nonceCounter);
     this.outstanding.add(nonce);
-    // A client that never answers must not grow this set: the oldest unanswered nonces are dropped.
-    if (this.outstanding.size > 16) this.outstanding.delete(this.outstanding.values().next().value as string);
+    // A client that never answers must not grow this set, so the oldest unanswered nonces are dropped; but not before
+    // every part of a split can be answered, with room for pushes after it: the parts are written without waiting
+    // for ACKs, and a NACK of the first part of a 40-part split arrives after the 40th is sent.
+    while (this.outstanding.size > UNANSWERED_PUSHES + this.largestSplit) {
+      this.outstanding.delete(this.outstanding.values().next().value as string);
+    }
     // Every watched name was sent or removed above, or waits for the next response, which `known` holds as the client
     // does (a RESEND among them is one it holds): it is what the client holds.
     return { system_version_info: stateVersion(this.known), resources, type_url: SECRET_TYPE_URL, nonce, removed_resources: removed };

@@ -10,7 +10,22 @@ import {
   spiffeTrustDomains,
   type DeltaDiscoveryResponse,
 } from '../../support/sds-client.js';
-import { APP_A, APP_A2, APP_B, as, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, TD, trustDomainsForSuite, UNREGISTERED, registerA } from './sds-harness.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
+import {
+  APP_A,
+  APP_A2,
+  APP_B,
+  as,
+  eventually,
+  FOREIGN_TD,
+  SELECTOR_A,
+  SELECTOR_B,
+  startSdsHarness,
+  TD,
+  trustDomainsForSuite,
+  UNREGISTERED,
+  registerA,
+} from './sds-harness.js';
 
 const NODE = envoyNode();
 
@@ -362,6 +377,62 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
         client.cancel();
       },
     );
+  });
+
+  it('a NACK of any part of a split longer than 16 parts is logged and counted; a client that never answers keeps a bounded set', async () => {
+    // Twenty federated trust domains of ~0.7 MB of roots each: two never fit in one ~1 MiB response, so the answer is
+    // twenty-one parts written back to back, and the client answers only once it has them all, as Envoy does when
+    // its ACKs trail the agent's writes.
+    const domains = Array.from({ length: 20 }, (_, i) => `fed${i}.example`);
+    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
+    const { log, records } = capturingLogger('agent');
+    const h = await startSdsHarness(
+      suite.ca,
+      (c) => {
+        c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
+        for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
+      },
+      {},
+      log,
+    );
+    try {
+      const names = ['default', ...domains.map((td) => `spiffe://${td}`)];
+      const client = new DeltaClient(h.client, as(SELECTOR_A));
+      client.request({ node: NODE, subscribe: names });
+      const parts: DeltaDiscoveryResponse[] = [];
+      const got = new Set<string>();
+      while (got.size < names.length) {
+        const r = await client.next(20_000);
+        parts.push(r);
+        for (const name of shape(r).versions.keys()) got.add(name);
+      }
+      assert.ok(parts.length > 17, `${parts.length} parts`);
+      client.nack(parts[0]!, 'Failed to load trusted CA certificates from <inline>');
+      for (const r of parts.slice(1)) client.ack(r);
+      const answered = (): number => h.service.stats().acks + h.service.stats().nacks + h.service.stats().staleRequests;
+      await eventually(() => answered() === parts.length, 'every answer to be handled');
+      assert.deepEqual(
+        { acks: h.service.stats().acks, nacks: h.service.stats().nacks, stale: h.service.stats().staleRequests },
+        { acks: parts.length - 1, nacks: 1, stale: 0 },
+        'no part\'s answer is taken for stale',
+      );
+      const nacks = records().filter((r) => r.level === LEVEL.warn && /NACK/.test(r.msg));
+      assert.deepEqual(nacks.map((r) => [r['nonce'], r['detail']]), [[parts[0]!.nonce, 'Failed to load trusted CA certificates from <inline>']]);
+
+      // A client that stops answering: pushes keep their nonces as long as a split's parts did, then the oldest go.
+      const pushes: DeltaDiscoveryResponse[] = [];
+      for (let i = 0; i < 16 + parts.length + 1; i++) {
+        h.cache.rotate(APP_A);
+        pushes.push(await client.next());
+      }
+      client.ack(pushes[0]!);
+      client.ack(pushes[pushes.length - 1]!);
+      await eventually(() => answered() === parts.length + 2, 'both answers');
+      assert.equal(h.service.stats().staleRequests, 1, 'the oldest unanswered push was let go');
+      client.cancel();
+    } finally {
+      await h.close();
+    }
   });
 
   it('duplicate names in one request yield one resource', async () => {
