@@ -21,7 +21,7 @@ import type { AgentConfig } from './config.js';
 import { WorkloadEndpoint } from './endpoints/workload-endpoint.js';
 import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { agentHealthProbe } from './agent-health.js';
-import { AgentStore } from './storage/agent-store.js';
+import { AgentStore, DamagedIdentity } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
 import type { WithdrawnState } from './storage/state-persister.js';
 import type { StoredState } from './storage/stored-state.js';
@@ -104,9 +104,13 @@ export class MeshidAgent {
     const store = AgentStore.open(config.dataDir, log.child({ subsystem: 'storage' }));
     let agent: MeshidAgent | undefined;
     try {
-      // A damaged identity file with a join token to replace it is set aside: the agent then starts as one whose file is
-      // missing, serving its stored state while it attests again.
-      const stored = store.loadIdentity({ setAsideDamaged: config.joinToken !== undefined });
+      // A damaged identity file is replaced by attesting again with the join token; the agent then starts as one whose
+      // file is missing, serving its stored state meanwhile. Everything that could stop it is decided before the file
+      // is moved: an agent that cannot attest again keeps the file where the operator left it.
+      const found = store.loadIdentity({ damaged: 'return' });
+      const damaged = found instanceof DamagedIdentity ? found : undefined;
+      const stored = found instanceof DamagedIdentity ? undefined : found;
+      if (damaged !== undefined && config.joinToken === undefined) throw damaged.refusal();
       // Read before loading: cutting a torn journal batch back (a crash during a save) makes the journal new again.
       const stateWrittenAt = store.stateWrittenAt();
       const state = store.loadState(clock.now());
@@ -117,9 +121,16 @@ export class MeshidAgent {
           throw noJoinToken(config.dataDir);
         }
         if (fileRoots === undefined && state === undefined && !config.insecureBootstrap) {
-          throw failedPrecondition('no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap');
+          throw failedPrecondition(
+            damaged === undefined
+              ? 'no trust bundle to authenticate meshid-server with: pass --trust-bundle FILE (meshid-server bundle show) or --insecure-bootstrap'
+              : `${damaged.file} cannot be used (${damaged.reason}), and the agent holds no other trust bundle to authenticate ` +
+                  'meshid-server with when it attests again (no stored state): pass --trust-bundle FILE (meshid-server bundle show) ' +
+                  'or --insecure-bootstrap. The file is left as it is',
+          );
         }
       }
+      if (damaged !== undefined) store.setIdentityAside(damaged);
 
       const client = new NodeClient({ serverAddress: config.serverAddress, log: log.child({ subsystem: 'server-client' }) });
       let connection: ServerConnection | undefined;

@@ -76,6 +76,25 @@ function snapshotRestores(bytes: Buffer, now: number): boolean {
 
 /** The agent's own SVID and key: an agent without it needs a join token to start. */
 export const IDENTITY_FILE = 'agent-svid.json';
+
+/** An agent-svid.json that cannot be decoded (a disk fault or an edit: the agent writes it atomically), left in place. */
+export class DamagedIdentity {
+  constructor(
+    /** The file's path. */
+    readonly file: string,
+    /** Why it cannot be used, as the decoder said. */
+    readonly reason: string,
+    readonly cause: unknown,
+  ) {}
+
+  /** Why the agent cannot start on it, and what to do: attest again with a new join token. */
+  refusal(): MeshidError {
+    return failedPrecondition(
+      `${this.file} cannot be used (${this.reason}): start the agent with ${NEW_JOIN_TOKEN}, and it sets the file aside and attests again`,
+      this.cause,
+    );
+  }
+}
 const STATE_FILE = 'state.json';
 const LOCK_FILE = 'agent.lock';
 
@@ -137,32 +156,50 @@ export class AgentStore {
 
   /**
    * The stored agent identity, or undefined when the agent never attested. One a newer agent wrote stops start-up. A
-   * damaged one (a disk fault or an edit: the file is written atomically) stops it too, unless `setAsideDamaged`
-   * (the agent holds a join token to attest again with): then it is moved aside for inspection and the agent starts
-   * as one whose identity file is missing, serving its stored state while it attests, as SPIRE's agent attests again
-   * when its SVID file cannot be read. Nothing is granted that the state did not hold.
+   * damaged one (a disk fault or an edit: the file is written atomically) stops it too, unless `damaged: 'return'`:
+   * then it is returned as a DamagedIdentity, left where it is, for the caller to decide (before anything is moved)
+   * whether the agent can attest again, and to set it aside with setIdentityAside if so.
    */
-  loadIdentity(options: { setAsideDamaged?: boolean } = {}): StoredIdentity | undefined {
+  loadIdentity(): StoredIdentity | undefined;
+  loadIdentity(options: { damaged: 'return' }): StoredIdentity | DamagedIdentity | undefined;
+  loadIdentity(options: { damaged?: 'return' } = {}): StoredIdentity | DamagedIdentity | undefined {
     const bytes = this.read(IDENTITY_FILE);
     if (bytes === undefined) return undefined;
     try {
       return decodeIdentity(bytes.toString('utf8'));
     } catch (err) {
       if (isNewerStateFormat(err)) throw this.newerFormat(IDENTITY_FILE, err);
-      if (options.setAsideDamaged === true) {
-        const movedTo = path.join(this.dataDir, setAside(this.dataDir, IDENTITY_FILE, `${IDENTITY_FILE}.damaged`, 'move'));
-        fsyncDir(this.dataDir);
-        this.log.error(
-          { reason: (err as Error).message, movedTo },
-          'the stored agent identity cannot be used; the agent attests again with its configured join token, serving its stored state meanwhile',
-        );
-        return undefined;
-      }
+      const damaged = new DamagedIdentity(path.join(this.dataDir, IDENTITY_FILE), (err as Error).message, err);
+      if (options.damaged === 'return') return damaged;
+      throw damaged.refusal();
+    }
+  }
+
+  /**
+   * Moves a damaged agent identity aside for inspection (agent-svid.json.damaged), made durable: the agent then
+   * starts as one whose identity file is missing, serving its stored state while it attests again with its join
+   * token, as SPIRE's agent attests again when its SVID file cannot be read. Nothing is granted that the state did
+   * not hold. A move that fails (a file system that refuses it, the file a mount point) is thrown as
+   * failed_precondition naming the file, the data dir, the cause and what to do.
+   */
+  setIdentityAside(damaged: DamagedIdentity): void {
+    let movedTo: string;
+    try {
+      movedTo = path.join(this.dataDir, setAside(this.dataDir, IDENTITY_FILE, `${IDENTITY_FILE}.damaged`, 'move'));
+      fsyncDir(this.dataDir);
+    } catch (err) {
+      const cause = storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err));
       throw failedPrecondition(
-        `${path.join(this.dataDir, IDENTITY_FILE)} cannot be used (${(err as Error).message}): start the agent with ${NEW_JOIN_TOKEN}, and it sets the file aside and attests again`,
+        `${damaged.file} cannot be used (${damaged.reason}) and cannot be moved aside in the data dir ${this.dataDir} ` +
+          `to attest again: ${cause}. Make ${this.dataDir} writable by meshid-agent (it saves its identity and state ` +
+          `there), or move ${IDENTITY_FILE} out of it yourself, then start the agent again with its join token`,
         err,
       );
     }
+    this.log.error(
+      { reason: damaged.reason, movedTo },
+      'the stored agent identity cannot be used; the agent attests again with its configured join token, serving its stored state meanwhile',
+    );
   }
 
   /**
