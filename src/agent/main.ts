@@ -33,8 +33,9 @@ exitOnBrokenPipe(process.stdout);
 // One `Error: …` line per failure, not grpc-js's own lines around it; `run` routes them into its log instead.
 quietGrpcJsLogForCli(process.env);
 
-// exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
-process.exitCode = await runBinary(
+// exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends. Not a top-level await:
+// the executable is bundled as a CommonJS script so that it can start from a V8 code cache (scripts/bundle.mjs).
+void runBinary(
   'meshid-agent',
   'meshid-agent: SPIFFE Workload API and Envoy SDS for the workloads of this host.',
   GROUPS,
@@ -50,4 +51,6 @@ process.exitCode = await runBinary(
     },
   },
   SPIRE_INSTEAD,
-);
+).then((code) => {
+  process.exitCode = code;
+});

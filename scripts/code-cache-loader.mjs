@@ -1,0 +1,52 @@
+#!/usr/bin/env node
+// An executable's entry (written into dist/bin by scripts/bundle.mjs beside the CommonJS bundle it runs): compiles the
+// bundle with the V8 code cache made for it at build time, so that a start deserializes compiled code instead of
+// parsing ~1.7 MB of JavaScript (Node 20 has no module.enableCompileCache; bench/README.md, P6).
+//
+// The cache file starts with the SHA-256 of the exact bundle it was made for; another bundle's cache is not offered to
+// V8, and V8 itself refuses one from another Node version or other V8 flags. Without a usable cache the bundle is
+// compiled from its source, as a plain start would. With --enable-source-maps the bundle is loaded through require(),
+// whose source map support a vm.Script does not have on Node 20, so stack traces name the TypeScript sources.
+//
+// MESHID_CODE_CACHE_REPORT=1 says on stderr which way the bundle was loaded (the tests read it). scripts/bundle.mjs
+// makes the cache by running the executable once with MESHID_CODE_CACHE_WRITE=1: it is written when that run exits.
+import { createHash } from 'node:crypto';
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import vm from 'node:vm';
+
+const bundle = fileURLToPath(new URL(__BUNDLE__, import.meta.url));
+const cacheFile = `${bundle}.cache`;
+const DIGEST_BYTES = 32;
+const require = createRequire(bundle);
+const report = (how) => {
+  if (process.env.MESHID_CODE_CACHE_REPORT === '1') process.stderr.write(`code cache: ${how}\n`);
+};
+
+if (process.sourceMapsEnabled) {
+  report('not used (source maps enabled)');
+  require(bundle);
+} else {
+  const source = fs.readFileSync(bundle);
+  const digest = createHash('sha256').update(source).digest();
+  let cachedData;
+  try {
+    const cache = fs.readFileSync(cacheFile);
+    if (cache.length > DIGEST_BYTES && digest.equals(cache.subarray(0, DIGEST_BYTES))) cachedData = cache.subarray(DIGEST_BYTES);
+    else report('made for another bundle');
+  } catch {
+    report('absent');
+  }
+  // Node's own CommonJS wrapper, on the bundle's first line: line numbers in stack traces stay the bundle's.
+  const wrapped = `(function (exports, require, module, __filename, __dirname) {${source.toString('utf8')}\n})`;
+  const script = new vm.Script(wrapped, { filename: bundle, ...(cachedData !== undefined && { cachedData }) });
+  if (cachedData !== undefined) report(script.cachedDataRejected ? 'rejected by V8' : 'used');
+  if (process.env.MESHID_CODE_CACHE_WRITE === '1') {
+    // At exit, so that the cache holds every function the run compiled, not only the top level.
+    process.once('exit', () => fs.writeFileSync(cacheFile, Buffer.concat([digest, script.createCachedData()])));
+  }
+  const module = { exports: {}, id: bundle, filename: bundle, loaded: false };
+  script.runInThisContext()(module.exports, require, module, bundle, path.dirname(bundle));
+}

@@ -1,0 +1,97 @@
+/**
+ * meshid-agent as shipped starts from the V8 code cache scripts/bundle.mjs made for its bundle
+ * (scripts/code-cache-loader.mjs), and without it — absent, made for another bundle, refused by V8 — starts all the
+ * same from the bundle's source. With --enable-source-maps it loads the bundle so that its source map applies.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import { packageRoot } from '../../src/common/paths.js';
+import { AGENT_MAIN } from '../support/cluster.js';
+import { runNode } from '../support/server-process.js';
+
+const REPORT = { MESHID_CODE_CACHE_REPORT: '1', NODE_OPTIONS: '' };
+const shipped = path.dirname(AGENT_MAIN);
+
+/** dist/bin's agent files copied to a dir beside it (the bundle finds the package from its own place), then `change`d. */
+async function withCopy(change: (dir: string) => void, check: (main: string) => Promise<void>): Promise<void> {
+  const dir = fs.mkdtempSync(path.join(packageRoot, 'dist', 'code-cache-test-'));
+  try {
+    for (const file of ['meshid-agent.mjs', 'meshid-agent.cjs', 'meshid-agent.cjs.cache']) fs.copyFileSync(path.join(shipped, file), path.join(dir, file));
+    change(dir);
+    await check(path.join(dir, 'meshid-agent.mjs'));
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+}
+
+async function versionLoadedAs(main: string): Promise<string> {
+  const r = await runNode(main, ['--version'], REPORT);
+  assert.equal(r.code, 0, r.err);
+  assert.match(r.out, /^meshid-agent \S+\n$/);
+  return r.err;
+}
+
+test('meshid-agent as built starts from the code cache made for its bundle', async () => {
+  assert.equal(await versionLoadedAs(AGENT_MAIN), 'code cache: used\n');
+});
+
+test('meshid-agent without its code cache starts from the bundle source', async () => {
+  await withCopy(
+    (dir) => fs.rmSync(path.join(dir, 'meshid-agent.cjs.cache')),
+    async (main) => assert.equal(await versionLoadedAs(main), 'code cache: absent\n'),
+  );
+});
+
+test('a code cache made for another bundle is not offered to V8: a changed bundle runs as changed', async () => {
+  await withCopy(
+    // The embedded version's first character changed: the same length, so V8's own check (which compares the source's
+    // length, not its text) would take the cache and run the old code.
+    (dir) => {
+      const bundle = path.join(dir, 'meshid-agent.cjs');
+      const source = fs.readFileSync(bundle, 'utf8');
+      const version = /return true \? "(\d)/.exec(source);
+      assert.ok(version, 'the bundle embeds its version');
+      fs.writeFileSync(bundle, source.replace(version[0], version[0].slice(0, -1) + 'X'));
+    },
+    async (main) => {
+      const r = await runNode(main, ['--version'], REPORT);
+      assert.equal(r.code, 0, r.err);
+      assert.match(r.out, /^meshid-agent X\S+\n$/);
+      assert.equal(r.err, 'code cache: made for another bundle\n');
+    },
+  );
+});
+
+test('a code cache V8 refuses (damaged) falls back to the bundle source quietly', async () => {
+  await withCopy(
+    (dir) => {
+      const cache = path.join(dir, 'meshid-agent.cjs.cache');
+      const bytes = fs.readFileSync(cache);
+      // After the 32-byte digest of the bundle: V8's own header and checksummed payload.
+      for (let i = 40; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
+      fs.writeFileSync(cache, bytes);
+    },
+    async (main) => assert.equal(await versionLoadedAs(main), 'code cache: rejected by V8\n'),
+  );
+});
+
+test('with --enable-source-maps meshid-agent loads its bundle with the source map, which names the TypeScript sources', async () => {
+  const dir = fs.mkdtempSync(path.join(packageRoot, 'dist', 'code-cache-test-'));
+  try {
+    // Preloaded: at exit, asks Node for the source map of the bundle it ran.
+    const probe = path.join(dir, 'probe.mjs');
+    const bundle = AGENT_MAIN.replace(/\.mjs$/, '.cjs');
+    fs.writeFileSync(
+      probe,
+      `import { findSourceMap } from 'node:module';\n` +
+        `process.on('exit', () => process.stderr.write('sources: ' + (findSourceMap(${JSON.stringify(bundle)})?.payload.sources.filter((s) => s.endsWith('agent/main.ts')).length ?? 'no map') + '\\n'));\n`,
+    );
+    const r = await runNode(AGENT_MAIN, ['--version'], { ...REPORT, NODE_OPTIONS: `--enable-source-maps --import=${probe}` });
+    assert.equal(r.code, 0, r.err);
+    assert.equal(r.err, 'code cache: not used (source maps enabled)\nsources: 1\n');
+  } finally {
+    fs.rmSync(dir, { recursive: true, force: true });
+  }
+});
