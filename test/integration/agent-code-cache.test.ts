@@ -37,6 +37,12 @@ test('meshid-agent as built starts from the code cache made for its bundle', asy
   assert.equal(await versionLoadedAs(AGENT_MAIN), 'code cache: used\n');
 });
 
+test("meshid-agent's bundle is ASCII, so that V8 holds its source one byte per character", () => {
+  const bytes = fs.readFileSync(AGENT_MAIN.replace(/\.mjs$/, '.cjs'));
+  const at = bytes.findIndex((b) => b > 0x7f);
+  assert.equal(at, -1, `a non-ASCII byte at ${at}: ${bytes.subarray(Math.max(0, at - 60), at + 20).toString('utf8')}`);
+});
+
 test('meshid-agent without its code cache starts from the bundle source', async () => {
   await withCopy(
     (dir) => fs.rmSync(path.join(dir, 'meshid-agent.cjs.cache')),
@@ -47,18 +53,18 @@ test('meshid-agent without its code cache starts from the bundle source', async 
 test('a code cache made for another bundle is not offered to V8: a changed bundle runs as changed', async () => {
   await withCopy(
     // The embedded version's first character changed: the same length, so V8's own check (which compares the source's
-    // length, not its text) would take the cache and run the old code.
+    // length, not its text) would take the cache and run the old code. Not ASCII: the bundle is decoded as UTF-8.
     (dir) => {
       const bundle = path.join(dir, 'meshid-agent.cjs');
       const source = fs.readFileSync(bundle, 'utf8');
       const version = /return true \? "(\d)/.exec(source);
       assert.ok(version, 'the bundle embeds its version');
-      fs.writeFileSync(bundle, source.replace(version[0], version[0].slice(0, -1) + 'X'));
+      fs.writeFileSync(bundle, source.replace(version[0], version[0].slice(0, -1) + 'é'));
     },
     async (main) => {
       const r = await runNode(main, ['--version'], REPORT);
       assert.equal(r.code, 0, r.err);
-      assert.match(r.out, /^meshid-agent X\S+\n$/);
+      assert.match(r.out, /^meshid-agent é\.\S+\n$/);
       assert.equal(r.err, 'code cache: made for another bundle\n');
     },
   );
