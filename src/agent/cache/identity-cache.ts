@@ -84,7 +84,7 @@ export class IdentityCache implements WorkloadCache {
   private own: TrustBundle | undefined;
   private federated = new Map<string, TrustBundle>();
   private readonly subscriptions: WorkloadSubscriptions;
-  private readonly changeListeners = new Set<() => void>();
+  private readonly changeListeners = new Set<(entryIds: readonly string[]) => void>();
   private readonly jwt: JwtSvidCache;
   /** The server's signing budget's wait, one for X.509 (svid-issuer.ts) and JWT signing, as the budget is one. */
   readonly signingBudget: SigningBudgetWait;
@@ -300,8 +300,12 @@ export class IdentityCache implements WorkloadCache {
     return min;
   }
 
-  /** Called after every change of what the cache holds (for persistence). */
-  onChange(listener: () => void): () => void {
+  /**
+   * Called after every change of what the cache holds (for persistence), with the IDs of the entries whose entry or
+   * SVID changed (added, replaced, removed, expired); a change of the bundles alone names none. Persistence saves
+   * what these name instead of comparing every entry and SVID (StatePersister.saveChanged).
+   */
+  onChange(listener: (entryIds: readonly string[]) => void): () => void {
     this.changeListeners.add(listener);
     return () => void this.changeListeners.delete(listener);
   }
@@ -369,7 +373,7 @@ export class IdentityCache implements WorkloadCache {
     }
     if (everyone) this.subscriptions.notifyAll();
     else this.subscriptions.notifyEntries(touched);
-    if (touched.length > 0 || stored || everyone) this.changed();
+    if (touched.length > 0 || stored || everyone) this.changed([...removed.map((e) => e.id), ...(update.upserts ?? []).map((e) => e.id)]);
     return { needSvid, removed, withdraws, withdrawnEntryIds };
   }
 
@@ -415,7 +419,7 @@ export class IdentityCache implements WorkloadCache {
     if (touched.length === 0) return;
     this.armExpiryTimer();
     this.subscriptions.notifyEntries(touched);
-    this.changed();
+    this.changed(touched.map((e) => e.id));
   }
 
   /** Stops the expiry timer; the cache keeps answering from what it holds. */
@@ -448,10 +452,12 @@ export class IdentityCache implements WorkloadCache {
     const now = this.clock.now();
     const touched: AgentEntry[] = [];
     const expired: string[] = [];
+    const expiredIds: string[] = [];
     for (const [id, svid] of this.svids) {
       if (svid.notAfter > now) continue;
       this.svids.delete(id);
       expired.push(svid.spiffeId);
+      expiredIds.push(id);
       this.log.debug({ entryId: id, spiffeId: svid.spiffeId }, 'X509-SVID expired before it could be renewed');
       const entry = this.index.get(id);
       if (entry !== undefined) touched.push(entry);
@@ -466,10 +472,10 @@ export class IdentityCache implements WorkloadCache {
     }
     if (touched.length === 0) return;
     this.subscriptions.notifyEntries(touched);
-    this.changed();
+    this.changed(expiredIds);
   }
 
-  private changed(): void {
-    for (const l of this.changeListeners) callListener(this.log, l);
+  private changed(entryIds: readonly string[]): void {
+    for (const l of this.changeListeners) callListener(this.log, () => l(entryIds));
   }
 }

@@ -7,7 +7,7 @@ import type { Logger } from '../../common/log.js';
 import { acquireDataDirLock } from '../../common/data-dir-lock.js';
 import { storageFailureCause, storageSetupError } from '../../common/storage-failure.js';
 import { applyJournalBatch, journalFileName, journalGeneration, readJournal } from './state-journal.js';
-import { StatePersister, type WithdrawnState } from './state-persister.js';
+import { StatePersister, type ChangedState, type WithdrawnState } from './state-persister.js';
 import { decodeIdentity, encodeIdentity, isNewerStateFormat, parseStateDocument, type RawState, type StoredIdentity, type StoredState } from './stored-state.js';
 import { restoreState } from './state-restore.js';
 import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
@@ -386,6 +386,19 @@ export class AgentStore {
    */
   saveState(state: StoredState): void {
     this.persister.save(state);
+  }
+
+  /** Notes entries whose entry or SVID changed, for the next saveChanges (StatePersister.noteChanged). */
+  noteChanged(entryIds: Iterable<string>): void {
+    this.persister.noteChanged(entryIds);
+  }
+
+  /**
+   * Saves what changed since the last save, reading only the entries noted changed through `read`
+   * (StatePersister.saveChanged); `full` is read only when a snapshot is due.
+   */
+  saveChanges(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): void {
+    this.persister.saveChanged(read, full);
   }
 
   /**

@@ -410,3 +410,17 @@ test('a cached JWT-SVID served because its refresh failed is logged on the agent
   assert.equal(warned[0]!['reason'], 'meshid-server unreachable');
   assert.ok(!text().includes(first));
 });
+
+test('every change is reported with the IDs of the entries it changed (persistence saves only those): upserts, SVIDs, removals, expiries; a bundle alone names none', () => {
+  const c = fx.cache();
+  const heard: string[][] = [];
+  c.onChange((ids) => heard.push([...ids].sort()));
+  const [a, b] = [entry('chg-a', ['unix:uid:61']), entry('chg-b', ['unix:uid:62'])];
+  c.apply({ upserts: [a, b] });
+  c.putSvids([fx.issue(a, HOUR)]);
+  c.putSvids([fx.issue(b, DAY)]);
+  c.apply({ removed: [b.id] });
+  fx.clock.advance(HOUR + 1000);
+  c.apply({ bundle: fx.bundle() });
+  assert.deepEqual(heard, [[a.id, b.id].sort(), [a.id], [b.id], [b.id], [a.id], []]);
+});

@@ -6,6 +6,7 @@ import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { encodeJournalBatch } from '../../../src/agent/storage/state-journal.js';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
+import type { ChangedState } from '../../../src/agent/storage/state-persister.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { createLogger, silentLogger } from '../../../src/common/log.js';
 import { Writable } from 'node:stream';
@@ -84,6 +85,54 @@ test('a withdrawal save appends only the withdrawn entry, leaving other unsaved 
     store.close();
     store = AgentStore.open(dir, silentLogger());
     assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(now), 'the next save brings the rest');
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
+
+test('a save of the noted changes reads only the entries noted and appends a batch of just those, whatever the state\'s size; with nothing noted it appends nothing and reads nothing', () => {
+  const t = tempDir('meshid-journal-noted-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let store = AgentStore.open(dir, silentLogger());
+    const all = Array.from({ length: 40 }, (_, i) => entry(`n-${i}`, [`unix:uid:${i + 1}`]));
+    const saved: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries: all, svids: all.map((e) => fx.issue(e)) };
+    store.saveState(saved);
+    const journalBytes = (): number => journals(dir).reduce((n, j) => n + fs.statSync(path.join(dir, j)).size, 0);
+    const asked: string[][] = [];
+    let held = saved;
+    const read = (ids: readonly string[]): ChangedState => {
+      asked.push([...ids]);
+      const entries = new Map(ids.map((id) => [id, { entry: held.entries.find((e) => e.id === id), svid: held.svids.find((s) => s.entryId === id) }]));
+      return { bundle: held.bundle, federatedBundles: held.federatedBundles, revision: held.revision, entries };
+    };
+    const full = (): StoredState => assert.fail('no snapshot is due');
+
+    store.saveChanges(read, full);
+    assert.deepEqual(asked, [[]], 'nothing noted: no entry is read');
+    assert.equal(journalBytes(), 0, 'and nothing is appended');
+
+    // One SVID renewed among 40: the batch holds it alone (and the revision).
+    const a = all[7]!;
+    const renewed = fx.issue(a);
+    held = { ...saved, revision: 2, svids: saved.svids.map((s) => (s.entryId === a.id ? renewed : s)) };
+    store.noteChanged([a.id]);
+    store.saveChanges(read, full);
+    assert.deepEqual(asked[1], [a.id], 'only the noted entry is read');
+    const lines = fs.readFileSync(path.join(dir, journals(dir)[0]!), 'utf8').split('\n').filter((l) => l !== '');
+    assert.equal(lines.length, 1);
+    const batch = JSON.parse(lines[0]!.slice(9));
+    assert.deepEqual(Object.keys(batch).sort(), ['revision', 'svids']);
+    assert.deepEqual(batch.svids.map((s: { serial: string }) => s.serial), [renewed.version]);
+
+    // The notes were taken by that save: the next one reads nothing again.
+    store.saveChanges(read, full);
+    assert.deepEqual(asked[2], []);
+    store.close();
+
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(held));
     store.close();
   } finally {
     t.cleanup();

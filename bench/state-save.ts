@@ -1,0 +1,114 @@
+/**
+ * The agent's state saves at 10,001 cached SVIDs (the thirty-ninth session): CPU time of one save with 0, 1 and 1,000
+ * changed SVIDs, and the longest event-loop stall while the snapshot is rewritten (compaction), in this process, on a
+ * copy of a data dir `restart-from-cache.js prepare DIR` built.
+ *
+ *   node dist/bench/state-save.js DIR [ROUNDS]
+ *
+ * Each figure is the median (and range) over ROUNDS saves (default 15), the kinds of save interleaved, so that load
+ * from anything else on the machine falls on each alike. CPU time is process.cpuUsage() around the save (user +
+ * system, all threads: fsync's kernel time is system time of the thread that waits in it). "Stall" is the longest
+ * event-loop delay monitorEventLoopDelay (10 ms resolution) saw from the save that starts a compaction to the
+ * compaction's end, and the longest the save call itself took.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { monitorEventLoopDelay } from 'node:perf_hooks';
+import { AgentStore } from '../src/agent/storage/agent-store.js';
+import type { StoredState } from '../src/agent/storage/stored-state.js';
+import type { ChangedState } from '../src/agent/storage/state-persister.js';
+import type { WorkloadSvid } from '../src/agent/cache/workload-cache.js';
+import { silentLogger } from '../src/common/log.js';
+
+const [dir, roundsArg] = process.argv.slice(2);
+if (dir === undefined) {
+  process.stderr.write('usage: state-save.js DIR [ROUNDS]   (DIR made by restart-from-cache.js prepare)\n');
+  process.exit(2);
+}
+const rounds = Number(roundsArg ?? 15);
+const work = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-state-save-'));
+fs.chmodSync(work, 0o700);
+fs.cpSync(path.join(dir, 'data'), path.join(work, 'data'), { recursive: true });
+fs.rmSync(path.join(work, 'data', 'agent.lock'), { force: true });
+const store = AgentStore.open(path.join(work, 'data'), silentLogger());
+const loaded = store.loadState(Date.now());
+if (loaded === undefined || loaded.svids.length < 1000) throw new Error(`no state with 1,000 SVIDs or more in ${dir} (prepare it again: SVIDs expire)`);
+
+let serial = 0;
+/** The SVID renewed: a new version (what the persister compares), the same certificate and key. */
+const renewed = (s: WorkloadSvid): WorkloadSvid => ({ ...s, version: `${s.version.split('#')[0]}#${++serial}` });
+const svids = new Map(loaded.svids.map((s) => [s.entryId, s]));
+const entries = new Map(loaded.entries.map((e) => [e.id, e]));
+const ids = [...svids.keys()];
+let revision = loaded.revision;
+/** The state as the agent captures it: new arrays each time, the same objects where nothing changed. */
+const capture = (): StoredState => ({ ...loaded, revision, entries: [...entries.values()], svids: [...svids.values()] });
+const read = (entryIds: readonly string[]): ChangedState => ({
+  bundle: loaded.bundle,
+  federatedBundles: loaded.federatedBundles,
+  revision,
+  entries: new Map(entryIds.map((id) => [id, { entry: entries.get(id), svid: svids.get(id) }])),
+});
+/** Renews `n` SVIDs and returns their entry IDs. */
+function change(n: number): string[] {
+  const changed: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const id = ids[(serial * 7919) % ids.length]!;
+    svids.set(id, renewed(svids.get(id)!));
+    changed.push(id);
+  }
+  if (n > 0) revision++;
+  return changed;
+}
+
+/** The two ways the agent has saved: comparing the whole state (until the thirty-ninth session), the noted entries. */
+const ways = {
+  'whole-state comparison': (_changed: string[]) => store.saveState(capture()),
+  'noted changes': (changed: string[]) => {
+    store.noteChanged(changed);
+    store.saveChanges(read, capture);
+  },
+};
+
+/** The compaction under way, in builds that write it off the event loop. */
+const probe = store as AgentStore & { compacting?: () => boolean; compactionSettled?: () => Promise<void> };
+const h = monitorEventLoopDelay({ resolution: 10 });
+const snapshotIno = (): number => fs.statSync(path.join(work, 'data', 'state.json')).ino;
+const figures = new Map<string, number[]>();
+const compactions: Array<{ saveMs: number; stall: number; total: number }> = [];
+for (let r = 0; r < rounds; r++) {
+  for (const [kind, n] of [['0 changed', 0], ['1 changed', 1], ['1,000 changed', 1000]] as const) {
+    for (const [way, save] of Object.entries(ways)) {
+      const changed = change(n);
+      const ino = snapshotIno();
+      h.reset();
+      h.enable();
+      const started = performance.now();
+      const cpu = process.cpuUsage();
+      save(changed);
+      const used = process.cpuUsage(cpu);
+      const saveMs = performance.now() - started;
+      if (probe.compacting?.() === true || snapshotIno() !== ino) {
+        await probe.compactionSettled?.();
+        // A tick for the delay monitor to see the last stretch.
+        await new Promise((resolve) => setTimeout(resolve, 20));
+        compactions.push({ saveMs, stall: Math.max(saveMs, h.max / 1e6), total: performance.now() - started });
+      } else {
+        const key = `${kind}, ${way}`;
+        figures.set(key, [...(figures.get(key) ?? []), (used.user + used.system) / 1000]);
+      }
+      h.disable();
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
+  }
+}
+const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+for (const [name, xs] of figures) {
+  process.stdout.write(`save, ${name}: CPU median ${median(xs).toFixed(1)} ms (${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}), ${xs.length} saves\n`);
+}
+for (const c of compactions) {
+  process.stdout.write(`compaction: the save that started it took ${c.saveMs.toFixed(0)} ms; longest event-loop stall until it ended ${c.stall.toFixed(0)} ms; ended after ${c.total.toFixed(0)} ms\n`);
+}
+store.close();
+fs.rmSync(work, { recursive: true, force: true });
