@@ -114,7 +114,9 @@ export const IDENTITY_ROOM_BYTES = 64 * 1024;
  * identity old or new, and the state at one of the versions that were saved (a torn last batch is dropped at load),
  * never a mix; identity and state are independent, so no write order between them matters. The snapshot names its
  * journal's generation: a snapshot rewritten by compaction starts a new journal, and journals of other generations
- * are leftovers of a compaction that was cut short, removed at load. The identity is written at once after every
+ * are leftovers of a compaction that was cut short, removed at load. A compaction writes its snapshot off the event
+ * loop while saves go on: until it is renamed in, every batch goes to the old journal and then to the new one, so
+ * whichever snapshot a kill leaves in place, its journal holds every batch saved. The identity is written at once after every
  * attestation and renewal (room for it is proved before a join token is spent on one: checkRoomForIdentity); the
  * state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs only a re-signing after restart,
  * never a wrong answer, because restored SVIDs are re-checked (restoreState). The snapshot is sealed with its SHA-256
@@ -382,7 +384,8 @@ export class AgentStore {
 
   /**
    * Saves the state: appends what changed since the last save to the journal (one fsynced batch), or writes a new
-   * snapshot when there is none yet or the journal has outgrown it (compaction).
+   * snapshot when there is none yet; once the journal has outgrown the snapshot, a new one is written off the event
+   * loop (compaction, StatePersister.startCompaction).
    */
   saveState(state: StoredState): void {
     this.persister.save(state);
@@ -407,6 +410,16 @@ export class AgentStore {
    */
   saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
     this.persister.saveWithdrawal(part, full);
+  }
+
+  /** Whether a compaction (the snapshot rewritten off the event loop) is under way. */
+  compacting(): boolean {
+    return this.persister.compacting();
+  }
+
+  /** Settles when the compaction under way, if any, has ended; never rejects. */
+  compactionSettled(): Promise<void> {
+    return this.persister.compactionSettled();
   }
 
   /** Journals other than the one of generation `keep` (all when undefined): leftovers of an interrupted compaction. */

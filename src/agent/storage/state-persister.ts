@@ -8,12 +8,28 @@ import type { WorkloadSvid } from '../cache/workload-cache.js';
 import { encodeJournalBatch, journalFileName, journalGeneration, type JournalBatch } from './state-journal.js';
 import { encodeStateChunks, type RawState, type StoredState } from './stored-state.js';
 import { bundleDocument, federatedBundleDocs, svidDocument, type OnUnstorableKey, type UnstorableKey } from './state-documents.js';
+import { stageSnapshot, StagingCancelled } from './snapshot-staging.js';
 
-/** The journal may grow to the snapshot's size (at least this) before the snapshot is rewritten. */
+/** The journal may grow to the snapshot's size (at least this) before the snapshot is rewritten (compaction). */
 const MIN_COMPACTION_BYTES = 4 * 1024 * 1024;
 
 /** Distinct unstorable keys remembered as logged; past this the rest get one line together, and the memory never grows. */
 const MAX_UNSTORABLE_LOGGED = 64;
+
+/**
+ * A compaction under way (StatePersister.startCompaction): the snapshot of generation `generation` being written off
+ * the event loop, and its journal, which takes every batch appended meanwhile as the current journal does.
+ */
+interface Compaction {
+  readonly generation: number;
+  readonly fd: number;
+  /** Bytes of whole batches in the new journal. */
+  bytes: number;
+  /** Set when the compaction is given up (a snapshot written at once, a failure, close): it then renames nothing. */
+  cancelled: boolean;
+  /** Settles when the compaction ended, whether it took effect or not; never rejects. */
+  done: Promise<void>;
+}
 
 /** What is on disk (snapshot + journal), by the objects it was saved from: the base the next change set is taken against. */
 interface Persisted {
@@ -43,10 +59,11 @@ export interface ChangedState extends WithdrawnState {
 /**
  * Saves the agent state incrementally (agent-store.ts has the file layout and the crash-safety argument). Each save
  * compares the state with what is on disk — by object identity for entries and bundles (the cache replaces an object
- * whenever it changes), by version for SVIDs; the agent's saves compare only the entries the cache named changed
- * (saveChanged) — and appends one fsynced journal batch with the difference. The
- * snapshot is rewritten (in chunks, never as one ~20 MB string) only when there is none or the journal has grown
- * past the snapshot's size, so the cost of saving stays proportional to what changed, amortised.
+ * whenever it changes), by version for SVIDs; the agent's saves only the entries the cache named changed
+ * (saveChanged) — and appends one fsynced journal batch with the difference. Once the journal has grown past the
+ * snapshot's size, the snapshot is rewritten off the event loop while saves go on (startCompaction), so the cost of
+ * a save on the event loop stays proportional to what changed. A snapshot is written at once, on the event loop, only
+ * when there is none to append to, or to take a ban's keys off the disk (compact).
  */
 export class StatePersister {
   private readonly dir: string;
@@ -63,6 +80,11 @@ export class StatePersister {
   /** Bundle keys already logged as left out of the state (writableBundle), by trust domain and key: once each, not at every save. */
   private readonly unstorableLogged = new Set<string>();
   private unstorableOverflowLogged = false;
+  private compaction: Compaction | undefined;
+  /** The last compaction's end, given up or not: a given-up one still removes its temp file. */
+  private compactionEnded: Promise<void> = Promise.resolve();
+  /** Journal size past which a compaction starts; raised after one fails, so that a failing disk is not retried at every save. */
+  private compactAtBytes: number | undefined;
   /** Entries whose entry or SVID changed since the last save that took every change (noteChanged, saveChanged). */
   private readonly noted = new Set<string>();
 
@@ -99,7 +121,7 @@ export class StatePersister {
   save(state: StoredState): void {
     const base = this.base;
     if (base === undefined) this.compact(state);
-    else this.appendChanges(base, changes(base, state, this.reportUnstorable), () => state);
+    else this.appendChanges(base, changes(base, state, this.reportUnstorable), () => state, true);
     this.noted.clear();
   }
 
@@ -124,7 +146,7 @@ export class StatePersister {
     }
     const part = read([...this.noted]);
     if (part === undefined) return;
-    this.appendChanges(base, partChanges(base, part, part.revision, this.reportUnstorable), full);
+    this.appendChanges(base, partChanges(base, part, part.revision, this.reportUnstorable), full, true);
     this.noted.clear();
   }
 
@@ -134,8 +156,9 @@ export class StatePersister {
    * of them), and an operator deleting entries one call at a time makes a withdrawal save per delete. What else
    * changed (new SVIDs, the revision) waits for the next save(): the data dir then holds the state saved before with
    * the withdrawal applied — no grant the agent did not hold before, and an older revision, which only makes the
-   * server send more on reconnect. `full` is read when a snapshot must be written instead (none yet, the journal
-   * has outgrown it, or the withdrawal takes away most SVIDs on disk, as a ban does: withdrawsMostKeys).
+   * server send more on reconnect. `full` is read when a snapshot must be written instead (none yet, or the
+   * withdrawal takes away most SVIDs on disk, as a ban does: withdrawsMostKeys); a compaction due waits for the next
+   * save of every change, since the base is not `full()` after this one.
    */
   saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
     const base = this.base;
@@ -144,38 +167,49 @@ export class StatePersister {
       this.noted.clear();
       return;
     }
-    this.appendChanges(base, partChanges(base, part, base.revision, this.reportUnstorable), full);
+    this.appendChanges(base, partChanges(base, part, base.revision, this.reportUnstorable), full, false);
   }
 
   /**
-   * Appends `diff` as one batch, and moves the base; or writes a snapshot of `full()` instead, when the journal would
-   * outgrow it or `diff` takes away most of the SVIDs on disk (withdrawsMostKeys).
+   * Appends `diff` as one batch, and moves the base; or writes a snapshot of `full()` at once instead, when `diff`
+   * takes away most of the SVIDs on disk (withdrawsMostKeys). Once the journal has outgrown the snapshot, a save that
+   * took every change (`whole`: the base is then `full()`) starts a compaction (startCompaction); a withdrawal alone
+   * leaves it to the next save.
    */
-  private appendChanges(base: Persisted, diff: Changes | undefined, full: () => StoredState): void {
-    if (diff === undefined) return;
-    if (withdrawsMostKeys(base, diff)) {
-      this.compact(full());
-      return;
+  private appendChanges(base: Persisted, diff: Changes | undefined, full: () => StoredState, whole: boolean): void {
+    if (diff !== undefined) {
+      if (withdrawsMostKeys(base, diff)) {
+        this.compact(full());
+        return;
+      }
+      const line = encodeJournalBatch(diff.batch);
+      this.append(line);
+      this.journalBytes += Buffer.byteLength(line);
+      // The base follows in place: rebuilding maps of 10,000 items on every save would be garbage for nothing.
+      base.revision = diff.revision;
+      base.bundle = diff.bundle;
+      base.federated = diff.federatedBundles;
+      for (const id of diff.removedEntries) base.entries.delete(id);
+      for (const e of diff.entries) base.entries.set(e.id, e);
+      for (const id of diff.removedSvids) base.svids.delete(id);
+      for (const s of diff.svids) base.svids.set(s.entryId, s.version);
     }
-    const line = encodeJournalBatch(diff.batch);
-    const bytes = Buffer.byteLength(line);
-    if (this.journalBytes + bytes > Math.max(MIN_COMPACTION_BYTES, this.snapshotBytes)) {
-      this.compact(full());
-      return;
-    }
-    this.append(line);
-    this.journalBytes += bytes;
-    // The base follows in place: rebuilding maps of 10,000 items on every save would be garbage for nothing.
-    base.revision = diff.revision;
-    base.bundle = diff.bundle;
-    base.federated = diff.federatedBundles;
-    for (const id of diff.removedEntries) base.entries.delete(id);
-    for (const e of diff.entries) base.entries.set(e.id, e);
-    for (const id of diff.removedSvids) base.svids.delete(id);
-    for (const s of diff.svids) base.svids.set(s.entryId, s.version);
+    const limit = this.compactAtBytes ?? Math.max(MIN_COMPACTION_BYTES, this.snapshotBytes);
+    if (whole && this.compaction === undefined && this.journalBytes > limit) this.startCompaction(full());
+  }
+
+  /** Whether a compaction is under way (its snapshot being written off the event loop). */
+  compacting(): boolean {
+    return this.compaction !== undefined;
+  }
+
+  /** Settles when the last compaction started has ended (taken effect, failed or been given up) and cleaned up after itself. */
+  compactionSettled(): Promise<void> {
+    return this.compactionEnded;
   }
 
   close(): void {
+    this.cancelCompaction();
     this.closeJournal();
   }
 
@@ -228,10 +262,118 @@ export class StatePersister {
       }
       throw err;
     }
+    // Saved where a restart reads it now. The journal of a compaction under way takes it too, before the save
+    // returns: the compaction's snapshot may be renamed in at any turn from now on, and a restart then reads that
+    // journal instead. A failure there only gives the compaction up (the batch is saved): a later save starts another.
+    const c = this.compaction;
+    if (c === undefined) return;
+    try {
+      c.bytes += writeFully(c.fd, line);
+      fs.fsyncSync(c.fd);
+    } catch (err) {
+      this.log.error({ err }, 'cannot write the journal of the agent state snapshot being rewritten; the rewrite is given up, the state is saved as before');
+      this.compactionFailed();
+    }
   }
 
-  /** Writes a full snapshot that starts a new, empty journal, then removes the old journals. */
+  /**
+   * Rewrites the snapshot as `state` (which the base is: every change is in the journal) without holding the event
+   * loop: its ~20 MB at 10,000 SVIDs are encoded chunk by chunk and written in libuv's thread pool (stageSnapshot),
+   * which took 1.1-1.3 s of the event loop on a loaded VM when done at once. Meanwhile saves go on as before, each
+   * batch appended to the current journal and then to the new generation's journal (append), which this creates now,
+   * empty. Once the temp file is fsynced, in one turn: rename it over state.json, fsync the directory, and from then
+   * on append to the new journal alone; the old one is removed after. A kill -9 at any moment leaves state.json at the
+   * old generation with its journal, holding every batch saved, or at the new one with its journal, holding every
+   * batch saved since `state`: loadState reads the journal state.json names and removes the other.
+   */
+  private startCompaction(state: StoredState): void {
+    let next = this.generation;
+    for (const name of fs.readdirSync(this.dir)) next = Math.max(next, journalGeneration(name) ?? 0);
+    next += 1;
+    let fd: number;
+    try {
+      fd = fs.openSync(path.join(this.dir, journalFileName(next)), 'wx', 0o600);
+    } catch (err) {
+      this.log.error({ err }, 'cannot start rewriting the agent state snapshot; the journal goes on');
+      this.compactAtBytes = this.journalBytes + MIN_COMPACTION_BYTES;
+      return;
+    }
+    const c: Compaction = { generation: next, fd, bytes: 0, cancelled: false, done: Promise.resolve() };
+    this.compaction = c;
+    c.done = stageSnapshot(this.snapshotFile, 0o600, encodeStateChunks(state, next, this.reportUnstorable), () => c.cancelled)
+      .then(({ tmp, bytes }) => this.finishCompaction(c, tmp, bytes, state))
+      .catch((err: unknown) => {
+        if (err instanceof StagingCancelled || c.cancelled) return;
+        this.log.error({ err }, 'cannot rewrite the agent state snapshot; the journal goes on, and a later save tries again');
+        if (this.compaction === c) this.compactionFailed();
+      });
+    this.compactionEnded = c.done;
+  }
+
+  /** Puts the staged snapshot of compaction `c` in place, in one turn (startCompaction). */
+  private async finishCompaction(c: Compaction, tmp: string, bytes: number, state: StoredState): Promise<void> {
+    if (c.cancelled || this.compaction !== c) {
+      fs.rmSync(tmp, { force: true });
+      return;
+    }
+    try {
+      fs.chmodSync(tmp, 0o600);
+      fs.renameSync(tmp, this.snapshotFile);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    this.compaction = undefined;
+    this.closeJournal();
+    this.fd = c.fd;
+    this.generation = c.generation;
+    this.journalBytes = c.bytes;
+    this.snapshotBytes = bytes;
+    this.compactAtBytes = undefined;
+    try {
+      fsyncDir(this.dir);
+      // The new journal's name is durable with the rename, and so is any name created earlier whose fsync failed.
+      this.journalNameUnsynced = false;
+    } catch (err) {
+      // The rename may not survive a power cut, and with it the new journal's name: the next save writes a whole
+      // snapshot (compact), as after a failed directory fsync there.
+      this.base = undefined;
+      this.log.error({ err }, 'cannot make the rewritten agent state snapshot durable (directory fsync); the next save writes it again');
+      return;
+    }
+    this.log.debug({ bytes, entries: state.entries.length, svids: state.svids.length }, 'agent state snapshot written');
+    // Off the event loop too: the old journal can be as big as the snapshot. A kill before it is gone leaves it to loadState.
+    const old = fs.readdirSync(this.dir).filter((name) => journalGeneration(name) !== undefined && journalGeneration(name) !== c.generation);
+    await Promise.all(old.map((name) => fs.promises.rm(path.join(this.dir, name), { force: true }).catch(() => undefined)));
+  }
+
+  /** Gives the compaction under way up, as a failure: a later save starts another once the journal has grown on. */
+  private compactionFailed(): void {
+    this.cancelCompaction();
+    this.compactAtBytes = this.journalBytes + MIN_COMPACTION_BYTES;
+  }
+
+  /** Gives the compaction under way up: it renames nothing, and its journal goes (no snapshot names it). */
+  private cancelCompaction(): void {
+    const c = this.compaction;
+    if (c === undefined) return;
+    c.cancelled = true;
+    this.compaction = undefined;
+    try {
+      fs.closeSync(c.fd);
+    } catch {
+      // Closed already or never usable: nothing to release.
+    }
+    fs.rmSync(path.join(this.dir, journalFileName(c.generation)), { force: true });
+  }
+
+  /**
+   * Writes a full snapshot at once, on the event loop, that starts a new, empty journal, then removes the old
+   * journals: when there is no base to append to, and for a withdrawal of most keys (withdrawsMostKeys), whose keys
+   * must leave the disk now. A compaction under way is given up first: its snapshot is older than this one.
+   */
   private compact(state: StoredState): void {
+    this.cancelCompaction();
     let next = this.generation;
     for (const name of fs.readdirSync(this.dir)) next = Math.max(next, journalGeneration(name) ?? 0);
     next += 1;
@@ -261,6 +403,7 @@ export class StatePersister {
     this.generation = next;
     this.journalBytes = 0;
     this.snapshotBytes = written;
+    this.compactAtBytes = undefined;
     this.base = persistedOf(state);
     for (const name of fs.readdirSync(this.dir)) {
       const generation = journalGeneration(name);
