@@ -16,6 +16,8 @@ const STREAMS = 1000;
 const CONNECTIONS = 10;
 /** Renewals measured after the first one. */
 const RENEWALS = 5;
+/** Extra node flags for the agent, e.g. MESHID_BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' or '--trace-gc'. */
+const agentNodeArgs = (process.env['MESHID_BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
   let timer: NodeJS.Timeout | undefined;
@@ -31,7 +33,7 @@ function rssMb(pid: number): number {
 }
 
 export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
-  const { cluster, agent } = await startClusterWithAgent('meshid-bench-sds-', ['spiffe://example.org/bench/envoy']);
+  const { cluster, agent } = await startClusterWithAgent('meshid-bench-sds-', ['spiffe://example.org/bench/envoy'], { nodeArgs: agentNodeArgs });
   try {
     await new Promise((r) => setTimeout(r, 500));
     const idle = rssMb(agent.child.pid!);

@@ -127,7 +127,7 @@ export class Cluster {
     // '=' form: a token may start with '-' (base64url), which the flag parser would read as a flag.
     if (options.joinToken !== undefined) args.push(`--join-token=${options.joinToken}`);
     args.push(...(options.extraArgs ?? []));
-    const launched = [...(options.launcher ?? []), process.execPath, AGENT_MAIN, ...args];
+    const launched = [...(options.launcher ?? []), process.execPath, ...(options.nodeArgs ?? []), AGENT_MAIN, ...args];
     const command: [string, string[]] =
       options.umask === undefined
         ? [launched[0]!, launched.slice(1)]
@@ -189,6 +189,8 @@ export interface AgentProcessOptions {
   launcher?: string[];
   /** Added to the agent's environment. */
   env?: NodeJS.ProcessEnv;
+  /** Node flags for the agent process (before its script), e.g. ['--cpu-prof'] in a benchmark. */
+  nodeArgs?: readonly string[];
 }
 
 /** A meshid-agent process, its output, and a Workload API client for its socket. */
@@ -301,12 +303,13 @@ export class AgentProcess {
 export async function startClusterWithAgent(
   prefix: string,
   spiffeIds: readonly string[],
+  agentOptions: Omit<AgentProcessOptions, 'joinToken'> = {},
 ): Promise<{ cluster: Cluster; agent: AgentProcess; entryIds: string[] }> {
   const cluster = await startCluster(prefix);
   try {
     const entryIds: string[] = [];
     for (const spiffeId of spiffeIds) entryIds.push(await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${process.getuid!()}`] }));
-    const agent = await cluster.startAgent({ joinToken: await cluster.token() });
+    const agent = await cluster.startAgent({ ...agentOptions, joinToken: await cluster.token() });
     return { cluster, agent, entryIds };
   } catch (err) {
     await cluster.cleanup();

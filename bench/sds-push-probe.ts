@@ -1,0 +1,112 @@
+/**
+ * P3 probe (not part of `npm run bench`): the P3 setup (10,000 other entries, 1,000 SDS streams on 10 connections),
+ * then many single renewals, each with the agent's and this process's CPU as well as the wall-clock arrivals, so
+ * that builds can be compared on a machine whose other load makes P3's wall clock noisy.
+ *
+ *   node dist/bench/sds-push-probe.js [renewals]     (PROBE_STREAMS, PROBE_CONNECTIONS, PROBE_ENTRIES, PROBE_WINDOW_MB)
+ *
+ * Agent CPU is its main thread's (/proc/<pid>/task/<pid>/schedstat, ns) and the whole process's (/proc/<pid>/stat,
+ * 10 ms ticks), from the admin call sent until the last stream's arrival and 300 ms after (the ACKs).
+ */
+import fs from 'node:fs';
+import { startClusterWithAgent } from '../test/support/cluster.js';
+import { connectSidecars, SidecarStream } from './sidecar-stream.js';
+import { createIdleEntries, signingSettled } from './full-agent.js';
+import { percentile } from './stats.js';
+
+const renewals = Number(process.argv[2] ?? 20);
+const STREAMS = Number(process.env['PROBE_STREAMS'] ?? 1000);
+const CONNECTIONS = Number(process.env['PROBE_CONNECTIONS'] ?? 10);
+const ENTRIES = Number(process.env['PROBE_ENTRIES'] ?? 10_000);
+const windowMb = Number(process.env['PROBE_WINDOW_MB'] ?? 0);
+const agentNodeArgs = (process.env['MESHID_BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
+
+function mainThreadNs(pid: number): number {
+  return Number(fs.readFileSync(`/proc/${pid}/task/${pid}/schedstat`, 'utf8').split(' ')[0]);
+}
+function processMs(pid: number): number {
+  const f = fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ');
+  return ((Number(f[11]) + Number(f[12])) * 1000) / 100;
+}
+function minorFaults(pid: number | 'self'): number {
+  return Number(fs.readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\) /s, '').split(' ')[7]);
+}
+function selfMainNs(): number {
+  return mainThreadNs(process.pid);
+}
+
+const { cluster, agent } = await startClusterWithAgent('meshid-probe-sds-', ['spiffe://example.org/bench/envoy'], { nodeArgs: agentNodeArgs });
+try {
+  const pid = agent.child.pid!;
+  await createIdleEntries(cluster, ENTRIES);
+  const clients = Array.from({ length: CONNECTIONS }, () => {
+    const c = connectSidecars(agent.socketPath);
+    if (windowMb > 0) c.on('connect', () => c.setLocalWindowSize(windowMb * 2 ** 20));
+    return c;
+  });
+  const streams: SidecarStream[] = [];
+  const firsts: Array<Promise<number>> = [];
+  for (let i = 0; i < STREAMS; i++) {
+    const s = new SidecarStream(clients[i % CONNECTIONS]!, `sidecar-${i}`, ['default']);
+    streams.push(s);
+    firsts.push(s.nextVersion());
+  }
+  await Promise.all(firsts);
+  await signingSettled(() => agent.output());
+  const envoyIssued = (): number[] =>
+    agent
+      .output()
+      .split('\n')
+      .filter((l) => l.includes('"msg":"X509-SVID issued"') && l.includes('"spiffeId":"spiffe://example.org/bench/envoy"'))
+      .map((l) => (JSON.parse(l) as { time: number }).time);
+  const envoy = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: 'spiffe://example.org/bench/envoy' })).entries![0]!;
+  const rows: string[] = [];
+  const all: number[] = [];
+  const agentNs: number[] = [];
+  const selfNs: number[] = [];
+  for (let round = 0; round <= renewals; round++) {
+    await new Promise((r) => setTimeout(r, 500));
+    const arrivals = streams.map((s) => s.nextVersion());
+    const issuedBefore = envoyIssued().length;
+    const offset = Date.now() - performance.now();
+    const a0 = mainThreadNs(pid);
+    const p0 = processMs(pid);
+    const s0 = selfMainNs();
+    const f0 = minorFaults(pid);
+    const g0 = minorFaults('self');
+    await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: envoy.id, dns_names: [`envoy${round}.bench`] }, mask: ['dns_names'] });
+    const arrived = await Promise.all(arrivals);
+    const s1 = selfMainNs();
+    const g1 = minorFaults('self');
+    await new Promise((r) => setTimeout(r, 300));
+    const a1 = mainThreadNs(pid);
+    const p1 = processMs(pid);
+    const f1 = minorFaults(pid);
+    let renewedAt: number | undefined;
+    while ((renewedAt = envoyIssued()[issuedBefore]) === undefined) await new Promise((r) => setTimeout(r, 20));
+    const lat = arrived.map((t) => t + offset - renewedAt!);
+    const first = Math.min(...lat);
+    const p99 = percentile(lat, 99);
+    const last = Math.max(...lat);
+    rows.push(
+      `${round === 0 ? 'first' : `r${round}`}\tfirst ${first.toFixed(0)}\tp50 ${percentile(lat, 50).toFixed(0)}\tp99 ${p99.toFixed(0)}\tlast ${last.toFixed(0)} ms` +
+        `\tagent main ${((a1 - a0) / 1e6).toFixed(1)} ms\tagent proc ${(p1 - p0).toFixed(0)} ms\tbench main ${((s1 - s0) / 1e6).toFixed(1)} ms\tfaults agent ${f1 - f0} bench ${g1 - g0}`,
+    );
+    if (round > 0) {
+      all.push(...lat);
+      agentNs.push((a1 - a0) / 1e6);
+      selfNs.push((s1 - s0) / 1e6);
+    }
+  }
+  for (const r of rows) process.stdout.write(`${r}\n`);
+  process.stdout.write(
+    `SUMMARY renewals ${renewals}: p50 ${percentile(all, 50).toFixed(0)} p99 ${percentile(all, 99).toFixed(0)} ms; agent main-thread CPU per renewal median ${percentile(agentNs, 50).toFixed(1)} ms (p90 ${percentile(agentNs, 90).toFixed(1)}); bench main-thread CPU median ${percentile(selfNs, 50).toFixed(1)} ms\n`,
+  );
+  for (const s of streams) s.cancel();
+  for (const c of clients) c.close();
+  // A profile (--cpu-prof) is written only at a clean exit.
+  await agent.stop('SIGTERM');
+  if (process.env['PROBE_AGENT_OUTPUT'] !== undefined) fs.writeFileSync(process.env['PROBE_AGENT_OUTPUT'], agent.output());
+} finally {
+  await cluster.cleanup().catch(() => undefined);
+}
