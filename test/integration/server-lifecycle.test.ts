@@ -287,6 +287,38 @@ test('an operator-supplied root (--upstream-ca-cert/--upstream-ca-key) becomes t
   }
 });
 
+test('ca show lists a revoked JWT key by its ID, key ID and time, in text and --output json, as ca revoke prints it; a restart still lists it', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-server-jwt-revoke-');
+  try {
+    const s1 = await startServerProcess(dir);
+    t.after(() => s1.stop());
+    const jwt = (await authorities(s1.cli)).find((a) => a.kind === 'jwt' && a.state === 'active')! as Authority & { id: string };
+    const tainted = await s1.cli(['ca', 'taint', '--id', jwt.id]);
+    assert.equal(tainted.code, 0, tainted.err);
+    const before = JSON.parse((await s1.cli(['ca', 'show', '--output', 'json'])).out) as { revoked_jwt_keys: unknown[] };
+    assert.deepEqual(before.revoked_jwt_keys, [], 'a tainted key is not revoked yet');
+    const revoked = await s1.cli(['ca', 'revoke', '--id', jwt.id, '--output', 'json']);
+    assert.equal(revoked.code, 0, revoked.err);
+    const listing = JSON.parse(revoked.out) as { revoked_jwt_keys: Array<{ id: string; key_id: string; revoked_at: number }> };
+    // For a JWT key the Authority's fingerprint is its key ID (kid).
+    assert.deepEqual(listing.revoked_jwt_keys.map((k) => [k.id, k.key_id]), [[jwt.id, jwt.fingerprint]]);
+    const revokedAt = listing.revoked_jwt_keys[0]!.revoked_at;
+    assert.ok(Math.abs(revokedAt - Date.now() / 1000) < 600, `revoked_at ${revokedAt} is Unix seconds of about now`);
+    assert.deepEqual(JSON.parse((await s1.cli(['ca', 'show', '--output', 'json'])).out), listing, 'ca show --output json lists what ca revoke printed');
+    const text = await s1.cli(['ca', 'show']);
+    assert.equal(text.code, 0, text.err);
+    const block = [['Revoked JWT key', jwt.id], ['Key ID', jwt.fingerprint], ['Revoked at', new Date(revokedAt * 1000).toISOString()]];
+    assert.ok(text.out.includes(`\n${block.map(([label, value]) => `${label!.padEnd(16)} : ${value}\n`).join('')}`), `ca show names the revoked key:\n${text.out}`);
+    assert.equal(await s1.stop(), 0);
+
+    const s2 = await startServerProcess(dir);
+    t.after(() => s2.stop());
+    assert.deepEqual(JSON.parse((await s2.cli(['ca', 'show', '--output', 'json'])).out).revoked_jwt_keys, listing.revoked_jwt_keys, 'the datastore kept it');
+  } finally {
+    cleanup();
+  }
+});
+
 test('ca rotate-root publishes a second root at once; ca taint replaces an intermediate; unknown IDs are NotFound', async () => {
   const { dir, cleanup } = tempDir('meshid-server-rotate-');
   try {

@@ -3,7 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import type { CaManager } from '../ca/ca-manager.js';
 import { parseCertificate } from '../../common/x509/certificate.js';
-import type { CaRecord, RevokedRootRecord } from '../ca/ca-journal.js';
+import type { CaRecord, RevokedJwtKeyRecord, RevokedRootRecord } from '../ca/ca-journal.js';
 import { agentsCutOffByRevoking, revokeBeforePartnersPolled, revokeWouldCutOff } from '../ca/root-revoke-guard.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { invalidArgument } from '../../common/errors.js';
@@ -39,12 +39,14 @@ export function authorityService(
       return { subject: cert.subject, fingerprint: cert.fingerprintSha256 };
     }),
   });
-  // Taint and revoke answer with the journal as ListAuthorities shows it, revoked roots included: `ca revoke` prints
-  // the root it took out there.
+  const revokedJwtKeyToProto = (k: RevokedJwtKeyRecord) => ({ id: k.id, key_id: k.keyId, revoked_at: Math.floor(k.revokedAt / 1000) });
+  // Taint and revoke answer with the journal as ListAuthorities shows it, revoked roots and JWT keys included:
+  // `ca revoke` prints the authority it took out there.
   const list = () => ({
     trust_domain: ca.trustDomain,
     authorities: ca.listAuthorities().map(toProto),
     revoked_roots: ca.listRevokedRoots().map(revokedToProto),
+    revoked_jwt_keys: ca.listRevokedJwtKeys().map(revokedJwtKeyToProto),
   });
   return {
     ListAuthorities: unary(log, 'ListAuthorities', list),

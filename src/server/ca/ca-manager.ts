@@ -354,7 +354,7 @@ export class CaManager {
         const root = 'subject' in revoked;
         throw failedPrecondition(
           `${root ? 'root' : 'JWT key'} ${revoked.id} was already revoked, at ${new Date(revoked.revokedAt).toISOString()}: it is in neither the CA journal nor ` +
-            `the bundle, and ${rest}${root ? ' (ca show lists it under the revoked roots)' : ''}`,
+            `the bundle, and ${rest} (ca show lists it under the revoked ${root ? 'roots' : 'JWT keys'})`,
         );
       }
       const group = ids.map((id) => this.authorities.get(id));
@@ -450,6 +450,11 @@ export class CaManager {
   /** Every root `ca revoke` took out, oldest first. */
   listRevokedRoots(): readonly RevokedRootRecord[] {
     return this.revokedRoots;
+  }
+
+  /** Every JWT key `ca revoke` took out, oldest first. */
+  listRevokedJwtKeys(): readonly RevokedJwtKeyRecord[] {
+    return this.revokedJwtKeys;
   }
 
   /**

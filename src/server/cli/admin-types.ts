@@ -61,11 +61,19 @@ export interface ProtoRevokedRoot {
   anchors?: Array<{ subject?: string; fingerprint?: string }>;
 }
 
+export interface ProtoRevokedJwtKey {
+  id?: string;
+  key_id?: string;
+  revoked_at?: number;
+}
+
 /** meshid.admin.v1.ListAuthoritiesResponse: the CA journal, which TaintAuthority and RevokeAuthority answer with too. */
 export interface ListAuthoritiesResponse {
   trust_domain?: string;
   authorities?: ProtoAuthority[];
   revoked_roots?: ProtoRevokedRoot[];
+  /** Absent from servers that predate it (and from those that never revoked a JWT key). */
+  revoked_jwt_keys?: ProtoRevokedJwtKey[];
 }
 
 export interface MintX509SvidResponse {

@@ -3,7 +3,7 @@ import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
 import { invalidArgument } from '../../common/errors.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
-import type { ListAuthoritiesResponse, ProtoAuthority, ProtoRevokedRoot } from './admin-types.js';
+import type { ListAuthoritiesResponse, ProtoAuthority, ProtoRevokedJwtKey, ProtoRevokedRoot } from './admin-types.js';
 import { isoTime } from './entry-output.js';
 
 /** An authority with every field present: the --output json shape. */
@@ -66,6 +66,23 @@ function renderRevokedRoot(r: ReturnType<typeof fullRevokedRoot>): string {
   ]);
 }
 
+/** A revoked JWT key as the server keeps it, with every field present: the --output json shape. */
+function fullRevokedJwtKey(k: ProtoRevokedJwtKey): Required<ProtoRevokedJwtKey> {
+  return { id: k.id ?? '', key_id: k.key_id ?? '', revoked_at: k.revoked_at ?? 0 };
+}
+
+/**
+ * A JWT key `ca revoke` took out of the journal: a JWT-SVID naming its key ID (`kid`) no longer validates anywhere the
+ * bundle reached, which is what an operator tracing such a refusal looks for.
+ */
+function renderRevokedJwtKey(k: Required<ProtoRevokedJwtKey>): string {
+  return renderFields([
+    ['Revoked JWT key', k.id],
+    ['Key ID', k.key_id],
+    ['Revoked at', isoTime(k.revoked_at)],
+  ]);
+}
+
 /**
  * The CA journal as `ca show` prints it, and `ca taint` / `ca revoke` after their action: the same JSON shape for all
  * three, so a script reads any of them alike. `done` heads the pretty form of an action.
@@ -73,11 +90,15 @@ function renderRevokedRoot(r: ReturnType<typeof fullRevokedRoot>): string {
 function renderJournal(res: ListAuthoritiesResponse, format: 'json' | 'pretty', done?: string): string {
   const authorities = (res.authorities ?? []).map(fullAuthority);
   const revoked = (res.revoked_roots ?? []).map(fullRevokedRoot);
-  if (format === 'json') return renderJson({ trust_domain: res.trust_domain ?? '', authorities, revoked_roots: revoked });
+  const revokedJwtKeys = (res.revoked_jwt_keys ?? []).map(fullRevokedJwtKey);
+  if (format === 'json') {
+    return renderJson({ trust_domain: res.trust_domain ?? '', authorities, revoked_roots: revoked, revoked_jwt_keys: revokedJwtKeys });
+  }
   return (
     (done === undefined ? renderFields([['Trust domain', res.trust_domain ?? '']]) : `${done}\n`) +
     authorities.map((a) => `\n${renderAuthority(a)}`).join('') +
-    revoked.map((r) => `\n${renderRevokedRoot(r)}`).join('')
+    revoked.map((r) => `\n${renderRevokedRoot(r)}`).join('') +
+    revokedJwtKeys.map((k) => `\n${renderRevokedJwtKey(k)}`).join('')
   );
 }
 

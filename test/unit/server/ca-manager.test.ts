@@ -410,7 +410,7 @@ test('revoke of a JWT key sent again (its answer lost) says it was already revok
     await t.ca.revoke(jwt.id);
     const already = (e: unknown) =>
       e instanceof MeshidError && e.code === 'failed_precondition' &&
-      e.message === `JWT key ${jwt.id} was already revoked, at ${revokedAt}: it is in neither the CA journal nor the bundle, and nothing is left to revoke`;
+      e.message === `JWT key ${jwt.id} was already revoked, at ${revokedAt}: it is in neither the CA journal nor the bundle, and nothing is left to revoke (ca show lists it under the revoked JWT keys)`;
     await assert.rejects(t.ca.revoke(jwt.id), already);
     await assert.rejects(t.ca.revoke('jwt-nope'), /no authority with id "jwt-nope"/, 'an ID never seen is still not found');
 
