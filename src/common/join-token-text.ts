@@ -1,7 +1,7 @@
 /** The label `meshid-server token generate` prints the token after, as spire-server's `token generate` does. */
 export const JOIN_TOKEN_LABEL = 'Token:';
 
-/** The other lines of token generate's pretty output, which a file saved from it holds beside the token's. */
+/** The other lines of token generate's pretty output (on stderr), which a file saved from it may hold beside the token's. */
 const GENERATE_OUTPUT_LABELS: readonly string[] = ['Expires at:', 'Datacenter:'];
 
 /** The join token in saved text, or why there is none: `empty`, or `not-one-token` for anything else. */
@@ -9,8 +9,9 @@ export type JoinTokenText = { token: string } | { problem: 'empty' | 'not-one-to
 
 /**
  * The join token in text an operator saved (a join token file, `token revoke --token -`'s standard input): the token
- * alone, or the whole pretty output of `meshid-server token generate` (`Token: <value>`, then its expiry and
- * datacenter lines), which is what `token generate > file` leaves. Anything else is no token rather than a guess: sent
+ * alone, or the whole pretty output of `meshid-server token generate` (`Token: <value>` on stdout, its expiry and
+ * datacenter lines on stderr), which is what `token generate > file 2>&1` leaves, as `> file` did before those lines
+ * moved to stderr. Anything else is no token rather than a guess: sent
  * whole, the server could only refuse it as unknown, spent or revoked, which sends the operator after the wrong cause.
  * A token never holds whitespace (meshid's are hex, SPIRE's UUIDs), so text with more than one word is not one token.
  * The text is never quoted back by the callers: it may hold a live token.

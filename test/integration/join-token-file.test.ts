@@ -23,14 +23,18 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-/** `meshid-server token generate` as an operator runs it: its whole stdout. */
+/**
+ * All `meshid-server token generate` prints, its stdout then its stderr: what `token generate > file 2>&1` leaves, and
+ * what `> file` left before its expiry and datacenter lines moved to stderr.
+ */
 async function generated(): Promise<string> {
   const r = await runNode(SERVER_MAIN, ['token', 'generate', '--datacenter', 'east', '--admin-socket', cluster.server.adminSocket]);
   assert.equal(r.code, 0, r.err);
-  return r.out;
+  assert.match(r.err, /^Expires at: /, 'the file holds more than the Token: line');
+  return r.out + r.err;
 }
 
-test("an agent whose join token file holds all token generate printed attests with the token on its Token: line", async () => {
+test("an agent whose join token file holds all token generate printed (stdout and stderr) attests with the token on its Token: line", async () => {
   const file = path.join(cluster.dir, 'generated-token');
   fs.writeFileSync(file, await generated(), { mode: 0o600 });
   const agent = await cluster.startAgent({ name: 'generated', extraArgs: ['--join-token-file', file] });

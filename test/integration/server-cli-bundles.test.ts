@@ -18,13 +18,16 @@ import { assertError, assertOk, cli, createEntry, dir, field, partnerBundle, ser
 
 startServerCliFixture('meshid-server-cli-bundles-');
 
-test('token generate prints the token, then its expiry', async () => {
+test("token generate prints spire-server's one line, Token: <value>, on stdout (so `| awk '{print $2}'` gets the token alone), its expiry and datacenter on stderr", async () => {
   const r = await cli(['token', 'generate', '--datacenter', 'west', '--ttl', '5m']);
-  assertOk(r);
+  assert.equal(r.code, 0, r.err);
   const lines = r.out.split('\n');
-  assert.match(lines[0]!, /^Token: [A-Za-z0-9_-]{20,}$/);
-  assert.match(lines[1]!, /^Expires at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
-  assert.match(r.out, /^Datacenter: west$/m);
+  assert.match(r.out, /^Token: [A-Za-z0-9_-]{20,}\n$/);
+  const awk = r.out.split('\n').filter((line) => line !== '').map((line) => line.split(/\s+/)[1]);
+  assert.deepEqual(awk, [lines[0]!.slice('Token: '.length)], "awk '{print $2}' prints the token and nothing else");
+  const notes = r.err.split('\n');
+  assert.match(notes[0]!, /^Expires at: \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
+  assert.deepEqual(notes.slice(1), ['Datacenter: west', '']);
 
   const json = await cli(['token', 'generate', '--output', 'json']);
   assertOk(json);
@@ -32,7 +35,7 @@ test('token generate prints the token, then its expiry', async () => {
   assert.deepEqual(Object.keys(doc), ['value', 'expires_at'], "spire-server's JoinToken");
   assert.ok(doc.value.length >= 20 && Number(doc.expires_at) > 0);
   assert.notEqual(doc.value, lines[0]!.slice('Token: '.length), 'every token is new');
-  assert.match((await cli(['token', 'generate'])).out, /^Datacenter: east$/m, 'the first datacenter is the default');
+  assert.match((await cli(['token', 'generate'])).err, /^Datacenter: east$/m, 'the first datacenter is the default');
 });
 
 test('token generate refuses an unknown datacenter and a bad TTL', async () => {

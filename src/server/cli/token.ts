@@ -32,7 +32,12 @@ const generate: Command = {
     const res = await withAdminClient(args, io.env, (client) => client.call('Tokens', 'GenerateJoinToken', request));
     // spire-server prints CreateJoinToken's spire.api.types.JoinToken; the datacenter is in the pretty output.
     if (outputFormat(args) === 'json') io.stdout.write(renderJson({ value: res.token ?? '', expires_at: int64(res.expires_at) }));
-    else io.stdout.write(`${JOIN_TOKEN_LABEL} ${res.token ?? ''}\nExpires at: ${isoTime(res.expires_at) ?? 'never'}\nDatacenter: ${res.datacenter ?? ''}\n`);
+    else {
+      // stdout holds the one line spire-server prints, so its idiom `token generate | awk '{print $2}'` gets the token
+      // alone; the rest goes to stderr, which an operator at a terminal still sees.
+      io.stdout.write(`${JOIN_TOKEN_LABEL} ${res.token ?? ''}\n`);
+      io.stderr.write(`Expires at: ${isoTime(res.expires_at) ?? 'never'}\nDatacenter: ${res.datacenter ?? ''}\n`);
+    }
     return 0;
   },
 };
