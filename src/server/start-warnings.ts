@@ -31,9 +31,9 @@ export function warnAboutCappedEntries(hub: SyncHub, config: ServerConfig, log: 
  */
 export async function warnAboutAgentsOfUnservedDatacenters(ds: Datastore, config: ServerConfig, now: number, log: Logger): Promise<void> {
   const stranded: Record<string, number> = {};
-  for (const agent of await ds.listAgents()) {
-    if (agent.banned || agent.certNotAfter <= now || config.datacenters.includes(agent.datacenter)) continue;
-    stranded[agent.datacenter] = (stranded[agent.datacenter] ?? 0) + 1;
+  // Counted by the datastore: reading every agent to count a few cost a start with many agents their whole rows.
+  for (const [datacenter, agents] of await ds.countLiveAgentsByDatacenter(now)) {
+    if (!config.datacenters.includes(datacenter)) stranded[datacenter] = agents;
   }
   if (Object.keys(stranded).length === 0) return;
   log.warn(

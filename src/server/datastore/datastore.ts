@@ -120,6 +120,11 @@ export interface Datastore {
   /** Every agent (banned ones included), ordered by SPIFFE ID. */
   listAgents(filter?: { datacenter?: string }): Promise<AttestedAgent[]>;
   /**
+   * How many agents each datacenter has that are neither banned nor expired (certNotAfter > now), without reading
+   * the agents: the start counts those of datacenters no longer served. Datacenters with none are left out.
+   */
+  countLiveAgentsByDatacenter(now: number): Promise<Map<string, number>>;
+  /**
    * Records an agent SVID renewed from the certificate with serial `renewedFrom`. The new serial becomes current;
    * `renewedFrom` stays valid as the previous one until the agent first uses the new certificate
    * (retirePreviousAgentCert), so an agent whose renewal answer was lost can still renew, while a copy of any older

@@ -41,6 +41,11 @@ export function listAgents(tx: SqliteScope, filter: { datacenter?: string } = {}
   return rows.map(agentFromRow);
 }
 
+export function countLiveAgentsByDatacenter(tx: SqliteScope, now: number): Map<string, number> {
+  const rows = tx.s.liveAgentsByDatacenter.all(now) as Array<{ datacenter: string; agents: number }>;
+  return new Map(rows.map((r) => [r.datacenter, r.agents]));
+}
+
 export function updateAgentCert(tx: SqliteScope, spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): AttestedAgent {
   requireText('agent certSerial', certSerial);
   requireText('agent renewedFrom', renewedFrom);

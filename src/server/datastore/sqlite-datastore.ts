@@ -203,6 +203,10 @@ export class SqliteDatastore implements Datastore {
     return this.read(() => agents.listAgents(this.scope, filter));
   }
 
+  countLiveAgentsByDatacenter(now: number): Promise<Map<string, number>> {
+    return this.read(() => agents.countLiveAgentsByDatacenter(this.scope, now));
+  }
+
   updateAgentCert(spiffeId: string, certSerial: string, certNotAfter: number, renewedFrom: string, issuerId?: string): Promise<AttestedAgent> {
     return this.write(() => agents.updateAgentCert(this.scope, spiffeId, certSerial, certNotAfter, renewedFrom, issuerId));
   }

@@ -59,6 +59,7 @@ export function prepareStatements(db: Database.Database) {
     agentById: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE spiffe_id = ?`),
     allAgents: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents ORDER BY spiffe_id`),
     agentsByDatacenter: p(`SELECT ${AGENT_COLUMNS} FROM attested_agents WHERE datacenter = ? ORDER BY spiffe_id`),
+    liveAgentsByDatacenter: p('SELECT datacenter, count(*) AS agents FROM attested_agents WHERE banned = 0 AND cert_not_after > ? GROUP BY datacenter'),
     insertAgent: p(`INSERT INTO attested_agents (${AGENT_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`),
     // Not updated_at: that dates the SVID record, which agent-auth.ts compares certificates with.
     setAgentVersion: p('UPDATE attested_agents SET agent_version = ? WHERE spiffe_id = ?'),

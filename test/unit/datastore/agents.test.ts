@@ -112,3 +112,18 @@ test('pruneAgents deletes agents whose certificate expired, and only those', asy
     assert.deepEqual((await ds.listAgents()).map((x) => x.certSerial), ['c-s1']);
   });
 });
+
+test('countLiveAgentsByDatacenter counts each datacenter\'s agents neither banned nor expired, leaving out datacenters with none', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.createAgent(agent('a', { certNotAfter: 300 }));
+    await ds.createAgent(agent('b', { certNotAfter: 300 }));
+    await ds.createAgent(agent('c', { certNotAfter: 300, banned: true }));
+    await ds.createAgent(agent('d', { certNotAfter: 200 }));
+    await ds.createAgent(agent('e', { datacenter: 'dc2', certNotAfter: 201 }));
+    await ds.createAgent(agent('f', { datacenter: 'dc3', certNotAfter: 200 }));
+    await ds.createAgent(agent('g', { datacenter: 'dc4', certNotAfter: 300, banned: true }));
+    // An agent whose certificate ends at `now` is expired, as pruneAgents(now) has it.
+    assert.deepEqual(await ds.countLiveAgentsByDatacenter(200), new Map([['dc1', 2], ['dc2', 1]]));
+    assert.deepEqual(await ds.countLiveAgentsByDatacenter(300), new Map());
+  });
+});
