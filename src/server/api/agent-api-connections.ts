@@ -199,7 +199,10 @@ export class AgentApiConnections {
       return undefined;
     }
     const id = agentSvidId(cert, this.deps.agentIdPrefix);
-    return id !== undefined && this.deps.anchor.signedByServer(cert, this.deps.clock.now()) ? id : undefined;
+    if (id === undefined || !this.deps.anchor.signedByServer(cert, this.deps.clock.now())) return undefined;
+    // Parsed once for the connection: its call gate and first authentication find it whatever a storm did to the memo.
+    socket.once('close', this.deps.certificates.hold(cert));
+    return id;
   }
 
   private admitAgent(session: Session, agentId: string): void {

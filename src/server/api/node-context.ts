@@ -70,7 +70,7 @@ export function nodeContext(deps: NodeServiceDeps): NodeContext {
   const agentPrefix = agentIdPrefix(deps.trustDomain);
   const copiedIdentities = new CopiedAgentIdentities(clock, log);
   const auth = async (call: Parameters<typeof authenticateAgent>[0]): Promise<AuthenticatedAgent> => {
-    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der)).catch((err: unknown) => {
+    const agent = await authenticateAgent(call, ds, agentPrefix, clock.now(), anchor, (der) => certificates.parse(der, { authenticated: true })).catch((err: unknown) => {
       if (err instanceof MeshidError) throw copiedIdentities.refused(err, call.getPeer());
       throw err;
     });

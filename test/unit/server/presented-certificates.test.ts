@@ -53,3 +53,27 @@ test('the memo is bounded: the least recently presented certificate goes first a
   assert.notEqual(oneAgain, one, 'parsed again');
   assert.equal(oneAgain.serialHex, one.serialHex);
 });
+
+test('a restart storm: more agents admitted at once than the memo holds have each certificate parsed once, by admission, for the call gate and the first authentication', async () => {
+  const { east } = await makePki('ec-p256');
+  const signer = new LeafSigner(east.der, east.privateKey);
+  const ders = [0, 1, 2, 3, 4].map((i) => signer.sign({ publicKey: generateKeyPair('ec-p256').publicKey, spiffeId: `spiffe://example.org/meshid/agent/east/${i}`, notBefore: T0, notAfter: T0 + HOUR }));
+  const memo = new PresentedCertificates(2);
+  // Every connection is admitted before any call of theirs arrives (grpc-js hands each reader a new copy).
+  const admitted = ders.map((der) => memo.parse(Buffer.from(der)));
+  const releases = admitted.map((cert) => memo.hold(cert));
+  assert.equal(memo.heldCount, 5);
+  for (const [i, der] of ders.entries()) assert.equal(memo.parse(Buffer.from(der)), admitted[i], `the gate finds agent ${i}'s admission parse`);
+  for (const [i, der] of ders.entries()) assert.equal(memo.parse(Buffer.from(der), { authenticated: true }), admitted[i], `so does its authentication`);
+  assert.equal(memo.heldCount, 0, 'once authenticated, a certificate is held only as the bounded memo holds any');
+  for (const release of releases) release();
+  // The bound applies again: the two authenticated last are remembered, the first is parsed again.
+  assert.equal(memo.parse(Buffer.from(ders[4]!)), admitted[4]);
+  assert.notEqual(memo.parse(Buffer.from(ders[0]!)), admitted[0]);
+
+  // A connection that closes before any call of its own lets its certificate go.
+  const late = memo.parse(Buffer.from(ders[1]!));
+  const release = memo.hold(late);
+  release();
+  assert.equal(memo.heldCount, 0);
+});
