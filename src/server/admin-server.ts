@@ -20,6 +20,7 @@ import { agentAdminService } from './api/agent-admin-service.js';
 import { authorityService } from './api/authority-service.js';
 import { svidService } from './api/svid-service.js';
 import { federationService } from './api/federation-service.js';
+import { loggerService } from './api/logger-service.js';
 import type { GrpcHealthServing } from './grpc-health-serving.js';
 
 export const ADMIN_PROTO = ['meshid/v1/admin.proto', 'grpc/health/v1/health.proto'];
@@ -33,7 +34,7 @@ export const ADMIN_SOCKET_SETTING = '--admin-socket, admin_socket';
  */
 export async function startAdminServer(
   config: ServerConfig, ds: Datastore, ca: CaManager, federation: FederatedBundlePoller, backups: grpc.UntypedServiceImplementation, clock: Clock, log: Logger,
-  grpcHealth: GrpcHealthServing,
+  grpcHealth: GrpcHealthServing, rootLog: Logger,
 ): Promise<grpc.Server> {
   const proto = loadProto(ADMIN_PROTO);
   const limits = {
@@ -60,6 +61,7 @@ export async function startAdminServer(
     ['meshid.admin.v1.Svids', svidService(ca, limits, log)],
     ['meshid.admin.v1.Federation', federationService(federation, ds, config.trustDomain, clock, log)],
     ['meshid.admin.v1.Backups', backups],
+    ['meshid.admin.v1.Logger', loggerService(rootLog, config.logLevel, log)],
   ];
   for (const [name, implementation] of services) server.addService(serviceOf(proto, name), implementation);
   // Each admin service has a health status of its own, so `meshid-server healthcheck` can tell this socket from any

@@ -178,7 +178,7 @@ export class MeshidServer {
       // Kept: their fault throttles (handler.ts) are stopped with the server, so no summary line follows its last.
       const apiLogs = { admin: log.child({ subsystem: 'admin-api' }), backup: log.child({ subsystem: 'backup' }), agentApi: log.child({ subsystem: 'agent-api' }) };
       started.push(['API fault logs', () => Object.values(apiLogs).forEach(stopServerFaultLog)]);
-      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, apiLogs.backup), clock, apiLogs.admin, grpcHealth);
+      const admin = await startAdminServer(config, ds, ca, federation, backupService(backups, stopping.signal, clock, apiLogs.backup), clock, apiLogs.admin, grpcHealth, log);
       started.push(['admin API', () => forceShutdownGrpcServer(admin)]);
       const { server: agentApi, port, connections } = await startAgentApi(config, ds, ca, hub, svid, clock, apiLogs.agentApi, grpcHealth, opts.agentApiConnectionLimits);
       started.push([

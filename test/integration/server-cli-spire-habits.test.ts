@@ -226,12 +226,9 @@ test('entry update -data replaces each entry its entry_id names, whole, as spire
   assert.match(unnamed.err, /entry 1 has no entry_id/);
 });
 
-test('the executable answers spire-server\'s jwt mint -write and logger with what to do instead, as the README says', async () => {
+test('the executable answers spire-server\'s jwt mint -write with what to do instead, as the README says (logger is meshid-server logger now: server-logger.test)', async () => {
   const write = await server.cli(['jwt', 'mint', '-spiffeID', 'spiffe://example.org/tool', '-audience', 'x', '-write', 'token.jwt']);
   assert.equal(write.code, 1);
   assert.equal(write.out, '');
   assert.match(write.err, /^Error: InvalidArgument: flag -write is not supported by meshid: the token goes to standard output: redirect it/);
-  const logger = await server.cli(['logger', 'set', '-level', 'debug']);
-  assert.equal(logger.code, 1);
-  assert.match(logger.err, /has no "logger" command: the log level is set when the server starts \(--log-level, log_level in the config file, or MESHID_LOG_LEVEL\)/);
 });

@@ -59,6 +59,7 @@ const SERVICE_NAMES: Record<AdminService, string> = {
   Svids: 'meshid.admin.v1.Svids',
   Federation: 'meshid.admin.v1.Federation',
   Backups: 'meshid.admin.v1.Backups',
+  Logger: 'meshid.admin.v1.Logger',
   Health: 'grpc.health.v1.Health',
 };
 

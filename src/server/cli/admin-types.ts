@@ -94,6 +94,12 @@ export interface ProtoFederationRelationship {
   source?: string;
 }
 
+/** meshid.admin.v1.LoggerLevels: the server's log level now, and the one it started with. */
+export interface LoggerLevels {
+  current_level?: string;
+  launch_level?: string;
+}
+
 export interface WriteBackupResponse {
   dir?: string;
   files?: Array<{ path?: string; size?: number }>;
@@ -150,6 +156,11 @@ export interface AdminMethods {
   };
   Backups: {
     WriteBackup: [{ dir: string }, WriteBackupResponse];
+  };
+  Logger: {
+    GetLogger: [Record<string, never>, LoggerLevels];
+    SetLogLevel: [{ level: string }, LoggerLevels];
+    ResetLogLevel: [Record<string, never>, LoggerLevels];
   };
   Health: {
     Check: [{ service?: string }, { status?: string }];

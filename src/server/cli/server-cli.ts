@@ -8,6 +8,7 @@ import { entryCommand } from './entry.js';
 import { federationCommand } from './federation.js';
 import { healthcheckCommand } from './healthcheck.js';
 import { jwtCommand } from './jwt.js';
+import { loggerCommand } from './logger.js';
 import { tokenCommand } from './token.js';
 import { x509Command } from './x509.js';
 
@@ -34,6 +35,7 @@ const GROUPS: readonly CommandGroup[] = [
     // Loaded only for `restore`: it opens the datastore, which the client commands never need.
     run: async (argv, io) => (await import('./restore.js')).restoreCommand(argv, io),
   },
+  { name: 'logger', summary: "Show or change the server's log level while it runs (get, set, reset)", run: loggerCommand },
   { name: 'healthcheck', summary: 'Check that the server is healthy', run: healthcheckCommand },
   {
     name: 'validate',
@@ -48,7 +50,6 @@ const SPIRE_INSTEAD: Readonly<Record<string, string>> = {
     'spire-server\'s localauthority is meshid-server ca: x509|jwt show is ca show, x509 prepare is ca rotate-root and x509 activate is ca activate --id <prepared root> ' +
     '(JWT keys are prepared and activated on their own), taint and revoke are ca taint and ca revoke',
   upstreamauthority: 'spire-server\'s upstreamauthority is meshid-server ca (show, taint, revoke; the upstream CA is configured with --upstream-ca-cert)',
-  logger: 'the log level is set when the server starts (--log-level, log_level in the config file, or MESHID_LOG_LEVEL), not changed while it runs',
   debug: 'meshid-server has no debug API: `ca show`, `agent count`, `entry count` and `healthcheck` report its state',
 };
 

@@ -268,7 +268,6 @@ test('spire-server commands meshid has under another name, or not at all, say wh
       'x509 prepare is ca rotate-root and x509 activate is ca activate --id <prepared root> (JWT keys are prepared and activated on their own), taint and revoke are ca taint and ca revoke\n',
   );
   assert.match((await run(['upstreamauthority', 'taint'])).err, /^Error: InvalidArgument: meshid-server has no "upstreamauthority" command: .* is meshid-server ca /);
-  assert.match((await run(['logger', 'get'])).err, /^Error: InvalidArgument: meshid-server has no "logger" command: the log level is set when the server starts/);
   assert.match((await run(['debug', 'getinfo'])).err, /^Error: InvalidArgument: meshid-server has no "debug" command: meshid-server has no debug API: `ca show`/);
   const jti = await run(['entry', 'create', '-spiffeID', 'spiffe://example.org/a', '-jwtSVIDIncludeJTI']);
   assert.equal(jti.code, 1);
