@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { secretsByName, SotwClient, type DiscoveryResponse } from '../../support/sds-client.js';
-import { as, registerA, SELECTOR_A, trustDomainsForSuite } from './sds-harness.js';
+import { APP_A, as, registerA, SELECTOR_A, trustDomainsForSuite } from './sds-harness.js';
 
 function names(response: DiscoveryResponse): string[] {
   return [...secretsByName(response).keys()].sort();
@@ -10,7 +10,7 @@ function names(response: DiscoveryResponse): string[] {
 // An ACK repeats the subscription it answers and is let through without a look at the state (sotw-stream.ts): a
 // request naming as many names, but others, must not pass for one. Mutation testing round 2: with the list compared
 // by length only, the swaps below went unanswered and the client kept the secrets it had dropped.
-describe('SDS StreamSecrets: a subscription swapped for as many other names (stubbed attestation)', () => {
+describe('SDS StreamSecrets: a subscription changed without changing its size (stubbed attestation)', () => {
   const { withHarness } = trustDomainsForSuite();
 
   it('one name swapped for another is answered with the new one only', async () => {
@@ -38,6 +38,22 @@ describe('SDS StreamSecrets: a subscription swapped for as many other names (stu
       const r2 = await client.next();
       assert.deepEqual(names(r2), ['ALL', 'ROOTCA']);
       assert.equal(h.service.stats().responses, 2);
+      client.cancel();
+    });
+  });
+
+  // The same names plus `*` is a change of the wildcard alone: without it counted, nothing went out until some
+  // unrelated secret changed.
+  it('`*` added beside the names already held is answered at once with every name that resolves', async () => {
+    await withHarness(registerA, async (h) => {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default']);
+      const r1 = await client.next();
+      assert.deepEqual(names(r1), ['default']);
+      client.ack(r1, ['default', '*']);
+      const r2 = await client.next();
+      assert.ok(names(r2).includes(APP_A), `the wildcard's names are sent: got ${names(r2).join(', ')}`);
+      assert.ok(names(r2).includes('default'));
       client.cancel();
     });
   });
