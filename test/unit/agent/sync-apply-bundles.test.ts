@@ -50,3 +50,13 @@ test('an update that does not state the federated bundles leaves them as they we
   const { cache } = applyTo({ revision: 2, initial: false, entries: [], removed_entry_ids: [] });
   assert.deepEqual(cache.federatedBundles().map((b) => b.trustDomain), ['partner.example']);
 });
+
+test('a federated bundle of the own trust domain is left out: it could add roots to the own trust domain', () => {
+  const own = fx.bundle();
+  const { cache } = applyTo({
+    revision: 2, initial: false, entries: [], removed_entry_ids: [], federated_bundles_changed: true,
+    federated_bundles: [message({ ...own, trustDomain: 'partner.example' }), message({ ...own, sequence: own.sequence + 1 })],
+  });
+  assert.deepEqual(cache.federatedBundles().map((b) => b.trustDomain), ['partner.example']);
+  assert.equal(cache.ownBundle()?.sequence, own.sequence);
+});
