@@ -320,7 +320,8 @@ export class StatePersister {
       fs.chmodSync(tmp, 0o600);
       fs.renameSync(tmp, this.snapshotFile);
     } catch (err) {
-      fs.rmSync(tmp, { force: true });
+      // The rename's error is the one to report; a temp file left behind is removed at the next start.
+      fs.promises.rm(tmp, { force: true }).catch(() => undefined);
       throw err;
     }
     this.compaction = undefined;
@@ -364,7 +365,14 @@ export class StatePersister {
     } catch {
       // Closed already or never usable: nothing to release.
     }
-    fs.rmSync(path.join(this.dir, journalFileName(c.generation)), { force: true });
+    // A removal the disk refuses must not throw: this runs after a batch was saved (append), in the compaction's own
+    // failure handler (where a throw is an unhandled rejection, which ends the agent) and in close(). What is left
+    // is harmless: no snapshot names that generation, later ones are numbered past it, and loadState removes it.
+    try {
+      fs.rmSync(path.join(this.dir, journalFileName(c.generation)), { force: true });
+    } catch (err) {
+      this.log.warn({ err, journal: journalFileName(c.generation) }, 'cannot remove the journal of the agent state snapshot rewrite given up; the next start removes it');
+    }
   }
 
   /**
