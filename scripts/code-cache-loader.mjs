@@ -4,7 +4,9 @@
 // parsing ~1.7 MB of JavaScript (Node 20 has no module.enableCompileCache; bench/README.md, P6).
 //
 // The cache file starts with the SHA-256 of the exact bundle it was made for; another bundle's cache is not offered to
-// V8, and V8 itself refuses one from another Node version or other V8 flags. Without a usable cache the bundle is
+// V8, and V8 itself refuses one from another Node version or other V8 flags. Then the CRC-32 of V8's data: a release
+// V8 checks only its header, and deserializes damaged data (a flipped bit on disk) into a crash (V8_Fatal, SIGSEGV)
+// instead of refusing it, so damaged data is not offered either. Without a usable cache the bundle is
 // compiled from its source, as a plain start would. With --enable-source-maps the bundle is loaded through require(),
 // whose source map support a vm.Script does not have on Node 20, so stack traces name the TypeScript sources.
 //
@@ -17,10 +19,13 @@ import { createRequire } from 'node:module';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import vm from 'node:vm';
+import { crc32 } from 'node:zlib';
 
 const bundle = fileURLToPath(new URL(__BUNDLE__, import.meta.url));
 const cacheFile = `${bundle}.cache`;
 const DIGEST_BYTES = 32;
+/** The digest, then the CRC-32 of the data V8 made (big-endian). */
+const HEADER_BYTES = DIGEST_BYTES + 4;
 const require = createRequire(bundle);
 const report = (how) => {
   if (process.env.MESHID_CODE_CACHE_REPORT === '1') process.stderr.write(`code cache: ${how}\n`);
@@ -35,8 +40,13 @@ if (process.sourceMapsEnabled) {
   let cachedData;
   try {
     const cache = fs.readFileSync(cacheFile);
-    if (cache.length > DIGEST_BYTES && digest.equals(cache.subarray(0, DIGEST_BYTES))) cachedData = cache.subarray(DIGEST_BYTES);
-    else report('made for another bundle');
+    if (cache.length > HEADER_BYTES && digest.equals(cache.subarray(0, DIGEST_BYTES))) {
+      const data = cache.subarray(HEADER_BYTES);
+      if (crc32(data) === cache.readUInt32BE(DIGEST_BYTES)) cachedData = data;
+      else report('damaged');
+    } else {
+      report('made for another bundle');
+    }
   } catch {
     report('absent');
   }
@@ -48,7 +58,12 @@ if (process.sourceMapsEnabled) {
   if (cachedData !== undefined) report(script.cachedDataRejected ? 'rejected by V8' : 'used');
   if (process.env.MESHID_CODE_CACHE_WRITE === '1') {
     // At exit, so that the cache holds every function the run compiled, not only the top level.
-    process.once('exit', () => fs.writeFileSync(cacheFile, Buffer.concat([digest, script.createCachedData()])));
+    process.once('exit', () => {
+      const data = script.createCachedData();
+      const sum = Buffer.alloc(4);
+      sum.writeUInt32BE(crc32(data));
+      fs.writeFileSync(cacheFile, Buffer.concat([digest, sum, data]));
+    });
   }
   const module = { exports: {}, id: bundle, filename: bundle, loaded: false };
   script.runInThisContext()(module.exports, require, module, bundle, path.dirname(bundle));

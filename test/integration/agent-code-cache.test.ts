@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
+import { crc32 } from 'node:zlib';
 import { packageRoot } from '../../src/common/paths.js';
 import { AGENT_MAIN } from '../support/cluster.js';
 import { runNode } from '../support/server-process.js';
@@ -70,17 +71,35 @@ test('a code cache made for another bundle is not offered to V8: a changed bundl
   );
 });
 
-test('a code cache V8 refuses (damaged) falls back to the bundle source quietly', async () => {
+/** The cache's layout (scripts/code-cache-loader.mjs): the bundle's SHA-256, the CRC-32 of V8's data, V8's data. */
+const DATA_AT = 36;
+
+test('a code cache V8 refuses (its header changed, the checksum made to match) falls back to the bundle source quietly', async () => {
   await withCopy(
     (dir) => {
       const cache = path.join(dir, 'meshid-agent.cjs.cache');
       const bytes = fs.readFileSync(cache);
-      // After the 32-byte digest of the bundle: V8's own header and checksummed payload.
-      for (let i = 40; i < bytes.length; i += 97) bytes[i] = bytes[i]! ^ 0xff;
+      // V8's own header (magic number, version and flag hashes, lengths), which V8 checks.
+      for (let i = DATA_AT; i < DATA_AT + 24; i++) bytes[i] = bytes[i]! ^ 0xff;
+      bytes.writeUInt32BE(crc32(bytes.subarray(DATA_AT)), 32);
       fs.writeFileSync(cache, bytes);
     },
     async (main) => assert.equal(await versionLoadedAs(main), 'code cache: rejected by V8\n'),
   );
+});
+
+test('a code cache damaged past V8\'s header (which a release V8 does not check: it crashed in V8_Fatal or SIGSEGV) is not offered to V8: the agent starts from the bundle source', async () => {
+  for (const at of [DATA_AT + 100, DATA_AT + 200_000]) {
+    await withCopy(
+      (dir) => {
+        const cache = path.join(dir, 'meshid-agent.cjs.cache');
+        const bytes = fs.readFileSync(cache);
+        for (let i = at; i < at + 64; i++) bytes[i] = bytes[i]! ^ 0x5a;
+        fs.writeFileSync(cache, bytes);
+      },
+      async (main) => assert.equal(await versionLoadedAs(main), 'code cache: damaged\n', `bytes flipped at ${at}`),
+    );
+  }
 });
 
 test('with --enable-source-maps meshid-agent loads its bundle with the source map, which names the TypeScript sources', async () => {
