@@ -167,3 +167,30 @@ test('a snapshot written at once (a ban withdraws most keys) during a compaction
     t.cleanup();
   }
 });
+
+test('close() during a compaction (the agent stopping) gives it up: nothing is renamed after, its temp file and journal go, and the state loads with every save', async () => {
+  const t = tempDir('meshid-compaction-close-');
+  try {
+    const dir = path.join(t.dir, 'agent');
+    let { store, state } = nearlyDue(dir);
+    const snapshot = fs.readFileSync(path.join(dir, 'state.json'));
+    state = everyEntryChanged(state, 5);
+    store.saveState(state);
+    assert.ok(store.compacting());
+    await nextTurn();
+    // The agent's last save (StateWriter.stop), then the store closes.
+    state = { ...state, revision: 6 };
+    store.saveState(state);
+    store.close();
+    await store.compactionSettled();
+    for (let i = 0; i < 20; i++) await nextTurn();
+    assert.deepEqual(fs.readFileSync(path.join(dir, 'state.json')), snapshot, 'the snapshot being written is not renamed in after close');
+    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'its temp file is removed');
+    assert.equal(journals(dir).length, 1, 'and its journal');
+    store = AgentStore.open(dir, silentLogger());
+    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(state));
+    store.close();
+  } finally {
+    t.cleanup();
+  }
+});
