@@ -30,8 +30,8 @@ test('logger set -level debug makes the running server write debug lines, logger
   await refuse('int-before-set');
 
   // SPIRE's -level spelling and its upper-case level names.
-  assert.deepEqual(JSON.parse(await ok(['logger', 'set', '-level', 'DEBUG', '--output', 'json'])), { current_level: 'debug', launch_level: 'info' });
-  assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'debug', launch_level: 'info' });
+  assert.deepEqual(JSON.parse(await ok(['logger', 'set', '-level', 'DEBUG', '--output', 'json'])), { current_level: 'DEBUG', launch_level: 'INFO' });
+  assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'DEBUG', launch_level: 'INFO' });
   await refuse('int-while-debug');
   await until('the debug line of the refused call', () => (refusedLine('int-while-debug').test(s.output()) ? true : undefined));
 

@@ -4,10 +4,13 @@ import { LOG_LEVELS } from '../../common/log.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { LoggerLevels } from './admin-types.js';
 
-/** The levels as spire-server logger prints them: the current one, then the one the server started with. */
+/**
+ * The levels as spire-server logger prints them: the current one, then the one the server started with; in JSON as
+ * the names of SPIRE's LogLevel enum (INFO), in text as logrus writes them (info).
+ */
 function renderLevels(res: LoggerLevels, format: 'json' | 'pretty'): string {
   const levels = { current_level: res.current_level ?? '', launch_level: res.launch_level ?? '' };
-  if (format === 'json') return renderJson(levels);
+  if (format === 'json') return renderJson({ current_level: levels.current_level.toUpperCase(), launch_level: levels.launch_level.toUpperCase() });
   return renderFields([
     ['Logger Level', levels.current_level],
     ['Launch Level', levels.launch_level],
