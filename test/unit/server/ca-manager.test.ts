@@ -103,6 +103,25 @@ test('a start refused for a missing CA key deletes no key file the journal does 
   }
 });
 
+test('an X.509-SVID starts 10 s before it is signed, so a peer whose clock is a few seconds behind accepts it; its lifetime runs from the signing', async () => {
+  const { dir, cleanup } = tempDir();
+  const t = await openTestCa(dir);
+  try {
+    t.clock.advance(H);
+    const signedAt = t.clock.now();
+    const { publicKey } = generateKeyPair('ec-p256');
+    const s = t.ca.signX509Svid({ datacenter: 'east', publicKey, spiffeId: 'spiffe://example.org/w', ttlMs: H });
+    const leaf = parseCertificate(s.chain[0]!);
+    assert.equal(leaf.notBefore, signedAt - 10_000, 'back-dated by the 10 s the agent assumes (server-clock.ts SERVER_BACKDATE_MS)');
+    assert.equal(leaf.notAfter, signedAt + H, 'the back-dating does not shorten the TTL asked for');
+    const behind = opensslVerify({ roots: t.ca.bundle().x509Authorities, intermediates: [s.chain[1]!], leaf: s.chain[0]!, atTime: signedAt - 5_000 });
+    assert.ok(behind.ok, behind.output);
+  } finally {
+    await t.close();
+    cleanup();
+  }
+});
+
 test('intermediates are prepared at half-life and activated when they can no longer cover a full SVID; chains switch only then', async () => {
   const { dir, cleanup } = tempDir();
   const t = await openTestCa(dir);
