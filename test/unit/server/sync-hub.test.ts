@@ -128,6 +128,22 @@ test('a federated bundle deleted and set again (its sequence back at 1) before o
   });
 });
 
+test('a federated bundle deleted is announced to subscribers as a federated change, and the hub stops holding it', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.setBundle({ trustDomain: 'partner.org', x509Authorities: [Buffer.from([0x30, 1, 1])], jwtAuthorities: [], sequence: 1, updatedAt: 0 });
+    const hub = new SyncHub(ds, 'example.org', silentLogger());
+    await hub.start();
+    assert.notEqual(hub.federatedBundle('partner.org'), undefined);
+    const events: HubEvent[] = [];
+    hub.subscribe((e) => events.push(e));
+    await ds.deleteBundle('partner.org');
+    await hub.settled();
+    assert.equal(hub.federatedBundle('partner.org'), undefined);
+    assert.deepEqual(events, [{ kind: 'federated' }], 'a deletion alone is a change Sync streams hear of');
+    hub.stop();
+  });
+});
+
 test('a refresh that cannot read the datastore (a damaged row) is tried again: an entry deleted meanwhile stops being served once the row reads', async () => {
   await withDatastore(async ({ ds, file, clock }) => {
     const [a, b] = (await ds.createEntries(['a', 'b'].map((n) => entry({ spiffeId: `spiffe://example.org/${n}` })))).map(ok);
