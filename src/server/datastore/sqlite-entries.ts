@@ -2,7 +2,7 @@ import { alreadyExists, failedPrecondition, invalidArgument, MeshidError, notFou
 import type { CreateEntryResult, EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, NewEntry, RegistrationEntry } from './datastore.js';
 import { encodePageToken, entryFilterSql } from './entry-filter.js';
 import { entryIdentityHash, newEntryId, normalizeNewEntry } from './entry-identity.js';
-import { ENTRY_COLUMNS, entryFromRow, type EntryRow } from './sqlite-rows.js';
+import { ENTRY_COLUMNS, entryFromRow, entryFromValues, type EntryRow, type EntryValues } from './sqlite-rows.js';
 import type { SqliteScope } from './sqlite-scope.js';
 
 /**
@@ -62,7 +62,7 @@ export function listEntries(tx: SqliteScope, filter: EntryFilter = {}): EntryPag
 
 /** Up to `limit` entries whose id sorts after `afterId` ('' for the first), ordered by id: a page of listAllEntries. */
 export function entriesAfter(tx: SqliteScope, afterId: string, limit: number): RegistrationEntry[] {
-  return (tx.s.entriesAfter.all(afterId, limit) as EntryRow[]).map(entryFromRow);
+  return (tx.s.entriesAfter.all(afterId, limit) as EntryValues[]).map(entryFromValues);
 }
 
 export function listEntriesByParentIds(tx: SqliteScope, parentIds: readonly string[]): RegistrationEntry[] {

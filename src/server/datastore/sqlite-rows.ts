@@ -50,6 +50,46 @@ export function entryFromRow(r: EntryRow): RegistrationEntry {
   };
 }
 
+/**
+ * The columns of a whole-table read (listAllEntries), read with the statement's raw() mode: an array of values per
+ * row rather than an object with fifteen named properties, which the driver builds for every row (at 100,000 entries
+ * ~0.3 s of a ~1.4 s read). identity_hash is left out, as entryFromRow leaves it.
+ */
+export const ENTRY_VALUE_COLUMNS =
+  'e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_svid_ttl_seconds, e.jwt_svid_ttl_seconds, e.dns_names, ' +
+  'e.hint, e.federates_with, e.admin, e.downstream, e.revision, e.created_at, e.updated_at';
+
+export type EntryValues = [
+  id: string, spiffeId: string, parentId: string, selectors: string, x509SvidTtlSeconds: number, jwtSvidTtlSeconds: number,
+  dnsNames: string, hint: string, federatesWith: string, admin: number, downstream: number, revision: number, createdAt: number,
+  updatedAt: number,
+];
+
+/** entryFromRow for a row of ENTRY_VALUE_COLUMNS: the same entry, its properties in the same order. */
+export function entryFromValues(v: EntryValues): RegistrationEntry {
+  return {
+    id: v[0],
+    spiffeId: v[1],
+    parentId: v[2],
+    selectors: JSON.parse(v[3]) as Selector[],
+    x509SvidTtlSeconds: v[4],
+    jwtSvidTtlSeconds: v[5],
+    dnsNames: parseList(v[6]),
+    hint: v[7],
+    federatesWith: parseList(v[8]),
+    admin: v[9] === 1,
+    downstream: v[10] === 1,
+    revision: v[11],
+    createdAt: v[12],
+    updatedAt: v[13],
+  };
+}
+
+/** Most entries have no DNS names and federate with no one: '[]' is answered without the parser. */
+function parseList(json: string): string[] {
+  return json === '[]' ? [] : (JSON.parse(json) as string[]);
+}
+
 export const AGENT_COLUMNS =
   'spiffe_id, datacenter, selectors, cert_serial, cert_not_after, previous_cert_serial, attested_at, updated_at, banned, cert_issuer_id, ' +
   'agent_version';

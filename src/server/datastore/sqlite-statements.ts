@@ -1,5 +1,5 @@
 import type Database from 'better-sqlite3';
-import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, RELATIONSHIP_COLUMNS, REVOKED_JWT_KEY_COLUMNS, REVOKED_ROOT_COLUMNS } from './sqlite-rows.js';
+import { AGENT_COLUMNS, BUNDLE_COLUMNS, CA_COLUMNS, ENTRY_COLUMNS, ENTRY_VALUE_COLUMNS, RELATIONSHIP_COLUMNS, REVOKED_JWT_KEY_COLUMNS, REVOKED_ROOT_COLUMNS } from './sqlite-rows.js';
 
 /**
  * Every fixed SQL statement of the SQLite datastore, prepared once per connection. Plain SQL that PostgreSQL also
@@ -18,7 +18,7 @@ export function prepareStatements(db: Database.Database) {
     entryById: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id = ?`),
     entryByHash: p('SELECT id FROM registration_entries WHERE identity_hash = ?'),
     allEntries: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e ORDER BY e.id`),
-    entriesAfter: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id > ? ORDER BY e.id LIMIT ?`),
+    entriesAfter: p(`SELECT ${ENTRY_VALUE_COLUMNS} FROM registration_entries e WHERE e.id > ? ORDER BY e.id LIMIT ?`).raw(),
     countEntries: p('SELECT COUNT(*) AS n FROM registration_entries'),
     entriesSince: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.revision > ? ORDER BY e.revision, e.id`),
     insertEntry: p(

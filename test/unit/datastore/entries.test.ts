@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import Database from 'better-sqlite3';
 import { isMeshidError } from '../../../src/common/errors.js';
 import type { RegistrationEntry, SelectorMatch } from '../../../src/server/datastore/datastore.js';
 import { entry, sels, withDatastore } from './fixture.js';
@@ -280,5 +281,51 @@ test('listAllEntries reads every entry in id order, letting the event loop run b
     assert.deepEqual(listed.map((e) => e.id), ids);
     assert.deepEqual(listed[0], await ds.getEntry(ids[0]!));
     assert.ok(turns >= 2, `the event loop ran ${turns} time(s) while the entries were read`);
+  });
+});
+
+test('listAllEntries (raw rows) reads every entry exactly as getEntry (named rows) does: same fields, values and property order', async () => {
+  await withDatastore(async ({ ds, clock, file }) => {
+    const made = [
+      entry(),
+      entry({ spiffeId: 'spiffe://example.org/dns', dnsNames: ['b.example.org', 'a.example.org'], hint: 'front end' }),
+      entry({ spiffeId: 'spiffe://example.org/fed', federatesWith: ['partner.org', 'other.org'], selectors: sels('unix:gid:0', 'docker:label:app=web') }),
+      entry({ spiffeId: 'spiffe://example.org/admin', admin: true, x509SvidTtlSeconds: 1, jwtSvidTtlSeconds: 2_147_483_647 }),
+      entry({ spiffeId: 'spiffe://example.org/down', downstream: true, x509SvidTtlSeconds: 0, jwtSvidTtlSeconds: 0 }),
+      entry({ spiffeId: 'spiffe://example.org/all', admin: true, downstream: true, dnsNames: ['x.example.org'], federatesWith: ['partner.org'], hint: 'é "quoted" \\ ✓' }),
+    ];
+    for (const e of made) {
+      clock.advance(1_234);
+      created((await ds.createEntries([e]))[0]!);
+    }
+    const [updated] = await ds.listAllEntries();
+    clock.advance(5_000);
+    await ds.updateEntry(updated!.id, { dnsNames: ['late.example.org'], hint: 'updated' });
+    // A hand-edited row: the same lists spelled with other whitespace read as the same lists.
+    const db = new Database(file);
+    db.prepare(`UPDATE registration_entries SET dns_names = '[ ]', federates_with = ' ["partner.org"] ' WHERE spiffe_id = ?`).run('spiffe://example.org/down');
+    db.close();
+
+    const listed = await ds.listAllEntries();
+    const one = await Promise.all(listed.map((e) => ds.getEntry(e.id)));
+    assert.equal(listed.length, made.length);
+    assert.equal(JSON.stringify(listed), JSON.stringify(one));
+    assert.deepEqual(listed, one);
+    assert.deepEqual(listed.find((e) => e.spiffeId === 'spiffe://example.org/down')!.federatesWith, ['partner.org']);
+  });
+});
+
+test('listAllEntries refuses a row whose JSON column was damaged, as getEntry does', async () => {
+  await withDatastore(async ({ ds, file }) => {
+    const e = created((await ds.createEntries([entry({ dnsNames: ['a.example.org'] })]))[0]!);
+    const db = new Database(file);
+    db.prepare(`UPDATE registration_entries SET dns_names = '["a.example.org"' WHERE id = ?`).run(e.id);
+    db.close();
+    const one = await ds.getEntry(e.id).then(() => undefined, (err: unknown) => err);
+    const all = await ds.listAllEntries().then(() => undefined, (err: unknown) => err);
+    assert.ok(isMeshidError(one), `getEntry: ${String(one)}`);
+    assert.ok(isMeshidError(all), `listAllEntries: ${String(all)}`);
+    assert.equal(all.code, one.code);
+    assert.equal(all.message, one.message);
   });
 });
