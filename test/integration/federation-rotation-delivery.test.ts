@@ -10,6 +10,7 @@ import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
+import { event } from '../support/event.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, pemBlocks, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../support/sds-client.js';
@@ -40,14 +41,20 @@ test("a partner's root rotation reaches FetchX509SVID and an open SDS stream wit
 
   const hex = (roots: Buffer[]): string[] => roots.map((d) => d.toString('hex')).sort();
   /** The partner's roots in the next FetchX509SVID message that differs from `seen`. */
-  const svidRoots = async (seen: string[] | undefined): Promise<string[]> => {
-    for (;;) {
-      const message = (await svids.next()).value as X509SvidResponse;
-      const bundle = message.federated_bundles?.[PARTNER];
-      const roots = bundle === undefined ? [] : hex(splitConcatenatedDer(bundle));
-      if (JSON.stringify(roots) !== JSON.stringify(seen)) return roots;
-    }
-  };
+  const svidRoots = (seen: string[] | undefined): Promise<string[]> =>
+    event(
+      `a FetchX509SVID message whose ${PARTNER} roots differ from ${seen === undefined ? 'none yet' : `the ${seen.length} seen`}`,
+      (async () => {
+        for (;;) {
+          const next = await svids.next();
+          assert.equal(next.done, false, 'the stream stays open');
+          const bundle = (next.value as X509SvidResponse).federated_bundles?.[PARTNER];
+          const roots = bundle === undefined ? [] : hex(splitConcatenatedDer(bundle));
+          if (JSON.stringify(roots) !== JSON.stringify(seen)) return roots;
+        }
+      })(),
+      20_000,
+    );
   /** The partner's roots in the next SDS response, ACKed as Envoy would. */
   const sdsRoots = async (): Promise<string[]> => {
     const response: DiscoveryResponse = await stream.next(20_000);

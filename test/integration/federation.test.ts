@@ -14,6 +14,7 @@ import { isMeshidError } from '../../src/common/errors.js';
 import { bundleToSpiffeJson } from '../../src/common/spiffe/bundle.js';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startCluster } from '../support/cluster.js';
+import { event } from '../support/event.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { opensslCa } from '../support/openssl.js';
 import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
@@ -37,9 +38,8 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
     watch.cancel();
     client.close();
   });
-  let message = (await watch.next()).value as X509BundlesResponse;
   // The first message may come before the entry's sync; wait for the federated bundle.
-  while (message.bundles[PARTNER] === undefined) message = (await watch.next()).value as X509BundlesResponse;
+  const message = await bundlesWith(watch, PARTNER);
   assert.deepEqual(splitConcatenatedDer(message.bundles[PARTNER]!), partnerDer);
 
   await assert.rejects(
@@ -49,7 +49,7 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
   // SPIRE's enum spelling works too.
   const r = await cluster.admin.call('Bundles', 'DeleteFederatedBundle', { trust_domain: 'partner.example', mode: 'DISSOCIATE' });
   assert.equal(r.dissociated_entries, 1);
-  const next = await watch.next();
+  const next = await event('a FetchX509Bundles message after the dissociation', watch.next(), 20_000);
   assert.equal(next.done, false, 'the stream goes on: the workload still holds its entry');
   assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org']);
 });
@@ -192,8 +192,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
     watch.cancel();
     client.close();
   });
-  let message = (await watch.next()).value as X509BundlesResponse;
-  while (message.bundles[PARTNER] === undefined) message = (await watch.next()).value as X509BundlesResponse;
+  const message = await bundlesWith(watch, PARTNER);
   assert.deepEqual(splitConcatenatedDer(message.bundles[PARTNER]!), [partner.rootDer]);
   assert.deepEqual(jwtKids((await client.fetchJwtBundles()).bundles[PARTNER]), ['k1']);
 
@@ -203,7 +202,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
     cluster.admin.call('Federation', 'RefreshBundle', { trust_domain: 'partner.example' }),
     (err) => isMeshidError(err, 'failed_precondition') && /partner\.example is trusted for nothing, .*meshid-server bundle set --trust-domain partner\.example/.test(err.message),
   );
-  const next = await watch.next();
+  const next = await event("a FetchX509Bundles message after the partner's revocation", watch.next(), 20_000);
   assert.equal(next.done, false, 'the stream goes on: the workload keeps its own identity');
   assert.deepEqual(Object.keys((next.value as X509BundlesResponse).bundles), ['spiffe://example.org'], 'no stale partner roots');
   assert.deepEqual(jwtKids((await client.fetchJwtBundles()).bundles[PARTNER]), [], 'an empty key set: no token of partner.example is valid');
@@ -213,6 +212,21 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
   const relationship = await cluster.admin.call('Federation', 'GetFederationRelationship', { trust_domain: 'partner.example' });
   assert.match(String(relationship.last_error), /meshid-server bundle set --trust-domain partner\.example/);
 });
+
+/** The first FetchX509Bundles message of `watch` holding `trustDomain`'s bundle. */
+function bundlesWith(watch: AsyncIterator<X509BundlesResponse>, trustDomain: string): Promise<X509BundlesResponse> {
+  return event(
+    `a FetchX509Bundles message holding ${trustDomain}`,
+    (async () => {
+      for (;;) {
+        const next = await watch.next();
+        assert.equal(next.done, false, 'the stream stays open');
+        if (next.value.bundles[trustDomain] !== undefined) return next.value;
+      }
+    })(),
+    20_000,
+  );
+}
 
 /** The kids of a Workload API JWT bundle (a JWK Set as UTF-8 JSON). */
 function jwtKids(jwks: Buffer | undefined): string[] {

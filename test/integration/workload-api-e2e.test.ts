@@ -13,6 +13,7 @@ import { loadProto } from '../../src/common/grpc/proto.js';
 import { serviceClient } from '../../src/common/grpc/service.js';
 import { certificatesToPem, splitConcatenatedDer, toPem } from '../../src/common/x509/pem.js';
 import { AGENT_MAIN, Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { event } from '../support/event.js';
 
 const A = 'spiffe://example.org/web';
 const B = 'spiffe://example.org/api';
@@ -34,12 +35,16 @@ function uriSan(peer: tls.PeerCertificate): string {
 
 test('two SVIDs from FetchX509SVID complete mTLS with node:tls, each side checking the peer SPIFFE ID', async () => {
   const client = agent.client(10_000);
-  let res;
-  for (;;) {
-    res = await client.fetchX509Svid();
-    if (res.svids.length === 2) break;
-  }
-  client.close();
+  const res = await event(
+    'FetchX509SVID with both SVIDs',
+    (async () => {
+      for (;;) {
+        const r = await client.fetchX509Svid();
+        if (r.svids.length === 2) return r;
+      }
+    })(),
+    20_000,
+  ).finally(() => client.close());
   const byId = new Map(res.svids.map((s) => [s.spiffe_id, s]));
   const material = (id: string) => {
     const s = byId.get(id)!;
@@ -149,17 +154,23 @@ test('ca taint of the datacenter intermediate: the open stream promptly receives
   const client = agent.client(20_000);
   const watch = client.watchX509Svids();
   try {
-    const first = (await watch.next()).value!;
+    const first = (await event('the first FetchX509SVID message', watch.next(), 20_000)).value!;
     const oldIntermediate = splitConcatenatedDer(first.svids[0]!.x509_svid)[1]!;
     const list = await cluster.admin.call('Authorities', 'ListAuthorities', {});
     const east = (list.authorities ?? []).find((a) => a.kind === 'intermediate' && a.datacenter === 'east' && a.state === 'active')!;
     await cluster.admin.call('Authorities', 'TaintAuthority', { id: east.id! });
-    for (;;) {
-      const next = await watch.next();
-      assert.notEqual(next.done, true, 'the stream stays open');
-      const chains = next.value!.svids.map((s: { x509_svid: Buffer }) => splitConcatenatedDer(s.x509_svid)[1]!);
-      if (chains.every((c: Buffer) => !c.equals(oldIntermediate))) break;
-    }
+    await event(
+      'a FetchX509SVID message with every SVID from the new intermediate after the taint',
+      (async () => {
+        for (;;) {
+          const next = await watch.next();
+          assert.notEqual(next.done, true, 'the stream stays open');
+          const chains = next.value!.svids.map((s: { x509_svid: Buffer }) => splitConcatenatedDer(s.x509_svid)[1]!);
+          if (chains.every((c: Buffer) => !c.equals(oldIntermediate))) return;
+        }
+      })(),
+      20_000,
+    );
   } finally {
     watch.cancel();
     client.close();
