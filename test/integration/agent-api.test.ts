@@ -18,6 +18,7 @@ import { tempDir } from '../support/server-kit.js';
 import { startServerProcess, type ServerProcess } from '../support/server-process.js';
 import { attestAgent, connectNode, joinToken, nodeCall, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { teardown } from '../support/teardown.js';
+import { event } from '../support/event.js';
 
 type Client = NodeClient;
 
@@ -76,7 +77,7 @@ test('calls other than Attest need the agent SVID', async () => {
     }
     const sync = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
     sync.on('data', () => assert.fail('Sync sent an update to a caller without an agent SVID'));
-    const refused = await new Promise<grpc.ServiceError>((resolve) => sync.once('error', resolve));
+    const refused = await event('Sync refusing a caller without an agent SVID', new Promise<grpc.ServiceError>((resolve) => sync.once('error', resolve)));
     assert.equal(refused.code, grpc.status.UNAUTHENTICATED, `Sync: ${refused.details}`);
   } finally {
     client.close();
@@ -259,7 +260,7 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
   const copyClient = connect(copy);
   const copyStream = copyClient['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
   const copyEnded = new Promise<grpc.ServiceError>((resolve) => copyStream.on('error', resolve));
-  await new Promise((resolve) => copyStream.once('data', resolve));
+  await event("the first update on the copy's Sync stream", new Promise((resolve) => copyStream.once('data', resolve)));
   // A renewal answer can be lost: until the new SVID is used, the one it was renewed from still works and renews.
   const lost = await renewFrom(agent);
   assert.equal(await use(copy), 'ok');
@@ -268,7 +269,7 @@ test('a copy of an agent SVID dies once the agent uses its renewed one, and cann
   // The agent uses its new SVID: the copy is dead, for every call and for renewing.
   assert.equal(await use(renewed), 'ok');
   assert.match(await use(copy), /^must re-attest: the client certificate is no longer agent .*'s SVID \(serial [0-9a-f]+\): another holder of this identity renewed it since \(a copy of the agent's data dir/);
-  const ended = await copyEnded;
+  const ended = await event("the copy's Sync stream ending once the agent used its renewed SVID", copyEnded);
   assert.equal(ended.code, grpc.status.PERMISSION_DENIED);
   assert.match(ended.details, /the SVID this Sync stream was opened with is no longer agent/);
   copyClient.close();
@@ -290,10 +291,10 @@ test('an agent holds one Sync stream: a newer one ends the older with UNAVAILABL
   };
   try {
     const older = open();
-    await older.first;
+    await event('the first update on the older Sync stream', older.first);
     const newer = open();
-    await newer.first;
-    const err = await older.ended;
+    await event('the first update on the newer Sync stream', newer.first);
+    const err = await event('the older Sync stream ending when a newer one opens', older.ended);
     assert.equal(err.code, grpc.status.UNAVAILABLE);
     assert.match(err.details, /superseded by a newer Sync stream/);
     newer.stream.cancel();
@@ -310,7 +311,7 @@ test('a Sync stream the agent stops reading is not sent one update per change: i
   const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<(typeof updates)[number]>;
   stream.on('error', () => undefined);
   try {
-    await new Promise((resolve) => stream.once('data', resolve));
+    await event('the first Sync update', new Promise((resolve) => stream.once('data', resolve)));
     // grpc-js stops reading the HTTP/2 stream while it is paused, so the flow-control window fills.
     stream.pause();
     const changes = 300;
@@ -403,10 +404,10 @@ test('a server shutting down ends every Sync stream at once with UNAVAILABLE, so
   teardown(t).after(() => client.close());
   const stream = client['Sync']!({ since_revision: 0, known: [] }) as grpc.ClientReadableStream<unknown>;
   stream.on('data', () => undefined);
-  await new Promise((resolve) => stream.once('data', resolve));
+  await event('the first Sync update', new Promise((resolve) => stream.once('data', resolve)));
   const ended = new Promise<grpc.ServiceError>((resolve) => stream.once('error', resolve));
   const exited = own.stop('SIGTERM');
-  const err = await ended;
+  const err = await event('the Sync stream ending as the server shuts down', ended);
   assert.equal(err.code, grpc.status.UNAVAILABLE);
   assert.equal(err.details, 'meshid-server is shutting down; reconnect');
   assert.equal(await exited, 0, 'and exits cleanly with the agent still connected');

@@ -14,6 +14,7 @@ import { entryFromMessage, entryToMessage } from '../../src/agent/cache/agent-en
 import { silentLogger } from '../../src/common/log.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { until } from '../support/until.js';
+import { event } from '../support/event.js';
 
 const uid = process.getuid!();
 
@@ -152,14 +153,21 @@ test('when the server comes back the agent reconnects on its own and an open str
     const client = agent.client();
     const watch = client.watchX509Svids();
     try {
-      assert.equal((await watch.next()).value?.svids?.length, 1);
+      assert.equal((await event('the first FetchX509SVID message', watch.next())).value?.svids?.length, 1);
       await restartServerProcess(c);
       await c.createEntry({ spiffeId: 'spiffe://example.org/after', selectors: [`unix:uid:${uid}`] });
-      for (;;) {
-        const r = await watch.next();
-        assert.equal(r.done, false, 'the workload stream stays open through the server restart');
-        if ((r.value?.svids ?? []).some((s) => s.spiffe_id === 'spiffe://example.org/after')) break;
-      }
+      // The agent's reconnection backoff comes first: a longer bound than one push.
+      await event(
+        'a FetchX509SVID message with the entry created after the server restart',
+        (async () => {
+          for (;;) {
+            const r = await watch.next();
+            assert.equal(r.done, false, 'the workload stream stays open through the server restart');
+            if ((r.value?.svids ?? []).some((s) => s.spiffe_id === 'spiffe://example.org/after')) return;
+          }
+        })(),
+        30_000,
+      );
     } finally {
       watch.cancel();
       client.close();

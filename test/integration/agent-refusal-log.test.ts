@@ -8,6 +8,7 @@ import { spawn } from 'node:child_process';
 import { AGENT_MAIN, startClusterWithAgent, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { LEVEL, parseLogLines } from '../support/log-lines.js';
 import { isMeshidError } from '../../src/common/errors.js';
+import { event } from '../support/event.js';
 
 let cluster: Cluster;
 let agent: AgentProcess;
@@ -60,9 +61,9 @@ test('a stream ended by a lost entitlement is logged as the refusal it is: at wa
   try {
     const watch = client.watchX509Svids();
     const iterator = watch[Symbol.asyncIterator]();
-    assert.equal((await iterator.next()).value?.svids.length, 1);
+    assert.equal((await event('the first FetchX509SVID message', iterator.next())).value?.svids.length, 1);
     await cluster.deleteEntry(entryId);
-    await assert.rejects(iterator.next(), (err: unknown) => isMeshidError(err, 'permission_denied'));
+    await assert.rejects(event('the open stream ending when its only entry is deleted', iterator.next()), (err: unknown) => isMeshidError(err, 'permission_denied'));
   } finally {
     client.close();
   }

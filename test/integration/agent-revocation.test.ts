@@ -14,6 +14,7 @@ import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import { FakeClock } from '../../src/common/clock.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
+import { event } from '../support/event.js';
 
 const uid = process.getuid!();
 
@@ -115,7 +116,7 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   const client = connectWorkloadApi(agent.socketPath, { timeoutMs: 20_000 });
   t.after(() => client.close());
   const watch = client.watchX509Svids();
-  assert.equal((await watch.next()).value?.svids?.length, 1);
+  assert.equal((await event('the first FetchX509SVID message', watch.next())).value?.svids?.length, 1);
 
   const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
@@ -125,7 +126,7 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   const fresh = connectWorkloadApi(agent.socketPath);
   t.after(() => fresh.close());
   await assert.rejects(fresh.fetchX509Svid(), (err) => isMeshidError(err, 'permission_denied'), 'a new call gets nothing');
-  await assert.rejects(watch.next(), (err) => isMeshidError(err, 'permission_denied'), 'the open stream ends');
+  await assert.rejects(event('the open stream ending on the ban', watch.next()), (err) => isMeshidError(err, 'permission_denied'), 'the open stream ends');
 
   // As SPIRE's agent does: the agent SVID and its key leave the data dir, since nothing can use them again.
   await agent.waitForLog(/the agent SVID and its key are removed from the data dir/);

@@ -13,6 +13,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { startInProcessCluster, type Cluster } from '../support/cluster.js';
+import { event } from '../support/event.js';
 import { until } from '../support/until.js';
 
 const HOUR = 3_600_000;
@@ -38,6 +39,21 @@ function renewalsUnderWay(): { agentSvid: boolean; signingCalls: number } {
   return { agentSvid: internals.identity.renewing, signingCalls: internals.issuer.calls };
 }
 
+/** The next message of `watch` that `wanted` accepts, the stream staying open; bounded (event()). */
+function nextMessageWhere(watch: AsyncIterator<X509SvidResponse>, what: string, wanted: (m: X509SvidResponse) => boolean): Promise<X509SvidResponse> {
+  return event(
+    what,
+    (async () => {
+      for (;;) {
+        const r = await watch.next();
+        assert.equal(r.done, false, 'the workload stream stays open');
+        if (wanted(r.value)) return r.value;
+      }
+    })(),
+    20_000,
+  );
+}
+
 before(async () => {
   cluster = await startInProcessCluster(clock, 'meshid-agent-rotation-');
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/rotating', selectors: [`unix:uid:${uid}`] });
@@ -59,7 +75,7 @@ after(async () => {
 test('at half-life the workload SVID and the agent SVID are renewed; the open workload stream gets the new SVID and never notices the agent renewal', async () => {
   const watch = client.watchX509Svids();
   try {
-    const first = (await watch.next()).value as X509SvidResponse;
+    const first = (await event('the first FetchX509SVID message', watch.next())).value as X509SvidResponse;
     const firstSerial = serialOf(first, 'spiffe://example.org/rotating')!;
     const agentSvidBefore = agent.status().agentSvidExpiresAt!;
 
@@ -75,12 +91,7 @@ test('at half-life the workload SVID and the agent SVID are renewed; the open wo
     clock.advance(2 * HOUR);
     // The same look sees both renewals start once half-life has passed: it would have seen an early one.
     assert.deepEqual(renewalsUnderWay(), { agentSvid: true, signingCalls: 1 }, 'both renewals under way after half-life');
-    let next: X509SvidResponse;
-    do {
-      const r = await watch.next();
-      assert.equal(r.done, false, 'the workload stream stays open');
-      next = r.value as X509SvidResponse;
-    } while (serialOf(next, 'spiffe://example.org/rotating') === firstSerial);
+    let next = await nextMessageWhere(watch, 'a FetchX509SVID message with the renewed workload SVID', (m) => serialOf(m, 'spiffe://example.org/rotating') !== firstSerial);
     const leaf = parseCertificate(splitConcatenatedDer(next.svids![0]!.x509_svid!)[0]!);
     assert.equal(leaf.notBefore > parseCertificate(splitConcatenatedDer(first.svids![0]!.x509_svid!)[0]!).notBefore, true, 'a newly issued SVID');
     assert.notDeepEqual(next.svids![0]!.x509_svid_key, first.svids![0]!.x509_svid_key, 'on a new key');
@@ -89,11 +100,7 @@ test('at half-life the workload SVID and the agent SVID are renewed; the open wo
     // The Sync stream moved to the renewed identity: a new entry still arrives on the same workload stream.
     await until('the Sync stream back in sync', () => (agent.status().state === 'synced' ? true : undefined));
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/after-renewal', selectors: [`unix:uid:${uid}`] });
-    do {
-      const r = await watch.next();
-      assert.equal(r.done, false);
-      next = r.value as X509SvidResponse;
-    } while (!next.svids!.some((s) => s.spiffe_id === 'spiffe://example.org/after-renewal'));
+    next = await nextMessageWhere(watch, 'a FetchX509SVID message with the entry created after the agent renewal', (m) => m.svids!.some((s) => s.spiffe_id === 'spiffe://example.org/after-renewal'));
   } finally {
     watch.cancel();
   }

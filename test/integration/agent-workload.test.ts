@@ -14,6 +14,7 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { importPrivateKey, keyMatchesCertificate } from '../../src/common/x509/keys.js';
 import { pemToDerList, splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { AGENT_MAIN, Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { event } from '../support/event.js';
 import { opensslVerify } from '../support/openssl.js';
 import { connectSds, fetchSecrets, secretsByName, dataSourceText } from '../support/sds-client.js';
 
@@ -29,9 +30,9 @@ after(async () => {
   await cluster?.cleanup();
 });
 
-/** The next message of a watch, or the error that ended it. */
+/** The next message of a watch, or the error that ended it (bounded: event()). */
 async function next(watch: WorkloadWatch<X509SvidResponse>): Promise<X509SvidResponse> {
-  const r = await watch.next();
+  const r = await event('the next FetchX509SVID message', watch.next(), 20_000);
   if (r.done) throw new Error('stream ended');
   return r.value;
 }

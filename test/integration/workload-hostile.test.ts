@@ -8,6 +8,7 @@ import * as grpc from '@grpc/grpc-js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { Cluster, startClusterWithAgent, type AgentProcess } from '../support/cluster.js';
+import { event } from '../support/event.js';
 
 let cluster: Cluster;
 let agent: AgentProcess;
@@ -95,7 +96,7 @@ test('clients that disconnect mid-stream leave the agent serving everyone else',
   for (let i = 0; i < 200; i++) {
     const c = connectWorkloadApi(agent.socketPath, { ownConnection: true });
     const watch = c.watchX509Svids();
-    await watch.next();
+    await event(`the first FetchX509SVID message of connection ${i + 1}`, watch.next());
     c.close(); // the connection goes away with the stream open
   }
   await stillServes();
