@@ -2,7 +2,8 @@
 // and given a directory it would also run the support files, so the list is collected here.
 import { readdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { once } from 'node:events';
 
 const filter = process.argv.slice(2);
 const files = [];
@@ -25,9 +26,24 @@ const bundled = spawnSync(process.execPath, ['scripts/bundle.mjs'], { stdio: 'in
 if (bundled.status !== 0) process.exit(bundled.status ?? 1);
 // The spec reporter repeats every failure, with its error, after the totals: a CI log cut to its last lines still
 // names what failed.
-const r = spawnSync(
+// A process group of its own: a test file that hits the time limit is killed alone, and the servers and agents it
+// started (its children, in its group) live on as orphans, holding their temporary dirs and sockets. Whatever is left in
+// the group once the run ends is such an orphan, and goes. (A test that starts a process group of its own, as
+// demo-start does, stops it itself.)
+const run = spawn(
   process.execPath,
   ['--test', '--test-reporter=spec', '--test-reporter-destination=stdout', '--test-concurrency=2', '--test-timeout=240000', ...files],
-  { stdio: 'inherit' },
+  { stdio: 'inherit', detached: true },
 );
-process.exit(r.status ?? 1);
+const killGroup = (signal) => {
+  try {
+    process.kill(-run.pid, signal);
+  } catch {
+    // ESRCH: nothing left in the group.
+  }
+};
+// Out of the terminal's foreground group, the run no longer gets a Ctrl-C from it: passed on, as to a foreground job.
+for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(signal, () => killGroup(signal));
+const [code] = await once(run, 'exit');
+killGroup('SIGKILL');
+process.exit(code ?? 1);

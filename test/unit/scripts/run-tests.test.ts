@@ -73,3 +73,35 @@ test('a failing test is named again, with its error, after the totals, where a C
   assert.match(after, /gamma checks its answer/);
   assert.match(after, /the answer was 41/);
 });
+
+/** Whether `pid` still runs: a zombie (an orphan its new parent has not reaped yet) has stopped. */
+function running(pid: number): boolean {
+  try {
+    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
+  } catch {
+    return false;
+  }
+}
+
+test('a process a test file started and left behind (as a file killed at the time limit leaves its server) is ended when the run ends', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-run-tests-');
+  t.after(cleanup);
+  standInTree(dir);
+  const pidFile = path.join(dir, 'orphan.pid');
+  fs.writeFileSync(
+    path.join(dir, 'dist', 'test', 'delta.test.js'),
+    `const child = require('node:child_process').spawn(process.execPath, ['-e', 'setInterval(() => {}, 1000)'], { stdio: 'ignore' });
+child.unref();
+require('node:fs').writeFileSync(${JSON.stringify(pidFile)}, String(child.pid));
+`,
+  );
+  const r = runTests(dir, ['delta']);
+  const pid = Number(fs.readFileSync(pidFile, 'utf8'));
+  t.after(() => {
+    if (running(pid)) process.kill(pid, 'SIGKILL');
+  });
+  assert.equal(r.status, 0, r.stdout + r.stderr);
+  // SIGKILL is sent before the runner exits; its delivery is not instant.
+  for (let i = 0; i < 200 && running(pid); i++) await new Promise((resolve) => setTimeout(resolve, 50));
+  assert.equal(running(pid), false, 'the left-behind process still runs after the run ended');
+});
