@@ -10,6 +10,7 @@ import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
 import { startCluster } from '../support/cluster.js';
 import { HoldingRelay } from '../support/holding-relay.js';
+import { event } from '../support/event.js';
 import { until } from '../support/until.js';
 
 const CLIENT = path.join(packageRoot, 'dist/src/agent/cli/workload-client.js');
@@ -126,10 +127,10 @@ test('a stream opened before its process changed uid gets nothing more: a new id
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
 
   const child = droppingChild(t, STREAM_SCRIPT, [CLIENT, agent.socketPath]);
-  await child.dropped;
+  await event('the child dropping its uid', child.dropped, 20_000);
   // Root gets another identity while the stream the process opened as root is still open.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side-2', selectors: [root] });
-  const out = await child.output;
+  const out = await event('the child reporting what its stream got after the uid change', child.output, 30_000);
   const { seen, end } = JSON.parse(out.slice(out.indexOf('\n') + 1)) as { seen: string[]; end: string };
   assert.deepEqual(seen, ['spiffe://example.org/root-side'], 'nothing pushed after the process became uid 65534');
   assert.match(end, /^err unavailable: .*changed its uid\/gid since it connected/);
@@ -179,10 +180,10 @@ for (const mode of ['late', 'unresolved']) {
     // 'unresolved': the request is the agent's before the uid changes (an event, not a guess at how long it takes).
     if (mode === 'unresolved') await agent.waitForLog(/"msg":"SDS StreamSecrets opened"/);
     child.go();
-    await child.dropped;
+    await event('the child dropping its uid', child.dropped, 20_000);
     // Root gets the identity the stream asked for while the process is now uid 65534.
     if (mode === 'unresolved') await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-later', selectors: [root] });
-    const result = (await child.output).split('\n')[1] ?? '';
+    const result = (await event('the child reporting how its call ended after the uid change', child.output, 30_000)).split('\n')[1] ?? '';
     assert.match(result, /^err .*changed its uid\/gid since it connected/, result);
   });
 }
@@ -219,8 +220,8 @@ test('a FetchJWTSVID whose process changed uid while its token was signed gets n
   // Signed by the server, the answer held on its way back to the agent: the caller was attested as root.
   await until('the SignJwtSvid answer held', () => (relay.heldCount > 0 ? true : undefined));
   child.go();
-  await child.dropped;
+  await event('the child dropping its uid', child.dropped, 20_000);
   relay.release();
-  const result = (await child.output).split('\n')[1] ?? '';
+  const result = (await event('the child reporting how its call ended after the uid change', child.output, 30_000)).split('\n')[1] ?? '';
   assert.match(result, /^err unavailable: .*changed its uid\/gid since it connected/, result);
 });
