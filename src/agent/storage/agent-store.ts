@@ -34,11 +34,6 @@ function setAside(dir: string, name: string, base: string, how: 'move' | 'copy')
   }
   numbered.sort((a, b) => a - b);
   const target = !first && numbered.length === 0 ? base : `${base}.${Math.max(1, numbered.at(-1) ?? 1) + 1}`;
-  let excess = (first ? 1 : 0) + numbered.length + 1 - DAMAGED_COPIES_KEPT;
-  for (const n of numbered) {
-    if (excess-- <= 0) break;
-    fs.rmSync(path.join(dir, `${base}.${n}`), { force: true });
-  }
   const from = path.join(dir, name);
   const to = path.join(dir, target);
   if (how === 'move') fs.renameSync(from, to);
@@ -49,6 +44,17 @@ function setAside(dir: string, name: string, base: string, how: 'move' | 'copy')
     } catch (err) {
       fs.rmSync(to, { force: true });
       throw err;
+    }
+  }
+  // Only once the new copy is in: a move or copy that fails must not have cost an older copy for nothing. A removal
+  // that fails is not this call's failure (the file is aside): the copy left over goes at the next setAside.
+  let excess = (first ? 1 : 0) + numbered.length + 1 - DAMAGED_COPIES_KEPT;
+  for (const n of numbered) {
+    if (excess-- <= 0) break;
+    try {
+      fs.rmSync(path.join(dir, `${base}.${n}`), { force: true });
+    } catch {
+      break;
     }
   }
   return target;
@@ -182,19 +188,33 @@ export class AgentStore {
    * starts as one whose identity file is missing, serving its stored state while it attests again with its join
    * token, as SPIRE's agent attests again when its SVID file cannot be read. Nothing is granted that the state did
    * not hold. A move that fails (a file system that refuses it, the file a mount point) is thrown as
-   * failed_precondition naming the file, the data dir, the cause and what to do.
+   * failed_precondition naming the file, the data dir, the cause and what to do; so is a move done whose directory
+   * fsync fails, saying where the file went and that the move may not last.
    */
   setIdentityAside(damaged: DamagedIdentity): void {
     let movedTo: string;
     try {
       movedTo = path.join(this.dataDir, setAside(this.dataDir, IDENTITY_FILE, `${IDENTITY_FILE}.damaged`, 'move'));
-      fsyncDir(this.dataDir);
     } catch (err) {
       const cause = storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err));
       throw failedPrecondition(
         `${damaged.file} cannot be used (${damaged.reason}) and cannot be moved aside in the data dir ${this.dataDir} ` +
           `to attest again: ${cause}. Make ${this.dataDir} writable by meshid-agent (it saves its identity and state ` +
           `there), or move ${IDENTITY_FILE} out of it yourself, then start the agent again with its join token`,
+        err,
+      );
+    }
+    try {
+      fsyncDir(this.dataDir);
+    } catch (err) {
+      // The move is done but a power cut may undo it: the agent would then find the damaged file again, so it does not
+      // spend its join token on a data dir whose writes may not last. Started again, it finds no identity file.
+      const cause = storageFailureCause(err, this.dataDir) ?? (err instanceof Error ? err.message : String(err));
+      throw failedPrecondition(
+        `${damaged.file} cannot be used (${damaged.reason}); it was moved aside to ${movedTo}, but the move cannot be made ` +
+          `durable (the directory fsync of the data dir ${this.dataDir} failed: ${cause}), so the disk may be failing. Check the ` +
+          `disk under ${this.dataDir}, then start the agent again with its join token: it then attests again (should a power cut ` +
+          'have brought the damaged file back, it is set aside again)',
         err,
       );
     }
