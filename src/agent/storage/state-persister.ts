@@ -85,6 +85,8 @@ export class StatePersister {
   private compactionEnded: Promise<void> = Promise.resolve();
   /** Journal size past which a compaction starts; raised after one fails, so that a failing disk is not retried at every save. */
   private compactAtBytes: number | undefined;
+  /** Journals of replaced generations are left on disk, their removal refused (removeOldJournals): every save retries. */
+  private oldJournalsLeft = false;
   /** Entries whose entry or SVID changed since the last save that took every change (noteChanged, saveChanged). */
   private readonly noted = new Set<string>();
 
@@ -194,6 +196,7 @@ export class StatePersister {
       for (const id of diff.removedSvids) base.svids.delete(id);
       for (const s of diff.svids) base.svids.set(s.entryId, s.version);
     }
+    if (this.oldJournalsLeft) this.removeOldJournals();
     const limit = this.compactAtBytes ?? Math.max(MIN_COMPACTION_BYTES, this.snapshotBytes);
     if (whole && this.compaction === undefined && this.journalBytes > limit) this.startCompaction(full());
   }
@@ -413,11 +416,39 @@ export class StatePersister {
     this.snapshotBytes = written;
     this.compactAtBytes = undefined;
     this.base = persistedOf(state);
+    this.log.debug({ bytes: written, entries: state.entries.length, svids: state.svids.length }, 'agent state snapshot written');
+    this.removeOldJournals();
+  }
+
+  /**
+   * Removes the journals of generations other than the current one, which no snapshot on disk names any more. A
+   * removal the disk refuses does not fail the save that called it (the snapshot and its journal are in place, the
+   * state saved): it is logged, and tried again at every later save until it succeeds; a restart removes them too
+   * (loadState). Until then they hold what the snapshot took away, a ban's keys among them.
+   */
+  private removeOldJournals(): void {
+    const left: string[] = [];
+    let cause: unknown;
     for (const name of fs.readdirSync(this.dir)) {
       const generation = journalGeneration(name);
-      if (generation !== undefined && generation !== next) fs.rmSync(path.join(this.dir, name), { force: true });
+      if (generation === undefined || generation === this.generation || generation === this.compaction?.generation) continue;
+      try {
+        fs.rmSync(path.join(this.dir, name), { force: true });
+      } catch (err) {
+        left.push(name);
+        cause ??= err;
+      }
     }
-    this.log.debug({ bytes: written, entries: state.entries.length, svids: state.svids.length }, 'agent state snapshot written');
+    const wereLeft = this.oldJournalsLeft;
+    this.oldJournalsLeft = left.length > 0;
+    if (left.length > 0 && !wereLeft) {
+      this.log.warn(
+        { err: cause, journals: left },
+        'the agent state is saved, but the journals the new snapshot replaced cannot be removed (they may still hold keys it took away); later saves try again, and the next start removes them',
+      );
+    } else if (left.length === 0 && wereLeft) {
+      this.log.info('the journals a new agent state snapshot replaced, which could not be removed, are removed now');
+    }
   }
 
   private closeJournal(): void {
