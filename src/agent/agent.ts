@@ -106,7 +106,8 @@ export class MeshidAgent {
     try {
       // A damaged identity file is replaced by attesting again with the join token; the agent then starts as one whose
       // file is missing, serving its stored state meanwhile. Everything that could stop it is decided before the file
-      // is moved: an agent that cannot attest again keeps the file where the operator left it.
+      // is moved (below, once the listeners are bound): an agent that cannot attest again keeps the file where the
+      // operator left it.
       const found = store.loadIdentity({ damaged: 'return' });
       const damaged = found instanceof DamagedIdentity ? found : undefined;
       const stored = found instanceof DamagedIdentity ? undefined : found;
@@ -130,7 +131,6 @@ export class MeshidAgent {
           );
         }
       }
-      if (damaged !== undefined) store.setIdentityAside(damaged);
 
       const client = new NodeClient({ serverAddress: config.serverAddress, log: log.child({ subsystem: 'server-client' }) });
       let connection: ServerConnection | undefined;
@@ -281,6 +281,10 @@ export class MeshidAgent {
           log.child({ subsystem: 'health' }),
         );
       }
+      // Only now, with the socket and the health port bound: a socket or port in use stops the start with the file
+      // still in place, where the operator left it. Nothing before this reads or writes the identity file (the join
+      // token is spent from connection.start() on), and serving the stored state does not depend on it.
+      if (damaged !== undefined) store.setIdentityAside(damaged);
       issuer.reconcile();
       connection.start();
       const status = agent.status();

@@ -11,6 +11,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import { spawnSync } from 'node:child_process';
+import net from 'node:net';
 import { startCluster, startServerProcess, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { teardown } from '../support/teardown.js';
 
@@ -117,4 +118,24 @@ test('a damaged agent identity that cannot be moved aside stops the agent naming
   );
   assert.ok(line.includes(dataDir), line);
   assert.equal(fs.readFileSync(identityPath, 'utf8'), DAMAGED);
+});
+
+test('a damaged agent identity with a join token, and the workload socket in use by another process, stops the agent with the file left where it was: the socket is bound before the file is moved', async (t) => {
+  const c = await startCluster('meshid-agent-damaged-id-socket-busy-');
+  teardown(t).after(() => c.cleanup());
+  const { dataDir, identityPath } = await agentWithDamagedIdentity(c);
+  const socketDir = path.join(c.dir, 'busy-socket');
+  fs.mkdirSync(socketDir, { mode: 0o755 });
+  fs.chmodSync(socketDir, 0o755);
+  const socketPath = path.join(socketDir, 'api.sock');
+  const other = net.createServer((s) => s.destroy());
+  await new Promise<void>((resolve) => other.listen(socketPath, resolve));
+  teardown(t).after(() => new Promise<void>((resolve) => other.close(() => resolve())));
+
+  const busy = await c.startAgent({ name: 'busy', dataDir, socketPath, joinToken: await c.token(), wait: false });
+  const stderr = stderrOf(busy);
+  assert.equal(await busy.exitCode(), 1);
+  assert.match(await stderr, /is in use: another process accepts connections on it/);
+  assert.equal(fs.readFileSync(identityPath, 'utf8'), DAMAGED, 'left where it was');
+  assert.deepEqual(fs.readdirSync(dataDir).filter((n) => n.startsWith('agent-svid.json.')), [], 'nothing set aside');
 });
