@@ -139,3 +139,22 @@ test('a damaged agent identity with a join token, and the workload socket in use
   assert.equal(fs.readFileSync(identityPath, 'utf8'), DAMAGED, 'left where it was');
   assert.deepEqual(fs.readdirSync(dataDir).filter((n) => n.startsWith('agent-svid.json.')), [], 'nothing set aside');
 });
+
+test('a damaged agent identity with a join token, and the health port in use by another process, stops the agent with the file left where it was', async (t) => {
+  const c = await startCluster('meshid-agent-damaged-id-port-busy-');
+  teardown(t).after(() => c.cleanup());
+  const { dataDir, identityPath } = await agentWithDamagedIdentity(c);
+  const taken = net.createServer();
+  await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
+  teardown(t).after(() => new Promise<void>((resolve) => taken.close(() => resolve())));
+  const port = (taken.address() as net.AddressInfo).port;
+  const config = path.join(c.dir, 'busy-port.json');
+  fs.writeFileSync(config, JSON.stringify({ health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: port } }));
+
+  const busy = await c.startAgent({ name: 'busy-port', dataDir, joinToken: await c.token(), wait: false, extraArgs: ['--config', config] });
+  const stderr = stderrOf(busy);
+  assert.equal(await busy.exitCode(), 1);
+  assert.match(await stderr, new RegExp(`cannot listen on 127\\.0\\.0\\.1:${port} .*another process is listening on that port`));
+  assert.equal(fs.readFileSync(identityPath, 'utf8'), DAMAGED, 'left where it was');
+  assert.deepEqual(fs.readdirSync(dataDir).filter((n) => n.startsWith('agent-svid.json.')), [], 'nothing set aside');
+});
