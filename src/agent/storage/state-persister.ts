@@ -348,7 +348,9 @@ export class StatePersister {
     this.log.debug({ bytes, entries: state.entries.length, svids: state.svids.length }, 'agent state snapshot written');
     // Off the event loop too: the old journal can be as big as the snapshot. A kill before it is gone leaves it to loadState.
     const old = fs.readdirSync(this.dir).filter((name) => journalGeneration(name) !== undefined && journalGeneration(name) !== c.generation);
-    await Promise.all(old.map((name) => fs.promises.rm(path.join(this.dir, name), { force: true }).catch(() => undefined)));
+    const failed = await Promise.all(old.map((name) => fs.promises.rm(path.join(this.dir, name), { force: true }).then(() => undefined, (err: unknown) => ({ name, err }))));
+    const left = failed.filter((f) => f !== undefined);
+    this.reportOldJournals(left.map((f) => f.name), left[0]?.err);
   }
 
   /** Gives the compaction under way up, as a failure: a later save starts another once the journal has grown on. */
@@ -439,6 +441,11 @@ export class StatePersister {
         cause ??= err;
       }
     }
+    this.reportOldJournals(left, cause);
+  }
+
+  /** Notes the result of a removal of old journals (`left`: those the disk refused), logging only a change. */
+  private reportOldJournals(left: string[], cause: unknown): void {
     const wereLeft = this.oldJournalsLeft;
     this.oldJournalsLeft = left.length > 0;
     if (left.length > 0 && !wereLeft) {

@@ -85,3 +85,47 @@ test('a ban\'s snapshot whose old journal cannot be removed (stubbed rmSync: EIO
     t.cleanup();
   }
 });
+
+test('a background compaction whose old journal cannot be removed (stubbed fs.promises.rm: EIO) warns naming it, and a later save removes it', async () => {
+  const t = tempDir('meshid-compaction-old-journal-bg-');
+  const realRm = fs.promises.rm;
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const lines: string[] = [];
+    const destination = new Writable({ write: (chunk, _enc, done) => (lines.push(String(chunk)), done()) });
+    const store = AgentStore.open(dir, createLogger({ name: 'test', level: 'info', pretty: false, destination }));
+    // ~1 KB entries, every one changed in each save: the journal outgrows its 4 MB minimum within a few saves.
+    const entries = Array.from({ length: 1200 }, (_, i) => entry(`ojbg-${i}`, [`unix:uid:${i + 1}`], { dns_names: ['d'.repeat(900)] }));
+    let state: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries, svids: entries.slice(0, 4).map((e) => fx.issue(e)) };
+    store.saveState(state);
+    fs.promises.rm = async (p: fs.PathLike, options?: fs.RmOptions): Promise<void> => {
+      if (JOURNAL.test(path.basename(String(p)))) throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+      return realRm(p, options);
+    };
+    let replaced: string[] = [];
+    for (let r = 2; r <= 12 && !store.compacting(); r++) {
+      replaced = fs.readdirSync(dir).filter((n) => JOURNAL.test(n));
+      state = { ...state, revision: r, entries: state.entries.map((e) => ({ ...e, revision: r })) };
+      store.saveState(state);
+    }
+    assert.equal(store.compacting(), true, 'a compaction started');
+    const [oldJournal] = replaced;
+    await store.compactionSettled();
+    fs.promises.rm = realRm;
+    const left = fs.readdirSync(dir).filter((n) => JOURNAL.test(n)).sort();
+    assert.ok(oldJournal !== undefined && left.includes(oldJournal), `the old journal is left: ${left.join(', ')}`);
+    const warnings = lines.map((l) => JSON.parse(l) as Record<string, unknown>).filter((l) => l['level'] === 40);
+    assert.equal(warnings.length, 1, lines.join(''));
+    assert.match(String(warnings[0]!['msg']), /the journals the new snapshot replaced cannot be removed/);
+    assert.deepEqual(warnings[0]!['journals'], [oldJournal]);
+
+    state = { ...state, revision: 99 };
+    store.saveState(state);
+    assert.equal(fs.readdirSync(dir).filter((n) => JOURNAL.test(n)).length, 1, 'a later save removed the old journal');
+    assert.ok(lines.some((l) => l.includes('are removed now')), lines.join(''));
+    store.close();
+  } finally {
+    fs.promises.rm = realRm;
+    t.cleanup();
+  }
+});
