@@ -1,7 +1,8 @@
 /**
  * Rotation decisions as pure functions of `now`, shared by the server's authorities and the agent's SVIDs.
  * A credential with a successor is prepared at half its life and handed over when it could no longer cover a full
- * lifetime of what it signs; a leaf credential (SVID) is renewed at half its life (± jitter), at once past 90 %.
+ * lifetime of what it signs; a leaf credential (SVID) is renewed at half its life (± jitter), so at once when it is
+ * first looked at past that point (a restart from stored state).
  */
 export interface Lifetime {
   readonly notBefore: number;
@@ -32,7 +33,8 @@ export function nextAuthorityDecision(now: number, active: Lifetime, childTtlMs:
 
 /**
  * When a leaf SVID should be renewed: at half its life shifted by `jitter` (a fraction in [-0.1, 0.1] chosen once per
- * SVID so a fleet spreads out), and never later than 90 % of its life.
+ * SVID so a fleet spreads out), so at 60 % of its life at the latest. The 90 % bound (latestRenewalTime) only guards a
+ * wider jitter; the server's own SVID waits for it on purpose while it chains to a tainted root (server-svid.ts).
  */
 export function renewalTime(l: Lifetime, jitter: number): number {
   const span = l.notAfter - l.notBefore;

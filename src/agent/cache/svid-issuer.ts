@@ -77,7 +77,7 @@ const FAILURES_WAITED_FOR = 1;
  * verifies against the own bundle) before it is published to the cache.
  *
  * Scheduling is one timer on the injected clock for the earliest "due" instant over all entries: an SVID's renewal
- * time (half the life it is held for, from its request, ± jitter chosen once per SVID, at once past 90 %,
+ * time (half the life it is held for, from its request, ± jitter chosen once per SVID, at once when already past it,
  * `renewalTime` of `heldLifetime`), or the retry time of a failed item (within a quarter of the time its served SVID
  * has left: RETRY_WITHIN_LEFT). Due entries are queued; the queue is flushed in batches with a bounded number of calls
  * in flight.
