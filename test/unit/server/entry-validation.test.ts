@@ -59,3 +59,76 @@ test("meshid's namespace is refused as an entry's SPIFFE ID, its root (spiffe://
   }
   for (const path of ['/meshid2', '/meshidx/a', '/Meshid', '/a/meshid', '/meshid.d/x']) assert.equal(validateEntry(entry(path), limits).spiffeId, `spiffe://example.org${path}`);
 });
+
+const LIMITS = { trustDomain: 'example.org', maxX509SvidTtlMs: 86_400_000, maxJwtSvidTtlMs: 3_600_000 };
+const base = { spiffe_id: 'spiffe://example.org/web', parent_id: 'spiffe://example.org/meshid/agent/dc1/a1', selectors: [unix('uid:1000')] };
+
+/** validateEntry refuses `e` with an invalid_argument whose message matches `message`. */
+function refuses(e: Record<string, unknown>, message: RegExp, what: string): void {
+  assert.throws(
+    () => validateEntry({ ...base, ...e }, LIMITS),
+    (err: Error & { code?: string }) => (err.code === 'invalid_argument' && message.test(err.message)) || assert.fail(`${what}: ${err.message}`),
+    what,
+  );
+}
+
+test('an entry is refused when it is its own parent, has no selector, or federates with its own trust domain', () => {
+  refuses({ parent_id: base.spiffe_id }, /cannot be its own parent/, 'own parent');
+  refuses({ selectors: [] }, /at least one selector is required/, 'no selector');
+  refuses({ federates_with: ['example.org'] }, /foreign trust domains, not our own/, 'own trust domain');
+  assert.deepEqual(validateEntry({ ...base, federates_with: ['b.org', 'a.org', 'b.org'] }, LIMITS).federatesWith, ['a.org', 'b.org']);
+});
+
+test("an entry's TTLs: 0 is the default, the maximum itself is accepted, a second more or a negative one is refused", () => {
+  const ok = validateEntry({ ...base, x509_svid_ttl: 86_400, jwt_svid_ttl: 3600 }, LIMITS);
+  assert.deepEqual([ok.x509SvidTtlSeconds, ok.jwtSvidTtlSeconds], [86_400, 3600]);
+  const dflt = validateEntry(base, LIMITS);
+  assert.deepEqual([dflt.x509SvidTtlSeconds, dflt.jwtSvidTtlSeconds], [0, 0]);
+  refuses({ x509_svid_ttl: 86_401 }, /^x509_svid_ttl 1d1s exceeds the server's max_x509_svid_ttl/, 'x509 over the maximum');
+  refuses({ jwt_svid_ttl: 3601 }, /^jwt_svid_ttl .* exceeds the server's max_jwt_svid_ttl/, 'jwt over the maximum');
+  refuses({ x509_svid_ttl: -1 }, /x509_svid_ttl must be a whole number of seconds ≥ 0/, 'negative');
+  refuses({ jwt_svid_ttl: 1.5 }, /jwt_svid_ttl must be a whole number of seconds ≥ 0/, 'fraction');
+});
+
+test("an entry's hint may hold 1024 bytes and no more; admin, downstream and the hint are kept as given", () => {
+  const e = validateEntry({ ...base, hint: 'é'.repeat(512), admin: true, downstream: true }, LIMITS);
+  assert.deepEqual([e.hint, e.admin, e.downstream], ['é'.repeat(512), true, true]);
+  const plain = validateEntry(base, LIMITS);
+  assert.deepEqual([plain.hint, plain.admin, plain.downstream], ['', false, false]);
+  refuses({ hint: `${'é'.repeat(512)}x` }, /hint is longer than 1024 bytes/, 'hint of 1025 bytes');
+});
+
+test("an entry's selectors and federates_with hold at most 128 members; selectors are deduplicated and sorted", () => {
+  const uids = (n: number) => Array.from({ length: n }, (_, i) => unix(`uid:${i}`));
+  assert.equal(validateEntry({ ...base, selectors: uids(128) }, LIMITS).selectors.length, 128);
+  refuses({ selectors: uids(129) }, /^129 selectors: at most 128 are accepted/, '129 selectors');
+  const tds = (n: number) => Array.from({ length: n }, (_, i) => `td${i}.org`);
+  assert.equal(validateEntry({ ...base, federates_with: tds(128) }, LIMITS).federatesWith.length, 128);
+  refuses({ federates_with: tds(129) }, /^129 federates_with trust domains: at most 128/, '129 trust domains');
+  const e = validateEntry({ ...base, selectors: [unix('uid:2'), unix('gid:5'), unix('uid:2'), unix('uid:10')] }, LIMITS);
+  assert.deepEqual(e.selectors, [unix('gid:5'), unix('uid:10'), unix('uid:2')]);
+});
+
+test('a selector needs a lowercase type and a value of 1-1024 bytes', () => {
+  assert.deepEqual(validateSelector({ type: 'docker', value: 'x'.repeat(1024) }, 0), { type: 'docker', value: 'x'.repeat(1024) });
+  for (const [s, message] of [
+    [{ type: 'Unix', value: 'uid:1' }, /type "Unix" is invalid/],
+    [{ type: '', value: 'uid:1' }, /type "" is invalid/],
+    [{ type: 'docker', value: '' }, /value is empty/],
+    [{ type: 'docker', value: 'x'.repeat(1025) }, /value is longer than 1024 bytes/],
+  ] as const) {
+    assert.throws(() => validateSelector(s, 0), (err: Error & { code?: string }) => (err.code === 'invalid_argument' && message.test(err.message)) || assert.fail(`${s.type}: ${err.message}`));
+  }
+});
+
+test("an entry's DNS names: lowercased and deduplicated, a wildcard only as the first of three labels or more, 253 characters at most", () => {
+  const e = validateEntry({ ...base, dns_names: ['Web.Example.org', 'web.example.org', '*.example.org', 'a-b.example.org', 'a-b.example.org'] }, LIMITS);
+  assert.deepEqual(e.dnsNames, ['web.example.org', '*.example.org', 'a-b.example.org']);
+  const long = `${'a'.repeat(63)}.${'b'.repeat(63)}.${'c'.repeat(63)}.${'d'.repeat(61)}`;
+  assert.equal(long.length, 253);
+  assert.deepEqual(validateEntry({ ...base, dns_names: [long] }, LIMITS).dnsNames, [long]);
+  refuses({ dns_names: [`${long}d`] }, /must be 1-253 characters/, '254 characters');
+  for (const name of ['*.org', 'a.*.example.org', 'web-.example.org', '-web.example.org', 'web..example.org', 'we b.example.org']) {
+    refuses({ dns_names: [name] }, /is invalid: label/, name);
+  }
+});
