@@ -337,3 +337,17 @@ test('an admin socket path longer than a Unix socket takes is refused when the c
     /--admin-socket, admin_socket: \/s+ is 108 bytes long, more than the 107 a Unix socket path may have/,
   );
 });
+
+test('cross-field rules: max_jwt_svid_ttl below the default, half an upstream CA, a bundle without it, web PKI files without an endpoint, and sign budgets at their edges', () => {
+  const td = { trust_domain: 'example.org' };
+  const refused = (raw: Record<string, unknown>, message: RegExp) => assert.throws(() => compileServerConfig({ ...td, ...raw }), message, JSON.stringify(raw));
+  refused({ default_jwt_svid_ttl: '10m', max_jwt_svid_ttl: '5m' }, /max_jwt_svid_ttl \(5m\) is shorter than default_jwt_svid_ttl \(10m\)/);
+  assert.equal(compileServerConfig({ ...td, default_jwt_svid_ttl: '5m', max_jwt_svid_ttl: '5m' }).maxJwtSvidTtlMs, 300_000);
+  refused({ upstream_ca_cert: '/nonexistent/ca.pem' }, /--upstream-ca-cert and --upstream-ca-key must be given together/);
+  refused({ upstream_ca_key: '/nonexistent/ca.key' }, /--upstream-ca-cert and --upstream-ca-key must be given together/);
+  refused({ upstream_bundle: '/nonexistent/roots.pem' }, /--upstream-bundle names the roots of an upstream CA/);
+  refused({ bundle_endpoint_cert_file: '/nonexistent/c.pem', bundle_endpoint_key_file: '/nonexistent/k.pem' }, /give --bundle-endpoint-address too/);
+  refused({ agent_sign_burst: 999 }, /agent_sign_burst \(999\) must be a whole number, at least 1000/);
+  assert.equal(compileServerConfig({ ...td, agent_sign_burst: 1000 }).agentSignBurst, 1000);
+  refused({ global_sign_rate: 0 }, /global_sign_rate \(0\) must be a number of CSRs per second above 0/);
+});
