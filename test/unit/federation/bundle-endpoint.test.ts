@@ -194,3 +194,43 @@ test('a bundle change while the endpoint is starting to listen is served, not th
   const served = await get(endpoint.port, certificatesToPem([ca.rootDer]));
   assert.equal(bundleFromSpiffeJson('example.org', served.body).sequence, 2);
 });
+
+function request(port: number, rootsPem: string, method: string): Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }> {
+  return new Promise((resolve, reject) => {
+    https
+      .request({ host: '127.0.0.1', port, path: '/', method, ca: rootsPem, checkServerIdentity: () => undefined, agent: false }, (res) => {
+        let body = '';
+        res.setEncoding('utf8');
+        res.on('data', (d: string) => (body += d));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, headers: res.headers, body }));
+      })
+      .on('error', reject)
+      .end();
+  });
+}
+
+test('the bundle endpoint serves GET and HEAD uncached, with the document and its length, and refuses other methods with 405', async (t) => {
+  const ca = new TestCa('example.org');
+  t.after(() => ca.dispose());
+  const bundle = ca.bundle(7);
+  const identity = identityFrom(ca);
+  const endpoint = await BundleEndpoint.start({
+    address: '127.0.0.1:0',
+    log: silentLogger(),
+    sources: { profile: 'https_spiffe', bundle: () => bundle, onBundleChange: () => () => {}, servingCert: () => identity, onServingCertChange: () => () => {} },
+  });
+  t.after(() => endpoint.close());
+  const roots = certificatesToPem([ca.rootDer]);
+  const got = await request(endpoint.port, roots, 'GET');
+  assert.equal(got.status, 200);
+  assert.equal(got.headers['cache-control'], 'no-store', 'a cache must not hold a bundle past a revocation');
+  assert.equal(got.headers['content-type'], 'application/json');
+  assert.equal(bundleFromSpiffeJson('example.org', got.body).sequence, 7);
+  const head = await request(endpoint.port, roots, 'HEAD');
+  assert.deepEqual([head.status, head.body, head.headers['content-length']], [200, '', String(Buffer.byteLength(got.body))]);
+  for (const method of ['POST', 'PUT', 'DELETE']) {
+    const refused = await request(endpoint.port, roots, method);
+    assert.deepEqual([refused.status, refused.headers.allow], [405, 'GET, HEAD'], method);
+    assert.doesNotMatch(refused.body, /"keys"/, method);
+  }
+});
