@@ -592,3 +592,45 @@ test('keys left out of a partner\'s bundle are a warning when the set changes (f
     ]);
   });
 });
+
+test('an https_spiffe partner revoking every root is retried after 30 s, then backs off from there: it is failing, not freshly so (stubbed endpoint, fake clock)', async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    const endpoint = stubEndpoint();
+    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
+    t.after(() => poller.stop());
+    poller.start();
+    endpoint.next = () => ca.bundle(1);
+    clock.advance(0);
+    await poller.pending('partner.org');
+    endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [] });
+    await poller.refresh('partner.org');
+    assert.ok(poller.status('partner.org')!.lastError, 'nothing is left to authenticate the endpoint with');
+    assert.equal(poller.status('partner.org')!.nextPollAt, clock.now() + FIRST_RETRY_MS, 'retried after 30 s, neither at once nor at the refresh interval');
+    endpoint.next = () => {
+      throw new Error('certificate verify failed');
+    };
+    clock.advance(FIRST_RETRY_MS);
+    await poller.pending('partner.org');
+    assert.equal(poller.status('partner.org')!.nextPollAt, clock.now() + 2 * FIRST_RETRY_MS, 'the second failure in a row waits twice as long');
+  });
+});
+
+test("a poll of an admin API relationship deleted from the datastore while it fetched stores nothing (stubbed endpoint)", async (t) => {
+  const ca = new TestCa('partner.org');
+  t.after(() => ca.dispose());
+  await withDatastore(async ({ ds, clock }) => {
+    await storeRelationship(ds, REL!);
+    const poller = new FederatedBundlePoller([], ds, clock, silentLogger(), async () => {
+      // Another admin call's delete commits while this fetch is under way, before it tells the poller.
+      await ds.deleteFederationRelationship('partner.org');
+      return { bundle: ca.bundle(1), ignored: [], unreadableTypes: 0 };
+    });
+    t.after(() => poller.stop());
+    poller.set(REL!, 'api');
+    await poller.refresh('partner.org');
+    assert.equal(await ds.getBundle('partner.org'), undefined, 'no bundle outlives its deleted relationship');
+    assert.ok(poller.status('partner.org')!.lastError);
+  });
+});
