@@ -10,7 +10,6 @@ import type {
 import { storageError } from './sqlite-errors.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireTime } from './record-guards.js';
-import { entryFromRow, type EntryRow } from './sqlite-rows.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
 import type { SqliteScope } from './sqlite-scope.js';
 import * as registrationEntries from './sqlite-entries.js';
@@ -140,10 +139,10 @@ export class SqliteDatastore implements Datastore {
       return this.db.transaction((): EntryChanges => {
         const pruned = (this.s.getTombstonesPruned.get() as { value: number }).value;
         if (revision < pruned) {
-          return { reset: true, entries: (this.s.allEntries.all() as EntryRow[]).map(entryFromRow), revision: this.revision() };
+          return { reset: true, entries: registrationEntries.allEntries(this.scope), revision: this.revision() };
         }
         return {
-          upserts: (this.s.entriesSince.all(revision) as EntryRow[]).map(entryFromRow),
+          upserts: registrationEntries.entriesSince(this.scope, revision),
           deletedIds: (this.s.tombstonesSince.all(revision) as Array<{ entry_id: string }>).map((r) => r.entry_id),
           revision: this.revision(),
         };

@@ -65,6 +65,16 @@ export function entriesAfter(tx: SqliteScope, afterId: string, limit: number): R
   return (tx.s.entriesAfter.all(afterId, limit) as EntryValues[]).map(entryFromValues);
 }
 
+/** Every entry, ordered by id, in one read: the reset answer of the change feed, which must be one snapshot. */
+export function allEntries(tx: SqliteScope): RegistrationEntry[] {
+  return (tx.s.allEntries.all() as EntryValues[]).map(entryFromValues);
+}
+
+/** The entries written after `revision`, in revision order: the upserts of the change feed's delta. */
+export function entriesSince(tx: SqliteScope, revision: number): RegistrationEntry[] {
+  return (tx.s.entriesSince.all(revision) as EntryValues[]).map(entryFromValues);
+}
+
 export function listEntriesByParentIds(tx: SqliteScope, parentIds: readonly string[]): RegistrationEntry[] {
   const unique = [...new Set(parentIds)];
   const rows: EntryRow[] = [];

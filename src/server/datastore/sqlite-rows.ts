@@ -51,9 +51,10 @@ export function entryFromRow(r: EntryRow): RegistrationEntry {
 }
 
 /**
- * The columns of a whole-table read (listAllEntries), read with the statement's raw() mode: an array of values per
- * row rather than an object with fifteen named properties, which the driver builds for every row (at 100,000 entries
- * ~0.3 s of a ~1.4 s read). identity_hash is left out, as entryFromRow leaves it.
+ * The columns of the reads of many entries (listAllEntries, and the change feed's reset and delta), read with the
+ * statements' raw() mode: an array of values per row rather than an object with fifteen named properties, which the
+ * driver builds for every row (at 100,000 entries ~0.3 s of a ~1.4 s read). identity_hash is left out, as entryFromRow
+ * leaves it.
  */
 export const ENTRY_VALUE_COLUMNS =
   'e.id, e.spiffe_id, e.parent_id, e.selectors, e.x509_svid_ttl_seconds, e.jwt_svid_ttl_seconds, e.dns_names, ' +

@@ -17,10 +17,10 @@ export function prepareStatements(db: Database.Database) {
 
     entryById: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.id = ?`),
     entryByHash: p('SELECT id FROM registration_entries WHERE identity_hash = ?'),
-    allEntries: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e ORDER BY e.id`),
+    allEntries: p(`SELECT ${ENTRY_VALUE_COLUMNS} FROM registration_entries e ORDER BY e.id`).raw(),
     entriesAfter: p(`SELECT ${ENTRY_VALUE_COLUMNS} FROM registration_entries e WHERE e.id > ? ORDER BY e.id LIMIT ?`).raw(),
     countEntries: p('SELECT COUNT(*) AS n FROM registration_entries'),
-    entriesSince: p(`SELECT ${ENTRY_COLUMNS} FROM registration_entries e WHERE e.revision > ? ORDER BY e.revision, e.id`),
+    entriesSince: p(`SELECT ${ENTRY_VALUE_COLUMNS} FROM registration_entries e WHERE e.revision > ? ORDER BY e.revision, e.id`).raw(),
     insertEntry: p(
       'INSERT INTO registration_entries (id, spiffe_id, parent_id, identity_hash, selectors, x509_svid_ttl_seconds, jwt_svid_ttl_seconds, ' +
         'dns_names, hint, federates_with, admin, downstream, revision, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)',
