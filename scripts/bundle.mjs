@@ -53,7 +53,7 @@ const common = {
 // src/common/meshid-version.ts.
 const version = JSON.stringify(buildVersion(root));
 
-await build({
+const server = await build({
   ...common,
   entryPoints: { 'meshid-server': 'dist/src/server/main.js' },
   outExtension: { '.js': '.mjs' },
@@ -61,7 +61,13 @@ await build({
   format: 'esm',
   banner: { js: banner },
   define: { MESHID_BUILD_VERSION: version },
+  metafile: true,
 });
+for (const out of Object.keys(server.metafile.outputs)) {
+  if (!out.endsWith('.mjs')) continue;
+  const file = path.join(root, out);
+  fs.writeFileSync(file, asciiOnly(fs.readFileSync(file, 'utf8')));
+}
 
 await build({
   ...common,
@@ -83,10 +89,7 @@ withCodeCache('meshid-agent');
 function withCodeCache(name) {
   const bundle = path.join(root, 'dist/bin', `${name}.cjs`);
   // The hashbang would be a syntax error inside the CommonJS wrapper; a blank line keeps the source map's lines.
-  // esbuild escapes non-ASCII characters in code, not in the comments it keeps (`name → version`): one such character
-  // makes V8 hold and scan the whole 1.7 MB source as two-byte, which took its compile from ~38 to ~62 ms of CPU.
-  // Each becomes '?' (one per UTF-16 unit, so columns stay the source map's).
-  const source = fs.readFileSync(bundle, 'utf8').replace(/^#!.*/, '').replace(/[^\x00-\x7f]/gu, (c) => '?'.repeat(c.length));
+  const source = asciiOnly(fs.readFileSync(bundle, 'utf8').replace(/^#!.*/, ''));
   fs.writeFileSync(bundle, source);
   const loader = fs.readFileSync(path.join(root, 'scripts/code-cache-loader.mjs'), 'utf8').replace('__BUNDLE__', JSON.stringify(`./${name}.cjs`));
   const entry = path.join(root, 'dist/bin', `${name}.mjs`);
@@ -98,4 +101,13 @@ function withCodeCache(name) {
     // Still a working executable: it compiles the bundle from source at every start.
     process.stderr.write(`bundle: no code cache for ${name} (exit ${made.status ?? made.signal})\n`);
   }
+}
+
+/**
+ * esbuild escapes non-ASCII characters in code, not in the comments it keeps (`name → version`): one such character
+ * makes V8 hold and scan the whole file as two-byte, which took the agent bundle's (1.7 MB) compile from ~38 to ~62 ms
+ * of CPU. Each becomes '?' (one per UTF-16 unit, so columns stay the source map's).
+ */
+function asciiOnly(source) {
+  return source.replace(/[^\x00-\x7f]/gu, (c) => '?'.repeat(c.length));
 }

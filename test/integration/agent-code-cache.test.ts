@@ -1,7 +1,8 @@
 /**
  * meshid-agent as shipped starts from the V8 code cache scripts/bundle.mjs made for its bundle
  * (scripts/code-cache-loader.mjs), and without it — absent, made for another bundle, refused by V8 — starts all the
- * same from the bundle's source. With --enable-source-maps it loads the bundle so that its source map applies.
+ * same from the bundle's source. With --enable-source-maps it loads the bundle so that its source map applies. Its
+ * bundle, and the server's files, are ASCII.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -38,10 +39,15 @@ test('meshid-agent as built starts from the code cache made for its bundle', asy
   assert.equal(await versionLoadedAs(AGENT_MAIN), 'code cache: used\n');
 });
 
-test("meshid-agent's bundle is ASCII, so that V8 holds its source one byte per character", () => {
-  const bytes = fs.readFileSync(AGENT_MAIN.replace(/\.mjs$/, '.cjs'));
-  const at = bytes.findIndex((b) => b > 0x7f);
-  assert.equal(at, -1, `a non-ASCII byte at ${at}: ${bytes.subarray(Math.max(0, at - 60), at + 20).toString('utf8')}`);
+test("meshid-agent's bundle and meshid-server's bundle and chunks are ASCII, so that V8 holds their source one byte per character", () => {
+  const code = fs.readdirSync(shipped).filter((f) => /\.(cjs|mjs)$/.test(f));
+  assert.ok(code.includes('meshid-agent.cjs') && code.includes('meshid-server.mjs'), code.join(' '));
+  assert.ok(code.some((f) => f.startsWith('run-')), `the server's \`run\` chunk: ${code.join(' ')}`);
+  for (const file of code) {
+    const bytes = fs.readFileSync(path.join(shipped, file));
+    const at = bytes.findIndex((b) => b > 0x7f);
+    assert.equal(at, -1, `${file}: a non-ASCII byte at ${at}: ${bytes.subarray(Math.max(0, at - 60), at + 20).toString('utf8')}`);
+  }
 });
 
 test('meshid-agent without its code cache starts from the bundle source', async () => {
