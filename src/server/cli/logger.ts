@@ -6,15 +6,14 @@ import type { LoggerLevels } from './admin-types.js';
 
 /**
  * The levels as spire-server logger prints them: the current one, then the one the server started with; in JSON as
- * the names of SPIRE's LogLevel enum (INFO), in text as logrus writes them (info).
+ * the names of SPIRE's LogLevel enum (INFO), in text as logrus writes them (info), under labels not padded to the
+ * entry column and followed by a blank line (`Logger Level : info`), as spire-server writes them.
  */
 function renderLevels(res: LoggerLevels, format: 'json' | 'pretty'): string {
   const levels = { current_level: res.current_level ?? '', launch_level: res.launch_level ?? '' };
   if (format === 'json') return renderJson({ current_level: levels.current_level.toUpperCase(), launch_level: levels.launch_level.toUpperCase() });
-  return renderFields([
-    ['Logger Level', levels.current_level],
-    ['Launch Level', levels.launch_level],
-  ]);
+  const rows = [['Logger Level', levels.current_level], ['Launch Level', levels.launch_level]] as const;
+  return `${renderFields(rows, 0)}\n`;
 }
 
 const get: Command = {
