@@ -27,10 +27,31 @@ export function nodeGypArgs(addon, { execPath = process.execPath, env = process.
   return ['rebuild', ...(prefix !== undefined ? [`--nodedir=${prefix}`] : []), '--directory', addon];
 }
 
+/**
+ * node-gyp's script: the devDependency in a clone; in an install from a tarball or the registry (no devDependencies)
+ * the node-gyp npm ships, which npm names to the scripts it runs (npm_config_node_gyp).
+ */
+export function nodeGypScript(env = process.env) {
+  try {
+    return createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js');
+  } catch (err) {
+    if (env.npm_config_node_gyp !== undefined && env.npm_config_node_gyp !== '') return env.npm_config_node_gyp;
+    throw err;
+  }
+}
+
+/** Whether `addon` (native/NAME) has its built NAME.node. */
+export function isBuilt(addon, root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))) {
+  return fs.existsSync(path.join(root, addon, 'build', 'Release', `${path.basename(addon)}.node`));
+}
+
 if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const nodeGyp = createRequire(import.meta.url).resolve('node-gyp/bin/node-gyp.js');
+  // `install` (a tarball or registry install, where `prepare` does not run) builds only what is missing; `prepare`
+  // (a clone's npm install) and build:native rebuild all.
+  const ifMissing = process.argv.includes('--if-missing');
   for (const addon of ADDONS) {
-    const r = spawnSync(process.execPath, [nodeGyp, ...nodeGypArgs(addon)], { stdio: 'inherit' });
+    if (ifMissing && isBuilt(addon)) continue;
+    const r = spawnSync(process.execPath, [nodeGypScript(), ...nodeGypArgs(addon)], { stdio: 'inherit' });
     if (r.status !== 0) {
       process.stderr.write(`build-native: node-gyp failed for ${addon}: a C compiler, make and python3 are needed (Debian: apt-get install build-essential python3)\n`);
       process.exit(r.status ?? 1);

@@ -1,0 +1,40 @@
+/**
+ * What `npm pack` puts in meshid's tarball, and what an install of that tarball runs: the executables its package.json
+ * names, and what the `install` script needs to compile the native addons there (`prepare`, which builds them in a
+ * clone, does not run for a tarball; the addons' build/ directories are not packed).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { promisify } from 'node:util';
+import { packageRoot } from '../../../src/common/paths.js';
+
+const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+
+async function packedFiles(): Promise<string[]> {
+  // --ignore-scripts: `prepare` would rebuild everything first.
+  const { stdout } = await promisify(execFile)('npm', ['pack', '--dry-run', '--json', '--ignore-scripts'], { cwd: packageRoot, maxBuffer: 64 << 20 });
+  const [packed] = JSON.parse(stdout) as Array<{ files: Array<{ path: string }> }>;
+  return packed!.files.map((f) => f.path);
+}
+
+test("npm pack puts package.json's bin targets in the tarball, and what its install script builds the native addons from", async () => {
+  const files = new Set(await packedFiles());
+  assert.deepEqual(Object.keys(pkg.bin).sort(), ['meshid-agent', 'meshid-server']);
+  for (const target of Object.values(pkg.bin)) assert.ok(files.has(target), `${target} is not packed`);
+  // The agent's entry runs its bundle from the code cache beside it; the server's imports its chunks.
+  assert.ok(files.has('dist/bin/meshid-agent.cjs'), 'the agent bundle is not packed');
+  const server = fs.readFileSync(path.join(packageRoot, pkg.bin['meshid-server']!), 'utf8');
+  const chunks = [...server.matchAll(/from "\.\/([^"]+\.mjs)"/g)].map((m) => `dist/bin/${m[1]!}`);
+  assert.ok(chunks.length > 0, 'the server entry imports no chunk');
+  for (const chunk of chunks) assert.ok(files.has(chunk), `${chunk} is not packed`);
+
+  assert.match(pkg.scripts['install'] ?? '', /^node scripts\/build-native\.mjs --if-missing$/);
+  assert.ok(files.has('scripts/build-native.mjs'));
+  for (const addon of ['peercred', 'malloc']) {
+    assert.ok(files.has(`native/${addon}/binding.gyp`) && files.has(`native/${addon}/${addon}.c`), `native/${addon}'s sources are not packed`);
+    assert.ok(![...files].some((f) => f.startsWith(`native/${addon}/build/`)), `native/${addon}/build (this machine's build) is packed`);
+  }
+});
