@@ -40,17 +40,31 @@ export function nodeGypScript(env = process.env) {
   }
 }
 
-/** Whether `addon` (native/NAME) has its built NAME.node. */
-export function isBuilt(addon, root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))) {
-  return fs.existsSync(path.join(root, addon, 'build', 'Release', `${path.basename(addon)}.node`));
+/**
+ * Whether `addon` (native/NAME) has its built NAME.node and no source file in native/NAME (build/ aside) is newer than
+ * it: a checkout or pull that changes a source makes it stale, as make would judge it.
+ */
+export function isUpToDate(addon, root = path.dirname(path.dirname(fileURLToPath(import.meta.url)))) {
+  const dir = path.join(root, addon);
+  let built;
+  try {
+    built = fs.statSync(path.join(dir, 'build', 'Release', `${path.basename(addon)}.node`)).mtimeMs;
+  } catch {
+    return false;
+  }
+  return fs
+    .readdirSync(dir, { withFileTypes: true })
+    .filter((e) => e.isFile())
+    .every((e) => fs.statSync(path.join(dir, e.name)).mtimeMs <= built);
 }
 
 if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  // `install` (a tarball or registry install, where `prepare` does not run) builds only what is missing; `prepare`
-  // (a clone's npm install) and build:native rebuild all.
-  const ifMissing = process.argv.includes('--if-missing');
+  // `install` (every install; a tarball or registry install runs no `prepare`) and `prepare` (a clone's npm install,
+  // right after `install`) build only what is missing or stale, so a fresh clone compiles each addon once;
+  // build:native rebuilds all.
+  const ifStale = process.argv.includes('--if-stale');
   for (const addon of ADDONS) {
-    if (ifMissing && isBuilt(addon)) continue;
+    if (ifStale && isUpToDate(addon)) continue;
     const r = spawnSync(process.execPath, [nodeGypScript(), ...nodeGypArgs(addon)], { stdio: 'inherit' });
     if (r.status !== 0) {
       process.stderr.write(`build-native: node-gyp failed for ${addon}: a C compiler, make and python3 are needed (Debian: apt-get install build-essential python3)\n`);

@@ -11,7 +11,8 @@ import { pathToFileURL } from 'node:url';
 import { packageRoot } from '../../../src/common/paths.js';
 import { tempDir } from '../../support/server-kit.js';
 
-const { nodeHeadersPrefix, nodeGypArgs } = (await import(pathToFileURL(path.join(packageRoot, 'scripts', 'build-native.mjs')).href)) as {
+const { nodeHeadersPrefix, nodeGypArgs, isUpToDate } = (await import(pathToFileURL(path.join(packageRoot, 'scripts', 'build-native.mjs')).href)) as {
+  isUpToDate: (addon: string, root: string) => boolean;
   nodeHeadersPrefix: (execPath: string) => string | undefined;
   nodeGypArgs: (addon: string, options?: { execPath?: string; env?: Record<string, string | undefined> }) => string[];
 };
@@ -64,3 +65,32 @@ test('a nodedir the operator configured for npm (npm_config_nodedir) is left to 
   assert.deepEqual(nodeGypArgs('native/malloc', { execPath, env: { npm_config_nodedir: '/opt/node-headers' } }), ['rebuild', '--directory', 'native/malloc']);
   assert.deepEqual(nodeGypArgs('native/malloc', { execPath, env: { npm_config_nodedir: '' } }), ['rebuild', `--nodedir=${path.join(dir, 'node')}`, '--directory', 'native/malloc'], 'an empty setting is none');
 });
+
+test('an addon is rebuilt by install and prepare (--if-stale) only when its NAME.node is missing or older than a source beside binding.gyp', (t) => {
+  const { dir, cleanup } = realTempDir();
+  t.after(cleanup);
+  const addon = path.join(dir, 'native', 'demo');
+  fs.mkdirSync(path.join(addon, 'build', 'Release'), { recursive: true });
+  const source = path.join(addon, 'demo.c');
+  const gyp = path.join(addon, 'binding.gyp');
+  fs.writeFileSync(source, '');
+  fs.writeFileSync(gyp, '{}');
+  const at = (file: string, seconds: number): void => fs.utimesSync(file, seconds, seconds);
+  at(source, 1_000);
+  at(gyp, 1_000);
+  assert.equal(isUpToDate('native/demo', dir), false, 'never built');
+  const built = path.join(addon, 'build', 'Release', 'demo.node');
+  fs.writeFileSync(built, '');
+  at(built, 2_000);
+  // Files under build/ (node-gyp's own, written after the .node) do not count.
+  const makefile = path.join(addon, 'build', 'Makefile');
+  fs.writeFileSync(makefile, '');
+  at(makefile, 3_000);
+  assert.equal(isUpToDate('native/demo', dir), true, 'built after every source');
+  at(source, 2_500);
+  assert.equal(isUpToDate('native/demo', dir), false, 'a source changed after the build (a pull)');
+  at(source, 1_000);
+  at(gyp, 2_500);
+  assert.equal(isUpToDate('native/demo', dir), false, 'binding.gyp changed after the build');
+});
+
