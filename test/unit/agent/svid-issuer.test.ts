@@ -1067,3 +1067,43 @@ test('near its expiry a served SVID\'s retries come no closer than 5 s apart (SP
     assert.ok(attempts.some((t) => held.notAfter - t <= 10_000), `${mode}: still tried in the SVID's last 10 s`);
   }
 });
+
+/** Lets the key generation and signing promises run until `done` holds (a bound on turns, not a time). */
+async function settleUntil(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 5000 && !done(); i++) await new Promise((r) => setImmediate(r));
+}
+
+test('by default a burst goes in calls of 250 CSRs, at most four calls out at once', async () => {
+  const cache = fx.cache();
+  const calls: string[][] = [];
+  // The server never answers: what is out stays out, and what waits shows.
+  const issuer = new SvidIssuer({ cache, sign: async (items) => (calls.push(items.map((i) => i.entryId)), new Promise<SignedItem[]>(() => undefined)), clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const entries = Array.from({ length: 1001 }, (_, i) => entry(`burst-${i}`, [`unix:uid:${40_000 + i}`]));
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settleUntil(() => calls.length >= 4);
+  await settle();
+  assert.deepEqual(calls.map((c) => c.length), [250, 250, 250, 250], 'four calls of 250; the 1,001st entry waits for a call to end');
+  assert.deepEqual(issuer.pending(), { queued: 1, inflight: 1000, failing: 0 });
+  issuer.stop();
+});
+
+test('the rotation jitter shifts each renewal by up to a tenth of the life it is held for: random 0.25 renews at 45 %, 0.75 at 55 %', async () => {
+  for (const [random, share] of [[0.25, 0.45], [0.75, 0.55]] as const) {
+    const cache = fx.cache();
+    const signer = fx.signer(cache);
+    const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => random });
+    const e = entry(`jitter-${random}`, [`unix:uid:${7000 + random * 100}`]);
+    issuer.request(cache.apply({ upserts: [e] }).needSvid);
+    await settle();
+    const first = cache.svid(e.id)!;
+    const held = heldLifetime(first, fx.clock.now());
+    const due = Math.ceil(held.notBefore + (held.notAfter - held.notBefore) * share);
+    fx.clock.advance(due - fx.clock.now() - 1);
+    await settle();
+    assert.equal(cache.svid(e.id)!.version, first.version, `random ${random}: not renewed before ${share * 100} % of its life`);
+    fx.clock.advance(1);
+    await settle();
+    assert.notEqual(cache.svid(e.id)!.version, first.version, `random ${random}: renewed at ${share * 100} % of its life`);
+    issuer.stop();
+  }
+});
