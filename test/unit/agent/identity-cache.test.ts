@@ -188,7 +188,8 @@ test('federated bundles in a snapshot are those the matching entries federate wi
   const c = fx.cache();
   const own = fx.bundle();
   const foreign = (td: string) => ({ ...own, trustDomain: td });
-  c.apply({ federatedBundles: [foreign('zeta.org'), foreign('alpha.org'), foreign('unused.org')] });
+  // A bundle under the own trust domain's name among the federated ones (a server fault) is still not served as one.
+  c.apply({ federatedBundles: [foreign('zeta.org'), foreign('alpha.org'), foreign('unused.org'), foreign('example.org')] });
   c.apply({ upserts: [entry('fed', ['unix:uid:50'], { federates_with: ['zeta.org', 'alpha.org', 'missing.org', 'example.org'] })] });
   assert.deepEqual(c.snapshot(sel('unix:uid:50')).federatedBundles.map((b) => b.trustDomain), ['alpha.org', 'zeta.org']);
 });
@@ -385,7 +386,9 @@ test('an SVID that could not be signed is not waited for: the snapshot is comple
   const sibling = entry('sibling-cached', ['unix:uid:91'], { created_at: 200 });
   d.apply({ upserts: [oldest, sibling] });
   d.putSvids([fx.issue(sibling)]);
+  assert.equal(d.snapshot(sel('unix:uid:91')).defaultSigning, true, 'the default is waited for while it is being signed');
   d.markUnsigned([oldest.id]);
+  assert.equal(d.snapshot(sel('unix:uid:91')).defaultSigning, false, 'an SDS wait for the default name is not held for one not being signed');
   s = d.snapshot(sel('unix:uid:91'));
   assert.equal(s.complete, true);
   assert.equal(s.defaultSvid, undefined);
