@@ -184,6 +184,22 @@ test('a change only the next certificate carries (DNS names, TTL) notifies nobod
   assert.equal(notified, 2, 'so are the selectors');
 });
 
+test('a change of the trust domains an entry federates with, or of its place in the default order, reaches its streams and is a withdrawal', () => {
+  const c = fx.cache();
+  const e = entry('fed-change', ['unix:uid:43'], { created_at: 5, federates_with: ['alpha.org'] });
+  c.apply({ upserts: [e] });
+  c.putSvids([fx.issue(e)]);
+  let notified = 0;
+  c.subscribe(sel('unix:uid:43'), () => notified++);
+  const federated = c.apply({ upserts: [{ ...e, federatesWith: ['alpha.org', 'zeta.org'], revision: e.revision + 1 }] });
+  assert.equal(notified, 1, 'the bundles the workload gets changed');
+  assert.equal(federated.withdraws, true, 'a federation taken away must be saved before it is served');
+  assert.deepEqual(federated.withdrawnEntryIds, [e.id]);
+  const reordered = c.apply({ upserts: [{ ...e, federatesWith: ['alpha.org', 'zeta.org'], createdAt: 1, revision: e.revision + 2 }] });
+  assert.equal(notified, 2, 'which identity is the default may have changed');
+  assert.equal(reordered.withdraws, true);
+});
+
 test('federated bundles in a snapshot are those the matching entries federate with, sorted, never the own domain', () => {
   const c = fx.cache();
   const own = fx.bundle();
