@@ -1107,3 +1107,84 @@ test('the rotation jitter shifts each renewal by up to a tenth of the life it is
     issuer.stop();
   }
 });
+
+test('a kick starts the backoff over: a call that fails again after a reconnect is retried after the first delay, not the grown one', async () => {
+  const attempts: number[] = [];
+  const { cache, issuer } = issuerWith(async () => {
+    attempts.push(fx.clock.now());
+    throw unavailable('connection refused');
+  });
+  const e = entry('kick-backoff', ['unix:uid:6']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  // random 0.5: the delays are 750, 1500, 3000 ms …
+  for (const delay of [750, 1500]) {
+    fx.clock.advance(delay);
+    await settle();
+  }
+  assert.equal(attempts.length, 3, 'the third failure sets the next round 3 s out');
+  fx.clock.advance(100);
+  issuer.kick();
+  await settle();
+  assert.equal(attempts.length, 4, 'kicked: tried at once');
+  fx.clock.advance(749);
+  await settle();
+  assert.equal(attempts.length, 4);
+  fx.clock.advance(1);
+  await settle();
+  assert.equal(attempts.length, 5, 'the failure after the kick waits the first delay (750 ms), not the round set before it nor the grown backoff');
+  issuer.stop();
+});
+
+test('an entry whose first signing is out when the issuer reconciles (a reconnect) is not signed a second time', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const calls: string[][] = [];
+  let answer!: () => void;
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+    sign: async (items) => {
+      calls.push(items.map((i) => i.entryId));
+      const signed = await real.sign(items);
+      if (calls.length === 1) await new Promise<void>((resolve) => (answer = resolve));
+      return signed;
+    },
+  });
+  const e = entry('reconcile-inflight', ['unix:uid:82']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  assert.equal(calls.length, 1);
+  issuer.reconcile();
+  await settle();
+  answer();
+  await settle();
+  assert.ok(cache.svid(e.id));
+  assert.equal(calls.length, 1, 'the answer that was out is the SVID; no second call');
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 0 });
+  issuer.stop();
+});
+
+test('the same taint set told again (every Sync update carries it whole) does not re-sign at once what the server still signs from it', async () => {
+  const cache = fx.cache();
+  const signer = fx.signer(cache);
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const e = entry('taint-repeat', ['unix:uid:83']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  const intermediate = parseCertificate(cache.svid(e.id)!.chain[1]!).subjectKeyId!;
+  // The server goes on signing from the tainted intermediate: one re-sign at once, then the backoff.
+  issuer.setTainted([intermediate]);
+  await settle();
+  fx.clock.advance(0);
+  await settle();
+  const before = signer.calls.length;
+  assert.equal(before, 3, 'the first SVID, the re-sign at the taint, the one at once after it still chained to it');
+  issuer.setTainted([intermediate]);
+  await settle();
+  assert.equal(signer.calls.length, before, 'nothing newly tainted: the backoff holds');
+  issuer.setTainted([]);
+  issuer.resignUnanchored([]);
+  await settle();
+  assert.equal(signer.calls.length, before, 'a bundle without X.509 roots says nothing about chains: nothing re-signed');
+  issuer.stop();
+});
