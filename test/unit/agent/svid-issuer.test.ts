@@ -1188,3 +1188,140 @@ test('the same taint set told again (every Sync update carries it whole) does no
   assert.equal(signer.calls.length, before, 'a bundle without X.509 roots says nothing about chains: nothing re-signed');
   issuer.stop();
 });
+
+test('an entry the server\'s answer leaves out is retried like a refused one, not forgotten without an SVID', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const skipped = entry('left-out', ['unix:uid:84']);
+  const kept = entry('answered', ['unix:uid:84']);
+  let leaveOut = true;
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+    sign: async (items) => (await real.sign(items)).filter((r) => !(leaveOut && r.entryId === skipped.id)),
+  });
+  issuer.request(cache.apply({ upserts: [skipped, kept] }).needSvid);
+  await settle();
+  assert.ok(cache.svid(kept.id));
+  assert.equal(cache.svid(skipped.id), undefined);
+  assert.deepEqual(issuer.pending(), { queued: 0, inflight: 0, failing: 1 });
+  leaveOut = false;
+  fx.clock.advance(750);
+  await settle();
+  assert.ok(cache.svid(skipped.id), 'retried after the first per-item delay');
+  issuer.stop();
+});
+
+test('a refused item is retried after the first delay (1 s, equal jitter) and warned about; a PERMISSION_DENIED one is told at info only', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const faulty = entry('item-internal', ['unix:uid:85']);
+  const denied = entry('item-denied', ['unix:uid:85']);
+  const captured = capturingLogger('svid-issuer');
+  const attempts: string[][] = [];
+  let refusing = true;
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: captured.log, random: () => 0.5,
+    sign: async (items) => {
+      attempts.push(items.map((i) => i.entryId));
+      return (await real.sign(items)).map((r) => {
+        if (refusing && r.entryId === faulty.id) return { entryId: r.entryId, code: 13, message: 'internal', chain: [] };
+        if (r.entryId === denied.id) return { entryId: r.entryId, code: 7, message: 'not authorized', chain: [] };
+        return r;
+      });
+    },
+  });
+  issuer.request(cache.apply({ upserts: [faulty, denied] }).needSvid);
+  await settle();
+  const lines = captured.records().filter((r) => r.msg === 'X509-SVID not issued; will retry' || r.msg === 'the server refused to sign an SVID for this entry');
+  assert.deepEqual(lines.filter((r) => r.entryId === faulty.id).map((r) => [r.level, r.msg]), [[LEVEL.warn, 'X509-SVID not issued; will retry']]);
+  assert.deepEqual(lines.filter((r) => r.entryId === denied.id).map((r) => [r.level, r.msg]), [[LEVEL.info, 'the server refused to sign an SVID for this entry']]);
+  refusing = false;
+  fx.clock.advance(749);
+  await settle();
+  assert.equal(attempts.length, 1, 'not before half the first 1 s');
+  fx.clock.advance(1);
+  await settle();
+  assert.equal(attempts.length, 2);
+  assert.ok(cache.svid(faulty.id), 'retried after 750 ms (random 0.5), not after the second delay');
+  issuer.stop();
+});
+
+test('a call that succeeds starts the call backoff over: the next outage is retried after the first delay', async () => {
+  const attempts: number[] = [];
+  let down = true;
+  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
+  const { cache, issuer } = issuerWith(async (items) => {
+    attempts.push(fx.clock.now());
+    if (down) throw unavailable('connection refused');
+    return cacheRef.sign(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  issuer.request(cache.apply({ upserts: [entry('reset-a', ['unix:uid:86'])] }).needSvid);
+  await settle();
+  for (const delay of [750, 1500]) {
+    fx.clock.advance(delay);
+    await settle();
+  }
+  down = false;
+  fx.clock.advance(3000);
+  await settle();
+  assert.equal(attempts.length, 4, 'three failures, then signed');
+  down = true;
+  issuer.request(cache.apply({ upserts: [entry('reset-b', ['unix:uid:86'])] }).needSvid);
+  await settle();
+  assert.equal(attempts.length, 5);
+  fx.clock.advance(750);
+  await settle();
+  assert.equal(attempts.length, 6, 'retried after 750 ms, not the 6 s the fourth delay would be');
+  issuer.stop();
+});
+
+test('a signing budget refusal is retried at its hint plus the jitter (up to a second), so refused agents do not all come back at once', async () => {
+  const attempts: number[] = [];
+  let refusing = true;
+  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
+  const { cache, issuer } = issuerWith(async (items) => {
+    attempts.push(fx.clock.now());
+    if (refusing) throw resourceExhausted('signing rate limit reached; retry in 4 s');
+    return cacheRef.sign(items);
+  });
+  cacheRef.sign = fx.signer(cache).sign;
+  const e = entry('budget-jitter', ['unix:uid:87']);
+  issuer.request(cache.apply({ upserts: [e] }).needSvid);
+  await settle();
+  refusing = false;
+  fx.clock.advance(4499);
+  await settle();
+  assert.equal(attempts.length, 1, 'random 0.5: half a second past the 4 s asked for');
+  fx.clock.advance(1);
+  await settle();
+  assert.equal(attempts.length, 2);
+  assert.ok(cache.svid(e.id));
+  issuer.stop();
+});
+
+test('an answer for an entry\'s previous certificate inputs (DNS names changed while it was out) is not published under the new ones', async () => {
+  const cache = fx.cache();
+  const real = fx.signer(cache);
+  const gates: Array<() => void> = [];
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
+    sign: async (items) => {
+      await new Promise<void>((r) => gates.push(r));
+      return real.sign(items);
+    },
+  });
+  const e1 = entry('dns-in-flight', ['unix:uid:88'], { dns_names: ['a.example'] });
+  issuer.request(cache.apply({ upserts: [e1] }).needSvid);
+  await settle();
+  const e2 = entryFromMessage({ ...entryToMessage(e1), dns_names: ['b.example'], revision: e1.revision + 1 });
+  issuer.request(cache.apply({ upserts: [e2] }).needSvid);
+  gates.shift()!();
+  await settle();
+  assert.equal(cache.svid(e1.id), undefined, 'the answer for a.example is not taken for the entry that now names b.example');
+  gates.shift()!();
+  await settle();
+  assert.ok(cache.svid(e1.id), 'the answer for the inputs asked last is');
+  assert.equal(real.calls.length, 2);
+  issuer.stop();
+});
