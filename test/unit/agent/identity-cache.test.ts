@@ -443,3 +443,17 @@ test('every change is reported with the IDs of the entries it changed (persisten
   c.apply({ bundle: fx.bundle() });
   assert.deepEqual(heard, [[a.id, b.id].sort(), [a.id], [b.id], [b.id], [a.id], []]);
 });
+
+test('an entry signed after a failed signing is waited for again when its SVID expires while its renewal is under way', () => {
+  const c = fx.cache();
+  const e = entry('unsigned-then-signed', ['unix:uid:92']);
+  c.apply({ upserts: [e] });
+  c.markUnsigned([e.id]);
+  assert.equal(c.snapshot(sel('unix:uid:92')).complete, true, 'not waited for while its signing fails');
+  c.putSvids([fx.issue(e, HOUR)]);
+  fx.clock.advance(HOUR + 1000);
+  const s = c.snapshot(sel('unix:uid:92'));
+  assert.deepEqual(s.svids, []);
+  assert.equal(s.complete, false, 'the SVID that came cleared the failure: its renewal is waited for');
+  assert.deepEqual([...s.signing], [e.spiffeId]);
+});

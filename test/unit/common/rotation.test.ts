@@ -46,3 +46,11 @@ test('a leaf is held from when it was asked for: a backdated notBefore does not 
   // Asked for after it expired (cannot happen for a leaf just signed, but stays a lifetime): empty, not negative.
   assert.deepEqual(heldLifetime({ notBefore: 90 * S, notAfter: 105 * S }, 200 * S), { notBefore: 105 * S, notAfter: 105 * S });
 });
+
+test('at the instant of a decision the next one is the one after it, not now again (a timer armed for now would fire for ever)', () => {
+  const l = { notBefore: 0, notAfter: 7 * D };
+  // At half-life, not yet prepared: the next decision is the activation point, a day before the end.
+  assert.equal(nextAuthorityDecision(3.5 * D, l, D, false), 6 * D + 1);
+  // Past every decision: now.
+  assert.equal(nextAuthorityDecision(6 * D + 1, l, D, true), 6 * D + 1);
+});
