@@ -497,3 +497,10 @@ test('a caller with a usable token cached is not queued behind a slow signing af
   await r.turns();
   assert.equal(got.outcome, held.token);
 });
+
+test('a cache bound below one token is refused when it is made, not a cache that keeps nothing', () => {
+  const sign = async (): Promise<SignedJwtSvid> => Promise.reject(new Error('unused'));
+  assert.throws(() => new JwtSvidCache(sign, new FakeClock(), 0), /positive integer/);
+  assert.throws(() => new JwtSvidCache(sign, new FakeClock(), 1.5), /positive integer/);
+  assert.equal(new JwtSvidCache(sign, new FakeClock(), 1).maxSize, 1);
+});

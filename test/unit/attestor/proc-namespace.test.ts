@@ -39,3 +39,8 @@ test('a /proc where the agent does not appear at all (/proc/self does not resolv
   };
   assert.throws(() => checkProcPidNamespace(hooks, 1), refused(/cannot read \/proc\/self\/status \(ENOENT\)/));
 });
+
+test("an ancestor pid namespace's /proc is refused even when the agent's pid in it happens to equal its own", () => {
+  // NSpid lists one pid per namespace level: two levels are another namespace's /proc, whatever the numbers.
+  assert.throws(() => checkProcPidNamespace(status('Pid:\t77\nNSpid:\t77\t77'), 77), refused(/says pid 77 \/ 77/));
+});

@@ -53,3 +53,16 @@ test('a subuid file that cannot be read keeps the ranges last read, and never th
   version++;
   assert.equal(ids.accountOf(100001), 1000);
 });
+
+test('an owner named twice in /etc/passwd is its first line\'s uid, and an edit of /etc/passwd alone is read again', (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-subuid-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  const subuid = path.join(dir, 'subuid');
+  const passwd = path.join(dir, 'passwd');
+  fs.writeFileSync(subuid, 'alice:100000:65536\n');
+  fs.writeFileSync(passwd, 'alice:x:1000:1000::/home/alice:/bin/sh\nalice:x:2000:2000::/home/alice2:/bin/sh\n');
+  const ids = new SubordinateIds(undefined, { subuid, passwd });
+  assert.equal(ids.accountOf(100000), 1000, 'the first line, as getpwnam(3) answers');
+  fs.writeFileSync(passwd, 'alice:x:1500:1500::/home/alice:/bin/sh\n');
+  assert.equal(ids.accountOf(100000), 1500, 'alice renumbered: her subordinate uids follow');
+});
