@@ -85,6 +85,35 @@ test('a file that changes while it is hashed fails instead of caching a digest o
   assert.equal(open.size, 0);
 });
 
+test('a file rewritten in place while it is hashed (same size, new mtime or ctime) fails too', (t) => {
+  const file = tempFile(t, 'content');
+  for (const field of ['mtimeNs', 'ctimeNs'] as const) {
+    let calls = 0;
+    const { hooks } = countingHooks({
+      fstat: (fd) => {
+        const real = systemProcHooks.fstat(fd);
+        return ++calls === 2 ? { ...real, [field]: real[field] + 1n } : real;
+      },
+    });
+    assert.throws(() => new ExeHashCache(hooks, 1024).hash(file), /changed while it was hashed/, field);
+  }
+});
+
+test('an executable a security module will not let the agent open (EPERM) gets no digest, as one its mode hides (EACCES)', (t) => {
+  const file = tempFile(t, 'content');
+  for (const code of ['EACCES', 'EPERM']) {
+    const { hooks } = countingHooks({
+      openFile: () => {
+        throw Object.assign(new Error(`${code}: denied`), { code });
+      },
+    });
+    const hashed = new ExeHashCache(hooks, 1024).hashFile(file, 1000);
+    assert.equal(hashed.sha256, undefined, code);
+    assert.equal(hashed.unhashed, 'unreadable');
+    assert.equal(hashed.openError, code);
+  }
+});
+
 test('process.execPath hashes to the same digest node:crypto computes', () => {
   const cache = new ExeHashCache(systemProcHooks, 256 << 20);
   const expected = createHash('sha256').update(fs.readFileSync(process.execPath)).digest('hex');
