@@ -207,3 +207,11 @@ test('signJwtSvid refuses what a validator would reject', () => {
     assert.throws(() => signJwtSvid({ ...base, ...override }), invalid(pattern), name);
   }
 });
+
+test('nbf and iat are allowed the same 60 s of clock skew as exp: a token from a server a little ahead validates', () => {
+  for (const claim of ['nbf', 'iat'] as const) {
+    const ahead = craft(HEADER, { ...CLAIMS, [claim]: IAT + 60 });
+    assert.equal(validateJwtSvid(ahead, options()).spiffeId, SUB, `${claim} 60 s ahead`);
+    assert.throws(() => validateJwtSvid(craft(HEADER, { ...CLAIMS, [claim]: IAT + 61 }), options()), invalid(/future/), `${claim} 61 s ahead`);
+  }
+});
