@@ -65,3 +65,8 @@ test('our own start time does not change between reads', () => {
   assert.match(a, /^\d+$/);
   assert.equal(parseStartTime(fs.readFileSync('/proc/self/stat', 'utf8')), a);
 });
+
+test('the real and effective ids are the first two of the Uid and Gid lines, not the saved or file-system ones', () => {
+  const s = parseProcStatus('State:\tS (sleeping)\nUid:\t10\t11\t12\t13\nGid:\t20\t21\t22\t23\nGroups:\t\n');
+  assert.deepEqual([s.realUid, s.effectiveUid, s.realGid, s.effectiveGid], [10, 11, 20, 21]);
+});
