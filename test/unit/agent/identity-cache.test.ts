@@ -457,3 +457,12 @@ test('an entry signed after a failed signing is waited for again when its SVID e
   assert.equal(s.complete, false, 'the SVID that came cleared the failure: its renewal is waited for');
   assert.deepEqual([...s.signing], [e.spiffeId]);
 });
+
+test('removing an entry is a withdrawal, to be saved before any workload is told', () => {
+  const c = fx.cache();
+  const e = entry('removed-withdraws', ['unix:uid:93']);
+  c.apply({ upserts: [e] });
+  const applied = c.apply({ removed: [e.id] });
+  assert.equal(applied.withdraws, true);
+  assert.deepEqual(applied.withdrawnEntryIds, [e.id]);
+});
