@@ -9,6 +9,7 @@ import fs from 'node:fs';
 import { systemClock } from '../src/common/clock.js';
 import { parseSelector } from '../src/common/spiffe/selector.js';
 import { openSqliteDatastore } from '../src/server/datastore/sqlite-datastore.js';
+import { createManyEntries } from './many-entries.js';
 
 const ENTRIES = Number(process.env['RESET_ENTRIES'] ?? 100_000);
 const PARENTS = 2_000;
@@ -19,23 +20,7 @@ const filling = !fs.existsSync(file);
 const ds = await openSqliteDatastore({ file, clock: systemClock });
 try {
   if (filling) {
-    for (let done = 0; done < ENTRIES; done += 1_000) {
-      await ds.createEntries(Array.from({ length: Math.min(1_000, ENTRIES - done) }, (_, k) => {
-        const i = done + k;
-        return {
-          spiffeId: `spiffe://example.org/w${i}`,
-          parentId: `spiffe://example.org/meshid/agent/east/a${i % PARENTS}`,
-          selectors: [parseSelector(`unix:uid:${10_000 + i}`)],
-          x509SvidTtlSeconds: 3600,
-          jwtSvidTtlSeconds: 300,
-          dnsNames: [],
-          hint: '',
-          federatesWith: [],
-          admin: false,
-          downstream: false,
-        };
-      }));
-    }
+    await createManyEntries(ds, ENTRIES, PARENTS);
     const [gone] = await ds.createEntries([{
       spiffeId: 'spiffe://example.org/gone', parentId: 'spiffe://example.org/meshid/agent/east/a0', selectors: [parseSelector('unix:uid:1')],
       x509SvidTtlSeconds: 3600, jwtSvidTtlSeconds: 300, dnsNames: [], hint: '', federatesWith: [], admin: false, downstream: false,

@@ -19,6 +19,7 @@ import { openSqliteDatastore } from '../src/server/datastore/sqlite-datastore.js
 import { EntryIndex } from '../src/server/entries/entry-index.js';
 import { warnAboutAgentsOfUnservedDatacenters } from '../src/server/start-warnings.js';
 import { SERVER_MAIN, startServerProcess } from '../test/support/server-process.js';
+import { createManyEntries } from './many-entries.js';
 
 const ENTRIES = Number(process.env['START_ENTRIES'] ?? 100_000);
 const AGENTS = Number(process.env['START_AGENTS'] ?? 2_000);
@@ -49,24 +50,7 @@ async function cpuMsAsync(fn: () => Promise<unknown>): Promise<number> {
 async function fill(dataDir: string): Promise<void> {
   const ds = await openSqliteDatastore({ file: path.join(dataDir, 'datastore.sqlite3'), clock: systemClock });
   try {
-    for (let done = 0; done < ENTRIES; done += 1_000) {
-      const batch = Array.from({ length: Math.min(1_000, ENTRIES - done) }, (_, k) => {
-        const i = done + k;
-        return {
-          spiffeId: `spiffe://example.org/w${i}`,
-          parentId: `spiffe://example.org/meshid/agent/east/a${i % PARENTS}`,
-          selectors: [parseSelector(`unix:uid:${10_000 + i}`)],
-          x509SvidTtlSeconds: 3600,
-          jwtSvidTtlSeconds: 300,
-          dnsNames: [],
-          hint: '',
-          federatesWith: [],
-          admin: false,
-          downstream: false,
-        };
-      });
-      await ds.createEntries(batch);
-    }
+    await createManyEntries(ds, ENTRIES, PARENTS);
     const now = Date.now();
     for (let i = 0; i < AGENTS; i++) {
       const datacenter = i % 10 === 0 ? 'gone' : 'east';
