@@ -511,21 +511,27 @@ test('an entry removed while its failing call was out is not retried or counted 
   assert.deepEqual(pending, { queued: 0, inflight: 0, failing: 0 });
 });
 
-test('an SVID answered after its authority was tainted (signed just before) is served, then re-signed at once', async () => {
-  const cache = fx.cache();
+/** An issuer signing with the fixture's CA whose first call's answer is held until `answer()`; `calls` lists each call's entry IDs. */
+function issuerHoldingFirstAnswer(cache: ReturnType<typeof fx.cache>): { issuer: SvidIssuer; calls: string[][]; answer: () => void } {
   const real = fx.signer(cache);
   const calls: string[][] = [];
-  let answer!: () => void;
+  let release: (() => void) | undefined;
   const issuer = new SvidIssuer({
     cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
     sign: async (items) => {
       calls.push(items.map((i) => i.entryId));
       const signed = await real.sign(items);
-      // The first answer is still on the wire when the taint reaches the agent.
-      if (calls.length === 1) await new Promise<void>((resolve) => (answer = resolve));
+      if (calls.length === 1) await new Promise<void>((resolve) => (release = resolve));
       return signed;
     },
   });
+  return { issuer, calls, answer: () => release!() };
+}
+
+test('an SVID answered after its authority was tainted (signed just before) is served, then re-signed at once', async () => {
+  const cache = fx.cache();
+  // The first answer is still on the wire when the taint reaches the agent.
+  const { issuer, calls, answer } = issuerHoldingFirstAnswer(cache);
   const e = entry('taint-race', ['unix:uid:81']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -1138,18 +1144,7 @@ test('a kick starts the backoff over: a call that fails again after a reconnect 
 
 test('an entry whose first signing is out when the issuer reconciles (a reconnect) is not signed a second time', async () => {
   const cache = fx.cache();
-  const real = fx.signer(cache);
-  const calls: string[][] = [];
-  let answer!: () => void;
-  const issuer = new SvidIssuer({
-    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
-    sign: async (items) => {
-      calls.push(items.map((i) => i.entryId));
-      const signed = await real.sign(items);
-      if (calls.length === 1) await new Promise<void>((resolve) => (answer = resolve));
-      return signed;
-    },
-  });
+  const { issuer, calls, answer } = issuerHoldingFirstAnswer(cache);
   const e = entry('reconcile-inflight', ['unix:uid:82']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
