@@ -9,6 +9,7 @@ import { Writable } from 'node:stream';
 import Database from 'better-sqlite3';
 import { status, type sendUnaryData, type ServerUnaryCall, type ServiceError } from '@grpc/grpc-js';
 import { FakeClock } from '../../../src/common/clock.js';
+import { isMeshidError } from '../../../src/common/errors.js';
 import { createLogger } from '../../../src/common/log.js';
 import { unary } from '../../../src/server/api/handler.js';
 import { openSqliteDatastore, SqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
@@ -74,6 +75,20 @@ test('a full datastore disk (a capped page count): RESOURCE_EXHAUSTED to the cal
   assert.equal(error.code, status.RESOURCE_EXHAUSTED, error.details);
   assert.equal(error.details, 'the datastore disk is full');
   assertLoggedWithCause(lines, /database or disk is full/);
+});
+
+test('a full disk while an agent is written with its join token: the write fails whole, and the token is still there for the retry', async (t) => {
+  const { db, ds } = openedDatastore(t);
+  const token = `${TOKEN}-agent`;
+  await ds.createJoinToken({ ...newToken(0), token });
+  db.pragma(`max_page_count = ${db.pragma('page_count', { simple: true }) as number}`);
+  // Selectors longer than a page: the agent's row needs pages the capped file cannot get, after the token's delete.
+  const selectors = Array.from({ length: 40 }, (_, i) => ({ type: 'unix', value: `uid:${i}:${'x'.repeat(200)}` }));
+  const spiffeId = 'spiffe://example.org/meshid/agent/east/a';
+  const agent = { spiffeId, datacenter: 'east', selectors, certSerial: '01', certNotAfter: 2_000_000_000_000, attestedAt: 1, updatedAt: 1, banned: false };
+  await assert.rejects(ds.createAgent(agent, { joinToken: token }), (err) => isMeshidError(err, 'resource_exhausted'));
+  assert.equal(await ds.getAgent(spiffeId), undefined);
+  assert.ok(await ds.findJoinToken(token), 'the token is not used up by the agent write that failed');
 });
 
 test('a datastore file opened read-only: UNAVAILABLE saying so, the cause at error level in the log', async (t) => {
