@@ -17,6 +17,15 @@ test('a token bucket admits its burst, then refills at its rate, and says how lo
   assert.equal(l.take('b', 20), 0, 'each key has its own bucket');
 });
 
+test('a bucket holds at most its burst: a key idle for long does not save up beyond it', () => {
+  const clock = new FakeClock(0);
+  const l = new RateLimiter(10, 20, clock);
+  assert.equal(l.take('a', 20), 0);
+  clock.advance(60_000);
+  assert.equal(l.take('a', 20), 0, 'a minute idle refills the burst');
+  assert.equal(l.wait('a', 1), 100, 'and no more: the 600 tokens a minute brings are not kept');
+});
+
 test('signing limits: one agent cannot use up the global budget, and a refusal consumes nothing', () => {
   const clock = new FakeClock(0);
   const limits = new SigningLimits(new RateLimiter(100, 100, clock), new RateLimiter(1000, 150, clock));
@@ -64,6 +73,15 @@ test('signing limits: keys are charged their cost beyond the tokens admit took; 
   assert.equal(limits.admit('a', 3), 0);
   assert.throws(() => limits.admitKeys('a', [p384, p384, p384], 3), /costs 15 signing tokens/);
   assert.equal(limits.admit('a', 13), 0, 'the 3 taken before the refusal came back');
+});
+
+test('signing limits: keys whose whole cost is one more than an agent\'s bucket holds are refused outright, not told to wait for a fill that never comes', () => {
+  const clock = new FakeClock(0);
+  const limits = new SigningLimits(new RateLimiter(1, 9, clock), new RateLimiter(1, 1000, clock));
+  const p384 = jobFreeKeyPair('ec', { namedCurve: 'secp384r1' }).publicKey;
+  assert.equal(limits.admit('a', 2), 0);
+  assert.throws(() => limits.admitKeys('a', [p384, p384], 2), (e: unknown) => isMeshidError(e, 'invalid_argument') && /costs 10 signing tokens/.test(e.message));
+  assert.equal(limits.admit('a', 9), 0, 'the 2 taken before the refusal came back');
 });
 
 /** The limiter's map, counting full scans of it (a prune walks it; a take looks up one key). */
