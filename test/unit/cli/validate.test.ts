@@ -189,6 +189,9 @@ test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from 
   fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: 'Warn' }));
   assert.equal(serverConfigFrom(['--config', serverFile], {})!.logLevel, 'debug');
   assert.equal(serverConfigFrom(['--trust-domain', 'example.org'], { MESHID_LOG_LEVEL: 'ERROR' })!.logLevel, 'error');
+  // The environment is the default's default: the config file's log_level and the flag each win over it.
+  assert.equal(serverConfigFrom(['--config', serverFile], { MESHID_LOG_LEVEL: 'ERROR' })!.logLevel, 'debug');
+  assert.equal(serverConfigFrom(['--trust-domain', 'example.org', '--log-level', 'warn'], { MESHID_LOG_LEVEL: 'ERROR' })!.logLevel, 'warn');
   assert.equal(serverConfigFrom(['--trust-domain', 'example.org', '-logLevel', 'TRACE'], {})!.logLevel, 'trace');
   assert.equal(agentConfigFrom(['--config', agentFile], {})!.logLevel, 'warn');
   assert.equal(agentConfigFrom(['--server-address', 'meshid:8081', '--log-level', 'INFO'], {})!.logLevel, 'info');
