@@ -9,6 +9,7 @@ import { isMeshidError } from '../../../src/common/errors.js';
 import { entryIdentityHash } from '../../../src/server/datastore/entry-identity.js';
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_DDL } from '../../../src/server/datastore/migrations.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
+import { openSqliteFile } from '../../../src/server/datastore/sqlite-open.js';
 import { entry, sels, tempDir } from './fixture.js';
 
 /** Every byte of the file and its WAL/SHM companions (absent ones as null), to prove a refused open wrote nothing. */
@@ -40,6 +41,21 @@ test('a new datastore file is 0600, in WAL mode, at the latest schema version', 
     assert.deepEqual(versions, MIGRATIONS.map((m) => m.version));
     assert.equal(versions.at(-1), LATEST_SCHEMA_VERSION);
   } finally {
+    cleanup();
+  }
+});
+
+test('the connection waits for another process\'s lock, enforces foreign keys and syncs every commit (durability no test can crash for)', () => {
+  const { dir, cleanup } = tempDir();
+  const db = openSqliteFile(path.join(dir, 'datastore.sqlite3'), new FakeClock());
+  try {
+    // A restore or a second opener holding the file for a moment is waited for, not answered SQLITE_BUSY at once.
+    assert.equal(db.pragma('busy_timeout', { simple: true }), 5000);
+    assert.equal(db.pragma('foreign_keys', { simple: true }), 1);
+    // FULL (2): a consumed join token or a ban must survive a power loss, not only a kill -9 (sqlite-open.ts).
+    assert.equal(db.pragma('synchronous', { simple: true }), 2);
+  } finally {
+    db.close();
     cleanup();
   }
 });
