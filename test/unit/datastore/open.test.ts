@@ -26,11 +26,14 @@ function rawQuery<T>(file: string, sql: string): T[] {
   }
 }
 
-test('a new datastore file is 0600, in WAL mode, at the latest schema version', async () => {
+test('a new datastore file is 0600, in WAL mode, at the latest schema version, and reported as no upgrade', async () => {
   const { dir, cleanup } = tempDir();
   try {
     const file = path.join(dir, 'datastore.sqlite3');
-    const ds = await openSqliteDatastore({ file, clock: new FakeClock() });
+    // A new datastore is created at the latest schema, not upgraded to it: the start logs no upgrade from version 0.
+    const upgrades: unknown[] = [];
+    const ds = await openSqliteDatastore({ file, clock: new FakeClock(), onSchemaUpgrade: (u) => upgrades.push(u) });
+    assert.deepEqual(upgrades, []);
     await ds.createEntries([entry()]);
     for (const f of [file, `${file}-wal`, `${file}-shm`]) {
       if (fs.existsSync(f)) assert.equal(fs.statSync(f).mode & 0o777, 0o600, `${path.basename(f)} is 0600`);
