@@ -38,4 +38,7 @@ test('places are given back once, oldest first per source, and a source holding 
   assert.equal(places.takeOldest('b'), undefined);
   assert.deepEqual(places.takeFromHeaviest('c'), undefined, 'a holds one: taking it would only swap');
   assert.equal(places.size, 1);
+  places.remove('a', 'a2');
+  // Forgotten, not kept empty: connections from a scan of many addresses would otherwise grow the map for good.
+  assert.equal((places as unknown as { bySource: Map<string, unknown> }).bySource.size, 0);
 });
