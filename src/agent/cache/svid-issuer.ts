@@ -254,6 +254,11 @@ export class SvidIssuer {
     return { queued: this.queued.size, inflight: this.inflight.size, failing: this.failures.size };
   }
 
+  /** Entries the issuer keeps a renewal or retry time, a failure count or a rotation jitter for (for tests). */
+  trackedEntries(): number {
+    return new Set([...this.dueAt.keys(), ...this.failures.keys(), ...this.jitter.keys()]).size;
+  }
+
   stop(): void {
     if (this.stopped) return;
     this.stopped = true;
