@@ -458,6 +458,25 @@ test('an entry signed after a failed signing is waited for again when its SVID e
   assert.deepEqual([...s.signing], [e.spiffeId]);
 });
 
+test('an entry whose signing failed is waited for again, and asked to be signed, once it changes (DNS names, or selectors while it has no SVID)', () => {
+  const c = fx.cache();
+  const e = entry('unsigned-then-changed', ['unix:uid:94']);
+  c.apply({ upserts: [e] });
+  c.markUnsigned([e.id]);
+  assert.equal(c.snapshot(sel('unix:uid:94')).complete, true, 'not waited for while its signing fails');
+  // Who gets it changes, not its certificate: it still has no SVID, so it is to be signed (at once, not at the
+  // failed signing's retry time), and waited for as a new entry is.
+  const widened = entryFromMessage({ ...entryToMessage(e), selectors: [{ type: 'unix', value: 'uid:94' }, { type: 'unix', value: 'gid:94' }], revision: e.revision + 1 });
+  assert.deepEqual(c.apply({ upserts: [widened] }).needSvid.map((n) => n.id), [e.id]);
+  assert.equal(c.snapshot(sel('unix:uid:94', 'unix:gid:94')).complete, false, 'waited for again');
+  c.markUnsigned([e.id]);
+  const renamed = entryFromMessage({ ...entryToMessage(widened), dns_names: ['unsigned-then-changed.example.org'], revision: e.revision + 2 });
+  assert.deepEqual(c.apply({ upserts: [renamed] }).needSvid.map((n) => n.id), [e.id]);
+  const s = c.snapshot(sel('unix:uid:94', 'unix:gid:94'));
+  assert.equal(s.complete, false, 'a new certificate is waited for again, until its signing fails too');
+  assert.deepEqual([...s.signing], [e.spiffeId]);
+});
+
 test('removing an entry is a withdrawal, to be saved before any workload is told', () => {
   const c = fx.cache();
   const e = entry('removed-withdraws', ['unix:uid:93']);
