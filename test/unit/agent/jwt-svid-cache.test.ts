@@ -504,3 +504,12 @@ test('a cache bound below one token is refused when it is made, not a cache that
   assert.throws(() => new JwtSvidCache(sign, new FakeClock(), 1.5), /positive integer/);
   assert.equal(new JwtSvidCache(sign, new FakeClock(), 1).maxSize, 1);
 });
+
+test('a call already cancelled when it asks (cancelled while its caller was attested) gets no token signed', async () => {
+  const { calls, cache } = setup();
+  const cancelled = new AbortController();
+  cancelled.abort();
+  await assert.rejects(cache.fetch('e1', ['a'], Infinity, cancelled.signal), /cancelled its call/);
+  assert.equal(calls.length, 0, 'nothing signed for a caller that is gone');
+  assert.equal(cache.size, 0);
+});

@@ -1,6 +1,8 @@
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { sign, type KeyObject } from 'node:crypto';
+import * as grpc from '@grpc/grpc-js';
+import type { Selector } from '../../../src/common/spiffe/selector.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { unavailable } from '../../../src/common/errors.js';
 import { parseJwtSvid, signJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
@@ -9,7 +11,7 @@ import { grpcCode } from '../../../src/agent/cli/workload-client.js';
 import { MAX_AUDIENCES } from '../../../src/common/jwt/audience-limits.js';
 import { parseJwtSvidRequest } from '../../../src/agent/workload/jwt-request.js';
 import { foreignBundle, makeJwtKey, TestCa } from '../../support/fake-workload-cache.js';
-import { APP_A, APP_B, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startWorkloadHarness, TD, type WorkloadHarness } from './workload-harness.js';
+import { APP_A, APP_B, eventually, FOREIGN_TD, SELECTOR_A, SELECTOR_B, startWorkloadHarness, TD, type WorkloadHarness } from './workload-harness.js';
 
 const INVALID_ARGUMENT = 3;
 const PERMISSION_DENIED = 7;
@@ -320,4 +322,34 @@ describe('ValidateJWTSVID claims of foreign trust domains (attestation stubbed: 
       await allowing.close();
     }
   });
+});
+
+test('FetchJWTSVID cancelled while its caller is being attested gets no JWT-SVID signed: the cache is told at once', async () => {
+  let attested!: () => void;
+  const held = new Promise<void>((resolve) => (attested = resolve));
+  const slow = await startWorkloadHarness(ca, (cache) => cache.addEntry(SELECTOR_A, APP_A), { attestHeld: () => held });
+  try {
+    const signals: AbortSignal[] = [];
+    const fetch = slow.cache.fetchJwtSvids.bind(slow.cache);
+    slow.cache.fetchJwtSvids = async (selectors: readonly Selector[], audience: readonly string[], spiffeId?: string, _deadline?: number, signal?: AbortSignal) => {
+      if (signal !== undefined) signals.push(signal);
+      return fetch(selectors, audience, spiffeId);
+    };
+    const raw = slow.rawClient() as unknown as Record<string, (req: unknown, md: grpc.Metadata, cb: (err: grpc.ServiceError | null) => void) => grpc.ClientUnaryCall>;
+    const metadata = new grpc.Metadata();
+    metadata.set('workload.spiffe.io', 'true');
+    let done: grpc.ServiceError | null | undefined;
+    const call = raw['FetchJWTSVID']!.call(raw, { audience: ['db'] }, metadata, (err: grpc.ServiceError | null) => (done = err));
+    await eventually(() => slow.attestCalls() === 1, 'the caller is being attested');
+    call.cancel();
+    await eventually(() => done !== undefined, 'the client saw its call cancelled');
+    // Not a timing assertion: a moment for the cancellation to reach the server before the attestation answers, so
+    // the handler finds the call cancelled already (had it not arrived yet, the listener covers it, and this passes).
+    await new Promise((r) => setTimeout(r, 100));
+    attested();
+    await eventually(() => signals.length === 1, 'the cache was asked');
+    await eventually(() => signals[0]!.aborted, 'the cache learns the call is gone, and signs nothing for it');
+  } finally {
+    await slow.close();
+  }
 });

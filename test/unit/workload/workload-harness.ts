@@ -37,6 +37,8 @@ export interface HarnessOptions {
   caller?: string[];
   /** The stubbed attestation answers with a promise (settled a turn later) instead of synchronously. */
   asyncAttest?: boolean;
+  /** The stubbed attestation answers once this promise settles (a slow attestation). */
+  attestHeld?: () => Promise<void>;
 }
 
 export interface WorkloadHarness {
@@ -75,6 +77,7 @@ export async function startWorkloadHarness(ca: TestCa, setup: (cache: FakeWorklo
       attestCalls++;
       const error = harness.attestError;
       const caller = harness.caller;
+      if (o.attestHeld !== undefined) return o.attestHeld().then(() => (error !== undefined ? Promise.reject(error) : caller));
       if (o.asyncAttest === true) {
         return new Promise((resolve, reject) => setImmediate(() => (error !== undefined ? reject(error) : resolve(caller))));
       }
