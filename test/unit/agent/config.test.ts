@@ -111,6 +111,8 @@ test('allowed_foreign_jwt_claims: a list of claim names from the config file, no
   withConfig({ server_address: 'a:1', allowed_foreign_jwt_claims: ['iss', 3] }, (file) =>
     assert.throws(() => compileAgentConfig(readAgentConfigFile(file)), /allowed_foreign_jwt_claims must be a list of claim names/),
   );
+  // An empty name (a stray comma in a generated list) names no claim: refused, not taken to allow a claim called "".
+  assert.throws(() => compileAgentConfig({ server_address: 'a:1', allowed_foreign_jwt_claims: ['iss', ''] }), /allowed_foreign_jwt_claims must be a list of claim names/);
 });
 
 test('allow_unauthenticated_verifiers: off by default; the config key or the flag (spire-agent spelling too) turns it on for both APIs', () => {
