@@ -124,6 +124,11 @@ test('uid and gid selectors are the effective ids, as SPIRE takes them (a setuid
   const selectors = strings(new UnixWorkloadAttestor({ hooks, sha256: false }).attest(peer));
   assert.ok(selectors.includes('unix:uid:65534') && selectors.includes('unix:gid:65534'), selectors.join(' '));
   assert.ok(!selectors.includes('unix:uid:4242') && !selectors.includes('unix:gid:4243'));
+  // The names too are the effective ids' (the real ones, 4242 and 4243, have none here).
+  const user = namesFrom('/etc/passwd').get(65534);
+  const group = namesFrom('/etc/group').get(65534);
+  assert.ok(user !== undefined && group !== undefined, 'this host names uid and gid 65534');
+  assert.ok(selectors.includes(`unix:user:${user}`) && selectors.includes(`unix:group:${group}`), selectors.join(' '));
 });
 
 test('supplementary groups give supplementary_gid and supplementary_group selectors', async (t) => {
@@ -145,6 +150,26 @@ test('supplementary groups give supplementary_gid and supplementary_group select
       ...chosen.map((gid) => `unix:supplementary_group:${groups.get(gid)}`),
     ],
   );
+});
+
+test('a supplementary group that is also the primary group (the kernel lists it in Groups) gets both its supplementary selectors', async (t) => {
+  const listener = await setup(t);
+  const groups = namesFrom('/etc/group');
+  const primary = groups.get(65534);
+  assert.ok(primary !== undefined && groups.has(4), 'this host names groups 65534 and 4');
+  const client = new ClientProcess(listener.socketPath, { uid: 65534, gid: 65534, groups: [65534, 4] });
+  t.after(() => client.stop());
+  await once(client.child.stdout!, 'data');
+  const { peer } = await listener.next();
+  const selectors = strings(new UnixWorkloadAttestor({ sha256: false }).attest(peer));
+  // In the kernel's order (it sorts the list setgroups() gives it).
+  assert.deepEqual(selectors.filter((s) => s.startsWith('unix:supplementary_')), [
+    'unix:supplementary_gid:4',
+    'unix:supplementary_gid:65534',
+    `unix:supplementary_group:${groups.get(4)}`,
+    `unix:supplementary_group:${primary}`,
+  ]);
+  assert.ok(selectors.includes(`unix:group:${primary}`));
 });
 
 test('repeated attestation uses the caches: the executable is hashed once, passwd and group read once', async (t) => {
