@@ -50,11 +50,9 @@ export function updateAgentCert(tx: SqliteScope, spiffeId: string, certSerial: s
   requireText('agent certSerial', certSerial);
   requireText('agent renewedFrom', renewedFrom);
   requireTime('agent certNotAfter', certNotAfter);
-  const row = tx.s.agentById.get(spiffeId) as AgentRow | undefined;
-  if (row === undefined) throw notFound(`agent ${spiffeId} not found`);
-  // A retried renewal with the same serial must not push the real previous serial out.
-  const previous = certSerial === row.cert_serial ? row.previous_cert_serial : renewedFrom;
-  tx.s.updateAgentCert.run(certSerial, certNotAfter, previous, issuerId ?? null, tx.clock.now(), spiffeId);
+  if (tx.s.updateAgentCert.run(certSerial, certNotAfter, renewedFrom, issuerId ?? null, tx.clock.now(), spiffeId).changes === 0) {
+    throw notFound(`agent ${spiffeId} not found`);
+  }
   return agentFromRow(tx.s.agentById.get(spiffeId) as AgentRow);
 }
 
