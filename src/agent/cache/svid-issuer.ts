@@ -429,14 +429,16 @@ export class SvidIssuer {
       // The batch's soonest-expiring served SVID bounds its retry (retryCapWithin). Not for a refusal of the agent
       // itself: it waits for kick() after a new attestation, and trying sooner changes nothing.
       const cap = kind !== undefined ? Infinity : Math.min(Infinity, ...same.map((e) => this.retryCapMs(this.cache.svid(e.id)?.notAfter, now)));
-      const backoff = this.callBackoff.next(cap);
       // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
       // same wait do not all come back at once.
       const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
       // Any other failure joins the retry round ahead, if there is one (callRetryAt) and it is not past this batch's
       // bound; else this batch's retry becomes the round. A budget refusal's wait is the server's, and holds the whole
-      // queue until then anyway (heldByBudget).
-      if (asked === undefined && (this.callRetryAt <= now || this.callRetryAt > now + cap)) this.callRetryAt = now + backoff;
+      // queue until then anyway (heldByBudget). The backoff grows once a round: counted per call, a round of ten
+      // failing calls took it from 1 s to its 5 min at once.
+      const startsRound = asked === undefined && (this.callRetryAt <= now || this.callRetryAt > now + cap);
+      const backoff = asked !== undefined || startsRound ? this.callBackoff.next(cap) : 0;
+      if (startsRound) this.callRetryAt = now + backoff;
       const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
       if (asked !== undefined) this.budget.refused(now, asked, delay);
       for (const e of same) {

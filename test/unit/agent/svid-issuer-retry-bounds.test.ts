@@ -238,3 +238,27 @@ test('entries with many DNS names go in calls whose expected answers stay within
   }
   issuer.stop();
 });
+
+test('a retry round of several failing calls grows the call backoff once, not once per call: rounds 0.75, 1.5 and 3 s apart', async () => {
+  const cache = fx.cache();
+  const calls: number[] = [];
+  const issuer = new SvidIssuer({
+    cache, clock: fx.clock, log: silentLogger(), random: half, retryBackoff: POLICY, batchSize: 1,
+    sign: async () => {
+      calls.push(fx.clock.now());
+      throw new MeshidError('internal', 'the CA is failing');
+    },
+  });
+  const entries = [1, 2, 3].map((i) => entry(`round-growth-${i}`, ['unix:uid:308']));
+  issuer.request(cache.apply({ upserts: entries }).needSvid);
+  await settle();
+  // In steps of 250 ms, so that each call is made at the instant its round fell due (every wait here is a multiple).
+  while (calls.length < 12) {
+    fx.clock.advance(250);
+    await settle();
+  }
+  const rounds = [...new Set(calls)];
+  assert.deepEqual(rounds.map((at) => calls.filter((c) => c === at).length), rounds.map(() => 3), 'the three calls of a round go together');
+  assert.deepEqual(rounds.slice(1, 4).map((at, i) => at - rounds[i]!), [750, 1500, 3000]);
+  issuer.stop();
+});
