@@ -2,77 +2,23 @@
  * `meshid-server restore --from DIR --data-dir D` on real processes and files: a backup of a running server restores
  * into a new data dir that serves, with every join token of the backup voided before any server can use it; what it
  * must not restore from or into is refused naming the path and what to do, leaving everything as it was (above all a
- * crashed server's data dir, whose -wal file SQLite would replay over a copied datastore); and a restore killed
- * (SIGKILL) at any of its steps leaves no data dir or a complete one, and runs again.
+ * crashed server's data dir, whose -wal file SQLite would replay over a copied datastore).
+ * (server-restore-interrupted.test.ts has restores cut short: no room, killed at any step, signalled, raced.)
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { spawn } from 'node:child_process';
-import * as grpc from '@grpc/grpc-js';
 import Database from 'better-sqlite3';
 import { exportPkcs8Pem, generateKeyPair } from '../../src/common/x509/keys.js';
-import { parseCertificate } from '../../src/common/x509/certificate.js';
-import { createCsr } from '../../src/common/x509/csr.js';
-import { packageRoot } from '../../src/common/paths.js';
 import { tempDir } from '../support/server-kit.js';
-import { fillDisk, mountTmpfs } from '../support/tmpfs.js';
+import { mountTmpfs } from '../support/tmpfs.js';
 import { serverPausedAt } from '../support/paused-process.js';
-import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from '../support/server-process.js';
-import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from '../support/node-api-client.js';
+import { startServerProcess, type ServerProcess } from '../support/server-process.js';
+import { attestAgent, attestWithToken } from '../support/node-api-client.js';
 import { damageRootPage } from '../support/damaged-page.js';
+import { backedUp, contents, refusedAsSpent, renews, restoreCli, restoreKilledAt, stagingLeft } from '../support/server-restore-kit.js';
 import { teardown } from '../support/teardown.js';
-
-const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, ['restore', ...args]);
-
-/** A running server in `dir`, a backup of it in `dir`/backup, and what the backup holds. */
-async function backedUp(dir: string): Promise<{ live: ServerProcess; backup: string; roots: string; agent: AgentIdentity; tokens: string[] }> {
-  const live = await startServerProcess(dir);
-  try {
-    const roots = (await live.cli(['bundle', 'show'])).out;
-    const agent = await attestAgent(live, roots);
-    const tokens = [await joinToken(live), await joinToken(live)];
-    const backup = path.join(dir, 'backup');
-    const written = await live.cli(['backup', '--out', backup]);
-    assert.equal(written.code, 0, written.err);
-    return { live, backup, roots, agent, tokens };
-  } catch (err) {
-    // Not yet the caller's to stop: a failure here would leave it running, and the test file waiting on it.
-    await live.stop('SIGKILL');
-    throw err;
-  }
-}
-
-async function refusedAsSpent(server: ServerProcess, roots: string, token: string): Promise<void> {
-  await assert.rejects(attestWithToken(server, roots, token), (e: grpc.ServiceError) => {
-    assert.equal(grpc.status[e.code], 'PERMISSION_DENIED', e.details);
-    assert.match(e.details, /^join token is unknown, already used or revoked/);
-    return true;
-  });
-}
-
-async function renews(server: ServerProcess, roots: string, agent: AgentIdentity): Promise<void> {
-  const client = connectNode(server, roots, agent);
-  try {
-    const { privateKey, publicKey } = generateKeyPair('ec-p256');
-    const renewed = await nodeCall<{ svid_chain: Buffer[] }>(client, 'Renew', { csr: await createCsr(privateKey, publicKey) });
-    assert.equal(parseCertificate(renewed.svid_chain[0]!).uriSans[0], agent.id);
-  } finally {
-    client.close();
-  }
-}
-
-/** Every file under `dir` with its content, to show a refused restore changed nothing. */
-function contents(dir: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
-    if (e.isFile()) out[path.relative(dir, path.join(e.parentPath, e.name))] = fs.readFileSync(path.join(e.parentPath, e.name)).toString('base64');
-  }
-  return out;
-}
-
-const stagingLeft = (parent: string): string[] => fs.readdirSync(parent).filter((n) => /\.restoring-[0-9a-f]{12}$/.test(n));
 
 test('backup, restore with --config, start: the restored server serves the backup, and no join token of the backup attests, used since or not', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-cmd-');
@@ -328,86 +274,6 @@ test('in a directory others may add to (sticky, as /tmp), what another user name
   assert.deepEqual(fs.readdirSync(shared).sort(), ['data', 'data.restoring-000000000000', 'data.restoring-00000000000a']);
 });
 
-test('a restore that cannot write (a full disk, before or midway; a read-only file system) says so, naming the data dir and where it was written, and leaves nothing', { timeout: 120_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-restore-disk-');
-  teardown(t).after(cleanup);
-  const full = mountTmpfs(t, '1m');
-  const small = mountTmpfs(t, '64k');
-  const readOnly = mountTmpfs(t, '1m', { readOnly: true });
-  if (full === undefined || small === undefined || readOnly === undefined) return;
-  const { live, backup } = await backedUp(dir);
-  assert.equal(await live.stop(), 0);
-  const filler = fillDisk(full);
-
-  for (const [parent, message] of [
-    [full, /the disk is full; nothing of it was kept\. Make room there/],
-    // The datastore does not fit: the copy fails midway, after the lock and the marker.
-    [small, /the disk is full; nothing of it was kept\. Make room there/],
-    [readOnly, /the file system is read-only; nothing of it was kept\. Restore into a directory this user can write/],
-  ] as const) {
-    const d = path.join(parent, 'data');
-    const r = await restoreCli(['--from', backup, '--data-dir', d]);
-    assert.equal(r.code, 1, r.out);
-    assert.equal(r.out, '');
-    assert.match(r.err, new RegExp(`^Error: \\w+: cannot restore into ${d}: writing it in ${parent} failed: `));
-    assert.match(r.err, message);
-    assert.deepEqual(fs.readdirSync(parent), parent === full ? [path.basename(filler)] : [], 'no data dir, no staging directory, no key copy');
-  }
-});
-
-/** `meshid-server restore` that kills itself (SIGKILL) at `point` of test/support/kill-at-point; resolves with its end. */
-function restoreKilledAt(args: string[], point: string): Promise<{ signal: NodeJS.Signals | null; output: string }> {
-  const preload = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [SERVER_MAIN, 'restore', ...args], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, NODE_OPTIONS: `--import ${preload}`, MESHID_TEST_KILL_AT: point },
-    });
-    let output = '';
-    child.stdout.on('data', (d: Buffer) => (output += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (output += d.toString()));
-    child.on('error', reject);
-    child.on('close', (_code, signal) => resolve({ signal, output }));
-  });
-}
-
-test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a complete one with its tokens voided, and runs again', { timeout: 180_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-restore-crash-');
-  teardown(t).after(cleanup);
-  const { live, backup, roots, tokens } = await backedUp(dir);
-  assert.equal(await live.stop(), 0);
-
-  for (const { point, complete } of [
-    { point: 'restore-files:0', complete: false },
-    { point: 'restore-files:3', complete: false },
-    { point: 'before-restore-rename', complete: false },
-    { point: 'after-restore-rename', complete: true },
-  ]) {
-    await t.test(point, async (st) => {
-      const where = path.join(dir, point.replace(/:/g, '-'));
-      fs.mkdirSync(where);
-      const d = path.join(where, 'data');
-      const killed = await restoreKilledAt(['--from', backup, '--data-dir', d], point);
-      assert.equal(killed.signal, 'SIGKILL', killed.output);
-      if (complete) {
-        assert.deepEqual(stagingLeft(where), []);
-      } else {
-        assert.equal(fs.existsSync(d), false, 'no data dir before the rename');
-        assert.equal(stagingLeft(where).length, 1, 'the staging directory the kill left');
-        const rerun = await restoreCli(['--from', backup, '--data-dir', d]);
-        assert.equal(rerun.code, 0, rerun.err);
-        assert.match(rerun.err, /^Removed \S+\/data\.restoring-[0-9a-f]{12}, which an interrupted restore left\.$/m);
-        assert.deepEqual(stagingLeft(where), [], 'the leftover, a copy of the CA keys, is gone');
-      }
-      const server = await startServerProcess(where);
-      teardown(st).after(() => server.stop());
-      assert.equal((await server.cli(['bundle', 'show'])).out, roots);
-      for (const token of tokens) await refusedAsSpent(server, roots, token);
-      assert.equal(await server.stop(), 0);
-    });
-  }
-});
-
 test('a data dir that is a mount point is refused before anything is copied, naming what to do (real tmpfs; root only)', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-mount-');
   teardown(t).after(cleanup);
@@ -422,70 +288,6 @@ test('a data dir that is a mount point is refused before anything is copied, nam
   assert.match(r.output, new RegExp(`cannot restore into ${mounted}: it is a mount point, which a rename cannot replace; restore into a new directory under it \\(e\\.g\\. ${mounted}/server\\)`));
   assert.deepEqual(fs.readdirSync(mounted), []);
   assert.deepEqual(stagingLeft(path.dirname(mounted)).filter((n) => n.startsWith(`${path.basename(mounted)}.`)), []);
-});
-
-test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-restore-race-');
-  teardown(t).after(cleanup);
-  const { live, backup, roots, tokens } = await backedUp(dir);
-  assert.equal(await live.stop(), 0);
-  const where = path.join(dir, 'race');
-  fs.mkdirSync(where);
-  const d = path.join(where, 'data');
-
-  // First made its staging directory and is about to lock it: to the second, it looks like what a kill -9 left.
-  const first = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
-  teardown(t).after(() => first.resume());
-  await first.paused('restore-lock');
-  const [firstStaging] = stagingLeft(where);
-  const second = await restoreCli(['--from', backup, '--data-dir', d]);
-  assert.equal(second.code, 0, second.err);
-  assert.match(second.err, new RegExp(`^Removed ${path.join(where, firstStaging!)}, which an interrupted restore left\\.$`, 'm'));
-
-  first.resume();
-  const r = await first.done;
-  assert.equal(r.code, 1, r.out);
-  assert.match(r.err, new RegExp(`^Error: \\w+: ${d} was made or filled while the restore ran \\(a server started on it\\?\\): nothing was restored`, 'm'));
-  assert.deepEqual(stagingLeft(where), [], 'neither staging directory is left');
-  const server = await startServerProcess(where);
-  teardown(t).after(() => server.stop());
-  assert.equal((await server.cli(['bundle', 'show'])).out, roots);
-  for (const token of tokens) await refusedAsSpent(server, roots, token);
-  assert.equal(await server.stop(), 0);
-});
-
-test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made, removes its staging directory (a copy of the CA keys), exits 1 saying so, and runs again', { timeout: 120_000 }, async (t) => {
-  const { dir, cleanup } = tempDir('meshid-restore-signal-');
-  teardown(t).after(cleanup);
-  const { live, backup, roots } = await backedUp(dir);
-  assert.equal(await live.stop(), 0);
-
-  for (const signal of ['SIGINT', 'SIGTERM'] as const) {
-    await t.test(signal, async (st) => {
-      const where = path.join(dir, signal);
-      fs.mkdirSync(where);
-      const d = path.join(where, 'data');
-      const restore = serverPausedAt(['restore', '--from', backup, '--data-dir', d], ['restore-lock']);
-      // Paused, it waits for the test forever: a failed check before the signal must not leave it so.
-      teardown(st).after(() => restore.kill('SIGKILL'));
-      await restore.paused('restore-lock');
-      assert.equal(stagingLeft(where).length, 1);
-      restore.kill(signal);
-      restore.resume();
-      const r = await restore.done;
-      assert.equal(r.code, 1, r.err);
-      assert.equal(r.out, '');
-      assert.match(r.err, new RegExp(`^Error: Aborted: interrupted by ${signal}: nothing was restored, ${d} was not made; run the restore again$`, 'm'));
-      assert.deepEqual(fs.readdirSync(where), [], 'no data dir, no staging directory');
-
-      const again = await restoreCli(['--from', backup, '--data-dir', d]);
-      assert.equal(again.code, 0, again.err);
-      assert.doesNotMatch(again.err, /Removed/, 'nothing left to remove');
-    });
-  }
-  const server = await startServerProcess(path.join(dir, 'SIGTERM'));
-  teardown(t).after(() => server.stop());
-  assert.equal((await server.cli(['bundle', 'show'])).out, roots);
 });
 
 test('revisions taken after a restore differ from every one the old server took after the backup, which agents offline across the restore may hold', { timeout: 120_000 }, async (t) => {
