@@ -1,7 +1,7 @@
 /**
  * meshid-server's CLI against a real server process, for bundles and federation (server-cli-tokens-and-svids.test.ts
- * has join tokens, agents, the CA and minted SVIDs, server-cli.test.ts the entries): every admin command runs as a child
- * process, and its stdout, stderr and exit status are checked.
+ * has join tokens, agents, the CA and minted SVIDs, server-cli-entries.test.ts the entries): every admin command runs
+ * as a child process, and its stdout, stderr and exit status are checked.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
