@@ -60,24 +60,26 @@ export interface ServerProcess {
 
 /**
  * Starts `meshid-server run` in `dir` for example.org, unless `extra` names another trust domain (`env` added to
- * ours), and waits until its admin socket answers health checks.
+ * ours), and waits until its admin socket answers health checks. `main`: another build's executable (an installed
+ * tarball's), which the returned `cli` runs too.
  */
 export async function startServerProcess(
   dir: string,
   extra: string[] = ['--datacenter', 'east', '--datacenter', 'west'],
   env: NodeJS.ProcessEnv = {},
+  main = SERVER_MAIN,
 ): Promise<ServerProcess> {
   const adminSocket = path.join(dir, 'admin', 'admin.sock');
   const dataDir = path.join(dir, 'data');
   const child = spawn(
     process.execPath,
-    [SERVER_MAIN, 'run', ...(extra.includes('--trust-domain') ? [] : ['--trust-domain', 'example.org']), '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
+    [main, 'run', ...(extra.includes('--trust-domain') ? [] : ['--trust-domain', 'example.org']), '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
     { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const cli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, [...args, '--admin-socket', adminSocket]);
+  const cli = (args: string[]): Promise<CliResult> => runNode(main, [...args, '--admin-socket', adminSocket]);
   // Readiness is an external event (a process binding its socket): poll with a generous bound.
   for (let attempt = 0; ; attempt++) {
     if (child.exitCode !== null) throw new Error(`meshid-server exited with ${child.exitCode}:\n${output}`);

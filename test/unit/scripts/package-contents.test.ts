@@ -1,7 +1,9 @@
 /**
  * What `npm pack` puts in meshid's tarball, and what an install of that tarball runs: the executables its package.json
  * names, and what the `install` script needs to compile the native addons there (`prepare`, which builds them in a
- * clone, does not run for a tarball; the addons' build/ directories are not packed).
+ * clone, does not run for a tarball; the addons' build/ directories are not packed). Nothing else: package.json's
+ * `files` keeps the tests, benchmarks, TypeScript sources and unbundled build out (2,541 files, 6.5 MB before it).
+ * test/integration/package-install.test.ts runs the daemons from an unpacked tarball.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -37,4 +39,24 @@ test("npm pack puts package.json's bin targets in the tarball, and what its inst
     assert.ok(files.has(`native/${addon}/binding.gyp`) && files.has(`native/${addon}/${addon}.c`), `native/${addon}'s sources are not packed`);
     assert.ok(![...files].some((f) => f.startsWith(`native/${addon}/build/`)), `native/${addon}/build (this machine's build) is packed`);
   }
+});
+
+test('npm pack puts only what the installed executables read at run time in the tarball', async () => {
+  const files = await packedFiles();
+  // The bundles, their source maps (--enable-source-maps) and the agent's code cache; the .proto files the daemons and
+  // CLIs load (src/common/paths.ts finds them beside package.json); the addons' sources and the script that builds
+  // them at install; npm's own package.json and README.md.
+  const runtime = /^(dist\/bin\/[^/]+|proto\/.+\.proto|native\/(peercred|malloc)\/(binding\.gyp|(peercred|malloc)\.c)|scripts\/build-native\.mjs|package\.json|README\.md|LICENSE)$/;
+  const extra = files.filter((f) => !runtime.test(f));
+  assert.deepEqual(extra, [], `${extra.length} packed files not needed at run time: ${extra.slice(0, 20).join(', ')}${extra.length > 20 ? ', …' : ''}`);
+  for (const prefix of ['dist/test/', 'dist/src/', 'dist/bench/', 'test/', 'bench/', 'src/', 'docs/', '.ci/']) {
+    assert.ok(!files.some((f) => f.startsWith(prefix)), `${prefix} is packed`);
+  }
+  assert.ok(!files.some((f) => f.endsWith('.ts')), 'TypeScript sources are packed');
+
+  // Every .proto under proto/ (the daemons load them by path), every file scripts/bundle.mjs wrote to dist/bin.
+  const under = (dir: string): string[] =>
+    fs.readdirSync(path.join(packageRoot, dir), { withFileTypes: true }).flatMap((e) => (e.isDirectory() ? under(`${dir}/${e.name}`) : [`${dir}/${e.name}`]));
+  const packed = new Set(files);
+  for (const f of [...under('proto').filter((f) => f.endsWith('.proto')), ...under('dist/bin')]) assert.ok(packed.has(f), `${f} is not packed`);
 });
