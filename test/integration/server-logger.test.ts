@@ -35,6 +35,12 @@ test('logger set -level debug makes the running server write debug lines, logger
   await until('the debug line of the refused call', () => (refusedLine('int-while-debug').test(s.output()) ? true : undefined));
 
   assert.equal(await ok(['logger', 'set', '--level', 'error']), 'Logger Level : error\nLaunch Level : info\n\n');
+  // logrus's name for pino's warn in text, as spire-server prints it, which `-level` takes too; SPIRE's enum in JSON.
+  assert.equal(await ok(['logger', 'set', '--level', 'warn']), 'Logger Level : warning\nLaunch Level : info\n\n');
+  assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'WARN', launch_level: 'INFO' });
+  await ok(['logger', 'set', '--level', 'error']);
+  assert.equal(await ok(['logger', 'set', '-level', 'Warning']), 'Logger Level : warning\nLaunch Level : info\n\n');
+  assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'WARN', launch_level: 'INFO' });
   assert.equal(await ok(['logger', 'reset']), 'Logger Level : info\nLaunch Level : info\n\n');
   await refuse('int-after-reset');
   // Lines are written in order: once a line logged after the refusal is out, its debug line would be too.

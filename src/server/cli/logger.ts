@@ -5,14 +5,21 @@ import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { LoggerLevels } from './admin-types.js';
 
 /**
+ * logrus's name of a level where it differs from pino's: spire-server prints `Logger Level : warning` for WARN, and
+ * its `logger set -level` takes `warning` as well as `warn`.
+ */
+const LOGRUS_WARN = 'warning';
+const logrusName = (level: string): string => (level === 'warn' ? LOGRUS_WARN : level);
+
+/**
  * The levels as spire-server logger prints them: the current one, then the one the server started with; in JSON as
- * the names of SPIRE's LogLevel enum (INFO), in text as logrus writes them (info), under labels not padded to the
- * entry column and followed by a blank line (`Logger Level : info`), as spire-server writes them.
+ * the names of SPIRE's LogLevel enum (INFO, WARN), in text as logrus writes them (info, warning), under labels not
+ * padded to the entry column and followed by a blank line (`Logger Level : info`), as spire-server writes them.
  */
 function renderLevels(res: LoggerLevels, format: 'json' | 'pretty'): string {
   const levels = { current_level: res.current_level ?? '', launch_level: res.launch_level ?? '' };
   if (format === 'json') return renderJson({ current_level: levels.current_level.toUpperCase(), launch_level: levels.launch_level.toUpperCase() });
-  const rows = [['Logger Level', levels.current_level], ['Launch Level', levels.launch_level]] as const;
+  const rows = [['Logger Level', logrusName(levels.current_level)], ['Launch Level', logrusName(levels.launch_level)]] as const;
   return `${renderFields(rows, 0)}\n`;
 }
 
@@ -30,12 +37,20 @@ const set: Command = {
   name: 'set',
   summary: 'Sets the level the server logs at until a reset or its end (a restart starts at the configured level).',
   flags: [
-    { name: 'level', type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, valueName: 'LEVEL', description: `The new level, one of ${LOG_LEVELS.join(', ')}; required` },
+    {
+      name: 'level',
+      type: 'string',
+      choices: [...LOG_LEVELS, LOGRUS_WARN],
+      choicesAnyCase: true,
+      valueName: 'LEVEL',
+      description: `The new level, one of ${LOG_LEVELS.join(', ')} (or ${LOGRUS_WARN}); required`,
+    },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
-    const level = args.requiredString('level', `(one of ${LOG_LEVELS.join(', ')})`);
+    const given = args.requiredString('level', `(one of ${LOG_LEVELS.join(', ')})`);
+    const level = given === LOGRUS_WARN ? 'warn' : given;
     io.stdout.write(renderLevels(await withAdminClient(args, io.env, (client) => client.call('Logger', 'SetLogLevel', { level })), outputFormat(args)));
     return 0;
   },
