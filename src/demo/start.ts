@@ -11,6 +11,7 @@ import path from 'node:path';
 import { packageRoot } from '../common/paths.js';
 import { IDENTITY_FILE } from '../agent/storage/agent-store.js';
 import { socketPathLengthProblem } from '../common/socket-file.js';
+import { STOP_ON_STDIN_END_ENV } from '../common/cli/stop-signal.js';
 
 const root = path.resolve(process.env['MESHID_DEMO_DIR'] ?? '.meshid');
 const td = 'example.org';
@@ -69,7 +70,13 @@ async function waitFor(check: () => boolean, what: string): Promise<void> {
 function start(main: string, args: string[], name: string): void {
   // A process group of its own, so that a terminal's Ctrl-C reaches the demo alone and each daemon gets one stop
   // signal, the demo's: a second one while a daemon stops ends it at once, its socket left behind.
-  const child = spawn(process.execPath, [main, ...args], { detached: true, stdio: ['ignore', 'inherit', 'inherit'], env: { ...process.env, MESHID_LOG_LEVEL: process.env['MESHID_LOG_LEVEL'] ?? 'warn' } });
+  // The demo holds the write end of each daemon's stdin and never writes: when the demo dies, SIGKILL included, the
+  // kernel closes it, and the daemon, told so by STOP_ON_STDIN_END_ENV, stops as on SIGTERM instead of serving on.
+  const child = spawn(process.execPath, [main, ...args], {
+    detached: true,
+    stdio: ['pipe', 'inherit', 'inherit'],
+    env: { ...process.env, MESHID_LOG_LEVEL: process.env['MESHID_LOG_LEVEL'] ?? 'warn', [STOP_ON_STDIN_END_ENV]: '1' },
+  });
   child.on('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`meshid demo: ${name} exited (${signal ?? code}); stopping\n`);
@@ -135,8 +142,8 @@ async function main(): Promise<void> {
       process.stderr.write(
         `meshid demo: a meshid demo already runs on ${root} (something answers on ${socket}): use it, stop it first (Ctrl-C where it runs), ` +
           `or start another one with MESHID_DEMO_DIR=<another dir> MESHID_DEMO_PORT=<another port> npm start. ` +
-          // A demo killed with SIGKILL cannot stop its daemons: they run on with no demo to Ctrl-C.
-          `If no demo runs there any more (it was killed), the meshid-server and meshid-agent it started still do: ` +
+          // Daemons of a killed demo stop by themselves (their stdin ends); one still stopping, or hung, is answering.
+          `If no demo runs there any more, the meshid-server and meshid-agent it started still do: ` +
           `stop them with kill <pid> (pgrep -af 'meshid-(server|agent).mjs run' lists them)\n`,
       );
       process.exit(1);

@@ -33,7 +33,7 @@ export async function runAgentCommand(argv: readonly string[], io: CliIo): Promi
     setOldGenerationGrowth();
     agent = await MeshidAgent.start({ config, log });
     const running = agent;
-    const stopSignal = waitForStopSignal(log, 'meshid-agent');
+    const stopSignal = waitForStopSignal(log, 'meshid-agent', io.env);
     const outcome = await new Promise<number>((resolve) => {
       void stopSignal.signal.then(() => resolve(0));
       running.done.catch((err: unknown) => {

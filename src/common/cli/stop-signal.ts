@@ -4,7 +4,15 @@ import type { Logger } from '../log.js';
 const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 
 /**
- * Resolves with the first SIGINT or SIGTERM, for `run` to stop cleanly (streams ended, socket removed, state saved).
+ * Set to 1 by `npm start` (src/demo/start.ts), which holds the write end of each daemon's stdin: the daemon stops
+ * cleanly, as on SIGTERM, when its stdin ends, which the kernel does for a demo killed with SIGKILL (no handler of its
+ * own runs then). Never set otherwise: a daemon run by an operator or a service manager ignores its stdin.
+ */
+export const STOP_ON_STDIN_END_ENV = 'MESHID_STOP_ON_STDIN_END';
+
+/**
+ * Resolves with the first SIGINT or SIGTERM, for `run` to stop cleanly (streams ended, socket removed, state saved);
+ * or with the end of stdin where `env` sets STOP_ON_STDIN_END_ENV.
  * A second one while stopping finds no handler left and ends the process at once: the operator's way out of a stop
  * that hangs.
  *
@@ -13,17 +21,27 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
  * (`systemctl reload`, a logrotate postrotate script). There is nothing to reload: a changed config takes a restart,
  * and the log is stderr, which the daemon never reopens.
  */
-export function waitForStopSignal(log: Logger, daemon: string): { signal: Promise<string>; dispose: () => void } {
+export function waitForStopSignal(log: Logger, daemon: string, env: NodeJS.ProcessEnv = process.env): { signal: Promise<string>; dispose: () => void } {
   const handlers = new Map<NodeJS.Signals, () => void>();
+  let stopOnStdinEnd: (() => void) | undefined;
   const signal = new Promise<string>((resolve) => {
+    const stop = (name: string): void => {
+      for (const [other, handler] of handlers) if (other !== 'SIGHUP') process.off(other, handler);
+      if (stopOnStdinEnd !== undefined) process.stdin.off('end', stopOnStdinEnd);
+      log.info({ signal: name }, 'shutting down');
+      resolve(name);
+    };
     for (const name of STOP_SIGNALS) {
-      const onSignal = (): void => {
-        for (const [other, handler] of handlers) if (other !== 'SIGHUP') process.off(other, handler);
-        log.info({ signal: name }, 'shutting down');
-        resolve(name);
-      };
+      const onSignal = (): void => stop(name);
       handlers.set(name, onSignal);
       process.on(name, onSignal);
+    }
+    if (env[STOP_ON_STDIN_END_ENV] === '1') {
+      stopOnStdinEnd = (): void => stop('stdin closed');
+      process.stdin.on('end', stopOnStdinEnd);
+      // Read (and drop) whatever comes, to see the end; not a reason to keep running once stopped otherwise.
+      process.stdin.resume();
+      (process.stdin as NodeJS.ReadStream & { unref?: () => void }).unref?.();
     }
   });
   const onHangup = (): void => {
@@ -35,6 +53,7 @@ export function waitForStopSignal(log: Logger, daemon: string): { signal: Promis
     signal,
     dispose: () => {
       for (const [name, handler] of handlers) process.off(name, handler);
+      if (stopOnStdinEnd !== undefined) process.stdin.off('end', stopOnStdinEnd);
     },
   };
 }
