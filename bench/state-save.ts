@@ -4,6 +4,7 @@
  * copy of a data dir `restart-from-cache.js prepare DIR` built.
  *
  *   node dist/bench/state-save.js DIR [ROUNDS]
+ *   node dist/bench/state-save.js DIR ROUNDS --first
  *
  * Each figure is the median (and range) over ROUNDS saves (default 15), the kinds of save interleaved, so that load
  * from anything else on the machine falls on each alike. CPU time is process.cpuUsage() around the save (user +
@@ -13,6 +14,13 @@
  * the save that started it (which also saves its own change) and the longest event-loop delay
  * monitorEventLoopDelay (10 ms resolution) saw after that save returned until the compaction ended: a compaction
  * done at once inside the save shows only in the first.
+ *
+ * --first (the forty-first session): the agent's first save instead, with no state.json on disk (a new agent's first
+ * sync, a state set aside at start): each round removes the state files, opens the store again without loading
+ * them, and saves the loaded state through saveChanges as the agent does. It reports the wall and CPU time inside
+ * the call (the event loop is held throughout it), the longest event-loop stall from the call until the snapshot is
+ * in place (the call's wall time, or a longer delay monitorEventLoopDelay saw after it, 10 ms resolution: the
+ * monitor cannot see a block that starts right after it is enabled), and the CPU time (all threads) until then.
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -75,6 +83,10 @@ const ways = {
 };
 
 const h = monitorEventLoopDelay({ resolution: 10 });
+if (process.argv.includes('--first')) {
+  await firstSaves();
+  process.exit(0);
+}
 const snapshotIno = (): number => fs.statSync(path.join(work, 'data', 'state.json')).ino;
 const figures = new Map<string, number[]>();
 const compactions: Array<{ way: string; saveMs: number; stall: number; total: number }> = [];
@@ -106,7 +118,9 @@ for (let r = 0; r < rounds; r++) {
     }
   }
 }
-const median = (xs: number[]): number => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+function median(xs: number[]): number {
+  return [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)] ?? NaN;
+}
 for (const [name, xs] of figures) {
   process.stdout.write(`save, ${name}: CPU median ${median(xs).toFixed(1)} ms (${Math.min(...xs).toFixed(1)}-${Math.max(...xs).toFixed(1)}), ${xs.length} saves\n`);
 }
@@ -117,3 +131,43 @@ for (const c of compactions) {
 }
 store.close();
 fs.rmSync(work, { recursive: true, force: true });
+
+/** The --first rounds: a first save with no state.json, from the call until the snapshot is in place. */
+async function firstSaves(): Promise<void> {
+  store.close();
+  const data = path.join(work, 'data');
+  const lines: Array<{ callMs: number; callCpuMs: number; stallMs: number; cpuMs: number; endMs: number }> = [];
+  for (let r = 0; r < rounds; r++) {
+    for (const name of fs.readdirSync(data)) if (name === 'state.json' || /^state\.\d+\.journal$/.test(name)) fs.rmSync(path.join(data, name));
+    const first = AgentStore.open(data, silentLogger());
+    const state = capture();
+    h.reset();
+    h.enable();
+    const started = performance.now();
+    const cpu = process.cpuUsage();
+    first.saveChanges(read, () => state);
+    const callMs = performance.now() - started;
+    const callCpu = process.cpuUsage(cpu);
+    await first.compactionSettled();
+    const used = process.cpuUsage(cpu);
+    const endMs = performance.now() - started;
+    // A tick for the delay monitor to see the last stretch.
+    await new Promise((resolve) => setTimeout(resolve, 20));
+    h.disable();
+    if (!fs.existsSync(path.join(data, 'state.json'))) throw new Error('the first save left no state.json');
+    first.close();
+    const line = { callMs, callCpuMs: (callCpu.user + callCpu.system) / 1000, stallMs: Math.max(callMs, h.max / 1e6), cpuMs: (used.user + used.system) / 1000, endMs };
+    lines.push(line);
+    process.stdout.write(
+      `first save ${r + 1}: call ${callMs.toFixed(0)} ms (CPU ${line.callCpuMs.toFixed(0)} ms), longest event-loop stall ${line.stallMs.toFixed(0)} ms, ` +
+        `CPU until in place ${line.cpuMs.toFixed(0)} ms, in place after ${endMs.toFixed(0)} ms\n`,
+    );
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+  const range = (xs: number[]): string => `median ${median(xs).toFixed(0)} ms (${Math.min(...xs).toFixed(0)}-${Math.max(...xs).toFixed(0)})`;
+  process.stdout.write(
+    `first save, ${lines.length} rounds: call ${range(lines.map((l) => l.callMs))}, its CPU ${range(lines.map((l) => l.callCpuMs))}; ` +
+      `longest stall ${range(lines.map((l) => l.stallMs))}; CPU until in place ${range(lines.map((l) => l.cpuMs))}\n`,
+  );
+  fs.rmSync(work, { recursive: true, force: true });
+}

@@ -212,7 +212,7 @@ export class MeshidAgent {
         // CPU on the event loop at every save, one that finds nothing included.
         write: () => {
           const running = agent;
-          if (running !== undefined) store.saveChanges((entryIds) => running.captureChanges(entryIds), () => running.capture()!);
+          return running === undefined || store.saveChanges((entryIds) => running.captureChanges(entryIds), () => running.capture()!);
         },
       });
       agent = new MeshidAgent(store, cache, issuer, identity, client, writer, serverClock, clock, log);
@@ -242,7 +242,7 @@ export class MeshidAgent {
         onWithdrawn: (entryIds) =>
           writer.saveNow(() => {
             const part = self.captureWithdrawal(entryIds);
-            if (part !== undefined) store.saveWithdrawal(part, () => self.capture()!);
+            return part === undefined || store.saveWithdrawal(part, () => self.capture()!);
           }),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });

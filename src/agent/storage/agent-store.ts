@@ -122,7 +122,10 @@ export const IDENTITY_ROOM_BYTES = 64 * 1024;
  * journal's generation: a snapshot rewritten by compaction starts a new journal, and journals of other generations
  * are leftovers of a compaction that was cut short, removed at load. A compaction writes its snapshot off the event
  * loop while saves go on: until it is renamed in, every batch goes to the old journal and then to the new one, so
- * whichever snapshot a kill leaves in place, its journal holds every batch saved. The identity is written at once after every
+ * whichever snapshot a kill leaves in place, its journal holds every batch saved. The first snapshot (no state.json
+ * on disk) is written off the event loop the same way, its journal created first: until it is renamed in, a kill
+ * leaves no state (its journal, named by no snapshot, is removed at load), so the agent's saves meanwhile answer
+ * "pending" (saveChanges), not saved. The identity is written at once after every
  * attestation and renewal (room for it is proved before a join token is spent on one: checkRoomForIdentity); the
  * state is saved coalesced (StateWriter) — losing the last few hundred ms of it costs only a re-signing after restart,
  * never a wrong answer, because restored SVIDs are re-checked (restoreState). The snapshot is sealed with its SHA-256
@@ -405,7 +408,8 @@ export class AgentStore {
   /**
    * Saves the state: appends what changed since the last save to the journal (one fsynced batch), or writes a new
    * snapshot when there is none yet; once the journal has outgrown the snapshot, a new one is written off the event
-   * loop (compaction, StatePersister.startCompaction).
+   * loop (compaction, StatePersister.startCompaction). Saved when it returns: a first snapshot is written at once here
+   * (the agent's saves, saveChanges, write it off the event loop).
    */
   saveState(state: StoredState): void {
     this.persister.save(state);
@@ -418,21 +422,24 @@ export class AgentStore {
 
   /**
    * Saves what changed since the last save, reading only the entries noted changed through `read`
-   * (StatePersister.saveChanged); `full` is read only when a snapshot is due.
+   * (StatePersister.saveChanged); `full` is read only when a snapshot is due. Returns true when saved, false when
+   * pending: with no state.json on disk, the first snapshot is written off the event loop, and it and the saves made
+   * meanwhile are saved once it is renamed in (a kill before leaves no state, as before any save); a later save that
+   * answers true says so. close() writes it at once if it is still pending then.
    */
-  saveChanges(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): void {
-    this.persister.saveChanged(read, full);
+  saveChanges(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): boolean {
+    return this.persister.saveChanged(read, full);
   }
 
   /**
    * Saves what a withdrawal changed, at once and alone (StatePersister.saveWithdrawal); `full` is read only when a
-   * snapshot is due.
+   * snapshot is due. Returns true when saved, false when pending, as saveChanges.
    */
-  saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
-    this.persister.saveWithdrawal(part, full);
+  saveWithdrawal(part: WithdrawnState, full: () => StoredState): boolean {
+    return this.persister.saveWithdrawal(part, full);
   }
 
-  /** Whether a compaction (the snapshot rewritten off the event loop) is under way. */
+  /** Whether a compaction (the snapshot rewritten off the event loop, the first one among them) is under way. */
   compacting(): boolean {
     return this.persister.compacting();
   }
@@ -450,7 +457,7 @@ export class AgentStore {
     }
   }
 
-  /** Releases the data dir lock. */
+  /** Writes a first snapshot still pending at once (StatePersister.close), and releases the data dir lock. */
   close(): void {
     this.persister.close();
     this.unlock();

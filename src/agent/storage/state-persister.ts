@@ -22,6 +22,13 @@ const MAX_UNSTORABLE_LOGGED = 64;
  */
 interface Compaction {
   readonly generation: number;
+  /**
+   * The first snapshot (none on disk to append to: writeFirstSnapshot). Batches saved meanwhile go to its journal
+   * alone and are pending, not saved, until it is renamed in: before that a kill leaves no state, as before any save.
+   */
+  readonly first: boolean;
+  /** What the snapshot holds: close() writes it at once when the agent stops before it is in place. */
+  readonly state: StoredState;
   readonly fd: number;
   /** Bytes of whole batches in the new journal. */
   bytes: number;
@@ -62,8 +69,10 @@ export interface ChangedState extends WithdrawnState {
  * whenever it changes), by version for SVIDs; the agent's saves only the entries the cache named changed
  * (saveChanged) — and appends one fsynced journal batch with the difference. Once the journal has grown past the
  * snapshot's size, the snapshot is rewritten off the event loop while saves go on (startCompaction), so the cost of
- * a save on the event loop stays proportional to what changed. A snapshot is written at once, on the event loop, only
- * when there is none to append to, or to take a ban's keys off the disk (compact).
+ * a save on the event loop stays proportional to what changed. The agent's first snapshot (no state.json on disk) is
+ * written off the event loop too, its saves pending until it is in place (writeFirstSnapshot). A snapshot is written at
+ * once, on the event loop, when the one on disk cannot be appended to, for save() of a whole state, and to take a
+ * ban's keys off the disk (compact).
  */
 export class StatePersister {
   private readonly dir: string;
@@ -85,6 +94,8 @@ export class StatePersister {
   private compactionEnded: Promise<void> = Promise.resolve();
   /** Journal size past which a compaction starts; raised after one fails, so that a failing disk is not retried at every save. */
   private compactAtBytes: number | undefined;
+  /** A first snapshot written off the event loop failed: the next ones are written at once (compact), failing loudly. */
+  private firstSnapshotFailed = false;
   /** Journals of replaced generations are left on disk, their removal refused (removeOldJournals): every save retries. */
   private oldJournalsLeft = false;
   /** Entries whose entry or SVID changed since the last save that took every change (noteChanged, saveChanged). */
@@ -119,8 +130,12 @@ export class StatePersister {
     if (fs.existsSync(file) && fs.statSync(file).size !== journalBytes) fs.truncateSync(file, journalBytes);
   }
 
-  /** Saves `state` by comparing every entry and SVID with what is on disk. */
+  /**
+   * Saves `state` by comparing every entry and SVID with what is on disk; saved when it returns. A first snapshot still
+   * being written off the event loop is given up for one of `state` written at once (it holds every change).
+   */
   save(state: StoredState): void {
+    if (this.pending()) this.cancelCompaction();
     const base = this.base;
     if (base === undefined) this.compact(state);
     else this.appendChanges(base, changes(base, state, this.reportUnstorable), () => state, true);
@@ -137,19 +152,21 @@ export class StatePersister {
    * through `read`, which gets their IDs: the cost is the change's, where save() compares every entry and SVID (~4 ms
    * of CPU with 10,000 of them on an idle core, at every save, even one that finds nothing). `full` is read when a
    * snapshot must be written instead. `read` answering undefined (nothing to save from yet) saves nothing and keeps
-   * the notes, as a save that fails does.
+   * the notes, as a save that fails does. Returns true when saved, false when pending: the first snapshot is being
+   * written off the event loop (writeFirstSnapshot), and the caller saves again later to learn that it is in place.
    */
-  saveChanged(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): void {
+  saveChanged(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): boolean {
     const base = this.base;
     if (base === undefined) {
-      this.compact(full());
+      this.writeFirstSnapshot(full());
       this.noted.clear();
-      return;
+      return !this.pending();
     }
     const part = read([...this.noted]);
-    if (part === undefined) return;
+    if (part === undefined) return !this.pending();
     this.appendChanges(base, partChanges(base, part, part.revision, this.reportUnstorable), full, true);
     this.noted.clear();
+    return !this.pending();
   }
 
   /**
@@ -160,16 +177,40 @@ export class StatePersister {
    * the withdrawal applied — no grant the agent did not hold before, and an older revision, which only makes the
    * server send more on reconnect. `full` is read when a snapshot must be written instead (none yet, or the
    * withdrawal takes away most SVIDs on disk, as a ban does: withdrawsMostKeys); a compaction due waits for the next
-   * save of every change, since the base is not `full()` after this one.
+   * save of every change, since the base is not `full()` after this one. Returns true when saved, false when pending,
+   * as saveChanged: pending only while no state is on disk at all, so nothing on disk grants what it withdrew.
    */
-  saveWithdrawal(part: WithdrawnState, full: () => StoredState): void {
+  saveWithdrawal(part: WithdrawnState, full: () => StoredState): boolean {
     const base = this.base;
     if (base === undefined) {
-      this.compact(full());
+      this.writeFirstSnapshot(full());
       this.noted.clear();
-      return;
+      return !this.pending();
     }
     this.appendChanges(base, partChanges(base, part, base.revision, this.reportUnstorable), full, false);
+    return !this.pending();
+  }
+
+  /** Whether the first snapshot is being written off the event loop, the saves made since pending with it. */
+  pending(): boolean {
+    return this.compaction?.first === true;
+  }
+
+  /**
+   * Writes a whole snapshot when there is no base to append to. With no state.json on disk at all (a new agent's first
+   * sync, a state set aside at start), off the event loop, as a compaction (startCompaction): at 10,000 SVIDs writing
+   * it at once held the event loop 1.7-1.9 s on a loaded VM. Its base is `state` at once, so that later saves append
+   * to its journal; they are pending with it (append), and a kill before the rename leaves no state, as before any
+   * save. With a state.json on disk (a journal append that could not be cut back, a directory fsync that failed), at
+   * once (compact), as a withdrawal saved meanwhile in the new journal alone would be lost to a kill before the rename,
+   * and the snapshot on disk grant it again.
+   */
+  private writeFirstSnapshot(state: StoredState): void {
+    if (!this.firstSnapshotFailed && !fs.existsSync(this.snapshotFile) && this.startCompaction(state, true)) {
+      this.base = persistedOf(state);
+      return;
+    }
+    this.compact(state);
   }
 
   /**
@@ -211,7 +252,10 @@ export class StatePersister {
     return this.compactionEnded;
   }
 
+  /** Stops saving; a first snapshot still being written off the event loop is written at once first (finishFirstSnapshot). */
   close(): void {
+    const c = this.compaction;
+    if (c?.first === true) this.finishFirstSnapshot(c);
     this.cancelCompaction();
     this.closeJournal();
   }
@@ -242,6 +286,20 @@ export class StatePersister {
   }
 
   private append(line: string): void {
+    const first = this.compaction;
+    if (first?.first === true) {
+      // No snapshot on disk reads a journal yet: the batch goes to the first snapshot's journal alone, pending with it.
+      try {
+        first.bytes += writeFully(first.fd, line);
+        fs.fsyncSync(first.fd);
+      } catch (err) {
+        // The journal, a torn batch in it, goes with the snapshot; the next save writes a whole one at once.
+        this.log.error({ err }, 'cannot write the journal of the first agent state snapshot; it is given up, and the next save writes the state at once');
+        this.compactionFailed();
+        throw err;
+      }
+      return;
+    }
     if (this.fd === undefined) {
       const file = this.journalFile();
       if (!fs.existsSync(file)) this.journalNameUnsynced = true;
@@ -289,7 +347,7 @@ export class StatePersister {
    * old generation with its journal, holding every batch saved, or at the new one with its journal, holding every
    * batch saved since `state`: loadState reads the journal state.json names and removes the other.
    */
-  private startCompaction(state: StoredState): void {
+  private startCompaction(state: StoredState, first = false): boolean {
     let next = this.generation;
     for (const name of fs.readdirSync(this.dir)) next = Math.max(next, journalGeneration(name) ?? 0);
     next += 1;
@@ -297,20 +355,27 @@ export class StatePersister {
     try {
       fd = fs.openSync(path.join(this.dir, journalFileName(next)), 'wx', 0o600);
     } catch (err) {
+      if (first) {
+        // Written at once instead (writeFirstSnapshot), which fails the save if the disk refuses that too.
+        this.firstSnapshotFailed = true;
+        return false;
+      }
       this.log.error({ err }, 'cannot start rewriting the agent state snapshot; the journal goes on');
       this.compactAtBytes = this.journalBytes + MIN_COMPACTION_BYTES;
-      return;
+      return false;
     }
-    const c: Compaction = { generation: next, fd, bytes: 0, cancelled: false, done: Promise.resolve() };
+    const c: Compaction = { generation: next, first, state, fd, bytes: 0, cancelled: false, done: Promise.resolve() };
     this.compaction = c;
     c.done = stageSnapshot(this.snapshotFile, 0o600, encodeStateChunks(state, next, this.reportUnstorable), () => c.cancelled)
       .then(({ tmp, bytes }) => this.finishCompaction(c, tmp, bytes, state))
       .catch((err: unknown) => {
         if (err instanceof StagingCancelled || c.cancelled) return;
-        this.log.error({ err }, 'cannot rewrite the agent state snapshot; the journal goes on, and a later save tries again');
+        if (c.first) this.log.error({ err }, 'cannot write the first agent state snapshot; it is not saved yet, and the next save writes it at once');
+        else this.log.error({ err }, 'cannot rewrite the agent state snapshot; the journal goes on, and a later save tries again');
         if (this.compaction === c) this.compactionFailed();
       });
     this.compactionEnded = c.done;
+    return true;
   }
 
   /** Puts the staged snapshot of compaction `c` in place, in one turn (startCompaction). */
@@ -353,18 +418,26 @@ export class StatePersister {
     this.reportOldJournals(left.map((f) => f.name), left[0]?.err);
   }
 
-  /** Gives the compaction under way up, as a failure: a later save starts another once the journal has grown on. */
+  /**
+   * Gives the compaction under way up, as a failure: a later save starts another once the journal has grown on. A
+   * first snapshot is written at once by the next save instead (writeFirstSnapshot).
+   */
   private compactionFailed(): void {
+    if (this.pending()) this.firstSnapshotFailed = true;
     this.cancelCompaction();
     this.compactAtBytes = this.journalBytes + MIN_COMPACTION_BYTES;
   }
 
-  /** Gives the compaction under way up: it renames nothing, and its journal goes (no snapshot names it). */
+  /**
+   * Gives the compaction under way up: it renames nothing, and its journal goes (no snapshot names it). A first
+   * snapshot's saves go with it, and no snapshot is on disk to append to: the next save writes a whole one.
+   */
   private cancelCompaction(): void {
     const c = this.compaction;
     if (c === undefined) return;
     c.cancelled = true;
     this.compaction = undefined;
+    if (c.first) this.base = undefined;
     try {
       fs.closeSync(c.fd);
     } catch {
@@ -390,17 +463,7 @@ export class StatePersister {
     let next = this.generation;
     for (const name of fs.readdirSync(this.dir)) next = Math.max(next, journalGeneration(name) ?? 0);
     next += 1;
-    let written = 0;
-    const tmp = stageFile(this.snapshotFile, 0o600, (fd) => {
-      for (const chunk of encodeStateChunks(state, next, this.reportUnstorable)) written += writeFully(fd, chunk);
-    });
-    try {
-      fs.chmodSync(tmp, 0o600);
-      fs.renameSync(tmp, this.snapshotFile);
-    } catch (err) {
-      fs.rmSync(tmp, { force: true });
-      throw err;
-    }
+    const written = this.writeSnapshotAtOnce(state, next);
     try {
       fsyncDir(this.dir);
       // Every name in the directory is durable now, a journal created earlier whose own fsync failed among them.
@@ -420,6 +483,55 @@ export class StatePersister {
     this.base = persistedOf(state);
     this.log.debug({ bytes: written, entries: state.entries.length, svids: state.svids.length }, 'agent state snapshot written');
     this.removeOldJournals();
+  }
+
+  /** Writes `state` as the snapshot of `generation` at once, on the event loop, and renames it in; returns its size. */
+  private writeSnapshotAtOnce(state: StoredState, generation: number): number {
+    let written = 0;
+    const tmp = stageFile(this.snapshotFile, 0o600, (fd) => {
+      for (const chunk of encodeStateChunks(state, generation, this.reportUnstorable)) written += writeFully(fd, chunk);
+    });
+    try {
+      fs.chmodSync(tmp, 0o600);
+      fs.renameSync(tmp, this.snapshotFile);
+    } catch (err) {
+      fs.rmSync(tmp, { force: true });
+      throw err;
+    }
+    return written;
+  }
+
+  /**
+   * Writes the first snapshot `c` at once, on the event loop, when the agent stops before it is in place: the saves
+   * made since it started are pending in its journal, which it names, and are saved with it. The background write stops
+   * (cancelled) and removes its temp file. A failure is logged, not thrown (the store must still release its lock):
+   * the state is then not saved, as when the agent stops before its first save, and the next start gets it all from
+   * the server.
+   */
+  private finishFirstSnapshot(c: Compaction): void {
+    c.cancelled = true;
+    this.compaction = undefined;
+    let renamed = false;
+    try {
+      const bytes = this.writeSnapshotAtOnce(c.state, c.generation);
+      renamed = true;
+      fsyncDir(this.dir);
+      this.log.info({ bytes, entries: c.state.entries.length, svids: c.state.svids.length }, 'the first agent state snapshot, still being written as the agent stops, is written at once');
+    } catch (err) {
+      this.log.error(
+        { err },
+        renamed
+          ? 'the first agent state snapshot is written as the agent stops, but cannot be made durable (directory fsync): a power cut may lose it'
+          : 'cannot write the first agent state snapshot as the agent stops: the state is not saved, and the next start gets it from the server',
+      );
+    }
+    try {
+      fs.closeSync(c.fd);
+      if (!renamed) fs.rmSync(path.join(this.dir, journalFileName(c.generation)), { force: true });
+    } catch {
+      // A journal no snapshot names is removed at the next start (loadState).
+    }
+    this.base = undefined;
   }
 
   /**

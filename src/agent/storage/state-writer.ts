@@ -4,8 +4,12 @@ import type { Logger } from '../../common/log.js';
 export interface StateWriterOptions {
   clock: Clock;
   log: Logger;
-  /** Writes the current state (synchronously, atomically). */
-  write: () => void;
+  /**
+   * Writes the current state (synchronously, atomically). Answers false when it is pending, not saved yet (the first
+   * snapshot being written off the event loop, AgentStore.saveChanges): it is written again after the delay, until
+   * it answers otherwise.
+   */
+  write: () => boolean | void;
   /** How long changes are gathered before one write; default 200 ms. */
   delayMs?: number;
 }
@@ -43,8 +47,9 @@ export class StateWriter {
     if (!this.dirty) return;
     this.dirty = false;
     try {
-      this.o.write();
+      const saved = this.o.write();
       this.failures = 0;
+      if (saved === false) this.markDirty();
     } catch (err) {
       this.failed(err);
     }
@@ -54,9 +59,10 @@ export class StateWriter {
    * Saves part of what is pending now, with `write` (synchronous; a change that must be durable before anyone hears
    * of it); the rest keeps its coalesced write. When `write` fails, the whole state is retried with backoff, as after
    * a failed flush. While such a retry is due, the whole state is written instead of the part: the part names only
-   * its own change, and a withdrawal the disk refused before would otherwise stay unsaved behind one it took.
+   * its own change, and a withdrawal the disk refused before would otherwise stay unsaved behind one it took. A part
+   * that is pending (`write` answering false) is followed by a coalesced write, as flush's is.
    */
-  saveNow(write: () => void): void {
+  saveNow(write: () => boolean | void): void {
     if (this.stopped) return;
     if (this.failures > 0) {
       this.dirty = true;
@@ -64,7 +70,7 @@ export class StateWriter {
       return;
     }
     try {
-      write();
+      if (write() === false) this.markDirty();
     } catch (err) {
       this.timer?.cancel();
       this.timer = undefined;

@@ -8,7 +8,7 @@ import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 test('a burst of changes becomes one write after the delay; flush writes pending changes at once', () => {
   const clock = new FakeClock();
   let writes = 0;
-  const w = new StateWriter({ clock, log: silentLogger(), write: () => writes++, delayMs: 200 });
+  const w = new StateWriter({ clock, log: silentLogger(), write: () => void writes++, delayMs: 200 });
   for (let i = 0; i < 100; i++) w.markDirty();
   clock.advance(199);
   assert.equal(writes, 0);
@@ -75,9 +75,9 @@ test('saveNow writes its part at once and leaves the coalesced write pending; wh
   const clock = new FakeClock();
   const writes: string[] = [];
   let failing = false;
-  const w = new StateWriter({ clock, log: silentLogger(), write: () => writes.push('all'), delayMs: 200 });
+  const w = new StateWriter({ clock, log: silentLogger(), write: () => void writes.push('all'), delayMs: 200 });
   w.markDirty();
-  w.saveNow(() => writes.push('part'));
+  w.saveNow(() => void writes.push('part'));
   assert.deepEqual(writes, ['part']);
   clock.advance(200);
   assert.deepEqual(writes, ['part', 'all'], 'the rest keeps its coalesced write');
@@ -119,5 +119,27 @@ test("a failed write is an error line with the fields README's logging paragraph
   assert.equal(attempts.length, 1);
   clock.advance(1);
   assert.equal(attempts.length, 2, 'the next attempt comes retryInMs later');
+  w.stop();
+});
+
+test('a write that answers pending (false: the first snapshot is still being written off the event loop) is written again after the delay until it is saved', () => {
+  const clock = new FakeClock();
+  const answers = [false, false, true];
+  let writes = 0;
+  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => answers[writes++] });
+  w.markDirty();
+  clock.advance(200);
+  assert.equal(writes, 1);
+  clock.advance(200);
+  assert.equal(writes, 2, 'pending: written again after the delay');
+  clock.advance(200);
+  assert.equal(writes, 3);
+  clock.advance(10_000);
+  assert.equal(writes, 3, 'saved: nothing more to write');
+  // A part saved at once (a withdrawal) that is pending is followed by a write of the whole state after the delay.
+  w.saveNow(() => false);
+  assert.equal(writes, 3);
+  clock.advance(200);
+  assert.equal(writes, 4);
   w.stop();
 });
