@@ -114,6 +114,13 @@ const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
   disable_spiffe_cert_validation: 'boolean',
 };
 
+/**
+ * Said for an agent `datacenter` setting (config key or flag): the agent's datacenter is the one its join token was
+ * generated for, which picks the intermediate that signs its SVIDs; the agent has no say in it.
+ */
+export const DATACENTER_FROM_JOIN_TOKEN =
+  'the join token decides the agent\'s datacenter: generate it for that datacenter (`meshid-server token generate --datacenter <dc>`) and remove the setting';
+
 const SAVE_THE_BUNDLE = 'save the bundle first (`meshid-server bundle show > bundle.pem` on the server) and set trust_bundle_path';
 const ATTESTS_AGAIN_WITH_A_TOKEN =
   `an agent whose SVID the server no longer accepts attests again only when restarted with ${NEW_JOIN_TOKEN}, and keeps serving its ` +
@@ -157,6 +164,8 @@ export { LOG_LEVELS };
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string, setByFlags?: ReadonlySet<string>): RawAgentConfig {
   const obj = readJsonConfigObject(file, 'agent');
+  // A meshid setting, but the server's: not told as an unknown key, nor as SPIRE's.
+  if (Object.hasOwn(obj, 'datacenter')) throw invalidArgument(`config file ${file}: "datacenter" is not an agent setting: ${DATACENTER_FROM_JOIN_TOKEN}`);
   checkConfigKeys(obj, KNOWN_KEYS, `config file ${file}`, SPIRE_KEYS_NOT_SUPPORTED);
   refuseEmptyStrings(obj, `config file ${file}`, setByFlags);
   if (obj['sds'] !== undefined) {

@@ -215,10 +215,10 @@ test('a workload in east and one in west complete mTLS with node:tls, each prese
 });
 
 test('the join token decides the datacenter: the agent takes no datacenter setting, and one attested in east stays there when restarted with a token for west', async (t) => {
-  // The agent has no setting that names a datacenter: the flag is refused before anything is attested.
+  // The agent has no setting that names a datacenter: the flag is refused before anything is attested, saying so.
   const refused = await runNode(AGENT_MAIN, ['run', '--datacenter', 'west', '--server-address', cluster.server.address(), '--data-dir', path.join(cluster.dir, 'refused-data')]);
   assert.equal(refused.code, 1, `${refused.out}${refused.err}`);
-  assert.match(refused.err, /unknown flag --datacenter/);
+  assert.match(refused.err, /flag --datacenter is not supported by meshid: the join token decides the agent's datacenter/);
 
   const first = await startAgent('moved', await tokenFile('east', 'moved-east'));
   teardown(t).after(() => first.stop('SIGKILL'));

@@ -1,6 +1,7 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import {
   compileAgentConfig,
+  DATACENTER_FROM_JOIN_TOKEN,
   DEFAULT_AGENT_DATA_DIR,
   DEFAULT_AGENT_SOCKET_PATH,
   LOG_LEVELS,
@@ -34,8 +35,12 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'disable-sds-api', aliases: ['disableSDSAPI'], type: 'bool', description: 'Serve only the SPIFFE Workload API on the socket, not Envoy SDS' },
 ];
 
-/** spire-agent run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */
-const SPIRE_FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+/**
+ * spire-agent run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag".
+ * Also meshid-server's --datacenter, which an agent takes from its join token.
+ */
+const FLAGS_NOT_SUPPORTED: Readonly<Record<string, string>> = {
+  datacenter: DATACENTER_FROM_JOIN_TOKEN,
   serverPort: 'give the port in --server-address (-serverAddress), as host:port, e.g. meshid-server:8081',
   trustBundleUrl: 'save the bundle first (meshid-server bundle show > bundle.pem on the server) and pass --trust-bundle bundle.pem',
   trustBundleFormat: '--trust-bundle takes PEM certificates (SPIRE\'s "pem"), as `meshid-server bundle show` prints them: remove it',
@@ -62,7 +67,7 @@ const FLAG_TO_KEY: Record<string, keyof RawAgentConfig> = {
 
 /** Builds the raw config from the file (if any) and the flags, flags winning. */
 export function rawConfigFrom(argv: readonly string[]): { raw: RawAgentConfig; help: boolean; trustDomainSetting: string } {
-  const args = parseArgs(argv, RUN_FLAGS, { notSupported: SPIRE_FLAGS_NOT_SUPPORTED });
+  const args = parseArgs(argv, RUN_FLAGS, { notSupported: FLAGS_NOT_SUPPORTED });
   if (args.help) return { raw: {}, help: true, trustDomainSetting: '--trust-domain' };
   const file = args.string('config');
   const trustDomainSetting = args.string('trust-domain') !== undefined || file === undefined ? '--trust-domain' : `trust_domain in ${file}`;

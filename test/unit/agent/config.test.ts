@@ -138,6 +138,9 @@ test("a spire-agent config in SPIRE's JSON layout: health_checks beside the agen
   withConfig({ ...spire, plugins: { NodeAttestor: { join_token: {} } } }, (file) =>
     assert.throws(() => readAgentConfigFile(file), /"plugins" is a SPIRE setting meshid has no counterpart for: meshid-agent's plugins are built in .*remove the block$/),
   );
+  withConfig({ server_address: 'meshid-server:8081', datacenter: 'west' }, (file) =>
+    assert.throws(() => readAgentConfigFile(file), /: "datacenter" is not an agent setting: the join token decides the agent's datacenter: generate it for that datacenter \(`meshid-server token generate --datacenter <dc>`\)/),
+  );
   withConfig({ agent: { server_address: 'spire-server', server_port: '8081' } }, (file) =>
     assert.throws(() => readAgentConfigFile(file), /"server_port" is a SPIRE setting meshid has no counterpart for: put the port in server_address, as host:port/),
   );

@@ -138,6 +138,15 @@ test("agent validate: spire-agent's -serverPort, -trustBundleUrl and -expandEnv 
   assert.match(expand.err, /^Error: InvalidArgument: flag -expandEnv is not supported by meshid: config files are read as written/);
 });
 
+test('agent validate: --datacenter is refused saying that the join token decides the datacenter, not as an unknown flag', async () => {
+  const refused = await run(validateAgentCommand, ['--server-address', 'meshid-server:8081', '--datacenter', 'west']);
+  assert.equal(refused.code, 1);
+  assert.equal(
+    refused.err,
+    "Error: InvalidArgument: flag --datacenter is not supported by meshid: the join token decides the agent's datacenter: generate it for that datacenter (`meshid-server token generate --datacenter <dc>`) and remove the setting\n",
+  );
+});
+
 test("agent validate: spire-agent's -trustBundleFormat, -logFile and -logFormat are answered with what to do, as their config keys are", async () => {
   const format = await run(validateAgentCommand, ['-serverAddress', 'meshid-server:8081', '-trustBundle', 'bundle.pem', '-trustBundleFormat', 'pem']);
   assert.equal(format.code, 1);
