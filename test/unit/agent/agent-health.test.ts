@@ -18,6 +18,7 @@ const cases: Array<{ name: string; status: Partial<AgentHealthStatus>; reason: R
   { name: 'synced, SVIDs held', status: {}, reason: undefined },
   { name: 'server unreachable, SVIDs still held', status: { state: 'disconnected', lastError: 'connect ECONNREFUSED' }, reason: undefined },
   { name: 'synced, entries just received and not signed yet', status: { svids: 0 }, reason: undefined },
+  { name: 'server unreachable, one SVID of several entries still held', status: { state: 'disconnected', entries: 3, svids: 1 }, reason: undefined },
   { name: 'no entries at all (nothing registered for this node)', status: { entries: 0, svids: 0, state: 'disconnected' }, reason: undefined },
   { name: 'before the first attestation and sync', status: { state: 'attesting', ready: false, entries: 0, svids: 0, agentSvidExpiresAt: undefined }, reason: /^the agent has no SVIDs to serve yet/ },
   { name: 'banned', status: { state: 'banned', entries: 0, svids: 0 }, reason: /^meshid-server banned this agent/ },
@@ -83,4 +84,40 @@ test('live: 200 while the socket is the one listened on; 500 once it is removed 
   const replaced = await probe.live();
   assert.equal(replaced.ok, false);
   assert.match(String(replaced.details['reason']), /is no longer the socket this agent listens on/);
+});
+
+test('live: 500 once another socket takes the path (a second agent, or any process binding it), though the path is still a socket', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-agent-health-');
+  const socketPath = path.join(dir, 'agent.sock');
+  const otherPath = path.join(dir, 'other.sock');
+  const server = net.createServer();
+  const other = net.createServer();
+  await new Promise<void>((resolve) => server.listen(socketPath, resolve));
+  // Bound while the first still exists, so the two cannot share an inode number.
+  await new Promise<void>((resolve) => other.listen(otherPath, resolve));
+  t.after(() => {
+    server.close();
+    other.close();
+    cleanup();
+  });
+  const probe = agentHealthProbe({ socketPath, socketIno: fs.statSync(socketPath).ino, status: () => SERVING, now: () => NOW });
+  assert.equal((await probe.live()).ok, true);
+  fs.renameSync(otherPath, socketPath);
+  assert.ok(fs.lstatSync(socketPath).isSocket());
+  const taken = await probe.live();
+  assert.equal(taken.ok, false);
+  assert.match(String(taken.details['reason']), /is no longer the socket this agent listens on/);
+});
+
+test('ready: a 500 carries the agent\'s last error, which says what went wrong (the reason only says what to do)', async () => {
+  const lastError = 'must re-attest: agent spiffe://example.org/spire/agent/join_token/x was evicted';
+  const status: AgentHealthStatus = { ...SERVING, state: 'reattest-required', lastError };
+  const verdict = await agentHealthProbe({ socketPath: '/nonexistent', socketIno: 0, status: () => status, now: () => NOW }).ready();
+  assert.equal(verdict.ok, false);
+  assert.equal(verdict.details['last_error'], lastError);
+  assert.equal(verdict.details['agent_svid_expires_at'], new Date(NOW + HOUR).toISOString());
+  // A healthy agent's details carry no stale error.
+  const healthy = await agentHealthProbe({ socketPath: '/nonexistent', socketIno: 0, status: () => ({ ...SERVING, state: 'disconnected', lastError: 'connect ECONNREFUSED' }), now: () => NOW }).ready();
+  assert.equal(healthy.ok, true);
+  assert.equal(healthy.details['last_error'], undefined);
 });
