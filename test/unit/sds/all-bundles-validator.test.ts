@@ -209,5 +209,7 @@ describe('SDS ALL without the SPIFFE validator (stubbed attestation)', () => {
     assert.throws(() => buildSecret('ALL', merged, 'trusted_ca'), (err: unknown) => isMeshidError(err, 'internal'));
     assert.doesNotThrow(() => buildSecret('ALL', merged, 'spiffe'));
     assert.doesNotThrow(() => buildSecret('ROOTCA', { kind: 'validation_context', bundles: [suite.ca.bundle()] }, 'trusted_ca'));
+    // Nor sends a trusted_ca with no roots, which Envoy refuses to load (its listener or cluster fails as a whole).
+    assert.throws(() => buildSecret('ROOTCA', { kind: 'validation_context', bundles: [] }, 'trusted_ca'), (err: unknown) => isMeshidError(err, 'internal'));
   });
 });
