@@ -606,3 +606,40 @@ test('the self-test rejects a grpc-js that does not report the socket remoteAddr
   // Control: the same wiring with the expected pattern passes.
   await runSelfTest(socketPath, /^unknown$/);
 });
+
+test('a connection dropped because its pidfd cannot be opened gives its place under max_connections_per_uid back', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'agent.sock');
+  const real = peerCredentials();
+  let failPidfd = false;
+  // pidfd_open fails for a peer that exited between connect and accept, or when the agent is out of descriptors.
+  const flaky = {
+    ...real,
+    peerPidfd: (fd: number) => {
+      if (failPidfd) throw new Error('pidfd_open: EMFILE (stubbed)');
+      return real.peerPidfd(fd);
+    },
+  };
+  const { server } = echoServer(() => uds);
+  const uds: UdsServer = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: flaky, maxConnectionsPerUid: 2 });
+  await uds.start();
+  teardown(t).after(async () => {
+    server.forceShutdown();
+    await uds.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await until('the self-test connection to close', () => (uds.openConnections() === 0 ? true : undefined));
+  failPidfd = true;
+  for (let i = 0; i < 3; i++) {
+    const dropped = net.connect(socketPath);
+    dropped.on('error', () => undefined);
+    await once(dropped, 'close');
+  }
+  assert.equal(uds.openConnections(), 0);
+  failPidfd = false;
+  // Had each dropped connection kept its count, the uid would be at its cap of 2 with nothing open.
+  const client = newClient(socketPath);
+  t.after(() => client.close());
+  assert.equal((await who(client)).pid, process.pid);
+  assert.equal(uds.openConnections(), 1);
+});
