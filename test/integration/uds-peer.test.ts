@@ -643,3 +643,42 @@ test('a connection dropped because its pidfd cannot be opened gives its place un
   assert.equal((await who(client)).pid, process.pid);
   assert.equal(uds.openConnections(), 1);
 });
+
+test('a peer whose pid the agent cannot see (pid 0: another pid namespace) keeps its connection, no pidfd asked for, which attestation then refuses with its own reason', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'agent.sock');
+  const real = peerCredentials();
+  let hidePid = false;
+  const pidfdsAsked: number[] = [];
+  const namespaced = {
+    ...real,
+    peerCred: (fd: number) => (hidePid ? { ...real.peerCred(fd), pid: 0 } : real.peerCred(fd)),
+    peerPidfd: (fd: number) => {
+      if (hidePid) {
+        pidfdsAsked.push(fd);
+        // What pidfd_open(0) answers.
+        throw new Error('pidfd_open: EINVAL (stubbed)');
+      }
+      return real.peerPidfd(fd);
+    },
+  };
+  const { server } = echoServer(() => uds);
+  const uds: UdsServer = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: namespaced });
+  await uds.start();
+  teardown(t).after(async () => {
+    server.forceShutdown();
+    await uds.close();
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await until('the self-test connection to close', () => (uds.openConnections() === 0 ? true : undefined));
+  hidePid = true;
+  const raw = net.connect(socketPath);
+  raw.on('error', () => undefined);
+  t.after(() => raw.destroy());
+  let closed = false;
+  raw.on('close', () => (closed = true));
+  await until('the connection to be accepted', () => (uds.openConnections() === 1 || closed ? true : undefined));
+  assert.equal(closed, false, 'the connection was dropped at accept');
+  assert.equal(uds.openConnections(), 1);
+  assert.deepEqual(pidfdsAsked, [], 'no pidfd is asked for a pid the agent cannot see');
+});
