@@ -241,6 +241,10 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
     const r = await api(['fetch', 'jwt', '--socket-path', h.socketPath]);
     assert.equal(r.code, 1);
     assert.match(r.err, /--audience is required/);
+    // A list with no audience in it (an unset shell variable between commas) is no audience either.
+    const blank = await api(['fetch', 'jwt', '--audience', ' , ', '--socket-path', h.socketPath]);
+    assert.equal(blank.code, 1);
+    assert.match(blank.err, /--audience is required/);
     const v = await api(['validate', 'jwt', '--audience', 'db', '--socket-path', h.socketPath]);
     assert.equal(v.code, 1);
     assert.match(v.err, /--svid is required/);
