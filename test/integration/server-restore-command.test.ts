@@ -82,6 +82,9 @@ test('restore refuses, naming the path and what to do, and changes nothing: a ru
   const config = path.join(dir, 'other.json');
   fs.writeFileSync(config, JSON.stringify({ trust_domain: 'other.org' }));
   await refused(['--from', backup, '--config', config], /is of trust domain "example\.org", not "other\.org" \(\S+other\.json\)/);
+  // --trust-domain wins over the config's, as run's flags do: a config naming the backup's does not let it through.
+  fs.writeFileSync(config, JSON.stringify({ trust_domain: 'example.org' }));
+  await refused(['--from', backup, '--config', config, '--trust-domain', 'other.org'], /is of trust domain "example\.org", not "other\.org": /);
   // A trust domain no server could run with is refused as run refuses it, naming where it was set.
   await refused(['--from', backup, '--trust-domain', 'example..org'], /^Error: InvalidArgument: --trust-domain: trust domain "example\.\.org" has an empty label /);
   fs.writeFileSync(config, JSON.stringify({ trust_domain: 'spiffe://example.org/path' }));
