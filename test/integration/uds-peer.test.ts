@@ -17,7 +17,7 @@ import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
 import { FIRST_REQUEST_WAIT_MS } from '../../src/agent/endpoints/authority-relay.js';
 import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
 import { UnixWorkloadAttestor } from '../../src/agent/attestor/unix-workload-attestor.js';
-import { peerCredentials, type PeerInfo } from '../../src/agent/attestor/peer-credentials.js';
+import { peerCredentials, type PeerCredentials, type PeerInfo } from '../../src/agent/attestor/peer-credentials.js';
 import { MeshidError } from '../../src/common/errors.js';
 import { silentLogger } from '../../src/common/log.js';
 import { formatSelector } from '../../src/common/spiffe/selector.js';
@@ -110,12 +110,19 @@ function echoServer(uds: () => UdsServer): { server: grpc.Server; seenPeers: str
   return { server, seenPeers, interceptorPeers };
 }
 
-async function startUds(t: { after(fn: () => Promise<void> | void): void }, socketName = 'agent.sock', maxConnectionsPerUid?: number) {
+/** `credentials` stands in for the peer-credential calls (the addon's by default). */
+async function startUds(t: { after(fn: () => Promise<void> | void): void }, socketName = 'agent.sock', maxConnectionsPerUid?: number, credentials?: PeerCredentials) {
   const dir = publicTempDir('meshid-uds-');
   const socketPath = path.join(dir, 'run', socketName);
   let uds: UdsServer | undefined;
   const { server, seenPeers, interceptorPeers } = echoServer(() => uds!);
-  uds = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), ...(maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid } : {}) });
+  uds = new UdsServer({
+    socketPath,
+    grpcServer: server,
+    log: silentLogger(),
+    ...(maxConnectionsPerUid !== undefined ? { maxConnectionsPerUid } : {}),
+    ...(credentials !== undefined ? { credentials } : {}),
+  });
   await uds.start();
   teardown(t).after(async () => {
     server.forceShutdown();
@@ -608,8 +615,6 @@ test('the self-test rejects a grpc-js that does not report the socket remoteAddr
 });
 
 test('a connection dropped because its pidfd cannot be opened gives its place under max_connections_per_uid back', async (t) => {
-  const dir = publicTempDir('meshid-uds-');
-  const socketPath = path.join(dir, 'agent.sock');
   const real = peerCredentials();
   let failPidfd = false;
   // pidfd_open fails for a peer that exited between connect and accept, or when the agent is out of descriptors.
@@ -620,14 +625,7 @@ test('a connection dropped because its pidfd cannot be opened gives its place un
       return real.peerPidfd(fd);
     },
   };
-  const { server } = echoServer(() => uds);
-  const uds: UdsServer = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: flaky, maxConnectionsPerUid: 2 });
-  await uds.start();
-  teardown(t).after(async () => {
-    server.forceShutdown();
-    await uds.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { uds, socketPath } = await startUds(t, 'agent.sock', 2, flaky);
   await until('the self-test connection to close', () => (uds.openConnections() === 0 ? true : undefined));
   failPidfd = true;
   for (let i = 0; i < 3; i++) {
@@ -645,8 +643,6 @@ test('a connection dropped because its pidfd cannot be opened gives its place un
 });
 
 test('a peer whose pid the agent cannot see (pid 0: another pid namespace) keeps its connection, no pidfd asked for, which attestation then refuses with its own reason', async (t) => {
-  const dir = publicTempDir('meshid-uds-');
-  const socketPath = path.join(dir, 'agent.sock');
   const real = peerCredentials();
   let hidePid = false;
   const pidfdsAsked: number[] = [];
@@ -662,14 +658,7 @@ test('a peer whose pid the agent cannot see (pid 0: another pid namespace) keeps
       return real.peerPidfd(fd);
     },
   };
-  const { server } = echoServer(() => uds);
-  const uds: UdsServer = new UdsServer({ socketPath, grpcServer: server, log: silentLogger(), credentials: namespaced });
-  await uds.start();
-  teardown(t).after(async () => {
-    server.forceShutdown();
-    await uds.close();
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const { uds, socketPath } = await startUds(t, 'agent.sock', undefined, namespaced);
   await until('the self-test connection to close', () => (uds.openConnections() === 0 ? true : undefined));
   hidePid = true;
   const raw = net.connect(socketPath);
