@@ -1,7 +1,7 @@
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { PeerCertificate } from 'node:tls';
-import { backoffDelay, Backoff, RECONNECT_BACKOFF } from '../../../src/agent/client/backoff.js';
+import { backoffDelay, Backoff, RECONNECT_BACKOFF, retryCapWithin } from '../../../src/agent/client/backoff.js';
 import * as grpc from '@grpc/grpc-js';
 import { BANNED_PREFIX, expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, supersededSerial } from '../../../src/agent/client/rejection.js';
 import { NodeClient } from '../../../src/agent/client/node-client.js';
@@ -39,6 +39,16 @@ test('a backoff delay capped for a deadline is jittered over the upper half of t
   assert.equal(backoffDelay(50, RECONNECT_BACKOFF, () => 0.999999, Infinity), 30_000);
   const b = new Backoff(RECONNECT_BACKOFF, () => 0.999999);
   assert.deepEqual([b.next(100), b.next(100), b.next(100), b.next()], [100, 100, 100, 4000]);
+});
+
+test('a retry is bounded by a quarter of the SVID time left (at least 5 s); an SVID at or past its notAfter, or none, bounds nothing', () => {
+  const now = Date.UTC(2026, 0, 1);
+  assert.equal(retryCapWithin(now + 40 * 60_000, now, RECONNECT_BACKOFF), 10 * 60_000);
+  assert.equal(retryCapWithin(now + 1, now, RECONNECT_BACKOFF), 5000);
+  // Expired at its notAfter, as AgentIdentity.expired and the cache take it: nothing left to protect, plain backoff.
+  assert.equal(retryCapWithin(now, now, RECONNECT_BACKOFF), Infinity);
+  assert.equal(retryCapWithin(now - 1, now, RECONNECT_BACKOFF), Infinity);
+  assert.equal(retryCapWithin(undefined, now, RECONNECT_BACKOFF), Infinity);
 });
 
 test('the agent reads the server refusals with the prefixes the server writes', () => {
