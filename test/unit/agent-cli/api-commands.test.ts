@@ -259,6 +259,22 @@ describe('meshid-agent api fetch jwt / fetch bundle / validate jwt (attestation 
     assert.match(foreign!, /^# spiffe:\/\/partner\.example\n/);
     assert.deepEqual(pemToDerList(foreign!), [partner.rootDer]);
   });
+
+  test('fetch bundle lists the trust domains by name, one sorting before the own first (the agent sends the own bundle first)', async () => {
+    const alpha = new TestCa('alpha.example');
+    h.cache.setFederatedBundle(foreignBundle(alpha, 1));
+    h.cache.setFederatesWith(APP_A, ['alpha.example', FOREIGN_TD]);
+    try {
+      const r = await api(['fetch', 'bundle', '--socket-path', h.socketPath]);
+      assert.equal(r.code, 0, r.err);
+      assert.deepEqual(r.out.match(/^# .*$/gm), ['# spiffe://alpha.example', '# spiffe://example.org', '# spiffe://partner.example']);
+      const json = await api(['fetch', 'bundle', '--output', 'json', '--socket-path', h.socketPath]);
+      assert.deepEqual(Object.keys((JSON.parse(json.out) as { bundles: Record<string, string> }).bundles), ['spiffe://alpha.example', 'spiffe://example.org', 'spiffe://partner.example']);
+    } finally {
+      h.cache.setFederatesWith(APP_A, [FOREIGN_TD]);
+      alpha.dispose();
+    }
+  });
 });
 
 describe('meshid-agent api watch and healthcheck (attestation stubbed)', () => {
@@ -350,6 +366,19 @@ describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled
       h.caller = [{ type: 'unix', value: 'uid:1001' }];
       h.cache.removeEntry('spiffe://example.org/pending');
     }
+  });
+
+  test('the timeout is for the first message only: a watch that got it outlasts the timeout and prints the next update', async () => {
+    const io = captureIo();
+    const done = apiCommand(['watch', '--count', '2', '--timeout', '300ms', '--socket-path', h.socketPath], io);
+    await eventually(() => io.out().includes('Received 1 svid'), 'the first message');
+    // The watch's timeout has run out once a timer of the same length set after it has fired: Node fires timers of
+    // one duration in the order they were set. (Not a measurement: nothing is asserted about how long anything took.)
+    await new Promise((resolve) => setTimeout(resolve, 300));
+    for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+    h.cache.rotate(APP_A);
+    assert.equal(await within(done, 'the first watch to end after 2 messages'), 0, io.err());
+    assert.equal((io.out().match(/Received 1 svid/g) ?? []).length, 2, 'the update after the timeout was printed');
   });
 });
 
