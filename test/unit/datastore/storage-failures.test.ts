@@ -91,6 +91,48 @@ test('a full disk while an agent is written with its join token: the write fails
   assert.ok(await ds.findJoinToken(token), 'the token is not used up by the agent write that failed');
 });
 
+test("another process holding the datastore's write lock past the busy timeout: UNAVAILABLE (retry), and the retry once it lets go is written", async (t) => {
+  const { file, db, ds } = openedDatastore(t);
+  // What the 5 s busy timeout waits for, cut to none: the write fails with SQLITE_BUSY at once instead of after 5 s.
+  db.pragma('busy_timeout = 0');
+  // Another process on the file (an operator's sqlite3 shell, a backup tool) in a write transaction of its own.
+  const other = new Database(file);
+  teardown(t).after(() => other.close());
+  other.exec('BEGIN IMMEDIATE');
+  const { error } = await call(() => ds.createJoinToken(newToken(0)));
+  assert.equal(error.code, status.UNAVAILABLE, error.details);
+  assert.equal(error.details, 'the datastore is locked by another process; retry shortly');
+  assertNoInternals(error.details, file);
+  other.exec('ROLLBACK');
+  await ds.createJoinToken(newToken(0));
+  assert.ok(await ds.findJoinToken(newToken(0).token), 'the retry is written');
+});
+
+test('a write holds the write lock from its start: another process cannot commit between what the write read and what it writes, and the write goes through', async (t) => {
+  const { file, ds } = openedDatastore(t);
+  const other = new Database(file, { timeout: 0 });
+  teardown(t).after(() => other.close());
+  // Between the write's check for a duplicate token and its insert, another process tries a commit of its own. Had
+  // the write only read so far (a deferred transaction), that commit would go in and the write's insert fail on the
+  // snapshot it read (SQLITE_BUSY_SNAPSHOT, at once: no busy timeout waits for that).
+  const exists = (Reflect.get(ds, 's') as Record<string, Database.Statement>)['joinTokenExists']!;
+  const get = exists.get.bind(exists) as (...params: unknown[]) => unknown;
+  let othersCommit: unknown = 'not tried';
+  exists.get = ((...params: unknown[]) => {
+    const found = get(...params);
+    try {
+      other.exec("INSERT INTO datastore_info (key, value) VALUES ('written-meanwhile', 'x')");
+      othersCommit = 'committed';
+    } catch (err) {
+      othersCommit = (err as { code?: string }).code;
+    }
+    return found;
+  }) as typeof exists.get;
+  await ds.createJoinToken(newToken(0));
+  assert.equal(othersCommit, 'SQLITE_BUSY', 'the other process waits for the write');
+  assert.ok(await ds.findJoinToken(newToken(0).token), 'the write went through');
+});
+
 test('a datastore file opened read-only: UNAVAILABLE saying so, the cause at error level in the log', async (t) => {
   const { dir, cleanup } = tempDir();
   teardown(t).after(cleanup);
@@ -135,6 +177,13 @@ test("a constraint SQLite enforces that the server's checks missed: the refusal 
     assertNoInternals(duplicate.message, '/nowhere/datastore.sqlite3');
     assert.doesNotMatch(duplicate.message, /registration_entries|\bid\b/);
     assert.match(String((duplicate.cause as Error).message), /UNIQUE constraint failed: registration_entries\.id/, 'the cause is kept');
+    // A UNIQUE column that is not the key (registration_entries.identity_hash): the same refusal, already_exists.
+    db.exec('CREATE TABLE identities (id TEXT PRIMARY KEY, identity_hash TEXT NOT NULL UNIQUE)');
+    db.exec("INSERT INTO identities VALUES ('a', 'h')");
+    const sameIdentity = storageError(raised("INSERT INTO identities VALUES ('b', 'h')"));
+    assert.match(String((sameIdentity.cause as Error).message), /UNIQUE constraint failed: identities\.identity_hash/);
+    assert.equal(sameIdentity.code, 'already_exists');
+    assert.equal(sameIdentity.message, duplicate.message);
     const check = storageError(raised("INSERT INTO registration_entries VALUES ('b', 'longer')"));
     assert.equal(check.code, 'failed_precondition');
     assert.doesNotMatch(check.message, /length|hint|registration_entries|CHECK/);
