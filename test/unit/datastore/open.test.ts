@@ -176,6 +176,95 @@ test('an SQLite database of another application is refused with a clear error an
   }
 });
 
+test('a database whose datastore_info table names another application, or a meshid datastore without its schema_migrations table, is refused as such and left unchanged', async () => {
+  const { dir, cleanup } = tempDir();
+  try {
+    // Another program's database that happens to keep a table of the same name.
+    const other = path.join(dir, 'other.db');
+    const db = new Database(other);
+    db.exec("CREATE TABLE datastore_info (key TEXT PRIMARY KEY, value TEXT); INSERT INTO datastore_info VALUES ('application', 'inventory')");
+    db.close();
+    const otherBefore = snapshot(other);
+    await assert.rejects(openSqliteDatastore({ file: other, clock: new FakeClock() }), (err) => {
+      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+      assert.match(err.message, /is not a meshid datastore: its datastore_info table names application "inventory"/);
+      return true;
+    });
+    assert.deepEqual(snapshot(other), otherBefore);
+    // meshid's own, with the table that records its schema version gone: damaged, not one that changed under the open.
+    const damaged = path.join(dir, 'datastore.sqlite3');
+    await (await openSqliteDatastore({ file: damaged, clock: new FakeClock() })).close();
+    const raw = new Database(damaged);
+    raw.exec('DROP TABLE schema_migrations');
+    raw.close();
+    const damagedBefore = snapshot(damaged);
+    await assert.rejects(openSqliteDatastore({ file: damaged, clock: new FakeClock() }), (err) => {
+      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+      assert.equal(err.message, `the datastore ${damaged} has no schema_migrations table: it is damaged; restore it from a backup`);
+      return true;
+    });
+    assert.deepEqual(snapshot(damaged), damagedBefore);
+  } finally {
+    cleanup();
+  }
+});
+
+test('an open holds the write lock while it checks and migrates the schema: another process cannot commit in between; one that dropped the schema table before is told apart from a damaged file', async () => {
+  const { dir, cleanup } = tempDir();
+  const file = path.join(dir, 'datastore.sqlite3');
+  const prepare = Database.prototype.prepare;
+  const pragma = Database.prototype.pragma;
+  try {
+    await (await openSqliteDatastore({ file, clock: new FakeClock() })).close();
+    const other = new Database(file, { timeout: 0 });
+    try {
+      // Right after the migration's first read under its transaction: another process tries a commit of its own.
+      let othersCommit: unknown = 'not tried';
+      Database.prototype.prepare = function (this: Database.Database, source: string) {
+        const statement = prepare.call(this, source);
+        if (this.name !== file || !source.includes("AND name = 'schema_migrations'")) return statement;
+        const get = statement.get.bind(statement) as (...params: unknown[]) => unknown;
+        statement.get = ((...params: unknown[]) => {
+          const found = get(...params);
+          try {
+            other.exec("INSERT INTO datastore_info (key, value) VALUES ('written-meanwhile', 'x')");
+            othersCommit = 'committed';
+          } catch (err) {
+            othersCommit = (err as { code?: string }).code;
+          }
+          return found;
+        }) as typeof statement.get;
+        return statement;
+      } as typeof prepare;
+      await (await openSqliteDatastore({ file, clock: new FakeClock() })).close();
+      Database.prototype.prepare = prepare;
+      assert.equal(othersCommit, 'SQLITE_BUSY', 'the other process waits for the open');
+      // Between the open's first look (a meshid datastore) and its migration: another process drops the table of
+      // schema versions. Not a damaged file, nor one to create a schema in: the open is refused, to be tried again.
+      let dropped = false;
+      Database.prototype.pragma = function (this: Database.Database, source: string, options?: Database.PragmaOptions) {
+        if (!dropped && source === 'synchronous = FULL' && this.name === file) {
+          dropped = true;
+          other.exec('DROP TABLE schema_migrations');
+        }
+        return pragma.call(this, source, options);
+      } as typeof pragma;
+      await assert.rejects(openSqliteDatastore({ file, clock: new FakeClock() }), (err) => {
+        assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+        assert.equal(err.message, `the datastore ${file} changed while it was being opened; try again`);
+        return true;
+      });
+      assert.ok(dropped);
+    } finally {
+      other.close();
+    }
+  } finally {
+    Database.prototype.prepare = prepare;
+    Database.prototype.pragma = pragma;
+    cleanup();
+  }
+});
+
 test('an SQLite database in WAL mode of another application is refused and its main file left unchanged', async () => {
   const { dir, cleanup } = tempDir();
   try {
