@@ -60,12 +60,15 @@ test('the intermediate that signed the current agent SVID is recorded at creatio
     const b = await ds.createAgent(agent('b'));
     assert.equal((await ds.getAgent(b.spiffeId))!.certIssuerId, undefined);
     assert.equal((await ds.updateAgentCert(b.spiffeId, 'b-s2', 2000, 'b-s1')).certIssuerId, undefined);
+    // A renewal whose signer is not known does not leave the last known one standing (the root revoke guard reads it).
+    assert.equal((await ds.updateAgentCert(a.spiffeId, 'a-s3', 3000, 'a-s2')).certIssuerId, undefined);
   });
 });
 
 test('the version an agent reports is recorded at creation and by setAgentVersion, kept by renewals and forgotten by setAgentVersion(undefined); it dates nothing and changes no revision', async () => {
   await withDatastore(async ({ ds, clock }) => {
-    const a = await ds.createAgent(agent('a', { agentVersion: '0.1.0+6ebd53b' }));
+    // Attested at 5, not at the clock's 0: a report writing any fixed time (0) into updatedAt is seen moving it.
+    const a = await ds.createAgent(agent('a', { agentVersion: '0.1.0+6ebd53b', attestedAt: 5, updatedAt: 5 }));
     assert.equal((await ds.getAgent(a.spiffeId))!.agentVersion, '0.1.0+6ebd53b');
     const revision = await ds.currentRevision();
     clock.advance(10);

@@ -1,6 +1,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import Database from 'better-sqlite3';
+import { isMeshidError } from '../../../src/common/errors.js';
 import type { Change, RegistrationEntry } from '../../../src/server/datastore/datastore.js';
 import { entry, withDatastore } from './fixture.js';
 
@@ -40,6 +41,31 @@ test('create, update and delete each bump the revision; changes since a revision
     assert.ok(!full.reset);
     assert.deepEqual(full.upserts.map((e) => e.spiffeId).sort(), ['spiffe://example.org/a', 'spiffe://example.org/b', 'spiffe://example.org/d']);
     assert.deepEqual(full.deletedIds, [c!.id]);
+  });
+});
+
+test('advanceRevision moves the change counter exactly that far, telling no listener; the next change takes the revision after it', async () => {
+  await withDatastore(async ({ ds }) => {
+    const [a] = (await ds.createEntries([entry({ spiffeId: 'spiffe://example.org/a' })])).map(ok);
+    const heard: Change[] = [];
+    ds.onChange((c) => void heard.push(c));
+    // As a restore moves it (2^32): no revision taken after it can equal one the old server took after the backup.
+    assert.equal(await ds.advanceRevision(2 ** 32), 1 + 2 ** 32);
+    assert.equal(await ds.currentRevision(), 1 + 2 ** 32);
+    await new Promise((r) => setImmediate(r));
+    assert.deepEqual(heard, [], 'no change: nothing to tell');
+    assert.deepEqual(await ds.listEntryChangesSince(1), { upserts: [], deletedIds: [], revision: 1 + 2 ** 32 });
+    const b = await ds.updateEntry(a!.id, { hint: 'after' });
+    assert.equal(b.revision, 2 + 2 ** 32);
+  });
+});
+
+test('changes since a revision that is not a whole number at least 0 are refused, not answered with every entry', async () => {
+  await withDatastore(async ({ ds }) => {
+    await ds.createEntries([entry()]);
+    for (const revision of [-1, 0.5, Number.NaN]) {
+      await assert.rejects(ds.listEntryChangesSince(revision), (err) => isMeshidError(err, 'invalid_argument') && /revision must be a whole number/.test(err.message), String(revision));
+    }
   });
 });
 
