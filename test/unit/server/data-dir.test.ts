@@ -54,6 +54,25 @@ test('a data dir marker of an unknown format that is no newer one is refused as 
   }
 });
 
+test('a dir holding a file named like the marker\'s temp file but no .tmp (an editor\'s swap file) is not taken for a killed first start\'s: refused, left as it was', () => {
+  const t = tempDir('meshid-data-dir-');
+  try {
+    const dataDir = path.join(t.dir, 'data');
+    fs.mkdirSync(dataDir, { mode: 0o700 });
+    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.swp'), 'not meshid-server\'s');
+    const before = contents(dataDir);
+    assert.throws(() => openDataDir(dataDir, 'example.org'), /is not empty and is not a meshid-server data dir \(no meshid-server\.json\)/);
+    assert.deepEqual(contents(dataDir), before);
+    // The temp file a first start killed before its marker's rename leaves is one: the dir is claimed, the file gone.
+    fs.rmSync(path.join(dataDir, '.meshid-server.json.swp'));
+    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+    openDataDir(dataDir, 'example.org')();
+    assert.deepEqual(fs.readdirSync(dataDir).sort(), ['meshid-server.json', 'server.lock']);
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a data dir whose path runs through a file is refused naming that file, not with a bare ENOTDIR, and nothing is made', () => {
   const t = tempDir('meshid-data-dir-');
   try {
