@@ -397,3 +397,19 @@ test('entry update --help says a TTL flag left out keeps the entry TTL, where en
   }
   for (const line of ttlLines((await run(['entry', 'create', '--help'])).out)) assert.match(line, /0 or absent: the server default/);
 });
+
+test('restore without --data-dir, or with a --config setting no data_dir, is refused saying which, before it reads the backup', async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-restore-no-data-dir-'));
+  t.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+  // A --from that does not exist: were it looked at first, its refusal would come instead.
+  const from = path.join(dir, 'no-such-backup');
+  const bare = await run(['restore', '--from', from]);
+  assert.equal(bare.code, 1);
+  assert.equal(bare.err, 'Error: InvalidArgument: flag --data-dir is required: give the data dir the server runs with, or --config\n');
+  const config = path.join(dir, 'server.json');
+  fs.writeFileSync(config, JSON.stringify({ trust_domain: 'example.org' }));
+  const configured = await run(['restore', '--from', from, '--config', config]);
+  assert.equal(configured.code, 1);
+  assert.equal(configured.err, `Error: InvalidArgument: flag --data-dir is required (${config} sets no data_dir): give the data dir the server runs with, or --config\n`);
+  assert.deepEqual(fs.readdirSync(dir), ['server.json'], 'nothing made');
+});
