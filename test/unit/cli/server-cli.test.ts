@@ -413,3 +413,23 @@ test('restore without --data-dir, or with a --config setting no data_dir, is ref
   assert.equal(configured.err, `Error: InvalidArgument: flag --data-dir is required (${config} sets no data_dir): give the data dir the server runs with, or --config\n`);
   assert.deepEqual(fs.readdirSync(dir), ['server.json'], 'nothing made');
 });
+
+test('healthcheck is healthy on SERVING only: a health service answering UNKNOWN or SERVICE_UNKNOWN (stand-in admin socket) is not healthy', async (t) => {
+  for (const status of ['UNKNOWN', 'SERVICE_UNKNOWN', 'NOT_SERVING', 'SERVING']) {
+    const socket = path.join(DEAD_DIR, `standin-health-${status}.sock`);
+    const server = new grpc.Server();
+    server.addService(serviceOf(loadProto(['grpc/health/v1/health.proto']), 'grpc.health.v1.Health'), {
+      Check: (_call: unknown, callback: grpc.sendUnaryData<unknown>) => callback(null, { status }),
+    });
+    await new Promise<void>((resolve, reject) => server.bindAsync(`unix://${socket}`, grpc.ServerCredentials.createInsecure(), (e) => (e ? reject(e) : resolve())));
+    t.after(() => server.forceShutdown());
+    const r = await run(['healthcheck', '--admin-socket', socket]);
+    if (status === 'SERVING') {
+      assert.deepEqual([r.code, r.out], [0, 'Server is healthy.\n']);
+      continue;
+    }
+    assert.equal(r.code, 1, status);
+    assert.equal(r.out, '');
+    assert.match(r.err, new RegExp(`^Error: Unavailable: server is not healthy: status ${status} \\(`), status);
+  }
+});
