@@ -130,6 +130,43 @@ test('a start that opened a killed first start\'s lock before a restore emptied 
   }
 });
 
+test('a start whose lock file was replaced between its open and its lock (a restore removed it, another start made a new one and holds it) does not run beside that start: it is refused', () => {
+  const t = tempDir('meshid-data-dir-');
+  try {
+    const dataDir = path.join(t.dir, 'data');
+    fs.mkdirSync(dataDir, { mode: 0o700 });
+    const lockFile = path.join(dataDir, 'server.lock');
+    acquireDataDirLock(lockFile, 'meshid-server')();
+    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+    const pragma = Database.prototype.pragma;
+    let replaced = false;
+    let other: (() => void) | undefined;
+    // Between this start's open of the lock file and its lock: the restore empties the dir, and a second start then
+    // makes a new lock file at the same path (another inode on the same device) and takes it.
+    Database.prototype.pragma = function (this: Database.Database, source: string, options?: Database.PragmaOptions) {
+      if (!replaced && source === 'locking_mode = EXCLUSIVE' && this.name === lockFile) {
+        replaced = true;
+        removeKilledFirstStart(dataDir);
+        other = acquireDataDirLock(lockFile, 'meshid-server');
+      }
+      return pragma.call(this, source, options);
+    } as typeof pragma;
+    try {
+      assert.throws(() => openDataDir(dataDir, 'example.org'), (err) => {
+        assert.ok(isMeshidError(err, 'failed_precondition'));
+        assert.match(err.message, /in use by a running meshid-server or a meshid-server restore in progress/);
+        return true;
+      });
+      assert.ok(replaced);
+    } finally {
+      Database.prototype.pragma = pragma;
+      other?.();
+    }
+  } finally {
+    t.cleanup();
+  }
+});
+
 test('a start on a data dir a restore holds locked is told a running server or a restore in progress may hold it, not that another server does', () => {
   const t = tempDir('meshid-data-dir-restore-lock-');
   try {
