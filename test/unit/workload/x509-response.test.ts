@@ -1,0 +1,111 @@
+import { after, before, test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import type { IdentitySnapshot, WorkloadSvid } from '../../../src/agent/cache/workload-cache.js';
+import { x509BundlesResponse } from '../../../src/agent/workload/bundles-response.js';
+import { federatedBundleMap, x509SvidResponse } from '../../../src/agent/workload/x509-response.js';
+import { foreignBundle, TestCa } from '../../support/fake-workload-cache.js';
+
+/*
+ * x509SvidResponse shares one response object between snapshots with the same content (x509-response.ts): by the
+ * cache objects it came from and by their versions, hints and sequences. Every change of either kind must give a new
+ * response carrying the new bytes, never the shared one built before the change.
+ */
+
+const APP_A = 'spiffe://example.org/app/a';
+const APP_B = 'spiffe://example.org/app/b';
+
+let ca: TestCa;
+let foreign: TestCa;
+let other: TestCa;
+before(() => {
+  ca = new TestCa('example.org');
+  foreign = new TestCa('partner.example');
+  other = new TestCa('other.example');
+});
+after(() => {
+  ca.dispose();
+  foreign.dispose();
+  other.dispose();
+});
+
+function snapshotOf(svids: WorkloadSvid[], bundle: TrustBundle, federatedBundles: TrustBundle[]): IdentitySnapshot {
+  return {
+    entitled: true,
+    svids,
+    defaultSvid: svids[0],
+    complete: true,
+    signing: new Set(),
+    withoutSvid: new Set(),
+    defaultSigning: false,
+    bundle,
+    federatedBundles,
+  };
+}
+
+test('a sibling SVID in another object with the same version is not served from the shared response', () => {
+  const a = ca.issue(APP_A);
+  const b = ca.issue(APP_B);
+  const bundle = ca.bundle(1);
+  const first = x509SvidResponse(snapshotOf([a, b], bundle, []))!;
+  const lookalike = { ...b, privateKey: Buffer.from('another key') };
+  const second = x509SvidResponse(snapshotOf([a, lookalike], bundle, []))!;
+  assert.notEqual(second, first);
+  assert.deepEqual(second.svids[1]!.x509_svid_key, Buffer.from('another key'));
+});
+
+test('an SVID re-issued in place (same object, new version and chain) gives a new response with the new chain', () => {
+  const a = ca.issue(APP_A) as { -readonly [K in keyof WorkloadSvid]: WorkloadSvid[K] };
+  const bundle = ca.bundle(1);
+  const first = x509SvidResponse(snapshotOf([a], bundle, []))!;
+  const reissued = ca.issue(APP_A);
+  Object.assign(a, { chain: reissued.chain, privateKey: reissued.privateKey, version: reissued.version });
+  const second = x509SvidResponse(snapshotOf([a], bundle, []))!;
+  assert.notEqual(second, first);
+  assert.deepEqual(second.svids[0]!.x509_svid, Buffer.concat(reissued.chain));
+  assert.deepEqual(second.svids[0]!.x509_svid_key, reissued.privateKey);
+});
+
+test('a hint changed in place gives a new response with the new hint', () => {
+  const a = { ...ca.issue(APP_A), hint: 'internal' };
+  const bundle = ca.bundle(1);
+  const first = x509SvidResponse(snapshotOf([a], bundle, []))!;
+  assert.equal(first.svids[0]!.hint, 'internal');
+  Object.assign(a, { hint: 'external' });
+  const second = x509SvidResponse(snapshotOf([a], bundle, []))!;
+  assert.equal(second.svids[0]!.hint, 'external');
+});
+
+test('a federated bundle updated in place (same object, next sequence) gives a new response with its new roots', () => {
+  const a = ca.issue(APP_A);
+  const bundle = ca.bundle(1);
+  const partner = foreignBundle(foreign, 1);
+  const first = x509SvidResponse(snapshotOf([a], bundle, [partner]))!;
+  assert.deepEqual(first.federated_bundles?.['spiffe://partner.example'], foreign.rootDer);
+  Object.assign(partner, { x509Authorities: [foreign.rootDer, other.rootDer], sequence: 2 });
+  const second = x509SvidResponse(snapshotOf([a], bundle, [partner]))!;
+  assert.deepEqual(second.federated_bundles?.['spiffe://partner.example'], Buffer.concat([foreign.rootDer, other.rootDer]));
+});
+
+test('another own-bundle object with the same sequence is not trusted to hold the same roots', () => {
+  const a = ca.issue(APP_A);
+  const first = x509SvidResponse(snapshotOf([a], ca.bundle(1), []))!;
+  const rerooted = { ...ca.bundle(1), x509Authorities: [ca.rootDer, other.rootDer] };
+  const second = x509SvidResponse(snapshotOf([a], rerooted, []))!;
+  assert.notEqual(second, first);
+  assert.deepEqual(second.svids[0]!.bundle, Buffer.concat([ca.rootDer, other.rootDer]));
+});
+
+test('a federated bundle with no X.509 roots (JWT keys only) is not listed in federated_bundles or FetchX509Bundles', () => {
+  const a = ca.issue(APP_A);
+  const jwtOnly: TrustBundle = { ...foreignBundle(foreign, 1), x509Authorities: [] };
+  const snapshot = snapshotOf([a], ca.bundle(1), [jwtOnly, foreignBundle(other, 1)]);
+  assert.deepEqual(Object.keys(x509SvidResponse(snapshot)!.federated_bundles ?? {}), ['spiffe://other.example']);
+  assert.deepEqual(Object.keys(x509BundlesResponse(snapshot).bundles).sort(), ['spiffe://example.org', 'spiffe://other.example']);
+});
+
+test('a trust domain listed twice among federated bundles keeps its first bundle', () => {
+  const first = foreignBundle(foreign, 2);
+  const stale = { ...foreignBundle(foreign, 1), x509Authorities: [other.rootDer] };
+  assert.deepEqual(federatedBundleMap('example.org', [first, stale]), { 'spiffe://partner.example': foreign.rootDer });
+});
