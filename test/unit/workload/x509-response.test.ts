@@ -2,9 +2,9 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import type { IdentitySnapshot, WorkloadSvid } from '../../../src/agent/cache/workload-cache.js';
-import { x509BundlesResponse } from '../../../src/agent/workload/bundles-response.js';
-import { federatedBundleMap, x509SvidResponse } from '../../../src/agent/workload/x509-response.js';
-import { foreignBundle, TestCa } from '../../support/fake-workload-cache.js';
+import { jwtBundlesResponse, x509BundlesResponse } from '../../../src/agent/workload/bundles-response.js';
+import { federatedBundleMap, sameX509SvidResponse, x509SvidResponse } from '../../../src/agent/workload/x509-response.js';
+import { foreignBundle, makeJwtKey, TestCa } from '../../support/fake-workload-cache.js';
 
 /*
  * x509SvidResponse shares one response object between snapshots with the same content (x509-response.ts): by the
@@ -108,4 +108,44 @@ test('a trust domain listed twice among federated bundles keeps its first bundle
   const first = foreignBundle(foreign, 2);
   const stale = { ...foreignBundle(foreign, 1), x509Authorities: [other.rootDer] };
   assert.deepEqual(federatedBundleMap('example.org', [first, stale]), { 'spiffe://partner.example': foreign.rootDer });
+});
+
+test('sameX509SvidResponse tells apart responses that differ in any one field on the wire', () => {
+  const a = { ...ca.issue(APP_A), hint: 'internal' };
+  const bundle = ca.bundle(1);
+  const base = x509SvidResponse(snapshotOf([a], bundle, [foreignBundle(foreign, 1)]))!;
+  const svid = base.svids[0]!;
+  const variants: Array<[string, typeof base]> = [
+    ['spiffe_id', { ...base, svids: [{ ...svid, spiffe_id: APP_B }] }],
+    ['hint', { ...base, svids: [{ ...svid, hint: 'external' }] }],
+    ['no hint', { ...base, svids: [{ ...svid, hint: undefined }] }],
+    ['x509_svid', { ...base, svids: [{ ...svid, x509_svid: Buffer.concat([svid.x509_svid, other.rootDer]) }] }],
+    ['x509_svid_key', { ...base, svids: [{ ...svid, x509_svid_key: Buffer.from('another key') }] }],
+    ['bundle (a root added)', { ...base, svids: [{ ...svid, bundle: Buffer.concat([ca.rootDer, other.rootDer]) }] }],
+    ['federated_bundles', { ...base, federated_bundles: { 'spiffe://partner.example': other.rootDer } }],
+    ['one more SVID', { ...base, svids: [svid, svid] }],
+  ];
+  for (const [what, variant] of variants) {
+    assert.equal(sameX509SvidResponse(base, variant), false, what);
+    assert.equal(sameX509SvidResponse(variant, base), false, `${what} (reversed)`);
+  }
+  const copy = { svids: [{ ...svid, x509_svid: Buffer.from(svid.x509_svid), bundle: Buffer.from(svid.bundle) }], federated_bundles: { ...base.federated_bundles } };
+  assert.equal(sameX509SvidResponse(base, copy), true, 'equal bytes in other buffers are the same content');
+});
+
+test('a hint of exactly 1024 bytes is served; one of 1025 bytes, or of 1024 characters that are 2048 bytes, is not', () => {
+  const bundle = ca.bundle(1);
+  const hintOf = (hint: string) => x509SvidResponse(snapshotOf([{ ...ca.issue(APP_A), hint }], bundle, []))!.svids[0]!.hint;
+  assert.equal(hintOf('h'.repeat(1024)), 'h'.repeat(1024));
+  assert.equal(hintOf('h'.repeat(1025)), undefined);
+  assert.equal(hintOf('é'.repeat(1024)), undefined);
+  assert.equal(hintOf('é'.repeat(512)), 'é'.repeat(512));
+});
+
+test('FetchJWTBundles keeps the own trust domain\'s keys even when a cache lists the own domain among federated bundles', () => {
+  const own = { ...ca.bundle(1), jwtAuthorities: [] };
+  const impostor: TrustBundle = { ...foreignBundle(foreign, 1, makeJwtKey('impostor')), trustDomain: 'example.org' };
+  const response = jwtBundlesResponse(snapshotOf([ca.issue(APP_A)], own, [impostor]));
+  assert.deepEqual(Object.keys(response.bundles), ['spiffe://example.org']);
+  assert.deepEqual(JSON.parse(response.bundles['spiffe://example.org']!.toString('utf8')), { keys: [] });
 });
