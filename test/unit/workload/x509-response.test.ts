@@ -149,3 +149,12 @@ test('FetchJWTBundles keeps the own trust domain\'s keys even when a cache lists
   assert.deepEqual(Object.keys(response.bundles), ['spiffe://example.org']);
   assert.deepEqual(JSON.parse(response.bundles['spiffe://example.org']!.toString('utf8')), { keys: [] });
 });
+
+test('a bundle updated in place with new JWT keys and the next sequence gives FetchJWTBundles the new keys', () => {
+  const own = { ...ca.bundle(1), jwtAuthorities: [{ kid: 'k1', publicKey: makeJwtKey('k1').publicKey }] };
+  const snapshot = snapshotOf([ca.issue(APP_A)], own, []);
+  const kids = () => (JSON.parse(jwtBundlesResponse(snapshot).bundles['spiffe://example.org']!.toString('utf8')) as { keys: Array<{ kid: string }> }).keys.map((k) => k.kid);
+  assert.deepEqual(kids(), ['k1']);
+  Object.assign(own, { jwtAuthorities: [{ kid: 'k2', publicKey: makeJwtKey('k2').publicKey }], sequence: 2 });
+  assert.deepEqual(kids(), ['k2']);
+});
