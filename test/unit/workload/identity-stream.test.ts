@@ -4,6 +4,7 @@ import { EventEmitter } from 'node:events';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { FakeClock } from '../../../src/common/clock.js';
+import { permissionDenied } from '../../../src/common/errors.js';
 import { IdentityStream, type StreamCall } from '../../../src/agent/workload/identity-stream.js';
 import type { IdentitySnapshot, WorkloadCache } from '../../../src/agent/cache/workload-cache.js';
 
@@ -60,6 +61,7 @@ function open(
   cache: Pick<WorkloadCache, 'snapshot' | 'subscribe'>,
   clock = new FakeClock(),
   render: (s: IdentitySnapshot, first: boolean) => number | undefined = valueOf,
+  hooks: { refused?: (error: unknown) => void; recheck?: () => void } = {},
 ): { stream: IdentityStream<number>; closed: () => number } {
   let closed = 0;
   const stream = new IdentityStream<number>({
@@ -69,7 +71,8 @@ function open(
     selectors: [],
     clock,
     pendingTimeoutMs: 30_000,
-    refused: () => undefined,
+    refused: hooks.refused ?? (() => undefined),
+    ...(hooks.recheck !== undefined && { recheck: hooks.recheck }),
     onClose: () => closed++,
   });
   stream.start();
@@ -189,4 +192,46 @@ test('a stream that has sent and is then left with nothing valid to send ends UN
   clock.advance(1);
   assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14, 'nothing valid to send for the whole window: UNAVAILABLE');
   assert.deepEqual([closed(), stream.open, clock.pendingTimers()], [1, false, 0]);
+});
+
+test('a stream that ends with an error hands that error to `refused` (the refusal log) once, with the status it sends', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  const refused: unknown[] = [];
+  open(call, c.cache, new FakeClock(), valueOf, { refused: (e) => refused.push(e) });
+  call.release();
+  c.state.entitled = false;
+  c.bump();
+  await tick();
+  c.bump();
+  await tick();
+  assert.equal(refused.length, 1);
+  assert.equal((refused[0] as { code: string }).code, 'permission_denied');
+  assert.equal((call.errors[0] as { code: number }).code, 7);
+});
+
+test('every message but the first (rendered in the turn the caller was attested) is preceded by a recheck; a recheck that throws ends the stream with its status', async () => {
+  const call = new HeldCall();
+  const c = counterCache();
+  let rechecks = 0;
+  let refuse: Error | undefined;
+  open(call, c.cache, new FakeClock(), valueOf, {
+    recheck: () => {
+      rechecks++;
+      if (refuse !== undefined) throw refuse;
+    },
+  });
+  assert.deepEqual(call.written, [1]);
+  assert.equal(rechecks, 0, 'the first message needs no second look');
+  call.release();
+  c.bump();
+  await tick();
+  assert.deepEqual(call.written, [1, 2]);
+  assert.equal(rechecks, 1);
+  call.release();
+  refuse = permissionDenied('the caller process is gone');
+  c.bump();
+  await tick();
+  assert.deepEqual(call.written, [1, 2], 'nothing is pushed to a caller that failed its recheck');
+  assert.equal((call.errors[0] as { code: number }).code, 7);
 });
