@@ -235,3 +235,34 @@ test('every message but the first (rendered in the turn the caller was attested)
   assert.deepEqual(call.written, [1, 2], 'nothing is pushed to a caller that failed its recheck');
   assert.equal((call.errors[0] as { code: number }).code, 7);
 });
+
+test('a stream left with nothing to send gets a whole pending window from then, not what remained of an earlier wait', async () => {
+  const clock = new FakeClock();
+  const call = new HeldCall();
+  const c = counterCache();
+  // Nothing to send at first (values 1 and 2), then a message (value 3), then nothing again (value 4).
+  const { stream } = open(call, c.cache, clock, (s) => (valueOf(s) === 3 ? 3 : undefined));
+  assert.deepEqual(call.written, []);
+  clock.advance(5_000);
+  c.bump();
+  await tick();
+  clock.advance(5_000);
+  c.bump();
+  await tick();
+  assert.deepEqual(call.written, [3]);
+  call.release();
+  c.bump();
+  await tick();
+  clock.advance(29_999);
+  assert.deepEqual([call.errors.length, stream.open], [0, true], 'within 30 s of being left with nothing, the stream waits');
+  clock.advance(1);
+  assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14);
+});
+
+test('a call already cancelled when the stream starts is closed at once: no subscription, no write', () => {
+  const call = new HeldCall();
+  call.cancelled = true;
+  const c = counterCache();
+  const { stream, closed } = open(call, c.cache);
+  assert.deepEqual([call.written, c.listeners(), closed(), stream.open], [[], 0, 1, false]);
+});
