@@ -111,3 +111,16 @@ test('a CSR over 16 KiB is refused before it is parsed', () => {
   const padded = Buffer.concat([Buffer.from([0x30, 0x83, 0x00, 0x40, 0x00]), Buffer.alloc(0x4000)]);
   assert.throws(() => parseCsr(padded), (err: unknown) => isMeshidError(err, 'invalid_argument') && /malformed CSR: 16389 bytes, at most 16384/.test((err as Error).message));
 });
+
+test('a CSR of another version than 0 (v1) is refused as malformed, before its signature is looked at', async () => {
+  const { privateKey, publicKey } = generateKeyPair('ec-p256');
+  const csr = Buffer.from(await createCsr(privateKey, publicKey));
+  const info = children(readSingle(csr, 'csr'))[0]!;
+  const version = children(info)[0]!;
+  assert.deepEqual(raw(version), Buffer.from([0x02, 0x01, 0x00]));
+  for (const v of [1, 2]) {
+    const other = Buffer.from(csr);
+    other[version.valueStart] = v;
+    assert.throws(() => parseCsr(other), isInvalid(/^malformed CSR: version must be 0 \(v1\)$/), `version ${v}`);
+  }
+});
