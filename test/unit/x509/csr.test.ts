@@ -124,3 +124,9 @@ test('a CSR of another version than 0 (v1) is refused as malformed, before its s
     assert.throws(() => parseCsr(other), isInvalid(/^malformed CSR: version must be 0 \(v1\)$/), `version ${v}`);
   }
 });
+
+test('the CSR size limit is 16,384 bytes exactly: that many are parsed, one more is refused for its size', () => {
+  const ofSize = (n: number) => Buffer.concat([Buffer.from([0x30, 0x82]), Buffer.from([((n - 4) >> 8) & 0xff, (n - 4) & 0xff]), Buffer.alloc(n - 4)]);
+  assert.throws(() => parseCsr(ofSize(16_385)), isInvalid(/^malformed CSR: 16385 bytes, at most 16384$/));
+  assert.throws(() => parseCsr(ofSize(16_384)), (err: unknown) => isMeshidError(err, 'invalid_argument') && !/bytes, at most/.test((err as Error).message) && /malformed CSR/.test((err as Error).message));
+});

@@ -1,9 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { bitStringBytes, boolean, explicit, implicitConstructed, implicitPrimitive, octetString, oid, sequence, setOf, smallInteger, time, unsignedInteger, utf8String } from '../../../src/common/x509/der.js';
-import { readBitStringBytes, readBoolean, readSingle, readTime, readTlv } from '../../../src/common/x509/der-reader.js';
+import { readBitStringBytes, readBoolean, readSingle, readSmallInteger, readTime, readTlv } from '../../../src/common/x509/der-reader.js';
 import { readCertificateStructure } from '../../../src/common/x509/certificate-structure.js';
-import { decodeAuthorityKeyIdentifier, decodeSubjectAltName, extension } from '../../../src/common/x509/extensions.js';
+import { decodeSpki } from '../../../src/common/x509/spki.js';
+import { decodeAuthorityKeyIdentifier, decodeBasicConstraints, decodeSubjectAltName, extension } from '../../../src/common/x509/extensions.js';
 
 /*
  * What the DER reader and the certificate walk refuse, for certificates meshid reads from others (federated and
@@ -18,9 +19,9 @@ const SKI = extension('2.5.29.14', false, octetString(Buffer.alloc(20, 1)));
 const BC = extension('2.5.29.19', true, sequence());
 
 /** A v3 certificate (unsigned: the walk does not verify) with these extensions and extra TBS fields after the key. */
-function certificate(extensions: Buffer[], extraFields: Buffer[] = [], signature = bitStringBytes(Buffer.from([1, 2, 3]))): Buffer {
+function certificate(extensions: Buffer[], extraFields: Buffer[] = [], signature = bitStringBytes(Buffer.from([1, 2, 3])), version: Buffer[] = [explicit(0, smallInteger(2))]): Buffer {
   const tbs = sequence(
-    explicit(0, smallInteger(2)), unsignedInteger(Buffer.from([1])), ALG, NAME, sequence(time(Date.UTC(2026, 0, 1)), time(Date.UTC(2026, 1, 1))), NAME, SPKI,
+    ...version, unsignedInteger(Buffer.from([1])), ALG, NAME, sequence(time(Date.UTC(2026, 0, 1)), time(Date.UTC(2026, 1, 1))), NAME, SPKI,
     ...extraFields, explicit(3, sequence(...extensions)),
   );
   return sequence(tbs, ALG, signature);
@@ -79,4 +80,27 @@ test('authorityKeyIdentifier yields only its [0] keyIdentifier; an issuer name a
 test('subjectAltName counts as URIs only primitive [6] names; a constructed [6] is another kind', () => {
   const sans = decodeSubjectAltName(sequence(implicitPrimitive(6, Buffer.from('spiffe://example.org/a')), implicitConstructed(6, utf8String('spiffe://example.org/b'))));
   assert.deepEqual(sans, { uris: ['spiffe://example.org/a'], dnsNames: [], others: 1 });
+});
+
+test('extensions in a v1 certificate (no version field) or a v2 one are refused', () => {
+  assert.throws(() => readCertificateStructure(certificate([SKI], [], undefined, [])), /extensions require a v3 certificate/);
+  assert.throws(() => readCertificateStructure(certificate([SKI], [], undefined, [explicit(0, smallInteger(1))])), /extensions require a v3 certificate/);
+});
+
+test('a negative small INTEGER (version, pathLenConstraint) is refused, not read as a large one', () => {
+  assert.equal(readSmallInteger(readTlv(smallInteger(127))), 127);
+  assert.throws(() => readSmallInteger(readTlv(Buffer.from([0x02, 0x01, 0xff]))), /out-of-range INTEGER/);
+  assert.throws(() => decodeBasicConstraints(sequence(boolean(true), Buffer.from([0x02, 0x01, 0xff]))), /out-of-range INTEGER/);
+});
+
+test('basicConstraints with fields out of order or one too many is refused', () => {
+  assert.deepEqual(decodeBasicConstraints(sequence(boolean(true), smallInteger(0))), { ca: true, pathLen: 0 });
+  assert.throws(() => decodeBasicConstraints(sequence(smallInteger(0), boolean(true))), /unexpected fields/);
+  assert.throws(() => decodeBasicConstraints(sequence(boolean(true), smallInteger(0), smallInteger(1))), /unexpected fields/);
+});
+
+test('a SubjectPublicKeyInfo with a field after the key, or a second algorithm parameter, is refused', () => {
+  const [alg, key] = [sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7')), bitStringBytes(Buffer.alloc(65, 4))];
+  assert.throws(() => decodeSpki(sequence(alg, key, sequence())), /extra fields/);
+  assert.throws(() => decodeSpki(sequence(sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'), oid('1.2.840.10045.3.1.7')), key)), /extra fields/);
 });
