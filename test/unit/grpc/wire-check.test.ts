@@ -199,3 +199,13 @@ test('every request type the agent socket and the agent API serve has a value li
   // A key naming no served type (a typo, a package left out) would limit nothing, silently.
   for (const typeName of REQUEST_VALUE_LIMITS.keys()) assert.ok(requestTypes.has(typeName), `${typeName} is no request type served`);
 });
+
+test('the Workload API\'s requests hold at most 1000 values in all, far below the SDS limit', () => {
+  const X509 = workload.lookupType('X509SVIDRequest');
+  const unknown = (n: number): Buffer => message(Array(n).fill(varintField(99, 0)).flat());
+  for (const type of [X509, JWT, workload.lookupType('ValidateJWTSVIDRequest')]) {
+    const name = type.fullName.replace(/^\./, '');
+    assert.equal(wireProblem(type, unknown(1000)), undefined, name);
+    assert.equal(wireProblem(type, unknown(1001)), `${name} holds more than 1000 values in all (fields at any depth, each list element counted), the most one request may carry`);
+  }
+});

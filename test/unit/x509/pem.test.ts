@@ -54,3 +54,9 @@ test('concatenated DER with truncation, trailing bytes or a non-SEQUENCE is refu
   assert.throws(() => splitConcatenatedDer(Buffer.from('0401ff', 'hex')), isInvalid(/expected a SEQUENCE/));
   assert.throws(() => splitConcatenatedDer(Buffer.from(toPem('CERTIFICATE', root.der))), isInvalid(/byte 0/));
 });
+
+test('base64 missing its padding (a length not a multiple of 4) is refused, not decoded leniently', () => {
+  assert.deepEqual(pemToDerList('-----BEGIN TEST-----\nQUJDRA==\n-----END TEST-----\n', 'TEST'), [Buffer.from('ABCD')]);
+  assert.throws(() => pemToDerList('-----BEGIN TEST-----\nQUJDRA\n-----END TEST-----\n', 'TEST'), isInvalid(/PEM block 1 \(TEST\) does not hold valid base64/));
+  assert.throws(() => pemToDerList('-----BEGIN TEST-----\nQUJDR\n-----END TEST-----\n', 'TEST'), isInvalid(/does not hold valid base64/));
+});
