@@ -44,6 +44,7 @@ test('well-formed requests, unknown fields of every wire type and non-minimal va
 test('malformed requests are refused with the field and the problem named', () => {
   const cases: Array<[protobuf.Type, Buffer, string]> = [
     [JWT, message(delimited(1, 'aud'), tag(2, 2), varint(50), [...Buffer.from('spiff')]), 'JWTSVIDRequest.spiffe_id (field 2): length 50 runs past the end of the message (5 bytes left)'],
+    [JWT, message(tag(2, 2), varint(6), [...Buffer.from('spiff')]), 'JWTSVIDRequest.spiffe_id (field 2): length 6 runs past the end of the message (5 bytes left)'],
     [JWT, message(tag(1, 2), varint(2 ** 32 - 1)), 'JWTSVIDRequest.audience (field 1): length 4294967295 runs past the end of the message (0 bytes left)'],
     [JWT, message(delimited(2, BAD_UTF8)), 'JWTSVIDRequest.spiffe_id (field 2) is not valid UTF-8'],
     // Overlong encoding of "/" and a lone surrogate (CESU-8): both invalid UTF-8.
