@@ -4,7 +4,7 @@ import { bitStringBytes, boolean, explicit, implicitConstructed, implicitPrimiti
 import { readBitStringBytes, readBoolean, readSingle, readSmallInteger, readTime, readTlv } from '../../../src/common/x509/der-reader.js';
 import { readCertificateStructure } from '../../../src/common/x509/certificate-structure.js';
 import { decodeSpki } from '../../../src/common/x509/spki.js';
-import { decodeAuthorityKeyIdentifier, decodeBasicConstraints, decodeSubjectAltName, extension } from '../../../src/common/x509/extensions.js';
+import { decodeAuthorityKeyIdentifier, decodeBasicConstraints, decodeSubjectAltName, extension, subjectAltNameValue } from '../../../src/common/x509/extensions.js';
 
 /*
  * What the DER reader and the certificate walk refuse, for certificates meshid reads from others (federated and
@@ -103,4 +103,12 @@ test('a SubjectPublicKeyInfo with a field after the key, or a second algorithm p
   const [alg, key] = [sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7')), bitStringBytes(Buffer.alloc(65, 4))];
   assert.throws(() => decodeSpki(sequence(alg, key, sequence())), /extra fields/);
   assert.throws(() => decodeSpki(sequence(sequence(oid('1.2.840.10045.2.1'), oid('1.2.840.10045.3.1.7'), oid('1.2.840.10045.3.1.7')), key)), /extra fields/);
+});
+
+test('a SAN value with a space or a control character is never written', () => {
+  assert.deepEqual(decodeSubjectAltName(subjectAltNameValue(['spiffe://example.org/a'], ['a.example'])), { uris: ['spiffe://example.org/a'], dnsNames: ['a.example'], others: 0 });
+  for (const bad of ['spiffe://example.org/a b', 'spiffe://example.org/a\tb', 'spiffe://example.org/\x7f', '']) {
+    assert.throws(() => subjectAltNameValue([bad], []), /printable ASCII/, JSON.stringify(bad));
+    assert.throws(() => subjectAltNameValue([], [bad]), /printable ASCII/, JSON.stringify(bad));
+  }
 });
