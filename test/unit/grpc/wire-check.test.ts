@@ -47,6 +47,8 @@ test('malformed requests are refused with the field and the problem named', () =
     [JWT, message(tag(2, 2), varint(6), [...Buffer.from('spiff')]), 'JWTSVIDRequest.spiffe_id (field 2): length 6 runs past the end of the message (5 bytes left)'],
     [JWT, message(tag(1, 2), varint(2 ** 32 - 1)), 'JWTSVIDRequest.audience (field 1): length 4294967295 runs past the end of the message (0 bytes left)'],
     [JWT, message(delimited(2, BAD_UTF8)), 'JWTSVIDRequest.spiffe_id (field 2) is not valid UTF-8'],
+    // A lone continuation byte 0x80, the lowest non-ASCII byte.
+    [JWT, message(delimited(2, [0x61, 0x80, 0x62])), 'JWTSVIDRequest.spiffe_id (field 2) is not valid UTF-8'],
     // Overlong encoding of "/" and a lone surrogate (CESU-8): both invalid UTF-8.
     [JWT, message(delimited(1, [0xc0, 0xaf])), 'JWTSVIDRequest.audience (field 1) is not valid UTF-8'],
     [JWT, message(delimited(1, [0xed, 0xa0, 0x80])), 'JWTSVIDRequest.audience (field 1) is not valid UTF-8'],
