@@ -5,11 +5,13 @@
  * rotation (`ca taint` of the datacenter intermediate: the agent re-signs all) is timed from the admin call sent. P5 (agent half) — agent RSS with those 1,000 streams and 10,000 entries vs its idle RSS.
  */
 import fs from 'node:fs';
+import path from 'node:path';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { timeToServeFromCache } from './agent-restart.js';
 import { createIdleEntries, signingSettled } from './full-agent.js';
 import { percentile } from './stats.js';
+import { BarePushServer } from './sds-push-baseline.js';
 import type { BenchResult } from './report.js';
 
 const STREAMS = 1000;
@@ -26,6 +28,17 @@ async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<
   } finally {
     clearTimeout(timer);
   }
+}
+
+/** utime + stime of a process, in ms (clock ticks of 10 ms: summed over the renewals, a mean is good to ~2 ms). */
+function cpuMs(pid: number): number {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+function mean(sample: number[]): number {
+  return sample.reduce((a, b) => a + b, 0) / sample.length;
 }
 
 function rssMb(pid: number): number {
@@ -100,13 +113,34 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     const renew = (round: number) => () =>
       cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: envoy.id, dns_names: [`envoy${round}.bench`] }, mask: ['dns_names'] });
     const firstRenewal = await pushLatencies(renew(0), 'renewal');
+    // The baseline: a bare grpc-js server (sds-push-server.ts) pushing one pre-encoded message of the size the agent
+    // just pushed to as many streams of the same client; its pushes alternate with the agent's renewals, so the
+    // machine's drift falls on both alike, and it also gets one unmeasured push first.
+    const pushBytes = percentile(streams.map((s) => s.lastBytes), 50);
+    const bare = await withTimeout(BarePushServer.start(path.join(cluster.dir, 'bare-sds.sock'), pushBytes, STREAMS, CONNECTIONS), 120_000, 'bare SDS server streams');
     const single: number[] = [];
     const perRenewal: number[] = [];
-    for (let round = 1; round <= RENEWALS; round++) {
-      await new Promise((r) => setTimeout(r, 500));
-      const latencies = await pushLatencies(renew(round), 'renewal');
-      perRenewal.push(percentile(latencies, 99));
-      single.push(...latencies);
+    const agentCpu: number[] = [];
+    const bareSingle: number[] = [];
+    const bareCpu: number[] = [];
+    try {
+      await withTimeout(bare.push(RENEWALS + 1), 60_000, 'unmeasured bare push');
+      for (let round = 1; round <= RENEWALS; round++) {
+        await new Promise((r) => setTimeout(r, 500));
+        const before = cpuMs(agent.child.pid!);
+        const latencies = await pushLatencies(renew(round), 'renewal');
+        // The ACKs and the coalesced state save (due 200 ms after the entry change) belong to the renewal too.
+        await new Promise((r) => setTimeout(r, 300));
+        agentCpu.push(cpuMs(agent.child.pid!) - before);
+        perRenewal.push(percentile(latencies, 99));
+        single.push(...latencies);
+        await new Promise((r) => setTimeout(r, 200));
+        const b = await withTimeout(bare.push(round), 60_000, 'bare push');
+        bareSingle.push(...b.latencies);
+        bareCpu.push(b.cpuMs);
+      }
+    } finally {
+      bare.stop();
     }
     // Every SVID renewed at once: tainting the intermediate makes the agent re-sign all of them.
     const authorities = await cluster.admin.call('Authorities', 'ListAuthorities', {});
@@ -122,8 +156,23 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     return [
       { name: `P6 agent start → serving cached SVIDs, server down, ${entries + 1} SVIDs cached`, value: restart, unit: 'ms', target: '< 500 ms' },
       { name: `P3 first renewal after start → new secret on ${STREAMS} SDS streams p99`, value: percentile(firstRenewal, 99), unit: 'ms' },
-      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p50 (${RENEWALS} renewals)`, value: percentile(single, 50), unit: 'ms' },
-      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p99 (${RENEWALS} renewals, ${single.length} arrivals)`, value: percentile(single, 99), unit: 'ms', target: '< 100 ms' },
+      { name: `P3 baseline: bare grpc-js push of one ${pushBytes}-byte message to ${STREAMS} streams p50`, value: percentile(bareSingle, 50), unit: 'ms' },
+      { name: `P3 baseline: bare grpc-js push of one ${pushBytes}-byte message to ${STREAMS} streams p99`, value: percentile(bareSingle, 99), unit: 'ms' },
+      { name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p50 (${RENEWALS} renewals)`, value: percentile(single, 50), unit: 'ms', ratio: percentile(single, 50) / percentile(bareSingle, 50) },
+      {
+        name: `P3 one SVID renewed → new secret on ${STREAMS} SDS streams p99 (${RENEWALS} renewals, ${single.length} arrivals)`,
+        value: percentile(single, 99),
+        unit: 'ms',
+        ratio: percentile(single, 99) / percentile(bareSingle, 99),
+        target: '< 100 ms',
+      },
+      { name: `P3 baseline: bare grpc-js server CPU per push, trigger → last of ${STREAMS} ACKs (mean of ${RENEWALS}; each ${bareCpu.map((v) => v.toFixed(1)).join(', ')} ms)`, value: mean(bareCpu), unit: 'ms' },
+      {
+        name: `P3 agent CPU per renewal, admin call → 300 ms after the last arrival (/proc utime+stime, mean of ${RENEWALS}; each ${agentCpu.join(', ')} ms)`,
+        value: mean(agentCpu),
+        unit: 'ms',
+        ratio: mean(agentCpu) / mean(bareCpu),
+      },
       { name: `P3 worst single-renewal p99 (each renewal ${perRenewal.map((v) => v.toFixed(0)).join(', ')} ms)`, value: Math.max(...perRenewal), unit: 'ms' },
       { name: `P3 intermediate tainted → ${entries + 1} SVIDs re-signed, watched one on ${STREAMS} streams p99`, value: percentile(mass, 99), unit: 'ms' },
       { name: 'P5 agent idle RSS (baseline)', value: idle, unit: 'MB' },

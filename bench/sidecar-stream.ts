@@ -70,6 +70,8 @@ function frame(message: Record<string, unknown>): Buffer {
 export class SidecarStream {
   /** version_info of the last response. */
   version = '';
+  /** Size of the last response's message (without gRPC's 5-byte frame header). */
+  lastBytes = 0;
   private readonly stream: http2.ClientHttp2Stream;
   private waiter: ((arrivedAt: number) => void) | undefined;
   private pending: Buffer = Buffer.alloc(0);
@@ -96,6 +98,7 @@ export class SidecarStream {
       const length = this.pending.readUInt32BE(1);
       if (this.pending.length < 5 + length) return;
       const r = readHead(this.pending.subarray(5, 5 + length));
+      this.lastBytes = length;
       this.pending = this.pending.subarray(5 + length);
       this.stream.write(frame({ resource_names: this.names, type_url: SECRET_TYPE_URL, version_info: r.version, response_nonce: r.nonce }));
       if (r.version === this.version) continue;
