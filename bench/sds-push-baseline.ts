@@ -64,6 +64,11 @@ export class BarePushServer {
     return { latencies: arrived.map((t) => performance.timeOrigin + t - at), cpuMs: Number(acked.split(' ')[2]) };
   }
 
+  /** The server's process id (for /proc). */
+  get pid(): number {
+    return this.child.pid!;
+  }
+
   stop(): void {
     for (const s of this.streams) s.cancel();
     for (const c of this.clients) c.close();

@@ -3,22 +3,28 @@
  * then many single renewals, each with the agent's and this process's CPU as well as the wall-clock arrivals, so
  * that builds can be compared on a machine whose other load makes P3's wall clock noisy.
  *
- *   node dist/bench/sds-push-probe.js [renewals]     (PROBE_STREAMS, PROBE_CONNECTIONS, PROBE_ENTRIES, PROBE_WINDOW_MB)
+ *   node dist/bench/sds-push-probe.js [renewals]     (PROBE_STREAMS, PROBE_CONNECTIONS, PROBE_ENTRIES, PROBE_WINDOW_MB, PROBE_BARE)
  *
  * Agent CPU is its main thread's (/proc/<pid>/task/<pid>/schedstat, ns) and the whole process's (/proc/<pid>/stat,
  * 10 ms ticks), from the admin call sent until the last stream's arrival and 300 ms after (the ACKs).
+ *
+ * PROBE_BARE=1: after each renewal, P3's baseline server (sds-push-server.ts, as many streams of the same client)
+ * pushes one message of the agent's push size, its main-thread CPU measured the same way, from the trigger until the
+ * last arrival and 300 ms after: the push's cost without meshid, on the machine as it is at that moment.
  */
 import fs from 'node:fs';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { createIdleEntries, signingSettled } from './full-agent.js';
 import { percentile } from './stats.js';
+import { BarePushServer } from './sds-push-baseline.js';
 
 const renewals = Number(process.argv[2] ?? 20);
 const STREAMS = Number(process.env['PROBE_STREAMS'] ?? 1000);
 const CONNECTIONS = Number(process.env['PROBE_CONNECTIONS'] ?? 10);
 const ENTRIES = Number(process.env['PROBE_ENTRIES'] ?? 10_000);
 const windowMb = Number(process.env['PROBE_WINDOW_MB'] ?? 0);
+const withBare = process.env['PROBE_BARE'] === '1';
 const agentNodeArgs = (process.env['MESHID_BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 
 function mainThreadNs(pid: number): number {
@@ -64,6 +70,8 @@ try {
   const all: number[] = [];
   const agentNs: number[] = [];
   const selfNs: number[] = [];
+  const bareNs: number[] = [];
+  let bare: BarePushServer | undefined;
   for (let round = 0; round <= renewals; round++) {
     await new Promise((r) => setTimeout(r, 500));
     const arrivals = streams.map((s) => s.nextVersion());
@@ -97,10 +105,25 @@ try {
       agentNs.push((a1 - a0) / 1e6);
       selfNs.push((s1 - s0) / 1e6);
     }
+    if (!withBare) continue;
+    if (bare === undefined) {
+      bare = await BarePushServer.start(`${cluster.dir}/bare-sds.sock`, percentile(streams.map((s) => s.lastBytes), 50), STREAMS, CONNECTIONS);
+      await bare.push(renewals + 1);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+    const b0 = mainThreadNs(bare.pid);
+    const b = await bare.push(round);
+    await new Promise((r) => setTimeout(r, 300));
+    const b1 = mainThreadNs(bare.pid);
+    rows[rows.length - 1] += `\tbare p99 ${percentile(b.latencies, 99).toFixed(0)} ms main ${((b1 - b0) / 1e6).toFixed(1)} ms cpuUsage ${b.cpuMs.toFixed(1)} ms`;
+    if (round > 0) bareNs.push((b1 - b0) / 1e6);
   }
+  bare?.stop();
   for (const r of rows) process.stdout.write(`${r}\n`);
   process.stdout.write(
-    `SUMMARY renewals ${renewals}: p50 ${percentile(all, 50).toFixed(0)} p99 ${percentile(all, 99).toFixed(0)} ms; agent main-thread CPU per renewal median ${percentile(agentNs, 50).toFixed(1)} ms (p90 ${percentile(agentNs, 90).toFixed(1)}); bench main-thread CPU median ${percentile(selfNs, 50).toFixed(1)} ms\n`,
+    `SUMMARY renewals ${renewals}: p50 ${percentile(all, 50).toFixed(0)} p99 ${percentile(all, 99).toFixed(0)} ms; agent main-thread CPU per renewal median ${percentile(agentNs, 50).toFixed(1)} ms (p90 ${percentile(agentNs, 90).toFixed(1)}); bench main-thread CPU median ${percentile(selfNs, 50).toFixed(1)} ms` +
+      (withBare ? `; bare server main-thread CPU per push median ${percentile(bareNs, 50).toFixed(1)} ms (p90 ${percentile(bareNs, 90).toFixed(1)})` : '') +
+      '\n',
   );
   for (const s of streams) s.cancel();
   for (const c of clients) c.close();
