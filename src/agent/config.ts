@@ -5,7 +5,7 @@ import { configuredTrustDomain } from '../common/spiffe/spiffe-id.js';
 import { DEFAULT_JWT_CACHE_SIZE } from './cache/jwt-svid-cache.js';
 import { DEFAULT_SOCKET_PATH, socketPathSetting } from './cli/endpoint-socket.js';
 import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
-import { configuredLogLevel, LOG_LEVELS } from '../common/log.js';
+import { configuredLogLevel, type LogLevel } from '../common/log.js';
 import { resolveSdsOptions, type ResolvedSdsOptions } from './sds/sds-options.js';
 import { DEFAULT_MAX_CONNECTIONS_PER_UID } from './endpoints/uds-server.js';
 import { DEFAULT_MAX_CALLS_PER_UID } from './endpoints/uid-call-limit.js';
@@ -37,7 +37,7 @@ export interface AgentConfig {
   readonly insecureBootstrap: boolean;
   readonly socketPath: string;
   readonly dataDir: string;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
   readonly jwtSvidCacheSize: number;
   /** Open workload-socket connections one uid may hold (UdsServerOptions.maxConnectionsPerUid). */
   readonly maxConnectionsPerUid: number;
@@ -159,7 +159,6 @@ export const SPIRE_KEYS_NOT_SUPPORTED = {
 
 export const DEFAULT_AGENT_SOCKET_PATH = DEFAULT_SOCKET_PATH;
 export const DEFAULT_AGENT_DATA_DIR = '.meshid/agent';
-export { LOG_LEVELS };
 
 /** Reads a JSON config file; an "agent" top-level object is accepted too, for room to grow. */
 export function readAgentConfigFile(file: string, setByFlags?: ReadonlySet<string>): RawAgentConfig {

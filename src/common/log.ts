@@ -21,25 +21,46 @@ export interface LogOptions {
   destination?: NodeJS.WritableStream;
 }
 
-/** The levels operators may choose (pino's, without fatal and silent). */
-export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error'] as const;
+/** The pino levels meshid logs at, most verbose first (pino's, without silent). */
+export const LOG_LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal'] as const;
+export type LogLevel = (typeof LOG_LEVELS)[number];
 /** The level when neither --log-level, log_level nor MESHID_LOG_LEVEL names one. */
-export const DEFAULT_LOG_LEVEL = 'info';
+export const DEFAULT_LOG_LEVEL: LogLevel = 'info';
 
 /**
- * A configured log level, `info` when unset, in any case as SPIRE takes it (its configs write "DEBUG"); one that is
- * none of LOG_LEVELS is invalid_argument naming `what` (the setting) and the value as written.
+ * SPIRE's level names that are not pino's. SPIRE parses every level with logrus.ParseLevel, which takes `warning` for
+ * warn and has `panic` above fatal; pino has no panic level, and fatal is the nearest (meshid logs at neither).
  */
-export function configuredLogLevel(raw: string | undefined, what: string): string {
-  const level = (raw ?? DEFAULT_LOG_LEVEL).toLowerCase();
-  if (!(LOG_LEVELS as readonly string[]).includes(level)) throw invalidArgument(`${what} "${raw}" is not one of ${LOG_LEVELS.join(', ')}`);
+const SPIRE_ONLY_LEVELS: Readonly<Record<string, LogLevel>> = { warning: 'warn', panic: 'fatal' };
+
+/** Every name a level is taken by, in any case: pino's and SPIRE's (logrus's), as spire-server and spire-agent take. */
+export const LOG_LEVEL_NAMES: readonly string[] = [...LOG_LEVELS, ...Object.keys(SPIRE_ONLY_LEVELS)];
+
+/**
+ * The one parser of a log level: a name of LOG_LEVEL_NAMES in any case (SPIRE's configs write "DEBUG"), as pino's
+ * level; another is invalid_argument naming `what` (the setting) and the value as written.
+ */
+export function parseLogLevel(raw: string, what: string): LogLevel {
+  const name = raw.toLowerCase();
+  const level = SPIRE_ONLY_LEVELS[name] ?? LOG_LEVELS.find((l) => l === name);
+  if (level === undefined) throw invalidArgument(`${what} "${raw}" is not one of ${LOG_LEVEL_NAMES.join(', ')}`);
   return level;
+}
+
+/** A configured log level (parseLogLevel), `info` when unset. */
+export function configuredLogLevel(raw: string | undefined, what: string): LogLevel {
+  return parseLogLevel(raw ?? DEFAULT_LOG_LEVEL, what);
+}
+
+/** Whether a pino logger at `level` writes lines at `line`. */
+export function levelWrites(level: string, line: LogLevel): boolean {
+  return (pino.levels.values[level] ?? Infinity) <= pino.levels.values[line]!;
 }
 
 export function createLogger(options: LogOptions): Logger {
   const base: LoggerOptions = {
     name: options.name,
-    level: options.level ?? process.env['MESHID_LOG_LEVEL'] ?? DEFAULT_LOG_LEVEL,
+    level: options.level ?? configuredLogLevel(process.env['MESHID_LOG_LEVEL'], 'MESHID_LOG_LEVEL'),
     redact: { paths: REDACT_PATHS, censor: '[redacted]' },
   };
   if (options.destination !== undefined) return pino(base, options.destination as pino.DestinationStream);

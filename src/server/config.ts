@@ -1,7 +1,7 @@
 import path from 'node:path';
 import { invalidArgument } from '../common/errors.js';
 import { checkConfigKeys, readJsonConfigObject, refuseEmptyStrings, type ConfigKeyType } from '../common/config-file.js';
-import { configuredLogLevel } from '../common/log.js';
+import { configuredLogLevel, type LogLevel } from '../common/log.js';
 import { formatDuration } from '../common/duration.js';
 import { parseHostPort } from '../common/host-port.js';
 import { checkSocketPathLength } from '../common/socket-file.js';
@@ -42,7 +42,7 @@ export interface ServerConfig {
   readonly agentSvidTtlMs: number;
   /** Files of the CA that signs the intermediates instead of a root meshid makes (see ca/upstream-ca.ts). */
   readonly upstreamCa: UpstreamCaFiles | undefined;
-  readonly logLevel: string;
+  readonly logLevel: LogLevel;
   /** Signing requests per agent per second (token bucket refill) and burst. */
   readonly agentSignRate: number;
   readonly agentSignBurst: number;

@@ -86,7 +86,7 @@ test('MESHID_LOG_LEVEL naming no level is refused naming MESHID_LOG_LEVEL, not a
   const { dir, cleanup } = tempDir('meshid-env-log-level-');
   t.after(cleanup);
   const env = { MESHID_LOG_LEVEL: 'verbose' };
-  const want = 'Error: InvalidArgument: MESHID_LOG_LEVEL "verbose" is not one of trace, debug, info, warn, error\n';
+  const want = 'Error: InvalidArgument: MESHID_LOG_LEVEL "verbose" is not one of trace, debug, info, warn, error, fatal, warning, panic\n';
   const serverArgs = ['--trust-domain', 'example.org', '--data-dir', path.join(dir, 'server'), '--admin-socket', path.join(dir, 'admin', 'a.sock'), '--bind-address', '127.0.0.1:0'];
   const agentArgs = ['--server-address', '127.0.0.1:1', '--trust-domain', 'example.org', '--insecure-bootstrap', '--join-token', 'x', '--data-dir', path.join(dir, 'agent'), '--socket-path', path.join(dir, 'sock', 'api.sock')];
   for (const [main, args] of [[SERVER_MAIN, serverArgs], [AGENT_MAIN, agentArgs]] as const) {

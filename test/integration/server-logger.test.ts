@@ -41,6 +41,9 @@ test('logger set -level debug makes the running server write debug lines, logger
   await ok(['logger', 'set', '--level', 'error']);
   assert.equal(await ok(['logger', 'set', '-level', 'Warning']), 'Logger Level : warning\nLaunch Level : info\n\n');
   assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'WARN', launch_level: 'INFO' });
+  // logrus's panic, which pino lacks, is its nearest level, fatal (SPIRE's FATAL in JSON).
+  assert.equal(await ok(['logger', 'set', '--level', 'PANIC']), 'Logger Level : fatal\nLaunch Level : info\n\n');
+  assert.deepEqual(JSON.parse(await ok(['logger', 'get', '--output', 'json'])), { current_level: 'FATAL', launch_level: 'INFO' });
   assert.equal(await ok(['logger', 'reset']), 'Logger Level : info\nLaunch Level : info\n\n');
   await refuse('int-after-reset');
   // Lines are written in order: once a line logged after the refusal is out, its debug line would be too.

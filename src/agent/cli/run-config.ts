@@ -4,14 +4,13 @@ import {
   DATACENTER_FROM_JOIN_TOKEN,
   DEFAULT_AGENT_DATA_DIR,
   DEFAULT_AGENT_SOCKET_PATH,
-  LOG_LEVELS,
   readAgentConfigFile,
   SPIRE_KEYS_NOT_SUPPORTED,
   type AgentConfig,
   type RawAgentConfig,
 } from '../config.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
-import { configuredLogLevel, DEFAULT_LOG_LEVEL } from '../../common/log.js';
+import { configuredLogLevel, DEFAULT_LOG_LEVEL, LOG_LEVEL_NAMES } from '../../common/log.js';
 
 /** Flags of `meshid-agent run`, with spire-agent's spellings as aliases. */
 export const RUN_FLAGS: readonly FlagSpec[] = [
@@ -24,7 +23,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
   { name: 'insecure-bootstrap', aliases: ['insecureBootstrap'], type: 'bool', description: 'DEVELOPMENT ONLY: attest without authenticating the server when there is no trust bundle' },
   { name: 'socket-path', aliases: ['socketPath'], type: 'string', valueName: 'PATH', description: `Workload API / SDS Unix socket, a path or unix:///path URI (default ${DEFAULT_AGENT_SOCKET_PATH})` },
   { name: 'data-dir', aliases: ['dataDir'], type: 'string', valueName: 'DIR', description: `Data directory for the agent's state and keys (default ${DEFAULT_AGENT_DATA_DIR})` },
-  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: `Log level (default: log_level in --config, else $MESHID_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL})` },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVEL_NAMES, choicesAnyCase: true, description: `Log level (default: log_level in --config, else $MESHID_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL})` },
   {
     name: 'allow-unauthenticated-verifiers',
     aliases: ['allowUnauthenticatedVerifiers'],

@@ -1,10 +1,10 @@
 import type { UntypedServiceImplementation } from '@grpc/grpc-js';
 import { invalidArgument } from '../../common/errors.js';
-import { configuredLogLevel, LOG_LEVELS, type Logger } from '../../common/log.js';
+import { levelWrites, LOG_LEVEL_NAMES, parseLogLevel, type Logger } from '../../common/log.js';
 import { unary } from './handler.js';
 
 /** Whether a logger at `level` writes info lines. */
-const writesInfo = (level: string): boolean => level !== 'warn' && level !== 'error';
+const writesInfo = (level: string): boolean => levelWrites(level, 'info');
 
 /**
  * Admin API: the server's log level at run time (meshid.admin.v1.Logger, SPIRE's Logger API). `root` is the process's
@@ -23,8 +23,8 @@ export function loggerService(root: Logger, launchLevel: string, log: Logger): U
   return {
     GetLogger: unary(log, 'GetLogger', levels),
     SetLogLevel: unary(log, 'SetLogLevel', (req: { level?: string }) => {
-      if (!req.level) throw invalidArgument(`level is required: one of ${LOG_LEVELS.join(', ')}`);
-      return change(configuredLogLevel(req.level, 'log level'), 'log level set');
+      if (!req.level) throw invalidArgument(`level is required: one of ${LOG_LEVEL_NAMES.join(', ')}`);
+      return change(parseLogLevel(req.level, 'log level'), 'log level set');
     }),
     ResetLogLevel: unary(log, 'ResetLogLevel', () => change(launchLevel, 'log level reset to the level the server started with')),
   };

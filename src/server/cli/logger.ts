@@ -1,15 +1,11 @@
 import { runGroup, type Command } from '../../common/cli/command.js';
 import { OUTPUT_FLAG, outputFormat, renderFields, renderJson, type CliIo } from '../../common/cli/output.js';
-import { LOG_LEVELS } from '../../common/log.js';
+import { LOG_LEVEL_NAMES, parseLogLevel } from '../../common/log.js';
 import { ADMIN_SOCKET_FLAG, withAdminClient } from './admin-client.js';
 import type { LoggerLevels } from './admin-types.js';
 
-/**
- * logrus's name of a level where it differs from pino's: spire-server prints `Logger Level : warning` for WARN, and
- * its `logger set -level` takes `warning` as well as `warn`.
- */
-const LOGRUS_WARN = 'warning';
-const logrusName = (level: string): string => (level === 'warn' ? LOGRUS_WARN : level);
+/** logrus's name of a level where it differs from pino's: spire-server prints `Logger Level : warning` for WARN. */
+const logrusName = (level: string): string => (level === 'warn' ? 'warning' : level);
 
 /**
  * The levels as spire-server logger prints them: the current one, then the one the server started with; in JSON as
@@ -40,17 +36,16 @@ const set: Command = {
     {
       name: 'level',
       type: 'string',
-      choices: [...LOG_LEVELS, LOGRUS_WARN],
+      choices: LOG_LEVEL_NAMES,
       choicesAnyCase: true,
       valueName: 'LEVEL',
-      description: `The new level, one of ${LOG_LEVELS.join(', ')} (or ${LOGRUS_WARN}); required`,
+      description: `The new level, one of ${LOG_LEVEL_NAMES.join(', ')} (SPIRE's names: warning is warn, panic is fatal); required`,
     },
     ADMIN_SOCKET_FLAG,
     OUTPUT_FLAG,
   ],
   async run(args, io) {
-    const given = args.requiredString('level', `(one of ${LOG_LEVELS.join(', ')})`);
-    const level = given === LOGRUS_WARN ? 'warn' : given;
+    const level = parseLogLevel(args.requiredString('level', `(one of ${LOG_LEVEL_NAMES.join(', ')})`), 'level');
     io.stdout.write(renderLevels(await withAdminClient(args, io.env, (client) => client.call('Logger', 'SetLogLevel', { level })), outputFormat(args)));
     return 0;
   },

@@ -1,7 +1,7 @@
 import { parseArgs, type FlagSpec } from '../../common/cli/args.js';
 import { compileServerConfig, readConfigFile, DEFAULT_ADMIN_SOCKET, SERVER_DEFAULTS, type RawServerConfig, type ServerConfig } from '../config.js';
 import { SPIRE_KEYS_NOT_SUPPORTED } from '../spire-keys-not-supported.js';
-import { configuredLogLevel, DEFAULT_LOG_LEVEL, LOG_LEVELS } from '../../common/log.js';
+import { configuredLogLevel, DEFAULT_LOG_LEVEL, LOG_LEVEL_NAMES } from '../../common/log.js';
 import { namingFlags } from '../../common/cli/flag-origin.js';
 import { EXPAND_ENV_NOT_SUPPORTED } from '../../common/config-file.js';
 import { formatDuration } from '../../common/duration.js';
@@ -49,7 +49,7 @@ export const RUN_FLAGS: readonly FlagSpec[] = [
     valueName: 'DURATION',
     description: `How often partners should poll this trust domain's bundle (its spiffe_refresh_hint; default ${formatDuration(SERVER_DEFAULTS.bundle_endpoint_refresh_hint * 1000)}, less when the CA publishes new keys sooner)`,
   },
-  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVELS, choicesAnyCase: true, description: `Log level (default: log_level in --config, else $MESHID_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL})` },
+  { name: 'log-level', aliases: ['logLevel'], type: 'string', choices: LOG_LEVEL_NAMES, choicesAnyCase: true, description: `Log level (default: log_level in --config, else $MESHID_LOG_LEVEL, else ${DEFAULT_LOG_LEVEL})` },
 ];
 
 /** spire-server run flags meshid has no counterpart for: a SPIRE command line gets the meshid way, not "unknown flag". */

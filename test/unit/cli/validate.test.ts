@@ -209,9 +209,36 @@ test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from 
 
   fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'VERBOSE' }));
   const unknown = await run(validateServerCommand, ['--config', serverFile]);
-  assert.deepEqual([unknown.code, unknown.err], [1, 'Error: InvalidArgument: log_level "VERBOSE" is not one of trace, debug, info, warn, error\n']);
+  assert.deepEqual([unknown.code, unknown.err], [1, 'Error: InvalidArgument: log_level "VERBOSE" is not one of trace, debug, info, warn, error, fatal, warning, panic\n']);
   const unknownFlag = await run(validateAgentCommand, ['--server-address', 'meshid:8081', '--log-level', 'LOUD']);
-  assert.deepEqual([unknownFlag.code, unknownFlag.err], [1, 'Error: InvalidArgument: flag --log-level must be one of trace, debug, info, warn, error, got "LOUD"\n']);
+  assert.deepEqual([unknownFlag.code, unknownFlag.err], [1, 'Error: InvalidArgument: flag --log-level must be one of trace, debug, info, warn, error, fatal, warning, panic, got "LOUD"\n']);
+});
+
+test("log_level takes logrus's names as SPIRE does, from the file, the flag and the environment of both daemons: warning is warn, panic is pino's nearest, fatal", async (t) => {
+  const { dir, cleanup } = tempDir('meshid-validate-logrus-level-');
+  t.after(cleanup);
+  const serverFile = path.join(dir, 'server.json');
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'WARNING' }));
+  const agentFile = path.join(dir, 'agent.json');
+  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: 'warning' }));
+  const server = ['--trust-domain', 'example.org'];
+  const agent = ['--server-address', 'meshid:8081'];
+  // The config file.
+  assert.equal(serverConfigFrom(['--config', serverFile], {})!.logLevel, 'warn');
+  assert.equal(agentConfigFrom(['--config', agentFile], {})!.logLevel, 'warn');
+  // The flag, in SPIRE's spelling too.
+  assert.equal(serverConfigFrom([...server, '--log-level', 'warning'], {})!.logLevel, 'warn');
+  assert.equal(serverConfigFrom([...server, '-logLevel', 'Panic'], {})!.logLevel, 'fatal');
+  assert.equal(agentConfigFrom([...agent, '--log-level', 'WARNING'], {})!.logLevel, 'warn');
+  assert.equal(agentConfigFrom([...agent, '-logLevel', 'fatal'], {})!.logLevel, 'fatal');
+  // The environment.
+  assert.equal(serverConfigFrom(server, { MESHID_LOG_LEVEL: 'warning' })!.logLevel, 'warn');
+  assert.equal(serverConfigFrom(server, { MESHID_LOG_LEVEL: 'FATAL' })!.logLevel, 'fatal');
+  assert.equal(agentConfigFrom(agent, { MESHID_LOG_LEVEL: 'Warning' })!.logLevel, 'warn');
+  assert.equal(agentConfigFrom(agent, { MESHID_LOG_LEVEL: 'panic' })!.logLevel, 'fatal');
+  // validate, which runs what run runs, accepts them as well.
+  assert.deepEqual((await run(validateServerCommand, ['--config', serverFile])).code, 0);
+  assert.deepEqual((await run(validateAgentCommand, [...agent, '--log-level', 'panic'])).code, 0);
 });
 
 test('a config error about a value given as a flag names the flag too, so an operator without a config file knows what to change; one from the file does not', async (t) => {

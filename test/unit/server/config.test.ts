@@ -195,7 +195,7 @@ test('config file values of the wrong type, log levels pino lacks and addresses 
     assert.throws(() => read({ trust_domain: 5 }), /"trust_domain" must be a string, got number/);
     assert.throws(() => read({ trust_domain: 'example.org', default_x509_svid_ttl: true }), /"default_x509_svid_ttl" must be a string or a number, got boolean/);
     assert.equal(compileServerConfig(read({ trust_domain: 'example.org', default_x509_svid_ttl: 3600, max_x509_svid_ttl: '2h' })).x509SvidTtlMs, 3_600_000);
-    assert.throws(() => compileServerConfig(read({ trust_domain: 'example.org', log_level: 'verbose' })), /log_level "verbose" is not one of trace, debug, info, warn, error/);
+    assert.throws(() => compileServerConfig(read({ trust_domain: 'example.org', log_level: 'verbose' })), /log_level "verbose" is not one of trace, debug, info, warn, error, fatal, warning, panic/);
     assert.throws(() => compileServerConfig(read({ trust_domain: 'example.org', bind_address: '8081' })), /bind_address "8081" is not HOST:PORT/);
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
