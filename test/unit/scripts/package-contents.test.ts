@@ -13,7 +13,7 @@ import path from 'node:path';
 import { promisify } from 'node:util';
 import { packageRoot } from '../../../src/common/paths.js';
 
-const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string> };
+const pkg = JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { bin: Record<string, string>; scripts: Record<string, string>; license: string };
 
 async function packedFiles(): Promise<string[]> {
   // --ignore-scripts: `prepare` would rebuild everything first.
@@ -41,11 +41,19 @@ test("npm pack puts package.json's bin targets in the tarball, and what its inst
   }
 });
 
+test("npm pack puts LICENSE in the tarball (npm adds it unasked): the Apache License 2.0 text that package.json's license names", async () => {
+  assert.equal(pkg.license, 'Apache-2.0');
+  assert.ok((await packedFiles()).includes('LICENSE'), 'LICENSE is not packed');
+  const text = fs.readFileSync(path.join(packageRoot, 'LICENSE'), 'utf8');
+  assert.match(text, /^\n {33}Apache License\n {27}Version 2\.0, January 2004\n/);
+  assert.match(text, /TERMS AND CONDITIONS FOR USE, REPRODUCTION, AND DISTRIBUTION[\s\S]+END OF TERMS AND CONDITIONS[\s\S]+APPENDIX: How to apply the Apache License to your work\./);
+});
+
 test('npm pack puts only what the installed executables read at run time in the tarball', async () => {
   const files = await packedFiles();
   // The bundles, their source maps (--enable-source-maps) and the agent's code cache; the .proto files the daemons and
   // CLIs load (src/common/paths.ts finds them beside package.json); the addons' sources and the script that builds
-  // them at install; npm's own package.json and README.md.
+  // them at install; npm's own package.json, README.md and LICENSE.
   const runtime = /^(dist\/bin\/[^/]+|proto\/.+\.proto|native\/(peercred|malloc)\/(binding\.gyp|(peercred|malloc)\.c)|scripts\/build-native\.mjs|package\.json|README\.md|LICENSE)$/;
   const extra = files.filter((f) => !runtime.test(f));
   assert.deepEqual(extra, [], `${extra.length} packed files not needed at run time: ${extra.slice(0, 20).join(', ')}${extra.length > 20 ? ', …' : ''}`);
