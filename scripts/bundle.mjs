@@ -1,8 +1,9 @@
 // Bundles each executable with its dependencies into dist/bin, so that a start reads and links a few files instead of
 // the ~300 modules of meshid, grpc-js, protobufjs and pino: the ESM loader's per-module cost was a fifth of a CLI
-// command's start and of an agent restart's CPU (bench/README.md). The server's is code split: `run` is loaded only by
-// `run`, as the unbundled CLI loads it. The agent's is one CommonJS file started from a V8 code cache made here
-// (scripts/code-cache-loader.mjs): agent restarts serve from their cache sooner (P6). Native addons (better-sqlite3,
+// command's start and of an agent restart's CPU (bench/README.md). Each is one CommonJS file started from a V8 code
+// cache made here (scripts/code-cache-loader.mjs): agent restarts serve from their cache sooner (P6), and each
+// `meshid-server` admin command, a fresh process, compiles less. Modules loaded by a dynamic import() (the server's
+// `run`, `restore` and `validate`) stay in the file but run only when imported. Native addons (better-sqlite3,
 // meshid's own by path) stay outside.
 import { build } from 'esbuild';
 import { spawnSync } from 'node:child_process';
@@ -12,9 +13,6 @@ import { fileURLToPath } from 'node:url';
 import { buildVersion } from './build-version.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
-
-// CommonJS packages inside an ES module bundle still call require().
-const banner = "import { createRequire as __meshidCreateRequire } from 'node:module';\nconst require = __meshidCreateRequire(import.meta.url);";
 
 /**
  * A dependency that reads files beside its own code (@grpc/reflection's protos) finds them through __dirname, which in
@@ -53,40 +51,42 @@ const common = {
 // src/common/meshid-version.ts.
 const version = JSON.stringify(buildVersion(root));
 
-const server = await build({
-  ...common,
-  entryPoints: { 'meshid-server': 'dist/src/server/main.js' },
-  outExtension: { '.js': '.mjs' },
-  splitting: true,
-  format: 'esm',
-  banner: { js: banner },
-  define: { MESHID_BUILD_VERSION: version },
-  metafile: true,
-});
-for (const out of Object.keys(server.metafile.outputs)) {
-  if (!out.endsWith('.mjs')) continue;
-  const file = path.join(root, out);
-  fs.writeFileSync(file, asciiOnly(fs.readFileSync(file, 'utf8')));
+/**
+ * Bundles dist/src/MAIN into dist/bin/NAME.cjs and writes NAME.mjs, which runs it from a code cache made by running
+ * `training` once.
+ */
+async function bundleWithCodeCache(name, main, training) {
+  await build({
+    ...common,
+    entryPoints: { [name]: main },
+    outExtension: { '.js': '.cjs' },
+    format: 'cjs',
+    // meshid's own modules find their files from import.meta.url: the bundle's own place.
+    banner: { js: "var __meshidImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
+    define: { MESHID_BUILD_VERSION: version, 'import.meta.url': '__meshidImportMetaUrl' },
+    // require.resolve of a package file runs at start, against node_modules, as it does unbundled.
+    logOverride: { 'require-resolve-not-external': 'silent' },
+  });
+  withCodeCache(name, training);
 }
 
-await build({
-  ...common,
-  entryPoints: { 'meshid-agent': 'dist/src/agent/main.js' },
-  outExtension: { '.js': '.cjs' },
-  format: 'cjs',
-  // meshid's own modules find their files from import.meta.url: the bundle's own place.
-  banner: { js: "var __meshidImportMetaUrl = require('node:url').pathToFileURL(__filename).href;" },
-  define: { MESHID_BUILD_VERSION: version, 'import.meta.url': '__meshidImportMetaUrl' },
-  // require.resolve of a package file runs at start, against node_modules, as it does unbundled.
-  logOverride: { 'require-resolve-not-external': 'silent' },
+// The agent's cache is made by `run --help`: the modules `run` loads, compiled and run, nothing started (a cache made
+// later in a run is refused: the agent sets V8 flags while it runs, and their hash is part of V8's check).
+await bundleWithCodeCache('meshid-agent', 'dist/src/agent/main.js', ['run', '--help']);
+// The server's by an admin command (the CLI, grpc-js's client and the admin protos) against a socket that is not
+// there: what each `meshid-server <command>` process runs before it talks to the server; `run` compiles the rest.
+await bundleWithCodeCache('meshid-server', 'dist/src/server/main.js', {
+  argv: ['entry', 'show', '--admin-socket', path.join(root, 'dist/bin/no-server-here/admin.sock')],
+  exitCode: 1,
 });
-withCodeCache('meshid-agent');
 
 /**
  * Writes dist/bin/NAME.mjs, the entry that runs NAME.cjs from a V8 code cache, and makes that cache by running the
- * entry once (`run --help`: the modules `run` loads, compiled and run as at a start, without starting anything).
+ * entry once with `training` (its arguments, or them and the exit code they end with): the cache holds what that run
+ * compiled.
  */
-function withCodeCache(name) {
+function withCodeCache(name, training) {
+  const { argv, exitCode } = Array.isArray(training) ? { argv: training, exitCode: 0 } : training;
   const bundle = path.join(root, 'dist/bin', `${name}.cjs`);
   // The hashbang would be a syntax error inside the CommonJS wrapper; a blank line keeps the source map's lines.
   const source = asciiOnly(fs.readFileSync(bundle, 'utf8').replace(/^#!.*/, ''));
@@ -96,8 +96,8 @@ function withCodeCache(name) {
   fs.writeFileSync(entry, loader, { mode: 0o755 });
   const env = { ...process.env, MESHID_CODE_CACHE_WRITE: '1' };
   delete env.NODE_OPTIONS;
-  const made = spawnSync(process.execPath, [entry, 'run', '--help'], { env, stdio: ['ignore', 'ignore', 'inherit'] });
-  if (made.status !== 0 || !fs.existsSync(`${bundle}.cache`)) {
+  const made = spawnSync(process.execPath, [entry, ...argv], { env, stdio: ['ignore', 'ignore', exitCode === 0 ? 'inherit' : 'ignore'] });
+  if (made.status !== exitCode || !fs.existsSync(`${bundle}.cache`)) {
     // Still a working executable: it compiles the bundle from source at every start.
     process.stderr.write(`bundle: no code cache for ${name} (exit ${made.status ?? made.signal})\n`);
   }

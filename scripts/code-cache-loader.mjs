@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// An executable's entry (written into dist/bin by scripts/bundle.mjs beside the CommonJS bundle it runs): compiles the
+// Each executable's entry (written into dist/bin by scripts/bundle.mjs beside the CommonJS bundle it runs): compiles the
 // bundle with the V8 code cache made for it at build time, so that a start deserializes compiled code instead of
 // parsing ~1.7 MB of JavaScript (Node 20 has no module.enableCompileCache; bench/README.md, P6).
 //

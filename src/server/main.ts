@@ -9,8 +9,9 @@ exitOnBrokenPipe(process.stdout);
 // One `Error: …` line per failure, not grpc-js's own lines around it; `run` routes them into its log instead.
 quietGrpcJsLogForCli(process.env);
 
-// exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends.
-process.exitCode = await serverCli(process.argv.slice(2), {
+// exitCode, not exit(): pending stdout writes to a pipe still flush before the process ends. Not a top-level await:
+// the executable is bundled as a CommonJS script so that it can start from a V8 code cache (scripts/bundle.mjs).
+void serverCli(process.argv.slice(2), {
   stdout: process.stdout,
   stderr: process.stderr,
   env: process.env,
@@ -19,4 +20,6 @@ process.exitCode = await serverCli(process.argv.slice(2), {
   get stdin() {
     return process.stdin;
   },
+}).then((code) => {
+  process.exitCode = code;
 });

@@ -1,8 +1,8 @@
 /**
- * meshid-agent as shipped starts from the V8 code cache scripts/bundle.mjs made for its bundle
- * (scripts/code-cache-loader.mjs), and without it — absent, made for another bundle, refused by V8 — starts all the
- * same from the bundle's source. With --enable-source-maps it loads the bundle so that its source map applies. Its
- * bundle, and the server's files, are ASCII.
+ * meshid-agent and meshid-server as shipped start from the V8 code cache scripts/bundle.mjs made for each bundle
+ * (one loader, scripts/code-cache-loader.mjs), and without it — absent, made for another bundle, refused by V8,
+ * damaged — start all the same from the bundle's source. With --enable-source-maps the bundle is loaded so that its
+ * source map applies. Both bundles are ASCII.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,27 +11,34 @@ import path from 'node:path';
 import { crc32 } from 'node:zlib';
 import { packageRoot } from '../../src/common/paths.js';
 import { AGENT_MAIN } from '../support/cluster.js';
-import { runNode } from '../support/server-process.js';
+import { runNode, SERVER_MAIN, startServerProcess } from '../support/server-process.js';
+import { tempDir } from '../support/server-kit.js';
+import { teardown } from '../support/teardown.js';
 
 const REPORT = { MESHID_CODE_CACHE_REPORT: '1', NODE_OPTIONS: '' };
+/** The cache's layout (scripts/code-cache-loader.mjs): the bundle's SHA-256, the CRC-32 of V8's data, V8's data. */
+const DATA_AT = 36;
 const shipped = path.dirname(AGENT_MAIN);
 
-/** dist/bin's agent files copied to a dir beside it (the bundle finds the package from its own place), then `change`d. */
-async function withCopy(change: (dir: string) => void, check: (main: string) => Promise<void>): Promise<void> {
+/**
+ * dist/bin's files of `name` copied to a dir beside it (the bundle finds the package from its own place), then
+ * `change`d.
+ */
+async function withCopy(change: (dir: string) => void, check: (main: string) => Promise<void>, name = 'meshid-agent'): Promise<void> {
   const dir = fs.mkdtempSync(path.join(packageRoot, 'dist', 'code-cache-test-'));
   try {
-    for (const file of ['meshid-agent.mjs', 'meshid-agent.cjs', 'meshid-agent.cjs.cache']) fs.copyFileSync(path.join(shipped, file), path.join(dir, file));
+    for (const file of [`${name}.mjs`, `${name}.cjs`, `${name}.cjs.cache`]) fs.copyFileSync(path.join(shipped, file), path.join(dir, file));
     change(dir);
-    await check(path.join(dir, 'meshid-agent.mjs'));
+    await check(path.join(dir, `${name}.mjs`));
   } finally {
     fs.rmSync(dir, { recursive: true, force: true });
   }
 }
 
-async function versionLoadedAs(main: string): Promise<string> {
+async function versionLoadedAs(main: string, name = 'meshid-agent'): Promise<string> {
   const r = await runNode(main, ['--version'], REPORT);
   assert.equal(r.code, 0, r.err);
-  assert.match(r.out, /^meshid-agent \S+\n$/);
+  assert.match(r.out, new RegExp(`^${name} \\S+\\n$`));
   return r.err;
 }
 
@@ -39,10 +46,49 @@ test('meshid-agent as built starts from the code cache made for its bundle', asy
   assert.equal(await versionLoadedAs(AGENT_MAIN), 'code cache: used\n');
 });
 
-test("meshid-agent's bundle and meshid-server's bundle and chunks are ASCII, so that V8 holds their source one byte per character", () => {
+test('meshid-server as built starts from the code cache made for its bundle, for an admin command and for run', async (t) => {
+  assert.equal(path.basename(SERVER_MAIN), 'meshid-server.mjs');
+  assert.equal(await versionLoadedAs(SERVER_MAIN, 'meshid-server'), 'code cache: used\n');
+  const { dir, cleanup } = tempDir('meshid-server-code-cache-');
+  teardown(t).after(cleanup);
+  const s = await startServerProcess(dir, undefined, REPORT);
+  teardown(t).after(() => s.stop());
+  assert.match(s.output(), /^code cache: used\n/);
+  const entries = await runNode(SERVER_MAIN, ['entry', 'show', '--admin-socket', s.adminSocket], REPORT);
+  assert.deepEqual([entries.code, entries.out, entries.err], [0, 'Found 0 entries\n', 'code cache: used\n']);
+});
+
+test('a damaged meshid-server code cache is not offered to V8: the server starts from its bundle source and serves', async () => {
+  await withCopy(
+    (dir) => {
+      const cache = path.join(dir, 'meshid-server.cjs.cache');
+      const bytes = fs.readFileSync(cache);
+      for (let i = DATA_AT + 100; i < DATA_AT + 164; i++) bytes[i] = bytes[i]! ^ 0x5a;
+      fs.writeFileSync(cache, bytes);
+    },
+    async (main) => {
+      assert.equal(await versionLoadedAs(main, 'meshid-server'), 'code cache: damaged\n');
+      const { dir, cleanup } = tempDir('meshid-server-code-cache-damaged-');
+      try {
+        const s = await startServerProcess(dir, undefined, REPORT, main);
+        try {
+          assert.match(s.output(), /^code cache: damaged\n/);
+          const r = await runNode(main, ['entry', 'show', '--admin-socket', s.adminSocket], REPORT);
+          assert.deepEqual([r.code, r.out, r.err], [0, 'Found 0 entries\n', 'code cache: damaged\n']);
+        } finally {
+          await s.stop();
+        }
+      } finally {
+        cleanup();
+      }
+    },
+    'meshid-server',
+  );
+});
+
+test("meshid-agent's and meshid-server's bundles are ASCII, so that V8 holds their source one byte per character", () => {
   const code = fs.readdirSync(shipped).filter((f) => /\.(cjs|mjs)$/.test(f));
-  assert.ok(code.includes('meshid-agent.cjs') && code.includes('meshid-server.mjs'), code.join(' '));
-  assert.ok(code.some((f) => f.startsWith('run-')), `the server's \`run\` chunk: ${code.join(' ')}`);
+  assert.deepEqual(code.sort(), ['meshid-agent.cjs', 'meshid-agent.mjs', 'meshid-server.cjs', 'meshid-server.mjs']);
   for (const file of code) {
     const bytes = fs.readFileSync(path.join(shipped, file));
     const at = bytes.findIndex((b) => b > 0x7f);
@@ -76,9 +122,6 @@ test('a code cache made for another bundle is not offered to V8: a changed bundl
     },
   );
 });
-
-/** The cache's layout (scripts/code-cache-loader.mjs): the bundle's SHA-256, the CRC-32 of V8's data, V8's data. */
-const DATA_AT = 36;
 
 test('a code cache V8 refuses (its header changed, the checksum made to match) falls back to the bundle source quietly', async () => {
   await withCopy(
