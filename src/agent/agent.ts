@@ -209,10 +209,12 @@ export class MeshidAgent {
         clock,
         log: log.child({ subsystem: 'storage' }),
         // What the cache named changed, not a comparison of the whole state: with 10,000 SVIDs that costs ~4 ms of
-        // CPU on the event loop at every save, one that finds nothing included.
+        // CPU on the event loop at every save, one that finds nothing included. Pending (the first snapshot being
+        // written off the event loop): written again once that write has ended.
         write: () => {
           const running = agent;
-          return running === undefined || store.saveChanges((entryIds) => running.captureChanges(entryIds), () => running.capture()!);
+          if (running === undefined || store.saveChanges((entryIds) => running.captureChanges(entryIds), () => running.capture()!)) return;
+          return store.compactionSettled();
         },
       });
       agent = new MeshidAgent(store, cache, issuer, identity, client, writer, serverClock, clock, log);
@@ -242,7 +244,8 @@ export class MeshidAgent {
         onWithdrawn: (entryIds) =>
           writer.saveNow(() => {
             const part = self.captureWithdrawal(entryIds);
-            return part === undefined || store.saveWithdrawal(part, () => self.capture()!);
+            if (part === undefined || store.saveWithdrawal(part, () => self.capture()!)) return;
+            return store.compactionSettled();
           }),
         ...(opts.random !== undefined ? { random: opts.random } : {}),
       });

@@ -425,7 +425,8 @@ export class AgentStore {
    * (StatePersister.saveChanged); `full` is read only when a snapshot is due. Returns true when saved, false when
    * pending: with no state.json on disk, the first snapshot is written off the event loop, and it and the saves made
    * meanwhile are saved once it is renamed in (a kill before leaves no state, as before any save); a later save that
-   * answers true says so. close() writes it at once if it is still pending then.
+   * answers true says so, and compactionSettled() says when to make it (StateWriter). close() writes it at once if it
+   * is still pending then.
    */
   saveChanges(read: (entryIds: readonly string[]) => ChangedState | undefined, full: () => StoredState): boolean {
     return this.persister.saveChanged(read, full);

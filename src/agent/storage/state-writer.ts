@@ -1,15 +1,18 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 
+/** What a write answers when it is pending: settles, never rejecting, once what keeps it pending has ended. */
+export type PendingWrite = Promise<void>;
+
 export interface StateWriterOptions {
   clock: Clock;
   log: Logger;
   /**
-   * Writes the current state (synchronously, atomically). Answers false when it is pending, not saved yet (the first
-   * snapshot being written off the event loop, AgentStore.saveChanges): it is written again after the delay, until
-   * it answers otherwise.
+   * Writes the current state (synchronously, atomically). Answers a promise when it is pending, not saved yet (the
+   * first snapshot being written off the event loop, AgentStore.saveChanges): one that settles, never rejecting, once
+   * that write has ended (AgentStore.compactionSettled). The state is written again then, once, and not before.
    */
-  write: () => boolean | void;
+  write: () => PendingWrite | void;
   /** How long changes are gathered before one write; default 200 ms. */
   delayMs?: number;
 }
@@ -19,13 +22,16 @@ export interface StateWriterOptions {
  * becomes one save of the state a moment later (state-persister.ts: one journal batch of what changed, or a new
  * snapshot), instead of one fsync per change. A failed write is logged
  * and retried. `flush()` writes now if anything is pending (shutdown); `saveNow()` writes one part now (a withdrawal)
- * and leaves the rest to the coalesced write.
+ * and leaves the rest to the coalesced write. A write that answers pending is written again once what keeps it
+ * pending has ended, not polled: changes made meanwhile wait for that one write.
  */
 export class StateWriter {
   private timer: TimerHandle | undefined;
   private dirty = false;
   private failures = 0;
   private stopped = false;
+  /** The pending write the state is written again after (write answered it); no timer is armed meanwhile. */
+  private awaited: PendingWrite | undefined;
   private readonly delayMs: number;
 
   constructor(private readonly o: StateWriterOptions) {
@@ -37,7 +43,7 @@ export class StateWriter {
     // not written.
     if (this.stopped) return;
     this.dirty = true;
-    if (this.timer === undefined) this.arm(this.delayMs);
+    if (this.timer === undefined && this.awaited === undefined) this.arm(this.delayMs);
   }
 
   flush(): void {
@@ -47,10 +53,11 @@ export class StateWriter {
     if (!this.dirty) return;
     this.dirty = false;
     try {
-      const saved = this.o.write();
+      const pending = this.o.write();
       this.failures = 0;
-      if (saved === false) this.markDirty();
+      this.writeAgainAfter(pending);
     } catch (err) {
+      this.awaited = undefined;
       this.failed(err);
     }
   }
@@ -60,9 +67,9 @@ export class StateWriter {
    * of it); the rest keeps its coalesced write. When `write` fails, the whole state is retried with backoff, as after
    * a failed flush. While such a retry is due, the whole state is written instead of the part: the part names only
    * its own change, and a withdrawal the disk refused before would otherwise stay unsaved behind one it took. A part
-   * that is pending (`write` answering false) is followed by a coalesced write, as flush's is.
+   * that is pending (`write` answering a promise) is followed by one write of the whole state once that settles.
    */
-  saveNow(write: () => boolean | void): void {
+  saveNow(write: () => PendingWrite | void): void {
     if (this.stopped) return;
     if (this.failures > 0) {
       this.dirty = true;
@@ -70,7 +77,8 @@ export class StateWriter {
       return;
     }
     try {
-      if (write() === false) this.markDirty();
+      const pending = write();
+      if (pending !== undefined) this.writeAgainAfter(pending);
     } catch (err) {
       this.timer?.cancel();
       this.timer = undefined;
@@ -85,6 +93,27 @@ export class StateWriter {
     this.stopped = true;
     this.timer?.cancel();
     this.timer = undefined;
+  }
+
+  /**
+   * After a write that answered `pending`: the whole state is written once it settles (the changes the write took,
+   * pending with it, are saved only then, and later ones wait for it). A write that saved ends any wait.
+   */
+  private writeAgainAfter(pending: PendingWrite | void): void {
+    if (pending === undefined) {
+      this.awaited = undefined;
+      return;
+    }
+    this.dirty = true;
+    this.timer?.cancel();
+    this.timer = undefined;
+    if (this.awaited === pending) return;
+    this.awaited = pending;
+    void pending.then(() => {
+      if (this.awaited !== pending) return;
+      this.awaited = undefined;
+      this.flush();
+    });
   }
 
   private failed(err: unknown): void {

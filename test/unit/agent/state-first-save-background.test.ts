@@ -11,6 +11,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentEntry } from '../../../src/agent/cache/agent-entry.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { StateWriter } from '../../../src/agent/storage/state-writer.js';
+import { FakeClock } from '../../../src/common/clock.js';
 import type { ChangedState } from '../../../src/agent/storage/state-persister.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
@@ -157,6 +159,66 @@ test('kill -9 between any two turns of the first save (copies of the data dir th
     assert.ok(without >= 1 && without < copies.length, `some copies were taken before the rename (${without}), some after`);
   } finally {
     t.cleanup();
+  }
+});
+
+test("the agent's StateWriter makes no save attempt while the first snapshot is being written, however much time and change pass (injectable clock), and one right after it is in place; a stop meanwhile writes it at once", async () => {
+  for (const stopMeanwhile of [false, true]) {
+    const t = tempDir('meshid-first-save-writer-');
+    try {
+      const dir = path.join(t.dir, 'agent');
+      const store = AgentStore.open(dir, silentLogger());
+      const clock = new FakeClock();
+      let state = firstState();
+      let attempts = 0;
+      // As MeshidAgent's: pending answers the store's promise of the background write's end.
+      const writer = new StateWriter({
+        clock,
+        log: silentLogger(),
+        delayMs: 200,
+        write: () => {
+          attempts++;
+          return saveChanges(store, state) ? undefined : store.compactionSettled();
+        },
+      });
+      writer.markDirty();
+      clock.advance(200);
+      assert.deepEqual([attempts, store.compacting()], [1, true], 'the first save answered pending');
+      // Changes go on (the cache noting them, the writer told), the clock runs far past the delay, turns pass.
+      let turns = 0;
+      while (store.compacting() && !(stopMeanwhile && turns === 2)) {
+        ({ state } = oneEntryChanged(state, turns + 2));
+        store.noteChanged([state.entries[0]!.id]);
+        writer.markDirty();
+        clock.advance(60_000);
+        assert.equal(attempts, 1, `no save attempt while the background write is pending (turn ${turns})`);
+        await nextTurn();
+        turns++;
+      }
+      assert.ok(turns >= 2, `the background write took ${turns} turns`);
+      if (stopMeanwhile) {
+        assert.equal(store.compacting(), true);
+        // The agent stopping: the writer's last save (pending too), then the store writes the first snapshot at once.
+        writer.stop();
+        assert.equal(attempts, 2, 'stop saves at once');
+        store.close();
+        assert.equal(fs.existsSync(path.join(dir, 'state.json')), true, 'written at once by close');
+        await store.compactionSettled();
+        for (let i = 0; i < 5; i++) await nextTurn();
+        assert.equal(attempts, 2, 'and not again once the background write has ended');
+      } else {
+        await store.compactionSettled();
+        assert.equal(attempts, 2, 'one save right after the background write completed');
+        assert.equal(store.compacting(), false);
+        clock.advance(60_000);
+        assert.equal(attempts, 2, 'saved: nothing more to write');
+        writer.stop();
+        store.close();
+      }
+      assert.deepEqual(summary(load(dir)), summary(state), 'every change made meanwhile is saved');
+    } finally {
+      t.cleanup();
+    }
   }
 });
 

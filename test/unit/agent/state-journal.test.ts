@@ -408,7 +408,8 @@ test('a withdrawal the full disk refused is saved with the next one: a restart t
   const withdraw = (id: string): void => {
     held = { ...held, entries: held.entries.filter((e) => e.id !== id), svids: held.svids.filter((s) => s.entryId !== id) };
     const entries = new Map([[id, { entry: undefined, svid: undefined }]]);
-    writer.saveNow(() => store.saveWithdrawal({ bundle: held.bundle, federatedBundles: [], entries }, () => held));
+    // Saved, never pending: a state is on disk (saveState above).
+    writer.saveNow(() => void store.saveWithdrawal({ bundle: held.bundle, federatedBundles: [], entries }, () => held));
   };
 
   const filler = fillDisk(dir);

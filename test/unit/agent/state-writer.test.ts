@@ -122,24 +122,60 @@ test("a failed write is an error line with the fields README's logging paragraph
   w.stop();
 });
 
-test('a write that answers pending (false: the first snapshot is still being written off the event loop) is written again after the delay until it is saved', () => {
+test('a write that answers pending (a promise: the first snapshot is still being written off the event loop) is not written again, by the delay or by changes, until that settles; then once', async () => {
   const clock = new FakeClock();
-  const answers = [false, false, true];
+  let release!: () => void;
+  const backgroundWrite = new Promise<void>((resolve) => (release = resolve));
+  let pending = true;
   let writes = 0;
-  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => answers[writes++] });
+  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => (writes++, pending ? backgroundWrite : undefined) });
   w.markDirty();
   clock.advance(200);
   assert.equal(writes, 1);
-  clock.advance(200);
-  assert.equal(writes, 2, 'pending: written again after the delay');
-  clock.advance(200);
-  assert.equal(writes, 3);
+  for (let i = 0; i < 20; i++) {
+    w.markDirty();
+    clock.advance(1_000);
+  }
+  await Promise.resolve();
+  assert.equal(writes, 1, 'no write while it is pending');
+  pending = false;
+  release();
+  await backgroundWrite;
+  assert.equal(writes, 2, 'written once right after it settled, with the changes made meanwhile');
   clock.advance(10_000);
-  assert.equal(writes, 3, 'saved: nothing more to write');
-  // A part saved at once (a withdrawal) that is pending is followed by a write of the whole state after the delay.
-  w.saveNow(() => false);
-  assert.equal(writes, 3);
-  clock.advance(200);
-  assert.equal(writes, 4);
+  assert.equal(writes, 2, 'saved: nothing more to write');
   w.stop();
+});
+
+test('a part saved at once (a withdrawal) that is pending is followed by one write of the whole state once the pending write settles', async () => {
+  const clock = new FakeClock();
+  let release!: () => void;
+  const backgroundWrite = new Promise<void>((resolve) => (release = resolve));
+  const writes: string[] = [];
+  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => void writes.push('all') });
+  w.saveNow(() => (writes.push('part'), backgroundWrite));
+  clock.advance(10_000);
+  assert.deepEqual(writes, ['part']);
+  release();
+  await backgroundWrite;
+  assert.deepEqual(writes, ['part', 'all']);
+  w.stop();
+});
+
+test('a stop while a write is pending writes at once, and nothing is written when the pending write settles after', async () => {
+  const clock = new FakeClock();
+  let release!: () => void;
+  const backgroundWrite = new Promise<void>((resolve) => (release = resolve));
+  let writes = 0;
+  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => (writes++, backgroundWrite) });
+  w.markDirty();
+  clock.advance(200);
+  w.markDirty();
+  assert.equal(writes, 1);
+  w.stop();
+  assert.equal(writes, 2, 'stop writes at once (the store then writes the first snapshot at once: AgentStore.close)');
+  release();
+  await backgroundWrite;
+  clock.advance(10_000);
+  assert.equal(writes, 2);
 });
