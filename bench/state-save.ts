@@ -28,7 +28,7 @@ import path from 'node:path';
 import { monitorEventLoopDelay } from 'node:perf_hooks';
 import { AgentStore } from '../src/agent/storage/agent-store.js';
 import type { StoredState } from '../src/agent/storage/stored-state.js';
-import type { ChangedState } from '../src/agent/storage/state-persister.js';
+import type { ChangedState } from '../src/agent/storage/state-changes.js';
 import type { WorkloadSvid } from '../src/agent/cache/workload-cache.js';
 import { silentLogger } from '../src/common/log.js';
 

@@ -23,7 +23,7 @@ import { HttpHealthListener } from '../common/health/http-health-listener.js';
 import { agentHealthProbe } from './agent-health.js';
 import { AgentStore, DamagedIdentity } from './storage/agent-store.js';
 import { StateWriter } from './storage/state-writer.js';
-import type { ChangedState, WithdrawnState } from './storage/state-persister.js';
+import type { ChangedState, WithdrawnState } from './storage/state-changes.js';
 import type { StoredState } from './storage/stored-state.js';
 import { meshidVersion } from '../common/meshid-version.js';
 

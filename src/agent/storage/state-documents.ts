@@ -3,7 +3,7 @@ import type { WorkloadSvid } from '../cache/workload-cache.js';
 
 /**
  * One SVID as stored, in the snapshot (stored-state.ts) and in journal batches (state-journal.ts). It and the bundles'
- * stored form are built here, apart from the snapshot's encoding, because state-persister.ts builds them for the
+ * stored form are built here, apart from the snapshot's encoding, because state-changes.ts builds them for the
  * batches too: both kinds of record must hold an SVID or a bundle alike.
  */
 export interface SvidDocument {

@@ -13,7 +13,7 @@ import type { AgentEntry } from '../../../src/agent/cache/agent-entry.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import { FakeClock } from '../../../src/common/clock.js';
-import type { ChangedState } from '../../../src/agent/storage/state-persister.js';
+import type { ChangedState } from '../../../src/agent/storage/state-changes.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
 import { silentLogger, type Logger } from '../../../src/common/log.js';
 import { capturingLogger, LEVEL } from '../../support/log-lines.js';

@@ -6,7 +6,7 @@ import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { encodeJournalBatch } from '../../../src/agent/storage/state-journal.js';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import type { StoredState } from '../../../src/agent/storage/stored-state.js';
-import type { ChangedState } from '../../../src/agent/storage/state-persister.js';
+import type { ChangedState } from '../../../src/agent/storage/state-changes.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { createLogger, silentLogger } from '../../../src/common/log.js';
 import { Writable } from 'node:stream';
