@@ -16,7 +16,8 @@ import { damagedAtStart, isDamagedDatastore } from './datastore/sqlite-errors.js
 import type { Datastore } from './datastore/datastore.js';
 import { unavailable } from '../common/errors.js';
 import { KeyStore } from './ca/key-store.js';
-import { CaManager, caSettingsFrom } from './ca/ca-manager.js';
+import { CaManager } from './ca/ca-manager.js';
+import { caSettingsFrom } from './ca/ca-settings.js';
 import { loadUpstreamCa } from './ca/upstream-ca.js';
 import type { CaJournalStore } from './ca/ca-journal.js';
 import { ServerSvid } from './server-svid.js';

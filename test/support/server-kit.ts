@@ -8,7 +8,8 @@ import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore
 import type { Datastore } from '../../src/server/datastore/datastore.js';
 import { KeyStore } from '../../src/server/ca/key-store.js';
 import { loadUpstreamCa } from '../../src/server/ca/upstream-ca.js';
-import { CaManager, caSettingsFrom } from '../../src/server/ca/ca-manager.js';
+import { CaManager } from '../../src/server/ca/ca-manager.js';
+import { caSettingsFrom } from '../../src/server/ca/ca-settings.js';
 
 /** A temp dir removed by the returned cleanup. */
 export function tempDir(prefix = 'meshid-test-'): { dir: string; cleanup: () => void } {

@@ -4,7 +4,6 @@ import type { Logger } from '../../common/log.js';
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
 import { formatDuration } from '../../common/duration.js';
-import type { KeyType } from '../../common/x509/keys.js';
 import { parseCertificate, type ParsedCertificate } from '../../common/x509/certificate.js';
 import { verifyCaChain } from '../../common/x509/chain-verification.js';
 import { signJwtSvid } from '../../common/jwt/jwt-svid.js';
@@ -12,8 +11,8 @@ import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { KeyStore } from './key-store.js';
 import { FirstSetupMarker } from './first-setup-marker.js';
 import { recoverAtStart } from './start-recovery.js';
-import { checkUpstreamCa, type UpstreamCa } from './upstream-ca.js';
-import type { ServerConfig } from '../config.js';
+import { checkUpstreamCa } from './upstream-ca.js';
+import type { CaSettings } from './ca-settings.js';
 import type { AuthorityState, CaJournalStore, CaRecord, OwnBundleRecord, RevokedJwtKeyRecord, RevokedRootRecord } from './ca-journal.js';
 import { rootFromUpstreamCa, type LoadedAuthority } from './loaded-authority.js';
 import { upstreamSwitchOffNotice } from './upstream-switch-off.js';
@@ -25,47 +24,12 @@ import { anchorOutliving, sameBundleContent, trustAnchorsOf } from './own-bundle
 import { issuersAbove } from './issuers-above.js';
 import { anchorsForRevokedRootsOnly, republishedAnchors, republishedAnchorWarning, rootChainsTo } from './revoked-roots.js';
 
-/** Settings the CA needs; a slice of ServerConfig. */
-export interface CaSettings {
-  trustDomain: string;
-  datacenters: readonly string[];
-  caKeyType: KeyType;
-  intermediateTtlMs: number;
-  rootTtlMs: number;
-  jwtKeyTtlMs: number;
-  jwtSvidTtlMs: number;
-  /** The longest SVID (workload or agent) an intermediate must be able to cover. */
-  longestX509SvidTtlMs: number;
-  /** How long a prepared root is published before it signs intermediates. */
-  rootActivationDelayMs: number;
-  /** The own bundle's spiffe_refresh_hint, in seconds. */
-  refreshHintSeconds: number;
-  upstreamCa?: UpstreamCa | undefined;
-}
-
 export interface SignedX509 {
   /** Leaf first, then the issuing datacenter intermediate, then (under an upstream PKI) the CAs above it. */
   chain: Buffer[];
   notAfter: number;
   /** The intermediate that signed it; lets agents find what to re-sign when an authority is tainted. */
   authorityId: string;
-}
-
-/** The CA's slice of the server config. */
-export function caSettingsFrom(config: ServerConfig, upstreamCa?: CaSettings['upstreamCa']): CaSettings {
-  return {
-    trustDomain: config.trustDomain,
-    datacenters: config.datacenters,
-    caKeyType: config.caKeyType,
-    intermediateTtlMs: config.intermediateTtlMs,
-    rootTtlMs: config.rootTtlMs,
-    rootActivationDelayMs: config.rootActivationDelayMs,
-    jwtKeyTtlMs: config.jwtKeyTtlMs,
-    jwtSvidTtlMs: config.maxJwtSvidTtlMs,
-    longestX509SvidTtlMs: Math.max(config.maxX509SvidTtlMs, config.agentSvidTtlMs),
-    refreshHintSeconds: config.bundleRefreshHintSeconds,
-    upstreamCa,
-  };
 }
 
 /** A failed rotation is retried this much later, not at once: its cause (an upstream CA near its end) stays for a while. */
