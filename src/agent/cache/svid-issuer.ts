@@ -2,7 +2,7 @@ import type { Clock, TimerHandle } from '../../common/clock.js';
 import { isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { heldLifetime, renewalTime } from '../../common/rotation.js';
-import { chainNamesKeyId, verifyCaChain } from '../../common/x509/chain-verification.js';
+import { chainNamesKeyId } from '../../common/x509/chain-verification.js';
 import { OutageLog } from '../client/outage-log.js';
 import { Backoff, backoffDelay, retryCapWithin, type BackoffPolicy } from '../client/backoff.js';
 import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
@@ -11,6 +11,9 @@ import { certificateInputs, type AgentEntry } from './agent-entry.js';
 import type { IdentityCache } from './identity-cache.js';
 import type { WorkloadSvid } from './workload-cache.js';
 import { UnsignedKeys } from './unsigned-keys.js';
+import { CallRetryRound } from './call-retry-round.js';
+import { catchUpOrder } from './catch-up-order.js';
+import { unanchoredSvids } from './unanchored-svids.js';
 import { X509BudgetHold } from './x509-budget-hold.js';
 import { BatchBuilder, CaChainBytes, checkedSvid, expectedAnswerBytes, SIGN_ANSWER_BYTES, type BuiltBatch } from './x509-svid-request.js';
 
@@ -51,7 +54,6 @@ export interface SvidIssuerOptions {
 const GRPC_INVALID_ARGUMENT = 3;
 const GRPC_PERMISSION_DENIED = 7;
 
-/** Retrying a failed item or call: 1 s doubling to 5 min. */
 /** An item of a signing answer that brought no SVID: refused by the server (its code), or failing the agent's checks (-1). */
 interface FailedItem {
   readonly entry: AgentEntry;
@@ -59,8 +61,8 @@ interface FailedItem {
   readonly message: string;
 }
 
+/** Retrying a failed item or call: 1 s doubling to 5 min. */
 const RETRY_BACKOFF: BackoffPolicy = Object.freeze({ initialMs: 1000, maxMs: 300_000, multiplier: 2 });
-
 
 /**
  * A first Workload API message waits for an SVID through one failed signing (a transient refusal is retried in about
@@ -100,17 +102,11 @@ export class SvidIssuer {
   private readonly failures = new Map<string, number>();
   /** The wait for the server's signing budget after a refusal (X509BudgetHold). */
   private readonly budget: X509BudgetHold;
-  /**
-   * When the entries held back by failed calls (the server unreachable, or failing the whole call) are retried, all
-   * together. Each renewal falls due at its own jittered instant, so during an outage each entry failed alone and was
-   * retried alone on its own backoff: one call per entry per round (10,000 entries, ~40 calls a second), where a round
-   * of batches does the same. A call failing while a round is ahead joins it.
-   */
-  private callRetryAt = 0;
+  /** When the entries held back by failed calls are retried, all together (CallRetryRound). */
+  private readonly callRetry: CallRetryRound;
   /** The rotation jitter of each entry's current SVID, chosen once per SVID (per version). */
   private readonly jitter = new Map<string, { version: string; value: number }>();
   private readonly retryPolicy: BackoffPolicy;
-  private readonly callBackoff: Backoff;
   private tainted: ReadonlySet<string> = new Set();
   private readonly unsignedKeys = new UnsignedKeys();
   private readonly builder = new BatchBuilder(this.unsignedKeys);
@@ -133,7 +129,7 @@ export class SvidIssuer {
     this.batchSize = options.batchSize ?? 250;
     this.maxInflight = options.maxInflight ?? 4;
     this.retryPolicy = options.retryBackoff ?? RETRY_BACKOFF;
-    this.callBackoff = new Backoff(this.retryPolicy, this.random);
+    this.callRetry = new CallRetryRound(new Backoff(this.retryPolicy, this.random));
     this.budget = new X509BudgetHold(options.cache.signingBudget, options.clock);
   }
 
@@ -183,8 +179,7 @@ export class SvidIssuer {
 
   /** After the connection to the server came back: retry failed entries now instead of at their backoff time. */
   kick(): void {
-    this.callBackoff.reset();
-    this.callRetryAt = 0;
+    this.callRetry.reset();
     for (const id of this.failures.keys()) {
       this.dueAt.delete(id);
       this.queued.add(id);
@@ -209,29 +204,11 @@ export class SvidIssuer {
    * The own bundle changed: every SVID whose issuers no longer chain to it is re-signed at once, as a tainted one is.
    * Taints cover the agents that were connected; this covers one that was away while a root was tainted and revoked
    * (it never heard of the taint, and the revoked root is in no taint list any more), which would otherwise serve
-   * SVIDs no peer can verify until their half-life. Checked once per distinct intermediate: SVIDs share them.
+   * SVIDs no peer can verify until their half-life (unanchoredSvids).
    */
   resignUnanchored(roots: readonly Buffer[]): void {
     if (roots.length === 0) return;
-    const now = this.clock.now();
-    const anchored = new Map<Buffer, boolean>();
-    const affected = this.cache.allSvids().filter((s) => {
-      const issuer = s.chain[1];
-      if (issuer === undefined) return false;
-      let ok = anchored.get(issuer);
-      if (ok === undefined) {
-        try {
-          // Whether the chain leads to the bundle, not whether this host's clock agrees with the server's: checked
-          // within the SVID's own validity (an intermediate a server ahead of this host just made is not yet valid here).
-          verifyCaChain(s.chain.slice(1), roots, Math.max(s.notBefore, Math.min(now, s.notAfter)));
-          ok = true;
-        } catch {
-          ok = false;
-        }
-        anchored.set(issuer, ok);
-      }
-      return !ok;
-    });
+    const affected = unanchoredSvids(this.cache.allSvids(), roots, this.clock.now());
     this.resignNow(affected, 'SVIDs no longer chain to the trust bundle (a root left it while this agent was away); re-signing them');
   }
 
@@ -334,7 +311,9 @@ export class SvidIssuer {
 
   private flush(): void {
     if (this.heldByBudget()) return;
-    if (this.queued.size > this.batchSize && this.calls < this.maxInflight) this.putInCatchUpOrder();
+    if (this.queued.size > this.batchSize && this.calls < this.maxInflight) {
+      this.queued = catchUpOrder(this.queued, this.cache.entriesInUse(), (id) => this.cache.svid(id)?.notAfter) ?? this.queued;
+    }
     while (!this.stopped && this.queued.size > 0 && this.calls < this.maxInflight) {
       const batch: AgentEntry[] = [];
       const caChainBytes = this.caChainBytes.estimate(this.cache.ownBundle());
@@ -383,23 +362,6 @@ export class SvidIssuer {
     return true;
   }
 
-  /**
-   * When more than a batch is waiting (a mass rotation, a taint, a restart after a long outage), the SVIDs open
-   * streams are watching go first: the workloads in use get their new identity after one batch, not after all. Within
-   * each of the two, the SVID that expires soonest goes first (an entry with none first: nothing is served for it). The
-   * entries an outage failed come back in the order their renewals fell due, which is not the order they expire in
-   * when TTLs differ: a 24 h SVID renewed at its half-life has 12 h left, a 10 min one that fell due after it 5 min.
-   */
-  private putInCatchUpOrder(): void {
-    const watched = this.cache.entriesInUse();
-    const order = [...this.queued];
-    const keyed = order.map((id) => ({ id, rank: watched.has(id) ? 0 : 1, expiry: this.cache.svid(id)?.notAfter ?? -Infinity }));
-    const before = (a: (typeof keyed)[number], b: (typeof keyed)[number]): number => a.rank - b.rank || (a.expiry === b.expiry ? 0 : a.expiry < b.expiry ? -1 : 1);
-    if (keyed.every((k, i) => i === 0 || before(keyed[i - 1]!, k) <= 0)) return;
-    // Stable: entries of the same rank and expiry (a burst of new ones) keep the order they were asked for in.
-    this.queued = new Set(keyed.sort(before).map((k) => k.id));
-  }
-
   private async signBatch(batch: readonly AgentEntry[]): Promise<void> {
     let keys: BuiltBatch['keys'];
     let results: SignedItem[];
@@ -432,14 +394,7 @@ export class SvidIssuer {
       // No sooner than the server asked, spread over the second after that: the agents a storm's refusals told the
       // same wait do not all come back at once.
       const asked = budgetWait === undefined ? undefined : budgetWait + Math.round(this.random() * 1000);
-      // Any other failure joins the retry round ahead, if there is one (callRetryAt) and it is not past this batch's
-      // bound; else this batch's retry becomes the round. A budget refusal's wait is the server's, and holds the whole
-      // queue until then anyway (heldByBudget). The backoff grows once a round: counted per call, a round of ten
-      // failing calls took it from 1 s to its 5 min at once.
-      const startsRound = asked === undefined && (this.callRetryAt <= now || this.callRetryAt > now + cap);
-      const backoff = asked !== undefined || startsRound ? this.callBackoff.next(cap) : 0;
-      if (startsRound) this.callRetryAt = now + backoff;
-      const delay = asked === undefined ? this.callRetryAt - now : Math.max(backoff, asked);
+      const delay = this.callRetry.delayAfterFailure(now, cap, asked);
       if (asked !== undefined) this.budget.refused(now, asked, delay);
       for (const e of same) {
         this.failures.set(e.id, (this.failures.get(e.id) ?? 0) + 1);
@@ -470,8 +425,7 @@ export class SvidIssuer {
       );
       return;
     }
-    this.callBackoff.reset();
-    this.callRetryAt = 0;
+    this.callRetry.reset();
     const recovered = this.signingFailures.recovered();
     if (recovered !== undefined) this.log.info(recovered, 'X509-SVIDs are signed again');
     const issued: WorkloadSvid[] = [];
@@ -530,9 +484,10 @@ export class SvidIssuer {
 
   /**
    * The failed items of one answer come back together, at the soonest retry any of them needs, as the entries of a
-   * failed call share callRetryAt: on their own jitter each would come back as a call of its own (a CA that refuses
-   * every item, 250 calls where one would do). Sooner than an item's own backoff at most, never later than its bound.
-   * A refusal to sign for an entry at all keeps its own backoff: retrying it sooner would not change the answer.
+   * failed call share a retry round (CallRetryRound): on their own jitter each would come back as a call of its own
+   * (a CA that refuses every item, 250 calls where one would do). Sooner than an item's own backoff at most, never
+   * later than its bound. A refusal to sign for an entry at all keeps its own backoff: retrying it sooner would not
+   * change the answer.
    */
   private itemsFailed(failed: readonly FailedItem[]): void {
     const now = this.clock.now();
