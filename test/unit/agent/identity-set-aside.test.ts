@@ -8,7 +8,9 @@ import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { AgentStore, DamagedIdentity, DAMAGED_COPIES_KEPT } from '../../../src/agent/storage/agent-store.js';
+import { AgentStore } from '../../../src/agent/storage/agent-store.js';
+import { DAMAGED_COPIES_KEPT } from '../../../src/agent/storage/damaged-copies.js';
+import { DamagedIdentity } from '../../../src/agent/storage/damaged-identity.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { tempDir } from '../../support/server-kit.js';
 
