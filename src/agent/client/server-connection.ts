@@ -13,7 +13,8 @@ import type { SyncUpdateMessage } from './messages.js';
 import { NodeClient } from './node-client.js';
 import { OutageLog } from './outage-log.js';
 import { expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
-import { serverCertificateTimeProblem, type ServerClock } from './server-clock.js';
+import type { ServerClock } from './server-clock.js';
+import { logAttestFailure, logSyncFailure } from './server-failure-log.js';
 import { applySyncUpdate } from './sync-apply.js';
 import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
 
@@ -64,9 +65,6 @@ export interface ServerConnectionOptions {
   serverClock?: ServerClock;
   random?: () => number;
 }
-
-/** OpenSSL's words, as grpc-js passes them on, for a server certificate that does not chain to the trusted roots. */
-const UNTRUSTED_SERVER = /unable to get local issuer certificate|self[- ]signed certificate in certificate chain|unable to get issuer certificate|unable to verify the first certificate/i;
 
 /**
  * What the server may answer Attest with and still attest the agent later, so it is retried with backoff: it is
@@ -272,10 +270,7 @@ export class ServerConnection {
         // A source address that spent its attempts is told when the next is due: an earlier try is refused again.
         const wait = Math.max(backoff.next(), retryPushbackWaitMs(e) ?? 0);
         this.lastError = e.message;
-        const clockProblem = serverCertificateTimeProblem(e.message, this.o.clock.now());
-        if (clockProblem !== undefined) this.outage.failed('attest-clock', 'error', { reason: e.message, retryInMs: wait }, clockProblem);
-        else if (e.code === 'unavailable') this.outage.failed('attest-unreachable', 'warn', { reason: e.message, retryInMs: wait }, 'cannot reach meshid-server to attest; will retry');
-        else this.outage.failed('attest-exhausted', 'warn', { reason: e.message, retryInMs: wait }, 'meshid-server cannot attest this agent now (out of resources); will retry');
+        logAttestFailure(this.outage, e, this.o.clock.now(), wait);
         await this.retryWait(wait);
       }
     }
@@ -396,27 +391,7 @@ export class ServerConnection {
     this.lastError = err.message;
     // A refusal of the Sync-open budget says when the server takes the next open: sooner is refused again.
     const wait = Math.max(this.backoff.next(), budgetRefusalWaitMs(err) ?? 0);
-    const clockProblem = serverCertificateTimeProblem(err.message, this.o.clock.now());
-    const fields = { reason: err.message, retryInMs: wait, ...this.horizon() };
-    if (clockProblem !== undefined) {
-      this.outage.failed('sync-clock', 'error', fields, `${clockProblem}; serving from the cache`);
-    } else if (UNTRUSTED_SERVER.test(err.message)) {
-      // Not an outage: no retry fixes it, and the cached SVIDs run out meanwhile.
-      this.outage.failed(
-        'sync-untrusted',
-        'error',
-        fields,
-        "meshid-server presents a certificate this agent's trust bundle does not authenticate; serving from the cache and retrying. " +
-          "If the server's root changed while this agent was away, pass the current bundle with --trust-bundle (meshid-server bundle show) and restart it " +
-          `(with ${NEW_JOIN_TOKEN} too if the server's data dir was replaced: its new root never signed this agent's SVID)`,
-      );
-    } else if (this.syncedSinceStart) {
-      this.outage.failed('sync-lost', 'warn', fields, 'lost the Sync stream to meshid-server; serving from the cache and reconnecting');
-    } else {
-      // An agent started while its server is down never had the stream: "lost" would send the operator looking for
-      // what broke it.
-      this.outage.failed('sync-unreachable', 'warn', fields, 'cannot open the Sync stream to meshid-server; serving from the cache and retrying');
-    }
+    logSyncFailure(this.outage, err, this.o.clock.now(), { reason: err.message, retryInMs: wait, ...this.horizon() }, this.syncedSinceStart);
     this.timer = this.o.clock.setTimer(() => {
       this.timer = undefined;
       this.openStream();
