@@ -131,6 +131,7 @@ export class MeshidServer {
       ds = await openSqliteDatastore({
         file: datastoreFile,
         clock,
+        log: log.child({ subsystem: 'datastore' }),
         // The one moment a rollback stops being a matter of running the older binary again: the operator hears of it.
         onSchemaUpgrade: ({ from, to }) =>
           log.child({ subsystem: 'datastore' }).info(

@@ -7,7 +7,8 @@ import type {
   EntryFilter, EntryPage, EntryPatch, EntryWriteOptions, JoinToken, NewAgent, NewEntry, NewJoinToken, RegistrationEntry, StoredBundle,
   RevokedJwtKeyRecord, RevokedRootRecord, StoredRelationship,
 } from './datastore.js';
-import { storageError } from './sqlite-errors.js';
+import { isLockedOut, storageError } from './sqlite-errors.js';
+import { SqliteLockEpisodes } from './sqlite-lock-episodes.js';
 import { openSqliteFile, type SchemaUpgrade } from './sqlite-open.js';
 import { requireTime } from './record-guards.js';
 import { prepareStatements, type Statements } from './sqlite-statements.js';
@@ -23,7 +24,7 @@ export interface SqliteDatastoreOptions {
   /** The database file, created 0600 if absent (conventionally <data dir>/datastore.sqlite3). */
   file: string;
   clock: Clock;
-  /** Where failures of change listeners are reported. */
+  /** Where failures of change listeners, and another process holding the file locked, are reported. */
   log?: Logger;
   /** Told when the file held an older schema and was migrated to this version's. */
   onSchemaUpgrade?: (upgrade: SchemaUpgrade) => void;
@@ -64,6 +65,7 @@ export class SqliteDatastore implements Datastore {
   private readonly s: Statements;
   /** What the table families' operations (sqlite-entries, …) use of this datastore. */
   private readonly scope: SqliteScope;
+  private readonly lockEpisodes: SqliteLockEpisodes;
 
   constructor(
     private readonly db: Database.Database,
@@ -72,6 +74,7 @@ export class SqliteDatastore implements Datastore {
   ) {
     this.s = prepareStatements(db);
     this.scope = { db, s: this.s, clock, bump: (kind) => this.bump(kind), bumpAgents: (spiffeIds) => this.bumpAgents(spiffeIds) };
+    this.lockEpisodes = new SqliteLockEpisodes(clock, log, db.name, () => Number(db.pragma('busy_timeout', { simple: true })));
   }
 
   // ---- Registration entries ----
@@ -364,8 +367,10 @@ export class SqliteDatastore implements Datastore {
         this.txAgentIds.length = 0;
       }
     } catch (err) {
+      if (isLockedOut(err)) this.lockEpisodes.refused();
       return Promise.reject(storageError(err));
     }
+    this.lockEpisodes.written();
     for (const change of changes) this.emit(change);
     return Promise.resolve(result);
   }

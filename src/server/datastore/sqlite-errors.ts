@@ -28,7 +28,7 @@ export function storageError(err: unknown): MeshidError {
     if (code.startsWith('SQLITE_CONSTRAINT')) {
       return new MeshidError('failed_precondition', 'the datastore refused the change as conflicting with a record it holds; read the records again and retry', { cause: err });
     }
-    if (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED')) {
+    if (isLockedOut(err)) {
       return new MeshidError('unavailable', 'the datastore is locked by another process; retry shortly', { cause: err });
     }
     if (code === 'SQLITE_FULL') return fault('resource_exhausted', 'the datastore disk is full');
@@ -43,6 +43,12 @@ export function storageError(err: unknown): MeshidError {
     }
   }
   return new MeshidError('internal', 'the datastore operation failed unexpectedly; the server log has the cause', { cause: err });
+}
+
+/** Whether `err` is SQLite's refusal of a statement because another connection held the lock past the busy timeout. */
+export function isLockedOut(err: unknown): boolean {
+  if (!(err instanceof Database.SqliteError)) return false;
+  return err.code.startsWith('SQLITE_BUSY') || err.code.startsWith('SQLITE_LOCKED');
 }
 
 const isDamage = (err: { code: string }): boolean => err.code.startsWith('SQLITE_CORRUPT') || err.code === 'SQLITE_NOTADB';

@@ -108,6 +108,64 @@ test("another process holding the datastore's write lock past the busy timeout: 
   assert.ok(await ds.findJoinToken(newToken(0).token), 'the retry is written');
 });
 
+test('another process holding the write lock, at the default log level: one warn line for many refused writes, another a minute on with the count, an info line when writes succeed again', async (t) => {
+  const { dir, cleanup } = tempDir();
+  teardown(t).after(cleanup);
+  const file = path.join(dir, 'datastore.sqlite3');
+  const clock = new FakeClock();
+  const raw: string[] = [];
+  const log = createLogger({ name: 'test', level: 'info', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
+  const db = openSqliteFile(file, clock);
+  const ds = new SqliteDatastore(db, clock, log);
+  teardown(t).after(() => ds.close());
+  db.pragma('busy_timeout = 0');
+  const other = new Database(file);
+  teardown(t).after(() => other.close());
+  other.exec('BEGIN IMMEDIATE');
+  const lockLines = () => parseLogLines(raw.join('')).filter((l) => /datastore/.test(l.msg));
+  const refuse = async (n: number) => {
+    for (let i = 0; i < n; i++) {
+      await assert.rejects(ds.createJoinToken(newToken(i)), (err) => isMeshidError(err, 'unavailable'));
+      clock.advance(1000);
+    }
+  };
+
+  await refuse(20);
+  let lines = lockLines();
+  assert.equal(lines.length, 1, JSON.stringify(lines));
+  assert.equal(lines[0]!.level, LEVEL.warn);
+  assert.match(lines[0]!.msg, /another process holds the datastore locked/);
+  assert.equal(lines[0]!['file'], file);
+
+  clock.advance(40_000); // the first refusal is now 60 s back
+  await refuse(1);
+  lines = lockLines();
+  assert.equal(lines.length, 2, JSON.stringify(lines));
+  assert.equal(lines[1]!.level, LEVEL.warn);
+  assert.equal(lines[1]!['refusedSinceLast'], 20);
+  assert.equal(lines[1]!['refused'], 21);
+  assert.match(lines[1]!.msg, /still refused/);
+
+  other.exec('ROLLBACK');
+  await ds.createJoinToken(newToken(0));
+  await ds.createJoinToken(newToken(1));
+  lines = lockLines();
+  assert.equal(lines.length, 3, JSON.stringify(lines));
+  assert.ok(lines[2]!.level === LEVEL.info || lines[2]!.level === LEVEL.warn, JSON.stringify(lines[2]));
+  assert.match(lines[2]!.msg, /writes succeed again/);
+  assert.equal(lines[2]!['refused'], 21);
+  assert.doesNotMatch(raw.join(''), new RegExp(TOKEN), 'no join token in the log');
+
+  // A new lock is a new episode, logged from its first refused write.
+  other.exec('BEGIN IMMEDIATE');
+  await refuse(1);
+  other.exec('ROLLBACK');
+  lines = lockLines();
+  assert.equal(lines.length, 4, JSON.stringify(lines));
+  assert.equal(lines[3]!.level, LEVEL.warn);
+  assert.doesNotMatch(lines[3]!.msg, /still/);
+});
+
 test('a write holds the write lock from its start: another process cannot commit between what the write read and what it writes, and the write goes through', async (t) => {
   const { file, ds } = openedDatastore(t);
   const other = new Database(file, { timeout: 0 });
