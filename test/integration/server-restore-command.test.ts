@@ -43,6 +43,30 @@ test('backup, restore with --config, start: the restored server serves the backu
   assert.deepEqual(fs.readdirSync(elsewhere), ['data'], 'nothing but the data dir is left beside it');
   assert.equal(fs.statSync(path.join(elsewhere, 'data')).mode & 0o777, 0o700);
 
+  // --data-dir wins over the config's data_dir, as run's flags win over its config: the restore lands where the flag
+  // says, and the config's directory is not made.
+  const flagNamed = path.join(dir, 'flag-named');
+  const configNamed = path.join(dir, 'config-named');
+  for (const d of [flagNamed, configNamed]) fs.mkdirSync(d);
+  const both = path.join(dir, 'both.json');
+  fs.writeFileSync(both, JSON.stringify({ trust_domain: 'example.org', data_dir: path.join(configNamed, 'data') }));
+  const byFlag = await restoreCli(['--from', backup, '--config', both, '--data-dir', path.join(flagNamed, 'data'), '--output', 'json']);
+  assert.equal(byFlag.code, 0, byFlag.err);
+  // --output json: one document on stdout, naming what a script needs (where, from what, how many tokens voided).
+  const json = JSON.parse(byFlag.out) as Record<string, unknown>;
+  assert.deepEqual(
+    [json['dir'], json['from'], json['trust_domain'], json['ca_keys'], json['voided_join_tokens']],
+    [path.join(flagNamed, 'data'), backup, 'example.org', 4, 2],
+  );
+  assert.ok(fs.existsSync(path.join(flagNamed, 'data', 'datastore.sqlite3')), 'restored into the flag\'s data dir');
+  assert.deepEqual(fs.readdirSync(configNamed), [], 'the config\'s data dir is not made');
+  // A config template leaving data_dir and trust_domain "" for the command line, as run and validate take it.
+  const template = path.join(dir, 'template.json');
+  fs.writeFileSync(template, JSON.stringify({ trust_domain: '', data_dir: '' }));
+  const fromTemplate = await restoreCli(['--from', backup, '--config', template, '--data-dir', path.join(flagNamed, 'data2'), '--trust-domain', 'example.org']);
+  assert.equal(fromTemplate.code, 0, fromTemplate.err);
+  assert.ok(fs.existsSync(path.join(flagNamed, 'data2', 'datastore.sqlite3')));
+
   const server = await startServerProcess(elsewhere);
   teardown(t).after(() => server.stop());
   assert.equal((await server.cli(['bundle', 'show'])).out, roots, 'the backup\'s trust domain, same root');
