@@ -83,3 +83,31 @@ test('two first starts racing on one new data dir with different trust domains: 
   assert.equal(health.code, 0, `the first start serves: ${health.err}`);
   assert.equal(JSON.parse(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8')).trust_domain, 'example.org');
 });
+
+test('a first start that found its data dir new, then waited for the lock while another trust domain\'s server claimed the dir, ran and stopped, is refused as that trust domain\'s dir: it looks again under the lock', { timeout: 120_000 }, async (t) => {
+  const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-first-look-race-'));
+  const dataDir = path.join(dir, 'data');
+  // Looked (no data dir yet) and is about to create its lock file; the other server runs in between.
+  const late = serverPausedAt(
+    ['run', '--trust-domain', 'example.com', '--datacenter', 'east', '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', path.join(dir, 'late', 'admin.sock')],
+    ['data-dir-lock'],
+    { MESHID_LOG_LEVEL: 'info' },
+  );
+  teardown(t).after(async () => {
+    late.kill('SIGKILL');
+    await late.done;
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await late.paused('data-dir-lock');
+  const other = await startServerProcess(dir, ['--datacenter', 'east']);
+  teardown(t).after(() => other.stop());
+  assert.equal(await other.stop(), 0);
+  const claimed = fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8');
+  assert.equal(JSON.parse(claimed).trust_domain, 'example.org');
+
+  late.resume();
+  const r = await late.done;
+  assert.notEqual(r.code, 0, `the late start must be refused: ${r.err}`);
+  assert.match(r.err, /data dir \S+ belongs to trust domain "example\.org", not "example\.com"/);
+  assert.equal(fs.readFileSync(path.join(dataDir, 'meshid-server.json'), 'utf8'), claimed, 'the marker is the serving trust domain\'s, unchanged');
+});
