@@ -53,14 +53,16 @@ export function fetchJwtSvidRpc(ctx: WorkloadContext) {
   }
 
   /**
-   * A refusal of the one identity asked for, as the caller gets it. Admission already told a caller with no entry at
-   * all apart before the first sync (workload-context.ts); a caller holding other entries reaches here, and the entry
-   * for the identity it names may have been made while the agent was down: until the agent has synced that is
-   * UNAVAILABLE (retry), not PERMISSION_DENIED, which clients take as final (SPEC-NOTES §7).
+   * A refusal, as the caller gets it. Admission already told a caller with no entry at all apart before the first sync
+   * (workload-context.ts); a caller holding entries reaches here, and until the agent has synced its entries may be
+   * stale: the entry for the identity it names may have been made while the agent was down, or, asked for every
+   * identity, the entries held for it may have been changed or deleted on the server, which then refuses their signing
+   * (the cache drops them, and finds none left). Until then that is UNAVAILABLE (retry), not PERMISSION_DENIED, which
+   * clients take as final (SPEC-NOTES §7; java-spiffe gives up): the first sync tells which it is.
    */
   function notYetSynced(refusal: unknown, spiffeId: string | undefined): unknown {
-    if (spiffeId === undefined || deps.cache.synced()) return refusal;
-    return notSynced(`no entry it holds gives the caller ${spiffeId}`, { cause: refusal });
+    if (deps.cache.synced()) return refusal;
+    return notSynced(spiffeId === undefined ? 'no entry it holds gives the caller an identity' : `no entry it holds gives the caller ${spiffeId}`, { cause: refusal });
   }
 
   return (call: ServerUnaryCall<JwtSvidRequest, JwtSvidResponse>, callback: sendUnaryData<JwtSvidResponse>): void => {

@@ -4,7 +4,7 @@ import { sign, type KeyObject } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { Selector } from '../../../src/common/spiffe/selector.js';
 import { FakeClock } from '../../../src/common/clock.js';
-import { unavailable } from '../../../src/common/errors.js';
+import { permissionDenied, unavailable } from '../../../src/common/errors.js';
 import { parseJwtSvid, signJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
 import { encodeBase64Url, decodeBase64Url } from '../../../src/common/jwt/base64url.js';
 import { grpcCode } from '../../../src/agent/cli/workload-client.js';
@@ -121,6 +121,24 @@ describe('FetchJWTSVID (attestation stubbed: caller has unix:uid:1001)', () => {
       h.cache.isSynced = true;
     }
     await expectCode(h.client.fetchJwtSvid(['db'], APP_B), PERMISSION_DENIED);
+  });
+
+  test('before its first sync since start, without spiffe_id, the cached entries\' signing refused (deleted on the server while the agent was down) is UNAVAILABLE (retry), not PERMISSION_DENIED; after the sync, unchanged', async () => {
+    // What IdentityCache.fetchJwtSvids throws when the server refused the signing of every entry it held for the caller
+    // and they were dropped: none left matches. Admission saw the entries, so the caller got past it.
+    const fetchJwtSvids = h.cache.fetchJwtSvids;
+    h.cache.fetchJwtSvids = async () => {
+      throw permissionDenied('no registration entry matches the caller');
+    };
+    h.cache.isSynced = false;
+    try {
+      await expectCode(h.client.fetchJwtSvid(['db']), UNAVAILABLE, /the agent has not synced with meshid-server since it started or attested again: no entry it holds gives the caller an identity; retry$/);
+      h.cache.isSynced = true;
+      await expectCode(h.client.fetchJwtSvid(['db']), PERMISSION_DENIED, /no registration entry matches the caller/);
+    } finally {
+      h.cache.isSynced = true;
+      h.cache.fetchJwtSvids = fetchJwtSvids;
+    }
   });
 
   test('with spiffe_id: only that identity', async () => {
