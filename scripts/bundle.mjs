@@ -6,11 +6,11 @@
 // `run`, `restore` and `validate`) stay in the file but run only when imported. Native addons (better-sqlite3,
 // meshid's own by path) stay outside.
 import { build } from 'esbuild';
-import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { buildVersion } from './build-version.mjs';
+import { withCodeCache } from './code-cache-build.mjs';
 
 const root = path.dirname(path.dirname(fileURLToPath(import.meta.url)));
 
@@ -67,7 +67,9 @@ async function bundleWithCodeCache(name, main, training) {
     // require.resolve of a package file runs at start, against node_modules, as it does unbundled.
     logOverride: { 'require-resolve-not-external': 'silent' },
   });
-  withCodeCache(name, training);
+  // A cache that cannot be made fails the build (code-cache-build.mjs): the executable would compile its whole bundle
+  // at every start, or not start at all.
+  withCodeCache({ dir: path.join(root, 'dist/bin'), name, loader: path.join(root, 'scripts/code-cache-loader.mjs'), training });
 }
 
 // The agent's cache is made by `run --help`: the modules `run` loads, compiled and run, nothing started (a cache made
@@ -75,39 +77,9 @@ async function bundleWithCodeCache(name, main, training) {
 await bundleWithCodeCache('meshid-agent', 'dist/src/agent/main.js', ['run', '--help']);
 // The server's by an admin command (the CLI, grpc-js's client and the admin protos) against a socket that is not
 // there: what each `meshid-server <command>` process runs before it talks to the server; `run` compiles the rest.
+// Its exit 1 is that refusal, not a bundle that throws as it loads (which exits 1 as well): its stderr tells them apart.
 await bundleWithCodeCache('meshid-server', 'dist/src/server/main.js', {
   argv: ['entry', 'show', '--admin-socket', path.join(root, 'dist/bin/no-server-here/admin.sock')],
   exitCode: 1,
+  stderr: /cannot reach meshid-server on .*no-server-here\/admin\.sock \(no socket there\)/,
 });
-
-/**
- * Writes dist/bin/NAME.mjs, the entry that runs NAME.cjs from a V8 code cache, and makes that cache by running the
- * entry once with `training` (its arguments, or them and the exit code they end with): the cache holds what that run
- * compiled.
- */
-function withCodeCache(name, training) {
-  const { argv, exitCode } = Array.isArray(training) ? { argv: training, exitCode: 0 } : training;
-  const bundle = path.join(root, 'dist/bin', `${name}.cjs`);
-  // The hashbang would be a syntax error inside the CommonJS wrapper; a blank line keeps the source map's lines.
-  const source = asciiOnly(fs.readFileSync(bundle, 'utf8').replace(/^#!.*/, ''));
-  fs.writeFileSync(bundle, source);
-  const loader = fs.readFileSync(path.join(root, 'scripts/code-cache-loader.mjs'), 'utf8').replace('__BUNDLE__', JSON.stringify(`./${name}.cjs`));
-  const entry = path.join(root, 'dist/bin', `${name}.mjs`);
-  fs.writeFileSync(entry, loader, { mode: 0o755 });
-  const env = { ...process.env, MESHID_CODE_CACHE_WRITE: '1' };
-  delete env.NODE_OPTIONS;
-  const made = spawnSync(process.execPath, [entry, ...argv], { env, stdio: ['ignore', 'ignore', exitCode === 0 ? 'inherit' : 'ignore'] });
-  if (made.status !== exitCode || !fs.existsSync(`${bundle}.cache`)) {
-    // Still a working executable: it compiles the bundle from source at every start.
-    process.stderr.write(`bundle: no code cache for ${name} (exit ${made.status ?? made.signal})\n`);
-  }
-}
-
-/**
- * esbuild escapes non-ASCII characters in code, not in the comments it keeps (`name → version`): one such character
- * makes V8 hold and scan the whole file as two-byte, which took the agent bundle's (1.7 MB) compile from ~38 to ~62 ms
- * of CPU. Each becomes '?' (one per UTF-16 unit, so columns stay the source map's).
- */
-function asciiOnly(source) {
-  return source.replace(/[^\x00-\x7f]/gu, (c) => '?'.repeat(c.length));
-}
