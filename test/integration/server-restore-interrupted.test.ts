@@ -79,7 +79,7 @@ test('a restore killed (SIGKILL) at each of its steps leaves no data dir or a co
   }
 });
 
-test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left', { timeout: 120_000 }, async (t) => {
+test('a restore whose new staging directory another restore into the same data dir takes for a killed one\'s leftover starts again under a new name: one restores, the other is told the data dir was made meanwhile, nothing is left; one while another holds its staging lock is told another restore runs', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-restore-race-');
   teardown(t).after(cleanup);
   const { live, backup, roots, tokens } = await backedUp(dir);
@@ -107,6 +107,22 @@ test('a restore whose new staging directory another restore into the same data d
   assert.equal((await server.cli(['bundle', 'show'])).out, roots);
   for (const token of tokens) await refusedAsSpent(server, roots, token);
   assert.equal(await server.stop(), 0);
+
+  // A restore into a data dir while another one into it holds its staging directory's lock is told so, naming it,
+  // and touches nothing of it; the one running ends as if alone.
+  const d2 = path.join(where, 'data2');
+  const running = serverPausedAt(['restore', '--from', backup, '--data-dir', d2], ['restore-copy']);
+  teardown(t).after(() => running.kill('SIGKILL'));
+  await running.paused('restore-copy');
+  const [runningStaging] = stagingLeft(where);
+  const refused = await restoreCli(['--from', backup, '--data-dir', d2]);
+  assert.equal(refused.code, 1, refused.out);
+  assert.match(refused.err, new RegExp(`^Error: \\w+: another restore into ${d2} is running \\(it holds ${path.join(where, runningStaging!)}/server\\.lock\\): let it end first$`, 'm'));
+  assert.deepEqual(stagingLeft(where), [runningStaging], 'the running restore\'s staging directory is left to it');
+  running.resume();
+  const ran = await running.done;
+  assert.equal(ran.code, 0, ran.err);
+  assert.ok(fs.existsSync(path.join(d2, 'datastore.sqlite3')));
 });
 
 test('a restore sent SIGINT or SIGTERM midway stops before the data dir is made, removes its staging directory (a copy of the CA keys), exits 1 saying so, and runs again', { timeout: 120_000 }, async (t) => {

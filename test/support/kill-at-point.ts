@@ -18,6 +18,7 @@
  * MESHID_TEST_PAUSE_AT names points (comma-separated) where the process instead stops once, says "paused at <point>"
  * on stderr and reads one byte from stdin before it goes on, so a test can run another process in between:
  *   restore-lock             a restore's staging directory is made and its lock file is about to be created
+ *   restore-copy             a restore holds its staging directory's lock and is about to copy the first file into it
  *   data-dir-lock            a start has looked at its data dir (absent, or unclaimed) and is about to create its lock
  *                            file (server.lock, outside a restore's staging directory)
  *   data-dir-marker          a new data dir's meshid-server.json is about to be renamed into place
@@ -86,7 +87,10 @@ if (point !== undefined || pauses.size > 0) {
     const [p, flags] = args;
     if (flags === 'wx' && inRestoreStaging(p)) {
       if (String(p).endsWith('/server.lock')) pauseAt('restore-lock');
-      else if (filesCopied++ === filesWanted) die();
+      else {
+        pauseAt('restore-copy');
+        if (filesCopied++ === filesWanted) die();
+      }
     }
     if (flags === 'wx' && !inRestoreStaging(p) && String(p).endsWith('/server.lock')) pauseAt('data-dir-lock');
     return open(...args);
