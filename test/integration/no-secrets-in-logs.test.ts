@@ -23,6 +23,7 @@ import { connectSds, dataSourceText, decodeSecrets, envoyNode, SotwClient } from
 import { until } from '../support/until.js';
 import { parseLogLines } from '../support/log-lines.js';
 import { jobFreeKeyPair } from '../support/job-free-key-pair.js';
+import { tetheredDaemon } from '../support/tethered-daemon.js';
 
 const WEB = 'spiffe://example.org/web';
 const uid = process.getuid!();
@@ -127,7 +128,7 @@ function runAs(asUid: number, args: string[]): Promise<CliResult> {
 /** `meshid-agent run` to its end (an agent that gives up, refused or misconfigured); its output is a daemon's. */
 function agentRunToExit(name: string, args: string[]): Promise<number | null> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [AGENT_MAIN, 'run', ...args], { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...TRACE } });
+    const child = spawn(process.execPath, [AGENT_MAIN, 'run', ...args], tetheredDaemon({ ...process.env, ...TRACE }));
     let out = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));

@@ -15,6 +15,7 @@ import { promisify } from 'node:util';
 import { packageRoot } from '../../src/common/paths.js';
 import { runNode, startServerProcess } from '../support/server-process.js';
 import { teardown } from '../support/teardown.js';
+import { tetheredDaemon } from '../support/tethered-daemon.js';
 
 const run = promisify(execFile);
 
@@ -56,7 +57,7 @@ test('the daemons and CLIs of an unpacked npm pack tarball serve a workload its 
   const agent = spawn(
     process.execPath,
     [agentMain, 'run', '--server-address', `127.0.0.1:${server.port()}`, '--trust-bundle', bundle, '--join-token-file', tokenFile, '--socket-path', socket, '--data-dir', path.join(state, 'agent-data')],
-    { stdio: ['ignore', 'pipe', 'pipe'] },
+    tetheredDaemon(process.env),
   );
   let agentOut = '';
   agent.stdout.on('data', (d: Buffer) => (agentOut += d.toString()));

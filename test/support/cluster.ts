@@ -23,6 +23,7 @@ import { compileServerConfig, type RawServerConfig } from '../../src/server/conf
 import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
 import { runNode, SERVER_MAIN } from './server-process.js';
+import { tetheredDaemon } from './tethered-daemon.js';
 
 /** The agent executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
 export const AGENT_MAIN = path.join(packageRoot, 'dist/bin/meshid-agent.mjs');
@@ -132,10 +133,7 @@ export class Cluster {
       options.umask === undefined
         ? [launched[0]!, launched.slice(1)]
         : ['/bin/sh', ['-c', `umask ${options.umask}; exec "$0" "$@"`, ...launched]];
-    const agent = new AgentProcess(spawn(command[0], command[1], {
-      stdio: ['ignore', 'pipe', 'pipe'],
-      env: { ...process.env, MESHID_LOG_LEVEL: 'debug', ...options.env },
-    }), socketPath, dataDir);
+    const agent = new AgentProcess(spawn(command[0], command[1], tetheredDaemon({ ...process.env, MESHID_LOG_LEVEL: 'debug', ...options.env })), socketPath, dataDir);
     this.agents.add(agent);
     if (options.wait !== false) await agent.waitHealthy();
     return agent;
@@ -386,7 +384,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   const child = spawn(
     process.execPath,
     [SERVER_MAIN, 'run', '--trust-domain', TRUST_DOMAIN, '--data-dir', path.join(dir, 'data'), '--bind-address', bindAddress, '--admin-socket', adminSocket, '--datacenter', DATACENTER, ...extraArgs],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
+    tetheredDaemon({ ...process.env, MESHID_LOG_LEVEL: 'info', ...env }),
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));

@@ -2,6 +2,7 @@ import { spawn } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
 import { SERVER_MAIN } from './server-process.js';
+import { tetheredDaemon } from './tethered-daemon.js';
 
 /** The preload that kills a process at a named point (test/support/kill-at-point.ts). */
 export const KILL_AT_POINT_PRELOAD = path.join(packageRoot, 'dist/test/support/kill-at-point.js');
@@ -21,7 +22,7 @@ export function runServerKilledAt(
       process.execPath,
       [SERVER_MAIN, 'run', '--trust-domain', 'example.org', '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0',
         '--admin-socket', path.join(dir, 'admin', 'admin.sock'), ...datacenters.flatMap((dc) => ['--datacenter', dc])],
-      { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, ...env, NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_KILL_AT: point } },
+      tetheredDaemon({ ...process.env, ...env, NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_KILL_AT: point }),
     );
     let output = '';
     child.stdout.on('data', (d: Buffer) => (output += d.toString()));

@@ -15,6 +15,7 @@ import { TestCa } from './fake-sds-cache.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN, type CliResult } from './server-process.js';
 import { jobFreeKeyPair } from './job-free-key-pair.js';
+import { tetheredDaemon } from './tethered-daemon.js';
 
 const MAIN = SERVER_MAIN;
 export const TD = 'example.org';
@@ -81,7 +82,7 @@ export function startServerCliFixture(prefix: string): void {
       process.execPath,
       [MAIN, 'run', '--trust-domain', TD, '--data-dir', path.join(dir, 'data'), '--bind-address', '127.0.0.1:0',
         '--admin-socket', socket, '--datacenter', 'east', '--datacenter', 'west'],
-      { stdio: ['ignore', 'pipe', 'pipe'] },
+      tetheredDaemon(process.env),
     );
     server.stdout!.on('data', (d: Buffer) => (serverOutput += d.toString()));
     server.stderr!.on('data', (d: Buffer) => (serverOutput += d.toString()));

@@ -2,6 +2,7 @@ import { spawn, type ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
+import { tetheredDaemon } from './tethered-daemon.js';
 
 /** The server executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
 export const SERVER_MAIN = path.join(packageRoot, 'dist/bin/meshid-server.mjs');
@@ -32,7 +33,7 @@ export function runNode(main: string, args: string[], env: NodeJS.ProcessEnv = {
  */
 export function runRefused(args: string[], env: NodeJS.ProcessEnv = {}, main = SERVER_MAIN): Promise<CliResult> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, 'run', ...args], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
+    const child = spawn(process.execPath, [main, 'run', ...args], tetheredDaemon({ ...process.env, ...env }));
     let out = '';
     let err = '';
     child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -74,7 +75,7 @@ export async function startServerProcess(
   const child = spawn(
     process.execPath,
     [main, 'run', ...(extra.includes('--trust-domain') ? [] : ['--trust-domain', 'example.org']), '--data-dir', dataDir, '--bind-address', '127.0.0.1:0', '--admin-socket', adminSocket, ...extra],
-    { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MESHID_LOG_LEVEL: 'info', ...env } },
+    tetheredDaemon({ ...process.env, MESHID_LOG_LEVEL: 'info', ...env }),
   );
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
