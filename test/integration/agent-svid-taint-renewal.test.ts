@@ -13,6 +13,7 @@ import { parseCertificate } from '../../src/common/x509/certificate.js';
 import { startClusterWithAgent } from '../support/cluster.js';
 import { opensslVerify } from '../support/openssl.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { until } from '../support/until.js';
 
 const uid = process.getuid!();
 
@@ -20,16 +21,6 @@ const uid = process.getuid!();
 function storedChain(dataDir: string): Buffer[] {
   const doc = JSON.parse(fs.readFileSync(path.join(dataDir, 'agent-svid.json'), 'utf8')) as { svid_chain: string[] };
   return doc.svid_chain.map((c) => Buffer.from(c, 'base64'));
-}
-
-/** Polls (real time: the renewal is a call to the server and a file write) until `probe` returns a value. */
-async function until<T>(what: string, probe: () => Promise<T | undefined> | T | undefined): Promise<T> {
-  for (let i = 0; i < 600; i++) {
-    const v = await probe();
-    if (v !== undefined) return v;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
 }
 
 test('ca taint of the intermediate, then of the root, that signed the agent SVID: the agent renews it at once under their replacements, long before its half-life', async (t) => {
@@ -53,7 +44,7 @@ test('ca taint of the intermediate, then of the root, that signed the agent SVID
     const after = await until('the agent SVID renewed in the data dir', () => {
       const chain = storedChain(agent.dataDir);
       return chain[0]!.equals(before[0]!) ? undefined : chain;
-    });
+    }, 30_000);
     // Renewed for the taint, not on its schedule: the old SVID was nowhere near its half-life.
     assert.ok(Date.now() < old.notBefore + (old.notAfter - old.notBefore) / 2, 'the renewal came before the old SVID\'s half-life');
     const leaf = parseCertificate(after[0]!);
@@ -87,5 +78,5 @@ test('ca taint of the intermediate, then of the root, that signed the agent SVID
   assert.ok(verified.ok, `the renewed agent SVID verifies without the tainted root: ${verified.output}`);
   // Still synced under its renewed SVID: an entry created now is served.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/after-taint', selectors: [`unix:uid:${uid}`] });
-  await until('the entry created after the taints to be served', async () => ((await agent.svidIds().catch((): string[] => [])).includes('spiffe://example.org/after-taint') ? true : undefined));
+  await until('the entry created after the taints to be served', async () => ((await agent.svidIds().catch((): string[] => [])).includes('spiffe://example.org/after-taint') ? true : undefined), 30_000);
 });

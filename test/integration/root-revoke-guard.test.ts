@@ -7,17 +7,9 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { startCluster } from '../support/cluster.js';
 import { runNode, SERVER_MAIN } from '../support/server-process.js';
+import { until } from '../support/until.js';
 
 const uid = process.getuid!();
-
-async function until<T>(what: string, probe: () => Promise<T | undefined>): Promise<T> {
-  for (let i = 0; i < 600; i++) {
-    const value = await probe();
-    if (value !== undefined) return value;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`timed out waiting for ${what}`);
-}
 
 test('ca revoke of a tainted root is refused while a stopped agent is still on it, not for the live one that moved; --force goes on and the live agent keeps syncing', async (t) => {
   const cluster = await startCluster('meshid-revoke-guard-');
@@ -40,7 +32,7 @@ test('ca revoke of a tainted root is refused while a stopped agent is still on i
     const r = await revoke();
     assert.equal(r.code, 1, `refused while an agent is on the root: ${r.out}`);
     return r.err.includes(liveId) ? undefined : r;
-  });
+  }, 30_000);
   assert.match(refused.err, new RegExp(`^Error: FailedPrecondition: revoking root ${root.id} now would cut off 1 agent\\(s\\)`));
   assert.ok(refused.err.includes(`${goneId} (still on this root)`), refused.err);
   assert.match(refused.err, /--force/);
@@ -74,5 +66,5 @@ test('ca revoke of a tainted root is refused while a stopped agent is still on i
     } finally {
       client.close();
     }
-  });
+  }, 30_000);
 });

@@ -10,20 +10,12 @@ import { once } from 'node:events';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
+import { running } from '../support/process-running.js';
 import { tempDir } from '../support/server-kit.js';
 
 const HUNG_FILE = path.join(packageRoot, 'dist/test/support/hung-test-file.js');
 /** The fixture's time limit: long enough for a loaded machine to start a server and an agent first. */
 const LIMIT_MS = 30_000;
-
-/** Whether `pid` still runs: a zombie (an orphan its new parent has not reaped yet) has stopped. */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 test('the server and agent a test file started stop as soon as the runner kills the file at its time limit', async (t) => {
   const { dir, cleanup } = tempDir('meshid-timed-out-file-');

@@ -202,3 +202,22 @@ export class FakeWorkloadCache implements WorkloadCache {
 export function foreignBundle(ca: TestCa, sequence: number, jwtKey?: TestJwtKey): TrustBundle {
   return { ...ca.bundle(sequence), jwtAuthorities: jwtKey === undefined ? [] : [{ kid: jwtKey.kid, publicKey: jwtKey.publicKey }] };
 }
+
+/**
+ * What the cache gives a caller entitled to `svids`, all signed and nothing signing: the first is the default, and
+ * `bundle` and `federatedBundles` come with them; `overrides` change any part.
+ */
+export function servedSnapshot(svids: WorkloadSvid[], bundle: TrustBundle, federatedBundles: TrustBundle[], overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
+  return {
+    entitled: true,
+    svids,
+    defaultSvid: svids[0],
+    complete: true,
+    signing: new Set(),
+    withoutSvid: new Set(),
+    defaultSigning: false,
+    bundle,
+    federatedBundles,
+    ...overrides,
+  };
+}

@@ -8,15 +8,11 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
-import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
-import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
-import { ServerConnection } from '../../../src/agent/client/server-connection.js';
-import { silentLogger } from '../../../src/common/log.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { verifyChain } from '../../../src/common/x509/chain-verification.js';
 import { until } from '../../support/until.js';
 import { entry, openAgentFixture } from './agent-fixture.js';
-import { recordedSync, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubIdentity, stubServer } from './stub-node-server.js';
 
 test('an agent attested again with a bundle that lost the root of its workload SVIDs re-signs them at once, without waiting for the Sync stream\'s first update', async (t) => {
   // The revoked root's CA (`old`) signed what the agent holds; the server now has only `current`'s root, and its own
@@ -35,41 +31,21 @@ test('an agent attested again with a bundle that lost the root of its workload S
   const held = old.issue(e);
   cache.putSvids([held]);
   const signer = current.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: current.clock, log: silentLogger(), random: () => 0.5 });
-  t.after(() => issuer.stop());
 
   let agentId = 'spiffe://example.org/meshid/agent/cut-off';
   let attested = false;
   // Only what the connection asks of the agent identity; attest() stands for the configured join token, taken by the
   // server under a new agent ID, with the bundle as it is after the revoke.
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org', spiffeId: agentId }),
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => {
       agentId = 'spiffe://example.org/meshid/agent/new';
       attested = true;
       return Promise.resolve(current.bundle());
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock: current.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
   });
-  connection.start();
-  t.after(() => connection.stop());
+  const connection = startConnection(t, current, client, identity, { cache, issuer: { sign: signer.sign, random: () => 0.5 } });
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));
   assert.deepEqual(signer.calls, [], 'nothing to sign while the held SVID chains to the bundle');
 

@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer, stubIdentity } from './stub-node-server.js';
 
 test('an agent evicted by a stub server and attested again under a new agent ID is not synced until the new identity\'s first Sync answer', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
@@ -20,19 +20,14 @@ test('an agent evicted by a stub server and attested again under a new agent ID 
   let agentId = 'spiffe://example.org/meshid/agent/old';
   // Only what the connection asks of the agent identity; attest() stands for a join token the server takes, under a
   // new agent ID (as a join token always gives).
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org', spiffeId: agentId }),
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => {
       agentId = 'spiffe://example.org/meshid/agent/new';
       return Promise.resolve(fx.bundle());
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const cache = fx.cache();
   const connection = startConnection(t, fx, client, identity, { cache });
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));

@@ -8,7 +8,7 @@ import assert from 'node:assert/strict';
 import * as grpc from '@grpc/grpc-js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer, stubIdentity } from './stub-node-server.js';
 
 /** Lets the agent's promises and microtasks run (no time passes on its clock). */
 async function idle(): Promise<void> {
@@ -23,15 +23,12 @@ test("an agent SVID past its notAfter by this host's clock while a stub server k
   const notAfter = fx.clock.now() + 60_000;
   let stops = 0;
   // Only what the connection asks of the agent identity; no join token to attest again with.
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org' }),
     notAfter: () => notAfter,
     expired: (now: number) => notAfter <= now,
-    canReattest: () => false,
     stop: () => void stops++,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));
 

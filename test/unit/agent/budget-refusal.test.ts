@@ -13,7 +13,7 @@ import { fromServiceError, RETRY_PUSHBACK_KEY } from '../../../src/common/grpc-s
 import { silentLogger } from '../../../src/common/log.js';
 import { until } from '../../support/until.js';
 import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer } from './stub-node-server.js';
+import { startConnection, stubIdentity, stubServer } from './stub-node-server.js';
 
 /** A refusal as grpc-js hands it to the agent's client: code, details and trailers. */
 function received(code: grpc.status, details: string, pushback?: string): MeshidError {
@@ -120,7 +120,7 @@ async function syncRefusedWithPushback(t: TestContext, pushbackMs: string): Prom
     },
   });
   // Only what the connection asks of the agent identity while it holds a valid SVID.
-  const identity = { current: () => ({ trustDomain: 'example.org' }), expired: () => false, notAfter: () => undefined, canReattest: () => false, stop: () => undefined, renewIfTainted: () => undefined };
+  const identity = stubIdentity({ current: () => ({ trustDomain: 'example.org' }) });
   const connection = startConnection(t, fx, client, identity);
   await until('the refused open', () => (opens.length === 1 && connection.state === 'disconnected' ? true : undefined));
   return { fx, opens };
@@ -155,7 +155,7 @@ test("an Attest a stub server refuses UNAVAILABLE for its source's attempts is r
     },
   });
   // Only what the connection asks of the agent identity before it holds an SVID.
-  const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, notAfter: () => undefined, canReattest: () => false, stop: () => undefined };
+  const identity = stubIdentity({ current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)) });
   const connection = startConnection(t, fx, client, identity);
   await until('the refused attempt', () => (attempts.length === 1 && connection.lastErrorMessage !== undefined ? true : undefined));
   await nothingNewBefore(fx, 2500, () => attempts.length, 'attempt');
@@ -175,7 +175,7 @@ test("an Attest a stub server refuses with retry pushback does not make the agen
   });
   // A first attestation: no bundle held yet, so an outage (no pushback) would be probed with the bootstrap roots.
   const cache = new IdentityCache({ clock: fx.clock, log: silentLogger(), signJwtSvid: () => Promise.reject(new Error('no JWT signer in this test')) });
-  const identity = { current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)), expired: () => false, notAfter: () => undefined, canReattest: () => false, stop: () => undefined };
+  const identity = stubIdentity({ current: () => undefined, attest: () => client.attest('join-token', Buffer.alloc(0)) });
   let probes = 0;
   const connection = startConnection(t, fx, client, identity, {
     cache,

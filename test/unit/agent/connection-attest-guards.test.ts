@@ -11,7 +11,7 @@ import { MeshidError, unavailable } from '../../../src/common/errors.js';
 import { expiredSvidRefusal } from '../../../src/server/api/agent-auth.js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer, stubIdentity } from './stub-node-server.js';
 
 const AGENT = 'spiffe://example.org/meshid/agent/x';
 
@@ -22,19 +22,14 @@ test('a refusal of the agent SVID that comes while the agent attests again (a Re
   const client = await stubServer(t, fx, { Sync });
   let attempts = 0;
   const answers: Array<(b: TrustBundle) => void> = [];
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org', spiffeId: AGENT }),
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => {
       attempts++;
       return new Promise<TrustBundle>((resolve) => answers.push(resolve));
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   await until('the first Sync answer', () => (connection.state === 'synced' ? true : undefined));
   const evicted = new MeshidError('permission_denied', `must re-attest: agent ${AGENT} was evicted`);
@@ -58,17 +53,14 @@ test('a first attestation that cannot reach the server, by an agent holding its 
   // Restored from a data dir with no agent SVID in it: the bundle is held, the agent attests with its join token.
   const cache = fx.cache();
   let attempts = 0;
-  const identity = {
+  const identity = stubIdentity({
     current: () => undefined,
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => {
       attempts++;
       return Promise.reject(unavailable('connect ECONNREFUSED 127.0.0.1:8081'));
     },
-    stop: () => undefined,
-  };
+  });
   let probes = 0;
   const connection = startConnection(t, fx, client, identity, {
     cache,
@@ -94,7 +86,7 @@ test("the server's expired-SVID refusal at the very millisecond of the SVID's no
   const notAfter = fx.clock.now() + 60_000;
   let attempts = 0;
   let fail: ((err: unknown) => void) | undefined;
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org', spiffeId: AGENT }),
     notAfter: () => notAfter,
     // As AgentIdentity.expired: the SVID is expired at its notAfter.
@@ -104,10 +96,8 @@ test("the server's expired-SVID refusal at the very millisecond of the SVID's no
       attempts++;
       return new Promise<TrustBundle>((_resolve, reject) => (fail = reject));
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
     renewalInFlight: () => (undefined as Promise<void> | undefined),
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   await until('the first Sync answer', () => (connection.state === 'synced' ? true : undefined));
   // Synced, the agent keeps its stream past notAfter (the server judges by its own clock and ends it).

@@ -9,7 +9,7 @@ import * as grpc from '@grpc/grpc-js';
 import { MeshidError, resourceExhausted } from '../../../src/common/errors.js';
 import { until } from '../../support/until.js';
 import { entry, openAgentFixture } from './agent-fixture.js';
-import { recordedSync, startConnection, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubServer, stubIdentity } from './stub-node-server.js';
 
 test('a ban refusing the first Sync of an agent restored from its data dir withdraws every entry and leaves the cache synced: callers are refused for good, not told to retry', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
@@ -21,17 +21,13 @@ test('a ban refusing the first Sync of an agent restored from its data dir withd
   const { streams, Sync } = recordedSync(() => false);
   const client = await stubServer(t, fx, { Sync });
   const calls: string[] = [];
-  const identity = {
+  const identity = stubIdentity({
     current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }),
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => Promise.reject(new Error('a banned agent must not attest again by itself')),
     discard: () => calls.push('discard'),
     stop: () => calls.push('stop'),
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity, { cache });
   await until('the Sync stream', () => (streams.length === 1 ? true : undefined));
   streams[0]!.emit('error', { code: grpc.status.PERMISSION_DENIED, details: 'banned: agent spiffe://example.org/meshid/agent/x is banned' });
@@ -48,10 +44,8 @@ test('an Attest refused RESOURCE_EXHAUSTED (the server cannot store the agent no
   const client = await stubServer(t, fx, { Sync });
   let attested = false;
   let attempts = 0;
-  const identity = {
+  const identity = stubIdentity({
     current: () => (attested ? { trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' } : undefined),
-    notAfter: () => undefined,
-    expired: () => false,
     canReattest: () => true,
     attest: () => {
       attempts++;
@@ -59,10 +53,7 @@ test('an Attest refused RESOURCE_EXHAUSTED (the server cannot store the agent no
       attested = true;
       return Promise.resolve(fx.bundle());
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   // startConnection's onFatal ignores the error; the state tells: a fatal first attestation leaves 'stopped'.
   await until('the first attempt', () => (attempts === 1 ? true : undefined));
@@ -79,19 +70,13 @@ test('a first attestation refused for good (a used join token) stops the agent; 
   const { Sync } = recordedSync();
   const client = await stubServer(t, fx, { Sync });
   let attempts = 0;
-  const identity = {
+  const identity = stubIdentity({
     current: () => undefined,
-    notAfter: () => undefined,
-    expired: () => false,
-    canReattest: () => false,
     attest: () => {
       attempts++;
       return Promise.reject(new MeshidError('permission_denied', 'join token already used'));
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   await until('the refusal', () => (connection.state !== 'attesting' && connection.state !== 'connecting' ? true : undefined));
   assert.equal(connection.state, 'stopped', 'fatal at start: the process exits saying why (onFatal)');

@@ -11,7 +11,7 @@ import assert from 'node:assert/strict';
 import { unavailable } from '../../../src/common/errors.js';
 import { until } from '../../support/until.js';
 import { openAgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer } from './stub-node-server.js';
+import { startConnection, stubServer, stubIdentity } from './stub-node-server.js';
 
 /** Lets the agent's promises and microtasks run (no time passes on its clock). */
 async function idle(): Promise<void> {
@@ -24,19 +24,15 @@ test('stop() during the wait of an attestation for its next try (stubbed Attest:
   const client = await stubServer(t, fx, {});
   let attests = 0;
   // Only what the connection asks of the agent identity: no SVID yet, and an Attest the server never answers.
-  const identity = {
+  const identity = stubIdentity({
     current: () => undefined,
-    notAfter: () => undefined,
     expired: () => true,
     canReattest: () => true,
     attest: () => {
       attests++;
       return Promise.reject(unavailable('cannot reach meshid-server'));
     },
-    stop: () => undefined,
-    renewIfTainted: () => undefined,
-    renewalInFlight: () => undefined,
-  };
+  });
   const connection = startConnection(t, fx, client, identity);
   await until('the failed attestation', () => (connection.lastErrorMessage !== undefined ? true : undefined));
   assert.equal(connection.state, 'attesting', 'waiting for the next try');

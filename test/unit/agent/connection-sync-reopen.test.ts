@@ -8,18 +8,12 @@ import * as grpc from '@grpc/grpc-js';
 import { entryFromMessage } from '../../../src/agent/cache/agent-entry.js';
 import { until } from '../../support/until.js';
 import { entry, openAgentFixture } from './agent-fixture.js';
-import { startConnection, stubServer, type SyncCall } from './stub-node-server.js';
+import { startConnection, stubServer, type SyncCall, stubIdentity } from './stub-node-server.js';
 
 /** Only what the connection asks of the agent identity while it holds a valid SVID. */
-const validIdentity = {
+const validIdentity = stubIdentity({
   current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }),
-  notAfter: () => undefined,
-  expired: () => false,
-  canReattest: () => false,
-  stop: () => undefined,
-  renewIfTainted: () => undefined,
-  renewalInFlight: () => undefined,
-};
+});
 
 /** Lets the agent's promises and microtasks run (no time passes on its clock). */
 async function idle(): Promise<void> {

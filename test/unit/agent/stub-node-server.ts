@@ -6,7 +6,7 @@ import type { TestContext } from 'node:test';
 import * as grpc from '@grpc/grpc-js';
 import { AGENT_API_PROTO, NodeClient } from '../../../src/agent/client/node-client.js';
 import type { IdentityCache } from '../../../src/agent/cache/identity-cache.js';
-import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
+import { SvidIssuer, type SvidIssuerOptions } from '../../../src/agent/cache/svid-issuer.js';
 import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import { ServerConnection, type ServerConnectionOptions } from '../../../src/agent/client/server-connection.js';
 import { unavailable } from '../../../src/common/errors.js';
@@ -57,19 +57,51 @@ export function recordedSync(answered: (index: number) => boolean = () => true):
   };
 }
 
+/** What a ServerConnection asks of the agent identity (AgentIdentity), stubbed. */
+export interface StubIdentity {
+  current: () => { trustDomain: string; spiffeId?: string } | undefined;
+  notAfter: () => number | undefined;
+  expired: (now: number) => boolean;
+  canReattest: () => boolean;
+  attest: () => Promise<unknown>;
+  stop: () => unknown;
+  renewIfTainted: () => unknown;
+  renewalInFlight: () => Promise<void> | undefined;
+  discard?: () => unknown;
+}
+
 /**
- * The agent's connection to a stub server, with an issuer that signs nothing; `identity` is what the test's case needs
- * of it, `options` what else differs (a cache holding no bundle yet, bootstrap roots and their probe).
+ * A stub agent identity for startConnection: `current` as the case needs (undefined: no SVID yet), and otherwise an
+ * SVID with no notAfter that is not expired, no join token to attest again with, nothing to renew; `stub` replaces any
+ * of these.
+ */
+export function stubIdentity(stub: Partial<StubIdentity> & Pick<StubIdentity, 'current'>): StubIdentity {
+  return {
+    notAfter: () => undefined,
+    expired: () => false,
+    canReattest: () => false,
+    attest: () => Promise.reject(new Error('this stub identity has no join token to attest with')),
+    stop: () => undefined,
+    renewIfTainted: () => undefined,
+    renewalInFlight: () => undefined,
+    ...stub,
+  };
+}
+
+/**
+ * The agent's connection to a stub server, with an issuer that signs nothing unless `options.issuer` gives it a signer;
+ * `identity` is what the test's case needs of it, `options` what else differs (a cache holding no bundle yet, bootstrap
+ * roots and their probe).
  */
 export function startConnection(
   t: TestContext,
   fx: AgentFixture,
   client: NodeClient,
   identity: object,
-  options: { cache?: IdentityCache } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
+  options: { cache?: IdentityCache; issuer?: Partial<Pick<SvidIssuerOptions, 'sign' | 'random'>> } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
 ): ServerConnection {
-  const { cache = fx.cache(), ...rest } = options;
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger() });
+  const { cache = fx.cache(), issuer: issuerOptions = {}, ...rest } = options;
+  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger(), ...issuerOptions });
   t.after(() => issuer.stop());
   const connection = new ServerConnection({
     client,

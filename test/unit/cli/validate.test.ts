@@ -2,7 +2,7 @@
  * `meshid-server validate` and `meshid-agent validate`: what `run` would refuse is refused without starting anything,
  * with the same message; what it would accept is summarised.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
@@ -189,13 +189,19 @@ test('a config file saved with a UTF-8 byte order mark (as some Windows editors 
   assert.match(r.out, /^Configuration is valid: trust domain example\.org, datacenters east;/);
 });
 
-test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from the file, the environment or the flag; an unknown level is still refused', async (t) => {
-  const { dir, cleanup } = tempDir('meshid-validate-level-');
+/** A server and an agent config file, in a temp dir `prefix…` removed after the test, with these log_level values. */
+function configsWithLogLevel(t: TestContext, prefix: string, serverLevel: string, agentLevel: string): { serverFile: string; agentFile: string } {
+  const { dir, cleanup } = tempDir(prefix);
   t.after(cleanup);
   const serverFile = path.join(dir, 'server.json');
-  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'DEBUG' }));
+  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: serverLevel }));
   const agentFile = path.join(dir, 'agent.json');
-  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: 'Warn' }));
+  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: agentLevel }));
+  return { serverFile, agentFile };
+}
+
+test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from the file, the environment or the flag; an unknown level is still refused', async (t) => {
+  const { serverFile, agentFile } = configsWithLogLevel(t, 'meshid-validate-level-', 'DEBUG', 'Warn');
   assert.equal(serverConfigFrom(['--config', serverFile], {})!.logLevel, 'debug');
   assert.equal(serverConfigFrom(['--trust-domain', 'example.org'], { MESHID_LOG_LEVEL: 'ERROR' })!.logLevel, 'error');
   // The environment is the default's default: the config file's log_level and the flag each win over it.
@@ -215,12 +221,7 @@ test('log_level is taken in any case, as SPIRE configs write it ("DEBUG"), from 
 });
 
 test("log_level takes logrus's names as SPIRE does, from the file, the flag and the environment of both daemons: warning is warn, panic is pino's nearest, fatal", async (t) => {
-  const { dir, cleanup } = tempDir('meshid-validate-logrus-level-');
-  t.after(cleanup);
-  const serverFile = path.join(dir, 'server.json');
-  fs.writeFileSync(serverFile, JSON.stringify({ trust_domain: 'example.org', log_level: 'WARNING' }));
-  const agentFile = path.join(dir, 'agent.json');
-  fs.writeFileSync(agentFile, JSON.stringify({ server_address: 'meshid:8081', log_level: 'warning' }));
+  const { serverFile, agentFile } = configsWithLogLevel(t, 'meshid-validate-logrus-level-', 'WARNING', 'warning');
   const server = ['--trust-domain', 'example.org'];
   const agent = ['--server-address', 'meshid:8081'];
   // The config file.

@@ -10,11 +10,23 @@ import { entryIdentityHash } from '../../../src/server/datastore/entry-identity.
 import { LATEST_SCHEMA_VERSION, MIGRATIONS, SCHEMA_MIGRATIONS_DDL } from '../../../src/server/datastore/migrations.js';
 import { openSqliteDatastore } from '../../../src/server/datastore/sqlite-datastore.js';
 import { openSqliteFile } from '../../../src/server/datastore/sqlite-open.js';
+import { commitBesideEachRead } from '../../support/commit-beside-read.js';
 import { entry, sels, tempDir } from './fixture.js';
 
 /** Every byte of the file and its WAL/SHM companions (absent ones as null), to prove a refused open wrote nothing. */
 function snapshot(file: string): Array<Buffer | null> {
   return [file, `${file}-wal`, `${file}-shm`, `${file}-journal`].map((f) => (fs.existsSync(f) ? fs.readFileSync(f) : null));
+}
+
+/** An open of `file` is refused (failed_precondition), its message passing `check`, and leaves the file and its companions as they were. */
+async function assertRefusedUnchanged(file: string, check: (message: string) => void, clock = new FakeClock()): Promise<void> {
+  const before = snapshot(file);
+  await assert.rejects(openSqliteDatastore({ file, clock }), (err) => {
+    assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
+    check(err.message);
+    return true;
+  });
+  assert.deepEqual(snapshot(file), before);
 }
 
 function rawQuery<T>(file: string, sql: string): T[] {
@@ -163,14 +175,10 @@ test('an SQLite database of another application is refused with a clear error an
     const db = new Database(file);
     db.exec("CREATE TABLE users (name TEXT); INSERT INTO users VALUES ('alice')");
     db.close();
-    const before = snapshot(file);
-    await assert.rejects(openSqliteDatastore({ file, clock: new FakeClock() }), (err) => {
-      assert.ok(isMeshidError(err, 'failed_precondition'));
-      assert.match(err.message, new RegExp(`${file.replace(/[.]/g, '\\.')} is not a meshid datastore`));
-      assert.match(err.message, /users/);
-      return true;
+    await assertRefusedUnchanged(file, (message) => {
+      assert.match(message, new RegExp(`${file.replace(/[.]/g, '\\.')} is not a meshid datastore`));
+      assert.match(message, /users/);
     });
-    assert.deepEqual(snapshot(file), before);
   } finally {
     cleanup();
   }
@@ -184,26 +192,16 @@ test('a database whose datastore_info table names another application, or a mesh
     const db = new Database(other);
     db.exec("CREATE TABLE datastore_info (key TEXT PRIMARY KEY, value TEXT); INSERT INTO datastore_info VALUES ('application', 'inventory')");
     db.close();
-    const otherBefore = snapshot(other);
-    await assert.rejects(openSqliteDatastore({ file: other, clock: new FakeClock() }), (err) => {
-      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
-      assert.match(err.message, /is not a meshid datastore: its datastore_info table names application "inventory"/);
-      return true;
-    });
-    assert.deepEqual(snapshot(other), otherBefore);
+    await assertRefusedUnchanged(other, (message) => assert.match(message, /is not a meshid datastore: its datastore_info table names application "inventory"/));
     // meshid's own, with the table that records its schema version gone: damaged, not one that changed under the open.
     const damaged = path.join(dir, 'datastore.sqlite3');
     await (await openSqliteDatastore({ file: damaged, clock: new FakeClock() })).close();
     const raw = new Database(damaged);
     raw.exec('DROP TABLE schema_migrations');
     raw.close();
-    const damagedBefore = snapshot(damaged);
-    await assert.rejects(openSqliteDatastore({ file: damaged, clock: new FakeClock() }), (err) => {
-      assert.ok(isMeshidError(err, 'failed_precondition'), String(err));
-      assert.equal(err.message, `the datastore ${damaged} has no schema_migrations table: it is damaged; restore it from a backup`);
-      return true;
-    });
-    assert.deepEqual(snapshot(damaged), damagedBefore);
+    await assertRefusedUnchanged(damaged, (message) =>
+      assert.equal(message, `the datastore ${damaged} has no schema_migrations table: it is damaged; restore it from a backup`),
+    );
   } finally {
     cleanup();
   }
@@ -222,18 +220,7 @@ test('an open holds the write lock while it checks and migrates the schema: anot
       let othersCommit: unknown = 'not tried';
       Database.prototype.prepare = function (this: Database.Database, source: string) {
         const statement = prepare.call(this, source);
-        if (this.name !== file || !source.includes("AND name = 'schema_migrations'")) return statement;
-        const get = statement.get.bind(statement) as (...params: unknown[]) => unknown;
-        statement.get = ((...params: unknown[]) => {
-          const found = get(...params);
-          try {
-            other.exec("INSERT INTO datastore_info (key, value) VALUES ('written-meanwhile', 'x')");
-            othersCommit = 'committed';
-          } catch (err) {
-            othersCommit = (err as { code?: string }).code;
-          }
-          return found;
-        }) as typeof statement.get;
+        if (this.name === file && source.includes("AND name = 'schema_migrations'")) commitBesideEachRead(statement, other, (result) => (othersCommit = result));
         return statement;
       } as typeof prepare;
       await (await openSqliteDatastore({ file, clock: new FakeClock() })).close();
@@ -325,13 +312,11 @@ test('a datastore with a newer schema version is refused, names both versions, a
     const db = new Database(file);
     db.prepare('INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)').run(LATEST_SCHEMA_VERSION + 1, 'from the future', 0);
     db.close();
-    const before = snapshot(file);
-    await assert.rejects(openSqliteDatastore({ file, clock }), (err) => {
-      assert.ok(isMeshidError(err, 'failed_precondition'));
-      assert.match(err.message, new RegExp(`schema version ${LATEST_SCHEMA_VERSION + 1}, newer than this meshid-server understands \\(${LATEST_SCHEMA_VERSION}\\)`));
-      return true;
-    });
-    assert.deepEqual(snapshot(file), before);
+    await assertRefusedUnchanged(
+      file,
+      (message) => assert.match(message, new RegExp(`schema version ${LATEST_SCHEMA_VERSION + 1}, newer than this meshid-server understands \\(${LATEST_SCHEMA_VERSION}\\)`)),
+      clock,
+    );
   } finally {
     cleanup();
   }

@@ -18,6 +18,7 @@ import { storageError } from '../../../src/server/datastore/sqlite-errors.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../../support/log-lines.js';
 import { tempDir } from './fixture.js';
 import { teardown } from '../../support/teardown.js';
+import { commitBesideEachRead } from '../../support/commit-beside-read.js';
 
 const TOKEN = 'f3c1d2a4b5e6f7a8b9c0d1e2f3a4b5c6';
 
@@ -174,18 +175,8 @@ test('a write holds the write lock from its start: another process cannot commit
   // the write only read so far (a deferred transaction), that commit would go in and the write's insert fail on the
   // snapshot it read (SQLITE_BUSY_SNAPSHOT, at once: no busy timeout waits for that).
   const exists = (Reflect.get(ds, 's') as Record<string, Database.Statement>)['joinTokenExists']!;
-  const get = exists.get.bind(exists) as (...params: unknown[]) => unknown;
   let othersCommit: unknown = 'not tried';
-  exists.get = ((...params: unknown[]) => {
-    const found = get(...params);
-    try {
-      other.exec("INSERT INTO datastore_info (key, value) VALUES ('written-meanwhile', 'x')");
-      othersCommit = 'committed';
-    } catch (err) {
-      othersCommit = (err as { code?: string }).code;
-    }
-    return found;
-  }) as typeof exists.get;
+  commitBesideEachRead(exists, other, (result) => (othersCommit = result));
   await ds.createJoinToken(newToken(0));
   assert.equal(othersCommit, 'SQLITE_BUSY', 'the other process waits for the write');
   assert.ok(await ds.findJoinToken(newToken(0).token), 'the write went through');

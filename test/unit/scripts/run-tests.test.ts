@@ -8,6 +8,7 @@ import { spawnSync, type SpawnSyncReturns } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../../src/common/paths.js';
+import { running } from '../../support/process-running.js';
 import { tempDir } from '../../support/server-kit.js';
 
 const RUNNER = path.join(packageRoot, 'scripts', 'run-tests.mjs');
@@ -73,15 +74,6 @@ test('a failing test is named again, with its error, after the totals, where a C
   assert.match(after, /gamma checks its answer/);
   assert.match(after, /the answer was 41/);
 });
-
-/** Whether `pid` still runs: a zombie (an orphan its new parent has not reaped yet) has stopped. */
-function running(pid: number): boolean {
-  try {
-    return !/^\d+ \(.*\) Z/.test(fs.readFileSync(`/proc/${pid}/stat`, 'utf8'));
-  } catch {
-    return false;
-  }
-}
 
 test('a process a test file started and left behind (as a file killed at the time limit leaves its server) is ended when the run ends', async (t) => {
   const { dir, cleanup } = tempDir('meshid-run-tests-');

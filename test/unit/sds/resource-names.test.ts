@@ -8,6 +8,7 @@ import { checkResourceNames, entitledResourceNames, resolveResourceName } from '
 import { resolveSdsOptions, type ResolvedSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { checkTypeUrl, resourceVersion, SECRET_TYPE_URL, stateVersion } from '../../../src/agent/sds/secret-builder.js';
 import { checkAllBundlesName, validationChoiceFor } from '../../../src/agent/sds/node-validation-mode.js';
+import { servedSnapshot } from '../../support/fake-workload-cache.js';
 
 const options = resolveSdsOptions();
 
@@ -30,18 +31,7 @@ function bundle(trustDomain: string, roots: string[] = [`${trustDomain} root`]):
 
 function snapshot(overrides: Partial<IdentitySnapshot> = {}): IdentitySnapshot {
   const svids = [svid('spiffe://example.org/a', 'leaf-a'), svid('spiffe://example.org/b', 'leaf-b')];
-  return {
-    entitled: true,
-    svids,
-    defaultSvid: svids[0],
-    complete: true,
-    signing: new Set(),
-    withoutSvid: new Set(),
-    defaultSigning: false,
-    bundle: bundle('example.org'),
-    federatedBundles: [bundle('zeta.example'), bundle('alpha.example')],
-    ...overrides,
-  };
+  return servedSnapshot(svids, bundle('example.org'), [bundle('zeta.example'), bundle('alpha.example')], overrides);
 }
 
 function describeResource(name: string, snap = snapshot(), mode: 'spiffe' | 'trusted_ca' = 'spiffe'): string | undefined {

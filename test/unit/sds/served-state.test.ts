@@ -4,6 +4,7 @@ import type { IdentitySnapshot, WorkloadSvid } from '../../../src/agent/cache/wo
 import type { TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { resolveSdsOptions } from '../../../src/agent/sds/sds-options.js';
 import { servedState } from '../../../src/agent/sds/served-state.js';
+import { servedSnapshot } from '../../support/fake-workload-cache.js';
 
 const options = resolveSdsOptions();
 
@@ -19,7 +20,7 @@ function snapshot(): IdentitySnapshot {
     version: 'leaf',
   };
   const bundle: TrustBundle = { trustDomain: 'example.org', x509Authorities: [Buffer.from('root')], jwtAuthorities: [], sequence: 1 };
-  return { entitled: true, svids: [svid], defaultSvid: svid, complete: true, signing: new Set(), withoutSvid: new Set(), defaultSigning: false, bundle, federatedBundles: [] };
+  return servedSnapshot([svid], bundle, []);
 }
 
 const stateOf = (snap: IdentitySnapshot, names: string[]) =>

@@ -89,15 +89,23 @@ test('a data dir whose path runs through a file is refused naming that file, not
   }
 });
 
+/**
+ * A data dir `data` under `dir` as a first start killed before its marker leaves it: its lock, no process holding it,
+ * and the marker's temp file.
+ */
+function leftByKilledFirstStart(dir: string): { dataDir: string; lockFile: string } {
+  const dataDir = path.join(dir, 'data');
+  fs.mkdirSync(dataDir, { mode: 0o700 });
+  const lockFile = path.join(dataDir, 'server.lock');
+  acquireDataDirLock(lockFile, 'meshid-server')();
+  fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+  return { dataDir, lockFile };
+}
+
 test('a start that opened a killed first start\'s lock before a restore emptied the dir, and locks it after, is not left holding a removed file: a second start is refused (the restore run between the two by a patched better-sqlite3 pragma)', () => {
   const t = tempDir('meshid-data-dir-');
   try {
-    const dataDir = path.join(t.dir, 'data');
-    fs.mkdirSync(dataDir, { mode: 0o700 });
-    const lockFile = path.join(dataDir, 'server.lock');
-    // What a first start killed before its marker leaves: its lock, no process holding it, and the marker's temp file.
-    acquireDataDirLock(lockFile, 'meshid-server')();
-    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+    const { dataDir, lockFile } = leftByKilledFirstStart(t.dir);
     const pragma = Database.prototype.pragma;
     let restored = false;
     // Between the start's open of the lock file and its lock: the restore's lock, removal and release all fit there.
@@ -133,11 +141,7 @@ test('a start that opened a killed first start\'s lock before a restore emptied 
 test('a start whose lock file was replaced between its open and its lock (a restore removed it, another start made a new one and holds it) does not run beside that start: it is refused', () => {
   const t = tempDir('meshid-data-dir-');
   try {
-    const dataDir = path.join(t.dir, 'data');
-    fs.mkdirSync(dataDir, { mode: 0o700 });
-    const lockFile = path.join(dataDir, 'server.lock');
-    acquireDataDirLock(lockFile, 'meshid-server')();
-    fs.writeFileSync(path.join(dataDir, '.meshid-server.json.1a2b.tmp'), '{');
+    const { dataDir, lockFile } = leftByKilledFirstStart(t.dir);
     const pragma = Database.prototype.pragma;
     let replaced = false;
     let other: (() => void) | undefined;

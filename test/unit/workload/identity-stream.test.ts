@@ -176,6 +176,14 @@ test('a first message waits for more at most the pending window from the stream\
   }
 });
 
+/** Left with nothing valid to send as of now, the stream waits out the whole 30 s pending window, then ends UNAVAILABLE. */
+function assertWaitsWindowThenUnavailable(clock: FakeClock, call: HeldCall, stream: { open: boolean }, waits: string): void {
+  clock.advance(29_999);
+  assert.deepEqual([call.errors.length, stream.open], [0, true], waits);
+  clock.advance(1);
+  assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14, 'nothing valid to send for the whole window: UNAVAILABLE');
+}
+
 test('a stream that has sent and is then left with nothing valid to send ends UNAVAILABLE after the pending window, as before any message', async () => {
   const clock = new FakeClock();
   const call = new HeldCall();
@@ -187,10 +195,7 @@ test('a stream that has sent and is then left with nothing valid to send ends UN
   call.release();
   c.bump();
   await tick();
-  clock.advance(29_999);
-  assert.deepEqual([call.errors.length, stream.open], [0, true], 'within the window the stream waits');
-  clock.advance(1);
-  assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14, 'nothing valid to send for the whole window: UNAVAILABLE');
+  assertWaitsWindowThenUnavailable(clock, call, stream, 'within the window the stream waits');
   assert.deepEqual([closed(), stream.open, clock.pendingTimers()], [1, false, 0]);
 });
 
@@ -253,10 +258,7 @@ test('a stream left with nothing to send gets a whole pending window from then, 
   call.release();
   c.bump();
   await tick();
-  clock.advance(29_999);
-  assert.deepEqual([call.errors.length, stream.open], [0, true], 'within 30 s of being left with nothing, the stream waits');
-  clock.advance(1);
-  assert.equal((call.errors[0] as { code: number } | undefined)?.code, 14);
+  assertWaitsWindowThenUnavailable(clock, call, stream, 'within 30 s of being left with nothing, the stream waits');
 });
 
 test('a call already cancelled when the stream starts is closed at once: no subscription, no write', () => {
