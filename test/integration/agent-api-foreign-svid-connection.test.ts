@@ -18,13 +18,14 @@ import { startInProcessCluster } from '../support/cluster.js';
 import { backUpInProcessServer } from '../support/in-process-restart.js';
 import { attestWithToken, type AgentIdentity } from '../support/node-api-client.js';
 import { event } from '../support/event.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 
 test("a connection presenting an agent SVID none of the server's intermediates signed is held as one without an agent SVID, under its stream limit", async (t) => {
   const clock = new FakeClock(Date.now() - HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-foreign-svid-connection-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const restore = await backUpInProcessServer(cluster, clock);
 
   // After the backup: the east intermediate is replaced and an agent attests under its successor, which the restored
@@ -45,7 +46,7 @@ test("a connection presenting an agent SVID none of the server's intermediates s
     } as http2.SecureClientSessionOptions;
     const session = http2.connect(`https://127.0.0.1:${port.port()}`, options);
     session.on('error', () => {});
-    t.after(() => session.destroy());
+    teardown(t).after(() => session.destroy());
     // The tracker's verdict on a connection without an agent SVID is a SETTINGS frame sent as the session starts, so
     // ahead of its answer to a ping sent once connected.
     await event('a ping round trip', new Promise<void>((resolve) => session.once('connect', () => session.ping(() => resolve()))));

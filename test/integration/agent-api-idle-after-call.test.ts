@@ -11,6 +11,7 @@ import http2 from 'node:http2';
 import { FakeClock } from '../../src/common/clock.js';
 import { startServerWithLimits } from '../support/limited-server.js';
 import { event } from '../support/event.js';
+import { teardown } from '../support/teardown.js';
 
 test('a connection without a client certificate is closed once idle after its call has ended, long before its age', async (t) => {
   const clock = new FakeClock(Date.now() - 12 * 3_600_000);
@@ -19,10 +20,10 @@ test('a connection without a client certificate is closed once idle after its ca
     unauthenticatedMaxAgeMs: 600_000,
     unauthenticatedGraceMs: 500,
   });
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const session = http2.connect(`https://127.0.0.1:${server.agentPort}`, { rejectUnauthorized: false, servername: 'meshid-server' });
   session.on('error', () => {});
-  t.after(() => session.destroy());
+  teardown(t).after(() => session.destroy());
   const goaway = new Promise<number>((resolve) => session.once('goaway', (code) => resolve(code)));
   const closed = new Promise<void>((resolve) => session.once('close', resolve));
   // Opened with the connection, so it reaches the server before the idle timer could close it; refused at once (no

@@ -19,15 +19,16 @@ import { connectWorkloadApi, type WorkloadApiClient } from '../../src/agent/cli/
 import { advanceUntil } from '../support/advance-until.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 const ID = 'spiffe://example.org/down-across-taint/a';
 
 test('an agent down while the root was tainted, started again after the server SVID\'s half-life, reconnects without a new join token and moves its workloads off the tainted root', async (t) => {
   const clock = new FakeClock(Math.floor((Date.now() - HOUR) / 1000) * 1000);
-  t.after(judgeTlsOnClock(clock));
+  teardown(t).after(judgeTlsOnClock(clock));
   const cluster = await startInProcessCluster(clock, 'meshid-down-across-taint-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: ID, selectors: [`unix:uid:${process.getuid!()}`] });
   const raw = { socket_path: path.join(cluster.dir, 'agent.sock'), data_dir: path.join(cluster.dir, 'agent-data') };
   let agent = await cluster.startInProcessAgent({ ...raw, join_token: await cluster.token() }, { clock, random: () => 0.5 });
@@ -48,15 +49,15 @@ test('an agent down while the root was tainted, started again after the server S
   assert.equal(agent.status().state, 'synced', `the agent reaches the server: ${agent.status().lastError ?? ''}`);
 
   const client = connectWorkloadApi(raw.socket_path);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   assert.ok(await servedOffRoot(client, tainted.certDer!, clock), 'the workload SVID was re-signed under the new root');
 });
 
 test('an agent down while its root was tainted and revoked with --force attests again with a new join token and the current bundle on the same data dir', async (t) => {
   const clock = new FakeClock(Math.floor((Date.now() - HOUR) / 1000) * 1000);
-  t.after(judgeTlsOnClock(clock));
+  teardown(t).after(judgeTlsOnClock(clock));
   const cluster = await startInProcessCluster(clock, 'meshid-down-across-revoke-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: ID, selectors: [`unix:uid:${process.getuid!()}`] });
   const raw = { socket_path: path.join(cluster.dir, 'agent.sock'), data_dir: path.join(cluster.dir, 'agent-data') };
   let agent = await cluster.startInProcessAgent({ ...raw, join_token: await cluster.token() }, { clock, random: () => 0.5 });
@@ -82,12 +83,12 @@ test('an agent down while its root was tainted and revoked with --force attests 
 
 test('an agent that was down while the root of its workload SVID\'s retired intermediate was tainted and revoked re-signs that SVID when the bundle without the root arrives', async (t) => {
   const clock = new FakeClock(Math.floor((Date.now() - HOUR) / 1000) * 1000);
-  t.after(judgeTlsOnClock(clock));
+  teardown(t).after(judgeTlsOnClock(clock));
   // 4 h SVIDs renewed at half-life; a 9 h intermediate is replaced 5 h after it was made, when it can no longer cover
   // a 4 h SVID. The agent stops at 4.5 h holding an SVID signed at 4 h, due for renewal at 6 h.
   const ttls = { default_x509_svid_ttl: '4h', max_x509_svid_ttl: '4h', agent_svid_ttl: '4h', intermediate_ttl: '9h' };
   const cluster = await startInProcessCluster(clock, 'meshid-down-across-revoke-old-', ttls);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: ID, selectors: [`unix:uid:${process.getuid!()}`] });
   const raw = { socket_path: path.join(cluster.dir, 'agent.sock'), data_dir: path.join(cluster.dir, 'agent-data') };
   let agent = await cluster.startInProcessAgent({ ...raw, join_token: await cluster.token() }, { clock, random: () => 0.5 });
@@ -120,7 +121,7 @@ test('an agent that was down while the root of its workload SVID\'s retired inte
   // Its cached SVID chains to the revoked root, which no taint list names: re-signed when the new bundle arrives,
   // not served unverifiable until its half-life. Found by the CA lifecycle model (seed 310).
   const client = connectWorkloadApi(raw.socket_path);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   assert.ok(await servedOffRoot(client, root.certDer!, clock), 'the workload SVID was re-signed under the current root');
 });
 

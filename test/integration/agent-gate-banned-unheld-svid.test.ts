@@ -14,11 +14,12 @@ import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { backUpInProcessServer } from '../support/in-process-restart.js';
 import { attestWithToken, connectNode, nodeCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 test('a banned agent presenting an SVID from an intermediate the restored server never held is told it is banned, not to re-attest', async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-gate-banned-unheld-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const port = { port: () => cluster.meshidServer.agentPort };
   // Attested before the backup, so the restored datastore knows the agent.
   const attested = await attestWithToken(port, cluster.bundlePem, await cluster.token());
@@ -35,7 +36,7 @@ test('a banned agent presenting an SVID from an intermediate the restored server
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: attested.id });
 
   const client = connectNode(port, cluster.bundlePem, { chain: renewed.svid_chain, key: privateKey });
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   for (const method of ['SignX509Svids', 'Sync']) {
     const refused = await new Promise<grpc.ServiceError>((resolve, reject) => {
       if (method === 'Sync') {

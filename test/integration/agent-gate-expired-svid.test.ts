@@ -16,13 +16,14 @@ import { FakeClock } from '../../src/common/clock.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { backUpInProcessServer } from '../support/in-process-restart.js';
 import { attestWithToken, connectNode, expiredSvidRefusalText, nodeCall } from '../support/node-api-client.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 
 test("an expired agent SVID from an intermediate the restored server never held is refused as expired, not as another CA's", async (t) => {
   const clock = new FakeClock(Date.now() - HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-gate-expired-svid-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const restore = await backUpInProcessServer(cluster, clock);
 
   // After the backup: the east intermediate is replaced and an agent attests under its successor.
@@ -33,7 +34,7 @@ test("an expired agent SVID from an intermediate the restored server never held 
   await restore();
 
   const client = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const call = (): Promise<grpc.ServiceError> =>
     nodeCall(client, 'SignX509Svids', { items: [] }).then(
       () => assert.fail('the call was answered'),

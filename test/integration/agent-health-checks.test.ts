@@ -15,6 +15,7 @@ import { AGENT_MAIN, startCluster, startInProcessCluster, type AgentProcess, typ
 import { healthAddressFromLog, healthBody, probe } from '../support/http-probe.js';
 import { watchHealth } from '../support/health-watch.js';
 import { runNode } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 const uid = process.getuid!();
 
@@ -55,7 +56,7 @@ function holdConnection(socketPath: string, held: http2.ClientHttp2Session[]): P
 
 test('live and ready answer 200 with a JSON body once the agent has synced, and go on answering 200 while the server is down', async (t) => {
   const cluster = await startCluster('meshid-agent-health-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--config', configFile(cluster, 'agent')] });
   const address = await healthAddressOf(agent);
@@ -88,7 +89,7 @@ test('live and ready answer 200 with a JSON body once the agent has synced, and 
 
 test('an agent restarted while meshid-server is down serves its restored cache: grpc.health.v1 SERVING (`meshid-agent healthcheck` exits 0) and ready 200, not synced', { timeout: 60_000 }, async (t) => {
   const cluster = await startCluster('meshid-agent-health-restart-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
   const first = await cluster.startAgent({ joinToken: await cluster.token() });
   // Saved with its SVID at the stop: the next start has it to serve.
@@ -101,7 +102,7 @@ test('an agent restarted while meshid-server is down serves its restored cache: 
   const cli = await runNode(AGENT_MAIN, ['healthcheck', '--socket-path', again.socketPath, '--timeout', '5s']);
   assert.equal(cli.code, 0, cli.err);
   const watch = watchHealth(`unix://${again.socketPath}`);
-  t.after(() => watch.close());
+  teardown(t).after(() => watch.close());
   assert.deepEqual(await watch.received(1), ['SERVING']);
   const ready = await probe(await healthAddressOf(again), '/ready');
   assert.equal(ready.status, 200, ready.body);
@@ -111,7 +112,7 @@ test('an agent restarted while meshid-server is down serves its restored cache: 
 
 test('a uid holding all its workload-socket connections: `meshid-agent healthcheck` over the socket is refused, the HTTP probes still answer 200', async (t) => {
   const cluster = await startCluster('meshid-agent-health-cap-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`] });
   const cap = 4;
   const agent = await cluster.startAgent({ joinToken: await cluster.token(), extraArgs: ['--config', configFile(cluster, 'agent', { max_connections_per_uid: cap })] });
@@ -122,7 +123,7 @@ test('a uid holding all its workload-socket connections: `meshid-agent healthche
   // of that uid that opened all it may. A connection refused while the start-up check's own was still counted is
   // simply opened again.
   const held: http2.ClientHttp2Session[] = [];
-  t.after(() => held.forEach((s) => s.destroy()));
+  teardown(t).after(() => held.forEach((s) => s.destroy()));
   await until(`this uid holds ${cap} connections`, async () => (await holdConnection(agent.socketPath, held), held.length === cap));
   assert.equal(await holdConnection(agent.socketPath, held), false, 'one more is closed at accept');
 
@@ -138,7 +139,7 @@ test('a uid holding all its workload-socket connections: `meshid-agent healthche
 
 test('ready is 500 with the reason before the first attestation (server unreachable) while live is 200; and once the agent is banned, ready is 500 and grpc.health.v1 turns NOT_SERVING (Watch pushed, `meshid-agent healthcheck` fails)', { timeout: 60_000 }, async (t) => {
   const cluster = await startCluster('meshid-agent-health-unready-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   // A port nothing listens on: the agent retries its first attestation and serves nothing meanwhile.
   const closed = net.createServer();
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve));
@@ -158,7 +159,7 @@ test('ready is 500 with the reason before the first attestation (server unreacha
   await until('the agent is ready', async () => (await probe(address, '/ready')).status === 200);
   const id = JSON.parse(fs.readFileSync(path.join(agent.dataDir, 'agent-svid.json'), 'utf8')).spiffe_id as string;
   const watch = watchHealth(`unix://${agent.socketPath}`, 'SpiffeWorkloadAPI');
-  t.after(() => watch.close());
+  teardown(t).after(() => watch.close());
   assert.deepEqual(await watch.received(1), ['SERVING']);
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: id });
   await agent.waitForLog(/an operator banned this agent/);
@@ -175,12 +176,12 @@ test('ready is 500 with the reason before the first attestation (server unreacha
 
 test('on stop, grpc.health.v1 Watch streams on the workload socket are told NOT_SERVING, then end UNAVAILABLE', { timeout: 60_000 }, async (t) => {
   const cluster = await startCluster('meshid-agent-health-watch-stop-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const agent = await agentWithHealthListener(cluster, 'watched');
   const socketPath = path.join(cluster.dir, 'watched.sock');
   await until('the agent is ready', async () => (await probe(agent.healthAddress()!, '/ready')).status === 200);
   const watch = watchHealth(`unix://${socketPath}`);
-  t.after(() => watch.close());
+  teardown(t).after(() => watch.close());
   assert.deepEqual(await watch.received(1), ['SERVING']);
   await agent.stop();
   assert.deepEqual(await watch.received(2), ['SERVING', 'NOT_SERVING']);
@@ -191,7 +192,7 @@ test('on stop, grpc.health.v1 Watch streams on the workload socket are told NOT_
 
 test('HEAD answers like GET without a body; other paths are 404, other methods 405, a request with a body 413', async (t) => {
   const cluster = await startCluster('meshid-agent-health-http-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const agent = await cluster.startAgent({
     joinToken: await cluster.token(),
     extraArgs: ['--config', configFile(cluster, 'agent', {}, { live_path: '/healthz/live', ready_path: '/healthz/ready' })],
@@ -220,10 +221,10 @@ test('HEAD answers like GET without a body; other paths are 404, other methods 4
 
 test('a health port already in use stops the start with the setting named, before any join token is spent; SIGTERM closes the listener', async (t) => {
   const cluster = await startCluster('meshid-agent-health-port-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  teardown(t).after(() => new Promise((resolve) => taken.close(resolve)));
   const port = (taken.address() as net.AddressInfo).port;
   const token = await cluster.token();
   const refused = await cluster.startAgent({ name: 'refused', joinToken: token, wait: false, extraArgs: ['--config', configFile(cluster, 'refused', {}, { bind_port: String(port) })] });
@@ -254,7 +255,7 @@ async function agentWithHealthListener(cluster: Cluster, name: string, socketPat
 
 test('live is 500 once the workload socket file is removed (a restart makes it again), and stop() closes the listener', async (t) => {
   const cluster = await startCluster('meshid-agent-health-socket-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const socketDir = path.join(cluster.dir, 'in-process-socket');
   fs.mkdirSync(socketDir, { mode: 0o755 });
   const socketPath = path.join(socketDir, 'api.sock');
@@ -281,11 +282,11 @@ function keptAliveConnection(address: string, path: string): Promise<net.Socket>
 
 test('a client holding 64 keep-alive connections (the cap) does not shut the probes out: a new connection closes the oldest', async (t) => {
   const cluster = await startCluster('meshid-agent-health-held-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const agent = await agentWithHealthListener(cluster, 'held');
   const address = agent.healthAddress()!;
   const held: net.Socket[] = [];
-  t.after(() => held.forEach((s) => s.destroy()));
+  teardown(t).after(() => held.forEach((s) => s.destroy()));
   // As any pod that reaches bind_address "0.0.0.0" could: each connection answered once and kept alive, so it is
   // neither idle nor slow, and a GET every few seconds would keep it open for good.
   for (let i = 0; i < 64; i++) held.push(await keptAliveConnection(address, '/live'));
@@ -299,7 +300,7 @@ test('a client holding 64 keep-alive connections (the cap) does not shut the pro
 
 test('a request with a body, on any path, is answered 413 and its connection closed unread: no 100 Continue, no body drained', async (t) => {
   const cluster = await startCluster('meshid-agent-health-body-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const agent = await agentWithHealthListener(cluster, 'body');
   const [host, port] = agent.healthAddress()!.split(':');
   /** Everything the listener sends for `head`, until it closes the connection (this side never ends its request). */
@@ -326,7 +327,7 @@ test('ready turns 500 once every cached SVID has expired with the server unreach
   // In-process server and agent on one FakeClock, an hour behind real time: TLS judges the certificates by real time.
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-agent-health-expired-svids-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   // SVIDs of ten minutes; the agent SVID lasts the default hour.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/web', selectors: [`unix:uid:${uid}`], x509SvidTtl: 600 });
   const agent = await cluster.startInProcessAgent(

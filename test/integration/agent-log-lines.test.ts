@@ -14,13 +14,14 @@ import { startInProcessCluster } from '../support/cluster.js';
 import { startInProcessServer, stopInProcessServer } from '../support/in-process-restart.js';
 import { capturingLogger, LEVEL } from '../support/log-lines.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 
 test('a server down for 13 h, across a renewal, costs one warning for the Sync stream, one for signing and one for the agent SVID renewal; the retries go to debug; the reconnect says how long it failed', async (t) => {
   const clock = new FakeClock(Date.now() - 20 * HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-outage-log-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const { log, records } = capturingLogger('meshid-agent');
   const agent = await cluster.startInProcessAgent(
@@ -72,7 +73,7 @@ test('a server down for 13 h, across a renewal, costs one warning for the Sync s
 test('a rotation is logged at info with when the next one is due, and each SVID at debug with its serial, expiry and renewal; the agent SVID renewal with its serial', async (t) => {
   const clock = new FakeClock(Date.now() - 20 * HOUR);
   const cluster = await startInProcessCluster(clock, 'meshid-rotation-log-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const { log, records } = capturingLogger('meshid-agent');
   const socketPath = path.join(cluster.dir, 'agent-socket', 'api.sock');
@@ -83,7 +84,7 @@ test('a rotation is logged at info with when the next one is due, and each SVID 
   );
   await until('the first sync', () => (agent.status().state === 'synced' ? true : undefined));
   const client = connectWorkloadApi(socketPath);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const servedSerial = async (): Promise<string> => parseCertificate(splitConcatenatedDer((await client.fetchX509Svid()).svids![0]!.x509_svid!)[0]!).serialHex;
   const first = await servedSerial();
   const agentSvidBefore = agent.status().agentSvidExpiresAt!;

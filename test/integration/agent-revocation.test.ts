@@ -15,6 +15,7 @@ import { FakeClock } from '../../src/common/clock.js';
 import { isMeshidError } from '../../src/common/errors.js';
 import { startCluster, type AgentProcess, type Cluster } from '../support/cluster.js';
 import { event } from '../support/event.js';
+import { teardown } from '../support/teardown.js';
 
 const uid = process.getuid!();
 
@@ -49,7 +50,7 @@ interface Running {
 /** A server process and an in-process agent on a FakeClock, synced and serving `spiffeIds` to this process. */
 async function startServing(t: { after: (fn: () => Promise<void>) => void }, prefix: string, spiffeIds: readonly string[]): Promise<Running & { entryIds: string[] }> {
   const cluster = await startCluster(prefix);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const entryIds: string[] = [];
   for (const spiffeId of spiffeIds) entryIds.push(await cluster.createEntry({ spiffeId, selectors: [`unix:uid:${uid}`] }));
   // Ahead of the real clock, so certificates the server signs from now on are already valid on the agent's.
@@ -109,12 +110,12 @@ test('a deletion is saved alone, not with the changes waiting for their coalesce
 
 test('a banned agent withdraws what it served: open streams end PERMISSION_DENIED, its own SVID and key leave the data dir, and a restart with the server down serves nothing', async (t) => {
   const cluster = await startCluster('meshid-revoke-ban-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/on-banned-node', selectors: [`unix:uid:${uid}`] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   assert.deepEqual(await servedIds(agent.socketPath), ['spiffe://example.org/on-banned-node']);
   const client = connectWorkloadApi(agent.socketPath, { timeoutMs: 20_000 });
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const watch = client.watchX509Svids();
   assert.equal((await event('the first FetchX509SVID message', watch.next())).value?.svids?.length, 1);
 
@@ -124,7 +125,7 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   // Refused, not answered empty, and refused as no identity rather than failed: servedIds() would read any failure
   // (an agent that crashed on the ban, say) as nothing served.
   const fresh = connectWorkloadApi(agent.socketPath);
-  t.after(() => fresh.close());
+  teardown(t).after(() => fresh.close());
   await assert.rejects(fresh.fetchX509Svid(), (err) => isMeshidError(err, 'permission_denied'), 'a new call gets nothing');
   await assert.rejects(event('the open stream ending on the ban', watch.next()), (err) => isMeshidError(err, 'permission_denied'), 'the open stream ends');
 

@@ -18,6 +18,7 @@ import {
   spiffeTrustDomains, type DecodedSecret,
 } from '../support/sds-client.js';
 import { toStruct } from '../../src/common/grpc/proto.js';
+import { teardown } from '../support/teardown.js';
 
 const A = 'spiffe://example.org/sidecar/a';
 const B = 'spiffe://example.org/sidecar/b';
@@ -166,7 +167,7 @@ test("a name the caller is not entitled to is never served: another uid's identi
   const other = 'spiffe://example.org/someone-else';
   // Not 65534: a test below needs that uid to match no entry.
   const otherEntry = await cluster.createEntry({ spiffeId: other, selectors: ['unix:uid:65533'] });
-  t.after(() => cluster.deleteEntry(otherEntry));
+  teardown(t).after(() => cluster.deleteEntry(otherEntry));
   // Not just a name nobody registered: a process of uid 65533 is served it, so the agent has it to give.
   const servedTo65533 = (): string => {
     const r = spawnSync(process.execPath, [AGENT_MAIN, 'api', 'fetch', 'x509', '--socket-path', agent.socketPath], { uid: 65533, gid: 65533, encoding: 'utf8', timeout: 20_000 });
@@ -238,15 +239,15 @@ test('a deleted entry\'s SVID is withdrawn from open StreamSecrets streams: the 
   const keep = 'spiffe://example.org/sidecar/keep';
   const withdrawn = 'spiffe://example.org/sidecar/withdrawn';
   const own = await startClusterWithAgent('meshid-sds-withdraw-', [keep, withdrawn]);
-  t.after(() => own.cluster.cleanup());
+  teardown(t).after(() => own.cluster.cleanup());
   const workload = own.agent.client(10_000);
   assert.equal((await workload.fetchX509Svid()).svids.length, 2);
   workload.close();
   const client = connectSds(own.agent.socketPath);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const explicit = new SotwClient(client);
   const wildcard = new SotwClient(client);
-  t.after(() => {
+  teardown(t).after(() => {
     explicit.cancel();
     wildcard.cancel();
   });
@@ -272,9 +273,9 @@ test('a StreamSecrets client that resumes, after a reconnect, with the version o
   const withdrawn = 'spiffe://example.org/sidecar/withdrawn';
   // The caller keeps another identity: with none, the new stream is refused PERMISSION_DENIED, which says enough.
   const own = await startClusterWithAgent('meshid-sds-resume-withdrawn-', ['spiffe://example.org/sidecar/keep', withdrawn]);
-  t.after(() => own.cluster.cleanup());
+  teardown(t).after(() => own.cluster.cleanup());
   const client = connectSds(own.agent.socketPath);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const before = new SotwClient(client);
   before.subscribe([withdrawn]);
   const held = await before.next(10_000);
@@ -300,7 +301,7 @@ test('a StreamSecrets client that resumes, after a reconnect, with the version o
   // Envoy resumes a new stream with the version it holds (xds_protocol). Nothing it asks for resolves now: before, no
   // response came and a client taking responses as the full state went on holding the withdrawn SVID.
   const resumed = new SotwClient(client);
-  t.after(() => resumed.cancel());
+  teardown(t).after(() => resumed.cancel());
   resumed.send({ node: envoyNode(), resource_names: [withdrawn], type_url: SECRET_TYPE_URL, version_info: held.version_info, response_nonce: '' });
   const answer = await resumed.next(10_000);
   assert.deepEqual(answer.resources ?? [], []);

@@ -8,6 +8,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { Cluster, startCluster } from '../support/cluster.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 const ENTRIES = 40;
 /** ~124 KB of DNS names an entry: the 40 chains come to some 5 MB, past the limit in one call. */
@@ -18,7 +19,7 @@ const dnsNames = (entry: number): string[] =>
 
 test('entries whose chains add up past 4 MiB are all re-signed after a taint: the agent signs them in calls whose answers fit', async (t) => {
   const cluster = await startCluster('meshid-sign-answer-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const uid = process.getuid!();
   // Also creates the node alias the others hang off.
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/plain', selectors: [`unix:uid:${uid}`] });
@@ -35,7 +36,7 @@ test('entries whose chains add up past 4 MiB are all re-signed after a taint: th
 
   // The first X.509 message waits for all of this process's SVIDs; with the oversized call it never came.
   const workload = agent.client(60_000);
-  t.after(() => workload.close());
+  teardown(t).after(() => workload.close());
   const { svids } = await workload.fetchX509Svid();
   assert.deepEqual(svids.map((s) => s.spiffe_id).sort(), ['spiffe://example.org/many-names/0', 'spiffe://example.org/many-names/1', 'spiffe://example.org/plain']);
   const issued = (): Map<string, number> => {

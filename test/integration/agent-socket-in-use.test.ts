@@ -9,16 +9,17 @@ import fs from 'node:fs';
 import net from 'node:net';
 import path from 'node:path';
 import { startCluster } from '../support/cluster.js';
+import { teardown } from '../support/teardown.js';
 
 test('an agent whose socket path another process serves stops naming --socket-path, socket_path, and leaves that socket alone', async (t) => {
   const cluster = await startCluster('meshid-agent-socket-in-use-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const socketDir = path.join(cluster.dir, 'taken');
   fs.mkdirSync(socketDir, { mode: 0o755 });
   const socketPath = path.join(socketDir, 'api.sock');
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(socketPath, resolve));
-  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  teardown(t).after(() => new Promise((resolve) => taken.close(resolve)));
 
   const refused = await cluster.startAgent({ name: 'refused', joinToken: await cluster.token(), socketPath, wait: false });
   assert.equal(await refused.exitCode(), 1);

@@ -18,6 +18,7 @@ import { startInProcessCluster } from '../support/cluster.js';
 import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
 import { opensslVerify } from '../support/openssl.js';
 import { SERVER_MAIN, runNode, type CliResult } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 const ID = 'spiffe://example.org/ca-activate/a';
@@ -31,9 +32,9 @@ interface JsonAuthority {
 
 test('ca activate switches signing to the prepared root now, and ca show (pretty and JSON) says when a prepared root would have activated; an open workload stream gets SVIDs under it', async (t) => {
   const clock = new FakeClock(Math.floor((Date.now() - HOUR) / 1000) * 1000);
-  t.after(judgeTlsOnClock(clock));
+  teardown(t).after(judgeTlsOnClock(clock));
   const cluster = await startInProcessCluster(clock, 'meshid-ca-activate-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const cli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, args, { MESHID_ADMIN_SOCKET: cluster.server.adminSocket });
 
   await cluster.createEntry({ spiffeId: ID, selectors: [`unix:uid:${process.getuid!()}`], x509SvidTtl: 3600 });
@@ -43,10 +44,10 @@ test('ca activate switches signing to the prepared root now, and ca show (pretty
   assert.equal(agent.status().state, 'synced', agent.status().lastError ?? '');
 
   const client = connectWorkloadApi(socket);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const updates: X509SvidResponse[] = [];
   const watch = client.watchX509Svids();
-  t.after(() => watch.cancel());
+  teardown(t).after(() => watch.cancel());
   void (async () => {
     for await (const u of watch) updates.push(u);
   })().catch(() => undefined);

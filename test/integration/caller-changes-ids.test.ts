@@ -12,6 +12,7 @@ import { startCluster } from '../support/cluster.js';
 import { HoldingRelay } from '../support/holding-relay.js';
 import { event } from '../support/event.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 const CLIENT = path.join(packageRoot, 'dist/src/agent/cli/workload-client.js');
 
@@ -35,13 +36,13 @@ const SCRIPT = `
 
 test('a workload that changes its uid after connecting gets one UNAVAILABLE, then its new identity over a new connection', async (t) => {
   const cluster = await startCluster('meshid-setuid-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [`unix:uid:${process.getuid!()}`] });
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/nobody-side', selectors: ['unix:uid:65534'] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
 
   const child = spawn(process.execPath, ['--input-type=module', '-e', SCRIPT, CLIENT, agent.socketPath], { stdio: ['ignore', 'pipe', 'pipe'] });
-  t.after(() => void child.kill('SIGKILL'));
+  teardown(t).after(() => void child.kill('SIGKILL'));
   let out = '';
   let err = '';
   child.stdout.on('data', (d: Buffer) => (out += d.toString()));
@@ -64,7 +65,7 @@ test('a workload that changes its uid after connecting gets one UNAVAILABLE, the
 function droppingChild(t: TestContext, script: string, args: string[]): { dropped: Promise<void>; output: Promise<string>; go: () => void } {
   const child = spawn(process.execPath, ['--input-type=module', '-e', script, ...args], { stdio: ['pipe', 'pipe', 'pipe'] });
   let testEnded = false;
-  t.after(() => {
+  teardown(t).after(() => {
     testEnded = true;
     child.kill('SIGKILL');
   });
@@ -121,7 +122,7 @@ const STREAM_SCRIPT = `
 
 test('a stream opened before its process changed uid gets nothing more: a new identity of the old uid ends it instead', async (t) => {
   const cluster = await startCluster('meshid-setuid-stream-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const root = `unix:uid:${process.getuid!()}`;
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
@@ -171,7 +172,7 @@ const SDS_SCRIPT = `
 for (const mode of ['late', 'unresolved']) {
   test(`an SDS stream opened before its process changed uid gets no first response either (${mode} request)`, async (t) => {
     const cluster = await startCluster('meshid-setuid-sds-');
-    t.after(() => cluster.cleanup());
+    teardown(t).after(() => cluster.cleanup());
     const root = `unix:uid:${process.getuid!()}`;
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/root-side', selectors: [root] });
     // At debug, the agent logs each StreamSecrets stream's first request.
@@ -208,7 +209,7 @@ const JWT_SCRIPT = `
 test('a FetchJWTSVID whose process changed uid while its token was signed gets no token', async (t) => {
   const cluster = await startCluster('meshid-setuid-jwt-');
   const relay = await HoldingRelay.start(cluster.server.address());
-  t.after(async () => {
+  teardown(t).after(async () => {
     relay.release();
     await relay.close();
     await cluster.cleanup();

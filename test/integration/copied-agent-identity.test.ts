@@ -19,6 +19,7 @@ import { generateKeyPair } from '../../src/common/x509/keys.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { attestWithToken, connectNode, nodeCall, openSync, type AgentIdentity, type NodeClient } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 const HOUR = 3_600_000;
 
@@ -32,7 +33,7 @@ test('a copied agent data dir: the first renewal cuts the copy off, which logs w
   const clock = new FakeClock(Date.now() - 20 * HOUR);
   const server = capturingLogger();
   const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-', {}, server.log);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   await cluster.createEntry({ spiffeId: 'spiffe://example.org/app', selectors: [`unix:uid:${process.getuid!()}`] });
   const token = await cluster.token();
   const dataA = path.join(cluster.dir, 'agent-a-data');
@@ -73,7 +74,7 @@ test('a copied agent data dir: the first renewal cuts the copy off, which logs w
   // The original still syncs and serves.
   await until('A in sync', () => (agentA.status().state === 'synced' ? true : undefined));
   const client = connectWorkloadApi(socketA);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   assert.equal((await client.fetchX509Svid()).svids?.[0]?.spiffe_id, 'spiffe://example.org/app');
 
   // The operator restarts the copy as it is: the server refuses it and says in its own log what happened, and where.
@@ -107,18 +108,18 @@ test("a copy whose Sync stream is ended (it then calls no more) is named in the 
   const clock = new FakeClock(Date.now() - HOUR);
   const server = capturingLogger();
   const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-sync-', {}, server.log);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const port = { port: () => cluster.meshidServer.agentPort };
   const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
 
   // The copy holds the agent's one Sync stream; the original renews and makes its first call with the renewed SVID.
   const copy = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => copy.close());
+  teardown(t).after(() => copy.close());
   const copyStream = await openSync(copy, t);
   const original = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => original.close());
+  teardown(t).after(() => original.close());
   const renewed = connectNode(port, cluster.bundlePem, await renew(original, agent));
-  t.after(() => renewed.close());
+  teardown(t).after(() => renewed.close());
   assert.equal(grpc.status[(await anyCall(renewed)).code], 'PERMISSION_DENIED');
 
   const end = await until("the copy's Sync stream ends", copyStream.ended);
@@ -133,16 +134,16 @@ test("the agent's own late traffic on the connection it renewed on (a call handl
   const clock = new FakeClock(Date.now() - HOUR);
   const server = capturingLogger();
   const cluster = await startInProcessCluster(clock, 'meshid-copied-agent-late-', {}, server.log);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const port = { port: () => cluster.meshidServer.agentPort };
   const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
 
   // The agent's connection: its Sync stream, then its renewal on it.
   const old = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => old.close());
+  teardown(t).after(() => old.close());
   const oldStream = await openSync(old, t);
   const renewed = connectNode(port, cluster.bundlePem, await renew(old, agent));
-  t.after(() => renewed.close());
+  teardown(t).after(() => renewed.close());
   // Its first call with the renewed SVID retires the old one, before the server handles a call sent on the old
   // connection: what the race produces, ordered here by making that call only now.
   assert.equal(grpc.status[(await anyCall(renewed)).code], 'PERMISSION_DENIED');
@@ -158,7 +159,7 @@ test("the agent's own late traffic on the connection it renewed on (a call handl
 
   // The same SVID presented on a connection of its own is a copy's.
   const copy = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => copy.close());
+  teardown(t).after(() => copy.close());
   assert.equal(grpc.status[(await anyCall(copy)).code], 'PERMISSION_DENIED');
   await until('the server logs the copy', () => (/two hosts hold agent/.test(server.text()) ? true : undefined));
 });

@@ -14,15 +14,16 @@ import { event } from '../support/event.js';
 import { TestCa } from '../support/fake-sds-cache.js';
 import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, pemBlocks, secretsByName, SotwClient, spiffeTrustDomains, type DiscoveryResponse } from '../support/sds-client.js';
+import { teardown } from '../support/teardown.js';
 
 const PARTNER = 'spiffe://partner.example';
 
 test("a partner's root rotation reaches FetchX509SVID and an open SDS stream within one poll of its bundle endpoint, the retired root leaving both", async (t) => {
   const cluster = await startCluster('meshid-federation-rotation-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const partner = new TestCa('partner.example');
   const next = new TestCa('partner.example');
-  t.after(() => [partner, next].forEach((c) => c.dispose()));
+  teardown(t).after(() => [partner, next].forEach((c) => c.dispose()));
   const endpoint = await partnerEndpoint(t, partner);
   const serve = (roots: Buffer[]): string => (endpoint.body = bundleToSpiffeJson({ ...partner.bundle(), x509Authorities: roots }));
   const seed = serve([partner.rootDer]);
@@ -32,7 +33,7 @@ test("a partner's root rotation reaches FetchX509SVID and an open SDS stream wit
   const svids = client.watchX509Svids();
   const sds = connectSds(agent.socketPath);
   const stream = new SotwClient(sds);
-  t.after(() => {
+  teardown(t).after(() => {
     svids.cancel();
     stream.cancel();
     client.close();

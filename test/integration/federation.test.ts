@@ -20,12 +20,13 @@ import { opensslCa } from '../support/openssl.js';
 import { federateThroughEndpoint, partnerEndpoint } from '../support/partner-endpoint.js';
 import { connectSds, envoyNode, fetchSecrets, secretsByName, spiffeTrustDomains } from '../support/sds-client.js';
 import { jobFreeKeyPair } from '../support/job-free-key-pair.js';
+import { teardown } from '../support/teardown.js';
 
 const PARTNER = 'spiffe://partner.example';
 
 test('a federated bundle reaches the workload; deleting it is refused while federated, and dissociation withdraws it', async (t) => {
   const cluster = await startCluster('meshid-federation-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const partnerRoot = opensslCa(cluster.dir, 'Partner Root');
   const partnerDer = pemToDerList(fs.readFileSync(partnerRoot.cert, 'utf8'));
   await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: fs.readFileSync(partnerRoot.cert, 'utf8') });
@@ -34,7 +35,7 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
 
   const client = agent.client(20_000);
   const watch = client.watchX509Bundles();
-  t.after(() => {
+  teardown(t).after(() => {
     watch.cancel();
     client.close();
   });
@@ -56,15 +57,15 @@ test('a federated bundle reaches the workload; deleting it is refused while fede
 
 test('a federated bundle reaches every view of a workload whose entry federates with it (FetchX509SVID, both bundle streams, SDS), and leaves them when it stops', async (t) => {
   const cluster = await startCluster('meshid-federation-views-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const partner = new TestCa('partner.example');
-  t.after(() => partner.dispose());
+  teardown(t).after(() => partner.dispose());
   await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: bundleToSpiffeJson(partner.bundle()) });
   const entryId = await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   const client = agent.client(20_000);
   const sds = connectSds(agent.socketPath);
-  t.after(() => {
+  teardown(t).after(() => {
     client.close();
     sds.close();
   });
@@ -109,10 +110,10 @@ test('a federated bundle reaches every view of a workload whose entry federates 
 
 test('a SPIFFE bundle document holding "keys" twice is refused by the admin API itself (bundle set, federation create), and nothing is stored', async (t) => {
   const cluster = await startCluster('meshid-federation-dup-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const one = new TestCa('partner.example');
   const two = new TestCa('partner.example');
-  t.after(() => {
+  teardown(t).after(() => {
     one.dispose();
     two.dispose();
   });
@@ -139,7 +140,7 @@ test('a SPIFFE bundle document holding "keys" twice is refused by the admin API 
 
 test('an agent restarted after its federated bundle was deleted stops serving it, though its entry federates again', async (t) => {
   const cluster = await startCluster('meshid-federation-stale-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const partnerRoot = opensslCa(cluster.dir, 'Partner Root');
   await cluster.admin.call('Bundles', 'SetFederatedBundle', { trust_domain: 'partner.example', bundle: fs.readFileSync(partnerRoot.cert, 'utf8') });
   const entryId = await cluster.createEntry({ spiffeId: 'spiffe://example.org/federated', selectors: [`unix:uid:${process.getuid!()}`], federatesWith: ['partner.example'] });
@@ -178,9 +179,9 @@ test('an agent restarted after its federated bundle was deleted stops serving it
 
 test('a partner revoking every key at its bundle endpoint reaches the workload: its roots are withdrawn, its JWT key set emptied', async (t) => {
   const cluster = await startCluster('meshid-federation-revoke-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const partner = new TestCa('partner.example');
-  t.after(() => partner.dispose());
+  teardown(t).after(() => partner.dispose());
   const endpoint = await partnerEndpoint(t, partner);
   const seed = bundleToSpiffeJson({ ...partner.bundle(), jwtAuthorities: [{ kid: 'k1', publicKey: jobFreeKeyPair('ec', { namedCurve: 'P-256' }).publicKey }] });
   endpoint.body = seed;
@@ -188,7 +189,7 @@ test('a partner revoking every key at its bundle endpoint reaches the workload: 
   const agent = await cluster.startAgent({ joinToken: await cluster.token() });
   const client = agent.client(20_000);
   const watch = client.watchX509Bundles();
-  t.after(() => {
+  teardown(t).after(() => {
     watch.cancel();
     client.close();
   });

@@ -24,6 +24,7 @@ import { serviceClient } from '../../src/common/grpc/service.js';
 import { opensslCa } from '../support/openssl.js';
 import { tempDir } from '../support/server-kit.js';
 import { runNode, runRefused, SERVER_MAIN } from '../support/server-process.js';
+import { teardown } from '../support/teardown.js';
 
 const D = 24 * 3_600_000;
 const HEALTH = { listener_enabled: true, bind_address: '127.0.0.1', bind_port: 0 };
@@ -33,7 +34,7 @@ test('live and ready answer 200 with a JSON body (the agent API address, each da
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-', { health_checks: HEALTH });
   let cleaned = false;
-  t.after(() => (cleaned ? undefined : cluster.cleanup()));
+  teardown(t).after(() => (cleaned ? undefined : cluster.cleanup()));
   const address = cluster.meshidServer.healthAddress()!;
   assert.match(address, /^127\.0\.0\.1:\d+$/);
 
@@ -55,12 +56,12 @@ test('live and ready answer 200 with a JSON body (the agent API address, each da
 
 test('ready turns 500 naming the datacenter once its intermediate expires and the upstream CA is too close to its end to renew it; live stays 200', async (t) => {
   const { dir, cleanup } = tempDir('meshid-server-health-upstream-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const pki = opensslCa(dir, 'short-lived', { days: 20 });
   // At real time, not behind it: the upstream CA openssl just made starts now, and nothing here speaks TLS.
   const clock = new FakeClock(Date.now());
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-upstream-', { upstream_ca_cert: pki.cert, upstream_ca_key: pki.key, health_checks: HEALTH });
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const address = cluster.meshidServer.healthAddress()!;
   assert.equal((await probe(address, '/ready')).status, 200);
 
@@ -83,10 +84,10 @@ test('ready turns 500 naming the datacenter once its intermediate expires and th
 
 test('meshid-server run with the health port in use exits 1 with one line naming the setting', async (t) => {
   const { dir, cleanup } = tempDir('meshid-server-health-port-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  teardown(t).after(() => new Promise((resolve) => taken.close(resolve)));
   const port = (taken.address() as net.AddressInfo).port;
   const config = path.join(dir, 'server.json');
   fs.writeFileSync(config, JSON.stringify({ health_checks: { listener_enabled: true, bind_address: '127.0.0.1', bind_port: String(port) } }));
@@ -102,10 +103,10 @@ test('meshid-server run with the health port in use exits 1 with one line naming
 
 test('a health port in use fails the start before the datastore and the CA are made, so before the agent API listens', async (t) => {
   const { dir, cleanup } = tempDir('meshid-server-health-early-');
-  t.after(cleanup);
+  teardown(t).after(cleanup);
   const taken = net.createServer();
   await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve));
-  t.after(() => new Promise((resolve) => taken.close(resolve)));
+  teardown(t).after(() => new Promise((resolve) => taken.close(resolve)));
   const port = (taken.address() as net.AddressInfo).port;
   const dataDir = path.join(dir, 'data');
   const config = compileServerConfig({
@@ -130,11 +131,11 @@ test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails
   const clock = new FakeClock(Date.now() - 3_600_000);
   const serverLog = capturingLogger('meshid-server');
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-datastore-', { health_checks: HEALTH }, serverLog.log);
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const address = cluster.meshidServer.healthAddress()!;
   assert.equal((await probe(address, '/live')).status, 200);
   const agentApiHealth = agentApiHealthCheck(cluster.meshidServer.agentPort, cluster.bundlePem);
-  t.after(() => agentApiHealth.close());
+  teardown(t).after(() => agentApiHealth.close());
   assert.equal(await agentApiHealth.check('meshid.agent.v1.Node'), 'SERVING');
 
   await (cluster.meshidServer as unknown as { ds: { close(): Promise<void> } }).ds.close();
@@ -161,7 +162,7 @@ test('live and ready turn 500 with the reason, `meshid-server healthcheck` fails
 test('grpc.health.v1 Checks on the agent API, which anyone who reaches the port may make without a certificate, read the datastore once a second at most, however many come', { timeout: 60_000 }, async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-reuse-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   // A spy on the real datastore: counts the reads, each still made.
   const ds = (cluster.meshidServer as unknown as { ds: { currentRevision(): Promise<number> } }).ds;
   const read = ds.currentRevision.bind(ds);
@@ -171,9 +172,9 @@ test('grpc.health.v1 Checks on the agent API, which anyone who reaches the port 
     return read();
   };
   const agentApiHealth = agentApiHealthCheck(cluster.meshidServer.agentPort, cluster.bundlePem);
-  t.after(() => agentApiHealth.close());
+  teardown(t).after(() => agentApiHealth.close());
   const watch = watchAgentApiHealth(cluster.meshidServer.agentPort, cluster.bundlePem);
-  t.after(() => watch.close());
+  teardown(t).after(() => watch.close());
   assert.deepEqual(await watch.received(1), ['SERVING']);
   for (let i = 0; i < 20; i++) assert.equal(await agentApiHealth.check(i % 2 === 0 ? '' : 'meshid.agent.v1.Node'), 'SERVING');
   assert.equal(reads, 1, 'one read for the Watch and twenty Checks within a second');
@@ -231,9 +232,9 @@ test('on stop, grpc.health.v1 Watch streams on the admin socket are told NOT_SER
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-server-health-watch-');
   let cleaned = false;
-  t.after(() => (cleaned ? undefined : cluster.cleanup()));
+  teardown(t).after(() => (cleaned ? undefined : cluster.cleanup()));
   const watch = watchHealth(`unix://${cluster.meshidServer.config.adminSocket}`, 'meshid.admin.v1.Entries');
-  t.after(() => watch.close());
+  teardown(t).after(() => watch.close());
   assert.deepEqual(await watch.received(1), ['SERVING']);
   cleaned = true;
   await cluster.cleanup();

@@ -13,22 +13,23 @@ import { FakeClock } from '../../src/common/clock.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { attestWithToken, connectNode, openSync } from '../support/node-api-client.js';
 import { until } from '../support/until.js';
+import { teardown } from '../support/teardown.js';
 
 test("a ban outranks a forced revoke of the agent's root on its Sync stream, even when the revoke's event comes first (the ban's event held back: stubs the race's timing)", async (t) => {
   const clock = new FakeClock(Date.now() - 3_600_000);
   const cluster = await startInProcessCluster(clock, 'meshid-sync-ban-revoke-');
-  t.after(() => cluster.cleanup());
+  teardown(t).after(() => cluster.cleanup());
   const port = { port: () => cluster.meshidServer.agentPort };
   const agent = await attestWithToken(port, cluster.bundlePem, await cluster.token());
   const client = connectNode(port, cluster.bundlePem, agent);
-  t.after(() => client.close());
+  teardown(t).after(() => client.close());
   const { ended } = await openSync(client, t);
 
   // The hub applies datastore changes one after another on this chain: one more link that waits holds them back.
   const hub = cluster.meshidServer.hub as unknown as { chain: Promise<void> };
   let release = (): void => undefined;
   hub.chain = hub.chain.then(() => new Promise<void>((resolve) => (release = resolve)));
-  t.after(() => release());
+  teardown(t).after(() => release());
 
   await cluster.admin.call('Agents', 'BanAgent', { spiffe_id: agent.id });
   const root = ((await cluster.admin.call('Authorities', 'ListAuthorities', {})).authorities ?? []).find((a) => a.kind === 'root' && a.state === 'active')!;
