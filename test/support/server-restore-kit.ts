@@ -1,6 +1,7 @@
 /**
  * What the `meshid-server restore` integration tests share (server-restore-command: restores and refusals;
- * server-restore-interrupted: restores cut short): a backed-up running server, the checks that a restored server
+ * server-restore-interrupted: restores cut short), and `backup` for server-backup and server-backup-races: a
+ * backed-up running server, the checks that a restored server
  * voided the backup's join tokens and renews its agents, a directory's contents, and a restore killed at a step.
  */
 import assert from 'node:assert/strict';
@@ -14,6 +15,11 @@ import { createCsr } from '../../src/common/x509/csr.js';
 import { packageRoot } from '../../src/common/paths.js';
 import { runNode, SERVER_MAIN, startServerProcess, type CliResult, type ServerProcess } from './server-process.js';
 import { attestAgent, attestWithToken, connectNode, joinToken, nodeCall, type AgentIdentity } from './node-api-client.js';
+
+/** `meshid-server backup` against `server`, run in `cwd`. */
+export function backupCli(server: ServerProcess, args: string[], cwd = process.cwd()): Promise<CliResult> {
+  return runNode(SERVER_MAIN, ['backup', ...args, '--admin-socket', server.adminSocket], {}, cwd);
+}
 
 export const restoreCli = (args: string[]): Promise<CliResult> => runNode(SERVER_MAIN, ['restore', ...args]);
 
