@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Makes an upgrade fixture (test/fixtures/upgrade/<commit>/, read by test/integration/upgrade.test.ts): the server and
+# Makes an upgrade fixture (test/fixtures/upgrade/<commit>/, read by test/support/upgrade-kit.ts): the server and
 # agent data dirs an older meshid leaves after a short life, and what its agent served, for the current version to
 # start on.
 #
