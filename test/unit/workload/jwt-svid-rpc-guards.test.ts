@@ -1,0 +1,49 @@
+/**
+ * FetchJWTSVID's own guards after the cache signed (jwt-svid-rpc.ts): the caller is attested again before the tokens
+ * go out, and only the identity asked for is handed out whatever the cache returned.
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import * as grpc from '@grpc/grpc-js';
+import type { Selector } from '../../../src/common/spiffe/selector.js';
+import { parseSelector } from '../../../src/common/spiffe/selector.js';
+import { grpcCode } from '../../../src/agent/cli/workload-client.js';
+import { TestCa } from '../../support/fake-workload-cache.js';
+import { APP_A, APP_B, SELECTOR_A, SELECTOR_B, startWorkloadHarness, TD } from './workload-harness.js';
+
+test('a caller that changed while its JWT-SVIDs were signed gets UNAVAILABLE, not the tokens', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const h = await startWorkloadHarness(ca, (cache) => {
+    cache.addEntry(SELECTOR_A, APP_A);
+    cache.addEntry(SELECTOR_B, APP_B);
+  });
+  t.after(() => h.close());
+  const sign = h.cache.fetchJwtSvids.bind(h.cache);
+  h.cache.fetchJwtSvids = async (selectors: readonly Selector[], audience: readonly string[], spiffeId?: string) => {
+    const tokens = await sign(selectors, audience, spiffeId);
+    // The process holding the connection now is another one (the first exec'd a binary of another uid's entry).
+    h.caller = [parseSelector(SELECTOR_B)];
+    return tokens;
+  };
+  await assert.rejects(h.client.fetchJwtSvid(['db']), (err: Error) => {
+    assert.equal(grpcCode(err), grpc.status.UNAVAILABLE);
+    assert.match(err.message, /the calling process changed/);
+    return true;
+  });
+});
+
+test('with a spiffe_id asked for, other identities a cache returns are not handed out', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const h = await startWorkloadHarness(ca, (cache) => {
+    cache.addEntry(SELECTOR_A, APP_A);
+    cache.addEntry(SELECTOR_A, APP_B);
+  });
+  t.after(() => h.close());
+  const sign = h.cache.fetchJwtSvids.bind(h.cache);
+  // A cache that gets the filter wrong: every identity of the caller.
+  h.cache.fetchJwtSvids = async (selectors: readonly Selector[], audience: readonly string[]) => sign(selectors, audience, undefined);
+  const res = await h.client.fetchJwtSvid(['db'], APP_B);
+  assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_B]);
+});
