@@ -47,3 +47,32 @@ test('with a spiffe_id asked for, other identities a cache returns are not hande
   const res = await h.client.fetchJwtSvid(['db'], APP_B);
   assert.deepEqual(res.svids.map((s) => s.spiffe_id), [APP_B]);
 });
+
+test('a caller of more than ten identities gets its JWT-SVIDs without a MaxListeners warning among the logs', async (t) => {
+  const ca = new TestCa(TD);
+  t.after(() => ca.dispose());
+  const ids = Array.from({ length: 12 }, (_, i) => `spiffe://${TD}/app-${i}`);
+  const h = await startWorkloadHarness(ca, (cache) => {
+    for (const id of ids) cache.addEntry(SELECTOR_A, id);
+  });
+  t.after(() => h.close());
+  const sign = h.cache.fetchJwtSvids.bind(h.cache);
+  // As the agent's cache does: one listener on the call's signal per identity it signs for.
+  h.cache.fetchJwtSvids = async (selectors: readonly Selector[], audience: readonly string[], spiffeId?: string, _deadline?: number, signal?: AbortSignal) => {
+    const listeners = ids.map(() => () => {});
+    for (const l of listeners) signal?.addEventListener('abort', l);
+    try {
+      return await sign(selectors, audience, spiffeId);
+    } finally {
+      for (const l of listeners) signal?.removeEventListener('abort', l);
+    }
+  };
+  const warnings: string[] = [];
+  const onWarning = (w: Error): void => void warnings.push(w.name);
+  process.on('warning', onWarning);
+  t.after(() => process.off('warning', onWarning));
+  const res = await h.client.fetchJwtSvid(['db']);
+  assert.equal(res.svids.length, ids.length);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(warnings.filter((n) => n === 'MaxListenersExceededWarning'), []);
+});
