@@ -11,8 +11,14 @@
  * PROBE_BARE=1: after each renewal, P3's baseline server (sds-push-server.ts, as many streams of the same client)
  * pushes one message of the agent's push size, its main-thread CPU measured the same way, from the trigger until the
  * last arrival and 300 ms after: the push's cost without meshid, on the machine as it is at that moment.
+ *
+ * PROBE_TRACE_DIR=<dir>: from the first renewal on, `perf record` the agent's page faults (each with its address) and
+ * its madvise/mmap/munmap/brk/mprotect calls (CLOCK_MONOTONIC, as process.hrtime), and write each renewal's window
+ * (windows.json) and the agent's /proc/<pid>/maps at each window's end (maps-<round>.txt), for
+ * bench/fault-sources.py to sort the faults by the mapping they hit. Needs perf and the right to trace the agent.
  */
 import fs from 'node:fs';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { startClusterWithAgent } from '../test/support/cluster.js';
 import { connectSidecars, SidecarStream } from './sidecar-stream.js';
 import { createIdleEntries, signingSettled } from './full-agent.js';
@@ -25,6 +31,7 @@ const CONNECTIONS = Number(process.env['PROBE_CONNECTIONS'] ?? 10);
 const ENTRIES = Number(process.env['PROBE_ENTRIES'] ?? 10_000);
 const windowMb = Number(process.env['PROBE_WINDOW_MB'] ?? 0);
 const withBare = process.env['PROBE_BARE'] === '1';
+const traceDir = process.env['PROBE_TRACE_DIR'];
 const agentNodeArgs = (process.env['MESHID_BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 
 function mainThreadNs(pid: number): number {
@@ -72,8 +79,17 @@ try {
   const selfNs: number[] = [];
   const bareNs: number[] = [];
   let bare: BarePushServer | undefined;
+  let perf: ChildProcess | undefined;
+  const windows: Array<{ round: number; from: string; to: string }> = [];
+  if (traceDir !== undefined) {
+    fs.mkdirSync(traceDir, { recursive: true });
+    const events = ['page-faults', 'syscalls:sys_enter_madvise', 'syscalls:sys_enter_mmap', 'syscalls:sys_enter_munmap', 'syscalls:sys_enter_brk', 'syscalls:sys_enter_mprotect'];
+    perf = spawn('perf', ['record', '-q', '-c', '1', '-d', ...(process.env['PROBE_TRACE_CALLGRAPH'] === '1' ? ['--call-graph', 'dwarf,16384'] : []), '--clockid', 'monotonic', ...events.flatMap((e) => ['-e', e]), '-p', String(pid), '-o', `${traceDir}/perf.data`], { stdio: 'ignore' });
+    await new Promise((r) => setTimeout(r, 1000));
+  }
   for (let round = 0; round <= renewals; round++) {
     await new Promise((r) => setTimeout(r, 500));
+    const from = process.hrtime.bigint();
     const arrivals = streams.map((s) => s.nextVersion());
     const issuedBefore = envoyIssued().length;
     const offset = Date.now() - performance.now();
@@ -90,6 +106,10 @@ try {
     const a1 = mainThreadNs(pid);
     const p1 = processMs(pid);
     const f1 = minorFaults(pid);
+    if (traceDir !== undefined) {
+      windows.push({ round, from: String(from), to: String(process.hrtime.bigint()) });
+      fs.writeFileSync(`${traceDir}/maps-${round}.txt`, fs.readFileSync(`/proc/${pid}/maps`, 'utf8'));
+    }
     let renewedAt: number | undefined;
     while ((renewedAt = envoyIssued()[issuedBefore]) === undefined) await new Promise((r) => setTimeout(r, 20));
     const lat = arrived.map((t) => t + offset - renewedAt!);
@@ -119,6 +139,12 @@ try {
     if (round > 0) bareNs.push((b1 - b0) / 1e6);
   }
   bare?.stop();
+  if (perf !== undefined) {
+    const exited = new Promise((r) => perf!.once('exit', r));
+    perf.kill('SIGINT');
+    await exited;
+    fs.writeFileSync(`${traceDir}/windows.json`, JSON.stringify(windows));
+  }
   for (const r of rows) process.stdout.write(`${r}\n`);
   process.stdout.write(
     `SUMMARY renewals ${renewals}: p50 ${percentile(all, 50).toFixed(0)} p99 ${percentile(all, 99).toFixed(0)} ms; agent main-thread CPU per renewal median ${percentile(agentNs, 50).toFixed(1)} ms (p90 ${percentile(agentNs, 90).toFixed(1)}); bench main-thread CPU median ${percentile(selfNs, 50).toFixed(1)} ms` +
