@@ -18,16 +18,36 @@ export class NoncedResponse {
 const NONCE_FIELD = 5;
 
 /**
+ * How many nonces' bytes are kept per body. The streams of a push mostly send the same body under the same nonce
+ * (each counts its own nonces, from the same start when they connected together), so the bytes are made once per
+ * body and nonce, not once per stream: 1,000 streams' copies of a ~2 KB body were ~1,000 fresh pages of Buffer pool
+ * per push, which fault in again after every trim of the native heap (bench/README.md, the forty-third session).
+ * A few, for streams whose counts have drifted apart; the map lives as long as its body.
+ */
+const NONCES_KEPT = 4;
+
+/**
  * Response serializers for `methods` that encode a NoncedResponse's body once per body object and append the nonce
  * field. Valid protobuf: a parser accepts fields in any order, and the body never carries a nonce of its own. Any
- * other response is serialized as before. Every call returns a buffer of its own, so the shared body is never handed
- * out mutable.
+ * other response is serialized as before. The bytes of a body and nonce are shared by the streams that send them,
+ * as serializeEachObjectOnce's are: grpc-js copies a response into its own frame and writes nothing into it.
  */
 export function encodeSharedBodies(definition: ServiceDefinition, methods: readonly string[]): ServiceDefinition {
   return withResponseSerializers(definition, methods, (serialize) => {
     const body = serializeEachObjectOnce(serialize);
-    return (value: unknown): Buffer =>
-      value instanceof NoncedResponse ? withStringField(body(value.body), NONCE_FIELD, value.nonce) : serialize(value);
+    const byBody = new WeakMap<object, Map<string, Buffer>>();
+    return (value: unknown): Buffer => {
+      if (!(value instanceof NoncedResponse)) return serialize(value);
+      let byNonce = byBody.get(value.body);
+      if (byNonce === undefined) byBody.set(value.body, (byNonce = new Map()));
+      let bytes = byNonce.get(value.nonce);
+      if (bytes === undefined) {
+        bytes = withStringField(body(value.body), NONCE_FIELD, value.nonce);
+        if (byNonce.size >= NONCES_KEPT) byNonce.delete(byNonce.keys().next().value as string);
+        byNonce.set(value.nonce, bytes);
+      }
+      return bytes;
+    };
   });
 }
 

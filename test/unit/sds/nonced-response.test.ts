@@ -32,3 +32,14 @@ test('the body is encoded once however many streams send it; another body object
   assert.equal(calls, 2);
   assert.throws(() => encodeSharedBodies(fake as unknown as ServiceDefinition, ['Missing']), /no method Missing/);
 });
+
+test('the streams of a push that send one body under one nonce share its bytes; each nonce still decodes as its own', () => {
+  const serialize = sdsServiceDefinition()['StreamSecrets']!.responseSerialize;
+  const body = { version_info: 'v1', resources: [{ type_url: 'type.googleapis.com/x', value: Buffer.from('secret bytes') }], type_url: 'type.googleapis.com/x' };
+  const sent = Array.from({ length: 1000 }, () => serialize(new NoncedResponse(body, '7')));
+  assert.equal(new Set(sent).size, 1, 'one buffer for 1,000 sends of the same body and nonce');
+  assert.equal(decode(sent[0]!)['nonce'], '7');
+  // Streams whose nonce counts drifted apart: each nonce its own bytes, each still right after others came between.
+  for (const nonce of ['8', '9', '10', '7', '8']) assert.equal(decode(serialize(new NoncedResponse(body, nonce)))['nonce'], nonce);
+  assert.notEqual(serialize(new NoncedResponse({ ...body }, '7')), sent[0], 'another body object gets bytes of its own');
+});
