@@ -85,7 +85,7 @@ export interface RawAgentConfig {
   health_checks?: RawHealthChecksConfig;
 }
 
-const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
+export const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   server_address: 'string',
   trust_bundle_path: 'string',
   trust_domain: 'string',
@@ -107,7 +107,7 @@ const KNOWN_KEYS: Record<keyof RawAgentConfig, ConfigKeyType> = {
   health_checks: 'object',
 };
 
-const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
+export const SDS_KEYS: Record<keyof RawSdsConfig, ConfigKeyType> = {
   default_svid_name: 'string',
   default_bundle_name: 'string',
   default_all_bundles_name: 'string',

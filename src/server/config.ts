@@ -96,7 +96,7 @@ export interface RawServerConfig {
   health_checks?: RawHealthChecksConfig;
 }
 
-const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
+export const KNOWN_KEYS: Readonly<Record<keyof RawServerConfig, ConfigKeyType>> = {
   trust_domain: 'string',
   data_dir: 'string',
   bind_address: 'string',

@@ -25,7 +25,7 @@ const GROUPS: readonly CommandGroup[] = [
   { name: 'bundle', summary: 'Show the own bundle; manage federated bundles (show, list, count, set, delete)', run: bundleCommand },
   { name: 'federation', summary: 'Manage federation relationships and their bundle polls (list, show, create, update, delete, refresh)', run: federationCommand },
   { name: 'agent', summary: 'Manage attested agents (list, count, show, evict, ban)', run: agentCommand },
-  { name: 'ca', summary: 'Show and rotate the certificate authorities (show, rotate-root, taint, revoke)', run: caCommand },
+  { name: 'ca', summary: 'Show and rotate the certificate authorities (show, rotate-root, activate, taint, revoke)', run: caCommand },
   { name: 'x509', summary: 'Mint X509-SVIDs', run: x509Command },
   { name: 'jwt', summary: 'Mint JWT-SVIDs', run: jwtCommand },
   { name: 'backup', summary: 'Write a consistent backup of the running server (datastore snapshot, CA keys) into a new directory', run: backupCommand },

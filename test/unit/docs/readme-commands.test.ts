@@ -1,7 +1,8 @@
 /**
  * The README is the operator guide: the command lines it shows must parse, every daemon setting must be findable in
  * it, and its example configs must be accepted. Checked against the executables' own --help and config compilers, so
- * a renamed flag or key fails here instead of in an operator's shell.
+ * a renamed flag or key fails here instead of in an operator's shell. docs/*.md are held to the same commands and
+ * environment variables. No daemon is started: each check is a --help or a config compile.
  */
 import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -11,10 +12,18 @@ import path from 'node:path';
 import { packageRoot } from '../../../src/common/paths.js';
 import { RUN_FLAGS as SERVER_RUN_FLAGS, serverConfigFrom } from '../../../src/server/cli/run-config.js';
 import { RUN_FLAGS as AGENT_RUN_FLAGS, agentConfigFrom } from '../../../src/agent/cli/run-config.js';
+import { KNOWN_KEYS as SERVER_KEYS } from '../../../src/server/config.js';
+import { KNOWN_KEYS as AGENT_KEYS, SDS_KEYS } from '../../../src/agent/config.js';
+import { HEALTH_CHECKS_KEYS } from '../../../src/common/health/health-checks-config.js';
 import { AGENT_MAIN } from '../../support/cluster.js';
 import { runNode, SERVER_MAIN } from '../../support/server-process.js';
 
 const README = fs.readFileSync(path.join(packageRoot, 'README.md'), 'utf8');
+/** The operator docs beside the README, by file name. */
+const DOCS = new Map(
+  fs.readdirSync(path.join(packageRoot, 'docs')).filter((f) => f.endsWith('.md')).map((f) => [`docs/${f}`, fs.readFileSync(path.join(packageRoot, 'docs', f), 'utf8')]),
+);
+const ALL_DOCS = new Map([['README.md', README], ...DOCS]);
 const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'meshid-readme-'));
 after(() => fs.rmSync(dir, { recursive: true, force: true }));
 
@@ -128,4 +137,135 @@ test('the README\'s federates_with example is accepted as written in a server co
   fs.writeFileSync(file, `{ "trust_domain": "example.org",\n${fragment}}\n`);
   const config = serverConfigFrom(['--config', file], {});
   assert.deepEqual(config?.federatesWith.map((r) => r.trustDomain).sort(), ['partner.org', 'web.example']);
+});
+
+/**
+ * spire-server commands the README names as not there: each must be refused saying what to run instead, not answered
+ * with a usage error. [the words, what the refusal must point to]
+ */
+const REFUSED_COMMANDS: ReadonlyArray<[string[], RegExp]> = [
+  [['localauthority'], /meshid-server ca/],
+  [['upstreamauthority'], /meshid-server ca/],
+  [['agent', 'purge'], /agent list/],
+  [['debug', 'getinfo'], /ca show/],
+];
+
+/** Every `meshid-server …` / `meshid-agent …` the docs name (sh blocks and inline code), as its command words. */
+function namedCommands(): Array<{ binary: CommandLine['binary']; words: string[]; where: string }> {
+  const found = new Map<string, { binary: CommandLine['binary']; words: string[]; where: string }>();
+  for (const [file, text] of ALL_DOCS) {
+    const texts: string[] = [];
+    for (const m of text.matchAll(/```sh\n([\s\S]*?)```/g)) {
+      for (const line of m[1]!.replace(/\\\n/g, ' ').split('\n')) texts.push(line.replace(/\s#.*$/, ''));
+    }
+    // Inline code with an ellipsis quotes a log line or an error (`meshid-agent cannot reach meshid-server at …`).
+    for (const m of text.replace(/```[\s\S]*?```/g, '').matchAll(/`((?:meshid-server|meshid-agent)(?: [^`]*)?)`/g)) {
+      if (!m[1]!.includes('…')) texts.push(m[1]!.replace(/\n/g, ' '));
+    }
+    for (const t of texts) {
+      for (const m of t.matchAll(/(?<![\w/.-])(meshid-server|meshid-agent)((?: [a-z][a-z0-9-]*)*)/g)) {
+        // Output quoted in the docs ("meshid-server 0.1.0+6ebd53b") names no command: only the words up to the first
+        // that no command has (a value, a flag, a pipe) count.
+        const words = m[2]!.trim().split(/\s+/).filter(Boolean);
+        const key = `${m[1]} ${words.join(' ')}`;
+        if (!found.has(key)) found.set(key, { binary: m[1] as CommandLine['binary'], words, where: `${file}: ${t.trim()}` });
+      }
+    }
+  }
+  return [...found.values()];
+}
+
+/** The command words of `words` that name a (sub)command, per the executables' --help "Commands:" lists. */
+async function commandPrefix(binary: CommandLine['binary'], words: string[]): Promise<string[]> {
+  const prefix: string[] = [];
+  for (const word of words) {
+    const text = await help(binary, prefix);
+    const commands = subcommands(text);
+    if (!commands.includes(word)) break;
+    prefix.push(word);
+  }
+  return prefix;
+}
+
+/** The names a --help text lists under "Commands:". */
+function subcommands(helpText: string): string[] {
+  const section = helpText.split(/^Commands:\n/m)[1];
+  if (section === undefined) return [];
+  return [...section.split(/\n\n/)[0]!.matchAll(/^  ([a-z][a-z0-9-]*)\s/gm)].map((m) => m[1]!);
+}
+
+test('every meshid-server and meshid-agent command the README and docs/*.md name exists, or is refused saying what instead', async () => {
+  const named = namedCommands();
+  assert.ok(named.length >= 25, `found only ${named.length} commands in the docs`);
+  const unknown: string[] = [];
+  for (const { binary, words, where } of named) {
+    const refused = REFUSED_COMMANDS.find(([w]) => binary === 'meshid-server' && w.every((x, i) => words[i] === x));
+    if (refused !== undefined) {
+      const r = await runNode(SERVER_MAIN, refused[0]);
+      assert.equal(r.code, 1, `${refused[0].join(' ')}: ${r.out}${r.err}`);
+      assert.match(r.err, refused[1], `${refused[0].join(' ')} says what to run instead`);
+      continue;
+    }
+    const prefix = await commandPrefix(binary, words);
+    // A word after the command that looks like a subcommand of a group (a group takes no positional argument).
+    const next = words[prefix.length];
+    if (next !== undefined && subcommands(await help(binary, prefix)).length > 0) unknown.push(`${binary} ${words.join(' ')} (in ${where})`);
+  }
+  assert.deepEqual(unknown, []);
+});
+
+test('the command lists in each --help summary name exactly the subcommands that group has', async () => {
+  const mismatches: string[] = [];
+  for (const binary of ['meshid-server', 'meshid-agent'] as const) {
+    const top = await help(binary, []);
+    for (const m of top.matchAll(/^  ([a-z][a-z0-9-]*)\s+.*\(([a-z0-9-]+(?:, [a-z0-9-]+)+)\)$/gm)) {
+      const listed = m[2]!.split(', ').sort();
+      const actual = subcommands(await help(binary, [m[1]!])).sort();
+      if (listed.join() !== actual.join()) mismatches.push(`${binary} ${m[1]}: --help says (${listed.join(', ')}), has (${actual.join(', ')})`);
+    }
+  }
+  assert.deepEqual(mismatches, []);
+});
+
+test('every MESHID_* environment variable the README and docs/*.md name is read somewhere in the sources', () => {
+  const sources = ['src', 'test', 'scripts', 'bench']
+    .flatMap((dir) => fs.readdirSync(path.join(packageRoot, dir), { recursive: true, encoding: 'utf8' }).map((f) => path.join(packageRoot, dir, f)))
+    .filter((f) => /\.(ts|mjs|js|sh)$/.test(f) && !f.includes(`${path.sep}node_modules${path.sep}`))
+    .map((f) => fs.readFileSync(f, 'utf8'))
+    .join('\n');
+  const named = new Set([...ALL_DOCS.values()].flatMap((text) => [...text.matchAll(/\bMESHID_[A-Z0-9_]*[A-Z0-9]\b/g)].map((m) => m[0])));
+  assert.ok(named.size >= 10, `found only ${named.size} MESHID_ variables in the docs`);
+  assert.deepEqual([...named].filter((v) => !sources.includes(v)), []);
+});
+
+test('every config key of either daemon is named in the README or docs/*.md, as the key or its flag', () => {
+  const docs = [...ALL_DOCS.values()].join('\n');
+  const keys = [...Object.keys(SERVER_KEYS), ...Object.keys(AGENT_KEYS), ...Object.keys(SDS_KEYS), ...Object.keys(HEALTH_CHECKS_KEYS)];
+  const missing = keys.filter((k) => !new RegExp(`\`(?:[a-z_]+\\.)?${k}[\`:]`).test(docs) && !docs.includes(`--${k.replace(/_/g, '-')}`));
+  assert.deepEqual(missing, []);
+});
+
+test('the SPIRE settings the README says are refused are refused as SPIRE settings, saying what to do instead', () => {
+  // The sentences that list them: "(spire-server's `bind_port`, …) is refused saying what to set instead" and
+  // "spire-agent 1.15's other settings (`availability_target`, …) and spire-server's (…) are refused saying …".
+  const sentences = [...README.matchAll(/(?:\([^()]*\.\.\.\)[^()]*?)+refused saying what/g)].map((m) => m[0]);
+  assert.equal(sentences.length, 2, 'the README\'s two sentences naming refused SPIRE settings');
+  const keys = [...new Set(sentences.flatMap((s) => [...s.matchAll(/`([a-z][a-z0-9_]*)`/g)].map((m) => m[1]!)))];
+  assert.ok(keys.length >= 10, `found only ${keys.length} keys: ${keys.join(', ')}`);
+  const notRefused: string[] = [];
+  for (const key of keys) {
+    const messages = (['server', 'agent'] as const).map((daemon) => {
+      const file = path.join(dir, `spire-${daemon}-${key}.json`);
+      fs.writeFileSync(file, JSON.stringify({ ...(daemon === 'server' ? { trust_domain: 'example.org' } : { server_address: 'h:1' }), [key]: 1 }));
+      try {
+        if (daemon === 'server') serverConfigFrom(['--config', file], {});
+        else agentConfigFrom(['--config', file], {});
+        return 'accepted';
+      } catch (err) {
+        return (err as Error).message;
+      }
+    });
+    if (!messages.some((m) => m.includes(`"${key}" is a SPIRE setting meshid has no counterpart for: `))) notRefused.push(`${key}: ${messages.join(' | ')}`);
+  }
+  assert.deepEqual(notRefused, []);
 });
