@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-/** meshid-server's executable: `meshid-server run | entry | token | bundle | federation | agent | ca | x509 | jwt | backup | restore | healthcheck | validate`. */
+/** meshid-server's executable: `meshid-server run | entry | token | bundle | federation | agent | ca | x509 | jwt | backup | restore | logger | healthcheck | validate`. */
 import { exitOnBrokenPipe } from '../common/cli/output.js';
 import { quietGrpcJsLogForCli } from '../common/grpc/grpc-js-log.js';
 import { serverCli } from './cli/server-cli.js';

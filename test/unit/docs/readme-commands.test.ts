@@ -269,3 +269,11 @@ test('the SPIRE settings the README says are refused are refused as SPIRE settin
   }
   assert.deepEqual(notRefused, []);
 });
+
+test('docs/ARCHITECTURE.md\'s "CLI entry (meshid-server run | …)" lists every top-level command --help has', async () => {
+  const architecture = DOCS.get('docs/ARCHITECTURE.md')!;
+  const m = /CLI entry \(meshid-server ([a-z0-9| \n-]+)\)/.exec(architecture);
+  assert.ok(m !== null, 'no "CLI entry (meshid-server …)" line in docs/ARCHITECTURE.md');
+  const listed = m[1]!.split('|').map((w) => w.trim()).sort();
+  assert.deepEqual(listed, subcommands(await help('meshid-server', [])).sort());
+});
