@@ -12,7 +12,7 @@ import path from 'node:path';
 import { packageRoot } from '../../../src/common/paths.js';
 import { RUN_FLAGS as SERVER_RUN_FLAGS, serverConfigFrom } from '../../../src/server/cli/run-config.js';
 import { RUN_FLAGS as AGENT_RUN_FLAGS, agentConfigFrom } from '../../../src/agent/cli/run-config.js';
-import { KNOWN_KEYS as SERVER_KEYS } from '../../../src/server/config.js';
+import { KNOWN_KEYS as SERVER_KEYS, SERVER_DEFAULTS } from '../../../src/server/config.js';
 import { KNOWN_KEYS as AGENT_KEYS, SDS_KEYS } from '../../../src/agent/config.js';
 import { HEALTH_CHECKS_KEYS } from '../../../src/common/health/health-checks-config.js';
 import { AGENT_MAIN } from '../../support/cluster.js';
@@ -276,4 +276,23 @@ test('docs/ARCHITECTURE.md\'s "CLI entry (meshid-server run | …)" lists every 
   assert.ok(m !== null, 'no "CLI entry (meshid-server …)" line in docs/ARCHITECTURE.md');
   const listed = m[1]!.split('|').map((w) => w.trim()).sort();
   assert.deepEqual(listed, subcommands(await help('meshid-server', [])).sort());
+});
+
+test('the server defaults the README states are the ones the server applies', () => {
+  const defaults = /Defaults:[\s\S]*?A duration is seconds/.exec(README)?.[0].replace(/\s+/g, ' ');
+  assert.ok(defaults !== undefined, 'no "Defaults: …" passage in README.md');
+  const d = SERVER_DEFAULTS;
+  const stated = [
+    `one datacenter, \`${d.datacenter}\``,
+    `X.509-SVIDs ${d.default_x509_svid_ttl}`,
+    `JWT-SVIDs ${d.default_jwt_svid_ttl}`,
+    `intermediates ${d.intermediate_ttl}`,
+    `join tokens ${d.join_token_ttl}`,
+    `CA keys ECDSA P-${d.ca_key_type.replace('ec-p', '')}`,
+  ];
+  assert.deepEqual(stated.filter((s) => !defaults.includes(s)), [], defaults);
+  const keysWithout = README.replace(/\s+/g, ' ');
+  for (const [key, value] of [['jwt_key_ttl', d.jwt_key_ttl], ['root_activation_delay', d.root_activation_delay]] as const) {
+    assert.ok(keysWithout.includes(`\`${key}\` (${value}`), `README gives ${key}'s default as ${value}`);
+  }
 });
