@@ -15,6 +15,8 @@ import { RUN_FLAGS as AGENT_RUN_FLAGS, agentConfigFrom } from '../../../src/agen
 import { KNOWN_KEYS as SERVER_KEYS, SERVER_DEFAULTS } from '../../../src/server/config.js';
 import { KNOWN_KEYS as AGENT_KEYS, SDS_KEYS } from '../../../src/agent/config.js';
 import { HEALTH_CHECKS_KEYS } from '../../../src/common/health/health-checks-config.js';
+import { DEFAULT_CONNECTION_LIMITS } from '../../../src/server/api/agent-api-connections.js';
+import { AGENT_API_MAX_CONCURRENT_STREAMS } from '../../../src/server/api/agent-api-options.js';
 import { AGENT_MAIN } from '../../support/cluster.js';
 import { runNode, SERVER_MAIN } from '../../support/server-process.js';
 
@@ -295,4 +297,25 @@ test('the server defaults the README states are the ones the server applies', ()
   for (const [key, value] of [['jwt_key_ttl', d.jwt_key_ttl], ['root_activation_delay', d.root_activation_delay]] as const) {
     assert.ok(keysWithout.includes(`\`${key}\` (${value}`), `README gives ${key}'s default as ${value}`);
   }
+});
+
+test('"Limits of the agent API port" gives the bounds the server applies', () => {
+  const section = /## Limits of the agent API port\n([\s\S]*?)\n## /.exec(README)?.[1]?.replace(/\s+/g, ' ');
+  assert.ok(section !== undefined, 'no "Limits of the agent API port" section in README.md');
+  const l = DEFAULT_CONNECTION_LIMITS;
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const s = (ms: number): string => `${ms / 1000} s`;
+  const stated = [
+    `${s(l.handshakeMs)} to finish it`,
+    `${n(l.handshakesTotal)} such connections at once`,
+    `at most ${n(AGENT_API_MAX_CONCURRENT_STREAMS)} calls open at once`,
+    `${n(l.unauthenticatedStreams)} calls at once`,
+    `${n(l.unauthenticatedPerSource)} such connections per source address`,
+    `${n(l.unauthenticatedTotal)} in all`,
+    `closed after ${s(l.unauthenticatedIdleMs)} without a call`,
+    `after ${s(l.unauthenticatedMaxAgeMs)} in any case (calls then still in progress get ${s(l.unauthenticatedGraceMs)})`,
+    `cut ${s(l.evictedGraceMs)} later`,
+    `each agent may hold ${n(l.perAgent)} connections`,
+  ];
+  assert.deepEqual(stated.filter((x) => !section.includes(x)), []);
 });
