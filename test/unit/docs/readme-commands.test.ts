@@ -13,7 +13,10 @@ import { packageRoot } from '../../../src/common/paths.js';
 import { RUN_FLAGS as SERVER_RUN_FLAGS, serverConfigFrom } from '../../../src/server/cli/run-config.js';
 import { RUN_FLAGS as AGENT_RUN_FLAGS, agentConfigFrom } from '../../../src/agent/cli/run-config.js';
 import { KNOWN_KEYS as SERVER_KEYS, SERVER_DEFAULTS } from '../../../src/server/config.js';
-import { KNOWN_KEYS as AGENT_KEYS, SDS_KEYS } from '../../../src/agent/config.js';
+import { KNOWN_KEYS as AGENT_KEYS, MAX_CALLS_PER_UID_SETTING, MAX_CONNECTIONS_PER_UID_SETTING, MAX_JWT_SVID_CACHE_SIZE, SDS_KEYS } from '../../../src/agent/config.js';
+import { DEFAULT_JWT_CACHE_SIZE } from '../../../src/agent/cache/jwt-svid-cache.js';
+import { DEFAULT_MAX_CONNECTIONS_PER_UID } from '../../../src/agent/endpoints/uds-server.js';
+import { DEFAULT_MAX_CALLS_PER_UID } from '../../../src/agent/endpoints/uid-call-limit.js';
 import { HEALTH_CHECKS_KEYS } from '../../../src/common/health/health-checks-config.js';
 import { DEFAULT_CONNECTION_LIMITS } from '../../../src/server/api/agent-api-connections.js';
 import { AGENT_API_MAX_CONCURRENT_STREAMS } from '../../../src/server/api/agent-api-options.js';
@@ -318,4 +321,17 @@ test('"Limits of the agent API port" gives the bounds the server applies', () =>
     `each agent may hold ${n(l.perAgent)} connections`,
   ];
   assert.deepEqual(stated.filter((x) => !section.includes(x)), []);
+});
+
+test('the agent settings\' defaults and bounds the README states are the ones the agent applies', () => {
+  const text = README.replace(/\s+/g, ' ');
+  const n = (x: number): string => x.toLocaleString('en-US');
+  const stated = [
+    `\`jwt_svid_cache_size\` (${n(DEFAULT_JWT_CACHE_SIZE)};`,
+    `(at most ${n(MAX_JWT_SVID_CACHE_SIZE)})`,
+    `\`max_connections_per_uid\` connections (default ${n(DEFAULT_MAX_CONNECTIONS_PER_UID)}, at most ${n(MAX_CONNECTIONS_PER_UID_SETTING)})`,
+    `\`max_calls_per_uid\` calls open at once (default ${n(DEFAULT_MAX_CALLS_PER_UID)},`,
+    `at most ${n(MAX_CALLS_PER_UID_SETTING)};`,
+  ];
+  assert.deepEqual(stated.filter((x) => !text.includes(x)), []);
 });
