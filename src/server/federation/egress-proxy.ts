@@ -77,7 +77,10 @@ export interface NoProxy {
 /**
  * Comma-separated: `*` bypasses the proxy for every host; an IP address or CIDR block matches addresses; a domain
  * matches itself and its subdomains, and with a leading "." (or "*.") its subdomains only; any of them may carry
- * a :port, which must then match too.
+ * a :port, which must then match too. As in Go, the port is compared as written: one that is not a port number
+ * (`corp.example:https`, a typo) matches no port, so that entry never exempts a host, where reading it as "every
+ * port" would send traffic around the proxy that spire-server, reading the same NO_PROXY, sends through it. An entry
+ * with a port but no host (`:8443`) is ignored, as Go ignores it.
  */
 function parseNoProxy(value: string): NoProxy {
   const rules: Array<(host: string, port: number) => boolean> = [];
@@ -90,8 +93,10 @@ function parseNoProxy(value: string): NoProxy {
       rules.push((host) => net.isIP(host) !== 0 && cidr.check(host, net.isIPv6(host) ? 'ipv6' : 'ipv4'));
       continue;
     }
-    const { host, port } = splitPort(entry);
-    const portMatches = (p: number): boolean => port === undefined || port === p;
+    const split = splitPort(entry);
+    if (split === undefined) continue;
+    const { host, port } = split;
+    const portMatches = (p: number): boolean => port === undefined || port === '' || port === String(p);
     if (net.isIP(host) !== 0) {
       rules.push((h, p) => h === host && portMatches(p));
       continue;
@@ -116,12 +121,16 @@ function parseCidr(entry: string): net.BlockList | undefined {
   return list;
 }
 
-function splitPort(entry: string): { host: string; port: number | undefined } {
-  const bracketed = /^\[([^\]]+)\](?::(\d+))?$/.exec(entry);
-  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] === undefined ? undefined : Number(bracketed[2]) };
+/**
+ * The host and the port as written (undefined: none given; "": a colon and nothing after it, which Go also reads as
+ * every port), or undefined for an entry Go ignores: a port with no host.
+ */
+function splitPort(entry: string): { host: string; port: string | undefined } | undefined {
+  const bracketed = /^\[([^[\]]+)\](?::([^[\]:]*))?$/.exec(entry);
+  if (bracketed) return { host: bracketed[1]!, port: bracketed[2] };
   // One colon: host:port. More: a bare IPv6 address.
   const colon = entry.indexOf(':');
   if (colon < 0 || entry.indexOf(':', colon + 1) >= 0) return { host: entry, port: undefined };
-  const port = entry.slice(colon + 1);
-  return { host: entry.slice(0, colon), port: /^\d+$/.test(port) ? Number(port) : undefined };
+  if (colon === 0) return undefined;
+  return { host: entry.slice(0, colon), port: entry.slice(colon + 1) };
 }

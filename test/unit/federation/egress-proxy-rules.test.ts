@@ -49,3 +49,27 @@ test('a malformed %-escape in the password is found when HTTPS_PROXY is read, as
   assert.ok(egress.proxy instanceof Error);
   assert.equal(egress.proxy.message, 'HTTPS_PROXY has a user name or password with a malformed %-escape: encode "%" as %25');
 });
+
+test('a NO_PROXY port that is not a port number matches no port, as in Go: the entry exempts nothing', () => {
+  const env = { HTTPS_PROXY: 'http://p:1', NO_PROXY: 'corp.example:abc, 192.168.1.7:https, [fd00::2]:x443, partner.example' };
+  for (const port of [443, 8443, 80]) {
+    assert.equal(via(env, 'corp.example', port), 'http://p:1', `corp.example:${port}`);
+    assert.equal(via(env, 'a.corp.example', port), 'http://p:1', `a.corp.example:${port}`);
+    assert.equal(via(env, '192.168.1.7', port), 'http://p:1', `192.168.1.7:${port}`);
+    assert.equal(via(env, '[fd00::2]', port), 'http://p:1', `[fd00::2]:${port}`);
+  }
+  assert.equal(via(env, 'partner.example'), 'direct', 'the entries after it are still read');
+});
+
+test('a NO_PROXY port is compared as written (0443 is not 443); a colon with no port after it means every port', () => {
+  assert.equal(via({ HTTPS_PROXY: 'http://p:1', NO_PROXY: 'corp.example:0443' }, 'corp.example', 443), 'http://p:1');
+  const env = { HTTPS_PROXY: 'http://p:1', NO_PROXY: 'corp.example:, [fd00::2]:' };
+  assert.equal(via(env, 'corp.example', 8443), 'direct');
+  assert.equal(via(env, '[fd00::2]', 8443), 'direct');
+});
+
+test('a NO_PROXY entry with a port and no host is ignored, as Go ignores it', () => {
+  const env = { HTTPS_PROXY: 'http://p:1', NO_PROXY: ':8443' };
+  assert.equal(via(env, 'partner.example.', 8443), 'http://p:1', 'a fully qualified name ends in "." but is not exempted');
+  assert.equal(via(env, 'partner.example', 8443), 'http://p:1');
+});
