@@ -76,3 +76,45 @@ test('a tunnel asked for after its fetch already ended is never opened: no CONNE
   await new Promise((resolve) => setImmediate(resolve));
   assert.equal(connections, 0);
 });
+
+/**
+ * A listener on port `port` of a loopback address of its own (127.x.y.z, so that parallel tests and other processes
+ * holding 127.0.0.1:80 do not clash), recording the first bytes of each connection and then hanging up. undefined
+ * where this process may not listen on a port below 1024.
+ */
+async function firstBytesListener(t: TestContext, port: number, host?: string): Promise<{ host: string; seen: Buffer[] } | undefined> {
+  for (let attempt = 0; attempt < 20; attempt++) {
+    const address = host ?? `127.${1 + Math.floor(Math.random() * 254)}.${Math.floor(Math.random() * 256)}.${1 + Math.floor(Math.random() * 254)}`;
+    const seen: Buffer[] = [];
+    const server = net.createServer((socket) => socket.once('data', (chunk: Buffer) => {
+      seen.push(chunk);
+      socket.destroy();
+    }));
+    const failure = await new Promise<NodeJS.ErrnoException | undefined>((resolve) => {
+      server.once('error', resolve);
+      server.listen(port, address, () => resolve(undefined));
+    });
+    if (failure?.code === 'EACCES') return undefined;
+    if (failure?.code === 'EADDRINUSE' && host === undefined) continue;
+    if (failure !== undefined) throw failure;
+    t.after(() => server.close());
+    return { host: address, seen };
+  }
+  throw new Error('no free loopback address for the proxy stub');
+}
+
+test('an HTTPS_PROXY without a port is dialled on 80 when http:// (or given bare) and on 443 when https://, as Go dials it', async (t) => {
+  const plain = await firstBytesListener(t, 80);
+  if (plain === undefined) {
+    t.skip('cannot listen on ports below 1024 here');
+    return;
+  }
+  const tlsProxy = (await firstBytesListener(t, 443, plain.host))!;
+  const { ca, port, rel } = await setUp(t, 'partner.test');
+  for (const value of [`http://${plain.host}`, plain.host, `https://${plain.host}`]) {
+    await assert.rejects(fetchFederatedBundle(rel, [ca.rootDer], 5000, egressProxyFromEnv({ HTTPS_PROXY: value })), Error, value);
+  }
+  assert.deepEqual(plain.seen.map((b) => b.toString('latin1').split('\r\n')[0]), [`CONNECT partner.test:${port} HTTP/1.1`, `CONNECT partner.test:${port} HTTP/1.1`]);
+  // A TLS handshake record (content type 22) opens the connection to an https:// proxy: TLS before the CONNECT.
+  assert.deepEqual(tlsProxy.seen.map((b) => b[0]), [22]);
+});
