@@ -10,6 +10,7 @@ import type { SdsStats } from './stats.js';
 import type { RpcStatus } from './messages.js';
 import type { StreamNameShare } from './subscription-budget.js';
 import type { StreamWaitingNames } from './waiting-names.js';
+import { cutText } from '../../common/cut-text.js';
 
 /** The part of the agent's cache SDS uses (the consumer owns the interface it needs). */
 export type SdsCache = Pick<WorkloadCache, 'ready' | 'synced' | 'snapshot' | 'subscribe'>;
@@ -209,7 +210,7 @@ export abstract class SecretStream<Req, Res> {
   protected logNack(detail: RpcStatus, nonce: string, extra: Record<string, unknown>): void {
     this.ctx.stats.nacks++;
     this.ctx.log.warn(
-      { nonce, code: detail.code ?? 0, detail: (detail.message ?? '').slice(0, MAX_LOGGED_DETAIL), ...extra },
+      { nonce, code: detail.code ?? 0, detail: cutText(detail.message ?? '', MAX_LOGGED_DETAIL), ...extra },
       'Envoy rejected SDS secrets (NACK)',
     );
   }

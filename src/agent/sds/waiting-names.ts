@@ -3,6 +3,7 @@ import type { Clock } from '../../common/clock.js';
 import type { Logger } from '../../common/log.js';
 import { LogThrottle } from '../../common/log-throttle.js';
 import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
+import { cutText } from '../../common/cut-text.js';
 
 /**
  * The log of names SDS streams wait for. A stream that names a secret nothing of its caller's resolves (an unknown
@@ -38,7 +39,7 @@ export interface WaitingCaller {
 
 /** One line's worth of names: the first few, cut short, and how many more there were. */
 function listed(names: readonly string[]): { names: string[]; moreNames?: number } {
-  const shown = names.slice(0, MAX_LISTED_NAMES).map((n) => n.slice(0, MAX_LISTED_NAME_LENGTH));
+  const shown = names.slice(0, MAX_LISTED_NAMES).map((n) => cutText(n, MAX_LISTED_NAME_LENGTH));
   return names.length > MAX_LISTED_NAMES ? { names: shown, moreNames: names.length - MAX_LISTED_NAMES } : { names: shown };
 }
 

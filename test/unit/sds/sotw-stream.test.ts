@@ -1,5 +1,6 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
+import { isUtf8 } from 'node:buffer';
 import { Writable } from 'node:stream';
 import { status } from '@grpc/grpc-js';
 import { createLogger } from '../../../src/common/log.js';
@@ -510,6 +511,33 @@ describe('SDS logging (stubbed attestation)', () => {
       await unregistered.status;
       client.cancel();
       for (const line of lines) assert.doesNotMatch(line, /BEGIN|PRIVATE|CERTIFICATE-----/);
+    } finally {
+      await h.close();
+    }
+  });
+
+  it('a long NACK detail of characters outside the BMP is logged cut between characters, as valid UTF-8, and the stream goes on', async () => {
+    const lines: Buffer[] = [];
+    const destination = new Writable({ write: (chunk: Buffer, _enc, done) => (lines.push(chunk), done()) });
+    const h = await startSdsHarness(suite.ca, registerA, {}, createLogger({ name: 'test', level: 'debug', pretty: false, destination }));
+    try {
+      const client = new SotwClient(h.client, as(SELECTOR_A));
+      client.subscribe(['default', 'ROOTCA']);
+      const r1 = await client.next();
+      // "x" then pairs of UTF-16 units: the 512-unit limit falls between the halves of an emoji; "é" and "€" (two and
+      // three UTF-8 bytes) around it.
+      const message = `x${'\u{1F512}'.repeat(300)}é€${'\u{1F512}'.repeat(300)}`;
+      client.nack(r1, ['default', 'ROOTCA'], '', message);
+      client.ack(r1, ['default', 'ROOTCA', APP_A]);
+      const r2 = await client.next();
+      assert.deepEqual(names(r2), ['ROOTCA', 'default', APP_A].sort(), 'the stream is still served after the NACK');
+      const line = lines.find((l) => l.includes('NACK'));
+      assert.ok(line !== undefined, 'the NACK log line');
+      assert.ok(isUtf8(line), 'the log line is valid UTF-8');
+      const detail = (JSON.parse(line.toString('utf8')) as Record<string, unknown>)['detail'] as string;
+      assert.equal(Buffer.from(detail).toString('utf8'), detail, 'no half of a character at the cut (it would come back as U+FFFD)');
+      assert.ok(message.startsWith(detail) && detail.length === 511, `cut to ${detail.length} units`);
+      client.cancel();
     } finally {
       await h.close();
     }
