@@ -13,7 +13,9 @@ import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import * as grpc from '@grpc/grpc-js';
 import serverInterceptorsModule, { BaseServerInterceptingCall, type ConnectionInfo } from '@grpc/grpc-js/build/src/server-interceptors.js';
+import type { Duplex } from 'node:stream';
 import { UdsServer } from '../../src/agent/endpoints/uds-server.js';
+import { serverSessions } from '../../src/common/grpc/server-sessions.js';
 import { FIRST_REQUEST_WAIT_MS } from '../../src/agent/endpoints/authority-relay.js';
 import { createSelfTestServer, runSelfTest } from '../../src/agent/endpoints/uds-self-test.js';
 import { UnixWorkloadAttestor } from '../../src/agent/attestor/unix-workload-attestor.js';
@@ -267,6 +269,59 @@ test('a first request left unread while UidFairQueue holds its uid\'s reading is
   await done(1);
   assert.deepEqual(state.resets, [], 'not reset for its :authority');
   assert.equal(reply(1).pid, process.pid);
+});
+
+/**
+ * A relayed connection (its :authority the socket path) whose relay grpc-js has stopped reading, as Node's HTTP/2
+ * session does while a write of its waits on the client: the relay holds a request past its high-water mark and stops
+ * reading the socket, which then holds a second request past its own, so that Node has stopped the socket's handle
+ * itself and the kernel holds nothing more. Returns the client, the agent's socket and the relay.
+ */
+async function relayHeldBack(t: { after(fn: () => Promise<void> | void): void }) {
+  const { socketPath, uds, server } = await startUds(t);
+  const client = await rawH2Client(t, socketPath, true);
+  client.socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0, Buffer.alloc(0)), ...whoRequest(1, socketPath, 10)]));
+  await client.done(1);
+  const agentSocket = [...(uds as unknown as { sockets: Map<string, net.Socket> }).sockets.values()][0]!;
+  const sessions = serverSessions(server);
+  assert.equal(sessions.length, 1);
+  const relay = (sessions[0]!.socket as unknown as { stream: Duplex }).stream;
+  assert.ok(relay !== undefined && (relay as unknown) !== agentSocket, 'the connection is relayed');
+  // What Node's JSStreamSocket does when the session stops reading.
+  relay.pause();
+  client.socket.write(Buffer.concat(whoRequest(3, socketPath, 20_000)));
+  await until('the relay to stop reading the socket', () => (agentSocket.isPaused() ? true : undefined));
+  client.socket.write(Buffer.concat(whoRequest(5, socketPath, 20_000)));
+  await until('the socket to hold the second request', () => (agentSocket.readableLength >= agentSocket.readableHighWaterMark ? true : undefined));
+  return { ...client, uds, agentSocket, relay };
+}
+
+test('a relayed connection whose uid is paused and resumed while grpc-js is not reading it keeps its connection (no EALREADY)', async (t) => {
+  const { state, reply, done, uds, agentSocket, relay } = await relayHeldBack(t);
+  uds.pauseReading(process.getuid!());
+  uds.resumeReading(process.getuid!());
+  // grpc-js reads again: the relay reads the socket again.
+  relay.resume();
+  await done(3);
+  await done(5);
+  assert.equal(agentSocket.destroyed, false, `the connection was destroyed: ${agentSocket.errored?.message}`);
+  assert.equal(state.goaway, undefined);
+  assert.deepEqual(state.resets, []);
+  assert.equal(reply(5).pid, process.pid);
+});
+
+test('a relayed connection whose uid is paused is not read when grpc-js reads the relay again, until the uid is resumed', async (t) => {
+  const { state, reply, done, uds, agentSocket, relay } = await relayHeldBack(t);
+  uds.pauseReading(process.getuid!());
+  relay.resume();
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(agentSocket.isPaused(), true, 'the relay read a paused uid\'s connection');
+  uds.resumeReading(process.getuid!());
+  await done(3);
+  await done(5);
+  assert.equal(agentSocket.destroyed, false);
+  assert.deepEqual(state.resets, []);
+  assert.equal(reply(5).pid, process.pid);
 });
 
 const CLIENT_SCRIPT = `

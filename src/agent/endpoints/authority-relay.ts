@@ -167,12 +167,15 @@ export class ClientFrames {
 /**
  * Reads `socket`'s first request, then calls `handOver` with the socket itself (its bytes pushed back) or with a
  * relay that repairs every later header block. `socket` needs its close handling set up already. `readingPaused`
- * says whether the socket's reading is stopped at its handle (UidFairQueue): the waits then start over, because the
- * client's bytes may be waiting in the kernel, unread.
+ * says whether the caller wants the socket's reading stopped (UidFairQueue): the waits then start over, because the
+ * client's bytes may be waiting in the kernel, unread. Until the hand-over, and for a socket handed over as it is,
+ * the caller stops and starts reading at the socket's handle. A relayed socket's reading is the relay's alone: it is
+ * handed over with `readingChanged`, which the caller calls instead whenever readingPaused()'s answer changes, and
+ * the caller must start the handle again if it stopped it (relay()).
  */
 export function handOverAfterFirstRequest(
   socket: net.Socket,
-  handOver: (connection: net.Socket | Duplex) => void,
+  handOver: (connection: net.Socket | Duplex, readingChanged?: () => void) => void,
   readingPaused: () => boolean = () => false,
 ): void {
   const frames = new ClientFrames();
@@ -206,7 +209,8 @@ export function handOverAfterFirstRequest(
       handOver(socket);
       return;
     }
-    handOver(relay(socket, frames, held));
+    const relayed = relay(socket, frames, held, readingPaused);
+    handOver(relayed.stream, relayed.readingChanged);
   };
   const onData = (chunk: Buffer): void => {
     const ready = frames.take(chunk);
@@ -230,10 +234,24 @@ export function handOverAfterFirstRequest(
   socket.write(EMPTY_SETTINGS);
 }
 
-function relay(socket: net.Socket, frames: ClientFrames, read: Buffer[]): Duplex {
+/**
+ * The relay reads the socket while both its reader (grpc-js's session) wants bytes and readingPaused() is false, and
+ * stops and starts it with net.Socket's pause() and resume() alone, which keep Node's record of whether the handle is
+ * reading true. A handle stopped or started behind Node's back while Node had stopped it itself (the relay's reader
+ * not reading) let the next resume() start it twice: libuv's EALREADY, and Node destroyed the connection. With
+ * pause() the socket still reads up to its high-water mark before its handle stops; a bounded amount.
+ */
+function relay(socket: net.Socket, frames: ClientFrames, read: Buffer[], readingPaused: () => boolean): { stream: Duplex; readingChanged: () => void } {
+  let wanted = true;
+  const readingChanged = (): void => {
+    if (socket.destroyed) return;
+    if (wanted && !readingPaused()) socket.resume();
+    else socket.pause();
+  };
   const relay = new Duplex({
     read() {
-      socket.resume();
+      wanted = true;
+      readingChanged();
     },
     write(chunk: Buffer, _encoding, callback) {
       socket.write(chunk, callback);
@@ -248,11 +266,16 @@ function relay(socket: net.Socket, frames: ClientFrames, read: Buffer[]): Duplex
   });
   for (const bytes of read) relay.push(bytes);
   socket.on('data', (chunk: Buffer) => {
-    for (const bytes of frames.take(chunk)) if (!relay.push(bytes)) socket.pause();
+    for (const bytes of frames.take(chunk)) {
+      if (!relay.push(bytes)) {
+        wanted = false;
+        readingChanged();
+      }
+    }
   });
   socket.on('end', () => relay.push(null));
   socket.on('error', (err) => relay.destroy(err));
   socket.on('close', () => relay.destroy());
-  socket.resume();
-  return relay;
+  readingChanged();
+  return { stream: relay, readingChanged };
 }

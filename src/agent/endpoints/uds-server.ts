@@ -94,6 +94,8 @@ export class UdsServer {
   private readonly retiring = new WeakSet<net.Socket>();
   /** Uids whose connections pauseReading stopped; a connection still waiting for its first request waits on. */
   private readonly readingPaused = new Set<number>();
+  /** A relayed connection's socket, and how its relay is told that readingPaused changed: its handle is not ours. */
+  private readonly relayReading = new WeakMap<net.Socket, () => void>();
   private listener: net.Server | undefined;
   private injector: grpc.ConnectionInjector | undefined;
   /** Set only while start() runs its self-test: where our own pid's connection goes. */
@@ -259,11 +261,16 @@ export class UdsServer {
     this.log.debug({ connection: key, ...callerFields(record) }, 'workload connected');
     handOverAfterFirstRequest(
       socket,
-      (connection) => {
+      (connection, readingChanged) => {
         const injector = this.selfTestInjector !== undefined && record.pid === process.pid ? this.selfTestInjector : this.injector;
         if (injector === undefined) {
           socket.destroy();
           return;
+        }
+        if (readingChanged !== undefined) {
+          this.relayReading.set(socket, readingChanged);
+          // The relay holds the socket back itself from here on (authority-relay.ts, relay()): undo a stop at the handle.
+          if (this.readingPaused.has(record.account)) streamHandleOf(socket)?.readStart();
         }
         injector.injectConnection(connection);
         if (connection !== socket) this.labelRelayedSession(connection, key, record);
@@ -324,19 +331,26 @@ export class UdsServer {
   /**
    * Stops reading every connection of `uid` (UidFairQueue's ReadPauser): HTTP/2 frames already read are handled, new
    * ones wait in the kernel and then in the client, held by flow control; nothing fails. http2 consumes the socket's
-   * handle, so only the handle's own readStop reaches it (net.Socket.pause does not). A connection the uid opens
-   * afterwards is read until its first request makes the queue ask again.
+   * handle, so only the handle's own readStop reaches it (net.Socket.pause does not). A relayed connection's handle
+   * is Node's to stop and start (its relay reads it as a net.Socket): its relay is told instead. A connection the uid
+   * opens afterwards is read until its first request makes the queue ask again.
    */
   pauseReading(uid: number): void {
     this.readingPaused.add(uid);
-    for (const socket of this.socketsByUid.get(uid) ?? []) streamHandleOf(socket)?.readStop();
+    for (const socket of this.socketsByUid.get(uid) ?? []) {
+      const relayed = this.relayReading.get(socket);
+      if (relayed !== undefined) relayed();
+      else streamHandleOf(socket)?.readStop();
+    }
   }
 
   /** Reads every connection of `uid` again after pauseReading. */
   resumeReading(uid: number): void {
     this.readingPaused.delete(uid);
     for (const socket of this.socketsByUid.get(uid) ?? []) {
-      if (!socket.destroyed) streamHandleOf(socket)?.readStart();
+      const relayed = this.relayReading.get(socket);
+      if (relayed !== undefined) relayed();
+      else if (!socket.destroyed) streamHandleOf(socket)?.readStart();
     }
   }
 
