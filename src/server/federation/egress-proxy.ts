@@ -90,7 +90,7 @@ function parseNoProxy(value: string): NoProxy {
     if (entry === '*') return { matches: () => true };
     const cidr = parseCidr(entry);
     if (cidr !== undefined) {
-      rules.push((host) => net.isIP(host) !== 0 && cidr.check(host, net.isIPv6(host) ? 'ipv6' : 'ipv4'));
+      rules.push((host) => net.isIP(host) !== 0 && cidr.check(host, familyOf(host)));
       continue;
     }
     const split = splitPort(entry);
@@ -98,7 +98,10 @@ function parseNoProxy(value: string): NoProxy {
     const { host, port } = split;
     const portMatches = (p: number): boolean => port === undefined || port === '' || port === String(p);
     if (net.isIP(host) !== 0) {
-      rules.push((h, p) => h === host && portMatches(p));
+      // By value, as Go's net.IP.Equal: fd00:0::1 is fd00::1, and 10.0.0.1 is ::ffff:10.0.0.1.
+      const address = new net.BlockList();
+      address.addAddress(host, familyOf(host));
+      rules.push((h, p) => net.isIP(h) !== 0 && address.check(h, familyOf(h)) && portMatches(p));
       continue;
     }
     const domain = host.startsWith('*.') ? host.slice(1) : host;
@@ -107,6 +110,10 @@ function parseNoProxy(value: string): NoProxy {
     rules.push((h, p) => (h.endsWith(suffix) || (!subdomainsOnly && h === domain)) && portMatches(p));
   }
   return { matches: (host, port) => rules.some((rule) => rule(host, port)) };
+}
+
+function familyOf(address: string): 'ipv4' | 'ipv6' {
+  return net.isIPv6(address) ? 'ipv6' : 'ipv4';
 }
 
 function parseCidr(entry: string): net.BlockList | undefined {

@@ -73,3 +73,13 @@ test('a NO_PROXY entry with a port and no host is ignored, as Go ignores it', ()
   assert.equal(via(env, 'partner.example.', 8443), 'http://p:1', 'a fully qualified name ends in "." but is not exempted');
   assert.equal(via(env, 'partner.example', 8443), 'http://p:1');
 });
+
+test('a NO_PROXY address matches by value, as Go compares addresses: however an IPv6 address is written, and IPv4 as IPv4-mapped', () => {
+  const env = { HTTPS_PROXY: 'http://p:1', NO_PROXY: 'fd00:0:0::1, 10.0.0.1:8443, ::ffff:192.168.1.9' };
+  assert.equal(via(env, '[fd00::1]'), 'direct');
+  assert.equal(via(env, '[::ffff:10.0.0.1]', 8443), 'direct');
+  assert.equal(via(env, '[::ffff:10.0.0.1]', 443), 'http://p:1', 'the port still has to match');
+  assert.equal(via(env, '192.168.1.9'), 'direct');
+  assert.equal(via(env, '[fd00::2]'), 'http://p:1');
+  assert.equal(via(env, '10.0.0.2', 8443), 'http://p:1');
+});
