@@ -1,4 +1,5 @@
 import net from 'node:net';
+import url from 'node:url';
 
 /**
  * The proxy bundle endpoints are fetched through, read from the environment as Go's net/http reads it, so a
@@ -104,7 +105,9 @@ function parseNoProxy(value: string): NoProxy {
       rules.push((h, p) => net.isIP(h) !== 0 && address.check(h, familyOf(h)) && portMatches(p));
       continue;
     }
-    const domain = host.startsWith('*.') ? host.slice(1) : host;
+    // Bundle endpoint URLs reach here with their host in ASCII (punycode, the URL parser's); Go converts the entry too.
+    const written = host.startsWith('*.') ? host.slice(1) : host;
+    const domain = /^[\x00-\x7f]*$/.test(written) ? written : url.domainToASCII(written) || written;
     const subdomainsOnly = domain.startsWith('.');
     const suffix = subdomainsOnly ? domain : `.${domain}`;
     rules.push((h, p) => (h.endsWith(suffix) || (!subdomainsOnly && h === domain)) && portMatches(p));

@@ -83,3 +83,10 @@ test('a NO_PROXY address matches by value, as Go compares addresses: however an 
   assert.equal(via(env, '[fd00::2]'), 'http://p:1');
   assert.equal(via(env, '10.0.0.2', 8443), 'http://p:1');
 });
+
+test('a NO_PROXY domain written in Unicode matches the endpoint, whose host the URL parser gives in punycode, as in Go', () => {
+  const env = { HTTPS_PROXY: 'http://p:1', NO_PROXY: 'bücher.example, .straße.example' };
+  assert.equal(via(env, new URL('https://Bücher.example/').hostname), 'direct');
+  assert.equal(via(env, new URL('https://bundles.straße.example/').hostname), 'direct');
+  assert.equal(via(env, 'other.example'), 'http://p:1');
+});
