@@ -35,6 +35,19 @@ function issuerWith(sign: (items: ReadonlyArray<{ entryId: string; csr: Buffer }
   return { cache, issuer };
 }
 
+type Sign = (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]>;
+
+/**
+ * An issuer whose signing calls go to `front`, which answers them itself (fails, refuses, holds) or passes them on to
+ * `real`: the fixture's signer for the issuer's own cache.
+ */
+function issuerFronting(front: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>, real: Sign) => Promise<SignedItem[]>, extra: Partial<ConstructorParameters<typeof SvidIssuer>[0]> = {}) {
+  let real: Sign | undefined;
+  const made = issuerWith((items) => front(items, real!), extra);
+  real = fx.signer(made.cache).sign;
+  return made;
+}
+
 test('new entries get an SVID for a fresh P-256 key, signed in one batch, that openssl verifies against the bundle', async () => {
   const cache = fx.cache();
   const signer = fx.signer(cache);
@@ -132,14 +145,12 @@ test('restored SVIDs are scheduled for renewal, entries without one are signed a
 
 test('a failed call is retried after a backoff, and at once when kicked after a reconnect', async () => {
   let down = true;
-  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
   const attempts: number[] = [];
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     attempts.push(fx.clock.now());
     if (down) throw unavailable('connection refused');
-    return cacheRef.sign(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const e = entry('retry', ['unix:uid:5']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -164,16 +175,14 @@ test('the items of one answer that the server refuses one by one come back toget
   let refuse = false;
   let random = (): number => 0.5;
   const calls: number[] = [];
-  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
-  const { cache, issuer } = issuerWith(
-    async (items) => {
+  const { cache, issuer } = issuerFronting(
+    async (items, real) => {
       calls.push(items.length);
       if (refuse) return items.map((i) => ({ entryId: i.entryId, code: 14, message: 'stubbed: the CA refuses every item', chain: [] }));
-      return cacheRef.sign(items);
+      return real(items);
     },
     { random: () => random() },
   );
-  cacheRef.sign = fx.signer(cache).sign;
   // Ten 1 h SVIDs signed in one call: their renewals fall due at one instant, and go in one call.
   const entries = Array.from({ length: 10 }, (_, i) => entry(`item-${i}`, ['unix:uid:6'], { x509_svid_ttl: 3600 }));
   issuer.request(cache.apply({ upserts: entries }).needSvid);
@@ -197,14 +206,12 @@ test('the items of one answer that the server refuses one by one come back toget
 
 test('renewals falling due one by one while the server is down are retried together: one call a round for them all, not one each', async () => {
   let down = false;
-  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
   const calls: Array<{ at: number; size: number }> = [];
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     calls.push({ at: fx.clock.now(), size: items.length });
     if (down) throw unavailable('connection refused');
-    return cacheRef.sign(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   // Five SVIDs of 10 min signed a minute apart: their renewals fall due a minute apart, each at its own instant.
   const entries = [1, 2, 3, 4, 5].map((i) => entry(`round-${i}`, ['unix:uid:6'], { x509_svid_ttl: 600 }));
   const start = fx.clock.now();
@@ -612,16 +619,13 @@ test('an entry its signing call could not reach the server for is not waited for
 });
 
 test('an SVID refused again on its retry (per item or per call) is no longer waited for: the first message goes out with the rest', async () => {
-  const itemRefusal = (real: ReturnType<AgentFixture['signer']>, refusedId: () => string) => async (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) =>
-    (await real.sign(items)).map((r) => (r.entryId === refusedId() ? { entryId: r.entryId, code: 13, message: 'cannot sign this one', chain: [] } : r));
   for (const mode of ['item', 'call'] as const) {
     let refused = '';
-    const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
-    const { cache, issuer } = issuerWith(async (items) => {
+    const { cache, issuer } = issuerFronting(async (items, real) => {
       if (mode === 'call' && items.some((i) => i.entryId === refused)) throw new MeshidError('internal', 'a bug');
-      return cacheRef.sign!(items);
+      const itemRefused = mode === 'item' ? refused : '';
+      return (await real(items)).map((r) => (r.entryId === itemRefused ? { entryId: r.entryId, code: 13, message: 'cannot sign this one', chain: [] } : r));
     });
-    cacheRef.sign = itemRefusal(fx.signer(cache), () => (mode === 'item' ? refused : ''));
     const served = entry(`served-${mode}`, ['unix:uid:96'], { created_at: 1 });
     const stuck = entry(`stuck-${mode}`, ['unix:uid:96'], { created_at: 2 });
     refused = stuck.id;
@@ -648,14 +652,12 @@ test('an SVID refused again on its retry (per item or per call) is no longer wai
 test('an entry changed while its signing call was out is waited through its own first failure: the old call\'s failure does not count for it', async () => {
   let release: (err: Error) => void = () => undefined;
   let calls = 0;
-  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     calls++;
     if (calls === 1) return new Promise<SignedItem[]>((_, reject) => (release = reject));
     if (calls === 2) throw new MeshidError('internal', 'a bug');
-    return cacheRef.sign!(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const before = entry('changed-in-flight', ['unix:uid:95']);
   issuer.request(cache.apply({ upserts: [before] }).needSvid);
   await settle();
@@ -675,14 +677,12 @@ test('an entry changed while its signing call was out is waited through its own 
 
 test('a signing budget refusal (RESOURCE_EXHAUSTED with a retry hint) is waited for, retried no sooner than the hint, and then served whole', async () => {
   let refusing = true;
-  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
   const calls: number[] = [];
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     calls.push(fx.clock.now());
     if (refusing && items.length > 1) throw resourceExhausted('signing rate limit reached; retry in 4 s');
-    return cacheRef.sign!(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const selectors = [{ type: 'unix', value: 'uid:97' }];
   const first = entry('budget-first', ['unix:uid:97'], { created_at: 1 });
   issuer.request(cache.apply({ upserts: [first] }).needSvid);
@@ -718,12 +718,10 @@ test('a signing budget refusal is no longer waited for once it has lasted the wi
     ['a budget that stays spent', resourceExhausted('signing rate limit reached; retry in 2 s')],
     ['an older server (UNAVAILABLE)', unavailable('signing rate limit reached; retry in 2 s')],
   ] as const) {
-    const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
-    const { cache, issuer } = issuerWith(async (items) => {
+    const { cache, issuer } = issuerFronting(async (items, real) => {
       if (items.length > 1 || items[0]!.entryId !== served.id) throw failure;
-      return cacheRef.sign!(items);
+      return real(items);
     });
-    cacheRef.sign = fx.signer(cache).sign;
     const selectors = [{ type: 'unix', value: 'uid:98' }];
     const served = entry(`served-${name.replace(/\W+/g, '-')}`, ['unix:uid:98'], { created_at: 1 });
     const refused = entry(`refused-${name.replace(/\W+/g, '-')}`, ['unix:uid:98'], { created_at: 2 });
@@ -747,17 +745,15 @@ test('a signing budget refusal is no longer waited for once it has lasted the wi
 
 test('a signing budget refusal holds every call until its hint: the other queued batches, kicked and new entries are not sent to be refused too', async () => {
   let refusing = true;
-  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
   const calls: number[] = [];
-  const { cache, issuer } = issuerWith(
-    async (items) => {
+  const { cache, issuer } = issuerFronting(
+    async (items, real) => {
       calls.push(fx.clock.now());
       if (refusing) throw resourceExhausted('signing rate limit reached; retry in 5 s');
-      return cacheRef.sign!(items);
+      return real(items);
     },
     { batchSize: 1, maxInflight: 1 },
   );
-  cacheRef.sign = fx.signer(cache).sign;
   const entries = [1, 2, 3].map((n) => entry(`budget-hold-${n}`, ['unix:uid:96'], { created_at: n }));
   issuer.request(cache.apply({ upserts: entries }).needSvid);
   await settle();
@@ -966,14 +962,12 @@ test('a batch whose keys were being made when the issuer stopped is not sent', a
  */
 async function failingRenewal(name: string, uid: number, fail: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => SignedItem[], recoverLeftMs: number) {
   let failing = false;
-  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
   const attempts: number[] = [];
-  const { cache, issuer } = issuerWith(async (items) => {
-    if (!failing) return cacheRef.sign!(items);
+  const { cache, issuer } = issuerFronting(async (items, real) => {
+    if (!failing) return real(items);
     attempts.push(fx.clock.now());
     return fail(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const e = entry(name, [`unix:uid:${uid}`], { x509_svid_ttl: 600 });
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -1025,14 +1019,12 @@ test('a short SVID\'s retries near expiry still wait out each signing budget ref
 
 test('a failing call carrying a 24 h and a 10 min SVID is retried, both together, within a quarter of the time the 10 min one has left', async () => {
   let failing = true;
-  const cacheRef: { sign?: (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> } = {};
   const calls: Array<{ at: number; ids: string[] }> = [];
-  const { cache, issuer } = issuerWith(async (items) => {
-    if (!failing) return cacheRef.sign!(items);
+  const { cache, issuer } = issuerFronting(async (items, real) => {
+    if (!failing) return real(items);
     calls.push({ at: fx.clock.now(), ids: items.map((i) => i.entryId).sort() });
     throw new MeshidError('internal', 'a bug');
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const long = entry('batch-bound-24h', ['unix:uid:152']);
   const short = entry('batch-bound-10min', ['unix:uid:152'], { x509_svid_ttl: 600 });
   cache.apply({ upserts: [long, short] });
@@ -1244,13 +1236,11 @@ test('a refused item is retried after the first delay (1 s, equal jitter) and wa
 test('a call that succeeds starts the call backoff over: the next outage is retried after the first delay', async () => {
   const attempts: number[] = [];
   let down = true;
-  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     attempts.push(fx.clock.now());
     if (down) throw unavailable('connection refused');
-    return cacheRef.sign(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   issuer.request(cache.apply({ upserts: [entry('reset-a', ['unix:uid:86'])] }).needSvid);
   await settle();
   for (const delay of [750, 1500]) {
@@ -1274,13 +1264,11 @@ test('a call that succeeds starts the call backoff over: the next outage is retr
 test('a signing budget refusal is retried at its hint plus the jitter (up to a second), so refused agents do not all come back at once', async () => {
   const attempts: number[] = [];
   let refusing = true;
-  const cacheRef = { sign: undefined as unknown as (items: ReadonlyArray<{ entryId: string; csr: Buffer }>) => Promise<SignedItem[]> };
-  const { cache, issuer } = issuerWith(async (items) => {
+  const { cache, issuer } = issuerFronting(async (items, real) => {
     attempts.push(fx.clock.now());
     if (refusing) throw resourceExhausted('signing rate limit reached; retry in 4 s');
-    return cacheRef.sign(items);
+    return real(items);
   });
-  cacheRef.sign = fx.signer(cache).sign;
   const e = entry('budget-jitter', ['unix:uid:87']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
