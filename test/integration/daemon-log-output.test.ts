@@ -13,12 +13,13 @@ import { runNode, SERVER_MAIN } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import { teardown } from '../support/teardown.js';
+import { tetheredDaemonWritingTo } from '../support/tethered-daemon.js';
 
 /** Starts a daemon whose stderr (and stdout) is /dev/full, at log level debug, so that it logs a lot. */
 function spawnOnFullDisk(main: string, args: string[]): { child: ChildProcess; exited: Promise<number | null> } {
   const full = fs.openSync('/dev/full', 'w');
   try {
-    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', full, full], env: { ...process.env, MESHID_LOG_LEVEL: 'debug' } });
+    const child = spawn(process.execPath, [main, ...args], tetheredDaemonWritingTo(full, { ...process.env, MESHID_LOG_LEVEL: 'debug' }));
     return { child, exited: new Promise((resolve) => child.once('exit', (code) => resolve(code))) };
   } finally {
     fs.closeSync(full);

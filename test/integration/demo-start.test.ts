@@ -19,6 +19,7 @@ import { tempDir } from '../support/server-kit.js';
 import { runNode } from '../support/server-process.js';
 import { AGENT_MAIN } from '../support/cluster.js';
 import { teardown } from '../support/teardown.js';
+import { tetherGroup } from '../support/tethered-daemon.js';
 
 const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
 
@@ -38,6 +39,8 @@ interface Demo {
   exited: Promise<number | null>;
   /** The server's and agent's pids, once running: process groups of their own, so stop() ends them by pid. */
   daemons: number[];
+  /** SIGTERMs the demo's group should this test's process die before stop(). */
+  tether: { release: () => void };
 }
 
 function startDemo(dir: string, port: number | string): Demo {
@@ -52,7 +55,7 @@ function startDemo(dir: string, port: number | string): Demo {
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited, daemons: [] };
+  return { child, output: () => out, exited, daemons: [], tether: tetherGroup(child.pid!) };
 }
 
 async function running(demo: Demo): Promise<void> {
@@ -69,6 +72,7 @@ async function stop(demo: Demo): Promise<void> {
   await demo.exited;
   // The server and agent got SIGTERM from the demo; any left go now.
   for (const pid of demo.daemons.filter(alive)) process.kill(pid, 'SIGKILL');
+  demo.tether.release();
 }
 
 function alive(pid: number): boolean {

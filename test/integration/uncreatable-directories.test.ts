@@ -11,12 +11,14 @@ import path from 'node:path';
 import { AGENT_MAIN } from '../support/cluster.js';
 import { SERVER_MAIN } from '../support/server-process.js';
 import { tempDir } from '../support/server-kit.js';
+import { tetheredDaemon } from '../support/tethered-daemon.js';
 
 /** Runs a daemon to its exit; one still running after `boundMs` (hung) is killed and reported as such. */
 function runToExit(main: string, args: string[], boundMs = 60_000): Promise<{ code: number | null; err: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, [main, ...args], { stdio: ['ignore', 'ignore', 'pipe'] });
+    const child = spawn(process.execPath, [main, ...args], tetheredDaemon(process.env));
     let err = '';
+    child.stdout.resume();
     child.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const hung = setTimeout(() => {
       err += `\n(still running after ${boundMs} ms: killed)`;

@@ -1,6 +1,7 @@
 import { spawn } from 'node:child_process';
 import { KILL_AT_POINT_PRELOAD } from './killed-server.js';
 import { SERVER_MAIN, type CliResult } from './server-process.js';
+import { tetheredDaemon } from './tethered-daemon.js';
 
 export interface PausedProcess {
   /** Resolves once the process says it stopped at `point`; rejects if it ended first. */
@@ -17,10 +18,12 @@ export interface PausedProcess {
  * (MESHID_TEST_PAUSE_AT) until resumed, so a test can run another process in between.
  */
 export function serverPausedAt(args: string[], points: string[], env: NodeJS.ProcessEnv = {}): PausedProcess {
-  const child = spawn(process.execPath, [SERVER_MAIN, ...args], {
-    stdio: ['pipe', 'pipe', 'pipe'],
-    env: { ...process.env, ...env, NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_PAUSE_AT: points.join(',') },
-  });
+  // Tethered: a `run` stops once the test's process is gone (a pause it is in then reads the end of stdin and goes on).
+  const child = spawn(
+    process.execPath,
+    [SERVER_MAIN, ...args],
+    tetheredDaemon({ ...process.env, ...env, NODE_OPTIONS: `--import ${KILL_AT_POINT_PRELOAD}`, MESHID_TEST_PAUSE_AT: points.join(',') }),
+  );
   let out = '';
   let err = '';
   const waiting: Array<() => void> = [];

@@ -1,3 +1,4 @@
+import { spawn } from 'node:child_process';
 import { STOP_ON_STDIN_END_ENV } from '../../src/common/cli/stop-signal.js';
 
 /**
@@ -14,4 +15,26 @@ import { STOP_ON_STDIN_END_ENV } from '../../src/common/cli/stop-signal.js';
  */
 export function tetheredDaemon(env: NodeJS.ProcessEnv): { stdio: ['pipe', 'pipe', 'pipe']; env: NodeJS.ProcessEnv } {
   return { stdio: ['pipe', 'pipe', 'pipe'], env: { ...env, [STOP_ON_STDIN_END_ENV]: '1' } };
+}
+
+/** tetheredDaemon's, with stdout and stderr both the open file `fd` (such as /dev/full) instead of pipes. */
+export function tetheredDaemonWritingTo(fd: number, env: NodeJS.ProcessEnv): { stdio: ['pipe', number, number]; env: NodeJS.ProcessEnv } {
+  return { stdio: ['pipe', fd, fd], env: tetheredDaemon(env).env };
+}
+
+/**
+ * The tether for a child in a process group of its own (spawned detached, as a shell runs a job), which neither the
+ * runner's timeout nor scripts/run-tests.mjs's kill of the run's group reaches: a watcher process, in the test's
+ * group, whose stdin only the test's process holds, sends SIGTERM to the group `pgid` when that stdin ends, that is
+ * when the test's process dies, SIGKILL included. `release()` ends the watch without a signal: call it once the test
+ * stopped the group itself (and before the file ends: the watcher keeps the test's process alive until then).
+ */
+export function tetherGroup(pgid: number): { release: () => void } {
+  const watch = `process.stdin.on('end', () => { try { process.kill(-${pgid}, 'SIGTERM'); } catch {} }); process.stdin.resume();`;
+  const watcher = spawn(process.execPath, ['-e', watch], { stdio: ['pipe', 'ignore', 'ignore'] });
+  return {
+    release: () => {
+      if (watcher.exitCode === null && watcher.signalCode === null) watcher.kill('SIGKILL');
+    },
+  };
 }

@@ -11,6 +11,7 @@ import { spawn, spawnSync } from 'node:child_process';
 import { packageRoot } from '../../../src/common/paths.js';
 import { ClientProcess, publicTempDir } from '../../support/peer-process.js';
 import { teardown } from '../../support/teardown.js';
+import { tetherGroup } from '../../support/tethered-daemon.js';
 
 const mount = (hidepid: string): string => `mount -t proc -o hidepid=${hidepid} proc /proc`;
 const skip =
@@ -62,7 +63,9 @@ for (const [hidepid, code] of [['invisible', 'ENOENT'], ['noaccess', 'EPERM']] a
     );
     // It waits for two connections: a failure before both are made would leave it running, holding this file's pipes
     // open until the runner's timeout.
+    const tether = tetherGroup(attestor.pid!);
     teardown(t).after(() => {
+      tether.release();
       try {
         process.kill(-attestor.pid!, 'SIGKILL');
       } catch (err) {
