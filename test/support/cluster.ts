@@ -22,7 +22,9 @@ import { AdminClient } from '../../src/server/cli/admin-client.js';
 import { compileServerConfig, type RawServerConfig } from '../../src/server/config.js';
 import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
-import { runNode, SERVER_MAIN } from './server-process.js';
+import { SERVER_MAIN } from './server-process.js';
+import { nextOutputOr } from './next-output.js';
+import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
 
 /** The agent executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
@@ -243,9 +245,14 @@ export class AgentProcess {
     }
   }
 
-  /** Readiness of a process is an external event: poll its health check with a generous bound. */
+  /**
+   * Readiness of a process is an external event: poll its health check with a generous bound, looking again whenever
+   * the agent logs (it logs the steps that make it ready) rather than only every 100 ms.
+   */
   async waitHealthy(): Promise<void> {
-    for (let attempt = 0; ; attempt++) {
+    // A bound on an agent that never gets ready, not a timing under test.
+    const until = Date.now() + 30_000;
+    for (;;) {
       if (this.child.exitCode !== null) throw new Error(`meshid-agent exited with ${this.child.exitCode}:\n${this.out}`);
       if (fs.existsSync(this.socketPath)) {
         const c = this.client(1000);
@@ -257,8 +264,8 @@ export class AgentProcess {
           c.close();
         }
       }
-      if (attempt > 300) throw new Error(`meshid-agent did not become healthy:\n${this.out}`);
-      await new Promise((r) => setTimeout(r, 100));
+      if (Date.now() > until) throw new Error(`meshid-agent did not become healthy:\n${this.out}`);
+      await nextOutputOr(this.child, 100);
     }
   }
 
@@ -390,12 +397,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
-  for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null) throw new Error(`meshid-server exited with ${child.exitCode}:\n${output}`);
-    if (fs.existsSync(adminSocket) && (await runNode(SERVER_MAIN, ['healthcheck', '--admin-socket', adminSocket])).code === 0) break;
-    if (attempt > 300) throw new Error(`meshid-server did not become healthy:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await serverReady(child, adminSocket, () => output);
   const m = /"agentApi":"[^"]*:(\d+)"/.exec(output);
   if (!m) throw new Error(`no agent API port in the server log:\n${output}`);
   const port = Number(m[1]);

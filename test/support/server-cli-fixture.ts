@@ -15,6 +15,7 @@ import { TestCa } from './fake-sds-cache.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN, type CliResult } from './server-process.js';
 import { jobFreeKeyPair } from './job-free-key-pair.js';
+import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
 
 const MAIN = SERVER_MAIN;
@@ -86,13 +87,7 @@ export function startServerCliFixture(prefix: string): void {
     );
     server.stdout!.on('data', (d: Buffer) => (serverOutput += d.toString()));
     server.stderr!.on('data', (d: Buffer) => (serverOutput += d.toString()));
-    // Readiness is an external event (a process binding its socket); poll it with a generous bound.
-    for (let attempt = 0; ; attempt++) {
-      if (server.exitCode !== null) throw new Error(`meshid-server exited with ${server.exitCode}:\n${serverOutput}`);
-      if (fs.existsSync(socket) && (await cli(['healthcheck'])).code === 0) break;
-      if (attempt > 300) throw new Error(`meshid-server did not become healthy:\n${serverOutput}`);
-      await new Promise((r) => setTimeout(r, 100));
-    }
+    await serverReady(server, socket, () => serverOutput);
   });
 
   after(async () => {

@@ -1,7 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import fs from 'node:fs';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
+import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
 
 /** The server executable as shipped: the bundle package.json's bin names (scripts/bundle.mjs). */
@@ -81,13 +81,7 @@ export async function startServerProcess(
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
   const cli = (args: string[]): Promise<CliResult> => runNode(main, [...args, '--admin-socket', adminSocket]);
-  // Readiness is an external event (a process binding its socket): poll with a generous bound.
-  for (let attempt = 0; ; attempt++) {
-    if (child.exitCode !== null) throw new Error(`meshid-server exited with ${child.exitCode}:\n${output}`);
-    if (fs.existsSync(adminSocket) && (await cli(['healthcheck'])).code === 0) break;
-    if (attempt > 300) throw new Error(`meshid-server did not become healthy:\n${output}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await serverReady(child, adminSocket, () => output);
   return {
     child,
     adminSocket,

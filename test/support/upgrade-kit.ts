@@ -15,6 +15,7 @@ import { LATEST_SCHEMA_VERSION } from '../../src/server/datastore/migrations.js'
 import { AGENT_MAIN, Cluster, startCluster, startServerProcess } from './cluster.js';
 import { fakeWallClock, libfaketimeSkip } from './fake-wall-clock.js';
 import { runServerKilledAt } from './killed-server.js';
+import { nextOutputOr } from './next-output.js';
 import { opensslVerify } from './openssl.js';
 import { tempDir } from './server-kit.js';
 import { runNode } from './server-process.js';
@@ -93,6 +94,14 @@ function schemaVersion(dataDir: string): number {
 
 /** The fixtures under test/fixtures/upgrade, by name (the commit that made each). */
 export const fixtureNames = fs.existsSync(FIXTURES) ? fs.readdirSync(FIXTURES).filter((n) => fs.existsSync(path.join(FIXTURES, n, 'fixture.json'))).sort() : [];
+
+let reportedVersion: Promise<string> | undefined;
+
+/** What `meshid-agent --version` prints as its version: the same for every fixture, so asked once a file. */
+function agentVersion(): Promise<string> {
+  reportedVersion ??= runNode(AGENT_MAIN, ['--version']).then((r) => /^meshid-agent (\S+)\n$/.exec(r.out)![1]!);
+  return reportedVersion;
+}
 
 export function upgradeTests(select: (schemaVersion: number) => boolean): void {
   for (const name of fixtureNames) {
@@ -201,13 +210,14 @@ function upgradeTest(name: string, dir: string, fixture: Fixture): void {
     // The server back: a new entry reaches the upgraded agent.
     await startServerProcess(cluster, address);
     await cluster.createEntry({ spiffeId: 'spiffe://example.org/after-upgrade', selectors: [`unix:uid:${fixture.uid}`], parentId: Cluster.nodeAlias });
-    for (let attempt = 0; !(await agent.svidIds()).includes('spiffe://example.org/after-upgrade'); attempt++) {
-      if (attempt > 200) assert.fail(`the entry created after the upgrade never reached the agent:\n${agent.output()}`);
-      await new Promise((r) => setTimeout(r, 100));
+    // Looked for again as soon as the agent logs (its new SVID), at the latest every 100 ms; bounded, not timed.
+    const until = Date.now() + 20_000;
+    while (!(await agent.svidIds()).includes('spiffe://example.org/after-upgrade')) {
+      if (Date.now() > until) assert.fail(`the entry created after the upgrade never reached the agent:\n${agent.output()}`);
+      await nextOutputOr(agent.child, 100);
     }
     // Upgraded on its stored identity, it attested no more; its Sync told the server which version it runs now.
-    const agentVersion = /^meshid-agent (\S+)\n$/.exec((await runNode(AGENT_MAIN, ['--version'])).out)![1];
-    assert.equal((await cluster.admin.call('Agents', 'GetAgent', { spiffe_id: fixture.agentId })).agent_version, agentVersion);
+    assert.equal((await cluster.admin.call('Agents', 'GetAgent', { spiffe_id: fixture.agentId })).agent_version, await agentVersion());
 
     // A join token generated before the upgrade and not yet used attests a new agent.
     const second = await cluster.startAgent({ name: 'second', serverAddress: address, joinToken: fixture.unusedJoinToken, env: env });
