@@ -7,6 +7,7 @@ import assert from 'node:assert/strict';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { failingStateWriter } from '../../support/failing-state-writer.js';
 
 test('changes spread over a delay are written once, at the delay after the first of them (default 200 ms)', () => {
   const clock = new FakeClock();
@@ -28,16 +29,7 @@ test('changes spread over a delay are written once, at the delay after the first
 
 test('failed writes back off doubling from the delay, capped at 60 s', () => {
   const clock = new FakeClock();
-  const attempts: number[] = [];
-  const w = new StateWriter({
-    clock,
-    log: silentLogger(),
-    delayMs: 100,
-    write: () => {
-      attempts.push(clock.now());
-      throw new Error('EIO');
-    },
-  });
+  const { writer: w, attempts } = failingStateWriter(clock, { error: 'EIO', delayMs: 100 });
   w.markDirty();
   clock.advance(200_000);
   const gaps = attempts.slice(1).map((at, i) => at - attempts[i]!);

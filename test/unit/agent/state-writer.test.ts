@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { StateWriter } from '../../../src/agent/storage/state-writer.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { failingStateWriter } from '../../support/failing-state-writer.js';
 import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 
 test('a burst of changes becomes one write after the delay; flush writes pending changes at once', () => {
@@ -26,16 +27,7 @@ test('a burst of changes becomes one write after the delay; flush writes pending
 test('a failed write is retried later with a growing delay, and succeeds when the disk recovers', () => {
   const clock = new FakeClock();
   let failing = true;
-  const attempts: number[] = [];
-  const w = new StateWriter({
-    clock,
-    log: silentLogger(),
-    delayMs: 100,
-    write: () => {
-      attempts.push(clock.now());
-      if (failing) throw new Error('ENOSPC');
-    },
-  });
+  const { writer: w, attempts } = failingStateWriter(clock, { error: 'ENOSPC', failing: () => failing, delayMs: 100 });
   const t0 = clock.now();
   w.markDirty();
   clock.advance(100);
@@ -51,24 +43,15 @@ test('a failed write is retried later with a growing delay, and succeeds when th
 
 test('after stop nothing is written: a late change (an SVID call still out at shutdown) leaves the data dir alone', () => {
   const clock = new FakeClock();
-  let writes = 0;
   let failing = true;
-  const w = new StateWriter({
-    clock,
-    log: silentLogger(),
-    write: () => {
-      writes++;
-      if (failing) throw new Error('EIO');
-    },
-    delayMs: 200,
-  });
+  const { writer: w, attempts } = failingStateWriter(clock, { error: 'EIO', failing: () => failing, delayMs: 200 });
   w.markDirty();
   w.stop(); // its write fails: no retry is armed after stop
   failing = false;
   w.markDirty();
   w.flush();
   clock.advance(120_000);
-  assert.equal(writes, 1);
+  assert.equal(attempts.length, 1);
 });
 
 test('saveNow writes its part at once and leaves the coalesced write pending; when it fails, the whole state is retried', () => {
@@ -97,16 +80,7 @@ test('saveNow writes its part at once and leaves the coalesced write pending; wh
 test("a failed write is an error line with the fields README's logging paragraph names: err (its words) and retryInMs (in ms, when the next attempt comes)", () => {
   const clock = new FakeClock();
   const { log, records } = capturingLogger('meshid-agent');
-  const attempts: number[] = [];
-  const w = new StateWriter({
-    clock,
-    log,
-    delayMs: 100,
-    write: () => {
-      attempts.push(clock.now());
-      throw new Error('ENOSPC: no space left on device');
-    },
-  });
+  const { writer: w, attempts } = failingStateWriter(clock, { error: 'ENOSPC: no space left on device', delayMs: 100, log });
   w.markDirty();
   clock.advance(100);
   const [line, ...more] = records().filter((r) => r.msg === 'cannot persist the agent state; will retry');
