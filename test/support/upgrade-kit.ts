@@ -104,11 +104,16 @@ function agentVersion(): Promise<string> {
 }
 
 export function upgradeTests(select: (schemaVersion: number) => boolean): void {
+  let selected = 0;
   for (const name of fixtureNames) {
     const dir = path.join(FIXTURES, name);
     const fixture = JSON.parse(fs.readFileSync(path.join(dir, 'fixture.json'), 'utf8')) as Fixture;
-    if (select(fixture.schemaVersion)) upgradeTest(name, dir, fixture);
+    if (!select(fixture.schemaVersion)) continue;
+    upgradeTest(name, dir, fixture);
+    selected++;
   }
+  // A file whose filter meets no fixture would pass with no test at all: the split must not lose fixtures silently.
+  if (selected === 0) test('this upgrade file selects at least one fixture', () => assert.fail('no fixture in test/fixtures/upgrade matches this file\'s schema versions'));
 }
 
 function upgradeTest(name: string, dir: string, fixture: Fixture): void {
