@@ -11,7 +11,7 @@ import path from 'node:path';
 import { packageRoot } from '../common/paths.js';
 import { IDENTITY_FILE } from '../agent/storage/agent-store.js';
 import { socketPathLengthProblem } from '../common/socket-file.js';
-import { STOP_ON_STDIN_END_ENV } from '../common/cli/stop-signal.js';
+import { STOP_ON_STDIN_END_ENV, watchStdinEnd } from '../common/cli/stop-signal.js';
 
 const root = path.resolve(process.env['MESHID_DEMO_DIR'] ?? '.meshid');
 const td = 'example.org';
@@ -95,6 +95,11 @@ for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     shutdown(0);
   });
 }
+// A starter that holds the demo's stdin and sets STOP_ON_STDIN_END_ENV (a test, a supervisor) ends the demo by dying,
+// however it dies: a SIGKILL runs no handler of its own, and the demo, in a process group of its own as a shell's job,
+// gets no signal either. Without the end it would serve on, its daemons with it, until it next wrote to the stdout its
+// dead starter no longer reads (it writes nothing once running). From a terminal it is unset: stdin stays unread.
+watchStdinEnd(process.env, () => shutdown(0));
 // Not in the demo's process group, they would outlive a demo that died of an error: one SIGTERM stops them cleanly.
 process.on('exit', () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');

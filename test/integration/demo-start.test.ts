@@ -3,7 +3,7 @@
  * the demo entry for this user, whose SVID the printed command fetches; the join token never shows on a command line
  * (any user's `ps` would see it) nor stays on disk; a second start reuses the state; a taken port is answered with the
  * demo's own setting; Ctrl-C stops the server and agent cleanly before the demo exits, and a demo killed with SIGKILL
- * leaves none running.
+ * leaves none running, nor does one whose starter was.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -19,6 +19,7 @@ import { tempDir } from '../support/server-kit.js';
 import { runNode } from '../support/server-process.js';
 import { AGENT_MAIN } from '../support/cluster.js';
 import { teardown } from '../support/teardown.js';
+import { STOP_ON_STDIN_END_ENV } from '../../src/common/cli/stop-signal.js';
 import { tetherGroup } from '../support/tethered-daemon.js';
 
 const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
@@ -39,23 +40,22 @@ interface Demo {
   exited: Promise<number | null>;
   /** The server's and agent's pids, once running: process groups of their own, so stop() ends them by pid. */
   daemons: number[];
-  /** SIGTERMs the demo's group should this test's process die before stop(). */
-  tether: { release: () => void };
 }
 
 function startDemo(dir: string, port: number | string): Demo {
-  // Its own process group, as a shell's foreground job: Ctrl-C is a SIGINT to the group.
+  // Its own process group, as a shell's foreground job: Ctrl-C is a SIGINT to the group. Its stdin is a pipe only this
+  // test's process holds, so that the demo stops its daemons and exits should this process die before stop().
   const child = spawn(process.execPath, [DEMO_MAIN], {
     cwd: dir,
     detached: true,
-    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(port) },
-    stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(port), [STOP_ON_STDIN_END_ENV]: '1' },
+    stdio: ['pipe', 'pipe', 'pipe'],
   });
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-  return { child, output: () => out, exited, daemons: [], tether: tetherGroup(child.pid!) };
+  return { child, output: () => out, exited, daemons: [] };
 }
 
 async function running(demo: Demo): Promise<void> {
@@ -72,7 +72,6 @@ async function stop(demo: Demo): Promise<void> {
   await demo.exited;
   // The server and agent got SIGTERM from the demo; any left go now.
   for (const pid of demo.daemons.filter(alive)) process.kill(pid, 'SIGKILL');
-  demo.tether.release();
 }
 
 function alive(pid: number): boolean {
@@ -225,6 +224,59 @@ test('a demo killed with SIGKILL leaves no daemon running: both stop cleanly, an
   await running(second);
   const socket = path.join(dir, '.meshid', 'agent-socket', 'api.sock');
   assert.equal((await runNode(AGENT_MAIN, ['api', 'fetch', 'x509', '--socket-path', socket])).code, 0, 'served again, from the same state');
+});
+
+/**
+ * What starts the demo and holds its stdin, as a supervisor would: it sets STOP_ON_STDIN_END_ENV, starts the demo in a
+ * process group of its own (as a shell runs a job), prints `demo <pid>` and waits. The demo's output is its own.
+ */
+const STARTER = `
+const { spawn } = require('node:child_process');
+const demo = spawn(process.execPath, [${JSON.stringify(DEMO_MAIN)}], {
+  detached: true,
+  stdio: ['pipe', 'inherit', 'inherit'],
+  env: { ...process.env, ${JSON.stringify(STOP_ON_STDIN_END_ENV)}: '1' },
+});
+process.stdout.write('demo ' + demo.pid + '\\n');
+`;
+
+test('a demo whose starter is killed with SIGKILL stops, and its server and agent with it', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-starter-');
+  // The starter alone is killed, not its group: its own, the test's stand-in for a terminal's job.
+  const starter = spawn(process.execPath, ['-e', STARTER], {
+    cwd: dir,
+    detached: true,
+    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(await freePort()) },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  starter.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  starter.stderr.on('data', (d: Buffer) => (out += d.toString()));
+  const started: number[] = [];
+  let tether: { release: () => void } | undefined;
+  teardown(t).after(async () => {
+    if (starter.exitCode === null && starter.signalCode === null) starter.kill('SIGKILL');
+    // Left running only where the demo ignores its stdin's end: ended here, then the test's assertion tells.
+    for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
+    tether?.release();
+    cleanup();
+  });
+  for (let i = 0; i < 600 && !out.includes('Press Ctrl-C to stop.') && starter.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(out, /meshid is running/, out);
+  const demoPid = Number(/^demo (\d+)$/m.exec(out)![1]);
+  // Should this test's process die before its hooks run, the demo of the old code would serve on.
+  tether = tetherGroup(demoPid);
+  started.push(demoPid, ...childPids(demoPid));
+  assert.equal(started.length, 3, `the demo, its server and its agent: ${childCommandLines(demoPid).join('\n')}`);
+
+  process.kill(starter.pid!, 'SIGKILL');
+  // Their exit is an external event: polled, with a generous bound.
+  for (let attempt = 0; started.some(serving); attempt++) {
+    if (attempt > 300) assert.fail(`the demo's processes outlived its starter by 30 s: ${started.filter(serving).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // Stopped as on SIGTERM: each daemon removed its socket.
+  for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind`);
 });
 
 test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {

@@ -6,9 +6,26 @@ const STOP_SIGNALS = ['SIGINT', 'SIGTERM'] as const;
 /**
  * Set to 1 by `npm start` (src/demo/start.ts), which holds the write end of each daemon's stdin: the daemon stops
  * cleanly, as on SIGTERM, when its stdin ends, which the kernel does for a demo killed with SIGKILL (no handler of its
- * own runs then). Never set otherwise: a daemon run by an operator or a service manager ignores its stdin.
+ * own runs then). The demo honours it too, from whatever starts it holding its stdin (a test, a supervisor), and then
+ * stops its daemons. Never set otherwise: a daemon run by an operator or a service manager ignores its stdin, and so
+ * does a demo run from a terminal, whose stdin (the terminal) does not end when the shell's job is killed.
  */
 export const STOP_ON_STDIN_END_ENV = 'MESHID_STOP_ON_STDIN_END';
+
+/**
+ * Where `env` sets STOP_ON_STDIN_END_ENV, calls `onEnd` once stdin ends; otherwise leaves stdin alone. Returns what
+ * stops the watch. The process's starter holds the write end: its death, SIGKILL included, is the end.
+ */
+export function watchStdinEnd(env: NodeJS.ProcessEnv, onEnd: () => void): () => void {
+  if (env[STOP_ON_STDIN_END_ENV] !== '1') return () => {};
+  process.stdin.once('end', onEnd);
+  // Read (and drop) whatever comes, to see the end; not a reason to keep running once stopped otherwise.
+  process.stdin.resume();
+  (process.stdin as NodeJS.ReadStream & { unref?: () => void }).unref?.();
+  return () => {
+    process.stdin.off('end', onEnd);
+  };
+}
 
 /**
  * Resolves with the first SIGINT or SIGTERM, for `run` to stop cleanly (streams ended, socket removed, state saved);
@@ -23,11 +40,11 @@ export const STOP_ON_STDIN_END_ENV = 'MESHID_STOP_ON_STDIN_END';
  */
 export function waitForStopSignal(log: Logger, daemon: string, env: NodeJS.ProcessEnv = process.env): { signal: Promise<string>; dispose: () => void } {
   const handlers = new Map<NodeJS.Signals, () => void>();
-  let stopOnStdinEnd: (() => void) | undefined;
+  let unwatchStdin = (): void => {};
   const signal = new Promise<string>((resolve) => {
     const stop = (name: string): void => {
       for (const [other, handler] of handlers) if (other !== 'SIGHUP') process.off(other, handler);
-      if (stopOnStdinEnd !== undefined) process.stdin.off('end', stopOnStdinEnd);
+      unwatchStdin();
       log.info({ signal: name }, 'shutting down');
       resolve(name);
     };
@@ -36,13 +53,7 @@ export function waitForStopSignal(log: Logger, daemon: string, env: NodeJS.Proce
       handlers.set(name, onSignal);
       process.on(name, onSignal);
     }
-    if (env[STOP_ON_STDIN_END_ENV] === '1') {
-      stopOnStdinEnd = (): void => stop('stdin closed');
-      process.stdin.on('end', stopOnStdinEnd);
-      // Read (and drop) whatever comes, to see the end; not a reason to keep running once stopped otherwise.
-      process.stdin.resume();
-      (process.stdin as NodeJS.ReadStream & { unref?: () => void }).unref?.();
-    }
+    unwatchStdin = watchStdinEnd(env, () => stop('stdin closed'));
   });
   const onHangup = (): void => {
     log.warn({ signal: 'SIGHUP' }, `${daemon} has nothing to reload on SIGHUP and keeps running: restart it to apply a changed config`);
@@ -53,7 +64,7 @@ export function waitForStopSignal(log: Logger, daemon: string, env: NodeJS.Proce
     signal,
     dispose: () => {
       for (const [name, handler] of handlers) process.off(name, handler);
-      if (stopOnStdinEnd !== undefined) process.stdin.off('end', stopOnStdinEnd);
+      unwatchStdin();
     },
   };
 }
