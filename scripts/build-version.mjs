@@ -18,7 +18,7 @@ function git(root, args) {
 }
 
 /**
- * `0.1.0+6ebd53b`; `0.1.0+6ebd53b-dirty` when tracked files differ from that commit (untracked ones do not count:
+ * `0.1.0+6ebd53b4`; `0.1.0+6ebd53b4-dirty` when tracked files differ from that commit (untracked ones do not count:
  * dist/ and the like are ignored, a stray scratch file is not the build); `0.1.0` outside a git checkout. The checkout
  * must be meshid's own: a package unpacked inside some other repository (node_modules of a project) would otherwise
  * report that project's commit.

@@ -24,8 +24,8 @@ function packageVersion(): string {
 }
 
 /**
- * The version of this build, as `--version` prints it and the agent reports it to the server: `0.1.0+6ebd53b` for a
- * bundle built from a git checkout (`+6ebd53b-dirty` with uncommitted changes to tracked files), package.json's
+ * The version of this build, as `--version` prints it and the agent reports it to the server: `0.1.0+6ebd53b4` for a
+ * bundle built from a git checkout (`+6ebd53b4-dirty` with uncommitted changes to tracked files), package.json's
  * version alone otherwise (a build without git, or code run unbundled). The package version alone is the same for
  * every build, so it cannot tell an operator which agents an upgrade has reached.
  */
