@@ -162,6 +162,9 @@ test("the server's own UNAVAILABLE that quotes a connect error (a partner refusi
   const r = await run(['federation', 'refresh', '--trust-domain', 'partner.org', '--admin-socket', socket]);
   assert.equal(r.code, 1);
   assert.equal(r.err, 'Error: Unavailable: bundle endpoint https://127.0.0.1:1/ of partner.org: connect ECONNREFUSED 127.0.0.1:1\n');
+  // As the README says: --output json has no failure document; stdout stays empty, so a script's `jq` reads nothing.
+  const json = await run(['federation', 'refresh', '--trust-domain', 'partner.org', '--admin-socket', socket, '--output', 'json']);
+  assert.deepEqual(json, { code: 1, out: '', err: r.err });
 });
 
 /**
