@@ -7,7 +7,9 @@
  * A worker thread connects to the agent's socket, listens on <listen-socket>, prints "ready" once the process has
  * the shape asked for, accepts one connection there and relays bytes both ways between it and the agent, so the
  * agent sees this process as the caller of whatever a test sends through it. The process exits when either side
- * closes.
+ * closes, and when its stdin ends: the test starts it with a pipe there that only the test's process holds, so that
+ * the relay goes with the test file however it dies (a SIGKILL, the runner's timeout) instead of waiting on in accept()
+ * for a connection nobody will make. Whatever comes on stdin is dropped.
  *
  *   main-exits  the main thread calls pthread_exit() after the worker has connected (as some runtimes do): the
  *               thread-group leader is a zombie while the worker lives on, and /proc/<pid>/exe fails
@@ -48,6 +50,20 @@ static struct sockaddr_un address(const char *path) {
   return a;
 }
 
+/* Reads and drops what stdin holds; exits at its end (or on an error reading it). */
+static void drain_stdin(void) {
+  char buffer[512];
+  ssize_t n = read(0, buffer, sizeof buffer);
+  if (n == 0 || (n < 0 && errno != EINTR && errno != EAGAIN)) exit(0);
+}
+
+/* Waits for `fds` as poll(2) does, retried on EINTR. */
+static void wait_for(struct pollfd *fds, nfds_t n) {
+  while (poll(fds, n, -1) < 0) {
+    if (errno != EINTR) die("poll");
+  }
+}
+
 /* Copies what is readable on `from` to `to`; returns 0 at end of stream. */
 static int pump(int from, int to) {
   char buffer[65536];
@@ -82,14 +98,18 @@ static void *worker(void *unused) {
   if (main_exits && pthread_join(main_thread, NULL) != 0) die("pthread_join");
   if (write(1, "ready\n", 6) != 6) die("write");
 
+  struct pollfd waiting[2] = { { .fd = listener, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
+  for (;;) {
+    wait_for(waiting, 2);
+    if (waiting[1].revents != 0) drain_stdin();
+    if (waiting[0].revents != 0) break;
+  }
   int client = accept(listener, NULL, NULL);
   if (client < 0) die("accept");
-  struct pollfd fds[2] = { { .fd = client, .events = POLLIN }, { .fd = agent, .events = POLLIN } };
+  struct pollfd fds[3] = { { .fd = client, .events = POLLIN }, { .fd = agent, .events = POLLIN }, { .fd = 0, .events = POLLIN } };
   for (;;) {
-    if (poll(fds, 2, -1) < 0) {
-      if (errno == EINTR) continue;
-      die("poll");
-    }
+    wait_for(fds, 3);
+    if (fds[2].revents != 0) drain_stdin();
     if (fds[0].revents != 0 && !pump(client, agent)) break;
     if (fds[1].revents != 0 && !pump(agent, client)) break;
   }

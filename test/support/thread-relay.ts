@@ -39,7 +39,9 @@ export class ThreadRelay {
     readonly listenSocket: string,
     private readonly shape: RelayShape,
   ) {
-    this.child = spawn(binary, [agentSocket, listenSocket, shape], { stdio: ['ignore', 'pipe', 'pipe'] });
+    // stdin: a pipe only this process holds (Node opens its end close-on-exec), whose end stops the relay should this
+    // test file die before stop().
+    this.child = spawn(binary, [agentSocket, listenSocket, shape], { stdio: ['pipe', 'pipe', 'pipe'] });
     this.exited = once(this.child, 'exit');
   }
 
