@@ -666,3 +666,21 @@ test('a PKI root of the same name as the one the chain ends at, but another key 
     refusedWith(/"O=Example Corp, CN=Corporate Root" has pathLenConstraint 1, but chains under the upstream CA put 3 CA certificate\(s\) below it/),
   );
 });
+
+test('upstream CA files renewed twice before the first renewal activates: the second replaces the first as the one prepared, and the first leaves the bundle', async (t) => {
+  const { dir, cleanup } = tempDir('meshid-upstream-renew-twice-');
+  teardown(t).after(cleanup);
+  const roots = ['Root 2026', 'Root 2027', 'Root 2027b'].map((name) => opensslCa(dir, name));
+  const data = path.join(dir, 'data');
+  const clock = new FakeClock(Date.now());
+  for (const r of roots.slice(0, 2)) await (await openTestCa(data, { upstream_ca_cert: r.cert, upstream_ca_key: r.key }, clock)).close();
+  const ca = await openTestCa(data, { upstream_ca_cert: roots[2]!.cert, upstream_ca_key: roots[2]!.key }, clock);
+  teardown(t).after(() => ca.close());
+  const published = ca.ca.bundle().x509Authorities;
+  assert.deepEqual(
+    [published.some((r) => r.equals(der(roots[0]!.cert))), published.some((r) => r.equals(der(roots[1]!.cert))), published.some((r) => r.equals(der(roots[2]!.cert)))],
+    [true, false, true],
+    'the active CA and the latest files, not the renewal they replaced',
+  );
+  assert.deepEqual(ca.ca.listAuthorities().filter((a) => a.kind === 'root').map((a) => a.state).sort(), ['active', 'prepared']);
+});
