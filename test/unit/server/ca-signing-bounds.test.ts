@@ -27,3 +27,14 @@ test('an SVID or a JWT-SVID ending after its signer is refused; one ending with 
   assert.equal(signJwt(lastSecond - now).expiresAt, lastSecond);
   assert.throws(() => signJwt(lastSecond - now + 1000), (e: unknown) => isMeshidError(e, 'unavailable'));
 });
+
+test('a JWT-SVID asked for mid-second never lives longer than the TTL asked for: its whole-second exp is rounded down', async (t) => {
+  const { dir, cleanup } = tempDir();
+  t.after(cleanup);
+  const ca = await openTestCa(dir);
+  t.after(() => ca.close());
+  ca.clock.advance(500);
+  const asked = ca.clock.now() + 300_000;
+  const { expiresAt } = ca.ca.signJwtSvid({ spiffeId: 'spiffe://example.org/w', audience: ['a'], ttlMs: 300_000 });
+  assert.equal(expiresAt, asked - 500);
+});
