@@ -6,6 +6,7 @@
  */
 import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
 import path from 'node:path';
 import type { AgentEntry } from '../../../src/agent/cache/agent-entry.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
@@ -13,6 +14,8 @@ import type { StoredState } from '../../../src/agent/storage/stored-state.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { tempDir } from '../../support/server-kit.js';
 import { entry, openAgentFixture, type AgentFixture } from './agent-fixture.js';
+
+const JOURNAL = /^state\.\d+\.journal$/;
 
 let fx: AgentFixture;
 before(async () => (fx = await openAgentFixture()));
@@ -62,6 +65,53 @@ test('an entry added after the last full save, then withdrawn, is not on disk af
     assert.ok(!back.entries.some((e) => e.id === added.id), 'the withdrawn entry is not granted again after a restart');
     assert.equal(back.entries.length, 1200);
   } finally {
+    t.cleanup();
+  }
+});
+
+test('a journal left over by an earlier snapshot (its removal refused) is retried during a compaction without taking the compaction\'s own new journal: a withdrawal saved meanwhile holds after a restart', async () => {
+  const t = tempDir('meshid-compaction-left-journal-');
+  const real = fs.rmSync;
+  try {
+    const dir = path.join(t.dir, 'agent');
+    const store = AgentStore.open(dir, silentLogger());
+    const entries = Array.from({ length: 1200 }, (_, i) => entry(`lj-${i}`, [`unix:uid:${i + 1}`], { dns_names: ['d'.repeat(900)] }));
+    let state: StoredState = { trustDomain: 'example.org', revision: 1, bundle: fx.bundle(), federatedBundles: [], entries, svids: entries.slice(0, 8).map((e) => fx.issue(e)) };
+    store.saveState(state);
+    state = { ...state, revision: 2 };
+    store.saveState(state);
+    const [leftOver] = fs.readdirSync(dir).filter((n) => JOURNAL.test(n));
+    assert.ok(leftOver !== undefined);
+    // That journal's removal is refused from now on (EIO), so every save retries it.
+    fs.rmSync = (p: fs.PathLike, options?: fs.RmOptions): void => {
+      if (path.basename(String(p)) === leftOver) throw Object.assign(new Error('EIO: i/o error, unlink'), { code: 'EIO' });
+      real(p, options);
+    };
+    // Most SVIDs withdrawn (a ban's kind): a new snapshot at once; the old journal stays.
+    state = { ...state, revision: 3, svids: state.svids.slice(0, 2) };
+    store.saveState(state);
+    assert.ok(fs.existsSync(path.join(dir, leftOver)));
+    // Every entry changed, save after save, until the journal outgrows its threshold and a compaction starts.
+    for (let r = 4; !store.compacting(); r++) {
+      assert.ok(r < 10, 'a compaction starts');
+      state = { ...state, revision: r, entries: state.entries.map((e) => ({ ...e, revision: r })) };
+      store.saveState(state);
+    }
+    // Meanwhile an entry is withdrawn.
+    const withdrawn = state.entries[5]!;
+    state = { ...state, revision: state.revision + 1, entries: state.entries.filter((e) => e !== withdrawn) };
+    store.saveWithdrawal({ bundle: state.bundle, federatedBundles: [], entries: new Map([[withdrawn.id, { entry: undefined, svid: undefined }]]) }, () => state);
+    await store.compactionSettled();
+    store.close();
+    fs.rmSync = real;
+
+    const reopened = AgentStore.open(dir, silentLogger());
+    const back = reopened.loadState(fx.clock.now());
+    reopened.close();
+    assert.ok(back !== undefined);
+    assert.ok(!back.entries.some((e) => e.id === withdrawn.id), 'the withdrawal saved during the compaction holds');
+  } finally {
+    fs.rmSync = real;
     t.cleanup();
   }
 });
