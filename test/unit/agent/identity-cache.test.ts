@@ -485,3 +485,13 @@ test('removing an entry is a withdrawal, to be saved before any workload is told
   assert.equal(applied.withdraws, true);
   assert.deepEqual(applied.withdrawnEntryIds, [e.id]);
 });
+
+test('a new set of federated bundles (a federation ended, a partner root dropped) is a withdrawal, saved before streams are told; an update of entries alone that changes no view is not', () => {
+  const c = fx.cache();
+  const e = entry('fed-bundles-withdraw', ['unix:uid:44'], { federates_with: ['partner.org'] });
+  c.apply({ upserts: [e] });
+  const partner = { ...fx.bundle(), trustDomain: 'partner.org', jwtAuthorities: [] };
+  assert.equal(c.apply({ federatedBundles: [partner] }).withdraws, true, 'bundles replaced');
+  assert.equal(c.apply({ federatedBundles: [] }).withdraws, true, 'the federation ended: saved before workloads hear of it, or a restart would trust it again');
+  assert.equal(c.apply({ upserts: [{ ...e, dnsNames: ['x.example'], revision: e.revision + 1 }] }).withdraws, false);
+});
