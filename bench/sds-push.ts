@@ -18,7 +18,12 @@ const STREAMS = 1000;
 const CONNECTIONS = 10;
 /** Renewals measured after the first one. */
 const RENEWALS = 5;
-/** Extra node flags for the agent, e.g. MESHID_BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof' or '--trace-gc'. */
+/**
+ * Extra node flags for the agent, e.g. MESHID_BENCH_AGENT_NODE_ARGS='--cpu-prof --cpu-prof-dir=/tmp/prof', '--trace-gc' or
+ * '--import=file:///…/bench/gc-log.mjs'. With P3_AGENT_LOG set, the agent's output and a last `P3WINDOWS [json]` line (the
+ * P5 sample's time, then each renewal's wall-clock window and the agent's CPU in it, main thread and other threads) go
+ * to that file.
+ */
 const agentNodeArgs = (process.env['MESHID_BENCH_AGENT_NODE_ARGS'] ?? '').split(' ').filter((a) => a !== '');
 
 async function withTimeout<T>(p: Promise<T>, ms: number, what: string): Promise<T> {
@@ -35,6 +40,25 @@ function cpuMs(pid: number): number {
   const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
   const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
   return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/** utime + stime in ms of the process's main thread (its tid is its pid) and of all its other threads together. */
+function threadCpuMs(pid: number): { main: number; other: number } {
+  let main = 0;
+  let other = 0;
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    let stat: string;
+    try {
+      stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+    } catch {
+      continue; // the thread ended
+    }
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    const ms = (Number(f[11]) + Number(f[12])) * 10;
+    if (tid === String(pid)) main += ms;
+    else other += ms;
+  }
+  return { main, other };
 }
 
 function mean(sample: number[]): number {
@@ -74,6 +98,8 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
       peak = Math.max(peak, rssMb(agent.child.pid!));
     }
     const loaded = rssMb(agent.child.pid!);
+    /** For P3_AGENT_LOG: when each measured renewal ran (wall ms) and the agent's CPU in it by thread. */
+    const windows: Array<Record<string, number>> = [{ p5: Date.now() }];
 
     /** The agent's own time (epoch ms) of each "X509-SVID issued" line for the watched SVID so far. */
     const envoyIssued = (): number[] =>
@@ -112,7 +138,11 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     const envoy = (await cluster.admin.call('Entries', 'ListEntries', { spiffe_id: 'spiffe://example.org/bench/envoy' })).entries![0]!;
     const renew = (round: number) => () =>
       cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: envoy.id, dns_names: [`envoy${round}.bench`] }, mask: ['dns_names'] });
+    const firstFrom = Date.now();
+    const firstThreads = threadCpuMs(agent.child.pid!);
     const firstRenewal = await pushLatencies(renew(0), 'renewal');
+    const firstThreadsAfter = threadCpuMs(agent.child.pid!);
+    windows.push({ round: 0, from: firstFrom, to: Date.now(), main: firstThreadsAfter.main - firstThreads.main, other: firstThreadsAfter.other - firstThreads.other });
     // The baseline: a bare grpc-js server (sds-push-server.ts) pushing one pre-encoded message of the size the agent
     // just pushed to as many streams of the same client; its pushes alternate with the agent's renewals, so the
     // machine's drift falls on both alike, and it also gets one unmeasured push first.
@@ -128,10 +158,14 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
       for (let round = 1; round <= RENEWALS; round++) {
         await new Promise((r) => setTimeout(r, 500));
         const before = cpuMs(agent.child.pid!);
+        const threadsBefore = threadCpuMs(agent.child.pid!);
+        const from = Date.now();
         const latencies = await pushLatencies(renew(round), 'renewal');
         // The ACKs and the coalesced state save (due 200 ms after the entry change) belong to the renewal too.
         await new Promise((r) => setTimeout(r, 300));
         agentCpu.push(cpuMs(agent.child.pid!) - before);
+        const threadsAfter = threadCpuMs(agent.child.pid!);
+        windows.push({ round, from, to: Date.now(), cpu: agentCpu[agentCpu.length - 1]!, main: threadsAfter.main - threadsBefore.main, other: threadsAfter.other - threadsBefore.other });
         perRenewal.push(percentile(latencies, 99));
         single.push(...latencies);
         await new Promise((r) => setTimeout(r, 200));
@@ -148,6 +182,8 @@ export async function benchSdsPush(entries = 10_000): Promise<BenchResult[]> {
     const mass = await pushLatencies(() => cluster.admin.call('Authorities', 'TaintAuthority', { id: intermediate.id! }), 'call');
     for (const s of streams) s.cancel();
     for (const c of clients) c.close();
+    const logTo = process.env['P3_AGENT_LOG'];
+    if (logTo !== undefined && logTo !== '') fs.writeFileSync(logTo, `${agent.output()}\nP3WINDOWS ${JSON.stringify(windows)}\n`);
 
     // P6 with a full cache: the same agent restarted with the server down, until a workload gets its SVID.
     await agent.stop('SIGTERM');
