@@ -67,7 +67,7 @@ if (process.argv[1] !== undefined && fs.realpathSync(process.argv[1]) === fileUR
     if (ifStale && isUpToDate(addon)) continue;
     const r = spawnSync(process.execPath, [nodeGypScript(), ...nodeGypArgs(addon)], { stdio: 'inherit' });
     if (r.status !== 0) {
-      process.stderr.write(`build-native: node-gyp failed for ${addon}: a C compiler, make and python3 are needed (Debian: apt-get install build-essential python3)\n`);
+      process.stderr.write(`build-native: node-gyp failed for ${addon}: a C and C++ compiler, make and python3 are needed (Debian: apt-get install build-essential python3)\n`);
       process.exit(r.status ?? 1);
     }
   }

@@ -1,15 +1,18 @@
 import { createRequire } from 'node:module';
 import path from 'node:path';
+import v8 from 'node:v8';
 import { constants, PerformanceObserver } from 'node:perf_hooks';
 import { systemClock, type Clock, type TimerHandle } from '../clock.js';
 import type { Logger } from '../log.js';
 import { fullGc } from './full-gc.js';
 import { packageRoot } from '../paths.js';
 
-/** The glibc controls of native/malloc (see malloc.c). */
+/** The glibc controls of native/malloc (see malloc.c), and its memory-reducing V8 GC (v8-heap.cc). */
 export interface NativeHeap {
   trim(): boolean;
   setMmapThreshold(bytes: number): boolean;
+  /** Absent from an addon built before it was added: the quiet collection is then fullGc's plain one alone. */
+  collectAllGarbage?(): boolean;
 }
 
 export const NATIVE_HEAP_ADDON = path.join(packageRoot, 'native', 'malloc', 'build', 'Release', 'malloc.node');
@@ -23,6 +26,16 @@ const TRIM_DELAY_MS = 1000;
  * startNativeHeapTrimming). V8's memory reducer looks every 8 s.
  */
 export const QUIET_COLLECT_MS = 10_000;
+/**
+ * The young generation's size (both semi-spaces) above which the quiet collection's plain GC left it at a burst's size:
+ * V8 starts it at 1 MB and shrinks it back to that when it shrinks it at all; a signing burst grows it to 32 MB.
+ */
+export const YOUNG_GENERATION_KEPT_BYTES = 8 * 1024 * 1024;
+
+/** V8's young generation (new space) as it is committed now, in bytes. */
+function youngGenerationBytes(): number {
+  return v8.getHeapSpaceStatistics().find((s) => s.space_name === 'new_space')?.space_size ?? 0;
+}
 
 /** Taken when the quiet wait starts; tells when it ends whether the process was mostly idle meanwhile. */
 export type IdleSince = () => boolean;
@@ -54,10 +67,18 @@ export function loadNativeHeap(): NativeHeap | undefined {
  * memory reducer, which should run one once the process is quiet, ran none in the 45 s after a 10,000-SVID burst in
  * every run of bench P5 on the slow VM (2026-12-02, this code and the thirty-first session's alike: RSS stayed at
  * its peak, 169-176 MB). So when QUIET_COLLECT_MS pass after one of V8's major GCs without another, the process runs
- * one full GC itself (`collect`, default fullGc), which the trim follows: 176 -> 158 MB in that run (the memory
- * reducer's GCs also shrink the young generation, which this one cannot ask for). Not while the event loop was busy
- * half of that time (the wait starts again), and its own GCs arm nothing: an idle process is collected once after
- * each burst, not every QUIET_COLLECT_MS, and a busy one gets V8's major GCs and never this one.
+ * one full GC itself (`collect`, default fullGc), which the trim follows: 176 -> 158 MB in that run. After that plain
+ * GC V8 shrinks the young generation only when its allocation rate over the last 5 s is low, which in a third to
+ * a half of P5's runs it was not: the burst's 32 MB young generation stayed, and with it ~30 MB of RSS (P5 151-162
+ * MB instead of 117-137; bench/README.md, the forty-fourth and forty-fifth sessions). So when the young generation
+ * is still above YOUNG_GENERATION_KEPT_BYTES after it, the addon's memory-reducing GC follows (V8's
+ * LowMemoryNotification, which always shrinks it: two mark-compacts, 0.2-0.6 s). Only then, not always: it also
+ * sets the old generation's next limit ~15 MB lower than a plain GC does (the limit counts the young generation's
+ * size, now 1 MB), so more of the next pushes pay a major GC; where the plain GC shrank the young generation,
+ * nothing more is paid.
+ * Not while the event loop was busy half of that time (the wait starts again), and its own GCs arm nothing: an idle
+ * process is collected once after each burst, not every QUIET_COLLECT_MS, and a busy one gets V8's major GCs and
+ * never this one.
  */
 export function startNativeHeapTrimming(
   log: Logger,
@@ -67,6 +88,8 @@ export function startNativeHeapTrimming(
     clock?: Clock;
     collect?: () => void;
     idle?: () => IdleSince;
+    /** The young generation's size in bytes (default: V8's new space). */
+    youngGeneration?: () => number;
   } = {},
 ): () => void {
   const heap = 'heap' in options ? options.heap : loadNativeHeap();
@@ -98,6 +121,9 @@ export function startNativeHeapTrimming(
     collect ??= fullGc() ?? (() => undefined);
     const from = performance.now();
     collect();
+    if (heap.collectAllGarbage !== undefined && (options.youngGeneration ?? youngGenerationBytes)() > YOUNG_GENERATION_KEPT_BYTES) {
+      heap.collectAllGarbage();
+    }
     own = { from, to: performance.now() };
   };
   const observer = new PerformanceObserver((list) => {

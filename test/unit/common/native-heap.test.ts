@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
-import { loadNativeHeap, NATIVE_HEAP_ADDON, QUIET_COLLECT_MS, startNativeHeapTrimming } from '../../../src/common/memory/native-heap.js';
+import { loadNativeHeap, NATIVE_HEAP_ADDON, QUIET_COLLECT_MS, startNativeHeapTrimming, YOUNG_GENERATION_KEPT_BYTES, type NativeHeap } from '../../../src/common/memory/native-heap.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { fullGc } from '../../../src/common/memory/full-gc.js';
@@ -38,6 +38,30 @@ test('trim() returns freed heap pages that sit below live allocations to the ker
   await new Promise((resolve) => child.once('exit', resolve));
   const { before, after } = JSON.parse(out) as { before: number; after: number };
   assert.ok(before - after > 100, `RSS went from ${before.toFixed(0)} MB to ${after.toFixed(0)} MB; expected > 100 MB released`);
+});
+
+test('collectAllGarbage() is a memory-reducing GC: it shrinks a young generation grown by a burst', async () => {
+  // A child, so that its heap is this script's alone. Objects that survive scavenges grow the semi-spaces (V8 doubles
+  // them up to 16 MB each); a plain gc() after a quiet spell shrinks them back in some runs and not in others
+  // (bench/README.md, the forty-fourth session), V8's memory-reducing GC always.
+  const script = `
+    const heap = require(${JSON.stringify(NATIVE_HEAP_ADDON)});
+    const young = () => require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
+    let keep = [];
+    for (let i = 0; i < 3e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 200000) keep = []; }
+    setTimeout(() => {
+      const before = young();
+      const collected = heap.collectAllGarbage();
+      process.stdout.write(JSON.stringify({ before, after: young(), collected, kept: keep.length }));
+    }, 200);`;
+  const child = spawn(process.execPath, ['-e', script], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((resolve) => child.once('exit', resolve));
+  const { before, after, collected } = JSON.parse(out) as { before: number; after: number; collected: boolean };
+  assert.equal(collected, true);
+  assert.ok(before >= 8 * 1024 * 1024, `the young generation grew to ${before} bytes; the test needs it grown`);
+  assert.ok(after <= before / 4, `young generation ${before} -> ${after} bytes; expected it shrunk`);
 });
 
 test('startNativeHeapTrimming trims once shortly after a major GC, and not after stop()', async () => {
@@ -132,4 +156,49 @@ test('a major GC followed by QUIET_COLLECT_MS without another gets one full GC o
   gc();
   await new Promise((r) => setTimeout(r, 100));
   assert.equal(clock.pendingTimers(), 0, 'nothing armed after stop()');
+});
+
+test('the quiet collection adds the addon\'s memory-reducing GC only when the young generation kept its burst size', async () => {
+  // bench P5's high mode: after the quiet plain gc() V8 kept the burst's 32 MB young generation in about a third of
+  // the runs. Then, and only then, the addon's collectAllGarbage follows; its GCs arm nothing, as the plain one's.
+  const gc = fullGc();
+  assert.ok(gc, 'fullGc() hands out a GC');
+  const run = async (youngBytes: number, withAddonGc = true): Promise<{ plain: number; reduced: number }> => {
+    const clock = new FakeClock(0);
+    let plain = 0;
+    let reduced = 0;
+    let trims = 0;
+    const fake: NativeHeap = { trim: () => (trims++, true), setMmapThreshold: () => true };
+    if (withAddonGc) fake.collectAllGarbage = () => (reduced++, gc(), gc(), true);
+    const stop = startNativeHeapTrimming(silentLogger(), {
+      heap: fake,
+      delayMs: 20,
+      clock,
+      collect: () => (plain++, gc()),
+      idle: () => () => true,
+      youngGeneration: () => youngBytes,
+    });
+    const until = async (what: string, done: () => boolean): Promise<void> => {
+      for (let i = 0; !done(); i++) {
+        assert.ok(i < 400, `${what} within 10 s`);
+        await new Promise((r) => setTimeout(r, 25));
+      }
+    };
+    try {
+      gc();
+      await until('the trim and the quiet wait after a major GC', () => trims === 1 && clock.pendingTimers() === 1);
+      clock.advance(QUIET_COLLECT_MS);
+      await until('the trim after the quiet collection', () => trims === 2);
+      assert.equal(clock.pendingTimers(), 0, `young generation ${youngBytes} bytes: the quiet collection's GCs arm no further wait`);
+      clock.advance(10 * QUIET_COLLECT_MS);
+      return { plain, reduced };
+    } finally {
+      stop();
+    }
+  };
+  assert.deepEqual(await run(32 * 1024 * 1024), { plain: 1, reduced: 1 }, 'young generation kept at 32 MB: the plain GC, then the memory-reducing one');
+  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES + 1), { plain: 1, reduced: 1 });
+  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES), { plain: 1, reduced: 0 }, 'young generation shrunk: the plain GC alone');
+  assert.deepEqual(await run(1024 * 1024), { plain: 1, reduced: 0 });
+  assert.deepEqual(await run(32 * 1024 * 1024, false), { plain: 1, reduced: 0 }, 'an addon built without collectAllGarbage: the plain GC alone');
 });

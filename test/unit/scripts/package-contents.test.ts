@@ -36,6 +36,7 @@ test("npm pack puts package.json's bin targets in the tarball, and what its inst
   assert.ok(files.has('scripts/build-native.mjs'));
   for (const addon of ['peercred', 'malloc']) {
     assert.ok(files.has(`native/${addon}/binding.gyp`) && files.has(`native/${addon}/${addon}.c`), `native/${addon}'s sources are not packed`);
+    if (addon === 'malloc') assert.ok(files.has('native/malloc/v8-heap.cc'), "native/malloc's C++ source is not packed");
     assert.ok(![...files].some((f) => f.startsWith(`native/${addon}/build/`)), `native/${addon}/build (this machine's build) is packed`);
   }
 });
@@ -53,7 +54,7 @@ test('npm pack puts only what the installed executables read at run time in the 
   // The bundles, their source maps (--enable-source-maps) and their code caches; the .proto files the daemons and
   // CLIs load (src/common/paths.ts finds them beside package.json); the addons' sources and the script that builds
   // them at install; npm's own package.json, README.md and LICENSE.
-  const runtime = /^(dist\/bin\/[^/]+|proto\/.+\.proto|native\/(peercred|malloc)\/(binding\.gyp|(peercred|malloc)\.c)|scripts\/build-native\.mjs|package\.json|README\.md|LICENSE)$/;
+  const runtime = /^(dist\/bin\/[^/]+|proto\/.+\.proto|native\/(peercred|malloc)\/(binding\.gyp|(peercred|malloc)\.c)|native\/malloc\/v8-heap\.cc|scripts\/build-native\.mjs|package\.json|README\.md|LICENSE)$/;
   const extra = files.filter((f) => !runtime.test(f));
   assert.deepEqual(extra, [], `${extra.length} packed files not needed at run time: ${extra.slice(0, 20).join(', ')}${extra.length > 20 ? ', …' : ''}`);
   for (const prefix of ['dist/test/', 'dist/src/', 'dist/bench/', 'test/', 'bench/', 'src/', 'docs/', '.ci/']) {
