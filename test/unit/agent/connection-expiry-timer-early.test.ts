@@ -5,14 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
-import { ServerConnection } from '../../../src/agent/client/server-connection.js';
-import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
 import type { Clock } from '../../../src/common/clock.js';
-import { silentLogger } from '../../../src/common/log.js';
 import { until } from '../../support/until.js';
 import { HOUR, openAgentFixture } from './agent-fixture.js';
-import { recordedSync, stubIdentity, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubIdentity, stubServer } from './stub-node-server.js';
 
 test('the SVID watch firing before notAfter (a clock stepped back) waits again instead of giving the identity up', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
@@ -31,22 +27,7 @@ test('the SVID watch firing before notAfter (a clock stepped back) waits again i
     expired: (now) => now >= notAfter,
     stop: () => void stopped++,
   });
-  const issuer = new SvidIssuer({ cache, sign: () => new Promise(() => undefined), clock, log: silentLogger() });
-  t.after(() => issuer.stop());
-  const connection = new ServerConnection({
-    client,
-    identity: identity as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
-  });
-  connection.start();
-  t.after(() => connection.stop());
+  const connection = startConnection(t, fx, client, identity, { cache, clock, issuer: { sign: () => new Promise(() => undefined) } });
   await until('the stream opened', () => (streams.length === 1 ? true : undefined));
 
   fx.clock.advance(55 * 60_000);

@@ -5,14 +5,12 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
-import { ServerConnection } from '../../../src/agent/client/server-connection.js';
 import { SvidIssuer, type SignedItem } from '../../../src/agent/cache/svid-issuer.js';
-import { unavailable } from '../../../src/common/errors.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { unavailable } from '../../../src/common/errors.js';
 import { until } from '../../support/until.js';
 import { entry, HOUR, openAgentFixture } from './agent-fixture.js';
-import { recordedSync, stubIdentity, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubIdentity, stubServer } from './stub-node-server.js';
 
 test('a renewal that failed while the server was away is retried as soon as the Sync stream is back, not at its backoff', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
@@ -33,21 +31,8 @@ test('a renewal that failed while the server was away is retried as soon as the 
   };
   // A minute's backoff at least: a retry on its own would come long after the reconnect.
   const issuer = new SvidIssuer({ cache, sign, clock: fx.clock, log: silentLogger(), random: () => 0.5, retryBackoff: { initialMs: 60_000, maxMs: 300_000, multiplier: 2 } });
-  t.after(() => issuer.stop());
-  const connection = new ServerConnection({
-    client,
-    identity: stubIdentity({ current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }) }) as unknown as AgentIdentity,
-    cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
-    random: () => 0.5,
-  });
-  connection.start();
-  t.after(() => connection.stop());
+  const identity = stubIdentity({ current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }) });
+  const connection = startConnection(t, fx, client, identity, { cache, issuer });
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));
 
   // The server goes away as the SVID reaches its renewal time (half its hour): the renewal fails.

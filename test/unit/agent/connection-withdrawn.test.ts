@@ -5,14 +5,10 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import { entryToMessage } from '../../../src/agent/cache/agent-entry.js';
-import { ServerConnection } from '../../../src/agent/client/server-connection.js';
-import { SvidIssuer } from '../../../src/agent/cache/svid-issuer.js';
-import { silentLogger } from '../../../src/common/log.js';
 import { until } from '../../support/until.js';
 import { entry, openAgentFixture } from './agent-fixture.js';
-import { recordedSync, stubIdentity, stubServer } from './stub-node-server.js';
+import { recordedSync, startConnection, stubIdentity, stubServer } from './stub-node-server.js';
 
 test('an entry the Sync stream removes is handed to onWithdrawn with the update that removes it; an update that only adds is not', async (t) => {
   const fx = await openAgentFixture(Date.now() - 3_600_000);
@@ -24,24 +20,12 @@ test('an entry the Sync stream removes is handed to onWithdrawn with the update 
   const gone = entry('withdrawn/gone', ['unix:uid:1000']);
   cache.apply({ upserts: [kept, gone] });
   // A signing call that never answers: nothing but the removal tells the workload anything.
-  const issuer = new SvidIssuer({ cache, sign: () => new Promise(() => undefined), clock: fx.clock, log: silentLogger() });
-  t.after(() => issuer.stop());
   const events: string[] = [];
-  const connection = new ServerConnection({
-    client,
-    identity: stubIdentity({ current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }) }) as unknown as AgentIdentity,
+  const connection = startConnection(t, fx, client, stubIdentity({ current: () => ({ trustDomain: 'example.org', spiffeId: 'spiffe://example.org/meshid/agent/x' }) }), {
     cache,
-    issuer,
-    clock: fx.clock,
-    log: silentLogger(),
-    bootstrapRoots: undefined,
-    revision: 0,
-    onFatal: () => undefined,
+    issuer: { sign: () => new Promise(() => undefined) },
     onWithdrawn: (ids) => events.push(`saved ${ids.join(',')}`),
-    random: () => 0.5,
   });
-  connection.start();
-  t.after(() => connection.stop());
   await until('the first sync', () => (connection.state === 'synced' ? true : undefined));
   assert.deepEqual(events, []);
 

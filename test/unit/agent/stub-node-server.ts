@@ -11,6 +11,7 @@ import type { AgentIdentity } from '../../../src/agent/client/agent-identity.js'
 import { ServerConnection, type ServerConnectionOptions } from '../../../src/agent/client/server-connection.js';
 import { unavailable } from '../../../src/common/errors.js';
 import { loadProto } from '../../../src/common/grpc/proto.js';
+import type { Clock } from '../../../src/common/clock.js';
 import { serviceOf } from '../../../src/common/grpc/service.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { exportPkcs8Pem, generateKeyPair } from '../../../src/common/x509/keys.js';
@@ -90,25 +91,30 @@ export function stubIdentity(stub: Partial<StubIdentity> & Pick<StubIdentity, 'c
 
 /**
  * The agent's connection to a stub server, with an issuer that signs nothing unless `options.issuer` gives it a signer;
- * `identity` is what the test's case needs of it, `options` what else differs (a cache holding no bundle yet, bootstrap
- * roots and their probe).
+ * `identity` is what the test's case needs of it, `options` what else differs (a cache holding no bundle yet, a clock
+ * whose timers misbehave, the issuer or its signer, bootstrap roots and their probe, the withdrawal callback).
  */
 export function startConnection(
   t: TestContext,
   fx: AgentFixture,
   client: NodeClient,
   identity: object,
-  options: { cache?: IdentityCache; issuer?: Partial<Pick<SvidIssuerOptions, 'sign' | 'random'>> } & Partial<Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust'>> = {},
+  options: { cache?: IdentityCache; clock?: Clock; issuer?: SvidIssuer | Partial<Pick<SvidIssuerOptions, 'sign' | 'random'>> } & Partial<
+    Pick<ServerConnectionOptions, 'bootstrapRoots' | 'checkBootstrapTrust' | 'onWithdrawn'>
+  > = {},
 ): ServerConnection {
-  const { cache = fx.cache(), issuer: issuerOptions = {}, ...rest } = options;
-  const issuer = new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock: fx.clock, log: silentLogger(), ...issuerOptions });
+  const { cache = fx.cache(), clock = fx.clock, issuer: issuerOptions = {}, ...rest } = options;
+  const issuer =
+    issuerOptions instanceof SvidIssuer
+      ? issuerOptions
+      : new SvidIssuer({ cache, sign: () => Promise.reject(unavailable('no signing here')), clock, log: silentLogger(), ...issuerOptions });
   t.after(() => issuer.stop());
   const connection = new ServerConnection({
     client,
     identity: identity as unknown as AgentIdentity,
     cache,
     issuer,
-    clock: fx.clock,
+    clock,
     log: silentLogger(),
     bootstrapRoots: undefined,
     revision: 0,
