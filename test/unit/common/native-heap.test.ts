@@ -5,6 +5,7 @@ import { setFlagsFromString } from 'node:v8';
 import { runInNewContext } from 'node:vm';
 import { loadNativeHeap, NATIVE_HEAP_ADDON, QUIET_COLLECT_MS, startNativeHeapTrimming, YOUNG_GENERATION_KEPT_BYTES, type NativeHeap } from '../../../src/common/memory/native-heap.js';
 import { silentLogger } from '../../../src/common/log.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { fullGc } from '../../../src/common/memory/full-gc.js';
 
@@ -163,14 +164,15 @@ test('the quiet collection adds the addon\'s memory-reducing GC only when the yo
   // the runs. Then, and only then, the addon's collectAllGarbage follows; its GCs arm nothing, as the plain one's.
   const gc = fullGc();
   assert.ok(gc, 'fullGc() hands out a GC');
-  const run = async (youngBytes: number, withAddonGc = true): Promise<{ plain: number; reduced: number }> => {
+  const run = async (youngBytes: number, withAddonGc = true): Promise<{ plain: number; reduced: number; logged: string[] }> => {
     const clock = new FakeClock(0);
     let plain = 0;
     let reduced = 0;
     let trims = 0;
     const fake: NativeHeap = { trim: () => (trims++, true), setMmapThreshold: () => true };
     if (withAddonGc) fake.collectAllGarbage = () => (reduced++, gc(), gc(), true);
-    const stop = startNativeHeapTrimming(silentLogger(), {
+    const { log, records } = capturingLogger('agent');
+    const stop = startNativeHeapTrimming(log, {
       heap: fake,
       delayMs: 20,
       clock,
@@ -191,14 +193,18 @@ test('the quiet collection adds the addon\'s memory-reducing GC only when the yo
       await until('the trim after the quiet collection', () => trims === 2);
       assert.equal(clock.pendingTimers(), 0, `young generation ${youngBytes} bytes: the quiet collection's GCs arm no further wait`);
       clock.advance(10 * QUIET_COLLECT_MS);
-      return { plain, reduced };
+      const logged = records()
+        .filter((r) => r.msg.includes('memory-reducing'))
+        .map((r) => `${r.level === LEVEL.debug ? 'debug' : r.level} ${String(r['youngGenerationMb'])} MB`);
+      return { plain, reduced, logged };
     } finally {
       stop();
     }
   };
-  assert.deepEqual(await run(32 * 1024 * 1024), { plain: 1, reduced: 1 }, 'young generation kept at 32 MB: the plain GC, then the memory-reducing one');
-  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES + 1), { plain: 1, reduced: 1 });
-  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES), { plain: 1, reduced: 0 }, 'young generation shrunk: the plain GC alone');
-  assert.deepEqual(await run(1024 * 1024), { plain: 1, reduced: 0 });
-  assert.deepEqual(await run(32 * 1024 * 1024, false), { plain: 1, reduced: 0 }, 'an addon built without collectAllGarbage: the plain GC alone');
+  // The memory-reducing GC is said at debug, with the young generation's size that called for it; nothing otherwise.
+  assert.deepEqual(await run(32 * 1024 * 1024), { plain: 1, reduced: 1, logged: ['debug 32 MB'] }, 'young generation kept at 32 MB: the plain GC, then the memory-reducing one');
+  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES + 1), { plain: 1, reduced: 1, logged: ['debug 8 MB'] });
+  assert.deepEqual(await run(YOUNG_GENERATION_KEPT_BYTES), { plain: 1, reduced: 0, logged: [] }, 'young generation shrunk: the plain GC alone');
+  assert.deepEqual(await run(1024 * 1024), { plain: 1, reduced: 0, logged: [] });
+  assert.deepEqual(await run(32 * 1024 * 1024, false), { plain: 1, reduced: 0, logged: [] }, 'an addon built without collectAllGarbage: the plain GC alone');
 });
