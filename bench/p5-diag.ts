@@ -1,5 +1,5 @@
 /**
- * Diagnostic for P5's two modes (bench/README.md, the forty-fourth session): the P3/P5 set-up up to the P5 sample,
+ * Diagnostic for P5's two modes (bench/HISTORY.md, the forty-fourth session): the P3/P5 set-up up to the P5 sample,
  * then 60 s more, with the agent's /proc status, its smaps by kind of mapping (glibc's [heap], 256 KB anonymous
  * mappings — V8's pages —, other anonymous ones, files) and its V8 heap (v8-heap-log.mjs, preloaded) at each step.
  * `node dist/bench/p5-diag.js`; JSON lines on stdout; the agent's log to P5_DIAG_LOG if set. More agent flags in

@@ -1,6 +1,6 @@
 // Bundles each executable with its dependencies into dist/bin, so that a start reads and links a few files instead of
 // the ~300 modules of meshid, grpc-js, protobufjs and pino: the ESM loader's per-module cost was a fifth of a CLI
-// command's start and of an agent restart's CPU (bench/README.md). Each is one CommonJS file started from a V8 code
+// command's start and of an agent restart's CPU (bench/HISTORY.md). Each is one CommonJS file started from a V8 code
 // cache made here (scripts/code-cache-loader.mjs): agent restarts serve from their cache sooner (P6), and each
 // `meshid-server` admin command, a fresh process, compiles less. Modules loaded by a dynamic import() (the server's
 // `run`, `restore` and `validate`) stay in the file but run only when imported. Native addons (better-sqlite3,

@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 // Each executable's entry (written into dist/bin by scripts/bundle.mjs beside the CommonJS bundle it runs): compiles the
 // bundle with the V8 code cache made for it at build time, so that a start deserializes compiled code instead of
-// parsing ~1.7 MB of JavaScript (Node 20 has no module.enableCompileCache; bench/README.md, P6).
+// parsing ~1.7 MB of JavaScript (Node 20 has no module.enableCompileCache; bench/HISTORY.md, P6).
 //
 // The cache file starts with the SHA-256 of the exact bundle it was made for; another bundle's cache is not offered to
 // V8, and V8 itself refuses one from another Node version or other V8 flags. Then the CRC-32 of V8's data: a release

@@ -21,7 +21,7 @@ const NONCE_FIELD = 5;
  * How many nonces' bytes are kept per body. The streams of a push mostly send the same body under the same nonce
  * (each counts its own nonces, from the same start when they connected together), so the bytes are made once per
  * body and nonce, not once per stream: 1,000 streams' copies of a ~2 KB body were ~1,000 fresh pages of Buffer pool
- * per push, which fault in again after every trim of the native heap (bench/README.md, the forty-third session).
+ * per push, which fault in again after every trim of the native heap (bench/HISTORY.md, the forty-third session).
  * A few, for streams whose counts have drifted apart; the map lives as long as its body.
  */
 const NONCES_KEPT = 4;

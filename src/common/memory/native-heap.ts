@@ -70,7 +70,7 @@ export function loadNativeHeap(): NativeHeap | undefined {
  * one full GC itself (`collect`, default fullGc), which the trim follows: 176 -> 158 MB in that run. After that plain
  * GC V8 shrinks the young generation only when its allocation rate over the last 5 s is low, which in a third to
  * a half of P5's runs it was not: the burst's 32 MB young generation stayed, and with it ~30 MB of RSS (P5 151-162
- * MB instead of 117-137; bench/README.md, the forty-fourth and forty-fifth sessions). So when the young generation
+ * MB instead of 117-137; bench/HISTORY.md, the forty-fourth and forty-fifth sessions). So when the young generation
  * is still above YOUNG_GENERATION_KEPT_BYTES after it, the addon's memory-reducing GC follows (V8's
  * LowMemoryNotification, which always shrinks it: two mark-compacts, 0.2-0.6 s). Only then, not always: it also
  * sets the old generation's next limit ~15 MB lower than a plain GC does (the limit counts the young generation's

@@ -11,7 +11,7 @@ export interface OwnBundleSource {
 /**
  * The own bundle as a Sync update carries it, built once per bundle version rather than per stream: building it
  * parses every JWT key's PEM and exports it again as DER (~0.8 ms), which every stream's first update paid, and in a
- * restart storm that was most of what an agent's Sync open cost the server besides its TLS handshake (bench/README.md,
+ * restart storm that was most of what an agent's Sync open cost the server besides its TLS handshake (bench/HISTORY.md,
  * thirty-eighth session). The CA replaces its bundle record, with a sequence one higher, at every change of content;
  * the cached message is used while both the record's authorities (by identity) and its sequence are the ones it was
  * built from.

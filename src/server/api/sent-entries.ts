@@ -11,7 +11,7 @@ export interface KnownEntries {
  * exactly the agent's authorized set as last pushed, so the stream keeps that set (shared with AuthorizedSets, never
  * modified: a changed set is a new map) rather than a copy of its IDs and revisions, and lets the request's known
  * list go once read: held by grpc-js for the stream's life, it would cost up to 4 MB per stream (measured: ~3 KB of
- * each idle agent's 24-entry stream; bench/README.md, S).
+ * each idle agent's 24-entry stream; bench/HISTORY.md, S).
  */
 export class SentEntries {
   private held: ReadonlyMap<string, { readonly revision: number }>;

@@ -111,7 +111,8 @@ export function entryWireBytes(e: ProtoEntry): number {
 
 /**
  * entryWireBytes of the frozen messages every stream shares (sync-entry-encoding.ts): with the encoding cached, the
- * estimate's string walk was most of what a first update of 2,004 entries cost (bench/README.md, thirty-eighth session).
+ * estimate's string walk was most of what a first update of 2,004 entries cost (bench/HISTORY.md, thirty-eighth
+ * session).
  */
 const estimatedOfFrozen = new WeakMap<ProtoEntry, number>();
 

@@ -44,7 +44,7 @@ test('trim() returns freed heap pages that sit below live allocations to the ker
 test('collectAllGarbage() is a memory-reducing GC: it shrinks a young generation grown by a burst', async () => {
   // A child, so that its heap is this script's alone. Objects that survive scavenges grow the semi-spaces (V8 doubles
   // them up to 16 MB each); a plain gc() after a quiet spell shrinks them back in some runs and not in others
-  // (bench/README.md, the forty-fourth session), V8's memory-reducing GC always.
+  // (bench/HISTORY.md, the forty-fourth session), V8's memory-reducing GC always.
   const script = `
     const heap = require(${JSON.stringify(NATIVE_HEAP_ADDON)});
     const young = () => require('v8').getHeapSpaceStatistics().find((s) => s.space_name === 'new_space').space_size;
