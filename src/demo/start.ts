@@ -86,12 +86,23 @@ function start(main: string, args: string[], name: string): void {
   children.push(child);
 }
 
+/**
+ * How long after the first stop signal another one is the same stop. Under `npm start` in a terminal, Ctrl-C reaches
+ * the demo twice at once: from the terminal (npm and the demo are one foreground job) and from npm, which passes on
+ * the SIGINT and SIGTERM it gets to its script. Taken for a second Ctrl-C, npm's copy ended the daemons mid-stop.
+ */
+const SAME_STOP_MS = 1_000;
+/** When the first stop signal came (performance.now()), undefined until one has. */
+let firstStopSignalAt: number | undefined;
 // SIGHUP too: the terminal closed. The daemons ignore it, and would go on serving (and holding the port) without the demo.
-let signals = 0;
 for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.on(name, () => {
+    const now = performance.now();
     // A second Ctrl-C is passed on: it ends them at once, the daemons' own way out of a hung stop.
-    if (++signals > 1) for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    if (firstStopSignalAt !== undefined && now - firstStopSignalAt >= SAME_STOP_MS) {
+      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');
+    }
+    firstStopSignalAt ??= now;
     shutdown(0);
   });
 }
@@ -100,6 +111,20 @@ for (const name of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 // gets no signal either. Without the end it would serve on, its daemons with it, until it next wrote to the stdout its
 // dead starter no longer reads (it writes nothing once running). From a terminal it is unset: stdin stays unread.
 watchStdinEnd(process.env, () => shutdown(0));
+/** How often the demo looks whether the process that started it is still its parent. */
+const PARENT_CHECK_MS = 500;
+// The demo stops when the process that started it dies, however it dies: `npm start` from a terminal, npm alone killed
+// with SIGKILL, left the demo serving in a job the shell no longer knew, where Ctrl-C did not reach it (its stdin,
+// the terminal, never ends). package.json's start script execs the demo, so that its parent is npm itself, not a
+// shell that would outlive npm. An orphan is reparented (to init or a subreaper): its ppid changes. Checked on a
+// timer that does not keep the demo running. A starter that had already died before this line ran goes unnoticed.
+const startedBy = process.ppid;
+const parentWatch = setInterval(() => {
+  if (process.ppid === startedBy) return;
+  clearInterval(parentWatch);
+  shutdown(0);
+}, PARENT_CHECK_MS);
+parentWatch.unref();
 // Not in the demo's process group, they would outlive a demo that died of an error: one SIGTERM stops them cleanly.
 process.on('exit', () => {
   for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGTERM');

@@ -3,7 +3,7 @@
  * the demo entry for this user, whose SVID the printed command fetches; the join token never shows on a command line
  * (any user's `ps` would see it) nor stays on disk; a second start reuses the state; a taken port is answered with the
  * demo's own setting; Ctrl-C stops the server and agent cleanly before the demo exits, and a demo killed with SIGKILL
- * leaves none running, nor does one whose starter was.
+ * leaves none running, nor does one whose starter was, nor one whose npm was (from a terminal, where its stdin never ends).
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -277,6 +277,92 @@ test('a demo whose starter is killed with SIGKILL stops, and its server and agen
   }
   // Stopped as on SIGTERM: each daemon removed its socket.
   for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind`);
+});
+
+/** `pid`'s child processes, theirs, and so on. */
+function descendantPids(pid: number): number[] {
+  const children = childPids(pid);
+  return [...children, ...children.flatMap(descendantPids)];
+}
+
+/**
+ * `npm start` as a terminal's shell runs it: npm in a process group of its own (the job), whose stdin is no pipe
+ * anyone closes, in a package whose start script is meshid's with the build left out (the tests run on the build
+ * they have): npm spawns it through `sh -c`, as it does meshid's. The package's `dist` is meshid's.
+ */
+function npmStart(dir: string, port: number): { npm: ChildProcess; output: () => string } {
+  const script = (JSON.parse(fs.readFileSync(path.join(packageRoot, 'package.json'), 'utf8')) as { scripts: Record<string, string> }).scripts['start']!;
+  const build = 'npm run build && ';
+  assert.ok(script.startsWith(build), `package.json's start script no longer builds first: ${script}`);
+  const pkg = path.join(dir, 'pkg');
+  fs.mkdirSync(pkg);
+  fs.symlinkSync(path.join(packageRoot, 'dist'), path.join(pkg, 'dist'));
+  fs.writeFileSync(path.join(pkg, 'package.json'), JSON.stringify({ name: 'meshid-demo-start-test', private: true, scripts: { start: script.slice(build.length) } }));
+  const npm = spawn('npm', ['start'], {
+    cwd: pkg,
+    detached: true,
+    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(port), npm_config_update_notifier: 'false' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let out = '';
+  npm.stdout!.on('data', (d: Buffer) => (out += d.toString()));
+  npm.stderr!.on('data', (d: Buffer) => (out += d.toString()));
+  return { npm, output: () => out };
+}
+
+test('npm start whose npm alone is killed with SIGKILL stops the demo, and its server and agent with it', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-npm-');
+  const { npm, output } = npmStart(dir, await freePort());
+  // npm's group holds the demo (and the shell, if one stands between): a SIGTERM to it stops the demo's daemons too.
+  const tether = tetherGroup(npm.pid!);
+  const started: number[] = [];
+  teardown(t).after(async () => {
+    if (npm.exitCode === null && npm.signalCode === null) npm.kill('SIGKILL');
+    // Left running only where the demo outlives npm: ended here, then the test's assertion tells.
+    for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
+    tether.release();
+    cleanup();
+  });
+  for (let i = 0; i < 600 && !output().includes('Press Ctrl-C to stop.') && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(output(), /meshid is running/, output());
+  started.push(...descendantPids(npm.pid!));
+  assert.ok(started.length >= 3, `the demo, its server and its agent: ${started.join(', ')}`);
+
+  // As `kill -9 <npm's pid>` from another terminal: npm alone, no handler of its own runs and nothing is passed on.
+  process.kill(npm.pid!, 'SIGKILL');
+  // Their exit is an external event: polled, with a generous bound.
+  for (let attempt = 0; started.some(serving); attempt++) {
+    if (attempt > 300) assert.fail(`the demo's processes outlived npm by 30 s: ${started.filter(serving).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind`);
+});
+
+test('Ctrl-C in the terminal of npm start stops the server and agent cleanly: npm passing the SIGINT on to the demo is the same Ctrl-C', { timeout: 120_000 }, async (t) => {
+  const { dir, cleanup } = tempDir('meshid-demo-npm-int-');
+  const { npm, output } = npmStart(dir, await freePort());
+  const tether = tetherGroup(npm.pid!);
+  const started: number[] = [];
+  const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
+  teardown(t).after(async () => {
+    if (npm.exitCode === null && npm.signalCode === null) process.kill(-npm.pid!, 'SIGTERM');
+    for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');
+    tether.release();
+    cleanup();
+  });
+  for (let i = 0; i < 600 && !output().includes('Press Ctrl-C to stop.') && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(output(), /meshid is running/, output());
+  started.push(...descendantPids(npm.pid!));
+
+  // As a terminal sends it: to every process of the foreground job, npm and the demo; npm sends the demo its own too.
+  process.kill(-npm.pid!, 'SIGINT');
+  await exited;
+  for (let attempt = 0; started.some(serving); attempt++) {
+    if (attempt > 300) assert.fail(`the demo's processes outlived npm by 30 s: ${started.filter(serving).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  // A second SIGTERM to a daemon while it stops ends it at once, its socket left behind.
+  for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind: not a clean stop\n${output()}`);
 });
 
 test('npm start with a MESHID_DEMO_PORT that is no port (abc, 0) says so and starts nothing', { timeout: 60_000 }, async (t) => {
