@@ -23,7 +23,7 @@ export interface StateWriterOptions {
  * snapshot), instead of one fsync per change. A failed write is logged
  * and retried. `flush()` writes now if anything is pending (shutdown); `saveNow()` writes one part now (a withdrawal)
  * and leaves the rest to the coalesced write. A write that answers pending is written again once what keeps it
- * pending has ended, not polled: changes made meanwhile wait for that one write.
+ * pending has ended, not polled: changes made meanwhile wait for that one write (one such write a turn at most).
  */
 export class StateWriter {
   private timer: TimerHandle | undefined;
@@ -32,6 +32,8 @@ export class StateWriter {
   private stopped = false;
   /** The pending write the state is written again after (write answered it); no timer is armed meanwhile. */
   private awaited: PendingWrite | undefined;
+  /** Set from a write made because a pending one settled until the event loop's next turn (afterSettled). */
+  private rewroteThisTurn = false;
   private readonly delayMs: number;
 
   constructor(private readonly o: StateWriterOptions) {
@@ -109,11 +111,28 @@ export class StateWriter {
     this.timer = undefined;
     if (this.awaited === pending) return;
     this.awaited = pending;
-    void pending.then(() => {
-      if (this.awaited !== pending) return;
-      this.awaited = undefined;
-      this.flush();
+    void pending.then(() => this.afterSettled(pending));
+  }
+
+  /**
+   * Writes the state again now that `pending` settled; but a second such write in one turn waits for the next. The
+   * store answers a promise that settles once it is no longer pending (AgentStore.compactionSettled); one answering a
+   * promise already settled while it still says pending (a change to the store keeping an old compaction's promise)
+   * would have each write answer, settle and write again in microtasks, holding the event loop: no I/O, no timer,
+   * no workload served, for as long as it said pending. Now that is one write a turn.
+   */
+  private afterSettled(pending: PendingWrite): void {
+    if (this.awaited !== pending) return;
+    if (this.rewroteThisTurn) {
+      setImmediate(() => this.afterSettled(pending));
+      return;
+    }
+    this.rewroteThisTurn = true;
+    setImmediate(() => {
+      this.rewroteThisTurn = false;
     });
+    this.awaited = undefined;
+    this.flush();
   }
 
   private failed(err: unknown): void {

@@ -153,3 +153,25 @@ test('a stop while a write is pending writes at once, and nothing is written whe
   clock.advance(10_000);
   assert.equal(writes, 2);
 });
+
+test('a store answering pending with a promise already settled gets one write a turn: the writer does not hold the event loop in microtasks', async () => {
+  const clock = new FakeClock();
+  const settled = Promise.resolve();
+  let writes = 0;
+  // Pending, but with the signal of a write that has already ended (as a store keeping an old compaction's promise
+  // would answer), until the 200th write.
+  const w = new StateWriter({ clock, log: silentLogger(), delayMs: 200, write: () => (++writes < 200 ? settled : undefined) });
+  w.markDirty();
+  clock.advance(200);
+  assert.equal(writes, 1);
+  // What is queued behind the writer's writes on the event loop (I/O, a timer): it runs before they are done.
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.ok(writes < 10, `${writes} writes before the event loop turned`);
+  // And the writer carries on, a turn at a time, until the store says saved (a bound, not a timing: turns counted).
+  for (let turn = 0; turn < 1_000 && writes < 200; turn++) await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(writes, 200);
+  clock.advance(10_000);
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.equal(writes, 200, 'saved: nothing more to write');
+  w.stop();
+});
