@@ -1,4 +1,5 @@
 import { performance } from 'node:perf_hooks';
+import { systemClock } from '../../common/clock.js';
 import { formatDuration } from '../../common/duration.js';
 import { invalidArgument, unavailable } from '../../common/errors.js';
 import { runCommand, type Command } from '../../common/cli/command.js';
@@ -45,7 +46,7 @@ const watch: Command = {
       const firstTimer =
         firstTimeoutMs === undefined
           ? undefined
-          : setTimeout(() => {
+          : (io.clock ?? systemClock).setTimer(() => {
               timedOut = true;
               stream.cancel();
             }, firstTimeoutMs);
@@ -53,7 +54,7 @@ const watch: Command = {
       let since = performance.now();
       try {
         for await (const res of stream) {
-          clearTimeout(firstTimer);
+          firstTimer?.cancel();
           stalled.stop();
           received++;
           if (json) {
@@ -69,7 +70,7 @@ const watch: Command = {
           if (count !== undefined && received >= count) break;
         }
       } finally {
-        clearTimeout(firstTimer);
+        firstTimer?.cancel();
         stalled.stop();
         stream.cancel();
       }

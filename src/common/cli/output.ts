@@ -1,4 +1,5 @@
 import type { Readable, Writable } from 'node:stream';
+import type { Clock } from '../clock.js';
 import { MeshidError, type ErrorCode } from '../errors.js';
 import { fromServiceError } from '../grpc-status.js';
 import type { FlagSpec, ParsedArgs } from './args.js';
@@ -10,6 +11,8 @@ export interface CliIo {
   env: NodeJS.ProcessEnv;
   /** Only commands that read input (bundle set without --path) use it. */
   stdin?: Readable;
+  /** Only commands that time something themselves (api watch --timeout) use it; systemClock unless a test gives one. */
+  clock?: Clock;
 }
 
 /** pretty: aligned "Label : value" blocks for people; json: one JSON document on stdout for scripts. */

@@ -6,6 +6,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { createPrivateKey, X509Certificate } from 'node:crypto';
 import { unavailable } from '../../../src/common/errors.js';
+import { FakeClock } from '../../../src/common/clock.js';
 import { pemToDerList } from '../../../src/common/x509/pem.js';
 import { parseJwtSvid } from '../../../src/common/jwt/jwt-svid.js';
 import { apiCommand } from '../../../src/agent/cli/api.js';
@@ -357,11 +358,20 @@ describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled
   test('gives up with one Unavailable line when the first message does not come in time', async () => {
     h.cache.addEntry('unix:uid:1003', 'spiffe://example.org/pending', { issued: false });
     h.caller = [{ type: 'unix', value: 'uid:1003' }];
+    const before = h.cache.subscriberCount();
     try {
-      const r = await within(api(['watch', '--timeout', '300ms', '--socket-path', h.socketPath]), 'watch to give up', 5000);
-      assert.equal(r.code, 1);
-      assert.match(r.err, /^Error: Unavailable: no X509-SVID message from .* within 300ms\n$/);
-      await eventually(() => h.cache.subscriberCount() === 0, 'the subscription to go');
+      const io = Object.assign(captureIo(), { clock: new FakeClock() });
+      let ended = false;
+      const done = apiCommand(['watch', '--timeout', '300ms', '--socket-path', h.socketPath], io).finally(() => (ended = true));
+      // Subscribed: the command has set its timer (at once after opening the stream).
+      await eventually(() => h.cache.subscriberCount() > before, 'the watch to subscribe');
+      io.clock.advance(299);
+      for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
+      assert.equal(ended, false, 'still waiting 1 ms before its timeout');
+      io.clock.advance(1);
+      assert.equal(await within(done, 'watch to give up'), 1);
+      assert.match(io.err(), /^Error: Unavailable: no X509-SVID message from .* within 300ms\n$/);
+      await eventually(() => h.cache.subscriberCount() === before, 'the subscription to go');
     } finally {
       h.caller = [{ type: 'unix', value: 'uid:1001' }];
       h.cache.removeEntry('spiffe://example.org/pending');
@@ -369,12 +379,11 @@ describe('meshid-agent api watch --timeout (attestation stubbed: caller entitled
   });
 
   test('the timeout is for the first message only: a watch that got it outlasts the timeout and prints the next update', async () => {
-    const io = captureIo();
+    const io = Object.assign(captureIo(), { clock: new FakeClock() });
     const done = apiCommand(['watch', '--count', '2', '--timeout', '300ms', '--socket-path', h.socketPath], io);
     await eventually(() => io.out().includes('Received 1 svid'), 'the first message');
-    // The watch's timeout has run out once a timer of the same length set after it has fired: Node fires timers of
-    // one duration in the order they were set. (Not a measurement: nothing is asserted about how long anything took.)
-    await new Promise((resolve) => setTimeout(resolve, 300));
+    // The watch's timeout runs out, on the clock the command was given.
+    io.clock.advance(300);
     for (let i = 0; i < 10; i++) await new Promise((resolve) => setImmediate(resolve));
     h.cache.rotate(APP_A);
     assert.equal(await within(done, 'the first watch to end after 2 messages'), 0, io.err());
