@@ -100,6 +100,22 @@ export function federationService(
     if (!isMeshidError(err, 'aborted')) throw err;
     throw aborted(`the bundle of ${td} was changed by another writer (a bundle poll or a bundle set) while the relationship's bundle was being stored: run the command again`);
   };
+  /**
+   * The bundle a create or update brings along (its `bundle` field), read as `bundle set` reads one, and the keys it
+   * left out. `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the command is
+   * retried).
+   */
+  const seedOf = async (
+    td: string,
+    req: { bundle?: string; bundle_format?: string },
+    now: number,
+  ): Promise<{ seed: { bundle: StoredBundle; replaces: number | null } | undefined; ignored: readonly string[] }> => {
+    if (!req.bundle) return { seed: undefined, ignored: [] };
+    let ignored: readonly string[] = [];
+    const previous = await ds.getBundle(td);
+    const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
+    return { seed: { bundle, replaces: previous?.sequence ?? null }, ignored };
+  };
   /** A seed's keys left out, logged as `bundle set` logs them, once the seed is stored. */
   const warnOfIgnoredKeys = (td: string, ignored: readonly string[]): void => {
     if (ignored.length > 0) log.warn({ trustDomain: td, ignored }, "the relationship's bundle holds keys meshid leaves out or reads with a flaw, as each line of ignored says; the rest is stored");
@@ -123,13 +139,7 @@ export function federationService(
         throw alreadyExists(`a federation relationship with ${td} already exists in federates_with of the server's config file`);
       }
       const now = clock.now();
-      let seed: { bundle: StoredBundle; replaces: number | null } | undefined;
-      let ignored: readonly string[] = [];
-      if (req.bundle) {
-        const previous = await ds.getBundle(td);
-        const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
-        seed = { bundle, replaces: previous?.sequence ?? null };
-      }
+      const { seed, ignored } = await seedOf(td, req, now);
       await ds.createFederationRelationship(stored(rel, now), seed).catch(seedRaced(td));
       poller.set(rel, 'api');
       // The seed may be what a failing relationship hosted by td's endpoint waits for, as after `bundle set`.
@@ -148,16 +158,9 @@ export function federationService(
       const td = rel.trustDomain;
       madeHere(td, 'change');
       const now = clock.now();
-      let seed: { bundle: StoredBundle; replaces: number | null } | undefined;
-      let ignored: readonly string[] = [];
-      if (req.bundle) {
-        // In the relationship's transaction, so a relationship deleted meanwhile (not_found) keeps no bundle of the
-        // failed update. `replaces`: a poll that stored a bundle meanwhile is not silently undone (aborted; the
-        // command is retried).
-        const previous = await ds.getBundle(td);
-        const bundle = federatedBundleFromText(td, req.bundle, req.bundle_format, previous, now, (reasons) => (ignored = reasons));
-        seed = { bundle, replaces: previous?.sequence ?? null };
-      }
+      // The seed is stored in the relationship's transaction, so a relationship deleted meanwhile (not_found) keeps no
+      // bundle of the failed update.
+      const { seed, ignored } = await seedOf(td, req, now);
       await ds.updateFederationRelationship(stored(rel, now), seed).catch(seedRaced(td));
       // A delete that committed after this update, and took the relationship out of the poller before it got here,
       // stays a delete: the update was done, then undone.
