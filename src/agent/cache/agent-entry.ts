@@ -1,4 +1,4 @@
-import type { EntryMessage } from '../../common/entry-message.js';
+import { entryToEntryMessage, type EntryMessage } from '../../common/entry-message.js';
 import { invalidArgument } from '../../common/errors.js';
 import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
@@ -60,23 +60,8 @@ export function entryFromMessage(m: EntryMessage): AgentEntry {
 
 /** The reverse, for persistence: the same message shape the server sends. */
 export function entryToMessage(e: AgentEntry): EntryMessage {
-  return {
-    id: e.id,
-    spiffe_id: e.spiffeId,
-    parent_id: e.parentId,
-    selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
-    x509_svid_ttl: e.x509SvidTtlSeconds,
-    jwt_svid_ttl: e.jwtSvidTtlSeconds,
-    dns_names: [...e.dnsNames],
-    hint: e.hint,
-    federates_with: [...e.federatesWith],
-    admin: e.admin,
-    downstream: e.downstream,
-    revision: e.revision,
-    created_at: Math.floor(e.createdAt / 1000),
-    // Never a time made from seconds passed off as milliseconds: the store would then keep the wrong order for good.
-    ...(e.createdAtExact ? { created_at_ms: e.createdAt } : {}),
-  };
+  // Never a time made from seconds passed off as milliseconds: the store would then keep the wrong order for good.
+  return entryToEntryMessage(e, e.createdAt, e.createdAtExact);
 }
 
 /**

@@ -1,4 +1,5 @@
 import { createPublicKey } from 'node:crypto';
+import { entryToEntryMessage } from '../../common/entry-message.js';
 import type { TrustBundle } from '../../common/spiffe/bundle.js';
 import type { AttestedAgent, RegistrationEntry, StoredBundle } from '../datastore/datastore.js';
 import type { ProtoAgent, ProtoBundle, ProtoEntry } from './proto-types.js';
@@ -6,22 +7,7 @@ import type { ProtoAgent, ProtoBundle, ProtoEntry } from './proto-types.js';
 const seconds = (ms: number): number => Math.floor(ms / 1000);
 
 export function entryToProto(e: RegistrationEntry): ProtoEntry {
-  return {
-    id: e.id,
-    spiffe_id: e.spiffeId,
-    parent_id: e.parentId,
-    selectors: e.selectors.map((s) => ({ type: s.type, value: s.value })),
-    x509_svid_ttl: e.x509SvidTtlSeconds,
-    jwt_svid_ttl: e.jwtSvidTtlSeconds,
-    dns_names: e.dnsNames,
-    hint: e.hint,
-    federates_with: e.federatesWith,
-    admin: e.admin,
-    downstream: e.downstream,
-    revision: e.revision,
-    created_at: seconds(e.createdAt),
-    created_at_ms: e.createdAt,
-  };
+  return entryToEntryMessage(e, e.createdAt, true);
 }
 
 export function trustBundleToProto(b: TrustBundle): ProtoBundle {
