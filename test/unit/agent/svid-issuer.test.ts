@@ -48,10 +48,16 @@ function issuerFronting(front: (items: ReadonlyArray<{ entryId: string; csr: Buf
   return made;
 }
 
-test('new entries get an SVID for a fresh P-256 key, signed in one batch, that openssl verifies against the bundle', async () => {
+/** An issuer signing straight with the fixture's signer for its own cache; `signer.calls` lists its calls. */
+function issuerSigning(extra: Partial<ConstructorParameters<typeof SvidIssuer>[0]> = {}) {
   const cache = fx.cache();
   const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5, ...extra });
+  return { cache, signer, issuer };
+}
+
+test('new entries get an SVID for a fresh P-256 key, signed in one batch, that openssl verifies against the bundle', async () => {
+  const { cache, signer, issuer } = issuerSigning();
   const entries = [entry('i1', ['unix:uid:1']), entry('i2', ['unix:uid:1']), entry('i3', ['unix:uid:2'])];
   issuer.request(cache.apply({ upserts: entries }).needSvid);
   await settle();
@@ -73,9 +79,7 @@ test('new entries get an SVID for a fresh P-256 key, signed in one batch, that o
 });
 
 test('each SVID is renewed with a new key at its renewal time on the injected clock, not before', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, issuer } = issuerSigning();
   const e = entry('rot', ['unix:uid:3']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -98,9 +102,7 @@ test('each SVID is renewed with a new key at its renewal time on the injected cl
 });
 
 test('an SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, signer, issuer } = issuerSigning();
   const e = entry('short-ttl', ['unix:uid:5'], { x509_svid_ttl: 5 });
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -252,17 +254,11 @@ test('renewals falling due one by one while the server is down are retried toget
 });
 
 test('an item the server refuses is not published and is retried later; the others of the batch are', async () => {
-  const cache = fx.cache();
-  const real = fx.signer(cache);
   const bad = entry('refused', ['unix:uid:6']);
   const good = entry('fine', ['unix:uid:6']);
-  const issuer = new SvidIssuer({
-    cache,
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0.5,
-    sign: async (items) => (await real.sign(items)).map((r) => (r.entryId === bad.id ? { entryId: r.entryId, code: 7, message: 'not authorized', chain: [] } : r)),
-  });
+  const { cache, issuer } = issuerFronting(async (items, real) =>
+    (await real(items)).map((r) => (r.entryId === bad.id ? { entryId: r.entryId, code: 7, message: 'not authorized', chain: [] } : r)),
+  );
   issuer.request(cache.apply({ upserts: [bad, good] }).needSvid);
   await settle();
   assert.ok(cache.svid(good.id));
@@ -272,18 +268,12 @@ test('an item the server refuses is not published and is retried later; the othe
 });
 
 test('a chain that does not name the entry or does not certify the key is refused', async () => {
-  const cache = fx.cache();
   const e = entry('checked', ['unix:uid:7']);
   const impostor = entry('someone-else', ['unix:uid:7']);
   let mode: 'wrong-id' | 'wrong-key' = 'wrong-id';
-  const issuer = new SvidIssuer({
-    cache,
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0.5,
-    sign: async (items) =>
-      items.map((i) => ({ entryId: i.entryId, code: 0, message: '', chain: mode === 'wrong-id' ? fx.issue(impostor).chain : fx.issue(e).chain })),
-  });
+  const { cache, issuer } = issuerWith(async (items) =>
+    items.map((i) => ({ entryId: i.entryId, code: 0, message: '', chain: mode === 'wrong-id' ? fx.issue(impostor).chain : fx.issue(e).chain })),
+  );
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
   assert.equal(cache.svid(e.id), undefined, 'another identity is not accepted');
@@ -323,20 +313,12 @@ test('an entry that changed while its CSR was in flight is signed again for its 
 });
 
 test('an entry changed in who gets it (selectors) while its first SVID is being signed is not signed twice', async () => {
-  const cache = fx.cache();
-  const real = fx.signer(cache);
   let gate: () => void = () => undefined;
   let sent = 0;
-  const issuer = new SvidIssuer({
-    cache,
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0.5,
-    sign: async (items) => {
-      sent++;
-      if (sent === 1) await new Promise<void>((r) => (gate = r));
-      return real.sign(items);
-    },
+  const { cache, issuer } = issuerFronting(async (items, real) => {
+    sent++;
+    if (sent === 1) await new Promise<void>((r) => (gate = r));
+    return real(items);
   });
   const e = entry('reselected', ['unix:uid:14']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
@@ -353,9 +335,7 @@ test('an entry changed in who gets it (selectors) while its first SVID is being 
 });
 
 test('tainted authorities: every SVID chaining through one (intermediate or root) is re-signed at once', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, signer, issuer } = issuerSigning();
   const e = entry('taint', ['unix:uid:9']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -419,9 +399,7 @@ test('a taint reaching the agent while an SVID\'s renewal is out is not signed t
 });
 
 test('once the issuer stops for good (the agent must re-attest), an SVID that expires is no longer waited for: a first message goes with the rest', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, signer, issuer } = issuerSigning();
   const long = entry('stopped-long', ['unix:uid:12']);
   const short = entry('stopped-short', ['unix:uid:12']);
   cache.apply({ upserts: [long, short] });
@@ -458,9 +436,7 @@ test('a signing call that fails after the issuer stopped (the agent shutting dow
 });
 
 test('when more than a batch waits, the SVIDs open streams are watching are signed first', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5, batchSize: 2, maxInflight: 1 });
+  const { cache, signer, issuer } = issuerSigning({ batchSize: 2, maxInflight: 1 });
   const entries = [1, 2, 3, 4, 5].map((i) => entry(`queue-${i}`, [`unix:uid:${300 + i}`]));
   const unsubscribe = cache.subscribe([{ type: 'unix', value: 'uid:305' }, { type: 'unix', value: 'gid:0' }], () => undefined);
   issuer.request(cache.apply({ upserts: entries }).needSvid);
@@ -497,12 +473,8 @@ test('a refusal of the agent itself is reported, and the entries wait instead of
 });
 
 test('an entry removed while its failing call was out is not retried or counted as failing', async () => {
-  const cache = fx.cache();
   let reject!: (e: Error) => void;
-  const issuer = new SvidIssuer({
-    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
-    sign: () => new Promise<SignedItem[]>((_resolve, r) => (reject = r)),
-  });
+  const { cache, issuer } = issuerWith(() => new Promise<SignedItem[]>((_resolve, r) => (reject = r)));
   const e = entry('gone-while-out', ['unix:uid:78']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -915,15 +887,8 @@ test('after a wait an X.509 refusal asked for, JWT signings go one at a time: on
 });
 
 test('a throw in onSigned (the clock-skew reading) is logged, and the SVID is checked and served as usual', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
   const seen: Array<{ notBefore: number; sentAt: number }> = [];
-  const issuer = new SvidIssuer({
-    cache,
-    sign: signer.sign,
-    clock: fx.clock,
-    log: silentLogger(),
-    random: () => 0.5,
+  const { cache, issuer } = issuerSigning({
     onSigned: (leaf, sentAt) => {
       seen.push({ notBefore: leaf.notBefore, sentAt });
       throw new Error('skew reader broke');
@@ -941,9 +906,7 @@ test('a throw in onSigned (the clock-skew reading) is logged, and the SVID is ch
 });
 
 test('a batch whose keys were being made when the issuer stopped is not sent', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, signer, issuer } = issuerSigning();
   issuer.request(cache.apply({ upserts: [entry('s1', ['unix:uid:1']), entry('s2', ['unix:uid:1'])] }).needSvid);
   // The batch is taken from the queue, its keys and CSRs are made in a turn of their own.
   for (let i = 0; i < 20 && issuer.pending().inflight === 0; i++) await new Promise((r) => setImmediate(r));
@@ -1087,9 +1050,7 @@ test('by default a burst goes in calls of 250 CSRs, at most four calls out at on
 
 test('the rotation jitter shifts each renewal by up to a tenth of the life it is held for: random 0.25 renews at 45 %, 0.75 at 55 %', async () => {
   for (const [random, share] of [[0.25, 0.45], [0.75, 0.55]] as const) {
-    const cache = fx.cache();
-    const signer = fx.signer(cache);
-    const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => random });
+    const { cache, issuer } = issuerSigning({ random: () => random });
     const e = entry(`jitter-${random}`, [`unix:uid:${7000 + random * 100}`]);
     issuer.request(cache.apply({ upserts: [e] }).needSvid);
     await settle();
@@ -1152,9 +1113,7 @@ test('an entry whose first signing is out when the issuer reconciles (a reconnec
 });
 
 test('the same taint set told again (every Sync update carries it whole) does not re-sign at once what the server still signs from it', async () => {
-  const cache = fx.cache();
-  const signer = fx.signer(cache);
-  const issuer = new SvidIssuer({ cache, sign: signer.sign, clock: fx.clock, log: silentLogger(), random: () => 0.5 });
+  const { cache, signer, issuer } = issuerSigning();
   const e = entry('taint-repeat', ['unix:uid:83']);
   issuer.request(cache.apply({ upserts: [e] }).needSvid);
   await settle();
@@ -1177,15 +1136,10 @@ test('the same taint set told again (every Sync update carries it whole) does no
 });
 
 test('an entry the server\'s answer leaves out is retried like a refused one, not forgotten without an SVID', async () => {
-  const cache = fx.cache();
-  const real = fx.signer(cache);
   const skipped = entry('left-out', ['unix:uid:84']);
   const kept = entry('answered', ['unix:uid:84']);
   let leaveOut = true;
-  const issuer = new SvidIssuer({
-    cache, clock: fx.clock, log: silentLogger(), random: () => 0.5,
-    sign: async (items) => (await real.sign(items)).filter((r) => !(leaveOut && r.entryId === skipped.id)),
-  });
+  const { cache, issuer } = issuerFronting(async (items, real) => (await real(items)).filter((r) => !(leaveOut && r.entryId === skipped.id)));
   issuer.request(cache.apply({ upserts: [skipped, kept] }).needSvid);
   await settle();
   assert.ok(cache.svid(kept.id));
