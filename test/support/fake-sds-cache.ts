@@ -11,6 +11,7 @@ import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
 import type { Selector } from '../../src/common/spiffe/selector.js';
 import { formatSelector } from '../../src/common/spiffe/selector.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
+import { FakeEntryCache, type FakeEntryFields } from './fake-entry-cache.js';
 import { jobFreeKeyPair } from './job-free-key-pair.js';
 
 const OPENSSL_CONFIG = `
@@ -112,30 +113,20 @@ export class TestCa {
   }
 }
 
-interface FakeEntry {
-  readonly selector: string;
-  readonly spiffeId: string;
-  svid: WorkloadSvid | undefined;
-  federatesWith: string[];
+interface FakeEntry extends FakeEntryFields {
   /** Its SVID could not be signed and is being retried: not waited for (IdentitySnapshot.signing). */
   signingFailed: boolean;
 }
 
 /**
- * An in-memory WorkloadCache. Entries match a caller when one of its selectors equals the entry's selector; entry
- * order is creation order, so svids[0] is the oldest matching entry's SVID. Every change notifies EVERY listener,
- * as the interface allows ("may call more often than strictly needed"), so streams must compare versions themselves.
+ * An in-memory WorkloadCache: entries, bundles and notification as fake-entry-cache.ts describes; entries match a
+ * caller when one of its selectors equals the entry's selector. Streams must compare versions themselves.
  */
-export class FakeSdsCache implements WorkloadCache {
-  isReady = true;
-  /** False: the entries are only state restored from disk (WorkloadCache.synced). */
-  isSynced = true;
-  private readonly entries: FakeEntry[] = [];
-  private readonly federated = new Map<string, TrustBundle>();
-  private readonly listeners = new Set<() => void>();
+export class FakeSdsCache extends FakeEntryCache<FakeEntry> implements WorkloadCache {
   private ownBundle: TrustBundle;
 
   constructor(readonly ca: TestCa) {
+    super();
     this.ownBundle = ca.bundle();
   }
 
@@ -155,13 +146,6 @@ export class FakeSdsCache implements WorkloadCache {
     this.changed();
   }
 
-  removeEntry(spiffeId: string): void {
-    const at = this.entries.findIndex((e) => e.spiffeId === spiffeId);
-    if (at === -1) throw new Error(`no entry ${spiffeId}`);
-    this.entries.splice(at, 1);
-    this.changed();
-  }
-
   /** Re-issues the SVID of every entry with this SPIFFE ID (new key and serial), as the agent does at half-life. */
   rotate(spiffeId: string): void {
     for (const e of this.entries) {
@@ -169,16 +153,6 @@ export class FakeSdsCache implements WorkloadCache {
       e.svid = this.ca.issue(spiffeId, e.svid?.entryId);
       e.signingFailed = false;
     }
-    this.changed();
-  }
-
-  setFederatesWith(spiffeId: string, trustDomains: string[]): void {
-    for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
-    this.changed();
-  }
-
-  setFederatedBundle(bundle: TrustBundle): void {
-    this.federated.set(bundle.trustDomain, bundle);
     this.changed();
   }
 
@@ -190,32 +164,13 @@ export class FakeSdsCache implements WorkloadCache {
   /** Like the agent's cache, one snapshot object per selector set until something changes (SDS memoizes on it). */
   private readonly snapshots = new Map<string, IdentitySnapshot>();
 
-  private changed(): void {
+  protected override changed(): void {
     this.snapshots.clear();
-    this.notify();
-  }
-
-  /** Calls every listener now, without changing anything: a spurious notification. */
-  notify(): void {
-    for (const listener of [...this.listeners]) listener();
+    super.changed();
   }
 
   listenerCount(): number {
     return this.listeners.size;
-  }
-
-  svidOf(spiffeId: string): WorkloadSvid {
-    const svid = this.entries.find((e) => e.spiffeId === spiffeId)?.svid;
-    if (svid === undefined) throw new Error(`no issued SVID for ${spiffeId}`);
-    return svid;
-  }
-
-  ready(): boolean {
-    return this.isReady;
-  }
-
-  synced(): boolean {
-    return this.isSynced;
   }
 
   /** How often a stream asked for its state: what the handler spends per request or notification. */
@@ -230,9 +185,7 @@ export class FakeSdsCache implements WorkloadCache {
   }
 
   private computeSnapshot(selectors: readonly Selector[]): IdentitySnapshot {
-    const wanted = new Set(selectors.map(formatSelector));
-    const matching = this.entries.filter((e) => wanted.has(e.selector));
-    const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();
+    const matching = this.matching(selectors);
     const signing = new Set(matching.filter((e) => e.svid === undefined && !e.signingFailed).map((e) => e.spiffeId));
     return {
       entitled: matching.length > 0,
@@ -243,19 +196,7 @@ export class FakeSdsCache implements WorkloadCache {
       withoutSvid: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined && !matching[0].signingFailed,
       bundle: this.ownBundle,
-      federatedBundles: federatedDomains.flatMap((td) => {
-        const b = this.federated.get(td);
-        return b === undefined ? [] : [b];
-      }),
-    };
-  }
-
-  subscribe(_selectors: readonly Selector[], listener: () => void): () => void {
-    // A wrapper per subscription, so the same function subscribed twice counts twice.
-    const entry = (): void => listener();
-    this.listeners.add(entry);
-    return () => {
-      this.listeners.delete(entry);
+      federatedBundles: this.federatedBundlesOf(matching),
     };
   }
 

@@ -8,8 +8,9 @@ import { type KeyObject } from 'node:crypto';
 import { permissionDenied } from '../../src/common/errors.js';
 import { signJwtSvid } from '../../src/common/jwt/jwt-svid.js';
 import type { TrustBundle } from '../../src/common/spiffe/bundle.js';
-import { formatSelector, type Selector } from '../../src/common/spiffe/selector.js';
+import type { Selector } from '../../src/common/spiffe/selector.js';
 import type { IdentitySnapshot, JwtSvidResult, WorkloadCache, WorkloadSvid } from '../../src/agent/cache/workload-cache.js';
+import { FakeEntryCache, type FakeEntryFields } from './fake-entry-cache.js';
 import { TestCa } from './fake-sds-cache.js';
 import { jobFreeKeyPair } from './job-free-key-pair.js';
 
@@ -27,12 +28,8 @@ export function makeJwtKey(kid: string): TestJwtKey {
   return { kid, privateKey, publicKey };
 }
 
-interface FakeEntry {
-  readonly selector: string;
-  readonly spiffeId: string;
+interface FakeEntry extends FakeEntryFields {
   readonly hint: string;
-  svid: WorkloadSvid | undefined;
-  federatesWith: string[];
 }
 
 export interface FetchJwtCall {
@@ -41,21 +38,12 @@ export interface FetchJwtCall {
   spiffeId: string | undefined;
 }
 
-/**
- * Entry order is creation order, so svids[0] is the oldest matching entry's SVID. Every change notifies EVERY
- * subscriber, as the interface allows ("may call more often than strictly needed"): the handler must compare.
- */
-export class FakeWorkloadCache implements WorkloadCache {
-  isReady = true;
-  /** False: the entries are only state restored from disk (WorkloadCache.synced). */
-  isSynced = true;
+/** Entries, bundles and notification as fake-entry-cache.ts describes; JWT-SVIDs signed for real. */
+export class FakeWorkloadCache extends FakeEntryCache<FakeEntry> implements WorkloadCache {
   readonly jwtKey: TestJwtKey = makeJwtKey('own-key-1');
   /** JWT-SVID lifetime in seconds. */
   jwtTtlSeconds = 300;
   readonly jwtCalls: FetchJwtCall[] = [];
-  private readonly entries: FakeEntry[] = [];
-  private readonly federated = new Map<string, TrustBundle>();
-  private readonly listeners = new Set<() => void>();
   private ownBundle: TrustBundle;
   private ownSequence = 1;
 
@@ -64,6 +52,7 @@ export class FakeWorkloadCache implements WorkloadCache {
     /** Milliseconds "now" for JWT iat/exp; defaults to the wall clock. */
     private readonly now: () => number = () => Date.now(),
   ) {
+    super();
     this.ownBundle = this.makeOwnBundle();
   }
 
@@ -72,13 +61,6 @@ export class FakeWorkloadCache implements WorkloadCache {
     const hint = options.hint ?? '';
     const svid = options.issued === false ? undefined : this.svidFor(spiffeId, hint);
     this.entries.push({ selector, spiffeId, hint, svid, federatesWith: options.federatesWith ?? [] });
-    this.notify();
-  }
-
-  removeEntry(spiffeId: string): void {
-    const at = this.entries.findIndex((e) => e.spiffeId === spiffeId);
-    if (at === -1) throw new Error(`no entry ${spiffeId}`);
-    this.entries.splice(at, 1);
     this.notify();
   }
 
@@ -98,16 +80,6 @@ export class FakeWorkloadCache implements WorkloadCache {
     this.notify();
   }
 
-  setFederatesWith(spiffeId: string, trustDomains: string[]): void {
-    for (const e of this.entries) if (e.spiffeId === spiffeId) e.federatesWith = trustDomains;
-    this.notify();
-  }
-
-  setFederatedBundle(bundle: TrustBundle): void {
-    this.federated.set(bundle.trustDomain, bundle);
-    this.notify();
-  }
-
   /** A new own bundle object with the next sequence; `jwtKeys` replaces the published JWT keys when given. */
   bumpOwnBundle(jwtKeys?: TestJwtKey[]): TrustBundle {
     this.ownSequence++;
@@ -116,32 +88,12 @@ export class FakeWorkloadCache implements WorkloadCache {
     return this.ownBundle;
   }
 
-  /** Calls every subscriber without changing anything: a spurious notification. */
-  notify(): void {
-    for (const listener of [...this.listeners]) listener();
-  }
-
   subscriberCount(): number {
     return this.listeners.size;
   }
 
-  svidOf(spiffeId: string): WorkloadSvid {
-    const svid = this.entries.find((e) => e.spiffeId === spiffeId)?.svid;
-    if (svid === undefined) throw new Error(`no issued SVID for ${spiffeId}`);
-    return svid;
-  }
-
-  ready(): boolean {
-    return this.isReady;
-  }
-
-  synced(): boolean {
-    return this.isSynced;
-  }
-
   snapshot(selectors: readonly Selector[]): IdentitySnapshot {
     const matching = this.matching(selectors);
-    const federatedDomains = [...new Set(matching.flatMap((e) => e.federatesWith))].sort();
     return {
       entitled: matching.length > 0,
       svids: matching.flatMap((e) => (e.svid === undefined ? [] : [e.svid])),
@@ -151,19 +103,7 @@ export class FakeWorkloadCache implements WorkloadCache {
       withoutSvid: new Set(matching.filter((e) => e.svid === undefined).map((e) => e.spiffeId)),
       defaultSigning: matching[0] !== undefined && matching[0].svid === undefined,
       bundle: this.ownBundle,
-      federatedBundles: federatedDomains.flatMap((td) => {
-        const b = this.federated.get(td);
-        return b === undefined ? [] : [b];
-      }),
-    };
-  }
-
-  subscribe(_selectors: readonly Selector[], listener: () => void): () => void {
-    // A wrapper per subscription, so the same function subscribed twice counts twice.
-    const entry = (): void => listener();
-    this.listeners.add(entry);
-    return () => {
-      this.listeners.delete(entry);
+      federatedBundles: this.federatedBundlesOf(matching),
     };
   }
 
@@ -179,11 +119,6 @@ export class FakeWorkloadCache implements WorkloadCache {
       token: signJwtSvid({ privateKey: this.jwtKey.privateKey, kid: this.jwtKey.kid, sub: e.spiffeId, aud: [...audience], iat, exp }),
       expiresAt: exp * 1000,
     }));
-  }
-
-  private matching(selectors: readonly Selector[]): FakeEntry[] {
-    const wanted = new Set(selectors.map(formatSelector));
-    return this.entries.filter((e) => wanted.has(e.selector));
   }
 
   private svidFor(spiffeId: string, hint: string): WorkloadSvid {
