@@ -2,7 +2,7 @@
  * The poller's schedule and storage rules, with the endpoint stubbed (a fetch function; the real HTTPS fetch is in
  * test/integration/federation-endpoint.test.ts) over a real SQLite datastore and a fake clock.
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { bundleToSpiffeJson, federatedBundleFromSpiffeJson, type FederatedBundleDocument, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
@@ -49,13 +49,27 @@ function stubEndpoint(): { next: () => TrustBundle; calls: number; fetch: () => 
   return stub;
 }
 
-test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle (stubbed endpoint)', async (t) => {
+/** partner.org's CA, disposed of when the test ends. */
+function partnerCa(t: TestContext): TestCa {
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
+  return ca;
+}
+
+/** A poller of `rel` alone whose polls a stubbed endpoint answers; stopped when the test ends. */
+function pollerOnStub(
+  t: TestContext, rel: FederationRelationship, ds: Datastore, clock: ConstructorParameters<typeof FederatedBundlePoller>[2], log = silentLogger(),
+): { endpoint: ReturnType<typeof stubEndpoint>; poller: FederatedBundlePoller } {
+  const endpoint = stubEndpoint();
+  const poller = new FederatedBundlePoller([rel], ds, clock, log, endpoint.fetch);
+  t.after(() => poller.stop());
+  return { endpoint, poller };
+}
+
+test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle (stubbed endpoint)', async (t) => {
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([REL!], ds, clock, silentLogger(), endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock);
 
     endpoint.next = () => ({ ...ca.bundle(7), refreshHintSeconds: 1 });
     /** Moves the clock; a poll must start then, and is waited for. */
@@ -144,12 +158,9 @@ test('federates_with in the config is checked: profile, https URL, an endpoint S
 });
 
 test('an https_spiffe partner serving JWT keys alone is applied, and the relationship reports it can no longer fetch (stubbed endpoint)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, SPIFFE_REL!, ds, clock);
     endpoint.next = () => ca.bundle(1);
     await poller.refresh('partner.org');
     endpoint.next = () => ({ ...ca.bundle(2), x509Authorities: [], jwtAuthorities: [{ kid: 'k1', publicKey: jobFreeKeyPair('ec', { namedCurve: 'P-256' }).publicKey }] });
@@ -164,8 +175,7 @@ test('an https_spiffe partner serving JWT keys alone is applied, and the relatio
 });
 
 test('relationships added, replaced and removed while running: a removed or replaced one stores nothing more and polls no more (stubbed endpoint)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     const endpoint = stubEndpoint();
     let release: () => void = () => undefined;
@@ -212,8 +222,7 @@ test('relationships added, replaced and removed while running: a removed or repl
 });
 
 test('a refresh whose poll was overtaken by an update polls the new settings; a poll storing when removed re-arms nothing (stubbed endpoint)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     const urls: string[] = [];
     let release: () => void = () => undefined;
@@ -309,8 +318,7 @@ test('a poll does not write back a bundle deleted or replaced while it was fetch
 });
 
 test('a failed poll is retried after 30 s, doubling, never later than the partner\'s polling interval (Federation §6.2); a refresh hint of 0 is no hint (stubbed endpoint)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   /** The delays between the polls after a success at `hintSeconds`, while the endpoint keeps failing. */
   const retryDelays = async (hintSeconds: number | undefined, failures: number): Promise<number[]> => {
     const delays: number[] = [];
@@ -344,12 +352,9 @@ test('a failed poll is retried after 30 s, doubling, never later than the partne
 });
 
 test('a bundle set for the trust domain an https_spiffe relationship is anchored on polls a failing one at once, not at its next retry (stubbed endpoint)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, SPIFFE_REL!, ds, clock);
     endpoint.next = () => {
       throw new Error('does not chain to the X.509 root stored for partner.org');
     };
@@ -382,15 +387,12 @@ test('a bundle set for the trust domain an https_spiffe relationship is anchored
 });
 
 test("an endpoint serving another trust domain's CA (its URL another partner's) is applied with a warning naming the root and the relationship (stubbed endpoint)", async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   // A meshid or SPIRE root carries its trust domain's SPIFFE ID; TestCa's roots carry none.
   const other = await createRootCertificate({ trustDomain: 'other.org', ...generateKeyPair('ec-p256'), notBefore: Date.now(), notAfter: Date.now() + 86_400_000 });
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
     const { log, records } = capturingLogger('server');
-    const poller = new FederatedBundlePoller([REL!], ds, clock, log, endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock, log);
     endpoint.next = () => ({ ...ca.bundle(1), x509Authorities: [ca.rootDer, other] });
     poller.start();
     clock.advance(0);
@@ -458,10 +460,8 @@ test("a failed poll is a warning with the fields README's logging paragraph name
   const ca = new TestCa('partner.org');
   t.after(() => ca.dispose());
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
     const { log, records } = capturingLogger('meshid-server');
-    const poller = new FederatedBundlePoller([REL!], ds, clock, log, endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock, log);
     endpoint.next = () => {
       throw new Error('connect ECONNREFUSED 192.0.2.7:8443');
     };
@@ -540,8 +540,7 @@ test("a poll storing new roots of a trust domain that hosts another relationship
 });
 
 test('a partner\'s x509-svid key read with a flaw (a kid) is used, and its warning does not say it was left out (real SPIFFE document, stubbed endpoint, fake clock)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     const doc = JSON.parse(bundleToSpiffeJson(ca.bundle(1))) as { keys: Array<Record<string, unknown>> };
     doc.keys[0]!['kid'] = 'root-1';
@@ -562,8 +561,7 @@ test('a partner\'s x509-svid key read with a flaw (a kid) is used, and its warni
 });
 
 test('keys left out of a partner\'s bundle are a warning when the set changes (first poll, another set, back after none), at debug on the polls that serve the same ones (stubbed endpoint, fake clock)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     const eddsa = 'bundle of partner.org: keys[1]: a jwt-svid key of type "OKP", which meshid cannot use; the key is ignored';
     const noX5c = 'bundle of partner.org: keys[2]: an x509-svid key must have an x5c; the key is ignored';
@@ -594,12 +592,9 @@ test('keys left out of a partner\'s bundle are a warning when the set changes (f
 });
 
 test('an https_spiffe partner revoking every root is retried after 30 s, then backs off from there: it is failing, not freshly so (stubbed endpoint, fake clock)', async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
-    const endpoint = stubEndpoint();
-    const poller = new FederatedBundlePoller([SPIFFE_REL!], ds, clock, silentLogger(), endpoint.fetch);
-    t.after(() => poller.stop());
+    const { endpoint, poller } = pollerOnStub(t, SPIFFE_REL!, ds, clock);
     poller.start();
     endpoint.next = () => ca.bundle(1);
     clock.advance(0);
@@ -618,8 +613,7 @@ test('an https_spiffe partner revoking every root is retried after 30 s, then ba
 });
 
 test("a poll of an admin API relationship deleted from the datastore while it fetched stores nothing (stubbed endpoint)", async (t) => {
-  const ca = new TestCa('partner.org');
-  t.after(() => ca.dispose());
+  const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     await storeRelationship(ds, REL!);
     const poller = new FederatedBundlePoller([], ds, clock, silentLogger(), async () => {
