@@ -44,13 +44,34 @@ function nearlyDue(dir: string): { store: AgentStore; state: StoredState } {
   return { store, state };
 }
 
+/** Runs `body` on an agent data dir `dir` inside a new temporary directory `root`, removed afterwards. */
+async function inAgentDir(prefix: string, body: (dir: string, root: string) => Promise<void>): Promise<void> {
+  const t = tempDir(prefix);
+  try {
+    await body(path.join(t.dir, 'agent'), t.dir);
+  } finally {
+    t.cleanup();
+  }
+}
+
+/** The state an agent restarted on `dir` loads: a store opened, read and closed again. */
+function loadedAgain(dir: string): StoredState | undefined {
+  const restarted = AgentStore.open(dir, silentLogger());
+  try {
+    return restarted.loadState(fx.clock.now());
+  } finally {
+    restarted.close();
+  }
+}
+
+/** The temporary files in `dir`: a snapshot still being written, or one given up and not removed. */
+const tempFiles = (dir: string): string[] => fs.readdirSync(dir).filter((n) => n.endsWith('.tmp'));
+
 /** The next state: every entry changed (so the journal outgrows the snapshot), or only `revision`. */
 const everyEntryChanged = (s: StoredState, revision: number): StoredState => ({ ...s, revision, entries: s.entries.map((e) => ({ ...e, revision })) });
 
 test('a compaction does not hold the event loop: the save that starts it returns first, other work runs while the snapshot is written, and saves made meanwhile are kept', async () => {
-  const t = tempDir('meshid-compaction-bg-');
-  try {
-    const dir = path.join(t.dir, 'agent');
+  await inAgentDir('meshid-compaction-bg-', async (dir) => {
     let { store, state } = nearlyDue(dir);
     const snapshotIno = fs.statSync(path.join(dir, 'state.json')).ino;
     const events: string[] = [];
@@ -73,22 +94,16 @@ test('a compaction does not hold the event loop: the save that starts it returns
     assert.notEqual(fs.statSync(path.join(dir, 'state.json')).ino, snapshotIno, 'the new snapshot is in place');
     assert.equal(journals(dir).length, 1, 'the old journal is gone');
     store.close();
-    store = AgentStore.open(dir, silentLogger());
-    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(state));
-    store.close();
-  } finally {
-    t.cleanup();
-  }
+    assert.deepEqual(summary(loadedAgain(dir)), summary(state));
+  });
 });
 
 test('kill -9 between any two turns of a compaction (copies of the data dir then) leaves a state that loads with every save reported before, a withdrawal among them', async () => {
-  const t = tempDir('meshid-compaction-kill-');
-  try {
-    const dir = path.join(t.dir, 'agent');
+  await inAgentDir('meshid-compaction-kill-', async (dir, root) => {
     let { store, state } = nearlyDue(dir);
     const copies: Array<{ dir: string; expected: unknown; files: string }> = [];
     const kill = (): void => {
-      const copy = path.join(t.dir, `kill-${copies.length}`);
+      const copy = path.join(root, `kill-${copies.length}`);
       fs.cpSync(dir, copy, { recursive: true });
       fs.rmSync(path.join(copy, 'agent.lock'), { force: true });
       copies.push({ dir: copy, expected: summary(state), files: fs.readdirSync(dir).sort().join(' ') });
@@ -126,22 +141,13 @@ test('kill -9 between any two turns of a compaction (copies of the data dir then
     assert.ok(copies.length >= 6 && withdrawals >= 1, `the compaction took several turns (${copies.length} copies, ${withdrawals} withdrawals)`);
     assert.ok(steps.size >= 3, `the copies caught several steps of it: ${[...steps].join(' | ')}`);
     for (const [i, c] of copies.entries()) {
-      const restarted = AgentStore.open(c.dir, silentLogger());
-      try {
-        assert.deepEqual(summary(restarted.loadState(fx.clock.now())), c.expected, `copy ${i} (files: ${c.files})`);
-      } finally {
-        restarted.close();
-      }
+      assert.deepEqual(summary(loadedAgain(c.dir)), c.expected, `copy ${i} (files: ${c.files})`);
     }
-  } finally {
-    t.cleanup();
-  }
+  });
 });
 
 test('a snapshot written at once (a ban withdraws most keys) during a compaction gives the compaction up: the older snapshot being written never replaces it', async () => {
-  const t = tempDir('meshid-compaction-ban-');
-  try {
-    const dir = path.join(t.dir, 'agent');
+  await inAgentDir('meshid-compaction-ban-', async (dir) => {
     let { store, state } = nearlyDue(dir);
     state = everyEntryChanged(state, 5);
     store.saveState(state);
@@ -157,21 +163,15 @@ test('a snapshot written at once (a ban withdraws most keys) during a compaction
     await store.compactionSettled();
     for (let i = 0; i < 20; i++) await nextTurn();
     assert.deepEqual(fs.readFileSync(path.join(dir, 'state.json')), bannedSnapshot, 'state.json is still the one the withdrawal wrote');
-    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'the given-up snapshot\'s temp file is removed');
+    assert.deepEqual(tempFiles(dir), [], 'the given-up snapshot\'s temp file is removed');
     assert.deepEqual(journals(dir), [], 'nor its journal: the snapshot written at once starts a journal of its own with the next save');
     store.close();
-    store = AgentStore.open(dir, silentLogger());
-    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(state));
-    store.close();
-  } finally {
-    t.cleanup();
-  }
+    assert.deepEqual(summary(loadedAgain(dir)), summary(state));
+  });
 });
 
 test('close() during a compaction (the agent stopping) gives it up: nothing is renamed after, its temp file and journal go, and the state loads with every save', async () => {
-  const t = tempDir('meshid-compaction-close-');
-  try {
-    const dir = path.join(t.dir, 'agent');
+  await inAgentDir('meshid-compaction-close-', async (dir) => {
     let { store, state } = nearlyDue(dir);
     const snapshot = fs.readFileSync(path.join(dir, 'state.json'));
     state = everyEntryChanged(state, 5);
@@ -185,12 +185,8 @@ test('close() during a compaction (the agent stopping) gives it up: nothing is r
     await store.compactionSettled();
     for (let i = 0; i < 20; i++) await nextTurn();
     assert.deepEqual(fs.readFileSync(path.join(dir, 'state.json')), snapshot, 'the snapshot being written is not renamed in after close');
-    assert.deepEqual(fs.readdirSync(dir).filter((n) => n.endsWith('.tmp')), [], 'its temp file is removed');
+    assert.deepEqual(tempFiles(dir), [], 'its temp file is removed');
     assert.equal(journals(dir).length, 1, 'and its journal');
-    store = AgentStore.open(dir, silentLogger());
-    assert.deepEqual(summary(store.loadState(fx.clock.now())), summary(state));
-    store.close();
-  } finally {
-    t.cleanup();
-  }
+    assert.deepEqual(summary(loadedAgain(dir)), summary(state));
+  });
 });
