@@ -40,6 +40,16 @@ function fetchWithDeadline(h: SdsHarness, request: Record<string, unknown>, dead
   });
 }
 
+/** What a call started without waiting for it comes to: `answer` is its response, or its error, once it has ended. */
+function outcome(call: Promise<DiscoveryResponse>): { answer?: DiscoveryResponse | grpc.ServiceError } {
+  const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
+  call.then(
+    (r) => (got.answer = r),
+    (err: grpc.ServiceError) => (got.answer = err),
+  );
+  return got;
+}
+
 describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', () => {
   const { withHarness } = trustDomainsForSuite();
   const newClock = (): FakeClock => new FakeClock(Date.now() - 3_600_000);
@@ -146,11 +156,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
   it('FetchSecrets waits for a named SVID being signed and answers with it instead of NOT_FOUND', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
-      const got: { answer?: DiscoveryResponse | Error } = {};
-      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
-        (r) => (got.answer = r),
-        (err: Error) => (got.answer = err),
-      );
+      const got = outcome(fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)));
       await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
       assert.equal(got.answer, undefined);
       h.cache.rotate(APP_A2);
@@ -165,11 +171,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
   it('FetchSecrets naming an SVID being signed and a name that will not resolve is NOT_FOUND at once: waiting could not make it succeed', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
-      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
-      fetchSecrets(h.client, { resource_names: [APP_A2, 'spiffe://example.org/nobody'] }, as(SELECTOR_A)).then(
-        (r) => (got.answer = r),
-        (err: grpc.ServiceError) => (got.answer = err),
-      );
+      const got = outcome(fetchSecrets(h.client, { resource_names: [APP_A2, 'spiffe://example.org/nobody'] }, as(SELECTOR_A)));
       await eventually(() => got.answer !== undefined || h.cache.listenerCount() === 1, 'the fetch to be answered or to wait');
       const waited = h.cache.listenerCount() === 1;
       clock.advance(WAIT_MS); // lets a fetch that waited end, so the check below fails alone
@@ -210,11 +212,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
   it('FetchSecrets whose wait ends with a named SVID of the caller\'s still being signed is UNAVAILABLE (retry) naming it, not NOT_FOUND (a wrong name)', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
-      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
-      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
-        (r) => (got.answer = r),
-        (err: grpc.ServiceError) => (got.answer = err),
-      );
+      const got = outcome(fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)));
       await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
       clock.advance(WAIT_MS);
       await eventually(() => got.answer !== undefined, 'the answer');
@@ -231,11 +229,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
   it('a FetchSecrets waiting for an SVID being signed is answered with what there is when the agent shuts down, not left to the transport\'s grace', async () => {
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
-      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
-      fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)).then(
-        (r) => (got.answer = r),
-        (err: grpc.ServiceError) => (got.answer = err),
-      );
+      const got = outcome(fetchSecrets(h.client, { resource_names: [APP_A2, 'default'] }, as(SELECTOR_A)));
       await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
       h.service.close();
       assert.equal(h.cache.listenerCount(), 0, 'the wait let go of its subscription');
@@ -248,11 +242,7 @@ describe('SDS first answers wait for SVIDs being signed (stubbed attestation)', 
     const clock = newClock();
     await withHarness(aSigningA2, async (h) => {
       // A window longer than the deadline: the deadline bounds the wait (it ends at 90 % of the time left).
-      const got: { answer?: DiscoveryResponse | grpc.ServiceError } = {};
-      fetchWithDeadline(h, { resource_names: [APP_A2] }, 60_000).then(
-        (r) => (got.answer = r),
-        (err: grpc.ServiceError) => (got.answer = err),
-      );
+      const got = outcome(fetchWithDeadline(h, { resource_names: [APP_A2] }, 60_000));
       await eventually(() => h.cache.listenerCount() === 1, 'the fetch to wait');
       clock.advance(55_000);
       await eventually(() => got.answer !== undefined, 'the answer before the deadline');
