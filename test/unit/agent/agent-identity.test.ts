@@ -44,6 +44,9 @@ function restoredIdentity(client: NodeClient, store: AgentStore, ttlMs = 3_600_0
   return { identity, first };
 }
 
+/** A stubbed server whose only call is the agent SVID's renewal, answered by `renew`. */
+const renewingClient = (renew: (csr: Buffer) => Promise<Buffer[]>): NodeClient => ({ setIdentity: () => undefined, renew }) as unknown as NodeClient;
+
 /** An agent SVID chain the test CA signs now for `csr`: what the stubbed Renew answers. */
 const signedChain = (csr: Buffer): Buffer[] => fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 3_600_000 }).chain;
 
@@ -92,15 +95,12 @@ test('a renewal answered after a taint reached the agent (signed just before it)
   await withStore(async (store) => {
     const renewals: Array<Buffer[]> = [];
     let holdNext: Promise<void> | undefined;
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        const chain = signedChain(csr);
-        await holdNext;
-        renewals.push(chain);
-        return chain;
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      const chain = signedChain(csr);
+      await holdNext;
+      renewals.push(chain);
+      return chain;
+    });
     const { identity, first } = restoredIdentity(client, store);
     const tainted = intermediateOf(first);
 
@@ -129,13 +129,10 @@ test('renewals that keep coming back from a tainted authority back off instead o
   await withStore(async (store) => {
     let renewals = 0;
     // A server that goes on signing with the tainted intermediate (it should not; the agent must not hammer it).
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        renewals++;
-        return signedChain(csr);
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      renewals++;
+      return signedChain(csr);
+    });
     const { identity, first } = restoredIdentity(client, store);
     identity.renewIfTainted(new Set([intermediateOf(first)]));
     await settle();
@@ -151,13 +148,10 @@ test('renewals that keep coming back from a tainted authority never wait past th
   await withStore(async (store) => {
     const renewedAt: number[] = [];
     // A server that goes on signing 20 s agent SVIDs with the tainted intermediate (say its rotation cannot replace it).
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        renewedAt.push(fx.clock.now());
-        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 20_000 }).chain;
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      renewedAt.push(fx.clock.now());
+      return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 20_000 }).chain;
+    });
     const { identity, first } = restoredIdentity(client, store);
     identity.renewIfTainted(new Set([intermediateOf(first)]));
     await settle();
@@ -174,14 +168,11 @@ test('renewals that keep coming back from a tainted authority never wait past th
 test('a renewal the server refuses over a budget is retried no sooner than the retry time it names (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        renewals++;
-        if (renewals === 1) throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 10 s`);
-        return signedChain(csr);
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      renewals++;
+      if (renewals === 1) throw resourceExhausted(`agent ${AGENT_ID} renews its SVID too often; retry in 10 s`);
+      return signedChain(csr);
+    });
     const { identity, first } = restoredIdentity(client, store);
     await identity.renew();
     await advanceSeconds(9);
@@ -196,13 +187,10 @@ test('a renewal the server refuses over a budget is retried no sooner than the r
 test('an agent SVID of a TTL shorter than the server\'s 10 s backdating is renewed at half the life it is held for, not again the moment it arrives (stubbed server)', async () => {
   await withStore(async (store) => {
     let renewals = 0;
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        renewals++;
-        return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 5_000 }).chain;
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      renewals++;
+      return fx.ca.signX509Svid({ datacenter: 'east', publicKey: parseCsr(csr).publicKey, spiffeId: AGENT_ID, ttlMs: 5_000 }).chain;
+    });
     const { identity } = restoredIdentity(client, store);
     await identity.renew();
     const leaf = parseCertificate(identity.current()!.chain[0]!);
@@ -230,14 +218,11 @@ async function failingAgentRenewal(fail: () => never, recoverLeftMs: number): Pr
   await withStore(async (store) => {
     let failing = true;
     const attempts: number[] = [];
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        if (!failing) return signedChain(csr);
-        attempts.push(fx.clock.now());
-        return fail();
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      if (!failing) return signedChain(csr);
+      attempts.push(fx.clock.now());
+      return fail();
+    });
     const { identity, first } = restoredIdentity(client, store, 5 * 60_000);
     const notAfter = parseCertificate(first[0]!).notAfter;
     while (fx.clock.now() < notAfter - 1000 && identity.current()!.chain === first) {
@@ -450,14 +435,11 @@ test('a renewal answered after stop() is dropped: nothing is saved, used or sche
     let release!: () => void;
     const held = new Promise<void>((resolve) => (release = resolve));
     let renewals = 0;
-    const client = {
-      setIdentity: () => undefined,
-      async renew(csr: Buffer): Promise<Buffer[]> {
-        renewals++;
-        await held;
-        return signedChain(csr);
-      },
-    } as unknown as NodeClient;
+    const client = renewingClient(async (csr) => {
+      renewals++;
+      await held;
+      return signedChain(csr);
+    });
     const { identity, first } = restoredIdentity(client, store);
     const renewal = identity.renew();
     await settle();
