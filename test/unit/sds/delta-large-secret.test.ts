@@ -1,7 +1,7 @@
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import { decodeDeltaResources, DeltaClient, envoyNode } from '../../support/sds-client.js';
-import { APP_A, as, SELECTOR_A, startSdsHarness, trustDomainsForSuite } from './sds-harness.js';
+import { as, registerAFederatingLarge, SELECTOR_A, startSdsHarness, trustDomainsForSuite } from './sds-harness.js';
 
 // A DeltaDiscoveryResponse stops at DELTA_RESPONSE_BYTES (1 MiB), but one secret larger than that goes alone
 // (delta-stream.ts): nothing smaller can carry it. Mutation testing round 2: with the first secret of a response
@@ -11,11 +11,7 @@ describe('SDS DeltaSecrets: one secret over the 1 MiB a response is cut at (stub
 
   it('`ALL` of ~1.4 MB (two federated trust domains of ~0.7 MB of roots) is sent, alone in its response', async () => {
     const domains = ['fed0.example', 'fed1.example'];
-    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
-    const h = await startSdsHarness(suite.ca, (c) => {
-      c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
-      for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
-    });
+    const h = await startSdsHarness(suite.ca, registerAFederatingLarge(suite.foreign, domains));
     try {
       const client = new DeltaClient(h.client, as(SELECTOR_A));
       client.request({ node: envoyNode(), subscribe: ['ALL'] });

@@ -25,6 +25,7 @@ import {
   trustDomainsForSuite,
   UNREGISTERED,
   registerA,
+  registerAFederatingLarge,
 } from './sds-harness.js';
 
 const NODE = envoyNode();
@@ -348,12 +349,8 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     // answer of all nine secrets is ~5.6 MB, which this client (grpc-js's default 4 MiB, as grpc-go's and Envoy's
     // google_grpc) refuses as RESOURCE_EXHAUSTED, for ever on every reconnect.
     const domains = Array.from({ length: 8 }, (_, i) => `fed${i}.example`);
-    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
     await withHarness(
-      (c) => {
-        c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
-        for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
-      },
+      registerAFederatingLarge(suite.foreign, domains),
       async (h) => {
         const names = ['default', ...domains.map((td) => `spiffe://${td}`)];
         const client = new DeltaClient(h.client, as(SELECTOR_A));
@@ -384,14 +381,10 @@ describe('SDS DeltaSecrets (stubbed attestation)', () => {
     // twenty-one parts written back to back, and the client answers only once it has them all, as Envoy does when
     // its ACKs trail the agent's writes.
     const domains = Array.from({ length: 20 }, (_, i) => `fed${i}.example`);
-    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
     const { log, records } = capturingLogger('agent');
     const h = await startSdsHarness(
       suite.ca,
-      (c) => {
-        c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
-        for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
-      },
+      registerAFederatingLarge(suite.foreign, domains),
       {},
       log,
     );

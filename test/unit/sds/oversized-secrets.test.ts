@@ -3,7 +3,7 @@ import assert from 'node:assert/strict';
 import { status, type ServiceError } from '@grpc/grpc-js';
 import { envoyNode, fetchSecrets, SotwClient } from '../../support/sds-client.js';
 import { capturingLogger, LEVEL } from '../../support/log-lines.js';
-import { APP_A, as, SELECTOR_A, startSdsHarness, trustDomainsForSuite } from './sds-harness.js';
+import { as, registerAFederatingLarge, SELECTOR_A, startSdsHarness, trustDomainsForSuite } from './sds-harness.js';
 
 const FOUR_MIB = 4 * 1024 * 1024;
 
@@ -14,14 +14,10 @@ describe('SDS responses over the 4 MiB gRPC clients take (stubbed attestation)',
     // `ALL` over eight federated trust domains of ~0.7 MB of roots each (copies of one root: size is what counts):
     // one secret of ~5.6 MB, which no state-of-the-world answer can cut.
     const domains = Array.from({ length: 8 }, (_, i) => `fed${i}.example`);
-    const roots = Array.from({ length: 1000 }, () => suite.foreign.rootDer);
     const { log, records } = capturingLogger('agent');
     const h = await startSdsHarness(
       suite.ca,
-      (c) => {
-        c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
-        for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
-      },
+      registerAFederatingLarge(suite.foreign, domains),
       {},
       log,
     );

@@ -29,6 +29,18 @@ export const UNREGISTERED = 'unix:uid:4242';
 /** The most common cache setup: workload A holds APP_A. */
 export const registerA = (c: FakeSdsCache): void => c.addEntry(SELECTOR_A, APP_A);
 
+/**
+ * A setup where workload A holds APP_A and federates with `domains`, each of whose bundles is ~0.7 MB of roots (1,000
+ * copies of `foreign`'s root: size is what counts): for answers over what one response or gRPC message carries.
+ */
+export function registerAFederatingLarge(foreign: TestCa, domains: string[]): (cache: FakeSdsCache) => void {
+  const roots = Array.from({ length: 1000 }, () => foreign.rootDer);
+  return (c) => {
+    c.addEntry(SELECTOR_A, APP_A, { federatesWith: domains });
+    for (const trustDomain of domains) c.setFederatedBundle({ trustDomain, x509Authorities: roots, jwtAuthorities: [], sequence: 1 });
+  };
+}
+
 export interface SdsHarness {
   cache: FakeSdsCache;
   service: SdsService;
