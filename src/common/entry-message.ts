@@ -1,3 +1,5 @@
+import type { Selector } from './spiffe/selector.js';
+
 /**
  * meshid.v1.Entry and Selector (proto/meshid/v1/types.proto) as @grpc/proto-loader delivers them (keepCase, longs
  * as Number, defaults absent): what the server sends on the agent API and the admin API, and what the agent stores.
@@ -31,11 +33,12 @@ export interface EntryFields {
   readonly id: string;
   readonly spiffeId: string;
   readonly parentId: string;
-  readonly selectors: readonly { readonly type: string; readonly value: string }[];
+  readonly selectors: readonly Selector[];
   readonly x509SvidTtlSeconds: number;
   readonly jwtSvidTtlSeconds: number;
   readonly dnsNames: readonly string[];
   readonly hint: string;
+  /** Bare trust domain names. */
   readonly federatesWith: readonly string[];
   readonly admin: boolean;
   readonly downstream: boolean;

@@ -1,4 +1,4 @@
-import { entryToEntryMessage, type EntryMessage } from '../../common/entry-message.js';
+import { entryToEntryMessage, type EntryFields, type EntryMessage } from '../../common/entry-message.js';
 import { invalidArgument } from '../../common/errors.js';
 import { formatSelector, type Selector } from '../../common/spiffe/selector.js';
 import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.js';
@@ -7,20 +7,7 @@ import { parseSpiffeId, parseTrustDomain } from '../../common/spiffe/spiffe-id.j
  * A registration entry as the agent holds it: what the server's Sync stream sent (meshid.v1.Entry), validated and in
  * the agent's own shape. Times are epoch milliseconds.
  */
-export interface AgentEntry {
-  readonly id: string;
-  readonly spiffeId: string;
-  readonly parentId: string;
-  readonly selectors: readonly Selector[];
-  readonly x509SvidTtlSeconds: number;
-  readonly jwtSvidTtlSeconds: number;
-  readonly dnsNames: readonly string[];
-  readonly hint: string;
-  /** Bare trust domain names. */
-  readonly federatesWith: readonly string[];
-  readonly admin: boolean;
-  readonly downstream: boolean;
-  readonly revision: number;
+export interface AgentEntry extends EntryFields {
   readonly createdAt: number;
   /** Whether createdAt came in milliseconds; false from a server, or a stored state, that sent whole seconds. */
   readonly createdAtExact: boolean;
