@@ -208,3 +208,85 @@ test('the quiet collection adds the addon\'s memory-reducing GC only when the yo
   assert.deepEqual(await run(1024 * 1024), { plain: 1, reduced: 0, logged: [] });
   assert.deepEqual(await run(32 * 1024 * 1024, false), { plain: 1, reduced: 0, logged: [] }, 'an addon built without collectAllGarbage: the plain GC alone');
 });
+
+test('stop() while the quiet wait is armed cancels it: no collection comes after', async () => {
+  const gc = fullGc();
+  assert.ok(gc, 'fullGc() hands out a GC');
+  const clock = new FakeClock(0);
+  let collects = 0;
+  let trims = 0;
+  const fake = { trim: () => (trims++, true), setMmapThreshold: () => true };
+  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20, clock, collect: () => (collects++, gc()), idle: () => () => true });
+  try {
+    gc();
+    for (let i = 0; !(trims === 1 && clock.pendingTimers() === 1); i++) {
+      assert.ok(i < 400, 'the trim and the quiet wait after a major GC within 10 s');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  } finally {
+    stop();
+  }
+  assert.equal(clock.pendingTimers(), 0, 'the armed wait is cancelled');
+  clock.advance(10 * QUIET_COLLECT_MS);
+  assert.equal(collects, 0, 'a stopped process is not collected');
+});
+
+test('by default the quiet collection reads the young generation itself, and runs when the event loop was idle: an old generation of any size calls for no memory-reducing GC', async () => {
+  // A child, so that its heap is this script's alone. `collect` does nothing, so the young generation is left as the
+  // allocations before the wait made it: grown by a burst of short-lived objects, or small beside many MB of live ones.
+  const nativeHeap = new URL('../../../src/common/memory/native-heap.js', import.meta.url).href;
+  const clockModule = new URL('../../../src/common/clock.js', import.meta.url).href;
+  const logModule = new URL('../../../src/common/log.js', import.meta.url).href;
+  const script = `
+    import v8 from 'node:v8';
+    import { runInNewContext } from 'node:vm';
+    import { loadNativeHeap, startNativeHeapTrimming, QUIET_COLLECT_MS } from ${JSON.stringify(nativeHeap)};
+    import { FakeClock } from ${JSON.stringify(clockModule)};
+    import { silentLogger } from ${JSON.stringify(logModule)};
+    v8.setFlagsFromString('--expose-gc');
+    const gc = runInNewContext('gc');
+    const space = (name) => v8.getHeapSpaceStatistics().find((s) => s.space_name === name).space_size;
+    const burst = process.argv[1] === 'burst';
+    let keep = [];
+    const grow = () => { for (let i = 0; i < 3e6; i++) { keep.push({ i, s: 'x' + i }); if (keep.length > 200000) keep = []; } };
+    const old = burst ? [] : Array.from({ length: 400000 }, (_, i) => ({ i, s: 'live ' + i }));
+    // Promoting them grew the young generation too: V8's memory-reducing GC (the real addon's) shrinks it back.
+    if (!burst) loadNativeHeap().collectAllGarbage();
+    const clock = new FakeClock(0);
+    let trims = 0, collects = 0, reduced = 0;
+    const heap = { trim: () => (trims++, true), setMmapThreshold: () => true, collectAllGarbage: () => (reduced++, true) };
+    const stop = startNativeHeapTrimming(silentLogger(), {
+      heap, delayMs: 1, clock, collect: () => void collects++,
+      // The burst below keeps the event loop busy on purpose; the idle check is the other case's to show.
+      ...(burst ? { idle: () => () => true } : {}),
+    });
+    gc();
+    for (let i = 0; !(trims > 0 && clock.pendingTimers() === 1); i++) {
+      if (i > 400) throw new Error('no quiet wait armed within 10 s');
+      await new Promise((r) => setTimeout(r, 25));
+    }
+    if (burst) grow();
+    const young = space('new_space');
+    const oldSpace = space('old_space');
+    clock.advance(QUIET_COLLECT_MS);
+    stop();
+    process.stdout.write(JSON.stringify({ young, oldSpace, collects, reduced, kept: keep.length + old.length }));`;
+  const run = async (mode: string): Promise<{ young: number; oldSpace: number; collects: number; reduced: number }> => {
+    const child = spawn(process.execPath, ['--input-type=module', '-e', script, mode], { stdio: ['ignore', 'pipe', 'inherit'] });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    await new Promise((resolve) => child.once('exit', resolve));
+    return JSON.parse(out) as { young: number; oldSpace: number; collects: number; reduced: number };
+  };
+  const burst = await run('burst');
+  assert.ok(burst.young > YOUNG_GENERATION_KEPT_BYTES, `the young generation grew to ${burst.young} bytes; the test needs it grown`);
+  assert.deepEqual({ collects: burst.collects, reduced: burst.reduced }, { collects: 1, reduced: 1 }, 'the young generation kept its burst size: the memory-reducing GC follows');
+  const live = await run('live');
+  assert.ok(live.young <= YOUNG_GENERATION_KEPT_BYTES, `the young generation is ${live.young} bytes; the test needs it small`);
+  assert.ok(live.oldSpace > 4 * YOUNG_GENERATION_KEPT_BYTES, `the old generation is ${live.oldSpace} bytes; the test needs it large`);
+  assert.deepEqual(
+    { collects: live.collects, reduced: live.reduced },
+    { collects: 1, reduced: 0 },
+    'a process that waited idle is collected once; its large old generation is no reason for the memory-reducing GC',
+  );
+});
