@@ -43,3 +43,30 @@ test('the streams of a push that send one body under one nonce share its bytes; 
   for (const nonce of ['8', '9', '10', '7', '8']) assert.equal(decode(serialize(new NoncedResponse(body, nonce)))['nonce'], nonce);
   assert.notEqual(serialize(new NoncedResponse({ ...body }, '7')), sent[0], 'another body object gets bytes of its own');
 });
+
+test('a nonce of any length or script decodes as itself, its length written in as many varint bytes as it takes', () => {
+  const serialize = sdsServiceDefinition()['StreamSecrets']!.responseSerialize;
+  const body = { version_info: 'v1', type_url: 'type.googleapis.com/x' };
+  // 127 and 128, 16383 and 16384: the lengths where the varint of the nonce's length grows by a byte.
+  for (const nonce of [...[1, 127, 128, 129, 16383, 16384].map((n) => 'n'.repeat(n)), 'é'.repeat(64), 'ñ'.repeat(100), '\u{1F512}'.repeat(40)]) {
+    const bytes = serialize(new NoncedResponse(body, nonce));
+    const m = decode(bytes);
+    assert.equal(m['nonce'], nonce, `a nonce of ${nonce.length} UTF-16 units`);
+    assert.equal(m['version_info'], 'v1');
+    // protobufjs's decoder reads a known field by its declared type whatever wire type the tag says; Envoy's does not.
+    // The bytes must be what a protobuf encoder writes for the whole message: its fields in order, the nonce (5) last.
+    assert.deepEqual(bytes, serialize({ ...body, nonce }), `the encoder's own bytes, for a nonce of ${nonce.length} UTF-16 units`);
+  }
+});
+
+test('a body keeps the bytes of its four latest nonces: a fifth drops the oldest, which is encoded afresh if it comes again', () => {
+  const serialize = sdsServiceDefinition()['StreamSecrets']!.responseSerialize;
+  const body = { version_info: 'v1', type_url: 'type.googleapis.com/x' };
+  const first = ['1', '2', '3', '4'].map((n) => serialize(new NoncedResponse(body, n)));
+  assert.equal(serialize(new NoncedResponse(body, '1')), first[0], 'four nonces are kept');
+  serialize(new NoncedResponse(body, '5'));
+  assert.equal(serialize(new NoncedResponse(body, '2')), first[1], 'the others stay');
+  const again = serialize(new NoncedResponse(body, '1'));
+  assert.notEqual(again, first[0], 'the oldest was dropped: the map of a long-lived body stays small');
+  assert.deepEqual(again, first[0], 'and its bytes are the same when made again');
+});
