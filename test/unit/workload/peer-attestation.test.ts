@@ -3,6 +3,7 @@ import assert from 'node:assert/strict';
 import { isMeshidError, MeshidError } from '../../../src/common/errors.js';
 import { peerAttestation } from '../../../src/agent/endpoints/interceptors.js';
 import type { PeerInfo } from '../../../src/agent/attestor/peer-credentials.js';
+import { failed, outlived } from '../../../src/agent/attestor/attestation-failure.js';
 
 const PEER = { pid: 4321, uid: 1001, gid: 1001, pidfd: -1, closed: false } as unknown as PeerInfo;
 
@@ -27,4 +28,17 @@ test('attestor failures are unavailable: MeshidErrors keep their code, anything 
   const throwing = (error: unknown) => peerAttestation({ peerOf: () => PEER, attestor: { attest: () => { throw error; } } });
   assert.throws(() => throwing(new MeshidError('unavailable', 'workload attestation failed: exited'))({ getPeer: () => 'p' }), (e) => isMeshidError(e, 'unavailable'));
   assert.throws(() => throwing(new TypeError('boom'))({ getPeer: () => 'p' }), (e) => isMeshidError(e, 'unavailable'));
+});
+
+test('a caller that exited or changed ids gets its connection retired; any other attestation failure keeps it, and the attestor\'s refusal reaches the caller as it was made', () => {
+  const retired: string[] = [];
+  const throwing = (error: unknown) =>
+    peerAttestation({ peerOf: () => PEER, attestor: { attest: () => { throw error; } }, retire: (p) => retired.push(p) });
+  const gone = outlived('the process that connected exited');
+  assert.throws(() => throwing(gone)({ getPeer: () => 'uds-peer#1' }), (e) => e === gone);
+  assert.deepEqual(retired, ['uds-peer#1'], 'the connection outlived its caller: closed, so its holder reconnects');
+  const unreadable = failed('could not read /proc/4321/status');
+  assert.throws(() => throwing(unreadable)({ getPeer: () => 'uds-peer#2' }), (e) => e === unreadable, 'the reason is the caller\'s to read, unchanged');
+  assert.throws(() => throwing(new TypeError('boom'))({ getPeer: () => 'uds-peer#3' }), (e) => isMeshidError(e, 'unavailable'));
+  assert.deepEqual(retired, ['uds-peer#1'], 'a failure that need not repeat keeps the connection');
 });
