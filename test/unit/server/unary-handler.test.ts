@@ -196,3 +196,27 @@ test("a server fault failing every item of a SignX509Svids batch is one line a m
     restore();
   }
 });
+
+test('a server fault repeated across a clock stepped back: the first line after the step counts the repeats, which no window end reports any more', () => {
+  // The window the repeats were counted in now starts in the future, so it is over (LogThrottle); its end-of-window
+  // report finds nothing left to say, and the count travels with the next line instead, or is lost.
+  const clock = new FakeClock(10 * 60_000);
+  const restore = setServerFaultLogClock(clock);
+  try {
+    const { log, records } = capturingLogger('test');
+    const broken = internal('the datastore file is damaged');
+    for (let i = 0; i < 5; i++) logServerFault(log, 'Sync', broken);
+    const errors = () => records().filter((l) => l.level === LEVEL.error);
+    assert.equal(errors().length, 1);
+    clock.advance(-5 * 60_000); // the host clock stepped back
+    logServerFault(log, 'Sync', broken);
+    assert.equal(errors().length, 2, JSON.stringify(errors()));
+    assert.equal(errors()[1]!['repeats'], 4, 'the repeats of the window before the step');
+    assert.match(errors()[1]!.msg, /after 4 more like it/);
+    assert.match(JSON.stringify(errors()[1]!['err']), /damaged/, 'with its cause');
+    clock.advance(10 * 60_000);
+    assert.equal(errors().length, 2, 'and not reported a second time');
+  } finally {
+    restore();
+  }
+});
