@@ -726,3 +726,25 @@ test('a peer whose pid the agent cannot see (pid 0: another pid namespace) keeps
   assert.equal(uds.openConnections(), 1);
   assert.deepEqual(pidfdsAsked, [], 'no pidfd is asked for a pid the agent cannot see');
 });
+
+test('the self-test rejects a peer table that names another process for our own connection', async (t) => {
+  const dir = publicTempDir('meshid-uds-');
+  const socketPath = path.join(dir, 'plain.sock');
+  // getPeer() is the key, but what the table holds for it is not this process: a lookup mixing up connections.
+  const other = process.pid + 1;
+  const selfTest = createSelfTestServer(() => ({ pid: other, uid: 0, gid: 0, pidfd: -1, closed: false }));
+  const injector = selfTest.createConnectionInjector(grpc.ServerCredentials.createInsecure());
+  const listener = net.createServer((socket) => injector.injectConnection(socket));
+  listener.listen(socketPath);
+  await once(listener, 'listening');
+  teardown(t).after(async () => {
+    selfTest.forceShutdown();
+    await new Promise((r) => listener.close(r));
+    fs.rmSync(dir, { recursive: true, force: true });
+  });
+  await assert.rejects(runSelfTest(socketPath, /^unknown$/), (err) => {
+    assert.ok(err instanceof MeshidError && err.code === 'internal', String(err));
+    assert.equal(err.message, `Unix socket self-test failed: our own connection was seen as pid ${other}, expected ${process.pid}`);
+    return true;
+  });
+});
