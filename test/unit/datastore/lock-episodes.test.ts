@@ -65,3 +65,15 @@ test('a clock stepped back during a lock: the next refusal is logged at once, no
   assert.match(lines()[1]!.msg, /still refused/);
   assert.equal(lines()[1]!['refusingForMs'], 0, 'never a negative duration');
 });
+
+test('a clock stepped back before a lock ends: the line saying writes succeed again gives 0 ms, never a negative duration', () => {
+  const { clock, locks, lines } = episodes();
+  clock.advance(10 * MINUTE);
+  locks.refused();
+  clock.advance(-5 * MINUTE); // the host clock stepped back
+  locks.written();
+  const end = lines().at(-1)!;
+  assert.match(end.msg, /succeed again/);
+  assert.equal(end['refusingForMs'], 0);
+  assert.equal(end['refused'], 1);
+});
