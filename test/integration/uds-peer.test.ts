@@ -3,7 +3,7 @@
  * of the process that made it, through `call.getPeer()` → `UdsServer.peerOf()` (SPEC-NOTES §7: the caller is
  * identified out of band, never by anything it sends).
  */
-import { test } from 'node:test';
+import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import http2 from 'node:http2';
@@ -650,11 +650,14 @@ test('start fails loudly, naming the grpc-js version, when the first interceptor
   assert.equal(fs.existsSync(socketPath), false);
 });
 
-test('the self-test rejects a grpc-js that does not report the socket remoteAddress through getPeer()', async (t) => {
+/**
+ * A self-test server (grpc-js, connections injected from a plain net listener) on a socket in a temp dir, answering
+ * peer look-ups with `peer`; stopped and removed after the test. Returns the socket's path.
+ */
+async function selfTestServerOn(t: TestContext, peer: Parameters<typeof createSelfTestServer>[0]): Promise<string> {
   const dir = publicTempDir('meshid-uds-');
   const socketPath = path.join(dir, 'plain.sock');
-  // What a changed grpc-js would look like: connections reach the handler but getPeer() is not our key.
-  const selfTest = createSelfTestServer(() => ({ pid: process.pid, uid: 0, gid: 0, pidfd: -1, closed: false }));
+  const selfTest = createSelfTestServer(peer);
   const injector = selfTest.createConnectionInjector(grpc.ServerCredentials.createInsecure());
   const listener = net.createServer((socket) => injector.injectConnection(socket));
   listener.listen(socketPath);
@@ -664,6 +667,12 @@ test('the self-test rejects a grpc-js that does not report the socket remoteAddr
     await new Promise((r) => listener.close(r));
     fs.rmSync(dir, { recursive: true, force: true });
   });
+  return socketPath;
+}
+
+test('the self-test rejects a grpc-js that does not report the socket remoteAddress through getPeer()', async (t) => {
+  // What a changed grpc-js would look like: connections reach the handler but getPeer() is not our key.
+  const socketPath = await selfTestServerOn(t, () => ({ pid: process.pid, uid: 0, gid: 0, pidfd: -1, closed: false }));
   await assert.rejects(runSelfTest(socketPath, /^uds-peer#\d+$/), (err) => err instanceof MeshidError && /getPeer\(\) = "unknown"/.test(err.message));
   // Control: the same wiring with the expected pattern passes.
   await runSelfTest(socketPath, /^unknown$/);
@@ -728,20 +737,9 @@ test('a peer whose pid the agent cannot see (pid 0: another pid namespace) keeps
 });
 
 test('the self-test rejects a peer table that names another process for our own connection', async (t) => {
-  const dir = publicTempDir('meshid-uds-');
-  const socketPath = path.join(dir, 'plain.sock');
   // getPeer() is the key, but what the table holds for it is not this process: a lookup mixing up connections.
   const other = process.pid + 1;
-  const selfTest = createSelfTestServer(() => ({ pid: other, uid: 0, gid: 0, pidfd: -1, closed: false }));
-  const injector = selfTest.createConnectionInjector(grpc.ServerCredentials.createInsecure());
-  const listener = net.createServer((socket) => injector.injectConnection(socket));
-  listener.listen(socketPath);
-  await once(listener, 'listening');
-  teardown(t).after(async () => {
-    selfTest.forceShutdown();
-    await new Promise((r) => listener.close(r));
-    fs.rmSync(dir, { recursive: true, force: true });
-  });
+  const socketPath = await selfTestServerOn(t, () => ({ pid: other, uid: 0, gid: 0, pidfd: -1, closed: false }));
   await assert.rejects(runSelfTest(socketPath, /^unknown$/), (err) => {
     assert.ok(err instanceof MeshidError && err.code === 'internal', String(err));
     assert.equal(err.message, `Unix socket self-test failed: our own connection was seen as pid ${other}, expected ${process.pid}`);
