@@ -61,8 +61,10 @@ async function startServing(t: { after: (fn: () => Promise<void>) => void }, pre
   const dataDir = path.join(cluster.dir, 'agent-data');
   const agent = await cluster.startInProcessAgent({ join_token: await cluster.token(), socket_path: socketPath, data_dir: dataDir }, { clock });
   await until('every SVID served', async () => (await servedIds(socketPath)).join() === [...spiffeIds].sort().join());
-  // The coalesced save of the first sync and its SVIDs.
+  // The coalesced save of the first sync and its SVIDs. The first snapshot is written off the event loop (libuv's
+  // pool), so it is on disk some time after the timer fired: on a loaded machine, after this function returned.
   clock.advance(1000);
+  await until('the first save of every SVID on disk', async () => storedSvidKeysSoFar(dataDir).length >= spiffeIds.length);
   return { cluster, agent, clock, socketPath, dataDir, entryIds };
 }
 
@@ -139,6 +141,16 @@ test('a banned agent withdraws what it served: open streams end PERMISSION_DENIE
   assert.equal(await restarted.exitCode(), 1, 'nothing comes back from the data dir');
   assert.match(restarted.output(), /the agent has no SVID in \S+ and no join token: start it with a new join token \(meshid-server token generate\), given as --join-token-file FILE/);
 });
+
+/** storedSvidKeys while a save may be under way: a journal line still being written reads as not there yet. */
+function storedSvidKeysSoFar(dataDir: string): string[] {
+  try {
+    return storedSvidKeys(dataDir);
+  } catch (err) {
+    if (err instanceof SyntaxError) return [];
+    throw err;
+  }
+}
 
 /** The workload SVID keys (PKCS#8 DER, base64 as stored) in the data dir's state: the snapshot and its journals. */
 function storedSvidKeys(dataDir: string): string[] {
