@@ -45,6 +45,9 @@ const DNS_NAMES = ['a.svc.local', 'b.svc.local'];
 const HINTS = ['', '', 'internal', 'external'];
 const TTLS = [0, 3600, 7200];
 const DEFAULT_TTL = 86_400;
+/** The entry each step's barrier changes (agentApplied): no workload has this uid. */
+const BARRIER_SPIFFE_ID = `${OWN}/model/barrier`;
+const BARRIER_SELECTOR = 'unix:uid:41098';
 /** No agent attests into this datacenter: entries parented to its alias reach nobody. */
 const UNSERVED_PARENT = `${OWN}/node/west`;
 /**
@@ -357,6 +360,25 @@ function named(e: Event): { ids: string[]; tds: string[] } {
   return { ids, tds: tds.filter((td) => td !== TRUST_DOMAIN) };
 }
 
+/** The messages of the agent's log lines that carry the Sync revision it has applied (client/server-connection.ts). */
+const REVISION_LINES = new Set(['entries updated', 'in sync with meshid-server', 'Sync stream re-opened']);
+
+/** The highest Sync revision an agent's log says it applied (0 when none yet). */
+function appliedRevision(output: string): number {
+  let highest = 0;
+  for (const line of output.split('\n')) {
+    if (!line.includes('"revision"')) continue;
+    let parsed: { msg?: unknown; revision?: unknown };
+    try {
+      parsed = JSON.parse(line) as { msg?: unknown; revision?: unknown };
+    } catch {
+      continue;
+    }
+    if (typeof parsed.msg === 'string' && REVISION_LINES.has(parsed.msg) && typeof parsed.revision === 'number') highest = Math.max(highest, parsed.revision);
+  }
+  return highest;
+}
+
 interface RunOptions {
   seed: number;
   steps: number;
@@ -390,6 +412,12 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
     await cluster.admin.call('Entries', 'CreateEntries', {
       entries: [{ spiffe_id: Cluster.nodeAlias, parent_id: `${OWN}/meshid/server`, selectors: [parseSelector('meshid:datacenter:east')] }],
     });
+    // The barrier entry (agentApplied below): parented to the node alias, so every agent of the model is sent it, and
+    // selecting a uid no workload has, so no workload ever sees it.
+    const barrierEntry = await cluster.admin.call('Entries', 'CreateEntries', {
+      entries: [{ spiffe_id: BARRIER_SPIFFE_ID, parent_id: Cluster.nodeAlias, selectors: [parseSelector(BARRIER_SELECTOR)] }],
+    });
+    const barrierId: string = barrierEntry.results![0]!.entry!.id!;
     let agent: AgentProcess = await cluster.startAgent({ joinToken: await cluster.token() });
     agentOutputs.push(() => agent.output());
     const serverAddress = cluster.server.address();
@@ -587,6 +615,7 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
       }
     };
 
+    let barriers = 0;
     const checkConverged = async (step: number, from: number, allowed: Map<string, { ids: Set<string>; tds: Set<string> }>): Promise<void> => {
       const failure = (what: string): Error =>
         new Error(`seed ${seed}, step ${step}: ${what}\nreplay: MESHID_MODEL_SEED=${seed} MESHID_MODEL_STEPS=${steps}\noperations:\n${log.join('\n')}`);
@@ -623,6 +652,28 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
           if (state !== wanted) await new Promise((r) => setTimeout(r, 50));
         }
       };
+      /**
+       * The step's barrier: returns once the agent has applied every change the server committed for it so far. The
+       * streams' agreeing with the model says nothing when a step ends where it began (an entry given and taken away
+       * again, seed 1010): the agent may not have heard of it yet, and the SVID it then rightly serves for a moment
+       * would land in the next step's window, outside what that step allows. The server pushes an agent only what
+       * changes for it, so its revision alone is no mark to wait for (an entry parented elsewhere moves it and is
+       * never sent); a change of the barrier entry, which every agent of the model is sent, moves the agent to a
+       * revision no lower, on the same ordered Sync stream as the step's changes. The agent logs the revision it
+       * applied ('entries updated', 'in sync with meshid-server', 'Sync stream re-opened': server-connection.ts).
+       */
+      const agentApplied = async (): Promise<void> => {
+        const marked = await cluster.admin.call('Entries', 'UpdateEntry', { entry: { id: barrierId, hint: `step-${step}-${++barriers}` }, mask: ['hint'] });
+        const wanted = Number(marked.revision);
+        let applied = appliedRevision(agent.output());
+        // The agent reconnecting after a server start is within this bound too (its backoff, as FetchJWTSVID's below).
+        for (let i = 0; i < 800 && applied < wanted; i++) {
+          await new Promise((r) => setTimeout(r, 25));
+          applied = appliedRevision(agent.output());
+        }
+        if (applied < wanted) throw failure(`the agent did not apply the server's revision ${wanted} within 20 s (it logged ${applied} last)`);
+      };
+      if (serverUp && cutOff === undefined) await agentApplied();
       if (!serverUp && outage === undefined && cutOff === undefined) {
         // The held certificates are read once the agent has seen the server go: an answer the server sent just
         // before it exited (an SVID signed after a taint) may still be on its way to the cache and the data dir,
