@@ -6,7 +6,9 @@
  * wildcard and an explicit StreamSecrets stream, ACKing as Envoy does). A seeded random sequence of admin operations
  * (entries created, updated in any field a workload sees, deleted; a partner's federated bundle replaced; an
  * intermediate tainted) goes through the real admin API; a small model says after each step what every workload must
- * see. The test waits (bounded) until every stream and a fresh fetch agree with the model, and checks that no message
+ * see. After each step the test first waits (bounded) until the agent has applied what the server committed (a
+ * barrier entry no workload matches is changed, and the agent's log says when it applied that revision), then until
+ * every stream and a fresh fetch agree with the model, and checks that no message
  * received during the step named an identity or a federated trust domain outside what the caller was entitled to
  * before, during or after it. Entries carry hints (the X.509 answer drops a later duplicate). Each step also fetches
  * JWT-SVIDs for a fresh audience (a token per entitled entry, `sub` its SPIFFE ID) and has every workload validate
