@@ -653,6 +653,8 @@ async function runModel({ seed, steps }: RunOptions): Promise<Set<ModelEvent>> {
           state = (await agent.healthTrailer())['meshid-agent-state'] ?? '';
           if (state !== wanted) await new Promise((r) => setTimeout(r, 50));
         }
+        // Said as what it is: going on would show a slow ban as a convergence mismatch or a late SVID a step later.
+        if (state !== wanted) throw failure(`the agent never reported "${wanted}" within 20 s (last: "${state}")`);
       };
       /**
        * The step's barrier: returns once the agent has applied every change the server committed for it so far. The
