@@ -25,11 +25,11 @@ async function standIn(t: TestContext, pages = 1): Promise<{ socket: string; ask
   server.addService(serviceOf(loadProto(['meshid/v1/admin.proto']), 'meshid.admin.v1.Entries'), {
     ListEntries: (call: { request: Asked & { page_token?: string } }, callback: grpc.sendUnaryData<unknown>) => {
       asked.push(call.request);
-      // Page n (its token "n", the first none) holds one entry; the last page has no next token.
+      // Page n (its token "n", the first none) holds one entry, in descending SPIFFE ID order; the last page has no next token.
       const n = Number(call.request.page_token || '1');
       if (pages === 1) return callback(null, { entries: [], next_page_token: '' });
       callback(null, {
-        entries: [{ id: `entry-${n}`, spiffe_id: `spiffe://example.org/w${n}`, parent_id: 'spiffe://example.org/meshid/server', selectors: [{ type: 'unix', value: `uid:${n}` }] }],
+        entries: [{ id: `entry-${n}`, spiffe_id: `spiffe://example.org/w${pages + 1 - n}`, parent_id: 'spiffe://example.org/meshid/server', selectors: [{ type: 'unix', value: `uid:${n}` }] }],
         next_page_token: n < pages ? String(n + 1) : '',
       });
     },
@@ -59,7 +59,7 @@ test('entry show and count send superset matching unless --match or --match-fede
   }
 });
 
-test('entry count and show follow next_page_token to the last page: every matching entry is counted and listed', async (t) => {
+test('entry count and show follow next_page_token to the last page: every matching entry is counted, and listed sorted by SPIFFE ID', async (t) => {
   const { socket, asked } = await standIn(t, 3);
   const count = captureIo({});
   assert.equal(await serverCli(['entry', 'count', '--admin-socket', socket, '--output', 'json'], count), 0, count.err());
@@ -67,5 +67,5 @@ test('entry count and show follow next_page_token to the last page: every matchi
   assert.equal(asked.length, 3);
   const show = captureIo({});
   assert.equal(await serverCli(['entry', 'show', '--admin-socket', socket, '--output', 'json'], show), 0, show.err());
-  assert.deepEqual((JSON.parse(show.out()) as { entries: Array<{ id: string }> }).entries.map((e) => e.id), ['entry-1', 'entry-2', 'entry-3']);
+  assert.deepEqual((JSON.parse(show.out()) as { entries: Array<{ id: string }> }).entries.map((e) => e.id), ['entry-3', 'entry-2', 'entry-1']);
 });
