@@ -285,6 +285,21 @@ function descendantPids(pid: number): number[] {
   return [...children, ...children.flatMap(descendantPids)];
 }
 
+/** Waits for `npm start`'s demo to say it runs (at most 60 s), and returns every process under npm then. */
+async function npmRunning(npm: ChildProcess, output: () => string): Promise<number[]> {
+  for (let i = 0; i < 600 && !output().includes('Press Ctrl-C to stop.') && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
+  assert.match(output(), /meshid is running/, output());
+  return descendantPids(npm.pid!);
+}
+
+/** Waits until none of `pids` is serving: their exit is an external event, polled with a generous bound (30 s). */
+async function noneServing(pids: readonly number[]): Promise<void> {
+  for (let attempt = 0; pids.some(serving); attempt++) {
+    if (attempt > 300) assert.fail(`the demo's processes outlived npm by 30 s: ${pids.filter(serving).join(', ')}`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
 /**
  * `npm start` as a terminal's shell runs it: npm in a process group of its own (the job), whose stdin is no pipe
  * anyone closes, in a package whose start script is meshid's with the build left out (the tests run on the build
@@ -323,18 +338,12 @@ test('npm start whose npm alone is killed with SIGKILL stops the demo, and its s
     tether.release();
     cleanup();
   });
-  for (let i = 0; i < 600 && !output().includes('Press Ctrl-C to stop.') && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-  assert.match(output(), /meshid is running/, output());
-  started.push(...descendantPids(npm.pid!));
+  started.push(...(await npmRunning(npm, output)));
   assert.ok(started.length >= 3, `the demo, its server and its agent: ${started.join(', ')}`);
 
   // As `kill -9 <npm's pid>` from another terminal: npm alone, no handler of its own runs and nothing is passed on.
   process.kill(npm.pid!, 'SIGKILL');
-  // Their exit is an external event: polled, with a generous bound.
-  for (let attempt = 0; started.some(serving); attempt++) {
-    if (attempt > 300) assert.fail(`the demo's processes outlived npm by 30 s: ${started.filter(serving).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await noneServing(started);
   for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind`);
 });
 
@@ -350,17 +359,12 @@ test('Ctrl-C in the terminal of npm start stops the server and agent cleanly: np
     tether.release();
     cleanup();
   });
-  for (let i = 0; i < 600 && !output().includes('Press Ctrl-C to stop.') && npm.exitCode === null; i++) await new Promise((r) => setTimeout(r, 100));
-  assert.match(output(), /meshid is running/, output());
-  started.push(...descendantPids(npm.pid!));
+  started.push(...(await npmRunning(npm, output)));
 
   // As a terminal sends it: to every process of the foreground job, npm and the demo; npm sends the demo its own too.
   process.kill(-npm.pid!, 'SIGINT');
   await exited;
-  for (let attempt = 0; started.some(serving); attempt++) {
-    if (attempt > 300) assert.fail(`the demo's processes outlived npm by 30 s: ${started.filter(serving).join(', ')}`);
-    await new Promise((r) => setTimeout(r, 100));
-  }
+  await noneServing(started);
   // A second SIGTERM to a daemon while it stops ends it at once, its socket left behind.
   for (const socket of ['admin/admin.sock', 'agent-socket/api.sock']) assert.ok(!fs.existsSync(path.join(dir, '.meshid', socket)), `${socket} was left behind: not a clean stop\n${output()}`);
 });

@@ -9,6 +9,23 @@ import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { FakeClock } from '../../../src/common/clock.js';
 import { fullGc } from '../../../src/common/memory/full-gc.js';
 
+/** Polls `done` every 25 ms, for at most 10 s: a trim follows V8's GC callbacks on a system timer no fake clock drives. */
+async function until(what: string, done: () => boolean): Promise<void> {
+  for (let i = 0; !done(); i++) {
+    assert.ok(i < 400, `${what} within 10 s`);
+    await new Promise((r) => setTimeout(r, 25));
+  }
+}
+
+/** A trimmer whose quiet wait is on a fake clock, counting its trims and its own GCs; `idle` answers its idle check. */
+function countingTrimmer(gc: () => void, idle: () => boolean): { clock: FakeClock; counts: { collects: number; trims: number }; stop: () => void } {
+  const clock = new FakeClock(0);
+  const counts = { collects: 0, trims: 0 };
+  const fake = { trim: () => (counts.trims++, true), setMmapThreshold: () => true };
+  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20, clock, collect: () => (counts.collects++, gc()), idle: () => idle });
+  return { clock, counts, stop };
+}
+
 test('the native heap addon is built and refuses a nonsense mmap threshold', () => {
   const heap = loadNativeHeap();
   assert.ok(heap, `${NATIVE_HEAP_ADDON} must load on Linux`);
@@ -77,12 +94,7 @@ test('startNativeHeapTrimming trims once shortly after a major GC, and not after
     const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20 });
     return { calls, trims: () => calls.filter((c) => c === 'trim').length, stop };
   };
-  const trimmed = async (t: { trims: () => number }, n: number): Promise<void> => {
-    for (let i = 0; t.trims() < n; i++) {
-      assert.ok(i < 400, `no trim ${n} within 10 s`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
+  const trimmed = (t: { trims: () => number }, n: number): Promise<void> => until(`trim ${n}`, () => t.trims() >= n);
   const a = trimmer();
   assert.deepEqual(a.calls, ['mmap 131072']);
   gc();
@@ -107,50 +119,40 @@ test('a major GC followed by QUIET_COLLECT_MS without another gets one full GC o
   // neither collected nor trimmed. Real GCs (the observer sees V8's own entries); the quiet wait is on a fake clock.
   const gc = fullGc();
   assert.ok(gc, 'fullGc() hands out a GC');
-  const clock = new FakeClock(0);
-  let collects = 0;
-  let trims = 0;
-  const fake = { trim: () => (trims++, true), setMmapThreshold: () => true };
   // Whether the event loop was idle over the wait: decided by the test (this process is busy collecting).
   let idle = true;
-  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20, clock, collect: () => (collects++, gc()), idle: () => () => idle });
-  const until = async (what: string, done: () => boolean): Promise<void> => {
-    for (let i = 0; !done(); i++) {
-      assert.ok(i < 400, `${what} within 10 s`);
-      await new Promise((r) => setTimeout(r, 25));
-    }
-  };
+  const { clock, counts, stop } = countingTrimmer(gc, () => idle);
   try {
     assert.equal(clock.pendingTimers(), 0, 'nothing is armed before a major GC');
     gc();
     // Each wait below ends on a trim of that very GC (none is pending from an earlier one), so the observer saw it.
-    await until('the trim and the quiet wait after a major GC', () => trims === 1 && clock.pendingTimers() === 1);
+    await until('the trim and the quiet wait after a major GC', () => counts.trims === 1 && clock.pendingTimers() === 1);
     clock.advance(QUIET_COLLECT_MS - 1);
-    assert.equal(collects, 0);
+    assert.equal(counts.collects, 0);
     clock.advance(1);
-    assert.equal(collects, 1, 'one full GC once the process went QUIET_COLLECT_MS without a major GC');
-    const trimsBefore = trims;
-    await until('the trim after the process\'s own GC', () => trims > trimsBefore);
+    assert.equal(counts.collects, 1, 'one full GC once the process went QUIET_COLLECT_MS without a major GC');
+    const trimsBefore = counts.trims;
+    await until('the trim after the process\'s own GC', () => counts.trims > trimsBefore);
     assert.equal(clock.pendingTimers(), 0, 'its own GC arms no further wait');
     clock.advance(10 * QUIET_COLLECT_MS);
-    assert.equal(collects, 1, 'an idle process is collected once, not every QUIET_COLLECT_MS');
+    assert.equal(counts.collects, 1, 'an idle process is collected once, not every QUIET_COLLECT_MS');
 
     // A busy process (V8's major GCs less than QUIET_COLLECT_MS apart) gets none.
     gc();
-    await until('the trim and the quiet wait after the next major GC', () => trims === trimsBefore + 2 && clock.pendingTimers() === 1);
+    await until('the trim and the quiet wait after the next major GC', () => counts.trims === trimsBefore + 2 && clock.pendingTimers() === 1);
     clock.advance(QUIET_COLLECT_MS / 2);
-    const trimsAt = trims;
+    const trimsAt = counts.trims;
     gc();
-    await until('the second major GC seen', () => trims > trimsAt);
+    await until('the second major GC seen', () => counts.trims > trimsAt);
     clock.advance(QUIET_COLLECT_MS / 2);
-    assert.equal(collects, 1, 'the wait starts again at each major GC');
+    assert.equal(counts.collects, 1, 'the wait starts again at each major GC');
     idle = false;
     clock.advance(QUIET_COLLECT_MS / 2);
-    assert.equal(collects, 1, 'not while the event loop was busy');
+    assert.equal(counts.collects, 1, 'not while the event loop was busy');
     assert.equal(clock.pendingTimers(), 1, 'it waits again instead');
     idle = true;
     clock.advance(QUIET_COLLECT_MS);
-    assert.equal(collects, 2);
+    assert.equal(counts.collects, 2);
   } finally {
     stop();
   }
@@ -180,12 +182,6 @@ test('the quiet collection adds the addon\'s memory-reducing GC only when the yo
       idle: () => () => true,
       youngGeneration: () => youngBytes,
     });
-    const until = async (what: string, done: () => boolean): Promise<void> => {
-      for (let i = 0; !done(); i++) {
-        assert.ok(i < 400, `${what} within 10 s`);
-        await new Promise((r) => setTimeout(r, 25));
-      }
-    };
     try {
       gc();
       await until('the trim and the quiet wait after a major GC', () => trims === 1 && clock.pendingTimers() === 1);
@@ -212,23 +208,16 @@ test('the quiet collection adds the addon\'s memory-reducing GC only when the yo
 test('stop() while the quiet wait is armed cancels it: no collection comes after', async () => {
   const gc = fullGc();
   assert.ok(gc, 'fullGc() hands out a GC');
-  const clock = new FakeClock(0);
-  let collects = 0;
-  let trims = 0;
-  const fake = { trim: () => (trims++, true), setMmapThreshold: () => true };
-  const stop = startNativeHeapTrimming(silentLogger(), { heap: fake, delayMs: 20, clock, collect: () => (collects++, gc()), idle: () => () => true });
+  const { clock, counts, stop } = countingTrimmer(gc, () => true);
   try {
     gc();
-    for (let i = 0; !(trims === 1 && clock.pendingTimers() === 1); i++) {
-      assert.ok(i < 400, 'the trim and the quiet wait after a major GC within 10 s');
-      await new Promise((r) => setTimeout(r, 25));
-    }
+    await until('the trim and the quiet wait after a major GC', () => counts.trims === 1 && clock.pendingTimers() === 1);
   } finally {
     stop();
   }
   assert.equal(clock.pendingTimers(), 0, 'the armed wait is cancelled');
   clock.advance(10 * QUIET_COLLECT_MS);
-  assert.equal(collects, 0, 'a stopped process is not collected');
+  assert.equal(counts.collects, 0, 'a stopped process is not collected');
 });
 
 test('by default the quiet collection reads the young generation itself, and runs when the event loop was idle: an old generation of any size calls for no memory-reducing GC', async () => {

@@ -487,7 +487,7 @@ describe('SDS StreamSecrets (stubbed attestation)', () => {
 describe('SDS logging (stubbed attestation)', () => {
   const suite = trustDomainsForSuite();
 
-  it('a NACK is logged with Envoy\'s detail, and no log line ever carries a key or certificate', async () => {
+  it('a NACK is logged with Envoy\'s code and detail, and no log line ever carries a key or certificate', async () => {
     const lines: string[] = [];
     const destination = new Writable({
       write(chunk, _enc, done) {
@@ -500,9 +500,12 @@ describe('SDS logging (stubbed attestation)', () => {
       const client = new SotwClient(h.client, as(SELECTOR_A));
       client.subscribe(['default', 'ROOTCA']);
       const r1 = await client.next();
+      // SotwClient's NACK carries code 13 (INTERNAL), as Envoy's does for a secret it cannot load: the code is what
+      // tells an operator an INTERNAL from an INVALID_ARGUMENT.
       client.nack(r1, ['default', 'ROOTCA'], '', 'Failed to load certificate chain from <inline>');
       await eventually(() => lines.some((l) => l.includes('NACK')), 'the NACK log line');
       const nack = JSON.parse(lines.find((l) => l.includes('NACK'))!) as Record<string, unknown>;
+      assert.equal(nack['code'], 13);
       assert.equal(nack['detail'], 'Failed to load certificate chain from <inline>');
       assert.equal(nack['nonce'], r1.nonce);
       assert.equal(nack['subsystem'], 'sds');
