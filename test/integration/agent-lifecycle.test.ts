@@ -7,6 +7,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
+import net from 'node:net';
+import { once } from 'node:events';
 import path from 'node:path';
 import { AGENT_MAIN, restartServerProcess, startServerProcess as startClusterServer } from '../support/cluster.js';
 import { runNode } from '../support/server-process.js';
@@ -187,4 +189,26 @@ test('--insecure-bootstrap attests without a trust bundle, warns, and from then 
     assert.match(agent.output(), /WARNING: --insecure-bootstrap/);
     assert.match(agent.output(), /attesting WITHOUT authenticating the server/);
     assert.deepEqual(await agent.svidIds(), ['spiffe://example.org/dev']);
+  }));
+
+test('--insecure-bootstrap warns once, not at every attempt while the server is out of reach (its retries are debug)', () =>
+  withCluster('meshid-agent-insecure-retry-', async (c) => {
+    // A port that drops every connection: the agent's Attest fails UNAVAILABLE and is retried with its backoff.
+    const dropping = net.createServer((socket) => socket.destroy()).listen(0, '127.0.0.1');
+    await once(dropping, 'listening');
+    try {
+      const agent = await c.startAgent({
+        joinToken: await c.token(),
+        trustBundle: false,
+        extraArgs: ['--insecure-bootstrap'],
+        serverAddress: `127.0.0.1:${(dropping.address() as net.AddressInfo).port}`,
+        wait: false,
+      });
+      const attempts = () => agent.output().split('\n').filter((l) => l.includes('"msg":"insecure bootstrap: attesting WITHOUT'));
+      await until('a third attempt', () => (attempts().length >= 3 ? true : undefined), 30_000);
+      const warnings = attempts().filter((l) => l.includes('"level":40'));
+      assert.equal(warnings.length, 1, `one warning, the retries at debug:\n${attempts().join('\n')}`);
+    } finally {
+      dropping.close();
+    }
   }));

@@ -87,6 +87,8 @@ export class AgentIdentity {
   private readonly saves: IdentitySaveRetry;
   /** The attestation whose Attest call is out: its answer spends the join token (attestationInFlight). */
   private attesting: Promise<unknown> | undefined;
+  /** An insecure bootstrap is warned of once: the attempts that follow while the server is out of reach are retries. */
+  private insecureWarned = false;
   /**
    * The identity an attestation replaces (attest): not renewed any more. Its SVID has expired or the server refused
    * it, so each Renew only has the server refuse it again, about once a minute while the server is down, for as long
@@ -183,7 +185,11 @@ export class AgentIdentity {
         err,
       );
     }
-    if (insecure) this.o.log.warn('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
+    if (insecure) {
+      const level = this.insecureWarned ? 'debug' : 'warn';
+      this.insecureWarned = true;
+      this.o.log[level]('insecure bootstrap: attesting WITHOUT authenticating the server; the bundle it returns is trusted on first use');
+    }
     const { privateKey, publicKey } = generateKeyPair('ec-p256');
     const csr = await createCsr(privateKey, publicKey);
     // Stopped meanwhile: the token is not spent on an agent that will not use it.
