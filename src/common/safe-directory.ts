@@ -24,7 +24,7 @@ function checkChain(start: string, purpose: string, euid: number): void {
     if (st.uid !== 0 && st.uid !== euid) {
       throw failedPrecondition(
         `${purpose}: ${current} belongs to uid ${st.uid}, so that user could replace what meshid puts under it; ` +
-          `use a directory owned by root or by uid ${euid}, or remove ${current} and let meshid create it`,
+          `use a directory owned by root${euid === 0 ? '' : ` or by uid ${euid}`}, or remove ${current} and let meshid create it`,
       );
     }
     if (st.isSymbolicLink()) {

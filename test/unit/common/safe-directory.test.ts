@@ -49,6 +49,8 @@ test('a directory another user owns is refused (the pre-created /tmp/meshid-agen
   fs.mkdirSync(planted, { mode: 0o755 });
   fs.chownSync(planted, NOBODY, NOBODY);
   assert.throws(() => assertSafeDirectory(path.join(planted, 'public'), 'test'), refused(/meshid-agent belongs to uid 65534/));
+  // Run as root, the remedy names root once ("owned by root or by uid 0" said it twice).
+  assert.throws(() => assertSafeDirectory(planted, 'test'), refused(/use a directory owned by root, or remove .*meshid-agent and let meshid create it$/));
 });
 
 test('a symlink is followed and its target checked; a symlink another user owns is refused', asRoot, (t) => {
