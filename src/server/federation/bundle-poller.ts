@@ -1,5 +1,6 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
+import { formatDuration } from '../../common/duration.js';
 import type { Logger } from '../../common/log.js';
 import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
@@ -44,6 +45,8 @@ interface PollState {
   lastSuccessAt: number | undefined;
   /** Why the last poll failed; undefined after a success. */
   lastError: Error | undefined;
+  /** When the polls began to fail (the first of `failures`); undefined after a success. */
+  failingSince: number | undefined;
   nextPollAt: number | undefined;
   /** The anchors' bundle was set while the poll under way ran, which may have read the ones it replaced. */
   anchorsReplacedMeanwhile: boolean;
@@ -274,6 +277,7 @@ export class FederatedBundlePoller {
         // Stored all the same: keeping roots the partner revoked would trust what it no longer vouches for. But the
         // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
         state.failures = 1;
+        state.failingSince ??= this.clock.now();
         state.lastError = failedPrecondition(
           `${rel.bundleEndpointUrl} served a bundle of ${rel.trustDomain} with ${empty ? (ignored.length > 0 ? 'no keys meshid can use' : 'no keys') : 'JWT keys but no X.509 roots'}, now stored: ` +
             `${rel.trustDomain} is trusted for ${empty ? 'nothing' : 'JWT-SVIDs only'}, and nothing is left to authenticate its https_spiffe ` +
@@ -282,8 +286,13 @@ export class FederatedBundlePoller {
         next = FIRST_RETRY_MS;
         this.log.error({ ...where, reason: state.lastError.message }, 'a federation relationship can no longer authenticate its bundle endpoint');
       } else {
+        // A failure was a warning when it began (below): its end is one line, saying how long it lasted.
+        if (state.failures > 0 && state.failingSince !== undefined) {
+          this.log.info({ ...where, failingFor: formatDuration(this.clock.now() - state.failingSince), failedAttempts: state.failures }, 'the federated bundle is refreshed from its endpoint again');
+        }
         state.failures = 0;
         state.lastError = undefined;
+        state.failingSince = undefined;
         // A hint of 0 asks for nothing meaningful: taken as none, as SPIRE does, not as "as often as allowed".
         const hint = fetched.refreshHintSeconds ? fetched.refreshHintSeconds * 1000 : DEFAULT_REFRESH_MS;
         state.intervalMs = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
@@ -291,11 +300,16 @@ export class FederatedBundlePoller {
       }
     } catch (err) {
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
+      const error = err instanceof Error ? err : new Error(String(err));
+      // As every retried failure is logged (README, "Logs and stopping"): a warning when it begins or its reason
+      // changes, its retries at debug; a partner down for a day is not a warning every five minutes.
+      const repeated = state.failures > 0 && state.lastError?.message === error.message;
+      state.failingSince ??= this.clock.now();
       state.failures++;
-      state.lastError = err instanceof Error ? err : new Error(String(err));
+      state.lastError = error;
       next = Math.min(state.intervalMs, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
-      this.log.warn(
-        { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInMs: next, reason: (err as Error).message },
+      this.log[repeated ? 'debug' : 'warn'](
+        { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInMs: next, reason: error.message },
         'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
       );
     }
@@ -310,7 +324,7 @@ export class FederatedBundlePoller {
 function newState(rel: FederationRelationship, source: RelationshipSource): PollState {
   return {
     rel, source, timer: undefined, inFlight: undefined, failures: 0, intervalMs: DEFAULT_REFRESH_MS,
-    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, nextPollAt: undefined, anchorsReplacedMeanwhile: false,
+    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, failingSince: undefined, nextPollAt: undefined, anchorsReplacedMeanwhile: false,
     leftOut: undefined,
   };
 }

@@ -6,6 +6,7 @@ import { test, type TestContext } from 'node:test';
 import assert from 'node:assert/strict';
 
 import { bundleToSpiffeJson, federatedBundleFromSpiffeJson, type FederatedBundleDocument, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
+import { formatDuration } from '../../../src/common/duration.js';
 import { silentLogger } from '../../../src/common/log.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import type { Datastore } from '../../../src/server/datastore/datastore.js';
@@ -480,6 +481,45 @@ test("a failed poll is a warning with the fields README's logging paragraph name
     });
     const { nextPollAt, lastAttemptAt } = poller.status('partner.org')!;
     assert.equal(nextPollAt! - lastAttemptAt!, fields['retryInMs'], 'retryInMs is the delay until the next poll');
+  });
+});
+
+test('a partner endpoint down is a warning when it begins and when its reason changes, its retries debug, its end one info line with failingFor (stubbed endpoint)', async (t) => {
+  const ca = partnerCa(t);
+  await withDatastore(async ({ ds, clock }) => {
+    const { log, records } = capturingLogger('meshid-server');
+    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock, log);
+    let reason = 'connect ECONNREFUSED 192.0.2.7:8443';
+    endpoint.next = () => {
+      throw new Error(reason);
+    };
+    const pollAfter = async (ms: number): Promise<void> => {
+      clock.advance(ms);
+      const poll = poller.pending('partner.org');
+      assert.ok(poll, `a poll started after ${ms} ms`);
+      await poll;
+    };
+    poller.start();
+    const since = clock.now();
+    await pollAfter(0);
+    await pollAfter(FIRST_RETRY_MS);
+    await pollAfter(2 * FIRST_RETRY_MS);
+    reason = 'connect ETIMEDOUT 192.0.2.7:8443';
+    await pollAfter(4 * FIRST_RETRY_MS);
+    await pollAfter(poller.status('partner.org')!.nextPollAt! - clock.now());
+    const failed = records().filter((r) => r.msg === 'cannot refresh a federated bundle from its endpoint; the stored one stays as it is');
+    assert.deepEqual(
+      failed.map((r) => [r['failures'], r.level]),
+      [[1, LEVEL.warn], [2, LEVEL.debug], [3, LEVEL.debug], [4, LEVEL.warn], [5, LEVEL.debug]],
+    );
+
+    endpoint.next = () => ca.bundle(1);
+    await pollAfter(poller.status('partner.org')!.nextPollAt! - clock.now());
+    const back = records().filter((r) => r.msg === 'the federated bundle is refreshed from its endpoint again');
+    assert.equal(back.length, 1);
+    assert.equal(back[0]!.level, LEVEL.info);
+    assert.equal(back[0]!['failedAttempts'], 5);
+    assert.equal(back[0]!['failingFor'], formatDuration(clock.now() - since));
   });
 });
 
