@@ -236,6 +236,12 @@ export class AgentIdentity {
   renewIfTainted(keyIds: ReadonlySet<string>): void {
     this.taintedKeyIds = keyIds;
     if (this.identity === undefined || !chainNamesKeyId(this.identity.chain, keyIds)) return;
+    // Every Sync update naming the taint comes here until the renewal is done: the one under way checks its answer for
+    // the taint (renew), so a later update is no news to warn of.
+    if (this.renewing) {
+      this.o.log.debug('the agent SVID chains to a tainted authority; its renewal is under way');
+      return;
+    }
     this.o.log.warn('the agent SVID chains to a tainted authority; renewing it now');
     void this.renew();
   }

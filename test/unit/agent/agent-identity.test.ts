@@ -8,14 +8,14 @@ import { after, before, test } from 'node:test';
 import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
-import { Writable } from 'node:stream';
 import { AgentIdentity } from '../../../src/agent/client/agent-identity.js';
 import type { AttestResponseMessage } from '../../../src/agent/client/messages.js';
 import type { NodeClient } from '../../../src/agent/client/node-client.js';
 import { AgentStore } from '../../../src/agent/storage/agent-store.js';
 import { decodeIdentity, encodeIdentity } from '../../../src/agent/storage/stored-state.js';
 import { isMeshidError, resourceExhausted, unavailable } from '../../../src/common/errors.js';
-import { createLogger, silentLogger } from '../../../src/common/log.js';
+import { silentLogger, type Logger } from '../../../src/common/log.js';
+import { capturingLogger, LEVEL } from '../../support/log-lines.js';
 import { parseCertificate } from '../../../src/common/x509/certificate.js';
 import { parseCsr } from '../../../src/common/x509/csr.js';
 import { exportPkcs8Der, generateKeyPair } from '../../../src/common/x509/keys.js';
@@ -33,9 +33,9 @@ const AGENT_ID = 'spiffe://example.org/meshid/agent/east/test';
 const intermediateOf = (chain: readonly Buffer[]): string => parseCertificate(chain[1]!).subjectKeyId!;
 
 /** An AgentIdentity over `client`, restored with an agent SVID of `ttlMs` the test CA signs now (`first`). */
-function restoredIdentity(client: NodeClient, store: AgentStore, ttlMs = 3_600_000): { identity: AgentIdentity; first: Buffer[] } {
+function restoredIdentity(client: NodeClient, store: AgentStore, ttlMs = 3_600_000, log: Logger = silentLogger()): { identity: AgentIdentity; first: Buffer[] } {
   const identity = new AgentIdentity({
-    client, store, clock: fx.clock, log: silentLogger(), joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
+    client, store, clock: fx.clock, log, joinToken: undefined, insecureBootstrap: false, trustDomain: 'example.org',
     trustRoots: () => fx.bundle().x509Authorities, onRejected: () => undefined, random: () => 0.5,
   });
   const { privateKey, publicKey } = generateKeyPair('ec-p256');
@@ -121,6 +121,34 @@ test('a renewal answered after a taint reached the agent (signed just before it)
     await settle();
     assert.equal(renewals.length, 2, 'renewed again');
     assert.notEqual(intermediateOf(identity.current()!.chain), tainted);
+    identity.stop();
+  });
+});
+
+test('Sync updates that name the taint again while its renewal is out warn once and renew once (stubbed server)', async () => {
+  await withStore(async (store) => {
+    let calls = 0;
+    let release!: () => void;
+    const held = new Promise<void>((resolve) => (release = resolve));
+    const client = renewingClient(async (csr) => {
+      calls++;
+      await held;
+      return signedChain(csr);
+    });
+    const captured = capturingLogger('agent');
+    const { identity, first } = restoredIdentity(client, store, 3_600_000, captured.log);
+    const tainted = new Set([intermediateOf(first)]);
+    // The server's Sync stream sends the taint, then (before the renewal is answered) another update still naming it.
+    identity.renewIfTainted(tainted);
+    await settle();
+    identity.renewIfTainted(tainted);
+    identity.renewIfTainted(tainted);
+    await settle();
+    const warned = captured.records().filter((r) => r.level >= LEVEL.warn).map((r) => r.msg);
+    assert.deepEqual(warned, ['the agent SVID chains to a tainted authority; renewing it now'], 'one taint, one warning');
+    assert.equal(calls, 1, 'one renewal');
+    release();
+    await settle();
     identity.stop();
   });
 });
@@ -284,12 +312,6 @@ test('a short agent SVID\'s renewal retries still wait out each budget refusal, 
 const TOKEN = 'tok-3c1f9a0b7e5d42c8a6f1e2d3c4b5a697';
 
 /** The log as written, through the production logger (its redaction included). */
-function capturingLogger(): { log: ReturnType<typeof createLogger>; text: () => string } {
-  const raw: string[] = [];
-  const log = createLogger({ name: 'test', level: 'debug', pretty: false, destination: new Writable({ write: (c, _e, cb) => (raw.push(String(c)), cb()) }) });
-  return { log, text: () => raw.join('') };
-}
-
 /** Attest and Renew stand-ins signing with the test CA; `beforeAnswer` runs once the server "has" consumed the token. */
 function stubServer(beforeAnswer: () => void = () => undefined): { client: NodeClient; attests: number; renewals: number; identities: number } {
   const stub = {
@@ -347,7 +369,7 @@ test('the data dir fills up while Attest is out: the identity is used from memor
   teardown(t).after(() => store.close());
   let filler = '';
   const server = stubServer(() => (filler = fillDisk(dir)));
-  const { log, text } = capturingLogger();
+  const { log, text } = capturingLogger('test');
   const identity = attestingIdentity(server.client, store, log);
   teardown(t).after(() => identity.stop());
 
@@ -386,7 +408,7 @@ test('stopped with the identity still unsaved: one last try, else an error sayin
   const store = AgentStore.open(dir, silentLogger());
   teardown(t).after(() => store.close());
   const server = stubServer(() => fillDisk(dir));
-  const { log, text } = capturingLogger();
+  const { log, text } = capturingLogger('test');
   const identity = attestingIdentity(server.client, store, log);
   await identity.attest(fx.bundle().x509Authorities);
   identity.stop();
