@@ -90,3 +90,42 @@ test('a part saved while the first snapshot is pending still gets the whole stat
   assert.deepEqual(calls, ['whole', 'part', 'whole'], 'what the pending write took is written again once it settled');
   w.stop();
 });
+
+test('a pending write that settles while a later one is still pending writes nothing: the whole state waits for the later one', async () => {
+  const clock = new FakeClock();
+  let settleFirst!: () => void;
+  const first = new Promise<void>((resolve) => (settleFirst = resolve));
+  let settleLater!: () => void;
+  const later = new Promise<void>((resolve) => (settleLater = resolve));
+  // What the store answers a whole write: pending on the later write (a part's, still out) until that settles.
+  let storePending: Promise<void> | undefined = first;
+  const calls: string[] = [];
+  const w = new StateWriter({
+    clock,
+    log: silentLogger(),
+    write: () => {
+      calls.push('whole');
+      return storePending;
+    },
+  });
+  w.markDirty();
+  w.flush();
+  w.saveNow(() => {
+    calls.push('part');
+    storePending = later;
+    return later;
+  });
+  settleFirst();
+  await first;
+  await new Promise((resolve) => setImmediate(resolve));
+  clock.advance(10_000);
+  assert.deepEqual(calls, ['whole', 'part'], 'the store is still pending on the part: a whole write now would only be answered pending again');
+  storePending = undefined;
+  settleLater();
+  await later;
+  await new Promise((resolve) => setImmediate(resolve));
+  assert.deepEqual(calls, ['whole', 'part', 'whole'], 'written once the later write settled');
+  clock.advance(10_000);
+  assert.deepEqual(calls, ['whole', 'part', 'whole']);
+  w.stop();
+});
