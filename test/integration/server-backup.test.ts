@@ -89,9 +89,14 @@ test('a backup of a running server with entries, tokens, federation and a rotate
   const restoreDir = path.join(dir, 'restore');
   fs.mkdirSync(restoreDir);
   const out = path.join(restoreDir, 'data');
+  const startedAt = Date.now();
   const backup = await backupCli(live, ['--out', out]);
+  const endedAt = Date.now();
   assert.equal(backup.code, 0, backup.err);
   assert.equal(backup.err, '');
+  // When the server took it (in whole seconds): within the command's run, not at a time read in another unit.
+  const takenAt = Date.parse(/^Taken at +: (\S+)$/m.exec(backup.out)?.[1] ?? '');
+  assert.ok(takenAt >= Math.floor(startedAt / 1000) * 1000 && takenAt <= endedAt, backup.out);
   const keyCount = (before.authorities.match(/Authority ID/g) ?? []).length;
   assert.match(backup.out, new RegExp(`^Backup written to ${out}\\n`));
   assert.match(backup.out, new RegExp(`^CA keys +: ${keyCount}$`, 'm'));
