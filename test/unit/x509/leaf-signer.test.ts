@@ -150,7 +150,7 @@ test('notAfter in 2050 is encoded as GeneralizedTime and 2049 as UTCTime, and bo
   }
 });
 
-test('a leaf may end exactly when its issuer does, but a notAfter one second later is refused', async () => {
+test('a leaf may end exactly when its issuer does (to the encoded second), but a notAfter one second later is refused', async () => {
   const { east } = await makePki('ec-p256');
   const signer = new LeafSigner(east.der, east.privateKey);
   const key = generateKeyPair('ec-p256').publicKey;
@@ -158,6 +158,9 @@ test('a leaf may end exactly when its issuer does, but a notAfter one second lat
   assert.equal(signer.notAfter, end);
   const exact = signer.sign({ publicKey: key, spiffeId: ID, notBefore: T0, notAfter: end });
   assert.equal(parseCertificate(exact).notAfter, end);
+  // X.509 Times hold whole seconds: a notAfter within the issuer's last second is encoded as the issuer's own end.
+  const inLastSecond = signer.sign({ publicKey: key, spiffeId: ID, notBefore: T0, notAfter: end + 999 });
+  assert.equal(parseCertificate(inLastSecond).notAfter, end);
   assert.throws(
     () => signer.sign({ publicKey: key, spiffeId: ID, notBefore: T0, notAfter: end + 1000 }),
     failsWith('failed_precondition', /beyond the issuing CA's notAfter .* does not truncate/),
