@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { bundleToSpiffeJson, federatedBundleFromSpiffeJson, type FederatedBundleDocument, type TrustBundle } from '../../../src/common/spiffe/bundle.js';
 import { formatDuration } from '../../../src/common/duration.js';
 import { silentLogger } from '../../../src/common/log.js';
+import type { FakeClock } from '../../../src/common/clock.js';
 import { DEFAULT_REFRESH_MS, FederatedBundlePoller, FIRST_RETRY_MS, MIN_REFRESH_MS } from '../../../src/server/federation/bundle-poller.js';
 import type { Datastore } from '../../../src/server/datastore/datastore.js';
 import { compileRelationships, endpointTrustDomain, type FederationRelationship } from '../../../src/server/federation/relationship.js';
@@ -59,27 +60,27 @@ function partnerCa(t: TestContext): TestCa {
 
 /** A poller of `rel` alone whose polls a stubbed endpoint answers; stopped when the test ends. */
 function pollerOnStub(
-  t: TestContext, rel: FederationRelationship, ds: Datastore, clock: ConstructorParameters<typeof FederatedBundlePoller>[2], log = silentLogger(),
-): { endpoint: ReturnType<typeof stubEndpoint>; poller: FederatedBundlePoller } {
+  t: TestContext, rel: FederationRelationship, ds: Datastore, clock: FakeClock, log = silentLogger(),
+): { endpoint: ReturnType<typeof stubEndpoint>; poller: FederatedBundlePoller; pollAfter: (ms: number) => Promise<void> } {
   const endpoint = stubEndpoint();
   const poller = new FederatedBundlePoller([rel], ds, clock, log, endpoint.fetch);
   t.after(() => poller.stop());
-  return { endpoint, poller };
+  /** Moves the clock; a poll of `rel` must start then, and is waited for. */
+  const pollAfter = async (ms: number): Promise<void> => {
+    clock.advance(ms);
+    const poll = poller.pending(rel.trustDomain);
+    assert.ok(poll, `a poll started after ${ms} ms`);
+    await poll;
+  };
+  return { endpoint, poller, pollAfter };
 }
 
 test('the poller stores changed bundles only, polls at the clamped hint, and backs off after failures keeping the stored bundle (stubbed endpoint)', async (t) => {
   const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
-    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock);
+    const { endpoint, poller, pollAfter } = pollerOnStub(t, REL!, ds, clock);
 
     endpoint.next = () => ({ ...ca.bundle(7), refreshHintSeconds: 1 });
-    /** Moves the clock; a poll must start then, and is waited for. */
-    const pollAfter = async (ms: number): Promise<void> => {
-      clock.advance(ms);
-      const poll = poller.pending('partner.org');
-      assert.ok(poll, `a poll started after ${ms} ms`);
-      await poll;
-    };
     poller.start();
     await pollAfter(0);
     const first = (await ds.getBundle('partner.org'))!;
@@ -488,16 +489,10 @@ test('a partner endpoint down is a warning when it begins and when its reason ch
   const ca = partnerCa(t);
   await withDatastore(async ({ ds, clock }) => {
     const { log, records } = capturingLogger('meshid-server');
-    const { endpoint, poller } = pollerOnStub(t, REL!, ds, clock, log);
+    const { endpoint, poller, pollAfter } = pollerOnStub(t, REL!, ds, clock, log);
     let reason = 'connect ECONNREFUSED 192.0.2.7:8443';
     endpoint.next = () => {
       throw new Error(reason);
-    };
-    const pollAfter = async (ms: number): Promise<void> => {
-      clock.advance(ms);
-      const poll = poller.pending('partner.org');
-      assert.ok(poll, `a poll started after ${ms} ms`);
-      await poll;
     };
     poller.start();
     const since = clock.now();
