@@ -3,7 +3,7 @@ import { isMeshidError, type MeshidError } from '../../common/errors.js';
 import type { Logger } from '../../common/log.js';
 import { heldLifetime, renewalTime } from '../../common/rotation.js';
 import { chainNamesKeyId } from '../../common/x509/chain-verification.js';
-import { OutageLog } from '../client/outage-log.js';
+import { OutageLog } from '../../common/outage-log.js';
 import { Backoff, backoffDelay, retryCapWithin, type BackoffPolicy } from '../client/backoff.js';
 import { budgetRefusalWaitMs } from '../client/budget-refusal.js';
 import { rejectionOf, type Rejection } from '../client/rejection.js';

@@ -13,7 +13,7 @@ import type { AgentStore } from '../storage/agent-store.js';
 import type { StoredIdentity } from '../storage/stored-state.js';
 import { backoffDelay, retryCapWithin, type BackoffPolicy } from './backoff.js';
 import { budgetRefusalWaitMs } from './budget-refusal.js';
-import { OutageLog } from './outage-log.js';
+import { OutageLog } from '../../common/outage-log.js';
 import { IdentitySaveRetry } from './identity-save-retry.js';
 import { bundleFromMessage } from './messages.js';
 import type { NodeClient } from './node-client.js';

@@ -11,7 +11,7 @@ import { Backoff } from './backoff.js';
 import { budgetRefusalWaitMs, retryPushbackWaitMs } from './budget-refusal.js';
 import type { SyncUpdateMessage } from './messages.js';
 import { NodeClient } from './node-client.js';
-import { OutageLog } from './outage-log.js';
+import { OutageLog } from '../../common/outage-log.js';
 import { expiredSvidRefusal, REATTEST_PREFIX, rejectionOf, type Rejection } from './rejection.js';
 import type { ServerClock } from './server-clock.js';
 import { logAttestFailure, logSyncFailure } from './server-failure-log.js';

@@ -1,6 +1,6 @@
 import type { MeshidError } from '../../common/errors.js';
 import { NEW_JOIN_TOKEN } from '../join-token-ways.js';
-import type { OutageLog } from './outage-log.js';
+import type { OutageLog } from '../../common/outage-log.js';
 import { serverCertificateTimeProblem } from './server-clock.js';
 
 /*

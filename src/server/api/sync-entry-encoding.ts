@@ -12,8 +12,8 @@ import type { SyncUpdate } from './sync-update-parts.js';
  * Each entry encoded once per version, for every Sync stream that carries it. Agents matching one node alias share
  * most of their entries, and an agent's first update carries all of its own: encoding them per stream made the
  * server's CPU grow as agents × entries (27–38 ms per agent of 2,004 entries, all on the event loop:
- * bench/HISTORY.md, thirty-seventh and thirty-eighth sessions), and a fleet opening its streams at once (a new datacenter, agents whose
- * caches were lost) held the loop for as long.
+ * bench/HISTORY.md, thirty-seventh and thirty-eighth sessions), and a fleet opening its streams at once (a new
+ * datacenter, agents whose caches were lost) held the loop for as long.
  *
  * Keyed by object, never by ID or revision: the server's view gets a new RegistrationEntry from the datastore at every
  * change (an update; a delete and a re-create under the same ID; a reload of every entry), so a changed entry can only

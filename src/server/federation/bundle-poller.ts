@@ -1,7 +1,7 @@
 import type { Clock, TimerHandle } from '../../common/clock.js';
 import { failedPrecondition, unavailable } from '../../common/errors.js';
-import { formatDuration } from '../../common/duration.js';
 import type { Logger } from '../../common/log.js';
+import { OutageLog } from '../../common/outage-log.js';
 import type { FederatedBundleDocument } from '../../common/spiffe/bundle.js';
 import type { Datastore } from '../datastore/datastore.js';
 import { fetchFederatedBundle } from './bundle-fetch.js';
@@ -45,8 +45,8 @@ interface PollState {
   lastSuccessAt: number | undefined;
   /** Why the last poll failed; undefined after a success. */
   lastError: Error | undefined;
-  /** When the polls began to fail (the first of `failures`); undefined after a success. */
-  failingSince: number | undefined;
+  /** The failing polls' log: a warning when failing begins or its reason changes, retries at debug, its end once. */
+  readonly outage: OutageLog;
   nextPollAt: number | undefined;
   /** The anchors' bundle was set while the poll under way ran, which may have read the ones it replaced. */
   anchorsReplacedMeanwhile: boolean;
@@ -87,7 +87,7 @@ export class FederatedBundlePoller {
     private readonly fetch: BundleFetcher = (rel, anchors, ownAnchors) => fetchFederatedBundle(rel, anchors, undefined, undefined, ownAnchors),
     private readonly own?: OwnRoots,
   ) {
-    for (const rel of relationships) this.states.set(rel.trustDomain, newState(rel, 'config'));
+    for (const rel of relationships) this.states.set(rel.trustDomain, newState(rel, 'config', this.log, this.clock));
   }
 
   /** Polls every relationship now, then on its own schedule. */
@@ -102,7 +102,7 @@ export class FederatedBundlePoller {
    */
   set(rel: FederationRelationship, source: RelationshipSource): void {
     this.remove(rel.trustDomain);
-    const state = newState(rel, source);
+    const state = newState(rel, source, this.log, this.clock);
     this.states.set(rel.trustDomain, state);
     if (this.started && !this.stopped) this.schedule(state, 0);
   }
@@ -277,7 +277,6 @@ export class FederatedBundlePoller {
         // Stored all the same: keeping roots the partner revoked would trust what it no longer vouches for. But the
         // next fetch has nothing left to authenticate the endpoint with, which the operator must hear of.
         state.failures = 1;
-        state.failingSince ??= this.clock.now();
         state.lastError = failedPrecondition(
           `${rel.bundleEndpointUrl} served a bundle of ${rel.trustDomain} with ${empty ? (ignored.length > 0 ? 'no keys meshid can use' : 'no keys') : 'JWT keys but no X.509 roots'}, now stored: ` +
             `${rel.trustDomain} is trusted for ${empty ? 'nothing' : 'JWT-SVIDs only'}, and nothing is left to authenticate its https_spiffe ` +
@@ -286,13 +285,10 @@ export class FederatedBundlePoller {
         next = FIRST_RETRY_MS;
         this.log.error({ ...where, reason: state.lastError.message }, 'a federation relationship can no longer authenticate its bundle endpoint');
       } else {
-        // A failure was a warning when it began (below): its end is one line, saying how long it lasted.
-        if (state.failures > 0 && state.failingSince !== undefined) {
-          this.log.info({ ...where, failingFor: formatDuration(this.clock.now() - state.failingSince), failedAttempts: state.failures }, 'the federated bundle is refreshed from its endpoint again');
-        }
+        const recovered = state.outage.recovered();
+        if (recovered !== undefined) this.log.info({ ...where, ...recovered }, 'the federated bundle is refreshed from its endpoint again');
         state.failures = 0;
         state.lastError = undefined;
-        state.failingSince = undefined;
         // A hint of 0 asks for nothing meaningful: taken as none, as SPIRE does, not as "as often as allowed".
         const hint = fetched.refreshHintSeconds ? fetched.refreshHintSeconds * 1000 : DEFAULT_REFRESH_MS;
         state.intervalMs = Math.min(MAX_REFRESH_MS, Math.max(MIN_REFRESH_MS, hint));
@@ -301,14 +297,14 @@ export class FederatedBundlePoller {
     } catch (err) {
       if (this.stopped || this.states.get(rel.trustDomain) !== state) return false;
       const error = err instanceof Error ? err : new Error(String(err));
-      // As every retried failure is logged (README, "Logs and stopping"): a warning when it begins or its reason
-      // changes, its retries at debug; a partner down for a day is not a warning every five minutes.
-      const repeated = state.failures > 0 && state.lastError?.message === error.message;
-      state.failingSince ??= this.clock.now();
       state.failures++;
       state.lastError = error;
       next = Math.min(state.intervalMs, FIRST_RETRY_MS * 2 ** Math.min(state.failures - 1, 10));
-      this.log[repeated ? 'debug' : 'warn'](
+      // As every retried failure is logged (README, "Logs and stopping"): a partner down for a day is not a warning
+      // every five minutes. A new reason is news (its kind is its message).
+      state.outage.failed(
+        error.message,
+        'warn',
         { trustDomain: rel.trustDomain, url: rel.bundleEndpointUrl, failures: state.failures, retryInMs: next, reason: error.message },
         'cannot refresh a federated bundle from its endpoint; the stored one stays as it is',
       );
@@ -321,10 +317,10 @@ export class FederatedBundlePoller {
   }
 }
 
-function newState(rel: FederationRelationship, source: RelationshipSource): PollState {
+function newState(rel: FederationRelationship, source: RelationshipSource, log: Logger, clock: Clock): PollState {
   return {
     rel, source, timer: undefined, inFlight: undefined, failures: 0, intervalMs: DEFAULT_REFRESH_MS,
-    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, failingSince: undefined, nextPollAt: undefined, anchorsReplacedMeanwhile: false,
+    lastAttemptAt: undefined, lastSuccessAt: undefined, lastError: undefined, outage: new OutageLog(log, clock), nextPollAt: undefined, anchorsReplacedMeanwhile: false,
     leftOut: undefined,
   };
 }

@@ -8,7 +8,7 @@ import { Writable } from 'node:stream';
 import { FakeClock } from '../../../src/common/clock.js';
 import { MeshidError } from '../../../src/common/errors.js';
 import { createLogger } from '../../../src/common/log.js';
-import { OutageLog } from '../../../src/agent/client/outage-log.js';
+import { OutageLog } from '../../../src/common/outage-log.js';
 import { logAttestFailure, logSyncFailure } from '../../../src/agent/client/server-failure-log.js';
 import { LEVEL, parseLogLines, type LogRecord } from '../../support/log-lines.js';
 

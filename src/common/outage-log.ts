@@ -1,6 +1,6 @@
-import type { Clock } from '../../common/clock.js';
-import { formatDuration } from '../../common/duration.js';
-import type { Logger } from '../../common/log.js';
+import type { Clock } from './clock.js';
+import { formatDuration } from './duration.js';
+import type { Logger } from './log.js';
 
 /**
  * The log of a call retried with backoff while its failure lasts (the server down, refusing, out of budget): the
