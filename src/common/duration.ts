@@ -11,8 +11,9 @@ export function parseDuration(input: string | number, what = 'duration'): number
     if (!Number.isFinite(input) || input <= 0) throw invalidArgument(`${what} must be a positive number of seconds, got ${input}`);
     return atLeastOneMs(input * 1000, String(input), what);
   }
-  const text = input.trim();
-  if (/^\d+$/.test(text)) return parseDuration(Number(text), what);
+  const trimmed = input.trim();
+  // Plain seconds read as "<n>s", so that a flag's "0" is answered as its "0s" is, not as a config file's number.
+  const text = /^\d+$/.test(trimmed) ? `${trimmed}s` : trimmed;
   // Go's spellings of a fraction too (".5s", "1.s"), as SPIRE's durations are written.
   const re = /(\d+(?:\.\d*)?|\.\d+)(ms|s|m|h|d)/gy;
   let total = 0;

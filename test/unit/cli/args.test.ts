@@ -144,7 +144,7 @@ test('a token or JWT-SVID given as the value of the wrong flag is not repeated i
 
 test('a malformed duration is an InvalidArgument naming the flag', () => {
   assert.match(failure(['--x509-svid-ttl', 'abc']), /^flag --x509-svid-ttl "abc" is not a valid duration/);
-  assert.match(failure(['--x509-svid-ttl', '0']), /flag --x509-svid-ttl must be a positive number of seconds/);
+  assert.match(failure(['--x509-svid-ttl', '0']), /flag --x509-svid-ttl must be positive, got "0"/);
   // Well formed with a unit, refused for its value, not its form.
   assert.match(failure(['--x509-svid-ttl', '0s']), /flag --x509-svid-ttl must be positive, got "0s"/);
   assert.match(failure(['--x509-svid-ttl', '0h0m']), /flag --x509-svid-ttl must be positive, got "0h0m"/);
@@ -207,5 +207,5 @@ test('an empty value clears where a flag allows it: a string becomes "", a list 
   assert.equal(failure(['--dns', 'a.example', '--dns', ''], specs), 'flag --dns "" (none) cannot be combined with other values of --dns');
   assert.equal(failure(['--dns', '', '--dns', 'a.example'], specs), 'flag --dns "" (none) cannot be combined with other values of --dns');
   assert.equal(failure(['--hint', '', '--hint', ''], specs), 'flag --hint is given more than once');
-  assert.match(failure(['--max-ttl', '0'], specs), /flag --max-ttl must be a positive number of seconds, got 0/);
+  assert.match(failure(['--max-ttl', '0'], specs), /flag --max-ttl must be positive, got "0"/);
 });
