@@ -71,6 +71,9 @@ test('ca activate switches signing to the prepared root now, and ca show (pretty
   assert.match(block, new RegExp(`^Activates at\\s*: ${new Date(activatesAt * 1000).toISOString().replace(/[.]/g, '\\.')}$`, 'm'));
   assert.match(blockOf(firstRoot.id), /^State\s*: active$/m);
   assert.doesNotMatch(blockOf(firstRoot.id), /Activates at/);
+  // Roots belong to the trust domain, intermediates to their datacenter.
+  assert.match(blockOf(firstRoot.id), /^Datacenter\s*: -$/m);
+  assert.match(blockOf(shown.authorities.find((a) => a.kind === 'intermediate')!.id), /^Datacenter\s*: east$/m);
 
   // Refusals: exit 1, one line on stderr saying what to give instead; nothing activated.
   const east = shown.authorities.find((a) => a.kind === 'intermediate')!;
