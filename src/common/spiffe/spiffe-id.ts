@@ -7,6 +7,12 @@ const SEGMENT_RE = /^[A-Za-z0-9._-]+$/;
 const MAX_ID_BYTES = 2048;
 const MAX_TD_BYTES = 255;
 const SCHEME = 'spiffe://';
+/**
+ * Every ID parseSpiffeId's checks below accept, in one regex over ASCII (so its length is its size in bytes), and
+ * nothing they refuse: an agent restoring 10,000 entries parsed their IDs step by step in ~80 ms of its start. What
+ * it does not match is judged step by step, for the message naming what is wrong.
+ */
+const VALID_ID_RE = /^spiffe:\/\/[a-z0-9._-]{1,255}(?:\/(?!\.\.?(?:\/|$))[A-Za-z0-9._-]+)*$/;
 
 export interface SpiffeId {
   /** Bare trust domain name, e.g. "example.org". */
@@ -78,6 +84,15 @@ export function parseTrustDomain(input: string): string {
  * percent-encoding, at most 2048 bytes. Throws MeshidError(invalid_argument) naming what is wrong.
  */
 export function parseSpiffeId(input: string): SpiffeId {
+  if (typeof input === 'string' && input.length <= MAX_ID_BYTES && VALID_ID_RE.test(input)) {
+    const slash = input.indexOf('/', SCHEME.length);
+    return slash === -1 ? { trustDomain: input.slice(SCHEME.length), path: '', id: input } : { trustDomain: input.slice(SCHEME.length, slash), path: input.slice(slash), id: input };
+  }
+  return parseSpiffeIdStepByStep(input);
+}
+
+/** parseSpiffeId's rules one at a time, each refusal saying what is wrong; exported for the test holding VALID_ID_RE to it. */
+export function parseSpiffeIdStepByStep(input: string): SpiffeId {
   if (typeof input !== 'string' || input === '') throw invalidArgument('SPIFFE ID is empty');
   if (Buffer.byteLength(input) > MAX_ID_BYTES) throw invalidArgument('SPIFFE ID is longer than 2048 bytes');
   if (!input.startsWith(SCHEME)) {
