@@ -32,6 +32,18 @@ test('a root that cannot cover two intermediates and JWT keys too short for thei
   assert.throws(() => compileServerConfig({ trust_domain: 'example.org', jwt_key_ttl: '8m' }), /jwt_key_ttl \(8m\)/);
 });
 
+test('the TTL coverage rules refuse exactly twice at every level, and count agent_svid_ttl among the SVIDs an intermediate covers', () => {
+  // As for the intermediate: a successor prepared at half-life would be needed at the very instant it is made.
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', root_ttl: '14d' }), /^MeshidError: root_ttl \(14d\) cannot cover a full intermediate lifetime/);
+  assert.throws(() => compileServerConfig({ trust_domain: 'example.org', jwt_key_ttl: '10m' }), /^MeshidError: jwt_key_ttl \(10m\) must be more than twice the longest JWT-SVID TTL/);
+  // Agent SVIDs are signed by the datacenter's intermediate too: one longer than the workloads' is the one to cover.
+  assert.throws(
+    () => compileServerConfig({ trust_domain: 'example.org', agent_svid_ttl: '84h' }),
+    /^MeshidError: intermediate_ttl \(7d\) cannot cover a full X\.509-SVID lifetime \(3d12h\) .*Raise intermediate_ttl above 7d or lower agent_svid_ttl$/,
+  );
+  assert.doesNotThrow(() => compileServerConfig({ trust_domain: 'example.org', agent_svid_ttl: '83h' }));
+});
+
 test('a TTL too long for a certificate (or a Date) is refused when compiled, so validate refuses what run could not start with', () => {
   // 1000000000d passed validate, then run failed on 'malformed GeneralizedTime "0NaNNaN..."'.
   assert.throws(
