@@ -43,3 +43,31 @@ test('a housekeeping run that throws synchronously is logged as a failed run and
   await schedule.stop();
   assert.equal(clock.pendingTimers(), 0, 'nothing armed once stopped');
 });
+
+test('stop() during a run waits for it to end, and arms no next run: the datastore it uses is closed next', async () => {
+  const clock = new FakeClock();
+  const { log } = recordingLogger();
+  let runs = 0;
+  let release!: () => void;
+  const schedule = new HousekeepingSchedule(
+    clock,
+    () => {
+      runs++;
+      return new Promise<void>((resolve) => (release = resolve));
+    },
+    log,
+  );
+  schedule.start();
+  clock.advance(HOUSEKEEPING_INTERVAL_MS);
+  assert.equal(runs, 1);
+  let stopped = false;
+  const stopping = schedule.stop().then(() => (stopped = true));
+  await settle();
+  assert.equal(stopped, false, 'stop() waits for the run under way');
+  release();
+  await stopping;
+  assert.equal(clock.pendingTimers(), 0, 'the run that ended after stop() armed nothing');
+  clock.advance(HOUSEKEEPING_INTERVAL_MS);
+  await settle();
+  assert.equal(runs, 1);
+});
