@@ -1,5 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -51,6 +52,26 @@ test('a directory another user owns is refused (the pre-created /tmp/meshid-agen
   assert.throws(() => assertSafeDirectory(path.join(planted, 'public'), 'test'), refused(/meshid-agent belongs to uid 65534/));
   // Run as root, the remedy names root once ("owned by root or by uid 0" said it twice).
   assert.throws(() => assertSafeDirectory(planted, 'test'), refused(/use a directory owned by root, or remove .*meshid-agent and let meshid create it$/));
+});
+
+test("run as another user, a directory of that user's is accepted, and the remedy for another's names that uid beside root (a process run as uid 65534)", asRoot, (t) => {
+  const root = tempRoot(t);
+  fs.chmodSync(root, 0o755);
+  const ours = path.join(root, 'ours');
+  const planted = path.join(root, 'meshid-agent');
+  fs.mkdirSync(ours, { mode: 0o755 });
+  fs.chownSync(ours, NOBODY, NOBODY);
+  fs.mkdirSync(planted, { mode: 0o755 });
+  fs.chownSync(planted, NOBODY - 1, NOBODY - 1);
+  const moduleUrl = new URL('../../../src/common/safe-directory.js', import.meta.url).href;
+  const check = (dir: string): string =>
+    `try { m.assertSafeDirectory(${JSON.stringify(dir)}, 'test'); console.log('accepted'); } catch (err) { console.log(err.message); }`;
+  const script = `import(${JSON.stringify(moduleUrl)}).then((m) => { ${check(path.join(ours, 'sock'))} ${check(planted)} })`;
+  const child = spawnSync(process.execPath, ['--input-type=module', '-e', script], { uid: NOBODY, gid: NOBODY, encoding: 'utf8' });
+  assert.equal(child.status, 0, child.stderr);
+  const [oursAnswer, plantedAnswer] = child.stdout.trim().split('\n');
+  assert.equal(oursAnswer, 'accepted');
+  assert.match(plantedAnswer!, /belongs to uid 65533, .*; use a directory owned by root or by uid 65534, or remove .*meshid-agent and let meshid create it$/);
 });
 
 test('a symlink is followed and its target checked; a symlink another user owns is refused', asRoot, (t) => {
