@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { systemClock } from '../../src/common/clock.js';
 import { openSqliteDatastore } from '../../src/server/datastore/sqlite-datastore.js';
+import { exitedAndRead } from '../support/exited-and-read.js';
 
 /**
  * kill -9 at random moments while a child process writes 1,000-entry batches (and deletes whole earlier batches):
@@ -84,7 +85,7 @@ function startWriter(
     }
   });
   child.stderr!.on('data', (chunk: Buffer) => (err += chunk.toString()));
-  const exited = new Promise<void>((resolve) => child.on('exit', () => resolve()));
+  const exited = exitedAndRead(child).then(() => undefined);
   return { child, log, ready, committed, exited, stderr: () => err };
 }
 

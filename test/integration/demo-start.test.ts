@@ -21,6 +21,7 @@ import { AGENT_MAIN } from '../support/cluster.js';
 import { teardown } from '../support/teardown.js';
 import { STOP_ON_STDIN_END_ENV } from '../../src/common/cli/stop-signal.js';
 import { tetherGroup } from '../support/tethered-daemon.js';
+import { exitedAndRead } from '../support/exited-and-read.js';
 
 const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
 
@@ -54,7 +55,7 @@ function startDemo(dir: string, port: number | string): Demo {
   let out = '';
   child.stdout!.on('data', (d: Buffer) => (out += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = exitedAndRead(child);
   return { child, output: () => out, exited, daemons: [] };
 }
 
@@ -352,7 +353,7 @@ test('Ctrl-C in the terminal of npm start stops the server and agent cleanly: np
   const { npm, output } = npmStart(dir, await freePort());
   const tether = tetherGroup(npm.pid!);
   const started: number[] = [];
-  const exited = new Promise<number | null>((resolve) => npm.on('exit', (code) => resolve(code)));
+  const exited = exitedAndRead(npm);
   teardown(t).after(async () => {
     if (npm.exitCode === null && npm.signalCode === null) process.kill(-npm.pid!, 'SIGTERM');
     for (const pid of started.filter(alive)) process.kill(pid, 'SIGKILL');

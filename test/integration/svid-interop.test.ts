@@ -14,6 +14,7 @@ import { webcrypto } from 'node:crypto';
 import type { X509Svid } from '../../src/agent/workload/messages.js';
 import { certificatesToPem, splitConcatenatedDer, toPem } from '../../src/common/x509/pem.js';
 import { Cluster, startCluster, type AgentProcess } from '../support/cluster.js';
+import { exitedAndRead } from '../support/exited-and-read.js';
 
 const CLIENT_ID = 'spiffe://example.org/interop/client';
 const SERVER_ID = 'spiffe://example.org/interop/server';
@@ -118,7 +119,7 @@ test('openssl s_server and s_client -x509_strict -verify_return_error: mutual TL
   // Apart: which of two pipes a process wrote to first is not the order their data reaches this process.
   let serverOut = '';
   let serverErr = '';
-  const exited = new Promise<number | null>((resolve) => server.once('exit', resolve));
+  const exited = exitedAndRead(server);
   server.stdout.on('data', (d: Buffer) => (serverOut += d.toString()));
   server.stderr.on('data', (d: Buffer) => (serverErr += d.toString()));
   try {

@@ -23,6 +23,7 @@ import { compileServerConfig, type RawServerConfig } from '../../src/server/conf
 import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN } from './server-process.js';
+import { exitedAndRead, outputRead } from './exited-and-read.js';
 import { nextOutputOr } from './next-output.js';
 import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
@@ -205,7 +206,7 @@ export class AgentProcess {
   ) {
     child.stdout!.on('data', (d: Buffer) => (this.out += d.toString()));
     child.stderr!.on('data', (d: Buffer) => (this.out += d.toString()));
-    this.exited = new Promise((resolve) => child.once('exit', (code) => resolve(code)));
+    this.exited = exitedAndRead(child);
   }
 
   output(): string {
@@ -253,7 +254,10 @@ export class AgentProcess {
     // A bound on an agent that never gets ready, not a timing under test.
     const until = Date.now() + 30_000;
     for (;;) {
-      if (this.child.exitCode !== null) throw new Error(`meshid-agent exited with ${this.child.exitCode}:\n${this.out}`);
+      if (this.child.exitCode !== null) {
+        await outputRead(this.child);
+        throw new Error(`meshid-agent exited with ${this.child.exitCode}:\n${this.out}`);
+      }
       if (fs.existsSync(this.socketPath)) {
         const c = this.client(1000);
         try {
@@ -396,7 +400,7 @@ async function spawnServer(dir: string, bindAddress: string, extraArgs: readonly
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
-  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const exited = exitedAndRead(child);
   await serverReady(child, adminSocket, () => output);
   const m = /"agentApi":"[^"]*:(\d+)"/.exec(output);
   if (!m) throw new Error(`no agent API port in the server log:\n${output}`);

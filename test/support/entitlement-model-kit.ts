@@ -36,6 +36,7 @@ import { parseSelector } from '../../src/common/spiffe/selector.js';
 import { pemToDerList } from '../../src/common/x509/pem.js';
 import { Cluster, startCluster, startServerProcess, TRUST_DOMAIN, type AgentProcess } from './cluster.js';
 import { opensslCa } from './openssl.js';
+import { exitedAndRead } from './exited-and-read.js';
 import { seededRandom } from './seeded-random.js';
 
 const WORKLOAD_MAIN = path.join(packageRoot, 'dist/test/support/entitlement-workload.js');
@@ -150,7 +151,7 @@ class WorkloadProcess {
     readline.createInterface({ input: this.child.stdout! }).on('line', (line) => {
       this.events.push({ ...(JSON.parse(line) as Record<string, unknown>), s: (JSON.parse(line) as { s: string }).s, seq: this.counter.seq++ });
     });
-    this.exited = new Promise((resolve) => this.child.once('exit', () => resolve()));
+    this.exited = exitedAndRead(this.child).then(() => undefined);
   }
 
   /** The last event of one stream (`x509`, `wildcard`, `explicit`, `delta-wildcard`, `delta-explicit`, or their `-end`). */

@@ -1,6 +1,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { packageRoot } from '../../src/common/paths.js';
+import { exitedAndRead } from './exited-and-read.js';
 import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
 
@@ -80,6 +81,7 @@ export async function startServerProcess(
   let output = '';
   child.stdout!.on('data', (d: Buffer) => (output += d.toString()));
   child.stderr!.on('data', (d: Buffer) => (output += d.toString()));
+  const exited = exitedAndRead(child);
   const cli = (args: string[]): Promise<CliResult> => runNode(main, [...args, '--admin-socket', adminSocket]);
   await serverReady(child, adminSocket, () => output);
   return {
@@ -93,11 +95,9 @@ export async function startServerProcess(
       return Number(m[1]);
     },
     cli,
-    stop: (signal = 'SIGTERM') =>
-      new Promise((resolve) => {
-        if (child.exitCode !== null || child.signalCode !== null) return resolve(child.exitCode);
-        child.once('exit', (code) => resolve(code));
-        child.kill(signal);
-      }),
+    stop: (signal = 'SIGTERM') => {
+      if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+      return exited;
+    },
   };
 }

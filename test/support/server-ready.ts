@@ -1,6 +1,7 @@
 import type { ChildProcess } from 'node:child_process';
 import fs from 'node:fs';
 import { ADMIN_HEALTH_SERVICE, AdminClient } from '../../src/server/cli/admin-client.js';
+import { outputRead } from './exited-and-read.js';
 import { nextOutputOr } from './next-output.js';
 
 /** A bound on a server that never gets ready, not a timing under test. */
@@ -30,7 +31,10 @@ async function answersServing(adminSocket: string): Promise<boolean> {
 export async function serverReady(child: ChildProcess, adminSocket: string, output: () => string): Promise<void> {
   const until = Date.now() + READY_BOUND_MS;
   for (;;) {
-    if (child.exitCode !== null || child.signalCode !== null) throw new Error(`meshid-server exited with ${child.exitCode ?? child.signalCode}:\n${output()}`);
+    if (child.exitCode !== null || child.signalCode !== null) {
+      await outputRead(child);
+      throw new Error(`meshid-server exited with ${child.exitCode ?? child.signalCode}:\n${output()}`);
+    }
     if (fs.existsSync(adminSocket) && (await answersServing(adminSocket))) return;
     if (Date.now() > until) throw new Error(`meshid-server did not become healthy:\n${output()}`);
     await nextOutputOr(child, 100);

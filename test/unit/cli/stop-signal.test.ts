@@ -7,6 +7,7 @@ import { after, test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { STOP_ON_STDIN_END_ENV } from '../../../src/common/cli/stop-signal.js';
+import { exitedAndRead } from '../../support/exited-and-read.js';
 
 const stopSignal = new URL('../../../src/common/cli/stop-signal.js', import.meta.url).href;
 const logModule = new URL('../../../src/common/log.js', import.meta.url).href;
@@ -28,7 +29,7 @@ function child(body: string, env: NodeJS.ProcessEnv): { said: () => string[]; st
   started.add(c);
   let out = '';
   c.stdout.on('data', (d: Buffer) => (out += d.toString()));
-  const exited = new Promise<number | null>((resolve) => c.once('exit', (code) => resolve(code)));
+  const exited = exitedAndRead(c);
   return {
     said: () => out.split('\n').filter((l) => l !== ''),
     stdinEnd: () => c.stdin.end(),
