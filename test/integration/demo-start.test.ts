@@ -22,17 +22,9 @@ import { teardown } from '../support/teardown.js';
 import { STOP_ON_STDIN_END_ENV } from '../../src/common/cli/stop-signal.js';
 import { tetherGroup } from '../support/tethered-daemon.js';
 import { exitedAndRead } from '../support/exited-and-read.js';
+import { fixedPort } from '../support/fixed-port.js';
 
 const DEMO_MAIN = path.join(packageRoot, 'dist/src/demo/start.js');
-
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const probe = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = probe.address() as net.AddressInfo;
-      probe.close(() => resolve(port));
-    });
-  });
-}
 
 interface Demo {
   child: ChildProcess;
@@ -134,7 +126,7 @@ test('npm start serves this user its demo SVID, keeps the join token off every c
     for (const d of demos) await stop(d);
     cleanup();
   });
-  const port = await freePort();
+  const port = await fixedPort();
   const demo = startDemo(dir, port);
   demos.push(demo);
   await running(demo);
@@ -181,13 +173,13 @@ test('npm start while a demo runs on the same state dir says so and starts nothi
     for (const d of demos) await stop(d);
     cleanup();
   });
-  const first = startDemo(dir, await freePort());
+  const first = startDemo(dir, await fixedPort());
   demos.push(first);
   await running(first);
 
   // On another port, as the taken-port answer tells: the first demo's daemons answer on the sockets of this dir, so
   // the second took them for its own and printed that it ran before its own server was refused the locked data dir.
-  const second = startDemo(dir, await freePort());
+  const second = startDemo(dir, await fixedPort());
   demos.push(second);
   assert.equal(await second.exited, 1, second.output());
   assert.doesNotMatch(second.output(), /meshid is running/);
@@ -204,7 +196,7 @@ test('a demo killed with SIGKILL leaves no daemon running: both stop cleanly, an
     for (const d of demos) await stop(d);
     cleanup();
   });
-  const port = await freePort();
+  const port = await fixedPort();
   const first = startDemo(dir, port);
   demos.push(first);
   await running(first);
@@ -247,7 +239,7 @@ test('a demo whose starter is killed with SIGKILL stops, and its server and agen
   const starter = spawn(process.execPath, ['-e', STARTER], {
     cwd: dir,
     detached: true,
-    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(await freePort()) },
+    env: { ...process.env, MESHID_DEMO_DIR: path.join(dir, '.meshid'), MESHID_DEMO_PORT: String(await fixedPort()) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   let out = '';
@@ -328,7 +320,7 @@ function npmStart(dir: string, port: number): { npm: ChildProcess; output: () =>
 
 test('npm start whose npm alone is killed with SIGKILL stops the demo, and its server and agent with it', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-npm-');
-  const { npm, output } = npmStart(dir, await freePort());
+  const { npm, output } = npmStart(dir, await fixedPort());
   // npm's group holds the demo (and the shell, if one stands between): a SIGTERM to it stops the demo's daemons too.
   const tether = tetherGroup(npm.pid!);
   const started: number[] = [];
@@ -350,7 +342,7 @@ test('npm start whose npm alone is killed with SIGKILL stops the demo, and its s
 
 test('Ctrl-C in the terminal of npm start stops the server and agent cleanly: npm passing the SIGINT on to the demo is the same Ctrl-C', { timeout: 120_000 }, async (t) => {
   const { dir, cleanup } = tempDir('meshid-demo-npm-int-');
-  const { npm, output } = npmStart(dir, await freePort());
+  const { npm, output } = npmStart(dir, await fixedPort());
   const tether = tetherGroup(npm.pid!);
   const started: number[] = [];
   const exited = exitedAndRead(npm);
@@ -390,7 +382,7 @@ test('npm start in a dir too deep for its Unix sockets says to set MESHID_DEMO_D
   // The agent socket, .meshid/agent-socket/api.sock under it, passes the kernel's 107 bytes.
   const deep = path.join(dir, 'd'.repeat(Math.max(1, 100 - dir.length)));
   fs.mkdirSync(deep);
-  const demo = startDemo(deep, await freePort());
+  const demo = startDemo(deep, await fixedPort());
   teardown(t).after(() => stop(demo));
   assert.equal(await demo.exited, 1, demo.output());
   assert.match(demo.output(), /^meshid demo: \S+admin\.sock is \d+ bytes long, more than the 107 a Unix socket path may have .*: keep the demo's state in a shorter dir, e\.g\. MESHID_DEMO_DIR=\/tmp\/meshid-demo npm start\n$/);
@@ -408,7 +400,7 @@ test('npm start whose agent fails to start leaves no join token on disk, and the
   // lock. The demo took that non-empty data dir for an attested agent's and passed no token from then on.
   const socket = path.join(dir, '.meshid', 'agent-socket', 'api.sock');
   fs.mkdirSync(socket, { recursive: true, mode: 0o700 });
-  const port = await freePort();
+  const port = await fixedPort();
   const failed = startDemo(dir, port);
   demos.push(failed);
   assert.equal(await failed.exited, 1, failed.output());
@@ -425,7 +417,7 @@ test('npm start whose agent fails to start leaves no join token on disk, and the
 for (const [signal, what] of [['SIGINT', 'Ctrl-C'], ['SIGHUP', 'closing the terminal']] as const) {
   test(`${what} stops the server and agent of the demo cleanly before the demo exits: exit 0, sockets removed, nothing left running`, { timeout: 120_000 }, async (t) => {
     const { dir, cleanup } = tempDir('meshid-demo-stop-');
-    const demo = startDemo(dir, await freePort());
+    const demo = startDemo(dir, await fixedPort());
     teardown(t).after(async () => {
       await stop(demo);
       cleanup();

@@ -24,6 +24,7 @@ import { MeshidServer } from '../../src/server/server.js';
 import { tempDir } from './server-kit.js';
 import { SERVER_MAIN } from './server-process.js';
 import { exitedAndRead, outputRead } from './exited-and-read.js';
+import { fixedPort } from './fixed-port.js';
 import { nextOutputOr } from './next-output.js';
 import { serverReady } from './server-ready.js';
 import { tetheredDaemon } from './tethered-daemon.js';
@@ -367,7 +368,7 @@ export async function startCluster(
   let server: ServerHandle;
   try {
     await prepare?.(t.dir);
-    server = await spawnServer(path.join(t.dir, 'server'), '127.0.0.1:0', serverArgs, serverEnv);
+    server = await spawnServerOnFixedPort(path.join(t.dir, 'server'), serverArgs, serverEnv);
   } catch (err) {
     t.cleanup();
     throw err;
@@ -375,6 +376,23 @@ export async function startCluster(
   const cluster = new Cluster(t.dir, server, t.cleanup, serverArgs, serverEnv);
   await cluster.writeBundle();
   return cluster;
+}
+
+/**
+ * The first start of a cluster's server process, on a fixedPort(): not port 0, so that a restart on the same port
+ * (restartServerProcess, startServerProcess) cannot find it given meanwhile to another test file's listen(0) or
+ * outgoing connection. Another file drawing the same port at the same time is answered with another port.
+ */
+async function spawnServerOnFixedPort(dir: string, extraArgs: readonly string[], env: NodeJS.ProcessEnv): Promise<ServerHandle> {
+  for (let attempt = 1; ; attempt++) {
+    const address = `127.0.0.1:${await fixedPort()}`;
+    try {
+      return await spawnServer(dir, address, extraArgs, env);
+    } catch (err) {
+      const taken = String(err).includes(`cannot listen on ${address} (--bind-address`) && String(err).includes('another process is listening');
+      if (!taken || attempt === 3) throw err;
+    }
+  }
 }
 
 /** Stops the cluster's server process and starts it again on the same port, data dir and command line. */
