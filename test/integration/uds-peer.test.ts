@@ -260,8 +260,11 @@ test('a first request left unread while UidFairQueue holds its uid\'s reading is
   const { socket, state, reply, done } = await rawH2Client(t, socketPath, true);
   socket.write(Buffer.concat([CLIENT_PREFACE, http2Frame(0x4, 0, 0, Buffer.alloc(0))]));
   await until('the agent\'s SETTINGS', () => (state.settingsSeen === 1 ? true : undefined));
-  // Let the agent read the ACK (and start waiting for the request), then hold the uid's reading past that wait.
-  await new Promise((resolve) => setTimeout(resolve, 200));
+  // The agent reads the ACK (and starts waiting for the request) in the same turn as it reads the ACK's bytes: once its
+  // end of the connection has read the preface, the client's SETTINGS and the ACK, hold the uid's reading past that wait.
+  const agentSocket = [...(uds as unknown as { sockets: Map<string, net.Socket> }).sockets.values()][0]!;
+  const prefaceSettingsAck = CLIENT_PREFACE.length + 9 + 9;
+  await until('the agent read the client\'s ACK', () => (agentSocket.bytesRead >= prefaceSettingsAck ? true : undefined));
   uds.pauseReading(process.getuid!());
   socket.write(Buffer.concat(whoRequest(1, socketPath, 10)));
   await new Promise((resolve) => setTimeout(resolve, FIRST_REQUEST_WAIT_MS + 1000));
