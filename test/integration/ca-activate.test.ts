@@ -14,6 +14,7 @@ import { splitConcatenatedDer } from '../../src/common/x509/pem.js';
 import { connectWorkloadApi } from '../../src/agent/cli/workload-client.js';
 import type { X509SvidResponse } from '../../src/agent/workload/messages.js';
 import { advanceUntil } from '../support/advance-until.js';
+import { event } from '../support/event.js';
 import { startInProcessCluster } from '../support/cluster.js';
 import { judgeTlsOnClock } from '../support/fake-clock-tls.js';
 import { opensslVerify } from '../support/openssl.js';
@@ -45,14 +46,16 @@ test('ca activate switches signing to the prepared root now, and ca show (pretty
 
   const client = connectWorkloadApi(socket);
   teardown(t).after(() => client.close());
-  const updates: X509SvidResponse[] = [];
   const watch = client.watchX509Svids();
   teardown(t).after(() => watch.cancel());
+  // The first message itself, awaited: the agent holds the SVID already, but a loaded machine may take seconds to send
+  // it. The bound is on a stream that never answers, not a timing under test.
+  const first = await event('the stream\'s first SVID', watch.next(), 60_000);
+  assert.equal(first.done, false, 'the stream delivered the first SVID');
+  const updates: X509SvidResponse[] = [first.value];
   void (async () => {
     for await (const u of watch) updates.push(u);
   })().catch(() => undefined);
-  for (let i = 0; i < 200 && updates.length === 0; i++) await new Promise((r) => setTimeout(r, 25));
-  assert.ok(updates.length > 0, 'the stream delivered the first SVID');
 
   const rotate = await cli(['ca', 'rotate-root', '--output', 'json']);
   assert.equal(rotate.code, 0, rotate.err);
