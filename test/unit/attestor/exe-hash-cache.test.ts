@@ -74,7 +74,7 @@ test('a file over the size limit is not hashed', (t) => {
 test('a file that changes while it is hashed fails instead of caching a digest of mixed content', (t) => {
   const file = tempFile(t, 'content');
   let calls = 0;
-  const { hooks, open } = countingHooks({
+  const { hooks, hashed, open } = countingHooks({
     fstat: (fd) => {
       const real = systemProcHooks.fstat(fd);
       return ++calls === 2 ? { ...real, size: real.size + 1n } : real;
@@ -83,6 +83,9 @@ test('a file that changes while it is hashed fails instead of caching a digest o
   const cache = new ExeHashCache(hooks, 1024);
   assert.throws(() => cache.hash(file), /changed while it was hashed/);
   assert.equal(open.size, 0);
+  // Nothing was kept for the version seen before the hash: the next call, which sees that version again, reads it.
+  assert.equal(cache.hash(file), createHash('sha256').update('content').digest('hex'));
+  assert.equal(hashed.length, 2);
 });
 
 test('a file rewritten in place while it is hashed (same size, new mtime or ctime) fails too', (t) => {
@@ -182,4 +185,46 @@ test("a uid cycling through many files evicts only its own digests: another uid'
   // The cycling uid's own oldest digests went.
   cache.hash(path.join(dir, 'spam-0'), 1001);
   assert.equal(hashed.length, before + 1);
+});
+
+test("a uid's digest it keeps using outlives newer ones it used once: its entries are dropped least recently used first", (t) => {
+  const kept = tempFile(t, Buffer.alloc(4096, 'k'));
+  const dir = path.dirname(kept);
+  const { hooks, hashed } = countingHooks();
+  const cache = new ExeHashCache(hooks, 1 << 20);
+  const spam = (i: number): string => {
+    const file = path.join(dir, `once-${i}`);
+    if (!fs.existsSync(file)) fs.writeFileSync(file, String(i));
+    return file;
+  };
+  cache.hash(kept, 1001);
+  // 64 digests a uid: `kept` and 63 more fill its share.
+  for (let i = 0; i < 63; i++) cache.hash(spam(i), 1001);
+  const full = hashed.length;
+  cache.hash(kept, 1001);
+  assert.equal(hashed.length, full, 'still cached, and now the most recently used');
+  cache.hash(spam(63), 1001);
+  cache.hash(kept, 1001);
+  assert.equal(hashed.length, full + 1, 'the new file pushed out the least recently used digest, not the one in use');
+  cache.hash(spam(0), 1001);
+  assert.equal(hashed.length, full + 2, 'the oldest one-off went');
+});
+
+test('a uid in use keeps its digests while many other uids come and go: uids are dropped least recently used first', (t) => {
+  const victim = tempFile(t, Buffer.alloc(4096, 'v'));
+  const other = path.join(path.dirname(victim), 'other');
+  fs.writeFileSync(other, 'o');
+  const { hooks, hashed } = countingHooks();
+  const cache = new ExeHashCache(hooks, 1 << 20);
+  cache.hash(victim, 1002);
+  // 512 uids are kept: 1002 and 511 others fill them.
+  for (let uid = 2000; uid < 2511; uid++) cache.hash(other, uid);
+  const full = hashed.length;
+  cache.hash(victim, 1002);
+  assert.equal(hashed.length, full, 'still cached, and 1002 is now the most recently used uid');
+  cache.hash(other, 3000);
+  cache.hash(victim, 1002);
+  assert.equal(hashed.length, full + 1, 'the new uid pushed out the least recently used uid, not 1002');
+  cache.hash(other, 2000);
+  assert.equal(hashed.length, full + 2, 'the oldest uid went');
 });
