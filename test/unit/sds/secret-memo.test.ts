@@ -68,4 +68,30 @@ describe('SDS secrets shared between streams', () => {
     assert.deepEqual(sharedSecret('ROOTCA', roots(rotated), 'spiffe').value, buildSecret('ROOTCA', roots(rotated), 'spiffe').value);
     assert.notEqual(sharedResourceVersion('ROOTCA', roots(rotated), 'spiffe'), sharedResourceVersion('ROOTCA', roots(own), 'spiffe'));
   });
+
+  it('a bundle updated in place (new sequence, new roots) gets fresh bytes and a new version, in both modes', () => {
+    const own = bundle('example.org', 'root-6', 1) as { -readonly [K in keyof TrustBundle]: TrustBundle[K] };
+    const before = { spiffe: sharedSecret('ROOTCA', roots(own), 'spiffe'), trusted: sharedSecret('ROOTCA', roots(own), 'trusted_ca') };
+    const versionBefore = sharedResourceVersion('ROOTCA', roots(own), 'spiffe');
+    own.x509Authorities = [Buffer.from('root-7')];
+    own.sequence = 2;
+    assert.deepEqual(sharedSecret('ROOTCA', roots(own), 'spiffe').value, buildSecret('ROOTCA', roots(own), 'spiffe').value);
+    assert.deepEqual(sharedSecret('ROOTCA', roots(own), 'trusted_ca').value, buildSecret('ROOTCA', roots(own), 'trusted_ca').value);
+    assert.notDeepEqual(sharedSecret('ROOTCA', roots(own), 'spiffe').value, before.spiffe.value);
+    assert.notDeepEqual(sharedSecret('ROOTCA', roots(own), 'trusted_ca').value, before.trusted.value);
+    assert.notEqual(sharedResourceVersion('ROOTCA', roots(own), 'spiffe'), versionBefore);
+  });
+
+  it('a bundle set whose later bundle is another object (same trust domain and sequence) is not served the first set\'s bytes', () => {
+    // The memo hangs off the first bundle; the others are told apart by identity, not only by their sequence.
+    const own = bundle('example.org', 'root-8');
+    const fedA = bundle('other.org', 'partner-root-a', 5);
+    const fedB = bundle('other.org', 'partner-root-b', 5);
+    const a = sharedSecret('ALL', roots(own, fedA), 'spiffe');
+    const b = sharedSecret('ALL', roots(own, fedB), 'spiffe');
+    assert.notEqual(a, b);
+    assert.deepEqual(b.value, buildSecret('ALL', roots(own, fedB), 'spiffe').value);
+    assert.notEqual(sharedResourceVersion('ALL', roots(own, fedA), 'spiffe'), sharedResourceVersion('ALL', roots(own, fedB), 'spiffe'));
+    assert.equal(sharedSecret('ALL', roots(own, fedA), 'spiffe'), a, 'the first set is still shared');
+  });
 });
