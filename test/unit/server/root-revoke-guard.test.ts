@@ -49,6 +49,9 @@ test('the refusal is FAILED_PRECONDITION naming five agents, the count of the re
   assert.doesNotMatch(err.message, /a5/);
   assert.match(err.message, /meshid-server agent evict/);
   assert.match(err.message, /--force/);
+  const five = revokeWouldCutOff(['root-1'], cutOff.slice(0, 5)).message;
+  assert.match(five, /a4 \(still on this root\)\. /, 'exactly five: all named, no count of the rest');
+  assert.doesNotMatch(five, /more/);
 });
 
 test('the refusal of a group names its roots as roots, and the agents as on one of them', () => {
